@@ -1,0 +1,51 @@
+# peergrid: `make run` starts the lab testbed, `make test` runs the whole suite.
+# Both install what they need (Debian packages with apt-get, Python packages into .venv) and are
+# safe to run again: the Python install is redone only when a dependency file changed.
+
+SHELL := /bin/bash
+PYTHON ?= python3.11
+VENV := .venv
+BIN := $(VENV)/bin
+COMPONENTS := ledger controller edge firmware-sim dso-server
+DEPFILES := $(foreach c,$(COMPONENTS),$(c)/pyproject.toml) requirements-dev.txt
+STAMP := $(VENV)/.peergrid-installed
+PURE_CORES := ledger/src/peergrid_ledger controller/src/peergrid_controller
+
+.PHONY: all setup system-packages run test lint typecheck pytest bench soak clean
+
+all: test
+
+system-packages:
+	@scripts/ensure-system-packages
+
+$(STAMP): $(DEPFILES)
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip setuptools wheel
+	$(BIN)/pip install -q $(foreach c,$(COMPONENTS),-e ./$(c)) -r requirements-dev.txt
+	@touch $@
+
+setup: system-packages $(STAMP)
+
+run: setup
+	$(BIN)/peergrid-testbed $(TESTBED_ARGS)
+
+lint: setup
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+typecheck: setup
+	$(BIN)/mypy $(PURE_CORES)
+
+pytest: setup
+	$(BIN)/pytest -n 2 --dist loadgroup $(PYTEST_ARGS)
+
+test: lint typecheck pytest
+
+bench: setup
+	$(BIN)/python -m bench $(BENCH_ARGS)
+
+soak: setup
+	PEERGRID_SOAK=1 $(BIN)/pytest -m slow $(PYTEST_ARGS)
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

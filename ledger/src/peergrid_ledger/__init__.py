@@ -1,0 +1,1 @@
+"""peergrid's permissioned proof-of-authority ledger, shared by every node (edge, DSO, tools)."""

@@ -1,0 +1,74 @@
+"""Typed daemon configuration loaded from a YAML file that Ansible renders.
+
+Promises: `load_settings` returns a validated pydantic model or raises `ConfigError` whose message is one
+line naming the file and the first offending key. Assumes each daemon defines one pydantic model with
+`extra="forbid"` (see `StrictSettings`). Never mutates library globals and never reads the environment.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import NoReturn, TypeVar
+
+import yaml
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+
+class StrictSettings(BaseModel):
+    """Base for every config model: unknown keys are errors, values are not coerced silently."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ConfigError(Exception):
+    """A config file that is missing, unreadable, not YAML, or does not match its model."""
+
+
+M = TypeVar("M", bound=BaseModel)
+
+
+def load_settings(path: str | Path, model: type[M]) -> M:
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: no such config file") from None
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read config: {exc.strerror}") from None
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark is not None else ""
+        raise ConfigError(f"{path}: not valid YAML{where}") from None
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: expected a mapping at the top level, got {type(raw).__name__}")
+    try:
+        return model.model_validate(raw)
+    except ValidationError as exc:
+        raise ConfigError(f"{path}: {describe_validation_error(exc)}") from None
+
+
+def describe_validation_error(exc: ValidationError) -> str:
+    """The first error as `key.sub: reason`, plus how many more there are."""
+    errors = exc.errors()
+    first = errors[0]
+    where = ".".join(str(part) for part in first["loc"]) or "(top level)"
+    if first["type"] == "extra_forbidden":
+        message = f"unknown key '{where}'"
+    elif first["type"] == "missing":
+        message = f"missing required key '{where}'"
+    else:
+        message = f"'{where}': {first['msg']}"
+    if len(errors) > 1:
+        message += f" (and {len(errors) - 1} more)"
+    return message
+
+
+def exit_with_config_error(program: str, error: ConfigError) -> NoReturn:
+    """The one-line error and exit status 2 that every peergrid daemon uses for a bad config."""
+    print(f"{program}: config error: {error}", file=sys.stderr)
+    raise SystemExit(2)
