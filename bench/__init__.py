@@ -1,0 +1,1 @@
+"""peergrid benchmarks. Each `bench/bench_<name>.py` exposes `run(quick: bool) -> str`, a Markdown section."""
