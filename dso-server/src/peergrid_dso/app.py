@@ -1,0 +1,58 @@
+"""The DSO server's FastAPI app: thin routes over services built in `lifespan`.
+
+Promises: `create_app(settings)` builds nothing at import time; heavy objects (MQTT listener, later the
+network model and ledger node) are made in `lifespan`, stored on `app.state` and reached through `Depends`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from importlib import resources
+from typing import Any
+
+from fastapi import Depends, FastAPI, Request
+from fastapi.responses import HTMLResponse
+
+from peergrid_dso.config import DsoSettings
+from peergrid_dso.services.health import MqttHealthListener, NodeBoard
+
+
+def get_board(request: Request) -> NodeBoard:
+    board: NodeBoard = request.app.state.board
+    return board
+
+
+def create_app(settings: DsoSettings, *, listen: bool = True) -> FastAPI:
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        app.state.settings = settings
+        app.state.board = NodeBoard(settings.feeder)
+        listener = None
+        if listen:
+            listener = MqttHealthListener(
+                app.state.board, settings.broker.host, settings.broker.port, f"{settings.node_id}-health"
+            )
+            listener.start()
+        try:
+            yield
+        finally:
+            if listener is not None:
+                listener.stop()
+
+    app = FastAPI(title="peergrid DSO server", version="0.1.0", lifespan=lifespan)
+
+    @app.get("/api/health")
+    def health(request: Request) -> dict[str, Any]:
+        s: DsoSettings = request.app.state.settings
+        return {"status": "ok", "node": s.node_id, "feeder": s.feeder}
+
+    @app.get("/api/nodes")
+    def nodes(board: NodeBoard = Depends(get_board)) -> dict[str, Any]:
+        return board.snapshot()
+
+    @app.get("/", response_class=HTMLResponse)
+    def console() -> str:
+        return resources.files("peergrid_dso.console").joinpath("index.html").read_text(encoding="utf-8")
+
+    return app

@@ -1,0 +1,47 @@
+"""`peergrid-dso`: the DSO server's command line."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from peergrid_ledger.settings import ConfigError, exit_with_config_error, load_settings
+
+PROGRAM = "peergrid-dso"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog=PROGRAM, description="peergrid DSO server")
+    sub = parser.add_subparsers(dest="command", required=True)
+    serve = sub.add_parser("serve", help="run the DSO server (REST API and console)")
+    serve.add_argument("--config", required=True, help="config file (YAML)")
+    serve.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    return parser
+
+
+def serve(args: argparse.Namespace) -> int:
+    from peergrid_dso.config import DsoSettings
+
+    try:
+        settings = load_settings(args.config, DsoSettings)
+    except ConfigError as err:
+        exit_with_config_error(PROGRAM, err)
+    import uvicorn
+
+    from peergrid_dso.app import create_app
+
+    uvicorn.run(
+        create_app(settings), host=settings.http.host, port=settings.http.port, log_level=args.log_level
+    )
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.command == "serve":
+        return serve(args)
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Static assets of the DSO operator console."""

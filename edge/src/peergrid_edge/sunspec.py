@@ -1,0 +1,123 @@
+"""SunSpec register maps as data: decode a model's registers into named, scaled point values.
+
+Promises: `decode_model(model_id, registers)` turns one model block (starting at its ID register) into
+`{point: value}` with scale factors applied and "not implemented" sentinels mapped to None. The point layout
+comes from SunSpec's own model definitions (the JSON files pysunspec2 ships), never from hand-typed tables.
+Pure: no I/O beyond reading those bundled definition files once. Repeating groups are not decoded here.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from functools import cache
+from importlib import resources
+
+SUNS_MARKER = (0x5375, 0x6E53)  # "SunS"
+END_MODEL_ID = 0xFFFF
+BASE_ADDRESSES = (40000, 0, 50000)
+
+# Values SunSpec reserves to mean "not implemented" for each type.
+_UNIMPLEMENTED = {
+    "uint16": 0xFFFF,
+    "int16": 0x8000,
+    "sunssf": 0x8000,
+    "enum16": 0xFFFF,
+    "bitfield16": 0xFFFF,
+    "acc16": 0,
+    "uint32": 0xFFFFFFFF,
+    "int32": 0x80000000,
+    "acc32": 0,
+    "enum32": 0xFFFFFFFF,
+    "bitfield32": 0xFFFFFFFF,
+}
+
+
+class SunSpecError(ValueError):
+    """Registers that are not a valid SunSpec model block."""
+
+
+@dataclass(frozen=True)
+class PointDef:
+    name: str
+    offset: int  # registers from the model's ID register
+    size: int
+    type: str
+    sf: str | int | None
+    access: str  # "R" or "RW"
+    units: str | None
+
+
+@dataclass(frozen=True)
+class ModelDef:
+    id: int
+    name: str
+    points: tuple[PointDef, ...]
+
+    def point(self, name: str) -> PointDef:
+        for p in self.points:
+            if p.name == name:
+                return p
+        raise KeyError(f"model {self.id} has no point {name!r}")
+
+
+@cache
+def model_def(model_id: int) -> ModelDef:
+    try:
+        text = resources.files("sunspec2").joinpath(f"models/json/model_{model_id}.json").read_text()
+    except FileNotFoundError:
+        raise SunSpecError(f"no SunSpec definition for model {model_id}") from None
+    group = json.loads(text)["group"]
+    points, offset = [], 0
+    for p in group["points"]:
+        points.append(
+            PointDef(
+                name=p["name"],
+                offset=offset,
+                size=int(p["size"]),
+                type=p["type"],
+                sf=p.get("sf"),
+                access=p.get("access", "R"),
+                units=p.get("units"),
+            )
+        )
+        offset += int(p["size"])
+    return ModelDef(model_id, group["name"], tuple(points))
+
+
+def _raw(point: PointDef, registers: list[int]) -> int | str | None:
+    words = registers[point.offset : point.offset + point.size]
+    if len(words) < point.size:
+        return None
+    if point.type == "string":
+        raw = b"".join(w.to_bytes(2, "big") for w in words)
+        return raw.split(b"\x00", 1)[0].decode("ascii", errors="replace").strip()
+    value = 0
+    for w in words:
+        value = (value << 16) | w
+    if value == _UNIMPLEMENTED.get(point.type):
+        return None
+    if point.type in ("int16", "sunssf") and value >= 0x8000:
+        value -= 0x10000
+    elif point.type == "int32" and value >= 0x80000000:
+        value -= 0x100000000
+    return value
+
+
+def decode_model(model_id: int, registers: list[int]) -> dict[str, float | int | str | None]:
+    """Decode a model block; `registers[0]` is the model ID register."""
+    if len(registers) < 2 or registers[0] != model_id:
+        raise SunSpecError(f"block does not start with model id {model_id}")
+    mdef = model_def(model_id)
+    raws = {p.name: _raw(p, registers) for p in mdef.points}
+    values: dict[str, float | int | str | None] = {}
+    for p in mdef.points:
+        raw = raws[p.name]
+        if p.type == "sunssf" or raw is None or isinstance(raw, str) or p.sf is None:
+            values[p.name] = raw
+            continue
+        sf = p.sf if isinstance(p.sf, int) else raws.get(p.sf)
+        # SunSpec allows scale factors -10..10; anything else is a broken device, not a number.
+        valid = isinstance(sf, int) and -10 <= sf <= 10
+        values[p.name] = raw * (10.0**sf) if valid and isinstance(sf, int) else None
+    return values

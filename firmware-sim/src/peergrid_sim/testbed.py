@@ -1,0 +1,280 @@
+"""`peergrid-testbed`: the whole lab on one machine — broker, emulated devices, MGMCs, DSO server.
+
+Promises: every process it starts runs in its own session and is stopped (SIGTERM, then SIGKILL of its
+process group) when the testbed ends — by Ctrl-C, SIGTERM, `--duration`, or a child dying early — so it
+leaves no orphan. Prints the URLs to look at. Assumes the console scripts of the other components are on
+PATH beside it (one venv). Binds loopback only.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from peergrid_sim.broker import LOOPBACK, MosquittoBroker, free_port, wait_for_port
+
+PROGRAM = "peergrid-testbed"
+SCENARIOS = Path(__file__).resolve().parents[2] / "scenarios"
+
+
+class TestbedError(RuntimeError):
+    """A part of the testbed did not come up."""
+
+
+def _tool(name: str) -> str:
+    beside = Path(sys.executable).parent / name
+    return str(beside) if beside.exists() else name
+
+
+@dataclass
+class Child:
+    name: str
+    process: subprocess.Popen[bytes]
+    log: Path
+
+
+@dataclass
+class Testbed:
+    workdir: Path
+    scenario: Path
+    http_port: int
+    speed: float
+    children: list[Child] = field(default_factory=list)
+    broker: MosquittoBroker | None = None
+
+    def spawn(self, name: str, argv: list[str]) -> Child:
+        log = self.workdir / "logs" / f"{name}.log"
+        log.parent.mkdir(parents=True, exist_ok=True)
+        with log.open("ab") as out:
+            proc = subprocess.Popen(
+                argv, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True
+            )
+        child = Child(name, proc, log)
+        self.children.append(child)
+        self._write_pids()
+        return child
+
+    def _write_pids(self) -> None:
+        pids = {c.name: c.process.pid for c in self.children}
+        if self.broker is not None and self.broker.process is not None:
+            pids["mosquitto"] = self.broker.process.pid
+        (self.workdir / "pids.json").write_text(json.dumps(pids, indent=1), encoding="utf-8")
+
+    def start(self) -> None:
+        self.broker = MosquittoBroker(self.workdir / "broker").start()
+        endpoints_file = self.workdir / "endpoints.json"
+        sim = self.spawn(
+            "firmware-sim",
+            [
+                _tool("firmware-sim"),
+                "run",
+                str(self.scenario),
+                "--endpoints-json",
+                str(endpoints_file),
+                "--speed",
+                str(self.speed),
+                "--mqtt-host",
+                LOOPBACK,
+                "--mqtt-port",
+                str(self.broker.port),
+            ],
+        )
+        endpoints = self._wait_for_endpoints(endpoints_file, sim)
+        feeder = self._feeder_name()
+        for mg, devices in sorted(_group_by_mg(endpoints).items()):
+            node = f"mgmc-{mg}"
+            config = {
+                "node_id": node,
+                "mg": mg,
+                "feeder": feeder,
+                "broker": {"host": self.broker.host, "port": self.broker.port},
+                "data_dir": str(self.workdir / "nodes" / node),
+                "devices": devices,
+            }
+            path = self.workdir / "config" / f"{node}.yaml"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(yaml.safe_dump(config, sort_keys=False), encoding="utf-8")
+            self.spawn(node, [_tool("peergrid-edge"), "run", "--config", str(path)])
+        dso_config = self.workdir / "config" / "dso.yaml"
+        dso_config.write_text(
+            yaml.safe_dump(
+                {
+                    "node_id": "dso",
+                    "feeder": feeder,
+                    "broker": {"host": self.broker.host, "port": self.broker.port},
+                    "http": {"host": LOOPBACK, "port": self.http_port},
+                },
+                sort_keys=False,
+            ),
+            encoding="utf-8",
+        )
+        dso = self.spawn(
+            "dso", [_tool("peergrid-dso"), "serve", "--config", str(dso_config), "--log-level", "warning"]
+        )
+        if not wait_for_port(LOOPBACK, self.http_port, 30) or dso.process.poll() is not None:
+            raise TestbedError(f"the DSO server did not start; see {dso.log}")
+
+    def _feeder_name(self) -> str:
+        data = yaml.safe_load(self.scenario.read_text(encoding="utf-8")) or {}
+        feeder = data.get("feeder", "feeder1") if isinstance(data, dict) else "feeder1"
+        return str(feeder.get("name", "feeder1") if isinstance(feeder, dict) else feeder)
+
+    def _wait_for_endpoints(self, path: Path, sim: Child, timeout: float = 30) -> list[dict[str, Any]]:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if sim.process.poll() is not None:
+                raise TestbedError(f"firmware-sim exited with {sim.process.returncode}; see {sim.log}")
+            if path.exists():
+                try:
+                    endpoints = json.loads(path.read_text(encoding="utf-8"))
+                except json.JSONDecodeError:
+                    endpoints = None  # still being written
+                if isinstance(endpoints, list):
+                    return endpoints
+            time.sleep(0.1)
+        raise TestbedError(f"firmware-sim wrote no endpoints in {timeout:.0f} s; see {sim.log}")
+
+    def dead_child(self) -> Child | None:
+        return next((c for c in self.children if c.process.poll() is not None), None)
+
+    def stop(self) -> None:
+        for child in reversed(self.children):
+            if child.process.poll() is None:
+                _signal_group(child.process, signal.SIGTERM)
+        deadline = time.monotonic() + 8
+        for child in reversed(self.children):
+            try:
+                child.process.wait(timeout=max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                pass
+            # Kill the whole group even when the leader exited: no grandchild may outlive the testbed.
+            _signal_group(child.process, signal.SIGKILL)
+            if child.process.poll() is None:
+                child.process.wait(timeout=5)
+        if self.broker is not None:
+            self.broker.stop()
+
+
+def _signal_group(proc: subprocess.Popen[bytes], sig: int) -> None:
+    try:
+        os.killpg(proc.pid, sig)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
+def _group_by_mg(endpoints: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
+    natures = {
+        "pv": "pv",
+        "pv_inverter": "pv",
+        "inverter": "pv",
+        "battery": "battery",
+        "genset": "genset",
+        "load": "load",
+        "meter": "meter",
+    }
+    grouped: dict[str, list[dict[str, Any]]] = {}
+    for ep in endpoints:
+        if ep.get("protocol") != "modbus-tcp" or ep.get("mg") is None:
+            continue
+        nature = natures.get(str(ep.get("kind")))
+        if nature is None:
+            continue
+        grouped.setdefault(str(ep["mg"]), []).append(
+            {
+                "name": str(ep["device"]),
+                "nature": nature,
+                "protocol": "modbus-tcp",
+                "host": ep["host"],
+                "port": int(ep["port"]),
+                "unit_id": int(ep.get("unit_id", 1)),
+            }
+        )
+    return grouped
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog=PROGRAM, description="run the peergrid lab testbed on this machine")
+    parser.add_argument(
+        "--scenario", type=Path, default=SCENARIOS / "skeleton.yaml", help="firmware-sim scenario"
+    )
+    parser.add_argument(
+        "--duration", type=float, default=None, help="stop after this many seconds (default: Ctrl-C)"
+    )
+    parser.add_argument(
+        "--workdir", type=Path, default=None, help="where configs, logs and data go (default: a temp dir)"
+    )
+    parser.add_argument(
+        "--http-port", type=int, default=None, help="DSO console/API port (default 8080 if free)"
+    )
+    parser.add_argument("--speed", type=float, default=60.0, help="simulated clock speed factor")
+    return parser
+
+
+def _default_http_port() -> int:
+    return 8080 if not wait_for_port(LOOPBACK, 8080, 0.05) else free_port()
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if not args.scenario.exists():
+        print(f"{PROGRAM}: no such scenario: {args.scenario}", file=sys.stderr)
+        return 2
+    workdir = args.workdir or Path(tempfile.mkdtemp(prefix="peergrid-testbed-"))
+    workdir.mkdir(parents=True, exist_ok=True)
+    bed = Testbed(workdir, args.scenario, args.http_port or _default_http_port(), args.speed)
+    stop_reason: list[str] = []
+
+    def on_signal(signum: int, _frame: object) -> None:
+        stop_reason.append(signal.Signals(signum).name)
+
+    signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGTERM, on_signal)
+    status = 0
+    try:
+        bed.start()
+        url = f"http://{LOOPBACK}:{bed.http_port}"
+        print(f"peergrid testbed running (workdir {workdir})", flush=True)
+        print(f"  DSO console:  {url}/", flush=True)
+        print(f"  DSO API:      {url}/api/nodes  {url}/api/health  {url}/docs", flush=True)
+        assert bed.broker is not None
+        print(f"  MQTT broker:  mqtt://{bed.broker.host}:{bed.broker.port}", flush=True)
+        print(f"  logs:         {workdir / 'logs'}", flush=True)
+        print(
+            "Ctrl-C stops every process it started."
+            if args.duration is None
+            else f"stopping after {args.duration:.0f} s.",
+            flush=True,
+        )
+        deadline = None if args.duration is None else time.monotonic() + args.duration
+        while not stop_reason and (deadline is None or time.monotonic() < deadline):
+            dead = bed.dead_child()
+            if dead is not None:
+                print(
+                    f"{PROGRAM}: {dead.name} exited with {dead.process.returncode}; see {dead.log}",
+                    file=sys.stderr,
+                )
+                status = 1
+                break
+            time.sleep(0.2)
+    except TestbedError as err:
+        print(f"{PROGRAM}: {err}", file=sys.stderr)
+        status = 1
+    finally:
+        bed.stop()
+    print(f"peergrid testbed stopped{' (' + stop_reason[0] + ')' if stop_reason else ''}", flush=True)
+    return status
+
+
+if __name__ == "__main__":
+    sys.exit(main())

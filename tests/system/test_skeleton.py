@@ -1,0 +1,85 @@
+"""The walking skeleton end to end: `peergrid-testbed --duration 20` with real processes.
+
+A PV inverter emulated by firmware-sim serves SunSpec over Modbus TCP, an edge daemon polls it and
+publishes health over a real Mosquitto, and the DSO server shows the reading through its API and console.
+When the duration is up every process the testbed started is gone.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from peergrid_sim.broker import free_port
+
+BIN = Path(sys.executable).parent
+pytestmark = [pytest.mark.system, pytest.mark.xdist_group("system")]
+
+
+def _get(url: str) -> object:
+    with urllib.request.urlopen(url, timeout=2) as response:
+        return json.loads(response.read())
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    # A zombie is dead for our purposes; its parent has not reaped it yet.
+    stat = Path(f"/proc/{pid}/stat")
+    return stat.exists() and stat.read_text().split()[2] != "Z"
+
+
+def test_inverter_reading_reaches_the_dso(tmp_path: Path) -> None:
+    port = free_port()
+    workdir = tmp_path / "bed"
+    bed = subprocess.Popen(
+        [
+            str(BIN / "peergrid-testbed"),
+            "--duration",
+            "20",
+            "--http-port",
+            str(port),
+            "--workdir",
+            str(workdir),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    reading = None
+    try:
+        deadline = time.monotonic() + 40
+        while time.monotonic() < deadline and bed.poll() is None and reading is None:
+            time.sleep(0.5)
+            try:
+                nodes = _get(f"http://127.0.0.1:{port}/api/nodes")
+            except OSError:
+                continue
+            assert isinstance(nodes, dict)
+            for entry in nodes["nodes"].values():
+                for device in entry["report"]["devices"]:
+                    if device["nature"] == "pv" and device["ok"] and device["power_w"] is not None:
+                        reading = device
+        assert reading is not None, "no PV reading reached the DSO"
+        assert 103 in reading["models"] or 701 in reading["models"]
+        page = urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=2).read().decode()
+        assert "peergrid DSO console" in page
+        output, _ = bed.communicate(timeout=60)
+    finally:
+        if bed.poll() is None:
+            bed.kill()
+            bed.wait()
+    assert bed.returncode == 0, output
+    assert f"http://127.0.0.1:{port}/" in output
+    pids = json.loads((workdir / "pids.json").read_text())
+    assert {"firmware-sim", "dso", "mosquitto"} <= set(pids)
+    assert not [name for name, pid in pids.items() if _alive(pid)], "the testbed left processes running"
