@@ -84,10 +84,6 @@ class Testbed:
                 str(endpoints_file),
                 "--speed",
                 str(self.speed),
-                "--mqtt-host",
-                LOOPBACK,
-                "--mqtt-port",
-                str(self.broker.port),
             ],
         )
         endpoints = self._wait_for_endpoints(endpoints_file, sim)
