@@ -1,0 +1,112 @@
+"""`firmware-sim`: run a scenario's emulated devices, check a scenario, or inject faults into a running one.
+
+  firmware-sim run SCENARIO [--endpoints-json FILE] [--speed X] [--control-port N]
+  firmware-sim check SCENARIO
+  firmware-sim fault --control HOST:PORT DEVICE KIND [key=value ...]     e.g. mg1/pv1 delay seconds=2
+  firmware-sim clear --control HOST:PORT DEVICE [KIND]
+Exit codes: 0 ok, 2 bad scenario or arguments, 1 control API refused the request.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+from peergrid_ledger.settings import ConfigError, exit_with_config_error
+
+from .image import MapError
+from .runtime import ScenarioError
+from .scenario import load_scenario
+
+
+def _value(text: str) -> object:
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        return text
+
+
+def post(control: str, path: str, body: dict[str, object]) -> tuple[int, object]:
+    request = urllib.request.Request(
+        f"http://{control}{path}",
+        data=json.dumps(body).encode(),
+        headers={"Content-Type": "application/json"},
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as exc:
+        return exc.code, json.loads(exc.read() or b"{}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="firmware-sim", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    run = sub.add_parser("run", help="start every device of a scenario and serve until SIGINT/SIGTERM")
+    run.add_argument("scenario", type=Path)
+    run.add_argument("--endpoints-json", type=Path, help="also write the endpoints as JSON to this file")
+    run.add_argument(
+        "--speed", type=float, help="simulated seconds per real second (default: the scenario's)"
+    )
+    run.add_argument("--control-port", type=int, default=0, help="control API port (default: a free one)")
+    check = sub.add_parser("check", help="validate a scenario and build its devices without serving")
+    check.add_argument("scenario", type=Path)
+    fault = sub.add_parser("fault", help="inject a fault through a running simulator's control API")
+    fault.add_argument("--control", required=True, help="HOST:PORT of the control API (see the endpoints)")
+    fault.add_argument("device")
+    fault.add_argument("kind")
+    fault.add_argument("params", nargs="*", help="key=value, values as JSON (seconds=2, point=103.W)")
+    clear = sub.add_parser("clear", help="clear one fault kind (or all) on a device")
+    clear.add_argument("--control", required=True)
+    clear.add_argument("device")
+    clear.add_argument("kind", nargs="?")
+    args = parser.parse_args(argv)
+
+    if args.command in ("fault", "clear"):
+        body: dict[str, object] = {"device": args.device}
+        if args.kind:
+            body["fault"] = args.kind
+        for item in getattr(args, "params", []):
+            key, sep, value = item.partition("=")
+            if not sep:
+                parser.error(f"expected key=value, got {item!r}")
+            body[key] = _value(value)
+        status, reply = post(args.control, "/faults" if args.command == "fault" else "/faults/clear", body)
+        print(json.dumps(reply, indent=1))
+        return 0 if status == 200 else 1
+
+    try:
+        scenario = load_scenario(args.scenario)
+        if args.speed is not None and args.speed < 0:
+            raise ConfigError(f"--speed must be >= 0, got {args.speed}")
+        if args.command == "check":
+            from .clock import SimClock
+            from .runtime import Simulation
+
+            sim = Simulation(scenario, SimClock(scenario.start_epoch(), 0.0))
+            n = sum(len(mg.devices) for mg in sim.microgrids.values()) + len(sim.relays)
+            print(f"{args.scenario}: ok, {len(sim.microgrids)} microgrids, {n} devices")
+            return 0
+    except (ScenarioError, MapError) as exc:
+        exit_with_config_error("firmware-sim", ConfigError(f"{args.scenario}: {exc}"))
+    except ConfigError as exc:
+        exit_with_config_error("firmware-sim", exc)
+
+    from .app import run as run_app
+
+    try:
+        return asyncio.run(run_app(scenario, args.speed, args.endpoints_json, args.control_port))
+    except (ScenarioError, MapError) as exc:
+        exit_with_config_error("firmware-sim", ConfigError(f"{args.scenario}: {exc}"))
+    except OSError as exc:
+        print(f"firmware-sim: cannot start: {exc}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,36 @@
+"""A simulated clock: simulated epoch seconds advancing at `speed` times a monotonic source.
+
+Promises: `now()` never goes backwards; changing the speed keeps the time continuous; speed 0 freezes
+the clock so that tests can step it with `advance`. Assumes the monotonic source is injected (tests pass a
+fake). Never reads wall-clock time itself: the start is given.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+
+class SimClock:
+    def __init__(self, start: float, speed: float = 1.0, monotonic: Callable[[], float] = time.monotonic):
+        if speed < 0:
+            raise ValueError(f"clock speed must be >= 0, got {speed}")
+        self._monotonic = monotonic
+        self._anchor_real = monotonic()
+        self._anchor_sim = float(start)
+        self.speed = float(speed)
+
+    def now(self) -> float:
+        return self._anchor_sim + (self._monotonic() - self._anchor_real) * self.speed
+
+    def set_speed(self, speed: float) -> None:
+        if speed < 0:
+            raise ValueError(f"clock speed must be >= 0, got {speed}")
+        self._anchor_sim, self._anchor_real = self.now(), self._monotonic()
+        self.speed = float(speed)
+
+    def advance(self, seconds: float) -> None:
+        """Jump forward (for a frozen clock in tests, or to skip ahead)."""
+        if seconds < 0:
+            raise ValueError("the clock only moves forward")
+        self._anchor_sim += seconds

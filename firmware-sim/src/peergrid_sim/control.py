@@ -1,0 +1,158 @@
+"""The control API: a small JSON-over-HTTP/1.1 endpoint on loopback for tests, tools and the testbed.
+
+Routes (all JSON; errors are 4xx with {"error": reason}, never a crash):
+  GET  /state                          every MG's environment, devices' readings, relays' status, clock
+  GET  /devices/<mg>/<device>          one device's readings, faults and (SunSpec) point values
+  GET  /devices/<relay>                one relay's status
+  POST /faults        {"device": "mg1/pv1", "fault": "delay", "seconds": 2}    see faults.py for kinds
+  POST /faults/clear  {"device": "mg1/pv1", "fault": "delay"}                  omit "fault" to clear all
+  POST /clock         {"speed": 60} or {"advance": 3600}
+  POST /environment   {"mg": "mg1", "irradiance_w_m2": 500}                    null restores the profile
+  POST /relays/<name> {"action": "open" | "close" | "lockout" | "reset"}      as a local operator would
+Promises: one request per connection, bodies up to 64 KiB, nothing here can stop the simulator.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import time
+from typing import Any
+
+from . import faults
+
+MAX_BODY = 65536
+
+
+class HttpError(Exception):
+    def __init__(self, status: int, reason: str):
+        super().__init__(reason)
+        self.status = status
+
+
+class ControlApi:
+    def __init__(self, app: Any):
+        self.app = app
+        self.port = 0
+        self._server: asyncio.Server | None = None
+
+    async def start(self, host: str, port: int) -> int:
+        self._server = await asyncio.start_server(self._serve, host, port)
+        self.port = self._server.sockets[0].getsockname()[1]
+        return self.port
+
+    async def close(self) -> None:
+        if self._server is not None:
+            self._server.close()
+            with contextlib.suppress(Exception):
+                await self._server.wait_closed()
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        status, payload = 500, {"error": "internal error"}
+        try:
+            request_line = (await asyncio.wait_for(reader.readline(), 10)).decode("latin-1").split()
+            headers: dict[str, str] = {}
+            while True:
+                line = (await asyncio.wait_for(reader.readline(), 10)).decode("latin-1").strip()
+                if not line:
+                    break
+                key, _, value = line.partition(":")
+                headers[key.strip().lower()] = value.strip()
+            length = int(headers.get("content-length", "0") or 0)
+            if len(request_line) < 2 or length < 0 or length > MAX_BODY:
+                raise HttpError(400, "bad request")
+            body = await asyncio.wait_for(reader.readexactly(length), 10) if length else b""
+            status, payload = 200, self.route(request_line[0], request_line[1], body)
+        except HttpError as exc:
+            status, payload = exc.status, {"error": str(exc)}
+        except (faults.FaultError, ValueError) as exc:
+            status, payload = 400, {"error": str(exc)}
+        except (TimeoutError, asyncio.IncompleteReadError, ConnectionError):
+            writer.close()
+            return
+        data = json.dumps(payload, default=str).encode()
+        reason = {200: "OK", 400: "Bad Request", 404: "Not Found", 405: "Method Not Allowed"}.get(
+            status, "Error"
+        )
+        writer.write(
+            f"HTTP/1.1 {status} {reason}\r\nContent-Type: application/json\r\nContent-Length: {len(data)}\r\n"
+            f"Connection: close\r\n\r\n".encode()
+            + data
+        )
+        with contextlib.suppress(ConnectionError):
+            await writer.drain()
+        writer.close()
+
+    def route(self, method: str, path: str, body: bytes) -> Any:
+        sim = self.app.sim
+        try:
+            request = json.loads(body) if body else {}
+        except json.JSONDecodeError:
+            raise HttpError(400, "body is not JSON") from None
+        if not isinstance(request, dict):
+            raise HttpError(400, "body must be a JSON object")
+        if method == "GET" and path == "/state":
+            return sim.state()
+        if method == "GET" and path.startswith("/devices/"):
+            return self.describe(self._device(path.removeprefix("/devices/")))
+        if method != "POST":
+            raise HttpError(
+                405 if path in ("/faults", "/faults/clear", "/clock", "/environment") else 404, "no route"
+            )
+        if path == "/faults":
+            device = self._device(request.get("device"))
+            faults.inject(device, request, time.monotonic())
+            return self.describe(device)
+        if path == "/faults/clear":
+            device = self._device(request.get("device"))
+            faults.clear(device, request.get("fault"))
+            return self.describe(device)
+        if path == "/clock":
+            if "speed" in request:
+                sim.clock.set_speed(float(request["speed"]))
+            if "advance" in request:
+                sim.clock.advance(float(request["advance"]))
+            sim.tick()
+            return {"t": sim.t, "speed": sim.clock.speed}
+        if path == "/environment":
+            mg = sim.microgrids.get(request.get("mg"))
+            if mg is None:
+                raise HttpError(404, f"no microgrid {request.get('mg')!r}")
+            for key in ("irradiance_w_m2", "ambient_c", "load_factor"):
+                if key in request:
+                    if request[key] is None:
+                        mg.env_override.pop(key, None)
+                    else:
+                        mg.env_override[key] = float(request[key])
+            sim.tick()
+            return mg.environment(sim.t).__dict__
+        if path.startswith("/relays/"):
+            relay = sim.relays.get(path.removeprefix("/relays/"))
+            if relay is None:
+                raise HttpError(404, "no such relay")
+            error = relay.command(str(request.get("action")))
+            if error is not None:
+                raise HttpError(400, f"relay refused {request.get('action')!r} (Modbus exception {error})")
+            return relay.status()
+        raise HttpError(404, "no route")
+
+    def _device(self, path: Any) -> Any:
+        if not isinstance(path, str):
+            raise HttpError(400, "'device' must be 'mg/device' or a relay name")
+        try:
+            return self.app.sim.device(path)
+        except KeyError as exc:
+            raise HttpError(404, str(exc.args[0])) from None
+
+    @staticmethod
+    def describe(device: Any) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "name": device.name,
+            "kind": device.kind,
+            "readings": device.readings(),
+            "faults": device.faults.describe(),
+        }
+        if device.kind != "relay":
+            out["points"] = {e.key: device.image.value(e.key) for e in device.image.entries if e.implemented}
+        return out

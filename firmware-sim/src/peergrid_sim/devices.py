@@ -1,0 +1,106 @@
+"""Emulated SunSpec devices: one physics model behind one register image, plus the faults put on it.
+
+Promises: a `SunSpecDevice` answers Modbus holding-register reads and writes exactly as its image says,
+applies accepted writes to its physics at once (so a read-back sees them), and re-renders its image from
+physics on `refresh`. Coils, discrete inputs and input registers are ILLEGAL_FUNCTION on a SunSpec device.
+Assumes the runtime advances physics. Never touches sockets or clocks; faults are data read by the shells.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from . import physics
+from .image import ILLEGAL_FUNCTION, ILLEGAL_VALUE, RegisterImage, load_map
+from .modbus import READ_HOLDING
+
+PHYSICS = {
+    "pv": (physics.PvInverter, "pv_inverter"),
+    "battery": (physics.Battery, "battery"),
+    "genset": (physics.Genset, "genset"),
+    "load": (physics.Load, "load"),
+    "meter": (physics.PccMeter, "meter"),
+}
+
+
+@dataclass
+class Faults:
+    """Communication and behaviour faults; each is cleared by setting it back to its default."""
+
+    no_response: bool = False
+    delay_s: float = 0.0
+    exception: int | None = None
+    bad_crc: bool = False
+    down_until: float = 0.0  # monotonic seconds: rebooting until then
+    relay_fail: str | None = None  # "no_operation" | "wrong_status"
+
+    def describe(self) -> dict[str, Any]:
+        return {k: v for k, v in self.__dict__.items() if v not in (False, 0.0, None)}
+
+
+@dataclass
+class SunSpecDevice:
+    name: str
+    mg: str
+    kind: str
+    unit_id: int
+    model: Any  # a physics model
+    image: RegisterImage
+    faults: Faults = field(default_factory=Faults)
+
+    @classmethod
+    def create(cls, name: str, mg: str, kind: str, unit_id: int, params: dict[str, Any]) -> SunSpecDevice:
+        model_cls, map_name = PHYSICS[kind]
+        model = model_cls(**params)
+        identity = {
+            "manufacturer": "peergrid",
+            "model_name": f"sim-{kind}",
+            "version": "0.1.0",
+            "serial": f"{mg}-{name}",
+            "unit_id": unit_id,
+        }
+        image = RegisterImage.build(load_map(map_name), identity, model.peaks())
+        device = cls(name, mg, kind, unit_id, model, image)
+        device.refresh()
+        return device
+
+    def refresh(self) -> None:
+        self.image.refresh(self.model.readings())
+
+    def readings(self) -> dict[str, Any]:
+        return self.model.readings()
+
+    def reboot(self) -> None:
+        """Registers and settings back to power-on defaults (energy counters are non-volatile)."""
+        self.model.reset_settings()
+        self.image.reset_stored()
+        self.image.clear_forced()
+        self.refresh()
+
+    # --- modbus.Target ---
+    def read_bits(self, table: int, address: int, count: int) -> list[int] | int:
+        return ILLEGAL_FUNCTION
+
+    def read_registers(self, table: int, address: int, count: int) -> list[int] | int:
+        if table != READ_HOLDING:
+            return ILLEGAL_FUNCTION
+        return self.image.read(address, count)
+
+    def write_bits(self, address: int, values: list[int]) -> int | None:
+        return ILLEGAL_FUNCTION
+
+    def write_registers(self, address: int, values: list[int]) -> int | None:
+        plan = self.image.plan_write(address, values)
+        if isinstance(plan, int):
+            return plan
+        for change in plan:
+            if change.setting is not None and self.model.check(change.setting, change.value) is not None:
+                return ILLEGAL_VALUE
+        for change in plan:
+            if change.setting is None:
+                self.image.apply_stored(change)
+            else:
+                self.model.apply(change.setting, change.value)
+        self.refresh()
+        return None

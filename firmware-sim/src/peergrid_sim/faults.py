@@ -1,0 +1,96 @@
+"""Fault injection: turn a fault request into changes on one device, and clear them again.
+
+Promises: `inject(device, request, now)` validates the request and applies it, or raises `FaultError` with a
+one-line reason and changes nothing; `clear(device, kind)` undoes one fault kind (or all with None).
+Faults: no_response, delay (seconds), exception (Modbus code), stuck (point frozen), value (point forced,
+may be out of range), bad_crc (RTU replies with a wrong CRC), reboot (silent for `seconds`, registers and
+settings back to defaults), relay_fail (no_operation | wrong_status), interlock, lockout.
+Assumes `now` is the monotonic clock the servers compare `down_until` with.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+KINDS = (
+    "no_response",
+    "delay",
+    "exception",
+    "stuck",
+    "value",
+    "bad_crc",
+    "reboot",
+    "relay_fail",
+    "interlock",
+    "lockout",
+)
+
+
+class FaultError(ValueError):
+    """A fault request that names an unknown fault, point or value."""
+
+
+def _number(request: dict[str, Any], key: str, low: float, high: float) -> float:
+    value = request.get(key)
+    if not isinstance(value, int | float) or isinstance(value, bool) or not low <= value <= high:
+        raise FaultError(f"'{key}' must be a number within {low:g}..{high:g}")
+    return float(value)
+
+
+def inject(device: Any, request: dict[str, Any], now: float) -> None:
+    kind = request.get("fault")
+    faults = device.faults
+    is_relay = device.kind == "relay"
+    if kind == "no_response":
+        faults.no_response = True
+    elif kind == "delay":
+        faults.delay_s = _number(request, "seconds", 0.0, 60.0)
+    elif kind == "exception":
+        faults.exception = int(_number(request, "code", 1, 11))
+    elif kind == "bad_crc":
+        faults.bad_crc = True
+    elif kind == "reboot":
+        faults.down_until = (
+            now + _number(request, "seconds", 0.0, 600.0) if "seconds" in request else now + 2.0
+        )
+        device.reboot()
+    elif kind in ("stuck", "value") and not is_relay:
+        point = request.get("point")
+        if not isinstance(point, str) or point not in device.image.by_key:
+            raise FaultError(f"'point' must name a point of {device.name} such as '103.W'")
+        value = None if kind == "stuck" else _number(request, "value", -1e12, 1e12)
+        device.image.force(point, value)
+    elif kind == "relay_fail" and is_relay:
+        mode = request.get("mode")
+        if mode not in ("no_operation", "wrong_status"):
+            raise FaultError("'mode' must be no_operation or wrong_status")
+        faults.relay_fail = mode
+    elif kind in ("interlock", "lockout") and is_relay:
+        setattr(device.mechanism, "interlock" if kind == "interlock" else "locked_out", True)
+    else:
+        raise FaultError(f"unknown fault {kind!r} for a {device.kind}; one of {', '.join(KINDS)}")
+
+
+def clear(device: Any, kind: str | None = None) -> None:
+    faults = device.faults
+    if kind not in (None, *KINDS):
+        raise FaultError(f"unknown fault {kind!r}")
+    if kind in (None, "no_response"):
+        faults.no_response = False
+    if kind in (None, "delay"):
+        faults.delay_s = 0.0
+    if kind in (None, "exception"):
+        faults.exception = None
+    if kind in (None, "bad_crc"):
+        faults.bad_crc = False
+    if kind in (None, "reboot"):
+        faults.down_until = 0.0
+    if kind in (None, "stuck", "value") and device.kind != "relay":
+        device.image.clear_forced()
+        device.refresh()
+    if kind in (None, "relay_fail"):
+        faults.relay_fail = None
+    if device.kind == "relay" and kind in (None, "interlock"):
+        device.mechanism.interlock = False
+    if device.kind == "relay" and kind in (None, "lockout"):
+        device.mechanism.locked_out = False

@@ -1,0 +1,125 @@
+"""MQTT sensors: devices that publish telemetry to the feeder's broker and take commands from it.
+
+Topics (under `peergrid/<feeder>/telemetry/<mg>/<device>`):
+  <topic>          JSON telemetry every `period_s` real seconds and after every command:
+                   {"mg", "device", "kind", "t" (simulated epoch s), "seq", "readings": {...}}
+  <topic>/set      JSON command {"<setting>": value, ...}, e.g. {"limit_enabled": 1, "limit_pct": 50}
+  <topic>/ack      JSON {"seq", "accepted": {...}, "rejected": {"<setting>": reason}} (QoS 1)
+Promises: a command is applied whole or not at all; a malformed command is answered on /ack and never
+raises; a broker outage only delays telemetry (paho reconnects). Assumes paho-mqtt 2.x; its network
+thread hands commands to the asyncio loop, which alone touches device state.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from typing import Any
+
+import paho.mqtt.client as mqtt
+
+log = logging.getLogger("peergrid_sim.mqtt")
+
+
+def parse_command(payload: bytes, model: Any) -> tuple[dict[str, float], dict[str, str]]:
+    """Pure: a command payload -> (accepted settings, rejected with reasons); accepted is empty if any fail."""
+    try:
+        command = json.loads(payload)
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        return {}, {"*": "payload is not JSON"}
+    if not isinstance(command, dict) or not command:
+        return {}, {"*": "command must be a non-empty JSON object"}
+    accepted: dict[str, float] = {}
+    rejected: dict[str, str] = {}
+    for name, value in command.items():
+        if not isinstance(value, int | float) or isinstance(value, bool):
+            rejected[name] = "value must be a number"
+            continue
+        reason = model.check(name, float(value))
+        if reason is None:
+            accepted[name] = float(value)
+        else:
+            rejected[name] = reason
+    return ({} if rejected else accepted), rejected
+
+
+class MqttSensors:
+    def __init__(self, scenario: Any, devices: list[tuple[Any, Any, str | None]], clock: Any):
+        self.clock = clock
+        assert scenario.broker is not None
+        self.feeder = scenario.feeder
+        self.broker = scenario.broker
+        self.devices = devices
+        self.seq = 0
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._tasks: list[asyncio.Task[None]] = []
+        self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"firmware-sim-{scenario.name}")
+        self.client.on_connect = self._on_connect
+        self.client.on_message = self._on_message
+        self._by_topic = {self.topic(mg or "", spec.name): (spec, device) for spec, device, mg in devices}
+
+    def topic(self, mg: str, device: str) -> str:
+        return f"peergrid/{self.feeder}/telemetry/{mg}/{device}"
+
+    async def start(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        self.client.connect_async(self.broker.host, self.broker.port, keepalive=30)
+        self.client.loop_start()
+        for topic, (spec, device) in self._by_topic.items():
+            self._tasks.append(asyncio.create_task(self._publish_forever(topic, spec.period_s, device)))
+
+    async def close(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        self.client.disconnect()
+        self.client.loop_stop()
+
+    def _on_connect(self, client: mqtt.Client, userdata: Any, flags: Any, reason: Any, props: Any) -> None:
+        for topic in self._by_topic:
+            client.subscribe(f"{topic}/set", qos=1)
+
+    def _on_message(self, client: mqtt.Client, userdata: Any, message: mqtt.MQTTMessage) -> None:
+        if self._loop is not None:
+            self._loop.call_soon_threadsafe(
+                self._command, message.topic.removesuffix("/set"), bytes(message.payload)
+            )
+
+    def _command(self, topic: str, payload: bytes) -> None:
+        entry = self._by_topic.get(topic)
+        if entry is None:
+            return
+        device = entry[1]
+        if device.faults.no_response:
+            return
+        accepted, rejected = parse_command(payload, device.model)
+        for name, value in accepted.items():
+            device.model.apply(name, value)
+        device.refresh()
+        self.seq += 1
+        ack = {"seq": self.seq, "accepted": accepted, "rejected": rejected}
+        self.client.publish(f"{topic}/ack", json.dumps(ack), qos=1)
+        self._publish(topic, device)
+
+    def _publish(self, topic: str, device: Any) -> None:
+        self.seq += 1
+        body = {
+            "mg": device.mg,
+            "device": device.name,
+            "kind": device.kind,
+            "t": self._now(),
+            "seq": self.seq,
+            "readings": device.readings(),
+        }
+        self.client.publish(topic, json.dumps(body), qos=0)
+
+    def _now(self) -> float:
+        return float(self.clock.now())
+
+    async def _publish_forever(self, topic: str, period: float, device: Any) -> None:
+        while True:
+            if not device.faults.no_response:
+                await asyncio.sleep(device.faults.delay_s)
+                self._publish(topic, device)
+            await asyncio.sleep(period)

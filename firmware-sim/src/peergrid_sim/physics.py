@@ -1,0 +1,488 @@
+"""Device physics: PV, battery, genset, load and the PCC meter, stepped by an injected time delta.
+
+Promises: each model turns (its settings, an `Environment`, a time step) into its next state and a flat
+`readings()` dict named in the domain's words (`ac_w`, `soc_pct`, `fuel_cost`); settings are changed only
+through `check`/`apply`, which say why a value is refused. Power sign: positive = AC power the device
+delivers to the MG bus (a load's `ac_w` is therefore its consumption with `net_w` negative).
+Assumes dt >= 0 in simulated seconds; large steps are split internally. Never reads a clock, a socket
+or a global: the runtime owns time.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+MAX_STEP_S = 30.0
+V_NOMINAL = 230.0
+HZ_NOMINAL = 50.0
+
+
+@dataclass(frozen=True)
+class Environment:
+    irradiance_w_m2: float = 0.0
+    ambient_c: float = 20.0
+    load_factor: float = 1.0
+
+
+def substeps(dt: float) -> list[float]:
+    if dt <= 0:
+        return []
+    n = max(1, math.ceil(dt / MAX_STEP_S))
+    return [dt / n] * n
+
+
+def ac_readings(p_w: float, q_var: float, v: float = V_NOMINAL, hz: float = HZ_NOMINAL) -> dict[str, float]:
+    """Three-phase balanced AC quantities for a real/reactive power pair."""
+    va = math.hypot(p_w, q_var)
+    amps = va / (3.0 * v)
+    return {
+        "ac_w": p_w,
+        "ac_var": q_var,
+        "ac_va": va,
+        "pf": (p_w / va) if va > 1e-6 else 1.0,
+        "ac_a": amps * 3.0,
+        "ac_a_ph": amps,
+        "v_ph": v,
+        "v_ll": v * math.sqrt(3.0),
+        "hz": hz,
+    }
+
+
+def _pct(name: str, value: float, low: float = 0.0, high: float = 100.0) -> str | None:
+    return None if low <= value <= high else f"{name} must be within {low:g}..{high:g}, got {value:g}"
+
+
+def _flag(name: str, value: float) -> str | None:
+    return None if value in (0, 1) else f"{name} must be 0 or 1, got {value:g}"
+
+
+# SunSpec model 103 operating states (St).
+ST_OFF, ST_SLEEPING, ST_STARTING, ST_MPPT, ST_THROTTLED, ST_SHUTTING_DOWN, ST_FAULT, ST_STANDBY = range(1, 9)
+
+
+@dataclass
+class PvInverter:
+    rating_w: float
+    dc_rating_w: float | None = None
+    efficiency: float = 0.97
+    temp_coeff_per_c: float = -0.004
+    noct_c: float = 45.0
+    connected: int = 1
+    limit_enabled: int = 0
+    limit_pct: float = 100.0
+    w_max: float = 0.0
+    energy_wh: float = 0.0
+    available_w: float = 0.0
+    ac_w: float = 0.0
+    cell_c: float = 20.0
+    ambient_c: float = 20.0
+
+    def __post_init__(self) -> None:
+        self.dc_rating_w = self.dc_rating_w or self.rating_w * 1.1
+        self.w_max = self.w_max or self.rating_w
+
+    def peaks(self) -> dict[str, float]:
+        return {"w": self.rating_w * 1.1, "a": self.rating_w / V_NOMINAL, "dc_w": self.dc_rating_w or 0.0}
+
+    def limit_w(self) -> float:
+        return self.w_max * (self.limit_pct / 100.0 if self.limit_enabled else 1.0)
+
+    def advance(self, dt: float, env: Environment) -> None:
+        irr = max(0.0, env.irradiance_w_m2)
+        self.ambient_c = env.ambient_c
+        self.cell_c = env.ambient_c + (self.noct_c - 20.0) / 800.0 * irr
+        dc = (self.dc_rating_w or 0.0) * irr / 1000.0 * (1.0 + self.temp_coeff_per_c * (self.cell_c - 25.0))
+        self.available_w = max(0.0, min(dc * self.efficiency, self.rating_w))
+        self.ac_w = min(self.available_w, self.limit_w()) if self.connected else 0.0
+        self.energy_wh += self.ac_w * dt / 3600.0
+
+    @property
+    def net_w(self) -> float:
+        return self.ac_w
+
+    def state(self) -> int:
+        if not self.connected:
+            return ST_OFF
+        if self.available_w < 1.0:
+            return ST_SLEEPING
+        return ST_THROTTLED if self.ac_w < self.available_w - 1.0 else ST_MPPT
+
+    def readings(self) -> dict[str, float | int | None]:
+        dc_w = self.ac_w / self.efficiency if self.ac_w > 0 else 0.0
+        dc_v = 600.0 if self.ac_w > 0 else 0.0
+        return {
+            **ac_readings(self.ac_w, 0.0),
+            "energy_wh": self.energy_wh,
+            "dc_w": dc_w,
+            "dc_v": dc_v,
+            "dc_a": dc_w / dc_v if dc_v else 0.0,
+            "temp_c": self.ambient_c + 10.0 * self.ac_w / self.rating_w,
+            "state": self.state(),
+            "available_w": self.available_w,
+            "rating_w": self.rating_w,
+            "rating_var": 0.44 * self.rating_w,
+            "rating_var_neg": -0.44 * self.rating_w,
+            "rating_a": self.rating_w / (3.0 * V_NOMINAL),
+            "connected": self.connected,
+            "limit_enabled": self.limit_enabled,
+            "limit_pct": self.limit_pct,
+            "w_max": self.w_max,
+        }
+
+    def check(self, setting: str, value: float) -> str | None:
+        if setting in ("connected", "limit_enabled"):
+            return _flag(setting, value)
+        if setting == "limit_pct":
+            return _pct(setting, value)
+        if setting == "w_max":
+            return _pct(setting, value, 0.0, self.rating_w)
+        return f"unknown setting {setting}"
+
+    def apply(self, setting: str, value: float) -> None:
+        setattr(self, setting, int(value) if setting in ("connected", "limit_enabled") else float(value))
+
+    def reset_settings(self) -> None:
+        self.connected, self.limit_enabled, self.limit_pct, self.w_max = 1, 0, 100.0, self.rating_w
+
+
+# SunSpec model 124 ChaSt / 802 ChaSt values.
+CHA_OFF, CHA_EMPTY, CHA_DISCHARGING, CHA_CHARGING, CHA_FULL, CHA_HOLDING = 1, 2, 3, 4, 5, 6
+
+
+@dataclass
+class Battery:
+    capacity_wh: float
+    max_charge_w: float
+    max_discharge_w: float
+    soc_pct: float = 50.0
+    soc_min_pct: float = 10.0
+    soc_max_pct: float = 95.0
+    charge_efficiency: float = 0.95
+    discharge_efficiency: float = 0.95
+    nominal_v: float = 400.0
+    # 124-style control: mode bit0 = charge, bit1 = discharge; rates in % of w_cha_max.
+    mode: int = 0
+    in_pct: float = 0.0
+    out_pct: float = 0.0
+    w_cha_max: float = 0.0
+    reserve_pct: float = 0.0
+    ac_w: float = 0.0
+    charged_wh: float = 0.0
+    discharged_wh: float = 0.0
+    cycles: float = 0.0
+
+    def __post_init__(self) -> None:
+        self.w_cha_max = self.w_cha_max or self.max_charge_w
+
+    def peaks(self) -> dict[str, float]:
+        peak = max(self.max_charge_w, self.max_discharge_w)
+        return {
+            "w": peak * 1.1,
+            "a": peak / V_NOMINAL,
+            "wh": self.capacity_wh,
+            "dc_a": peak / self.nominal_v * 1.5,
+        }
+
+    def setpoint_w(self) -> float:
+        """Requested AC power, + discharge / - charge, from the 124 control points."""
+        if self.mode & 2:
+            return self.out_pct / 100.0 * self.w_cha_max
+        if self.mode & 1:
+            return -self.in_pct / 100.0 * self.w_cha_max
+        return 0.0
+
+    def advance(self, dt: float, env: Environment) -> None:
+        for step in substeps(dt) or [0.0]:
+            self._step(step)
+
+    def _step(self, dt: float) -> None:
+        p = max(-self.max_charge_w, min(self.max_discharge_w, self.setpoint_w()))
+        floor = max(self.soc_min_pct, self.reserve_pct)
+        stored = self.soc_pct / 100.0 * self.capacity_wh
+        if p > 0:
+            room_wh = max(0.0, stored - floor / 100.0 * self.capacity_wh)
+            p = min(p, room_wh * self.discharge_efficiency * 3600.0 / dt) if dt > 0 else p
+            p = p if stored > floor / 100.0 * self.capacity_wh + 1e-9 else 0.0
+            stored -= p * dt / 3600.0 / self.discharge_efficiency
+            self.discharged_wh += p * dt / 3600.0
+        elif p < 0:
+            room_wh = max(0.0, self.soc_max_pct / 100.0 * self.capacity_wh - stored)
+            p = -min(-p, room_wh / self.charge_efficiency * 3600.0 / dt) if dt > 0 else p
+            p = p if stored < self.soc_max_pct / 100.0 * self.capacity_wh - 1e-9 else 0.0
+            stored += -p * dt / 3600.0 * self.charge_efficiency
+            self.charged_wh += -p * dt / 3600.0
+        self.ac_w = p
+        self.soc_pct = max(0.0, min(100.0, 100.0 * stored / self.capacity_wh))
+        self.cycles = self.discharged_wh / self.capacity_wh
+
+    @property
+    def net_w(self) -> float:
+        return self.ac_w
+
+    def charge_state(self) -> int:
+        if self.ac_w > 1.0:
+            return CHA_DISCHARGING
+        if self.ac_w < -1.0:
+            return CHA_CHARGING
+        if self.soc_pct >= self.soc_max_pct - 0.01:
+            return CHA_FULL
+        if self.soc_pct <= self.soc_min_pct + 0.01:
+            return CHA_EMPTY
+        return CHA_HOLDING
+
+    def readings(self) -> dict[str, float | int | None]:
+        dc_v = self.nominal_v * (0.9 + 0.2 * self.soc_pct / 100.0)
+        return {
+            **ac_readings(self.ac_w, 0.0),
+            "energy_wh": self.discharged_wh,
+            "charged_wh": self.charged_wh,
+            "soc_pct": self.soc_pct,
+            "soc_min_pct": self.soc_min_pct,
+            "soc_max_pct": self.soc_max_pct,
+            "available_wh": max(0.0, (self.soc_pct - self.soc_min_pct) / 100.0 * self.capacity_wh),
+            "capacity_wh": self.capacity_wh,
+            "dc_v": dc_v,
+            "dc_a": self.ac_w / dc_v,
+            "dc_w": self.ac_w,
+            "max_charge_w": self.max_charge_w,
+            "max_discharge_w": self.max_discharge_w,
+            "cha_st": self.charge_state(),
+            "state": ST_MPPT if abs(self.ac_w) > 1.0 else ST_STANDBY,
+            "mode": self.mode,
+            "in_pct": self.in_pct,
+            "out_pct": self.out_pct,
+            "w_cha_max": self.w_cha_max,
+            "reserve_pct": self.reserve_pct,
+            "setpoint_w": self.setpoint_w(),
+            "cycles": int(self.cycles),
+            "temp_c": 25.0,
+        }
+
+    def check(self, setting: str, value: float) -> str | None:
+        if setting == "mode":
+            return None if value in (0, 1, 2, 3) else f"mode bits must be within 0..3, got {value:g}"
+        if setting in ("in_pct", "out_pct"):
+            return _pct(setting, value, -100.0, 100.0)
+        if setting == "reserve_pct":
+            return _pct(setting, value)
+        if setting == "w_cha_max":
+            return _pct(setting, value, 0.0, self.max_charge_w)
+        return f"unknown setting {setting}"
+
+    def apply(self, setting: str, value: float) -> None:
+        setattr(self, setting, int(value) if setting == "mode" else float(value))
+
+    def reset_settings(self) -> None:
+        self.mode, self.in_pct, self.out_pct, self.reserve_pct = 0, 0.0, 0.0, 0.0
+        self.w_cha_max = self.max_charge_w
+
+
+GEN_STOPPED, GEN_STARTING, GEN_RUNNING, GEN_STOPPING = 0, 1, 2, 3
+
+
+@dataclass
+class Genset:
+    rating_w: float
+    min_load_pct: float = 30.0
+    ramp_w_per_s: float = 0.0
+    start_delay_s: float = 30.0
+    stop_delay_s: float = 60.0
+    fuel_l_per_h_idle_per_kw: float = 0.08  # Willans line: F = a*rating + b*P
+    fuel_l_per_kwh: float = 0.25
+    fuel_price_per_l: float = 1.5
+    run: int = 0
+    w_set: float = 0.0
+    phase: int = GEN_STOPPED
+    phase_elapsed_s: float = 0.0
+    ac_w: float = 0.0
+    energy_wh: float = 0.0
+    fuel_l: float = 0.0
+    fuel_cost: float = 0.0
+    run_hours: float = 0.0
+
+    def __post_init__(self) -> None:
+        self.ramp_w_per_s = self.ramp_w_per_s or self.rating_w / 10.0
+
+    def peaks(self) -> dict[str, float]:
+        return {"w": self.rating_w * 1.1, "a": self.rating_w / V_NOMINAL}
+
+    def target_w(self) -> float:
+        return max(self.min_load_pct / 100.0 * self.rating_w, min(self.rating_w, self.w_set))
+
+    def advance(self, dt: float, env: Environment) -> None:
+        for step in substeps(dt):
+            self._step(step)
+
+    def _step(self, dt: float) -> None:
+        self.phase_elapsed_s += dt
+        if self.phase == GEN_STOPPED and self.run:
+            self.phase, self.phase_elapsed_s = GEN_STARTING, 0.0
+        elif self.phase == GEN_STARTING:
+            if not self.run:
+                self.phase, self.phase_elapsed_s = GEN_STOPPED, 0.0
+            elif self.phase_elapsed_s >= self.start_delay_s:
+                self.phase, self.phase_elapsed_s = GEN_RUNNING, 0.0
+        elif self.phase == GEN_RUNNING and not self.run:
+            self.phase, self.phase_elapsed_s = GEN_STOPPING, 0.0
+        elif self.phase == GEN_STOPPING:
+            if self.run:
+                self.phase, self.phase_elapsed_s = GEN_RUNNING, 0.0
+            elif self.phase_elapsed_s >= self.stop_delay_s:
+                self.phase, self.phase_elapsed_s = GEN_STOPPED, 0.0
+        target = self.target_w() if self.phase == GEN_RUNNING else 0.0
+        delta = max(-self.ramp_w_per_s * dt, min(self.ramp_w_per_s * dt, target - self.ac_w))
+        self.ac_w = max(0.0, self.ac_w + delta)
+        burning = self.phase != GEN_STOPPED
+        if burning:
+            rate = (
+                self.fuel_l_per_h_idle_per_kw * self.rating_w / 1000.0
+                + self.fuel_l_per_kwh * self.ac_w / 1000.0
+            )
+            self.fuel_l += rate * dt / 3600.0
+            self.fuel_cost += rate * dt / 3600.0 * self.fuel_price_per_l
+            self.run_hours += dt / 3600.0
+        self.energy_wh += self.ac_w * dt / 3600.0
+
+    @property
+    def net_w(self) -> float:
+        return self.ac_w
+
+    def readings(self) -> dict[str, float | int | None]:
+        rate = 0.0
+        if self.phase != GEN_STOPPED:
+            rate = (
+                self.fuel_l_per_h_idle_per_kw * self.rating_w / 1000.0
+                + self.fuel_l_per_kwh * self.ac_w / 1000.0
+            )
+        return {
+            **ac_readings(self.ac_w, 0.0),
+            "energy_wh": self.energy_wh,
+            "state": {GEN_STOPPED: ST_OFF, GEN_STARTING: ST_STARTING, GEN_RUNNING: ST_MPPT}.get(
+                self.phase, ST_SHUTTING_DOWN
+            ),
+            "phase": self.phase,
+            "run": self.run,
+            "w_set": self.w_set,
+            "min_w": self.min_load_pct / 100.0 * self.rating_w,
+            "rating_w": self.rating_w,
+            "ramp_w_per_s": self.ramp_w_per_s,
+            "start_delay_s": self.start_delay_s,
+            "stop_delay_s": self.stop_delay_s,
+            "fuel_l_per_h": rate,
+            "fuel_l": self.fuel_l,
+            "fuel_cost": self.fuel_cost,
+            "fuel_price_per_l": self.fuel_price_per_l,
+            "run_hours": self.run_hours,
+            "temp_c": 40.0 if self.phase == GEN_RUNNING else 20.0,
+        }
+
+    def check(self, setting: str, value: float) -> str | None:
+        if setting == "run":
+            return _flag(setting, value)
+        if setting == "w_set":
+            return _pct(setting, value, 0.0, self.rating_w)
+        return f"unknown setting {setting}"
+
+    def apply(self, setting: str, value: float) -> None:
+        setattr(self, setting, int(value) if setting == "run" else float(value))
+
+    def reset_settings(self) -> None:
+        self.run, self.w_set = 0, 0.0
+
+
+@dataclass
+class Load:
+    critical_w: float
+    sheddable_w: float
+    shed: int = 0
+    shed_pct: float = 100.0
+    critical_now_w: float = 0.0
+    sheddable_now_w: float = 0.0
+    energy_wh: float = 0.0
+
+    def peaks(self) -> dict[str, float]:
+        return {
+            "w": (self.critical_w + self.sheddable_w) * 2.0,
+            "a": (self.critical_w + self.sheddable_w) / V_NOMINAL,
+        }
+
+    def advance(self, dt: float, env: Environment) -> None:
+        factor = max(0.0, env.load_factor)
+        self.critical_now_w = self.critical_w * factor
+        self.sheddable_now_w = self.sheddable_w * factor * (1.0 - self.shed * self.shed_pct / 100.0)
+        self.energy_wh += (self.critical_now_w + self.sheddable_now_w) * dt / 3600.0
+
+    @property
+    def net_w(self) -> float:
+        return -(self.critical_now_w + self.sheddable_now_w)
+
+    def readings(self) -> dict[str, float | int | None]:
+        total = self.critical_now_w + self.sheddable_now_w
+        return {
+            **ac_readings(total, 0.2 * total),
+            "import_wh": self.energy_wh,
+            "export_wh": 0.0,
+            "critical_w": self.critical_now_w,
+            "sheddable_w": self.sheddable_now_w,
+            "shed": self.shed,
+            "shed_pct": self.shed_pct,
+        }
+
+    def check(self, setting: str, value: float) -> str | None:
+        if setting == "shed":
+            return _flag(setting, value)
+        if setting == "shed_pct":
+            return _pct(setting, value)
+        return f"unknown setting {setting}"
+
+    def apply(self, setting: str, value: float) -> None:
+        setattr(self, setting, int(value) if setting == "shed" else float(value))
+
+    def reset_settings(self) -> None:
+        self.shed, self.shed_pct = 0, 100.0
+
+
+@dataclass
+class PccMeter:
+    """The MG's point of common coupling: import positive (SunSpec meter convention)."""
+
+    rating_w: float
+    import_w: float = 0.0
+    import_wh: float = 0.0
+    export_wh: float = 0.0
+    members: list[str] = field(default_factory=list)
+
+    def peaks(self) -> dict[str, float]:
+        return {"w": self.rating_w * 1.5, "a": self.rating_w * 1.5 / V_NOMINAL}
+
+    def update(self, dt: float, net_injections_w: list[float]) -> None:
+        self.import_w = -sum(net_injections_w)
+        if self.import_w >= 0:
+            self.import_wh += self.import_w * dt / 3600.0
+        else:
+            self.export_wh += -self.import_w * dt / 3600.0
+
+    def advance(self, dt: float, env: Environment) -> None:
+        return None  # driven by `update` from the microgrid, which knows its members
+
+    @property
+    def net_w(self) -> float:
+        return 0.0
+
+    def readings(self) -> dict[str, float | int | None]:
+        v = V_NOMINAL * (1.0 - 0.02 * self.import_w / max(self.rating_w, 1.0))
+        return {
+            **ac_readings(self.import_w, 0.0, v),
+            "import_wh": self.import_wh,
+            "export_wh": self.export_wh,
+        }
+
+    def check(self, setting: str, value: float) -> str | None:
+        return f"unknown setting {setting}"
+
+    def apply(self, setting: str, value: float) -> None:
+        raise KeyError(setting)
+
+    def reset_settings(self) -> None:
+        return None

@@ -1,0 +1,153 @@
+"""The scenario file: which microgrids, devices, profiles, relays and serial lines firmware-sim emulates.
+
+Promises: `load_scenario(path)` returns a validated, frozen `Scenario` or raises `ConfigError` with one
+line naming the offending key (unknown keys, bad kinds, duplicate names, unknown profile references and
+clashing unit ids are all caught here, before any socket is opened). Profiles are daily, piecewise-linear
+in the hour of day (UTC). Never opens ports or starts anything.
+"""
+
+from __future__ import annotations
+
+import bisect
+import datetime as dt
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, model_validator
+
+from peergrid_ledger.settings import ConfigError, StrictSettings, load_settings
+
+Protocol = Literal["modbus-tcp", "modbus-rtu", "mqtt"]
+Kind = Literal["pv", "battery", "genset", "load", "meter"]
+
+
+class Profile(StrictSettings):
+    """Hour-of-day curves: [[hour, value], ...], linear between points, repeating every day."""
+
+    irradiance: list[tuple[float, float]] = [(0, 0), (6, 0), (12, 900), (18, 0), (24, 0)]
+    temperature: list[tuple[float, float]] = [(0, 15), (14, 27), (24, 15)]
+    load: list[tuple[float, float]] = [(0, 0.5), (7, 0.8), (12, 0.7), (19, 1.0), (24, 0.5)]
+
+    @model_validator(mode="after")
+    def _hours_ascending(self) -> Profile:
+        for name in ("irradiance", "temperature", "load"):
+            hours = [h for h, _ in getattr(self, name)]
+            if not hours or hours != sorted(hours) or hours[0] < 0 or hours[-1] > 24:
+                raise ValueError(f"{name}: hours must ascend within 0..24")
+        return self
+
+
+def at_hour(curve: list[tuple[float, float]], hour: float) -> float:
+    hours = [h for h, _ in curve]
+    i = bisect.bisect_right(hours, hour)
+    if i == 0:
+        return curve[0][1]
+    if i == len(curve):
+        return curve[-1][1]
+    (h0, v0), (h1, v1) = curve[i - 1], curve[i]
+    return v0 if h1 == h0 else v0 + (v1 - v0) * (hour - h0) / (h1 - h0)
+
+
+class Device(StrictSettings):
+    name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$")
+    kind: Kind
+    protocol: Protocol = "modbus-tcp"
+    port: int = Field(0, ge=0, le=65535)  # modbus-tcp: 0 picks a free port
+    unit_id: int = Field(1, ge=1, le=247)
+    line: str | None = None  # modbus-rtu: the serial line's name
+    period_s: float = Field(1.0, gt=0)  # mqtt: telemetry period in real seconds
+    params: dict[str, float] = {}
+
+
+class Microgrid(StrictSettings):
+    name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$")
+    bus: int = Field(ge=1)
+    profile: str = "default"
+    devices: list[Device]
+
+
+class Relay(StrictSettings):
+    name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$")
+    branch: int = Field(ge=1)  # published 1-based branch number (pandapower line = branch - 1)
+    from_bus: int | None = None
+    to_bus: int | None = None
+    tie: bool = False
+    closed: bool = True
+    operate_delay_s: float = Field(0.1, ge=0)  # simulated seconds
+    protocol: Literal["modbus-tcp", "modbus-rtu"] = "modbus-tcp"
+    port: int = Field(0, ge=0, le=65535)
+    unit_id: int = Field(1, ge=1, le=247)
+    line: str | None = None
+
+
+class SerialLine(StrictSettings):
+    name: str
+    device: str = "pty"  # "pty" makes a pseudo-terminal pair; else a path such as /dev/ttyUSB0
+    baudrate: int = 19200
+
+
+class Broker(StrictSettings):
+    host: str = "127.0.0.1"
+    port: int = 1883
+
+
+class Scenario(StrictSettings):
+    name: str
+    feeder: str = "ieee33"
+    start: dt.datetime = dt.datetime(2026, 6, 21, tzinfo=dt.UTC)
+    speed: float = Field(1.0, ge=0)
+    host: str = "127.0.0.1"
+    broker: Broker | None = None
+    profiles: dict[str, Profile] = {"default": Profile()}
+    serial_lines: list[SerialLine] = []
+    microgrids: list[Microgrid] = []
+    relays: list[Relay] = []
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Scenario:
+        lines = {line.name for line in self.serial_lines}
+        units: set[tuple[str, int]] = set()
+        mg_names: set[str] = set()
+        for mg in self.microgrids:
+            if mg.name in mg_names:
+                raise ValueError(f"microgrid {mg.name} is named twice")
+            mg_names.add(mg.name)
+            if mg.profile not in self.profiles:
+                raise ValueError(f"microgrid {mg.name}: unknown profile {mg.profile!r}")
+            names = [d.name for d in mg.devices]
+            if len(set(names)) != len(names):
+                raise ValueError(f"microgrid {mg.name}: device names must be unique")
+            if sum(d.kind == "meter" for d in mg.devices) > 1:
+                raise ValueError(f"microgrid {mg.name}: at most one PCC meter")
+        wired = [(f"{mg.name}.{d.name}", d) for mg in self.microgrids for d in mg.devices]
+        wired += [(r.name, r) for r in self.relays]
+        for label, d in wired:
+            if d.protocol == "mqtt":
+                if self.broker is None:
+                    raise ValueError(f"{label}: an mqtt device needs a 'broker'")
+                continue
+            if d.protocol == "modbus-rtu":
+                if d.line not in lines:
+                    raise ValueError(f"{label}: unknown serial line {d.line!r}")
+                where = f"line {d.line}"
+            else:
+                if d.port == 0:
+                    continue
+                where = f"port {d.port}"
+            if (where, d.unit_id) in units:
+                raise ValueError(f"{label}: unit id {d.unit_id} already used on {where}")
+            units.add((where, d.unit_id))
+        if len({r.name for r in self.relays}) != len(self.relays):
+            raise ValueError("relay names must be unique")
+        return self
+
+    def start_epoch(self) -> float:
+        start = self.start if self.start.tzinfo else self.start.replace(tzinfo=dt.UTC)
+        return start.timestamp()
+
+
+def load_scenario(path: str | Path) -> Scenario:
+    return load_settings(path, Scenario)
+
+
+__all__ = ["ConfigError", "Scenario", "at_hour", "load_scenario"]
