@@ -1,0 +1,62 @@
+"""Price–quantity curves: how much energy an MG would sell (+) or buy (-) peer-to-peer at each price.
+
+Promises: `ResponseCurve` is a non-decreasing, right-continuous step function of price on [lo, hi] in kWh per
+interval; `value(x)` integrates its inverse, giving the MG's change in cost when it exports x kWh (its private
+valuation, which never leaves the MGMC: only offers and bids do). Pure, immutable, no solver.
+Assumes breakpoints ascending and quantities non-decreasing (checked in `__post_init__`).
+"""
+
+from __future__ import annotations
+
+import bisect
+from dataclasses import dataclass
+
+
+class CurveError(ValueError):
+    """A curve that is not a non-decreasing step function of price."""
+
+
+@dataclass(frozen=True)
+class ResponseCurve:
+    prices: tuple[float, ...]  # ascending breakpoints; prices[0] is the lowest price the curve knows
+    quantities: tuple[float, ...]  # kWh exported on [prices[k], prices[k+1]) (negative: bought)
+
+    def __post_init__(self) -> None:
+        if not self.prices or len(self.prices) != len(self.quantities):
+            raise CurveError("a curve needs one quantity per breakpoint and at least one breakpoint")
+        if any(b <= a for a, b in zip(self.prices, self.prices[1:], strict=False)):
+            raise CurveError("curve breakpoints must be strictly ascending")
+        if any(b < a - 1e-9 for a, b in zip(self.quantities, self.quantities[1:], strict=False)):
+            raise CurveError("a response curve never exports less at a higher price")
+
+    @classmethod
+    def flat(cls, quantity: float, price: float = 0.0) -> ResponseCurve:
+        return cls((price,), (quantity,))
+
+    def at(self, price: float) -> float:
+        """Net export at `price` (below the first breakpoint: the first step)."""
+        k = bisect.bisect_right(self.prices, price) - 1
+        return self.quantities[max(k, 0)]
+
+    def supply(self, price: float) -> float:
+        return max(self.at(price), 0.0)
+
+    def demand(self, price: float) -> float:
+        return max(-self.at(price), 0.0)
+
+    def marginal_price(self, y: float) -> float:
+        """The lowest price at which the MG exports at least y (the inverse curve)."""
+        for p, q in zip(self.prices, self.quantities, strict=True):
+            if q >= y - 1e-9:
+                return p
+        return self.prices[-1]
+
+    def cost_of_export(self, x: float) -> float:
+        """Change in the MG's own cost when it exports x kWh (negative x: imports), from the inverse curve."""
+        total = 0.0
+        lo, hi = (0.0, x) if x >= 0 else (x, 0.0)
+        # the inverse is piecewise constant between consecutive quantities
+        edges = sorted({lo, hi, *(q for q in self.quantities if lo < q < hi)})
+        for a, b in zip(edges, edges[1:], strict=False):
+            total += (b - a) * self.marginal_price((a + b) / 2)
+        return total if x >= 0 else -total

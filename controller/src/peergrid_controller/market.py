@@ -1,0 +1,143 @@
+"""The market contract: offers, bids, the owner's preset rules, and the deterministic clearing of a round.
+
+Promises: `check_offer` and `check_bid` return `Accepted` or `Rejected(reason)` (never None, never raise on bad
+input); `clear` turns the accepted offers and bids of one round into trades, deterministically (sorted by name,
+pro rata when a seller is over-subscribed, quantities rounded to the micro-kWh). Quantities are kWh in the
+interval, prices currency per kWh. The same functions run inside every MGMC (to plan its move) and on the chain
+(to judge it), so a dishonest MGMC cannot move past its own rules.
+Assumes rules are public to the contract (they are preset in genesis/config), curves and costs are not.
+Never reads clocks or I/O.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+from peergrid_controller.model import ContractRules
+
+QUANTUM = 1e-6  # kWh: one micro-kWh, the resolution trades are recorded at
+
+
+def quantize(x: float) -> float:
+    return round(x / QUANTUM) * QUANTUM if math.isfinite(x) else x
+
+
+@dataclass(frozen=True)
+class Offer:
+    seller: str
+    interval: int
+    price: float
+    quantity_kwh: float
+    clean: bool  # renewable-backed: no genset output behind it
+
+
+@dataclass(frozen=True)
+class Bid:
+    buyer: str
+    interval: int
+    requests: tuple[tuple[str, float], ...]  # (seller, kWh), sorted by seller
+
+
+@dataclass(frozen=True)
+class Trade:
+    interval: int
+    seller: str
+    buyer: str
+    quantity_kwh: float
+    price: float
+
+    @property
+    def trade_id(self) -> str:
+        return f"{self.interval}:{self.seller}->{self.buyer}"
+
+
+@dataclass(frozen=True)
+class Accepted:
+    pass
+
+
+@dataclass(frozen=True)
+class Rejected:
+    reason: str
+
+
+Verdict = Accepted | Rejected
+
+
+def check_offer(offer: Offer, rules: ContractRules) -> Verdict:
+    if not (math.isfinite(offer.price) and math.isfinite(offer.quantity_kwh)):
+        return Rejected("offer price and quantity must be finite")
+    if offer.quantity_kwh < 0:
+        return Rejected("offer quantity must be >= 0")
+    if offer.price < rules.floor_price - 1e-12:
+        return Rejected(f"{offer.seller} offers at {offer.price:.6f} below its floor price {rules.floor_price:.6f}")
+    if offer.quantity_kwh > rules.max_quantity_kwh + QUANTUM:
+        return Rejected(
+            f"{offer.seller} offers {offer.quantity_kwh:.6f} kWh, more than its limit {rules.max_quantity_kwh:.6f}"
+        )
+    return Accepted()
+
+
+def acceptable(offer: Offer, rules: ContractRules) -> bool:
+    """Whether a buyer with `rules` may take this offer at all (cap, clean-only, premium for clean)."""
+    if rules.clean_only and not offer.clean:
+        return False
+    cap = rules.cap_price + (rules.clean_premium if offer.clean else 0.0)
+    return offer.price <= cap + 1e-12
+
+
+def check_bid(bid: Bid, offers: Mapping[str, Offer], rules: ContractRules) -> Verdict:
+    total = 0.0
+    sellers = [seller for seller, _ in bid.requests]
+    if sellers != sorted(set(sellers)):
+        return Rejected("bid requests must name each seller once, sorted")
+    for seller, quantity in bid.requests:
+        if not math.isfinite(quantity) or quantity < 0:
+            return Rejected(f"request from {seller} must be a finite quantity >= 0")
+        if seller == bid.buyer:
+            return Rejected("a buyer cannot buy from itself")
+        offer = offers.get(seller)
+        if offer is None or offer.interval != bid.interval:
+            return Rejected(f"{bid.buyer} asks {seller}, who has no offer in interval {bid.interval}")
+        if quantity > offer.quantity_kwh + QUANTUM:
+            return Rejected(
+                f"{bid.buyer} asks {quantity:.6f} kWh from {seller}, who offered only {offer.quantity_kwh:.6f}"
+            )
+        if quantity > 0 and not acceptable(offer, rules):
+            return Rejected(f"{bid.buyer}'s rules (cap, clean-only) do not allow buying {seller}'s offer")
+        total += quantity
+    if total > rules.max_quantity_kwh + QUANTUM:
+        return Rejected(f"{bid.buyer} asks {total:.6f} kWh in all, more than its limit {rules.max_quantity_kwh:.6f}")
+    return Accepted()
+
+
+def clear(offers: Sequence[Offer], bids: Sequence[Bid]) -> list[Trade]:
+    """Trades of one round: every request filled, or pro rata to the requests when a seller is over-asked."""
+    by_seller: dict[str, list[tuple[str, float]]] = {}
+    for bid in sorted(bids, key=lambda b: b.buyer):
+        for seller, quantity in bid.requests:
+            if quantity > 0:
+                by_seller.setdefault(seller, []).append((bid.buyer, quantity))
+    trades: list[Trade] = []
+    for offer in sorted(offers, key=lambda o: o.seller):
+        asks = by_seller.get(offer.seller, [])
+        asked = sum(q for _, q in asks)
+        scale = 1.0 if asked <= offer.quantity_kwh else offer.quantity_kwh / asked
+        for buyer, quantity in asks:
+            filled = quantize(min(quantity * scale, quantity))
+            if filled > 0:
+                trades.append(Trade(offer.interval, offer.seller, buyer, filled, offer.price))
+    return trades
+
+
+def net_positions(trades: Sequence[Trade]) -> dict[str, tuple[float, float]]:
+    """Per MG: (kWh exported to peers minus imported, money received minus paid)."""
+    out: dict[str, tuple[float, float]] = {}
+    for t in trades:
+        q, m = out.get(t.seller, (0.0, 0.0))
+        out[t.seller] = (q + t.quantity_kwh, m + t.quantity_kwh * t.price)
+        q, m = out.get(t.buyer, (0.0, 0.0))
+        out[t.buyer] = (q - t.quantity_kwh, m - t.quantity_kwh * t.price)
+    return out

@@ -1,0 +1,108 @@
+"""Numerical stability check of a bargaining outcome: can any MG do better by deviating alone?
+
+Promises: `check` returns, per MG, the most it could gain (money, this interval) by changing only its own move:
+- `taker_gain`: at the final posted prices, a seller offering any other quantity (0 .. what it sold, or more
+  if buyers would still take it) or a buyer requesting any other bundle from the offers as they stand (others'
+  purchases fixed) — the competitive-equilibrium test the outcome is claimed to pass (`stable`);
+- `pricing_gain`: a seller re-pricing alone while buyers re-respond (Stackelberg leader deviation). Reported,
+  not claimed: a seller with market power can gain this way, and the figure says how much.
+Payoffs use each MG's private curve (curve.cost_of_export). Pure; no solver, clocks or randomness.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from peergrid_controller.bargaining import Outcome, Participant, make_bid
+from peergrid_controller.market import Offer, Trade, acceptable, clear
+
+
+@dataclass(frozen=True)
+class Stability:
+    taker_gain: dict[str, float]
+    pricing_gain: dict[str, float]
+    tolerance: float
+
+    @property
+    def stable(self) -> bool:
+        return all(g <= self.tolerance for g in self.taker_gain.values())
+
+    @property
+    def max_taker_gain(self) -> float:
+        return max(self.taker_gain.values(), default=0.0)
+
+    @property
+    def max_pricing_gain(self) -> float:
+        return max(self.pricing_gain.values(), default=0.0)
+
+
+def payoff(p: Participant, trades: Sequence[Trade]) -> float:
+    """Money received minus paid, minus the change in the MG's own cost for the net energy moved."""
+    net, money = 0.0, 0.0
+    for t in trades:
+        if t.seller == p.name:
+            net, money = net + t.quantity_kwh, money + t.quantity_kwh * t.price
+        elif t.buyer == p.name:
+            net, money = net - t.quantity_kwh, money - t.quantity_kwh * t.price
+    return money - p.curve.cost_of_export(net)
+
+
+def check(participants: Sequence[Participant], outcome: Outcome, tolerance: float) -> Stability:
+    if not outcome.rounds:
+        return Stability({}, {}, tolerance)
+    last = outcome.rounds[-1]
+    offers = {o.seller: o for o in last.offers}
+    trades = list(last.trades)
+    by_name = {p.name: p for p in participants}
+    taker: dict[str, float] = {}
+    pricing: dict[str, float] = {}
+    for name, offer in offers.items():
+        seller = by_name[name]
+        base = payoff(seller, trades)
+        sold = sum(t.quantity_kwh for t in trades if t.seller == name)
+        best = base
+        for fraction in (0.0, 0.25, 0.5, 0.75, 0.9, 0.99):
+            scaled = [_scale(t, fraction) if t.seller == name else t for t in trades]
+            best = max(best, payoff(seller, scaled))
+        taker[name] = best - base
+        # leader deviation: re-price alone, buyers re-respond, others' offers unchanged
+        best_priced = base
+        candidates = {offer.price + d for d in (-0.02, -0.005, -0.001, 0.001, 0.005, 0.02, 0.05)}
+        candidates |= {o.price - 1e-4 for o in offers.values()} | {b.rules.cap_price for b in participants}
+        for price in sorted(c for c in candidates if c >= seller.rules.floor_price and c < 10):
+            moved = Offer(name, offer.interval, price, min(seller.curve.supply(price), seller.rules.max_quantity_kwh),
+                          offer.clean)
+            others = [o for o in offers.values() if o.seller != name] + [moved]
+            bids = [make_bid(b, others, offer.interval) for b in participants if b.name in _buyers(last)]
+            best_priced = max(best_priced, payoff(seller, clear(others, bids)))
+        pricing[name] = best_priced - base
+        del sold
+    for bid in last.bids:
+        buyer = by_name[bid.buyer]
+        base = payoff(buyer, trades)
+        others = [t for t in trades if t.buyer != bid.buyer]
+        left = {
+            s: o.quantity_kwh - sum(t.quantity_kwh for t in others if t.seller == s)
+            for s, o in offers.items()
+            if acceptable(o, buyer.rules) and s != buyer.name
+        }
+        remaining = [Offer(s, o.interval, o.price, max(left[s], 0.0), o.clean) for s, o in offers.items() if s in left]
+        best_bid = make_bid(buyer, remaining, bid.interval)
+        alt = others + [
+            Trade(bid.interval, s, buyer.name, q, offers[s].price) for s, q in best_bid.requests if q > 0
+        ]
+        best = max(base, payoff(buyer, alt))
+        for fraction in (0.0, 0.5, 0.9):
+            scaled = [_scale(t, fraction) if t.buyer == buyer.name else t for t in trades]
+            best = max(best, payoff(buyer, scaled))
+        taker[bid.buyer] = best - base
+    return Stability(taker, pricing, tolerance)
+
+
+def _buyers(last: object) -> set[str]:
+    return {b.buyer for b in getattr(last, "bids", ())}
+
+
+def _scale(t: Trade, fraction: float) -> Trade:
+    return Trade(t.interval, t.seller, t.buyer, t.quantity_kwh * fraction, t.price)
