@@ -1,6 +1,6 @@
 """`firmware-sim`: run a scenario's emulated devices, check a scenario, or inject faults into a running one.
 
-  firmware-sim run SCENARIO [--endpoints-json FILE] [--speed X] [--control-port N]
+  firmware-sim run SCENARIO [--endpoints-json FILE] [--speed X] [--broker HOST:PORT] [--control-port N]
   firmware-sim check SCENARIO
   firmware-sim fault --control HOST:PORT DEVICE KIND [key=value ...]     e.g. mg1/pv1 delay seconds=2
   firmware-sim clear --control HOST:PORT DEVICE [KIND]
@@ -21,7 +21,7 @@ from peergrid_ledger.settings import ConfigError, exit_with_config_error
 
 from .image import MapError
 from .runtime import ScenarioError
-from .scenario import load_scenario
+from .scenario import Broker, load_scenario
 
 
 def _value(text: str) -> object:
@@ -53,6 +53,7 @@ def main(argv: list[str] | None = None) -> int:
     run.add_argument(
         "--speed", type=float, help="simulated seconds per real second (default: the scenario's)"
     )
+    run.add_argument("--broker", help="HOST:PORT of the MQTT broker (overrides the scenario's)")
     run.add_argument("--control-port", type=int, default=0, help="control API port (default: a free one)")
     check = sub.add_parser("check", help="validate a scenario and build its devices without serving")
     check.add_argument("scenario", type=Path)
@@ -82,8 +83,14 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         scenario = load_scenario(args.scenario)
-        if args.speed is not None and args.speed < 0:
-            raise ConfigError(f"--speed must be >= 0, got {args.speed}")
+        speed = getattr(args, "speed", None)
+        if speed is not None and speed < 0:
+            raise ConfigError(f"--speed must be >= 0, got {speed}")
+        if getattr(args, "broker", None):
+            host, sep, port = args.broker.rpartition(":")
+            if not sep or not port.isdigit():
+                raise ConfigError(f"--broker must be HOST:PORT, got {args.broker!r}")
+            scenario = scenario.model_copy(update={"broker": Broker(host=host, port=int(port))})
         if args.command == "check":
             from .clock import SimClock
             from .runtime import Simulation

@@ -257,6 +257,14 @@ class Battery:
             "setpoint_w": self.setpoint_w(),
             "cycles": int(self.cycles),
             "temp_c": 25.0,
+            "rating_w": max(self.max_charge_w, self.max_discharge_w),
+            "rating_var": 0.44 * max(self.max_charge_w, self.max_discharge_w),
+            "rating_var_neg": -0.44 * max(self.max_charge_w, self.max_discharge_w),
+            "rating_a": max(self.max_charge_w, self.max_discharge_w) / (3.0 * V_NOMINAL),
+            "capacity_ah": self.capacity_wh / self.nominal_v,
+            "available_ah": max(0.0, (self.soc_pct - self.soc_min_pct) / 100.0 * self.capacity_wh)
+            / self.nominal_v,
+            "battery_state": 3,  # 802 State CONNECTED
         }
 
     def check(self, setting: str, value: float) -> str | None:
@@ -374,6 +382,9 @@ class Genset:
             "fuel_cost": self.fuel_cost,
             "fuel_price_per_l": self.fuel_price_per_l,
             "run_hours": self.run_hours,
+            "rating_var": 0.44 * self.rating_w,
+            "rating_var_neg": -0.44 * self.rating_w,
+            "rating_a": self.rating_w / (3.0 * V_NOMINAL),
             "temp_c": 40.0 if self.phase == GEN_RUNNING else 20.0,
         }
 

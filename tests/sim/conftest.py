@@ -1,0 +1,139 @@
+"""Run a firmware-sim scenario in a background thread so that synchronous clients (pysunspec2, mbpoll,
+raw sockets) can talk to it from the test; every listener is on a free loopback port."""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import threading
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+
+from peergrid_sim.app import FirmwareSim
+from peergrid_sim.scenario import Scenario
+
+
+class SimThread:
+    def __init__(self, scenario: Scenario, speed: float | None):
+        self.app = FirmwareSim(scenario, speed)
+        self.loop = asyncio.new_event_loop()
+        self.endpoints: list[dict[str, Any]] = []
+        self._ready = threading.Event()
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._main, daemon=True)
+
+    def _main(self) -> None:
+        asyncio.set_event_loop(self.loop)
+        try:
+            self.endpoints = self.loop.run_until_complete(self.app.start())
+        except BaseException as exc:  # surfaced in start()
+            self._error = exc
+            self._ready.set()
+            return
+        self._ready.set()
+        self.loop.run_forever()
+        self.loop.run_until_complete(self.app.close())
+        self.loop.close()
+
+    def start(self) -> SimThread:
+        self._thread.start()
+        self._ready.wait(10)
+        if self._error is not None:
+            raise self._error
+        return self
+
+    def call(self, fn: Callable[[], Any]) -> Any:
+        """Run `fn` on the simulator's loop (device state is only touched there) and return its result."""
+
+        async def wrapper() -> Any:
+            return fn()
+
+        return asyncio.run_coroutine_threadsafe(wrapper(), self.loop).result(10)
+
+    def endpoint(self, device: str, mg: str | None = None) -> dict[str, Any]:
+        return next(e for e in self.endpoints if e["device"] == device and (mg is None or e["mg"] == mg))
+
+    def stop(self) -> None:
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self._thread.join(10)
+
+
+@pytest.fixture
+def run_sim() -> Iterator[Callable[..., SimThread]]:
+    started: list[SimThread] = []
+
+    def start(scenario: dict[str, Any] | Scenario, speed: float | None = 0.0) -> SimThread:
+        if isinstance(scenario, dict):
+            scenario = Scenario.model_validate(scenario)
+        sim = SimThread(scenario, speed).start()
+        started.append(sim)
+        return sim
+
+    yield start
+    for sim in started:
+        sim.stop()
+
+
+ALL_KINDS: dict[str, Any] = {
+    "name": "all-kinds",
+    "start": "2026-06-21T12:00:00Z",
+    "profiles": {
+        "flat": {
+            "irradiance": [[0, 800], [24, 800]],
+            "temperature": [[0, 25], [24, 25]],
+            "load": [[0, 1.0], [24, 1.0]],
+        }
+    },
+    "serial_lines": [{"name": "bus1", "device": "pty"}],
+    "microgrids": [
+        {
+            "name": "mg1",
+            "bus": 18,
+            "profile": "flat",
+            "devices": [
+                {"name": "pv1", "kind": "pv", "params": {"rating_w": 10000}},
+                {
+                    "name": "bess1",
+                    "kind": "battery",
+                    "params": {
+                        "capacity_wh": 20000,
+                        "max_charge_w": 5000,
+                        "max_discharge_w": 5000,
+                        "soc_pct": 50,
+                    },
+                },
+                {"name": "gen1", "kind": "genset", "params": {"rating_w": 30000, "start_delay_s": 10}},
+                {"name": "load1", "kind": "load", "params": {"critical_w": 4000, "sheddable_w": 2000}},
+                {"name": "meter", "kind": "meter"},
+                {
+                    "name": "pv2",
+                    "kind": "pv",
+                    "protocol": "modbus-rtu",
+                    "line": "bus1",
+                    "unit_id": 2,
+                    "params": {"rating_w": 8000},
+                },
+                {
+                    "name": "bess2",
+                    "kind": "battery",
+                    "protocol": "modbus-rtu",
+                    "line": "bus1",
+                    "unit_id": 3,
+                    "params": {"capacity_wh": 10000, "max_charge_w": 3000, "max_discharge_w": 3000},
+                },
+            ],
+        }
+    ],
+    "relays": [
+        {"name": "sw1", "branch": 1, "closed": True, "operate_delay_s": 0.0},
+        {"name": "tie33", "branch": 33, "tie": True, "closed": False, "operate_delay_s": 0.0},
+    ],
+}
+
+
+@pytest.fixture
+def all_kinds() -> dict[str, Any]:
+    """One MG with every device kind (TCP and RTU) and two relays, on a flat 800 W/m2 profile."""
+    return copy.deepcopy(ALL_KINDS)
