@@ -1,0 +1,369 @@
+"""The market contract: each MGMC's preset rules, iterative bargaining, agreed trades and settlement.
+
+Units: quantities in Wh, prices in currency micro-units per Wh, amounts = price × quantity in micro-units.
+Flow for one trading interval (see docs/ledger-format.md):
+  `market.rules` presets a participant's rules (floor price for selling, cap price for buying, maximum
+      quantity, clean-only preference with the premium it will pay for clean energy), effective from an
+      interval it has not yet traded in; genesis may preset them too. No rules: no limits.
+  `offer` opens a seller's position (price, quantity, clean); `bid` opens a buyer's position (a quantity from
+      each accepted offer); `move` revises either in a later round. The chain checks every one against the
+      sender's rules and the current offers: a seller below its floor, a buyer above its cap (plus premium for
+      clean offers), a clean-only buyer taking non-clean energy, more than the maximum quantity or more than
+      a seller offered: all rejected.
+  `trade` closes the interval and computes the agreed trades deterministically from the final positions (an
+      oversubscribed seller is shared pro rata, rounded down); `settle` pays one trade once, for the energy
+      delivered, from buyer to seller, within the genesis credit limit.
+Pure; no I/O.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Any
+
+from .. import keyspace as ks
+from ..machine import BlockContext, KindSpec, require, require_participant
+from ..results import Event, Reason
+from ..schema import HASH, INTERVAL, KEY, PRICE, QUANTITY, ROUND, Bool, List, Map, OneOf, check
+from ..state import Overlay, StateReader, read_obj
+from ..tx import Tx
+
+RULES_SHAPE = Map(
+    {
+        "floor_price": PRICE,
+        "cap_price": PRICE,
+        "max_quantity": QUANTITY,
+        "clean_only": Bool(),
+        "clean_premium": PRICE,
+    }
+)
+NO_RULES: dict[str, Any] = {
+    "floor_price": 0,
+    "cap_price": PRICE.high,
+    "max_quantity": QUANTITY.high,
+    "clean_only": False,
+    "clean_premium": 0,
+}
+DEMANDS = List(Map({"seller": KEY, "quantity": QUANTITY}), 64)
+
+
+# ---------------------------------------------------------------------------------------------- keys & reads
+
+
+def rules_key(key: bytes) -> bytes:
+    return b"mkt/rules/" + key
+
+
+def interval_key(interval: int) -> bytes:
+    return b"mkt/ivl/" + ks.u64(interval)
+
+
+def offer_key(interval: int, seller: bytes) -> bytes:
+    return b"mkt/offer/" + ks.u64(interval) + seller
+
+
+def bid_key(interval: int, buyer: bytes) -> bytes:
+    return b"mkt/bid/" + ks.u64(interval) + buyer
+
+
+def last_interval_key(key: bytes) -> bytes:
+    return b"mkt/last/" + key
+
+
+def trade_key(trade_id: bytes) -> bytes:
+    return b"mkt/trade/" + trade_id
+
+
+def trade_id(interval: int, seller: bytes, buyer: bytes) -> bytes:
+    return hashlib.sha256(b"peergrid/trade" + ks.u64(interval) + seller + buyer).digest()
+
+
+def rules_for(state: StateReader, key: bytes, interval: int) -> dict[str, Any]:
+    """The rules that govern `key` in `interval` (the latest entry effective at or before it)."""
+    current = NO_RULES
+    for effective, rules in read_obj(state, rules_key(key)) or []:
+        if effective <= interval:
+            current = rules
+    return current
+
+
+def interval_record(state: StateReader, interval: int) -> dict[str, Any]:
+    return read_obj(state, interval_key(interval)) or {
+        "buyers": [],
+        "closed": False,
+        "sellers": [],
+        "trades": [],
+    }
+
+
+def offer(state: StateReader, interval: int, seller: bytes) -> dict[str, Any] | None:
+    value: dict[str, Any] | None = read_obj(state, offer_key(interval, seller))
+    return value
+
+
+def bid(state: StateReader, interval: int, buyer: bytes) -> dict[str, Any] | None:
+    value: dict[str, Any] | None = read_obj(state, bid_key(interval, buyer))
+    return value
+
+
+def trade(state: StateReader, tid: bytes) -> dict[str, Any] | None:
+    value: dict[str, Any] | None = read_obj(state, trade_key(tid))
+    return value
+
+
+def buyer_limit(rules: dict[str, Any], clean: bool) -> int:
+    return int(rules["cap_price"] + (rules["clean_premium"] if clean else 0))
+
+
+# ---------------------------------------------------------------------------------------------- handlers
+
+
+def set_rules(view: Overlay, tx: Tx, ctx: BlockContext, sender: ks.AccountRecord) -> None:
+    require_participant(sender, tx.kind)
+    start = tx.body["from_interval"]
+    last = read_obj(view, last_interval_key(tx.sender))
+    require(
+        last is None or start > last, Reason.RULE_VIOLATION, f"rules can change only after interval {last}"
+    )
+    entries = [e for e in read_obj(view, rules_key(tx.sender)) or [] if e[0] < start]
+    view.put_obj(rules_key(tx.sender), [*entries, [start, tx.body["rules"]]])
+
+
+def _open_interval(view: Overlay, interval: int, sender: bytes, side: str) -> dict[str, Any]:
+    record = interval_record(view, interval)
+    require(not record["closed"], Reason.CLOSED, f"interval {interval} is already cleared")
+    other = "buyers" if side == "sellers" else "sellers"
+    require(
+        sender not in record[other], Reason.RULE_VIOLATION, f"already one of the {other} in this interval"
+    )
+    if sender not in record[side]:
+        record[side] = sorted([*record[side], sender])
+        view.put_obj(interval_key(interval), record)
+    last = read_obj(view, last_interval_key(sender))
+    if last is None or interval > last:
+        view.put_obj(last_interval_key(sender), interval)
+    return record
+
+
+def _check_offer(view: Overlay, tx: Tx, interval: int, price: int, quantity: int) -> None:
+    rules = rules_for(view, tx.sender, interval)
+    require(quantity > 0, Reason.INVALID, "an offer needs a positive quantity")
+    require(
+        price >= rules["floor_price"],
+        Reason.RULE_VIOLATION,
+        f"price {price} below the seller's floor {rules['floor_price']}",
+    )
+    require(
+        quantity <= rules["max_quantity"],
+        Reason.RULE_VIOLATION,
+        f"quantity {quantity} above the seller's maximum {rules['max_quantity']}",
+    )
+
+
+def _check_demands(view: Overlay, tx: Tx, interval: int, demands: list[dict[str, Any]]) -> None:
+    rules = rules_for(view, tx.sender, interval)
+    sellers = [d["seller"] for d in demands]
+    require(len(set(sellers)) == len(sellers), Reason.INVALID, "a seller appears twice in the bid")
+    total = 0
+    for demand in demands:
+        seller, quantity = demand["seller"], demand["quantity"]
+        require(seller != tx.sender, Reason.INVALID, "cannot buy from oneself")
+        standing = offer(view, interval, seller)
+        require(
+            standing is not None,
+            Reason.NOT_FOUND,
+            f"no offer from {seller.hex()[:16]}… in interval {interval}",
+        )
+        assert standing is not None
+        require(quantity > 0, Reason.INVALID, "each demand needs a positive quantity")
+        require(
+            quantity <= standing["quantity"],
+            Reason.RULE_VIOLATION,
+            f"demand {quantity} exceeds the {standing['quantity']} offered",
+        )
+        require(
+            standing["clean"] or not rules["clean_only"],
+            Reason.RULE_VIOLATION,
+            "buyer accepts only clean energy and this offer is not clean",
+        )
+        limit = buyer_limit(rules, standing["clean"])
+        require(
+            standing["price"] <= limit,
+            Reason.RULE_VIOLATION,
+            f"price {standing['price']} above the cap {limit}",
+        )
+        total += quantity
+    require(
+        total <= rules["max_quantity"],
+        Reason.RULE_VIOLATION,
+        f"total demand {total} above the buyer's maximum {rules['max_quantity']}",
+    )
+
+
+def post_offer(view: Overlay, tx: Tx, ctx: BlockContext, sender: ks.AccountRecord) -> None:
+    require_participant(sender, tx.kind)
+    b = tx.body
+    require(offer(view, b["interval"], tx.sender) is None, Reason.DUPLICATE, "offer already open: use a move")
+    _check_offer(view, tx, b["interval"], b["price"], b["quantity"])
+    _open_interval(view, b["interval"], tx.sender, "sellers")
+    position = {"clean": b["clean"], "price": b["price"], "quantity": b["quantity"], "round": b["round"]}
+    view.put_obj(offer_key(b["interval"], tx.sender), position)
+
+
+def post_bid(view: Overlay, tx: Tx, ctx: BlockContext, sender: ks.AccountRecord) -> None:
+    require_participant(sender, tx.kind)
+    b = tx.body
+    require(bid(view, b["interval"], tx.sender) is None, Reason.DUPLICATE, "bid already open: use a move")
+    _open_interval(view, b["interval"], tx.sender, "buyers")
+    _check_demands(view, tx, b["interval"], b["demands"])
+    view.put_obj(bid_key(b["interval"], tx.sender), {"demands": b["demands"], "round": b["round"]})
+
+
+def move(view: Overlay, tx: Tx, ctx: BlockContext, sender: ks.AccountRecord) -> None:
+    require_participant(sender, tx.kind)
+    b = tx.body
+    interval = b["interval"]
+    require(
+        not interval_record(view, interval)["closed"],
+        Reason.CLOSED,
+        f"interval {interval} is already cleared",
+    )
+    if "price" in b:
+        position = offer(view, interval, tx.sender)
+        require(position is not None, Reason.NOT_FOUND, "no open offer to revise")
+        assert position is not None
+        require(b["round"] > position["round"], Reason.RULE_VIOLATION, "a move must be for a later round")
+        _check_offer(view, tx, interval, b["price"], b["quantity"])
+        position.update(price=b["price"], quantity=b["quantity"], round=b["round"])
+        view.put_obj(offer_key(interval, tx.sender), position)
+    else:
+        position = bid(view, interval, tx.sender)
+        require(position is not None, Reason.NOT_FOUND, "no open bid to revise")
+        assert position is not None
+        require(b["round"] > position["round"], Reason.RULE_VIOLATION, "a move must be for a later round")
+        _check_demands(view, tx, interval, b["demands"])
+        view.put_obj(bid_key(interval, tx.sender), {"demands": b["demands"], "round": b["round"]})
+
+
+def agree_trades(view: Overlay, tx: Tx, ctx: BlockContext, sender: ks.AccountRecord) -> list[Event]:
+    """Close the interval and record its agreed trades, computed only from the final positions."""
+    interval = tx.body["interval"]
+    record = interval_record(view, interval)
+    require(bool(record["sellers"]), Reason.NOT_FOUND, f"no offers in interval {interval}")
+    require(not record["closed"], Reason.CLOSED, f"interval {interval} is already cleared")
+    taking_part = tx.sender in record["sellers"] or tx.sender in record["buyers"]
+    require(
+        taking_part or sender.has(ks.ROLE_AUTHORITY),
+        Reason.FORBIDDEN,
+        "only its participants or an authority close an interval",
+    )
+    demand_by_seller: dict[bytes, list[tuple[bytes, int]]] = {}
+    for buyer in record["buyers"]:
+        rules = rules_for(view, buyer, interval)
+        for demand in (bid(view, interval, buyer) or {"demands": []})["demands"]:
+            standing = offer(view, interval, demand["seller"])
+            if standing is None or standing["price"] > buyer_limit(rules, standing["clean"]):
+                continue  # the seller's final price is beyond this buyer's cap: no trade
+            if rules["clean_only"] and not standing["clean"]:
+                continue
+            demand_by_seller.setdefault(demand["seller"], []).append((buyer, demand["quantity"]))
+    events: list[Event] = []
+    trade_ids: list[bytes] = []
+    for seller in sorted(demand_by_seller):
+        standing = offer(view, interval, seller)
+        assert standing is not None
+        wanted = demand_by_seller[seller]
+        total = sum(q for _, q in wanted)
+        for buyer, quantity in wanted:
+            granted = quantity if total <= standing["quantity"] else quantity * standing["quantity"] // total
+            if granted <= 0:
+                continue
+            tid = trade_id(interval, seller, buyer)
+            agreed = {
+                "buyer": buyer,
+                "clean": standing["clean"],
+                "interval": interval,
+                "price": standing["price"],
+                "quantity": granted,
+                "seller": seller,
+                "settlement": None,
+            }
+            view.put_obj(trade_key(tid), agreed)
+            trade_ids.append(tid)
+            events.append(
+                (
+                    "trade",
+                    {
+                        "id": tid,
+                        "seller": seller,
+                        "buyer": buyer,
+                        "price": standing["price"],
+                        "quantity": granted,
+                    },
+                )
+            )
+    record.update(closed=True, trades=trade_ids)
+    view.put_obj(interval_key(interval), record)
+    return events
+
+
+def settle(view: Overlay, tx: Tx, ctx: BlockContext, sender: ks.AccountRecord) -> list[Event]:
+    tid, delivered = tx.body["trade"], tx.body["delivered"]
+    agreed = trade(view, tid)
+    require(agreed is not None, Reason.NOT_FOUND, "no such agreed trade")
+    assert agreed is not None
+    require(agreed["settlement"] is None, Reason.ALREADY_SETTLED, "trade already settled")
+    party = tx.sender in (agreed["buyer"], agreed["seller"])
+    require(
+        party or sender.has(ks.ROLE_AUTHORITY) or sender.has(ks.ROLE_DSO),
+        Reason.FORBIDDEN,
+        "not a party to the trade",
+    )
+    require(
+        delivered <= agreed["quantity"],
+        Reason.INVALID,
+        f"delivered {delivered} exceeds agreed {agreed['quantity']}",
+    )
+    amount = agreed["price"] * delivered
+    buyer_balance = ks.decode_int(view.get(ks.balance(agreed["buyer"])))
+    credit = ctx.genesis.params.credit_limit
+    require(buyer_balance - amount >= -credit, Reason.INSUFFICIENT_FUNDS, f"buyer cannot pay {amount}")
+    seller_balance = ks.decode_int(view.get(ks.balance(agreed["seller"])))
+    view.put(ks.balance(agreed["buyer"]), ks.encode_int(buyer_balance - amount))
+    view.put(ks.balance(agreed["seller"]), ks.encode_int(seller_balance + amount))
+    agreed["settlement"] = {"amount": amount, "delivered": delivered, "txid": tx.txid}
+    view.put_obj(trade_key(tid), agreed)
+    return [("settled", {"trade": tid, "amount": amount})]
+
+
+def genesis_writes(genesis: Any) -> dict[bytes, bytes | None]:
+    from ..codec import encode
+
+    writes: dict[bytes, bytes | None] = {}
+    for acct in genesis.accounts:
+        if acct.rules is not None:
+            check(RULES_SHAPE, acct.rules, "genesis rules")
+            writes[rules_key(acct.key)] = encode([[0, acct.rules]])
+    return writes
+
+
+KINDS: dict[str, KindSpec] = {
+    "market.rules": KindSpec(Map({"rules": RULES_SHAPE, "from_interval": INTERVAL}), set_rules),
+    "offer": KindSpec(
+        Map({"interval": INTERVAL, "round": ROUND, "price": PRICE, "quantity": QUANTITY, "clean": Bool()}),
+        post_offer,
+    ),
+    "bid": KindSpec(Map({"interval": INTERVAL, "round": ROUND, "demands": DEMANDS}), post_bid),
+    "move": KindSpec(
+        OneOf(
+            (
+                Map({"interval": INTERVAL, "round": ROUND, "price": PRICE, "quantity": QUANTITY}),
+                Map({"interval": INTERVAL, "round": ROUND, "demands": DEMANDS}),
+            )
+        ),
+        move,
+    ),
+    "trade": KindSpec(Map({"interval": INTERVAL}), agree_trades),
+    "settle": KindSpec(Map({"trade": HASH, "delivered": QUANTITY}), settle),
+}
+END_BLOCK = None

@@ -1,0 +1,212 @@
+"""Genesis: the chain id, first authorities, known accounts, enabled contracts and limits of one chain.
+
+Promises: a `Genesis` has one canonical encoding and hash (`digest("genesis", chain, bytes)`); `initial_writes`
+is the state before block 1; JSON (`to_json`/`from_json`) is for people and tools and maps one-to-one onto the
+canonical form (byte strings as hex). Validation errors raise `GenesisError` with one line. Pure; no I/O.
+Contracts are named here and resolved to modules shipped with this package; code never comes from the chain.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, fields, replace
+from typing import Any
+
+from . import keyspace as ks
+from .codec import DecodeError, decode, encode
+from .contracts import CONTRACTS
+from .hashing import GENESIS, digest
+from .state import StateTree
+
+MAX_GENESIS_BYTES = 4 * 1024 * 1024
+
+
+class GenesisError(ValueError):
+    """A genesis document that is malformed or inconsistent."""
+
+
+@dataclass(frozen=True, slots=True)
+class Params:
+    """Limits every replica enforces. Times in milliseconds, sizes in bytes."""
+
+    tx_max_age_ms: int = 120_000  # a transaction's time may lag its block's time by at most this
+    tx_max_future_ms: int = 5_000  # ... and lead it by at most this
+    block_max_future_ms: int = 5_000  # a block's time may lead the validator's clock by at most this
+    max_tx_bytes: int = 64 * 1024
+    max_block_txs: int = 10_000
+    max_block_bytes: int = 8 * 1024 * 1024
+    credit_limit: int = 0  # how far below zero a balance may go (currency micro-units)
+    authority_change_delay: int = 1  # a governance change in block h governs blocks from h + delay
+
+    def to_value(self) -> dict[str, Any]:
+        return {f.name: getattr(self, f.name) for f in fields(self)}
+
+    @staticmethod
+    def from_value(value: Any) -> Params:
+        if type(value) is not dict:
+            raise GenesisError("params: expected a map")
+        known = {f.name for f in fields(Params)}
+        unknown = sorted(set(value) - known)
+        if unknown:
+            raise GenesisError(f"params: unknown keys {unknown}")
+        for name, v in value.items():
+            if type(v) is not int or v < 0:
+                raise GenesisError(f"params.{name}: expected a non-negative integer")
+        return replace(Params(), **value)
+
+
+@dataclass(frozen=True, slots=True)
+class Account:
+    key: bytes
+    roles: tuple[str, ...]
+    label: str = ""
+    balance: int = 0
+    authorised: bool = True
+    rules: dict[str, Any] | None = None  # market rules (see contracts.market.RULES_SHAPE), if preset
+
+
+@dataclass(frozen=True, slots=True)
+class Genesis:
+    chain: str
+    time: int
+    authorities: tuple[bytes, ...]
+    accounts: tuple[Account, ...] = ()
+    contracts: tuple[str, ...] = ("market", "auction")
+    params: Params = field(default_factory=Params)
+
+    def __post_init__(self) -> None:
+        if not self.chain or len(self.chain) > 64:
+            raise GenesisError("chain: 1 to 64 characters")
+        if not self.authorities:
+            raise GenesisError("authorities: at least one is needed")
+        if len(set(self.authorities)) != len(self.authorities):
+            raise GenesisError("authorities: duplicate key")
+        for key in self.authorities:
+            if type(key) is not bytes or len(key) != 32:
+                raise GenesisError("authorities: each is a 32-byte public key")
+        seen: set[bytes] = set()
+        for acct in self.accounts:
+            if type(acct.key) is not bytes or len(acct.key) != 32:
+                raise GenesisError("accounts: each key is a 32-byte public key")
+            if acct.key in seen:
+                raise GenesisError(f"accounts: duplicate key {acct.key.hex()}")
+            seen.add(acct.key)
+            bad = sorted(set(acct.roles) - ks.ROLES)
+            if bad:
+                raise GenesisError(f"accounts: unknown roles {bad}")
+        unknown = sorted(set(self.contracts) - set(CONTRACTS))
+        if unknown:
+            raise GenesisError(f"contracts: unknown contract modules {unknown}")
+
+    # -- canonical form
+    def to_value(self) -> dict[str, Any]:
+        return {
+            "accounts": [
+                {
+                    "authorised": a.authorised,
+                    "balance": a.balance,
+                    "key": a.key,
+                    "label": a.label,
+                    "roles": sorted(a.roles),
+                    "rules": a.rules,
+                }
+                for a in self.accounts
+            ],
+            "authorities": list(self.authorities),
+            "chain": self.chain,
+            "contracts": sorted(self.contracts),
+            "params": self.params.to_value(),
+            "time": self.time,
+        }
+
+    def encode(self) -> bytes:
+        return encode(self.to_value())
+
+    @property
+    def hash(self) -> bytes:
+        return digest(GENESIS, self.chain, self.encode())
+
+    @staticmethod
+    def from_value(value: Any) -> Genesis:
+        try:
+            accounts = tuple(
+                Account(
+                    key=a["key"],
+                    roles=tuple(a["roles"]),
+                    label=a["label"],
+                    balance=a["balance"],
+                    authorised=a["authorised"],
+                    rules=a["rules"],
+                )
+                for a in value["accounts"]
+            )
+            return Genesis(
+                chain=value["chain"],
+                time=value["time"],
+                authorities=tuple(value["authorities"]),
+                accounts=accounts,
+                contracts=tuple(value["contracts"]),
+                params=Params.from_value(value["params"]),
+            )
+        except (KeyError, TypeError) as exc:
+            raise GenesisError(f"genesis: malformed ({exc})") from None
+
+    @staticmethod
+    def decode(raw: bytes) -> Genesis:
+        try:
+            value = decode(raw, MAX_GENESIS_BYTES)
+        except DecodeError as exc:
+            raise GenesisError(f"genesis: {exc}") from None
+        genesis = Genesis.from_value(value)
+        if genesis.encode() != raw:
+            raise GenesisError("genesis: not in canonical form")
+        return genesis
+
+    # -- JSON for people
+    def to_json(self) -> dict[str, Any]:
+        value = self.to_value()
+        value["authorities"] = [k.hex() for k in self.authorities]
+        for acct in value["accounts"]:
+            acct["key"] = acct["key"].hex()
+        return value
+
+    @staticmethod
+    def from_json(doc: Any) -> Genesis:
+        try:
+            doc = dict(doc)
+            doc["authorities"] = [bytes.fromhex(k) for k in doc["authorities"]]
+            accounts = []
+            for acct in doc.get("accounts", []):
+                acct = {"authorised": True, "balance": 0, "label": "", "rules": None, **acct}
+                acct["key"] = bytes.fromhex(acct["key"])
+                accounts.append(acct)
+            doc["accounts"] = accounts
+            doc.setdefault("contracts", ["auction", "market"])
+            doc.setdefault("params", {})
+        except (KeyError, TypeError, ValueError) as exc:
+            raise GenesisError(f"genesis: malformed JSON ({exc})") from None
+        return Genesis.from_value(doc)
+
+    # -- the state before block 1
+    def account_records(self) -> dict[bytes, ks.AccountRecord]:
+        records: dict[bytes, ks.AccountRecord] = {}
+        for acct in self.accounts:
+            records[acct.key] = ks.AccountRecord(frozenset(acct.roles), acct.authorised, acct.label)
+        for key in self.authorities:
+            old = records.get(key, ks.AccountRecord(frozenset()))
+            records[key] = ks.AccountRecord(old.roles | {ks.ROLE_AUTHORITY}, old.authorised, old.label)
+        return records
+
+    def initial_writes(self) -> dict[bytes, bytes | None]:
+        writes: dict[bytes, bytes | None] = {}
+        for key, record in self.account_records().items():
+            writes[ks.account(key)] = record.encode()
+        for acct in self.accounts:
+            if acct.balance:
+                writes[ks.balance(acct.key)] = ks.encode_int(acct.balance)
+        writes[ks.AUTHSET] = encode([[1, sorted(self.authorities)]])
+        for name in sorted(self.contracts):
+            writes.update(CONTRACTS[name].genesis_writes(self))
+        return writes
+
+    def initial_state(self) -> StateTree:
+        return StateTree(self.chain, {k: v for k, v in self.initial_writes().items() if v is not None})

@@ -1,0 +1,140 @@
+"""Ed25519 identities, signatures over domain digests, sealed boxes, and private-key files.
+
+Promises: a `Keypair` signs 32-byte digests (from `hashing.digest`) and never exposes its seed through repr,
+str or logging; `verify` returns a bool and never raises for malformed keys or signatures; `seal` encrypts to
+an Ed25519 public key (converted to X25519) so that only the holder of the matching private key can `unseal`.
+Key files are written with mode 0600 (created that way, never chmod-ed after the fact), never overwritten,
+and refused on read when group or others can read them.
+Assumes PyNaCl/libsodium (which rejects non-canonical signatures and small-order keys).
+Must never log, print or send a private key.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+from pathlib import Path
+
+import nacl.bindings
+import nacl.exceptions
+import nacl.public
+import nacl.signing
+
+PUBLIC_KEY_BYTES = 32
+SIGNATURE_BYTES = 64
+KEYFILE_TYPE = "peergrid-ed25519-v1"
+
+
+class KeyFileError(Exception):
+    """A key file that is missing, unreadable, malformed, or readable by others."""
+
+
+class Keypair:
+    """An Ed25519 signing key and its public key (32 raw bytes)."""
+
+    __slots__ = ("_signing", "public")
+
+    def __init__(self, signing_key: nacl.signing.SigningKey) -> None:
+        self._signing = signing_key
+        self.public: bytes = bytes(signing_key.verify_key)
+
+    @classmethod
+    def generate(cls) -> Keypair:
+        return cls(nacl.signing.SigningKey.generate())
+
+    @classmethod
+    def from_seed(cls, seed: bytes) -> Keypair:
+        """Deterministic keys for tests and demos (a 32-byte seed)."""
+        if len(seed) != 32:
+            raise ValueError("an Ed25519 seed is 32 bytes")
+        return cls(nacl.signing.SigningKey(seed))
+
+    def sign(self, message: bytes) -> bytes:
+        """The 64-byte detached signature of `message` (normally a 32-byte domain digest)."""
+        return self._signing.sign(message).signature
+
+    def unseal(self, ciphertext: bytes) -> bytes:
+        """Open a sealed box addressed to this key; raises `ValueError` if it was not, or was altered."""
+        private = self._signing.to_curve25519_private_key()
+        try:
+            return nacl.public.SealedBox(private).decrypt(ciphertext)
+        except nacl.exceptions.CryptoError:
+            raise ValueError("sealed box does not open with this key (wrong addressee or altered)") from None
+
+    def __repr__(self) -> str:
+        return f"Keypair(public={self.public.hex()[:16]}…)"
+
+    __str__ = __repr__
+
+
+def verify(public_key: bytes, message: bytes, signature: bytes) -> bool:
+    """True when `signature` is a valid Ed25519 signature of `message` by `public_key`."""
+    if len(signature) != SIGNATURE_BYTES or len(public_key) != PUBLIC_KEY_BYTES:
+        return False
+    try:
+        nacl.bindings.crypto_sign_open(signature + message, public_key)
+    except (nacl.exceptions.BadSignatureError, nacl.exceptions.CryptoError, ValueError, TypeError):
+        return False
+    return True
+
+
+def seal(recipient_public: bytes, plaintext: bytes) -> bytes:
+    """Encrypt `plaintext` so that only the holder of Ed25519 `recipient_public` can read it."""
+    curve = nacl.signing.VerifyKey(recipient_public).to_curve25519_public_key()
+    return nacl.public.SealedBox(curve).encrypt(plaintext)
+
+
+# ---------------------------------------------------------------------------------------------- key files
+
+
+def write_keyfile(path: str | Path, keypair: Keypair) -> None:
+    """Write `keypair` to a new file created with mode 0600; refuses to overwrite an existing file."""
+    path = Path(path)
+    seed = bytes(keypair._signing)
+    body = json.dumps({"type": KEYFILE_TYPE, "public": keypair.public.hex(), "seed": seed.hex()}) + "\n"
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        raise KeyFileError(f"{path}: already exists; refusing to overwrite a key") from None
+    except OSError as exc:
+        raise KeyFileError(f"{path}: cannot create: {exc.strerror}") from None
+    with os.fdopen(fd, "w", encoding="utf-8") as handle:
+        handle.write(body)
+        handle.flush()
+        os.fsync(handle.fileno())
+
+
+def read_keyfile(path: str | Path) -> Keypair:
+    """The keypair in `path`; refuses files that group or others may read (like ssh does)."""
+    path = Path(path)
+    try:
+        mode = path.stat().st_mode
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise KeyFileError(f"{path}: no such key file") from None
+    except OSError as exc:
+        raise KeyFileError(f"{path}: cannot read: {exc.strerror}") from None
+    if mode & (stat.S_IRWXG | stat.S_IRWXO):
+        raise KeyFileError(f"{path}: permissions {oct(mode & 0o777)} are too open; a key file must be 0600")
+    try:
+        doc = json.loads(text)
+        if doc.get("type") != KEYFILE_TYPE:
+            raise ValueError("wrong type")
+        keypair = Keypair.from_seed(bytes.fromhex(doc["seed"]))
+    except (ValueError, KeyError, TypeError, AttributeError):
+        raise KeyFileError(f"{path}: not a {KEYFILE_TYPE} key file") from None
+    if "public" in doc and doc["public"] != keypair.public.hex():
+        raise KeyFileError(f"{path}: public key does not match the seed")
+    return keypair
+
+
+def parse_public_key(text: str) -> bytes:
+    """A public key from 64 hex characters; raises `ValueError` otherwise."""
+    try:
+        raw = bytes.fromhex(text.strip())
+    except ValueError:
+        raise ValueError(f"not a hex public key: {text[:20]!r}") from None
+    if len(raw) != PUBLIC_KEY_BYTES:
+        raise ValueError(f"a public key is {PUBLIC_KEY_BYTES} bytes, got {len(raw)}")
+    return raw

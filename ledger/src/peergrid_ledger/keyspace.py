@@ -1,0 +1,102 @@
+"""Where each kind of record lives in the state map, and the typed account record.
+
+Promises: every state key is built here, as an ASCII prefix followed by fixed-width binary parts, with at most
+one variable-length part at the end, so no two record types or two records of one type share a key.
+Integers in keys are 8-byte big-endian. Pure; no I/O.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from .codec import decode, encode
+
+ROLE_DSO = "dso"  # governance: authorities, enrolment, adjustment contracts, switching
+ROLE_AUTHORITY = "authority"  # signs blocks
+ROLE_MGMC = "mgmc"  # an enrolled microgrid master controller (identity key)
+ROLE_ANONYM = "anonym"  # the pseudonymous key an MGMC trades with
+ROLES = frozenset({ROLE_DSO, ROLE_AUTHORITY, ROLE_MGMC, ROLE_ANONYM})
+PARTICIPANT_ROLES = frozenset({ROLE_MGMC, ROLE_ANONYM})
+
+AUTHSET = b"gov/authset"
+
+
+def u64(n: int) -> bytes:
+    return n.to_bytes(8, "big")
+
+
+def account(key: bytes) -> bytes:
+    return b"acct/" + key
+
+
+def balance(key: bytes) -> bytes:
+    return b"bal/" + key
+
+
+def nonce(key: bytes) -> bytes:
+    return b"nonce/" + key
+
+
+def der_commitment(sender: bytes, interval: int) -> bytes:
+    return b"der/" + sender + u64(interval)
+
+
+def schedule_contract(sender: bytes, interval: int, der: str) -> bytes:
+    return b"sched/" + sender + u64(interval) + der.encode()
+
+
+def injection(sender: bytes, interval: int) -> bytes:
+    return b"inj/" + u64(interval) + sender
+
+
+def adjustment(to: bytes, interval: int, txid: bytes) -> bytes:
+    return b"adj/" + to + u64(interval) + txid
+
+
+def adjustment_index(to: bytes, interval: int) -> bytes:
+    return b"adjx/" + to + u64(interval)
+
+
+def switching_plan(plan: str) -> bytes:
+    return b"plan/" + plan.encode()
+
+
+def evidence(signer: bytes, height: int, round_: int, step: str) -> bytes:
+    return b"evid/" + signer + u64(height) + u64(round_) + step.encode()
+
+
+@dataclass(frozen=True, slots=True)
+class AccountRecord:
+    """A known key: its roles, whether it is authorised to trade, and a human label."""
+
+    roles: frozenset[str]
+    authorised: bool = True
+    label: str = ""
+
+    def to_value(self) -> dict[str, Any]:
+        return {"authorised": self.authorised, "label": self.label, "roles": sorted(self.roles)}
+
+    def encode(self) -> bytes:
+        return encode(self.to_value())
+
+    @staticmethod
+    def decode(raw: bytes) -> AccountRecord:
+        value = decode(raw)
+        return AccountRecord(frozenset(value["roles"]), value["authorised"], value["label"])
+
+    def has(self, role: str) -> bool:
+        return role in self.roles
+
+
+def encode_int(n: int) -> bytes:
+    return encode(n)
+
+
+def decode_int(raw: bytes | None) -> int:
+    if raw is None:
+        return 0
+    value = decode(raw)
+    if type(value) is not int:
+        raise ValueError("state integer is not an integer")
+    return value

@@ -1,0 +1,89 @@
+"""Read-only questions about a chain's state, by domain name (no key layouts needed by callers).
+
+Every function takes any `StateReader` (a `StateTree`, a `LocalChain.view`, an `Overlay`) and returns plain
+values (decoded maps, ints, lists) or None when there is no such record. Pure; no I/O.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from . import keyspace as ks
+from .contracts import auction as _auction
+from .contracts import market as _market
+from .core import authorities_at as authorities_at
+from .state import StateReader, read_obj
+
+
+def balance(state: StateReader, key: bytes) -> int:
+    return ks.decode_int(state.get(ks.balance(key)))
+
+
+def last_nonce(state: StateReader, key: bytes) -> int:
+    return ks.decode_int(state.get(ks.nonce(key)))
+
+
+def account(state: StateReader, key: bytes) -> ks.AccountRecord | None:
+    raw = state.get(ks.account(key))
+    return None if raw is None else ks.AccountRecord.decode(raw)
+
+
+def rules(state: StateReader, key: bytes, interval: int) -> dict[str, Any]:
+    return _market.rules_for(state, key, interval)
+
+
+def interval(state: StateReader, number: int) -> dict[str, Any]:
+    """{"sellers": [...], "buyers": [...], "closed": bool, "trades": [trade ids]} for one trading interval."""
+    return _market.interval_record(state, number)
+
+
+def offer(state: StateReader, number: int, seller: bytes) -> dict[str, Any] | None:
+    return _market.offer(state, number, seller)
+
+
+def bid(state: StateReader, number: int, buyer: bytes) -> dict[str, Any] | None:
+    return _market.bid(state, number, buyer)
+
+
+def trade(state: StateReader, trade_id: bytes) -> dict[str, Any] | None:
+    return _market.trade(state, trade_id)
+
+
+def trades(state: StateReader, number: int) -> list[tuple[bytes, dict[str, Any]]]:
+    """The agreed trades of a closed interval as (trade id, trade) pairs, in the order they were agreed."""
+    out = []
+    for tid in _market.interval_record(state, number)["trades"]:
+        record = _market.trade(state, tid)
+        assert record is not None
+        out.append((tid, record))
+    return out
+
+
+def auction(state: StateReader, auction_id: str) -> dict[str, Any] | None:
+    return _auction.auction(state, auction_id)
+
+
+def der_commitment(state: StateReader, sender: bytes, number: int) -> dict[str, Any] | None:
+    value: dict[str, Any] | None = read_obj(state, ks.der_commitment(sender, number))
+    return value
+
+
+def equivalent_injection(state: StateReader, sender: bytes, number: int) -> dict[str, Any] | None:
+    value: dict[str, Any] | None = read_obj(state, ks.injection(sender, number))
+    return value
+
+
+def adjustment_contracts(state: StateReader, to: bytes, number: int) -> list[dict[str, Any]]:
+    """Adjustment contracts addressed to `to` for an interval: each with its ciphertext and hash."""
+    txids = read_obj(state, ks.adjustment_index(to, number)) or []
+    return [read_obj(state, ks.adjustment(to, number, txid)) for txid in txids]
+
+
+def switching_plan(state: StateReader, plan: str) -> dict[str, Any] | None:
+    value: dict[str, Any] | None = read_obj(state, ks.switching_plan(plan))
+    return value
+
+
+def evidence(state: StateReader, signer: bytes, height: int, round_: int, step: str) -> dict[str, Any] | None:
+    value: dict[str, Any] | None = read_obj(state, ks.evidence(signer, height, round_, step))
+    return value

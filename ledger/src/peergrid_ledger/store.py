@@ -1,0 +1,214 @@
+"""LevelDB block store (plyvel): every block with its certificate, indexes and state changes in one batch.
+
+Promises: `append` writes the signed header, body, certificate, transaction index entries, state changes and
+the new head in ONE `WriteBatch(sync=True)`, so after a crash (even `kill -9`) the store shows the previous
+head or the new one, never a mix. `open` rebuilds the state tree and refuses (`StoreCorrupt`) a store whose
+state does not hash to its head's state root. Assumes one writer process per directory (LevelDB's lock
+enforces it). This is the I/O shell around the pure core; nothing here decides validity.
+
+Keys: meta/genesis, meta/head, hdr/<h>, body/<h>, cert/<h> (h as 8-byte big-endian), tx/<txid> -> [h, index],
+st/<state key> -> value.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+
+import plyvel
+
+from .block import Block, Certificate, Header, Tip, decode_body, decode_signed_header
+from .codec import DecodeError, decode, encode
+from .genesis import Genesis, GenesisError
+from .keyspace import u64
+from .state import StateTree
+
+GENESIS_KEY = b"meta/genesis"
+HEAD_KEY = b"meta/head"
+STATE_PREFIX = b"st/"
+
+
+def header_key(height: int) -> bytes:
+    return b"hdr/" + u64(height)
+
+
+def body_key(height: int) -> bytes:
+    return b"body/" + u64(height)
+
+
+def cert_key(height: int) -> bytes:
+    return b"cert/" + u64(height)
+
+
+def tx_key(txid: bytes) -> bytes:
+    return b"tx/" + txid
+
+
+class StoreError(Exception):
+    """The directory is not a usable ledger store (missing, locked, or not initialised)."""
+
+
+class StoreCorrupt(StoreError):
+    """The store's own data is inconsistent: a loud failure, never silently repaired."""
+
+
+class BlockStore:
+    def __init__(self, db: plyvel.DB, path: Path, genesis: Genesis) -> None:
+        self._db = db
+        self.path = path
+        self.genesis = genesis
+
+    # -- opening
+    @staticmethod
+    def _open_db(path: Path, create: bool) -> plyvel.DB:
+        try:
+            return plyvel.DB(str(path), create_if_missing=create)
+        except plyvel.IOError as exc:
+            raise StoreError(f"{path}: cannot open ledger store ({exc})") from None
+        except plyvel.Error as exc:
+            raise StoreError(f"{path}: not a ledger store ({exc})") from None
+
+    @classmethod
+    def create(cls, path: str | Path, genesis: Genesis) -> BlockStore:
+        """A new store holding only `genesis`; refuses a directory that already holds a ledger."""
+        path = Path(path)
+        db = cls._open_db(path, create=True)
+        if db.get(GENESIS_KEY) is not None:
+            db.close()
+            raise StoreError(f"{path}: already holds a ledger")
+        with db.write_batch(transaction=True, sync=True) as batch:
+            batch.put(GENESIS_KEY, genesis.encode())
+            batch.put(HEAD_KEY, encode([0, genesis.hash]))
+            for key, value in genesis.initial_writes().items():
+                if value is not None:
+                    batch.put(STATE_PREFIX + key, value)
+        return cls(db, path, genesis)
+
+    @classmethod
+    def open(cls, path: str | Path) -> BlockStore:
+        path = Path(path)
+        if not path.is_dir():
+            raise StoreError(f"{path}: no such ledger store")
+        db = cls._open_db(path, create=False)
+        raw = db.get(GENESIS_KEY)
+        if raw is None:
+            db.close()
+            raise StoreError(f"{path}: no genesis in this store")
+        try:
+            genesis = Genesis.decode(raw)
+        except GenesisError as exc:
+            db.close()
+            raise StoreCorrupt(f"{path}: stored genesis is corrupt ({exc})") from None
+        return cls(db, path, genesis)
+
+    def close(self) -> None:
+        self._db.close()
+
+    def __enter__(self) -> BlockStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- reading
+    def head_height(self) -> int:
+        raw = self._db.get(HEAD_KEY)
+        try:
+            height, _ = decode(raw) if raw is not None else (None, None)
+        except (DecodeError, ValueError, TypeError):
+            raise StoreCorrupt(f"{self.path}: head record is corrupt") from None
+        if type(height) is not int:
+            raise StoreCorrupt(f"{self.path}: head record is corrupt")
+        return height
+
+    def signed_header(self, height: int) -> tuple[Header, bytes]:
+        raw = self._db.get(header_key(height))
+        if raw is None:
+            raise KeyError(height)
+        try:
+            return decode_signed_header(raw)
+        except DecodeError as exc:
+            raise StoreCorrupt(f"height {height}: stored header is corrupt ({exc})") from None
+
+    def header(self, height: int) -> Header:
+        return self.signed_header(height)[0]
+
+    def block(self, height: int) -> Block:
+        header, seal = self.signed_header(height)
+        raw = self._db.get(body_key(height))
+        if raw is None:
+            raise StoreCorrupt(f"height {height}: body missing")
+        params = self.genesis.params
+        try:
+            txs = decode_body(raw, params.max_block_txs, params.max_block_bytes + 64 * 1024)
+        except DecodeError as exc:
+            raise StoreCorrupt(f"height {height}: stored body is corrupt ({exc})") from None
+        return Block(header, seal, txs)
+
+    def certificate(self, height: int) -> Certificate:
+        raw = self._db.get(cert_key(height))
+        if raw is None:
+            raise StoreCorrupt(f"height {height}: certificate missing")
+        try:
+            return Certificate.decode(raw)
+        except DecodeError as exc:
+            raise StoreCorrupt(f"height {height}: stored certificate is corrupt ({exc})") from None
+
+    def locate_tx(self, txid: bytes) -> tuple[int, int] | None:
+        raw = self._db.get(tx_key(txid))
+        if raw is None:
+            return None
+        height, index = decode(raw)
+        return int(height), int(index)
+
+    def tip(self) -> Tip:
+        height = self.head_height()
+        if height == 0:
+            return Tip.of_genesis(self.genesis)
+        return Tip.of(self.header(height))
+
+    def state_items(self) -> Iterator[tuple[bytes, bytes]]:
+        for key, value in self._db.iterator(prefix=STATE_PREFIX):
+            yield key[len(STATE_PREFIX) :], value
+
+    def load_state(self, check: bool = True) -> StateTree:
+        tree = StateTree(self.genesis.chain, dict(self.state_items()))
+        if check:
+            height = self.head_height()
+            expected = self.genesis.initial_state().root if height == 0 else self.header(height).state_root
+            if tree.root != expected:
+                raise StoreCorrupt(
+                    f"{self.path}: stored state does not match the state root at height {height}"
+                )
+        return tree
+
+    def raw_items(self) -> Iterator[tuple[bytes, bytes]]:
+        """Every key and value, for `export` and tamper tests."""
+        yield from self._db.iterator()
+
+    # -- writing
+    def append(self, block: Block, certificate: Certificate, writes: Mapping[bytes, bytes | None]) -> None:
+        """Store `block` as the new head, atomically and durably (one synced batch)."""
+        height = block.height
+        if height != self.head_height() + 1:
+            raise StoreError(f"append height {height} after head {self.head_height()}")
+        with self._db.write_batch(transaction=True, sync=True) as batch:
+            batch.put(header_key(height), block.signed_header_bytes())
+            batch.put(body_key(height), block.body_bytes())
+            batch.put(cert_key(height), certificate.encode())
+            for index, tx in enumerate(block.txs):
+                batch.put(tx_key(tx.txid), encode([height, index]))
+            for key, value in writes.items():
+                if value is None:
+                    batch.delete(STATE_PREFIX + key)
+                else:
+                    batch.put(STATE_PREFIX + key, value)
+            batch.put(HEAD_KEY, encode([height, block.hash]))
+
+    # for tamper-evidence tests: direct access, bypassing every check
+    def raw_get(self, key: bytes) -> bytes | None:
+        value: bytes | None = self._db.get(key)
+        return value
+
+    def raw_put(self, key: bytes, value: bytes) -> None:
+        self._db.put(key, value, sync=True)

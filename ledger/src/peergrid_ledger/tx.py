@@ -1,0 +1,123 @@
+"""Signed transactions: build, sign, encode, decode.
+
+Wire form: the canonical encoding of the array `[payload, signature]`, both byte strings, where `payload` is the
+canonical encoding of the map `{body, chain, kind, nonce, sender, time}` and `signature` is the sender's
+Ed25519 signature of the transaction id `txid = digest("tx", chain, payload)`.
+
+Promises: `decode_tx` returns a `Tx` for exactly the well-formed encodings up to `max_size` bytes and raises
+`DecodeError` for everything else; it does NOT check the signature, chain, nonce or time (the state machine
+does, with typed rejections). `sign_tx` produces bytes that `decode_tx` accepts. Pure; no I/O.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from .codec import (
+    DecodeError,
+    Value,
+    decode,
+    encode,
+    expect_bytes,
+    expect_int,
+    expect_list,
+    expect_map,
+    expect_str,
+)
+from .hashing import TX, digest
+from .keys import PUBLIC_KEY_BYTES, SIGNATURE_BYTES, Keypair, verify
+
+MAX_TX_BYTES = 64 * 1024
+"""Default ceiling for one encoded transaction; genesis may set a lower `max_tx_bytes`."""
+
+PAYLOAD_FIELDS = ("body", "chain", "kind", "nonce", "sender", "time")
+MAX_CHAIN_ID = 64
+MAX_KIND = 64
+
+
+@dataclass(frozen=True, slots=True)
+class Tx:
+    """A decoded signed transaction. `raw` is its wire form; `txid` names it."""
+
+    chain: str
+    kind: str
+    sender: bytes
+    nonce: int
+    time: int
+    body: dict[str, Any]
+    signature: bytes
+    payload: bytes
+    raw: bytes
+    txid: bytes
+
+    def signature_ok(self) -> bool:
+        return verify(self.sender, self.txid, self.signature)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "txid": self.txid.hex(),
+            "chain": self.chain,
+            "kind": self.kind,
+            "sender": self.sender.hex(),
+            "nonce": self.nonce,
+            "time": self.time,
+            "body": to_jsonable(self.body),
+            "signature": self.signature.hex(),
+        }
+
+
+def sign_tx(keypair: Keypair, chain: str, kind: str, nonce: int, time_ms: int, body: dict[str, Any]) -> Tx:
+    """A transaction from `keypair.public`, signed. `body` must be encodable (see `codec`)."""
+    payload = encode(
+        {
+            "body": body,
+            "chain": chain,
+            "kind": kind,
+            "nonce": nonce,
+            "sender": keypair.public,
+            "time": time_ms,
+        }
+    )
+    txid = digest(TX, chain, payload)
+    signature = keypair.sign(txid)
+    raw = encode([payload, signature])
+    return Tx(chain, kind, keypair.public, nonce, time_ms, body, signature, payload, raw, txid)
+
+
+def decode_tx(raw: bytes, max_size: int = MAX_TX_BYTES) -> Tx:
+    """The transaction encoded by `raw`; `DecodeError` if it is not exactly a well-formed one."""
+    if len(raw) > max_size:
+        raise DecodeError(f"transaction of {len(raw)} bytes exceeds the limit of {max_size}")
+    outer = decode(raw, max_size)
+    if type(outer) is not list or len(outer) != 2:
+        raise DecodeError("transaction: expected [payload, signature]")
+    payload = expect_bytes(outer[0], "transaction payload")
+    signature = expect_bytes(outer[1], "transaction signature", SIGNATURE_BYTES)
+    fields = expect_map(decode(payload, max_size), "transaction payload", PAYLOAD_FIELDS)
+    chain = expect_str(fields["chain"], "chain", MAX_CHAIN_ID)
+    kind = expect_str(fields["kind"], "kind", MAX_KIND)
+    sender = expect_bytes(fields["sender"], "sender", PUBLIC_KEY_BYTES)
+    nonce = expect_int(fields["nonce"], "nonce")
+    time_ms = expect_int(fields["time"], "time")
+    body = fields["body"]
+    if type(body) is not dict:
+        raise DecodeError("body: expected a map")
+    txid = digest(TX, chain, payload)
+    return Tx(chain, kind, sender, nonce, time_ms, body, signature, payload, raw, txid)
+
+
+def decode_tx_list(raw: bytes, max_count: int, max_size: int) -> list[Tx]:
+    items = expect_list(decode(raw, max_size), "transaction list", max_count)
+    return [decode_tx(expect_bytes(item, "transaction")) for item in items]
+
+
+def to_jsonable(value: Value) -> Any:
+    """A JSON view of a decoded value: byte strings become hex (for `show` and `export`, not for hashing)."""
+    if type(value) is bytes:
+        return value.hex()
+    if type(value) is list:
+        return [to_jsonable(v) for v in value]
+    if type(value) is dict:
+        return {k: to_jsonable(v) for k, v in value.items()}
+    return value
