@@ -1,0 +1,292 @@
+"""`peergrid-ledger`: keys, genesis, inspection, verification, proofs, export and a demo chain.
+
+Exit status: 0 success; 1 a verification (verify, verify-proof) failed; 2 bad usage, bad input file or an
+unusable store. Errors are one line on stderr, never a traceback. Private keys are never printed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, NoReturn
+
+from .codec import DecodeError
+from .demo import NAMES, build_demo, demo_genesis, demo_key
+from .genesis import Account, Genesis, GenesisError, Params
+from .keys import KeyFileError, Keypair, parse_public_key, read_keyfile, write_keyfile
+from .proof import ProofError, build_proof, check_proof
+from .store import BlockStore, StoreError
+from .tx import to_jsonable
+from .verify import verify_store
+
+PROG = "peergrid-ledger"
+
+
+class UsageError(Exception):
+    pass
+
+
+def _fail(message: str, status: int = 2) -> NoReturn:
+    print(f"{PROG}: {message}", file=sys.stderr)
+    raise SystemExit(status)
+
+
+def _public_key(text: str) -> bytes:
+    """A public key given as 64 hex characters or as a key file path."""
+    try:
+        return parse_public_key(text)
+    except ValueError:
+        pass
+    if Path(text).is_file():
+        return read_keyfile(text).public
+    raise UsageError(f"{text!r} is neither a hex public key nor a key file")
+
+
+def _write_json(doc: Any, out: str | None) -> None:
+    text = json.dumps(doc, indent=2, sort_keys=True) + "\n"
+    if out is None or out == "-":
+        sys.stdout.write(text)
+    else:
+        Path(out).write_text(text, encoding="utf-8")
+
+
+def _open_store(path: str) -> BlockStore:
+    return BlockStore.open(path)
+
+
+# ---------------------------------------------------------------------------------------------- commands
+
+
+def cmd_keygen(args: argparse.Namespace) -> int:
+    keypair = Keypair.generate()
+    write_keyfile(args.out, keypair)
+    print(keypair.public.hex())
+    return 0
+
+
+def cmd_genesis(args: argparse.Namespace) -> int:
+    accounts: dict[bytes, Account] = {}
+    for text in args.dso:
+        key = _public_key(text)
+        accounts[key] = Account(key, ("dso",), "dso")
+    for spec in args.account:
+        parts = spec.split(":")
+        if len(parts) not in (2, 3):
+            raise UsageError(f"--account {spec!r}: expected KEY:ROLE[,ROLE][:BALANCE]")
+        key = _public_key(parts[0])
+        balance = int(parts[2]) if len(parts) == 3 else 0
+        accounts[key] = Account(key, tuple(parts[1].split(",")), balance=balance)
+    genesis = Genesis(
+        chain=args.chain,
+        time=args.time,
+        authorities=tuple(_public_key(t) for t in args.authority),
+        accounts=tuple(accounts.values()),
+        contracts=tuple(args.contract) if args.contract else ("auction", "market"),
+        params=Params(credit_limit=args.credit_limit),
+    )
+    _write_json(genesis.to_json(), args.out)
+    if args.db:
+        BlockStore.create(args.db, genesis).close()
+    print(f"genesis {genesis.hash.hex()} for chain {genesis.chain!r}", file=sys.stderr)
+    return 0
+
+
+def cmd_show(args: argparse.Namespace) -> int:
+    with _open_store(args.db) as store:
+        if args.tx:
+            txid = bytes.fromhex(args.tx)
+            where = store.locate_tx(txid)
+            if where is None:
+                raise UsageError(f"no transaction {args.tx} in this store")
+            block = store.block(where[0])
+            doc = block.txs[where[1]].to_json() | {"height": where[0], "index": where[1]}
+        elif args.genesis:
+            doc = store.genesis.to_json() | {"hash": store.genesis.hash.hex()}
+        else:
+            height = store.head_height() if args.height is None else args.height
+            if height == 0:
+                doc = {"height": 0, "genesis": store.genesis.hash.hex()}
+            else:
+                try:
+                    block = store.block(height)
+                except KeyError:
+                    raise UsageError(f"no block at height {height} (head is {store.head_height()})") from None
+                cert = store.certificate(height)
+                doc = {
+                    "header": block.header.to_json(),
+                    "seal": block.seal.hex(),
+                    "certificate": {
+                        "round": cert.round,
+                        "votes": [[s.hex(), sig.hex()] for s, sig in cert.votes],
+                    },
+                    "txs": [tx.to_json() for tx in block.txs],
+                }
+    _write_json(doc, None)
+    return 0
+
+
+def cmd_verify(args: argparse.Namespace) -> int:
+    with _open_store(args.db) as store:
+        report = verify_store(store)
+    print(report.summary(), file=sys.stdout if report.ok else sys.stderr)
+    return 0 if report.ok else 1
+
+
+def cmd_prove(args: argparse.Namespace) -> int:
+    txid = bytes.fromhex(args.tx)
+    with _open_store(args.db) as store:
+        where = store.locate_tx(txid)
+        if where is None:
+            raise UsageError(f"no transaction {args.tx} in this store")
+        proof = build_proof(store.block(where[0]), store.certificate(where[0]), txid)
+    _write_json(proof, args.out)
+    return 0
+
+
+def cmd_verify_proof(args: argparse.Namespace) -> int:
+    try:
+        doc = json.loads(Path(args.file).read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise UsageError(f"{args.file}: cannot read a JSON proof ({exc})") from None
+    trusted = bytes.fromhex(args.header_hash) if args.header_hash else None
+    authorities = [_public_key(text) for text in args.authority] if args.authority else None
+    try:
+        check = check_proof(doc, trusted, authorities)
+    except ProofError as exc:
+        print(f"FAIL: {exc}", file=sys.stderr)
+        return 1
+    print(check.summary())
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    out = sys.stdout if args.out in (None, "-") else open(args.out, "w", encoding="utf-8")  # noqa: SIM115
+    try:
+        with _open_store(args.db) as store:
+            out.write(
+                json.dumps({"genesis": store.genesis.to_json(), "hash": store.genesis.hash.hex()}) + "\n"
+            )
+            for height in range(1, store.head_height() + 1):
+                block, cert = store.block(height), store.certificate(height)
+                line = {
+                    "height": height,
+                    "header": block.header.to_json(),
+                    "block": block.encode().hex(),
+                    "certificate": cert.encode().hex(),
+                    "txs": [to_jsonable(tx.to_json()) for tx in block.txs],
+                }
+                out.write(json.dumps(line, sort_keys=True) + "\n")
+    finally:
+        if out is not sys.stdout:
+            out.close()
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    keys_dir = Path(args.keys or f"{args.db.rstrip('/')}-keys")
+    genesis = demo_genesis({name: demo_key(name) for name in NAMES})
+    store = BlockStore.create(args.db, genesis)
+    try:
+        demo = build_demo(store, args.blocks)
+    finally:
+        store.close()
+    keys_dir.mkdir(parents=True, exist_ok=True)
+    for name, keypair in demo.keys.items():
+        path = keys_dir / f"{name}.key"
+        if not path.exists():
+            write_keyfile(path, keypair)
+    (keys_dir / "genesis.json").write_text(json.dumps(genesis.to_json(), indent=2) + "\n", encoding="utf-8")
+    print(f"wrote {args.blocks} blocks to {args.db}; keys and genesis.json in {keys_dir}")
+    for kind, txid in sorted(demo.txids.items()):
+        print(f"  {kind:22} {txid.hex()}")
+    return 0
+
+
+# ---------------------------------------------------------------------------------------------- parser
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog=PROG, description="peergrid's proof-of-authority ledger tools.")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("keygen", help="create an Ed25519 key file (mode 0600) and print its public key")
+    p.add_argument("--out", required=True, help="key file to create (never overwritten)")
+    p.set_defaults(func=cmd_keygen)
+
+    p = sub.add_parser("genesis", help="write a genesis document (JSON), optionally initialising a store")
+    p.add_argument("--chain", required=True, help="chain id, e.g. mgmc-feeder1 or dso-feeder1")
+    p.add_argument(
+        "--authority", action="append", required=True, help="authority public key (hex) or key file"
+    )
+    p.add_argument("--dso", action="append", default=[], help="DSO governance key (hex) or key file")
+    p.add_argument("--account", action="append", default=[], help="KEY:ROLE[,ROLE][:BALANCE]")
+    p.add_argument(
+        "--contract", action="append", default=[], help="contract to enable (default: auction, market)"
+    )
+    p.add_argument("--time", type=int, default=0, help="genesis time, ms since the epoch")
+    p.add_argument("--credit-limit", type=int, default=0, help="how far balances may go below zero")
+    p.add_argument("--out", default="-", help="genesis JSON file (default stdout)")
+    p.add_argument("--db", help="also create a store holding this genesis")
+    p.set_defaults(func=cmd_genesis)
+
+    p = sub.add_parser("show", help="print a block (default: the head), a transaction or the genesis as JSON")
+    p.add_argument("--db", required=True)
+    group = p.add_mutually_exclusive_group()
+    group.add_argument("--height", type=int)
+    group.add_argument("--tx", help="transaction id (hex)")
+    group.add_argument("--genesis", action="store_true")
+    p.set_defaults(func=cmd_show)
+
+    p = sub.add_parser(
+        "verify", help="re-verify every block from genesis; exit 1 naming the first bad height"
+    )
+    p.add_argument("--db", required=True)
+    p.set_defaults(func=cmd_verify)
+
+    p = sub.add_parser("prove", help="write a JSON inclusion proof for a transaction")
+    p.add_argument("--db", required=True)
+    p.add_argument("--tx", required=True, help="transaction id (hex)")
+    p.add_argument("--out", default="-", help="proof file (default stdout)")
+    p.set_defaults(func=cmd_prove)
+
+    p = sub.add_parser("verify-proof", help="check a proof without the database")
+    p.add_argument("file")
+    p.add_argument("--header-hash", help="the block hash you trust (hex); otherwise reported")
+    p.add_argument(
+        "--authority",
+        action="append",
+        default=[],
+        help="a trusted authority key for that height (repeat): the certificate must reach their quorum",
+    )
+    p.set_defaults(func=cmd_verify_proof)
+
+    p = sub.add_parser("export", help="write the chain as JSON lines (genesis, then one line per block)")
+    p.add_argument("--db", required=True)
+    p.add_argument("--out", default="-")
+    p.set_defaults(func=cmd_export)
+
+    p = sub.add_parser("demo", help="write a sample chain holding transactions of every kind")
+    p.add_argument("--db", required=True, help="new store directory")
+    p.add_argument("--blocks", type=int, default=10)
+    p.add_argument("--keys", help="where to write the demo keys (default DB-keys)")
+    p.set_defaults(func=cmd_demo)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        status: int = args.func(args)
+    except (UsageError, StoreError, KeyFileError, GenesisError, DecodeError, ValueError) as exc:
+        _fail(str(exc))
+    except BrokenPipeError:
+        return 0
+    return status
+
+
+if __name__ == "__main__":
+    sys.exit(main())

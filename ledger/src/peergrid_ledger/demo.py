@@ -1,0 +1,170 @@
+"""A sample chain holding signed transactions of every kind, for trying the CLI and for tests.
+
+`build_demo(store_or_none, blocks)` seals `blocks` blocks with `LocalChain`: governance (add, rotate, remove an
+authority, so later certificates carry two signatures), enrolment and (de)authorisation, DER data
+commitments, a schedule contract, equivalent injections, an encrypted adjustment contract, a switching plan
+and its result, market rules, offers, bids, bargaining moves, agreed trades and settlements, the auction
+example (1 sells; 2, 3, 4 bid 30, 20, 25; 2 wins and pays 1), and equivocation evidence. Keys come from fixed
+seeds, so apart from the sealed-box ciphertext the chain is the same every time. With fewer than three
+blocks the early phases share blocks; every kind still appears.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from .chain import LocalChain
+from .genesis import Account, Genesis, Params
+from .keys import Keypair, seal
+from .results import Accepted
+from .store import BlockStore
+from .votes import PREPARE, vote_digest
+
+DEMO_CHAIN = "peergrid-demo"
+DEMO_T0 = 1_767_225_600_000  # 2026-01-01T00:00:00Z in ms
+NAMES = ("authority-a", "authority-b", "authority-c", "dso", "mg1", "mg2", "mg3", "mg4", "mgmc5", "mg5")
+
+
+def demo_key(name: str) -> Keypair:
+    return Keypair.from_seed(hashlib.sha256(b"peergrid-demo/" + name.encode()).digest())
+
+
+@dataclass
+class Demo:
+    chain: LocalChain
+    keys: dict[str, Keypair]
+    txids: dict[str, bytes] = field(default_factory=dict)  # first txid of each kind
+
+    def do(self, who: str, kind: str, body: dict[str, Any]) -> Accepted:
+        result = self.chain.sign_and_submit(self.keys[who], kind, body, self.chain.tip.time + 1000)
+        if not isinstance(result, Accepted):
+            raise RuntimeError(f"demo transaction {kind} by {who} was {result}")
+        self.txids.setdefault(kind, result.txid)
+        return result
+
+    def pk(self, name: str) -> bytes:
+        return self.keys[name].public
+
+
+def demo_genesis(keys: dict[str, Keypair]) -> Genesis:
+    anonyms = [
+        Account(keys[f"mg{i}"].public, ("anonym",), f"anonym-{i}", balance=1_000_000) for i in range(1, 5)
+    ]
+    return Genesis(
+        chain=DEMO_CHAIN,
+        time=DEMO_T0,
+        authorities=(keys["authority-a"].public,),
+        accounts=(Account(keys["dso"].public, ("dso",), "dso"), *anonyms),
+        params=Params(credit_limit=10_000_000),
+    )
+
+
+def _phase_records(d: Demo) -> None:
+    d.do("dso", "gov.add_authority", {"key": d.pk("authority-b")})
+    d.do("dso", "enrol", {"mgmc": d.pk("mgmc5"), "anonym": d.pk("mg5"), "label": "mg5"})
+    d.do("dso", "authorise", {"key": d.pk("mg5"), "authorised": False})
+    d.do("dso", "authorise", {"key": d.pk("mg5"), "authorised": True})
+    for i in range(1, 5):
+        root = hashlib.sha256(f"readings mg{i} interval 1".encode()).digest()
+        d.do(f"mg{i}", "der_commitment", {"interval": 1, "root": root, "readings": 96})
+        d.do(f"mg{i}", "equivalent_injection", {"interval": 1, "injection": 1000 * (i - 2), "revision": 0})
+    d.do(
+        "mg1",
+        "schedule_contract",
+        {"interval": 1, "der": "battery-1", "setpoints": [500, 250, 0, -250], "step_s": 900},
+    )
+    contract = seal(d.pk("mg2"), b'{"interval": 1, "max_injection_w": 1500}')
+    d.do("dso", "adjustment_contract", {"interval": 1, "to": d.pk("mg2"), "ciphertext": contract})
+    actions = [{"switch": "s33", "close": True}, {"switch": "s7", "close": False}]
+    d.do("dso", "switching_plan", {"plan": "plan-1", "interval": 1, "actions": actions})
+    rules = {
+        "floor_price": 200,
+        "cap_price": 0,
+        "max_quantity": 5000,
+        "clean_only": False,
+        "clean_premium": 0,
+    }
+    d.do("mg1", "market.rules", {"rules": rules, "from_interval": 1})
+    buyer = {
+        "floor_price": 0,
+        "cap_price": 400,
+        "max_quantity": 4000,
+        "clean_only": True,
+        "clean_premium": 50,
+    }
+    d.do("mg3", "market.rules", {"rules": buyer, "from_interval": 1})
+    d.do("mg1", "offer", {"interval": 1, "round": 0, "price": 250, "quantity": 3000, "clean": True})
+    d.do("mg2", "offer", {"interval": 1, "round": 0, "price": 230, "quantity": 1000, "clean": False})
+    d.do("mg3", "bid", {"interval": 1, "round": 0, "demands": [{"seller": d.pk("mg1"), "quantity": 1500}]})
+    demands = [{"seller": d.pk("mg1"), "quantity": 1000}, {"seller": d.pk("mg2"), "quantity": 800}]
+    d.do("mg4", "bid", {"interval": 1, "round": 0, "demands": demands})
+    d.do("mg1", "auction.open", {"auction": "auction-1", "quantity": 10, "reserve": 10, "close_height": 3})
+    for bidder, amount in (("mg2", 30), ("mg3", 20), ("mg4", 25)):
+        d.do(bidder, "auction.bid", {"auction": "auction-1", "amount": amount})
+
+
+def _phase_bargain(d: Demo) -> None:
+    d.do("mg1", "move", {"interval": 1, "round": 1, "price": 270, "quantity": 3000})
+    demands = [{"seller": d.pk("mg1"), "quantity": 900}, {"seller": d.pk("mg2"), "quantity": 900}]
+    d.do("mg4", "move", {"interval": 1, "round": 1, "demands": demands})
+    agreed = d.do("mg3", "trade", {"interval": 1})
+    for _, event in agreed.events:
+        buyer = next(n for n in ("mg3", "mg4") if d.pk(n) == event["buyer"])
+        d.do(buyer, "settle", {"trade": event["id"], "delivered": event["quantity"]})
+    results = [{"switch": "s33", "closed": True, "ok": True}, {"switch": "s7", "closed": False, "ok": True}]
+    d.do("dso", "switching_result", {"plan": "plan-1", "results": results})
+    d.do("dso", "gov.rotate_authority", {"old": d.pk("authority-b"), "new": d.pk("authority-c")})
+    a = d.keys["authority-a"]
+    votes = [
+        (block, a.sign(vote_digest(DEMO_CHAIN, 1, 0, PREPARE, block)))
+        for block in (b"\x01" * 32, b"\x02" * 32)
+    ]
+    first, second = ({"block": b, "sig": s} for b, s in votes)
+    body = {"signer": a.public, "height": 1, "round": 0, "step": PREPARE, "first": first, "second": second}
+    d.do("dso", "evidence", body)
+
+
+def _phase_wind_down(d: Demo) -> None:
+    d.do("dso", "gov.remove_authority", {"key": d.pk("authority-c")})
+
+
+def _phase_interval(d: Demo, interval: int) -> None:
+    d.do(
+        "mg1",
+        "der_commitment",
+        {"interval": interval, "root": hashlib.sha256(b"%d" % interval).digest(), "readings": 96},
+    )
+    d.do("mg1", "offer", {"interval": interval, "round": 0, "price": 240, "quantity": 2000, "clean": True})
+    d.do(
+        "mg2",
+        "bid",
+        {"interval": interval, "round": 0, "demands": [{"seller": d.pk("mg1"), "quantity": 700}]},
+    )
+    agreed = d.do("mg2", "trade", {"interval": interval})
+    d.do("mg2", "settle", {"trade": agreed.events[0][1]["id"], "delivered": 650})
+
+
+def build_demo(store: BlockStore | None, blocks: int) -> Demo:
+    """Seal `blocks` (>= 1) demo blocks into `store` (or memory) and return the chain and its keys."""
+    if blocks < 1:
+        raise ValueError("a demo needs at least one block")
+    keys = {name: demo_key(name) for name in NAMES}
+    genesis = demo_genesis(keys)
+    if store is not None and store.genesis.hash != genesis.hash:
+        raise ValueError("store holds another genesis")
+    cosigners = [keys["authority-b"], keys["authority-c"]]
+    chain = LocalChain(genesis, keys["authority-a"], store, cosigners=cosigners)
+    d = Demo(chain, keys)
+    phases: list[Callable[[Demo], None]] = [_phase_records, _phase_bargain, _phase_wind_down]
+    for height in range(1, blocks + 1):
+        if height <= len(phases):
+            todo = phases[height - 1 :] if height == blocks else [phases[height - 1]]
+            for phase in todo:
+                phase(d)
+        else:
+            _phase_interval(d, height)
+        chain.seal(chain.tip.time + 1000)
+    return d
