@@ -3,7 +3,7 @@
 Promises: sellers (leaders) post a price and the quantity their curve supplies at it; buyers (followers) take
 the offers their rules accept, cheapest effective price first, up to what their curve demands at that price;
 the venue (the market contract, in memory or on the chain) judges every move and clears each round; sellers
-then raise their price when asked for more than they offered and lower it when they sold less than planned,
+then raise their price when their whole offer is taken (the contract never lets a buyer ask for more) and lower it when they sold less than planned,
 but never below what still covers what they sell, within their floor. Steps halve on each reversal. Rounds stop
 when no price moves by more than the price tolerance and no request by more than the quantity tolerance.
 `stability` then checks numerically that no MG gains more than the tolerance by deviating alone.
@@ -28,7 +28,11 @@ from peergrid_controller.market import (
     check_bid,
     check_offer,
     clear,
+    micro_per_wh,
+    price_tick,
     quantize,
+    wh,
+    within,
 )
 from peergrid_controller.model import ContractRules
 
@@ -43,7 +47,7 @@ class Participant:
 
 @dataclass(frozen=True)
 class BargainingConfig:
-    price_tolerance: float = 0.0005
+    price_tolerance: float = 0.001  # one price tick on the chain
     quantity_tolerance: float = 0.01  # kWh
     max_rounds: int = 60
 
@@ -55,7 +59,17 @@ class Venue(Protocol):
 
     def post_bid(self, bid: Bid) -> Verdict: ...
 
-    def close_round(self) -> list[Trade]: ...
+    def close_round(self) -> list[Trade]:
+        """Seal the round's moves; the tentative trades they imply (public: anyone can compute them)."""
+        ...
+
+    def finish(self, interval: int) -> list[Trade]:
+        """Close the interval: the agreed trades, computed by the contract from the final positions."""
+        ...
+
+    def settle(self, trade: Trade, delivered_kwh: float) -> Verdict:
+        """Pay one agreed trade, once, for the energy delivered."""
+        ...
 
 
 @dataclass
@@ -65,6 +79,10 @@ class MemoryVenue:
     rules: dict[str, ContractRules]
     offers: dict[str, Offer] = field(default_factory=dict)
     bids: list[Bid] = field(default_factory=list)
+    last_trades: list[Trade] = field(default_factory=list)
+    agreed: dict[str, Trade] = field(default_factory=dict)
+    settled: set[str] = field(default_factory=set)
+    balances: dict[str, float] = field(default_factory=dict)
 
     def post_offer(self, offer: Offer) -> Verdict:
         verdict = check_offer(offer, self.rules[offer.seller])
@@ -79,9 +97,30 @@ class MemoryVenue:
         return verdict
 
     def close_round(self) -> list[Trade]:
-        trades = clear(list(self.offers.values()), self.bids)
+        self.last_trades = clear(list(self.offers.values()), self.bids)
         self.offers, self.bids = {}, []
+        return self.last_trades
+
+    def finish(self, interval: int) -> list[Trade]:
+        trades = [t for t in self.last_trades if t.interval == interval]
+        for t in trades:
+            self.agreed[t.trade_id] = t
+        self.last_trades = []
         return trades
+
+    def settle(self, trade: Trade, delivered_kwh: float) -> Verdict:
+        agreed = self.agreed.get(trade.trade_id)
+        if agreed is None:
+            return Rejected(f"no agreed trade {trade.trade_id}")
+        if trade.trade_id in self.settled:
+            return Rejected(f"trade {trade.trade_id} is already settled")
+        if not within(delivered_kwh, agreed.quantity_kwh) or delivered_kwh < 0:
+            return Rejected(f"delivered {delivered_kwh} kWh exceeds the agreed {agreed.quantity_kwh}")
+        amount = micro_per_wh(agreed.price) * wh(delivered_kwh) / 1e6
+        self.balances[agreed.buyer] = self.balances.get(agreed.buyer, 0.0) - amount
+        self.balances[agreed.seller] = self.balances.get(agreed.seller, 0.0) + amount
+        self.settled.add(trade.trade_id)
+        return Accepted()
 
 
 @dataclass(frozen=True)
@@ -98,10 +137,7 @@ class Outcome:
     interval: int
     rounds: tuple[Round, ...]
     converged: bool
-
-    @property
-    def trades(self) -> tuple[Trade, ...]:
-        return self.rounds[-1].trades if self.rounds else ()
+    trades: tuple[Trade, ...]  # agreed by the contract from the final positions
 
 
 @dataclass
@@ -113,7 +149,9 @@ class _SellerState:
     direction: int = 0
 
 
-def split_roles(participants: Sequence[Participant], feed_in: float, retail: float) -> tuple[list[Participant], list[Participant]]:
+def split_roles(
+    participants: Sequence[Participant], feed_in: float, retail: float
+) -> tuple[list[Participant], list[Participant]]:
     """Sellers export at the mid price (or would export more at retail than they import at feed-in)."""
     mid = (feed_in + retail) / 2
     sellers, buyers = [], []
@@ -129,7 +167,7 @@ def split_roles(participants: Sequence[Participant], feed_in: float, retail: flo
 
 def make_offer(seller: Participant, price: float, interval: int) -> Offer:
     quantity = min(seller.curve.supply(price), seller.rules.max_quantity_kwh)
-    return Offer(seller.name, interval, round(price, 6), quantize(quantity), seller.clean)
+    return Offer(seller.name, interval, price_tick(price), quantize(quantity), seller.clean)
 
 
 def make_bid(buyer: Participant, offers: Sequence[Offer], interval: int) -> Bid:
@@ -144,7 +182,9 @@ def make_bid(buyer: Participant, offers: Sequence[Offer], interval: int) -> Bid:
     for offer in sorted(offers, key=lambda o: (effective(o), o.seller)):
         if offer.seller == buyer.name or not acceptable(offer, rules):
             continue
-        want = min(offer.quantity_kwh, buyer.curve.demand(effective(offer)) - bought, rules.max_quantity_kwh - bought)
+        want = min(
+            offer.quantity_kwh, buyer.curve.demand(effective(offer)) - bought, rules.max_quantity_kwh - bought
+        )
         want = quantize(want)
         if want > 0:
             requests[offer.seller] = want
@@ -152,11 +192,14 @@ def make_bid(buyer: Participant, offers: Sequence[Offer], interval: int) -> Bid:
     return Bid(buyer.name, interval, tuple(sorted(requests.items())))
 
 
-def _adjust(state: _SellerState, seller: Participant, offered: float, asked: float, cfg: BargainingConfig) -> bool:
+def _adjust(
+    state: _SellerState, seller: Participant, offered: float, asked: float, cfg: BargainingConfig
+) -> bool:
     """Move the seller's price for the next round; True when it is content (no move it still wants)."""
     tol_q = cfg.quantity_tolerance
     move = 0
-    if asked > offered + tol_q and state.price < state.upper:
+    # the contract lets nobody ask for more than is offered, so "sold out" is how excess demand shows
+    if offered > tol_q and asked >= offered - tol_q and state.price < state.upper:
         move = +1
     elif asked < offered - tol_q and state.price > state.lower:
         # lower only while the lower price still covers what buyers take now (a local look, not a round)
@@ -191,7 +234,9 @@ def bargain(
     for s in sellers:
         first_unit = s.curve.marginal_price(cfg.quantity_tolerance)
         lower = min(max(s.rules.floor_price, first_unit, feed_in), upper)
-        states[s.name] = _SellerState(price=(lower + upper) / 2, step=(upper - lower) / 4, lower=lower, upper=upper)
+        states[s.name] = _SellerState(
+            price=(lower + upper) / 2, step=(upper - lower) / 4, lower=lower, upper=upper
+        )
     rounds: list[Round] = []
     converged = False
     for number in range(1, cfg.max_rounds + 1):
@@ -219,13 +264,15 @@ def bargain(
             for seller, q in bid.requests:
                 asked[seller] = asked.get(seller, 0.0) + q
         content = [
-            _adjust(states[o.seller], _by_name(sellers, o.seller), o.quantity_kwh, asked.get(o.seller, 0.0), cfg)
+            _adjust(
+                states[o.seller], _by_name(sellers, o.seller), o.quantity_kwh, asked.get(o.seller, 0.0), cfg
+            )
             for o in offers
         ]
         if all(content):
             converged = True
             break
-    return Outcome(interval, tuple(rounds), converged)
+    return Outcome(interval, tuple(rounds), converged, tuple(venue.finish(interval)))
 
 
 def _by_name(people: Sequence[Participant], name: str) -> Participant:

@@ -20,7 +20,9 @@ from peergrid_controller.schedule import MgSchedule, ScheduleError, check_feasib
 
 @dataclass(frozen=True)
 class BaselineCosts:
-    per_interval: dict[str, tuple[float, ...]]  # MG -> physical cost per interval (terminal charge in the last)
+    per_interval: dict[
+        str, tuple[float, ...]
+    ]  # MG -> physical cost per interval (terminal charge in the last)
     p2p_net_export_kwh: dict[str, tuple[float, ...]]
     mip_gap: float = 0.0
 
@@ -72,6 +74,9 @@ def central(scenario: Scenario, time_limit_s: float = 120.0) -> BaselineCosts:
     dt = scenario.interval_hours
     return BaselineCosts(
         {name: _interval_costs(c, sol.x, n) for name, c in cols.items()},
-        {name: tuple((sol.x[c.p2p_sell[k]] - sol.x[c.p2p_buy[k]]) * dt for k in range(n)) for name, c in cols.items()},
+        {
+            name: tuple((sol.x[c.p2p_sell[k]] - sol.x[c.p2p_buy[k]]) * dt for k in range(n))
+            for name, c in cols.items()
+        },
         sol.mip_gap,
     )

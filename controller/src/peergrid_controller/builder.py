@@ -126,7 +126,7 @@ def add_microgrid(
         cols.discharge.append(dis)
         cols.soc.append(soc)
 
-    for g_index, g in enumerate(mg.gensets):
+    for g_index in range(len(mg.gensets)):
         _add_genset(lp, cols, g_index, mg, dt, horizon, state)
 
     for k, t in enumerate(ts):

@@ -9,6 +9,7 @@ Assumes breakpoints ascending and quantities non-decreasing (checked in `__post_
 from __future__ import annotations
 
 import bisect
+import itertools
 from dataclasses import dataclass
 
 
@@ -20,18 +21,19 @@ class CurveError(ValueError):
 class ResponseCurve:
     prices: tuple[float, ...]  # ascending breakpoints; prices[0] is the lowest price the curve knows
     quantities: tuple[float, ...]  # kWh exported on [prices[k], prices[k+1]) (negative: bought)
+    upper: float = float("inf")  # the price up to which the last step holds (the curve knows nothing above)
 
     def __post_init__(self) -> None:
         if not self.prices or len(self.prices) != len(self.quantities):
             raise CurveError("a curve needs one quantity per breakpoint and at least one breakpoint")
-        if any(b <= a for a, b in zip(self.prices, self.prices[1:], strict=False)):
+        if self.upper < self.prices[-1] or any(b <= a for a, b in itertools.pairwise(self.prices)):
             raise CurveError("curve breakpoints must be strictly ascending")
-        if any(b < a - 1e-9 for a, b in zip(self.quantities, self.quantities[1:], strict=False)):
+        if any(b < a - 1e-9 for a, b in itertools.pairwise(self.quantities)):
             raise CurveError("a response curve never exports less at a higher price")
 
     @classmethod
-    def flat(cls, quantity: float, price: float = 0.0) -> ResponseCurve:
-        return cls((price,), (quantity,))
+    def flat(cls, quantity: float, price: float = 0.0, upper: float = float("inf")) -> ResponseCurve:
+        return cls((price,), (quantity,), upper)
 
     def at(self, price: float) -> float:
         """Net export at `price` (below the first breakpoint: the first step)."""
@@ -45,11 +47,12 @@ class ResponseCurve:
         return max(-self.at(price), 0.0)
 
     def marginal_price(self, y: float) -> float:
-        """The lowest price at which the MG exports at least y (the inverse curve)."""
+        """The lowest price at which the MG exports at least y (the inverse curve); beyond the last step, the
+        curve's upper price (a buyer values the energy it buys even at the top price at least that much)."""
         for p, q in zip(self.prices, self.quantities, strict=True):
             if q >= y - 1e-9:
                 return p
-        return self.prices[-1]
+        return self.upper
 
     def cost_of_export(self, x: float) -> float:
         """Change in the MG's own cost when it exports x kWh (negative x: imports), from the inverse curve."""
@@ -57,6 +60,6 @@ class ResponseCurve:
         lo, hi = (0.0, x) if x >= 0 else (x, 0.0)
         # the inverse is piecewise constant between consecutive quantities
         edges = sorted({lo, hi, *(q for q in self.quantities if lo < q < hi)})
-        for a, b in zip(edges, edges[1:], strict=False):
+        for a, b in itertools.pairwise(edges):
             total += (b - a) * self.marginal_price((a + b) / 2)
         return total if x >= 0 else -total

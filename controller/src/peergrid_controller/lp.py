@@ -105,7 +105,7 @@ class LinearProgram:
             for i in self.integer:
                 kinds[i] = highspy.HighsVarType.kInteger
             lp.integrality_ = kinds
-        h = highspy.Highs()
+        h = highspy.Highs()  # type: ignore[no-untyped-call]
         h.setOptionValue("output_flag", False)
         h.setOptionValue("threads", 1)
         h.setOptionValue("mip_rel_gap", 1e-6)
@@ -125,14 +125,20 @@ def run(h: highspy.Highs, name: str, accept_incumbent: bool = False) -> Solution
         info = h.getInfo()
         if info.primal_solution_status == 2:  # feasible
             sol = h.getSolution()
-            return Solution(float(info.objective_function_value), tuple(sol.col_value), (), float(info.mip_gap))
+            return Solution(
+                float(info.objective_function_value), tuple(sol.col_value), (), float(info.mip_gap)
+            )
     if status == highspy.HighsModelStatus.kOptimal:
         info = h.getInfo()
         sol = h.getSolution()
         duals = tuple(sol.row_dual) if sol.dual_valid else ()
-        return Solution(objective=float(info.objective_function_value), x=tuple(sol.col_value), row_duals=duals)
+        return Solution(
+            objective=float(info.objective_function_value), x=tuple(sol.col_value), row_duals=duals
+        )
     if status == highspy.HighsModelStatus.kInfeasible:
         raise SolveError("infeasible", f"{name}: no schedule satisfies every constraint (infeasible)")
     if status in (highspy.HighsModelStatus.kUnbounded, highspy.HighsModelStatus.kUnboundedOrInfeasible):
-        raise SolveError("unbounded", f"{name}: payoff is unbounded (a price or limit lets it grow without end)")
+        raise SolveError(
+            "unbounded", f"{name}: payoff is unbounded (a price or limit lets it grow without end)"
+        )
     raise SolveError("solver", f"{name}: HiGHS stopped with status {h.modelStatusToString(status)}")

@@ -2,7 +2,7 @@
 
 Promises: `check_offer` and `check_bid` return `Accepted` or `Rejected(reason)` (never None, never raise on bad
 input); `clear` turns the accepted offers and bids of one round into trades, deterministically (sorted by name,
-pro rata when a seller is over-subscribed, quantities rounded to the micro-kWh). Quantities are kWh in the
+pro rata in whole Wh rounded down when a seller is over-subscribed: the ledger's market contract rule). Quantities are kWh in the
 interval, prices currency per kWh. The same functions run inside every MGMC (to plan its move) and on the chain
 (to judge it), so a dishonest MGMC cannot move past its own rules.
 Assumes rules are public to the contract (they are preset in genesis/config), curves and costs are not.
@@ -17,11 +17,30 @@ from dataclasses import dataclass
 
 from peergrid_controller.model import ContractRules
 
-QUANTUM = 1e-6  # kWh: one micro-kWh, the resolution trades are recorded at
+QUANTUM = 0.001  # kWh: the chain records energy in whole Wh
+PRICE_TICK = 0.001  # currency per kWh: the chain records prices in micro-units per Wh
+
+
+def wh(kwh: float) -> int:
+    return round(kwh * 1000)
+
+
+def micro_per_wh(price_per_kwh: float) -> int:
+    return round(price_per_kwh * 1000)
+
+
+def within(quantity_kwh: float, limit_kwh: float) -> bool:
+    """quantity <= limit, compared in whole Wh as the chain does (an infinite limit is no limit)."""
+    return math.isinf(limit_kwh) or wh(quantity_kwh) <= wh(limit_kwh)
 
 
 def quantize(x: float) -> float:
-    return round(x / QUANTUM) * QUANTUM if math.isfinite(x) else x
+    """kWh rounded down to whole Wh (an offer or request never grows by rounding)."""
+    return math.floor(x * 1000 + 1e-6) / 1000 if math.isfinite(x) else x
+
+
+def price_tick(price: float) -> float:
+    return round(price * 1000) / 1000
 
 
 @dataclass(frozen=True)
@@ -71,9 +90,11 @@ def check_offer(offer: Offer, rules: ContractRules) -> Verdict:
         return Rejected("offer price and quantity must be finite")
     if offer.quantity_kwh < 0:
         return Rejected("offer quantity must be >= 0")
-    if offer.price < rules.floor_price - 1e-12:
-        return Rejected(f"{offer.seller} offers at {offer.price:.6f} below its floor price {rules.floor_price:.6f}")
-    if offer.quantity_kwh > rules.max_quantity_kwh + QUANTUM:
+    if micro_per_wh(offer.price) < micro_per_wh(rules.floor_price):
+        return Rejected(
+            f"{offer.seller} offers at {offer.price:.6f} below its floor price {rules.floor_price:.6f}"
+        )
+    if not within(offer.quantity_kwh, rules.max_quantity_kwh):
         return Rejected(
             f"{offer.seller} offers {offer.quantity_kwh:.6f} kWh, more than its limit {rules.max_quantity_kwh:.6f}"
         )
@@ -85,7 +106,7 @@ def acceptable(offer: Offer, rules: ContractRules) -> bool:
     if rules.clean_only and not offer.clean:
         return False
     cap = rules.cap_price + (rules.clean_premium if offer.clean else 0.0)
-    return offer.price <= cap + 1e-12
+    return math.isinf(cap) or micro_per_wh(offer.price) <= micro_per_wh(cap)
 
 
 def check_bid(bid: Bid, offers: Mapping[str, Offer], rules: ContractRules) -> Verdict:
@@ -101,15 +122,17 @@ def check_bid(bid: Bid, offers: Mapping[str, Offer], rules: ContractRules) -> Ve
         offer = offers.get(seller)
         if offer is None or offer.interval != bid.interval:
             return Rejected(f"{bid.buyer} asks {seller}, who has no offer in interval {bid.interval}")
-        if quantity > offer.quantity_kwh + QUANTUM:
+        if not within(quantity, offer.quantity_kwh):
             return Rejected(
                 f"{bid.buyer} asks {quantity:.6f} kWh from {seller}, who offered only {offer.quantity_kwh:.6f}"
             )
         if quantity > 0 and not acceptable(offer, rules):
             return Rejected(f"{bid.buyer}'s rules (cap, clean-only) do not allow buying {seller}'s offer")
         total += quantity
-    if total > rules.max_quantity_kwh + QUANTUM:
-        return Rejected(f"{bid.buyer} asks {total:.6f} kWh in all, more than its limit {rules.max_quantity_kwh:.6f}")
+    if not within(total, rules.max_quantity_kwh):
+        return Rejected(
+            f"{bid.buyer} asks {total:.6f} kWh in all, more than its limit {rules.max_quantity_kwh:.6f}"
+        )
     return Accepted()
 
 
@@ -124,9 +147,11 @@ def clear(offers: Sequence[Offer], bids: Sequence[Bid]) -> list[Trade]:
     for offer in sorted(offers, key=lambda o: o.seller):
         asks = by_seller.get(offer.seller, [])
         asked = sum(q for _, q in asks)
-        scale = 1.0 if asked <= offer.quantity_kwh else offer.quantity_kwh / asked
+        scale = 1.0 if wh(asked) <= wh(offer.quantity_kwh) else 0.0
         for buyer, quantity in asks:
-            filled = quantize(min(quantity * scale, quantity))
+            # the chain's rule: pro rata in whole Wh, rounded down
+            filled_wh = wh(quantity) if scale >= 1.0 else wh(quantity) * wh(offer.quantity_kwh) // wh(asked)
+            filled = filled_wh / 1000
             if filled > 0:
                 trades.append(Trade(offer.interval, offer.seller, buyer, filled, offer.price))
     return trades

@@ -8,6 +8,7 @@ the invariants the optimiser relies on. Never holds device vendor details, socke
 
 from __future__ import annotations
 
+import itertools
 import math
 from dataclasses import dataclass, field
 
@@ -132,7 +133,9 @@ def validate_microgrid(mg: Microgrid) -> None:
             raise ModelError(f"{mg.name}: {label} has a non-finite price")
     for pv in mg.pv:
         if len(pv.available_kw) != n:
-            raise ModelError(f"{mg.name}.{pv.name}: forecast has {len(pv.available_kw)} intervals, expected {n}")
+            raise ModelError(
+                f"{mg.name}.{pv.name}: forecast has {len(pv.available_kw)} intervals, expected {n}"
+            )
         for v in pv.available_kw:
             _finite_nonneg(f"{mg.name}.{pv.name}.available_kw", v)
     for load in mg.loads:
@@ -167,7 +170,7 @@ def validate_microgrid(mg: Microgrid) -> None:
         if abs(width - (g.max_kw - g.min_kw)) > 1e-6:
             raise ModelError(f"{where}: cost segments cover {width} kW, expected max_kw - min_kw")
         costs = [s.cost_per_kwh for s in g.segments]
-        if any(b < a for a, b in zip(costs, costs[1:], strict=False)):
+        if any(b < a for a, b in itertools.pairwise(costs)):
             raise ModelError(f"{where}: cost segments must have non-decreasing cost (convex cost curve)")
         if g.min_up_intervals < 1 or g.min_down_intervals < 1:
             raise ModelError(f"{where}: min up/down times are at least one interval")

@@ -18,8 +18,8 @@ from dataclasses import dataclass
 import highspy
 
 from peergrid_controller import lp as lpmod
-from peergrid_controller.curve import ResponseCurve
 from peergrid_controller.builder import MgColumns, MgState, add_microgrid, p2p_buy_limit, p2p_sell_limit
+from peergrid_controller.curve import ResponseCurve
 from peergrid_controller.model import Microgrid, validate_microgrid
 
 __all__ = ["MgSchedule", "MgState", "Plan", "ScheduleError", "check_feasible"]
@@ -61,13 +61,13 @@ def check_feasible(mg: Microgrid, start: int, horizon: int, state: MgState) -> N
                 f"gensets and the DSO import limit ({dt_import:g} kW) can supply ({supply:.1f} kW)",
             )
     for t in range(start, start + horizon):
-        if mg.tariff.feed_in[t] > mg.tariff.retail[t] and math.isinf(mg.tariff.max_import_kw):
-            if math.isinf(mg.tariff.max_export_kw):
-                raise ScheduleError(
-                    "unbounded",
-                    f"{mg.name}: feed-in price {mg.tariff.feed_in[t]} exceeds retail {mg.tariff.retail[t]} at "
-                    f"interval {t} with no import/export limit: buying to resell pays without end",
-                )
+        arbitrage = mg.tariff.feed_in[t] > mg.tariff.retail[t]
+        if arbitrage and math.isinf(mg.tariff.max_import_kw) and math.isinf(mg.tariff.max_export_kw):
+            raise ScheduleError(
+                "unbounded",
+                f"{mg.name}: feed-in price {mg.tariff.feed_in[t]} exceeds retail {mg.tariff.retail[t]} at "
+                f"interval {t} with no import/export limit: buying to resell pays without end",
+            )
 
 
 class MgSchedule:
@@ -85,7 +85,9 @@ class MgSchedule:
         validate_microgrid(mg)
         horizon = mg.intervals - start if horizon is None else horizon
         if horizon <= 0 or start < 0 or start + horizon > mg.intervals:
-            raise ScheduleError("infeasible", f"{mg.name}: horizon [{start}, {start + horizon}) outside the profiles")
+            raise ScheduleError(
+                "infeasible", f"{mg.name}: horizon [{start}, {start + horizon}) outside the profiles"
+            )
         self.mg = mg
         self.dt = interval_hours
         self.start = start
@@ -93,7 +95,9 @@ class MgSchedule:
         self.state = state or MgState.initial(mg)
         check_feasible(mg, start, horizon, self.state)
         self.lp = lpmod.LinearProgram(f"schedule {mg.name}")
-        self.cols: MgColumns = add_microgrid(self.lp, mg, interval_hours, start, horizon, self.state, p2p=True)
+        self.cols: MgColumns = add_microgrid(
+            self.lp, mg, interval_hours, start, horizon, self.state, p2p=True
+        )
         # P2P is closed unless opened: fixed trades (already agreed) or a price for the first interval.
         for k in range(horizon):
             fixed = p2p_fixed[k] if p2p_fixed is not None and k < len(p2p_fixed) else 0.0
@@ -141,13 +145,17 @@ class MgSchedule:
         # one free column carries the net trade: a sell column and a buy column at the same price would
         # leave HiGHS a zero-cost ray (buy and resell without end) that it may report as unbounded
         t = self.start
-        h.changeColBounds(sell, -min(limit_kw, p2p_buy_limit(self.mg, t)), min(limit_kw, p2p_sell_limit(self.mg, t)))
+        h.changeColBounds(
+            sell, -min(limit_kw, p2p_buy_limit(self.mg, t)), min(limit_kw, p2p_sell_limit(self.mg, t))
+        )
         h.changeColBounds(buy, 0.0, 0.0)
         h.changeColCost(sell, -price * self.dt)
         sol = self._solve()
         return sol.x[sell] - sol.x[buy]
 
-    def response_curve(self, lo: float, hi: float, limit_kw: float = lpmod.INF, max_steps: int = 40) -> ResponseCurve:
+    def response_curve(
+        self, lo: float, hi: float, limit_kw: float = lpmod.INF, max_steps: int = 40
+    ) -> ResponseCurve:
         """The first interval's net P2P export (kWh) as a step function of price on [lo, hi].
 
         Walks the breakpoints exactly with HiGHS cost ranging: one warm LP re-solve per step of the curve.
@@ -172,7 +180,7 @@ class MgSchedule:
             price = max(step_to + 1e-6, price + 1e-4)
             if price > hi:
                 break
-        return ResponseCurve(tuple(prices), tuple(quantities))
+        return ResponseCurve(tuple(prices), tuple(quantities), upper=hi)
 
     def dispatch(self, p2p_net_export_kw: float) -> Plan:
         """Re-plan with the first interval's agreed P2P trade fixed (payments are settled apart)."""
@@ -201,7 +209,8 @@ class MgSchedule:
             genset_on=on,
             genset_kw=tuple(x[g[0]] for g in c.genset_kw),
             genset_intervals_in_state=tuple(
-                n + 1 if now == was else 1 for now, was, n in zip(on, s.genset_on, s.genset_intervals_in_state, strict=True)
+                n + 1 if now == was else 1
+                for now, was, n in zip(on, s.genset_on, s.genset_intervals_in_state, strict=True)
             ),
         )
         return cost, state

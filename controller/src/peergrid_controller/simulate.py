@@ -12,20 +12,25 @@ Assumes perfect forecasts (the scenario's profiles). Never reads clocks or I/O; 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 
 from peergrid_controller import baselines
-from peergrid_controller.bargaining import BargainingConfig, MemoryVenue, Participant, Venue, bargain
+from peergrid_controller.bargaining import BargainingConfig, Participant, Venue, bargain
 from peergrid_controller.builder import MgState
-from peergrid_controller.market import Trade, net_positions
+from peergrid_controller.market import Accepted, Trade, net_positions
 from peergrid_controller.model import Microgrid, Scenario, Tariff
 from peergrid_controller.schedule import MgSchedule
 from peergrid_controller.stability import check
+from peergrid_controller.venues import memory_venue
+
+
+class SettlementError(RuntimeError):
+    """The venue refused to settle an agreed trade: a bug or a tampered chain, never silently ignored."""
 
 
 @dataclass(frozen=True)
 class SimulationConfig:
-    bargaining: BargainingConfig = BargainingConfig()
+    bargaining: BargainingConfig = field(default_factory=BargainingConfig)
     with_central: bool = True
     central_time_limit_s: float = 120.0
 
@@ -62,7 +67,9 @@ class SimulationResult:
             "converged": all(i.converged for i in self.intervals),
             "stable": all(i.stable for i in self.intervals),
             "mg_cost_p2p": {n: sum(i.mg_cost_p2p[n] for i in self.intervals) for n in names},
-            "mg_cost_conventional": {n: sum(i.mg_cost_conventional[n] for i in self.intervals) for n in names},
+            "mg_cost_conventional": {
+                n: sum(i.mg_cost_conventional[n] for i in self.intervals) for n in names
+            },
         }
 
 
@@ -78,14 +85,13 @@ def truncate(scenario: Scenario, intervals: int) -> Scenario:
             mg,
             tariff=Tariff(t.retail[:n], t.feed_in[:n], t.max_import_kw, t.max_export_kw),
             pv=tuple(replace(p, available_kw=p.available_kw[:n]) for p in mg.pv),
-            loads=tuple(replace(ld, critical_kw=ld.critical_kw[:n], sheddable_kw=ld.sheddable_kw[:n]) for ld in mg.loads),
+            loads=tuple(
+                replace(ld, critical_kw=ld.critical_kw[:n], sheddable_kw=ld.sheddable_kw[:n])
+                for ld in mg.loads
+            ),
         )
 
     return replace(scenario, microgrids=tuple(cut(mg) for mg in scenario.microgrids))
-
-
-def memory_venue(scenario: Scenario) -> Venue:
-    return MemoryVenue({mg.name: mg.rules for mg in scenario.microgrids})
 
 
 def simulate(
@@ -111,8 +117,9 @@ def simulate(
             plan = sched.solve()
             schedules[mg.name] = sched
             premium = max(m.rules.clean_premium for m in scenario.microgrids)
-            curve = sched.response_curve(mg.tariff.feed_in[t], mg.tariff.retail[t] + premium,
-                                         limit_kw=mg.rules.max_quantity_kwh / dt)
+            curve = sched.response_curve(
+                mg.tariff.feed_in[t], mg.tariff.retail[t] + premium, limit_kw=mg.rules.max_quantity_kwh / dt
+            )
             participants.append(Participant(mg.name, curve, mg.rules, clean=plan.genset_kw[0] <= 1e-6))
         feed_in = min(mg.tariff.feed_in[t] for mg in scenario.microgrids)
         retail = max(mg.tariff.retail[t] for mg in scenario.microgrids)
@@ -129,6 +136,11 @@ def simulate(
             cost, states[mg.name] = sched.first_interval_cost_and_state()
             physical += cost
             cost_p2p[mg.name] = cost - money
+        # every agreed trade is delivered as scheduled (dispatch fixed it) and settled once
+        settlements = [venue.settle(tr, tr.quantity_kwh) for tr in outcome.trades]
+        refused = [str(v) for v in settlements if not isinstance(v, Accepted)]
+        if refused:
+            raise SettlementError(f"interval {t}: settlement refused: {refused[0]}")
         results.append(
             IntervalResult(
                 interval=t,
@@ -146,4 +158,3 @@ def simulate(
             )
         )
     return SimulationResult(scenario.name, tuple(results), cent.mip_gap if cent else float("nan"))
-

@@ -71,11 +71,16 @@ def check(participants: Sequence[Participant], outcome: Outcome, tolerance: floa
         candidates = {offer.price + d for d in (-0.02, -0.005, -0.001, 0.001, 0.005, 0.02, 0.05)}
         candidates |= {o.price - 1e-4 for o in offers.values()} | {b.rules.cap_price for b in participants}
         for price in sorted(c for c in candidates if c >= seller.rules.floor_price and c < 10):
-            moved = Offer(name, offer.interval, price, min(seller.curve.supply(price), seller.rules.max_quantity_kwh),
-                          offer.clean)
-            others = [o for o in offers.values() if o.seller != name] + [moved]
-            bids = [make_bid(b, others, offer.interval) for b in participants if b.name in _buyers(last)]
-            best_priced = max(best_priced, payoff(seller, clear(others, bids)))
+            moved = Offer(
+                name,
+                offer.interval,
+                price,
+                min(seller.curve.supply(price), seller.rules.max_quantity_kwh),
+                offer.clean,
+            )
+            posted = [o for o in offers.values() if o.seller != name] + [moved]
+            bids = [make_bid(b, posted, offer.interval) for b in participants if b.name in _buyers(last)]
+            best_priced = max(best_priced, payoff(seller, clear(posted, bids)))
         pricing[name] = best_priced - base
         del sold
     for bid in last.bids:
@@ -87,7 +92,9 @@ def check(participants: Sequence[Participant], outcome: Outcome, tolerance: floa
             for s, o in offers.items()
             if acceptable(o, buyer.rules) and s != buyer.name
         }
-        remaining = [Offer(s, o.interval, o.price, max(left[s], 0.0), o.clean) for s, o in offers.items() if s in left]
+        remaining = [
+            Offer(s, o.interval, o.price, max(left[s], 0.0), o.clean) for s, o in offers.items() if s in left
+        ]
         best_bid = make_bid(buyer, remaining, bid.interval)
         alt = others + [
             Trade(bid.interval, s, buyer.name, q, offers[s].price) for s, q in best_bid.requests if q > 0

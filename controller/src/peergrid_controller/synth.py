@@ -29,7 +29,7 @@ def solar_shape(hour: float) -> float:
     """Clear-sky-like per-unit PV output: zero before 6 h and after 18 h, peak 1.0 at noon."""
     if hour <= 6.0 or hour >= 18.0:
         return 0.0
-    return math.sin(math.pi * (hour - 6.0) / 12.0) ** 1.5
+    return float(math.sin(math.pi * (hour - 6.0) / 12.0) ** 1.5)
 
 
 def load_shape(hour: float, kind: str) -> float:
@@ -66,7 +66,9 @@ def synthetic_scenario(
         pv_kw = peak_load * {"pv-heavy": 2.5, "storage": 1.2, "genset": 0.5, "load-heavy": 0.3}[mix]
         critical_share = rng.uniform(0.5, 0.8)
         demand = [peak_load * load_shape(h, kind) * rng.uniform(0.95, 1.05) for h in hours]
-        pv = PvArray("pv", tuple(round(pv_kw * solar_shape(h) * c, 3) for h, c in zip(hours, cloud, strict=True)))
+        pv = PvArray(
+            "pv", tuple(round(pv_kw * solar_shape(h) * c, 3) for h, c in zip(hours, cloud, strict=True))
+        )
         load = Load(
             "load",
             critical_kw=tuple(round(d * critical_share, 3) for d in demand),
@@ -77,8 +79,13 @@ def synthetic_scenario(
         if mix in ("storage", "pv-heavy"):
             size = peak_load * (3.0 if mix == "storage" else 1.0)
             batteries = (
-                Battery("battery", capacity_kwh=round(size, 1), max_charge_kw=round(size / 3, 1),
-                        max_discharge_kw=round(size / 3, 1), soc_initial=0.5),
+                Battery(
+                    "battery",
+                    capacity_kwh=round(size, 1),
+                    max_charge_kw=round(size / 3, 1),
+                    max_discharge_kw=round(size / 3, 1),
+                    soc_initial=0.5,
+                ),
             )
         gensets: tuple[Genset, ...] = ()
         if mix == "genset":
@@ -88,11 +95,18 @@ def synthetic_scenario(
             base = rng.uniform(0.10, 0.16)
             gensets = (
                 Genset(
-                    "genset", max_kw=rated, min_kw=min_kw,
-                    segments=(CostSegment(half, round(base, 4)),
-                              CostSegment(rated - min_kw - half, round(base + 0.04, 4))),
-                    min_kw_cost_per_h=round(min_kw * (base + 0.03), 3), startup_cost=round(rated * 0.02, 3),
-                    ramp_kw_per_interval=round(rated * 0.5, 1), min_up_intervals=4, min_down_intervals=4,
+                    "genset",
+                    max_kw=rated,
+                    min_kw=min_kw,
+                    segments=(
+                        CostSegment(half, round(base, 4)),
+                        CostSegment(rated - min_kw - half, round(base + 0.04, 4)),
+                    ),
+                    min_kw_cost_per_h=round(min_kw * (base + 0.03), 3),
+                    startup_cost=round(rated * 0.02, 3),
+                    ramp_kw_per_interval=round(rated * 0.5, 1),
+                    min_up_intervals=4,
+                    min_down_intervals=4,
                 ),
             )
         mg_rules = ContractRules()
@@ -105,7 +119,14 @@ def synthetic_scenario(
                 clean_premium=round(rng.uniform(0.0, 0.03), 3),
             )
         microgrids.append(
-            Microgrid(f"mg{i + 1:03d}", tariff, pv=(pv,), batteries=batteries, gensets=gensets, loads=(load,),
-                      rules=mg_rules)
+            Microgrid(
+                f"mg{i + 1:03d}",
+                tariff,
+                pv=(pv,),
+                batteries=batteries,
+                gensets=gensets,
+                loads=(load,),
+                rules=mg_rules,
+            )
         )
     return Scenario(f"synthetic-{n}-seed{seed}", interval_hours, tuple(microgrids))

@@ -1,0 +1,257 @@
+"""Load a testbed scenario YAML (firmware-sim's format) into the scheduler's `Scenario`.
+
+Promises: reads the keys the market needs — `profiles` (irradiance W/m², load per unit, as [[hour, value], ...]
+piecewise-linear over the day), `microgrids[].name/profile/devices[].kind/params` for pv, battery, genset and load
+— and validates them strictly (types, signs, references), raising `ScenarioError` with one line naming the key.
+Keys it does not use (relays, serial lines, broker, meters, protocols...) are ignored, so the same file drives
+firmware-sim and the market. An optional top-level `market:` section sets the DSO tariff, interval length and each
+MG's contract rules; without it, defaults below apply. The genset fuel curve is HOMER's linear one
+(0.08145 l/h per rated kW + 0.246 l/kWh) at the device's fuel price.
+Never touches devices or clocks.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from peergrid_controller.model import (
+    Battery,
+    ContractRules,
+    CostSegment,
+    Genset,
+    Load,
+    Microgrid,
+    ModelError,
+    PvArray,
+    Scenario,
+    Tariff,
+    validate_microgrid,
+)
+
+FUEL_NO_LOAD_L_PER_H_PER_KW = 0.08145
+FUEL_L_PER_KWH = 0.246
+
+
+class ScenarioError(ValueError):
+    """A scenario file the market cannot use; the message names the file and the key."""
+
+
+class _Tolerant(BaseModel):
+    model_config = ConfigDict(extra="ignore", frozen=True, strict=False)
+
+
+Curve = list[tuple[float, float]]
+
+
+class _Profile(_Tolerant):
+    irradiance: Curve = Field(default_factory=lambda: [(0.0, 0.0), (24.0, 0.0)])
+    load: Curve = Field(default_factory=lambda: [(0.0, 1.0), (24.0, 1.0)])
+
+    @model_validator(mode="after")
+    def _hours(self) -> _Profile:
+        for label, curve in (("irradiance", self.irradiance), ("load", self.load)):
+            hours = [h for h, _ in curve]
+            if not curve or hours != sorted(hours) or hours[0] > 0 or hours[-1] < 24:
+                raise ValueError(f"{label} must list [hour, value] pairs in order covering 0..24 h")
+            if any(v < 0 or not math.isfinite(v) for _, v in curve):
+                raise ValueError(f"{label} values must be finite and >= 0")
+        return self
+
+
+class _PvParams(_Tolerant):
+    rating_w: float = Field(gt=0)
+
+
+class _BatteryParams(_Tolerant):
+    capacity_wh: float = Field(gt=0)
+    max_charge_w: float = Field(gt=0)
+    max_discharge_w: float = Field(gt=0)
+    soc_pct: float = Field(default=50.0, ge=0, le=100)
+    efficiency: float = Field(default=0.95, gt=0, le=1)
+    soc_min_pct: float = Field(default=10.0, ge=0, le=100)
+    soc_max_pct: float = Field(default=95.0, ge=0, le=100)
+
+
+class _GensetParams(_Tolerant):
+    rating_w: float = Field(gt=0)
+    min_load_pct: float = Field(default=30.0, ge=0, le=100)
+    ramp_w_per_s: float | None = Field(default=None, gt=0)
+    fuel_price_per_l: float = Field(default=1.5, ge=0)
+    start_cost: float = Field(default=0.0, ge=0)
+    min_up_s: float = Field(default=3600.0, ge=0)
+    min_down_s: float = Field(default=3600.0, ge=0)
+
+
+class _LoadParams(_Tolerant):
+    critical_w: float = Field(default=0.0, ge=0)
+    sheddable_w: float = Field(default=0.0, ge=0)
+    voll_per_kwh: float = Field(default=1.0, ge=0)
+
+
+class _Device(_Tolerant):
+    name: str
+    kind: str
+    params: dict[str, Any] = Field(default_factory=dict)
+
+
+class _Mg(_Tolerant):
+    name: str = Field(min_length=1)
+    profile: str
+    devices: list[_Device] = Field(default_factory=list)
+
+
+class _Rules(_Tolerant):
+    floor_price: float = Field(default=0.0, ge=0)
+    cap_price: float = Field(default=math.inf, ge=0)
+    max_quantity_kwh: float = Field(default=math.inf, ge=0)
+    clean_only: bool = False
+    clean_premium: float = Field(default=0.0, ge=0)
+
+
+class _Market(_Tolerant):
+    interval_minutes: int = Field(default=15, gt=0, le=60)
+    retail: Curve = Field(
+        default_factory=lambda: [(0.0, 0.14), (7.0, 0.22), (17.0, 0.30), (21.0, 0.14), (24.0, 0.14)]
+    )
+    feed_in: float = Field(default=0.05, ge=0)
+    rules: _Rules = Field(default_factory=_Rules)  # every MG's unless it has its own
+    mg_rules: dict[str, _Rules] = Field(default_factory=dict)
+
+
+class _File(_Tolerant):
+    name: str = "scenario"
+    profiles: dict[str, _Profile]
+    microgrids: list[_Mg] = Field(min_length=1)
+    market: _Market = Field(default_factory=_Market)
+
+
+def interpolate(curve: Curve, hour: float) -> float:
+    """Piecewise-linear value of [[hour, value], ...] at `hour`."""
+    for (h0, v0), (h1, v1) in itertools.pairwise(curve):
+        if h0 <= hour <= h1:
+            return v0 if h1 == h0 else v0 + (v1 - v0) * (hour - h0) / (h1 - h0)
+    return curve[-1][1]
+
+
+def step(curve: Curve, hour: float) -> float:
+    """Tariff step value: the last breakpoint at or before `hour`."""
+    value = curve[0][1]
+    for h, v in curve:
+        if h <= hour:
+            value = v
+    return value
+
+
+def load_scenario(path: str | Path) -> Scenario:
+    path = Path(path)
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise ScenarioError(f"{path}: cannot read scenario: {exc.strerror}") from None
+    except yaml.YAMLError:
+        raise ScenarioError(f"{path}: not valid YAML") from None
+    if not isinstance(raw, dict):
+        raise ScenarioError(f"{path}: expected a mapping at the top level")
+    try:
+        return build_scenario(raw)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"]) or "(top level)"
+        raise ScenarioError(f"{path}: '{where}': {first['msg']}") from None
+    except (ModelError, ScenarioError) as exc:
+        raise ScenarioError(f"{path}: {exc}") from None
+
+
+def build_scenario(raw: dict[str, Any]) -> Scenario:
+    spec = _File.model_validate(raw)
+    market = spec.market
+    dt = market.interval_minutes / 60.0
+    n = round(24 / dt)
+    hours = [(k + 0.5) * dt for k in range(n)]
+    tariff = Tariff(tuple(step(market.retail, h) for h in hours), tuple(market.feed_in for _ in hours))
+    names = [mg.name for mg in spec.microgrids]
+    if len(set(names)) != len(names):
+        raise ScenarioError("microgrid names must be unique")
+    unknown = sorted(set(market.mg_rules) - set(names))
+    if unknown:
+        raise ScenarioError(f"market.mg_rules names unknown microgrid '{unknown[0]}'")
+    microgrids = []
+    for index, mg in enumerate(spec.microgrids):
+        if mg.profile not in spec.profiles:
+            raise ScenarioError(f"microgrids.{index}.profile: no profile named '{mg.profile}'")
+        profile = spec.profiles[mg.profile]
+        sun = [interpolate(profile.irradiance, h) / 1000.0 for h in hours]
+        shape = [interpolate(profile.load, h) for h in hours]
+        pv, batteries, gensets, loads = [], [], [], []
+        for d_index, device in enumerate(mg.devices):
+            where = f"microgrids.{index}.devices.{d_index}.params"
+            try:
+                if device.kind == "pv":
+                    p = _PvParams.model_validate(device.params)
+                    pv.append(PvArray(device.name, tuple(round(p.rating_w / 1000 * s, 4) for s in sun)))
+                elif device.kind == "battery":
+                    b = _BatteryParams.model_validate(device.params)
+                    eff = math.sqrt(b.efficiency) if b.efficiency < 1 else 1.0
+                    soc = min(max(b.soc_pct, b.soc_min_pct), b.soc_max_pct) / 100
+                    batteries.append(
+                        Battery(
+                            device.name,
+                            b.capacity_wh / 1000,
+                            b.max_charge_w / 1000,
+                            b.max_discharge_w / 1000,
+                            eff,
+                            eff,
+                            b.soc_min_pct / 100,
+                            b.soc_max_pct / 100,
+                            soc,
+                        )
+                    )
+                elif device.kind == "genset":
+                    gensets.append(_genset(device.name, _GensetParams.model_validate(device.params), dt))
+                elif device.kind == "load":
+                    ld = _LoadParams.model_validate(device.params)
+                    loads.append(
+                        Load(
+                            device.name,
+                            tuple(round(ld.critical_w / 1000 * s, 4) for s in shape),
+                            tuple(round(ld.sheddable_w / 1000 * s, 4) for s in shape),
+                            ld.voll_per_kwh,
+                        )
+                    )
+            except ValidationError as exc:
+                first = exc.errors()[0]
+                key = ".".join(str(p) for p in first["loc"])
+                raise ScenarioError(f"'{where}.{key}': {first['msg']}") from None
+        r = market.mg_rules.get(mg.name, market.rules)
+        rules = ContractRules(r.floor_price, r.cap_price, r.max_quantity_kwh, r.clean_only, r.clean_premium)
+        microgrid = Microgrid(
+            mg.name, tariff, tuple(pv), tuple(batteries), tuple(gensets), tuple(loads), rules
+        )
+        validate_microgrid(microgrid)
+        microgrids.append(microgrid)
+    return Scenario(spec.name, dt, tuple(microgrids))
+
+
+def _genset(name: str, p: _GensetParams, dt: float) -> Genset:
+    rated = p.rating_w / 1000
+    min_kw = rated * p.min_load_pct / 100
+    per_kwh = FUEL_L_PER_KWH * p.fuel_price_per_l
+    no_load_per_h = FUEL_NO_LOAD_L_PER_H_PER_KW * rated * p.fuel_price_per_l
+    ramp = p.ramp_w_per_s * dt * 3600 / 1000 if p.ramp_w_per_s else math.inf
+    return Genset(
+        name,
+        max_kw=rated,
+        min_kw=min_kw,
+        segments=(CostSegment(rated - min_kw, per_kwh),),
+        min_kw_cost_per_h=no_load_per_h + per_kwh * min_kw,
+        startup_cost=p.start_cost,
+        ramp_kw_per_interval=ramp,
+        min_up_intervals=max(1, math.ceil(p.min_up_s / (dt * 3600))),
+        min_down_intervals=max(1, math.ceil(p.min_down_s / (dt * 3600))),
+    )
