@@ -137,3 +137,34 @@ ALL_KINDS: dict[str, Any] = {
 def all_kinds() -> dict[str, Any]:
     """One MG with every device kind (TCP and RTU) and two relays, on a flat 800 W/m2 profile."""
     return copy.deepcopy(ALL_KINDS)
+
+
+def modbus_tcp_request(host: str, port: int, unit: int, pdu: bytes, timeout: float = 1.0) -> bytes | None:
+    """Send one request PDU over a fresh connection; the reply PDU, or None on silence."""
+    import socket
+    import struct
+
+    with socket.create_connection((host, port), timeout=timeout) as sock:
+        sock.sendall(struct.pack(">HHHB", 7, 0, len(pdu) + 1, unit) + pdu)
+        try:
+            header = b""
+            while len(header) < 7:
+                chunk = sock.recv(7 - len(header))
+                if not chunk:
+                    return None
+                header += chunk
+            length = struct.unpack(">H", header[4:6])[0] - 1
+            body = b""
+            while len(body) < length:
+                chunk = sock.recv(length - len(body))
+                if not chunk:
+                    return None
+                body += chunk
+            return body
+        except TimeoutError:
+            return None
+
+
+@pytest.fixture
+def modbus_call() -> Callable[..., bytes | None]:
+    return modbus_tcp_request

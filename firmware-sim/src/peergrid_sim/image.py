@@ -157,6 +157,7 @@ class RegisterImage:
             self.overrides[key] = self.registers[i : i + entry.point.size]
         else:
             self.overrides[key] = encode_saturating(entry.point, value, self.scale_of(entry))
+            self.registers[i : i + entry.point.size] = self.overrides[key]
 
     def clear_forced(self, key: str | None = None) -> None:
         if key is None:

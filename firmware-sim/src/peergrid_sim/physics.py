@@ -323,23 +323,24 @@ class Genset:
             self._step(step)
 
     def _step(self, dt: float) -> None:
-        self.phase_elapsed_s += dt
+        # commands take effect at the start of the step; delays expire within it
         if self.phase == GEN_STOPPED and self.run:
             self.phase, self.phase_elapsed_s = GEN_STARTING, 0.0
-        elif self.phase == GEN_STARTING:
-            if not self.run:
-                self.phase, self.phase_elapsed_s = GEN_STOPPED, 0.0
-            elif self.phase_elapsed_s >= self.start_delay_s:
-                self.phase, self.phase_elapsed_s = GEN_RUNNING, 0.0
+        elif self.phase == GEN_STARTING and not self.run:
+            self.phase, self.phase_elapsed_s = GEN_STOPPED, 0.0
         elif self.phase == GEN_RUNNING and not self.run:
             self.phase, self.phase_elapsed_s = GEN_STOPPING, 0.0
-        elif self.phase == GEN_STOPPING:
-            if self.run:
-                self.phase, self.phase_elapsed_s = GEN_RUNNING, 0.0
-            elif self.phase_elapsed_s >= self.stop_delay_s:
-                self.phase, self.phase_elapsed_s = GEN_STOPPED, 0.0
+        elif self.phase == GEN_STOPPING and self.run:
+            self.phase, self.phase_elapsed_s = GEN_RUNNING, 0.0
+        self.phase_elapsed_s += dt
+        ramp_dt = dt
+        if self.phase == GEN_STARTING and self.phase_elapsed_s >= self.start_delay_s:
+            ramp_dt = self.phase_elapsed_s - self.start_delay_s
+            self.phase, self.phase_elapsed_s = GEN_RUNNING, ramp_dt
+        elif self.phase == GEN_STOPPING and self.phase_elapsed_s >= self.stop_delay_s:
+            self.phase, self.phase_elapsed_s = GEN_STOPPED, 0.0
         target = self.target_w() if self.phase == GEN_RUNNING else 0.0
-        delta = max(-self.ramp_w_per_s * dt, min(self.ramp_w_per_s * dt, target - self.ac_w))
+        delta = max(-self.ramp_w_per_s * ramp_dt, min(self.ramp_w_per_s * ramp_dt, target - self.ac_w))
         self.ac_w = max(0.0, self.ac_w + delta)
         burning = self.phase != GEN_STOPPED
         if burning:

@@ -1,0 +1,138 @@
+"""Device physics, the relay mechanism and the simulated clock, driven directly (no sockets, no real time)."""
+
+from __future__ import annotations
+
+import pytest
+
+from peergrid_sim.clock import SimClock
+from peergrid_sim.physics import Battery, Environment, Genset, Load, PccMeter, PvInverter
+from peergrid_sim.relay import RelayMechanism
+
+SUN = Environment(irradiance_w_m2=1000.0, ambient_c=25.0)
+
+
+def test_pv_follows_irradiance_temperature_and_curtailment():
+    pv = PvInverter(rating_w=10000, dc_rating_w=10000)
+    pv.advance(3600, Environment(irradiance_w_m2=500.0, ambient_c=20.0))
+    cell = 20.0 + 25.0 / 800.0 * 500.0
+    expected = 10000 * 0.5 * (1 - 0.004 * (cell - 25.0)) * 0.97
+    assert pv.ac_w == pytest.approx(expected)
+    assert pv.energy_wh == pytest.approx(expected)
+    hot = PvInverter(rating_w=10000, dc_rating_w=10000)
+    hot.advance(1, Environment(irradiance_w_m2=500.0, ambient_c=40.0))
+    assert hot.ac_w < pv.ac_w
+    pv.apply("limit_enabled", 1)
+    pv.apply("limit_pct", 20)
+    pv.advance(1, SUN)
+    assert pv.ac_w == pytest.approx(2000) and pv.readings()["state"] == 5
+    assert pv.check("limit_pct", 120) is not None
+    pv.advance(1, Environment(irradiance_w_m2=0.0))
+    assert pv.ac_w == 0 and pv.readings()["state"] == 2  # sleeping at night
+
+
+def test_battery_soc_limits_efficiency_and_setpoint():
+    bat = Battery(
+        capacity_wh=10000,
+        max_charge_w=5000,
+        max_discharge_w=4000,
+        soc_pct=50,
+        soc_min_pct=10,
+        soc_max_pct=90,
+        charge_efficiency=0.9,
+        discharge_efficiency=0.9,
+    )
+    bat.apply("mode", 1)
+    bat.apply("in_pct", 100)  # charge at WChaMax = 5 kW
+    bat.advance(1800, Environment())
+    assert bat.ac_w == pytest.approx(-5000)
+    assert bat.soc_pct == pytest.approx(50 + 2500 * 0.9 / 100)
+    bat.advance(7200, Environment())
+    assert bat.soc_pct == pytest.approx(90) and bat.ac_w == 0  # stops at SoC max
+    bat.apply("mode", 2)
+    bat.apply("out_pct", 100)  # 5 kW asked, 4 kW allowed
+    bat.advance(60, Environment())
+    assert bat.ac_w == pytest.approx(4000)
+    bat.advance(10 * 3600, Environment())
+    assert bat.soc_pct == pytest.approx(10) and bat.ac_w == 0
+    assert bat.discharged_wh == pytest.approx((90 - 10) / 100 * 10000 * 0.9)
+    bat.apply("mode", 0)
+    bat.advance(60, Environment())
+    assert bat.ac_w == 0 and bat.readings()["cha_st"] == 2  # EMPTY
+    assert bat.check("mode", 4) is not None and bat.check("w_cha_max", 9000) is not None
+
+
+def test_genset_start_delay_min_load_ramp_stop_and_fuel():
+    gen = Genset(
+        rating_w=100000,
+        min_load_pct=30,
+        ramp_w_per_s=1000,
+        start_delay_s=20,
+        stop_delay_s=60,
+        fuel_l_per_h_idle_per_kw=0.1,
+        fuel_l_per_kwh=0.25,
+        fuel_price_per_l=2.0,
+    )
+    gen.apply("run", 1)
+    gen.apply("w_set", 10000)  # below minimum load
+    gen.advance(10, Environment())
+    assert gen.ac_w == 0 and gen.readings()["phase"] == 1  # starting
+    gen.advance(15, Environment())
+    assert gen.readings()["phase"] == 2
+    gen.advance(10, Environment())
+    assert 0 < gen.ac_w <= 15000  # ramping at 1 kW/s
+    gen.advance(60, Environment())
+    assert gen.ac_w == pytest.approx(30000)  # held at minimum load
+    fuel_before = gen.fuel_l
+    gen.advance(3600, Environment())
+    assert gen.fuel_l - fuel_before == pytest.approx(0.1 * 100 + 0.25 * 30, rel=1e-6)
+    assert gen.fuel_cost == pytest.approx(gen.fuel_l * 2.0)
+    gen.apply("run", 0)
+    gen.advance(30, Environment())
+    assert gen.readings()["phase"] == 3 and gen.ac_w == 0  # cooling down, ramped off at 1 kW/s
+    gen.advance(31, Environment())
+    assert gen.readings()["phase"] == 0
+
+
+def test_load_shedding_and_pcc_meter_sum():
+    load = Load(critical_w=3000, sheddable_w=2000)
+    load.advance(3600, Environment(load_factor=0.5))
+    assert load.net_w == pytest.approx(-2500)
+    load.apply("shed", 1)
+    load.apply("shed_pct", 50)
+    load.advance(3600, Environment(load_factor=1.0))
+    assert load.critical_now_w == 3000 and load.sheddable_now_w == 1000
+    meter = PccMeter(rating_w=10000)
+    meter.update(3600, [load.net_w, 1500.0])
+    assert meter.import_w == pytest.approx(2500) and meter.import_wh == pytest.approx(2500)
+    meter.update(3600, [-1000.0, 3000.0])
+    assert meter.export_wh == pytest.approx(2000)
+
+
+def test_relay_mechanism_delay_counter_lockout_and_fail_modes():
+    relay = RelayMechanism(closed=False, operate_delay_s=0.5)
+    assert relay.command(0.0, True, None) is None
+    assert relay.position(None) == 2 and relay.command(0.1, False, None) == 6  # busy
+    relay.advance(0.4, None)
+    assert not relay.closed
+    relay.advance(0.5, None)
+    assert relay.closed and relay.operations == 1
+    relay.command(1.0, False, None)
+    relay.advance(2.0, "no_operation")
+    assert relay.closed and relay.failed and relay.operations == 1
+    assert relay.reported_closed("wrong_status") is False
+    relay.locked_out = True
+    assert relay.command(3.0, False, None) == 4
+
+
+def test_sim_clock_speed_freeze_and_advance():
+    now = [100.0]
+    clock = SimClock(1000.0, speed=60, monotonic=lambda: now[0])
+    now[0] += 2
+    assert clock.now() == 1120.0
+    clock.set_speed(0)
+    now[0] += 5
+    assert clock.now() == 1120.0
+    clock.advance(30)
+    assert clock.now() == 1150.0
+    with pytest.raises(ValueError):
+        clock.advance(-1)
