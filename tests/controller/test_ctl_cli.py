@@ -1,0 +1,107 @@
+"""peergrid-market: the JSON shape, byte-identical reruns, scenario validation and exit codes."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+
+from peergrid_controller.cli import main
+from peergrid_controller.scenario import ScenarioError, load_scenario
+
+ROOT = Path(__file__).resolve().parents[2]
+IEEE33 = ROOT / "firmware-sim/scenarios/ieee33.yaml"
+TOTAL_KEYS = [
+    "p2p_welfare",
+    "central_welfare",
+    "conventional_welfare",
+    "rounds_max",
+    "converged",
+    "mg_cost_p2p",
+    "mg_cost_conventional",
+]
+
+
+def run_json(capsys: pytest.CaptureFixture[str], *args: str) -> str:
+    assert main(["simulate", *args, "--json"]) == 0
+    return capsys.readouterr().out
+
+
+def test_json_shape_and_same_seed_gives_identical_bytes(capsys: pytest.CaptureFixture[str]) -> None:
+    first = run_json(capsys, "--synthetic", "4", "--seed", "3", "--intervals", "6")
+    second = run_json(capsys, "--synthetic", "4", "--seed", "3", "--intervals", "6")
+    assert first == second
+    doc = json.loads(first)
+    assert list(doc) == ["intervals", "total"]
+    assert list(doc["total"]) == TOTAL_KEYS
+    assert len(doc["intervals"]) == 6
+    for interval in doc["intervals"]:
+        assert list(interval) == ["interval", *TOTAL_KEYS, "trades"]
+        for trade in interval["trades"]:
+            assert list(trade) == ["seller", "buyer", "quantity_kwh", "price"]
+    assert doc["total"]["central_welfare"] >= doc["total"]["p2p_welfare"] - 1e-6
+    assert doc["total"]["p2p_welfare"] >= doc["total"]["conventional_welfare"] - 1e-6
+
+
+def test_other_seed_gives_other_result(capsys: pytest.CaptureFixture[str]) -> None:
+    assert run_json(capsys, "--synthetic", "3", "--seed", "1", "--intervals", "2") != run_json(
+        capsys, "--synthetic", "3", "--seed", "2", "--intervals", "2"
+    )
+
+
+@pytest.mark.skipif(not IEEE33.exists(), reason="firmware-sim's scenario not present")
+def test_firmware_sim_scenario_is_accepted(capsys: pytest.CaptureFixture[str]) -> None:
+    scenario = load_scenario(IEEE33)
+    assert len(scenario.microgrids) >= 6
+    doc = json.loads(run_json(capsys, "--scenario", str(IEEE33), "--intervals", "4"))
+    assert set(doc["total"]["mg_cost_p2p"]) == {mg.name for mg in scenario.microgrids}
+
+
+def write(tmp_path: Path, doc: object) -> Path:
+    path = tmp_path / "scenario.yaml"
+    path.write_text(yaml.safe_dump(doc), encoding="utf-8")
+    return path
+
+
+def two_mgs() -> dict[str, object]:
+    return yaml.safe_load((ROOT / "controller/scenarios/two-mg.yaml").read_text(encoding="utf-8"))  # type: ignore[no-any-return]
+
+
+def test_unknown_keys_are_ignored_but_used_keys_are_strict(tmp_path: Path) -> None:
+    doc = two_mgs()
+    doc["relays"] = [{"name": "sw1", "anything": True}]
+    doc["microgrids"][0]["bus"] = 18  # type: ignore[index]
+    assert len(load_scenario(write(tmp_path, doc)).microgrids) == 2
+    doc["microgrids"][0]["devices"][0]["params"]["rating_w"] = "lots"  # type: ignore[index]
+    with pytest.raises(ScenarioError, match=r"devices\.0\.params\.rating_w"):
+        load_scenario(write(tmp_path, doc))
+
+
+@pytest.mark.parametrize(
+    ("mutate", "message"),
+    [
+        (lambda d: d["microgrids"][0].__setitem__("profile", "cloudy"), "no profile named 'cloudy'"),
+        (lambda d: d["microgrids"][1].__setitem__("name", "seller"), "names must be unique"),
+        (lambda d: d["profiles"]["flat"].__setitem__("load", [[0, 1.0], [12, 1.0]]), "covering 0..24"),
+        (lambda d: d["market"]["mg_rules"].__setitem__("ghost", {}), "unknown microgrid 'ghost'"),
+        (lambda d: d["market"].__setitem__("feed_in", -1), "feed_in"),
+    ],
+)
+def test_bad_scenarios_name_the_key(tmp_path: Path, mutate, message: str) -> None:  # type: ignore[no-untyped-def]
+    doc = two_mgs()
+    mutate(doc)
+    with pytest.raises(ScenarioError, match=message):
+        load_scenario(write(tmp_path, doc))
+
+
+def test_cli_exit_codes(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["simulate", "--scenario", str(tmp_path / "missing.yaml")]) == 2
+    assert "scenario error" in capsys.readouterr().err
+    doc = two_mgs()
+    doc["market"]["retail"] = [[0, 0.02], [24, 0.02]]  # type: ignore[index]  # feed-in 0.05 above retail
+    assert main(["simulate", "--scenario", str(write(tmp_path, doc)), "--intervals", "2"]) == 3
+    err = capsys.readouterr().err
+    assert "unbounded" in err and "feed-in price" in err
+    assert main(["simulate", "--synthetic", "3", "--intervals", "0"]) == 2
