@@ -1,13 +1,20 @@
-"""The edge daemon's one typed config, rendered by Ansible to /etc/peergrid/edge.yaml."""
+"""The edge daemon's one typed config, rendered by Ansible to /etc/peergrid/edge.yaml.
+
+Promises: every field has a default or is required, unknown keys are errors, and cross-field rules (an RTU
+device names its serial port, a control range is ordered) are checked here, so the daemon never starts on a
+config it would trip over later. Nothing here is reloadable: a changed file means a restart.
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from peergrid_ledger.settings import StrictSettings
+
+Nature = Literal["pv", "battery", "genset", "load", "meter"]
 
 
 class BrokerSettings(StrictSettings):
@@ -16,15 +23,74 @@ class BrokerSettings(StrictSettings):
     keepalive_s: int = Field(30, ge=5)
 
 
+class ControlSettings(StrictSettings):
+    """Limits for one actuator. Power is in W, positive when the device injects into the MG bus."""
+
+    min_w: float = 0.0
+    max_w: float = Field(0.0, ge=0)  # 0 = take the device's own rating
+    ramp_w_per_s: float = Field(0.0, ge=0)  # 0 = no ramp limit
+    # Safe state on lost controller / no valid schedule:
+    safe_w: float | None = None  # pv: export cap; battery: power (0); genset: output; None = leave as is
+    safe_on: bool | None = None  # genset running / load connected in the safe state; None = leave as is
+    sheddable: bool = False  # a load the schedule (and the safe state) may disconnect
+
+    @model_validator(mode="after")
+    def _ordered(self) -> ControlSettings:
+        if self.max_w and self.min_w > self.max_w:
+            raise ValueError(f"min_w {self.min_w} is above max_w {self.max_w}")
+        return self
+
+
 class DeviceSettings(StrictSettings):
-    name: str = Field(min_length=1)
-    nature: Literal["pv", "battery", "genset", "load", "meter"]
-    protocol: Literal["modbus-tcp"] = "modbus-tcp"
+    name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9_.-]+$")
+    nature: Nature
+    protocol: Literal["modbus-tcp", "modbus-rtu", "mqtt"] = "modbus-tcp"
     host: str = "127.0.0.1"
     port: int = Field(502, ge=1, le=65535)
     unit_id: int = Field(1, ge=0, le=247)
+    serial_port: str | None = None  # modbus-rtu: e.g. /dev/ttyUSB0
+    baudrate: int = Field(19200, ge=1200, le=921600)
+    parity: Literal["N", "E", "O"] = "N"
+    topic: str | None = None  # mqtt: default peergrid/<feeder>/telemetry/<mg>/<name>
     poll_interval_s: float = Field(1.0, gt=0)
     timeout_s: float = Field(1.0, gt=0)
+    retries: int = Field(1, ge=0, le=5)  # extra attempts within one poll before it counts as failed
+    failures_to_quarantine: int = Field(3, ge=1)
+    quarantine_s: float = Field(5.0, gt=0)  # first back-off; doubles per failed probe
+    quarantine_max_s: float = Field(300.0, gt=0)
+    stale_after_s: float | None = Field(None, gt=0)  # default: 3 poll intervals + timeout
+    control: ControlSettings | None = None  # None: read-only device, never written
+
+    @model_validator(mode="after")
+    def _protocol_fields(self) -> DeviceSettings:
+        if self.protocol == "modbus-rtu" and not self.serial_port:
+            raise ValueError(f"device {self.name}: modbus-rtu needs serial_port")
+        return self
+
+    @property
+    def stale_after(self) -> float:
+        return self.stale_after_s or 3 * self.poll_interval_s + self.timeout_s
+
+
+class DispatchSettings(StrictSettings):
+    enabled: bool = True
+    period_s: float = Field(5.0, gt=0)
+    schedule_timeout_s: float = Field(120.0, gt=0)  # no fresh schedule for this long -> safe state
+    write_retries: int = Field(2, ge=0, le=10)
+    readback_tolerance_pct: float = Field(2.0, ge=0)  # of the device's rating
+    readback_delay_s: float = Field(0.2, ge=0)
+
+
+class LedgerSettings(StrictSettings):
+    chain_id: str = Field("mgmc", min_length=1)
+    key_file: Path | None = None  # None: <data_dir>/node.key, created on first start
+    commit_interval_s: float = Field(60.0, gt=0)
+    submit_timeout_s: float = Field(10.0, gt=0)
+
+
+class MetricsSettings(StrictSettings):
+    host: str = "127.0.0.1"
+    port: int | None = Field(None, ge=0, le=65535)  # None: no endpoint; 0: any free port
 
 
 class EdgeSettings(StrictSettings):
@@ -35,3 +101,18 @@ class EdgeSettings(StrictSettings):
     data_dir: Path = Path("/var/lib/peergrid")
     health_period_s: float = Field(1.0, gt=0)
     devices: list[DeviceSettings] = Field(default_factory=list)
+    dispatch: DispatchSettings = DispatchSettings()
+    ledger: LedgerSettings = LedgerSettings()
+    metrics: MetricsSettings = MetricsSettings()
+
+    @model_validator(mode="after")
+    def _unique_names(self) -> EdgeSettings:
+        seen: set[str] = set()
+        for d in self.devices:
+            if d.name in seen:
+                raise ValueError(f"device name {d.name!r} is used twice")
+            seen.add(d.name)
+        return self
+
+    def topic(self, *parts: str) -> str:
+        return "/".join(("peergrid", self.feeder, *parts))

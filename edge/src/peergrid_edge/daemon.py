@@ -1,8 +1,13 @@
-"""The MGMC daemon's asyncio shell: poll every device on its own period and publish node health.
+"""The MGMC daemon's asyncio shell: poll, dispatch, commit readings to the ledger, report health and metrics.
 
-Promises: each device is polled by its own task, so one slow or dead device never delays the others;
-health goes to `peergrid/<feeder>/health/<node>` as JSON once per `health_period_s`; SIGTERM/SIGINT stop
-it cleanly. Assumes the broker may be absent: polling goes on and publishing resumes on reconnect.
+Promises: each device is polled by its own task, so one slow or dead device never delays the others; every good
+reading goes into the local LevelDB under its commitment interval, each closed interval is sealed into a signed
+`der_commitment` transaction queued on disk and submitted in order, one at a time, only while the broker
+acknowledges (islanded: polling and dispatch go on, the queue grows, nothing is lost); dispatch runs
+`decide` on a frozen snapshot every `dispatch.period_s`, falling back to each device's safe state when no valid
+schedule arrived within `schedule_timeout_s`. Health goes to `peergrid/<feeder>/health/<node>` as JSON
+{node, mg, at, devices: [...]}. systemd: READY=1 after the first poll cycle with a good reading, WATCHDOG=1 only
+while every poll task makes progress, STOPPING=1 on SIGTERM/SIGINT followed by a clean shutdown.
 """
 
 from __future__ import annotations
@@ -11,82 +16,258 @@ import asyncio
 import json
 import logging
 import signal
-import time
+from pathlib import Path
 
-import paho.mqtt.client as mqtt
-
+from peergrid_edge import commitments
+from peergrid_edge.actuation import Actuator, view_of
+from peergrid_edge.clock import Clock, SystemClock
 from peergrid_edge.config import EdgeSettings
-from peergrid_edge.drivers import Snapshot, SunSpecTcpDriver
+from peergrid_edge.dispatch import Schedule, ScheduleError, decide, parse_schedule
+from peergrid_edge.drivers import Driver, make_driver
+from peergrid_edge.link import MqttLink
+from peergrid_edge.metrics import Histogram, serve_metrics
+from peergrid_edge.notify import Notifier
+from peergrid_edge.polling import DeviceHealth, DeviceState, poll_device
+from peergrid_edge.store import EdgeStore
 from peergrid_edge.summary import device_summary
 
 log = logging.getLogger("peergrid.edge")
 
 
-class EdgeDaemon:
-    def __init__(self, settings: EdgeSettings) -> None:
-        self.settings = settings
-        self.drivers = [SunSpecTcpDriver(d) for d in settings.devices]
-        self.latest: dict[str, Snapshot] = {}
-        self.stopping = asyncio.Event()
-        self.mqtt = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=settings.node_id)
-        self.mqtt.reconnect_delay_set(min_delay=1, max_delay=30)
-        self.health_topic = f"peergrid/{settings.feeder}/health/{settings.node_id}"
+def load_or_create_key(path: Path):  # type: ignore[no-untyped-def]
+    from peergrid_ledger import keys
 
-    async def _poll_device(self, driver: SunSpecTcpDriver) -> None:
-        period = driver.settings.poll_interval_s
-        next_at = time.monotonic()
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        keys.write_keyfile(path, keys.Keypair.generate())
+        log.info("created node key %s", path)
+    return keys.read_keyfile(path)
+
+
+class EdgeDaemon:
+    def __init__(self, settings: EdgeSettings, clock: Clock | None = None) -> None:
+        self.settings = settings
+        self.clock = clock or SystemClock()
+        self.notifier = Notifier()
+        self.stopping = asyncio.Event()
+        broker = settings.broker
+        self.link = MqttLink(settings.node_id, broker.host, broker.port, broker.keepalive_s)
+        self.drivers: dict[str, Driver] = {
+            d.name: make_driver(d, settings, self.link) for d in settings.devices
+        }
+        self.states = {d.name: DeviceState(d, DeviceHealth.for_device(d)) for d in settings.devices}
+        self.actuator = Actuator(self.drivers, self.states, settings.dispatch, self.clock)
+        self.store = EdgeStore(settings.data_dir / "edge.db")
+        self.keypair = load_or_create_key(settings.ledger.key_file or settings.data_dir / "node.key")
+        self.schedule: Schedule | None = None
+        self.schedule_at: float | None = None  # monotonic time the last valid schedule arrived
+        self.mode = "safe"
+        self.latency = Histogram()
+        self.ledger_heights: dict[str, int] = {}  # filled by an embedded ledger replica when one runs
+        self.health_topic = settings.topic("health", settings.node_id)
+        self.tx_topic = settings.topic("ledger", settings.ledger.chain_id, "tx")
+        self.schedule_topic = settings.topic("schedule", settings.node_id)
+        self.metrics_port: int | None = None
+        self._progress: dict[str, int] = {}
+
+    # --- polling ---------------------------------------------------------------------------------------
+
+    def _on_poll(self, state: DeviceState) -> None:
+        for latency in state.latencies:
+            self.latency.observe(latency)
+        state.latencies.clear()
+        snapshot = state.last
+        if snapshot is None or not snapshot.ok:
+            return
+        interval = commitments.interval_of(snapshot.at, self.settings.ledger.commit_interval_s)
+        if self.store.is_sealed(interval):
+            return  # a reading that arrived after its interval was sealed (clock step): not committed
+        leaf = commitments.reading_leaf(snapshot.device, snapshot.nature, snapshot.at, snapshot.reading)
+        self.store.add_reading(interval, leaf)
+
+    def first_cycle_done(self) -> bool:
+        if not self.states:
+            return True
+        return all(s.polls > 0 for s in self.states.values()) and any(
+            s.last_good is not None for s in self.states.values()
+        )
+
+    def progressing(self) -> bool:
+        """True when no poll task is stuck: each polled since the last check, is quarantined, or is not due."""
+        now = self.clock.monotonic()
+        ok = True
+        for name, state in self.states.items():
+            device = state.settings
+            budget = device.poll_interval_s + 4 * device.timeout_s * (device.retries + 1) + 1.0
+            moved = state.polls != self._progress.get(name)
+            self._progress[name] = state.polls
+            recent = state.last_poll_mono is not None and now - state.last_poll_mono < budget
+            if not (moved or recent or state.health.quarantined(now)):
+                ok = False
+        return ok
+
+    def status_text(self) -> str:
+        now = self.clock.monotonic()
+        ok = sum(1 for s in self.states.values() if s.last is not None and s.last.ok)
+        stale = sum(1 for s in self.states.values() if s.is_stale(now))
+        quarantined = sum(1 for s in self.states.values() if s.health.quarantined(now))
+        return (
+            f"{len(self.states)} devices: {ok} ok, {stale} stale, {quarantined} quarantined; "
+            f"dispatch {self.mode}; {self.store.queued()} txs queued"
+        )
+
+    async def _supervise(self, period_s: float = 1.0) -> None:
         while not self.stopping.is_set():
-            snapshot = await driver.read_all()
-            if not snapshot.ok:
-                log.warning("device %s: %s", snapshot.device, snapshot.error)
-            self.latest[snapshot.device] = snapshot
-            next_at += period
-            delay = next_at - time.monotonic()
-            if delay < 0:  # fell behind (e.g. a timeout): skip missed slots rather than burst
-                next_at = time.monotonic()
-                delay = 0
-            try:
-                await asyncio.wait_for(self.stopping.wait(), delay)
-            except TimeoutError:
-                pass
+            await self._sleep(period_s)
+            if not self.notifier.ready_sent and self.first_cycle_done():
+                self.notifier.ready(self.status_text())
+                log.info("first poll cycle done: %s", self.status_text())
+            if self.notifier.ready_sent:
+                if self.progressing():
+                    self.notifier.watchdog()
+                self.notifier.status(self.status_text())
+
+    # --- dispatch --------------------------------------------------------------------------------------
+
+    def _on_schedule(self, topic: str, payload: bytes) -> None:
+        try:
+            schedule = parse_schedule(payload)
+        except ScheduleError as exc:
+            log.warning("ignored a schedule: %s", exc)
+            return
+        self.set_schedule(schedule)
+
+    def set_schedule(self, schedule: Schedule) -> None:
+        self.schedule, self.schedule_at = schedule, self.clock.monotonic()
+
+    def current_schedule(self) -> Schedule | None:
+        if self.schedule is None or self.schedule_at is None:
+            return None
+        if self.clock.monotonic() - self.schedule_at > self.settings.dispatch.schedule_timeout_s:
+            return None  # the controller went quiet
+        return self.schedule
+
+    async def dispatch_once(self, dt: float) -> None:
+        now = self.clock.monotonic()
+        views = {n: v for n, s in self.states.items() if (v := view_of(s, now)) is not None}
+        if not views:
+            return
+        dispatch = self.settings.dispatch
+        decision = decide(
+            views, self.current_schedule(), self.clock.wall(), dt, dispatch.readback_tolerance_pct
+        )
+        if decision.mode != self.mode:
+            log.warning("dispatch mode %s -> %s (%s)", self.mode, decision.mode, decision.reason)
+            self.mode = decision.mode
+        await self.actuator.perform(decision)
+        self.actuator.check_following(views)
+
+    async def _dispatch_loop(self) -> None:
+        period = self.settings.dispatch.period_s
+        while not self.stopping.is_set():
+            await self._sleep(period)
+            if self.notifier.ready_sent or self.first_cycle_done():
+                await self.dispatch_once(period)
+
+    # --- ledger ----------------------------------------------------------------------------------------
+
+    def _sign(self, nonce: int, body: dict[str, object]) -> bytes:
+        from peergrid_ledger.tx import sign_tx
+
+        time_ms = int(self.clock.wall() * 1000)
+        return sign_tx(
+            self.keypair, self.settings.ledger.chain_id, commitments.DER_COMMITMENT, nonce, time_ms, body
+        ).raw
+
+    def seal_closed_intervals(self) -> int:
+        current = commitments.interval_of(self.clock.wall(), self.settings.ledger.commit_interval_s)
+        sealed = 0
+        for interval in self.store.open_intervals():
+            if interval < current and self.store.seal(interval, self._sign) is not None:
+                sealed += 1
+        return sealed
+
+    async def _commit_loop(self) -> None:
+        while not self.stopping.is_set():
+            self.seal_closed_intervals()
+            await self._submit_pending()
+            await self._sleep(1.0)
+
+    async def _submit_pending(self) -> None:
+        timeout = self.settings.ledger.submit_timeout_s
+        for seq, raw in list(self.store.pending()):
+            if self.stopping.is_set() or not await self.link.publish_confirmed(self.tx_topic, raw, timeout):
+                return  # islanded: keep it queued, retry in order next round
+            self.store.mark_submitted(seq)
+
+    # --- health and metrics ----------------------------------------------------------------------------
 
     def health(self) -> dict[str, object]:
-        now = time.time()
+        now, wall = self.clock.monotonic(), self.clock.wall()
         devices = [
-            device_summary(s, now=now, stale_after_s=3 * d.settings.poll_interval_s + d.settings.timeout_s)
-            for d in self.drivers
-            if (s := self.latest.get(d.settings.name)) is not None
+            device_summary(s, stale=s.is_stale(now)) for s in self.states.values() if s.last is not None
         ]
-        return {"node": self.settings.node_id, "mg": self.settings.mg, "at": now, "devices": devices}
+        return {"node": self.settings.node_id, "mg": self.settings.mg, "at": wall, "devices": devices}
 
     async def _publish_health(self) -> None:
         while not self.stopping.is_set():
-            if self.mqtt.is_connected():
-                payload = json.dumps(self.health(), separators=(",", ":"))
-                self.mqtt.publish(self.health_topic, payload, qos=0)
-            try:
-                await asyncio.wait_for(self.stopping.wait(), self.settings.health_period_s)
-            except TimeoutError:
-                pass
+            self.link.publish(self.health_topic, json.dumps(self.health(), separators=(",", ":")))
+            await self._sleep(self.settings.health_period_s)
 
-    async def run(self) -> None:
+    def metrics_text(self) -> str:
+        from peergrid_edge.exposition import families
+
+        return families(self)
+
+    async def _sleep(self, seconds: float) -> None:
+        sleep = asyncio.ensure_future(self.clock.sleep(seconds))
+        stop = asyncio.ensure_future(self.stopping.wait())
+        await asyncio.wait({sleep, stop}, return_when=asyncio.FIRST_COMPLETED)
+        for future in (sleep, stop):
+            future.cancel()
+
+    # --- lifecycle -------------------------------------------------------------------------------------
+
+    async def run(self, install_signals: bool = True) -> None:
         loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, self.stopping.set)
-        broker = self.settings.broker
-        self.mqtt.connect_async(broker.host, broker.port, keepalive=broker.keepalive_s)
-        self.mqtt.loop_start()
+        if install_signals:
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                loop.add_signal_handler(sig, self.stop)
+        self.link.subscribe(self.schedule_topic, self._on_schedule)
+        self.link.start()
+        server = None
+        if self.settings.metrics.port is not None:
+            server = await serve_metrics(
+                self.settings.metrics.host, self.settings.metrics.port, self.metrics_text
+            )
+            self.metrics_port = server.sockets[0].getsockname()[1]
+            log.info("metrics on http://%s:%d/metrics", self.settings.metrics.host, self.metrics_port)
         log.info(
             "edge %s (mg %s) polling %d devices", self.settings.node_id, self.settings.mg, len(self.drivers)
         )
-        tasks = [asyncio.create_task(self._poll_device(d)) for d in self.drivers]
-        tasks.append(asyncio.create_task(self._publish_health()))
-        await self.stopping.wait()
-        log.info("edge %s stopping", self.settings.node_id)
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
-        for d in self.drivers:
-            d.close()
-        self.mqtt.loop_stop()
-        self.mqtt.disconnect()
+        tasks = [
+            asyncio.create_task(poll_device(self.drivers[n], s, self.clock, self.stopping, self._on_poll))
+            for n, s in self.states.items()
+        ]
+        tasks += [
+            asyncio.create_task(c) for c in (self._supervise(), self._publish_health(), self._commit_loop())
+        ]
+        if self.settings.dispatch.enabled:
+            tasks.append(asyncio.create_task(self._dispatch_loop()))
+        try:
+            await self.stopping.wait()
+        finally:
+            log.info("edge %s stopping", self.settings.node_id)
+            self.notifier.stopping()
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            if server is not None:
+                server.close()
+            for driver in self.drivers.values():
+                driver.close()
+            self.link.stop()
+            self.store.close()
+
+    def stop(self) -> None:
+        self.stopping.set()

@@ -1,34 +1,27 @@
 """What the MGMC tells the world about a device: nature-level figures, never raw registers.
 
-Pure: a Snapshot in, a small dict out. Power is positive when the device injects into the MG bus.
+Pure: a device's state in, the health payload's device entry out (keys: name, nature, ok, stale, error,
+power_w, energy_wh, models). Values come from the last good reading, so a device that just failed still shows
+what it last said, marked stale once that is older than its stale window.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from peergrid_edge.drivers import Snapshot
-
-# SunSpec inverter and meter models that carry total AC power as "W" and lifetime energy as "WH".
-_POWER_MODELS = ("103", "102", "101", "111", "112", "113", "701", "203", "202", "201", "204")
+from peergrid_edge.polling import DeviceState
 
 
-def device_summary(snapshot: Snapshot, *, now: float, stale_after_s: float) -> dict[str, Any]:
-    power_w = energy_wh = None
-    for model in _POWER_MODELS:
-        points = snapshot.points.get(model)
-        if points is None:
-            continue
-        power_w = points.get("W")
-        energy_wh = points.get("WH") or points.get("TotWhExp")
-        break
+def device_summary(state: DeviceState, *, stale: bool) -> dict[str, Any]:
+    last, good = state.last, state.last_good
+    reading = good.reading if good is not None else {}
     return {
-        "name": snapshot.device,
-        "nature": snapshot.nature,
-        "ok": snapshot.ok,
-        "stale": (now - snapshot.at) > stale_after_s or not snapshot.ok,
-        "error": snapshot.error,
-        "power_w": power_w,
-        "energy_wh": energy_wh,
-        "models": sorted(int(m) for m in snapshot.points),
+        "name": state.settings.name,
+        "nature": state.settings.nature,
+        "ok": bool(last is not None and last.ok),
+        "stale": stale,
+        "error": last.error if last is not None else None,
+        "power_w": reading.get("power_w"),
+        "energy_wh": reading.get("energy_wh"),
+        "models": sorted(int(m) for m in (good.points if good is not None else {}) if m.isdigit()),
     }

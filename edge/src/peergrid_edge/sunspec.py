@@ -2,7 +2,8 @@
 
 Promises: `decode_model(model_id, registers)` turns one model block (starting at its ID register) into
 `{point: value}` with scale factors applied and "not implemented" sentinels mapped to None. The point layout
-comes from SunSpec's own model definitions (the JSON files pysunspec2 ships), never from hand-typed tables.
+comes from SunSpec's own model definitions (the JSON files pysunspec2 ships) and, for the peergrid vendor
+models 64201 (controllable load) and 64202 (genset), from the vendor definitions in maps/models.
 Pure: no I/O beyond reading those bundled definition files once. Repeating groups are not decoded here.
 """
 
@@ -63,10 +64,15 @@ class ModelDef:
 
 @cache
 def model_def(model_id: int) -> ModelDef:
-    try:
-        text = resources.files("sunspec2").joinpath(f"models/json/model_{model_id}.json").read_text()
-    except FileNotFoundError:
-        raise SunSpecError(f"no SunSpec definition for model {model_id}") from None
+    # Standard models from SunSpec's own definitions; vendor models (64xxx) from our maps/models, same format.
+    for package, folder in (("sunspec2", "models/json"), ("peergrid_edge", "maps/models")):
+        try:
+            text = resources.files(package).joinpath(f"{folder}/model_{model_id}.json").read_text()
+            break
+        except FileNotFoundError:
+            continue
+    else:
+        raise SunSpecError(f"no SunSpec definition for model {model_id}")
     group = json.loads(text)["group"]
     points, offset = [], 0
     for p in group["points"]:
@@ -121,3 +127,37 @@ def decode_model(model_id: int, registers: list[int]) -> dict[str, float | int |
         valid = isinstance(sf, int) and -10 <= sf <= 10
         values[p.name] = raw * (10.0**sf) if valid and isinstance(sf, int) else None
     return values
+
+
+def encode_point(point: PointDef, value: float, sf: int | None) -> list[int]:
+    """Registers for writing `value` (engineering units) to `point`, given its scale factor (None = 0)."""
+    if point.type == "string" or point.type == "sunssf":
+        raise SunSpecError(f"point {point.name} ({point.type}) is not a writable number")
+    raw = round(value / (10.0 ** (sf or 0)))
+    bits = 16 * point.size
+    signed = point.type in ("int16", "int32", "int64")
+    low, high = (-(1 << (bits - 1)), (1 << (bits - 1)) - 1) if signed else (0, (1 << bits) - 1)
+    raw_unsigned = raw & ((1 << bits) - 1)
+    sentinel = _UNIMPLEMENTED.get(point.type) if not point.type.startswith("acc") else None
+    if not low <= raw <= high or raw_unsigned == sentinel:
+        raise SunSpecError(f"value {value} does not fit point {point.name} ({point.type}, sf {sf})")
+    raw = raw_unsigned
+    return [(raw >> (16 * (point.size - 1 - i))) & 0xFFFF for i in range(point.size)]
+
+
+def scale_factor(
+    mdef: ModelDef, point: PointDef, raw_values: dict[str, float | int | str | None]
+) -> int | None:
+    """The scale factor that applies to `point`, from the model's decoded values (SF points are raw ints)."""
+    if point.sf is None:
+        return None
+    if isinstance(point.sf, int):
+        return point.sf
+    sf = raw_values.get(point.sf)
+    return sf if isinstance(sf, int) and -10 <= sf <= 10 else None
+
+
+def model_length(model_id: int) -> int:
+    """Registers of a model block after its ID and L registers."""
+    mdef = model_def(model_id)
+    return sum(p.size for p in mdef.points) - 2

@@ -1,0 +1,140 @@
+"""The daemon's Prometheus metrics: what an operator of a fleet of Pis needs to see at a glance.
+
+Promises: `families(daemon)` renders poll latency (histogram), per-device errors, quarantines, quarantined and
+stale flags, the number of stale devices, dispatch mode and alarms, queued and submitted ledger transactions
+and ledger heights (when a replica reports them). Reads daemon state only; never blocks, never raises.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from peergrid_edge.metrics import Family, render
+
+if TYPE_CHECKING:
+    from peergrid_edge.daemon import EdgeDaemon
+
+P = "peergrid_edge_"
+
+
+def families(daemon: EdgeDaemon) -> str:
+    now = daemon.clock.monotonic()
+    states = daemon.states.values()
+
+    def per_device(fn) -> list[tuple[str, dict[str, str], float]]:  # type: ignore[no-untyped-def]
+        return [("", {"device": s.settings.name}, float(fn(s))) for s in states]
+
+    def named(
+        name: str, samples: list[tuple[str, dict[str, str], float]]
+    ) -> list[tuple[str, dict[str, str], float]]:
+        return [(name, labels, value) for _, labels, value in samples]
+
+    stale = [s for s in states if s.is_stale(now)]
+    out = [
+        Family(
+            P + "poll_latency_seconds",
+            "histogram",
+            "Time for one device poll (all attempts).",
+            daemon.latency.samples(P + "poll_latency_seconds"),
+        ),
+        Family(
+            P + "device_polls_total",
+            "counter",
+            "Poll attempts per device.",
+            named(P + "device_polls_total", per_device(lambda s: s.polls)),
+        ),
+        Family(
+            P + "device_errors_total",
+            "counter",
+            "Failed polls per device.",
+            named(P + "device_errors_total", per_device(lambda s: s.health.errors_total)),
+        ),
+        Family(
+            P + "device_quarantines_total",
+            "counter",
+            "Times a device entered quarantine.",
+            named(P + "device_quarantines_total", per_device(lambda s: s.health.quarantines_total)),
+        ),
+        Family(
+            P + "device_quarantined",
+            "gauge",
+            "1 while a device is quarantined.",
+            named(P + "device_quarantined", per_device(lambda s: s.health.quarantined(now))),
+        ),
+        Family(
+            P + "device_stale",
+            "gauge",
+            "1 while a device's last good reading is too old.",
+            named(P + "device_stale", per_device(lambda s: s.is_stale(now))),
+        ),
+        Family(
+            P + "stale_devices",
+            "gauge",
+            "Devices whose readings are stale.",
+            [(P + "stale_devices", {}, len(stale))],
+        ),
+        Family(
+            P + "dispatch_mode",
+            "gauge",
+            "1 for the active dispatch mode (schedule or safe).",
+            [(P + "dispatch_mode", {"mode": m}, float(daemon.mode == m)) for m in ("schedule", "safe")],
+        ),
+        Family(
+            P + "market_schedule_interval",
+            "gauge",
+            "Interval of the last schedule received (-1: none).",
+            [
+                (
+                    P + "market_schedule_interval",
+                    {},
+                    float(daemon.schedule.interval if daemon.schedule else -1),
+                )
+            ],
+        ),
+        Family(
+            P + "dispatch_writes_total",
+            "counter",
+            "Setpoint writes attempted.",
+            [(P + "dispatch_writes_total", {}, daemon.actuator.writes_total)],
+        ),
+        Family(
+            P + "dispatch_confirmed_total",
+            "counter",
+            "Setpoint writes confirmed by read-back.",
+            [(P + "dispatch_confirmed_total", {}, daemon.actuator.confirmed_total)],
+        ),
+        Family(
+            P + "dispatch_alarms_total",
+            "counter",
+            "Dispatch alarms per device.",
+            [
+                (P + "dispatch_alarms_total", {"device": d}, n)
+                for d, n in sorted(daemon.actuator.alarms_total.items())
+            ],
+        ),
+        Family(
+            P + "ledger_queued_txs",
+            "gauge",
+            "Signed transactions queued on disk, not yet acknowledged.",
+            [(P + "ledger_queued_txs", {}, daemon.store.queued())],
+        ),
+        Family(
+            P + "ledger_submitted_txs",
+            "counter",
+            "Transactions the broker acknowledged.",
+            [(P + "ledger_submitted_txs", {}, daemon.store.submitted)],
+        ),
+        Family(
+            P + "ledger_height",
+            "gauge",
+            "Height of each chain's local replica.",
+            [(P + "ledger_height", {"chain": c}, h) for c, h in sorted(daemon.ledger_heights.items())],
+        ),
+        Family(
+            P + "broker_connected",
+            "gauge",
+            "1 while connected to the feeder's broker.",
+            [(P + "broker_connected", {}, float(daemon.link.client.is_connected()))],
+        ),
+    ]
+    return render(out)

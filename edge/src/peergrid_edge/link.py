@@ -1,0 +1,117 @@
+"""The daemon's one MQTT connection (paho in its own thread), bridged into asyncio.
+
+Promises: `publish_confirmed` returns True only after the broker acknowledged the QoS 1 message (PUBACK) and
+False when disconnected or on timeout — it never raises on network trouble; the caller keeps the message and
+tries again. Subscriptions survive reconnects (re-subscribed in `on_connect`). Message callbacks run on the
+event loop, never on paho's thread. Assumes the broker may vanish at any time; paho reconnects with back-off.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+
+import paho.mqtt.client as mqtt
+
+log = logging.getLogger("peergrid.edge.link")
+
+MessageHandler = Callable[[str, bytes], None]
+
+
+class MqttLink:
+    def __init__(self, client_id: str, host: str, port: int, keepalive_s: int = 30) -> None:
+        self.host, self.port, self.keepalive_s = host, port, keepalive_s
+        self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id)
+        self.client.reconnect_delay_set(min_delay=1, max_delay=10)
+        self.client.on_connect = self._on_connect
+        self.client.on_disconnect = self._on_disconnect
+        self.client.on_publish = self._on_publish
+        self.client.on_message = self._on_message
+        self.loop: asyncio.AbstractEventLoop | None = None
+        self.handlers: dict[str, MessageHandler] = {}
+        self._acks: dict[int, asyncio.Future[None]] = {}
+        self.connected = asyncio.Event()
+        self.dropped = 0
+
+    def start(self) -> None:
+        self.loop = asyncio.get_running_loop()
+        self.client.connect_async(self.host, self.port, keepalive=self.keepalive_s)
+        self.client.loop_start()
+
+    def stop(self) -> None:
+        self.client.disconnect()
+        self.client.loop_stop()
+
+    def subscribe(self, topic: str, handler: MessageHandler) -> None:
+        self.handlers[topic] = handler
+        if self.client.is_connected():
+            self.client.subscribe(topic, qos=1)
+
+    def publish(self, topic: str, payload: bytes | str, qos: int = 0) -> bool:
+        if not self.client.is_connected():
+            return False
+        return self.client.publish(topic, payload, qos=qos).rc == mqtt.MQTT_ERR_SUCCESS
+
+    async def publish_confirmed(self, topic: str, payload: bytes, timeout_s: float) -> bool:
+        if self.loop is None or not self.client.is_connected():
+            return False
+        future: asyncio.Future[None] = self.loop.create_future()
+        # paho may call on_publish before publish() returns: register under its lock.
+        with self.client._out_message_mutex:  # paho offers no other race-free hook
+            info = self.client.publish(topic, payload, qos=1)
+            if info.rc != mqtt.MQTT_ERR_SUCCESS:
+                return False
+            self._acks[info.mid] = future
+        try:
+            await asyncio.wait_for(future, timeout_s)
+            return True
+        except TimeoutError:
+            return False
+        finally:
+            self._acks.pop(info.mid, None)
+
+    # --- paho thread ---------------------------------------------------------------------------------
+
+    def _call(self, fn: Callable[..., None], *args: object) -> None:
+        if self.loop is not None and not self.loop.is_closed():
+            self.loop.call_soon_threadsafe(fn, *args)
+
+    def _on_connect(
+        self, client: mqtt.Client, userdata: object, flags: object, reason: object, props: object
+    ) -> None:
+        if getattr(reason, "is_failure", False):
+            return
+        for topic in self.handlers:
+            client.subscribe(topic, qos=1)
+        self._call(self.connected.set)
+        log.info("connected to broker %s:%d", self.host, self.port)
+
+    def _on_disconnect(
+        self, client: mqtt.Client, userdata: object, flags: object, reason: object, props: object
+    ) -> None:
+        self._call(self.connected.clear)
+
+    def _on_publish(
+        self, client: mqtt.Client, userdata: object, mid: int, reason: object, props: object
+    ) -> None:
+        future = self._acks.get(mid)
+        if future is not None:
+            self._call(_resolve, future)
+
+    def _on_message(self, client: mqtt.Client, userdata: object, message: mqtt.MQTTMessage) -> None:
+        self._call(self._dispatch, message.topic, bytes(message.payload))
+
+    def _dispatch(self, topic: str, payload: bytes) -> None:
+        for pattern, handler in self.handlers.items():
+            if mqtt.topic_matches_sub(pattern, topic):
+                try:
+                    handler(topic, payload)
+                except Exception:  # a bad message must never take the daemon down
+                    self.dropped += 1
+                    log.exception("dropped a message on %s", topic)
+
+
+def _resolve(future: asyncio.Future[None]) -> None:
+    if not future.done():
+        future.set_result(None)

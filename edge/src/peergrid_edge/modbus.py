@@ -1,0 +1,225 @@
+"""SunSpec devices on Modbus TCP or Modbus RTU (serial), found by SunSpec discovery.
+
+Promises: discovery finds the "SunS" marker (40000, 0 or 50000) and walks the model chain to the end model,
+once per connection; each poll then reads every model block in one contiguous request (blocks longer than the
+125-register Modbus limit are read in consecutive chunks). After a failed read the connection is dropped and
+discovery repeats, so a rebooted device that comes back with a different layout is read correctly.
+Devices on one serial port share one client and take turns on the line (a bus carries one request at a time:
+a dead device on an RS-485 bus costs its neighbours its timeout, which only separate ports avoid).
+Never raises from `read_all`; `write` raises `DeviceError`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+from pymodbus.client import AsyncModbusSerialClient, AsyncModbusTcpClient
+from pymodbus.exceptions import ModbusException
+
+from peergrid_edge import natures
+from peergrid_edge.config import DeviceSettings
+from peergrid_edge.drivers import DeviceError, Snapshot
+from peergrid_edge.sunspec import (
+    BASE_ADDRESSES,
+    END_MODEL_ID,
+    SUNS_MARKER,
+    SunSpecError,
+    decode_model,
+    encode_point,
+    model_def,
+    scale_factor,
+)
+
+MAX_READ = 125
+MAX_MODELS = 64
+
+
+class _SerialBus:
+    """One RTU client per serial port, shared by the devices on that line (made on first use: pymodbus
+    clients bind to the running event loop)."""
+
+    _buses: dict[str, _SerialBus] = {}
+
+    def __init__(self, device: DeviceSettings) -> None:
+        self.device = device
+        self._client: AsyncModbusSerialClient | None = None
+        self.lock = asyncio.Lock()
+        self.users = 0
+
+    @property
+    def client(self) -> AsyncModbusSerialClient:
+        if self._client is None:
+            d = self.device
+            assert d.serial_port is not None
+            self._client = AsyncModbusSerialClient(
+                d.serial_port,
+                baudrate=d.baudrate,
+                parity=d.parity,
+                timeout=d.timeout_s,
+                retries=0,
+                reconnect_delay=0,
+            )
+        return self._client
+
+    @classmethod
+    def attach(cls, device: DeviceSettings) -> _SerialBus:
+        assert device.serial_port is not None
+        bus = cls._buses.get(device.serial_port)
+        if bus is None:
+            bus = cls._buses[device.serial_port] = cls(device)
+        bus.users += 1
+        return bus
+
+    def detach(self, port: str) -> None:
+        self.users -= 1
+        if self.users <= 0:
+            if self._client is not None:
+                self._client.close()
+            self._buses.pop(port, None)
+
+
+class SunSpecModbusDriver:
+    def __init__(self, settings: DeviceSettings) -> None:
+        self.settings = settings
+        self.bus: _SerialBus | None = None
+        self._tcp: AsyncModbusTcpClient | None = None
+        if settings.protocol == "modbus-rtu":
+            self.bus = _SerialBus.attach(settings)
+            self.lock = self.bus.lock
+        else:
+            self.lock = asyncio.Lock()
+        self.models: list[tuple[int, int, int]] = []  # (model id, address of its ID register, length)
+        self.last_points: dict[str, dict[str, Any]] = {}
+        self.requests = 0  # Modbus requests sent (tests count them: one per model block per poll)
+
+    @property
+    def client(self) -> Any:
+        if self.bus is not None:
+            return self.bus.client
+        if self._tcp is None:
+            s = self.settings
+            self._tcp = AsyncModbusTcpClient(
+                s.host, port=s.port, timeout=s.timeout_s, retries=0, reconnect_delay=0
+            )
+        return self._tcp
+
+    async def _read(self, address: int, count: int) -> list[int]:
+        self.requests += 1
+        rr = await self.client.read_holding_registers(address, count=count, device_id=self.settings.unit_id)
+        if rr.isError():
+            raise DeviceError(f"exception code {getattr(rr, 'exception_code', '?')} reading {address}")
+        if len(rr.registers) < count:
+            raise DeviceError(f"short read at {address}: {len(rr.registers)} of {count} registers")
+        return list(rr.registers)
+
+    async def _read_block(self, address: int, count: int) -> list[int]:
+        registers: list[int] = []
+        while count > 0:
+            n = min(count, MAX_READ)
+            registers += await self._read(address, n)
+            address, count = address + n, count - n
+        return registers
+
+    async def _connect(self) -> None:
+        if not self.client.connected and not await self.client.connect():
+            raise DeviceError("cannot connect")
+
+    async def discover(self) -> list[tuple[int, int, int]]:
+        for base in BASE_ADDRESSES:
+            try:
+                marker = await self._read(base, 2)
+            except DeviceError:
+                continue
+            if tuple(marker) == SUNS_MARKER:
+                break
+        else:
+            raise DeviceError("no SunS marker at 40000, 0 or 50000")
+        models, address = [], base + 2
+        while len(models) < MAX_MODELS:
+            model_id, length = await self._read(address, 2)
+            if model_id == END_MODEL_ID:
+                return models
+            models.append((model_id, address, length))
+            address += 2 + length
+        raise DeviceError(f"no end model after {MAX_MODELS} models")
+
+    async def _read_models(self) -> dict[str, dict[str, Any]]:
+        await self._connect()
+        if not self.models:
+            self.models = await self.discover()
+        points: dict[str, dict[str, Any]] = {}
+        for model_id, address, length in self.models:
+            registers = await self._read_block(address, length + 2)
+            try:
+                points[str(model_id)] = decode_model(model_id, registers)
+            except SunSpecError as exc:
+                if registers[0] != model_id:  # the layout moved under us (e.g. a reboot): rediscover
+                    raise DeviceError(str(exc)) from None
+                continue  # a model we have no definition for: skip it, read the rest
+        return points
+
+    async def read_all(self) -> Snapshot:
+        started = time.time()
+        name, nature = self.settings.name, self.settings.nature
+        try:
+            async with self.lock:
+                points = await asyncio.wait_for(self._read_models(), self._budget())
+        except (DeviceError, ModbusException, OSError, TimeoutError, ValueError) as exc:
+            self._drop()
+            return Snapshot(name, nature, False, started, error=str(exc) or type(exc).__name__)
+        self.last_points = points
+        return Snapshot(name, nature, True, started, points, reading=natures.reading(nature, points))
+
+    def _budget(self) -> float:
+        # Each request is bounded by the client's timeout; the whole poll by a few of them.
+        return self.settings.timeout_s * (2 + len(self.models or [()]))
+
+    def _drop(self) -> None:
+        self.models = []
+        if self._tcp is not None:
+            self._tcp.close()
+
+    async def write(self, setpoint: str, value: float) -> None:
+        nature = self.settings.nature
+        if not self.last_points:
+            raise DeviceError("no successful read yet: scale factors unknown")
+        now = natures.reading(nature, self.last_points)
+        try:
+            writes = natures.point_writes(nature, setpoint, value, now)
+        except natures.NatureError as exc:
+            raise DeviceError(str(exc)) from None
+        try:
+            async with self.lock:
+                await self._connect()
+                if not self.models:
+                    self.models = await asyncio.wait_for(self.discover(), self._budget())
+                for w in writes:
+                    await asyncio.wait_for(self._write_point(w), self.settings.timeout_s * 2)
+        except (DeviceError, ModbusException, OSError, TimeoutError, SunSpecError) as exc:
+            self._drop()
+            raise DeviceError(f"{setpoint}={value}: {exc or type(exc).__name__}") from None
+
+    async def _write_point(self, w: natures.PointWrite) -> None:
+        located = next(((a, n) for m, a, n in self.models if m == w.model), None)
+        if located is None:
+            raise DeviceError(f"device exposes no model {w.model}")
+        mdef = model_def(w.model)
+        point = mdef.point(w.point)
+        sf = scale_factor(mdef, point, self.last_points.get(str(w.model), {}))
+        registers = encode_point(point, w.value, sf)
+        self.requests += 1
+        rr = await self.client.write_registers(
+            located[0] + point.offset, registers, device_id=self.settings.unit_id
+        )
+        if rr.isError():
+            code = getattr(rr, "exception_code", "?")
+            raise DeviceError(f"exception code {code} writing {w.model}.{w.point}={w.value}")
+
+    def close(self) -> None:
+        if self.bus is not None and self.settings.serial_port:
+            self.bus.detach(self.settings.serial_port)
+            self.bus = None
+        elif self._tcp is not None:
+            self._tcp.close()

@@ -1,0 +1,135 @@
+"""Polling: one task per device on its own period, with timeouts, bounded retries, quarantine and staleness.
+
+Promises: `DeviceHealth` is a pure state machine on injected time — after `failures_to_quarantine`
+consecutive failed polls a device is quarantined for `quarantine_s`, and every failed probe after that doubles
+the back-off up to `quarantine_max_s`; one good read clears it. `DeviceState.is_stale(now)` is true when the
+last good reading is older than `stale_after` (or there never was one). `poll_device` runs one device: each
+poll is bounded by the device's timeout (times its retries), so a black-holed device never delays another
+device's task; missed slots are skipped, never bursted. Assumes the driver's `read_all` never raises.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from peergrid_edge.clock import Clock
+from peergrid_edge.config import DeviceSettings
+from peergrid_edge.drivers import Driver, Snapshot
+
+log = logging.getLogger("peergrid.edge.poll")
+
+
+@dataclass
+class DeviceHealth:
+    failures_to_quarantine: int = 3
+    quarantine_s: float = 5.0
+    quarantine_max_s: float = 300.0
+    consecutive_failures: int = 0
+    quarantined_until: float | None = None
+    backoff_s: float = 0.0
+    errors_total: int = 0
+    quarantines_total: int = 0
+
+    @classmethod
+    def for_device(cls, device: DeviceSettings) -> DeviceHealth:
+        return cls(device.failures_to_quarantine, device.quarantine_s, device.quarantine_max_s)
+
+    def quarantined(self, now: float) -> bool:
+        return self.quarantined_until is not None and now < self.quarantined_until
+
+    def record_success(self) -> None:
+        self.consecutive_failures = 0
+        self.quarantined_until = None
+        self.backoff_s = 0.0
+
+    def record_failure(self, now: float) -> None:
+        self.errors_total += 1
+        self.consecutive_failures += 1
+        if self.quarantined_until is not None:  # a failed probe after quarantine: back off further
+            self.backoff_s = min(self.backoff_s * 2, self.quarantine_max_s)
+        elif self.consecutive_failures >= self.failures_to_quarantine:
+            self.backoff_s = min(self.quarantine_s, self.quarantine_max_s)
+            self.quarantines_total += 1
+        else:
+            return
+        self.quarantined_until = now + self.backoff_s
+
+
+@dataclass
+class DeviceState:
+    """What the daemon knows about one device: its last attempt and its last good reading."""
+
+    settings: DeviceSettings
+    health: DeviceHealth
+    last: Snapshot | None = None
+    last_good: Snapshot | None = None
+    last_good_mono: float | None = None
+    polls: int = 0
+    last_poll_mono: float | None = None  # when the last attempt (good or not) finished
+    latencies: list[float] = field(default_factory=list)  # drained by the metrics collector
+
+    def is_stale(self, now_mono: float) -> bool:
+        if self.last_good_mono is None:
+            return True
+        return now_mono - self.last_good_mono > self.settings.stale_after
+
+
+async def poll_once(driver: Driver, device: DeviceSettings) -> Snapshot:
+    """One poll with its retries; bounded by timeout x attempts even if the driver misbehaves."""
+    snapshot: Snapshot | None = None
+    for _attempt in range(device.retries + 1):
+        try:
+            snapshot = await asyncio.wait_for(driver.read_all(), device.timeout_s * 4)
+        except TimeoutError:
+            snapshot = None
+        if snapshot is not None and snapshot.ok:
+            return snapshot
+    if snapshot is None:
+        snapshot = Snapshot(device.name, device.nature, False, time.time(), error="poll timed out")
+    return snapshot
+
+
+async def poll_device(
+    driver: Driver,
+    state: DeviceState,
+    clock: Clock,
+    stopping: asyncio.Event,
+    on_poll: Callable[[DeviceState], None] = lambda state: None,
+) -> None:
+    device = state.settings
+    period = device.poll_interval_s
+    next_at = clock.monotonic()
+    while not stopping.is_set():
+        now = clock.monotonic()
+        if state.health.quarantined(now):
+            assert state.health.quarantined_until is not None
+            await clock.sleep(state.health.quarantined_until - now)
+            continue
+        started = clock.monotonic()
+        snapshot = await poll_once(driver, device)
+        finished = clock.monotonic()
+        state.polls += 1
+        state.last, state.last_poll_mono = snapshot, finished
+        state.latencies.append(finished - started)
+        if snapshot.ok:
+            state.health.record_success()
+            state.last_good, state.last_good_mono = snapshot, finished
+        else:
+            was_quarantined = state.health.quarantined_until is not None
+            state.health.record_failure(finished)
+            if state.health.quarantined_until is not None and not was_quarantined:
+                log.warning(
+                    "device %s quarantined for %.0f s: %s",
+                    device.name,
+                    state.health.backoff_s,
+                    snapshot.error,
+                )
+        on_poll(state)
+        next_at += period
+        if next_at <= finished:  # fell behind (a timeout): skip the missed slots rather than burst
+            next_at = finished + period if not snapshot.ok else finished
+        await clock.sleep(next_at - clock.monotonic())

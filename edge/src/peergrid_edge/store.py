@@ -1,0 +1,131 @@
+"""The edge's local LevelDB: readings per interval, sealed commitments, and the outbox of signed transactions.
+
+Promises: `add_reading` appends a leaf under its interval; `seal` turns an interval's leaves into its Merkle root,
+signs the `der_commitment` transaction with the next nonce and puts it in the outbox in ONE synced batch, so after
+a crash an interval is either sealed-and-queued or not sealed at all, and is never queued twice. The outbox is
+FIFO by sequence number; `mark_submitted(seq)` moves a durable cursor, so a restart resubmits at most the one
+transaction in flight (which the chain refuses as a replayed nonce). Any stored reading can be proven included.
+Assumes a single writer (the daemon). Corruption of our own store is a loud crash, never silently skipped.
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import plyvel
+
+from peergrid_edge import commitments
+from peergrid_edge.commitments import InclusionProof
+
+READING = b"r/"
+SEALED = b"c/"
+OUTBOX = b"q/"
+META_NONCE = b"m/nonce"
+META_SUBMITTED = b"m/submitted"
+META_NEXT_SEQ = b"m/next_seq"
+
+SignTx = Callable[[int, dict[str, object]], bytes]  # (nonce, body) -> raw signed transaction
+
+
+def _u64(n: int) -> bytes:
+    return struct.pack(">Q", n)
+
+
+def _int(raw: bytes | None) -> int:
+    return 0 if raw is None else struct.unpack(">Q", raw)[0]
+
+
+class EdgeStore:
+    def __init__(self, path: Path) -> None:
+        path.mkdir(parents=True, exist_ok=True)
+        self.db = plyvel.DB(str(path), create_if_missing=True)
+        self._next_index: dict[int, int] = {}
+
+    def close(self) -> None:
+        self.db.close()
+
+    # --- readings --------------------------------------------------------------------------------------
+
+    def _index(self, interval: int) -> int:
+        if interval not in self._next_index:
+            prefix = READING + _u64(interval)
+            last = next(self.db.iterator(prefix=prefix, reverse=True, include_value=False), None)
+            self._next_index[interval] = 0 if last is None else struct.unpack(">I", last[-4:])[0] + 1
+        return self._next_index[interval]
+
+    def add_reading(self, interval: int, leaf: bytes) -> int:
+        if self.is_sealed(interval):
+            raise ValueError(f"interval {interval} is already sealed")
+        index = self._index(interval)
+        self.db.put(READING + _u64(interval) + struct.pack(">I", index), leaf)
+        self._next_index[interval] = index + 1
+        return index
+
+    def leaves(self, interval: int) -> list[bytes]:
+        return [v for _, v in self.db.iterator(prefix=READING + _u64(interval))]
+
+    def open_intervals(self) -> list[int]:
+        """Intervals that have readings but no commitment yet, oldest first."""
+        found: list[int] = []
+        for key in self.db.iterator(prefix=READING, include_value=False):
+            interval = struct.unpack(">Q", key[2:10])[0]
+            if (not found or found[-1] != interval) and not self.is_sealed(interval):
+                found.append(interval)
+        return found
+
+    # --- sealing ---------------------------------------------------------------------------------------
+
+    def is_sealed(self, interval: int) -> bool:
+        return self.db.get(SEALED + _u64(interval)) is not None
+
+    def sealed_root(self, interval: int) -> bytes | None:
+        raw = self.db.get(SEALED + _u64(interval))
+        return None if raw is None else raw[:32]
+
+    def seal(self, interval: int, sign: SignTx) -> tuple[int, bytes] | None:
+        """Commit `interval`'s readings: root + signed tx into the outbox atomically. None if nothing to seal."""
+        if self.is_sealed(interval):
+            return None
+        leaves = self.leaves(interval)
+        if not leaves:
+            return None
+        body = commitments.commitment_body(interval, leaves)
+        nonce = _int(self.db.get(META_NONCE)) + 1
+        seq = _int(self.db.get(META_NEXT_SEQ)) + 1
+        raw_tx = sign(nonce, body)
+        with self.db.write_batch(sync=True) as batch:
+            batch.put(SEALED + _u64(interval), body["root"] + _u64(len(leaves)))
+            batch.put(OUTBOX + _u64(seq), raw_tx)
+            batch.put(META_NONCE, _u64(nonce))
+            batch.put(META_NEXT_SEQ, _u64(seq))
+        return seq, raw_tx
+
+    def prove(self, interval: int, index: int) -> InclusionProof:
+        if not self.is_sealed(interval):
+            raise KeyError(f"interval {interval} is not committed yet")
+        proof = commitments.prove(interval, self.leaves(interval), index)
+        if proof.root != self.sealed_root(interval):
+            raise RuntimeError(f"store corrupt: readings of interval {interval} no longer match their root")
+        return proof
+
+    # --- outbox ----------------------------------------------------------------------------------------
+
+    @property
+    def submitted(self) -> int:
+        return _int(self.db.get(META_SUBMITTED))
+
+    def pending(self) -> Iterator[tuple[int, bytes]]:
+        """Queued transactions not yet submitted, in order."""
+        start = OUTBOX + _u64(self.submitted + 1)
+        for key, value in self.db.iterator(start=start, stop=b"q0"):  # b"q0" is just past every b"q/..." key
+            yield struct.unpack(">Q", key[2:])[0], value
+
+    def queued(self) -> int:
+        return _int(self.db.get(META_NEXT_SEQ)) - self.submitted
+
+    def mark_submitted(self, seq: int) -> None:
+        if seq != self.submitted + 1:
+            raise ValueError(f"outbox submits in order: expected {self.submitted + 1}, got {seq}")
+        self.db.put(META_SUBMITTED, _u64(seq), sync=True)

@@ -1,0 +1,101 @@
+"""DERs that speak MQTT instead of Modbus: telemetry in, commands out, behind the same driver interface.
+
+Topics (firmware-sim's MQTT sensors and real ones configured alike): telemetry on `<topic>` as JSON
+`{"t": epoch s, "seq": n, "readings": {...}}`, commands to `<topic>/set` as a JSON object of settings.
+Promises: `read_all` returns the latest telemetry as a Snapshot, `ok=False` ("no telemetry") when none arrived
+within the device's stale window — it never waits on the network; malformed telemetry is counted and dropped.
+`write` publishes the same control points a Modbus device would get, by their setting names; confirmation is
+the dispatcher's read-back from later telemetry, as for Modbus.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any
+
+from peergrid_edge import natures
+from peergrid_edge.config import DeviceSettings
+from peergrid_edge.drivers import DeviceError, Snapshot
+from peergrid_edge.link import MqttLink
+
+# Telemetry reading names -> nature quantities.
+QUANTITIES = {
+    "ac_w": "power_w",
+    "energy_wh": "energy_wh",
+    "soc_pct": "soc_pct",
+    "rating_w": "rating_w",
+    "capacity_wh": "capacity_wh",
+    "limit_pct": "limit_pct",
+    "limit_enabled": "limit_enabled",
+    "connected": "connected",
+    "in_pct": "charge_pct",
+    "out_pct": "discharge_pct",
+    "mode": "mode",
+}
+# SunSpec control points -> command setting names.
+SETTINGS = {
+    "WMaxLimPct": "limit_pct",
+    "WMaxLim_Ena": "limit_enabled",
+    "Conn": "connected",
+    "StorCtl_Mod": "mode",
+    "InWRte": "in_pct",
+    "OutWRte": "out_pct",
+}
+
+
+def parse_telemetry(payload: bytes) -> dict[str, float]:
+    """Pure: the nature quantities in one telemetry message; ValueError if it is not telemetry."""
+    message = json.loads(payload)
+    if not isinstance(message, dict) or not isinstance(message.get("readings"), dict):
+        raise ValueError("telemetry must be a JSON object with a 'readings' object")
+    out: dict[str, float] = {}
+    for name, value in message["readings"].items():
+        quantity = QUANTITIES.get(name)
+        if quantity is not None and isinstance(value, int | float) and not isinstance(value, bool):
+            out[quantity] = float(value)
+    return out
+
+
+class MqttTelemetryDriver:
+    def __init__(self, settings: DeviceSettings, link: MqttLink, topic: str) -> None:
+        self.settings = settings
+        self.link = link
+        self.topic = topic
+        self.latest: dict[str, float] | None = None
+        self.latest_at = 0.0  # monotonic
+        self.malformed = 0
+        link.subscribe(topic, self._on_telemetry)
+
+    def _on_telemetry(self, topic: str, payload: bytes) -> None:
+        if topic != self.topic:
+            return
+        try:
+            self.latest = parse_telemetry(payload)
+        except (ValueError, UnicodeDecodeError):
+            self.malformed += 1
+            return
+        self.latest_at = time.monotonic()
+
+    async def read_all(self) -> Snapshot:
+        now = time.time()
+        name, nature = self.settings.name, self.settings.nature
+        if self.latest is None or time.monotonic() - self.latest_at > self.settings.stale_after:
+            return Snapshot(name, nature, False, now, error="no telemetry")
+        reading: dict[str, float | None] = {q: None for q in natures.reading(nature, {})}
+        reading.update(self.latest)
+        return Snapshot(name, nature, True, now, {"mqtt": dict(self.latest)}, reading=reading)
+
+    async def write(self, setpoint: str, value: float) -> None:
+        if self.latest is None:
+            raise DeviceError("no telemetry yet: rating unknown")
+        try:
+            writes = natures.point_writes(self.settings.nature, setpoint, value, dict(self.latest))
+        except natures.NatureError as exc:
+            raise DeviceError(str(exc)) from None
+        command: dict[str, Any] = {SETTINGS.get(w.point, w.point): w.value for w in writes}
+        if not self.link.publish(f"{self.topic}/set", json.dumps(command), qos=1):
+            raise DeviceError("broker unreachable")
+
+    def close(self) -> None:
+        self.link.handlers.pop(self.topic, None)
