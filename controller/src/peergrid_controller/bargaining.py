@@ -71,6 +71,10 @@ class Venue(Protocol):
         """Pay one agreed trade, once, for the energy delivered."""
         ...
 
+    def flush(self) -> None:
+        """Make everything submitted final (seal what is pending)."""
+        ...
+
 
 @dataclass
 class MemoryVenue:
@@ -121,6 +125,9 @@ class MemoryVenue:
         self.balances[agreed.seller] = self.balances.get(agreed.seller, 0.0) + amount
         self.settled.add(trade.trade_id)
         return Accepted()
+
+    def flush(self) -> None:
+        pass
 
 
 @dataclass(frozen=True)

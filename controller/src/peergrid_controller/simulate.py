@@ -157,4 +157,5 @@ def simulate(
                 trades=outcome.trades,
             )
         )
+    venue.flush()
     return SimulationResult(scenario.name, tuple(results), cent.mip_gap if cent else float("nan"))

@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from peergrid_controller.bargaining import MemoryVenue, Venue
+from peergrid_controller.chain_venue import ChainVenue
 from peergrid_controller.model import Scenario
 
 
@@ -16,7 +17,11 @@ def memory_venue(scenario: Scenario) -> Venue:
     return MemoryVenue({mg.name: mg.rules for mg in scenario.microgrids})
 
 
-VENUES: dict[str, Callable[[Scenario], Venue]] = {"memory": memory_venue}
+def chain_venue(scenario: Scenario) -> Venue:
+    return ChainVenue(scenario)
+
+
+VENUES: dict[str, Callable[[Scenario], Venue]] = {"memory": memory_venue, "chain": chain_venue}
 
 
 def default_venue() -> Callable[[Scenario], Venue]:

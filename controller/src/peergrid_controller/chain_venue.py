@@ -1,0 +1,171 @@
+"""The bargaining venue on the MGMC chain: every move a signed transaction, judged by the ledger's market contract.
+
+Promises: each MG trades under a pseudonymous key (role `anonym`) derived deterministically from the scenario
+and MG name, with its contract rules preset in genesis, so the chain — not the MGMC — enforces floors, caps,
+quantity limits and clean-only preferences. A round's offers, bids and moves are submitted as signed `offer`,
+`bid` and `move` transactions and sealed into one block by a single in-memory authority (the ledger's
+`LocalChain`); moves identical to the standing position are not re-sent. `finish` submits `trade`, and the
+agreed trades are the ones the contract computed (read from its events); `settle` pays each one once.
+Same scenario, same chain bytes. Units: the chain's Wh and currency micro-units per Wh (market.wh, micro_per_wh).
+Assumes the ledger's market contract semantics (ledger/src/peergrid_ledger/contracts/market.py). No sockets.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from typing import Any
+
+from peergrid_ledger.chain import LocalChain
+from peergrid_ledger.contracts import market as contract
+from peergrid_ledger.genesis import Account, Genesis, Params
+from peergrid_ledger.keys import Keypair
+from peergrid_ledger.results import Accepted as ChainAccepted
+from peergrid_ledger.results import Rejected as ChainRejected
+from peergrid_ledger.schema import PRICE, QUANTITY
+
+from peergrid_controller.market import (
+    Accepted,
+    Bid,
+    Offer,
+    Rejected,
+    Trade,
+    Verdict,
+    clear,
+    micro_per_wh,
+    wh,
+)
+from peergrid_controller.model import ContractRules, Scenario
+
+CREDIT_LIMIT = 10**15  # micro-units: MGs settle with the DSO off-chain; the chain only has to move balances
+
+
+def key_for(scenario: str, mg: str) -> Keypair:
+    return Keypair.from_seed(hashlib.sha256(f"peergrid-market/{scenario}/{mg}".encode()).digest())
+
+
+def chain_rules(rules: ContractRules) -> dict[str, Any]:
+    def price(p: float) -> int:
+        return PRICE.high if math.isinf(p) else min(micro_per_wh(p), PRICE.high)
+
+    def quantity(q: float) -> int:
+        return QUANTITY.high if math.isinf(q) else min(wh(q), QUANTITY.high)
+
+    return {
+        "floor_price": price(rules.floor_price),
+        "cap_price": price(rules.cap_price),
+        "max_quantity": quantity(rules.max_quantity_kwh),
+        "clean_only": rules.clean_only,
+        "clean_premium": price(rules.clean_premium),
+    }
+
+
+def _verdict(result: ChainAccepted | ChainRejected) -> Verdict:
+    return Accepted() if isinstance(result, ChainAccepted) else Rejected(f"chain: {result}")
+
+
+class ChainVenue:
+    def __init__(self, scenario: Scenario) -> None:
+        names = [mg.name for mg in scenario.microgrids]
+        self.keys = {name: key_for(scenario.name, name) for name in names}
+        self.names = {kp.public: name for name, kp in self.keys.items()}
+        authority = key_for(scenario.name, "authority")
+        accounts = tuple(
+            Account(self.keys[mg.name].public, ("anonym",), f"anonym-{i}", rules=chain_rules(mg.rules))
+            for i, mg in enumerate(scenario.microgrids)
+        )
+        genesis = Genesis(
+            chain=f"mgmc-{scenario.name}"[:64],
+            time=0,
+            authorities=(authority.public,),
+            accounts=accounts,
+            contracts=("market",),
+            params=Params(credit_limit=CREDIT_LIMIT),
+        )
+        self.chain = LocalChain(genesis, authority)
+        self.round = 0
+        self.standing_offers: dict[tuple[int, str], tuple[int, int]] = {}
+        self.standing_bids: dict[tuple[int, str], list[dict[str, Any]]] = {}
+        self.offers: dict[str, Offer] = {}
+        self.bids: list[Bid] = []
+        self.rules = {mg.name: mg.rules for mg in scenario.microgrids}
+        self.transactions = 0
+
+    def _do(self, name: str, kind: str, body: dict[str, Any]) -> Verdict:
+        self.transactions += 1
+        return _verdict(self.chain.sign_and_submit(self.keys[name], kind, body))
+
+    def post_offer(self, offer: Offer) -> Verdict:
+        position = (micro_per_wh(offer.price), wh(offer.quantity_kwh))
+        where = (offer.interval, offer.seller)
+        standing = self.standing_offers.get(where)
+        if standing == position:
+            verdict: Verdict = Accepted()  # unchanged: the standing offer is this move
+        elif standing is None:
+            body = {"interval": offer.interval, "round": self.round + 1, "price": position[0],
+                    "quantity": position[1], "clean": offer.clean}
+            verdict = self._do(offer.seller, "offer", body)
+        else:
+            body = {"interval": offer.interval, "round": self.round + 1, "price": position[0], "quantity": position[1]}
+            verdict = self._do(offer.seller, "move", body)
+        if isinstance(verdict, Accepted):
+            self.standing_offers[where] = position
+            self.offers[offer.seller] = offer
+        return verdict
+
+    def post_bid(self, bid: Bid) -> Verdict:
+        demands = [{"seller": self.keys[s].public, "quantity": wh(q)} for s, q in bid.requests if wh(q) > 0]
+        demands.sort(key=lambda d: d["seller"])
+        where = (bid.interval, bid.buyer)
+        standing = self.standing_bids.get(where)
+        if standing == demands:
+            verdict: Verdict = Accepted()
+        elif standing is None:
+            verdict = self._do(bid.buyer, "bid", {"interval": bid.interval, "round": self.round + 1, "demands": demands})
+        else:
+            verdict = self._do(bid.buyer, "move", {"interval": bid.interval, "round": self.round + 1, "demands": demands})
+        if isinstance(verdict, Accepted):
+            self.standing_bids[where] = demands
+            self.bids.append(bid)
+        return verdict
+
+    def close_round(self) -> list[Trade]:
+        self.chain.seal()
+        self.round += 1
+        trades = clear(list(self.offers.values()), self.bids)  # what the contract will compute from these positions
+        self.offers, self.bids = {}, []
+        return trades
+
+    def finish(self, interval: int) -> list[Trade]:
+        sellers = sorted(s for (i, s) in self.standing_offers if i == interval)
+        if not sellers:
+            return []
+        result = self.chain.sign_and_submit(self.keys[sellers[0]], "trade", {"interval": interval})
+        self.transactions += 1
+        self.chain.seal()
+        if not isinstance(result, ChainAccepted):
+            raise RuntimeError(f"the chain refused to close interval {interval}: {result}")
+        trades = []
+        for kind, event in result.events:
+            if kind == "trade":
+                trades.append(
+                    Trade(interval, self.names[event["seller"]], self.names[event["buyer"]],
+                          event["quantity"] / 1000, event["price"] / 1000)
+                )
+        self.standing_offers = {k: v for k, v in self.standing_offers.items() if k[0] != interval}
+        self.standing_bids = {k: v for k, v in self.standing_bids.items() if k[0] != interval}
+        return sorted(trades, key=lambda t: (t.seller, t.buyer))
+
+    def settle(self, trade: Trade, delivered_kwh: float) -> Verdict:
+        tid = contract.trade_id(trade.interval, self.keys[trade.seller].public, self.keys[trade.buyer].public)
+        return self._do(trade.buyer, "settle", {"trade": tid, "delivered": wh(delivered_kwh)})
+
+    def flush(self) -> None:
+        if self.chain.pending:
+            self.chain.seal()
+
+    def balance(self, name: str) -> float:
+        """Currency units (the chain keeps micro-units)."""
+        from peergrid_ledger.keyspace import balance, decode_int
+
+        return decode_int(self.chain.view.get(balance(self.keys[name].public))) / 1e6
