@@ -16,14 +16,6 @@ import hashlib
 import math
 from typing import Any
 
-from peergrid_ledger.chain import LocalChain
-from peergrid_ledger.contracts import market as contract
-from peergrid_ledger.genesis import Account, Genesis, Params
-from peergrid_ledger.keys import Keypair
-from peergrid_ledger.results import Accepted as ChainAccepted
-from peergrid_ledger.results import Rejected as ChainRejected
-from peergrid_ledger.schema import PRICE, QUANTITY
-
 from peergrid_controller.market import (
     Accepted,
     Bid,
@@ -36,6 +28,13 @@ from peergrid_controller.market import (
     wh,
 )
 from peergrid_controller.model import ContractRules, Scenario
+from peergrid_ledger.chain import LocalChain
+from peergrid_ledger.contracts import market as contract
+from peergrid_ledger.genesis import Account, Genesis, Params
+from peergrid_ledger.keys import Keypair
+from peergrid_ledger.results import Accepted as ChainAccepted
+from peergrid_ledger.results import Rejected as ChainRejected
+from peergrid_ledger.schema import PRICE, QUANTITY
 
 CREDIT_LIMIT = 10**15  # micro-units: MGs settle with the DSO off-chain; the chain only has to move balances
 
@@ -102,11 +101,21 @@ class ChainVenue:
         if standing == position:
             verdict: Verdict = Accepted()  # unchanged: the standing offer is this move
         elif standing is None:
-            body = {"interval": offer.interval, "round": self.round + 1, "price": position[0],
-                    "quantity": position[1], "clean": offer.clean}
+            body = {
+                "interval": offer.interval,
+                "round": self.round + 1,
+                "price": position[0],
+                "quantity": position[1],
+                "clean": offer.clean,
+            }
             verdict = self._do(offer.seller, "offer", body)
         else:
-            body = {"interval": offer.interval, "round": self.round + 1, "price": position[0], "quantity": position[1]}
+            body = {
+                "interval": offer.interval,
+                "round": self.round + 1,
+                "price": position[0],
+                "quantity": position[1],
+            }
             verdict = self._do(offer.seller, "move", body)
         if isinstance(verdict, Accepted):
             self.standing_offers[where] = position
@@ -121,9 +130,13 @@ class ChainVenue:
         if standing == demands:
             verdict: Verdict = Accepted()
         elif standing is None:
-            verdict = self._do(bid.buyer, "bid", {"interval": bid.interval, "round": self.round + 1, "demands": demands})
+            verdict = self._do(
+                bid.buyer, "bid", {"interval": bid.interval, "round": self.round + 1, "demands": demands}
+            )
         else:
-            verdict = self._do(bid.buyer, "move", {"interval": bid.interval, "round": self.round + 1, "demands": demands})
+            verdict = self._do(
+                bid.buyer, "move", {"interval": bid.interval, "round": self.round + 1, "demands": demands}
+            )
         if isinstance(verdict, Accepted):
             self.standing_bids[where] = demands
             self.bids.append(bid)
@@ -132,7 +145,9 @@ class ChainVenue:
     def close_round(self) -> list[Trade]:
         self.chain.seal()
         self.round += 1
-        trades = clear(list(self.offers.values()), self.bids)  # what the contract will compute from these positions
+        trades = clear(
+            list(self.offers.values()), self.bids
+        )  # what the contract will compute from these positions
         self.offers, self.bids = {}, []
         return trades
 
@@ -149,8 +164,13 @@ class ChainVenue:
         for kind, event in result.events:
             if kind == "trade":
                 trades.append(
-                    Trade(interval, self.names[event["seller"]], self.names[event["buyer"]],
-                          event["quantity"] / 1000, event["price"] / 1000)
+                    Trade(
+                        interval,
+                        self.names[event["seller"]],
+                        self.names[event["buyer"]],
+                        event["quantity"] / 1000,
+                        event["price"] / 1000,
+                    )
                 )
         self.standing_offers = {k: v for k, v in self.standing_offers.items() if k[0] != interval}
         self.standing_bids = {k: v for k, v in self.standing_bids.items() if k[0] != interval}
