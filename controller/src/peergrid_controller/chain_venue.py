@@ -45,10 +45,10 @@ def key_for(scenario: str, mg: str) -> Keypair:
 
 def chain_rules(rules: ContractRules) -> dict[str, Any]:
     def price(p: float) -> int:
-        return PRICE.high if math.isinf(p) else min(micro_per_wh(p), PRICE.high)
+        return int(PRICE.high) if math.isinf(p) else min(micro_per_wh(p), int(PRICE.high))
 
     def quantity(q: float) -> int:
-        return QUANTITY.high if math.isinf(q) else min(wh(q), QUANTITY.high)
+        return int(QUANTITY.high) if math.isinf(q) else min(wh(q), int(QUANTITY.high))
 
     return {
         "floor_price": price(rules.floor_price),
@@ -188,4 +188,4 @@ class ChainVenue:
         """Currency units (the chain keeps micro-units)."""
         from peergrid_ledger.keyspace import balance, decode_int
 
-        return decode_int(self.chain.view.get(balance(self.keys[name].public))) / 1e6
+        return float(decode_int(self.chain.view.get(balance(self.keys[name].public)))) / 1e6
