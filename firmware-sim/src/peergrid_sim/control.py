@@ -154,5 +154,6 @@ class ControlApi:
             "faults": device.faults.describe(),
         }
         if device.kind != "relay":
+            device.sync()
             out["points"] = {e.key: device.image.value(e.key) for e in device.image.entries if e.implemented}
         return out

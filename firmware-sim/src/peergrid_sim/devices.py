@@ -48,6 +48,7 @@ class SunSpecDevice:
     model: Any  # a physics model
     image: RegisterImage
     faults: Faults = field(default_factory=Faults)
+    stale: bool = False  # physics moved since the image was last rendered
 
     @classmethod
     def create(cls, name: str, mg: str, kind: str, unit_id: int, params: dict[str, Any]) -> SunSpecDevice:
@@ -67,6 +68,15 @@ class SunSpecDevice:
 
     def refresh(self) -> None:
         self.image.refresh(self.model.readings())
+        self.stale = False
+
+    def mark_stale(self) -> None:
+        """Physics advanced: render lazily, on the next read, so a tick never stalls the servers."""
+        self.stale = True
+
+    def sync(self) -> None:
+        if self.stale:
+            self.refresh()
 
     def readings(self) -> dict[str, Any]:
         return self.model.readings()
@@ -85,6 +95,7 @@ class SunSpecDevice:
     def read_registers(self, table: int, address: int, count: int) -> list[int] | int:
         if table != READ_HOLDING:
             return ILLEGAL_FUNCTION
+        self.sync()
         return self.image.read(address, count)
 
     def write_bits(self, address: int, values: list[int]) -> int | None:

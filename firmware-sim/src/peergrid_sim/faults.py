@@ -59,6 +59,7 @@ def inject(device: Any, request: dict[str, Any], now: float) -> None:
         if not isinstance(point, str) or point not in device.image.by_key:
             raise FaultError(f"'point' must name a point of {device.name} such as '103.W'")
         value = None if kind == "stuck" else _number(request, "value", -1e12, 1e12)
+        device.sync()
         device.image.force(point, value)
     elif kind == "relay_fail" and is_relay:
         mode = request.get("mode")

@@ -41,6 +41,7 @@ class Entry:
     default: Any = None
     sf_key: str | None = None  # key of the scale-factor entry
     fixed_sf: int | None = None  # value of an SF point
+    scale: int = 0  # the scale factor applying to this point (fixed once the image is built)
 
     @property
     def implemented(self) -> bool:
@@ -76,6 +77,7 @@ class RegisterImage:
     owner: list[int]  # register index -> entry index, -1 for ID/L/marker
     overrides: dict[str, list[int]] = field(default_factory=dict)
     stored_values: dict[str, float] = field(default_factory=dict)
+    dynamic: list[Entry] = field(default_factory=list)  # points that change: readings and stored settings
 
     @classmethod
     def build(
@@ -116,7 +118,11 @@ class RegisterImage:
         registers.extend([sunspec.END_MODEL_ID, 0])
         owner.extend([-1, -1])
         image = cls(SUNSPEC_BASE, registers, entries, {e.key: e for e in entries}, owner)
+        for entry in entries:
+            entry.scale = image.scale_of(entry)
+        image.dynamic = [e for e in entries if e.read is not None or e.stored]
         image.reset_stored()
+        image._render(entries, {})  # constants, scale factors and not-implemented markers, once
         return image
 
     def reset_stored(self) -> None:
@@ -129,11 +135,18 @@ class RegisterImage:
         return sf_entry.fixed_sf or 0
 
     def refresh(self, readings: dict[str, Any]) -> None:
-        """Re-encode every implemented point from the device's readings."""
-        for entry in self.entries:
-            regs = self.overrides[entry.key] if entry.key in self.overrides else self._encode(entry, readings)
-            i = entry.address - self.base
+        """Re-encode every point that can change from the device's readings (static ones never move)."""
+        self._render(self.dynamic, readings)
+        for key, regs in self.overrides.items():
+            i = self.by_key[key].address - self.base
             self.registers[i : i + len(regs)] = regs
+
+    def _render(self, entries: list[Entry], readings: dict[str, Any]) -> None:
+        registers, base = self.registers, self.base
+        for entry in entries:
+            regs = self._encode(entry, readings)
+            i = entry.address - base
+            registers[i : i + len(regs)] = regs
 
     def _encode(self, entry: Entry, readings: dict[str, Any]) -> list[int]:
         point = entry.point
@@ -147,7 +160,7 @@ class RegisterImage:
             value = readings.get(entry.read)
         else:
             value = 0 if point.mandatory and point.type not in ("string", "pad") else None
-        return encode_saturating(point, value, self.scale_of(entry))
+        return encode_saturating(point, value, entry.scale)
 
     def force(self, key: str, value: float | None) -> None:
         """Make a point report `value` (saturated to its type) until cleared; None freezes its present value."""

@@ -51,7 +51,7 @@ class MicrogridSim:
             if device.kind == "meter":
                 device.model.update(dt, [m.model.net_w for m in members])
         for device in self.devices.values():
-            device.refresh()
+            device.mark_stale()
 
     def net_import_w(self) -> float:
         return -sum(d.model.net_w for d in self.devices.values() if d.kind != "meter")
