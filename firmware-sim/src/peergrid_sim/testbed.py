@@ -84,6 +84,8 @@ class Testbed:
                 str(endpoints_file),
                 "--speed",
                 str(self.speed),
+                "--broker",
+                f"{self.broker.host}:{self.broker.port}",
             ],
         )
         endpoints = self._wait_for_endpoints(endpoints_file, sim)
