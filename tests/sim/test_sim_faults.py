@@ -157,3 +157,17 @@ def test_fault_cli_talks_to_the_control_api(run_sim, all_kinds):
         [*cli, "fault", "--control", where, "mg1/pv1", "melt"], capture_output=True, text=True, timeout=30
     )
     assert out.returncode == 1
+
+
+def test_inverter_that_acknowledges_but_does_not_follow_a_setpoint(run_sim, all_kinds, modbus_call):
+    sim = run_sim(all_kinds)
+    e = sim.endpoint("pv1", "mg1")
+    limit = sim.call(lambda: sim.app.sim.device("mg1/pv1").image.by_key["123.WMaxLimPct"].address)
+    control(sim, "/faults", {"device": "mg1/pv1", "fault": "ignore_setpoints"})
+    write = struct.pack(">BHHB", 16, limit, 5, 10) + struct.pack(">5H", 10, 0, 0, 0, 1)
+    assert modbus_call(e["host"], e["port"], 1, write) == struct.pack(">BHH", 16, limit, 5)
+    assert read_holding(modbus_call, e, limit) == bytes([3, 2, 0, 10])  # read-back agrees ...
+    control(sim, "/clock", {"advance": 5})
+    assert control(sim, "/devices/mg1/pv1")[1]["readings"]["ac_w"] > 5000  # ... output does not follow
+    control(sim, "/faults/clear", {"device": "mg1/pv1", "fault": "ignore_setpoints"})
+    assert read_holding(modbus_call, e, limit) == bytes([3, 2, 0, 100])

@@ -119,3 +119,42 @@ def test_run_prints_endpoints_writes_json_and_exits_0_on_sigterm(tmp_path):
         stdout, stderr = proc.communicate(timeout=30)
     assert proc.returncode == 0, stderr
     assert f"127.0.0.1:{pv['port']} unit 1" in stdout
+
+
+def test_ieee33_serves_every_device_relay_rtu_line_and_mqtt_sensor(tmp_path, mosquitto):
+    endpoints_file = tmp_path / "ep.json"
+    proc = subprocess.Popen(
+        [
+            *CLI,
+            "run",
+            str(SCENARIOS / "ieee33.yaml"),
+            "--speed",
+            "600",
+            "--broker",
+            f"{mosquitto.host}:{mosquitto.port}",
+            "--endpoints-json",
+            str(endpoints_file),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while not endpoints_file.exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        endpoints = json.loads(endpoints_file.read_text())
+    finally:
+        proc.send_signal(signal.SIGINT)
+        _, stderr = proc.communicate(timeout=30)
+    assert proc.returncode == 0, stderr
+    by_protocol = {}
+    for e in endpoints:
+        by_protocol.setdefault(e["protocol"], []).append(e)
+    assert len([e for e in endpoints if e["kind"] == "relay"]) == 37
+    assert {e["port"] for e in by_protocol["modbus-rtu"]} and all(
+        e["port"].startswith("/dev/pts/") for e in by_protocol["modbus-rtu"]
+    )
+    assert all(e["port"] == mosquitto.port for e in by_protocol["mqtt"])
+    assert len({e["port"] for e in by_protocol["modbus-tcp"]}) == len(by_protocol["modbus-tcp"])
+    assert len({e["mg"] for e in endpoints if e["mg"]}) == 6

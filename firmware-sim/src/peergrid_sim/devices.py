@@ -34,6 +34,7 @@ class Faults:
     bad_crc: bool = False
     down_until: float = 0.0  # monotonic seconds: rebooting until then
     relay_fail: str | None = None  # "no_operation" | "wrong_status"
+    ignore_setpoints: bool = False  # writes are acknowledged and read back, but the device does not follow
 
     def describe(self) -> dict[str, Any]:
         return {k: v for k, v in self.__dict__.items() if v not in (False, 0.0, None)}
@@ -109,7 +110,10 @@ class SunSpecDevice:
             if change.setting is not None and self.model.check(change.setting, change.value) is not None:
                 return ILLEGAL_VALUE
         for change in plan:
-            if change.setting is None:
+            if self.faults.ignore_setpoints and change.setting is not None:
+                self.sync()
+                self.image.force(change.key, change.value)  # the register shows it, the physics never sees it
+            elif change.setting is None:
                 self.image.apply_stored(change)
             else:
                 self.model.apply(change.setting, change.value)

@@ -4,7 +4,8 @@ Promises: `inject(device, request, now)` validates the request and applies it, o
 one-line reason and changes nothing; `clear(device, kind)` undoes one fault kind (or all with None).
 Faults: no_response, delay (seconds), exception (Modbus code), stuck (point frozen), value (point forced,
 may be out of range), bad_crc (RTU replies with a wrong CRC), reboot (silent for `seconds`, registers and
-settings back to defaults), relay_fail (no_operation | wrong_status), interlock, lockout.
+settings back to defaults), relay_fail (no_operation | wrong_status), interlock, lockout, ignore_setpoints
+(writes are acknowledged and read back but the device does not follow them).
 Assumes `now` is the monotonic clock the servers compare `down_until` with.
 """
 
@@ -23,6 +24,7 @@ KINDS = (
     "relay_fail",
     "interlock",
     "lockout",
+    "ignore_setpoints",
 )
 
 
@@ -49,6 +51,8 @@ def inject(device: Any, request: dict[str, Any], now: float) -> None:
         faults.exception = int(_number(request, "code", 1, 11))
     elif kind == "bad_crc":
         faults.bad_crc = True
+    elif kind == "ignore_setpoints" and not is_relay:
+        faults.ignore_setpoints = True
     elif kind == "reboot":
         faults.down_until = (
             now + _number(request, "seconds", 0.0, 600.0) if "seconds" in request else now + 2.0
@@ -86,7 +90,9 @@ def clear(device: Any, kind: str | None = None) -> None:
         faults.bad_crc = False
     if kind in (None, "reboot"):
         faults.down_until = 0.0
-    if kind in (None, "stuck", "value") and device.kind != "relay":
+    if kind in (None, "ignore_setpoints"):
+        faults.ignore_setpoints = False
+    if kind in (None, "stuck", "value", "ignore_setpoints") and device.kind != "relay":
         device.image.clear_forced()
         device.refresh()
     if kind in (None, "relay_fail"):
