@@ -162,3 +162,19 @@ def test_rtu_devices_on_a_pty_serial_line(run_sim, tmp_path: Path) -> None:
     asyncio.run(run_for(daemon, body))
     assert daemon.states["bess2"].last_good.reading["soc_pct"] == 50  # type: ignore[union-attr]
     assert sim.call(lambda: sim.device("mg1", "pv2").model.limit_pct) == 40
+
+
+def test_mqtt_telemetry_device_is_read_and_dispatched(run_sim, tmp_path: Path, mosquitto) -> None:
+    broker = {"host": mosquitto.host, "port": mosquitto.port}
+    sim = run_sim(
+        [{"name": "pvm", "kind": "pv", "protocol": "mqtt", "period_s": 0.3}], broker=broker, feeder="feeder1"
+    )
+    daemon = EdgeDaemon(edge_settings(tmp_path, sim, {"pvm": {"safe_w": 5000}}, broker=broker))
+
+    async def body() -> None:
+        assert await wait_until(lambda: daemon.states["pvm"].last_good is not None, timeout=10)
+        assert await wait_until(lambda: daemon.actuator.confirmed_total >= 1, timeout=15)
+
+    asyncio.run(run_for(daemon, body))
+    assert daemon.states["pvm"].last_good.reading["power_w"] > 0  # type: ignore[union-attr]
+    assert sim.call(lambda: sim.device("mg1", "pvm").model.limit_pct) == 50

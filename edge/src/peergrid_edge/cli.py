@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import logging
 import sys
 
 from peergrid_ledger.settings import ConfigError, exit_with_config_error, load_settings
@@ -36,10 +35,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "check-config":
         print(f"{args.config}: ok ({len(settings.devices)} devices)")
         return 0
-    logging.basicConfig(
-        level=args.log_level, stream=sys.stderr, format="%(asctime)s %(name)s %(levelname)s %(message)s"
-    )
     from peergrid_edge.daemon import EdgeDaemon
+    from peergrid_edge.notify import setup_logging
+
+    setup_logging(args.log_level)
 
     asyncio.run(EdgeDaemon(settings).run())
     return 0

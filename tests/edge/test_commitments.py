@@ -1,0 +1,78 @@
+"""Readings -> leaves -> Merkle root -> signed der_commitment in the on-disk outbox; every reading proves."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from peergrid_edge import commitments
+from peergrid_edge.store import EdgeStore
+from peergrid_ledger.keys import Keypair
+from peergrid_ledger.tx import decode_tx, sign_tx
+
+KEY = Keypair.from_seed(bytes(32))
+
+
+def sign(nonce: int, body: dict[str, object]) -> bytes:
+    return sign_tx(KEY, "mgmc", commitments.DER_COMMITMENT, nonce, 1_700_000_000_000, body).raw
+
+
+def leaf(i: int) -> bytes:
+    return commitments.reading_leaf(f"dev{i % 3}", "pv", 1000.0 + i, {"power_w": 100.0 * i, "soc_pct": None})
+
+
+def test_leaf_is_canonical_and_round_trips() -> None:
+    a = commitments.reading_leaf("pv1", "pv", 12.3456, {"power_w": 1.5, "energy_wh": None})
+    assert a == commitments.reading_leaf("pv1", "pv", 12.3456, {"energy_wh": None, "power_w": 1.5})
+    assert commitments.leaf_record(a) == {
+        "device": "pv1",
+        "nature": "pv",
+        "at": 12.346,
+        "values": {"power_w": 1.5},
+    }
+
+
+@settings(max_examples=30, deadline=None)
+@given(st.integers(1, 40), st.data())
+def test_every_reading_proves_and_a_changed_one_does_not(n: int, data: st.DataObject) -> None:
+    leaves = [leaf(i) for i in range(n)]
+    root = commitments.commitment_body(5, leaves)["root"]
+    index = data.draw(st.integers(0, n - 1))
+    proof = commitments.prove(5, leaves, index)
+    assert commitments.check(proof, root)
+    forged = commitments.InclusionProof(5, index, n, leaf(index + 1000), proof.path, proof.root)
+    assert not commitments.check(forged, root)
+
+
+def test_seal_queues_one_signed_tx_per_interval_in_order(tmp_path: Path) -> None:
+    store = EdgeStore(tmp_path / "db")
+    for interval in (10, 11, 12):
+        for i in range(5):
+            store.add_reading(interval, leaf(i + interval))
+    assert store.open_intervals() == [10, 11, 12]
+    assert store.seal(10, sign) is not None and store.seal(11, sign) is not None
+    assert store.seal(10, sign) is None  # never twice
+    with pytest.raises(ValueError):
+        store.add_reading(10, leaf(0))
+    queued = list(store.pending())
+    assert [seq for seq, _ in queued] == [1, 2]
+    txs = [decode_tx(raw) for _, raw in queued]
+    assert [tx.nonce for tx in txs] == [1, 2] and [tx.body["interval"] for tx in txs] == [10, 11]
+    assert all(tx.signature_ok() and tx.kind == "der_commitment" for tx in txs)
+    assert txs[0].body["root"] == store.sealed_root(10) and txs[0].body["readings"] == 5
+    with pytest.raises(ValueError):
+        store.mark_submitted(2)  # in order only
+    store.mark_submitted(1)
+    store.close()
+
+    reopened = EdgeStore(tmp_path / "db")  # the queue and cursor survive a restart
+    assert [seq for seq, _ in reopened.pending()] == [2] and reopened.queued() == 1
+    assert reopened.open_intervals() == [12]
+    proof = reopened.prove(11, 3)
+    assert commitments.check(proof, txs[1].body["root"])
+    with pytest.raises(KeyError):
+        reopened.prove(12, 0)  # not committed yet
+    reopened.close()
