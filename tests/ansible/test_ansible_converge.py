@@ -104,7 +104,7 @@ def test_edge_never_gets_the_dso_stack(converged: Converged) -> None:
 def test_edge_config_and_state_permissions(converged: Converged) -> None:
     config = converged.root / "etc/peergrid/edge.yaml"
     settings = yaml.safe_load(config.read_text(encoding="utf-8"))
-    assert settings["mg_id"] == "mg-test"
+    assert settings["mg"] == "mg-test"
     assert settings["broker"]["host"] == "192.168.50.10"
     assert config.stat().st_mode & 0o777 == 0o640
     assert (converged.root / "var/lib/peergrid/edge/keys").stat().st_mode & 0o777 == 0o700
