@@ -22,7 +22,9 @@ from typing import Any
 
 import yaml
 
+from peergrid_ledger.settings import ConfigError, exit_with_config_error
 from peergrid_sim.broker import LOOPBACK, MosquittoBroker, free_port, wait_for_port
+from peergrid_sim.scenario import Scenario, load_scenario
 
 PROGRAM = "peergrid-testbed"
 SCENARIOS = Path(__file__).resolve().parents[2] / "scenarios"
@@ -47,7 +49,8 @@ class Child:
 @dataclass
 class Testbed:
     workdir: Path
-    scenario: Path
+    scenario_path: Path
+    scenario: Scenario
     http_port: int
     speed: float
     children: list[Child] = field(default_factory=list)
@@ -79,7 +82,7 @@ class Testbed:
             [
                 _tool("firmware-sim"),
                 "run",
-                str(self.scenario),
+                str(self.scenario_path),
                 "--endpoints-json",
                 str(endpoints_file),
                 "--speed",
@@ -89,7 +92,7 @@ class Testbed:
             ],
         )
         endpoints = self._wait_for_endpoints(endpoints_file, sim)
-        feeder = self._feeder_name()
+        feeder = self.scenario.feeder
         for mg, devices in sorted(_group_by_mg(endpoints).items()):
             node = f"mgmc-{mg}"
             config = {
@@ -122,11 +125,6 @@ class Testbed:
         )
         if not wait_for_port(LOOPBACK, self.http_port, 30) or dso.process.poll() is not None:
             raise TestbedError(f"the DSO server did not start; see {dso.log}")
-
-    def _feeder_name(self) -> str:
-        data = yaml.safe_load(self.scenario.read_text(encoding="utf-8")) or {}
-        feeder = data.get("feeder", "feeder1") if isinstance(data, dict) else "feeder1"
-        return str(feeder.get("name", "feeder1") if isinstance(feeder, dict) else feeder)
 
     def _wait_for_endpoints(self, path: Path, sim: Child, timeout: float = 30) -> list[dict[str, Any]]:
         deadline = time.monotonic() + timeout
@@ -225,12 +223,13 @@ def _default_http_port() -> int:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    if not args.scenario.exists():
-        print(f"{PROGRAM}: no such scenario: {args.scenario}", file=sys.stderr)
-        return 2
+    try:
+        scenario = load_scenario(args.scenario)
+    except ConfigError as err:
+        exit_with_config_error(PROGRAM, err)
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="peergrid-testbed-"))
     workdir.mkdir(parents=True, exist_ok=True)
-    bed = Testbed(workdir, args.scenario, args.http_port or _default_http_port(), args.speed)
+    bed = Testbed(workdir, args.scenario, scenario, args.http_port or _default_http_port(), args.speed)
     stop_reason: list[str] = []
 
     def on_signal(signum: int, _frame: object) -> None:
