@@ -47,5 +47,11 @@ bench: setup
 soak: setup
 	PEERGRID_SOAK=1 $(BIN)/pytest -m slow $(PYTEST_ARGS)
 
+# Flash an arm64 stand-in for Raspberry Pi OS with ansible/playbooks/flash.yml, boot it with systemd-nspawn and
+# check the edge reaches READY and survives a watchdog timeout (qemu: slow, so not part of `make test`).
+.PHONY: test-image
+test-image: setup
+	tests/ansible/test-image.sh
+
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
