@@ -136,3 +136,25 @@ def test_sim_clock_speed_freeze_and_advance():
     assert clock.now() == 1150.0
     with pytest.raises(ValueError):
         clock.advance(-1)
+
+
+def test_revert_timers_drop_a_stale_limit_and_a_stale_battery_rate():
+    pv = PvInverter(rating_w=10000)
+    pv.apply("limit_revert_s", 600)
+    pv.apply("limit_enabled", 1)
+    pv.apply("limit_pct", 10)
+    pv.advance(599, SUN)
+    assert pv.limit_enabled == 1 and pv.ac_w == pytest.approx(1000)
+    pv.advance(2, SUN)
+    assert pv.limit_enabled == 0 and pv.ac_w > 5000
+    bat = Battery(capacity_wh=10000, max_charge_w=5000, max_discharge_w=5000)
+    bat.apply("revert_s", 60)
+    bat.apply("mode", 2)
+    bat.apply("out_pct", 50)
+    bat.advance(30, Environment())
+    assert bat.ac_w == pytest.approx(2500)
+    bat.apply("out_pct", 40)  # a fresh write restarts the timer
+    bat.advance(45, Environment())
+    assert bat.ac_w == pytest.approx(2000)
+    bat.advance(20, Environment())
+    assert bat.mode == 0 and bat.ac_w == 0

@@ -71,6 +71,10 @@ class PvInverter:
     connected: int = 1
     limit_enabled: int = 0
     limit_pct: float = 100.0
+    limit_revert_s: float = (
+        0.0  # 123 WMaxLimPct_RvrtTms: the limit lapses this long after it was set (0 = never)
+    )
+    limit_age_s: float = 0.0
     w_max: float = 0.0
     energy_wh: float = 0.0
     available_w: float = 0.0
@@ -89,6 +93,9 @@ class PvInverter:
         return self.w_max * (self.limit_pct / 100.0 if self.limit_enabled else 1.0)
 
     def advance(self, dt: float, env: Environment) -> None:
+        self.limit_age_s += dt
+        if self.limit_enabled and 0 < self.limit_revert_s <= self.limit_age_s:
+            self.limit_enabled = 0  # the standard's revert: a master that stopped talking loses its limit
         irr = max(0.0, env.irradiance_w_m2)
         self.ambient_c = env.ambient_c
         self.cell_c = env.ambient_c + (self.noct_c - 20.0) / 800.0 * irr
@@ -127,6 +134,7 @@ class PvInverter:
             "connected": self.connected,
             "limit_enabled": self.limit_enabled,
             "limit_pct": self.limit_pct,
+            "limit_revert_s": self.limit_revert_s,
             "w_max": self.w_max,
         }
 
@@ -135,15 +143,20 @@ class PvInverter:
             return _flag(setting, value)
         if setting == "limit_pct":
             return _pct(setting, value)
+        if setting == "limit_revert_s":
+            return _pct(setting, value, 0.0, 65534.0)
         if setting == "w_max":
             return _pct(setting, value, 0.0, self.rating_w)
         return f"unknown setting {setting}"
 
     def apply(self, setting: str, value: float) -> None:
         setattr(self, setting, int(value) if setting in ("connected", "limit_enabled") else float(value))
+        if setting in ("limit_pct", "limit_enabled"):
+            self.limit_age_s = 0.0
 
     def reset_settings(self) -> None:
         self.connected, self.limit_enabled, self.limit_pct, self.w_max = 1, 0, 100.0, self.rating_w
+        self.limit_revert_s = 0.0
 
 
 # SunSpec model 124 ChaSt / 802 ChaSt values.
@@ -167,6 +180,8 @@ class Battery:
     out_pct: float = 0.0
     w_cha_max: float = 0.0
     reserve_pct: float = 0.0
+    revert_s: float = 0.0  # 124 InOutWRte_RvrtTms: back to hold (0 W) this long after the last rate write
+    rate_age_s: float = 0.0
     ac_w: float = 0.0
     charged_wh: float = 0.0
     discharged_wh: float = 0.0
@@ -193,6 +208,9 @@ class Battery:
         return 0.0
 
     def advance(self, dt: float, env: Environment) -> None:
+        self.rate_age_s += dt
+        if self.mode and 0 < self.revert_s <= self.rate_age_s:
+            self.mode = 0
         for step in substeps(dt) or [0.0]:
             self._step(step)
 
@@ -254,6 +272,7 @@ class Battery:
             "out_pct": self.out_pct,
             "w_cha_max": self.w_cha_max,
             "reserve_pct": self.reserve_pct,
+            "revert_s": self.revert_s,
             "setpoint_w": self.setpoint_w(),
             "cycles": int(self.cycles),
             "temp_c": 25.0,
@@ -274,15 +293,19 @@ class Battery:
             return _pct(setting, value, -100.0, 100.0)
         if setting == "reserve_pct":
             return _pct(setting, value)
+        if setting == "revert_s":
+            return _pct(setting, value, 0.0, 65534.0)
         if setting == "w_cha_max":
             return _pct(setting, value, 0.0, self.max_charge_w)
         return f"unknown setting {setting}"
 
     def apply(self, setting: str, value: float) -> None:
         setattr(self, setting, int(value) if setting == "mode" else float(value))
+        if setting in ("mode", "in_pct", "out_pct"):
+            self.rate_age_s = 0.0
 
     def reset_settings(self) -> None:
-        self.mode, self.in_pct, self.out_pct, self.reserve_pct = 0, 0.0, 0.0, 0.0
+        self.mode, self.in_pct, self.out_pct, self.reserve_pct, self.revert_s = 0, 0.0, 0.0, 0.0, 0.0
         self.w_cha_max = self.max_charge_w
 
 
