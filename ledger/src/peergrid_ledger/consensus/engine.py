@@ -1,0 +1,530 @@
+"""QBFT (IBFT 2.0 style) consensus engine, sans I/O: events in, actions out.
+
+Promises: a block is committed only with commit votes of a quorum (⌈2n/3⌉) of the height's authorities, and
+never two different blocks at one height while at most f = ⌊(n−1)/3⌋ authorities are faulty. A round-change
+proposal must carry a quorum of round changes and, when any of them prepared a value, re-propose the highest
+prepared block with its prepare certificate (QBFT justification), so a value that may have been decided is
+kept across rounds. Votes are written to the WAL before they are sent, so a restart never votes twice
+differently. Bad input of any kind is dropped and counted in `stats`, never raised.
+Assumes the driver performs actions in order and feeds back timers; `now` is milliseconds on its clock.
+Must never read a clock, touch a socket, or trust a message's signature or block it did not check.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from .actions import (
+    PROPOSE_TIMER,
+    ROUND_TIMER,
+    SYNC_TIMER,
+    Action,
+    Broadcast,
+    Committed,
+    EvidenceFound,
+    Send,
+    SetTimer,
+    Timer,
+)
+from .app import Application, BlockInfo, ConsensusWal, MemoryWal, Rejected, Signer, VerifyFn
+from .messages import (
+    COMMIT,
+    NO_ROUND,
+    PREPARE,
+    PROPOSAL,
+    ROUND_CHANGE,
+    Certificate,
+    ConsensusMessage,
+    Evidence,
+    MessageError,
+    SyncRequest,
+    SyncResponse,
+    Vote,
+    WireMessage,
+    decode_wire,
+    encode_wire,
+    make_certificate,
+    max_faulty,
+    sign_vote,
+    verify_certificate,
+    vote_ok,
+)
+from .sync import serve_sync
+from .wal import HeightState, load_height_state, save_height_state
+
+
+@dataclass(frozen=True, slots=True)
+class EngineConfig:
+    block_period_ms: int = 1000
+    round_timeout_ms: int = 2000
+    max_backoff_exponent: int = 4
+    max_future_drift_ms: int = 2000
+    sync_batch: int = 64
+    sync_retry_ms: int = 1500
+    future_buffer: int = 512
+    max_sync_response_bytes: int = 1024 * 1024
+
+
+class Engine:
+    def __init__(
+        self,
+        app: Application,
+        config: EngineConfig,
+        signer: Signer | None,
+        verify: VerifyFn,
+        wal: ConsensusWal | None = None,
+    ) -> None:
+        self.app = app
+        self.config = config
+        self.chain_id = app.chain_id
+        self.signer = signer
+        self.me = signer.public if signer is not None else b""
+        self.verify = verify
+        self.wal = wal if wal is not None else MemoryWal()
+        self.stats: Counter[str] = Counter()
+        self.now = 0
+        self._out: list[Action] = []
+        self._future: list[tuple[ConsensusMessage, bytes | None]] = []
+        self._sync_busy_until = -1
+        self._peer_height = 0
+        self.s = HeightState(height=0)
+
+    # ------------------------------------------------------------------------------------------ events
+
+    def start(self, now: int) -> list[Action]:
+        self.now = now
+        self._enter_height(restore=True)
+        return self._flush()
+
+    def on_message(self, data: bytes, now: int, sender: bytes | None = None) -> list[Action]:
+        """A message from the network (`sender` is the transport-authenticated peer, when known)."""
+        try:
+            message = decode_wire(self.chain_id, data)
+        except MessageError:
+            self.stats["dropped_malformed"] += 1
+            return []
+        return self.on_decoded(message, now, sender)
+
+    def on_decoded(self, message: WireMessage, now: int, sender: bytes | None = None) -> list[Action]:
+        """`on_message` for a message already decoded (and bound to this chain) by `decode_wire`."""
+        self.now = now
+        if isinstance(message, SyncRequest):
+            if sender is not None:
+                self._reply_sync(message, sender)
+        elif isinstance(message, SyncResponse):
+            self._take_blocks(message, sender)
+        else:
+            self._route(message, sender)
+        return self._flush()
+
+    def on_timer(self, timer: Timer, now: int) -> list[Action]:
+        self.now = now
+        s = self.s
+        if timer.kind == SYNC_TIMER:
+            self._sync_busy_until = -1
+        elif timer.height != s.height or timer.round != s.round:
+            pass  # stale
+        elif timer.kind == ROUND_TIMER:
+            self.stats["round_timeouts"] += 1
+            self._enter_round(s.round + 1)
+        elif timer.kind == PROPOSE_TIMER and self._is_proposer(s.round) and s.round == 0:
+            self._propose_fresh(0)
+        return self._flush()
+
+    @property
+    def height(self) -> int:
+        """The height being decided (head + 1)."""
+        return self.s.height
+
+    # ------------------------------------------------------------------------------------------ heights
+
+    def _flush(self) -> list[Action]:
+        out, self._out = self._out, []
+        return out
+
+    def _enter_height(self, restore: bool = False) -> None:
+        head = self.app.head()
+        validators = list(self.app.validators(head.height + 1))
+        self.s = HeightState(height=head.height + 1, validators=validators)
+        self.s.started_at = self.now
+        if restore:
+            saved = load_height_state(self.wal.load(), self.s.height, self.chain_id)
+            if saved is not None:
+                self._restore(saved)
+                return
+        self._set_round_timer(0)
+        if self._is_proposer(0):
+            at = max(self.now, head.timestamp_ms + self.config.block_period_ms)
+            self._out.append(SetTimer(Timer(PROPOSE_TIMER, self.s.height, 0), at))
+        pending, self._future = self._future, []
+        for message, sender in pending:
+            if message.vote.height == self.s.height:
+                self._route(message, sender)
+            elif message.vote.height > self.s.height:
+                self._future.append((message, sender))
+
+    def _restore(self, saved: HeightState) -> None:
+        """Resume the persisted round with its votes, and say them again (a peer may have missed them)."""
+        saved.validators = self.s.validators
+        saved.started_at = self.now
+        self.s = saved
+        self._set_round_timer(saved.round)
+        for vote in list(saved.sent.values()):
+            self._record_own(vote)
+            if vote.round == saved.round:
+                extra = self.s.own_proposal if vote.kind == PROPOSAL else None
+                self._out.append(Broadcast(encode_wire(self.chain_id, self._dress(vote, extra))))
+        mine = saved.sent.get((PROPOSAL, saved.round))
+        if mine is not None and mine.digest in saved.blocks:
+            self._accept_proposal(saved.round, mine.digest)
+
+    def _set_round_timer(self, round_: int) -> None:
+        cfg = self.config
+        wait = cfg.round_timeout_ms * 2 ** min(round_, cfg.max_backoff_exponent)
+        if round_ == 0:
+            wait += max(0, self.app.head().timestamp_ms + cfg.block_period_ms - self.now)
+        self._out.append(SetTimer(Timer(ROUND_TIMER, self.s.height, round_), self.now + wait))
+
+    def _enter_round(self, round_: int) -> None:
+        s = self.s
+        s.round = round_
+        self._set_round_timer(round_)
+        self._cast(ROUND_CHANGE, round_, s.prepared_digest, s.prepared_round)
+        self._maybe_propose_after_round_change(round_)
+
+    def _is_proposer(self, round_: int) -> bool:
+        return bool(self.me) and self.proposer(round_) == self.me
+
+    def proposer(self, round_: int) -> bytes:
+        validators = self.s.validators
+        return validators[(self.s.height + round_) % len(validators)]
+
+    # ------------------------------------------------------------------------------------------ voting
+
+    def _cast(self, kind: str, round_: int, digest: bytes, prepared_round: int = NO_ROUND) -> Vote | None:
+        """Sign, log and broadcast our vote for a slot, unless we already voted differently there."""
+        s = self.s
+        if self.signer is None or self.me not in s.vset:
+            return None
+        previous = s.sent.get((kind, round_))
+        if previous is not None:
+            return (
+                previous if (previous.digest, previous.prepared_round) == (digest, prepared_round) else None
+            )
+        vote = sign_vote(
+            self.chain_id, self.signer.sign, self.me, kind, s.height, round_, digest, prepared_round
+        )
+        s.sent[(kind, round_)] = vote
+        self.wal.save(save_height_state(s, self.chain_id))
+        self._record_own(vote)
+        block = s.own_proposal if kind == PROPOSAL else None
+        self._out.append(Broadcast(encode_wire(self.chain_id, self._dress(vote, block))))
+        return vote
+
+    def _dress(self, vote: Vote, block: bytes | None) -> ConsensusMessage:
+        s = self.s
+        if vote.kind == PROPOSAL:
+            return ConsensusMessage(vote, block, s.own_justification, s.own_prepares)
+        if vote.kind == ROUND_CHANGE and vote.prepared_round != NO_ROUND:
+            return ConsensusMessage(vote, s.prepared_block, (), s.prepared_cert)
+        return ConsensusMessage(vote)
+
+    def _record_own(self, vote: Vote) -> None:
+        s = self.s
+        s.seen[(vote.kind, vote.round, vote.author)] = vote
+        if vote.kind == PREPARE:
+            s.prepares.setdefault((vote.round, vote.digest), {})[vote.author] = vote
+            self._check_prepared(vote.round)
+        elif vote.kind == COMMIT:
+            s.commits.setdefault((vote.round, vote.digest), {})[vote.author] = vote
+            self._check_decided(vote.round, vote.digest)
+        elif vote.kind == ROUND_CHANGE:
+            s.round_changes.setdefault(vote.round, {})[vote.author] = self._dress(vote, None)
+
+    # ------------------------------------------------------------------------------------------ proposing
+
+    def _propose_fresh(self, round_: int, justification: tuple[Vote, ...] = ()) -> None:
+        s = self.s
+        if (PROPOSAL, round_) in s.sent or self.signer is None:
+            return
+        head = self.app.head()
+        timestamp = max(self.now, head.timestamp_ms + self.config.block_period_ms)
+        block = self.app.build_block(s.height, timestamp, self.me)
+        info = self.app.inspect(block)
+        if isinstance(info, Rejected):  # pragma: no cover - our own application built it
+            self.stats["own_block_rejected"] += 1
+            return
+        self._propose(round_, block, info, justification, ())
+
+    def _propose(
+        self,
+        round_: int,
+        block: bytes,
+        info: BlockInfo,
+        justification: tuple[Vote, ...],
+        prepares: tuple[Vote, ...],
+    ) -> None:
+        s = self.s
+        s.own_proposal, s.own_justification, s.own_prepares = block, justification, prepares
+        s.blocks[info.block_hash] = block
+        s.valid.add(info.block_hash)
+        if self._cast(PROPOSAL, round_, info.block_hash) is not None:
+            self._accept_proposal(round_, info.block_hash)
+
+    def _maybe_propose_after_round_change(self, round_: int) -> None:
+        s = self.s
+        changes = s.round_changes.get(round_, {})
+        if round_ != s.round or not self._is_proposer(round_) or len(changes) < s.quorum:
+            return
+        if (PROPOSAL, round_) in s.sent:
+            return
+        justification = tuple(m.vote for m in changes.values())
+        best = max(changes.values(), key=lambda m: m.vote.prepared_round)
+        if best.vote.prepared_round == NO_ROUND or best.block is None:
+            self._propose_fresh(round_, justification)
+            return
+        info = self.app.inspect(best.block)
+        if not isinstance(info, Rejected):
+            self._propose(round_, best.block, info, justification, best.prepares)
+
+    def _accept_proposal(self, round_: int, digest: bytes) -> None:
+        s = self.s
+        s.proposals[round_] = digest
+        if round_ > s.round:
+            s.round = round_
+            self._set_round_timer(round_)
+        if round_ == s.round:
+            self._cast(PREPARE, round_, digest)
+        self._check_prepared(round_)
+
+    # ------------------------------------------------------------------------------------------ receiving
+
+    def _route(self, message: ConsensusMessage, sender: bytes | None) -> None:
+        vote, s = message.vote, self.s
+        if vote.height < s.height:
+            self.stats["stale"] += 1
+            return
+        if vote.height > s.height:
+            if len(self._future) < self.config.future_buffer and vote.height == s.height + 1:
+                self._future.append((message, sender))
+            self._peer_height = max(self._peer_height, vote.height - 1)
+            lagging = self.now - s.started_at >= self.config.round_timeout_ms
+            if vote.height > s.height + 1 or lagging:
+                self._request_sync(sender if sender is not None else vote.author)
+            return
+        if vote.author not in s.vset or vote.author == self.me:
+            self.stats["dropped_author"] += 1
+            return
+        if not self._vote_ok(vote):
+            self.stats["dropped_signature"] += 1
+            return
+        slot = (vote.kind, vote.round, vote.author)
+        earlier = s.seen.get(slot)
+        if earlier is not None:
+            if (earlier.digest, earlier.prepared_round) != (vote.digest, vote.prepared_round):
+                self.stats["equivocations"] += 1
+                if slot not in s.reported:
+                    s.reported.add(slot)
+                    self._out.append(EvidenceFound(Evidence(earlier, vote)))
+            else:
+                self.stats["duplicates"] += 1
+            return
+        if vote.kind == PROPOSAL:
+            if not self._on_proposal(message):
+                return
+        elif vote.kind == ROUND_CHANGE and not self._on_round_change(message):
+            return
+        s.seen[slot] = vote
+        if vote.kind == PREPARE:
+            s.prepares.setdefault((vote.round, vote.digest), {})[vote.author] = vote
+            self._check_prepared(vote.round)
+        elif vote.kind == COMMIT:
+            s.commits.setdefault((vote.round, vote.digest), {})[vote.author] = vote
+            self._check_decided(vote.round, vote.digest)
+
+    def _vote_ok(self, vote: Vote) -> bool:
+        if vote.signature in self.s.verified:
+            return True
+        if vote_ok(self.chain_id, vote, self.verify):
+            self.s.verified.add(vote.signature)
+            return True
+        return False
+
+    def _check_block(self, block: bytes | None, digest: bytes) -> BlockInfo | None:
+        """The block's header if it is `digest`, extends our head and passes the application."""
+        s = self.s
+        if block is None:
+            return None
+        info = self.app.inspect(block)
+        if isinstance(info, Rejected) or info.block_hash != digest or info.height != s.height:
+            return None
+        head = self.app.head()
+        if info.parent_hash != head.block_hash or info.proposer not in s.vset:
+            return None
+        if digest not in s.valid:
+            if digest in s.invalid or isinstance(self.app.validate(block), Rejected):
+                s.invalid.add(digest)
+                return None
+            s.valid.add(digest)
+        s.blocks[digest] = block
+        return info
+
+    def _on_proposal(self, message: ConsensusMessage) -> bool:
+        vote, s = message.vote, self.s
+        if vote.author != self.proposer(vote.round) or vote.round < s.round or vote.round in s.proposals:
+            self.stats["dropped_proposal"] += 1
+            return False
+        fresh = True
+        if vote.round > 0:
+            verdict = self._justified(vote, message.justification, message.prepares)
+            if verdict is None:
+                self.stats["unjustified_proposal"] += 1
+                return False
+            fresh = verdict
+        info = self._check_block(message.block, vote.digest)
+        head = self.app.head()
+        if (
+            info is None
+            or (fresh and info.proposer != vote.author)
+            or info.timestamp_ms < head.timestamp_ms + self.config.block_period_ms
+            or info.timestamp_ms > self.now + self.config.max_future_drift_ms
+        ):
+            self.stats["invalid_proposal"] += 1
+            return False
+        s.seen[(vote.kind, vote.round, vote.author)] = vote
+        self._accept_proposal(vote.round, vote.digest)
+        return True
+
+    def _justified(self, proposal: Vote, changes: Sequence[Vote], prepares: Sequence[Vote]) -> bool | None:
+        """QBFT proposal justification: None if unjustified, else whether the block may be a fresh one."""
+        s = self.s
+        authors = set()
+        for change in changes:
+            if change.kind != ROUND_CHANGE or change.height != s.height or change.round != proposal.round:
+                return None
+            if change.author not in s.vset or change.author in authors or not self._vote_ok(change):
+                return None
+            if change.prepared_round >= change.round:
+                return None
+            authors.add(change.author)
+        if len(authors) < s.quorum:
+            return None
+        best = max(changes, key=lambda c: c.prepared_round)
+        if best.prepared_round == NO_ROUND:
+            return True
+        if proposal.digest != best.digest or not self._prepare_quorum(
+            prepares, best.prepared_round, best.digest
+        ):
+            return None
+        return False
+
+    def _prepare_quorum(self, prepares: Sequence[Vote], round_: int, digest: bytes) -> bool:
+        s, authors = self.s, set()
+        for p in prepares:
+            if (p.kind, p.height, p.round, p.digest) != (PREPARE, s.height, round_, digest):
+                return False
+            if p.author not in s.vset or not self._vote_ok(p):
+                return False
+            authors.add(p.author)
+        return len(authors) >= s.quorum
+
+    def _on_round_change(self, message: ConsensusMessage) -> bool:
+        vote, s = message.vote, self.s
+        if vote.round == 0 or vote.prepared_round >= vote.round:
+            return False
+        if vote.prepared_round == NO_ROUND:
+            if vote.digest:
+                return False
+            stored = ConsensusMessage(vote)
+        else:
+            if not self._prepare_quorum(message.prepares, vote.prepared_round, vote.digest):
+                self.stats["dropped_round_change"] += 1
+                return False
+            if self._check_block(message.block, vote.digest) is None:
+                self.stats["dropped_round_change"] += 1
+                return False
+            stored = ConsensusMessage(vote, message.block, (), message.prepares)
+        s.round_changes.setdefault(vote.round, {})[vote.author] = stored
+        if vote.round > s.round:
+            highest: dict[bytes, int] = {}
+            for round_, changes in s.round_changes.items():
+                if round_ > s.round:
+                    for author in changes:
+                        highest[author] = max(highest.get(author, 0), round_)
+            if len(highest) >= max_faulty(len(s.validators)) + 1:
+                target = sorted(highest.values(), reverse=True)[max_faulty(len(s.validators))]
+                self._enter_round(target)
+        self._maybe_propose_after_round_change(vote.round)
+        return True
+
+    def _check_prepared(self, round_: int) -> None:
+        s = self.s
+        digest = s.proposals.get(round_)
+        if digest is None or round_ != s.round or (COMMIT, round_) in s.sent:
+            return
+        votes = s.prepares.get((round_, digest), {})
+        if len(votes) >= s.quorum:
+            s.prepared_round, s.prepared_digest = round_, digest
+            s.prepared_block, s.prepared_cert = s.blocks[digest], tuple(votes.values())
+            self._cast(COMMIT, round_, digest)
+
+    def _check_decided(self, round_: int, digest: bytes) -> None:
+        s = self.s
+        commits = s.commits.get((round_, digest), {})
+        if len(commits) < s.quorum or s.decided:
+            return
+        block = s.blocks.get(digest)
+        if block is None or self._check_block(block, digest) is None:
+            self._request_sync(next(iter(commits)))
+            return
+        s.decided = True
+        self._commit(block, make_certificate(round_, commits.values()), via_sync=False)
+
+    def _commit(self, block: bytes, certificate: Certificate, via_sync: bool) -> None:
+        info = self.app.inspect(block)
+        assert not isinstance(info, Rejected)  # checked before every call
+        self.app.commit(block, certificate)
+        self.stats["committed"] += 1
+        self._out.append(Committed(info.height, info.block_hash, block, certificate, info.proposer, via_sync))
+        self._enter_height()
+
+    # ------------------------------------------------------------------------------------------ sync
+
+    def _request_sync(self, peer: bytes) -> None:
+        if self.now < self._sync_busy_until or peer == self.me:
+            return
+        self._sync_busy_until = self.now + self.config.sync_retry_ms
+        self.stats["sync_requests"] += 1
+        request = SyncRequest(self.s.height, self.config.sync_batch)
+        self._out.append(Send(peer, encode_wire(self.chain_id, request)))
+        self._out.append(SetTimer(Timer(SYNC_TIMER, self.s.height, 0), self._sync_busy_until))
+
+    def _reply_sync(self, request: SyncRequest, sender: bytes) -> None:
+        response = serve_sync(self.app, request, self.config.sync_batch, self.config.max_sync_response_bytes)
+        if response.blocks:
+            self.stats["sync_served"] += 1
+            self._out.append(Send(sender, encode_wire(self.chain_id, response)))
+
+    def _take_blocks(self, response: SyncResponse, sender: bytes | None) -> None:
+        progressed = False
+        for block, certificate in response.blocks:
+            info = self.app.inspect(block)
+            if isinstance(info, Rejected) or info.height < self.s.height:
+                continue
+            if info.height > self.s.height:
+                break
+            if not verify_certificate(
+                self.chain_id, info.height, info.block_hash, certificate, self.s.validators, self.verify
+            ):
+                self.stats["sync_bad_certificate"] += 1
+                break
+            if self._check_block(block, info.block_hash) is None:
+                self.stats["sync_invalid_block"] += 1
+                break
+            self._commit(block, certificate, via_sync=True)
+            progressed = True
+        if progressed and sender is not None and len(response.blocks) >= self.config.sync_batch:
+            self._sync_busy_until = -1
+            self._request_sync(sender)

@@ -1,0 +1,341 @@
+"""A small deterministic chain that the simulation runs consensus over (an `Application`).
+
+Promises: blocks carry signed transactions of three kinds — payments (nonce order per sender), governance
+(the admin adds or removes an authority, effective from the next height) and equivocation evidence — a
+transaction root and a state root chained over history, and the proposer's signature; `validate` re-executes a
+block before any vote, and `verify_chain` re-checks a whole store from genesis (links, roots, signatures,
+certificates against the authorities of each height). Stores survive simulated crashes; state is rebuilt
+from them. Signatures use the injected `sign`/`verify` pair: the simulation's cheap stand-in for Ed25519 or
+real Ed25519 (`keys`). Pure; no I/O.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from .. import codec, hashing, merkle
+from ..codec import DecodeError
+from .app import ACCEPTED, Accepted, BlockInfo, BlockRef, Rejected, Signer, VerifyFn
+from .mempool import Mempool, MempoolLimits, TxMeta
+from .messages import Certificate, MessageError, decode_evidence, evidence_ok, verify_certificate
+
+MAX_BLOCK_BYTES = 1024 * 1024
+MAX_BLOCK_TXS = 200
+PAY, GOV, EVIDENCE = "pay", "gov", "evidence"
+
+
+class SimKeys:
+    """Cheap keyed-hash signatures for the simulation: whoever holds the registry can verify, no one forges
+    a key it was not given (Byzantine nodes only get their own). Real Ed25519 is used by a subset of seeds."""
+
+    def __init__(self) -> None:
+        self._secrets: dict[bytes, bytes] = {}
+
+    def key(self, name: str) -> SimKey:
+        secret = hashlib.sha256(b"sim-secret/" + name.encode()).digest()
+        public = hashlib.sha256(b"sim-public/" + secret).digest()
+        self._secrets[public] = secret
+        return SimKey(public, secret)
+
+    def verify(self, public: bytes, message: bytes, signature: bytes) -> bool:
+        secret = self._secrets.get(public)
+        return secret is not None and signature == _sim_sign(secret, message)
+
+
+def _sim_sign(secret: bytes, message: bytes) -> bytes:
+    return hashlib.sha256(secret + message).digest() * 2
+
+
+@dataclass(frozen=True)
+class SimKey:
+    public: bytes
+    secret: bytes = field(repr=False)
+
+    def sign(self, message: bytes) -> bytes:
+        return _sim_sign(self.secret, message)
+
+
+@dataclass(frozen=True)
+class SimGenesis:
+    chain_id: str
+    validators: tuple[bytes, ...]
+    admin: bytes
+    accounts: tuple[bytes, ...]
+    time_ms: int = 0
+
+    @property
+    def block_hash(self) -> bytes:
+        body = codec.encode([list(self.validators), self.admin, list(self.accounts), self.time_ms])
+        return hashing.digest(hashing.GENESIS, self.chain_id, body)
+
+
+@dataclass
+class SimStore:
+    """What a node keeps on disk: committed blocks and their certificates (survives crashes)."""
+
+    blocks: list[bytes] = field(default_factory=list)
+    certificates: list[Certificate] = field(default_factory=list)
+
+
+def make_tx(chain_id: str, key: Signer, kind: str, nonce: int, body: object) -> bytes:
+    unsigned = [kind, key.public, nonce, body]
+    signature = key.sign(hashing.digest(hashing.TX, chain_id, codec.encode(unsigned)))
+    return codec.encode([*unsigned, signature])
+
+
+@dataclass
+class _State:
+    nonces: dict[bytes, int]
+    validators: tuple[bytes, ...]
+    root: bytes
+    history: list[tuple[int, tuple[bytes, ...]]]  # (from height, authorities)
+
+    def copy(self) -> _State:
+        return _State(dict(self.nonces), self.validators, self.root, list(self.history))
+
+
+class SimApp:
+    def __init__(
+        self,
+        genesis: SimGenesis,
+        store: SimStore,
+        signer: Signer | None,
+        verify: VerifyFn,
+        limits: MempoolLimits | None = None,
+    ) -> None:
+        self.genesis = genesis
+        self.store = store
+        self.signer = signer
+        self.verify = verify
+        self.mempool = Mempool(self.check_tx, lambda s: self._state.nonces.get(s, 0), limits)
+        self._infos: dict[bytes, BlockInfo | Rejected] = {}
+        self._txs: dict[bytes, tuple[TxMeta, str, object] | Rejected] = {}
+        self._bodies: dict[bytes, dict[str, object]] = {}
+        self._state = _State({}, genesis.validators, genesis.block_hash, [(1, genesis.validators)])
+        self._head = BlockRef(0, genesis.block_hash, genesis.time_ms)
+        for block in store.blocks:  # rebuild state from the store
+            info = self.inspect(block)
+            assert isinstance(info, BlockInfo), "own store holds an unreadable block"
+            self._state = self._execute(block, info.height)[0]
+            self._head = BlockRef(info.height, info.block_hash, info.timestamp_ms)
+
+    @property
+    def chain_id(self) -> str:
+        return self.genesis.chain_id
+
+    def head(self) -> BlockRef:
+        return self._head
+
+    def validators(self, height: int) -> Sequence[bytes]:
+        chosen = self.genesis.validators
+        for start, authorities in self._state.history:
+            if start <= height:
+                chosen = authorities
+        return chosen
+
+    # --------------------------------------------------------------------------------------- transactions
+
+    def check_tx(self, tx: bytes) -> TxMeta | Rejected:
+        parsed = self._parse_tx(tx)
+        return parsed if isinstance(parsed, Rejected) else parsed[0]
+
+    def _parse_tx(self, tx: bytes) -> tuple[TxMeta, str, object] | Rejected:
+        """The checked transaction with its kind and body (memoised: every replica sees each tx often)."""
+        known = self._txs.get(tx)
+        if known is not None:
+            return known
+        result = self._parse_tx_uncached(tx)
+        if len(self._txs) > 4096:
+            self._txs.clear()
+        self._txs[tx] = result
+        return result
+
+    def _parse_tx_uncached(self, tx: bytes) -> tuple[TxMeta, str, object] | Rejected:
+        try:
+            items = codec.expect_list(codec.decode(tx, 8192), "tx", 5)
+            if len(items) != 5:
+                raise DecodeError("tx: expected 5 fields")
+            kind = codec.expect_str(items[0], "tx kind", 16)
+            sender = codec.expect_bytes(items[1], "sender", 32)
+            nonce = codec.expect_int(items[2], "nonce")
+            signature = codec.expect_bytes(items[4], "signature", 64)
+        except DecodeError as exc:
+            return Rejected(f"malformed transaction: {exc}")
+        if kind not in (PAY, GOV, EVIDENCE):
+            return Rejected(f"unknown transaction kind {kind!r}")
+        if sender not in self.genesis.accounts and sender != self.genesis.admin:
+            return Rejected("unknown sender")
+        message = hashing.digest(hashing.TX, self.chain_id, codec.encode(items[:4]))
+        if not self.verify(sender, message, signature):
+            return Rejected("bad signature")
+        return TxMeta(hashlib.sha256(tx).digest(), sender, nonce), kind, items[3]
+
+    def _apply_tx(self, state: _State, tx: bytes, height: int) -> Accepted | Rejected:
+        parsed = self._parse_tx(tx)
+        if isinstance(parsed, Rejected):
+            return parsed
+        meta, kind, body = parsed
+        if meta.nonce != state.nonces.get(meta.sender, 0):
+            return Rejected("out-of-order nonce")
+        if kind == GOV:
+            if meta.sender != self.genesis.admin or type(body) is not list or len(body) != 2:
+                return Rejected("governance needs the admin and [op, key]")
+            op, key = body
+            current = list(state.validators)
+            if op == "add" and type(key) is bytes and len(key) == 32 and key not in current:
+                current.append(key)
+            elif op == "remove" and key in current and len(current) > 1:
+                current.remove(key)
+            else:
+                return Rejected("governance op does not apply")
+            state.validators = tuple(current)
+            state.history.append((height + 1, state.validators))
+        elif kind == EVIDENCE:
+            try:
+                evidence = decode_evidence(body if type(body) is bytes else b"")
+            except MessageError as exc:
+                return Rejected(f"bad evidence: {exc}")
+            if not evidence_ok(self.chain_id, evidence, self.verify):
+                return Rejected("evidence does not prove equivocation")
+        state.nonces[meta.sender] = meta.nonce + 1
+        return ACCEPTED
+
+    # --------------------------------------------------------------------------------------- blocks
+
+    def _header_hash(
+        self, h: int, parent: bytes, ts: int, proposer: bytes, tx_root: bytes, root: bytes
+    ) -> bytes:
+        return hashing.digest(
+            hashing.HEADER, self.chain_id, codec.encode([h, parent, ts, proposer, tx_root, root])
+        )
+
+    def _body(self, block: bytes) -> dict[str, Any]:
+        value = self._bodies.get(block)
+        if value is None:
+            if len(self._bodies) > 64:
+                self._bodies.clear()
+            value = self._bodies[block] = codec.decode(block)
+        return value
+
+    def _execute(self, block: bytes, height: int) -> tuple[_State, list[bytes]]:
+        value = self._body(block)
+        state = self._state.copy()
+        for tx in value["txs"]:
+            if isinstance(self._apply_tx(state, tx, height), Rejected):
+                raise ValueError("block holds an invalid transaction")
+        state.root = hashing.digest(
+            hashing.STATE, self.chain_id, codec.encode([state.root, value["tr"], list(state.validators)])
+        )
+        return state, value["txs"]
+
+    def build_block(
+        self, height: int, timestamp_ms: int, proposer: bytes, txs: list[bytes] | None = None
+    ) -> bytes:
+        state = self._state.copy()
+        chosen = []
+        for tx in self.mempool.reap(MAX_BLOCK_TXS, MAX_BLOCK_BYTES // 2) if txs is None else txs:
+            if isinstance(self._apply_tx(state, tx, height), Rejected) and txs is None:
+                meta = self.check_tx(tx)
+                if isinstance(meta, TxMeta):
+                    self.mempool.discard(meta.sender, meta.nonce)
+                continue
+            chosen.append(tx)
+        tx_root = merkle.root(chosen)
+        root = hashing.digest(
+            hashing.STATE, self.chain_id, codec.encode([self._state.root, tx_root, list(state.validators)])
+        )
+        return self.seal(height, self._head.block_hash, timestamp_ms, proposer, chosen, tx_root, root)
+
+    def seal(
+        self, h: int, parent: bytes, ts: int, proposer: bytes, txs: list[bytes], tx_root: bytes, root: bytes
+    ) -> bytes:
+        assert self.signer is not None, "an observer does not build blocks"
+        block_hash = self._header_hash(h, parent, ts, proposer, tx_root, root)
+        body = {"h": h, "p": parent, "t": ts, "x": proposer, "txs": txs, "tr": tx_root, "sr": root}
+        return codec.encode({**body, "sig": self.signer.sign(block_hash)})
+
+    def inspect(self, block: bytes) -> BlockInfo | Rejected:
+        key = hashlib.sha256(block).digest()
+        known = self._infos.get(key)
+        if known is not None:
+            return known
+        try:
+            value = codec.expect_map(
+                codec.decode(block, MAX_BLOCK_BYTES), "block", ["h", "p", "t", "x", "txs", "tr", "sr", "sig"]
+            )
+            h = codec.expect_int(value["h"], "height", 1)
+            parent = codec.expect_bytes(value["p"], "parent", 32)
+            ts = codec.expect_int(value["t"], "timestamp")
+            proposer = codec.expect_bytes(value["x"], "proposer", 32)
+            txs = codec.expect_list(value["txs"], "txs", MAX_BLOCK_TXS)
+            tx_root = codec.expect_bytes(value["tr"], "tx root", 32)
+            root = codec.expect_bytes(value["sr"], "state root", 32)
+            signature = codec.expect_bytes(value["sig"], "signature", 64)
+            if any(type(tx) is not bytes for tx in txs) or merkle.root(txs) != tx_root:
+                raise DecodeError("transaction root does not match")
+            block_hash = self._header_hash(h, parent, ts, proposer, tx_root, root)
+            if not self.verify(proposer, block_hash, signature):
+                raise DecodeError("bad proposer signature")
+            result: BlockInfo | Rejected = BlockInfo(h, parent, ts, proposer, block_hash)
+        except DecodeError as exc:
+            result = Rejected(str(exc))
+        if len(self._infos) > 256:
+            self._infos.clear()
+        self._infos[key] = result
+        return result
+
+    def validate(self, block: bytes) -> Accepted | Rejected:
+        info = self.inspect(block)
+        if isinstance(info, Rejected):
+            return info
+        if info.height != self._head.height + 1 or info.parent_hash != self._head.block_hash:
+            return Rejected("does not extend the head")
+        try:
+            state, _ = self._execute(block, info.height)
+        except ValueError as exc:
+            return Rejected(str(exc))
+        if state.root != self._body(block)["sr"]:
+            return Rejected("state root does not match")
+        return ACCEPTED
+
+    def commit(self, block: bytes, certificate: Certificate) -> None:
+        info = self.inspect(block)
+        assert isinstance(info, BlockInfo)
+        self._state, txs = self._execute(block, info.height)
+        self.store.blocks.append(block)
+        self.store.certificates.append(certificate)
+        self._head = BlockRef(info.height, info.block_hash, info.timestamp_ms)
+        self.mempool.remove(
+            {parsed[0].sender for tx in txs if not isinstance(parsed := self._parse_tx(tx), Rejected)}
+        )
+
+    def committed(self, height: int) -> tuple[bytes, Certificate] | None:
+        if 1 <= height <= len(self.store.blocks):
+            return self.store.blocks[height - 1], self.store.certificates[height - 1]
+        return None
+
+
+def verify_chain(genesis: SimGenesis, store: SimStore, verify: VerifyFn) -> str | None:
+    """Re-execute a store from genesis; None when every block verifies, else what failed first."""
+    replica = SimApp(genesis, SimStore(), None, verify)
+    for height, (block, certificate) in enumerate(
+        zip(store.blocks, store.certificates, strict=True), start=1
+    ):
+        info = replica.inspect(block)
+        if isinstance(info, Rejected):
+            return f"height {height}: {info.reason}"
+        verdict = replica.validate(block)
+        if isinstance(verdict, Rejected):
+            return f"height {height}: {verdict.reason}"
+        if not verify_certificate(
+            genesis.chain_id, height, info.block_hash, certificate, replica.validators(height), verify
+        ):
+            return f"height {height}: commit certificate does not verify"
+        replica.commit(block, certificate)
+    return None
+
+
+SignFn = Callable[[bytes], bytes]

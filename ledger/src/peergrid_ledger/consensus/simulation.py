@@ -1,0 +1,374 @@
+"""Deterministic simulation of a consensus network, with the invariants checked on every run.
+
+Promises: `run_seed(seed)` derives a whole scenario from the seed — 4–7 authorities, observers, link delay,
+loss, duplication and reordering, partitions that heal, crashes and restarts with stores kept, Byzantine
+authorities (at most f), governance changes of the authority set, client transactions (some invalid) — runs a
+chaos phase then a calm phase, and reports violations of: safety (two different final blocks at one height
+on any honest replica), validity (an honest store that does not re-verify from genesis) and liveness (the
+honest replicas fail to grow the chain during the calm phase). The same seed always replays the same run:
+`python -m peergrid_ledger.consensus.simulation --seed N`. Most seeds use a cheap keyed-hash signature
+stand-in; every 25th seed uses real Ed25519.
+"""
+
+from __future__ import annotations
+
+import argparse
+import random
+import sys
+from dataclasses import dataclass, field
+from functools import partial
+
+from .. import codec, keys
+from .actions import Action, Broadcast, Committed, EvidenceFound, Send, SetTimer, Timer
+from .app import MemoryWal, Signer, VerifyFn
+from .byzantine import BEHAVIOURS, Byzantine
+from .engine import Engine, EngineConfig
+from .messages import MessageError, WireMessage, decode_wire, max_faulty
+from .sim_app import EVIDENCE, GOV, PAY, SimApp, SimGenesis, SimKeys, SimStore, make_tx, verify_chain
+from .simnet import CONSENSUS, TX, LinkModel, SimNetwork
+
+CHAIN = "sim-chain"
+
+
+@dataclass
+class Scenario:
+    seed: int
+    authorities: int
+    observers: int
+    byzantine: dict[int, str]
+    chaos_link: LinkModel
+    partitions: list[tuple[int, int, list[list[int]]]]  # (from ms, to ms, groups of node indexes)
+    crashes: list[tuple[int, int, int]]  # (node index, crash at ms, restart at ms)
+    governance: list[tuple[int, str, int]]  # (at ms, "add"|"remove", node index)
+    real_crypto: bool
+    chaos_ms: int
+    calm_ms: int
+    config: EngineConfig
+    min_growth: int = 3
+
+    def describe(self) -> str:
+        return (
+            f"n={self.authorities} observers={self.observers} byzantine={self.byzantine} "
+            f"loss={self.chaos_link.loss} dup={self.chaos_link.duplicate} delay<={self.chaos_link.max_delay_ms}ms "
+            f"partitions={len(self.partitions)} crashes={len(self.crashes)} governance={self.governance} "
+            f"ed25519={self.real_crypto}"
+        )
+
+
+def scenario_for(seed: int, profile: str = "test") -> Scenario:
+    rng = random.Random(seed)
+    n = rng.choice([4, 4, 4, 5, 6, 7])
+    f = max_faulty(n)
+    observers = rng.choice([0, 1, 1])
+    total = n + observers + 1  # the last node is a spare that governance may add
+    chaos_ms = 6_000 if profile == "test" else rng.choice([10_000, 30_000, 60_000])
+    calm_ms = 14_000 if profile == "test" else 30_000
+    byzantine: dict[int, str] = {}
+    for index in rng.sample(range(n), rng.randint(0, f)):
+        byzantine[index] = rng.choice(BEHAVIOURS)
+    honest = [i for i in range(total) if i not in byzantine]
+    link = LinkModel(
+        min_delay_ms=rng.choice([1, 5, 20]),
+        max_delay_ms=rng.choice([20, 60, 200, 600]),
+        loss=rng.choice([0.0, 0.0, 0.02, 0.1, 0.3]),
+        duplicate=rng.choice([0.0, 0.05, 0.2]),
+    )
+    partitions = []
+    if rng.random() < 0.5:
+        start = rng.randrange(0, chaos_ms // 2)
+        cut = rng.sample(range(total), total)
+        split = rng.randint(1, total - 1)
+        partitions.append(
+            (start, rng.randrange(start + 500, chaos_ms), [sorted(cut[:split]), sorted(cut[split:])])
+        )
+    crashes = []
+    if rng.random() < 0.5:
+        for index in rng.sample(honest, rng.randint(1, min(2, len(honest)))):
+            down = rng.randrange(0, chaos_ms - 1000)
+            crashes.append((index, down, rng.randrange(down + 200, chaos_ms)))
+    governance = []
+    if rng.random() < 0.25:
+        if len(byzantine) <= max_faulty(n + 1):
+            governance.append((rng.randrange(500, chaos_ms), "add", total - 1))
+        elif n > 4 and len(byzantine) <= max_faulty(n - 1):
+            victim = rng.choice([i for i in range(n) if i not in byzantine])
+            governance.append((rng.randrange(500, chaos_ms), "remove", victim))
+    config = EngineConfig(
+        block_period_ms=500,
+        round_timeout_ms=1000,
+        max_backoff_exponent=3,
+        max_future_drift_ms=2000,
+        sync_batch=16,
+    )
+    return Scenario(
+        seed,
+        n,
+        observers,
+        byzantine,
+        link,
+        partitions,
+        crashes,
+        governance,
+        seed % 25 == 0,
+        chaos_ms,
+        calm_ms,
+        config,
+    )
+
+
+class _Ed25519Keys:
+    def key(self, name: str) -> keys.Keypair:
+        import hashlib
+
+        return keys.Keypair.from_seed(hashlib.sha256(name.encode()).digest())
+
+    verify = staticmethod(keys.verify)
+
+
+@dataclass
+class Report:
+    seed: int
+    scenario: str
+    heights: dict[str, int]
+    violations: list[str] = field(default_factory=list)
+    evidence_on_chain: int = 0
+    delivered: int = 0
+
+    @property
+    def ok(self) -> bool:
+        return not self.violations
+
+    def replay(self, profile: str = "test") -> str:
+        extra = "" if profile == "test" else f" --profile {profile}"
+        return f".venv/bin/python -m peergrid_ledger.consensus.simulation --seed {self.seed}{extra}"
+
+
+class SimNode:
+    def __init__(self, sim: Simulation, name: str, key: Signer, byzantine: str | None) -> None:
+        self.sim, self.name, self.key = sim, name, key
+        self.store, self.wal = SimStore(), MemoryWal()
+        self.incarnation = 0
+        self.nonce = 0
+        self.byzantine = None
+        if byzantine is not None:
+            self.byzantine = Byzantine(
+                byzantine,
+                key,  # type: ignore[arg-type]
+                lambda: self.app,
+                lambda: [n for n in sim.nodes if n != name],
+                lambda peer, data: sim.net.send(name, peer, CONSENSUS, data),
+                random.Random(sim.rng.random()),
+            )
+        self.boot()
+
+    def boot(self) -> None:
+        self.incarnation += 1
+        sim = self.sim
+        self.app = SimApp(sim.genesis, self.store, self.key, sim.verify)
+        self.engine = Engine(self.app, sim.scenario.config, self.key, sim.verify, self.wal)
+        self.perform(self.engine.start(sim.net.now))
+
+    def receive(self, source: str, channel: str, data: bytes) -> None:
+        now = self.sim.net.now
+        if channel == TX:
+            self.app.mempool.add(data, now)
+            return
+        message = self.sim.decode(data)
+        sender = self.sim.nodes[source].key.public
+        if isinstance(message, MessageError):
+            self.perform(self.engine.on_message(data, now, sender))  # counts the drop
+        else:
+            self.perform(self.engine.on_decoded(message, now, sender))
+
+    def perform(self, actions: list[Action]) -> None:
+        net = self.sim.net
+        for action in actions:
+            if isinstance(action, Broadcast):
+                if self.byzantine is not None:
+                    self.byzantine.broadcast(action.data)
+                else:
+                    net.broadcast(self.name, CONSENSUS, action.data)
+            elif isinstance(action, Send):
+                peer = self.sim.by_key.get(action.to)
+                if peer is not None:
+                    net.send(self.name, peer, CONSENSUS, action.data)
+            elif isinstance(action, SetTimer):
+                incarnation = self.incarnation
+                net.at(action.at_ms, partial(self._fire, incarnation, action.timer))
+            elif isinstance(action, Committed):
+                self.sim.on_commit(self, action)
+            elif isinstance(action, EvidenceFound):
+                self.nonce = max(self.nonce, self.app.mempool.next_nonce(self.key.public))
+                self.submit(make_tx(CHAIN, self.key, EVIDENCE, self.nonce, action.evidence.encode()))
+                self.nonce += 1
+
+    def submit(self, tx: bytes) -> None:
+        self.app.mempool.add(tx, self.sim.net.now)
+        self.sim.net.broadcast(self.name, TX, tx)
+
+    def _fire(self, incarnation: int, timer: Timer) -> None:
+        if incarnation == self.incarnation and self.sim.net.up[self.name]:
+            self.perform(self.engine.on_timer(timer, self.sim.net.now))
+
+    def crash(self) -> None:
+        self.sim.net.up[self.name] = False
+        self.incarnation += 1
+
+    def restart(self) -> None:
+        self.sim.net.up[self.name] = True
+        self.boot()
+
+
+class Simulation:
+    def __init__(self, scenario: Scenario) -> None:
+        self.scenario = scenario
+        self.rng = random.Random(scenario.seed ^ 0x5EED)
+        self.net = SimNetwork(random.Random(scenario.seed))
+        keyring: SimKeys | _Ed25519Keys = _Ed25519Keys() if scenario.real_crypto else SimKeys()
+        self.verify: VerifyFn = keyring.verify
+        total = scenario.authorities + scenario.observers + 1
+        names = [f"node{i}" for i in range(total)]
+        node_keys = [keyring.key(f"{scenario.seed}/{name}") for name in names]
+        self.admin = keyring.key(f"{scenario.seed}/admin")
+        self.clients = [keyring.key(f"{scenario.seed}/client{i}") for i in range(3)]
+        self.genesis = SimGenesis(
+            CHAIN,
+            tuple(k.public for k in node_keys[: scenario.authorities]),
+            self.admin.public,
+            tuple([k.public for k in node_keys] + [c.public for c in self.clients]),
+        )
+        self.decided: dict[int, bytes] = {}
+        self._decoded: dict[bytes, WireMessage | MessageError] = {}
+        self.violations: list[str] = []
+        self.nodes: dict[str, SimNode] = {}
+        self.by_key = {k.public: name for name, k in zip(names, node_keys, strict=True)}
+        for name in names:
+            self.net.attach(name, partial(self._receive, name))
+        for i, (name, key) in enumerate(zip(names, node_keys, strict=True)):
+            self.nodes[name] = SimNode(self, name, key, scenario.byzantine.get(i))
+        self.honest = [name for i, name in enumerate(names) if i not in scenario.byzantine]
+
+    def _receive(self, name: str, source: str, channel: str, data: bytes) -> None:
+        self.nodes[name].receive(source, channel, data)
+
+    def decode(self, data: bytes) -> WireMessage | MessageError:
+        """Decoded messages shared by every replica (they are immutable), to keep each seed cheap."""
+        known = self._decoded.get(data)
+        if known is None:
+            try:
+                known = decode_wire(CHAIN, data)
+            except MessageError as exc:
+                known = exc
+            if len(self._decoded) > 2048:
+                self._decoded.clear()
+            self._decoded[data] = known
+        return known
+
+    def on_commit(self, node: SimNode, committed: Committed) -> None:
+        if node.byzantine is not None:
+            return
+        known = self.decided.setdefault(committed.height, committed.block_hash)
+        if known != committed.block_hash:
+            self.violations.append(
+                f"safety: {node.name} finalised {committed.block_hash.hex()[:12]} at height {committed.height}, "
+                f"another replica finalised {known.hex()[:12]}"
+            )
+
+    def _schedule(self) -> None:
+        sc, net = self.scenario, self.net
+        names = list(self.nodes)
+        net.link = sc.chaos_link
+        for start, end, groups in sc.partitions:
+            net.at(start, partial(net.partition, [[names[i] for i in group] for group in groups]))
+            net.at(end, net.heal)
+        for index, down, up in sc.crashes:
+            net.at(down, self.nodes[names[index]].crash)
+            net.at(up, self.nodes[names[index]].restart)
+        nonces = {GOV: 0}
+        for at, op, index in sc.governance:
+            key = self.nodes[names[index]].key.public
+            net.at(
+                at, partial(self._submit_anywhere, make_tx(CHAIN, self.admin, GOV, nonces[GOV], [op, key]))
+            )
+            nonces[GOV] += 1
+        for c, client in enumerate(self.clients):
+            nonce, t = 0, self.rng.randrange(100, 400)
+            while t < sc.chaos_ms + sc.calm_ms:
+                if self.rng.random() < 0.1:  # an invalid one: bad signature or replayed nonce
+                    bad = make_tx(CHAIN, client, PAY, max(0, nonce - 1), b"replay")
+                    net.at(t, partial(self._submit_anywhere, bad))
+                tx = make_tx(CHAIN, client, PAY, nonce, b"c%d" % c)
+                net.at(t, partial(self._submit_anywhere, tx))
+                nonce += 1
+                t += self.rng.randrange(150, 600)
+        net.at(sc.chaos_ms, self._calm)
+
+    def _submit_anywhere(self, tx: bytes) -> None:
+        up = [n for n in self.honest if self.net.up[n]]
+        if up:
+            self.nodes[self.rng.choice(up)].submit(tx)
+
+    def _calm(self) -> None:
+        self.net.heal()
+        self.net.link = LinkModel(1, 50, 0.0, self.scenario.chaos_link.duplicate)
+        for name in self.honest:
+            if not self.net.up[name]:
+                self.nodes[name].restart()
+        self.calm_start_height = max(self.nodes[n].app.head().height for n in self.honest)
+
+    def run(self) -> Report:
+        sc = self.scenario
+        self._schedule()
+        self.net.run_until(sc.chaos_ms + sc.calm_ms)
+        heights = {name: node.app.head().height for name, node in self.nodes.items()}
+        report = Report(sc.seed, sc.describe(), heights, self.violations, delivered=self.net.delivered)
+        for name in self.honest:
+            node = self.nodes[name]
+            problem = verify_chain(self.genesis, node.store, self.verify)
+            if problem is not None:
+                report.violations.append(f"validity: {name}: {problem}")
+            if heights[name] < self.calm_start_height + sc.min_growth:
+                report.violations.append(
+                    f"liveness: {name} at height {heights[name]}, honest max was {self.calm_start_height} when calm began"
+                )
+        first = self.nodes[self.honest[0]].store.blocks
+        report.evidence_on_chain = sum(
+            1 for block in first for tx in codec.decode(block)["txs"] if codec.decode(tx)[0] == EVIDENCE
+        )
+        return report
+
+
+def run_seed(seed: int, profile: str = "test") -> Report:
+    return Simulation(scenario_for(seed, profile)).run()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m peergrid_ledger.consensus.simulation", description=__doc__.splitlines()[0]
+    )
+    parser.add_argument("--seed", type=int, help="replay one seed")
+    parser.add_argument("--seeds", help="a range A:B of seeds")
+    parser.add_argument("--profile", choices=["test", "soak"], default="test")
+    args = parser.parse_args(argv)
+    if args.seed is not None:
+        seeds = range(args.seed, args.seed + 1)
+    elif args.seeds:
+        a, b = (int(x) for x in args.seeds.split(":"))
+        seeds = range(a, b)
+    else:
+        parser.error("give --seed N or --seeds A:B")
+    failed = 0
+    for seed in seeds:
+        report = run_seed(seed, args.profile)
+        status = "ok" if report.ok else "FAIL"
+        print(f"seed {seed}: {status} heights={sorted(set(report.heights.values()))} {report.scenario}")
+        for violation in report.violations:
+            print(f"  {violation}")
+        if not report.ok:
+            failed += 1
+            print(f"  replay: {report.replay(args.profile)}")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
