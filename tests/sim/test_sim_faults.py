@@ -171,3 +171,19 @@ def test_inverter_that_acknowledges_but_does_not_follow_a_setpoint(run_sim, all_
     assert control(sim, "/devices/mg1/pv1")[1]["readings"]["ac_w"] > 5000  # ... output does not follow
     control(sim, "/faults/clear", {"device": "mg1/pv1", "fault": "ignore_setpoints"})
     assert read_holding(modbus_call, e, limit) == bytes([3, 2, 0, 100])
+
+
+def test_exception_fault_for_one_function_code_and_unreachable_control_api(run_sim, all_kinds, modbus_call):
+    sim = run_sim(all_kinds)
+    e = sim.endpoint("pv1", "mg1")
+    control(sim, "/faults", {"device": "mg1/pv1", "fault": "exception", "code": 4, "function": 16})
+    assert read_holding(modbus_call, e, 40000, 2) == bytes([3, 4]) + b"SunS"  # reads still fine
+    write = struct.pack(">BHHB", 16, 40000, 1, 2) + b"\x00\x00"
+    assert modbus_call(e["host"], e["port"], 1, write) == bytes([0x90, 4])
+    out = subprocess.run(
+        [sys.executable, "-m", "peergrid_sim.cli", "clear", "--control", "127.0.0.1:1", "mg1/pv1"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert out.returncode == 1 and "unreachable" in out.stdout

@@ -39,9 +39,15 @@ def post(control: str, path: str, body: dict[str, object]) -> tuple[int, object]
     )
     try:
         with urllib.request.urlopen(request, timeout=10) as response:
-            return response.status, json.loads(response.read())
+            status, body = int(response.status), response.read()
     except urllib.error.HTTPError as exc:
-        return exc.code, json.loads(exc.read() or b"{}")
+        status, body = exc.code, exc.read()
+    except (urllib.error.URLError, OSError) as exc:
+        return 0, {"error": f"control API at {control} unreachable: {getattr(exc, 'reason', exc)}"}
+    try:
+        return status, json.loads(body or b"{}")
+    except json.JSONDecodeError:
+        return status, {"error": "control API answered with something that is not JSON"}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -31,6 +31,7 @@ class Faults:
     no_response: bool = False
     delay_s: float = 0.0
     exception: int | None = None
+    exception_function: int | None = None  # only requests with this function code get the exception
     bad_crc: bool = False
     down_until: float = 0.0  # monotonic seconds: rebooting until then
     relay_fail: str | None = None  # "no_operation" | "wrong_status"
@@ -80,7 +81,7 @@ class SunSpecDevice:
             self.refresh()
 
     def readings(self) -> dict[str, Any]:
-        return self.model.readings()
+        return dict(self.model.readings())
 
     def reboot(self) -> None:
         """Registers and settings back to power-on defaults (energy counters are non-volatile)."""

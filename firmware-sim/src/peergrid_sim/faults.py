@@ -2,7 +2,7 @@
 
 Promises: `inject(device, request, now)` validates the request and applies it, or raises `FaultError` with a
 one-line reason and changes nothing; `clear(device, kind)` undoes one fault kind (or all with None).
-Faults: no_response, delay (seconds), exception (Modbus code), stuck (point frozen), value (point forced,
+Faults: no_response, delay (seconds), exception (Modbus code, optionally only for one function code), stuck (point frozen), value (point forced,
 may be out of range), bad_crc (RTU replies with a wrong CRC), reboot (silent for `seconds`, registers and
 settings back to defaults), relay_fail (no_operation | wrong_status), interlock, lockout, ignore_setpoints
 (writes are acknowledged and read back but the device does not follow them).
@@ -49,6 +49,9 @@ def inject(device: Any, request: dict[str, Any], now: float) -> None:
         faults.delay_s = _number(request, "seconds", 0.0, 60.0)
     elif kind == "exception":
         faults.exception = int(_number(request, "code", 1, 11))
+        faults.exception_function = (
+            int(_number(request, "function", 1, 127)) if "function" in request else None
+        )
     elif kind == "bad_crc":
         faults.bad_crc = True
     elif kind == "ignore_setpoints" and not is_relay:
@@ -85,7 +88,7 @@ def clear(device: Any, kind: str | None = None) -> None:
     if kind in (None, "delay"):
         faults.delay_s = 0.0
     if kind in (None, "exception"):
-        faults.exception = None
+        faults.exception, faults.exception_function = None, None
     if kind in (None, "bad_crc"):
         faults.bad_crc = False
     if kind in (None, "reboot"):

@@ -269,7 +269,8 @@ def _scale(spec: Any, name: str, layout: sunspec.ModelLayout, peaks: dict[str, f
     if peak is None:
         raise MapError(f"{layout.model_id}.{name}: no peak {spec['peak']!r} for this device")
     types = [p.type for p in layout.points if p.sf == name and p.type not in ("sunssf",)]
-    sf = spec.get("finest", -2)
+    finest = int(spec.get("finest", -2))
+    sf = finest
     for t in types:
-        sf = max(sf, sunspec.auto_scale(peak, t, spec.get("finest", -2)))
+        sf = max(sf, sunspec.auto_scale(peak, t, finest))
     return sf

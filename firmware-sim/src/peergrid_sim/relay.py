@@ -87,7 +87,12 @@ class RelayDevice:
 
     @classmethod
     def create(cls, spec: Any) -> RelayDevice:
-        mechanism = RelayMechanism(closed=spec.closed, operate_delay_s=spec.operate_delay_s)
+        mechanism = RelayMechanism(
+            closed=spec.closed,
+            operate_delay_s=spec.operate_delay_s,
+            interlock=spec.interlock,
+            locked_out=spec.locked_out,
+        )
         return cls(spec.name, spec.branch, spec.unit_id, mechanism, spec)
 
     def advance(self, now: float) -> None:

@@ -54,7 +54,7 @@ class MicrogridSim:
             device.mark_stale()
 
     def net_import_w(self) -> float:
-        return -sum(d.model.net_w for d in self.devices.values() if d.kind != "meter")
+        return -float(sum(d.model.net_w for d in self.devices.values() if d.kind != "meter"))
 
 
 def _build_mg(spec: Microgrid, profile: Profile) -> MicrogridSim:

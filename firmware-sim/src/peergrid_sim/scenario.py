@@ -73,6 +73,8 @@ class Relay(StrictSettings):
     to_bus: int | None = None
     tie: bool = False
     closed: bool = True
+    interlock: bool = False  # the external interlock input at start
+    locked_out: bool = False
     operate_delay_s: float = Field(0.1, ge=0)  # simulated seconds
     protocol: Literal["modbus-tcp", "modbus-rtu"] = "modbus-tcp"
     port: int = Field(0, ge=0, le=65535)

@@ -31,8 +31,9 @@ async def answer(device: Any, pdu: bytes) -> bytes | None:
         return None
     if faults.delay_s > 0:
         await asyncio.sleep(faults.delay_s)
-    if faults.exception is not None:
-        return modbus.ExceptionReply(pdu[0] if pdu else 0, faults.exception).pdu()
+    function = pdu[0] if pdu else 0
+    if faults.exception is not None and faults.exception_function in (None, function):
+        return modbus.ExceptionReply(function, faults.exception).pdu()
     return modbus.serve_pdu(device, pdu)
 
 
@@ -172,11 +173,8 @@ class ModbusRtuLine:
                 log.exception("modbus rtu request failed")
 
     def _write(self, data: bytes) -> None:
-        view = memoryview(data)
-        deadline = time.monotonic() + 1.0
-        while view and time.monotonic() < deadline:
-            try:
-                n = os.write(self._fd, view)
-                view = view[n:]
-            except BlockingIOError:
-                time.sleep(0.001)
+        """Transmit a reply; a line whose far end stopped reading loses it, as a real RS-485 bus would."""
+        try:
+            os.write(self._fd, data)
+        except (BlockingIOError, OSError):
+            log.debug("rtu reply dropped: the line is not being read")

@@ -14,6 +14,7 @@ import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import sunspec2
 
@@ -97,7 +98,7 @@ def load_model(model_id: int) -> ModelLayout:
     raise ModelDefinitionError(f"no SunSpec definition for model {model_id}")
 
 
-def _layout(definition: dict) -> ModelLayout:
+def _layout(definition: dict[str, Any]) -> ModelLayout:
     group = definition["group"]
     if group.get("groups"):
         raise ModelDefinitionError(f"model {definition['id']} has repeating groups; not emulated")
