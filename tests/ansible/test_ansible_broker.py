@@ -1,0 +1,114 @@
+"""The broker role's rendered Mosquitto config, run for real: TLS only, a client without a certificate is refused,
+a node publishes under its own name only (even when it spoofs another's client id), and may post ledger gossip."""
+
+from __future__ import annotations
+
+import shutil
+import ssl
+import subprocess
+import threading
+from collections.abc import Iterator
+
+import paho.mqtt.client as mqtt
+import pytest
+from peergrid_ansible_harness import HERE, run_tool
+
+from peergrid_sim.broker import LOOPBACK, free_port, wait_for_port
+from peergrid_sim.certs import LabPki
+
+FEEDER = "f1"
+
+
+@pytest.fixture(scope="module")
+def role_broker(tmp_path_factory: pytest.TempPathFactory, test_pki: LabPki) -> Iterator[int]:
+    tmp_path = tmp_path_factory.mktemp("role-broker")
+    conf_dir = tmp_path / "mosquitto"
+    (conf_dir / "certs/peergrid").mkdir(parents=True)
+    for src, name in [
+        (test_pki.ca_cert, "ca.crt"),
+        (test_pki.server.cert, "broker.crt"),
+        (test_pki.server.key, "broker.key"),
+    ]:
+        shutil.copy(src, conf_dir / "certs/peergrid" / name)
+    port = free_port()
+    result = run_tool(
+        [
+            "ansible-playbook",
+            str(HERE / "render-broker.yml"),
+            "-e",
+            f"broker_config_dir={conf_dir}",
+            "-e",
+            f"broker_port={port}",
+            "-e",
+            f"broker_bind_address={LOOPBACK}",
+            "-e",
+            f"peergrid_feeder={FEEDER}",
+        ],
+        tmp_path,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    # Debian's mosquitto.conf includes conf.d/; here the rendered file is the whole config, run as this user.
+    main = conf_dir / "main.conf"
+    main.write_text(
+        "user root\nlog_dest stderr\n" + (conf_dir / "peergrid.conf").read_text(), encoding="utf-8"
+    )
+    with (tmp_path / "mosquitto.log").open("wb") as log:
+        process = subprocess.Popen(["mosquitto", "-c", str(main)], stdout=log, stderr=log)
+    try:
+        assert wait_for_port(LOOPBACK, port, 10), (tmp_path / "mosquitto.log").read_text()
+        yield port
+    finally:
+        process.terminate()
+        process.wait(10)
+
+
+def client(pki: LabPki, cn: str | None, client_id: str) -> mqtt.Client:
+    c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id)
+    if cn is None:
+        c.tls_set(ca_certs=str(pki.ca_cert), cert_reqs=ssl.CERT_REQUIRED)
+    else:
+        c.tls_set(
+            ca_certs=str(pki.ca_cert), certfile=str(pki.clients[cn].cert), keyfile=str(pki.clients[cn].key)
+        )
+    return c
+
+
+def delivered(pki: LabPki, port: int, publisher: str, client_id: str, topic: str) -> bool:
+    """Publishes as `publisher` (certificate CN) and says whether the DSO, subscribed to everything, got it."""
+    arrived, subscribed = threading.Event(), threading.Event()
+    sub = client(pki, "dso", f"watch-{client_id}")
+    sub.on_subscribe = lambda *a: subscribed.set()
+    sub.on_message = lambda _c, _u, msg: arrived.set() if msg.topic == topic else None
+    sub.connect(LOOPBACK, port)
+    sub.loop_start()
+    pub = client(pki, publisher, client_id)
+    try:
+        sub.subscribe("peergrid/#", qos=1)
+        assert subscribed.wait(5)
+        pub.connect(LOOPBACK, port)
+        pub.loop_start()
+        pub.publish(topic, b"x", qos=1).wait_for_publish(5)
+        return arrived.wait(2)
+    finally:
+        for c in (pub, sub):
+            c.loop_stop()
+            c.disconnect()
+
+
+def test_client_without_certificate_is_refused(role_broker: int, test_pki: LabPki) -> None:
+    anonymous = client(test_pki, None, "anon")
+    with pytest.raises((ssl.SSLError, ConnectionError, OSError)):
+        anonymous.connect(LOOPBACK, role_broker)
+        for _ in range(20):  # TLS 1.3 may report the missing certificate on the first read
+            if anonymous.loop(timeout=0.1) != mqtt.MQTT_ERR_SUCCESS:
+                raise ConnectionError("refused")
+
+
+def test_node_publishes_under_its_own_name_only(role_broker: int, test_pki: LabPki) -> None:
+    assert delivered(test_pki, role_broker, "mgmc-1", "mgmc-1", f"peergrid/{FEEDER}/health/mgmc-1")
+    assert not delivered(test_pki, role_broker, "mgmc-1", "mgmc-2", f"peergrid/{FEEDER}/health/mgmc-2")
+    assert not delivered(test_pki, role_broker, "mgmc-1", "m1", f"peergrid/{FEEDER}/telemetry/mgmc-2/pv")
+
+
+def test_any_node_may_gossip_ledger_transactions(role_broker: int, test_pki: LabPki) -> None:
+    assert delivered(test_pki, role_broker, "mgmc-2", "mgmc-2", f"peergrid/{FEEDER}/ledger/mgmc/tx")
