@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 
 from peergrid_sim.clock import SimClock
-from peergrid_sim.physics import Battery, Environment, Genset, Load, PccMeter, PvInverter
+from peergrid_sim.physics import Battery, Environment, PvInverter
+from peergrid_sim.physics_site import Genset, Load, PccMeter
 from peergrid_sim.relay import RelayMechanism
 
 SUN = Environment(irradiance_w_m2=1000.0, ambient_c=25.0)

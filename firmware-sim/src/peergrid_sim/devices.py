@@ -11,16 +11,16 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from . import physics
+from . import physics, physics_site
 from .image import ILLEGAL_FUNCTION, ILLEGAL_VALUE, RegisterImage, load_map
 from .modbus import READ_HOLDING
 
 PHYSICS = {
     "pv": (physics.PvInverter, "pv_inverter"),
     "battery": (physics.Battery, "battery"),
-    "genset": (physics.Genset, "genset"),
-    "load": (physics.Load, "load"),
-    "meter": (physics.PccMeter, "meter"),
+    "genset": (physics_site.Genset, "genset"),
+    "load": (physics_site.Load, "load"),
+    "meter": (physics_site.PccMeter, "meter"),
 }
 
 
