@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
 
 from . import merkle
@@ -43,7 +44,7 @@ class InvalidBlock(Exception):
         self.reason = reason
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True)
 class Header:
     chain: str
     height: int
@@ -59,11 +60,15 @@ class Header:
         return {name: getattr(self, name) for name in HEADER_FIELDS}
 
     def encode(self) -> bytes:
+        return self._encoded
+
+    @cached_property
+    def _encoded(self) -> bytes:
         return encode(self.to_value())
 
-    @property
+    @cached_property
     def hash(self) -> bytes:
-        return digest(HEADER, self.chain, self.encode())
+        return digest(HEADER, self.chain, self._encoded)
 
     @staticmethod
     def decode(raw: bytes) -> Header:

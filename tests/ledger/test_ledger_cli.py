@@ -1,0 +1,160 @@
+"""The peergrid-ledger CLI end to end on a demo chain, plus inclusion proofs checked without the database."""
+
+from __future__ import annotations
+
+import json
+import stat
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from peergrid_ledger.cli import main
+from peergrid_ledger.proof import ProofError, check_proof
+from peergrid_ledger.store import BlockStore, header_key
+
+
+def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
+    try:
+        status = main(list(argv))
+    except SystemExit as exc:
+        status = int(exc.code or 0)
+    out, err = capsys.readouterr()
+    return status, out, err
+
+
+@pytest.fixture
+def demo_db(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> tuple[Path, dict[str, str]]:
+    db = tmp_path / "chain"
+    status, out, _ = run(capsys, "demo", "--db", str(db), "--blocks", "5")
+    assert status == 0
+    txids = dict(line.split() for line in out.splitlines()[1:])
+    return db, txids
+
+
+def test_console_script_has_help() -> None:
+    exe = Path(sys.executable).parent / "peergrid-ledger"
+    result = subprocess.run([str(exe), "--help"], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0
+    for command in ("keygen", "genesis", "show", "verify", "prove", "verify-proof", "export", "demo"):
+        assert command in result.stdout
+
+
+def test_demo_holds_every_kind_and_verifies(
+    demo_db: tuple[Path, dict[str, str]], capsys: pytest.CaptureFixture[str]
+) -> None:
+    db, txids = demo_db
+    from peergrid_ledger.machine import kinds
+
+    assert set(txids) == set(kinds())
+    status, out, _ = run(capsys, "verify", "--db", str(db))
+    assert status == 0 and out.startswith("OK: 5 blocks")
+    status, out, _ = run(capsys, "show", "--db", str(db), "--tx", txids["settle"])
+    shown = json.loads(out)
+    assert status == 0 and shown["kind"] == "settle" and shown["txid"] == txids["settle"]
+    status, out, _ = run(capsys, "show", "--db", str(db), "--height", "2")
+    assert status == 0 and json.loads(out)["header"]["height"] == 2
+    status, out, _ = run(capsys, "show", "--db", str(db))
+    assert json.loads(out)["header"]["height"] == 5
+    status, out, _ = run(capsys, "show", "--db", str(db), "--genesis")
+    assert json.loads(out)["chain"] == "peergrid-demo"
+    status, out, _ = run(capsys, "export", "--db", str(db))
+    lines = [json.loads(line) for line in out.splitlines()]
+    assert status == 0 and len(lines) == 6 and lines[-1]["height"] == 5
+
+
+def test_verify_names_the_first_bad_height(
+    demo_db: tuple[Path, dict[str, str]], capsys: pytest.CaptureFixture[str]
+) -> None:
+    db, _ = demo_db
+    with BlockStore.open(db) as store:
+        raw = store.raw_get(header_key(3))
+        assert raw is not None
+        store.raw_put(header_key(3), raw[:40] + bytes([raw[40] ^ 0x10]) + raw[41:])
+    status, _, err = run(capsys, "verify", "--db", str(db))
+    assert status == 1 and "FAIL at height 3" in err
+
+
+def test_prove_and_verify_proof(
+    demo_db: tuple[Path, dict[str, str]], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    db, txids = demo_db
+    proof_file = tmp_path / "proof.json"
+    status, _, _ = run(capsys, "prove", "--db", str(db), "--tx", txids["trade"], "--out", str(proof_file))
+    assert status == 0
+    status, out, _ = run(capsys, "verify-proof", str(proof_file))
+    assert status == 0 and txids["trade"] in out
+    doc = json.loads(proof_file.read_text())
+    status, _, err = run(capsys, "verify-proof", str(proof_file), "--header-hash", "00" * 32)
+    assert status == 1 and "trusted" in err
+    keys_dir = Path(f"{db}-keys")
+    a, b = (json.loads((keys_dir / f"authority-{n}.key").read_text())["public"] for n in "ab")
+    assert json.loads(proof_file.read_text())["height"] == 2  # governed by authorities a and b
+    trusted = ("--header-hash", doc["header_hash"])
+    status, _, _ = run(capsys, "verify-proof", str(proof_file), *trusted, "--authority", a, "--authority", b)
+    assert status == 0
+    status, _, err = run(capsys, "verify-proof", str(proof_file), *trusted, "--authority", a)
+    assert status == 1 and "non-authority" in err
+    # every field matters: tamper with each and the check fails
+    for field in ("tx", "header", "seal", "certificate"):
+        bad = dict(doc)
+        raw = bytearray(bytes.fromhex(doc[field]))
+        raw[len(raw) // 2] ^= 0x01
+        bad[field] = raw.hex()
+        with pytest.raises(ProofError):
+            check_proof(bad)
+    if doc["path"]:
+        bad = dict(
+            doc, path=[("00" if doc["path"][0][:2] != "00" else "11") + doc["path"][0][2:], *doc["path"][1:]]
+        )
+        with pytest.raises(ProofError):
+            check_proof(bad)
+    with pytest.raises(ProofError):
+        check_proof(dict(doc, index=doc["index"] + 1))
+    with pytest.raises(ProofError):
+        check_proof({"type": "something else"})
+
+
+def test_keygen_and_genesis(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    key_file = tmp_path / "authority.key"
+    status, out, _ = run(capsys, "keygen", "--out", str(key_file))
+    assert status == 0 and len(out.strip()) == 64
+    assert stat.S_IMODE(key_file.stat().st_mode) == 0o600
+    assert (
+        out.strip() not in (tmp_path / "authority.key").read_text().split('"seed"')[1]
+    )  # seed is not the public key
+    status, _, err = run(capsys, "keygen", "--out", str(key_file))
+    assert status == 2 and "refusing to overwrite" in err
+    member = "ab" * 32
+    genesis_file = tmp_path / "genesis.json"
+    status, _, _ = run(
+        capsys,
+        "genesis",
+        "--chain",
+        "mgmc-lab",
+        "--authority",
+        str(key_file),
+        "--account",
+        f"{member}:anonym:500",
+        "--out",
+        str(genesis_file),
+        "--db",
+        str(tmp_path / "db"),
+    )
+    assert status == 0
+    doc = json.loads(genesis_file.read_text())
+    assert doc["chain"] == "mgmc-lab" and doc["authorities"] == [out.strip()]
+    status, out, _ = run(capsys, "verify", "--db", str(tmp_path / "db"))
+    assert status == 0 and "OK: 0 blocks" in out
+
+
+def test_usage_errors_exit_2_with_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    status, _, err = run(capsys, "verify", "--db", str(tmp_path / "nothing"))
+    assert status == 2 and err.count("\n") == 1 and "no such ledger store" in err
+    status, _, err = run(capsys, "genesis", "--chain", "x", "--authority", "not-a-key")
+    assert status == 2 and "neither a hex public key nor a key file" in err
+    bad_proof = tmp_path / "bad.json"
+    bad_proof.write_text("{not json")
+    status, _, err = run(capsys, "verify-proof", str(bad_proof))
+    assert status == 2
