@@ -4,7 +4,7 @@ Promises: sellers (leaders) post a price and the quantity their curve supplies a
 the offers their rules accept, cheapest effective price first, up to what their curve demands at that price;
 the venue (the market contract, in memory or on the chain) judges every move and clears each round; sellers
 then raise their price when their whole offer is taken (the contract never lets a buyer ask for more) and lower it when they sold less than planned,
-but never below what still covers what they sell, within their floor. Steps halve on each reversal. Rounds stop
+but never below what still covers what they sell, within their floor. Prices move by steps, then bisect (`_adjust`). Rounds stop
 when no price moves by more than the price tolerance and no request by more than the quantity tolerance.
 `stability` then checks numerically that no MG gains more than the tolerance by deviating alone.
 Assumes curves in kWh for this interval (curve.py). Pure and deterministic: no clocks, no randomness.
@@ -12,7 +12,7 @@ Assumes curves in kWh for this interval (curve.py). Pure and deterministic: no c
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -50,6 +50,7 @@ class BargainingConfig:
     price_tolerance: float = 0.001  # one price tick on the chain
     quantity_tolerance: float = 0.01  # kWh
     max_rounds: int = 60
+    price_band: float = 0.002  # offers this close in price are one level to a buyer
 
 
 class Venue(Protocol):
@@ -153,7 +154,9 @@ class _SellerState:
     step: float
     lower: float
     upper: float
-    direction: int = 0
+    sold_out_at: float | None = None  # highest price at which it last sold out (excess demand)
+    unsold_at: float | None = None  # lowest price at which it last sold less than it offered
+    sold: dict[float, float] = field(default_factory=dict)  # kWh asked at the bracket's ends
 
 
 def split_roles(
@@ -177,52 +180,110 @@ def make_offer(seller: Participant, price: float, interval: int) -> Offer:
     return Offer(seller.name, interval, price_tick(price), quantize(quantity), seller.clean)
 
 
-def make_bid(buyer: Participant, offers: Sequence[Offer], interval: int) -> Bid:
-    """Follower's best response: cheapest effective price first, up to the demand at that price."""
+def make_bid(
+    buyer: Participant,
+    offers: Sequence[Offer],
+    interval: int,
+    band: float = 0.0,
+    fill: Mapping[str, float] | None = None,
+) -> Bid:
+    """Follower's best response: cheapest effective price first, up to the demand at that price.
+
+    Offers whose effective prices lie within `band` of each other count as one price level, and the demand
+    at that level is spread over them in proportion to what each offers: otherwise every buyer would crowd
+    the seller one tick cheaper, who must ration, while the next one's energy goes unsold. `fill` is the
+    share of requests each seller could serve last round (public: from the chain's positions); the buyer
+    counts on getting only that share and asks the next level for the rest.
+    """
     rules = buyer.rules
 
     def effective(o: Offer) -> float:
         return o.price - (rules.clean_premium if o.clean else 0.0)
 
+    usable = [o for o in offers if o.seller != buyer.name and acceptable(o, rules) and o.quantity_kwh > 0]
+    usable.sort(key=lambda o: (effective(o), o.seller))
     bought = 0.0
     requests: dict[str, float] = {}
-    for offer in sorted(offers, key=lambda o: (effective(o), o.seller)):
-        if offer.seller == buyer.name or not acceptable(offer, rules):
+    k = 0
+    while k < len(usable):
+        level = [usable[k]]
+        while (
+            k + len(level) < len(usable) and effective(usable[k + len(level)]) <= effective(usable[k]) + band
+        ):
+            level.append(usable[k + len(level)])
+        k += len(level)
+        worst = max(effective(o) for o in level)
+        want = min(buyer.curve.demand(worst) - bought, rules.max_quantity_kwh - bought)
+        available = sum(o.quantity_kwh for o in level)
+        if want <= 0 or available <= 0:
             continue
-        want = min(
-            offer.quantity_kwh, buyer.curve.demand(effective(offer)) - bought, rules.max_quantity_kwh - bought
-        )
-        want = quantize(want)
-        if want > 0:
-            requests[offer.seller] = want
-            bought += want
+        share = min(want / available, 1.0)
+        for offer in level:
+            q = quantize(offer.quantity_kwh * share)
+            if q > 0:
+                requests[offer.seller] = q
+                bought += q * (fill.get(offer.seller, 1.0) if fill else 1.0)
     return Bid(buyer.name, interval, tuple(sorted(requests.items())))
 
 
 def _adjust(
     state: _SellerState, seller: Participant, offered: float, asked: float, cfg: BargainingConfig
 ) -> bool:
-    """Move the seller's price for the next round; True when it is content (no move it still wants)."""
-    tol_q = cfg.quantity_tolerance
-    move = 0
+    """Move the seller's price for the next round; True when it is content (no move it still wants).
+
+    Steps of a quarter of its price range until the response brackets the price (sold out below, unsold
+    above), then bisection on the chain's price tick; once the bracket is one tick wide it posts the upper end,
+    where it can serve everything asked. A bracket that later observations contradict is dropped.
+    """
+    tick, tol_q, price = cfg.price_tolerance, cfg.quantity_tolerance, state.price
     # the contract lets nobody ask for more than is offered, so "sold out" is how excess demand shows
-    if offered > tol_q and asked >= offered - tol_q and state.price < state.upper:
-        move = +1
-    elif asked < offered - tol_q and state.price > state.lower:
-        # lower only while the lower price still covers what buyers take now (a local look, not a round)
-        while seller.curve.supply(max(state.price - state.step, state.lower)) < min(asked, offered) - tol_q:
-            state.step /= 2
-            if state.step < cfg.price_tolerance:
-                return True
-        move = -1
-    if move == 0:
+    sold_out = offered > tol_q and asked >= offered - tol_q
+    if sold_out:
+        if price >= state.upper - 1e-12:
+            return True
+        state.sold_out_at = price
+        state.sold[price] = offered
+        if state.unsold_at is not None and state.unsold_at <= price:
+            state.unsold_at = None
+    elif asked < offered - tol_q:
+        # lower only while the lower price still covers what buyers take now
+        need = min(asked, offered) - tol_q
+        if price <= state.lower + 1e-12 or seller.curve.supply(max(price - tick, state.lower)) < need:
+            return True
+        state.unsold_at = price
+        state.sold[price] = asked
+        if state.sold_out_at is not None and state.sold_out_at >= price:
+            state.sold_out_at = None
+    else:
         return True
-    if state.direction != 0 and move != state.direction:
-        state.step /= 2
-    before = state.price
-    state.price = min(max(state.price + move * state.step, state.lower), state.upper)
-    state.direction = move
-    return abs(state.price - before) <= cfg.price_tolerance
+    lo, hi = state.sold_out_at, state.unsold_at
+    if lo is not None and hi is not None:
+        if hi - lo <= tick + 1e-9:
+            # settle on the end that pays the seller more (ties: the upper end, which serves all it is asked)
+            def payoff(p: float) -> float:
+                q = state.sold.get(p, 0.0)
+                return p * q - seller.curve.cost_of_export(q)
+
+            state.price = lo if payoff(lo) > payoff(hi) + 1e-9 else hi
+            return price_tick(price) == price_tick(state.price)
+        target = price_tick((lo + hi) / 2)
+        target = min(max(target, lo + tick), hi - tick)
+    else:
+        target = price + state.step if sold_out else price - state.step
+    if not sold_out:
+        need = min(asked, offered) - tol_q
+        while seller.curve.supply(max(target, state.lower)) < need and price - target > tick:
+            target = price_tick((target + price) / 2)
+    state.price = min(max(target, state.lower), state.upper)
+    return price_tick(state.price) == price_tick(price)
+
+
+def _same(a: Bid, b: Bid, cfg: BargainingConfig) -> bool:
+    left, right = dict(a.requests), dict(b.requests)
+    return all(
+        abs(left.get(s, 0.0) - right.get(s, 0.0)) <= cfg.quantity_tolerance
+        for s in left.keys() | right.keys()
+    )
 
 
 def bargain(
@@ -245,6 +306,7 @@ def bargain(
             price=(lower + upper) / 2, step=(upper - lower) / 4, lower=lower, upper=upper
         )
     rounds: list[Round] = []
+    fill: dict[str, float] = {}
     converged = False
     for number in range(1, cfg.max_rounds + 1):
         rejected: list[str] = []
@@ -257,8 +319,10 @@ def bargain(
             else:
                 offers.append(offer)
         bids = []
+        wanted: list[tuple[Participant, Bid]] = []
         for b in buyers:
-            bid = make_bid(b, offers, interval)
+            bid = make_bid(b, offers, interval, cfg.price_band, fill)
+            wanted.append((b, bid))
             verdict = venue.post_bid(bid)
             if isinstance(verdict, Rejected):
                 rejected.append(verdict.reason)
@@ -270,14 +334,21 @@ def bargain(
         for bid in bids:
             for seller, q in bid.requests:
                 asked[seller] = asked.get(seller, 0.0) + q
+        fill = {
+            o.seller: min(1.0, o.quantity_kwh / asked[o.seller])
+            for o in offers
+            if asked.get(o.seller, 0.0) > 0
+        }
         content = [
             _adjust(
                 states[o.seller], _by_name(sellers, o.seller), o.quantity_kwh, asked.get(o.seller, 0.0), cfg
             )
             for o in offers
         ]
-        if all(content):
-            converged = True
+        if all(content) and all(
+            _same(make_bid(b, offers, interval, cfg.price_band, fill), bid, cfg) for b, bid in wanted
+        ):
+            converged = True  # no seller moves and no buyer would ask differently next round
             break
     return Outcome(interval, tuple(rounds), converged, tuple(venue.finish(interval)))
 

@@ -126,7 +126,12 @@ def simulate(
         outcome = bargain(participants, t, feed_in, retail, venue, cfg.bargaining)
         positions = net_positions(outcome.trades)
         volume = sum(tr.quantity_kwh for tr in outcome.trades)
-        stability = check(participants, outcome, cfg.bargaining.price_tolerance * max(volume, 1.0))
+        stability = check(
+            participants,
+            outcome,
+            cfg.bargaining.price_tolerance * max(volume, 1.0),
+            cfg.bargaining.price_band,
+        )
         cost_p2p: dict[str, float] = {}
         physical = 0.0
         for mg in scenario.microgrids:

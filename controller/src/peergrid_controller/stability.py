@@ -48,7 +48,9 @@ def payoff(p: Participant, trades: Sequence[Trade]) -> float:
     return money - p.curve.cost_of_export(net)
 
 
-def check(participants: Sequence[Participant], outcome: Outcome, tolerance: float) -> Stability:
+def check(
+    participants: Sequence[Participant], outcome: Outcome, tolerance: float, band: float = 0.0
+) -> Stability:
     if not outcome.rounds:
         return Stability({}, {}, tolerance)
     last = outcome.rounds[-1]
@@ -79,7 +81,9 @@ def check(participants: Sequence[Participant], outcome: Outcome, tolerance: floa
                 offer.clean,
             )
             posted = [o for o in offers.values() if o.seller != name] + [moved]
-            bids = [make_bid(b, posted, offer.interval) for b in participants if b.name in _buyers(last)]
+            bids = [
+                make_bid(b, posted, offer.interval, band) for b in participants if b.name in _buyers(last)
+            ]
             best_priced = max(best_priced, payoff(seller, clear(posted, bids)))
         pricing[name] = best_priced - base
         del sold
