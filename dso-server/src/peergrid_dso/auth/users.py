@@ -1,0 +1,132 @@
+"""The console's user file: names, roles and argon2id password hashes, one JSON document written atomically.
+
+Promises: `UserStore.add` refuses bad names, unknown roles, short passwords and duplicates with `UserError`;
+`authenticate` returns the `User` or None and takes the same argon2 time whether or not the name exists (no
+user enumeration by timing); the file is written 0600 by rename, so a crash never leaves half a file; a file
+that is not ours raises `UserError` naming the path. Never stores or logs a plain password.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError
+
+ROLES = ("viewer", "operator", "admin")
+RANK = {role: i for i, role in enumerate(ROLES)}
+NAME_RE = re.compile(r"^[a-z][a-z0-9_.-]{1,31}$")
+MIN_PASSWORD = 10
+MAX_PASSWORD = 256
+FILE_TYPE = "peergrid-console-users-v1"
+
+
+class UserError(ValueError):
+    """A user operation or user file that cannot be accepted; the message says why."""
+
+
+@dataclass(frozen=True)
+class User:
+    name: str
+    role: str
+
+    def can(self, role: str) -> bool:
+        """True when this user holds `role` or a higher one."""
+        return RANK[self.role] >= RANK[role]
+
+
+def _hasher() -> PasswordHasher:
+    # argon2id, RFC 9106 "low memory" profile: 64 MiB, 3 passes - about 50 ms here, fine for a login.
+    return PasswordHasher(time_cost=3, memory_cost=64 * 1024, parallelism=1)
+
+
+class UserStore:
+    def __init__(self, path: Path | None, hasher: PasswordHasher | None = None) -> None:
+        self.path = path
+        self._hasher = hasher or _hasher()
+        self._lock = threading.Lock()
+        self._users: dict[str, dict[str, str]] = {}
+        self._dummy = self._hasher.hash("not a password of anyone")
+        if path is not None and path.exists():
+            self._users = _read(path)
+
+    def __len__(self) -> int:
+        return len(self._users)
+
+    def users(self) -> list[User]:
+        return [User(n, u["role"]) for n, u in sorted(self._users.items())]
+
+    def get(self, name: str) -> User | None:
+        entry = self._users.get(name)
+        return None if entry is None else User(name, entry["role"])
+
+    def add(self, name: str, role: str, password: str, *, replace: bool = False) -> User:
+        if not NAME_RE.fullmatch(name):
+            raise UserError(f"user name {name!r} must be 2-32 of a-z 0-9 _ . - starting with a letter")
+        if role not in ROLES:
+            raise UserError(f"role {role!r} is not one of {', '.join(ROLES)}")
+        if not MIN_PASSWORD <= len(password) <= MAX_PASSWORD:
+            raise UserError(f"password must be {MIN_PASSWORD}-{MAX_PASSWORD} characters")
+        with self._lock:
+            if name in self._users and not replace:
+                raise UserError(f"user {name!r} already exists")
+            self._users[name] = {"role": role, "hash": self._hasher.hash(password)}
+            self._save()
+        return User(name, role)
+
+    def remove(self, name: str) -> None:
+        with self._lock:
+            if self._users.pop(name, None) is None:
+                raise UserError(f"no user {name!r}")
+            self._save()
+
+    def authenticate(self, name: str, password: str) -> User | None:
+        if len(password) > MAX_PASSWORD:
+            return None
+        entry = self._users.get(name)
+        try:
+            self._hasher.verify(entry["hash"] if entry else self._dummy, password)
+        except (VerificationError, InvalidHashError):
+            return None
+        return User(name, entry["role"]) if entry else None
+
+    def _save(self) -> None:
+        if self.path is None:
+            return
+        doc = {"type": FILE_TYPE, "users": self._users}
+        tmp = self.path.with_name(self.path.name + ".tmp")
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w", encoding="utf-8") as out:
+            json.dump(doc, out, indent=1, sort_keys=True)
+            out.flush()
+            os.fsync(out.fileno())
+        os.replace(tmp, self.path)
+
+
+def _read(path: Path) -> dict[str, dict[str, str]]:
+    try:
+        doc = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise UserError(f"{path}: cannot read the user file: {exc}") from None
+    if not isinstance(doc, dict) or doc.get("type") != FILE_TYPE or not isinstance(doc.get("users"), dict):
+        raise UserError(f"{path}: not a {FILE_TYPE} file")
+    users: dict[str, dict[str, str]] = {}
+    for name, entry in doc["users"].items():
+        ok = (
+            isinstance(name, str)
+            and NAME_RE.fullmatch(name)
+            and isinstance(entry, dict)
+            and entry.get("role") in ROLES
+            and isinstance(entry.get("hash"), str)
+            and entry["hash"].startswith("$argon2")
+        )
+        if not ok:
+            raise UserError(f"{path}: malformed entry for user {name!r}")
+        users[name] = {"role": entry["role"], "hash": entry["hash"]}
+    return users

@@ -1,0 +1,1 @@
+"""HTTP routes of the DSO server, one APIRouter per area."""

@@ -1,0 +1,365 @@
+"""The operator console's HTTP surface: login/logout/session, static assets, live feeder events (SSE), the
+console-facing JSON for the feeder, market, ledger explorer and operations.
+
+Promises: every `/console/api` route except login needs a live session (cookie `pg_session`, HttpOnly,
+SameSite=Strict); every state-changing route also needs the session's CSRF token in `X-CSRF-Token` and, when
+the browser sends one, an `Origin` equal to the server's own; operator actions need role operator or admin.
+Each refusal is a 4xx with a reason, counted and logged in `SecurityLog`; nothing here raises a 500 on bad
+input. Routes are thin: they check, then call `console.operations` / `grid` / `chains`.
+`install_console(app)` mounts the router and adds the security headers and the counted 422 handler.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+from collections.abc import AsyncIterator, Callable
+from importlib import resources
+from typing import Any
+
+from fastapi import APIRouter, Depends, FastAPI, HTTPException, Request, Response
+from fastapi.exception_handlers import request_validation_exception_handler
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import HTMLResponse, JSONResponse, StreamingResponse
+from pydantic import BaseModel, ConfigDict, Field
+
+from peergrid_dso.auth.sessions import Session, check_csrf
+from peergrid_dso.console.operations import OperationError
+from peergrid_dso.console.state import ConsoleState
+
+COOKIE = "pg_session"
+MAX_BODY = 16 * 1024
+STATIC_TYPES = {".js": "text/javascript", ".css": "text/css", ".svg": "image/svg+xml", ".html": "text/html"}
+STATIC_NAME = re.compile(r"^[a-z0-9_-]{1,40}\.(js|css|svg|html)$")
+CSP = (
+    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; "
+    "frame-ancestors 'none'; base-uri 'none'; form-action 'self'"
+)
+UNSAFE = {"POST", "PUT", "PATCH", "DELETE"}
+
+router = APIRouter()
+
+
+class Body(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+
+class LoginBody(Body):
+    username: str = Field(min_length=1, max_length=64)
+    password: str = Field(min_length=1, max_length=256)
+
+
+class PreviewBody(Body):
+    close: bool
+
+
+class OperateBody(Body):
+    close: bool
+    confirm: str = Field(min_length=8, max_length=64)
+
+
+def console_state(request: Request) -> ConsoleState:
+    state: ConsoleState = request.app.state.console
+    return state
+
+
+def _client(request: Request) -> str:
+    return request.client.host if request.client else "-"
+
+
+def _refuse(
+    request: Request, status: int, reason: str, detail: str, user: str | None = None
+) -> HTTPException:
+    console_state(request).security.refuse(
+        reason, f"{request.method} {request.url.path}: {detail}", user=user, client=_client(request)
+    )
+    return HTTPException(status, detail)
+
+
+def _origin_ok(request: Request) -> bool:
+    origin = request.headers.get("origin")
+    if origin is None:
+        return True  # not a browser cross-site request (curl, tests); SameSite=Strict guards the cookie
+    host = request.headers.get("host", "")
+    return origin in (f"http://{host}", f"https://{host}")
+
+
+def session(request: Request) -> Session:
+    found = console_state(request).sessions.get(request.cookies.get(COOKIE))
+    if found is None:
+        raise _refuse(request, 401, "unauthenticated", "log in first")
+    if request.method in UNSAFE:
+        if not _origin_ok(request):
+            raise _refuse(request, 403, "bad_origin", "cross-origin request", found.user.name)
+        if not check_csrf(found, request.headers.get("x-csrf-token")):
+            raise _refuse(request, 403, "csrf", "missing or wrong CSRF token", found.user.name)
+    return found
+
+
+def role(needed: str) -> Callable[..., Session]:
+    def check(request: Request, s: Session = Depends(session)) -> Session:
+        if not s.user.can(needed):
+            raise _refuse(request, 403, "forbidden", f"needs role {needed}, has {s.user.role}", s.user.name)
+        return s
+
+    return check
+
+
+viewer, operator, admin = role("viewer"), role("operator"), role("admin")
+
+
+# ------------------------------------------------------------------------------------------ pages and assets
+
+
+@router.get("/console", response_class=HTMLResponse)
+def console_page() -> str:
+    return resources.files("peergrid_dso.console").joinpath("index.html").read_text(encoding="utf-8")
+
+
+@router.get("/console/static/{name}")
+def static_asset(name: str, request: Request) -> Response:
+    if not STATIC_NAME.fullmatch(name):
+        raise _refuse(request, 404, "not_found", "no such asset")
+    asset = resources.files("peergrid_dso.console").joinpath("static", name)
+    if not asset.is_file():
+        raise _refuse(request, 404, "not_found", "no such asset")
+    suffix = name[name.rindex(".") :]
+    return Response(asset.read_bytes(), media_type=STATIC_TYPES[suffix])
+
+
+# ------------------------------------------------------------------------------------------ sessions
+
+
+@router.post("/console/api/login")
+def login(body: LoginBody, request: Request, response: Response) -> dict[str, Any]:
+    state = console_state(request)
+    if not _origin_ok(request):
+        raise _refuse(request, 403, "bad_origin", "cross-origin login", body.username)
+    keys = (f"user:{body.username}", f"client:{_client(request)}")
+    if state.throttle.blocked(*keys):
+        raise _refuse(request, 429, "login_throttled", "too many failed logins; wait", body.username)
+    user = state.users.authenticate(body.username, body.password)
+    if user is None:
+        state.throttle.fail(*keys)
+        raise _refuse(request, 401, "bad_login", "wrong user name or password", body.username)
+    state.throttle.clear(*keys)
+    s = state.sessions.create(user)
+    response.set_cookie(
+        COOKIE, s.sid, httponly=True, samesite="strict", secure=state.settings.secure_cookies, path="/"
+    )
+    return {"user": user.name, "role": user.role, "csrf": s.csrf}
+
+
+@router.post("/console/api/logout")
+def logout(request: Request, response: Response, s: Session = Depends(session)) -> dict[str, Any]:
+    console_state(request).sessions.end(s.sid)
+    response.delete_cookie(COOKIE, path="/")
+    return {"ok": True}
+
+
+@router.get("/console/api/session")
+def whoami(s: Session = Depends(viewer)) -> dict[str, Any]:
+    return {"user": s.user.name, "role": s.user.role, "csrf": s.csrf}
+
+
+# ------------------------------------------------------------------------------------------ views
+
+
+@router.get("/console/api/feeder")
+def feeder(request: Request, _: Session = Depends(viewer)) -> dict[str, Any]:
+    return console_state(request).grid.snapshot()
+
+
+@router.get("/console/api/events")
+async def events(request: Request, s: Session = Depends(viewer)) -> StreamingResponse:
+    state = console_state(request)
+
+    async def stream() -> AsyncIterator[bytes]:
+        last, idle = None, 0.0
+        yield b"retry: 2000\n\n"
+        while not await request.is_disconnected():
+            if state.sessions.get(s.sid) is None:
+                yield b"event: logout\ndata: {}\n\n"
+                return
+            snap = await asyncio.to_thread(state.grid.snapshot)
+            if snap["version"] != last:
+                last, idle = snap["version"], 0.0
+                yield f"event: feeder\ndata: {json.dumps(snap)}\n\n".encode()
+            elif idle >= 15:
+                idle = 0.0
+                yield b": keep-alive\n\n"
+            await asyncio.sleep(state.settings.refresh_s)
+            idle += state.settings.refresh_s
+
+    return StreamingResponse(stream(), media_type="text/event-stream", headers={"Cache-Control": "no-store"})
+
+
+@router.get("/console/api/market")
+def market(request: Request, _: Session = Depends(viewer)) -> dict[str, Any]:
+    return console_state(request).market
+
+
+@router.get("/console/api/ledger")
+def ledger_heads(request: Request, _: Session = Depends(viewer)) -> dict[str, Any]:
+    state = console_state(request)
+    chains = {}
+    for name, explorer in sorted(state.explorers.items()):
+        head = explorer.head()
+        replicas = [{"node": "dso (this server)", **head}]
+        for node, entry in request.app.state.board.snapshot()["nodes"].items():
+            reported = (
+                entry["report"].get("ledger", {}).get(name) if isinstance(entry["report"], dict) else None
+            )
+            if isinstance(reported, dict) and isinstance(reported.get("height"), int):
+                replicas.append(
+                    {
+                        "node": node,
+                        "chain": head["chain"],
+                        "height": reported["height"],
+                        "head": str(reported.get("head", "")),
+                    }
+                )
+        top = max(r["height"] for r in replicas)
+        heads_at_top = {r["head"] for r in replicas if r["height"] == top}
+        chains[name] = head | {"replicas": replicas, "agree": len(heads_at_top) == 1}
+    return {"chains": chains}
+
+
+def _explorer(request: Request, chain: str) -> Any:
+    explorer = console_state(request).explorers.get(chain)
+    if explorer is None:
+        raise _refuse(request, 404, "not_found", f"no chain {chain!r}")
+    return explorer
+
+
+@router.get("/console/api/ledger/{chain}/blocks")
+def ledger_blocks(
+    chain: str, request: Request, before: int | None = None, limit: int = 20, _: Session = Depends(viewer)
+) -> dict[str, Any]:
+    if not 1 <= limit <= 100 or (before is not None and before < 1):
+        raise _refuse(request, 422, "malformed", "limit must be 1..100 and before >= 1")
+    return {"blocks": _explorer(request, chain).blocks(before, limit)}
+
+
+@router.get("/console/api/ledger/{chain}/blocks/{height}")
+def ledger_block(chain: str, height: int, request: Request, _: Session = Depends(viewer)) -> dict[str, Any]:
+    block = _explorer(request, chain).block(height)
+    if block is None:
+        raise _refuse(request, 404, "not_found", f"no block {height} on {chain}")
+    return dict(block)
+
+
+@router.get("/console/api/ledger/{chain}/proof/{txid}")
+def ledger_proof(chain: str, txid: str, request: Request, _: Session = Depends(viewer)) -> dict[str, Any]:
+    if not re.fullmatch(r"[0-9a-f]{64}", txid):
+        raise _refuse(request, 422, "malformed", "txid must be 64 lowercase hex digits")
+    proof = _explorer(request, chain).proof(bytes.fromhex(txid))
+    if proof is None:
+        raise _refuse(request, 404, "not_found", f"no transaction {txid[:12]}… on {chain}")
+    return dict(proof)
+
+
+@router.get("/console/api/operations")
+def operations_view(request: Request, _: Session = Depends(viewer)) -> dict[str, Any]:
+    ops = console_state(request).ops
+    return {
+        "plans": [p.view() for p in reversed(ops.plans.values())],
+        "enrolment": ops.enrolment.view(),
+        "audit": list(reversed(ops.recorder.audit[-50:])),
+    }
+
+
+@router.get("/console/api/security")
+def security_view(request: Request, _: Session = Depends(operator)) -> dict[str, Any]:
+    return console_state(request).security.snapshot()
+
+
+@router.get("/console/api/users")
+def users_view(request: Request, _: Session = Depends(admin)) -> dict[str, Any]:
+    return {"users": [{"name": u.name, "role": u.role} for u in console_state(request).users.users()]}
+
+
+# ------------------------------------------------------------------------------------------ operator actions
+
+
+def _act(request: Request, s: Session, fn: Callable[[], Any]) -> Any:
+    try:
+        return fn()
+    except OperationError as exc:
+        console_state(request).security.refuse(
+            "conflict", str(exc), user=s.user.name, client=_client(request)
+        )
+        raise HTTPException(409, str(exc)) from None
+
+
+@router.post("/console/api/plans")
+def propose_plan(request: Request, s: Session = Depends(operator)) -> dict[str, Any]:
+    ops = console_state(request).ops
+    return dict(_act(request, s, lambda: ops.propose_plan(s.user.name)).view())
+
+
+@router.post("/console/api/plans/{plan_id}/approve")
+def approve_plan(plan_id: str, request: Request, s: Session = Depends(operator)) -> dict[str, Any]:
+    ops = console_state(request).ops
+    return dict(_act(request, s, lambda: ops.approve_plan(plan_id[:40], s.user.name)).view())
+
+
+@router.post("/console/api/switches/{branch}/preview")
+def preview_switch(branch: int, body: PreviewBody, request: Request, s: Session = Depends(operator)) -> Any:
+    ops = console_state(request).ops
+    return _act(request, s, lambda: ops.preview_switch(s.user.name, branch, body.close))
+
+
+@router.post("/console/api/switches/{branch}/operate")
+def operate_switch(branch: int, body: OperateBody, request: Request, s: Session = Depends(operator)) -> Any:
+    ops = console_state(request).ops
+    return _act(request, s, lambda: ops.operate_switch(s.user.name, branch, body.close, body.confirm))
+
+
+@router.post("/console/api/enrolment/{mg}/{verb}")
+def enrolment(mg: str, verb: str, request: Request, s: Session = Depends(operator)) -> Any:
+    queue = console_state(request).ops.enrolment
+    if verb not in ("approve", "revoke"):
+        raise _refuse(request, 404, "not_found", f"no enrolment action {verb!r}", s.user.name)
+    action = queue.approve if verb == "approve" else queue.revoke
+    return _act(request, s, lambda: action(mg[:40], s.user.name))
+
+
+# ------------------------------------------------------------------------------------------ installation
+
+
+def install_console(app: FastAPI) -> None:
+    """Mount the console: its router, security headers on every response, and counted refusals of
+    malformed requests (422) and oversized bodies (413) anywhere in the API."""
+    app.include_router(router)
+
+    @app.middleware("http")
+    async def guard(request: Request, call_next: Callable[[Request], Any]) -> Response:
+        length = request.headers.get("content-length")
+        if length is not None and (not length.isdigit() or int(length) > MAX_BODY):
+            console = getattr(request.app.state, "console", None)
+            if console is not None:
+                console.security.refuse(
+                    "malformed", f"{request.url.path}: body over {MAX_BODY} bytes", client=_client(request)
+                )
+            response: Response = JSONResponse({"detail": f"request body over {MAX_BODY} bytes"}, 413)
+        else:
+            response = await call_next(request)
+        response.headers.setdefault("Content-Security-Policy", CSP)
+        response.headers.setdefault("X-Content-Type-Options", "nosniff")
+        response.headers.setdefault("X-Frame-Options", "DENY")
+        response.headers.setdefault("Referrer-Policy", "no-referrer")
+        if request.url.path.startswith("/console/api"):
+            response.headers.setdefault("Cache-Control", "no-store")
+        return response
+
+    @app.exception_handler(RequestValidationError)
+    async def malformed(request: Request, exc: RequestValidationError) -> Response:
+        console = getattr(request.app.state, "console", None)
+        if console is not None:
+            where = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors()[:3])
+            console.security.refuse(
+                "malformed", f"{request.method} {request.url.path}: {where}", client=_client(request)
+            )
+        return await request_validation_exception_handler(request, exc)
