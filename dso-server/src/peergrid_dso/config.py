@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pydantic import Field
 
+from peergrid_dso.console.settings import ConsoleSettings
 from peergrid_ledger.settings import StrictSettings
 
 
@@ -22,3 +23,4 @@ class DsoSettings(StrictSettings):
     feeder: str = Field("feeder1", min_length=1)
     broker: BrokerSettings = BrokerSettings()
     http: HttpSettings = HttpSettings()
+    console: ConsoleSettings = ConsoleSettings()
