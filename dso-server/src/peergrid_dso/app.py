@@ -34,6 +34,10 @@ def create_app(settings: DsoSettings, *, listen: bool = True) -> FastAPI:
                 app.state.board, settings.broker.host, settings.broker.port, f"{settings.node_id}-health"
             )
             listener.start()
+        from peergrid_dso.console.state import build_console  # the operator console (issue 9)
+
+        app.state.console = build_console(settings.console, settings.feeder)
+        app.state.console.start_market()
         try:
             yield
         finally:
@@ -41,6 +45,9 @@ def create_app(settings: DsoSettings, *, listen: bool = True) -> FastAPI:
                 listener.stop()
 
     app = FastAPI(title="peergrid DSO server", version="0.1.0", lifespan=lifespan)
+    from peergrid_dso.routes.console import install_console
+
+    install_console(app)
 
     @app.get("/api/health")
     def health(request: Request) -> dict[str, Any]:
