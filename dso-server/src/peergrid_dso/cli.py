@@ -37,6 +37,11 @@ def serve(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["user"]:  # console users (add/list/remove): its own parser in peergrid_dso.auth.cli
+        from peergrid_dso.auth.cli import main as user_main
+
+        return user_main(argv[1:])
     args = build_parser().parse_args(argv)
     if args.command == "serve":
         return serve(args)
