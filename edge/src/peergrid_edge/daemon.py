@@ -245,9 +245,19 @@ class EdgeDaemon:
         log.info(
             "edge %s (mg %s) polling %d devices", self.settings.node_id, self.settings.mg, len(self.drivers)
         )
-        tasks = [
-            asyncio.create_task(poll_device(self.drivers[n], s, self.clock, self.stopping, self._on_poll))
-            for n, s in self.states.items()
+        count = max(1, len(self.states))
+        tasks = [  # spread first polls over the period: no burst of every request at the same instant
+            asyncio.create_task(
+                poll_device(
+                    self.drivers[n],
+                    s,
+                    self.clock,
+                    self.stopping,
+                    self._on_poll,
+                    i * s.settings.poll_interval_s / count,
+                )
+            )
+            for i, (n, s) in enumerate(self.states.items())
         ]
         tasks += [
             asyncio.create_task(c) for c in (self._supervise(), self._publish_health(), self._commit_loop())

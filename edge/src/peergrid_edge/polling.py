@@ -99,10 +99,14 @@ async def poll_device(
     clock: Clock,
     stopping: asyncio.Event,
     on_poll: Callable[[DeviceState], None] = lambda state: None,
+    phase_s: float = 0.0,
 ) -> None:
+    """Poll one device until `stopping`; `phase_s` delays the first poll so devices do not all fire at once."""
     device = state.settings
     period = device.poll_interval_s
-    next_at = clock.monotonic()
+    next_at = clock.monotonic() + phase_s
+    if phase_s > 0:
+        await clock.sleep(phase_s)
     while not stopping.is_set():
         now = clock.monotonic()
         if state.health.quarantined(now):

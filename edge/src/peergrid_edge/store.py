@@ -21,6 +21,7 @@ from peergrid_edge.commitments import InclusionProof
 
 READING = b"r/"
 SEALED = b"c/"
+OPEN = b"o/"  # intervals with readings and no commitment yet: found without scanning every reading
 OUTBOX = b"q/"
 META_NONCE = b"m/nonce"
 META_SUBMITTED = b"m/submitted"
@@ -59,6 +60,8 @@ class EdgeStore:
         if self.is_sealed(interval):
             raise ValueError(f"interval {interval} is already sealed")
         index = self._index(interval)
+        if index == 0:
+            self.db.put(OPEN + _u64(interval), b"")
         self.db.put(READING + _u64(interval) + struct.pack(">I", index), leaf)
         self._next_index[interval] = index + 1
         return index
@@ -68,12 +71,7 @@ class EdgeStore:
 
     def open_intervals(self) -> list[int]:
         """Intervals that have readings but no commitment yet, oldest first."""
-        found: list[int] = []
-        for key in self.db.iterator(prefix=READING, include_value=False):
-            interval = struct.unpack(">Q", key[2:10])[0]
-            if (not found or found[-1] != interval) and not self.is_sealed(interval):
-                found.append(interval)
-        return found
+        return [struct.unpack(">Q", key[2:])[0] for key in self.db.iterator(prefix=OPEN, include_value=False)]
 
     # --- sealing ---------------------------------------------------------------------------------------
 
@@ -90,6 +88,7 @@ class EdgeStore:
             return None
         leaves = self.leaves(interval)
         if not leaves:
+            self.db.delete(OPEN + _u64(interval))  # a crash between marking and the first reading
             return None
         body = commitments.commitment_body(interval, leaves)
         nonce = _int(self.db.get(META_NONCE)) + 1
@@ -97,9 +96,11 @@ class EdgeStore:
         raw_tx = sign(nonce, body)
         with self.db.write_batch(sync=True) as batch:
             batch.put(SEALED + _u64(interval), body["root"] + _u64(len(leaves)))
+            batch.delete(OPEN + _u64(interval))
             batch.put(OUTBOX + _u64(seq), raw_tx)
             batch.put(META_NONCE, _u64(nonce))
             batch.put(META_NEXT_SEQ, _u64(seq))
+        self._next_index.pop(interval, None)
         return seq, raw_tx
 
     def prove(self, interval: int, index: int) -> InclusionProof:
