@@ -134,7 +134,8 @@ def test_prepared_block_is_reproposed_after_round_change() -> None:
     assert min(cluster.heights()) >= 1
     first = cluster.committed[0][0]
     assert first.block_hash in prepared
-    assert first.certificate.round >= 1
+    assert first.certificate.round == 0  # seals sign the header's round: the block is unchanged
+    assert all(e.stats["round_timeouts"] > 0 for e in cluster.engines)
     assert first.proposer == cluster.genesis.validators[1]  # built by round 0's proposer, not re-built
 
 
@@ -147,7 +148,7 @@ def test_round_change_proposal_without_justification_is_refused() -> None:
     cluster = Cluster(4)
     proposer = 2  # proposer of height 1 round 1
     app = cluster.apps[proposer]
-    block = app.build_block(1, 200, cluster.keys[proposer].public)
+    block = app.build_block(1, 1, 200, cluster.keys[proposer].public)
     digest = app.inspect(block).block_hash  # type: ignore[union-attr]
     key = cluster.keys[proposer]
     vote = sign_vote(CHAIN, key.sign, key.public, PROPOSAL, 1, 1, digest)
@@ -175,7 +176,7 @@ def test_justification_with_a_prepared_value_forces_that_block() -> None:
         sign_vote(CHAIN, cluster.keys[i].sign, cluster.keys[i].public, ROUND_CHANGE, 1, 1, prepared, 0)
         for i in (1, 2)
     ]
-    other = cluster.apps[proposer].build_block(1, 250, key.public)
+    other = cluster.apps[proposer].build_block(1, 1, 250, key.public)
     other_digest = cluster.apps[proposer].inspect(other).block_hash  # type: ignore[union-attr]
     assert other_digest != prepared
     vote = sign_vote(CHAIN, key.sign, key.public, PROPOSAL, 1, 1, other_digest)
@@ -227,7 +228,7 @@ def test_restart_resumes_the_round_and_never_votes_differently() -> None:
         decode_wire(CHAIN, d).vote.digest.hex() for d in cluster.sent[0][-1:]
     ]  # said again
     proposer = cluster.keys[1]  # the proposer of height 1 round 0 equivocates after the restart
-    twin = cluster.apps[1].build_block(1, 777, proposer.public)
+    twin = cluster.apps[1].build_block(1, 0, 777, proposer.public)
     digest = cluster.apps[1].inspect(twin).block_hash  # type: ignore[union-attr]
     vote = sign_vote(CHAIN, proposer.sign, proposer.public, PROPOSAL, 1, 0, digest)
     out = cluster.engines[0].on_message(
@@ -247,7 +248,7 @@ def test_block_time_is_checked_against_bounds() -> None:
     proposer, key = 1, cluster.keys[1]
     engine = cluster.engines[0]
     for timestamp in (50, 10_000):  # before parent + period; beyond now + drift
-        block = cluster.apps[proposer].build_block(1, timestamp, key.public)
+        block = cluster.apps[proposer].build_block(1, 0, timestamp, key.public)
         digest = cluster.apps[proposer].inspect(block).block_hash  # type: ignore[union-attr]
         vote = sign_vote(CHAIN, key.sign, key.public, PROPOSAL, 1, 0, digest)
         engine.on_message(encode_wire(CHAIN, ConsensusMessage(vote, block)), 200, key.public)
@@ -275,7 +276,7 @@ def _chain(cluster: Cluster, blocks: int) -> SimStore:
     store = SimStore()
     app = SimApp(cluster.genesis, store, cluster.keys[0], cluster.ring.verify)
     for height in range(1, blocks + 1):
-        block = app.build_block(height, height * 100, cluster.keys[0].public)
+        block = app.build_block(height, 0, height * 100, cluster.keys[0].public)
         digest = app.inspect(block).block_hash  # type: ignore[union-attr]
         votes = [sign_vote(CHAIN, k.sign, k.public, COMMIT, height, 0, digest) for k in cluster.keys[:3]]
         app.commit(block, make_certificate(0, votes))

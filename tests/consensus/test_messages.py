@@ -42,8 +42,8 @@ def vote(
     return sign_vote(chain, KEYS[i].sign, KEYS[i].public, kind, height, round_, digest)
 
 
-def test_quorum_is_qbft_ceiling_of_two_thirds() -> None:
-    assert [quorum(n) for n in range(1, 11)] == [1, 2, 2, 3, 4, 4, 5, 6, 6, 7]
+def test_quorum_is_more_than_two_thirds() -> None:
+    assert [quorum(n) for n in range(1, 11)] == [1, 2, 3, 3, 4, 5, 5, 6, 7, 7]
     for n in range(1, 50):  # two quorums always share an honest authority, and n - f honest reach a quorum
         assert 2 * quorum(n) - n >= max_faulty(n) + 1
         assert n - max_faulty(n) >= quorum(n)

@@ -40,6 +40,8 @@ class BlockInfo:
     timestamp_ms: int
     proposer: bytes
     block_hash: bytes
+    round: int = 0
+    """The round the block was first proposed in (its header's round): commit seals sign it."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,8 +67,8 @@ class Application(Protocol):
         """The authorities that decide `height`; defined once `height - 1` is committed."""
         ...
 
-    def build_block(self, height: int, timestamp_ms: int, proposer: bytes) -> bytes:
-        """A new block on top of `head()`, filled from the mempool and signed by `proposer`."""
+    def build_block(self, height: int, round_: int, timestamp_ms: int, proposer: bytes) -> bytes:
+        """A new block on top of `head()` for `round_`, filled from the mempool and sealed by `proposer`."""
         ...
 
     def inspect(self, block: bytes) -> BlockInfo | Rejected:

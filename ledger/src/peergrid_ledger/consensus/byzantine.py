@@ -111,7 +111,7 @@ class Byzantine:
             info = app.inspect(message.block)
             if not hasattr(info, "timestamp_ms"):
                 return None
-            block = app.build_block(message.vote.height, info.timestamp_ms + 1, self.key.public)  # type: ignore[union-attr]
+            block = app.build_block(message.vote.height, 0, info.timestamp_ms + 1, self.key.public)  # type: ignore[union-attr]
             twin = app.inspect(block)
             return self._resign(message, twin.block_hash, block)  # type: ignore[union-attr]
         return self._resign(message, self.rng.randbytes(32), None)
@@ -137,7 +137,7 @@ class Byzantine:
 
             txs = [*txs, codec.encode(["pay", self.key.public, 10**6, b"", bytes(64)])]
             tx_root = merkle.root(txs)
-        block = app.seal(height, parent, ts, self.key.public, txs, tx_root, root)
+        block = app.seal(height, parent, ts, self.key.public, txs, tx_root, root, value["r"])
         info = app.inspect(block)
         digest = getattr(info, "block_hash", self.rng.randbytes(32))
         return self._resign(message, digest, block)

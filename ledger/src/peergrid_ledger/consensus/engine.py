@@ -203,16 +203,22 @@ class Engine:
 
     # ------------------------------------------------------------------------------------------ voting
 
-    def _cast(self, kind: str, round_: int, digest: bytes, prepared_round: int = NO_ROUND) -> Vote | None:
-        """Sign, log and broadcast our vote for a slot, unless we already voted differently there."""
+    def _cast(
+        self, kind: str, round_: int, digest: bytes, prepared_round: int = NO_ROUND, again: bool = False
+    ) -> Vote | None:
+        """Sign, log and broadcast our vote for a slot, unless we already voted differently there
+        (`again`: say an identical earlier vote once more)."""
         s = self.s
         if self.signer is None or self.me not in s.vset:
             return None
         previous = s.sent.get((kind, round_))
         if previous is not None:
-            return (
-                previous if (previous.digest, previous.prepared_round) == (digest, prepared_round) else None
-            )
+            if (previous.digest, previous.prepared_round) != (digest, prepared_round):
+                return None
+            if again:
+                self.wal.save(save_height_state(s, self.chain_id))  # what we prepared has moved on
+                self._out.append(Broadcast(encode_wire(self.chain_id, self._dress(previous, None))))
+            return previous
         vote = sign_vote(
             self.chain_id, self.signer.sign, self.me, kind, s.height, round_, digest, prepared_round
         )
@@ -251,7 +257,7 @@ class Engine:
             return
         head = self.app.head()
         timestamp = max(self.now, head.timestamp_ms + self.config.block_period_ms)
-        block = self.app.build_block(s.height, timestamp, self.me)
+        block = self.app.build_block(s.height, round_, timestamp, self.me)
         info = self.app.inspect(block)
         if isinstance(info, Rejected):  # pragma: no cover - our own application built it
             self.stats["own_block_rejected"] += 1
@@ -387,7 +393,7 @@ class Engine:
         head = self.app.head()
         if (
             info is None
-            or (fresh and info.proposer != vote.author)
+            or (fresh and (info.proposer != vote.author or info.round != vote.round))
             or info.timestamp_ms < head.timestamp_ms + self.config.block_period_ms
             or info.timestamp_ms > self.now + self.config.max_future_drift_ms
         ):
@@ -460,15 +466,21 @@ class Engine:
         return True
 
     def _check_prepared(self, round_: int) -> None:
+        """Prepared in this round: commit. The commit vote signs the block's own header round, so every
+        commit for one block is the same seal whatever round it was prepared in; that is safe because once
+        a block is prepared, every justified later proposal at this height is that block (QBFT lemma)."""
         s = self.s
         digest = s.proposals.get(round_)
-        if digest is None or round_ != s.round or (COMMIT, round_) in s.sent:
+        if digest is None or round_ != s.round or round_ in s.commit_rounds:
             return
         votes = s.prepares.get((round_, digest), {})
         if len(votes) >= s.quorum:
+            s.commit_rounds.add(round_)
             s.prepared_round, s.prepared_digest = round_, digest
             s.prepared_block, s.prepared_cert = s.blocks[digest], tuple(votes.values())
-            self._cast(COMMIT, round_, digest)
+            info = self.app.inspect(s.blocks[digest])
+            if not isinstance(info, Rejected):
+                self._cast(COMMIT, info.round, digest, again=True)
 
     def _check_decided(self, round_: int, digest: bytes) -> None:
         s = self.s
@@ -476,8 +488,11 @@ class Engine:
         if len(commits) < s.quorum or s.decided:
             return
         block = s.blocks.get(digest)
-        if block is None or self._check_block(block, digest) is None:
+        info = self._check_block(block, digest) if block is not None else None
+        if info is None:
             self._request_sync(next(iter(commits)))
+            return
+        if info.round != round_:  # seals for another header round cannot form this block's certificate
             return
         s.decided = True
         self._commit(block, make_certificate(round_, commits.values()), via_sync=False)

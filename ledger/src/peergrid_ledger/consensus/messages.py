@@ -1,8 +1,9 @@
 """Consensus wire messages, commit certificates and equivocation evidence, as canonical bytes.
 
 Promises: every signed consensus statement is a `Vote` — (kind, height, round, digest, prepared_round) signed
-by its author over a VOTE-domain digest of the chain id — so a vote from one chain never verifies on another
-and a commit vote doubles as the block's commit seal. `decode_wire` turns any bytes into a typed message or
+by its author over the ledger's `votes.vote_digest` (VOTE domain, chain id) — so a vote from one chain never
+verifies on another, a commit vote is exactly the block's commit seal (its round is the round in the block's
+header), and the ledger's evidence transaction can carry any two conflicting votes. `decode_wire` turns any bytes into a typed message or
 raises `MessageError` (nothing else), refusing wrong chains and oversized or malformed input.
 Assumes signatures are checked by the caller (`vote_ok`); decoding never trusts a signature.
 Must never do I/O.
@@ -13,13 +14,15 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
-from .. import codec, hashing
+import hashlib
+
+from .. import codec, votes
 from ..codec import DecodeError, EncodeError
 
-PROPOSAL = "proposal"
-PREPARE = "prepare"
-COMMIT = "commit"
-ROUND_CHANGE = "round-change"
+PROPOSAL = votes.PROPOSE
+PREPARE = votes.PREPARE
+COMMIT = votes.COMMIT
+ROUND_CHANGE = votes.ROUND_CHANGE
 VOTE_KINDS = (PROPOSAL, PREPARE, COMMIT, ROUND_CHANGE)
 
 NO_ROUND = -1
@@ -37,8 +40,10 @@ class MessageError(ValueError):
 
 
 def quorum(n: int) -> int:
-    """QBFT's quorum ⌈2n/3⌉: any two quorums share at least f + 1 authorities, so one honest."""
-    return (2 * n + 2) // 3
+    """More than two thirds of n (⌊2n/3⌋ + 1, as the ledger's certificates require). Any two quorums share
+    at least f + 1 authorities, so one honest, and the n − f honest ones still form a quorum. (QBFT's ⌈2n/3⌉
+    is the same number unless 3 divides n, where this is one more: still live, never less safe.)"""
+    return 2 * n // 3 + 1
 
 
 def max_faulty(n: int) -> int:
@@ -71,9 +76,12 @@ class Vote:
 def vote_digest(
     chain_id: str, kind: str, height: int, round_: int, digest: bytes, prepared_round: int
 ) -> bytes:
-    return hashing.digest(
-        hashing.VOTE, chain_id, codec.encode([kind, height, round_, digest, prepared_round])
-    )
+    """The ledger's `votes.vote_digest`, so commit votes are the block's commit seals and any vote can be
+    evidence on chain. A round change signs a commitment to (prepared round, prepared block) in the block
+    slot: both must be signed, or a relay could hide a prepared value and break safety across rounds."""
+    if kind == ROUND_CHANGE:
+        digest = hashlib.sha256(codec.encode(["prepared", prepared_round, digest])).digest()
+    return votes.vote_digest(chain_id, height, round_, kind, digest)
 
 
 def sign_vote(

@@ -206,10 +206,10 @@ class SimApp:
     # --------------------------------------------------------------------------------------- blocks
 
     def _header_hash(
-        self, h: int, parent: bytes, ts: int, proposer: bytes, tx_root: bytes, root: bytes
+        self, h: int, parent: bytes, ts: int, proposer: bytes, tx_root: bytes, root: bytes, round_: int
     ) -> bytes:
         return hashing.digest(
-            hashing.HEADER, self.chain_id, codec.encode([h, parent, ts, proposer, tx_root, root])
+            hashing.HEADER, self.chain_id, codec.encode([h, parent, ts, proposer, tx_root, root, round_])
         )
 
     def _body(self, block: bytes) -> dict[str, Any]:
@@ -232,7 +232,7 @@ class SimApp:
         return state, value["txs"]
 
     def build_block(
-        self, height: int, timestamp_ms: int, proposer: bytes, txs: list[bytes] | None = None
+        self, height: int, round_: int, timestamp_ms: int, proposer: bytes, txs: list[bytes] | None = None
     ) -> bytes:
         state = self._state.copy()
         chosen = []
@@ -247,14 +247,31 @@ class SimApp:
         root = hashing.digest(
             hashing.STATE, self.chain_id, codec.encode([self._state.root, tx_root, list(state.validators)])
         )
-        return self.seal(height, self._head.block_hash, timestamp_ms, proposer, chosen, tx_root, root)
+        return self.seal(height, self._head.block_hash, timestamp_ms, proposer, chosen, tx_root, root, round_)
 
     def seal(
-        self, h: int, parent: bytes, ts: int, proposer: bytes, txs: list[bytes], tx_root: bytes, root: bytes
+        self,
+        h: int,
+        parent: bytes,
+        ts: int,
+        proposer: bytes,
+        txs: list[bytes],
+        tx_root: bytes,
+        root: bytes,
+        round_: int = 0,
     ) -> bytes:
         assert self.signer is not None, "an observer does not build blocks"
-        block_hash = self._header_hash(h, parent, ts, proposer, tx_root, root)
-        body = {"h": h, "p": parent, "t": ts, "x": proposer, "txs": txs, "tr": tx_root, "sr": root}
+        block_hash = self._header_hash(h, parent, ts, proposer, tx_root, root, round_)
+        body = {
+            "h": h,
+            "p": parent,
+            "t": ts,
+            "x": proposer,
+            "txs": txs,
+            "tr": tx_root,
+            "sr": root,
+            "r": round_,
+        }
         return codec.encode({**body, "sig": self.signer.sign(block_hash)})
 
     def inspect(self, block: bytes) -> BlockInfo | Rejected:
@@ -264,7 +281,9 @@ class SimApp:
             return known
         try:
             value = codec.expect_map(
-                codec.decode(block, MAX_BLOCK_BYTES), "block", ["h", "p", "t", "x", "txs", "tr", "sr", "sig"]
+                codec.decode(block, MAX_BLOCK_BYTES),
+                "block",
+                ["h", "p", "t", "x", "txs", "tr", "sr", "r", "sig"],
             )
             h = codec.expect_int(value["h"], "height", 1)
             parent = codec.expect_bytes(value["p"], "parent", 32)
@@ -274,12 +293,13 @@ class SimApp:
             tx_root = codec.expect_bytes(value["tr"], "tx root", 32)
             root = codec.expect_bytes(value["sr"], "state root", 32)
             signature = codec.expect_bytes(value["sig"], "signature", 64)
+            round_ = codec.expect_int(value["r"], "round")
             if any(type(tx) is not bytes for tx in txs) or merkle.root(txs) != tx_root:
                 raise DecodeError("transaction root does not match")
-            block_hash = self._header_hash(h, parent, ts, proposer, tx_root, root)
+            block_hash = self._header_hash(h, parent, ts, proposer, tx_root, root, round_)
             if not self.verify(proposer, block_hash, signature):
                 raise DecodeError("bad proposer signature")
-            result: BlockInfo | Rejected = BlockInfo(h, parent, ts, proposer, block_hash)
+            result: BlockInfo | Rejected = BlockInfo(h, parent, ts, proposer, block_hash, round_)
         except DecodeError as exc:
             result = Rejected(str(exc))
         if len(self._infos) > 256:

@@ -36,6 +36,7 @@ class HeightState:
         self.reported: set[tuple[str, int, bytes]] = set()
         self.verified: set[bytes] = set()
         self.sent: dict[tuple[str, int], Vote] = {}
+        self.commit_rounds: set[int] = set()
         self.prepared_round = NO_ROUND
         self.prepared_digest = b""
         self.prepared_block: bytes | None = None
