@@ -47,20 +47,20 @@ def test_every_reading_proves_and_a_changed_one_does_not(n: int, data: st.DataOb
     assert not commitments.check(forged, root)
 
 
-def test_seal_queues_one_signed_tx_per_interval_in_order(tmp_path: Path) -> None:
+def test_seal_queues_one_commitment_per_interval_in_order(tmp_path: Path) -> None:
     store = EdgeStore(tmp_path / "db")
     for interval in (10, 11, 12):
         for i in range(5):
             store.add_reading(interval, leaf(i + interval))
     assert store.open_intervals() == [10, 11, 12]
-    assert store.seal(10, sign) is not None and store.seal(11, sign) is not None
-    assert store.seal(10, sign) is None  # never twice
+    assert store.seal(10) is not None and store.seal(11) is not None
+    assert store.seal(10) is None  # never twice
     with pytest.raises(ValueError):
         store.add_reading(10, leaf(0))
     queued = list(store.pending())
-    assert [seq for seq, _ in queued] == [1, 2]
-    txs = [decode_tx(raw) for _, raw in queued]
-    assert [tx.nonce for tx in txs] == [1, 2] and [tx.body["interval"] for tx in txs] == [10, 11]
+    assert [q.seq for q in queued] == [1, 2] and [q.nonce for q in queued] == [1, 2]
+    assert [q.body["interval"] for q in queued] == [10, 11]
+    txs = [decode_tx(sign(q.nonce, q.body)) for q in queued]
     assert all(tx.signature_ok() and tx.kind == "der_commitment" for tx in txs)
     assert txs[0].body["root"] == store.sealed_root(10) and txs[0].body["readings"] == 5
     with pytest.raises(ValueError):
@@ -69,7 +69,7 @@ def test_seal_queues_one_signed_tx_per_interval_in_order(tmp_path: Path) -> None
     store.close()
 
     reopened = EdgeStore(tmp_path / "db")  # the queue and cursor survive a restart
-    assert [seq for seq, _ in reopened.pending()] == [2] and reopened.queued() == 1
+    assert [q.seq for q in reopened.pending()] == [2] and reopened.queued() == 1
     assert reopened.open_intervals() == [12]
     proof = reopened.prove(11, 3)
     assert commitments.check(proof, txs[1].body["root"])

@@ -28,7 +28,8 @@ from peergrid_edge.link import MqttLink
 from peergrid_edge.metrics import Histogram, serve_metrics
 from peergrid_edge.notify import Notifier
 from peergrid_edge.polling import DeviceHealth, DeviceState, poll_device
-from peergrid_edge.store import EdgeStore
+from peergrid_edge.store import EdgeStore, Queued
+from peergrid_ledger.tx import sign_tx
 from peergrid_edge.summary import device_summary
 
 log = logging.getLogger("peergrid.edge")
@@ -171,19 +172,17 @@ class EdgeDaemon:
 
     # --- ledger ----------------------------------------------------------------------------------------
 
-    def _sign(self, nonce: int, body: dict[str, object]) -> bytes:
-        from peergrid_ledger.tx import sign_tx
-
+    def _sign(self, queued: Queued) -> bytes:
+        """Signed now, with the nonce fixed when the interval was sealed (the chain checks tx time)."""
         time_ms = int(self.clock.wall() * 1000)
-        return sign_tx(
-            self.keypair, self.settings.ledger.chain_id, commitments.DER_COMMITMENT, nonce, time_ms, body
-        ).raw
+        chain = self.settings.ledger.chain_id
+        return sign_tx(self.keypair, chain, queued.kind, queued.nonce, time_ms, queued.body).raw
 
     def seal_closed_intervals(self) -> int:
         current = commitments.interval_of(self.clock.wall(), self.settings.ledger.commit_interval_s)
         sealed = 0
         for interval in self.store.open_intervals():
-            if interval < current and self.store.seal(interval, self._sign) is not None:
+            if interval < current and self.store.seal(interval) is not None:
                 sealed += 1
         return sealed
 
@@ -195,10 +194,11 @@ class EdgeDaemon:
 
     async def _submit_pending(self) -> None:
         timeout = self.settings.ledger.submit_timeout_s
-        for seq, raw in list(self.store.pending()):
+        for queued in list(self.store.pending()):
+            raw = self._sign(queued)
             if self.stopping.is_set() or not await self.link.publish_confirmed(self.tx_topic, raw, timeout):
                 return  # islanded: keep it queued, retry in order next round
-            self.store.mark_submitted(seq)
+            self.store.mark_submitted(queued.seq)
 
     # --- health and metrics ----------------------------------------------------------------------------
 

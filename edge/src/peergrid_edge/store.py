@@ -1,23 +1,28 @@
-"""The edge's local LevelDB: readings per interval, sealed commitments, and the outbox of signed transactions.
+"""The edge's local LevelDB: readings per interval, sealed commitments, and the outbox of ledger transactions.
 
-Promises: `add_reading` appends a leaf under its interval; `seal` turns an interval's leaves into its Merkle root,
-signs the `der_commitment` transaction with the next nonce and puts it in the outbox in ONE synced batch, so after
-a crash an interval is either sealed-and-queued or not sealed at all, and is never queued twice. The outbox is
-FIFO by sequence number; `mark_submitted(seq)` moves a durable cursor, so a restart resubmits at most the one
-transaction in flight (which the chain refuses as a replayed nonce). Any stored reading can be proven included.
+Promises: `add_reading` appends a leaf under its interval; `seal` turns an interval's leaves into its Merkle root
+and queues the `der_commitment` body with the next nonce in ONE synced batch, so after a crash an interval is
+either sealed-and-queued or not sealed at all, and is never queued twice. The outbox is FIFO by sequence number;
+entries are signed when they are submitted (so a commitment queued through hours of islanding still carries a
+time the chain accepts), always with their queued nonce; `mark_submitted(seq)` moves a durable cursor, so a
+restart resubmits at most the one transaction in flight, which the chain refuses as a replayed nonce.
+Any stored reading can be proven included.
 Assumes a single writer (the daemon). Corruption of our own store is a loud crash, never silently skipped.
 """
 
 from __future__ import annotations
 
 import struct
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import plyvel
 
 from peergrid_edge import commitments
 from peergrid_edge.commitments import InclusionProof
+from peergrid_ledger.codec import decode, encode
 
 READING = b"r/"
 SEALED = b"c/"
@@ -27,7 +32,13 @@ META_NONCE = b"m/nonce"
 META_SUBMITTED = b"m/submitted"
 META_NEXT_SEQ = b"m/next_seq"
 
-SignTx = Callable[[int, dict[str, object]], bytes]  # (nonce, body) -> raw signed transaction
+
+@dataclass(frozen=True)
+class Queued:
+    seq: int
+    kind: str
+    nonce: int
+    body: dict[str, Any]
 
 
 def _u64(n: int) -> bytes:
@@ -82,8 +93,8 @@ class EdgeStore:
         raw = self.db.get(SEALED + _u64(interval))
         return None if raw is None else raw[:32]
 
-    def seal(self, interval: int, sign: SignTx) -> tuple[int, bytes] | None:
-        """Commit `interval`'s readings: root + signed tx into the outbox atomically. None if nothing to seal."""
+    def seal(self, interval: int) -> Queued | None:
+        """Commit `interval`'s readings: its root, and the transaction body queued with the next nonce, atomically."""
         if self.is_sealed(interval):
             return None
         leaves = self.leaves(interval)
@@ -93,15 +104,15 @@ class EdgeStore:
         body = commitments.commitment_body(interval, leaves)
         nonce = _int(self.db.get(META_NONCE)) + 1
         seq = _int(self.db.get(META_NEXT_SEQ)) + 1
-        raw_tx = sign(nonce, body)
+        entry = {"body": body, "kind": commitments.DER_COMMITMENT, "nonce": nonce}
         with self.db.write_batch(sync=True) as batch:
             batch.put(SEALED + _u64(interval), body["root"] + _u64(len(leaves)))
             batch.delete(OPEN + _u64(interval))
-            batch.put(OUTBOX + _u64(seq), raw_tx)
+            batch.put(OUTBOX + _u64(seq), encode(entry))
             batch.put(META_NONCE, _u64(nonce))
             batch.put(META_NEXT_SEQ, _u64(seq))
         self._next_index.pop(interval, None)
-        return seq, raw_tx
+        return Queued(seq, commitments.DER_COMMITMENT, nonce, body)
 
     def prove(self, interval: int, index: int) -> InclusionProof:
         if not self.is_sealed(interval):
@@ -117,11 +128,12 @@ class EdgeStore:
     def submitted(self) -> int:
         return _int(self.db.get(META_SUBMITTED))
 
-    def pending(self) -> Iterator[tuple[int, bytes]]:
+    def pending(self) -> Iterator[Queued]:
         """Queued transactions not yet submitted, in order."""
         start = OUTBOX + _u64(self.submitted + 1)
         for key, value in self.db.iterator(start=start, stop=b"q0"):  # b"q0" is just past every b"q/..." key
-            yield struct.unpack(">Q", key[2:])[0], value
+            entry = decode(value)
+            yield Queued(struct.unpack(">Q", key[2:])[0], entry["kind"], entry["nonce"], entry["body"])
 
     def queued(self) -> int:
         return _int(self.db.get(META_NEXT_SEQ)) - self.submitted
