@@ -42,10 +42,13 @@ class EncodeError(ValueError):
 # ---------------------------------------------------------------------------------------------- encoding
 
 
+_SHORT_HEADS = [[bytes(((major << 5) | n,)) for n in range(24)] for major in range(8)]
+
+
 def _head(major: int, n: int) -> bytes:
     mt = major << 5
     if n < 24:
-        return bytes((mt | n,))
+        return _SHORT_HEADS[major][n]
     if n <= 0xFF:
         return bytes((mt | 24, n))
     if n <= 0xFFFF:
@@ -55,8 +58,20 @@ def _head(major: int, n: int) -> bytes:
     return bytes((mt | 27,)) + n.to_bytes(8, "big")
 
 
-_SMALL = [bytes((i,)) for i in range(24)]
+_SMALL = _SHORT_HEADS[0]
 _ENCODED_KEYS: dict[str, bytes] = {}
+_MAP_PLANS: dict[tuple[Any, ...], tuple[bytes, list[tuple[bytes, str]]]] = {}
+"""Per key tuple (in insertion order): the map head and the keys in canonical order. A pure memo, bounded."""
+
+
+def _map_plan(keys: tuple[Any, ...]) -> tuple[bytes, list[tuple[bytes, str]]]:
+    plan = _MAP_PLANS.get(keys)
+    if plan is None:
+        pairs = sorted([(_encoded_key(key), key) for key in keys])
+        plan = (_head(5, len(pairs)), pairs)
+        if len(_MAP_PLANS) < 4096:
+            _MAP_PLANS[keys] = plan
+    return plan
 
 
 def _encoded_key(key: object) -> bytes:
@@ -102,8 +117,8 @@ def _encode_into(value: Value, out: list[bytes], depth: int) -> None:
         for item in value:
             _encode_into(item, out, depth + 1)
     elif isinstance(value, Mapping):
-        pairs = sorted([(_encoded_key(key), key) for key in value])
-        out.append(_head(5, len(pairs)))
+        head, pairs = _map_plan(tuple(value))
+        out.append(head)
         for encoded, key in pairs:
             out.append(encoded)
             _encode_into(value[key], out, depth + 1)
@@ -268,14 +283,22 @@ def decode(data: bytes, max_size: int = MAX_OBJECT_BYTES) -> Value:
     return value
 
 
+def decode_prefix(data: bytes, start: int, end: int) -> tuple[Value, int]:
+    """One item of `data[start:end]` and the offset after it (for framing fast paths); `DecodeError` if bad."""
+    try:
+        return _decode_item(data, start, end, 1)
+    except RecursionError:  # pragma: no cover
+        raise DecodeError("nesting too deep") from None
+
+
 # ---------------------------------------------------------------------------------------------- shape helpers
 
 
-def expect_map(value: Value, what: str, fields: Sequence[str]) -> dict[str, Value]:
+def expect_map(value: Value, what: str, fields: Sequence[str] | frozenset[str]) -> dict[str, Value]:
     """`value` as a map with exactly `fields`; raises DecodeError naming `what` otherwise."""
     if type(value) is not dict:
         raise DecodeError(f"{what}: expected a map")
-    if len(value) != len(fields) or any(f not in value for f in fields):
+    if value.keys() != (fields if isinstance(fields, frozenset) else frozenset(fields)):
         raise DecodeError(f"{what}: expected fields {sorted(fields)}, got {sorted(value)}")
     return value
 

@@ -89,13 +89,21 @@ class AccountRecord:
         return role in self.roles
 
 
+_SMALL_INTS = [encode(n) for n in range(24)]
+
+
 def encode_int(n: int) -> bytes:
+    if 0 <= n < 24:
+        return _SMALL_INTS[n]
     return encode(n)
 
 
 def decode_int(raw: bytes | None) -> int:
+    """A state integer (nonce, balance); absent means 0."""
     if raw is None:
         return 0
+    if len(raw) == 1 and raw[0] < 24:
+        return raw[0]
     value = decode(raw)
     if type(value) is not int:
         raise ValueError("state integer is not an integer")

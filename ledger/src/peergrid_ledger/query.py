@@ -29,7 +29,7 @@ def account(state: StateReader, key: bytes) -> ks.AccountRecord | None:
 
 
 def rules(state: StateReader, key: bytes, interval: int) -> dict[str, Any]:
-    return _market.rules_for(state, key, interval)
+    return dict(_market.rules_for(state, key, interval))
 
 
 def interval(state: StateReader, number: int) -> dict[str, Any]:

@@ -7,7 +7,7 @@ offending field otherwise. Pure; no I/O.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -127,3 +127,51 @@ def _check_map(shape: Map, value: Any, where: str) -> None:
         raise _fail(where, f"missing fields {missing}, unexpected fields {extra}")
     for name, field_shape in shape.fields.items():
         check(field_shape, value[name], f"{where}.{name}")
+
+
+Validator = Callable[[Any, str], None]
+
+
+def compile_shape(shape: Shape) -> Validator:
+    """A closure that checks exactly what `check(shape, ...)` checks, without re-dispatching on the shape
+    for every value (transaction bodies are checked on every apply)."""
+    if type(shape) is Int:
+        low, high = shape.low, shape.high
+
+        def check_int(value: Any, where: str) -> None:
+            if type(value) is not int or not low <= value <= high:
+                check(shape, value, where)
+
+        return check_int
+    if type(shape) is Bool:
+
+        def check_bool(value: Any, where: str) -> None:
+            if type(value) is not bool:
+                check(shape, value, where)
+
+        return check_bool
+    if type(shape) is Map:
+        names = frozenset(shape.fields)
+        fields = [(name, compile_shape(sub)) for name, sub in shape.fields.items()]
+
+        def check_map(value: Any, where: str) -> None:
+            if type(value) is not dict or value.keys() != names:
+                check(shape, value, where)
+                return
+            for name, validate in fields:
+                validate(value[name], where)
+
+        return check_map
+    if type(shape) is List:
+        item = compile_shape(shape.item)
+        max_len = shape.max_len
+
+        def check_list(value: Any, where: str) -> None:
+            if type(value) is not list or len(value) > max_len:
+                check(shape, value, where)
+                return
+            for element in value:
+                item(element, where)
+
+        return check_list
+    return lambda value, where: check(shape, value, where)

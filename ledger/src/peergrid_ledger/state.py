@@ -23,6 +23,7 @@ BUCKETS = 4096
 _EMPTY_BUCKET = hashlib.sha256(b"").digest()
 
 Writes = Mapping[bytes, bytes | None]
+_MISSING = object()
 
 
 class StateReader(Protocol):
@@ -119,9 +120,10 @@ class Overlay:
         self.writes: dict[bytes, bytes | None] = {}
 
     def get(self, key: bytes) -> bytes | None:
-        if key in self.writes:
-            return self.writes[key]
-        return self.base.get(key)
+        value = self.writes.get(key, _MISSING)
+        if value is _MISSING:
+            return self.base.get(key)
+        return value  # type: ignore[return-value]
 
     def put(self, key: bytes, value: bytes) -> None:
         self.writes[key] = value

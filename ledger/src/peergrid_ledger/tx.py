@@ -18,6 +18,7 @@ from .codec import (
     DecodeError,
     Value,
     decode,
+    decode_prefix,
     encode,
     expect_bytes,
     expect_int,
@@ -31,7 +32,8 @@ from .keys import PUBLIC_KEY_BYTES, SIGNATURE_BYTES, Keypair, verify
 MAX_TX_BYTES = 64 * 1024
 """Default ceiling for one encoded transaction; genesis may set a lower `max_tx_bytes`."""
 
-PAYLOAD_FIELDS = ("body", "chain", "kind", "nonce", "sender", "time")
+PAYLOAD_FIELDS = frozenset({"body", "chain", "kind", "nonce", "sender", "time"})
+_SIGNATURE_HEAD = b"\x58\x40"  # a 64-byte byte string
 MAX_CHAIN_ID = 64
 MAX_KIND = 64
 
@@ -89,11 +91,19 @@ def decode_tx(raw: bytes, max_size: int = MAX_TX_BYTES) -> Tx:
     """The transaction encoded by `raw`; `DecodeError` if it is not exactly a well-formed one."""
     if len(raw) > max_size:
         raise DecodeError(f"transaction of {len(raw)} bytes exceeds the limit of {max_size}")
-    outer = decode(raw, max_size)
-    if type(outer) is not list or len(outer) != 2:
-        raise DecodeError("transaction: expected [payload, signature]")
-    payload = expect_bytes(outer[0], "transaction payload")
-    signature = expect_bytes(outer[1], "transaction signature", SIGNATURE_BYTES)
+    end = len(raw) - 2 - SIGNATURE_BYTES
+    if end > 1 and raw[0] == 0x82 and raw[end : end + 2] == _SIGNATURE_HEAD:
+        # fast path for the one valid framing: array(2), payload bytes, 64-byte signature
+        payload, stop = decode_prefix(raw, 1, end)
+        if type(payload) is not bytes or stop != end:
+            raise DecodeError("transaction: expected [payload, signature]")
+        signature = raw[end + 2 :]
+    else:
+        outer = decode(raw, max_size)
+        if type(outer) is not list or len(outer) != 2:
+            raise DecodeError("transaction: expected [payload, signature]")
+        payload = expect_bytes(outer[0], "transaction payload")
+        signature = expect_bytes(outer[1], "transaction signature", SIGNATURE_BYTES)
     fields = expect_map(decode(payload, max_size), "transaction payload", PAYLOAD_FIELDS)
     chain = expect_str(fields["chain"], "chain", MAX_CHAIN_ID)
     kind = expect_str(fields["kind"], "kind", MAX_KIND)

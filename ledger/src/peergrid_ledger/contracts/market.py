@@ -19,9 +19,13 @@ Pure; no I/O.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Mapping
+from functools import lru_cache
+from types import MappingProxyType
 from typing import Any
 
 from .. import keyspace as ks
+from ..codec import decode
 from ..machine import BlockContext, KindSpec, require, require_participant
 from ..results import Event, Reason
 from ..schema import HASH, INTERVAL, KEY, PRICE, QUANTITY, ROUND, Bool, List, Map, OneOf, check
@@ -37,13 +41,15 @@ RULES_SHAPE = Map(
         "clean_premium": PRICE,
     }
 )
-NO_RULES: dict[str, Any] = {
-    "floor_price": 0,
-    "cap_price": PRICE.high,
-    "max_quantity": QUANTITY.high,
-    "clean_only": False,
-    "clean_premium": 0,
-}
+NO_RULES: Mapping[str, Any] = MappingProxyType(
+    {
+        "floor_price": 0,
+        "cap_price": PRICE.high,
+        "max_quantity": QUANTITY.high,
+        "clean_only": False,
+        "clean_premium": 0,
+    }
+)
 DEMANDS = List(Map({"seller": KEY, "quantity": QUANTITY}), 64)
 
 
@@ -78,21 +84,43 @@ def trade_id(interval: int, seller: bytes, buyer: bytes) -> bytes:
     return hashlib.sha256(b"peergrid/trade" + ks.u64(interval) + seller + buyer).digest()
 
 
-def rules_for(state: StateReader, key: bytes, interval: int) -> dict[str, Any]:
+@lru_cache(maxsize=1024)
+def _rules_entries(raw: bytes) -> tuple[tuple[int, Mapping[str, Any]], ...]:
+    """Decoded rule entries, memoised by their bytes (read on every offer and bid; never mutated)."""
+    return tuple((int(effective), MappingProxyType(rules)) for effective, rules in decode(raw))
+
+
+def rules_for(state: StateReader, key: bytes, interval: int) -> Mapping[str, Any]:
     """The rules that govern `key` in `interval` (the latest entry effective at or before it)."""
-    current = NO_RULES
-    for effective, rules in read_obj(state, rules_key(key)) or []:
+    raw = state.get(rules_key(key))
+    current: Mapping[str, Any] = NO_RULES
+    for effective, rules in _rules_entries(raw) if raw is not None else ():
         if effective <= interval:
             current = rules
     return current
 
 
+def members_key(interval: int, side: str) -> bytes:
+    return b"mkt/" + side.encode() + b"/" + ks.u64(interval)
+
+
+def members(state: StateReader, interval: int, side: str) -> list[bytes]:
+    """The sellers or buyers of an interval, sorted. Stored as one byte string of 32-byte keys in arrival
+    order, so that joining costs a copy, not a decode and re-encode of a growing list."""
+    packed = read_obj(state, members_key(interval, side)) or b""
+    return sorted(packed[i : i + 32] for i in range(0, len(packed), 32))
+
+
+def closed(state: StateReader, interval: int) -> bool:
+    return state.get(interval_key(interval)) is not None
+
+
 def interval_record(state: StateReader, interval: int) -> dict[str, Any]:
-    return read_obj(state, interval_key(interval)) or {
-        "buyers": [],
-        "closed": False,
-        "sellers": [],
-        "trades": [],
+    record = read_obj(state, interval_key(interval)) or {"closed": False, "trades": []}
+    return {
+        **record,
+        "buyers": members(state, interval, "buyers"),
+        "sellers": members(state, interval, "sellers"),
     }
 
 
@@ -111,7 +139,7 @@ def trade(state: StateReader, tid: bytes) -> dict[str, Any] | None:
     return value
 
 
-def buyer_limit(rules: dict[str, Any], clean: bool) -> int:
+def buyer_limit(rules: Mapping[str, Any], clean: bool) -> int:
     return int(rules["cap_price"] + (rules["clean_premium"] if clean else 0))
 
 
@@ -129,20 +157,19 @@ def set_rules(view: Overlay, tx: Tx, ctx: BlockContext, sender: ks.AccountRecord
     view.put_obj(rules_key(tx.sender), [*entries, [start, tx.body["rules"]]])
 
 
-def _open_interval(view: Overlay, interval: int, sender: bytes, side: str) -> dict[str, Any]:
-    record = interval_record(view, interval)
-    require(not record["closed"], Reason.CLOSED, f"interval {interval} is already cleared")
+def _open_interval(view: Overlay, interval: int, sender: bytes, side: str) -> None:
+    """Record `sender` as a new seller or buyer of `interval` (a position on the other side forbids it)."""
+    require(not closed(view, interval), Reason.CLOSED, f"interval {interval} is already cleared")
+    other_key = bid_key(interval, sender) if side == "sellers" else offer_key(interval, sender)
     other = "buyers" if side == "sellers" else "sellers"
     require(
-        sender not in record[other], Reason.RULE_VIOLATION, f"already one of the {other} in this interval"
+        view.get(other_key) is None, Reason.RULE_VIOLATION, f"already one of the {other} in this interval"
     )
-    if sender not in record[side]:
-        record[side] = sorted([*record[side], sender])
-        view.put_obj(interval_key(interval), record)
+    packed = read_obj(view, members_key(interval, side)) or b""
+    view.put_obj(members_key(interval, side), packed + sender)
     last = read_obj(view, last_interval_key(sender))
     if last is None or interval > last:
         view.put_obj(last_interval_key(sender), interval)
-    return record
 
 
 def _check_offer(view: Overlay, tx: Tx, interval: int, price: int, quantity: int) -> None:
@@ -224,7 +251,7 @@ def move(view: Overlay, tx: Tx, ctx: BlockContext, sender: ks.AccountRecord) -> 
     b = tx.body
     interval = b["interval"]
     require(
-        not interval_record(view, interval)["closed"],
+        not closed(view, interval),
         Reason.CLOSED,
         f"interval {interval} is already cleared",
     )
@@ -248,17 +275,17 @@ def move(view: Overlay, tx: Tx, ctx: BlockContext, sender: ks.AccountRecord) -> 
 def agree_trades(view: Overlay, tx: Tx, ctx: BlockContext, sender: ks.AccountRecord) -> list[Event]:
     """Close the interval and record its agreed trades, computed only from the final positions."""
     interval = tx.body["interval"]
-    record = interval_record(view, interval)
-    require(bool(record["sellers"]), Reason.NOT_FOUND, f"no offers in interval {interval}")
-    require(not record["closed"], Reason.CLOSED, f"interval {interval} is already cleared")
-    taking_part = tx.sender in record["sellers"] or tx.sender in record["buyers"]
+    require(not closed(view, interval), Reason.CLOSED, f"interval {interval} is already cleared")
+    sellers = members(view, interval, "sellers")
+    require(bool(sellers), Reason.NOT_FOUND, f"no offers in interval {interval}")
+    taking_part = offer(view, interval, tx.sender) is not None or bid(view, interval, tx.sender) is not None
     require(
         taking_part or sender.has(ks.ROLE_AUTHORITY),
         Reason.FORBIDDEN,
         "only its participants or an authority close an interval",
     )
     demand_by_seller: dict[bytes, list[tuple[bytes, int]]] = {}
-    for buyer in record["buyers"]:
+    for buyer in members(view, interval, "buyers"):
         rules = rules_for(view, buyer, interval)
         for demand in (bid(view, interval, buyer) or {"demands": []})["demands"]:
             standing = offer(view, interval, demand["seller"])
@@ -302,8 +329,7 @@ def agree_trades(view: Overlay, tx: Tx, ctx: BlockContext, sender: ks.AccountRec
                     },
                 )
             )
-    record.update(closed=True, trades=trade_ids)
-    view.put_obj(interval_key(interval), record)
+    view.put_obj(interval_key(interval), {"closed": True, "trades": trade_ids})
     return events
 
 
