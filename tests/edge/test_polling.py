@@ -117,3 +117,35 @@ def test_one_black_holed_device_of_20_does_not_delay_the_other_19(run_sim, tmp_p
         assert len(after) >= 0.5 * (5.0 / period), (name, len(after))
         assert max(gaps) < 3 * period, (name, max(gaps))
     assert sum(1 for d in daemon.health()["devices"] if d["stale"]) <= 1  # type: ignore[index, union-attr]
+
+
+def test_watchdog_progress_only_while_every_poll_task_moves(tmp_path: Path) -> None:
+    from peergrid_edge.config import EdgeSettings
+
+    clock = ManualClock(start=100.0)
+    settings = EdgeSettings.model_validate(
+        {
+            "node_id": "n1",
+            "mg": "mg1",
+            "data_dir": str(tmp_path),
+            "devices": [
+                {"name": "a", "nature": "pv", "poll_interval_s": 1, "timeout_s": 1, "retries": 0},
+                {"name": "b", "nature": "pv", "poll_interval_s": 1, "timeout_s": 1, "retries": 0},
+            ],
+        }
+    )
+    daemon = EdgeDaemon(settings, clock=clock)
+    a, b = daemon.states["a"], daemon.states["b"]
+    for state in (a, b):
+        state.polls, state.last_poll_mono = 1, 100.0
+    assert daemon.progressing()
+    clock.now = 103.0  # a polled again, b did not but is within its budget (1 + 4*1 + 1 s)
+    a.polls, a.last_poll_mono = 2, 103.0
+    assert daemon.progressing()
+    clock.now = 108.0  # b has been silent for 8 s: its task is stuck -> no WATCHDOG=1
+    a.polls, a.last_poll_mono = 3, 108.0
+    assert not daemon.progressing()
+    b.health.quarantined_until = 200.0  # quarantined by design is not stuck
+    a.polls = 4
+    assert daemon.progressing()
+    daemon.store.close()

@@ -29,8 +29,8 @@ from peergrid_edge.metrics import Histogram, serve_metrics
 from peergrid_edge.notify import Notifier
 from peergrid_edge.polling import DeviceHealth, DeviceState, poll_device
 from peergrid_edge.store import EdgeStore, Queued
-from peergrid_ledger.tx import sign_tx
 from peergrid_edge.summary import device_summary
+from peergrid_ledger.tx import sign_tx
 
 log = logging.getLogger("peergrid.edge")
 
