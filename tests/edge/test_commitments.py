@@ -76,3 +76,14 @@ def test_seal_queues_one_commitment_per_interval_in_order(tmp_path: Path) -> Non
     with pytest.raises(KeyError):
         reopened.prove(12, 0)  # not committed yet
     reopened.close()
+
+
+def test_prune_deletes_only_old_sealed_readings(tmp_path: Path) -> None:
+    store = EdgeStore(tmp_path / "db")
+    for interval in (1, 2, 3):
+        for i in range(4):
+            store.add_reading(interval, leaf(i))
+    store.seal(1)
+    assert store.prune(before_interval=3) == 4  # interval 2 is old but not sealed: kept
+    assert store.leaves(1) == [] and len(store.leaves(2)) == 4 and store.sealed_root(1) is not None
+    store.close()

@@ -86,6 +86,8 @@ class LedgerSettings(StrictSettings):
     key_file: Path | None = None  # None: <data_dir>/node.key, created on first start
     commit_interval_s: float = Field(60.0, gt=0)
     submit_timeout_s: float = Field(10.0, gt=0)
+    # Readings of sealed intervals older than this are deleted (their proofs with them); None keeps all.
+    retention_days: float | None = Field(None, gt=0)
 
 
 class MetricsSettings(StrictSettings):

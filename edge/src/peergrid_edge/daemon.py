@@ -186,8 +186,19 @@ class EdgeDaemon:
                 sealed += 1
         return sealed
 
+    def prune_old_readings(self) -> int:
+        days = self.settings.ledger.retention_days
+        if days is None:
+            return 0
+        interval_s = self.settings.ledger.commit_interval_s
+        return self.store.prune(commitments.interval_of(self.clock.wall() - days * 86_400, interval_s))
+
     async def _commit_loop(self) -> None:
+        rounds = 0
         while not self.stopping.is_set():
+            if rounds % 3600 == 0:
+                self.prune_old_readings()
+            rounds += 1
             self.seal_closed_intervals()
             await self._submit_pending()
             await self._sleep(1.0)

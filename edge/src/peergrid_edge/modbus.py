@@ -136,7 +136,8 @@ class SunSpecModbusDriver:
                 break
         else:
             raise DeviceError("no SunS marker at 40000, 0 or 50000")
-        models, address = [], base + 2
+        models: list[tuple[int, int, int]] = []
+        address = base + 2
         while len(models) < MAX_MODELS:
             model_id, length = await self._read(address, 2)
             if model_id == END_MODEL_ID:

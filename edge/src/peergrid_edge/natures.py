@@ -10,6 +10,7 @@ Pure; reads the bundled map once. Raises `NatureError` for a setpoint a device c
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import cache
 from importlib import resources
@@ -84,7 +85,9 @@ def _pct(value: float, of: float | None) -> float:
     return max(0.0, min(100.0, 100.0 * value / of))
 
 
-def point_writes(nature: str, setpoint: str, value: float, now: Reading) -> list[PointWrite]:
+def point_writes(
+    nature: str, setpoint: str, value: float, now: Mapping[str, float | None]
+) -> list[PointWrite]:
     """SunSpec point values that put `setpoint` at `value` (W or 0/1), in the order they must be written."""
     control = _map().get(nature, {}).get("controls", {}).get(setpoint)
     if control is None:
@@ -119,7 +122,7 @@ def point_writes(nature: str, setpoint: str, value: float, now: Reading) -> list
     raise NatureError(f"control {setpoint!r} of {nature} is not understood")  # pragma: no cover - map bug
 
 
-def achieved(nature: str, setpoint: str, now: Reading) -> float | None:
+def achieved(nature: str, setpoint: str, now: Mapping[str, float | None]) -> float | None:
     """The setpoint as the device's own control registers report it, in the setpoint's units."""
     if setpoint == "connected" and now.get("shed") is not None:
         return 1.0 - float(bool(now["shed"]))

@@ -77,9 +77,9 @@ def setup_logging(level: str) -> str:
         try:
             from systemd.journal import JournalHandler
 
-            handler: logging.Handler = JournalHandler(SYSLOG_IDENTIFIER="peergrid-edge")
-            handler.setFormatter(logging.Formatter("%(message)s"))
-            root.addHandler(handler)
+            journal = JournalHandler(SYSLOG_IDENTIFIER="peergrid-edge")
+            journal.setFormatter(logging.Formatter("%(message)s"))
+            root.addHandler(journal)
             return "journald"
         except ImportError:  # pragma: no cover
             pass

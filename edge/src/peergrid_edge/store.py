@@ -122,6 +122,18 @@ class EdgeStore:
             raise RuntimeError(f"store corrupt: readings of interval {interval} no longer match their root")
         return proof
 
+    def prune(self, before_interval: int) -> int:
+        """Delete the readings of sealed intervals before `before_interval`; roots stay. Returns readings deleted."""
+        deleted = 0
+        with self.db.write_batch(sync=False) as batch:
+            for key in self.db.iterator(
+                start=READING, stop=READING + _u64(before_interval), include_value=False
+            ):
+                if self.is_sealed(struct.unpack(">Q", key[2:10])[0]):
+                    batch.delete(key)
+                    deleted += 1
+        return deleted
+
     # --- outbox ----------------------------------------------------------------------------------------
 
     @property
