@@ -24,6 +24,7 @@ BASE = "node_id: n1\nmg: mg1\n"
         ),
         ("devices:\n  - {name: b, nature: pv, control: {min_w: 5, max_w: 1}}\n", "min_w 5.0 is above max_w"),
         ("devices:\n  - {name: c, nature: wind}\n", "devices.0.nature"),
+        ("broker: {ca_file: /ca.pem, cert_file: /c.pem}\n", "cert_file and key_file go together"),
     ],
 )
 def test_config_mistakes_exit_2_with_one_line(tmp_path: Path, devices: str, expected: str) -> None:

@@ -123,3 +123,49 @@ def test_commitments_queue_while_the_broker_is_down_and_arrive_exactly_once(
             assert proof.to_json()["reading"]["device"] in ("pv1", "bess1")
     finally:
         store.close()
+
+
+def test_health_over_a_tls_broker_with_client_certificates(
+    run_sim, tmp_path: Path, mosquitto_tls, test_pki
+) -> None:
+    sim = run_sim([{"name": "pv1", "kind": "pv"}])
+    me = test_pki.clients["mgmc-1"]
+    broker = {
+        "host": mosquitto_tls.host,
+        "port": mosquitto_tls.port,
+        "ca_file": str(test_pki.ca_cert),
+        "cert_file": str(me.cert),
+        "key_file": str(me.key),
+    }
+    daemon = EdgeDaemon(edge_settings(tmp_path, sim, broker=broker, node_id="mgmc-1"))
+    seen: list[bytes] = []
+    watcher = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2)
+    other = test_pki.clients["mgmc-2"]
+    watcher.tls_set(ca_certs=str(test_pki.ca_cert), certfile=str(other.cert), keyfile=str(other.key))
+    watcher.on_message = lambda c, u, m: seen.append(bytes(m.payload))
+    watcher.connect(mosquitto_tls.host, mosquitto_tls.port)
+    watcher.subscribe("peergrid/+/health/mgmc-1", qos=1)
+    watcher.loop_start()
+    try:
+
+        async def body() -> None:
+            assert await wait_until(lambda: any(b'"ok":true' in p for p in seen), timeout=15)
+
+        asyncio.run(run_for(daemon, body))
+    finally:
+        watcher.loop_stop()
+        watcher.disconnect()
+    import json
+
+    health = json.loads(seen[-1])
+    assert health["node"] == "mgmc-1" and health["devices"][0]["name"] == "pv1"
+    assert set(health["devices"][0]) == {
+        "name",
+        "nature",
+        "ok",
+        "stale",
+        "error",
+        "power_w",
+        "energy_wh",
+        "models",
+    }

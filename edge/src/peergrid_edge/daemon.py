@@ -45,6 +45,10 @@ def load_or_create_key(path: Path):  # type: ignore[no-untyped-def]
     return keys.read_keyfile(path)
 
 
+def _opt(path: Path | None) -> str | None:
+    return None if path is None else str(path)
+
+
 class EdgeDaemon:
     def __init__(self, settings: EdgeSettings, clock: Clock | None = None) -> None:
         self.settings = settings
@@ -52,7 +56,10 @@ class EdgeDaemon:
         self.notifier = Notifier()
         self.stopping = asyncio.Event()
         broker = settings.broker
-        self.link = MqttLink(settings.node_id, broker.host, broker.port, broker.keepalive_s)
+        tls = None
+        if broker.ca_file is not None:
+            tls = (str(broker.ca_file), _opt(broker.cert_file), _opt(broker.key_file))
+        self.link = MqttLink(settings.node_id, broker.host, broker.port, broker.keepalive_s, tls)
         self.drivers: dict[str, Driver] = {
             d.name: make_driver(d, settings, self.link) for d in settings.devices
         }

@@ -20,9 +20,19 @@ MessageHandler = Callable[[str, bytes], None]
 
 
 class MqttLink:
-    def __init__(self, client_id: str, host: str, port: int, keepalive_s: int = 30) -> None:
+    def __init__(
+        self,
+        client_id: str,
+        host: str,
+        port: int,
+        keepalive_s: int = 30,
+        tls: tuple[str, str | None, str | None] | None = None,  # (ca, cert, key)
+    ) -> None:
         self.host, self.port, self.keepalive_s = host, port, keepalive_s
         self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id)
+        if tls is not None:
+            ca, cert, key = tls
+            self.client.tls_set(ca_certs=ca, certfile=cert, keyfile=key)
         self.client.reconnect_delay_set(min_delay=1, max_delay=10)
         self.client.on_connect = self._on_connect
         self.client.on_disconnect = self._on_disconnect
