@@ -81,7 +81,15 @@ class MgSchedule:
         horizon: int | None = None,
         state: MgState | None = None,
         p2p_fixed: Sequence[float] | None = None,
+        commitment: Sequence[Sequence[bool]] | None = None,
+        p2p_prices: Sequence[float] | None = None,
+        day_ahead: bool = False,
     ) -> None:
+        """`commitment`: genset on/off per genset and interval, fixed (an LP; re-commit with `None`, a MILP).
+        `p2p_prices`: expected P2P prices for the horizon; intervals after the first may then trade with
+        peers at that price (a forecast the plan leans on; only the first interval's trade is ever binding).
+        `day_ahead`: the first interval trades at its `p2p_prices` too, and genset on/off is relaxed (an LP):
+        the cheap response used for day-ahead price discovery (forecast.py)."""
         validate_microgrid(mg)
         horizon = mg.intervals - start if horizon is None else horizon
         if horizon <= 0 or start < 0 or start + horizon > mg.intervals:
@@ -98,12 +106,27 @@ class MgSchedule:
         self.cols: MgColumns = add_microgrid(
             self.lp, mg, interval_hours, start, horizon, self.state, p2p=True
         )
-        # P2P is closed unless opened: fixed trades (already agreed) or a price for the first interval.
+        # P2P is closed unless opened: fixed trades (already agreed), a price for the first interval, or a
+        # forecast price for the later ones (a half-tick spread keeps buy-and-resell from being free)
         for k in range(horizon):
             fixed = p2p_fixed[k] if p2p_fixed is not None and k < len(p2p_fixed) else 0.0
-            self._fix_p2p(k, fixed)
+            if p2p_prices is not None and (k > 0 or day_ahead) and p2p_fixed is None:
+                sell, buy = self.cols.p2p_sell[k], self.cols.p2p_buy[k]
+                self.lp.cost[sell] = -(p2p_prices[k] - 0.0005) * interval_hours
+                self.lp.cost[buy] = (p2p_prices[k] + 0.0005) * interval_hours
+            else:
+                self._fix_p2p(k, fixed)
         self._highs: highspy.Highs | None = None
         self._fixed_commitment = False
+        if day_ahead:
+            self.lp.integer.clear()
+        if commitment is not None:
+            for g_index, on in enumerate(self.cols.genset_on):
+                for k, col in enumerate(on):
+                    value = 1.0 if commitment[g_index][k] else 0.0
+                    self.lp.col_lo[col] = self.lp.col_hi[col] = value
+            self.lp.integer.clear()  # start/stop follow from the fixed on/off: the LP keeps them at 0 or 1
+            self._fixed_commitment = True
 
     def _fix_p2p(self, k: int, net_export: float) -> None:
         sell, buy = self.cols.p2p_sell[k], self.cols.p2p_buy[k]
@@ -123,6 +146,11 @@ class MgSchedule:
         sol = self._solve()
         self._last = sol
         return self._plan(sol)
+
+    def commitment(self) -> tuple[tuple[bool, ...], ...]:
+        """Genset on/off per genset over the horizon, from the last solve."""
+        x = self._last.x
+        return tuple(tuple(x[col] > 0.5 for col in on) for on in self.cols.genset_on)
 
     def fix_commitment(self) -> None:
         """Freeze genset on/off at the last MILP solution, so later re-solves are warm LPs."""

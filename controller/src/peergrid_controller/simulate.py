@@ -17,6 +17,7 @@ from dataclasses import dataclass, field, replace
 from peergrid_controller import baselines
 from peergrid_controller.bargaining import BargainingConfig, Participant, Venue, bargain
 from peergrid_controller.builder import MgState
+from peergrid_controller.forecast import indicative_prices
 from peergrid_controller.market import Accepted, Trade, net_positions
 from peergrid_controller.model import Microgrid, Scenario, Tariff
 from peergrid_controller.schedule import MgSchedule
@@ -33,6 +34,10 @@ class SimulationConfig:
     bargaining: BargainingConfig = field(default_factory=BargainingConfig)
     with_central: bool = True
     central_time_limit_s: float = 120.0
+    forecast_iterations: int = 24  # > 0: day-ahead price discovery first (forecast.py); the plans lean on it
+    recommit_every: int = (
+        4  # genset on/off re-decided (MILP) every this many intervals; dispatch-only LPs between
+    )
 
 
 @dataclass(frozen=True)
@@ -105,7 +110,9 @@ def simulate(
     conv = baselines.conventional(scenario)
     cent = baselines.central(scenario, cfg.central_time_limit_s) if cfg.with_central else None
     venue = venue_factory(scenario)
+    forecast = indicative_prices(scenario, cfg.forecast_iterations) if cfg.forecast_iterations > 0 else None
     states = {mg.name: MgState.initial(mg) for mg in scenario.microgrids}
+    commitments: dict[str, tuple[int, tuple[tuple[bool, ...], ...]]] = {}
     results = []
     for t in range(n):
         if on_interval is not None:
@@ -113,8 +120,22 @@ def simulate(
         schedules: dict[str, MgSchedule] = {}
         participants = []
         for mg in scenario.microgrids:
-            sched = MgSchedule(mg, dt, start=t, horizon=n - t, state=states[mg.name])
+            last = commitments.get(mg.name)
+            fixed = None
+            if last is not None and t % max(cfg.recommit_every, 1) != 0:
+                fixed = tuple(on[t - last[0] :] for on in last[1])
+            sched = MgSchedule(
+                mg,
+                dt,
+                start=t,
+                horizon=n - t,
+                state=states[mg.name],
+                commitment=fixed,
+                p2p_prices=forecast[t:] if forecast else None,
+            )
             plan = sched.solve()
+            if fixed is None and mg.gensets:
+                commitments[mg.name] = (t, sched.commitment())
             schedules[mg.name] = sched
             premium = max(m.rules.clean_premium for m in scenario.microgrids)
             curve = sched.response_curve(
