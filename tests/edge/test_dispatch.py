@@ -110,3 +110,14 @@ def test_parse_schedule() -> None:
     ):
         with pytest.raises(ScheduleError):
             parse_schedule(bad)
+
+
+def test_implausible_readings_are_named() -> None:
+    from peergrid_edge.quality import implausible
+
+    assert implausible("battery", {"soc_pct": 50.0, "power_w": 1000.0, "rating_w": 5000.0}) == []
+    assert implausible("battery", {"soc_pct": -3.0}) == ["soc_pct -3 outside 0..100"]
+    assert implausible("pv", {"power_w": 20000.0, "rating_w": 10000.0}) == [
+        "power_w 20000 beyond 1.5x the rating 10000"
+    ]
+    assert implausible("pv", {"power_w": -2000.0, "rating_w": 10000.0}) == ["a pv drawing 2000 W"]

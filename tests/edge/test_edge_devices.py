@@ -178,3 +178,16 @@ def test_mqtt_telemetry_device_is_read_and_dispatched(run_sim, tmp_path: Path, m
     asyncio.run(run_for(daemon, body))
     assert daemon.states["pvm"].last_good.reading["power_w"] > 0  # type: ignore[union-attr]
     assert sim.call(lambda: sim.device("mg1", "pvm").model.limit_pct) == 50
+
+
+def test_out_of_range_value_is_flagged_not_trusted(run_sim, tmp_path: Path) -> None:
+    sim = run_sim(ALL[1:2])
+    sim.fault("mg1", "bess1", fault="value", point="124.ChaState", value=180)  # SoC 180 %
+    daemon = EdgeDaemon(edge_settings(tmp_path, sim))
+
+    async def body() -> None:
+        assert await wait_until(lambda: daemon.states["bess1"].implausible_total >= 1, timeout=10)
+
+    asyncio.run(run_for(daemon, body))
+    (device,) = daemon.health()["devices"]  # type: ignore[misc]
+    assert device["ok"] and "implausible: soc_pct 180 outside 0..100" in device["error"]

@@ -28,6 +28,7 @@ from peergrid_edge.link import MqttLink
 from peergrid_edge.metrics import Histogram, serve_metrics
 from peergrid_edge.notify import Notifier
 from peergrid_edge.polling import DeviceHealth, DeviceState, poll_device
+from peergrid_edge.quality import implausible
 from peergrid_edge.store import EdgeStore, Queued
 from peergrid_edge.summary import device_summary
 from peergrid_ledger.tx import sign_tx
@@ -87,6 +88,12 @@ class EdgeDaemon:
         snapshot = state.last
         if snapshot is None or not snapshot.ok:
             return
+        doubts = tuple(implausible(snapshot.nature, snapshot.reading))
+        if doubts:
+            state.implausible_total += 1
+            if doubts != state.doubts:
+                log.warning("device %s reads implausibly: %s", snapshot.device, "; ".join(doubts))
+        state.doubts = doubts
         interval = commitments.interval_of(snapshot.at, self.settings.ledger.commit_interval_s)
         if self.store.is_sealed(interval):
             return  # a reading that arrived after its interval was sealed (clock step): not committed

@@ -68,6 +68,12 @@ def families(daemon: EdgeDaemon) -> str:
             named(P + "device_stale", per_device(lambda s: s.is_stale(now))),
         ),
         Family(
+            P + "device_implausible_total",
+            "counter",
+            "Good reads whose values no device could produce (see quality.py).",
+            named(P + "device_implausible_total", per_device(lambda s: s.implausible_total)),
+        ),
+        Family(
             P + "stale_devices",
             "gauge",
             "Devices whose readings are stale.",

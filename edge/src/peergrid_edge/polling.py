@@ -69,6 +69,8 @@ class DeviceState:
     last_good: Snapshot | None = None
     last_good_mono: float | None = None
     polls: int = 0
+    implausible_total: int = 0
+    doubts: tuple[str, ...] = ()  # what quality.implausible said about the last good reading
     last_poll_mono: float | None = None  # when the last attempt (good or not) finished
     latencies: list[float] = field(default_factory=list)  # drained by the metrics collector
 

@@ -20,8 +20,12 @@ def device_summary(state: DeviceState, *, stale: bool) -> dict[str, Any]:
         "nature": state.settings.nature,
         "ok": bool(last is not None and last.ok),
         "stale": stale,
-        "error": last.error if last is not None else None,
+        "error": (last.error if last is not None else None) or _doubts(state),
         "power_w": reading.get("power_w"),
         "energy_wh": reading.get("energy_wh"),
         "models": sorted(int(m) for m in (good.points if good is not None else {}) if m.isdigit()),
     }
+
+
+def _doubts(state: DeviceState) -> str | None:
+    return "implausible: " + "; ".join(state.doubts) if state.doubts else None
