@@ -187,3 +187,16 @@ def test_exception_fault_for_one_function_code_and_unreachable_control_api(run_s
         timeout=30,
     )
     assert out.returncode == 1 and "unreachable" in out.stdout
+
+
+def test_forced_reading_reaches_registers_and_truth_stays_visible(run_sim, all_kinds):
+    sim = run_sim(all_kinds)
+    assert (
+        control(sim, "/faults", {"device": "mg1/bess1", "fault": "value", "point": "soc_pct", "value": 7})[0]
+        == 200
+    )
+    described = control(sim, "/devices/mg1/bess1")[1]
+    assert described["points"]["802.SoC"] == 7 and described["points"]["124.ChaState"] == 7
+    assert described["readings"]["soc_pct"] == 50  # the physical truth
+    control(sim, "/faults/clear", {"device": "mg1/bess1", "fault": "value"})
+    assert control(sim, "/devices/mg1/bess1")[1]["points"]["802.SoC"] == 50

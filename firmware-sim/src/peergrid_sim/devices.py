@@ -51,6 +51,9 @@ class SunSpecDevice:
     image: RegisterImage
     faults: Faults = field(default_factory=Faults)
     stale: bool = False  # physics moved since the image was last rendered
+    forced: dict[str, Any] = field(
+        default_factory=dict
+    )  # reading name -> value reported instead of the truth
 
     @classmethod
     def create(cls, name: str, mg: str, kind: str, unit_id: int, params: dict[str, Any]) -> SunSpecDevice:
@@ -69,7 +72,7 @@ class SunSpecDevice:
         return device
 
     def refresh(self) -> None:
-        self.image.refresh(self.model.readings())
+        self.image.refresh(self.reported_readings())
         self.stale = False
 
     def mark_stale(self) -> None:
@@ -81,13 +84,19 @@ class SunSpecDevice:
             self.refresh()
 
     def readings(self) -> dict[str, Any]:
+        """The physical truth (for tests and the control API)."""
         return dict(self.model.readings())
+
+    def reported_readings(self) -> dict[str, Any]:
+        """What the device reports: the truth with any stuck or forced values laid over it."""
+        return {**self.model.readings(), **self.forced}
 
     def reboot(self) -> None:
         """Registers and settings back to power-on defaults (energy counters are non-volatile)."""
         self.model.reset_settings()
         self.image.reset_stored()
         self.image.clear_forced()
+        self.forced.clear()
         self.refresh()
 
     # --- modbus.Target ---

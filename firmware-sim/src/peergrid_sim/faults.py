@@ -2,10 +2,12 @@
 
 Promises: `inject(device, request, now)` validates the request and applies it, or raises `FaultError` with a
 one-line reason and changes nothing; `clear(device, kind)` undoes one fault kind (or all with None).
-Faults: no_response, delay (seconds), exception (Modbus code, optionally only for one function code), stuck (point frozen), value (point forced,
-may be out of range), bad_crc (RTU replies with a wrong CRC), reboot (silent for `seconds`, registers and
-settings back to defaults), relay_fail (no_operation | wrong_status), interlock, lockout, ignore_setpoints
-(writes are acknowledged and read back but the device does not follow them).
+Faults: no_response; delay (`seconds`); exception (`code`, optionally only for one `function` code);
+stuck / value (`point` frozen or forced to `value`, which may be out of range; a point is a register point
+such as 103.W or a reading such as ac_w, which also reaches MQTT telemetry); bad_crc (RTU replies carry a
+wrong CRC); reboot (silent for `seconds`, registers and settings back to defaults); relay_fail (`mode`
+no_operation | wrong_status); interlock; lockout; ignore_setpoints (writes are acknowledged and read back
+but the device does not follow them).
 Assumes `now` is the monotonic clock the servers compare `down_until` with.
 """
 
@@ -63,11 +65,17 @@ def inject(device: Any, request: dict[str, Any], now: float) -> None:
         device.reboot()
     elif kind in ("stuck", "value") and not is_relay:
         point = request.get("point")
-        if not isinstance(point, str) or point not in device.image.by_key:
-            raise FaultError(f"'point' must name a point of {device.name} such as '103.W'")
         value = None if kind == "stuck" else _number(request, "value", -1e12, 1e12)
-        device.sync()
-        device.image.force(point, value)
+        if isinstance(point, str) and point in device.image.by_key:  # a register point such as 103.W
+            device.sync()
+            device.image.force(point, value)
+        elif isinstance(point, str) and point in device.readings():  # a reading: Modbus and MQTT alike
+            device.forced[point] = device.reported_readings()[point] if value is None else value
+            device.refresh()
+        else:
+            raise FaultError(
+                f"'point' must name a point of {device.name} such as '103.W' or a reading such as 'ac_w'"
+            )
     elif kind == "relay_fail" and is_relay:
         mode = request.get("mode")
         if mode not in ("no_operation", "wrong_status"):
@@ -97,6 +105,7 @@ def clear(device: Any, kind: str | None = None) -> None:
         faults.ignore_setpoints = False
     if kind in (None, "stuck", "value", "ignore_setpoints") and device.kind != "relay":
         device.image.clear_forced()
+        device.forced.clear()
         device.refresh()
     if kind in (None, "relay_fail"):
         faults.relay_fail = None

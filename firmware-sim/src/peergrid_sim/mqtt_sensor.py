@@ -110,7 +110,7 @@ class MqttSensors:
             "kind": device.kind,
             "t": self._now(),
             "seq": self.seq,
-            "readings": device.readings(),
+            "readings": device.reported_readings(),
         }
         self.client.publish(topic, json.dumps(body), qos=0)
 

@@ -21,7 +21,11 @@ from . import modbus
 
 log = logging.getLogger("peergrid_sim.server")
 GATEWAY_TARGET_FAILED = 0x0B
-RTU_SILENCE_S = 0.005  # generous t3.5: the pty delivers a whole frame at once; real lines are >= 1.75 ms
+
+
+def rtu_silence_s(baudrate: int) -> float:
+    """The inter-frame silence (t3.5, 11-bit characters) with margin; never below 5 ms (pty and USB latency)."""
+    return max(0.005, 1.5 * 3.5 * 11.0 / max(baudrate, 1))
 
 
 async def answer(device: Any, pdu: bytes) -> bytes | None:
@@ -148,7 +152,7 @@ class ModbusRtuLine:
             self._queue.put_nowait(frame)
         if self._silence is not None:
             self._silence.cancel()
-        self._silence = asyncio.get_running_loop().call_later(RTU_SILENCE_S, self._on_silence)
+        self._silence = asyncio.get_running_loop().call_later(rtu_silence_s(self.baudrate), self._on_silence)
 
     def _on_silence(self) -> None:
         for frame in self._deframer.silence():
