@@ -63,6 +63,8 @@ class Byzantine:
             half = len(peers) // 2
             for i, peer in enumerate(peers):
                 self.send(peer, data if i < half or other is None else other)
+            if other is not None:  # over a broker someone always hears both
+                self.send(peers[0], other)
             return
         if self.behaviour == "invalid" and message is not None and message.vote.kind == PROPOSAL:
             data = self._invalid_proposal(message) or data

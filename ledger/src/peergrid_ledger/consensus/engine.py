@@ -327,14 +327,8 @@ class Engine:
             self.stats["dropped_signature"] += 1
             return
         slot = (vote.kind, vote.round, vote.author)
-        earlier = s.seen.get(slot)
-        if earlier is not None:
-            if (earlier.digest, earlier.prepared_round) != (vote.digest, vote.prepared_round):
-                self.stats["equivocations"] += 1
-                if slot not in s.reported:
-                    s.reported.add(slot)
-                    self._out.append(EvidenceFound(Evidence(earlier, vote)))
-            else:
+        if slot in s.seen:
+            if not self._equivocates(vote):
                 self.stats["duplicates"] += 1
             return
         if vote.kind == PROPOSAL:
@@ -349,6 +343,20 @@ class Engine:
         elif vote.kind == COMMIT:
             s.commits.setdefault((vote.round, vote.digest), {})[vote.author] = vote
             self._check_decided(vote.round, vote.digest)
+
+    def _equivocates(self, vote: Vote) -> bool:
+        """Compare a verified vote (received, or carried inside a justification) with what its author
+        said before in the same slot; report a contradiction once as evidence."""
+        s = self.s
+        slot = (vote.kind, vote.round, vote.author)
+        earlier = s.seen.get(slot)
+        if earlier is None or (earlier.digest, earlier.prepared_round) == (vote.digest, vote.prepared_round):
+            return False
+        self.stats["equivocations"] += 1
+        if slot not in s.reported:
+            s.reported.add(slot)
+            self._out.append(EvidenceFound(Evidence(earlier, vote)))
+        return True
 
     def _vote_ok(self, vote: Vote) -> bool:
         if vote.signature in self.s.verified:
@@ -412,6 +420,7 @@ class Engine:
                 return None
             if change.author not in s.vset or change.author in authors or not self._vote_ok(change):
                 return None
+            self._equivocates(change)
             if change.prepared_round >= change.round:
                 return None
             authors.add(change.author)
@@ -433,6 +442,7 @@ class Engine:
                 return False
             if p.author not in s.vset or not self._vote_ok(p):
                 return False
+            self._equivocates(p)
             authors.add(p.author)
         return len(authors) >= s.quorum
 
@@ -488,8 +498,8 @@ class Engine:
         if len(commits) < s.quorum or s.decided:
             return
         block = s.blocks.get(digest)
-        info = self._check_block(block, digest) if block is not None else None
-        if info is None:
+        info = self._check_block(block, digest)
+        if block is None or info is None:
             self._request_sync(next(iter(commits)))
             return
         if info.round != round_:  # seals for another header round cannot form this block's certificate

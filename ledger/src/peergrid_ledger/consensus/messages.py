@@ -11,10 +11,9 @@ Must never do I/O.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-
-import hashlib
 
 from .. import codec, votes
 from ..codec import DecodeError, EncodeError
@@ -253,12 +252,17 @@ def _vote_from_value(value: object) -> Vote:
     digest = codec.expect_bytes(items[3], "vote digest")
     if len(digest) not in (0, HASH_BYTES):
         raise DecodeError("vote digest: expected 0 or 32 bytes")
+    prepared_round = codec.expect_int(items[4], "prepared round", NO_ROUND, MAX_ROUND)
+    if kind != ROUND_CHANGE and (prepared_round != NO_ROUND or len(digest) != HASH_BYTES):
+        raise DecodeError(f"{kind} vote: a block hash and no prepared round")  # only what is signed
+    if kind == ROUND_CHANGE and (prepared_round == NO_ROUND) != (digest == b""):
+        raise DecodeError("round change: a prepared round goes with a prepared block, or neither")
     return Vote(
         kind,
         codec.expect_int(items[1], "vote height", 1),
         codec.expect_int(items[2], "vote round", 0, MAX_ROUND),
         digest,
-        codec.expect_int(items[4], "prepared round", NO_ROUND, MAX_ROUND),
+        prepared_round,
         codec.expect_bytes(items[5], "vote author", 32),
         codec.expect_bytes(items[6], "vote signature", 64),
     )
