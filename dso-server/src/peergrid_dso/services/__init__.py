@@ -1,0 +1,1 @@
+"""DSO services: power flow, reconfiguration, OPF/security loop, switching, enrolment (pure cores)."""

@@ -1,0 +1,60 @@
+"""Reconfiguration reaches the published optima and explains infeasible data."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+from peergrid_dso.commands import reconfigure as command
+from peergrid_dso.feeder.cases import case33bw
+from peergrid_dso.feeder.load import load_feeder
+from peergrid_dso.services.reconfiguration import ReconfigurationInfeasible, reconfigure
+
+
+def test_case33bw_published_optimum_through_the_cli(capsys: pytest.CaptureFixture[str]) -> None:
+    assert command.main(["--case", "case33bw", "--vmin", "0.90", "--json"]) == 0
+    answer = json.loads(capsys.readouterr().out)
+    assert answer["open_branches"] == [7, 9, 14, 32, 37]
+    assert answer["losses_kw"] == pytest.approx(139.55, abs=0.01)
+    assert answer["vmin_pu"] == pytest.approx(0.9378, abs=1e-4)
+    assert answer["seconds"] > 0
+
+
+def test_case69_published_optimum(matpower_dir: Path, case69_ties: Path) -> None:
+    feeder = load_feeder(matpower=matpower_dir / "case69.m", ties=case69_ties)
+    result = reconfigure(feeder, vmin_pu=0.90)
+    assert result.losses_kw == pytest.approx(99.62, abs=0.01)
+    # 57 and 58 sit in series with no load between them: opening either is the same configuration.
+    assert set(result.open_branches) - {57, 58} == {14, 61, 69, 70}
+
+
+def test_voltage_floor_no_configuration_meets_is_explained() -> None:
+    with pytest.raises(ReconfigurationInfeasible, match=r"voltages"):
+        reconfigure(case33bw(), vmin_pu=0.99)
+
+
+def test_islanded_load_is_explained() -> None:
+    feeder = case33bw()
+    # A 34th bus with load and no branch to it.
+    cut = replace(
+        feeder,
+        bus_ids=(*feeder.bus_ids, 34),
+        load_p_mw=(*feeder.load_p_mw, 0.1),
+        load_q_mvar=(*feeder.load_q_mvar, 0.05),
+    )
+    with pytest.raises(ReconfigurationInfeasible, match=r"islanded load: buses \[34\]"):
+        reconfigure(cut)
+
+
+def test_cli_bad_input_exits_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert command.main(["--matpower", str(tmp_path / "nope.m"), "--json"]) == 2
+    assert "cannot read" in capsys.readouterr().err
+    assert command.main(["--case", "case33bw", "--vmin", "1.5"]) == 2
+
+
+def test_cli_infeasible_exits_1(capsys: pytest.CaptureFixture[str]) -> None:
+    assert command.main(["--case", "case33bw", "--vmin", "0.99", "--no-validate"]) == 1
+    assert "infeasible" in capsys.readouterr().err
