@@ -112,11 +112,17 @@ def _encode_into(value: Value, out: list[bytes], depth: int) -> None:
         out.append(b"\xf6")
     elif depth >= MAX_DEPTH:
         raise EncodeError(f"nesting deeper than {MAX_DEPTH}")
+    elif kind is dict:
+        head, pairs = _map_plan(tuple(value))
+        out.append(head)
+        for encoded, key in pairs:
+            out.append(encoded)
+            _encode_into(value[key], out, depth + 1)
     elif kind is list or kind is tuple:
         out.append(_head(4, len(value)))
         for item in value:
             _encode_into(item, out, depth + 1)
-    elif isinstance(value, Mapping):
+    elif kind is dict or isinstance(value, Mapping):
         head, pairs = _map_plan(tuple(value))
         out.append(head)
         for encoded, key in pairs:

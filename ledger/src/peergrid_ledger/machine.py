@@ -177,12 +177,12 @@ def require(condition: bool, reason: Reason, detail: str) -> None:
 
 
 def require_role(sender: ks.AccountRecord, roles: Iterable[str], kind: str) -> None:
-    roles = frozenset(roles)
-    if not sender.roles & roles:
+    if sender.roles.isdisjoint(roles):
         raise RuleError(Reason.FORBIDDEN, f"{kind} needs one of the roles {sorted(roles)}")
 
 
 def require_participant(sender: ks.AccountRecord, kind: str) -> None:
-    require_role(sender, ks.PARTICIPANT_ROLES, kind)
+    if sender.roles.isdisjoint(ks.PARTICIPANT_ROLES):
+        raise RuleError(Reason.FORBIDDEN, f"{kind} needs one of the roles {sorted(ks.PARTICIPANT_ROLES)}")
     if not sender.authorised:
         raise RuleError(Reason.NOT_AUTHORISED, f"{kind}: sender is not authorised")

@@ -111,19 +111,30 @@ class StateTree:
 
 
 class Overlay:
-    """Pending writes over a reader; reads see the writes first. Never mutates `base`."""
+    """Pending writes over a reader; reads see the writes first. Never mutates `base`.
 
-    __slots__ = ("base", "writes")
+    Overlays stack (transaction over block over committed state); a read looks through every layer's
+    write dict directly rather than calling down the stack, because reads are most of a transaction's cost.
+    """
+
+    __slots__ = ("_bottom", "_layers", "base", "writes")
 
     def __init__(self, base: StateReader) -> None:
         self.base = base
         self.writes: dict[bytes, bytes | None] = {}
+        if isinstance(base, Overlay):
+            self._layers: tuple[dict[bytes, bytes | None], ...] = (self.writes, *base._layers)
+            self._bottom: StateReader = base._bottom
+        else:
+            self._layers = (self.writes,)
+            self._bottom = base
 
     def get(self, key: bytes) -> bytes | None:
-        value = self.writes.get(key, _MISSING)
-        if value is _MISSING:
-            return self.base.get(key)
-        return value  # type: ignore[return-value]
+        for layer in self._layers:
+            value = layer.get(key, _MISSING)
+            if value is not _MISSING:
+                return value  # type: ignore[return-value]
+        return self._bottom.get(key)
 
     def put(self, key: bytes, value: bytes) -> None:
         self.writes[key] = value

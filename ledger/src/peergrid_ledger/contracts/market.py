@@ -27,7 +27,7 @@ from typing import Any
 from .. import keyspace as ks
 from ..codec import decode
 from ..machine import BlockContext, KindSpec, require, require_participant
-from ..results import Event, Reason
+from ..results import Event, Reason, RuleError
 from ..schema import HASH, INTERVAL, KEY, PRICE, QUANTITY, ROUND, Bool, List, Map, OneOf, check
 from ..state import Overlay, StateReader, read_obj
 from ..tx import Tx
@@ -159,79 +159,76 @@ def set_rules(view: Overlay, tx: Tx, ctx: BlockContext, sender: ks.AccountRecord
 
 def _open_interval(view: Overlay, interval: int, sender: bytes, side: str) -> None:
     """Record `sender` as a new seller or buyer of `interval` (a position on the other side forbids it)."""
-    require(not closed(view, interval), Reason.CLOSED, f"interval {interval} is already cleared")
+    # Hot path (every offer and bid): plain `if`s, so that no error message is formatted unless needed.
+    if closed(view, interval):
+        raise RuleError(Reason.CLOSED, f"interval {interval} is already cleared")
     other_key = bid_key(interval, sender) if side == "sellers" else offer_key(interval, sender)
-    other = "buyers" if side == "sellers" else "sellers"
-    require(
-        view.get(other_key) is None, Reason.RULE_VIOLATION, f"already one of the {other} in this interval"
-    )
-    packed = read_obj(view, members_key(interval, side)) or b""
-    view.put_obj(members_key(interval, side), packed + sender)
+    if view.get(other_key) is not None:
+        other = "buyers" if side == "sellers" else "sellers"
+        raise RuleError(Reason.RULE_VIOLATION, f"already one of the {other} in this interval")
+    key = members_key(interval, side)
+    packed = read_obj(view, key) or b""
+    view.put_obj(key, packed + sender)
     last = read_obj(view, last_interval_key(sender))
     if last is None or interval > last:
         view.put_obj(last_interval_key(sender), interval)
 
 
-def _check_offer(view: Overlay, tx: Tx, interval: int, price: int, quantity: int) -> None:
+def _check_offer(view: Overlay, tx: Tx, interval: int, price: int, quantity: int, opening: bool) -> None:
+    """The seller's own rules: price at or above its floor, quantity within its maximum (a move may withdraw
+    to zero; an opening offer must sell something)."""
     rules = rules_for(view, tx.sender, interval)
-    require(quantity > 0, Reason.INVALID, "an offer needs a positive quantity")
-    require(
-        price >= rules["floor_price"],
-        Reason.RULE_VIOLATION,
-        f"price {price} below the seller's floor {rules['floor_price']}",
-    )
-    require(
-        quantity <= rules["max_quantity"],
-        Reason.RULE_VIOLATION,
-        f"quantity {quantity} above the seller's maximum {rules['max_quantity']}",
-    )
+    if opening and quantity <= 0:
+        raise RuleError(Reason.INVALID, "an offer needs a positive quantity")
+    if price < rules["floor_price"]:
+        raise RuleError(
+            Reason.RULE_VIOLATION, f"price {price} below the seller's floor {rules['floor_price']}"
+        )
+    if quantity > rules["max_quantity"]:
+        raise RuleError(
+            Reason.RULE_VIOLATION, f"quantity {quantity} above the seller's maximum {rules['max_quantity']}"
+        )
 
 
 def _check_demands(view: Overlay, tx: Tx, interval: int, demands: list[dict[str, Any]]) -> None:
+    """The buyer's rules against the current offers: each seller has an offer, no more than it offers, the
+    clean-only preference, its price within the cap (plus the clean premium), the total within the maximum."""
     rules = rules_for(view, tx.sender, interval)
-    sellers = [d["seller"] for d in demands]
-    require(len(set(sellers)) == len(sellers), Reason.INVALID, "a seller appears twice in the bid")
+    if len({d["seller"] for d in demands}) != len(demands):
+        raise RuleError(Reason.INVALID, "a seller appears twice in the bid")
     total = 0
     for demand in demands:
         seller, quantity = demand["seller"], demand["quantity"]
-        require(seller != tx.sender, Reason.INVALID, "cannot buy from oneself")
+        if seller == tx.sender:
+            raise RuleError(Reason.INVALID, "cannot buy from oneself")
         standing = offer(view, interval, seller)
-        require(
-            standing is not None,
-            Reason.NOT_FOUND,
-            f"no offer from {seller.hex()[:16]}… in interval {interval}",
-        )
-        assert standing is not None
-        require(quantity > 0, Reason.INVALID, "each demand needs a positive quantity")
-        require(
-            quantity <= standing["quantity"],
-            Reason.RULE_VIOLATION,
-            f"demand {quantity} exceeds the {standing['quantity']} offered",
-        )
-        require(
-            standing["clean"] or not rules["clean_only"],
-            Reason.RULE_VIOLATION,
-            "buyer accepts only clean energy and this offer is not clean",
-        )
+        if standing is None:
+            raise RuleError(Reason.NOT_FOUND, f"no offer from {seller.hex()[:16]}… in interval {interval}")
+        if quantity <= 0:
+            raise RuleError(Reason.INVALID, "each demand needs a positive quantity")
+        if quantity > standing["quantity"]:
+            raise RuleError(
+                Reason.RULE_VIOLATION, f"demand {quantity} exceeds the {standing['quantity']} offered"
+            )
+        if rules["clean_only"] and not standing["clean"]:
+            raise RuleError(
+                Reason.RULE_VIOLATION, "buyer accepts only clean energy and this offer is not clean"
+            )
         limit = buyer_limit(rules, standing["clean"])
-        require(
-            standing["price"] <= limit,
-            Reason.RULE_VIOLATION,
-            f"price {standing['price']} above the cap {limit}",
-        )
+        if standing["price"] > limit:
+            raise RuleError(Reason.RULE_VIOLATION, f"price {standing['price']} above the cap {limit}")
         total += quantity
-    require(
-        total <= rules["max_quantity"],
-        Reason.RULE_VIOLATION,
-        f"total demand {total} above the buyer's maximum {rules['max_quantity']}",
-    )
+    if total > rules["max_quantity"]:
+        raise RuleError(
+            Reason.RULE_VIOLATION, f"total demand {total} above the buyer's maximum {rules['max_quantity']}"
+        )
 
 
 def post_offer(view: Overlay, tx: Tx, ctx: BlockContext, sender: ks.AccountRecord) -> None:
     require_participant(sender, tx.kind)
     b = tx.body
     require(offer(view, b["interval"], tx.sender) is None, Reason.DUPLICATE, "offer already open: use a move")
-    _check_offer(view, tx, b["interval"], b["price"], b["quantity"])
+    _check_offer(view, tx, b["interval"], b["price"], b["quantity"], opening=True)
     _open_interval(view, b["interval"], tx.sender, "sellers")
     position = {"clean": b["clean"], "price": b["price"], "quantity": b["quantity"], "round": b["round"]}
     view.put_obj(offer_key(b["interval"], tx.sender), position)
@@ -260,7 +257,7 @@ def move(view: Overlay, tx: Tx, ctx: BlockContext, sender: ks.AccountRecord) -> 
         require(position is not None, Reason.NOT_FOUND, "no open offer to revise")
         assert position is not None
         require(b["round"] > position["round"], Reason.RULE_VIOLATION, "a move must be for a later round")
-        _check_offer(view, tx, interval, b["price"], b["quantity"])
+        _check_offer(view, tx, interval, b["price"], b["quantity"], opening=False)
         position.update(price=b["price"], quantity=b["quantity"], round=b["round"])
         view.put_obj(offer_key(interval, tx.sender), position)
     else:
