@@ -16,6 +16,9 @@ def build_parser() -> argparse.ArgumentParser:
     serve = sub.add_parser("serve", help="run the DSO server (REST API and console)")
     serve.add_argument("--config", required=True, help="config file (YAML)")
     serve.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    from peergrid_dso.commands import reconfigure
+
+    reconfigure.add_arguments(sub.add_parser("reconfigure", help="loss-minimising radial switch state of a feeder"))
     return parser
 
 
@@ -45,6 +48,10 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.command == "serve":
         return serve(args)
+    if args.command == "reconfigure":
+        from peergrid_dso.commands import reconfigure
+
+        return reconfigure.run(args)
     return 2
 
 
