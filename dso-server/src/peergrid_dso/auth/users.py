@@ -51,7 +51,7 @@ class UserStore:
         self._hasher = hasher or _hasher()
         self._lock = threading.Lock()
         self._users: dict[str, dict[str, str]] = {}
-        self._dummy = self._hasher.hash("not a password of anyone")
+        self._dummy: str | None = None  # made at the first unknown name, so start-up stays quick
         if path is not None and path.exists():
             self._users = _read(path)
 
@@ -89,8 +89,10 @@ class UserStore:
         if len(password) > MAX_PASSWORD:
             return None
         entry = self._users.get(name)
+        if entry is None and self._dummy is None:
+            self._dummy = self._hasher.hash("not a password of anyone")
         try:
-            self._hasher.verify(entry["hash"] if entry else self._dummy, password)
+            self._hasher.verify(entry["hash"] if entry else str(self._dummy), password)
         except (VerificationError, InvalidHashError):
             return None
         return User(name, entry["role"]) if entry else None

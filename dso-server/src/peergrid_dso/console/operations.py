@@ -15,11 +15,15 @@ from __future__ import annotations
 import secrets
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
+
 from peergrid_dso.console.chains import ActionRecorder, by_label, lab_key
 from peergrid_dso.console.grid import GridView
+from peergrid_dso.feeder.model import Feeder
 from peergrid_dso.services.powerflow import net_injection_mw
 from peergrid_dso.services.reconfiguration import ReconfigurationInfeasible, SolverFailure, reconfigure
 
@@ -57,9 +61,23 @@ class Plan:
         }
 
 
+Planner = Callable[[Feeder, np.ndarray, np.ndarray], tuple[int, ...]]
+
+
+def milp_planner(feeder: Feeder, p_mw: np.ndarray, q_mvar: np.ndarray) -> tuple[int, ...]:
+    """The DSO engineer's loss-minimising reconfiguration: the branches to leave open."""
+    try:
+        return reconfigure(feeder, p_inj_mw=p_mw, q_inj_mvar=q_mvar, time_limit_s=30.0).open_branches
+    except (ReconfigurationInfeasible, SolverFailure) as exc:
+        raise OperationError(f"no plan: {exc}") from None
+
+
 class Operations:
-    def __init__(self, grid: GridView, recorder: ActionRecorder, interval: int = 0) -> None:
+    def __init__(
+        self, grid: GridView, recorder: ActionRecorder, interval: int = 0, planner: Planner = milp_planner
+    ) -> None:
         self.grid = grid
+        self.planner = planner
         self.recorder = recorder
         self.interval = interval
         self.plans: dict[str, Plan] = {}
@@ -77,12 +95,11 @@ class Operations:
         g = self.grid
         before = g.check(g.open_branches())
         p, q = net_injection_mw(g.feeder, {m: (kw / 1000, 0.0) for m, kw in g.injections_kw.items()})
-        try:
-            result = reconfigure(g.feeder, p_inj_mw=p, q_inj_mvar=q, time_limit_s=30.0)
-        except (ReconfigurationInfeasible, SolverFailure) as exc:
-            raise OperationError(f"no plan: {exc}") from None
-        after = g.check(result.open_branches)
-        now_open, then_open = set(before["open_branches"]), set(result.open_branches)
+        target = self.planner(g.feeder, p, q)
+        after = g.check(target)
+        if not after["ok"] or not after["radial"]:
+            raise OperationError(f"the planner's configuration {target} is not radial or islands load")
+        now_open, then_open = set(before["open_branches"]), set(target)
         actions = [{"branch": b, "close": True} for b in sorted(now_open - then_open)]
         actions += [{"branch": b, "close": False} for b in sorted(then_open - now_open)]
         with self._lock:

@@ -21,3 +21,5 @@ class ConsoleSettings(StrictSettings):
     mg_buses: dict[str, int] = Field(default_factory=lambda: dict(LAB_MG_BUSES))
     market_intervals: int = Field(8, ge=1, le=96)
     refresh_s: float = Field(1.0, gt=0)
+    lab_market: bool = True  # lab: simulate a day of bargaining on an MGMC chain for the market view
+    lab_drift: bool = True  # lab: MG injections wobble so the live view moves; off for deterministic tests

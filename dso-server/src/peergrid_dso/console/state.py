@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Any
 
 from peergrid_dso.auth.security import SecurityLog
@@ -22,6 +24,7 @@ from peergrid_dso.console.grid import GridView, lab_injections
 from peergrid_dso.console.operations import Operations
 from peergrid_dso.console.settings import ConsoleSettings
 from peergrid_dso.console.switchgear import MemorySwitchgear, Switchgear
+from peergrid_dso.feeder.model import Feeder
 
 log = logging.getLogger("peergrid_dso.console")
 
@@ -37,8 +40,26 @@ class ConsoleState:
     ops: Operations
     explorers: dict[str, ChainExplorer]
     market: dict[str, Any] = field(default_factory=lambda: {"status": "computing"})
+    _step: int = -1
 
-    def start_market(self) -> threading.Thread:
+    def tick(self, now: float | None = None) -> None:
+        """Lab only: MG injections drift every few seconds so the live view moves (until the testbed's
+        MGMCs report real equivalent injections)."""
+        if not self.settings.lab_drift:
+            return
+        step = int((time.monotonic() if now is None else now) // 5.0)
+        if step != self._step:
+            self._step = step
+            self.grid.set_injections(lab_injections(self.grid.feeder, step * 0.7))
+
+    def start_market(self) -> threading.Thread | None:
+        if not self.settings.lab_market:
+            self.market = {
+                "status": "failed",
+                "error": "no market source configured (console.lab_market is off)",
+            }
+            return None
+
         def run() -> None:
             try:
                 from peergrid_dso.console.market import run_lab_market
@@ -57,12 +78,18 @@ class ConsoleState:
         return thread
 
 
+@lru_cache(maxsize=4)
+def _case33bw(mg_buses: tuple[tuple[str, int], ...]) -> Feeder:
+    """Building case33bw from pandapower takes a second or two; a `Feeder` is immutable, so share it."""
+    from peergrid_dso.feeder.cases import case33bw
+
+    return case33bw(dict(mg_buses))
+
+
 def build_console(
     settings: ConsoleSettings, feeder_name: str = "feeder1", switchgear: Switchgear | None = None
 ) -> ConsoleState:
-    from peergrid_dso.feeder.cases import case33bw
-
-    feeder = case33bw(settings.mg_buses)
+    feeder = _case33bw(tuple(sorted(settings.mg_buses.items())))
     gear = switchgear or MemorySwitchgear({b.number: b.closed for b in feeder.branches})
     grid = GridView(feeder, gear, lab_injections(feeder))
     chain, dso_key = lab_dso_chain(feeder_name)

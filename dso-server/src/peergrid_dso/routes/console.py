@@ -168,7 +168,9 @@ def whoami(s: Session = Depends(viewer)) -> dict[str, Any]:
 
 @router.get("/console/api/feeder")
 def feeder(request: Request, _: Session = Depends(viewer)) -> dict[str, Any]:
-    return console_state(request).grid.snapshot()
+    state = console_state(request)
+    state.tick()
+    return state.grid.snapshot()
 
 
 @router.get("/console/api/events")
@@ -182,6 +184,7 @@ async def events(request: Request, s: Session = Depends(viewer)) -> StreamingRes
             if state.sessions.get(s.sid) is None:
                 yield b"event: logout\ndata: {}\n\n"
                 return
+            state.tick()
             snap = await asyncio.to_thread(state.grid.snapshot)
             if snap["version"] != last:
                 last, idle = snap["version"], 0.0

@@ -1,0 +1,64 @@
+// Ledger explorer: both chains' heads and replicas, blocks, transactions, and in-browser proof checks.
+import { api, el, short } from "./api.js";
+import { checkProof } from "./proof.js";
+
+export class LedgerView {
+  constructor(root) { this.root = root; this.chain = "dso"; this.height = null; }
+
+  async start() {
+    const heads = await api("/console/api/ledger");
+    this.heads = heads.chains;
+    if (!this.heads[this.chain] || (!this.picked && this.heads[this.chain].height === 0)) {
+      this.chain = Object.keys(this.heads).find((k) => this.heads[k].height > 0) || Object.keys(this.heads)[0];
+    }
+    await this.render();
+  }
+
+  stop() {}
+
+  async render() {
+    const chains = Object.entries(this.heads);
+    const blocks = (await api(`/console/api/ledger/${this.chain}/blocks?limit=30`)).blocks;
+    if (this.height === null && blocks.length) this.height = blocks[0].height;
+    const detail = this.height ? await api(`/console/api/ledger/${this.chain}/blocks/${this.height}`) : null;
+    this.root.replaceChildren(
+      el("h2", {}, "Ledger"),
+      el("div", { class: "card" }, el("h2", {}, "Chains and replicas"),
+        el("table", { id: "replicas" }, el("thead", {}, el("tr", {}, ["chain", "replica", "height", "head", "agrees"].map((h) => el("th", {}, h)))),
+          el("tbody", {}, chains.flatMap(([name, c]) => c.replicas.map((r) => el("tr", {},
+            el("td", {}, el("a", { href: "#ledger", onclick: (e) => { e.preventDefault(); this.chain = name; this.picked = true; this.height = null; this.render(); } }, `${name} (${c.chain})`)),
+            el("td", {}, r.node), el("td", { class: "num" }, r.height), el("td", { class: "hash" }, short(r.head, 16)),
+            el("td", {}, c.agree ? "yes" : "NO — replicas differ"))))))),
+      el("div", { class: "grid2" },
+        el("div", { class: "card" }, el("h2", {}, detail ? `Block ${detail.height} of ${this.chain}` : "No blocks yet"),
+          detail ? this.blockDetail(detail) : ""),
+        el("div", { class: "card" }, el("h2", {}, `Blocks (${this.chain})`),
+          el("table", { id: "blocks" }, el("thead", {}, el("tr", {}, ["height", "txs", "hash"].map((h) => el("th", {}, h)))),
+            el("tbody", {}, blocks.map((b) => el("tr", {},
+              el("td", {}, el("a", { href: "#ledger", "data-height": b.height, onclick: (e) => { e.preventDefault(); this.height = b.height; this.render(); } }, b.height)),
+              el("td", { class: "num" }, b.txs), el("td", { class: "hash" }, short(b.hash)))))))));
+  }
+
+  blockDetail(d) {
+    return el("div", {},
+      el("table", {}, el("tbody", {},
+        ["hash", "prev", "tx_root", "state_root", "proposer"].map((k) => el("tr", {}, el("th", {}, k), el("td", { class: "hash" }, d[k]))),
+        el("tr", {}, el("th", {}, "time"), el("td", {}, new Date(d.time).toISOString())),
+        el("tr", {}, el("th", {}, "commit signers"), el("td", {}, d.commit_signers.length)))),
+      el("table", { id: "txs" }, el("thead", {}, el("tr", {}, ["txid", "kind", "body", "proof"].map((h) => el("th", {}, h)))),
+        el("tbody", {}, d.transactions.map((tx) => {
+          const out = el("span", { class: "proof-result", "data-txid": tx.txid });
+          const button = el("button", { type: "button", class: "secondary verify", "data-txid": tx.txid, onclick: async () => {
+            out.textContent = "checking…";
+            try {
+              const doc = await api(`/console/api/ledger/${this.chain}/proof/${tx.txid}`);
+              const r = await checkProof(doc, { headerHash: d.hash });
+              out.className = `proof-result ${r.ok ? "verified" : "failed"}`;
+              out.textContent = r.ok ? `verified in the browser: ${r.steps.join("; ")}` : `FAILED: ${r.why}`;
+            } catch (e) { out.className = "proof-result failed"; out.textContent = `FAILED: ${e.message}`; }
+          } }, "verify proof");
+          return el("tr", {}, el("td", { class: "hash" }, short(tx.txid)), el("td", {}, tx.kind),
+            el("td", {}, el("code", {}, JSON.stringify(tx.body).slice(0, 140))), el("td", {}, button, " ", out));
+        }))));
+  }
+}

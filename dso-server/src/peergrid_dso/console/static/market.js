@@ -1,0 +1,92 @@
+// Market view: each interval's bargaining rounds (prices converging), agreed trades, settlement, P2P vs conventional.
+import { api, el, svg, fmt } from "./api.js";
+
+const COLOURS = ["#1f5fa8", "#d98200", "#1b7f3b", "#8e3fa8", "#b3261e", "#2a9d8f", "#6b4f00"];
+
+function pricePlot(prices) {
+  const W = 520, H = 240, L = 50, B = 30, T = 12, R = 90;
+  const rounds = Math.max(1, ...prices.map((p) => p.round));
+  const ys = prices.map((p) => p.price);
+  let lo = Math.min(...ys), hi = Math.max(...ys);
+  if (!isFinite(lo)) { lo = 0; hi = 1; }
+  if (hi - lo < 1e-9) { lo -= 0.01; hi += 0.01; }
+  const x = (r) => L + ((r - 1) / Math.max(1, rounds - 1)) * (W - L - R);
+  const y = (p) => T + (1 - (p - lo) / (hi - lo)) * (H - T - B);
+  const g = svg("svg", { viewBox: `0 0 ${W} ${H}`, class: "plot", id: "price-plot", width: W, height: H });
+  g.append(svg("line", { x1: L, y1: H - B, x2: W - R, y2: H - B, class: "axis" }),
+           svg("line", { x1: L, y1: T, x2: L, y2: H - B, class: "axis" }),
+           svg("text", { x: (L + W - R) / 2, y: H - 4, class: "tick", "text-anchor": "middle" }, "bargaining round"),
+           svg("text", { x: 4, y: (T + H - B) / 2, class: "tick" }, "price"));
+  for (let r = 1; r <= rounds; r++) g.append(svg("text", { x: x(r), y: H - B + 13, class: "tick", "text-anchor": "middle" }, r));
+  for (const v of [lo, (lo + hi) / 2, hi]) g.append(svg("text", { x: L - 4, y: y(v) + 3, class: "tick", "text-anchor": "end" }, v.toFixed(3)));
+  const sellers = [...new Set(prices.map((p) => p.seller))].sort();
+  let labelY = -Infinity;  // end labels, top to bottom, at least 11 px apart
+  const ends = sellers.map((s) => { const pts = prices.filter((p) => p.seller === s); return [s, pts[pts.length - 1].price]; })
+    .sort((a, b) => b[1] - a[1]);
+  const labelAt = {};
+  for (const [s, p] of ends) { labelY = Math.max(y(p) + 4, labelY + 11); labelAt[s] = labelY; }
+  sellers.forEach((s, i) => {
+    const pts = prices.filter((p) => p.seller === s).sort((a, b) => a.round - b.round);
+    const c = COLOURS[i % COLOURS.length];
+    g.append(svg("polyline", { points: pts.map((p) => `${x(p.round)},${y(p.price)}`).join(" "), fill: "none", stroke: c, "stroke-width": 2 }));
+    for (const p of pts) g.append(svg("circle", { cx: x(p.round), cy: y(p.price), r: 3, fill: c }));
+    const last = pts[pts.length - 1];
+    g.append(svg("text", { x: W - R + 6, y: labelAt[s], class: "tick", fill: c }, `${s} ${last.price.toFixed(3)}`));
+  });
+  return g;
+}
+
+export class MarketView {
+  constructor(root) { this.root = root; this.selected = null; }
+
+  async start() {
+    const m = await api("/console/api/market");
+    if (m.status !== "ready") {
+      this.root.replaceChildren(el("h2", {}, "Market"), el("p", {}, m.status === "failed" ? `market data unavailable: ${m.error}` : "computing the day's market…"));
+      if (m.status === "computing") this.timer = setTimeout(() => this.start(), 1000);
+      return;
+    }
+    this.market = m;
+    if (this.selected === null) {
+      const busiest = m.intervals.reduce((a, b) => (b.prices.length > a.prices.length ? b : a), m.intervals[0]);
+      this.selected = busiest.interval;
+    }
+    this.render();
+  }
+
+  stop() { clearTimeout(this.timer); }
+
+  render() {
+    const m = this.market;
+    const iv = m.intervals.find((i) => i.interval === this.selected);
+    const picker = el("select", { id: "interval", onchange: (e) => { this.selected = Number(e.target.value); this.render(); } },
+      m.intervals.map((i) => el("option", { value: i.interval, selected: i.interval === this.selected },
+        `interval ${i.interval} (${i.hours[0]}–${i.hours[1]} h): ${i.trades.length} trade(s), ${i.rounds} round(s)`)));
+    const mgs = Object.keys(iv.cost_p2p).sort();
+    const totals = (key) => Object.fromEntries(mgs.map((g) => [g, m.intervals.reduce((s, i) => s + (i[key][g] || 0), 0)]));
+    const tp = totals("cost_p2p"), tc = totals("cost_conventional");
+    this.root.replaceChildren(
+      el("h2", {}, "Market"), el("p", {}, el("small", {}, m.source)), picker,
+      el("div", { class: "grid2" },
+        el("div", { class: "card" }, el("h2", {}, `Sellers' prices per round (interval ${iv.interval}, ${iv.converged ? "converged" : "NOT converged"})`),
+          iv.prices.length ? pricePlot(iv.prices) : el("p", {}, "no offers in this interval")),
+        el("div", { class: "card" }, el("h2", {}, "Welfare"),
+          el("table", {}, el("tbody", {},
+            ["p2p", "conventional", "central"].map((k) => el("tr", {}, el("th", {}, k), el("td", { class: "num" }, fmt(iv.welfare[k], 3)))))))),
+      el("div", { class: "card" }, el("h2", {}, "Agreed trades and settlement"),
+        el("table", { id: "trades" }, el("thead", {}, el("tr", {}, ["seller", "buyer", "kWh", "price", "delivered kWh", "paid", "settled"].map((h) => el("th", {}, h)))),
+          el("tbody", {}, iv.trades.map((t) => {
+            const s = iv.settlements.find((x) => x.seller === t.seller && x.buyer === t.buyer);
+            return el("tr", {}, el("td", {}, t.seller), el("td", {}, t.buyer), el("td", { class: "num" }, fmt(t.quantity_kwh, 2)),
+              el("td", { class: "num" }, fmt(t.price, 3)), el("td", { class: "num" }, s ? fmt(s.delivered_kwh, 2) : "—"),
+              el("td", { class: "num" }, s ? fmt(s.amount, 3) : "—"), el("td", {}, s ? (s.ok ? "yes" : "refused") : "pending"));
+          })))),
+      el("div", { class: "card" }, el("h2", {}, "Cost per MG: P2P against the conventional market (this interval / whole day)"),
+        el("table", { id: "costs" }, el("thead", {}, el("tr", {}, ["MG", "P2P", "conventional", "saving", "day P2P", "day conventional", "day saving"].map((h) => el("th", {}, h)))),
+          el("tbody", {}, mgs.map((g) => el("tr", {}, el("td", {}, g),
+            el("td", { class: "num" }, fmt(iv.cost_p2p[g], 3)), el("td", { class: "num" }, fmt(iv.cost_conventional[g], 3)),
+            el("td", { class: "num" }, fmt(iv.cost_conventional[g] - iv.cost_p2p[g], 3)),
+            el("td", { class: "num" }, fmt(tp[g], 2)), el("td", { class: "num" }, fmt(tc[g], 2)),
+            el("td", { class: "num" }, fmt(tc[g] - tp[g], 2))))))));
+  }
+}

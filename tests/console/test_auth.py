@@ -1,0 +1,147 @@
+"""Users, password hashes, sessions, CSRF and the login throttle, with an injected clock; the user CLI."""
+
+from __future__ import annotations
+
+import io
+import json
+import stat
+import sys
+from pathlib import Path
+
+import pytest
+
+from console.helpers import PASSWORD, fast_hasher
+from peergrid_dso.auth import cli as user_cli
+from peergrid_dso.auth.sessions import LoginThrottle, SessionStore, check_csrf
+from peergrid_dso.auth.users import User, UserError, UserStore
+from peergrid_dso.cli import main as dso_main
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_passwords_are_stored_only_as_argon2id_hashes_in_a_private_file(tmp_path: Path) -> None:
+    path = tmp_path / "users.json"
+    UserStore(path, hasher=fast_hasher()).add("olga", "operator", PASSWORD)
+    text = path.read_text()
+    assert PASSWORD not in text
+    assert json.loads(text)["users"]["olga"]["hash"].startswith("$argon2id$")
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    again = UserStore(path, hasher=fast_hasher())
+    assert again.authenticate("olga", PASSWORD) == User("olga", "operator")
+    assert again.authenticate("olga", PASSWORD + "x") is None
+    assert again.authenticate("nobody", PASSWORD) is None
+    assert again.authenticate("olga", "x" * 10_000) is None
+
+
+@pytest.mark.parametrize(
+    ("name", "role", "password", "why"),
+    [
+        ("Olga", "operator", PASSWORD, "user name"),
+        ("o", "operator", PASSWORD, "user name"),
+        ("olga;rm", "operator", PASSWORD, "user name"),
+        ("olga", "root", PASSWORD, "role"),
+        ("olga", "operator", "short", "password"),
+    ],
+)
+def test_bad_users_are_refused(tmp_path: Path, name: str, role: str, password: str, why: str) -> None:
+    with pytest.raises(UserError, match=why):
+        UserStore(tmp_path / "u.json", hasher=fast_hasher()).add(name, role, password)
+    assert not (tmp_path / "u.json").exists()
+
+
+def test_duplicates_need_replace_and_roles_rank(tmp_path: Path) -> None:
+    store = UserStore(tmp_path / "u.json", hasher=fast_hasher())
+    store.add("olga", "viewer", PASSWORD)
+    with pytest.raises(UserError, match="already exists"):
+        store.add("olga", "admin", PASSWORD)
+    assert store.add("olga", "admin", PASSWORD, replace=True).can("operator")
+    assert not User("v", "viewer").can("operator") and User("o", "operator").can("viewer")
+
+
+@pytest.mark.parametrize(
+    "content",
+    [
+        "not json",
+        "[]",
+        '{"type": "something-else", "users": {}}',
+        '{"type": "peergrid-console-users-v1", "users": {"olga": {"role": "god", "hash": "$argon2id$x"}}}',
+        '{"type": "peergrid-console-users-v1", "users": {"olga": {"role": "admin", "hash": "plain"}}}',
+    ],
+)
+def test_a_malformed_user_file_is_refused_by_name(tmp_path: Path, content: str) -> None:
+    path = tmp_path / "users.json"
+    path.write_text(content)
+    with pytest.raises(UserError, match=str(path)):
+        UserStore(path)
+
+
+def test_sessions_expire_when_idle_or_old_and_end_at_logout() -> None:
+    clock = Clock()
+    store = SessionStore(idle_s=60, max_s=300, clock=clock)
+    user = User("olga", "operator")
+    s = store.create(user)
+    assert len(s.sid) >= 43 and s.sid != s.csrf
+    clock.now += 59
+    assert store.get(s.sid) is s
+    clock.now += 61
+    assert store.get(s.sid) is None  # idle too long
+    s2 = store.create(user)
+    for _ in range(7):
+        clock.now += 50
+        store.get(s2.sid)
+    assert store.get(s2.sid) is None  # older than max_s although used
+    s3 = store.create(user)
+    store.end(s3.sid)
+    assert store.get(s3.sid) is None
+    assert store.get(None) is None and store.get("x" * 500) is None
+
+
+def test_csrf_tokens_must_match_exactly() -> None:
+    s = SessionStore().create(User("olga", "operator"))
+    assert check_csrf(s, s.csrf)
+    assert not check_csrf(s, None) and not check_csrf(s, "") and not check_csrf(s, s.csrf[:-1] + "A")
+
+
+def test_login_throttle_blocks_after_failures_and_forgets_after_the_window() -> None:
+    clock = Clock()
+    throttle = LoginThrottle(max_failures=3, window_s=60, clock=clock)
+    for _ in range(3):
+        assert not throttle.blocked("user:olga")
+        throttle.fail("user:olga", "client:1")
+    assert throttle.blocked("user:olga") and throttle.blocked("client:1")
+    clock.now += 61
+    assert not throttle.blocked("user:olga")
+
+
+def test_user_cli_adds_lists_and_refuses(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys) -> None:  # type: ignore[no-untyped-def]
+    users = tmp_path / "users.json"
+    monkeypatch.setattr(sys, "stdin", io.StringIO(PASSWORD + "\n"))
+    assert (
+        dso_main(["user", "--users", str(users), "add", "adam", "--role", "admin", "--password-stdin"]) == 0
+    )
+    assert user_cli.main(["--users", str(users), "list"]) == 0
+    out = capsys.readouterr().out
+    assert "adam\tadmin" in out and PASSWORD not in out
+    monkeypatch.setattr(sys, "stdin", io.StringIO(PASSWORD + "\n"))
+    assert user_cli.main(["--users", str(users), "add", "adam", "--role", "viewer", "--password-stdin"]) == 2
+    assert "already exists" in capsys.readouterr().err
+    assert UserStore(users).authenticate("adam", PASSWORD) == User("adam", "admin")
+
+
+def test_user_cli_reads_the_user_file_from_the_server_config(tmp_path: Path, monkeypatch, capsys) -> None:  # type: ignore[no-untyped-def]
+    config = tmp_path / "dso.yaml"
+    config.write_text(f"console:\n  users_file: {tmp_path / 'u.json'}\n")
+    monkeypatch.setattr(sys, "stdin", io.StringIO(PASSWORD + "\n"))
+    assert (
+        user_cli.main(["--config", str(config), "add", "vera", "--role", "viewer", "--password-stdin"]) == 0
+    )
+    assert (tmp_path / "u.json").exists()
+    config.write_text("console: {}\n")
+    assert user_cli.main(["--config", str(config), "list"]) == 2
+    assert "users_file is not set" in capsys.readouterr().err
