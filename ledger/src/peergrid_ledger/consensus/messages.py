@@ -72,6 +72,13 @@ class Vote:
         ]
 
 
+def vote_block_field(vote: Vote) -> bytes:
+    """The 32 bytes a vote signs in the ledger's block slot (a commitment, for a round change)."""
+    if vote.kind == ROUND_CHANGE:
+        return hashlib.sha256(codec.encode(["prepared", vote.prepared_round, vote.digest])).digest()
+    return vote.digest
+
+
 def vote_digest(
     chain_id: str, kind: str, height: int, round_: int, digest: bytes, prepared_round: int
 ) -> bytes:

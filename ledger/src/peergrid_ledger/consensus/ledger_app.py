@@ -1,0 +1,191 @@
+"""The ledger's blocks, state machine and LevelDB store as a consensus `Application`.
+
+Promises: blocks are built with `block.propose` from the mempool and checked with `block.validate_block`
+(every transaction, the state root, the proposer's seal, the authority set of that height); a final block is
+appended with its commit certificate in the store's one synced batch, so `peergrid-ledger verify --db` accepts
+the store. A transaction's signature is checked once, when it enters the mempool, and never again by this
+replica (the state machine's `verified` cache). Mempool entry runs the checks that do not depend on the next
+block (decoding, chain, known sender, signature, nonce not used); the rest happen when a block is built.
+Assumes one process owns the store. Must never commit a block `validate` did not accept.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from .. import keyspace as ks
+from ..block import Block, InvalidBlock, Tip, decode_block, propose, validate_block
+from ..block import Certificate as LedgerCertificate
+from ..codec import DecodeError
+from ..core import authorities_at
+from ..keys import Keypair
+from ..machine import BlockOutcome
+from ..results import Rejected as LedgerRejected
+from ..store import BlockStore
+from ..tx import Tx, decode_tx
+from .app import ACCEPTED, Accepted, BlockInfo, BlockRef, Rejected
+from .mempool import Mempool, MempoolLimits, TxMeta
+from .messages import Certificate, Evidence, vote_block_field
+
+CACHE = 64
+MAX_VERIFIED = 200_000
+
+
+class LedgerApp:
+    def __init__(
+        self, store: BlockStore, keypair: Keypair | None, limits: MempoolLimits | None = None
+    ) -> None:
+        self.store = store
+        self.genesis = store.genesis
+        self.params = store.genesis.params
+        self.keypair = keypair
+        self.state = store.load_state()
+        self.tip = store.tip()
+        self.mempool = Mempool(self.check_tx, self.next_nonce, limits)
+        self._txs: dict[bytes, Tx] = {}  # decoded pending transactions by wire bytes
+        self._verified: set[bytes] = set()
+        self._blocks: dict[bytes, Block] = {}
+        self._outcomes: dict[bytes, BlockOutcome] = {}
+        self._authorities: tuple[int, list[bytes]] | None = None
+
+    @property
+    def chain_id(self) -> str:
+        return self.genesis.chain
+
+    def head(self) -> BlockRef:
+        return BlockRef(self.tip.height, self.tip.hash, self.tip.time)
+
+    def validators(self, height: int) -> Sequence[bytes]:
+        if self._authorities is None or self._authorities[0] != height:
+            self._authorities = (height, authorities_at(self.state, height))
+        return self._authorities[1]
+
+    # --------------------------------------------------------------------------------------- mempool
+
+    def next_nonce(self, sender: bytes) -> int:
+        return ks.decode_int(self.state.get(ks.nonce(sender))) + 1
+
+    def check_tx(self, raw: bytes) -> TxMeta | Rejected:
+        try:
+            tx = decode_tx(raw, self.params.max_tx_bytes)
+        except DecodeError as exc:
+            return Rejected(f"malformed transaction: {exc}")
+        if tx.chain != self.chain_id:
+            return Rejected(f"transaction for chain {tx.chain!r}")
+        if self.state.get(ks.account(tx.sender)) is None:
+            return Rejected("unknown sender")
+        if raw not in self._verified:
+            if not tx.signature_ok():
+                return Rejected("bad signature")
+            if len(self._verified) > MAX_VERIFIED:
+                self._verified.clear()
+            self._verified.add(raw)
+        if tx.nonce < self.next_nonce(tx.sender):
+            return Rejected(f"nonce {tx.nonce} already used")
+        self._txs[raw] = tx
+        return TxMeta(tx.txid, tx.sender, tx.nonce)
+
+    def known_sender(self, key: bytes) -> bool:
+        return self.state.get(ks.account(key)) is not None
+
+    # --------------------------------------------------------------------------------------- blocks
+
+    def build_block(self, height: int, round_: int, timestamp_ms: int, proposer: bytes) -> bytes:
+        assert self.keypair is not None and self.keypair.public == proposer, "only our own key proposes"
+        raws = self.mempool.reap(self.params.max_block_txs, self.params.max_block_bytes)
+        txs = [tx for raw in raws if (tx := self._txs.get(raw) or self._decode(raw)) is not None]
+        block, outcome = propose(
+            self.state, self.tip, self.genesis, txs, timestamp_ms, self.keypair, round_, self._verified
+        )
+        for tx, result in zip(txs, outcome.results, strict=False):
+            if isinstance(result, LedgerRejected) and result.reason.value not in (
+                "nonce-gap",
+                "time-out-of-bounds",
+            ):
+                self.mempool.discard(tx.sender, tx.nonce)  # it will not become valid by waiting
+        raw = block.encode()
+        self._remember(raw, block, outcome)
+        return raw
+
+    def _decode(self, raw: bytes) -> Tx | None:
+        try:
+            return decode_tx(raw, self.params.max_tx_bytes)
+        except DecodeError:
+            return None
+
+    def _remember(self, raw: bytes, block: Block, outcome: BlockOutcome | None) -> None:
+        if len(self._blocks) > CACHE:
+            self._blocks.clear()
+            self._outcomes.clear()
+        self._blocks[raw] = block
+        if outcome is not None:
+            self._outcomes[block.hash] = outcome
+
+    def _block(self, raw: bytes) -> Block | Rejected:
+        block = self._blocks.get(raw)
+        if block is None:
+            try:
+                block = decode_block(raw, self.params.max_block_txs, self.params.max_block_bytes + 64 * 1024)
+            except DecodeError as exc:
+                return Rejected(f"malformed block: {exc}")
+            self._remember(raw, block, None)
+        return block
+
+    def inspect(self, raw: bytes) -> BlockInfo | Rejected:
+        block = self._block(raw)
+        if isinstance(block, Rejected):
+            return block
+        h = block.header
+        if h.chain != self.chain_id:
+            return Rejected(f"block for chain {h.chain!r}")
+        return BlockInfo(h.height, h.prev, h.time, h.proposer, block.hash, h.round)
+
+    def validate(self, raw: bytes) -> Accepted | Rejected:
+        block = self._block(raw)
+        if isinstance(block, Rejected):
+            return block
+        if block.hash in self._outcomes and block.header.prev == self.tip.hash:
+            return ACCEPTED
+        try:
+            outcome = validate_block(self.state, self.tip, self.genesis, block, None, self._verified)
+        except InvalidBlock as exc:
+            return Rejected(exc.reason)
+        self._outcomes[block.hash] = outcome
+        return ACCEPTED
+
+    def commit(self, raw: bytes, certificate: Certificate) -> None:
+        block = self._block(raw)
+        assert not isinstance(block, Rejected), "the engine commits only blocks it inspected"
+        outcome = self._outcomes.get(block.hash)
+        if outcome is None or block.header.prev != self.tip.hash:
+            outcome = validate_block(self.state, self.tip, self.genesis, block, None, self._verified)
+        cert = LedgerCertificate(block.height, certificate.round, block.hash, certificate.seals)
+        self.store.append(block, cert, outcome.writes)
+        self.state.commit(outcome.writes)
+        self.tip = Tip.of(block.header)
+        self._authorities = None
+        self._blocks.clear()
+        self._outcomes.clear()
+        for tx in block.txs:
+            self._txs.pop(tx.raw, None)
+        self.mempool.remove({tx.sender for tx in block.txs})
+
+    def committed(self, height: int) -> tuple[bytes, Certificate] | None:
+        if not 1 <= height <= self.tip.height:
+            return None
+        cert = self.store.certificate(height)
+        return self.store.block(height).encode(), Certificate(cert.round, cert.votes)
+
+    # --------------------------------------------------------------------------------------- evidence
+
+    def evidence_body(self, evidence: Evidence) -> dict[str, object]:
+        """The ledger's `evidence` transaction body for an equivocation the engine found."""
+        first, second = evidence.first, evidence.second
+        return {
+            "signer": first.author,
+            "height": first.height,
+            "round": first.round,
+            "step": first.kind,
+            "first": {"block": vote_block_field(first), "sig": first.signature},
+            "second": {"block": vote_block_field(second), "sig": second.signature},
+        }
