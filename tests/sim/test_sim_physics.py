@@ -89,8 +89,10 @@ def test_genset_start_delay_min_load_ramp_stop_and_fuel():
     assert gen.fuel_cost == pytest.approx(gen.fuel_l * 2.0)
     gen.apply("run", 0)
     gen.advance(30, Environment())
-    assert gen.readings()["phase"] == 3 and gen.ac_w == 0  # cooling down, ramped off at 1 kW/s
-    gen.advance(31, Environment())
+    assert gen.readings()["phase"] == 3 and gen.ac_w == 0  # ramped off at 1 kW/s, cooling down unloaded
+    gen.advance(59, Environment())
+    assert gen.readings()["phase"] == 3
+    gen.advance(2, Environment())
     assert gen.readings()["phase"] == 0
 
 

@@ -2,6 +2,7 @@
 
 Routes (all JSON; errors are 4xx with {"error": reason}, never a crash):
   GET  /state                          every MG's environment, devices' readings, relays' status, clock
+  GET  /endpoints                      the same list as the endpoints JSON
   GET  /devices/<mg>/<device>          one device's readings, faults and (SunSpec) point values
   GET  /devices/<relay>                one relay's status
   POST /faults        {"device": "mg1/pv1", "fault": "delay", "seconds": 2}    see faults.py for kinds
@@ -94,6 +95,8 @@ class ControlApi:
             raise HttpError(400, "body must be a JSON object")
         if method == "GET" and path == "/state":
             return sim.state()
+        if method == "GET" and path == "/endpoints":
+            return self.app.endpoints
         if method == "GET" and path.startswith("/devices/"):
             return self.describe(self._device(path.removeprefix("/devices/")))
         if method != "POST":

@@ -31,7 +31,7 @@ class Genset:
     min_load_pct: float = 30.0
     ramp_w_per_s: float = 0.0
     start_delay_s: float = 30.0
-    stop_delay_s: float = 60.0
+    stop_delay_s: float = 60.0  # unloaded cool-down after the ramp to 0 W
     fuel_l_per_h_idle_per_kw: float = 0.08  # Willans line: F = a*rating + b*P
     fuel_l_per_kwh: float = 0.25
     fuel_price_per_l: float = 1.5
@@ -73,11 +73,16 @@ class Genset:
         if self.phase == GEN_STARTING and self.phase_elapsed_s >= self.start_delay_s:
             ramp_dt = self.phase_elapsed_s - self.start_delay_s
             self.phase, self.phase_elapsed_s = GEN_RUNNING, ramp_dt
-        elif self.phase == GEN_STOPPING and self.phase_elapsed_s >= self.stop_delay_s:
-            self.phase, self.phase_elapsed_s = GEN_STOPPED, 0.0
         target = self.target_w() if self.phase == GEN_RUNNING else 0.0
+        before = self.ac_w
         delta = max(-self.ramp_w_per_s * ramp_dt, min(self.ramp_w_per_s * ramp_dt, target - self.ac_w))
         self.ac_w = max(0.0, self.ac_w + delta)
+        if self.phase == GEN_STOPPING and self.ac_w > 0.0:
+            self.phase_elapsed_s = 0.0  # the cool-down runs unloaded: it starts once the ramp-down is done
+        elif self.phase == GEN_STOPPING and before > 0.0:
+            self.phase_elapsed_s = max(0.0, ramp_dt - before / self.ramp_w_per_s)
+        if self.phase == GEN_STOPPING and self.phase_elapsed_s >= self.stop_delay_s:
+            self.phase, self.phase_elapsed_s = GEN_STOPPED, 0.0
         burning = self.phase != GEN_STOPPED
         if burning:
             rate = (
