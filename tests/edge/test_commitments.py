@@ -87,3 +87,42 @@ def test_prune_deletes_only_old_sealed_readings(tmp_path: Path) -> None:
     assert store.prune(before_interval=3) == 4  # interval 2 is old but not sealed: kept
     assert store.leaves(1) == [] and len(store.leaves(2)) == 4 and store.sealed_root(1) is not None
     store.close()
+
+
+def test_prove_command_prints_a_proof_that_checks(tmp_path: Path) -> None:
+    import json
+    import subprocess
+    import sys
+
+    data = tmp_path / "data"
+    store = EdgeStore(data / "edge.db")
+    for i in range(6):
+        store.add_reading(42, leaf(i))
+    store.seal(42)
+    root = store.sealed_root(42)
+    store.close()
+    config = tmp_path / "edge.yaml"
+    config.write_text(f"node_id: n1\nmg: mg1\ndata_dir: {data}\n")
+    exe = str(Path(sys.executable).parent / "peergrid-edge")
+    out = subprocess.run(
+        [exe, "prove", "--config", str(config), "--interval", "42", "--index", "4"],
+        capture_output=True,
+        text=True,
+    )
+    assert out.returncode == 0, out.stderr
+    doc = json.loads(out.stdout)
+    proof = commitments.InclusionProof(
+        doc["interval"],
+        doc["index"],
+        doc["tree_size"],
+        bytes.fromhex(doc["leaf"]),
+        tuple(bytes.fromhex(p) for p in doc["path"]),
+        bytes.fromhex(doc["root"]),
+    )
+    assert commitments.check(proof, root) and doc["reading"]["values"] == {"power_w": 400.0}
+    missing = subprocess.run(
+        [exe, "prove", "--config", str(config), "--interval", "43", "--index", "0"],
+        capture_output=True,
+        text=True,
+    )
+    assert missing.returncode == 1 and "not committed" in missing.stderr

@@ -21,7 +21,49 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
     check = sub.add_parser("check-config", help="validate a config file and exit")
     check.add_argument("--config", required=True)
+    prove = sub.add_parser(
+        "prove", help="print a JSON inclusion proof of one stored reading (run while the daemon is stopped)"
+    )
+    prove.add_argument("--config", required=True)
+    prove.add_argument("--interval", type=int, required=True, help="commitment interval number")
+    prove.add_argument(
+        "--index", type=int, default=None, help="reading number in the interval (default: list)"
+    )
     return parser
+
+
+def prove(settings: object, interval: int, index: int | None) -> int:
+    """Print the proof (or the interval's readings) as JSON; exit 1 with one line when there is none."""
+    import json
+
+    import plyvel
+
+    from peergrid_edge.commitments import leaf_record
+    from peergrid_edge.config import EdgeSettings
+    from peergrid_edge.store import EdgeStore
+
+    assert isinstance(settings, EdgeSettings)
+    try:
+        store = EdgeStore(settings.data_dir / "edge.db")
+    except plyvel.Error as exc:
+        print(f"{PROGRAM}: cannot open the store (is the daemon running?): {exc}", file=sys.stderr)
+        return 1
+    try:
+        if index is None:
+            readings = [leaf_record(leaf) for leaf in store.leaves(interval)]
+            print(
+                json.dumps({"interval": interval, "sealed": store.is_sealed(interval), "readings": readings})
+            )
+            return 0
+        try:
+            proof = store.prove(interval, index)
+        except (KeyError, IndexError) as exc:
+            print(f"{PROGRAM}: {exc.args[0]}", file=sys.stderr)
+            return 1
+        print(json.dumps(proof.to_json()))
+        return 0
+    finally:
+        store.close()
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -35,6 +77,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "check-config":
         print(f"{args.config}: ok ({len(settings.devices)} devices)")
         return 0
+    if args.command == "prove":
+        return prove(settings, args.interval, args.index)
     from peergrid_edge.daemon import EdgeDaemon
     from peergrid_edge.notify import setup_logging
 
