@@ -169,3 +169,42 @@ def test_health_over_a_tls_broker_with_client_certificates(
         "energy_wh",
         "models",
     }
+
+
+def test_schedule_over_mqtt_is_dispatched_and_its_loss_returns_to_safe_state(
+    run_sim, tmp_path: Path, mosquitto
+) -> None:
+    import json
+
+    sim = run_sim([{"name": "pv1", "kind": "pv"}])
+    broker = {"host": mosquitto.host, "port": mosquitto.port}
+    settings = edge_settings(
+        tmp_path, sim, {"pv1": {"safe_w": 8000}}, broker=broker, dispatch={"schedule_timeout_s": 2.0}
+    )
+    daemon = EdgeDaemon(settings)
+    pv = sim.device("mg1", "pv1")
+    controller = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2)
+    controller.connect(mosquitto.host, mosquitto.port)
+    controller.loop_start()
+    now = time.time()
+    message = {
+        "interval": 9,
+        "valid_from": now - 1,
+        "valid_until": now + 600,
+        "setpoints": {"pv1": {"limit_w": 2500}},
+    }
+
+    async def body() -> None:
+        assert await wait_until(lambda: daemon.link.client.is_connected(), timeout=10)
+        controller.publish(daemon.schedule_topic, json.dumps(message), qos=1).wait_for_publish(5)
+        assert await wait_until(lambda: sim.call(lambda: pv.model.limit_pct) == 25, timeout=10)
+        assert daemon.mode == "schedule"
+        # The controller goes quiet: after schedule_timeout_s the PV goes to its safe export cap.
+        assert await wait_until(lambda: sim.call(lambda: pv.model.limit_pct) == 80, timeout=10)
+        assert daemon.mode == "safe"
+
+    try:
+        asyncio.run(run_for(daemon, body))
+    finally:
+        controller.loop_stop()
+        controller.disconnect()

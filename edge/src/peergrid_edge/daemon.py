@@ -24,7 +24,7 @@ from peergrid_edge.clock import Clock, SystemClock
 from peergrid_edge.config import EdgeSettings
 from peergrid_edge.dispatch import Schedule, ScheduleError, decide, parse_schedule
 from peergrid_edge.drivers import Driver, make_driver
-from peergrid_edge.link import MqttLink
+from peergrid_edge.link import MqttLink, MqttTxSink, TxSink
 from peergrid_edge.metrics import Histogram, serve_metrics
 from peergrid_edge.notify import Notifier
 from peergrid_edge.polling import DeviceHealth, DeviceState, poll_device
@@ -51,7 +51,9 @@ def _opt(path: Path | None) -> str | None:
 
 
 class EdgeDaemon:
-    def __init__(self, settings: EdgeSettings, clock: Clock | None = None) -> None:
+    def __init__(
+        self, settings: EdgeSettings, clock: Clock | None = None, tx_sink: TxSink | None = None
+    ) -> None:
         self.settings = settings
         self.clock = clock or SystemClock()
         self.notifier = Notifier()
@@ -76,6 +78,7 @@ class EdgeDaemon:
         self.health_topic = settings.topic("health", settings.node_id)
         self.tx_topic = settings.topic("ledger", settings.ledger.chain_id, "tx")
         self.schedule_topic = settings.topic("schedule", settings.node_id)
+        self.tx_sink: TxSink = tx_sink or MqttTxSink(self.link, self.tx_topic)
         self.metrics_port: int | None = None
         self._progress: dict[str, int] = {}
 
@@ -221,7 +224,7 @@ class EdgeDaemon:
         timeout = self.settings.ledger.submit_timeout_s
         for queued in list(self.store.pending()):
             raw = self._sign(queued)
-            if self.stopping.is_set() or not await self.link.publish_confirmed(self.tx_topic, raw, timeout):
+            if self.stopping.is_set() or not await self.tx_sink.submit(raw, timeout):
                 return  # islanded: keep it queued, retry in order next round
             self.store.mark_submitted(queued.seq)
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable
+from typing import Protocol
 
 import paho.mqtt.client as mqtt
 
@@ -125,3 +126,22 @@ class MqttLink:
 def _resolve(future: asyncio.Future[None]) -> None:
     if not future.done():
         future.set_result(None)
+
+
+class TxSink(Protocol):
+    """Where the outbox hands a signed transaction; True means "taken, move the cursor on"."""
+
+    async def submit(self, raw: bytes, timeout_s: float) -> bool: ...
+
+
+class MqttTxSink:
+    """Gossip the transaction on the chain's tx topic; taken once the broker acknowledged it (PUBACK).
+
+    An embedded ledger replica would implement `TxSink` by waiting for inclusion in a final block instead.
+    """
+
+    def __init__(self, link: MqttLink, topic: str) -> None:
+        self.link, self.topic = link, topic
+
+    async def submit(self, raw: bytes, timeout_s: float) -> bool:
+        return await self.link.publish_confirmed(self.topic, raw, timeout_s)
