@@ -164,3 +164,28 @@ def test_malformed_block_bytes_raise_decode_error() -> None:
     for bad in (raw[:-1], raw + b"\x00", b"\x83\x40\x40\x80", b""):
         with pytest.raises(DecodeError):
             decode_block(bad)
+
+
+def test_block_byte_limit_and_local_chain_keeps_what_does_not_fit() -> None:
+    from peergrid_ledger.chain import LocalChain
+
+    size = len(sample_txs(1)[0].raw)
+    genesis = make_genesis(params=dataclasses.replace(make_genesis().params, max_block_bytes=2 * size + 10))
+    block, _ = propose(
+        genesis.initial_state(),
+        Tip.of_genesis(genesis),
+        make_genesis(),
+        sample_txs(),
+        T0 + 1000,
+        Keys.authority,
+    )
+    assert len(block.txs) == 3
+    expect_invalid(genesis, block, "body larger")
+    chain = LocalChain(genesis, Keys.authority)
+    for tx in sample_txs(5):
+        assert chain.submit(tx).ok
+    first, _ = chain.seal(T0 + 1000)
+    assert len(first.txs) == 2 and len(chain.pending) == 3
+    chain.seal(T0 + 2000)
+    chain.seal(T0 + 3000)
+    assert chain.height == 3 and not chain.pending

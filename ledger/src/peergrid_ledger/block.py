@@ -159,6 +159,18 @@ def tx_root(txs: Sequence[Tx]) -> bytes:
     return merkle.root([tx.raw for tx in txs])
 
 
+def fitting(txs: Sequence[Tx], genesis: Genesis) -> list[Tx]:
+    """The longest prefix of `txs` within the block limits (count and bytes); the rest wait for later blocks."""
+    chosen: list[Tx] = []
+    size = 0
+    for tx in txs[: genesis.params.max_block_txs]:
+        size += len(tx.raw)
+        if size > genesis.params.max_block_bytes:
+            break
+        chosen.append(tx)
+    return chosen
+
+
 def propose(
     state: StateTree,
     tip: Tip,
@@ -172,8 +184,7 @@ def propose(
     """A sealed block of those `txs` that apply (in order) on `state`; rejected ones are left out."""
     height = tip.height + 1
     ctx = BlockContext(genesis, height, time_ms, proposer.public, verified)
-    limit = genesis.params.max_block_txs
-    outcome = execute(state, list(txs)[:limit], ctx, strict=False)
+    outcome = execute(state, fitting(txs, genesis), ctx, strict=False)
     header = Header(
         chain=genesis.chain,
         height=height,

@@ -15,7 +15,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
-from .block import Block, Certificate, Header, Tip, commit_vote, make_certificate, propose
+from .block import Block, Certificate, Header, Tip, commit_vote, fitting, make_certificate, propose
 from .codec import DecodeError
 from .core import authorities_at
 from .genesis import Genesis
@@ -129,13 +129,16 @@ class LocalChain:
 
     # -- sealing
     def seal(self, time_ms: int | None = None) -> tuple[Block, BlockOutcome]:
-        """Seal the pending transactions (possibly none) into the next block and commit it."""
+        """Seal the pending transactions (possibly none) into the next block and commit it. Transactions
+        beyond the block limits stay pending for the next block."""
         time_ms = self._next_time() if time_ms is None else max(time_ms, self.tip.time + 1)
         height = self.tip.height + 1
         if self.sealer.public not in authorities_at(self.state, height):
             raise RuntimeError("the sealer key is not an authority at this height")
+        included = fitting(self._pending, self.genesis)
+        leftover = self._pending[len(included) :]
         block, outcome = propose(
-            self.state, self.tip, self.genesis, self._pending, time_ms, self.sealer, verified=self._verified
+            self.state, self.tip, self.genesis, included, time_ms, self.sealer, verified=self._verified
         )
         members = set(authorities_at(self.state, height))
         votes = [commit_vote(k, block.header) for k in [self.sealer, *self.cosigners] if k.public in members]
@@ -150,6 +153,8 @@ class LocalChain:
         self.state.commit(outcome.writes)
         self.tip = Tip.of(block.header)
         self._reset_pending()
+        for tx in leftover:
+            self.submit(tx)
         return block, outcome
 
     # -- reading

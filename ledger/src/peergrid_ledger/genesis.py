@@ -12,7 +12,7 @@ from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
 from . import keyspace as ks
-from .codec import DecodeError, decode, encode
+from .codec import DecodeError, EncodeError, decode, encode
 from .contracts import CONTRACTS
 from .hashing import GENESIS, digest
 from .state import StateTree
@@ -49,8 +49,8 @@ class Params:
         if unknown:
             raise GenesisError(f"params: unknown keys {unknown}")
         for name, v in value.items():
-            if type(v) is not int or v < 0:
-                raise GenesisError(f"params.{name}: expected a non-negative integer")
+            if type(v) is not int or not 0 <= v < 2**63:
+                raise GenesisError(f"params.{name}: expected an integer in [0, 2**63)")
         return replace(Params(), **value)
 
 
@@ -96,6 +96,10 @@ class Genesis:
         unknown = sorted(set(self.contracts) - set(CONTRACTS))
         if unknown:
             raise GenesisError(f"contracts: unknown contract modules {unknown}")
+        try:
+            self.encode()
+        except EncodeError as exc:
+            raise GenesisError(f"genesis: a value has no canonical encoding ({exc})") from None
 
     # -- canonical form
     def to_value(self) -> dict[str, Any]:

@@ -16,6 +16,7 @@ from functools import lru_cache
 from typing import TYPE_CHECKING
 
 from . import keyspace as ks
+from .codec import EncodeError
 from .results import Accepted, Event, Reason, Rejected, Result, RuleError
 from .schema import Shape, Validator, check, compile_shape
 from .state import Overlay, StateReader
@@ -120,6 +121,8 @@ def apply(state: StateReader, tx: Tx, ctx: BlockContext) -> Result:
         events = spec.handler(view, tx, ctx, account_record(raw_account))
     except RuleError as err:
         return Rejected(err.reason, err.detail, tx.txid)
+    except EncodeError as err:  # e.g. a balance pushed past 64 bits: the transaction's fault, not ours
+        return Rejected(Reason.INVALID, f"result out of range: {err}", tx.txid)
     return Accepted(tx.txid, view.writes, tuple(events or ()))
 
 

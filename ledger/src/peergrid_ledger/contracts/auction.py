@@ -12,6 +12,7 @@ from __future__ import annotations
 from typing import Any
 
 from .. import keyspace as ks
+from ..codec import UINT64_MAX
 from ..machine import BlockContext, KindSpec, require, require_participant
 from ..results import Event, Reason
 from ..schema import LABEL, PRICE, QUANTITY, Int, Map
@@ -91,6 +92,9 @@ def close_due_auctions(view: Overlay, ctx: BlockContext) -> list[Event]:
         for entry in record["bids"]:  # earliest first: a later bid must be strictly higher to win
             if winner is None or entry[1] > winner[1]:
                 winner = entry
+        seller_balance = ks.decode_int(view.get(ks.balance(record["seller"])))
+        if winner is not None and seller_balance + winner[1] > UINT64_MAX:
+            winner = None  # paying would overflow the seller's balance: no sale, every bidder is refunded
         for bidder, amount in record["bids"]:
             if winner is None or bidder != winner[0]:
                 _add_balance(view, bidder, amount)  # release the losers' escrow
