@@ -200,3 +200,12 @@ def test_forced_reading_reaches_registers_and_truth_stays_visible(run_sim, all_k
     assert described["readings"]["soc_pct"] == 50  # the physical truth
     control(sim, "/faults/clear", {"device": "mg1/bess1", "fault": "value"})
     assert control(sim, "/devices/mg1/bess1")[1]["points"]["802.SoC"] == 50
+
+
+def test_feeder_voltage_set_from_outside_reaches_every_device_of_the_mg(run_sim, all_kinds):
+    sim = run_sim(all_kinds)
+    assert control(sim, "/environment", {"mg": "mg1", "voltage_pu": 0.95})[1]["voltage_pu"] == 0.95
+    assert control(sim, "/devices/mg1/meter")[1]["points"]["203.PhVphA"] == 218.5
+    assert control(sim, "/devices/mg1/pv1")[1]["points"]["103.PhVphA"] == 218.5
+    control(sim, "/environment", {"mg": "mg1", "voltage_pu": None})
+    assert control(sim, "/devices/mg1/load1")[1]["points"]["203.PhVphA"] == 230.0

@@ -8,7 +8,7 @@ Routes (all JSON; errors are 4xx with {"error": reason}, never a crash):
   POST /faults        {"device": "mg1/pv1", "fault": "delay", "seconds": 2}    see faults.py for kinds
   POST /faults/clear  {"device": "mg1/pv1", "fault": "delay"}                  omit "fault" to clear all
   POST /clock         {"speed": 60} or {"advance": 3600}
-  POST /environment   {"mg": "mg1", "irradiance_w_m2": 500}                    null restores the profile
+  POST /environment   {"mg": "mg1", "irradiance_w_m2": 500, "voltage_pu": 0.97}  null restores the profile
   POST /relays/<name> {"action": "open" | "close" | "lockout" | "reset"}      as a local operator would
 Promises: one request per connection, bodies up to 64 KiB, nothing here can stop the simulator.
 """
@@ -122,7 +122,7 @@ class ControlApi:
             mg = sim.microgrids.get(request.get("mg"))
             if mg is None:
                 raise HttpError(404, f"no microgrid {request.get('mg')!r}")
-            for key in ("irradiance_w_m2", "ambient_c", "load_factor"):
+            for key in ("irradiance_w_m2", "ambient_c", "load_factor", "voltage_pu"):
                 if key in request:
                     if request[key] is None:
                         mg.env_override.pop(key, None)

@@ -23,6 +23,7 @@ class Environment:
     irradiance_w_m2: float = 0.0
     ambient_c: float = 20.0
     load_factor: float = 1.0
+    voltage_pu: float = 1.0  # at the MG's feeder bus (the testbed may set it from the DSO's power flow)
 
 
 def substeps(dt: float) -> list[float]:
@@ -81,6 +82,7 @@ class PvInverter:
     ac_w: float = 0.0
     cell_c: float = 20.0
     ambient_c: float = 20.0
+    v_ph: float = V_NOMINAL
 
     def __post_init__(self) -> None:
         self.dc_rating_w = self.dc_rating_w or self.rating_w * 1.1
@@ -93,6 +95,7 @@ class PvInverter:
         return self.w_max * (self.limit_pct / 100.0 if self.limit_enabled else 1.0)
 
     def advance(self, dt: float, env: Environment) -> None:
+        self.v_ph = V_NOMINAL * env.voltage_pu
         self.limit_age_s += dt
         if self.limit_enabled and 0 < self.limit_revert_s <= self.limit_age_s:
             self.limit_enabled = 0  # the standard's revert: a master that stopped talking loses its limit
@@ -119,7 +122,7 @@ class PvInverter:
         dc_w = self.ac_w / self.efficiency if self.ac_w > 0 else 0.0
         dc_v = 600.0 if self.ac_w > 0 else 0.0
         return {
-            **ac_readings(self.ac_w, 0.0),
+            **ac_readings(self.ac_w, 0.0, self.v_ph),
             "energy_wh": self.energy_wh,
             "dc_w": dc_w,
             "dc_v": dc_v,
@@ -182,6 +185,7 @@ class Battery:
     reserve_pct: float = 0.0
     revert_s: float = 0.0  # 124 InOutWRte_RvrtTms: back to hold (0 W) this long after the last rate write
     rate_age_s: float = 0.0
+    v_ph: float = V_NOMINAL
     ac_w: float = 0.0
     charged_wh: float = 0.0
     discharged_wh: float = 0.0
@@ -208,6 +212,7 @@ class Battery:
         return 0.0
 
     def advance(self, dt: float, env: Environment) -> None:
+        self.v_ph = V_NOMINAL * env.voltage_pu
         self.rate_age_s += dt
         if self.mode and 0 < self.revert_s <= self.rate_age_s:
             self.mode = 0
@@ -252,7 +257,7 @@ class Battery:
     def readings(self) -> dict[str, float | int | None]:
         dc_v = self.nominal_v * (0.9 + 0.2 * self.soc_pct / 100.0)
         return {
-            **ac_readings(self.ac_w, 0.0),
+            **ac_readings(self.ac_w, 0.0, self.v_ph),
             "energy_wh": self.discharged_wh,
             "charged_wh": self.charged_wh,
             "soc_pct": self.soc_pct,

@@ -7,7 +7,7 @@ Pure: time arrives as `dt`; never reads a clock or a socket.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from .physics import (
     ST_MPPT,
@@ -44,6 +44,7 @@ class Genset:
     fuel_l: float = 0.0
     fuel_cost: float = 0.0
     run_hours: float = 0.0
+    v_ph: float = V_NOMINAL
 
     def __post_init__(self) -> None:
         self.ramp_w_per_s = self.ramp_w_per_s or self.rating_w / 10.0
@@ -55,6 +56,7 @@ class Genset:
         return max(self.min_load_pct / 100.0 * self.rating_w, min(self.rating_w, self.w_set))
 
     def advance(self, dt: float, env: Environment) -> None:
+        self.v_ph = V_NOMINAL * env.voltage_pu
         for step in substeps(dt):
             self._step(step)
 
@@ -106,7 +108,7 @@ class Genset:
                 + self.fuel_l_per_kwh * self.ac_w / 1000.0
             )
         return {
-            **ac_readings(self.ac_w, 0.0),
+            **ac_readings(self.ac_w, 0.0, self.v_ph),
             "energy_wh": self.energy_wh,
             "state": {GEN_STOPPED: ST_OFF, GEN_STARTING: ST_STARTING, GEN_RUNNING: ST_MPPT}.get(
                 self.phase, ST_SHUTTING_DOWN
@@ -153,6 +155,7 @@ class Load:
     critical_now_w: float = 0.0
     sheddable_now_w: float = 0.0
     energy_wh: float = 0.0
+    v_ph: float = V_NOMINAL
 
     def peaks(self) -> dict[str, float]:
         return {
@@ -161,6 +164,7 @@ class Load:
         }
 
     def advance(self, dt: float, env: Environment) -> None:
+        self.v_ph = V_NOMINAL * env.voltage_pu
         factor = max(0.0, env.load_factor)
         self.critical_now_w = self.critical_w * factor
         self.sheddable_now_w = self.sheddable_w * factor * (1.0 - self.shed * self.shed_pct / 100.0)
@@ -173,7 +177,7 @@ class Load:
     def readings(self) -> dict[str, float | int | None]:
         total = self.critical_now_w + self.sheddable_now_w
         return {
-            **ac_readings(total, 0.2 * total),
+            **ac_readings(total, 0.2 * total, self.v_ph),
             "import_wh": self.energy_wh,
             "export_wh": 0.0,
             "critical_w": self.critical_now_w,
@@ -204,12 +208,13 @@ class PccMeter:
     import_w: float = 0.0
     import_wh: float = 0.0
     export_wh: float = 0.0
-    members: list[str] = field(default_factory=list)
+    v_ph: float = V_NOMINAL
 
     def peaks(self) -> dict[str, float]:
         return {"w": self.rating_w * 1.5, "a": self.rating_w * 1.5 / V_NOMINAL}
 
-    def update(self, dt: float, net_injections_w: list[float]) -> None:
+    def update(self, dt: float, net_injections_w: list[float], voltage_pu: float = 1.0) -> None:
+        self.v_ph = V_NOMINAL * voltage_pu
         self.import_w = -sum(net_injections_w)
         if self.import_w >= 0:
             self.import_wh += self.import_w * dt / 3600.0
@@ -224,9 +229,8 @@ class PccMeter:
         return 0.0
 
     def readings(self) -> dict[str, float | int | None]:
-        v = V_NOMINAL * (1.0 - 0.02 * self.import_w / max(self.rating_w, 1.0))
         return {
-            **ac_readings(self.import_w, 0.0, v),
+            **ac_readings(self.import_w, 0.0, self.v_ph),
             "import_wh": self.import_wh,
             "export_wh": self.export_wh,
         }

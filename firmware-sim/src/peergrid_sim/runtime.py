@@ -49,7 +49,7 @@ class MicrogridSim:
             device.model.advance(dt, env)
         for device in self.devices.values():
             if device.kind == "meter":
-                device.model.update(dt, [m.model.net_w for m in members])
+                device.model.update(dt, [m.model.net_w for m in members], env.voltage_pu)
         for device in self.devices.values():
             device.mark_stale()
 
