@@ -1,0 +1,1 @@
+"""Field-device drivers used by the DSO services (relays over Modbus)."""

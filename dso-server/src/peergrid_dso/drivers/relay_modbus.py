@@ -1,0 +1,97 @@
+"""Relays over Modbus TCP: one command coil write, status from one block of discrete inputs.
+
+Promises: `ModbusRelayDriver` implements the switching executor's `RelayDriver`; every failure (no
+connection, a Modbus exception such as 4 for locked-out/interlocked, a short reply) becomes `RelayError`
+with the reason, never a bare pymodbus exception. The register map is data (`data/relay_map.yaml`).
+Assumes the relays' endpoints are known (branch -> host, port, unit id). Each call has a timeout.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import yaml
+
+from peergrid_dso.feeder.cases import packaged_data
+from peergrid_dso.services.switching import RelayError, RelayStatus
+
+MODBUS_EXCEPTIONS = {
+    1: "illegal function",
+    2: "illegal address",
+    3: "illegal value",
+    4: "device refused",
+    6: "busy",
+}
+
+
+def load_relay_map() -> dict[str, dict[str, int]]:
+    raw = yaml.safe_load(packaged_data("relay_map.yaml").read_text(encoding="utf-8"))
+    return {table: {name: int(addr) for name, addr in points.items()} for table, points in raw.items()}
+
+
+@dataclass(frozen=True)
+class RelayEndpoint:
+    host: str
+    port: int
+    unit_id: int = 1
+
+
+@dataclass
+class ModbusRelayDriver:
+    endpoints: dict[int, RelayEndpoint]  # branch number -> relay
+    timeout_s: float = 1.0
+    relay_map: dict[str, dict[str, int]] = field(default_factory=load_relay_map)
+    _clients: dict[tuple[str, int], Any] = field(default_factory=dict)
+
+    def _client(self, branch: int) -> tuple[Any, RelayEndpoint]:
+        from pymodbus.client import ModbusTcpClient
+
+        ep = self.endpoints.get(branch)
+        if ep is None:
+            raise RelayError(f"no relay configured for branch {branch}")
+        key = (ep.host, ep.port)
+        client = self._clients.get(key)
+        if client is None:
+            client = ModbusTcpClient(ep.host, port=ep.port, timeout=self.timeout_s, retries=0)
+            self._clients[key] = client
+        if not client.connected and not client.connect():
+            raise RelayError(f"cannot connect to {ep.host}:{ep.port}")
+        return client, ep
+
+    def _call(self, branch: int, method: str, *args: Any, **kwargs: Any) -> Any:
+        from pymodbus.exceptions import ModbusException
+
+        client, ep = self._client(branch)
+        try:
+            response = getattr(client, method)(*args, device_id=ep.unit_id, **kwargs)
+        except ModbusException as exc:
+            client.close()
+            raise RelayError(f"{method} to {ep.host}:{ep.port}: {exc}") from None
+        if response.isError():
+            code = getattr(response, "exception_code", 0)
+            raise RelayError(f"Modbus exception {code} ({MODBUS_EXCEPTIONS.get(code, 'unknown')})")
+        return response
+
+    def status(self, branch: int) -> RelayStatus:
+        di = self.relay_map["discrete_inputs"]
+        count = max(di.values()) + 1
+        bits = self._call(branch, "read_discrete_inputs", 0, count=count).bits
+        if len(bits) < count:
+            raise RelayError("short status reply")
+        closed_bit, open_bit = bits[di["closed"]], bits[di["open"]]
+        closed = True if closed_bit and not open_bit else False if open_bit and not closed_bit else None
+        if bits[di["operating"]]:
+            closed = None
+        return RelayStatus(
+            closed, bool(bits[di["locked_out"]]), bool(bits[di["interlock"]]), bool(bits[di["failed"]])
+        )
+
+    def command(self, branch: int, close: bool) -> None:
+        coil = self.relay_map["coils"]["close_command" if close else "open_command"]
+        self._call(branch, "write_coil", coil, True)
+
+    def close(self) -> None:
+        for client in self._clients.values():
+            client.close()
+        self._clients.clear()

@@ -1,0 +1,79 @@
+"""What the DSO writes to the DSO chain: switching plans and results, adjustment contracts, enrolment.
+
+Promises: `ChainRecorder` turns domain records into the ledger's transaction kinds (`switching_plan`,
+`switching_result`, `adjustment_contract`, `enrol`, `authorise`) signed by the DSO key and submitted to the
+injected chain (anything with `sign_and_submit(keypair, kind, body)`, e.g. `peergrid_ledger.chain.LocalChain`).
+A rejection by the chain raises `ChainRejected` with the ledger's reason: a DSO record that does not land is
+an operator-visible failure, not a silent one. Adjustment contracts are sealed boxes to the addressee's key.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from peergrid_dso.services.switching import StepRecord, SwitchingPlan
+from peergrid_ledger.keys import Keypair, seal
+
+
+class ChainRejected(RuntimeError):
+    pass
+
+
+class Chain(Protocol):
+    def sign_and_submit(self, keypair: Keypair, kind: str, body: dict[str, Any]) -> Any: ...
+
+
+def switch_name(branch: int) -> str:
+    return f"s{branch}"
+
+
+@dataclass
+class ChainRecorder:
+    chain: Chain
+    dso: Keypair
+    submitted: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
+
+    def submit(self, kind: str, body: dict[str, Any]) -> Any:
+        result = self.chain.sign_and_submit(self.dso, kind, body)
+        if not getattr(result, "ok", False):
+            raise ChainRejected(
+                f"{kind} rejected: {getattr(result, 'reason', '?')} {getattr(result, 'detail', '')}"
+            )
+        self.submitted.append((kind, body))
+        return result
+
+    # --- switching (RecorderProtocol of the executor) ---
+    def plan(self, plan: SwitchingPlan) -> None:
+        actions = [{"switch": switch_name(op.branch), "close": op.close} for op in plan.operations]
+        self.submit("switching_plan", {"plan": plan.plan_id, "interval": plan.interval, "actions": actions})
+
+    def result(self, plan: SwitchingPlan, steps: list[StepRecord]) -> None:
+        # The ledger keeps one result per switch: its last read-back state and whether all its steps succeeded.
+        final: dict[int, dict[str, Any]] = {}
+        for op in plan.operations:
+            final[op.branch] = {
+                "switch": switch_name(op.branch),
+                "closed": op.branch not in plan.from_open,
+                "ok": False,
+            }
+        for s in steps:
+            entry = final[s.branch]
+            if s.ok:
+                entry["closed"] = s.close
+            entry["ok"] = s.ok and (entry["ok"] or not s.rollback)
+        self.submit("switching_result", {"plan": plan.plan_id, "results": list(final.values())})
+
+    # --- adjustment contracts ---
+    def adjustment(self, to: bytes, interval: int, contract: dict[str, Any]) -> bytes:
+        ciphertext = seal(to, json.dumps(contract, sort_keys=True).encode())
+        self.submit("adjustment_contract", {"interval": interval, "to": to, "ciphertext": ciphertext})
+        return ciphertext
+
+    # --- enrolment ---
+    def enrol(self, mgmc: bytes, anonym: bytes, label: str) -> None:
+        self.submit("enrol", {"mgmc": mgmc, "anonym": anonym, "label": label})
+
+    def authorise(self, key: bytes, authorised: bool) -> None:
+        self.submit("authorise", {"key": key, "authorised": authorised})

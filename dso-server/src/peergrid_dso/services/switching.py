@@ -1,0 +1,270 @@
+"""Switching plans and their execution: make-before-break relay sequences with read-back and rollback.
+
+Promises:
+- `plan_switching` turns (current open set -> target open set) into ordered pairs "close a tie, then open a
+  branch in the loop it made". Closing first means no load bus is ever de-energised; each pair ends radial,
+  so the network is never left meshed. Every intermediate state (the brief mesh and the radial state after
+  it) is checked by AC power flow against the voltage floor and ratings before it is accepted; if no order
+  meets them, `SwitchingPlanError` says which step could not be made safe.
+- `SwitchingExecutor.execute` refuses a plan outright if any relay in it is locked out or interlocked (none
+  is operated); otherwise performs each operation as a command followed by status read-back until the
+  expected position or a timeout. A timeout, refusal or wrong status aborts and rolls back the unfinished
+  pair, returning to the last safe (radial, checked) topology, and raises an alarm.
+- Every plan and its executed steps are handed to the injected `recorder` (the DSO chain).
+Pure apart from the injected `RelayDriver`, `recorder`, `sleep` and `clock`.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Collection
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import numpy as np
+
+from peergrid_dso.feeder.model import Feeder
+from peergrid_dso.services.powerflow import ac_power_flow, closed_mask, is_radial, net_injection_mw
+
+
+class SwitchingPlanError(ValueError):
+    """No safe make-before-break order reaches the target."""
+
+
+class RelayError(RuntimeError):
+    """The relay refused a command or could not be reached."""
+
+
+@dataclass(frozen=True)
+class RelayOperation:
+    branch: int
+    close: bool
+
+
+@dataclass(frozen=True)
+class SwitchingPlan:
+    plan_id: str
+    interval: int
+    from_open: tuple[int, ...]
+    to_open: tuple[int, ...]
+    operations: tuple[RelayOperation, ...]  # in order; pairs (close, open)
+
+
+@dataclass(frozen=True)
+class RelayStatus:
+    closed: bool | None  # None while operating or unknown
+    locked_out: bool
+    interlock: bool
+    failed: bool = False
+
+
+class RelayDriver(Protocol):
+    def status(self, branch: int) -> RelayStatus: ...
+
+    def command(self, branch: int, close: bool) -> None: ...
+
+
+class Recorder(Protocol):
+    def plan(self, plan: SwitchingPlan) -> None: ...
+
+    def result(self, plan: SwitchingPlan, steps: list[StepRecord]) -> None: ...
+
+
+@dataclass(frozen=True)
+class StepRecord:
+    branch: int
+    close: bool
+    ok: bool
+    detail: str = ""
+    rollback: bool = False
+
+
+@dataclass(frozen=True)
+class ExecutionResult:
+    plan_id: str
+    ok: bool
+    final_open: tuple[int, ...]
+    steps: tuple[StepRecord, ...]
+    alarm: str | None = None
+
+
+def _check_state(
+    feeder: Feeder, open_set: Collection[int], p: np.ndarray, q: np.ndarray, vmin: float
+) -> str | None:
+    pf = ac_power_flow(feeder, closed_mask(feeder, open_set), p, q)
+    if not pf.converged:
+        return "power flow does not converge"
+    if pf.vmin_pu < vmin - 1e-6:
+        return f"voltage {pf.vmin_pu:.4f} pu below {vmin:.3f}"
+    if pf.loading.max() > 1.0 + 1e-6:
+        worst = int(np.argmax(pf.loading)) + 1
+        return f"branch {worst} loaded {pf.loading.max():.0%}"
+    return None
+
+
+def plan_switching(
+    feeder: Feeder,
+    current_open: Collection[int],
+    target_open: Collection[int],
+    *,
+    plan_id: str,
+    interval: int = 0,
+    p_inj_mw: np.ndarray | None = None,
+    q_inj_mvar: np.ndarray | None = None,
+    vmin_pu: float | None = None,
+) -> SwitchingPlan:
+    vmin = feeder.vmin_pu if vmin_pu is None else vmin_pu
+    if p_inj_mw is None or q_inj_mvar is None:
+        p_inj_mw, q_inj_mvar = net_injection_mw(feeder)
+    state = set(current_open)
+    target = set(target_open)
+    for name, s in (("current", state), ("target", target)):
+        if not is_radial(feeder, closed_mask(feeder, s)):
+            raise SwitchingPlanError(f"the {name} topology {sorted(s)} is not radial")
+    to_close, to_open = state - target, target - state
+    operations: list[RelayOperation] = []
+    while to_close:
+        chosen = None
+        reasons = []
+        for c in sorted(to_close):
+            meshed = state - {c}
+            for o in sorted(to_open):
+                after = meshed | {o}
+                if not is_radial(feeder, closed_mask(feeder, after)):
+                    continue  # o is not in the loop c made
+                problem = _check_state(feeder, meshed, p_inj_mw, q_inj_mvar, vmin) or _check_state(
+                    feeder, after, p_inj_mw, q_inj_mvar, vmin
+                )
+                if problem is None:
+                    chosen = (c, o)
+                    break
+                reasons.append(f"close {c}/open {o}: {problem}")
+            if chosen:
+                break
+        if chosen is None:
+            raise SwitchingPlanError(
+                "no safe make-before-break step: " + ("; ".join(reasons) or "no pairing")
+            )
+        c, o = chosen
+        operations += [RelayOperation(c, True), RelayOperation(o, False)]
+        state = (state - {c}) | {o}
+        to_close.discard(c)
+        to_open.discard(o)
+    return SwitchingPlan(
+        plan_id, interval, tuple(sorted(current_open)), tuple(sorted(target)), tuple(operations)
+    )
+
+
+@dataclass
+class SwitchingExecutor:
+    driver: RelayDriver
+    recorder: Recorder
+    timeout_s: float = 5.0
+    poll_s: float = 0.05
+    sleep: Callable[[float], None] = time.sleep
+    clock: Callable[[], float] = time.monotonic
+    alarms: list[str] = field(default_factory=list)
+
+    def execute(self, plan: SwitchingPlan) -> ExecutionResult:
+        steps: list[StepRecord] = []
+        blocked = self._blocked(plan)
+        if blocked:
+            return self._finish(plan, plan.from_open, steps, f"plan refused, no relay operated: {blocked}")
+        state = set(plan.from_open)
+        safe = set(state)
+        done_in_pair: list[RelayOperation] = []
+        for op in plan.operations:
+            problem = self._operate(op)
+            steps.append(StepRecord(op.branch, op.close, problem is None, problem or ""))
+            if problem is not None:
+                for back in reversed(done_in_pair):  # undo the unfinished pair: back to the last safe state
+                    undo = RelayOperation(back.branch, not back.close)
+                    undo_problem = self._operate(undo)
+                    steps.append(
+                        StepRecord(undo.branch, undo.close, undo_problem is None, undo_problem or "", True)
+                    )
+                    if undo_problem is not None:
+                        return self._finish(
+                            plan, tuple(sorted(state)), steps,
+                            f"branch {op.branch}: {problem}; ROLLBACK FAILED at branch {undo.branch}: {undo_problem}",
+                        )  # fmt: skip
+                return self._finish(
+                    plan, tuple(sorted(safe)), steps, f"branch {op.branch}: {problem}; rolled back"
+                )
+            state = (state - {op.branch}) if op.close else (state | {op.branch})
+            done_in_pair.append(op)
+            if not op.close:  # a pair completes with its opening: radial and checked at planning
+                safe, done_in_pair = set(state), []
+        return self._finish(plan, tuple(sorted(state)), steps, None)
+
+    def _blocked(self, plan: SwitchingPlan) -> str:
+        problems = []
+        for branch in sorted({op.branch for op in plan.operations}):
+            try:
+                st = self.driver.status(branch)
+            except RelayError as exc:
+                problems.append(f"branch {branch} unreachable ({exc})")
+                continue
+            if st.locked_out:
+                problems.append(f"branch {branch} locked out")
+            if st.interlock:
+                problems.append(f"branch {branch} interlocked")
+        return ", ".join(problems)
+
+    def _operate(self, op: RelayOperation) -> str | None:
+        try:
+            self.driver.command(op.branch, op.close)
+        except RelayError as exc:
+            return f"command refused: {exc}"
+        deadline = self.clock() + self.timeout_s
+        while True:
+            try:
+                st = self.driver.status(op.branch)
+            except RelayError as exc:
+                return f"read-back failed: {exc}"
+            if st.failed:
+                return "relay reports the operation failed"
+            if st.closed is not None and st.closed == op.close:
+                return None
+            if self.clock() >= deadline:
+                seen = "operating" if st.closed is None else ("closed" if st.closed else "open")
+                return f"timeout: expected {'closed' if op.close else 'open'}, read {seen}"
+            self.sleep(self.poll_s)
+
+    def _finish(
+        self, plan: SwitchingPlan, final_open: tuple[int, ...], steps: list[StepRecord], alarm: str | None
+    ) -> ExecutionResult:
+        if alarm:
+            self.alarms.append(f"{plan.plan_id}: {alarm}")
+        self.recorder.result(plan, steps)
+        return ExecutionResult(plan.plan_id, alarm is None, final_open, tuple(steps), alarm)
+
+
+@dataclass
+class SwitchingService:
+    """Plans wait for operator approval unless `auto`; every plan is recorded when submitted."""
+
+    executor: SwitchingExecutor
+    auto: bool = False
+    pending: dict[str, SwitchingPlan] = field(default_factory=dict)
+    results: dict[str, ExecutionResult] = field(default_factory=dict)
+
+    def submit(self, plan: SwitchingPlan) -> ExecutionResult | None:
+        if plan.plan_id in self.pending or plan.plan_id in self.results:
+            raise ValueError(f"plan {plan.plan_id!r} already submitted")
+        self.executor.recorder.plan(plan)
+        if self.auto:
+            return self._run(plan)
+        self.pending[plan.plan_id] = plan
+        return None
+
+    def approve(self, plan_id: str) -> ExecutionResult:
+        plan = self.pending.pop(plan_id, None)
+        if plan is None:
+            raise KeyError(f"no plan {plan_id!r} awaiting approval")
+        return self._run(plan)
+
+    def _run(self, plan: SwitchingPlan) -> ExecutionResult:
+        result = self.executor.execute(plan)
+        self.results[plan.plan_id] = result
+        return result

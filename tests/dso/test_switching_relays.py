@@ -1,0 +1,115 @@
+"""The switching executor against firmware-sim relays over real Modbus TCP sockets (loopback)."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from peergrid_dso.drivers.relay_modbus import ModbusRelayDriver, RelayEndpoint
+from peergrid_dso.feeder.cases import case33bw
+from peergrid_dso.services.dso_chain import ChainRecorder
+from peergrid_dso.services.switching import SwitchingExecutor, SwitchingService, plan_switching
+from peergrid_sim.app import FirmwareSim
+from peergrid_sim.scenario import Relay, Scenario
+
+from .test_switching import BASE, OPTIMUM, dso_chain
+
+RELAY_BRANCHES = (7, 9, 14, 32, 33, 34, 35, 36, 37)
+
+
+class RunningSim:
+    def __init__(self, scenario: Scenario) -> None:
+        self.app = FirmwareSim(scenario, None)
+        self.loop = asyncio.new_event_loop()
+        self.endpoints: list[dict[str, Any]] = []
+        self._ready = threading.Event()
+        self._thread = threading.Thread(target=self._main, daemon=True)
+
+    def _main(self) -> None:
+        asyncio.set_event_loop(self.loop)
+        self.endpoints = self.loop.run_until_complete(self.app.start())
+        self._ready.set()
+        self.loop.run_forever()
+        self.loop.run_until_complete(self.app.close())
+
+    def call(self, fn: Any) -> Any:
+        async def wrapper() -> Any:
+            return fn()
+
+        return asyncio.run_coroutine_threadsafe(wrapper(), self.loop).result(10)
+
+    def __enter__(self) -> RunningSim:
+        self._thread.start()
+        assert self._ready.wait(10)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self._thread.join(10)
+
+
+@pytest.fixture
+def relays() -> Iterator[tuple[RunningSim, ModbusRelayDriver]]:
+    scenario = Scenario(
+        name="dso-switching",
+        relays=[
+            Relay(name=f"s{b}", branch=b, closed=b not in BASE, tie=b >= 33, operate_delay_s=0.05)
+            for b in RELAY_BRANCHES
+        ],
+    )
+    with RunningSim(scenario) as sim:
+        endpoints = {
+            e["branch"]: RelayEndpoint(e["host"], e["port"], e["unit_id"])
+            for e in sim.endpoints
+            if e["kind"] == "relay"
+        }
+        driver = ModbusRelayDriver(endpoints, timeout_s=1.0)
+        yield sim, driver
+        driver.close()
+
+
+def relay_positions(sim: RunningSim) -> dict[int, bool]:
+    return sim.call(lambda: {r.branch: r.mechanism.closed for r in sim.app.sim.relays.values()})
+
+
+def test_plan_executed_on_relays_ends_in_planned_state(relays) -> None:
+    sim, driver = relays
+    chain, dso = dso_chain()
+    service = SwitchingService(
+        SwitchingExecutor(driver, ChainRecorder(chain, dso), timeout_s=3.0, poll_s=0.02), auto=True
+    )
+    result = service.submit(plan_switching(case33bw(), BASE, OPTIMUM, plan_id="lab-1"))
+    assert result is not None and result.ok, result
+    positions = relay_positions(sim)
+    assert {b for b, closed in positions.items() if not closed} == set(OPTIMUM)
+
+
+def test_relay_failing_mid_plan_rolls_back_and_raises_alarm(relays) -> None:
+    sim, driver = relays
+    plan = plan_switching(case33bw(), BASE, OPTIMUM, plan_id="lab-2")
+    failing = plan.operations[3].branch
+    sim.call(lambda: setattr(sim.app.sim.relays[f"s{failing}"].faults, "relay_fail", "no_operation"))
+    chain, dso = dso_chain()
+    executor = SwitchingExecutor(driver, ChainRecorder(chain, dso), timeout_s=2.0, poll_s=0.02)
+    result = SwitchingService(executor, auto=True).submit(plan)
+    assert result is not None and not result.ok
+    assert executor.alarms and f"branch {failing}" in executor.alarms[0]
+    positions = relay_positions(sim)
+    assert tuple(sorted(b for b, closed in positions.items() if not closed)) == result.final_open
+    assert len(result.final_open) == 5  # radial again: one pair done, the unfinished one undone
+
+
+def test_interlocked_relay_refuses_the_plan(relays) -> None:
+    sim, driver = relays
+    sim.call(lambda: setattr(sim.app.sim.relays["s9"].mechanism, "interlock", True))
+    chain, dso = dso_chain()
+    executor = SwitchingExecutor(driver, ChainRecorder(chain, dso), timeout_s=2.0, poll_s=0.02)
+    result = SwitchingService(executor, auto=True).submit(
+        plan_switching(case33bw(), BASE, OPTIMUM, plan_id="lab-3")
+    )
+    assert result is not None and not result.ok and "branch 9 interlocked" in (result.alarm or "")
+    assert sim.call(lambda: sum(r.mechanism.operations for r in sim.app.sim.relays.values())) == 0
