@@ -208,3 +208,33 @@ def test_schedule_over_mqtt_is_dispatched_and_its_loss_returns_to_safe_state(
     finally:
         controller.loop_stop()
         controller.disconnect()
+
+
+def test_a_restarted_daemon_continues_its_nonces_and_seals_what_it_left_open(
+    run_sim, tmp_path: Path, mosquitto
+) -> None:
+    sim = run_sim([{"name": "pv1", "kind": "pv"}])
+    settings = edge_settings(tmp_path, sim, broker={"host": mosquitto.host, "port": mosquitto.port})
+    node_key = Keypair.generate()
+    settings.data_dir.mkdir(parents=True)
+    write_keyfile(settings.data_dir / "node.key", node_key)
+    first = EdgeDaemon(settings)
+    chain = LedgerOverMqtt(mosquitto.host, mosquitto.port, first.tx_topic, node_key)
+    chain.connect()
+
+    async def run_a_while(daemon: EdgeDaemon, at_least: int) -> None:
+        async def body() -> None:
+            assert await wait_until(lambda: len(chain.accepted) >= at_least, timeout=15)
+            await asyncio.sleep(0.6)  # stop mid-interval: its readings stay open on disk
+
+        await run_for(daemon, body)
+
+    try:
+        asyncio.run(run_a_while(first, 2))
+        asyncio.run(run_a_while(EdgeDaemon(settings), len(chain.accepted) + 3))
+    finally:
+        chain.disconnect()
+    assert all(r.reason == Reason.REPLAYED_NONCE for r in chain.rejected), chain.rejected
+    assert [tx.nonce for tx in chain.accepted] == list(range(1, len(chain.accepted) + 1))
+    intervals = [tx.body["interval"] for tx in chain.accepted]
+    assert intervals == sorted(set(intervals))
