@@ -65,6 +65,8 @@ class EngineConfig:
     sync_retry_ms: int = 1500
     future_buffer: int = 512
     max_sync_response_bytes: int = 1024 * 1024
+    halt_height: int | None = None
+    """Finalise nothing above this height (a coordinated stop, e.g. before an upgrade); still serve sync."""
 
 
 class Engine:
@@ -155,7 +157,7 @@ class Engine:
                 self._restore(saved)
                 return
         self._set_round_timer(0)
-        if self._is_proposer(0):
+        if self._is_proposer(0) and not self._halted():
             at = max(self.now, head.timestamp_ms + self.config.block_period_ms)
             self._out.append(SetTimer(Timer(PROPOSE_TIMER, self.s.height, 0), at))
         pending, self._future = self._future, []
@@ -180,8 +182,13 @@ class Engine:
         if mine is not None and mine.digest in saved.blocks:
             self._accept_proposal(saved.round, mine.digest)
 
+    def _halted(self) -> bool:
+        return self.config.halt_height is not None and self.s.height > self.config.halt_height
+
     def _set_round_timer(self, round_: int) -> None:
         cfg = self.config
+        if self._halted():
+            return
         wait = cfg.round_timeout_ms * 2 ** min(round_, cfg.max_backoff_exponent)
         if round_ == 0:
             wait += max(0, self.app.head().timestamp_ms + cfg.block_period_ms - self.now)
@@ -209,7 +216,7 @@ class Engine:
         """Sign, log and broadcast our vote for a slot, unless we already voted differently there
         (`again`: say an identical earlier vote once more)."""
         s = self.s
-        if self.signer is None or self.me not in s.vset:
+        if self.signer is None or self.me not in s.vset or self._halted():
             return None
         previous = s.sent.get((kind, round_))
         if previous is not None:

@@ -1,0 +1,96 @@
+"""The MQTT adapter of `Transport` (paho-mqtt 2): QoS 1 on the design's topics, reconnect with back-off.
+
+Promises: subscribes, on every (re)connect, to each chain's tx, consensus and block topics and to this node's
+own sync topic; hands every arriving payload to `deliver(chain, kind, payload)` on paho's network thread (the
+caller moves it to its own loop); payloads over `max_payload` are dropped and counted here without being
+read further. Publishing while disconnected is queued by paho and sent after reconnecting; nothing depends
+on the broker keeping messages. Reconnects back off from 0.1 s to `max_backoff_s`.
+Must never block the caller's event loop, and never raise from a callback.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import Counter
+from collections.abc import Callable
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion
+
+from .transport import BLOCK, CONSENSUS, MAX_ENVELOPE_BYTES, SYNC, TX, topic
+
+Deliver = Callable[[str, str, bytes], None]
+
+
+class MqttTransport:
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        feeder: str,
+        node: bytes,
+        chains: list[str],
+        deliver: Deliver,
+        client_id: str = "",
+        max_payload: int = MAX_ENVELOPE_BYTES,
+        max_backoff_s: float = 2.0,
+    ) -> None:
+        self.host, self.port, self.feeder, self.node = host, port, feeder, node
+        self.chains = list(chains)
+        self.deliver = deliver
+        self.max_payload = max_payload
+        self.stats: Counter[str] = Counter()
+        self.connected = threading.Event()
+        self._routes: dict[str, tuple[str, str]] = {}
+        for chain in self.chains:
+            for kind in (TX, CONSENSUS, BLOCK):
+                self._routes[topic(feeder, chain, kind)] = (chain, kind)
+            self._routes[topic(feeder, chain, SYNC, node)] = (chain, SYNC)
+        client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id or f"ledger-{node.hex()[:16]}")
+        client.reconnect_delay_set(min_delay=0.1, max_delay=max_backoff_s)  # type: ignore[arg-type]
+        client.max_queued_messages_set(100_000)
+        client.max_inflight_messages_set(1000)
+        client.on_connect = self._on_connect
+        client.on_disconnect = self._on_disconnect
+        client.on_message = self._on_message
+        self.client = client
+
+    def start(self) -> None:
+        self.client.connect_async(self.host, self.port, keepalive=10)
+        self.client.loop_start()
+
+    def stop(self) -> None:
+        self.client.disconnect()
+        self.client.loop_stop()
+
+    def publish(self, chain: str, kind: str, data: bytes, to: bytes | None = None) -> None:
+        self.stats[f"published_{kind}"] += 1
+        self.client.publish(topic(self.feeder, chain, kind, to), data, qos=1)
+
+    def _on_connect(
+        self, client: mqtt.Client, _userdata: object, _flags: object, reason: object, _props: object
+    ) -> None:
+        if getattr(reason, "is_failure", False):
+            self.stats["connect_refused"] += 1
+            return
+        self.stats["connects"] += 1
+        client.subscribe([(t, 1) for t in self._routes])
+        self.connected.set()
+
+    def _on_disconnect(self, *_args: object) -> None:
+        self.stats["disconnects"] += 1
+        self.connected.clear()
+
+    def _on_message(self, _client: mqtt.Client, _userdata: object, message: mqtt.MQTTMessage) -> None:
+        try:
+            route = self._routes.get(message.topic)
+            if route is None:
+                self.stats["dropped_unknown_topic"] += 1
+                return
+            payload = bytes(message.payload)
+            if len(payload) > self.max_payload:
+                self.stats["dropped_oversized"] += 1
+                return
+            self.deliver(route[0], route[1], payload)
+        except Exception:
+            self.stats["dropped_delivery_error"] += 1

@@ -1,0 +1,275 @@
+"""A ledger replica as an asyncio shell: MQTT in, engine, store, MQTT out — one or more chains per process.
+
+Promises: `ChainReplica` is everything one chain needs around the pure engine (signed envelopes, transaction
+batches, the WAL file, block announcements, evidence transactions) and does no I/O of its own beyond its
+store, WAL and the `Transport` it is given, so edge and dso-server embed it as a library; `Node` runs several
+replicas over one MQTT connection on one event loop. Every dropped message is counted in `stats`, none
+raises. Assumes the wall clock (ms) is roughly synchronised between nodes (block times are checked against
+it within the configured drift). Must never block the loop on the network.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import time
+from collections import Counter
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from .. import keys
+from ..results import Accepted as LedgerAccepted
+from ..store import BlockStore
+from ..tx import sign_tx
+from .actions import Action, Broadcast, Committed, EvidenceFound, Send, SetTimer, Timer
+from .app import Accepted, Rejected
+from .engine import Engine, EngineConfig
+from .ledger_app import LedgerApp
+from .mempool import MempoolLimits
+from .messages import SyncResponse, encode_wire
+from .transport import (
+    BLOCK,
+    CONSENSUS,
+    SYNC,
+    TX,
+    EnvelopeError,
+    Transport,
+    decode_tx_batch,
+    encode_tx_batch,
+    open_envelope,
+    seal_envelope,
+)
+
+Schedule = Callable[[Timer, int], None]
+GOSSIP_BATCH = 512
+
+
+def wall_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+class FileWal:
+    """The engine's WAL as one small file, replaced atomically (write, fsync, rename) on every vote."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._tmp = path.with_suffix(".tmp")
+
+    def load(self) -> bytes | None:
+        try:
+            return self.path.read_bytes()
+        except FileNotFoundError:
+            return None
+
+    def save(self, record: bytes) -> None:
+        fd = os.open(self._tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        try:
+            os.write(fd, record)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(self._tmp, self.path)
+
+
+class ChainReplica:
+    def __init__(
+        self,
+        store: BlockStore,
+        keypair: keys.Keypair,
+        config: EngineConfig,
+        transport: Transport,
+        schedule: Schedule,
+        wal: FileWal | None = None,
+        limits: MempoolLimits | None = None,
+    ) -> None:
+        self.store = store
+        self.keypair = keypair
+        self.transport = transport
+        self.schedule = schedule
+        self.app = LedgerApp(store, keypair, limits)
+        self.chain = self.app.chain_id
+        self.engine = Engine(self.app, config, keypair, keys.verify, wal)
+        self.stats: Counter[str] = Counter()
+        self.on_commit: list[Callable[[Committed], None]] = []
+        self._gossip: list[bytes] = []
+        self._own_nonce = 0
+
+    def start(self, now: int) -> None:
+        self._perform(self.engine.start(now))
+
+    def receive(self, kind: str, data: bytes, now: int) -> None:
+        try:
+            envelope = open_envelope(self.chain, data)
+            if envelope.kind != kind:
+                raise EnvelopeError("malformed", f"{envelope.kind} envelope on the {kind} topic")
+            if not self.app.known_sender(envelope.sender):
+                raise EnvelopeError("unknown-sender", envelope.sender.hex()[:16])
+            if kind == TX:
+                for raw in decode_tx_batch(envelope.body):
+                    verdict = self.app.mempool.add(raw, now)
+                    self.stats["tx_accepted" if isinstance(verdict, Accepted) else "tx_rejected"] += 1
+                return
+        except EnvelopeError as exc:
+            self.stats[f"dropped_{exc.reason}"] += 1
+            return
+        if envelope.sender == self.keypair.public and kind != TX:
+            return  # our own broadcast, echoed by the broker
+        self._perform(self.engine.on_message(envelope.body, now, envelope.sender))
+
+    def fire(self, timer: Timer, now: int) -> None:
+        self._perform(self.engine.on_timer(timer, now))
+
+    def submit(self, raw: bytes, now: int) -> Accepted | Rejected:
+        """A transaction from this process (the embedding daemon): into the mempool, then gossiped."""
+        verdict = self.app.mempool.add(raw, now)
+        if isinstance(verdict, Accepted):
+            self._gossip.append(raw)
+            if len(self._gossip) >= GOSSIP_BATCH:
+                self.flush()
+        return verdict
+
+    def flush(self) -> None:
+        if self._gossip:
+            batch, self._gossip = self._gossip, []
+            self.transport.publish(
+                self.chain, TX, seal_envelope(self.chain, TX, self.keypair, encode_tx_batch(batch))
+            )
+
+    def _perform(self, actions: list[Action]) -> None:
+        for action in actions:
+            if isinstance(action, Broadcast):
+                self.transport.publish(
+                    self.chain, CONSENSUS, seal_envelope(self.chain, CONSENSUS, self.keypair, action.data)
+                )
+            elif isinstance(action, Send):
+                envelope = seal_envelope(self.chain, SYNC, self.keypair, action.data)
+                self.transport.publish(self.chain, SYNC, envelope, to=action.to)
+            elif isinstance(action, SetTimer):
+                self.schedule(action.timer, action.at_ms)
+            elif isinstance(action, Committed):
+                self.stats["committed_via_sync" if action.via_sync else "committed"] += 1
+                if action.proposer == self.keypair.public and not action.via_sync:
+                    announcement = encode_wire(
+                        self.chain, SyncResponse(((action.block, action.certificate),))
+                    )
+                    self.transport.publish(
+                        self.chain, BLOCK, seal_envelope(self.chain, BLOCK, self.keypair, announcement)
+                    )
+                for listener in self.on_commit:
+                    listener(action)
+            elif isinstance(action, EvidenceFound):
+                self._report(action)
+
+    def _report(self, found: EvidenceFound) -> None:
+        self._own_nonce = max(self._own_nonce, self.app.next_nonce(self.keypair.public))
+        tx = sign_tx(
+            self.keypair,
+            self.chain,
+            "evidence",
+            self._own_nonce,
+            self.engine.now,
+            self.app.evidence_body(found.evidence),
+        )
+        if isinstance(self.submit(tx.raw, self.engine.now), Accepted):
+            self._own_nonce += 1
+            self.stats["evidence_submitted"] += 1
+
+    def status(self) -> dict[str, Any]:
+        head = self.app.head()
+        return {
+            "chain": self.chain,
+            "height": head.height,
+            "head": head.block_hash.hex(),
+            "round": self.engine.s.round,
+            "authority": self.keypair.public in self.engine.s.vset,
+            "mempool": len(self.app.mempool),
+            "stats": dict(self.stats + self.engine.stats),
+        }
+
+
+def is_ledger_accepted(result: object) -> bool:
+    return isinstance(result, LedgerAccepted)
+
+
+class Node:
+    """Several chain replicas sharing one transport and one event loop."""
+
+    def __init__(
+        self, keypair: keys.Keypair, status_file: Path | None = None, clock: Callable[[], int] = wall_ms
+    ) -> None:
+        self.keypair = keypair
+        self.status_file = status_file
+        self.clock = clock
+        self.replicas: dict[str, ChainReplica] = {}
+        self._inbox: asyncio.Queue[tuple[str, str, bytes]] | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    def deliver(self, chain: str, kind: str, payload: bytes) -> None:
+        """Called from the transport's thread."""
+        if self._loop is not None and self._inbox is not None:
+            self._loop.call_soon_threadsafe(self._inbox.put_nowait, (chain, kind, payload))
+
+    def schedule_for(self, chain: str) -> Schedule:
+        def schedule(timer: Timer, at_ms: int) -> None:
+            assert self._loop is not None
+            delay = max(0.0, (at_ms - self.clock()) / 1000)
+            self._loop.call_later(delay, self._fire, chain, timer)
+
+        return schedule
+
+    def _fire(self, chain: str, timer: Timer) -> None:
+        self.replicas[chain].fire(timer, self.clock())
+
+    def attach_loop(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._inbox = asyncio.Queue()
+
+    async def run(self, stop: asyncio.Event) -> None:
+        assert self._inbox is not None, "call attach_loop() first"
+        for replica in self.replicas.values():
+            replica.start(self.clock())
+        ticker = asyncio.create_task(self._tick(stop))
+        try:
+            while not stop.is_set():
+                getter = asyncio.ensure_future(self._inbox.get())
+                stopper = asyncio.ensure_future(stop.wait())
+                done, _ = await asyncio.wait({getter, stopper}, return_when=asyncio.FIRST_COMPLETED)
+                stopper.cancel()
+                if getter not in done:
+                    getter.cancel()
+                    break
+                item = getter.result()
+                while True:
+                    chain, kind, payload = item
+                    if chain in self.replicas:
+                        self.replicas[chain].receive(kind, payload, self.clock())
+                    try:
+                        item = self._inbox.get_nowait()
+                    except asyncio.QueueEmpty:
+                        break
+        finally:
+            ticker.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await ticker
+            self.write_status()
+
+    async def _tick(self, stop: asyncio.Event) -> None:
+        beat = 0
+        while not stop.is_set():
+            await asyncio.sleep(0.02)
+            for replica in self.replicas.values():
+                replica.flush()
+            beat += 1
+            if beat % 10 == 0:
+                self.write_status()
+
+    def write_status(self) -> None:
+        if self.status_file is None:
+            return
+        doc = {"node": self.keypair.public.hex(), "chains": {c: r.status() for c, r in self.replicas.items()}}
+        tmp = self.status_file.with_suffix(".tmp")
+        tmp.write_text(json.dumps(doc), encoding="utf-8")
+        os.replace(tmp, self.status_file)
