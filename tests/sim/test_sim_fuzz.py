@@ -100,3 +100,49 @@ def test_live_rtu_line_survives_garbage(run_sim, all_kinds):
         assert reply[-9:] == modbus.rtu_frame(2, bytes([3, 4]) + b"SunS")
     finally:
         os.close(fd)
+
+
+def test_control_api_survives_garbage(run_sim, all_kinds):
+    import json
+    import urllib.request
+
+    sim = run_sim(all_kinds)
+    e = sim.endpoint("control")
+    garbage = [
+        b"\x00\xff" * 100,
+        b"GET\r\n\r\n",
+        b"POST /faults HTTP/1.1\r\nContent-Length: -5\r\n\r\n",
+        b'POST /faults HTTP/1.1\r\nContent-Length: 10\r\n\r\n{"a"',
+        b"X" * 70000 + b"\r\n\r\n",
+        b"POST /faults HTTP/1.1\r\nContent-Length: 2\r\n\r\n[]",
+        b'POST /clock HTTP/1.1\r\nContent-Length: 15\r\n\r\n{"speed": "x"}',
+    ]
+    for payload in garbage:
+        with socket.create_connection((e["host"], e["port"]), timeout=2) as sock:
+            sock.settimeout(0.5)
+            try:
+                sock.sendall(payload)
+                sock.shutdown(socket.SHUT_WR)
+                sock.recv(4096)
+            except (TimeoutError, ConnectionError):
+                pass
+    with urllib.request.urlopen(f"http://{e['host']}:{e['port']}/state", timeout=5) as response:
+        assert "mg1" in json.loads(response.read())["microgrids"]
+
+
+def test_clock_requests_out_of_range_are_refused(run_sim, all_kinds):
+    import json
+    import urllib.error
+    import urllib.request
+
+    sim = run_sim(all_kinds)
+    e = sim.endpoint("control")
+    for body in ({"advance": 1e308}, {"advance": -1}, {"speed": 1e12}, {"speed": -2}):
+        request = urllib.request.Request(
+            f"http://{e['host']}:{e['port']}/clock", data=json.dumps(body).encode()
+        )
+        try:
+            urllib.request.urlopen(request, timeout=5)
+            raise AssertionError(f"{body} accepted")
+        except urllib.error.HTTPError as exc:
+            assert exc.code == 400

@@ -90,8 +90,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         scenario = load_scenario(args.scenario)
         speed = getattr(args, "speed", None)
-        if speed is not None and speed < 0:
-            raise ConfigError(f"--speed must be >= 0, got {speed}")
+        if speed is not None and not 0 <= speed <= 100_000:
+            raise ConfigError(f"--speed must be within 0..100000, got {speed}")
         if getattr(args, "broker", None):
             host, sep, port = args.broker.rpartition(":")
             if not sep or not port.isdigit():

@@ -10,11 +10,13 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
+MAX_SPEED = 100_000.0  # simulated seconds per real second
+
 
 class SimClock:
     def __init__(self, start: float, speed: float = 1.0, monotonic: Callable[[], float] = time.monotonic):
-        if speed < 0:
-            raise ValueError(f"clock speed must be >= 0, got {speed}")
+        if not 0 <= speed <= MAX_SPEED:
+            raise ValueError(f"clock speed must be within 0..{MAX_SPEED:g}, got {speed}")
         self._monotonic = monotonic
         self._anchor_real = monotonic()
         self._anchor_sim = float(start)
@@ -24,13 +26,13 @@ class SimClock:
         return self._anchor_sim + (self._monotonic() - self._anchor_real) * self.speed
 
     def set_speed(self, speed: float) -> None:
-        if speed < 0:
-            raise ValueError(f"clock speed must be >= 0, got {speed}")
+        if not 0 <= speed <= MAX_SPEED:
+            raise ValueError(f"clock speed must be within 0..{MAX_SPEED:g}, got {speed}")
         self._anchor_sim, self._anchor_real = self.now(), self._monotonic()
         self.speed = float(speed)
 
     def advance(self, seconds: float) -> None:
         """Jump forward (for a frozen clock in tests, or to skip ahead)."""
-        if seconds < 0:
-            raise ValueError("the clock only moves forward")
+        if not 0 <= seconds <= 366 * 86400:
+            raise ValueError(f"advance must be within 0..{366 * 86400} s, got {seconds}")
         self._anchor_sim += seconds

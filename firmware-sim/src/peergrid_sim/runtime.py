@@ -18,6 +18,7 @@ from .relay import RelayDevice
 from .scenario import Microgrid, Profile, Scenario, at_hour
 
 RATING_KEYS = ("rating_w", "max_discharge_w", "critical_w", "sheddable_w")
+MAX_TICK_S = 86400.0  # a host that stalled (or a big clock jump) is caught up by at most a day per tick
 
 
 class ScenarioError(Exception):
@@ -84,7 +85,7 @@ class Simulation:
 
     def tick(self) -> None:
         now = self.clock.now()
-        dt = max(0.0, now - self.t)
+        dt = min(MAX_TICK_S, max(0.0, now - self.t))
         self.t = max(self.t, now)
         for mg in self.microgrids.values():
             mg.advance(dt, self.t)

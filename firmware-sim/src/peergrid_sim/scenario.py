@@ -97,7 +97,7 @@ class Scenario(StrictSettings):
     name: str
     feeder: str = "ieee33"
     start: dt.datetime = dt.datetime(2026, 6, 21, tzinfo=dt.UTC)
-    speed: float = Field(1.0, ge=0)
+    speed: float = Field(1.0, ge=0, le=100_000)
     host: str = "127.0.0.1"
     broker: Broker | None = None
     profiles: dict[str, Profile] = {"default": Profile()}
