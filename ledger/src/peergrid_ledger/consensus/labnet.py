@@ -53,6 +53,7 @@ class LabNet:
         chain_settings: dict[str, Any] | None = None,
         clients: int = 1,
         feeder: str = "lab",
+        genesis_time: int | None = None,
     ) -> LabNet:
         root.mkdir(parents=True, exist_ok=True)
         names = [f"authority{i}" for i in range(authorities)] + [f"observer{i}" for i in range(observers)]
@@ -60,13 +61,13 @@ class LabNet:
         client_keys = [lab_key(f"{root}/client{i}") for i in range(clients)]
         genesis = Genesis(
             chain=LAB_CHAIN,
-            time=int(time.time() * 1000) - 1000,
+            time=int(time.time() * 1000) - 1000 if genesis_time is None else genesis_time,
             authorities=tuple(k.public for k in node_keys[:authorities]),
             accounts=tuple(
                 Account(k.public, ("mgmc",), f"observer-{i}") for i, k in enumerate(node_keys[authorities:])
             )
             + tuple(Account(k.public, ("anonym",), f"client-{i}") for i, k in enumerate(client_keys)),
-            params=Params(block_max_future_ms=5000),
+            params=Params(block_max_future_ms=5000, tx_max_age_ms=600_000),
         )
         (root / "genesis.json").write_text(json.dumps(genesis.to_json()), encoding="utf-8")
         net = cls(root, names, authorities, client_keys, genesis)

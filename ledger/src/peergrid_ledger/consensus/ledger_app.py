@@ -47,6 +47,7 @@ class LedgerApp:
         self._blocks: dict[bytes, Block] = {}
         self._outcomes: dict[bytes, BlockOutcome] = {}
         self._authorities: tuple[int, list[bytes]] | None = None
+        self.committed_txs = 0
 
     @property
     def chain_id(self) -> str:
@@ -163,6 +164,7 @@ class LedgerApp:
         self.store.append(block, cert, outcome.writes)
         self.state.commit(outcome.writes)
         self.tip = Tip.of(block.header)
+        self.committed_txs += len(block.txs)
         self._authorities = None
         self._blocks.clear()
         self._outcomes.clear()

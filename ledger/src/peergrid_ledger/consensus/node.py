@@ -186,6 +186,7 @@ class ChainReplica:
             "round": self.engine.s.round,
             "authority": self.keypair.public in self.engine.s.vset,
             "mempool": len(self.app.mempool),
+            "committed_txs": self.app.committed_txs,
             "stats": dict(self.stats + self.engine.stats),
         }
 
