@@ -45,6 +45,11 @@ class EncodeError(ValueError):
 _SHORT_HEADS = [[bytes(((major << 5) | n,)) for n in range(24)] for major in range(8)]
 
 
+def head(major: int, n: int) -> bytes:
+    """The canonical head of an item of major type `major` with argument `n` (length or value)."""
+    return _head(major, n)
+
+
 def _head(major: int, n: int) -> bytes:
     mt = major << 5
     if n < 24:
@@ -266,7 +271,11 @@ def _decode_item(data: bytes, pos: int, end: int, depth: int) -> tuple[Value, in
         if encoded_key <= previous:
             raise DecodeError(f"map key {key!r} at offset {key_start} is duplicate or out of canonical order")
         previous = encoded_key
-        result[key], pos = _decode_item(data, pos, end, depth)
+        if pos < end and data[pos] < 0x18:  # small unsigned value: skip the call (the commonest field)
+            result[key] = data[pos]
+            pos += 1
+        else:
+            result[key], pos = _decode_item(data, pos, end, depth)
     return result, pos
 
 

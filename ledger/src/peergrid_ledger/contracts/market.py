@@ -100,15 +100,17 @@ def rules_for(state: StateReader, key: bytes, interval: int) -> Mapping[str, Any
     return current
 
 
-def members_key(interval: int, side: str) -> bytes:
-    return b"mkt/" + side.encode() + b"/" + ks.u64(interval)
+def members_key(interval: int, side: str, index: int | None = None) -> bytes:
+    """`mkt/<side>/<interval>` holds how many joined; `.../<index>` the key of each, in arrival order. One
+    small record per participant, so joining costs the same however many joined before."""
+    base = b"mkt/" + side.encode() + b"/" + ks.u64(interval)
+    return base if index is None else base + index.to_bytes(4, "big")
 
 
 def members(state: StateReader, interval: int, side: str) -> list[bytes]:
-    """The sellers or buyers of an interval, sorted. Stored as one byte string of 32-byte keys in arrival
-    order, so that joining costs a copy, not a decode and re-encode of a growing list."""
-    packed = read_obj(state, members_key(interval, side)) or b""
-    return sorted(packed[i : i + 32] for i in range(0, len(packed), 32))
+    """The sellers or buyers of an interval, sorted by key."""
+    count = ks.decode_int(state.get(members_key(interval, side)))
+    return sorted(read_obj(state, members_key(interval, side, i)) for i in range(count))
 
 
 def closed(state: StateReader, interval: int) -> bool:
@@ -166,9 +168,10 @@ def _open_interval(view: Overlay, interval: int, sender: bytes, side: str) -> No
     if view.get(other_key) is not None:
         other = "buyers" if side == "sellers" else "sellers"
         raise RuleError(Reason.RULE_VIOLATION, f"already one of the {other} in this interval")
-    key = members_key(interval, side)
-    packed = read_obj(view, key) or b""
-    view.put_obj(key, packed + sender)
+    count_key = members_key(interval, side)
+    count = ks.decode_int(view.get(count_key))
+    view.put_obj(members_key(interval, side, count), sender)
+    view.put(count_key, ks.encode_int(count + 1))
     last = read_obj(view, last_interval_key(sender))
     if last is None or interval > last:
         view.put_obj(last_interval_key(sender), interval)
