@@ -92,7 +92,7 @@ def build_console(
     feeder = _case33bw(tuple(sorted(settings.mg_buses.items())))
     gear = switchgear or MemorySwitchgear({b.number: b.closed for b in feeder.branches})
     grid = GridView(feeder, gear, lab_injections(feeder))
-    chain, dso_key = lab_dso_chain(feeder_name)
+    chain, dso_key = lab_dso_chain(feeder_name, clock=lambda: int(time.time() * 1000))
     recorder = ActionRecorder(chain, dso_key)
     explorers = {"dso": ChainExplorer("dso", chain, recorder.lock)}
     return ConsoleState(

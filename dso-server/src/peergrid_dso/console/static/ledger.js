@@ -43,7 +43,7 @@ export class LedgerView {
     return el("div", {},
       el("table", {}, el("tbody", {},
         ["hash", "prev", "tx_root", "state_root", "proposer"].map((k) => el("tr", {}, el("th", {}, k), el("td", { class: "hash" }, d[k]))),
-        el("tr", {}, el("th", {}, "time"), el("td", {}, new Date(d.time).toISOString())),
+        el("tr", {}, el("th", {}, "time"), el("td", {}, d.time > 1e12 ? new Date(d.time).toISOString() : `${d.time} (logical clock)`)),
         el("tr", {}, el("th", {}, "commit signers"), el("td", {}, d.commit_signers.length)))),
       el("table", { id: "txs" }, el("thead", {}, el("tr", {}, ["txid", "kind", "body", "proof"].map((h) => el("th", {}, h)))),
         el("tbody", {}, d.transactions.map((tx) => {
