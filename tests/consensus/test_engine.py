@@ -283,13 +283,13 @@ def _chain(cluster: Cluster, blocks: int) -> SimStore:
     return store
 
 
-def test_fresh_node_catches_up_by_sync_and_refuses_bad_certificates() -> None:
+def test_fresh_node_catches_up_10000_blocks_by_sync_and_refuses_bad_certificates() -> None:
     cluster = Cluster(4, observers=1)
-    source = SimApp(cluster.genesis, _chain(cluster, 300), cluster.keys[0], cluster.ring.verify)
+    source = SimApp(cluster.genesis, _chain(cluster, 10_000), cluster.keys[0], cluster.ring.verify)
     server = Engine(source, CONFIG, cluster.keys[0], cluster.ring.verify)
     fresh = cluster.engines[4]
     key = cluster.keys[0]
-    ahead = sign_vote(CHAIN, key.sign, key.public, PREPARE, 301, 0, b"\x01" * 32)
+    ahead = sign_vote(CHAIN, key.sign, key.public, PREPARE, 10_001, 0, b"\x01" * 32)
     out = fresh.on_message(encode_wire(CHAIN, ConsensusMessage(ahead)), 0, key.public)
     trips = 0
     while True:
@@ -299,8 +299,8 @@ def test_fresh_node_catches_up_by_sync_and_refuses_bad_certificates() -> None:
         replies = [r for q in requests for r in server.on_message(q.data, 0, cluster.keys[4].public)]
         out = [a for r in replies if isinstance(r, Send) for a in fresh.on_message(r.data, 0, key.public)]
         trips += 1
-    assert cluster.apps[4].head().height == 300
-    assert trips == 300 // CONFIG.sync_batch + 1
+    assert cluster.apps[4].head().height == 10_000
+    assert trips == 10_000 // CONFIG.sync_batch + 1
     tampered = SimApp(cluster.genesis, _chain(cluster, 2), cluster.keys[0], cluster.ring.verify)
     block, cert = tampered.committed(1)  # type: ignore[misc]
     late = Cluster(4).engines[0]
