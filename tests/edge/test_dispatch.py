@@ -121,3 +121,14 @@ def test_implausible_readings_are_named() -> None:
         "power_w 20000 beyond 1.5x the rating 10000"
     ]
     assert implausible("pv", {"power_w": -2000.0, "rating_w": 10000.0}) == ["a pv drawing 2000 W"]
+
+
+def test_a_device_whose_models_do_not_fit_its_nature_is_named() -> None:
+    from peergrid_edge.natures import unsupported
+
+    assert unsupported("pv", [1, 103, 120, 121, 123]) == []
+    assert unsupported("battery", [1, 103, 120, 124, 802]) == []
+    assert unsupported("genset", [1, 103, 120, 64202]) == []
+    assert unsupported("load", [1, 203, 64201]) == []
+    assert unsupported("battery", [1, 103, 120, 121, 123]) == ["setpoint power_w needs model 124"]
+    assert unsupported("meter", [1]) == ["no model carries power_w"]

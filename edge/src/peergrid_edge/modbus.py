@@ -12,6 +12,7 @@ Never raises from `read_all`; `write` raises `DeviceError`.
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from typing import Any
 
@@ -32,6 +33,7 @@ from peergrid_edge.sunspec import (
     scale_factor,
 )
 
+log = logging.getLogger("peergrid.edge.modbus")
 MAX_READ = 125
 MAX_MODELS = 64
 
@@ -93,6 +95,7 @@ class SunSpecModbusDriver:
         self.models: list[tuple[int, int, int]] = []  # (model id, address of its ID register, length)
         self.last_points: dict[str, dict[str, Any]] = {}
         self.requests = 0  # Modbus requests sent (tests count them: one per model block per poll)
+        self.mismatch: list[str] = []  # what the discovered models lack for the configured nature
 
     @property
     def client(self) -> Any:
@@ -150,6 +153,16 @@ class SunSpecModbusDriver:
         await self._connect()
         if not self.models:
             self.models = await self.discover()
+            problems = natures.unsupported(self.settings.nature, [m for m, _, _ in self.models])
+            if problems and problems != self.mismatch:
+                log.warning(
+                    "device %s (configured as %s) exposes models %s: %s",
+                    self.settings.name,
+                    self.settings.nature,
+                    [m for m, _, _ in self.models],
+                    "; ".join(problems),
+                )
+            self.mismatch = problems
         points: dict[str, dict[str, Any]] = {}
         for model_id, address, length in self.models:
             registers = await self._read_block(address, length + 2)

@@ -71,12 +71,19 @@ def reading(nature: str, points: Points) -> Reading:
     return {quantity: _lookup(points, refs) for quantity, refs in spec.items()}
 
 
-def has_models(nature: str, setpoint: str, points: Points) -> bool:
-    control = _map()[nature]["controls"].get(setpoint)
-    if control is None:
-        return False
-    refs = [v for k, v in control.items() if k != "of"]
-    return all(_split(ref)[0] in points for ref in refs)
+def unsupported(nature: str, model_ids: list[int]) -> list[str]:
+    """What a device of `nature` exposing `model_ids` cannot report or be told (empty when it fits)."""
+    spec = _map()[nature]
+    present = {str(m) for m in model_ids}
+    problems = []
+    if not any(_split(ref)[0] in present for ref in spec["readings"]["power_w"]):
+        problems.append("no model carries power_w")
+    for setpoint, control in spec["controls"].items():
+        refs = [v for k, v in control.items() if k not in ("of", "invert")]
+        missing = sorted({_split(ref)[0] for ref in refs} - present)
+        if missing:
+            problems.append(f"setpoint {setpoint} needs model {', '.join(missing)}")
+    return problems
 
 
 def _pct(value: float, of: float | None) -> float:
