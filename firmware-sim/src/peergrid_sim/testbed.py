@@ -108,6 +108,25 @@ class Testbed:
             path.write_text(yaml.safe_dump(config, sort_keys=False), encoding="utf-8")
             self.spawn(node, [_tool("peergrid-edge"), "run", "--config", str(path)])
         dso_config = self.workdir / "config" / "dso.yaml"
+        users_file = self.workdir / "config" / "console-users.json"
+        if not users_file.exists():  # a lab admin for the console; name and password in console-admin.txt
+            password = os.urandom(12).hex()
+            add = [
+                _tool("peergrid-dso"),
+                "user",
+                "--users",
+                str(users_file),
+                "add",
+                "admin",
+                "--role",
+                "admin",
+            ]
+            subprocess.run(
+                [*add, "--password-stdin"], input=password.encode(), check=True, capture_output=True
+            )
+            admin_file = self.workdir / "console-admin.txt"
+            admin_file.touch(mode=0o600)
+            admin_file.write_text(f"admin {password}\n", encoding="utf-8")
         dso_config.write_text(
             yaml.safe_dump(
                 {
@@ -115,6 +134,7 @@ class Testbed:
                     "feeder": feeder,
                     "broker": {"host": self.broker.host, "port": self.broker.port},
                     "http": {"host": LOOPBACK, "port": self.http_port},
+                    "console": {"users_file": str(users_file)},
                 },
                 sort_keys=False,
             ),
@@ -247,6 +267,7 @@ def main(argv: list[str] | None = None) -> int:
         assert bed.broker is not None
         print(f"  MQTT broker:  mqtt://{bed.broker.host}:{bed.broker.port}", flush=True)
         print(f"  logs:         {workdir / 'logs'}", flush=True)
+        print(f"  console login: user and password in {workdir / 'console-admin.txt'}", flush=True)
         print(
             "Ctrl-C stops every process it started."
             if args.duration is None
