@@ -73,6 +73,14 @@ def test_inverter_reading_reaches_the_dso(tmp_path: Path) -> None:
         assert 103 in reading["models"] or 701 in reading["models"]
         page = urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=2).read().decode()
         assert "peergrid DSO console" in page
+        user, password = (workdir / "console-admin.txt").read_text().split()
+        login = urllib.request.Request(
+            f"http://127.0.0.1:{port}/console/api/login",
+            data=json.dumps({"username": user, "password": password}).encode(),
+            headers={"Content-Type": "application/json"},
+        )
+        with urllib.request.urlopen(login, timeout=5) as response:
+            assert json.loads(response.read())["role"] == "admin"
         output, _ = bed.communicate(timeout=60)
     finally:
         if bed.poll() is None:
