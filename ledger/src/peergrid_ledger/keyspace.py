@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from .codec import decode, encode
+from .codec import UINT64_MAX, decode, encode, head
 
 ROLE_DSO = "dso"  # governance: authorities, enrolment, adjustment contracts, switching
 ROLE_AUTHORITY = "authority"  # signs blocks
@@ -90,20 +90,31 @@ class AccountRecord:
 
 
 _SMALL_INTS = [encode(n) for n in range(24)]
+_UINT_SIZES = {0x18: 1, 0x19: 2, 0x1A: 4, 0x1B: 8}
 
 
 def encode_int(n: int) -> bytes:
+    """A state integer (nonce, balance, interval) in canonical form."""
     if 0 <= n < 24:
         return _SMALL_INTS[n]
+    if 0 <= n <= UINT64_MAX:
+        return head(0, n)  # an unsigned integer is exactly its head
     return encode(n)
 
 
 def decode_int(raw: bytes | None) -> int:
-    """A state integer (nonce, balance); absent means 0."""
+    """A state integer; absent means 0. Unsigned values are read without the general decoder, with the same
+    strictness (shortest form only)."""
     if raw is None:
         return 0
-    if len(raw) == 1 and raw[0] < 24:
-        return raw[0]
+    first = raw[0]
+    if first < 24 and len(raw) == 1:
+        return first
+    size = _UINT_SIZES.get(first)
+    if size is not None and len(raw) == size + 1:
+        value = int.from_bytes(raw[1:], "big")
+        if value >= (24 if size == 1 else 1 << (4 * size)):
+            return value
     value = decode(raw)
     if type(value) is not int:
         raise ValueError("state integer is not an integer")

@@ -172,9 +172,10 @@ def _open_interval(view: Overlay, interval: int, sender: bytes, side: str) -> No
     count = ks.decode_int(view.get(count_key))
     view.put_obj(members_key(interval, side, count), sender)
     view.put(count_key, ks.encode_int(count + 1))
-    last = read_obj(view, last_interval_key(sender))
-    if last is None or interval > last:
-        view.put_obj(last_interval_key(sender), interval)
+    last_key = last_interval_key(sender)
+    last = view.get(last_key)
+    if last is None or interval > ks.decode_int(last):
+        view.put(last_key, ks.encode_int(interval))
 
 
 def _check_offer(view: Overlay, tx: Tx, interval: int, price: int, quantity: int, opening: bool) -> None:
