@@ -161,3 +161,13 @@ def test_revert_timers_drop_a_stale_limit_and_a_stale_battery_rate():
     assert bat.ac_w == pytest.approx(2000)
     bat.advance(20, Environment())
     assert bat.mode == 0 and bat.ac_w == 0
+
+
+def test_clouds_are_deterministic_bounded_and_vary():
+    from peergrid_sim.scenario import cloud_cover
+
+    series = [cloud_cover(7, t) for t in range(0, 86400, 300)]
+    assert series == [cloud_cover(7, t) for t in range(0, 86400, 300)]
+    assert all(0.0 <= c <= 1.0 for c in series)
+    assert max(series) - min(series) > 0.3
+    assert series != [cloud_cover(8, t) for t in range(0, 86400, 300)]

@@ -15,7 +15,7 @@ from .clock import SimClock
 from .devices import SunSpecDevice
 from .physics import Environment
 from .relay import RelayDevice
-from .scenario import Microgrid, Profile, Scenario, at_hour
+from .scenario import Microgrid, Profile, Scenario, at_hour, cloud_cover
 
 RATING_KEYS = ("rating_w", "max_discharge_w", "critical_w", "sheddable_w")
 MAX_TICK_S = 86400.0  # a host that stalled (or a big clock jump) is caught up by at most a day per tick
@@ -35,8 +35,11 @@ class MicrogridSim:
 
     def environment(self, t: float) -> Environment:
         hour = (t % 86400.0) / 3600.0
+        clear_sky = at_hour(self.profile.irradiance, hour)
+        if self.profile.clouds:
+            clear_sky *= 1.0 - self.profile.clouds * cloud_cover(self.profile.seed, t)
         env = {
-            "irradiance_w_m2": at_hour(self.profile.irradiance, hour),
+            "irradiance_w_m2": clear_sky,
             "ambient_c": at_hour(self.profile.temperature, hour),
             "load_factor": at_hour(self.profile.load, hour),
         }

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import bisect
 import datetime as dt
+import math
+import random
 from pathlib import Path
 from typing import Literal
 
@@ -27,6 +29,8 @@ class Profile(StrictSettings):
     irradiance: list[tuple[float, float]] = [(0, 0), (6, 0), (12, 900), (18, 0), (24, 0)]
     temperature: list[tuple[float, float]] = [(0, 15), (14, 27), (24, 15)]
     load: list[tuple[float, float]] = [(0, 0.5), (7, 0.8), (12, 0.7), (19, 1.0), (24, 0.5)]
+    clouds: float = Field(0.0, ge=0.0, le=1.0)  # how deep passing clouds cut irradiance (0 = clear sky)
+    seed: int = 0  # clouds are a deterministic function of (seed, time): reruns see the same weather
 
     @model_validator(mode="after")
     def _hours_ascending(self) -> Profile:
@@ -35,6 +39,16 @@ class Profile(StrictSettings):
             if not hours or hours != sorted(hours) or hours[0] < 0 or hours[-1] > 24:
                 raise ValueError(f"{name}: hours must ascend within 0..24")
         return self
+
+
+def cloud_cover(seed: int, t: float) -> float:
+    """Pure and deterministic: a smooth 0..1 cloud cover from a few seeded sines (periods 7-90 min)."""
+    rng = random.Random(seed)
+    total = 0.0
+    for _ in range(4):
+        period = rng.uniform(420.0, 5400.0)
+        total += math.sin(2 * math.pi * t / period + rng.uniform(0, 2 * math.pi))
+    return max(0.0, min(1.0, 0.5 + total / 4.0))
 
 
 def at_hour(curve: list[tuple[float, float]], hour: float) -> float:
