@@ -5,6 +5,8 @@ from __future__ import annotations
 import hashlib
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from ledger_fixtures import T0, Keys, make_genesis
 
 from peergrid_ledger import query
@@ -311,3 +313,40 @@ def test_two_replicas_that_apply_the_same_blocks_share_the_state_root() -> None:
     assert block_a.hash == block_b.hash
     assert a.state.root == b.state.root == block_a.header.state_root
     assert a.state.as_dict() == b.state.as_dict()
+
+
+GOV_KEYS = [Keys.authority2, Keys.p1, Keys.p2, Keys.p3]
+
+
+@given(
+    st.lists(
+        st.tuples(st.sampled_from(["add", "remove", "rotate"]), st.integers(0, 4), st.integers(0, 4)),
+        max_size=12,
+    )
+)
+@settings(max_examples=60, deadline=None)
+def test_random_governance_keeps_a_sane_authority_set(steps: list[tuple[str, int, int]]) -> None:
+    chain = LocalChain(make_genesis(), Keys.authority)
+    everyone = [Keys.authority.public, *(k.public for k in GOV_KEYS)]
+    for op, a, b in steps:
+        if op == "add":
+            body: dict[str, object] = {"key": everyone[a]}
+        elif op == "remove":
+            body = {"key": everyone[a]}
+        else:
+            body = {"old": everyone[a], "new": everyone[b]}
+        before = query.authorities_at(chain.view, chain.height + 2)
+        result = chain.sign_and_submit(Keys.dso, f"gov.{op}_authority", body)
+        after = query.authorities_at(chain.view, chain.height + 2)
+        assert after and len(set(after)) == len(after) and after == sorted(after)
+        if not result.ok:
+            assert after == before
+        # the block being built is always governed by the set in force before it
+        assert query.authorities_at(chain.view, chain.height + 1) == query.authorities_at(
+            chain.state, chain.height + 1
+        )
+        if Keys.authority.public in query.authorities_at(chain.view, chain.height + 2):
+            chain.seal()
+    for key in query.authorities_at(chain.view, chain.height + 2):
+        account = query.account(chain.view, key)
+        assert account is not None and "authority" in account.roles

@@ -8,6 +8,7 @@ participant (`mgmc` or `anonym`); evidence may come from any known key. Pure; no
 
 from __future__ import annotations
 
+from collections.abc import Set as AbstractSet
 from typing import Any
 
 from . import keyspace as ks
@@ -53,7 +54,9 @@ def _latest_set(view: Overlay) -> list[bytes]:
     return history[-1][1] if history else []
 
 
-def _set_roles(view: Overlay, key: bytes, add: set[str] = frozenset(), drop: set[str] = frozenset()) -> None:  # type: ignore[assignment]
+def _set_roles(
+    view: Overlay, key: bytes, add: AbstractSet[str] = frozenset(), drop: AbstractSet[str] = frozenset()
+) -> None:
     raw = view.get(ks.account(key))
     old = ks.AccountRecord.decode(raw) if raw is not None else ks.AccountRecord(frozenset())
     view.put(ks.account(key), ks.AccountRecord((old.roles | add) - drop, old.authorised, old.label).encode())
