@@ -138,3 +138,41 @@ def test_pysunspec2_scans_rtu_devices_on_a_pty(run_sim, all_kinds):
             assert dev.models[103][0].W.cvalue == pytest.approx(physics["ac_w"], abs=1.0)
         finally:
             dev.close()
+
+
+def test_pysunspec2_scans_every_device_of_the_ieee33_scenario(run_sim, mosquitto):
+    from pathlib import Path
+
+    from peergrid_sim.scenario import load_scenario
+
+    scenario = load_scenario(
+        Path(__file__).resolve().parents[2] / "firmware-sim" / "scenarios" / "ieee33.yaml"
+    )
+    scenario = scenario.model_copy(
+        update={"broker": scenario.broker.model_copy(update={"host": mosquitto.host, "port": mosquitto.port})}
+    )
+    sim = run_sim(scenario, speed=0.0)
+    sim.call(lambda: (sim.app.clock.advance(11 * 3600), sim.app.sim.tick()))  # late morning: PV producing
+    scanned = 0
+    for e in sim.endpoints:
+        if e["kind"] in ("relay", "control") or e["protocol"] == "mqtt":
+            continue
+        if e["protocol"] == "modbus-tcp":
+            dev = sunspec_client.SunSpecModbusClientDeviceTCP(
+                slave_id=e["unit_id"], ipaddr=e["host"], ipport=e["port"], timeout=2
+            )
+        else:
+            dev = sunspec_client.SunSpecModbusClientDeviceRTU(
+                slave_id=e["unit_id"], name=e["port"], timeout=2
+            )
+        try:
+            dev.scan()
+            assert model_ids(dev) == EXPECTED_MODELS[e["kind"]], e
+            read_every_point(dev)
+            truth = sim.call(lambda e=e: sim.app.sim.device(f"{e['mg']}/{e['device']}").readings())
+            block = dev.models[103][0] if 103 in dev.models else dev.models[203][0]
+            assert block.W.cvalue == pytest.approx(truth["ac_w"], abs=10.0**block.W_SF.value), e
+            scanned += 1
+        finally:
+            dev.close()
+    assert scanned == 24
