@@ -189,3 +189,26 @@ def test_block_byte_limit_and_local_chain_keeps_what_does_not_fit() -> None:
     chain.seal(T0 + 2000)
     chain.seal(T0 + 3000)
     assert chain.height == 3 and not chain.pending
+
+
+def test_local_chain_with_an_injected_clock_and_a_signer() -> None:
+    from peergrid_ledger.chain import LocalChain
+    from peergrid_ledger.results import Reason, Rejected
+
+    now = [T0 + 10_000]
+    chain = LocalChain(make_genesis(), Keys.authority, clock=lambda: now[0])
+    signer = chain.signer(Keys.p1)
+    root = hashlib.sha256(b"r").digest()
+    stale = signer.sign("der_commitment", {"interval": 1, "root": root, "readings": 1}, now[0] - 200_000)
+    result = chain.submit(stale)
+    assert isinstance(result, Rejected) and result.reason is Reason.TIME_OUT_OF_BOUNDS
+    signer = chain.signer(Keys.p1)  # a rejection used no nonce: start again from the chain's view
+    for i in range(3):
+        assert chain.submit(
+            signer.sign("der_commitment", {"interval": i, "root": root, "readings": 1}, now[0])
+        ).ok
+    block, _ = chain.seal()
+    assert block.header.time == now[0] and len(block.txs) == 3
+    now[0] -= 5_000  # a clock going backwards never makes a block older than its parent
+    block2, _ = chain.seal()
+    assert block2.header.time == block.header.time + 1
