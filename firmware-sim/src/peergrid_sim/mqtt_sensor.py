@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import time
 from typing import Any
 
 import paho.mqtt.client as mqtt
@@ -42,6 +43,11 @@ def parse_command(payload: bytes, model: Any) -> tuple[dict[str, float], dict[st
         else:
             rejected[name] = reason
     return ({} if rejected else accepted), rejected
+
+
+def _silent(device: Any) -> bool:
+    """Told not to respond, or rebooting: publishes nothing and ignores commands."""
+    return bool(device.faults.no_response or time.monotonic() < device.faults.down_until)
 
 
 class MqttSensors:
@@ -91,7 +97,7 @@ class MqttSensors:
         if entry is None:
             return
         device = entry[1]
-        if device.faults.no_response:
+        if _silent(device):
             return
         accepted, rejected = parse_command(payload, device.model)
         for name, value in accepted.items():
@@ -119,7 +125,7 @@ class MqttSensors:
 
     async def _publish_forever(self, topic: str, period: float, device: Any) -> None:
         while True:
-            if not device.faults.no_response:
+            if not _silent(device):
                 await asyncio.sleep(device.faults.delay_s)
                 self._publish(topic, device)
             await asyncio.sleep(period)
