@@ -86,6 +86,13 @@ def test_one_black_holed_device_of_20_does_not_delay_the_other_19(run_sim, tmp_p
     kinds = ["pv", "battery", "genset", "load"]
     sim = run_sim([{"name": f"d{i:02d}", "kind": kinds[i % 4]} for i in range(20)])
     settings = edge_settings(tmp_path, sim, dispatch={"enabled": False})
+    # The dead device waits 3 s per attempt, 2 attempts: a design that let it hold the others would show
+    # gaps of seconds in their polls, far above the generous bound below (3 periods = 1.5 s).
+    slow = [
+        d.model_copy(update={"timeout_s": 3.0, "retries": 1}) if d.name == "d07" else d
+        for d in settings.devices
+    ]
+    settings = settings.model_copy(update={"devices": slow})
     daemon = EdgeDaemon(settings)
     done: dict[str, list[float]] = {name: [] for name in daemon.states}
     on_poll = daemon._on_poll
@@ -99,7 +106,7 @@ def test_one_black_holed_device_of_20_does_not_delay_the_other_19(run_sim, tmp_p
     async def body() -> None:
         await asyncio.sleep(1.5)
         sim.fault("mg1", "d07", fault="no_response")  # accepts the connection, never answers
-        await asyncio.sleep(6.0)
+        await asyncio.sleep(7.0)
 
     start = time.monotonic()
     asyncio.run(run_for(daemon, body))
@@ -109,8 +116,8 @@ def test_one_black_holed_device_of_20_does_not_delay_the_other_19(run_sim, tmp_p
     for name, times in done.items():
         after = [t for t in times if t > start + 2.0]
         if name == "d07":
-            assert daemon.states[name].health.quarantines_total >= 1
-            assert daemon.states[name].is_stale(time.monotonic() - 0.0) or True
+            assert daemon.states[name].health.errors_total >= 1
+            assert daemon.states[name].is_stale(time.monotonic())
             continue
         gaps = [b - a for a, b in itertools.pairwise(after)]
         # Generous bounds (2 shared cores): each healthy device keeps polling about every period.
