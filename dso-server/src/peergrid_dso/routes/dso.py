@@ -1,0 +1,275 @@
+"""REST API of the DSO services under /api/dso: thin routes that validate, delegate, and map errors to 4xx.
+
+Every bad request gets a 4xx with a `detail` saying why (pydantic validation is 422); the services raise
+typed errors (`EnrolmentRefused`, `SwitchingPlanError`, `SecurityInfeasible`, ...) that are mapped here.
+Heavy work (power flow, MILP) runs in FastAPI's thread pool (plain `def` routes).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Depends, FastAPI, HTTPException, Request
+from pydantic import BaseModel, ConfigDict, Field
+
+from peergrid_dso.services.container import DsoServices
+from peergrid_dso.services.enrolment import EnrolmentRefused
+from peergrid_dso.services.powerflow import IslandedLoadError
+from peergrid_dso.services.reconfiguration import ReconfigurationInfeasible, SolverFailure, reconfigure
+from peergrid_dso.services.security import (
+    MgRange,
+    OpfNumericalFailure,
+    SecurityInfeasible,
+    check_security,
+    contracts_for,
+    minimal_adjustment,
+)
+from peergrid_dso.services.switching import SwitchingPlanError, plan_switching
+
+router = APIRouter(prefix="/api/dso", tags=["dso"])
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class EnrolmentRequest(Strict):
+    token: str = Field(min_length=1, max_length=128)
+    mgmc: str = Field(pattern=r"^[0-9a-f]{64}$")
+    anonym: str = Field(pattern=r"^[0-9a-f]{64}$")
+    label: str = Field(min_length=1, max_length=64)
+    signature: str = Field(pattern=r"^[0-9a-f]{128}$")
+
+
+class InjectionIn(Strict):
+    interval: int = Field(ge=0)
+    mg: str = Field(min_length=1, max_length=64)
+    p_mw: float = Field(ge=-50, le=50)
+    q_mvar: float = Field(0.0, ge=-50, le=50)
+
+
+class ReconfigurationIn(Strict):
+    vmin_pu: float = Field(0.90, gt=0.5, lt=1.0)
+
+
+class OpfIn(Strict):
+    interval: int = Field(ge=0)
+    p_min_mw: float = Field(-5.0, ge=-50, le=50)
+    p_max_mw: float = Field(5.0, ge=-50, le=50)
+
+
+class PlanIn(Strict):
+    target_open: list[int] = Field(min_length=1, max_length=500)
+    interval: int = Field(0, ge=0)
+
+
+def get_dso(request: Request) -> DsoServices:
+    services: DsoServices = request.app.state.dso
+    return services
+
+
+def _key(hex_key: str) -> bytes:
+    try:
+        key = bytes.fromhex(hex_key)
+    except ValueError:
+        raise HTTPException(400, "key must be hex") from None
+    if len(key) != 32:
+        raise HTTPException(400, "key must be 32 bytes")
+    return key
+
+
+@router.post("/enrolment/tokens", status_code=201)
+def issue_token(dso: DsoServices = Depends(get_dso)) -> dict[str, str]:
+    return {"token": dso.enrolment.issue_token()}
+
+
+@router.post("/enrolment", status_code=201)
+def enrol(body: EnrolmentRequest, dso: DsoServices = Depends(get_dso)) -> dict[str, Any]:
+    try:
+        e = dso.enrolment.request(
+            body.token,
+            bytes.fromhex(body.mgmc),
+            bytes.fromhex(body.anonym),
+            body.label,
+            bytes.fromhex(body.signature),
+        )
+    except EnrolmentRefused as exc:
+        raise HTTPException(403, str(exc)) from None
+    return e.to_json()
+
+
+@router.get("/enrolment")
+def enrolments(dso: DsoServices = Depends(get_dso)) -> list[dict[str, Any]]:
+    return [e.to_json() for e in dso.enrolment.enrolments.values()]
+
+
+@router.post("/enrolment/{mgmc}/{action}")
+def enrolment_action(mgmc: str, action: str, dso: DsoServices = Depends(get_dso)) -> dict[str, Any]:
+    if action not in ("approve", "revoke"):
+        raise HTTPException(404, f"unknown action {action!r} (approve or revoke)")
+    try:
+        e = dso.enrolment.approve(_key(mgmc)) if action == "approve" else dso.enrolment.revoke(_key(mgmc))
+    except EnrolmentRefused as exc:
+        raise HTTPException(409, str(exc)) from None
+    return e.to_json()
+
+
+@router.post("/injections", status_code=201)
+def post_injection(body: InjectionIn, dso: DsoServices = Depends(get_dso)) -> dict[str, Any]:
+    if body.mg not in dso.feeder.mg_buses:
+        raise HTTPException(404, f"unknown MG {body.mg!r}")
+    dso.injections.setdefault(body.interval, {})[body.mg] = (body.p_mw, body.q_mvar)
+    return {"interval": body.interval, "mg": body.mg, "accepted": True}
+
+
+def _injections(dso: DsoServices, interval: int | None) -> dict[str, tuple[float, float]]:
+    given = dso.injections.get(interval, {}) if interval is not None else {}
+    return {mg: given.get(mg, (0.0, 0.0)) for mg in dso.feeder.mg_buses}
+
+
+@router.get("/network")
+def network(interval: int | None = None, dso: DsoServices = Depends(get_dso)) -> dict[str, Any]:
+    check = check_security(dso.feeder, dso.open_set, _injections(dso, interval))
+    return {
+        "feeder": dso.feeder.name,
+        "open_branches": list(dso.open_set),
+        "mg_buses": {mg: dso.feeder.bus_ids[i] for mg, i in dso.feeder.mg_buses.items()},
+        "secure": check.secure,
+        "violations": [str(v) for v in check.violations],
+        "vmin_pu": check.vmin_pu,
+        "vmax_pu": check.vmax_pu,
+        "max_loading": check.max_loading,
+        "losses_kw": check.losses_kw,
+    }
+
+
+@router.post("/reconfiguration")
+def run_reconfiguration(body: ReconfigurationIn, dso: DsoServices = Depends(get_dso)) -> dict[str, Any]:
+    try:
+        r = reconfigure(dso.feeder, vmin_pu=body.vmin_pu)
+    except (ReconfigurationInfeasible, IslandedLoadError) as exc:
+        raise HTTPException(422, f"infeasible: {exc}") from None
+    except SolverFailure as exc:
+        raise HTTPException(503, f"solver failure: {exc}") from None
+    dso.last_reconfiguration = {
+        "open_branches": list(r.open_branches), "losses_kw": r.losses_kw, "vmin_pu": r.vmin_pu,
+        "initial_losses_kw": r.initial_losses_kw, "seconds": r.seconds,
+    }  # fmt: skip
+    return dso.last_reconfiguration
+
+
+@router.get("/reconfiguration")
+def last_reconfiguration(dso: DsoServices = Depends(get_dso)) -> dict[str, Any]:
+    if dso.last_reconfiguration is None:
+        raise HTTPException(404, "no reconfiguration has run yet")
+    return dso.last_reconfiguration
+
+
+@router.post("/opf")
+def run_opf(body: OpfIn, dso: DsoServices = Depends(get_dso)) -> dict[str, Any]:
+    if body.p_min_mw > body.p_max_mw:
+        raise HTTPException(422, "p_min_mw must not exceed p_max_mw")
+    current = _injections(dso, body.interval)
+    ranges = {mg: MgRange(body.p_min_mw, body.p_max_mw) for mg in current}
+    try:
+        target = minimal_adjustment(dso.feeder, dso.open_set, current, ranges)
+    except SecurityInfeasible as exc:
+        raise HTTPException(422, str(exc)) from None
+    except OpfNumericalFailure as exc:
+        raise HTTPException(503, f"numerical failure: {exc}") from None
+    contracts = contracts_for(body.interval, current, target, reason="network limits")
+    dso.last_opf = {
+        "interval": body.interval,
+        "injections": target,
+        "contracts": [c.body() for c in contracts],
+    }
+    return dso.last_opf
+
+
+@router.get("/opf")
+def last_opf(dso: DsoServices = Depends(get_dso)) -> dict[str, Any]:
+    if dso.last_opf is None:
+        raise HTTPException(404, "no OPF has run yet")
+    return dso.last_opf
+
+
+def _plan_json(plan: Any) -> dict[str, Any]:
+    return {
+        "plan": plan.plan_id, "interval": plan.interval, "from_open": list(plan.from_open), "to_open": list(plan.to_open),
+        "operations": [{"branch": op.branch, "close": op.close} for op in plan.operations],
+    }  # fmt: skip
+
+
+@router.post("/plans", status_code=201)
+def create_plan(body: PlanIn, dso: DsoServices = Depends(get_dso)) -> dict[str, Any]:
+    for number in body.target_open:
+        if not 1 <= number <= len(dso.feeder.branches):
+            raise HTTPException(422, f"no branch {number}")
+    plan_id = f"plan-{next(dso.plan_ids)}"
+    try:
+        plan = plan_switching(
+            dso.feeder, dso.open_set, body.target_open, plan_id=plan_id, interval=body.interval
+        )
+    except SwitchingPlanError as exc:
+        raise HTTPException(422, str(exc)) from None
+    result = dso.switching.submit(plan)
+    if result is not None and result.ok:
+        dso.open_set = result.final_open
+    return {
+        **_plan_json(plan),
+        "status": "pending" if result is None else ("done" if result.ok else "failed"),
+    }
+
+
+@router.get("/plans")
+def plans(dso: DsoServices = Depends(get_dso)) -> dict[str, Any]:
+    return {
+        "pending": [_plan_json(p) for p in dso.switching.pending.values()],
+        "done": [
+            {"plan": r.plan_id, "ok": r.ok, "final_open": list(r.final_open), "alarm": r.alarm}
+            for r in dso.switching.results.values()
+        ],
+    }
+
+
+@router.post("/plans/{plan_id}/approve")
+def approve_plan(plan_id: str, dso: DsoServices = Depends(get_dso)) -> dict[str, Any]:
+    plan = dso.switching.pending.get(plan_id)
+    if plan is None:
+        raise HTTPException(404, f"no plan {plan_id!r} awaiting approval")
+    if tuple(sorted(plan.from_open)) != tuple(sorted(dso.open_set)):
+        dso.switching.pending.pop(plan_id)
+        raise HTTPException(409, "the network changed since this plan was made; plan withdrawn")
+    result = dso.switching.approve(plan_id)
+    dso.open_set = result.final_open
+    steps = [
+        {"branch": s.branch, "close": s.close, "ok": s.ok, "detail": s.detail, "rollback": s.rollback}
+        for s in result.steps
+    ]
+    return {
+        "plan": plan_id,
+        "ok": result.ok,
+        "final_open": list(result.final_open),
+        "alarm": result.alarm,
+        "steps": steps,
+    }
+
+
+@router.get("/ledger")
+def ledger(dso: DsoServices = Depends(get_dso)) -> dict[str, Any]:
+    records = [{"kind": kind, "body": _jsonable(body)} for kind, body in dso.recorder.submitted]
+    return {"chain": "dso-local", "height": dso.chain.height, "records": records}
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, bytes):
+        return value.hex()
+    if isinstance(value, dict):
+        return {k: _jsonable(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_jsonable(v) for v in value]
+    return value
+
+
+def install_dso_api(app: FastAPI) -> None:
+    app.include_router(router)

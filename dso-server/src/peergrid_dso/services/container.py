@@ -1,0 +1,68 @@
+"""The DSO's services wired together for the REST API: built once in the app's lifespan, never at import.
+
+Holds the feeder model and its current switch state, the MGs' equivalent injections per interval, the
+DSO-chain recorder (an in-process `LocalChain` until the DSO joins the networked chain), enrolment, the
+security check/adjustment, reconfiguration, and the switching service (operator approval by default).
+"""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass, field
+from typing import Any
+
+from peergrid_dso.drivers.relay_memory import InMemoryRelays
+from peergrid_dso.feeder.cases import case33bw
+from peergrid_dso.feeder.model import Feeder
+from peergrid_dso.services.dso_chain import ChainRecorder
+from peergrid_dso.services.enrolment import EnrolmentService
+from peergrid_dso.services.switching import RelayDriver, SwitchingExecutor, SwitchingService
+from peergrid_ledger.chain import LocalChain
+from peergrid_ledger.genesis import Account, Genesis, Params
+from peergrid_ledger.keys import Keypair
+
+
+@dataclass
+class DsoServices:
+    feeder: Feeder
+    open_set: tuple[int, ...]
+    chain: LocalChain
+    dso_key: Keypair
+    recorder: ChainRecorder
+    enrolment: EnrolmentService
+    switching: SwitchingService
+    injections: dict[int, dict[str, tuple[float, float]]] = field(default_factory=dict)
+    last_reconfiguration: dict[str, Any] | None = None
+    last_opf: dict[str, Any] | None = None
+    plan_ids: itertools.count = field(default_factory=lambda: itertools.count(1))
+
+
+def build_dso_services(
+    mg_buses: dict[str, int],
+    *,
+    dso_key: Keypair | None = None,
+    driver: RelayDriver | None = None,
+    auto_enrol: bool = True,
+    auto_switch: bool = False,
+) -> DsoServices:
+    feeder = case33bw(mg_buses)
+    dso_key = dso_key or Keypair.generate()
+    genesis = Genesis(
+        chain="dso-local", time=0, authorities=(dso_key.public,), accounts=(Account(dso_key.public, ("dso",), "dso"),),
+        params=Params(),
+    )  # fmt: skip
+    chain = LocalChain(genesis, sealer=dso_key)
+    recorder = ChainRecorder(chain, dso_key)
+    open_set = feeder.initially_open()
+    if driver is None:
+        driver = InMemoryRelays({b.number: b.closed for b in feeder.branches})
+    executor = SwitchingExecutor(driver, recorder, timeout_s=5.0)
+    return DsoServices(
+        feeder=feeder,
+        open_set=open_set,
+        chain=chain,
+        dso_key=dso_key,
+        recorder=recorder,
+        enrolment=EnrolmentService(recorder, auto=auto_enrol),
+        switching=SwitchingService(executor, auto=auto_switch),
+    )
