@@ -38,6 +38,9 @@ def create_app(settings: DsoSettings, *, listen: bool = True) -> FastAPI:
 
         app.state.console = build_console(settings.console, settings.feeder)
         app.state.console.start_market()
+        from peergrid_dso.services.container import build_dso_services  # feeder, chain recorder, switching
+
+        app.state.dso = build_dso_services(dict(settings.console.mg_buses))
         try:
             yield
         finally:
@@ -48,6 +51,9 @@ def create_app(settings: DsoSettings, *, listen: bool = True) -> FastAPI:
     from peergrid_dso.routes.console import install_console
 
     install_console(app)
+    from peergrid_dso.routes.dso import install_dso_api
+
+    install_dso_api(app)
 
     @app.get("/api/health")
     def health(request: Request) -> dict[str, Any]:
