@@ -147,3 +147,18 @@ def test_crc_and_rtu_framing():
     assert deframer.feed(frame[3:] + b"\x84\x0a") == [modbus.RtuFrame(1, frame[1:])]
     assert deframer.feed(frame + b"\x00\x00") == []  # bad CRC: waits for silence
     assert deframer.silence() == [] and deframer.dropped == 1
+
+
+def test_a_map_naming_a_reading_the_physics_lacks_is_refused(monkeypatch):
+    import peergrid_sim.devices as devices
+
+    real = devices.load_map
+
+    def typo_map(name):
+        device_map = real(name)
+        device_map["models"][1]["points"]["W"] = "ac_wat"
+        return device_map
+
+    monkeypatch.setattr(devices, "load_map", typo_map)
+    with pytest.raises(MapError, match="ac_wat"):
+        SunSpecDevice.create("pv1", "mg1", "pv", 1, {"rating_w": 10000})

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from . import physics, physics_site
-from .image import ILLEGAL_FUNCTION, ILLEGAL_VALUE, RegisterImage, load_map
+from .image import ILLEGAL_FUNCTION, ILLEGAL_VALUE, MapError, RegisterImage, load_map
 from .modbus import READ_HOLDING
 
 PHYSICS = {
@@ -67,6 +67,11 @@ class SunSpecDevice:
             "unit_id": unit_id,
         }
         image = RegisterImage.build(load_map(map_name), identity, model.peaks())
+        unknown = sorted({e.read for e in image.dynamic if e.read} - set(model.readings()))
+        if unknown:
+            raise MapError(
+                f"device map {map_name}: no reading named {', '.join(unknown)} in the {kind} physics"
+            )
         device = cls(name, mg, kind, unit_id, model, image)
         device.refresh()
         return device
