@@ -51,6 +51,7 @@ class BargainingConfig:
     quantity_tolerance: float = 0.01  # kWh
     max_rounds: int = 60
     price_band: float = 0.002  # offers this close in price are one level to a buyer
+    patience: int = 8  # rounds after which buyers widen that band by one more tick
 
 
 class Venue(Protocol):
@@ -202,7 +203,7 @@ def make_bid(
 
     usable = [o for o in offers if o.seller != buyer.name and acceptable(o, rules) and o.quantity_kwh > 0]
     usable.sort(key=lambda o: (effective(o), o.seller))
-    bought = 0.0
+    bought = requested = 0.0
     requests: dict[str, float] = {}
     k = 0
     while k < len(usable):
@@ -213,7 +214,8 @@ def make_bid(
             level.append(usable[k + len(level)])
         k += len(level)
         worst = max(effective(o) for o in level)
-        want = min(buyer.curve.demand(worst) - bought, rules.max_quantity_kwh - bought)
+        # expected fills count against the demand; the requests themselves against the owner's limit
+        want = min(buyer.curve.demand(worst) - bought, rules.max_quantity_kwh - requested)
         available = sum(o.quantity_kwh for o in level)
         if want <= 0 or available <= 0:
             continue
@@ -222,6 +224,7 @@ def make_bid(
             q = quantize(offer.quantity_kwh * share)
             if q > 0:
                 requests[offer.seller] = q
+                requested += q
                 bought += q * (fill.get(offer.seller, 1.0) if fill else 1.0)
     return Bid(buyer.name, interval, tuple(sorted(requests.items())))
 
@@ -309,6 +312,9 @@ def bargain(
     fill: dict[str, float] = {}
     converged = False
     for number in range(1, cfg.max_rounds + 1):
+        # buyers widen what counts as one price level by a tick every `patience` rounds: sellers a tick or
+        # two apart would otherwise trade the whole demand back and forth (Bertrand-Edgeworth cycling)
+        band = cfg.price_band + cfg.price_tolerance * (number // cfg.patience)
         rejected: list[str] = []
         offers = []
         for s in sellers:
@@ -321,7 +327,7 @@ def bargain(
         bids = []
         wanted: list[tuple[Participant, Bid]] = []
         for b in buyers:
-            bid = make_bid(b, offers, interval, cfg.price_band, fill)
+            bid = make_bid(b, offers, interval, band, fill)
             wanted.append((b, bid))
             verdict = venue.post_bid(bid)
             if isinstance(verdict, Rejected):
@@ -346,7 +352,7 @@ def bargain(
             for o in offers
         ]
         if all(content) and all(
-            _same(make_bid(b, offers, interval, cfg.price_band, fill), bid, cfg) for b, bid in wanted
+            _same(make_bid(b, offers, interval, band, fill), bid, cfg) for b, bid in wanted
         ):
             converged = True  # no seller moves and no buyer would ask differently next round
             break

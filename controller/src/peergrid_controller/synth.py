@@ -104,9 +104,11 @@ def synthetic_scenario(
                     ),
                     min_kw_cost_per_h=round(min_kw * (base + 0.03), 3),
                     startup_cost=round(rated * 0.02, 3),
-                    ramp_kw_per_interval=round(rated * 0.5, 1),
-                    min_up_intervals=4,
-                    min_down_intervals=4,
+                    ramp_kw_per_interval=round(
+                        min(rated * 2.0 * interval_hours, rated), 1
+                    ),  # half rating per 15 min
+                    min_up_intervals=max(1, round(1.0 / interval_hours)),  # one hour
+                    min_down_intervals=max(1, round(1.0 / interval_hours)),
                 ),
             )
         mg_rules = ContractRules()
