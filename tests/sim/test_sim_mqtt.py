@@ -77,3 +77,91 @@ def test_telemetry_and_commands_over_a_real_broker(run_sim, mosquitto):
     finally:
         client.loop_stop()
         client.disconnect()
+
+
+def test_sensors_reach_a_tls_broker_with_a_client_certificate(run_sim, tmp_path, test_pki):
+    from peergrid_sim.broker import MosquittoBroker
+
+    client_pair = test_pki.clients["mgmc-1"]
+    with MosquittoBroker(tmp_path / "broker", tls=test_pki) as broker:
+        scenario = {
+            "name": "tls",
+            "feeder": "f1",
+            "broker": {
+                "host": broker.host,
+                "port": broker.port,
+                "ca_file": str(test_pki.ca_cert),
+                "cert_file": str(client_pair.cert),
+                "key_file": str(client_pair.key),
+            },
+            "microgrids": [
+                {
+                    "name": "mg1",
+                    "bus": 5,
+                    "devices": [{"name": "meter", "kind": "meter", "protocol": "mqtt", "period_s": 0.2}],
+                }
+            ],
+        }
+        sim = run_sim(scenario)
+        inbox: queue.Queue[dict] = queue.Queue()
+        other = test_pki.clients["dso"]
+        client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2)
+        client.tls_set(ca_certs=str(test_pki.ca_cert), certfile=str(other.cert), keyfile=str(other.key))
+        client.on_message = lambda c, u, m: inbox.put(json.loads(m.payload))
+        client.connect(broker.host, broker.port)
+        client.subscribe(sim.endpoint("meter")["topic"], qos=1)
+        client.loop_start()
+        try:
+            assert inbox.get(timeout=10)["kind"] == "meter"
+        finally:
+            client.loop_stop()
+            client.disconnect()
+
+
+def test_run_with_broker_and_broker_tls_flags(tmp_path, test_pki):
+    import signal
+    import subprocess
+    import sys
+
+    from peergrid_sim.broker import MosquittoBroker
+
+    path = tmp_path / "s.yaml"
+    path.write_text(
+        "name: t\nfeeder: f9\nmicrogrids: [{name: mg1, bus: 3, devices: "
+        "[{name: meter, kind: meter, protocol: mqtt, period_s: 0.2}]}]\nbroker: {host: 127.0.0.1, port: 1}\n"
+    )
+    pair, other = test_pki.clients["mgmc-2"], test_pki.clients["dso"]
+    with MosquittoBroker(tmp_path / "broker", tls=test_pki) as broker:
+        inbox: queue.Queue[dict] = queue.Queue()
+        client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2)
+        client.tls_set(ca_certs=str(test_pki.ca_cert), certfile=str(other.cert), keyfile=str(other.key))
+        client.on_message = lambda c, u, m: inbox.put(json.loads(m.payload))
+        client.connect(broker.host, broker.port)
+        client.subscribe("peergrid/f9/telemetry/mg1/meter", qos=1)
+        client.loop_start()
+        proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "peergrid_sim.cli",
+                "run",
+                str(path),
+                "--broker",
+                f"{broker.host}:{broker.port}",
+                "--broker-tls",
+                str(test_pki.ca_cert),
+                str(pair.cert),
+                str(pair.key),
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        try:
+            assert inbox.get(timeout=20)["device"] == "meter"
+        finally:
+            proc.send_signal(signal.SIGTERM)
+            proc.communicate(timeout=30)
+            client.loop_stop()
+            client.disconnect()
+        assert proc.returncode == 0

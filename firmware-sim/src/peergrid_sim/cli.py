@@ -1,6 +1,7 @@
 """`firmware-sim`: run a scenario's emulated devices, check a scenario, or inject faults into a running one.
 
-  firmware-sim run SCENARIO [--endpoints-json FILE] [--speed X] [--broker HOST:PORT] [--control-port N]
+  firmware-sim run SCENARIO [--endpoints-json FILE] [--speed X] [--broker HOST:PORT] [--broker-tls CA CERT KEY]
+                            [--control-port N]
   firmware-sim check SCENARIO
   firmware-sim fault --control HOST:PORT DEVICE KIND [key=value ...]     e.g. mg1/pv1 delay seconds=2
   firmware-sim clear --control HOST:PORT DEVICE [KIND]
@@ -60,6 +61,12 @@ def main(argv: list[str] | None = None) -> int:
         "--speed", type=float, help="simulated seconds per real second (default: the scenario's)"
     )
     run.add_argument("--broker", help="HOST:PORT of the MQTT broker (overrides the scenario's)")
+    run.add_argument(
+        "--broker-tls",
+        nargs=3,
+        metavar=("CA", "CERT", "KEY"),
+        help="TLS to the broker with this client certificate",
+    )
     run.add_argument("--control-port", type=int, default=0, help="control API port (default: a free one)")
     check = sub.add_parser("check", help="validate a scenario and build its devices without serving")
     check.add_argument("scenario", type=Path)
@@ -92,11 +99,19 @@ def main(argv: list[str] | None = None) -> int:
         speed = getattr(args, "speed", None)
         if speed is not None and not 0 <= speed <= 100_000:
             raise ConfigError(f"--speed must be within 0..100000, got {speed}")
-        if getattr(args, "broker", None):
-            host, sep, port = args.broker.rpartition(":")
-            if not sep or not port.isdigit():
-                raise ConfigError(f"--broker must be HOST:PORT, got {args.broker!r}")
-            scenario = scenario.model_copy(update={"broker": Broker(host=host, port=int(port))})
+        if getattr(args, "broker", None) or getattr(args, "broker_tls", None):
+            broker = scenario.broker or Broker()
+            if args.broker:
+                host, sep, port = args.broker.rpartition(":")
+                if not sep or not port.isdigit():
+                    raise ConfigError(f"--broker must be HOST:PORT, got {args.broker!r}")
+                broker = broker.model_copy(update={"host": host, "port": int(port)})
+            if args.broker_tls:
+                ca, cert, key = args.broker_tls
+                broker = broker.model_copy(
+                    update={"ca_file": Path(ca), "cert_file": Path(cert), "key_file": Path(key)}
+                )
+            scenario = scenario.model_copy(update={"broker": broker})
         if args.command == "check":
             from .clock import SimClock
             from .runtime import Simulation

@@ -61,6 +61,12 @@ class MqttSensors:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"firmware-sim-{scenario.name}")
+        if self.broker.ca_file is not None:
+            self.client.tls_set(
+                ca_certs=str(self.broker.ca_file),
+                certfile=str(self.broker.cert_file),
+                keyfile=str(self.broker.key_file),
+            )
         self.client.on_connect = self._on_connect
         self.client.on_message = self._on_message
         self._by_topic = {self.topic(mg or "", spec.name): (spec, device) for spec, device, mg in devices}

@@ -105,6 +105,17 @@ class SerialLine(StrictSettings):
 class Broker(StrictSettings):
     host: str = "127.0.0.1"
     port: int = 1883
+    # TLS with a client certificate (the pilot's brokers require one; its CN is the MQTT username)
+    ca_file: Path | None = None
+    cert_file: Path | None = None
+    key_file: Path | None = None
+
+    @model_validator(mode="after")
+    def _tls_complete(self) -> Broker:
+        given = [f is not None for f in (self.ca_file, self.cert_file, self.key_file)]
+        if any(given) and not all(given):
+            raise ValueError("broker TLS needs ca_file, cert_file and key_file together")
+        return self
 
 
 class Scenario(StrictSettings):
