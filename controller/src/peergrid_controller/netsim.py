@@ -1,0 +1,87 @@
+"""Deterministic network simulation for the market: moves cross a seeded lossy, delaying transport.
+
+Promises: `LossyVenue(inner, seed, loss, max_delay_ms, round_deadline_ms, retries)` wraps any venue. Each move an
+MGMC sends (offer, bid, move, settlement) is dropped with probability `loss` and otherwise delayed uniformly up to
+`max_delay_ms` on a simulated clock; the MGMC resends after a lost or late attempt, up to `retries` more times
+within the round's deadline. A move that does not arrive in time is not part of the round (the caller gets
+`Rejected("lost in transport ...")` and the bargaining carries on without it). Settlements are retried until
+delivered, and the venue refuses a second settlement of the same trade, so each trade settles exactly once.
+Same seed, same losses, same outcome. Assumes the venue side (authority) is reliable; the block broadcast back
+to the MGMCs is not simulated. No sockets, no real clock: time is a counter.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass, field
+
+from peergrid_controller.bargaining import Venue
+from peergrid_controller.market import Bid, Offer, Rejected, Trade, Verdict
+
+
+@dataclass
+class TransportStats:
+    sent: int = 0
+    lost: int = 0
+    late: int = 0
+    undelivered_moves: int = 0
+
+
+@dataclass
+class LossyVenue:
+    inner: Venue
+    seed: int = 0
+    loss: float = 0.1
+    max_delay_ms: int = 200
+    round_deadline_ms: int = 1_000
+    retries: int = 3
+    stats: TransportStats = field(default_factory=TransportStats)
+    now_ms: int = 0
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.loss < 1.0:
+            raise ValueError("loss must be in [0, 1)")
+        self._rng = random.Random(self.seed)
+
+    def _deliver(self, deadline_ms: int | None) -> bool:
+        """Send until one copy arrives before the deadline (None: no deadline); True if it did."""
+        sent_at = self.now_ms
+        for _ in range(1 + self.retries if deadline_ms is not None else 1_000_000):
+            self.stats.sent += 1
+            lost = self._rng.random() < self.loss
+            delay = self._rng.randint(0, self.max_delay_ms)
+            if lost:
+                self.stats.lost += 1
+                sent_at += self.max_delay_ms  # the sender's ack timeout before it resends
+                continue
+            if deadline_ms is not None and sent_at + delay > deadline_ms:
+                self.stats.late += 1
+                return False
+            return True
+        return False
+
+    def post_offer(self, offer: Offer) -> Verdict:
+        if not self._deliver(self.now_ms + self.round_deadline_ms):
+            self.stats.undelivered_moves += 1
+            return Rejected(f"lost in transport: {offer.seller}'s offer did not reach the round in time")
+        return self.inner.post_offer(offer)
+
+    def post_bid(self, bid: Bid) -> Verdict:
+        if not self._deliver(self.now_ms + self.round_deadline_ms):
+            self.stats.undelivered_moves += 1
+            return Rejected(f"lost in transport: {bid.buyer}'s bid did not reach the round in time")
+        return self.inner.post_bid(bid)
+
+    def close_round(self) -> list[Trade]:
+        self.now_ms += self.round_deadline_ms
+        return self.inner.close_round()
+
+    def finish(self, interval: int) -> list[Trade]:
+        return self.inner.finish(interval)
+
+    def settle(self, trade: Trade, delivered_kwh: float) -> Verdict:
+        self._deliver(None)
+        return self.inner.settle(trade, delivered_kwh)
+
+    def flush(self) -> None:
+        self.inner.flush()
