@@ -138,22 +138,21 @@ def test_mutated_transactions_and_blocks_raise_only_decode_error(data: st.DataOb
 
 
 def test_a_balance_past_64_bits_is_rejected_not_raised() -> None:
-    rich = (
-        Account(Keys.p1.public, ("anonym",), balance=2**64 - 10),
-        Account(Keys.p2.public, ("anonym",), balance=2**63),
+    accounts = tuple(
+        Account(k.public, ("anonym",), balance=b)
+        for k, b in ((Keys.p1, 2**63 - 1), (Keys.p2, 0), (Keys.p3, 0))
     )
-    chain = LocalChain(make_genesis(accounts=rich), Keys.authority)
-    assert chain.sign_and_submit(
-        Keys.p1, "offer", {"interval": 0, "round": 0, "price": 10**12, "quantity": 10**6, "clean": True}
-    ).ok
-    assert chain.sign_and_submit(
-        Keys.p2,
-        "bid",
-        {"interval": 0, "round": 0, "demands": [{"seller": Keys.p1.public, "quantity": 10**6}]},
-    ).ok
+    chain = LocalChain(make_genesis(accounts=accounts, params=Params(credit_limit=2**63 - 1)), Keys.authority)
+    offer = {"interval": 0, "round": 0, "price": 10**12, "quantity": 10**7, "clean": True}
+    assert chain.sign_and_submit(Keys.p1, "offer", offer).ok
+    for buyer, quantity in ((Keys.p2, 9 * 10**6), (Keys.p3, 10**6)):
+        demands = [{"seller": Keys.p1.public, "quantity": quantity}]
+        assert chain.sign_and_submit(buyer, "bid", {"interval": 0, "round": 0, "demands": demands}).ok
     assert chain.sign_and_submit(Keys.p2, "trade", {"interval": 0}).ok
-    tid = trade_id(0, Keys.p1.public, Keys.p2.public)
-    result = chain.sign_and_submit(Keys.p2, "settle", {"trade": tid, "delivered": 10**6})
+    first = {"trade": trade_id(0, Keys.p1.public, Keys.p2.public), "delivered": 9 * 10**6}
+    assert chain.sign_and_submit(Keys.p2, "settle", first).ok  # the seller now holds about 1.8e19
+    second = {"trade": trade_id(0, Keys.p1.public, Keys.p3.public), "delivered": 10**6}
+    result = chain.sign_and_submit(Keys.p3, "settle", second)
     assert isinstance(result, Rejected) and "out of range" in result.detail
     with pytest.raises(GenesisError):
         make_genesis(accounts=(Account(Keys.p1.public, ("anonym",), balance=2**64),))

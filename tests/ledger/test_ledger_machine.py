@@ -350,3 +350,21 @@ def test_random_governance_keeps_a_sane_authority_set(steps: list[tuple[str, int
     for key in query.authorities_at(chain.view, chain.height + 2):
         account = query.account(chain.view, key)
         assert account is not None and "authority" in account.roles
+
+
+@pytest.mark.parametrize(
+    "account",
+    [
+        {"balance": True},
+        {"balance": 2**63},
+        {"rules": {"floor_price": 1}},
+        {"label": "x" * 65},
+        {"roles": ("king",)},
+    ],
+)
+def test_malformed_genesis_accounts_are_refused(account: dict[str, object]) -> None:
+    from peergrid_ledger.genesis import Account, GenesisError
+
+    fields: dict[str, object] = {"key": Keys.p1.public, "roles": ("anonym",), **account}
+    with pytest.raises(GenesisError):
+        make_genesis(accounts=(Account(**fields),))  # type: ignore[arg-type]

@@ -14,7 +14,10 @@ from typing import Any
 from . import keyspace as ks
 from .codec import DecodeError, EncodeError, decode, encode
 from .contracts import CONTRACTS
+from .contracts.market import RULES_SHAPE
 from .hashing import GENESIS, digest
+from .results import RuleError
+from .schema import check
 from .state import StateTree
 
 MAX_GENESIS_BYTES = 4 * 1024 * 1024
@@ -93,6 +96,15 @@ class Genesis:
             bad = sorted(set(acct.roles) - ks.ROLES)
             if bad:
                 raise GenesisError(f"accounts: unknown roles {bad}")
+            if type(acct.balance) is not int or not -(2**63) <= acct.balance < 2**63:
+                raise GenesisError(f"accounts: balance of {acct.key.hex()[:16]}… is not a 64-bit integer")
+            if type(acct.label) is not str or len(acct.label) > 64 or type(acct.authorised) is not bool:
+                raise GenesisError(f"accounts: label or authorised of {acct.key.hex()[:16]}… is malformed")
+            if acct.rules is not None:
+                try:
+                    check(RULES_SHAPE, acct.rules, "rules")
+                except RuleError as exc:
+                    raise GenesisError(f"accounts: {exc.detail}") from None
         unknown = sorted(set(self.contracts) - set(CONTRACTS))
         if unknown:
             raise GenesisError(f"contracts: unknown contract modules {unknown}")
