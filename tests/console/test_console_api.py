@@ -55,6 +55,13 @@ def test_the_skeleton_contract_holds_without_login(client: TestClient) -> None:
     assert client.get("/console/static/app.js").headers["content-type"].startswith("text/javascript")
 
 
+def test_refusals_are_logged_without_secrets(client: TestClient, caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level("WARNING", logger="peergrid_dso.security"):
+        client.post("/console/api/login", json={"username": "olga", "password": "the wrong password"})
+    assert "refused bad_login" in caplog.text and "olga" in caplog.text
+    assert "the wrong password" not in caplog.text
+
+
 def test_console_data_needs_a_session(client: TestClient) -> None:
     for path in (
         "/console/api/feeder",

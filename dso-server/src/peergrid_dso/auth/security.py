@@ -23,6 +23,7 @@ REASONS = (
     "malformed",
     "bad_origin",
     "not_found",
+    "conflict",  # an operator action refused by the network's state (interlock, stale plan, reused token)
 )
 
 

@@ -144,7 +144,8 @@ class ChainExplorer:
             }
             for tx in block.txs
         ]
-        return block.header.to_json() | {
+        header: dict[str, Any] = block.header.to_json()
+        return header | {
             "seal": block.seal.hex(),
             "commit_signers": [s.hex() for s, _ in cert.votes],
             "transactions": txs,
@@ -156,4 +157,5 @@ class ChainExplorer:
             if where is None:
                 return None
             height, _ = where
-            return build_proof(self.chain.block(height), self.chain.certificate(height), txid)
+            proof: dict[str, Any] = build_proof(self.chain.block(height), self.chain.certificate(height), txid)
+            return proof

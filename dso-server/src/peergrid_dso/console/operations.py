@@ -257,8 +257,9 @@ class Enrolment:
         req = self._request(mg)
         if req["status"] == "approved":
             raise OperationError(f"{mg} is already approved")
+        txs: list[tuple[str, dict[str, Any]]]
         if req["status"] == "pending":
-            body = {
+            body: dict[str, Any] = {
                 "mgmc": bytes.fromhex(req["mgmc"]),
                 "anonym": bytes.fromhex(req["anonym"]),
                 "label": by_label(f"{mg} approved", user),

@@ -1,8 +1,11 @@
-// Transaction inclusion proofs checked in the browser with WebCrypto SHA-256, the same rules as the ledger:
+// Transaction inclusion proofs checked in the browser with WebCrypto, the same rules as the ledger's proof.py:
 // RFC 6962 Merkle tree (leaf = SHA-256(0x00 || tx), node = SHA-256(0x01 || left || right); ledger/merkle.py),
-// the header's tx_root read from the canonical CBOR header bytes, and the header hash domain-separated as
-// SHA-256(CBOR(["peergrid/1", "header", chain]) || header) (ledger/hashing.py). Trusts nothing from the server
-// except the bytes it checks: the verdict comes from recomputing.
+// the header's tx_root read from the canonical CBOR header bytes, the header hash domain-separated as
+// SHA-256(CBOR(["peergrid/1", "header", chain]) || header) (ledger/hashing.py), and - where the browser has
+// WebCrypto Ed25519 - the proposer's seal and the commit certificate's votes over
+// SHA-256(CBOR(["peergrid/1", "vote", chain]) || CBOR([height, round, step, block hash])) (ledger/votes.py).
+// Like proof.check_proof without an authority set, it does not know who the authorities are. Trusts nothing
+// from the server except the bytes it checks: the verdict comes from recomputing.
 
 export const hex = (bytes) => [...bytes].map((b) => b.toString(16).padStart(2, "0")).join("");
 export function unhex(s) {
@@ -74,15 +77,34 @@ export function cborDecode(bytes) {
   return value;
 }
 
-function cborText(s) {
-  const b = new TextEncoder().encode(s);
-  const head = b.length < 24 ? Uint8Array.of(0x60 | b.length) : Uint8Array.of(0x78, b.length);
-  return concat(head, b);
+function cborHead(major, n) {
+  if (n < 24) return Uint8Array.of((major << 5) | n);
+  if (n < 0x100) return Uint8Array.of((major << 5) | 24, n);
+  if (n < 0x10000) return Uint8Array.of((major << 5) | 25, n >> 8, n & 255);
+  if (n < 0x100000000) return Uint8Array.of((major << 5) | 26, n >>> 24, (n >> 16) & 255, (n >> 8) & 255, n & 255);
+  throw new Error("integer too large for this encoder");
 }
 
-export async function headerHash(chain, headerBytes) {
-  const prefix = concat(Uint8Array.of(0x83), cborText("peergrid/1"), cborText("header"), cborText(chain));
-  return sha256(prefix, headerBytes);
+// Canonical CBOR for the few shapes hashed here: non-negative ints, text, bytes, arrays.
+export function cborEncode(v) {
+  if (typeof v === "number" && Number.isInteger(v) && v >= 0) return cborHead(0, v);
+  if (typeof v === "string") { const b = new TextEncoder().encode(v); return concat(cborHead(3, b.length), b); }
+  if (v instanceof Uint8Array) return concat(cborHead(2, v.length), v);
+  if (Array.isArray(v)) return concat(cborHead(4, v.length), ...v.map(cborEncode));
+  throw new Error("cannot encode this value");
+}
+
+const domain = (name, chain) => cborEncode(["peergrid/1", name, chain]);
+export const headerHash = (chain, headerBytes) => sha256(domain("header", chain), headerBytes);
+export const voteDigest = (chain, height, round, step, blockHash) =>
+  sha256(domain("vote", chain), cborEncode([height, round, step, blockHash]));
+
+// true / false, or null when this browser's WebCrypto has no Ed25519.
+export async function ed25519Verify(publicKey, message, signature) {
+  let key;
+  try { key = await crypto.subtle.importKey("raw", publicKey, { name: "Ed25519" }, false, ["verify"]); }
+  catch (e) { if (e.name === "NotSupportedError") return null; return false; }
+  try { return await crypto.subtle.verify({ name: "Ed25519" }, key, signature, message); } catch { return false; }
 }
 
 // Check a peergrid-tx-inclusion-v1 document; `expected` carries what the explorer showed (header hash, txid).
@@ -105,5 +127,23 @@ export async function checkProof(doc, expected = {}) {
   steps.push(`Merkle path of ${path.length} node(s) from leaf ${doc.index} of ${doc.tree_size}`);
   if (!ok) return fail("Merkle path does not lead to the header's tx_root");
   steps.push(`reaches tx_root ${hex(header.tx_root).slice(0, 16)}…`);
-  return { ok: true, why: null, steps, chain: header.chain, height: header.height };
+  let seal, cert;
+  try { seal = unhex(doc.seal); cert = cborDecode(unhex(doc.certificate)); }
+  catch (e) { return fail(`malformed seal or certificate: ${e.message}`); }
+  const sealOk = await ed25519Verify(header.proposer, await voteDigest(header.chain, header.height, header.round, "propose", hh), seal);
+  if (sealOk === null) {
+    steps.push("signatures not checked: this browser has no WebCrypto Ed25519");
+    return { ok: true, why: null, steps, chain: header.chain, height: header.height, signatures: false };
+  }
+  if (!sealOk) return fail("the proposer's seal does not verify");
+  if (!(cert.block instanceof Uint8Array) || hex(cert.block) !== hex(hh) || cert.height !== header.height) {
+    return fail("commit certificate is for another block");
+  }
+  if (!Array.isArray(cert.votes) || !cert.votes.length) return fail("commit certificate holds no votes");
+  const commit = await voteDigest(header.chain, header.height, cert.round, "commit", hh);
+  for (const [signer, sig] of cert.votes) {
+    if (!(await ed25519Verify(signer, commit, sig))) return fail("a commit vote does not verify");
+  }
+  steps.push(`proposer seal and ${cert.votes.length} commit signature(s) verified (Ed25519)`);
+  return { ok: true, why: null, steps, chain: header.chain, height: header.height, signatures: true };
 }
