@@ -171,3 +171,16 @@ def test_clouds_are_deterministic_bounded_and_vary():
     assert all(0.0 <= c <= 1.0 for c in series)
     assert max(series) - min(series) > 0.3
     assert series != [cloud_cover(8, t) for t in range(0, 86400, 300)]
+
+
+def test_battery_contactor_open_means_no_power():
+    bat = Battery(capacity_wh=10000, max_charge_w=5000, max_discharge_w=5000)
+    bat.apply("mode", 2)
+    bat.apply("out_pct", 50)
+    bat.apply("set_op", 2)
+    bat.advance(60, Environment())
+    assert bat.ac_w == 0 and bat.readings()["battery_state"] == 1
+    assert bat.check("set_op", 3) is not None
+    bat.apply("set_op", 1)
+    bat.advance(60, Environment())
+    assert bat.ac_w == 2500 and bat.readings()["battery_state"] == 3

@@ -183,6 +183,7 @@ class Battery:
     out_pct: float = 0.0
     w_cha_max: float = 0.0
     reserve_pct: float = 0.0
+    set_op: int = 1  # 802 SetOp: 1 CONNECT, 2 DISCONNECT (the bank's contactor)
     revert_s: float = 0.0  # 124 InOutWRte_RvrtTms: back to hold (0 W) this long after the last rate write
     rate_age_s: float = 0.0
     v_ph: float = V_NOMINAL
@@ -220,7 +221,7 @@ class Battery:
             self._step(step)
 
     def _step(self, dt: float) -> None:
-        p = max(-self.max_charge_w, min(self.max_discharge_w, self.setpoint_w()))
+        p = max(-self.max_charge_w, min(self.max_discharge_w, self.setpoint_w())) if self.set_op == 1 else 0.0
         floor = max(self.soc_min_pct, self.reserve_pct)
         stored = self.soc_pct / 100.0 * self.capacity_wh
         if p > 0:
@@ -288,7 +289,8 @@ class Battery:
             "capacity_ah": self.capacity_wh / self.nominal_v,
             "available_ah": max(0.0, (self.soc_pct - self.soc_min_pct) / 100.0 * self.capacity_wh)
             / self.nominal_v,
-            "battery_state": 3,  # 802 State CONNECTED
+            "battery_state": 3 if self.set_op == 1 else 1,  # 802 State CONNECTED / DISCONNECTED
+            "set_op": self.set_op,
         }
 
     def check(self, setting: str, value: float) -> str | None:
@@ -300,15 +302,18 @@ class Battery:
             return check_range(setting, value)
         if setting == "revert_s":
             return check_range(setting, value, 0.0, 65534.0)
+        if setting == "set_op":
+            return None if value in (1, 2) else f"set_op must be 1 (connect) or 2 (disconnect), got {value:g}"
         if setting == "w_cha_max":
             return check_range(setting, value, 0.0, self.max_charge_w)
         return f"unknown setting {setting}"
 
     def apply(self, setting: str, value: float) -> None:
-        setattr(self, setting, int(value) if setting == "mode" else float(value))
+        setattr(self, setting, int(value) if setting in ("mode", "set_op") else float(value))
         if setting in ("mode", "in_pct", "out_pct"):
             self.rate_age_s = 0.0
 
     def reset_settings(self) -> None:
         self.mode, self.in_pct, self.out_pct, self.reserve_pct, self.revert_s = 0, 0.0, 0.0, 0.0, 0.0
+        self.set_op = 1
         self.w_cha_max = self.max_charge_w
