@@ -62,7 +62,50 @@ def vectors() -> dict[str, str]:
     out["commit vote digest for that block, round 0"] = vote_digest(
         "mgmc-lab", 1, 0, COMMIT, header.hash
     ).hex()
+    out.update(market_block_vectors())
     return out
+
+
+def market_block_vectors() -> dict[str, str]:
+    """One sealed block through the market contract: every state record it writes is covered by the root."""
+    from peergrid_ledger.chain import LocalChain
+    from peergrid_ledger.contracts.market import trade_id
+
+    authority, seller, buyer = vector_key("authority"), vector_key("seller"), vector_key("buyer")
+    rules = {
+        "floor_price": 200,
+        "cap_price": 0,
+        "max_quantity": 5000,
+        "clean_only": False,
+        "clean_premium": 0,
+    }
+    genesis = Genesis(
+        chain="mgmc-lab",
+        time=1_767_225_600_000,
+        authorities=(authority.public,),
+        accounts=(
+            Account(seller.public, ("anonym",), "seller", rules=rules),
+            Account(buyer.public, ("anonym",), "buyer", balance=10**9),
+        ),
+    )
+    chain = LocalChain(genesis, authority)
+    t = 1_767_225_601_000
+    offer = {"interval": 42, "round": 0, "price": 250, "quantity": 1500, "clean": True}
+    demands = [{"seller": seller.public, "quantity": 1000}]
+    steps = [
+        (seller, "offer", offer),
+        (buyer, "bid", {"interval": 42, "round": 0, "demands": demands}),
+        (buyer, "trade", {"interval": 42}),
+        (buyer, "settle", {"trade": trade_id(42, seller.public, buyer.public), "delivered": 900}),
+    ]
+    for key, kind, body in steps:
+        assert chain.sign_and_submit(key, kind, body, t).ok
+    block, _ = chain.seal(t)
+    return {
+        "market block 1 (offer, bid, trade, settle at t0+1 s): tx root": block.header.tx_root.hex(),
+        "market block 1: state root": block.header.state_root.hex(),
+        "market block 1: block hash": block.hash.hex(),
+    }
 
 
 def render() -> str:
