@@ -158,3 +158,14 @@ def test_ieee33_serves_every_device_relay_rtu_line_and_mqtt_sensor(tmp_path, mos
     assert all(e["port"] == mosquitto.port for e in by_protocol["mqtt"])
     assert len({e["port"] for e in by_protocol["modbus-tcp"]}) == len(by_protocol["modbus-tcp"])
     assert len({e["mg"] for e in endpoints if e["mg"]}) == 6
+
+
+def test_case136_scenario_has_30_mgs_and_a_relay_on_every_branch():
+    scenario = load_scenario(SCENARIOS / "case136ma-30mg.yaml")
+    assert len(scenario.microgrids) == 30
+    assert sorted(r.branch for r in scenario.relays) == list(range(1, 157))
+    ties = [r for r in scenario.relays if r.tie]
+    assert len(ties) == 21 and not any(r.closed for r in ties)
+    assert all(2 <= mg.bus <= 136 for mg in scenario.microgrids)
+    sim = Simulation(scenario, SimClock(scenario.start_epoch() + 12 * 3600, 0))
+    assert sum(len(mg.devices) for mg in sim.microgrids.values()) == 264 - 156
