@@ -169,3 +169,20 @@ def test_case136_scenario_has_30_mgs_and_a_relay_on_every_branch():
     assert all(2 <= mg.bus <= 136 for mg in scenario.microgrids)
     sim = Simulation(scenario, SimClock(scenario.start_epoch() + 12 * 3600, 0))
     assert sum(len(mg.devices) for mg in sim.microgrids.values()) == 264 - 156
+
+
+def test_a_port_already_in_use_is_a_clear_start_error(tmp_path):
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        path = tmp_path / "s.yaml"
+        path.write_text(
+            f"name: x\nmicrogrids: [{{name: a, bus: 2, devices: [{{name: d, kind: pv, port: {port},"
+            " params: {rating_w: 5000}}]}]\n"
+        )
+        out = subprocess.run([*CLI, "run", str(path)], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 1
+    assert "cannot start" in out.stderr and "Traceback" not in out.stderr
