@@ -307,3 +307,19 @@ def test_fresh_node_catches_up_10000_blocks_by_sync_and_refuses_bad_certificates
     weak = Certificate(cert.round, cert.seals[:2])
     late.on_message(encode_wire(CHAIN, SyncResponse(((block, weak),))), 0)
     assert late.stats["sync_bad_certificate"] == 1 and late.app.head().height == 0
+
+
+def test_a_byzantine_authority_cannot_make_us_store_unbounded_rounds() -> None:
+    cluster = Cluster(4)
+    liar = cluster.keys[3]
+    engine = cluster.engines[0]
+    for round_ in range(1, 400):
+        change = sign_vote(CHAIN, liar.sign, liar.public, ROUND_CHANGE, 1, round_, b"", -1)
+        engine.on_message(encode_wire(CHAIN, ConsensusMessage(change)), 0, liar.public)
+        prepare = sign_vote(CHAIN, liar.sign, liar.public, PREPARE, 1, round_, b"\x01" * 32)
+        engine.on_message(encode_wire(CHAIN, ConsensusMessage(prepare)), 0, liar.public)
+    stored = sum(len(changes) for changes in engine.s.round_changes.values())
+    assert stored <= 4 + 1  # the liar's highest few (and our own)
+    assert len(engine.s.prepares) <= 64 + 1
+    assert engine.stats["dropped_far_round"] > 300
+    assert engine.s.round == 0  # one author alone (< f + 1) cannot drag us into its rounds

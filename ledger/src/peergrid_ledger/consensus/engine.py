@@ -55,6 +55,11 @@ from .sync import serve_sync
 from .wal import HeightState, load_height_state, save_height_state
 
 
+ROUND_WINDOW = 64
+"""Votes for rounds this far beyond ours are dropped (round changes excepted: they let us catch up)."""
+RC_ROUNDS_KEPT = 4
+
+
 @dataclass(frozen=True, slots=True)
 class EngineConfig:
     block_period_ms: int = 1000
@@ -91,6 +96,8 @@ class Engine:
         self._future: list[tuple[ConsensusMessage, bytes | None]] = []
         self._sync_busy_until = -1
         self._peer_height = 0
+        self._sync_peers: list[bytes] = []
+        self._sync_turn = -1
         self.s = HeightState(height=0)
 
     # ------------------------------------------------------------------------------------------ events
@@ -181,6 +188,8 @@ class Engine:
         mine = saved.sent.get((PROPOSAL, saved.round))
         if mine is not None and mine.digest in saved.blocks:
             self._accept_proposal(saved.round, mine.digest)
+        elif mine is None and saved.round == 0 and self._is_proposer(0):
+            self._propose_fresh(0)
 
     def _halted(self) -> bool:
         return self.config.halt_height is not None and self.s.height > self.config.halt_height
@@ -330,6 +339,9 @@ class Engine:
         if vote.author not in s.vset or vote.author == self.me:
             self.stats["dropped_author"] += 1
             return
+        if vote.kind != ROUND_CHANGE and vote.round > s.round + ROUND_WINDOW:
+            self.stats["dropped_far_round"] += 1  # keeps what a Byzantine authority can make us store bounded
+            return
         if not self._vote_ok(vote):
             self.stats["dropped_signature"] += 1
             return
@@ -470,6 +482,9 @@ class Engine:
                 return False
             stored = ConsensusMessage(vote, message.block, (), message.prepares)
         s.round_changes.setdefault(vote.round, {})[vote.author] = stored
+        rounds = sorted(r for r, changes in s.round_changes.items() if vote.author in changes)
+        for stale in rounds[:-RC_ROUNDS_KEPT]:  # an author's highest few round changes are all that matter
+            del s.round_changes[stale][vote.author]
         if vote.round > s.round:
             highest: dict[bytes, int] = {}
             for round_, changes in s.round_changes.items():
@@ -525,8 +540,15 @@ class Engine:
     # ------------------------------------------------------------------------------------------ sync
 
     def _request_sync(self, peer: bytes) -> None:
-        if self.now < self._sync_busy_until or peer == self.me:
+        """Ask for the blocks we miss: from `peer` and the others that showed they are ahead, in turn, so
+        no single (possibly Byzantine) peer can keep us waiting."""
+        if peer != self.me and peer not in self._sync_peers:
+            self._sync_peers.append(peer)
+            del self._sync_peers[:-32]
+        if self.now < self._sync_busy_until or not self._sync_peers:
             return
+        self._sync_turn = (self._sync_turn + 1) % len(self._sync_peers)
+        peer = self._sync_peers[self._sync_turn]
         self._sync_busy_until = self.now + self.config.sync_retry_ms
         self.stats["sync_requests"] += 1
         request = SyncRequest(self.s.height, self.config.sync_batch)
@@ -559,4 +581,7 @@ class Engine:
             progressed = True
         if progressed and sender is not None and len(response.blocks) >= self.config.sync_batch:
             self._sync_busy_until = -1
+            self._sync_turn = (
+                max(-1, self._sync_peers.index(sender) - 1) if sender in self._sync_peers else -1
+            )
             self._request_sync(sender)
