@@ -54,7 +54,6 @@ from .messages import (
 from .sync import serve_sync
 from .wal import HeightState, load_height_state, save_height_state
 
-
 ROUND_WINDOW = 64
 """Votes for rounds this far beyond ours are dropped (round changes excepted: they let us catch up)."""
 RC_ROUNDS_KEPT = 4
