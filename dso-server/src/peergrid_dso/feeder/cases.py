@@ -8,6 +8,7 @@ and realistic thermal ratings (the source has none); `load_ties` appends tie bra
 from __future__ import annotations
 
 import csv
+import functools
 import math
 from importlib import resources
 from pathlib import Path
@@ -28,6 +29,12 @@ CASE69_TIES = "case69_ties.csv"
 
 def case33bw(mg_buses: dict[str, int] | None = None) -> Feeder:
     """`mg_buses`: MG id -> bus number (1-based, as in the paper)."""
+    feeder = _case33bw_base()
+    return feeder.with_mg_buses(mg_buses) if mg_buses else feeder
+
+
+@functools.cache
+def _case33bw_base() -> Feeder:  # a frozen Feeder: safe to share
     import pandapower.networks as pn  # heavy import kept out of module import
 
     net = pn.case33bw()
@@ -44,7 +51,7 @@ def case33bw(mg_buses: dict[str, int] | None = None) -> Feeder:
     for row in net.load.itertuples():
         p[int(row.bus)] += float(row.p_mw)
         q[int(row.bus)] += float(row.q_mvar)
-    feeder = build_feeder(
+    return build_feeder(
         name="case33bw",
         base_mva=float(net.sn_mva),
         base_kv=kv,
@@ -54,7 +61,6 @@ def case33bw(mg_buses: dict[str, int] | None = None) -> Feeder:
         root=int(net.ext_grid.bus.iloc[0]),
         branches=tuple(branches),
     )
-    return feeder.with_mg_buses(mg_buses) if mg_buses else feeder
 
 
 def packaged_data(name: str) -> Path:

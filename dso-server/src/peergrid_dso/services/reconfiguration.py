@@ -226,7 +226,17 @@ def _solve(model: pyo.ConcreteModel, time_limit_s: float, mip_gap: float, max_no
     solver.config.time_limit = max(0.2, time_limit_s)
     solver.config.mip_gap = mip_gap
     solver.config.load_solution = False
-    solver.highs_options = {"threads": 1, "time_limit": max(0.2, time_limit_s), "mip_max_nodes": max_nodes}
+    solver.highs_options = {
+        "threads": 1,
+        "time_limit": max(0.2, time_limit_s),
+        "mip_max_nodes": max_nodes,
+        # The AC branch exchange polishes the answer, so the MILP needs a good incumbent fast, not a proof:
+        # the large-neighbourhood heuristics doubled the root time here without changing the final topology.
+        "mip_heuristic_run_rins": False,
+        "mip_heuristic_run_rens": False,
+        "mip_heuristic_run_root_reduced_cost": False,
+        "mip_heuristic_run_feasibility_jump": False,
+    }
     result = solver.solve(model)
     condition = result.termination_condition
     if condition in (TerminationCondition.infeasible, TerminationCondition.infeasibleOrUnbounded):
