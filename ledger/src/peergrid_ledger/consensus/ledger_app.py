@@ -13,8 +13,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from .. import codec
 from .. import keyspace as ks
-from ..block import Block, InvalidBlock, Tip, decode_block, propose, validate_block
+from ..block import Block, Header, InvalidBlock, Tip, propose, validate_block
 from ..block import Certificate as LedgerCertificate
 from ..codec import DecodeError
 from ..core import authorities_at
@@ -126,11 +127,24 @@ class LedgerApp:
         block = self._blocks.get(raw)
         if block is None:
             try:
-                block = decode_block(raw, self.params.max_block_txs, self.params.max_block_bytes + 64 * 1024)
+                block = self._decode_block(raw)
             except DecodeError as exc:
                 return Rejected(f"malformed block: {exc}")
             self._remember(raw, block, None)
         return block
+
+    def _decode_block(self, raw: bytes) -> Block:
+        """`block.decode_block`, reusing the transactions this replica already decoded from gossip."""
+        outer = codec.expect_list(codec.decode(raw, self.params.max_block_bytes + 64 * 1024), "block", 3)
+        if len(outer) != 3:
+            raise DecodeError("block: expected [header, seal, txs]")
+        header = Header.decode(codec.expect_bytes(outer[0], "header"))
+        seal = codec.expect_bytes(outer[1], "seal", 64)
+        txs = []
+        for item in codec.expect_list(outer[2], "block body", self.params.max_block_txs):
+            tx_raw = codec.expect_bytes(item, "transaction")
+            txs.append(self._txs.get(tx_raw) or decode_tx(tx_raw, self.params.max_tx_bytes))
+        return Block(header, seal, tuple(txs))
 
     def inspect(self, raw: bytes) -> BlockInfo | Rejected:
         block = self._block(raw)

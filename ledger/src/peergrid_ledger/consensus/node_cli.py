@@ -124,6 +124,7 @@ def build_node(settings: NodeSettings) -> tuple[Node, MqttTransport, list[BlockS
             rate_per_sender=chain_settings.sender_rate_per_s,
             burst_per_sender=int(chain_settings.sender_rate_per_s),
             max_per_sender=max(1024, int(chain_settings.sender_rate_per_s)),
+            max_nonce_gap=max(1024, int(chain_settings.sender_rate_per_s)),
         )
         wal = FileWal(chain_settings.data_dir.parent / f"{chain_settings.data_dir.name}.wal")
         node.replicas[genesis.chain] = ChainReplica(
