@@ -16,7 +16,7 @@ from ledger_fixtures import T0, Keys, make_genesis
 
 from peergrid_ledger.block import Certificate, Header, Tip, decode_block, propose
 from peergrid_ledger.chain import LocalChain
-from peergrid_ledger.codec import DecodeError
+from peergrid_ledger.codec import DecodeError, encode
 from peergrid_ledger.contracts.market import trade_id
 from peergrid_ledger.genesis import Account, GenesisError, Params
 from peergrid_ledger.machine import BlockContext, apply, kinds
@@ -133,8 +133,11 @@ def test_mutated_transactions_and_blocks_raise_only_decode_error(data: st.DataOb
                 decoded = decoder(candidate)
             except DecodeError:
                 continue
-            if decoder is decode_tx:  # whatever decodes must re-encode to the same bytes
-                assert decoded.raw == candidate
+            if decoder is decode_tx:  # whatever decodes is canonical: it re-encodes to the same bytes
+                fields = {"body": decoded.body, "chain": decoded.chain, "kind": decoded.kind}
+                fields.update(nonce=decoded.nonce, sender=decoded.sender, time=decoded.time)
+                assert encode(fields) == decoded.payload
+                assert encode([decoded.payload, decoded.signature]) == candidate
 
 
 def test_a_balance_past_64_bits_is_rejected_not_raised() -> None:
@@ -156,3 +159,23 @@ def test_a_balance_past_64_bits_is_rejected_not_raised() -> None:
     assert isinstance(result, Rejected) and "out of range" in result.detail
     with pytest.raises(GenesisError):
         make_genesis(accounts=(Account(Keys.p1.public, ("anonym",), balance=2**64),))
+
+
+def test_envelope_fast_path_and_general_path_agree() -> None:
+    tx = sign_tx(
+        Keys.p1, "test-chain", "der_commitment", 1, T0, {"interval": 1, "root": bytes(32), "readings": 1}
+    )
+    # swap the first two entries (body, kind): same map, non-canonical order -> refused by the general path
+    body_item = encode(tx.body)
+    kind_item = encode(tx.kind)
+    head_len = 1 + 5  # a6 + "body" key
+    body_end = head_len + len(body_item)
+    kind_end = body_end + 5 + len(kind_item)
+    swapped = b"\xa6" + tx.payload[body_end:kind_end] + tx.payload[1:body_end] + tx.payload[kind_end:]
+    assert sorted(swapped) == sorted(tx.payload)
+    with pytest.raises(DecodeError, match="canonical order"):
+        decode_tx(encode([swapped, tx.signature]))
+    # an extra field after `sender` is refused too
+    extended = b"\xa7" + tx.payload[1:] + encode("zzzzzzz") + b"\x00"
+    with pytest.raises(DecodeError):
+        decode_tx(encode([extended, tx.signature]))

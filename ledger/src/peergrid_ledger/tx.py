@@ -86,6 +86,26 @@ def sign_tx(keypair: Keypair, chain: str, kind: str, nonce: int, time_ms: int, b
     return Tx(chain, kind, keypair.public, nonce, time_ms, body, signature, payload, raw, txid)
 
 
+# The payload's six keys in canonical order (shorter first, then bytewise), each with its text-string head.
+_ENVELOPE_KEYS = (b"\xa6\x64body", b"\x64kind", b"\x64time", b"\x65chain", b"\x65nonce", b"\x66sender")
+
+
+def _envelope(payload: bytes) -> tuple[Any, ...] | None:
+    """The payload's six values (body, kind, time, chain, nonce, sender) read in place, or None if its bytes
+    are not laid out as the canonical encoding of such a map (the caller then decodes it generally). Since
+    a canonical encoding is unique, this accepts exactly what the general path would."""
+    end = len(payload)
+    pos = 0
+    values = []
+    for key in _ENVELOPE_KEYS:
+        stop = pos + len(key)
+        if payload[pos:stop] != key:
+            return None
+        value, pos = decode_prefix(payload, stop, end)
+        values.append(value)
+    return tuple(values) if pos == end else None
+
+
 def decode_tx(raw: bytes, max_size: int = MAX_TX_BYTES) -> Tx:
     """The transaction encoded by `raw`; `DecodeError` if it is not exactly a well-formed one."""
     if len(raw) > max_size:
@@ -103,9 +123,13 @@ def decode_tx(raw: bytes, max_size: int = MAX_TX_BYTES) -> Tx:
             raise DecodeError("transaction: expected [payload, signature]")
         payload = expect_bytes(outer[0], "transaction payload")
         signature = expect_bytes(outer[1], "transaction signature", SIGNATURE_BYTES)
-    fields = expect_map(decode(payload, max_size), "transaction payload", PAYLOAD_FIELDS)
-    chain, kind, sender = fields["chain"], fields["kind"], fields["sender"]
-    nonce, time_ms, body = fields["nonce"], fields["time"], fields["body"]
+    envelope = _envelope(payload)
+    if envelope is not None:
+        body, kind, time_ms, chain, nonce, sender = envelope
+    else:  # not the usual layout: decode generally, which accepts the same set or says what is wrong
+        fields = expect_map(decode(payload, max_size), "transaction payload", PAYLOAD_FIELDS)
+        chain, kind, sender = fields["chain"], fields["kind"], fields["sender"]
+        nonce, time_ms, body = fields["nonce"], fields["time"], fields["body"]
     if not (  # one combined check on the hot path; the detailed one below names what is wrong
         type(chain) is str
         and len(chain) <= MAX_CHAIN_ID
