@@ -58,6 +58,7 @@ def _issue(
     *,
     server: bool,
     days: int,
+    role: str | None = None,
 ) -> tuple[x509.Certificate, ec.EllipticCurvePrivateKey]:
     key = ec.generate_private_key(ec.SECP256R1())
     now = dt.datetime.now(dt.UTC)
@@ -84,10 +85,18 @@ def _issue(
             ),
             critical=False,
         )
+    if role is not None:  # Modbus/TCP Security: the client's role as a UTF8String extension
+        from .modbus_security import ROLE_OID, encode_role
+
+        role_ext = x509.UnrecognizedExtension(x509.ObjectIdentifier(ROLE_OID), encode_role(role))
+        builder = builder.add_extension(role_ext, critical=False)
     return builder.sign(ca_key, hashes.SHA256()), key
 
 
-def make_lab_pki(directory: Path, clients: list[str], *, days: int = 2) -> LabPki:
+def make_lab_pki(
+    directory: Path, clients: list[str], *, days: int = 2, roles: dict[str, str] | None = None
+) -> LabPki:
+    """`roles` gives chosen clients a Modbus Role extension (client name -> role)."""
     directory.mkdir(parents=True, exist_ok=True)
     ca_key = ec.generate_private_key(ec.SECP256R1())
     ca_name = _name("peergrid test CA")
@@ -122,7 +131,8 @@ def make_lab_pki(directory: Path, clients: list[str], *, days: int = 2) -> LabPk
     _write_key(directory / "ca.key", ca_key)
 
     def issue(name: str, *, server: bool) -> CertPair:
-        cert, key = _issue(name, ca_key, ca_name, server=server, days=days)
+        role = None if server else (roles or {}).get(name)
+        cert, key = _issue(name, ca_key, ca_name, server=server, days=days, role=role)
         pair = CertPair(directory / f"{name}.crt", directory / f"{name}.key")
         pair.cert.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
         _write_key(pair.key, key)
