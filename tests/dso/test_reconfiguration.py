@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from peergrid_dso import cli
 from peergrid_dso.commands import reconfigure as command
 from peergrid_dso.feeder.cases import case33bw
 from peergrid_dso.feeder.load import load_feeder
@@ -15,7 +16,7 @@ from peergrid_dso.services.reconfiguration import ReconfigurationInfeasible, rec
 
 
 def test_case33bw_published_optimum_through_the_cli(capsys: pytest.CaptureFixture[str]) -> None:
-    assert command.main(["--case", "case33bw", "--vmin", "0.90", "--json"]) == 0
+    assert cli.main(["reconfigure", "--case", "case33bw", "--vmin", "0.90", "--json"]) == 0
     answer = json.loads(capsys.readouterr().out)
     assert answer["open_branches"] == [7, 9, 14, 32, 37]
     assert answer["losses_kw"] == pytest.approx(139.55, abs=0.01)

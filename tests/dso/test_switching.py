@@ -147,3 +147,18 @@ def test_stuck_relay_times_out_and_rolls_back_to_last_safe_topology() -> None:
     assert result.steps[-1].rollback
     recorded = query.switching_plan(chain.view, "p3")
     assert recorded is not None and not all(r["ok"] for r in recorded["result"]["results"])
+
+
+def test_modbus_driver_reports_unreachable_relay_as_relay_error() -> None:
+    import socket
+
+    from peergrid_dso.drivers.relay_modbus import ModbusRelayDriver, RelayEndpoint
+
+    with socket.socket() as s:  # a free port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    driver = ModbusRelayDriver({7: RelayEndpoint("127.0.0.1", port)}, timeout_s=0.2)
+    with pytest.raises(RelayError, match="cannot connect"):
+        driver.status(7)
+    with pytest.raises(RelayError, match="no relay configured for branch 9"):
+        driver.command(9, True)

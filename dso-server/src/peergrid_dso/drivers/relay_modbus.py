@@ -13,6 +13,7 @@ from typing import Any
 
 import yaml
 
+from peergrid_dso.drivers.relay_tls import RelayTls, tls_client
 from peergrid_dso.feeder.cases import packaged_data
 from peergrid_dso.services.switching import RelayError, RelayStatus
 
@@ -35,6 +36,7 @@ class RelayEndpoint:
     host: str
     port: int
     unit_id: int = 1
+    tls: RelayTls | None = None  # Modbus/TCP Security (relay_tls.py) when the relay supports it
 
 
 @dataclass
@@ -53,7 +55,10 @@ class ModbusRelayDriver:
         key = (ep.host, ep.port)
         client = self._clients.get(key)
         if client is None:
-            client = ModbusTcpClient(ep.host, port=ep.port, timeout=self.timeout_s, retries=0)
+            if ep.tls is not None:
+                client = tls_client(ep.host, ep.port, ep.tls, self.timeout_s)
+            else:
+                client = ModbusTcpClient(ep.host, port=ep.port, timeout=self.timeout_s, retries=0)
             self._clients[key] = client
         if not client.connected and not client.connect():
             raise RelayError(f"cannot connect to {ep.host}:{ep.port}")

@@ -76,6 +76,7 @@ def reconfigure(
     max_milp_solves: int = 1,
     mip_gap: float = 0.02,
     mip_max_nodes: int = 20,
+    mip_max_improving_sols: int = 2**31 - 1,
     tangent_ratio: float = 2.0,
     clock: Callable[[], float] = time.perf_counter,
 ) -> ReconfigurationResult:
@@ -104,7 +105,7 @@ def reconfigure(
         remaining = time_limit_s - (clock() - started)
         if remaining <= 0:
             break
-        topology = _solve(model, remaining, mip_gap, mip_max_nodes)
+        topology = _solve(model, remaining, mip_gap, mip_max_nodes, mip_max_improving_sols)
         solves += 1
         if topology in seen:
             break
@@ -221,7 +222,13 @@ def _build_milp(
     return m
 
 
-def _solve(model: pyo.ConcreteModel, time_limit_s: float, mip_gap: float, max_nodes: int) -> tuple[int, ...]:
+def _solve(
+    model: pyo.ConcreteModel,
+    time_limit_s: float,
+    mip_gap: float,
+    max_nodes: int,
+    max_improving: int = 2**31 - 1,
+) -> tuple[int, ...]:
     solver = Highs()
     solver.config.time_limit = max(0.2, time_limit_s)
     solver.config.mip_gap = mip_gap
@@ -230,6 +237,7 @@ def _solve(model: pyo.ConcreteModel, time_limit_s: float, mip_gap: float, max_no
         "threads": 1,
         "time_limit": max(0.2, time_limit_s),
         "mip_max_nodes": max_nodes,
+        "mip_max_improving_sols": max_improving,
         # The AC branch exchange polishes the answer, so the MILP needs a good incumbent fast, not a proof:
         # the large-neighbourhood heuristics doubled the root time here without changing the final topology.
         "mip_heuristic_run_rins": False,
