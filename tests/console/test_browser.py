@@ -4,12 +4,13 @@ One DSO server (uvicorn on a thread, connected to a real Mosquitto) and one brow
 Operators log in, see the live feeder, approve a reconfiguration plan and watch the switches change over
 server-sent events; a transaction's inclusion proof is checked in the browser with WebCrypto (and a tampered
 one fails); a viewer fails to operate a switch. Screenshots go to test-artifacts/console/.
-The switches are the console's in-memory switchgear: the DSO's Modbus switching executor (issue 8) is not
-there yet to drive firmware-sim relays.
+The DSO's switching executor drives firmware-sim relays (one per branch of case33bw) over real Modbus TCP on
+loopback, so "the relays change" is read from the emulated relay mechanisms themselves.
 """
 
 from __future__ import annotations
 
+import asyncio
 import shutil
 import threading
 import time
@@ -22,7 +23,9 @@ import pytest
 from console.helpers import CHROMIUM, CHROMIUM_ARGS, PASSWORD, USERS, fast_hasher
 from peergrid_dso.auth.users import UserStore
 from peergrid_ledger.proof import check_proof
+from peergrid_sim.app import FirmwareSim
 from peergrid_sim.broker import MosquittoBroker, free_port, wait_for_port
+from peergrid_sim.scenario import Relay, Scenario
 
 playwright_api = pytest.importorskip("playwright.sync_api")
 expect = playwright_api.expect
@@ -33,14 +36,55 @@ pytestmark = [
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "console"
 
 
+class Relays:
+    """firmware-sim relays for every case33bw branch, on their own event loop thread."""
+
+    def __init__(self) -> None:
+        ties = range(33, 38)
+        relays = [Relay(name=f"s{b}", branch=b, closed=b not in ties, tie=b in ties, operate_delay_s=0.05)
+                  for b in range(1, 38)]  # fmt: skip
+        self.app = FirmwareSim(Scenario(name="console-relays", relays=relays), None)
+        self.loop = asyncio.new_event_loop()
+        self.endpoints: list[dict[str, Any]] = []
+        self._ready = threading.Event()
+        self._thread = threading.Thread(target=self._main, daemon=True)
+
+    def _main(self) -> None:
+        asyncio.set_event_loop(self.loop)
+        self.endpoints = self.loop.run_until_complete(self.app.start())
+        self._ready.set()
+        self.loop.run_forever()
+        self.loop.run_until_complete(self.app.close())
+
+    def positions(self) -> dict[int, bool]:
+        async def read() -> dict[int, bool]:
+            return {r.branch: r.mechanism.closed for r in self.app.sim.relays.values()}
+
+        return asyncio.run_coroutine_threadsafe(read(), self.loop).result(10)
+
+    def __enter__(self) -> Relays:
+        self._thread.start()
+        assert self._ready.wait(20), "firmware-sim relays did not start"
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self._thread.join(10)
+
+
 class Server:
-    def __init__(self, url: str, app: Any) -> None:
+    def __init__(self, url: str, app: Any, relays: Relays) -> None:
         self.url = url
         self.app = app
+        self.relays = relays
 
     @property
     def console(self) -> Any:
         return self.app.state.console
+
+    @property
+    def dso(self) -> Any:
+        return self.app.state.dso
 
 
 @pytest.fixture(scope="module")
@@ -49,12 +93,13 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
 
     from peergrid_dso.app import create_app
     from peergrid_dso.config import DsoSettings
+    from peergrid_dso.drivers.relay_modbus import ModbusRelayDriver, RelayEndpoint
 
     tmp = tmp_path_factory.mktemp("console-browser")
     store = UserStore(tmp / "users.json", hasher=fast_hasher())
     for name, role in USERS.items():
         store.add(name, role, PASSWORD)
-    with MosquittoBroker(tmp / "broker") as broker:
+    with MosquittoBroker(tmp / "broker") as broker, Relays() as relays:
         port = free_port()
         settings = DsoSettings.model_validate(
             {
@@ -70,11 +115,19 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
         thread = threading.Thread(target=uv.run, daemon=True)
         thread.start()
         assert wait_for_port("127.0.0.1", port, 20)
+        endpoints = {
+            e["branch"]: RelayEndpoint(e["host"], e["port"], e["unit_id"])
+            for e in relays.endpoints
+            if e["kind"] == "relay"
+        }
+        driver = ModbusRelayDriver(endpoints, timeout_s=1.0)
+        app.state.dso.switching.executor.driver = driver  # the DSO operates the emulated relays over Modbus
         try:
-            yield Server(f"http://127.0.0.1:{port}", app)
+            yield Server(f"http://127.0.0.1:{port}", app, relays)
         finally:
             uv.should_exit = True
             thread.join(timeout=10)
+            driver.close()
 
 
 @pytest.fixture(scope="module")
@@ -144,8 +197,8 @@ def test_an_approved_plan_moves_the_switches_live(browser: Any, server: Server) 
     for action in plan.actions:
         state = "true" if action["close"] else "false"
         assert watcher.get_attribute(f'rect[data-branch="{action["branch"]}"]', "data-closed") == state
-    states = server.console.grid.switchgear.states()
-    assert sorted(b for b, closed in states.items() if not closed) == sorted(plan.after["open_branches"])
+    positions = server.relays.positions()  # read from the emulated relays, not from the DSO's belief
+    assert sorted(b for b, closed in positions.items() if not closed) == sorted(plan.after["open_branches"])
     ops.reload()
     ops.locator("#audit tbody tr").first.wait_for()
     assert "olga" in ops.text_content("#audit")
@@ -201,7 +254,7 @@ def test_an_inclusion_proof_is_verified_in_the_browser(browser: Any, server: Ser
 def test_a_viewer_cannot_operate_a_switch(browser: Any, server: Server) -> None:
     page = logged_in(browser, server, "vera")
     before = server.console.grid.switchgear.states()
-    height = server.console.ops.recorder.chain.height
+    height = server.dso.chain.height
     page.click('rect[data-branch="12"]')
     expect(page.locator("#toast")).to_contain_text("viewers cannot operate switches")
     assert page.is_hidden("#switch-panel")
@@ -218,11 +271,11 @@ def test_a_viewer_cannot_operate_a_switch(browser: Any, server: Server) -> None:
     page.screenshot(path=str(ARTIFACTS / "viewer-refused.png"), full_page=True)
     page.goto(server.url + "/#operations")
     page.locator("#readonly-note").wait_for()
-    assert page.locator("button.enrol-approve").first.is_disabled()
     assert page.locator("#propose-plan").is_disabled()
     page.screenshot(path=str(ARTIFACTS / "viewer-operations.png"), full_page=True)
     assert server.console.grid.switchgear.states() == before
-    assert server.console.ops.recorder.chain.height == height
+    assert server.dso.chain.height == height
+    assert server.relays.positions() == before
     assert server.console.security.snapshot()["counts"]["forbidden"] >= 1
     page.context.close()
 
@@ -237,8 +290,8 @@ def test_an_operator_switches_by_hand_after_confirming(browser: Any, server: Ser
     page.screenshot(path=str(ARTIFACTS / "switch-confirm.png"), full_page=True)
     page.click("#confirm-switch")
     page.locator(f'rect[data-branch="{branch}"][data-closed="true"]').wait_for(timeout=10_000)
-    assert server.console.grid.switchgear.states()[branch] is True
-    assert server.console.ops.recorder.audit[-1]["user"] == "olga"
+    assert server.relays.positions()[branch] is True
+    assert server.console.ops.audit[-1]["user"] == "olga"
     page.context.close()
 
 

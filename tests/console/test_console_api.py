@@ -16,7 +16,12 @@ from fastapi.testclient import TestClient
 from console.helpers import PASSWORD
 from peergrid_dso.app import create_app
 from peergrid_dso.config import DsoSettings
+from peergrid_dso.services.enrolment import enrolment_digest
+from peergrid_dso.services.switching import RelayError
+from peergrid_ledger.keys import Keypair
 from peergrid_ledger.proof import check_proof
+
+MGMC = "ab" * 32
 
 
 @pytest.fixture
@@ -39,7 +44,7 @@ def counts(c: TestClient) -> dict[str, int]:
 
 
 def chain_height(c: TestClient) -> int:
-    return int(c.app.state.console.ops.recorder.chain.height)  # type: ignore[attr-defined]
+    return int(c.app.state.dso.chain.height)  # type: ignore[attr-defined]
 
 
 def switches(c: TestClient) -> dict[int, bool]:
@@ -102,8 +107,8 @@ def test_bad_logins_are_refused_counted_and_throttled(client: TestClient) -> Non
         ("post", "/console/api/plans/plan-1/approve", None),
         ("post", "/console/api/switches/7/preview", {"close": False}),
         ("post", "/console/api/switches/7/operate", {"close": False, "confirm": "x" * 22}),
-        ("post", "/console/api/enrolment/mg1/approve", None),
-        ("post", "/console/api/enrolment/mg1/revoke", None),
+        ("post", f"/console/api/enrolment/{'ab' * 32}/approve", None),
+        ("post", f"/console/api/enrolment/{'ab' * 32}/revoke", None),
         ("get", "/console/api/security", None),
         ("get", "/console/api/users", None),
     ],
@@ -119,13 +124,13 @@ def test_a_viewer_cannot_act(client: TestClient, method: str, path: str, body: A
 
 def test_state_changes_need_the_csrf_token_and_our_origin(client: TestClient) -> None:
     csrf = login(client, "olga")
-    assert client.post("/console/api/enrolment/mg1/approve").status_code == 403
+    assert client.post(f"/console/api/enrolment/{MGMC}/approve").status_code == 403
     assert (
-        client.post("/console/api/enrolment/mg1/approve", headers={"X-CSRF-Token": "forged"}).status_code
+        client.post(f"/console/api/enrolment/{MGMC}/approve", headers={"X-CSRF-Token": "forged"}).status_code
         == 403
     )
     evil = csrf | {"Origin": "http://evil.example"}
-    assert client.post("/console/api/enrolment/mg1/approve", headers=evil).status_code == 403
+    assert client.post(f"/console/api/enrolment/{MGMC}/approve", headers=evil).status_code == 403
     assert (
         client.post(
             "/console/api/login",
@@ -137,7 +142,9 @@ def test_state_changes_need_the_csrf_token_and_our_origin(client: TestClient) ->
     c = counts(client)
     assert c["csrf"] == 2 and c["bad_origin"] == 2 and chain_height(client) == 0
     ours = csrf | {"Origin": "http://127.0.0.1:8080"}
-    assert client.post("/console/api/enrolment/mg1/approve", headers=ours).status_code == 200
+    assert (
+        client.post(f"/console/api/enrolment/{MGMC}/approve", headers=ours).status_code == 409
+    )  # no such MGMC
 
 
 @pytest.mark.parametrize(
@@ -169,10 +176,11 @@ def test_oversized_bodies_and_odd_paths_are_refused(client: TestClient) -> None:
     assert client.get("/console/api/ledger/dso/proof/zz").status_code == 422
     assert client.get("/console/api/ledger/nochain/blocks").status_code == 404
     assert client.get("/console/api/ledger/dso/blocks?limit=100000").status_code == 422
-    assert client.post("/console/api/enrolment/mg1/delete", headers=csrf).status_code == 404
-    assert client.post("/console/api/enrolment/mg99/approve", headers=csrf).status_code == 409
+    assert client.post(f"/console/api/enrolment/{MGMC}/delete", headers=csrf).status_code == 404
+    assert client.post("/console/api/enrolment/mg1/approve", headers=csrf).status_code == 422
+    assert client.post(f"/console/api/enrolment/{MGMC}/approve", headers=csrf).status_code == 409
     c = counts(client)
-    assert c["malformed"] >= 3 and c["not_found"] >= 4
+    assert c["malformed"] >= 4 and c["not_found"] >= 4 and c["conflict"] == 1
 
 
 def test_manual_switching_needs_a_fresh_confirmation_from_the_same_operator(client: TestClient) -> None:
@@ -212,11 +220,28 @@ def test_a_plan_is_approved_executed_recorded_and_provable(client: TestClient) -
     feeder = client.get("/console/api/feeder").json()
     assert feeder["open_branches"] == sorted(plan["after"]["open_branches"]) and not feeder["alarms"]
     audit = client.get("/console/api/operations").json()["audit"]
-    assert [a["user"] for a in audit] == ["olga", "olga"]
-    for entry in audit:
-        proof = client.get(f"/console/api/ledger/dso/proof/{entry['txids'][0]}").json()
-        assert check_proof(proof).height == entry["height"]
+    assert [a["user"] for a in audit] == ["olga"] and len(audit[0]["txids"]) == 2  # plan and result
+    for txid in audit[0]["txids"]:
+        proof = client.get(f"/console/api/ledger/dso/proof/{txid}").json()
+        assert check_proof(proof).height == audit[0]["height"]
+    txs = client.get(f"/console/api/ledger/dso/blocks/{audit[0]['height']}").json()["transactions"]
+    assert txs[0]["body"]["plan"] == f"{plan['id']} by olga"
     assert client.post(f"/console/api/plans/{plan['id']}/approve", headers=csrf).status_code == 409
+
+
+class FailingRelays:
+    """The server's in-memory relays, except that commands to `fail_on` are refused (a stuck breaker)."""
+
+    def __init__(self, inner: Any, fail_on: int) -> None:
+        self.inner, self.fail_on = inner, fail_on
+
+    def status(self, branch: int) -> Any:
+        return self.inner.status(branch)
+
+    def command(self, branch: int, close: bool) -> None:
+        if branch == self.fail_on:
+            raise RelayError("Modbus exception 4 (device refused)")
+        self.inner.command(branch, close)
 
 
 def test_a_relay_that_fails_mid_plan_rolls_back_and_raises_an_alarm(client: TestClient) -> None:
@@ -224,38 +249,65 @@ def test_a_relay_that_fails_mid_plan_rolls_back_and_raises_an_alarm(client: Test
     # the published 33-bus optimum stands in for the MILP here: this test is about the executor
     client.app.state.console.ops.planner = lambda feeder, p, q: (7, 9, 14, 32, 37)  # type: ignore[attr-defined]
     plan = client.post("/console/api/plans", headers=csrf).json()
-    opens = [a["branch"] for a in plan["actions"] if not a["close"]]
-    before = switches(client)
-    client.app.state.console.grid.switchgear.failing.add(opens[-1])  # type: ignore[attr-defined]
+    second_open = [a["branch"] for a in plan["actions"] if not a["close"]][1]
+    executor = client.app.state.dso.switching.executor  # type: ignore[attr-defined]
+    executor.driver = FailingRelays(executor.driver, second_open)
     done = client.post(f"/console/api/plans/{plan['id']}/approve", headers=csrf).json()
-    assert done["status"] == "failed"
-    assert any(s["why"] == "rollback" for s in done["steps"])
-    assert switches(client) == before
+    assert done["status"] == "failed" and "rolled back" in done["alarm"]
+    assert any(s["rollback"] for s in done["steps"])
+    first_pair = plan["actions"][:2]  # done and kept: the last radial, checked state
+    expected_open = sorted(
+        set(plan["before"]["open_branches"]) - {first_pair[0]["branch"]} | {first_pair[1]["branch"]}
+    )
+    states = switches(client)
+    assert sorted(b for b, closed in states.items() if not closed) == expected_open
     alarms = client.get("/console/api/feeder").json()["alarms"]
     assert any("rolled back" in a for a in alarms)
-    result_tx = client.get(f"/console/api/ledger/dso/blocks/{done['chain'][1]['height']}").json()[
-        "transactions"
-    ][0]
-    assert result_tx["kind"] == "switching_result"
-    assert not all(r["ok"] for r in result_tx["body"]["results"])
+    txs = client.get(f"/console/api/ledger/dso/blocks/{done['chain'][0]['height']}").json()["transactions"]
+    assert [t["kind"] for t in txs] == ["switching_plan", "switching_result"]
+    assert txs[0]["body"]["plan"] == f"{plan['id']} by olga"
+    assert not all(r["ok"] for r in txs[1]["body"]["results"])
 
 
-def test_enrolment_approve_and_revoke_are_recorded_with_who(client: TestClient) -> None:
+def test_a_locked_out_relay_refuses_the_whole_plan(client: TestClient) -> None:
     csrf = login(client, "olga")
-    r = client.post("/console/api/enrolment/mg2/approve", headers=csrf).json()
-    assert r["status"] == "approved" and r["by"] == "olga"
+    client.app.state.console.ops.planner = lambda feeder, p, q: (7, 9, 14, 32, 37)  # type: ignore[attr-defined]
+    plan = client.post("/console/api/plans", headers=csrf).json()
+    client.app.state.dso.switching.executor.driver.locked.add(9)  # type: ignore[attr-defined]
+    before = switches(client)
+    done = client.post(f"/console/api/plans/{plan['id']}/approve", headers=csrf).json()
+    assert done["status"] == "failed" and "locked out" in done["alarm"] and not done["steps"]
+    assert switches(client) == before
+
+
+def enrol_request(client: TestClient, label: str) -> str:
+    mgmc, anonym = Keypair.generate(), Keypair.generate()
+    token = client.post("/api/dso/enrolment/tokens").json()["token"]
+    signature = mgmc.sign(enrolment_digest(token, mgmc.public, anonym.public, label))
+    body = {"token": token, "mgmc": mgmc.public.hex(), "anonym": anonym.public.hex(), "label": label,
+            "signature": signature.hex()}  # fmt: skip
+    assert client.post("/api/dso/enrolment", json=body).status_code == 201
+    return mgmc.public.hex()
+
+
+def test_enrolment_approve_and_revoke_are_recorded_on_the_dso_chain(client: TestClient) -> None:
+    client.app.state.dso.enrolment.auto = False  # type: ignore[attr-defined]  # the pilot: operators approve
+    mgmc = enrol_request(client, "mgmc-mg2")
+    csrf = login(client, "olga")
+    queue = client.get("/console/api/operations").json()["enrolment"]
+    assert [(e["mgmc"], e["status"]) for e in queue] == [(mgmc, "pending")]
+    r = client.post(f"/console/api/enrolment/{mgmc}/approve", headers=csrf).json()
+    assert r["status"] == "authorised" and r["chain"]["user"] == "olga"
     tx = client.get(f"/console/api/ledger/dso/blocks/{r['chain']['height']}").json()["transactions"][0]
-    assert tx["kind"] == "enrol" and tx["body"]["label"] == "mg2 approved by olga"
-    assert client.post("/console/api/enrolment/mg2/approve", headers=csrf).status_code == 409
-    r = client.post("/console/api/enrolment/mg2/revoke", headers=csrf).json()
+    assert tx["kind"] == "enrol" and tx["body"]["mgmc"] == mgmc
+    assert client.post(f"/console/api/enrolment/{mgmc}/approve", headers=csrf).status_code == 409
+    r = client.post(f"/console/api/enrolment/{mgmc}/revoke", headers=csrf).json()
     assert r["status"] == "revoked"
-    kinds = [
-        t["kind"]
-        for t in client.get(f"/console/api/ledger/dso/blocks/{r['chain']['height']}").json()["transactions"]
-    ]
-    assert kinds == ["authorise", "authorise"]
-    ops = client.get("/console/api/operations").json()
-    assert [a["action"] for a in ops["audit"]] == ["revoke mg2", "approve enrolment of mg2"]
+    block = client.get(f"/console/api/ledger/dso/blocks/{r['chain']['height']}").json()
+    assert [t["kind"] for t in block["transactions"]] == ["authorise", "authorise"]
+    audit = client.get("/console/api/operations").json()["audit"]
+    assert [(a["user"], a["action"]) for a in audit] == [
+        ("olga", "revoke enrolment of mgmc-mg2"), ("olga", "approve enrolment of mgmc-mg2")]  # fmt: skip
 
 
 def test_admins_see_users_and_refusal_counters(client: TestClient) -> None:

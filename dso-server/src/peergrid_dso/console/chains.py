@@ -1,35 +1,21 @@
 """The console's view of the ledgers: the DSO chain it records operator actions on, and read-only explorers.
 
-Promises: `ActionRecorder.record` turns one operator action into DSO-chain transactions signed by the DSO key,
-seals them into a block and returns the receipt (txids, height); the operator's name travels in the
-transaction's label field (`"<subject> by <user>"`, at most 64 characters) where the transaction kind has one,
-and every action also goes into an in-memory audit list with its txids. `ChainExplorer` lists blocks and
-transactions as JSON-safe values and builds inclusion proofs (`peergrid_ledger.proof.build_proof`).
-Assumes a `LocalChain`-like object (block, certificate, locate_tx, height, genesis); the lab builds its own
-DSO chain in memory until the DSO engineer's ledger node is available. Never writes to a chain it only reads.
+Promises: `ChainExplorer` lists blocks and transactions as JSON-safe values and builds inclusion proofs
+(`peergrid_ledger.proof.build_proof`); it only reads. `by_label` puts the operator's name into a ledger label
+(`"<subject> by <user>"`, at most 64 characters), which is how switching records say who acted.
+Assumes a `LocalChain`-like object (block, certificate, locate_tx, height, genesis).
 """
 
 from __future__ import annotations
 
-import hashlib
 import threading
-import time
-from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from peergrid_ledger.block import Block, Certificate
-from peergrid_ledger.chain import LocalChain
-from peergrid_ledger.genesis import Account, Genesis
-from peergrid_ledger.keys import Keypair
+from peergrid_ledger.genesis import Genesis
 from peergrid_ledger.proof import build_proof
-from peergrid_ledger.results import Accepted
 
 LABEL_MAX = 64
-
-
-class ChainRefused(RuntimeError):
-    """The DSO chain refused an operator action's transaction; the message carries the ledger's reason."""
 
 
 class ReadableChain(Protocol):
@@ -45,54 +31,9 @@ class ReadableChain(Protocol):
     def locate_tx(self, txid: bytes) -> tuple[int, int] | None: ...
 
 
-def lab_key(feeder: str, name: str) -> Keypair:
-    """Deterministic lab keys (never used in the pilot, where keys are made on the device)."""
-    return Keypair.from_seed(hashlib.sha256(f"peergrid-lab/{feeder}/{name}".encode()).digest())
-
-
-def lab_dso_chain(feeder: str, clock: Callable[[], int] | None = None) -> tuple[LocalChain, Keypair]:
-    dso = lab_key(feeder, "dso")
-    genesis = Genesis(
-        chain=f"dso-{feeder}"[:64],
-        time=0,
-        authorities=(dso.public,),
-        accounts=(Account(dso.public, ("dso",), "dso"),),
-    )
-    return LocalChain(genesis, dso, clock=clock), dso
-
-
 def by_label(subject: str, user: str) -> str:
     suffix = f" by {user}"
     return subject[: LABEL_MAX - len(suffix)] + suffix
-
-
-@dataclass
-class ActionRecorder:
-    chain: LocalChain
-    dso: Keypair
-    audit: list[dict[str, Any]] = field(default_factory=list)
-    lock: threading.Lock = field(default_factory=threading.Lock)
-
-    def record(self, user: str, action: str, txs: list[tuple[str, dict[str, Any]]]) -> dict[str, Any]:
-        """Submit `txs` (kind, body) in order, seal them into one block, and remember who asked."""
-        with self.lock:
-            txids = []
-            for kind, body in txs:
-                result = self.chain.sign_and_submit(self.dso, kind, body)
-                if not isinstance(result, Accepted):
-                    self.chain.seal()  # keep what was accepted before the refusal, in order
-                    raise ChainRefused(f"{kind}: {result}")
-                txids.append(result.txid.hex())
-            block, _ = self.chain.seal()
-            entry = {
-                "user": user,
-                "action": action,
-                "txids": txids,
-                "height": block.height,
-                "at": time.time(),
-            }
-            self.audit.append(entry)
-            return entry
 
 
 def jsonable(value: Any) -> Any:
@@ -157,5 +98,7 @@ class ChainExplorer:
             if where is None:
                 return None
             height, _ = where
-            proof: dict[str, Any] = build_proof(self.chain.block(height), self.chain.certificate(height), txid)
+            proof: dict[str, Any] = build_proof(
+                self.chain.block(height), self.chain.certificate(height), txid
+            )
             return proof

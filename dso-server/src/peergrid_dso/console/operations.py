@@ -1,13 +1,14 @@
-"""Operator actions: reconfiguration plans (propose, approve-and-execute), manual switching with a
-confirmation step, and the MGMC enrolment queue (approve, revoke). Each action is recorded on the DSO chain.
+"""Operator actions through the DSO engineer's services: reconfiguration plans (propose, approve-and-execute),
+manual switching with a confirmation step, and the MGMC enrolment queue (approve, revoke).
 
-Promises: a plan is computed by the DSO engineer's `reconfigure` for the present injections and shown with
-before/after losses and voltages; approving records a `switching_plan` labelled with the approver, then runs
-its steps make-before-break (close one tie, open one branch) with every intermediate state checked so no load
-bus is ever de-energised; a step whose read-back fails rolls back the steps already done, raises an alarm, and
-the `switching_result` records what happened. A manual operation is first previewed (what it would do to the
-network) and runs only with the one-time confirmation token of that preview, from the same user, within
-`CONFIRM_TTL_S`; an operation that would island load is refused (interlock). Callers check roles.
+Promises: a proposal runs the injected planner (the loss-minimising MILP) for the present injections and is
+shown with before/after losses and voltages and its make-before-break order (`plan_switching`); nothing is
+recorded or operated until an operator approves. Approval re-plans from the present topology under the id
+`"<plan> by <approver>"`, submits it to the `SwitchingService` (which records the `switching_plan` on the DSO
+chain) and executes it with read-back and rollback (`SwitchingExecutor`); the result is recorded and the chain
+sealed, so every action is a final, provable block. A manual operation is first previewed and runs only with
+the one-time token of that preview, from the same user, within `CONFIRM_TTL_S`; one that would island load is
+refused (interlock). Callers check roles; this module trusts the user name it is given.
 """
 
 from __future__ import annotations
@@ -21,17 +22,33 @@ from typing import Any
 
 import numpy as np
 
-from peergrid_dso.console.chains import ActionRecorder, by_label, lab_key
+from peergrid_dso.console.chains import LABEL_MAX, by_label
 from peergrid_dso.console.grid import GridView
 from peergrid_dso.feeder.model import Feeder
+from peergrid_dso.services.enrolment import EnrolmentRefused
 from peergrid_dso.services.powerflow import net_injection_mw
 from peergrid_dso.services.reconfiguration import ReconfigurationInfeasible, SolverFailure, reconfigure
+from peergrid_dso.services.switching import (
+    RelayOperation,
+    SwitchingPlan,
+    SwitchingPlanError,
+    plan_switching,
+)
 
 CONFIRM_TTL_S = 120.0
+Planner = Callable[[Feeder, np.ndarray, np.ndarray], tuple[int, ...]]
 
 
 class OperationError(ValueError):
     """An operator action that cannot be done now; the message says why (HTTP 409)."""
+
+
+def milp_planner(feeder: Feeder, p_mw: np.ndarray, q_mvar: np.ndarray) -> tuple[int, ...]:
+    """The DSO engineer's loss-minimising reconfiguration: the branches to leave open."""
+    try:
+        return reconfigure(feeder, p_inj_mw=p_mw, q_inj_mvar=q_mvar, time_limit_s=30.0).open_branches
+    except (ReconfigurationInfeasible, SolverFailure) as exc:
+        raise OperationError(f"no plan: {exc}") from None
 
 
 @dataclass
@@ -41,10 +58,11 @@ class Plan:
     before: dict[str, Any]
     after: dict[str, Any]
     actions: list[dict[str, Any]]
-    status: str = "pending"  # pending -> executed | failed | superseded
+    status: str = "pending"  # pending -> executed | failed | superseded | nothing to do
     approved_by: str | None = None
     steps: list[dict[str, Any]] = field(default_factory=list)
     chain: list[dict[str, Any]] = field(default_factory=list)
+    alarm: str | None = None
 
     def view(self) -> dict[str, Any]:
         summary = ("losses_kw", "vmin_pu", "max_loading", "open_branches", "vm_pu")
@@ -58,146 +76,88 @@ class Plan:
             "after": {k: self.after.get(k) for k in summary},
             "steps": self.steps,
             "chain": self.chain,
+            "alarm": self.alarm,
         }
 
 
-Planner = Callable[[Feeder, np.ndarray, np.ndarray], tuple[int, ...]]
-
-
-def milp_planner(feeder: Feeder, p_mw: np.ndarray, q_mvar: np.ndarray) -> tuple[int, ...]:
-    """The DSO engineer's loss-minimising reconfiguration: the branches to leave open."""
-    try:
-        return reconfigure(feeder, p_inj_mw=p_mw, q_inj_mvar=q_mvar, time_limit_s=30.0).open_branches
-    except (ReconfigurationInfeasible, SolverFailure) as exc:
-        raise OperationError(f"no plan: {exc}") from None
-
-
 class Operations:
-    def __init__(
-        self, grid: GridView, recorder: ActionRecorder, interval: int = 0, planner: Planner = milp_planner
-    ) -> None:
+    def __init__(self, grid: GridView, dso: Any, planner: Planner = milp_planner, interval: int = 0) -> None:
         self.grid = grid
+        self.dso = dso  # peergrid_dso.services.container.DsoServices
         self.planner = planner
-        self.recorder = recorder
         self.interval = interval
         self.plans: dict[str, Plan] = {}
+        self.audit: list[dict[str, Any]] = []
+        self.lock = threading.Lock()  # one operator action at a time; also guards sealing the DSO chain
         self._confirmations: dict[str, tuple[str, int, bool, float]] = {}
         self._seq = 0
-        self._lock = threading.Lock()  # one switching operation at a time
-        self.enrolment = Enrolment(recorder, grid.feeder.name, sorted(grid.feeder.mg_buses))
 
-    def _next(self, prefix: str) -> str:
-        self._seq += 1
-        return f"{prefix}-{self._seq}"
+    def _injections_mw(self) -> tuple[np.ndarray, np.ndarray]:
+        kw = self.grid.injections_kw
+        return net_injection_mw(self.grid.feeder, {m: (v / 1000, 0.0) for m, v in kw.items()})
+
+    def _plan(self, label: str, target: tuple[int, ...]) -> SwitchingPlan:
+        p, q = self._injections_mw()
+        try:
+            return plan_switching(
+                self.grid.feeder, self.dso.open_set, target, plan_id=label, interval=self.interval,
+                p_inj_mw=p, q_inj_mvar=q,
+            )  # fmt: skip
+        except SwitchingPlanError as exc:
+            raise OperationError(f"no safe switching order: {exc}") from None
+
+    def _seal(self, user: str, action: str) -> dict[str, Any]:
+        """Seal what the action put on the DSO chain into a final block; remember who did it."""
+        chain = self.dso.chain
+        txids = [tx.txid.hex() for tx in chain.pending]
+        height = chain.seal()[0].height if txids else chain.height
+        entry = {"user": user, "action": action, "txids": txids, "height": height, "at": time.time()}
+        self.audit.append(entry)
+        return entry
 
     # -- reconfiguration plans
     def propose_plan(self, user: str) -> Plan:
-        g = self.grid
-        before = g.check(g.open_branches())
-        p, q = net_injection_mw(g.feeder, {m: (kw / 1000, 0.0) for m, kw in g.injections_kw.items()})
-        target = self.planner(g.feeder, p, q)
-        after = g.check(target)
+        before = self.grid.check(self.grid.open_branches())
+        target = tuple(sorted(self.planner(self.grid.feeder, *self._injections_mw())))
+        after = self.grid.check(target)
         if not after["ok"] or not after["radial"]:
-            raise OperationError(f"the planner's configuration {target} is not radial or islands load")
-        now_open, then_open = set(before["open_branches"]), set(target)
-        actions = [{"branch": b, "close": True} for b in sorted(now_open - then_open)]
-        actions += [{"branch": b, "close": False} for b in sorted(then_open - now_open)]
-        with self._lock:
+            raise OperationError(f"the planner's configuration {list(target)} is not radial or islands load")
+        with self.lock:
+            self._seq += 1
+            plan_id = f"plan-{self._seq}"
+            ops = self._plan(plan_id, target).operations if target != tuple(before["open_branches"]) else ()
             for other in self.plans.values():
                 if other.status == "pending":
                     other.status = "superseded"
-            plan = Plan(self._next("plan"), user, before, after, actions)
-            if not actions:
+            plan = Plan(plan_id, user, before, after, [{"branch": o.branch, "close": o.close} for o in ops])
+            if not ops:
                 plan.status = "nothing to do"
             self.plans[plan.id] = plan
         return plan
 
     def approve_plan(self, plan_id: str, user: str) -> Plan:
-        with self._lock:
+        with self.lock:
             plan = self.plans.get(plan_id)
             if plan is None:
                 raise OperationError(f"no plan {plan_id!r}")
             if plan.status != "pending":
                 raise OperationError(f"plan {plan_id} is {plan.status}, not pending")
-            if tuple(sorted(plan.before["open_branches"])) != self.grid.open_branches():
+            if tuple(sorted(plan.before["open_branches"])) != tuple(sorted(self.dso.open_set)):
                 plan.status = "superseded"
                 raise OperationError(f"the switches moved since {plan_id} was computed; propose a new plan")
-            plan.approved_by = user
-            plan.status = "executing"
-            label = by_label(plan.id, user)
-            plan.chain.append(self._record_plan(user, "approve plan", label, plan.actions))
-            ok = self._execute(plan.actions, plan.steps)
-            plan.status = "executed" if ok else "failed"
-            plan.chain.append(self._record_result(user, "plan result", label, plan.actions, plan.steps))
+            switching = self._plan(by_label(plan.id, user), tuple(plan.after["open_branches"]))
+            plan.approved_by, plan.status = user, "executing"
+            self.dso.switching.submit(switching)  # records the switching_plan (auto mode runs it at once)
+            result = self.dso.switching.results.get(switching.plan_id)
+            if result is None:
+                result = self.dso.switching.approve(switching.plan_id)
+            self.dso.open_set = result.final_open
+            plan.steps = [_step(s) for s in result.steps]
+            plan.status, plan.alarm = ("executed", None) if result.ok else ("failed", result.alarm)
+            if result.alarm:
+                self.grid.alarm(f"{switching.plan_id}: {result.alarm}")
+            plan.chain.append(self._seal(user, f"approve and execute {plan.id}"))
             return plan
-
-    def _steps_order(self, actions: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        """Make before break: each close is followed by the open that restores a radial feeder."""
-        closes = [a for a in actions if a["close"]]
-        opens = [a for a in actions if not a["close"]]
-        order: list[dict[str, Any]] = []
-        open_now = set(self.grid.open_branches())
-        for c in closes:
-            open_now.discard(c["branch"])
-            order.append(c)
-            for o in opens:
-                trial = open_now | {o["branch"]}
-                if self.grid.check(trial).get("radial"):
-                    order.append(o)
-                    open_now = trial
-                    opens.remove(o)
-                    break
-        return order + opens
-
-    def _execute(self, actions: list[dict[str, Any]], steps: list[dict[str, Any]]) -> bool:
-        done: list[dict[str, Any]] = []
-        for action in self._steps_order(actions):
-            open_after = set(self.grid.open_branches())
-            (open_after.discard if action["close"] else open_after.add)(action["branch"])
-            verdict = self.grid.check(open_after)
-            if not verdict["ok"]:
-                steps.append(action | {"ok": False, "why": f"interlock: {verdict['reason']}"})
-                self._rollback(done, steps)
-                return False
-            confirmed = self.grid.switchgear.operate(action["branch"], action["close"])
-            steps.append(action | {"ok": confirmed, "why": None if confirmed else "read-back failed"})
-            if not confirmed:
-                self.grid.alarm(f"branch {action['branch']}: switch did not confirm; plan rolled back")
-                self._rollback(done, steps)
-                return False
-            done.append(action)
-        return True
-
-    def _rollback(self, done: list[dict[str, Any]], steps: list[dict[str, Any]]) -> None:
-        for action in reversed(done):
-            ok = self.grid.switchgear.operate(action["branch"], not action["close"])
-            steps.append(
-                {"branch": action["branch"], "close": not action["close"], "ok": ok, "why": "rollback"}
-            )
-            if not ok:
-                self.grid.alarm(f"branch {action['branch']}: rollback failed; check the switch on site")
-
-    def _record_plan(
-        self, user: str, action: str, label: str, actions: list[dict[str, Any]]
-    ) -> dict[str, Any]:
-        body = {
-            "plan": label,
-            "interval": self.interval,
-            "actions": [{"switch": f"branch-{a['branch']}", "close": a["close"]} for a in actions],
-        }
-        return self.recorder.record(user, action, [("switching_plan", body)])
-
-    def _record_result(
-        self, user: str, action: str, label: str, actions: list[dict[str, Any]], steps: list[dict[str, Any]]
-    ) -> dict[str, Any]:
-        states = self.grid.switchgear.states()
-        wanted = {a["branch"] for a in actions}
-        failed = {s["branch"] for s in steps if not s["ok"] and s.get("why") != "rollback"}
-        results = [
-            {"switch": f"branch-{b}", "closed": bool(states.get(b)), "ok": b not in failed}
-            for b in sorted(wanted)
-        ]
-        return self.recorder.record(user, action, [("switching_result", {"plan": label, "results": results})])
 
     # -- manual switching with confirmation
     def preview_switch(self, user: str, branch: int, close: bool) -> dict[str, Any]:
@@ -206,14 +166,13 @@ class Operations:
         open_now = set(self.grid.open_branches())
         if (branch not in open_now) == close:
             raise OperationError(f"branch {branch} is already {'closed' if close else 'open'}")
-        after = open_now - {branch} if close else open_now | {branch}
-        verdict = self.grid.check(after)
+        verdict = self.grid.check(open_now - {branch} if close else open_now | {branch})
         token = None
         if verdict["ok"]:
             token = secrets.token_urlsafe(16)
-            self._confirmations = {
-                k: v for k, v in self._confirmations.items() if v[3] > time.monotonic()
-            } | {token: (user, branch, close, time.monotonic() + CONFIRM_TTL_S)}
+            now = time.monotonic()
+            live = {k: v for k, v in self._confirmations.items() if v[3] > now}
+            self._confirmations = live | {token: (user, branch, close, now + CONFIRM_TTL_S)}
         keep = ("ok", "reason", "radial", "losses_kw", "vmin_pu", "max_loading")
         return {"branch": branch, "close": close, "confirm": token} | {k: verdict.get(k) for k in keep}
 
@@ -225,67 +184,40 @@ class Operations:
             )
         if entry[:3] != (user, branch, close):
             raise OperationError("the confirmation is for another operation or user")
-        with self._lock:
-            label = by_label(self._next("manual"), user)
-            actions = [{"branch": branch, "close": close}]
-            chain = [self._record_plan(user, "manual switching", label, actions)]
-            steps: list[dict[str, Any]] = []
-            ok = self._execute(actions, steps)
-            chain.append(self._record_result(user, "manual switching result", label, actions, steps))
-        return {"ok": ok, "steps": steps, "chain": chain, "plan": label}
+        with self.lock:
+            self._seq += 1
+            label = by_label(f"manual-{self._seq}", user)
+            before = tuple(sorted(self.dso.open_set))
+            after = tuple(sorted(set(before) - {branch} if close else set(before) | {branch}))
+            if not self.grid.check(after)["ok"]:  # the network may have moved since the preview
+                raise OperationError("interlock: the operation would now island load")
+            plan = SwitchingPlan(label, self.interval, before, after, (RelayOperation(branch, close),))
+            executor = self.dso.switching.executor
+            executor.recorder.plan(plan)
+            result = executor.execute(plan)  # command, read-back; records the switching_result
+            self.dso.open_set = result.final_open
+            if result.alarm:
+                self.grid.alarm(f"{label}: {result.alarm}")
+            chain = self._seal(user, f"{'close' if close else 'open'} branch {branch}")
+        return {"ok": result.ok, "steps": [_step(s) for s in result.steps], "chain": [chain], "plan": label}
+
+    # -- enrolment (the DSO engineer's EnrolmentService; requests arrive signed over /api/dso/enrolment)
+    def enrolment_view(self) -> list[dict[str, Any]]:
+        return [e.to_json() for e in self.dso.enrolment.enrolments.values()]
+
+    def enrolment_action(self, mgmc_hex: str, verb: str, user: str) -> dict[str, Any]:
+        try:
+            mgmc = bytes.fromhex(mgmc_hex)
+        except ValueError:
+            raise OperationError("the MGMC key must be hex") from None
+        with self.lock:
+            try:
+                e = (self.dso.enrolment.approve if verb == "approve" else self.dso.enrolment.revoke)(mgmc)
+            except EnrolmentRefused as exc:
+                raise OperationError(str(exc)) from None
+            label = e.label[: LABEL_MAX - 20]
+            return e.to_json() | {"chain": self._seal(user, f"{verb} enrolment of {label}")}
 
 
-class Enrolment:
-    """The lab's enrolment queue: each configured MG asks once; an operator approves or revokes it.
-
-    Stand-in for the DSO engineer's enrolment service (signed requests with one-time tokens, issue 8)."""
-
-    def __init__(self, recorder: ActionRecorder, feeder: str, mgs: list[str]) -> None:
-        self.recorder = recorder
-        self.requests = {
-            mg: {
-                "mg": mg,
-                "mgmc": lab_key(feeder, f"mgmc-{mg}").public.hex(),
-                "anonym": lab_key(feeder, f"anonym-{mg}").public.hex(),
-                "status": "pending",
-                "by": None,
-            }
-            for mg in mgs
-        }
-
-    def approve(self, mg: str, user: str) -> dict[str, Any]:
-        req = self._request(mg)
-        if req["status"] == "approved":
-            raise OperationError(f"{mg} is already approved")
-        txs: list[tuple[str, dict[str, Any]]]
-        if req["status"] == "pending":
-            body: dict[str, Any] = {
-                "mgmc": bytes.fromhex(req["mgmc"]),
-                "anonym": bytes.fromhex(req["anonym"]),
-                "label": by_label(f"{mg} approved", user),
-            }
-            txs = [("enrol", body)]
-        else:  # revoked before: authorise both keys again
-            txs = [
-                ("authorise", {"key": bytes.fromhex(req[k]), "authorised": True}) for k in ("mgmc", "anonym")
-            ]
-        entry = self.recorder.record(user, f"approve enrolment of {mg}", txs)
-        req.update(status="approved", by=user)
-        return req | {"chain": entry}
-
-    def revoke(self, mg: str, user: str) -> dict[str, Any]:
-        req = self._request(mg)
-        if req["status"] != "approved":
-            raise OperationError(f"{mg} is {req['status']}; only an approved MGMC can be revoked")
-        txs = [("authorise", {"key": bytes.fromhex(req[k]), "authorised": False}) for k in ("mgmc", "anonym")]
-        entry = self.recorder.record(user, f"revoke {mg}", txs)
-        req.update(status="revoked", by=user)
-        return req | {"chain": entry}
-
-    def _request(self, mg: str) -> dict[str, Any]:
-        if mg not in self.requests:
-            raise OperationError(f"no enrolment request from {mg!r}")
-        return self.requests[mg]
-
-    def view(self) -> list[dict[str, Any]]:
-        return [dict(r) for r in self.requests.values()]
+def _step(s: Any) -> dict[str, Any]:
+    return {"branch": s.branch, "close": s.close, "ok": s.ok, "why": s.detail or None, "rollback": s.rollback}

@@ -1,10 +1,10 @@
 """Everything the console needs at run time, built once in the app's lifespan and reached via `Depends`.
 
-Promises: `build_console(settings)` loads the user file (a bad one raises `UserError` naming it, so the
-server refuses to start rather than run without its users), builds the lab feeder view, the DSO chain the
-operator actions are recorded on, and starts the market simulation on a daemon thread (the market view says
-"computing" until it is done, and shows the error if the controller is missing). `close()` stops nothing
-that outlives the process. Assumes the feeder is case33bw with `settings.console.mg_buses`.
+Promises: `build_console(settings, dso)` loads the user file (a bad one raises `UserError` naming it, so the
+server refuses to start rather than run without its users) and builds the feeder view and operations on the
+DSO engineer's services (`peergrid_dso.services.container.DsoServices`: feeder, switch state, DSO chain,
+switching executor, enrolment); `start_market` runs the lab market simulation on a daemon thread (the market
+view says "computing" until it is done, and shows the error if the controller is missing).
 """
 
 from __future__ import annotations
@@ -13,18 +13,16 @@ import logging
 import threading
 import time
 from dataclasses import dataclass, field
-from functools import lru_cache
 from typing import Any
 
 from peergrid_dso.auth.security import SecurityLog
 from peergrid_dso.auth.sessions import LoginThrottle, SessionStore
 from peergrid_dso.auth.users import UserStore
-from peergrid_dso.console.chains import ActionRecorder, ChainExplorer, lab_dso_chain
+from peergrid_dso.console.chains import ChainExplorer
 from peergrid_dso.console.grid import GridView, lab_injections
 from peergrid_dso.console.operations import Operations
 from peergrid_dso.console.settings import ConsoleSettings
-from peergrid_dso.console.switchgear import MemorySwitchgear, Switchgear
-from peergrid_dso.feeder.model import Feeder
+from peergrid_dso.console.switchgear import DsoSwitchgear
 
 log = logging.getLogger("peergrid_dso.console")
 
@@ -39,12 +37,17 @@ class ConsoleState:
     grid: GridView
     ops: Operations
     explorers: dict[str, ChainExplorer]
+    dso: Any
     market: dict[str, Any] = field(default_factory=lambda: {"status": "computing"})
     _step: int = -1
 
     def tick(self, now: float | None = None) -> None:
-        """Lab only: MG injections drift every few seconds so the live view moves (until the testbed's
-        MGMCs report real equivalent injections)."""
+        """MG injections for the feeder view: the latest interval the MGMCs reported to the DSO, or in the
+        lab without MGMC reports a drifting noon picture so the live view moves."""
+        if self.dso.injections:
+            latest = self.dso.injections[max(self.dso.injections)]
+            self.grid.set_injections({mg: p_mw * 1000.0 for mg, (p_mw, _q) in latest.items()})
+            return
         if not self.settings.lab_drift:
             return
         step = int((time.monotonic() if now is None else now) // 5.0)
@@ -78,23 +81,10 @@ class ConsoleState:
         return thread
 
 
-@lru_cache(maxsize=4)
-def _case33bw(mg_buses: tuple[tuple[str, int], ...]) -> Feeder:
-    """Building case33bw from pandapower takes a second or two; a `Feeder` is immutable, so share it."""
-    from peergrid_dso.feeder.cases import case33bw
-
-    return case33bw(dict(mg_buses))
-
-
-def build_console(
-    settings: ConsoleSettings, feeder_name: str = "feeder1", switchgear: Switchgear | None = None
-) -> ConsoleState:
-    feeder = _case33bw(tuple(sorted(settings.mg_buses.items())))
-    gear = switchgear or MemorySwitchgear({b.number: b.closed for b in feeder.branches})
-    grid = GridView(feeder, gear, lab_injections(feeder))
-    chain, dso_key = lab_dso_chain(feeder_name, clock=lambda: int(time.time() * 1000))
-    recorder = ActionRecorder(chain, dso_key)
-    explorers = {"dso": ChainExplorer("dso", chain, recorder.lock)}
+def build_console(settings: ConsoleSettings, dso: Any) -> ConsoleState:
+    """`dso`: the DSO engineer's `DsoServices` (feeder, switch state, DSO chain, switching, enrolment)."""
+    grid = GridView(dso.feeder, DsoSwitchgear(dso), lab_injections(dso.feeder))
+    ops = Operations(grid, dso)
     return ConsoleState(
         settings=settings,
         users=UserStore(settings.users_file),
@@ -102,6 +92,7 @@ def build_console(
         throttle=LoginThrottle(settings.login_max_failures),
         security=SecurityLog(),
         grid=grid,
-        ops=Operations(grid, recorder),
-        explorers=explorers,
+        ops=ops,
+        explorers={"dso": ChainExplorer("dso", dso.chain, ops.lock)},
+        dso=dso,
     )

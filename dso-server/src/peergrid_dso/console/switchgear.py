@@ -1,14 +1,14 @@
-"""The console's port to the feeder's switches: read states, operate one switch with read-back.
+"""Where the console reads the feeder's switch states from.
 
-Promises: `Switchgear.operate(branch, close)` returns True only when the read-back confirms the new state.
-`MemorySwitchgear` is the lab stand-in (optionally failing chosen branches, for tests); the DSO engineer's
-Modbus switching executor (issue 8) plugs in behind the same two methods when it lands.
+Promises: `Switchgear.states()` maps every branch number to closed/open. `DsoSwitchgear` reads the DSO
+services' `open_set` - the topology the switching executor last confirmed by relay read-back (Modbus relays
+or the in-memory ones) - so the console never polls relays itself and never operates them directly:
+operations go through the DSO engineer's `SwitchingExecutor` (see `console.operations`).
 """
 
 from __future__ import annotations
 
-import threading
-from typing import Protocol
+from typing import Any, Protocol
 
 
 class Switchgear(Protocol):
@@ -16,26 +16,11 @@ class Switchgear(Protocol):
         """Branch number -> closed."""
         ...
 
-    def operate(self, branch: int, close: bool) -> bool: ...
 
-
-class MemorySwitchgear:
-    def __init__(self, closed: dict[int, bool], failing: frozenset[int] = frozenset()) -> None:
-        self._closed = dict(closed)
-        self.failing = set(failing)
-        self.operations: list[tuple[int, bool, bool]] = []
-        self._lock = threading.Lock()
+class DsoSwitchgear:
+    def __init__(self, dso: Any) -> None:  # peergrid_dso.services.container.DsoServices
+        self.dso = dso
 
     def states(self) -> dict[int, bool]:
-        with self._lock:
-            return dict(self._closed)
-
-    def operate(self, branch: int, close: bool) -> bool:
-        with self._lock:
-            if branch not in self._closed:
-                return False
-            ok = branch not in self.failing
-            if ok:
-                self._closed[branch] = close
-            self.operations.append((branch, close, ok))
-            return ok
+        open_set = set(self.dso.open_set)
+        return {b.number: b.number not in open_set for b in self.dso.feeder.branches}

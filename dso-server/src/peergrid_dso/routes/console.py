@@ -268,8 +268,8 @@ def operations_view(request: Request, _: Session = Depends(viewer)) -> dict[str,
     ops = console_state(request).ops
     return {
         "plans": [p.view() for p in reversed(ops.plans.values())],
-        "enrolment": ops.enrolment.view(),
-        "audit": list(reversed(ops.recorder.audit[-50:])),
+        "enrolment": ops.enrolment_view(),
+        "audit": list(reversed(ops.audit[-50:])),
     }
 
 
@@ -320,13 +320,14 @@ def operate_switch(branch: int, body: OperateBody, request: Request, s: Session 
     return _act(request, s, lambda: ops.operate_switch(s.user.name, branch, body.close, body.confirm))
 
 
-@router.post("/console/api/enrolment/{mg}/{verb}")
-def enrolment(mg: str, verb: str, request: Request, s: Session = Depends(operator)) -> Any:
-    queue = console_state(request).ops.enrolment
+@router.post("/console/api/enrolment/{mgmc}/{verb}")
+def enrolment(mgmc: str, verb: str, request: Request, s: Session = Depends(operator)) -> Any:
     if verb not in ("approve", "revoke"):
         raise _refuse(request, 404, "not_found", f"no enrolment action {verb!r}", s.user.name)
-    action = queue.approve if verb == "approve" else queue.revoke
-    return _act(request, s, lambda: action(mg[:40], s.user.name))
+    if not re.fullmatch(r"[0-9a-f]{64}", mgmc):
+        raise _refuse(request, 422, "malformed", "the MGMC key must be 64 lowercase hex digits", s.user.name)
+    ops = console_state(request).ops
+    return _act(request, s, lambda: ops.enrolment_action(mgmc, verb, s.user.name))
 
 
 # ------------------------------------------------------------------------------------------ installation

@@ -42,18 +42,21 @@ export class OperationsView {
             el("td", { class: "num" }, `${fmt(p.before.losses_kw)} → ${fmt(p.after.losses_kw)}`),
             el("td", { class: "num" }, `${fmt(p.before.vmin_pu, 4)} → ${fmt(p.after.vmin_pu, 4)}`),
             el("td", {}, p.approved_by ? `${p.created_by}, approved by ${p.approved_by}` : p.created_by),
-            el("td", {}, p.status === "pending"
+            el("td", {}, p.alarm ? el("span", { class: "failed" }, p.alarm) : "", p.status === "pending"
               ? this.button("Approve and execute", { class: "approve", "data-plan": p.id }, (e) => { e.target.disabled = true; this.act(`/console/api/plans/${p.id}/approve`, `approve ${p.id}`); })
               : p.steps.length ? el("small", {}, `${p.steps.filter((s) => s.ok).length}/${p.steps.length} steps confirmed`) : ""))))),
         ops.plans.length ? this.voltageTable(ops.plans[0]) : ""),
       el("div", { class: "card" }, el("h2", {}, "Enrolment queue"),
-        el("table", { id: "enrolment" }, el("thead", {}, el("tr", {}, ["MG", "MGMC key", "anonym", "status", "by", ""].map((h) => el("th", {}, h)))),
-          el("tbody", {}, ops.enrolment.map((r) => el("tr", { "data-mg": r.mg, "data-status": r.status },
-            el("td", {}, r.mg), el("td", { class: "hash" }, short(r.mgmc)), el("td", { class: "hash" }, short(r.anonym)),
-            el("td", {}, r.status), el("td", {}, r.by || "—"),
-            el("td", {}, r.status === "approved"
-              ? this.button("Revoke", { class: "secondary revoke" }, () => this.act(`/console/api/enrolment/${r.mg}/revoke`, `revoke ${r.mg}`))
-              : this.button("Approve", { class: "enrol-approve" }, () => this.act(`/console/api/enrolment/${r.mg}/approve`, `approve ${r.mg}`)))))))),
+        ops.enrolment.length ? "" : el("p", { class: "hint" }, "No MGMC has asked to enrol yet (signed requests with a one-time token arrive on /api/dso/enrolment)."),
+        el("table", { id: "enrolment" }, el("thead", {}, el("tr", {}, ["MGMC", "identity key", "anonym", "status", ""].map((h) => el("th", {}, h)))),
+          el("tbody", {}, ops.enrolment.map((r) => el("tr", { "data-mgmc": r.mgmc, "data-status": r.status },
+            el("td", {}, r.label), el("td", { class: "hash" }, short(r.mgmc)), el("td", { class: "hash" }, short(r.anonym)),
+            el("td", {}, r.status),
+            el("td", {}, r.status === "authorised"
+              ? this.button("Revoke", { class: "secondary revoke" }, () => this.act(`/console/api/enrolment/${r.mgmc}/revoke`, `revoke ${r.label}`))
+              : r.status === "pending"
+                ? this.button("Approve", { class: "enrol-approve" }, () => this.act(`/console/api/enrolment/${r.mgmc}/approve`, `approve ${r.label}`))
+                : "")))))),
       el("div", { class: "card" }, el("h2", {}, "Actions recorded on the DSO chain"),
         el("table", { id: "audit" }, el("thead", {}, el("tr", {}, ["height", "who", "action", "transactions"].map((h) => el("th", {}, h)))),
           el("tbody", {}, ops.audit.map((a) => el("tr", {}, el("td", { class: "num" }, a.height), el("td", {}, a.user), el("td", {}, a.action),
