@@ -34,13 +34,13 @@ def create_app(settings: DsoSettings, *, listen: bool = True) -> FastAPI:
                 app.state.board, settings.broker.host, settings.broker.port, f"{settings.node_id}-health"
             )
             listener.start()
-        from peergrid_dso.console.state import build_console  # the operator console (issue 9)
-
-        app.state.console = build_console(settings.console, settings.feeder)
-        app.state.console.start_market()
         from peergrid_dso.services.container import build_dso_services  # feeder, chain recorder, switching
 
         app.state.dso = build_dso_services(dict(settings.console.mg_buses))
+        from peergrid_dso.console.state import build_console  # the operator console (issue 9)
+
+        app.state.console = build_console(settings.console, app.state.dso)
+        app.state.console.start_market()
         try:
             yield
         finally:
