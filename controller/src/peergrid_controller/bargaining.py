@@ -340,10 +340,12 @@ def bargain(
         for bid in bids:
             for seller, q in bid.requests:
                 asked[seller] = asked.get(seller, 0.0) + q
+        # buyers' expected fill per seller, smoothed: acting on last round's fill alone makes the crowd swing
+        # from one seller to the next and back (a cobweb)
         fill = {
-            o.seller: min(1.0, o.quantity_kwh / asked[o.seller])
+            o.seller: 0.5 * fill.get(o.seller, 1.0)
+            + 0.5 * (min(1.0, o.quantity_kwh / asked[o.seller]) if asked.get(o.seller, 0.0) > 0 else 1.0)
             for o in offers
-            if asked.get(o.seller, 0.0) > 0
         }
         content = [
             _adjust(
