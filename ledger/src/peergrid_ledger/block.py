@@ -15,7 +15,7 @@ validator's clock comes in as `now_ms`.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Container, Sequence
 from dataclasses import dataclass
 from functools import cached_property
 from typing import Any
@@ -179,7 +179,7 @@ def propose(
     time_ms: int,
     proposer: Keypair,
     round_: int = 0,
-    verified: frozenset[bytes] | set[bytes] = frozenset(),
+    verified: Container[bytes] = frozenset(),
 ) -> tuple[Block, BlockOutcome]:
     """A sealed block of those `txs` that apply (in order) on `state`; rejected ones are left out."""
     height = tip.height + 1
@@ -205,7 +205,7 @@ def validate_block(
     genesis: Genesis,
     block: Block,
     now_ms: int | None = None,
-    verified: frozenset[bytes] | set[bytes] = frozenset(),
+    verified: Container[bytes] = frozenset(),
 ) -> BlockOutcome:
     """Check `block` as the successor of `tip` on `state`; returns its outcome or raises `InvalidBlock`."""
     h = block.header

@@ -231,20 +231,23 @@ def _check_demands(view: Overlay, tx: Tx, interval: int, demands: list[dict[str,
 def post_offer(view: Overlay, tx: Tx, ctx: BlockContext, sender: ks.AccountRecord) -> None:
     require_participant(sender, tx.kind)
     b = tx.body
-    require(offer(view, b["interval"], tx.sender) is None, Reason.DUPLICATE, "offer already open: use a move")
+    key = offer_key(b["interval"], tx.sender)
+    if view.get(key) is not None:
+        raise RuleError(Reason.DUPLICATE, "offer already open: use a move")
     _check_offer(view, tx, b["interval"], b["price"], b["quantity"], opening=True)
     _open_interval(view, b["interval"], tx.sender, "sellers")
-    position = {"clean": b["clean"], "price": b["price"], "quantity": b["quantity"], "round": b["round"]}
-    view.put_obj(offer_key(b["interval"], tx.sender), position)
+    view.put_obj(key, {"clean": b["clean"], "price": b["price"], "quantity": b["quantity"], "round": b["round"]})
 
 
 def post_bid(view: Overlay, tx: Tx, ctx: BlockContext, sender: ks.AccountRecord) -> None:
     require_participant(sender, tx.kind)
     b = tx.body
-    require(bid(view, b["interval"], tx.sender) is None, Reason.DUPLICATE, "bid already open: use a move")
+    key = bid_key(b["interval"], tx.sender)
+    if view.get(key) is not None:
+        raise RuleError(Reason.DUPLICATE, "bid already open: use a move")
     _open_interval(view, b["interval"], tx.sender, "buyers")
     _check_demands(view, tx, b["interval"], b["demands"])
-    view.put_obj(bid_key(b["interval"], tx.sender), {"demands": b["demands"], "round": b["round"]})
+    view.put_obj(key, {"demands": b["demands"], "round": b["round"]})
 
 
 def move(view: Overlay, tx: Tx, ctx: BlockContext, sender: ks.AccountRecord) -> None:
