@@ -319,3 +319,36 @@ def test_admins_see_users_and_refusal_counters(client: TestClient) -> None:
     }
     sec = client.get("/console/api/security").json()
     assert set(sec["counts"]) >= {"bad_login", "csrf", "forbidden", "malformed", "unauthenticated"}
+
+
+@pytest.fixture
+def guarded(users_file: Path) -> Iterator[TestClient]:
+    settings = DsoSettings.model_validate(
+        {"console": {"users_file": str(users_file), "lab_market": False, "guard_dso_api": True}}
+    )
+    with TestClient(create_app(settings, listen=False), base_url="http://127.0.0.1:8080") as c:
+        yield c
+
+
+def test_the_guard_keeps_dso_api_operator_actions_for_operators(guarded: TestClient) -> None:
+    actions = [
+        "/api/dso/enrolment/tokens",
+        f"/api/dso/enrolment/{MGMC}/revoke",
+        "/api/dso/plans/plan-1/approve",
+        "/api/dso/reconfiguration",
+    ]
+    for path in actions:
+        assert guarded.post(path).status_code == 401
+    csrf = login(guarded, "vera")
+    for path in actions:
+        assert guarded.post(path, headers=csrf).status_code == 403
+    csrf = login(guarded, "olga")
+    assert guarded.post("/api/dso/enrolment/tokens").status_code == 403  # no CSRF token
+    assert guarded.post("/api/dso/enrolment/tokens", headers=csrf).status_code == 201
+    c = counts(guarded)
+    assert c["unauthenticated"] == 4 and c["forbidden"] == 4 and c["csrf"] == 1
+    # what MGMCs call stays open: a signed enrolment request is checked by its signature and token
+    bad = {"token": "x", "mgmc": MGMC, "anonym": "cd" * 32, "label": "mg1", "signature": "00" * 64}
+    guarded.cookies.clear()
+    assert guarded.post("/api/dso/enrolment", json=bad).status_code == 403
+    assert "token" in guarded.post("/api/dso/enrolment", json=bad).json()["detail"]

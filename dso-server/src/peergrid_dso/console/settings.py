@@ -21,5 +21,9 @@ class ConsoleSettings(StrictSettings):
     mg_buses: dict[str, int] = Field(default_factory=lambda: dict(LAB_MG_BUSES))
     market_intervals: int = Field(8, ge=1, le=96)
     refresh_s: float = Field(1.0, gt=0)
+    # Require an operator session and CSRF token for the DSO REST API's operator actions (issuing enrolment
+    # tokens, approving/revoking enrolments, creating/approving switching plans, running reconfiguration/OPF).
+    # Off by default only until /api/dso's own clients log in; the pilot config turns it on.
+    guard_dso_api: bool = False
     lab_market: bool = True  # lab: simulate a day of bargaining on an MGMC chain for the market view
     lab_drift: bool = True  # lab: MG injections wobble so the live view moves; off for deterministic tests

@@ -37,6 +37,11 @@ CSP = (
     "frame-ancestors 'none'; base-uri 'none'; form-action 'self'"
 )
 UNSAFE = {"POST", "PUT", "PATCH", "DELETE"}
+# The DSO REST API's operator actions (guarded when console.guard_dso_api is on). Left open on purpose:
+# POST /api/dso/enrolment (an MGMC's signed request with a one-time token) and /api/dso/injections.
+DSO_OPERATOR_PATHS = re.compile(
+    r"^/api/dso/(enrolment/tokens|enrolment/[^/]+/[^/]+|plans|plans/[^/]+/approve|reconfiguration|opf)/?$"
+)
 
 router = APIRouter()
 
@@ -333,6 +338,23 @@ def enrolment(mgmc: str, verb: str, request: Request, s: Session = Depends(opera
 # ------------------------------------------------------------------------------------------ installation
 
 
+def _guard_dso_api(request: Request) -> Response | None:
+    """An operator session and its CSRF token for the DSO API's operator actions, when the guard is on."""
+    console = getattr(request.app.state, "console", None)
+    if (
+        console is None
+        or not console.settings.guard_dso_api
+        or request.method not in UNSAFE
+        or not DSO_OPERATOR_PATHS.match(request.url.path)
+    ):
+        return None
+    try:
+        role("operator")(request, session(request))
+    except HTTPException as exc:
+        return JSONResponse({"detail": exc.detail}, exc.status_code)
+    return None
+
+
 def install_console(app: FastAPI) -> None:
     """Mount the console: its router, security headers on every response, and counted refusals of
     malformed requests (422) and oversized bodies (413) anywhere in the API."""
@@ -348,6 +370,8 @@ def install_console(app: FastAPI) -> None:
                     "malformed", f"{request.url.path}: body over {MAX_BODY} bytes", client=_client(request)
                 )
             response: Response = JSONResponse({"detail": f"request body over {MAX_BODY} bytes"}, 413)
+        elif (refusal := _guard_dso_api(request)) is not None:
+            response = refusal
         else:
             response = await call_next(request)
         response.headers.setdefault("Content-Security-Policy", CSP)
