@@ -212,3 +212,23 @@ def test_local_chain_with_an_injected_clock_and_a_signer() -> None:
     now[0] -= 5_000  # a clock going backwards never makes a block older than its parent
     block2, _ = chain.seal()
     assert block2.header.time == block.header.time + 1
+
+
+def test_batch_signature_check_still_refuses_a_forged_transaction() -> None:
+    from peergrid_ledger.codec import encode
+    from peergrid_ledger.machine import BlockContext, InvalidTransaction, execute
+    from peergrid_ledger.results import Reason
+    from peergrid_ledger.tx import decode_tx
+
+    genesis = make_genesis()
+    txs = sample_txs(3)
+    forged = decode_tx(encode([txs[1].payload, Keys.p2.sign(txs[1].txid)]))
+    batch = [txs[0], forged, txs[2]]
+    ctx = BlockContext(genesis, 1, T0 + 1000)
+    outcome = execute(genesis.initial_state(), batch, ctx, strict=False)
+    assert outcome.accepted == [txs[0]]  # the forged one is refused; the third then has a nonce gap
+    assert [r.ok for r in outcome.results] == [True, False, False]
+    assert outcome.results[1].reason is Reason.BAD_SIGNATURE  # type: ignore[union-attr]
+    with pytest.raises(InvalidTransaction) as err:
+        execute(genesis.initial_state(), batch, ctx, strict=True)
+    assert err.value.index == 1 and err.value.result.reason is Reason.BAD_SIGNATURE
