@@ -6,6 +6,7 @@ nothing changed (switches, DSO chain height). Runs the DSO engineer's `create_ap
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -352,3 +353,24 @@ def test_the_guard_keeps_dso_api_operator_actions_for_operators(guarded: TestCli
     guarded.cookies.clear()
     assert guarded.post("/api/dso/enrolment", json=bad).status_code == 403
     assert "token" in guarded.post("/api/dso/enrolment", json=bad).json()["detail"]
+
+
+def test_replica_heads_from_health_reports_show_agreement_and_lag(client: TestClient) -> None:
+    csrf = login(client, "olga")
+    preview = client.post("/console/api/switches/33/preview", headers=csrf, json={"close": True}).json()
+    client.post(
+        "/console/api/switches/33/operate", headers=csrf, json={"close": True, "confirm": preview["confirm"]}
+    )
+    ours = client.get("/console/api/ledger").json()["chains"]["dso"]
+    board = client.app.state.board  # type: ignore[attr-defined]
+
+    def report(node: str, ledger: dict[str, Any]) -> None:
+        body = {"node": node, "devices": [], "ledger": ledger}
+        assert board.ingest(f"peergrid/feeder1/health/{node}", json.dumps(body).encode())
+
+    report("mgmc-mg1", {ours["chain"]: {"height": ours["height"], "head": ours["head"]}})
+    report("mgmc-mg2", {ours["chain"]: ours["height"] - 1})
+    chain = client.get("/console/api/ledger").json()["chains"]["dso"]
+    assert chain["agree"] and [r["behind"] for r in chain["replicas"]] == [0, 0, 1]
+    report("mgmc-mg3", {ours["chain"]: {"height": ours["height"], "head": "ff" * 32}})
+    assert client.get("/console/api/ledger").json()["chains"]["dso"]["agree"] is False

@@ -208,29 +208,33 @@ def market(request: Request, _: Session = Depends(viewer)) -> dict[str, Any]:
     return console_state(request).market
 
 
+def _reported_heads(report: Any, chain_id: str) -> tuple[int, str | None] | None:
+    """A node's health report `ledger` entry for one chain: a height, or {"height": h, "head": hex}."""
+    entry = report.get("ledger", {}).get(chain_id) if isinstance(report, dict) else None
+    if isinstance(entry, dict):
+        height, head = entry.get("height"), entry.get("head")
+        return (height, head if isinstance(head, str) else None) if type(height) is int else None
+    return (entry, None) if type(entry) is int else None
+
+
 @router.get("/console/api/ledger")
 def ledger_heads(request: Request, _: Session = Depends(viewer)) -> dict[str, Any]:
+    """Each chain's replicas: this server's and those MGMC health reports name. Replicas agree when every one
+    that reports a head hash at the top height reports the same; lower heights are shown as behind."""
     state = console_state(request)
     chains = {}
     for name, explorer in sorted(state.explorers.items()):
         head = explorer.head()
         replicas = [{"node": "dso (this server)", **head}]
         for node, entry in request.app.state.board.snapshot()["nodes"].items():
-            reported = (
-                entry["report"].get("ledger", {}).get(name) if isinstance(entry["report"], dict) else None
-            )
-            if isinstance(reported, dict) and isinstance(reported.get("height"), int):
-                replicas.append(
-                    {
-                        "node": node,
-                        "chain": head["chain"],
-                        "height": reported["height"],
-                        "head": str(reported.get("head", "")),
-                    }
-                )
+            seen = _reported_heads(entry["report"], head["chain"])
+            if seen is not None:
+                replicas.append({"node": node, "chain": head["chain"], "height": seen[0], "head": seen[1]})
         top = max(r["height"] for r in replicas)
-        heads_at_top = {r["head"] for r in replicas if r["height"] == top}
-        chains[name] = head | {"replicas": replicas, "agree": len(heads_at_top) == 1}
+        heads_at_top = {r["head"] for r in replicas if r["height"] == top and r["head"]}
+        for r in replicas:
+            r["behind"] = top - r["height"]
+        chains[name] = head | {"replicas": replicas, "agree": len(heads_at_top) <= 1}
     return {"chains": chains}
 
 
