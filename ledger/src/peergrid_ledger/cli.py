@@ -278,7 +278,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     words = list(sys.argv[1:] if argv is None else argv)
-    if words[:1] == ["node"]:  # the replica daemon: `peergrid-ledger node --config FILE` (consensus/node_cli.py)
+    if words[:1] == ["node"]:
+        # the replica daemon: `peergrid-ledger node --config FILE` (consensus/node_cli.py)
         from .consensus.node_cli import main as node_main
 
         return node_main(words[1:])
