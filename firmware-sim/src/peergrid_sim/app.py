@@ -1,8 +1,8 @@
 """The firmware-sim process: build the simulation, start its listeners, tick the clock, stop on a signal.
 
-Promises: `run(scenario, ...)` starts every device's Modbus TCP listener, RTU line and MQTT sensor and the
-control API, writes the endpoints JSON atomically (the file appears complete or not at all), prints them,
-and on SIGINT/SIGTERM closes everything and returns 0. Assumes a validated scenario. Never leaves a
+Promises: `run(scenario, ...)` starts every device's Modbus TCP listener (Modbus/TCP Security for devices
+marked `tls`), RTU line and MQTT sensor and the control API, writes the endpoints JSON atomically (the file
+appears complete or not at all), prints them, and on SIGINT/SIGTERM closes everything and returns 0. Assumes a validated scenario. Never leaves a
 listener behind on exit.
 """
 
@@ -19,8 +19,9 @@ from typing import Any
 
 from .clock import SimClock
 from .control import ControlApi
+from .modbus_security import TlsListener, TlsPolicy, server_context
 from .mqtt_sensor import MqttSensors
-from .runtime import Simulation
+from .runtime import ScenarioError, Simulation
 from .scenario import Scenario
 from .server import ModbusRtuLine, ModbusTcpServer
 
@@ -48,23 +49,38 @@ class FirmwareSim:
             out.append((spec, self.sim.relays[spec.name], None))
         return out
 
+    def _tls_listener(self) -> TlsListener | None:
+        conf = self.scenario.modbus_tls
+        if conf is None:
+            return None
+        try:
+            context = server_context(conf.ca_file, conf.cert_file, conf.key_file)
+        except OSError as exc:  # missing file, or not a PEM certificate/key (ssl.SSLError)
+            raise ScenarioError(f"modbus_tls: cannot load the CA, certificate or key: {exc}") from None
+        return TlsListener(context, TlsPolicy(dict(conf.roles), dict(conf.clients)))
+
     async def start(self, control_port: int = 0) -> list[dict[str, Any]]:
         host = self.scenario.host
+        tls = self._tls_listener()
+        shared_tls: set[int] = set()
         shared: dict[int, dict[int, Any]] = defaultdict(dict)
         rtu: dict[str, dict[int, Any]] = defaultdict(dict)
         own: list[tuple[Any, Any, str | None, ModbusTcpServer]] = []
         mqtt_devices = []
         for spec, device, mg in self._wired():
+            device_tls = tls if spec.tls else None
             if spec.protocol == "modbus-tcp" and spec.port:
                 shared[spec.port][spec.unit_id] = device
+                if device_tls is not None:
+                    shared_tls.add(spec.port)
             elif spec.protocol == "modbus-tcp":
-                own.append((spec, device, mg, ModbusTcpServer(host, 0, {spec.unit_id: device})))
+                own.append((spec, device, mg, ModbusTcpServer(host, 0, {spec.unit_id: device}, device_tls)))
             elif spec.protocol == "modbus-rtu":
                 rtu[spec.line][spec.unit_id] = device
             else:
                 mqtt_devices.append((spec, device, mg))
         for port, targets in shared.items():
-            server = ModbusTcpServer(host, port, targets)
+            server = ModbusTcpServer(host, port, targets, tls if port in shared_tls else None)
             await server.start()
             self.tcp.append(server)
         for _, _, _, server in own:
@@ -91,7 +107,7 @@ class FirmwareSim:
                 "mg": mg,
                 "device": spec.name,
                 "kind": device.kind,
-                "protocol": spec.protocol,
+                "protocol": "modbus-tls" if spec.tls else spec.protocol,
             }
             if spec.protocol == "modbus-tcp":
                 entry.update(

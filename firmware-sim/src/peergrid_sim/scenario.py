@@ -71,6 +71,7 @@ class Device(StrictSettings):
     line: str | None = None  # modbus-rtu: the serial line's name
     period_s: float = Field(1.0, gt=0)  # mqtt: telemetry period in real seconds
     params: dict[str, float] = {}
+    tls: bool = False  # modbus-tcp only: Modbus/TCP Security with the scenario's `modbus_tls`
 
 
 class Microgrid(StrictSettings):
@@ -94,6 +95,7 @@ class Relay(StrictSettings):
     port: int = Field(0, ge=0, le=65535)
     unit_id: int = Field(1, ge=1, le=247)
     line: str | None = None
+    tls: bool = False
 
 
 class SerialLine(StrictSettings):
@@ -118,6 +120,20 @@ class Broker(StrictSettings):
         return self
 
 
+class ModbusTls(StrictSettings):
+    """Modbus/TCP Security for devices marked `tls: true` (port 802 by convention; 0 picks a free one).
+
+    Clients must present a certificate from `ca_file`. Rights come from the certificate's Modbus Role
+    (`roles`: role -> read | write) or, for a certificate without a role, from its CN (`clients`).
+    """
+
+    ca_file: Path
+    cert_file: Path
+    key_file: Path
+    roles: dict[str, Literal["read", "write"]] = {"operator": "write", "viewer": "read"}
+    clients: dict[str, Literal["read", "write"]] = {}
+
+
 class Scenario(StrictSettings):
     name: str
     feeder: str = "ieee33"
@@ -125,6 +141,7 @@ class Scenario(StrictSettings):
     speed: float = Field(1.0, ge=0, le=100_000)
     host: str = "127.0.0.1"
     broker: Broker | None = None
+    modbus_tls: ModbusTls | None = None
     profiles: dict[str, Profile] = {"default": Profile()}
     serial_lines: list[SerialLine] = []
     microgrids: list[Microgrid] = []
@@ -148,7 +165,14 @@ class Scenario(StrictSettings):
                 raise ValueError(f"microgrid {mg.name}: at most one PCC meter")
         wired = [(f"{mg.name}.{d.name}", d) for mg in self.microgrids for d in mg.devices]
         wired += [(r.name, r) for r in self.relays]
+        tls_ports: dict[int, bool] = {}
         for label, d in wired:
+            if d.tls and (d.protocol != "modbus-tcp" or self.modbus_tls is None):
+                raise ValueError(f"{label}: tls needs protocol modbus-tcp and a scenario 'modbus_tls'")
+            if d.protocol == "modbus-tcp" and d.port and tls_ports.setdefault(d.port, d.tls) != d.tls:
+                raise ValueError(
+                    f"{label}: port {d.port} cannot serve both Modbus TCP and Modbus/TCP Security"
+                )
             if d.protocol == "mqtt":
                 if self.broker is None:
                     raise ValueError(f"{label}: an mqtt device needs a 'broker'")

@@ -4,6 +4,8 @@ Promises: every well-framed request gets the device's answer (or the fault asked
 an exception code, a corrupted CRC); a malformed MBAP header closes that one connection; nothing a client
 sends can stop the server or disturb other connections. Unit id 0 or 255 on a one-device TCP port
 addresses that device; an unknown unit id gets GATEWAY_TARGET_FAILED (0x0B) on TCP and silence on RTU.
+With a `TlsListener` the TCP listener speaks Modbus/TCP Security: no client certificate from the CA, no
+session; a request the client's role may not make gets ILLEGAL FUNCTION (01) and is counted in `refused`.
 Assumes devices implement `modbus.Target` and carry `faults`. Never holds protocol logic of its own.
 """
 
@@ -13,11 +15,13 @@ import asyncio
 import contextlib
 import logging
 import os
+import ssl
 import time
 import tty
 from typing import Any
 
 from . import modbus
+from .modbus_security import Access, TlsListener, permits
 
 log = logging.getLogger("peergrid_sim.server")
 GATEWAY_TARGET_FAILED = 0x0B
@@ -42,13 +46,20 @@ async def answer(device: Any, pdu: bytes) -> bytes | None:
 
 
 class ModbusTcpServer:
-    def __init__(self, host: str, port: int, targets: dict[int, Any]):
+    def __init__(self, host: str, port: int, targets: dict[int, Any], tls: TlsListener | None = None):
         self.host, self.port, self.targets = host, port, targets
+        self.tls = tls
+        self.refused = 0  # requests refused by Modbus/TCP Security authorisation
         self._server: asyncio.Server | None = None
         self._connections: set[asyncio.Task[None]] = set()
 
     async def start(self) -> int:
-        self._server = await asyncio.start_server(self._serve, self.host, self.port)
+        if self.tls is None:
+            self._server = await asyncio.start_server(self._serve, self.host, self.port)
+        else:
+            self._server = await asyncio.start_server(
+                self._serve, self.host, self.port, ssl=self.tls.context, ssl_handshake_timeout=10.0
+            )
         self.port = self._server.sockets[0].getsockname()[1]
         return self.port
 
@@ -71,21 +82,30 @@ class ModbusTcpServer:
         task = asyncio.current_task()
         assert task is not None
         self._connections.add(task)
+        access: Access | None = "write"
         try:
+            if self.tls is not None:
+                who, access = self.tls.access_of(writer.get_extra_info("ssl_object"))
+                log.info("modbus/tcp security session: %s, access %s", who, access or "none")
             while True:
                 header = modbus.parse_mbap(await reader.readexactly(modbus.MBAP_LEN))
                 if header.protocol != 0 or not 2 <= header.length <= 254:
                     return  # not Modbus: drop this connection only
                 pdu = await reader.readexactly(header.length - 1)
                 device = self._target(header.unit)
-                if device is None:
-                    reply: bytes | None = modbus.ExceptionReply(pdu[0], GATEWAY_TARGET_FAILED).pdu()
+                reply: bytes | None
+                if not permits(access, pdu[0]):
+                    self.refused += 1
+                    log.warning("modbus/tcp security: function %d refused (access %s)", pdu[0], access)
+                    reply = modbus.ExceptionReply(pdu[0], modbus.ILLEGAL_FUNCTION).pdu()
+                elif device is None:
+                    reply = modbus.ExceptionReply(pdu[0], GATEWAY_TARGET_FAILED).pdu()
                 else:
                     reply = await answer(device, pdu)
                 if reply is not None:
                     writer.write(modbus.mbap_frame(header.transaction, header.unit, reply))
                     await writer.drain()
-        except (asyncio.IncompleteReadError, ConnectionError, asyncio.CancelledError):
+        except (asyncio.IncompleteReadError, ConnectionError, ssl.SSLError, asyncio.CancelledError):
             pass
         except Exception:  # a bug in a handler must not take the listener down
             log.exception("modbus tcp connection failed")
