@@ -273,6 +273,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--blocks", type=int, default=10)
     p.add_argument("--keys", help="where to write the demo keys (default DB-keys)")
     p.set_defaults(func=cmd_demo)
+
+    # listed for --help only: `main` hands `node ...` to the replica daemon before parsing
+    sub.add_parser(
+        "node", help="run one ledger replica: node --config FILE (see node --help)", add_help=False
+    )
     return parser
 
 
