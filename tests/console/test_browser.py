@@ -201,6 +201,7 @@ def test_an_approved_plan_moves_the_switches_live(browser: Any, server: Server) 
     assert sorted(b for b, closed in positions.items() if not closed) == sorted(plan.after["open_branches"])
     ops.reload()
     ops.locator("#audit tbody tr").first.wait_for()
+    assert ops.locator("#voltage-profile polyline").count() == 2
     assert "olga" in ops.text_content("#audit")
     watcher.screenshot(path=str(ARTIFACTS / "feeder-after-plan.png"), full_page=True)
     ops.screenshot(path=str(ARTIFACTS / "plan-executed.png"), full_page=True)

@@ -278,6 +278,7 @@ def operations_view(request: Request, _: Session = Depends(viewer)) -> dict[str,
     return {
         "plans": [p.view() for p in reversed(ops.plans.values())],
         "enrolment": ops.enrolment_view(),
+        "vmin_limit": ops.grid.feeder.vmin_pu,
         "audit": list(reversed(ops.audit[-50:])),
     }
 

@@ -1,5 +1,26 @@
 // Operations: enrolment queue, reconfiguration plans (before/after, approve and execute), the audit trail.
-import { api, canOperate, el, toast, fmt, short } from "./api.js";
+import { api, canOperate, el, svg, toast, fmt, short } from "./api.js";
+
+// Bus voltages before and after a plan, against the feeder's lower limit.
+function voltageProfile(plan, vmin) {
+  const before = plan.before.vm_pu || [], after = plan.after.vm_pu || [];
+  const W = 640, H = 200, L = 46, R = 12, T = 10, B = 28, n = before.length;
+  const lo = Math.min(vmin - 0.01, ...before, ...after), hi = 1.0;
+  const x = (i) => L + (i / Math.max(1, n - 1)) * (W - L - R);
+  const y = (v) => T + (1 - (v - lo) / (hi - lo)) * (H - T - B);
+  const line = (vs, colour, dash) => svg("polyline", { points: vs.map((v, i) => `${x(i)},${y(v)}`).join(" "),
+    fill: "none", stroke: colour, "stroke-width": 2, "stroke-dasharray": dash });
+  const g = svg("svg", { viewBox: `0 0 ${W} ${H}`, width: W, height: H, id: "voltage-profile" },
+    svg("line", { x1: L, y1: H - B, x2: W - R, y2: H - B, class: "axis" }), svg("line", { x1: L, y1: T, x2: L, y2: H - B, class: "axis" }),
+    svg("line", { x1: L, y1: y(vmin), x2: W - R, y2: y(vmin), stroke: "#b3261e", "stroke-dasharray": "5 4" }),
+    svg("text", { x: W - R - 2, y: y(vmin) - 4, class: "tick", "text-anchor": "end", fill: "#b3261e" }, `limit ${vmin} pu`),
+    line(before, "#9aa5ad", "4 3"), line(after, "#1f5fa8", ""),
+    svg("text", { x: (L + W - R) / 2, y: H - 6, class: "tick", "text-anchor": "middle" }, "bus"),
+    svg("text", { x: L + 6, y: T + 10, class: "tick" }, `before (grey, dashed) · after (blue)`));
+  for (const v of [lo, (lo + hi) / 2, hi]) g.append(svg("text", { x: L - 4, y: y(v) + 3, class: "tick", "text-anchor": "end" }, v.toFixed(3)));
+  for (let i = 0; i < n; i += Math.max(1, Math.ceil(n / 16))) g.append(svg("text", { x: x(i), y: H - B + 12, class: "tick", "text-anchor": "middle" }, i + 1));
+  return g;
+}
 
 export class OperationsView {
   constructor(root) { this.root = root; }
@@ -26,6 +47,7 @@ export class OperationsView {
 
   async render() {
     const ops = await api("/console/api/operations");
+    this.vmin = ops.vmin_limit;
     const planning = el("span", { id: "planning" });
     this.root.replaceChildren(
       el("h2", {}, "Operations"),
@@ -66,8 +88,9 @@ export class OperationsView {
   voltageTable(plan) {
     const before = plan.before.vm_pu || [], after = plan.after.vm_pu || [];
     if (!before.length) return "";
-    return el("details", {}, el("summary", {}, `Bus voltages of ${plan.id}, before and after`),
+    return el("div", {}, el("h2", {}, `Voltage profile of ${plan.id}`), voltageProfile(plan, this.vmin ?? 0.9),
+      el("details", {}, el("summary", {}, `Bus voltages of ${plan.id}, before and after (table)`),
       el("table", {}, el("thead", {}, el("tr", {}, el("th", {}, "bus"), el("th", {}, "before pu"), el("th", {}, "after pu"))),
-        el("tbody", {}, before.map((v, i) => el("tr", {}, el("td", {}, i + 1), el("td", { class: "num" }, fmt(v, 4)), el("td", { class: "num" }, fmt(after[i], 4)))))));
+        el("tbody", {}, before.map((v, i) => el("tr", {}, el("td", {}, i + 1), el("td", { class: "num" }, fmt(v, 4)), el("td", { class: "num" }, fmt(after[i], 4))))))));
   }
 }
