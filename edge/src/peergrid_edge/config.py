@@ -93,13 +93,43 @@ class DispatchSettings(StrictSettings):
     readback_delay_s: float = Field(0.2, ge=0)
 
 
+class ChainSettings(StrictSettings):
+    """One embedded replica: the chain's genesis file; its store lives under data_dir/<role>.db."""
+
+    genesis: Path
+    block_period_ms: int = Field(200, ge=50, le=600_000)
+    round_timeout_ms: int = Field(1500, ge=100, le=600_000)
+
+
+class ReplicaSettings(StrictSettings):
+    mgmc: ChainSettings  # the MGMC chain (this node is one of its authorities)
+    dso: ChainSettings | None = None  # the DSO chain (this node co-validates it)
+
+
 class LedgerSettings(StrictSettings):
-    chain_id: str = Field("mgmc", min_length=1)
+    chain_id: str = Field("mgmc", min_length=1)  # ignored when replicas run: the MGMC genesis names it
+    replicas: ReplicaSettings | None = None  # None: gossip only, submission confirmed on PUBACK
     key_file: Path | None = None  # None: <data_dir>/node.key, created on first start
     commit_interval_s: float = Field(60.0, gt=0)
     submit_timeout_s: float = Field(10.0, gt=0)
     # Readings of sealed intervals older than this are deleted (their proofs with them); None keeps all.
     retention_days: float | None = Field(None, gt=0)
+
+
+class MarketSettings(StrictSettings):
+    """The trading agent (needs `ledger.replicas` with both chains). The scenario file is this MG's model and
+    forecast (firmware-sim's format); only this MG's entry and the public tariffs and rules are used."""
+
+    scenario: Path
+    anonym_key_file: Path  # the pseudonym it trades under (enrolled on the DSO chain)
+    t0: float  # wall time (s since the epoch) when interval `first_interval` starts
+    interval_s: float = Field(gt=0)  # real seconds per trading interval (the accelerated clock)
+    first_interval: int = Field(0, ge=0)
+    intervals: int | None = Field(None, ge=1)  # stop trading after this interval count (None: the day)
+    phase_timeout_s: float = Field(3.0, gt=0)  # how long a bargaining phase waits for slow peers
+    max_rounds: int = Field(12, ge=1, le=200)
+    dso_timeout_s: float = Field(20.0, gt=0)  # no DSO verdict by then: dispatch the agreed schedule anyway
+    record_file: Path | None = None  # one JSON line per interval (the testbed's report reads them)
 
 
 class MetricsSettings(StrictSettings):
@@ -118,6 +148,7 @@ class EdgeSettings(StrictSettings):
     dispatch: DispatchSettings = DispatchSettings()
     ledger: LedgerSettings = LedgerSettings()
     metrics: MetricsSettings = MetricsSettings()
+    market: MarketSettings | None = None
 
     @model_validator(mode="after")
     def _unique_names(self) -> EdgeSettings:
@@ -126,6 +157,8 @@ class EdgeSettings(StrictSettings):
             if d.name in seen:
                 raise ValueError(f"device name {d.name!r} is used twice")
             seen.add(d.name)
+        if self.market is not None and (self.ledger.replicas is None or self.ledger.replicas.dso is None):
+            raise ValueError("market needs ledger.replicas with both the mgmc and the dso chain")
         return self
 
     def topic(self, *parts: str) -> str:

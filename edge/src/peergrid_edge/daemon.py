@@ -78,7 +78,47 @@ class EdgeDaemon:
         self.health_topic = settings.topic("health", settings.node_id)
         self.tx_topic = settings.topic("ledger", settings.ledger.chain_id, "tx")
         self.schedule_topic = settings.topic("schedule", settings.node_id)
+        self.ledger = None
+        self.chain_id = settings.ledger.chain_id
+        replicas = settings.ledger.replicas
+        if replicas is not None:
+            from peergrid_edge.replicas import ChainSpec, EdgeLedger, LedgerTxSink
+
+            specs = [
+                ChainSpec(
+                    "mgmc",
+                    replicas.mgmc.genesis,
+                    settings.data_dir / "mgmc.db",
+                    replicas.mgmc.block_period_ms,
+                    replicas.mgmc.round_timeout_ms,
+                )
+            ]
+            if replicas.dso is not None:
+                specs.append(
+                    ChainSpec(
+                        "dso",
+                        replicas.dso.genesis,
+                        settings.data_dir / "dso.db",
+                        replicas.dso.block_period_ms,
+                        replicas.dso.round_timeout_ms,
+                    )
+                )
+            self.ledger = EdgeLedger(
+                self.keypair,
+                self.link,
+                settings.feeder,
+                specs,
+                status_file=settings.data_dir / "ledger-status.json",
+            )
+            self.chain_id = self.ledger.replicas["mgmc"].chain
+            self.tx_topic = settings.topic("ledger", self.chain_id, "tx")
+            tx_sink = tx_sink or LedgerTxSink(self.ledger)  # the cursor moves on inclusion in a final block
         self.tx_sink: TxSink = tx_sink or MqttTxSink(self.link, self.tx_topic)
+        self.agent = None
+        if settings.market is not None:
+            from peergrid_edge.trader import MarketAgent
+
+            self.agent = MarketAgent(self, settings.market)  # fmt: skip
         self.metrics_port: int | None = None
         self._progress: dict[str, int] = {}
 
@@ -192,7 +232,7 @@ class EdgeDaemon:
     def _sign(self, queued: Queued) -> bytes:
         """Signed now, with the nonce fixed when the interval was sealed (the chain checks tx time)."""
         time_ms = int(self.clock.wall() * 1000)
-        chain = self.settings.ledger.chain_id
+        chain = self.chain_id
         return sign_tx(self.keypair, chain, queued.kind, queued.nonce, time_ms, queued.body).raw
 
     def seal_closed_intervals(self) -> int:
@@ -235,12 +275,30 @@ class EdgeDaemon:
         devices = [
             device_summary(s, stale=s.is_stale(now)) for s in self.states.values() if s.last is not None
         ]
-        return {"node": self.settings.node_id, "mg": self.settings.mg, "at": wall, "devices": devices}
+        doc: dict[str, object] = {
+            "node": self.settings.node_id,
+            "mg": self.settings.mg,
+            "at": wall,
+            "devices": devices,
+        }
+        if self.ledger is not None:
+            self.ledger_heights = self.ledger.heights()
+            doc["ledger"] = self.ledger_heights
+        if self.agent is not None:
+            doc["market"] = self.agent.status()
+        return doc
 
     async def _publish_health(self) -> None:
         while not self.stopping.is_set():
             self.link.publish(self.health_topic, json.dumps(self.health(), separators=(",", ":")))
             await self._sleep(self.settings.health_period_s)
+
+    async def _ledger_status_loop(self) -> None:
+        assert self.ledger is not None
+        while not self.stopping.is_set():
+            self.ledger_heights = self.ledger.heights()
+            self.ledger.write_status()
+            await self._sleep(0.5)
 
     def metrics_text(self) -> str:
         from peergrid_edge.exposition import families
@@ -262,6 +320,8 @@ class EdgeDaemon:
             for sig in (signal.SIGINT, signal.SIGTERM):
                 loop.add_signal_handler(sig, self.stop)
         self.link.subscribe(self.schedule_topic, self._on_schedule)
+        if self.ledger is not None:
+            self.ledger.start()
         self.link.start()
         server = None
         if self.settings.metrics.port is not None:
@@ -292,6 +352,10 @@ class EdgeDaemon:
         ]
         if self.settings.dispatch.enabled:
             tasks.append(asyncio.create_task(self._dispatch_loop()))
+        if self.ledger is not None:
+            tasks.append(asyncio.create_task(self._ledger_status_loop()))
+        if self.agent is not None:
+            tasks.append(asyncio.create_task(self.agent.run()))
         try:
             await self.stopping.wait()
         finally:
@@ -305,6 +369,8 @@ class EdgeDaemon:
             for driver in self.drivers.values():
                 driver.close()
             self.link.stop()
+            if self.ledger is not None:
+                self.ledger.close()
             self.store.close()
 
     def stop(self) -> None:

@@ -55,6 +55,8 @@ class Testbed:
     speed: float
     children: list[Child] = field(default_factory=list)
     broker: MosquittoBroker | None = None
+    loop: Any = None  # closedloop_run.ClosedLoop when the MGMCs trade (scenarios with two or more MGs)
+    restartable: set[str] = field(default_factory=set)  # children a fault test may kill and restart
 
     def spawn(self, name: str, argv: list[str]) -> Child:
         log = self.workdir / "logs" / f"{name}.log"
@@ -77,12 +79,13 @@ class Testbed:
     def start(self) -> None:
         self.broker = MosquittoBroker(self.workdir / "broker").start()
         endpoints_file = self.workdir / "endpoints.json"
+        sim_scenario = self.scenario_path if self.loop is None else self.loop.sim_scenario(self)
         sim = self.spawn(
             "firmware-sim",
             [
                 _tool("firmware-sim"),
                 "run",
-                str(self.scenario_path),
+                str(sim_scenario),
                 "--endpoints-json",
                 str(endpoints_file),
                 "--speed",
@@ -93,7 +96,9 @@ class Testbed:
         )
         endpoints = self._wait_for_endpoints(endpoints_file, sim)
         feeder = self.scenario.feeder
-        for mg, devices in sorted(_group_by_mg(endpoints).items()):
+        if self.loop is not None:
+            self.loop.start(self, endpoints, endpoints_file)
+        for mg, devices in sorted(_group_by_mg(endpoints).items() if self.loop is None else ()):
             node = f"mgmc-{mg}"
             config = {
                 "node_id": node,
@@ -234,6 +239,21 @@ def build_parser() -> argparse.ArgumentParser:
         "--http-port", type=int, default=None, help="DSO console/API port (default 8080 if free)"
     )
     parser.add_argument("--speed", type=float, default=60.0, help="simulated clock speed factor")
+    parser.add_argument(
+        "--intervals",
+        type=int,
+        default=None,
+        help="trade this many intervals, then stop (with --report: write it)",
+    )
+    parser.add_argument("--report", type=Path, default=None, help="write report.json and report.html here")
+    parser.add_argument("--first-interval", type=int, default=36, help="first trading interval of the day")
+    parser.add_argument("--interval-s", type=float, default=6.0, help="real seconds per trading interval")
+    parser.add_argument(
+        "--block-period-ms", type=int, default=200, help="consensus block period of both chains"
+    )
+    parser.add_argument(
+        "--no-market", action="store_true", help="devices, edges and DSO only: no ledger replicas, no trading"
+    )
     return parser
 
 
@@ -250,6 +270,15 @@ def main(argv: list[str] | None = None) -> int:
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="peergrid-testbed-"))
     workdir.mkdir(parents=True, exist_ok=True)
     bed = Testbed(workdir, args.scenario, scenario, args.http_port or _default_http_port(), args.speed)
+    if not args.no_market and (args.intervals is not None or len(scenario.microgrids) >= 2):
+        from peergrid_sim.closedloop_run import ClosedLoop
+
+        bed.loop = ClosedLoop(
+            args.intervals or 96 - args.first_interval,
+            args.first_interval,
+            args.interval_s,
+            args.block_period_ms,
+        )
     stop_reason: list[str] = []
 
     def on_signal(signum: int, _frame: object) -> None:
@@ -276,7 +305,20 @@ def main(argv: list[str] | None = None) -> int:
         )
         deadline = None if args.duration is None else time.monotonic() + args.duration
         while not stop_reason and (deadline is None or time.monotonic() < deadline):
+            if bed.loop is not None:
+                for line in bed.loop.poll(bed):
+                    print(line, flush=True)
+                    print(bed.loop.progress_bar(), flush=True)
+                if args.intervals is not None and bed.loop.finished(bed):
+                    time.sleep(2 * args.interval_s)  # the MGMCs settle and dispatch the last interval
+                    if args.report is not None:
+                        from peergrid_sim.report import collect_live
+
+                        collect_live(bed)
+                    break
             dead = bed.dead_child()
+            if dead is not None and dead.name in bed.restartable:
+                dead = None  # a fault test killed it on purpose and restarts it
             if dead is not None:
                 print(
                     f"{PROGRAM}: {dead.name} exited with {dead.process.returncode}; see {dead.log}",
@@ -290,6 +332,11 @@ def main(argv: list[str] | None = None) -> int:
         status = 1
     finally:
         bed.stop()
+    if args.report is not None and bed.loop is not None and status == 0:
+        from peergrid_sim.report import write_report
+
+        path = write_report(bed, args.report)
+        print(f"report: {path}", flush=True)
     print(f"peergrid testbed stopped{' (' + stop_reason[0] + ')' if stop_reason else ''}", flush=True)
     return status
 

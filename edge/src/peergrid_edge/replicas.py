@@ -1,0 +1,228 @@
+"""The MGMC's embedded ledger replicas: the MGMC chain and the DSO chain, over the daemon's own MQTT link.
+
+Promises: `EdgeLedger` runs one `peergrid_ledger.consensus.node.ChainReplica` per configured chain on the
+daemon's event loop, with this node's key, its own LevelDB store and WAL per chain, gossiping through the
+daemon's `MqttLink` on the design's topics (no second MQTT connection). `submit_and_wait` puts a signed
+transaction into the chain's mempool, gossips it, and returns True only once it is in a final block (or
+its nonce is already used on chain: it landed before); `wait_for(chain, predicate)` wakes on every final
+block. `LedgerTxSink` is the outbox's `TxSink` that moves the cursor only on inclusion. Never blocks the loop;
+bad gossip is dropped and counted by the replica. Assumes the loop is running when `start` is called.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from peergrid_edge.link import MqttLink
+from peergrid_ledger import keys
+from peergrid_ledger.block import decode_block
+from peergrid_ledger.consensus.actions import Committed, Timer
+from peergrid_ledger.consensus.app import Accepted
+from peergrid_ledger.consensus.engine import EngineConfig
+from peergrid_ledger.consensus.mempool import MempoolLimits
+from peergrid_ledger.consensus.node import ChainReplica, FileWal
+from peergrid_ledger.consensus.node_cli import load_genesis, open_store
+from peergrid_ledger.consensus.transport import BLOCK, CONSENSUS, SYNC, TX, topic
+from peergrid_ledger.store import BlockStore
+from peergrid_ledger.tx import sign_tx
+
+log = logging.getLogger("peergrid.edge.ledger")
+
+
+def wall_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+@dataclass(frozen=True)
+class ChainSpec:
+    name: str  # role in this node: "mgmc" or "dso"
+    genesis: Path
+    data_dir: Path
+    block_period_ms: int = 200
+    round_timeout_ms: int = 1500
+
+
+class LinkTransport:
+    """`Transport` over the daemon's MqttLink: QoS 1 publish; while disconnected the message is dropped
+    (consensus retransmits and catch-up sync fetches what was missed)."""
+
+    def __init__(self, link: MqttLink, feeder: str) -> None:
+        self.link, self.feeder = link, feeder
+        self.dropped_offline = 0
+
+    def publish(self, chain: str, kind: str, data: bytes, to: bytes | None = None) -> None:
+        if not self.link.publish(topic(self.feeder, chain, kind, to), data, qos=1):
+            self.dropped_offline += 1
+
+
+class EdgeLedger:
+    def __init__(
+        self,
+        keypair: keys.Keypair,
+        link: MqttLink,
+        feeder: str,
+        chains: list[ChainSpec],
+        clock: Callable[[], int] = wall_ms,
+        status_file: Path | None = None,
+    ) -> None:
+        self.keypair, self.link, self.feeder, self.clock = keypair, link, feeder, clock
+        self.transport = LinkTransport(link, feeder)
+        self.replicas: dict[str, ChainReplica] = {}  # by role ("mgmc", "dso")
+        self.stores: list[BlockStore] = []
+        self.status_file = status_file
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._changed: dict[str, asyncio.Event] = {}
+        self.block_times: dict[str, list[tuple[int, int, int]]] = {}  # role -> (height, time_ms, round)
+        for spec in chains:
+            genesis = load_genesis(spec.genesis)
+            store = open_store(spec.data_dir, genesis)
+            self.stores.append(store)
+            config = EngineConfig(
+                block_period_ms=spec.block_period_ms, round_timeout_ms=spec.round_timeout_ms
+            )
+            wal = FileWal(spec.data_dir.parent / f"{spec.data_dir.name}.wal")
+            limits = MempoolLimits(max_txs=50_000, rate_per_sender=1000.0, burst_per_sender=1000)
+            replica = ChainReplica(
+                store, keypair, config, self.transport, self._scheduler(spec.name), wal, limits
+            )
+            replica.on_commit.append(self._committed(spec.name))
+            self.replicas[spec.name] = replica
+            self._changed[spec.name] = asyncio.Event()
+            self.block_times[spec.name] = []
+
+    # --- wiring ----------------------------------------------------------------------------------------
+
+    def start(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        for role, replica in self.replicas.items():
+            chain = replica.chain
+            for kind in (TX, CONSENSUS, BLOCK):
+                self.link.subscribe(topic(self.feeder, chain, kind), self._handler(role, kind))
+            self.link.subscribe(
+                topic(self.feeder, chain, SYNC, self.keypair.public), self._handler(role, SYNC)
+            )
+        for replica in self.replicas.values():
+            replica.start(self.clock())
+
+    def close(self) -> None:
+        self.write_status()
+        for store in self.stores:
+            store.close()
+
+    def _handler(self, role: str, kind: str) -> Callable[[str, bytes], None]:
+        def handle(_topic: str, payload: bytes) -> None:
+            self.replicas[role].receive(kind, payload, self.clock())
+
+        return handle
+
+    def _scheduler(self, role: str) -> Callable[[Timer, int], None]:
+        def schedule(timer: Timer, at_ms: int) -> None:
+            loop = self._loop or asyncio.get_running_loop()
+            delay = max(0.0, (at_ms - self.clock()) / 1000)
+            loop.call_later(delay, self._fire, role, timer)
+
+        return schedule
+
+    def _fire(self, role: str, timer: Timer) -> None:
+        self.replicas[role].fire(timer, self.clock())
+
+    def _committed(self, role: str) -> Callable[[Committed], None]:
+        def on_commit(action: Committed) -> None:
+            try:
+                block = decode_block(action.block)
+            except (
+                Exception
+            ):  # the replica committed it, so it decodes; never let bookkeeping crash consensus
+                log.exception("could not decode a committed block")
+                return
+            times = self.block_times[role]
+            times.append((block.header.height, block.header.time, block.header.round))
+            del times[:-5000]
+            event = self._changed[role]
+            event.set()
+            self._changed[role] = asyncio.Event()
+
+        return on_commit
+
+    # --- use -------------------------------------------------------------------------------------------
+
+    def state(self, role: str) -> Any:
+        return self.replicas[role].app.state
+
+    def height(self, role: str) -> int:
+        return self.replicas[role].app.head().height
+
+    def heights(self) -> dict[str, int]:
+        return {replica.chain: replica.app.head().height for replica in self.replicas.values()}
+
+    def next_nonce(self, role: str, sender: bytes) -> int:
+        return self.replicas[role].app.next_nonce(sender)
+
+    def sign(self, role: str, keypair: keys.Keypair, kind: str, body: dict[str, Any], nonce: int) -> bytes:
+        return sign_tx(keypair, self.replicas[role].chain, kind, nonce, self.clock(), body).raw
+
+    async def submit_and_wait(self, role: str, raw: bytes, timeout_s: float) -> bool:
+        from peergrid_ledger.tx import decode_tx
+
+        replica = self.replicas[role]
+        tx = decode_tx(raw)
+
+        def landed(_state: Any) -> bool:
+            return tx.nonce < replica.app.next_nonce(tx.sender)
+
+        if landed(None):
+            return True  # its nonce is used on chain: this (or an earlier signing of it) already landed
+        verdict = replica.submit(raw, self.clock())
+        replica.flush()
+        if not isinstance(verdict, Accepted) and not any(
+            word in verdict.reason for word in ("duplicate", "pending", "already used")
+        ):
+            log.warning("%s chain refused a %s: %s", role, tx.kind, verdict.reason)
+            return False
+        return await self.wait_for(role, landed, timeout_s)
+
+    async def wait_for(self, role: str, predicate: Callable[[Any], bool], timeout_s: float) -> bool:
+        """Wake on every final block of the chain until `predicate(state)` holds or the time is up."""
+        deadline = asyncio.get_running_loop().time() + timeout_s
+        while True:
+            if predicate(self.state(role)):
+                return True
+            left = deadline - asyncio.get_running_loop().time()
+            if left <= 0:
+                return False
+            try:
+                await asyncio.wait_for(self._changed[role].wait(), left)
+            except TimeoutError:
+                return bool(predicate(self.state(role)))
+
+    def status(self) -> dict[str, Any]:
+        return {role: replica.status() for role, replica in self.replicas.items()}
+
+    def write_status(self) -> None:
+        if self.status_file is None:
+            return
+        doc = {
+            "node": self.keypair.public.hex(),
+            "chains": {r.chain: r.status() for r in self.replicas.values()},
+        }
+        tmp = self.status_file.with_suffix(".tmp")
+        tmp.write_text(json.dumps(doc), encoding="utf-8")
+        os.replace(tmp, self.status_file)
+
+
+class LedgerTxSink:
+    """The outbox's sink once a replica runs: taken only when the transaction is in a final block."""
+
+    def __init__(self, ledger: EdgeLedger, role: str = "mgmc") -> None:
+        self.ledger, self.role = ledger, role
+
+    async def submit(self, raw: bytes, timeout_s: float) -> bool:
+        return await self.ledger.submit_and_wait(self.role, raw, timeout_s)

@@ -1,0 +1,439 @@
+"""The MGMC's trading agent: the design's trading interval, one after another, on the accelerated clock.
+
+Promises, per interval t (starting at `t0 + (t - first_interval) * interval_s` or when the previous one ended):
+  1-3. schedules this MG with the controller (state from its own battery readings when it (re)starts, then
+       from the plan it dispatched), derives its price-quantity curve and its role (seller, buyer, neither);
+  4.   bargains on the MGMC chain under its anonym: every offer, bid and move is a signed transaction, and
+       each bargaining phase waits for the peers' moves in a FINAL block (sellers move, then buyers), so every
+       MGMC decides from the same chain state; rounds end when a round repeats the previous one (no one
+       moved) or at `max_rounds`; then the lowest-keyed seller submits `trade` and the contract computes the
+       agreed trades (anyone closes after a timeout);
+  5.   submits its equivalent injection (one number) to the DSO chain, signed by its node key;
+  6.   waits for the DSO's verdict (MQTT, `peergrid/<feeder>/dso/verdict`); an adjustment contract on the DSO
+       chain, sealed to its key, is opened and met by a revised injection (curtailing PV or shedding load);
+  8.   dispatches its DERs to the plan (read-back confirmed by the actuator) and, as buyer, settles its trades.
+It keeps a conventional counterfactual (same MG, no P2P) to report what the DSO-only market would have cost.
+A dead peer costs a phase timeout, never a stall. Never writes to another MG's devices; never reveals its
+curve or DER data (only positions, the injection, and commitments).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from dataclasses import replace
+from typing import TYPE_CHECKING, Any
+
+from peergrid_controller.bargaining import (  # the per-MGMC moves of the controller's bargaining
+    BargainingConfig,
+    Participant,
+    _adjust,
+    _SellerState,
+    make_bid,
+    make_offer,
+    split_roles,
+)
+from peergrid_controller.builder import MgState
+from peergrid_controller.market import Offer, micro_per_wh, wh
+from peergrid_controller.scenario import load_scenario
+from peergrid_controller.schedule import MgSchedule
+from peergrid_edge.actuation import view_of
+from peergrid_edge.config import MarketSettings
+from peergrid_edge.planning import schedule_from_plan
+from peergrid_ledger import keys, query
+from peergrid_ledger.contracts import market as contract
+
+if TYPE_CHECKING:
+    from peergrid_edge.daemon import EdgeDaemon
+
+log = logging.getLogger("peergrid.edge.trader")
+
+
+def offers_on_chain(state: Any, t: int) -> dict[bytes, tuple[int, int, bool, int]]:
+    out = {}
+    for seller in contract.members(state, t, "sellers"):
+        o = contract.offer(state, t, seller)
+        if o is not None:
+            out[seller] = (o["price"], o["quantity"], o["clean"], o["round"])
+    return out
+
+
+def bids_on_chain(state: Any, t: int) -> dict[bytes, tuple[tuple[tuple[bytes, int], ...], int]]:
+    out = {}
+    for buyer in contract.members(state, t, "buyers"):
+        b = contract.bid(state, t, buyer)
+        if b is not None:
+            out[buyer] = (tuple((d["seller"], d["quantity"]) for d in b["demands"]), b["round"])
+    return out
+
+
+class MarketAgent:
+    def __init__(self, daemon: EdgeDaemon, settings: MarketSettings) -> None:
+        self.d, self.s = daemon, settings
+        self.scenario = load_scenario(settings.scenario)
+        self.mg = next(m for m in self.scenario.microgrids if m.name == daemon.settings.mg)
+        self.dt = self.scenario.interval_hours
+        self.anonym = keys.read_keyfile(settings.anonym_key_file)
+        self.name = self.anonym.public.hex()
+        self.cfg = BargainingConfig(max_rounds=settings.max_rounds)
+        self.state: MgState | None = None
+        self.conv_state: MgState | None = None
+        self.interval: int | None = None
+        self.phase = "starting"
+        self.done = 0
+        self.verdicts: dict[int, dict[str, Any]] = {}
+        self._verdict_event = asyncio.Event()
+        self.last: dict[str, Any] = {}
+
+    # --- plumbing --------------------------------------------------------------------------------------
+
+    @property
+    def ledger(self) -> Any:
+        assert self.d.ledger is not None
+        return self.d.ledger
+
+    def status(self) -> dict[str, Any]:
+        return {"interval": self.interval, "phase": self.phase, "done": self.done, "last": self.last}
+
+    def _on_verdict(self, _topic: str, payload: bytes) -> None:
+        doc = json.loads(payload)
+        t = int(doc["interval"])
+        old = self.verdicts.get(t)
+        if old is None or (doc.get("iteration", 0), doc.get("final", False)) >= (
+            old.get("iteration", 0),
+            old.get("final", False),
+        ):
+            self.verdicts[t] = doc
+        self._verdict_event.set()
+        self._verdict_event = asyncio.Event()
+
+    async def _submit(self, role: str, key: keys.Keypair, kind: str, body: dict[str, Any]) -> bool:
+        nonce = self.ledger.next_nonce(role, key.public)
+        raw = self.ledger.sign(role, key, kind, body, nonce)
+        return bool(await self.ledger.submit_and_wait(role, raw, self.s.phase_timeout_s + 2.0))
+
+    def _start_of(self, t: int) -> float:
+        return self.s.t0 + (t - self.s.first_interval) * self.s.interval_s
+
+    def _last_interval(self) -> int:
+        n = self.scenario.intervals
+        if self.s.intervals is not None:
+            n = min(n, self.s.first_interval + self.s.intervals)
+        return n - 1
+
+    async def _caught_up(self) -> None:
+        """Wait until both replicas hold blocks made in the last few seconds (catch-up sync is done)."""
+        for _ in range(600):
+            fresh = all(
+                time.time() * 1000 - r.app.head().timestamp_ms < 3000 for r in self.ledger.replicas.values()
+            )
+            if fresh:
+                return
+            await asyncio.sleep(0.1)
+
+    def _resume_interval(self) -> int:
+        """The first interval nobody has started trading in yet (a restarted agent never joins one midway)."""
+        state = self.ledger.state("mgmc")
+        t = self.s.first_interval
+        while (
+            contract.closed(state, t)
+            or contract.members(state, t, "sellers")
+            or contract.members(state, t, "buyers")
+        ):
+            t += 1
+        return t
+
+    def _initial_state(self) -> MgState:
+        """The model's start state, with each battery's stored energy from its own fresh reading."""
+        state = MgState.initial(self.mg)
+        socs = list(state.soc_kwh)
+        for i, battery in enumerate(self.mg.batteries):
+            device = self.d.states.get(battery.name)
+            reading = device.last_good.reading if device is not None and device.last_good is not None else {}
+            soc = reading.get("soc_pct")
+            if soc is not None and 0 <= soc <= 100:
+                socs[i] = battery.capacity_kwh * soc / 100
+        return replace(state, soc_kwh=tuple(socs))
+
+    # --- the loop --------------------------------------------------------------------------------------
+
+    async def run(self) -> None:
+        self.d.link.subscribe(self.d.settings.topic("dso", "verdict"), self._on_verdict)
+        await self._caught_up()
+        t = self._resume_interval()
+        while t <= self._last_interval() and not self.d.stopping.is_set():
+            wait = self._start_of(t) - time.time()
+            if wait > 0:
+                await self.d._sleep(wait)
+            if self.d.stopping.is_set():
+                return
+            if self.state is None:
+                self.state = self._initial_state()
+                self.conv_state = self.state
+            self.interval = t
+            try:
+                await self.run_interval(t)
+            except Exception:  # one bad interval must not end trading: log, record, go on
+                log.exception("interval %d failed", t)
+                self._record({"interval": t, "error": "failed; see the log"})
+            self.done += 1
+            t += 1
+        self.phase = "finished"
+
+    async def run_interval(self, t: int) -> None:
+        started = time.time()
+        mg, sc = self.mg, self.scenario
+        self.phase = "schedule"
+        assert self.state is not None and self.conv_state is not None
+        sched = MgSchedule(mg, self.dt, start=t, horizon=sc.intervals - t, state=self.state)
+        plan = sched.solve()
+        premium = max(m.rules.clean_premium for m in sc.microgrids)
+        feed_in = min(m.tariff.feed_in[t] for m in sc.microgrids)
+        retail = max(m.tariff.retail[t] for m in sc.microgrids)
+        curve = sched.response_curve(
+            mg.tariff.feed_in[t], mg.tariff.retail[t] + premium, limit_kw=mg.rules.max_quantity_kwh / self.dt
+        )
+        me = Participant(self.name, curve, mg.rules, clean=plan.genset_kw[0] <= 1e-6)
+        sellers, buyers = split_roles([me], feed_in, retail)
+        role = "seller" if sellers else ("buyer" if buyers else "neither")
+        rounds = await self.bargain(t, me, role, feed_in, retail, premium)
+        bargained = time.time()
+        self.phase = "trades"
+        state = self.ledger.state("mgmc")
+        trades = [rec for _, rec in query.trades(state, t)]
+        mine = [tr for tr in trades if self.anonym.public in (tr["seller"], tr["buyer"])]
+        net_kwh = money = 0.0
+        for tr in mine:
+            sign = 1.0 if tr["seller"] == self.anonym.public else -1.0
+            net_kwh += sign * tr["quantity"] / 1000
+            money += sign * tr["price"] * tr["quantity"] / 1e6
+        plan2 = sched.dispatch(net_kwh / self.dt)
+        injection_kw = plan2.p2p_net_export[0] + plan2.dso_net_export[0]
+        self.phase = "injection"
+        await self._submit(
+            "dso", self.d.keypair, "equivalent_injection",
+            {"interval": t, "injection": round(injection_kw * 1000), "revision": 0},
+        )  # fmt: skip
+        self.phase = "dso"
+        verdict, limits, final_kw = await self._await_dso(t, injection_kw)
+        dso_done = time.time()
+        plan3 = self._within_limits(plan2, injection_kw, final_kw)
+        self.phase = "dispatch"
+        confirmed = await self._dispatch(t, plan3)
+        self.phase = "settle"
+        settled = 0
+        for tr in mine:
+            if tr["buyer"] == self.anonym.public:
+                tid = contract.trade_id(t, tr["seller"], tr["buyer"])
+                if await self._submit(
+                    "mgmc", self.anonym, "settle", {"trade": tid, "delivered": tr["quantity"]}
+                ):
+                    settled += 1
+        cost, self.state = sched.first_interval_cost_and_state()
+        conv = MgSchedule(mg, self.dt, start=t, horizon=sc.intervals - t, state=self.conv_state)
+        conv.solve()
+        conv.dispatch(0.0)
+        conv_cost, self.conv_state = conv.first_interval_cost_and_state()
+        self.phase = "done"
+        self.last = {"interval": t, "role": role, "rounds": len(rounds), "trades": len(mine)}
+        self._record(
+            {
+                "interval": t, "mg": mg.name, "anonym": self.name, "role": role, "rounds": rounds,
+                "trades": [
+                    {"seller": tr["seller"].hex(), "buyer": tr["buyer"].hex(), "price": tr["price"] / 1000,
+                     "quantity_kwh": tr["quantity"] / 1000, "id": contract.trade_id(t, tr["seller"], tr["buyer"]).hex()}
+                    for tr in mine
+                ],
+                "net_p2p_kwh": net_kwh, "p2p_money": money, "cost_p2p": cost - money, "cost_conventional": conv_cost,
+                "injection_kw": injection_kw, "final_injection_kw": final_kw, "limits": limits,
+                "verdict": verdict is not None, "secure": (verdict or {}).get("secure"),
+                "dispatch_confirmed": confirmed, "settled": settled,
+                "times": {"start": started, "bargained": bargained, "dso_done": dso_done, "end": time.time()},
+                "heights": self.ledger.heights(),
+            }
+        )  # fmt: skip
+
+    # --- bargaining ------------------------------------------------------------------------------------
+
+    async def _barrier(self, t: int, side: str, r: int, expected: set[bytes]) -> None:
+        def ready(state: Any) -> bool:
+            positions = offers_on_chain(state, t) if side == "sellers" else bids_on_chain(state, t)
+            return all(k in positions and positions[k][-1] >= r for k in expected)
+
+        await self.ledger.wait_for("mgmc", ready, self.s.phase_timeout_s)
+
+    async def bargain(
+        self, t: int, me: Participant, role: str, feed_in: float, retail: float, premium: float
+    ) -> list[dict[str, Any]]:
+        self.phase = "join"
+        cfg = self.cfg
+        seller_state: _SellerState | None = None
+        if role == "seller":
+            upper = retail + premium
+            lower = min(
+                max(me.rules.floor_price, me.curve.marginal_price(cfg.quantity_tolerance), feed_in), upper
+            )
+            seller_state = _SellerState((lower + upper) / 2, (upper - lower) / 4, lower, upper)
+            offer = make_offer(me, seller_state.price, t)
+            if wh(offer.quantity_kwh) <= 0:
+                role, seller_state = "neither", None
+            else:
+                await self._submit("mgmc", self.anonym, "offer", {
+                    "interval": t, "round": 1, "price": micro_per_wh(offer.price),
+                    "quantity": wh(offer.quantity_kwh), "clean": offer.clean})  # fmt: skip
+        if role != "seller":
+            await self._submit("mgmc", self.anonym, "bid", {"interval": t, "round": 0, "demands": []})
+        everyone = {a.key for a in self.ledger.replicas["mgmc"].app.genesis.accounts if "anonym" in a.roles}
+
+        def joined(state: Any) -> bool:
+            members = set(contract.members(state, t, "sellers")) | set(contract.members(state, t, "buyers"))
+            return everyone <= members
+
+        await self.ledger.wait_for("mgmc", joined, self.s.phase_timeout_s)
+        state = self.ledger.state("mgmc")
+        sellers = set(contract.members(state, t, "sellers"))
+        buyers = set(contract.members(state, t, "buyers"))
+        history: list[dict[str, Any]] = []
+        prev_offers: dict[bytes, tuple[int, int, bool, int]] | None = None
+        prev_bids: dict[bytes, tuple[tuple[tuple[bytes, int], ...], int]] | None = None
+        fill: dict[str, float] = {}
+        for r in range(1, cfg.max_rounds + 1):
+            self.phase = f"round {r}"
+            if not sellers:
+                break
+            if r > 1 and seller_state is not None and prev_offers and prev_bids is not None:
+                mine = prev_offers.get(self.anonym.public)
+                offered = mine[1] / 1000 if mine else 0.0
+                asked = (
+                    sum(q for dem, _ in prev_bids.values() for s, q in dem if s == self.anonym.public) / 1000
+                )
+                _adjust(seller_state, me, offered, asked, cfg)
+                offer = make_offer(me, seller_state.price, t)
+                await self._submit("mgmc", self.anonym, "move", {
+                    "interval": t, "round": r, "price": micro_per_wh(offer.price),
+                    "quantity": wh(offer.quantity_kwh)})  # fmt: skip
+            await self._barrier(t, "sellers", r, sellers)
+            offers = offers_on_chain(self.ledger.state("mgmc"), t)
+            if self.anonym.public in buyers:
+                band = cfg.price_band + cfg.price_tolerance * (r // cfg.patience)
+                public = [Offer(s.hex(), t, p / 1000, q / 1000, c) for s, (p, q, c, _) in offers.items()]
+                bid = make_bid(me, public, t, band, fill)
+                demands = sorted(
+                    ({"seller": bytes.fromhex(s), "quantity": wh(q)} for s, q in bid.requests if wh(q) > 0),
+                    key=lambda d: d["seller"],
+                )
+                await self._submit(
+                    "mgmc", self.anonym, "move", {"interval": t, "round": r, "demands": demands}
+                )
+            await self._barrier(t, "buyers", r, buyers)
+            bids = bids_on_chain(self.ledger.state("mgmc"), t)
+            asked_by: dict[bytes, int] = {}
+            for dem, _ in bids.values():
+                for s, q in dem:
+                    asked_by[s] = asked_by.get(s, 0) + q
+            fill = {s.hex(): min(1.0, offers[s][1] / asked_by[s]) for s in offers if asked_by.get(s, 0) > 0}
+            history.append(
+                {
+                    "round": r,
+                    "prices": {s.hex()[:8]: p / 1000 for s, (p, q, _, _) in offers.items()},
+                    "offered_kwh": sum(q for _, q, _, _ in offers.values()) / 1000,
+                    "asked_kwh": sum(asked_by.values()) / 1000,
+                }
+            )
+            same = (
+                prev_offers is not None
+                and prev_bids is not None
+                and {k: v[:3] for k, v in offers.items()} == {k: v[:3] for k, v in prev_offers.items()}
+                and {k: v[0] for k, v in bids.items()} == {k: v[0] for k, v in prev_bids.items()}
+            )
+            prev_offers, prev_bids = offers, bids
+            if same:
+                break
+        if sellers:
+            await self._close(t, sellers)
+        return history
+
+    async def _close(self, t: int, sellers: set[bytes]) -> None:
+        self.phase = "close"
+        closer = min(sellers)
+        if closer == self.anonym.public:
+            await self._submit("mgmc", self.anonym, "trade", {"interval": t})
+        if not await self.ledger.wait_for("mgmc", lambda s: contract.closed(s, t), self.s.phase_timeout_s):
+            await self._submit(
+                "mgmc", self.anonym, "trade", {"interval": t}
+            )  # the closer is gone: anyone may
+
+    # --- the DSO, dispatch, records --------------------------------------------------------------------
+
+    async def _await_dso(self, t: int, injection_kw: float) -> tuple[dict[str, Any] | None, list[Any], float]:
+        deadline = time.monotonic() + self.s.dso_timeout_s
+        me = self.d.keypair.public.hex()
+        answered: set[int] = set()
+        limits: list[Any] = []
+        kw = injection_kw
+        while time.monotonic() < deadline:
+            verdict = self.verdicts.get(t)
+            if verdict is not None and verdict.get("final"):
+                return verdict, limits, kw
+            if (
+                verdict is not None
+                and me in verdict.get("adjust", [])
+                and verdict.get("iteration", 0) not in answered
+            ):
+                iteration = int(verdict.get("iteration", 0))
+                answered.add(iteration)
+                limit = self._open_contract(t)
+                if limit is not None:
+                    limits.append(limit)
+                    lo, hi = limit.get("min_injection_w"), limit.get("max_injection_w")
+                    kw = min(kw, hi / 1000) if hi is not None else kw
+                    kw = max(kw, lo / 1000) if lo is not None else kw
+                await self._submit(
+                    "dso", self.d.keypair, "equivalent_injection",
+                    {"interval": t, "injection": round(kw * 1000), "revision": iteration},
+                )  # fmt: skip
+                continue
+            event = self._verdict_event
+            try:
+                await asyncio.wait_for(event.wait(), max(0.01, deadline - time.monotonic()))
+            except TimeoutError:
+                break
+        return self.verdicts.get(t), limits, kw
+
+    def _open_contract(self, t: int) -> dict[str, Any] | None:
+        contracts = query.adjustment_contracts(self.ledger.state("dso"), self.d.keypair.public, t)
+        for record in reversed(contracts):
+            try:
+                doc: dict[str, Any] = json.loads(self.d.keypair.unseal(record["ciphertext"]))
+                return doc
+            except ValueError:
+                continue
+        return None
+
+    def _within_limits(self, plan: Any, planned_kw: float, allowed_kw: float) -> Any:
+        """Meet an adjustment: export less by curtailing PV, import less by shedding sheddable load."""
+        gap = planned_kw - allowed_kw
+        if abs(gap) < 1e-6:
+            return plan
+        if gap > 0:
+            pv = max(0.0, plan.pv_used_kw[0] - gap)
+            return replace(plan, pv_used_kw=(pv, *plan.pv_used_kw[1:]))
+        return replace(plan, shed_kw=(plan.shed_kw[0] - gap, *plan.shed_kw[1:]))
+
+    async def _dispatch(self, t: int, plan: Any) -> int:
+        now, wall = self.d.clock.monotonic(), self.d.clock.wall()
+        views = {n: v for n, s in self.d.states.items() if (v := view_of(s, now)) is not None}
+        available = sum(p.available_kw[t] for p in self.mg.pv)
+        schedule = schedule_from_plan(plan, 0, views, t, wall, wall + 2 * self.s.interval_s + 5, available)
+        self.d.set_schedule(schedule)
+        before = self.d.actuator.confirmed_total
+        await self.d.dispatch_once(self.d.settings.dispatch.period_s)
+        return int(self.d.actuator.confirmed_total - before)
+
+    def _record(self, doc: dict[str, Any]) -> None:
+        if self.s.record_file is None:
+            return
+        with self.s.record_file.open("a", encoding="utf-8") as out:
+            out.write(json.dumps(doc, default=str) + "\n")

@@ -1,0 +1,205 @@
+"""The testbed's closed loop: keys, the two geneses, and the configs of the MGMCs and the DSO node.
+
+Promises: `LabChains.create(dir, feeder, scenario)` writes (once; reused on a second start) one node key and
+one anonym key per MG and the DSO key, all 0600, and two geneses: the MGMC chain (authorities: the MGMCs;
+accounts: the DSO, each MGMC, each anonym with its owner's market rules preset from the scenario) and the
+DSO chain (authorities: the DSO and every MGMC as co-validator; the DSO enrols each MGMC's anonym on it when
+its node starts). `edge_config` and `dso_node_config` return the YAML documents the daemons load.
+Assumes the controller's scenario reader accepts the firmware-sim scenario. Starts nothing.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from peergrid_ledger import keys
+from peergrid_ledger.genesis import Account, Genesis, Params
+
+CREDIT_LIMIT = 10**15  # micro-units: MGs settle with the DSO off-chain; the chain only moves balances
+
+
+def _key(path: Path) -> keys.Keypair:
+    if not path.exists():
+        keys.write_keyfile(path, keys.Keypair.generate())
+    return keys.read_keyfile(path)
+
+
+@dataclass
+class LabChains:
+    root: Path
+    mgs: list[str]
+    nodes: dict[str, keys.Keypair]
+    anonyms: dict[str, keys.Keypair]
+    dso: keys.Keypair
+    mgmc_genesis: Path
+    dso_genesis: Path
+
+    @classmethod
+    def create(cls, root: Path, feeder: str, scenario_path: Path) -> LabChains:
+        from peergrid_controller.chain_venue import chain_rules
+        from peergrid_controller.scenario import load_scenario
+
+        root.mkdir(parents=True, exist_ok=True)
+        scenario = load_scenario(scenario_path)
+        mgs = [mg.name for mg in scenario.microgrids]
+        nodes = {mg: _key(root / f"mgmc-{mg}.key") for mg in mgs}
+        anonyms = {mg: _key(root / f"anonym-{mg}.key") for mg in mgs}
+        dso = _key(root / "dso.key")
+        mgmc_genesis, dso_genesis = root / "mgmc-genesis.json", root / "dso-genesis.json"
+        if not mgmc_genesis.exists():
+            now = int(time.time() * 1000) - 1000
+            params = Params(credit_limit=CREDIT_LIMIT, tx_max_age_ms=600_000, block_max_future_ms=5_000)
+            rules = {mg.name: chain_rules(mg.rules) for mg in scenario.microgrids}
+            mgmc = Genesis(
+                chain=f"mgmc-{feeder}"[:64],
+                time=now,
+                authorities=tuple(nodes[mg].public for mg in mgs),
+                accounts=(
+                    Account(dso.public, ("dso",), "dso"),
+                    *(Account(nodes[mg].public, ("mgmc",), mg) for mg in mgs),
+                    *(Account(anonyms[mg].public, ("anonym",), f"anonym-{i}", rules=rules[mg])
+                      for i, mg in enumerate(mgs)),
+                ),
+                contracts=("market",),
+                params=params,
+            )  # fmt: skip
+            dso_chain = Genesis(
+                chain=f"dso-{feeder}"[:64],
+                time=now,
+                authorities=(dso.public, *(nodes[mg].public for mg in mgs)),
+                accounts=(Account(dso.public, ("dso",), "dso"), *(Account(nodes[mg].public, ("mgmc",), mg) for mg in mgs)),
+                contracts=(),
+                params=params,
+            )  # fmt: skip
+            mgmc_genesis.write_text(json.dumps(mgmc.to_json()), encoding="utf-8")
+            dso_genesis.write_text(json.dumps(dso_chain.to_json()), encoding="utf-8")
+        return cls(root, mgs, nodes, anonyms, dso, mgmc_genesis, dso_genesis)
+
+
+@dataclass(frozen=True)
+class LoopTiming:
+    t0: float  # wall time the first interval starts
+    interval_s: float
+    first_interval: int
+    intervals: int
+    block_period_ms: int = 200
+
+
+def _control(nature: str, params: dict[str, float]) -> dict[str, Any] | None:
+    if nature == "pv":
+        return {"safe_w": float(params.get("rating_w", 0.0)) or None}
+    if nature == "battery":
+        return {"safe_w": 0.0}
+    if nature == "genset":
+        return {"min_w": 0.0}
+    if nature == "load":
+        return {"sheddable": float(params.get("sheddable_w", 0.0)) > 0, "safe_on": True}
+    return None
+
+
+def edge_devices(endpoints: list[dict[str, Any]], scenario: Any) -> dict[str, list[dict[str, Any]]]:
+    """Per MG, the edge device entries for every device firmware-sim serves (Modbus TCP, RTU, MQTT)."""
+    natures = {"pv": "pv", "battery": "battery", "genset": "genset", "load": "load", "meter": "meter"}
+    params = {(mg.name, d.name): dict(d.params) for mg in scenario.microgrids for d in mg.devices}
+    grouped: dict[str, list[dict[str, Any]]] = {}
+    for ep in endpoints:
+        nature = natures.get(str(ep.get("kind")))
+        if ep.get("mg") is None or nature is None:
+            continue
+        mg, name = str(ep["mg"]), str(ep["device"])
+        entry: dict[str, Any] = {"name": name, "nature": nature, "timeout_s": 0.5}
+        if ep.get("protocol") == "modbus-tcp":
+            entry.update(
+                protocol="modbus-tcp",
+                host=ep["host"],
+                port=int(ep["port"]),
+                unit_id=int(ep.get("unit_id") or 1),
+            )
+        elif ep.get("protocol") == "modbus-rtu":
+            entry.update(protocol="modbus-rtu", serial_port=str(ep["port"]), unit_id=int(ep.get("unit_id") or 1),
+                         baudrate=int(ep.get("baudrate") or 19200))  # fmt: skip
+        elif ep.get("protocol") == "mqtt":
+            entry.update(protocol="mqtt", topic=ep.get("topic"))
+        else:
+            continue
+        control = _control(nature, params.get((mg, name), {}))
+        if control is not None:
+            entry["control"] = {k: v for k, v in control.items() if v is not None}
+        grouped.setdefault(mg, []).append(entry)
+    return grouped
+
+
+def edge_config(
+    chains: LabChains, mg: str, feeder: str, broker: tuple[str, int], data_dir: Path, devices: list[dict[str, Any]],
+    scenario_path: Path, timing: LoopTiming, records: Path,
+) -> dict[str, Any]:  # fmt: skip
+    period = timing.block_period_ms
+    return {
+        "node_id": f"mgmc-{mg}",
+        "mg": mg,
+        "feeder": feeder,
+        "broker": {"host": broker[0], "port": broker[1], "keepalive_s": 5},
+        "data_dir": str(data_dir),
+        "devices": devices,
+        "dispatch": {
+            "period_s": max(0.5, timing.interval_s / 3),
+            "schedule_timeout_s": 4 * timing.interval_s + 30,
+        },
+        "ledger": {
+            "key_file": str(chains.root / f"mgmc-{mg}.key"),
+            "commit_interval_s": timing.interval_s,
+            "replicas": {
+                "mgmc": {"genesis": str(chains.mgmc_genesis), "block_period_ms": period},
+                "dso": {"genesis": str(chains.dso_genesis), "block_period_ms": period},
+            },
+        },
+        "market": {
+            "scenario": str(scenario_path),
+            "anonym_key_file": str(chains.root / f"anonym-{mg}.key"),
+            "t0": timing.t0,
+            "interval_s": timing.interval_s,
+            "first_interval": timing.first_interval,
+            "intervals": timing.intervals,
+            "phase_timeout_s": max(2.0, timing.interval_s / 3),
+            "record_file": str(records / f"mgmc-{mg}.jsonl"),
+        },
+    }
+
+
+def dso_node_config(
+    chains: LabChains, feeder: str, broker: tuple[str, int], data_dir: Path, scenario: Any,
+    endpoints_file: Path, timing: LoopTiming, records: Path, case: str = "case33bw", ties: Path | None = None,
+) -> dict[str, Any]:  # fmt: skip
+    buses = {mg.name: mg.bus for mg in scenario.microgrids}
+    return {
+        "key_file": str(chains.root / "dso.key"),
+        "feeder": feeder,
+        "broker_host": broker[0],
+        "broker_port": broker[1],
+        "dso_chain": {
+            "genesis": str(chains.dso_genesis),
+            "data_dir": str(data_dir / "dso.db"),
+            "block_period_ms": timing.block_period_ms,
+            "round_timeout_ms": 1500,
+        },
+        "case": case,
+        **({"ties": str(ties)} if ties is not None else {}),
+        "mgs": {
+            mg: {
+                "node": chains.nodes[mg].public.hex(),
+                "anonym": chains.anonyms[mg].public.hex(),
+                "bus": buses[mg],
+            }
+            for mg in chains.mgs
+        },
+        "relays_file": str(endpoints_file),
+        "first_interval": timing.first_interval,
+        "intervals": timing.intervals,
+        "wait_s": max(3.0, timing.interval_s / 2),
+        "record_file": str(records / "dso.jsonl"),
+        "status_file": str(data_dir / "ledger-status.json"),
+    }
