@@ -123,3 +123,16 @@ def test_bargaining_moves_are_always_legal_and_deterministic(group: list[Partici
         assert trade.price <= rules[trade.buyer].cap_price + 1e-9
     for seller, offer in offered.items():
         assert sum(t.quantity_kwh for t in outcome.trades if t.seller == seller) <= offer.quantity_kwh + 1e-9
+
+
+def test_a_bid_names_at_most_as_many_sellers_as_the_chain_accepts() -> None:
+    from peergrid_controller.bargaining import MAX_REQUESTS, make_bid
+    from peergrid_controller.market import Offer
+
+    offers = [Offer(f"s{i:03d}", 0, 0.1, 1.0 + i / 100, True) for i in range(100)]
+    buyer = Participant("b", ResponseCurve((0.05,), (-500.0,), 0.25), ContractRules(), False)
+    bid = make_bid(buyer, offers, 0, band=0.01)
+    assert len(bid.requests) == MAX_REQUESTS
+    assert {s for s, _ in bid.requests} == {
+        f"s{i:03d}" for i in range(100 - MAX_REQUESTS, 100)
+    }  # the largest

@@ -37,6 +37,9 @@ from peergrid_controller.market import (
 from peergrid_controller.model import ContractRules
 
 
+MAX_REQUESTS = 64  # sellers one bid may name: the ledger's market contract refuses longer demand lists
+
+
 @dataclass(frozen=True)
 class Participant:
     name: str
@@ -213,6 +216,12 @@ def make_bid(
         ):
             level.append(usable[k + len(level)])
         k += len(level)
+        # the chain takes at most MAX_REQUESTS sellers per bid: keep the largest offers of a crowded level
+        room = MAX_REQUESTS - len(requests)
+        if room <= 0:
+            break
+        if len(level) > room:
+            level = sorted(level, key=lambda o: (-o.quantity_kwh, o.seller))[:room]
         worst = max(effective(o) for o in level)
         # expected fills count against the demand; the requests themselves against the owner's limit
         want = min(buyer.curve.demand(worst) - bought, rules.max_quantity_kwh - requested)
