@@ -36,7 +36,6 @@ from peergrid_controller.market import (
 )
 from peergrid_controller.model import ContractRules
 
-
 MAX_REQUESTS = 64  # sellers one bid may name: the ledger's market contract refuses longer demand lists
 
 
