@@ -232,3 +232,21 @@ def test_batch_signature_check_still_refuses_a_forged_transaction() -> None:
     with pytest.raises(InvalidTransaction) as err:
         execute(genesis.initial_state(), batch, ctx, strict=True)
     assert err.value.index == 1 and err.value.result.reason is Reason.BAD_SIGNATURE
+
+
+def test_local_chain_reports_pending_transactions_that_expired_before_sealing() -> None:
+    from peergrid_ledger.chain import LocalChain
+    from peergrid_ledger.results import Reason
+
+    chain = LocalChain(make_genesis(), Keys.authority)
+    root = hashlib.sha256(b"r").digest()
+    early = sign_tx(
+        Keys.p1, "test-chain", "der_commitment", 1, T0 + 1000, {"interval": 1, "root": root, "readings": 1}
+    )
+    late = sign_tx(
+        Keys.p2, "test-chain", "der_commitment", 1, T0 + 500_000, {"interval": 1, "root": root, "readings": 1}
+    )
+    assert chain.submit(early).ok and chain.submit(late).ok
+    block, _ = chain.seal()  # logical time: the newest transaction's, by which `early` is too old
+    assert block.txs == (late,)
+    assert [(tx, r.reason) for tx, r in chain.dropped] == [(early, Reason.TIME_OUT_OF_BOUNDS)]

@@ -7,7 +7,9 @@ Blocks are kept in memory or, given a `BlockStore`, in LevelDB (one synced batch
 
 Promises: sealing is deterministic given the transactions and block times. Without a clock, block time is
 max(previous block time + 1, newest pending transaction time) - a logical clock, good for simulations;
-pass `clock` (ms) to use real or simulated time. `Signer` tracks a key's nonce so callers need not.
+pass `clock` (ms) to use real or simulated time. A pending transaction that is no longer valid at the block's
+time (older than `tx_max_age_ms` by then) is left out and listed in `dropped`, never silently lost.
+`Signer` tracks a key's nonce so callers need not.
 """
 
 from __future__ import annotations
@@ -62,6 +64,8 @@ class LocalChain:
         self._blocks: list[Block] = []  # in-memory mode only
         self._certs: list[Certificate] = []
         self._tx_index: dict[bytes, tuple[int, int]] = {}
+        self.dropped: list[tuple[Tx, Rejected]] = []
+        """Transactions the last `seal` left out although `submit` had accepted them, with the reason."""
         if store is not None:
             if store.genesis.hash != genesis.hash:
                 raise ValueError("store holds another chain's genesis")
@@ -140,6 +144,10 @@ class LocalChain:
         block, outcome = propose(
             self.state, self.tip, self.genesis, included, time_ms, self.sealer, verified=self._verified
         )
+        # Accepted on submit but refused at the block's time (e.g. too old by then): say so, never silently.
+        self.dropped = [
+            (tx, r) for tx, r in zip(included, outcome.results, strict=True) if isinstance(r, Rejected)
+        ]
         members = set(authorities_at(self.state, height))
         votes = [commit_vote(k, block.header) for k in [self.sealer, *self.cosigners] if k.public in members]
         cert = make_certificate(block.header, votes)
