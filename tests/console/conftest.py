@@ -9,8 +9,6 @@ import pytest
 from console.helpers import PASSWORD, USERS, fast_hasher
 from peergrid_dso.auth.users import UserStore
 
-__all__ = ["PASSWORD"]
-
 
 @pytest.fixture
 def users_file(tmp_path: Path) -> Path:

@@ -48,7 +48,7 @@ export class FeederView {
       const [x1, y1] = pos.get(br.from), [x2, y2] = pos.get(br.to);
       let d;
       if (br.tie) {  // ties arc below the runs they join
-        const my = Math.max(y1, y2) + DY * 0.45;
+        const my = Math.max(y1, y2) + DY * 0.62;
         d = `M${x1},${y1} C${x1},${my} ${x2},${my} ${x2},${y2}`;
       } else {
         d = y1 === y2 ? `M${x1},${y1} L${x2},${y2}` : `M${x1},${y1} L${x1},${y2} L${x2},${y2}`;
@@ -61,7 +61,7 @@ export class FeederView {
       g.append(path);
       // the switch sits mid-branch: on a tie, the Bezier curve's point at t = 1/2
       const mx = (x1 + x2) / 2;
-      const my = br.tie ? (y1 + y2 + 6 * (Math.max(y1, y2) + DY * 0.45)) / 8 : y2;
+      const my = br.tie ? (y1 + y2 + 6 * (Math.max(y1, y2) + DY * 0.62)) / 8 : y2;
       const sw = svg("rect", { x: mx - 5, y: my - 5, width: 10, height: 10,
         class: `switch ${br.closed ? "closed" : "open"}${canOperate() ? "" : " readonly"}`,
         "data-branch": br.number, "data-closed": String(br.closed),
