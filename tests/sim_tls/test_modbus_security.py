@@ -6,6 +6,7 @@ import asyncio
 from pathlib import Path
 
 import pytest
+import yaml
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 from hypothesis import given
@@ -141,3 +142,24 @@ def test_missing_certificates_are_a_scenario_error(tmp_path: Path) -> None:
     app = FirmwareSim(scenario, 0.0)
     with pytest.raises(ScenarioError, match="modbus_tls: cannot load"):
         asyncio.run(app.start())
+
+
+def test_readme_scenario_example_starts(tmp_path: Path) -> None:
+    readme = (Path(__file__).resolve().parents[2] / "firmware-sim" / "README.md").read_text(encoding="utf-8")
+    section = readme.split("## Modbus/TCP Security", 1)[1]
+    example = yaml.safe_load(section.split("```yaml\n", 1)[1].split("```", 1)[0])
+    pki = make_lab_pki(tmp_path, [])
+    files = {"ca_file": pki.ca_cert, "cert_file": pki.server.cert, "key_file": pki.server.key}
+    example["modbus_tls"].update(files)
+    scenario = Scenario.model_validate({"name": "readme", **example})
+    assert scenario.modbus_tls is not None and scenario.modbus_tls.clients == {"historian": "read"}
+
+    async def start_and_stop() -> list[dict[str, object]]:
+        app = FirmwareSim(scenario, 0.0)
+        try:
+            return await app.start()
+        finally:
+            await app.close()
+
+    endpoints = asyncio.run(start_and_stop())
+    assert [e["protocol"] for e in endpoints if e["device"] == "tie33"] == ["modbus-tls"]

@@ -1,8 +1,9 @@
 """`firmware-sim`: run a scenario's emulated devices, check a scenario, or inject faults into a running one.
 
   firmware-sim run SCENARIO [--endpoints-json FILE] [--speed X] [--broker HOST:PORT] [--broker-tls CA CERT KEY]
-                            [--control-port N]
+                            [--relays-tls CA CERT KEY] [--control-port N]
   firmware-sim check SCENARIO
+  firmware-sim pki DIR [--client NAME[:ROLE] ...]      lab CA, device and client certificates (not for the pilot)
   firmware-sim fault --control HOST:PORT DEVICE KIND [key=value ...]     e.g. mg1/pv1 delay seconds=2
   firmware-sim clear --control HOST:PORT DEVICE [KIND]
 Exit codes: 0 ok, 2 bad scenario or arguments, 1 control API refused the request.
@@ -22,7 +23,7 @@ from peergrid_ledger.settings import ConfigError, exit_with_config_error
 
 from .image import MapError
 from .runtime import ScenarioError
-from .scenario import Broker, load_scenario
+from .scenario import Broker, load_scenario, with_tls_relays
 
 
 def _value(text: str) -> object:
@@ -51,6 +52,26 @@ def post(control: str, path: str, body: dict[str, object]) -> tuple[int, object]
         return status, {"error": "control API answered with something that is not JSON"}
 
 
+def write_pki(directory: Path, clients: list[str]) -> int:
+    from .certs import make_lab_pki
+
+    names: list[str] = []
+    roles: dict[str, str] = {}
+    for item in clients:
+        name, _, role = item.partition(":")
+        if not name or "/" in name:
+            exit_with_config_error("firmware-sim", ConfigError(f"--client must be NAME[:ROLE], got {item!r}"))
+        names.append(name)
+        if role:
+            roles[name] = role
+    pki = make_lab_pki(directory, names, days=365, roles=roles)
+    print(f"ca      {pki.ca_cert}")
+    print(f"device  {pki.server.cert} {pki.server.key}  (for 127.0.0.1 and localhost)")
+    for name, pair in pki.clients.items():
+        print(f"client  {pair.cert} {pair.key}  CN={name} role={roles.get(name, '-')}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="firmware-sim", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -67,7 +88,23 @@ def main(argv: list[str] | None = None) -> int:
         metavar=("CA", "CERT", "KEY"),
         help="TLS to the broker with this client certificate",
     )
+    run.add_argument(
+        "--relays-tls",
+        nargs=3,
+        metavar=("CA", "CERT", "KEY"),
+        help="serve every Modbus TCP relay as Modbus/TCP Security: clients need a certificate from CA",
+    )
     run.add_argument("--control-port", type=int, default=0, help="control API port (default: a free one)")
+    pki = sub.add_parser(
+        "pki", help="write a lab PKI: CA, a device (server) certificate, client certificates"
+    )
+    pki.add_argument("directory", type=Path)
+    pki.add_argument(
+        "--client",
+        action="append",
+        metavar="NAME[:ROLE]",
+        help="a client certificate with CN NAME and an optional Modbus Role (default: dso:operator console:viewer)",
+    )
     check = sub.add_parser("check", help="validate a scenario and build its devices without serving")
     check.add_argument("scenario", type=Path)
     fault = sub.add_parser("fault", help="inject a fault through a running simulator's control API")
@@ -94,6 +131,9 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(reply, indent=1))
         return 0 if status == 200 else 1
 
+    if args.command == "pki":
+        return write_pki(args.directory, args.client or ["dso:operator", "console:viewer"])
+
     try:
         scenario = load_scenario(args.scenario)
         speed = getattr(args, "speed", None)
@@ -112,6 +152,8 @@ def main(argv: list[str] | None = None) -> int:
                     update={"ca_file": Path(ca), "cert_file": Path(cert), "key_file": Path(key)}
                 )
             scenario = scenario.model_copy(update={"broker": broker})
+        if getattr(args, "relays_tls", None):
+            scenario = with_tls_relays(scenario, *(Path(p) for p in args.relays_tls))
         if args.command == "check":
             from .clock import SimClock
             from .runtime import Simulation

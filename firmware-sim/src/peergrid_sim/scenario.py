@@ -15,9 +15,9 @@ import random
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, ValidationError, model_validator
 
-from peergrid_ledger.settings import ConfigError, StrictSettings, load_settings
+from peergrid_ledger.settings import ConfigError, StrictSettings, describe_validation_error, load_settings
 
 Protocol = Literal["modbus-tcp", "modbus-rtu", "mqtt"]
 Kind = Literal["pv", "battery", "genset", "load", "meter"]
@@ -201,4 +201,16 @@ def load_scenario(path: str | Path) -> Scenario:
     return load_settings(path, Scenario)
 
 
-__all__ = ["ConfigError", "Scenario", "at_hour", "load_scenario"]
+def with_tls_relays(scenario: Scenario, ca_file: Path, cert_file: Path, key_file: Path) -> Scenario:
+    """Every Modbus TCP relay behind Modbus/TCP Security with these files (roles kept from the scenario)."""
+    tls = (
+        scenario.modbus_tls or ModbusTls(ca_file=ca_file, cert_file=cert_file, key_file=key_file)
+    ).model_copy(update={"ca_file": ca_file, "cert_file": cert_file, "key_file": key_file})
+    relays = [r.model_copy(update={"tls": r.protocol == "modbus-tcp"}) for r in scenario.relays]
+    try:  # validated again: a fixed port shared with a plain device is refused
+        return Scenario.model_validate({**dict(scenario), "modbus_tls": tls, "relays": relays})
+    except ValidationError as exc:
+        raise ConfigError(describe_validation_error(exc)) from None
+
+
+__all__ = ["ConfigError", "Scenario", "at_hour", "load_scenario", "with_tls_relays"]
