@@ -12,15 +12,17 @@ Never falls back to plain Modbus TCP for a relay configured for TLS.
 from __future__ import annotations
 
 import ssl
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from peergrid_ledger.settings import ConfigError, StrictSettings
 
 MODBUS_TLS_PORT = 802
 
 
-@dataclass(frozen=True)
-class RelayTls:
+class RelayTls(StrictSettings):
+    """The DSO's side of Modbus/TCP Security to relays (a config block; frozen, so hashable)."""
+
     ca_file: Path  # the CA that issued the relays' certificates
     cert_file: Path  # the DSO's client certificate (its role says what it may do)
     key_file: Path
@@ -52,16 +54,23 @@ def tls_client(host: str, port: int, tls: RelayTls, timeout_s: float) -> Any:
 
 
 def relay_endpoints(entries: list[dict[str, Any]], tls: RelayTls | None = None) -> dict[int, Any]:
-    """Branch -> `RelayEndpoint` for every relay in an endpoints JSON; TLS relays get `tls`."""
+    """Branch -> `RelayEndpoint` for every Modbus TCP or Modbus/TCP Security relay in an endpoints JSON.
+
+    A `modbus-tls` relay gets `tls`; without it that is a `ConfigError` (never a silent plain connection).
+    """
     from peergrid_dso.drivers.relay_modbus import RelayEndpoint
 
     out: dict[int, Any] = {}
     for e in entries:
-        if e.get("kind") != "relay":
+        if (
+            e.get("kind") != "relay"
+            or e.get("protocol") not in ("modbus-tcp", "modbus-tls")
+            or not e.get("branch")
+        ):
             continue
         secure = e.get("protocol") == "modbus-tls"
         if secure and tls is None:
-            raise ValueError(
+            raise ConfigError(
                 f"relay on branch {e['branch']} needs Modbus/TCP Security: no DSO certificate given"
             )
         out[int(e["branch"])] = RelayEndpoint(
