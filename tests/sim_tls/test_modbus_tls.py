@@ -24,6 +24,7 @@ from pymodbus.exceptions import ModbusException
 from peergrid_dso.drivers.relay_modbus import ModbusRelayDriver, RelayEndpoint
 from peergrid_dso.drivers.relay_tls import RelayTls, relay_endpoints
 from peergrid_dso.services.switching import RelayError
+from peergrid_ledger.settings import ConfigError
 from peergrid_sim.app import FirmwareSim
 from peergrid_sim.certs import LabPki, make_lab_pki
 from peergrid_sim.modbus import mbap_frame
@@ -105,7 +106,7 @@ def relay_entry(sim: SimThread, branch: int) -> dict[str, Any]:
 
 def dso_tls(pki: LabPki, client: str, ca: LabPki | None = None) -> RelayTls:
     pair = pki.clients[client]
-    return RelayTls((ca or pki).ca_cert, pair.cert, pair.key)
+    return RelayTls(ca_file=(ca or pki).ca_cert, cert_file=pair.cert, key_file=pair.key)
 
 
 def driver_for(sim: SimThread, tls: RelayTls | None) -> ModbusRelayDriver:
@@ -141,7 +142,7 @@ def test_endpoints_mark_tls_relays(sim: SimThread) -> None:
     assert relay_entry(sim, 7)["protocol"] == "modbus-tls"
     assert relay_entry(sim, 14)["protocol"] == "modbus-tls"
     assert relay_entry(sim, 33)["protocol"] == "modbus-tcp"
-    with pytest.raises(ValueError, match="branch 7 needs Modbus/TCP Security"):
+    with pytest.raises(ConfigError, match="branch 7 needs Modbus/TCP Security"):
         relay_endpoints(sim.endpoints, None)
 
 
@@ -189,7 +190,12 @@ def test_certificate_from_another_ca_is_refused(sim: SimThread, pki: LabPki, oth
         raw_modbus_over_tls(port, foreign, READ_DISCRETE_0_6)
     # and through the DSO's driver: a foreign operator certificate operates nothing
     driver = driver_for(
-        sim, RelayTls(pki.ca_cert, other_pki.clients["dso"].cert, other_pki.clients["dso"].key)
+        sim,
+        RelayTls(
+            ca_file=pki.ca_cert,
+            cert_file=other_pki.clients["dso"].cert,
+            key_file=other_pki.clients["dso"].key,
+        ),
     )
     try:
         with pytest.raises(RelayError):
@@ -257,6 +263,9 @@ def test_plain_modbus_tcp_to_a_tls_only_port_fails(sim: SimThread) -> None:
 
 
 def test_dso_certificate_files_missing_is_a_relay_error(sim: SimThread, pki: LabPki, tmp_path: Path) -> None:
-    driver = driver_for(sim, RelayTls(pki.ca_cert, tmp_path / "absent.crt", tmp_path / "absent.key"))
+    driver = driver_for(
+        sim,
+        RelayTls(ca_file=pki.ca_cert, cert_file=tmp_path / "absent.crt", key_file=tmp_path / "absent.key"),
+    )
     with pytest.raises(RelayError, match="cannot load the DSO's certificates"):
         driver.status(7)

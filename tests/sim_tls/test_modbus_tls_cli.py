@@ -43,10 +43,15 @@ def test_pki_then_ieee33_with_tls_relays(tmp_path: Path) -> None:
         assert len(relays) == 37 and {e["protocol"] for e in relays} == {"modbus-tls"}
         assert {e["protocol"] for e in entries if e["kind"] == "pv"} <= {"modbus-tcp", "modbus-rtu", "mqtt"}
         operator = ModbusRelayDriver(
-            relay_endpoints(entries, RelayTls(pki / "ca.crt", pki / "dso.crt", pki / "dso.key"))
+            relay_endpoints(
+                entries, RelayTls(ca_file=pki / "ca.crt", cert_file=pki / "dso.crt", key_file=pki / "dso.key")
+            )
         )
         viewer = ModbusRelayDriver(
-            relay_endpoints(entries, RelayTls(pki / "ca.crt", pki / "console.crt", pki / "console.key"))
+            relay_endpoints(
+                entries,
+                RelayTls(ca_file=pki / "ca.crt", cert_file=pki / "console.crt", key_file=pki / "console.key"),
+            )
         )
         try:
             assert operator.status(33).closed is False  # a tie line, open
