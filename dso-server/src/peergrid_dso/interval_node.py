@@ -25,6 +25,7 @@ from typing import Any
 
 from pydantic import Field
 
+from peergrid_dso.drivers.relay_tls import RelayTls
 from peergrid_ledger import keys, query
 from peergrid_ledger.consensus.node_cli import ChainSettings, NodeSettings, build_node
 from peergrid_ledger.settings import ConfigError, StrictSettings, exit_with_config_error, load_settings
@@ -50,6 +51,7 @@ class IntervalNodeSettings(StrictSettings):
     ties: Path | None = None
     mgs: dict[str, MgEntry]
     relays_file: Path | None = None  # firmware-sim's endpoints JSON; None: relays in memory
+    relays_tls: RelayTls | None = None  # Modbus/TCP Security to `modbus-tls` relays (drivers/relay_tls.py)
     first_interval: int = 0
     intervals: int = Field(96, ge=1)
     wait_s: float = Field(4.0, gt=0)  # after the first injection, how long to wait for the others
@@ -130,15 +132,11 @@ def relay_driver(settings: IntervalNodeSettings, feeder: Any) -> Any:
         from peergrid_dso.drivers.relay_memory import InMemoryRelays
 
         return InMemoryRelays({b.number: b.closed for b in feeder.branches})
-    from peergrid_dso.drivers.relay_modbus import ModbusRelayDriver, RelayEndpoint
+    from peergrid_dso.drivers.relay_modbus import ModbusRelayDriver
+    from peergrid_dso.drivers.relay_tls import relay_endpoints
 
-    endpoints = {}
-    for ep in json.loads(settings.relays_file.read_text(encoding="utf-8")):
-        if ep.get("kind") == "relay" and ep.get("protocol") == "modbus-tcp" and ep.get("branch"):
-            endpoints[int(ep["branch"])] = RelayEndpoint(
-                ep["host"], int(ep["port"]), int(ep.get("unit_id") or 1)
-            )
-    return ModbusRelayDriver(endpoints, timeout_s=1.0)
+    entries = json.loads(settings.relays_file.read_text(encoding="utf-8"))
+    return ModbusRelayDriver(relay_endpoints(entries, settings.relays_tls), timeout_s=1.0)
 
 
 async def serve(settings: IntervalNodeSettings) -> None:
