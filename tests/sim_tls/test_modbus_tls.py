@@ -8,6 +8,7 @@ certificate's Modbus Role or, lacking one, its CN) and one plain relay; the DSO 
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import socket
 import ssl
@@ -269,3 +270,27 @@ def test_dso_certificate_files_missing_is_a_relay_error(sim: SimThread, pki: Lab
     )
     with pytest.raises(RelayError, match="cannot load the DSO's certificates"):
         driver.status(7)
+
+
+def test_dso_node_config_drives_tls_relays(sim: SimThread, pki: LabPki, tmp_path: Path) -> None:
+    from types import SimpleNamespace
+
+    from peergrid_dso.interval_node import relay_driver
+
+    relays_file = tmp_path / "endpoints.json"
+    relays_file.write_text(json.dumps(sim.endpoints), encoding="utf-8")
+    block = {
+        "ca_file": str(pki.ca_cert),
+        "cert_file": str(pki.clients["dso"].cert),
+        "key_file": str(pki.clients["dso"].key),
+    }
+    settings = SimpleNamespace(relays_file=relays_file, relays_tls=RelayTls.model_validate(block))
+    driver = relay_driver(settings, None)  # type: ignore[arg-type]
+    try:
+        assert driver.status(14).closed is True and driver.status(33).closed is False
+    finally:
+        driver.close()
+    with pytest.raises(ConfigError, match="needs Modbus/TCP Security"):
+        relay_driver(SimpleNamespace(relays_file=relays_file, relays_tls=None), None)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="extra"):
+        RelayTls.model_validate({**block, "password": "x"})
