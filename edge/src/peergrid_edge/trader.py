@@ -236,6 +236,12 @@ class MarketAgent:
         conv.solve()
         conv.dispatch(0.0)
         conv_cost, self.conv_state = conv.first_interval_cost_and_state()
+        to_go: dict[str, float] = {}
+        if t == self._last_interval():  # the stored energy each path leaves, valued by the rest of the day
+            to_go = {
+                "p2p": self._cost_to_go(t + 1, self.state),
+                "conventional": self._cost_to_go(t + 1, self.conv_state),
+            }
         self.phase = "done"
         self.last = {"interval": t, "role": role, "rounds": len(rounds), "trades": len(mine)}
         self._record(
@@ -251,9 +257,15 @@ class MarketAgent:
                 "verdict": verdict is not None, "secure": (verdict or {}).get("secure"),
                 "dispatch_confirmed": confirmed, "settled": settled,
                 "times": {"start": started, "bargained": bargained, "dso_done": dso_done, "end": time.time()},
-                "heights": self.ledger.heights(),
+                "heights": self.ledger.heights(), "cost_to_go": to_go,
             }
         )  # fmt: skip
+
+    def _cost_to_go(self, start: int, state: MgState) -> float:
+        """The conventional cost of the rest of the day from `state` (0 at the day's end)."""
+        if start >= self.scenario.intervals:
+            return 0.0
+        return float(MgSchedule(self.mg, self.dt, start=start, state=state).solve().cost)
 
     # --- bargaining ------------------------------------------------------------------------------------
 

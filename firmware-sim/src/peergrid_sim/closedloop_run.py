@@ -49,6 +49,8 @@ class ClosedLoop:
     timing: LoopTiming | None = None
     chains: LabChains | None = None
     shown: int = 0
+    argv: dict[str, list[str]] = field(default_factory=dict)
+    interval_min: float = 15.0
     started_at: float = field(default_factory=time.time)
 
     def records_dir(self, bed: Any) -> Path:
@@ -60,7 +62,7 @@ class ClosedLoop:
         from peergrid_controller.scenario import load_scenario
 
         raw = yaml.safe_load(Path(bed.scenario_path).read_text(encoding="utf-8"))
-        interval_min = load_scenario(bed.scenario_path).interval_hours * 60
+        interval_min = self.interval_min = load_scenario(bed.scenario_path).interval_hours * 60
         speed = interval_min * 60 / self.interval_s
         bed.speed = speed
         day = dt.datetime.fromisoformat(str(raw.get("start", "2026-06-21T00:00:00Z")).replace("Z", "+00:00"))
@@ -75,8 +77,6 @@ class ClosedLoop:
         return path
 
     def start(self, bed: Any, endpoints: list[dict[str, Any]], endpoints_file: Path) -> None:
-        from peergrid_controller.scenario import load_scenario
-
         workdir = Path(bed.workdir)
         feeder = bed.scenario.feeder
         self.chains = LabChains.create(workdir / "keys", feeder, bed.scenario_path)
@@ -102,8 +102,6 @@ class ClosedLoop:
         path = workdir / "config" / "dso-node.yaml"
         path.write_text(yaml.safe_dump(dso_cfg, sort_keys=False), encoding="utf-8")
         bed.spawn("dso-node", [sys.executable, "-m", "peergrid_dso.interval_node", "--config", str(path)])
-        scenario = load_scenario(bed.scenario_path)
-        del scenario
         devices = edge_devices(endpoints, bed.scenario)
         for mg in self.chains.mgs:
             node = f"mgmc-{mg}"
@@ -125,12 +123,17 @@ class ClosedLoop:
 
     # --- following it ----------------------------------------------------------------------------------
 
-    def poll(self, bed: Any) -> list[str]:
+    def poll(self, bed: Any, force: bool = False) -> list[str]:
         records = self.records_dir(bed)
         dso = _lines(records / "dso.jsonl")
         lines = []
+        edges = [_lines(p) for p in records.glob("mgmc-*.jsonl")]
         while self.shown < len(dso):
             rec = dso[self.shown]
+            t = rec.get("interval")
+            waited = time.time() - rec.get("times", {}).get("end", 0) > 5 * self.interval_s
+            if not (waited or force) and not all(any(d.get("interval") == t for d in e) for e in edges):
+                break  # the MGMCs are still dispatching and settling it
             self.shown += 1
             lines.append(self.summary(rec, records))
         return lines
@@ -149,7 +152,7 @@ class ClosedLoop:
                         trades[tr["id"]] = tr
         kwh = sum(tr["quantity_kwh"] for tr in trades.values())
         price = (sum(tr["quantity_kwh"] * tr["price"] for tr in trades.values()) / kwh) if kwh else 0.0
-        hours = self.first_interval * 0 + t * 0.25
+        hours = t * self.interval_min / 60
         ops = len((rec.get("plan") or {}).get("operations", []))
         before, after = rec.get("before", {}), rec.get("after", {})
         took = rec["times"]["end"] - (

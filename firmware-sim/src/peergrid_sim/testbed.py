@@ -167,7 +167,10 @@ class Testbed:
         raise TestbedError(f"firmware-sim wrote no endpoints in {timeout:.0f} s; see {sim.log}")
 
     def dead_child(self) -> Child | None:
-        return next((c for c in self.children if c.process.poll() is not None), None)
+        return next(
+            (c for c in self.children if c.process.poll() is not None and c.name not in self.restartable),
+            None,
+        )
 
     def stop(self) -> None:
         for child in reversed(self.children):
@@ -304,21 +307,33 @@ def main(argv: list[str] | None = None) -> int:
             flush=True,
         )
         deadline = None if args.duration is None else time.monotonic() + args.duration
+        reported: set[str] = set()
         while not stop_reason and (deadline is None or time.monotonic() < deadline):
             if bed.loop is not None:
+                for line in bed.loop.handle_requests(bed):
+                    print(f"testbed: {line}", flush=True)
                 for line in bed.loop.poll(bed):
                     print(line, flush=True)
                     print(bed.loop.progress_bar(), flush=True)
                 if args.intervals is not None and bed.loop.finished(bed):
                     time.sleep(2 * args.interval_s)  # the MGMCs settle and dispatch the last interval
+                    for line in bed.loop.poll(bed, force=True):
+                        print(line, flush=True)
+                    print(bed.loop.progress_bar(), flush=True)
                     if args.report is not None:
                         from peergrid_sim.report import collect_live
 
                         collect_live(bed)
                     break
+            for child in bed.children:
+                if child.process.poll() is not None and child.name in bed.restartable:
+                    if child.name not in reported:
+                        code = child.process.returncode
+                        print(f"testbed: {child.name} is down (exit {code}); the others go on", flush=True)
+                        reported.add(child.name)
+                elif child.name in reported:
+                    reported.discard(child.name)
             dead = bed.dead_child()
-            if dead is not None and dead.name in bed.restartable:
-                dead = None  # a fault test killed it on purpose and restarts it
             if dead is not None:
                 print(
                     f"{PROGRAM}: {dead.name} exited with {dead.process.returncode}; see {dead.log}",

@@ -1,0 +1,321 @@
+"""The testbed's run report: report.json and a self-contained report.html (inline SVG, no network).
+
+Promises: `collect_live(bed)` (while the processes run) saves firmware-sim's device faults and the replicas'
+status; `write_report(bed, dir)` (after they stopped: it opens every LevelDB store) gathers the MGMCs' and the
+DSO's interval records and the ledger stores and writes the figures — prices per bargaining round, trades,
+each MG's cost under P2P and under the conventional market, welfare against the centralised optimum over
+the same intervals, voltage profiles before and after reconfiguration, switch operations, ledger heights,
+block times, round changes, device faults — plus `checks`: every replica agrees on both chains, every store
+passes `peergrid-ledger verify`, every settled trade's settlement has an inclusion proof that verifies,
+the executed topology was always secure, and no MG paid more under P2P than it would have conventionally.
+Never changes a store (opens them read-only in effect: only reads).
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import subprocess
+import sys
+import urllib.request
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+from peergrid_sim.report_svg import bars, lines
+
+
+def _jsonl(path: Path) -> list[dict[str, Any]]:
+    out = []
+    if path.exists():
+        for line in path.read_text(encoding="utf-8").splitlines():
+            try:
+                out.append(json.loads(line))
+            except json.JSONDecodeError:
+                continue
+    return out
+
+
+def collect_live(bed: Any) -> None:
+    workdir = Path(bed.workdir)
+    faults: Any = None
+    try:
+        endpoints = json.loads((workdir / "endpoints.json").read_text(encoding="utf-8"))
+        control = next(e for e in endpoints if e.get("kind") == "control")
+        with urllib.request.urlopen(
+            f"http://{control['host']}:{control['port']}/state", timeout=3
+        ) as response:
+            state = json.loads(response.read())
+        faults = [
+            {"device": d.get("name") or d.get("device"), "mg": d.get("mg"), "faults": d.get("faults")}
+            for d in state.get("devices", [])
+            if d.get("faults")
+        ]
+    except Exception as exc:  # the report says what it could not read
+        faults = {"error": f"{type(exc).__name__}: {exc}"[:200]}
+    (workdir / "records" / "device-faults.json").write_text(json.dumps(faults), encoding="utf-8")
+
+
+def stores(workdir: Path) -> dict[str, list[Path]]:
+    nodes = workdir / "nodes"
+    return {
+        "mgmc": sorted(nodes.glob("mgmc-*/mgmc.db")),
+        "dso": sorted([*nodes.glob("mgmc-*/dso.db"), *nodes.glob("dso/dso.db")]),
+    }
+
+
+def ledger_figures(paths: dict[str, list[Path]]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Per chain: heads, agreement at the lowest head, block times, round changes; and settled-trade proofs."""
+    from peergrid_ledger.proof import build_proof, check_proof
+    from peergrid_ledger.store import BlockStore
+
+    figures: dict[str, Any] = {}
+    proofs = {"settled": 0, "verified": 0, "failed": []}
+    for chain, dbs in paths.items():
+        heads, hashes_at = {}, {}
+        opened = [(p, BlockStore.open(p)) for p in dbs]
+        try:
+            for path, store in opened:
+                heads[str(path.parent.name)] = store.head_height()
+            low = min(heads.values()) if heads else 0
+            for path, store in opened:
+                hashes_at[str(path.parent.name)] = store.header(low).hash.hex() if low > 0 else ""
+            _, ref = max(opened, key=lambda o: o[1].head_height())
+            times, rounds = [], []
+            for h in range(1, ref.head_height() + 1):
+                header = ref.header(h)
+                times.append(header.time)
+                rounds.append(header.round)
+            gaps = [b - a for a, b in itertools.pairwise(times)]
+            figures[chain] = {
+                "heads": heads,
+                "lowest_head": low,
+                "agree_at_lowest_head": len(set(hashes_at.values())) == 1,
+                "head_spread": (max(heads.values()) - low) if heads else 0,
+                "block_time_ms": {
+                    "mean": sum(gaps) / len(gaps) if gaps else None,
+                    "p50": sorted(gaps)[len(gaps) // 2] if gaps else None,
+                    "max": max(gaps) if gaps else None,
+                },
+                "round_changes": sum(1 for r in rounds if r > 0),
+                "block_times_series": gaps[-400:],
+            }
+            if chain == "mgmc":
+                from peergrid_ledger.contracts import market
+
+                for key, raw in ref.state_items():
+                    if not key.startswith(b"mkt/trade/"):
+                        continue
+                    from peergrid_ledger.codec import decode
+
+                    trade = decode(raw)
+                    settlement = trade.get("settlement")
+                    if not settlement:
+                        continue
+                    proofs["settled"] += 1
+                    where = ref.locate_tx(settlement["txid"])
+                    try:
+                        assert where is not None, "settlement not found in the store"
+                        doc = build_proof(ref.block(where[0]), ref.certificate(where[0]), settlement["txid"])
+                        check_proof(json.loads(json.dumps(doc)), ref.header(where[0]).hash)
+                        proofs["verified"] += 1
+                    except Exception as exc:
+                        proofs["failed"].append(f"{key[len(b'mkt/trade/') :].hex()[:16]}: {exc}")
+                del market
+        finally:
+            for _, store in opened:
+                store.close()
+    return figures, proofs
+
+
+def verify_stores(paths: dict[str, list[Path]]) -> dict[str, str]:
+    tool = Path(sys.executable).parent / "peergrid-ledger"
+    out = {}
+    for dbs in paths.values():
+        for db in dbs:
+            done = subprocess.run([str(tool), "verify", "--db", str(db)], capture_output=True, text=True)
+            out[f"{db.parent.name}/{db.name}"] = (
+                "ok" if done.returncode == 0 else (done.stderr or done.stdout)[-300:]
+            )
+    return out
+
+
+def central_welfare(scenario_path: Path, first: int, count: int) -> float | None:
+    """The centralised optimum over the same intervals (one LP/MILP over all MGs), from the model's start state."""
+    from peergrid_controller import baselines
+    from peergrid_controller.model import Tariff
+    from peergrid_controller.scenario import load_scenario
+
+    scenario = load_scenario(scenario_path)
+    end = first + count
+
+    def cut(mg: Any) -> Any:
+        t = mg.tariff
+        return replace(
+            mg,
+            tariff=Tariff(t.retail[first:end], t.feed_in[first:end], t.max_import_kw, t.max_export_kw),
+            pv=tuple(replace(p, available_kw=p.available_kw[first:end]) for p in mg.pv),
+            loads=tuple(
+                replace(ld, critical_kw=ld.critical_kw[first:end], sheddable_kw=ld.sheddable_kw[first:end])
+                for ld in mg.loads
+            ),
+        )
+
+    window = replace(scenario, microgrids=tuple(cut(mg) for mg in scenario.microgrids))
+    try:
+        return -baselines.central(window, 60.0).total()
+    except Exception:
+        return None
+
+
+def write_report(bed: Any, out_dir: Path) -> Path:
+    workdir = Path(bed.workdir)
+    records = workdir / "records"
+    dso = _jsonl(records / "dso.jsonl")
+    edges = {p.stem.removeprefix("mgmc-"): _jsonl(p) for p in sorted(records.glob("mgmc-*.jsonl"))}
+    first, count = bed.loop.first_interval, bed.loop.intervals
+    intervals = list(range(first, first + count))
+    paths = stores(workdir)
+    ledger, proofs = ledger_figures(paths)
+    verified = verify_stores(paths)
+    trades: dict[str, dict[str, Any]] = {}
+    rounds_by_interval: dict[int, list[dict[str, Any]]] = {}
+    cost_p2p: dict[str, float] = {}
+    cost_conv: dict[str, float] = {}
+    physical = 0.0
+    for mg, recs in edges.items():
+        for r in recs:
+            if "trades" not in r:
+                continue
+            for tr in r["trades"]:
+                trades[tr["id"]] = {**tr, "interval": r["interval"]}
+            rounds_by_interval.setdefault(r["interval"], r.get("rounds", []))
+            to_go = r.get("cost_to_go") or {}
+            cost_p2p[mg] = cost_p2p.get(mg, 0.0) + r["cost_p2p"] + to_go.get("p2p", 0.0)
+            cost_conv[mg] = cost_conv.get(mg, 0.0) + r["cost_conventional"] + to_go.get("conventional", 0.0)
+            physical += r["cost_p2p"] + r["p2p_money"]
+    central = central_welfare(Path(bed.scenario_path), first, count)
+    p2p_welfare, conv_welfare = -physical, -sum(cost_conv.values())
+    faults = (
+        json.loads((records / "device-faults.json").read_text())
+        if (records / "device-faults.json").exists()
+        else None
+    )
+    switch_ops = [
+        {"interval": r["interval"], **op}
+        for r in dso
+        if r.get("plan")
+        for op in r["plan"].get("operations", [])
+    ]
+    latency = [
+        r["times"]["switched"] - (bed.loop.timing.t0 + (r["interval"] - first) * bed.loop.interval_s)
+        for r in dso
+        if "times" in r and bed.loop.timing is not None
+    ]
+    checks = {
+        "intervals_done": len([r for r in dso if "error" not in r]),
+        "replicas_agree": all(c["agree_at_lowest_head"] for c in ledger.values()),
+        "head_spread": {c: v["head_spread"] for c, v in ledger.items()},
+        "stores_verify": all(v == "ok" for v in verified.values()),
+        "settled_trades_proven": proofs["settled"] > 0 and proofs["verified"] == proofs["settled"],
+        "topology_secure": all(
+            not r.get("after", {}).get("violations", ["?"]) for r in dso if "error" not in r
+        ),
+        "p2p_not_dearer": all(cost_p2p[mg] <= cost_conv[mg] + 1e-6 for mg in cost_p2p),
+    }
+    report = {
+        "scenario": str(bed.scenario_path),
+        "intervals": intervals,
+        "interval_s": bed.loop.interval_s,
+        "checks": checks,
+        "stores_verify": verified,
+        "proofs": proofs,
+        "ledger": ledger,
+        "prices_per_round": {str(t): rounds_by_interval.get(t, []) for t in intervals},
+        "trades": sorted(trades.values(), key=lambda tr: (tr["interval"], tr["seller"], tr["buyer"])),
+        "mg_cost_p2p": cost_p2p,
+        "mg_cost_conventional": cost_conv,
+        "welfare": {
+            "p2p": p2p_welfare,
+            "conventional": conv_welfare,
+            "central": central,
+            "p2p_over_central": (p2p_welfare / central) if central else None,
+        },
+        "voltages": [
+            {
+                "interval": r["interval"],
+                "before": r["before"],
+                "after": r["after"],
+                "reconfiguration": r.get("reconfiguration"),
+            }
+            for r in dso
+            if "before" in r
+        ],
+        "switch_operations": switch_ops,
+        "latency_to_switching_done_s": latency,
+        "device_faults": faults,
+        "dso": dso,
+    }
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / "report.json").write_text(json.dumps(report, indent=1, default=str), encoding="utf-8")
+    (out_dir / "report.html").write_text(html(report), encoding="utf-8")
+    return out_dir / "report.html"
+
+
+def html(report: dict[str, Any]) -> str:
+    import html as h
+
+    prices = report["prices_per_round"]
+    price_series: dict[str, list[tuple[float, float]]] = {}
+    x = 0
+    for t in report["intervals"]:
+        for rnd in prices.get(str(t), []):
+            for seller, price in rnd["prices"].items():
+                price_series.setdefault(seller, []).append((x, price))
+            x += 1
+    first_v = next(iter(report["voltages"]), None)
+    last_v = report["voltages"][-1] if report["voltages"] else None
+    volt = {}
+    if first_v:
+        volt["before (first interval)"] = list(enumerate(first_v["before"]["voltages"], 1))
+        volt["after (first interval)"] = list(enumerate(first_v["after"]["voltages"], 1))
+    if last_v:
+        volt["after (last interval)"] = list(enumerate(last_v["after"]["voltages"], 1))
+    mgs = sorted(report["mg_cost_p2p"])
+    welfare = report["welfare"]
+    chains = report["ledger"]
+    rows = "".join(
+        f"<tr><td>{tr['interval']}</td><td>{tr['seller'][:8]}</td><td>{tr['buyer'][:8]}</td>"
+        f"<td>{tr['quantity_kwh']:.3f}</td><td>{tr['price']:.3f}</td></tr>"
+        for tr in report["trades"][:400]
+    )
+    checks = "".join(
+        f"<li><b>{h.escape(k)}</b>: {h.escape(str(v))}</li>" for k, v in report["checks"].items()
+    )
+    sw = "".join(
+        f"<tr><td>{o['interval']}</td><td>{o['branch']}</td><td>{'close' if o['close'] else 'open'}</td><td>{o['ok']}</td></tr>"
+        for o in report["switch_operations"]
+    )
+    ledger_rows = "".join(
+        f"<tr><td>{c}</td><td>{v['lowest_head']}</td><td>{v['head_spread']}</td><td>{v['agree_at_lowest_head']}</td>"
+        f"<td>{v['block_time_ms']['p50']}</td><td>{v['round_changes']}</td></tr>"
+        for c, v in chains.items()
+    )
+    return f"""<!doctype html><html><head><meta charset="utf-8"><title>peergrid testbed report</title>
+<style>body{{font-family:sans-serif;margin:2em;max-width:1100px}}table{{border-collapse:collapse}}
+td,th{{border:1px solid #ccc;padding:2px 6px;font-size:13px}}</style></head><body>
+<h1>peergrid testbed report</h1><p>{h.escape(report["scenario"])}: intervals {report["intervals"][0]}..{report["intervals"][-1]}
+({report["interval_s"]} s each)</p>
+<h2>Checks</h2><ul>{checks}</ul>
+<h2>Welfare</h2><p>P2P {welfare["p2p"]:.2f}, conventional {welfare["conventional"]:.2f}, centralised optimum
+{welfare["central"] if welfare["central"] is None else round(welfare["central"], 2)} (P2P / central:
+{welfare["p2p_over_central"] if welfare["p2p_over_central"] is None else round(welfare["p2p_over_central"], 4)})</p>
+<h2>Each MG's cost: P2P vs conventional</h2>{bars(mgs, {"P2P": [report["mg_cost_p2p"][m] for m in mgs], "conventional": [report["mg_cost_conventional"][m] for m in mgs]})}
+<h2>Prices per bargaining round</h2>{lines(price_series, "round (all intervals)", "price / kWh")}
+<h2>Voltage profiles</h2>{lines(volt, "bus", "voltage (pu)")}
+<h2>Block times (ms, MGMC chain)</h2>{lines({"block gap": list(enumerate(chains.get("mgmc", {}).get("block_times_series", [])))}, "block", "ms")}
+<h2>Ledger</h2><table><tr><th>chain</th><th>lowest head</th><th>head spread</th><th>agree</th><th>p50 block ms</th><th>round changes</th></tr>{ledger_rows}</table>
+<h2>Switch operations</h2><table><tr><th>interval</th><th>branch</th><th>op</th><th>ok</th></tr>{sw}</table>
+<h2>Device faults</h2><pre>{h.escape(json.dumps(report["device_faults"], indent=1))}</pre>
+<h2>Trades</h2><table><tr><th>interval</th><th>seller</th><th>buyer</th><th>kWh</th><th>price</th></tr>{rows}</table>
+</body></html>"""
