@@ -34,7 +34,7 @@ class SecurityLog:
         self._lock = threading.Lock()
 
     def refuse(self, reason: str, detail: str, *, user: str | None = None, client: str | None = None) -> None:
-        detail = detail.replace("\n", " ")[:300]
+        detail = "".join(ch if ch.isprintable() else " " for ch in detail)[:300]  # no log injection
         with self._lock:
             self.counts[reason] += 1
             self.recent.append({"reason": reason, "detail": detail, "user": user, "client": client})

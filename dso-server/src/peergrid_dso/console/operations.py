@@ -216,7 +216,8 @@ class Operations:
             except EnrolmentRefused as exc:
                 raise OperationError(str(exc)) from None
             label = e.label[: LABEL_MAX - 20]
-            return e.to_json() | {"chain": self._seal(user, f"{verb} enrolment of {label}")}
+            view: dict[str, Any] = e.to_json()
+            return view | {"chain": self._seal(user, f"{verb} enrolment of {label}")}
 
 
 def _step(s: Any) -> dict[str, Any]:

@@ -2,11 +2,11 @@
 console-facing JSON for the feeder, market, ledger explorer and operations.
 
 Promises: every `/console/api` route except login needs a live session (cookie `pg_session`, HttpOnly,
-SameSite=Strict); every state-changing route also needs the session's CSRF token in `X-CSRF-Token` and, when
-the browser sends one, an `Origin` equal to the server's own; operator actions need role operator or admin.
-Each refusal is a 4xx with a reason, counted and logged in `SecurityLog`; nothing here raises a 500 on bad
-input. Routes are thin: they check, then call `console.operations` / `grid` / `chains`.
-`install_console(app)` mounts the router and adds the security headers and the counted 422 handler.
+SameSite=Strict); every state-changing route also needs the session's CSRF token and our own origin; operator
+actions need role operator or admin (all checked in `peergrid_dso.auth.http`). Each refusal is a 4xx with a
+reason, counted and logged in `SecurityLog`; nothing here raises a 500 on bad input. Routes are thin: they
+check, then call `console.operations` / `grid` / `chains`. `install_console(app)` mounts the router and the
+security edge.
 """
 
 from __future__ import annotations
@@ -19,29 +19,26 @@ from importlib import resources
 from typing import Any
 
 from fastapi import APIRouter, Depends, FastAPI, HTTPException, Request, Response
-from fastapi.exception_handlers import request_validation_exception_handler
-from fastapi.exceptions import RequestValidationError
-from fastapi.responses import HTMLResponse, JSONResponse, StreamingResponse
+from fastapi.responses import HTMLResponse, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 
-from peergrid_dso.auth.sessions import Session, check_csrf
+from peergrid_dso.auth.http import (
+    COOKIE,
+    admin,
+    client_address,
+    install_security,
+    operator,
+    origin_ok,
+    refuse,
+    session,
+    viewer,
+)
+from peergrid_dso.auth.sessions import Session
 from peergrid_dso.console.operations import OperationError
 from peergrid_dso.console.state import ConsoleState
 
-COOKIE = "pg_session"
-MAX_BODY = 16 * 1024
 STATIC_TYPES = {".js": "text/javascript", ".css": "text/css", ".svg": "image/svg+xml", ".html": "text/html"}
 STATIC_NAME = re.compile(r"^[a-z0-9_-]{1,40}\.(js|css|svg|html)$")
-CSP = (
-    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; "
-    "frame-ancestors 'none'; base-uri 'none'; form-action 'self'"
-)
-UNSAFE = {"POST", "PUT", "PATCH", "DELETE"}
-# The DSO REST API's operator actions (guarded when console.guard_dso_api is on). Left open on purpose:
-# POST /api/dso/enrolment (an MGMC's signed request with a one-time token) and /api/dso/injections.
-DSO_OPERATOR_PATHS = re.compile(
-    r"^/api/dso/(enrolment/tokens|enrolment/[^/]+/[^/]+|plans|plans/[^/]+/approve|reconfiguration|opf)/?$"
-)
 
 router = APIRouter()
 
@@ -69,51 +66,6 @@ def console_state(request: Request) -> ConsoleState:
     return state
 
 
-def _client(request: Request) -> str:
-    return request.client.host if request.client else "-"
-
-
-def _refuse(
-    request: Request, status: int, reason: str, detail: str, user: str | None = None
-) -> HTTPException:
-    console_state(request).security.refuse(
-        reason, f"{request.method} {request.url.path}: {detail}", user=user, client=_client(request)
-    )
-    return HTTPException(status, detail)
-
-
-def _origin_ok(request: Request) -> bool:
-    origin = request.headers.get("origin")
-    if origin is None:
-        return True  # not a browser cross-site request (curl, tests); SameSite=Strict guards the cookie
-    host = request.headers.get("host", "")
-    return origin in (f"http://{host}", f"https://{host}")
-
-
-def session(request: Request) -> Session:
-    found = console_state(request).sessions.get(request.cookies.get(COOKIE))
-    if found is None:
-        raise _refuse(request, 401, "unauthenticated", "log in first")
-    if request.method in UNSAFE:
-        if not _origin_ok(request):
-            raise _refuse(request, 403, "bad_origin", "cross-origin request", found.user.name)
-        if not check_csrf(found, request.headers.get("x-csrf-token")):
-            raise _refuse(request, 403, "csrf", "missing or wrong CSRF token", found.user.name)
-    return found
-
-
-def role(needed: str) -> Callable[..., Session]:
-    def check(request: Request, s: Session = Depends(session)) -> Session:
-        if not s.user.can(needed):
-            raise _refuse(request, 403, "forbidden", f"needs role {needed}, has {s.user.role}", s.user.name)
-        return s
-
-    return check
-
-
-viewer, operator, admin = role("viewer"), role("operator"), role("admin")
-
-
 # ------------------------------------------------------------------------------------------ pages and assets
 
 
@@ -125,10 +77,10 @@ def console_page() -> str:
 @router.get("/console/static/{name}")
 def static_asset(name: str, request: Request) -> Response:
     if not STATIC_NAME.fullmatch(name):
-        raise _refuse(request, 404, "not_found", "no such asset")
+        raise refuse(request, 404, "not_found", "no such asset")
     asset = resources.files("peergrid_dso.console").joinpath("static", name)
     if not asset.is_file():
-        raise _refuse(request, 404, "not_found", "no such asset")
+        raise refuse(request, 404, "not_found", "no such asset")
     suffix = name[name.rindex(".") :]
     return Response(asset.read_bytes(), media_type=STATIC_TYPES[suffix])
 
@@ -139,15 +91,15 @@ def static_asset(name: str, request: Request) -> Response:
 @router.post("/console/api/login")
 def login(body: LoginBody, request: Request, response: Response) -> dict[str, Any]:
     state = console_state(request)
-    if not _origin_ok(request):
-        raise _refuse(request, 403, "bad_origin", "cross-origin login", body.username)
-    keys = (f"user:{body.username}", f"client:{_client(request)}")
+    if not origin_ok(request):
+        raise refuse(request, 403, "bad_origin", "cross-origin login", body.username)
+    keys = (f"user:{body.username}", f"client:{client_address(request)}")
     if state.throttle.blocked(*keys):
-        raise _refuse(request, 429, "login_throttled", "too many failed logins; wait", body.username)
+        raise refuse(request, 429, "login_throttled", "too many failed logins; wait", body.username)
     user = state.users.authenticate(body.username, body.password)
     if user is None:
         state.throttle.fail(*keys)
-        raise _refuse(request, 401, "bad_login", "wrong user name or password", body.username)
+        raise refuse(request, 401, "bad_login", "wrong user name or password", body.username)
     state.throttle.clear(*keys)
     s = state.sessions.create(user)
     response.set_cookie(
@@ -241,7 +193,7 @@ def ledger_heads(request: Request, _: Session = Depends(viewer)) -> dict[str, An
 def _explorer(request: Request, chain: str) -> Any:
     explorer = console_state(request).explorers.get(chain)
     if explorer is None:
-        raise _refuse(request, 404, "not_found", f"no chain {chain!r}")
+        raise refuse(request, 404, "not_found", f"no chain {chain!r}")
     return explorer
 
 
@@ -250,7 +202,7 @@ def ledger_blocks(
     chain: str, request: Request, before: int | None = None, limit: int = 20, _: Session = Depends(viewer)
 ) -> dict[str, Any]:
     if not 1 <= limit <= 100 or (before is not None and before < 1):
-        raise _refuse(request, 422, "malformed", "limit must be 1..100 and before >= 1")
+        raise refuse(request, 422, "malformed", "limit must be 1..100 and before >= 1")
     return {"blocks": _explorer(request, chain).blocks(before, limit)}
 
 
@@ -258,17 +210,17 @@ def ledger_blocks(
 def ledger_block(chain: str, height: int, request: Request, _: Session = Depends(viewer)) -> dict[str, Any]:
     block = _explorer(request, chain).block(height)
     if block is None:
-        raise _refuse(request, 404, "not_found", f"no block {height} on {chain}")
+        raise refuse(request, 404, "not_found", f"no block {height} on {chain}")
     return dict(block)
 
 
 @router.get("/console/api/ledger/{chain}/proof/{txid}")
 def ledger_proof(chain: str, txid: str, request: Request, _: Session = Depends(viewer)) -> dict[str, Any]:
     if not re.fullmatch(r"[0-9a-f]{64}", txid):
-        raise _refuse(request, 422, "malformed", "txid must be 64 lowercase hex digits")
+        raise refuse(request, 422, "malformed", "txid must be 64 lowercase hex digits")
     proof = _explorer(request, chain).proof(bytes.fromhex(txid))
     if proof is None:
-        raise _refuse(request, 404, "not_found", f"no transaction {txid[:12]}… on {chain}")
+        raise refuse(request, 404, "not_found", f"no transaction {txid[:12]}… on {chain}")
     return dict(proof)
 
 
@@ -301,7 +253,7 @@ def _act(request: Request, s: Session, fn: Callable[[], Any]) -> Any:
         return fn()
     except OperationError as exc:
         console_state(request).security.refuse(
-            "conflict", str(exc), user=s.user.name, client=_client(request)
+            "conflict", str(exc), user=s.user.name, client=client_address(request)
         )
         raise HTTPException(409, str(exc)) from None
 
@@ -333,9 +285,9 @@ def operate_switch(branch: int, body: OperateBody, request: Request, s: Session 
 @router.post("/console/api/enrolment/{mgmc}/{verb}")
 def enrolment(mgmc: str, verb: str, request: Request, s: Session = Depends(operator)) -> Any:
     if verb not in ("approve", "revoke"):
-        raise _refuse(request, 404, "not_found", f"no enrolment action {verb!r}", s.user.name)
+        raise refuse(request, 404, "not_found", f"no enrolment action {verb!r}", s.user.name)
     if not re.fullmatch(r"[0-9a-f]{64}", mgmc):
-        raise _refuse(request, 422, "malformed", "the MGMC key must be 64 lowercase hex digits", s.user.name)
+        raise refuse(request, 422, "malformed", "the MGMC key must be 64 lowercase hex digits", s.user.name)
     ops = console_state(request).ops
     return _act(request, s, lambda: ops.enrolment_action(mgmc, verb, s.user.name))
 
@@ -343,56 +295,7 @@ def enrolment(mgmc: str, verb: str, request: Request, s: Session = Depends(opera
 # ------------------------------------------------------------------------------------------ installation
 
 
-def _guard_dso_api(request: Request) -> Response | None:
-    """An operator session and its CSRF token for the DSO API's operator actions, when the guard is on."""
-    console = getattr(request.app.state, "console", None)
-    if (
-        console is None
-        or not console.settings.guard_dso_api
-        or request.method not in UNSAFE
-        or not DSO_OPERATOR_PATHS.match(request.url.path)
-    ):
-        return None
-    try:
-        role("operator")(request, session(request))
-    except HTTPException as exc:
-        return JSONResponse({"detail": exc.detail}, exc.status_code)
-    return None
-
-
 def install_console(app: FastAPI) -> None:
-    """Mount the console: its router, security headers on every response, and counted refusals of
-    malformed requests (422) and oversized bodies (413) anywhere in the API."""
+    """Mount the console: its router, and the security edge (headers, limits, counted refusals, guard)."""
     app.include_router(router)
-
-    @app.middleware("http")
-    async def guard(request: Request, call_next: Callable[[Request], Any]) -> Response:
-        length = request.headers.get("content-length")
-        if length is not None and (not length.isdigit() or int(length) > MAX_BODY):
-            console = getattr(request.app.state, "console", None)
-            if console is not None:
-                console.security.refuse(
-                    "malformed", f"{request.url.path}: body over {MAX_BODY} bytes", client=_client(request)
-                )
-            response: Response = JSONResponse({"detail": f"request body over {MAX_BODY} bytes"}, 413)
-        elif (refusal := _guard_dso_api(request)) is not None:
-            response = refusal
-        else:
-            response = await call_next(request)
-        response.headers.setdefault("Content-Security-Policy", CSP)
-        response.headers.setdefault("X-Content-Type-Options", "nosniff")
-        response.headers.setdefault("X-Frame-Options", "DENY")
-        response.headers.setdefault("Referrer-Policy", "no-referrer")
-        if request.url.path.startswith("/console/api"):
-            response.headers.setdefault("Cache-Control", "no-store")
-        return response
-
-    @app.exception_handler(RequestValidationError)
-    async def malformed(request: Request, exc: RequestValidationError) -> Response:
-        console = getattr(request.app.state, "console", None)
-        if console is not None:
-            where = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors()[:3])
-            console.security.refuse(
-                "malformed", f"{request.method} {request.url.path}: {where}", client=_client(request)
-            )
-        return await request_validation_exception_handler(request, exc)
+    install_security(app)
