@@ -14,8 +14,9 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-from console.helpers import PASSWORD
+from console.helpers import PASSWORD, fast_hasher
 from peergrid_dso.app import create_app
+from peergrid_dso.auth.users import UserStore
 from peergrid_dso.config import DsoSettings
 from peergrid_dso.services.enrolment import enrolment_digest
 from peergrid_dso.services.switching import RelayError
@@ -374,3 +375,17 @@ def test_replica_heads_from_health_reports_show_agreement_and_lag(client: TestCl
     assert chain["agree"] and [r["behind"] for r in chain["replicas"]] == [0, 0, 1]
     report("mgmc-mg3", {ours["chain"]: {"height": ours["height"], "head": "ff" * 32}})
     assert client.get("/console/api/ledger").json()["chains"]["dso"]["agree"] is False
+
+
+def test_user_changes_by_the_cli_reach_a_running_server(client: TestClient, users_file: Path) -> None:
+    csrf = login(client, "olga")
+    assert client.get("/console/api/session").status_code == 200
+    store = UserStore(users_file, hasher=fast_hasher())
+    store.add("olga", "viewer", PASSWORD, replace=True)  # demoted while logged in
+    assert client.get("/console/api/session").status_code == 401  # the old operator session is gone
+    store.add("nina", "operator", PASSWORD)  # added while the server runs
+    login(client, "nina")
+    store.remove("nina")
+    assert client.post("/console/api/plans", headers=csrf).status_code == 401
+    r = client.post("/console/api/login", json={"username": "nina", "password": PASSWORD})
+    assert r.status_code == 401

@@ -59,9 +59,13 @@ def origin_ok(request: Request) -> bool:
 
 
 def session(request: Request) -> Session:
-    found: Session | None = console_state(request).sessions.get(request.cookies.get(COOKIE))
+    state = console_state(request)
+    found: Session | None = state.sessions.get(request.cookies.get(COOKIE))
     if found is None:
         raise refuse(request, 401, "unauthenticated", "log in first")
+    if state.users.get(found.user.name) != found.user:  # removed, or its role changed, since login
+        state.sessions.end(found.sid)
+        raise refuse(request, 401, "unauthenticated", "the user was removed or changed; log in again")
     if request.method in UNSAFE:
         if not origin_ok(request):
             raise refuse(request, 403, "bad_origin", "cross-origin request", found.user.name)

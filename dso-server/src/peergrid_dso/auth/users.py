@@ -3,7 +3,8 @@
 Promises: `UserStore.add` refuses bad names, unknown roles, short passwords and duplicates with `UserError`;
 `authenticate` returns the `User` or None and takes the same argon2 time whether or not the name exists (no
 user enumeration by timing); the file is written 0600 by rename, so a crash never leaves half a file; a file
-that is not ours raises `UserError` naming the path. Never stores or logs a plain password.
+that is not ours raises `UserError` naming the path. A running server sees users added, removed or changed
+by the CLI at their next request (the file is re-read when it changes). Never stores or logs a plain password.
 """
 
 from __future__ import annotations
@@ -52,8 +53,23 @@ class UserStore:
         self._lock = threading.Lock()
         self._users: dict[str, dict[str, str]] = {}
         self._dummy: str | None = None  # made at the first unknown name, so start-up stays quick
-        if path is not None and path.exists():
-            self._users = _read(path)
+        self._mtime: int | None = None
+        self.refresh()
+
+    def refresh(self) -> None:
+        """Re-read the file when it changed on disk (`peergrid-dso user ...` while the server runs).
+        A file made bad meanwhile keeps the users last read and logs nothing here: the CLI refuses bad files."""
+        if self.path is None:
+            return
+        try:
+            mtime = self.path.stat().st_mtime_ns
+        except FileNotFoundError:
+            self._users, self._mtime = {}, None
+            return
+        if mtime != self._mtime:
+            users = _read(self.path) if self._mtime is None else _read_or(self.path, self._users)
+            with self._lock:
+                self._users, self._mtime = users, mtime
 
     def __len__(self) -> int:
         return len(self._users)
@@ -62,6 +78,7 @@ class UserStore:
         return [User(n, u["role"]) for n, u in sorted(self._users.items())]
 
     def get(self, name: str) -> User | None:
+        self.refresh()
         entry = self._users.get(name)
         return None if entry is None else User(name, entry["role"])
 
@@ -88,6 +105,7 @@ class UserStore:
     def authenticate(self, name: str, password: str) -> User | None:
         if len(password) > MAX_PASSWORD:
             return None
+        self.refresh()
         entry = self._users.get(name)
         if entry is None and self._dummy is None:
             self._dummy = self._hasher.hash("not a password of anyone")
@@ -109,6 +127,14 @@ class UserStore:
             out.flush()
             os.fsync(out.fileno())
         os.replace(tmp, self.path)
+        self._mtime = self.path.stat().st_mtime_ns
+
+
+def _read_or(path: Path, last: dict[str, dict[str, str]]) -> dict[str, dict[str, str]]:
+    try:
+        return _read(path)
+    except UserError:
+        return last
 
 
 def _read(path: Path) -> dict[str, dict[str, str]]:
