@@ -107,3 +107,15 @@ def test_loop_reports_the_constraint_it_could_not_meet(feeder) -> None:
         and "bus 18" in (result.unmet or "")
         and "after 2 iterations" in (result.unmet or "")
     )
+
+
+def test_power_flow_breakdown_is_not_reported_as_infeasible(feeder) -> None:
+    from peergrid_dso.services.security import OpfNumericalFailure
+
+    collapse = {
+        "mg1": (-60.0, 0.0),
+        "mg2": (0.0, 0.0),
+        "mg3": (0.0, 0.0),
+    }  # far past the nose of the PV curve
+    with pytest.raises(OpfNumericalFailure, match="did not converge"):
+        minimal_adjustment(feeder, BASE, collapse, {mg: MgRange(-60.0, 4.0) for mg in MGS})

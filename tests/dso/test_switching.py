@@ -162,3 +162,20 @@ def test_modbus_driver_reports_unreachable_relay_as_relay_error() -> None:
         driver.status(7)
     with pytest.raises(RelayError, match="no relay configured for branch 9"):
         driver.command(9, True)
+
+
+def test_pre_step_check_stops_a_plan_whose_network_changed() -> None:
+    from peergrid_dso.services.powerflow import net_injection_mw
+    from peergrid_dso.services.switching import check_state
+
+    feeder = case33bw()
+    plan = plan_switching(feeder, BASE, OPTIMUM, plan_id="p4")
+    relays = relays_for(feeder, BASE)
+    ex, _ = executor(relays)
+    p, q = net_injection_mw(feeder)
+    heavier = p * 1.6, q * 1.6  # load grew since the plan was made
+    ex.step_check = lambda open_after: check_state(feeder, open_after, *heavier, 0.90)
+    result = SwitchingService(ex, auto=True).submit(plan)
+    assert result is not None and not result.ok and "pre-step check refused" in (result.alarm or "")
+    assert relays.open_set() == result.final_open
+    assert is_radial(feeder, closed_mask(feeder, relays.open_set()))

@@ -16,7 +16,8 @@ from peergrid_dso.feeder.cases import case33bw
 from peergrid_dso.feeder.model import Feeder
 from peergrid_dso.services.dso_chain import ChainRecorder
 from peergrid_dso.services.enrolment import EnrolmentService
-from peergrid_dso.services.switching import RelayDriver, SwitchingExecutor, SwitchingService
+from peergrid_dso.services.powerflow import net_injection_mw
+from peergrid_dso.services.switching import RelayDriver, SwitchingExecutor, SwitchingService, check_state
 from peergrid_ledger.chain import LocalChain
 from peergrid_ledger.genesis import Account, Genesis, Params
 from peergrid_ledger.keys import Keypair
@@ -56,7 +57,13 @@ def build_dso_services(
     open_set = feeder.initially_open()
     if driver is None:
         driver = InMemoryRelays({b.number: b.closed for b in feeder.branches})
-    executor = SwitchingExecutor(driver, recorder, timeout_s=5.0)
+    p, q = net_injection_mw(feeder)
+    executor = SwitchingExecutor(
+        driver,
+        recorder,
+        timeout_s=5.0,
+        step_check=lambda open_after: check_state(feeder, open_after, p, q, feeder.vmin_pu),
+    )
     return DsoServices(
         feeder=feeder,
         open_set=open_set,

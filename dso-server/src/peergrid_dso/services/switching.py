@@ -24,7 +24,12 @@ from typing import Protocol
 import numpy as np
 
 from peergrid_dso.feeder.model import Feeder
-from peergrid_dso.services.powerflow import ac_power_flow, closed_mask, is_radial, net_injection_mw
+from peergrid_dso.services.powerflow import (
+    ac_power_flow,
+    closed_mask,
+    is_radial,
+    net_injection_mw,
+)
 
 
 class SwitchingPlanError(ValueError):
@@ -88,7 +93,7 @@ class ExecutionResult:
     alarm: str | None = None
 
 
-def _check_state(
+def check_state(
     feeder: Feeder, open_set: Collection[int], p: np.ndarray, q: np.ndarray, vmin: float
 ) -> str | None:
     pf = ac_power_flow(feeder, closed_mask(feeder, open_set), p, q)
@@ -132,7 +137,7 @@ def plan_switching(
                 after = meshed | {o}
                 if not is_radial(feeder, closed_mask(feeder, after)):
                     continue  # o is not in the loop c made
-                problem = _check_state(feeder, meshed, p_inj_mw, q_inj_mvar, vmin) or _check_state(
+                problem = check_state(feeder, meshed, p_inj_mw, q_inj_mvar, vmin) or check_state(
                     feeder, after, p_inj_mw, q_inj_mvar, vmin
                 )
                 if problem is None:
@@ -163,6 +168,9 @@ class SwitchingExecutor:
     poll_s: float = 0.05
     sleep: Callable[[float], None] = time.sleep
     clock: Callable[[], float] = time.monotonic
+    # Re-checks the state a step would leave (open set) with the injections of the moment, just before the
+    # step runs: None if safe, else the reason. Plans are checked when made; this catches changes since.
+    step_check: Callable[[tuple[int, ...]], str | None] | None = None
     alarms: list[str] = field(default_factory=list)
 
     def execute(self, plan: SwitchingPlan) -> ExecutionResult:
@@ -174,7 +182,9 @@ class SwitchingExecutor:
         safe = set(state)
         done_in_pair: list[RelayOperation] = []
         for op in plan.operations:
-            problem = self._operate(op)
+            after = tuple(sorted((state - {op.branch}) if op.close else (state | {op.branch})))
+            problem = self.step_check(after) if self.step_check is not None else None
+            problem = f"pre-step check refused: {problem}" if problem is not None else self._operate(op)
             steps.append(StepRecord(op.branch, op.close, problem is None, problem or ""))
             if problem is not None:
                 for back in reversed(done_in_pair):  # undo the unfinished pair: back to the last safe state
