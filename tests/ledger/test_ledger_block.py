@@ -19,6 +19,7 @@ from peergrid_ledger.block import (
     make_certificate,
     propose,
     quorum,
+    tx_root,
     validate_block,
     verify_certificate,
 )
@@ -114,9 +115,7 @@ def test_bad_seal_future_time_and_invalid_transactions() -> None:
         genesis, block, "ahead of the clock", now_ms=T0 + 1000 - genesis.params.block_max_future_ms - 1
     )
     swapped = (block.txs[1], block.txs[0], block.txs[2])
-    header = dataclasses.replace(
-        block.header, tx_root=__import__("peergrid_ledger.block", fromlist=["tx_root"]).tx_root(swapped)
-    )
+    header = dataclasses.replace(block.header, tx_root=tx_root(swapped))
     expect_invalid(genesis, reseal(genesis, header, swapped), "nonce")
 
 

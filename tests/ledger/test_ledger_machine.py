@@ -7,12 +7,13 @@ import hashlib
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from ledger_fixtures import T0, Keys, make_genesis
+from ledger_fixtures import T0, Keys, key, make_genesis
 
 from peergrid_ledger import query
 from peergrid_ledger.chain import LocalChain
 from peergrid_ledger.codec import encode
 from peergrid_ledger.genesis import Params
+from peergrid_ledger.hashing import digest
 from peergrid_ledger.keys import seal
 from peergrid_ledger.machine import BlockContext, apply
 from peergrid_ledger.results import Accepted, Reason, Rejected
@@ -157,7 +158,7 @@ def test_governance_changes_the_authority_set_from_the_next_height(chain: LocalC
 
 
 def test_enrolment_and_authorisation(chain: LocalChain) -> None:
-    mgmc, anonym = Keys.stranger, Keypair_from("anonym-x")
+    mgmc, anonym = Keys.stranger, key("anonym-x")
     assert reason(chain.sign_and_submit(anonym, "der_commitment", der())) is Reason.UNKNOWN_SENDER
     body = {"mgmc": mgmc.public, "anonym": anonym.public, "label": "mg9"}
     assert chain.sign_and_submit(Keys.dso, "enrol", body).ok
@@ -171,12 +172,6 @@ def test_enrolment_and_authorisation(chain: LocalChain) -> None:
     )
     mgmc_account = query.account(chain.view, mgmc.public)
     assert mgmc_account is not None and mgmc_account.label == "mg9"
-
-
-def Keypair_from(name: str):  # type: ignore[no-untyped-def]
-    from ledger_fixtures import key
-
-    return key(name)
 
 
 # ---------------------------------------------------------------------------------------------- MGMC and DSO records
@@ -216,9 +211,7 @@ def test_adjustment_contract_is_stored_encrypted_with_its_hash(chain: LocalChain
     [stored] = query.adjustment_contracts(chain.state, Keys.p2.public, 4)
     assert secret not in stored["ciphertext"]
     assert Keys.p2.unseal(stored["ciphertext"]) == secret
-    assert stored["hash"] == __import__("peergrid_ledger.hashing", fromlist=["digest"]).digest(
-        "ciphertext", "test-chain", stored["ciphertext"]
-    )
+    assert stored["hash"] == digest("ciphertext", "test-chain", stored["ciphertext"])
     with pytest.raises(ValueError):
         Keys.p3.unseal(stored["ciphertext"])
 
@@ -347,8 +340,8 @@ def test_random_governance_keeps_a_sane_authority_set(steps: list[tuple[str, int
         )
         if Keys.authority.public in query.authorities_at(chain.view, chain.height + 2):
             chain.seal()
-    for key in query.authorities_at(chain.view, chain.height + 2):
-        account = query.account(chain.view, key)
+    for member in query.authorities_at(chain.view, chain.height + 2):
+        account = query.account(chain.view, member)
         assert account is not None and "authority" in account.roles
 
 
