@@ -294,3 +294,25 @@ def test_dso_node_config_drives_tls_relays(sim: SimThread, pki: LabPki, tmp_path
         relay_driver(SimpleNamespace(relays_file=relays_file, relays_tls=None), None)  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="extra"):
         RelayTls.model_validate({**block, "password": "x"})
+
+
+def test_a_sunspec_device_can_be_served_over_tls_too(pki: LabPki) -> None:
+    scenario = Scenario(
+        name="pv-tls",
+        modbus_tls=ModbusTls(ca_file=pki.ca_cert, cert_file=pki.server.cert, key_file=pki.server.key),
+        microgrids=[
+            {
+                "name": "mg1",
+                "bus": 18,
+                "devices": [{"name": "pv1", "kind": "pv", "tls": True, "params": {"rating_w": 5000}}],
+            }
+        ],
+    )
+    with SimThread(scenario) as running:
+        entry = next(e for e in running.endpoints if e["device"] == "pv1")
+        assert entry["protocol"] == "modbus-tls"
+        read_marker = bytes([3]) + (40000).to_bytes(2, "big") + (2).to_bytes(2, "big")
+        assert raw_modbus_over_tls(entry["port"], client_ssl(pki, "dso"), read_marker) == b"\x03\x04SunS"
+        assert raw_modbus_over_tls(entry["port"], client_ssl(pki, "console"), read_marker) == b"\x03\x04SunS"
+        write = bytes([6]) + (40000).to_bytes(2, "big") + (0).to_bytes(2, "big")
+        assert raw_modbus_over_tls(entry["port"], client_ssl(pki, "console"), write) == bytes([0x86, 1])
