@@ -27,6 +27,8 @@ def key(name: str) -> keys.Keypair:
 
 AUTHORITIES = [key(f"authority-{i}") for i in range(4)]
 MG = key("mg1")
+DSO = key("dso")
+NEWCOMER = key("authority-new")
 
 
 def genesis() -> Genesis:
@@ -34,7 +36,7 @@ def genesis() -> Genesis:
         chain=CHAIN,
         time=T0,
         authorities=tuple(k.public for k in AUTHORITIES),
-        accounts=(Account(MG.public, ("anonym",), "anonym-1"),),
+        accounts=(Account(MG.public, ("anonym",), "anonym-1"), Account(DSO.public, ("dso",), "dso")),
     )
 
 
@@ -119,3 +121,20 @@ def test_equivocation_evidence_is_accepted_by_the_state_machine(tmp_path: Path) 
     net.run(600)
     assert net.stores[0].locate_tx(tx.txid) is not None
     assert verify_store(net.stores[1]).ok
+
+
+def test_governance_changes_the_authority_set_from_a_defined_height(tmp_path: Path) -> None:
+    net = Net(tmp_path)
+    tx = sign_tx(DSO, CHAIN, "gov.add_authority", 1, net.now, {"key": NEWCOMER.public})
+    net.submit(tx.raw)
+    net.run(1500)  # the newcomer runs no replica: 4 of 5 are still a quorum (4)
+    where = net.stores[0].locate_tx(tx.txid)
+    assert where is not None
+    effective = where[0] + net.apps[0].genesis.params.authority_change_delay
+    assert NEWCOMER.public not in net.apps[0].validators(effective - 1)
+    assert NEWCOMER.public in net.apps[0].validators(effective)
+    assert net.apps[0].tip.height > effective
+    later = [c for c in net.committed if c.height >= effective]
+    assert later and all(len(c.certificate.seals) >= 4 for c in later)
+    for store in net.stores:
+        assert verify_store(store).ok
