@@ -9,6 +9,7 @@ Contracts are named here and resolved to modules shipped with this package; code
 from __future__ import annotations
 
 from dataclasses import dataclass, field, fields, replace
+from functools import cached_property
 from typing import Any
 
 from . import keyspace as ks
@@ -67,7 +68,7 @@ class Account:
     rules: dict[str, Any] | None = None  # market rules (see contracts.market.RULES_SHAPE), if preset
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True)  # no slots: the encoding and hash are computed once (cached_property)
 class Genesis:
     chain: str
     time: int
@@ -135,11 +136,15 @@ class Genesis:
         }
 
     def encode(self) -> bytes:
+        return self._encoded
+
+    @cached_property
+    def _encoded(self) -> bytes:
         return encode(self.to_value())
 
-    @property
+    @cached_property
     def hash(self) -> bytes:
-        return digest(GENESIS, self.chain, self.encode())
+        return digest(GENESIS, self.chain, self._encoded)
 
     @staticmethod
     def from_value(value: Any) -> Genesis:
