@@ -45,6 +45,9 @@ class ControlSettings(StrictSettings):
     safe_w: float | None = None  # pv: export cap; battery: power (0); genset: output; None = leave as is
     safe_on: bool | None = None  # genset running / load connected in the safe state; None = leave as is
     sheddable: bool = False  # a load the schedule (and the safe state) may disconnect
+    # battery: the device's own revert timer (SunSpec 124 InOutWRte_RvrtTms, device seconds), written with
+    # every power setpoint: with the MGMC dead the battery goes to hold (0 W) by itself. None: not used.
+    revert_s: float | None = Field(None, gt=0, le=65535)
 
     @model_validator(mode="after")
     def _ordered(self) -> ControlSettings:

@@ -204,6 +204,11 @@ class SunSpecModbusDriver:
             writes = natures.point_writes(nature, setpoint, value, now)
         except natures.NatureError as exc:
             raise DeviceError(str(exc)) from None
+        control = self.settings.control
+        if nature == "battery" and control is not None and control.revert_s and writes:
+            # SunSpec 124's own watchdog: the device holds 0 W once no rate was written for revert_s, so a
+            # dead MGMC leaves its battery in the safe state
+            writes.insert(0, natures.PointWrite(124, "InOutWRte_RvrtTms", control.revert_s))
         try:
             async with self.lock:
                 await self._connect()

@@ -89,11 +89,11 @@ class LoopTiming:
     block_period_ms: int = 200
 
 
-def _control(nature: str, params: dict[str, float]) -> dict[str, Any] | None:
+def _control(nature: str, params: dict[str, float], revert_s: float = 3600.0) -> dict[str, Any] | None:
     if nature == "pv":
         return {"safe_w": float(params.get("rating_w", 0.0)) or None}
     if nature == "battery":
-        return {"safe_w": 0.0}
+        return {"safe_w": 0.0, "revert_s": revert_s}
     if nature == "genset":
         return {"min_w": 0.0}
     if nature == "load":
@@ -101,7 +101,9 @@ def _control(nature: str, params: dict[str, float]) -> dict[str, Any] | None:
     return None
 
 
-def edge_devices(endpoints: list[dict[str, Any]], scenario: Any) -> dict[str, list[dict[str, Any]]]:
+def edge_devices(
+    endpoints: list[dict[str, Any]], scenario: Any, revert_s: float = 3600.0
+) -> dict[str, list[dict[str, Any]]]:
     """Per MG, the edge device entries for every device firmware-sim serves (Modbus TCP, RTU, MQTT)."""
     natures = {"pv": "pv", "battery": "battery", "genset": "genset", "load": "load", "meter": "meter"}
     params = {(mg.name, d.name): dict(d.params) for mg in scenario.microgrids for d in mg.devices}
@@ -126,7 +128,7 @@ def edge_devices(endpoints: list[dict[str, Any]], scenario: Any) -> dict[str, li
             entry.update(protocol="mqtt", topic=ep.get("topic"))
         else:
             continue
-        control = _control(nature, params.get((mg, name), {}))
+        control = _control(nature, params.get((mg, name), {}), revert_s)
         if control is not None:
             entry["control"] = {k: v for k, v in control.items() if v is not None}
         grouped.setdefault(mg, []).append(entry)

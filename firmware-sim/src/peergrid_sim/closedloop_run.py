@@ -102,7 +102,8 @@ class ClosedLoop:
         path = workdir / "config" / "dso-node.yaml"
         path.write_text(yaml.safe_dump(dso_cfg, sort_keys=False), encoding="utf-8")
         bed.spawn("dso-node", [sys.executable, "-m", "peergrid_dso.interval_node", "--config", str(path)])
-        devices = edge_devices(endpoints, bed.scenario)
+        # battery watchdog: three intervals of simulated time without a rate write and it holds 0 W
+        devices = edge_devices(endpoints, bed.scenario, round(3 * self.interval_min * 60))
         for mg in self.chains.mgs:
             node = f"mgmc-{mg}"
             config = edge_config(
@@ -111,15 +112,36 @@ class ClosedLoop:
             )  # fmt: skip
             cfg_path = workdir / "config" / f"{node}.yaml"
             cfg_path.write_text(yaml.safe_dump(config, sort_keys=False), encoding="utf-8")
-            bed.spawn(node, [_tool("peergrid-edge"), "run", "--config", str(cfg_path), "--log-level", "INFO"])
+            self.argv[node] = [
+                _tool("peergrid-edge"),
+                "run",
+                "--config",
+                str(cfg_path),
+                "--log-level",
+                "INFO",
+            ]
+            bed.spawn(node, self.argv[node])
+            bed.restartable.add(node)  # a dead MGMC is a fault the loop survives, not the end of the testbed
 
-    def edge_argv(self, bed: Any, mg: str) -> list[str]:
-        return [
-            _tool("peergrid-edge"),
-            "run",
-            "--config",
-            str(Path(bed.workdir) / "config" / f"mgmc-{mg}.yaml"),
-        ]
+    def handle_requests(self, bed: Any) -> list[str]:
+        """Fault tests ask through files in <workdir>/control: `restart-<node>` starts a dead MGMC again with
+        its config and stores; `restart-broker` restarts Mosquitto on the same port."""
+        done = []
+        control = Path(bed.workdir) / "control"
+        for request in sorted(control.glob("restart-*")) if control.is_dir() else []:
+            what = request.name.removeprefix("restart-")
+            if what == "broker":
+                bed.broker.restart()
+                bed._write_pids()
+                done.append("broker restarted")
+            elif what in self.argv and not [
+                c for c in bed.children if c.name == what and c.process.poll() is None
+            ]:
+                bed.children = [c for c in bed.children if c.name != what]
+                bed.spawn(what, self.argv[what])
+                done.append(f"{what} restarted")
+            request.unlink()
+        return done
 
     # --- following it ----------------------------------------------------------------------------------
 
