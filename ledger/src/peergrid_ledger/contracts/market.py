@@ -236,7 +236,8 @@ def post_offer(view: Overlay, tx: Tx, ctx: BlockContext, sender: ks.AccountRecor
         raise RuleError(Reason.DUPLICATE, "offer already open: use a move")
     _check_offer(view, tx, b["interval"], b["price"], b["quantity"], opening=True)
     _open_interval(view, b["interval"], tx.sender, "sellers")
-    view.put_obj(key, {"clean": b["clean"], "price": b["price"], "quantity": b["quantity"], "round": b["round"]})
+    position = {"clean": b["clean"], "price": b["price"], "quantity": b["quantity"], "round": b["round"]}
+    view.put_obj(key, position)
 
 
 def post_bid(view: Overlay, tx: Tx, ctx: BlockContext, sender: ks.AccountRecord) -> None:
