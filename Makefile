@@ -26,6 +26,8 @@ $(STAMP): $(DEPFILES)
 
 setup: system-packages $(STAMP)
 
+# The whole design: six trading MGMCs on the IEEE 33-bus feeder, the DSO node and console, until Ctrl-C.
+TESTBED_ARGS ?= --scenario firmware-sim/scenarios/ieee33.yaml
 run: setup
 	$(BIN)/peergrid-testbed $(TESTBED_ARGS)
 
