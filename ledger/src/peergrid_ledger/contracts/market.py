@@ -18,132 +18,53 @@ Pure; no I/O.
 
 from __future__ import annotations
 
-import hashlib
-from collections.abc import Mapping
-from functools import lru_cache
-from types import MappingProxyType
 from typing import Any
 
 from .. import keyspace as ks
-from ..codec import decode
 from ..machine import BlockContext, KindSpec, require, require_participant
 from ..results import Event, Reason, RuleError
-from ..schema import HASH, INTERVAL, KEY, PRICE, QUANTITY, ROUND, Bool, List, Map, OneOf, check
-from ..state import Overlay, StateReader, read_obj
+from ..schema import HASH, INTERVAL, PRICE, QUANTITY, ROUND, Bool, Map, OneOf, check
+from ..state import Overlay, read_obj
 from ..tx import Tx
-
-RULES_SHAPE = Map(
-    {
-        "floor_price": PRICE,
-        "cap_price": PRICE,
-        "max_quantity": QUANTITY,
-        "clean_only": Bool(),
-        "clean_premium": PRICE,
-    }
+from .market_state import (  # re-exported: callers import the contract's records from here
+    DEMANDS,
+    NO_RULES,
+    RULES_SHAPE,
+    bid,
+    bid_key,
+    buyer_limit,
+    closed,
+    interval_key,
+    interval_record,
+    last_interval_key,
+    members,
+    members_key,
+    offer,
+    offer_key,
+    rules_for,
+    rules_key,
+    trade,
+    trade_id,
+    trade_key,
 )
-NO_RULES: Mapping[str, Any] = MappingProxyType(
-    {
-        "floor_price": 0,
-        "cap_price": PRICE.high,
-        "max_quantity": QUANTITY.high,
-        "clean_only": False,
-        "clean_premium": 0,
-    }
-)
-DEMANDS = List(Map({"seller": KEY, "quantity": QUANTITY}), 64)
 
-
-# ---------------------------------------------------------------------------------------------- keys & reads
-
-
-def rules_key(key: bytes) -> bytes:
-    return b"mkt/rules/" + key
-
-
-def interval_key(interval: int) -> bytes:
-    return b"mkt/ivl/" + ks.u64(interval)
-
-
-def offer_key(interval: int, seller: bytes) -> bytes:
-    return b"mkt/offer/" + ks.u64(interval) + seller
-
-
-def bid_key(interval: int, buyer: bytes) -> bytes:
-    return b"mkt/bid/" + ks.u64(interval) + buyer
-
-
-def last_interval_key(key: bytes) -> bytes:
-    return b"mkt/last/" + key
-
-
-def trade_key(trade_id: bytes) -> bytes:
-    return b"mkt/trade/" + trade_id
-
-
-def trade_id(interval: int, seller: bytes, buyer: bytes) -> bytes:
-    return hashlib.sha256(b"peergrid/trade" + ks.u64(interval) + seller + buyer).digest()
-
-
-@lru_cache(maxsize=1024)
-def _rules_entries(raw: bytes) -> tuple[tuple[int, Mapping[str, Any]], ...]:
-    """Decoded rule entries, memoised by their bytes (read on every offer and bid; never mutated)."""
-    return tuple((int(effective), MappingProxyType(rules)) for effective, rules in decode(raw))
-
-
-def rules_for(state: StateReader, key: bytes, interval: int) -> Mapping[str, Any]:
-    """The rules that govern `key` in `interval` (the latest entry effective at or before it)."""
-    raw = state.get(rules_key(key))
-    current: Mapping[str, Any] = NO_RULES
-    for effective, rules in _rules_entries(raw) if raw is not None else ():
-        if effective <= interval:
-            current = rules
-    return current
-
-
-def members_key(interval: int, side: str, index: int | None = None) -> bytes:
-    """`mkt/<side>/<interval>` holds how many joined; `.../<index>` the key of each, in arrival order. One
-    small record per participant, so joining costs the same however many joined before."""
-    base = b"mkt/" + side.encode() + b"/" + ks.u64(interval)
-    return base if index is None else base + index.to_bytes(4, "big")
-
-
-def members(state: StateReader, interval: int, side: str) -> list[bytes]:
-    """The sellers or buyers of an interval, sorted by key."""
-    count = ks.decode_int(state.get(members_key(interval, side)))
-    return sorted(read_obj(state, members_key(interval, side, i)) for i in range(count))
-
-
-def closed(state: StateReader, interval: int) -> bool:
-    return state.get(interval_key(interval)) is not None
-
-
-def interval_record(state: StateReader, interval: int) -> dict[str, Any]:
-    record = read_obj(state, interval_key(interval)) or {"closed": False, "trades": []}
-    return {
-        **record,
-        "buyers": members(state, interval, "buyers"),
-        "sellers": members(state, interval, "sellers"),
-    }
-
-
-def offer(state: StateReader, interval: int, seller: bytes) -> dict[str, Any] | None:
-    value: dict[str, Any] | None = read_obj(state, offer_key(interval, seller))
-    return value
-
-
-def bid(state: StateReader, interval: int, buyer: bytes) -> dict[str, Any] | None:
-    value: dict[str, Any] | None = read_obj(state, bid_key(interval, buyer))
-    return value
-
-
-def trade(state: StateReader, tid: bytes) -> dict[str, Any] | None:
-    value: dict[str, Any] | None = read_obj(state, trade_key(tid))
-    return value
-
-
-def buyer_limit(rules: Mapping[str, Any], clean: bool) -> int:
-    return int(rules["cap_price"] + (rules["clean_premium"] if clean else 0))
-
+__all__ = [
+    "DEMANDS",
+    "END_BLOCK",
+    "KINDS",
+    "NO_RULES",
+    "RULES_SHAPE",
+    "bid",
+    "buyer_limit",
+    "closed",
+    "genesis_writes",
+    "interval_record",
+    "members",
+    "offer",
+    "rules_for",
+    "trade",
+    "trade_id",
+]
 
 # ---------------------------------------------------------------------------------------------- handlers
 
