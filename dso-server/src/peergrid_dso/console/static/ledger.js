@@ -18,7 +18,14 @@ export class LedgerView {
 
   async render() {
     const chains = Object.entries(this.heads);
-    const blocks = (await api(`/console/api/ledger/${this.chain}/blocks?limit=30`)).blocks;
+    const page = 20;
+    const before = this.before ? `&before=${this.before}` : "";
+    const blocks = (await api(`/console/api/ledger/${this.chain}/blocks?limit=${page}${before}`)).blocks;
+    const oldest = blocks.length ? blocks[blocks.length - 1].height : 1;
+    const paging = el("div", {},
+      this.before ? el("button", { type: "button", class: "secondary", id: "newer-blocks", onclick: () => { this.before = null; this.render(); } }, "newest") : "",
+      " ",
+      oldest > 1 ? el("button", { type: "button", class: "secondary", id: "older-blocks", onclick: () => { this.before = oldest; this.render(); } }, "older") : "");
     if (this.height === null && blocks.length) this.height = blocks[0].height;
     const detail = this.height ? await api(`/console/api/ledger/${this.chain}/blocks/${this.height}`) : null;
     this.root.replaceChildren(
@@ -26,7 +33,7 @@ export class LedgerView {
       el("div", { class: "card" }, el("h2", {}, "Chains and replicas"),
         el("table", { id: "replicas" }, el("thead", {}, el("tr", {}, ["chain", "replica", "height", "head", "agrees"].map((h) => el("th", {}, h)))),
           el("tbody", {}, chains.flatMap(([name, c]) => c.replicas.map((r) => el("tr", {},
-            el("td", {}, el("a", { href: "#ledger", onclick: (e) => { e.preventDefault(); this.chain = name; this.picked = true; this.height = null; this.render(); } }, `${name} (${c.chain})`)),
+            el("td", {}, el("a", { href: "#ledger", onclick: (e) => { e.preventDefault(); this.chain = name; this.picked = true; this.height = null; this.before = null; this.render(); } }, `${name} (${c.chain})`)),
             el("td", {}, r.node), el("td", { class: "num" }, r.height), el("td", { class: "hash" }, r.head ? short(r.head, 16) : "(height only)"),
             el("td", {}, !c.agree ? el("span", { class: "failed" }, "NO — heads differ") : r.behind ? `${r.behind} block(s) behind` : "yes"))))))),
       el("div", { class: "grid2" },
@@ -36,7 +43,7 @@ export class LedgerView {
           el("table", { id: "blocks" }, el("thead", {}, el("tr", {}, ["height", "txs", "hash"].map((h) => el("th", {}, h)))),
             el("tbody", {}, blocks.map((b) => el("tr", {},
               el("td", {}, el("a", { href: "#ledger", "data-height": b.height, onclick: (e) => { e.preventDefault(); this.height = b.height; this.render(); } }, b.height)),
-              el("td", { class: "num" }, b.txs), el("td", { class: "hash" }, short(b.hash)))))))));
+              el("td", { class: "num" }, b.txs), el("td", { class: "hash" }, short(b.hash)))))), paging)));
   }
 
   blockDetail(d) {
