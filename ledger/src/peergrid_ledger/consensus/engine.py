@@ -13,7 +13,6 @@ Must never read a clock, touch a socket, or trust a message's signature or block
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Sequence
 from dataclasses import dataclass
 
 from .actions import (
@@ -29,6 +28,7 @@ from .actions import (
     Timer,
 )
 from .app import Application, BlockInfo, ConsensusWal, MemoryWal, Rejected, Signer, VerifyFn
+from .justify import prepare_quorum, proposal_justified
 from .messages import (
     COMMIT,
     NO_ROUND,
@@ -51,7 +51,7 @@ from .messages import (
     verify_certificate,
     vote_ok,
 )
-from .sync import serve_sync
+from .sync import SyncPeers, serve_sync
 from .wal import HeightState, load_height_state, save_height_state
 
 ROUND_WINDOW = 64
@@ -93,10 +93,7 @@ class Engine:
         self.now = 0
         self._out: list[Action] = []
         self._future: list[tuple[ConsensusMessage, bytes | None]] = []
-        self._sync_busy_until = -1
-        self._peer_height = 0
-        self._sync_peers: list[bytes] = []
-        self._sync_turn = -1
+        self.sync = SyncPeers(config.sync_retry_ms)
         self.s = HeightState(height=0)
 
     # ------------------------------------------------------------------------------------------ events
@@ -131,7 +128,7 @@ class Engine:
         self.now = now
         s = self.s
         if timer.kind == SYNC_TIMER:
-            self._sync_busy_until = -1
+            self.sync.ready()
         elif timer.height != s.height or timer.round != s.round:
             pass  # stale
         elif timer.kind == ROUND_TIMER:
@@ -330,7 +327,6 @@ class Engine:
         if vote.height > s.height:
             if len(self._future) < self.config.future_buffer and vote.height == s.height + 1:
                 self._future.append((message, sender))
-            self._peer_height = max(self._peer_height, vote.height - 1)
             lagging = self.now - s.started_at >= self.config.round_timeout_ms
             if vote.height > s.height + 1 or lagging:
                 self._request_sync(sender if sender is not None else vote.author)
@@ -410,7 +406,7 @@ class Engine:
             return False
         fresh = True
         if vote.round > 0:
-            verdict = self._justified(vote, message.justification, message.prepares)
+            verdict = proposal_justified(self.s, vote, message.justification, message.prepares, self._checked)
             if verdict is None:
                 self.stats["unjustified_proposal"] += 1
                 return False
@@ -429,40 +425,12 @@ class Engine:
         self._accept_proposal(vote.round, vote.digest)
         return True
 
-    def _justified(self, proposal: Vote, changes: Sequence[Vote], prepares: Sequence[Vote]) -> bool | None:
-        """QBFT proposal justification: None if unjustified, else whether the block may be a fresh one."""
-        s = self.s
-        authors = set()
-        for change in changes:
-            if change.kind != ROUND_CHANGE or change.height != s.height or change.round != proposal.round:
-                return None
-            if change.author not in s.vset or change.author in authors or not self._vote_ok(change):
-                return None
-            self._equivocates(change)
-            if change.prepared_round >= change.round:
-                return None
-            authors.add(change.author)
-        if len(authors) < s.quorum:
-            return None
-        best = max(changes, key=lambda c: c.prepared_round)
-        if best.prepared_round == NO_ROUND:
-            return True
-        if proposal.digest != best.digest or not self._prepare_quorum(
-            prepares, best.prepared_round, best.digest
-        ):
-            return None
-        return False
-
-    def _prepare_quorum(self, prepares: Sequence[Vote], round_: int, digest: bytes) -> bool:
-        s, authors = self.s, set()
-        for p in prepares:
-            if (p.kind, p.height, p.round, p.digest) != (PREPARE, s.height, round_, digest):
-                return False
-            if p.author not in s.vset or not self._vote_ok(p):
-                return False
-            self._equivocates(p)
-            authors.add(p.author)
-        return len(authors) >= s.quorum
+    def _checked(self, vote: Vote) -> bool:
+        """A vote carried inside another message: verify it and compare it with what its author said."""
+        if not self._vote_ok(vote):
+            return False
+        self._equivocates(vote)
+        return True
 
     def _on_round_change(self, message: ConsensusMessage) -> bool:
         vote, s = message.vote, self.s
@@ -473,7 +441,7 @@ class Engine:
                 return False
             stored = ConsensusMessage(vote)
         else:
-            if not self._prepare_quorum(message.prepares, vote.prepared_round, vote.digest):
+            if not prepare_quorum(s, message.prepares, vote.prepared_round, vote.digest, self._checked):
                 self.stats["dropped_round_change"] += 1
                 return False
             if self._check_block(message.block, vote.digest) is None:
@@ -539,20 +507,15 @@ class Engine:
     # ------------------------------------------------------------------------------------------ sync
 
     def _request_sync(self, peer: bytes) -> None:
-        """Ask for the blocks we miss: from `peer` and the others that showed they are ahead, in turn, so
-        no single (possibly Byzantine) peer can keep us waiting."""
-        if peer != self.me and peer not in self._sync_peers:
-            self._sync_peers.append(peer)
-            del self._sync_peers[:-32]
-        if self.now < self._sync_busy_until or not self._sync_peers:
+        if peer != self.me:
+            self.sync.add(peer)
+        target = self.sync.next(self.now)
+        if target is None:
             return
-        self._sync_turn = (self._sync_turn + 1) % len(self._sync_peers)
-        peer = self._sync_peers[self._sync_turn]
-        self._sync_busy_until = self.now + self.config.sync_retry_ms
         self.stats["sync_requests"] += 1
         request = SyncRequest(self.s.height, self.config.sync_batch)
-        self._out.append(Send(peer, encode_wire(self.chain_id, request)))
-        self._out.append(SetTimer(Timer(SYNC_TIMER, self.s.height, 0), self._sync_busy_until))
+        self._out.append(Send(target, encode_wire(self.chain_id, request)))
+        self._out.append(SetTimer(Timer(SYNC_TIMER, self.s.height, 0), self.sync.busy_until))
 
     def _reply_sync(self, request: SyncRequest, sender: bytes) -> None:
         response = serve_sync(self.app, request, self.config.sync_batch, self.config.max_sync_response_bytes)
@@ -579,8 +542,5 @@ class Engine:
             self._commit(block, certificate, via_sync=True)
             progressed = True
         if progressed and sender is not None and len(response.blocks) >= self.config.sync_batch:
-            self._sync_busy_until = -1
-            self._sync_turn = (
-                max(-1, self._sync_peers.index(sender) - 1) if sender in self._sync_peers else -1
-            )
+            self.sync.prefer(sender)  # a full batch from a good peer: pipeline the next one from it
             self._request_sync(sender)
