@@ -38,7 +38,7 @@ if [[ ! -s "$base" ]]; then
     echo raspberrypi >"$work/base-root/etc/hostname"
     boot_mib=128 root_mib=1536
     mkfs.ext4 -q -L rootfs -d "$work/base-root" "$work/root.part" "${root_mib}M"
-    mkfs.vfat -n bootfs -C "$work/boot.part" $((boot_mib * 1024)) >/dev/null
+    mkfs.vfat -n bootfs -C "$work/boot.part" $((boot_mib * 1024)) >/dev/null 2>&1
     printf 'console=serial0,115200 root=LABEL=rootfs rootfstype=ext4 fsck.repair=yes rootwait\n' >"$work/cmdline.txt"
     printf '# stand-in for Raspberry Pi OS config.txt\narm_64bit=1\n' >"$work/config.txt"
     mcopy -i "$work/boot.part" "$work/cmdline.txt" "$work/config.txt" ::
@@ -77,7 +77,7 @@ all:
           edge_start_timeout_sec: 600
 YAML
 log "flashing (${SECONDS}s)"
-(cd "$repo/ansible" && PATH="$venv_bin:$PATH" ANSIBLE_NOCOLOR=1 \
+(cd "$repo/ansible" && PATH="$venv_bin:$PATH" ANSIBLE_NOCOLOR=1 ANSIBLE_CALLBACKS_ENABLED=ansible.posix.profile_tasks \
     ansible-playbook -i "$work/hosts.yml" playbooks/flash.yml) >"$work/flash.log" 2>&1 \
     || { tail -40 "$work/flash.log" >&2; log "FAIL: flash.yml (log: $work/flash.log)"; exit 1; }
 image="$work/out/mgmc-img.img"
@@ -102,7 +102,9 @@ cleanup() {
     losetup --detach "$loop" 2>/dev/null || true
 }
 trap cleanup EXIT
-partx --add "$loop"
+# partx --add fails on partitions the kernel already scanned; what matters is that p2 is there.
+partx --add "$loop" 2>/dev/null || partx --update "$loop" 2>/dev/null || true
+[[ -b "${loop}p2" ]] || { log "FAIL: no partition nodes for $loop"; exit 1; }
 mkdir -p "$mnt"
 mount "${loop}p2" "$mnt"
 install -m 0755 "$here/image-probe.sh" "$mnt/usr/local/sbin/peergrid-image-probe"
