@@ -389,3 +389,13 @@ def test_user_changes_by_the_cli_reach_a_running_server(client: TestClient, user
     assert client.post("/console/api/plans", headers=csrf).status_code == 401
     r = client.post("/console/api/login", json={"username": "nina", "password": PASSWORD})
     assert r.status_code == 401
+
+
+def test_the_feeder_view_shows_the_injections_mgmcs_report(client: TestClient) -> None:
+    for mg, p_mw in (("mg1", 0.25), ("mg4", -0.2)):
+        r = client.post("/api/dso/injections", json={"interval": 3, "mg": mg, "p_mw": p_mw})
+        assert r.status_code == 201
+    login(client, "vera")
+    feeder = client.get("/console/api/feeder").json()
+    shown = {m["mg"]: m["p_kw"] for m in feeder["mgs"]}
+    assert shown["mg1"] == 250.0 and shown["mg4"] == -200.0 and shown["mg2"] == 0.0
