@@ -43,7 +43,9 @@ def _records(path: Path) -> list[dict[str, object]]:
 def _wait(what: str, condition, bed: subprocess.Popen[str], timeout: float = 120) -> None:  # type: ignore[no-untyped-def]
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        assert bed.poll() is None, f"the testbed ended while waiting for {what}"
+        if bed.poll() is not None:
+            output = bed.stdout.read() if bed.stdout else ""
+            raise AssertionError(f"the testbed ended while waiting for {what}: {output[-3000:]}")
         if condition():
             return
         time.sleep(0.2)
@@ -52,10 +54,18 @@ def _wait(what: str, condition, bed: subprocess.Popen[str], timeout: float = 120
 
 def _post(port: int, path: str, body: dict[str, object]) -> None:
     request = urllib.request.Request(
-        f"http://127.0.0.1:{port}{path}", data=json.dumps(body).encode(), headers={"Content-Type": "application/json"}
+        f"http://127.0.0.1:{port}{path}",
+        data=json.dumps(body).encode(),
+        headers={"Content-Type": "application/json"},
     )
     with urllib.request.urlopen(request, timeout=5) as response:
         assert response.status == 200
+
+
+def _get(port: int, path: str) -> dict[str, object]:
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=5) as response:
+        doc: dict[str, object] = json.loads(response.read())
+    return doc
 
 
 def test_kill_an_edge_a_dead_device_and_a_broker_restart(tmp_path: Path) -> None:
@@ -79,6 +89,9 @@ def test_kill_an_edge_a_dead_device_and_a_broker_restart(tmp_path: Path) -> None
         api = next(e for e in endpoints if e["kind"] == "control")["port"]
         _post(api, "/faults", {"device": "mg4/pv1", "fault": "no_response"})
         _wait("two more intervals without mg2", lambda: dso_done(4), bed)
+        # its battery's own watchdog (written with every setpoint) took it to hold: 0 W, the safe state
+        hold = lambda: _get(api, "/devices/mg2/bess1")["readings"]["mode"] == 0  # type: ignore[index]  # noqa: E731
+        _wait("mg2's battery at hold", hold, bed, 60)
         control.mkdir(exist_ok=True)
         (control / "restart-mgmc-mg2").touch()
         _wait("mg2 trading again", lambda: len(_records(records / "mgmc-mg2.jsonl")) > killed_after, bed, 120)

@@ -196,7 +196,9 @@ class DsoLoop:
     dso_key: keys.Keypair
 
     def publish(self, doc: dict[str, Any]) -> None:
-        self.transport.client.publish(f"peergrid/{self.settings.feeder}/dso/verdict", json.dumps(doc), qos=1)
+        # retained: an MGMC that (re)connects learns at once how far the DSO got
+        topic = f"peergrid/{self.settings.feeder}/dso/verdict"
+        self.transport.client.publish(topic, json.dumps(doc), qos=1, retain=True)
 
     async def enrol(self) -> None:
         for mg, entry in sorted(self.settings.mgs.items()):

