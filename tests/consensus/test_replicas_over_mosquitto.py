@@ -87,6 +87,7 @@ def test_faults_halt_and_recovery_over_a_real_broker(tmp_path: Path, mosquitto) 
             lambda: min(net.heights().values()) >= top + 3, 45, "finality after the broker restarted"
         )
         assert all(net.status(i)["stats"].get("tx_accepted", 0) >= 20 for i in range(2, 6))  # type: ignore[index]
+        assert all(net.status(i)["committed_txs"] == 20 for i in range(2, 6))  # type: ignore[index]
 
         # Stop everyone, then run the whole network again up to a common halt height and stop there.
         for i in everyone:
