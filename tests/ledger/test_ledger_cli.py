@@ -158,3 +158,14 @@ def test_usage_errors_exit_2_with_one_line(tmp_path: Path, capsys: pytest.Captur
     bad_proof.write_text("{not json")
     status, _, err = run(capsys, "verify-proof", str(bad_proof))
     assert status == 2
+
+
+def test_verify_a_locked_store_through_a_copy(
+    demo_db: tuple[Path, dict[str, str]], capsys: pytest.CaptureFixture[str]
+) -> None:
+    db, _ = demo_db
+    with BlockStore.open(db):  # a running node holds the lock
+        status, _, err = run(capsys, "verify", "--db", str(db))
+        assert status == 2 and "cannot open" in err
+        status, out, _ = run(capsys, "verify", "--db", str(db), "--copy")
+        assert status == 0 and out.startswith("OK: 5 blocks")
