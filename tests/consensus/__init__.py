@@ -1,0 +1,1 @@
+"""Consensus tests: engine, mempool, simulation, ledger adapter, transport, replica processes."""
