@@ -283,7 +283,7 @@ class EdgeDaemon:
         }
         if self.ledger is not None:
             self.ledger_heights = self.ledger.heights()
-            doc["ledger"] = self.ledger_heights
+            doc["ledger"] = self.ledger.heads()  # {chain: {"height", "head"}}: what the console compares
         if self.agent is not None:
             doc["market"] = self.agent.status()
         return doc

@@ -163,6 +163,12 @@ class EdgeLedger:
     def heights(self) -> dict[str, int]:
         return {replica.chain: replica.app.head().height for replica in self.replicas.values()}
 
+    def heads(self) -> dict[str, dict[str, Any]]:
+        return {
+            r.chain: {"height": r.app.head().height, "head": r.app.head().block_hash.hex()}
+            for r in self.replicas.values()
+        }
+
     def next_nonce(self, role: str, sender: bytes) -> int:
         return self.replicas[role].app.next_nonce(sender)
 

@@ -286,12 +286,16 @@ class MarketAgent:
 
     # --- bargaining ------------------------------------------------------------------------------------
 
-    async def _barrier(self, t: int, side: str, r: int, expected: set[bytes]) -> None:
-        def ready(state: Any) -> bool:
-            positions = offers_on_chain(state, t) if side == "sellers" else bids_on_chain(state, t)
-            return all(k in positions and positions[k][-1] >= r for k in expected)
+    async def _barrier(self, t: int, side: str, r: int, expected: set[bytes]) -> set[bytes]:
+        """Wait for every expected peer's move of round r in a final block; those that missed the phase are
+        left out of the interval's later phases (a dead MGMC costs one phase timeout, not one per phase)."""
 
-        await self.ledger.wait_for("mgmc", ready, self.s.phase_timeout_s)
+        def moved(state: Any) -> set[bytes]:
+            positions = offers_on_chain(state, t) if side == "sellers" else bids_on_chain(state, t)
+            return {k for k in expected if k in positions and positions[k][-1] >= r}
+
+        await self.ledger.wait_for("mgmc", lambda state: moved(state) == expected, self.s.phase_timeout_s)
+        return moved(self.ledger.state("mgmc")) | {self.anonym.public} & expected
 
     async def bargain(
         self, t: int, me: Participant, role: str, feed_in: float, retail: float, premium: float
@@ -343,7 +347,7 @@ class MarketAgent:
                 await self._submit("mgmc", self.anonym, "move", {
                     "interval": t, "round": r, "price": micro_per_wh(offer.price),
                     "quantity": wh(offer.quantity_kwh)})  # fmt: skip
-            await self._barrier(t, "sellers", r, sellers)
+            sellers = await self._barrier(t, "sellers", r, sellers)
             offers = offers_on_chain(self.ledger.state("mgmc"), t)
             if self.anonym.public in buyers:
                 band = cfg.price_band + cfg.price_tolerance * (r // cfg.patience)
@@ -356,7 +360,7 @@ class MarketAgent:
                 await self._submit(
                     "mgmc", self.anonym, "move", {"interval": t, "round": r, "demands": demands}
                 )
-            await self._barrier(t, "buyers", r, buyers)
+            buyers = await self._barrier(t, "buyers", r, buyers)
             bids = bids_on_chain(self.ledger.state("mgmc"), t)
             asked_by: dict[bytes, int] = {}
             for dem, _ in bids.values():

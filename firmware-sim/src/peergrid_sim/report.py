@@ -210,10 +210,14 @@ def write_report(bed: Any, out_dir: Path) -> Path:
         if r.get("plan")
         for op in r["plan"].get("operations", [])
     ]
+    # from the first MGMC starting the interval (scheduling, bargaining) to the DSO's switching being done
+    starts: dict[int, float] = {}
+    for recs in edges.values():
+        for r in recs:
+            if "times" in r:
+                starts[r["interval"]] = min(starts.get(r["interval"], r["times"]["start"]), r["times"]["start"])
     latency = [
-        r["times"]["switched"] - (bed.loop.timing.t0 + (r["interval"] - first) * bed.loop.interval_s)
-        for r in dso
-        if "times" in r and bed.loop.timing is not None
+        r["times"]["switched"] - starts[r["interval"]] for r in dso if "times" in r and r["interval"] in starts
     ]
     checks = {
         "intervals_done": len([r for r in dso if "error" not in r]),
