@@ -4,7 +4,7 @@ import { api, el, svg, fmt } from "./api.js";
 const COLOURS = ["#1f5fa8", "#d98200", "#1b7f3b", "#8e3fa8", "#b3261e", "#2a9d8f", "#6b4f00"];
 
 function pricePlot(prices) {
-  const W = 520, H = 240, L = 50, B = 30, T = 12, R = 90;
+  const W = 520, H = 250, L = 50, B = 30, T = 22, R = 90;
   const rounds = Math.max(1, ...prices.map((p) => p.round));
   const ys = prices.map((p) => p.price);
   let lo = Math.min(...ys), hi = Math.max(...ys);
@@ -16,7 +16,7 @@ function pricePlot(prices) {
   g.append(svg("line", { x1: L, y1: H - B, x2: W - R, y2: H - B, class: "axis" }),
            svg("line", { x1: L, y1: T, x2: L, y2: H - B, class: "axis" }),
            svg("text", { x: (L + W - R) / 2, y: H - 4, class: "tick", "text-anchor": "middle" }, "bargaining round"),
-           svg("text", { x: 4, y: (T + H - B) / 2, class: "tick" }, "price"));
+           svg("text", { x: L - 4, y: 10, class: "tick", "text-anchor": "middle" }, "price"));
   for (let r = 1; r <= rounds; r++) g.append(svg("text", { x: x(r), y: H - B + 13, class: "tick", "text-anchor": "middle" }, r));
   for (const v of [lo, (lo + hi) / 2, hi]) g.append(svg("text", { x: L - 4, y: y(v) + 3, class: "tick", "text-anchor": "end" }, v.toFixed(3)));
   const sellers = [...new Set(prices.map((p) => p.seller))].sort();
