@@ -375,6 +375,12 @@ def test_replica_heads_from_health_reports_show_agreement_and_lag(client: TestCl
     assert chain["agree"] and [r["behind"] for r in chain["replicas"]] == [0, 0, 1]
     report("mgmc-mg3", {ours["chain"]: {"height": ours["height"], "head": "ff" * 32}})
     assert client.get("/console/api/ledger").json()["chains"]["dso"]["agree"] is False
+    # chains the server does not hold (the MGMCs' own) are listed from their reports alone
+    report("mgmc-mg4", {"mgmc-feeder1": {"height": 7, "head": "aa" * 32}})
+    report("mgmc-mg5", {"mgmc-feeder1": {"height": 6, "head": "bb" * 32}})
+    other = client.get("/console/api/ledger").json()["chains"]["mgmc-feeder1"]
+    assert not other["held"] and other["agree"] and other["height"] == 7 and other["head"] == "aa" * 32
+    assert [(r["node"], r["behind"]) for r in other["replicas"]] == [("mgmc-mg4", 0), ("mgmc-mg5", 1)]
 
 
 def test_user_changes_by_the_cli_reach_a_running_server(client: TestClient, users_file: Path) -> None:

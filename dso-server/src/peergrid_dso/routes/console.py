@@ -171,22 +171,39 @@ def _reported_heads(report: Any, chain_id: str) -> tuple[int, str | None] | None
 
 @router.get("/console/api/ledger")
 def ledger_heads(request: Request, _: Session = Depends(viewer)) -> dict[str, Any]:
-    """Each chain's replicas: this server's and those MGMC health reports name. Replicas agree when every one
-    that reports a head hash at the top height reports the same; lower heights are shown as behind."""
+    """Each chain's replicas: this server's and those MGMC health reports name (also chains this server does
+    not hold). Replicas agree when every one that reports a head hash at the top height reports the same;
+    lower heights are shown as behind."""
     state = console_state(request)
-    chains = {}
+    nodes = request.app.state.board.snapshot()["nodes"]
+    reported: set[str] = set()
+    for entry in nodes.values():
+        ledger = entry["report"].get("ledger") if isinstance(entry["report"], dict) else None
+        reported |= {c for c in ledger if isinstance(c, str)} if isinstance(ledger, dict) else set()
+    sources: dict[str, tuple[str, dict[str, Any] | None]] = {}
     for name, explorer in sorted(state.explorers.items()):
         head = explorer.head()
-        replicas = [{"node": "dso (this server)", **head}]
-        for node, entry in request.app.state.board.snapshot()["nodes"].items():
-            seen = _reported_heads(entry["report"], head["chain"])
+        sources[name] = (head["chain"], head)
+    held = {chain_id for chain_id, _ in sources.values()}
+    for chain_id in sorted(reported - held):
+        sources[chain_id] = (chain_id, None)
+    chains = {}
+    for name, (chain_id, head) in sources.items():
+        replicas = [{"node": "dso (this server)", **head}] if head else []
+        for node, entry in nodes.items():
+            seen = _reported_heads(entry["report"], chain_id)
             if seen is not None:
-                replicas.append({"node": node, "chain": head["chain"], "height": seen[0], "head": seen[1]})
+                replicas.append({"node": node, "chain": chain_id, "height": seen[0], "head": seen[1]})
         top = max(r["height"] for r in replicas)
         heads_at_top = {r["head"] for r in replicas if r["height"] == top and r["head"]}
         for r in replicas:
             r["behind"] = top - r["height"]
-        chains[name] = head | {"replicas": replicas, "agree": len(heads_at_top) <= 1}
+        summary = head or {"chain": chain_id, "height": top, "head": next(iter(heads_at_top), None)}
+        chains[name] = summary | {
+            "replicas": replicas,
+            "agree": len(heads_at_top) <= 1,
+            "held": head is not None,
+        }
     return {"chains": chains}
 
 

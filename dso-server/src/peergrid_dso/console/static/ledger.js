@@ -8,8 +8,9 @@ export class LedgerView {
   async start() {
     const heads = await api("/console/api/ledger");
     this.heads = heads.chains;
-    if (!this.heads[this.chain] || (!this.picked && this.heads[this.chain].height === 0)) {
-      this.chain = Object.keys(this.heads).find((k) => this.heads[k].height > 0) || Object.keys(this.heads)[0];
+    const held = Object.keys(this.heads).filter((k) => this.heads[k].held);
+    if (!held.includes(this.chain) || (!this.picked && this.heads[this.chain].height === 0)) {
+      this.chain = held.find((k) => this.heads[k].height > 0) || held[0];
     }
     await this.render();
   }
@@ -33,7 +34,8 @@ export class LedgerView {
       el("div", { class: "card" }, el("h2", {}, "Chains and replicas"),
         el("table", { id: "replicas" }, el("thead", {}, el("tr", {}, ["chain", "replica", "height", "head", "agrees"].map((h) => el("th", {}, h)))),
           el("tbody", {}, chains.flatMap(([name, c]) => c.replicas.map((r) => el("tr", {},
-            el("td", {}, el("a", { href: "#ledger", onclick: (e) => { e.preventDefault(); this.chain = name; this.picked = true; this.height = null; this.before = null; this.render(); } }, `${name} (${c.chain})`)),
+            el("td", {}, c.held ? el("a", { href: "#ledger", onclick: (e) => { e.preventDefault(); this.chain = name; this.picked = true; this.height = null; this.before = null; this.render(); } }, `${name} (${c.chain})`)
+                                : `${c.chain} (not held by this server)`),
             el("td", {}, r.node), el("td", { class: "num" }, r.height), el("td", { class: "hash" }, r.head ? short(r.head, 16) : "(height only)"),
             el("td", {}, !c.agree ? el("span", { class: "failed" }, "NO — heads differ") : r.behind ? `${r.behind} block(s) behind` : "yes"))))))),
       el("div", { class: "grid2" },
