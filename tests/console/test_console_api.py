@@ -91,6 +91,14 @@ def test_login_sets_a_strict_httponly_cookie_and_logout_ends_it(client: TestClie
     assert client.get("/console/api/session").status_code == 401
 
 
+def test_a_cross_site_form_cannot_log_in(client: TestClient) -> None:
+    """A form on another site can send text/plain without a preflight; the login reads JSON only."""
+    body = json.dumps({"username": "olga", "password": PASSWORD})
+    r = client.post("/console/api/login", content=body, headers={"Content-Type": "text/plain"})
+    assert r.status_code == 422 and "set-cookie" not in r.headers
+    assert counts(client)["malformed"] == 1
+
+
 def test_bad_logins_are_refused_counted_and_throttled(client: TestClient) -> None:
     for _ in range(5):
         r = client.post("/console/api/login", json={"username": "olga", "password": "not the password"})
