@@ -23,7 +23,7 @@ import asyncio
 import json
 import logging
 import time
-from dataclasses import replace
+from dataclasses import asdict, replace
 from typing import TYPE_CHECKING, Any
 
 from peergrid_controller.bargaining import (  # the per-MGMC moves of the controller's bargaining
@@ -161,6 +161,31 @@ class MarketAgent:
             except TimeoutError:
                 return
 
+    def _resumed_counterfactual(self, t: int) -> MgState | None:
+        """After a restart: the conventional counterfactual where the last record left it, carried through the
+        intervals this MGMC missed, so the comparison does not forget what each path did to the batteries."""
+        if self.s.record_file is None or not self.s.record_file.exists():
+            return None
+        last = None
+        for line in self.s.record_file.read_text(encoding="utf-8").splitlines():
+            try:
+                doc = json.loads(line)
+            except json.JSONDecodeError:
+                continue
+            if "conv_state" in doc and doc["interval"] < t:
+                last = doc
+        if last is None:
+            return None
+        c = last["conv_state"]
+        state = MgState(tuple(c["soc_kwh"]), tuple(c["genset_on"]), tuple(c["genset_kw"]),
+                        tuple(c["genset_intervals_in_state"]))  # fmt: skip
+        for k in range(int(last["interval"]) + 1, t):
+            conv = MgSchedule(self.mg, self.dt, start=k, horizon=self.scenario.intervals - k, state=state)
+            conv.solve()
+            conv.dispatch(0.0)
+            _, state = conv.first_interval_cost_and_state()
+        return state
+
     def _initial_state(self) -> MgState:
         """The model's start state, with each battery's stored energy from its own fresh reading."""
         state = MgState.initial(self.mg)
@@ -188,7 +213,7 @@ class MarketAgent:
                 return
             if self.state is None:
                 self.state = self._initial_state()
-                self.conv_state = self.state
+                self.conv_state = self._resumed_counterfactual(t) or self.state
             self.interval = t
             try:
                 await self.run_interval(t)
@@ -275,6 +300,7 @@ class MarketAgent:
                 "dispatch_confirmed": confirmed, "settled": settled,
                 "times": {"start": started, "bargained": bargained, "dso_done": dso_done, "end": time.time()},
                 "heights": self.ledger.heights(), "cost_to_go": to_go,
+                "conv_state": asdict(self.conv_state),
             }
         )  # fmt: skip
 

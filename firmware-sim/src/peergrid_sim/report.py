@@ -37,20 +37,21 @@ def _jsonl(path: Path) -> list[dict[str, Any]]:
 
 
 def collect_live(bed: Any) -> None:
+    """Every device's and relay's active faults, from firmware-sim's control API (GET /devices/...)."""
     workdir = Path(bed.workdir)
-    faults: Any = None
+    faults: Any = []
     try:
         endpoints = json.loads((workdir / "endpoints.json").read_text(encoding="utf-8"))
         control = next(e for e in endpoints if e.get("kind") == "control")
-        with urllib.request.urlopen(
-            f"http://{control['host']}:{control['port']}/state", timeout=3
-        ) as response:
-            state = json.loads(response.read())
-        faults = [
-            {"device": d.get("name") or d.get("device"), "mg": d.get("mg"), "faults": d.get("faults")}
-            for d in state.get("devices", [])
-            if d.get("faults")
-        ]
+        base = f"http://{control['host']}:{control['port']}/devices/"
+        for ep in endpoints:
+            if ep.get("kind") == "control":
+                continue
+            path = f"{ep['mg']}/{ep['device']}" if ep.get("mg") else str(ep["device"])
+            with urllib.request.urlopen(base + path, timeout=3) as response:
+                found = json.loads(response.read()).get("faults")
+            if found:
+                faults.append({"device": path, "faults": found})
     except Exception as exc:  # the report says what it could not read
         faults = {"error": f"{type(exc).__name__}: {exc}"[:200]}
     (workdir / "records" / "device-faults.json").write_text(json.dumps(faults), encoding="utf-8")
@@ -215,9 +216,13 @@ def write_report(bed: Any, out_dir: Path) -> Path:
     for recs in edges.values():
         for r in recs:
             if "times" in r:
-                starts[r["interval"]] = min(starts.get(r["interval"], r["times"]["start"]), r["times"]["start"])
+                starts[r["interval"]] = min(
+                    starts.get(r["interval"], r["times"]["start"]), r["times"]["start"]
+                )
     latency = [
-        r["times"]["switched"] - starts[r["interval"]] for r in dso if "times" in r and r["interval"] in starts
+        r["times"]["switched"] - starts[r["interval"]]
+        for r in dso
+        if "times" in r and r["interval"] in starts
     ]
     checks = {
         "intervals_done": len([r for r in dso if "error" not in r]),
