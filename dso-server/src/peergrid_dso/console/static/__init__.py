@@ -1,0 +1,1 @@
+"""The console's browser assets (ES modules, CSS), shipped as package data."""
