@@ -2,7 +2,9 @@
 
 While `peergrid-testbed --intervals 12` trades: mg2's edge daemon is killed with SIGKILL in the middle of an
 interval and restarted two intervals later (it catches up from its LevelDB stores and the others' blocks, and
-trades again); one of mg4's devices stops answering (firmware-sim's fault API); the broker is restarted.
+trades again); one of mg4's devices stops answering (firmware-sim's fault API); the broker is restarted; and
+mg3's Pi is cut off from the broker for two intervals (its connection runs through a pullable TCP link) - it
+goes on locally (islanded) and rejoins.
 The others keep trading throughout; at the end every replica of both chains agrees, every store verifies,
 every settled trade is proven, and the executed topology stayed secure.
 """
@@ -25,7 +27,7 @@ from peergrid_sim.broker import free_port
 BIN = Path(sys.executable).parent
 SCENARIO = Path(__file__).resolve().parents[2] / "firmware-sim" / "scenarios" / "ieee33.yaml"
 pytestmark = [pytest.mark.system, pytest.mark.xdist_group("system")]
-INTERVALS = 12
+INTERVALS = 14
 
 
 def _records(path: Path) -> list[dict[str, object]]:
@@ -73,7 +75,7 @@ def test_kill_an_edge_a_dead_device_and_a_broker_restart(tmp_path: Path) -> None
     argv = [
         str(BIN / "peergrid-testbed"), "--scenario", str(SCENARIO), "--intervals", str(INTERVALS),
         "--interval-s", "5", "--block-period-ms", "150", "--workdir", str(workdir),
-        "--http-port", str(free_port()), "--report", str(out),
+        "--http-port", str(free_port()), "--report", str(out), "--cuttable", "mg3",
     ]  # fmt: skip
     bed = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     records = workdir / "records"
@@ -97,6 +99,15 @@ def test_kill_an_edge_a_dead_device_and_a_broker_restart(tmp_path: Path) -> None
         _wait("mg2 trading again", lambda: len(_records(records / "mgmc-mg2.jsonl")) > killed_after, bed, 120)
         (control / "restart-broker").touch()
         _wait("the broker restart", lambda: not (control / "restart-broker").exists(), bed, 30)
+        # mg3's Pi loses its link to the broker for two intervals: it islands, then rejoins
+        cut_at = len(_records(records / "dso.jsonl"))
+        status = workdir / "nodes" / "mgmc-mg3" / "ledger-status.json"
+        (control / "cut-mgmc-mg3").touch()
+        _wait("two intervals without mg3", lambda: dso_done(cut_at + 2), bed, 120)
+        islanded = status.stat().st_mtime
+        time.sleep(1.5)
+        assert status.stat().st_mtime > islanded, "the islanded daemon stopped working"
+        (control / "cut-mgmc-mg3").unlink()
         output, _ = bed.communicate(timeout=60 + 15 * INTERVALS)
     finally:
         if bed.poll() is None:
@@ -113,9 +124,11 @@ def test_kill_an_edge_a_dead_device_and_a_broker_restart(tmp_path: Path) -> None
     assert checks["topology_secure"]
     # the others kept trading through every fault; mg2 missed some intervals and came back
     intervals = set(report["intervals"])
-    for mg in ("mg1", "mg3", "mg4", "mg5", "mg6"):
+    for mg in ("mg1", "mg4", "mg5", "mg6"):
         done = {r["interval"] for r in _records(records / f"mgmc-{mg}.jsonl") if "trades" in r}
         assert done == intervals, (mg, sorted(intervals - done))
     mg2 = {r["interval"] for r in _records(records / "mgmc-mg2.jsonl") if "trades" in r}
     assert mg2 and mg2 != intervals and max(mg2) == max(intervals)
+    mg3 = [r for r in _records(records / "mgmc-mg3.jsonl") if "trades" in r]
+    assert any(r["interval"] >= 36 + cut_at + 2 and r["verdict"] for r in mg3), "mg3 did not rejoin"
     assert any(d["device"] for d in report["device_faults"] if "no_response" in json.dumps(d["faults"]))

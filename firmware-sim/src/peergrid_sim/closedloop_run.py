@@ -50,6 +50,7 @@ class ClosedLoop:
     chains: LabChains | None = None
     shown: int = 0
     argv: dict[str, list[str]] = field(default_factory=dict)
+    cuttable: tuple[str, ...] = ()
     interval_min: float = 15.0
     started_at: float = field(default_factory=time.time)
 
@@ -106,8 +107,18 @@ class ClosedLoop:
         devices = edge_devices(endpoints, bed.scenario, round(3 * self.interval_min * 60))
         for mg in self.chains.mgs:
             node = f"mgmc-{mg}"
+            edge_broker = broker
+            if mg in self.cuttable:  # this Pi reaches the broker through a cable the fault tests can pull
+                from peergrid_sim.broker import free_port
+
+                port = free_port()
+                cut = workdir / "control" / f"cut-{node}"
+                cut.parent.mkdir(parents=True, exist_ok=True)
+                bed.spawn(f"netcut-{mg}", [sys.executable, "-m", "peergrid_sim.netcut", "--listen", str(port),
+                                           "--to", f"{broker[0]}:{broker[1]}", "--cut-file", str(cut)])  # fmt: skip
+                edge_broker = (broker[0], port)
             config = edge_config(
-                self.chains, mg, feeder, broker, workdir / "nodes" / node, devices.get(mg, []),
+                self.chains, mg, feeder, edge_broker, workdir / "nodes" / node, devices.get(mg, []),
                 Path(bed.scenario_path).resolve(), self.timing, records,
             )  # fmt: skip
             cfg_path = workdir / "config" / f"{node}.yaml"

@@ -255,6 +255,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--block-period-ms", type=int, default=200, help="consensus block period of both chains"
     )
     parser.add_argument(
+        "--cuttable",
+        action="append",
+        default=[],
+        help="MG whose Pi reaches the broker through a pullable cable",
+    )
+    parser.add_argument(
         "--no-market", action="store_true", help="devices, edges and DSO only: no ledger replicas, no trading"
     )
     return parser
@@ -282,6 +288,7 @@ def main(argv: list[str] | None = None) -> int:
             args.interval_s,
             args.block_period_ms,
         )
+        bed.loop.cuttable = tuple(args.cuttable)
     stop_reason: list[str] = []
 
     def on_signal(signum: int, _frame: object) -> None:
