@@ -12,7 +12,6 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -172,11 +171,3 @@ class LabNet:
 
     def __exit__(self, *exc: object) -> None:
         self.stop_all()
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except OSError:
-        return False
-    return True
