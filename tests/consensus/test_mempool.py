@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from peergrid_ledger import codec
 from peergrid_ledger.consensus.app import Accepted, Rejected
 from peergrid_ledger.consensus.mempool import Mempool, MempoolLimits, TxMeta
 from peergrid_ledger.consensus.sim_app import PAY, SimKeys, make_tx
@@ -14,8 +18,6 @@ ALICE, BOB, MALLORY = KEYS.key("alice"), KEYS.key("bob"), KEYS.key("mallory")
 def pool(
     limits: MempoolLimits | None = None, nonces: dict[bytes, int] | None = None
 ) -> tuple[Mempool, dict[bytes, int]]:
-    from peergrid_ledger import codec
-
     known = {ALICE.public, BOB.public}
     committed = nonces if nonces is not None else {}
 
@@ -104,3 +106,21 @@ def test_discard_drops_one_transaction() -> None:
     mempool.discard(ALICE.public, 0)
     assert len(mempool) == 0 and mempool.size_bytes == 0
     assert isinstance(mempool.add(first, 0), Accepted)
+
+
+def test_reap_is_always_gapless_per_sender_in_nonce_order() -> None:
+    @settings(max_examples=150, deadline=None)
+    @given(st.lists(st.tuples(st.sampled_from([0, 1]), st.integers(0, 12)), max_size=40), st.integers(1, 30))
+    def check(adds: list[tuple[int, int]], limit: int) -> None:
+        mempool, committed = pool(nonces={ALICE.public: 2})
+        keys_ = [ALICE, BOB]
+        for who, nonce in adds:
+            mempool.add(tx(keys_[who], nonce), 0)
+        reaped = mempool.reap(limit, 1 << 20)
+        assert len(reaped) <= limit and len(set(reaped)) == len(reaped)
+        for key in keys_:
+            mine = [codec.decode(t)[2] for t in reaped if codec.decode(t)[1] == key.public]
+            start = committed.get(key.public, 0)
+            assert mine == list(range(start, start + len(mine)))
+
+    check()
