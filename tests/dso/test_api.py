@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
@@ -52,6 +54,10 @@ def test_enrolment_token_is_one_time_and_signature_checked(client: TestClient) -
 
 
 def test_injections_network_state_and_opf(client: TestClient) -> None:
+    mgmc, anonym = Keypair.generate(), Keypair.generate()
+    assert (
+        client.post("/api/dso/enrolment", json=signed_request(client, mgmc, anonym, "mg1")).status_code == 201
+    )
     for mg, p in (("mg1", 3.0), ("mg2", 1.5), ("mg3", -0.5)):
         assert (
             client.post("/api/dso/injections", json={"interval": 4, "mg": mg, "p_mw": p}).status_code == 201
@@ -59,7 +65,13 @@ def test_injections_network_state_and_opf(client: TestClient) -> None:
     state = client.get("/api/dso/network", params={"interval": 4}).json()
     assert not state["secure"] and "bus 18" in state["violations"][0]
     opf = client.post("/api/dso/opf", json={"interval": 4}).json()
-    assert [c["mg"] for c in opf["contracts"]] == ["mg1"]
+    assert [c["mg"] for c in opf["contracts"]] == ["mg1"] and opf["sent_to"] == ["mg1"]
+    sealed = [
+        r for r in client.get("/api/dso/ledger").json()["records"] if r["kind"] == "adjustment_contract"
+    ]
+    assert len(sealed) == 1 and sealed[0]["body"]["to"] == anonym.public.hex()
+    contract = json.loads(anonym.unseal(bytes.fromhex(sealed[0]["body"]["ciphertext"])))
+    assert contract["mg"] == "mg1" and contract["max_injection_w"] < 3_000_000
     assert client.get("/api/dso/opf").status_code == 200
 
 

@@ -178,10 +178,18 @@ def run_opf(body: OpfIn, dso: DsoServices = Depends(get_dso)) -> dict[str, Any]:
     except OpfNumericalFailure as exc:
         raise HTTPException(503, f"numerical failure: {exc}") from None
     contracts = contracts_for(body.interval, current, target, reason="network limits")
+    # Each contract goes on the DSO chain sealed to the MG's anonym, for MGs enrolled under their MG id.
+    anonyms = {e.label: e.anonym for e in dso.enrolment.enrolments.values() if e.status == "authorised"}
+    sent = []
+    for c in contracts:
+        if c.mg in anonyms:
+            dso.recorder.adjustment(anonyms[c.mg], body.interval, c.body())
+            sent.append(c.mg)
     dso.last_opf = {
         "interval": body.interval,
         "injections": target,
         "contracts": [c.body() for c in contracts],
+        "sent_to": sent,
     }
     return dso.last_opf
 
