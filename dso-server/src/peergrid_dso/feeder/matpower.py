@@ -2,7 +2,8 @@
 
 Promises: the MATPOWER distribution cases (case33bw, case69, case118zh, case136ma, ...) give branch r and x in
 ohms and loads in kW and convert them with statements after the data; `parse_matpower` interprets those
-statements (index constants from `idx_bus`/`idx_brch`, scalar assignments, column scaling with `*` or `/`),
+statements (index constants from `idx_bus`/`idx_brch`, scalar assignments, column scaling with `*` or `/`
+(also from another column), sin/cos/acos/asin/sqrt),
 so the feeder gets per-unit impedances and MW loads. Any statement it does not understand raises
 `MatpowerFormatError` with the line number rather than being silently skipped.
 Assumes: a single REF bus (the substation), no shunts or line charging (refused if present).
@@ -97,22 +98,20 @@ def parse_matpower(text: str, source: str = "<case>") -> MatpowerCase:
             stmt,
         )
         if m:
-            table, cols = m.group(1), m.group(2)
-            if (
-                m.group(3) != table
-                or m.group(4).replace(" ", "") != cols.replace(" ", "")
-                or table not in tables
-            ):
+            table = m.group(1)
+            targets = _columns(m.group(2), scalars, source, lineno)
+            sources = _columns(m.group(4), scalars, source, lineno)
+            if m.group(3) != table or table not in tables or len(targets) != len(sources):
                 raise MatpowerFormatError(f"{source}:{lineno}: unsupported column update: {stmt}")
             factor = _Expr(m.group(6), scalars, tables, base_mva, source, lineno).value()
-            for col in _columns(cols, scalars, source, lineno):
-                if factor == 0 and m.group(5) == "/":
-                    raise MatpowerFormatError(f"{source}:{lineno}: division by zero")
-                tables[table][:, col - 1] = (
-                    tables[table][:, col - 1] / factor
-                    if m.group(5) == "/"
-                    else tables[table][:, col - 1] * factor
-                )
+            if factor == 0 and m.group(5) == "/":
+                raise MatpowerFormatError(f"{source}:{lineno}: division by zero")
+            if max(targets + sources) > tables[table].shape[1] or min(targets + sources) < 1:
+                raise MatpowerFormatError(f"{source}:{lineno}: column out of range")
+            values = tables[table][:, [c - 1 for c in sources]]
+            tables[table][:, [c - 1 for c in targets]] = (
+                values / factor if m.group(5) == "/" else values * factor
+            )
             continue
         m = re.fullmatch(r"([A-Za-z_]\w*)\s*=\s*(.+?);?", stmt)
         if m:
@@ -199,6 +198,9 @@ def _columns(spec: str, scalars: dict[str, float], source: str, lineno: int) -> 
         else:
             raise MatpowerFormatError(f"{source}:{lineno}: unknown column name {n}")
     return cols
+
+
+_FUNCTIONS = {"sin": math.sin, "cos": math.cos, "acos": math.acos, "asin": math.asin, "sqrt": math.sqrt}
 
 
 class _Expr:
@@ -302,4 +304,12 @@ class _Expr:
                 raise MatpowerFormatError(f"{self.where}: {tok}({row}, {col}) out of range") from None
         if tok in self.scalars:
             return self.scalars[tok]
+        if tok in _FUNCTIONS and self._peek() == "(":
+            self._take("(")
+            arg = self._sum()
+            self._take(")")
+            try:
+                return _FUNCTIONS[tok](arg)
+            except ValueError:
+                raise MatpowerFormatError(f"{self.where}: {tok}({arg}) is undefined") from None
         raise MatpowerFormatError(f"{self.where}: unknown name {tok}")
