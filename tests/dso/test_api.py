@@ -75,6 +75,15 @@ def test_injections_network_state_and_opf(client: TestClient) -> None:
     assert client.get("/api/dso/opf").status_code == 200
 
 
+def test_reconfiguration_is_validated_by_pandapower(client: TestClient) -> None:
+    r = client.post("/api/dso/reconfiguration", json={"vmin_pu": 0.9})
+    assert r.status_code == 200
+    body = r.json()
+    assert body["open_branches"] == [7, 9, 14, 32, 37]
+    assert body["pandapower_losses_kw"] == pytest.approx(body["losses_kw"], rel=1e-3)
+    assert client.get("/api/dso/reconfiguration").json() == body
+
+
 def test_plan_waits_for_approval_then_switches(client: TestClient) -> None:
     r = client.post("/api/dso/plans", json={"target_open": [7, 9, 14, 32, 37]})
     assert r.status_code == 201 and r.json()["status"] == "pending"

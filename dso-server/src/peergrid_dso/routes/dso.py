@@ -12,6 +12,7 @@ from typing import Any
 from fastapi import APIRouter, Depends, FastAPI, HTTPException, Request
 from pydantic import BaseModel, ConfigDict, Field
 
+from peergrid_dso.services.acvalidate import ValidationMismatch, cross_check, validate_ac
 from peergrid_dso.services.container import DsoServices
 from peergrid_dso.services.enrolment import EnrolmentRefused
 from peergrid_dso.services.powerflow import IslandedLoadError
@@ -151,9 +152,14 @@ def run_reconfiguration(body: ReconfigurationIn, dso: DsoServices = Depends(get_
         raise HTTPException(422, f"infeasible: {exc}") from None
     except SolverFailure as exc:
         raise HTTPException(503, f"solver failure: {exc}") from None
+    check = validate_ac(dso.feeder, r.open_branches)  # pandapower's Newton-Raphson has the last word
+    try:
+        cross_check(r.losses_kw, r.vmin_pu, check)
+    except ValidationMismatch as exc:
+        raise HTTPException(500, str(exc)) from None
     dso.last_reconfiguration = {
         "open_branches": list(r.open_branches), "losses_kw": r.losses_kw, "vmin_pu": r.vmin_pu,
-        "initial_losses_kw": r.initial_losses_kw, "seconds": r.seconds,
+        "initial_losses_kw": r.initial_losses_kw, "seconds": r.seconds, "pandapower_losses_kw": check.losses_kw,
     }  # fmt: skip
     return dso.last_reconfiguration
 
