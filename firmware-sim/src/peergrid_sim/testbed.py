@@ -148,7 +148,10 @@ class Testbed:
         dso = self.spawn(
             "dso", [_tool("peergrid-dso"), "serve", "--config", str(dso_config), "--log-level", "warning"]
         )
-        if not wait_for_port(LOOPBACK, self.http_port, 30) or dso.process.poll() is not None:
+        if (
+            not wait_for_port(LOOPBACK, self.http_port, 30 + 3 * len(self.scenario.microgrids))
+            or dso.process.poll() is not None
+        ):
             raise TestbedError(f"the DSO server did not start; see {dso.log}")
 
     def _wait_for_endpoints(self, path: Path, sim: Child, timeout: float = 30) -> list[dict[str, Any]]:
@@ -326,7 +329,7 @@ def main(argv: list[str] | None = None) -> int:
                     time.sleep(2 * args.interval_s)  # the MGMCs settle and dispatch the last interval
                     for line in bed.loop.poll(bed, force=True):
                         print(line, flush=True)
-                    print(bed.loop.progress_bar(), flush=True)
+                        print(bed.loop.progress_bar(), flush=True)
                     if args.report is not None:
                         from peergrid_sim.report import collect_live
 
