@@ -93,7 +93,7 @@ class MqttLink:
     ) -> None:
         if getattr(reason, "is_failure", False):
             return
-        for topic in self.handlers:
+        for topic in list(self.handlers):  # the loop thread may subscribe meanwhile
             client.subscribe(topic, qos=1)
         self._call(self.connected.set)
         log.info("connected to broker %s:%d", self.host, self.port)

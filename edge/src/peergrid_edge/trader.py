@@ -485,7 +485,7 @@ class MarketAgent:
         now, wall = self.d.clock.monotonic(), self.d.clock.wall()
         views = {n: v for n, s in self.d.states.items() if (v := view_of(s, now)) is not None}
         available = sum(p.available_kw[t] for p in self.mg.pv)
-        schedule = schedule_from_plan(plan, 0, views, t, wall, wall + 2 * self.s.interval_s + 5, available)
+        schedule = schedule_from_plan(plan, 0, views, t, wall, wall + 4 * self.s.interval_s + 30, available)
         self.d.set_schedule(schedule)
         before = self.d.actuator.confirmed_total
         await self.d.dispatch_once(self.d.settings.dispatch.period_s)
