@@ -226,7 +226,7 @@ def write_report(bed: Any, out_dir: Path) -> Path:
     ]
     checks = {
         "intervals_done": len([r for r in dso if "error" not in r]),
-        "replicas_agree": all(c["agree_at_lowest_head"] for c in ledger.values()),
+        "replicas_agree": all(c["agree_at_lowest_head"] and c["head_spread"] <= 3 for c in ledger.values()),
         "head_spread": {c: v["head_spread"] for c, v in ledger.items()},
         "stores_verify": all(v == "ok" for v in verified.values()),
         "settled_trades_proven": proofs["settled"] > 0 and proofs["verified"] == proofs["settled"],
