@@ -15,9 +15,9 @@ wait_active() {  # $1: seconds
     return 1
 }
 : >"$out"
-start=$(cut -d. -f1 /proc/uptime)
 if wait_active "${PROBE_READY_TIMEOUT:-600}"; then
-    say "READY after $(( $(cut -d. -f1 /proc/uptime) - start ))s: $(prop StatusText)"
+    took=$(( ($(prop ActiveEnterTimestampMonotonic) - $(prop ExecMainStartTimestampMonotonic)) / 1000000 ))
+    say "READY ${took}s after its start: $(prop StatusText)"
 else
     say "NOT READY: $(prop ActiveState)/$(prop SubState) result=$(prop Result) restarts=$(prop NRestarts)"
     journalctl -b -u peergrid-edge.service -u peergrid-edge-keygen.service --no-pager | tail -40 >>"$out"

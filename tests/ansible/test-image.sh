@@ -126,6 +126,6 @@ timeout "${PEERGRID_BOOT_TIMEOUT:-1500}" systemd-nspawn --boot --register=no --k
 result=$(cat "$mnt/var/lib/peergrid-probe/result" 2>/dev/null || echo "no probe result")
 echo "$result"
 log "done (${SECONDS}s)"
-grep -q '^READY after' <<<"$result" || { log "FAIL: peergrid-edge did not reach READY"; exit 1; }
+grep -q '^READY ' <<<"$result" || { log "FAIL: peergrid-edge did not reach READY"; exit 1; }
 grep -q '^RESTARTED after watchdog' <<<"$result" || { log "FAIL: no restart after the watchdog timeout"; exit 1; }
 log "PASS: image flashed, booted, edge READY, restarted by the watchdog"
