@@ -101,3 +101,18 @@ def test_verify_catches_what_it_does_not_fail_on(tmp_path: Path) -> None:
         ["systemd-analyze", "verify", str(unit)], capture_output=True, text=True, check=False
     )
     assert "notifyy" in result.stdout + result.stderr
+
+
+def test_flash_without_a_base_image_fails_and_names_the_device(tmp_path: Path) -> None:
+    """A device whose image cannot be attached fails the run by name and leaves no half-built image."""
+    out = tmp_path / "images"
+    hosts = tmp_path / "hosts.yml"
+    hosts.write_text(
+        "all:\n  children:\n    edge:\n      hosts:\n        mgmc-x:\n"
+        f"          flash_base_image: {tmp_path}/missing.img\n          flash_output_dir: {out}\n",
+        encoding="utf-8",
+    )
+    result = run_tool(["ansible-playbook", "-i", str(hosts), "playbooks/flash.yml"], tmp_path)
+    assert result.returncode != 0
+    assert "images not built" in result.stdout and "mgmc-x" in result.stdout
+    assert not out.exists() or not any(out.glob("*.img"))
