@@ -3,7 +3,7 @@
 Promises, per interval t (starting at `t0 + (t - first_interval) * interval_s` or when the previous one ended):
   1-3. schedules this MG with the controller (state from its own battery readings when it (re)starts, then
        from the plan it dispatched), derives its price-quantity curve and its role (seller, buyer, neither);
-  4.   bargains on the MGMC chain under its anonym: every offer, bid and move is a signed transaction, and
+  4.   bargains on the MGMC chain under its anonym (`chain_bargaining.py`): every offer, bid and move is a signed transaction, and
        each bargaining phase waits for the peers' moves in a FINAL block (sellers move, then buyers), so every
        MGMC decides from the same chain state; rounds end when a round repeats the previous one (no one
        moved) or at `max_rounds`; then the lowest-keyed seller submits `trade` and the contract computes the
@@ -29,17 +29,13 @@ from typing import TYPE_CHECKING, Any
 from peergrid_controller.bargaining import (  # the per-MGMC moves of the controller's bargaining
     BargainingConfig,
     Participant,
-    _adjust,
-    _SellerState,
-    make_bid,
-    make_offer,
     split_roles,
 )
 from peergrid_controller.builder import MgState
-from peergrid_controller.market import Offer, micro_per_wh, wh
 from peergrid_controller.scenario import load_scenario
 from peergrid_controller.schedule import MgSchedule
 from peergrid_edge.actuation import view_of
+from peergrid_edge.chain_bargaining import bargain, bids_on_chain, offers_on_chain  # noqa: F401 - re-exported
 from peergrid_edge.config import MarketSettings
 from peergrid_edge.planning import schedule_from_plan
 from peergrid_ledger import keys, query
@@ -49,24 +45,6 @@ if TYPE_CHECKING:
     from peergrid_edge.daemon import EdgeDaemon
 
 log = logging.getLogger("peergrid.edge.trader")
-
-
-def offers_on_chain(state: Any, t: int) -> dict[bytes, tuple[int, int, bool, int]]:
-    out = {}
-    for seller in contract.members(state, t, "sellers"):
-        o = contract.offer(state, t, seller)
-        if o is not None:
-            out[seller] = (o["price"], o["quantity"], o["clean"], o["round"])
-    return out
-
-
-def bids_on_chain(state: Any, t: int) -> dict[bytes, tuple[tuple[tuple[bytes, int], ...], int]]:
-    out = {}
-    for buyer in contract.members(state, t, "buyers"):
-        b = contract.bid(state, t, buyer)
-        if b is not None:
-            out[buyer] = (tuple((d["seller"], d["quantity"]) for d in b["demands"]), b["round"])
-    return out
 
 
 class MarketAgent:
@@ -240,7 +218,7 @@ class MarketAgent:
         me = Participant(self.name, curve, mg.rules, clean=plan.genset_kw[0] <= 1e-6)
         sellers, buyers = split_roles([me], feed_in, retail)
         role = "seller" if sellers else ("buyer" if buyers else "neither")
-        rounds = await self.bargain(t, me, role, feed_in, retail, premium)
+        rounds = await bargain(self, t, me, role, feed_in, retail, premium)
         bargained = time.time()
         self.phase = "trades"
         state = self.ledger.state("mgmc")
@@ -309,120 +287,6 @@ class MarketAgent:
         if start >= self.scenario.intervals:
             return 0.0
         return float(MgSchedule(self.mg, self.dt, start=start, state=state).solve().cost)
-
-    # --- bargaining ------------------------------------------------------------------------------------
-
-    async def _barrier(self, t: int, side: str, r: int, expected: set[bytes]) -> set[bytes]:
-        """Wait for every expected peer's move of round r in a final block; those that missed the phase are
-        left out of the interval's later phases (a dead MGMC costs one phase timeout, not one per phase)."""
-
-        def moved(state: Any) -> set[bytes]:
-            positions = offers_on_chain(state, t) if side == "sellers" else bids_on_chain(state, t)
-            return {k for k in expected if k in positions and positions[k][-1] >= r}
-
-        await self.ledger.wait_for("mgmc", lambda state: moved(state) == expected, self.s.phase_timeout_s)
-        return moved(self.ledger.state("mgmc")) | {self.anonym.public} & expected
-
-    async def bargain(
-        self, t: int, me: Participant, role: str, feed_in: float, retail: float, premium: float
-    ) -> list[dict[str, Any]]:
-        self.phase = "join"
-        cfg = self.cfg
-        seller_state: _SellerState | None = None
-        if role == "seller":
-            upper = retail + premium
-            lower = min(
-                max(me.rules.floor_price, me.curve.marginal_price(cfg.quantity_tolerance), feed_in), upper
-            )
-            seller_state = _SellerState((lower + upper) / 2, (upper - lower) / 4, lower, upper)
-            offer = make_offer(me, seller_state.price, t)
-            if wh(offer.quantity_kwh) <= 0:
-                role, seller_state = "neither", None
-            else:
-                await self._submit("mgmc", self.anonym, "offer", {
-                    "interval": t, "round": 1, "price": micro_per_wh(offer.price),
-                    "quantity": wh(offer.quantity_kwh), "clean": offer.clean})  # fmt: skip
-        if role != "seller":
-            await self._submit("mgmc", self.anonym, "bid", {"interval": t, "round": 0, "demands": []})
-        everyone = {a.key for a in self.ledger.replicas["mgmc"].app.genesis.accounts if "anonym" in a.roles}
-
-        def joined(state: Any) -> bool:
-            members = set(contract.members(state, t, "sellers")) | set(contract.members(state, t, "buyers"))
-            return everyone <= members
-
-        await self.ledger.wait_for("mgmc", joined, self.s.phase_timeout_s)
-        state = self.ledger.state("mgmc")
-        sellers = set(contract.members(state, t, "sellers"))
-        buyers = set(contract.members(state, t, "buyers"))
-        history: list[dict[str, Any]] = []
-        prev_offers: dict[bytes, tuple[int, int, bool, int]] | None = None
-        prev_bids: dict[bytes, tuple[tuple[tuple[bytes, int], ...], int]] | None = None
-        fill: dict[str, float] = {}
-        for r in range(1, cfg.max_rounds + 1):
-            self.phase = f"round {r}"
-            if not sellers:
-                break
-            if r > 1 and seller_state is not None and prev_offers and prev_bids is not None:
-                mine = prev_offers.get(self.anonym.public)
-                offered = mine[1] / 1000 if mine else 0.0
-                asked = (
-                    sum(q for dem, _ in prev_bids.values() for s, q in dem if s == self.anonym.public) / 1000
-                )
-                _adjust(seller_state, me, offered, asked, cfg)
-                offer = make_offer(me, seller_state.price, t)
-                await self._submit("mgmc", self.anonym, "move", {
-                    "interval": t, "round": r, "price": micro_per_wh(offer.price),
-                    "quantity": wh(offer.quantity_kwh)})  # fmt: skip
-            sellers = await self._barrier(t, "sellers", r, sellers)
-            offers = offers_on_chain(self.ledger.state("mgmc"), t)
-            if self.anonym.public in buyers:
-                band = cfg.price_band + cfg.price_tolerance * (r // cfg.patience)
-                public = [Offer(s.hex(), t, p / 1000, q / 1000, c) for s, (p, q, c, _) in offers.items()]
-                bid = make_bid(me, public, t, band, fill)
-                demands = sorted(
-                    ({"seller": bytes.fromhex(s), "quantity": wh(q)} for s, q in bid.requests if wh(q) > 0),
-                    key=lambda d: d["seller"],
-                )
-                await self._submit(
-                    "mgmc", self.anonym, "move", {"interval": t, "round": r, "demands": demands}
-                )
-            buyers = await self._barrier(t, "buyers", r, buyers)
-            bids = bids_on_chain(self.ledger.state("mgmc"), t)
-            asked_by: dict[bytes, int] = {}
-            for dem, _ in bids.values():
-                for s, q in dem:
-                    asked_by[s] = asked_by.get(s, 0) + q
-            fill = {s.hex(): min(1.0, offers[s][1] / asked_by[s]) for s in offers if asked_by.get(s, 0) > 0}
-            history.append(
-                {
-                    "round": r,
-                    "prices": {s.hex()[:8]: p / 1000 for s, (p, q, _, _) in offers.items()},
-                    "offered_kwh": sum(q for _, q, _, _ in offers.values()) / 1000,
-                    "asked_kwh": sum(asked_by.values()) / 1000,
-                }
-            )
-            same = (
-                prev_offers is not None
-                and prev_bids is not None
-                and {k: v[:3] for k, v in offers.items()} == {k: v[:3] for k, v in prev_offers.items()}
-                and {k: v[0] for k, v in bids.items()} == {k: v[0] for k, v in prev_bids.items()}
-            )
-            prev_offers, prev_bids = offers, bids
-            if same:
-                break
-        if sellers:
-            await self._close(t, sellers)
-        return history
-
-    async def _close(self, t: int, sellers: set[bytes]) -> None:
-        self.phase = "close"
-        closer = min(sellers)
-        if closer == self.anonym.public:
-            await self._submit("mgmc", self.anonym, "trade", {"interval": t})
-        if not await self.ledger.wait_for("mgmc", lambda s: contract.closed(s, t), self.s.phase_timeout_s):
-            await self._submit(
-                "mgmc", self.anonym, "trade", {"interval": t}
-            )  # the closer is gone: anyone may
 
     # --- the DSO, dispatch, records --------------------------------------------------------------------
 

@@ -1,0 +1,154 @@
+"""The MGMC's moves in the iterative bargaining, played on the MGMC chain (split from `trader.py`).
+
+Promises: `bargain(agent, t, ...)` joins interval t (an `offer` for round 1, or an empty `bid` for round 0),
+then per round lets sellers `move` (the controller's `_adjust`) and buyers `move` (the controller's
+`make_bid`), each phase waiting until every expected peer's move of that round is in a FINAL block, so every
+MGMC decides from the same chain state; a round that repeats the previous one ends it (or `max_rounds`); then
+`_close` has the lowest-keyed seller submit `trade` (anyone after a timeout). A peer that misses a phase is
+left out of the interval's later phases. Returns the public price history per round. Reads only public
+positions from the chain; never reveals the curve.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from peergrid_controller.bargaining import (  # the per-MGMC moves of the controller's bargaining
+    Participant,
+    _adjust,
+    _SellerState,
+    make_bid,
+    make_offer,
+)
+from peergrid_controller.market import Offer, micro_per_wh, wh
+from peergrid_ledger.contracts import market as contract
+
+if TYPE_CHECKING:
+    from peergrid_edge.trader import MarketAgent
+
+
+def offers_on_chain(state: Any, t: int) -> dict[bytes, tuple[int, int, bool, int]]:
+    out = {}
+    for seller in contract.members(state, t, "sellers"):
+        o = contract.offer(state, t, seller)
+        if o is not None:
+            out[seller] = (o["price"], o["quantity"], o["clean"], o["round"])
+    return out
+
+
+def bids_on_chain(state: Any, t: int) -> dict[bytes, tuple[tuple[tuple[bytes, int], ...], int]]:
+    out = {}
+    for buyer in contract.members(state, t, "buyers"):
+        b = contract.bid(state, t, buyer)
+        if b is not None:
+            out[buyer] = (tuple((d["seller"], d["quantity"]) for d in b["demands"]), b["round"])
+    return out
+
+
+async def _barrier(agent: MarketAgent, t: int, side: str, r: int, expected: set[bytes]) -> set[bytes]:
+    """Wait for every expected peer's move of round r in a final block; those that missed the phase are
+    left out of the interval's later phases (a dead MGMC costs one phase timeout, not one per phase)."""
+
+    def moved(state: Any) -> set[bytes]:
+        positions = offers_on_chain(state, t) if side == "sellers" else bids_on_chain(state, t)
+        return {k for k in expected if k in positions and positions[k][-1] >= r}
+
+    await agent.ledger.wait_for("mgmc", lambda state: moved(state) == expected, agent.s.phase_timeout_s)
+    return moved(agent.ledger.state("mgmc")) | {agent.anonym.public} & expected
+
+
+async def bargain(
+    agent: MarketAgent, t: int, me: Participant, role: str, feed_in: float, retail: float, premium: float
+) -> list[dict[str, Any]]:
+    agent.phase = "join"
+    cfg = agent.cfg
+    seller_state: _SellerState | None = None
+    if role == "seller":
+        upper = retail + premium
+        lower = min(
+            max(me.rules.floor_price, me.curve.marginal_price(cfg.quantity_tolerance), feed_in), upper
+        )
+        seller_state = _SellerState((lower + upper) / 2, (upper - lower) / 4, lower, upper)
+        offer = make_offer(me, seller_state.price, t)
+        if wh(offer.quantity_kwh) <= 0:
+            role, seller_state = "neither", None
+        else:
+            await agent._submit("mgmc", agent.anonym, "offer", {
+                "interval": t, "round": 1, "price": micro_per_wh(offer.price),
+                "quantity": wh(offer.quantity_kwh), "clean": offer.clean})  # fmt: skip
+    if role != "seller":
+        await agent._submit("mgmc", agent.anonym, "bid", {"interval": t, "round": 0, "demands": []})
+    everyone = {a.key for a in agent.ledger.replicas["mgmc"].app.genesis.accounts if "anonym" in a.roles}
+
+    def joined(state: Any) -> bool:
+        members = set(contract.members(state, t, "sellers")) | set(contract.members(state, t, "buyers"))
+        return everyone <= members
+
+    await agent.ledger.wait_for("mgmc", joined, agent.s.phase_timeout_s)
+    state = agent.ledger.state("mgmc")
+    sellers = set(contract.members(state, t, "sellers"))
+    buyers = set(contract.members(state, t, "buyers"))
+    history: list[dict[str, Any]] = []
+    prev_offers: dict[bytes, tuple[int, int, bool, int]] | None = None
+    prev_bids: dict[bytes, tuple[tuple[tuple[bytes, int], ...], int]] | None = None
+    fill: dict[str, float] = {}
+    for r in range(1, cfg.max_rounds + 1):
+        agent.phase = f"round {r}"
+        if not sellers:
+            break
+        if r > 1 and seller_state is not None and prev_offers and prev_bids is not None:
+            mine = prev_offers.get(agent.anonym.public)
+            offered = mine[1] / 1000 if mine else 0.0
+            asked = sum(q for dem, _ in prev_bids.values() for s, q in dem if s == agent.anonym.public) / 1000
+            _adjust(seller_state, me, offered, asked, cfg)
+            offer = make_offer(me, seller_state.price, t)
+            await agent._submit("mgmc", agent.anonym, "move", {
+                "interval": t, "round": r, "price": micro_per_wh(offer.price),
+                "quantity": wh(offer.quantity_kwh)})  # fmt: skip
+        sellers = await _barrier(agent, t, "sellers", r, sellers)
+        offers = offers_on_chain(agent.ledger.state("mgmc"), t)
+        if agent.anonym.public in buyers:
+            band = cfg.price_band + cfg.price_tolerance * (r // cfg.patience)
+            public = [Offer(s.hex(), t, p / 1000, q / 1000, c) for s, (p, q, c, _) in offers.items()]
+            bid = make_bid(me, public, t, band, fill)
+            demands = sorted(
+                ({"seller": bytes.fromhex(s), "quantity": wh(q)} for s, q in bid.requests if wh(q) > 0),
+                key=lambda d: d["seller"],
+            )
+            await agent._submit("mgmc", agent.anonym, "move", {"interval": t, "round": r, "demands": demands})
+        buyers = await _barrier(agent, t, "buyers", r, buyers)
+        bids = bids_on_chain(agent.ledger.state("mgmc"), t)
+        asked_by: dict[bytes, int] = {}
+        for dem, _ in bids.values():
+            for s, q in dem:
+                asked_by[s] = asked_by.get(s, 0) + q
+        fill = {s.hex(): min(1.0, offers[s][1] / asked_by[s]) for s in offers if asked_by.get(s, 0) > 0}
+        history.append(
+            {
+                "round": r,
+                "prices": {s.hex()[:8]: p / 1000 for s, (p, q, _, _) in offers.items()},
+                "offered_kwh": sum(q for _, q, _, _ in offers.values()) / 1000,
+                "asked_kwh": sum(asked_by.values()) / 1000,
+            }
+        )
+        same = (
+            prev_offers is not None
+            and prev_bids is not None
+            and {k: v[:3] for k, v in offers.items()} == {k: v[:3] for k, v in prev_offers.items()}
+            and {k: v[0] for k, v in bids.items()} == {k: v[0] for k, v in prev_bids.items()}
+        )
+        prev_offers, prev_bids = offers, bids
+        if same:
+            break
+    if sellers:
+        await _close(agent, t, sellers)
+    return history
+
+
+async def _close(agent: MarketAgent, t: int, sellers: set[bytes]) -> None:
+    agent.phase = "close"
+    closer = min(sellers)
+    if closer == agent.anonym.public:
+        await agent._submit("mgmc", agent.anonym, "trade", {"interval": t})
+    if not await agent.ledger.wait_for("mgmc", lambda s: contract.closed(s, t), agent.s.phase_timeout_s):
+        await agent._submit("mgmc", agent.anonym, "trade", {"interval": t})  # the closer is gone: anyone may
