@@ -291,8 +291,11 @@ def test_a_locked_out_relay_refuses_the_whole_plan(client: TestClient) -> None:
 
 
 def enrol_request(client: TestClient, label: str) -> str:
+    """An operator issues the one-time token (a guarded action); the MGMC then enrols with it, unauthenticated."""
     mgmc, anonym = Keypair.generate(), Keypair.generate()
-    token = client.post("/api/dso/enrolment/tokens").json()["token"]
+    csrf = login(client, "olga")
+    token = client.post("/api/dso/enrolment/tokens", headers=csrf).json()["token"]
+    client.post("/console/api/logout", headers=csrf)
     signature = mgmc.sign(enrolment_digest(token, mgmc.public, anonym.public, label))
     body = {"token": token, "mgmc": mgmc.public.hex(), "anonym": anonym.public.hex(), "label": label,
             "signature": signature.hex()}  # fmt: skip

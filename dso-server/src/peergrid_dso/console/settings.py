@@ -23,7 +23,7 @@ class ConsoleSettings(StrictSettings):
     refresh_s: float = Field(1.0, gt=0)
     # Require an operator session and CSRF token for the DSO REST API's operator actions (issuing enrolment
     # tokens, approving/revoking enrolments, creating/approving switching plans, running reconfiguration/OPF).
-    # Off by default only until /api/dso's own clients log in; the pilot config turns it on.
-    guard_dso_api: bool = False
+    # On unless a config turns it off: an unauthenticated switching approval must never be the default.
+    guard_dso_api: bool = True
     lab_market: bool = True  # lab: simulate a day of bargaining on an MGMC chain for the market view
     lab_drift: bool = True  # lab: MG injections wobble so the live view moves; off for deterministic tests
