@@ -123,8 +123,8 @@ class ChainVenue:
         return verdict
 
     def post_bid(self, bid: Bid) -> Verdict:
-        demands = [{"seller": self.keys[s].public, "quantity": wh(q)} for s, q in bid.requests if wh(q) > 0]
-        demands.sort(key=lambda d: d["seller"])
+        by_seller = sorted((self.keys[s].public, wh(q)) for s, q in bid.requests if wh(q) > 0)
+        demands: list[dict[str, object]] = [{"seller": k, "quantity": q} for k, q in by_seller]
         where = (bid.interval, bid.buyer)
         standing = self.standing_bids.get(where)
         if standing == demands:
