@@ -37,7 +37,9 @@ def rebuild_results() -> Path:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0])
-    parser.add_argument("names", nargs="*", help=f"benchmarks to run (default: all of {', '.join(available())})")
+    parser.add_argument(
+        "names", nargs="*", help=f"benchmarks to run (default: all of {', '.join(available())})"
+    )
     parser.add_argument("--quick", action="store_true", help="shorter runs, for a smoke check")
     args = parser.parse_args(argv)
     names = args.names or available()

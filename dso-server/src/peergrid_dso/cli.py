@@ -18,7 +18,9 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     from peergrid_dso.commands import reconfigure
 
-    reconfigure.add_arguments(sub.add_parser("reconfigure", help="loss-minimising radial switch state of a feeder"))
+    reconfigure.add_arguments(
+        sub.add_parser("reconfigure", help="loss-minimising radial switch state of a feeder")
+    )
     return parser
 
 
