@@ -67,6 +67,9 @@ class IntervalPlanner:
     reconfigure_every: int = 4
     min_gain_kw: float = 1.0
     flexibility_mw: float = 0.3  # how far the DSO assumes an MG can move its injection within one interval
+    reconfigure_when_insecure: bool = (
+        True  # False: only adjustments answer a violation (tests, operator choice)
+    )
     history: list[Analysis] = field(default_factory=list)
 
     def analyse(self, t: int, injections: Injections) -> Analysis:
@@ -75,7 +78,7 @@ class IntervalPlanner:
         target = self.open_set
         reconf: dict[str, Any] | None = None
         due = self.reconfigure_every > 0 and t % self.reconfigure_every == 0
-        if due or before["violations"]:
+        if due or (before["violations"] and self.reconfigure_when_insecure):
             p, q = net_injection_mw(self.feeder, injections)
             try:
                 result = reconfigure(self.feeder, p_inj_mw=p, q_inj_mvar=q, time_limit_s=20.0)
