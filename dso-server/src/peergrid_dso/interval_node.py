@@ -56,6 +56,8 @@ class IntervalNodeSettings(StrictSettings):
     intervals: int = Field(96, ge=1)
     wait_s: float = Field(4.0, gt=0)  # after the first injection, how long to wait for the others
     reconfigure_every: int = Field(4, ge=0)
+    reconfigure_when_insecure: bool = True
+    vmin_pu: float | None = Field(None, gt=0, lt=1)  # a stricter voltage floor than the feeder's (lab demos)
     record_file: Path | None = None
     status_file: Path | None = None
 
@@ -167,7 +169,14 @@ async def serve(settings: IntervalNodeSettings) -> None:
     recorder = ChainRecorder(adapter, dso_key)
     driver = relay_driver(settings, feeder)
     switching = SwitchingService(SwitchingExecutor(driver, recorder, timeout_s=3.0), auto=True)
-    planner = IntervalPlanner(feeder, feeder.initially_open(), settings.reconfigure_every)
+    if settings.vmin_pu is not None:
+        from dataclasses import replace
+
+        feeder = replace(feeder, vmin_pu=settings.vmin_pu)
+    planner = IntervalPlanner(
+        feeder, feeder.initially_open(), settings.reconfigure_every,
+        reconfigure_when_insecure=settings.reconfigure_when_insecure,
+    )  # fmt: skip
     loop_state = DsoLoop(
         settings, replica, adapter, changed, transport, recorder, switching, planner, dso_key
     )

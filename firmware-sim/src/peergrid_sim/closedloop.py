@@ -175,6 +175,7 @@ def edge_config(
 def dso_node_config(
     chains: LabChains, feeder: str, broker: tuple[str, int], data_dir: Path, scenario: Any,
     endpoints_file: Path, timing: LoopTiming, records: Path, case: str = "case33bw", ties: Path | None = None,
+    dso_extra: dict[str, Any] | None = None,
 ) -> dict[str, Any]:  # fmt: skip
     buses = {mg.name: mg.bus for mg in scenario.microgrids}
     return {
@@ -203,5 +204,6 @@ def dso_node_config(
         "intervals": timing.intervals,
         "wait_s": max(3.0, timing.interval_s),
         "record_file": str(records / "dso.jsonl"),
+        **(dso_extra or {}),
         "status_file": str(data_dir / "ledger-status.json"),
     }

