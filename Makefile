@@ -7,7 +7,7 @@ PYTHON ?= python3.11
 VENV := .venv
 BIN := $(VENV)/bin
 COMPONENTS := ledger controller edge firmware-sim dso-server
-DEPFILES := $(foreach c,$(COMPONENTS),$(c)/pyproject.toml) requirements-dev.txt
+DEPFILES := $(foreach c,$(COMPONENTS),$(c)/pyproject.toml) requirements-dev.txt ansible/requirements.txt
 STAMP := $(VENV)/.peergrid-installed
 PURE_CORES := ledger/src/peergrid_ledger controller/src/peergrid_controller
 
