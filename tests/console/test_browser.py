@@ -10,7 +10,6 @@ loopback, so "the relays change" is read from the emulated relay mechanisms them
 
 from __future__ import annotations
 
-import asyncio
 import shutil
 import threading
 import time
@@ -23,7 +22,7 @@ import pytest
 from console.helpers import CHROMIUM, CHROMIUM_ARGS, PASSWORD, USERS, fast_hasher
 from peergrid_dso.auth.users import UserStore
 from peergrid_ledger.proof import check_proof
-from peergrid_sim.app import FirmwareSim
+from peergrid_sim.background import BackgroundSim
 from peergrid_sim.broker import MosquittoBroker, free_port, wait_for_port
 from peergrid_sim.scenario import Relay, Scenario
 
@@ -36,40 +35,21 @@ pytestmark = [
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "console"
 
 
-class Relays:
+class Relays(BackgroundSim):
     """firmware-sim relays for every case33bw branch, on their own event loop thread."""
 
     def __init__(self) -> None:
         ties = range(33, 38)
         relays = [Relay(name=f"s{b}", branch=b, closed=b not in ties, tie=b in ties, operate_delay_s=0.05)
                   for b in range(1, 38)]  # fmt: skip
-        self.app = FirmwareSim(Scenario(name="console-relays", relays=relays), None)
-        self.loop = asyncio.new_event_loop()
-        self.endpoints: list[dict[str, Any]] = []
-        self._ready = threading.Event()
-        self._thread = threading.Thread(target=self._main, daemon=True)
-
-    def _main(self) -> None:
-        asyncio.set_event_loop(self.loop)
-        self.endpoints = self.loop.run_until_complete(self.app.start())
-        self._ready.set()
-        self.loop.run_forever()
-        self.loop.run_until_complete(self.app.close())
+        super().__init__(Scenario(name="console-relays", relays=relays), None)
 
     def positions(self) -> dict[int, bool]:
-        async def read() -> dict[int, bool]:
-            return {r.branch: r.mechanism.closed for r in self.app.sim.relays.values()}
-
-        return asyncio.run_coroutine_threadsafe(read(), self.loop).result(10)
+        return dict(self.call(lambda: {r.branch: r.mechanism.closed for r in self.app.sim.relays.values()}))
 
     def __enter__(self) -> Relays:
-        self._thread.start()
-        assert self._ready.wait(20), "firmware-sim relays did not start"
+        self.start(timeout=20)
         return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        self._thread.join(10)
 
 
 class Server:

@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import asyncio
-import threading
 from collections.abc import Iterator
-from typing import Any
 
 import pytest
 
@@ -13,7 +10,7 @@ from peergrid_dso.drivers.relay_modbus import ModbusRelayDriver, RelayEndpoint
 from peergrid_dso.feeder.cases import case33bw
 from peergrid_dso.services.dso_chain import ChainRecorder
 from peergrid_dso.services.switching import SwitchingExecutor, SwitchingService, plan_switching
-from peergrid_sim.app import FirmwareSim
+from peergrid_sim.background import BackgroundSim
 from peergrid_sim.scenario import Relay, Scenario
 
 from .test_switching import BASE, OPTIMUM, dso_chain
@@ -21,35 +18,9 @@ from .test_switching import BASE, OPTIMUM, dso_chain
 RELAY_BRANCHES = (7, 9, 14, 32, 33, 34, 35, 36, 37)
 
 
-class RunningSim:
+class RunningSim(BackgroundSim):
     def __init__(self, scenario: Scenario) -> None:
-        self.app = FirmwareSim(scenario, None)
-        self.loop = asyncio.new_event_loop()
-        self.endpoints: list[dict[str, Any]] = []
-        self._ready = threading.Event()
-        self._thread = threading.Thread(target=self._main, daemon=True)
-
-    def _main(self) -> None:
-        asyncio.set_event_loop(self.loop)
-        self.endpoints = self.loop.run_until_complete(self.app.start())
-        self._ready.set()
-        self.loop.run_forever()
-        self.loop.run_until_complete(self.app.close())
-
-    def call(self, fn: Any) -> Any:
-        async def wrapper() -> Any:
-            return fn()
-
-        return asyncio.run_coroutine_threadsafe(wrapper(), self.loop).result(10)
-
-    def __enter__(self) -> RunningSim:
-        self._thread.start()
-        assert self._ready.wait(10)
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        self._thread.join(10)
+        super().__init__(scenario, None)
 
 
 @pytest.fixture

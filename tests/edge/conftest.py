@@ -7,7 +7,6 @@ they meet only over real sockets (Modbus TCP, a pty pair for RTU, MQTT).
 from __future__ import annotations
 
 import asyncio
-import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -15,8 +14,7 @@ from typing import Any
 import pytest
 
 from peergrid_edge.config import EdgeSettings
-from peergrid_sim.app import FirmwareSim
-from peergrid_sim.faults import clear, inject
+from peergrid_sim.background import BackgroundSim
 from peergrid_sim.scenario import Scenario
 
 FLAT = {
@@ -33,55 +31,11 @@ PARAMS = {
 }
 
 
-class SimThread:
+class SimThread(BackgroundSim):
+    """firmware-sim at real-time speed with a fast tick, as the edge tests expect."""
+
     def __init__(self, scenario: Scenario) -> None:
-        self.app = FirmwareSim(scenario, 1.0, tick_s=0.1)
-        self.loop = asyncio.new_event_loop()
-        self.endpoints: list[dict[str, Any]] = []
-        self._ready = threading.Event()
-        self._error: BaseException | None = None
-        self._thread = threading.Thread(target=self._main, daemon=True)
-
-    def _main(self) -> None:
-        asyncio.set_event_loop(self.loop)
-        try:
-            self.endpoints = self.loop.run_until_complete(self.app.start())
-        except BaseException as exc:
-            self._error = exc
-            self._ready.set()
-            return
-        self._ready.set()
-        self.loop.run_forever()
-        self.loop.run_until_complete(self.app.close())
-        self.loop.close()
-
-    def start(self) -> SimThread:
-        self._thread.start()
-        self._ready.wait(10)
-        if self._error is not None:
-            raise self._error
-        return self
-
-    def call(self, fn: Callable[[], Any]) -> Any:
-        async def wrapper() -> Any:
-            return fn()
-
-        return asyncio.run_coroutine_threadsafe(wrapper(), self.loop).result(10)
-
-    def device(self, mg: str, name: str) -> Any:
-        return self.app.sim.device(f"{mg}/{name}")
-
-    def fault(self, mg: str, name: str, **request: Any) -> None:
-        import time
-
-        self.call(lambda: inject(self.device(mg, name), request, time.monotonic()))
-
-    def clear(self, mg: str, name: str, kind: str | None = None) -> None:
-        self.call(lambda: clear(self.device(mg, name), kind))
-
-    def stop(self) -> None:
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        self._thread.join(10)
+        super().__init__(scenario, 1.0, tick_s=0.1)
 
 
 def scenario(devices: list[dict[str, Any]], **extra: Any) -> Scenario:

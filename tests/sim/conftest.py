@@ -3,61 +3,16 @@ raw sockets) can talk to it from the test; every listener is on a free loopback 
 
 from __future__ import annotations
 
-import asyncio
 import copy
-import threading
 from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
 
-from peergrid_sim.app import FirmwareSim
+from peergrid_sim.background import BackgroundSim
 from peergrid_sim.scenario import Scenario
 
-
-class SimThread:
-    def __init__(self, scenario: Scenario, speed: float | None):
-        self.app = FirmwareSim(scenario, speed)
-        self.loop = asyncio.new_event_loop()
-        self.endpoints: list[dict[str, Any]] = []
-        self._ready = threading.Event()
-        self._error: BaseException | None = None
-        self._thread = threading.Thread(target=self._main, daemon=True)
-
-    def _main(self) -> None:
-        asyncio.set_event_loop(self.loop)
-        try:
-            self.endpoints = self.loop.run_until_complete(self.app.start())
-        except BaseException as exc:  # surfaced in start()
-            self._error = exc
-            self._ready.set()
-            return
-        self._ready.set()
-        self.loop.run_forever()
-        self.loop.run_until_complete(self.app.close())
-        self.loop.close()
-
-    def start(self) -> SimThread:
-        self._thread.start()
-        self._ready.wait(10)
-        if self._error is not None:
-            raise self._error
-        return self
-
-    def call(self, fn: Callable[[], Any]) -> Any:
-        """Run `fn` on the simulator's loop (device state is only touched there) and return its result."""
-
-        async def wrapper() -> Any:
-            return fn()
-
-        return asyncio.run_coroutine_threadsafe(wrapper(), self.loop).result(10)
-
-    def endpoint(self, device: str, mg: str | None = None) -> dict[str, Any]:
-        return next(e for e in self.endpoints if e["device"] == device and (mg is None or e["mg"] == mg))
-
-    def stop(self) -> None:
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        self._thread.join(10)
+SimThread = BackgroundSim  # the name these tests use
 
 
 @pytest.fixture

@@ -7,14 +7,12 @@ certificate's Modbus Role or, lacking one, its CN) and one plain relay; the DSO 
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 import socket
 import ssl
-import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +24,7 @@ from peergrid_dso.drivers.relay_modbus import ModbusRelayDriver, RelayEndpoint
 from peergrid_dso.drivers.relay_tls import RelayTls, relay_endpoints
 from peergrid_dso.services.switching import RelayError
 from peergrid_ledger.settings import ConfigError
-from peergrid_sim.app import FirmwareSim
+from peergrid_sim.background import BackgroundSim
 from peergrid_sim.certs import LabPki, make_lab_pki
 from peergrid_sim.modbus import mbap_frame
 from peergrid_sim.scenario import ModbusTls, Relay, Scenario
@@ -36,38 +34,11 @@ CLIENTS = ["dso", "console", "auditor", "historian", "stranger"]  # historian, s
 READ_DISCRETE_0_6 = bytes([2, 0, 0, 0, 6])
 
 
-class SimThread:
+class SimThread(BackgroundSim):
     """firmware-sim on its own event loop in a thread, so the sync pymodbus clients can call it."""
 
     def __init__(self, scenario: Scenario) -> None:
-        self.app = FirmwareSim(scenario, None)
-        self.loop = asyncio.new_event_loop()
-        self.endpoints: list[dict[str, Any]] = []
-        self._ready = threading.Event()
-        self._thread = threading.Thread(target=self._main, daemon=True)
-
-    def _main(self) -> None:
-        asyncio.set_event_loop(self.loop)
-        self.endpoints = self.loop.run_until_complete(self.app.start())
-        self._ready.set()
-        self.loop.run_forever()
-        self.loop.run_until_complete(self.app.close())
-        self.loop.close()
-
-    def call(self, fn: Callable[[], Any]) -> Any:
-        async def wrapper() -> Any:
-            return fn()
-
-        return asyncio.run_coroutine_threadsafe(wrapper(), self.loop).result(10)
-
-    def __enter__(self) -> SimThread:
-        self._thread.start()
-        assert self._ready.wait(10)
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        self._thread.join(10)
+        super().__init__(scenario, None)
 
 
 @pytest.fixture(scope="module")
