@@ -116,3 +116,30 @@ def test_flash_without_a_base_image_fails_and_names_the_device(tmp_path: Path) -
     assert result.returncode != 0
     assert "images not built" in result.stdout and "mgmc-x" in result.stdout
     assert not out.exists() or not any(out.glob("*.img"))
+
+
+def test_rendered_dso_settings_are_accepted_by_the_server() -> None:
+    """The DSO server rejects unknown keys (exit 2): what the role renders must validate against its model."""
+    import jinja2
+    import yaml
+
+    from peergrid_dso.config import DsoSettings
+
+    defaults = yaml.safe_load((ANSIBLE_DIR / "roles/dso_server/defaults/main.yml").read_text())
+    context = {
+        **defaults,
+        "peergrid_feeder": "ieee33",
+        "peergrid_broker_host": "broker.lab",
+        "peergrid_broker_port": 8883,
+    }
+    env = jinja2.Environment(undefined=jinja2.StrictUndefined)
+
+    def render(value: object) -> object:
+        if isinstance(value, dict):
+            return {k: render(v) for k, v in value.items()}
+        if isinstance(value, str):
+            return yaml.safe_load(env.from_string(value).render(context))
+        return value
+
+    settings = DsoSettings.model_validate(render(defaults["dso_server_settings"]))
+    assert settings.broker.port == 8883 and settings.console.users_file is not None
