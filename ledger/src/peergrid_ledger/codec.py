@@ -151,41 +151,31 @@ _U32 = struct.Struct(">I").unpack_from
 _U64 = struct.Struct(">Q").unpack_from
 
 
+# Additional info 24..27: (argument width in bytes, its reader, the largest value a shorter head carries).
+_WIDE_ARGS = {
+    24: (1, struct.Struct(">B").unpack_from, 23),
+    25: (2, _U16, 0xFF),
+    26: (4, _U32, 0xFFFF),
+    27: (8, _U64, 0xFFFFFFFF),
+}
+
+
 def _read_arg(data: bytes, pos: int, info: int, end: int) -> tuple[int, int]:
     """The head's argument and the position after it; refuses non-shortest forms."""
     if info < 24:
         return info, pos
-    if info == 24:
-        if pos + 1 > end:
-            raise DecodeError(f"truncated head at offset {pos}")
-        n = data[pos]
-        if n < 24:
-            raise DecodeError(f"non-shortest length/integer at offset {pos - 1}")
-        return n, pos + 1
-    if info == 25:
-        if pos + 2 > end:
-            raise DecodeError(f"truncated head at offset {pos}")
-        n = _U16(data, pos)[0]
-        if n <= 0xFF:
-            raise DecodeError(f"non-shortest length/integer at offset {pos - 1}")
-        return n, pos + 2
-    if info == 26:
-        if pos + 4 > end:
-            raise DecodeError(f"truncated head at offset {pos}")
-        n = _U32(data, pos)[0]
-        if n <= 0xFFFF:
-            raise DecodeError(f"non-shortest length/integer at offset {pos - 1}")
-        return n, pos + 4
-    if info == 27:
-        if pos + 8 > end:
-            raise DecodeError(f"truncated head at offset {pos}")
-        n = _U64(data, pos)[0]
-        if n <= 0xFFFFFFFF:
-            raise DecodeError(f"non-shortest length/integer at offset {pos - 1}")
-        return n, pos + 8
-    if info == 31:
-        raise DecodeError(f"indefinite length at offset {pos - 1}")
-    raise DecodeError(f"reserved additional information {info} at offset {pos - 1}")
+    wide = _WIDE_ARGS.get(info)
+    if wide is None:
+        if info == 31:
+            raise DecodeError(f"indefinite length at offset {pos - 1}")
+        raise DecodeError(f"reserved additional information {info} at offset {pos - 1}")
+    width, read, shorter_max = wide
+    if pos + width > end:
+        raise DecodeError(f"truncated head at offset {pos}")
+    n: int = read(data, pos)[0]
+    if n <= shorter_max:
+        raise DecodeError(f"non-shortest length/integer at offset {pos - 1}")
+    return n, pos + width
 
 
 _KEY_CACHE: dict[bytes, str] = {}
