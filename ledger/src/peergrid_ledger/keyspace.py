@@ -66,6 +66,10 @@ def evidence(signer: bytes, height: int, round_: int, step: str) -> bytes:
     return b"evid/" + signer + u64(height) + u64(round_) + step.encode()
 
 
+def revoked(key: bytes) -> bytes:
+    return b"revoked/" + key
+
+
 @dataclass(frozen=True, slots=True)
 class AccountRecord:
     """A known key: its roles, whether it is authorised to trade, and a human label."""
