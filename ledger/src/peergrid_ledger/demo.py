@@ -129,6 +129,8 @@ def _phase_bargain(d: Demo) -> None:
 
 def _phase_wind_down(d: Demo) -> None:
     d.do("dso", "gov.remove_authority", {"key": d.pk("authority-c")})
+    revoked = d.do("dso", "gov.revoke", {"key": d.pk("mgmc5"), "operator": "alice"})
+    d.do("dso", "operator_action", {"operator": "alice", "action": "revoke mg5", "txs": [revoked.txid]})
 
 
 def _phase_interval(d: Demo, interval: int) -> None:
