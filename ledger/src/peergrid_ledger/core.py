@@ -1,9 +1,13 @@
 """Transaction kinds built into every chain: governance, enrolment, data and DSO records, evidence.
 
 Each handler reads and writes through the overlay it is given and rejects by raising `RuleError` (via
-`require`). Who may do what: governance, enrolment, authorisation, adjustment contracts and switching need
-the `dso` role; data commitments, schedule contracts and equivalent injections need an authorised
-participant (`mgmc` or `anonym`); evidence may come from any known key. Pure; no I/O.
+`require`). Who may do what: governance, enrolment, authorisation, revocation, adjustment contracts,
+switching and operator records need the `dso` role; data commitments, schedule contracts and equivalent
+injections need an authorised participant (`mgmc` or `anonym`); evidence may come from any known key.
+`gov.revoke` is final: the key leaves the authority set (from the next height, like every governance
+change), is deauthorised, and every later transaction it signs is refused (`machine.apply`); a revoked key
+is never enrolled or authorised again. Enrolment, revocation and `operator_action` name the operator (a
+console user name or a user's key id) who decided them. Pure; no I/O.
 """
 
 from __future__ import annotations
@@ -16,7 +20,7 @@ from .codec import encode
 from .hashing import CIPHERTEXT, digest
 from .machine import BlockContext, KindSpec, require, require_participant, require_role
 from .results import Event, Reason
-from .schema import HASH, INTERVAL, KEY, LABEL, POWER, SIG, Bool, Bytes, Int, List, Map, Str
+from .schema import HASH, INTERVAL, KEY, LABEL, POWER, SIG, Bool, Bytes, Int, List, Map, OneOf, Shape, Str
 from .state import Overlay, StateReader, read_obj
 from .tx import Tx
 from .votes import STEPS, vote_ok
@@ -67,6 +71,7 @@ def add_authority(view: Overlay, tx: Tx, ctx: BlockContext, sender: ks.AccountRe
     key = tx.body["key"]
     current = _latest_set(view)
     require(key not in current, Reason.DUPLICATE, "already an authority")
+    _not_revoked(view, key, "new authority's")
     _change_authorities(view, ctx, [*current, key])
     _set_roles(view, key, add={ks.ROLE_AUTHORITY})
     return [("authority-added", {"key": key})]
@@ -89,10 +94,40 @@ def rotate_authority(view: Overlay, tx: Tx, ctx: BlockContext, sender: ks.Accoun
     current = _latest_set(view)
     require(old in current, Reason.NOT_FOUND, "old key is not an authority")
     require(new not in current, Reason.DUPLICATE, "new key is already an authority")
+    _not_revoked(view, new, "new authority's")
     _change_authorities(view, ctx, [new if k == old else k for k in current])
     _set_roles(view, old, drop={ks.ROLE_AUTHORITY})
     _set_roles(view, new, add={ks.ROLE_AUTHORITY})
     return [("authority-rotated", {"old": old, "new": new})]
+
+
+def revoke(view: Overlay, tx: Tx, ctx: BlockContext, sender: ks.AccountRecord) -> list[Event]:
+    """Take a key out for good: out of the authority set (if in it), deauthorised, its later transactions
+    refused. The DSO cannot revoke itself (that would leave nobody to govern)."""
+    require_role(sender, {ks.ROLE_DSO}, tx.kind)
+    key = tx.body["key"]
+    require(key != tx.sender, Reason.INVALID, "the DSO cannot revoke its own key")
+    raw = view.get(ks.account(key))
+    require(raw is not None, Reason.NOT_FOUND, "no such account")
+    require(view.get(ks.revoked(key)) is None, Reason.DUPLICATE, "key already revoked")
+    current = _latest_set(view)
+    if key in current:
+        require(len(current) > 1, Reason.INVALID, "cannot revoke the last authority")
+        _change_authorities(view, ctx, [k for k in current if k != key])
+    assert raw is not None
+    old = ks.AccountRecord.decode(raw)
+    view.put(ks.account(key), ks.AccountRecord(old.roles - {ks.ROLE_AUTHORITY}, False, old.label).encode())
+    view.put_obj(ks.revoked(key), {"height": ctx.height, "operator": tx.body["operator"], "txid": tx.txid})
+    effective = ctx.height + ctx.genesis.params.authority_change_delay
+    return [("revoked", {"key": key, "operator": tx.body["operator"], "effective": effective})]
+
+
+def is_revoked(state: StateReader, key: bytes) -> bool:
+    return state.get(ks.revoked(key)) is not None
+
+
+def _not_revoked(view: Overlay, key: bytes, what: str) -> None:
+    require(not is_revoked(view, key), Reason.FORBIDDEN, f"the {what} key was revoked; enrol a new key")
 
 
 # ---------------------------------------------------------------------------------------------- enrolment
@@ -102,12 +137,14 @@ def enrol(view: Overlay, tx: Tx, ctx: BlockContext, sender: ks.AccountRecord) ->
     require_role(sender, {ks.ROLE_DSO}, tx.kind)
     mgmc, anonym, label = tx.body["mgmc"], tx.body["anonym"], tx.body["label"]
     require(mgmc != anonym, Reason.INVALID, "the anonym must differ from the MGMC's identity key")
+    _not_revoked(view, mgmc, "MGMC")
+    _not_revoked(view, anonym, "anonym")
     require(view.get(ks.account(anonym)) is None, Reason.DUPLICATE, "anonym already known")
     raw = view.get(ks.account(mgmc))
     old = ks.AccountRecord.decode(raw) if raw is not None else ks.AccountRecord(frozenset())
     view.put(ks.account(mgmc), ks.AccountRecord(old.roles | {ks.ROLE_MGMC}, True, label).encode())
     view.put(ks.account(anonym), ks.AccountRecord(frozenset({ks.ROLE_ANONYM}), True, "").encode())
-    return [("enrolled", {"mgmc": mgmc, "anonym": anonym})]
+    return [("enrolled", {"mgmc": mgmc, "anonym": anonym, **_operator_of(tx)})]
 
 
 def authorise(view: Overlay, tx: Tx, ctx: BlockContext, sender: ks.AccountRecord) -> list[Event]:
@@ -118,8 +155,10 @@ def authorise(view: Overlay, tx: Tx, ctx: BlockContext, sender: ks.AccountRecord
     assert raw is not None
     old = ks.AccountRecord.decode(raw)
     require(bool(old.roles & ks.PARTICIPANT_ROLES), Reason.INVALID, "only participants are authorised")
+    if tx.body["authorised"]:
+        _not_revoked(view, key, "participant's")
     view.put(ks.account(key), ks.AccountRecord(old.roles, tx.body["authorised"], old.label).encode())
-    return [("authorised" if tx.body["authorised"] else "deauthorised", {"key": key})]
+    return [("authorised" if tx.body["authorised"] else "deauthorised", {"key": key, **_operator_of(tx)})]
 
 
 # ---------------------------------------------------------------------------------------------- MGMC records
@@ -194,6 +233,19 @@ def switching_result(view: Overlay, tx: Tx, ctx: BlockContext, sender: ks.Accoun
     return [("switching-result", {"plan": tx.body["plan"], "failed": failed})]
 
 
+def _operator_of(tx: Tx) -> dict[str, Any]:
+    return {"operator": tx.body["operator"]} if "operator" in tx.body else {}
+
+
+def operator_action(view: Overlay, tx: Tx, ctx: BlockContext, sender: ks.AccountRecord) -> list[Event]:
+    """Who did what at the DSO's console: the operator, the action, and the transactions it caused (which
+    the DSO submits before this record, normally into the same block). The block is the record."""
+    require_role(sender, {ks.ROLE_DSO}, tx.kind)
+    body = tx.body
+    require(len(set(body["txs"])) == len(body["txs"]), Reason.INVALID, "a transaction is named twice")
+    return [("operator-action", {"operator": body["operator"], "action": body["action"], "txs": body["txs"]})]
+
+
 # ---------------------------------------------------------------------------------------------- evidence
 
 
@@ -219,12 +271,25 @@ def equivocation_evidence(view: Overlay, tx: Tx, ctx: BlockContext, sender: ks.A
 
 
 VOTE_SHAPE = Map({"block": HASH, "sig": SIG})
+OPERATOR = LABEL  # a console user name, or a user's key id (hex)
+MAX_ACTION_TXS = 64
+
+
+def _with_operator(fields: dict[str, Shape]) -> OneOf:
+    """A body as it was, or with the operator who decided it (both stay valid: older records still apply)."""
+    return OneOf((Map(fields), Map({**fields, "operator": OPERATOR})))
+
+
 KINDS: dict[str, KindSpec] = {
     "gov.add_authority": KindSpec(Map({"key": KEY}), add_authority),
     "gov.remove_authority": KindSpec(Map({"key": KEY}), remove_authority),
     "gov.rotate_authority": KindSpec(Map({"old": KEY, "new": KEY}), rotate_authority),
-    "enrol": KindSpec(Map({"mgmc": KEY, "anonym": KEY, "label": LABEL}), enrol),
-    "authorise": KindSpec(Map({"key": KEY, "authorised": Bool()}), authorise),
+    "gov.revoke": KindSpec(Map({"key": KEY, "operator": OPERATOR}), revoke),
+    "enrol": KindSpec(_with_operator({"mgmc": KEY, "anonym": KEY, "label": LABEL}), enrol),
+    "authorise": KindSpec(_with_operator({"key": KEY, "authorised": Bool()}), authorise),
+    "operator_action": KindSpec(
+        Map({"operator": OPERATOR, "action": Str(128), "txs": List(HASH, MAX_ACTION_TXS)}), operator_action
+    ),
     "der_commitment": KindSpec(
         Map({"interval": INTERVAL, "root": HASH, "readings": Int(0, 10**6)}), der_commitment
     ),

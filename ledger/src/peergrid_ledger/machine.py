@@ -3,8 +3,9 @@
 Promises: the result depends only on the state read, the transaction bytes and the block context (chain
 genesis, height, block time, proposer); `apply` never mutates `state`, never raises for anything a
 transaction can contain, and returns every state change in `Accepted.writes`. Checks run cheapest first:
-size, chain id, kind, sender known, signature, nonce (must be exactly last + 1), time within the genesis
-bounds around the block time, body shape, then the kind's rules. Pure; no I/O, no clock, no randomness.
+size, chain id, kind, sender known and not revoked (`gov.revoke`), signature, nonce (must be exactly
+last + 1), time within the genesis bounds around the block time, body shape, then the kind's rules.
+Pure; no I/O, no clock, no randomness.
 `execute` applies a block's transactions in order and then the end-of-block hooks of the enabled contracts.
 """
 
@@ -97,6 +98,8 @@ def apply(state: StateReader, tx: Tx, ctx: BlockContext) -> Result:
     raw_account = state.get(ks.account(tx.sender))
     if raw_account is None:
         return Rejected(Reason.UNKNOWN_SENDER, f"sender {tx.sender.hex()[:16]}… is not known", tx.txid)
+    if not account_record(raw_account).authorised and state.get(ks.revoked(tx.sender)) is not None:
+        return Rejected(Reason.NOT_AUTHORISED, "the sender's key was revoked", tx.txid)
     if tx.raw not in ctx.verified and not tx.signature_ok():
         return Rejected(Reason.BAD_SIGNATURE, "signature does not verify", tx.txid)
     nonce_key = ks.nonce(tx.sender)

@@ -5,7 +5,9 @@ never two different blocks at one height while at most f = ⌊(n−1)/3⌋ autho
 proposal must carry a quorum of round changes and, when any of them prepared a value, re-propose the highest
 prepared block with its prepare certificate (QBFT justification), so a value that may have been decided is
 kept across rounds. Votes are written to the WAL before they are sent, so a restart never votes twice
-differently. Bad input of any kind is dropped and counted in `stats`, never raised.
+differently. Bad input of any kind is dropped and counted in `stats`, never raised; the authorities of
+height h are `app.validators(h)` (from the state after h − 1), so a key governance removed or revoked has its
+votes and proposals refused from the height the change takes effect (`refused_revoked`).
 Assumes the driver performs actions in order and feeds back timers; `now` is milliseconds on its clock.
 Must never read a clock, touch a socket, or trust a message's signature or block it did not check.
 """
@@ -13,6 +15,7 @@ Must never read a clock, touch a socket, or trust a message's signature or block
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from .actions import (
@@ -95,6 +98,9 @@ class Engine:
         self._future: list[tuple[ConsensusMessage, bytes | None]] = []
         self.sync = SyncPeers(config.sync_retry_ms)
         self.s = HeightState(height=0)
+        self.removed: set[bytes] = set()
+        """Keys that were authorities at an earlier height this engine decided and are no longer (revoked or
+        removed by governance): their votes and proposals are refused and counted as `refused_revoked`."""
 
     # ------------------------------------------------------------------------------------------ events
 
@@ -152,6 +158,11 @@ class Engine:
     def _enter_height(self, restore: bool = False) -> None:
         head = self.app.head()
         validators = list(self.app.validators(head.height + 1))
+        if self.s.height:
+            before: Sequence[bytes] = self.s.validators
+        else:  # just started: the set of the head's own height is the one we knew last
+            before = self.app.validators(head.height) if head.height else ()
+        self.removed = (self.removed | set(before)) - set(validators)
         self.s = HeightState(height=head.height + 1, validators=validators)
         self.s.started_at = self.now
         if restore:
@@ -332,7 +343,11 @@ class Engine:
                 self._request_sync(sender if sender is not None else vote.author)
             return
         if vote.author not in s.vset or vote.author == self.me:
-            self.stats["dropped_author"] += 1
+            if vote.author in self.removed:
+                self.stats["refused_revoked"] += 1  # an authority no more, from this height on
+                self.stats[f"refused_revoked_{vote.kind}"] += 1
+            else:
+                self.stats["dropped_author"] += 1
             return
         if vote.kind != ROUND_CHANGE and vote.round > s.round + ROUND_WINDOW:
             self.stats["dropped_far_round"] += 1  # keeps what a Byzantine authority can make us store bounded

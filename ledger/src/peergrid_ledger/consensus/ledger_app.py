@@ -5,7 +5,8 @@ Promises: blocks are built with `block.propose` from the mempool and checked wit
 appended with its commit certificate in the store's one synced batch, so `peergrid-ledger verify --db` accepts
 the store. A transaction's signature is checked once, when it enters the mempool, and never again by this
 replica (the state machine's `verified` cache). Mempool entry runs the checks that do not depend on the next
-block (decoding, chain, known sender, signature, nonce not used); the rest happen when a block is built.
+block (decoding, chain, known and unrevoked sender, signature, nonce not used); the rest happen when a block is
+built. The authority set of height h is read from the state after h − 1 (`core.authorities_at`).
 Assumes one process owns the store. Must never commit a block `validate` did not accept.
 """
 
@@ -18,7 +19,7 @@ from .. import keyspace as ks
 from ..block import Block, Header, InvalidBlock, Tip, propose, validate_block
 from ..block import Certificate as LedgerCertificate
 from ..codec import DecodeError
-from ..core import authorities_at
+from ..core import authorities_at, is_revoked
 from ..keys import Keypair
 from ..machine import BlockOutcome
 from ..results import Rejected as LedgerRejected
@@ -29,6 +30,7 @@ from .mempool import Mempool, MempoolLimits, TxMeta
 from .messages import Certificate, Evidence, vote_block_field
 
 CACHE = 64
+REVOKED_SENDER = "sender revoked"
 MAX_VERIFIED = 200_000
 
 
@@ -76,6 +78,8 @@ class LedgerApp:
             return Rejected(f"transaction for chain {tx.chain!r}")
         if self.state.get(ks.account(tx.sender)) is None:
             return Rejected("unknown sender")
+        if is_revoked(self.state, tx.sender):
+            return Rejected(REVOKED_SENDER)
         if raw not in self._verified:
             if not tx.signature_ok():
                 return Rejected("bad signature")
@@ -89,6 +93,10 @@ class LedgerApp:
 
     def known_sender(self, key: bytes) -> bool:
         return self.state.get(ks.account(key)) is not None
+
+    def revoked(self, key: bytes) -> bool:
+        """Revoked by `gov.revoke` in a committed block: nothing it signs is taken any more."""
+        return is_revoked(self.state, key)
 
     # --------------------------------------------------------------------------------------- blocks
 

@@ -3,8 +3,8 @@
 Promises: `ChainReplica` is everything one chain needs around the pure engine (signed envelopes, transaction
 batches, the WAL file, block announcements, evidence transactions) and does no I/O of its own beyond its
 store, WAL and the `Transport` it is given, so edge and dso-server embed it as a library; `Node` runs several
-replicas over one MQTT connection on one event loop. Every dropped message is counted in `stats`, none
-raises. Assumes the wall clock (ms) is roughly synchronised between nodes (block times are checked against
+replicas over one MQTT connection on one event loop. Every dropped message is counted in `stats` and
+logged (rate-limited), none raises; a key revoked on chain has its envelopes refused (`dropped_revoked`). Assumes the wall clock (ms) is roughly synchronised between nodes (block times are checked against
 it within the configured drift). Must never block the loop on the network.
 """
 
@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import logging
 import os
 import time
 from collections import Counter
@@ -27,7 +28,7 @@ from ..tx import sign_tx
 from .actions import Action, Broadcast, Committed, EvidenceFound, Send, SetTimer, Timer
 from .app import Accepted, Rejected
 from .engine import Engine, EngineConfig
-from .ledger_app import LedgerApp
+from .ledger_app import REVOKED_SENDER, LedgerApp
 from .mempool import MempoolLimits
 from .messages import SyncResponse, encode_wire
 from .transport import (
@@ -45,6 +46,7 @@ from .transport import (
 
 Schedule = Callable[[Timer, int], None]
 GOSSIP_BATCH = 512
+log = logging.getLogger("peergrid_ledger.node")
 
 
 def wall_ms() -> int:
@@ -107,17 +109,39 @@ class ChainReplica:
                 raise EnvelopeError("malformed", f"{envelope.kind} envelope on the {kind} topic")
             if not self.app.known_sender(envelope.sender):
                 raise EnvelopeError("unknown-sender", envelope.sender.hex()[:16])
+            if self.app.revoked(envelope.sender):
+                raise EnvelopeError("revoked", envelope.sender.hex()[:16])
             if kind == TX:
                 for raw in decode_tx_batch(envelope.body):
                     verdict = self.app.mempool.add(raw, now)
-                    self.stats["tx_accepted" if isinstance(verdict, Accepted) else "tx_rejected"] += 1
+                    if isinstance(verdict, Accepted):
+                        self.stats["tx_accepted"] += 1
+                    else:
+                        self.stats["tx_rejected"] += 1
+                        if verdict.reason == REVOKED_SENDER:
+                            self._refused("tx_refused_revoked", envelope.sender.hex()[:16])
                 return
         except EnvelopeError as exc:
-            self.stats[f"dropped_{exc.reason}"] += 1
+            self._refused(f"dropped_{exc.reason}", str(exc))
             return
         if envelope.sender == self.keypair.public and kind != TX:
             return  # our own broadcast, echoed by the broker
+        refused = self.engine.stats["refused_revoked"]
         self._perform(self.engine.on_message(envelope.body, now, envelope.sender))
+        if self.engine.stats["refused_revoked"] > refused:
+            self._log_refusal(
+                "refused_revoked", self.engine.stats["refused_revoked"], envelope.sender.hex()[:16]
+            )
+
+    def _refused(self, counter: str, detail: str) -> None:
+        self.stats[counter] += 1
+        self._log_refusal(counter, self.stats[counter], detail)
+
+    def _log_refusal(self, counter: str, count: int, detail: str) -> None:
+        """Log the 1st, 2nd, 4th, 8th ... refusal of each kind: every kind shows up in the log, and a flood
+        of bad messages cannot flood the log (the counters in `status()` hold the exact numbers)."""
+        if count & (count - 1) == 0:
+            log.warning("%s: %s refused (%s; %d so far)", self.chain, counter, detail, count)
 
     def fire(self, timer: Timer, now: int) -> None:
         self._perform(self.engine.on_timer(timer, now))

@@ -23,7 +23,7 @@ TX, CONSENSUS, BLOCK, SYNC = "tx", "consensus", "block", "sync"
 KINDS = (TX, CONSENSUS, BLOCK, SYNC)
 MAX_ENVELOPE_BYTES = 8 * 1024 * 1024
 MAX_TX_BATCH = 4096
-DROP_REASONS = ("malformed", "oversized", "unsigned", "wrong-chain", "unknown-sender")
+DROP_REASONS = ("malformed", "oversized", "unsigned", "wrong-chain", "unknown-sender", "revoked")
 
 
 class EnvelopeError(ValueError):
