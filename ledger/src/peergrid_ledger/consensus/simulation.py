@@ -45,6 +45,9 @@ class Scenario:
     calm_ms: int
     config: EngineConfig
     min_growth: int = 3
+    stale: set[int] = field(default_factory=set)
+    """Nodes that ignore governance and keep voting with the genesis authority set (a revoked authority
+    that carries on): not honest, so excluded from the invariants; never drawn by `scenario_for`."""
 
     def describe(self) -> str:
         return (
@@ -165,6 +168,9 @@ class SimNode:
         self.incarnation += 1
         sim = self.sim
         self.app = SimApp(sim.genesis, self.store, self.key, sim.verify)
+        if self.name in sim.stale:
+            frozen = sim.genesis.validators
+            self.app.validators = lambda height: frozen  # type: ignore[method-assign]
         self.engine = Engine(self.app, sim.scenario.config, self.key, sim.verify, self.wal)
         self.perform(self.engine.start(sim.net.now))
 
@@ -241,12 +247,15 @@ class Simulation:
         self._decoded: dict[bytes, WireMessage | MessageError] = {}
         self.violations: list[str] = []
         self.nodes: dict[str, SimNode] = {}
+        self.stale = {names[i] for i in scenario.stale}
         self.by_key = {k.public: name for name, k in zip(names, node_keys, strict=True)}
         for name in names:
             self.net.attach(name, partial(self._receive, name))
         for i, (name, key) in enumerate(zip(names, node_keys, strict=True)):
             self.nodes[name] = SimNode(self, name, key, scenario.byzantine.get(i))
-        self.honest = [name for i, name in enumerate(names) if i not in scenario.byzantine]
+        self.honest = [
+            name for i, name in enumerate(names) if i not in scenario.byzantine and i not in scenario.stale
+        ]
 
     def _receive(self, name: str, source: str, channel: str, data: bytes) -> None:
         self.nodes[name].receive(source, channel, data)
@@ -265,7 +274,7 @@ class Simulation:
         return known
 
     def on_commit(self, node: SimNode, committed: Committed) -> None:
-        if node.byzantine is not None:
+        if node.byzantine is not None or node.name in self.stale:
             return
         known = self.decided.setdefault(committed.height, committed.block_hash)
         if known != committed.block_hash:
