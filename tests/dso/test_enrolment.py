@@ -1,22 +1,30 @@
-"""Enrolment in operator mode: a valid request waits; approval records it; bad requests are refused."""
+"""Enrolment in operator mode: a valid request waits; approval records it with the operator's name; bad
+requests are refused; revocation takes the MGMC out of the DSO chain's authority set (real replicas)."""
 
 from __future__ import annotations
 
 import pytest
 
-from peergrid_dso.services.enrolment import EnrolmentRefused, EnrolmentService, enrolment_digest
+from peergrid_dso.services.dso_chain import ChainRecorder
+from peergrid_dso.services.enrolment import (
+    AUTO_OPERATOR,
+    EnrolmentRefused,
+    EnrolmentService,
+    enrolment_digest,
+)
+from peergrid_ledger.chain import LocalChain
+from peergrid_ledger.consensus.ledger_net import LedgerNet, ReplicaChain
+from peergrid_ledger.core import authorities_at
+from peergrid_ledger.genesis import Account, Genesis
 from peergrid_ledger.keys import Keypair
 
 
 class Recorder:
     def __init__(self) -> None:
-        self.records: list[tuple] = []
+        self.records: list[tuple[str, dict]] = []
 
-    def enrol(self, mgmc: bytes, anonym: bytes, label: str) -> None:
-        self.records.append(("enrol", mgmc, anonym, label))
-
-    def authorise(self, key: bytes, authorised: bool) -> None:
-        self.records.append(("authorise", key, authorised))
+    def submit(self, kind: str, body: dict) -> None:
+        self.records.append((kind, body))
 
 
 def request(
@@ -33,8 +41,9 @@ def test_operator_mode_waits_for_approval() -> None:
     mgmc, anonym = Keypair.generate(), Keypair.generate()
     e = request(service, mgmc, anonym)
     assert e.status == "pending" and recorder.records == []
-    assert service.approve(mgmc.public).status == "authorised"
-    assert recorder.records == [("enrol", mgmc.public, anonym.public, "mg1")]
+    assert service.approve(mgmc.public, "alice").status == "authorised"
+    body = {"mgmc": mgmc.public, "anonym": anonym.public, "label": "mg1", "operator": "alice"}
+    assert recorder.records == [("enrol", body)]
     with pytest.raises(EnrolmentRefused, match="already enrolled"):
         request(service, mgmc, Keypair.generate())
 
@@ -54,3 +63,79 @@ def test_bad_requests_are_refused_and_keep_the_token() -> None:
     assert token in service.tokens
     with pytest.raises(EnrolmentRefused, match="no enrolment"):
         service.approve(Keypair.generate().public)
+
+
+def test_auto_mode_names_its_policy_and_revocation_names_the_operator() -> None:
+    recorder, mgmc_chain = Recorder(), Recorder()
+    service = EnrolmentService(recorder, auto=True, mgmc_recorder=mgmc_chain)
+    mgmc, anonym = Keypair.generate(), Keypair.generate()
+    assert request(service, mgmc, anonym).status == "authorised"
+    assert recorder.records[0][1]["operator"] == AUTO_OPERATOR
+    with pytest.raises(EnrolmentRefused, match="operator must be named"):
+        service.revoke(mgmc.public, "   ")
+    assert service.revoke(mgmc.public, "bob").status == "revoked"
+    revocations = [("gov.revoke", {"key": k, "operator": "bob"}) for k in (mgmc.public, anonym.public)]
+    assert recorder.records[1:] == revocations and mgmc_chain.records == revocations
+    with pytest.raises(EnrolmentRefused, match="revoked"):
+        request(service, mgmc, Keypair.generate())  # a revoked identity never comes back
+    with pytest.raises(EnrolmentRefused, match="revoked"):
+        request(service, Keypair.generate(), anonym)  # nor does its anonym
+    with pytest.raises(EnrolmentRefused, match="not authorised"):
+        service.revoke(mgmc.public, "bob")
+
+
+def test_on_a_local_dso_chain_the_operator_is_in_the_block() -> None:
+    dso = Keypair.generate()
+    genesis = Genesis(chain="dso-test", time=0, authorities=(dso.public,),
+                      accounts=(Account(dso.public, ("dso",), "dso"),))  # fmt: skip
+    chain = LocalChain(genesis, sealer=dso)
+    service = EnrolmentService(ChainRecorder(chain, dso), auto=False)
+    mgmc, anonym = Keypair.generate(), Keypair.generate()
+    request(service, mgmc, anonym)
+    service.approve(mgmc.public, "alice")
+    service.revoke(mgmc.public, "bob")
+    block, _ = chain.seal()
+    bodies = [(tx.kind, tx.body.get("operator")) for tx in block.txs]
+    assert bodies == [("enrol", "alice"), ("gov.revoke", "bob"), ("gov.revoke", "bob")]
+    refused = chain.sign_and_submit(
+        anonym, "equivalent_injection", {"interval": 1, "injection": 5, "revision": 0}
+    )
+    assert not refused.ok and "revoked" in refused.detail
+
+
+def test_revoking_through_the_service_takes_the_mgmc_out_of_the_dso_chains_authority_set(tmp_path) -> None:
+    """The DSO chain of the closed loop (the DSO and three MGMCs as co-validators) on real replicas: the
+    operator's revoke through `EnrolmentService` lands as `gov.revoke`; from the next height the MGMC is out
+    of the authority set, its votes and messages are refused, and the other three go on and agree."""
+    dso, mgmcs = Keypair.generate(), [Keypair.generate() for _ in range(3)]
+    genesis = Genesis(
+        chain="dso-lab", time=1_767_225_600_000, authorities=(dso.public, *(m.public for m in mgmcs)),
+        accounts=(Account(dso.public, ("dso",), "dso"), *(Account(m.public, ("mgmc",), f"mg{i}")
+                  for i, m in enumerate(mgmcs))), contracts=(),
+    )  # fmt: skip
+    net = LedgerNet(tmp_path, genesis, [dso, *mgmcs], seed=3, stale=[3])  # the revoked one carries on
+    service = EnrolmentService(ChainRecorder(ReplicaChain(net, "n0"), dso), auto=False)
+    victim, anonym = mgmcs[2], Keypair.generate()
+    request(service, victim, anonym, label="mg2")
+    net.run(1000)
+    service.approve(victim.public, "alice")
+    service.revoke(victim.public, "bob")
+    store = net.replicas["n0"].store
+    revoked_at = max(store.locate_tx(tx.txid)[0] for tx in _txs(store, "gov.revoke"))  # type: ignore[index]
+    net.run(3000)
+    honest = ["n0", "n1", "n2"]
+    top = min(net.replicas[n].app.tip.height for n in honest)
+    assert top >= revoked_at + 5
+    assert len({net.replicas[n].store.block(top).hash for n in honest}) == 1
+    for name in honest:
+        replica = net.replicas[name]
+        assert victim.public not in authorities_at(replica.app.state, revoked_at + 1)
+        assert net.stats(name)["dropped_revoked"] > 0
+        for h in range(revoked_at + 1, top + 1):
+            assert victim.public not in {signer for signer, _ in replica.store.certificate(h).votes}
+    operators = {(tx.kind, tx.body["operator"]) for tx in _txs(store, "enrol", "gov.revoke")}
+    assert operators == {("enrol", "alice"), ("gov.revoke", "bob")}
+
+
+def _txs(store, *kinds: str) -> list:
+    return [tx for h in range(1, store.tip().height + 1) for tx in store.block(h).txs if tx.kind in kinds]

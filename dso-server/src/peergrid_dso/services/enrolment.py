@@ -3,9 +3,13 @@
 Promises: `EnrolmentService.request` accepts a request only if its token was issued and not used before and
 its Ed25519 signature by the MGMC's identity key covers (token, mgmc, anonym, label); otherwise it raises
 `EnrolmentRefused` with the reason and the token stays unused. In `auto` mode (the lab) an accepted request is
-authorised at once; otherwise it waits for `approve` (an operator, in the pilot). Authorisation records `enrol`
-on the DSO chain (the anonym is the pseudonym the MGMC trades under, generated on the MGMC); `revoke` records
-`authorise false`. Token generation uses an injected random source.
+authorised at once (operator `AUTO_OPERATOR`); otherwise it waits for `approve` by an operator. Approval
+records `enrol` on the DSO chain with the operator's name (the anonym is the pseudonym the MGMC trades under,
+generated on the MGMC). `revoke` records `gov.revoke` of the MGMC's identity key and of its anonym, naming the
+operator: the chain takes the MGMC out of the authority set from the next height and refuses everything
+either key signs; with `mgmc_recorder` the same revocation goes on the MGMC chain too. A revoked key never
+enrols again (a new identity key must). Token generation uses an injected random source.
+Assumes a recorder with `submit(kind, body)` that raises when the chain refuses (`dso_chain.ChainRecorder`).
 """
 
 from __future__ import annotations
@@ -49,13 +53,18 @@ class Enrolment:
         }
 
 
+AUTO_OPERATOR = "auto-enrolment"  # who approved in `auto` mode: the DSO's own lab policy, not a person
+UNNAMED = "unnamed"  # a caller that did not say who acted (recorded as such, never guessed)
+
+
 @dataclass
 class EnrolmentService:
-    recorder: Any  # ChainRecorder: .enrol(mgmc, anonym, label), .authorise(key, bool)
+    recorder: Any  # ChainRecorder of the DSO chain: .submit(kind, body)
     auto: bool = True
     token_source: Callable[[], str] = lambda: secrets.token_urlsafe(16)
     tokens: set[str] = field(default_factory=set)
     enrolments: dict[bytes, Enrolment] = field(default_factory=dict)
+    mgmc_recorder: Any = None  # the MGMC chain's recorder, where the DSO revokes too (None: DSO chain only)
 
     def issue_token(self) -> str:
         token = self.token_source()
@@ -69,7 +78,10 @@ class EnrolmentService:
             raise EnrolmentRefused("keys must be 32-byte Ed25519 public keys")
         if mgmc == anonym:
             raise EnrolmentRefused("the anonym must differ from the MGMC's identity key")
-        if mgmc in self.enrolments and self.enrolments[mgmc].status != "revoked":
+        revoked = {k for e in self.enrolments.values() if e.status == "revoked" for k in (e.mgmc, e.anonym)}
+        if mgmc in revoked or anonym in revoked:
+            raise EnrolmentRefused("this key was revoked; the MGMC must enrol with new keys")
+        if mgmc in self.enrolments:
             raise EnrolmentRefused("this MGMC is already enrolled")
         if not 1 <= len(label) <= 64:
             raise EnrolmentRefused("label must be 1-64 characters")
@@ -81,23 +93,28 @@ class EnrolmentService:
         enrolment = Enrolment(mgmc, anonym, label, "pending")
         self.enrolments[mgmc] = enrolment
         if self.auto:
-            self.approve(mgmc)
+            self.approve(mgmc, AUTO_OPERATOR)
         return enrolment
 
-    def approve(self, mgmc: bytes) -> Enrolment:
+    def approve(self, mgmc: bytes, operator: str = UNNAMED) -> Enrolment:
+        """Record the enrolment on the DSO chain, naming `operator` (user name or key id)."""
         e = self._get(mgmc)
         if e.status != "pending":
             raise EnrolmentRefused(f"enrolment is {e.status}, not pending")
-        self.recorder.enrol(e.mgmc, e.anonym, e.label)
+        body = {"mgmc": e.mgmc, "anonym": e.anonym, "label": e.label, "operator": _operator(operator)}
+        self.recorder.submit("enrol", body)
         e.status = "authorised"
         return e
 
-    def revoke(self, mgmc: bytes) -> Enrolment:
+    def revoke(self, mgmc: bytes, operator: str = UNNAMED) -> Enrolment:
+        """Revoke the MGMC's identity key and its anonym for good (authority set, trading, every message)."""
         e = self._get(mgmc)
         if e.status != "authorised":
             raise EnrolmentRefused(f"enrolment is {e.status}, not authorised")
-        self.recorder.authorise(e.mgmc, False)
-        self.recorder.authorise(e.anonym, False)
+        recorders = [self.recorder] if self.mgmc_recorder is None else [self.recorder, self.mgmc_recorder]
+        for recorder in recorders:
+            for key in (e.mgmc, e.anonym):
+                recorder.submit("gov.revoke", {"key": key, "operator": _operator(operator)})
         e.status = "revoked"
         return e
 
@@ -106,3 +123,11 @@ class EnrolmentService:
         if e is None:
             raise EnrolmentRefused("no enrolment for this MGMC")
         return e
+
+
+def _operator(name: str) -> str:
+    """The ledger's operator field: 1 to 64 characters."""
+    name = name.strip()[:64]
+    if not name:
+        raise EnrolmentRefused("the operator must be named")
+    return name
