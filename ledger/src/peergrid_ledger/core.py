@@ -4,6 +4,7 @@ Each handler reads and writes through the overlay it is given and rejects by rai
 `require`). Who may do what: governance, enrolment, authorisation, revocation, adjustment contracts,
 switching and operator records need the `dso` role; data commitments, schedule contracts and equivalent
 injections need an authorised participant (`mgmc` or `anonym`); evidence may come from any known key.
+Switching records: a plan, then each executed step (`switching_step`, in order), then the result.
 `gov.revoke` is final: the key leaves the authority set (from the next height, like every governance
 change), is deauthorised, and every later transaction it signs is refused (`machine.apply`); a revoked key
 is never enrolled or authorised again. Enrolment, revocation and `operator_action` name the operator (a
@@ -233,6 +234,23 @@ def switching_result(view: Overlay, tx: Tx, ctx: BlockContext, sender: ks.Accoun
     return [("switching-result", {"plan": tx.body["plan"], "failed": failed})]
 
 
+def switching_step(view: Overlay, tx: Tx, ctx: BlockContext, sender: ks.AccountRecord) -> list[Event]:
+    """One executed relay operation of a plan (rollbacks included), in order, before the plan's result."""
+    require_role(sender, {ks.ROLE_DSO}, tx.kind)
+    key = ks.switching_plan(tx.body["plan"])
+    plan = read_obj(view, key)
+    require(plan is not None, Reason.NOT_FOUND, "no such switching plan")
+    require(plan["result"] is None, Reason.CLOSED, "plan already has its result")
+    require(
+        tx.body["switch"] in {a["switch"] for a in plan["actions"]}, Reason.INVALID, "switch not in the plan"
+    )
+    steps = plan.get("steps", [])
+    require(tx.body["step"] == len(steps), Reason.INVALID, f"expected step {len(steps)}")
+    plan["steps"] = [*steps, {**tx.body, "txid": tx.txid}]
+    view.put_obj(key, plan)
+    return [("switching-step", {"plan": tx.body["plan"], "step": tx.body["step"], "ok": tx.body["ok"]})]
+
+
 def _operator_of(tx: Tx) -> dict[str, Any]:
     return {"operator": tx.body["operator"]} if "operator" in tx.body else {}
 
@@ -311,6 +329,22 @@ KINDS: dict[str, KindSpec] = {
     "switching_result": KindSpec(
         Map({"plan": LABEL, "results": List(Map({"switch": LABEL, "closed": Bool(), "ok": Bool()}))}),
         switching_result,
+    ),
+    "switching_step": KindSpec(
+        Map(
+            {
+                "plan": LABEL,
+                "step": Int(0, 10_000),
+                "switch": LABEL,
+                "close": Bool(),
+                "ok": Bool(),
+                "rollback": Bool(),
+                "status": Str(16),  # read-back: closed, open, operating, unknown
+                "at_ms": Int(0, 2**53),  # the DSO's wall clock; a record, not trusted time
+                "detail": Str(256, 0),
+            }
+        ),
+        switching_step,
     ),
     "evidence": KindSpec(
         Map(
