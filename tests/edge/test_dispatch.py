@@ -132,3 +132,32 @@ def test_a_device_whose_models_do_not_fit_its_nature_is_named() -> None:
     assert unsupported("load", [1, 203, 64201]) == []
     assert unsupported("battery", [1, 103, 120, 121, 123]) == ["setpoint power_w needs model 124"]
     assert unsupported("meter", [1]) == ["no model carries power_w"]
+
+
+def test_watchdog_feed_rewrites_the_timer_and_a_wrong_fallback() -> None:
+    from peergrid_edge.dispatch import fallback_w, watchdog_writes
+
+    pv = DeviceView("pv1", "pv", ControlSettings(safe_w=7000, revert_s=900), {**PV, "fallback_w": 0.0})
+    assert watchdog_writes(pv) == (Write("pv1", "watchdog_s", 900), Write("pv1", "fallback_w", 7000))
+    fed = DeviceView("pv1", "pv", ControlSettings(safe_w=7000, revert_s=900), {**PV, "fallback_w": 7000.0})
+    assert watchdog_writes(fed) == (Write("pv1", "watchdog_s", 900),)
+    gen = DeviceView("gen1", "genset", ControlSettings(safe_on=False, safe_w=5000, revert_s=900), GEN)
+    assert fallback_w(gen) == 0.0  # a genset whose safe state is off stops
+    bess = DeviceView("bess1", "battery", ControlSettings(safe_w=0, revert_s=900), BESS)
+    assert watchdog_writes(bess) == (Write("bess1", "watchdog_s", 900),)  # 124's revert timer: hold
+    assert watchdog_writes(DeviceView("pv1", "pv", ControlSettings(safe_w=7000), PV)) == ()
+    assert watchdog_writes(DeviceView("pv1", "pv", ControlSettings(revert_s=900), PV, stale=True)) == ()
+    unlimited = DeviceView("pv1", "pv", ControlSettings(revert_s=900), PV)
+    assert fallback_w(unlimited) == 10000.0  # no safe cap configured: the fallback is the rating
+
+
+def test_watchdog_points_become_register_writes() -> None:
+    from peergrid_edge import natures
+
+    assert natures.point_writes("pv", "watchdog_s", 900.4, PV) == [natures.PointWrite(64203, "FbTms", 900)]
+    assert natures.point_writes("genset", "fallback_w", 0, GEN) == [natures.PointWrite(64203, "FbW", 0)]
+    assert natures.point_writes("battery", "watchdog_s", 60, BESS) == [
+        natures.PointWrite(124, "InOutWRte_RvrtTms", 60)
+    ]
+    with pytest.raises(natures.NatureError):
+        natures.point_writes("load", "watchdog_s", 60, LOAD)

@@ -184,3 +184,47 @@ def test_battery_contactor_open_means_no_power():
     bat.apply("set_op", 1)
     bat.advance(60, Environment())
     assert bat.ac_w == 2500 and bat.readings()["battery_state"] == 3
+
+
+def test_a_silent_master_leaves_pv_capped_and_the_genset_stopped():
+    """The 64203 fallback: fed by every control write; after fb_s device seconds without one, PV exports at
+    most fb_w and the genset goes to fb_w (0 = stop), latched until the next write."""
+    pv = PvInverter(rating_w=10000)
+    pv.apply("fb_w", 7000)
+    pv.apply("fb_s", 600)
+    pv.advance(500, SUN)
+    assert pv.readings()["fb_active"] == 0 and pv.ac_w > 7500
+    pv.apply("fb_s", 600)  # the master rewrites the timer: fed
+    pv.advance(500, SUN)
+    assert pv.readings()["fb_active"] == 0
+    pv.advance(101, SUN)
+    assert pv.readings()["fb_active"] == 1 and pv.limit_enabled == 1 and pv.ac_w == pytest.approx(7000)
+    pv.advance(3600, SUN)
+    assert pv.ac_w == pytest.approx(7000)  # latched: still capped
+    pv.apply("limit_enabled", 0)  # the master is back and lifts it
+    pv.advance(1, SUN)
+    assert pv.readings()["fb_active"] == 0 and pv.ac_w > 7500
+    assert PvInverter(rating_w=10000).check("fb_w", 20000) is not None
+    gen = Genset(rating_w=20000, start_delay_s=0, stop_delay_s=0, ramp_w_per_s=20000)
+    gen.apply("fb_s", 300)
+    gen.apply("run", 1)
+    gen.apply("w_set", 15000)
+    gen.advance(60, Environment())
+    assert gen.ac_w == pytest.approx(15000)
+    gen.advance(300, Environment())
+    assert gen.run == 0 and gen.ac_w == 0 and gen.readings()["fb_active"] == 1
+    gen.reset_settings()  # a reboot forgets the watchdog: off until the master writes it again
+    assert gen.readings()["fb_s"] == 0
+
+
+def test_rewriting_the_battery_revert_timer_feeds_it():
+    bat = Battery(capacity_wh=10000, max_charge_w=5000, max_discharge_w=5000)
+    bat.apply("revert_s", 60)
+    bat.apply("mode", 2)
+    bat.apply("out_pct", 50)
+    for _ in range(4):
+        bat.advance(45, Environment())
+        bat.apply("revert_s", 60)
+    assert bat.mode == 2 and bat.ac_w == pytest.approx(2500)
+    bat.advance(61, Environment())
+    assert bat.mode == 0 and bat.ac_w == 0

@@ -14,7 +14,7 @@ from peergrid_sim.devices import SunSpecDevice
 from peergrid_sim.image import ILLEGAL_ADDRESS, ILLEGAL_VALUE, MapError, RegisterImage
 
 
-@pytest.mark.parametrize("model_id", [1, 103, 120, 121, 123, 124, 203, 802, 64201, 64202])
+@pytest.mark.parametrize("model_id", [1, 103, 120, 121, 123, 124, 203, 802, 64201, 64202, 64203])
 def test_layout_length_matches_the_definition(model_id):
     layout = sunspec.load_model(model_id)
     directory = sunspec.STANDARD_MODELS_DIR if model_id < 64200 else sunspec.VENDOR_MODELS_DIR
@@ -87,7 +87,7 @@ def test_image_is_suns_then_models_then_end(pv):
     while regs[i] != 0xFFFF:
         walk.append(regs[i])
         i += regs[i + 1] + 2
-    assert walk == [1, 103, 120, 121, 123]
+    assert walk == [1, 103, 120, 121, 123, 64203]
 
 
 def test_write_rules(pv):

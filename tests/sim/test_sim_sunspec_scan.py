@@ -10,9 +10,9 @@ from sunspec2 import device as sunspec_device
 from peergrid_sim.sunspec import STANDARD_MODELS_DIR, VENDOR_MODELS_DIR
 
 EXPECTED_MODELS = {
-    "pv": [1, 103, 120, 121, 123],
+    "pv": [1, 103, 120, 121, 123, 64203],
     "battery": [1, 103, 120, 124, 802],
-    "genset": [1, 103, 120, 64202],
+    "genset": [1, 103, 120, 64202, 64203],
     "load": [1, 203, 64201],
     "meter": [1, 203],
 }

@@ -5,7 +5,9 @@ device costs only its own timeouts), reads the device back after `readback_delay
 only when the device's own control registers report the value (within tolerance). A refused write, no answer or
 a wrong read-back is retried `write_retries` times, then raises an `Alarm` (logged, counted, kept for health)
 and the next dispatch tick tries again. `check_following` alarms when a device has accepted a setpoint but its
-measured output ignores it for `FOLLOW_TICKS` ticks in a row. Never raises on device trouble.
+measured output ignores it for `FOLLOW_TICKS` ticks in a row. `feed(views)` feeds every device's own
+watchdog (no read-back: the next poll shows the timer and fallback, and a wrong fallback is written again on
+the next tick); a device that refuses the feed is logged once, not alarmed. Never raises on device trouble.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from dataclasses import dataclass
 
 from peergrid_edge.clock import Clock
 from peergrid_edge.config import DispatchSettings
-from peergrid_edge.dispatch import Decision, DeviceView, Write, confirmed, not_following
+from peergrid_edge.dispatch import Decision, DeviceView, Write, confirmed, not_following, watchdog_writes
 from peergrid_edge.drivers import DeviceError, Driver
 from peergrid_edge.polling import DeviceState, poll_once
 
@@ -56,6 +58,8 @@ class Actuator:
         self.confirmed_total = 0
         self.alarms_total: dict[str, int] = {}
         self._not_following: dict[str, int] = {}
+        self.feeds_total = 0
+        self.feed_failing: set[str] = set()
 
     def _alarm(self, device: str, kind: str, detail: str) -> Alarm:
         alarm = Alarm(device, kind, detail, self.clock.wall())
@@ -104,6 +108,23 @@ class Actuator:
                 f"read back does not confirm {write.setpoint}={write.value:g} (device reports {_brief(got)})"
             )
         return self._alarm(write.device, "write", reason)
+
+    async def feed(self, views: Mapping[str, DeviceView]) -> None:
+        feeds = [writes for view in views.values() if (writes := watchdog_writes(view))]
+        await asyncio.gather(*(self._feed_device(writes) for writes in feeds))
+
+    async def _feed_device(self, writes: tuple[Write, ...]) -> None:
+        name = writes[0].device
+        try:
+            for write in writes:
+                await self.drivers[name].write(write.setpoint, write.value)
+        except DeviceError as exc:
+            if name not in self.feed_failing:
+                log.warning("device %s: its watchdog could not be fed: %s", name, exc)
+            self.feed_failing.add(name)
+            return
+        self.feeds_total += 1
+        self.feed_failing.discard(name)
 
     def check_following(self, views: Mapping[str, DeviceView]) -> list[Alarm]:
         alarms = []

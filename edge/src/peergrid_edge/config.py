@@ -45,8 +45,10 @@ class ControlSettings(StrictSettings):
     safe_w: float | None = None  # pv: export cap; battery: power (0); genset: output; None = leave as is
     safe_on: bool | None = None  # genset running / load connected in the safe state; None = leave as is
     sheddable: bool = False  # a load the schedule (and the safe state) may disconnect
-    # battery: the device's own revert timer (SunSpec 124 InOutWRte_RvrtTms, device seconds), written with
-    # every power setpoint: with the MGMC dead the battery goes to hold (0 W) by itself. None: not used.
+    # The device's own communication-loss watchdog (device seconds; battery: SunSpec 124 InOutWRte_RvrtTms,
+    # PV and genset: peergrid 64203 FbTms with FbW = the safe state above), fed every dispatch tick: with the
+    # MGMC dead the device goes to its safe state by itself (battery hold 0 W, PV capped at safe_w, genset
+    # stopped or at safe_w). Must exceed the dispatch period in device time. None: not used.
     revert_s: float | None = Field(None, gt=0, le=65535)
 
     @model_validator(mode="after")
@@ -117,6 +119,10 @@ class LedgerSettings(StrictSettings):
     submit_timeout_s: float = Field(10.0, gt=0)
     # Readings of sealed intervals older than this are deleted (their proofs with them); None keeps all.
     retention_days: float | None = Field(None, gt=0)
+    # A coordinated stop (the lab testbed's end, or before an upgrade): while this JSON file {chain id: height}
+    # exists, each replica finalises nothing above its height and the outbox submits nothing new (it stays
+    # queued on disk). None: never halts.
+    halt_file: Path | None = None
 
 
 class MarketSettings(StrictSettings):

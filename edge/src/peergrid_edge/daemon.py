@@ -219,6 +219,7 @@ class EdgeDaemon:
             self.mode = decision.mode
         await self.actuator.perform(decision)
         self.actuator.check_following(views)
+        await self.actuator.feed(views)  # the devices' own watchdogs: a dead MGMC leaves them safe
 
     async def _dispatch_loop(self) -> None:
         period = self.settings.dispatch.period_s
@@ -262,6 +263,8 @@ class EdgeDaemon:
 
     async def _submit_pending(self) -> None:
         timeout = self.settings.ledger.submit_timeout_s
+        if self.ledger is not None and self.ledger.halted:
+            return  # a coordinated stop: what is queued stays queued on disk
         for queued in list(self.store.pending()):
             raw = self._sign(queued)
             if self.stopping.is_set() or not await self.tx_sink.submit(raw, timeout):
@@ -296,9 +299,19 @@ class EdgeDaemon:
     async def _ledger_status_loop(self) -> None:
         assert self.ledger is not None
         while not self.stopping.is_set():
+            self.ledger.halt_at(self._halt_heights())
             self.ledger_heights = self.ledger.heights()
             self.ledger.write_status()
             await self._sleep(0.5)
+
+    def _halt_heights(self) -> dict[str, int]:
+        """The coordinated stop's heights from `ledger.halt_file` ({} when there is none or it is unreadable)."""
+        path = self.settings.ledger.halt_file
+        try:
+            doc = json.loads(path.read_text(encoding="utf-8")) if path is not None else {}
+            return {str(chain): int(height) for chain, height in doc.items()}
+        except (OSError, ValueError, AttributeError, TypeError):
+            return {}
 
     def metrics_text(self) -> str:
         from peergrid_edge.exposition import families

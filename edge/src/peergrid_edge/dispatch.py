@@ -7,7 +7,9 @@ device's rating) and moved at most `ramp_w_per_s * dt` from what the device repo
 safe state is where it must be when nothing is in charge). A setpoint the device already reports (within the
 read-back tolerance) is not written again, so a device that rebooted to its defaults is simply written again on
 the next tick. Stale devices are skipped. `not_following` names devices whose measured power ignores an
-accepted setpoint. No I/O, no clock: time comes in as arguments.
+accepted setpoint. `watchdog_writes(view)` feeds the device's own communication-loss watchdog (its timer, and
+its fallback power when that differs from the safe state), so a dead MGMC leaves the device in the same safe
+state `decide` would choose. No I/O, no clock: time comes in as arguments.
 """
 
 from __future__ import annotations
@@ -138,6 +140,31 @@ def decide(
                     continue
             writes.append(Write(name, setpoint, value))
     return Decision(mode, tuple(writes), reason)
+
+
+def fallback_w(view: DeviceView) -> float:
+    """The power the device's own watchdog falls back to: the safe state (PV cap, genset output; 0 = stop)."""
+    control = view.control
+    if view.nature == "genset" and control.safe_on is False:
+        return 0.0
+    if control.safe_w is not None:
+        return max(0.0, control.safe_w)
+    return 0.0 if view.nature == "genset" else float(view.reading.get("rating_w") or control.max_w or 0.0)
+
+
+def watchdog_writes(view: DeviceView) -> tuple[Write, ...]:
+    """One dispatch tick's feed of the device's watchdog: rewrite its timer (that restarts it) and, when the
+    device reports another fallback power than the safe state, that too."""
+    timeout = view.control.revert_s
+    points = natures.watchdog_points(view.nature)
+    if view.stale or timeout is None or "watchdog_s" not in points:
+        return ()
+    writes = [Write(view.name, "watchdog_s", timeout)]
+    if "fallback_w" in points:
+        wanted, got = fallback_w(view), view.reading.get("fallback_w")
+        if got is None or abs(got - wanted) > tolerance_w(view, 1.0):
+            writes.append(Write(view.name, "fallback_w", wanted))
+    return tuple(writes)
 
 
 def confirmed(view: DeviceView, write: Write, tolerance_pct: float) -> bool:

@@ -205,7 +205,13 @@ class SunSpecModbusDriver:
         except natures.NatureError as exc:
             raise DeviceError(str(exc)) from None
         control = self.settings.control
-        if nature == "battery" and control is not None and control.revert_s and writes:
+        if (
+            nature == "battery"
+            and setpoint == "power_w"
+            and control is not None
+            and control.revert_s
+            and writes
+        ):
             # SunSpec 124's own watchdog: the device holds 0 W once no rate was written for revert_s, so a
             # dead MGMC leaves its battery in the safe state
             writes.insert(0, natures.PointWrite(124, "InOutWRte_RvrtTms", control.revert_s))

@@ -2,9 +2,10 @@
 
 Promises: `reading(nature, points)` turns decoded SunSpec models into the nature's quantities (`power_w`,
 `soc_pct`, ...; None when the device does not expose one), using the point priorities in `maps/natures.yaml`.
-`point_writes(nature, setpoint, value, reading)` turns one nature-level setpoint into the SunSpec point values
-that carry it, and `achieved(nature, setpoint, reading)` reads the setpoint back from the device's own control
-points, so a write is confirmed by what the device reports, not by what we sent.
+`point_writes(nature, setpoint, value, reading)` turns one nature-level setpoint (or a watchdog point:
+`watchdog_s`, `fallback_w`) into the SunSpec point values that carry it, and `achieved(nature, setpoint,
+reading)` reads the setpoint back from the device's own control points, so a write is confirmed by what the
+device reports, not by what we sent.
 Pure; reads the bundled map once. Raises `NatureError` for a setpoint a device cannot take.
 """
 
@@ -96,9 +97,13 @@ def point_writes(
     nature: str, setpoint: str, value: float, now: Mapping[str, float | None]
 ) -> list[PointWrite]:
     """SunSpec point values that put `setpoint` at `value` (W or 0/1), in the order they must be written."""
-    control = _map().get(nature, {}).get("controls", {}).get(setpoint)
+    spec = _map().get(nature, {})
+    control = spec.get("controls", {}).get(setpoint) or spec.get("watchdog", {}).get(setpoint)
     if control is None:
         raise NatureError(f"a {nature} has no setpoint {setpoint!r}")
+    if "seconds" in control:
+        model, point = _split(control["seconds"])
+        return [PointWrite(int(model), point, round(value))]
     if "flag" in control:
         model, point = _split(control["flag"])
         on = bool(value) != bool(control.get("invert", False))
@@ -127,6 +132,11 @@ def point_writes(
             PointWrite(int(mm), mp, mode),
         ]
     raise NatureError(f"control {setpoint!r} of {nature} is not understood")  # pragma: no cover - map bug
+
+
+def watchdog_points(nature: str) -> tuple[str, ...]:
+    """The watchdog points a device of `nature` may have (`watchdog_s`, and `fallback_w` where it has one)."""
+    return tuple(_map().get(nature, {}).get("watchdog", {}))
 
 
 def achieved(nature: str, setpoint: str, now: Mapping[str, float | None]) -> float | None:

@@ -5,7 +5,9 @@ daemon's event loop, with this node's key, its own LevelDB store and WAL per cha
 daemon's `MqttLink` on the design's topics (no second MQTT connection). `submit_and_wait` puts a signed
 transaction into the chain's mempool, gossips it, and returns True only once it is in a final block (or
 its nonce is already used on chain: it landed before); `wait_for(chain, predicate)` wakes on every final
-block. `LedgerTxSink` is the outbox's `TxSink` that moves the cursor only on inclusion. Never blocks the loop;
+block. `halt_at({chain: height})` is the coordinated stop: nothing above that height is finalised (the
+engine's `halt_height`), so every replica ends on the same head. `LedgerTxSink` is the outbox's `TxSink`
+that moves the cursor only on inclusion. Never blocks the loop;
 bad gossip is dropped and counted by the replica. Assumes the loop is running when `start` is called.
 """
 
@@ -17,7 +19,7 @@ import logging
 import os
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -208,6 +210,19 @@ class EdgeLedger:
                 await asyncio.wait_for(self._changed[role].wait(), left)
             except TimeoutError:
                 return bool(predicate(self.state(role)))
+
+    def halt_at(self, heights: dict[str, int]) -> None:
+        """Finalise nothing above `heights[chain]` on each named chain (a chain not named runs on)."""
+        for replica in self.replicas.values():
+            engine = replica.engine
+            halt = heights.get(replica.chain)
+            if engine.config.halt_height != halt:
+                log.warning("%s chain: halting above height %s", replica.chain, halt)
+                engine.config = replace(engine.config, halt_height=halt)
+
+    @property
+    def halted(self) -> bool:
+        return any(r.engine.config.halt_height is not None for r in self.replicas.values())
 
     def status(self) -> dict[str, Any]:
         return {role: replica.status() for role, replica in self.replicas.items()}

@@ -32,6 +32,10 @@ QUANTITIES = {
     "in_pct": "charge_pct",
     "out_pct": "discharge_pct",
     "mode": "mode",
+    "fb_s": "watchdog_s",
+    "revert_s": "watchdog_s",
+    "fb_w": "fallback_w",
+    "fb_active": "fallback_active",
 }
 # SunSpec control points -> command setting names.
 SETTINGS = {
@@ -41,6 +45,9 @@ SETTINGS = {
     "StorCtl_Mod": "mode",
     "InWRte": "in_pct",
     "OutWRte": "out_pct",
+    "FbTms": "fb_s",
+    "FbW": "fb_w",
+    "InOutWRte_RvrtTms": "revert_s",
 }
 
 

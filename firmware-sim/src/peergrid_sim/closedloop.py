@@ -5,12 +5,17 @@ one anonym key per MG and the DSO key, all 0600, and two geneses: the MGMC chain
 accounts: the DSO, each MGMC, each anonym with its owner's market rules preset from the scenario) and the
 DSO chain (authorities: the DSO and every MGMC as co-validator; the DSO enrols each MGMC's anonym on it when
 its node starts). `edge_config` and `dso_node_config` return the YAML documents the daemons load.
-Assumes the controller's scenario reader accepts the firmware-sim scenario. Starts nothing.
+`quiesced(loop, bed)` is the end of a run: once no transaction is pending anywhere it halts both chains a few
+blocks above the highest head (`control/halt.json`, which every MGMC reads: with the MGMCs halted the DSO alone
+has no quorum), then says True when every replica reports the same height and head on both chains, or when the
+bounded wait is over; what it found goes to `records/quiesce.json`. Assumes the controller's scenario reader
+accepts the firmware-sim scenario. Starts nothing.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -89,13 +94,22 @@ class LoopTiming:
     block_period_ms: int = 200
 
 
+# The safe state of each DER when no MGMC is in charge (its schedule lapsed, or the daemon died and the device's
+# own watchdog, fed every dispatch tick, ran out after `revert_s` device seconds): batteries hold 0 W, gensets
+# stop (grid-connected, the feeder carries the load; an unsupervised genset only burns fuel), PV is capped at
+# PV_SAFE_SHARE of its rating (the German EEG "70 % rule" for PV that nobody can curtail remotely), and
+# sheddable loads stay connected.
+PV_SAFE_SHARE = 0.7
+
+
 def _control(nature: str, params: dict[str, float], revert_s: float = 3600.0) -> dict[str, Any] | None:
     if nature == "pv":
-        return {"safe_w": float(params.get("rating_w", 0.0)) or None}
+        rating = float(params.get("rating_w", 0.0))
+        return {"safe_w": round(PV_SAFE_SHARE * rating) if rating else None, "revert_s": revert_s}
     if nature == "battery":
         return {"safe_w": 0.0, "revert_s": revert_s}
     if nature == "genset":
-        return {"min_w": 0.0}
+        return {"min_w": 0.0, "safe_on": False, "revert_s": revert_s}
     if nature == "load":
         return {"sheddable": float(params.get("sheddable_w", 0.0)) > 0, "safe_on": True}
     return None
@@ -154,6 +168,7 @@ def edge_config(
         "ledger": {
             "key_file": str(chains.root / f"mgmc-{mg}.key"),
             "commit_interval_s": timing.interval_s,
+            "halt_file": str(records.parent / "control" / HALT_FILE),
             "replicas": {
                 "mgmc": {"genesis": str(chains.mgmc_genesis), "block_period_ms": period},
                 "dso": {"genesis": str(chains.dso_genesis), "block_period_ms": period},
@@ -207,3 +222,87 @@ def dso_node_config(
         **(dso_extra or {}),
         "status_file": str(data_dir / "ledger-status.json"),
     }
+
+
+HALT_FILE = "halt.json"
+
+
+def _statuses(workdir: Path) -> dict[str, dict[str, Any]]:
+    """Each node's last written ledger status: node dir name -> {chain id: {height, head, mempool, ...}}."""
+    out = {}
+    for path in sorted((workdir / "nodes").glob("*/ledger-status.json")):
+        try:
+            out[path.parent.name] = json.loads(path.read_text(encoding="utf-8"))["chains"]
+        except (OSError, ValueError, KeyError):
+            continue  # being replaced right now: read it next time
+    return out
+
+
+def quiesced(loop: Any, bed: Any, bound_s: float | None = None) -> bool:
+    """One step of the end-of-run quiesce (call it until it says True); see the module docstring."""
+    workdir = Path(bed.workdir)
+    halt_path, result_path = workdir / "control" / HALT_FILE, workdir / "records" / "quiesce.json"
+    if result_path.exists():
+        return True
+    now, statuses = time.time(), _statuses(workdir)
+    chains = sorted({c for doc in statuses.values() for c in doc})
+    pending = sum(int(st.get("mempool", 0)) for doc in statuses.values() for st in doc.values())
+    heads = {
+        c: {node: (doc[c]["height"], doc[c]["head"]) for node, doc in statuses.items() if c in doc}
+        for c in chains
+    }
+    period_s = loop.block_period_ms / 1000
+    bound = bound_s if bound_s is not None else 60.0 + 4 * loop.interval_s
+    if not halt_path.exists():
+        started = getattr(loop, "_quiesce_from", None) or now
+        loop._quiesce_from = started
+        if pending and now - started < 2 * loop.interval_s:
+            return False  # let what is in flight land first
+        # far enough above the highest head that no replica is past it when it reads the file (0.5 s)
+        margin = max(3, math.ceil(3.0 / period_s))
+        halt = {c: max(h for h, _ in heads[c].values()) + margin for c in chains if heads[c]}
+        halt_path.parent.mkdir(parents=True, exist_ok=True)
+        halt_path.write_text(json.dumps(halt), encoding="utf-8")
+        loop._quiesce_halt = (now, halt, pending)
+        return False
+    halted_at, halt, pending_at_halt = loop._quiesce_halt
+    same = all(
+        len(set(heads[c].values())) == 1 and next(iter(heads[c].values()))[0] == halt.get(c) for c in chains
+    )
+    if not ((same and pending == 0) or now - halted_at > bound):
+        return False
+    doc = {
+        "ok": same and pending == 0,
+        "waited_s": round(now - getattr(loop, "_quiesce_from", halted_at), 2),
+        "halt": halt,
+        "pending_at_halt": pending_at_halt,
+        "pending": pending,
+        "heads": {c: {n: list(v) for n, v in heads[c].items()} for c in chains},
+    }
+    result_path.write_text(json.dumps(doc), encoding="utf-8")
+    return True
+
+
+def pacing(timing: LoopTiming, t: int, starts: list[float], switched: float | None) -> dict[str, Any]:
+    """Interval t against its slot on the accelerated clock, [t0 + k * interval_s, t0 + (k + 1) * interval_s):
+    how late the first MGMC started it, when the DSO's switching was done, and by how much that overran the
+    slot's end (0 when it fitted). The loop catches up rather than skips (docs/closed-loop.md)."""
+    slot = timing.t0 + (t - timing.first_interval) * timing.interval_s
+    start = min(starts) if starts else None
+    done = None if switched is None else switched - slot
+    return {
+        "interval": t,
+        "slot_start": slot,
+        "started_late_s": None if start is None else round(max(0.0, start - slot), 2),
+        "switched_after_s": None if done is None else round(done, 2),
+        "overrun_s": None if done is None else round(max(0.0, done - timing.interval_s), 2),
+    }
+
+
+def pacing_text(p: dict[str, Any]) -> str:
+    """The summary line's pacing part: `on time` or `late +x s`, and `OVERRAN +y s` past the slot's end."""
+    late, over = p.get("started_late_s"), p.get("overrun_s")
+    text = "on time" if not late or late < 0.05 else f"late +{late:.1f} s"
+    if p.get("switched_after_s") is not None:
+        text += f", switched at +{p['switched_after_s']:.1f} s"
+    return text + (f", OVERRAN +{over:.1f} s" if over else "")

@@ -11,7 +11,9 @@ or a global: the runtime owns time.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+
+from .watchdog import CommWatchdog
 
 MAX_STEP_S = 30.0
 V_NOMINAL = 230.0
@@ -83,6 +85,7 @@ class PvInverter:
     cell_c: float = 20.0
     ambient_c: float = 20.0
     v_ph: float = V_NOMINAL
+    watchdog: CommWatchdog = field(default_factory=CommWatchdog)  # 64203: export cap on lost communication
 
     def __post_init__(self) -> None:
         self.dc_rating_w = self.dc_rating_w or self.rating_w * 1.1
@@ -99,6 +102,9 @@ class PvInverter:
         self.limit_age_s += dt
         if self.limit_enabled and 0 < self.limit_revert_s <= self.limit_age_s:
             self.limit_enabled = 0  # the standard's revert: a master that stopped talking loses its limit
+        if self.watchdog.expired(dt):  # the vendor fallback: a master that stopped talking leaves it capped
+            pct = 100.0 * self.watchdog.fallback_w / self.w_max if self.w_max > 0 else 0.0
+            self.limit_enabled, self.limit_pct, self.limit_age_s = 1, min(100.0, pct), 0.0
         irr = max(0.0, env.irradiance_w_m2)
         self.ambient_c = env.ambient_c
         self.cell_c = env.ambient_c + (self.noct_c - 20.0) / 800.0 * irr
@@ -139,6 +145,7 @@ class PvInverter:
             "limit_pct": self.limit_pct,
             "limit_revert_s": self.limit_revert_s,
             "w_max": self.w_max,
+            **self.watchdog.readings(),
         }
 
     def check(self, setting: str, value: float) -> str | None:
@@ -150,9 +157,13 @@ class PvInverter:
             return check_range(setting, value, 0.0, 65534.0)
         if setting == "w_max":
             return check_range(setting, value, 0.0, self.rating_w)
-        return f"unknown setting {setting}"
+        return self.watchdog.check(setting, value, self.rating_w)
 
     def apply(self, setting: str, value: float) -> None:
+        self.watchdog.feed()  # any accepted control write: the master is alive
+        if setting.startswith("fb_"):
+            self.watchdog.apply(setting, value)
+            return
         setattr(self, setting, int(value) if setting in ("connected", "limit_enabled") else float(value))
         if setting in ("limit_pct", "limit_enabled"):
             self.limit_age_s = 0.0
@@ -160,6 +171,7 @@ class PvInverter:
     def reset_settings(self) -> None:
         self.connected, self.limit_enabled, self.limit_pct, self.w_max = 1, 0, 100.0, self.rating_w
         self.limit_revert_s = 0.0
+        self.watchdog.reset()
 
 
 # SunSpec model 124 ChaSt / 802 ChaSt values.
@@ -310,8 +322,8 @@ class Battery:
 
     def apply(self, setting: str, value: float) -> None:
         setattr(self, setting, int(value) if setting in ("mode", "set_op") else float(value))
-        if setting in ("mode", "in_pct", "out_pct"):
-            self.rate_age_s = 0.0
+        if setting in ("mode", "in_pct", "out_pct", "revert_s"):
+            self.rate_age_s = 0.0  # a rate write, or the master rewriting the timer, feeds the watchdog
 
     def reset_settings(self) -> None:
         self.mode, self.in_pct, self.out_pct, self.reserve_pct, self.revert_s = 0, 0.0, 0.0, 0.0, 0.0

@@ -7,7 +7,7 @@ Pure: time arrives as `dt`; never reads a clock or a socket.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from .physics import (
     ST_MPPT,
@@ -21,6 +21,7 @@ from .physics import (
     check_range,
     substeps,
 )
+from .watchdog import CommWatchdog
 
 GEN_STOPPED, GEN_STARTING, GEN_RUNNING, GEN_STOPPING = 0, 1, 2, 3
 
@@ -45,6 +46,7 @@ class Genset:
     fuel_cost: float = 0.0
     run_hours: float = 0.0
     v_ph: float = V_NOMINAL
+    watchdog: CommWatchdog = field(default_factory=CommWatchdog)  # 64203: stop (or FbW) on lost communication
 
     def __post_init__(self) -> None:
         self.ramp_w_per_s = self.ramp_w_per_s or self.rating_w / 10.0
@@ -57,6 +59,9 @@ class Genset:
 
     def advance(self, dt: float, env: Environment) -> None:
         self.v_ph = V_NOMINAL * env.voltage_pu
+        if self.watchdog.expired(dt):  # nobody in charge: the fallback output, 0 = a normal (cooled) stop
+            self.w_set = self.watchdog.fallback_w
+            self.run = 1 if self.w_set > 0 else 0
         for step in substeps(dt):
             self._step(step)
 
@@ -130,6 +135,7 @@ class Genset:
             "rating_var_neg": -0.44 * self.rating_w,
             "rating_a": self.rating_w / (3.0 * V_NOMINAL),
             "temp_c": 40.0 if self.phase == GEN_RUNNING else 20.0,
+            **self.watchdog.readings(),
         }
 
     def check(self, setting: str, value: float) -> str | None:
@@ -137,13 +143,18 @@ class Genset:
             return check_flag(setting, value)
         if setting == "w_set":
             return check_range(setting, value, 0.0, self.rating_w)
-        return f"unknown setting {setting}"
+        return self.watchdog.check(setting, value, self.rating_w)
 
     def apply(self, setting: str, value: float) -> None:
+        self.watchdog.feed()  # any accepted control write: the master is alive
+        if setting.startswith("fb_"):
+            self.watchdog.apply(setting, value)
+            return
         setattr(self, setting, int(value) if setting == "run" else float(value))
 
     def reset_settings(self) -> None:
         self.run, self.w_set = 0, 0.0
+        self.watchdog.reset()
 
 
 @dataclass
