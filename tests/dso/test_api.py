@@ -50,7 +50,7 @@ def test_enrolment_token_is_one_time_and_signature_checked(client: TestClient) -
     assert r.status_code == 200 and r.json()["status"] == "revoked"
     assert client.post(f"/api/dso/enrolment/{mgmc.public.hex()}/revoke").status_code == 409
     kinds = [rec["kind"] for rec in client.get("/api/dso/ledger").json()["records"]]
-    assert kinds == ["enrol", "authorise", "authorise"]
+    assert kinds == ["enrol", "gov.revoke", "gov.revoke"]  # the MGMC's identity key and its anonym
 
 
 def test_injections_network_state_and_opf(client: TestClient) -> None:
