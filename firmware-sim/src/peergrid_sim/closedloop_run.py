@@ -19,7 +19,16 @@ from typing import Any
 
 import yaml
 
-from peergrid_sim.closedloop import LabChains, LoopTiming, dso_node_config, edge_config, edge_devices
+from peergrid_sim.closedloop import (
+    LabChains,
+    LoopTiming,
+    dso_node_config,
+    edge_config,
+    edge_devices,
+    pacing,
+    pacing_text,
+    quiesced,
+)
 
 
 def _tool(name: str) -> str:
@@ -189,14 +198,16 @@ class ClosedLoop:
         hours = t * self.interval_min / 60
         ops = len((rec.get("plan") or {}).get("operations", []))
         before, after = rec.get("before", {}), rec.get("after", {})
-        took = rec["times"]["end"] - (
-            self.timing.t0 + (t - self.first_interval) * self.interval_s if self.timing else 0
+        starts = [d["times"]["start"] for p in records.glob("mgmc-*.jsonl") for d in _lines(p)
+                  if d.get("interval") == t and "times" in d]  # fmt: skip
+        pace = (
+            pacing_text(pacing(self.timing, t, starts, rec["times"].get("switched"))) if self.timing else ""
         )
         return (
             f"interval {t:3d} {int(hours):02d}:{int(hours * 60) % 60:02d} | {len(trades):2d} trades {kwh:7.1f} kWh"
             f" @ {price:.3f} | rounds {rounds} | vmin {before.get('vmin_pu', 0):.3f}->{after.get('vmin_pu', 0):.3f}"
             f" | open {after.get('open')} | switch ops {ops} | {'secure' if rec.get('secure') else 'INSECURE'}"
-            f" | dso height {rec.get('height')} | {took:.1f} s"
+            f" | dso height {rec.get('height')} | {pace}"
         )
 
     def finished(self, bed: Any) -> bool:
@@ -208,7 +219,8 @@ class ClosedLoop:
         last = self.first_interval + self.intervals - 1
         edges = [_lines(p) for p in records.glob("mgmc-*.jsonl")]
         grace = time.time() - dso[-1].get("times", {}).get("end", 0) > 6 * self.interval_s + 20
-        return grace or all(any(d.get("interval") == last for d in e) for e in edges)
+        done = grace or all(any(d.get("interval") == last for d in e) for e in edges)
+        return done and quiesced(self, bed)  # and every replica ends on the same head
 
     def progress_bar(self, width: int = 30) -> str:
         done = min(self.shown, self.intervals)
