@@ -5,8 +5,9 @@ status; `write_report(bed, dir)` (after they stopped: it opens every LevelDB sto
 DSO's interval records and the ledger stores and writes the figures — prices per bargaining round, trades,
 each MG's cost under P2P and under the conventional market, welfare against the centralised optimum over
 the same intervals, voltage profiles before and after reconfiguration, switch operations, ledger heights,
-block times, round changes, device faults — plus `checks`: every replica agrees on both chains, every store
-passes `peergrid-ledger verify`, every settled trade's settlement has an inclusion proof that verifies,
+block times, round changes, device faults, each interval's pacing against its slot on the accelerated clock
+and the end-of-run quiesce — plus `checks`: every replica of each chain ends on the identical head (same
+height, same hash), every store passes `peergrid-ledger verify`, every settled trade's settlement has an inclusion proof that verifies,
 the executed topology was always secure, and no MG paid more under P2P than it would have conventionally.
 Never changes a store (opens them read-only in effect: only reads).
 """
@@ -60,7 +61,7 @@ def collect_live(bed: Any) -> None:
 def stores(workdir: Path) -> dict[str, list[Path]]:
     nodes = workdir / "nodes"
     return {
-        "mgmc": sorted(nodes.glob("mgmc-*/mgmc.db")),
+        "mgmc": sorted([*nodes.glob("mgmc-*/mgmc.db"), *nodes.glob("dso/mgmc.db")]),
         "dso": sorted([*nodes.glob("mgmc-*/dso.db"), *nodes.glob("dso/dso.db")]),
     }
 
@@ -88,8 +89,16 @@ def ledger_figures(paths: dict[str, list[Path]]) -> tuple[dict[str, Any], dict[s
                 times.append(header.time)
                 rounds.append(header.round)
             gaps = [b - a for a, b in itertools.pairwise(times)]
+            head_hashes = {
+                str(path.parent.name): store.header(store.head_height()).hash.hex()
+                if store.head_height()
+                else ""
+                for path, store in opened
+            }
             figures[chain] = {
                 "heads": heads,
+                "head_hashes": head_hashes,
+                "identical_heads": len(set(heads.values())) == 1 and len(set(head_hashes.values())) == 1,
                 "lowest_head": low,
                 "agree_at_lowest_head": len(set(hashes_at.values())) == 1,
                 "head_spread": (max(heads.values()) - low) if heads else 0,
@@ -169,6 +178,13 @@ def central_welfare(scenario_path: Path, first: int, count: int) -> float | None
         return None
 
 
+def _json(path: Path) -> Any:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+
+
 def write_report(bed: Any, out_dir: Path) -> Path:
     workdir = Path(bed.workdir)
     records = workdir / "records"
@@ -224,9 +240,20 @@ def write_report(bed: Any, out_dir: Path) -> Path:
         for r in dso
         if "times" in r and r["interval"] in starts
     ]
+    from peergrid_sim.closedloop import pacing
+
+    timing = bed.loop.timing
+    paced = [
+        pacing(timing, r["interval"], [e["times"]["start"] for recs in edges.values() for e in recs
+                                       if e.get("interval") == r["interval"] and "times" in e],
+               r.get("times", {}).get("switched"))
+        for r in dso if timing is not None
+    ]  # fmt: skip
+    quiesce = _json(records / "quiesce.json")
     checks = {
         "intervals_done": len([r for r in dso if "error" not in r]),
-        "replicas_agree": all(c["agree_at_lowest_head"] and c["head_spread"] <= 3 for c in ledger.values()),
+        "replicas_agree": bool(ledger) and all(c["identical_heads"] for c in ledger.values()),
+        "quiesced": bool(quiesce and quiesce.get("ok")),
         "head_spread": {c: v["head_spread"] for c, v in ledger.items()},
         "stores_verify": all(v == "ok" for v in verified.values()),
         "settled_trades_proven": proofs["settled"] > 0 and proofs["verified"] == proofs["settled"],
@@ -265,6 +292,9 @@ def write_report(bed: Any, out_dir: Path) -> Path:
         ],
         "switch_operations": switch_ops,
         "latency_to_switching_done_s": latency,
+        "pacing": paced,
+        "overruns": sum(1 for p in paced if p["overrun_s"]),
+        "quiesce": quiesce,
         "device_faults": faults,
         "dso": dso,
     }
@@ -309,9 +339,20 @@ def html(report: dict[str, Any]) -> str:
         for o in report["switch_operations"]
     )
     ledger_rows = "".join(
-        f"<tr><td>{c}</td><td>{v['lowest_head']}</td><td>{v['head_spread']}</td><td>{v['agree_at_lowest_head']}</td>"
-        f"<td>{v['block_time_ms']['p50']}</td><td>{v['round_changes']}</td></tr>"
+        f"<tr><td>{c}</td><td>{v['lowest_head']}</td><td>{v['head_spread']}</td><td>{v['identical_heads']}</td>"
+        f"<td>{v['block_time_ms']['p50']}</td><td>{v['block_time_ms']['max']}</td><td>{v['round_changes']}</td></tr>"
         for c, v in chains.items()
+    )
+    pace = report.get("pacing", [])
+    pace_plot = {
+        "switching done (s after slot start)": [(p["interval"], p["switched_after_s"]) for p in pace
+                                                if p["switched_after_s"] is not None],
+        "slot length": [(p["interval"], report["interval_s"]) for p in pace],
+    }  # fmt: skip
+    pace_rows = "".join(
+        f"<tr><td>{p['interval']}</td><td>{p['started_late_s']}</td><td>{p['switched_after_s']}</td>"
+        f"<td>{p['overrun_s'] or ''}</td></tr>"
+        for p in pace
     )
     return f"""<!doctype html><html><head><meta charset="utf-8"><title>peergrid testbed report</title>
 <style>body{{font-family:sans-serif;margin:2em;max-width:1100px}}table{{border-collapse:collapse}}
@@ -326,7 +367,11 @@ td,th{{border:1px solid #ccc;padding:2px 6px;font-size:13px}}</style></head><bod
 <h2>Prices per bargaining round</h2>{lines(price_series, "round (all intervals)", "price / kWh")}
 <h2>Voltage profiles</h2>{lines(volt, "bus", "voltage (pu)")}
 <h2>Block times (ms, MGMC chain)</h2>{lines({"block gap": list(enumerate(chains.get("mgmc", {}).get("block_times_series", [])))}, "block", "ms")}
-<h2>Ledger</h2><table><tr><th>chain</th><th>lowest head</th><th>head spread</th><th>agree</th><th>p50 block ms</th><th>round changes</th></tr>{ledger_rows}</table>
+<h2>Ledger</h2><table><tr><th>chain</th><th>lowest head</th><th>head spread</th><th>identical heads</th><th>p50 block ms</th><th>max block ms</th><th>round changes</th></tr>{ledger_rows}</table>
+<p>End of run: {h.escape(json.dumps(report.get("quiesce")))}</p>
+<h2>Pacing on the accelerated clock ({report.get("overruns", 0)} of {len(pace)} intervals overran their slot)</h2>
+{lines(pace_plot, "interval", "s")}
+<table><tr><th>interval</th><th>started late (s)</th><th>switching done (s after slot start)</th><th>overran (s)</th></tr>{pace_rows}</table>
 <h2>Switch operations</h2><table><tr><th>interval</th><th>branch</th><th>op</th><th>ok</th></tr>{sw}</table>
 <h2>Device faults</h2><pre>{h.escape(json.dumps(report["device_faults"], indent=1))}</pre>
 <h2>Trades</h2><table><tr><th>interval</th><th>seller</th><th>buyer</th><th>kWh</th><th>price</th></tr>{rows}</table>
