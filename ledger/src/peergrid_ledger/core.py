@@ -290,7 +290,7 @@ def equivocation_evidence(view: Overlay, tx: Tx, ctx: BlockContext, sender: ks.A
 
 VOTE_SHAPE = Map({"block": HASH, "sig": SIG})
 OPERATOR = LABEL  # a console user name, or a user's key id (hex)
-MAX_ACTION_TXS = 64
+MAX_ACTION_TXS = 256
 
 
 def _with_operator(fields: dict[str, Shape]) -> OneOf:

@@ -8,7 +8,9 @@ recorded or operated until an operator approves. Approval re-plans from the pres
 chain) and executes it with read-back and rollback (`SwitchingExecutor`); the result is recorded and the chain
 sealed, so every action is a final, provable block. A manual operation is first previewed and runs only with
 the one-time token of that preview, from the same user, within `CONFIRM_TTL_S`; one that would island load is
-refused (interlock). Callers check roles; this module trusts the user name it is given.
+refused (interlock). Every action ends with an `operator_action` record on the DSO chain naming the operator
+and the transactions the action caused, sealed with them into one final block; enrolment records name the
+operator too. Callers check roles; this module trusts the user name it is given.
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ from peergrid_dso.services.switching import (
 )
 
 CONFIRM_TTL_S = 120.0
+OPERATOR_MAX, ACTION_MAX, MAX_TXS = 64, 128, 256  # the ledger's operator_action limits
 Planner = Callable[[Feeder, np.ndarray, np.ndarray], tuple[int, ...]]
 
 
@@ -106,12 +109,25 @@ class Operations:
         except SwitchingPlanError as exc:
             raise OperationError(f"no safe switching order: {exc}") from None
 
-    def _seal(self, user: str, action: str) -> dict[str, Any]:
-        """Seal what the action put on the DSO chain into a final block; remember who did it."""
+    def _pending(self) -> set[bytes]:
+        return {tx.txid for tx in self.dso.chain.pending}
+
+    def _seal(self, user: str, action: str, before: set[bytes]) -> dict[str, Any]:
+        """Record who did it (`operator_action`, naming the transactions the action caused: those pending now
+        that were not `before` it) and seal it with them into a final block."""
         chain = self.dso.chain
-        txids = [tx.txid.hex() for tx in chain.pending]
-        height = chain.seal()[0].height if txids else chain.height
-        entry = {"user": user, "action": action, "txids": txids, "height": height, "at": time.time()}
+        caused = [tx.txid for tx in chain.pending if tx.txid not in before]
+        record = {"operator": user[:OPERATOR_MAX], "action": action[:ACTION_MAX], "txs": caused[-MAX_TXS:]}
+        recorded = self.dso.recorder.submit("operator_action", record)
+        height = chain.seal()[0].height
+        entry = {
+            "user": user,
+            "action": action,
+            "txids": [txid.hex() for txid in caused],
+            "record": recorded.txid.hex(),
+            "height": height,
+            "at": time.time(),
+        }
         self.audit.append(entry)
         return entry
 
@@ -137,6 +153,7 @@ class Operations:
 
     def approve_plan(self, plan_id: str, user: str) -> Plan:
         with self.lock:
+            before = self._pending()
             plan = self.plans.get(plan_id)
             if plan is None:
                 raise OperationError(f"no plan {plan_id!r}")
@@ -156,7 +173,7 @@ class Operations:
             plan.status, plan.alarm = ("executed", None) if result.ok else ("failed", result.alarm)
             if result.alarm:
                 self.grid.alarm(f"{switching.plan_id}: {result.alarm}")
-            plan.chain.append(self._seal(user, f"approve and execute {plan.id}"))
+            plan.chain.append(self._seal(user, f"approve and execute {plan.id}", before))
             return plan
 
     # -- manual switching with confirmation
@@ -185,6 +202,7 @@ class Operations:
         if entry[:3] != (user, branch, close):
             raise OperationError("the confirmation is for another operation or user")
         with self.lock:
+            before = self._pending()
             self._seq += 1
             label = by_label(f"manual-{self._seq}", user)
             before = tuple(sorted(self.dso.open_set))
@@ -198,7 +216,7 @@ class Operations:
             self.dso.open_set = result.final_open
             if result.alarm:
                 self.grid.alarm(f"{label}: {result.alarm}")
-            chain = self._seal(user, f"{'close' if close else 'open'} branch {branch}")
+            chain = self._seal(user, f"{'close' if close else 'open'} branch {branch}", before)
         return {"ok": result.ok, "steps": [_step(s) for s in result.steps], "chain": [chain], "plan": label}
 
     # -- enrolment (the DSO engineer's EnrolmentService; requests arrive signed over /api/dso/enrolment)
@@ -211,13 +229,16 @@ class Operations:
         except ValueError:
             raise OperationError("the MGMC key must be hex") from None
         with self.lock:
+            before = self._pending()
             try:
-                e = (self.dso.enrolment.approve if verb == "approve" else self.dso.enrolment.revoke)(mgmc)
+                e = (self.dso.enrolment.approve if verb == "approve" else self.dso.enrolment.revoke)(
+                    mgmc, user
+                )
             except EnrolmentRefused as exc:
                 raise OperationError(str(exc)) from None
             label = e.label[: LABEL_MAX - 20]
             view: dict[str, Any] = e.to_json()
-            return view | {"chain": self._seal(user, f"{verb} enrolment of {label}")}
+            return view | {"chain": self._seal(user, f"{verb} enrolment of {label}", before)}
 
 
 def _step(s: Any) -> dict[str, Any]:
