@@ -230,12 +230,16 @@ def test_a_plan_is_approved_executed_recorded_and_provable(client: TestClient) -
     feeder = client.get("/console/api/feeder").json()
     assert feeder["open_branches"] == sorted(plan["after"]["open_branches"]) and not feeder["alarms"]
     audit = client.get("/console/api/operations").json()["audit"]
-    assert [a["user"] for a in audit] == ["olga"] and len(audit[0]["txids"]) == 2  # plan and result
+    assert [a["user"] for a in audit] == ["olga"] and len(audit[0]["txids"]) == 2 + len(done["steps"])
+    # the plan, each executed step, the result
     for txid in audit[0]["txids"]:
         proof = client.get(f"/console/api/ledger/dso/proof/{txid}").json()
         assert check_proof(proof).height == audit[0]["height"]
     txs = client.get(f"/console/api/ledger/dso/blocks/{audit[0]['height']}").json()["transactions"]
     assert txs[0]["body"]["plan"] == f"{plan['id']} by olga"
+    record = txs[-1]  # who did it, naming what it caused, in the same final block
+    assert record["kind"] == "operator_action" and record["txid"] == audit[0]["record"]
+    assert record["body"]["operator"] == "olga" and record["body"]["txs"] == audit[0]["txids"]
     assert client.post(f"/console/api/plans/{plan['id']}/approve", headers=csrf).status_code == 409
 
 
@@ -274,9 +278,10 @@ def test_a_relay_that_fails_mid_plan_rolls_back_and_raises_an_alarm(client: Test
     alarms = client.get("/console/api/feeder").json()["alarms"]
     assert any("rolled back" in a for a in alarms)
     txs = client.get(f"/console/api/ledger/dso/blocks/{done['chain'][0]['height']}").json()["transactions"]
-    assert [t["kind"] for t in txs] == ["switching_plan", "switching_result"]
-    assert txs[0]["body"]["plan"] == f"{plan['id']} by olga"
-    assert not all(r["ok"] for r in txs[1]["body"]["results"])
+    kinds = [t["kind"] for t in txs]
+    assert kinds[0] == "switching_plan" and kinds[-2:] == ["switching_result", "operator_action"]
+    assert txs[0]["body"]["plan"] == f"{plan['id']} by olga" and txs[-1]["body"]["operator"] == "olga"
+    assert not all(r["ok"] for r in txs[-2]["body"]["results"])
 
 
 def test_a_locked_out_relay_refuses_the_whole_plan(client: TestClient) -> None:
@@ -312,12 +317,13 @@ def test_enrolment_approve_and_revoke_are_recorded_on_the_dso_chain(client: Test
     r = client.post(f"/console/api/enrolment/{mgmc}/approve", headers=csrf).json()
     assert r["status"] == "authorised" and r["chain"]["user"] == "olga"
     tx = client.get(f"/console/api/ledger/dso/blocks/{r['chain']['height']}").json()["transactions"][0]
-    assert tx["kind"] == "enrol" and tx["body"]["mgmc"] == mgmc
+    assert tx["kind"] == "enrol" and tx["body"]["mgmc"] == mgmc and tx["body"]["operator"] == "olga"
     assert client.post(f"/console/api/enrolment/{mgmc}/approve", headers=csrf).status_code == 409
     r = client.post(f"/console/api/enrolment/{mgmc}/revoke", headers=csrf).json()
     assert r["status"] == "revoked"
     block = client.get(f"/console/api/ledger/dso/blocks/{r['chain']['height']}").json()
-    assert [t["kind"] for t in block["transactions"]] == ["authorise", "authorise"]
+    kinds = [(t["kind"], t["body"]["operator"]) for t in block["transactions"]]
+    assert kinds == [("gov.revoke", "olga"), ("gov.revoke", "olga"), ("operator_action", "olga")]
     audit = client.get("/console/api/operations").json()["audit"]
     assert [(a["user"], a["action"]) for a in audit] == [
         ("olga", "revoke enrolment of mgmc-mg2"), ("olga", "approve enrolment of mgmc-mg2")]  # fmt: skip
