@@ -1,11 +1,13 @@
 """The DSO server's FastAPI app: thin routes over services built in `lifespan`.
 
-Promises: `create_app(settings)` builds nothing at import time; heavy objects (MQTT listener, later the
-network model and ledger node) are made in `lifespan`, stored on `app.state` and reached through `Depends`.
+Promises: `create_app(settings)` builds nothing at import time; heavy objects (MQTT listener, the network
+model, the DSO services, and with a `loop:` section the closed loop's DSO node with its ledger replicas and
+relays) are made in `lifespan`, stored on `app.state` and reached through `Depends`, and stopped with it.
 """
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from importlib import resources
@@ -34,16 +36,26 @@ def create_app(settings: DsoSettings, *, listen: bool = True) -> FastAPI:
                 app.state.board, settings.broker.host, settings.broker.port, f"{settings.node_id}-health"
             )
             listener.start()
-        from peergrid_dso.services.container import build_dso_services  # feeder, chain recorder, switching
+        loop = None
+        if settings.loop is not None:  # the DSO of the closed loop: the console shows and operates it
+            from peergrid_dso.live import EmbeddedLoop
 
-        app.state.dso = build_dso_services(dict(settings.console.mg_buses))
+            loop = EmbeddedLoop(settings)
+            app.state.dso = await asyncio.to_thread(loop.start)
+        else:  # lab: an in-process DSO chain, relays in memory, a simulated market
+            from peergrid_dso.services.container import build_dso_services
+
+            app.state.dso = build_dso_services(dict(settings.console.mg_buses))
+        app.state.loop = loop
         from peergrid_dso.console.state import build_console  # the operator console (issue 9)
 
-        app.state.console = build_console(settings.console, app.state.dso)
+        app.state.console = build_console(settings.console, app.state.dso, loop)
         app.state.console.start_market()
         try:
             yield
         finally:
+            if loop is not None:
+                await asyncio.to_thread(loop.stop)
             if listener is not None:
                 listener.stop()
 

@@ -1,10 +1,16 @@
-"""The DSO server's one typed config (rendered by Ansible; written by peergrid-testbed in the lab)."""
+"""The DSO server's one typed config (rendered by Ansible; written by peergrid-testbed in the lab).
+
+Without `loop:` the server is the lab console (an in-process DSO chain, relays in memory, a simulated
+market). With `loop:` it IS the DSO of the closed loop: it runs the DSO node (`peergrid_dso.live`) on the
+feeder's broker, and the console shows and operates that node's chain, relays and market.
+"""
 
 from __future__ import annotations
 
 from pydantic import Field
 
 from peergrid_dso.console.settings import ConsoleSettings
+from peergrid_dso.interval_node import LoopSettings
 from peergrid_ledger.settings import StrictSettings
 
 
@@ -24,3 +30,4 @@ class DsoSettings(StrictSettings):
     broker: BrokerSettings = BrokerSettings()
     http: HttpSettings = HttpSettings()
     console: ConsoleSettings = ConsoleSettings()
+    loop: LoopSettings | None = None  # the closed loop's DSO node (key, chains, feeder case, MGs, relays)

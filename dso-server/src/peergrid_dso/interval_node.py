@@ -1,4 +1,5 @@
-"""`python -m peergrid_dso.interval_node --config FILE`: the DSO node of the closed loop.
+"""The DSO node of the closed loop: embedded by `peergrid-dso serve` (its `loop:` section, see `peergrid_dso.live`)
+or standalone as `python -m peergrid_dso.interval_node --config FILE`.
 
 Promises: runs the DSO's replica of the DSO chain (an authority, beside the MGMCs as co-validators) over its
 own MQTT connection, enrols each MGMC with its anonym on that chain at start (once), and then, per trading
@@ -8,6 +9,10 @@ sealed adjustment contracts and waits for the revised injections, executes the s
 Modbus relays of firmware-sim with read-back and rollback (plan and result recorded on the DSO chain), and
 publishes its verdict on `peergrid/<feeder>/dso/verdict`. One JSON line per interval goes to `record_file`.
 A missing MGMC counts as zero injection; the DSO never stalls on one. Exit 2 on a bad config.
+With `mgmc_chain` it also follows the MGMC chain as a non-voting replica (its key is an account there, not an
+authority: the engine never votes with it), which the console's market view reads. Switching holds `lock`
+(shared with the console's operator actions: one writer per relay) from planning from the confirmed topology
+to read-back; the topology lives in `live.open_set`, which operators may change between intervals.
 """
 
 from __future__ import annotations
@@ -18,8 +23,10 @@ import json
 import logging
 import signal
 import sys
+import threading
 import time
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -41,12 +48,12 @@ class MgEntry(StrictSettings):
     bus: int = Field(ge=1)
 
 
-class IntervalNodeSettings(StrictSettings):
+class LoopSettings(StrictSettings):
+    """What the DSO node needs besides the broker and feeder name (the `loop:` section of the DSO server)."""
+
     key_file: Path
-    feeder: str = "lab"
-    broker_host: str = "127.0.0.1"
-    broker_port: int = Field(1883, ge=1, le=65535)
     dso_chain: ChainSettings
+    mgmc_chain: ChainSettings | None = None  # follow the MGMC chain as a non-voting replica (market view)
     case: str = "case33bw"  # or a MATPOWER file path
     ties: Path | None = None
     mgs: dict[str, MgEntry]
@@ -60,6 +67,14 @@ class IntervalNodeSettings(StrictSettings):
     vmin_pu: float | None = Field(None, gt=0, lt=1)  # a stricter voltage floor than the feeder's (lab demos)
     record_file: Path | None = None
     status_file: Path | None = None
+    mgmc_records: Path | None = None  # lab: the MGMCs' interval records (their costs) for the market view
+    interval_minutes: float = Field(15.0, gt=0)  # length of a trading interval (the market view's hours)
+
+
+class IntervalNodeSettings(LoopSettings):
+    feeder: str = "lab"
+    broker_host: str = "127.0.0.1"
+    broker_port: int = Field(1883, ge=1, le=65535)
 
 
 @dataclass
@@ -67,6 +82,7 @@ class Submitted:
     ok: bool
     reason: str = ""
     detail: str = ""
+    txid: bytes = b""
 
 
 class ChainAdapter:
@@ -75,21 +91,28 @@ class ChainAdapter:
 
     def __init__(self, node: Any, chain: str, loop: asyncio.AbstractEventLoop, changed: Any) -> None:
         self.node, self.chain, self.loop, self.changed = node, chain, loop, changed
+        self._one_at_a_time = asyncio.Lock()  # the loop and operators share the key: one nonce in flight
 
     async def submit(
         self, keypair: keys.Keypair, kind: str, body: dict[str, Any], timeout: float = 8.0
     ) -> Submitted:
+        async with self._one_at_a_time:
+            return await self._submit(keypair, kind, body, timeout)
+
+    async def _submit(
+        self, keypair: keys.Keypair, kind: str, body: dict[str, Any], timeout: float
+    ) -> Submitted:
         replica = self.node.replicas[self.chain]
         nonce = replica.app.next_nonce(keypair.public)
-        raw = sign_tx(keypair, self.chain, kind, nonce, self.node.clock(), body).raw
-        verdict = replica.submit(raw, self.node.clock())
+        tx = sign_tx(keypair, self.chain, kind, nonce, self.node.clock(), body)
+        verdict = replica.submit(tx.raw, self.node.clock())
         replica.flush()
         if type(verdict).__name__ == "Rejected":
             return Submitted(False, "mempool", verdict.reason)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if replica.app.next_nonce(keypair.public) > nonce:
-                return Submitted(True)
+                return Submitted(True, txid=tx.txid)
             await self.changed.wait(0.5)
         return Submitted(False, "timeout", f"{kind} not final in {timeout} s")
 
@@ -114,7 +137,7 @@ class Changed:
             pass
 
 
-def build_feeder(settings: IntervalNodeSettings) -> Any:
+def build_feeder(settings: LoopSettings) -> Any:
     buses = {mg: entry.bus for mg, entry in settings.mgs.items()}
     if settings.case == "case33bw":
         from peergrid_dso.feeder.cases import case33bw
@@ -129,7 +152,7 @@ def build_feeder(settings: IntervalNodeSettings) -> Any:
     return feeder.with_mg_buses(buses)
 
 
-def relay_driver(settings: IntervalNodeSettings, feeder: Any) -> Any:
+def relay_driver(settings: LoopSettings, feeder: Any) -> Any:
     if settings.relays_file is None:
         from peergrid_dso.drivers.relay_memory import InMemoryRelays
 
@@ -141,55 +164,124 @@ def relay_driver(settings: IntervalNodeSettings, feeder: Any) -> Any:
     return ModbusRelayDriver(relay_endpoints(entries, settings.relays_tls), timeout_s=1.0)
 
 
-async def serve(settings: IntervalNodeSettings) -> None:
-    from peergrid_dso.services.dso_chain import ChainRecorder
-    from peergrid_dso.services.interval import IntervalPlanner
-    from peergrid_dso.services.switching import SwitchingExecutor, SwitchingService
+class LockedExecutor:
+    """The switching executor behind the one lock every writer to the relays holds (loop and operators)."""
 
-    node_settings = NodeSettings(
-        key_file=settings.key_file, feeder=settings.feeder, broker_host=settings.broker_host,
-        broker_port=settings.broker_port, client_id=f"dso-node-{settings.feeder}",
-        status_file=settings.status_file, chains=[settings.dso_chain],
-    )  # fmt: skip
-    node, transport, stores = build_node(node_settings)
-    chain = next(iter(node.replicas))
-    replica = node.replicas[chain]
-    changed = Changed()
-    replica.on_commit.append(changed.fire)
+    def __init__(self, inner: Any, lock: Any) -> None:
+        self.inner, self.lock = inner, lock
+
+    def __getattr__(self, name: str) -> Any:  # driver, recorder, alarms, ... of the wrapped executor
+        return getattr(self.inner, name)
+
+    def execute(self, plan: Any) -> Any:
+        with self.lock:
+            return self.inner.execute(plan)
+
+
+@dataclass
+class LiveTopology:
+    """The topology the relays last confirmed and the MGs' latest injections (MW, Mvar) per interval; the
+    console's `DsoServices` plays this part when the node is embedded."""
+
+    open_set: tuple[int, ...]
+    injections: dict[int, dict[str, tuple[float, float]]] = field(default_factory=dict)
+
+
+@dataclass
+class DsoNode:
+    """Everything the DSO node runs, assembled on its event loop; `run(stop)` serves until `stop` is set."""
+
+    settings: IntervalNodeSettings
+    node: Any
+    transport: Any
+    stores: list[Any]
+    replica: Any
+    adapter: ChainAdapter
+    chain: Any  # services.dso_chain.NetworkedChain over this replica
+    feeder: Any
+    recorder: Any
+    switching: Any
+    loop: DsoLoop
+
+    @classmethod
+    def assemble(
+        cls, settings: IntervalNodeSettings, live: Any = None, lock: Any = None, client_id: str = ""
+    ) -> DsoNode:
+        """Build on the running event loop. `live` (open_set, injections) and `lock` are shared with the
+        console when embedded; defaults make a standalone node."""
+        from dataclasses import replace
+
+        from peergrid_dso.services.dso_chain import ChainRecorder, NetworkedChain
+        from peergrid_dso.services.interval import IntervalPlanner
+        from peergrid_dso.services.powerflow import net_injection_mw
+        from peergrid_dso.services.switching import SwitchingExecutor, SwitchingService, check_state
+
+        chains = [settings.dso_chain] + ([settings.mgmc_chain] if settings.mgmc_chain is not None else [])
+        node_settings = NodeSettings(
+            key_file=settings.key_file, feeder=settings.feeder, broker_host=settings.broker_host,
+            broker_port=settings.broker_port, client_id=client_id or f"dso-node-{settings.feeder}",
+            status_file=settings.status_file, chains=chains,
+        )  # fmt: skip
+        node, transport, stores = build_node(node_settings)
+        chain = next(iter(node.replicas))  # the DSO chain comes first
+        replica = node.replicas[chain]
+        changed = Changed()
+        replica.on_commit.append(changed.fire)
+        loop = asyncio.get_running_loop()
+        dso_key = keys.read_keyfile(settings.key_file)
+        adapter = ChainAdapter(node, chain, loop, changed)
+        feeder = build_feeder(settings)
+        if settings.vmin_pu is not None:
+            feeder = replace(feeder, vmin_pu=settings.vmin_pu)
+        live = live if live is not None else LiveTopology(feeder.initially_open())
+        lock = lock if lock is not None else threading.RLock()
+        networked = NetworkedChain(adapter, replica.store)
+        recorder = ChainRecorder(networked, dso_key)
+
+        def step_check(open_after: tuple[int, ...]) -> str | None:  # with the latest injections
+            injections = dso_loop.live.injections  # late bound: the console may put its services in
+            latest = injections[max(injections)] if injections else {}
+            p, q = net_injection_mw(feeder, latest)
+            return check_state(feeder, open_after, p, q, feeder.vmin_pu)
+
+        executor = SwitchingExecutor(
+            relay_driver(settings, feeder), recorder, timeout_s=3.0, step_check=step_check
+        )
+        switching = SwitchingService(LockedExecutor(executor, lock), auto=True)  # type: ignore[arg-type]
+        planner = IntervalPlanner(
+            feeder, tuple(live.open_set), settings.reconfigure_every,
+            reconfigure_when_insecure=settings.reconfigure_when_insecure,
+        )  # fmt: skip
+        dso_loop = DsoLoop(settings, replica, adapter, changed, transport, recorder, switching, planner, dso_key,
+                           live, lock)  # fmt: skip
+        return cls(settings, node, transport, stores, replica, adapter, networked, feeder, recorder, switching,
+                   dso_loop)  # fmt: skip
+
+    async def run(self, stop: asyncio.Event) -> None:
+        self.node.attach_loop()
+        self.transport.start()
+        runner = asyncio.create_task(self.node.run(stop))
+        worker = asyncio.create_task(self.loop.run(stop))
+        try:
+            await stop.wait()
+        finally:
+            worker.cancel()
+            await asyncio.gather(worker, return_exceptions=True)
+            await runner
+            self.transport.stop()
+            close = getattr(self.switching.executor.driver, "close", None)
+            if close is not None:
+                close()
+            for store in self.stores:
+                store.close()
+
+
+async def serve(settings: IntervalNodeSettings) -> None:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    node.attach_loop()
-    transport.start()
-    runner = asyncio.create_task(node.run(stop))
-    dso_key = keys.read_keyfile(settings.key_file)
-    adapter = ChainAdapter(node, chain, loop, changed)
-    feeder = build_feeder(settings)
-    recorder = ChainRecorder(adapter, dso_key)
-    driver = relay_driver(settings, feeder)
-    switching = SwitchingService(SwitchingExecutor(driver, recorder, timeout_s=3.0), auto=True)
-    if settings.vmin_pu is not None:
-        from dataclasses import replace
-
-        feeder = replace(feeder, vmin_pu=settings.vmin_pu)
-    planner = IntervalPlanner(
-        feeder, feeder.initially_open(), settings.reconfigure_every,
-        reconfigure_when_insecure=settings.reconfigure_when_insecure,
-    )  # fmt: skip
-    loop_state = DsoLoop(
-        settings, replica, adapter, changed, transport, recorder, switching, planner, dso_key
-    )
-    worker = asyncio.create_task(loop_state.run(stop))
-    try:
-        await stop.wait()
-    finally:
-        worker.cancel()
-        await asyncio.gather(worker, return_exceptions=True)
-        await runner
-        transport.stop()
-        for store in stores:
-            store.close()
+    await DsoNode.assemble(settings).run(stop)
 
 
 @dataclass
@@ -203,6 +295,10 @@ class DsoLoop:
     switching: Any
     planner: Any
     dso_key: keys.Keypair
+    live: Any  # LiveTopology or the console's DsoServices: open_set, injections
+    lock: Any  # held while switching; operators hold it too
+    listeners: list[Callable[[dict[str, Any]], None]] = field(default_factory=list)  # each interval's record
+    current: int | None = None  # the interval being worked on
 
     def publish(self, doc: dict[str, Any]) -> None:
         # retained: an MGMC that (re)connects learns at once how far the DSO got
@@ -249,11 +345,26 @@ class DsoLoop:
         for t in range(s.first_interval, s.first_interval + s.intervals):
             if stop.is_set():
                 return
+            self.current = t
             try:
                 await self.interval(t)
             except Exception:  # keep serving the next interval; the record says it failed
                 log.exception("DSO interval %d failed", t)
                 self.record({"interval": t, "error": "failed; see the DSO node log"})
+
+    def switch(self, t: int, target: tuple[int, ...], planned_from: tuple[int, ...], injections: Any) -> Any:
+        """Under the relays' lock: plan from the topology the relays confirmed now (operators may have moved
+        it since the analysis; a loop that wanted no change leaves theirs alone), execute, adopt the result."""
+        with self.lock:
+            current = tuple(sorted(self.live.open_set))
+            self.planner.open_set = current
+            if tuple(sorted(target)) == tuple(sorted(planned_from)):
+                target = current
+            plan = self.planner.switching_plan(t, target, injections)
+            result = self.switching.submit(plan) if plan is not None else None
+            if result is not None:
+                self.planner.open_set = self.live.open_set = tuple(sorted(result.final_open))
+            return plan, result
 
     async def interval(self, t: int) -> None:
         s = self.settings
@@ -261,6 +372,8 @@ class DsoLoop:
         got = await self.gather(t, 0, mgs, s.wait_s, 3600.0)
         received = time.time()
         injections = {mg: (got.get(mg, (0, 0))[0] / 1e6, 0.0) for mg in sorted(mgs)}
+        self.live.injections[t] = dict(injections)
+        self.planner.open_set = planned_from = tuple(sorted(self.live.open_set))
         analysis = await asyncio.to_thread(self.planner.analyse, t, injections)
         iterations = 1
         adjustments = []
@@ -275,16 +388,19 @@ class DsoLoop:
             self.publish({"interval": t, "iteration": 1, "final": False, "adjust": nodes})
             got = await self.gather(t, 1, who, s.wait_s, s.wait_s)
             injections = {mg: (got.get(mg, (0, 0))[0] / 1e6, 0.0) for mg in sorted(mgs)}
+            self.live.injections[t] = dict(injections)
             iterations = 2
+        for old in sorted(self.live.injections)[:-8]:
+            del self.live.injections[old]
         analysed = time.time()
         plan_doc: dict[str, Any] | None = None
         try:
-            plan = await asyncio.to_thread(self.planner.switching_plan, t, analysis.target_open, injections)
+            plan, result = await asyncio.to_thread(
+                self.switch, t, analysis.target_open, planned_from, injections
+            )
         except Exception as exc:
-            plan, plan_doc = None, {"error": f"{type(exc).__name__}: {exc}"[:300]}
-        if plan is not None:
-            result = await asyncio.to_thread(self.switching.submit, plan)
-            self.planner.open_set = tuple(sorted(result.final_open))
+            plan, result, plan_doc = None, None, {"error": f"{type(exc).__name__}: {exc}"[:300]}
+        if plan is not None and result is not None:
             plan_doc = {
                 "id": plan.plan_id, "ok": result.ok, "alarm": result.alarm, "final_open": list(result.final_open),
                 "operations": [{"branch": st.branch, "close": st.close, "ok": st.ok, "rollback": st.rollback}
@@ -293,10 +409,11 @@ class DsoLoop:
         switched = time.time()
         from peergrid_dso.services.interval import profile
 
-        after = await asyncio.to_thread(profile, self.planner.feeder, self.planner.open_set, injections)
+        open_now = tuple(sorted(self.live.open_set))
+        after = await asyncio.to_thread(profile, self.planner.feeder, open_now, injections)
         secure = not after["violations"]
         self.publish({"interval": t, "iteration": iterations, "final": True, "secure": secure,
-                      "open": list(self.planner.open_set)})  # fmt: skip
+                      "open": list(open_now)})  # fmt: skip
         self.record(
             {
                 "interval": t, "injections_kw": {mg: p * 1000 for mg, (p, _) in injections.items()},
@@ -313,6 +430,11 @@ class DsoLoop:
         if self.settings.record_file is not None:
             with self.settings.record_file.open("a", encoding="utf-8") as out:
                 out.write(json.dumps(doc, default=str) + "\n")
+        for listener in self.listeners:
+            try:
+                listener(doc)
+            except Exception:  # a console listener never stops the loop
+                log.exception("interval listener failed")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,9 +1,10 @@
-"""Starting and following the closed loop inside `peergrid-testbed`: DSO node, trading MGMCs, progress lines.
+"""Starting and following the closed loop inside `peergrid-testbed`: the DSO server, trading MGMCs, progress lines.
 
 Promises: `ClosedLoop.sim_scenario` writes a copy of the scenario whose clock starts so that the first trading
 interval begins, in simulated time, when the MGMCs start it (the physics and the market see the same hour);
-`start` creates keys and geneses, starts the DSO node and one edge daemon per MG (each its own process and
-session, through the testbed's `spawn`); `poll` reads the records the nodes append and returns one summary
+`start` creates keys and geneses, starts the DSO - one process, `peergrid-dso serve` with a `loop:` section,
+which is the DSO node of the loop and its console (through the testbed's `start_dso`) - and one edge daemon
+per MG (each its own process and session, through the testbed's `spawn`); `poll` reads the records the nodes append and returns one summary
 line per finished interval. Never edits files the nodes write; reads them only.
 """
 
@@ -110,9 +111,7 @@ class ClosedLoop:
             records, case, ties, self.dso_extra,
         )  # fmt: skip
         (workdir / "nodes" / "dso").mkdir(parents=True, exist_ok=True)
-        path = workdir / "config" / "dso-node.yaml"
-        path.write_text(yaml.safe_dump(dso_cfg, sort_keys=False), encoding="utf-8")
-        bed.spawn("dso-node", [sys.executable, "-m", "peergrid_dso.interval_node", "--config", str(path)])
+        bed.start_dso(self.dso_loop_section(dso_cfg, workdir))
         # battery watchdog: three intervals of simulated time without a rate write and it holds 0 W
         devices = edge_devices(endpoints, bed.scenario, round(3 * self.interval_min * 60))
         for mg in self.chains.mgs:
@@ -143,6 +142,21 @@ class ClosedLoop:
             ]
             bed.spawn(node, self.argv[node])
             bed.restartable.add(node)  # a dead MGMC is a fault the loop survives, not the end of the testbed
+
+    def dso_loop_section(self, node_cfg: dict[str, Any], workdir: Path) -> dict[str, Any]:
+        """The DSO server's `loop:` section from the DSO node's settings: the broker and feeder name come
+        from the server's own config; it also follows the MGMC chain (without voting) for the market view."""
+        section = {k: v for k, v in node_cfg.items() if k not in ("feeder", "broker_host", "broker_port")}
+        assert self.chains is not None and self.timing is not None
+        section["mgmc_chain"] = {
+            "genesis": str(self.chains.mgmc_genesis),
+            "data_dir": str(workdir / "nodes" / "dso" / "mgmc.db"),
+            "block_period_ms": self.timing.block_period_ms,
+            "round_timeout_ms": 1500,
+        }
+        section["mgmc_records"] = str(workdir / "records")  # lab: the MGMCs' costs for the market view
+        section["interval_minutes"] = self.interval_min
+        return section
 
     def handle_requests(self, bed: Any) -> list[str]:
         """Fault tests ask through files in <workdir>/control: `restart-<node>` starts a dead MGMC again with

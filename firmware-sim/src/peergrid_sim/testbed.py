@@ -112,7 +112,21 @@ class Testbed:
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_text(yaml.safe_dump(config, sort_keys=False), encoding="utf-8")
             self.spawn(node, [_tool("peergrid-edge"), "run", "--config", str(path)])
+        if self.loop is None:
+            self.start_dso()
+        dso = next(c for c in self.children if c.name == "dso")
+        if (
+            not wait_for_port(LOOPBACK, self.http_port, 30 + 3 * len(self.scenario.microgrids))
+            or dso.process.poll() is not None
+        ):
+            raise TestbedError(f"the DSO server did not start; see {dso.log}")
+
+    def start_dso(self, loop: dict[str, Any] | None = None) -> Child:
+        """The DSO server and its console: with `loop` (the closed loop's DSO node settings) it is the DSO of
+        the loop; without, the console's lab mode."""
+        assert self.broker is not None
         dso_config = self.workdir / "config" / "dso.yaml"
+        dso_config.parent.mkdir(parents=True, exist_ok=True)
         users_file = self.workdir / "config" / "console-users.json"
         if not users_file.exists():  # a lab admin for the console; name and password in console-admin.txt
             password = os.urandom(12).hex()
@@ -132,27 +146,19 @@ class Testbed:
             admin_file = self.workdir / "console-admin.txt"
             admin_file.touch(mode=0o600)
             admin_file.write_text(f"admin {password}\n", encoding="utf-8")
-        dso_config.write_text(
-            yaml.safe_dump(
-                {
-                    "node_id": "dso",
-                    "feeder": feeder,
-                    "broker": {"host": self.broker.host, "port": self.broker.port},
-                    "http": {"host": LOOPBACK, "port": self.http_port},
-                    "console": {"users_file": str(users_file)},
-                },
-                sort_keys=False,
-            ),
-            encoding="utf-8",
-        )
-        dso = self.spawn(
+        config: dict[str, Any] = {
+            "node_id": "dso",
+            "feeder": self.scenario.feeder,
+            "broker": {"host": self.broker.host, "port": self.broker.port},
+            "http": {"host": LOOPBACK, "port": self.http_port},
+            "console": {"users_file": str(users_file)},
+        }
+        if loop is not None:
+            config["loop"] = loop
+        dso_config.write_text(yaml.safe_dump(config, sort_keys=False), encoding="utf-8")
+        return self.spawn(
             "dso", [_tool("peergrid-dso"), "serve", "--config", str(dso_config), "--log-level", "warning"]
         )
-        if (
-            not wait_for_port(LOOPBACK, self.http_port, 30 + 3 * len(self.scenario.microgrids))
-            or dso.process.poll() is not None
-        ):
-            raise TestbedError(f"the DSO server did not start; see {dso.log}")
 
     def _wait_for_endpoints(self, path: Path, sim: Child, timeout: float = 30) -> list[dict[str, Any]]:
         deadline = time.monotonic() + timeout

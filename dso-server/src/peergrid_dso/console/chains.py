@@ -3,7 +3,8 @@
 Promises: `ChainExplorer` lists blocks and transactions as JSON-safe values and builds inclusion proofs
 (`peergrid_ledger.proof.build_proof`); it only reads. `by_label` puts the operator's name into a ledger label
 (`"<subject> by <user>"`, at most 64 characters), which is how switching records say who acted.
-Assumes a `LocalChain`-like object (block, certificate, locate_tx, height, genesis).
+Assumes a `LocalChain`-like object (block, certificate, locate_tx, height, genesis); `StoreChain` makes one
+of a replica's LevelDB store (the live chains, read from any thread while the replica's loop appends).
 """
 
 from __future__ import annotations
@@ -44,6 +45,30 @@ def jsonable(value: Any) -> Any:
     if isinstance(value, list | tuple):
         return [jsonable(v) for v in value]
     return value
+
+
+class StoreChain:
+    """A ledger replica's store, read-only, as a `ReadableChain`."""
+
+    def __init__(self, store: Any) -> None:
+        self.store = store
+        self.genesis = store.genesis
+
+    @property
+    def height(self) -> int:
+        return int(self.store.head_height())
+
+    def block(self, height: int) -> Block:
+        block: Block = self.store.block(height)
+        return block
+
+    def certificate(self, height: int) -> Certificate:
+        cert: Certificate = self.store.certificate(height)
+        return cert
+
+    def locate_tx(self, txid: bytes) -> tuple[int, int] | None:
+        found: tuple[int, int] | None = self.store.locate_tx(txid)
+        return found
 
 
 class ChainExplorer:

@@ -36,6 +36,7 @@ class GridView:
         self.layout = one_line_layout(feeder)
         self.injections_kw = dict(injections_kw)
         self.events: list[str] = []  # operator-visible alarms from operations (failed steps, rollbacks)
+        self.interval: dict[str, Any] | None = None  # the closed loop's latest interval verdict (live mode)
         self._lock = threading.Lock()
         self._cache: tuple[Any, dict[str, Any]] | None = None
         self._serial = 0
@@ -48,6 +49,11 @@ class GridView:
     def set_injections(self, injections_kw: dict[str, float]) -> None:
         with self._lock:
             self.injections_kw = dict(injections_kw)
+
+    def set_interval(self, summary: dict[str, Any]) -> None:
+        with self._lock:
+            self.interval = dict(summary)
+            self._serial += 1
 
     def alarm(self, text: str) -> None:
         with self._lock:
@@ -87,6 +93,7 @@ class GridView:
             if self._cache is not None and self._cache[0] == key:
                 return self._cache[1]
             events = list(self.events)
+            interval = self.interval
         f = self.feeder
         state = self.check(open_set)
         buses, alarms = [], list(events)
@@ -140,6 +147,7 @@ class GridView:
             "branches": branches,
             "mgs": mgs,
             "alarms": alarms,
+            "interval": interval,
         }
         with self._lock:
             snap["version"] = hash(key) & 0xFFFFFFFF

@@ -5,6 +5,10 @@ server refuses to start rather than run without its users) and builds the feeder
 DSO engineer's services (`peergrid_dso.services.container.DsoServices`: feeder, switch state, DSO chain,
 switching executor, enrolment); `start_market` runs the lab market simulation on a daemon thread (the market
 view says "computing" until it is done, and shows the error if the controller is missing).
+With the closed loop's node (`peergrid_dso.live.EmbeddedLoop`) the console is live instead: explorers read the
+node's replicas of both chains, the market view reads the MGMC chain (`console.live_market`), operator
+actions take the relays' lock the loop switches under, and each interval the loop finishes (`on_interval`)
+updates the feeder view (injections, the loop's verdict, alarms) and is announced to SSE clients.
 """
 
 from __future__ import annotations
@@ -39,7 +43,45 @@ class ConsoleState:
     explorers: dict[str, ChainExplorer]
     dso: Any
     market: dict[str, Any] = field(default_factory=lambda: {"status": "computing"})
+    live_market: Any = None  # console.live_market.LiveMarket when the console shows the closed loop
+    live: bool = False
+    intervals: list[dict[str, Any]] = field(default_factory=list)  # the loop's latest interval summaries
     _step: int = -1
+
+    def market_view(self) -> dict[str, Any]:
+        if self.live_market is not None:
+            try:
+                view: dict[str, Any] = self.live_market.report()
+                return view
+            except Exception as exc:  # shown to the operator; the server keeps running
+                log.exception("live market view failed")
+                return {"status": "failed", "error": f"{type(exc).__name__}: {exc}"[:300]}
+        return self.market
+
+    def on_interval(self, record: dict[str, Any]) -> None:
+        """Called by the DSO node (its thread) with each interval's record, as written to dso.jsonl."""
+        t = int(record.get("interval", -1))
+        plan = record.get("plan") or {}
+        summary = {
+            "interval": t,
+            "secure": record.get("secure"),
+            "error": record.get("error"),
+            "open": (record.get("after") or {}).get("open"),
+            "vmin_pu": (record.get("after") or {}).get("vmin_pu"),
+            "switch_ops": len(plan.get("operations", [])),
+            "adjustments": len(record.get("adjustments") or []),
+            "height": record.get("height"),
+            "missing": record.get("missing", []),
+        }
+        self.intervals = [*self.intervals[-19:], summary]
+        self.ops.interval = t + 1  # operator plans belong to the interval the loop works on next
+        if "error" in record:
+            self.grid.alarm(f"interval {t}: the DSO failed ({record['error']})")
+        for text in [*(record.get("after") or {}).get("violations", []), record.get("unmet"), plan.get("alarm"),
+                     plan.get("error")]:  # fmt: skip
+            if text:
+                self.grid.alarm(f"interval {t}: {text}")
+        self.grid.set_interval(summary)
 
     def tick(self, now: float | None = None) -> None:
         """MG injections for the feeder view: the latest interval the MGMCs reported to the DSO, or in the
@@ -48,7 +90,7 @@ class ConsoleState:
             latest = self.dso.injections[max(self.dso.injections)]
             self.grid.set_injections({mg: p_mw * 1000.0 for mg, (p_mw, _q) in latest.items()})
             return
-        if not self.settings.lab_drift:
+        if self.live or not self.settings.lab_drift:
             return
         step = int((time.monotonic() if now is None else now) // 5.0)
         if step != self._step:
@@ -56,6 +98,10 @@ class ConsoleState:
             self.grid.set_injections(lab_injections(self.grid.feeder, step * 0.7))
 
     def start_market(self) -> threading.Thread | None:
+        if self.live:
+            if self.live_market is None:
+                self.market = {"status": "failed", "error": "the DSO node does not follow the MGMC chain"}
+            return None
         if not self.settings.lab_market:
             self.market = {
                 "status": "failed",
@@ -81,11 +127,26 @@ class ConsoleState:
         return thread
 
 
-def build_console(settings: ConsoleSettings, dso: Any) -> ConsoleState:
-    """`dso`: the DSO engineer's `DsoServices` (feeder, switch state, DSO chain, switching, enrolment)."""
-    grid = GridView(dso.feeder, DsoSwitchgear(dso), lab_injections(dso.feeder))
+def build_console(settings: ConsoleSettings, dso: Any, loop: Any = None) -> ConsoleState:
+    """`dso`: the DSO engineer's `DsoServices` (feeder, switch state, DSO chain, switching, enrolment);
+    `loop`: the embedded closed-loop node (`peergrid_dso.live.EmbeddedLoop`), or None in the lab."""
+    live = loop is not None
+    grid = GridView(dso.feeder, DsoSwitchgear(dso), {} if live else lab_injections(dso.feeder))
     ops = Operations(grid, dso)
-    return ConsoleState(
+    explorers = {"dso": ChainExplorer("dso", dso.chain, None if live else ops.lock)}
+    live_market = None
+    if loop is not None:
+        ops.lock = loop.lock  # one writer to the relays: operators wait for the loop's switching and back
+        mgmc = loop.replica("mgmc")
+        if mgmc is not None:
+            from peergrid_dso.console.chains import StoreChain
+            from peergrid_dso.console.live_market import LiveMarket
+
+            explorers["mgmc"] = ChainExplorer("mgmc", StoreChain(mgmc.store))
+            s = loop.node_settings
+            anonyms = {entry.anonym: mg for mg, entry in s.mgs.items()}
+            live_market = LiveMarket(mgmc, loop.call, anonyms, s.interval_minutes / 60, s.mgmc_records)
+    state = ConsoleState(
         settings=settings,
         users=UserStore(settings.users_file),
         sessions=SessionStore(settings.session_idle_s, settings.session_max_s),
@@ -93,6 +154,11 @@ def build_console(settings: ConsoleSettings, dso: Any) -> ConsoleState:
         security=SecurityLog(),
         grid=grid,
         ops=ops,
-        explorers={"dso": ChainExplorer("dso", dso.chain, ops.lock)},
+        explorers=explorers,
         dso=dso,
+        live_market=live_market,
+        live=live,
     )
+    if loop is not None:
+        loop.listeners.append(state.on_interval)
+    return state

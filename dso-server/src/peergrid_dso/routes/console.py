@@ -136,11 +136,16 @@ async def events(request: Request, s: Session = Depends(viewer)) -> StreamingRes
 
     async def stream() -> AsyncIterator[bytes]:
         last, idle = None, 0.0
+        seen = state.intervals[-1] if state.intervals else None
         yield b"retry: 2000\n\n"
         while not await request.is_disconnected():
             if state.sessions.get(s.sid) is None:
                 yield b"event: logout\ndata: {}\n\n"
                 return
+            latest = state.intervals[-1] if state.intervals else None
+            if latest is not seen:  # the closed loop finished an interval: views that show it reload
+                seen = latest
+                yield f"event: interval\ndata: {json.dumps(latest)}\n\n".encode()
             state.tick()
             snap = await asyncio.to_thread(state.grid.snapshot)
             if snap["version"] != last:
@@ -157,7 +162,7 @@ async def events(request: Request, s: Session = Depends(viewer)) -> StreamingRes
 
 @router.get("/console/api/market")
 def market(request: Request, _: Session = Depends(viewer)) -> dict[str, Any]:
-    return console_state(request).market
+    return console_state(request).market_view()
 
 
 def _reported_heads(report: Any, chain_id: str) -> tuple[int, str | None] | None:

@@ -1,8 +1,10 @@
 """The DSO's services wired together for the REST API: built once in the app's lifespan, never at import.
 
 Holds the feeder model and its current switch state, the MGs' equivalent injections per interval, the
-DSO-chain recorder (an in-process `LocalChain` until the DSO joins the networked chain), enrolment, the
-security check/adjustment, reconfiguration, and the switching service (operator approval by default).
+DSO-chain recorder, enrolment, the security check/adjustment, reconfiguration, and the switching service.
+Two ways to build it: `build_dso_services` (lab mode: an in-process `LocalChain`, relays in memory, operator
+approval) and `live_services(node)` (the closed loop: the embedded DSO node's networked chain replica, its
+Modbus relays and executor behind the relays' lock, its topology and injections - one of each, shared).
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ from peergrid_ledger.keys import Keypair
 class DsoServices:
     feeder: Feeder
     open_set: tuple[int, ...]
-    chain: LocalChain
+    chain: Any  # LocalChain (lab) or services.dso_chain.NetworkedChain (the closed loop)
     dso_key: Keypair
     recorder: ChainRecorder
     enrolment: EnrolmentService
@@ -73,3 +75,21 @@ def build_dso_services(
         enrolment=EnrolmentService(recorder, auto=auto_enrol),
         switching=SwitchingService(executor, auto=auto_switch),
     )
+
+
+def live_services(node: Any) -> DsoServices:
+    """The services of an embedded `interval_node.DsoNode`: the same feeder, chain, recorder and switching
+    service its loop uses. The loop is pointed at these services for the topology and injections, so an
+    operator's switching and the loop's see one open set."""
+    services = DsoServices(
+        feeder=node.feeder,
+        open_set=tuple(node.loop.live.open_set),
+        chain=node.chain,
+        dso_key=node.loop.dso_key,
+        recorder=node.recorder,
+        enrolment=EnrolmentService(node.recorder, auto=True),
+        switching=node.switching,
+        injections=node.loop.live.injections,
+    )
+    node.loop.live = services
+    return services

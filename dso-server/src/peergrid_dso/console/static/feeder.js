@@ -92,7 +92,10 @@ export class FeederView {
           el("tr", {}, el("th", {}, "losses"), el("td", { class: "num", id: "losses" }, `${fmt(s.losses_kw)} kW`)),
           el("tr", {}, el("th", {}, "lowest voltage"), el("td", { class: "num", id: "vmin" }, `${fmt(s.vmin_pu, 4)} pu`)),
           el("tr", {}, el("th", {}, "highest loading"), el("td", { class: "num" }, `${fmt(100 * s.max_loading, 0)} %`)),
-          el("tr", {}, el("th", {}, "open branches"), el("td", { id: "open-branches" }, s.open_branches.join(", ")))))),
+          el("tr", {}, el("th", {}, "open branches"), el("td", { id: "open-branches" }, s.open_branches.join(", "))),
+          ...(s.interval ? [el("tr", {}, el("th", {}, "closed loop"), el("td", { id: "loop-interval", "data-interval": s.interval.interval },
+            `interval ${s.interval.interval}: ${s.interval.error ? "DSO failed" : (s.interval.secure ? "secure" : "INSECURE")}, ` +
+            `${s.interval.switch_ops} switch op(s), ${s.interval.adjustments} adjustment(s), DSO chain height ${s.interval.height}`))] : [])))),
       el("div", { class: "card" }, el("h2", {}, "MG injections"),
         el("table", {}, el("thead", {}, el("tr", {}, el("th", {}, "MG"), el("th", {}, "bus"), el("th", {}, "kW"))),
           el("tbody", {}, s.mgs.map((m) => el("tr", {}, el("td", {}, m.mg), el("td", {}, m.bus), el("td", { class: "num" }, fmt(m.p_kw))))))),

@@ -40,6 +40,7 @@ export class MarketView {
   constructor(root) { this.root = root; this.selected = null; }
 
   async start() {
+    this.listen();
     const m = await api("/console/api/market");
     if (m.status !== "ready") {
       this.root.replaceChildren(el("h2", {}, "Market"), el("p", {}, m.status === "failed" ? `market data unavailable: ${m.error}` : "computing the day's market…"));
@@ -47,6 +48,7 @@ export class MarketView {
       return;
     }
     this.market = m;
+    if (this.follow && m.intervals.length) this.selected = m.intervals[m.intervals.length - 1].interval;
     if (this.selected === null) {
       const busiest = m.intervals.reduce((a, b) => (b.prices.length > a.prices.length ? b : a), m.intervals[0]);
       this.selected = busiest.interval;
@@ -54,12 +56,18 @@ export class MarketView {
     this.render();
   }
 
-  stop() { clearTimeout(this.timer); }
+  listen() {  // the closed loop announces each finished interval: show the new one
+    if (this.source) return;
+    this.source = new EventSource("/console/api/events");
+    this.source.addEventListener("interval", () => { this.follow = this.follow ?? true; this.start(); });
+  }
+
+  stop() { clearTimeout(this.timer); this.source?.close(); this.source = null; }
 
   render() {
     const m = this.market;
     const iv = m.intervals.find((i) => i.interval === this.selected);
-    const picker = el("select", { id: "interval", onchange: (e) => { this.selected = Number(e.target.value); this.render(); } },
+    const picker = el("select", { id: "interval", onchange: (e) => { this.selected = Number(e.target.value); this.follow = false; this.render(); } },
       m.intervals.map((i) => el("option", { value: i.interval, selected: i.interval === this.selected },
         `interval ${i.interval} (${i.hours[0]}–${i.hours[1]} h): ${i.trades.length} trade(s), ${i.rounds} round(s)`)));
     const mgs = Object.keys(iv.cost_p2p).sort();
