@@ -93,7 +93,8 @@ def test_plan_waits_for_approval_then_switches(client: TestClient) -> None:
     assert r.status_code == 200 and r.json()["ok"], r.json()
     assert client.get("/api/dso/network").json()["open_branches"] == [7, 9, 14, 32, 37]
     kinds = [rec["kind"] for rec in client.get("/api/dso/ledger").json()["records"]]
-    assert kinds == ["switching_plan", "switching_result"]
+    steps = r.json()["steps"]
+    assert kinds == ["switching_plan", *["switching_step"] * len(steps), "switching_result"] and steps
 
 
 @pytest.mark.parametrize(

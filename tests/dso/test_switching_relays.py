@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
@@ -10,6 +11,8 @@ from peergrid_dso.drivers.relay_modbus import ModbusRelayDriver, RelayEndpoint
 from peergrid_dso.feeder.cases import case33bw
 from peergrid_dso.services.dso_chain import ChainRecorder
 from peergrid_dso.services.switching import SwitchingExecutor, SwitchingService, plan_switching
+from peergrid_ledger import query
+from peergrid_ledger.chain import LocalChain
 from peergrid_sim.background import BackgroundSim
 from peergrid_sim.scenario import Relay, Scenario
 
@@ -43,6 +46,14 @@ def relays() -> Iterator[tuple[RunningSim, ModbusRelayDriver]]:
         driver.close()
 
 
+def chain_steps(chain: LocalChain, plan_id: str) -> list[dict[str, Any]]:
+    chain.seal()
+    stored = query.switching_plan(chain.state, plan_id)
+    assert stored is not None and stored["result"] is not None
+    steps: list[dict[str, Any]] = stored["steps"]
+    return steps
+
+
 def relay_positions(sim: RunningSim) -> dict[int, bool]:
     return sim.call(lambda: {r.branch: r.mechanism.closed for r in sim.app.sim.relays.values()})
 
@@ -53,10 +64,17 @@ def test_plan_executed_on_relays_ends_in_planned_state(relays) -> None:
     service = SwitchingService(
         SwitchingExecutor(driver, ChainRecorder(chain, dso), timeout_s=3.0, poll_s=0.02), auto=True
     )
-    result = service.submit(plan_switching(case33bw(), BASE, OPTIMUM, plan_id="lab-1"))
+    plan = plan_switching(case33bw(), BASE, OPTIMUM, plan_id="lab-1")
+    result = service.submit(plan)
     assert result is not None and result.ok, result
     positions = relay_positions(sim)
     assert {b for b, closed in positions.items() if not closed} == set(OPTIMUM)
+    steps = chain_steps(chain, "lab-1")
+    assert [(s["switch"], s["close"], s["ok"], s["rollback"]) for s in steps] == [
+        (f"s{op.branch}", op.close, True, False) for op in plan.operations
+    ]
+    assert [s["status"] for s in steps] == ["closed" if op.close else "open" for op in plan.operations]
+    assert all(s["at_ms"] > 0 for s in steps) and [s["step"] for s in steps] == list(range(len(steps)))
 
 
 def test_relay_failing_mid_plan_rolls_back_and_raises_alarm(relays) -> None:
@@ -72,6 +90,18 @@ def test_relay_failing_mid_plan_rolls_back_and_raises_alarm(relays) -> None:
     positions = relay_positions(sim)
     assert tuple(sorted(b for b, closed in positions.items() if not closed)) == result.final_open
     assert len(result.final_open) == 5  # radial again: one pair done, the unfinished one undone
+    # Every executed step is its own DSO-chain record: the failed one with what the relay read back,
+    # then the rollback of the unfinished pair.
+    steps = chain_steps(chain, "lab-2")
+    done = [(f"s{op.branch}", op.close) for op in plan.operations[:4]]
+    assert [(s["switch"], s["close"]) for s in steps[:4]] == done
+    assert [s["ok"] for s in steps[:4]] == [True, True, True, False]
+    assert steps[3]["status"] == ("open" if plan.operations[3].close else "closed")  # stuck where it was
+    assert steps[3]["detail"] == "relay reports the operation failed"
+    undo = plan.operations[2]
+    assert [(s["switch"], s["close"], s["ok"], s["rollback"]) for s in steps[4:]] == [
+        (f"s{undo.branch}", not undo.close, True, True)
+    ]
 
 
 def test_interlocked_relay_refuses_the_plan(relays) -> None:

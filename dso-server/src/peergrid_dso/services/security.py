@@ -27,6 +27,7 @@ from pyomo.contrib.appsi.base import TerminationCondition
 from pyomo.contrib.appsi.solvers import Highs
 
 from peergrid_dso.feeder.model import Feeder
+from peergrid_dso.services.highs_quiet import silence_highs_banner
 from peergrid_dso.services.powerflow import PowerFlowResult, ac_power_flow, closed_mask, net_injection_mw
 
 Injections = Mapping[str, tuple[float, float]]  # MG id -> (p MW, q Mvar), generation positive
@@ -171,6 +172,7 @@ def _adjustment_lp(
         m.c.add(expr + m.slack[r] >= rhs if sense == ">=" else expr - m.slack[r] <= rhs)
     # Elastic LP: slacks cost far more than any adjustment, so they are zero whenever a secure point exists.
     m.obj = pyo.Objective(expr=sum(m.up[mg] + m.down[mg] for mg in mgs) + 1e4 * sum(m.slack.values()))
+    silence_highs_banner()
     solver = Highs()
     solver.config.load_solution = False
     result = solver.solve(m)

@@ -10,15 +10,16 @@ Promises:
   is operated); otherwise performs each operation as a command followed by status read-back until the
   expected position or a timeout. A timeout, refusal or wrong status aborts and rolls back the unfinished
   pair, returning to the last safe (radial, checked) topology, and raises an alarm.
-- Every plan and its executed steps are handed to the injected `recorder` (the DSO chain).
-Pure apart from the injected `RelayDriver`, `recorder`, `sleep` and `clock`.
+- Every plan, each executed step as it finishes (relay, action, read-back status, wall time) and the plan's
+  result are handed to the injected `recorder` (the DSO chain), in that order.
+Pure apart from the injected `RelayDriver`, `recorder`, `sleep`, `clock` and `wall`.
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable, Collection
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Protocol
 
 import numpy as np
@@ -72,6 +73,8 @@ class RelayDriver(Protocol):
 class Recorder(Protocol):
     def plan(self, plan: SwitchingPlan) -> None: ...
 
+    def step(self, plan: SwitchingPlan, index: int, step: StepRecord) -> None: ...
+
     def result(self, plan: SwitchingPlan, steps: list[StepRecord]) -> None: ...
 
 
@@ -82,6 +85,8 @@ class StepRecord:
     ok: bool
     detail: str = ""
     rollback: bool = False
+    status: str = "unknown"  # read-back after the step: closed, open, operating, unknown
+    at: float = 0.0  # wall time (s since the epoch) when the step finished
 
 
 @dataclass(frozen=True)
@@ -168,6 +173,7 @@ class SwitchingExecutor:
     poll_s: float = 0.05
     sleep: Callable[[float], None] = time.sleep
     clock: Callable[[], float] = time.monotonic
+    wall: Callable[[], float] = time.time  # timestamps on step records
     # Re-checks the state a step would leave (open set) with the injections of the moment, just before the
     # step runs: None if safe, else the reason. Plans are checked when made; this catches changes since.
     step_check: Callable[[tuple[int, ...]], str | None] | None = None
@@ -184,15 +190,21 @@ class SwitchingExecutor:
         for op in plan.operations:
             after = tuple(sorted((state - {op.branch}) if op.close else (state | {op.branch})))
             problem = self.step_check(after) if self.step_check is not None else None
-            problem = f"pre-step check refused: {problem}" if problem is not None else self._operate(op)
-            steps.append(StepRecord(op.branch, op.close, problem is None, problem or ""))
+            if problem is not None:
+                problem, seen = f"pre-step check refused: {problem}", self._read_back(op.branch)
+            else:
+                problem, seen = self._operate(op)
+            self._record(
+                plan, steps, StepRecord(op.branch, op.close, problem is None, problem or "", False, seen)
+            )
             if problem is not None:
                 for back in reversed(done_in_pair):  # undo the unfinished pair: back to the last safe state
                     undo = RelayOperation(back.branch, not back.close)
-                    undo_problem = self._operate(undo)
-                    steps.append(
-                        StepRecord(undo.branch, undo.close, undo_problem is None, undo_problem or "", True)
-                    )
+                    undo_problem, seen = self._operate(undo)
+                    self._record(
+                        plan, steps,
+                        StepRecord(undo.branch, undo.close, undo_problem is None, undo_problem or "", True, seen),
+                    )  # fmt: skip
                     if undo_problem is not None:
                         return self._finish(
                             plan, tuple(sorted(state)), steps,
@@ -221,24 +233,36 @@ class SwitchingExecutor:
                 problems.append(f"branch {branch} interlocked")
         return ", ".join(problems)
 
-    def _operate(self, op: RelayOperation) -> str | None:
+    def _record(self, plan: SwitchingPlan, steps: list[StepRecord], step: StepRecord) -> None:
+        step = replace(step, at=self.wall())
+        steps.append(step)
+        self.recorder.step(plan, len(steps) - 1, step)
+
+    def _read_back(self, branch: int) -> str:
+        try:
+            return _position(self.driver.status(branch))
+        except RelayError:
+            return "unknown"
+
+    def _operate(self, op: RelayOperation) -> tuple[str | None, str]:
+        """(problem or None, read-back position)."""
         try:
             self.driver.command(op.branch, op.close)
         except RelayError as exc:
-            return f"command refused: {exc}"
+            return f"command refused: {exc}", self._read_back(op.branch)
         deadline = self.clock() + self.timeout_s
         while True:
             try:
                 st = self.driver.status(op.branch)
             except RelayError as exc:
-                return f"read-back failed: {exc}"
+                return f"read-back failed: {exc}", "unknown"
+            seen = _position(st)
             if st.failed:
-                return "relay reports the operation failed"
+                return "relay reports the operation failed", seen
             if st.closed is not None and st.closed == op.close:
-                return None
+                return None, seen
             if self.clock() >= deadline:
-                seen = "operating" if st.closed is None else ("closed" if st.closed else "open")
-                return f"timeout: expected {'closed' if op.close else 'open'}, read {seen}"
+                return f"timeout: expected {'closed' if op.close else 'open'}, read {seen}", seen
             self.sleep(self.poll_s)
 
     def _finish(
@@ -248,6 +272,10 @@ class SwitchingExecutor:
             self.alarms.append(f"{plan.plan_id}: {alarm}")
         self.recorder.result(plan, steps)
         return ExecutionResult(plan.plan_id, alarm is None, final_open, tuple(steps), alarm)
+
+
+def _position(st: RelayStatus) -> str:
+    return "operating" if st.closed is None else ("closed" if st.closed else "open")
 
 
 @dataclass
