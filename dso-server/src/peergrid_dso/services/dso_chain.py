@@ -88,3 +88,66 @@ class ChainRecorder:
 
     def authorise(self, key: bytes, authorised: bool) -> None:
         self.submit("authorise", {"key": key, "authorised": authorised})
+
+
+@dataclass(frozen=True)
+class Landed:
+    """A DSO transaction that is final on the networked chain (what `Operations` reports as sealed)."""
+
+    txid: bytes
+    height: int
+
+
+class NetworkedChain:
+    """The DSO chain as the DSO's networked replica sees it: `sign_and_submit` goes through the node's
+    `ChainAdapter` (final before it returns), reads come from the replica's LevelDB store (safe from any
+    thread). `pending` lists what this thread submitted since its last `seal()`; `seal()` only closes that
+    list — the consensus seals blocks, so there is nothing left to seal by hand."""
+
+    def __init__(self, adapter: Any, store: Any) -> None:
+        import threading
+
+        self.adapter, self.store = adapter, store
+        self._mine = threading.local()
+
+    @property
+    def genesis(self) -> Any:
+        return self.store.genesis
+
+    @property
+    def height(self) -> int:
+        return int(self.store.head_height())
+
+    def block(self, height: int) -> Any:
+        return self.store.block(height)
+
+    def certificate(self, height: int) -> Any:
+        return self.store.certificate(height)
+
+    def locate_tx(self, txid: bytes) -> tuple[int, int] | None:
+        found: tuple[int, int] | None = self.store.locate_tx(txid)
+        return found
+
+    def sign_and_submit(self, keypair: Keypair, kind: str, body: dict[str, Any]) -> Any:
+        result = self.adapter.sign_and_submit(keypair, kind, body)
+        if getattr(result, "ok", False):
+            mine = self._list()
+            mine.append(Landed(result.txid, self.height))
+            del mine[:-100]  # the loop's worker threads never seal: keep their lists short
+        return result
+
+    def _list(self) -> list[Landed]:
+        if not hasattr(self._mine, "txs"):
+            self._mine.txs = []
+        txs: list[Landed] = self._mine.txs
+        return txs
+
+    @property
+    def pending(self) -> list[Landed]:
+        return list(self._list())
+
+    def seal(self) -> tuple[Landed]:
+        mine = self._list()
+        top = Landed(b"", max([tx.height for tx in mine] + [self.height]))
+        mine.clear()
+        return (top,)
