@@ -271,7 +271,7 @@ def test_auction_rebid_ties_and_no_bids() -> None:
 
 actions = st.lists(
     st.tuples(
-        st.sampled_from(["offer", "bid", "move-offer", "move-bid", "trade", "settle"]),
+        st.sampled_from(["offer", "bid", "move-offer", "withdraw-offer", "move-bid", "trade", "settle"]),
         st.integers(1, 4),  # who
         st.integers(0, 400),  # price
         st.integers(0, 3000),  # quantity
@@ -297,6 +297,8 @@ def test_random_market_sequences_keep_invariants(steps: list[tuple[str, int, int
             body = bid(demand(who[1 + n % 4].public, quantity), interval=interval)
         elif kind == "move-offer":
             body = {"interval": interval, "round": r, "price": price, "quantity": quantity}
+        elif kind == "withdraw-offer":  # a seller's zero-quantity move, at any price
+            kind, body = "move", {"interval": interval, "round": r, "price": price, "quantity": 0}
         elif kind == "move-bid":
             body = bid(demand(who[1 + n % 4].public, quantity), interval=interval, round_=r)
         elif kind == "trade":
@@ -329,3 +331,39 @@ def test_random_market_sequences_keep_invariants(steps: list[tuple[str, int, int
         assert replica.submit(tx).ok
     replica.seal(chain.block(1).header.time)
     assert replica.state.root == chain.state.root
+
+
+def test_a_seller_withdraws_with_a_zero_quantity_move_and_may_return() -> None:
+    chain = market_chain()
+    assert chain.sign_and_submit(Keys.p1, "offer", offer(250)).ok
+    assert chain.sign_and_submit(Keys.p3, "bid", bid(demand(Keys.p1.public, 500))).ok
+    # withdrawing needs no valid price: a price below the floor is ignored and the standing one stays
+    withdraw = {"interval": 1, "round": 1, "price": 10, "quantity": 0}
+    assert chain.sign_and_submit(Keys.p1, "move", withdraw).ok
+    assert query.offer(chain.view, 1, Keys.p1.public) == {
+        "clean": True,
+        "price": 250,
+        "round": 1,
+        "quantity": 0,
+    }
+    # nobody can ask a withdrawn seller for energy
+    again = bid(demand(Keys.p1.public, 1), round_=1)
+    assert reason(chain.sign_and_submit(Keys.p3, "move", again)) is Reason.RULE_VIOLATION
+    # a withdrawal is still a move: it must be for a later round
+    assert reason(chain.sign_and_submit(Keys.p1, "move", withdraw)) is Reason.RULE_VIOLATION
+    # the buyer's standing demand (from before the withdrawal) is granted nothing
+    assert chain.sign_and_submit(Keys.p1, "trade", {"interval": 1}).ok
+    assert query.trades(chain.view, 1) == []
+
+
+def test_a_withdrawn_seller_may_offer_again_within_its_rules() -> None:
+    chain = market_chain()
+    assert chain.sign_and_submit(Keys.p1, "offer", offer(250)).ok
+    assert chain.sign_and_submit(Keys.p1, "move", {"interval": 1, "round": 1, "price": 0, "quantity": 0}).ok
+    below = {"interval": 1, "round": 2, "price": 199, "quantity": 800}
+    assert reason(chain.sign_and_submit(Keys.p1, "move", below)) is Reason.RULE_VIOLATION
+    assert chain.sign_and_submit(Keys.p1, "move", {**below, "price": 210}).ok
+    assert chain.sign_and_submit(Keys.p3, "bid", bid(demand(Keys.p1.public, 500), round_=2)).ok
+    assert chain.sign_and_submit(Keys.p3, "trade", {"interval": 1}).ok
+    [(_, agreed)] = query.trades(chain.view, 1)
+    assert (agreed["price"], agreed["quantity"]) == (210, 500)

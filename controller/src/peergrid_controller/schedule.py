@@ -181,6 +181,12 @@ class MgSchedule:
         sol = self._solve()
         return sol.x[sell] - sol.x[buy]
 
+    def cost_at(self, price: float, limit_kw: float = lpmod.INF) -> float:
+        """The plan's cost over the horizon when the first interval trades P2P freely at `price`."""
+        self.price_response(price, limit_kw)
+        assert self._highs is not None
+        return float(self._highs.getInfo().objective_function_value)
+
     def response_curve(
         self, lo: float, hi: float, limit_kw: float = lpmod.INF, max_steps: int = 40
     ) -> ResponseCurve:

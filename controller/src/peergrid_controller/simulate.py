@@ -17,6 +17,7 @@ from dataclasses import dataclass, field, replace
 from peergrid_controller import baselines
 from peergrid_controller.bargaining import BargainingConfig, Participant, Venue, bargain
 from peergrid_controller.builder import MgState
+from peergrid_controller.commitment import Options
 from peergrid_controller.forecast import indicative_prices
 from peergrid_controller.market import Accepted, Trade, net_positions
 from peergrid_controller.model import Microgrid, Scenario, Tariff
@@ -117,7 +118,7 @@ def simulate(
     for t in range(n):
         if on_interval is not None:
             on_interval(t)
-        schedules: dict[str, MgSchedule] = {}
+        schedules: dict[str, Options] = {}
         participants = []
         for mg in scenario.microgrids:
             last = commitments.get(mg.name)
@@ -136,12 +137,15 @@ def simulate(
             plan = sched.solve()
             if fixed is None and mg.gensets:
                 commitments[mg.name] = (t, sched.commitment())
-            schedules[mg.name] = sched
+            options = Options.build(mg, dt, t, states[mg.name], sched, forecast[t:] if forecast else None)
+            schedules[mg.name] = options
             premium = max(m.rules.clean_premium for m in scenario.microgrids)
-            curve = sched.response_curve(
+            curve = options.curve(
                 mg.tariff.feed_in[t], mg.tariff.retail[t] + premium, limit_kw=mg.rules.max_quantity_kwh / dt
             )
-            participants.append(Participant(mg.name, curve, mg.rules, clean=plan.genset_kw[0] <= 1e-6))
+            # clean: no genset behind the offer at any price (a genset it may start for the trade counts)
+            clean = plan.genset_kw[0] <= 1e-6 and options.alternative is None
+            participants.append(Participant(mg.name, curve, mg.rules, clean=clean))
         feed_in = min(mg.tariff.feed_in[t] for mg in scenario.microgrids)
         retail = max(mg.tariff.retail[t] for mg in scenario.microgrids)
         outcome = bargain(participants, t, feed_in, retail, venue, cfg.bargaining)
@@ -157,8 +161,9 @@ def simulate(
         physical = 0.0
         for mg in scenario.microgrids:
             net_kwh, money = positions.get(mg.name, (0.0, 0.0))
-            sched = schedules[mg.name]
-            sched.dispatch(net_kwh / dt)
+            sched = schedules[mg.name].choose(net_kwh / dt)
+            if sched is schedules[mg.name].alternative:
+                commitments[mg.name] = (t, sched.commitment())  # the trade started (or stopped) its genset
             cost, states[mg.name] = sched.first_interval_cost_and_state()
             physical += cost
             cost_p2p[mg.name] = cost - money

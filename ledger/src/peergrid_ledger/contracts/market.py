@@ -6,8 +6,9 @@ Flow for one trading interval (see docs/ledger-format.md):
       quantity, clean-only preference with the premium it will pay for clean energy), effective from an
       interval it has not yet traded in; genesis may preset them too. No rules: no limits.
   `offer` opens a seller's position (price, quantity, clean); `bid` opens a buyer's position (a quantity from
-      each accepted offer); `move` revises either in a later round. The chain checks every one against the
-      sender's rules and the current offers: a seller below its floor, a buyer above its cap (plus premium for
+      each accepted offer); `move` revises either in a later round (a seller's move of zero quantity
+      withdraws its offer at any price, keeping the standing price; a later move may offer again). The
+      chain checks every one against the sender's rules and the current offers: a seller below its floor, a buyer above its cap (plus premium for
       clean offers), a clean-only buyer taking non-clean energy, more than the maximum quantity or more than
       a seller offered: all rejected.
   `trade` closes the interval and computes the agreed trades deterministically from the final positions (an
@@ -186,8 +187,13 @@ def move(view: Overlay, tx: Tx, ctx: BlockContext, sender: ks.AccountRecord) -> 
         require(position is not None, Reason.NOT_FOUND, "no open offer to revise")
         assert position is not None
         require(b["round"] > position["round"], Reason.RULE_VIOLATION, "a move must be for a later round")
-        _check_offer(view, tx, interval, b["price"], b["quantity"], opening=False)
-        position.update(price=b["price"], quantity=b["quantity"], round=b["round"])
+        if b["quantity"] == 0:
+            # a withdrawal: nothing is for sale, so its price means nothing and the standing price stays
+            # (a price below the floor never stands); buyers' demands on it are granted nothing
+            position.update(quantity=0, round=b["round"])
+        else:
+            _check_offer(view, tx, interval, b["price"], b["quantity"], opening=False)
+            position.update(price=b["price"], quantity=b["quantity"], round=b["round"])
         view.put_obj(offer_key(interval, tx.sender), position)
     else:
         position = bid(view, interval, tx.sender)

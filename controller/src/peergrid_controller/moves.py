@@ -1,0 +1,248 @@
+"""One MGMC's moves in the iterative bargaining: what a participant decides from what it can see.
+
+Public API shared by the in-memory bargaining (`bargaining.py`) and the edge's bargaining on the MGMC chain:
+- `interval_price(net_at, lo, hi)` — the interval's indicative price from quantities alone (a call: MGMCs answer
+  posted prices with net quantities, bisection on the chain's tick), and `role(participant, price)` from it;
+- `open_seller` and `adjust` — a seller's price: start, then raise when sold out, lower when unsold (never
+  below what still covers what it sells, never outside its bounds);
+- `make_offer` and `make_bid` — the moves themselves (an offer of zero kWh is a withdrawal).
+Individual rationality: a seller's lowest price is the highest of its floor, the DSO's feed-in price and its own
+first unit's cost; a buyer asks only what its own curve (built with the DSO at retail beside it) still wants at
+the offer's effective price. With a curve whose future has the DSO only, no accepted move leaves the MG worse off
+than its conventional alternative. Pure and deterministic: no clocks, no randomness, no I/O.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+
+from peergrid_controller.curve import ResponseCurve
+from peergrid_controller.market import Bid, Offer, acceptable, price_tick, quantize
+from peergrid_controller.model import ContractRules
+
+MAX_REQUESTS = 64  # sellers one bid may name: the ledger's market contract refuses longer demand lists
+
+__all__ = [
+    "MAX_REQUESTS",
+    "BargainingConfig",
+    "Participant",
+    "SellerState",
+    "adjust",
+    "interval_price",
+    "make_bid",
+    "make_offer",
+    "open_seller",
+    "role",
+    "split_roles",
+]
+
+
+@dataclass(frozen=True)
+class Participant:
+    name: str
+    curve: ResponseCurve  # private: never leaves the MGMC
+    rules: ContractRules  # public: the contract enforces them
+    clean: bool  # its energy for sale is renewable-backed this interval
+
+
+@dataclass(frozen=True)
+class BargainingConfig:
+    price_tolerance: float = 0.001  # one price tick on the chain
+    quantity_tolerance: float = 0.01  # kWh
+    max_rounds: int = 50
+    price_band: float = 0.002  # offers this close in price are one level to a buyer
+    patience: int = 8  # rounds after which buyers widen that band by one more tick
+
+
+@dataclass
+class SellerState:
+    """A seller's private bargaining state: its posted price and what the responses taught it."""
+
+    price: float
+    step: float
+    lower: float
+    upper: float
+    sold_out_at: float | None = None  # highest price at which it last sold out (excess demand)
+    unsold_at: float | None = None  # lowest price at which it last sold less than it offered
+    sold: dict[float, float] = field(default_factory=dict)  # kWh asked at the bracket's ends
+
+
+def capped(p: Participant, price: float) -> float:
+    """Net export the participant would offer (+) or ask (-) at `price`, within its owner's quantity limit."""
+    q = p.curve.at(price)
+    limit = p.rules.max_quantity_kwh
+    return max(min(q, limit), -limit)
+
+
+def interval_price(net_at: Callable[[float], float], lo: float, hi: float, tick: float = 0.001) -> float:
+    """The lowest price on the tick grid of [lo, hi] at which the summed net export is >= 0 (hi when none).
+
+    `net_at` sums the participants' answers to one posted price; the sum never falls as the price rises, so
+    bisection needs about log2((hi - lo) / tick) answers. Only quantities at posted prices are revealed.
+    """
+    a, b = round(lo / tick), round(hi / tick)
+    if b <= a or net_at(a * tick) >= 0:
+        return price_tick(a * tick)
+    if net_at(b * tick) < 0:
+        return price_tick(b * tick)
+    while b - a > 1:  # net(a) < 0 <= net(b)
+        m = (a + b) // 2
+        if net_at(m * tick) >= 0:
+            b = m
+        else:
+            a = m
+    return price_tick(b * tick)
+
+
+def role(p: Participant, price: float, tolerance: float = 0.0) -> str:
+    """'seller', 'buyer' or 'neither' at the interval's price."""
+    q = capped(p, price)
+    if q > tolerance:
+        return "seller"
+    if q < -tolerance:
+        return "buyer"
+    return "neither"
+
+
+def split_roles(
+    participants: Sequence[Participant], feed_in: float, retail: float, price: float | None = None
+) -> tuple[list[Participant], list[Participant]]:
+    """Sellers and buyers at `price` (default: the mid price), sorted by name."""
+    at = (feed_in + retail) / 2 if price is None else price
+    sellers, buyers = [], []
+    for p in sorted(participants, key=lambda p: p.name):
+        r = role(p, at)
+        if r == "seller":
+            sellers.append(p)
+        elif r == "buyer":
+            buyers.append(p)
+    return sellers, buyers
+
+
+def open_seller(
+    seller: Participant, feed_in: float, upper: float, cfg: BargainingConfig, start: float | None = None
+) -> SellerState:
+    """A seller's bounds and first price: never below its floor, feed-in or first unit's cost (IR)."""
+    first_unit = seller.curve.marginal_price(cfg.quantity_tolerance)
+    lower = min(max(seller.rules.floor_price, first_unit, feed_in), upper)
+    if start is None:
+        return SellerState(price=(lower + upper) / 2, step=(upper - lower) / 4, lower=lower, upper=upper)
+    price = min(max(price_tick(start), lower), upper)
+    return SellerState(price=price, step=2 * cfg.price_tolerance, lower=lower, upper=upper)
+
+
+def make_offer(seller: Participant, price: float, interval: int) -> Offer:
+    quantity = min(seller.curve.supply(price), seller.rules.max_quantity_kwh)
+    return Offer(seller.name, interval, price_tick(price), quantize(quantity), seller.clean)
+
+
+def make_bid(
+    buyer: Participant,
+    offers: Sequence[Offer],
+    interval: int,
+    band: float = 0.0,
+    fill: Mapping[str, float] | None = None,
+) -> Bid:
+    """Follower's best response: cheapest effective price first, up to the demand at that price.
+
+    Offers whose effective prices lie within `band` of each other count as one price level, and the demand
+    at that level is spread over them in proportion to what each offers: otherwise every buyer would crowd
+    the seller one tick cheaper, who must ration, while the next one's energy goes unsold. `fill` is the
+    share of requests each seller could serve last round (public: from the chain's positions); the buyer
+    counts on getting only that share and asks the next level for the rest. A level is priced at its dearest
+    offer, so no request is ever made at a price the buyer's own curve refuses (IR).
+    """
+    rules = buyer.rules
+
+    def effective(o: Offer) -> float:
+        return o.price - (rules.clean_premium if o.clean else 0.0)
+
+    usable = [o for o in offers if o.seller != buyer.name and acceptable(o, rules) and o.quantity_kwh > 0]
+    usable.sort(key=lambda o: (effective(o), o.seller))
+    bought = requested = 0.0
+    requests: dict[str, float] = {}
+    k = 0
+    while k < len(usable):
+        level = [usable[k]]
+        while (
+            k + len(level) < len(usable) and effective(usable[k + len(level)]) <= effective(usable[k]) + band
+        ):
+            level.append(usable[k + len(level)])
+        k += len(level)
+        # the chain takes at most MAX_REQUESTS sellers per bid: keep the largest offers of a crowded level
+        room = MAX_REQUESTS - len(requests)
+        if room <= 0:
+            break
+        if len(level) > room:
+            level = sorted(level, key=lambda o: (-o.quantity_kwh, o.seller))[:room]
+        worst = max(effective(o) for o in level)
+        # expected fills count against the demand; the requests themselves against the owner's limit
+        want = min(buyer.curve.demand(worst) - bought, rules.max_quantity_kwh - requested)
+        available = sum(o.quantity_kwh for o in level)
+        if want <= 0 or available <= 0:
+            continue
+        share = min(want / available, 1.0)
+        for offer in level:
+            q = quantize(offer.quantity_kwh * share)
+            if q > 0:
+                requests[offer.seller] = q
+                requested += q
+                bought += q * (fill.get(offer.seller, 1.0) if fill else 1.0)
+    return Bid(buyer.name, interval, tuple(sorted(requests.items())))
+
+
+def adjust(
+    state: SellerState, seller: Participant, offered: float, asked: float, cfg: BargainingConfig
+) -> bool:
+    """Move the seller's price for the next round; True when it is content (no move it still wants).
+
+    Steps until the response brackets the price (sold out below, unsold above), then bisection on the chain's
+    price tick; once the bracket is one tick wide it posts the end that pays it more. A bracket that later
+    observations contradict is dropped. Steps double while the response keeps pointing the same way.
+    """
+    tick, tol_q, price = cfg.price_tolerance, cfg.quantity_tolerance, state.price
+    # the contract lets nobody ask for more than is offered, so "sold out" is how excess demand shows
+    sold_out = offered > tol_q and asked >= offered - tol_q
+    if sold_out:
+        if price >= state.upper - 1e-12:
+            return True
+        if state.sold_out_at is not None and state.unsold_at is None and state.sold_out_at < price:
+            state.step *= 2
+        state.sold_out_at = price
+        state.sold[price] = offered
+        if state.unsold_at is not None and state.unsold_at <= price:
+            state.unsold_at = None
+    elif asked < offered - tol_q:
+        # lower only while the lower price still covers what buyers take now
+        need = min(asked, offered) - tol_q
+        if price <= state.lower + 1e-12 or seller.curve.supply(max(price - tick, state.lower)) < need:
+            return True
+        if state.unsold_at is not None and state.sold_out_at is None and state.unsold_at > price:
+            state.step *= 2
+        state.unsold_at = price
+        state.sold[price] = asked
+        if state.sold_out_at is not None and state.sold_out_at >= price:
+            state.sold_out_at = None
+    else:
+        return True
+    lo, hi = state.sold_out_at, state.unsold_at
+    if lo is not None and hi is not None:
+        if hi - lo <= tick + 1e-9:
+            # settle on the end that pays the seller more (ties: the upper end, which serves all it is asked)
+            def payoff(p: float) -> float:
+                q = state.sold.get(p, 0.0)
+                return p * q - seller.curve.cost_of_export(q)
+
+            state.price = lo if payoff(lo) > payoff(hi) + 1e-9 else hi
+            return price_tick(price) == price_tick(state.price)
+        target = price_tick((lo + hi) / 2)
+        target = min(max(target, lo + tick), hi - tick)
+    else:
+        target = price_tick(price + state.step if sold_out else price - state.step)
+    if not sold_out:
+        need = min(asked, offered) - tol_q
+        while seller.curve.supply(max(target, state.lower)) < need and price - target > tick:
+            target = price_tick((target + price) / 2)
+    state.price = min(max(target, state.lower), state.upper)
+    return price_tick(state.price) == price_tick(price)
