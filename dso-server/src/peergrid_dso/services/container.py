@@ -38,6 +38,7 @@ class DsoServices:
     last_reconfiguration: dict[str, Any] | None = None
     last_opf: dict[str, Any] | None = None
     plan_ids: itertools.count = field(default_factory=lambda: itertools.count(1))
+    injection_gate: Any = None  # services.injections.InjectionGate, made by routes.dso on first use
 
 
 def build_dso_services(
