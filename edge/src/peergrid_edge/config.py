@@ -104,6 +104,9 @@ class ChainSettings(StrictSettings):
     genesis: Path
     block_period_ms: int = Field(200, ge=50, le=600_000)
     round_timeout_ms: int = Field(1500, ge=100, le=600_000)
+    # fsync the consensus WAL on every vote (a power cut never makes this node vote twice). The lab testbed,
+    # where only processes die and many replicas share one disk, turns it off.
+    wal_fsync: bool = True
 
 
 class ReplicaSettings(StrictSettings):

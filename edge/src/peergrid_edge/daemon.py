@@ -91,6 +91,7 @@ class EdgeDaemon:
                     settings.data_dir / "mgmc.db",
                     replicas.mgmc.block_period_ms,
                     replicas.mgmc.round_timeout_ms,
+                    replicas.mgmc.wal_fsync,
                 )
             ]
             if replicas.dso is not None:
@@ -101,6 +102,7 @@ class EdgeDaemon:
                         settings.data_dir / "dso.db",
                         replicas.dso.block_period_ms,
                         replicas.dso.round_timeout_ms,
+                        replicas.dso.wal_fsync,
                     )
                 )
             self.ledger = EdgeLedger(
@@ -302,7 +304,7 @@ class EdgeDaemon:
             self.ledger.halt_at(self._halt_heights())
             self.ledger_heights = self.ledger.heights()
             self.ledger.write_status()
-            await self._sleep(0.5)
+            await self._sleep(1.0)
 
     def _halt_heights(self) -> dict[str, int]:
         """The coordinated stop's heights from `ledger.halt_file` ({} when there is none or it is unreadable)."""
