@@ -19,6 +19,7 @@ from peergrid_dso.app import create_app
 from peergrid_dso.auth.users import UserStore
 from peergrid_dso.config import DsoSettings
 from peergrid_dso.services.enrolment import enrolment_digest
+from peergrid_dso.services.injections import signed_injection
 from peergrid_dso.services.switching import RelayError
 from peergrid_ledger.keys import Keypair
 from peergrid_ledger.proof import check_proof
@@ -415,8 +416,12 @@ def test_user_changes_by_the_cli_reach_a_running_server(client: TestClient, user
 
 
 def test_the_feeder_view_shows_the_injections_mgmcs_report(client: TestClient) -> None:
-    for mg, p_mw in (("mg1", 0.25), ("mg4", -0.2)):
-        r = client.post("/api/dso/injections", json={"interval": 3, "mg": mg, "p_mw": p_mw})
+    dso = client.app.state.dso  # type: ignore[attr-defined]
+    for mg, p_w in (("mg1", 250_000), ("mg4", -200_000)):  # each from its enrolled MGMC, signed
+        mgmc, anonym, token = Keypair.generate(), Keypair.generate(), dso.enrolment.issue_token()
+        sig = mgmc.sign(enrolment_digest(token, mgmc.public, anonym.public, mg))
+        dso.enrolment.request(token, mgmc.public, anonym.public, mg, sig)
+        r = client.post("/api/dso/injections", json=signed_injection(mgmc, dso.chain.genesis.chain, 3, p_w))
         assert r.status_code == 201
     login(client, "vera")
     feeder = client.get("/console/api/feeder").json()

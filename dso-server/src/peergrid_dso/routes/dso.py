@@ -2,19 +2,23 @@
 
 Every bad request gets a 4xx with a `detail` saying why (pydantic validation is 422); the services raise
 typed errors (`EnrolmentRefused`, `SwitchingPlanError`, `SecurityInfeasible`, ...) that are mapped here.
-Heavy work (power flow, MILP) runs in FastAPI's thread pool (plain `def` routes).
+Heavy work (power flow, MILP) runs in FastAPI's thread pool (plain `def` routes). Injections are accepted
+only signed by an enrolled, authorised MGMC (`services.injections`); refusals are counted and listed at
+GET /api/dso/injections/refusals.
 """
 
 from __future__ import annotations
 
+import threading
 from typing import Any
 
-from fastapi import APIRouter, Depends, FastAPI, HTTPException, Request
-from pydantic import BaseModel, ConfigDict, Field
+from fastapi import APIRouter, Depends, FastAPI, HTTPException, Request, Response
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from peergrid_dso.services.acvalidate import ValidationMismatch, cross_check, validate_ac
 from peergrid_dso.services.container import DsoServices
 from peergrid_dso.services.enrolment import EnrolmentRefused
+from peergrid_dso.services.injections import InjectionGate, InjectionRefused
 from peergrid_dso.services.powerflow import IslandedLoadError
 from peergrid_dso.services.reconfiguration import ReconfigurationInfeasible, SolverFailure, reconfigure
 from peergrid_dso.services.security import (
@@ -43,10 +47,14 @@ class EnrolmentRequest(Strict):
 
 
 class InjectionIn(Strict):
-    interval: int = Field(ge=0)
-    mg: str = Field(min_length=1, max_length=64)
-    p_mw: float = Field(ge=-50, le=50)
-    q_mvar: float = Field(0.0, ge=-50, le=50)
+    """An MGMC's signed equivalent injection (see `services.injections`): integer W and var."""
+
+    mgmc: str = Field(pattern=r"^[0-9a-f]{64}$")
+    interval: int = Field(ge=0, le=2**40)
+    revision: int = Field(0, ge=0, le=10**6)
+    p_w: int = Field(ge=-(10**9), le=10**9)
+    q_var: int = Field(0, ge=-(10**9), le=10**9)
+    signature: str = Field(pattern=r"^[0-9a-f]{128}$")
 
 
 class ReconfigurationIn(Strict):
@@ -115,12 +123,62 @@ def enrolment_action(mgmc: str, action: str, dso: DsoServices = Depends(get_dso)
     return e.to_json()
 
 
+_gate_lock = threading.Lock()
+
+
+def injection_gate(dso: DsoServices) -> InjectionGate:
+    with _gate_lock:
+        if dso.injection_gate is None:
+
+            def authorised_mg(key: bytes) -> str | None:
+                e = dso.enrolment.enrolments.get(key)
+                ok = e is not None and e.status == "authorised" and e.label in dso.feeder.mg_buses
+                return e.label if ok and e is not None else None
+
+            dso.injection_gate = InjectionGate(dso.chain.genesis.chain, authorised_mg)
+        gate: InjectionGate = dso.injection_gate
+        return gate
+
+
 @router.post("/injections", status_code=201)
-def post_injection(body: InjectionIn, dso: DsoServices = Depends(get_dso)) -> dict[str, Any]:
-    if body.mg not in dso.feeder.mg_buses:
-        raise HTTPException(404, f"unknown MG {body.mg!r}")
-    dso.injections.setdefault(body.interval, {})[body.mg] = (body.p_mw, body.q_mvar)
-    return {"interval": body.interval, "mg": body.mg, "accepted": True}
+async def post_injection(
+    request: Request, response: Response, dso: DsoServices = Depends(get_dso)
+) -> dict[str, Any]:
+    """Signed by an enrolled MGMC's identity key; refusals are 4xx with a reason, and counted."""
+    gate = injection_gate(dso)
+    try:
+        body = InjectionIn.model_validate_json(await request.body())
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first.get("loc", ())) or "body"
+        raise _refused(gate.refuse(422, "malformed", f"{where}: {first.get('msg', 'invalid')}")) from None
+    try:
+        report, new = gate.accept(
+            bytes.fromhex(body.mgmc), body.interval, body.revision, body.p_w, body.q_var,
+            bytes.fromhex(body.signature),
+        )  # fmt: skip
+    except InjectionRefused as exc:
+        raise _refused(exc) from None
+    if new:
+        dso.injections.setdefault(report.interval, {})[report.mg] = (report.p_w / 1e6, report.q_var / 1e6)
+    else:
+        response.status_code = 200  # the identical report again: accepted before, nothing changes
+    return {
+        "interval": report.interval,
+        "mg": report.mg,
+        "revision": report.revision,
+        "accepted": True,
+        "new": new,
+    }
+
+
+def _refused(exc: InjectionRefused) -> HTTPException:
+    return HTTPException(exc.status, f"{exc.category}: {exc.reason}")
+
+
+@router.get("/injections/refusals")
+def injection_refusals(dso: DsoServices = Depends(get_dso)) -> dict[str, int]:
+    return dict(injection_gate(dso).refusals)
 
 
 def _injections(dso: DsoServices, interval: int | None) -> dict[str, tuple[float, float]]:
