@@ -10,7 +10,8 @@ sealed, so every action is a final, provable block. A manual operation is first 
 the one-time token of that preview, from the same user, within `CONFIRM_TTL_S`; one that would island load is
 refused (interlock). Every action ends with an `operator_action` record on the DSO chain naming the operator
 and the transactions the action caused, sealed with them into one final block; enrolment records name the
-operator too. Callers check roles; this module trusts the user name it is given.
+operator too. With a `ConsoleDb` the audit trail is also kept in the DSO's data directory across restarts.
+Callers check roles; this module trusts the user name it is given.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from typing import Any
 
 import numpy as np
 
+from peergrid_dso.auth.store import ConsoleDb
 from peergrid_dso.console.chains import LABEL_MAX, by_label
 from peergrid_dso.console.grid import GridView
 from peergrid_dso.feeder.model import Feeder
@@ -84,13 +86,21 @@ class Plan:
 
 
 class Operations:
-    def __init__(self, grid: GridView, dso: Any, planner: Planner = milp_planner, interval: int = 0) -> None:
+    def __init__(
+        self,
+        grid: GridView,
+        dso: Any,
+        planner: Planner = milp_planner,
+        interval: int = 0,
+        db: ConsoleDb | None = None,
+    ) -> None:
         self.grid = grid
         self.dso = dso  # peergrid_dso.services.container.DsoServices
         self.planner = planner
         self.interval = interval
         self.plans: dict[str, Plan] = {}
-        self.audit: list[dict[str, Any]] = []
+        self.db = db  # where the audit trail outlives a restart (the DSO chain holds the same records)
+        self.audit: list[dict[str, Any]] = db.audit() if db is not None else []
         self.lock = threading.Lock()  # one operator action at a time; also guards sealing the DSO chain
         self._confirmations: dict[str, tuple[str, int, bool, float]] = {}
         self._seq = 0
@@ -129,6 +139,8 @@ class Operations:
             "at": time.time(),
         }
         self.audit.append(entry)
+        if self.db is not None:
+            self.db.add_audit(entry["at"], entry)
         return entry
 
     # -- reconfiguration plans
