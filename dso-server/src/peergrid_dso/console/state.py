@@ -21,6 +21,7 @@ from typing import Any
 
 from peergrid_dso.auth.security import SecurityLog
 from peergrid_dso.auth.sessions import LoginThrottle, SessionStore
+from peergrid_dso.auth.store import ConsoleDb, console_db_path
 from peergrid_dso.auth.users import UserStore
 from peergrid_dso.console.chains import ChainExplorer
 from peergrid_dso.console.grid import GridView, lab_injections
@@ -132,7 +133,8 @@ def build_console(settings: ConsoleSettings, dso: Any, loop: Any = None) -> Cons
     `loop`: the embedded closed-loop node (`peergrid_dso.live.EmbeddedLoop`), or None in the lab."""
     live = loop is not None
     grid = GridView(dso.feeder, DsoSwitchgear(dso), {} if live else lab_injections(dso.feeder))
-    ops = Operations(grid, dso)
+    db = ConsoleDb.open(path) if (path := console_db_path(settings.users_file)) is not None else None
+    ops = Operations(grid, dso, db=db)
     explorers = {"dso": ChainExplorer("dso", dso.chain, None if live else ops.lock)}
     live_market = None
     if loop is not None:
@@ -149,9 +151,9 @@ def build_console(settings: ConsoleSettings, dso: Any, loop: Any = None) -> Cons
     state = ConsoleState(
         settings=settings,
         users=UserStore(settings.users_file),
-        sessions=SessionStore(settings.session_idle_s, settings.session_max_s),
+        sessions=SessionStore(settings.session_idle_s, settings.session_max_s, db=db),
         throttle=LoginThrottle(settings.login_max_failures),
-        security=SecurityLog(),
+        security=SecurityLog(db=db),
         grid=grid,
         ops=ops,
         explorers=explorers,
