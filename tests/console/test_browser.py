@@ -1,19 +1,26 @@
-"""The console in headless Chromium (Debian's package, driven by Playwright; no browser download).
+"""The console of a running closed-loop testbed in headless Chromium (Debian's package, driven by Playwright).
 
-One DSO server (uvicorn on a thread, connected to a real Mosquitto) and one browser for the whole module.
-Operators log in, see the live feeder, approve a reconfiguration plan and watch the switches change over
-server-sent events; a transaction's inclusion proof is checked in the browser with WebCrypto (and a tampered
-one fails); a viewer fails to operate a switch. Screenshots go to test-artifacts/console/.
-The DSO's switching executor drives firmware-sim relays (one per branch of case33bw) over real Modbus TCP on
-loopback, so "the relays change" is read from the emulated relay mechanisms themselves.
+One `peergrid-testbed` for the module: firmware-sim with the ieee33 scenario's devices and feeder relays, six
+MGMC edge daemons trading on the MGMC chain, and ONE DSO process - `peergrid-dso serve` with its `loop:`
+section - that is the loop's DSO node and serves this console. Users of each role are put in the testbed's
+user file before it starts. An operator sees the live feeder (switch states as firmware-sim's relays report
+them over Modbus), a market interval the MGMCs bargained (rounds and trades from the DSO's MGMC-chain
+replica), approves a reconfiguration plan and sees the relays change; a live DSO-chain transaction's
+inclusion proof is checked in the browser; a viewer fails to operate a switch. Screenshots go to
+test-artifacts/console/. The loop reconfigures only when insecure (`--dso-reconfigure-every 0`), so the
+operator's plan is the only scheduled change of topology while the test runs.
 """
 
 from __future__ import annotations
 
+import json
+import os
 import shutil
-import threading
+import signal
+import subprocess
+import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -21,93 +28,86 @@ import pytest
 
 from console.helpers import CHROMIUM, CHROMIUM_ARGS, PASSWORD, USERS, fast_hasher
 from peergrid_dso.auth.users import UserStore
-from peergrid_ledger.proof import check_proof
-from peergrid_sim.background import BackgroundSim
-from peergrid_sim.broker import MosquittoBroker, free_port, wait_for_port
-from peergrid_sim.scenario import Relay, Scenario
+from peergrid_sim.broker import free_port, wait_for_port
 
 playwright_api = pytest.importorskip("playwright.sync_api")
 expect = playwright_api.expect
 pytestmark = [
     pytest.mark.skipif(shutil.which(CHROMIUM) is None, reason="Debian's chromium is not installed"),
+    pytest.mark.skipif(shutil.which("mosquitto") is None, reason="mosquitto is not installed"),
     pytest.mark.xdist_group("console-browser"),
 ]
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "console"
+SCENARIO = Path(__file__).resolve().parents[2] / "firmware-sim" / "scenarios" / "ieee33.yaml"
+INTERVAL_S = 6.0
 
 
-class Relays(BackgroundSim):
-    """firmware-sim relays for every case33bw branch, on their own event loop thread."""
-
-    def __init__(self) -> None:
-        ties = range(33, 38)
-        relays = [Relay(name=f"s{b}", branch=b, closed=b not in ties, tie=b in ties, operate_delay_s=0.05)
-                  for b in range(1, 38)]  # fmt: skip
-        super().__init__(Scenario(name="console-relays", relays=relays), None)
-
-    def positions(self) -> dict[int, bool]:
-        return dict(self.call(lambda: {r.branch: r.mechanism.closed for r in self.app.sim.relays.values()}))
-
-    def __enter__(self) -> Relays:
-        self.start(timeout=20)
-        return self
+def _wait(what: str, ready: Callable[[], Any], timeout: float, bed: Testbed | None = None) -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        found = ready()
+        if found:
+            return found
+        if bed is not None and bed.process.poll() is not None:
+            raise AssertionError(
+                f"the testbed exited ({bed.process.returncode}) waiting for {what}: {bed.tail()}"
+            )
+        time.sleep(0.3)
+    raise AssertionError(f"timed out waiting for {what}" + (f": {bed.tail()}" if bed else ""))
 
 
-class Server:
-    def __init__(self, url: str, app: Any, relays: Relays) -> None:
-        self.url = url
-        self.app = app
-        self.relays = relays
+class Testbed:
+    def __init__(self, workdir: Path, port: int, process: subprocess.Popen[bytes]) -> None:
+        self.workdir, self.port, self.process = workdir, port, process
+        self.url = f"http://127.0.0.1:{port}"
 
-    @property
-    def console(self) -> Any:
-        return self.app.state.console
+    def tail(self) -> str:
+        out = self.workdir / "testbed.out"
+        return out.read_text(errors="replace")[-1500:] if out.exists() else ""
 
-    @property
-    def dso(self) -> Any:
-        return self.app.state.dso
+    def records(self) -> list[dict[str, Any]]:
+        path = self.workdir / "records" / "dso.jsonl"
+        lines = path.read_text(encoding="utf-8").splitlines() if path.exists() else []
+        return [json.loads(line) for line in lines if line.endswith("}")]
+
+    def relays(self) -> dict[int, bool]:
+        """Branch -> closed, read from firmware-sim's relays over Modbus (not the DSO's belief)."""
+        from peergrid_dso.drivers.relay_modbus import ModbusRelayDriver
+        from peergrid_dso.drivers.relay_tls import relay_endpoints
+
+        entries = json.loads((self.workdir / "endpoints.json").read_text(encoding="utf-8"))
+        endpoints = relay_endpoints(entries, None)
+        driver = ModbusRelayDriver(endpoints, timeout_s=2.0)
+        try:
+            return {branch: bool(driver.status(branch).closed) for branch in sorted(endpoints)}
+        finally:
+            driver.close()
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    import uvicorn
-
-    from peergrid_dso.app import create_app
-    from peergrid_dso.config import DsoSettings
-    from peergrid_dso.drivers.relay_modbus import ModbusRelayDriver, RelayEndpoint
-
-    tmp = tmp_path_factory.mktemp("console-browser")
-    store = UserStore(tmp / "users.json", hasher=fast_hasher())
+def bed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Testbed]:
+    workdir = tmp_path_factory.mktemp("console-testbed")
+    store = UserStore(workdir / "config" / "console-users.json", hasher=fast_hasher())
     for name, role in USERS.items():
         store.add(name, role, PASSWORD)
-    with MosquittoBroker(tmp / "broker") as broker, Relays() as relays:
-        port = free_port()
-        settings = DsoSettings.model_validate(
-            {
-                "broker": {"host": broker.host, "port": broker.port},
-                "http": {"host": "127.0.0.1", "port": port},
-                "console": {"users_file": str(tmp / "users.json"), "refresh_s": 0.3, "lab_drift": False},
-            }
-        )
-        app = create_app(settings)
-        uv = uvicorn.Server(
-            uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", timeout_graceful_shutdown=2)
-        )
-        thread = threading.Thread(target=uv.run, daemon=True)
-        thread.start()
-        assert wait_for_port("127.0.0.1", port, 20)
-        endpoints = {
-            e["branch"]: RelayEndpoint(e["host"], e["port"], e["unit_id"])
-            for e in relays.endpoints
-            if e["kind"] == "relay"
-        }
-        driver = ModbusRelayDriver(endpoints, timeout_s=1.0)
-        app.state.dso.switching.executor.driver = driver  # the DSO operates the emulated relays over Modbus
-        try:
-            yield Server(f"http://127.0.0.1:{port}", app, relays)
-        finally:
-            uv.should_exit = True
-            thread.join(timeout=10)
-            driver.close()
+    port = free_port()
+    argv = [str(Path(sys.executable).parent / "peergrid-testbed"), "--scenario", str(SCENARIO),
+            "--workdir", str(workdir), "--http-port", str(port), "--interval-s", str(INTERVAL_S),
+            "--dso-reconfigure-every", "0", "--duration", "400"]  # fmt: skip
+    with (workdir / "testbed.out").open("wb") as out:
+        process = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+    running = Testbed(workdir, port, process)
+    try:
+        _wait("the DSO console", lambda: wait_for_port("127.0.0.1", port, 0.2), 120, running)
+        yield running
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGTERM)  # the testbed stops every process it started
+            try:
+                process.wait(timeout=40)
+            except subprocess.TimeoutExpired:
+                os.killpg(process.pid, signal.SIGKILL)
+                process.wait(timeout=10)
 
 
 @pytest.fixture(scope="module")
@@ -121,126 +121,117 @@ def browser() -> Iterator[Any]:
             chromium.close()
 
 
-def logged_in(browser: Any, server: Server, user: str) -> Any:
+def logged_in(browser: Any, bed: Testbed, user: str, tab: str = "") -> Any:
     page = browser.new_context(viewport={"width": 1400, "height": 900}).new_page()
     errors: list[str] = []
     page.on("pageerror", lambda e: errors.append(str(e)))
     page.errors = errors
-    page.goto(server.url + "/")
-    assert page.title() == "peergrid DSO console"
+    page.goto(bed.url + "/" + tab)
     page.fill("#username", user)
     page.fill("#password", PASSWORD)
     page.click("#login-button")
-    page.wait_for_selector("svg.oneline")
+    page.wait_for_selector("#tabs:not([hidden])")
     return page
 
 
-def test_a_wrong_password_shows_an_error_and_no_console(browser: Any, server: Server) -> None:
-    page = browser.new_context().new_page()
-    page.goto(server.url + "/")
-    page.fill("#username", "olga")
-    page.fill("#password", "not the password")
-    page.click("#login-button")
-    expect(page.locator("#login-error")).to_contain_text("wrong user name or password")
-    assert page.is_hidden("#tabs")
-    page.screenshot(path=str(ARTIFACTS / "login-refused.png"))
-    page.context.close()
+def fetch(page: Any, path: str) -> Any:
+    return page.evaluate("async (path) => (await fetch(path)).json()", path)
 
 
-def test_an_operator_sees_the_live_feeder(browser: Any, server: Server) -> None:
-    page = logged_in(browser, server, "olga")
+def test_an_operator_sees_the_live_feeder(browser: Any, bed: Testbed) -> None:
+    _wait("the loop's first interval", bed.records, 150, bed)
+    page = logged_in(browser, bed, "olga")
+    page.wait_for_selector("svg.oneline")
     assert page.locator("circle.bus").count() == 33
     assert page.locator("rect.switch").count() == 37
-    assert page.get_attribute('rect[data-branch="33"]', "data-closed") == "false"
-    assert page.get_attribute('rect[data-branch="7"]', "data-closed") == "true"
-    assert page.locator('circle.bus[data-status="ok"]').count() == 33
-    assert "kW" in page.text_content("#losses")
-    page.screenshot(path=str(ARTIFACTS / "feeder.png"), full_page=True)
+    expect(page.locator("#loop-interval")).to_contain_text("interval", timeout=30_000)  # the loop's verdict
+    relays = bed.relays()
+    assert len(relays) == 37
+    for branch in (7, 9, 14, 33, 37):  # ties and branches the reconfiguration moves
+        shown = page.get_attribute(f'rect[data-branch="{branch}"]', "data-closed")
+        assert shown == str(relays[branch]).lower(), (
+            f"branch {branch}: console {shown}, relay {relays[branch]}"
+        )
+    feeder = fetch(page, "/console/api/feeder")
+    assert {m["mg"] for m in feeder["mgs"]} == {f"mg{i}" for i in range(1, 7)}
+    assert any(abs(m["p_kw"]) > 0 for m in feeder["mgs"]), "MG injections come from the DSO chain"
+    page.screenshot(path=str(ARTIFACTS / "live-feeder.png"), full_page=True)
     assert not page.errors
     page.context.close()
 
 
-def test_an_approved_plan_moves_the_switches_live(browser: Any, server: Server) -> None:
-    watcher = logged_in(browser, server, "olga")  # stays on the feeder: updates arrive over SSE
+def test_the_market_view_shows_the_mgmcs_bargaining(browser: Any, bed: Testbed) -> None:
+    page = logged_in(browser, bed, "vera", "#market")
+
+    def traded() -> Any:
+        market = fetch(page, "/console/api/market")
+        return market.get("status") == "ready" and [i for i in market["intervals"] if i["trades"]]
+
+    intervals = _wait("an interval with agreed trades on the MGMC chain", traded, 120, bed)
+    assert intervals[0]["rounds"] >= 1 and intervals[0]["prices"]
+    page.reload()
+    page.select_option("#interval", str(intervals[0]["interval"]))
+    page.locator("#price-plot polyline").first.wait_for(timeout=20_000)
+    assert page.locator("#trades tbody tr").count() == len(intervals[0]["trades"])
+    assert "MGMC chain" in page.text_content("#market")
+    page.screenshot(path=str(ARTIFACTS / "live-market.png"), full_page=True)
+    assert not page.errors
+    page.context.close()
+
+
+def test_an_approved_plan_moves_the_relays(browser: Any, bed: Testbed) -> None:
+    watcher = logged_in(browser, bed, "olga")  # stays on the feeder: updates arrive over SSE
+    watcher.wait_for_selector("svg.oneline")
     ops = watcher.context.new_page()
-    ops.goto(server.url + "/#operations")
+    ops.goto(bed.url + "/#operations")
     ops.click("#propose-plan")
     approve = ops.locator('tr[data-status="pending"] button.approve')
-    approve.wait_for(timeout=90_000)
+    approve.wait_for(timeout=60_000)
     plan_id = approve.get_attribute("data-plan")
-    plan = next(p for p in server.console.ops.plans.values() if p.id == plan_id)
-    ops.screenshot(path=str(ARTIFACTS / "plan-pending.png"), full_page=True)
+    plan = next(p for p in fetch(ops, "/console/api/operations")["plans"] if p["id"] == plan_id)
+    assert plan["actions"], "the loop keeps the initial topology, so the optimum needs switching"
+    ops.screenshot(path=str(ARTIFACTS / "live-plan-pending.png"), full_page=True)
     approve.click()
-    ops.locator(f'tr[data-plan="{plan_id}"][data-status="executed"]').wait_for(timeout=30_000)
-    for branch in plan.after["open_branches"]:
-        watcher.locator(f'rect[data-branch="{branch}"][data-closed="false"]').wait_for(timeout=10_000)
-    for action in plan.actions:
-        state = "true" if action["close"] else "false"
-        assert watcher.get_attribute(f'rect[data-branch="{action["branch"]}"]', "data-closed") == state
-    positions = server.relays.positions()  # read from the emulated relays, not from the DSO's belief
-    assert sorted(b for b, closed in positions.items() if not closed) == sorted(plan.after["open_branches"])
-    ops.reload()
-    ops.locator("#audit tbody tr").first.wait_for()
-    assert ops.locator("#voltage-profile polyline").count() == 2
-    assert "olga" in ops.text_content("#audit")
-    watcher.screenshot(path=str(ARTIFACTS / "feeder-after-plan.png"), full_page=True)
-    ops.screenshot(path=str(ARTIFACTS / "plan-executed.png"), full_page=True)
+    ops.locator(f'tr[data-plan="{plan_id}"][data-status="executed"]').wait_for(timeout=60_000)
+    target = sorted(plan["after"]["open_branches"])
+    relays = bed.relays()
+    assert sorted(b for b, closed in relays.items() if not closed) == target  # read back from firmware-sim
+    for branch in target:
+        watcher.locator(f'rect[data-branch="{branch}"][data-closed="false"]').wait_for(timeout=15_000)
+    executed = next(p for p in fetch(ops, "/console/api/operations")["plans"] if p["id"] == plan_id)
+    assert executed["approved_by"] == "olga" and executed["chain"]
+    watcher.screenshot(path=str(ARTIFACTS / "live-feeder-after-plan.png"), full_page=True)
+    ops.screenshot(path=str(ARTIFACTS / "live-plan-executed.png"), full_page=True)
     assert not watcher.errors
     watcher.context.close()
 
 
-def test_an_inclusion_proof_is_verified_in_the_browser(browser: Any, server: Server) -> None:
-    deadline = time.monotonic() + 60
-    while server.console.market.get("status") != "ready" and time.monotonic() < deadline:
-        time.sleep(0.2)
-    page = logged_in(browser, server, "vera")
-    page.goto(server.url + "/#ledger")
-    page.locator("#replicas a", has_text="mgmc").click()
-    # the MGMC block with the most transactions, and its last one: a proof with a real audit path
-    busiest = max(server.console.explorers["mgmc"].blocks(None, 20), key=lambda b: b["txs"])  # one page
-    assert busiest["txs"] >= 3
+def test_a_live_dso_chain_proof_is_verified_in_the_browser(browser: Any, bed: Testbed) -> None:
+    page = logged_in(browser, bed, "vera", "#ledger")
+    page.wait_for_selector("#replicas")
+    heads = fetch(page, "/console/api/ledger")["chains"]
+    assert heads["dso"]["held"] and heads["mgmc"]["held"] and heads["dso"]["agree"]
+    assert len(heads["dso"]["replicas"]) >= 2 or heads["dso"]["height"] > 0
+    blocks = fetch(page, "/console/api/ledger/dso/blocks?limit=50")["blocks"]
+    busiest = max(blocks, key=lambda b: b["txs"])
+    assert busiest["txs"] >= 1
+    page.locator("#replicas a", has_text="dso").first.click()
     page.locator(f'#blocks a[data-height="{busiest["height"]}"]').click()
-    expect(page.locator("h2", has_text=f"Block {busiest['height']} of mgmc")).to_be_visible()
+    expect(page.locator("h2", has_text=f"Block {busiest['height']} of dso")).to_be_visible()
     button = page.locator("button.verify").last
     txid = button.get_attribute("data-txid")
     button.click()
     result = page.locator(f'.proof-result[data-txid="{txid}"]')
-    expect(result).to_contain_text("verified in the browser", timeout=10_000)
-    assert "reaches tx_root" in result.text_content() and "path of 0 node" not in result.text_content()
-    page.screenshot(path=str(ARTIFACTS / "ledger-proof.png"), full_page=True)
-    assert server.console.explorers["mgmc"].head()["height"] > 20
-    top = server.console.explorers["mgmc"].head()["height"]
-    page.click("#older-blocks")  # the MGMC chain has more blocks than one page shows
-    expect(page.locator(f'#blocks a[data-height="{top - 20}"]')).to_be_visible()
-    expect(page.locator(f'#blocks a[data-height="{top}"]')).to_have_count(0)
-    doc = page.evaluate(
-        """async ([chain, txid]) => {
-            const { checkProof } = await import('/console/static/proof.js');
-            const doc = await (await fetch(`/console/api/ledger/${chain}/proof/${txid}`)).json();
-            const good = await checkProof(doc);
-            const flip = (h, i) => h.slice(0, i) + (h[i] === '0' ? '1' : '0') + h.slice(i + 1);
-            const badTx = await checkProof({ ...doc, tx: flip(doc.tx, doc.tx.length - 2) });
-            const badPath = await checkProof({ ...doc, path: [flip(doc.path[0], 0), ...doc.path.slice(1)] });
-            const badIndex = await checkProof({ ...doc, index: doc.index ^ 1 });
-            const badHeader = await checkProof(doc, { headerHash: '00'.repeat(32) });
-            const badSeal = await checkProof({ ...doc, seal: flip(doc.seal, 10) });
-            const badVote = await checkProof({ ...doc, certificate: flip(doc.certificate, doc.certificate.length - 2) });
-            return { doc, good: good.ok, signatures: good.signatures,
-                     bad: [badTx.ok, badPath.ok, badIndex.ok, badHeader.ok, badSeal.ok, badVote.ok] };
-        }""",
-        ["mgmc", txid],
-    )
-    assert doc["good"] and doc["signatures"], "Chromium's WebCrypto checks Ed25519 seals and commit votes"
-    assert doc["bad"] == [False] * 6
-    assert doc["doc"]["path"]
-    assert check_proof(doc["doc"]).txid.hex() == txid  # the ledger's own checker agrees with the browser's
+    expect(result).to_contain_text("verified in the browser", timeout=15_000)
+    page.screenshot(path=str(ARTIFACTS / "live-dso-proof.png"), full_page=True)
+    assert not page.errors
     page.context.close()
 
 
-def test_a_viewer_cannot_operate_a_switch(browser: Any, server: Server) -> None:
-    page = logged_in(browser, server, "vera")
-    before = server.console.grid.switchgear.states()
-    height = server.dso.chain.height
+def test_a_viewer_cannot_operate_a_switch(browser: Any, bed: Testbed) -> None:
+    page = logged_in(browser, bed, "vera")
+    page.wait_for_selector("svg.oneline")
+    before = bed.relays()
     page.click('rect[data-branch="12"]')
     expect(page.locator("#toast")).to_contain_text("viewers cannot operate switches")
     assert page.is_hidden("#switch-panel")
@@ -254,38 +245,6 @@ def test_a_viewer_cannot_operate_a_switch(browser: Any, server: Server) -> None:
         }"""
     )
     assert status[0] == 403 and "needs role operator" in status[1]
-    page.screenshot(path=str(ARTIFACTS / "viewer-refused.png"), full_page=True)
-    page.goto(server.url + "/#operations")
-    page.locator("#readonly-note").wait_for()
-    assert page.locator("#propose-plan").is_disabled()
-    page.screenshot(path=str(ARTIFACTS / "viewer-operations.png"), full_page=True)
-    assert server.console.grid.switchgear.states() == before
-    assert server.dso.chain.height == height
-    assert server.relays.positions() == before
-    assert server.console.security.snapshot()["counts"]["forbidden"] >= 1
-    page.context.close()
-
-
-def test_an_operator_switches_by_hand_after_confirming(browser: Any, server: Server) -> None:
-    page = logged_in(browser, server, "olga")
-    closed = server.console.grid.switchgear.states()
-    branch = next(b for b, is_closed in sorted(closed.items()) if not is_closed)
-    page.click(f'rect[data-branch="{branch}"]')
-    page.locator("#confirm-switch").wait_for()
-    assert server.console.grid.switchgear.states()[branch] is False  # nothing happens before confirming
-    page.screenshot(path=str(ARTIFACTS / "switch-confirm.png"), full_page=True)
-    page.click("#confirm-switch")
-    page.locator(f'rect[data-branch="{branch}"][data-closed="true"]').wait_for(timeout=10_000)
-    assert server.relays.positions()[branch] is True
-    assert server.console.ops.audit[-1]["user"] == "olga"
-    page.context.close()
-
-
-def test_the_market_view_plots_prices_per_round(browser: Any, server: Server) -> None:
-    page = logged_in(browser, server, "vera")
-    page.goto(server.url + "/#market")
-    page.locator("#price-plot polyline").first.wait_for(timeout=60_000)
-    assert page.locator("#trades tbody tr").count() >= 1
-    assert page.locator("#costs tbody tr").count() == 6
-    page.screenshot(path=str(ARTIFACTS / "market.png"), full_page=True)
+    assert bed.relays() == before
+    page.screenshot(path=str(ARTIFACTS / "live-viewer-refused.png"), full_page=True)
     page.context.close()

@@ -268,6 +268,10 @@ def build_parser() -> argparse.ArgumentParser:
         help="demo: a stricter voltage floor met by adjustment contracts alone (no reconfiguration)",
     )  # fmt: skip
     parser.add_argument(
+        "--dso-reconfigure-every", type=int, default=None,
+        help="intervals between the DSO's scheduled reconfigurations (0: only when insecure; default 4)",
+    )  # fmt: skip
+    parser.add_argument(
         "--cuttable",
         action="append",
         default=[],
@@ -302,8 +306,10 @@ def main(argv: list[str] | None = None) -> int:
             args.block_period_ms,
         )
         bed.loop.cuttable = tuple(args.cuttable)
+        if args.dso_reconfigure_every is not None:  # e.g. 0: operators reconfigure from the console
+            bed.loop.dso_extra["reconfigure_every"] = max(0, args.dso_reconfigure_every)
         if args.dso_vmin is not None:  # a stricter floor: the DSO must send adjustment contracts
-            bed.loop.dso_extra = {
+            bed.loop.dso_extra |= {
                 "vmin_pu": args.dso_vmin,
                 "reconfigure_every": 0,
                 "reconfigure_when_insecure": False,
