@@ -1,7 +1,8 @@
 """Test and lab certificates: a CA, a broker certificate and per-device client certificates.
 
 Promises: `make_lab_pki(dir, clients)` writes PEM files (keys mode 0600) and returns their paths; every
-client certificate's CN is the device identity that the broker's ACLs use. Assumes the directory is private
+client certificate's CN is the device identity that the broker's ACLs use; each of `servers` (e.g. relays
+offering Modbus/TCP Security) gets a server certificate whose only subjectAltName is its name (DNS). Assumes the directory is private
 to the caller. Never for production: the pilot's CA lives with the operator (see ansible/).
 """
 
@@ -10,6 +11,7 @@ from __future__ import annotations
 import datetime as dt
 import ipaddress
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -31,6 +33,7 @@ class LabPki:
     ca_key: Path
     server: CertPair
     clients: dict[str, CertPair] = field(default_factory=dict)
+    servers: dict[str, CertPair] = field(default_factory=dict)
 
 
 def _write_key(path: Path, key: ec.EllipticCurvePrivateKey) -> None:
@@ -59,6 +62,7 @@ def _issue(
     server: bool,
     days: int,
     role: str | None = None,
+    names: list[x509.GeneralName] | None = None,
 ) -> tuple[x509.Certificate, ec.EllipticCurvePrivateKey]:
     key = ec.generate_private_key(ec.SECP256R1())
     now = dt.datetime.now(dt.UTC)
@@ -79,12 +83,8 @@ def _issue(
         )
     )
     if server:
-        builder = builder.add_extension(
-            x509.SubjectAlternativeName(
-                [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]
-            ),
-            critical=False,
-        )
+        default = [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]
+        builder = builder.add_extension(x509.SubjectAlternativeName(names or default), critical=False)
     if role is not None:  # Modbus/TCP Security: the client's role as a UTF8String extension
         from .modbus_security import ROLE_OID, encode_role
 
@@ -94,9 +94,15 @@ def _issue(
 
 
 def make_lab_pki(
-    directory: Path, clients: list[str], *, days: int = 2, roles: dict[str, str] | None = None
+    directory: Path,
+    clients: list[str],
+    *,
+    days: int = 2,
+    roles: dict[str, str] | None = None,
+    servers: Sequence[str] = (),
 ) -> LabPki:
-    """`roles` gives chosen clients a Modbus Role extension (client name -> role)."""
+    """`roles` gives chosen clients a Modbus Role extension (client name -> role); `servers` get server
+    certificates naming only themselves (DNS subjectAltName)."""
     directory.mkdir(parents=True, exist_ok=True)
     ca_key = ec.generate_private_key(ec.SECP256R1())
     ca_name = _name("peergrid test CA")
@@ -130,13 +136,20 @@ def make_lab_pki(
     ca_cert_path.write_bytes(ca_cert.public_bytes(serialization.Encoding.PEM))
     _write_key(directory / "ca.key", ca_key)
 
-    def issue(name: str, *, server: bool) -> CertPair:
+    def issue(name: str, *, server: bool, own_name: bool = False) -> CertPair:
         role = None if server else (roles or {}).get(name)
-        cert, key = _issue(name, ca_key, ca_name, server=server, days=days, role=role)
+        names: list[x509.GeneralName] | None = [x509.DNSName(name)] if own_name else None
+        cert, key = _issue(name, ca_key, ca_name, server=server, days=days, role=role, names=names)
         pair = CertPair(directory / f"{name}.crt", directory / f"{name}.key")
         pair.cert.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
         _write_key(pair.key, key)
         return pair
 
     server = issue("broker", server=True)
-    return LabPki(ca_cert_path, directory / "ca.key", server, {c: issue(c, server=False) for c in clients})
+    return LabPki(
+        ca_cert_path,
+        directory / "ca.key",
+        server,
+        {c: issue(c, server=False) for c in clients},
+        {s: issue(s, server=True, own_name=True) for s in servers},
+    )
