@@ -12,7 +12,6 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import os
 import sys
 from collections.abc import Sequence
 from typing import Any
@@ -91,23 +90,8 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _banner_to_stderr() -> None:
-    """HiGHS prints its banner on stdout once per process, when the first solver is built; keep stdout JSON."""
-    import highspy
-
-    sys.stdout.flush()
-    saved = os.dup(1)
-    os.dup2(2, 1)
-    try:
-        highspy.Highs()  # type: ignore[no-untyped-call]
-    finally:
-        os.dup2(saved, 1)
-        os.close(saved)
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    _banner_to_stderr()
     if args.intervals is not None and args.intervals <= 0:
         print("peergrid-market: --intervals must be positive", file=sys.stderr)
         return 2

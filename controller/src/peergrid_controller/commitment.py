@@ -1,7 +1,7 @@
 """The MG's offer curve when the interval's trade may also change its genset commitment.
 
-Promises: `Options.build` gives the MG's planned schedule and, when it has gensets, the alternative that
-starts them now (or stops them now) for their minimum up (down) time and then follows the plan. `curve()` is
+Promises: `Options.build` gives the MG's planned schedule and, when it has gensets whose minimum up and down
+times are one interval, the alternative that starts them now (or stops them now) and then follows the plan. `curve()` is
 the upper envelope of the two payoffs as the P2P price moves (at each price the commitment that costs less),
 so a genset start-up the P2P price would pay for shows up in the offer, and a start-up it would not pay for
 does not. `choose(net_kw)` is the schedule that meets the agreed trade at less cost; its commitment is what
@@ -95,7 +95,10 @@ class Options:
         planned: MgSchedule,
         p2p_prices: Sequence[float] | None,
     ) -> Options:
-        if not mg.gensets:
+        if not mg.gensets or any(max(g.min_up_intervals, g.min_down_intervals) > 1 for g in mg.gensets):
+            # a start (stop) that binds later intervals is decided on forecasts by the plan's MILP, not by
+            # this interval's price alone (measured: letting one interval's price start a genset for an hour
+            # of 15-min intervals lost welfare whenever the next intervals' prices fell short of the forecast)
             return cls(planned, None)
         alt_commitment = flipped(mg, state, planned.commitment())
         if alt_commitment is None:

@@ -63,3 +63,26 @@ class ResponseCurve:
         for a, b in itertools.pairwise(edges):
             total += (b - a) * self.marginal_price((a + b) / 2)
         return total if x >= 0 else -total
+
+
+def guarded(planned: ResponseCurve, conventional: ResponseCurve) -> ResponseCurve:
+    """The planned curve, never trading beyond what the conventional alternative would at the same price.
+
+    `conventional` is the MG's curve when the rest of its day trades with the DSO only (no P2P price
+    forecast). At each price the result sells no more than that curve sells and buys no more than it buys,
+    so every trade it allows leaves the MG no worse off than its conventional alternative (individual
+    rationality even when the forecast the plan leans on turns out wrong). Stays non-decreasing: a median of
+    non-decreasing functions.
+    """
+    prices = sorted(set(planned.prices) | set(conventional.prices))
+    quantities: list[float] = []
+    for p in prices:
+        c, q = conventional.at(p), planned.at(p)
+        x = min(max(q, min(c, 0.0)), max(c, 0.0))
+        quantities.append(max(x, quantities[-1]) if quantities else x)
+    keep = [0] + [k for k in range(1, len(prices)) if quantities[k] > quantities[k - 1] + 1e-9]
+    return ResponseCurve(
+        tuple(prices[k] for k in keep),
+        tuple(quantities[k] for k in keep),
+        upper=min(planned.upper, conventional.upper),
+    )

@@ -14,9 +14,11 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import cast
 
 import highspy
 import numpy as np
+from highspy.highs import _Highs as _BareHighs  # type: ignore[attr-defined]  # no banner-printing init
 
 INF = float("inf")
 
@@ -105,13 +107,24 @@ class LinearProgram:
             for i in self.integer:
                 kinds[i] = highspy.HighsVarType.kInteger
             lp.integrality_ = kinds
-        h = highspy.Highs()  # type: ignore[no-untyped-call]
-        h.setOptionValue("output_flag", False)
+        h = new_highs()
         h.setOptionValue("threads", 1)
         h.setOptionValue("mip_rel_gap", 1e-6)
         h.setOptionValue("random_seed", 0)
         h.passModel(lp)
         return h
+
+
+def new_highs() -> highspy.Highs:
+    """A silent HiGHS instance: `output_flag` is off before the solver can print anything.
+
+    `highspy.Highs()` enables its Python callbacks in its constructor, and that first call prints the licence
+    banner on stdout before any option can be set; the bare solver underneath has every method we use.
+    """
+    # typed as the wrapper, which adds only Python conveniences on top of these same C++ methods
+    h = cast(highspy.Highs, _BareHighs())
+    h.setOptionValue("output_flag", False)
+    return h
 
 
 def run(h: highspy.Highs, name: str, accept_incumbent: bool = False) -> Solution:

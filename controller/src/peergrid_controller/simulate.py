@@ -18,6 +18,7 @@ from peergrid_controller import baselines
 from peergrid_controller.bargaining import BargainingConfig, Participant, Venue, bargain
 from peergrid_controller.builder import MgState
 from peergrid_controller.commitment import Options
+from peergrid_controller.curve import guarded
 from peergrid_controller.forecast import indicative_prices
 from peergrid_controller.market import Accepted, Trade, net_positions
 from peergrid_controller.model import Microgrid, Scenario, Tariff
@@ -36,6 +37,7 @@ class SimulationConfig:
     with_central: bool = True
     central_time_limit_s: float = 120.0
     forecast_iterations: int = 24  # > 0: day-ahead price discovery first (forecast.py); the plans lean on it
+    guard: bool = True  # trade only within the conventional alternative's curve (individual rationality)
     recommit_every: int = (
         4  # genset on/off re-decided (MILP) every this many intervals; dispatch-only LPs between
     )
@@ -140,9 +142,20 @@ def simulate(
             options = Options.build(mg, dt, t, states[mg.name], sched, forecast[t:] if forecast else None)
             schedules[mg.name] = options
             premium = max(m.rules.clean_premium for m in scenario.microgrids)
-            curve = options.curve(
-                mg.tariff.feed_in[t], mg.tariff.retail[t] + premium, limit_kw=mg.rules.max_quantity_kwh / dt
+            lo, hi, limit = (
+                mg.tariff.feed_in[t],
+                mg.tariff.retail[t] + premium,
+                mg.rules.max_quantity_kwh / dt,
             )
+            curve = options.curve(lo, hi, limit_kw=limit)
+            if forecast is not None and cfg.guard:
+                # the conventional alternative: the same commitment, the rest of the day with the DSO only
+                alone = MgSchedule(
+                    mg, dt, start=t, horizon=n - t, state=states[mg.name], commitment=sched.commitment()
+                )
+                alone.solve()
+                fallback = Options.build(mg, dt, t, states[mg.name], alone, None)
+                curve = guarded(curve, fallback.curve(lo, hi, limit_kw=limit))
             # clean: no genset behind the offer at any price (a genset it may start for the trade counts)
             clean = plan.genset_kw[0] <= 1e-6 and options.alternative is None
             participants.append(Participant(mg.name, curve, mg.rules, clean=clean))
