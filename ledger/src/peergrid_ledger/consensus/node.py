@@ -47,6 +47,22 @@ from .transport import (
 Schedule = Callable[[Timer, int], None]
 GOSSIP_BATCH = 512
 log = logging.getLogger("peergrid_ledger.node")
+ENGINE_REFUSALS = (
+    "dropped_malformed",  # not a consensus message of this chain (garbage, another chain's votes)
+    "dropped_author",  # signed by a key that is no authority of this height
+    "dropped_signature",  # a vote whose signature does not verify (forged)
+    "dropped_far_round",
+    "dropped_proposal",
+    "invalid_proposal",
+    "unjustified_proposal",
+    "dropped_round_change",
+    "sync_bad_certificate",
+    "sync_invalid_block",
+    "refused_revoked",
+    "equivocations",
+)
+"""Engine counters that mean someone sent something wrong (logged as well as counted); `stale` and
+`duplicates` are ordinary gossip and only counted."""
 
 
 def wall_ms() -> int:
@@ -98,6 +114,7 @@ class ChainReplica:
         self.on_commit: list[Callable[[Committed], None]] = []
         self._gossip: list[bytes] = []
         self._own_nonce = 0
+        self._engine_logged: dict[str, int] = {}
 
     def start(self, now: int) -> None:
         self._perform(self.engine.start(now))
@@ -116,22 +133,24 @@ class ChainReplica:
                     verdict = self.app.mempool.add(raw, now)
                     if isinstance(verdict, Accepted):
                         self.stats["tx_accepted"] += 1
-                    else:
-                        self.stats["tx_rejected"] += 1
-                        if verdict.reason == REVOKED_SENDER:
-                            self._refused("tx_refused_revoked", envelope.sender.hex()[:16])
+                        continue
+                    self._refused("tx_rejected", f"{verdict.reason}, relayed by {envelope.sender.hex()[:16]}")
+                    if verdict.reason == REVOKED_SENDER:
+                        self._refused("tx_refused_revoked", envelope.sender.hex()[:16])
                 return
         except EnvelopeError as exc:
             self._refused(f"dropped_{exc.reason}", str(exc))
             return
         if envelope.sender == self.keypair.public and kind != TX:
             return  # our own broadcast, echoed by the broker
-        refused = self.engine.stats["refused_revoked"]
+        stats = self.engine.stats
+        before = sum(stats[k] for k in ENGINE_REFUSALS)
         self._perform(self.engine.on_message(envelope.body, now, envelope.sender))
-        if self.engine.stats["refused_revoked"] > refused:
-            self._log_refusal(
-                "refused_revoked", self.engine.stats["refused_revoked"], envelope.sender.hex()[:16]
-            )
+        if sum(stats[k] for k in ENGINE_REFUSALS) != before:  # rare: only then find which one
+            for counter in ENGINE_REFUSALS:
+                if stats[counter] != self._engine_logged.get(counter, 0):
+                    self._engine_logged[counter] = stats[counter]
+                    self._log_refusal(counter, stats[counter], f"from {envelope.sender.hex()[:16]}")
 
     def _refused(self, counter: str, detail: str) -> None:
         self.stats[counter] += 1
