@@ -25,10 +25,15 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def serve(args: argparse.Namespace) -> int:
+    from peergrid_dso.auth.store import ConsoleDb, ConsoleStateError, console_db_path
     from peergrid_dso.config import DsoSettings
 
     try:
         settings = load_settings(args.config, DsoSettings)
+        if (state_file := console_db_path(settings.console.users_file)) is not None:
+            ConsoleDb.open(state_file).close()  # a damaged console state file: one line and exit 2, untouched
+    except ConsoleStateError as err:
+        exit_with_config_error(PROGRAM, ConfigError(str(err)))
     except ConfigError as err:
         exit_with_config_error(PROGRAM, err)
     import uvicorn
