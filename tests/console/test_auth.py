@@ -253,3 +253,16 @@ def test_a_logged_in_operator_stays_logged_in_across_a_server_restart(users_file
         assert counts["forbidden"] >= 1
         assert second.post("/console/api/logout", headers={"X-CSRF-Token": csrf}).status_code == 200
         assert second.get("/console/api/session").status_code == 401
+
+
+def test_serve_refuses_a_damaged_state_file_in_one_line(tmp_path: Path, users_file: Path, capsys) -> None:  # type: ignore[no-untyped-def]
+    state = users_file.parent / "console-state.sqlite"
+    state.write_bytes(b"not sqlite at all")
+    config = tmp_path / "dso.yaml"
+    config.write_text(f"console:\n  users_file: {users_file}\n", encoding="utf-8")
+    with pytest.raises(SystemExit) as exit_info:
+        dso_main(["serve", "--config", str(config)])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and str(state) in err and "left untouched" in err
+    assert state.read_bytes() == b"not sqlite at all"
