@@ -37,21 +37,21 @@ def create_app(settings: DsoSettings, *, listen: bool = True) -> FastAPI:
             )
             listener.start()
         loop = None
-        if settings.loop is not None:  # the DSO of the closed loop: the console shows and operates it
-            from peergrid_dso.live import EmbeddedLoop
-
-            loop = EmbeddedLoop(settings)
-            app.state.dso = await asyncio.to_thread(loop.start)
-        else:  # lab: an in-process DSO chain, relays in memory, a simulated market
-            from peergrid_dso.services.container import build_dso_services
-
-            app.state.dso = build_dso_services(dict(settings.console.mg_buses))
-        app.state.loop = loop
-        from peergrid_dso.console.state import build_console  # the operator console (issue 9)
-
-        app.state.console = build_console(settings.console, app.state.dso, loop)
-        app.state.console.start_market()
         try:
+            if settings.loop is not None:  # the DSO of the closed loop: the console shows and operates it
+                from peergrid_dso.live import EmbeddedLoop
+
+                loop = EmbeddedLoop(settings)
+                app.state.dso = await asyncio.to_thread(loop.start)
+            else:  # lab: an in-process DSO chain, relays in memory, a simulated market
+                from peergrid_dso.services.container import build_dso_services
+
+                app.state.dso = build_dso_services(dict(settings.console.mg_buses))
+            app.state.loop = loop
+            from peergrid_dso.console.state import build_console  # the operator console (issue 9)
+
+            app.state.console = build_console(settings.console, app.state.dso, loop)
+            app.state.console.start_market()
             yield
         finally:
             if loop is not None:

@@ -32,6 +32,9 @@ def serve(args: argparse.Namespace) -> int:
         settings = load_settings(args.config, DsoSettings)
         if (state_file := console_db_path(settings.console.users_file)) is not None:
             ConsoleDb.open(state_file).close()  # a damaged console state file: one line and exit 2, untouched
+        from peergrid_dso.live import preflight  # the closed loop's key, geneses, relays file
+
+        preflight(settings)
     except ConsoleStateError as err:
         exit_with_config_error(PROGRAM, ConfigError(str(err)))
     except ConfigError as err:

@@ -27,6 +27,28 @@ log = logging.getLogger("peergrid_dso.live")
 T = TypeVar("T")
 
 
+def preflight(settings: Any) -> None:
+    """Fail fast, before the web server starts, on what the loop section names but cannot be read: the DSO
+    key and the chains' geneses (`ConfigError` with one line; `peergrid-dso serve` exits 2)."""
+    from peergrid_ledger import keys
+    from peergrid_ledger.consensus.node_cli import load_genesis
+
+    loop = settings.loop
+    if loop is None:
+        return
+    try:
+        keys.read_keyfile(loop.key_file)
+    except keys.KeyFileError as exc:
+        raise ConfigError(f"loop.key_file: {exc}") from None
+    for chain in [loop.dso_chain, loop.mgmc_chain]:
+        if chain is not None:
+            load_genesis(chain.genesis)
+    for name in ("relays_file", "ties"):
+        path = getattr(loop, name)
+        if path is not None and not path.is_file():
+            raise ConfigError(f"loop.{name}: {path}: no such file")
+
+
 class EmbeddedLoop:
     def __init__(self, settings: Any) -> None:  # peergrid_dso.config.DsoSettings with a `loop` section
         from peergrid_dso.interval_node import IntervalNodeSettings

@@ -81,7 +81,8 @@ def build_dso_services(
 def live_services(node: Any) -> DsoServices:
     """The services of an embedded `interval_node.DsoNode`: the same feeder, chain, recorder and switching
     service its loop uses. The loop is pointed at these services for the topology and injections, so an
-    operator's switching and the loop's see one open set."""
+    operator's switching and the loop's see one open set. Operators get their own switching service on the
+    loop's executor (the same relays, the same lock) in approval mode: their plans wait for approval."""
     services = DsoServices(
         feeder=node.feeder,
         open_set=tuple(node.loop.live.open_set),
@@ -89,7 +90,7 @@ def live_services(node: Any) -> DsoServices:
         dso_key=node.loop.dso_key,
         recorder=node.recorder,
         enrolment=EnrolmentService(node.recorder, auto=True),
-        switching=node.switching,
+        switching=SwitchingService(node.switching.executor, auto=False),
         injections=node.loop.live.injections,
     )
     node.loop.live = services

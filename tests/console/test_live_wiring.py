@@ -1,0 +1,163 @@
+"""The console wired to the closed loop's DSO node, piece by piece (the browser test runs the whole testbed).
+
+A `loop:` section is checked before the server starts; an interval record from the loop reaches the feeder
+view with its alarms; the networked DSO chain tells an operator action the transactions it caused; the
+loop's switching plans from the topology the relays confirmed and leaves an operator's change alone when it
+wanted none.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+from pydantic import ValidationError
+
+from peergrid_dso.app import create_app
+from peergrid_dso.cli import main as dso_main
+from peergrid_dso.config import DsoSettings
+from peergrid_dso.services.dso_chain import NetworkedChain
+
+LOOP = {
+    "key_file": "/nonexistent/dso.key",
+    "dso_chain": {"genesis": "/nonexistent/dso-genesis.json", "data_dir": "/nonexistent/dso.db"},
+    "mgs": {"mg1": {"node": "aa" * 32, "anonym": "bb" * 32, "bus": 18}},
+}
+
+
+def test_a_loop_section_is_typed_and_strict() -> None:
+    settings = DsoSettings.model_validate({"loop": LOOP})
+    assert (
+        settings.loop is not None
+        and settings.loop.mgmc_chain is None
+        and settings.loop.reconfigure_every == 4
+    )
+    with pytest.raises(ValidationError, match="extra"):
+        DsoSettings.model_validate({"loop": LOOP | {"relays": "x"}})
+    with pytest.raises(ValidationError):
+        DsoSettings.model_validate(
+            {"loop": LOOP | {"mgs": {"mg1": {"node": "aa", "anonym": "bb", "bus": 0}}}}
+        )
+
+
+def test_an_unreadable_dso_key_stops_serve_with_one_line(tmp_path: Path, capsys: Any) -> None:
+    import yaml
+
+    config = tmp_path / "dso.yaml"
+    config.write_text(yaml.safe_dump({"loop": LOOP | {"key_file": str(tmp_path / "absent.key")}}))
+    with pytest.raises(SystemExit) as exited:
+        dso_main(["serve", "--config", str(config)])
+    assert exited.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert "loop.key_file" in err and len(err.splitlines()) == 1
+
+
+@pytest.fixture
+def client(users_file: Path) -> Iterator[TestClient]:
+    settings = DsoSettings.model_validate(
+        {"console": {"users_file": str(users_file), "lab_market": False, "lab_drift": False}}
+    )
+    with TestClient(create_app(settings, listen=False), base_url="http://127.0.0.1:8080") as c:
+        yield c
+
+
+def test_an_interval_record_reaches_the_feeder_view(client: TestClient) -> None:
+    from console.helpers import PASSWORD
+
+    state = client.app.state.console  # type: ignore[attr-defined]
+    record = {
+        "interval": 41, "secure": False, "height": 77, "adjustments": [{"mg": "mg5"}],
+        "after": {"open": [7, 9, 14, 32, 37], "vmin_pu": 0.89, "violations": ["bus 18: voltage 0.8900 pu"]},
+        "plan": {"id": "interval-41", "operations": [{"branch": 7}], "alarm": "branch 7: timeout; rolled back"},
+        "unmet": "no adjustment within the MGs' ranges meets vmin",
+    }  # fmt: skip
+    state.on_interval(record)
+    r = client.post("/console/api/login", json={"username": "vera", "password": PASSWORD})
+    assert r.status_code == 200
+    feeder = client.get("/console/api/feeder").json()
+    assert feeder["interval"]["interval"] == 41 and feeder["interval"]["secure"] is False
+    assert feeder["interval"]["switch_ops"] == 1 and feeder["interval"]["height"] == 77
+    alarms = "\n".join(feeder["alarms"])
+    assert "interval 41: bus 18" in alarms and "rolled back" in alarms and "meets vmin" in alarms
+    assert state.ops.interval == 42  # operator plans now belong to the next interval
+    state.on_interval({"interval": 42, "error": "failed; see the DSO node log"})
+    assert "interval 42: the DSO failed" in "\n".join(client.get("/console/api/feeder").json()["alarms"])
+
+
+class FakeStore:
+    genesis = SimpleNamespace(chain="dso-lab")
+
+    def __init__(self) -> None:
+        self.top = 5
+
+    def head_height(self) -> int:
+        return self.top
+
+
+class FakeAdapter:
+    def __init__(self, store: FakeStore) -> None:
+        self.store, self.n = store, 0
+
+    def sign_and_submit(self, keypair: Any, kind: str, body: dict[str, Any]) -> Any:
+        self.n += 1
+        self.store.top += 1
+        ok = kind != "refused"
+        return SimpleNamespace(ok=ok, txid=bytes([self.n]) * 32, reason="" if ok else "mempool", detail="")
+
+
+def test_the_networked_chain_tells_each_thread_what_it_caused() -> None:
+    store = FakeStore()
+    chain = NetworkedChain(FakeAdapter(store), store)
+    assert chain.height == 5 and chain.pending == []
+    chain.sign_and_submit(None, "switching_plan", {})  # type: ignore[arg-type]
+    chain.sign_and_submit(None, "refused", {})  # type: ignore[arg-type]
+    other: list[Any] = []
+    worker = threading.Thread(target=lambda: other.append(chain.sign_and_submit(None, "enrol", {})))  # type: ignore[arg-type]
+    worker.start()
+    worker.join()
+    assert [tx.txid for tx in chain.pending] == [
+        bytes([1]) * 32
+    ]  # not the refused one, not the other thread's
+    (sealed,) = chain.seal()
+    assert sealed.height == store.top and chain.pending == []
+
+
+def test_the_loop_switches_from_the_confirmed_topology_and_leaves_an_operators_change(tmp_path: Path) -> None:
+    from peergrid_dso.drivers.relay_memory import InMemoryRelays
+    from peergrid_dso.feeder.cases import case33bw
+    from peergrid_dso.interval_node import DsoLoop, LiveTopology, LockedExecutor
+    from peergrid_dso.services.interval import IntervalPlanner
+    from peergrid_dso.services.switching import SwitchingExecutor, SwitchingService
+
+    feeder = case33bw({"mg1": 18})
+    initial = feeder.initially_open()
+    relays = InMemoryRelays({b.number: b.closed for b in feeder.branches})
+    recorded: list[str] = []
+    recorder = SimpleNamespace(
+        plan=lambda p: recorded.append(p.plan_id), step=lambda *_: None, result=lambda p, steps: None
+    )
+    lock = threading.RLock()
+    switching = SwitchingService(LockedExecutor(SwitchingExecutor(relays, recorder), lock), auto=True)  # type: ignore[arg-type]
+    live = LiveTopology(initial)
+    loop = DsoLoop(
+        None, None, None, None, None, recorder, switching, IntervalPlanner(feeder, initial), None, live, lock
+    )  # type: ignore[arg-type]
+    injections = {"mg1": (0.1, 0.0)}
+    # an operator closed tie 33 and opened branch 7 after the loop's analysis, which wanted no change
+    relays.command(33, True)
+    relays.command(7, False)
+    live.open_set = tuple(sorted((set(initial) - {33}) | {7}))
+    plan, result = loop.switch(40, initial, initial, injections)
+    assert plan is None and result is None and live.open_set == tuple(sorted((set(initial) - {33}) | {7}))
+    # the loop's reconfiguration is planned from what the relays confirmed, not from its analysis
+    optimum = (7, 9, 14, 32, 37)
+    confirmed = live.open_set
+    plan, result = loop.switch(41, optimum, initial, injections)
+    assert plan is not None and result.ok and tuple(sorted(plan.from_open)) == confirmed
+    assert live.open_set == optimum == loop.planner.open_set
+    assert sorted(b for b, closed in relays.closed.items() if not closed) == list(optimum)
