@@ -23,7 +23,6 @@ import json
 import logging
 import signal
 import sys
-import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -34,7 +33,7 @@ from pydantic import Field
 
 from peergrid_dso.drivers.relay_tls import RelayTls
 from peergrid_ledger import keys, query
-from peergrid_ledger.consensus.node_cli import ChainSettings, NodeSettings, build_node
+from peergrid_ledger.consensus.node_cli import ChainSettings
 from peergrid_ledger.settings import ConfigError, StrictSettings, exit_with_config_error, load_settings
 from peergrid_ledger.tx import sign_tx
 
@@ -164,123 +163,13 @@ def relay_driver(settings: LoopSettings, feeder: Any) -> Any:
     return ModbusRelayDriver(relay_endpoints(entries, settings.relays_tls), timeout_s=1.0)
 
 
-class LockedExecutor:
-    """The switching executor behind the one lock every writer to the relays holds (loop and operators)."""
-
-    def __init__(self, inner: Any, lock: Any) -> None:
-        self.inner, self.lock = inner, lock
-
-    def __getattr__(self, name: str) -> Any:  # driver, recorder, alarms, ... of the wrapped executor
-        return getattr(self.inner, name)
-
-    def execute(self, plan: Any) -> Any:
-        with self.lock:
-            return self.inner.execute(plan)
-
-
-@dataclass
-class LiveTopology:
-    """The topology the relays last confirmed and the MGs' latest injections (MW, Mvar) per interval; the
-    console's `DsoServices` plays this part when the node is embedded."""
-
-    open_set: tuple[int, ...]
-    injections: dict[int, dict[str, tuple[float, float]]] = field(default_factory=dict)
-
-
-@dataclass
-class DsoNode:
-    """Everything the DSO node runs, assembled on its event loop; `run(stop)` serves until `stop` is set."""
-
-    settings: IntervalNodeSettings
-    node: Any
-    transport: Any
-    stores: list[Any]
-    replica: Any
-    adapter: ChainAdapter
-    chain: Any  # services.dso_chain.NetworkedChain over this replica
-    feeder: Any
-    recorder: Any
-    switching: Any
-    loop: DsoLoop
-
-    @classmethod
-    def assemble(
-        cls, settings: IntervalNodeSettings, live: Any = None, lock: Any = None, client_id: str = ""
-    ) -> DsoNode:
-        """Build on the running event loop. `live` (open_set, injections) and `lock` are shared with the
-        console when embedded; defaults make a standalone node."""
-        from dataclasses import replace
-
-        from peergrid_dso.services.dso_chain import ChainRecorder, NetworkedChain
-        from peergrid_dso.services.interval import IntervalPlanner
-        from peergrid_dso.services.powerflow import net_injection_mw
-        from peergrid_dso.services.switching import SwitchingExecutor, SwitchingService, check_state
-
-        chains = [settings.dso_chain] + ([settings.mgmc_chain] if settings.mgmc_chain is not None else [])
-        node_settings = NodeSettings(
-            key_file=settings.key_file, feeder=settings.feeder, broker_host=settings.broker_host,
-            broker_port=settings.broker_port, client_id=client_id or f"dso-node-{settings.feeder}",
-            status_file=settings.status_file, chains=chains,
-        )  # fmt: skip
-        node, transport, stores = build_node(node_settings)
-        chain = next(iter(node.replicas))  # the DSO chain comes first
-        replica = node.replicas[chain]
-        changed = Changed()
-        replica.on_commit.append(changed.fire)
-        loop = asyncio.get_running_loop()
-        dso_key = keys.read_keyfile(settings.key_file)
-        adapter = ChainAdapter(node, chain, loop, changed)
-        feeder = build_feeder(settings)
-        if settings.vmin_pu is not None:
-            feeder = replace(feeder, vmin_pu=settings.vmin_pu)
-        live = live if live is not None else LiveTopology(feeder.initially_open())
-        lock = lock if lock is not None else threading.RLock()
-        networked = NetworkedChain(adapter, replica.store)
-        recorder = ChainRecorder(networked, dso_key)
-
-        def step_check(open_after: tuple[int, ...]) -> str | None:  # with the latest injections
-            injections = dso_loop.live.injections  # late bound: the console may put its services in
-            latest = injections[max(injections)] if injections else {}
-            p, q = net_injection_mw(feeder, latest)
-            return check_state(feeder, open_after, p, q, feeder.vmin_pu)
-
-        executor = SwitchingExecutor(
-            relay_driver(settings, feeder), recorder, timeout_s=3.0, step_check=step_check
-        )
-        switching = SwitchingService(LockedExecutor(executor, lock), auto=True)  # type: ignore[arg-type]
-        planner = IntervalPlanner(
-            feeder, tuple(live.open_set), settings.reconfigure_every,
-            reconfigure_when_insecure=settings.reconfigure_when_insecure,
-        )  # fmt: skip
-        dso_loop = DsoLoop(settings, replica, adapter, changed, transport, recorder, switching, planner, dso_key,
-                           live, lock)  # fmt: skip
-        return cls(settings, node, transport, stores, replica, adapter, networked, feeder, recorder, switching,
-                   dso_loop)  # fmt: skip
-
-    async def run(self, stop: asyncio.Event) -> None:
-        self.node.attach_loop()
-        self.transport.start()
-        runner = asyncio.create_task(self.node.run(stop))
-        worker = asyncio.create_task(self.loop.run(stop))
-        try:
-            await stop.wait()
-        finally:
-            worker.cancel()
-            await asyncio.gather(worker, return_exceptions=True)
-            await runner
-            self.transport.stop()
-            close = getattr(self.switching.executor.driver, "close", None)
-            if close is not None:
-                close()
-            for store in self.stores:
-                store.close()
-
-
 async def serve(settings: IntervalNodeSettings) -> None:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
+    from peergrid_dso.live import DsoNode
+
     await DsoNode.assemble(settings).run(stop)
 
 

@@ -1,6 +1,11 @@
-"""The closed loop's DSO node inside `peergrid-dso serve`: what the config's `loop:` section starts.
+"""The closed loop's DSO node, assembled (`DsoNode`), and inside `peergrid-dso serve` (`EmbeddedLoop`, what the
+config's `loop:` section starts).
 
-Promises: `EmbeddedLoop(settings).start()` runs `interval_node.DsoNode` - the DSO-chain replica (an
+Promises: `DsoNode.assemble(settings)` builds on the running event loop everything the node runs - ledger
+replicas over one MQTT connection, the networked DSO chain and its recorder, the Modbus relays behind the one
+lock every writer holds (`LockedExecutor`), the interval planner and `interval_node.DsoLoop` - and `run(stop)`
+serves until `stop`, then closes its stores (standalone: `interval_node.serve`).
+`EmbeddedLoop(settings).start()` runs a `DsoNode` - the DSO-chain replica (an
 authority), the MGMC-chain replica (a non-voting follower) when configured, enrolment and the per-interval
 security check, adjustments and switching through the Modbus relays, writing `record_file` exactly as the
 standalone node does - on a thread of its own with its own event loop, and returns the console's
@@ -19,8 +24,11 @@ import asyncio
 import logging
 import threading
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
+from peergrid_ledger import keys
+from peergrid_ledger.consensus.node_cli import NodeSettings, build_node
 from peergrid_ledger.settings import ConfigError
 
 log = logging.getLogger("peergrid_dso.live")
@@ -47,6 +55,117 @@ def preflight(settings: Any) -> None:
         path = getattr(loop, name)
         if path is not None and not path.is_file():
             raise ConfigError(f"loop.{name}: {path}: no such file")
+
+
+class LockedExecutor:
+    """The switching executor behind the one lock every writer to the relays holds (loop and operators)."""
+
+    def __init__(self, inner: Any, lock: Any) -> None:
+        self.inner, self.lock = inner, lock
+
+    def __getattr__(self, name: str) -> Any:  # driver, recorder, alarms, ... of the wrapped executor
+        return getattr(self.inner, name)
+
+    def execute(self, plan: Any) -> Any:
+        with self.lock:
+            return self.inner.execute(plan)
+
+
+@dataclass
+class LiveTopology:
+    """The topology the relays last confirmed and the MGs' latest injections (MW, Mvar) per interval; the
+    console's `DsoServices` plays this part when the node is embedded."""
+
+    open_set: tuple[int, ...]
+    injections: dict[int, dict[str, tuple[float, float]]] = field(default_factory=dict)
+
+
+@dataclass
+class DsoNode:
+    """Everything the DSO node runs, assembled on its event loop; `run(stop)` serves until `stop` is set."""
+
+    settings: Any  # interval_node.IntervalNodeSettings
+    node: Any
+    transport: Any
+    stores: list[Any]
+    replica: Any
+    adapter: Any  # interval_node.ChainAdapter
+    chain: Any  # services.dso_chain.NetworkedChain over this replica
+    feeder: Any
+    recorder: Any
+    switching: Any
+    loop: Any  # interval_node.DsoLoop
+
+    @classmethod
+    def assemble(cls, settings: Any, live: Any = None, lock: Any = None, client_id: str = "") -> DsoNode:
+        """Build on the running event loop. `live` (open_set, injections) and `lock` are shared with the
+        console when embedded; defaults make a standalone node."""
+        from dataclasses import replace
+
+        from peergrid_dso.interval_node import ChainAdapter, Changed, DsoLoop, build_feeder, relay_driver
+        from peergrid_dso.services.dso_chain import ChainRecorder, NetworkedChain
+        from peergrid_dso.services.interval import IntervalPlanner
+        from peergrid_dso.services.powerflow import net_injection_mw
+        from peergrid_dso.services.switching import SwitchingExecutor, SwitchingService, check_state
+
+        chains = [settings.dso_chain] + ([settings.mgmc_chain] if settings.mgmc_chain is not None else [])
+        node_settings = NodeSettings(
+            key_file=settings.key_file, feeder=settings.feeder, broker_host=settings.broker_host,
+            broker_port=settings.broker_port, client_id=client_id or f"dso-node-{settings.feeder}",
+            status_file=settings.status_file, chains=chains,
+        )  # fmt: skip
+        node, transport, stores = build_node(node_settings)
+        chain = next(iter(node.replicas))  # the DSO chain comes first
+        replica = node.replicas[chain]
+        changed = Changed()
+        replica.on_commit.append(changed.fire)
+        loop = asyncio.get_running_loop()
+        dso_key = keys.read_keyfile(settings.key_file)
+        adapter = ChainAdapter(node, chain, loop, changed)
+        feeder = build_feeder(settings)
+        if settings.vmin_pu is not None:
+            feeder = replace(feeder, vmin_pu=settings.vmin_pu)
+        live = live if live is not None else LiveTopology(feeder.initially_open())
+        lock = lock if lock is not None else threading.RLock()
+        networked = NetworkedChain(adapter, replica.store)
+        recorder = ChainRecorder(networked, dso_key)
+
+        def step_check(open_after: tuple[int, ...]) -> str | None:  # with the latest injections
+            injections = dso_loop.live.injections  # late bound: the console may put its services in
+            latest = injections[max(injections)] if injections else {}
+            p, q = net_injection_mw(feeder, latest)
+            return check_state(feeder, open_after, p, q, feeder.vmin_pu)
+
+        executor = SwitchingExecutor(
+            relay_driver(settings, feeder), recorder, timeout_s=3.0, step_check=step_check
+        )
+        switching = SwitchingService(LockedExecutor(executor, lock), auto=True)  # type: ignore[arg-type]
+        planner = IntervalPlanner(
+            feeder, tuple(live.open_set), settings.reconfigure_every,
+            reconfigure_when_insecure=settings.reconfigure_when_insecure,
+        )  # fmt: skip
+        dso_loop = DsoLoop(settings, replica, adapter, changed, transport, recorder, switching, planner, dso_key,
+                           live, lock)  # fmt: skip
+        return cls(settings, node, transport, stores, replica, adapter, networked, feeder, recorder, switching,
+                   dso_loop)  # fmt: skip
+
+    async def run(self, stop: asyncio.Event) -> None:
+        self.node.attach_loop()
+        self.transport.start()
+        runner = asyncio.create_task(self.node.run(stop))
+        worker = asyncio.create_task(self.loop.run(stop))
+        try:
+            await stop.wait()
+        finally:
+            worker.cancel()
+            await asyncio.gather(worker, return_exceptions=True)
+            await runner
+            self.transport.stop()
+            close = getattr(self.switching.executor.driver, "close", None)
+            if close is not None:
+                close()
+            for store in self.stores:
+                store.close()
 
 
 class EmbeddedLoop:
@@ -88,7 +207,6 @@ class EmbeddedLoop:
         asyncio.run(self._serve())
 
     async def _serve(self) -> None:
-        from peergrid_dso.interval_node import DsoNode
         from peergrid_dso.services.container import live_services
 
         self._loop = asyncio.get_running_loop()
