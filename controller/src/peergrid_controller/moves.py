@@ -34,6 +34,7 @@ __all__ = [
     "make_offer",
     "open_seller",
     "role",
+    "role_at_mid",
     "split_roles",
 ]
 
@@ -246,3 +247,9 @@ def adjust(
             target = price_tick((target + price) / 2)
     state.price = min(max(target, state.lower), state.upper)
     return price_tick(state.price) == price_tick(price)
+
+
+def role_at_mid(p: Participant, feed_in: float, retail: float) -> str:
+    """A participant's role when no interval price call is available (the mid price between the DSO's
+    feed-in and retail prices stands in for it)."""
+    return role(p, (feed_in + retail) / 2)

@@ -16,6 +16,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import highspy
+import numpy as np
 
 from peergrid_controller import lp as lpmod
 from peergrid_controller.builder import MgColumns, MgState, add_microgrid, p2p_buy_limit, p2p_sell_limit
@@ -117,6 +118,7 @@ class MgSchedule:
             else:
                 self._fix_p2p(k, fixed)
         self._highs: highspy.Highs | None = None
+        self._injection_row: int | None = None
         self._fixed_commitment = False
         if day_ahead:
             self.lp.integer.clear()
@@ -215,6 +217,19 @@ class MgSchedule:
             if price > hi:
                 break
         return ResponseCurve(tuple(prices), tuple(quantities), upper=hi)
+
+    def bound_injection(self, min_kw: float = -lpmod.INF, max_kw: float = lpmod.INF) -> None:
+        """Hold the first interval's equivalent injection (P2P plus DSO net export, kW) within [min, max]
+        in every later solve (a DSO adjustment contract)."""
+        self.fix_commitment()
+        assert self._highs is not None
+        if self._injection_row is None:
+            c = self.cols
+            cols = [c.p2p_sell[0], c.p2p_buy[0], c.dso_export[0], c.dso_import[0]]
+            self._highs.addRow(min_kw, max_kw, 4, np.array(cols, np.int32), np.array([1.0, -1.0, 1.0, -1.0]))
+            self._injection_row = self._highs.getNumRow() - 1
+        else:
+            self._highs.changeRowBounds(self._injection_row, min_kw, max_kw)
 
     def dispatch(self, p2p_net_export_kw: float) -> Plan:
         """Re-plan with the first interval's agreed P2P trade fixed (payments are settled apart)."""

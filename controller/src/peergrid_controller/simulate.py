@@ -13,15 +13,16 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
+from typing import Literal
 
 from peergrid_controller import baselines
 from peergrid_controller.bargaining import BargainingConfig, Participant, Venue, bargain
 from peergrid_controller.builder import MgState
 from peergrid_controller.commitment import Options
-from peergrid_controller.curve import guarded
 from peergrid_controller.forecast import indicative_prices
 from peergrid_controller.market import Accepted, Trade, net_positions
 from peergrid_controller.model import Microgrid, Scenario, Tariff
+from peergrid_controller.rationality import Guarded
 from peergrid_controller.schedule import MgSchedule
 from peergrid_controller.stability import check
 from peergrid_controller.venues import memory_venue
@@ -37,7 +38,10 @@ class SimulationConfig:
     with_central: bool = True
     central_time_limit_s: float = 120.0
     forecast_iterations: int = 24  # > 0: day-ahead price discovery first (forecast.py); the plans lean on it
-    guard: bool = True  # trade only within the conventional alternative's curve (individual rationality)
+    # individual rationality (rationality.py): "strict" (default) trades within the conventional alternative's
+    # curve and dispatches within the MG's budget, so no MG ends worse off than with the DSO alone; "trades"
+    # bounds only the trades; "off" trusts the day-ahead forecast (more welfare, no guarantee)
+    rationality: Literal["strict", "trades", "off"] = "strict"
     recommit_every: int = (
         4  # genset on/off re-decided (MILP) every this many intervals; dispatch-only LPs between
     )
@@ -116,11 +120,14 @@ def simulate(
     forecast = indicative_prices(scenario, cfg.forecast_iterations) if cfg.forecast_iterations > 0 else None
     states = {mg.name: MgState.initial(mg) for mg in scenario.microgrids}
     commitments: dict[str, tuple[int, tuple[tuple[bool, ...], ...]]] = {}
+    # what each MG may still spend and end no worse off than its conventional day (its own alternative)
+    budget = {name: sum(costs) for name, costs in conv.per_interval.items()}
     results = []
     for t in range(n):
         if on_interval is not None:
             on_interval(t)
         schedules: dict[str, Options] = {}
+        guards: dict[str, Guarded] = {}
         participants = []
         for mg in scenario.microgrids:
             last = commitments.get(mg.name)
@@ -148,14 +155,10 @@ def simulate(
                 mg.rules.max_quantity_kwh / dt,
             )
             curve = options.curve(lo, hi, limit_kw=limit)
-            if forecast is not None and cfg.guard:
-                # the conventional alternative: the same commitment, the rest of the day with the DSO only
-                alone = MgSchedule(
-                    mg, dt, start=t, horizon=n - t, state=states[mg.name], commitment=sched.commitment()
-                )
-                alone.solve()
-                fallback = Options.build(mg, dt, t, states[mg.name], alone, None)
-                curve = guarded(curve, fallback.curve(lo, hi, limit_kw=limit))
+            if forecast is not None and cfg.rationality != "off":
+                # the conventional alternative bounds what it trades and how it dispatches (rationality.py)
+                guards[mg.name] = Guarded.build(mg, dt, t, states[mg.name], sched.commitment())
+                curve = guards[mg.name].curve(curve, lo, hi, limit_kw=limit)
             # clean: no genset behind the offer at any price (a genset it may start for the trade counts)
             clean = plan.genset_kw[0] <= 1e-6 and options.alternative is None
             participants.append(Participant(mg.name, curve, mg.rules, clean=clean))
@@ -174,10 +177,16 @@ def simulate(
         physical = 0.0
         for mg in scenario.microgrids:
             net_kwh, money = positions.get(mg.name, (0.0, 0.0))
-            sched = schedules[mg.name].choose(net_kwh / dt)
-            if sched is schedules[mg.name].alternative:
+            options = schedules[mg.name]
+            guard = guards.get(mg.name)
+            if guard is not None and cfg.rationality == "strict":
+                sched, cost, states[mg.name] = guard.dispatch(options, net_kwh / dt, money, budget[mg.name])
+            else:
+                sched = options.choose(net_kwh / dt)
+                cost, states[mg.name] = sched.first_interval_cost_and_state()
+            if mg.gensets and sched is not options.plan:
                 commitments[mg.name] = (t, sched.commitment())  # the trade started (or stopped) its genset
-            cost, states[mg.name] = sched.first_interval_cost_and_state()
+            budget[mg.name] -= cost - money
             physical += cost
             cost_p2p[mg.name] = cost - money
         # every agreed trade is delivered as scheduled (dispatch fixed it) and settled once

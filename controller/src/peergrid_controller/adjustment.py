@@ -1,0 +1,79 @@
+"""Meeting a DSO adjustment contract: can the MG hold its equivalent injection within the DSO's limits?
+
+Promises: `meet(schedule, p2p_net_kw, min_kw, max_kw)` re-plans the interval with its agreed P2P trades fixed
+and the injection (P2P plus DSO net export, kW) bounded. When the limit can be met it returns that plan
+(`met` true: PV curtailed, load shed, batteries and genset moved as the MG's costs say). When it cannot, it
+returns the plan closest to the limit (bisection on the bound, to `precision_kw`) with `met` false and a
+`reason` that names the limit, the nearest injection it can reach and why — never a plan that pretends.
+Assumes `schedule` has been solved. Never reads clocks or I/O.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from peergrid_controller.schedule import MgSchedule, Plan, ScheduleError
+
+
+@dataclass(frozen=True)
+class Adjustment:
+    plan: Plan
+    injection_kw: float
+    met: bool
+    reason: str  # empty when met
+
+
+def injection(plan: Plan) -> float:
+    return plan.p2p_net_export[0] + plan.dso_net_export[0]
+
+
+def meet(
+    schedule: MgSchedule,
+    p2p_net_kw: float,
+    min_kw: float | None,
+    max_kw: float | None,
+    precision_kw: float = 0.01,
+) -> Adjustment:
+    lo = -math.inf if min_kw is None else min_kw
+    hi = math.inf if max_kw is None else max_kw
+    if lo > hi:
+        raise ValueError(f"adjustment limits are crossed: min {lo} kW > max {hi} kW")
+    schedule.bound_injection(-math.inf, math.inf)
+    free = schedule.dispatch(p2p_net_kw)
+    planned = injection(free)
+    schedule.bound_injection(lo, hi)
+    try:
+        plan = schedule.dispatch(p2p_net_kw)
+        return Adjustment(plan, injection(plan), True, "")
+    except ScheduleError:
+        pass
+    # the limit is out of reach: find the nearest bound that still has a plan, between the limit and the plan
+    too_high = planned > hi
+    limit = hi if too_high else lo
+    reachable, unreachable = planned, limit
+    while abs(reachable - unreachable) > precision_kw:
+        mid = (reachable + unreachable) / 2
+        schedule.bound_injection(-math.inf, mid) if too_high else schedule.bound_injection(mid, math.inf)
+        try:
+            schedule.dispatch(p2p_net_kw)
+            reachable = mid
+        except ScheduleError:
+            unreachable = mid
+    if too_high:
+        schedule.bound_injection(-math.inf, reachable)
+    else:
+        schedule.bound_injection(reachable, math.inf)
+    plan = schedule.dispatch(p2p_net_kw)
+    side = "at most" if too_high else "at least"
+    nearest = "least" if too_high else "most"
+    how = (
+        "every kW of PV curtailed and storage charging as far as it can"
+        if too_high
+        else "sheddable load shed, storage and gensets at their limits"
+    )
+    reason = (
+        f"cannot inject {side} {limit:.2f} kW with its agreed P2P trades ({p2p_net_kw:+.2f} kW): the {nearest} "
+        f"it can inject is {injection(plan):.2f} kW ({how}); it offers that instead"
+    )
+    return Adjustment(plan, injection(plan), False, reason)
