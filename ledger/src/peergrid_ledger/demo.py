@@ -3,7 +3,7 @@
 `build_demo(store_or_none, blocks)` seals `blocks` blocks with `LocalChain`: governance (add, rotate, remove an
 authority, so later certificates carry two signatures), enrolment and (de)authorisation, DER data
 commitments, a schedule contract, equivalent injections, an encrypted adjustment contract, a switching plan
-and its result, market rules, offers, bids, bargaining moves, agreed trades and settlements, the auction
+with its executed steps and its result, market rules, offers, bids, bargaining moves, agreed trades and settlements, the auction
 example (1 sells; 2, 3, 4 bid 30, 20, 25; 2 wins and pays 1), and equivocation evidence. Keys come from fixed
 seeds, so apart from the sealed-box ciphertext the chain is the same every time. With fewer than three
 blocks the early phases share blocks; every kind still appears.
@@ -114,6 +114,10 @@ def _phase_bargain(d: Demo) -> None:
     for _, event in agreed.events:
         buyer = next(n for n in ("mg3", "mg4") if d.pk(n) == event["buyer"])
         d.do(buyer, "settle", {"trade": event["id"], "delivered": event["quantity"]})
+    for step, (switch, close) in enumerate((("s33", True), ("s7", False))):
+        status = "closed" if close else "open"
+        d.do("dso", "switching_step", {"plan": "plan-1", "step": step, "switch": switch, "close": close, "ok": True,
+             "rollback": False, "status": status, "at_ms": DEMO_T0 + 2000 + step, "detail": ""})  # fmt: skip
     results = [{"switch": "s33", "closed": True, "ok": True}, {"switch": "s7", "closed": False, "ok": True}]
     d.do("dso", "switching_result", {"plan": "plan-1", "results": results})
     d.do("dso", "gov.rotate_authority", {"old": d.pk("authority-b"), "new": d.pk("authority-c")})
