@@ -1,10 +1,11 @@
 """A sample chain holding signed transactions of every kind, for trying the CLI and for tests.
 
 `build_demo(store_or_none, blocks)` seals `blocks` blocks with `LocalChain`: governance (add, rotate, remove an
-authority, so later certificates carry two signatures), enrolment and (de)authorisation, DER data
-commitments, a schedule contract, equivalent injections, an encrypted adjustment contract, a switching plan
-with its executed steps and its result, market rules, offers, bids, bargaining moves, agreed trades and settlements, the auction
-example (1 sells; 2, 3, 4 bid 30, 20, 25; 2 wins and pays 1), and equivocation evidence. Keys come from fixed
+authority, so later certificates carry two signatures; revoke an MGMC, with the operator's record),
+enrolment and (de)authorisation, DER data commitments, a schedule contract, equivalent injections, an
+encrypted adjustment contract, a switching plan with its executed steps and its result, market rules,
+offers, bids, bargaining moves, agreed trades and settlements, the auction example (1 sells; 2, 3, 4 bid
+30, 20, 25; 2 wins and pays 1), and equivocation evidence. Keys come from fixed
 seeds, so apart from the sealed-box ciphertext the chain is the same every time. With fewer than three
 blocks the early phases share blocks; every kind still appears.
 """
