@@ -55,6 +55,7 @@ def test_24_intervals_closed_loop(tmp_path: Path) -> None:
     checks = report["checks"]
     assert checks["intervals_done"] == 24
     assert checks["quiesced"], report["quiesce"]
+    assert report["quiesce"]["pending_at_halt"] == 0  # halted once nothing was pending
     for name, chain in report["ledger"].items():
         assert chain["identical_heads"], (name, chain["heads"])
         assert len(set(chain["head_hashes"].values())) == 1 and len(set(chain["heads"].values())) == 1
