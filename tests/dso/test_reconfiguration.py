@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from dataclasses import replace
 from pathlib import Path
 
@@ -22,6 +24,17 @@ def test_case33bw_published_optimum_through_the_cli(capsys: pytest.CaptureFixtur
     assert answer["losses_kw"] == pytest.approx(139.55, abs=0.01)
     assert answer["vmin_pu"] == pytest.approx(0.9378, abs=1e-4)
     assert answer["seconds"] > 0
+    assert answer["bound_kw"] is None and answer["gap"] is None and answer["proven"] is False  # no --prove
+
+
+def test_the_cli_prints_only_its_answer_no_solver_banner() -> None:
+    # HiGHS prints a licence banner from C++ on a process's first solver: it must not reach the terminal.
+    out = subprocess.run(
+        [sys.executable, "-m", "peergrid_dso.commands.reconfigure", "--case", "case33bw", "--json", "--no-validate"],
+        capture_output=True, text=True, timeout=600, check=True,
+    ).stdout  # fmt: skip
+    assert "HiGHS" not in out
+    assert json.loads(out)["open_branches"] == [7, 9, 14, 32, 37]
 
 
 def test_case69_published_optimum(matpower_dir: Path, case69_ties: Path) -> None:

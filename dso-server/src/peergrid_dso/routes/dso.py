@@ -59,6 +59,8 @@ class InjectionIn(Strict):
 
 class ReconfigurationIn(Strict):
     vmin_pu: float = Field(0.90, gt=0.5, lt=1.0)
+    prove_s: float = Field(0.0, ge=0.0, le=300.0)  # time to prove a loss lower bound (0: a fast answer)
+    target_gap: float = Field(1e-3, gt=0.0, lt=1.0)
 
 
 class OpfIn(Strict):
@@ -205,7 +207,7 @@ def network(interval: int | None = None, dso: DsoServices = Depends(get_dso)) ->
 @router.post("/reconfiguration")
 def run_reconfiguration(body: ReconfigurationIn, dso: DsoServices = Depends(get_dso)) -> dict[str, Any]:
     try:
-        r = reconfigure(dso.feeder, vmin_pu=body.vmin_pu)
+        r = reconfigure(dso.feeder, vmin_pu=body.vmin_pu, prove_s=body.prove_s, target_gap=body.target_gap)
     except (ReconfigurationInfeasible, IslandedLoadError) as exc:
         raise HTTPException(422, f"infeasible: {exc}") from None
     except SolverFailure as exc:
@@ -218,6 +220,7 @@ def run_reconfiguration(body: ReconfigurationIn, dso: DsoServices = Depends(get_
     dso.last_reconfiguration = {
         "open_branches": list(r.open_branches), "losses_kw": r.losses_kw, "vmin_pu": r.vmin_pu,
         "initial_losses_kw": r.initial_losses_kw, "seconds": r.seconds, "pandapower_losses_kw": check.losses_kw,
+        "bound_kw": r.bound_kw, "gap": r.gap, "proven": r.proven, "proof_seconds": r.proof_seconds,
     }  # fmt: skip
     return dso.last_reconfiguration
 
