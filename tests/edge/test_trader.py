@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import pytest
 from pydantic import ValidationError
 
+from peergrid_controller.model import Battery, Load, Microgrid, PvArray, Tariff
+from peergrid_controller.schedule import MgSchedule
 from peergrid_edge.config import EdgeSettings
 from peergrid_edge.trader import MarketAgent, bids_on_chain, offers_on_chain
 from peergrid_ledger.chain import LocalChain
@@ -35,19 +38,27 @@ def test_positions_read_off_the_chain_carry_their_round() -> None:
     assert offers_on_chain(chain.state, 8) == {}
 
 
-def test_an_adjustment_is_met_by_curtailing_or_shedding() -> None:
+def test_an_adjustment_is_met_from_the_schedule_or_reported_plainly(caplog: pytest.LogCaptureFixture) -> None:
     agent = object.__new__(MarketAgent)
-    from dataclasses import dataclass
-
-    @dataclass(frozen=True)
-    class Plan:
-        pv_used_kw: tuple[float, ...]
-        shed_kw: tuple[float, ...]
-
-    plan = Plan((100.0, 90.0), (0.0, 0.0))
-    assert agent._within_limits(plan, 50.0, 50.0) is plan
-    assert agent._within_limits(plan, 50.0, 30.0).pv_used_kw == (80.0, 90.0)  # export 20 kW less
-    assert agent._within_limits(plan, -50.0, -20.0).shed_kw == (30.0, 0.0)  # import 30 kW less
+    n = 4
+    mg = Microgrid(
+        "mg",
+        Tariff(tuple(0.25 for _ in range(n)), tuple(0.05 for _ in range(n))),
+        pv=(PvArray("pv", tuple(80.0 for _ in range(n))),),
+        batteries=(Battery("bat", capacity_kwh=200.0, max_charge_kw=20.0, max_discharge_kw=20.0),),
+        loads=(Load("load", tuple(30.0 for _ in range(n)), tuple(10.0 for _ in range(n))),),
+    )
+    sched = MgSchedule(mg, 1.0)
+    sched.solve()
+    sched.dispatch(10.0)  # it sold 10 kW to a peer
+    met = agent.meet_limit(0, sched, 10.0, {"max_injection_w": 15000, "min_injection_w": None})
+    assert met.met and met.injection_kw <= 15.0 + 1e-6
+    assert met.plan.p2p_net_export[0] == pytest.approx(10.0)  # the agreed trade stands
+    with caplog.at_level(logging.WARNING, logger="peergrid.edge.trader"):
+        unmet = agent.meet_limit(0, sched, 0.0, {"max_injection_w": -100_000, "min_injection_w": -100_000})
+    assert not unmet.met
+    assert unmet.injection_kw == pytest.approx(-60.0, abs=0.02)  # what it can do: draw 60 kW, not 100
+    assert "not met" in caplog.text and "cannot inject" in caplog.text
 
 
 def test_market_needs_both_replicas(tmp_path: Path) -> None:

@@ -26,12 +26,9 @@ import time
 from dataclasses import asdict, replace
 from typing import TYPE_CHECKING, Any
 
-from peergrid_controller.bargaining import (  # the per-MGMC moves of the controller's bargaining
-    BargainingConfig,
-    Participant,
-    split_roles,
-)
+from peergrid_controller.adjustment import Adjustment, meet
 from peergrid_controller.builder import MgState
+from peergrid_controller.moves import BargainingConfig, Participant, role_at_mid
 from peergrid_controller.scenario import load_scenario
 from peergrid_controller.schedule import MgSchedule
 from peergrid_edge.actuation import view_of
@@ -216,8 +213,7 @@ class MarketAgent:
             mg.tariff.feed_in[t], mg.tariff.retail[t] + premium, limit_kw=mg.rules.max_quantity_kwh / self.dt
         )
         me = Participant(self.name, curve, mg.rules, clean=plan.genset_kw[0] <= 1e-6)
-        sellers, buyers = split_roles([me], feed_in, retail)
-        role = "seller" if sellers else ("buyer" if buyers else "neither")
+        role = role_at_mid(me, feed_in, retail)
         rounds = await bargain(self, t, me, role, feed_in, retail, premium)
         bargained = time.time()
         self.phase = "trades"
@@ -237,9 +233,10 @@ class MarketAgent:
             {"interval": t, "injection": round(injection_kw * 1000), "revision": 0},
         )  # fmt: skip
         self.phase = "dso"
-        verdict, limits, final_kw = await self._await_dso(t, injection_kw)
+        verdict, limits, adjustments = await self._await_dso(t, sched, net_kwh / self.dt, injection_kw)
         dso_done = time.time()
-        plan3 = self._within_limits(plan2, injection_kw, final_kw)
+        plan3 = adjustments[-1].plan if adjustments else plan2
+        final_kw = adjustments[-1].injection_kw if adjustments else injection_kw
         self.phase = "dispatch"
         confirmed = await self._dispatch(t, plan3)
         self.phase = "settle"
@@ -274,6 +271,8 @@ class MarketAgent:
                 ],
                 "net_p2p_kwh": net_kwh, "p2p_money": money, "cost_p2p": cost - money, "cost_conventional": conv_cost,
                 "injection_kw": injection_kw, "final_injection_kw": final_kw, "limits": limits,
+                "adjustments": [{"met": a.met, "injection_kw": a.injection_kw, "reason": a.reason}
+                                for a in adjustments],
                 "verdict": verdict is not None, "secure": (verdict or {}).get("secure"),
                 "dispatch_confirmed": confirmed, "settled": settled,
                 "times": {"start": started, "bargained": bargained, "dso_done": dso_done, "end": time.time()},
@@ -290,16 +289,20 @@ class MarketAgent:
 
     # --- the DSO, dispatch, records --------------------------------------------------------------------
 
-    async def _await_dso(self, t: int, injection_kw: float) -> tuple[dict[str, Any] | None, list[Any], float]:
+    async def _await_dso(
+        self, t: int, sched: MgSchedule, p2p_net_kw: float, injection_kw: float
+    ) -> tuple[dict[str, Any] | None, list[Any], list[Adjustment]]:
+        """Wait for the DSO's final verdict; answer each adjustment contract with the injection the MG's own
+        schedule can really hold within the limit (its agreed trades fixed), saying so when it cannot."""
         deadline = time.monotonic() + self.s.dso_timeout_s
         me = self.d.keypair.public.hex()
         answered: set[int] = set()
         limits: list[Any] = []
-        kw = injection_kw
+        adjustments: list[Adjustment] = []
         while time.monotonic() < deadline:
             verdict = self.verdicts.get(t)
             if verdict is not None and verdict.get("final"):
-                return verdict, limits, kw
+                return verdict, limits, adjustments
             if (
                 verdict is not None
                 and me in verdict.get("adjust", [])
@@ -308,11 +311,12 @@ class MarketAgent:
                 iteration = int(verdict.get("iteration", 0))
                 answered.add(iteration)
                 limit = self._open_contract(t)
+                kw = adjustments[-1].injection_kw if adjustments else injection_kw
                 if limit is not None:
                     limits.append(limit)
-                    lo, hi = limit.get("min_injection_w"), limit.get("max_injection_w")
-                    kw = min(kw, hi / 1000) if hi is not None else kw
-                    kw = max(kw, lo / 1000) if lo is not None else kw
+                    adjustment = self.meet_limit(t, sched, p2p_net_kw, limit)
+                    adjustments.append(adjustment)
+                    kw = adjustment.injection_kw
                 await self._submit(
                     "dso", self.d.keypair, "equivalent_injection",
                     {"interval": t, "injection": round(kw * 1000), "revision": iteration},
@@ -323,7 +327,19 @@ class MarketAgent:
                 await asyncio.wait_for(event.wait(), max(0.01, deadline - time.monotonic()))
             except TimeoutError:
                 break
-        return self.verdicts.get(t), limits, kw
+        return self.verdicts.get(t), limits, adjustments
+
+    def meet_limit(self, t: int, sched: MgSchedule, p2p_net_kw: float, limit: dict[str, Any]) -> Adjustment:
+        """Re-plan interval t within the contract's injection limits (W), keeping the agreed trades."""
+        lo, hi = limit.get("min_injection_w"), limit.get("max_injection_w")
+        adjustment = meet(
+            sched, p2p_net_kw, None if lo is None else lo / 1000, None if hi is None else hi / 1000
+        )
+        if adjustment.met:
+            log.info("interval %d: DSO limit %s met at %.2f kW", t, limit, adjustment.injection_kw)
+        else:
+            log.warning("interval %d: DSO limit %s not met: %s", t, limit, adjustment.reason)
+        return adjustment
 
     def _open_contract(self, t: int) -> dict[str, Any] | None:
         contracts = query.adjustment_contracts(self.ledger.state("dso"), self.d.keypair.public, t)
@@ -334,16 +350,6 @@ class MarketAgent:
             except ValueError:
                 continue
         return None
-
-    def _within_limits(self, plan: Any, planned_kw: float, allowed_kw: float) -> Any:
-        """Meet an adjustment: export less by curtailing PV, import less by shedding sheddable load."""
-        gap = planned_kw - allowed_kw
-        if abs(gap) < 1e-6:
-            return plan
-        if gap > 0:
-            pv = max(0.0, plan.pv_used_kw[0] - gap)
-            return replace(plan, pv_used_kw=(pv, *plan.pv_used_kw[1:]))
-        return replace(plan, shed_kw=(plan.shed_kw[0] - gap, *plan.shed_kw[1:]))
 
     async def _dispatch(self, t: int, plan: Any) -> int:
         now, wall = self.d.clock.monotonic(), self.d.clock.wall()
