@@ -1,9 +1,9 @@
 """The MGMC's moves in the iterative bargaining, played on the MGMC chain (split from `trader.py`).
 
 Promises: `bargain(agent, t, ...)` joins interval t (an `offer` for round 1, or an empty `bid` for round 0),
-then per round lets sellers `move` (the controller's `_adjust`) and buyers `move` (the controller's
-`make_bid`), each phase waiting until every expected peer's move of that round is in a FINAL block, so every
-MGMC decides from the same chain state; a round that repeats the previous one ends it (or `max_rounds`); then
+then per round lets sellers `move` (`peergrid_controller.moves.adjust`) and buyers `move`
+(`moves.make_bid`), each phase waiting until every expected peer's move of that round is in a FINAL block,
+so every MGMC decides from the same chain state; a round that repeats the previous one ends it (or `max_rounds`); then
 `_close` has the lowest-keyed seller submit `trade` (anyone after a timeout). A peer that misses a phase is
 left out of the interval's later phases. Returns the public price history per round. Reads only public
 positions from the chain; never reveals the curve.
@@ -13,14 +13,15 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from peergrid_controller.bargaining import (  # the per-MGMC moves of the controller's bargaining
+from peergrid_controller.market import Offer, micro_per_wh, wh
+from peergrid_controller.moves import (  # the controller's public per-MGMC moves
     Participant,
-    _adjust,
-    _SellerState,
+    SellerState,
+    adjust,
     make_bid,
     make_offer,
+    open_seller,
 )
-from peergrid_controller.market import Offer, micro_per_wh, wh
 from peergrid_ledger.contracts import market as contract
 
 if TYPE_CHECKING:
@@ -62,13 +63,9 @@ async def bargain(
 ) -> list[dict[str, Any]]:
     agent.phase = "join"
     cfg = agent.cfg
-    seller_state: _SellerState | None = None
+    seller_state: SellerState | None = None
     if role == "seller":
-        upper = retail + premium
-        lower = min(
-            max(me.rules.floor_price, me.curve.marginal_price(cfg.quantity_tolerance), feed_in), upper
-        )
-        seller_state = _SellerState((lower + upper) / 2, (upper - lower) / 4, lower, upper)
+        seller_state = open_seller(me, feed_in, retail + premium, cfg)
         offer = make_offer(me, seller_state.price, t)
         if wh(offer.quantity_kwh) <= 0:
             role, seller_state = "neither", None
@@ -100,7 +97,7 @@ async def bargain(
             mine = prev_offers.get(agent.anonym.public)
             offered = mine[1] / 1000 if mine else 0.0
             asked = sum(q for dem, _ in prev_bids.values() for s, q in dem if s == agent.anonym.public) / 1000
-            _adjust(seller_state, me, offered, asked, cfg)
+            adjust(seller_state, me, offered, asked, cfg)
             offer = make_offer(me, seller_state.price, t)
             await agent._submit("mgmc", agent.anonym, "move", {
                 "interval": t, "round": r, "price": micro_per_wh(offer.price),
