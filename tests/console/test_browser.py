@@ -152,6 +152,8 @@ def test_an_operator_sees_the_live_feeder(browser: Any, bed: LiveTestbed) -> Non
         assert shown == str(relays[branch]).lower(), (
             f"branch {branch}: console {shown}, relay {relays[branch]}"
         )
+    health = fetch(page, "/api/health")
+    assert health["status"] == "ok" and health["loop"]["running"], health  # the DSO node runs in this server
     feeder = fetch(page, "/console/api/feeder")
     assert {m["mg"] for m in feeder["mgs"]} == {f"mg{i}" for i in range(1, 7)}
     assert any(abs(m["p_kw"]) > 0 for m in feeder["mgs"]), "MG injections come from the DSO chain"

@@ -70,7 +70,12 @@ def create_app(settings: DsoSettings, *, listen: bool = True) -> FastAPI:
     @app.get("/api/health")
     def health(request: Request) -> dict[str, Any]:
         s: DsoSettings = request.app.state.settings
-        return {"status": "ok", "node": s.node_id, "feeder": s.feeder}
+        doc: dict[str, Any] = {"status": "ok", "node": s.node_id, "feeder": s.feeder}
+        loop = getattr(request.app.state, "loop", None)
+        if loop is not None:  # the closed loop's DSO node: a dead one is not a healthy DSO
+            doc["loop"] = {"running": loop.running, "interval": loop.node.loop.current}
+            doc["status"] = "ok" if loop.running else "degraded"
+        return doc
 
     @app.get("/api/nodes")
     def nodes(board: NodeBoard = Depends(get_board)) -> dict[str, Any]:

@@ -229,6 +229,10 @@ class EmbeddedLoop:
             self._loop.call_soon_threadsafe(self._stop.set)
         self._thread.join(timeout)
 
+    @property
+    def running(self) -> bool:
+        return self._thread.is_alive() and self._error is None
+
     def call(self, fn: Callable[[], T], timeout: float = 10.0) -> T:
         """Run `fn` on the node's event loop (where the ledger state changes) and return its result."""
         assert self._loop is not None

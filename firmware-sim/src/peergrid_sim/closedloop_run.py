@@ -1,11 +1,11 @@
-"""Starting and following the closed loop inside `peergrid-testbed`: the DSO server, trading MGMCs, progress lines.
+"""Starting and following the closed loop inside `peergrid-testbed`: DSO server, trading MGMCs, progress lines.
 
 Promises: `ClosedLoop.sim_scenario` writes a copy of the scenario whose clock starts so that the first trading
 interval begins, in simulated time, when the MGMCs start it (the physics and the market see the same hour);
 `start` creates keys and geneses, starts the DSO - one process, `peergrid-dso serve` with a `loop:` section,
 which is the DSO node of the loop and its console (through the testbed's `start_dso`) - and one edge daemon
-per MG (each its own process and session, through the testbed's `spawn`); `poll` reads the records the nodes append and returns one summary
-line per finished interval. Never edits files the nodes write; reads them only.
+per MG (each its own process and session, through the testbed's `spawn`); `poll` reads the records the nodes
+append and returns one summary line per finished interval. Never edits files the nodes write; reads them only.
 """
 
 from __future__ import annotations

@@ -71,6 +71,8 @@ class LiveMarket:
         else:
             source += "; MG costs from the MGMCs' interval records"
         doc = {"status": "ready" if out else "computing", "source": source, "intervals": out, "height": head}
+        if not out:
+            doc["waiting"] = "waiting for the first interval's bargaining on the MGMC chain…"
         with self._lock:
             self._cache = (head, doc)
         return doc

@@ -43,7 +43,7 @@ export class MarketView {
     this.listen();
     const m = await api("/console/api/market");
     if (m.status !== "ready") {
-      this.root.replaceChildren(el("h2", {}, "Market"), el("p", {}, m.status === "failed" ? `market data unavailable: ${m.error}` : "computing the day's market…"));
+      this.root.replaceChildren(el("h2", {}, "Market"), el("p", {}, m.status === "failed" ? `market data unavailable: ${m.error}` : (m.waiting || "computing the day's market…")));
       if (m.status === "computing") this.timer = setTimeout(() => this.start(), 1000);
       return;
     }
