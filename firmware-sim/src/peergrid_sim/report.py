@@ -50,12 +50,25 @@ def collect_live(bed: Any) -> None:
                 continue
             path = f"{ep['mg']}/{ep['device']}" if ep.get("mg") else str(ep["device"])
             with urllib.request.urlopen(base + path, timeout=3) as response:
-                found = json.loads(response.read()).get("faults")
+                doc = json.loads(response.read())
+            found = doc.get("faults")
+            if (doc.get("readings") or {}).get("fb_active"):  # its own watchdog put it in its safe state
+                found = {**(found or {}), "in_fallback": True}
             if found:
                 faults.append({"device": path, "faults": found})
     except Exception as exc:  # the report says what it could not read
         faults = {"error": f"{type(exc).__name__}: {exc}"[:200]}
     (workdir / "records" / "device-faults.json").write_text(json.dumps(faults), encoding="utf-8")
+    # each replica's consensus counters (round timeouts, stale and dropped messages) as it ends
+    stats: dict[str, dict[str, Any]] = {}
+    for path in sorted((workdir / "nodes").glob("*/ledger-status.json")):
+        try:
+            chains = json.loads(path.read_text(encoding="utf-8"))["chains"]
+        except (OSError, ValueError, KeyError):
+            continue
+        for chain, status in chains.items():
+            stats.setdefault(chain, {})[path.parent.name] = status.get("stats", {})
+    (workdir / "records" / "consensus-stats.json").write_text(json.dumps(stats), encoding="utf-8")
 
 
 def stores(workdir: Path) -> dict[str, list[Path]]:
@@ -250,6 +263,10 @@ def write_report(bed: Any, out_dir: Path) -> Path:
         for r in dso if timing is not None
     ]  # fmt: skip
     quiesce = _json(records / "quiesce.json")
+    consensus = _json(records / "consensus-stats.json") or {}
+    for role, figures in ledger.items():  # round timeouts each replica counted (the chain id names its role)
+        per_node = next((v for c, v in consensus.items() if c.startswith(role + "-")), {})
+        figures["round_timeouts"] = {node: st.get("round_timeouts", 0) for node, st in per_node.items()}
     checks = {
         "intervals_done": len([r for r in dso if "error" not in r]),
         "replicas_agree": bool(ledger) and all(c["identical_heads"] for c in ledger.values()),
@@ -340,7 +357,8 @@ def html(report: dict[str, Any]) -> str:
     )
     ledger_rows = "".join(
         f"<tr><td>{c}</td><td>{v['lowest_head']}</td><td>{v['head_spread']}</td><td>{v['identical_heads']}</td>"
-        f"<td>{v['block_time_ms']['p50']}</td><td>{v['block_time_ms']['max']}</td><td>{v['round_changes']}</td></tr>"
+        f"<td>{v['block_time_ms']['p50']}</td><td>{v['block_time_ms']['max']}</td><td>{v['round_changes']}</td>"
+        f"<td>{sum(v.get('round_timeouts', {}).values())}</td></tr>"
         for c, v in chains.items()
     )
     pace = report.get("pacing", [])
@@ -367,7 +385,7 @@ td,th{{border:1px solid #ccc;padding:2px 6px;font-size:13px}}</style></head><bod
 <h2>Prices per bargaining round</h2>{lines(price_series, "round (all intervals)", "price / kWh")}
 <h2>Voltage profiles</h2>{lines(volt, "bus", "voltage (pu)")}
 <h2>Block times (ms, MGMC chain)</h2>{lines({"block gap": list(enumerate(chains.get("mgmc", {}).get("block_times_series", [])))}, "block", "ms")}
-<h2>Ledger</h2><table><tr><th>chain</th><th>lowest head</th><th>head spread</th><th>identical heads</th><th>p50 block ms</th><th>max block ms</th><th>round changes</th></tr>{ledger_rows}</table>
+<h2>Ledger</h2><table><tr><th>chain</th><th>lowest head</th><th>head spread</th><th>identical heads</th><th>p50 block ms</th><th>max block ms</th><th>blocks decided after a round change</th><th>round timeouts (all replicas)</th></tr>{ledger_rows}</table>
 <p>End of run: {h.escape(json.dumps(report.get("quiesce")))}</p>
 <h2>Pacing on the accelerated clock ({report.get("overruns", 0)} of {len(pace)} intervals overran their slot)</h2>
 {lines(pace_plot, "interval", "s")}
