@@ -9,7 +9,10 @@ DSO's `gov.revoke` makes every replica refuse the key's envelopes, transactions 
 from __future__ import annotations
 
 import hashlib
+import logging
 from pathlib import Path
+
+import pytest
 
 from peergrid_ledger import keys
 from peergrid_ledger.consensus.app import Rejected
@@ -104,7 +107,10 @@ def dso_chain_genesis() -> Genesis:
     )  # fmt: skip
 
 
-def test_ledger_replicas_refuse_a_revoked_mgmc_from_the_next_height(tmp_path: Path) -> None:
+def test_ledger_replicas_refuse_a_revoked_mgmc_from_the_next_height(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.WARNING, logger="peergrid_ledger.node")
     revoked = MGMCS[2]
     net = LedgerNet(tmp_path, dso_chain_genesis(), [DSO, *MGMCS], seed=5, stale=[3])
     honest = ["n0", "n1", "n2"]
@@ -143,3 +149,4 @@ def test_ledger_replicas_refuse_a_revoked_mgmc_from_the_next_height(tmp_path: Pa
             seals = {signer for signer, _ in replica.store.certificate(h).votes}
             assert revoked.public not in seals and len(seals) >= quorum(3)
         assert verify_store(replica.store).ok
+    assert "dropped_revoked refused" in caplog.text and "tx_refused_revoked refused" in caplog.text
