@@ -1,0 +1,69 @@
+"""The closed loop's end and pacing, without processes: `quiesced` halts the chains a few blocks above the
+highest head once nothing is pending and finishes when every replica reports that head; `pacing` places an
+interval against its slot on the accelerated clock."""
+
+from __future__ import annotations
+
+import json
+import types
+from pathlib import Path
+
+from peergrid_sim.closedloop import HALT_FILE, LoopTiming, pacing, pacing_text, quiesced
+
+
+def _status(workdir: Path, node: str, chains: dict[str, tuple[int, str, int]]) -> None:
+    path = workdir / "nodes" / node / "ledger-status.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    doc = {"chains": {c: {"height": h, "head": head, "mempool": m} for c, (h, head, m) in chains.items()}}
+    path.write_text(json.dumps(doc))
+
+
+def test_quiesce_waits_for_the_mempools_halts_then_finishes_on_one_head(tmp_path: Path) -> None:
+    loop = types.SimpleNamespace(block_period_ms=1000, interval_s=5.0)
+    bed = types.SimpleNamespace(workdir=tmp_path)
+    (tmp_path / "records").mkdir()
+    _status(tmp_path, "mgmc-mg1", {"mgmc-x": (10, "aa", 1), "dso-x": (7, "bb", 0)})
+    _status(tmp_path, "mgmc-mg2", {"mgmc-x": (9, "a9", 0), "dso-x": (7, "bb", 0)})
+    assert not quiesced(loop, bed)  # a tx still in flight: no halt yet
+    assert not (tmp_path / "control" / HALT_FILE).exists()
+    _status(tmp_path, "mgmc-mg1", {"mgmc-x": (11, "ab", 0), "dso-x": (7, "bb", 0)})
+    assert not quiesced(loop, bed)
+    halt = json.loads((tmp_path / "control" / HALT_FILE).read_text())
+    assert halt == {"mgmc-x": 11 + 3, "dso-x": 7 + 3}  # a few seconds of blocks above the highest head
+    _status(tmp_path, "mgmc-mg1", {"mgmc-x": (14, "cc", 0), "dso-x": (10, "dd", 0)})
+    _status(tmp_path, "mgmc-mg2", {"mgmc-x": (13, "c9", 0), "dso-x": (10, "dd", 0)})
+    assert not quiesced(loop, bed)  # mg2 is not on the halt height yet
+    _status(tmp_path, "mgmc-mg2", {"mgmc-x": (14, "cc", 0), "dso-x": (10, "dd", 0)})
+    assert quiesced(loop, bed)
+    result = json.loads((tmp_path / "records" / "quiesce.json").read_text())
+    assert (
+        result["ok"]
+        and result["pending_at_halt"] == 0
+        and result["heads"]["mgmc-x"]["mgmc-mg2"] == [14, "cc"]
+    )
+    assert quiesced(loop, bed)  # done stays done
+
+
+def test_quiesce_gives_up_after_its_bound_and_says_so(tmp_path: Path) -> None:
+    loop = types.SimpleNamespace(block_period_ms=200, interval_s=5.0)
+    bed = types.SimpleNamespace(workdir=tmp_path)
+    (tmp_path / "records").mkdir()
+    _status(tmp_path, "mgmc-mg1", {"mgmc-x": (5, "aa", 0)})
+    _status(tmp_path, "mgmc-mg2", {"mgmc-x": (5, "aa", 0)})
+    assert not quiesced(loop, bed, bound_s=0.0)  # writes the halt file
+    (tmp_path / "nodes" / "mgmc-mg2" / "ledger-status.json").write_text(
+        "{not json"
+    )  # being replaced: skipped
+    assert quiesced(loop, bed, bound_s=0.0)  # mg1 never reached the halt height: the bound ends it
+    assert json.loads((tmp_path / "records" / "quiesce.json").read_text())["ok"] is False
+
+
+def test_pacing_against_the_slot() -> None:
+    timing = LoopTiming(t0=1000.0, interval_s=5.0, first_interval=36, intervals=24)
+    on_time = pacing(timing, 37, [1005.0, 1005.3], 1008.0)
+    assert on_time["started_late_s"] == 0.0 and on_time["overrun_s"] == 0.0
+    assert pacing_text(on_time) == "on time, switched at +3.0 s"
+    late = pacing(timing, 38, [1012.5], 1019.0)
+    assert late["started_late_s"] == 2.5 and late["overrun_s"] == 4.0
+    assert pacing_text(late) == "late +2.5 s, switched at +9.0 s, OVERRAN +4.0 s"
+    assert pacing(timing, 39, [], None)["overrun_s"] is None  # nothing recorded: nothing claimed
