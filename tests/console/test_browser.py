@@ -6,7 +6,8 @@ section - that is the loop's DSO node and serves this console. Users of each rol
 user file before it starts. An operator sees the live feeder (switch states as firmware-sim's relays report
 them over Modbus), a market interval the MGMCs bargained (rounds and trades from the DSO's MGMC-chain
 replica), approves a reconfiguration plan and sees the relays change; a live DSO-chain transaction's
-inclusion proof is checked in the browser; a viewer fails to operate a switch. Screenshots go to
+inclusion proof is checked in the browser; an operator closes a tie by hand after confirming; a viewer fails
+to operate a switch. Screenshots go to
 test-artifacts/console/. The loop reconfigures only when insecure (`--dso-reconfigure-every 0`), so the
 operator's plan is the only scheduled change of topology while the test runs.
 """
@@ -206,6 +207,23 @@ def test_an_approved_plan_moves_the_relays(browser: Any, bed: LiveTestbed) -> No
     ops.screenshot(path=str(ARTIFACTS / "live-plan-executed.png"), full_page=True)
     assert not watcher.errors
     watcher.context.close()
+
+
+def test_an_operator_closes_a_tie_by_hand_after_confirming(browser: Any, bed: LiveTestbed) -> None:
+    page = logged_in(browser, bed, "olga")
+    page.wait_for_selector("svg.oneline")
+    relays = bed.relays()
+    tie = next(b for b in (33, 34, 35, 36, 37) if not relays[b])
+    page.click(f'rect[data-branch="{tie}"]')
+    page.locator("#confirm-switch").wait_for(timeout=30_000)
+    assert bed.relays()[tie] is False  # nothing moves before the operator confirms
+    page.click("#confirm-switch")
+    page.locator(f'rect[data-branch="{tie}"][data-closed="true"]').wait_for(timeout=30_000)
+    assert bed.relays()[tie] is True
+    audit = fetch(page, "/console/api/operations")["audit"]
+    assert audit[0]["user"] == "olga" and f"close branch {tie}" in audit[0]["action"]
+    page.screenshot(path=str(ARTIFACTS / "live-manual-switch.png"), full_page=True)
+    page.context.close()
 
 
 def test_a_live_dso_chain_proof_is_verified_in_the_browser(browser: Any, bed: LiveTestbed) -> None:
