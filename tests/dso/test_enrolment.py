@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from peergrid_dso.services.dso_chain import ChainRecorder
+from peergrid_dso.services.dso_chain import ChainRecorder, ChainRejected
 from peergrid_dso.services.enrolment import (
     AUTO_OPERATOR,
     EnrolmentRefused,
@@ -139,3 +139,32 @@ def test_revoking_through_the_service_takes_the_mgmc_out_of_the_dso_chains_autho
 
 def _txs(store, *kinds: str) -> list:
     return [tx for h in range(1, store.tip().height + 1) for tx in store.block(h).txs if tx.kind in kinds]
+
+
+def test_a_revocation_that_failed_half_way_can_be_repeated() -> None:
+    dso = Keypair.generate()
+    genesis = Genesis(chain="dso-test", time=0, authorities=(dso.public,),
+                      accounts=(Account(dso.public, ("dso",), "dso"),))  # fmt: skip
+    chain = LocalChain(genesis, sealer=dso)
+
+    class Flaky(ChainRecorder):
+        fail_next_anonym = True
+
+        def submit(self, kind: str, body: dict) -> object:
+            if kind == "gov.revoke" and body["key"] == anonym.public and self.fail_next_anonym:
+                self.fail_next_anonym = False
+                raise ChainRejected("the DSO chain is unreachable")
+            return super().submit(kind, body)
+
+    service = EnrolmentService(Flaky(chain, dso), auto=True)
+    mgmc, anonym = Keypair.generate(), Keypair.generate()
+    request(service, mgmc, anonym)
+    with pytest.raises(ChainRejected, match="unreachable"):
+        service.revoke(mgmc.public, "bob")
+    assert service.enrolments[mgmc.public].status == "authorised"  # not yet: the anonym still trades
+    assert service.revoke(mgmc.public, "bob").status == "revoked"
+    chain.seal()
+    for key in (mgmc, anonym):
+        assert not chain.sign_and_submit(
+            key, "equivalent_injection", {"interval": 1, "injection": 1, "revision": 0}
+        ).ok

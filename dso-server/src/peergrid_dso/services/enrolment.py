@@ -7,7 +7,8 @@ authorised at once (operator `AUTO_OPERATOR`); otherwise it waits for `approve` 
 records `enrol` on the DSO chain with the operator's name (the anonym is the pseudonym the MGMC trades under,
 generated on the MGMC). `revoke` records `gov.revoke` of the MGMC's identity key and of its anonym, naming the
 operator: the chain takes the MGMC out of the authority set from the next height and refuses everything
-either key signs; with `mgmc_recorder` the same revocation goes on the MGMC chain too. A revoked key never
+either key signs; with `mgmc_recorder` the same revocation goes on the MGMC chain too. A revocation that
+failed half-way (a chain refused or was unreachable) can be repeated: keys already revoked are skipped. A revoked key never
 enrols again (a new identity key must). Token generation uses an injected random source.
 Assumes a recorder with `submit(kind, body)` that raises when the chain refuses (`dso_chain.ChainRecorder`).
 """
@@ -55,6 +56,7 @@ class Enrolment:
 
 AUTO_OPERATOR = "auto-enrolment"  # who approved in `auto` mode: the DSO's own lab policy, not a person
 UNNAMED = "unnamed"  # a caller that did not say who acted (recorded as such, never guessed)
+ALREADY_REVOKED = "key already revoked"  # the ledger's detail for revoking a revoked key (core.revoke)
 
 
 @dataclass
@@ -114,7 +116,11 @@ class EnrolmentService:
         recorders = [self.recorder] if self.mgmc_recorder is None else [self.recorder, self.mgmc_recorder]
         for recorder in recorders:
             for key in (e.mgmc, e.anonym):
-                recorder.submit("gov.revoke", {"key": key, "operator": _operator(operator)})
+                try:
+                    recorder.submit("gov.revoke", {"key": key, "operator": _operator(operator)})
+                except Exception as exc:  # a retry after a partial revocation: what is revoked stays so
+                    if ALREADY_REVOKED not in str(exc):
+                        raise
         e.status = "revoked"
         return e
 
