@@ -3,11 +3,13 @@
 A `loop:` section is checked before the server starts; an interval record from the loop reaches the feeder
 view with its alarms; the networked DSO chain tells an operator action the transactions it caused; the
 loop's switching plans from the topology the relays confirmed and leaves an operator's change alone when it
-wanted none.
+wanted none; the market view rebuilds each round's prices, the trades and their settlement from MGMC-chain
+blocks and state, with the MGs' costs only where the lab gives the MGMCs' records.
 """
 
 from __future__ import annotations
 
+import json
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -162,3 +164,54 @@ def test_the_loop_switches_from_the_confirmed_topology_and_leaves_an_operators_c
     assert plan is not None and result.ok and tuple(sorted(plan.from_open)) == confirmed
     assert live.open_set == optimum == loop.planner.open_set
     assert sorted(b for b, closed in relays.closed.items() if not closed) == list(optimum)
+
+
+def test_the_live_market_rebuilds_rounds_trades_and_costs_from_the_chain(
+    tmp_path: Path, monkeypatch: Any
+) -> None:
+    from peergrid_dso.console.live_market import LiveMarket
+    from peergrid_ledger import query
+
+    a, b, c = b"\x0a" * 32, b"\x0b" * 32, b"\x0c" * 32  # anonyms of mg1 (seller), mg2 (seller), mg3 (buyer)
+
+    def tx(kind: str, sender: bytes, **body: Any) -> Any:
+        return SimpleNamespace(kind=kind, sender=sender, body=body)
+
+    blocks = [
+        [tx("offer", a, interval=40, round=1, price=150, quantity=20_000, clean=True),
+         tx("offer", b, interval=40, round=1, price=200, quantity=10_000, clean=False),
+         tx("bid", c, interval=40, round=0, demands=[])],
+        [tx("move", a, interval=40, round=2, price=180, quantity=20_000),
+         tx("move", c, interval=40, round=1, demands=[{"seller": a, "quantity": 5_000}])],
+        [tx("move", a, interval=40, round=3, price=180, quantity=20_000), tx("trade", a, interval=40)],
+    ]  # fmt: skip
+    store = SimpleNamespace(
+        head_height=lambda: len(blocks), block=lambda h: SimpleNamespace(txs=blocks[h - 1])
+    )
+    trade = {"seller": a, "buyer": c, "price": 180, "quantity": 5_000,
+             "settlement": {"amount": 180 * 4_000, "delivered": 4_000}}  # fmt: skip
+    monkeypatch.setattr(query, "trades", lambda state, t: [(b"t" * 32, trade)] if t == 40 else [])
+    records = tmp_path / "records"
+    records.mkdir()
+    (records / "mgmc-mg1.jsonl").write_text(
+        json.dumps({"interval": 40, "cost_p2p": -1.0, "cost_conventional": -0.5, "p2p_money": 0.72}) + "\n"
+        + json.dumps({"interval": 41, "error": "failed"}) + "\n{half a li",
+    )  # fmt: skip
+    replica = SimpleNamespace(store=store, app=SimpleNamespace(state=None))
+    names = {a.hex(): "mg1", b.hex(): "mg2", c.hex(): "mg3"}
+    market = LiveMarket(replica, lambda fn: fn(), names, 0.25, records).report()
+    assert market["status"] == "ready" and "MGMC chain" in market["source"]
+    (iv,) = market["intervals"]
+    assert iv["interval"] == 40 and iv["hours"] == [10.0, 10.25] and iv["rounds"] == 3 and iv["closed"]
+    assert iv["converged"]  # round 3 repeats round 2
+    by_round = {(p["round"], p["seller"]): p["price"] for p in iv["prices"]}
+    assert by_round == {(1, "mg1"): 0.15, (1, "mg2"): 0.2, (2, "mg1"): 0.18, (2, "mg2"): 0.2,
+                        (3, "mg1"): 0.18, (3, "mg2"): 0.2}  # fmt: skip
+    assert iv["trades"] == [{"seller": "mg1", "buyer": "mg3", "quantity_kwh": 5.0, "price": 0.18}]
+    assert iv["settlements"] == [
+        {"seller": "mg1", "buyer": "mg3", "delivered_kwh": 4.0, "amount": 0.72, "ok": True}
+    ]
+    assert iv["cost_p2p"] == {"mg1": -1.0} and iv["cost_conventional"] == {"mg1": -0.5}
+    assert iv["welfare"]["p2p"] == round(-(-1.0 + 0.72), 4) and iv["welfare"]["central"] is None
+    pilot = LiveMarket(replica, lambda fn: fn(), names, 0.25, None).report()
+    assert pilot["intervals"][0]["cost_p2p"] == {} and "private" in pilot["source"]
