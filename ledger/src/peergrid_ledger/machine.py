@@ -98,7 +98,8 @@ def apply(state: StateReader, tx: Tx, ctx: BlockContext) -> Result:
     raw_account = state.get(ks.account(tx.sender))
     if raw_account is None:
         return Rejected(Reason.UNKNOWN_SENDER, f"sender {tx.sender.hex()[:16]}… is not known", tx.txid)
-    if not account_record(raw_account).authorised and state.get(ks.revoked(tx.sender)) is not None:
+    record = account_record(raw_account)
+    if not record.authorised and state.get(ks.revoked(tx.sender)) is not None:
         return Rejected(Reason.NOT_AUTHORISED, "the sender's key was revoked", tx.txid)
     if tx.raw not in ctx.verified and not tx.signature_ok():
         return Rejected(Reason.BAD_SIGNATURE, "signature does not verify", tx.txid)
@@ -121,7 +122,7 @@ def apply(state: StateReader, tx: Tx, ctx: BlockContext) -> Result:
             spec.validate(tx.body, "body")
         else:
             check(spec.shape, tx.body)
-        events = spec.handler(view, tx, ctx, account_record(raw_account))
+        events = spec.handler(view, tx, ctx, record)
     except RuleError as err:
         return Rejected(err.reason, err.detail, tx.txid)
     except EncodeError as err:  # e.g. a balance pushed past 64 bits: the transaction's fault, not ours
