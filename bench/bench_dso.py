@@ -24,6 +24,9 @@ from peergrid_dso.services.reconfiguration import reconfigure
 # Published AC optima with a 0.90 pu floor (kW); 118zh has no single agreed value in the literature.
 PUBLISHED = {"case33bw": 139.55, "case69": 99.62, "case136ma": 280.19}
 TARGET_S = {"case33bw": 1.0, "case69": 3.0, "case118zh": 60.0, "case136ma": 60.0}
+# Time given to proving a lower bound on every radial configuration's AC losses (after the fast answer).
+PROOF_S = {"case33bw": 60.0, "case69": 120.0, "case118zh": 150.0, "case136ma": 150.0}
+PROOF_GAP = 1e-3
 
 
 def _feeders() -> list[Feeder]:
@@ -126,11 +129,19 @@ def run(quick: bool = False) -> str:
     feeders = _feeders()
     if quick:
         feeders = feeders[:2]
-    rows = []
+    rows, proofs = [], []
     for f in feeders:
         started = time.perf_counter()
         r = reconfigure(f, vmin_pu=0.90)
         took = time.perf_counter() - started
+        proved = reconfigure(f, vmin_pu=0.90, prove_s=PROOF_S[f.name], target_gap=PROOF_GAP)
+        assert proved.bound_kw is not None and proved.gap is not None
+        better = proved.losses_kw < r.losses_kw - 0.005
+        proofs.append(
+            f"| {f.name} | {r.losses_kw:.2f} | {proved.losses_kw:.2f}{' (better)' if better else ''} | "
+            f"{', '.join(map(str, proved.open_branches))} | {proved.bound_kw:.2f} | {proved.gap:.2%} | "
+            f"{'**proven**' if proved.proven else 'not proven'} | {proved.proof_seconds:.1f} of {PROOF_S[f.name]:g} |"
+        )
         count = spanning_tree_count(f)
         per = per_config_seconds(f, 100 if quick else 400)
         exhaustive = count * per
@@ -167,5 +178,19 @@ def run(quick: bool = False) -> str:
             *rows,
             "",
             full,
+            "",
+            "### Evidence: a proven lower bound on the losses of every radial configuration",
+            "",
+            "After the fast answer above, `reconfigure(prove_s=...)` (CLI `--prove S`) solves a relaxation MILP of AC",
+            "power flow on radial networks (DistFlow with losses, the current/voltage cone by tangent and perspective",
+            "cuts, spanning-tree rows) with the cutoff losses ≤ (1 − gap)·best: every AC-feasible radial configuration",
+            "is feasible for it, so its dual bound is a lower bound on the AC optimum, and any configuration it finds",
+            f"below the cutoff is AC-evaluated (and kept when better). Proven = gap ≤ {PROOF_GAP:.1%}. The proof's",
+            "time is separate from (and much longer than) the fast answer's: HiGHS's branch and bound has to close",
+            "the gap between meshed and radial losses.",
+            "",
+            "| feeder | fast answer kW | after the proof kW | open branches | lower bound kW | gap | verdict | proof s (budget) |",
+            "|---|---|---|---|---|---|---|---|",
+            *proofs,
         ]
     )

@@ -103,9 +103,14 @@ def reconfigure(
         cut_off = [feeder.bus_ids[i] for i in np.flatnonzero(~reachable)]
         raise ReconfigurationInfeasible(f"islanded load: buses {cut_off} have no branch to the substation")
 
+    evaluated: dict[tuple[int, ...], Evaluation] = {}  # the exchanges and kicks revisit neighbours
+
     def evaluate(open_set: Collection[int]) -> Evaluation:
-        pf = ac_power_flow(feeder, closed_mask(feeder, open_set), p_inj_mw, q_inj_mvar)
-        return _evaluation(tuple(sorted(open_set)), pf, vmin)
+        key = tuple(sorted(open_set))
+        if key not in evaluated:
+            pf = ac_power_flow(feeder, closed_mask(feeder, key), p_inj_mw, q_inj_mvar)
+            evaluated[key] = _evaluation(key, pf, vmin)
+        return evaluated[key]
 
     initial = None
     if _is_tree(feeder, feeder.initially_open()):
