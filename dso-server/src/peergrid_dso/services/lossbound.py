@@ -132,24 +132,34 @@ class _Relaxation:
         m.cutoff = pyo.Param(mutable=True, initialize=1e12)
         m.below = pyo.Constraint(expr=self.losses <= m.cutoff)
         m.cuts = pyo.ConstraintList()
+        self.points: dict[int, list[tuple[float, float, float]]] = {k: [] for k in lines}
 
-    def cut(self, k: int, p0: float, q0: float, v0: float) -> None:
-        """Tangents of the cone and of its perspective at the flow (p0, q0) with sending voltage² v0."""
+    def cut(self, k: int, p0: float, q0: float, v0: float, near: float = 0.0) -> bool:
+        """Tangents of the cone and of its perspective at the flow (p0, q0) with sending voltage² v0; skipped
+        when a cut point lies within relative distance `near` (a tangent 2 % away errs by about 0.04 %)."""
         m, i = self.m, self.feeder.branches[k].from_bus
         s2 = p0 * p0 + q0 * q0
         if s2 < 1e-14:
-            return
+            return False
+        radius2 = near * near * s2
+        if any(
+            (p0 - a) ** 2 + (q0 - b) ** 2 <= radius2 and abs(v0 - c) <= near for a, b, c in self.points[k]
+        ):
+            return False
+        self.points[k].append((p0, q0, v0))
         l0 = s2 / v0
         m.cuts.add(
             4 * p0 * m.P[k] + 4 * q0 * m.Q[k] + (l0 - v0) * (m.l[k] - m.v[i]) <= (l0 + v0) * (m.l[k] + m.v[i])
         )
         m.cuts.add(self.v_hi * m.l[k] >= 2 * p0 * m.P[k] + 2 * q0 * m.Q[k] - s2 * m.y[k])
+        return True
 
-    def cuts_at_ac(self, pf: PowerFlowResult) -> None:
+    def cuts_at_ac(self, pf: PowerFlowResult, near: float = 0.0) -> None:
         base = self.feeder.base_mva
         for k, b in enumerate(self.feeder.branches):
             if pf.branch_i_pu[k] > 0:
-                self.cut(k, pf.branch_p_mw[k] / base, pf.branch_q_mvar[k] / base, pf.vm_pu[b.from_bus] ** 2)
+                p0, q0 = pf.branch_p_mw[k] / base, pf.branch_q_mvar[k] / base
+                self.cut(k, p0, q0, pf.vm_pu[b.from_bus] ** 2, near)
 
     def separate(self, tol: float = 1e-4) -> int:
         """Cuts where the MILP's point violates the cone; how many."""
@@ -182,15 +192,17 @@ def certify(
     clock: Callable[[], float] = time.perf_counter,
 ) -> Certificate:
     """`best_open`: an AC-feasible radial configuration; `p`, `q`: per-unit net injections; `seed_flows`:
-    other AC solutions (e.g. all branches closed) whose flows make good first cuts."""
+    other AC solutions (all branches closed, the configurations the exchange visited) whose flows make
+    good first cuts: the MILP is then nearly exact where the competition is."""
     started = clock()
     relax = _Relaxation(feeder, p, q, vmin, best_open)
     pf, feasible = evaluate(best_open)
     if not feasible:
         raise ValueError("certify needs an AC-feasible starting configuration")
     best_kw = pf.losses_mw * 1e3
-    for flows in (pf, *seed_flows):
-        relax.cuts_at_ac(flows)
+    relax.cuts_at_ac(pf)
+    for flows in seed_flows:
+        relax.cuts_at_ac(flows, near=0.02)
     silence_highs_banner()
     solver = Highs()
     solver.config.load_solution = False

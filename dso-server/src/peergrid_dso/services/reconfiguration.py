@@ -103,13 +103,16 @@ def reconfigure(
         cut_off = [feeder.bus_ids[i] for i in np.flatnonzero(~reachable)]
         raise ReconfigurationInfeasible(f"islanded load: buses {cut_off} have no branch to the substation")
 
-    evaluated: dict[tuple[int, ...], Evaluation] = {}  # the exchanges and kicks revisit neighbours
+    evaluated: dict[tuple[int, ...], Evaluation] = {}  # the exchanges revisit neighbours
+    flows: list[PowerFlowResult] = []  # of the feasible ones, kept for the proof's first cuts
 
     def evaluate(open_set: Collection[int]) -> Evaluation:
         key = tuple(sorted(open_set))
         if key not in evaluated:
             pf = ac_power_flow(feeder, closed_mask(feeder, key), p_inj_mw, q_inj_mvar)
             evaluated[key] = _evaluation(key, pf, vmin)
+            if prove_s > 0 and evaluated[key].feasible:
+                flows.append(pf)
         return evaluated[key]
 
     initial = None
@@ -149,7 +152,7 @@ def reconfigure(
         meshed = ac_power_flow(feeder, all_closed, p_inj_mw, q_inj_mvar)
         certificate = certify(
             feeder, best.open_branches, ac, p_inj_mw / feeder.base_mva, q_inj_mvar / feeder.base_mva, vmin,
-            time_limit_s=prove_s, target_gap=target_gap, seed_flows=[meshed] if meshed.converged else [],
+            time_limit_s=prove_s, target_gap=target_gap, seed_flows=[meshed, *_best_flows(flows, SEED_FLOWS)] if meshed.converged else flows,
             clock=clock,
         )  # fmt: skip
         if certificate.best_kw < best.losses_kw - 1e-9:
@@ -170,6 +173,13 @@ def reconfigure(
         proven=gap is not None and gap <= target_gap + 1e-9,
         proof_seconds=0.0 if certificate is None else certificate.seconds,
     )
+
+
+SEED_FLOWS = 200  # the proof's first cuts: at the AC flows of this many of the best configurations seen
+
+
+def _best_flows(flows: list[PowerFlowResult], count: int) -> list[PowerFlowResult]:
+    return sorted(flows, key=lambda pf: pf.losses_mw)[:count]
 
 
 def _evaluation(open_set: tuple[int, ...], pf: PowerFlowResult, vmin: float) -> Evaluation:
