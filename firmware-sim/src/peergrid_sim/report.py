@@ -152,15 +152,19 @@ def ledger_figures(paths: dict[str, list[Path]]) -> tuple[dict[str, Any], dict[s
 
 
 def verify_stores(paths: dict[str, list[Path]]) -> dict[str, str]:
+    """`peergrid-ledger verify` on every store, as a third party would run it (a few at a time)."""
+    from concurrent.futures import ThreadPoolExecutor
+
     tool = Path(sys.executable).parent / "peergrid-ledger"
-    out = {}
-    for dbs in paths.values():
-        for db in dbs:
-            done = subprocess.run([str(tool), "verify", "--db", str(db)], capture_output=True, text=True)
-            out[f"{db.parent.name}/{db.name}"] = (
-                "ok" if done.returncode == 0 else (done.stderr or done.stdout)[-300:]
-            )
-    return out
+
+    def verify(db: Path) -> tuple[str, str]:
+        done = subprocess.run([str(tool), "verify", "--db", str(db)], capture_output=True, text=True)
+        return f"{db.parent.name}/{db.name}", "ok" if done.returncode == 0 else (done.stderr or done.stdout)[
+            -300:
+        ]
+
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        return dict(pool.map(verify, [db for dbs in paths.values() for db in dbs]))
 
 
 def central_welfare(scenario_path: Path, first: int, count: int) -> float | None:
