@@ -32,10 +32,14 @@ class FakeRelays:
     locked: set[int] = field(default_factory=set)
     interlocked: set[int] = field(default_factory=set)
     stuck: set[int] = field(default_factory=set)  # accept the command, never move
+    slow: set[int] = field(default_factory=set)  # the first command leaves them "operating" until the next
     operated: list[tuple[int, bool]] = field(default_factory=list)
 
     def status(self, branch: int) -> RelayStatus:
-        return RelayStatus(self.closed[branch], branch in self.locked, branch in self.interlocked)
+        moving = branch in self.slow and sum(b == branch for b, _ in self.operated) == 1
+        return RelayStatus(
+            None if moving else self.closed[branch], branch in self.locked, branch in self.interlocked
+        )
 
     def command(self, branch: int, close: bool) -> None:
         if branch in self.locked or branch in self.interlocked:
@@ -147,6 +151,24 @@ def test_stuck_relay_times_out_and_rolls_back_to_last_safe_topology() -> None:
     assert result.steps[-1].rollback
     recorded = query.switching_plan(chain.view, "p3")
     assert recorded is not None and not all(r["ok"] for r in recorded["result"]["results"])
+
+
+def test_a_relay_still_moving_at_the_timeout_is_commanded_back() -> None:
+    feeder = case33bw()
+    plan = plan_switching(feeder, BASE, OPTIMUM, plan_id="p5")
+    first = plan.operations[0]  # closing a tie: if it closed late, the network would stay meshed
+    relays = relays_for(feeder, BASE)
+    relays.slow.add(first.branch)
+    ex, chain = executor(relays)
+    result = SwitchingService(ex, auto=True).submit(plan)
+    assert result is not None and not result.ok and "rolled back" in (result.alarm or "")
+    assert [(s.branch, s.close, s.ok, s.rollback, s.status) for s in result.steps] == [
+        (first.branch, True, False, False, "operating"),
+        (first.branch, False, True, True, "open"),
+    ]
+    assert relays.open_set() == result.final_open == BASE
+    recorded = query.switching_plan(chain.view, "p5")
+    assert recorded is not None and [s["status"] for s in recorded["steps"]] == ["operating", "open"]
 
 
 def test_modbus_driver_reports_unreachable_relay_as_relay_error() -> None:

@@ -9,7 +9,8 @@ Promises:
 - `SwitchingExecutor.execute` refuses a plan outright if any relay in it is locked out or interlocked (none
   is operated); otherwise performs each operation as a command followed by status read-back until the
   expected position or a timeout. A timeout, refusal or wrong status aborts and rolls back the unfinished
-  pair, returning to the last safe (radial, checked) topology, and raises an alarm.
+  pair (and the failed relay itself when it does not read back where it was), returning to the last safe
+  (radial, checked) topology, and raises an alarm.
 - Every plan, each executed step as it finishes (relay, action, read-back status, wall time) and the plan's
   result are handed to the injected `recorder` (the DSO chain), in that order.
 Pure apart from the injected `RelayDriver`, `recorder`, `sleep`, `clock` and `wall`.
@@ -190,6 +191,7 @@ class SwitchingExecutor:
         for op in plan.operations:
             after = tuple(sorted((state - {op.branch}) if op.close else (state | {op.branch})))
             problem = self.step_check(after) if self.step_check is not None else None
+            operated = problem is None
             if problem is not None:
                 problem, seen = f"pre-step check refused: {problem}", self._read_back(op.branch)
             else:
@@ -198,7 +200,10 @@ class SwitchingExecutor:
                 plan, steps, StepRecord(op.branch, op.close, problem is None, problem or "", False, seen)
             )
             if problem is not None:
-                for back in reversed(done_in_pair):  # undo the unfinished pair: back to the last safe state
+                # Undo the unfinished pair, back to the last safe state; first the failed relay itself when it
+                # was commanded and does not read back where it was (it may still be moving).
+                stray = [op] if operated and seen != ("open" if op.close else "closed") else []
+                for back in [*stray, *reversed(done_in_pair)]:
                     undo = RelayOperation(back.branch, not back.close)
                     undo_problem, seen = self._operate(undo)
                     self._record(
