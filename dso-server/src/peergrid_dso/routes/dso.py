@@ -114,12 +114,26 @@ def enrolments(dso: DsoServices = Depends(get_dso)) -> list[dict[str, Any]]:
     return [e.to_json() for e in dso.enrolment.enrolments.values()]
 
 
+def acting_user(request: Request) -> str:
+    """Who acts: the user of the console session the request carries (an operator's: the DSO API guard
+    checked it), else `unnamed` - recorded as such on chain, never guessed."""
+    from peergrid_dso.auth.http import COOKIE
+    from peergrid_dso.services.enrolment import UNNAMED
+
+    console = getattr(request.app.state, "console", None)
+    found = console.sessions.get(request.cookies.get(COOKIE)) if console is not None else None
+    return found.user.name if found is not None else UNNAMED
+
+
 @router.post("/enrolment/{mgmc}/{action}")
-def enrolment_action(mgmc: str, action: str, dso: DsoServices = Depends(get_dso)) -> dict[str, Any]:
+def enrolment_action(
+    mgmc: str, action: str, request: Request, dso: DsoServices = Depends(get_dso)
+) -> dict[str, Any]:
     if action not in ("approve", "revoke"):
         raise HTTPException(404, f"unknown action {action!r} (approve or revoke)")
+    act = dso.enrolment.approve if action == "approve" else dso.enrolment.revoke
     try:
-        e = dso.enrolment.approve(_key(mgmc)) if action == "approve" else dso.enrolment.revoke(_key(mgmc))
+        e = act(_key(mgmc), acting_user(request))
     except EnrolmentRefused as exc:
         raise HTTPException(409, str(exc)) from None
     return e.to_json()
