@@ -100,6 +100,9 @@ class FakeStore:
     def head_height(self) -> int:
         return self.top
 
+    def locate_tx(self, txid: bytes) -> tuple[int, int]:
+        return (self.top, 0)
+
 
 class FakeAdapter:
     def __init__(self, store: FakeStore) -> None:

@@ -195,8 +195,12 @@ class DsoLoop:
         self.transport.client.publish(topic, json.dumps(doc), qos=1, retain=True)
 
     async def enrol(self) -> None:
+        from peergrid_ledger.core import is_revoked
+
         for mg, entry in sorted(self.settings.mgs.items()):
             anonym = bytes.fromhex(entry.anonym)
+            if is_revoked(self.replica.app.state, bytes.fromhex(entry.node)):
+                continue  # revoked for good: it enrols again only with new keys
             while query.account(self.replica.app.state, anonym) is None:
                 result = await self.adapter.submit(
                     self.dso_key, "enrol", {"mgmc": bytes.fromhex(entry.node), "anonym": anonym, "label": mg}

@@ -9,8 +9,10 @@ serves until `stop`, then closes its stores (standalone: `interval_node.serve`).
 authority), the MGMC-chain replica (a non-voting follower) when configured, enrolment and the per-interval
 security check, adjustments and switching through the Modbus relays, writing `record_file` exactly as the
 standalone node does - on a thread of its own with its own event loop, and returns the console's
-`DsoServices` built on that node (one chain, one executor, one topology). `stop()` ends it and closes its
-stores. `call(fn)` runs `fn` on the node's loop (for reads of the live ledger state, which only that loop
+`DsoServices` built on that node (one chain, one executor, one topology), whose enrolment queue holds the
+loop's MGs and revokes on both chains: the DSO, a non-voting follower of the MGMC chain, still has the `dso`
+role there and gossips its `gov.revoke` to the MGMCs' mempools (`DsoNode.mgmc_recorder`). `stop()` ends
+it and closes its stores. `call(fn)` runs `fn` on the node's loop (for reads of the live ledger state, which only that loop
 mutates). A start that fails (bad key file, a store of another chain) raises `ConfigError` in the caller.
 
 Why a thread of its own rather than the web server's event loop: the consensus timers (block period, round
@@ -95,6 +97,7 @@ class DsoNode:
     recorder: Any
     switching: Any
     loop: Any  # interval_node.DsoLoop
+    mgmc_recorder: Any = None  # ChainRecorder on the MGMC chain (gov.revoke goes there too), with mgmc_chain
 
     @classmethod
     def assemble(cls, settings: Any, live: Any = None, lock: Any = None, client_id: str = "") -> DsoNode:
@@ -129,6 +132,13 @@ class DsoNode:
         lock = lock if lock is not None else threading.RLock()
         networked = NetworkedChain(adapter, replica.store)
         recorder = ChainRecorder(networked, dso_key)
+        mgmc_recorder = None
+        for other, follower in node.replicas.items():  # the MGMC chain: the DSO follows it, votes never,
+            if other != chain:  # but its transactions (gov.revoke) reach the authorities' mempools by gossip
+                followed = Changed()
+                follower.on_commit.append(followed.fire)
+                mgmc_adapter = ChainAdapter(node, other, loop, followed)
+                mgmc_recorder = ChainRecorder(NetworkedChain(mgmc_adapter, follower.store), dso_key)
 
         def step_check(open_after: tuple[int, ...]) -> str | None:  # with the latest injections
             injections = dso_loop.live.injections  # late bound: the console may put its services in
@@ -147,7 +157,7 @@ class DsoNode:
         dso_loop = DsoLoop(settings, replica, adapter, changed, transport, recorder, switching, planner, dso_key,
                            live, lock)  # fmt: skip
         return cls(settings, node, transport, stores, replica, adapter, networked, feeder, recorder, switching,
-                   dso_loop)  # fmt: skip
+                   dso_loop, mgmc_recorder)  # fmt: skip
 
     async def run(self, stop: asyncio.Event) -> None:
         self.node.attach_loop()
@@ -166,6 +176,22 @@ class DsoNode:
                 close()
             for store in self.stores:
                 store.close()
+
+
+def loop_enrolments(node: DsoNode) -> dict[bytes, Any]:
+    """The MGs of the loop's config as the console's enrolment queue shows them: authorised (the node enrols
+    each at start), or revoked when the DSO chain says so (a revocation outlives a restart). Call on the
+    node's event loop (it reads the live ledger state)."""
+    from peergrid_dso.services.enrolment import Enrolment
+    from peergrid_ledger.core import is_revoked
+
+    state = node.replica.app.state
+    found = {}
+    for mg, entry in sorted(node.settings.mgs.items()):
+        mgmc, anonym = bytes.fromhex(entry.node), bytes.fromhex(entry.anonym)
+        status = "revoked" if is_revoked(state, mgmc) else "authorised"
+        found[mgmc] = Enrolment(mgmc, anonym, mg, status)
+    return found
 
 
 class EmbeddedLoop:
@@ -214,6 +240,8 @@ class EmbeddedLoop:
         try:
             self.node = DsoNode.assemble(self.node_settings, lock=self.lock, client_id=self.client_id)
             self.services = live_services(self.node)
+            self.services.enrolment.mgmc_recorder = self.node.mgmc_recorder
+            self.services.enrolment.enrolments.update(loop_enrolments(self.node))
         except BaseException as exc:  # reported to start(); the thread ends
             self._error = exc
             self._ready.set()

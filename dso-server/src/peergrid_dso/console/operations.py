@@ -16,6 +16,7 @@ Callers check roles; this module trusts the user name it is given.
 
 from __future__ import annotations
 
+import contextlib
 import secrets
 import threading
 import time
@@ -119,29 +120,46 @@ class Operations:
         except SwitchingPlanError as exc:
             raise OperationError(f"no safe switching order: {exc}") from None
 
+    def _chains(self) -> list[tuple[Any, Any]]:
+        """(chain, recorder) of each chain an action may write to: the DSO chain, and in the closed loop the
+        MGMC chain, where a revocation goes too (`EnrolmentService.mgmc_recorder`)."""
+        pairs = [(self.dso.chain, self.dso.recorder)]
+        mgmc = getattr(self.dso.enrolment, "mgmc_recorder", None)
+        if mgmc is not None and hasattr(mgmc, "chain"):
+            pairs.append((mgmc.chain, mgmc))
+        return pairs
+
     def _pending(self) -> set[bytes]:
-        return {tx.txid for tx in self.dso.chain.pending}
+        return {tx.txid for chain, _ in self._chains() for tx in chain.pending}
 
     def _seal(self, user: str, action: str, before: set[bytes]) -> dict[str, Any]:
         """Record who did it (`operator_action`, naming the transactions the action caused: those pending now
-        that were not `before` it) and seal it with them into a final block."""
-        chain = self.dso.chain
+        that were not `before` it) and seal it with them into a final block - on the DSO chain always, and
+        on the MGMC chain too when the action wrote there (each record names its own chain's transactions)."""
+        (dso_chain, dso_recorder), *others = self._chains()
+        entry = self._record(dso_chain, dso_recorder, user, action, before)
+        for chain, recorder in others:
+            if any(tx.txid not in before for tx in chain.pending):
+                entry["mgmc_chain"] = self._record(chain, recorder, user, action, before)
+        entry["at"] = time.time()
+        self.audit.append(entry)
+        if self.db is not None:
+            self.db.add_audit(entry["at"], entry)
+        return entry
+
+    @staticmethod
+    def _record(chain: Any, recorder: Any, user: str, action: str, before: set[bytes]) -> dict[str, Any]:
         caused = [tx.txid for tx in chain.pending if tx.txid not in before]
         record = {"operator": user[:OPERATOR_MAX], "action": action[:ACTION_MAX], "txs": caused[-MAX_TXS:]}
-        recorded = self.dso.recorder.submit("operator_action", record)
+        recorded = recorder.submit("operator_action", record)
         height = chain.seal()[0].height
-        entry = {
+        return {
             "user": user,
             "action": action,
             "txids": [txid.hex() for txid in caused],
             "record": recorded.txid.hex(),
             "height": height,
-            "at": time.time(),
         }
-        self.audit.append(entry)
-        if self.db is not None:
-            self.db.add_audit(entry["at"], entry)
-        return entry
 
     # -- reconfiguration plans
     def propose_plan(self, user: str) -> Plan:
@@ -217,11 +235,11 @@ class Operations:
             before = self._pending()
             self._seq += 1
             label = by_label(f"manual-{self._seq}", user)
-            before = tuple(sorted(self.dso.open_set))
-            after = tuple(sorted(set(before) - {branch} if close else set(before) | {branch}))
-            if not self.grid.check(after)["ok"]:  # the network may have moved since the preview
+            open_now = tuple(sorted(self.dso.open_set))
+            open_after = tuple(sorted(set(open_now) - {branch} if close else set(open_now) | {branch}))
+            if not self.grid.check(open_after)["ok"]:  # the network may have moved since the preview
                 raise OperationError("interlock: the operation would now island load")
-            plan = SwitchingPlan(label, self.interval, before, after, (RelayOperation(branch, close),))
+            plan = SwitchingPlan(label, self.interval, open_now, open_after, (RelayOperation(branch, close),))
             executor = self.dso.switching.executor
             executor.recorder.plan(plan)
             result = executor.execute(plan)  # command, read-back; records the switching_result
@@ -248,6 +266,10 @@ class Operations:
                 )
             except EnrolmentRefused as exc:
                 raise OperationError(str(exc)) from None
+            except Exception as exc:  # a chain refused or timed out half-way: what landed is still named
+                with contextlib.suppress(Exception):
+                    self._seal(user, f"{verb} enrolment of {mgmc_hex[:16]} (incomplete)", before)
+                raise OperationError(f"{verb} incomplete, repeat it: {exc}") from None
             label = e.label[: LABEL_MAX - 20]
             view: dict[str, Any] = e.to_json()
             return view | {"chain": self._seal(user, f"{verb} enrolment of {label}", before)}

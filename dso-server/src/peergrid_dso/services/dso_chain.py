@@ -99,7 +99,7 @@ class Landed:
 
 
 class NetworkedChain:
-    """The DSO chain as the DSO's networked replica sees it: `sign_and_submit` goes through the node's
+    """The DSO chain (or the MGMC chain the DSO follows) as the DSO's networked replica sees it: `sign_and_submit` goes through the node's
     `ChainAdapter` (final before it returns), reads come from the replica's LevelDB store (safe from any
     thread). `pending` lists what this thread submitted since its last `seal()`; `seal()` only closes that
     list — the consensus seals blocks, so there is nothing left to seal by hand."""
@@ -132,7 +132,8 @@ class NetworkedChain:
         result = self.adapter.sign_and_submit(keypair, kind, body)
         if getattr(result, "ok", False):
             mine = self._list()
-            mine.append(Landed(result.txid, self.height))
+            where = self.locate_tx(result.txid)  # final before the adapter returns: its block is stored
+            mine.append(Landed(result.txid, where[0] if where is not None else self.height))
             del mine[:-100]  # the loop's worker threads never seal: keep their lists short
         return result
 
