@@ -149,6 +149,6 @@ class NetworkedChain:
 
     def seal(self) -> tuple[Landed]:
         mine = self._list()
-        top = Landed(b"", max([tx.height for tx in mine] + [self.height]))
+        top = Landed(b"", max((tx.height for tx in mine), default=self.height))  # where the last one landed
         mine.clear()
         return (top,)
