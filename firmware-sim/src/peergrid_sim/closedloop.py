@@ -150,6 +150,13 @@ def edge_devices(
     return grouped
 
 
+def dso_wait_s(timing: LoopTiming, mgs: int) -> float:
+    """How long the DSO waits for the other injections after the first: an interval, and longer with many MGs
+    sharing the lab's cores (at 30 MGs bargaining took up to three intervals, and an injection the DSO does not
+    wait for counts as zero). A dead MGMC costs the DSO this much per interval."""
+    return max(3.0, timing.interval_s * max(1.0, mgs / 10))
+
+
 def edge_config(
     chains: LabChains, mg: str, feeder: str, broker: tuple[str, int], data_dir: Path, devices: list[dict[str, Any]],
     scenario_path: Path, timing: LoopTiming, records: Path,
@@ -188,6 +195,7 @@ def edge_config(
             "first_interval": timing.first_interval,
             "intervals": timing.intervals,
             "phase_timeout_s": max(2.0, timing.interval_s / 3),
+            "dso_timeout_s": dso_wait_s(timing, len(chains.mgs)) + timing.interval_s + 10,
             "record_file": str(records / f"mgmc-{mg}.jsonl"),
         },
     }
@@ -223,7 +231,7 @@ def dso_node_config(
         "relays_file": str(endpoints_file),
         "first_interval": timing.first_interval,
         "intervals": timing.intervals,
-        "wait_s": max(3.0, timing.interval_s),
+        "wait_s": dso_wait_s(timing, len(chains.mgs)),
         "record_file": str(records / "dso.jsonl"),
         **(dso_extra or {}),
         "status_file": str(data_dir / "ledger-status.json"),
