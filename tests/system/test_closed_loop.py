@@ -47,10 +47,16 @@ def run_testbed(workdir: Path, report: Path, intervals: int, extra: list[str] | 
     return done.stdout
 
 
+def report_overruns(out: Path) -> int:
+    return int(json.loads((out / "report.json").read_text())["overruns"])
+
+
 def test_24_intervals_closed_loop(tmp_path: Path) -> None:
     workdir, out = tmp_path / "bed", tmp_path / "report"
     stdout = run_testbed(workdir, out, 24)
     assert stdout.count("\ninterval ") >= 24 and "24/24 intervals" in stdout
+    assert stdout.count("switched at +") >= 24  # each summary line places its interval against its slot
+    assert ("OVERRAN +" in stdout) == (report_overruns(out) > 0)
     report = json.loads((out / "report.json").read_text())
     checks = report["checks"]
     assert checks["intervals_done"] == 24
