@@ -25,7 +25,7 @@ from peergrid_dso.services.reconfiguration import reconfigure
 PUBLISHED = {"case33bw": 139.55, "case69": 99.62, "case136ma": 280.19}
 TARGET_S = {"case33bw": 1.0, "case69": 3.0, "case118zh": 60.0, "case136ma": 60.0}
 # Time given to proving a lower bound on every radial configuration's AC losses (after the fast answer).
-PROOF_S = {"case33bw": 60.0, "case69": 120.0, "case118zh": 150.0, "case136ma": 150.0}
+PROOF_S = {"case33bw": 60.0, "case69": 120.0, "case118zh": 120.0, "case136ma": 120.0}
 PROOF_GAP = 1e-3
 
 
