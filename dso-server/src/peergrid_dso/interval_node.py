@@ -31,6 +31,7 @@ from typing import Any
 
 from pydantic import Field
 
+from peergrid_dso.broker_tls import BrokerTls, check_broker
 from peergrid_dso.drivers.relay_tls import RelayTls
 from peergrid_ledger import keys, query
 from peergrid_ledger.consensus.node_cli import ChainSettings
@@ -74,6 +75,7 @@ class IntervalNodeSettings(LoopSettings):
     feeder: str = "lab"
     broker_host: str = "127.0.0.1"
     broker_port: int = Field(1883, ge=1, le=65535)
+    broker_tls: BrokerTls | None = None  # the pilot's broker: TLS with the DSO's client certificate
 
 
 @dataclass
@@ -170,6 +172,10 @@ async def serve(settings: IntervalNodeSettings) -> None:
         loop.add_signal_handler(sig, stop.set)
     from peergrid_dso.live import DsoNode
 
+    client_id = f"dso-node-{settings.feeder}-check"
+    await asyncio.to_thread(
+        check_broker, settings.broker_host, settings.broker_port, settings.broker_tls, client_id
+    )
     await DsoNode.assemble(settings).run(stop)
 
 

@@ -39,7 +39,8 @@ T = TypeVar("T")
 
 def preflight(settings: Any) -> None:
     """Fail fast, before the web server starts, on what the loop section names but cannot be read: the DSO
-    key and the chains' geneses (`ConfigError` with one line; `peergrid-dso serve` exits 2)."""
+    key, the chains' geneses, and a broker that refuses the node for good (its TLS certificate, ACL login)
+    (`ConfigError` with one line; `peergrid-dso serve` exits 2)."""
     from peergrid_ledger import keys
     from peergrid_ledger.consensus.node_cli import load_genesis
 
@@ -57,6 +58,11 @@ def preflight(settings: Any) -> None:
         path = getattr(loop, name)
         if path is not None and not path.is_file():
             raise ConfigError(f"loop.{name}: {path}: no such file")
+    from peergrid_dso.broker_tls import check_broker
+
+    check_broker(
+        settings.broker.host, settings.broker.port, settings.broker.tls(), f"{settings.node_id}-check"
+    )
 
 
 class LockedExecutor:
@@ -117,7 +123,10 @@ class DsoNode:
             broker_port=settings.broker_port, client_id=client_id or f"dso-node-{settings.feeder}",
             status_file=settings.status_file, chains=chains,
         )  # fmt: skip
+        tls = settings.broker_tls.context() if settings.broker_tls is not None else None  # before any store
         node, transport, stores = build_node(node_settings)
+        if tls is not None:  # the pilot's broker: TLS, this node's client certificate
+            transport.client.tls_set_context(tls)
         chain = next(iter(node.replicas))  # the DSO chain comes first
         replica = node.replicas[chain]
         changed = Changed()
@@ -205,6 +214,7 @@ class EmbeddedLoop:
                 "feeder": settings.feeder,
                 "broker_host": settings.broker.host,
                 "broker_port": settings.broker.port,
+                "broker_tls": settings.broker.tls(),
             }
         )
         self.client_id = f"{settings.node_id}-loop"
