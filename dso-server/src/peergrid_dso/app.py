@@ -35,6 +35,8 @@ def create_app(settings: DsoSettings, *, listen: bool = True) -> FastAPI:
             listener = MqttHealthListener(
                 app.state.board, settings.broker.host, settings.broker.port, f"{settings.node_id}-health"
             )
+            if (tls := settings.broker.tls()) is not None:  # the pilot's broker: TLS, the DSO's certificate
+                tls.apply(listener.client)
             listener.start()
         loop = None
         try:
