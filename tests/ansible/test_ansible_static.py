@@ -118,28 +118,46 @@ def test_flash_without_a_base_image_fails_and_names_the_device(tmp_path: Path) -
     assert not out.exists() or not any(out.glob("*.img"))
 
 
-def test_rendered_dso_settings_are_accepted_by_the_server() -> None:
-    """The DSO server rejects unknown keys (exit 2): what the role renders must validate against its model."""
-    import jinja2
-    import yaml
+MGS = {
+    "mg-school": {"node": "11" * 32, "anonym": "22" * 32, "bus": 18},
+    "mg-depot": {"node": "33" * 32, "anonym": "44" * 32, "bus": 25},
+}
+RELAYS = [{"kind": "relay", "protocol": "modbus-tcp", "branch": 33, "host": "10.20.2.33", "port": 502}]
+
+
+def test_rendered_dso_settings_are_accepted_by_the_server(tmp_path: Path) -> None:
+    """The DSO server rejects unknown keys (exit 2): the dso.yaml the role renders from the pilot inventory
+    (real Ansible templating; one run, Ansible is slow on a loaded machine) loads with the server's strict
+    model, its `loop:` section and broker TLS included."""
+    import json
 
     from peergrid_dso.config import DsoSettings
+    from peergrid_ledger.settings import load_settings
 
-    defaults = yaml.safe_load((ANSIBLE_DIR / "roles/dso_server/defaults/main.yml").read_text())
-    context = {
-        **defaults,
-        "peergrid_feeder": "ieee33",
-        "peergrid_broker_host": "broker.lab",
-        "peergrid_broker_port": 8883,
+    out, inventory = tmp_path / "dso.yaml", ANSIBLE_DIR / "inventories" / "pilot-example"
+    extra_file = tmp_path / "extra.json"
+    geneses = {
+        "peergrid_dso_genesis": "/srv/pki/dso-genesis.json",
+        "peergrid_mgmc_genesis": "/srv/pki/mgmc.json",
     }
-    env = jinja2.Environment(undefined=jinja2.StrictUndefined)
-
-    def render(value: object) -> object:
-        if isinstance(value, dict):
-            return {k: render(v) for k, v in value.items()}
-        if isinstance(value, str):
-            return yaml.safe_load(env.from_string(value).render(context))
-        return value
-
-    settings = DsoSettings.model_validate(render(defaults["dso_server_settings"]))
+    extra_file.write_text(json.dumps({"dso_server_mgs": MGS, "dso_server_relays": RELAYS} | geneses))
+    result = run_tool(
+        ["ansible-playbook", str(HERE / "render-dso.yml"), "-e", f"out_file={out}", "-e", f"@{extra_file}",
+         "-e", f"inventory_vars={inventory / 'group_vars' / 'all.yml'}", "-e", f"inventory_dir={inventory}"],
+        tmp_path,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stdout + result.stderr
+    settings = load_settings(out, DsoSettings)
     assert settings.broker.port == 8883 and settings.console.users_file is not None
+    tls = settings.broker.tls()
+    assert tls is not None and str(tls.ca_file) == "/etc/peergrid/dso-tls/ca.crt"
+    assert tls.cert_file is not None and tls.key_file is not None  # the DSO's certificate from the PKI dir
+    loop = settings.loop
+    assert loop is not None and loop.mgmc_chain is not None
+    assert {mg: (e.node, e.anonym, e.bus) for mg, e in loop.mgs.items()} == {
+        mg: (e["node"], e["anonym"], e["bus"]) for mg, e in MGS.items()
+    }
+    assert str(loop.key_file) == "/var/lib/peergrid/dso/dso.key"
+    assert str(loop.dso_chain.genesis) == "/etc/peergrid/dso-genesis.json"
+    assert loop.dso_chain.data_dir != loop.mgmc_chain.data_dir
+    assert str(loop.relays_file) == "/etc/peergrid/dso-relays.json" and loop.interval_minutes == 15
