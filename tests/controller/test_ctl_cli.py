@@ -105,3 +105,26 @@ def test_cli_exit_codes(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> N
     err = capsys.readouterr().err
     assert "unbounded" in err and "feed-in price" in err
     assert main(["simulate", "--synthetic", "3", "--intervals", "0"]) == 2
+
+
+def test_rationality_modes_and_no_banner(capfd: pytest.CaptureFixture[str]) -> None:
+    two = str(ROOT / "controller" / "scenarios" / "two-mg.yaml")
+    for mode in ("strict", "trades", "off"):
+        assert main(["simulate", "--scenario", two, "--intervals", "2", "--rationality", mode, "--json"]) == 0
+        out, err = capfd.readouterr()
+        assert json.loads(out)["total"]["converged"] is True
+        assert "HiGHS" not in out and "HiGHS" not in err  # the solver's banner never reaches the terminal
+    with pytest.raises(SystemExit) as exit_info:
+        main(["simulate", "--scenario", two, "--rationality", "maybe"])
+    assert exit_info.value.code == 2
+
+
+def test_a_fresh_process_prints_no_highs_banner() -> None:
+    """HiGHS prints its banner when a process builds its first solver unless output is off first."""
+    import subprocess
+    import sys
+
+    code = "from peergrid_controller.lp import new_highs; new_highs().run()"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0
+    assert done.stdout == "" and "HiGHS" not in done.stderr

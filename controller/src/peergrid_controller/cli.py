@@ -87,6 +87,13 @@ def _parser() -> argparse.ArgumentParser:
         "--venue", choices=sorted(VENUES), default=None, help="where moves go (default: the chain)"
     )
     sim.add_argument("--no-central", action="store_true", help="skip the centralised optimum (large feeders)")
+    sim.add_argument(
+        "--rationality",
+        choices=("strict", "trades", "off"),
+        default="strict",
+        help="strict: no MG ends worse off than with the DSO alone (default); trades: each trade bounded by "
+        "the MG's conventional alternative; off: MGs trust the day-ahead price forecast",
+    )
     return parser
 
 
@@ -110,7 +117,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         scenario = truncate(scenario, args.intervals)
     venue = VENUES[args.venue] if args.venue else default_venue()
     try:
-        result = simulate(scenario, SimulationConfig(with_central=not args.no_central), venue_factory=venue)
+        result = simulate(
+            scenario,
+            SimulationConfig(with_central=not args.no_central, rationality=args.rationality),
+            venue_factory=venue,
+        )
     except ScheduleError as exc:
         print(f"peergrid-market: no schedule ({exc.cause}): {exc}", file=sys.stderr)
         return 3
