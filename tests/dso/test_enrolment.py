@@ -205,3 +205,28 @@ def test_the_rest_api_names_the_authenticated_operator_on_chain(tmp_path) -> Non
     assert [(rec["kind"], rec["body"]["operator"]) for rec in records] == [
         ("enrol", "olga"), ("gov.revoke", "olga"), ("gov.revoke", "olga")
     ]  # fmt: skip
+
+
+def test_a_retry_after_the_mgmc_chain_failed_does_not_resubmit_what_landed() -> None:
+    """A networked chain's mempool takes a duplicate gov.revoke and never finalises it (the state machine
+    refuses it in the block): the retry sends only what did not land."""
+
+    class Unreachable(Recorder):
+        down = True
+
+        def submit(self, kind: str, body: dict) -> None:
+            if self.down:
+                raise ChainRejected(f"{kind} rejected: timeout not final in 8.0 s")
+            super().submit(kind, body)
+
+    dso_chain, mgmc_chain = Recorder(), Unreachable()
+    service = EnrolmentService(dso_chain, auto=True, mgmc_recorder=mgmc_chain)
+    mgmc, anonym = Keypair.generate(), Keypair.generate()
+    request(service, mgmc, anonym)
+    with pytest.raises(ChainRejected, match="timeout"):
+        service.revoke(mgmc.public, "bob")
+    assert service.enrolments[mgmc.public].status == "authorised"
+    mgmc_chain.down = False
+    assert service.revoke(mgmc.public, "bob").status == "revoked"
+    revocations = [("gov.revoke", {"key": k, "operator": "bob"}) for k in (mgmc.public, anonym.public)]
+    assert dso_chain.records[1:] == revocations and mgmc_chain.records == revocations  # each once

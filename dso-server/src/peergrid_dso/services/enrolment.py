@@ -8,8 +8,9 @@ records `enrol` on the DSO chain with the operator's name (the anonym is the pse
 generated on the MGMC). `revoke` records `gov.revoke` of the MGMC's identity key and of its anonym, naming the
 operator: the chain takes the MGMC out of the authority set from the next height and refuses everything
 either key signs; with `mgmc_recorder` the same revocation goes on the MGMC chain too. A revocation that
-failed half-way (a chain refused or was unreachable) can be repeated: keys already revoked are skipped. A revoked key never
-enrols again (a new identity key must). Token generation uses an injected random source.
+failed half-way (a chain refused or was unreachable) can be repeated: keys already revoked (by this service,
+or as the chain says when it refuses) are skipped. A revoked key never enrols again (a new identity key
+must). Token generation uses an injected random source.
 Assumes a recorder with `submit(kind, body)` that raises when the chain refuses (`dso_chain.ChainRecorder`).
 """
 
@@ -67,6 +68,7 @@ class EnrolmentService:
     tokens: set[str] = field(default_factory=set)
     enrolments: dict[bytes, Enrolment] = field(default_factory=dict)
     mgmc_recorder: Any = None  # the MGMC chain's recorder, where the DSO revokes too (None: DSO chain only)
+    revoked_on: set[tuple[int, bytes]] = field(default_factory=set)  # (0 DSO / 1 MGMC chain, key) landed
 
     def issue_token(self) -> str:
         token = self.token_source()
@@ -114,13 +116,16 @@ class EnrolmentService:
         if e.status != "authorised":
             raise EnrolmentRefused(f"enrolment is {e.status}, not authorised")
         recorders = [self.recorder] if self.mgmc_recorder is None else [self.recorder, self.mgmc_recorder]
-        for recorder in recorders:
+        for chain, recorder in enumerate(recorders):
             for key in (e.mgmc, e.anonym):
+                if (chain, key) in self.revoked_on:  # a retry after a partial revocation: it stays revoked
+                    continue  # (a networked chain's mempool would take the duplicate and never finalise it)
                 try:
                     recorder.submit("gov.revoke", {"key": key, "operator": _operator(operator)})
-                except Exception as exc:  # a retry after a partial revocation: what is revoked stays so
+                except Exception as exc:
                     if ALREADY_REVOKED not in str(exc):
                         raise
+                self.revoked_on.add((chain, key))
         e.status = "revoked"
         return e
 
