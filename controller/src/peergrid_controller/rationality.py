@@ -8,7 +8,9 @@ forecast-leaning plan only when that plan's interval cost plus the conventional 
 fits the budget; otherwise it dispatches the conventional alternative with the agreed trade. By induction the
 budget never goes negative, so the MG's day cost is at most its conventional day cost (up to solver
 tolerance), whatever the forecast turns out to be. Assumes the conventional day cost comes from the same model
-(baselines.conventional). Never reads clocks or I/O.
+(baselines.conventional). The induction is exact for MGs without gensets; with a genset the alternative keeps
+the plan's commitment, which need not be the conventional optimum's, so there it is checked (tests, bench:
+no MG worse off), not proven. Never reads clocks or I/O.
 """
 
 from __future__ import annotations

@@ -1,7 +1,8 @@
 """A day of P2P trading among a scenario's MGMCs, interval by interval, beside the two baselines.
 
 Promises: `simulate(scenario, config, venue_factory)` runs, for each interval: every MGMC solves its schedule over
-the rest of the day (MILP), derives its price–quantity curve for the interval, bargains through the venue (the
+the rest of the day (MILP), derives its price–quantity curve for the interval (bounded by its conventional
+alternative unless `rationality` is "off", see rationality.py), bargains through the venue (the
 market contract, in memory or on the MGMC chain), then re-plans with the agreed trades fixed and moves to the next
 interval from the state it dispatched. The result carries per-interval and total welfare (minus the sum of MG
 physical costs; P2P payments cancel), each MG's cost with P2P payments, rounds, convergence and stability.
