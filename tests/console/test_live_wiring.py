@@ -91,6 +91,51 @@ def test_an_interval_record_reaches_the_feeder_view(client: TestClient) -> None:
     assert "interval 42: the DSO failed" in "\n".join(client.get("/console/api/feeder").json()["alarms"])
 
 
+def test_a_revocation_that_failed_half_way_is_recorded_and_can_be_repeated(client: TestClient) -> None:
+    """The MGMC chain did not answer: the console says so (409, repeat it), the DSO-chain revocations that
+    landed are named by an operator_action marked incomplete, and the repeat finishes without resending them."""
+    from console.helpers import PASSWORD
+    from peergrid_dso.services.dso_chain import ChainRejected
+    from peergrid_dso.services.enrolment import enrolment_digest
+    from peergrid_ledger.keys import Keypair
+
+    class MgmcChain:
+        def __init__(self) -> None:
+            self.down, self.records = True, []
+
+        def submit(self, kind: str, body: dict[str, Any]) -> None:
+            if self.down:
+                raise ChainRejected(f"{kind} rejected: timeout not final in 8.0 s")
+            self.records.append((kind, body))
+
+    dso = client.app.state.dso  # type: ignore[attr-defined]
+    dso.enrolment.mgmc_recorder = mgmc_chain = MgmcChain()
+    mgmc, anonym = Keypair.generate(), Keypair.generate()
+    token = dso.enrolment.issue_token()
+    sig = mgmc.sign(enrolment_digest(token, mgmc.public, anonym.public, "mg1"))
+    dso.enrolment.request(token, mgmc.public, anonym.public, "mg1", sig)
+    r = client.post("/console/api/login", json={"username": "olga", "password": PASSWORD})
+    csrf = {"X-CSRF-Token": r.json()["csrf"]}
+    r = client.post(f"/console/api/enrolment/{mgmc.public.hex()}/revoke", headers=csrf)
+    assert r.status_code == 409 and "incomplete, repeat it" in r.json()["detail"], r.text
+    chain = dso.chain
+    txs = [tx for h in range(1, chain.height + 1) for tx in chain.block(h).txs]
+    revokes = [tx.txid for tx in txs if tx.kind == "gov.revoke"]
+    (incomplete,) = [tx for tx in txs if tx.kind == "operator_action"]
+    assert (
+        "(incomplete)" in incomplete.body["action"]
+        and incomplete.body["txs"] == revokes
+        and len(revokes) == 2
+    )
+    mgmc_chain.down = False
+    r = client.post(f"/console/api/enrolment/{mgmc.public.hex()}/revoke", headers=csrf)
+    assert r.status_code == 200 and r.json()["status"] == "revoked", r.text
+    txs = [tx for h in range(1, chain.height + 1) for tx in chain.block(h).txs]
+    assert [tx.txid for tx in txs if tx.kind == "gov.revoke"] == revokes  # not sent again
+    assert [kind for kind, _ in mgmc_chain.records] == ["gov.revoke", "gov.revoke"]
+    assert txs[-1].kind == "operator_action" and txs[-1].body["txs"] == []  # nothing new on the DSO chain
+
+
 class FakeStore:
     genesis = SimpleNamespace(chain="dso-lab")
 
