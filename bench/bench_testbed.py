@@ -106,7 +106,8 @@ def run(quick: bool = False) -> str:
         "relays with read-back), first interval excluded (enrolment, warm-up). All processes share 2 cores. "
         "Bargaining: first MGMC start to the last MGMC's agreed trades; DSO work: injections gathered to switching "
         "done; overran slot: intervals whose switching finished after their slot on the accelerated clock ended; "
-        "injections missed: MG-intervals the DSO went ahead without (it waits one interval after the first).",
+        "injections missed: MG-intervals the DSO went ahead without (after the first injection it waits one "
+        "interval per 10 MGs, at least one).",
         "",
         "| run | p50 latency | p95 latency | p50 bargaining | p50 DSO work | block gap p50/max (ms) | "
         "overran slot | injections missed | checks |",
