@@ -116,3 +116,25 @@ def test_broker_tls_settings_are_checked(tmp_path: Path, test_pki: Any) -> None:
     )
     with pytest.raises(ConfigError, match="cannot load"):
         wrong_key.context()
+
+
+def test_the_health_listener_uses_the_brokers_tls_settings(
+    tmp_path: Path, mosquitto_tls: Any, test_pki: Any
+) -> None:
+    from fastapi.testclient import TestClient
+
+    from peergrid_dso.app import create_app
+
+    doc = settings_doc(tmp_path, mosquitto_tls, certs(test_pki))
+    del doc["loop"]
+    settings = DsoSettings.model_validate(doc)
+
+    def connected() -> bool:
+        return "as dso-health" in mosquitto_tls.log_path.read_text()
+
+    with TestClient(create_app(settings)):
+        deadline = time.monotonic() + 20
+        while not connected() and time.monotonic() < deadline:
+            time.sleep(0.1)
+    log = mosquitto_tls.log_path.read_text()
+    assert connected() and "u'dso'" in log, log  # over TLS, as the certificate's CN
