@@ -136,6 +136,20 @@ def test_a_revocation_that_failed_half_way_is_recorded_and_can_be_repeated(clien
     assert txs[-1].kind == "operator_action" and txs[-1].body["txs"] == []  # nothing new on the DSO chain
 
 
+def test_the_loop_no_longer_waits_for_a_revoked_mg() -> None:
+    from peergrid_dso.interval_node import DsoLoop, LoopSettings
+    from peergrid_ledger import keyspace
+
+    mgs = {
+        mg: {"node": str(i) * 64, "anonym": "bb" * 32, "bus": 18 + i} for i, mg in enumerate(["mg1", "mg2"])
+    }
+    settings = LoopSettings.model_validate(LOOP | {"mgs": mgs})
+    revoked = {keyspace.revoked(bytes.fromhex("1" * 64))}  # mg2's node key, revoked on the DSO chain
+    state = SimpleNamespace(get=lambda key: b"x" if key in revoked else None)
+    loop = DsoLoop(settings, SimpleNamespace(app=SimpleNamespace(state=state)), *[None] * 9)  # type: ignore[arg-type]
+    assert loop.active_mgs() == {"mg1"}
+
+
 class FakeStore:
     genesis = SimpleNamespace(chain="dso-lab")
 

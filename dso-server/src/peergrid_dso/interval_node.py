@@ -8,7 +8,8 @@ runs the security check, reconfiguration and least adjustment (`services.interva
 sealed adjustment contracts and waits for the revised injections, executes the switching plan through the
 Modbus relays of firmware-sim with read-back and rollback (plan and result recorded on the DSO chain), and
 publishes its verdict on `peergrid/<feeder>/dso/verdict`. One JSON line per interval goes to `record_file`.
-A missing MGMC counts as zero injection; the DSO never stalls on one. Exit 2 on a bad config.
+A missing MGMC counts as zero injection; the DSO never stalls on one, and no longer waits for one revoked
+on the DSO chain. Exit 2 on a bad config.
 With `mgmc_chain` it also follows the MGMC chain as a non-voting replica (its key is an account there, not an
 authority: the engine never votes with it), which the console's market view reads. Switching holds `lock`
 (shared with the console's operator actions: one writer per relay) from planning from the confirmed topology
@@ -214,6 +215,16 @@ class DsoLoop:
                 if not result.ok:
                     log.warning("enrolment of %s not final yet: %s", mg, result.detail)
 
+    def active_mgs(self) -> set[str]:
+        """The MGs the DSO waits for: its config's, less those revoked on the DSO chain (their injections
+        are refused from the next height; they count as zero, like a missing MG, without the wait)."""
+        from peergrid_ledger.core import is_revoked
+
+        state = self.replica.app.state
+        return {
+            mg for mg, entry in self.settings.mgs.items() if not is_revoked(state, bytes.fromhex(entry.node))
+        }
+
     def injections(self, t: int) -> dict[str, tuple[int, int]]:
         found = {}
         for mg, entry in self.settings.mgs.items():
@@ -267,7 +278,7 @@ class DsoLoop:
 
     async def interval(self, t: int) -> None:
         s = self.settings
-        mgs = set(s.mgs)
+        mgs = self.active_mgs()
         got = await self.gather(t, 0, mgs, s.wait_s, 3600.0)
         received = time.time()
         injections = {mg: (got.get(mg, (0, 0))[0] / 1e6, 0.0) for mg in sorted(mgs)}
@@ -316,7 +327,8 @@ class DsoLoop:
         self.record(
             {
                 "interval": t, "injections_kw": {mg: p * 1000 for mg, (p, _) in injections.items()},
-                "missing": sorted(mgs - set(got)), "before": analysis.before, "after": after,
+                "missing": sorted(mgs - set(got)), "revoked": sorted(set(s.mgs) - mgs),
+                "before": analysis.before, "after": after,
                 "reconfiguration": analysis.reconfiguration, "plan": plan_doc, "adjustments": adjustments,
                 "unmet": analysis.unmet, "secure": secure, "iterations": iterations,
                 "imbalance_kw": sum(p for p, _ in injections.values()) * 1000,
