@@ -161,3 +161,4 @@ def test_rendered_dso_settings_are_accepted_by_the_server(tmp_path: Path) -> Non
     assert str(loop.dso_chain.genesis) == "/etc/peergrid/dso-genesis.json"
     assert loop.dso_chain.data_dir != loop.mgmc_chain.data_dir
     assert str(loop.relays_file) == "/etc/peergrid/dso-relays.json" and loop.interval_minutes == 15
+    assert loop.auto_enrol is False  # the pilot: an operator approves each enrolment

@@ -70,6 +70,7 @@ class LoopSettings(StrictSettings):
     status_file: Path | None = None
     mgmc_records: Path | None = None  # lab: the MGMCs' interval records (their costs) for the market view
     interval_minutes: float = Field(15.0, gt=0)  # length of a trading interval (the market view's hours)
+    auto_enrol: bool = True  # MGMCs enrolling over the REST API: authorised at once (lab) or by an operator
 
 
 class IntervalNodeSettings(LoopSettings):

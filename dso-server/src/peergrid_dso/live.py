@@ -251,6 +251,7 @@ class EmbeddedLoop:
             self.node = DsoNode.assemble(self.node_settings, lock=self.lock, client_id=self.client_id)
             self.services = live_services(self.node)
             self.services.enrolment.mgmc_recorder = self.node.mgmc_recorder
+            self.services.enrolment.auto = self.node_settings.auto_enrol
             self.services.enrolment.enrolments.update(loop_enrolments(self.node))
         except BaseException as exc:  # reported to start(); the thread ends
             self._error = exc
