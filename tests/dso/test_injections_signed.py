@@ -118,3 +118,10 @@ def test_a_body_that_is_not_json_is_refused(lab: tuple[TestClient, Keypair, str]
     r = client.post(URL, content=b"\xff not json", headers={"content-type": "application/json"})
     assert r.status_code == 422 and r.json()["detail"].startswith("malformed:")
     assert refusals(client) == {"malformed": 1}
+
+
+def test_the_signed_body_is_in_the_openapi_schema(lab: tuple[TestClient, Keypair, str]) -> None:
+    client, _, _ = lab
+    body = client.get("/openapi.json").json()["paths"]["/api/dso/injections"]["post"]["requestBody"]
+    fields = body["content"]["application/json"]["schema"]["properties"]
+    assert {"mgmc", "interval", "revision", "p_w", "q_var", "signature"} <= set(fields)

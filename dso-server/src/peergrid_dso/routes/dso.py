@@ -156,11 +156,18 @@ def injection_gate(dso: DsoServices) -> InjectionGate:
         return gate
 
 
-@router.post("/injections", status_code=201)
+_INJECTION_BODY = {
+    "content": {"application/json": {"schema": InjectionIn.model_json_schema()}},
+    "required": True,
+}
+
+
+@router.post("/injections", status_code=201, openapi_extra={"requestBody": _INJECTION_BODY})
 async def post_injection(
     request: Request, response: Response, dso: DsoServices = Depends(get_dso)
 ) -> dict[str, Any]:
-    """Signed by an enrolled MGMC's identity key; refusals are 4xx with a reason, and counted."""
+    """Signed by an enrolled MGMC's identity key; refusals are 4xx with a reason, and counted (the body is
+    parsed here, not by FastAPI, so that malformed ones are counted too; its schema is in the OpenAPI)."""
     gate = injection_gate(dso)
     try:
         body = InjectionIn.model_validate_json(await request.body())
