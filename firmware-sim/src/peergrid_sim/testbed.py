@@ -347,8 +347,7 @@ def main(argv: list[str] | None = None) -> int:
                 for line in bed.loop.poll(bed):
                     print(line, flush=True)
                     print(bed.loop.progress_bar(), flush=True)
-                if args.intervals is not None and bed.loop.finished(bed):
-                    time.sleep(2 * args.interval_s)  # the MGMCs settle and dispatch the last interval
+                if args.intervals is not None and bed.loop.finished(bed):  # settled, halted, heads agree
                     for line in bed.loop.poll(bed, force=True):
                         print(line, flush=True)
                         print(bed.loop.progress_bar(), flush=True)
