@@ -1,4 +1,5 @@
-"""Edge test helpers: firmware-sim in a background thread on free loopback ports, and edge settings for it.
+"""Edge test fixtures: firmware-sim in a background thread on free loopback ports (edge settings for it and
+the asyncio helpers are in edge_helpers.py).
 
 The simulator runs on its own event loop (its own thread), the daemon under test on the test's loop, so
 they meet only over real sockets (Modbus TCP, a pty pair for RTU, MQTT).
@@ -6,14 +7,11 @@ they meet only over real sockets (Modbus TCP, a pty pair for RTU, MQTT).
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Callable, Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 
-from peergrid_edge.config import EdgeSettings
 from peergrid_sim.background import BackgroundSim
 from peergrid_sim.scenario import Scenario
 
@@ -63,67 +61,3 @@ def run_sim() -> Iterator[Callable[..., SimThread]]:
     yield start
     for sim in started:
         sim.stop()
-
-
-def edge_settings(
-    tmp_path: Path, sim: SimThread, controls: dict[str, dict[str, Any]] | None = None, **overrides: Any
-) -> EdgeSettings:
-    """Edge settings polling every device `sim` serves, with fast test-friendly timings."""
-    devices = []
-    for ep in sim.endpoints:
-        if ep["mg"] is None:
-            continue
-        device: dict[str, Any] = {
-            "name": ep["device"],
-            "nature": ep["kind"],
-            "poll_interval_s": 0.5,
-            "timeout_s": 0.5,
-            "retries": 0,
-            "quarantine_s": 1.0,
-            "quarantine_max_s": 4.0,
-            "failures_to_quarantine": 2,
-        }
-        if ep["protocol"] == "modbus-tcp":
-            device.update(protocol="modbus-tcp", host=ep["host"], port=ep["port"], unit_id=ep["unit_id"])
-        elif ep["protocol"] == "modbus-rtu":
-            device.update(protocol="modbus-rtu", serial_port=ep["port"], unit_id=ep["unit_id"])
-        else:
-            device.update(protocol="mqtt", topic=ep["topic"])
-        if controls and ep["device"] in controls:
-            device["control"] = controls[ep["device"]]
-        devices.append(device)
-    config: dict[str, Any] = {
-        "node_id": "mgmc-test",
-        "mg": "mg1",
-        "data_dir": str(tmp_path / "data"),
-        "broker": {"host": "127.0.0.1", "port": 9},  # nothing listens: the tests that need one override it
-        "devices": devices,
-        "dispatch": {"period_s": 0.5, "readback_delay_s": 0.1, "write_retries": 1},
-        "ledger": {"commit_interval_s": 1.0, "submit_timeout_s": 2.0},
-    }
-    for key, value in overrides.items():
-        if isinstance(value, dict) and isinstance(config.get(key), dict):
-            config[key] = {**config[key], **value}
-        else:
-            config[key] = value
-    return EdgeSettings.model_validate(config)
-
-
-async def run_for(daemon: Any, body: Callable[[], Any]) -> Any:
-    """Run the daemon while `body()` (a coroutine function) runs; stop it and return body's result."""
-    task = asyncio.create_task(daemon.run(install_signals=False))
-    try:
-        return await body()
-    finally:
-        daemon.stop()
-        await asyncio.wait_for(task, 15)
-
-
-async def wait_until(predicate: Callable[[], bool], timeout: float = 10.0, step: float = 0.05) -> bool:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while loop.time() < deadline:
-        if predicate():
-            return True
-        await asyncio.sleep(step)
-    return predicate()

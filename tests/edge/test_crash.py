@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 
 import yaml
-from conftest import edge_settings
+from edge_helpers import edge_settings
 
 from peergrid_edge import commitments
 from peergrid_edge.store import EdgeStore

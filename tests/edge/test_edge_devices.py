@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
-from conftest import edge_settings, run_for, wait_until
+from edge_helpers import edge_settings, run_for, wait_until
 
 from peergrid_edge.daemon import EdgeDaemon
 from peergrid_edge.dispatch import Schedule

@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 
 import paho.mqtt.client as mqtt
-from conftest import edge_settings, run_for, wait_until
+from edge_helpers import edge_settings, run_for, wait_until
 
 from peergrid_edge.commitments import check
 from peergrid_edge.daemon import EdgeDaemon

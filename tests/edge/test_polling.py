@@ -7,7 +7,7 @@ import itertools
 import time
 from pathlib import Path
 
-from conftest import edge_settings, run_for
+from edge_helpers import edge_settings, run_for
 
 from peergrid_edge.clock import ManualClock
 from peergrid_edge.config import DeviceSettings

@@ -13,7 +13,7 @@ import urllib.request
 from pathlib import Path
 
 import yaml
-from conftest import edge_settings
+from edge_helpers import edge_settings
 
 from peergrid_edge.metrics import Family, Histogram, render
 from peergrid_edge.notify import setup_logging

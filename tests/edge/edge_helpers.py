@@ -1,0 +1,78 @@
+"""Edge test helpers the test modules import by name (`from edge_helpers import ...`): edge settings for a
+running simulator and small asyncio helpers. Kept out of conftest.py, whose module name other test folders
+share, so `pytest tests/edge tests/sim` collects as well as the whole suite does.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from peergrid_edge.config import EdgeSettings
+from peergrid_sim.background import BackgroundSim
+
+
+def edge_settings(
+    tmp_path: Path, sim: BackgroundSim, controls: dict[str, dict[str, Any]] | None = None, **overrides: Any
+) -> EdgeSettings:
+    """Edge settings polling every device `sim` serves, with fast test-friendly timings."""
+    devices = []
+    for ep in sim.endpoints:
+        if ep["mg"] is None:
+            continue
+        device: dict[str, Any] = {
+            "name": ep["device"],
+            "nature": ep["kind"],
+            "poll_interval_s": 0.5,
+            "timeout_s": 0.5,
+            "retries": 0,
+            "quarantine_s": 1.0,
+            "quarantine_max_s": 4.0,
+            "failures_to_quarantine": 2,
+        }
+        if ep["protocol"] == "modbus-tcp":
+            device.update(protocol="modbus-tcp", host=ep["host"], port=ep["port"], unit_id=ep["unit_id"])
+        elif ep["protocol"] == "modbus-rtu":
+            device.update(protocol="modbus-rtu", serial_port=ep["port"], unit_id=ep["unit_id"])
+        else:
+            device.update(protocol="mqtt", topic=ep["topic"])
+        if controls and ep["device"] in controls:
+            device["control"] = controls[ep["device"]]
+        devices.append(device)
+    config: dict[str, Any] = {
+        "node_id": "mgmc-test",
+        "mg": "mg1",
+        "data_dir": str(tmp_path / "data"),
+        "broker": {"host": "127.0.0.1", "port": 9},  # nothing listens: the tests that need one override it
+        "devices": devices,
+        "dispatch": {"period_s": 0.5, "readback_delay_s": 0.1, "write_retries": 1},
+        "ledger": {"commit_interval_s": 1.0, "submit_timeout_s": 2.0},
+    }
+    for key, value in overrides.items():
+        if isinstance(value, dict) and isinstance(config.get(key), dict):
+            config[key] = {**config[key], **value}
+        else:
+            config[key] = value
+    return EdgeSettings.model_validate(config)
+
+
+async def run_for(daemon: Any, body: Callable[[], Any]) -> Any:
+    """Run the daemon while `body()` (a coroutine function) runs; stop it and return body's result."""
+    task = asyncio.create_task(daemon.run(install_signals=False))
+    try:
+        return await body()
+    finally:
+        daemon.stop()
+        await asyncio.wait_for(task, 15)
+
+
+async def wait_until(predicate: Callable[[], bool], timeout: float = 10.0, step: float = 0.05) -> bool:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while loop.time() < deadline:
+        if predicate():
+            return True
+        await asyncio.sleep(step)
+    return predicate()
