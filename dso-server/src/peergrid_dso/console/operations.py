@@ -20,7 +20,7 @@ import contextlib
 import secrets
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -160,6 +160,19 @@ class Operations:
             "record": recorded.txid.hex(),
             "height": height,
         }
+
+    @contextlib.contextmanager
+    def acting(self, user: str, action: str) -> Iterator[None]:
+        """An action taken outside the console (the REST API) is recorded as the console's own are: one at a
+        time, and sealed with an `operator_action` naming `user` and the transactions it caused - also when it
+        fails after it wrote something (a failed switching still leaves its plan and steps on chain)."""
+        with self.lock:
+            before = self._pending()
+            try:
+                yield
+            finally:
+                if self._pending() - before:
+                    self._seal(user, action, before)
 
     # -- reconfiguration plans
     def propose_plan(self, user: str) -> Plan:

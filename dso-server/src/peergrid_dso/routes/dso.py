@@ -9,6 +9,7 @@ GET /api/dso/injections/refusals.
 
 from __future__ import annotations
 
+import contextlib
 import threading
 from typing import Any
 
@@ -296,8 +297,17 @@ def _plan_json(plan: Any) -> dict[str, Any]:
     }  # fmt: skip
 
 
+def recorded(request: Request, action: str) -> contextlib.AbstractContextManager[None]:
+    """The console's operator record around a REST action: who (the session's user) and what it caused."""
+    console = getattr(request.app.state, "console", None)
+    if console is None:
+        return contextlib.nullcontext()
+    acting: contextlib.AbstractContextManager[None] = console.ops.acting(acting_user(request), action)
+    return acting
+
+
 @router.post("/plans", status_code=201)
-def create_plan(body: PlanIn, dso: DsoServices = Depends(get_dso)) -> dict[str, Any]:
+def create_plan(body: PlanIn, request: Request, dso: DsoServices = Depends(get_dso)) -> dict[str, Any]:
     for number in body.target_open:
         if not 1 <= number <= len(dso.feeder.branches):
             raise HTTPException(422, f"no branch {number}")
@@ -308,7 +318,8 @@ def create_plan(body: PlanIn, dso: DsoServices = Depends(get_dso)) -> dict[str, 
         )
     except SwitchingPlanError as exc:
         raise HTTPException(422, str(exc)) from None
-    result = dso.switching.submit(plan)
+    with recorded(request, f"REST plan {plan_id} to open {list(plan.to_open)}"):
+        result = dso.switching.submit(plan)
     if result is not None and result.ok:
         dso.open_set = result.final_open
     return {
@@ -329,14 +340,15 @@ def plans(dso: DsoServices = Depends(get_dso)) -> dict[str, Any]:
 
 
 @router.post("/plans/{plan_id}/approve")
-def approve_plan(plan_id: str, dso: DsoServices = Depends(get_dso)) -> dict[str, Any]:
+def approve_plan(plan_id: str, request: Request, dso: DsoServices = Depends(get_dso)) -> dict[str, Any]:
     plan = dso.switching.pending.get(plan_id)
     if plan is None:
         raise HTTPException(404, f"no plan {plan_id!r} awaiting approval")
     if tuple(sorted(plan.from_open)) != tuple(sorted(dso.open_set)):
         dso.switching.pending.pop(plan_id)
         raise HTTPException(409, "the network changed since this plan was made; plan withdrawn")
-    result = dso.switching.approve(plan_id)
+    with recorded(request, f"REST approve and execute {plan_id}"):
+        result = dso.switching.approve(plan_id)
     dso.open_set = result.final_open
     steps = [
         {"branch": s.branch, "close": s.close, "ok": s.ok, "detail": s.detail, "rollback": s.rollback}
