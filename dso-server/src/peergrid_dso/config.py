@@ -7,33 +7,20 @@ feeder's broker, and the console shows and operates that node's chain, relays an
 
 from __future__ import annotations
 
-from pathlib import Path
-
-from pydantic import Field, model_validator
+from pydantic import Field
 
 from peergrid_dso.broker_tls import BrokerTls
 from peergrid_dso.console.settings import ConsoleSettings
 from peergrid_dso.interval_node import LoopSettings
-from peergrid_ledger.settings import StrictSettings
+from peergrid_ledger.settings import BrokerTlsSettings, StrictSettings
 
 
-class BrokerSettings(StrictSettings):
+class BrokerSettings(BrokerTlsSettings):
     """The feeder's broker, for the loop's DSO node and the health listener. TLS (the pilot), as on the
     edge: the feeder CA, and the DSO's client certificate whose CN the broker's ACLs use."""
 
     host: str = "127.0.0.1"
     port: int = Field(1883, ge=1, le=65535)
-    ca_file: Path | None = None
-    cert_file: Path | None = None
-    key_file: Path | None = None
-
-    @model_validator(mode="after")
-    def _tls_pairs(self) -> BrokerSettings:
-        if (self.cert_file is None) != (self.key_file is None):
-            raise ValueError("cert_file and key_file go together")
-        if self.cert_file is not None and self.ca_file is None:
-            raise ValueError("a client certificate needs ca_file")
-        return self
 
     def tls(self) -> BrokerTls | None:
         if self.ca_file is None:

@@ -12,27 +12,17 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
-from peergrid_ledger.settings import StrictSettings
+from peergrid_ledger.settings import BrokerTlsSettings, StrictSettings
 
 Nature = Literal["pv", "battery", "genset", "load", "meter"]
 
 
-class BrokerSettings(StrictSettings):
+class BrokerSettings(BrokerTlsSettings):
+    """The feeder's broker; TLS fields (the pilot) from `BrokerTlsSettings`."""
+
     host: str = "127.0.0.1"
     port: int = Field(1883, ge=1, le=65535)
     keepalive_s: int = Field(30, ge=5)
-    # TLS (the pilot): the feeder CA, and this node's client certificate whose CN the broker's ACLs use.
-    ca_file: Path | None = None
-    cert_file: Path | None = None
-    key_file: Path | None = None
-
-    @model_validator(mode="after")
-    def _tls_pairs(self) -> BrokerSettings:
-        if (self.cert_file is None) != (self.key_file is None):
-            raise ValueError("cert_file and key_file go together")
-        if self.cert_file is not None and self.ca_file is None:
-            raise ValueError("a client certificate needs ca_file")
-        return self
 
 
 class ControlSettings(StrictSettings):

@@ -12,13 +12,30 @@ from pathlib import Path
 from typing import NoReturn, TypeVar
 
 import yaml
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict, ValidationError, model_validator
 
 
 class StrictSettings(BaseModel):
     """Base for every config model: unknown keys are errors, values are not coerced silently."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class BrokerTlsSettings(StrictSettings):
+    """TLS to the feeder's MQTT broker (the pilot), shared by every daemon's broker section: the feeder CA, and
+    this node's client certificate and key (both or neither) whose CN the broker's ACLs use."""
+
+    ca_file: Path | None = None
+    cert_file: Path | None = None
+    key_file: Path | None = None
+
+    @model_validator(mode="after")
+    def _tls_pairs(self) -> BrokerTlsSettings:
+        if (self.cert_file is None) != (self.key_file is None):
+            raise ValueError("cert_file and key_file go together")
+        if self.cert_file is not None and self.ca_file is None:
+            raise ValueError("a client certificate needs ca_file")
+        return self
 
 
 class ConfigError(Exception):
