@@ -126,31 +126,16 @@ def test_bad_requests_get_4xx_with_a_reason(
     assert r.json()["detail"]
 
 
-def test_rest_switching_is_recorded_with_the_operator_who_asked(tmp_path) -> None:  # type: ignore[no-untyped-def]
+def test_rest_switching_is_recorded_with_the_operator_who_asked(operator_session) -> None:  # type: ignore[no-untyped-def]
     """A plan made and approved through the REST API with an operator's console session ends with an
     `operator_action` naming that operator and every switching record the approval caused."""
-    from argon2 import PasswordHasher
-
-    from peergrid_dso.app import create_app
-    from peergrid_dso.auth.users import UserStore
-    from peergrid_dso.config import DsoSettings
-
-    users = tmp_path / "users.json"
-    UserStore(users, hasher=PasswordHasher(time_cost=1, memory_cost=8 * 1024, parallelism=1)).add(
-        "olga", "operator", "a long test password"
-    )
-    settings = DsoSettings.model_validate(
-        {"console": {"users_file": str(users), "lab_market": False, "lab_drift": False}}
-    )
-    with TestClient(create_app(settings, listen=False), base_url="http://127.0.0.1:8080") as c:
-        r = c.post("/console/api/login", json={"username": "olga", "password": "a long test password"})
-        csrf = {"X-CSRF-Token": r.json()["csrf"]}
-        c.app.state.dso.switching.auto = False  # type: ignore[attr-defined]
-        r = c.post("/api/dso/plans", json={"target_open": [7, 9, 14, 32, 37]}, headers=csrf)
-        assert r.status_code == 201, r.text
-        r = c.post(f"/api/dso/plans/{r.json()['plan']}/approve", headers=csrf)
-        assert r.status_code == 200 and r.json()["ok"], r.text
-        records = c.get("/api/dso/ledger").json()["records"]
+    c, csrf = operator_session
+    c.app.state.dso.switching.auto = False
+    r = c.post("/api/dso/plans", json={"target_open": [7, 9, 14, 32, 37]}, headers=csrf)
+    assert r.status_code == 201, r.text
+    r = c.post(f"/api/dso/plans/{r.json()['plan']}/approve", headers=csrf)
+    assert r.status_code == 200 and r.json()["ok"], r.text
+    records = c.get("/api/dso/ledger").json()["records"]
     kinds = [rec["kind"] for rec in records]
     made, approved = (i for i, kind in enumerate(kinds) if kind == "operator_action")
     assert kinds[:made] == ["switching_plan"] and approved == len(kinds) - 1, kinds

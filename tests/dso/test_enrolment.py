@@ -170,38 +170,22 @@ def test_a_revocation_that_failed_half_way_can_be_repeated() -> None:
         ).ok
 
 
-def test_the_rest_api_names_the_authenticated_operator_on_chain(tmp_path) -> None:
+def test_the_rest_api_names_the_authenticated_operator_on_chain(operator_session) -> None:  # type: ignore[no-untyped-def]
     """POST /api/dso/enrolment/{mgmc}/approve|revoke with an operator's console session (the DSO API guard):
     the `enrol` and both `gov.revoke` records name that operator, not `unnamed`."""
-    from argon2 import PasswordHasher
-    from fastapi.testclient import TestClient
-
-    from peergrid_dso.app import create_app
-    from peergrid_dso.auth.users import UserStore
-    from peergrid_dso.config import DsoSettings
-
-    users = tmp_path / "users.json"
-    UserStore(users, hasher=PasswordHasher(time_cost=1, memory_cost=8 * 1024, parallelism=1)).add(
-        "olga", "operator", "a long test password"
-    )
-    settings = DsoSettings.model_validate(
-        {"console": {"users_file": str(users), "lab_market": False, "lab_drift": False}}
-    )
-    with TestClient(create_app(settings, listen=False), base_url="http://127.0.0.1:8080") as c:
-        r = c.post("/console/api/login", json={"username": "olga", "password": "a long test password"})
-        csrf = {"X-CSRF-Token": r.json()["csrf"]}
-        dso = c.app.state.dso  # type: ignore[attr-defined]
-        dso.enrolment.auto = False  # operator mode (the pilot)
-        mgmc, anonym = Keypair.generate(), Keypair.generate()
-        token = c.post("/api/dso/enrolment/tokens", headers=csrf).json()["token"]
-        sig = mgmc.sign(enrolment_digest(token, mgmc.public, anonym.public, "mg1"))
-        body = {"token": token, "mgmc": mgmc.public.hex(), "anonym": anonym.public.hex(), "label": "mg1",
-                "signature": sig.hex()}  # fmt: skip
-        assert c.post("/api/dso/enrolment", json=body).json()["status"] == "pending"
-        for verb in ("approve", "revoke"):
-            r = c.post(f"/api/dso/enrolment/{mgmc.public.hex()}/{verb}", headers=csrf)
-            assert r.status_code == 200, r.text
-        records = c.get("/api/dso/ledger").json()["records"]
+    c, csrf = operator_session
+    dso = c.app.state.dso  # type: ignore[attr-defined]
+    dso.enrolment.auto = False  # operator mode (the pilot)
+    mgmc, anonym = Keypair.generate(), Keypair.generate()
+    token = c.post("/api/dso/enrolment/tokens", headers=csrf).json()["token"]
+    sig = mgmc.sign(enrolment_digest(token, mgmc.public, anonym.public, "mg1"))
+    body = {"token": token, "mgmc": mgmc.public.hex(), "anonym": anonym.public.hex(), "label": "mg1",
+            "signature": sig.hex()}  # fmt: skip
+    assert c.post("/api/dso/enrolment", json=body).json()["status"] == "pending"
+    for verb in ("approve", "revoke"):
+        r = c.post(f"/api/dso/enrolment/{mgmc.public.hex()}/{verb}", headers=csrf)
+        assert r.status_code == 200, r.text
+    records = c.get("/api/dso/ledger").json()["records"]
     assert [(rec["kind"], rec["body"]["operator"]) for rec in records] == [
         ("enrol", "olga"), ("gov.revoke", "olga"), ("gov.revoke", "olga")
     ]  # fmt: skip
