@@ -19,9 +19,7 @@ import ssl
 from pathlib import Path
 from typing import Any
 
-from pydantic import model_validator
-
-from peergrid_ledger.settings import ConfigError, StrictSettings
+from peergrid_ledger.settings import BrokerTlsSettings, ConfigError
 
 log = logging.getLogger("peergrid_dso.broker_tls")
 CONNACK_REASONS = {
@@ -33,18 +31,11 @@ CONNACK_REASONS = {
 }
 
 
-class BrokerTls(StrictSettings):
-    """TLS to the broker: the feeder CA, and the DSO's client certificate and key (both or neither)."""
+class BrokerTls(BrokerTlsSettings):
+    """TLS to the broker: the feeder CA (required here), and the DSO's client certificate and key (both or
+    neither, checked by `BrokerTlsSettings`)."""
 
     ca_file: Path
-    cert_file: Path | None = None
-    key_file: Path | None = None
-
-    @model_validator(mode="after")
-    def _pair(self) -> BrokerTls:
-        if (self.cert_file is None) != (self.key_file is None):
-            raise ValueError("cert_file and key_file go together")
-        return self
 
     def context(self) -> ssl.SSLContext:
         try:
