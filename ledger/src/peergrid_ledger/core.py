@@ -219,12 +219,18 @@ def switching_plan(view: Overlay, tx: Tx, ctx: BlockContext, sender: ks.AccountR
     view.put_obj(key, {"actions": tx.body["actions"], "interval": tx.body["interval"], "result": None})
 
 
-def switching_result(view: Overlay, tx: Tx, ctx: BlockContext, sender: ks.AccountRecord) -> list[Event]:
+def _open_plan(view: Overlay, tx: Tx, sender: ks.AccountRecord) -> tuple[bytes, dict[str, Any]]:
+    """The DSO's switching plan `tx` names, still waiting for its result: (state key, plan)."""
     require_role(sender, {ks.ROLE_DSO}, tx.kind)
     key = ks.switching_plan(tx.body["plan"])
     plan = read_obj(view, key)
     require(plan is not None, Reason.NOT_FOUND, "no such switching plan")
     require(plan["result"] is None, Reason.CLOSED, "plan already has its result")
+    return key, plan
+
+
+def switching_result(view: Overlay, tx: Tx, ctx: BlockContext, sender: ks.AccountRecord) -> list[Event]:
+    key, plan = _open_plan(view, tx, sender)
     planned = sorted(a["switch"] for a in plan["actions"])
     reported = sorted(r["switch"] for r in tx.body["results"])
     require(planned == reported, Reason.INVALID, "results must name exactly the plan's switches")
@@ -236,11 +242,7 @@ def switching_result(view: Overlay, tx: Tx, ctx: BlockContext, sender: ks.Accoun
 
 def switching_step(view: Overlay, tx: Tx, ctx: BlockContext, sender: ks.AccountRecord) -> list[Event]:
     """One executed relay operation of a plan (rollbacks included), in order, before the plan's result."""
-    require_role(sender, {ks.ROLE_DSO}, tx.kind)
-    key = ks.switching_plan(tx.body["plan"])
-    plan = read_obj(view, key)
-    require(plan is not None, Reason.NOT_FOUND, "no such switching plan")
-    require(plan["result"] is None, Reason.CLOSED, "plan already has its result")
+    key, plan = _open_plan(view, tx, sender)
     require(
         tx.body["switch"] in {a["switch"] for a in plan["actions"]}, Reason.INVALID, "switch not in the plan"
     )
