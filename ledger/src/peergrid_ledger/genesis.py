@@ -22,6 +22,7 @@ from .schema import check
 from .state import StateTree
 
 MAX_GENESIS_BYTES = 4 * 1024 * 1024
+LATE_PARAMS = frozenset({"max_reopens"})  # added after format version 1: encoded only when not the default
 
 
 class GenesisError(ValueError):
@@ -40,9 +41,16 @@ class Params:
     max_block_bytes: int = 8 * 1024 * 1024
     credit_limit: int = 0  # how far below zero a balance may go (currency micro-units)
     authority_change_delay: int = 1  # a governance change in block h governs blocks from h + delay
+    max_reopens: int = 3  # how often one trading interval may be reopened for re-bargaining (market.reopen)
 
     def to_value(self) -> dict[str, Any]:
-        return {f.name: getattr(self, f.name) for f in fields(self)}
+        # a parameter added after format version 1 is encoded only when it differs from its default, so every
+        # genesis written before it keeps its bytes and hash
+        return {
+            f.name: getattr(self, f.name)
+            for f in fields(self)
+            if f.name not in LATE_PARAMS or getattr(self, f.name) != f.default
+        }
 
     @staticmethod
     def from_value(value: Any) -> Params:
@@ -55,6 +63,8 @@ class Params:
         for name, v in value.items():
             if type(v) is not int or not 0 <= v < 2**63:
                 raise GenesisError(f"params.{name}: expected an integer in [0, 2**63)")
+            if name in LATE_PARAMS and v == getattr(Params(), name):
+                raise GenesisError(f"params.{name}: {v} is the default; omit it (it is not encoded)")
         return replace(Params(), **value)
 
 
@@ -203,6 +213,12 @@ class Genesis:
             doc["accounts"] = accounts
             doc.setdefault("contracts", ["auction", "market"])
             doc.setdefault("params", {})
+            defaults = Params()  # people may spell out a late parameter's default; its encoding omits it
+            doc["params"] = {
+                k: v
+                for k, v in dict(doc["params"]).items()
+                if not (k in LATE_PARAMS and v == getattr(defaults, k, None))
+            }
         except (KeyError, TypeError, ValueError) as exc:
             raise GenesisError(f"genesis: malformed JSON ({exc})") from None
         return Genesis.from_value(doc)

@@ -14,6 +14,10 @@ Flow for one trading interval (see docs/ledger-format.md):
   `trade` closes the interval and computes the agreed trades deterministically from the final positions (an
       oversubscribed seller is shared pro rata, rounded down); `settle` pays one trade once, for the energy
       delivered, from buyer to seller, within the genesis credit limit.
+  `market.reopen` (the DSO's adjustment contract made an MG re-bargain, design step 6) reopens a closed
+      interval: a participant of it, none of its trades settled, iteration above the last reopening's, at
+      most genesis `max_reopens` times. The closed trades stay, marked superseded (never deleted, never
+      settled); positions stand, moves continue in later rounds, `trade` closes it again with new trade ids.
 Pure; no I/O.
 """
 
@@ -24,7 +28,7 @@ from typing import Any
 from .. import keyspace as ks
 from ..machine import BlockContext, KindSpec, require, require_participant
 from ..results import Event, Reason, RuleError
-from ..schema import HASH, INTERVAL, PRICE, QUANTITY, ROUND, Bool, Map, OneOf, check
+from ..schema import HASH, INTERVAL, PRICE, QUANTITY, ROUND, Bool, Int, Map, OneOf, check
 from ..state import Overlay, read_obj
 from ..tx import Tx
 from .market_state import (  # re-exported: callers import the contract's records from here
@@ -35,6 +39,7 @@ from .market_state import (  # re-exported: callers import the contract's record
     bid_key,
     buyer_limit,
     closed,
+    closings,
     interval_key,
     interval_record,
     last_interval_key,
@@ -42,8 +47,11 @@ from .market_state import (  # re-exported: callers import the contract's record
     members_key,
     offer,
     offer_key,
+    reopen_key,
+    reopening,
     rules_for,
     rules_key,
+    superseded_key,
     trade,
     trade_id,
     trade_key,
@@ -62,6 +70,7 @@ __all__ = [
     "interval_record",
     "members",
     "offer",
+    "reopening",
     "rules_for",
     "trade",
     "trade_id",
@@ -228,6 +237,7 @@ def agree_trades(view: Overlay, tx: Tx, ctx: BlockContext, sender: ks.AccountRec
             demand_by_seller.setdefault(demand["seller"], []).append((buyer, demand["quantity"]))
     events: list[Event] = []
     trade_ids: list[bytes] = []
+    closing = closings(view, interval)
     for seller in sorted(demand_by_seller):
         standing = offer(view, interval, seller)
         assert standing is not None
@@ -237,7 +247,7 @@ def agree_trades(view: Overlay, tx: Tx, ctx: BlockContext, sender: ks.AccountRec
             granted = quantity if total <= standing["quantity"] else quantity * standing["quantity"] // total
             if granted <= 0:
                 continue
-            tid = trade_id(interval, seller, buyer)
+            tid = trade_id(interval, seller, buyer, closing)
             agreed = {
                 "buyer": buyer,
                 "clean": standing["clean"],
@@ -271,6 +281,11 @@ def settle(view: Overlay, tx: Tx, ctx: BlockContext, sender: ks.AccountRecord) -
     require(agreed is not None, Reason.NOT_FOUND, "no such agreed trade")
     assert agreed is not None
     require(agreed["settlement"] is None, Reason.ALREADY_SETTLED, "trade already settled")
+    require(
+        "superseded" not in agreed,
+        Reason.CLOSED,
+        "trade was superseded when its interval was reopened; only the latest closing's trades settle",
+    )
     party = tx.sender in (agreed["buyer"], agreed["seller"])
     require(
         party or sender.has(ks.ROLE_AUTHORITY) or sender.has(ks.ROLE_DSO),
@@ -292,6 +307,49 @@ def settle(view: Overlay, tx: Tx, ctx: BlockContext, sender: ks.AccountRecord) -
     agreed["settlement"] = {"amount": amount, "delivered": delivered, "txid": tx.txid}
     view.put_obj(trade_key(tid), agreed)
     return [("settled", {"trade": tid, "amount": amount})]
+
+
+def reopen(view: Overlay, tx: Tx, ctx: BlockContext, sender: ks.AccountRecord) -> list[Event]:
+    """Reopen a closed interval for re-bargaining: its trades become superseded history (kept, marked, never
+    settled); positions stand and later rounds' moves revise them; `trade` closes it again."""
+    require_participant(sender, tx.kind)
+    interval, iteration = tx.body["interval"], tx.body["iteration"]
+    taking_part = offer(view, interval, tx.sender) is not None or bid(view, interval, tx.sender) is not None
+    require(taking_part, Reason.FORBIDDEN, "only a participant of the interval reopens it")
+    current = read_obj(view, interval_key(interval))
+    require(current is not None, Reason.RULE_VIOLATION, f"interval {interval} is open: nothing to reopen")
+    last = reopening(view, interval)
+    done = 0 if last is None else int(last["reopens"])
+    if last is not None and iteration <= last["iteration"]:
+        raise RuleError(
+            Reason.DUPLICATE, f"iteration {iteration} is not after the last reopening's {last['iteration']}"
+        )
+    limit = ctx.genesis.params.max_reopens
+    require(
+        done < limit,
+        Reason.RULE_VIOLATION,
+        f"interval {interval} was reopened {done} times (at most {limit})",
+    )
+    agreed = [(tid, trade(view, tid)) for tid in current["trades"]]
+    for _tid, record in agreed:
+        assert record is not None, "an interval's trade list names a trade that is not in state"
+        require(record["settlement"] is None, Reason.ALREADY_SETTLED, "a trade of this interval is settled")
+    for tid, record in agreed:
+        assert record is not None
+        record["superseded"] = done
+        view.put_obj(trade_key(tid), record)
+    top = 0
+    for seller in members(view, interval, "sellers"):
+        top = max(top, (offer(view, interval, seller) or {"round": 0})["round"])
+    for buyer in members(view, interval, "buyers"):
+        top = max(top, (bid(view, interval, buyer) or {"round": 0})["round"])
+    ref = tx.body["ref"]
+    history = {"by": tx.sender, "iteration": iteration, "ref": ref, "trades": current["trades"]}
+    view.put_obj(superseded_key(interval, done), history)
+    record = {"by": tx.sender, "iteration": iteration, "ref": ref, "reopens": done + 1, "round": top}
+    view.put_obj(reopen_key(interval), record)
+    view.delete(interval_key(interval))
+    return [("reopened", {"interval": interval, "iteration": iteration, "reopens": done + 1, "round": top})]
 
 
 def genesis_writes(genesis: Any) -> dict[bytes, bytes | None]:
@@ -323,5 +381,8 @@ KINDS: dict[str, KindSpec] = {
     ),
     "trade": KindSpec(Map({"interval": INTERVAL}), agree_trades),
     "settle": KindSpec(Map({"trade": HASH, "delivered": QUANTITY}), settle),
+    "market.reopen": KindSpec(
+        Map({"interval": INTERVAL, "iteration": Int(1, 1_000_000), "ref": HASH}), reopen
+    ),
 }
 END_BLOCK = None

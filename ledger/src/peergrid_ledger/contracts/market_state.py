@@ -1,5 +1,5 @@
-"""The market contract's records: where offers, bids, rules, interval membership and trades live in state,
-and how to read them. Shared by the contract's handlers (`market`) and by `query`. Pure; no I/O.
+"""The market contract's records: where offers, bids, rules, interval membership, trades and reopenings live
+in state, and how to read them. Shared by the contract's handlers (`market`) and by `query`. Pure; no I/O.
 """
 
 from __future__ import annotations
@@ -63,8 +63,19 @@ def trade_key(trade_id: bytes) -> bytes:
     return b"mkt/trade/" + trade_id
 
 
-def trade_id(interval: int, seller: bytes, buyer: bytes) -> bytes:
-    return hashlib.sha256(b"peergrid/trade" + ks.u64(interval) + seller + buyer).digest()
+def trade_id(interval: int, seller: bytes, buyer: bytes, closing: int = 0) -> bytes:
+    """A trade's id; `closing` counts the interval's earlier closings (0 until it is reopened), so a pair that
+    trades again after a reopening gets a new id and the superseded trade keeps its record."""
+    tail = b"" if closing == 0 else ks.u64(closing)
+    return hashlib.sha256(b"peergrid/trade" + ks.u64(interval) + seller + buyer + tail).digest()
+
+
+def reopen_key(interval: int) -> bytes:
+    return b"mkt/reopen/" + ks.u64(interval)
+
+
+def superseded_key(interval: int, closing: int) -> bytes:
+    return b"mkt/superseded/" + ks.u64(interval) + closing.to_bytes(4, "big")
 
 
 @lru_cache(maxsize=1024)
@@ -101,12 +112,31 @@ def closed(state: StateReader, interval: int) -> bool:
 
 
 def interval_record(state: StateReader, interval: int) -> dict[str, Any]:
+    """The interval's latest closing (its trades are the ones that count) and, once it was reopened, its
+    reopening record and the superseded closings (oldest first)."""
     record = read_obj(state, interval_key(interval)) or {"closed": False, "trades": []}
-    return {
+    out = {
         **record,
         "buyers": members(state, interval, "buyers"),
         "sellers": members(state, interval, "sellers"),
     }
+    reopened = reopening(state, interval)
+    if reopened is not None:
+        out["reopened"] = reopened
+        out["superseded"] = [read_obj(state, superseded_key(interval, k)) for k in range(reopened["reopens"])]
+    return out
+
+
+def reopening(state: StateReader, interval: int) -> dict[str, Any] | None:
+    """`{iteration, reopens, round, ref, by}` of the interval's last reopening, or None if never reopened."""
+    value: dict[str, Any] | None = read_obj(state, reopen_key(interval))
+    return value
+
+
+def closings(state: StateReader, interval: int) -> int:
+    """How many times the interval was reopened: the index of its current (or next) closing."""
+    reopened = reopening(state, interval)
+    return 0 if reopened is None else int(reopened["reopens"])
 
 
 def offer(state: StateReader, interval: int, seller: bytes) -> dict[str, Any] | None:
