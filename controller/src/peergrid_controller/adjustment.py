@@ -11,6 +11,7 @@ Assumes `schedule` has been solved. Never reads clocks or I/O.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from peergrid_controller.schedule import MgSchedule, Plan, ScheduleError
@@ -26,6 +27,37 @@ class Adjustment:
 
 def injection(plan: Plan) -> float:
     return plan.p2p_net_export[0] + plan.dso_net_export[0]
+
+
+def nearest_reachable(
+    feasible: Callable[[float], bool], reachable: float, limit: float, precision_kw: float
+) -> float:
+    """Bisection between an injection bound known to have a plan (`reachable`) and one without (`limit`):
+    the bound nearest the limit that still has one, to `precision_kw`."""
+    unreachable = limit
+    while abs(reachable - unreachable) > precision_kw:
+        mid = (reachable + unreachable) / 2
+        if feasible(mid):
+            reachable = mid
+        else:
+            unreachable = mid
+    return reachable
+
+
+def bound_one_side(schedule: MgSchedule, too_high: bool, bound: float) -> None:
+    if too_high:
+        schedule.bound_injection(-math.inf, bound)
+    else:
+        schedule.bound_injection(bound, math.inf)
+
+
+def feasible_within(schedule: MgSchedule, too_high: bool, bound: float, solve: Callable[[], object]) -> bool:
+    bound_one_side(schedule, too_high, bound)
+    try:
+        solve()
+        return True
+    except ScheduleError:
+        return False
 
 
 def meet(
@@ -50,21 +82,15 @@ def meet(
         pass
     # the limit is out of reach: find the nearest bound that still has a plan, between the limit and the plan
     too_high = planned > hi
-    limit = hi if too_high else lo
-    reachable, unreachable = planned, limit
-    while abs(reachable - unreachable) > precision_kw:
-        mid = (reachable + unreachable) / 2
-        schedule.bound_injection(-math.inf, mid) if too_high else schedule.bound_injection(mid, math.inf)
-        try:
-            schedule.dispatch(p2p_net_kw)
-            reachable = mid
-        except ScheduleError:
-            unreachable = mid
-    if too_high:
-        schedule.bound_injection(-math.inf, reachable)
-    else:
-        schedule.bound_injection(reachable, math.inf)
+    reachable = nearest_reachable(
+        lambda bound: feasible_within(schedule, too_high, bound, lambda: schedule.dispatch(p2p_net_kw)),
+        planned,
+        hi if too_high else lo,
+        precision_kw,
+    )
+    bound_one_side(schedule, too_high, reachable)
     plan = schedule.dispatch(p2p_net_kw)
+    limit = hi if too_high else lo
     side = "at most" if too_high else "at least"
     nearest = "least" if too_high else "most"
     how = (
