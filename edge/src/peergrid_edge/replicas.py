@@ -3,8 +3,10 @@
 Promises: `EdgeLedger` runs one `peergrid_ledger.consensus.node.ChainReplica` per configured chain on the
 daemon's event loop, with this node's key, its own LevelDB store and WAL per chain, gossiping through the
 daemon's `MqttLink` on the design's topics (no second MQTT connection). `submit_and_wait` puts a signed
-transaction into the chain's mempool, gossips it, and returns True only once it is in a final block (or
-its nonce is already used on chain: it landed before); `wait_for(chain, predicate)` wakes on every final
+transaction into the chain's mempool, gossips it, and returns True only once it (or an earlier signing of the
+same kind and body: the outbox re-signs) is in a final block; False, with the reason logged, when the chain
+refused it (in the mempool, or later when a block was built or the pool rechecked) or another transaction
+took its nonce, or when the time is up; `wait_for(chain, predicate)` wakes on every final
 block. `halt_at({chain: height})` is the coordinated stop: nothing above that height is finalised (the
 engine's `halt_height`), so every replica ends on the same head. `LedgerTxSink` is the outbox's `TxSink`
 that moves the cursor only on inclusion. Never blocks the loop;
@@ -14,6 +16,7 @@ bad gossip is dropped and counted by the replica. Assumes the loop is running wh
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import logging
 import os
@@ -24,11 +27,11 @@ from pathlib import Path
 from typing import Any
 
 from peergrid_edge.link import MqttLink
-from peergrid_ledger import keys
+from peergrid_ledger import codec, keys
 from peergrid_ledger.block import decode_block
 from peergrid_ledger.consensus.actions import Committed, Timer
 from peergrid_ledger.consensus.app import Accepted
-from peergrid_ledger.consensus.engine import EngineConfig
+from peergrid_ledger.consensus.engine import HEARTBEAT_MS, EngineConfig
 from peergrid_ledger.consensus.mempool import MempoolLimits
 from peergrid_ledger.consensus.node import ChainReplica, FileWal
 from peergrid_ledger.consensus.node_cli import load_genesis, open_store
@@ -50,17 +53,18 @@ class ChainSpec:
     data_dir: Path
     block_period_ms: int = 200
     round_timeout_ms: int = 1500
+    heartbeat_ms: int = HEARTBEAT_MS  # an empty block after this long without a transaction
     wal_fsync: bool = True  # False: the WAL survives a killed process, not a power cut (the one-disk lab)
 
 
 class ProcessSafeWal(FileWal):
-    """The consensus WAL without fsync: written and renamed into place on every vote, so it survives the
-    process being killed (the kernel keeps the page), but not a power cut. For the lab testbed, where 30
-    replicas share one disk and fsync per vote stalls every event loop; a Pi keeps the durable FileWal."""
+    """The consensus WAL without fsync: written and renamed into place (at most once per engine event), so it
+    survives the process being killed (the kernel keeps the page), but not a power cut. For the lab testbed,
+    where 30 replicas share one disk and an fsync per vote stalled every event loop; a Pi keeps the durable
+    FileWal (which syncs only what a power cut must not lose)."""
 
-    def save(self, record: bytes) -> None:
-        self._tmp.write_bytes(record)
-        os.replace(self._tmp, self.path)
+    def save(self, record: bytes, sync: bool = True) -> None:
+        super().save(record, sync=False)
 
 
 class LinkTransport:
@@ -94,12 +98,16 @@ class EdgeLedger:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._changed: dict[str, asyncio.Event] = {}
         self.block_times: dict[str, list[tuple[int, int, int]]] = {}  # role -> (height, time_ms, round)
+        self._landed: dict[str, dict[tuple[bytes, int], tuple[str, bytes]]] = {}
+        """role -> (sender, nonce) -> (kind, payload digest) of recently final transactions."""
         for spec in chains:
             genesis = load_genesis(spec.genesis)
             store = open_store(spec.data_dir, genesis)
             self.stores.append(store)
             config = EngineConfig(
-                block_period_ms=spec.block_period_ms, round_timeout_ms=spec.round_timeout_ms
+                block_period_ms=spec.block_period_ms,
+                round_timeout_ms=spec.round_timeout_ms,
+                heartbeat_ms=spec.heartbeat_ms,
             )
             wal_path = spec.data_dir.parent / f"{spec.data_dir.name}.wal"
             wal = FileWal(wal_path) if spec.wal_fsync else ProcessSafeWal(wal_path)
@@ -111,6 +119,7 @@ class EdgeLedger:
             self.replicas[spec.name] = replica
             self._changed[spec.name] = asyncio.Event()
             self.block_times[spec.name] = []
+            self._landed[spec.name] = {}
 
     # --- wiring ----------------------------------------------------------------------------------------
 
@@ -160,6 +169,11 @@ class EdgeLedger:
             times = self.block_times[role]
             times.append((block.header.height, block.header.time, block.header.round))
             del times[:-5000]
+            landed = self._landed[role]
+            for tx in block.txs:
+                landed[(tx.sender, tx.nonce)] = _content(tx)
+            while len(landed) > 20_000:
+                del landed[next(iter(landed))]
             event = self._changed[role]
             event.set()
             self._changed[role] = asyncio.Event()
@@ -194,12 +208,18 @@ class EdgeLedger:
 
         replica = self.replicas[role]
         tx = decode_tx(raw)
+        refused: list[str] = []
 
-        def landed(_state: Any) -> bool:
-            return tx.nonce < replica.app.next_nonce(tx.sender)
+        def settled(_state: Any) -> bool:
+            if tx.nonce < replica.app.next_nonce(tx.sender):
+                return True
+            reason = replica.refusal(tx.txid)
+            if reason is not None:
+                refused.append(reason)
+            return bool(refused)
 
-        if landed(None):
-            return True  # its nonce is used on chain: this (or an earlier signing of it) already landed
+        if tx.nonce < replica.app.next_nonce(tx.sender):
+            return True  # its nonce was used before we got here: this (or an earlier signing of it) landed
         verdict = replica.submit(raw, self.clock())
         replica.flush()
         if not isinstance(verdict, Accepted) and not any(
@@ -207,7 +227,19 @@ class EdgeLedger:
         ):
             log.warning("%s chain refused a %s: %s", role, tx.kind, verdict.reason)
             return False
-        return await self.wait_for(role, landed, timeout_s)
+        if not await self.wait_for(role, settled, timeout_s):
+            return False
+        if refused:
+            log.warning("%s chain refused a %s (nonce %d): %s", role, tx.kind, tx.nonce, refused[0])
+            return False
+        taken = self._landed[role].get((tx.sender, tx.nonce))
+        if taken is not None and taken != _content(tx):
+            log.warning(
+                "%s chain: nonce %d of a %s was taken by another transaction (a %s); this one is lost",
+                role, tx.nonce, tx.kind, taken[0],
+            )  # fmt: skip
+            return False
+        return True
 
     async def wait_for(self, role: str, predicate: Callable[[Any], bool], timeout_s: float) -> bool:
         """Wake on every final block of the chain until `predicate(state)` holds or the time is up."""
@@ -249,6 +281,11 @@ class EdgeLedger:
         tmp = self.status_file.with_suffix(".tmp")
         tmp.write_text(json.dumps(doc), encoding="utf-8")
         os.replace(tmp, self.status_file)
+
+
+def _content(tx: Any) -> tuple[str, bytes]:
+    """What a transaction says, whatever time it was signed at: its kind and a digest of its body."""
+    return tx.kind, hashlib.sha256(codec.encode(tx.body)).digest()
 
 
 class LedgerTxSink:

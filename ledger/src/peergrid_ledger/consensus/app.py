@@ -71,6 +71,11 @@ class Application(Protocol):
         """A new block on top of `head()` for `round_`, filled from the mempool and sealed by `proposer`."""
         ...
 
+    def pending(self) -> bool:
+        """Transactions wait that a block could take now (the proposer's reason to propose before the
+        heartbeat)."""
+        ...
+
     def inspect(self, block: bytes) -> BlockInfo | Rejected:
         """Decode just enough of `block` to know its header; never raises on bad bytes."""
         ...
@@ -93,7 +98,10 @@ class ConsensusWal(Protocol):
 
     def load(self) -> bytes | None: ...
 
-    def save(self, record: bytes) -> None: ...
+    def save(self, record: bytes, sync: bool = True) -> None:
+        """Replace the record atomically; `sync`: durable (fsync) before returning, else it survives the
+        process being killed but perhaps not a power cut (the engine copes with losing it: wal.py)."""
+        ...
 
 
 class MemoryWal:
@@ -105,7 +113,7 @@ class MemoryWal:
     def load(self) -> bytes | None:
         return self.record
 
-    def save(self, record: bytes) -> None:
+    def save(self, record: bytes, sync: bool = True) -> None:
         self.record = record
 
 

@@ -4,8 +4,12 @@ Promises: a block is committed only with commit votes of a quorum (⌈2n/3⌉) o
 never two different blocks at one height while at most f = ⌊(n−1)/3⌋ authorities are faulty. A round-change
 proposal must carry a quorum of round changes and, when any of them prepared a value, re-propose the highest
 prepared block with its prepare certificate (QBFT justification), so a value that may have been decided is
-kept across rounds. Votes are written to the WAL before they are sent, so a restart never votes twice
-differently. Bad input of any kind is dropped and counted in `stats`, never raised; the authorities of
+kept across rounds. What a vote commits us to is written to the WAL before the vote is sent (once per
+event, before the actions are returned; a prepare is not logged, and after a restart the node withholds the
+prepares it may have sent in the rounds it may have been in: docs/consensus.md), so a restart never votes
+twice differently. The round-0 proposer proposes once the block period has passed and transactions wait,
+else after `heartbeat_ms` (an empty block), so an idle chain still grows and finds a silent proposer out.
+Each signature is verified once per node (`sigcache`). Bad input of any kind is dropped and counted in `stats`, never raised; the authorities of
 height h are `app.validators(h)` (from the state after h − 1), so a key governance removed or revoked has its
 votes and proposals refused from the height the change takes effect (`refused_revoked`).
 Assumes the driver performs actions in order and feeds back timers; `now` is milliseconds on its clock.
@@ -54,17 +58,24 @@ from .messages import (
     verify_certificate,
     vote_ok,
 )
+from .sigcache import cached
 from .sync import SyncPeers, serve_sync
 from .wal import HeightState, load_height_state, save_height_state
+
+HEARTBEAT_MS = 2000
+"""The daemons' default heartbeat: an idle chain makes a block every 2 s rather than every period (the lab's
+500 ms, the Pi's 200 ms), and a silent proposer is replaced within 2 s + a round timeout of going quiet."""
 
 ROUND_WINDOW = 64
 """Votes for rounds this far beyond ours are dropped (round changes excepted: they let us catch up)."""
 RC_ROUNDS_KEPT = 4
+WRITE, SYNC = 1, 2
 
 
 @dataclass(frozen=True, slots=True)
 class EngineConfig:
     block_period_ms: int = 1000
+    """The shortest gap between a block and its child."""
     round_timeout_ms: int = 2000
     max_backoff_exponent: int = 4
     max_future_drift_ms: int = 2000
@@ -74,6 +85,10 @@ class EngineConfig:
     max_sync_response_bytes: int = 1024 * 1024
     halt_height: int | None = None
     """Finalise nothing above this height (a coordinated stop, e.g. before an upgrade); still serve sync."""
+    heartbeat_ms: int = 0
+    """With no transaction waiting, the gap after which the proposer makes an empty block anyway (heights
+    advance, a dead proposer is replaced by a round change). At most `block_period_ms` (the default): a block
+    every period. The daemons set it (`HEARTBEAT_MS`: the edge's and `peergrid-ledger node`'s chains)."""
 
 
 class Engine:
@@ -90,8 +105,11 @@ class Engine:
         self.chain_id = app.chain_id
         self.signer = signer
         self.me = signer.public if signer is not None else b""
-        self.verify = verify
+        self.verify = cached(verify)
         self.wal = wal if wal is not None else MemoryWal()
+        self._log = 0
+        """What the WAL needs before this event's actions go out: 0 nothing, WRITE (a prepare: written,
+        not synced) or SYNC (everything else we say, and round moves: written and synced)."""
         self.stats: Counter[str] = Counter()
         self.now = 0
         self._out: list[Action] = []
@@ -141,7 +159,31 @@ class Engine:
             self.stats["round_timeouts"] += 1
             self._enter_round(s.round + 1)
         elif timer.kind == PROPOSE_TIMER and self._is_proposer(s.round) and s.round == 0:
-            self._propose_fresh(0)
+            if self.app.pending() or now >= self._due(idle=True):
+                self._propose_fresh(0)
+            else:  # what was waiting left the pool: wait for more, or for the heartbeat
+                self._out.append(SetTimer(Timer(PROPOSE_TIMER, s.height, 0), self._due(idle=True)))
+        return self._flush()
+
+    def on_pending(self, now: int) -> list[Action]:
+        """The driver's pool took transactions: the round-0 proposer proposes once the period allows (not at
+        the heartbeat), and every replica expects that proposal within a round timeout of then."""
+        self.now = now
+        s = self.s
+        if self.config.heartbeat_ms <= self.config.block_period_ms:
+            return []  # a block every period anyway
+        if s.round != 0 or s.pending_noted or self._halted() or not self.app.pending():
+            return []
+        s.pending_noted = True
+        due = max(now, self._due(idle=False))
+        if self._is_proposer(0):
+            if (PROPOSAL, 0) not in s.sent:
+                if now >= due:
+                    self._propose_fresh(0)
+                else:
+                    self._out.append(SetTimer(Timer(PROPOSE_TIMER, s.height, 0), due))
+        else:  # an earlier round-0 timer; the later one goes stale once it fires
+            self._out.append(SetTimer(Timer(ROUND_TIMER, s.height, 0), due + self.config.round_timeout_ms))
         return self._flush()
 
     @property
@@ -152,8 +194,19 @@ class Engine:
     # ------------------------------------------------------------------------------------------ heights
 
     def _flush(self) -> list[Action]:
+        """The event's actions, after the WAL holds every vote among them that must survive a crash (one
+        write per event: the driver sends nothing before this returns)."""
+        if self._log:
+            self.wal.save(save_height_state(self.s, self.chain_id), self._log == SYNC)
+            self._log = 0
         out, self._out = self._out, []
         return out
+
+    def _due(self, idle: bool) -> int:
+        """When round 0's proposal is due: a period after the parent, or a heartbeat when nothing waits."""
+        cfg = self.config
+        gap = max(cfg.block_period_ms, cfg.heartbeat_ms) if idle else cfg.block_period_ms
+        return self.app.head().timestamp_ms + gap
 
     def _enter_height(self, restore: bool = False) -> None:
         head = self.app.head()
@@ -165,14 +218,21 @@ class Engine:
         self.removed = (self.removed | set(before)) - set(validators)
         self.s = HeightState(height=head.height + 1, validators=validators)
         self.s.started_at = self.now
+        self._log = 0  # what we said at the height just committed cannot be contradicted any more
         if restore:
-            saved = load_height_state(self.wal.load(), self.s.height, self.chain_id)
+            record = self.wal.load()
+            saved = load_height_state(record, self.s.height, self.chain_id)
             if saved is not None:
                 self._restore(saved)
                 return
+            if record is None:  # never started before: say so in the WAL before the first vote
+                self._log = SYNC
+            else:  # we may have prepared in round 0 of this height before a crash: not again
+                self.s.amnesia_round = 0
+        self.s.pending_noted = self.app.pending()
         self._set_round_timer(0)
         if self._is_proposer(0) and not self._halted():
-            at = max(self.now, head.timestamp_ms + self.config.block_period_ms)
+            at = max(self.now, self._due(idle=not self.s.pending_noted))
             self._out.append(SetTimer(Timer(PROPOSE_TIMER, self.s.height, 0), at))
         pending, self._future = self._future, []
         for message, sender in pending:
@@ -185,6 +245,8 @@ class Engine:
         """Resume the persisted round with its votes, and say them again (a peer may have missed them)."""
         saved.validators = self.s.validators
         saved.started_at = self.now
+        saved.amnesia_round = saved.round  # any round move after it was written would have been written
+        saved.pending_noted = True
         self.s = saved
         self._set_round_timer(saved.round)
         for vote in list(saved.sent.values()):
@@ -207,7 +269,7 @@ class Engine:
             return
         wait = cfg.round_timeout_ms * 2 ** min(round_, cfg.max_backoff_exponent)
         if round_ == 0:
-            wait += max(0, self.app.head().timestamp_ms + cfg.block_period_ms - self.now)
+            wait += max(0, self._due(idle=not self.app.pending()) - self.now)
         self._out.append(SetTimer(Timer(ROUND_TIMER, self.s.height, round_), self.now + wait))
 
     def _enter_round(self, round_: int) -> None:
@@ -239,18 +301,26 @@ class Engine:
             if (previous.digest, previous.prepared_round) != (digest, prepared_round):
                 return None
             if again:
-                self.wal.save(save_height_state(s, self.chain_id))  # what we prepared has moved on
+                self._log = SYNC  # what we prepared has moved on
                 self._out.append(Broadcast(encode_wire(self.chain_id, self._dress(previous, None))))
             return previous
+        if kind == PREPARE and round_ <= s.amnesia_round and not self._own_proposal(round_, digest):
+            self.stats["prepare_withheld"] += 1  # we may have prepared another block here before a crash
+            return None
         vote = sign_vote(
             self.chain_id, self.signer.sign, self.me, kind, s.height, round_, digest, prepared_round
         )
         s.sent[(kind, round_)] = vote
-        self.wal.save(save_height_state(s, self.chain_id))
+        # a prepare is written but not synced (the rule above covers one a power cut loses); the rest is synced
+        self._log = max(self._log, WRITE if kind == PREPARE else SYNC)
         self._record_own(vote)
         block = s.own_proposal if kind == PROPOSAL else None
         self._out.append(Broadcast(encode_wire(self.chain_id, self._dress(vote, block))))
         return vote
+
+    def _own_proposal(self, round_: int, digest: bytes) -> bool:
+        mine = self.s.sent.get((PROPOSAL, round_))
+        return mine is not None and mine.digest == digest
 
     def _dress(self, vote: Vote, block: bytes | None) -> ConsensusMessage:
         s = self.s
@@ -323,6 +393,7 @@ class Engine:
         s.proposals[round_] = digest
         if round_ > s.round:
             s.round = round_
+            self._log = SYNC  # a restart must know we may have voted up to here
             self._set_round_timer(round_)
         if round_ == s.round:
             self._cast(PREPARE, round_, digest)
@@ -388,12 +459,23 @@ class Engine:
         return True
 
     def _vote_ok(self, vote: Vote) -> bool:
-        if vote.signature in self.s.verified:
-            return True
-        if vote_ok(self.chain_id, vote, self.verify):
-            self.s.verified.add(vote.signature)
-            return True
-        return False
+        return vote_ok(self.chain_id, vote, self.verify)  # the cache is keyed by the whole signed triple
+
+    def stale(self, message: WireMessage) -> bool:
+        """A message that can change nothing here (a vote for a decided height, a block we hold): the
+        driver may drop it before checking any signature. Counted as `stale`."""
+        if isinstance(message, ConsensusMessage):
+            old = message.vote.height < self.s.height
+        elif isinstance(message, SyncResponse):
+            heights = [self.app.inspect(block) for block, _ in message.blocks]
+            old = bool(heights) and all(
+                not isinstance(info, Rejected) and info.height < self.s.height for info in heights
+            )
+        else:
+            old = False
+        if old:
+            self.stats["stale"] += 1
+        return old
 
     def _check_block(self, block: bytes | None, digest: bytes) -> BlockInfo | None:
         """The block's header if it is `digest`, extends our head and passes the application."""

@@ -6,7 +6,10 @@ appended with its commit certificate in the store's one synced batch, so `peergr
 the store. A transaction's signature is checked once, when it enters the mempool, and never again by this
 replica (the state machine's `verified` cache). Mempool entry runs the checks that do not depend on the next
 block (decoding, chain, known and unrevoked sender, signature, nonce not used); the rest happen when a block is
-built. The authority set of height h is read from the state after h − 1 (`core.authorities_at`).
+built. After each commit the pool is rechecked against the new state (`Mempool.recheck`): a transaction the
+state machine refuses (twice running) or that grew too old leaves every replica's pool with its reason, which
+`refusal(txid)` gives its submitter. The authority set of height h is read from the state after h − 1
+(`core.authorities_at`).
 Assumes one process owns the store. Must never commit a block `validate` did not accept.
 """
 
@@ -21,7 +24,8 @@ from ..block import Certificate as LedgerCertificate
 from ..codec import DecodeError
 from ..core import authorities_at, is_revoked
 from ..keys import Keypair
-from ..machine import BlockOutcome
+from ..machine import BlockContext, BlockOutcome, apply
+from ..results import Reason
 from ..results import Rejected as LedgerRejected
 from ..store import BlockStore
 from ..tx import Tx, decode_tx
@@ -32,6 +36,8 @@ from .messages import Certificate, Evidence, vote_block_field
 CACHE = 64
 REVOKED_SENDER = "sender revoked"
 MAX_VERIFIED = 200_000
+WAITING_CURES = (Reason.NONCE_GAP.value, Reason.TIME_OUT_OF_BOUNDS.value)
+"""Refusals that a later block may not repeat: an earlier nonce still to land, a time not yet reached."""
 
 
 class LedgerApp:
@@ -51,6 +57,8 @@ class LedgerApp:
         self._outcomes: dict[bytes, BlockOutcome] = {}
         self._authorities: tuple[int, list[bytes]] | None = None
         self.committed_txs = 0
+        self.evicted = 0
+        self._aged_at = 0
 
     @property
     def chain_id(self) -> str:
@@ -91,6 +99,29 @@ class LedgerApp:
         self._txs[raw] = tx
         return TxMeta(tx.txid, tx.sender, tx.nonce)
 
+    def pending(self) -> bool:
+        """Something to propose: some sender's next transaction is in the pool."""
+        return self.mempool.ready()
+
+    def refusal(self, txid: bytes) -> str | None:
+        """Why this replica's pool evicted `txid` without it landing (None: it did not, or forgot)."""
+        return self.mempool.refusal(txid)
+
+    def _judge(self, raw: bytes, is_next: bool) -> Rejected | None:
+        """`Mempool.recheck`'s judge: the state machine on the committed state, as the next block would."""
+        tx = self._txs.get(raw) or self._decode(raw)
+        if tx is None:  # pragma: no cover - it entered the pool decoded
+            return Rejected("malformed transaction")
+        if tx.time < self.tip.time - self.params.tx_max_age_ms:
+            return Rejected(f"{Reason.TIME_OUT_OF_BOUNDS.value}: too old to land (time {tx.time})")
+        if not is_next:
+            return None
+        ctx = BlockContext(self.genesis, self.tip.height + 1, self.tip.time, b"", self._verified)
+        result = apply(self.state, tx, ctx)
+        if isinstance(result, LedgerRejected) and result.reason.value not in WAITING_CURES:
+            return Rejected(f"{result.reason.value}: {result.detail}")
+        return None
+
     def known_sender(self, key: bytes) -> bool:
         return self.state.get(ks.account(key)) is not None
 
@@ -108,11 +139,9 @@ class LedgerApp:
             self.state, self.tip, self.genesis, txs, timestamp_ms, self.keypair, round_, self._verified
         )
         for tx, result in zip(txs, outcome.results, strict=False):
-            if isinstance(result, LedgerRejected) and result.reason.value not in (
-                "nonce-gap",
-                "time-out-of-bounds",
-            ):
-                self.mempool.discard(tx.sender, tx.nonce)  # it will not become valid by waiting
+            if isinstance(result, LedgerRejected) and result.reason.value not in WAITING_CURES:
+                # it will not become valid by waiting
+                self.mempool.discard(tx.sender, tx.nonce, f"{result.reason.value}: {result.detail}")
         raw = block.encode()
         self._remember(raw, block, outcome)
         return raw
@@ -193,6 +222,12 @@ class LedgerApp:
         for tx in block.txs:
             self._txs.pop(tx.raw, None)
         self.mempool.remove({tx.sender for tx in block.txs})
+        everything = self.tip.time >= self._aged_at  # the age of every pending tx, now and then
+        if everything:
+            self._aged_at = self.tip.time + min(10_000, self.params.tx_max_age_ms // 4)
+        self.evicted += len(self.mempool.recheck(self._judge, everything))
+        if len(self._txs) > 2 * len(self.mempool) + 1024:  # decoded txs the pool refused or evicted
+            self._txs = {raw: k for raw in self.mempool.raws() if (k := self._txs.get(raw)) is not None}
 
     def committed(self, height: int) -> tuple[bytes, Certificate] | None:
         if not 1 <= height <= self.tip.height:

@@ -4,12 +4,16 @@ Promises: a transaction enters only if the application's `check` accepts it (sig
 nonce not already used) and it is not a duplicate, within the pool's bounds and its sender's rate; `reap`
 returns transactions in each sender's nonce order starting at the sender's next nonce, never skipping a gap,
 taking senders round-robin so one busy sender cannot starve the rest. Rejections are typed results.
+`recheck` (after every commit) evicts what the chain will never take — a sender's next transaction that the
+state machine refuses twice running, or anything too old to land — and keeps the reason (`refusal(tx_id)`),
+so a transaction that leaves the pool is either final or refused with a reason, never silently lost, also on
+replicas that never propose (observers) and so never discard anything while building a block.
 Assumes `now_ms` comes from the driver's clock. Must never hold an invalid transaction or grow unbounded.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 
 from .app import ACCEPTED, Accepted, Rejected
@@ -33,6 +37,17 @@ class MempoolLimits:
     rate_per_sender: float = 2000.0
     """Transactions per second a sender may add (a token bucket)."""
     burst_per_sender: int = 2000
+    refusals_kept: int = 4096
+    """Reasons of evicted transactions remembered for their submitters (oldest forgotten first)."""
+
+
+Judge = Callable[[bytes, bool], Rejected | None]
+"""judge(tx, is_next) -> why the chain will never take `tx`, or None. `is_next`: it carries its sender's next
+nonce (run the state machine on it); otherwise only what waiting cannot cure (too old) may be said."""
+
+STRIKES = 2
+"""Consecutive rechecks that must refuse a sender's next transaction before it is evicted: once is not enough
+when another sender's pending transaction, ordered before it in the next block, would make it valid."""
 
 
 class _Bucket:
@@ -57,6 +72,8 @@ class Mempool:
         self._ids: set[bytes] = set()
         self._bytes = 0
         self._buckets: dict[bytes, _Bucket] = {}
+        self._strikes: dict[bytes, int] = {}
+        self._refused: dict[bytes, str] = {}
 
     def __len__(self) -> int:
         return len(self._ids)
@@ -114,6 +131,56 @@ class Mempool:
         bucket.tokens -= 1
         return True
 
+    def ready(self) -> bool:
+        """Some sender's next transaction is here: a proposer has something to put in a block."""
+        return any(self.next_nonce(sender) in pending for sender, pending in self._by_sender.items())
+
+    def raws(self) -> Iterator[bytes]:
+        for pending in self._by_sender.values():
+            for _tx_id, tx in pending.values():
+                yield tx
+
+    def refusal(self, tx_id: bytes) -> str | None:
+        """Why the pool evicted `tx_id` (None: never evicted here, or forgotten)."""
+        return self._refused.get(tx_id)
+
+    def refuse(self, tx_id: bytes, reason: str) -> None:
+        """Remember why a transaction left the pool without landing (for its submitter)."""
+        self._refused[tx_id] = reason
+        while len(self._refused) > self.limits.refusals_kept:
+            del self._refused[next(iter(self._refused))]
+
+    def recheck(self, judge: Judge, everything: bool = True) -> list[tuple[bytes, str]]:
+        """After a commit: evict what can never land (see `Judge`, `STRIKES`); returns (tx_id, reason).
+        Without `everything` only each sender's next transaction is judged (the pool may be large)."""
+        evicted: list[tuple[bytes, str]] = []
+        strikes: dict[bytes, int] = {}
+        for sender in list(self._by_sender):
+            pending = self._by_sender[sender]
+            expected = self.next_nonce(sender)
+            for nonce in sorted(pending) if everything else [expected] if expected in pending else []:
+                tx_id, tx = pending[nonce]
+                verdict = judge(tx, nonce == expected)
+                if verdict is None:
+                    continue
+                if nonce == expected:
+                    strikes[tx_id] = self._strikes.get(tx_id, 0) + 1
+                    if strikes[tx_id] < STRIKES:
+                        continue
+                self._evict(sender, nonce, verdict.reason)
+                evicted.append((tx_id, verdict.reason))
+        self._strikes = strikes
+        return evicted
+
+    def _evict(self, sender: bytes, nonce: int, reason: str) -> None:
+        pending = self._by_sender[sender]
+        tx_id, tx = pending.pop(nonce)
+        self._ids.discard(tx_id)
+        self._bytes -= len(tx)
+        self.refuse(tx_id, reason)
+        if not pending:
+            del self._by_sender[sender]
+
     def reap(self, max_txs: int, max_bytes: int) -> list[bytes]:
         """Up to `max_txs` transactions (about `max_bytes`), each sender's in nonce order without gaps."""
         runs: list[list[bytes]] = []
@@ -159,12 +226,8 @@ class Mempool:
                 del self._by_sender[sender]
         return dropped
 
-    def discard(self, sender: bytes, nonce: int) -> None:
+    def discard(self, sender: bytes, nonce: int, reason: str = "refused when building a block") -> None:
         """Drop one transaction the application found invalid when building a block."""
         pending = self._by_sender.get(sender)
         if pending and nonce in pending:
-            tx_id, tx = pending.pop(nonce)
-            self._ids.discard(tx_id)
-            self._bytes -= len(tx)
-            if not pending:
-                del self._by_sender[sender]
+            self._evict(sender, nonce, reason)

@@ -30,7 +30,8 @@ from .app import Accepted, Rejected
 from .engine import Engine, EngineConfig
 from .ledger_app import REVOKED_SENDER, LedgerApp
 from .mempool import MempoolLimits
-from .messages import SyncResponse, encode_wire
+from .messages import ConsensusMessage, MessageError, SyncResponse, WireMessage, decode_wire, encode_wire
+from .sigcache import SignatureCache
 from .transport import (
     BLOCK,
     CONSENSUS,
@@ -38,9 +39,10 @@ from .transport import (
     TX,
     EnvelopeError,
     Transport,
+    check_envelope,
     decode_tx_batch,
     encode_tx_batch,
-    open_envelope,
+    read_envelope,
     seal_envelope,
 )
 
@@ -70,11 +72,14 @@ def wall_ms() -> int:
 
 
 class FileWal:
-    """The engine's WAL as one small file, replaced atomically (write, fsync, rename) on every vote."""
+    """The engine's WAL as one small file, replaced atomically (write, fsync, rename) at most once per engine
+    event; a prepare alone is written without the fsync (see docs/consensus.md, "Restarts")."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
         self._tmp = path.with_suffix(".tmp")
+        self.writes = 0
+        self.syncs = 0
 
     def load(self) -> bytes | None:
         try:
@@ -82,14 +87,17 @@ class FileWal:
         except FileNotFoundError:
             return None
 
-    def save(self, record: bytes) -> None:
+    def save(self, record: bytes, sync: bool = True) -> None:
         fd = os.open(self._tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         try:
             os.write(fd, record)
-            os.fsync(fd)
+            if sync:
+                os.fsync(fd)
         finally:
             os.close(fd)
         os.replace(self._tmp, self.path)
+        self.writes += 1
+        self.syncs += sync
 
 
 class ChainReplica:
@@ -109,48 +117,79 @@ class ChainReplica:
         self.schedule = schedule
         self.app = LedgerApp(store, keypair, limits)
         self.chain = self.app.chain_id
-        self.engine = Engine(self.app, config, keypair, keys.verify, wal)
+        self.verify = SignatureCache(keys.verify)  # envelopes, votes, certificates: each checked once
+        self.engine = Engine(self.app, config, keypair, self.verify, wal)
         self.stats: Counter[str] = Counter()
         self.on_commit: list[Callable[[Committed], None]] = []
         self._gossip: list[bytes] = []
         self._own_nonce = 0
         self._engine_logged: dict[str, int] = {}
+        self._decoded: WireMessage | None = None
 
     def start(self, now: int) -> None:
         self._perform(self.engine.start(now))
 
     def receive(self, kind: str, data: bytes, now: int) -> None:
+        message: WireMessage | None = None
         try:
-            envelope = open_envelope(self.chain, data)
+            envelope, signature = read_envelope(self.chain, data)
             if envelope.kind != kind:
                 raise EnvelopeError("malformed", f"{envelope.kind} envelope on the {kind} topic")
+            if kind != TX and self._needless(envelope.sender, envelope.body):
+                return
+            if kind != TX:
+                message = self._decoded
+            check_envelope(envelope, signature, self.verify)
             if not self.app.known_sender(envelope.sender):
                 raise EnvelopeError("unknown-sender", envelope.sender.hex()[:16])
             if self.app.revoked(envelope.sender):
                 raise EnvelopeError("revoked", envelope.sender.hex()[:16])
             if kind == TX:
+                accepted = 0
                 for raw in decode_tx_batch(envelope.body):
                     verdict = self.app.mempool.add(raw, now)
                     if isinstance(verdict, Accepted):
                         self.stats["tx_accepted"] += 1
+                        accepted += 1
                         continue
                     self._refused("tx_rejected", f"{verdict.reason}, relayed by {envelope.sender.hex()[:16]}")
                     if verdict.reason == REVOKED_SENDER:
                         self._refused("tx_refused_revoked", envelope.sender.hex()[:16])
+                if accepted:
+                    self._perform(self.engine.on_pending(now))
                 return
         except EnvelopeError as exc:
             self._refused(f"dropped_{exc.reason}", str(exc))
             return
-        if envelope.sender == self.keypair.public and kind != TX:
-            return  # our own broadcast, echoed by the broker
         stats = self.engine.stats
         before = sum(stats[k] for k in ENGINE_REFUSALS)
-        self._perform(self.engine.on_message(envelope.body, now, envelope.sender))
+        if message is None:
+            self._perform(self.engine.on_message(envelope.body, now, envelope.sender))
+        else:
+            self._perform(self.engine.on_decoded(message, now, envelope.sender))
         if sum(stats[k] for k in ENGINE_REFUSALS) != before:  # rare: only then find which one
             for counter in ENGINE_REFUSALS:
                 if stats[counter] != self._engine_logged.get(counter, 0):
                     self._engine_logged[counter] = stats[counter]
                     self._log_refusal(counter, stats[counter], f"from {envelope.sender.hex()[:16]}")
+
+    def _needless(self, sender: bytes, body: bytes) -> bool:
+        """Our own broadcast echoed by the broker, or a vote or block for a height already decided, from a
+        known and unrevoked sender: dropped before any signature is checked (nothing in it can change what
+        we do). Leaves the decoded consensus message in `_decoded` (None if it does not decode)."""
+        self._decoded = None
+        if sender == self.keypair.public:
+            self.stats["own_echo"] += 1
+            return True
+        try:
+            self._decoded = decode_wire(self.chain, body)
+        except MessageError:
+            return False  # the engine counts it once the envelope checks out
+        if not isinstance(self._decoded, ConsensusMessage | SyncResponse):
+            return False
+        if not self.app.known_sender(sender) or self.app.revoked(sender):
+            return False  # counted as such below
+        return self.engine.stale(self._decoded)
 
     def _refused(self, counter: str, detail: str) -> None:
         self.stats[counter] += 1
@@ -172,7 +211,13 @@ class ChainReplica:
             self._gossip.append(raw)
             if len(self._gossip) >= GOSSIP_BATCH:
                 self.flush()
+            self._perform(self.engine.on_pending(now))
         return verdict
+
+    def refusal(self, txid: bytes) -> str | None:
+        """Why this replica's pool let `txid` go without it landing (refused when a block was built, or
+        by the recheck after a commit), if it did; None otherwise."""
+        return self.app.refusal(txid)
 
     def flush(self) -> None:
         if self._gossip:
@@ -230,6 +275,8 @@ class ChainReplica:
             "authority": self.keypair.public in self.engine.s.vset,
             "mempool": len(self.app.mempool),
             "committed_txs": self.app.committed_txs,
+            "mempool_evicted": self.app.evicted,
+            "signatures": {"checked": self.verify.checks, "cached": self.verify.hits},
             "stats": dict(self.stats + self.engine.stats),
         }
 

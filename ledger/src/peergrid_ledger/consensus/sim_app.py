@@ -25,6 +25,7 @@ from .messages import Certificate, MessageError, decode_evidence, evidence_ok, v
 MAX_BLOCK_BYTES = 1024 * 1024
 MAX_BLOCK_TXS = 200
 PAY, GOV, EVIDENCE = "pay", "gov", "evidence"
+OUT_OF_ORDER = "out-of-order nonce"
 
 
 class SimKeys:
@@ -138,6 +139,18 @@ class SimApp:
 
     # --------------------------------------------------------------------------------------- transactions
 
+    def pending(self) -> bool:
+        return self.mempool.ready()
+
+    def _judge(self, tx: bytes, is_next: bool) -> Rejected | None:
+        """`Mempool.recheck`'s judge: would the next block refuse it for good (not for its nonce)?"""
+        if not is_next:
+            return None
+        verdict = self._apply_tx(self._state.copy(), tx, self._head.height + 1)
+        if isinstance(verdict, Rejected) and verdict.reason != OUT_OF_ORDER:
+            return verdict
+        return None
+
     def check_tx(self, tx: bytes) -> TxMeta | Rejected:
         parsed = self._parse_tx(tx)
         return parsed if isinstance(parsed, Rejected) else parsed[0]
@@ -179,7 +192,7 @@ class SimApp:
             return parsed
         meta, kind, body = parsed
         if meta.nonce != state.nonces.get(meta.sender, 0):
-            return Rejected("out-of-order nonce")
+            return Rejected(OUT_OF_ORDER)
         if kind == GOV:
             if meta.sender != self.genesis.admin or type(body) is not list or len(body) != 2:
                 return Rejected("governance needs the admin and [op, key]")
@@ -240,7 +253,7 @@ class SimApp:
             if isinstance(self._apply_tx(state, tx, height), Rejected) and txs is None:
                 meta = self.check_tx(tx)
                 if isinstance(meta, TxMeta):
-                    self.mempool.discard(meta.sender, meta.nonce)
+                    self.mempool.discard(meta.sender, meta.nonce, "refused when building a block")
                 continue
             chosen.append(tx)
         tx_root = merkle.root(chosen)
@@ -331,6 +344,7 @@ class SimApp:
         self.mempool.remove(
             {parsed[0].sender for tx in txs if not isinstance(parsed := self._parse_tx(tx), Rejected)}
         )
+        self.mempool.recheck(self._judge, everything=False)
 
     def committed(self, height: int) -> tuple[bytes, Certificate] | None:
         if 1 <= height <= len(self.store.blocks):

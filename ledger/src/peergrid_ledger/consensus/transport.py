@@ -2,7 +2,7 @@
 
 Promises: `seal_envelope` wraps a payload (a consensus message, a batch of transactions, a committed block,
 a sync request or reply) with the chain id, its kind and the sender's Ed25519 signature; `open_envelope`
-returns it only if it decodes, is within the size limit, names this chain and a known kind, and the
+(`read_envelope` then `check_envelope`) returns it only if it decodes, is within the size limit, names this chain and a known kind, and the
 signature verifies — otherwise it raises `EnvelopeError` whose `reason` is one of DROP_REASONS, so the
 caller counts the drop and carries on. Topics follow the design: peergrid/<feeder>/ledger/<chain>/{tx,
 consensus,block,sync/<node>}. Pure, apart from the `Transport` protocol it names.
@@ -11,7 +11,7 @@ consensus,block,sync/<node>}. Pure, apart from the `Transport` protocol it names
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -23,6 +23,7 @@ TX, CONSENSUS, BLOCK, SYNC = "tx", "consensus", "block", "sync"
 KINDS = (TX, CONSENSUS, BLOCK, SYNC)
 MAX_ENVELOPE_BYTES = 8 * 1024 * 1024
 MAX_TX_BATCH = 4096
+VerifyFn = Callable[[bytes, bytes, bytes], bool]
 DROP_REASONS = ("malformed", "oversized", "unsigned", "wrong-chain", "unknown-sender", "revoked")
 
 
@@ -50,7 +51,10 @@ def seal_envelope(chain: str, kind: str, keypair: Keypair, body: bytes) -> bytes
     return codec.encode([chain, kind, keypair.public, body, signature])
 
 
-def open_envelope(chain: str, data: bytes, max_size: int = MAX_ENVELOPE_BYTES) -> Envelope:
+def read_envelope(chain: str, data: bytes, max_size: int = MAX_ENVELOPE_BYTES) -> tuple[Envelope, bytes]:
+    """The envelope in `data` and its signature, NOT yet checked (`envelope_signed`); raises `EnvelopeError`
+    for anything malformed, oversized or of another chain. For a caller that may drop what it does not need
+    before paying for a signature check."""
     if len(data) > max_size:
         raise EnvelopeError("oversized", f"{len(data)} bytes > {max_size}")
     try:
@@ -68,9 +72,20 @@ def open_envelope(chain: str, data: bytes, max_size: int = MAX_ENVELOPE_BYTES) -
         raise EnvelopeError("wrong-chain", f"for chain {their_chain!r}")
     if kind not in KINDS:
         raise EnvelopeError("malformed", f"unknown kind {kind!r}")
-    if not verify(sender, _signed_digest(chain, kind, body), signature):
+    return Envelope(chain, kind, sender, body), signature
+
+
+def check_envelope(envelope: Envelope, signature: bytes, verify: VerifyFn = verify) -> Envelope:
+    """`envelope` if its sender's signature verifies, else `EnvelopeError('unsigned')`."""
+    if not verify(envelope.sender, _signed_digest(envelope.chain, envelope.kind, envelope.body), signature):
         raise EnvelopeError("unsigned", "signature missing or does not verify")
-    return Envelope(chain, kind, sender, body)
+    return envelope
+
+
+def open_envelope(
+    chain: str, data: bytes, max_size: int = MAX_ENVELOPE_BYTES, verify: VerifyFn = verify
+) -> Envelope:
+    return check_envelope(*read_envelope(chain, data, max_size), verify)
 
 
 def encode_tx_batch(txs: Sequence[bytes]) -> bytes:

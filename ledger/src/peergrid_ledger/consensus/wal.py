@@ -34,7 +34,9 @@ class HeightState:
         self.round_changes: dict[int, dict[bytes, ConsensusMessage]] = {}
         self.seen: dict[tuple[str, int, bytes], Vote] = {}
         self.reported: set[tuple[str, int, bytes]] = set()
-        self.verified: set[bytes] = set()
+        self.amnesia_round = NO_ROUND
+        """After a restart: the highest round we may have prepared in without the WAL saying what."""
+        self.pending_noted = False
         self.sent: dict[tuple[str, int], Vote] = {}
         self.commit_rounds: set[int] = set()
         self.prepared_round = NO_ROUND
