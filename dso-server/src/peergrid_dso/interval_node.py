@@ -63,6 +63,8 @@ class LoopSettings(StrictSettings):
     first_interval: int = 0
     intervals: int = Field(96, ge=1)
     wait_s: float = Field(4.0, gt=0)  # after the first injection, how long to wait for the others
+    max_iterations: int = Field(3, ge=0)  # adjustment rounds (each re-bargained by the MGMCs) per interval
+    rebargain_wait_s: float = Field(20.0, gt=0)  # how long one re-bargaining may take before the DSO goes on
     reconfigure_every: int = Field(4, ge=0)
     reconfigure_when_insecure: bool = True
     vmin_pu: float | None = Field(None, gt=0, lt=1)  # a stricter voltage floor than the feeder's (lab demos)
@@ -182,6 +184,18 @@ async def serve(settings: IntervalNodeSettings) -> None:
 
 
 @dataclass
+class SecurityRounds:
+    """What the security loop of one interval did: the injections it ended with, every contract it sealed
+    (with its iteration), each iteration's revised injections and who was missing, the unmet constraint."""
+
+    injections: dict[str, tuple[float, float]]
+    unmet: str | None
+    adjustments: list[dict[str, Any]] = field(default_factory=list)
+    rounds: list[dict[str, Any]] = field(default_factory=list)
+    iterations: int = 1  # AC analyses: the first, then one per re-bargaining
+
+
+@dataclass
 class DsoLoop:
     settings: IntervalNodeSettings
     replica: Any
@@ -286,21 +300,8 @@ class DsoLoop:
         self.live.injections[t] = dict(injections)
         self.planner.open_set = planned_from = tuple(sorted(self.live.open_set))
         analysis = await asyncio.to_thread(self.planner.analyse, t, injections)
-        iterations = 1
-        adjustments = []
-        for contract in analysis.contracts:
-            await asyncio.to_thread(
-                self.recorder.adjustment, bytes.fromhex(s.mgs[contract.mg].node), t, contract.body()
-            )
-            adjustments.append(contract.body())
-        if analysis.contracts:
-            who = {c.mg for c in analysis.contracts}
-            nodes = [s.mgs[mg].node for mg in sorted(who)]
-            self.publish({"interval": t, "iteration": 1, "final": False, "adjust": nodes})
-            got = await self.gather(t, 1, who, s.wait_s, s.wait_s)
-            injections = {mg: (got.get(mg, (0, 0))[0] / 1e6, 0.0) for mg in sorted(mgs)}
-            self.live.injections[t] = dict(injections)
-            iterations = 2
+        loop = await self.security_loop(t, mgs, injections, analysis)
+        injections = loop.injections
         for old in sorted(self.live.injections)[:-8]:
             del self.live.injections[old]
         analysed = time.time()
@@ -323,20 +324,68 @@ class DsoLoop:
         open_now = tuple(sorted(self.live.open_set))
         after = await asyncio.to_thread(profile, self.planner.feeder, open_now, injections)
         secure = not after["violations"]
-        self.publish({"interval": t, "iteration": iterations, "final": True, "secure": secure,
-                      "open": list(open_now)})  # fmt: skip
+        unmet = loop.unmet if not secure else None
+        if not secure and unmet is None:
+            unmet = f"still violated after {loop.iterations - 1} re-bargaining iterations: {after['violations'][0]}"
+        self.publish({"interval": t, "iteration": loop.iterations, "final": True, "secure": secure,
+                      "open": list(open_now), "unmet": unmet})  # fmt: skip
         self.record(
             {
                 "interval": t, "injections_kw": {mg: p * 1000 for mg, (p, _) in injections.items()},
                 "missing": sorted(mgs - set(got)), "revoked": sorted(set(s.mgs) - mgs),
                 "before": analysis.before, "after": after,
-                "reconfiguration": analysis.reconfiguration, "plan": plan_doc, "adjustments": adjustments,
-                "unmet": analysis.unmet, "secure": secure, "iterations": iterations,
+                "reconfiguration": analysis.reconfiguration, "plan": plan_doc, "adjustments": loop.adjustments,
+                "rebargain": loop.rounds, "unmet": unmet, "secure": secure, "iterations": loop.iterations,
                 "imbalance_kw": sum(p for p, _ in injections.values()) * 1000,
                 "times": {"injections": received, "analysed": analysed, "switched": switched, "end": time.time()},
                 "height": self.replica.app.head().height,
             }
         )  # fmt: skip
+
+    async def security_loop(
+        self, t: int, mgs: set[str], injections: dict[str, tuple[float, float]], analysis: Any
+    ) -> SecurityRounds:
+        """Design step 6: seal each affected MG's adjustment contract, let every MGMC of the interval re-bargain
+        (the addressed ones reopen it on the MGMC chain) and submit its revised injection for this iteration,
+        re-check by AC power flow on the chosen topology, repeat up to `max_iterations`. An MG that answers
+        short of its limit (or not at all) has shown what it can reach: the next iteration asks the others."""
+        from peergrid_dso.services.security import learn_reach
+
+        s = self.settings
+        out = SecurityRounds(injections=dict(injections), unmet=analysis.unmet)
+        contracts = list(analysis.contracts)
+        reach: dict[str, Any] = {}
+        iteration = 0
+        while contracts and iteration < s.max_iterations:
+            iteration += 1
+            for contract in contracts:
+                body = {**contract.body(), "iteration": iteration}
+                await asyncio.to_thread(
+                    self.recorder.adjustment, bytes.fromhex(s.mgs[contract.mg].node), t, body
+                )
+                out.adjustments.append(body)
+            nodes = [s.mgs[c.mg].node for c in contracts]
+            self.publish({"interval": t, "iteration": iteration, "final": False, "adjust": nodes,
+                          "rebargain": True})  # fmt: skip
+            got = await self.gather(t, iteration, mgs, s.wait_s, s.rebargain_wait_s)
+            missing = sorted(mg for mg in mgs if mg not in got or got[mg][1] < iteration)
+            if missing:
+                log.warning("interval %d iteration %d: no revised injection from %s", t, iteration, missing)
+            out.injections = {mg: (got.get(mg, (0, 0))[0] / 1e6, 0.0) for mg in sorted(mgs)}
+            self.live.injections[t] = dict(out.injections)
+            reach = learn_reach(reach, contracts, out.injections)
+            contracts, _, out.unmet = await asyncio.to_thread(
+                self.planner.adjust, t, analysis.target_open, out.injections, reach
+            )
+            out.rounds.append(
+                {
+                    "iteration": iteration, "missing": missing,
+                    "injections_kw": {mg: p * 1000 for mg, (p, _) in out.injections.items()},
+                    "secure": not contracts and out.unmet is None, "unmet": out.unmet,
+                }
+            )  # fmt: skip
+        out.iterations = iteration + 1
+        return out
 
     def record(self, doc: dict[str, Any]) -> None:
         if self.settings.record_file is not None:

@@ -5,7 +5,8 @@ then per round lets sellers `move` (`peergrid_controller.moves.adjust`) and buye
 (`moves.make_bid`), each phase waiting until every expected peer's move of that round is in a FINAL block,
 so every MGMC decides from the same chain state; a round that repeats the previous one ends it (or `max_rounds`); then
 `_close` has the lowest-keyed seller submit `trade` (anyone after a timeout). A peer that misses a phase is
-left out of the interval's later phases. Returns the public price history per round. Reads only public
+left out of the interval's later phases. Returns the public price history per round. `rebargain` plays
+more rounds of a reopened interval (`market.reopen`, design step 6) the same way. Reads only public
 positions from the chain; never reveals the curve.
 """
 
@@ -22,6 +23,7 @@ from peergrid_controller.moves import (  # the controller's public per-MGMC move
     make_offer,
     open_seller,
 )
+from peergrid_ledger import query
 from peergrid_ledger.contracts import market as contract
 
 if TYPE_CHECKING:
@@ -44,6 +46,17 @@ def bids_on_chain(state: Any, t: int) -> dict[bytes, tuple[tuple[tuple[bytes, in
         if b is not None:
             out[buyer] = (tuple((d["seller"], d["quantity"]) for d in b["demands"]), b["round"])
     return out
+
+
+def position(state: Any, t: int, me: bytes) -> tuple[list[tuple[bytes, dict[str, Any]]], float, float]:
+    """This MG's trades of interval t's latest closing (id, trade), its net P2P export (kWh) and money."""
+    mine = [(tid, tr) for tid, tr in query.trades(state, t) if me in (tr["seller"], tr["buyer"])]
+    net_kwh = money = 0.0
+    for _, tr in mine:
+        sign = 1.0 if tr["seller"] == me else -1.0
+        net_kwh += sign * tr["quantity"] / 1000
+        money += sign * tr["price"] * tr["quantity"] / 1e6
+    return mine, net_kwh, money
 
 
 async def _barrier(agent: MarketAgent, t: int, side: str, r: int, expected: set[bytes]) -> set[bytes]:
@@ -85,19 +98,57 @@ async def bargain(
     state = agent.ledger.state("mgmc")
     sellers = set(contract.members(state, t, "sellers"))
     buyers = set(contract.members(state, t, "buyers"))
+    return await _rounds(agent, t, me, seller_state, sellers, buyers, 1)
+
+
+async def rebargain(
+    agent: MarketAgent, t: int, me: Participant, feed_in: float, retail: float, premium: float
+) -> list[dict[str, Any]]:
+    """Bargain again in interval t after a `market.reopen` in a FINAL block: the same sides as before (the
+    contract keeps them), each from its standing position, rounds numbered on from the reopening's `round`
+    (the same number for every MGMC), then the interval closes again. `me` carries this MG's curve now — held
+    within its DSO limit when it has one (`peergrid_controller.rebargain`)."""
+    agent.phase = "rebargain"
+    state = agent.ledger.state("mgmc")
+    reopened = contract.reopening(state, t)
+    assert reopened is not None and not contract.closed(state, t), "rebargain needs a reopened interval"
+    sellers = set(contract.members(state, t, "sellers"))
+    buyers = set(contract.members(state, t, "buyers"))
+    seller_state: SellerState | None = None
+    standing = contract.offer(state, t, agent.anonym.public)
+    if standing is not None:
+        seller_state = open_seller(me, feed_in, retail + premium, agent.cfg, standing["price"] / 1000)
+    return await _rounds(agent, t, me, seller_state, sellers, buyers, int(reopened["round"]) + 1)
+
+
+async def _rounds(
+    agent: MarketAgent,
+    t: int,
+    me: Participant,
+    seller_state: SellerState | None,
+    sellers: set[bytes],
+    buyers: set[bytes],
+    first: int,
+) -> list[dict[str, Any]]:
+    """Rounds `first`, `first + 1`, ... (at most `max_rounds`): sellers move, barrier, buyers move, barrier;
+    until a round repeats the previous one; then the interval is closed. Returns the price history."""
+    cfg = agent.cfg
     history: list[dict[str, Any]] = []
     prev_offers: dict[bytes, tuple[int, int, bool, int]] | None = None
     prev_bids: dict[bytes, tuple[tuple[tuple[bytes, int], ...], int]] | None = None
     fill: dict[str, float] = {}
-    for r in range(1, cfg.max_rounds + 1):
+    for r in range(first, first + cfg.max_rounds):
         agent.phase = f"round {r}"
         if not sellers:
             break
-        if r > 1 and seller_state is not None and prev_offers and prev_bids is not None:
-            mine = prev_offers.get(agent.anonym.public)
-            offered = mine[1] / 1000 if mine else 0.0
-            asked = sum(q for dem, _ in prev_bids.values() for s, q in dem if s == agent.anonym.public) / 1000
-            adjust(seller_state, me, offered, asked, cfg)
+        if r > 1 and seller_state is not None:
+            # every seller moves in every round after the first (its opening offer is round 1); the first
+            # round after a reopening posts the new curve's quantity at the standing price
+            if r > first and prev_offers is not None and prev_bids is not None:
+                mine = prev_offers.get(agent.anonym.public)
+                offered = mine[1] / 1000 if mine else 0.0
+                asked = sum(q for dem, _ in prev_bids.values() for s, q in dem if s == agent.anonym.public)
+                adjust(seller_state, me, offered, asked / 1000, cfg)
             offer = make_offer(me, seller_state.price, t)
             await agent._submit("mgmc", agent.anonym, "move", {
                 "interval": t, "round": r, "price": micro_per_wh(offer.price),
@@ -105,7 +156,7 @@ async def bargain(
         sellers = await _barrier(agent, t, "sellers", r, sellers)
         offers = offers_on_chain(agent.ledger.state("mgmc"), t)
         if agent.anonym.public in buyers:
-            band = cfg.price_band + cfg.price_tolerance * (r // cfg.patience)
+            band = cfg.price_band + cfg.price_tolerance * ((r - first + 1) // cfg.patience)
             public = [Offer(s.hex(), t, p / 1000, q / 1000, c) for s, (p, q, c, _) in offers.items()]
             bid = make_bid(me, public, t, band, fill)
             demands = sorted(

@@ -23,25 +23,64 @@ import asyncio
 import json
 import logging
 import time
-from dataclasses import asdict, replace
+from dataclasses import asdict, dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 from peergrid_controller.adjustment import Adjustment, meet
 from peergrid_controller.builder import MgState
 from peergrid_controller.moves import BargainingConfig, Participant, role_at_mid
+from peergrid_controller.rebargain import curve_within
 from peergrid_controller.scenario import load_scenario
 from peergrid_controller.schedule import MgSchedule
 from peergrid_edge.actuation import view_of
-from peergrid_edge.chain_bargaining import bargain, bids_on_chain, offers_on_chain  # noqa: F401 - re-exported
+from peergrid_edge.chain_bargaining import (  # noqa: F401 - bids/offers_on_chain re-exported
+    bargain,
+    bids_on_chain,
+    offers_on_chain,
+    position,
+    rebargain,
+)
 from peergrid_edge.config import MarketSettings
 from peergrid_edge.planning import schedule_from_plan
 from peergrid_ledger import keys, query
+from peergrid_ledger import keyspace as ks
 from peergrid_ledger.contracts import market as contract
+from peergrid_ledger.state import read_obj
 
 if TYPE_CHECKING:
     from peergrid_edge.daemon import EdgeDaemon
 
 log = logging.getLogger("peergrid.edge.trader")
+
+
+@dataclass(frozen=True)
+class Market:
+    """What this MG bargains with in one interval: its participant (curve, rules) and the price bounds."""
+
+    me: Participant
+    feed_in: float
+    retail: float
+    premium: float
+
+
+@dataclass
+class DsoAnswers:
+    """This MG's side of the DSO's security loop for one interval: its plan and injection now, its P2P net
+    export (kW, the latest closing's trades), the latest contract's limits and what each iteration did."""
+
+    plan: Any
+    injection_kw: float
+    p2p_net_kw: float
+    limit: dict[str, Any] | None = None  # the latest opened contract (W)
+    limits: list[dict[str, Any]] = field(default_factory=list)
+    adjustments: list[Adjustment] = field(default_factory=list)
+    rebargains: list[dict[str, Any]] = field(default_factory=list)
+
+    def limit_kw(self) -> tuple[float | None, float | None]:
+        if self.limit is None:
+            return None, None
+        lo, hi = self.limit.get("min_injection_w"), self.limit.get("max_injection_w")
+        return (None if lo is None else lo / 1000), (None if hi is None else hi / 1000)
 
 
 class MarketAgent:
@@ -217,14 +256,7 @@ class MarketAgent:
         rounds = await bargain(self, t, me, role, feed_in, retail, premium)
         bargained = time.time()
         self.phase = "trades"
-        state = self.ledger.state("mgmc")
-        trades = [rec for _, rec in query.trades(state, t)]
-        mine = [tr for tr in trades if self.anonym.public in (tr["seller"], tr["buyer"])]
-        net_kwh = money = 0.0
-        for tr in mine:
-            sign = 1.0 if tr["seller"] == self.anonym.public else -1.0
-            net_kwh += sign * tr["quantity"] / 1000
-            money += sign * tr["price"] * tr["quantity"] / 1e6
+        mine, net_kwh, money = position(self.ledger.state("mgmc"), t, self.anonym.public)
         plan2 = sched.dispatch(net_kwh / self.dt)
         injection_kw = plan2.p2p_net_export[0] + plan2.dso_net_export[0]
         self.phase = "injection"
@@ -233,25 +265,31 @@ class MarketAgent:
             {"interval": t, "injection": round(injection_kw * 1000), "revision": 0},
         )  # fmt: skip
         self.phase = "dso"
-        verdict, limits, adjustments = await self._await_dso(t, sched, net_kwh / self.dt, injection_kw)
+        market = Market(me, feed_in, retail, premium)
+        answers = DsoAnswers(plan2, injection_kw, net_kwh / self.dt)
+        verdict = await self._await_dso(t, sched, market, answers)
         dso_done = time.time()
-        plan3 = adjustments[-1].plan if adjustments else plan2
-        final_kw = adjustments[-1].injection_kw if adjustments else injection_kw
+        if answers.rebargains:  # the interval was re-bargained: its latest closing's trades count
+            mine, net_kwh, money = position(self.ledger.state("mgmc"), t, self.anonym.public)
+        plan3, final_kw, adjustments = answers.plan, answers.injection_kw, answers.adjustments
         self.phase = "dispatch"
         confirmed = await self._dispatch(t, plan3)
         self.phase = "settle"
         settled = 0
-        for tr in mine:
-            if tr["buyer"] == self.anonym.public:
-                tid = contract.trade_id(t, tr["seller"], tr["buyer"])
-                if await self._submit(
-                    "mgmc", self.anonym, "settle", {"trade": tid, "delivered": tr["quantity"]}
-                ):
-                    settled += 1
+        for tid, tr in mine:
+            if tr["buyer"] == self.anonym.public and await self._submit(
+                "mgmc", self.anonym, "settle", {"trade": tid, "delivered": tr["quantity"]}
+            ):
+                settled += 1
         cost, self.state = sched.first_interval_cost_and_state()
         conv = MgSchedule(mg, self.dt, start=t, horizon=sc.intervals - t, state=self.conv_state)
         conv.solve()
-        conv.dispatch(0.0)
+        # the DSO's limit is the network's, not the market's: the counterfactual MG faces it too
+        lo, hi = answers.limit_kw()
+        if answers.limit is not None:
+            meet(conv, 0.0, lo, hi)
+        else:
+            conv.dispatch(0.0)
         conv_cost, self.conv_state = conv.first_interval_cost_and_state()
         to_go: dict[str, float] = {}
         if t == self._last_interval():  # the stored energy each path leaves, valued by the rest of the day
@@ -266,13 +304,14 @@ class MarketAgent:
                 "interval": t, "mg": mg.name, "anonym": self.name, "role": role, "rounds": rounds,
                 "trades": [
                     {"seller": tr["seller"].hex(), "buyer": tr["buyer"].hex(), "price": tr["price"] / 1000,
-                     "quantity_kwh": tr["quantity"] / 1000, "id": contract.trade_id(t, tr["seller"], tr["buyer"]).hex()}
-                    for tr in mine
+                     "quantity_kwh": tr["quantity"] / 1000, "id": tid.hex()}
+                    for tid, tr in mine
                 ],
                 "net_p2p_kwh": net_kwh, "p2p_money": money, "cost_p2p": cost - money, "cost_conventional": conv_cost,
-                "injection_kw": injection_kw, "final_injection_kw": final_kw, "limits": limits,
+                "injection_kw": injection_kw, "final_injection_kw": final_kw, "limits": answers.limits,
                 "adjustments": [{"met": a.met, "injection_kw": a.injection_kw, "reason": a.reason}
                                 for a in adjustments],
+                "rebargains": answers.rebargains,
                 "verdict": verdict is not None, "secure": (verdict or {}).get("secure"),
                 "dispatch_confirmed": confirmed, "settled": settled,
                 "times": {"start": started, "bargained": bargained, "dso_done": dso_done, "end": time.time()},
@@ -290,63 +329,113 @@ class MarketAgent:
     # --- the DSO, dispatch, records --------------------------------------------------------------------
 
     async def _await_dso(
-        self, t: int, sched: MgSchedule, p2p_net_kw: float, injection_kw: float
-    ) -> tuple[dict[str, Any] | None, list[Any], list[Adjustment]]:
-        """Wait for the DSO's final verdict; answer each adjustment contract with the injection the MG's own
-        schedule can really hold within the limit (its agreed trades fixed), saying so when it cannot."""
+        self, t: int, sched: MgSchedule, market: Market, answers: DsoAnswers
+    ) -> dict[str, Any] | None:
+        """Wait for the DSO's final verdict, answering each of its iterations (design step 6): an addressed MG
+        opens its sealed contract and reopens the interval on the MGMC chain; every MG of the interval, seeing
+        the reopening in a final block, bargains again (an MG with a limit, with its curve held within it) and
+        submits its revised injection for that iteration — re-planned with the new trades and within its
+        limit, or saying plainly how close it gets. No reopening in time: the limit is met by re-planning
+        with the trades kept. Returns the verdict (None: the DSO stayed silent; the agreed plan stands)."""
         deadline = time.monotonic() + self.s.dso_timeout_s
         me = self.d.keypair.public.hex()
         answered: set[int] = set()
-        limits: list[Any] = []
-        adjustments: list[Adjustment] = []
         while time.monotonic() < deadline:
             verdict = self.verdicts.get(t)
             if verdict is not None and verdict.get("final"):
-                return verdict, limits, adjustments
+                return verdict
+            iteration = int((verdict or {}).get("iteration", 0))
             if (
                 verdict is not None
-                and me in verdict.get("adjust", [])
-                and verdict.get("iteration", 0) not in answered
+                and iteration not in answered
+                and (verdict.get("rebargain") or me in verdict.get("adjust", []))
             ):
-                iteration = int(verdict.get("iteration", 0))
                 answered.add(iteration)
-                limit = self._open_contract(t)
-                kw = adjustments[-1].injection_kw if adjustments else injection_kw
-                if limit is not None:
-                    limits.append(limit)
-                    adjustment = self.meet_limit(t, sched, p2p_net_kw, limit)
-                    adjustments.append(adjustment)
-                    kw = adjustment.injection_kw
-                await self._submit(
-                    "dso", self.d.keypair, "equivalent_injection",
-                    {"interval": t, "injection": round(kw * 1000), "revision": iteration},
-                )  # fmt: skip
+                await self._answer(t, iteration, me in verdict.get("adjust", []), sched, market, answers)
                 continue
             event = self._verdict_event
             try:
                 await asyncio.wait_for(event.wait(), max(0.01, deadline - time.monotonic()))
             except TimeoutError:
                 break
-        return self.verdicts.get(t), limits, adjustments
+        return self.verdicts.get(t)
 
-    def meet_limit(self, t: int, sched: MgSchedule, p2p_net_kw: float, limit: dict[str, Any]) -> Adjustment:
-        """Re-plan interval t within the contract's injection limits (W), keeping the agreed trades."""
-        lo, hi = limit.get("min_injection_w"), limit.get("max_injection_w")
+    async def _answer(
+        self, t: int, iteration: int, addressed: bool, sched: MgSchedule, market: Market, answers: DsoAnswers
+    ) -> None:
+        opened = self._open_contract(t) if addressed else None
+        if opened is not None:
+            answers.limits.append(opened[0])
+            answers.limit = opened[0]
+        lo, hi = answers.limit_kw()
+        entry: dict[str, Any] = {"iteration": iteration, "addressed": addressed, "reopened": False}
+        me = market.me
+        if answers.limit is not None:  # before reopening: every peer starts the new rounds at once
+            limited = curve_within(sched, lo, hi, self.mg.tariff.feed_in[t],
+                                   self.mg.tariff.retail[t] + market.premium, answers.injection_kw,
+                                   limit_kw=self.mg.rules.max_quantity_kwh / self.dt)  # fmt: skip
+            me = replace(market.me, curve=limited.curve)
+            entry["curve_met"], entry["curve_reason"] = limited.met, limited.reason
+        if opened is not None:
+            await self._submit("mgmc", self.anonym, "market.reopen",
+                               {"interval": t, "iteration": iteration, "ref": opened[1]})  # fmt: skip
+
+        def reopened(state: Any) -> bool:
+            last = contract.reopening(state, t)
+            return last is not None and last["iteration"] >= iteration
+
+        if await self.ledger.wait_for("mgmc", reopened, 3 * self.s.phase_timeout_s):
+            entry["reopened"] = True
+            if not contract.closed(self.ledger.state("mgmc"), t):
+                history = await rebargain(self, t, me, market.feed_in, market.retail, market.premium)
+                entry["rounds"] = history
+            await self.ledger.wait_for("mgmc", lambda s: contract.closed(s, t), self.s.phase_timeout_s)
+            mine, net_kwh, _ = position(self.ledger.state("mgmc"), t, self.anonym.public)
+            answers.p2p_net_kw = net_kwh / self.dt
+            entry["trades"] = [{"id": tid.hex(), "seller": tr["seller"].hex(), "buyer": tr["buyer"].hex(),
+                                "price": tr["price"] / 1000, "quantity_kwh": tr["quantity"] / 1000}
+                               for tid, tr in mine]  # fmt: skip
+            entry["net_p2p_kwh"] = net_kwh
+        self.phase = "dso"
+        adjustment = self.meet_limit(t, sched, answers.p2p_net_kw, answers.limit)
+        answers.plan, answers.injection_kw = adjustment.plan, adjustment.injection_kw
+        if answers.limit is not None:
+            answers.adjustments.append(adjustment)
+        entry.update(injection_kw=adjustment.injection_kw, met=adjustment.met, reason=adjustment.reason)
+        answers.rebargains.append(entry)
+        await self._submit(
+            "dso", self.d.keypair, "equivalent_injection",
+            {"interval": t, "injection": round(adjustment.injection_kw * 1000), "revision": iteration},
+        )  # fmt: skip
+
+    def meet_limit(
+        self, t: int, sched: MgSchedule, p2p_net_kw: float, limit: dict[str, Any] | None
+    ) -> Adjustment:
+        """Re-plan interval t with its trades fixed, within the contract's injection limits (W) if any."""
+        lo, hi = (
+            (None, None) if limit is None else (limit.get("min_injection_w"), limit.get("max_injection_w"))
+        )
         adjustment = meet(
             sched, p2p_net_kw, None if lo is None else lo / 1000, None if hi is None else hi / 1000
         )
-        if adjustment.met:
+        if limit is None:
+            pass
+        elif adjustment.met:
             log.info("interval %d: DSO limit %s met at %.2f kW", t, limit, adjustment.injection_kw)
         else:
             log.warning("interval %d: DSO limit %s not met: %s", t, limit, adjustment.reason)
         return adjustment
 
-    def _open_contract(self, t: int) -> dict[str, Any] | None:
-        contracts = query.adjustment_contracts(self.ledger.state("dso"), self.d.keypair.public, t)
-        for record in reversed(contracts):
+    def _open_contract(self, t: int) -> tuple[dict[str, Any], bytes] | None:
+        """The latest adjustment contract for interval t this MGMC can open, with its txid on the DSO chain."""
+        state = self.ledger.state("dso")
+        me = self.d.keypair.public
+        contracts = query.adjustment_contracts(state, me, t)
+        txids = read_obj(state, ks.adjustment_index(me, t)) or []
+        for record, txid in reversed(list(zip(contracts, txids, strict=True))):
             try:
                 doc: dict[str, Any] = json.loads(self.d.keypair.unseal(record["ciphertext"]))
-                return doc
+                return doc, txid
             except ValueError:
                 continue
         return None

@@ -157,6 +157,15 @@ def dso_wait_s(timing: LoopTiming, mgs: int) -> float:
     return max(3.0, timing.interval_s * max(1.0, mgs / 10))
 
 
+DSO_ITERATIONS = 3  # adjustment iterations per interval, each re-bargained by the MGMCs (design step 6)
+
+
+def rebargain_wait_s(timing: LoopTiming, mgs: int) -> float:
+    """How long the DSO waits for one re-bargaining (reopen, rounds, close, revised injections): about what
+    the first bargaining takes, twice the DSO's injection wait."""
+    return 2 * dso_wait_s(timing, mgs) + 5.0
+
+
 def edge_config(
     chains: LabChains, mg: str, feeder: str, broker: tuple[str, int], data_dir: Path, devices: list[dict[str, Any]],
     scenario_path: Path, timing: LoopTiming, records: Path,
@@ -195,7 +204,12 @@ def edge_config(
             "first_interval": timing.first_interval,
             "intervals": timing.intervals,
             "phase_timeout_s": max(2.0, timing.interval_s / 3),
-            "dso_timeout_s": dso_wait_s(timing, len(chains.mgs)) + timing.interval_s + 10,
+            # the DSO's verdict comes after its injection wait and up to DSO_ITERATIONS re-bargainings
+            "dso_timeout_s": dso_wait_s(timing, len(chains.mgs))
+            + timing.interval_s
+            + 10
+            + DSO_ITERATIONS
+            * (rebargain_wait_s(timing, len(chains.mgs)) + dso_wait_s(timing, len(chains.mgs))),
             "record_file": str(records / f"mgmc-{mg}.jsonl"),
         },
     }
@@ -232,6 +246,8 @@ def dso_node_config(
         "first_interval": timing.first_interval,
         "intervals": timing.intervals,
         "wait_s": dso_wait_s(timing, len(chains.mgs)),
+        "max_iterations": DSO_ITERATIONS,
+        "rebargain_wait_s": rebargain_wait_s(timing, len(chains.mgs)),
         "record_file": str(records / "dso.jsonl"),
         **(dso_extra or {}),
         "status_file": str(data_dir / "ledger-status.json"),

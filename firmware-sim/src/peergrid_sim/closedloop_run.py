@@ -49,6 +49,15 @@ def _lines(path: Path) -> list[dict[str, Any]]:
     return out
 
 
+def rebargained(rec: dict[str, Any]) -> str:
+    """' | rebargained xN (mg5 mg4)' when the DSO's contracts had the interval re-bargained (design step 6)."""
+    rounds = rec.get("rebargain") or []
+    if not rounds:
+        return ""
+    addressed = list(dict.fromkeys(a["mg"] for a in rec.get("adjustments", []) if "mg" in a))
+    return f" | rebargained x{len(rounds)} ({' '.join(addressed)})"
+
+
 @dataclass
 class ClosedLoop:
     intervals: int
@@ -189,7 +198,9 @@ class ClosedLoop:
             rec = dso[self.shown]
             t = rec.get("interval")
             waited = time.time() - rec.get("times", {}).get("end", 0) > 5 * self.interval_s
-            if not (waited or force) and not all(any(d.get("interval") == t for d in e) for e in edges):
+            expected = len(self.chains.mgs) if self.chains is not None else 1
+            recorded = len(edges) >= expected and all(any(d.get("interval") == t for d in e) for e in edges)
+            if not (waited or force or recorded):
                 break  # the MGMCs are still dispatching and settling it
             self.shown += 1
             lines.append(self.summary(rec, records))
@@ -220,7 +231,8 @@ class ClosedLoop:
         return (
             f"interval {t:3d} {int(hours):02d}:{int(hours * 60) % 60:02d} | {len(trades):2d} trades {kwh:7.1f} kWh"
             f" @ {price:.3f} | rounds {rounds} | vmin {before.get('vmin_pu', 0):.3f}->{after.get('vmin_pu', 0):.3f}"
-            f" | open {after.get('open')} | switch ops {ops} | {'secure' if rec.get('secure') else 'INSECURE'}"
+            f" | open {after.get('open')} | switch ops {ops}{rebargained(rec)}"
+            f" | {'secure' if rec.get('secure') else 'INSECURE'}"
             f" | dso height {rec.get('height')} | {pace}"
         )
 

@@ -202,6 +202,27 @@ def _json(path: Path) -> Any:
         return None
 
 
+def rebargaining(dso: list[dict[str, Any]], edges: dict[str, list[dict[str, Any]]]) -> list[dict[str, Any]]:
+    """Each interval the DSO had re-bargained (design step 6): its contracts per iteration, the injections and
+    who was missing after each, the verdict, and per MG what each re-bargaining gave (rounds, trades, met)."""
+    out = []
+    for r in dso:
+        if not r.get("rebargain"):
+            continue
+        per_mg = {
+            mg: [
+                {k: (len(v) if k in ("rounds", "trades") else v) for k, v in e.items() if k != "curve_reason"}
+                for e in rec.get("rebargains", [])
+            ]
+            for mg, recs in edges.items()
+            for rec in recs
+            if rec.get("interval") == r["interval"]
+        }
+        out.append({"interval": r["interval"], "contracts": r.get("adjustments", []), "iterations": r["rebargain"],
+                    "secure": r.get("secure"), "unmet": r.get("unmet"), "mgs": per_mg})  # fmt: skip
+    return out
+
+
 def write_report(bed: Any, out_dir: Path) -> Path:
     workdir = Path(bed.workdir)
     records = workdir / "records"
@@ -317,6 +338,7 @@ def write_report(bed: Any, out_dir: Path) -> Path:
         "overruns": sum(1 for p in paced if p["overrun_s"]),
         "quiesce": quiesce,
         "device_faults": faults,
+        "rebargaining": rebargaining(dso, edges),
         "dso": dso,
     }
     out_dir.mkdir(parents=True, exist_ok=True)

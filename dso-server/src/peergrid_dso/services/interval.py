@@ -3,7 +3,8 @@
 Promises: `IntervalPlanner.analyse(t, injections)` runs the AC check on the current topology, a loss-minimising
 reconfiguration when it is due or the network is insecure (adopted only when it is secure and saves more
 than `min_gain_kw`), and — if the chosen topology is still insecure — the least adjustment of MG injections
-(`security.minimal_adjustment`) as per-MG adjustment contracts. `switching_plan` turns the adopted topology
+(`security.minimal_adjustment`) as per-MG adjustment contracts; `adjust` repeats that last step for the
+re-bargained injections of a later iteration, within what each MG has shown it can reach. `switching_plan` turns the adopted topology
 into a make-before-break plan checked state by state. Voltage profiles before and after are kept for the
 report. Synchronous and CPU-bound (power flows, a MILP): the caller runs it off its event loop. No I/O.
 """
@@ -25,6 +26,7 @@ from peergrid_dso.services.security import (
     SecurityInfeasible,
     check_security,
     contracts_for,
+    flexible_ranges,
     minimal_adjustment,
 )
 from peergrid_dso.services.switching import SwitchingPlan, plan_switching
@@ -99,26 +101,33 @@ class IntervalPlanner:
                     target = candidate
             except Exception as exc:  # an infeasible or failed MILP keeps the topology; say why
                 reconf = {"error": f"{type(exc).__name__}: {exc}"[:300]}
-        contracts: list[AdjustmentContract] = []
-        adjusted = dict(injections)
-        unmet = None
-        if not check_security(self.feeder, target, injections).secure:
-            ranges = {
-                mg: MgRange(p - self.flexibility_mw, p + self.flexibility_mw)
-                for mg, (p, _) in injections.items()
-            }
-            try:
-                adjusted = minimal_adjustment(self.feeder, target, injections, ranges)
-                reason = profile(self.feeder, target, injections)["violations"][0]
-                contracts = contracts_for(t, injections, adjusted, reason)
-            except (SecurityInfeasible, OpfNumericalFailure) as exc:
-                unmet = str(exc)[:300]
+        contracts, adjusted, unmet = self.adjust(t, target, injections)
         analysis = Analysis(
             t, before, target, reconf, contracts, dict(adjusted), unmet, time.perf_counter() - started
         )
         self.history.append(analysis)
         del self.history[:-8]
         return analysis
+
+    def adjust(
+        self,
+        t: int,
+        target: tuple[int, ...],
+        injections: Injections,
+        reach: Mapping[str, MgRange] | None = None,
+    ) -> tuple[list[AdjustmentContract], dict[str, tuple[float, float]], str | None]:
+        """The least adjustment on topology `target`: (contracts, adjusted injections, unmet constraint or None).
+        No contracts and no unmet constraint: secure as it is. Each MG may move `flexibility_mw` either way,
+        within what it has shown it can reach (`reach`, from its answers to earlier contracts: `learn_reach`)."""
+        if check_security(self.feeder, target, injections).secure:
+            return [], dict(injections), None
+        ranges = flexible_ranges(injections, self.flexibility_mw, reach or {})
+        try:
+            adjusted = minimal_adjustment(self.feeder, target, injections, ranges)
+        except (SecurityInfeasible, OpfNumericalFailure) as exc:
+            return [], dict(injections), str(exc)[:300]
+        reason = profile(self.feeder, target, injections)["violations"][0]
+        return contracts_for(t, injections, adjusted, reason), adjusted, None
 
     def switching_plan(self, t: int, target: tuple[int, ...], injections: Injections) -> SwitchingPlan | None:
         if tuple(sorted(target)) == tuple(sorted(self.open_set)):

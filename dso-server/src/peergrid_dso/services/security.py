@@ -8,6 +8,8 @@ Promises:
   MG's own range. When no adjustment within those ranges can restore the limits it raises
   `SecurityInfeasible` naming the limits that stay violated (found by an elastic LP, so the answer is a
   property of the network, not of the solver); a solver or power-flow breakdown is `OpfNumericalFailure`.
+- `learn_reach` narrows an MG's range to what its answers showed it can reach (`flexible_ranges` applies it),
+  so a later iteration asks the other MGs instead of the one that could not move further.
 - `SecurityLoop.run` repeats check -> adjust -> per-MG limits -> encrypted adjustment contracts on the DSO
   chain -> re-bargained injections, until secure or `max_iterations`; then it names the constraint that
   could not be met. The imbalance left (MGs' net injection) is bought or sold by the DSO at wholesale.
@@ -17,7 +19,7 @@ Pure apart from the injected recorder and re-bargaining callback.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -213,6 +215,41 @@ def contracts_for(
             out.append(AdjustmentContract(mg, interval, None, after[mg][0], reason))
         elif d > tolerance_mw:
             out.append(AdjustmentContract(mg, interval, after[mg][0], None, reason))
+    return out
+
+
+def learn_reach(
+    reach: Mapping[str, MgRange],
+    contracts: Sequence[AdjustmentContract],
+    revised: Injections,
+    tolerance_mw: float = 1e-3,
+) -> dict[str, MgRange]:
+    """What each MG has shown it can reach: one that answered its contract with less than it was asked (its
+    re-bargained, re-planned injection short of the limit, or no answer) can go no further that way, so its
+    range ends at its answer on that side and the next iteration asks the others."""
+    out = dict(reach)
+    for contract in contracts:
+        p = revised[contract.mg][0]
+        known = out.get(contract.mg, MgRange(-math.inf, math.inf))
+        if contract.min_injection_mw is not None and p < contract.min_injection_mw - tolerance_mw:
+            known = MgRange(known.p_min_mw, min(known.p_max_mw, p))
+        if contract.max_injection_mw is not None and p > contract.max_injection_mw + tolerance_mw:
+            known = MgRange(max(known.p_min_mw, p), known.p_max_mw)
+        out[contract.mg] = known
+    return out
+
+
+def flexible_ranges(
+    injections: Injections, flexibility_mw: float, reach: Mapping[str, MgRange]
+) -> dict[str, MgRange]:
+    """Each MG's range for the adjustment: its injection ± `flexibility_mw`, cut to its known reach (never
+    excluding the injection itself)."""
+    out = {}
+    for mg, (p, _) in injections.items():
+        known = reach.get(mg, MgRange(-math.inf, math.inf))
+        lo = min(p, max(p - flexibility_mw, known.p_min_mw))
+        hi = max(p, min(p + flexibility_mw, known.p_max_mw))
+        out[mg] = MgRange(lo, hi)
     return out
 
 
