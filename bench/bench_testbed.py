@@ -5,12 +5,14 @@ replicas of both chains per MG, the DSO node and server) on ieee33 (6 MGs, IEEE 
 (30 MGs, MATPOWER case136ma), and reads the report: latency from the first MGMC starting an interval
 (schedule, bargaining on the MGMC chain) to the DSO's switching being done, its split into bargaining and
 DSO work, blocks, and the checks. The baseline measured in the same run is the 6-MG figure: the 30-MG one is
-reported as a ratio to it. Everything shares this machine's two cores.
+reported as a ratio to it. Everything shares this machine's two cores. `BENCH_TESTBED_SIZES=6` (or `30`) runs
+one size only (the 30-MG run takes ~10 minutes of both cores).
 """
 
 from __future__ import annotations
 
 import json
+import os
 import statistics
 import subprocess
 import sys
@@ -61,6 +63,9 @@ def _run(scenario: str, intervals: int, interval_s: float, block_ms: int, workdi
         "overruns": f"{doc.get('overruns')}/{len(doc.get('pacing', []))}",
         "missing": f"{missing}/{len(doc['dso'][1:]) * len(edges_of(workdir))}",
         "quiesce_s": (doc.get("quiesce") or {}).get("waited_s"),
+        "quiesce": {
+            k: (doc.get("quiesce") or {}).get(k) for k in ("ok", "waited_s", "pending_at_halt", "pending")
+        },
         "wall_s": wall,
     }
 
@@ -95,9 +100,14 @@ def _row(name: str, r: dict[str, object]) -> str:
 
 def run(quick: bool = False) -> str:
     n6, n30 = (6, 3) if quick else (12, 4)
+    sizes = os.environ.get("BENCH_TESTBED_SIZES", "6,30").split(",")
+    skipped: dict[str, object] = {"error": "not run (BENCH_TESTBED_SIZES)", "wall_s": 0.0}
+    load_before = os.getloadavg()
     with tempfile.TemporaryDirectory(prefix="bench-testbed-") as tmp:
-        six = _run("ieee33.yaml", n6, 5.0, 150, Path(tmp) / "six")
-        thirty = _run("case136ma-30mg.yaml", n30, 20.0, 500, Path(tmp) / "thirty")
+        six = _run("ieee33.yaml", n6, 5.0, 150, Path(tmp) / "six") if "6" in sizes else skipped
+        thirty = (
+            _run("case136ma-30mg.yaml", n30, 20.0, 500, Path(tmp) / "thirty") if "30" in sizes else skipped
+        )
     lines = [
         "## Closed-loop testbed (6 and 30 MGs, real processes)",
         "",
@@ -119,4 +129,10 @@ def run(quick: bool = False) -> str:
         ratio = statistics.median(thirty["latency"]) / statistics.median(six["latency"])  # type: ignore[arg-type]
         lines += ["", f"30 MGs ÷ 6 MGs (p50 latency): {ratio:.2f}."]
     lines += ["", f"Wall time: 6 MGs {six['wall_s']:.0f} s, 30 MGs {thirty['wall_s']:.0f} s."]
+    after = os.getloadavg()
+    lines += [f"Load average (1/5/15 min) before: {'/'.join(f'{x:.1f}' for x in load_before)}, after: "
+              f"{'/'.join(f'{x:.1f}' for x in after)}."]  # fmt: skip
+    for name, r in (("6 MGs", six), ("30 MGs", thirty)):
+        if "quiesce" in r:
+            lines.append(f"{name}: quiesce {r['quiesce']}.")
     return "\n".join(lines) + "\n"

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Callable
+from dataclasses import replace
 
 from peergrid_ledger.consensus.actions import Broadcast, Committed, Send, SetTimer, Timer
 from peergrid_ledger.consensus.app import Rejected
@@ -316,3 +317,15 @@ def test_an_idle_chain_replaces_a_silent_proposer() -> None:
     silent = (min(net.heights()) + 1) % 4  # the round-0 proposer of the next height
     net.advance(8000, keep=lambda i, j, d: i != silent and j != silent)
     assert min(h for i, h in enumerate(net.heights()) if i != silent) >= 3
+
+
+def test_an_idle_chain_heads_for_a_coordinated_stop_at_a_block_per_period() -> None:
+    net = Net(4, IDLE)
+    net.advance(1200)
+    halt = min(net.heights()) + 5
+    for engine in net.engines:  # what the edge's halt_at does
+        engine.config = replace(engine.config, halt_height=halt)
+    net.advance(IDLE.heartbeat_ms + 5 * IDLE.block_period_ms + 300)  # this height, then a block a period
+    assert net.heights() == [halt] * 4
+    net.advance(3000)
+    assert net.heights() == [halt] * 4  # and no further

@@ -159,7 +159,7 @@ class Engine:
             self.stats["round_timeouts"] += 1
             self._enter_round(s.round + 1)
         elif timer.kind == PROPOSE_TIMER and self._is_proposer(s.round) and s.round == 0:
-            if self.app.pending() or now >= self._due(idle=True):
+            if self._wanted() or now >= self._due(idle=True):
                 self._propose_fresh(0)
             else:  # what was waiting left the pool: wait for more, or for the heartbeat
                 self._out.append(SetTimer(Timer(PROPOSE_TIMER, s.height, 0), self._due(idle=True)))
@@ -172,7 +172,7 @@ class Engine:
         s = self.s
         if self.config.heartbeat_ms <= self.config.block_period_ms:
             return []  # a block every period anyway
-        if s.round != 0 or s.pending_noted or self._halted() or not self.app.pending():
+        if s.round != 0 or s.pending_noted or self._halted() or not self._wanted():
             return []
         s.pending_noted = True
         due = max(now, self._due(idle=False))
@@ -202,6 +202,11 @@ class Engine:
         out, self._out = self._out, []
         return out
 
+    def _wanted(self) -> bool:
+        """A block is wanted before the heartbeat: transactions wait, or a coordinated stop is to be reached
+        (every replica heads for `halt_height`, and an idle chain would take a heartbeat per block)."""
+        return self.app.pending() or self.config.halt_height is not None
+
     def _due(self, idle: bool) -> int:
         """When round 0's proposal is due: a period after the parent, or a heartbeat when nothing waits."""
         cfg = self.config
@@ -229,7 +234,7 @@ class Engine:
                 self._log = SYNC
             else:  # we may have prepared in round 0 of this height before a crash: not again
                 self.s.amnesia_round = 0
-        self.s.pending_noted = self.app.pending()
+        self.s.pending_noted = self._wanted()
         self._set_round_timer(0)
         if self._is_proposer(0) and not self._halted():
             at = max(self.now, self._due(idle=not self.s.pending_noted))
@@ -269,7 +274,7 @@ class Engine:
             return
         wait = cfg.round_timeout_ms * 2 ** min(round_, cfg.max_backoff_exponent)
         if round_ == 0:
-            wait += max(0, self._due(idle=not self.app.pending()) - self.now)
+            wait += max(0, self._due(idle=not self._wanted()) - self.now)
         self._out.append(SetTimer(Timer(ROUND_TIMER, self.s.height, round_), self.now + wait))
 
     def _enter_round(self, round_: int) -> None:

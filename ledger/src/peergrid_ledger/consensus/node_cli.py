@@ -34,7 +34,7 @@ from .. import keys
 from ..genesis import Genesis, GenesisError
 from ..settings import ConfigError, StrictSettings, exit_with_config_error, load_settings
 from ..store import BlockStore, StoreError
-from .engine import EngineConfig
+from .engine import HEARTBEAT_MS, EngineConfig
 from .mempool import MempoolLimits
 from .mqtt_transport import MqttTransport
 from .node import ChainReplica, FileWal, Node
@@ -51,6 +51,8 @@ class ChainSettings(StrictSettings):
     max_backoff_exponent: int = Field(4, ge=0, le=10)
     sync_batch: int = Field(64, ge=1, le=1024)
     halt_height: int | None = Field(None, ge=0)
+    heartbeat_ms: int = Field(HEARTBEAT_MS, ge=0, le=600_000)
+    """An empty block after this long without a transaction (at most block_period_ms: one every period)."""
     mempool_max_txs: int = Field(50_000, ge=1)
     sender_rate_per_s: float = Field(5000.0, gt=0)
 
@@ -118,6 +120,7 @@ def build_node(settings: NodeSettings) -> tuple[Node, MqttTransport, list[BlockS
             sync_batch=chain_settings.sync_batch,
             max_backoff_exponent=chain_settings.max_backoff_exponent,
             halt_height=chain_settings.halt_height,
+            heartbeat_ms=chain_settings.heartbeat_ms,
         )
         limits = MempoolLimits(
             max_txs=chain_settings.mempool_max_txs,
