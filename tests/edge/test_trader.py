@@ -68,3 +68,63 @@ def test_market_needs_both_replicas(tmp_path: Path) -> None:
     replicas = {"mgmc": {"genesis": "m.json"}, "dso": {"genesis": "d.json"}}
     ok = EdgeSettings(node_id="n", mg="mg1", market=market, ledger={"replicas": replicas})  # type: ignore[arg-type]
     assert ok.market is not None and ok.market.interval_s == 5.0
+
+
+class _NoReopenLedger:
+    """A ledger on which no reopening ever becomes final (the addressed MGMC died, or the reopen limit hit)."""
+
+    def __init__(self) -> None:
+        self.waited: list[float] = []
+
+    async def wait_for(self, role: str, predicate: object, timeout_s: float) -> bool:
+        self.waited.append(timeout_s)
+        return False
+
+
+def test_no_reopening_in_time_falls_back_to_a_re_plan_and_still_answers_the_iteration() -> None:
+    import asyncio
+    from types import SimpleNamespace
+
+    from peergrid_controller.moves import Participant
+    from peergrid_edge.trader import DsoAnswers, Market
+
+    n = 4
+    mg = Microgrid(
+        "mg",
+        Tariff(tuple(0.25 for _ in range(n)), tuple(0.05 for _ in range(n))),
+        pv=(PvArray("pv", tuple(80.0 for _ in range(n))),),
+        batteries=(Battery("bat", capacity_kwh=200.0, max_charge_kw=20.0, max_discharge_kw=20.0),),
+        loads=(Load("load", tuple(30.0 for _ in range(n)), tuple(10.0 for _ in range(n))),),
+    )
+    sched = MgSchedule(mg, 1.0)
+    sched.solve()
+    plan = sched.dispatch(10.0)
+    submitted: list[tuple[str, str, dict[str, object]]] = []
+
+    async def submit(role: str, key: object, kind: str, body: dict[str, object]) -> bool:
+        submitted.append((role, kind, body))
+        return True
+
+    agent = object.__new__(MarketAgent)
+    agent.mg, agent.dt = mg, 1.0
+    agent.s = SimpleNamespace(phase_timeout_s=0.5)  # type: ignore[assignment]
+    ledger = _NoReopenLedger()
+    agent.d = SimpleNamespace(keypair=Keypair.generate(), ledger=ledger)  # type: ignore[assignment]
+    agent.anonym = Keypair.generate()
+    agent._submit = submit  # type: ignore[method-assign]
+    agent._open_contract = lambda t: ({"min_injection_w": None, "max_injection_w": 15000}, bytes(32))  # type: ignore[method-assign]
+    curve = sched.response_curve(0.05, 0.25)
+    market = Market(Participant("me", curve, mg.rules, clean=True), 0.05, 0.25, 0.0)
+    answers = DsoAnswers(plan, plan.p2p_net_export[0] + plan.dso_net_export[0], 10.0)
+    asyncio.run(agent._answer(0, 1, True, sched, market, answers))  # addressed: reopens, nobody follows
+    asyncio.run(agent._answer(0, 2, False, sched, market, answers))  # not addressed: answers all the same
+    assert [(role, kind) for role, kind, _ in submitted] == [
+        ("mgmc", "market.reopen"), ("dso", "equivalent_injection"), ("dso", "equivalent_injection"),
+    ]  # fmt: skip
+    assert submitted[0][2] == {"interval": 0, "iteration": 1, "ref": bytes(32)}
+    assert [body["revision"] for _, kind, body in submitted if kind == "equivalent_injection"] == [1, 2]
+    assert ledger.waited == [1.5, 1.5]  # bounded waits: a missing reopening never stalls the MGMC
+    assert [e["reopened"] for e in answers.rebargains] == [False, False]
+    # the limit is still met by re-planning with the agreed trade kept (and kept in the second iteration)
+    assert answers.adjustments and all(a.met for a in answers.adjustments)
+    assert answers.injection_kw <= 15.0 + 1e-6 and answers.plan.p2p_net_export[0] == pytest.approx(10.0)

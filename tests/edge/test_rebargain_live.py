@@ -1,0 +1,147 @@
+"""Design step 6 in one process over a real Mosquitto: two MGMC edge daemons (mg4, mg5 of ieee33, no devices:
+the model's start state) with LevelDB replicas of both chains, and the live DSO node with its relays in
+memory and a stricter voltage floor (0.91 pu, no reconfiguration), so the DSO must send adjustment contracts.
+
+The DSO seals a contract, the addressed MGMC reopens the interval on the MGMC chain (`market.reopen` whose ref
+is the contract's txid on the DSO chain), both MGMCs bargain again and submit their revised injections for
+that iteration, the DSO re-checks by AC power flow and gives a final verdict that is secure or names the
+constraint it could not meet. Both replicas of each chain agree block by block.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from peergrid_dso.interval_node import IntervalNodeSettings
+from peergrid_dso.live import DsoNode
+from peergrid_edge.config import EdgeSettings
+from peergrid_edge.daemon import EdgeDaemon
+from peergrid_ledger import keyspace as ks
+from peergrid_ledger.contracts import market as contract
+from peergrid_ledger.state import read_obj
+from peergrid_sim.closedloop import LabChains, LoopTiming, dso_node_config, edge_config
+from peergrid_sim.scenario import load_scenario
+
+IEEE33 = Path(__file__).resolve().parents[2] / "firmware-sim" / "scenarios" / "ieee33.yaml"
+INTERVAL = 36  # 09:00: mg5 exports, mg4 imports; the far end of the feeder sags below 0.91 pu
+
+
+def two_mg_scenario(tmp_path: Path) -> Path:
+    doc = yaml.safe_load(IEEE33.read_text())
+    doc["microgrids"] = [m for m in doc["microgrids"] if m["name"] in ("mg4", "mg5")]
+    doc["serial_lines"] = []
+    path = tmp_path / "two.yaml"
+    path.write_text(yaml.safe_dump(doc))
+    return path
+
+
+async def run_loop(tmp_path: Path, broker: Any) -> tuple[LabChains, dict[str, Any], Path]:
+    """Run interval 36 to its end; return the keys, a snapshot of the chains (taken before the stores close)
+    and the records directory."""
+    scenario_path = two_mg_scenario(tmp_path)
+    chains = LabChains.create(tmp_path / "keys", "ieee33", scenario_path)
+    timing = LoopTiming(time.time() + 8.0, 6.0, INTERVAL, 1, 200)
+    records = tmp_path / "records"
+    records.mkdir()
+    address = (broker.host, broker.port)
+    dso_cfg = dso_node_config(chains, "lab", address, tmp_path / "dso", load_scenario(scenario_path),
+                              tmp_path / "none.json", timing, records)  # fmt: skip
+    dso_cfg |= {"relays_file": None, "vmin_pu": 0.91, "reconfigure_every": 0, "reconfigure_when_insecure": False,
+                "rebargain_wait_s": 15.0}  # fmt: skip
+    (tmp_path / "dso").mkdir()
+    dso = DsoNode.assemble(IntervalNodeSettings.model_validate(dso_cfg))
+    daemons = {}
+    for mg in chains.mgs:
+        cfg = edge_config(
+            chains, mg, "lab", address, tmp_path / f"edge-{mg}", [], scenario_path, timing, records
+        )
+        cfg["market"]["phase_timeout_s"] = 3.0
+        daemons[mg] = EdgeDaemon(EdgeSettings.model_validate(cfg))
+    stop = asyncio.Event()
+    tasks = [asyncio.create_task(d.run(install_signals=False)) for d in daemons.values()]
+    dso_task = asyncio.create_task(dso.run(stop))
+    deadline = time.monotonic() + 150
+    try:
+        while time.monotonic() < deadline:
+            done = all(d.agent is not None and d.agent.phase == "finished" for d in daemons.values())
+            if done and (records / "dso.jsonl").exists():
+                break
+            await asyncio.sleep(0.5)
+        await asyncio.sleep(2.0)  # a few more blocks
+        snapshot = chain_snapshot(daemons)
+    finally:
+        stop.set()
+        for d in daemons.values():
+            d.stop()
+        await asyncio.gather(*tasks, dso_task, return_exceptions=True)
+    return chains, snapshot, records
+
+
+def chain_snapshot(daemons: dict[str, EdgeDaemon]) -> dict[str, Any]:
+    ledgers = {mg: d.ledger for mg, d in daemons.items()}
+    assert all(ledger is not None for ledger in ledgers.values())
+    common = {
+        role: min(ledger.replicas[role].app.head().height for ledger in ledgers.values())  # type: ignore[union-attr]
+        for role in ("mgmc", "dso")
+    }
+    some = next(iter(ledgers.values()))
+    assert some is not None
+    return {
+        "mgmc": some.state("mgmc"),
+        "dso": some.state("dso"),
+        "headers": {
+            role: {mg: ledger.replicas[role].store.header(h) for mg, ledger in ledgers.items()}  # type: ignore[union-attr]
+            for role, h in common.items()
+        },
+    }
+
+
+@pytest.mark.timeout(240)
+def test_the_dso_contract_is_rebargained_by_both_mgmcs_over_mosquitto(tmp_path: Path, mosquitto: Any) -> None:
+    chains, snapshot, records = asyncio.run(run_loop(tmp_path, mosquitto))
+    [dso] = [json.loads(line) for line in (records / "dso.jsonl").read_text().splitlines()]
+    assert dso["interval"] == INTERVAL and "error" not in dso, dso
+    assert dso["adjustments"] and dso["adjustments"][0]["iteration"] == 1, dso
+    assert dso["rebargain"], dso
+    for step in dso["rebargain"]:  # every MG answered every iteration
+        assert step["missing"] == [] and set(step["injections_kw"]) == {"mg4", "mg5"}, step
+    assert dso["iterations"] == len(dso["rebargain"]) + 1
+    assert dso["secure"] or dso["unmet"], dso  # the final verdict says which constraint, if any, stayed
+    edges = {mg: json.loads((records / f"mgmc-{mg}.jsonl").read_text().splitlines()[-1]) for mg in chains.mgs}
+    for mg, rec in edges.items():
+        assert rec["interval"] == INTERVAL and "error" not in rec, rec
+        assert [a["iteration"] for a in rec["rebargains"]] == [s["iteration"] for s in dso["rebargain"]], mg
+        assert all(a["reopened"] and a["rounds"] for a in rec["rebargains"]), rec["rebargains"]
+        # what it submitted last is what the DSO used
+        assert rec["final_injection_kw"] == pytest.approx(dso["injections_kw"][mg], abs=0.01)
+    addressed = {a["mg"] for a in dso["adjustments"]}
+    for mg in addressed:
+        assert any(a["addressed"] for a in edges[mg]["rebargains"])
+        assert edges[mg]["limits"], edges[mg]
+    # the chains: the reopening names the contract's txid on the DSO chain; superseded trades never settled
+    mgmc, dso_state = snapshot["mgmc"], snapshot["dso"]
+    reopened = contract.reopening(mgmc, INTERVAL)
+    assert reopened is not None and reopened["reopens"] == len(dso["rebargain"])
+    first = {a["mg"] for a in dso["adjustments"] if a["iteration"] == 1}
+    contract_txids = {
+        txid
+        for mg in first
+        for txid in read_obj(dso_state, ks.adjustment_index(chains.nodes[mg].public, INTERVAL))
+    }
+    history = contract.interval_record(mgmc, INTERVAL)["superseded"]
+    assert history[0]["ref"] in contract_txids and history[0]["iteration"] == 1
+    assert history[0]["by"] in {chains.anonyms[mg].public for mg in first}
+    for closing in history:
+        for tid in closing["trades"]:
+            old = contract.trade(mgmc, tid)
+            assert old is not None and old["superseded"] >= 0 and old["settlement"] is None
+    # both replicas of each chain hold the same block at the lower of their heights
+    for role, headers in snapshot["headers"].items():
+        assert len({h.encode() for h in headers.values()}) == 1, (role, headers)
