@@ -218,3 +218,16 @@ def test_random_reopen_sequences_keep_their_invariants(seq: list[tuple[str, int,
         assert replica.submit(tx).ok
     replica.seal(chain.block(1).header.time)
     assert replica.state.root == chain.state.root
+
+
+def test_a_replayed_reopen_is_refused_and_changes_nothing() -> None:
+    chain = chain_with()
+    closed_interval(chain)
+    assert chain.sign_and_submit(Keys.p1, "market.reopen", reopen(1)).ok
+    chain.seal()
+    [tx] = [tx for tx in chain.block(1).txs if tx.kind == "market.reopen"]
+    root = chain.state.root
+    assert reason(chain.submit(tx)) is Reason.REPLAYED_NONCE  # the very same transaction again
+    chain.seal()
+    assert chain.state.root == root
+    assert query.interval(chain.state, 1)["reopened"]["reopens"] == 1

@@ -300,7 +300,8 @@ class DsoLoop:
         self.live.injections[t] = dict(injections)
         self.planner.open_set = planned_from = tuple(sorted(self.live.open_set))
         analysis = await asyncio.to_thread(self.planner.analyse, t, injections)
-        loop = await self.security_loop(t, mgs, injections, analysis)
+        # an MG with no injection at all is down: the re-bargaining iterations do not wait for it either
+        loop = await self.security_loop(t, mgs & set(got), injections, analysis)
         injections = loop.injections
         for old in sorted(self.live.injections)[:-8]:
             del self.live.injections[old]
@@ -348,7 +349,8 @@ class DsoLoop:
         """Design step 6: seal each affected MG's adjustment contract, let every MGMC of the interval re-bargain
         (the addressed ones reopen it on the MGMC chain) and submit its revised injection for this iteration,
         re-check by AC power flow on the chosen topology, repeat up to `max_iterations`. An MG that answers
-        short of its limit (or not at all) has shown what it can reach: the next iteration asks the others."""
+        short of its limit (or not at all) has shown what it can reach: the next iteration asks the others.
+        `mgs`: the MGs it waits for (those that sent an injection for this interval); the others keep theirs."""
         from peergrid_dso.services.security import learn_reach
 
         s = self.settings
@@ -356,7 +358,7 @@ class DsoLoop:
         contracts = list(analysis.contracts)
         reach: dict[str, Any] = {}
         iteration = 0
-        while contracts and iteration < s.max_iterations:
+        while contracts and mgs and iteration < s.max_iterations:
             iteration += 1
             for contract in contracts:
                 body = {**contract.body(), "iteration": iteration}
@@ -371,7 +373,9 @@ class DsoLoop:
             missing = sorted(mg for mg in mgs if mg not in got or got[mg][1] < iteration)
             if missing:
                 log.warning("interval %d iteration %d: no revised injection from %s", t, iteration, missing)
-            out.injections = {mg: (got.get(mg, (0, 0))[0] / 1e6, 0.0) for mg in sorted(mgs)}
+            out.injections = {
+                mg: (got[mg][0] / 1e6 if mg in got else p, q) for mg, (p, q) in injections.items()
+            }
             self.live.injections[t] = dict(out.injections)
             reach = learn_reach(reach, contracts, out.injections)
             contracts, _, out.unmet = await asyncio.to_thread(

@@ -351,7 +351,12 @@ class MarketAgent:
                 and (verdict.get("rebargain") or me in verdict.get("adjust", []))
             ):
                 answered.add(iteration)
-                await self._answer(t, iteration, me in verdict.get("adjust", []), sched, market, answers)
+                try:
+                    await self._answer(t, iteration, me in verdict.get("adjust", []), sched, market, answers)
+                except Exception:  # the DSO still gets an answer: the injection this MG holds now
+                    log.exception("interval %d: answering DSO iteration %d failed", t, iteration)
+                    await self._submit("dso", self.d.keypair, "equivalent_injection", {
+                        "interval": t, "injection": round(answers.injection_kw * 1000), "revision": iteration})  # fmt: skip
                 continue
             event = self._verdict_event
             try:
