@@ -1,11 +1,12 @@
-"""Design step 6 in one process over a real Mosquitto: two MGMC edge daemons (mg4, mg5 of ieee33, no devices:
+"""Design step 6 in one process over a real Mosquitto: MGMC edge daemons (mg4, mg5 of ieee33, no devices:
 the model's start state) with LevelDB replicas of both chains, and the live DSO node with its relays in
 memory and a stricter voltage floor (0.91 pu, no reconfiguration), so the DSO must send adjustment contracts.
 
 The DSO seals a contract, the addressed MGMC reopens the interval on the MGMC chain (`market.reopen` whose ref
 is the contract's txid on the DSO chain), both MGMCs bargain again and submit their revised injections for
 that iteration, the DSO re-checks by AC power flow and gives a final verdict that is secure or names the
-constraint it could not meet. Both replicas of each chain agree block by block.
+constraint it could not meet. Both replicas of each chain agree block by block. With four MGMCs, one that
+dies after its first injection stalls nobody: the DSO names it missing and the others finish the interval.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from peergrid_dso.live import DsoNode
 from peergrid_edge.config import EdgeSettings
 from peergrid_edge.daemon import EdgeDaemon
 from peergrid_ledger import keyspace as ks
+from peergrid_ledger import query
 from peergrid_ledger.contracts import market as contract
 from peergrid_ledger.state import read_obj
 from peergrid_sim.closedloop import LabChains, LoopTiming, dso_node_config, edge_config
@@ -33,19 +35,22 @@ IEEE33 = Path(__file__).resolve().parents[2] / "firmware-sim" / "scenarios" / "i
 INTERVAL = 36  # 09:00: mg5 exports, mg4 imports; the far end of the feeder sags below 0.91 pu
 
 
-def two_mg_scenario(tmp_path: Path) -> Path:
+def scenario_of(tmp_path: Path, mgs: tuple[str, ...]) -> Path:
     doc = yaml.safe_load(IEEE33.read_text())
-    doc["microgrids"] = [m for m in doc["microgrids"] if m["name"] in ("mg4", "mg5")]
+    doc["microgrids"] = [m for m in doc["microgrids"] if m["name"] in mgs]
     doc["serial_lines"] = []
-    path = tmp_path / "two.yaml"
+    path = tmp_path / "mgs.yaml"
     path.write_text(yaml.safe_dump(doc))
     return path
 
 
-async def run_loop(tmp_path: Path, broker: Any) -> tuple[LabChains, dict[str, Any], Path]:
+async def run_loop(
+    tmp_path: Path, broker: Any, mgs: tuple[str, ...] = ("mg4", "mg5"), kill: str | None = None
+) -> tuple[LabChains, dict[str, Any], Path]:
     """Run interval 36 to its end; return the keys, a snapshot of the chains (taken before the stores close)
-    and the records directory."""
-    scenario_path = two_mg_scenario(tmp_path)
+    and the records directory. `kill`: that MGMC stops once its first injection is final (before the DSO's
+    first verdict), as a crashed Pi would."""
+    scenario_path = scenario_of(tmp_path, mgs)
     chains = LabChains.create(tmp_path / "keys", "ieee33", scenario_path)
     timing = LoopTiming(time.time() + 8.0, 6.0, INTERVAL, 1, 200)
     records = tmp_path / "records"
@@ -70,12 +75,18 @@ async def run_loop(tmp_path: Path, broker: Any) -> tuple[LabChains, dict[str, An
     deadline = time.monotonic() + 150
     try:
         while time.monotonic() < deadline:
-            done = all(d.agent is not None and d.agent.phase == "finished" for d in daemons.values())
+            if kill is not None and not daemons[kill].stopping.is_set():
+                node = chains.nodes[kill].public
+                state = daemons[kill].ledger.state("dso")  # type: ignore[union-attr]
+                if query.equivalent_injection(state, node, INTERVAL) is not None:
+                    daemons[kill].stop()
+            alive = [d for mg, d in daemons.items() if mg != kill]
+            done = all(d.agent is not None and d.agent.phase == "finished" for d in alive)
             if done and (records / "dso.jsonl").exists():
                 break
             await asyncio.sleep(0.5)
         await asyncio.sleep(2.0)  # a few more blocks
-        snapshot = chain_snapshot(daemons)
+        snapshot = chain_snapshot({mg: d for mg, d in daemons.items() if mg != kill})
     finally:
         stop.set()
         for d in daemons.values():
@@ -144,4 +155,30 @@ def test_the_dso_contract_is_rebargained_by_both_mgmcs_over_mosquitto(tmp_path: 
             assert old is not None and old["superseded"] >= 0 and old["settlement"] is None
     # both replicas of each chain hold the same block at the lower of their heights
     for role, headers in snapshot["headers"].items():
+        assert len({h.encode() for h in headers.values()}) == 1, (role, headers)
+
+
+@pytest.mark.timeout(280)
+def test_a_dead_mgmc_never_stalls_the_rebargaining(tmp_path: Path, mosquitto: Any) -> None:
+    """Four MGMCs (each chain tolerates one down); mg1's Pi dies after its first injection. The others
+    re-bargain without it (each phase waits at most its timeout), the DSO names it missing in every iteration
+    and still gives its final verdict, and the interval is dispatched and settled by the living."""
+    _, snapshot, records = asyncio.run(
+        run_loop(tmp_path, mosquitto, ("mg1", "mg4", "mg5", "mg6"), kill="mg1")
+    )
+    [dso] = [json.loads(line) for line in (records / "dso.jsonl").read_text().splitlines()]
+    assert "error" not in dso and dso["rebargain"], dso
+    for step in dso["rebargain"]:
+        assert step["missing"] == ["mg1"], step
+    assert dso["secure"] or dso["unmet"], dso
+    for mg in ("mg4", "mg5", "mg6"):
+        rec = json.loads((records / f"mgmc-{mg}.jsonl").read_text().splitlines()[-1])
+        assert rec["interval"] == INTERVAL and rec["verdict"] and "error" not in rec, rec
+        assert [a["iteration"] for a in rec["rebargains"]] == [s["iteration"] for s in dso["rebargain"]], mg
+        assert rec["final_injection_kw"] == pytest.approx(dso["injections_kw"][mg], abs=0.01)
+    assert not (records / "mgmc-mg1.jsonl").exists() or all(
+        json.loads(line)["interval"] != INTERVAL or "verdict" not in json.loads(line)
+        for line in (records / "mgmc-mg1.jsonl").read_text().splitlines()
+    )
+    for role, headers in snapshot["headers"].items():  # the living replicas agree
         assert len({h.encode() for h in headers.values()}) == 1, (role, headers)
