@@ -63,8 +63,8 @@ class ProcessSafeWal(FileWal):
     where 30 replicas share one disk and an fsync per vote stalled every event loop; a Pi keeps the durable
     FileWal (which syncs only what a power cut must not lose)."""
 
-    def save(self, record: bytes, sync: bool = True) -> None:
-        super().save(record, sync=False)
+    def __init__(self, path: Path) -> None:
+        super().__init__(path, fsync=False)
 
 
 class LinkTransport:

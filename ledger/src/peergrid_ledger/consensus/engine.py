@@ -4,12 +4,13 @@ Promises: a block is committed only with commit votes of a quorum (⌈2n/3⌉) o
 never two different blocks at one height while at most f = ⌊(n−1)/3⌋ authorities are faulty. A round-change
 proposal must carry a quorum of round changes and, when any of them prepared a value, re-propose the highest
 prepared block with its prepare certificate (QBFT justification), so a value that may have been decided is
-kept across rounds. What a vote commits us to is written to the WAL before the vote is sent (once per
-event, before the actions are returned; a prepare is not logged, and after a restart the node withholds the
-prepares it may have sent in the rounds it may have been in: docs/consensus.md), so a restart never votes
-twice differently. The round-0 proposer proposes once the block period has passed and transactions wait,
-else after `heartbeat_ms` (an empty block), so an idle chain still grows and finds a silent proposer out.
-Each signature is verified once per node (`sigcache`). Bad input of any kind is dropped and counted in `stats`, never raised; the authorities of
+kept across rounds. Our votes are in the WAL before they are sent (one write per event, before its actions
+are returned; synced except for a prepare alone, and after a restart the node withholds any prepare the WAL
+lacks in the rounds it may have been in: docs/consensus.md), so a restart never votes twice differently.
+The round-0 proposer proposes once the block period has passed and transactions wait, else after
+`heartbeat_ms` (an empty block), so an idle chain still grows and finds a silent proposer out. Each
+signature is verified once per node (`sigcache`). Bad input of any kind is dropped and counted in `stats`,
+never raised; the authorities of
 height h are `app.validators(h)` (from the state after h − 1), so a key governance removed or revoked has its
 votes and proposals refused from the height the change takes effect (`refused_revoked`).
 Assumes the driver performs actions in order and feeds back timers; `now` is milliseconds on its clock.

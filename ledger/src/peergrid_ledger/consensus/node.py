@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import json
 import logging
 import os
@@ -72,32 +73,58 @@ def wall_ms() -> int:
 
 
 class FileWal:
-    """The engine's WAL as one small file, replaced atomically (write, fsync, rename) at most once per engine
-    event; a prepare alone is written without the fsync (see docs/consensus.md, "Restarts")."""
+    """The engine's WAL as small files replaced atomically (write, fsync, rename), at most once per engine
+    event. A write the engine does not ask to sync (a prepare: docs/consensus.md, "Restarts") goes to a side
+    file, never over the synced one, so a power cut can lose it but never the synced record under it. Each
+    record carries a sequence number and a checksum; `load` returns the newest intact one. `fsync=False` (the
+    lab: one disk, processes die but never the power) writes the main file without ever syncing."""
 
-    def __init__(self, path: Path) -> None:
+    MAGIC = b"PGW1"
+
+    def __init__(self, path: Path, fsync: bool = True) -> None:
         self.path = path
-        self._tmp = path.with_suffix(".tmp")
+        self.side = path.with_suffix(".unsynced")
+        self.fsync = fsync
         self.writes = 0
         self.syncs = 0
+        self._seq = max((seq for seq, _ in self._records()), default=0)
+
+    def _records(self) -> list[tuple[int, bytes]]:
+        found = []
+        for path in (self.path, self.side):
+            try:
+                data = path.read_bytes()
+            except FileNotFoundError:
+                continue
+            head, body = data[:28], data[28:]
+            if head[:4] == self.MAGIC and hashlib.sha256(head[4:12] + body).digest()[:16] == head[12:28]:
+                found.append((int.from_bytes(head[4:12], "big"), body))
+            elif path == self.path and not data.startswith(self.MAGIC):
+                found.append((-1, data))  # written before records were numbered
+            elif path == self.path:
+                found.append((-2, b""))  # torn or corrupt: something was there (the engine is careful)
+        return found
 
     def load(self) -> bytes | None:
-        try:
-            return self.path.read_bytes()
-        except FileNotFoundError:
-            return None
+        records = self._records()
+        return max(records)[1] if records else None
 
     def save(self, record: bytes, sync: bool = True) -> None:
-        fd = os.open(self._tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        self._seq += 1
+        seq = self._seq.to_bytes(8, "big")
+        data = self.MAGIC + seq + hashlib.sha256(seq + record).digest()[:16] + record
+        target = self.path if sync or not self.fsync else self.side
+        tmp = target.with_suffix(target.suffix + ".tmp")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         try:
-            os.write(fd, record)
-            if sync:
+            os.write(fd, data)
+            if sync and self.fsync:
                 os.fsync(fd)
         finally:
             os.close(fd)
-        os.replace(self._tmp, self.path)
+        os.replace(tmp, target)
         self.writes += 1
-        self.syncs += sync
+        self.syncs += sync and self.fsync
 
 
 class ChainReplica:

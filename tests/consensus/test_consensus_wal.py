@@ -1,0 +1,41 @@
+"""The WAL file: a write the engine does not sync goes beside the synced record, never over it, so losing it
+(a power cut) or finding it torn leaves the synced record readable; the newest intact record wins."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from peergrid_ledger.consensus.node import FileWal
+
+
+def test_an_unsynced_record_never_replaces_the_synced_one(tmp_path: Path) -> None:
+    wal = FileWal(tmp_path / "c.wal")
+    assert wal.load() is None
+    wal.save(b"commit", sync=True)
+    wal.save(b"prepare", sync=False)
+    assert wal.load() == b"prepare" and wal.syncs == 1 and wal.writes == 2
+    assert FileWal(tmp_path / "c.wal").load() == b"prepare"  # what a restarted process reads
+    wal.side.unlink()  # the power went before the kernel wrote it
+    assert FileWal(tmp_path / "c.wal").load() == b"commit"
+    wal.save(b"prepare again", sync=False)
+    wal.side.write_bytes(wal.side.read_bytes()[:-3])  # torn
+    assert FileWal(tmp_path / "c.wal").load() == b"commit"
+    wal.save(b"next commit", sync=True)
+    wal.save(b"later prepare", sync=False)
+    wal.save(b"round change", sync=True)  # newer than the side file it leaves behind
+    assert FileWal(tmp_path / "c.wal").load() == b"round change"
+
+
+def test_a_wal_written_before_records_were_numbered_still_loads(tmp_path: Path) -> None:
+    (tmp_path / "c.wal").write_bytes(b"an old record")
+    wal = FileWal(tmp_path / "c.wal")
+    assert wal.load() == b"an old record"
+    wal.save(b"new", sync=False)
+    assert FileWal(tmp_path / "c.wal").load() == b"new"
+
+
+def test_without_fsync_every_record_goes_to_the_one_file(tmp_path: Path) -> None:
+    wal = FileWal(tmp_path / "c.wal", fsync=False)
+    wal.save(b"a", sync=True)
+    wal.save(b"b", sync=False)
+    assert wal.load() == b"b" and wal.syncs == 0 and not wal.side.exists()
