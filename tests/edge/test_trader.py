@@ -86,7 +86,7 @@ def test_no_reopening_in_time_falls_back_to_a_re_plan_and_still_answers_the_iter
     from types import SimpleNamespace
 
     from peergrid_controller.moves import Participant
-    from peergrid_edge.trader import DsoAnswers, Market
+    from peergrid_edge.chain_bargaining import DsoAnswers, Market, answer_iteration
 
     n = 4
     mg = Microgrid(
@@ -116,8 +116,12 @@ def test_no_reopening_in_time_falls_back_to_a_re_plan_and_still_answers_the_iter
     curve = sched.response_curve(0.05, 0.25)
     market = Market(Participant("me", curve, mg.rules, clean=True), 0.05, 0.25, 0.0)
     answers = DsoAnswers(plan, plan.p2p_net_export[0] + plan.dso_net_export[0], 10.0)
-    asyncio.run(agent._answer(0, 1, True, sched, market, answers))  # addressed: reopens, nobody follows
-    asyncio.run(agent._answer(0, 2, False, sched, market, answers))  # not addressed: answers all the same
+    asyncio.run(
+        answer_iteration(agent, 0, 1, True, sched, market, answers)
+    )  # addressed: reopens, nobody follows
+    asyncio.run(
+        answer_iteration(agent, 0, 2, False, sched, market, answers)
+    )  # not addressed: answers the same
     assert [(role, kind) for role, kind, _ in submitted] == [
         ("mgmc", "market.reopen"), ("dso", "equivalent_injection"), ("dso", "equivalent_injection"),
     ]  # fmt: skip

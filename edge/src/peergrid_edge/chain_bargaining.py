@@ -6,14 +6,17 @@ then per round lets sellers `move` (`peergrid_controller.moves.adjust`) and buye
 so every MGMC decides from the same chain state; a round that repeats the previous one ends it (or `max_rounds`); then
 `_close` has the lowest-keyed seller submit `trade` (anyone after a timeout). A peer that misses a phase is
 left out of the interval's later phases. Returns the public price history per round. `rebargain` plays
-more rounds of a reopened interval (`market.reopen`, design step 6) the same way. Reads only public
-positions from the chain; never reveals the curve.
+more rounds of a reopened interval (`market.reopen`, design step 6) the same way; `answer_iteration` is
+one MG's whole answer to one iteration of the DSO's security loop (reopen, re-bargain, re-plan within its
+limit, revised injection). Reads only public positions from the chain; never reveals the curve.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
+from peergrid_controller.adjustment import Adjustment
 from peergrid_controller.market import Offer, micro_per_wh, wh
 from peergrid_controller.moves import (  # the controller's public per-MGMC moves
     Participant,
@@ -23,6 +26,7 @@ from peergrid_controller.moves import (  # the controller's public per-MGMC move
     make_offer,
     open_seller,
 )
+from peergrid_controller.rebargain import curve_within
 from peergrid_ledger import query
 from peergrid_ledger.contracts import market as contract
 
@@ -159,10 +163,8 @@ async def _rounds(
             band = cfg.price_band + cfg.price_tolerance * ((r - first + 1) // cfg.patience)
             public = [Offer(s.hex(), t, p / 1000, q / 1000, c) for s, (p, q, c, _) in offers.items()]
             bid = make_bid(me, public, t, band, fill)
-            demands = sorted(
-                ({"seller": bytes.fromhex(s), "quantity": wh(q)} for s, q in bid.requests if wh(q) > 0),
-                key=lambda d: d["seller"],
-            )
+            wanted = sorted((bytes.fromhex(s), wh(q)) for s, q in bid.requests if wh(q) > 0)
+            demands = [{"seller": seller, "quantity": quantity} for seller, quantity in wanted]
             await agent._submit("mgmc", agent.anonym, "move", {"interval": t, "round": r, "demands": demands})
         buyers = await _barrier(agent, t, "buyers", r, buyers)
         bids = bids_on_chain(agent.ledger.state("mgmc"), t)
@@ -200,3 +202,94 @@ async def _close(agent: MarketAgent, t: int, sellers: set[bytes]) -> None:
         await agent._submit("mgmc", agent.anonym, "trade", {"interval": t})
     if not await agent.ledger.wait_for("mgmc", lambda s: contract.closed(s, t), agent.s.phase_timeout_s):
         await agent._submit("mgmc", agent.anonym, "trade", {"interval": t})  # the closer is gone: anyone may
+
+
+@dataclass(frozen=True)
+class Market:
+    """What this MG bargains with in one interval: its participant (curve, rules) and the price bounds."""
+
+    me: Participant
+    feed_in: float
+    retail: float
+    premium: float
+
+
+@dataclass
+class DsoAnswers:
+    """This MG's side of the DSO's security loop for one interval: its plan and injection now, its P2P net
+    export (kW, the latest closing's trades), the latest contract's limits and what each iteration did."""
+
+    plan: Any
+    injection_kw: float
+    p2p_net_kw: float
+    limit: dict[str, Any] | None = None  # the latest opened contract (W)
+    limits: list[dict[str, Any]] = field(default_factory=list)
+    adjustments: list[Adjustment] = field(default_factory=list)
+    rebargains: list[dict[str, Any]] = field(default_factory=list)
+
+    def limit_kw(self) -> tuple[float | None, float | None]:
+        if self.limit is None:
+            return None, None
+        lo, hi = self.limit.get("min_injection_w"), self.limit.get("max_injection_w")
+        return (None if lo is None else lo / 1000), (None if hi is None else hi / 1000)
+
+
+async def answer_iteration(
+    agent: MarketAgent,
+    t: int,
+    iteration: int,
+    addressed: bool,
+    sched: Any,
+    market: Market,
+    answers: DsoAnswers,
+) -> None:
+    """This MG's answer to iteration `iteration` of the DSO's security loop (design step 6): an addressed MG
+    opens its sealed contract, holds its curve within the limit and reopens the interval (`market.reopen`,
+    ref = the contract's txid on the DSO chain); every MG that sees the reopening in a final block within
+    3 phase timeouts plays `rebargain`; then each re-plans with the latest closing's trades within its
+    limit (`adjustment.meet`; short of it: says how close) and submits its injection as revision
+    `iteration`. No reopening in time: the same re-plan with the trades kept — the DSO gets its answer."""
+    opened = agent._open_contract(t) if addressed else None
+    if opened is not None:
+        answers.limits.append(opened[0])
+        answers.limit = opened[0]
+    lo, hi = answers.limit_kw()
+    entry: dict[str, Any] = {"iteration": iteration, "addressed": addressed, "reopened": False}
+    me = market.me
+    if answers.limit is not None:  # before reopening: every peer starts the new rounds at once
+        limited = curve_within(sched, lo, hi, agent.mg.tariff.feed_in[t],
+                               agent.mg.tariff.retail[t] + market.premium, answers.injection_kw,
+                               limit_kw=agent.mg.rules.max_quantity_kwh / agent.dt)  # fmt: skip
+        me = replace(market.me, curve=limited.curve)
+        entry["curve_met"], entry["curve_reason"] = limited.met, limited.reason
+    if opened is not None:
+        await agent._submit("mgmc", agent.anonym, "market.reopen",
+                            {"interval": t, "iteration": iteration, "ref": opened[1]})  # fmt: skip
+
+    def reopened(state: Any) -> bool:
+        last = contract.reopening(state, t)
+        return last is not None and last["iteration"] >= iteration
+
+    if await agent.ledger.wait_for("mgmc", reopened, 3 * agent.s.phase_timeout_s):
+        entry["reopened"] = True
+        if not contract.closed(agent.ledger.state("mgmc"), t):
+            history = await rebargain(agent, t, me, market.feed_in, market.retail, market.premium)
+            entry["rounds"] = history
+        await agent.ledger.wait_for("mgmc", lambda s: contract.closed(s, t), agent.s.phase_timeout_s)
+        mine, net_kwh, _ = position(agent.ledger.state("mgmc"), t, agent.anonym.public)
+        answers.p2p_net_kw = net_kwh / agent.dt
+        entry["trades"] = [{"id": tid.hex(), "seller": tr["seller"].hex(), "buyer": tr["buyer"].hex(),
+                            "price": tr["price"] / 1000, "quantity_kwh": tr["quantity"] / 1000}
+                           for tid, tr in mine]  # fmt: skip
+        entry["net_p2p_kwh"] = net_kwh
+    agent.phase = "dso"
+    adjustment = agent.meet_limit(t, sched, answers.p2p_net_kw, answers.limit)
+    answers.plan, answers.injection_kw = adjustment.plan, adjustment.injection_kw
+    if answers.limit is not None:
+        answers.adjustments.append(adjustment)
+    entry.update(injection_kw=adjustment.injection_kw, met=adjustment.met, reason=adjustment.reason)
+    answers.rebargains.append(entry)
+    await agent._submit(
+        "dso", agent.d.keypair, "equivalent_injection",
+        {"interval": t, "injection": round(adjustment.injection_kw * 1000), "revision": iteration},
+    )  # fmt: skip

@@ -23,22 +23,23 @@ import asyncio
 import json
 import logging
 import time
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, replace
 from typing import TYPE_CHECKING, Any
 
 from peergrid_controller.adjustment import Adjustment, meet
 from peergrid_controller.builder import MgState
 from peergrid_controller.moves import BargainingConfig, Participant, role_at_mid
-from peergrid_controller.rebargain import curve_within
 from peergrid_controller.scenario import load_scenario
 from peergrid_controller.schedule import MgSchedule
 from peergrid_edge.actuation import view_of
-from peergrid_edge.chain_bargaining import (  # noqa: F401 - bids/offers_on_chain re-exported
+from peergrid_edge.chain_bargaining import (  # noqa: F401 - bids/offers_on_chain, Market re-exported
+    DsoAnswers,
+    Market,
+    answer_iteration,
     bargain,
     bids_on_chain,
     offers_on_chain,
     position,
-    rebargain,
 )
 from peergrid_edge.config import MarketSettings
 from peergrid_edge.planning import schedule_from_plan
@@ -51,36 +52,6 @@ if TYPE_CHECKING:
     from peergrid_edge.daemon import EdgeDaemon
 
 log = logging.getLogger("peergrid.edge.trader")
-
-
-@dataclass(frozen=True)
-class Market:
-    """What this MG bargains with in one interval: its participant (curve, rules) and the price bounds."""
-
-    me: Participant
-    feed_in: float
-    retail: float
-    premium: float
-
-
-@dataclass
-class DsoAnswers:
-    """This MG's side of the DSO's security loop for one interval: its plan and injection now, its P2P net
-    export (kW, the latest closing's trades), the latest contract's limits and what each iteration did."""
-
-    plan: Any
-    injection_kw: float
-    p2p_net_kw: float
-    limit: dict[str, Any] | None = None  # the latest opened contract (W)
-    limits: list[dict[str, Any]] = field(default_factory=list)
-    adjustments: list[Adjustment] = field(default_factory=list)
-    rebargains: list[dict[str, Any]] = field(default_factory=list)
-
-    def limit_kw(self) -> tuple[float | None, float | None]:
-        if self.limit is None:
-            return None, None
-        lo, hi = self.limit.get("min_injection_w"), self.limit.get("max_injection_w")
-        return (None if lo is None else lo / 1000), (None if hi is None else hi / 1000)
 
 
 class MarketAgent:
@@ -352,7 +323,8 @@ class MarketAgent:
             ):
                 answered.add(iteration)
                 try:
-                    await self._answer(t, iteration, me in verdict.get("adjust", []), sched, market, answers)
+                    addressed = me in verdict.get("adjust", [])
+                    await answer_iteration(self, t, iteration, addressed, sched, market, answers)
                 except Exception:  # the DSO still gets an answer: the injection this MG holds now
                     log.exception("interval %d: answering DSO iteration %d failed", t, iteration)
                     await self._submit("dso", self.d.keypair, "equivalent_injection", {
@@ -364,54 +336,6 @@ class MarketAgent:
             except TimeoutError:
                 break
         return self.verdicts.get(t)
-
-    async def _answer(
-        self, t: int, iteration: int, addressed: bool, sched: MgSchedule, market: Market, answers: DsoAnswers
-    ) -> None:
-        opened = self._open_contract(t) if addressed else None
-        if opened is not None:
-            answers.limits.append(opened[0])
-            answers.limit = opened[0]
-        lo, hi = answers.limit_kw()
-        entry: dict[str, Any] = {"iteration": iteration, "addressed": addressed, "reopened": False}
-        me = market.me
-        if answers.limit is not None:  # before reopening: every peer starts the new rounds at once
-            limited = curve_within(sched, lo, hi, self.mg.tariff.feed_in[t],
-                                   self.mg.tariff.retail[t] + market.premium, answers.injection_kw,
-                                   limit_kw=self.mg.rules.max_quantity_kwh / self.dt)  # fmt: skip
-            me = replace(market.me, curve=limited.curve)
-            entry["curve_met"], entry["curve_reason"] = limited.met, limited.reason
-        if opened is not None:
-            await self._submit("mgmc", self.anonym, "market.reopen",
-                               {"interval": t, "iteration": iteration, "ref": opened[1]})  # fmt: skip
-
-        def reopened(state: Any) -> bool:
-            last = contract.reopening(state, t)
-            return last is not None and last["iteration"] >= iteration
-
-        if await self.ledger.wait_for("mgmc", reopened, 3 * self.s.phase_timeout_s):
-            entry["reopened"] = True
-            if not contract.closed(self.ledger.state("mgmc"), t):
-                history = await rebargain(self, t, me, market.feed_in, market.retail, market.premium)
-                entry["rounds"] = history
-            await self.ledger.wait_for("mgmc", lambda s: contract.closed(s, t), self.s.phase_timeout_s)
-            mine, net_kwh, _ = position(self.ledger.state("mgmc"), t, self.anonym.public)
-            answers.p2p_net_kw = net_kwh / self.dt
-            entry["trades"] = [{"id": tid.hex(), "seller": tr["seller"].hex(), "buyer": tr["buyer"].hex(),
-                                "price": tr["price"] / 1000, "quantity_kwh": tr["quantity"] / 1000}
-                               for tid, tr in mine]  # fmt: skip
-            entry["net_p2p_kwh"] = net_kwh
-        self.phase = "dso"
-        adjustment = self.meet_limit(t, sched, answers.p2p_net_kw, answers.limit)
-        answers.plan, answers.injection_kw = adjustment.plan, adjustment.injection_kw
-        if answers.limit is not None:
-            answers.adjustments.append(adjustment)
-        entry.update(injection_kw=adjustment.injection_kw, met=adjustment.met, reason=adjustment.reason)
-        answers.rebargains.append(entry)
-        await self._submit(
-            "dso", self.d.keypair, "equivalent_injection",
-            {"interval": t, "injection": round(adjustment.injection_kw * 1000), "revision": iteration},
-        )  # fmt: skip
 
     def meet_limit(
         self, t: int, sched: MgSchedule, p2p_net_kw: float, limit: dict[str, Any] | None
