@@ -41,6 +41,7 @@ class PowerFlowResult:
     loading: np.ndarray  # current / rating (1.0 = at limit)
     losses_mw: float
     energised: np.ndarray  # bool per bus
+    v_pu: np.ndarray  # complex voltage phasor per bus (0 where de-energised)
 
     @property
     def vmin_pu(self) -> float:
@@ -163,4 +164,5 @@ def ac_power_flow(
         loading=np.abs(i_br) / rating_pu,
         losses_mw=losses,
         energised=energised,
+        v_pu=v,
     )
