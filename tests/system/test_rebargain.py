@@ -40,6 +40,8 @@ def test_an_adjustment_contract_reopens_the_interval_and_the_mgmcs_rebargain(tmp
         report["proofs"],
     )
 
+    page = (out / "report.html").read_text()
+    assert "Re-bargaining after adjustment contracts" in page and "<td>mg5 ≥ " in page
     rebargained = report["rebargaining"]
     assert rebargained, [r.get("adjustments") for r in report["dso"]]
     for interval in rebargained:

@@ -398,6 +398,20 @@ def html(report: dict[str, Any]) -> str:
         f"<td>{p['overrun_s'] or ''}</td></tr>"
         for p in pace
     )
+
+    def contract_text(c: dict[str, Any]) -> str:
+        low = c["min_injection_w"] is not None
+        watts = c["min_injection_w"] if low else c["max_injection_w"]
+        return f"{c['mg']} {'≥' if low else '≤'} {watts / 1000:.1f} kW"
+
+    rebargain_rows = "".join(
+        f"<tr><td>{rb['interval']}</td><td>{it['iteration']}</td>"
+        f"<td>{h.escape(', '.join(contract_text(c) for c in rb['contracts'] if c.get('iteration') == it['iteration']))}</td>"
+        f"<td>{h.escape(', '.join(it['missing']) or '-')}</td><td>{it['secure']}</td>"
+        f"<td>{h.escape(str(rb['unmet'] or ''))}</td></tr>"
+        for rb in report.get("rebargaining", [])
+        for it in rb["iterations"]
+    )
     return f"""<!doctype html><html><head><meta charset="utf-8"><title>peergrid testbed report</title>
 <style>body{{font-family:sans-serif;margin:2em;max-width:1100px}}table{{border-collapse:collapse}}
 td,th{{border:1px solid #ccc;padding:2px 6px;font-size:13px}}</style></head><body>
@@ -416,6 +430,8 @@ td,th{{border:1px solid #ccc;padding:2px 6px;font-size:13px}}</style></head><bod
 <h2>Pacing on the accelerated clock ({report.get("overruns", 0)} of {len(pace)} intervals overran their slot)</h2>
 {lines(pace_plot, "interval", "s")}
 <table><tr><th>interval</th><th>started late (s)</th><th>switching done (s after slot start)</th><th>overran (s)</th></tr>{pace_rows}</table>
+<h2>Re-bargaining after adjustment contracts (design step 6)</h2><table><tr><th>interval</th><th>iteration</th>
+<th>contracts</th><th>missing</th><th>secure after</th><th>unmet</th></tr>{rebargain_rows}</table>
 <h2>Switch operations</h2><table><tr><th>interval</th><th>branch</th><th>op</th><th>ok</th></tr>{sw}</table>
 <h2>Device faults</h2><pre>{h.escape(json.dumps(report["device_faults"], indent=1))}</pre>
 <h2>Trades</h2><table><tr><th>interval</th><th>seller</th><th>buyer</th><th>kWh</th><th>price</th></tr>{rows}</table>
