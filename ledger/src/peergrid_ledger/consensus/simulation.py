@@ -20,7 +20,7 @@ from functools import partial
 
 from .. import codec, keys
 from .actions import Action, Broadcast, Committed, EvidenceFound, Send, SetTimer, Timer
-from .app import MemoryWal, Signer, VerifyFn
+from .app import Accepted, MemoryWal, Signer, VerifyFn
 from .byzantine import BEHAVIOURS, Byzantine
 from .engine import Engine, EngineConfig
 from .messages import MessageError, WireMessage, decode_wire, max_faulty
@@ -178,7 +178,8 @@ class SimNode:
     def receive(self, source: str, channel: str, data: bytes) -> None:
         now = self.sim.net.now
         if channel == TX:
-            self.app.mempool.add(data, now)
+            if isinstance(self.app.mempool.add(data, now), Accepted):
+                self.perform(self.engine.on_pending(now))
             return
         message = self.sim.decode(data)
         sender = self.sim.nodes[source].key.public
@@ -210,7 +211,8 @@ class SimNode:
                 self.nonce += 1
 
     def submit(self, tx: bytes) -> None:
-        self.app.mempool.add(tx, self.sim.net.now)
+        if isinstance(self.app.mempool.add(tx, self.sim.net.now), Accepted):
+            self.perform(self.engine.on_pending(self.sim.net.now))
         self.sim.net.broadcast(self.name, TX, tx)
 
     def _fire(self, incarnation: int, timer: Timer) -> None:
