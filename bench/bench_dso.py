@@ -21,12 +21,23 @@ from peergrid_dso.feeder.model import Feeder
 from peergrid_dso.services.powerflow import ac_power_flow, closed_mask, net_injection_mw
 from peergrid_dso.services.reconfiguration import reconfigure
 
-# Published AC optima with a 0.90 pu floor (kW); 118zh has no single agreed value in the literature.
-PUBLISHED = {"case33bw": 139.55, "case69": 99.62, "case136ma": 280.19}
+# Reference AC optima with a 0.90 pu floor (kW) and what they rest on. case118zh: the literature's 853.6-854 kW
+# for "the 118-bus system" could not be tied to open-switch sets on this data (none found); 869.73 kW is the
+# best known on it: this method, the MILP of the fast path solved to optimality plus exchange, and an
+# independent branch-exchange implementation (869.71 kW in all 10 of its runs) agree; SCIP below bounds it.
+REFERENCE = {
+    "case33bw": (139.55, "published"),
+    "case69": (99.62, "published"),
+    "case118zh": (869.73, "best known"),
+    "case136ma": (280.19, "published"),
+}
 TARGET_S = {"case33bw": 1.0, "case69": 3.0, "case118zh": 60.0, "case136ma": 60.0}
 # Time given to proving a lower bound on every radial configuration's AC losses (after the fast answer).
 PROOF_S = {"case33bw": 60.0, "case69": 120.0, "case118zh": 120.0, "case136ma": 120.0}
 PROOF_GAP = 1e-3
+# The independent check (SCIP on the MISOCP DistFlow relaxation, `loss_verify`), full runs only, when the
+# optional `verify` extra (PySCIPOpt) is installed: 33-bus as a cross-check, 118-bus as the open question.
+SCIP_S = {"case33bw": 120.0, "case118zh": 1800.0}
 
 
 def _feeders() -> list[Feeder]:
@@ -129,11 +140,11 @@ def run(quick: bool = False) -> str:
     feeders = _feeders()
     if quick:
         feeders = feeders[:2]
-    rows, proofs = [], []
+    rows, proofs, checks = [], [], []
     for f in feeders:
-        started = time.perf_counter()
+        started, cpu = time.perf_counter(), time.process_time()
         r = reconfigure(f, vmin_pu=0.90)
-        took = time.perf_counter() - started
+        took, took_cpu = time.perf_counter() - started, time.process_time() - cpu
         proved = reconfigure(f, vmin_pu=0.90, prove_s=PROOF_S[f.name], target_gap=PROOF_GAP)
         assert proved.bound_kw is not None and proved.gap is not None
         better = proved.losses_kw < r.losses_kw - 0.005
@@ -142,21 +153,23 @@ def run(quick: bool = False) -> str:
             f"{', '.join(map(str, proved.open_branches))} | {proved.bound_kw:.2f} | {proved.gap:.2%} | "
             f"{'**proven**' if proved.proven else 'not proven'} | {proved.proof_seconds:.1f} of {PROOF_S[f.name]:g} |"
         )
+        if not quick and f.name in SCIP_S:
+            checks.append(_scip_row(f, r.open_branches, r.losses_kw, SCIP_S[f.name]))
         count = spanning_tree_count(f)
         per = per_config_seconds(f, 100 if quick else 400)
         exhaustive = count * per
-        ref = PUBLISHED.get(f.name)
-        hit = "—" if ref is None else ("yes" if abs(r.losses_kw - ref) < 0.05 else f"no ({ref})")
+        ref, kind = REFERENCE[f.name]
+        hit = "yes" if r.losses_kw < ref + 0.05 else "**no**"
         target = TARGET_S[f.name]
         rows.append(
-            f"| {f.name} | {f.n_bus} | {r.initial_losses_kw:.2f} | {r.losses_kw:.2f} | {hit} | "
+            f"| {f.name} | {f.n_bus} | {r.initial_losses_kw:.2f} | {r.losses_kw:.2f} | {ref:.2f} ({kind}) | {hit} | "
             f"{', '.join(map(str, r.open_branches))} | {r.vmin_pu:.4f} | {took:.2f} ({'met' if took <= target else 'MISSED'} ≤ {target:g}) | "
-            f"{count:.3g} | {per * 1e3:.2f} | {exhaustive:.3g} | {exhaustive / took:.0f}× |"
+            f"{took_cpu:.2f} | {count:.3g} | {per * 1e3:.2f} | {exhaustive:.3g} | {exhaustive / took:.0f}× |"
         )
     full = ""
     if not quick:
         best, best_open, count, seconds = exhaustive_search(feeders[0])
-        took33 = float(rows[0].split("|")[8].split()[0])
+        took33 = float(rows[0].split("|")[9].split()[0])
         full = (
             f"Full exhaustive search on case33bw, measured in this run: {count} radial configurations, best "
             f"{best:.2f} kW with {', '.join(map(str, best_open))} open, **{seconds:.1f} s** — reconfiguration was "
@@ -166,15 +179,16 @@ def run(quick: bool = False) -> str:
         [
             "## DSO: reconfiguration against exhaustive search",
             "",
-            "Loss-minimising radial reconfiguration, 0.90 pu floor (MILP with Pyomo + HiGHS, then AC branch exchange;",
-            "AC losses). Exhaustive = radial configurations (exact count, matrix-tree theorem) × AC power flow time per",
+            "Loss-minimising radial reconfiguration, 0.90 pu floor (MILP with Pyomo + HiGHS, then AC branch exchange,",
+            "then double exchange ranked by a fixed-current loss model; AC losses). Exhaustive = radial configurations (exact count, matrix-tree theorem) × AC power flow time per",
             "configuration measured in this run on a sample of uniformly random spanning trees — **an estimate, not a full",
             "enumeration**. Wall times include model building. 1-minute load average on the 2-core host:",
             f"{load_before:.1f} before and {os.getloadavg()[0]:.1f} after this run (above 2, other work shared the cores",
-            "and wall times grow with it).",
+            "and wall times grow with it; the CPU seconds of the reconfiguration process are the figure a quiet host",
+            "would show). Reference: published optimum, or the best known where the literature gives none on this data.",
             "",
-            "| feeder | buses | base kW | optimum kW | published optimum reached | open branches | vmin pu | seconds (target) | radial configurations | ms per AC PF | exhaustive s (est.) | speed-up |",
-            "|---|---|---|---|---|---|---|---|---|---|---|---|",
+            "| feeder | buses | base kW | answer kW | reference kW | reference reached | open branches | vmin pu | seconds (target) | CPU s | radial configurations | ms per AC PF | exhaustive s (est.) | speed-up |",
+            "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
             *rows,
             "",
             full,
@@ -192,5 +206,52 @@ def run(quick: bool = False) -> str:
             "| feeder | fast answer kW | after the proof kW | open branches | lower bound kW | gap | verdict | proof s (budget) |",
             "|---|---|---|---|---|---|---|---|",
             *proofs,
+            *(_SCIP_HEAD + checks if checks else []),
         ]
+    )
+
+
+_SCIP_HEAD = [
+    "",
+    "### Independent check: SCIP on the MISOCP DistFlow relaxation",
+    "",
+    "`loss_verify.verify_with_scip`: the same kind of relaxation (DistFlow with losses, spanning-tree rows) but with",
+    "the current/voltage cone P² + Q² ≤ l·v as a convex constraint handled by SCIP's own branch and bound (no cuts",
+    "of ours), a different solver from the proof above. Cutoff losses ≤ (1 − 0.1 %)·answer: 'infeasible' proves the",
+    "answer within 0.1 % of the optimum; otherwise SCIP's dual bound is a lower bound on every radial",
+    "configuration's AC losses and any configuration it finds below the cutoff is AC-evaluated here.",
+    "",
+    "| feeder | answer kW | SCIP lower bound kW | gap | verdict | SCIP status | nodes | s (budget) | SCIP's own find (AC kW) |",
+    "|---|---|---|---|---|---|---|---|---|",
+]
+
+
+def _scip_row(f: Feeder, open_branches: tuple[int, ...], losses_kw: float, budget_s: float) -> str:
+    try:
+        from peergrid_dso.services.loss_verify import ScipUnavailable, verify_with_scip
+    except ImportError:  # pragma: no cover
+        return f"| {f.name} | {losses_kw:.2f} | — | — | not run | loss_verify missing | — | — | — |"
+    p, q = net_injection_mw(f)
+    try:
+        v = verify_with_scip(
+            f,
+            open_branches,
+            losses_kw,
+            p / f.base_mva,
+            q / f.base_mva,
+            0.90,
+            time_limit_s=budget_s,
+            gap=PROOF_GAP,
+        )
+    except ScipUnavailable:
+        return f"| {f.name} | {losses_kw:.2f} | — | — | not run | PySCIPOpt not installed | — | — | — |"
+    gap = max(0.0, 1 - v.bound_kw / losses_kw)
+    found = "—"
+    if v.found_open is not None:
+        pf = ac_power_flow(f, closed_mask(f, v.found_open), p, q)
+        found = f"{', '.join(map(str, v.found_open))} ({pf.losses_mw * 1e3:.2f}, vmin {pf.vmin_pu:.4f})"
+    verdict = "**proven**" if gap <= PROOF_GAP + 1e-9 else "not proven"
+    return (
+        f"| {f.name} | {losses_kw:.2f} | {v.bound_kw:.2f} | {gap:.2%} | {verdict} | {v.status} | {v.nodes} | "
+        f"{v.seconds:.0f} ({budget_s:g}) | {found} |"
     )

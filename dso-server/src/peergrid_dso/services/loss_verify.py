@@ -52,12 +52,14 @@ def verify_with_scip(
     *,
     time_limit_s: float,
     gap: float = 1e-3,
+    log_file: str | None = None,
     clock: Callable[[], float] = time.perf_counter,
 ) -> ScipVerdict:
     """`best_open`/`best_kw`: an AC-feasible radial configuration and its AC losses (the cutoff's reference;
-    its fundamental cycles give valid "one branch open per cycle" rows); `p`, `q`: per-unit net injections."""
+    its fundamental cycles give valid "one branch open per cycle" rows); `p`, `q`: per-unit net injections;
+    `log_file`: where SCIP writes its progress (none by default)."""
     try:
-        from pyscipopt import Model, quicksum
+        from pyscipopt import SCIP_PARAMSETTING, Model, quicksum
     except ImportError as exc:  # pragma: no cover - exercised only without the extra
         raise ScipUnavailable(
             "pip install 'peergrid-dso[verify]' (PySCIPOpt) to run the SCIP verifier"
@@ -73,8 +75,14 @@ def verify_with_scip(
     l_max = {k: min((pt**2 + qt**2) / v_lo, (br[k].rating_mva / feeder.base_mva) ** 2) for k in lines}
     m = Model("reconfiguration-misocp")
     m.hideOutput()
+    if log_file is not None:
+        m.setLogfile(log_file)
     m.setParam("limits/time", max(1.0, time_limit_s))
     m.setParam("parallel/maxnthreads", 1)
+    # The cutoff already carries the best known answer, so primal heuristics only cost time; the root's
+    # cone separation loops are capped (on case33bw: 3.7 s CPU instead of 9.8 s to the same proof).
+    m.setHeuristics(SCIP_PARAMSETTING.OFF)
+    m.setParam("separating/maxroundsroot", 5)
     y = {k: m.addVar(f"y{k}", vtype="B") for k in lines}
     P = {k: m.addVar(f"P{k}", lb=-pt, ub=pt) for k in lines}
     Q = {k: m.addVar(f"Q{k}", lb=-qt, ub=qt) for k in lines}

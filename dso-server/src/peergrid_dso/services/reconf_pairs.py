@@ -125,9 +125,12 @@ def _pair_candidates(
         if not loops[i] & loops[j] or deadline_s() <= 0:
             continue
         rest = frozenset(opens) - {opens[i], opens[j]}
+        # Closing both ties makes three cycles (the two loops and their sum); opening two branches leaves a
+        # spanning tree exactly when each of the three loses one of them.
+        cycles = (loops[i], loops[j], loops[i] ^ loops[j])
         for a, b in itertools.combinations(sorted(loops[i] | loops[j]), 2):
             candidate = rest | {a, b}
-            if len(candidate) < len(opens) or candidate in scored:
+            if candidate in scored or not all(a in c or b in c for c in cycles):
                 continue
             estimate = model.losses_kw(candidate)
             if estimate is not None:
