@@ -3,13 +3,17 @@
 Prints `{"open_branches": [...], "losses_kw", "vmin_pu", "seconds", "bound_kw", "gap", "proven",
 "proof_seconds"}` with `--json` (branch numbers 1-based in file order). `--prove S` spends up to S seconds
 proving a lower bound on the AC losses of every radial configuration (`bound_kw`; `gap` = 1 - bound/losses;
-`proven` when the gap is within `--gap`); without it the three are null/false: a fast answer, no claim. Exit 0 on success, 1 when no radial configuration meets the limits (message on stderr), 2 on bad
-input (unreadable or malformed case or ties file, bad option).
+`proven` when the gap is within `--gap`); without it the three are null/false: a fast answer, no claim.
+`--verify S` spends up to S seconds on an independent check with SCIP (`loss_verify`, optional extra
+`peergrid-dso[verify]`): `verify_bound_kw`, `verify_gap`, `verify_proven` (null/false without it).
+Exit 0 on success, 1 when no radial configuration meets the limits (message on stderr), 2 on bad
+input (unreadable or malformed case or ties file, bad option, --verify without PySCIPOpt).
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import sys
 import time
@@ -44,6 +48,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--gap", type=float, default=1e-3, metavar="REL", help="gap that counts as proven (default 0.001)"
     )
+    parser.add_argument(
+        "--verify",
+        type=float,
+        default=0.0,
+        metavar="S",
+        help="seconds for an independent SCIP check of optimality (default 0; needs peergrid-dso[verify])",
+    )
     parser.add_argument("--no-validate", action="store_true", help="skip the pandapower cross-check")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
 
@@ -52,8 +63,13 @@ def run(args: argparse.Namespace) -> int:
     if not 0.5 < args.vmin < 1.0:
         print(f"{PROGRAM}: --vmin must lie between 0.5 and 1.0 pu", file=sys.stderr)
         return 2
-    if not (0 <= args.prove <= 86_400 and 0 < args.gap < 1):
-        print(f"{PROGRAM}: --prove must lie in [0, 86400] s and --gap in (0, 1)", file=sys.stderr)
+    if not (0 <= args.prove <= 86_400 and 0 <= args.verify <= 86_400 and 0 < args.gap < 1):
+        print(
+            f"{PROGRAM}: --prove and --verify must lie in [0, 86400] s and --gap in (0, 1)", file=sys.stderr
+        )
+        return 2
+    if args.verify > 0 and importlib.util.find_spec("pyscipopt") is None:
+        print(f"{PROGRAM}: --verify needs PySCIPOpt: pip install 'peergrid-dso[verify]'", file=sys.stderr)
         return 2
     try:
         feeder = load_feeder(args.case, args.matpower, args.ties)
@@ -74,6 +90,17 @@ def run(args: argparse.Namespace) -> int:
     seconds = time.perf_counter() - started
     if not args.no_validate:
         cross_check(result.losses_kw, result.vmin_pu, validate_ac(feeder, result.open_branches))
+    verdict = None
+    if args.verify > 0:
+        from peergrid_dso.services.loss_verify import verify_with_scip
+        from peergrid_dso.services.powerflow import net_injection_mw
+
+        p, q = net_injection_mw(feeder)
+        verdict = verify_with_scip(
+            feeder, result.open_branches, result.losses_kw, p / feeder.base_mva, q / feeder.base_mva, args.vmin,
+            time_limit_s=args.verify, gap=args.gap,
+        )  # fmt: skip
+    verify_gap = None if verdict is None else max(0.0, 1 - verdict.bound_kw / result.losses_kw)
     answer = {
         "open_branches": list(result.open_branches),
         "losses_kw": round(result.losses_kw, 3),
@@ -83,6 +110,9 @@ def run(args: argparse.Namespace) -> int:
         "gap": None if result.gap is None else round(result.gap, 6),
         "proven": result.proven,
         "proof_seconds": round(result.proof_seconds, 3),
+        "verify_bound_kw": None if verdict is None else round(verdict.bound_kw, 3),
+        "verify_gap": None if verify_gap is None else round(verify_gap, 6),
+        "verify_proven": verify_gap is not None and verify_gap <= args.gap + 1e-9,
     }
     if args.json:
         print(json.dumps(answer))
@@ -95,6 +125,12 @@ def run(args: argparse.Namespace) -> int:
             print(
                 f"  lower bound {result.bound_kw:.2f} kW, gap {result.gap:.2%} "
                 f"({'proven' if result.proven else 'not proven'} within {args.gap:.2%}, {result.proof_seconds:.1f} s)"
+            )
+        if verdict is not None and verify_gap is not None:
+            print(
+                f"  SCIP check: lower bound {verdict.bound_kw:.2f} kW, gap {verify_gap:.2%} "
+                f"({'proven' if answer['verify_proven'] else 'not proven'}; SCIP {verdict.status}, "
+                f"{verdict.seconds:.1f} s)"
             )
     return 0
 
