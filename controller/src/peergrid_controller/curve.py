@@ -10,7 +10,10 @@ from __future__ import annotations
 
 import bisect
 import itertools
+from collections.abc import Sequence
 from dataclasses import dataclass
+
+import numpy as np
 
 
 class CurveError(ValueError):
@@ -86,3 +89,69 @@ def guarded(planned: ResponseCurve, conventional: ResponseCurve) -> ResponseCurv
         tuple(quantities[k] for k in keep),
         upper=min(planned.upper, conventional.upper),
     )
+
+
+def budgeted(
+    planned: ResponseCurve,
+    fallback: ResponseCurve,
+    fallback_value: float,
+    budget: float,
+    grid: Sequence[float],
+) -> ResponseCurve:
+    """The planned curve, trading at each price only what still fits the MG's day budget.
+
+    `fallback` is the MG's curve when the rest of its day trades with the DSO only, traced over every price a
+    trade can carry; its inverse integrates to F(q) = `fallback_value` + fallback.cost_of_export(q), the cost
+    of the interval with q exported and the rest of the day with the DSO alone (convex in q). A trade of q at
+    price p is allowed when F(q) - p*q <= `budget` (what the MG may still spend this day and end no worse
+    off than its conventional day): whatever the later prices, the fallback then keeps it within budget. The
+    allowed q at p form an interval that contains 0 whenever budget >= fallback_value and widens as the MG's
+    realised savings grow, so the guard is no stricter than the budget needs — unlike `guarded`, which spends
+    none of it. Quantities the fallback never reaches in its price range are refused. The result is a step
+    function on `grid` (ascending prices, the market's ticks) and `planned`'s breakpoints; on each step it
+    takes the bounds of the step's least favourable end (sellers: its lowest price, buyers: its highest), so
+    it holds at every price in the step. Stays non-decreasing.
+    """
+    knots = sorted({0.0, *fallback.quantities})
+    q = np.array(knots)
+    f = np.array([fallback_value + fallback.cost_of_export(x) for x in knots])
+    top = max(planned.upper, grid[-1] if grid else planned.upper)
+    points = sorted({*(p for p in grid if planned.prices[0] <= p <= top), *planned.prices})
+    prices = np.array([*points, top])
+    lo_q, hi_q = _budget_bounds(q, f, budget, prices)
+    quantities: list[float] = []
+    for k, p in enumerate(points):
+        x = min(max(planned.at(p), float(lo_q[k + 1])), float(hi_q[k]))
+        quantities.append(max(x, quantities[-1]) if quantities else x)
+    keep = [0] + [k for k in range(1, len(points)) if quantities[k] > quantities[k - 1] + 1e-9]
+    return ResponseCurve(
+        tuple(points[k] for k in keep), tuple(quantities[k] for k in keep), upper=planned.upper
+    )
+
+
+def _budget_bounds(
+    q: np.ndarray, f: np.ndarray, budget: float, prices: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Per price, the ends of {x in [q[0], q[-1]] : F(x) - p*x <= budget}, F piecewise linear through (q, f).
+
+    F is convex, so the set is one interval; its ends lie on a knot or where a segment crosses the budget.
+    An empty set (a budget below even standing still) gives (0, 0): no trade."""
+    h = f[None, :] - prices[:, None] * q[None, :] - budget  # (prices, knots)
+    ok = h <= 1e-9
+    rows = np.arange(len(prices))
+    first = np.argmax(ok, axis=1)
+    last = len(q) - 1 - np.argmax(ok[:, ::-1], axis=1)
+    lo = q[first].astype(float)
+    hi = q[last].astype(float)
+    # the crossing inside the segment before the first allowed knot and after the last one
+    inner = first > 0
+    a, b = first[inner] - 1, first[inner]
+    ha, hb = h[rows[inner], a], h[rows[inner], b]
+    lo[inner] = q[b] - (q[b] - q[a]) * (-hb) / np.maximum(ha - hb, 1e-15)
+    inner = last < len(q) - 1
+    a, b = last[inner], last[inner] + 1
+    ha, hb = h[rows[inner], a], h[rows[inner], b]
+    hi[inner] = q[a] + (q[b] - q[a]) * (-ha) / np.maximum(hb - ha, 1e-15)
+    none = ~ok.any(axis=1)
+    lo[none] = hi[none] = 0.0
+    return lo, hi

@@ -1,16 +1,25 @@
 """Individual rationality over the day: an MGMC never ends worse off than trading with the DSO alone.
 
 Promises: `Guarded` holds an MG's conventional alternative for the interval (the rest of its day with the DSO
-only, same commitment) and its budget (its conventional day cost minus what it has paid so far, P2P payments
-included). `curve(planned)` trades only within what that alternative would trade at each price (curve.guarded),
-so every agreed trade is worth at least nothing against it. `dispatch(optimistic, net_kw, money)` follows the
-forecast-leaning plan only when that plan's interval cost plus the conventional value of the state it leaves
-fits the budget; otherwise it dispatches the conventional alternative with the agreed trade. By induction the
-budget never goes negative, so the MG's day cost is at most its conventional day cost (up to solver
-tolerance), whatever the forecast turns out to be. Assumes the conventional day cost comes from the same model
-(baselines.conventional). The induction is exact for MGs without gensets; with a genset the alternative keeps
-the plan's commitment, which need not be the conventional optimum's, so there it is checked (tests, bench:
-no MG worse off), not proven. Never reads clocks or I/O.
+only, same commitment) and its cost from here, `value`. Its *budget* is its conventional day cost minus what it
+has paid so far (P2P payments included): what it may still spend and end no worse off.
+- `curve(planned, ..., budget)` ("strict", the default): trades only what fits the budget, judged on the MG's
+  realised day (curve.budgeted): a trade of q at price p is allowed when the interval with q traded plus the
+  rest of the day with the DSO alone costs at most the budget. At the start of the day that already allows
+  more than the conventional alternative would trade (the surplus of the first kWh pays for the last); as the
+  MG saves, it may lean further on its plan.
+- `per_trade_curve(planned, ...)` ("trades"): only what the conventional alternative itself would trade at that
+  price (curve.guarded): each trade worth at least nothing on its own, the budget never used.
+- `dispatch(optimistic, net_kw, money, budget)` follows the forecast-leaning plan when its interval cost plus
+  the conventional value of the state it leaves fits the budget; otherwise it dispatches the conventional
+  alternative with the agreed trade, which fits by the curve's construction.
+By induction the budget never falls below the conventional value of where the MG stands, so its day cost is
+at most its conventional day cost (up to solver tolerance), whatever the forecast turns out to be. Assumes the
+conventional day cost comes from the same model (baselines.conventional) and that agreed trades stay within
+the curve (moves.make_bid asks no more than the curve demands at the level's price; sellers offer no more
+than it supplies). The induction is exact for MGs without gensets; with a genset the alternative keeps the
+plan's commitment, which need not be the conventional optimum's, so there it is checked (tests, bench: no MG
+worse off), not proven. Never reads clocks or I/O.
 """
 
 from __future__ import annotations
@@ -20,7 +29,8 @@ from dataclasses import dataclass
 
 from peergrid_controller.builder import MgState
 from peergrid_controller.commitment import Options
-from peergrid_controller.curve import ResponseCurve, guarded
+from peergrid_controller.curve import ResponseCurve, budgeted, guarded
+from peergrid_controller.market import PRICE_TICK
 from peergrid_controller.model import Microgrid
 from peergrid_controller.schedule import MgSchedule
 
@@ -38,16 +48,56 @@ class Guarded:
 
     @classmethod
     def build(
-        cls, mg: Microgrid, dt: float, start: int, state: MgState, commitment: Sequence[Sequence[bool]]
+        cls,
+        mg: Microgrid,
+        dt: float,
+        start: int,
+        state: MgState,
+        commitment: Sequence[Sequence[bool]] | None = None,
     ) -> Guarded:
+        """`commitment`: the genset on/off the alternative keeps; None (the default) re-commits it (a MILP),
+        so `value` is the conventional optimum from `state`, not an upper bound on it."""
         alone = MgSchedule(
             mg, dt, start=start, horizon=mg.intervals - start, state=state, commitment=commitment
         )
         value = alone.solve().cost
         return cls(mg, dt, start, state, Options.build(mg, dt, start, state, alone, None), value)
 
-    def curve(self, planned: ResponseCurve, lo: float, hi: float, limit_kw: float) -> ResponseCurve:
+    @classmethod
+    def fallback(
+        cls,
+        mg: Microgrid,
+        dt: float,
+        start: int,
+        state: MgState,
+        commitment: Sequence[Sequence[bool]],
+        budget: float,
+    ) -> Guarded:
+        """The alternative the budget guard falls back on: with a genset, the plan's commitment when the DSO-only
+        day with it still fits the budget (selling the genset's output then costs what the genset costs), else
+        the conventional optimum from here (a MILP), which fits whenever the guard has held so far."""
+        if mg.gensets:
+            kept = cls.build(mg, dt, start, state, commitment)
+            if kept.value <= budget + SLACK:
+                return kept
+        return cls.build(mg, dt, start, state)
+
+    def per_trade_curve(self, planned: ResponseCurve, lo: float, hi: float, limit_kw: float) -> ResponseCurve:
         return guarded(planned, self.alone.curve(lo, hi, limit_kw))
+
+    def curve(
+        self, planned: ResponseCurve, lo: float, hi: float, limit_kw: float, budget: float
+    ) -> ResponseCurve:
+        """`planned` within the budget at every price of the market's tick grid on [lo, hi]."""
+        # the fallback's F(q) must be known for every q the plan may trade: traced from price 0 (what it
+        # would take even for free bounds what it can absorb) to well above any value energy has for it
+        # (retail, its loads' VoLL), so that with savings in hand it may sell what the DSO-only day would keep.
+        # Its own commitment only: the genset option's envelope would be the convex hull of two costs, which
+        # can undercut both.
+        dearest = max(max(self.mg.tariff.retail), *(ld.voll for ld in self.mg.loads), hi)
+        fallback = self.alone.plan.response_curve(0.0, 2 * dearest, limit_kw)
+        ticks = [round(lo + k * PRICE_TICK, 6) for k in range(round((hi - lo) / PRICE_TICK) + 1)]
+        return budgeted(planned, fallback, self.value, budget - SLACK, ticks)
 
     def dispatch(
         self, optimistic: Options, net_kw: float, money: float, budget: float
@@ -56,16 +106,21 @@ class Guarded:
         spend this day and stay within its conventional cost)."""
         sched = optimistic.choose(net_kw)
         cost, state = sched.first_interval_cost_and_state()
-        if cost - money + self._value_after(sched, state) <= budget + SLACK:
+        if cost - money + self._value_after(sched, state, budget - cost + money) <= budget + SLACK:
             return sched, cost, state
         sched = self.alone.choose(net_kw)
         cost, state = sched.first_interval_cost_and_state()
         return sched, cost, state
 
-    def _value_after(self, sched: MgSchedule, state: MgState) -> float:
+    def _value_after(self, sched: MgSchedule, state: MgState, budget_left: float) -> float:
+        """The conventional value of `state` from the next interval on; with a genset first with the plan's
+        commitment kept (an upper bound, an LP), and only when that does not fit, re-committed (a MILP)."""
         nxt = self.start + 1
         if nxt >= self.mg.intervals:
             return 0.0
         rest = tuple(on[1:] for on in sched.commitment())
         after = MgSchedule(self.mg, self.interval_hours, start=nxt, state=state, commitment=rest)
-        return after.solve().cost
+        value = after.solve().cost
+        if self.mg.gensets and value > budget_left + SLACK:
+            value = MgSchedule(self.mg, self.interval_hours, start=nxt, state=state).solve().cost
+        return value

@@ -39,9 +39,11 @@ class SimulationConfig:
     with_central: bool = True
     central_time_limit_s: float = 120.0
     forecast_iterations: int = 24  # > 0: day-ahead price discovery first (forecast.py); the plans lean on it
-    # individual rationality (rationality.py): "strict" (default) trades within the conventional alternative's
-    # curve and dispatches within the MG's budget, so no MG ends worse off than with the DSO alone; "trades"
-    # bounds only the trades; "off" trusts the day-ahead forecast (more welfare, no guarantee)
+    # individual rationality (rationality.py): "strict" (default) trades and dispatches only within the MG's
+    # day budget (its conventional day cost minus what it has paid), judged against falling back on the DSO
+    # alone for the rest of the day, so no MG ends worse off than with the DSO alone; "trades" bounds each
+    # trade by what the conventional alternative would trade and leaves dispatch to the plan; "off" trusts
+    # the day-ahead forecast (more welfare, no guarantee)
     rationality: Literal["strict", "trades", "off"] = "strict"
     recommit_every: int = (
         4  # genset on/off re-decided (MILP) every this many intervals; dispatch-only LPs between
@@ -158,8 +160,15 @@ def simulate(
             curve = options.curve(lo, hi, limit_kw=limit)
             if forecast is not None and cfg.rationality != "off":
                 # the conventional alternative bounds what it trades and how it dispatches (rationality.py)
-                guards[mg.name] = Guarded.build(mg, dt, t, states[mg.name], sched.commitment())
-                curve = guards[mg.name].curve(curve, lo, hi, limit_kw=limit)
+                if cfg.rationality == "strict":
+                    fallback = Guarded.fallback(
+                        mg, dt, t, states[mg.name], sched.commitment(), budget[mg.name]
+                    )
+                    curve = fallback.curve(curve, lo, hi, limit, budget[mg.name])
+                else:
+                    fallback = Guarded.build(mg, dt, t, states[mg.name], sched.commitment())
+                    curve = fallback.per_trade_curve(curve, lo, hi, limit_kw=limit)
+                guards[mg.name] = fallback
             # clean: no genset behind the offer at any price (a genset it may start for the trade counts)
             clean = plan.genset_kw[0] <= 1e-6 and options.alternative is None
             participants.append(Participant(mg.name, curve, mg.rules, clean=clean))
