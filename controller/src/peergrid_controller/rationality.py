@@ -103,14 +103,37 @@ class Guarded:
         self, optimistic: Options, net_kw: float, money: float, budget: float
     ) -> tuple[MgSchedule, float, MgState]:
         """The schedule to follow, its interval cost and the state it leaves (budget: what the MG may still
-        spend this day and stay within its conventional cost)."""
+        spend this day and stay within its conventional cost).
+
+        When the forecast-leaning plan does not fit, an MG without a genset takes the largest share of it
+        that does: both dispatches meet the same trade from the same state, so any mix of the two is a
+        dispatch too, its interval cost mixes linearly and the DSO-only value of the state it leaves is
+        convex in the stored energy (an LP's value in its right-hand side), so at most the mix of the two
+        values. A genset's on/off cannot be mixed: it takes the conventional alternative whole."""
         sched = optimistic.choose(net_kw)
         cost, state = sched.first_interval_cost_and_state()
-        if cost - money + self._value_after(sched, state, budget - cost + money) <= budget + SLACK:
+        planned = cost - money + self._value_after(sched, state, budget - cost + money)
+        if planned <= budget + SLACK:
             return sched, cost, state
-        sched = self.alone.choose(net_kw)
-        cost, state = sched.first_interval_cost_and_state()
-        return sched, cost, state
+        alone = self.alone.choose(net_kw)
+        alone_cost, alone_state = alone.first_interval_cost_and_state()
+        if self.mg.gensets:
+            return alone, alone_cost, alone_state
+        # the alternative's dispatch objective is its interval cost plus the rest of its day from its state
+        fallback = alone.last_dispatch_cost() - money
+        share = (budget - fallback) / (planned - fallback) if planned > fallback + 1e-12 else 0.0
+        share = min(max(share, 0.0), 1.0)
+        if share <= 0.0:
+            return alone, alone_cost, alone_state
+        mixed = MgState(
+            soc_kwh=tuple(
+                share * a + (1 - share) * b for a, b in zip(state.soc_kwh, alone_state.soc_kwh, strict=True)
+            ),
+            genset_on=(),
+            genset_kw=(),
+            genset_intervals_in_state=(),
+        )
+        return alone, share * cost + (1 - share) * alone_cost, mixed
 
     def _value_after(self, sched: MgSchedule, state: MgState, budget_left: float) -> float:
         """The conventional value of `state` from the next interval on; with a genset first with the plan's

@@ -243,6 +243,10 @@ class MgSchedule:
         self._last_dispatch = sol
         return self._plan(sol)
 
+    def last_dispatch_cost(self) -> float:
+        """The last `dispatch`'s cost over the horizon (its P2P payments excluded: they are settled apart)."""
+        return float(self._last_dispatch.objective)
+
     def first_interval_cost_and_state(self) -> tuple[float, MgState]:
         """The physical cost of the plan's first interval (with the day's terminal charge if it is the last)
         and the state the next interval starts from."""
