@@ -12,6 +12,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import highspy
+
 from peergrid_controller import lp as lpmod
 from peergrid_controller.builder import MgColumns, MgState, add_microgrid
 from peergrid_controller.model import Scenario, validate_microgrid
@@ -25,6 +27,9 @@ class BaselineCosts:
     ]  # MG -> physical cost per interval (terminal charge in the last)
     p2p_net_export_kwh: dict[str, tuple[float, ...]]
     mip_gap: float = 0.0
+    # central only: the P2P balance's shadow price per interval (currency/kWh; the LP with the MILP's genset
+    # on/off fixed): the price at which every MG's own optimum is consistent with the central plan
+    prices: tuple[float, ...] = ()
 
     def total(self) -> float:
         return sum(sum(v) for v in self.per_interval.values())
@@ -59,11 +64,12 @@ def central(scenario: Scenario, time_limit_s: float = 120.0) -> BaselineCosts:
         state = MgState.initial(mg)
         check_feasible(mg, 0, n, state)
         cols[mg.name] = add_microgrid(lp, mg, scenario.interval_hours, 0, n, state, p2p=True)
+    balance = []
     for k in range(n):
         row: list[tuple[int, float]] = []
         for c in cols.values():
             row += [(c.p2p_sell[k], 1.0), (c.p2p_buy[k], -1.0)]
-        lp.eq(row, 0.0)
+        balance.append(lp.eq(row, 0.0))
     h = lp.to_highs()
     h.setOptionValue("time_limit", time_limit_s)
     h.setOptionValue("mip_rel_gap", 1e-5)
@@ -79,4 +85,21 @@ def central(scenario: Scenario, time_limit_s: float = 120.0) -> BaselineCosts:
             for name, c in cols.items()
         },
         sol.mip_gap,
+        _shadow_prices(h, lp.integer, sol.x, balance, lp.name, dt),
     )
+
+
+def _shadow_prices(
+    h: highspy.Highs, integer: list[int], x: tuple[float, ...], rows: list[int], name: str, dt: float
+) -> tuple[float, ...]:
+    """Duals of the balance rows with every integer fixed at the MILP's value (the re-solve is an LP)."""
+    for i in integer:
+        h.changeColIntegrality(i, highspy.HighsVarType.kContinuous)
+        h.changeColBounds(i, round(x[i]), round(x[i]))
+    try:
+        sol = lpmod.run(h, name)
+    except lpmod.SolveError:
+        return ()
+    if not sol.row_duals:
+        return ()
+    return tuple(round(sol.row_duals[r] / dt, 6) for r in rows)

@@ -39,6 +39,9 @@ class SimulationConfig:
     with_central: bool = True
     central_time_limit_s: float = 120.0
     forecast_iterations: int = 24  # > 0: day-ahead price discovery first (forecast.py); the plans lean on it
+    # a price forecast given from outside instead of the discovery (one per interval; e.g. the central
+    # optimum's shadow prices, to measure what the per-interval market makes of perfect price information)
+    forecast_prices: tuple[float, ...] | None = None
     # individual rationality (rationality.py): "strict" (default) trades and dispatches only within the MG's
     # day budget (its conventional day cost minus what it has paid), judged against falling back on the DSO
     # alone for the rest of the day, so no MG ends worse off than with the DSO alone; "trades" bounds each
@@ -120,7 +123,11 @@ def simulate(
     conv = baselines.conventional(scenario)
     cent = baselines.central(scenario, cfg.central_time_limit_s) if cfg.with_central else None
     venue = venue_factory(scenario)
-    forecast = indicative_prices(scenario, cfg.forecast_iterations) if cfg.forecast_iterations > 0 else None
+    forecast = cfg.forecast_prices
+    if forecast is not None and len(forecast) != n:
+        raise ValueError(f"forecast_prices has {len(forecast)} prices for {n} intervals")
+    if forecast is None and cfg.forecast_iterations > 0:
+        forecast = indicative_prices(scenario, cfg.forecast_iterations)
     states = {mg.name: MgState.initial(mg) for mg in scenario.microgrids}
     commitments: dict[str, tuple[int, tuple[tuple[bool, ...], ...]]] = {}
     # what each MG may still spend and end no worse off than its conventional day (its own alternative)
