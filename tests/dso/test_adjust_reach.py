@@ -62,3 +62,19 @@ def test_when_nobody_can_move_enough_the_constraint_is_named() -> None:
     stuck = {mg: MgRange(p, p) for mg, (p, _) in INJECTIONS.items()}  # every MG showed it cannot move
     contracts, _, unmet = planner.adjust(36, feeder.initially_open(), INJECTIONS, stuck)
     assert contracts == [] and unmet is not None and "voltage >= 0.91" in unmet
+
+
+def test_a_reconfiguration_after_an_adjustment_still_solves() -> None:
+    """One DSO process runs both: HiGHS refuses a run whose thread count differs from its first run's, so the
+    adjustment LP must not leave the reconfiguration MILP without a scheduler (it did: 'unknown')."""
+    from peergrid_dso.services.powerflow import net_injection_mw
+    from peergrid_dso.services.reconfiguration import reconfigure
+
+    feeder = replace(case33bw(BUSES), vmin_pu=0.91)
+    planner = IntervalPlanner(
+        feeder, feeder.initially_open(), reconfigure_every=0, reconfigure_when_insecure=False
+    )
+    assert planner.analyse(36, INJECTIONS).contracts  # an adjustment LP ran in this process
+    plain = case33bw(BUSES)
+    p, q = net_injection_mw(plain, INJECTIONS)
+    assert reconfigure(plain, p_inj_mw=p, q_inj_mvar=q, time_limit_s=20.0).open_branches

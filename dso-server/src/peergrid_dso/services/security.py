@@ -177,6 +177,10 @@ def _adjustment_lp(
     silence_highs_banner()
     solver = Highs()
     solver.config.load_solution = False
+    # HiGHS builds one task scheduler per thread on its first run and then refuses a run asking for another
+    # thread count: the reconfiguration MILP in this same process runs with threads=1, so this LP does too
+    # (with the default count, every later reconfiguration failed with "stopped without a solution")
+    solver.highs_options = {"threads": 1}
     result = solver.solve(m)
     if result.termination_condition != TerminationCondition.optimal:
         raise OpfNumericalFailure(f"adjustment LP ended {result.termination_condition.name}")
