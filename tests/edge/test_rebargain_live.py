@@ -130,8 +130,9 @@ def test_the_dso_contract_is_rebargained_by_both_mgmcs_over_mosquitto(tmp_path: 
         assert rec["interval"] == INTERVAL and "error" not in rec, rec
         assert [a["iteration"] for a in rec["rebargains"]] == [s["iteration"] for s in dso["rebargain"]], mg
         assert all(a["reopened"] and a["rounds"] for a in rec["rebargains"]), rec["rebargains"]
-        # what it submitted last is what the DSO used
+        # what it submitted last is what the DSO used; the final verdict it got is the DSO's
         assert rec["final_injection_kw"] == pytest.approx(dso["injections_kw"][mg], abs=0.01)
+        assert (rec["secure"], rec["unmet"]) == (dso["secure"], dso["unmet"])
     addressed = {a["mg"] for a in dso["adjustments"]}
     for mg in addressed:
         assert any(a["addressed"] for a in edges[mg]["rebargains"])

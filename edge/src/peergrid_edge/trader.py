@@ -284,6 +284,7 @@ class MarketAgent:
                                 for a in adjustments],
                 "rebargains": answers.rebargains,
                 "verdict": verdict is not None, "secure": (verdict or {}).get("secure"),
+                "unmet": (verdict or {}).get("unmet"),
                 "dispatch_confirmed": confirmed, "settled": settled,
                 "times": {"start": started, "bargained": bargained, "dso_done": dso_done, "end": time.time()},
                 "heights": self.ledger.heights(), "cost_to_go": to_go,
