@@ -19,6 +19,7 @@ from peergrid_ledger.consensus.messages import (
     COMMIT,
     PREPARE,
     PROPOSAL,
+    ROUND_CHANGE,
     ConsensusMessage,
     Vote,
     decode_wire,
@@ -329,3 +330,14 @@ def test_an_idle_chain_heads_for_a_coordinated_stop_at_a_block_per_period() -> N
     assert net.heights() == [halt] * 4
     net.advance(3000)
     assert net.heights() == [halt] * 4  # and no further
+
+
+def test_a_round_change_lost_in_a_partition_is_said_again_before_the_next_round() -> None:
+    net = Net(4)
+    net.advance(1500, keep=lambda i, j, d: False)  # round 0 times out at 1.1 s; every round change is lost
+    assert all(e.s.round == 1 for e in net.engines) and min(net.heights()) == 0
+    net.advance(1000)  # healed; round 1's own timeout (2 s, backed off) would fire only at 3.1 s
+    assert min(net.heights()) >= 1
+    assert all(e.stats["resent"] >= 1 for e in net.engines)
+    changes = [v for v in votes_of(net.sent[0]) if v.kind == ROUND_CHANGE and v.round == 1]
+    assert len(changes) >= 2 and len(set(changes)) == 1  # the same signed vote, said again

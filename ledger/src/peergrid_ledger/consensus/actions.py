@@ -14,6 +14,7 @@ from .messages import Certificate, Evidence
 ROUND_TIMER = "round"
 PROPOSE_TIMER = "propose"
 SYNC_TIMER = "sync"
+RESEND_TIMER = "resend"
 
 
 @dataclass(frozen=True, slots=True)

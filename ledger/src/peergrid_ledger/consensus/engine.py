@@ -25,6 +25,7 @@ from dataclasses import dataclass
 
 from .actions import (
     PROPOSE_TIMER,
+    RESEND_TIMER,
     ROUND_TIMER,
     SYNC_TIMER,
     Action,
@@ -159,6 +160,8 @@ class Engine:
         elif timer.kind == ROUND_TIMER:
             self.stats["round_timeouts"] += 1
             self._enter_round(s.round + 1)
+        elif timer.kind == RESEND_TIMER:
+            self._resend()
         elif timer.kind == PROPOSE_TIMER and self._is_proposer(s.round) and s.round == 0:
             if self._wanted() or now >= self._due(idle=True):
                 self._propose_fresh(0)
@@ -284,6 +287,25 @@ class Engine:
         self._set_round_timer(round_)
         self._cast(ROUND_CHANGE, round_, s.prepared_digest, s.prepared_round)
         self._maybe_propose_after_round_change(round_)
+        self._arm_resend()
+
+    def _arm_resend(self) -> None:
+        if not self._halted():
+            at = self.now + self.config.round_timeout_ms
+            self._out.append(SetTimer(Timer(RESEND_TIMER, self.s.height, self.s.round), at))
+
+    def _resend(self) -> None:
+        """Still in this round a round timeout later: say our round change (and our proposal) again. A round
+        change lost in a partition is otherwise said again only at the next round's timeout, which backs off
+        exponentially; repeating an identical signed vote is always safe."""
+        s = self.s
+        for kind in (ROUND_CHANGE, PROPOSAL):
+            vote = s.sent.get((kind, s.round))
+            if vote is not None:
+                self.stats["resent"] += 1
+                block = s.own_proposal if kind == PROPOSAL else None
+                self._out.append(Broadcast(encode_wire(self.chain_id, self._dress(vote, block))))
+        self._arm_resend()
 
     def _is_proposer(self, round_: int) -> bool:
         return bool(self.me) and self.proposer(round_) == self.me
