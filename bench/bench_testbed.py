@@ -6,13 +6,15 @@ replicas of both chains per MG, the DSO node and server) on ieee33 (6 MGs, IEEE 
 (schedule, bargaining on the MGMC chain) to the DSO's switching being done, its split into bargaining and
 DSO work, blocks, and the checks. The baseline measured in the same run is the 6-MG figure: the 30-MG one is
 reported as a ratio to it. Everything shares this machine's two cores. `BENCH_TESTBED_SIZES=6` (or `30`) runs
-one size only (the 30-MG run takes ~10 minutes of both cores).
+one size only (the 30-MG run takes ~10 minutes of both cores); `BENCH_TESTBED_KEEP=DIR` keeps each run's
+report, records and replica status files there for a closer look.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -38,6 +40,13 @@ def _run(scenario: str, intervals: int, interval_s: float, block_ms: int, workdi
         capture_output=True, text=True, timeout=1800,
     )  # fmt: skip
     wall = time.monotonic() - started
+    keep = os.environ.get("BENCH_TESTBED_KEEP")
+    if keep:
+        dest = Path(keep) / workdir.name
+        shutil.copytree(report, dest / "report", dirs_exist_ok=True, ignore_dangling_symlinks=True)
+        shutil.copytree(workdir / "bed" / "records", dest / "records", dirs_exist_ok=True)
+        for status in (workdir / "bed" / "nodes").glob("*/ledger-status.json"):
+            shutil.copy(status, dest / f"status-{status.parent.name}.json")
     if done.returncode != 0 or not (report / "report.json").exists():
         return {"error": (done.stdout + done.stderr)[-600:], "wall_s": wall}
     doc = json.loads((report / "report.json").read_text())
