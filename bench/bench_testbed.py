@@ -43,8 +43,10 @@ def _run(scenario: str, intervals: int, interval_s: float, block_ms: int, workdi
     keep = os.environ.get("BENCH_TESTBED_KEEP")
     if keep:
         dest = Path(keep) / workdir.name
-        shutil.copytree(report, dest / "report", dirs_exist_ok=True, ignore_dangling_symlinks=True)
-        shutil.copytree(workdir / "bed" / "records", dest / "records", dirs_exist_ok=True)
+        for src, name in ((report, "report"), (workdir / "bed" / "records", "records")):
+            if src.is_dir():
+                shutil.copytree(src, dest / name, dirs_exist_ok=True)
+        dest.mkdir(parents=True, exist_ok=True)
         for status in (workdir / "bed" / "nodes").glob("*/ledger-status.json"):
             shutil.copy(status, dest / f"status-{status.parent.name}.json")
     if done.returncode != 0 or not (report / "report.json").exists():
