@@ -4,10 +4,10 @@
 authority, so later certificates carry two signatures; revoke an MGMC, with the operator's record),
 enrolment and (de)authorisation, DER data commitments, a schedule contract, equivalent injections, an
 encrypted adjustment contract, a switching plan with its executed steps and its result, market rules,
-offers, bids, bargaining moves, agreed trades and settlements, the auction example (1 sells; 2, 3, 4 bid
-30, 20, 25; 2 wins and pays 1), and equivocation evidence. Keys come from fixed
-seeds, so apart from the sealed-box ciphertext the chain is the same every time. With fewer than three
-blocks the early phases share blocks; every kind still appears.
+offers, bids, bargaining moves, agreed trades, the DSO reopening the interval for re-bargaining (the second
+closing's trades settle), the auction example (1 sells; 2, 3, 4 bid 30, 20, 25; 2 wins and pays 1), and
+equivocation evidence. Keys come from fixed seeds, so apart from the sealed-box ciphertext the chain is the
+same every time. With fewer than three blocks the early phases share blocks; every kind still appears.
 """
 
 from __future__ import annotations
@@ -59,7 +59,7 @@ def demo_genesis(keys: dict[str, Keypair]) -> Genesis:
         time=DEMO_T0,
         authorities=(keys["authority-a"].public,),
         accounts=(Account(keys["dso"].public, ("dso",), "dso"), *anonyms),
-        params=Params(credit_limit=10_000_000),
+        params=Params(credit_limit=10_000_000, max_reopens=1),
     )
 
 
@@ -111,6 +111,13 @@ def _phase_bargain(d: Demo) -> None:
     d.do("mg1", "move", {"interval": 1, "round": 1, "price": 270, "quantity": 3000})
     demands = [{"seller": d.pk("mg1"), "quantity": 900}, {"seller": d.pk("mg2"), "quantity": 900}]
     d.do("mg4", "move", {"interval": 1, "round": 1, "demands": demands})
+    d.do("mg3", "trade", {"interval": 1})
+    # the DSO's adjustment contract makes the MGs re-bargain (design step 6): it reopens the interval, mg1
+    # lowers its price a little, and the second closing's trades are the ones that settle
+    ref = hashlib.sha256(b"adjustment contract of interval 1").digest()
+    until = d.chain.tip.time + 60_000
+    d.do("dso", "market.reopen", {"interval": 1, "iteration": 1, "ref": ref, "until": until})
+    d.do("mg1", "move", {"interval": 1, "round": 2, "price": 260, "quantity": 3000})
     agreed = d.do("mg3", "trade", {"interval": 1})
     for _, event in agreed.events:
         buyer = next(n for n in ("mg3", "mg4") if d.pk(n) == event["buyer"])

@@ -41,7 +41,10 @@ class Params:
     max_block_bytes: int = 8 * 1024 * 1024
     credit_limit: int = 0  # how far below zero a balance may go (currency micro-units)
     authority_change_delay: int = 1  # a governance change in block h governs blocks from h + delay
-    max_reopens: int = 3  # how often one trading interval may be reopened for re-bargaining (market.reopen)
+    # how often the DSO may reopen one trading interval for re-bargaining (market.reopen); 0: never. The
+    # default is 0 so that a chain whose genesis predates the parameter keeps exactly its old rules (see
+    # docs/ledger-format.md, "Adopting market.reopen"): a chain that wants re-bargaining says so in genesis.
+    max_reopens: int = 0
 
     def to_value(self) -> dict[str, Any]:
         # a parameter added after format version 1 is encoded only when it differs from its default, so every

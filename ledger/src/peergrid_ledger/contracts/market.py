@@ -14,10 +14,12 @@ Flow for one trading interval (see docs/ledger-format.md):
   `trade` closes the interval and computes the agreed trades deterministically from the final positions (an
       oversubscribed seller is shared pro rata, rounded down); `settle` pays one trade once, for the energy
       delivered, from buyer to seller, within the genesis credit limit.
-  `market.reopen` (the DSO's adjustment contract made an MG re-bargain, design step 6) reopens a closed
-      interval: a participant of it, none of its trades settled, iteration above the last reopening's, at
-      most genesis `max_reopens` times. The closed trades stay, marked superseded (never deleted, never
-      settled); positions stand, moves continue in later rounds, `trade` closes it again with new trade ids.
+  `market.reopen` (design step 6: the DSO's adjustment contract makes the MGs re-bargain) reopens a closed
+      interval. Only the DSO sends it (the `dso` role: the MGMCs cannot reopen a bargain on their own), for
+      the next iteration (last + 1), at most genesis `max_reopens` times (0, the default, disables it), while
+      none of the interval's trades is settled and not after the reopening's own deadline `until` (block
+      time). The closed trades stay, marked superseded (never deleted, never settled); positions stand,
+      moves continue in later rounds, no new member may join, `trade` closes it again with new trade ids.
 Pure; no I/O.
 """
 
@@ -26,7 +28,7 @@ from __future__ import annotations
 from typing import Any
 
 from .. import keyspace as ks
-from ..machine import BlockContext, KindSpec, require, require_participant
+from ..machine import BlockContext, KindSpec, require, require_participant, require_role
 from ..results import Event, Reason, RuleError
 from ..schema import HASH, INTERVAL, PRICE, QUANTITY, ROUND, Bool, Int, Map, OneOf, check
 from ..state import Overlay, read_obj
@@ -95,6 +97,10 @@ def _open_interval(view: Overlay, interval: int, sender: bytes, side: str) -> No
     # Hot path (every offer and bid): plain `if`s, so that no error message is formatted unless needed.
     if closed(view, interval):
         raise RuleError(Reason.CLOSED, f"interval {interval} is already cleared")
+    if view.get(reopen_key(interval)) is not None:
+        raise RuleError(
+            Reason.RULE_VIOLATION, f"interval {interval} was reopened: only its first closing's members bargain"
+        )
     other_key = bid_key(interval, sender) if side == "sellers" else offer_key(interval, sender)
     if view.get(other_key) is not None:
         other = "buyers" if side == "sellers" else "sellers"
@@ -310,20 +316,27 @@ def settle(view: Overlay, tx: Tx, ctx: BlockContext, sender: ks.AccountRecord) -
 
 
 def reopen(view: Overlay, tx: Tx, ctx: BlockContext, sender: ks.AccountRecord) -> list[Event]:
-    """Reopen a closed interval for re-bargaining: its trades become superseded history (kept, marked, never
-    settled); positions stand and later rounds' moves revise them; `trade` closes it again."""
-    require_participant(sender, tx.kind)
+    """Reopen a closed interval for re-bargaining (the DSO only): its trades become superseded history (kept,
+    marked, never settled); positions stand and later rounds' moves revise them; `trade` closes it again."""
+    require_role(sender, {ks.ROLE_DSO}, tx.kind)
     interval, iteration = tx.body["interval"], tx.body["iteration"]
-    taking_part = offer(view, interval, tx.sender) is not None or bid(view, interval, tx.sender) is not None
-    require(taking_part, Reason.FORBIDDEN, "only a participant of the interval reopens it")
+    require(
+        ctx.time <= tx.body["until"],
+        Reason.CLOSED,
+        f"the reopening's deadline {tx.body['until']} passed (block time {ctx.time})",
+    )
     current = read_obj(view, interval_key(interval))
     require(current is not None, Reason.RULE_VIOLATION, f"interval {interval} is open: nothing to reopen")
     last = reopening(view, interval)
     done = 0 if last is None else int(last["reopens"])
-    if last is not None and iteration <= last["iteration"]:
-        raise RuleError(
-            Reason.DUPLICATE, f"iteration {iteration} is not after the last reopening's {last['iteration']}"
-        )
+    previous = 0 if last is None else int(last["iteration"])
+    if iteration <= previous:
+        raise RuleError(Reason.DUPLICATE, f"iteration {iteration} is not after the last reopening's {previous}")
+    require(
+        iteration == previous + 1,
+        Reason.RULE_VIOLATION,
+        f"iteration {iteration} skips ahead: the next reopening of interval {interval} is {previous + 1}",
+    )
     limit = ctx.genesis.params.max_reopens
     require(
         done < limit,
@@ -382,7 +395,8 @@ KINDS: dict[str, KindSpec] = {
     "trade": KindSpec(Map({"interval": INTERVAL}), agree_trades),
     "settle": KindSpec(Map({"trade": HASH, "delivered": QUANTITY}), settle),
     "market.reopen": KindSpec(
-        Map({"interval": INTERVAL, "iteration": Int(1, 1_000_000), "ref": HASH}), reopen
+        Map({"interval": INTERVAL, "iteration": Int(1, 1_000_000), "ref": HASH, "until": Int(0, 2**63 - 1)}),
+        reopen,
     ),
 }
 END_BLOCK = None
