@@ -71,7 +71,7 @@ def test_market_needs_both_replicas(tmp_path: Path) -> None:
 
 
 class _NoReopenLedger:
-    """A ledger on which no reopening ever becomes final (the addressed MGMC died, or the reopen limit hit)."""
+    """A ledger on which the DSO's reopening never becomes final here (this replica lags, or it was refused)."""
 
     def __init__(self) -> None:
         self.waited: list[float] = []
@@ -105,6 +105,9 @@ def test_no_reopening_in_time_falls_back_to_a_re_plan_and_still_answers_the_iter
         submitted.append((role, kind, body))
         return True
 
+    async def open_contract(t: int, iteration: int) -> tuple[dict[str, object], bytes]:
+        return {"min_injection_w": None, "max_injection_w": 15000, "iteration": iteration}, bytes(32)
+
     agent = object.__new__(MarketAgent)
     agent.mg, agent.dt = mg, 1.0
     agent.s = SimpleNamespace(phase_timeout_s=0.5)  # type: ignore[assignment]
@@ -112,22 +115,22 @@ def test_no_reopening_in_time_falls_back_to_a_re_plan_and_still_answers_the_iter
     agent.d = SimpleNamespace(keypair=Keypair.generate(), ledger=ledger)  # type: ignore[assignment]
     agent.anonym = Keypair.generate()
     agent._submit = submit  # type: ignore[method-assign]
-    agent._open_contract = lambda t: ({"min_injection_w": None, "max_injection_w": 15000}, bytes(32))  # type: ignore[method-assign]
+    agent._open_contract = open_contract  # type: ignore[method-assign]
     curve = sched.response_curve(0.05, 0.25)
     market = Market(Participant("me", curve, mg.rules, clean=True), 0.05, 0.25, 0.0)
     answers = DsoAnswers(plan, plan.p2p_net_export[0] + plan.dso_net_export[0], 10.0)
     asyncio.run(
-        answer_iteration(agent, 0, 1, True, sched, market, answers)
-    )  # addressed: reopens, nobody follows
+        answer_iteration(agent, 0, 1, True, sched, market, answers, reopen=1)
+    )  # addressed; the DSO's reopening never shows up here
     asyncio.run(
-        answer_iteration(agent, 0, 2, False, sched, market, answers)
-    )  # not addressed: answers the same
+        answer_iteration(agent, 0, 2, False, sched, market, answers, reopen=None)
+    )  # not addressed, no reopening: answers the same
+    # an MGMC never reopens an interval itself (only the DSO may): it only answers
     assert [(role, kind) for role, kind, _ in submitted] == [
-        ("mgmc", "market.reopen"), ("dso", "equivalent_injection"), ("dso", "equivalent_injection"),
+        ("dso", "equivalent_injection"), ("dso", "equivalent_injection"),
     ]  # fmt: skip
-    assert submitted[0][2] == {"interval": 0, "iteration": 1, "ref": bytes(32)}
     assert [body["revision"] for _, kind, body in submitted if kind == "equivalent_injection"] == [1, 2]
-    assert ledger.waited == [1.5, 1.5]  # bounded waits: a missing reopening never stalls the MGMC
+    assert ledger.waited == [1.5]  # a bounded wait: a missing reopening never stalls the MGMC
     assert [e["reopened"] for e in answers.rebargains] == [False, False]
     # the limit is still met by re-planning with the agreed trade kept (and kept in the second iteration)
     assert answers.adjustments and all(a.met for a in answers.adjustments)

@@ -284,7 +284,9 @@ def test_a_buyer_cannot_reopen_to_welch_on_a_delivered_trade() -> None:
     assert reason(chain.sign_and_submit(Keys.p3, "market.reopen", reopen(1))) is Reason.FORBIDDEN
     withdraw = {"interval": 1, "round": 1, "demands": []}
     assert reason(chain.sign_and_submit(Keys.p3, "move", withdraw)) is Reason.CLOSED
-    assert chain.sign_and_submit(Keys.p1, "settle", {"trade": first, "delivered": 400}).ok  # the seller is paid
+    assert chain.sign_and_submit(
+        Keys.p1, "settle", {"trade": first, "delivered": 400}
+    ).ok  # the seller is paid
 
 
 def test_nobody_can_lock_the_dso_out_with_a_far_iteration() -> None:
@@ -293,7 +295,9 @@ def test_nobody_can_lock_the_dso_out_with_a_far_iteration() -> None:
     chain = chain_with()
     closed_interval(chain)
     assert reason(chain.sign_and_submit(Keys.p2, "market.reopen", reopen(1_000_000))) is Reason.FORBIDDEN
-    assert reason(chain.sign_and_submit(Keys.dso, "market.reopen", reopen(1_000_000))) is Reason.RULE_VIOLATION
+    assert (
+        reason(chain.sign_and_submit(Keys.dso, "market.reopen", reopen(1_000_000))) is Reason.RULE_VIOLATION
+    )
     assert contract.reopening(chain.view, 1) is None
     assert chain.sign_and_submit(Keys.dso, "market.reopen", reopen(1)).ok
     last = contract.reopening(chain.view, 1)

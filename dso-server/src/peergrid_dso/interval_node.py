@@ -5,13 +5,16 @@ Promises: runs the DSO's replica of the DSO chain (an authority, beside the MGMC
 own MQTT connection, enrols each MGMC with its anonym on that chain at start (once), and then, per trading
 interval: waits for the MGs' equivalent injections in final blocks (all of them, or `wait_s` after the first),
 runs the security check, reconfiguration and least adjustment (`services.interval`) off the event loop, sends
-sealed adjustment contracts and waits for the revised injections, executes the switching plan through the
+sealed adjustment contracts, reopens the interval on the MGMC chain (`market.reopen`: only the DSO may) so the
+MGMCs re-bargain, and waits for the revised injections, executes the switching plan through the
 Modbus relays of firmware-sim with read-back and rollback (plan and result recorded on the DSO chain), and
 publishes its verdict on `peergrid/<feeder>/dso/verdict`. One JSON line per interval goes to `record_file`.
 A missing MGMC counts as zero injection; the DSO never stalls on one, and no longer waits for one revoked
 on the DSO chain. Exit 2 on a bad config.
 With `mgmc_chain` it also follows the MGMC chain as a non-voting replica (its key is an account there, not an
-authority: the engine never votes with it), which the console's market view reads. Switching holds `lock`
+authority: the engine never votes with it, but its key holds the `dso` role there), which the console's
+market view reads and through which it reopens intervals; without it the MGMCs re-plan within their limits
+with their trades kept. Switching holds `lock`
 (shared with the console's operator actions: one writer per relay) from planning from the confirmed topology
 to read-back; the topology lives in `live.open_set`, which operators may change between intervals.
 """
@@ -35,11 +38,14 @@ from pydantic import Field
 from peergrid_dso.broker_tls import BrokerTls, check_broker
 from peergrid_dso.drivers.relay_tls import RelayTls
 from peergrid_ledger import keys, query
+from peergrid_ledger import keyspace as ks
 from peergrid_ledger.consensus.node_cli import ChainSettings
 from peergrid_ledger.settings import ConfigError, StrictSettings, exit_with_config_error, load_settings
+from peergrid_ledger.state import read_obj
 from peergrid_ledger.tx import sign_tx
 
 PROGRAM = "peergrid-dso-node"
+REOPEN_WAIT_S = 6.0  # a reopening not final by then never lands (its deadline): the MGMCs keep their trades
 log = logging.getLogger("peergrid_dso.interval_node")
 
 
@@ -210,6 +216,7 @@ class DsoLoop:
     lock: Any  # held while switching; operators hold it too
     listeners: list[Callable[[dict[str, Any]], None]] = field(default_factory=list)  # each interval's record
     current: int | None = None  # the interval being worked on
+    mgmc: ChainAdapter | None = None  # the MGMC chain (non-voting), where the DSO reopens intervals
 
     def publish(self, doc: dict[str, Any]) -> None:
         # retained: an MGMC that (re)connects learns at once how far the DSO got
@@ -346,8 +353,8 @@ class DsoLoop:
     async def security_loop(
         self, t: int, mgs: set[str], injections: dict[str, tuple[float, float]], analysis: Any
     ) -> SecurityRounds:
-        """Design step 6: seal each affected MG's adjustment contract, let every MGMC of the interval re-bargain
-        (the addressed ones reopen it on the MGMC chain) and submit its revised injection for this iteration,
+        """Design step 6: seal each affected MG's adjustment contract, reopen the interval on the MGMC chain
+        (`reopen`), let every MGMC of the interval re-bargain and submit its revised injection for this iteration,
         re-check by AC power flow on the chosen topology, repeat up to `max_iterations`. An MG that answers
         short of its limit (or not at all) has shown what it can reach: the next iteration asks the others.
         `mgs`: the MGs it waits for (those that sent an injection for this interval); the others keep theirs."""
@@ -367,8 +374,10 @@ class DsoLoop:
                 )
                 out.adjustments.append(body)
             nodes = [s.mgs[c.mg].node for c in contracts]
+            first = read_obj(self.replica.app.state, ks.adjustment_index(bytes.fromhex(nodes[0]), t)) or []
+            reopened = await self.reopen(t, first[-1]) if first else None
             self.publish({"interval": t, "iteration": iteration, "final": False, "adjust": nodes,
-                          "rebargain": True})  # fmt: skip
+                          "rebargain": reopened is not None, "reopen": reopened})  # fmt: skip
             got = await self.gather(t, iteration, mgs, s.wait_s, s.rebargain_wait_s)
             missing = sorted(mg for mg in mgs if mg not in got or got[mg][1] < iteration)
             if missing:
@@ -390,6 +399,36 @@ class DsoLoop:
             )  # fmt: skip
         out.iterations = iteration + 1
         return out
+
+    async def reopen(self, t: int, ref: bytes) -> int | None:
+        """Reopen interval t on the MGMC chain for this iteration's re-bargaining (`market.reopen`, only the
+        DSO may; ref = the iteration's first adjustment contract's txid). Waits (bounded) for a closing the
+        MGMCs may still be finishing; the transaction's deadline is when the DSO stops waiting for it, so it
+        never lands after the DSO moved on. Returns the reopening's iteration on that chain, or None (no MGMC
+        chain configured, nothing closed to reopen, the limit reached): the MGMCs then re-plan with their
+        trades kept."""
+        from peergrid_ledger.contracts import market
+
+        if self.mgmc is None:
+            return None
+        follower = self.mgmc.node.replicas[self.mgmc.chain]
+        deadline = time.monotonic() + self.settings.rebargain_wait_s
+        while not market.closed(follower.app.state, t) and time.monotonic() < deadline:
+            await self.mgmc.changed.wait(0.5)
+        if not market.closed(follower.app.state, t):
+            log.warning("interval %d is not closed on the MGMC chain: nothing to reopen", t)
+            return None
+        last = market.reopening(follower.app.state, t)
+        iteration = 1 if last is None else int(last["iteration"]) + 1
+        until = self.mgmc.node.clock() + round(REOPEN_WAIT_S * 1000)
+        body = {"interval": t, "iteration": iteration, "ref": ref, "until": until}
+        result = await self.mgmc.submit(self.dso_key, "market.reopen", body, timeout=REOPEN_WAIT_S + 2.0)
+        now = market.reopening(follower.app.state, t)
+        if now is not None and int(now["iteration"]) == iteration:
+            return iteration
+        log.warning("interval %d: reopening %d refused or not final: %s %s", t, iteration, result.reason,
+                    result.detail)  # fmt: skip
+        return None
 
     def record(self, doc: dict[str, Any]) -> None:
         if self.settings.record_file is not None:

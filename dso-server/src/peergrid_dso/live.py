@@ -6,8 +6,8 @@ replicas over one MQTT connection, the networked DSO chain and its recorder, the
 lock every writer holds (`LockedExecutor`), the interval planner and `interval_node.DsoLoop` - and `run(stop)`
 serves until `stop`, then closes its stores (standalone: `interval_node.serve`).
 `EmbeddedLoop(settings).start()` runs a `DsoNode` - the DSO-chain replica (an
-authority), the MGMC-chain replica (a non-voting follower) when configured, enrolment and the per-interval
-security check, adjustments and switching through the Modbus relays, writing `record_file` exactly as the
+authority), the MGMC-chain replica (a non-voting follower, through which the loop reopens intervals for
+re-bargaining) when configured, enrolment and the per-interval security check, adjustments and switching through the Modbus relays, writing `record_file` exactly as the
 standalone node does - on a thread of its own with its own event loop, and returns the console's
 `DsoServices` built on that node (one chain, one executor, one topology), whose enrolment queue holds the
 loop's MGs and revokes on both chains: the DSO, a non-voting follower of the MGMC chain, still has the `dso`
@@ -141,10 +141,10 @@ class DsoNode:
         lock = lock if lock is not None else threading.RLock()
         networked = NetworkedChain(adapter, replica.store)
         recorder = ChainRecorder(networked, dso_key)
-        mgmc_recorder = None
+        mgmc_recorder = mgmc_adapter = None
         for other, follower in node.replicas.items():  # the MGMC chain: the DSO follows it, votes never,
-            if other != chain:  # but its transactions (gov.revoke) reach the authorities' mempools by gossip
-                followed = Changed()
+            if other != chain:  # but its transactions (gov.revoke, market.reopen) reach the authorities'
+                followed = Changed()  # mempools by gossip; one adapter, so one nonce in flight for its key
                 follower.on_commit.append(followed.fire)
                 mgmc_adapter = ChainAdapter(node, other, loop, followed)
                 mgmc_recorder = ChainRecorder(NetworkedChain(mgmc_adapter, follower.store), dso_key)
@@ -164,7 +164,7 @@ class DsoNode:
             reconfigure_when_insecure=settings.reconfigure_when_insecure,
         )  # fmt: skip
         dso_loop = DsoLoop(settings, replica, adapter, changed, transport, recorder, switching, planner, dso_key,
-                           live, lock)  # fmt: skip
+                           live, lock, mgmc=mgmc_adapter)  # fmt: skip
         return cls(settings, node, transport, stores, replica, adapter, networked, feeder, recorder, switching,
                    dso_loop, mgmc_recorder)  # fmt: skip
 

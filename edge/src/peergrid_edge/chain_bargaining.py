@@ -3,12 +3,14 @@
 Promises: `bargain(agent, t, ...)` joins interval t (an `offer` for round 1, or an empty `bid` for round 0),
 then per round lets sellers `move` (`peergrid_controller.moves.adjust`) and buyers `move`
 (`moves.make_bid`), each phase waiting until every expected peer's move of that round is in a FINAL block,
-so every MGMC decides from the same chain state; a round that repeats the previous one ends it (or `max_rounds`); then
-`_close` has the lowest-keyed seller submit `trade` (anyone after a timeout). A peer that misses a phase is
-left out of the interval's later phases. Returns the public price history per round. `rebargain` plays
-more rounds of a reopened interval (`market.reopen`, design step 6) the same way; `answer_iteration` is
-one MG's whole answer to one iteration of the DSO's security loop (reopen, re-bargain, re-plan within its
-limit, revised injection). Reads only public positions from the chain; never reveals the curve.
+so every MGMC decides from the same chain state; a round that repeats the previous one ends it (or
+`max_rounds`); then `close_interval` has the lowest-keyed seller submit `trade` (anyone after a timeout; the
+lowest buyer when every seller dropped out). A peer that misses a phase is left out of the interval's later
+phases. Returns the public price history per round. `rebargain` plays more rounds of a reopened interval
+(`market.reopen` by the DSO, design step 6) the same way; `answer_iteration` is one MG's whole answer to one
+iteration of the DSO's security loop (its contract, re-bargaining once the DSO reopened the interval,
+re-plan within its limit, revised injection). Reads only public positions from the chain; never reveals
+the curve.
 """
 
 from __future__ import annotations
@@ -190,18 +192,33 @@ async def _rounds(
         prev_offers, prev_bids = offers, bids
         if same:
             break
-    if sellers:
-        await _close(agent, t, sellers)
+    # the lowest-keyed seller still here closes; if every seller dropped out, the lowest buyer (an interval
+    # left open would hold no trades for some MGs and others' trades later)
+    await close_interval(agent, t, min(sellers) if sellers else min(buyers, default=None))
     return history
 
 
-async def _close(agent: MarketAgent, t: int, sellers: set[bytes]) -> None:
+async def close_interval(agent: MarketAgent, t: int, closer: bytes | None) -> bool:
+    """Close interval t: `closer` (if it is this MG) submits `trade` at once; if it is not closed in a final
+    block within a phase timeout, this MG submits `trade` itself (any participant may: the closer is gone).
+    True once closed in a final block; a timed-out wait never counts as closed. An interval without any
+    offer has no trades and nothing to close (False)."""
     agent.phase = "close"
-    closer = min(sellers)
+
+    def done(state: Any) -> bool:
+        return contract.closed(state, t)
+
+    state = agent.ledger.state("mgmc")
+    if done(state):
+        return True
+    if not contract.members(state, t, "sellers"):
+        return False
     if closer == agent.anonym.public:
         await agent._submit("mgmc", agent.anonym, "trade", {"interval": t})
-    if not await agent.ledger.wait_for("mgmc", lambda s: contract.closed(s, t), agent.s.phase_timeout_s):
-        await agent._submit("mgmc", agent.anonym, "trade", {"interval": t})  # the closer is gone: anyone may
+    if await agent.ledger.wait_for("mgmc", done, agent.s.phase_timeout_s):
+        return True
+    await agent._submit("mgmc", agent.anonym, "trade", {"interval": t})
+    return bool(await agent.ledger.wait_for("mgmc", done, agent.s.phase_timeout_s))
 
 
 @dataclass(frozen=True)
@@ -242,46 +259,47 @@ async def answer_iteration(
     sched: Any,
     market: Market,
     answers: DsoAnswers,
+    reopen: int | None = None,
 ) -> None:
     """This MG's answer to iteration `iteration` of the DSO's security loop (design step 6): an addressed MG
-    opens its sealed contract, holds its curve within the limit and reopens the interval (`market.reopen`,
-    ref = the contract's txid on the DSO chain); every MG that sees the reopening in a final block within
-    3 phase timeouts plays `rebargain`; then each re-plans with the latest closing's trades within its
-    limit (`adjustment.meet`; short of it: says how close) and submits its injection as revision
-    `iteration`. No reopening in time: the same re-plan with the trades kept — the DSO gets its answer."""
-    opened = agent._open_contract(t) if addressed else None
+    opens its sealed contract of this iteration (waiting, bounded, for its DSO-chain replica to hold it) and
+    holds its curve within the limit; when the DSO reopened the interval (`reopen`: the reopening's iteration
+    on the MGMC chain, only the DSO may reopen) every MG that sees that reopening in a final block within 3
+    phase timeouts plays `rebargain`, then makes sure the interval is closed again (`close_interval`, as a
+    backup closer) and reads its latest closing's trades. Each then re-plans within its limit
+    (`adjustment.meet`; short of it: says how close) and submits its injection as revision `iteration`. No
+    reopening (in time): the same re-plan with the trades it holds — the DSO gets its answer."""
+    opened = await agent._open_contract(t, iteration) if addressed else None
     if opened is not None:
         answers.limits.append(opened[0])
         answers.limit = opened[0]
     lo, hi = answers.limit_kw()
     entry: dict[str, Any] = {"iteration": iteration, "addressed": addressed, "reopened": False}
     me = market.me
-    if answers.limit is not None:  # before reopening: every peer starts the new rounds at once
+    if answers.limit is not None:
         limited = curve_within(sched, lo, hi, agent.mg.tariff.feed_in[t],
                                agent.mg.tariff.retail[t] + market.premium, answers.injection_kw,
                                limit_kw=agent.mg.rules.max_quantity_kwh / agent.dt)  # fmt: skip
         me = replace(market.me, curve=limited.curve)
         entry["curve_met"], entry["curve_reason"] = limited.met, limited.reason
-    if opened is not None:
-        await agent._submit("mgmc", agent.anonym, "market.reopen",
-                            {"interval": t, "iteration": iteration, "ref": opened[1]})  # fmt: skip
 
     def reopened(state: Any) -> bool:
         last = contract.reopening(state, t)
-        return last is not None and last["iteration"] >= iteration
+        return reopen is not None and last is not None and last["iteration"] >= reopen
 
-    if await agent.ledger.wait_for("mgmc", reopened, 3 * agent.s.phase_timeout_s):
+    if reopen is not None and await agent.ledger.wait_for("mgmc", reopened, 3 * agent.s.phase_timeout_s):
         entry["reopened"] = True
         if not contract.closed(agent.ledger.state("mgmc"), t):
             history = await rebargain(agent, t, me, market.feed_in, market.retail, market.premium)
             entry["rounds"] = history
-        await agent.ledger.wait_for("mgmc", lambda s: contract.closed(s, t), agent.s.phase_timeout_s)
-        mine, net_kwh, _ = position(agent.ledger.state("mgmc"), t, agent.anonym.public)
-        answers.p2p_net_kw = net_kwh / agent.dt
-        entry["trades"] = [{"id": tid.hex(), "seller": tr["seller"].hex(), "buyer": tr["buyer"].hex(),
-                            "price": tr["price"] / 1000, "quantity_kwh": tr["quantity"] / 1000}
-                           for tid, tr in mine]  # fmt: skip
-        entry["net_p2p_kwh"] = net_kwh
+        entry["closed"] = await close_interval(agent, t, None)
+        if entry["closed"]:
+            mine, net_kwh, _ = position(agent.ledger.state("mgmc"), t, agent.anonym.public)
+            answers.p2p_net_kw = net_kwh / agent.dt
+            entry["trades"] = [{"id": tid.hex(), "seller": tr["seller"].hex(), "buyer": tr["buyer"].hex(),
+                                "price": tr["price"] / 1000, "quantity_kwh": tr["quantity"] / 1000}
+                               for tid, tr in mine]  # fmt: skip
+            entry["net_p2p_kwh"] = net_kwh
     agent.phase = "dso"
     adjustment = agent.meet_limit(t, sched, answers.p2p_net_kw, answers.limit)
     answers.plan, answers.injection_kw = adjustment.plan, adjustment.injection_kw

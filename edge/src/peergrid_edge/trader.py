@@ -9,8 +9,11 @@ Promises, per interval t (starting at `t0 + (t - first_interval) * interval_s` o
        moved) or at `max_rounds`; then the lowest-keyed seller submits `trade` and the contract computes the
        agreed trades (anyone closes after a timeout);
   5.   submits its equivalent injection (one number) to the DSO chain, signed by its node key;
-  6.   waits for the DSO's verdict (MQTT, `peergrid/<feeder>/dso/verdict`); an adjustment contract on the DSO
-       chain, sealed to its key, is opened and met by a revised injection (curtailing PV or shedding load);
+  6.   waits for the DSO's verdict (MQTT, `peergrid/<feeder>/dso/verdict`), answering each iteration: its
+       adjustment contract of that iteration (DSO chain, sealed to its key) is opened, the interval the DSO
+       reopened is re-bargained, and a revised injection meets the limit (`answer_iteration`); after the
+       final verdict the interval is closed (a backup closer) and its latest closing read again, so every MG
+       ends on the same trades;
   8.   dispatches its DERs to the plan (read-back confirmed by the actuator) and, as buyer, settles its trades.
 It keeps a conventional counterfactual (same MG, no P2P) to report what the DSO-only market would have cost.
 A dead peer costs a phase timeout, never a stall. Never writes to another MG's devices; never reveals its
@@ -38,6 +41,7 @@ from peergrid_edge.chain_bargaining import (  # noqa: F401 - bids/offers_on_chai
     answer_iteration,
     bargain,
     bids_on_chain,
+    close_interval,
     offers_on_chain,
     position,
 )
@@ -240,8 +244,15 @@ class MarketAgent:
         answers = DsoAnswers(plan2, injection_kw, net_kwh / self.dt)
         verdict = await self._await_dso(t, sched, market, answers)
         dso_done = time.time()
-        if answers.rebargains:  # the interval was re-bargained: its latest closing's trades count
-            mine, net_kwh, money = position(self.ledger.state("mgmc"), t, self.anonym.public)
+        # every MG ends on the same closing: the DSO reopens only within its loop, so after its verdict the
+        # interval's latest closing is the last; make sure it is closed (backup closer) and read it again
+        closed = await close_interval(self, t, None)
+        mine, net_kwh, money = position(self.ledger.state("mgmc"), t, self.anonym.public)
+        if abs(net_kwh / self.dt - answers.p2p_net_kw) > 1e-6:  # trades changed after this MG's last answer
+            log.warning("interval %d: the final closing differs from the trades planned with: re-planning", t)
+            answers.p2p_net_kw = net_kwh / self.dt
+            replanned = self.meet_limit(t, sched, answers.p2p_net_kw, answers.limit)
+            answers.plan, answers.injection_kw = replanned.plan, replanned.injection_kw
         plan3, final_kw, adjustments = answers.plan, answers.injection_kw, answers.adjustments
         self.phase = "dispatch"
         confirmed = await self._dispatch(t, plan3)
@@ -282,7 +293,7 @@ class MarketAgent:
                 "injection_kw": injection_kw, "final_injection_kw": final_kw, "limits": answers.limits,
                 "adjustments": [{"met": a.met, "injection_kw": a.injection_kw, "reason": a.reason}
                                 for a in adjustments],
-                "rebargains": answers.rebargains,
+                "rebargains": answers.rebargains, "closed": closed,
                 "verdict": verdict is not None, "secure": (verdict or {}).get("secure"),
                 "unmet": (verdict or {}).get("unmet"),
                 "dispatch_confirmed": confirmed, "settled": settled,
@@ -303,29 +314,28 @@ class MarketAgent:
     async def _await_dso(
         self, t: int, sched: MgSchedule, market: Market, answers: DsoAnswers
     ) -> dict[str, Any] | None:
-        """Wait for the DSO's final verdict, answering each of its iterations (design step 6): an addressed MG
-        opens its sealed contract and reopens the interval on the MGMC chain; every MG of the interval, seeing
-        the reopening in a final block, bargains again (an MG with a limit, with its curve held within it) and
-        submits its revised injection for that iteration — re-planned with the new trades and within its
-        limit, or saying plainly how close it gets. No reopening in time: the limit is met by re-planning
-        with the trades kept. Returns the verdict (None: the DSO stayed silent; the agreed plan stands)."""
+        """Wait for the DSO's final verdict, answering the newest of its iterations (design step 6; one
+        published while this MG was busy is skipped for the next): an addressed MG opens its sealed contract
+        of that iteration; every MG of the interval, seeing the DSO's reopening in a final block, bargains
+        again (an MG with a limit, with its curve held within it) and submits its revised injection for that
+        iteration — re-planned with the new trades and within its limit, or saying plainly how close it gets.
+        No reopening (in time): the limit is met by re-planning with the trades kept. Returns the verdict
+        (None: the DSO stayed silent; the agreed plan stands)."""
         deadline = time.monotonic() + self.s.dso_timeout_s
         me = self.d.keypair.public.hex()
         answered: set[int] = set()
         while time.monotonic() < deadline:
-            verdict = self.verdicts.get(t)
+            verdict = self.verdicts.get(t)  # the newest: an iteration missed meanwhile is not answered
             if verdict is not None and verdict.get("final"):
                 return verdict
             iteration = int((verdict or {}).get("iteration", 0))
-            if (
-                verdict is not None
-                and iteration not in answered
-                and (verdict.get("rebargain") or me in verdict.get("adjust", []))
-            ):
+            if verdict is not None and iteration > 0 and iteration not in answered:
                 answered.add(iteration)
+                reopen = verdict.get("reopen") if verdict.get("rebargain") else None
                 try:
                     addressed = me in verdict.get("adjust", [])
-                    await answer_iteration(self, t, iteration, addressed, sched, market, answers)
+                    await answer_iteration(self, t, iteration, addressed, sched, market, answers,
+                                           None if reopen is None else int(reopen))  # fmt: skip
                 except Exception:  # the DSO still gets an answer: the injection this MG holds now
                     log.exception("interval %d: answering DSO iteration %d failed", t, iteration)
                     await self._submit("dso", self.d.keypair, "equivalent_injection", {
@@ -356,18 +366,32 @@ class MarketAgent:
             log.warning("interval %d: DSO limit %s not met: %s", t, limit, adjustment.reason)
         return adjustment
 
-    def _open_contract(self, t: int) -> tuple[dict[str, Any], bytes] | None:
-        """The latest adjustment contract for interval t this MGMC can open, with its txid on the DSO chain."""
-        state = self.ledger.state("dso")
+    async def _open_contract(self, t: int, iteration: int) -> tuple[dict[str, Any], bytes] | None:
+        """This MGMC's adjustment contract for interval t and the DSO's `iteration` (sealed inside it), with
+        its txid on the DSO chain, waiting (3 phase timeouts at most) until this node's DSO-chain replica holds
+        it: a lagging replica must not answer with nothing, or with the previous iteration's contract."""
+        found: tuple[dict[str, Any], bytes] | None = None
+
+        def sealed(state: Any) -> bool:
+            nonlocal found
+            found = self._contract_for(state, t, iteration)
+            return found is not None
+
+        if not await self.ledger.wait_for("dso", sealed, 3 * self.s.phase_timeout_s):
+            log.warning("interval %d: no adjustment contract of iteration %d to open", t, iteration)
+        return found
+
+    def _contract_for(self, state: Any, t: int, iteration: int) -> tuple[dict[str, Any], bytes] | None:
         me = self.d.keypair.public
         contracts = query.adjustment_contracts(state, me, t)
         txids = read_obj(state, ks.adjustment_index(me, t)) or []
         for record, txid in reversed(list(zip(contracts, txids, strict=True))):
             try:
                 doc: dict[str, Any] = json.loads(self.d.keypair.unseal(record["ciphertext"]))
-                return doc, txid
             except ValueError:
                 continue
+            if doc.get("iteration") == iteration:
+                return doc, txid
         return None
 
     async def _dispatch(self, t: int, plan: Any) -> int:

@@ -18,7 +18,7 @@ from __future__ import annotations
 import json
 import math
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -59,6 +59,8 @@ class LabChains:
         if not mgmc_genesis.exists():
             now = int(time.time() * 1000) - 1000
             params = Params(credit_limit=CREDIT_LIMIT, tx_max_age_ms=600_000, block_max_future_ms=5_000)
+            # the DSO may reopen an interval for re-bargaining (design step 6) once per security iteration
+            mgmc_params = replace(params, max_reopens=DSO_ITERATIONS)
             rules = {mg.name: chain_rules(mg.rules) for mg in scenario.microgrids}
             mgmc = Genesis(
                 chain=f"mgmc-{feeder}"[:64],
@@ -71,7 +73,7 @@ class LabChains:
                       for i, mg in enumerate(mgs)),
                 ),
                 contracts=("market",),
-                params=params,
+                params=mgmc_params,
             )  # fmt: skip
             dso_chain = Genesis(
                 chain=f"dso-{feeder}"[:64],
@@ -229,6 +231,13 @@ def dso_node_config(
         "dso_chain": {
             "genesis": str(chains.dso_genesis),
             "data_dir": str(data_dir / "dso.db"),
+            "block_period_ms": timing.block_period_ms,
+            "round_timeout_ms": 1500,
+        },
+        # the DSO follows the MGMC chain without voting: its `dso` key there reopens intervals (market.reopen)
+        "mgmc_chain": {
+            "genesis": str(chains.mgmc_genesis),
+            "data_dir": str(data_dir / "mgmc.db"),
             "block_period_ms": timing.block_period_ms,
             "round_timeout_ms": 1500,
         },

@@ -154,15 +154,10 @@ class ClosedLoop:
 
     def dso_loop_section(self, node_cfg: dict[str, Any], workdir: Path) -> dict[str, Any]:
         """The DSO server's `loop:` section from the DSO node's settings: the broker and feeder name come
-        from the server's own config; it also follows the MGMC chain (without voting) for the market view."""
+        from the server's own config; like the standalone node it follows the MGMC chain (without voting),
+        for the market view and to reopen intervals for re-bargaining."""
         section = {k: v for k, v in node_cfg.items() if k not in ("feeder", "broker_host", "broker_port")}
         assert self.chains is not None and self.timing is not None
-        section["mgmc_chain"] = {
-            "genesis": str(self.chains.mgmc_genesis),
-            "data_dir": str(workdir / "nodes" / "dso" / "mgmc.db"),
-            "block_period_ms": self.timing.block_period_ms,
-            "round_timeout_ms": 1500,
-        }
         section["mgmc_records"] = str(workdir / "records")  # lab: the MGMCs' costs for the market view
         section["interval_minutes"] = self.interval_min
         return section

@@ -99,7 +99,8 @@ def _open_interval(view: Overlay, interval: int, sender: bytes, side: str) -> No
         raise RuleError(Reason.CLOSED, f"interval {interval} is already cleared")
     if view.get(reopen_key(interval)) is not None:
         raise RuleError(
-            Reason.RULE_VIOLATION, f"interval {interval} was reopened: only its first closing's members bargain"
+            Reason.RULE_VIOLATION,
+            f"interval {interval} was reopened: only its first closing's members bargain",
         )
     other_key = bid_key(interval, sender) if side == "sellers" else offer_key(interval, sender)
     if view.get(other_key) is not None:
@@ -331,7 +332,9 @@ def reopen(view: Overlay, tx: Tx, ctx: BlockContext, sender: ks.AccountRecord) -
     done = 0 if last is None else int(last["reopens"])
     previous = 0 if last is None else int(last["iteration"])
     if iteration <= previous:
-        raise RuleError(Reason.DUPLICATE, f"iteration {iteration} is not after the last reopening's {previous}")
+        raise RuleError(
+            Reason.DUPLICATE, f"iteration {iteration} is not after the last reopening's {previous}"
+        )
     require(
         iteration == previous + 1,
         Reason.RULE_VIOLATION,
