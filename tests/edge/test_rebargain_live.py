@@ -122,7 +122,8 @@ def test_the_dso_contract_is_rebargained_by_both_mgmcs_over_mosquitto(tmp_path: 
     assert dso["interval"] == INTERVAL and "error" not in dso, dso
     assert dso["adjustments"] and dso["adjustments"][0]["iteration"] == 1, dso
     assert dso["rebargain"], dso
-    for step in dso["rebargain"]:  # every MG answered every iteration
+    for step in dso["rebargain"]:  # the DSO reopened the interval for each; every MG answered every iteration
+        assert step["reopened"] == step["iteration"], step
         assert step["missing"] == [] and set(step["injections_kw"]) == {"mg4", "mg5"}, step
     assert dso["iterations"] == len(dso["rebargain"]) + 1
     assert dso["secure"] or dso["unmet"], dso  # the final verdict says which constraint, if any, stayed

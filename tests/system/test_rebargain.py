@@ -1,7 +1,7 @@
 """Design step 6 end to end, with real processes: the DSO's adjustment contracts make the MGMCs re-bargain.
 
 `peergrid-testbed --dso-vmin 0.91` (a voltage floor reconfiguration may not answer) over two intervals: the DSO
-seals a contract to mg5 (export more), mg5 reopens the interval on the MGMC chain (`market.reopen`), every
+seals a contract to mg5 (export more) and reopens the interval on the MGMC chain itself (`market.reopen`), every
 MGMC bargains again and submits a revised injection for that iteration; mg5 cannot reach its limit and says
 so, the DSO learns it and asks another MG in the next iteration, and gives a final verdict. Checked from the
 records, the report and the LevelDB stores themselves: reopened intervals with superseded (never settled) and
@@ -49,6 +49,7 @@ def test_an_adjustment_contract_reopens_the_interval_and_the_mgmcs_rebargain(tmp
         assert first["iteration"] == 1 and first["mg"] == "mg5" and first["min_injection_w"] > 0
         for step in interval["iterations"]:  # every MG answered every iteration with a revised injection
             assert step["missing"] == [] and set(step["injections_kw"]) == MGS, step
+            assert step["reopened"] == step["iteration"], step  # the DSO reopened the interval for it
         for mg, answers in interval["mgs"].items():
             assert [a["iteration"] for a in answers] == [s["iteration"] for s in interval["iterations"]], mg
             assert all(a["reopened"] for a in answers), (mg, answers)
@@ -69,8 +70,10 @@ def test_an_adjustment_contract_reopens_the_interval_and_the_mgmcs_rebargain(tmp
     db = workdir / "nodes" / "mgmc-mg1" / "mgmc.db"
     with BlockStore.open(db) as store:
         state = dict(store.state_items())
+        [dso_key] = [a.key for a in store.genesis.accounts if "dso" in a.roles]
     reopens = {k: decode(v) for k, v in state.items() if k.startswith(b"mkt/reopen/")}
     assert len(reopens) == len(rebargained)
+    assert all(r["by"] == dso_key for r in reopens.values())  # only the DSO reopens
     trades = {
         k.removeprefix(b"mkt/trade/"): decode(v) for k, v in state.items() if k.startswith(b"mkt/trade/")
     }

@@ -392,7 +392,7 @@ class DsoLoop:
             )
             out.rounds.append(
                 {
-                    "iteration": iteration, "missing": missing,
+                    "iteration": iteration, "reopened": reopened, "missing": missing,
                     "injections_kw": {mg: p * 1000 for mg, (p, _) in out.injections.items()},
                     "secure": not contracts and out.unmet is None, "unmet": out.unmet,
                 }
