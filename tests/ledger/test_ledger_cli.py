@@ -149,6 +149,19 @@ def test_keygen_and_genesis(tmp_path: Path, capsys: pytest.CaptureFixture[str]) 
     assert status == 0 and "OK: 0 blocks" in out
 
 
+def test_genesis_turns_re_bargaining_on_only_when_asked(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    authority = "cd" * 32
+    base = ["genesis", "--chain", "mgmc-pilot", "--authority", authority]
+    status, out, _ = run(capsys, *base)
+    assert status == 0 and "max_reopens" not in json.loads(out)["params"]  # old chains keep their bytes
+    status, out, _ = run(capsys, *base, "--max-reopens", "3")
+    assert status == 0 and json.loads(out)["params"]["max_reopens"] == 3
+    status, _, err = run(capsys, *base, "--max-reopens", "-1")
+    assert status == 2 and err.count("\n") == 1 and "max_reopens" in err
+
+
 def test_usage_errors_exit_2_with_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     status, _, err = run(capsys, "verify", "--db", str(tmp_path / "nothing"))
     assert status == 2 and err.count("\n") == 1 and "no such ledger store" in err

@@ -87,7 +87,10 @@ def cmd_genesis(args: argparse.Namespace) -> int:
         authorities=tuple(_public_key(t) for t in args.authority),
         accounts=tuple(accounts.values()),
         contracts=tuple(args.contract) if args.contract else ("auction", "market"),
-        params=Params(credit_limit=args.credit_limit),
+        # through from_value, so a negative limit is refused here rather than written into a genesis file
+        params=Params.from_value(
+            Params(credit_limit=args.credit_limit, max_reopens=args.max_reopens).to_value()
+        ),
     )
     _write_json(genesis.to_json(), args.out)
     if args.db:
@@ -254,6 +257,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--time", type=int, default=0, help="genesis time, ms since the epoch")
     p.add_argument("--credit-limit", type=int, default=0, help="how far balances may go below zero")
+    p.add_argument(
+        "--max-reopens",
+        type=int,
+        default=0,
+        help="how often the DSO may reopen a closed interval for re-bargaining (default 0: never)",
+    )
     p.add_argument("--out", default="-", help="genesis JSON file (default stdout)")
     p.add_argument("--db", help="also create a store holding this genesis")
     p.set_defaults(func=cmd_genesis)
