@@ -133,3 +133,18 @@ def test_the_envelope_takes_the_cheaper_option_at_each_price() -> None:
     assert merged.at(0.10) == pytest.approx(-10.0)
     assert merged.at(0.20) == pytest.approx(20.0)
     assert not uses_b(0.14) and uses_b(0.16)
+
+
+def test_after_settle_after_rounds_a_sold_out_seller_no_longer_raises() -> None:
+    seller = Participant("s", ResponseCurve((0.05,), (10.0,), 0.30), ContractRules(), True)
+    cfg = BargainingConfig(settle_after=3)
+    state = open_seller(seller, 0.05, 0.30, cfg, 0.10)
+    prices = []
+    for _ in range(6):
+        adjust(state, seller, 10.0, 10.0, cfg)  # sold out every round
+        prices.append(state.price)
+    assert prices[0] < prices[1] < prices[2]  # it raised while it was learning
+    assert prices[3] == prices[4] == prices[5] == prices[2]  # then stayed put
+    assert adjust(state, seller, 10.0, 10.0, cfg)  # content
+    assert not adjust(state, seller, 10.0, 4.0, cfg)  # but it still lowers when it sells less
+    assert state.price < prices[5]

@@ -54,6 +54,7 @@ class BargainingConfig:
     max_rounds: int = 50
     price_band: float = 0.002  # offers this close in price are one level to a buyer
     patience: int = 8  # rounds after which buyers widen that band by one more tick
+    settle_after: int = 25  # rounds after which a seller that sells all it offers no longer raises its price
 
 
 @dataclass
@@ -67,6 +68,7 @@ class SellerState:
     sold_out_at: float | None = None  # highest price at which it last sold out (excess demand)
     unsold_at: float | None = None  # lowest price at which it last sold less than it offered
     sold: dict[float, float] = field(default_factory=dict)  # kWh asked at the bracket's ends
+    rounds: int = 0  # responses seen so far
 
 
 def capped(p: Participant, price: float) -> float:
@@ -200,13 +202,19 @@ def adjust(
 
     Steps until the response brackets the price (sold out below, unsold above), then bisection on the chain's
     price tick; once the bracket is one tick wide it posts the end that pays it more. A bracket that later
-    observations contradict is dropped. Steps double while the response keeps pointing the same way.
+    observations contradict is dropped. Steps double while the response keeps pointing the same way. After
+    `cfg.settle_after` responses it only ever lowers its price (a sold-out seller is content), which ends
+    cycles among near-equal sellers.
     """
     tick, tol_q, price = cfg.price_tolerance, cfg.quantity_tolerance, state.price
     # the contract lets nobody ask for more than is offered, so "sold out" is how excess demand shows
     sold_out = offered > tol_q and asked >= offered - tol_q
+    state.rounds += 1
     if sold_out:
-        if price >= state.upper - 1e-12:
+        # after `settle_after` rounds a seller that sells all it offers stays put: prices then only fall,
+        # so near-equal sellers can no longer trade places with the buyers for ever (measured: 100 MGs and
+        # owner-rule feeders hit the 50-round cap with sellers a tick or two apart swapping the crowd)
+        if price >= state.upper - 1e-12 or state.rounds > cfg.settle_after:
             return True
         if state.sold_out_at is not None and state.unsold_at is None and state.sold_out_at < price:
             state.step *= 2
