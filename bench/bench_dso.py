@@ -21,10 +21,10 @@ from peergrid_dso.feeder.model import Feeder
 from peergrid_dso.services.powerflow import ac_power_flow, closed_mask, net_injection_mw
 from peergrid_dso.services.reconfiguration import reconfigure
 
-# Reference AC optima with a 0.90 pu floor (kW) and what they rest on. case118zh: the literature's 853.6-854 kW
-# for "the 118-bus system" could not be tied to open-switch sets on this data (none found); 869.73 kW is the
-# best known on it: this method, the MILP of the fast path solved to optimality plus exchange, and an
-# independent branch-exchange implementation (869.71 kW in all 10 of its runs) agree; SCIP below bounds it.
+# Reference AC optima with a 0.90 pu floor (kW) and what they rest on. case118zh: 869.73 kW is the best known
+# on this data (this method; the fast path's MILP solved to optimality plus exchange; an independent
+# branch-exchange implementation's 869.71 kW), and the full run's SCIP check proved it within 0.1 % on
+# 2026-12-04; the literature's 853.6-854 kW for "the 118-bus system" is therefore not a configuration of this data.
 REFERENCE = {
     "case33bw": (139.55, "published"),
     "case69": (99.62, "published"),
