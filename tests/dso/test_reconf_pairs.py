@@ -141,6 +141,18 @@ def test_reconfigure_finds_the_enumerated_optimum(seed: int) -> None:
     assert result.losses_kw == pytest.approx(world.optimum.losses_kw, abs=1e-6)
 
 
+def test_reconfigure_escapes_the_trap_a_coarse_one_shot_model_leads_into() -> None:
+    # A coarse linear loss model (few tangents) and a one-node MILP start single exchange in the basin of a
+    # one-swap local optimum 1 % above the enumerated optimum: the double-exchange step must get out.
+    world = Enumerated(random_feeder(4))
+    coarse = {"tangent_ratio": 8.0, "mip_max_nodes": 1}
+    stuck = reconfigure(world.feeder, vmin_pu=VMIN, pair_top=0, **coarse)
+    assert stuck.losses_kw > world.optimum.losses_kw + 0.5
+    found = reconfigure(world.feeder, vmin_pu=VMIN, **coarse)
+    assert found.open_branches == world.optimum.open_branches
+    assert found.losses_kw == pytest.approx(world.optimum.losses_kw, abs=1e-6)
+
+
 @settings(max_examples=25, deadline=None)
 @given(seed=st.integers(0, 10_000), pick=st.integers(0, 10_000))
 def test_fixed_current_model_is_exact_at_its_own_ac_solution(seed: int, pick: int) -> None:
