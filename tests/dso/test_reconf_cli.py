@@ -41,3 +41,17 @@ def test_verify_without_scip_exits_2_and_says_what_to_install(
     )
     assert command.main(["--case", "case33bw", "--verify", "10"]) == 2
     assert "peergrid-dso[verify]" in capsys.readouterr().err
+
+
+def test_the_verifier_without_scip_raises_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    import sys
+
+    from peergrid_dso.feeder.cases import case33bw
+    from peergrid_dso.services.loss_verify import ScipUnavailable, verify_with_scip
+    from peergrid_dso.services.powerflow import net_injection_mw
+
+    monkeypatch.setitem(sys.modules, "pyscipopt", None)  # `import pyscipopt` now fails as if not installed
+    feeder = case33bw()
+    p, q = net_injection_mw(feeder)
+    with pytest.raises(ScipUnavailable, match=r"peergrid-dso\[verify\]"):
+        verify_with_scip(feeder, (33, 34, 35, 36, 37), 202.68, p, q, 0.90, time_limit_s=1.0)

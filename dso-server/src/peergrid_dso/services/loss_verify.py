@@ -60,7 +60,7 @@ def verify_with_scip(
     `log_file`: where SCIP writes its progress (none by default)."""
     try:
         from pyscipopt import SCIP_PARAMSETTING, Model, quicksum
-    except ImportError as exc:  # pragma: no cover - exercised only without the extra
+    except ImportError as exc:
         raise ScipUnavailable(
             "pip install 'peergrid-dso[verify]' (PySCIPOpt) to run the SCIP verifier"
         ) from exc
