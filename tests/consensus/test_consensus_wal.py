@@ -48,3 +48,11 @@ def test_the_labs_wal_writes_what_must_survive_and_drops_a_prepare_alone(tmp_pat
     wal.save(b"commit", sync=True)
     wal.save(b"prepare", sync=False)  # lost, as in a power cut: the engine withholds it after a restart
     assert ProcessSafeWal(tmp_path / "c.wal").load() == b"commit" and wal.writes == 1 and wal.syncs == 0
+
+
+def test_the_edge_daemons_positional_chain_spec_keeps_its_wal_choice_and_gets_the_heartbeat() -> None:
+    from peergrid_edge.replicas import ChainSpec
+    from peergrid_ledger.consensus.engine import HEARTBEAT_MS
+
+    spec = ChainSpec("mgmc", Path("g.json"), Path("mgmc.db"), 500, 1500, False)  # as daemon.py builds it
+    assert spec.wal_fsync is False and spec.heartbeat_ms == HEARTBEAT_MS

@@ -53,8 +53,9 @@ class ChainSpec:
     data_dir: Path
     block_period_ms: int = 200
     round_timeout_ms: int = 1500
-    heartbeat_ms: int = HEARTBEAT_MS  # an empty block after this long without a transaction
     wal_fsync: bool = True  # False: the WAL survives a killed process, not a power cut (the one-disk lab)
+    heartbeat_ms: int = HEARTBEAT_MS  # an empty block after this long without a transaction (keep it last:
+    # the daemon passes the fields above by position)
 
 
 class ProcessSafeWal(FileWal):
