@@ -16,6 +16,7 @@ from peergrid_ledger.consensus.app import Accepted
 from peergrid_ledger.consensus.engine import EngineConfig
 from peergrid_ledger.consensus.ledger_net import CONFIG, LedgerNet
 from peergrid_ledger.consensus.mempool import STRIKES, Mempool, TxMeta
+from peergrid_ledger.consensus.transport import TX, encode_tx_batch, seal_envelope
 from peergrid_ledger.genesis import Account, Genesis
 from peergrid_ledger.tx import sign_tx
 from peergrid_ledger.verify import verify_store
@@ -123,3 +124,14 @@ def test_recheck_needs_two_refusals_running_and_remembers_a_bounded_number_of_re
     for i in range(pool.limits.refusals_kept + 10):
         pool.refuse(b"%d" % i, "x")
     assert len(pool._refused) == pool.limits.refusals_kept
+
+
+def test_our_own_gossip_echoed_by_the_broker_is_no_refusal(tmp_path: Path) -> None:
+    net = LedgerNet(tmp_path, genesis(), AUTHORITIES, seed=2)
+    replica = net.replicas["n0"]
+    tx = sign_tx(AUTHORITIES[0], CHAIN, "equivalent_injection", 1, net.now, injection(0))
+    assert isinstance(replica.submit(tx.raw, net.now), Accepted)
+    echo = seal_envelope(CHAIN, TX, AUTHORITIES[0], encode_tx_batch([tx.raw]))
+    replica.receive(TX, echo, net.now)  # what the broker sends back to its publisher
+    stats = net.stats("n0")
+    assert stats["own_echo"] == 1 and stats.get("tx_rejected", 0) == 0

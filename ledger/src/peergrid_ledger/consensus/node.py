@@ -162,6 +162,9 @@ class ChainReplica:
             envelope, signature = read_envelope(self.chain, data)
             if envelope.kind != kind:
                 raise EnvelopeError("malformed", f"{envelope.kind} envelope on the {kind} topic")
+            if kind == TX and envelope.sender == self.keypair.public:
+                self.stats["own_echo"] += 1  # our own gossip, echoed by the broker: already in our pool
+                return
             if kind != TX and self._needless(envelope.sender, envelope.body):
                 return
             if kind != TX:
