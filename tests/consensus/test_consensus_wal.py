@@ -3,8 +3,13 @@
 
 from __future__ import annotations
 
+import os
+import stat
 from pathlib import Path
 
+import pytest
+
+from peergrid_ledger.consensus import node
 from peergrid_ledger.consensus.node import FileWal
 
 
@@ -24,6 +29,30 @@ def test_an_unsynced_record_never_replaces_the_synced_one(tmp_path: Path) -> Non
     wal.save(b"later prepare", sync=False)
     wal.save(b"round change", sync=True)  # newer than the side file it leaves behind
     assert FileWal(tmp_path / "c.wal").load() == b"round change"
+
+
+def test_short_writes_complete_and_a_synced_record_syncs_its_directory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real_write, real_fsync = os.write, os.fsync
+    synced: list[str] = []
+    monkeypatch.setattr(
+        node.os, "write", lambda fd, data: real_write(fd, bytes(data[:5]))
+    )  # disk nearly full
+    monkeypatch.setattr(
+        node.os,
+        "fsync",
+        lambda fd: (synced.append("dir" if stat.S_ISDIR(os.fstat(fd).st_mode) else "file"), real_fsync(fd)),
+    )
+    wal = FileWal(tmp_path / "c.wal")
+    wal.save(b"a commit vote and its lock", sync=True)
+    assert synced == ["file", "dir"]  # the record, then the rename that puts it in place
+    wal.save(b"a prepare", sync=False)
+    assert synced == ["file", "dir"]
+    monkeypatch.undo()
+    assert FileWal(tmp_path / "c.wal").load() == b"a prepare"
+    wal.side.unlink()
+    assert FileWal(tmp_path / "c.wal").load() == b"a commit vote and its lock"
 
 
 def test_a_wal_written_before_records_were_numbered_still_loads(tmp_path: Path) -> None:

@@ -117,12 +117,21 @@ class FileWal:
         tmp = target.with_suffix(target.suffix + ".tmp")
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         try:
-            os.write(fd, data)
+            view = memoryview(data)
+            while view:  # a short write (disk nearly full) must not leave a torn record to replace a good one
+                view = view[os.write(fd, view) :]
             if sync and self.fsync:
                 os.fsync(fd)
         finally:
             os.close(fd)
         os.replace(tmp, target)
+        if sync and self.fsync:
+            # the rename itself must survive a power cut, or the synced record (a commit vote, a lock) is lost
+            dir_fd = os.open(target.parent, os.O_RDONLY)
+            try:
+                os.fsync(dir_fd)
+            finally:
+                os.close(dir_fd)
         self.writes += 1
         self.syncs += sync and self.fsync
 
