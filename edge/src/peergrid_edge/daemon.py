@@ -86,23 +86,23 @@ class EdgeDaemon:
 
             specs = [
                 ChainSpec(
-                    "mgmc",
-                    replicas.mgmc.genesis,
-                    settings.data_dir / "mgmc.db",
-                    replicas.mgmc.block_period_ms,
-                    replicas.mgmc.round_timeout_ms,
-                    replicas.mgmc.wal_fsync,
+                    name="mgmc",
+                    genesis=replicas.mgmc.genesis,
+                    data_dir=settings.data_dir / "mgmc.db",
+                    block_period_ms=replicas.mgmc.block_period_ms,
+                    round_timeout_ms=replicas.mgmc.round_timeout_ms,
+                    wal_fsync=replicas.mgmc.wal_fsync,
                 )
             ]
             if replicas.dso is not None:
                 specs.append(
                     ChainSpec(
-                        "dso",
-                        replicas.dso.genesis,
-                        settings.data_dir / "dso.db",
-                        replicas.dso.block_period_ms,
-                        replicas.dso.round_timeout_ms,
-                        replicas.dso.wal_fsync,
+                        name="dso",
+                        genesis=replicas.dso.genesis,
+                        data_dir=settings.data_dir / "dso.db",
+                        block_period_ms=replicas.dso.block_period_ms,
+                        round_timeout_ms=replicas.dso.round_timeout_ms,
+                        wal_fsync=replicas.dso.wal_fsync,
                     )
                 )
             self.ledger = EdgeLedger(

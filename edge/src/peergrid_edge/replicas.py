@@ -46,7 +46,9 @@ def wall_ms() -> int:
     return time.time_ns() // 1_000_000
 
 
-@dataclass(frozen=True)
+@dataclass(
+    frozen=True, kw_only=True
+)  # by name only: a field added in the middle once shifted the daemon's values
 class ChainSpec:
     name: str  # role in this node: "mgmc" or "dso"
     genesis: Path
@@ -54,8 +56,7 @@ class ChainSpec:
     block_period_ms: int = 200
     round_timeout_ms: int = 1500
     wal_fsync: bool = True  # False: the WAL survives a killed process, not a power cut (the one-disk lab)
-    heartbeat_ms: int = HEARTBEAT_MS  # an empty block after this long without a transaction (keep it last:
-    # the daemon passes the fields above by position)
+    heartbeat_ms: int = HEARTBEAT_MS  # an empty block after this long without a transaction
 
 
 class ProcessSafeWal(FileWal):
