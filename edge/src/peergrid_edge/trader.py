@@ -99,9 +99,19 @@ class MarketAgent:
         self._verdict_event = asyncio.Event()
 
     async def _submit(self, role: str, key: keys.Keypair, kind: str, body: dict[str, Any]) -> bool:
+        self._stopped()
         nonce = self.ledger.next_nonce(role, key.public)
         raw = self.ledger.sign(role, key, kind, body, nonce)
         return bool(await self.ledger.submit_and_wait(role, raw, self.s.phase_timeout_s + 2.0))
+
+    def _stopped(self) -> None:
+        """Raise CancelledError once the daemon is stopping. Its `stop()` cancels this task, but Python 3.11's
+        asyncio.wait_for loses a cancellation that arrives in the loop turn the awaited event fires (it returns
+        the result instead), and the agent waits on a chain event every block: under load a stopped MGMC
+        traded on, answered the DSO and kept its daemon (which awaits this task) alive. Checked before every
+        transaction, DSO wait and dispatch, so a lost cancellation ends the task at the next of them."""
+        if self.d.stopping.is_set():
+            raise asyncio.CancelledError("the daemon is stopping")
 
     def _start_of(self, t: int) -> float:
         return self.s.t0 + (t - self.s.first_interval) * self.s.interval_s
@@ -254,6 +264,7 @@ class MarketAgent:
             replanned = self.meet_limit(t, sched, answers.p2p_net_kw, answers.limit)
             answers.plan, answers.injection_kw = replanned.plan, replanned.injection_kw
         plan3, final_kw, adjustments = answers.plan, answers.injection_kw, answers.adjustments
+        self._stopped()
         self.phase = "dispatch"
         confirmed = await self._dispatch(t, plan3)
         self.phase = "settle"
@@ -325,6 +336,7 @@ class MarketAgent:
         me = self.d.keypair.public.hex()
         answered: set[int] = set()
         while time.monotonic() < deadline:
+            self._stopped()
             verdict = self.verdicts.get(t)  # the newest: an iteration missed meanwhile is not answered
             if verdict is not None and verdict.get("final"):
                 return verdict
