@@ -60,6 +60,15 @@ def feasible_within(schedule: MgSchedule, too_high: bool, bound: float, solve: C
         return False
 
 
+def limits(min_kw: float | None, max_kw: float | None) -> tuple[float, float]:
+    """A contract's injection limits as a closed range (a missing side is unbounded); crossed limits are an error."""
+    lo = -math.inf if min_kw is None else min_kw
+    hi = math.inf if max_kw is None else max_kw
+    if lo > hi:
+        raise ValueError(f"adjustment limits are crossed: min {lo} kW > max {hi} kW")
+    return lo, hi
+
+
 def meet(
     schedule: MgSchedule,
     p2p_net_kw: float,
@@ -67,10 +76,7 @@ def meet(
     max_kw: float | None,
     precision_kw: float = 0.01,
 ) -> Adjustment:
-    lo = -math.inf if min_kw is None else min_kw
-    hi = math.inf if max_kw is None else max_kw
-    if lo > hi:
-        raise ValueError(f"adjustment limits are crossed: min {lo} kW > max {hi} kW")
+    lo, hi = limits(min_kw, max_kw)
     schedule.bound_injection(-math.inf, math.inf)
     free = schedule.dispatch(p2p_net_kw)
     planned = injection(free)

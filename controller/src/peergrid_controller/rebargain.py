@@ -16,7 +16,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from peergrid_controller.adjustment import bound_one_side, feasible_within, nearest_reachable
+from peergrid_controller.adjustment import bound_one_side, feasible_within, limits, nearest_reachable
 from peergrid_controller.curve import ResponseCurve
 from peergrid_controller.lp import INF
 from peergrid_controller.schedule import MgSchedule, ScheduleError
@@ -42,10 +42,7 @@ def curve_within(
     precision_kw: float = 0.01,
 ) -> LimitedCurve:
     """`planned_kw`: the injection the MG planned with its current trades (a bound it can surely hold)."""
-    lo = -math.inf if min_kw is None else min_kw
-    hi = math.inf if max_kw is None else max_kw
-    if lo > hi:
-        raise ValueError(f"adjustment limits are crossed: min {lo} kW > max {hi} kW")
+    lo, hi = limits(min_kw, max_kw)
     probe = (lo_price + hi_price) / 2
 
     def trade_freely() -> float:  # feasibility with P2P free does not depend on the price: one probe
