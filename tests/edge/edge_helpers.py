@@ -10,6 +10,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from peergrid_controller.model import Battery, Load, Microgrid, PvArray, Tariff
+from peergrid_controller.schedule import MgSchedule
 from peergrid_edge.config import EdgeSettings
 from peergrid_sim.background import BackgroundSim
 
@@ -76,3 +78,18 @@ async def wait_until(predicate: Callable[[], bool], timeout: float = 10.0, step:
             return True
         await asyncio.sleep(step)
     return predicate()
+
+
+def pv_battery_schedule(n: int) -> tuple[Microgrid, MgSchedule]:
+    """A solved n-hour schedule of a small MG (80 kW PV, 20 kW battery, 30 kW load with 10 kW critical) at a
+    flat 0.25 retail / 0.05 feed-in tariff: surplus to sell, storage to move it."""
+    mg = Microgrid(
+        "mg",
+        Tariff(tuple(0.25 for _ in range(n)), tuple(0.05 for _ in range(n))),
+        pv=(PvArray("pv", tuple(80.0 for _ in range(n))),),
+        batteries=(Battery("bat", capacity_kwh=200.0, max_charge_kw=20.0, max_discharge_kw=20.0),),
+        loads=(Load("load", tuple(30.0 for _ in range(n)), tuple(10.0 for _ in range(n))),),
+    )
+    sched = MgSchedule(mg, 1.0)
+    sched.solve()
+    return mg, sched

@@ -17,8 +17,9 @@ from types import SimpleNamespace
 from typing import Any
 
 import pytest
+from edge_helpers import pv_battery_schedule
 
-from peergrid_controller.model import Battery, Load, Microgrid, PvArray, Tariff
+from peergrid_controller.model import Microgrid
 from peergrid_controller.moves import BargainingConfig, Participant
 from peergrid_controller.schedule import MgSchedule
 from peergrid_edge import chain_bargaining
@@ -138,16 +139,7 @@ def test_an_interval_whose_sellers_all_dropped_out_still_closes() -> None:
 
 
 def small_mg() -> tuple[Microgrid, MgSchedule, Market, DsoAnswers]:
-    n = 8
-    mg = Microgrid(
-        "mg",
-        Tariff(tuple(0.25 for _ in range(n)), tuple(0.05 for _ in range(n))),
-        pv=(PvArray("pv", tuple(80.0 for _ in range(n))),),
-        batteries=(Battery("bat", capacity_kwh=200.0, max_charge_kw=20.0, max_discharge_kw=20.0),),
-        loads=(Load("load", tuple(30.0 for _ in range(n)), tuple(10.0 for _ in range(n))),),
-    )
-    sched = MgSchedule(mg, 1.0)
-    sched.solve()
+    mg, sched = pv_battery_schedule(8)
     plan = sched.dispatch(1.5)
     market = Market(
         Participant("me", sched.response_curve(0.05, 0.25), mg.rules, clean=True), 0.05, 0.25, 0.0

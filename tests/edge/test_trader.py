@@ -6,10 +6,9 @@ import logging
 from pathlib import Path
 
 import pytest
+from edge_helpers import pv_battery_schedule
 from pydantic import ValidationError
 
-from peergrid_controller.model import Battery, Load, Microgrid, PvArray, Tariff
-from peergrid_controller.schedule import MgSchedule
 from peergrid_edge.config import EdgeSettings
 from peergrid_edge.trader import MarketAgent, bids_on_chain, offers_on_chain
 from peergrid_ledger.chain import LocalChain
@@ -40,16 +39,7 @@ def test_positions_read_off_the_chain_carry_their_round() -> None:
 
 def test_an_adjustment_is_met_from_the_schedule_or_reported_plainly(caplog: pytest.LogCaptureFixture) -> None:
     agent = object.__new__(MarketAgent)
-    n = 4
-    mg = Microgrid(
-        "mg",
-        Tariff(tuple(0.25 for _ in range(n)), tuple(0.05 for _ in range(n))),
-        pv=(PvArray("pv", tuple(80.0 for _ in range(n))),),
-        batteries=(Battery("bat", capacity_kwh=200.0, max_charge_kw=20.0, max_discharge_kw=20.0),),
-        loads=(Load("load", tuple(30.0 for _ in range(n)), tuple(10.0 for _ in range(n))),),
-    )
-    sched = MgSchedule(mg, 1.0)
-    sched.solve()
+    _, sched = pv_battery_schedule(4)
     sched.dispatch(10.0)  # it sold 10 kW to a peer
     met = agent.meet_limit(0, sched, 10.0, {"max_injection_w": 15000, "min_injection_w": None})
     assert met.met and met.injection_kw <= 15.0 + 1e-6
@@ -88,16 +78,7 @@ def test_no_reopening_in_time_falls_back_to_a_re_plan_and_still_answers_the_iter
     from peergrid_controller.moves import Participant
     from peergrid_edge.chain_bargaining import DsoAnswers, Market, answer_iteration
 
-    n = 4
-    mg = Microgrid(
-        "mg",
-        Tariff(tuple(0.25 for _ in range(n)), tuple(0.05 for _ in range(n))),
-        pv=(PvArray("pv", tuple(80.0 for _ in range(n))),),
-        batteries=(Battery("bat", capacity_kwh=200.0, max_charge_kw=20.0, max_discharge_kw=20.0),),
-        loads=(Load("load", tuple(30.0 for _ in range(n)), tuple(10.0 for _ in range(n))),),
-    )
-    sched = MgSchedule(mg, 1.0)
-    sched.solve()
+    mg, sched = pv_battery_schedule(4)
     plan = sched.dispatch(10.0)
     submitted: list[tuple[str, str, dict[str, object]]] = []
 
