@@ -86,25 +86,16 @@ class EdgeDaemon:
 
             specs = [
                 ChainSpec(
-                    name="mgmc",
-                    genesis=replicas.mgmc.genesis,
-                    data_dir=settings.data_dir / "mgmc.db",
-                    block_period_ms=replicas.mgmc.block_period_ms,
-                    round_timeout_ms=replicas.mgmc.round_timeout_ms,
-                    wal_fsync=replicas.mgmc.wal_fsync,
+                    name=name,
+                    genesis=chain.genesis,
+                    data_dir=settings.data_dir / f"{name}.db",
+                    block_period_ms=chain.block_period_ms,
+                    round_timeout_ms=chain.round_timeout_ms,
+                    wal_fsync=chain.wal_fsync,
                 )
+                for name, chain in (("mgmc", replicas.mgmc), ("dso", replicas.dso))
+                if chain is not None
             ]
-            if replicas.dso is not None:
-                specs.append(
-                    ChainSpec(
-                        name="dso",
-                        genesis=replicas.dso.genesis,
-                        data_dir=settings.data_dir / "dso.db",
-                        block_period_ms=replicas.dso.block_period_ms,
-                        round_timeout_ms=replicas.dso.round_timeout_ms,
-                        wal_fsync=replicas.dso.wal_fsync,
-                    )
-                )
             self.ledger = EdgeLedger(
                 self.keypair,
                 self.link,
