@@ -73,6 +73,20 @@ class Enumerated:
             self.cache[key] = Evaluation(key, pf.losses_mw * 1e3, pf.vmin_pu, max_loading, feasible)
         return self.cache[key]
 
+    def pair_exchange(self, start: Evaluation, time_left_s: float = 60.0) -> tuple[Evaluation, int]:
+        """The double exchange from `start` on this feeder (best, moves)."""
+        best, moves, _ = pair_exchange(
+            self.feeder,
+            start,
+            self.evaluate,
+            self.solution,
+            self.p,
+            self.q,
+            top=10,
+            deadline_s=lambda: time_left_s,
+        )
+        return best, moves
+
     def traps(self) -> list[Evaluation]:
         """Feasible one-swap local optima that are not optimal."""
         found = []
@@ -94,16 +108,7 @@ def test_double_exchange_escapes_every_trap_single_exchange_stops_in(seed: int) 
         "the feeder must have a one-swap local optimum that is not optimal, or the test proves nothing"
     )
     for trap in traps:
-        best, moves, _ = pair_exchange(
-            world.feeder,
-            trap,
-            world.evaluate,
-            world.solution,
-            world.p,
-            world.q,
-            top=10,
-            deadline_s=lambda: 60.0,
-        )
+        best, moves = world.pair_exchange(trap)
         assert moves >= 1
         assert best.losses_kw == pytest.approx(world.optimum.losses_kw, abs=1e-6)
         assert best.open_branches == world.optimum.open_branches
@@ -111,25 +116,14 @@ def test_double_exchange_escapes_every_trap_single_exchange_stops_in(seed: int) 
 
 def test_double_exchange_never_makes_an_optimum_worse() -> None:
     world = Enumerated(random_feeder(20))
-    best, moves, _ = pair_exchange(
-        world.feeder,
-        world.optimum,
-        world.evaluate,
-        world.solution,
-        world.p,
-        world.q,
-        top=10,
-        deadline_s=lambda: 60.0,
-    )
+    best, moves = world.pair_exchange(world.optimum)
     assert moves == 0 and best == world.optimum
 
 
 def test_without_time_left_the_start_is_returned() -> None:
     world = Enumerated(random_feeder(20))
     trap = world.traps()[0]
-    best, moves, _ = pair_exchange(
-        world.feeder, trap, world.evaluate, world.solution, world.p, world.q, top=10, deadline_s=lambda: 0.0
-    )
+    best, moves = world.pair_exchange(trap, time_left_s=0.0)
     assert (best, moves) == (trap, 0)
 
 
