@@ -29,7 +29,7 @@ import pytest
 
 from console.helpers import CHROMIUM, CHROMIUM_ARGS, PASSWORD, USERS, fast_hasher
 from peergrid_dso.auth.users import UserStore
-from peergrid_sim.broker import free_port, wait_for_port
+from peergrid_sim.broker import wait_for_port
 
 playwright_api = pytest.importorskip("playwright.sync_api")
 expect = playwright_api.expect
@@ -59,8 +59,11 @@ def _wait(what: str, ready: Callable[[], Any], timeout: float, bed: LiveTestbed 
 
 class LiveTestbed:
     def __init__(self, workdir: Path, port: int, process: subprocess.Popen[bytes]) -> None:
-        self.workdir, self.port, self.process = workdir, port, process
-        self.url = f"http://127.0.0.1:{port}"
+        self.workdir, self.process = workdir, process
+        self.set_port(port)
+
+    def set_port(self, port: int) -> None:
+        self.port, self.url = port, f"http://127.0.0.1:{port}"
 
     def tail(self) -> str:
         out = self.workdir / "testbed.out"
@@ -91,15 +94,20 @@ def bed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveTestbed]:
     store = UserStore(workdir / "config" / "console-users.json", hasher=fast_hasher())
     for name, role in USERS.items():
         store.add(name, role, PASSWORD)
-    port = free_port()
     argv = [str(Path(sys.executable).parent / "peergrid-testbed"), "--scenario", str(SCENARIO),
-            "--workdir", str(workdir), "--http-port", str(port), "--interval-s", str(INTERVAL_S),
+            "--workdir", str(workdir), "--http-port", "0", "--interval-s", str(INTERVAL_S),
             "--dso-reconfigure-every", "0", "--duration", "400"]  # fmt: skip
     with (workdir / "testbed.out").open("wb") as out:
         process = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
-    running = LiveTestbed(workdir, port, process)
+    running = LiveTestbed(workdir, 0, process)
     try:
-        _wait("the DSO console", lambda: wait_for_port("127.0.0.1", port, 0.2), 120, running)
+        # the DSO server binds any free port; the testbed names it once that process listens on it
+        ports = workdir / "ports.json"
+        found = _wait(
+            "the DSO console", lambda: ports.exists() and json.loads(ports.read_text()), 120, running
+        )
+        running.set_port(int(found["dso_http"]))
+        assert wait_for_port("127.0.0.1", running.port, 5)
         yield running
     finally:
         if process.poll() is None:

@@ -18,8 +18,6 @@ from pathlib import Path
 
 import pytest
 
-from peergrid_sim.broker import free_port
-
 BIN = Path(sys.executable).parent
 SCENARIO = Path(__file__).resolve().parents[2] / "firmware-sim" / "scenarios" / "ieee33.yaml"
 pytestmark = [pytest.mark.system, pytest.mark.xdist_group("system")]
@@ -38,7 +36,7 @@ def run_testbed(workdir: Path, report: Path, intervals: int, extra: list[str] | 
     argv = [
         str(BIN / "peergrid-testbed"), "--scenario", str(SCENARIO), "--intervals", str(intervals),
         "--interval-s", "5", "--block-period-ms", "150", "--workdir", str(workdir),
-        "--http-port", str(free_port()), "--report", str(report), *(extra or []),
+        "--http-port", "0", "--report", str(report), *(extra or []),
     ]  # fmt: skip
     done = subprocess.run(argv, capture_output=True, text=True, timeout=60 + 12 * intervals)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]

@@ -17,8 +17,6 @@ from pathlib import Path
 
 import pytest
 
-from peergrid_sim.broker import free_port
-
 BIN = Path(sys.executable).parent
 pytestmark = [pytest.mark.system, pytest.mark.xdist_group("system")]
 
@@ -38,8 +36,13 @@ def _alive(pid: int) -> bool:
     return stat.exists() and stat.read_text().split()[2] != "Z"
 
 
+def _dso_port(workdir: Path) -> int | None:
+    """The DSO server's port once the testbed found it listening (`--http-port 0`: any free port)."""
+    ports = workdir / "ports.json"
+    return int(json.loads(ports.read_text())["dso_http"]) if ports.exists() else None
+
+
 def test_inverter_reading_reaches_the_dso(tmp_path: Path) -> None:
-    port = free_port()
     workdir = tmp_path / "bed"
     bed = subprocess.Popen(
         [
@@ -47,7 +50,7 @@ def test_inverter_reading_reaches_the_dso(tmp_path: Path) -> None:
             "--duration",
             "20",
             "--http-port",
-            str(port),
+            "0",
             "--workdir",
             str(workdir),
         ],
@@ -56,10 +59,14 @@ def test_inverter_reading_reaches_the_dso(tmp_path: Path) -> None:
         text=True,
     )
     reading = None
+    port = None
     try:
         deadline = time.monotonic() + 40
         while time.monotonic() < deadline and bed.poll() is None and reading is None:
             time.sleep(0.5)
+            port = port or _dso_port(workdir)
+            if port is None:
+                continue
             try:
                 nodes = _get(f"http://127.0.0.1:{port}/api/nodes")
             except OSError:

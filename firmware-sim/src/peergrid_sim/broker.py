@@ -1,6 +1,7 @@
 """A real Mosquitto broker on a free loopback port, for tests and the lab testbed.
 
-Promises: `MosquittoBroker.start()` returns once the broker accepts TCP connections on 127.0.0.1, with a
+Promises: `MosquittoBroker.start()` returns once the Mosquitto process it started listens on 127.0.0.1 (its
+own socket, not merely a port that accepts connections: another process may hold the port it picked), with a
 config generated here (plain, or TLS with client certificates whose CN is the MQTT username, and optional
 topic ACLs); `stop()` ends exactly the process it started, by its PID. Never binds anything but loopback
 and never assumes port 1883 is free. Messages are not persisted: peergrid's gossip must not depend on it.
@@ -17,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from peergrid_sim.certs import LabPki
+from peergrid_sim.ports import wait_for_listener
 
 LOOPBACK = "127.0.0.1"
 
@@ -116,13 +118,15 @@ class MosquittoBroker:
             self.process = subprocess.Popen(
                 [exe, "-c", str(conf)], stdout=log, stderr=log, stdin=subprocess.DEVNULL
             )
-        return wait_for_port(self.host, self.port, self._timeout)
+        # Mosquitto cannot bind port 0 for us, so the port was picked before: if another process took it in
+        # between, that process accepts our connections while our broker exits with "address in use".
+        return wait_for_listener(self.process, self.port, self._timeout) is not None
 
     def start(self, timeout: float = 10.0) -> MosquittoBroker:
         self._timeout = timeout
         self.workdir.mkdir(parents=True, exist_ok=True)
         fixed_port = self.port != 0
-        # A free port can be taken between probing and binding; try a few.
+        # A free port can be taken between probing and binding; try a few (each checked as our own listener).
         for _attempt in range(1 if fixed_port else 5):
             if not fixed_port:
                 self.port = free_port()

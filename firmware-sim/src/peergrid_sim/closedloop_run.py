@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import socket
 import sys
 import time
 from dataclasses import dataclass, field
@@ -127,14 +128,15 @@ class ClosedLoop:
             node = f"mgmc-{mg}"
             edge_broker = broker
             if mg in self.cuttable:  # this Pi reaches the broker through a cable the fault tests can pull
-                from peergrid_sim.broker import free_port
-
-                port = free_port()
                 cut = workdir / "control" / f"cut-{node}"
                 cut.parent.mkdir(parents=True, exist_ok=True)
-                bed.spawn(f"netcut-{mg}", [sys.executable, "-m", "peergrid_sim.netcut", "--listen", str(port),
-                                           "--to", f"{broker[0]}:{broker[1]}", "--cut-file", str(cut)])  # fmt: skip
-                edge_broker = (broker[0], port)
+                # bound here and handed over: no moment in which another process could take the port
+                with socket.create_server((broker[0], 0)) as listener:
+                    fd = listener.fileno()
+                    bed.spawn(f"netcut-{mg}", [sys.executable, "-m", "peergrid_sim.netcut", "--listen-fd", str(fd),
+                                               "--to", f"{broker[0]}:{broker[1]}", "--cut-file", str(cut)],
+                              pass_fds=(fd,))  # fmt: skip
+                    edge_broker = (broker[0], int(listener.getsockname()[1]))
             config = edge_config(
                 self.chains, mg, feeder, edge_broker, workdir / "nodes" / node, devices.get(mg, []),
                 Path(bed.scenario_path).resolve(), self.timing, records,

@@ -1,9 +1,11 @@
-"""`python -m peergrid_sim.netcut --listen PORT --to HOST:PORT --cut-file FILE`: a cable that can be pulled.
+"""`python -m peergrid_sim.netcut --listen PORT|--listen-fd FD --to HOST:PORT --cut-file FILE`: a pullable cable.
 
 Promises: forwards TCP between one Pi's daemon and the broker on loopback; while `--cut-file` exists every
 open connection is dropped and new ones are closed at once (the Pi is cut off from the broker, as if its
 network link failed); once the file is gone, connections pass again. The fault tests use it to island one
-MGMC without touching the others. Never binds anything but loopback.
+MGMC without touching the others. Never binds anything but loopback. With `--listen-fd` it serves on a
+listening socket its launcher bound and handed over (the testbed does: a port picked first and bound later
+by the child could be taken in between).
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import argparse
 import asyncio
 import contextlib
 import signal
+import socket
 import sys
 from pathlib import Path
 
@@ -24,7 +27,7 @@ async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> N
     writer.close()
 
 
-async def serve(listen: int, host: str, port: int, cut: Path) -> None:
+async def serve(listen: int | socket.socket, host: str, port: int, cut: Path) -> None:
     open_pairs: set[tuple[asyncio.StreamWriter, asyncio.StreamWriter]] = set()
 
     async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -43,7 +46,10 @@ async def serve(listen: int, host: str, port: int, cut: Path) -> None:
         finally:
             open_pairs.discard(pair)
 
-    server = await asyncio.start_server(handle, "127.0.0.1", listen)
+    if isinstance(listen, socket.socket):
+        server = await asyncio.start_server(handle, sock=listen)
+    else:
+        server = await asyncio.start_server(handle, "127.0.0.1", listen)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -60,12 +66,15 @@ async def serve(listen: int, host: str, port: int, cut: Path) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="netcut", description=__doc__.splitlines()[0])
-    parser.add_argument("--listen", type=int, required=True)
+    where = parser.add_mutually_exclusive_group(required=True)
+    where.add_argument("--listen", type=int, help="loopback port to listen on")
+    where.add_argument("--listen-fd", type=int, help="an inherited listening socket's file descriptor")
     parser.add_argument("--to", required=True, help="HOST:PORT of the broker")
     parser.add_argument("--cut-file", type=Path, required=True)
     args = parser.parse_args(argv)
     host, _, port = args.to.rpartition(":")
-    asyncio.run(serve(args.listen, host, int(port), args.cut_file))
+    listen = args.listen if args.listen_fd is None else socket.socket(fileno=args.listen_fd)
+    asyncio.run(serve(listen, host, int(port), args.cut_file))
     return 0
 
 

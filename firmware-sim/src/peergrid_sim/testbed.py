@@ -2,8 +2,11 @@
 
 Promises: every process it starts runs in its own session and is stopped (SIGTERM, then SIGKILL of its
 process group) when the testbed ends — by Ctrl-C, SIGTERM, `--duration`, or a child dying early — so it
-leaves no orphan. Prints the URLs to look at. Assumes the console scripts of the other components are on
-PATH beside it (one venv). Binds loopback only.
+leaves no orphan. Prints the URLs to look at and writes the ports it got to `<workdir>/ports.json`
+(`{"dso_http": …, "broker": …}`): `--http-port 0` lets the DSO server bind any free port itself, which the
+testbed then reads from that process's own listening socket (`peergrid_sim.ports`), so no port is picked
+here and bound there, where another process could take it in between. Assumes the console scripts of the
+other components are on PATH beside it (one venv). Binds loopback only.
 """
 
 from __future__ import annotations
@@ -23,7 +26,8 @@ from typing import Any
 import yaml
 
 from peergrid_ledger.settings import ConfigError, exit_with_config_error
-from peergrid_sim.broker import LOOPBACK, MosquittoBroker, free_port, wait_for_port
+from peergrid_sim.broker import LOOPBACK, MosquittoBroker, wait_for_port
+from peergrid_sim.ports import wait_for_listener
 from peergrid_sim.scenario import Scenario, load_scenario
 
 PROGRAM = "peergrid-testbed"
@@ -51,19 +55,24 @@ class Testbed:
     workdir: Path
     scenario_path: Path
     scenario: Scenario
-    http_port: int
+    http_port: int  # the DSO server's: 0 until it started when asked for any free port
     speed: float
     children: list[Child] = field(default_factory=list)
     broker: MosquittoBroker | None = None
     loop: Any = None  # closedloop_run.ClosedLoop when the MGMCs trade (scenarios with two or more MGs)
     restartable: set[str] = field(default_factory=set)  # children a fault test may kill and restart
 
-    def spawn(self, name: str, argv: list[str]) -> Child:
+    def spawn(self, name: str, argv: list[str], pass_fds: tuple[int, ...] = ()) -> Child:
         log = self.workdir / "logs" / f"{name}.log"
         log.parent.mkdir(parents=True, exist_ok=True)
         with log.open("ab") as out:
             proc = subprocess.Popen(
-                argv, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True
+                argv,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
+                pass_fds=pass_fds,
             )
         child = Child(name, proc, log)
         self.children.append(child)
@@ -115,11 +124,16 @@ class Testbed:
         if self.loop is None:
             self.start_dso()
         dso = next(c for c in self.children if c.name == "dso")
-        if (
-            not wait_for_port(LOOPBACK, self.http_port, 30 + 3 * len(self.scenario.microgrids))
-            or dso.process.poll() is not None
-        ):
-            raise TestbedError(f"the DSO server did not start; see {dso.log}")
+        port = wait_for_listener(dso.process, self.http_port, 30 + 3 * len(self.scenario.microgrids))
+        if port is None:
+            in_use = "address already in use" in dso.log.read_text(encoding="utf-8", errors="replace").lower()
+            why = f": port {self.http_port} is taken by another process" if in_use else ""
+            raise TestbedError(f"the DSO server did not start{why}; see {dso.log}")
+        self.http_port = port
+        ports = {"dso_http": port, "broker": self.broker.port}
+        tmp = self.workdir / "ports.json.tmp"  # readers poll for it: never show them half a file
+        tmp.write_text(json.dumps(ports), encoding="utf-8")
+        os.replace(tmp, self.workdir / "ports.json")
 
     def start_dso(self, loop: dict[str, Any] | None = None) -> Child:
         """The DSO server and its console: with `loop` (the closed loop's DSO node settings) it is the DSO of
@@ -236,6 +250,13 @@ def _group_by_mg(endpoints: list[dict[str, Any]]) -> dict[str, list[dict[str, An
     return grouped
 
 
+def _tcp_port(text: str) -> int:
+    port = int(text) if text.isdigit() else -1
+    if not 0 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"not a TCP port (0-65535): {text!r}")
+    return port
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog=PROGRAM, description="run the peergrid lab testbed on this machine")
     parser.add_argument(
@@ -248,7 +269,10 @@ def build_parser() -> argparse.ArgumentParser:
         "--workdir", type=Path, default=None, help="where configs, logs and data go (default: a temp dir)"
     )
     parser.add_argument(
-        "--http-port", type=int, default=None, help="DSO console/API port (default 8080 if free)"
+        "--http-port",
+        type=_tcp_port,
+        default=None,
+        help="DSO console/API port; 0: any free one, see ports.json (default 8080 if free)",
     )
     parser.add_argument("--speed", type=float, default=60.0, help="simulated clock speed factor")
     parser.add_argument(
@@ -284,7 +308,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _default_http_port() -> int:
-    return 8080 if not wait_for_port(LOOPBACK, 8080, 0.05) else free_port()
+    return 8080 if not wait_for_port(LOOPBACK, 8080, 0.05) else 0
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -295,7 +319,8 @@ def main(argv: list[str] | None = None) -> int:
         exit_with_config_error(PROGRAM, err)
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="peergrid-testbed-"))
     workdir.mkdir(parents=True, exist_ok=True)
-    bed = Testbed(workdir, args.scenario, scenario, args.http_port or _default_http_port(), args.speed)
+    http_port = _default_http_port() if args.http_port is None else args.http_port
+    bed = Testbed(workdir, args.scenario, scenario, http_port, args.speed)
     if not args.no_market and (args.intervals is not None or len(scenario.microgrids) >= 2):
         from peergrid_sim.closedloop_run import ClosedLoop
 
