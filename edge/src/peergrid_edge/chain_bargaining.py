@@ -9,12 +9,14 @@ lowest buyer when every seller dropped out). A peer that misses a phase is left 
 phases. Returns the public price history per round. `rebargain` plays more rounds of a reopened interval
 (`market.reopen` by the DSO, design step 6) the same way; `answer_iteration` is one MG's whole answer to one
 iteration of the DSO's security loop (its contract, re-bargaining once the DSO reopened the interval,
-re-plan within its limit, revised injection). Reads only public positions from the chain; never reveals
-the curve.
+re-plan within its limit, revised injection); `sealed_contract` reads the DSO's contract of one iteration
+sealed to this node. Reads only public positions (and this node's own sealed contracts) from the chain;
+never reveals the curve.
 """
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
@@ -29,8 +31,10 @@ from peergrid_controller.moves import (  # the controller's public per-MGMC move
     open_seller,
 )
 from peergrid_controller.rebargain import curve_within
-from peergrid_ledger import query
+from peergrid_ledger import keys, query
+from peergrid_ledger import keyspace as ks
 from peergrid_ledger.contracts import market as contract
+from peergrid_ledger.state import read_obj
 
 if TYPE_CHECKING:
     from peergrid_edge.trader import MarketAgent
@@ -43,6 +47,23 @@ def offers_on_chain(state: Any, t: int) -> dict[bytes, tuple[int, int, bool, int
         if o is not None:
             out[seller] = (o["price"], o["quantity"], o["clean"], o["round"])
     return out
+
+
+def sealed_contract(
+    state: Any, node: keys.Keypair, t: int, iteration: int
+) -> tuple[dict[str, Any], bytes] | None:
+    """The DSO's adjustment contract for interval t sealed to `node`, of the DSO's `iteration` (inside the sealed
+    document), with its txid on the DSO chain; None when this state holds none (one that does not open is skipped)."""
+    contracts = query.adjustment_contracts(state, node.public, t)
+    txids = read_obj(state, ks.adjustment_index(node.public, t)) or []
+    for record, txid in reversed(list(zip(contracts, txids, strict=True))):
+        try:
+            doc: dict[str, Any] = json.loads(node.unseal(record["ciphertext"]))
+        except ValueError:
+            continue
+        if doc.get("iteration") == iteration:
+            return doc, txid
+    return None
 
 
 def bids_on_chain(state: Any, t: int) -> dict[bytes, tuple[tuple[tuple[bytes, int], ...], int]]:

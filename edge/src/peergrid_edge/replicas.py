@@ -2,15 +2,16 @@
 
 Promises: `EdgeLedger` runs one `peergrid_ledger.consensus.node.ChainReplica` per configured chain on the
 daemon's event loop, with this node's key, its own LevelDB store and WAL per chain, gossiping through the
-daemon's `MqttLink` on the design's topics (no second MQTT connection). `submit_and_wait` puts a signed
-transaction into the chain's mempool, gossips it, and returns True only once it (or an earlier signing of the
-same kind and body: the outbox re-signs) is in a final block; False, with the reason logged, when the chain
-refused it (in the mempool, or later when a block was built or the pool rechecked) or another transaction
-took its nonce, or when the time is up; `wait_for(chain, predicate)` wakes on every final
-block. `halt_at({chain: height})` is the coordinated stop: nothing above that height is finalised (the
+daemon's `MqttLink` on the design's topics (no second MQTT connection). `submit` puts a signed transaction
+into the chain's mempool, gossips it, and returns a `Submission`: landed once it (or an earlier signing of the
+same kind and body: the outbox re-signs) is in a final block; not landed, with the reason (also logged), when
+the chain refused it (in the mempool, or later when a block was built or the pool rechecked) or another
+transaction took its nonce, or when the time is up (`final` False: it may still land); `submit_and_wait` is
+the same as a bool. `wait_for(chain, predicate)` wakes on every final block. `halt_at({chain: height})` is the coordinated stop: nothing above that height is finalised (the
 engine's `halt_height`), so every replica ends on the same head. `LedgerTxSink` is the outbox's `TxSink`
 that moves the cursor only on inclusion. Never blocks the loop;
-bad gossip is dropped and counted by the replica. Assumes the loop is running when `start` is called.
+bad gossip is dropped and counted by the replica. After `close` nothing touches the stores: gossip still queued
+on the loop and replica timers that fire later are ignored. Assumes the loop is running when `start` is called.
 """
 
 from __future__ import annotations
@@ -59,6 +60,22 @@ class ChainSpec:
     heartbeat_ms: int = HEARTBEAT_MS  # an empty block after this long without a transaction
 
 
+@dataclass(frozen=True, slots=True)
+class Submission:
+    """What became of a submitted transaction: `landed` in a final block, or why not. `reason` is the chain's
+    refusal as the replica words it (a contract refusal starts with its `Reason` value, e.g.
+    "insufficient-funds: ..."), or NONCE_TAKEN, or the time running out (`final` False: it may still land)."""
+
+    landed: bool
+    reason: str = ""
+    final: bool = True
+
+
+LANDED = Submission(True)
+NONCE_TAKEN = "nonce-taken"
+"""Another transaction of the same sender landed with this one's nonce: this one never will (sign it again)."""
+
+
 class ProcessSafeWal(FileWal):
     """The consensus WAL without fsync, for the lab testbed, where 30 replicas share one disk and the WAL was
     the busiest part of an MGMC's loop: what the engine wants synced (proposals, commits, round changes) is
@@ -103,6 +120,7 @@ class EdgeLedger:
         self.stores: list[BlockStore] = []
         self.status_file = status_file
         self._loop: asyncio.AbstractEventLoop | None = None
+        self.closed = False
         self._changed: dict[str, asyncio.Event] = {}
         self.block_times: dict[str, list[tuple[int, int, int]]] = {}  # role -> (height, time_ms, round)
         self._landed: dict[str, dict[tuple[bytes, int], tuple[str, bytes]]] = {}
@@ -143,13 +161,19 @@ class EdgeLedger:
             replica.start(self.clock())
 
     def close(self) -> None:
+        """Close the stores; from here on gossip and timers are ignored (the daemon stops its link first, but
+        a message paho queued on the loop just before, or a timer, may still come)."""
+        if self.closed:
+            return
         self.write_status()
+        self.closed = True
         for store in self.stores:
             store.close()
 
     def _handler(self, role: str, kind: str) -> Callable[[str, bytes], None]:
         def handle(_topic: str, payload: bytes) -> None:
-            self.replicas[role].receive(kind, payload, self.clock())
+            if not self.closed:
+                self.replicas[role].receive(kind, payload, self.clock())
 
         return handle
 
@@ -162,7 +186,8 @@ class EdgeLedger:
         return schedule
 
     def _fire(self, role: str, timer: Timer) -> None:
-        self.replicas[role].fire(timer, self.clock())
+        if not self.closed:
+            self.replicas[role].fire(timer, self.clock())
 
     def _committed(self, role: str) -> Callable[[Committed], None]:
         def on_commit(action: Committed) -> None:
@@ -211,6 +236,9 @@ class EdgeLedger:
         return sign_tx(keypair, self.replicas[role].chain, kind, nonce, self.clock(), body).raw
 
     async def submit_and_wait(self, role: str, raw: bytes, timeout_s: float) -> bool:
+        return (await self.submit(role, raw, timeout_s)).landed
+
+    async def submit(self, role: str, raw: bytes, timeout_s: float) -> Submission:
         from peergrid_ledger.tx import decode_tx
 
         replica = self.replicas[role]
@@ -226,27 +254,27 @@ class EdgeLedger:
             return bool(refused)
 
         if tx.nonce < replica.app.next_nonce(tx.sender):
-            return True  # its nonce was used before we got here: this (or an earlier signing of it) landed
+            return LANDED  # its nonce was used before we got here: this (or an earlier signing of it) landed
         verdict = replica.submit(raw, self.clock())
         replica.flush()
         if not isinstance(verdict, Accepted) and not any(
             word in verdict.reason for word in ("duplicate", "pending", "already used")
         ):
             log.warning("%s chain refused a %s: %s", role, tx.kind, verdict.reason)
-            return False
+            return Submission(False, verdict.reason)
         if not await self.wait_for(role, settled, timeout_s):
-            return False
+            return Submission(False, f"not final within {timeout_s:g} s", final=False)
         if refused:
             log.warning("%s chain refused a %s (nonce %d): %s", role, tx.kind, tx.nonce, refused[0])
-            return False
+            return Submission(False, refused[0])
         taken = self._landed[role].get((tx.sender, tx.nonce))
         if taken is not None and taken != _content(tx):
             log.warning(
                 "%s chain: nonce %d of a %s was taken by another transaction (a %s); this one is lost",
                 role, tx.nonce, tx.kind, taken[0],
             )  # fmt: skip
-            return False
-        return True
+            return Submission(False, f"{NONCE_TAKEN}: nonce {tx.nonce} went to a {taken[0]}")
+        return LANDED
 
     async def wait_for(self, role: str, predicate: Callable[[Any], bool], timeout_s: float) -> bool:
         """Wake on every final block of the chain until `predicate(state)` holds or the time is up."""

@@ -14,7 +14,9 @@ Promises, per interval t (starting at `t0 + (t - first_interval) * interval_s` o
        reopened is re-bargained, and a revised injection meets the limit (`answer_iteration`); after the
        final verdict the interval is closed (a backup closer) and its latest closing read again, so every MG
        ends on the same trades;
-  8.   dispatches its DERs to the plan (read-back confirmed by the actuator) and, as buyer, settles its trades.
+  8.   dispatches its DERs to the plan (read-back confirmed by the actuator) and, as buyer, settles its trades
+       (`settlement.py`: a refused settle is retried with back-off while the agent is idle, until it settles, is
+       refused for good, or the day ends; a restarted agent picks up what its last run left unpaid).
 It keeps a conventional counterfactual (same MG, no P2P) to report what the DSO-only market would have cost.
 A dead peer costs a phase timeout, never a stall. Never writes to another MG's devices; never reveals its
 curve or DER data (only positions, the injection, and commitments).
@@ -26,7 +28,7 @@ import asyncio
 import json
 import logging
 import time
-from dataclasses import asdict, replace
+from dataclasses import asdict
 from typing import TYPE_CHECKING, Any
 
 from peergrid_controller.adjustment import Adjustment, meet
@@ -44,13 +46,15 @@ from peergrid_edge.chain_bargaining import (  # noqa: F401 - bids/offers_on_chai
     close_interval,
     offers_on_chain,
     position,
+    sealed_contract,
 )
 from peergrid_edge.config import MarketSettings
 from peergrid_edge.planning import schedule_from_plan
-from peergrid_ledger import keys, query
-from peergrid_ledger import keyspace as ks
+from peergrid_edge.replicas import Submission
+from peergrid_edge.resume import initial_state, resume_interval, resumed_counterfactual
+from peergrid_edge.settlement import Settlements, Settler, unsettled_purchases
+from peergrid_ledger import keys
 from peergrid_ledger.contracts import market as contract
-from peergrid_ledger.state import read_obj
 
 if TYPE_CHECKING:
     from peergrid_edge.daemon import EdgeDaemon
@@ -75,6 +79,12 @@ class MarketAgent:
         self.verdicts: dict[int, dict[str, Any]] = {}
         self._verdict_event = asyncio.Event()
         self.last: dict[str, Any] = {}
+        self.settler = Settler(
+            lambda body: self._submit_outcome("mgmc", self.anonym, "settle", body),
+            lambda tid: contract.trade(self.ledger.state("mgmc"), tid),
+            time.time, daemon._sleep, daemon.stopping.is_set, self._record,
+            Settlements(settings.phase_timeout_s, settings.interval_s),
+        )  # fmt: skip
 
     # --- plumbing --------------------------------------------------------------------------------------
 
@@ -99,10 +109,16 @@ class MarketAgent:
         self._verdict_event = asyncio.Event()
 
     async def _submit(self, role: str, key: keys.Keypair, kind: str, body: dict[str, Any]) -> bool:
+        return (await self._submit_outcome(role, key, kind, body)).landed
+
+    async def _submit_outcome(
+        self, role: str, key: keys.Keypair, kind: str, body: dict[str, Any]
+    ) -> Submission:
+        """Sign with the sender's next nonce and wait for a final block: landed, or the chain's reason why not."""
         self._stopped()
         nonce = self.ledger.next_nonce(role, key.public)
         raw = self.ledger.sign(role, key, kind, body, nonce)
-        return bool(await self.ledger.submit_and_wait(role, raw, self.s.phase_timeout_s + 2.0))
+        return await self.ledger.submit(role, raw, self.s.phase_timeout_s + 2.0)  # type: ignore[no-any-return]
 
     def _stopped(self) -> None:
         """Raise CancelledError once the daemon is stopping. Its `stop()` cancels this task, but Python 3.11's
@@ -132,18 +148,6 @@ class MarketAgent:
                 return
             await asyncio.sleep(0.1)
 
-    def _resume_interval(self) -> int:
-        """The first interval nobody has started trading in yet (a restarted agent never joins one midway)."""
-        state = self.ledger.state("mgmc")
-        t = self.s.first_interval
-        while (
-            contract.closed(state, t)
-            or contract.members(state, t, "sellers")
-            or contract.members(state, t, "buyers")
-        ):
-            t += 1
-        return t
-
     async def _previous_cleared(self, t: int) -> None:
         """Start interval t only once the DSO's final verdict for t - 1 is out (peers are done with it), so a
         restarted or fast MGMC does not run ahead of the others; a silent DSO costs three intervals' time."""
@@ -160,59 +164,28 @@ class MarketAgent:
             except TimeoutError:
                 return
 
-    def _resumed_counterfactual(self, t: int) -> MgState | None:
-        """After a restart: the conventional counterfactual where the last record left it, carried through the
-        intervals this MGMC missed, so the comparison does not forget what each path did to the batteries."""
-        if self.s.record_file is None or not self.s.record_file.exists():
-            return None
-        last = None
-        for line in self.s.record_file.read_text(encoding="utf-8").splitlines():
-            try:
-                doc = json.loads(line)
-            except json.JSONDecodeError:
-                continue
-            if "conv_state" in doc and doc["interval"] < t:
-                last = doc
-        if last is None:
-            return None
-        c = last["conv_state"]
-        state = MgState(tuple(c["soc_kwh"]), tuple(c["genset_on"]), tuple(c["genset_kw"]),
-                        tuple(c["genset_intervals_in_state"]))  # fmt: skip
-        for k in range(int(last["interval"]) + 1, t):
-            conv = MgSchedule(self.mg, self.dt, start=k, horizon=self.scenario.intervals - k, state=state)
-            conv.solve()
-            conv.dispatch(0.0)
-            _, state = conv.first_interval_cost_and_state()
-        return state
-
-    def _initial_state(self) -> MgState:
-        """The model's start state, with each battery's stored energy from its own fresh reading."""
-        state = MgState.initial(self.mg)
-        socs = list(state.soc_kwh)
-        for i, battery in enumerate(self.mg.batteries):
-            device = self.d.states.get(battery.name)
-            reading = device.last_good.reading if device is not None and device.last_good is not None else {}
-            soc = reading.get("soc_pct")
-            if soc is not None and 0 <= soc <= 100:
-                socs[i] = battery.capacity_kwh * soc / 100
-        return replace(state, soc_kwh=tuple(socs))
-
     # --- the loop --------------------------------------------------------------------------------------
 
     async def run(self) -> None:
         self.d.link.subscribe(self.d.settings.topic("dso", "verdict"), self._on_verdict)
         await self._caught_up()
-        t = self._resume_interval()
+        t = resume_interval(self.ledger.state("mgmc"), self.s.first_interval)
+        self.settler.pick_up(
+            unsettled_purchases(
+                self.ledger.state("mgmc"), self.anonym.public, range(self.s.first_interval, t)
+            )
+        )
         while t <= self._last_interval() and not self.d.stopping.is_set():
-            wait = self._start_of(t) - time.time()
-            if wait > 0:
-                await self.d._sleep(wait)
+            await self.settler.work_until(self._start_of(t))  # idle: refused settlements retried meanwhile
             await self._previous_cleared(t)
             if self.d.stopping.is_set():
                 return
             if self.state is None:
-                self.state = self._initial_state()
-                self.conv_state = self._resumed_counterfactual(t) or self.state
+                self.state = initial_state(self.mg, self.d.states)
+                self.conv_state = (
+                    resumed_counterfactual(self.s.record_file, self.mg, self.dt, self.scenario.intervals, t)
+                    or self.state
+                )
             self.interval = t
             try:
                 await self.run_interval(t)
@@ -221,6 +194,13 @@ class MarketAgent:
                 self._record({"interval": t, "error": "failed; see the log"})
             self.done += 1
             t += 1
+        # the day's end: the start of the interval after the last, or one interval after this agent finished its
+        # last one, whichever is later (a purchase of the last interval gets retries while peers settle theirs)
+        self.phase = "settling"
+        day_end = max(self._start_of(self._last_interval() + 1), time.time() + self.s.interval_s)
+        await self.settler.work_until(day_end, while_pending=True)
+        if not self.d.stopping.is_set():
+            self.settler.end_of_day()
         self.phase = "finished"
 
     async def run_interval(self, t: int) -> None:
@@ -268,12 +248,10 @@ class MarketAgent:
         self.phase = "dispatch"
         confirmed = await self._dispatch(t, plan3)
         self.phase = "settle"
-        settled = 0
-        for tid, tr in mine:
-            if tr["buyer"] == self.anonym.public and await self._submit(
-                "mgmc", self.anonym, "settle", {"trade": tid, "delivered": tr["quantity"]}
-            ):
-                settled += 1
+        settled = await self.settler.settle(
+            t, [(tid, tr) for tid, tr in mine if tr["buyer"] == self.anonym.public]
+        )
+        await self.settler.retry_due()  # earlier refusals get a try each interval, even with no idle time
         cost, self.state = sched.first_interval_cost_and_state()
         conv = MgSchedule(mg, self.dt, start=t, horizon=sc.intervals - t, state=self.conv_state)
         conv.solve()
@@ -386,25 +364,12 @@ class MarketAgent:
 
         def sealed(state: Any) -> bool:
             nonlocal found
-            found = self._contract_for(state, t, iteration)
+            found = sealed_contract(state, self.d.keypair, t, iteration)
             return found is not None
 
         if not await self.ledger.wait_for("dso", sealed, 3 * self.s.phase_timeout_s):
             log.warning("interval %d: no adjustment contract of iteration %d to open", t, iteration)
         return found
-
-    def _contract_for(self, state: Any, t: int, iteration: int) -> tuple[dict[str, Any], bytes] | None:
-        me = self.d.keypair.public
-        contracts = query.adjustment_contracts(state, me, t)
-        txids = read_obj(state, ks.adjustment_index(me, t)) or []
-        for record, txid in reversed(list(zip(contracts, txids, strict=True))):
-            try:
-                doc: dict[str, Any] = json.loads(self.d.keypair.unseal(record["ciphertext"]))
-            except ValueError:
-                continue
-            if doc.get("iteration") == iteration:
-                return doc, txid
-        return None
 
     async def _dispatch(self, t: int, plan: Any) -> int:
         now, wall = self.d.clock.monotonic(), self.d.clock.wall()

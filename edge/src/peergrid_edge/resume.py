@@ -1,0 +1,75 @@
+"""Where a (re)started trading agent picks up: the interval to join, the state its models start from.
+
+Promises: `resume_interval` is the first interval nobody has started trading in (a restarted agent never joins
+one midway); `initial_state` is the model's start state with each battery's stored energy from its own fresh
+reading (a reading outside 0-100 % is not believed); `resumed_counterfactual` carries the conventional
+counterfactual from the agent's last record through the intervals it missed, so the comparison with the
+DSO-only market does not forget what each path did to the batteries. Pure apart from reading the record file;
+never writes anything.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+from peergrid_controller.builder import MgState
+from peergrid_controller.model import Microgrid
+from peergrid_controller.schedule import MgSchedule
+from peergrid_ledger.contracts import market as contract
+
+
+def resume_interval(state: Any, first: int) -> int:
+    """The first interval from `first` on that is neither closed nor has a member on the MGMC chain."""
+    t = first
+    while (
+        contract.closed(state, t)
+        or contract.members(state, t, "sellers")
+        or contract.members(state, t, "buyers")
+    ):
+        t += 1
+    return t
+
+
+def initial_state(mg: Microgrid, devices: Mapping[str, Any]) -> MgState:
+    """The model's start state, each battery's stored energy from `devices[name].last_good` when it reads sanely."""
+    state = MgState.initial(mg)
+    socs = list(state.soc_kwh)
+    for i, battery in enumerate(mg.batteries):
+        device = devices.get(battery.name)
+        reading = device.last_good.reading if device is not None and device.last_good is not None else {}
+        soc = reading.get("soc_pct")
+        if soc is not None and 0 <= soc <= 100:
+            socs[i] = battery.capacity_kwh * soc / 100
+    return replace(state, soc_kwh=tuple(socs))
+
+
+def resumed_counterfactual(
+    record_file: Path | None, mg: Microgrid, dt: float, intervals: int, t: int
+) -> MgState | None:
+    """The conventional counterfactual's state at interval t: where the last record before t left it, carried
+    through the intervals missed since (None: no record to start from)."""
+    if record_file is None or not record_file.exists():
+        return None
+    last = None
+    for line in record_file.read_text(encoding="utf-8").splitlines():
+        try:
+            doc = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if "conv_state" in doc and doc["interval"] < t:
+            last = doc
+    if last is None:
+        return None
+    c = last["conv_state"]
+    state = MgState(tuple(c["soc_kwh"]), tuple(c["genset_on"]), tuple(c["genset_kw"]),
+                    tuple(c["genset_intervals_in_state"]))  # fmt: skip
+    for k in range(int(last["interval"]) + 1, t):
+        conv = MgSchedule(mg, dt, start=k, horizon=intervals - k, state=state)
+        conv.solve()
+        conv.dispatch(0.0)
+        _, state = conv.first_interval_cost_and_state()
+    return state
