@@ -3,7 +3,7 @@
 Promises: `publish_confirmed` returns True only after the broker acknowledged the QoS 1 message (PUBACK) and
 False when disconnected or on timeout — it never raises on network trouble; the caller keeps the message and
 tries again. Subscriptions survive reconnects (re-subscribed in `on_connect`). Message callbacks run on the
-event loop, never on paho's thread. Assumes the broker may vanish at any time; paho reconnects with back-off.
+event loop, never on paho's thread, and never after `stop()`. Assumes the broker may vanish at any time; paho reconnects with back-off.
 """
 
 from __future__ import annotations
@@ -44,6 +44,8 @@ class MqttLink:
         self._acks: dict[int, asyncio.Future[None]] = {}
         self.connected = asyncio.Event()
         self.dropped = 0
+        self.stopped = False
+        self.dropped_after_stop = 0
 
     def start(self) -> None:
         self.loop = asyncio.get_running_loop()
@@ -51,6 +53,9 @@ class MqttLink:
         self.client.loop_start()
 
     def stop(self) -> None:
+        """Stop accepting messages, then disconnect: a message paho queued on the loop before its thread ended
+        is dropped (counted in `dropped_after_stop`), never handed to a handler whose resources are closing."""
+        self.stopped = True
         self.client.disconnect()
         self.client.loop_stop()
 
@@ -114,6 +119,9 @@ class MqttLink:
         self._call(self._dispatch, message.topic, bytes(message.payload))
 
     def _dispatch(self, topic: str, payload: bytes) -> None:
+        if self.stopped:
+            self.dropped_after_stop += 1
+            return
         for pattern, handler in self.handlers.items():
             if mqtt.topic_matches_sub(pattern, topic):
                 try:
