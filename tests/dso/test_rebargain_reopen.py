@@ -12,7 +12,8 @@ import asyncio
 from types import SimpleNamespace
 from typing import Any
 
-from peergrid_dso.interval_node import REOPEN_WAIT_S, DsoLoop, Submitted
+from peergrid_dso.interval_node import REOPEN_WAIT_S, DsoLoop
+from peergrid_dso.node_chains import Submitted
 from peergrid_ledger import query
 from peergrid_ledger.chain import LocalChain
 from peergrid_ledger.contracts import market as contract

@@ -21,8 +21,8 @@ from typing import Any
 import pytest
 import yaml
 
-from peergrid_dso.interval_node import IntervalNodeSettings
 from peergrid_dso.live import DsoNode
+from peergrid_dso.loop_settings import IntervalNodeSettings
 from peergrid_edge.config import EdgeSettings
 from peergrid_edge.daemon import EdgeDaemon
 from peergrid_ledger import keyspace as ks

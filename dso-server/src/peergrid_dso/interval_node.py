@@ -17,6 +17,7 @@ market view reads and through which it reopens intervals; without it the MGMCs r
 with their trades kept. Switching holds `lock`
 (shared with the console's operator actions: one writer per relay) from planning from the confirmed topology
 to read-back; the topology lives in `live.open_set`, which operators may change between intervals.
+Its settings are `loop_settings`; submitting to its chains and the coordinated stop, `node_chains`.
 """
 
 from __future__ import annotations
@@ -33,119 +34,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pydantic import Field
-
-from peergrid_dso.broker_tls import BrokerTls, check_broker
-from peergrid_dso.drivers.relay_tls import RelayTls
+from peergrid_dso.broker_tls import check_broker
+from peergrid_dso.loop_settings import IntervalNodeSettings, LoopSettings  # config.py takes it from here
+from peergrid_dso.node_chains import ChainAdapter, Changed
 from peergrid_ledger import keys, query
 from peergrid_ledger import keyspace as ks
-from peergrid_ledger.consensus.node_cli import ChainSettings
-from peergrid_ledger.settings import ConfigError, StrictSettings, exit_with_config_error, load_settings
+from peergrid_ledger.settings import ConfigError, exit_with_config_error, load_settings
 from peergrid_ledger.state import read_obj
-from peergrid_ledger.tx import sign_tx
 
 PROGRAM = "peergrid-dso-node"
 REOPEN_WAIT_S = 6.0  # a reopening not final by then never lands (its deadline): the MGMCs keep their trades
 log = logging.getLogger("peergrid_dso.interval_node")
-
-
-class MgEntry(StrictSettings):
-    node: str  # the MGMC's node key (hex)
-    anonym: str  # its trading pseudonym (hex)
-    bus: int = Field(ge=1)
-
-
-class LoopSettings(StrictSettings):
-    """What the DSO node needs besides the broker and feeder name (the `loop:` section of the DSO server)."""
-
-    key_file: Path
-    dso_chain: ChainSettings
-    mgmc_chain: ChainSettings | None = None  # follow the MGMC chain as a non-voting replica (market view)
-    case: str = "case33bw"  # or a MATPOWER file path
-    ties: Path | None = None
-    mgs: dict[str, MgEntry]
-    relays_file: Path | None = None  # firmware-sim's endpoints JSON; None: relays in memory
-    relays_tls: RelayTls | None = None  # Modbus/TCP Security to `modbus-tls` relays (drivers/relay_tls.py)
-    first_interval: int = 0
-    intervals: int = Field(96, ge=1)
-    wait_s: float = Field(4.0, gt=0)  # after the first injection, how long to wait for the others
-    max_iterations: int = Field(3, ge=0)  # adjustment rounds (each re-bargained by the MGMCs) per interval
-    rebargain_wait_s: float = Field(20.0, gt=0)  # how long one re-bargaining may take before the DSO goes on
-    reconfigure_every: int = Field(4, ge=0)
-    reconfigure_when_insecure: bool = True
-    vmin_pu: float | None = Field(None, gt=0, lt=1)  # a stricter voltage floor than the feeder's (lab demos)
-    record_file: Path | None = None
-    status_file: Path | None = None
-    mgmc_records: Path | None = None  # lab: the MGMCs' interval records (their costs) for the market view
-    interval_minutes: float = Field(15.0, gt=0)  # length of a trading interval (the market view's hours)
-    auto_enrol: bool = True  # MGMCs enrolling over the REST API: authorised at once (lab) or by an operator
-
-
-class IntervalNodeSettings(LoopSettings):
-    feeder: str = "lab"
-    broker_host: str = "127.0.0.1"
-    broker_port: int = Field(1883, ge=1, le=65535)
-    broker_tls: BrokerTls | None = None  # the pilot's broker: TLS with the DSO's client certificate
-
-
-@dataclass
-class Submitted:
-    ok: bool
-    reason: str = ""
-    detail: str = ""
-    txid: bytes = b""
-
-
-class ChainAdapter:
-    """`sign_and_submit` for the DSO's ChainRecorder, callable from a worker thread: signs with the next nonce
-    on the loop, waits for inclusion in a final block."""
-
-    def __init__(self, node: Any, chain: str, loop: asyncio.AbstractEventLoop, changed: Any) -> None:
-        self.node, self.chain, self.loop, self.changed = node, chain, loop, changed
-        self._one_at_a_time = asyncio.Lock()  # the loop and operators share the key: one nonce in flight
-
-    async def submit(
-        self, keypair: keys.Keypair, kind: str, body: dict[str, Any], timeout: float = 8.0
-    ) -> Submitted:
-        async with self._one_at_a_time:
-            return await self._submit(keypair, kind, body, timeout)
-
-    async def _submit(
-        self, keypair: keys.Keypair, kind: str, body: dict[str, Any], timeout: float
-    ) -> Submitted:
-        replica = self.node.replicas[self.chain]
-        nonce = replica.app.next_nonce(keypair.public)
-        tx = sign_tx(keypair, self.chain, kind, nonce, self.node.clock(), body)
-        verdict = replica.submit(tx.raw, self.node.clock())
-        replica.flush()
-        if type(verdict).__name__ == "Rejected":
-            return Submitted(False, "mempool", verdict.reason)
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if replica.app.next_nonce(keypair.public) > nonce:
-                return Submitted(True, txid=tx.txid)
-            await self.changed.wait(0.5)
-        return Submitted(False, "timeout", f"{kind} not final in {timeout} s")
-
-    def sign_and_submit(self, keypair: keys.Keypair, kind: str, body: dict[str, Any]) -> Submitted:
-        return asyncio.run_coroutine_threadsafe(self.submit(keypair, kind, body), self.loop).result(30)
-
-
-class Changed:
-    """Wakes waiters on every final block of one chain."""
-
-    def __init__(self) -> None:
-        self._event = asyncio.Event()
-
-    def fire(self, *_: object) -> None:
-        self._event.set()
-        self._event = asyncio.Event()
-
-    async def wait(self, timeout: float) -> None:
-        try:
-            await asyncio.wait_for(self._event.wait(), timeout)
-        except TimeoutError:
-            pass
 
 
 def build_feeder(settings: LoopSettings) -> Any:

@@ -4,7 +4,8 @@ config's `loop:` section starts).
 Promises: `DsoNode.assemble(settings)` builds on the running event loop everything the node runs - ledger
 replicas over one MQTT connection, the networked DSO chain and its recorder, the Modbus relays behind the one
 lock every writer holds (`LockedExecutor`), the interval planner and `interval_node.DsoLoop` - and `run(stop)`
-serves until `stop`, then closes its stores (standalone: `interval_node.serve`).
+serves until `stop`, then closes its stores (standalone: `interval_node.serve`). With `halt_file` set it reads
+the coordinated stop's heights every half second, as the MGMCs do, and its replicas finalise nothing above them.
 `EmbeddedLoop(settings).start()` runs a `DsoNode` - the DSO-chain replica (an
 authority), the MGMC-chain replica (a non-voting follower, through which the loop reopens intervals for
 re-bargaining) when configured, enrolment and the per-interval security check, adjustments and switching through the Modbus relays, writing `record_file` exactly as the
@@ -111,7 +112,8 @@ class DsoNode:
         console when embedded; defaults make a standalone node."""
         from dataclasses import replace
 
-        from peergrid_dso.interval_node import ChainAdapter, Changed, DsoLoop, build_feeder, relay_driver
+        from peergrid_dso.interval_node import DsoLoop, build_feeder, relay_driver
+        from peergrid_dso.node_chains import ChainAdapter, Changed
         from peergrid_dso.services.dso_chain import ChainRecorder, NetworkedChain
         from peergrid_dso.services.interval import IntervalPlanner
         from peergrid_dso.services.powerflow import net_injection_mw
@@ -173,11 +175,13 @@ class DsoNode:
         self.transport.start()
         runner = asyncio.create_task(self.node.run(stop))
         worker = asyncio.create_task(self.loop.run(stop))
+        halter = asyncio.create_task(self.follow_halt(stop))
         try:
             await stop.wait()
         finally:
             worker.cancel()
-            await asyncio.gather(worker, return_exceptions=True)
+            halter.cancel()
+            await asyncio.gather(worker, halter, return_exceptions=True)
             await runner
             self.transport.stop()
             close = getattr(self.switching.executor.driver, "close", None)
@@ -185,6 +189,17 @@ class DsoNode:
                 close()
             for store in self.stores:
                 store.close()
+
+    async def follow_halt(self, stop: asyncio.Event, period_s: float = 0.5) -> None:
+        """The end of a lab run: the testbed's halt file names a height per chain; the DSO's replicas stop
+        there with the MGMCs' (not told, its replica idled a 2-s heartbeat on each height it proposed, and the
+        others round-changed on it: the halt took 9-12 s instead of 4-5 s)."""
+        from peergrid_dso.node_chains import halt_at, halt_heights
+
+        path = self.settings.halt_file
+        while path is not None and not stop.is_set():
+            halt_at(self.node.replicas, halt_heights(path))
+            await asyncio.sleep(period_s)
 
 
 def loop_enrolments(node: DsoNode) -> dict[bytes, Any]:
@@ -205,7 +220,7 @@ def loop_enrolments(node: DsoNode) -> dict[bytes, Any]:
 
 class EmbeddedLoop:
     def __init__(self, settings: Any) -> None:  # peergrid_dso.config.DsoSettings with a `loop` section
-        from peergrid_dso.interval_node import IntervalNodeSettings
+        from peergrid_dso.loop_settings import IntervalNodeSettings
 
         assert settings.loop is not None
         self.node_settings = IntervalNodeSettings.model_validate(

@@ -6,8 +6,8 @@ accounts: the DSO, each MGMC, each anonym with its owner's market rules preset f
 DSO chain (authorities: the DSO and every MGMC as co-validator; the DSO enrols each MGMC's anonym on it when
 its node starts). `edge_config` and `dso_node_config` return the YAML documents the daemons load.
 `quiesced(loop, bed)` is the end of a run: once no transaction is pending anywhere (or a few seconds of blocks
-passed) it halts both chains a few blocks above the highest head (`control/halt.json`, which every MGMC reads:
-with the MGMCs halted the DSO alone has no quorum), then says True when every replica reports that height and
+passed) it halts both chains a few blocks above the highest head (`control/halt.json`, which every MGMC and the
+DSO node read), then says True when every replica reports that height and
 the same head on both chains, or when the bounded wait is over; what it found (heads per node, transactions
 still pending) goes to `records/quiesce.json`. Assumes the controller's scenario reader
 accepts the firmware-sim scenario. Starts nothing.
@@ -191,7 +191,7 @@ def edge_config(
         "ledger": {
             "key_file": str(chains.root / f"mgmc-{mg}.key"),
             "commit_interval_s": timing.interval_s,
-            "halt_file": str(records.parent / "control" / HALT_FILE),
+            "halt_file": str(halt_file(records)),
             "replicas": {
                 # one disk, processes killed but never the power: a vote's WAL need not be fsynced
                 "mgmc": {"genesis": str(chains.mgmc_genesis), "block_period_ms": period, "wal_fsync": False},
@@ -260,10 +260,16 @@ def dso_node_config(
         "record_file": str(records / "dso.jsonl"),
         **(dso_extra or {}),
         "status_file": str(data_dir / "ledger-status.json"),
+        "halt_file": str(halt_file(records)),  # it halts with the MGMCs, at the block period
     }
 
 
 HALT_FILE = "halt.json"
+
+
+def halt_file(records: Path) -> Path:
+    """Where `quiesced` writes the coordinated stop's heights, which every MGMC and the DSO node read."""
+    return records.parent / "control" / HALT_FILE
 
 
 def _statuses(workdir: Path) -> dict[str, dict[str, Any]]:

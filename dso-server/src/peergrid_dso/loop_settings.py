@@ -1,0 +1,57 @@
+"""The closed loop's DSO node settings: the `loop:` section of the DSO server (`LoopSettings`) and the standalone
+node's whole config (`IntervalNodeSettings`: that section plus the broker and feeder name).
+
+Promises: typed, strict (an unknown key or a wrong type is a `ConfigError` with one line); defaults fit the lab.
+Builds nothing and reads no file: `interval_node` and `live` turn them into a running node.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field
+
+from peergrid_dso.broker_tls import BrokerTls
+from peergrid_dso.drivers.relay_tls import RelayTls
+from peergrid_ledger.consensus.node_cli import ChainSettings
+from peergrid_ledger.settings import StrictSettings
+
+
+class MgEntry(StrictSettings):
+    node: str  # the MGMC's node key (hex)
+    anonym: str  # its trading pseudonym (hex)
+    bus: int = Field(ge=1)
+
+
+class LoopSettings(StrictSettings):
+    """What the DSO node needs besides the broker and feeder name (the `loop:` section of the DSO server)."""
+
+    key_file: Path
+    dso_chain: ChainSettings
+    mgmc_chain: ChainSettings | None = None  # follow the MGMC chain as a non-voting replica (market view)
+    case: str = "case33bw"  # or a MATPOWER file path
+    ties: Path | None = None
+    mgs: dict[str, MgEntry]
+    relays_file: Path | None = None  # firmware-sim's endpoints JSON; None: relays in memory
+    relays_tls: RelayTls | None = None  # Modbus/TCP Security to `modbus-tls` relays (drivers/relay_tls.py)
+    first_interval: int = 0
+    intervals: int = Field(96, ge=1)
+    wait_s: float = Field(4.0, gt=0)  # after the first injection, how long to wait for the others
+    max_iterations: int = Field(3, ge=0)  # adjustment rounds (each re-bargained by the MGMCs) per interval
+    rebargain_wait_s: float = Field(20.0, gt=0)  # how long one re-bargaining may take before the DSO goes on
+    reconfigure_every: int = Field(4, ge=0)
+    reconfigure_when_insecure: bool = True
+    vmin_pu: float | None = Field(None, gt=0, lt=1)  # a stricter voltage floor than the feeder's (lab demos)
+    record_file: Path | None = None
+    status_file: Path | None = None
+    mgmc_records: Path | None = None  # lab: the MGMCs' interval records (their costs) for the market view
+    interval_minutes: float = Field(15.0, gt=0)  # length of a trading interval (the market view's hours)
+    auto_enrol: bool = True  # MGMCs enrolling over the REST API: authorised at once (lab) or by an operator
+    halt_file: Path | None = None  # the coordinated stop's {chain id: height}, as the MGMCs' ledger.halt_file
+
+
+class IntervalNodeSettings(LoopSettings):
+    feeder: str = "lab"
+    broker_host: str = "127.0.0.1"
+    broker_port: int = Field(1883, ge=1, le=65535)
+    broker_tls: BrokerTls | None = None  # the pilot's broker: TLS with the DSO's client certificate
