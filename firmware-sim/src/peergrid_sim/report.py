@@ -9,7 +9,8 @@ block times, round changes, device faults, each interval's pacing against its sl
 and the end-of-run quiesce — plus `checks`: every replica of each chain ends on the identical head (same
 height, same hash), every store passes `peergrid-ledger verify`, every settled trade's settlement has an inclusion proof that verifies,
 the executed topology was always secure, and no MG paid more under P2P than it would have conventionally.
-Never changes a store (opens them read-only in effect: only reads).
+Never changes a store (opens them read-only in effect: only reads). The page is drawn by `report_html` from
+report.json's document alone.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from peergrid_sim.report_svg import bars, lines
+from peergrid_sim.report_html import html
 
 
 def _jsonl(path: Path) -> list[dict[str, Any]]:
@@ -345,94 +346,3 @@ def write_report(bed: Any, out_dir: Path) -> Path:
     (out_dir / "report.json").write_text(json.dumps(report, indent=1, default=str), encoding="utf-8")
     (out_dir / "report.html").write_text(html(report), encoding="utf-8")
     return out_dir / "report.html"
-
-
-def html(report: dict[str, Any]) -> str:
-    import html as h
-
-    prices = report["prices_per_round"]
-    price_series: dict[str, list[tuple[float, float]]] = {}
-    x = 0
-    for t in report["intervals"]:
-        for rnd in prices.get(str(t), []):
-            for seller, price in rnd["prices"].items():
-                price_series.setdefault(seller, []).append((x, price))
-            x += 1
-    first_v = next(iter(report["voltages"]), None)
-    last_v = report["voltages"][-1] if report["voltages"] else None
-    volt = {}
-    if first_v:
-        volt["before (first interval)"] = list(enumerate(first_v["before"]["voltages"], 1))
-        volt["after (first interval)"] = list(enumerate(first_v["after"]["voltages"], 1))
-    if last_v:
-        volt["after (last interval)"] = list(enumerate(last_v["after"]["voltages"], 1))
-    mgs = sorted(report["mg_cost_p2p"])
-    welfare = report["welfare"]
-    chains = report["ledger"]
-    rows = "".join(
-        f"<tr><td>{tr['interval']}</td><td>{tr['seller'][:8]}</td><td>{tr['buyer'][:8]}</td>"
-        f"<td>{tr['quantity_kwh']:.3f}</td><td>{tr['price']:.3f}</td></tr>"
-        for tr in report["trades"][:400]
-    )
-    checks = "".join(
-        f"<li><b>{h.escape(k)}</b>: {h.escape(str(v))}</li>" for k, v in report["checks"].items()
-    )
-    sw = "".join(
-        f"<tr><td>{o['interval']}</td><td>{o['branch']}</td><td>{'close' if o['close'] else 'open'}</td><td>{o['ok']}</td></tr>"
-        for o in report["switch_operations"]
-    )
-    ledger_rows = "".join(
-        f"<tr><td>{c}</td><td>{v['lowest_head']}</td><td>{v['head_spread']}</td><td>{v['identical_heads']}</td>"
-        f"<td>{v['block_time_ms']['p50']}</td><td>{v['block_time_ms']['max']}</td><td>{v['round_changes']}</td>"
-        f"<td>{sum(v.get('round_timeouts', {}).values())}</td></tr>"
-        for c, v in chains.items()
-    )
-    pace = report.get("pacing", [])
-    pace_plot = {
-        "switching done (s after slot start)": [(p["interval"], p["switched_after_s"]) for p in pace
-                                                if p["switched_after_s"] is not None],
-        "slot length": [(p["interval"], report["interval_s"]) for p in pace],
-    }  # fmt: skip
-    pace_rows = "".join(
-        f"<tr><td>{p['interval']}</td><td>{p['started_late_s']}</td><td>{p['switched_after_s']}</td>"
-        f"<td>{p['overrun_s'] or ''}</td></tr>"
-        for p in pace
-    )
-
-    def contract_text(c: dict[str, Any]) -> str:
-        low = c["min_injection_w"] is not None
-        watts = c["min_injection_w"] if low else c["max_injection_w"]
-        return f"{c['mg']} {'≥' if low else '≤'} {watts / 1000:.1f} kW"
-
-    rebargain_rows = "".join(
-        f"<tr><td>{rb['interval']}</td><td>{it['iteration']}</td>"
-        f"<td>{h.escape(', '.join(contract_text(c) for c in rb['contracts'] if c.get('iteration') == it['iteration']))}</td>"
-        f"<td>{h.escape(', '.join(it['missing']) or '-')}</td><td>{it['secure']}</td>"
-        f"<td>{h.escape(str(rb['unmet'] or ''))}</td></tr>"
-        for rb in report.get("rebargaining", [])
-        for it in rb["iterations"]
-    )
-    return f"""<!doctype html><html><head><meta charset="utf-8"><title>peergrid testbed report</title>
-<style>body{{font-family:sans-serif;margin:2em;max-width:1100px}}table{{border-collapse:collapse}}
-td,th{{border:1px solid #ccc;padding:2px 6px;font-size:13px}}</style></head><body>
-<h1>peergrid testbed report</h1><p>{h.escape(report["scenario"])}: intervals {report["intervals"][0]}..{report["intervals"][-1]}
-({report["interval_s"]} s each)</p>
-<h2>Checks</h2><ul>{checks}</ul>
-<h2>Welfare</h2><p>P2P {welfare["p2p"]:.2f}, conventional {welfare["conventional"]:.2f}, centralised optimum
-{welfare["central"] if welfare["central"] is None else round(welfare["central"], 2)} (P2P / central:
-{welfare["p2p_over_central"] if welfare["p2p_over_central"] is None else round(welfare["p2p_over_central"], 4)})</p>
-<h2>Each MG's cost: P2P vs conventional</h2>{bars(mgs, {"P2P": [report["mg_cost_p2p"][m] for m in mgs], "conventional": [report["mg_cost_conventional"][m] for m in mgs]})}
-<h2>Prices per bargaining round</h2>{lines(price_series, "round (all intervals)", "price / kWh")}
-<h2>Voltage profiles</h2>{lines(volt, "bus", "voltage (pu)")}
-<h2>Block times (ms, MGMC chain)</h2>{lines({"block gap": list(enumerate(chains.get("mgmc", {}).get("block_times_series", [])))}, "block", "ms")}
-<h2>Ledger</h2><table><tr><th>chain</th><th>lowest head</th><th>head spread</th><th>identical heads</th><th>p50 block ms</th><th>max block ms</th><th>blocks decided after a round change</th><th>round timeouts (all replicas)</th></tr>{ledger_rows}</table>
-<p>End of run: {h.escape(json.dumps(report.get("quiesce")))}</p>
-<h2>Pacing on the accelerated clock ({report.get("overruns", 0)} of {len(pace)} intervals overran their slot)</h2>
-{lines(pace_plot, "interval", "s")}
-<table><tr><th>interval</th><th>started late (s)</th><th>switching done (s after slot start)</th><th>overran (s)</th></tr>{pace_rows}</table>
-<h2>Re-bargaining after adjustment contracts (design step 6)</h2><table><tr><th>interval</th><th>iteration</th>
-<th>contracts</th><th>missing</th><th>secure after</th><th>unmet</th></tr>{rebargain_rows}</table>
-<h2>Switch operations</h2><table><tr><th>interval</th><th>branch</th><th>op</th><th>ok</th></tr>{sw}</table>
-<h2>Device faults</h2><pre>{h.escape(json.dumps(report["device_faults"], indent=1))}</pre>
-<h2>Trades</h2><table><tr><th>interval</th><th>seller</th><th>buyer</th><th>kWh</th><th>price</th></tr>{rows}</table>
-</body></html>"""
