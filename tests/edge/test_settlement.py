@@ -216,3 +216,58 @@ def test_a_stopping_agent_retries_nothing() -> None:
     settler.book.add(PendingSettle(1, b"a" * 32, 5), 0.0)
     asyncio.run(settler.work_until(time.time() + 1.0, while_pending=True))
     assert sent == []
+
+
+def test_a_restarted_agent_settles_what_its_last_run_left_unpaid_once_the_buyer_can_pay(
+    tmp_path: Path,
+) -> None:
+    """The agent itself (its run loop, not only the settler): after a restart at interval 5, which its last run
+    closed but never settled (refused: no funds), it picks the purchase up from the chain and retries it
+    until its own income lands, before the day ends."""
+    from types import SimpleNamespace
+
+    from peergrid_edge.config import MarketSettings
+    from peergrid_edge.trader import MarketAgent
+    from peergrid_ledger.keys import write_keyfile
+
+    seller, buyer, third, authority = (Keypair.generate() for _ in range(4))
+    write_keyfile(tmp_path / "anonym.key", buyer)
+    record_file = tmp_path / "market.jsonl"
+    scenario = Path(__file__).resolve().parents[2] / "firmware-sim" / "scenarios" / "ieee33.yaml"
+
+    async def restart() -> tuple[MarketAgent, Node, bytes]:
+        node = Node(tmp_path, chain_of(seller, buyer, third, authority), authority)
+        node.ledger.start()
+        try:
+            sold = await node.agree(4, buyer, third)
+            bought = await node.agree(5, seller, buyer)
+            refused = await node.submit(buyer, "settle", {"trade": bought, "delivered": KWH})
+            assert refused.reason.startswith("insufficient-funds")  # the last run's attempt
+            settings = MarketSettings(scenario=scenario, anonym_key_file=tmp_path / "anonym.key",
+                                      t0=time.time() - 100, interval_s=5.0, first_interval=5, intervals=1,
+                                      phase_timeout_s=0.2, record_file=record_file)  # fmt: skip
+            daemon = SimpleNamespace(
+                settings=SimpleNamespace(mg="mg4", topic=lambda *parts: "/".join(parts)),
+                link=SimpleNamespace(subscribe=lambda topic, handler: None),
+                stopping=asyncio.Event(), _sleep=asyncio.sleep, ledger=node.ledger,
+            )  # fmt: skip
+            agent = MarketAgent(daemon, settings)  # type: ignore[arg-type]
+
+            async def income_lands() -> None:  # once the restarted agent was refused for funds itself
+                while not any(p.attempts for p in agent.settler.book.pending.values()):
+                    await asyncio.sleep(0.05)
+                assert (await node.submit(third, "settle", {"trade": sold, "delivered": KWH})).landed
+
+            await asyncio.gather(agent.run(), income_lands())
+            return agent, node, bought
+        finally:
+            node.ledger.close()
+
+    agent, node, bought = asyncio.run(restart())
+    assert agent.phase == "finished" and not agent.settler.book.pending
+    settled = contract.trade(node.ledger.state("mgmc"), bought)
+    assert settled is not None and settled["settlement"] is not None
+    [record] = [json.loads(line) for line in record_file.read_text().splitlines()]
+    assert (
+        record["interval"] == 5 and record["settlement"]["settled"] and record["settlement"]["attempts"] >= 2
+    )
