@@ -4,8 +4,8 @@ Promises: `Settler.settle(t, trades)` submits a `settle` for each trade of inter
 MG bought. The chain may refuse it for a reason another party cures later — the buyer's balance (its income
 from its own sales) not yet on chain, a lost nonce, no verdict in time, a transaction too old to land, a full
 pool — and then the trade is retried with back-off (`first_wait_s`, doubling up to `max_wait_s`) whenever the
-agent is idle (`work_until`: before an interval starts, after the day's last one), each retry logged with the
-reason, until it settles, the chain says it never will (`PERMANENT`: settled already, superseded by a
+agent is idle (`work_until`: before an interval starts, after the day's last one) and at each settle phase
+(`retry_due`), each retry logged with the reason, until it settles, the chain says it never will (`PERMANENT`: settled already, superseded by a
 reopening, not a party, ...), or the day ends (`give_up`). A trade that leaves the list is recorded with how
 it ended. Never double-settles: each retry first reads the trade on chain and sends nothing for one that is
 settled or superseded, and the contract refuses a second settlement anyway. `judge` and `Settlements` are
