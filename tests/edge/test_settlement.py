@@ -271,3 +271,70 @@ def test_a_restarted_agent_settles_what_its_last_run_left_unpaid_once_the_buyer_
     assert (
         record["interval"] == 5 and record["settlement"]["settled"] and record["settlement"]["attempts"] >= 2
     )
+
+
+class ModelChain:
+    """The settle rule of the market contract in miniature: a trade pays once, if not superseded, from a
+    balance that may not go below zero. `lost_verdicts` makes an attempt land but report a timeout."""
+
+    def __init__(self, amounts: dict[bytes, int], superseded: set[bytes], lost_verdicts: set[int]) -> None:
+        self.amounts, self.superseded, self.lost_verdicts = amounts, superseded, lost_verdicts
+        self.balance, self.paid, self.sent = 0, {tid: 0 for tid in amounts}, 0
+
+    def record(self, tid: bytes) -> dict[str, Any]:
+        doc: dict[str, Any] = {"settlement": {"amount": 1} if self.paid[tid] else None}
+        return {**doc, "superseded": 0} if tid in self.superseded else doc
+
+    async def submit(self, body: dict[str, Any]) -> Submission:
+        tid, self.sent = body["trade"], self.sent + 1
+        if tid in self.superseded:
+            return Submission(False, "closed: trade was superseded")
+        if self.paid[tid]:
+            return Submission(False, "already-settled: trade already settled")
+        if self.balance < self.amounts[tid]:
+            return Submission(False, "insufficient-funds: buyer cannot pay")
+        self.balance -= self.amounts[tid]
+        self.paid[tid] += 1
+        if self.sent in self.lost_verdicts:
+            return Submission(False, "not final within 5 s", final=False)
+        return LANDED
+
+
+@given(
+    st.lists(st.integers(1, 50), min_size=1, max_size=5),
+    st.sets(st.integers(0, 4), max_size=2),
+    st.sets(st.integers(1, 30), max_size=6),
+    st.lists(st.integers(0, 60), max_size=12),
+)
+def test_whatever_the_chain_says_nothing_is_paid_twice_and_every_payable_trade_is_paid(
+    amounts: list[int], superseded: set[int], lost: set[int], incomes: list[int]
+) -> None:
+    tids = [bytes([i]) * 32 for i in range(len(amounts))]
+    chain = ModelChain(
+        dict(zip(tids, amounts, strict=True)), {tids[i] for i in superseded if i < len(tids)}, lost
+    )
+    clock = [0.0]
+
+    async def sleep(seconds: float) -> None:
+        clock[0] += seconds
+
+    records: list[dict[str, Any]] = []
+    settler = Settler(chain.submit, chain.record, lambda: clock[0], sleep, lambda: False, records.append,
+                      Settlements(1.0, 8.0))  # fmt: skip
+
+    async def day() -> None:
+        await settler.settle(1, [(tid, {"quantity": 1}) for tid in tids])
+        for income in incomes:  # between the agent's idle spells, others pay it
+            chain.balance += income
+            await settler.work_until(clock[0] + 10.0)
+        chain.balance += sum(amounts)  # at last it can pay everything
+        await settler.work_until(clock[0] + 100.0, while_pending=True)
+
+    asyncio.run(day())
+    assert all(n <= 1 for n in chain.paid.values())  # never twice, even after a lost verdict
+    assert chain.balance >= 0
+    for tid in tids:  # every trade that could be paid was, and only superseded ones were given up
+        assert chain.paid[tid] == (tid not in chain.superseded)
+    assert not settler.book.pending
+    ended = {bytes.fromhex(r["settlement"]["trade"]): r["settlement"] for r in records}
+    assert all(not ended[tid]["settled"] for tid in chain.superseded)
