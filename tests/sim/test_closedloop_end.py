@@ -41,6 +41,7 @@ def test_quiesce_waits_for_the_mempools_halts_then_finishes_on_one_head(tmp_path
         and result["pending_at_halt"] == 0
         and result["heads"]["mgmc-x"]["mgmc-mg2"] == [14, "cc"]
     )
+    assert 0 <= result["halt_s"] <= result["waited_s"]  # the halt's part of the whole wait
     assert quiesced(loop, bed)  # done stays done
 
 

@@ -321,6 +321,7 @@ def quiesced(loop: Any, bed: Any, bound_s: float | None = None) -> bool:
     doc = {
         "ok": same,  # every replica of both chains on the halt height with the same head
         "waited_s": round(now - getattr(loop, "_quiesce_from", halted_at), 2),
+        "halt_s": round(now - halted_at, 2),  # of which from the halt file to every replica's status on it
         "halt": halt,
         "pending_at_halt": pending_at_halt,
         "pending": pending,
