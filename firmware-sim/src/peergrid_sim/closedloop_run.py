@@ -31,11 +31,7 @@ from peergrid_sim.closedloop import (
     pacing_text,
     quiesced,
 )
-
-
-def _tool(name: str) -> str:
-    beside = Path(sys.executable).parent / name
-    return str(beside) if beside.exists() else name
+from peergrid_sim.processes import tool
 
 
 def _lines(path: Path) -> list[dict[str, Any]]:
@@ -144,7 +140,7 @@ class ClosedLoop:
             cfg_path = workdir / "config" / f"{node}.yaml"
             cfg_path.write_text(yaml.safe_dump(config, sort_keys=False), encoding="utf-8")
             self.argv[node] = [
-                _tool("peergrid-edge"),
+                tool("peergrid-edge"),
                 "run",
                 "--config",
                 str(cfg_path),

@@ -1,0 +1,245 @@
+"""The testbed's processes: the broker, firmware-sim, the MGMCs and the DSO server, started, watched, stopped.
+
+Promises: `Testbed.start()` returns once firmware-sim wrote its endpoints and the DSO server's own process
+listens on its HTTP port (with port 0: on any port it bound, read from that process's listening socket by
+`peergrid_sim.ports`, so no port is picked here and bound there, where another process could take it in
+between), and writes the ports it got to `<workdir>/ports.json` (`{"dso_http": …, "broker": …}`); it raises
+`TestbedError` with the log to read when a part does not come up, e.g. a fixed port another process holds.
+Every child runs in its own session and `stop()` ends it (SIGTERM, then SIGKILL of its process group), so no
+grandchild outlives the testbed; `<workdir>/pids.json` names them. Binds loopback only.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from peergrid_sim.broker import LOOPBACK, MosquittoBroker
+from peergrid_sim.ports import wait_for_listener
+from peergrid_sim.scenario import Scenario
+
+
+class TestbedError(RuntimeError):
+    """A part of the testbed did not come up."""
+
+
+def tool(name: str) -> str:
+    """The console script `name` beside this Python (one venv), else as found on PATH."""
+    beside = Path(sys.executable).parent / name
+    return str(beside) if beside.exists() else name
+
+
+@dataclass
+class Child:
+    name: str
+    process: subprocess.Popen[bytes]
+    log: Path
+
+
+@dataclass
+class Testbed:
+    workdir: Path
+    scenario_path: Path
+    scenario: Scenario
+    http_port: int  # the DSO server's: 0 until it started when asked for any free port
+    speed: float
+    children: list[Child] = field(default_factory=list)
+    broker: MosquittoBroker | None = None
+    loop: Any = None  # closedloop_run.ClosedLoop when the MGMCs trade (scenarios with two or more MGs)
+    restartable: set[str] = field(default_factory=set)  # children a fault test may kill and restart
+
+    def spawn(self, name: str, argv: list[str], pass_fds: tuple[int, ...] = ()) -> Child:
+        log = self.workdir / "logs" / f"{name}.log"
+        log.parent.mkdir(parents=True, exist_ok=True)
+        with log.open("ab") as out:
+            proc = subprocess.Popen(
+                argv,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
+                pass_fds=pass_fds,
+            )
+        child = Child(name, proc, log)
+        self.children.append(child)
+        self._write_pids()
+        return child
+
+    def _write_pids(self) -> None:
+        pids = {c.name: c.process.pid for c in self.children}
+        if self.broker is not None and self.broker.process is not None:
+            pids["mosquitto"] = self.broker.process.pid
+        (self.workdir / "pids.json").write_text(json.dumps(pids, indent=1), encoding="utf-8")
+
+    def start(self) -> None:
+        self.broker = MosquittoBroker(self.workdir / "broker").start()
+        endpoints_file = self.workdir / "endpoints.json"
+        sim_scenario = self.scenario_path if self.loop is None else self.loop.sim_scenario(self)
+        sim = self.spawn(
+            "firmware-sim",
+            [
+                tool("firmware-sim"),
+                "run",
+                str(sim_scenario),
+                "--endpoints-json",
+                str(endpoints_file),
+                "--speed",
+                str(self.speed),
+                "--broker",
+                f"{self.broker.host}:{self.broker.port}",
+            ],
+        )
+        endpoints = self._wait_for_endpoints(endpoints_file, sim)
+        feeder = self.scenario.feeder
+        if self.loop is not None:
+            self.loop.start(self, endpoints, endpoints_file)
+        for mg, devices in sorted(_group_by_mg(endpoints).items() if self.loop is None else ()):
+            node = f"mgmc-{mg}"
+            config = {
+                "node_id": node,
+                "mg": mg,
+                "feeder": feeder,
+                "broker": {"host": self.broker.host, "port": self.broker.port},
+                "data_dir": str(self.workdir / "nodes" / node),
+                "devices": devices,
+            }
+            path = self.workdir / "config" / f"{node}.yaml"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(yaml.safe_dump(config, sort_keys=False), encoding="utf-8")
+            self.spawn(node, [tool("peergrid-edge"), "run", "--config", str(path)])
+        if self.loop is None:
+            self.start_dso()
+        dso = next(c for c in self.children if c.name == "dso")
+        port = wait_for_listener(dso.process, self.http_port, 30 + 3 * len(self.scenario.microgrids))
+        if port is None:
+            in_use = "address already in use" in dso.log.read_text(encoding="utf-8", errors="replace").lower()
+            why = f": port {self.http_port} is taken by another process" if in_use else ""
+            raise TestbedError(f"the DSO server did not start{why}; see {dso.log}")
+        self.http_port = port
+        ports = {"dso_http": port, "broker": self.broker.port}
+        tmp = self.workdir / "ports.json.tmp"  # readers poll for it: never show them half a file
+        tmp.write_text(json.dumps(ports), encoding="utf-8")
+        os.replace(tmp, self.workdir / "ports.json")
+
+    def start_dso(self, loop: dict[str, Any] | None = None) -> Child:
+        """The DSO server and its console: with `loop` (the closed loop's DSO node settings) it is the DSO of
+        the loop; without, the console's lab mode."""
+        assert self.broker is not None
+        dso_config = self.workdir / "config" / "dso.yaml"
+        dso_config.parent.mkdir(parents=True, exist_ok=True)
+        users_file = self.workdir / "config" / "console-users.json"
+        if not users_file.exists():  # a lab admin for the console; name and password in console-admin.txt
+            password = os.urandom(12).hex()
+            add = [
+                tool("peergrid-dso"),
+                "user",
+                "--users",
+                str(users_file),
+                "add",
+                "admin",
+                "--role",
+                "admin",
+            ]
+            subprocess.run(
+                [*add, "--password-stdin"], input=password.encode(), check=True, capture_output=True
+            )
+            admin_file = self.workdir / "console-admin.txt"
+            admin_file.touch(mode=0o600)
+            admin_file.write_text(f"admin {password}\n", encoding="utf-8")
+        config: dict[str, Any] = {
+            "node_id": "dso",
+            "feeder": self.scenario.feeder,
+            "broker": {"host": self.broker.host, "port": self.broker.port},
+            "http": {"host": LOOPBACK, "port": self.http_port},
+            "console": {"users_file": str(users_file)},
+        }
+        if loop is not None:
+            config["loop"] = loop
+        dso_config.write_text(yaml.safe_dump(config, sort_keys=False), encoding="utf-8")
+        return self.spawn(
+            "dso", [tool("peergrid-dso"), "serve", "--config", str(dso_config), "--log-level", "warning"]
+        )
+
+    def _wait_for_endpoints(self, path: Path, sim: Child, timeout: float = 30) -> list[dict[str, Any]]:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if sim.process.poll() is not None:
+                raise TestbedError(f"firmware-sim exited with {sim.process.returncode}; see {sim.log}")
+            if path.exists():
+                try:
+                    endpoints = json.loads(path.read_text(encoding="utf-8"))
+                except json.JSONDecodeError:
+                    endpoints = None  # still being written
+                if isinstance(endpoints, list):
+                    return endpoints
+            time.sleep(0.1)
+        raise TestbedError(f"firmware-sim wrote no endpoints in {timeout:.0f} s; see {sim.log}")
+
+    def dead_child(self) -> Child | None:
+        return next(
+            (c for c in self.children if c.process.poll() is not None and c.name not in self.restartable),
+            None,
+        )
+
+    def stop(self) -> None:
+        for child in reversed(self.children):
+            if child.process.poll() is None:
+                _signal_group(child.process, signal.SIGTERM)
+        deadline = time.monotonic() + 8
+        for child in reversed(self.children):
+            try:
+                child.process.wait(timeout=max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                pass
+            # Kill the whole group even when the leader exited: no grandchild may outlive the testbed.
+            _signal_group(child.process, signal.SIGKILL)
+            if child.process.poll() is None:
+                child.process.wait(timeout=5)
+        if self.broker is not None:
+            self.broker.stop()
+
+
+def _signal_group(proc: subprocess.Popen[bytes], sig: int) -> None:
+    try:
+        os.killpg(proc.pid, sig)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
+def _group_by_mg(endpoints: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
+    natures = {
+        "pv": "pv",
+        "pv_inverter": "pv",
+        "inverter": "pv",
+        "battery": "battery",
+        "genset": "genset",
+        "load": "load",
+        "meter": "meter",
+    }
+    grouped: dict[str, list[dict[str, Any]]] = {}
+    for ep in endpoints:
+        if ep.get("protocol") != "modbus-tcp" or ep.get("mg") is None:
+            continue
+        nature = natures.get(str(ep.get("kind")))
+        if nature is None:
+            continue
+        grouped.setdefault(str(ep["mg"]), []).append(
+            {
+                "name": str(ep["device"]),
+                "nature": nature,
+                "protocol": "modbus-tcp",
+                "host": ep["host"],
+                "port": int(ep["port"]),
+                "unit_id": int(ep.get("unit_id", 1)),
+            }
+        )
+    return grouped
