@@ -38,7 +38,8 @@ class BaselineCosts:
         return sum(v[t] for v in self.per_interval.values())
 
 
-def _interval_costs(cols: MgColumns, x: tuple[float, ...], n: int) -> tuple[float, ...]:
+def interval_costs(cols: MgColumns, x: tuple[float, ...], n: int) -> tuple[float, ...]:
+    """Physical cost per interval of a day's solution (the day's terminal charge in the last interval)."""
     costs = [sum(cols.cost_parts(x, k).values()) for k in range(n)]
     costs[-1] += sum(cols.cost_parts(x, -1).values())
     return tuple(costs)
@@ -50,7 +51,7 @@ def conventional(scenario: Scenario) -> BaselineCosts:
     for mg in scenario.microgrids:
         sched = MgSchedule(mg, scenario.interval_hours)
         sched.solve()
-        per[mg.name] = _interval_costs(sched.cols, sched._last.x, mg.intervals)
+        per[mg.name] = interval_costs(sched.cols, sched.last_solution().x, mg.intervals)
         net[mg.name] = tuple(0.0 for _ in range(mg.intervals))
     return BaselineCosts(per, net)
 
@@ -79,7 +80,7 @@ def central(scenario: Scenario, time_limit_s: float = 120.0) -> BaselineCosts:
         raise ScheduleError(exc.cause, str(exc)) from None
     dt = scenario.interval_hours
     return BaselineCosts(
-        {name: _interval_costs(c, sol.x, n) for name, c in cols.items()},
+        {name: interval_costs(c, sol.x, n) for name, c in cols.items()},
         {
             name: tuple((sol.x[c.p2p_sell[k]] - sol.x[c.p2p_buy[k]]) * dt for k in range(n))
             for name, c in cols.items()

@@ -94,6 +94,14 @@ def _parser() -> argparse.ArgumentParser:
         help="strict: no MG ends worse off than with the DSO alone (default); trades: each trade bounded by "
         "the MG's conventional alternative; off: MGs trust the day-ahead price forecast",
     )
+    sim.add_argument(
+        "--market",
+        choices=("intraday", "dayahead"),
+        default="intraday",
+        help="intraday: bargain interval by interval (default); dayahead: forward trades for the whole day "
+        "by exchange ADMM, each MG's exact check that it ends no worse off than conventional, then dispatch "
+        "with the trades fixed (--rationality does not apply)",
+    )
     return parser
 
 
@@ -119,7 +127,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         result = simulate(
             scenario,
-            SimulationConfig(with_central=not args.no_central, rationality=args.rationality),
+            SimulationConfig(
+                with_central=not args.no_central, rationality=args.rationality, market=args.market
+            ),
             venue_factory=venue,
         )
     except ScheduleError as exc:

@@ -20,7 +20,9 @@ from peergrid_controller import baselines
 from peergrid_controller.bargaining import BargainingConfig, Participant, Venue, bargain
 from peergrid_controller.builder import MgState
 from peergrid_controller.commitment import Options
+from peergrid_controller.dayahead import DayAheadConfig, allocate
 from peergrid_controller.forecast import indicative_prices
+from peergrid_controller.forward import commit, deviation_gains, post
 from peergrid_controller.market import Accepted, Trade, net_positions
 from peergrid_controller.model import Microgrid, Scenario, Tariff
 from peergrid_controller.rationality import Guarded
@@ -51,6 +53,12 @@ class SimulationConfig:
     recommit_every: int = (
         4  # genset on/off re-decided (MILP) every this many intervals; dispatch-only LPs between
     )
+    # "intraday": interval by interval bargaining against day-ahead indicative prices (the settings above);
+    # "dayahead": forward trades for the whole day allocated by exchange ADMM (dayahead.py), each MG's
+    # exact IR check, recorded through the market contract (forward.py); each MG then dispatches with its
+    # trades fixed. `rationality` and the forecast settings do not apply to it (its check is exact).
+    market: Literal["intraday", "dayahead"] = "intraday"
+    dayahead: DayAheadConfig = field(default_factory=DayAheadConfig)
 
 
 @dataclass(frozen=True)
@@ -70,10 +78,24 @@ class IntervalResult:
 
 
 @dataclass(frozen=True)
+class DayAheadSummary:
+    iterations: int  # ADMM iterations (every MG solves once per iteration)
+    solves: int
+    recommits: int
+    converged: bool
+    primal_residual: float
+    dual_residual: float
+    declined: tuple[str, ...]  # MGs whose exact IR check failed
+    max_deviation_gain: float  # day: largest gain of one MG deviating alone at the final prices
+    prices: tuple[float, ...]
+
+
+@dataclass(frozen=True)
 class SimulationResult:
     scenario: str
     intervals: tuple[IntervalResult, ...]
     central_mip_gap: float
+    dayahead: DayAheadSummary | None = None
 
     def totals(self) -> dict[str, object]:
         names = sorted(self.intervals[0].mg_cost_p2p) if self.intervals else []
@@ -123,6 +145,8 @@ def simulate(
     conv = baselines.conventional(scenario)
     cent = baselines.central(scenario, cfg.central_time_limit_s) if cfg.with_central else None
     venue = venue_factory(scenario)
+    if cfg.market == "dayahead":
+        return _dayahead(scenario, cfg, venue, conv, cent, on_interval)
     forecast = cfg.forecast_prices
     if forecast is not None and len(forecast) != n:
         raise ValueError(f"forecast_prices has {len(forecast)} prices for {n} intervals")
@@ -229,3 +253,69 @@ def simulate(
         )
     venue.flush()
     return SimulationResult(scenario.name, tuple(results), cent.mip_gap if cent else float("nan"))
+
+
+def _dayahead(
+    scenario: Scenario,
+    cfg: SimulationConfig,
+    venue: Venue,
+    conv: baselines.BaselineCosts,
+    cent: baselines.BaselineCosts | None,
+    on_interval: Callable[[int], None] | None,
+) -> SimulationResult:
+    """Forward trades for the day, committed before the first interval, delivered and settled interval by
+    interval; every MG dispatches its day with its trades fixed (the check's own MILP)."""
+    if on_interval is not None:
+        on_interval(0)
+    allocation = allocate(scenario, cfg.dayahead)
+    committed = commit(scenario, allocation, conv)
+    clean = {mg.name: not mg.gensets for mg in scenario.microgrids}
+    agreed = post(venue, committed, clean)
+    gains = deviation_gains(scenario, committed)
+    worst = max(gains.values())
+    tolerance = {
+        mg.name: cfg.bargaining.price_tolerance
+        * max(
+            sum(abs(tr.quantity_kwh) for day in agreed for tr in day if mg.name in (tr.seller, tr.buyer)), 1.0
+        )
+        for mg in scenario.microgrids
+    }
+    stable = all(gains[name] <= tolerance[name] + 1e-6 for name in gains)
+    results = []
+    for t in range(scenario.intervals):
+        settlements = [venue.settle(tr, tr.quantity_kwh) for tr in agreed[t]]
+        refused = [str(v) for v in settlements if not isinstance(v, Accepted)]
+        if refused:
+            raise SettlementError(f"interval {t}: settlement refused: {refused[0]}")
+        results.append(
+            IntervalResult(
+                interval=t,
+                p2p_welfare=-sum(costs[t] for costs in committed.physical_cost.values()),
+                central_welfare=-cent.interval_total(t) if cent else float("nan"),
+                conventional_welfare=-conv.interval_total(t),
+                rounds=1 if agreed[t] else 0,
+                converged=allocation.converged,
+                stable=stable,
+                max_taker_gain=worst,
+                max_pricing_gain=0.0,  # one uniform price per interval, no seller prices alone
+                mg_cost_p2p={
+                    name: committed.physical_cost[name][t] - committed.payments[name][t]
+                    for name in sorted(committed.physical_cost)
+                },
+                mg_cost_conventional={name: costs[t] for name, costs in conv.per_interval.items()},
+                trades=agreed[t],
+            )
+        )
+    venue.flush()
+    summary = DayAheadSummary(
+        iterations=allocation.iterations,
+        solves=allocation.solves,
+        recommits=allocation.recommits,
+        converged=allocation.converged,
+        primal_residual=allocation.primal_residual,
+        dual_residual=allocation.dual_residual,
+        declined=committed.declined,
+        max_deviation_gain=worst,
+        prices=committed.prices,
+    )
+    return SimulationResult(scenario.name, tuple(results), cent.mip_gap if cent else float("nan"), summary)
