@@ -183,6 +183,7 @@ def bargain(
     states: dict[str, SellerState] = {s.name: open_seller(s, feed_in, upper, cfg, price) for s in sellers}
     rounds: list[Round] = []
     fill: dict[str, float] = {}
+    spare: dict[str, float] | None = None
     converged = False
     quiet = 0
     for number in range(1, cfg.max_rounds + 1):
@@ -201,7 +202,7 @@ def bargain(
         bids = []
         wanted: list[tuple[Participant, Bid]] = []
         for b in buyers:
-            bid = make_bid(b, offers, interval, band, fill)
+            bid = make_bid(b, offers, interval, band, fill, spare)
             wanted.append((b, bid))
             verdict = venue.post_bid(bid)
             if isinstance(verdict, Rejected):
@@ -228,8 +229,16 @@ def bargain(
             for o in offers
         }
         fill = exact if quiet >= 2 else {s: 0.5 * fill.get(s, 1.0) + 0.5 * f for s, f in exact.items()}
+        # energy a seller left unsold this round (public): only there is a short buyer's extra request served
+        # next round; a seller asked exactly what it offers has nothing more to give (measured: extra requests
+        # sent to such sellers made the crowd leave and return every other round, a two-round cycle)
+        spare = {
+            o.seller: o.quantity_kwh - asked.get(o.seller, 0.0)
+            for o in offers
+            if o.quantity_kwh - asked.get(o.seller, 0.0) > cfg.quantity_tolerance
+        }
         if all(content) and all(
-            _same(make_bid(b, offers, interval, band, fill), bid, cfg) for b, bid in wanted
+            _same(make_bid(b, offers, interval, band, fill, spare), bid, cfg) for b, bid in wanted
         ):
             converged = True  # no seller moves and no buyer would ask differently next round
             break

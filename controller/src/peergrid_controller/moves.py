@@ -146,15 +146,20 @@ def make_bid(
     interval: int,
     band: float = 0.0,
     fill: Mapping[str, float] | None = None,
+    spare: Mapping[str, float] | None = None,
 ) -> Bid:
     """Follower's best response: cheapest effective price first, up to the demand at that price.
 
     Offers whose effective prices lie within `band` of each other count as one price level, and the demand
     at that level is spread over them in proportion to what each offers: otherwise every buyer would crowd
-    the seller one tick cheaper, who must ration, while the next one's energy goes unsold. `fill` is the
-    share of requests each seller could serve last round (public: from the chain's positions); the buyer
-    counts on getting only that share and asks the next level for the rest. A level is priced at its dearest
-    offer, so no request is ever made at a price the buyer's own curve refuses (IR).
+    the seller one tick cheaper, who must ration, while the next one's energy goes unsold. A level never
+    reaches a price at which the buyer wants nothing more. `fill` is the share of requests each seller could
+    serve last round (public: from the chain's positions); the buyer counts on getting only that share, asks
+    the level's sellers that served in full for what the rationed ones withhold (with `spare` given — what
+    each left unsold last round, public too — only those with energy left), and the next level for the rest.
+    A level is priced at its dearest offer, so no request is ever made at a price the buyer's own curve
+    refuses, and the expected fills never exceed the demand at that price (IR). The owner's maximum bounds
+    the sum of the requests, as the chain checks it.
     """
     rules = buyer.rules
 
@@ -172,6 +177,11 @@ def make_bid(
             k + len(level) < len(usable) and effective(usable[k + len(level)]) <= effective(usable[k]) + band
         ):
             level.append(usable[k + len(level)])
+        # priced at its dearest offer, a level would be refused whole when that price is above what the
+        # buyer still wants, its cheaper offers with it: the dearest go to the next level instead (measured:
+        # a buyer left short with energy unsold a tick above its rationed sellers, on an owner-rules feeder)
+        while len(level) > 1 and buyer.curve.demand(effective(level[-1])) <= bought:
+            level.pop()
         k += len(level)
         # the chain takes at most MAX_REQUESTS sellers per bid: keep the largest offers of a crowded level
         room = MAX_REQUESTS - len(requests)
@@ -181,18 +191,39 @@ def make_bid(
             level = sorted(level, key=lambda o: (-o.quantity_kwh, o.seller))[:room]
         worst = max(effective(o) for o in level)
         # expected fills count against the demand; the requests themselves against the owner's limit
-        want = min(buyer.curve.demand(worst) - bought, rules.max_quantity_kwh - requested)
+        want = buyer.curve.demand(worst) - bought
+        limit_left = rules.max_quantity_kwh - requested
         available = sum(o.quantity_kwh for o in level)
-        if want <= 0 or available <= 0:
+        if want <= 0 or limit_left <= 0 or available <= 0:
             continue
-        share = min(want / available, 1.0)
-        for offer in level:
-            q = quantize(offer.quantity_kwh * share)
+        share = min(want / available, limit_left / available, 1.0)
+        asks = {o.seller: quantize(o.quantity_kwh * share) for o in level}
+        expected = sum(q * _fill(fill, s) for s, q in asks.items())
+        # what the level's rationed sellers will withhold, asked of its sellers that served every request
+        # last round (their fill is 1), up to what they offer: otherwise the buyer ends short while energy
+        # at this price stays unsold. Rationed sellers are asked no more than their share, so the crowd
+        # does not pile onto them (measured: scaling every request up broke convergence)
+        short = min(want - expected, limit_left - sum(asks.values()))
+        serving = {
+            o.seller: o.quantity_kwh - asks[o.seller]
+            for o in level
+            if _fill(fill, o.seller) >= 1.0 and (spare is None or spare.get(o.seller, 0.0) > 0.0)
+        }
+        free = sum(serving.values())
+        if short > 0 and free > 0:
+            top_up = min(short / free, 1.0)
+            for seller, left in serving.items():
+                asks[seller] = quantize(asks[seller] + left * top_up)
+        for seller, q in asks.items():
             if q > 0:
-                requests[offer.seller] = q
+                requests[seller] = q
                 requested += q
-                bought += q * (fill.get(offer.seller, 1.0) if fill else 1.0)
+                bought += q * _fill(fill, seller)
     return Bid(buyer.name, interval, tuple(sorted(requests.items())))
+
+
+def _fill(fill: Mapping[str, float] | None, seller: str) -> float:
+    return fill.get(seller, 1.0) if fill else 1.0
 
 
 def adjust(

@@ -6,12 +6,16 @@ Promises: `check` returns, per MG, the most it could gain (money, this interval)
   purchases fixed) — the competitive-equilibrium test the outcome is claimed to pass (`stable`);
 - `pricing_gain`: a seller re-pricing alone while buyers re-respond (Stackelberg leader deviation). Reported,
   not claimed: a seller with market power can gain this way, and the figure says how much.
-Payoffs use each MG's private curve (curve.cost_of_export). Pure; no solver, clocks or randomness.
+Payoffs use each MG's private curve (curve.cost_of_export) plus, for a buyer, its owner's clean premium on
+every clean kWh it buys: the owner's rule says what clean energy is worth to it beyond its cost, and
+`moves.make_bid` pays up to exactly that (an offer's effective price is its price minus the premium). Valued
+at zero here, every buyer paying a premium would look as if it gained by not buying. Pure; no solver, clocks
+or randomness.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 
 from peergrid_controller.bargaining import Outcome, Participant, make_bid
@@ -37,15 +41,18 @@ class Stability:
         return max(self.pricing_gain.values(), default=0.0)
 
 
-def payoff(p: Participant, trades: Sequence[Trade]) -> float:
-    """Money received minus paid, minus the change in the MG's own cost for the net energy moved."""
-    net, money = 0.0, 0.0
+def payoff(p: Participant, trades: Sequence[Trade], clean: Collection[str] = ()) -> float:
+    """Money received minus paid, minus the change in the MG's own cost for the net energy moved, plus the
+    owner's clean premium on what it buys from the sellers in `clean` (renewable-backed offers)."""
+    net, money, preferred = 0.0, 0.0, 0.0
     for t in trades:
         if t.seller == p.name:
             net, money = net + t.quantity_kwh, money + t.quantity_kwh * t.price
         elif t.buyer == p.name:
             net, money = net - t.quantity_kwh, money - t.quantity_kwh * t.price
-    return money - p.curve.cost_of_export(net)
+            if t.seller in clean:
+                preferred += t.quantity_kwh
+    return money - p.curve.cost_of_export(net) + p.rules.clean_premium * preferred
 
 
 def check(
@@ -55,6 +62,7 @@ def check(
         return Stability({}, {}, tolerance)
     last = outcome.rounds[-1]
     offers = {o.seller: o for o in last.offers}
+    clean = {o.seller for o in last.offers if o.clean}
     trades = list(last.trades)
     by_name = {p.name: p for p in participants}
     taker: dict[str, float] = {}
@@ -89,7 +97,7 @@ def check(
         del sold
     for bid in last.bids:
         buyer = by_name[bid.buyer]
-        base = payoff(buyer, trades)
+        base = payoff(buyer, trades, clean)
         others = [t for t in trades if t.buyer != bid.buyer]
         left = {
             s: o.quantity_kwh - sum(t.quantity_kwh for t in others if t.seller == s)
@@ -103,10 +111,10 @@ def check(
         alt = others + [
             Trade(bid.interval, s, buyer.name, q, offers[s].price) for s, q in best_bid.requests if q > 0
         ]
-        best = max(base, payoff(buyer, alt))
+        best = max(base, payoff(buyer, alt, clean))
         for fraction in (0.0, 0.5, 0.9):
             scaled = [_scale(t, fraction) if t.buyer == buyer.name else t for t in trades]
-            best = max(best, payoff(buyer, scaled))
+            best = max(best, payoff(buyer, scaled, clean))
         taker[bid.buyer] = best - base
     return Stability(taker, pricing, tolerance)
 
