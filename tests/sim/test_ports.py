@@ -114,3 +114,12 @@ def test_netcut_serves_on_the_socket_its_launcher_bound(tmp_path: Path) -> None:
         finally:
             cable.terminate()
             cable.wait(10)
+
+
+@pytest.mark.parametrize("bad", ["70000", "-1", "http", ""])
+def test_the_testbed_refuses_a_port_that_is_not_one(bad: str, capsys: pytest.CaptureFixture[str]) -> None:
+    from peergrid_sim.testbed import main
+
+    with pytest.raises(SystemExit) as exited:
+        main(["--http-port", bad, "--duration", "1"])
+    assert exited.value.code == 2 and "not a TCP port (0-65535)" in capsys.readouterr().err
