@@ -123,3 +123,20 @@ def test_the_testbed_refuses_a_port_that_is_not_one(bad: str, capsys: pytest.Cap
     with pytest.raises(SystemExit) as exited:
         main(["--http-port", bad, "--duration", "1"])
     assert exited.value.code == 2 and "not a TCP port (0-65535)" in capsys.readouterr().err
+
+
+def test_a_broker_restart_whose_port_was_taken_meanwhile_says_so(tmp_path: Path) -> None:
+    """Mosquitto restarts on the same port (outage tests): if another process bound it in the gap, the
+    restart fails loudly instead of the clients reconnecting to that process."""
+    broker = MosquittoBroker(tmp_path / "broker").start()
+    try:
+        broker.stop()
+        with (
+            socket.create_server((LOOPBACK, broker.port)),
+            pytest.raises(BrokerError, match="did not come back"),
+        ):
+            broker.restart()
+        broker.restart()  # the port is free again: it comes back
+        assert broker.process is not None and broker.port in listening_ports(broker.process.pid)
+    finally:
+        broker.stop()
