@@ -140,3 +140,25 @@ def test_a_broker_restart_whose_port_was_taken_meanwhile_says_so(tmp_path: Path)
         assert broker.process is not None and broker.port in listening_ports(broker.process.pid)
     finally:
         broker.stop()
+
+
+def test_the_fault_tests_broker_restart_on_a_taken_port_ends_the_testbed_clearly(tmp_path: Path) -> None:
+    """`restart-broker` (tests/system/test_faults.py) when the port went to another process meanwhile: a
+    TestbedError the testbed prints as one line, not a traceback and not a run against a foreign listener."""
+    from types import SimpleNamespace
+
+    from peergrid_sim.closedloop_run import ClosedLoop
+    from peergrid_sim.processes import TestbedError
+
+    broker = MosquittoBroker(tmp_path / "broker").start()
+    bed = SimpleNamespace(workdir=tmp_path, broker=broker, _write_pids=lambda: None)
+    (tmp_path / "control").mkdir()
+    try:
+        (tmp_path / "control" / "restart-broker").touch()
+        assert ClosedLoop(1).handle_requests(bed) == ["broker restarted"]
+        broker.stop()
+        (tmp_path / "control" / "restart-broker").touch()
+        with socket.create_server((LOOPBACK, broker.port)), pytest.raises(TestbedError, match="did not come"):
+            ClosedLoop(1).handle_requests(bed)
+    finally:
+        broker.stop()

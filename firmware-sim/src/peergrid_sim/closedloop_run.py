@@ -21,6 +21,7 @@ from typing import Any
 
 import yaml
 
+from peergrid_sim.broker import BrokerError
 from peergrid_sim.closedloop import (
     LabChains,
     LoopTiming,
@@ -31,7 +32,7 @@ from peergrid_sim.closedloop import (
     pacing_text,
     quiesced,
 )
-from peergrid_sim.processes import tool
+from peergrid_sim.processes import TestbedError, tool
 
 
 def _lines(path: Path) -> list[dict[str, Any]]:
@@ -168,7 +169,10 @@ class ClosedLoop:
         for request in sorted(control.glob("restart-*")) if control.is_dir() else []:
             what = request.name.removeprefix("restart-")
             if what == "broker":
-                bed.broker.restart()
+                try:
+                    bed.broker.restart()
+                except BrokerError as err:  # its port was taken in the gap: the testbed ends, saying so
+                    raise TestbedError(str(err)) from None
                 bed._write_pids()
                 done.append("broker restarted")
             elif what in self.argv and not [
