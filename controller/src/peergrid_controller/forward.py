@@ -25,14 +25,14 @@ Deterministic. Never reads clocks or I/O.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from peergrid_controller.bargaining import Venue
 from peergrid_controller.baselines import BaselineCosts, interval_costs
 from peergrid_controller.dayahead import Allocation, limits_kw
 from peergrid_controller.market import Accepted, Bid, Offer, Trade, price_tick, quantize, wh
 from peergrid_controller.model import Scenario
-from peergrid_controller.schedule import MgSchedule
+from peergrid_controller.schedule import MgSchedule, ScheduleError
 
 
 class ForwardError(RuntimeError):
@@ -127,15 +127,25 @@ def _net(trades: tuple[tuple[Trade, ...], ...], name: str) -> tuple[list[float],
     return kwh, money
 
 
-def commit(scenario: Scenario, allocation: Allocation, conventional: BaselineCosts) -> Commitment:
+def _ceiling(conventional: BaselineCosts, name: str) -> float:
+    """The most an MG's day may cost: its conventional day cost, known only to the MILP's proven relative
+    gap (1e-6, lp.py), which bounds the check's own precision too."""
+    cost = sum(conventional.per_interval[name])
+    return cost + 1e-6 * max(1.0, abs(cost))
+
+
+def commit(
+    scenario: Scenario, allocation: Allocation, conventional: BaselineCosts, reductions: int = 4
+) -> Commitment:
     n, dt = scenario.intervals, scenario.interval_hours
+    prices = tuple(price_tick(p) for p in allocation.prices)
     declined: list[str] = []
     checks = 0
-    while True:
+    for attempt in range(reductions + 1):
         trades = match(scenario, allocation, declined)
         physical: dict[str, tuple[float, ...]] = {}
         payments: dict[str, tuple[float, ...]] = {}
-        refused = []
+        refused: dict[str, list[float]] = {}
         for mg in scenario.microgrids:
             kwh, money = _net(trades, mg.name)
             if not any(kwh):
@@ -145,15 +155,34 @@ def commit(scenario: Scenario, allocation: Allocation, conventional: BaselineCos
             sched = MgSchedule(mg, dt, p2p_fixed=[q / dt for q in kwh])
             plan = sched.solve()
             checks += 1
-            if plan.cost - sum(money) > sum(conventional.per_interval[mg.name]) + 1e-9:
-                refused.append(mg.name)
+            if plan.cost - sum(money) > _ceiling(conventional, mg.name):
+                refused[mg.name] = kwh
             physical[mg.name] = interval_costs(sched.cols, sched.last_solution().x, n)
             payments[mg.name] = tuple(money)
         if not refused:
             break
-        declined += refused
+        # each MG that fails takes instead the largest trades within what it was matched that keep it within
+        # its conventional day cost, or declines when none does (or after `reductions` rounds: the others'
+        # positions shrink with it and may fail in turn)
+        positions = dict(allocation.positions)
+        for name, kwh in refused.items():
+            mg = next(m for m in scenario.microgrids if m.name == name)
+            budget = sum(conventional.per_interval[name])
+            try:
+                if attempt == reductions:
+                    raise ScheduleError("infeasible", "out of rounds")
+                lo = [min(q / dt, 0.0) for q in kwh]
+                hi = [max(q / dt, 0.0) for q in kwh]
+                reduced = MgSchedule(mg, dt).largest_within(prices, lo, hi, budget)
+                checks += 1
+                positions[name] = tuple(quantize(abs(x * dt)) * (1 if x > 0 else -1) for x in reduced)
+                if not any(positions[name]):
+                    declined.append(name)  # nothing it was matched fits its conventional cost
+            except ScheduleError:
+                declined.append(name)
+        allocation = replace(allocation, positions=positions)
     return Commitment(
-        prices=tuple(price_tick(p) for p in allocation.prices),
+        prices=prices,
         trades=trades,
         declined=tuple(sorted(declined)),
         physical_cost=physical,

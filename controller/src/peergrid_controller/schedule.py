@@ -144,6 +144,14 @@ class MgSchedule:
         try:
             return lpmod.run(self._highs, self.lp.name)
         except lpmod.SolveError as exc:
+            if exc.cause != "solver":
+                raise ScheduleError(exc.cause, str(exc)) from None
+        # a warm re-solve after many bound and cost changes once ended in status Unknown (day-ahead ADMM
+        # with owner rules): the same model solved from scratch is the answer, or the error stands
+        self._highs.clearSolver()
+        try:
+            return lpmod.run(self._highs, self.lp.name)
+        except lpmod.SolveError as exc:
             raise ScheduleError(exc.cause, str(exc)) from None
 
     def solve(self) -> Plan:
@@ -310,6 +318,28 @@ class MgSchedule:
             rows.append(h.getNumRow() - 1)
             segments.append(pairs)
         return rows, segments, breaks
+
+    def largest_within(
+        self, prices: Sequence[float], lo_kw: Sequence[float], hi_kw: Sequence[float], budget: float
+    ) -> tuple[float, ...]:
+        """The largest net P2P trades (kW; toward the side each interval's [lo, hi] opens) whose day cost,
+        payments at `prices` included, stays within `budget`: the objective becomes a row and the traded
+        volume the objective (a MILP with gensets). On a model not solved yet. Raises ScheduleError
+        ('infeasible') when not even trading nothing fits the budget."""
+        if self._highs is not None:
+            raise ScheduleError("solver", f"{self.mg.name}: largest_within needs a fresh schedule")
+        coefs = {j: c for j, c in enumerate(self.lp.cost) if c != 0.0}
+        for k in range(self.horizon):
+            coefs[self.cols.p2p_sell[k]] = coefs.get(self.cols.p2p_sell[k], 0.0) - prices[k] * self.dt
+        self.lp.le(sorted(coefs.items()), budget - self.lp.offset)
+        self.lp.cost = [0.0] * self.lp.num_cols
+        for k in range(self.horizon):
+            sell, buy = self.cols.p2p_sell[k], self.cols.p2p_buy[k]
+            self.lp.col_lo[sell], self.lp.col_hi[sell] = lo_kw[k], hi_kw[k]
+            self.lp.col_lo[buy] = self.lp.col_hi[buy] = 0.0
+            self.lp.cost[sell] = -self.dt if hi_kw[k] > 0 else self.dt if lo_kw[k] < 0 else 0.0
+        sol = self._solve()
+        return tuple(sol.x[self.cols.p2p_sell[k]] for k in range(self.horizon))
 
     def net_export_kwh(self) -> tuple[float, ...]:
         """The last solve's net P2P export per interval, kWh."""

@@ -1,0 +1,277 @@
+"""Day-ahead stage: exchange ADMM (dayahead.py), matching, the exact IR check and the chain (forward.py)."""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import replace
+
+import pytest
+from helpers_ctl import load_only, pv_site
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from peergrid_controller import baselines
+from peergrid_controller.cli import main
+from peergrid_controller.dayahead import Allocation, DayAheadConfig, DayAheadError, allocate
+from peergrid_controller.forward import commit, deviation_gains, match
+from peergrid_controller.market import wh
+from peergrid_controller.model import ContractRules, Scenario
+from peergrid_controller.schedule import MgSchedule
+from peergrid_controller.simulate import SimulationConfig, simulate
+from peergrid_controller.synth import synthetic_scenario
+from peergrid_controller.venues import chain_venue
+
+DT = 0.25
+
+
+def two(seller_pv: float, seller_load: float, buyer_load: float, n: int = 4) -> Scenario:
+    return Scenario("two", DT, (pv_site("a", seller_pv, seller_load, n=n), load_only("b", buyer_load, n=n)))
+
+
+def share(scenario: Scenario, physical: float) -> float:
+    conv = baselines.conventional(scenario).total()
+    cent = baselines.central(scenario).total()
+    return (conv - physical) / (conv - cent)
+
+
+def test_short_supply_clears_at_the_buyers_retail_price_for_the_whole_surplus() -> None:
+    # a has a 30 kW surplus (7.5 kWh a quarter-hour); b would take 40 kW at any price below its retail
+    # 0.25: supply is short, so the price rises to 0.25, where a is indifferent between its own PV and the
+    # DSO: it sells at least its surplus and at most all its PV (10 kWh), and the day's welfare is central's
+    scenario = two(40.0, 10.0, 40.0)
+    allocation = allocate(scenario)
+    assert allocation.converged
+    assert allocation.prices == pytest.approx((0.25,) * 4, abs=1e-3)
+    trades = match(scenario, allocation)
+    assert all(len(day) == 1 for day in trades)
+    for (tr,) in trades:
+        assert (tr.seller, tr.buyer, tr.price) == ("a", "b", 0.25)
+        assert 7.5 - 1e-3 <= tr.quantity_kwh <= 10.0
+    committed = commit(scenario, allocation, baselines.conventional(scenario))
+    assert share(scenario, sum(sum(c) for c in committed.physical_cost.values())) == pytest.approx(
+        1.0, abs=1e-3
+    )
+
+
+def test_long_supply_clears_at_feed_in_and_the_buyer_gets_its_whole_demand() -> None:
+    scenario = two(60.0, 10.0, 20.0)  # 50 kW surplus, 20 kW demand: the price falls to feed-in 0.05
+    allocation = allocate(scenario)
+    assert allocation.converged
+    assert allocation.prices == pytest.approx((0.05,) * 4, abs=1e-3)
+    trades = match(scenario, allocation)
+    assert [tr.quantity_kwh for day in trades for tr in day] == [5.0] * 4
+    committed = commit(scenario, allocation, baselines.conventional(scenario))
+    assert committed.declined == ()
+    # at the clearing price neither can gain by deviating alone over the day
+    assert max(deviation_gains(scenario, committed).values()) <= 1e-6
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_admm_reaches_the_central_optimum_without_gensets(seed: int) -> None:
+    scenario = synthetic_scenario(6, 12, seed=seed, interval_hours=2.0)
+    scenario = replace(scenario, microgrids=tuple(mg for mg in scenario.microgrids if not mg.gensets))
+    allocation = allocate(scenario)
+    assert allocation.converged
+    # the allocation itself: every MG's own day with its position fixed, summed, is the central optimum
+    dt = scenario.interval_hours
+    allocated = sum(
+        MgSchedule(mg, dt, p2p_fixed=[q / dt for q in allocation.positions[mg.name]]).solve().cost
+        for mg in scenario.microgrids
+    )
+    assert allocated == pytest.approx(baselines.central(scenario).total(), rel=1e-4)
+    # committed: prices on the chain's tick, whole Wh, and every MG within its conventional cost cost a little
+    committed = commit(scenario, allocation, baselines.conventional(scenario))
+    assert share(scenario, sum(sum(c) for c in committed.physical_cost.values())) >= 0.95
+
+
+def test_admm_with_a_genset_gets_close_to_the_central_optimum() -> None:
+    scenario = synthetic_scenario(6, 24, seed=1, interval_hours=1.0)
+    allocation = allocate(scenario)
+    committed = commit(scenario, allocation, baselines.conventional(scenario))
+    physical = sum(sum(c) for c in committed.physical_cost.values())
+    assert share(scenario, physical) >= 0.99
+
+
+def small() -> Scenario:
+    return Scenario(
+        "three",
+        DT,
+        (
+            pv_site("a", 60.0, 10.0, n=3),
+            load_only("b", 30.0, n=3),
+            load_only("c", 20.0, n=3),
+            pv_site("d", 5.0, 25.0, n=3),
+        ),
+    )
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    st.lists(st.floats(-30.0, 30.0, allow_nan=False), min_size=12, max_size=12),
+    st.lists(st.floats(0.05, 0.25), min_size=3, max_size=3),
+)
+def test_matching_balances_exactly_and_never_exceeds_a_position(
+    flat: list[float], prices: list[float]
+) -> None:
+    scenario = small()
+    names = [mg.name for mg in scenario.microgrids]
+    positions = {name: tuple(flat[4 * t + i] for t in range(3)) for i, name in enumerate(names)}
+    allocation = Allocation(tuple(prices), positions, 1, 0.0, 0.0, True, 4, 0)
+    for t, day in enumerate(match(scenario, allocation)):
+        sold: dict[str, int] = {}
+        bought: dict[str, int] = {}
+        for tr in day:
+            assert tr.seller != tr.buyer and tr.quantity_kwh > 0
+            sold[tr.seller] = sold.get(tr.seller, 0) + wh(tr.quantity_kwh)
+            bought[tr.buyer] = bought.get(tr.buyer, 0) + wh(tr.quantity_kwh)
+        assert sum(sold.values()) == sum(bought.values())  # balanced in whole Wh
+        for name, amount in sold.items():
+            assert positions[name][t] > 0 and amount <= wh(positions[name][t]) + 0
+        for name, amount in bought.items():
+            assert positions[name][t] < 0 and amount <= wh(-positions[name][t])
+        assert len(day) <= max(len(sold) + len(bought) - 1, 0)
+
+
+def test_an_mg_whose_check_fails_declines_and_ends_no_worse_off() -> None:
+    # d has a PV surplus of its own: buying 2.5 kWh at 0.20 only to feed it in at 0.05 loses money
+    scenario = Scenario(
+        "decline",
+        DT,
+        (pv_site("a", 40.0, 10.0, n=2), load_only("b", 20.0, n=2), pv_site("d", 30.0, 10.0, n=2)),
+    )
+    allocation = Allocation(
+        (0.2, 0.2), {"a": (7.5, 7.5), "b": (-5.0, -5.0), "d": (-2.5, -2.5)}, 1, 0.0, 0.0, True, 3, 0
+    )
+    conv = baselines.conventional(scenario)
+    committed = commit(scenario, allocation, conv)
+    assert committed.declined == ("d",)
+    assert all(tr.buyer == "b" and tr.quantity_kwh == 5.0 for day in committed.trades for tr in day)
+    for name, costs in conv.per_interval.items():
+        assert committed.day_cost[name] <= sum(costs) + 1e-9
+    assert committed.day_cost["d"] == pytest.approx(sum(conv.per_interval["d"]))
+    assert committed.day_cost["a"] < sum(conv.per_interval["a"])  # 5 kWh sold at 0.20, not 0.05
+
+
+def test_a_buyer_paying_above_retail_declines_and_its_seller_is_left_alone() -> None:
+    scenario = two(40.0, 10.0, 40.0, n=2)
+    allocation = Allocation((0.5, 0.5), {"a": (7.5, 7.5), "b": (-7.5, -7.5)}, 1, 0.0, 0.0, True, 2, 0)
+    committed = commit(scenario, allocation, baselines.conventional(scenario))
+    assert committed.declined == ("b",)
+    assert committed.trades == ((), ())
+
+
+def test_owner_floor_cap_and_quantity_hold_on_every_forward_trade() -> None:
+    scenario = synthetic_scenario(8, 12, seed=3, interval_hours=2.0, rules=True)
+    rules = {mg.name: mg.rules for mg in scenario.microgrids}
+    result = simulate(scenario, SimulationConfig(market="dayahead", with_central=False))
+    traded = 0
+    for r in result.intervals:
+        volume: dict[str, float] = {}
+        for tr in r.trades:
+            traded += 1
+            assert tr.price >= rules[tr.seller].floor_price - 1e-9
+            assert tr.price <= rules[tr.buyer].cap_price + 1e-9
+            assert not rules[tr.buyer].clean_only
+            for name in (tr.seller, tr.buyer):
+                volume[name] = volume.get(name, 0.0) + tr.quantity_kwh
+        for name, kwh in volume.items():
+            assert wh(kwh) <= wh(rules[name].max_quantity_kwh)
+    assert traded > 0
+    totals = result.totals()
+    for name, cost in totals["mg_cost_p2p"].items():  # type: ignore[attr-defined]
+        assert cost <= totals["mg_cost_conventional"][name] + 1e-6  # type: ignore[index]
+
+
+def test_forward_trades_go_through_the_chain_and_settle_once() -> None:
+    scenario = synthetic_scenario(4, 6, seed=2, interval_hours=4.0)
+    venues = []
+
+    def factory(s: Scenario):  # type: ignore[no-untyped-def]
+        venues.append(chain_venue(s))
+        return venues[-1]
+
+    result = simulate(scenario, SimulationConfig(market="dayahead", with_central=False), factory)
+    trades = [tr for r in result.intervals for tr in r.trades]
+    assert trades
+    venue = venues[0]
+    # settled once already: a second settlement is refused by the contract
+    assert not isinstance(venue.settle(trades[0], trades[0].quantity_kwh), type(None))
+    again = venue.settle(trades[0], trades[0].quantity_kwh)
+    assert type(again).__name__ == "Rejected"
+    money = {name: 0.0 for name in (mg.name for mg in scenario.microgrids)}
+    for tr in trades:
+        money[tr.seller] += tr.quantity_kwh * tr.price
+        money[tr.buyer] -= tr.quantity_kwh * tr.price
+    for name, expected in money.items():
+        assert venue.balance(name) == pytest.approx(expected, abs=1e-3)
+
+
+def test_same_seed_gives_byte_identical_json(capsys: pytest.CaptureFixture[str]) -> None:
+    args = [
+        "simulate",
+        "--synthetic",
+        "4",
+        "--seed",
+        "5",
+        "--intervals",
+        "8",
+        "--market",
+        "dayahead",
+        "--json",
+    ]
+    assert main(args) == 0
+    first = capsys.readouterr().out
+    assert main(args) == 0
+    assert capsys.readouterr().out == first
+    doc = json.loads(first)
+    assert set(doc) == {"intervals", "total"} and len(doc["intervals"]) == 8
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("rho", 0.0),
+        ("rho", -1.0),
+        ("rho", math.nan),
+        ("rho", math.inf),
+        ("tolerance_kwh", 0.0),
+        ("max_iterations", 0),
+        ("resolution_kwh", math.nan),
+    ],
+)
+def test_bad_config_is_refused_with_its_name(field: str, value: float) -> None:
+    with pytest.raises(DayAheadError, match=field):
+        DayAheadConfig(**{field: value})  # type: ignore[arg-type]
+
+
+def test_bad_prices_and_shapes_are_refused() -> None:
+    scenario = two(40.0, 10.0, 40.0)
+    with pytest.raises(DayAheadError, match="3 starting prices for 4 intervals"):
+        allocate(scenario, initial_prices=(0.1, 0.1, 0.1))
+    with pytest.raises(DayAheadError, match="interval 2 is not finite"):
+        allocate(scenario, initial_prices=(0.1, 0.1, math.inf, 0.1))
+    with pytest.raises(DayAheadError, match="at least two"):
+        allocate(Scenario("one", DT, scenario.microgrids[:1]))
+    short = replace(scenario, microgrids=(scenario.microgrids[0], load_only("b", 40.0, n=3)))
+    with pytest.raises(DayAheadError, match="different numbers of intervals"):
+        allocate(short)
+    with pytest.raises(ValueError, match="b has 3 positions for 4 intervals"):
+        match(scenario, Allocation((0.1,) * 4, {"a": (1.0,) * 4, "b": (-1.0,) * 3}, 1, 0, 0, True, 2, 0))
+    with pytest.raises(ValueError, match="no positions for b"):
+        match(scenario, Allocation((0.1,) * 4, {"a": (1.0,) * 4}, 1, 0, 0, True, 2, 0))
+    with pytest.raises(ValueError, match="3 prices for 4 intervals"):
+        match(scenario, Allocation((0.1,) * 3, {"a": (1.0,) * 4, "b": (-1.0,) * 4}, 1, 0, 0, True, 2, 0))
+
+
+def test_owner_rules_bind_in_the_allocation_itself() -> None:
+    # b's cap 0.20 is below the price short supply would reach (0.25): b may not buy at it, so it is
+    # banned from buying and a sells nothing P2P (no other buyer)
+    scenario = Scenario(
+        "capped",
+        DT,
+        (pv_site("a", 40.0, 10.0), load_only("b", 40.0, rules=ContractRules(cap_price=0.2))),
+    )
+    allocation = allocate(scenario)
+    trades = match(scenario, allocation)
+    assert all(tr.price <= 0.2 for day in trades for tr in day)
