@@ -190,10 +190,16 @@ def run(quick: bool = False) -> str:
         "others will trade. Individual rationality, *strict* (the default, rows without a note): an MG trades "
         "and dispatches only within its day budget (its conventional day cost minus what it has paid so far), "
         "judged against falling back on the DSO alone for the rest of the day, so no MG can end worse off than "
-        "in the conventional market whatever the others do; *trades*: each trade only within what the MG's "
-        "conventional alternative would trade at that price, dispatch as planned; *off*: every MG trusts the "
-        "forecast (no guarantee). Baselines solved in the same run: conventional (each MG alone with the DSO) "
-        "and the central optimum (one MILP over all MGs, owners' rules ignored)."
+        "in the conventional market whatever the others do; *off*: every MG trusts the forecast (no guarantee). "
+        '*Day-ahead* (`market="dayahead"`): before the day, exchange ADMM over all 96 intervals allocates every '
+        "MG's net P2P trade per interval (only positions and prices exchanged), the positions are matched into "
+        "balanced bilateral forward trades at the interval's price, each MG checks exactly with its own day "
+        "MILP that its day cost with them (payments included) is within its conventional day cost (else it "
+        "takes the largest part that is, or declines), the trades are recorded through the market contract on "
+        "the chain, and each MG dispatches its day with them fixed; wall (CPU) per interval is the whole stage "
+        "÷ intervals. Baselines solved in the same run: conventional (each MG alone with the DSO) and the "
+        "central optimum (one MILP over all MGs, owners' rules ignored). Rows dropped from the previous run to "
+        "make room (see its figures in git history): *trades* mode and the central prices as forecast."
     )
     out.append("")
     out.append(
@@ -244,10 +250,10 @@ def run(quick: bool = False) -> str:
         "achievable saving the market captures (target ≥ 0.99). *Same trades, dispatched in hindsight*: the "
         "same share had every MG dispatched its DERs knowing its agreed trades from the start; the gap from the "
         "first column is what planning against forecasts lost, the gap from 1 what the trades themselves left. "
-        "*Central prices as forecast*: every MG plans against the central optimum's shadow prices instead of the "
-        "tâtonnement's. Wall per interval is every MGMC's planning, curve, bargaining and chain work run one "
+        "Wall per interval is every MGMC's planning, curve, bargaining and chain work run one "
         f"after another on one core (on the Pis they run in parallel, so ÷ MGs per node). Stability: at the final "
-        f"prices no MG could gain more than {worst:.4f} (money, one interval) by changing its own quantities; a "
+        f"prices no MG could gain more than {worst:.4f} (money; one interval for the intraday rows, the whole day "
+        "for the day-ahead rows) by changing its own quantities; a "
         f"seller re-pricing alone against the buyers' responses could gain up to {power:.3f} (market power, "
         "reported, not removed)."
     )
