@@ -28,9 +28,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from peergrid_controller.builder import p2p_buy_limit, p2p_sell_limit
+from peergrid_controller.daymodel import DayModel
 from peergrid_controller.market import micro_per_wh, price_tick
 from peergrid_controller.model import Microgrid, Scenario
-from peergrid_controller.schedule import MgSchedule
 
 
 class DayAheadError(ValueError):
@@ -121,7 +121,7 @@ def allocate(
     _check_prices(scenario, prices)
     mgs = scenario.microgrids
     count = len(mgs)
-    models = [MgSchedule(mg, dt) for mg in mgs]
+    models = [DayModel(mg, dt) for mg in mgs]
 
     # the owner's floor and cap switch a side on or off as λ_t crosses them; re-judged every iteration they
     # made positions jump back and forth for ever (measured: no convergence in 400 iterations at 20 MGs with
@@ -151,9 +151,8 @@ def allocate(
     # x^0: each MG's own best response at the starting prices (a MILP: it decides genset on/off)
     q: list[tuple[float, ...]] = []
     for i, model in enumerate(models):
-        model.trade_day(prices, *bounds(i))
-        model.solve()
-        q.append(model.net_export_kwh())
+        model.trade(prices, *bounds(i))
+        q.append(model.solve())
     solves = count
     mean = [sum(qi[t] for qi in q) / count for t in range(n)]
     rho = cfg.rho
@@ -164,10 +163,9 @@ def allocate(
         iterations += 1
         new_q = []
         for i, model in enumerate(models):
-            model.trade_day(prices, *bounds(i))
+            model.trade(prices, *bounds(i))
             model.proximal(prices, rho, [q[i][t] - mean[t] for t in range(n)], cfg.resolution_kwh)
-            model.solve()
-            new_q.append(model.net_export_kwh())
+            new_q.append(model.solve())
         solves += count
         new_mean = [sum(qi[t] for qi in new_q) / count for t in range(n)]
         primal = max(abs(m) * count for m in new_mean)
@@ -193,8 +191,8 @@ def allocate(
             for i, mg in enumerate(mgs):
                 if not mg.gensets:
                     continue
-                fresh = MgSchedule(mg, dt)
-                fresh.trade_day(prices, *bounds(i))
+                fresh = DayModel(mg, dt)
+                fresh.trade(prices, *bounds(i))
                 anchor = [q[i][t] - mean[t] for t in range(n)]
                 fresh.proximal(prices, cfg.rho / 4, anchor, cfg.resolution_kwh, recommit=True)
                 fresh.solve()

@@ -30,6 +30,7 @@ from dataclasses import dataclass, replace
 from peergrid_controller.bargaining import Venue
 from peergrid_controller.baselines import BaselineCosts, interval_costs
 from peergrid_controller.dayahead import Allocation, limits_kw
+from peergrid_controller.daymodel import DayModel, largest_within
 from peergrid_controller.market import Accepted, Bid, Offer, Trade, price_tick, quantize, wh
 from peergrid_controller.model import Scenario
 from peergrid_controller.schedule import MgSchedule, ScheduleError
@@ -173,7 +174,7 @@ def commit(
                     raise ScheduleError("infeasible", "out of rounds")
                 lo = [min(q / dt, 0.0) for q in kwh]
                 hi = [max(q / dt, 0.0) for q in kwh]
-                reduced = MgSchedule(mg, dt).largest_within(prices, lo, hi, budget)
+                reduced = largest_within(mg, dt, prices, lo, hi, budget)
                 checks += 1
                 positions[name] = tuple(quantize(abs(x * dt)) * (1 if x > 0 else -1) for x in reduced)
                 if not any(positions[name]):
@@ -231,9 +232,9 @@ def deviation_gains(scenario: Scenario, commitment: Commitment) -> dict[str, flo
     n, dt = scenario.intervals, scenario.interval_hours
     gains = {}
     for mg in scenario.microgrids:
-        sched = MgSchedule(mg, dt)
+        model = DayModel(mg, dt)
         pairs = [limits_kw(mg, t, commitment.prices[t], dt) for t in range(n)]
-        sched.trade_day(commitment.prices, [lo for lo, _ in pairs], [hi for _, hi in pairs])
-        best = sched.solve().cost
+        model.trade(commitment.prices, [lo for lo, _ in pairs], [hi for _, hi in pairs])
+        best = model.schedule.solve().cost
         gains[mg.name] = commitment.day_cost[mg.name] - best
     return gains

@@ -11,7 +11,6 @@ Assumes a validated `Microgrid` (model.validate_microgrid). Never touches device
 
 from __future__ import annotations
 
-import itertools
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -121,8 +120,6 @@ class MgSchedule:
         self._highs: highspy.Highs | None = None
         self._injection_row: int | None = None
         self._fixed_commitment = False
-        self._rho: float | None = None
-        self._prox: tuple[float, tuple[list[int], list[list[tuple[int, int]]], list[float]]] | None = None
         if day_ahead:
             self.lp.integer.clear()
         if commitment is not None:
@@ -233,113 +230,12 @@ class MgSchedule:
                 break
         return ResponseCurve(tuple(prices), tuple(quantities), upper=hi)
 
-    def trade_day(self, prices: Sequence[float], lo_kw: Sequence[float], hi_kw: Sequence[float]) -> None:
-        """Let every interval of the horizon trade P2P at `prices` (currency/kWh), its net export (kW) within
-        [lo_kw, hi_kw] (the day-ahead stage, dayahead.py): one free column per interval carries the net trade,
-        as in `price_response`. Applies to the next `solve` (a MILP until the commitment is fixed)."""
+    def highs(self) -> highspy.Highs:
+        """The solver holding this model, created on first use (the day-ahead stage, daymodel.py, changes its
+        bounds, costs and rows between solves)."""
         if self._highs is None:
             self._highs = self.lp.to_highs()
-        h = self._highs
-        for k in range(self.horizon):
-            sell, buy = self.cols.p2p_sell[k], self.cols.p2p_buy[k]
-            h.changeColBounds(sell, lo_kw[k], hi_kw[k])
-            h.changeColBounds(buy, 0.0, 0.0)
-            h.changeColCost(sell, -prices[k] * self.dt)
-
-    def proximal(
-        self,
-        prices: Sequence[float],
-        rho: float,
-        anchor_kwh: Sequence[float],
-        resolution_kwh: float,
-        recommit: bool = False,
-    ) -> None:
-        """Add (rho/2)·(q_k − anchor_k)² per interval to the cost, q_k = net P2P export in kWh, beside the
-        payments at `prices`: the x-update of exchange ADMM (dayahead.py). HiGHS refuses mixed-integer QPs and
-        its QP solver cycled for minutes on these models (measured), so the square is piecewise linear: exact
-        at 0 and at ±resolution·2^j, segments doubling up to the MG's largest possible trade (an LP, warm
-        re-solved). The first call freezes genset on/off at the last MILP solution, unless `recommit` (on a
-        model not solved yet): then the next solve is a MILP with the proximal term, and later calls freeze."""
-        if self._highs is None:
-            self._highs = self.lp.to_highs()
-        if not recommit:
-            self.fix_commitment()
-        h = self._highs
-        if self._prox is None or self._prox[0] != resolution_kwh:
-            self._prox = (resolution_kwh, self._add_proximal_columns(resolution_kwh))
-            self._rho = None
-        _, (rows, segments, breaks) = self._prox
-        if self._rho != rho:
-            for k in range(self.horizon):
-                for j, (plus, minus) in enumerate(segments[k]):
-                    slope = rho / 2 * (breaks[j] + breaks[j + 1])
-                    h.changeColCost(plus, slope)
-                    h.changeColCost(minus, slope)
-            self._rho = rho
-        for k, col in enumerate(self.cols.p2p_sell):
-            h.changeColCost(col, -prices[k] * self.dt)
-            h.changeRowBounds(rows[k], anchor_kwh[k], anchor_kwh[k])
-
-    def _add_proximal_columns(
-        self, resolution: float
-    ) -> tuple[list[int], list[list[tuple[int, int]]], list[float]]:
-        """Per interval: dt·x_k − Σ plus_j + Σ minus_j = anchor_k, with plus_j, minus_j on [0, width_j]."""
-        assert self._highs is not None
-        h = self._highs
-        span = max(
-            max(p2p_sell_limit(self.mg, t), p2p_buy_limit(self.mg, t)) * self.dt
-            for t in range(self.start, self.start + self.horizon)
-        )
-        breaks = [0.0, resolution]
-        while breaks[-1] < 2 * span + resolution:  # the anchor may sit a whole range away
-            breaks.append(breaks[-1] * 2)
-        widths = [b - a for a, b in itertools.pairwise(breaks)]
-        widths[-1] = lpmod.INF
-        rows: list[int] = []
-        segments: list[list[tuple[int, int]]] = []
-        for k in range(self.horizon):
-            first = h.getNumCol()
-            count = 2 * len(widths)
-            hi = np.array([w for w in widths for _ in (0, 1)], dtype=np.float64)
-            h.addCols(
-                count,
-                np.zeros(count),
-                np.zeros(count),
-                hi,
-                0,
-                np.zeros(0, np.int32),
-                np.zeros(0, np.int32),
-                np.zeros(0),
-            )
-            pairs = [(first + 2 * j, first + 2 * j + 1) for j in range(len(widths))]
-            index = [self.cols.p2p_sell[k]] + [c for pair in pairs for c in pair]
-            value = [self.dt] + [v for _ in pairs for v in (-1.0, 1.0)]
-            h.addRow(0.0, 0.0, len(index), np.array(index, np.int32), np.array(value))
-            rows.append(h.getNumRow() - 1)
-            segments.append(pairs)
-        return rows, segments, breaks
-
-    def largest_within(
-        self, prices: Sequence[float], lo_kw: Sequence[float], hi_kw: Sequence[float], budget: float
-    ) -> tuple[float, ...]:
-        """The largest net P2P trades (kW; toward the side each interval's [lo, hi] opens) whose day cost,
-        payments at `prices` included, stays within `budget`: the objective becomes a row and the traded
-        volume the objective (a MILP with gensets). On a model not solved yet. Raises ScheduleError
-        ('infeasible') when not even trading nothing fits the budget."""
-        if self._highs is not None:
-            raise ScheduleError("solver", f"{self.mg.name}: largest_within needs a fresh schedule")
-        coefs = {j: c for j, c in enumerate(self.lp.cost) if c != 0.0}
-        for k in range(self.horizon):
-            coefs[self.cols.p2p_sell[k]] = coefs.get(self.cols.p2p_sell[k], 0.0) - prices[k] * self.dt
-        self.lp.le(sorted(coefs.items()), budget - self.lp.offset)
-        self.lp.cost = [0.0] * self.lp.num_cols
-        for k in range(self.horizon):
-            sell, buy = self.cols.p2p_sell[k], self.cols.p2p_buy[k]
-            self.lp.col_lo[sell], self.lp.col_hi[sell] = lo_kw[k], hi_kw[k]
-            self.lp.col_lo[buy] = self.lp.col_hi[buy] = 0.0
-            self.lp.cost[sell] = -self.dt if hi_kw[k] > 0 else self.dt if lo_kw[k] < 0 else 0.0
-        sol = self._solve()
-        return tuple(sol.x[self.cols.p2p_sell[k]] for k in range(self.horizon))
+        return self._highs
 
     def net_export_kwh(self) -> tuple[float, ...]:
         """The last solve's net P2P export per interval, kWh."""

@@ -4,7 +4,11 @@ Promises: `simulate(scenario, config, venue_factory)` runs, for each interval: e
 the rest of the day (MILP), derives its price–quantity curve for the interval (bounded by its conventional
 alternative unless `rationality` is "off", see rationality.py), bargains through the venue (the
 market contract, in memory or on the MGMC chain), then re-plans with the agreed trades fixed and moves to the next
-interval from the state it dispatched. The result carries per-interval and total welfare (minus the sum of MG
+interval from the state it dispatched. With `market="dayahead"` the whole day's trades are instead allocated
+before the first interval (dayahead.py: exchange ADMM), checked by every MG exactly against its conventional day
+and recorded through the market contract (forward.py); each MG dispatches its day with them fixed and they are
+settled interval by interval (`SimulationResult.dayahead` carries the stage's iterations and its day-level
+stability check). The result carries per-interval and total welfare (minus the sum of MG
 physical costs; P2P payments cancel), each MG's cost with P2P payments, rounds, convergence and stability.
 Same scenario and config give byte-identical `to_json` output.
 Assumes perfect forecasts (the scenario's profiles). Never reads clocks or I/O; timing is the caller's business.

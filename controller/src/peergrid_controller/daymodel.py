@@ -1,0 +1,136 @@
+"""One MG's own day for the day-ahead stage: its schedule model with P2P open in every interval.
+
+Promises: `DayModel` wraps an `MgSchedule` over the whole day and lets every interval trade P2P at a price
+(one free net-export column per interval), adds the exchange-ADMM proximal term as a piecewise-linear square
+(so genset MGs stay MILPs and everyone else warm LPs), and re-solves; `largest_within` finds the largest
+trades within given bounds whose day cost, payments included, stays within a budget. Used by dayahead.py and
+forward.py. Never reads clocks or I/O.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Sequence
+
+import numpy as np
+
+from peergrid_controller import lp as lpmod
+from peergrid_controller.builder import p2p_buy_limit, p2p_sell_limit
+from peergrid_controller.model import Microgrid
+from peergrid_controller.schedule import MgSchedule
+
+_Proximal = tuple[list[int], list[list[tuple[int, int]]], list[float]]  # rows, (plus, minus) per k, breaks
+
+
+class DayModel:
+    def __init__(self, mg: Microgrid, interval_hours: float) -> None:
+        self.schedule = MgSchedule(mg, interval_hours)
+        self._rho: float | None = None
+        self._prox: tuple[float, _Proximal] | None = None
+        self._committed = False
+
+    def trade(self, prices: Sequence[float], lo_kw: Sequence[float], hi_kw: Sequence[float]) -> None:
+        """Every interval trades P2P at `prices` (currency/kWh), its net export (kW) within [lo, hi]."""
+        s = self.schedule
+        h = s.highs()
+        for k in range(s.horizon):
+            sell, buy = s.cols.p2p_sell[k], s.cols.p2p_buy[k]
+            h.changeColBounds(sell, lo_kw[k], hi_kw[k])
+            h.changeColBounds(buy, 0.0, 0.0)
+            h.changeColCost(sell, -prices[k] * s.dt)
+
+    def proximal(
+        self,
+        prices: Sequence[float],
+        rho: float,
+        anchor_kwh: Sequence[float],
+        resolution_kwh: float,
+        recommit: bool = False,
+    ) -> None:
+        """Add (rho/2)·(q_k − anchor_k)² per interval (q_k = net P2P export, kWh) beside the payments at
+        `prices`: the x-update of exchange ADMM. HiGHS refuses mixed-integer QPs and its QP solver cycled for
+        minutes on these models (measured), so the square is piecewise linear: exact at 0 and at
+        ±resolution·2^j, segments doubling up to twice the MG's largest possible trade. The first call freezes
+        genset on/off at the last MILP solution, unless `recommit` (a model not solved yet): then the next
+        solve is a MILP with the proximal term."""
+        s = self.schedule
+        h = s.highs()
+        if not recommit:
+            s.fix_commitment()
+        if self._prox is None or self._prox[0] != resolution_kwh:
+            self._prox = (resolution_kwh, self._add_proximal_columns(resolution_kwh))
+            self._rho = None
+        _, (rows, segments, breaks) = self._prox
+        if self._rho != rho:
+            for k in range(s.horizon):
+                for j, (plus, minus) in enumerate(segments[k]):
+                    slope = rho / 2 * (breaks[j] + breaks[j + 1])
+                    h.changeColCost(plus, slope)
+                    h.changeColCost(minus, slope)
+            self._rho = rho
+        for k, col in enumerate(s.cols.p2p_sell):
+            h.changeColCost(col, -prices[k] * s.dt)
+            h.changeRowBounds(rows[k], anchor_kwh[k], anchor_kwh[k])
+
+    def _add_proximal_columns(self, resolution: float) -> _Proximal:
+        """Per interval: dt·x_k − Σ plus_j + Σ minus_j = anchor_k, with plus_j, minus_j on [0, width_j]."""
+        s = self.schedule
+        h = s.highs()
+        span = max(
+            max(p2p_sell_limit(s.mg, t), p2p_buy_limit(s.mg, t)) * s.dt
+            for t in range(s.start, s.start + s.horizon)
+        )
+        breaks = [0.0, resolution]
+        while breaks[-1] < 2 * span + resolution:  # the anchor may sit a whole range away
+            breaks.append(breaks[-1] * 2)
+        widths = [b - a for a, b in itertools.pairwise(breaks)]
+        widths[-1] = lpmod.INF
+        rows: list[int] = []
+        segments: list[list[tuple[int, int]]] = []
+        empty = np.zeros(0, np.int32)
+        for k in range(s.horizon):
+            first = h.getNumCol()
+            count = 2 * len(widths)
+            hi = np.array([w for w in widths for _ in (0, 1)], dtype=np.float64)
+            h.addCols(count, np.zeros(count), np.zeros(count), hi, 0, empty, empty, np.zeros(0))
+            pairs = [(first + 2 * j, first + 2 * j + 1) for j in range(len(widths))]
+            index = [s.cols.p2p_sell[k]] + [c for pair in pairs for c in pair]
+            value = [s.dt] + [v for _ in pairs for v in (-1.0, 1.0)]
+            h.addRow(0.0, 0.0, len(index), np.array(index, np.int32), np.array(value))
+            rows.append(h.getNumRow() - 1)
+            segments.append(pairs)
+        return rows, segments, breaks
+
+    def solve(self) -> tuple[float, ...]:
+        """Net P2P export per interval (kWh) of a fresh solve."""
+        self.schedule.solve()
+        return self.schedule.net_export_kwh()
+
+    def commitment(self) -> tuple[tuple[bool, ...], ...]:
+        return self.schedule.commitment()
+
+
+def largest_within(
+    mg: Microgrid,
+    interval_hours: float,
+    prices: Sequence[float],
+    lo_kw: Sequence[float],
+    hi_kw: Sequence[float],
+    budget: float,
+) -> tuple[float, ...]:
+    """The largest net P2P trades (kW; toward the side each interval's [lo, hi] opens) whose day cost,
+    payments at `prices` included, stays within `budget`: the cost becomes a row and the traded volume the
+    objective (a MILP with gensets). Raises ScheduleError ('infeasible') when not even trading nothing fits."""
+    s = MgSchedule(mg, interval_hours)
+    lp = s.lp
+    coefs = {j: c for j, c in enumerate(lp.cost) if c != 0.0}
+    for k in range(s.horizon):
+        coefs[s.cols.p2p_sell[k]] = coefs.get(s.cols.p2p_sell[k], 0.0) - prices[k] * s.dt
+    lp.le(sorted(coefs.items()), budget - lp.offset)
+    lp.cost = [0.0] * lp.num_cols
+    for k in range(s.horizon):
+        sell, buy = s.cols.p2p_sell[k], s.cols.p2p_buy[k]
+        lp.col_lo[sell], lp.col_hi[sell] = lo_kw[k], hi_kw[k]
+        lp.col_lo[buy] = lp.col_hi[buy] = 0.0
+        lp.cost[sell] = -s.dt if hi_kw[k] > 0 else s.dt if lo_kw[k] < 0 else 0.0
+    return s.solve().p2p_net_export
