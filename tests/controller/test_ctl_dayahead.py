@@ -275,3 +275,22 @@ def test_owner_rules_bind_in_the_allocation_itself() -> None:
     allocation = allocate(scenario)
     trades = match(scenario, allocation)
     assert all(tr.price <= 0.2 for day in trades for tr in day)
+
+
+@pytest.mark.parametrize("seed", [0, 4])
+def test_no_mg_ends_worse_off_than_conventional_with_gensets(seed: int) -> None:
+    scenario = synthetic_scenario(8, 12, seed=seed, interval_hours=2.0)
+    assert any(mg.gensets for mg in scenario.microgrids)
+    result = simulate(scenario, SimulationConfig(market="dayahead", with_central=False))
+    totals = result.totals()
+    p2p, conv = totals["mg_cost_p2p"], totals["mg_cost_conventional"]
+    for name in p2p:  # type: ignore[attr-defined]
+        assert p2p[name] <= conv[name] * (1 + 1e-6) + 1e-6  # type: ignore[index]
+    assert sum(p2p.values()) < sum(conv.values())  # type: ignore[attr-defined]
+    assert result.dayahead is not None and result.intervals[0].rounds in (0, 1)
+
+
+def test_cli_refuses_an_unknown_market_mode() -> None:
+    with pytest.raises(SystemExit) as exc:
+        main(["simulate", "--synthetic", "3", "--market", "weekly"])
+    assert exc.value.code == 2
