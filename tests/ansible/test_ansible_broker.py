@@ -13,8 +13,9 @@ import paho.mqtt.client as mqtt
 import pytest
 from peergrid_ansible_harness import HERE, run_tool
 
-from peergrid_sim.broker import LOOPBACK, free_port, wait_for_port
+from peergrid_sim.broker import LOOPBACK, free_port
 from peergrid_sim.certs import LabPki
+from peergrid_sim.ports import wait_for_listener
 
 FEEDER = "f1"
 
@@ -55,7 +56,9 @@ def role_broker(tmp_path_factory: pytest.TempPathFactory, test_pki: LabPki) -> I
     with (tmp_path / "mosquitto.log").open("wb") as log:
         process = subprocess.Popen(["mosquitto", "-c", str(main)], stdout=log, stderr=log)
     try:
-        assert wait_for_port(LOOPBACK, port, 10), (tmp_path / "mosquitto.log").read_text()
+        # up when this mosquitto itself listens: a connect would also succeed against another process that
+        # took the picked port meanwhile (this one then exits 'address in use', and the log says so)
+        assert wait_for_listener(process, port, 10) == port, (tmp_path / "mosquitto.log").read_text()
         yield port
     finally:
         process.terminate()

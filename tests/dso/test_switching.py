@@ -176,12 +176,14 @@ def test_modbus_driver_reports_unreachable_relay_as_relay_error() -> None:
 
     from peergrid_dso.drivers.relay_modbus import ModbusRelayDriver, RelayEndpoint
 
-    with socket.socket() as s:  # a free port nobody listens on
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    driver = ModbusRelayDriver({7: RelayEndpoint("127.0.0.1", port)}, timeout_s=0.2)
-    with pytest.raises(RelayError, match="cannot connect"):
-        driver.status(7)
+    # a port nobody listens on by construction: bound here and held without listen(), so no other process
+    # can take it while the driver tries (a port closed again before the attempt could be)
+    with socket.socket() as held:
+        held.bind(("127.0.0.1", 0))
+        port = held.getsockname()[1]
+        driver = ModbusRelayDriver({7: RelayEndpoint("127.0.0.1", port)}, timeout_s=0.2)
+        with pytest.raises(RelayError, match="cannot connect"):
+            driver.status(7)
     with pytest.raises(RelayError, match="no relay configured for branch 9"):
         driver.command(9, True)
 

@@ -17,7 +17,7 @@ from edge_helpers import edge_settings
 
 from peergrid_edge.metrics import Family, Histogram, render
 from peergrid_edge.notify import setup_logging
-from peergrid_sim.broker import free_port
+from peergrid_sim.ports import wait_for_listener
 
 BIN = Path(sys.executable).parent
 
@@ -38,8 +38,9 @@ def _read_all(sock: socket.socket, until: str, timeout: float) -> list[str]:
 
 def test_notify_ready_watchdog_status_stopping_and_metrics(run_sim, tmp_path: Path) -> None:
     sim = run_sim([{"name": "pv1", "kind": "pv"}, {"name": "bess1", "kind": "battery"}])
-    port = free_port()
-    settings = edge_settings(tmp_path, sim, {"bess1": {"safe_w": 0}}, metrics={"port": port})
+    # port 0: the daemon binds what the kernel gives it and we read that from its own socket (a port picked
+    # here and bound there could be taken in between by another worker's child)
+    settings = edge_settings(tmp_path, sim, {"bess1": {"safe_w": 0}}, metrics={"port": 0})
     config = tmp_path / "edge.yaml"
     config.write_text(yaml.safe_dump(settings.model_dump(mode="json")))
     path = tmp_path / "notify.sock"
@@ -59,6 +60,8 @@ def test_notify_ready_watchdog_status_stopping_and_metrics(run_sim, tmp_path: Pa
         assert ready, messages
         assert "STATUS=2 devices: 2 ok" in ready[0]
         assert any(m == "WATCHDOG=1" for m in messages)
+        port = wait_for_listener(daemon, 0, 10)  # type: ignore[arg-type]
+        assert port is not None, "the daemon does not listen for metrics"
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
             text = response.read().decode()
         assert 'peergrid_edge_device_errors_total{device="pv1"} 0' in text
