@@ -137,15 +137,20 @@ def _start_sim(work: Path, n: int) -> tuple[subprocess.Popen[bytes], list[dict[s
 
 
 def _edge(work: Path, eps: list[dict[str, object]], warmup: float, seconds: float) -> dict[str, float]:
-    from peergrid_sim.broker import free_port
+    import socket
 
-    port = free_port()
+    from peergrid_sim.ports import wait_for_listener
+
+    # No broker: the daemon runs islanded, as a Pi may. Its broker port is one we bind and hold without
+    # listen(), so nothing can answer there (a port picked and let go could be taken by anything meanwhile).
+    no_broker = socket.socket()
+    no_broker.bind(("127.0.0.1", 0))
     config = {
         "node_id": "bench",
         "mg": "mg1",
         "data_dir": str(work / "edge"),
-        "broker": {"port": free_port()},  # no broker: the daemon runs islanded, as a Pi may
-        "metrics": {"port": port},
+        "broker": {"port": no_broker.getsockname()[1]},
+        "metrics": {"port": 0},  # the daemon binds a free port; we read which from its own socket
         "devices": [
             {
                 "name": e["device"],
@@ -164,6 +169,9 @@ def _edge(work: Path, eps: list[dict[str, object]], warmup: float, seconds: floa
         stderr=subprocess.DEVNULL,
     )
     try:
+        port = wait_for_listener(edge, 0, 30)
+        if port is None:
+            raise RuntimeError(f"peergrid-edge did not serve metrics (exit code {edge.poll()})")
         time.sleep(warmup)  # connect + SunSpec discovery happen here and stay out of the figures
         before = _scrape(port)
         cpu, rss = _measure(edge.pid, 0.0, seconds)
@@ -171,6 +179,7 @@ def _edge(work: Path, eps: list[dict[str, object]], warmup: float, seconds: floa
     finally:
         edge.terminate()
         edge.wait(15)
+        no_broker.close()
     window = [(le, after[i][1] - before[i][1]) for i, (le, _) in enumerate(after)]
     return {"cpu": cpu, "rss": rss, "p99": _histogram_quantile(0.99, window)}
 
