@@ -106,13 +106,20 @@ def test_a_buyer_paying_its_clean_premium_is_stable() -> None:
     assert check([seller, buyer], outcome, 0.005).stable
 
 
-def test_a_price_level_never_spans_a_step_of_the_buyers_curve() -> None:
+def test_a_price_level_never_reaches_a_price_the_buyer_wants_nothing_at() -> None:
     # a is within the band of b, but the buyer wants energy only below 0.1005: priced at b's 0.101, the
-    # level used to be refused whole, a's cheaper energy with it
-    buyer = Participant("x", _flat(-4.0, 0.1005), ContractRules(), False)
+    # level was refused whole, a's cheaper energy with it (still so without `spare`: rule-free markets)
+    buyer = Participant("x", _flat(-4.0, 0.1005), ContractRules(cap_price=0.2), False)
     offers = [Offer("a", 0, 0.100, 10.0, False), Offer("b", 0, 0.101, 10.0, False)]
-    bid = make_bid(buyer, offers, 0, band=0.003)
-    assert bid.requests == (("a", 4.0),)
+    assert make_bid(buyer, offers, 0, band=0.003, spare={}).requests == (("a", 4.0),)
+    assert make_bid(buyer, offers, 0, band=0.003).requests == ()
+
+
+def test_rule_free_buyers_are_sent_no_extra_requests() -> None:
+    buyer = Participant("x", _flat(-10.0, 0.20), ContractRules(), False)
+    offers = [Offer("a", 0, 0.10, 10.0, False), Offer("b", 0, 0.10, 10.0, False)]
+    bid = make_bid(buyer, offers, 0, band=0.002, fill={"a": 0.5, "b": 1.0})
+    assert dict(bid.requests) == {"a": 5.0, "b": 5.0}
 
 
 def test_a_short_buyer_asks_the_level_sellers_that_served_in_full_for_what_the_rationed_withhold() -> None:
@@ -143,7 +150,9 @@ def test_the_extra_requests_stay_within_the_owners_maximum() -> None:
 
 
 @st.composite
-def markets(draw: st.DrawFn) -> tuple[Participant, list[Offer], dict[str, float], dict[str, float], float]:
+def markets(
+    draw: st.DrawFn,
+) -> tuple[Participant, list[Offer], dict[str, float], dict[str, float] | None, float]:
     n = draw(st.integers(1, 6))
     offers = [
         Offer(
@@ -156,7 +165,7 @@ def markets(draw: st.DrawFn) -> tuple[Participant, list[Offer], dict[str, float]
         for i in range(n)
     ]
     fill = {o.seller: draw(st.floats(0.05, 1.0)) for o in offers if draw(st.booleans())}
-    spare = {o.seller: draw(st.floats(0.0, 5.0)) for o in offers if draw(st.booleans())}
+    spare = None if draw(st.booleans()) else {o.seller: draw(st.floats(0.0, 5.0)) for o in offers}
     steps = sorted(draw(st.lists(st.floats(0.06, 0.29), min_size=1, max_size=3, unique=True)))
     demand = sorted((draw(st.floats(0.0, 30.0)) for _ in steps), reverse=True)
     curve = ResponseCurve(
@@ -175,7 +184,7 @@ def markets(draw: st.DrawFn) -> tuple[Participant, list[Offer], dict[str, float]
 @settings(max_examples=200, deadline=None)
 @given(markets())
 def test_a_bid_is_legal_and_its_expected_fills_never_exceed_the_demand(
-    case: tuple[Participant, list[Offer], dict[str, float], dict[str, float], float],
+    case: tuple[Participant, list[Offer], dict[str, float], dict[str, float] | None, float],
 ) -> None:
     buyer, offers, fill, spare, band = case
     bid = make_bid(buyer, offers, 0, band, fill, spare)

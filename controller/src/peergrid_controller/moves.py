@@ -152,14 +152,18 @@ def make_bid(
 
     Offers whose effective prices lie within `band` of each other count as one price level, and the demand
     at that level is spread over them in proportion to what each offers: otherwise every buyer would crowd
-    the seller one tick cheaper, who must ration, while the next one's energy goes unsold. A level never
-    reaches a price at which the buyer wants nothing more. `fill` is the share of requests each seller could
-    serve last round (public: from the chain's positions); the buyer counts on getting only that share, asks
-    the level's sellers that served in full for what the rationed ones withhold (with `spare` given — what
-    each left unsold last round, public too — only those with energy left), and the next level for the rest.
-    A level is priced at its dearest offer, so no request is ever made at a price the buyer's own curve
-    refuses, and the expected fills never exceed the demand at that price (IR). The owner's maximum bounds
-    the sum of the requests, as the chain checks it.
+    the seller one tick cheaper, who must ration, while the next one's energy goes unsold. `fill` is the
+    share of requests each seller could serve last round (public: from the chain's positions); the buyer
+    counts on getting only that share and asks the next level for the rest. A level is priced at its dearest
+    offer, so no request is ever made at a price the buyer's own curve refuses, and the expected fills never
+    exceed the demand at that price (IR). The owner's maximum bounds the sum of the requests, as the chain
+    checks it.
+
+    With `spare` (what each seller left unsold last round, public too; empty before any round) two
+    refinements for buyers whose rules rank offers apart: a level never reaches a price at which the buyer
+    wants nothing more (it would be refused whole, its cheaper offers with it), and what the level's rationed
+    sellers will withhold is asked of its sellers that served in full and left energy unsold. Without it the
+    moves are the ones before these refinements (rule-free markets, and an agent that does not pass it).
     """
     rules = buyer.rules
 
@@ -180,7 +184,7 @@ def make_bid(
         # priced at its dearest offer, a level would be refused whole when that price is above what the
         # buyer still wants, its cheaper offers with it: the dearest go to the next level instead (measured:
         # a buyer left short with energy unsold a tick above its rationed sellers, on an owner-rules feeder)
-        while len(level) > 1 and buyer.curve.demand(effective(level[-1])) <= bought:
+        while spare is not None and len(level) > 1 and buyer.curve.demand(effective(level[-1])) <= bought:
             level.pop()
         k += len(level)
         # the chain takes at most MAX_REQUESTS sellers per bid: keep the largest offers of a crowded level
@@ -207,7 +211,7 @@ def make_bid(
         serving = {
             o.seller: o.quantity_kwh - asks[o.seller]
             for o in level
-            if _fill(fill, o.seller) >= 1.0 and (spare is None or spare.get(o.seller, 0.0) > 0.0)
+            if spare is not None and _fill(fill, o.seller) >= 1.0 and spare.get(o.seller, 0.0) > 0.0
         }
         free = sum(serving.values())
         if short > 0 and free > 0:

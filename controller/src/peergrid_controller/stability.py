@@ -107,7 +107,8 @@ def check(
         remaining = [
             Offer(s, o.interval, o.price, max(left[s], 0.0), o.clean) for s, o in offers.items() if s in left
         ]
-        best_bid = make_bid(buyer, remaining, bid.interval)
+        # the best response, refinements on (spare={}: nothing is rationed in what remains to it)
+        best_bid = make_bid(buyer, remaining, bid.interval, spare={})
         alt = others + [
             Trade(bid.interval, s, buyer.name, q, offers[s].price) for s, q in best_bid.requests if q > 0
         ]
