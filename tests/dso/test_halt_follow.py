@@ -2,10 +2,10 @@
 
 Before, only the MGMCs read `control/halt.json`; the DSO's replica, not knowing the run was ending, idled a
 heartbeat (2 s) on every height it proposed while the others expected a block each period and round-changed
-on it, so the coordinated stop took 9-12 s instead of 4-5 s. Here: the file's reading (a half-written or
-malformed file is no stop, never a crash), the engines taking the heights, and a real DSO node (its DSO-chain
-replica and its MGMC-chain follower, over a real Mosquitto) following the file written by the testbed's own
-`quiesced` path while it runs.
+on it, so the coordinated stop took 9-12 s instead of 4-5 s. The file's reading and the engines taking the
+heights are the ledger's (`peergrid_ledger.consensus.halt`, shared with the MGMCs: tests/consensus/test_halt.py).
+Here: the testbed tells the DSO node the same file as every MGMC, and a real DSO node (its DSO-chain replica
+and its MGMC-chain follower, over a real Mosquitto) follows the file while it runs.
 """
 
 from __future__ import annotations
@@ -14,49 +14,15 @@ import asyncio
 import json
 import time
 from pathlib import Path
-from types import SimpleNamespace
 
 import yaml
-from hypothesis import given
-from hypothesis import strategies as st
 
 from peergrid_dso.live import DsoNode
 from peergrid_dso.loop_settings import IntervalNodeSettings
-from peergrid_dso.node_chains import halt_at, halt_heights
-from peergrid_ledger.consensus.engine import EngineConfig
 from peergrid_sim.closedloop import LabChains, LoopTiming, dso_node_config, edge_config, halt_file
 from peergrid_sim.scenario import load_scenario
 
 IEEE33 = Path(__file__).resolve().parents[2] / "firmware-sim" / "scenarios" / "ieee33.yaml"
-
-
-def test_halt_file_reading(tmp_path: Path) -> None:
-    path = tmp_path / "halt.json"
-    assert halt_heights(None) == {} and halt_heights(path) == {}  # no file: no stop
-    path.write_text('{"dso-x": 48, "mgmc-x": 99}')
-    assert halt_heights(path) == {"dso-x": 48, "mgmc-x": 99}
-    for bad in ('{"dso-x": 4', "[48, 99]", '{"dso-x": "high"}', '{"dso-x": null}', "", '{"dso-x": -1}'):
-        path.write_text(bad)  # half-written by the testbed, or not {chain: height}
-        assert halt_heights(path) == {}, bad
-
-
-@given(st.binary(max_size=64))
-def test_halt_file_reading_never_raises(tmp_path_factory, raw: bytes) -> None:  # type: ignore[no-untyped-def]
-    path = tmp_path_factory.mktemp("halt") / "halt.json"
-    path.write_bytes(raw)
-    heights = halt_heights(path)
-    assert all(isinstance(c, str) and isinstance(h, int) and h >= 0 for c, h in heights.items())
-
-
-def test_halt_at_sets_and_clears_each_chain_engine_height() -> None:
-    replicas = {
-        c: SimpleNamespace(engine=SimpleNamespace(config=EngineConfig(block_period_ms=150))) for c in "ab"
-    }
-    halt_at(replicas, {"a": 12})
-    assert replicas["a"].engine.config.halt_height == 12 and replicas["b"].engine.config.halt_height is None
-    assert replicas["a"].engine.config.block_period_ms == 150  # the rest of the config is kept
-    halt_at(replicas, {})  # the file is gone: both run on
-    assert all(r.engine.config.halt_height is None for r in replicas.values())
 
 
 def test_the_testbed_tells_the_dso_node_its_halt_file(tmp_path: Path) -> None:

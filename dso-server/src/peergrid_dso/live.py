@@ -195,11 +195,11 @@ class DsoNode:
         there with the MGMCs'. Not told, its DSO-chain replica idled a 2-s heartbeat on each height it proposed
         while the MGMCs, heading for the halt, expected a block per period and round-changed on it (6 MGs:
         the DSO chain reached the halt 7.8 s after the file was written; told, 4.3 s)."""
-        from peergrid_dso.node_chains import halt_at, halt_heights
+        from peergrid_ledger.consensus.halt import apply_halt, read_halt_file
 
         path = self.settings.halt_file
         while path is not None and not stop.is_set():
-            halt_at(self.node.replicas, halt_heights(path))
+            apply_halt(self.node.replicas.values(), read_halt_file(path), self.node.clock())
             await asyncio.sleep(period_s)
 
 

@@ -1,25 +1,18 @@
 """The DSO node's hands on its chain replicas: submit a transaction and wait until it is final
-(`ChainAdapter`), wake on every final block (`Changed`), and the coordinated stop (`halt_heights`, `halt_at`).
+(`ChainAdapter`), and wake on every final block (`Changed`). The coordinated stop (the halt file) is the
+ledger's `peergrid_ledger.consensus.halt`, which the MGMCs use too.
 
 Promises: `ChainAdapter.submit` signs with the key's next nonce on the node's event loop and says whether the
 transaction reached a final block in time (`Submitted`, never an exception for a refusal); `sign_and_submit`
-is the same from a worker thread. `halt_heights(path)` reads the testbed's halt file ({chain id: height});
-a missing, unreadable or malformed file is {} (no stop), never an error: the file is written by another
-process and may be read half-written. `halt_at(replicas, heights)` makes each replica's engine finalise
-nothing above its chain's height (a chain not named runs on), as every MGMC does with the same file, so the
-DSO's replicas head for that height at the block period instead of idling a heartbeat per block they propose.
-Must be called on the node's event loop (the engines are not thread-safe).
+is the same from a worker thread. Must be called on the node's event loop (the engines are not thread-safe).
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import time
-from collections.abc import Mapping
-from dataclasses import dataclass, replace
-from pathlib import Path
+from dataclasses import dataclass
 from typing import Any
 
 from peergrid_ledger import keys
@@ -86,25 +79,3 @@ class Changed:
             await asyncio.wait_for(self._event.wait(), timeout)
         except TimeoutError:
             pass
-
-
-def halt_heights(path: Path | None) -> dict[str, int]:
-    """The coordinated stop's heights from the halt file ({} when there is none or it cannot be read)."""
-    if path is None:
-        return {}
-    try:
-        doc = json.loads(path.read_text(encoding="utf-8"))
-        heights = {str(chain): int(height) for chain, height in doc.items()}
-    except (OSError, ValueError, AttributeError, TypeError):  # absent, half-written, not {chain: int}
-        return {}
-    return {chain: height for chain, height in heights.items() if height >= 0}
-
-
-def halt_at(replicas: Mapping[str, Any], heights: Mapping[str, int]) -> None:
-    """Finalise nothing above `heights[chain]` on each replica's chain (a chain not named runs on)."""
-    for chain, replica in replicas.items():
-        engine = replica.engine
-        halt = heights.get(chain)
-        if engine.config.halt_height != halt:
-            log.warning("%s chain: halting above height %s", chain, halt)
-            engine.config = replace(engine.config, halt_height=halt)

@@ -34,6 +34,7 @@ from peergrid_edge.quality import implausible
 from peergrid_edge.shutdown import cancel_until_done
 from peergrid_edge.store import EdgeStore, Queued
 from peergrid_edge.summary import device_summary
+from peergrid_ledger.consensus.halt import read_halt_file
 from peergrid_ledger.tx import sign_tx
 
 log = logging.getLogger("peergrid.edge")
@@ -295,19 +296,10 @@ class EdgeDaemon:
     async def _ledger_status_loop(self) -> None:
         assert self.ledger is not None
         while not self.stopping.is_set():
-            self.ledger.halt_at(self._halt_heights())
+            self.ledger.halt_at(read_halt_file(self.settings.ledger.halt_file))
             self.ledger_heights = self.ledger.heights()
             self.ledger.write_status()
             await self._sleep(1.0)
-
-    def _halt_heights(self) -> dict[str, int]:
-        """The coordinated stop's heights from `ledger.halt_file` ({} when there is none or it is unreadable)."""
-        path = self.settings.ledger.halt_file
-        try:
-            doc = json.loads(path.read_text(encoding="utf-8")) if path is not None else {}
-            return {str(chain): int(height) for chain, height in doc.items()}
-        except (OSError, ValueError, AttributeError, TypeError):
-            return {}
 
     def metrics_text(self) -> str:
         from peergrid_edge.exposition import families

@@ -8,7 +8,7 @@ same kind and body: the outbox re-signs) is in a final block; not landed, with t
 the chain refused it (in the mempool, or later when a block was built or the pool rechecked) or another
 transaction took its nonce, or when the time is up (`final` False: it may still land); `submit_and_wait` is
 the same as a bool. `wait_for(chain, predicate)` wakes on every final block. `halt_at({chain: height})` is the coordinated stop: nothing above that height is finalised (the
-engine's `halt_height`), so every replica ends on the same head. `LedgerTxSink` is the outbox's `TxSink`
+ledger's `halt.apply_halt`, shared with the DSO node), so every replica ends on the same head. `LedgerTxSink` is the outbox's `TxSink`
 that moves the cursor only on inclusion. Never blocks the loop;
 bad gossip is dropped and counted by the replica. After `close` nothing touches the stores: gossip still queued
 on the loop and replica timers that fire later are ignored. Assumes the loop is running when `start` is called.
@@ -22,8 +22,8 @@ import json
 import logging
 import os
 import time
-from collections.abc import Callable
-from dataclasses import dataclass, replace
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +33,7 @@ from peergrid_ledger.block import decode_block
 from peergrid_ledger.consensus.actions import Committed, Timer
 from peergrid_ledger.consensus.app import Accepted
 from peergrid_ledger.consensus.engine import HEARTBEAT_MS, EngineConfig
+from peergrid_ledger.consensus.halt import apply_halt
 from peergrid_ledger.consensus.mempool import MempoolLimits
 from peergrid_ledger.consensus.node import ChainReplica, FileWal
 from peergrid_ledger.consensus.node_cli import load_genesis, open_store
@@ -290,14 +291,11 @@ class EdgeLedger:
             except TimeoutError:
                 return bool(predicate(self.state(role)))
 
-    def halt_at(self, heights: dict[str, int]) -> None:
-        """Finalise nothing above `heights[chain]` on each named chain (a chain not named runs on)."""
-        for replica in self.replicas.values():
-            engine = replica.engine
-            halt = heights.get(replica.chain)
-            if engine.config.halt_height != halt:
-                log.warning("%s chain: halting above height %s", replica.chain, halt)
-                engine.config = replace(engine.config, halt_height=halt)
+    def halt_at(self, heights: Mapping[str, int]) -> None:
+        """Finalise nothing above `heights[chain]` on each named chain (a chain not named runs on); a proposer
+        idling towards a heartbeat heads for the halt at the block period at once (`halt.apply_halt`)."""
+        if not self.closed:
+            apply_halt(self.replicas.values(), heights, self.clock())
 
     @property
     def halted(self) -> bool:

@@ -8,7 +8,8 @@ kept across rounds. Our votes are in the WAL before they are sent (one write per
 are returned; synced except for a prepare alone, and after a restart the node withholds any prepare the WAL
 lacks in the rounds it may have been in: docs/consensus.md), so a restart never votes twice differently.
 The round-0 proposer proposes once the block period has passed and transactions wait, else after
-`heartbeat_ms` (an empty block), so an idle chain still grows and finds a silent proposer out. Each
+`heartbeat_ms` (an empty block), so an idle chain still grows and finds a silent proposer out; told to halt
+(`halt_at`), every replica heads for that height at the block period and stops there. Each
 signature is verified once per node (`sigcache`). Bad input of any kind is dropped and counted in `stats`,
 never raised; the authorities of
 height h are `app.validators(h)` (from the state after h − 1), so a key governance removed or revoked has its
@@ -21,7 +22,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from .actions import (
     PROPOSE_TIMER,
@@ -86,7 +87,8 @@ class EngineConfig:
     future_buffer: int = 512
     max_sync_response_bytes: int = 1024 * 1024
     halt_height: int | None = None
-    """Finalise nothing above this height (a coordinated stop, e.g. before an upgrade); still serve sync."""
+    """Finalise nothing above this height (a coordinated stop, e.g. before an upgrade); still serve sync.
+    A running engine is told with `Engine.halt_at` (`halt.py` reads it from a halt file)."""
     heartbeat_ms: int = 0
     """With no transaction waiting, the gap after which the proposer makes an empty block anyway (heights
     advance, a dead proposer is replaced by a round change). At most `block_period_ms` (the default): a block
@@ -173,11 +175,33 @@ class Engine:
         """The driver's pool took transactions: the round-0 proposer proposes once the period allows (not at
         the heartbeat), and every replica expects that proposal within a round timeout of then."""
         self.now = now
+        self._note_wanted(now)
+        return self._flush()
+
+    def halt_at(self, height: int | None, now: int) -> list[Action]:
+        """A coordinated stop: finalise nothing above `height` (None: run on). From here every replica heads
+        for it at the block period, as if transactions waited: a round-0 proposer already waiting out an idle
+        heartbeat for this height proposes a period after the parent instead (at once if that has passed),
+        and the others expect that proposal within a round timeout of then. The only setting that changes
+        while the engine runs."""
+        self.now = now
+        if height == self.config.halt_height:
+            return []
+        was_halted = self._halted()
+        self.config = replace(self.config, halt_height=height)
+        if was_halted and not self._halted():  # lifted or raised: this height set no timers while halted
+            self._arm_round_timers()
+        else:
+            self._note_wanted(now)
+        return self._flush()
+
+    def _note_wanted(self, now: int) -> None:
+        """A block became wanted before the heartbeat (`_wanted`): bring round 0's timers forward."""
         s = self.s
         if self.config.heartbeat_ms <= self.config.block_period_ms:
-            return []  # a block every period anyway
+            return  # a block every period anyway
         if s.round != 0 or s.pending_noted or self._halted() or not self._wanted():
-            return []
+            return
         s.pending_noted = True
         due = max(now, self._due(idle=False))
         if self._is_proposer(0):
@@ -188,7 +212,6 @@ class Engine:
                     self._out.append(SetTimer(Timer(PROPOSE_TIMER, s.height, 0), due))
         else:  # an earlier round-0 timer; the later one goes stale once it fires
             self._out.append(SetTimer(Timer(ROUND_TIMER, s.height, 0), due + self.config.round_timeout_ms))
-        return self._flush()
 
     @property
     def height(self) -> int:
@@ -238,17 +261,22 @@ class Engine:
                 self._log = SYNC
             else:  # we may have prepared in round 0 of this height before a crash: not again
                 self.s.amnesia_round = 0
-        self.s.pending_noted = self._wanted()
-        self._set_round_timer(0)
-        if self._is_proposer(0) and not self._halted():
-            at = max(self.now, self._due(idle=not self.s.pending_noted))
-            self._out.append(SetTimer(Timer(PROPOSE_TIMER, self.s.height, 0), at))
+        self._arm_round_timers()
         pending, self._future = self._future, []
         for message, sender in pending:
             if message.vote.height == self.s.height:
                 self._route(message, sender)
             elif message.vote.height > self.s.height:
                 self._future.append((message, sender))
+
+    def _arm_round_timers(self) -> None:
+        """The current round's timeout and, in round 0, the proposer's proposal timer (none while halted)."""
+        s = self.s
+        s.pending_noted = self._wanted()
+        self._set_round_timer(s.round)
+        if s.round == 0 and self._is_proposer(0) and not self._halted():
+            at = max(self.now, self._due(idle=not s.pending_noted))
+            self._out.append(SetTimer(Timer(PROPOSE_TIMER, s.height, 0), at))
 
     def _restore(self, saved: HeightState) -> None:
         """Resume the persisted round with its votes, and say them again (a peer may have missed them)."""

@@ -243,6 +243,14 @@ class ChainReplica:
     def fire(self, timer: Timer, now: int) -> None:
         self._perform(self.engine.on_timer(timer, now))
 
+    def halt_at(self, height: int | None, now: int) -> bool:
+        """The coordinated stop (`Engine.halt_at`, `halt.apply_halt`): finalise nothing above `height` (None:
+        run on); says whether that changed anything."""
+        if height == self.engine.config.halt_height:
+            return False
+        self._perform(self.engine.halt_at(height, now))
+        return True
+
     def submit(self, raw: bytes, now: int) -> Accepted | Rejected:
         """A transaction from this process (the embedding daemon): into the mempool, then gossiped."""
         verdict = self.app.mempool.add(raw, now)
