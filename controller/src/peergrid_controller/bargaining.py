@@ -89,9 +89,12 @@ class Venue(Protocol):
 
 @dataclass
 class MemoryVenue:
-    """The market contract without a chain (tests, baselines, the MGMC's own look-ahead)."""
+    """The market contract without a chain (tests, baselines, the MGMC's own look-ahead). `cap_on_fills`: as
+    the chain's genesis parameter, a buyer's maximum caps what it is allocated, not what it asks; `bargain`
+    reads it (a venue without the attribute caps the requests) and lets buyers ask past their maximum."""
 
     rules: dict[str, ContractRules]
+    cap_on_fills: bool = False
     offers: dict[str, Offer] = field(default_factory=dict)
     bids: list[Bid] = field(default_factory=list)
     last_trades: list[Trade] = field(default_factory=list)
@@ -106,13 +109,16 @@ class MemoryVenue:
         return verdict
 
     def post_bid(self, bid: Bid) -> Verdict:
-        verdict = check_bid(bid, self.offers, self.rules[bid.buyer])
+        verdict = check_bid(bid, self.offers, self.rules[bid.buyer], self.cap_on_fills)
         if isinstance(verdict, Accepted):
             self.bids.append(bid)
         return verdict
 
     def close_round(self) -> list[Trade]:
-        self.last_trades = clear(list(self.offers.values()), self.bids)
+        caps = (
+            {b.buyer: self.rules[b.buyer].max_quantity_kwh for b in self.bids} if self.cap_on_fills else None
+        )
+        self.last_trades = clear(list(self.offers.values()), self.bids, caps)
         self.offers, self.bids = {}, []
         return self.last_trades
 
@@ -194,6 +200,7 @@ def bargain(
         for p in participants
     )
     spare: dict[str, float] | None = {} if ranked_apart else None
+    fills_capped = bool(getattr(venue, "cap_on_fills", False))
     converged = False
     quiet = 0
     for number in range(1, cfg.max_rounds + 1):
@@ -212,7 +219,7 @@ def bargain(
         bids = []
         wanted: list[tuple[Participant, Bid]] = []
         for b in buyers:
-            bid = make_bid(b, offers, interval, band, fill, spare)
+            bid = make_bid(b, offers, interval, band, fill, spare, fills_capped)
             wanted.append((b, bid))
             verdict = venue.post_bid(bid)
             if isinstance(verdict, Rejected):
@@ -249,7 +256,8 @@ def bargain(
                 if o.quantity_kwh - asked.get(o.seller, 0.0) > cfg.quantity_tolerance
             }
         if all(content) and all(
-            _same(make_bid(b, offers, interval, band, fill, spare), bid, cfg) for b, bid in wanted
+            _same(make_bid(b, offers, interval, band, fill, spare, fills_capped), bid, cfg)
+            for b, bid in wanted
         ):
             converged = True  # no seller moves and no buyer would ask differently next round
             break

@@ -16,6 +16,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from peergrid_controller.model import ContractRules
+from peergrid_ledger.contracts.market import allocate
 
 QUANTUM = 0.001  # kWh: the chain records energy in whole Wh
 PRICE_TICK = 0.001  # currency per kWh: the chain records prices in micro-units per Wh
@@ -109,7 +110,11 @@ def acceptable(offer: Offer, rules: ContractRules) -> bool:
     return math.isinf(cap) or micro_per_wh(offer.price) <= micro_per_wh(cap)
 
 
-def check_bid(bid: Bid, offers: Mapping[str, Offer], rules: ContractRules) -> Verdict:
+def check_bid(
+    bid: Bid, offers: Mapping[str, Offer], rules: ContractRules, cap_on_fills: bool = False
+) -> Verdict:
+    """The buyer's rules against the standing offers. `cap_on_fills` (the chain's genesis parameter): the
+    owner's maximum caps what the closing allocates (`clear`), not the sum of the requests."""
     total = 0.0
     sellers = [seller for seller, _ in bid.requests]
     if sellers != sorted(set(sellers)):
@@ -129,31 +134,40 @@ def check_bid(bid: Bid, offers: Mapping[str, Offer], rules: ContractRules) -> Ve
         if quantity > 0 and not acceptable(offer, rules):
             return Rejected(f"{bid.buyer}'s rules (cap, clean-only) do not allow buying {seller}'s offer")
         total += quantity
-    if not within(total, rules.max_quantity_kwh):
+    if not cap_on_fills and not within(total, rules.max_quantity_kwh):
         return Rejected(
             f"{bid.buyer} asks {total:.6f} kWh in all, more than its limit {rules.max_quantity_kwh:.6f}"
         )
     return Accepted()
 
 
-def clear(offers: Sequence[Offer], bids: Sequence[Bid]) -> list[Trade]:
-    """Trades of one round: every request filled, or pro rata to the requests when a seller is over-asked."""
-    by_seller: dict[str, list[tuple[str, float]]] = {}
+def clear(
+    offers: Sequence[Offer], bids: Sequence[Bid], caps: Mapping[str, float] | None = None
+) -> list[Trade]:
+    """Trades of one round: every request filled, or pro rata to the requests when a seller is over-asked, in
+    whole Wh rounded down — the ledger contract's own allocation (`contracts.market.allocate`). With `caps`
+    (each buyer's maximum, kWh; the chain's `cap_on_fills`) sellers are served in price order and no buyer
+    receives more than its cap. Price ties go by seller name here and by key on the chain."""
+    by_seller: dict[str, list[tuple[str, int]]] = {}
     for bid in sorted(bids, key=lambda b: b.buyer):
         for seller, quantity in bid.requests:
-            if quantity > 0:
-                by_seller.setdefault(seller, []).append((bid.buyer, quantity))
+            if wh(quantity) > 0:
+                by_seller.setdefault(seller, []).append((bid.buyer, wh(quantity)))
+    standing = {o.seller: o for o in offers if o.seller in by_seller}
+    positions = {
+        s: {"price": micro_per_wh(o.price), "quantity": wh(o.quantity_kwh)} for s, o in standing.items()
+    }
+    limits = None
+    if caps is not None:
+        top = 2**62  # no cap: more than any offer
+        limits = {b.buyer: top if math.isinf(caps[b.buyer]) else wh(caps[b.buyer]) for b in bids}
+    grants = allocate(positions, {s: by_seller[s] for s in standing}, limits)
     trades: list[Trade] = []
-    for offer in sorted(offers, key=lambda o: o.seller):
-        asks = by_seller.get(offer.seller, [])
-        asked = sum(q for _, q in asks)
-        scale = 1.0 if wh(asked) <= wh(offer.quantity_kwh) else 0.0
-        for buyer, quantity in asks:
-            # the chain's rule: pro rata in whole Wh, rounded down
-            filled_wh = wh(quantity) if scale >= 1.0 else wh(quantity) * wh(offer.quantity_kwh) // wh(asked)
-            filled = filled_wh / 1000
-            if filled > 0:
-                trades.append(Trade(offer.interval, offer.seller, buyer, filled, offer.price))
+    for seller in sorted(standing):
+        for buyer, filled_wh in grants[seller]:
+            if filled_wh > 0:
+                offer = standing[seller]
+                trades.append(Trade(offer.interval, seller, buyer, filled_wh / 1000, offer.price))
     return trades
 
 

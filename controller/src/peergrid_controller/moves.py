@@ -14,6 +14,7 @@ than its conventional alternative. Pure and deterministic: no clocks, no randomn
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
@@ -147,6 +148,7 @@ def make_bid(
     band: float = 0.0,
     fill: Mapping[str, float] | None = None,
     spare: Mapping[str, float] | None = None,
+    fills_capped: bool = False,
 ) -> Bid:
     """Follower's best response: cheapest effective price first, up to the demand at that price.
 
@@ -164,6 +166,8 @@ def make_bid(
     wants nothing more (it would be refused whole, its cheaper offers with it), and what the level's rationed
     sellers will withhold is asked of its sellers that served in full and left energy unsold. Without it the
     moves are the ones before these refinements (rule-free markets, and an agent that does not pass it).
+    `fills_capped` (the venue's `cap_on_fills`): the owner's maximum bounds the expected fills instead of the
+    requests, which may then ask rationed sellers for more than the maximum in all.
     """
     rules = buyer.rules
 
@@ -194,9 +198,13 @@ def make_bid(
         if len(level) > room:
             level = sorted(level, key=lambda o: (-o.quantity_kwh, o.seller))[:room]
         worst = max(effective(o) for o in level)
-        # expected fills count against the demand; the requests themselves against the owner's limit
+        # expected fills count against the demand; the requests themselves against the owner's limit, unless
+        # the venue caps what a buyer is allocated (`fills_capped`): then the expected fills count against it
         want = buyer.curve.demand(worst) - bought
         limit_left = rules.max_quantity_kwh - requested
+        if fills_capped:
+            want = min(want, rules.max_quantity_kwh - bought)
+            limit_left = math.inf
         available = sum(o.quantity_kwh for o in level)
         if want <= 0 or limit_left <= 0 or available <= 0:
             continue

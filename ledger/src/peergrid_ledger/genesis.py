@@ -22,7 +22,9 @@ from .schema import check
 from .state import StateTree
 
 MAX_GENESIS_BYTES = 4 * 1024 * 1024
-LATE_PARAMS = frozenset({"max_reopens"})  # added after format version 1: encoded only when not the default
+# added after format version 1: encoded only when not the default
+LATE_PARAMS = frozenset({"max_reopens", "cap_on_fills"})
+FLAG_PARAMS = frozenset({"cap_on_fills"})  # 0 or 1
 
 
 class GenesisError(ValueError):
@@ -45,6 +47,15 @@ class Params:
     # default is 0 so that a chain whose genesis predates the parameter keeps exactly its old rules (see
     # docs/ledger-format.md, "Adopting market.reopen"): a chain that wants re-bargaining says so in genesis.
     max_reopens: int = 0
+    # 1: a buyer's `max_quantity` caps what it is allocated when the interval closes (sellers in price order),
+    # not the sum of its requests, so it may ask several sellers and be filled up to its maximum. 0 (the
+    # default, and every genesis written before the parameter): the sum of its requests is capped, as before.
+    cap_on_fills: int = 0
+
+    def __post_init__(self) -> None:
+        for name in FLAG_PARAMS:
+            if getattr(self, name) not in (0, 1):
+                raise GenesisError(f"params.{name}: expected 0 or 1")
 
     def to_value(self) -> dict[str, Any]:
         # a parameter added after format version 1 is encoded only when it differs from its default, so every

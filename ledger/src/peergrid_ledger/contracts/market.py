@@ -13,7 +13,9 @@ Flow for one trading interval (see docs/ledger-format.md):
       a seller offered: all rejected.
   `trade` closes the interval and computes the agreed trades deterministically from the final positions (an
       oversubscribed seller is shared pro rata, rounded down); `settle` pays one trade once, for the energy
-      delivered, from buyer to seller, within the genesis credit limit.
+      delivered, from buyer to seller, within the genesis credit limit. With genesis `cap_on_fills` a buyer's
+      maximum quantity caps what the closing allocates it (sellers served in price order) instead of the sum
+      of its requests: it may ask several sellers, some of them rationed, and still be filled up to it.
   `market.reopen` (design step 6: the DSO's adjustment contract makes the MGs re-bargain) reopens a closed
       interval. Only the DSO sends it (the `dso` role: the MGMCs cannot reopen a bargain on their own), for
       the next iteration (last + 1), at most genesis `max_reopens` times (0, the default, disables it), while
@@ -25,7 +27,8 @@ Pure; no I/O.
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Mapping
+from typing import Any, TypeVar
 
 from .. import keyspace as ks
 from ..machine import BlockContext, KindSpec, require, require_participant, require_role
@@ -59,12 +62,15 @@ from .market_state import (  # re-exported: callers import the contract's record
     trade_key,
 )
 
+K = TypeVar("K", str, bytes)  # a participant: its key on the chain, its name in the controller's mirror
+
 __all__ = [
     "DEMANDS",
     "END_BLOCK",
     "KINDS",
     "NO_RULES",
     "RULES_SHAPE",
+    "allocate",
     "bid",
     "buyer_limit",
     "closed",
@@ -132,9 +138,12 @@ def _check_offer(view: Overlay, tx: Tx, interval: int, price: int, quantity: int
         )
 
 
-def _check_demands(view: Overlay, tx: Tx, interval: int, demands: list[dict[str, Any]]) -> None:
+def _check_demands(
+    view: Overlay, tx: Tx, interval: int, demands: list[dict[str, Any]], cap_on_fills: bool
+) -> None:
     """The buyer's rules against the current offers: each seller has an offer, no more than it offers, the
-    clean-only preference, its price within the cap (plus the clean premium), the total within the maximum."""
+    clean-only preference, its price within the cap (plus the clean premium), the total within the maximum
+    (unless genesis `cap_on_fills`: then the maximum caps what the closing allocates, `_allocate`)."""
     rules = rules_for(view, tx.sender, interval)
     if len({d["seller"] for d in demands}) != len(demands):
         raise RuleError(Reason.INVALID, "a seller appears twice in the bid")
@@ -160,7 +169,7 @@ def _check_demands(view: Overlay, tx: Tx, interval: int, demands: list[dict[str,
         if standing["price"] > limit:
             raise RuleError(Reason.RULE_VIOLATION, f"price {standing['price']} above the cap {limit}")
         total += quantity
-    if total > rules["max_quantity"]:
+    if total > rules["max_quantity"] and not cap_on_fills:
         raise RuleError(
             Reason.RULE_VIOLATION, f"total demand {total} above the buyer's maximum {rules['max_quantity']}"
         )
@@ -185,7 +194,7 @@ def post_bid(view: Overlay, tx: Tx, ctx: BlockContext, sender: ks.AccountRecord)
     if view.get(key) is not None:
         raise RuleError(Reason.DUPLICATE, "bid already open: use a move")
     _open_interval(view, b["interval"], tx.sender, "buyers")
-    _check_demands(view, tx, b["interval"], b["demands"])
+    _check_demands(view, tx, b["interval"], b["demands"], bool(ctx.genesis.params.cap_on_fills))
     view.put_obj(key, {"demands": b["demands"], "round": b["round"]})
 
 
@@ -216,7 +225,7 @@ def move(view: Overlay, tx: Tx, ctx: BlockContext, sender: ks.AccountRecord) -> 
         require(position is not None, Reason.NOT_FOUND, "no open bid to revise")
         assert position is not None
         require(b["round"] > position["round"], Reason.RULE_VIOLATION, "a move must be for a later round")
-        _check_demands(view, tx, interval, b["demands"])
+        _check_demands(view, tx, interval, b["demands"], bool(ctx.genesis.params.cap_on_fills))
         view.put_obj(bid_key(interval, tx.sender), {"demands": b["demands"], "round": b["round"]})
 
 
@@ -242,16 +251,23 @@ def agree_trades(view: Overlay, tx: Tx, ctx: BlockContext, sender: ks.AccountRec
             if rules["clean_only"] and not standing["clean"]:
                 continue
             demand_by_seller.setdefault(demand["seller"], []).append((buyer, demand["quantity"]))
+    standing_offers: dict[bytes, dict[str, Any]] = {}
+    for seller in demand_by_seller:
+        standing = offer(view, interval, seller)
+        assert standing is not None  # a demand counts only on a standing offer
+        standing_offers[seller] = standing
+    limits = (
+        {b: int(rules_for(view, b, interval)["max_quantity"]) for b in members(view, interval, "buyers")}
+        if ctx.genesis.params.cap_on_fills
+        else None
+    )
+    grants = allocate(standing_offers, demand_by_seller, limits)
     events: list[Event] = []
     trade_ids: list[bytes] = []
     closing = closings(view, interval)
     for seller in sorted(demand_by_seller):
-        standing = offer(view, interval, seller)
-        assert standing is not None
-        wanted = demand_by_seller[seller]
-        total = sum(q for _, q in wanted)
-        for buyer, quantity in wanted:
-            granted = quantity if total <= standing["quantity"] else quantity * standing["quantity"] // total
+        standing = standing_offers[seller]
+        for buyer, granted in grants[seller]:
             if granted <= 0:
                 continue
             tid = trade_id(interval, seller, buyer, closing)
@@ -280,6 +296,31 @@ def agree_trades(view: Overlay, tx: Tx, ctx: BlockContext, sender: ks.AccountRec
             )
     view.put_obj(interval_key(interval), {"closed": True, "trades": trade_ids})
     return events
+
+
+def allocate(
+    offers: Mapping[K, Mapping[str, Any]],
+    demands: Mapping[K, list[tuple[K, int]]],
+    limits: Mapping[K, int] | None,
+) -> dict[K, list[tuple[K, int]]]:
+    """Each seller's grants, in its demands' order (Wh; the controller's `market.clear` mirrors the contract
+    with it). A seller whose demanded total exceeds its offer grants each buyer `demand × offered // total`. With `limits` (genesis `cap_on_fills`) the sellers are served in
+    increasing price (then key) order and each buyer's demand counts only up to what its maximum still
+    allows after the cheaper sellers' grants; without them every demand counts whole. The two agree whenever
+    no buyer demands more in all than its maximum (all that a chain without the parameter accepts)."""
+    granted: dict[K, int] = {}
+    out: dict[K, list[tuple[K, int]]] = {}
+    order = sorted(demands) if limits is None else sorted(demands, key=lambda s: (offers[s]["price"], s))
+    for seller in order:
+        offered = offers[seller]["quantity"]
+        wanted = demands[seller]
+        if limits is not None:
+            wanted = [(b, min(q, max(limits[b] - granted.get(b, 0), 0))) for b, q in wanted]
+        total = sum(q for _, q in wanted)
+        out[seller] = [(b, q if total <= offered else q * offered // total) for b, q in wanted]
+        for b, g in out[seller]:
+            granted[b] = granted.get(b, 0) + g
+    return out
 
 
 def settle(view: Overlay, tx: Tx, ctx: BlockContext, sender: ks.AccountRecord) -> list[Event]:

@@ -1,0 +1,218 @@
+"""Genesis `cap_on_fills`: a buyer's maximum quantity caps what the closing allocates it, not its requests.
+
+A chain without the parameter (every genesis written before it) keeps its rules and its genesis bytes; with
+it, a buyer may ask several sellers more than its maximum in all and is filled, sellers in price order, up to
+its maximum and never beyond; everything else (floors, caps, clean-only, offered quantities, settlement once)
+is checked as before. State-transition properties over random sequences on both kinds of chain.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from ledger_fixtures import Keys, make_genesis
+
+from peergrid_ledger import query
+from peergrid_ledger.chain import LocalChain
+from peergrid_ledger.genesis import Account, Genesis, GenesisError, Params
+from peergrid_ledger.results import Accepted, Reason, Rejected
+
+RULES = {  # p1, p2 sell; p3, p4 buy: small maxima so that they bind
+    Keys.p1.public: {"floor_price": 200, "cap_price": 0, "max_quantity": 3000, "clean_only": False},
+    Keys.p2.public: {"floor_price": 100, "cap_price": 0, "max_quantity": 3000, "clean_only": False},
+    Keys.p3.public: {"floor_price": 0, "cap_price": 300, "max_quantity": 2000, "clean_only": False},
+    Keys.p4.public: {"floor_price": 0, "cap_price": 260, "max_quantity": 1500, "clean_only": True},
+}
+PREMIUM = 40
+WHO = {1: Keys.p1, 2: Keys.p2, 3: Keys.p3, 4: Keys.p4}
+
+
+def chain(cap_on_fills: int) -> LocalChain:
+    accounts = (
+        Account(Keys.dso.public, ("dso",)),
+        *(
+            Account(
+                k.public,
+                ("anonym",),
+                f"p{n}",
+                balance=10**7,
+                rules={**RULES[k.public], "clean_premium": PREMIUM},
+            )
+            for n, k in WHO.items()
+        ),
+    )
+    params = Params(credit_limit=10**6, cap_on_fills=cap_on_fills)
+    return LocalChain(make_genesis(accounts=accounts, params=params), Keys.authority)
+
+
+def reason(result: Accepted | Rejected) -> Reason:
+    assert isinstance(result, Rejected), f"expected a rejection, got {result}"
+    return result.reason
+
+
+def offer(price: int, quantity: int, clean: bool = True, round_: int = 0) -> dict[str, Any]:
+    return {"interval": 1, "round": round_, "price": price, "quantity": quantity, "clean": clean}
+
+
+def bid(*demands: tuple[bytes, int], round_: int = 0) -> dict[str, Any]:
+    return {"interval": 1, "round": round_, "demands": [{"seller": s, "quantity": q} for s, q in demands]}
+
+
+def received(c: LocalChain, buyer: bytes) -> int:
+    return sum(t["quantity"] for _, t in query.trades(c.state, 1) if t["buyer"] == buyer)
+
+
+def test_without_the_parameter_the_sum_of_requests_is_capped_as_before() -> None:
+    c = chain(0)
+    assert c.sign_and_submit(Keys.p1, "offer", offer(250, 1000)).ok
+    assert c.sign_and_submit(Keys.p2, "offer", offer(260, 3000)).ok
+    over = bid((Keys.p1.public, 1000), (Keys.p2.public, 1001))
+    assert reason(c.sign_and_submit(Keys.p3, "bid", over)) is Reason.RULE_VIOLATION
+
+
+def test_a_buyer_asks_beyond_its_maximum_and_is_filled_in_price_order_up_to_it() -> None:
+    c = chain(1)
+    assert c.sign_and_submit(Keys.p1, "offer", offer(250, 1000)).ok  # cheaper, rationed below
+    assert c.sign_and_submit(Keys.p2, "offer", offer(260, 3000)).ok
+    assert c.sign_and_submit(Keys.p3, "bid", bid((Keys.p1.public, 1000), (Keys.p2.public, 2000))).ok
+    assert c.sign_and_submit(Keys.p4, "bid", bid((Keys.p1.public, 1000))).ok
+    assert c.sign_and_submit(Keys.p3, "trade", {"interval": 1}).ok
+    c.seal()
+    got = {(t["seller"], t["buyer"]): t["quantity"] for _, t in query.trades(c.state, 1)}
+    # p1 (250) first: 2000 asked of 1000, half each; then p2 (260): p3's room is 2000 - 500
+    assert got == {
+        (Keys.p1.public, Keys.p3.public): 500,
+        (Keys.p1.public, Keys.p4.public): 500,
+        (Keys.p2.public, Keys.p3.public): 1500,
+    }
+    assert received(c, Keys.p3.public) == 2000  # its maximum, with 1000 of its requests rationed away
+
+
+def test_every_other_rule_still_refuses_the_move() -> None:
+    c = chain(1)
+    assert c.sign_and_submit(Keys.p1, "offer", offer(250, 1000, clean=False)).ok
+    assert c.sign_and_submit(Keys.p2, "offer", offer(330, 3000)).ok  # clean: p3's cap 300 + premium 40
+    below_floor = {"interval": 1, "round": 1, "price": 199, "quantity": 1000}
+    above_maximum = {"interval": 1, "round": 1, "price": 330, "quantity": 3001}
+    assert reason(c.sign_and_submit(Keys.p1, "move", below_floor)) is Reason.RULE_VIOLATION
+    assert reason(c.sign_and_submit(Keys.p2, "move", above_maximum)) is Reason.RULE_VIOLATION
+    # more than offered; beyond the cap (p4: 260 + 40 < 330); clean-only (p4) taking non-clean energy
+    assert reason(c.sign_and_submit(Keys.p3, "bid", bid((Keys.p1.public, 1001)))) is Reason.RULE_VIOLATION
+    assert reason(c.sign_and_submit(Keys.p4, "bid", bid((Keys.p2.public, 10)))) is Reason.RULE_VIOLATION
+    assert reason(c.sign_and_submit(Keys.p4, "bid", bid((Keys.p1.public, 10)))) is Reason.RULE_VIOLATION
+    assert c.sign_and_submit(Keys.p3, "bid", bid((Keys.p1.public, 1000), (Keys.p2.public, 3000))).ok
+
+
+def test_the_parameter_keeps_older_genesis_bytes_and_is_checked() -> None:
+    old = make_genesis()
+    assert "cap_on_fills" not in old.to_value()["params"]  # the default is not encoded: old hashes stand
+    assert b"cap_on_fills" not in old.encode()
+    new = make_genesis(params=Params(credit_limit=0, cap_on_fills=1))
+    assert new.to_value()["params"]["cap_on_fills"] == 1
+    assert new.hash != old.hash
+    assert Genesis.decode(new.encode()).params.cap_on_fills == 1
+    assert Genesis.decode(old.encode()).params.cap_on_fills == 0
+    with pytest.raises(GenesisError, match="expected 0 or 1"):
+        Params(cap_on_fills=2)
+    with pytest.raises(GenesisError, match="expected 0 or 1"):
+        Params.from_value({"cap_on_fills": 3})
+    with pytest.raises(GenesisError, match="is the default"):
+        Params.from_value({"cap_on_fills": 0})
+
+
+steps = st.lists(
+    st.tuples(
+        st.sampled_from(["offer", "bid", "move-offer", "move-bid", "trade", "settle", "settle"]),
+        st.integers(1, 4),  # who
+        st.integers(80, 360),  # price
+        st.lists(st.tuples(st.integers(1, 4), st.integers(1, 3500)), min_size=1, max_size=3),  # demands
+        st.booleans(),  # clean
+    ),
+    max_size=30,
+)
+
+
+def run(c: LocalChain, seq: list[tuple[str, int, int, list[tuple[int, int]], bool]]) -> list[bool]:
+    """Submit the sequence (interval 1); what each step's verdict was. Rejections must change nothing."""
+    rounds: dict[int, int] = {}
+    verdicts = []
+    for kind, n, price, demands, clean in seq:
+        key, r = WHO[n], rounds.get(n, 0) + 1
+        quantity = demands[0][1]
+        if kind == "offer":
+            body: dict[str, Any] = offer(price, quantity, clean)
+        elif kind == "move-offer":
+            body = {"interval": 1, "round": r, "price": price, "quantity": quantity}
+        elif kind in ("bid", "move-bid"):
+            sellers = {WHO[s].public: q for s, q in demands}
+            body = bid(*sorted(sellers.items()), round_=r if kind == "move-bid" else 0)
+        elif kind == "trade":
+            body = {"interval": 1}
+        else:
+            trades = query.trades(c.view, 1)
+            if not trades:
+                verdicts.append(False)
+                continue
+            tid, agreed = trades[price % len(trades)]
+            body = {"trade": tid, "delivered": min(quantity, agreed["quantity"])}
+        before = dict(c._pending_view.writes)
+        result = c.sign_and_submit(key, kind.split("-")[0], body)
+        if result.ok:
+            rounds[n] = r
+        else:
+            assert dict(c._pending_view.writes) == before
+        verdicts.append(result.ok)
+    c.seal()
+    return verdicts
+
+
+@given(steps)
+@settings(max_examples=120, deadline=None)
+def test_random_sequences_never_break_a_rule_and_settle_each_trade_once(
+    seq: list[tuple[str, int, int, list[tuple[int, int]], bool]],
+) -> None:
+    c = chain(1)
+    total = sum(query.balance(c.state, k.public) for k in WHO.values())
+    run(c, seq)
+    assert sum(query.balance(c.state, k.public) for k in WHO.values()) == total  # money conserved
+    trades = [t for _, t in query.trades(c.state, 1)]
+    for t in trades:
+        seller_rules = query.rules(c.state, t["seller"], 1)
+        buyer_rules = query.rules(c.state, t["buyer"], 1)
+        standing = query.offer(c.state, 1, t["seller"])
+        assert standing is not None and t["price"] == standing["price"]
+        assert t["price"] >= seller_rules["floor_price"]  # never below the seller's floor
+        assert t["price"] <= buyer_rules["cap_price"] + (buyer_rules["clean_premium"] if t["clean"] else 0)
+        assert t["clean"] or not buyer_rules["clean_only"]
+        if t["settlement"] is not None:
+            assert t["settlement"]["delivered"] <= t["quantity"]
+    for k in WHO.values():
+        rules = query.rules(c.state, k.public, 1)
+        assert received(c, k.public) <= rules["max_quantity"]  # a buyer never receives above its maximum
+        standing = query.offer(c.state, 1, k.public)
+        sold = sum(t["quantity"] for t in trades if t["seller"] == k.public)
+        assert sold <= (standing["quantity"] if standing else 0)  # nor a seller above its offer
+    # every trade settles once: settle what is open, then a second settlement is refused and moves nothing
+    keys = {k.public: k for k in WHO.values()}
+    for tid, t in query.trades(c.view, 1):
+        if t["settlement"] is None:
+            assert c.sign_and_submit(keys[t["buyer"]], "settle", {"trade": tid, "delivered": 0}).ok
+        balances = {k: query.balance(c.view, k) for k in keys}
+        again = c.sign_and_submit(keys[t["seller"]], "settle", {"trade": tid, "delivered": 0})
+        assert reason(again) is Reason.ALREADY_SETTLED
+        assert {k: query.balance(c.view, k) for k in keys} == balances
+
+
+@given(steps)
+@settings(max_examples=120, deadline=None)
+def test_where_no_bid_exceeds_its_maximum_both_rules_agree_trade_for_trade(
+    seq: list[tuple[str, int, int, list[tuple[int, int]], bool]],
+) -> None:
+    old, new = chain(0), chain(1)
+    verdicts_old, verdicts_new = run(old, seq), run(new, seq)
+    if verdicts_old != verdicts_new:
+        return  # the new chain accepted a bid over a maximum: the two histories part there
+    assert query.trades(old.state, 1) == query.trades(new.state, 1)
