@@ -20,8 +20,8 @@ import pytest
 
 from peergrid_edge.config import EdgeSettings
 from peergrid_edge.daemon import EdgeDaemon
-from peergrid_edge.shutdown import cancel_until_done
 from peergrid_ledger import keys
+from peergrid_ledger.consensus.shutdown import cancel_until_done
 from peergrid_ledger.consensus.transport import TX, topic
 from peergrid_ledger.genesis import Account, Genesis
 
@@ -76,7 +76,7 @@ def test_cancel_until_done_gives_up_after_its_grace_and_names_the_task(
         mortal.set()  # tidy up: asyncio.run cancels what is left
         return stuck
 
-    with caplog.at_level(logging.ERROR, logger="peergrid.edge"):
+    with caplog.at_level(logging.ERROR, logger="peergrid_ledger.shutdown"):
         assert asyncio.run(main()) == ["immortal"]
     assert "still running after 0.3 s" in caplog.text and "immortal" in caplog.text
 

@@ -4,7 +4,8 @@ config's `loop:` section starts).
 Promises: `DsoNode.assemble(settings)` builds on the running event loop everything the node runs - ledger
 replicas over one MQTT connection, the networked DSO chain and its recorder, the Modbus relays behind the one
 lock every writer holds (`LockedExecutor`), the interval planner and `interval_node.DsoLoop` - and `run(stop)`
-serves until `stop`, then closes its stores (standalone: `interval_node.serve`). With `halt_file` set it reads
+serves until `stop`, cancels its tasks until each has ended (one cancel can be lost:
+`peergrid_ledger.consensus.shutdown`), then closes its stores (standalone: `interval_node.serve`). With `halt_file` set it reads
 the coordinated stop's heights every half second, as the MGMCs do, and its replicas finalise nothing above them.
 `EmbeddedLoop(settings).start()` runs a `DsoNode` - the DSO-chain replica (an
 authority), the MGMC-chain replica (a non-voting follower, through which the loop reopens intervals for
@@ -32,6 +33,7 @@ from typing import Any, TypeVar
 
 from peergrid_ledger import keys
 from peergrid_ledger.consensus.node_cli import NodeSettings, build_node
+from peergrid_ledger.consensus.shutdown import cancel_until_done
 from peergrid_ledger.settings import ConfigError
 
 log = logging.getLogger("peergrid_dso.live")
@@ -179,16 +181,21 @@ class DsoNode:
         try:
             await stop.wait()
         finally:
-            worker.cancel()
-            halter.cancel()
-            await asyncio.gather(worker, halter, return_exceptions=True)
-            await runner
-            self.transport.stop()
-            close = getattr(self.switching.executor.driver, "close", None)
-            if close is not None:
-                close()
-            for store in self.stores:
-                store.close()
+            # the interval loop waits on chain events through wait_for, which in Python 3.11 can swallow a
+            # single cancel() (then gather() waited on it for good): cancel until each has ended
+            await cancel_until_done([worker, halter])
+            if not stop.is_set():  # cancelled from outside: the ledger node would never see its stop
+                await cancel_until_done([runner])
+            try:
+                if not runner.cancelled():
+                    await runner  # it ends on `stop`; a failure of the ledger node is raised, as before
+            finally:  # and the stores are closed all the same
+                self.transport.stop()
+                close = getattr(self.switching.executor.driver, "close", None)
+                if close is not None:
+                    close()
+                for store in self.stores:
+                    store.close()
 
     async def follow_halt(self, stop: asyncio.Event, period_s: float = 0.5) -> None:
         """The end of a lab run: the testbed's halt file names a height per chain; the DSO's replicas stop

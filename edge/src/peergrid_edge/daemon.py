@@ -8,8 +8,8 @@ acknowledges (islanded: polling and dispatch go on, the queue grows, nothing is 
 schedule arrived within `schedule_timeout_s`. Health goes to `peergrid/<feeder>/health/<node>` as JSON
 {node, mg, at, devices: [...]}. systemd: READY=1 after the first poll cycle with a good reading, WATCHDOG=1 only
 while every poll task makes progress, STOPPING=1 on SIGTERM/SIGINT followed by a clean shutdown: every task is
-cancelled until it has ended (`shutdown.py`: one cancel can be lost), then the MQTT link stops accepting
-messages before the ledger and the store close, so nothing touches a closed database.
+cancelled until it has ended (`peergrid_ledger.consensus.shutdown`: one cancel can be lost), then the MQTT
+link stops accepting messages before the ledger and the store close, so nothing touches a closed database.
 """
 
 from __future__ import annotations
@@ -31,10 +31,10 @@ from peergrid_edge.metrics import Histogram, serve_metrics
 from peergrid_edge.notify import Notifier
 from peergrid_edge.polling import DeviceHealth, DeviceState, poll_device
 from peergrid_edge.quality import implausible
-from peergrid_edge.shutdown import cancel_until_done
 from peergrid_edge.store import EdgeStore, Queued
 from peergrid_edge.summary import device_summary
 from peergrid_ledger.consensus.halt import read_halt_file
+from peergrid_ledger.consensus.shutdown import cancel_until_done
 from peergrid_ledger.tx import sign_tx
 
 log = logging.getLogger("peergrid.edge")
@@ -362,7 +362,7 @@ class EdgeDaemon:
         finally:
             log.info("edge %s stopping", self.settings.node_id)
             self.notifier.stopping()
-            await cancel_until_done(tasks)  # one cancel() may be lost (shutdown.py); nothing runs on
+            await cancel_until_done(tasks)  # one cancel() may be lost; nothing runs on
             if server is not None:
                 server.close()
             for driver in self.drivers.values():

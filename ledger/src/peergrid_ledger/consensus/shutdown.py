@@ -1,10 +1,12 @@
-"""Ending the daemon's tasks for good, so that nothing runs on once the daemon closes what they use.
+"""Ending a daemon's tasks for good, so that nothing runs on once the daemon closes what they use (the edge
+daemon's and the DSO node's shutdown; here because both depend on the ledger and the tasks they end wait on
+its replicas' blocks).
 
 Promises: `cancel_until_done(tasks, grace_s)` returns once every task has ended, cancelling each one still
 running again every `every_s`: in Python 3.11 `asyncio.wait_for` swallows a cancellation that arrives in the
 loop turn its awaited future completes (it returns the result instead), so a single `cancel()` can leave a task
-running on (the trading agent waits on a chain event every block); a repeated one lands at the task's next
-await. A task that still runs after `grace_s` is named in an error and in the returned list: the caller goes
+running on (the MGMC's trading agent and the DSO's interval loop wait on a chain event every block); a
+repeated one lands at the task's next await. A task that still runs after `grace_s` is named in an error and in the returned list: the caller goes
 on shutting down rather than hang (systemd's stop timeout would kill it anyway). A task's own exception is
 retrieved and logged, never raised. Assumes it runs on the tasks' loop.
 """
@@ -15,7 +17,7 @@ import asyncio
 import logging
 from collections.abc import Iterable
 
-log = logging.getLogger("peergrid.edge")
+log = logging.getLogger("peergrid_ledger.shutdown")
 
 
 async def cancel_until_done(
