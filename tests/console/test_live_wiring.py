@@ -137,7 +137,8 @@ def test_a_revocation_that_failed_half_way_is_recorded_and_can_be_repeated(clien
 
 
 def test_the_loop_no_longer_waits_for_a_revoked_mg() -> None:
-    from peergrid_dso.interval_node import DsoLoop, LoopSettings
+    from peergrid_dso.interval_node import DsoLoop
+    from peergrid_dso.loop_settings import LoopSettings
     from peergrid_ledger import keyspace
 
     mgs = {

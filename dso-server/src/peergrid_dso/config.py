@@ -11,7 +11,7 @@ from pydantic import Field
 
 from peergrid_dso.broker_tls import BrokerTls
 from peergrid_dso.console.settings import ConsoleSettings
-from peergrid_dso.interval_node import LoopSettings
+from peergrid_dso.loop_settings import LoopSettings
 from peergrid_ledger.settings import BrokerTlsSettings, StrictSettings
 
 
