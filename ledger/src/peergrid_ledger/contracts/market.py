@@ -27,8 +27,7 @@ Pure; no I/O.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any, TypeVar
+from typing import Any
 
 from .. import keyspace as ks
 from ..machine import BlockContext, KindSpec, require, require_participant, require_role
@@ -40,6 +39,7 @@ from .market_state import (  # re-exported: callers import the contract's record
     DEMANDS,
     NO_RULES,
     RULES_SHAPE,
+    allocate,
     bid,
     bid_key,
     buyer_limit,
@@ -61,8 +61,6 @@ from .market_state import (  # re-exported: callers import the contract's record
     trade_id,
     trade_key,
 )
-
-K = TypeVar("K", str, bytes)  # a participant: its key on the chain, its name in the controller's mirror
 
 __all__ = [
     "DEMANDS",
@@ -296,31 +294,6 @@ def agree_trades(view: Overlay, tx: Tx, ctx: BlockContext, sender: ks.AccountRec
             )
     view.put_obj(interval_key(interval), {"closed": True, "trades": trade_ids})
     return events
-
-
-def allocate(
-    offers: Mapping[K, Mapping[str, Any]],
-    demands: Mapping[K, list[tuple[K, int]]],
-    limits: Mapping[K, int] | None,
-) -> dict[K, list[tuple[K, int]]]:
-    """Each seller's grants, in its demands' order (Wh; the controller's `market.clear` mirrors the contract
-    with it). A seller whose demanded total exceeds its offer grants each buyer `demand × offered // total`. With `limits` (genesis `cap_on_fills`) the sellers are served in
-    increasing price (then key) order and each buyer's demand counts only up to what its maximum still
-    allows after the cheaper sellers' grants; without them every demand counts whole. The two agree whenever
-    no buyer demands more in all than its maximum (all that a chain without the parameter accepts)."""
-    granted: dict[K, int] = {}
-    out: dict[K, list[tuple[K, int]]] = {}
-    order = sorted(demands) if limits is None else sorted(demands, key=lambda s: (offers[s]["price"], s))
-    for seller in order:
-        offered = offers[seller]["quantity"]
-        wanted = demands[seller]
-        if limits is not None:
-            wanted = [(b, min(q, max(limits[b] - granted.get(b, 0), 0))) for b, q in wanted]
-        total = sum(q for _, q in wanted)
-        out[seller] = [(b, q if total <= offered else q * offered // total) for b, q in wanted]
-        for b, g in out[seller]:
-            granted[b] = granted.get(b, 0) + g
-    return out
 
 
 def settle(view: Overlay, tx: Tx, ctx: BlockContext, sender: ks.AccountRecord) -> list[Event]:

@@ -1,5 +1,7 @@
 """The market contract's records: where offers, bids, rules, interval membership, trades and reopenings live
-in state, and how to read them. Shared by the contract's handlers (`market`) and by `query`. Pure; no I/O.
+in state, and how to read them; and `allocate`, the closing's allocation rule on those records. Shared by
+the contract's handlers (`market`), by `query`, and (`allocate`) by the controller's mirror of the clearing.
+Pure; no I/O.
 """
 
 from __future__ import annotations
@@ -8,7 +10,7 @@ import hashlib
 from collections.abc import Mapping
 from functools import lru_cache
 from types import MappingProxyType
-from typing import Any
+from typing import Any, TypeVar
 
 from .. import keyspace as ks
 from ..codec import decode
@@ -34,6 +36,7 @@ NO_RULES: Mapping[str, Any] = MappingProxyType(
     }
 )
 DEMANDS = List(Map({"seller": KEY, "quantity": QUANTITY}), 64)
+K = TypeVar("K", str, bytes)  # a participant: its key on the chain, its name in the controller's mirror
 
 
 # ---------------------------------------------------------------------------------------------- keys & reads
@@ -156,3 +159,28 @@ def trade(state: StateReader, tid: bytes) -> dict[str, Any] | None:
 
 def buyer_limit(rules: Mapping[str, Any], clean: bool) -> int:
     return int(rules["cap_price"] + (rules["clean_premium"] if clean else 0))
+
+
+def allocate(
+    offers: Mapping[K, Mapping[str, Any]],
+    demands: Mapping[K, list[tuple[K, int]]],
+    limits: Mapping[K, int] | None,
+) -> dict[K, list[tuple[K, int]]]:
+    """Each seller's grants, in its demands' order (Wh; the controller's `market.clear` mirrors the contract
+    with it). A seller whose demanded total exceeds its offer grants each buyer `demand × offered // total`. With `limits` (genesis `cap_on_fills`) the sellers are served in
+    increasing price (then key) order and each buyer's demand counts only up to what its maximum still
+    allows after the cheaper sellers' grants; without them every demand counts whole. The two agree whenever
+    no buyer demands more in all than its maximum (all that a chain without the parameter accepts)."""
+    granted: dict[K, int] = {}
+    out: dict[K, list[tuple[K, int]]] = {}
+    order = sorted(demands) if limits is None else sorted(demands, key=lambda s: (offers[s]["price"], s))
+    for seller in order:
+        offered = offers[seller]["quantity"]
+        wanted = demands[seller]
+        if limits is not None:
+            wanted = [(b, min(q, max(limits[b] - granted.get(b, 0), 0))) for b, q in wanted]
+        total = sum(q for _, q in wanted)
+        out[seller] = [(b, q if total <= offered else q * offered // total) for b, q in wanted]
+        for b, g in out[seller]:
+            granted[b] = granted.get(b, 0) + g
+    return out
