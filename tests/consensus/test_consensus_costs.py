@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Callable
-from dataclasses import replace
 
 from peergrid_ledger.consensus.actions import Broadcast, Committed, Send, SetTimer, Timer
 from peergrid_ledger.consensus.app import Rejected
@@ -324,8 +323,8 @@ def test_an_idle_chain_heads_for_a_coordinated_stop_at_a_block_per_period() -> N
     net = Net(4, IDLE)
     net.advance(1200)
     halt = min(net.heights()) + 5
-    for engine in net.engines:  # what the edge's halt_at does
-        engine.config = replace(engine.config, halt_height=halt)
+    for i, engine in enumerate(net.engines):  # what the daemons' halt file reading does (consensus/halt.py)
+        net.do(i, engine.halt_at(halt, net.now))
     net.advance(IDLE.heartbeat_ms + 5 * IDLE.block_period_ms + 300)  # this height, then a block a period
     assert net.heights() == [halt] * 4
     net.advance(3000)
