@@ -35,7 +35,7 @@ from pathlib import Path
 from typing import Any
 
 from peergrid_dso.broker_tls import check_broker
-from peergrid_dso.loop_settings import IntervalNodeSettings, LoopSettings  # config.py takes it from here
+from peergrid_dso.loop_settings import IntervalNodeSettings, LoopSettings
 from peergrid_dso.node_chains import ChainAdapter, Changed
 from peergrid_ledger import keys, query
 from peergrid_ledger import keyspace as ks
