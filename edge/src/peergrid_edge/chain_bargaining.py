@@ -12,6 +12,11 @@ iteration of the DSO's security loop (its contract, re-bargaining once the DSO r
 re-plan within its limit, revised injection); `sealed_contract` reads the DSO's contract of one iteration
 sealed to this node. Reads only public positions (and this node's own sealed contracts) from the chain;
 never reveals the curve.
+A buyer moves as `peergrid_controller.bargaining.bargain` has it move (`market_terms`): with what each seller
+left unsold last round (`spare`, offered minus asked on the chain) when some member's owner rules (public, on the
+chain) rank offers apart, and with its maximum capping its expected fills rather than its requests when the
+chain's genesis says the contract caps allocations (`cap_on_fills`); an agent without them kept the moves and
+the instability those fixes removed.
 """
 
 from __future__ import annotations
@@ -34,6 +39,7 @@ from peergrid_controller.rebargain import curve_within
 from peergrid_ledger import keys, query
 from peergrid_ledger import keyspace as ks
 from peergrid_ledger.contracts import market as contract
+from peergrid_ledger.schema import PRICE
 from peergrid_ledger.state import read_obj
 
 if TYPE_CHECKING:
@@ -84,6 +90,36 @@ def position(state: Any, t: int, me: bytes) -> tuple[list[tuple[bytes, dict[str,
         net_kwh += sign * tr["quantity"] / 1000
         money += sign * tr["price"] * tr["quantity"] / 1e6
     return mine, net_kwh, money
+
+
+@dataclass(frozen=True)
+class MarketTerms:
+    """What decides a buyer's moves in one interval beyond the positions, read off the chain: `ranked_apart`
+    (some member's owner rules rank the same offers apart: a clean premium, clean-only or a price cap; only
+    then does a short buyer use `spare`, as in `bargaining.bargain`) and `fills_capped` (genesis
+    `cap_on_fills`: the contract caps what a buyer is allocated, so its requests may exceed its maximum)."""
+
+    ranked_apart: bool
+    fills_capped: bool
+
+
+def market_terms(state: Any, genesis: Any, t: int, members: set[bytes]) -> MarketTerms:
+    """The interval's terms from the public rules of its `members` (at interval t) and the chain's genesis."""
+
+    def ranks(key: bytes) -> bool:
+        rules = query.rules(state, key, t)
+        return rules["clean_premium"] > 0 or bool(rules["clean_only"]) or rules["cap_price"] < PRICE.high
+
+    return MarketTerms(any(ranks(k) for k in sorted(members)), bool(genesis.params.cap_on_fills))
+
+
+def unsold(
+    offers: dict[bytes, tuple[int, int, bool, int]], asked_by: dict[bytes, int], tolerance_kwh: float
+) -> dict[str, float]:
+    """What each seller left unsold this round (kWh, by hex key; offered minus asked, public): a short buyer's
+    extra request is sent next round only there (`make_bid`'s `spare`)."""
+    left = {s: (q - asked_by.get(s, 0)) / 1000 for s, (_, q, _, _) in offers.items()}
+    return {s.hex(): kwh for s, kwh in left.items() if kwh > tolerance_kwh}
 
 
 async def _barrier(agent: MarketAgent, t: int, side: str, r: int, expected: set[bytes]) -> set[bytes]:
@@ -164,6 +200,16 @@ async def _rounds(
     prev_offers: dict[bytes, tuple[int, int, bool, int]] | None = None
     prev_bids: dict[bytes, tuple[tuple[tuple[bytes, int], ...], int]] | None = None
     fill: dict[str, float] = {}
+    # read once the interval has sellers (nothing to bid on otherwise): every MGMC reads the same members'
+    # rules and the same genesis, so all move by the same terms
+    terms = (
+        market_terms(
+            agent.ledger.state("mgmc"), agent.ledger.replicas["mgmc"].app.genesis, t, sellers | buyers
+        )
+        if sellers
+        else MarketTerms(False, False)
+    )
+    spare: dict[str, float] | None = {} if terms.ranked_apart else None
     for r in range(first, first + cfg.max_rounds):
         agent.phase = f"round {r}"
         if not sellers:
@@ -185,7 +231,7 @@ async def _rounds(
         if agent.anonym.public in buyers:
             band = cfg.price_band + cfg.price_tolerance * ((r - first + 1) // cfg.patience)
             public = [Offer(s.hex(), t, p / 1000, q / 1000, c) for s, (p, q, c, _) in offers.items()]
-            bid = make_bid(me, public, t, band, fill)
+            bid = make_bid(me, public, t, band, fill, spare, terms.fills_capped)
             wanted = sorted((bytes.fromhex(s), wh(q)) for s, q in bid.requests if wh(q) > 0)
             demands = [{"seller": seller, "quantity": quantity} for seller, quantity in wanted]
             await agent._submit("mgmc", agent.anonym, "move", {"interval": t, "round": r, "demands": demands})
@@ -196,6 +242,8 @@ async def _rounds(
             for s, q in dem:
                 asked_by[s] = asked_by.get(s, 0) + q
         fill = {s.hex(): min(1.0, offers[s][1] / asked_by[s]) for s in offers if asked_by.get(s, 0) > 0}
+        if spare is not None:
+            spare = unsold(offers, asked_by, cfg.quantity_tolerance)
         history.append(
             {
                 "round": r,
