@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from peergrid_ledger.cli import main
+from peergrid_ledger.genesis import Genesis
 from peergrid_ledger.proof import ProofError, check_proof
 from peergrid_ledger.store import BlockStore, header_key
 
@@ -160,6 +161,28 @@ def test_genesis_turns_re_bargaining_on_only_when_asked(
     assert status == 0 and json.loads(out)["params"]["max_reopens"] == 3
     status, _, err = run(capsys, *base, "--max-reopens", "-1")
     assert status == 2 and err.count("\n") == 1 and "max_reopens" in err
+
+
+def test_genesis_caps_allocations_not_requests_only_when_asked(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    authority = "cd" * 32
+    base = ["genesis", "--chain", "mgmc-pilot", "--authority", authority, "--contract", "market"]
+    status, old, _ = run(capsys, *base)
+    assert status == 0 and "cap_on_fills" not in json.loads(old)["params"]  # old chains keep their bytes
+    status, _, _ = run(
+        capsys, *base, "--cap-on-fills", "--max-reopens", "3", "--out", str(tmp_path / "g.json")
+    )
+    assert status == 0
+    doc = json.loads((tmp_path / "g.json").read_text())
+    assert doc["params"]["cap_on_fills"] == 1 and doc["params"]["max_reopens"] == 3
+    # the document loads back as a genesis whose contract caps allocations, and it is another chain's genesis
+    genesis = Genesis.from_json(doc)
+    assert genesis.params.cap_on_fills == 1
+    assert genesis.hash != Genesis.from_json(json.loads(old)).hash
+    # a flag: it takes no value (argparse's one-line usage error, exit 2)
+    status, _, err = run(capsys, *base, "--cap-on-fills=2")
+    assert status == 2 and "--cap-on-fills" in err
 
 
 def test_usage_errors_exit_2_with_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

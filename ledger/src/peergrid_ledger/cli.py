@@ -89,7 +89,11 @@ def cmd_genesis(args: argparse.Namespace) -> int:
         contracts=tuple(args.contract) if args.contract else ("auction", "market"),
         # through from_value, so a negative limit is refused here rather than written into a genesis file
         params=Params.from_value(
-            Params(credit_limit=args.credit_limit, max_reopens=args.max_reopens).to_value()
+            Params(
+                credit_limit=args.credit_limit,
+                max_reopens=args.max_reopens,
+                cap_on_fills=int(args.cap_on_fills),
+            ).to_value()
         ),
     )
     _write_json(genesis.to_json(), args.out)
@@ -262,6 +266,12 @@ def build_parser() -> argparse.ArgumentParser:
         type=int,
         default=0,
         help="how often the DSO may reopen a closed interval for re-bargaining (default 0: never)",
+    )
+    p.add_argument(
+        "--cap-on-fills",
+        action="store_true",
+        help="a buyer's maximum quantity caps what the market allocates it, not the sum of its requests"
+        " (genesis cap_on_fills 1; default: the old rule, and the old genesis bytes)",
     )
     p.add_argument("--out", default="-", help="genesis JSON file (default stdout)")
     p.add_argument("--db", help="also create a store holding this genesis")
