@@ -238,6 +238,8 @@ def test_same_seed_gives_byte_identical_json(capsys: pytest.CaptureFixture[str])
         ("tolerance_kwh", 0.0),
         ("max_iterations", 0),
         ("resolution_kwh", math.nan),
+        ("recommit_every", -1),
+        ("adapt_every", -1),
     ],
 )
 def test_bad_config_is_refused_with_its_name(field: str, value: float) -> None:

@@ -45,6 +45,7 @@ class DayAheadConfig:
     # residual balancing (Boyd §3.4.1): ρ doubles when the imbalance dominates, halves when the moves do
     adapt_every: int = 10
     rho_max: float = 0.5
+    recommit_every: int = 0  # also re-decide every this many iterations before converging (0: only then)
     recommits: int = 4  # times genset on/off may be re-decided at the prices found (a MILP per genset MG)
     resolution_kwh: float = 0.01  # the proximal square is exact at ±resolution·2^j (schedule.proximal)
 
@@ -59,6 +60,8 @@ class DayAheadConfig:
             raise DayAheadError(f"tolerance_kwh must be finite and > 0, got {self.tolerance_kwh}")
         if not (math.isfinite(self.resolution_kwh) and self.resolution_kwh > 0):
             raise DayAheadError(f"resolution_kwh must be finite and > 0, got {self.resolution_kwh}")
+        if self.recommit_every < 0 or self.recommits < 0:
+            raise DayAheadError("recommit_every and recommits must be >= 0")
         if self.adapt_every < 0:
             raise DayAheadError(f"adapt_every must be >= 0, got {self.adapt_every}")
 
@@ -180,9 +183,10 @@ def allocate(
         if converged and ban():
             converged = False
             continue
-        if converged:
-            if recommits >= cfg.recommits:
-                break
+        due = bool(cfg.recommit_every) and iterations % cfg.recommit_every == 0
+        if converged and recommits >= cfg.recommits:
+            break
+        if (converged or due) and recommits < cfg.recommits:
             # genset on/off was decided at the starting prices: re-decide it at the prices found, each genset
             # MG alone with its proximal term (a MILP: the nearest on/off plan that pays at these prices, not
             # an arbitrary corner of an indifferent one); go on if any commitment changed
@@ -200,7 +204,7 @@ def allocate(
                 if fresh.commitment() != models[i].commitment():
                     models[i] = fresh
                     changed = True
-            if not changed:
+            if converged and not changed:
                 break
             converged = False
             continue
