@@ -59,8 +59,10 @@ class LabChains:
         if not mgmc_genesis.exists():
             now = int(time.time() * 1000) - 1000
             params = Params(credit_limit=CREDIT_LIMIT, tx_max_age_ms=600_000, block_max_future_ms=5_000)
-            # the DSO may reopen an interval for re-bargaining (design step 6) once per security iteration
-            mgmc_params = replace(params, max_reopens=DSO_ITERATIONS)
+            # the DSO may reopen an interval for re-bargaining (design step 6) once per security iteration;
+            # a buyer's maximum caps what the market allocates it, not its requests (cap_on_fills: a capped
+            # buyer asking rationed sellers is still filled up to it; the edge agent reads it from here)
+            mgmc_params = replace(params, max_reopens=DSO_ITERATIONS, cap_on_fills=1)
             rules = {mg.name: chain_rules(mg.rules) for mg in scenario.microgrids}
             mgmc = Genesis(
                 chain=f"mgmc-{feeder}"[:64],
