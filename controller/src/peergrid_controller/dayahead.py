@@ -45,8 +45,8 @@ class DayAheadConfig:
     # residual balancing (Boyd §3.4.1): ρ doubles when the imbalance dominates, halves when the moves do
     adapt_every: int = 10
     rho_max: float = 0.5
-    recommit_every: int = 0  # also re-decide every this many iterations before converging (0: only then)
-    recommits: int = 4  # times genset on/off may be re-decided at the prices found (a MILP per genset MG)
+    recommit_every: int = 50  # also re-decide every this many iterations before converging (0: only then)
+    recommits: int = 8  # times genset on/off may be re-decided at the prices found (a MILP per genset MG)
     resolution_kwh: float = 0.01  # the proximal square is exact at ±resolution·2^j (schedule.proximal)
 
     def __post_init__(self) -> None:
