@@ -9,15 +9,19 @@ public) only sees positions and sends back λ_t ← λ_t − ρ·q̄_t. Only pos
 DER data. It stops when the worst interval's imbalance (primal residual) and the largest move of any MG
 (dual residual) are both within `tolerance_kwh`, or at `max_iterations` (`converged` false).
 
-Genset MGs: HiGHS refuses mixed-integer QPs, so the first response (at the starting prices, no proximal term)
-is a MILP that decides on/off; later iterations solve QPs with that commitment fixed (warm). The allocation is
-therefore the optimum of the day with those commitments, not of the MILP; the delivered schedule is
-re-solved as a MILP with the trades fixed (forward.py).
+The proximal square is piecewise linear (daymodel.py: HiGHS refuses mixed-integer QPs and its QP solver
+cycled on these models), so every iteration is a warm LP. Genset MGs: the first response (at the starting
+prices, no proximal term) is a MILP that decides on/off; later iterations keep it fixed, and every
+`recommit_every` iterations and at convergence each genset MG re-decides it with a MILP that includes its
+proximal term (at most `recommits` times). The allocation is therefore the optimum of the day with the
+commitments last chosen, not of the MILP; each MG's delivered schedule is re-solved as a MILP with its trades
+fixed (forward.py).
 
-Owner rules that bind in a uniform-price setting are bounds on q at the current λ_t: never sell below the
-floor, never buy above the cap, never more than the maximum quantity per interval; a clean-only buyer takes
-no day-ahead position on the buy side (the stage does not know whose energy is clean) and the clean premium
-is not part of it: both are left to the intraday bargaining.
+Owner rules that bind in a uniform-price setting: never more than the maximum quantity per interval (a bound
+throughout); never sell below the floor, never buy above the cap at λ_t — judged when ADMM has converged, a
+side found on the wrong side of its rule is banned for good in that interval and ADMM goes on (bans only
+grow); a clean-only buyer takes no day-ahead position on the buy side (the stage does not know whose energy
+is clean) and the clean premium is not part of it: both are left to intraday trading.
 Deterministic (HiGHS single-threaded, fixed seed, MGs in scenario order). Never reads clocks or I/O.
 """
 
