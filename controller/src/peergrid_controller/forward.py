@@ -4,21 +4,26 @@ Promises:
 - `match(scenario, allocation)` turns the ADMM positions into balanced bilateral trades per interval at the
   interval's price λ_t on the chain's tick: positions in whole Wh (rounded toward zero), an MG whose owner's
   rules forbid the side at that price dropped, the long side scaled down pro rata (largest remainder, ties
-  by name) to the short side's volume — never beyond what an MG's position offered — and sellers paired
-  with buyers in name order (at most sellers + buyers − 1 trades per interval). Every interval's sold and
-  bought energy are equal by construction.
-- `commit(scenario, allocation, conventional)` checks, for every MG with trades, exactly and ex ante, with its
-  own day MILP over the day with its trades fixed, that its day cost (its payments at λ_t included) is no
-  more than its conventional day cost; an MG that fails declines, the rest are matched again without it,
-  until nobody declines. The same MILPs are the MGs' dispatch (the trades are binding: each MG plans its day
-  knowing them), so the strict guarantee holds ex post in the simulation, which has no forecast error.
+  by name) to the short side's volume — never beyond what an MG's position offered — and the largest
+  sellers paired with the largest buyers (at most sellers + buyers − 1 trades per interval). No buyer names
+  more sellers than a bid may (`MAX_REQUESTS`, the contract's limit): one that would keeps its largest
+  trades and the rest is not traded. Every interval's sold and bought energy are equal by construction.
+- `commit(scenario, allocation, conventional, reductions)` checks, for every MG with trades, exactly and ex
+  ante, with its own day MILP over the day with its trades fixed, that its day cost (its payments at λ_t
+  included) is no more than its conventional day cost. An MG that fails takes, for up to `reductions`
+  rounds, the largest part of its trades that passes (or declines when none does), and after that declines;
+  the rest are matched again and re-checked until every MG that trades passes. A declined MG trades nothing
+  day-ahead, and `commit` raises `ForwardError` rather than return a commitment where a declined MG trades
+  or any MG's day costs more than its conventional one. The same MILPs are the MGs' dispatch (the trades are
+  binding: each MG plans its day knowing them), so the strict guarantee holds ex post in the simulation,
+  which has no forecast error.
   What it guarantees when a counterparty does not deliver: nothing beyond the contract's settlement rule
   (`settle` pays for the energy delivered, at most the agreed quantity): the MG that is left short buys the
   gap from the DSO at retail (or sells its surplus at feed-in) and may end worse off than conventional by
   that difference. The simulation never has a counterparty fail.
-- `post(venue, commitment)` records every interval's forward trades through the market contract (offers at
+- `post(venue, commitment, clean)` records every interval's forward trades through the market contract (offers at
   λ_t, bids naming the matched sellers, one round, closed) and raises `ForwardError` if the contract refuses
-  a move or agrees different trades.
+  a move or agrees different trades (pairs, whole Wh or price on the chain's tick).
 Deterministic. Never reads clocks or I/O.
 """
 
@@ -31,20 +36,31 @@ from peergrid_controller.bargaining import Venue
 from peergrid_controller.baselines import BaselineCosts, interval_costs
 from peergrid_controller.dayahead import Allocation, limits_kw
 from peergrid_controller.daymodel import DayModel, largest_within
-from peergrid_controller.market import Accepted, Bid, Offer, Trade, price_tick, quantize, wh
+from peergrid_controller.market import (
+    Accepted,
+    Bid,
+    Offer,
+    Trade,
+    micro_per_wh,
+    price_tick,
+    quantize,
+    wh,
+)
 from peergrid_controller.model import Scenario
+from peergrid_controller.moves import MAX_REQUESTS
 from peergrid_controller.schedule import MgSchedule, ScheduleError
 
 
 class ForwardError(RuntimeError):
-    """The market contract refused a forward move or agreed other trades than matched: never ignored."""
+    """The market contract refused a forward move or agreed other trades than matched, or a commitment broke
+    its own promise (a declined MG trading, an MG above its conventional cost): never ignored."""
 
 
 @dataclass(frozen=True)
 class Commitment:
     prices: tuple[float, ...]  # on the chain's tick
     trades: tuple[tuple[Trade, ...], ...]  # per interval
-    declined: tuple[str, ...]  # MGs whose exact check failed (they trade nothing day-ahead)
+    declined: tuple[str, ...]  # MGs whose exact check failed for good (they trade nothing day-ahead)
     physical_cost: dict[str, tuple[float, ...]]  # per MG and interval, dispatched with its trades fixed
     payments: dict[str, tuple[float, ...]]  # per MG and interval: money received minus paid
     day_cost: dict[str, float]  # physical minus payments, the day's
@@ -64,24 +80,40 @@ def _scale(wants: dict[str, int], volume: int) -> dict[str, int]:
     return share
 
 
-def _pair(interval: int, price: float, sells: dict[str, int], buys: dict[str, int]) -> tuple[Trade, ...]:
-    """Sellers to buyers in name order (north-west corner): exact in whole Wh, at most |S| + |B| − 1 trades."""
-    sellers = sorted((name, amount) for name, amount in sells.items() if amount > 0)
-    buyers = sorted((name, amount) for name, amount in buys.items() if amount > 0)
+def _pair(
+    interval: int, price: float, sells: dict[str, int], buys: dict[str, int], limit: int = MAX_REQUESTS
+) -> tuple[Trade, ...]:
+    """Largest sellers to largest buyers (north-west corner in descending size, ties by name): exact in whole
+    Wh, at most |S| + |B| − 1 trades, so that a large buyer names few sellers. A buyer that would still name
+    more than `limit` sellers (the contract refuses a longer bid) keeps its `limit` largest trades (ties by
+    seller name) and the rest is not traded day-ahead on either side, so the interval stays balanced.
+    Trades come sorted by (seller, buyer)."""
+
+    def largest_first(side: dict[str, int]) -> list[tuple[str, int]]:
+        return sorted(
+            ((name, amount) for name, amount in side.items() if amount > 0), key=lambda x: (-x[1], x[0])
+        )
+
+    sellers, buyers = largest_first(sells), largest_first(buys)
     left_s = [amount for _, amount in sellers]
     left_b = [amount for _, amount in buyers]
-    trades = []
+    named: dict[str, list[tuple[str, int]]] = {}
     i = j = 0
     while i < len(sellers) and j < len(buyers):
         amount = min(left_s[i], left_b[j])
-        trades.append(Trade(interval, sellers[i][0], buyers[j][0], amount / 1000, price))
+        named.setdefault(buyers[j][0], []).append((sellers[i][0], amount))
         left_s[i] -= amount
         left_b[j] -= amount
         if left_s[i] == 0:
             i += 1
         if left_b[j] == 0:
             j += 1
-    return tuple(trades)
+    kept = (
+        (seller, buyer, amount)
+        for buyer, pairs in named.items()
+        for seller, amount in sorted(pairs, key=lambda x: (-x[1], x[0]))[:limit]
+    )
+    return tuple(Trade(interval, s, b, amount / 1000, price) for s, b, amount in sorted(kept))
 
 
 def match(
@@ -135,54 +167,85 @@ def _ceiling(conventional: BaselineCosts, name: str) -> float:
     return cost + 1e-6 * max(1.0, abs(cost))
 
 
+def _check(
+    scenario: Scenario, trades: tuple[tuple[Trade, ...], ...], conventional: BaselineCosts
+) -> tuple[dict[str, tuple[float, ...]], dict[str, tuple[float, ...]], dict[str, list[float]], int]:
+    """Each MG's day with its trades fixed: physical cost and payments per interval, the MGs above their
+    ceiling (with their kWh per interval), and how many MILPs that took."""
+    n, dt = scenario.intervals, scenario.interval_hours
+    physical: dict[str, tuple[float, ...]] = {}
+    payments: dict[str, tuple[float, ...]] = {}
+    refused: dict[str, list[float]] = {}
+    checks = 0
+    for mg in scenario.microgrids:
+        kwh, money = _net(trades, mg.name)
+        if not any(kwh):
+            physical[mg.name] = conventional.per_interval[mg.name]
+            payments[mg.name] = tuple(0.0 for _ in range(n))
+            continue
+        sched = MgSchedule(mg, dt, p2p_fixed=[q / dt for q in kwh])
+        plan = sched.solve()
+        checks += 1
+        if plan.cost - sum(money) > _ceiling(conventional, mg.name):
+            refused[mg.name] = kwh
+        physical[mg.name] = interval_costs(sched.cols, sched.last_solution().x, n)
+        payments[mg.name] = tuple(money)
+    return physical, payments, refused, checks
+
+
+def _verify(commitment: Commitment, conventional: BaselineCosts) -> None:
+    """Raise ForwardError unless no declined MG trades and every MG's day cost is within its ceiling: what
+    `commit` promises, checked on what it returns rather than trusted to its loop."""
+    trading = {name for day in commitment.trades for tr in day for name in (tr.seller, tr.buyer)}
+    still = sorted(trading & set(commitment.declined))
+    if still:
+        raise ForwardError(f"{still[0]} declined but still trades day-ahead")
+    for name, cost in sorted(commitment.day_cost.items()):
+        if cost > _ceiling(conventional, name):
+            raise ForwardError(
+                f"{name}'s day would cost {cost:.6f}, above its conventional {sum(conventional.per_interval[name]):.6f}"
+            )
+
+
 def commit(
     scenario: Scenario, allocation: Allocation, conventional: BaselineCosts, reductions: int = 4
 ) -> Commitment:
-    n, dt = scenario.intervals, scenario.interval_hours
+    dt = scenario.interval_hours
     prices = tuple(price_tick(p) for p in allocation.prices)
     declined: list[str] = []
     checks = 0
-    for attempt in range(reductions + 1):
+    attempt = 0
+    while True:
         trades = match(scenario, allocation, declined)
-        physical: dict[str, tuple[float, ...]] = {}
-        payments: dict[str, tuple[float, ...]] = {}
-        refused: dict[str, list[float]] = {}
-        for mg in scenario.microgrids:
-            kwh, money = _net(trades, mg.name)
-            if not any(kwh):
-                physical[mg.name] = conventional.per_interval[mg.name]
-                payments[mg.name] = tuple(0.0 for _ in range(n))
-                continue
-            sched = MgSchedule(mg, dt, p2p_fixed=[q / dt for q in kwh])
-            plan = sched.solve()
-            checks += 1
-            if plan.cost - sum(money) > _ceiling(conventional, mg.name):
-                refused[mg.name] = kwh
-            physical[mg.name] = interval_costs(sched.cols, sched.last_solution().x, n)
-            payments[mg.name] = tuple(money)
+        physical, payments, refused, solved = _check(scenario, trades, conventional)
+        checks += solved
         if not refused:
             break
-        # each MG that fails takes instead the largest trades within what it was matched that keep it within
-        # its conventional day cost, or declines when none does (or after `reductions` rounds: the others'
-        # positions shrink with it and may fail in turn)
+        # for `reductions` rounds, each MG that fails takes instead the largest trades within what it was
+        # matched that keep it within its conventional day cost, or declines when none does; after that it
+        # declines. Either way the rest are matched and checked again (their counterparts shrank and they
+        # may fail in turn), until nobody fails: each round past `reductions` declines one more MG at least
         positions = dict(allocation.positions)
         for name, kwh in refused.items():
+            if attempt >= reductions:
+                declined.append(name)
+                continue
             mg = next(m for m in scenario.microgrids if m.name == name)
             budget = sum(conventional.per_interval[name])
+            lo = [min(q / dt, 0.0) for q in kwh]
+            hi = [max(q / dt, 0.0) for q in kwh]
             try:
-                if attempt == reductions:
-                    raise ScheduleError("infeasible", "out of rounds")
-                lo = [min(q / dt, 0.0) for q in kwh]
-                hi = [max(q / dt, 0.0) for q in kwh]
                 reduced = largest_within(mg, dt, prices, lo, hi, budget)
-                checks += 1
-                positions[name] = tuple(quantize(abs(x * dt)) * (1 if x > 0 else -1) for x in reduced)
-                if not any(positions[name]):
-                    declined.append(name)  # nothing it was matched fits its conventional cost
             except ScheduleError:
                 declined.append(name)
+                continue
+            checks += 1
+            positions[name] = tuple(quantize(abs(x * dt)) * (1 if x > 0 else -1) for x in reduced)
+            if not any(positions[name]):
+                declined.append(name)  # nothing it was matched fits its conventional cost
         allocation = replace(allocation, positions=positions)
-    return Commitment(
+        attempt += 1
+    commitment = Commitment(
         prices=prices,
         trades=trades,
         declined=tuple(sorted(declined)),
@@ -191,6 +254,8 @@ def commit(
         day_cost={name: sum(physical[name]) - sum(payments[name]) for name in physical},
         checks=checks,
     )
+    _verify(commitment, conventional)
+    return commitment
 
 
 def post(venue: Venue, commitment: Commitment, clean: dict[str, bool]) -> tuple[tuple[Trade, ...], ...]:
@@ -217,8 +282,8 @@ def post(venue: Venue, commitment: Commitment, clean: dict[str, bool]) -> tuple[
         venue.close_round()
         closed = tuple(sorted(venue.finish(t), key=lambda tr: (tr.seller, tr.buyer)))
         mine = tuple(sorted(trades, key=lambda tr: (tr.seller, tr.buyer)))
-        if [(a.seller, a.buyer, wh(a.quantity_kwh)) for a in closed] != [
-            (b.seller, b.buyer, wh(b.quantity_kwh)) for b in mine
+        if [(a.seller, a.buyer, wh(a.quantity_kwh), micro_per_wh(a.price)) for a in closed] != [
+            (b.seller, b.buyer, wh(b.quantity_kwh), micro_per_wh(b.price)) for b in mine
         ]:
             raise ForwardError(f"interval {t}: the contract agreed other trades than were matched")
         agreed.append(closed)

@@ -1,0 +1,195 @@
+"""Day-ahead forward trades (forward.py): declines that hold to the end, the contract's bid limit, the agreed
+price. Review 4's F1, F6 (pairing) and L2."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import pytest
+from helpers_ctl import load_only, pv_site
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from peergrid_controller import baselines
+from peergrid_controller.bargaining import Venue
+from peergrid_controller.dayahead import Allocation
+from peergrid_controller.forward import ForwardError, _pair, _verify, commit, match, post
+from peergrid_controller.market import Bid, Offer, Trade, Verdict, wh
+from peergrid_controller.model import Scenario
+from peergrid_controller.moves import MAX_REQUESTS
+from peergrid_controller.venues import chain_venue, memory_venue
+
+DT = 0.25
+
+
+def declining() -> tuple[Scenario, Allocation]:
+    """d has a PV surplus of its own: buying 2.5 kWh at 0.20 only to feed it in at 0.05 loses money, and no
+    smaller purchase helps, so it declines (test_ctl_dayahead's scenario)."""
+    scenario = Scenario(
+        "decline",
+        DT,
+        (pv_site("a", 40.0, 10.0, n=2), load_only("b", 20.0, n=2), pv_site("d", 30.0, 10.0, n=2)),
+    )
+    allocation = Allocation(
+        (0.2, 0.2), {"a": (7.5, 7.5), "b": (-5.0, -5.0), "d": (-2.5, -2.5)}, 1, 0.0, 0.0, True, 3, 0
+    )
+    return scenario, allocation
+
+
+def traders(committed_trades: tuple[tuple[Trade, ...], ...]) -> set[str]:
+    return {name for day in committed_trades for tr in day for name in (tr.seller, tr.buyer)}
+
+
+@pytest.mark.parametrize("reductions", [0, 1, 4])
+def test_an_mg_declined_in_the_last_round_keeps_no_trade_and_its_conventional_cost(reductions: int) -> None:
+    # with reductions=0 the first refusal is the last round: d used to be listed as declined while its
+    # failing trades were still returned, and its day cost was above its conventional one
+    scenario, allocation = declining()
+    conv = baselines.conventional(scenario)
+    committed = commit(scenario, allocation, conv, reductions=reductions)
+    assert committed.declined == ("d",)
+    assert "d" not in traders(committed.trades)
+    assert [[(tr.seller, tr.buyer, tr.quantity_kwh) for tr in day] for day in committed.trades] == [
+        [("a", "b", 5.0)],
+        [("a", "b", 5.0)],
+    ]
+    assert committed.day_cost["d"] == pytest.approx(sum(conv.per_interval["d"]))
+    assert committed.payments["d"] == (0.0, 0.0)
+    for name, costs in conv.per_interval.items():
+        assert committed.day_cost[name] <= sum(costs) + 1e-9
+
+
+def test_a_commitment_above_an_mgs_ceiling_or_trading_a_declined_mg_is_refused_loudly() -> None:
+    scenario, allocation = declining()
+    conv = baselines.conventional(scenario)
+    good = commit(scenario, allocation, conv)
+    _verify(good, conv)  # the committed one passes
+    worse = replace(good, day_cost={**good.day_cost, "b": sum(conv.per_interval["b"]) + 0.01})
+    with pytest.raises(ForwardError, match=r"b.s day would cost .* above its conventional"):
+        _verify(worse, conv)
+    still = replace(good, declined=("b", "d"))
+    with pytest.raises(ForwardError, match="b declined but still trades"):
+        _verify(still, conv)
+
+
+def test_a_buyer_that_declines_leaves_its_seller_trading_with_the_other_buyer() -> None:
+    # a would buy from d at 0.20 what it makes itself: it declines in the first (and, with reductions=0,
+    # last) round, d's sale shrinks to b's share, and d, still better off than at feed-in, keeps that
+    scenario = Scenario(
+        "buyer-declines",
+        DT,
+        (pv_site("a", 30.0, 10.0, n=2), load_only("b", 10.0, n=2), pv_site("d", 40.0, 10.0, n=2)),
+    )
+    allocation = Allocation(
+        (0.2, 0.2), {"a": (-2.5, -2.5), "b": (-2.5, -2.5), "d": (5.0, 5.0)}, 1, 0.0, 0.0, True, 3, 0
+    )
+    conv = baselines.conventional(scenario)
+    for reductions in (0, 2):
+        committed = commit(scenario, allocation, conv, reductions=reductions)
+        assert committed.declined == ("a",)
+        assert [[(tr.seller, tr.buyer, tr.quantity_kwh) for tr in day] for day in committed.trades] == [
+            [("d", "b", 2.5)],
+            [("d", "b", 2.5)],
+        ]
+        for name, costs in conv.per_interval.items():
+            assert committed.day_cost[name] <= sum(costs) + 1e-9
+
+
+def many_sellers(k: int) -> tuple[Scenario, Allocation]:
+    """k small PV sellers of 1 kWh each and one buyer of k kWh in one interval at 0.20."""
+    mgs = (*(pv_site(f"s{i:02d}", 8.0, 4.0, n=1) for i in range(k)), load_only("zbuyer", 400.0, n=1))
+    positions = {f"s{i:02d}": (1.0,) for i in range(k)}
+    positions["zbuyer"] = (-float(k),)
+    return Scenario("many", DT, mgs), Allocation((0.2,), positions, 1, 0.0, 0.0, True, k + 1, 0)
+
+
+def test_no_buyer_names_more_sellers_than_the_contract_takes_and_the_chain_agrees() -> None:
+    scenario, allocation = many_sellers(MAX_REQUESTS + 6)
+    committed = commit(scenario, allocation, baselines.conventional(scenario))
+    (day,) = committed.trades
+    assert committed.declined == ()
+    assert len({tr.seller for tr in day if tr.buyer == "zbuyer"}) == MAX_REQUESTS
+    assert sum(wh(tr.quantity_kwh) for tr in day) == MAX_REQUESTS * 1000  # balanced: 6 sellers left out
+    # before: the chain refused the buyer's bid ("more than 64 items") and the forward stage aborted
+    clean = {mg.name: True for mg in scenario.microgrids}
+    agreed = post(chain_venue(scenario), committed, clean)
+    assert agreed[0] == day  # both sorted by (seller, buyer)
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    st.lists(st.integers(1, 5000), min_size=1, max_size=40),
+    st.lists(st.integers(1, 20000), min_size=1, max_size=6),
+    st.integers(1, 8),
+)
+def test_pairing_is_balanced_within_the_bid_limit_and_deterministic(
+    sell_sizes: list[int], buy_sizes: list[int], limit: int
+) -> None:
+    sells = {f"s{i:02d}": amount for i, amount in enumerate(sell_sizes)}
+    buys = {f"b{i}": amount for i, amount in enumerate(buy_sizes)}
+    volume = min(sum(sells.values()), sum(buys.values()))
+    # balance the two sides as match does (scale the long side down; here: trim it greedily)
+    for side in (sells, buys):
+        excess = sum(side.values()) - volume
+        for name in sorted(side, reverse=True):
+            cut = min(side[name], excess)
+            side[name] -= cut
+            excess -= cut
+    trades = _pair(3, 0.2, sells, buys, limit)
+    assert trades == _pair(3, 0.2, dict(reversed(sells.items())), dict(reversed(buys.items())), limit)
+    sold: dict[str, int] = {}
+    bought: dict[str, int] = {}
+    named: dict[str, set[str]] = {}
+    for tr in trades:
+        assert tr.interval == 3 and tr.price == 0.2 and wh(tr.quantity_kwh) > 0
+        sold[tr.seller] = sold.get(tr.seller, 0) + wh(tr.quantity_kwh)
+        bought[tr.buyer] = bought.get(tr.buyer, 0) + wh(tr.quantity_kwh)
+        named.setdefault(tr.buyer, set()).add(tr.seller)
+    assert sum(sold.values()) == sum(bought.values())
+    assert all(amount <= sells[name] for name, amount in sold.items())
+    assert all(amount <= buys[name] for name, amount in bought.items())
+    assert all(len(sellers) <= limit for sellers in named.values())
+    assert len(trades) == len({(tr.seller, tr.buyer) for tr in trades})  # one trade per pair
+    if all(len(sellers) < limit for sellers in named.values()):  # the limit did not bind: all is traded
+        assert sum(sold.values()) == volume
+
+
+def test_matching_a_balanced_interval_trades_everything_when_the_limit_does_not_bind() -> None:
+    scenario, allocation = many_sellers(MAX_REQUESTS)
+    (day,) = match(scenario, allocation)
+    assert len(day) == MAX_REQUESTS and sum(wh(tr.quantity_kwh) for tr in day) == MAX_REQUESTS * 1000
+
+
+class RepricingVenue:
+    """The market contract in memory, but reporting the agreed trades at another price: what `post` must
+    catch if a contract ever agreed a price other than λ_t (e.g. a standing offer moved, not replaced)."""
+
+    def __init__(self, inner: Venue) -> None:
+        self.inner = inner
+
+    def post_offer(self, offer: Offer) -> Verdict:
+        return self.inner.post_offer(offer)
+
+    def post_bid(self, bid: Bid) -> Verdict:
+        return self.inner.post_bid(bid)
+
+    def close_round(self) -> list[Trade]:
+        return self.inner.close_round()
+
+    def finish(self, interval: int) -> list[Trade]:
+        return [replace(tr, price=tr.price + 0.001) for tr in self.inner.finish(interval)]
+
+    def settle(self, trade: Trade, delivered_kwh: float) -> Verdict:
+        return self.inner.settle(trade, delivered_kwh)
+
+    def flush(self) -> None:
+        self.inner.flush()
+
+
+def test_post_refuses_trades_agreed_at_another_price() -> None:
+    scenario, allocation = declining()
+    committed = commit(scenario, allocation, baselines.conventional(scenario))
+    clean = {mg.name: True for mg in scenario.microgrids}
+    assert post(memory_venue(scenario), committed, clean) == committed.trades  # same venue, same price
+    with pytest.raises(ForwardError, match="interval 0: the contract agreed other trades"):
+        post(RepricingVenue(memory_venue(scenario)), committed, clean)
