@@ -303,15 +303,21 @@ def test_with_cap_on_fills_the_capped_buyer_is_filled_up_to_its_maximum_and_stab
     assert 9.99 <= got <= 10.0  # ...and receives up to it, never more
 
 
+Positions = tuple[list[Offer], list[Bid], dict[str, float], dict[str, float]]
+
+
 @st.composite
-def capped_positions(draw: st.DrawFn) -> tuple[list[Offer], list[Bid], dict[str, float]]:
+def capped_positions(draw: st.DrawFn) -> Positions:
+    """Offers (price ties and clean or not), bids on them, each buyer's cap and clean premium."""
     sellers = [f"s{i}" for i in range(draw(st.integers(1, 4)))]
-    prices = draw(st.lists(st.integers(60, 200), min_size=len(sellers), max_size=len(sellers), unique=True))
+    prices = draw(
+        st.lists(st.sampled_from([60, 80, 100, 120, 150]), min_size=len(sellers), max_size=len(sellers))
+    )
     offers = [
-        Offer(s, 1, p / 1000, draw(st.integers(1, 20_000)) / 1000, True)
+        Offer(s, 1, p / 1000, draw(st.integers(1, 20_000)) / 1000, draw(st.booleans()))
         for s, p in zip(sellers, prices, strict=True)
     ]
-    bids, caps = [], {}
+    bids, caps, premiums = [], {}, {}
     for j in range(draw(st.integers(1, 4))):
         name = f"b{j}"
         asks = {
@@ -321,23 +327,26 @@ def capped_positions(draw: st.DrawFn) -> tuple[list[Offer], list[Bid], dict[str,
         }
         bids.append(Bid(name, 1, tuple(sorted(asks.items()))))
         caps[name] = draw(st.sampled_from([math.inf, 3.0, 8.5, 15.0]))
-    return offers, bids, caps
+        premiums[name] = draw(st.sampled_from([0.0, 0.02, 0.04]))
+    return offers, bids, caps, premiums
 
 
-@settings(max_examples=40, deadline=None)
+@settings(max_examples=60, deadline=None)
 @given(capped_positions())
-def test_the_local_clearing_with_caps_is_the_contracts_allocation_with_cap_on_fills(
-    case: tuple[list[Offer], list[Bid], dict[str, float]],
-) -> None:
+def test_the_local_clearing_with_caps_is_the_contracts_allocation_with_cap_on_fills(case: Positions) -> None:
+    # price ties (a name here, a key there) and clean premiums (each buyer's own order) included: review4 F2
     from peergrid_controller.chain_venue import chain_rules, key_for
     from peergrid_ledger.chain import LocalChain
     from peergrid_ledger.genesis import Account, Genesis, Params
 
-    offers, bids, caps = case
+    offers, bids, caps, premiums = case
     names = [o.seller for o in offers] + [b.buyer for b in bids]
     keys = {n: key_for("caps", n) for n in names}
     back = {k.public: n for n, k in keys.items()}
-    rules = {n: ContractRules(max_quantity_kwh=caps.get(n, math.inf)) for n in names}
+    rules = {
+        n: ContractRules(max_quantity_kwh=caps.get(n, math.inf), clean_premium=premiums.get(n, 0.0))
+        for n in names
+    }
     accounts = tuple(Account(keys[n].public, ("anonym",), n, rules=chain_rules(rules[n])) for n in names)
     authority = key_for("caps", "authority")
     genesis = Genesis("caps", 0, (authority.public,), accounts, ("market",), Params(cap_on_fills=1))
@@ -349,7 +358,7 @@ def test_the_local_clearing_with_caps_is_the_contracts_allocation_with_cap_on_fi
             "price": round(o.price * 1000),
             "quantity": round(o.quantity_kwh * 1000),
         }
-        assert chain.sign_and_submit(keys[o.seller], "offer", {**body, "clean": True}).ok
+        assert chain.sign_and_submit(keys[o.seller], "offer", {**body, "clean": o.clean}).ok
     for b in bids:
         demands = sorted(
             ({"seller": keys[s].public, "quantity": round(q * 1000)} for s, q in b.requests),
@@ -361,9 +370,73 @@ def test_the_local_clearing_with_caps_is_the_contracts_allocation_with_cap_on_fi
     on_chain = sorted(
         (back[e["seller"]], back[e["buyer"]], e["quantity"]) for kind, e in result.events if kind == "trade"
     )
-    local = sorted((t.seller, t.buyer, round(t.quantity_kwh * 1000)) for t in clear(offers, bids, caps))
+    cleared = clear(offers, bids, caps, premiums)
+    local = sorted((t.seller, t.buyer, round(t.quantity_kwh * 1000)) for t in cleared)
     assert local == on_chain
+    # each buyer keeps its rationed grants up to its cap: all of them, or its cap less one Wh per price level
+    rationed = {(t.seller, t.buyer): round(t.quantity_kwh * 1000) for t in clear(offers, bids)}
+    for b in bids:
+        whole = sum(q for (_, buyer), q in rationed.items() if buyer == b.buyer)
+        cap = math.inf if math.isinf(caps[b.buyer]) else round(caps[b.buyer] * 1000)
+        got = sum(q for _, buyer, q in local if buyer == b.buyer)
+        assert min(whole, cap) - len(offers) <= got <= min(whole, cap)
     for b in bids:  # nobody receives above its cap
         assert sum(q for _, buyer, q in local if buyer == b.buyer) <= (
             math.inf if math.isinf(caps[b.buyer]) else round(caps[b.buyer] * 1000)
         )
+
+
+def _premium_market() -> tuple[MemoryVenue, list[Offer], Participant]:
+    """review4 F2: B (max 10 kWh, clean premium 0.05) ranks clean C (0.20: 0.15 to it) before dirty N (0.17);
+    X asks C for all it offers, so C is rationed by half."""
+    b = Participant("B", _flat(-20.0, 0.30), ContractRules(max_quantity_kwh=10.0, clean_premium=0.05), False)
+    venue = MemoryVenue(
+        {"B": b.rules, "X": ContractRules(), "C": ContractRules(), "N": ContractRules()}, True
+    )
+    offers = [Offer("C", 0, 0.20, 10.0, True), Offer("N", 0, 0.17, 10.0, False)]
+    for o in offers:
+        assert isinstance(venue.post_offer(o), Accepted)
+    assert isinstance(venue.post_bid(Bid("X", 0, (("C", 10.0),))), Accepted)
+    return venue, offers, b
+
+
+def test_a_premium_buyer_on_cap_on_fills_receives_the_fill_its_bid_counts_on() -> None:
+    venue, offers, b = _premium_market()
+    bid = make_bid(b, offers, 0, fill={"C": 0.5, "N": 1.0}, fills_capped=True)
+    assert bid.requests == (("C", 10.0), ("N", 5.0))  # 5 expected from C, the other 5 from N
+    assert isinstance(venue.post_bid(bid), Accepted)
+    got = {t.seller: t.quantity_kwh for t in venue.close_round() if t.buyer == "B"}
+    assert got == {"C": 5.0, "N": 5.0}  # served by price alone (N first) it got 8.333
+
+
+def test_on_cap_on_fills_a_buyer_keeps_its_grants_in_its_own_effective_price_order() -> None:
+    venue, _, _ = _premium_market()
+    assert isinstance(venue.post_bid(Bid("B", 0, (("C", 10.0), ("N", 10.0)))), Accepted)
+    got = {t.seller: t.quantity_kwh for t in venue.close_round() if t.buyer == "B"}
+    assert got == {"C": 5.0, "N": 5.0}  # C is cheaper to B with its premium: the cut falls on N
+
+
+def test_on_cap_on_fills_offers_at_one_effective_price_share_the_cut_whatever_their_names() -> None:
+    def grants(first: str, second: str) -> dict[float, float]:
+        offers = [Offer(first, 0, 0.10, 6.0, False), Offer(second, 0, 0.10, 2.0, False)]
+        bid = Bid("b", 0, tuple(sorted(((first, 6.0), (second, 2.0)))))
+        by_offer = {o.seller: o.quantity_kwh for o in offers}
+        return {by_offer[t.seller]: t.quantity_kwh for t in clear(offers, [bid], {"b": 4.0})}
+
+    assert grants("a", "z") == grants("z", "a") == {6.0: 3.0, 2.0: 1.0}
+
+
+def test_the_in_memory_check_refuses_a_bid_naming_more_sellers_than_the_contract_takes() -> None:
+    from peergrid_controller.market import MAX_REQUESTS, Rejected, check_offer
+    from peergrid_ledger.contracts.market import DEMANDS, MAX_DEMANDS
+
+    assert MAX_REQUESTS == MAX_DEMANDS == DEMANDS.max_len  # one constant on both venues
+    offers = {f"s{i:03d}": Offer(f"s{i:03d}", 0, 0.10, 1.0, True) for i in range(MAX_REQUESTS + 1)}
+    assert all(isinstance(check_offer(o, ContractRules()), Accepted) for o in offers.values())
+    requests = tuple((s, 1.0) for s in sorted(offers))
+    verdict = check_bid(Bid("b", 0, requests), offers, ContractRules())
+    assert isinstance(verdict, Rejected) and "more than the 64" in verdict.reason
+    assert isinstance(check_bid(Bid("b", 0, requests[:MAX_REQUESTS]), offers, ContractRules()), Accepted)
+    # a zero request reaches neither venue's clearing, so it is not counted
+    padded = (*requests[:MAX_REQUESTS], (requests[-1][0], 0.0))
+    assert isinstance(check_bid(Bid("b", 0, padded), offers, ContractRules()), Accepted)

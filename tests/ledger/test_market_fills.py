@@ -91,6 +91,46 @@ def test_a_buyer_asks_beyond_its_maximum_and_is_filled_in_price_order_up_to_it()
     assert received(c, Keys.p3.public) == 2000  # its maximum, with 1000 of its requests rationed away
 
 
+def test_a_premium_buyer_keeps_its_grants_in_its_own_effective_price_order() -> None:
+    # review4 F2: p3 (max 2000, premium 40) ranks clean p1 (250: 210 to it) before dirty p2 (230); p1 is
+    # rationed by half (p4 asks it all). Served by raw price, p2 first, p3 received 1500 + 333
+    c = chain(1)
+    assert c.sign_and_submit(Keys.p1, "offer", offer(250, 1000)).ok
+    assert c.sign_and_submit(Keys.p2, "offer", offer(230, 3000, clean=False)).ok
+    assert c.sign_and_submit(Keys.p3, "bid", bid((Keys.p1.public, 1000), (Keys.p2.public, 1500))).ok
+    assert c.sign_and_submit(Keys.p4, "bid", bid((Keys.p1.public, 1000))).ok
+    assert c.sign_and_submit(Keys.p3, "trade", {"interval": 1}).ok
+    c.seal()
+    got = {(t["seller"], t["buyer"]): t["quantity"] for _, t in query.trades(c.state, 1)}
+    assert got == {
+        (Keys.p1.public, Keys.p3.public): 500,
+        (Keys.p1.public, Keys.p4.public): 500,
+        (Keys.p2.public, Keys.p3.public): 1500,
+    }
+    assert received(c, Keys.p3.public) == 2000
+
+
+def test_a_cut_falls_on_the_dearest_offers_to_that_buyer_and_ties_share_it() -> None:
+    c = chain(1)
+    assert c.sign_and_submit(Keys.p1, "offer", offer(250, 3000)).ok  # clean: 210 to p3
+    assert c.sign_and_submit(Keys.p2, "offer", offer(210, 3000, clean=False)).ok  # 210 to p3 as well
+    assert c.sign_and_submit(Keys.p3, "bid", bid((Keys.p1.public, 3000), (Keys.p2.public, 1000))).ok
+    assert c.sign_and_submit(Keys.p3, "trade", {"interval": 1}).ok
+    c.seal()
+    got = {t["seller"]: t["quantity"] for _, t in query.trades(c.state, 1)}
+    assert got == {Keys.p1.public: 1500, Keys.p2.public: 500}  # its 2000 split 3:1, keys play no part
+
+
+def test_a_bid_naming_more_sellers_than_the_contract_takes_is_refused() -> None:
+    from peergrid_ledger.contracts.market import MAX_DEMANDS
+
+    c = chain(1)
+    assert c.sign_and_submit(Keys.p1, "offer", offer(250, 1000)).ok
+    too_many = bid(*[(Keys.p1.public, 1)] * (MAX_DEMANDS + 1))
+    result = c.sign_and_submit(Keys.p3, "bid", too_many)
+    assert reason(result) is Reason.MALFORMED and f"more than {MAX_DEMANDS}" in str(result)
+
+
 def test_every_other_rule_still_refuses_the_move() -> None:
     c = chain(1)
     assert c.sign_and_submit(Keys.p1, "offer", offer(250, 1000, clean=False)).ok

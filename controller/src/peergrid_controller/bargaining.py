@@ -115,10 +115,12 @@ class MemoryVenue:
         return verdict
 
     def close_round(self) -> list[Trade]:
-        caps = (
-            {b.buyer: self.rules[b.buyer].max_quantity_kwh for b in self.bids} if self.cap_on_fills else None
-        )
-        self.last_trades = clear(list(self.offers.values()), self.bids, caps)
+        caps: dict[str, float] | None = None
+        premiums: dict[str, float] | None = None
+        if self.cap_on_fills:
+            caps = {b.buyer: self.rules[b.buyer].max_quantity_kwh for b in self.bids}
+            premiums = {b.buyer: self.rules[b.buyer].clean_premium for b in self.bids}
+        self.last_trades = clear(list(self.offers.values()), self.bids, caps, premiums)
         self.offers, self.bids = {}, []
         return self.last_trades
 

@@ -16,10 +16,11 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from peergrid_controller.model import ContractRules
-from peergrid_ledger.contracts.market import allocate
+from peergrid_ledger.contracts.market import MAX_DEMANDS, allocate
 
 QUANTUM = 0.001  # kWh: the chain records energy in whole Wh
 PRICE_TICK = 0.001  # currency per kWh: the chain records prices in micro-units per Wh
+MAX_REQUESTS = MAX_DEMANDS  # sellers one bid may name: the contract's own limit, checked here the same
 
 
 def wh(kwh: float) -> int:
@@ -119,6 +120,9 @@ def check_bid(
     sellers = [seller for seller, _ in bid.requests]
     if sellers != sorted(set(sellers)):
         return Rejected("bid requests must name each seller once, sorted")
+    named = sum(1 for _, quantity in bid.requests if not math.isfinite(quantity) or wh(quantity) > 0)
+    if named > MAX_REQUESTS:
+        return Rejected(f"{bid.buyer} asks {named} sellers, more than the {MAX_REQUESTS} a bid may name")
     for seller, quantity in bid.requests:
         if not math.isfinite(quantity) or quantity < 0:
             return Rejected(f"request from {seller} must be a finite quantity >= 0")
@@ -142,12 +146,16 @@ def check_bid(
 
 
 def clear(
-    offers: Sequence[Offer], bids: Sequence[Bid], caps: Mapping[str, float] | None = None
+    offers: Sequence[Offer],
+    bids: Sequence[Bid],
+    caps: Mapping[str, float] | None = None,
+    premiums: Mapping[str, float] | None = None,
 ) -> list[Trade]:
     """Trades of one round: every request filled, or pro rata to the requests when a seller is over-asked, in
     whole Wh rounded down — the ledger contract's own allocation (`contracts.market.allocate`). With `caps`
-    (each buyer's maximum, kWh; the chain's `cap_on_fills`) sellers are served in price order and no buyer
-    receives more than its cap. Price ties go by seller name here and by key on the chain."""
+    (each buyer's maximum, kWh; the chain's `cap_on_fills`) a buyer keeps its grants in its own effective-price
+    order (price minus its clean premium from `premiums` on a clean offer) up to its cap; offers of one
+    effective price share the rest of the cap pro rata, so ties never depend on names here or keys there."""
     by_seller: dict[str, list[tuple[str, int]]] = {}
     for bid in sorted(bids, key=lambda b: b.buyer):
         for seller, quantity in bid.requests:
@@ -155,13 +163,15 @@ def clear(
                 by_seller.setdefault(seller, []).append((bid.buyer, wh(quantity)))
     standing = {o.seller: o for o in offers if o.seller in by_seller}
     positions = {
-        s: {"price": micro_per_wh(o.price), "quantity": wh(o.quantity_kwh)} for s, o in standing.items()
+        s: {"price": micro_per_wh(o.price), "quantity": wh(o.quantity_kwh), "clean": o.clean}
+        for s, o in standing.items()
     }
     limits = None
     if caps is not None:
         top = 2**62  # no cap: more than any offer
         limits = {b.buyer: top if math.isinf(caps[b.buyer]) else wh(caps[b.buyer]) for b in bids}
-    grants = allocate(positions, {s: by_seller[s] for s in standing}, limits)
+    premium_micro = {b: micro_per_wh(p) for b, p in (premiums or {}).items()}
+    grants = allocate(positions, {s: by_seller[s] for s in standing}, limits, premium_micro)
     trades: list[Trade] = []
     for seller in sorted(standing):
         for buyer, filled_wh in grants[seller]:

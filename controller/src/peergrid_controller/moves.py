@@ -19,10 +19,8 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from peergrid_controller.curve import ResponseCurve
-from peergrid_controller.market import Bid, Offer, acceptable, price_tick, quantize
+from peergrid_controller.market import MAX_REQUESTS, Bid, Offer, acceptable, price_tick, quantize
 from peergrid_controller.model import ContractRules
-
-MAX_REQUESTS = 64  # sellers one bid may name: the ledger's market contract refuses longer demand lists
 
 __all__ = [
     "MAX_REQUESTS",

@@ -14,8 +14,9 @@ Flow for one trading interval (see docs/ledger-format.md):
   `trade` closes the interval and computes the agreed trades deterministically from the final positions (an
       oversubscribed seller is shared pro rata, rounded down); `settle` pays one trade once, for the energy
       delivered, from buyer to seller, within the genesis credit limit. With genesis `cap_on_fills` a buyer's
-      maximum quantity caps what the closing allocates it (sellers served in price order) instead of the sum
-      of its requests: it may ask several sellers, some of them rationed, and still be filled up to it.
+      maximum quantity caps what the closing allocates it instead of the sum of its requests (its pro-rata
+      grants kept in its own effective-price order, clean premium counted, up to the maximum): it may ask
+      several sellers, some of them rationed, and still be filled up to it.
   `market.reopen` (design step 6: the DSO's adjustment contract makes the MGs re-bargain) reopens a closed
       interval. Only the DSO sends it (the `dso` role: the MGMCs cannot reopen a bargain on their own), for
       the next iteration (last + 1), at most genesis `max_reopens` times (0, the default, disables it), while
@@ -37,6 +38,7 @@ from ..state import Overlay, read_obj
 from ..tx import Tx
 from .market_state import (  # re-exported: callers import the contract's records from here
     DEMANDS,
+    MAX_DEMANDS,
     NO_RULES,
     RULES_SHAPE,
     allocate,
@@ -66,6 +68,7 @@ __all__ = [
     "DEMANDS",
     "END_BLOCK",
     "KINDS",
+    "MAX_DEMANDS",
     "NO_RULES",
     "RULES_SHAPE",
     "allocate",
@@ -141,7 +144,7 @@ def _check_demands(
 ) -> None:
     """The buyer's rules against the current offers: each seller has an offer, no more than it offers, the
     clean-only preference, its price within the cap (plus the clean premium), the total within the maximum
-    (unless genesis `cap_on_fills`: then the maximum caps what the closing allocates, `_allocate`)."""
+    (unless genesis `cap_on_fills`: then the maximum caps what the closing allocates: `allocate`)."""
     rules = rules_for(view, tx.sender, interval)
     if len({d["seller"] for d in demands}) != len(demands):
         raise RuleError(Reason.INVALID, "a seller appears twice in the bid")
@@ -254,12 +257,14 @@ def agree_trades(view: Overlay, tx: Tx, ctx: BlockContext, sender: ks.AccountRec
         standing = offer(view, interval, seller)
         assert standing is not None  # a demand counts only on a standing offer
         standing_offers[seller] = standing
-    limits = (
-        {b: int(rules_for(view, b, interval)["max_quantity"]) for b in members(view, interval, "buyers")}
-        if ctx.genesis.params.cap_on_fills
-        else None
-    )
-    grants = allocate(standing_offers, demand_by_seller, limits)
+    limits: dict[bytes, int] | None = None
+    premiums: dict[bytes, int] = {}
+    if ctx.genesis.params.cap_on_fills:
+        limits = {}
+        for b in members(view, interval, "buyers"):
+            rules = rules_for(view, b, interval)
+            limits[b], premiums[b] = int(rules["max_quantity"]), int(rules["clean_premium"])
+    grants = allocate(standing_offers, demand_by_seller, limits, premiums)
     events: list[Event] = []
     trade_ids: list[bytes] = []
     closing = closings(view, interval)

@@ -35,7 +35,8 @@ NO_RULES: Mapping[str, Any] = MappingProxyType(
         "clean_premium": 0,
     }
 )
-DEMANDS = List(Map({"seller": KEY, "quantity": QUANTITY}), 64)
+MAX_DEMANDS = 64  # sellers one bid or move may name (the controller's in-memory check uses it too)
+DEMANDS = List(Map({"seller": KEY, "quantity": QUANTITY}), MAX_DEMANDS)
 K = TypeVar("K", str, bytes)  # a participant: its key on the chain, its name in the controller's mirror
 
 
@@ -165,22 +166,41 @@ def allocate(
     offers: Mapping[K, Mapping[str, Any]],
     demands: Mapping[K, list[tuple[K, int]]],
     limits: Mapping[K, int] | None,
+    premiums: Mapping[K, int] | None = None,
 ) -> dict[K, list[tuple[K, int]]]:
     """Each seller's grants, in its demands' order (Wh; the controller's `market.clear` mirrors the contract
-    with it). A seller whose demanded total exceeds its offer grants each buyer `demand × offered // total`. With `limits` (genesis `cap_on_fills`) the sellers are served in
-    increasing price (then key) order and each buyer's demand counts only up to what its maximum still
-    allows after the cheaper sellers' grants; without them every demand counts whole. The two agree whenever
-    no buyer demands more in all than its maximum (all that a chain without the parameter accepts)."""
-    granted: dict[K, int] = {}
+    with it). A seller whose demanded total exceeds its offer grants each buyer `demand × offered // total`.
+
+    With `limits` (genesis `cap_on_fills`; `offers` then carry `clean`) each buyer's grants are then taken
+    in that buyer's own effective-price order (price, minus its clean premium from `premiums` for a clean
+    offer: the order in which its bid ranks offers) up to its limit; the sellers of one effective price
+    share what is left of the limit pro rata to their grants, rounded down, so no name or key decides a tie.
+    What is cut stays with the seller. The two rules agree whenever no buyer demands more in all than its
+    limit (all that a chain without the parameter accepts): nothing is cut then."""
     out: dict[K, list[tuple[K, int]]] = {}
-    order = sorted(demands) if limits is None else sorted(demands, key=lambda s: (offers[s]["price"], s))
-    for seller in order:
+    for seller in sorted(demands):
         offered = offers[seller]["quantity"]
         wanted = demands[seller]
-        if limits is not None:
-            wanted = [(b, min(q, max(limits[b] - granted.get(b, 0), 0))) for b, q in wanted]
         total = sum(q for _, q in wanted)
         out[seller] = [(b, q if total <= offered else q * offered // total) for b, q in wanted]
-        for b, g in out[seller]:
-            granted[b] = granted.get(b, 0) + g
+    if limits is None:
+        return out
+    # per buyer: effective price -> the (seller, position in its grants) served at that price
+    levels: dict[K, dict[int, list[tuple[K, int]]]] = {}
+    premium_of = premiums or {}
+    for seller, grants in out.items():
+        standing = offers[seller]
+        for i, (b, g) in enumerate(grants):
+            if g > 0:
+                premium = premium_of.get(b, 0) if standing["clean"] else 0
+                levels.setdefault(b, {}).setdefault(int(standing["price"]) - premium, []).append((seller, i))
+    for b, by_price in levels.items():
+        room = limits[b]
+        for price in sorted(by_price):
+            served = by_price[price]
+            total = sum(out[s][i][1] for s, i in served)
+            for s, i in served:
+                kept = out[s][i][1] if total <= room else out[s][i][1] * room // total
+                out[s][i] = (b, kept)
+            room = room - total if total <= room else 0
     return out
