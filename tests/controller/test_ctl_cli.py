@@ -8,8 +8,11 @@ from pathlib import Path
 import pytest
 import yaml
 
+from peergrid_controller.bargaining import Venue
 from peergrid_controller.cli import main
+from peergrid_controller.market import Bid, Offer, Rejected, Trade, Verdict
 from peergrid_controller.scenario import ScenarioError, load_scenario
+from peergrid_controller.venues import VENUES, memory_venue
 
 ROOT = Path(__file__).resolve().parents[2]
 IEEE33 = ROOT / "firmware-sim/scenarios/ieee33.yaml"
@@ -128,3 +131,80 @@ def test_a_fresh_process_prints_no_highs_banner() -> None:
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert done.returncode == 0
     assert done.stdout == "" and "HiGHS" not in done.stderr
+
+
+def one_line_error(capsys: pytest.CaptureFixture[str]) -> str:
+    out, err = capsys.readouterr()
+    assert out == "" and "Traceback" not in err
+    assert err.endswith("\n") and err.count("\n") == 1, err
+    return err
+
+
+def test_a_single_microgrid_gets_one_line_and_exit_2_in_the_day_ahead_market(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    doc = two_mgs()
+    doc["microgrids"] = doc["microgrids"][:1]  # type: ignore[index]
+    del doc["market"]["mg_rules"]["buyer"]  # type: ignore[index]
+    path = str(write(tmp_path, doc))
+    args = ["simulate", "--scenario", path, "--intervals", "2", "--no-central", "--json"]
+    assert main(args) == 0  # intraday: one MG simply trades nothing
+    assert json.loads(capsys.readouterr().out)["total"]["converged"] is True
+    assert main([*args, "--market", "dayahead"]) == 2
+    assert "day-ahead market: the day-ahead stage needs at least two microgrids" in one_line_error(capsys)
+
+
+class Refusing:
+    """The market contract in memory, refusing one kind of move: what the CLI must report, not crash on."""
+
+    def __init__(self, inner: Venue, refuse: str) -> None:
+        self.inner, self.refuse = inner, refuse
+
+    def post_offer(self, offer: Offer) -> Verdict:
+        return self.inner.post_offer(offer)
+
+    def post_bid(self, bid: Bid) -> Verdict:
+        return Rejected("bids closed") if self.refuse == "bid" else self.inner.post_bid(bid)
+
+    def close_round(self) -> list[Trade]:
+        return self.inner.close_round()
+
+    def finish(self, interval: int) -> list[Trade]:
+        return self.inner.finish(interval)
+
+    def settle(self, trade: Trade, delivered_kwh: float) -> Verdict:
+        return (
+            Rejected("ledger frozen") if self.refuse == "settle" else self.inner.settle(trade, delivered_kwh)
+        )
+
+    def flush(self) -> None:
+        self.inner.flush()
+
+
+@pytest.mark.parametrize(
+    ("market", "refuse", "message"),
+    [
+        ("dayahead", "bid", "the market contract refused: interval 0: bid of buyer refused: "),
+        ("dayahead", "settle", "the market contract refused: interval 0: settlement refused: "),
+        ("intraday", "settle", "the market contract refused: interval 0: settlement refused: "),
+    ],
+)
+def test_a_refused_forward_move_or_settlement_gets_one_line_and_exit_3(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    market: str,
+    refuse: str,
+    message: str,
+) -> None:
+    doc = two_mgs()
+    del doc["market"]["mg_rules"]  # type: ignore[index]  # without the owners' rules day-ahead trades too
+    path = str(write(tmp_path, doc))
+    args = ["simulate", "--scenario", path, "--intervals", "2", "--no-central", "--venue", "memory"]
+    args += ["--market", market]
+    monkeypatch.setitem(VENUES, "memory", lambda s: Refusing(memory_venue(s), "nothing"))
+    assert main([*args, "--json"]) == 0  # the same run with nothing refused: trades every interval
+    assert all(interval["trades"] for interval in json.loads(capsys.readouterr().out)["intervals"])
+    monkeypatch.setitem(VENUES, "memory", lambda s: Refusing(memory_venue(s), refuse))
+    assert main(args) == 3
+    assert message in one_line_error(capsys)

@@ -2,7 +2,9 @@
 
 `peergrid-market simulate --scenario FILE --intervals N --json` prints
 `{"intervals": [...], "total": {...}}` (see `result_json`); without `--json`, a short summary. Exit status:
-0 on success, 2 for a bad scenario or arguments, 3 when no schedule exists (the message names the cause).
+0 on success, 2 for a bad scenario or arguments (one the day-ahead stage refuses too, e.g. a single microgrid),
+3 when no schedule exists or the market contract refuses the day-ahead trades or a settlement; each error is
+one line on stderr naming the cause.
 The market runs over the in-memory MGMC chain when the ledger provides one (`--venue chain`, the default when
 available) or over the market contract alone (`--venue memory`). Output is byte-identical for the same inputs.
 """
@@ -16,10 +18,18 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
+from peergrid_controller.dayahead import DayAheadError
+from peergrid_controller.forward import ForwardError
 from peergrid_controller.model import ModelError
 from peergrid_controller.scenario import ScenarioError, load_scenario
 from peergrid_controller.schedule import ScheduleError
-from peergrid_controller.simulate import SimulationConfig, SimulationResult, simulate, truncate
+from peergrid_controller.simulate import (
+    SettlementError,
+    SimulationConfig,
+    SimulationResult,
+    simulate,
+    truncate,
+)
 from peergrid_controller.synth import synthetic_scenario
 from peergrid_controller.venues import VENUES, default_venue
 
@@ -132,8 +142,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             ),
             venue_factory=venue,
         )
+    except DayAheadError as exc:
+        print(f"peergrid-market: day-ahead market: {exc}", file=sys.stderr)
+        return 2
     except ScheduleError as exc:
         print(f"peergrid-market: no schedule ({exc.cause}): {exc}", file=sys.stderr)
+        return 3
+    except (ForwardError, SettlementError) as exc:
+        print(f"peergrid-market: the market contract refused: {exc}", file=sys.stderr)
         return 3
     if args.json:
         try:
