@@ -37,6 +37,7 @@ from peergrid_controller.baselines import BaselineCosts, interval_costs
 from peergrid_controller.dayahead import Allocation, limits_kw
 from peergrid_controller.daymodel import DayModel, largest_within
 from peergrid_controller.market import (
+    MAX_REQUESTS,
     Accepted,
     Bid,
     Offer,
@@ -47,7 +48,6 @@ from peergrid_controller.market import (
     wh,
 )
 from peergrid_controller.model import Scenario
-from peergrid_controller.moves import MAX_REQUESTS
 from peergrid_controller.schedule import MgSchedule, ScheduleError
 
 
