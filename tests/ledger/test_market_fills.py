@@ -1,17 +1,20 @@
 """Genesis `cap_on_fills`: a buyer's maximum quantity caps what the closing allocates it, not its requests.
 
 A chain without the parameter (every genesis written before it) keeps its rules and its genesis bytes; with
-it, a buyer may ask several sellers more than its maximum in all and is filled, sellers in price order, up to
-its maximum and never beyond; everything else (floors, caps, clean-only, offered quantities, settlement once)
-is checked as before. State-transition properties over random sequences on both kinds of chain.
+it, a buyer may ask several sellers more than its maximum in all and keeps its rationed grants, in its own
+effective-price order (clean premium counted), up to its maximum and never beyond; everything else (floors,
+caps, clean-only, offered quantities, settlement once) is checked as before. State-transition properties over
+generated bargaining sequences (offers, bids on them, moves, a closing, settlements) on both kinds of chain,
+with a seeded count that they do trade.
 """
 
 from __future__ import annotations
 
+from collections import Counter
 from typing import Any
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import event, given, settings
 from hypothesis import strategies as st
 from ledger_fixtures import Keys, make_genesis
 
@@ -163,19 +166,60 @@ def test_the_parameter_keeps_older_genesis_bytes_and_is_checked() -> None:
         Params.from_value({"cap_on_fills": 0})
 
 
-steps = st.lists(
-    st.tuples(
-        st.sampled_from(["offer", "bid", "move-offer", "move-bid", "trade", "settle", "settle"]),
-        st.integers(1, 4),  # who
-        st.integers(80, 360),  # price
-        st.lists(st.tuples(st.integers(1, 4), st.integers(1, 3500)), min_size=1, max_size=3),  # demands
-        st.booleans(),  # clean
-    ),
-    max_size=30,
-)
+Step = tuple[str, int, int, list[tuple[int, int]], bool]  # kind, who, price (or trade index), demands, clean
 
 
-def run(c: LocalChain, seq: list[tuple[str, int, int, list[tuple[int, int]], bool]]) -> list[bool]:
+@st.composite
+def sequences(draw: st.DrawFn) -> list[Step]:
+    """One interval's bargaining as the market runs it (review4 F4: independent random steps almost never
+    traded): sellers p1, p2 offer (prices around the floors and caps, quantities up to a little past the
+    maxima), buyers p3, p4 bid on those offers for a drawn share of what each offers (25 to 102 %, so many
+    bids go past their maximum and some past an offer), later rounds move either side (a seller may
+    withdraw), then someone closes the interval and trades are settled. Moves a rule refuses stay in."""
+    seq: list[Step] = []
+    offered: dict[int, int] = {}
+
+    def sell(kind: str, n: int, least: int) -> None:
+        quantity = draw(st.one_of(st.integers(least, 3200), st.integers(1500, 3000)))
+        price = draw(st.integers(200, 300))
+        price += {18: -8, 19: 15}.get(
+            draw(st.integers(0, 19)), 0
+        )  # now and then below p1's floor or above caps
+        seq.append((kind, n, price, [(0, quantity)], draw(st.integers(0, 3)) < 3))
+        offered[n] = quantity
+
+    def buy(kind: str, n: int) -> None:
+        sellers = [s for s in draw(st.permutations([1, 2])) if draw(st.integers(0, 3)) < 3] or [1]
+        if draw(st.integers(0, 11)) == 11:
+            sellers.append(n)  # itself: refused
+        shares = [draw(st.integers(25, 102)) for _ in sellers]
+        demands = [
+            (s, max(1, offered.get(s, 1000) * pct // 100)) for s, pct in zip(sellers, shares, strict=True)
+        ]
+        seq.append((kind, n, 0, demands, False))
+
+    for n in draw(st.permutations([1, 2])):
+        if draw(st.integers(0, 9)) < 9:  # now and then a seller stays out
+            sell("offer", n, 1)
+    for n in draw(st.permutations([3, 4])):
+        buy("bid", n)
+    for _ in range(draw(st.integers(0, 4))):
+        n = draw(st.integers(1, 4))
+        if n <= 2:
+            sell("move-offer", n, 0)
+        else:
+            buy("move-bid", n)
+    closer = draw(st.sampled_from(sorted(offered) or [1]))
+    if draw(st.integers(0, 9)) == 9:
+        closer = draw(st.integers(3, 4))  # a buyer closes (refused if its bid was)
+    seq.append(("trade", closer, 0, [(0, 1)], False))
+    for _ in range(draw(st.integers(0, 3))):
+        who, index, delivered = draw(st.integers(1, 4)), draw(st.integers(0, 7)), draw(st.integers(0, 2500))
+        seq.append(("settle", who, index, [(0, delivered)], False))
+    return seq
+
+
+def run(c: LocalChain, seq: list[Step]) -> list[bool]:
     """Submit the sequence (interval 1); what each step's verdict was. Rejections must change nothing."""
     rounds: dict[int, int] = {}
     verdicts = []
@@ -209,14 +253,26 @@ def run(c: LocalChain, seq: list[tuple[str, int, int, list[tuple[int, int]], boo
     return verdicts
 
 
-@given(steps)
+def binding(c: LocalChain) -> bool:
+    """Whether the interval traded with some buyer asking more in all than its maximum (the cap decides)."""
+    if not query.trades(c.state, 1):
+        return False
+    for k in (Keys.p3, Keys.p4):
+        standing = query.bid(c.state, 1, k.public)
+        asked = sum(d["quantity"] for d in standing["demands"]) if standing else 0
+        if asked > query.rules(c.state, k.public, 1)["max_quantity"]:
+            return True
+    return False
+
+
+@given(sequences())
 @settings(max_examples=120, deadline=None)
-def test_random_sequences_never_break_a_rule_and_settle_each_trade_once(
-    seq: list[tuple[str, int, int, list[tuple[int, int]], bool]],
-) -> None:
+def test_random_sequences_never_break_a_rule_and_settle_each_trade_once(seq: list[Step]) -> None:
     c = chain(1)
     total = sum(query.balance(c.state, k.public) for k in WHO.values())
     run(c, seq)
+    event("traded" if query.trades(c.state, 1) else "no trade")
+    event("a buyer asked past its maximum" if binding(c) else "no cap binding")
     assert sum(query.balance(c.state, k.public) for k in WHO.values()) == total  # money conserved
     trades = [t for _, t in query.trades(c.state, 1)]
     for t in trades:
@@ -246,13 +302,38 @@ def test_random_sequences_never_break_a_rule_and_settle_each_trade_once(
         assert {k: query.balance(c.view, k) for k in keys} == balances
 
 
-@given(steps)
+@given(sequences())
 @settings(max_examples=120, deadline=None)
-def test_where_no_bid_exceeds_its_maximum_both_rules_agree_trade_for_trade(
-    seq: list[tuple[str, int, int, list[tuple[int, int]], bool]],
-) -> None:
+def test_where_no_bid_exceeds_its_maximum_both_rules_agree_trade_for_trade(seq: list[Step]) -> None:
     old, new = chain(0), chain(1)
     verdicts_old, verdicts_new = run(old, seq), run(new, seq)
     if verdicts_old != verdicts_new:
+        event("histories part")
         return  # the new chain accepted a bid over a maximum: the two histories part there
+    event("compared with trades" if query.trades(old.state, 1) else "compared, no trade")
     assert query.trades(old.state, 1) == query.trades(new.state, 1)
+
+
+def test_the_sequences_exercise_the_properties_above() -> None:
+    # a generator that stops producing trades makes the properties above hold vacuously (review4 F4: the
+    # first one gave 0 trades in 600 examples). Seeded, so the counts are the same on every run: 115 of 150
+    # traded, 56 with a buyer asking past its maximum, 67 settled, 57 compared both rules with trades
+    seen: Counter[str] = Counter()
+
+    @given(sequences())
+    @settings(max_examples=150, deadline=None, database=None, derandomize=True)
+    def probe(seq: list[Step]) -> None:
+        old, new = chain(0), chain(1)
+        same = run(old, seq) == run(new, seq)
+        seen["runs"] += 1
+        seen["traded"] += bool(query.trades(new.state, 1))
+        seen["binding"] += binding(new)
+        seen["settled"] += any(t["settlement"] for _, t in query.trades(new.state, 1))
+        seen["compared with trades"] += same and bool(query.trades(old.state, 1))
+
+    probe()
+    runs = seen["runs"]
+    assert seen["traded"] >= 0.6 * runs, seen
+    assert seen["binding"] >= 0.25 * runs, seen
+    assert seen["settled"] >= 0.3 * runs, seen
+    assert seen["compared with trades"] >= 0.25 * runs, seen
