@@ -440,3 +440,36 @@ def test_the_in_memory_check_refuses_a_bid_naming_more_sellers_than_the_contract
     # a zero request reaches neither venue's clearing, so it is not counted
     padded = (*requests[:MAX_REQUESTS], (requests[-1][0], 0.0))
     assert isinstance(check_bid(Bid("b", 0, padded), offers, ContractRules()), Accepted)
+
+
+def _one_round(offer: Offer, asked: float, sold: float) -> Any:
+    from peergrid_controller.bargaining import Outcome, Round
+
+    trades = (Trade(0, offer.seller, "b", sold, offer.price),)
+    return Outcome(
+        0, (Round(1, (offer,), (Bid("b", 0, ((offer.seller, asked),)),), trades, ()),), True, trades
+    )
+
+
+def test_the_stability_check_tries_a_seller_selling_more_to_the_buyers_it_rationed() -> None:
+    # review4 L6: s offered 5 of the 10 kWh its curve supplies at 0.20 and was asked 10: selling the other 5
+    # gains 5 × (0.20 - 0.10); the check used to try only selling less and called it stable
+    s = Participant("s", ResponseCurve((0.05, 0.10), (0.0, 10.0), 0.30), ContractRules(), True)
+    b = Participant("b", ResponseCurve((0.05, 0.25), (-10.0, 0.0), 0.30), ContractRules(), False)
+    outcome = _one_round(Offer("s", 0, 0.20, 5.0, True), asked=10.0, sold=5.0)
+    found = check([s, b], outcome, tolerance=0.01)
+    assert not found.stable and found.taker_gain["s"] == pytest.approx(0.5, abs=0.01)
+    # within its owner's maximum (7 kWh: 2 more) and the buyer's (6 kWh: 1 more)
+    capped_s = Participant("s", s.curve, ContractRules(max_quantity_kwh=7.0), True)
+    assert check([capped_s, b], outcome, 0.01).taker_gain["s"] == pytest.approx(0.2, abs=0.01)
+    capped_b = Participant("b", b.curve, ContractRules(max_quantity_kwh=6.0), False)
+    assert check([s, capped_b], outcome, 0.01).taker_gain["s"] == pytest.approx(0.1, abs=0.01)
+
+
+def test_a_rationed_seller_offering_its_whole_supply_gains_nothing_by_selling_more() -> None:
+    # its curve supplies 5 kWh at 0.20 (the next 5 cost 0.25 each): more would sell below its cost
+    s = Participant("s", ResponseCurve((0.05, 0.20, 0.25), (0.0, 5.0, 10.0), 0.30), ContractRules(), True)
+    b = Participant("b", ResponseCurve((0.05, 0.25), (-10.0, 0.0), 0.30), ContractRules(), False)
+    outcome = _one_round(Offer("s", 0, 0.20, 5.0, True), asked=10.0, sold=5.0)
+    found = check([s, b], outcome, tolerance=0.01)
+    assert found.stable and found.taker_gain["s"] <= 1e-9

@@ -1,9 +1,10 @@
 """Numerical stability check of a bargaining outcome: can any MG do better by deviating alone?
 
 Promises: `check` returns, per MG, the most it could gain (money, this interval) by changing only its own move:
-- `taker_gain`: at the final posted prices, a seller offering any other quantity (0 .. what it sold, or more
-  if buyers would still take it) or a buyer requesting any other bundle from the offers as they stand (others'
-  purchases fixed) — the competitive-equilibrium test the outcome is claimed to pass (`stable`);
+- `taker_gain`: at the final posted prices, a seller offering any other quantity (0 .. what it sold, or more:
+  up to what buyers asked of it and were not granted, within its own maximum and each buyer's) or a buyer
+  requesting any other bundle from the offers as they stand (others' purchases fixed) — the
+  competitive-equilibrium test the outcome is claimed to pass (`stable`);
 - `pricing_gain`: a seller re-pricing alone while buyers re-respond (Stackelberg leader deviation). Reported,
   not claimed: a seller with market power can gain this way, and the figure says how much.
 Payoffs use each MG's private curve (curve.cost_of_export) plus, for a buyer, its owner's clean premium on
@@ -15,11 +16,11 @@ or randomness.
 
 from __future__ import annotations
 
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 
 from peergrid_controller.bargaining import Outcome, Participant, make_bid
-from peergrid_controller.market import Offer, Trade, acceptable, clear
+from peergrid_controller.market import Bid, Offer, Trade, acceptable, clear
 
 
 @dataclass(frozen=True)
@@ -70,11 +71,14 @@ def check(
     for name, offer in offers.items():
         seller = by_name[name]
         base = payoff(seller, trades)
-        sold = sum(t.quantity_kwh for t in trades if t.seller == name)
         best = base
         for fraction in (0.0, 0.25, 0.5, 0.75, 0.9, 0.99):
             scaled = [_scale(t, fraction) if t.seller == name else t for t in trades]
             best = max(best, payoff(seller, scaled))
+        extra = _unserved(name, last.bids, trades, by_name)
+        for fraction in (0.25, 0.5, 0.75, 1.0):
+            more = [Trade(offer.interval, name, b, q * fraction, offer.price) for b, q in extra.items()]
+            best = max(best, payoff(seller, trades + more))
         taker[name] = best - base
         # leader deviation: re-price alone, buyers re-respond, others' offers unchanged
         best_priced = base
@@ -94,7 +98,6 @@ def check(
             ]
             best_priced = max(best_priced, payoff(seller, clear(posted, bids)))
         pricing[name] = best_priced - base
-        del sold
     for bid in last.bids:
         buyer = by_name[bid.buyer]
         base = payoff(buyer, trades, clean)
@@ -118,6 +121,31 @@ def check(
             best = max(best, payoff(buyer, scaled, clean))
         taker[bid.buyer] = best - base
     return Stability(taker, pricing, tolerance)
+
+
+def _unserved(
+    name: str, bids: Sequence[Bid], trades: Sequence[Trade], by_name: Mapping[str, Participant]
+) -> dict[str, float]:
+    """kWh each buyer asked of seller `name` beyond what it was granted (rationed), scaled down together to
+    the seller's own maximum and each cut to what the buyer's maximum still takes: what offering more at the
+    same price would sell, the buyers' requests as they stand."""
+    received: dict[str, float] = {}
+    granted: dict[str, float] = {}
+    for t in trades:
+        received[t.buyer] = received.get(t.buyer, 0.0) + t.quantity_kwh
+        if t.seller == name:
+            granted[t.buyer] = granted.get(t.buyer, 0.0) + t.quantity_kwh
+    extra: dict[str, float] = {}
+    for bid in bids:
+        asked = dict(bid.requests).get(name, 0.0)
+        room = by_name[bid.buyer].rules.max_quantity_kwh - received.get(bid.buyer, 0.0)
+        q = min(asked - granted.get(bid.buyer, 0.0), room)
+        if q > 0:
+            extra[bid.buyer] = q
+    room = by_name[name].rules.max_quantity_kwh - sum(granted.values())
+    total = sum(extra.values())
+    scale = min(1.0, max(room, 0.0) / total) if total > 0 else 0.0
+    return {b: q * scale for b, q in extra.items()}
 
 
 def _buyers(last: object) -> set[str]:
