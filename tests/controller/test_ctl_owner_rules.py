@@ -473,3 +473,46 @@ def test_a_rationed_seller_offering_its_whole_supply_gains_nothing_by_selling_mo
     outcome = _one_round(Offer("s", 0, 0.20, 5.0, True), asked=10.0, sold=5.0)
     found = check([s, b], outcome, tolerance=0.01)
     assert found.stable and found.taker_gain["s"] <= 1e-9
+
+
+@st.composite
+def rationed_markets(draw: st.DrawFn) -> tuple[list[Offer], dict[str, float], Participant]:
+    """Offers (clean or not, price ties possible), the share each serves of what it is asked, and a buyer
+    with a maximum and a clean premium."""
+    offers, fill = [], {}
+    for i in range(draw(st.integers(1, 5))):
+        price = draw(st.sampled_from([0.10, 0.12, 0.14, 0.16]))
+        offers.append(Offer(f"s{i}", 0, price, draw(st.integers(1, 12)) * 1.0, draw(st.booleans())))
+        fill[f"s{i}"] = draw(st.sampled_from([1.0, 0.8, 0.5, 0.25]))
+    rules = ContractRules(
+        max_quantity_kwh=draw(st.sampled_from([3.0, 6.0, 10.0, 20.0])),
+        clean_premium=draw(st.sampled_from([0.0, 0.02, 0.05])),
+    )
+    return offers, fill, Participant("b", _flat(-draw(st.integers(1, 40)) * 1.0, 0.30), rules, False)
+
+
+@settings(max_examples=80, deadline=None)
+@given(rationed_markets())
+def test_on_cap_on_fills_a_buyer_is_granted_what_its_bid_expects_when_the_fills_are_as_it_counted(
+    case: tuple[list[Offer], dict[str, float], Participant],
+) -> None:
+    # review4 F2: make_bid(fills_capped) counts on `fill` at each seller in its own effective-price order;
+    # other buyers then ask each seller just enough that it serves exactly that share. The closing must grant
+    # the buyer what it expected (to the Wh its pro rata rounds down), never more than its maximum
+    offers, fill, buyer = case
+    bid = make_bid(buyer, offers, 0, fill=fill, fills_capped=True)
+    asked = dict(bid.requests)
+    others: list[Bid] = []
+    for o in offers:
+        extra = o.quantity_kwh / fill[o.seller] - asked.get(o.seller, 0.0)  # others' asks: fill exact
+        k = 0
+        while extra > 1e-9:  # each other buyer asks at most what is offered, as the contract allows
+            q = min(extra, o.quantity_kwh)
+            others.append(Bid(f"x{o.seller}{k}", 0, ((o.seller, q),)))
+            extra, k = extra - q, k + 1
+    caps = {x.buyer: math.inf for x in others} | {"b": buyer.rules.max_quantity_kwh}
+    premiums = {"b": buyer.rules.clean_premium}
+    got = sum(t.quantity_kwh for t in clear(offers, [bid, *others], caps, premiums) if t.buyer == "b")
+    expected = sum(q * fill[s] for s, q in bid.requests)
+    assert got <= buyer.rules.max_quantity_kwh + 1e-9
+    assert expected - 0.001 * (len(offers) + 1) <= got <= expected + 1e-9
