@@ -316,8 +316,10 @@ def test_where_no_bid_exceeds_its_maximum_both_rules_agree_trade_for_trade(seq: 
 
 def test_the_sequences_exercise_the_properties_above() -> None:
     # a generator that stops producing trades makes the properties above hold vacuously (review4 F4: the
-    # first one gave 0 trades in 600 examples). Seeded, so the counts are the same on every run: 115 of 150
-    # traded, 56 with a buyer asking past its maximum, 67 settled, 57 compared both rules with trades
+    # first one gave 0 trades in 600 examples). derandomize seeds the batch, but hypothesis also mixes in
+    # constants from the modules loaded before it, so the counts move with what else ran: measured 113-115
+    # of 150 traded, 29-56 with a buyer asking past its maximum, 52-67 settled, 57-76 compared both rules
+    # with trades. The bounds sit well below the lowest of those
     seen: Counter[str] = Counter()
 
     @given(sequences())
@@ -333,7 +335,7 @@ def test_the_sequences_exercise_the_properties_above() -> None:
 
     probe()
     runs = seen["runs"]
-    assert seen["traded"] >= 0.6 * runs, seen
-    assert seen["binding"] >= 0.25 * runs, seen
-    assert seen["settled"] >= 0.3 * runs, seen
-    assert seen["compared with trades"] >= 0.25 * runs, seen
+    assert seen["traded"] >= 0.5 * runs, seen
+    assert seen["binding"] >= 0.1 * runs, seen
+    assert seen["settled"] >= 0.2 * runs, seen
+    assert seen["compared with trades"] >= 0.2 * runs, seen
