@@ -373,13 +373,19 @@ def test_the_local_clearing_with_caps_is_the_contracts_allocation_with_cap_on_fi
     cleared = clear(offers, bids, caps, premiums)
     local = sorted((t.seller, t.buyer, round(t.quantity_kwh * 1000)) for t in cleared)
     assert local == on_chain
-    # each buyer keeps its rationed grants up to its cap: all of them, or its cap less one Wh per price level
+    # each buyer keeps its rationed grants up to its cap (less a Wh per price level), never above it nor
+    # above what it asked of a seller; what a cut freed goes to others (sellers never above their offer)
     rationed = {(t.seller, t.buyer): round(t.quantity_kwh * 1000) for t in clear(offers, bids)}
+    asked = {(s, b.buyer): round(q * 1000) for b in bids for s, q in b.requests}
     for b in bids:
         whole = sum(q for (_, buyer), q in rationed.items() if buyer == b.buyer)
         cap = math.inf if math.isinf(caps[b.buyer]) else round(caps[b.buyer] * 1000)
         got = sum(q for _, buyer, q in local if buyer == b.buyer)
-        assert min(whole, cap) - len(offers) <= got <= min(whole, cap)
+        assert min(whole, cap) - len(offers) <= got <= cap
+    for seller, buyer, q in local:
+        assert q <= asked[seller, buyer]
+    for o in offers:
+        assert sum(q for seller, _, q in local if seller == o.seller) <= round(o.quantity_kwh * 1000)
     for b in bids:  # nobody receives above its cap
         assert sum(q for _, buyer, q in local if buyer == b.buyer) <= (
             math.inf if math.isinf(caps[b.buyer]) else round(caps[b.buyer] * 1000)
@@ -516,3 +522,15 @@ def test_on_cap_on_fills_a_buyer_is_granted_what_its_bid_expects_when_the_fills_
     expected = sum(q * fill[s] for s, q in bid.requests)
     assert got <= buyer.rules.max_quantity_kwh + 1e-9
     assert expected - 0.001 * (len(offers) + 1) <= got <= expected + 1e-9
+
+
+def test_on_cap_on_fills_what_a_cut_frees_at_a_rationed_seller_goes_to_its_other_buyers() -> None:
+    # B (max 2 kWh) asks C for all 10 it offers, as X does: rationed 5 each, B keeps 2; the 3 it cannot take
+    # go to X instead of staying unsold (a capped buyer cannot crowd the others out by asking more)
+    offers = [Offer("C", 0, 0.10, 10.0, False)]
+    bids = [Bid("B", 0, (("C", 10.0),)), Bid("X", 0, (("C", 10.0),))]
+    got = {t.buyer: t.quantity_kwh for t in clear(offers, bids, {"B": 2.0, "X": math.inf})}
+    assert got == {"B": 2.0, "X": 8.0}
+    # X's own room bounds what it is handed on (7 kWh: 2 more than its rationed 5)
+    got = {t.buyer: t.quantity_kwh for t in clear(offers, bids, {"B": 2.0, "X": 7.0})}
+    assert got == {"B": 2.0, "X": 7.0}

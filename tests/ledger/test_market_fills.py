@@ -134,6 +134,32 @@ def test_a_bid_naming_more_sellers_than_the_contract_takes_is_refused() -> None:
     assert reason(result) is Reason.MALFORMED and f"more than {MAX_DEMANDS}" in str(result)
 
 
+def test_what_a_cut_frees_goes_to_the_sellers_other_rationed_buyers() -> None:
+    c = chain(1)
+    assert c.sign_and_submit(Keys.p1, "offer", offer(250, 3000)).ok
+    assert c.sign_and_submit(Keys.p3, "bid", bid((Keys.p1.public, 3000))).ok  # p3 keeps 2000 at most
+    assert c.sign_and_submit(Keys.p4, "bid", bid((Keys.p1.public, 3000))).ok  # p4 at most 1500
+    assert c.sign_and_submit(Keys.p3, "trade", {"interval": 1}).ok
+    c.seal()
+    # rationed 1500 each; nobody is cut, nothing moves
+    assert received(c, Keys.p3.public) == 1500 and received(c, Keys.p4.public) == 1500
+    c = chain(1)
+    assert c.sign_and_submit(Keys.p1, "offer", offer(250, 2000)).ok
+    assert c.sign_and_submit(Keys.p2, "offer", offer(240, 1500)).ok
+    assert c.sign_and_submit(Keys.p3, "bid", bid((Keys.p1.public, 2000), (Keys.p2.public, 1500))).ok
+    assert c.sign_and_submit(Keys.p4, "bid", bid((Keys.p1.public, 2000))).ok
+    assert c.sign_and_submit(Keys.p3, "trade", {"interval": 1}).ok
+    c.seal()
+    # p1 rationed 1000 each; p3 takes 1500 from p2 (200 to it, before p1's 210), so keeps 500 at p1: the
+    # 500 it cannot take go to p4 (room 1500 - 1000), not back to p1 unsold
+    got = {(t["seller"], t["buyer"]): t["quantity"] for _, t in query.trades(c.state, 1)}
+    assert got == {
+        (Keys.p1.public, Keys.p3.public): 500,
+        (Keys.p1.public, Keys.p4.public): 1500,
+        (Keys.p2.public, Keys.p3.public): 1500,
+    }
+
+
 def test_every_other_rule_still_refuses_the_move() -> None:
     c = chain(1)
     assert c.sign_and_submit(Keys.p1, "offer", offer(250, 1000, clean=False)).ok

@@ -175,8 +175,9 @@ def allocate(
     in that buyer's own effective-price order (price, minus its clean premium from `premiums` for a clean
     offer: the order in which its bid ranks offers) up to its limit; the sellers of one effective price
     share what is left of the limit pro rata to their grants, rounded down, so no name or key decides a tie.
-    What is cut stays with the seller. The two rules agree whenever no buyer demands more in all than its
-    limit (all that a chain without the parameter accepts): nothing is cut then."""
+    What is cut is handed on once to the seller's other rationed buyers (`_hand_on`). The two rules agree
+    whenever no buyer demands more in all than its limit (all that a chain without the parameter accepts):
+    nothing is cut then."""
     out: dict[K, list[tuple[K, int]]] = {}
     for seller in sorted(demands):
         offered = offers[seller]["quantity"]
@@ -194,13 +195,50 @@ def allocate(
             if g > 0:
                 premium = premium_of.get(b, 0) if standing["clean"] else 0
                 levels.setdefault(b, {}).setdefault(int(standing["price"]) - premium, []).append((seller, i))
+    rationed = {seller: list(grants) for seller, grants in out.items()}
+    room = dict(limits)
     for b, by_price in levels.items():
-        room = limits[b]
         for price in sorted(by_price):
             served = by_price[price]
             total = sum(out[s][i][1] for s, i in served)
             for s, i in served:
-                kept = out[s][i][1] if total <= room else out[s][i][1] * room // total
+                kept = out[s][i][1] if total <= room[b] else out[s][i][1] * room[b] // total
                 out[s][i] = (b, kept)
-            room = room - total if total <= room else 0
+            room[b] = room[b] - total if total <= room[b] else 0
+    _hand_on(out, rationed, demands, room)
     return out
+
+
+def _hand_on(
+    out: dict[K, list[tuple[K, int]]],
+    rationed: Mapping[K, list[tuple[K, int]]],
+    demands: Mapping[K, list[tuple[K, int]]],
+    room: Mapping[K, int],
+) -> None:
+    """What the cut took at a seller goes, once, to its buyers that it rationed and that have room left
+    (none was cut), pro rata to what each may still take there: a buyer's room is split over the sellers
+    that freed energy in proportion to its unmet demand at each, so it never passes its limit. Otherwise a
+    capped buyer asking a rationed seller for more than it keeps would take energy from the others only to
+    leave it unsold. One pass; no name or key decides anything; nothing is cut, nothing moves."""
+    freed = {
+        seller: sum(g for _, g in rationed[seller]) - sum(g for _, g in grants)
+        for seller, grants in out.items()
+    }
+    unmet: dict[K, dict[K, int]] = {}  # buyer -> seller that freed energy -> demand it did not grant
+    for seller, grants in out.items():
+        if freed[seller] > 0:
+            for (b, g), (_, q) in zip(grants, demands[seller], strict=True):
+                if q > g and room[b] > 0:
+                    unmet.setdefault(b, {})[seller] = q - g
+    for seller, grants in out.items():
+        if freed[seller] <= 0:
+            continue
+        may = [
+            min(unmet[b][seller], room[b] * unmet[b][seller] // sum(unmet[b].values()))
+            if seller in unmet.get(b, {})
+            else 0
+            for b, _ in grants
+        ]
+        total = sum(may)
+        extra = [m if total <= freed[seller] else m * freed[seller] // total for m in may]
+        out[seller] = [(b, g + e) for (b, g), e in zip(grants, extra, strict=True)]
