@@ -47,8 +47,8 @@ class Params:
     # default is 0 so that a chain whose genesis predates the parameter keeps exactly its old rules (see
     # docs/ledger-format.md, "Adopting market.reopen"): a chain that wants re-bargaining says so in genesis.
     max_reopens: int = 0
-    # 1: a buyer's `max_quantity` caps what it is allocated when the interval closes (sellers in price order),
-    # not the sum of its requests, so it may ask several sellers and be filled up to its maximum. 0 (the
+    # 1: a buyer's `max_quantity` caps what it is allocated when the interval closes (in its own effective-price
+    # order; the rule is `market_state.allocate`, docs/ledger-format.md section 4), not the sum of its requests, so it may ask several sellers and be filled up to its maximum. 0 (the
     # default, and every genesis written before the parameter): the sum of its requests is capped, as before.
     cap_on_fills: int = 0
 
