@@ -16,7 +16,7 @@ Assumes perfect forecasts (the scenario's profiles). Never reads clocks or I/O; 
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Literal
 
@@ -119,6 +119,14 @@ class SimulationResult:
                 n: sum(i.mg_cost_conventional[n] for i in self.intervals) for n in names
             },
         }
+
+
+def _settle_delivered(venue: Venue, t: int, trades: Sequence[Trade]) -> None:
+    """Settle every agreed trade of interval `t` once, for all of it (dispatch delivered it as agreed)."""
+    settlements = [venue.settle(tr, tr.quantity_kwh) for tr in trades]
+    refused = [str(v) for v in settlements if not isinstance(v, Accepted)]
+    if refused:
+        raise SettlementError(f"interval {t}: settlement refused: {refused[0]}")
 
 
 def truncate(scenario: Scenario, intervals: int) -> Scenario:
@@ -239,10 +247,7 @@ def simulate(
             physical += cost
             cost_p2p[mg.name] = cost - money
         # every agreed trade is delivered as scheduled (dispatch fixed it) and settled once
-        settlements = [venue.settle(tr, tr.quantity_kwh) for tr in outcome.trades]
-        refused = [str(v) for v in settlements if not isinstance(v, Accepted)]
-        if refused:
-            raise SettlementError(f"interval {t}: settlement refused: {refused[0]}")
+        _settle_delivered(venue, t, outcome.trades)
         results.append(
             IntervalResult(
                 interval=t,
@@ -291,10 +296,7 @@ def _dayahead(
     stable = all(gains[name] <= tolerance[name] + 1e-6 for name in gains)
     results = []
     for t in range(scenario.intervals):
-        settlements = [venue.settle(tr, tr.quantity_kwh) for tr in agreed[t]]
-        refused = [str(v) for v in settlements if not isinstance(v, Accepted)]
-        if refused:
-            raise SettlementError(f"interval {t}: settlement refused: {refused[0]}")
+        _settle_delivered(venue, t, agreed[t])
         results.append(
             IntervalResult(
                 interval=t,
