@@ -311,7 +311,10 @@ def quiesced(loop: Any, bed: Any, bound_s: float | None = None) -> bool:
         margin = max(3, math.ceil(3.0 / period_s))
         halt = {c: max(h for h, _ in heads[c].values()) + margin for c in chains if heads[c]}
         halt_path.parent.mkdir(parents=True, exist_ok=True)
-        halt_path.write_text(json.dumps(halt), encoding="utf-8")
+        # whole or not at all: every replica polls this file, and a half-written read is no stop (halt.py)
+        partial = halt_path.with_name(halt_path.name + ".tmp")
+        partial.write_text(json.dumps(halt), encoding="utf-8")
+        partial.replace(halt_path)
         loop._quiesce_halt = (now, halt, pending)
         return False
     halted_at, halt, pending_at_halt = loop._quiesce_halt
