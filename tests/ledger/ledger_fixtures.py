@@ -5,8 +5,10 @@ from __future__ import annotations
 import hashlib
 from typing import Any
 
+from peergrid_ledger.chain import LocalChain
 from peergrid_ledger.genesis import Account, Genesis, Params
 from peergrid_ledger.keys import Keypair
+from peergrid_ledger.results import Accepted, Reason, Rejected
 
 T0 = 1_767_225_600_000
 
@@ -43,3 +45,18 @@ def make_genesis(**overrides: Any) -> Genesis:
     }
     fields.update(overrides)
     return Genesis(**fields)
+
+
+def reason(result: Accepted | Rejected) -> Reason:
+    """The reason of a result that must be a rejection."""
+    assert isinstance(result, Rejected), f"expected a rejection, got {result}"
+    return result.reason
+
+
+def submit_checked(chain: LocalChain, signer: Keypair, kind: str, body: dict[str, Any]) -> bool:
+    """Sign and submit one transaction; whether the chain took it. A rejection must change nothing."""
+    before = dict(chain._pending_view.writes)
+    result = chain.sign_and_submit(signer, kind, body)
+    if not result.ok:
+        assert dict(chain._pending_view.writes) == before, f"a rejected {kind} changed state: {result}"
+    return result.ok

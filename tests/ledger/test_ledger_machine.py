@@ -7,7 +7,7 @@ import hashlib
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from ledger_fixtures import T0, Keys, key, make_genesis
+from ledger_fixtures import T0, Keys, key, make_genesis, reason
 
 from peergrid_ledger import query
 from peergrid_ledger.chain import LocalChain
@@ -16,7 +16,7 @@ from peergrid_ledger.genesis import Params
 from peergrid_ledger.hashing import digest
 from peergrid_ledger.keys import seal
 from peergrid_ledger.machine import BlockContext, apply
-from peergrid_ledger.results import Accepted, Reason, Rejected
+from peergrid_ledger.results import Accepted, Reason
 from peergrid_ledger.tx import Tx, decode_tx, sign_tx
 from peergrid_ledger.votes import COMMIT, PREPARE, vote_digest
 
@@ -29,11 +29,6 @@ def der(interval: int = 1) -> dict[str, object]:
 
 def ctx_for(chain: LocalChain, time_ms: int = T0 + 1000) -> BlockContext:
     return BlockContext(chain.genesis, chain.height + 1, time_ms, Keys.authority.public)
-
-
-def reason(result: Accepted | Rejected) -> Reason:
-    assert isinstance(result, Rejected), f"expected a rejection, got {result}"
-    return result.reason
 
 
 # ---------------------------------------------------------------------------------------------- envelope checks

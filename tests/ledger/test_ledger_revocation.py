@@ -6,13 +6,13 @@ from __future__ import annotations
 
 import hashlib
 
-from ledger_fixtures import Keys, key, make_genesis
+from ledger_fixtures import Keys, key, make_genesis, reason
 
 from peergrid_ledger import keyspace as ks
 from peergrid_ledger import query
 from peergrid_ledger.chain import LocalChain
 from peergrid_ledger.codec import decode
-from peergrid_ledger.results import Accepted, Reason, Rejected
+from peergrid_ledger.results import Accepted, Reason
 from peergrid_ledger.state import read_obj
 
 ROOT = hashlib.sha256(b"readings").digest()
@@ -20,11 +20,6 @@ ROOT = hashlib.sha256(b"readings").digest()
 
 def der(interval: int = 1) -> dict[str, object]:
     return {"interval": interval, "root": ROOT, "readings": 96}
-
-
-def reason(result: Accepted | Rejected) -> Reason:
-    assert isinstance(result, Rejected), f"expected a rejection, got {result}"
-    return result.reason
 
 
 def two_authorities() -> LocalChain:

@@ -13,21 +13,16 @@ from typing import Any
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from ledger_fixtures import T0, Keys, make_genesis
+from ledger_fixtures import T0, Keys, make_genesis, reason
 
 from peergrid_ledger import query
 from peergrid_ledger.chain import LocalChain
 from peergrid_ledger.contracts import market as contract
 from peergrid_ledger.genesis import Account, Genesis, GenesisError, Params
-from peergrid_ledger.results import Accepted, Reason, Rejected
+from peergrid_ledger.results import Accepted, Reason
 
 REF = bytes(range(32))  # the DSO chain's adjustment contract txid, for audit
 UNTIL = T0 + 10**9  # the reopening's deadline (block time, ms): far off unless a test says otherwise
-
-
-def reason(result: Accepted | Rejected) -> Reason:
-    assert isinstance(result, Rejected), f"expected a rejection, got {result}"
-    return result.reason
 
 
 def chain_with(max_reopens: int = 3) -> LocalChain:

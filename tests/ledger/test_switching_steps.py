@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from ledger_fixtures import Keys
+from ledger_fixtures import Keys, reason
 
 from peergrid_ledger import query
 from peergrid_ledger.chain import LocalChain
-from peergrid_ledger.results import Accepted, Reason, Rejected
+from peergrid_ledger.results import Reason
 
 PLAN = {
     "plan": "p1",
@@ -21,11 +21,6 @@ def step(n: int, switch: str = "s33", **extra: object) -> dict[str, object]:
         "status": "closed", "at_ms": 1_764_000_000_000 + n, "detail": "",
     }  # fmt: skip
     return {**body, **extra}
-
-
-def reason(result: Accepted | Rejected) -> Reason:
-    assert isinstance(result, Rejected), result
-    return result.reason
 
 
 def test_steps_are_recorded_in_order_before_the_result(chain: LocalChain) -> None:
