@@ -282,7 +282,7 @@ def _run_capped(cap_on_fills: bool) -> tuple[Any, Any]:
     venue = MemoryVenue({p.name: p.rules for p in people}, cap_on_fills=cap_on_fills)
     outcome = bargain(people, 0, 0.05, 0.25, venue)
     volume = sum(t.quantity_kwh for t in outcome.trades)
-    return outcome, check(people, outcome, 0.001 * max(volume, 1.0), 0.002)
+    return outcome, check(people, outcome, 0.001 * max(volume, 1.0), 0.002, cap_on_fills)
 
 
 def test_a_quantity_capped_buyer_ends_short_when_its_requests_count_against_its_maximum() -> None:

@@ -6,7 +6,12 @@ Promises: `check` returns, per MG, the most it could gain (money, this interval)
   requesting any other bundle from the offers as they stand (others' purchases fixed) — the
   competitive-equilibrium test the outcome is claimed to pass (`stable`);
 - `pricing_gain`: a seller re-pricing alone while buyers re-respond (Stackelberg leader deviation). Reported,
-  not claimed: a seller with market power can gain this way, and the figure says how much.
+  not claimed: a seller with market power can gain this way, and the figure says how much. The venue's
+  contract (`MemoryVenue`) judges and clears the re-responses; with `cap_on_fills` (the chain's genesis
+  parameter, `MemoryVenue.cap_on_fills`) buyers respond as `bargain` makes them on such a venue: counting on
+  the share of their requests each seller served in the final round, so a capped buyer may ask past its
+  maximum, and the venue cuts its grants to that maximum. Without it the responses count on full fills, as
+  before (a buyer then never asks past its maximum, and the two allocations agree).
 Payoffs use each MG's private curve (curve.cost_of_export) plus, for a buyer, its owner's clean premium on
 every clean kWh it buys: the owner's rule says what clean energy is worth to it beyond its cost, and
 `moves.make_bid` pays up to exactly that (an offer's effective price is its price minus the premium). Valued
@@ -19,8 +24,8 @@ from __future__ import annotations
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 
-from peergrid_controller.bargaining import Outcome, Participant, make_bid
-from peergrid_controller.market import Bid, Offer, Trade, acceptable, clear
+from peergrid_controller.bargaining import MemoryVenue, Outcome, Participant, Round, make_bid
+from peergrid_controller.market import Bid, Offer, Trade, acceptable
 
 
 @dataclass(frozen=True)
@@ -57,11 +62,20 @@ def payoff(p: Participant, trades: Sequence[Trade], clean: Collection[str] = ())
 
 
 def check(
-    participants: Sequence[Participant], outcome: Outcome, tolerance: float, band: float = 0.0
+    participants: Sequence[Participant],
+    outcome: Outcome,
+    tolerance: float,
+    band: float = 0.0,
+    cap_on_fills: bool = False,
 ) -> Stability:
+    """`cap_on_fills`: whether the venue the outcome was bargained on caps each buyer's allocation rather
+    than its requests (pass the venue's own `cap_on_fills`); it changes the buyers' re-responses to a
+    seller's re-pricing (module docstring)."""
     if not outcome.rounds:
         return Stability({}, {}, tolerance)
     last = outcome.rounds[-1]
+    rules = {p.name: p.rules for p in participants}
+    fill = _final_fill(last) if cap_on_fills else None
     offers = {o.seller: o for o in last.offers}
     clean = {o.seller for o in last.offers if o.clean}
     trades = list(last.trades)
@@ -92,11 +106,14 @@ def check(
                 min(seller.curve.supply(price), seller.rules.max_quantity_kwh),
                 offer.clean,
             )
-            posted = [o for o in offers.values() if o.seller != name] + [moved]
-            bids = [
-                make_bid(b, posted, offer.interval, band) for b in participants if b.name in _buyers(last)
-            ]
-            best_priced = max(best_priced, payoff(seller, clear(posted, bids)))
+            venue = MemoryVenue(rules, cap_on_fills=cap_on_fills)
+            for o in [o for o in offers.values() if o.seller != name] + [moved]:
+                venue.post_offer(o)
+            posted = list(venue.offers.values())
+            for b in participants:
+                if b.name in _buyers(last):
+                    venue.post_bid(make_bid(b, posted, offer.interval, band, fill, None, cap_on_fills))
+            best_priced = max(best_priced, payoff(seller, venue.close_round()))
         pricing[name] = best_priced - base
     for bid in last.bids:
         buyer = by_name[bid.buyer]
@@ -146,6 +163,19 @@ def _unserved(
     total = sum(extra.values())
     scale = min(1.0, max(room, 0.0) / total) if total > 0 else 0.0
     return {b: q * scale for b, q in extra.items()}
+
+
+def _final_fill(last: Round) -> dict[str, float]:
+    """The share of what buyers asked that each seller could serve in the final round (public: the chain's
+    positions show it), as `bargain` hands it to the buyers' next bids."""
+    asked: dict[str, float] = {}
+    for bid in last.bids:
+        for seller, q in bid.requests:
+            asked[seller] = asked.get(seller, 0.0) + q
+    return {
+        o.seller: min(1.0, o.quantity_kwh / asked[o.seller]) if asked.get(o.seller, 0.0) > 0 else 1.0
+        for o in last.offers
+    }
 
 
 def _buyers(last: object) -> set[str]:
