@@ -10,6 +10,6 @@ from __future__ import annotations
 
 from types import ModuleType
 
-from . import auction, market
+from . import auction, market, payments
 
-CONTRACTS: dict[str, ModuleType] = {"auction": auction, "market": market}
+CONTRACTS: dict[str, ModuleType] = {"auction": auction, "market": market, "payments": payments}

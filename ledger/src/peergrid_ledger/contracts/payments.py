@@ -1,0 +1,63 @@
+"""The payments contract: a plain signed payment from one account to another, once per reference.
+
+`pay` (a participant: payee, amount, ref): moves `amount` currency micro-units from the sender's balance to
+the payee's, the way `market.settle` moves them (the payer may go below zero down to the genesis
+`credit_limit`, no further). `ref` says what the payment is for (e.g. the day and reason of a make-whole
+uplift payment); a second payment with the same (payer, payee, ref) is refused, so a payment that is sent
+twice — a retry, a replay under a new nonce — moves money once. Refused: an amount outside
+[1, MAX_AMOUNT] (by the body's shape), paying oneself, a payee that is not a known account or whose key was
+revoked, a payer without the funds or credit. Each payment is kept under its key (`payment_key`) with its
+amount and txid, and announced by a `paid` event.
+Pure; no I/O.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .. import keyspace as ks
+from ..machine import BlockContext, KindSpec, require, require_participant
+from ..results import Event, Reason
+from ..schema import KEY, LABEL, Int, Map
+from ..state import Overlay, StateReader, read_obj
+from ..tx import Tx
+
+MAX_AMOUNT = 10**15  # micro-units (10^9 currency units): far beyond a day's uplift, well inside 64 bits
+
+
+def payment_key(payer: bytes, payee: bytes, ref: str) -> bytes:
+    """Fixed-width keys first, the one variable-length part (the reference) last."""
+    return b"pay/" + payer + payee + ref.encode()
+
+
+def payment(state: StateReader, payer: bytes, payee: bytes, ref: str) -> dict[str, Any] | None:
+    value: dict[str, Any] | None = read_obj(state, payment_key(payer, payee, ref))
+    return value
+
+
+def pay(view: Overlay, tx: Tx, ctx: BlockContext, sender: ks.AccountRecord) -> list[Event]:
+    require_participant(sender, tx.kind)
+    payee, amount, ref = tx.body["payee"], tx.body["amount"], tx.body["ref"]
+    require(payee != tx.sender, Reason.INVALID, "cannot pay oneself")
+    require(view.get(ks.account(payee)) is not None, Reason.NOT_FOUND, "the payee is not a known account")
+    require(view.get(ks.revoked(payee)) is None, Reason.FORBIDDEN, "the payee's key was revoked")
+    key = payment_key(tx.sender, payee, ref)
+    require(view.get(key) is None, Reason.DUPLICATE, f"already paid this payee for {ref!r}")
+    payer_balance = ks.decode_int(view.get(ks.balance(tx.sender)))
+    credit = ctx.genesis.params.credit_limit
+    require(payer_balance - amount >= -credit, Reason.INSUFFICIENT_FUNDS, f"payer cannot pay {amount}")
+    payee_balance = ks.decode_int(view.get(ks.balance(payee)))
+    view.put(ks.balance(tx.sender), ks.encode_int(payer_balance - amount))
+    view.put(ks.balance(payee), ks.encode_int(payee_balance + amount))
+    view.put_obj(key, {"amount": amount, "txid": tx.txid})
+    return [("paid", {"payer": tx.sender, "payee": payee, "amount": amount, "ref": ref})]
+
+
+def genesis_writes(genesis: Any) -> dict[bytes, bytes | None]:
+    return {}
+
+
+KINDS: dict[str, KindSpec] = {
+    "pay": KindSpec(Map({"payee": KEY, "amount": Int(1, MAX_AMOUNT), "ref": LABEL}), pay),
+}
+END_BLOCK = None
