@@ -1,6 +1,7 @@
 """The coordinated stop from a halt file (`peergrid_ledger.consensus.halt`, `Engine.halt_at`), which the edge
-daemon and the DSO node both use: the file's reading (a half-written or malformed file is no stop, never a
-crash; hypothesis), the engine call that also re-arms the proposer's timer, so an idle chain told to halt
+daemon and the DSO node both use: the file's reading (a half-written or malformed file never crashes a node
+and never lifts a stop in force: it reads as the last good heights, or no stop when there were none;
+hypothesis), the engine call that also re-arms the proposer's timer, so an idle chain told to halt
 heads for the height at the block period from the height it is on (before, a proposer already waiting out
 its 2-s heartbeat kept waiting), and `apply_halt` on real replicas with their stores.
 """
@@ -8,6 +9,7 @@ its 2-s heartbeat kept waiting), and `apply_halt` on real replicas with their st
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 
 import pytest
@@ -17,7 +19,13 @@ from hypothesis import strategies as st
 from consensus.test_consensus_costs import IDLE, Net
 from peergrid_ledger.consensus.actions import PROPOSE_TIMER, ROUND_TIMER, SetTimer, Timer
 from peergrid_ledger.consensus.engine import EngineConfig
-from peergrid_ledger.consensus.halt import HaltFileError, apply_halt, parse_halt, read_halt_file
+from peergrid_ledger.consensus.halt import (
+    HaltFile,
+    HaltFileError,
+    apply_halt,
+    parse_halt,
+    read_halt_file,
+)
 from peergrid_ledger.consensus.labnet import lab_key
 from peergrid_ledger.consensus.node import ChainReplica
 from peergrid_ledger.genesis import Genesis
@@ -85,6 +93,59 @@ def test_reading_any_bytes_never_raises(tmp_path_factory, raw: bytes) -> None:  
     path.write_bytes(raw)
     heights = read_halt_file(path)
     assert all(isinstance(c, str) and type(h) is int and h >= 0 for c, h in heights.items())
+
+
+def test_a_stop_in_force_outlives_a_bad_reading(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    # an operator rewriting the file in place: a poll may see it empty or half-written. Before, that poll
+    # read no stop and every replica ran on past the height for one poll.
+    path = tmp_path / "halt.json"
+    path.write_text('{"dso-x": 48, "mgmc-x": 99}')
+    assert read_halt_file(path) == {"dso-x": 48, "mgmc-x": 99}
+    with caplog.at_level(logging.WARNING, logger="peergrid_ledger.halt"):
+        for bad in ("", '{"dso-x": 5', '{"dso-x": -1}'):
+            path.write_text(bad)
+            assert read_halt_file(path) == {"dso-x": 48, "mgmc-x": 99}
+        path.unlink()
+        path.mkdir()  # unreadable as a file
+        assert read_halt_file(path) == {"dso-x": 48, "mgmc-x": 99}
+        assert [r.getMessage() for r in caplog.records if "unusable" in r.getMessage()] == [
+            f"halt file {path} unusable (not JSON: Expecting value: line 1 column 1 (char 0)): "
+            "keeping {'dso-x': 48, 'mgmc-x': 99}"
+        ]  # once for the whole spell
+        path.rmdir()
+        path.write_text('{"dso-x": 50}')  # the rewrite finished: its heights, and it says so
+        assert read_halt_file(path) == {"dso-x": 50}
+        assert any("readable again" in r.getMessage() for r in caplog.records)
+    path.unlink()
+    assert read_halt_file(path) == {}  # deleting the file lifts the stop...
+    path.write_text('{"dso-x": 5')
+    assert read_halt_file(path) == {}  # ...and a bad file after that brings back nothing
+
+
+@given(
+    st.lists(
+        st.one_of(
+            HEIGHTS.map(lambda h: ("good", h)),
+            st.tuples(st.just("cut"), HEIGHTS.filter(bool), st.integers(0, 2**16)),
+            st.just(("gone",)),
+        ),
+        max_size=8,
+    )
+)
+def test_a_followed_file_reads_as_its_last_good_heights(tmp_path_factory, steps: list[tuple]) -> None:  # type: ignore[no-untyped-def]
+    path = tmp_path_factory.mktemp("halt") / "halt.json"
+    follower, expected = HaltFile(path), {}
+    for step in steps:
+        if step[0] == "good":
+            path.write_text(json.dumps(step[1]))
+            expected = step[1]
+        elif step[0] == "cut":
+            text = json.dumps(step[1])
+            path.write_text(text[: step[2] % len(text)])
+        else:
+            path.unlink(missing_ok=True)
+            expected = {}
+        assert follower.read() == expected
 
 
 # ------------------------------------------------------------------------------------------ the engine

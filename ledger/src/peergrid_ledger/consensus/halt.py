@@ -1,10 +1,13 @@
 """The coordinated stop read from a halt file: every replica of a chain finalises nothing above one height.
 
 Promises: `parse_halt(text)` turns the file's text, a JSON object {chain id: height >= 0}, into that mapping,
-or raises `HaltFileError` saying what is wrong with it; `read_halt_file(path)` is the same for a file and
-returns {} (no stop) when there is no path, no file, or the file cannot be read or parsed: the file is written
-by another process (the lab testbed, an operator) and may be read half-written, and a wrong stop height is
-worse than none. `apply_halt(replicas, heights, now)` gives each replica its chain's height (None, run on,
+or raises `HaltFileError` saying what is wrong with it. `HaltFile(path).read()` follows one file, polled:
+{} (no stop) when there is no path or no file (deleting the file lifts the stop); its heights when it parses;
+and when it cannot be read or parsed, the heights of its last good reading ({} if none), logged once per
+spell of bad readings. The file is written by another process (the lab testbed, an operator) and may be read
+half-written or mid-rewrite, and a stop in force must not be lifted for a poll because of that, nor a wrong
+height ever taken from it. `read_halt_file(path)` is the same through one `HaltFile` per path, for callers
+that poll with the path alone. `apply_halt(replicas, heights, now)` gives each replica its chain's height (None, run on,
 for a chain not named) through `ChainReplica.halt_at`, which also re-arms the engine's proposal timer: a
 proposer already waiting out an idle heartbeat heads for the halt at the block period instead.
 Used by the edge daemon and the DSO node alike, so both read the same file the same way. Assumes it runs on
@@ -16,6 +19,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
@@ -52,14 +56,43 @@ def parse_halt(text: str) -> dict[str, int]:
     return heights
 
 
+@dataclass
+class HaltFile:
+    """One halt file, polled: remembers its last good heights (module docstring)."""
+
+    path: Path | None
+    heights: dict[str, int] = field(default_factory=dict)  # the last good reading
+    failing: bool = False  # in a spell of bad readings (logged at its start)
+
+    def read(self) -> dict[str, int]:
+        if self.path is None:
+            return {}
+        try:
+            heights = parse_halt(self.path.read_text(encoding="utf-8"))
+        except FileNotFoundError:  # no file: no stop (an operator lifts the stop by deleting it)
+            self.heights, self.failing = {}, False
+            return {}
+        except (OSError, UnicodeDecodeError, HaltFileError) as exc:  # unreadable, half-written, malformed
+            if not self.failing:
+                log.warning(
+                    "halt file %s unusable (%s): keeping %s", self.path, exc, self.heights or "no stop"
+                )
+            self.failing = True
+            return dict(self.heights)
+        if self.failing:
+            log.warning("halt file %s readable again: %s", self.path, heights or "no stop")
+        self.heights, self.failing = heights, False
+        return dict(heights)
+
+
+_followed: dict[Path, HaltFile] = {}  # read_halt_file's one HaltFile per path polled in this process
+
+
 def read_halt_file(path: Path | None) -> dict[str, int]:
-    """The coordinated stop's heights in `path`; {} (no stop) when there is none or it cannot be used."""
+    """The coordinated stop's heights in `path` (`HaltFile.read`, one per path in this process)."""
     if path is None:
         return {}
-    try:
-        return parse_halt(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, HaltFileError):  # absent, unreadable, half-written, malformed
-        return {}
+    return _followed.setdefault(path, HaltFile(path)).read()
 
 
 def apply_halt(replicas: Iterable[Halting], heights: Mapping[str, int], now: int) -> list[str]:
