@@ -1,0 +1,195 @@
+"""The market contract's closing: agreed trades from the final positions, their settlement, and the DSO's
+reopening of a closed interval (the `trade`, `settle` and `market.reopen` handlers of `market.KINDS`).
+
+Promises: `agree_trades` closes an interval and records its trades, computed only from the final positions
+(`market_state.allocate`: pro rata when a seller is over-asked, capped per buyer with genesis
+`cap_on_fills`); `settle` pays one trade once, for the energy delivered, within the genesis credit limit;
+`reopen` marks a closed interval's trades superseded (kept, never settled) and opens it again for the next
+iteration. Assumes the positions were admitted by `market`'s handlers, which own the bargaining rules. The
+whole flow is in `market`'s docstring and docs/ledger-format.md.
+Pure; no I/O.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .. import keyspace as ks
+from ..machine import BlockContext, require, require_role
+from ..results import Event, Reason, RuleError
+from ..state import Overlay, read_obj
+from ..tx import Tx
+from .market_state import (
+    allocate,
+    bid,
+    buyer_limit,
+    closed,
+    closings,
+    interval_key,
+    members,
+    offer,
+    reopen_key,
+    reopening,
+    rules_for,
+    superseded_key,
+    trade,
+    trade_id,
+    trade_key,
+)
+
+
+def agree_trades(view: Overlay, tx: Tx, ctx: BlockContext, sender: ks.AccountRecord) -> list[Event]:
+    """Close the interval and record its agreed trades, computed only from the final positions."""
+    interval = tx.body["interval"]
+    require(not closed(view, interval), Reason.CLOSED, f"interval {interval} is already cleared")
+    sellers = members(view, interval, "sellers")
+    require(bool(sellers), Reason.NOT_FOUND, f"no offers in interval {interval}")
+    taking_part = offer(view, interval, tx.sender) is not None or bid(view, interval, tx.sender) is not None
+    require(
+        taking_part or sender.has(ks.ROLE_AUTHORITY),
+        Reason.FORBIDDEN,
+        "only its participants or an authority close an interval",
+    )
+    demand_by_seller: dict[bytes, list[tuple[bytes, int]]] = {}
+    for buyer in members(view, interval, "buyers"):
+        rules = rules_for(view, buyer, interval)
+        for demand in (bid(view, interval, buyer) or {"demands": []})["demands"]:
+            standing = offer(view, interval, demand["seller"])
+            if standing is None or standing["price"] > buyer_limit(rules, standing["clean"]):
+                continue  # the seller's final price is beyond this buyer's cap: no trade
+            if rules["clean_only"] and not standing["clean"]:
+                continue
+            demand_by_seller.setdefault(demand["seller"], []).append((buyer, demand["quantity"]))
+    standing_offers: dict[bytes, dict[str, Any]] = {}
+    for seller in demand_by_seller:
+        standing = offer(view, interval, seller)
+        assert standing is not None  # a demand counts only on a standing offer
+        standing_offers[seller] = standing
+    limits: dict[bytes, int] | None = None
+    premiums: dict[bytes, int] = {}
+    if ctx.genesis.params.cap_on_fills:
+        limits = {}
+        for b in members(view, interval, "buyers"):
+            rules = rules_for(view, b, interval)
+            limits[b], premiums[b] = int(rules["max_quantity"]), int(rules["clean_premium"])
+    grants = allocate(standing_offers, demand_by_seller, limits, premiums)
+    events: list[Event] = []
+    trade_ids: list[bytes] = []
+    closing = closings(view, interval)
+    for seller in sorted(demand_by_seller):
+        standing = standing_offers[seller]
+        for buyer, granted in grants[seller]:
+            if granted <= 0:
+                continue
+            tid = trade_id(interval, seller, buyer, closing)
+            agreed = {
+                "buyer": buyer,
+                "clean": standing["clean"],
+                "interval": interval,
+                "price": standing["price"],
+                "quantity": granted,
+                "seller": seller,
+                "settlement": None,
+            }
+            view.put_obj(trade_key(tid), agreed)
+            trade_ids.append(tid)
+            events.append(
+                (
+                    "trade",
+                    {
+                        "id": tid,
+                        "seller": seller,
+                        "buyer": buyer,
+                        "price": standing["price"],
+                        "quantity": granted,
+                    },
+                )
+            )
+    view.put_obj(interval_key(interval), {"closed": True, "trades": trade_ids})
+    return events
+
+
+def settle(view: Overlay, tx: Tx, ctx: BlockContext, sender: ks.AccountRecord) -> list[Event]:
+    tid, delivered = tx.body["trade"], tx.body["delivered"]
+    agreed = trade(view, tid)
+    require(agreed is not None, Reason.NOT_FOUND, "no such agreed trade")
+    assert agreed is not None
+    require(agreed["settlement"] is None, Reason.ALREADY_SETTLED, "trade already settled")
+    require(
+        "superseded" not in agreed,
+        Reason.CLOSED,
+        "trade was superseded when its interval was reopened; only the latest closing's trades settle",
+    )
+    party = tx.sender in (agreed["buyer"], agreed["seller"])
+    require(
+        party or sender.has(ks.ROLE_AUTHORITY) or sender.has(ks.ROLE_DSO),
+        Reason.FORBIDDEN,
+        "not a party to the trade",
+    )
+    require(
+        delivered <= agreed["quantity"],
+        Reason.INVALID,
+        f"delivered {delivered} exceeds agreed {agreed['quantity']}",
+    )
+    amount = agreed["price"] * delivered
+    buyer_balance = ks.decode_int(view.get(ks.balance(agreed["buyer"])))
+    credit = ctx.genesis.params.credit_limit
+    require(buyer_balance - amount >= -credit, Reason.INSUFFICIENT_FUNDS, f"buyer cannot pay {amount}")
+    seller_balance = ks.decode_int(view.get(ks.balance(agreed["seller"])))
+    view.put(ks.balance(agreed["buyer"]), ks.encode_int(buyer_balance - amount))
+    view.put(ks.balance(agreed["seller"]), ks.encode_int(seller_balance + amount))
+    agreed["settlement"] = {"amount": amount, "delivered": delivered, "txid": tx.txid}
+    view.put_obj(trade_key(tid), agreed)
+    return [("settled", {"trade": tid, "amount": amount})]
+
+
+def reopen(view: Overlay, tx: Tx, ctx: BlockContext, sender: ks.AccountRecord) -> list[Event]:
+    """Reopen a closed interval for re-bargaining (the DSO only): its trades become superseded history (kept,
+    marked, never settled); positions stand and later rounds' moves revise them; `trade` closes it again."""
+    require_role(sender, {ks.ROLE_DSO}, tx.kind)
+    interval, iteration = tx.body["interval"], tx.body["iteration"]
+    require(
+        ctx.time <= tx.body["until"],
+        Reason.CLOSED,
+        f"the reopening's deadline {tx.body['until']} passed (block time {ctx.time})",
+    )
+    current = read_obj(view, interval_key(interval))
+    require(current is not None, Reason.RULE_VIOLATION, f"interval {interval} is open: nothing to reopen")
+    last = reopening(view, interval)
+    done = 0 if last is None else int(last["reopens"])
+    previous = 0 if last is None else int(last["iteration"])
+    if iteration <= previous:
+        raise RuleError(
+            Reason.DUPLICATE, f"iteration {iteration} is not after the last reopening's {previous}"
+        )
+    require(
+        iteration == previous + 1,
+        Reason.RULE_VIOLATION,
+        f"iteration {iteration} skips ahead: the next reopening of interval {interval} is {previous + 1}",
+    )
+    limit = ctx.genesis.params.max_reopens
+    require(
+        done < limit,
+        Reason.RULE_VIOLATION,
+        f"interval {interval} was reopened {done} times (at most {limit})",
+    )
+    agreed = [(tid, trade(view, tid)) for tid in current["trades"]]
+    for _tid, record in agreed:
+        assert record is not None, "an interval's trade list names a trade that is not in state"
+        require(record["settlement"] is None, Reason.ALREADY_SETTLED, "a trade of this interval is settled")
+    for tid, record in agreed:
+        assert record is not None
+        record["superseded"] = done
+        view.put_obj(trade_key(tid), record)
+    top = 0
+    for seller in members(view, interval, "sellers"):
+        top = max(top, (offer(view, interval, seller) or {"round": 0})["round"])
+    for buyer in members(view, interval, "buyers"):
+        top = max(top, (bid(view, interval, buyer) or {"round": 0})["round"])
+    ref = tx.body["ref"]
+    history = {"by": tx.sender, "iteration": iteration, "ref": ref, "trades": current["trades"]}
+    view.put_obj(superseded_key(interval, done), history)
+    record = {"by": tx.sender, "iteration": iteration, "ref": ref, "reopens": done + 1, "round": top}
+    view.put_obj(reopen_key(interval), record)
+    view.delete(interval_key(interval))
+    return [("reopened", {"interval": interval, "iteration": iteration, "reopens": done + 1, "round": top})]
