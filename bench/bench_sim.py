@@ -50,19 +50,21 @@ def scenario_yaml(n: int) -> str:
 
 
 BASELINE_SERVER = """
-import asyncio, json, socket, sys
+import asyncio, json, sys
 from pymodbus.datastore import ModbusDeviceContext, ModbusSequentialDataBlock, ModbusServerContext
 from pymodbus.server import ModbusTcpServer
 
 async def main(n, portfile):
     ports, servers = [], []
     for _ in range(n):
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0)); port = s.getsockname()[1]
         block = ModbusSequentialDataBlock(40000, [7] * 300)
         context = ModbusServerContext(devices=ModbusDeviceContext(hr=block), single=True)
-        server = ModbusTcpServer(context, address=("127.0.0.1", port))
+        # port 0: the kernel picks a free port as it binds the listener, read back from the live socket
+        # (picking one with a probe socket, closing it and binding again let another process take it)
+        server = ModbusTcpServer(context, address=("127.0.0.1", 0))
         await server.serve_forever(background=True)
+        port = server.transport.sockets[0].getsockname()[1]  # pymodbus keeps the asyncio.Server there
+        assert port > 0, port
         servers.append(server); ports.append(port)
     open(portfile + ".tmp", "w").write(json.dumps(ports))
     import os; os.replace(portfile + ".tmp", portfile)
