@@ -5,7 +5,9 @@ and MG name, with its contract rules preset in genesis, so the chain — not the
 quantity limits and clean-only preferences. A round's offers, bids and moves are submitted as signed `offer`,
 `bid` and `move` transactions and sealed into one block by a single in-memory authority (the ledger's
 `LocalChain`); moves identical to the standing position are not re-sent. `finish` submits `trade`, and the
-agreed trades are the ones the contract computed (read from its events); `settle` pays each one once.
+agreed trades are the ones the contract computed (read from its events); `settle` pays each one once; `pay`
+posts a plain payment (the ledger's payments contract: the day-ahead make-whole uplift). Genesis sets
+`cap_on_fills` (a buyer's maximum caps its allocation, as on the lab's chains) and `bargain` is told so.
 Same scenario, same chain bytes. Units: the chain's Wh and currency micro-units per Wh (market.wh, micro_per_wh).
 Assumes the ledger's market contract semantics (ledger/src/peergrid_ledger/contracts/market.py). No sockets.
 """
@@ -28,6 +30,7 @@ from peergrid_controller.market import (
     wh,
 )
 from peergrid_controller.model import ContractRules, Scenario
+from peergrid_controller.uplift import Payment
 from peergrid_ledger.chain import LocalChain
 from peergrid_ledger.contracts import market as contract
 from peergrid_ledger.genesis import Account, Genesis, Params
@@ -78,9 +81,12 @@ class ChainVenue:
             time=0,
             authorities=(authority.public,),
             accounts=accounts,
-            contracts=("market",),
-            params=Params(credit_limit=CREDIT_LIMIT),
+            contracts=("market", "payments"),
+            # a buyer's maximum caps what it is allocated, not what it asks, as on the lab's chains
+            # (closedloop.py): without it a capped buyer asking rationed sellers ended short (docs/market.md)
+            params=Params(credit_limit=CREDIT_LIMIT, cap_on_fills=1),
         )
+        self.cap_on_fills = True  # `bargain` reads it: buyers may ask past their maximum
         self.chain = LocalChain(genesis, authority)
         self.round = 0
         self.standing_offers: dict[tuple[int, str], tuple[int, int]] = {}
@@ -145,9 +151,10 @@ class ChainVenue:
     def close_round(self) -> list[Trade]:
         self.chain.seal()
         self.round += 1
-        trades = clear(
-            list(self.offers.values()), self.bids
-        )  # what the contract will compute from these positions
+        caps = {b.buyer: self.rules[b.buyer].max_quantity_kwh for b in self.bids}
+        premiums = {b.buyer: self.rules[b.buyer].clean_premium for b in self.bids}
+        # what the contract will compute from these positions (cap_on_fills: each buyer's maximum)
+        trades = clear(list(self.offers.values()), self.bids, caps, premiums)
         self.offers, self.bids = {}, []
         return trades
 
@@ -179,6 +186,11 @@ class ChainVenue:
     def settle(self, trade: Trade, delivered_kwh: float) -> Verdict:
         tid = contract.trade_id(trade.interval, self.keys[trade.seller].public, self.keys[trade.buyer].public)
         return self._do(trade.buyer, "settle", {"trade": tid, "delivered": wh(delivered_kwh)})
+
+    def pay(self, payment: Payment, ref: str) -> Verdict:
+        """A plain payment (the payments contract's `pay`), micro-units from payer to payee, once per ref."""
+        body = {"payee": self.keys[payment.payee].public, "amount": payment.amount, "ref": ref}
+        return self._do(payment.payer, "pay", body)
 
     def flush(self) -> None:
         if self.chain.pending:

@@ -24,6 +24,10 @@ Promises:
 - `post(venue, commitment, clean)` records every interval's forward trades through the market contract (offers at
   λ_t, bids naming the matched sellers, one round, closed) and raises `ForwardError` if the contract refuses
   a move or agrees different trades (pairs, whole Wh or price on the chain's tick).
+- `deviation_gains(scenario, commitment, uplift=None)`: each MG's gain from deviating alone at the final
+  prices (its own day MILP); with an uplift (uplift.py) the MILP holds the payments' rules (charge due
+  anyway, credit only for delivering the committed positions), so the stability check with payments is a
+  re-solve, not a subtraction.
 Deterministic. Never reads clocks or I/O.
 """
 
@@ -32,6 +36,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
+import highspy
+import numpy as np
+
+from peergrid_controller import lp as lpmod
 from peergrid_controller.bargaining import Venue
 from peergrid_controller.baselines import BaselineCosts, interval_costs
 from peergrid_controller.dayahead import Allocation, limits_kw
@@ -49,6 +57,7 @@ from peergrid_controller.market import (
 )
 from peergrid_controller.model import Scenario
 from peergrid_controller.schedule import MgSchedule, ScheduleError
+from peergrid_controller.uplift import Uplift
 
 
 class ForwardError(RuntimeError):
@@ -290,16 +299,46 @@ def post(venue: Venue, commitment: Commitment, clean: dict[str, bool]) -> tuple[
     return tuple(agreed)
 
 
-def deviation_gains(scenario: Scenario, commitment: Commitment) -> dict[str, float]:
+def deviation_gains(
+    scenario: Scenario, commitment: Commitment, uplift: Uplift | None = None
+) -> dict[str, float]:
     """Per MG: how much less its day would cost had it deviated alone from its forward trades, trading
     whatever it liked at the final prices within its owner's rules (its own day MILP, best response) — the
-    day-ahead outcome's stability check (issue #7 item 4). ≤ 0 up to solver tolerance means no gain."""
+    day-ahead outcome's stability check (issue #7 item 4). ≤ 0 up to solver tolerance means no gain.
+
+    With `uplift` (uplift.py) the payoff includes the MG's credit and charge, and the best response is
+    re-solved under the payments' own rules: the charge is due whatever it does (it took part), the credit
+    only if it delivers exactly its committed positions — a binary in its MILP that, when on, holds every
+    interval's net P2P export at the committed one (`_earn_if_delivered`) and is worth the credit."""
     n, dt = scenario.intervals, scenario.interval_hours
     gains = {}
     for mg in scenario.microgrids:
         model = DayModel(mg, dt)
         pairs = [limits_kw(mg, t, commitment.prices[t], dt) for t in range(n)]
         model.trade(commitment.prices, [lo for lo, _ in pairs], [hi for _, hi in pairs])
-        best = model.schedule.solve().cost
-        gains[mg.name] = commitment.day_cost[mg.name] - best
+        credit = uplift.credit(mg.name) if uplift is not None else 0.0
+        charge = uplift.charge(mg.name) if uplift is not None else 0.0
+        if credit > 0:
+            kwh, _ = _net(commitment.trades, mg.name)
+            _earn_if_delivered(model, [q / dt for q in kwh], pairs, credit)
+        best = model.schedule.solve().cost + charge
+        gains[mg.name] = commitment.day_cost[mg.name] + charge - credit - best
     return gains
+
+
+def _earn_if_delivered(
+    model: DayModel, committed_kw: list[float], limits: list[tuple[float, float]], credit: float
+) -> None:
+    """A binary `delivers` worth `credit` (its cost −credit) that, when 1, holds every interval's net P2P
+    export at the committed one: |x_k − c_k| ≤ M_k·(1 − delivers), M_k the widest move within the bounds."""
+    s = model.schedule
+    h = s.highs()
+    empty = np.zeros(0, np.int32)
+    h.addCol(-credit, 0.0, 1.0, 0, empty, np.zeros(0))
+    delivers = h.getNumCol() - 1
+    h.changeColIntegrality(delivers, highspy.HighsVarType.kInteger)
+    for k, (c, (lo, hi)) in enumerate(zip(committed_kw, limits, strict=True)):
+        big = max(hi - lo, abs(c - lo), abs(hi - c), 1e-3)
+        index = np.array([s.cols.p2p_sell[k], delivers], np.int32)
+        h.addRow(-lpmod.INF, c + big, 2, index, np.array([1.0, big]))
+        h.addRow(-lpmod.INF, big - c, 2, index, np.array([-1.0, big]))

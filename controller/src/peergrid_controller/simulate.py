@@ -7,8 +7,10 @@ market contract, in memory or on the MGMC chain), then re-plans with the agreed 
 interval from the state it dispatched. With `market="dayahead"` the whole day's trades are instead allocated
 before the first interval (dayahead.py: exchange ADMM), checked by every MG exactly against its conventional day
 and recorded through the market contract (forward.py); each MG dispatches its day with them fixed and they are
-settled interval by interval (`SimulationResult.dayahead` carries the stage's iterations and its day-level
-stability check). The result carries per-interval and total welfare (minus the sum of MG
+settled interval by interval; make-whole (uplift) payments for the MGs that would gain by deviating alone
+are decided (uplift.py), the stability check is re-solved with them, and after the day's delivery they are
+posted through the venue (`pay`, once) and counted in the last interval's MG costs (`SimulationResult.dayahead`
+carries the stage's iterations, its day-level stability check and the uplift). The result carries per-interval and total welfare (minus the sum of MG
 physical costs; P2P payments cancel), each MG's cost with P2P payments, rounds, convergence and stability.
 Same scenario and config give byte-identical `to_json` output.
 Assumes perfect forecasts (the scenario's profiles). Never reads clocks or I/O; timing is the caller's business.
@@ -32,7 +34,8 @@ from peergrid_controller.model import Microgrid, Scenario, Tariff
 from peergrid_controller.rationality import Guarded
 from peergrid_controller.schedule import MgSchedule
 from peergrid_controller.stability import check
-from peergrid_controller.venues import memory_venue
+from peergrid_controller.uplift import MICRO, Uplift, earns, make_whole
+from peergrid_controller.venues import PaymentVenue, memory_venue
 
 
 class SettlementError(RuntimeError):
@@ -96,6 +99,15 @@ class DayAheadSummary:
     declined: tuple[str, ...]  # MGs whose exact IR check failed
     max_deviation_gain: float  # day: largest gain of one MG deviating alone at the final prices
     prices: tuple[float, ...]
+    # make-whole payments (uplift.py), currency units: paid in all, whether the payers' surplus covered
+    # what was owed (else nothing is paid and the outcome is not stable) and by how much it fell short
+    uplift_total: float = 0.0
+    uplift_funded: bool = True
+    uplift_shortfall: float = 0.0
+    uplift_credit: dict[str, float] = field(default_factory=dict)  # per payee
+    uplift_charge: dict[str, float] = field(default_factory=dict)  # per payer
+    max_deviation_gain_with_uplift: float = 0.0  # re-solved with the credits and charges
+    stable: bool = False  # funded, and no MG gains more than its tolerance with the payments
 
 
 @dataclass(frozen=True)
@@ -127,6 +139,20 @@ def _settle_delivered(venue: Venue, t: int, trades: Sequence[Trade]) -> None:
     refused = [str(v) for v in settlements if not isinstance(v, Accepted)]
     if refused:
         raise SettlementError(f"interval {t}: settlement refused: {refused[0]}")
+
+
+UPLIFT_REF = "uplift/day-0"  # the simulation runs one day on its own chain
+
+
+def _pay_uplift(venue: Venue, uplift: Uplift, ref: str) -> None:
+    """Post every make-whole payment through the venue (the chain's `pay`), once; refused ones are fatal."""
+    if not uplift.payments:
+        return
+    if not isinstance(venue, PaymentVenue):
+        raise SettlementError(f"the venue {type(venue).__name__} cannot record uplift payments")
+    refused = [str(v) for p in uplift.payments if not isinstance(v := venue.pay(p, ref), Accepted)]
+    if refused:
+        raise SettlementError(f"uplift payment refused: {refused[0]}")
 
 
 def truncate(scenario: Scenario, intervals: int) -> Scenario:
@@ -229,6 +255,7 @@ def simulate(
             outcome,
             cfg.bargaining.price_tolerance * max(volume, 1.0),
             cfg.bargaining.price_band,
+            cap_on_fills=bool(getattr(venue, "cap_on_fills", False)),  # as `bargain` reads the venue
         )
         cost_p2p: dict[str, float] = {}
         physical = 0.0
@@ -284,8 +311,7 @@ def _dayahead(
     committed = commit(scenario, allocation, conv)
     clean = {mg.name: not mg.gensets for mg in scenario.microgrids}
     agreed = post(venue, committed, clean)
-    gains = deviation_gains(scenario, committed)
-    worst = max(gains.values())
+    trading = {name for day in agreed for tr in day for name in (tr.seller, tr.buyer)}
     tolerance = {
         mg.name: cfg.bargaining.price_tolerance
         * max(
@@ -293,7 +319,13 @@ def _dayahead(
         )
         for mg in scenario.microgrids
     }
-    stable = all(gains[name] <= tolerance[name] + 1e-6 for name in gains)
+    gains = deviation_gains(scenario, committed)
+    conventional_day = {name: sum(costs) for name, costs in conv.per_interval.items()}
+    uplift = make_whole(gains, tolerance, committed.day_cost, conventional_day, trading)
+    # stability with the payments: every MG's best response re-solved under the payments' rules (an
+    # unchanged model, hence unchanged gains, when nothing is paid)
+    after = deviation_gains(scenario, committed, uplift) if uplift.credits else gains
+    stable = uplift.funded and not any(earns(after[name], tolerance[name]) for name in after)
     results = []
     for t in range(scenario.intervals):
         _settle_delivered(venue, t, agreed[t])
@@ -306,16 +338,20 @@ def _dayahead(
                 rounds=1 if agreed[t] else 0,
                 converged=allocation.converged,
                 stable=stable,
-                max_taker_gain=worst,
+                max_taker_gain=max(after.values()),
                 max_pricing_gain=0.0,  # one uniform price per interval, no seller prices alone
                 mg_cost_p2p={
-                    name: committed.physical_cost[name][t] - committed.payments[name][t]
+                    name: committed.physical_cost[name][t]
+                    - committed.payments[name][t]
+                    - (uplift.net(name) if t == scenario.intervals - 1 else 0.0)
                     for name in sorted(committed.physical_cost)
                 },
                 mg_cost_conventional={name: costs[t] for name, costs in conv.per_interval.items()},
                 trades=agreed[t],
             )
         )
+    # earned once every committed position was delivered (the simulation's MGs all deliver): after the day
+    _pay_uplift(venue, uplift, UPLIFT_REF)
     venue.flush()
     summary = DayAheadSummary(
         iterations=allocation.iterations,
@@ -325,7 +361,14 @@ def _dayahead(
         primal_residual=allocation.primal_residual,
         dual_residual=allocation.dual_residual,
         declined=committed.declined,
-        max_deviation_gain=worst,
+        max_deviation_gain=max(gains.values()),
         prices=committed.prices,
+        uplift_total=uplift.total / MICRO,
+        uplift_funded=uplift.funded,
+        uplift_shortfall=uplift.shortfall / MICRO,
+        uplift_credit={name: uplift.credit(name) for name in sorted(uplift.credits)},
+        uplift_charge={name: uplift.charge(name) for name in sorted(uplift.charges)},
+        max_deviation_gain_with_uplift=max(after.values()),
+        stable=stable,
     )
     return SimulationResult(scenario.name, tuple(results), cent.mip_gap if cent else float("nan"), summary)

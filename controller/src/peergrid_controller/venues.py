@@ -1,20 +1,58 @@
 """Where the market's moves go: the market contract in memory, or the MGMC chain when the ledger offers one.
 
-Promises: `VENUES` maps a name to a factory `Scenario -> Venue`; `default_venue()` prefers the chain.
+Promises: `VENUES` maps a name to a factory `Scenario -> Venue`; `default_venue()` prefers the chain. Both
+venues also take plain payments (`PaymentVenue.pay`, the chain's payments contract; the day-ahead market's
+make-whole uplift): once per (payer, payee, reference), a positive amount, between two known MGs.
 Never opens sockets: the chain venue seals blocks in memory with a single authority.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Protocol, runtime_checkable
 
 from peergrid_controller.bargaining import MemoryVenue, Venue
 from peergrid_controller.chain_venue import ChainVenue
+from peergrid_controller.market import Accepted, Rejected, Verdict
 from peergrid_controller.model import Scenario
+from peergrid_controller.uplift import MICRO, Payment
+
+
+@runtime_checkable
+class PaymentVenue(Protocol):
+    def pay(self, payment: Payment, ref: str) -> Verdict:
+        """Move `payment.amount` micro-units from payer to payee, once per (payer, payee, ref)."""
+        ...
+
+
+@dataclass
+class MemoryMarket(MemoryVenue):
+    """The market contract without a chain, with the payments contract's rules (ledger contracts/payments.py)
+    beside it; balances in currency units like `MemoryVenue.settle`'s."""
+
+    paid: set[tuple[str, str, str]] = field(default_factory=set)
+
+    def pay(self, payment: Payment, ref: str) -> Verdict:
+        where = (payment.payer, payment.payee, ref)
+        if payment.amount <= 0:
+            return Rejected(f"payment of {payment.amount} micro-units: the amount must be positive")
+        if payment.payer == payment.payee:
+            return Rejected(f"{payment.payer} cannot pay itself")
+        unknown = [name for name in (payment.payer, payment.payee) if name not in self.rules]
+        if unknown:
+            return Rejected(f"{unknown[0]} is not a known account")
+        if where in self.paid:
+            return Rejected(f"{payment.payer} already paid {payment.payee} for {ref!r}")
+        self.paid.add(where)
+        amount = payment.amount / MICRO
+        self.balances[payment.payer] = self.balances.get(payment.payer, 0.0) - amount
+        self.balances[payment.payee] = self.balances.get(payment.payee, 0.0) + amount
+        return Accepted()
 
 
 def memory_venue(scenario: Scenario) -> Venue:
-    return MemoryVenue({mg.name: mg.rules for mg in scenario.microgrids})
+    return MemoryMarket({mg.name: mg.rules for mg in scenario.microgrids})
 
 
 def chain_venue(scenario: Scenario) -> Venue:

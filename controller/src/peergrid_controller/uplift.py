@@ -1,0 +1,145 @@
+"""Make-whole (uplift) payments that keep a day-ahead outcome stable when gensets make it non-convex.
+
+At the prices that clear the day-ahead market a genset MG's best on/off plan may be another one than the
+plan it committed to: deviating alone it would gain (forward.deviation_gains). Uniform prices cannot remove
+that in general; unit-commitment markets pay the unit its lost opportunity instead. This module decides
+those payments; forward.deviation_gains(…, uplift) checks the outcome again with them, by re-solving.
+
+The rule (all amounts in exact integer currency micro-units, 10⁻⁶):
+- **Owed.** An MG whose deviation gain exceeds its tolerance (`earns`) is owed its lost opportunity, the
+  gain rounded up to a micro-unit.
+- **Earned** only by delivering its committed positions: the payee receives the credit after the day, when
+  it delivered every forward trade it committed to (a declined MG: by trading nothing day-ahead). Deviating
+  forfeits it, which is how the re-solved check models it.
+- **Funded** by the MGs that trade day-ahead and are owed nothing, in proportion to each one's gain over
+  the conventional market (its surplus: conventional day cost minus its committed day cost, floored to a
+  micro-unit). Why this rule: the uplift buys the stability of an outcome whose surplus the payers enjoy;
+  sharing in proportion to it makes every payer's charge at most its own surplus whenever the total surplus
+  covers the total owed, so no payer ends worse off than conventional (individual rationality kept exactly).
+  A payee is not also charged: it would only raise its own credit. Shares by largest remainder (ties by
+  name), so the charges sum exactly to the credits.
+- **Tied to taking part.** The charge is due from every MG whose forward trades were recorded, whatever it
+  then does: deviating alone does not avoid it, so it leaves a payer's deviation gain unchanged.
+- **Unfunded.** If the payers' total surplus is below the total owed, nothing is paid (a part payment would
+  make nobody whole) and the outcome is reported NOT stable with the shortfall: never silently.
+`transfers` turns credits and charges into payer → payee payments (north-west corner over names, exact).
+Pure: no solver, no I/O, no clocks.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Collection, Mapping
+from dataclasses import dataclass, field
+
+MICRO = 1_000_000  # micro-units per currency unit (the chain's amounts)
+# a gain within this of the tolerance is no gain: the MILPs behind it are exact to their 1e-6 relative gap
+SLACK = 1e-6
+
+
+def earns(gain: float, tolerance: float) -> bool:
+    """Whether an MG deviating alone would gain more than its tolerance (the stability check's own test)."""
+    return gain > tolerance + SLACK
+
+
+@dataclass(frozen=True)
+class Payment:
+    payer: str
+    payee: str
+    amount: int  # micro-units, > 0
+
+
+@dataclass(frozen=True)
+class Uplift:
+    credits: dict[str, int]  # micro-units owed to each payee (earned by delivering its commitment)
+    charges: dict[str, int]  # micro-units each payer funds (due from taking part)
+    funded: bool  # False: the payers' surplus could not cover what is owed, and nothing is paid
+    owed: int  # micro-units owed in all (paid when funded)
+    surplus: int  # micro-units: the payers' gains over the conventional market, in all
+    payments: tuple[Payment, ...] = field(default=())
+
+    @property
+    def total(self) -> int:
+        """Micro-units actually paid."""
+        return sum(self.credits.values())
+
+    @property
+    def shortfall(self) -> int:
+        return max(self.owed - self.surplus, 0) if not self.funded else 0
+
+    def credit(self, name: str) -> float:
+        return self.credits.get(name, 0) / MICRO
+
+    def charge(self, name: str) -> float:
+        return self.charges.get(name, 0) / MICRO
+
+    def net(self, name: str) -> float:
+        """Currency the MG receives (negative: pays)."""
+        return (self.credits.get(name, 0) - self.charges.get(name, 0)) / MICRO
+
+
+def _shares(weights: Mapping[str, int], total: int) -> dict[str, int]:
+    """`total` split in proportion to positive integer `weights` (sum ≥ total): floors, then one more for the
+    largest remainders, ties by name. Each share is at most its weight."""
+    whole = sum(weights.values())
+    share = {name: total * w // whole for name, w in weights.items()}
+    left = total - sum(share.values())
+    order = sorted(weights, key=lambda name: (-(total * weights[name] % whole), name))
+    for name in order[:left]:
+        share[name] += 1
+    return share
+
+
+def transfers(credits: Mapping[str, int], charges: Mapping[str, int]) -> tuple[Payment, ...]:
+    """Payer → payee payments whose sums are exactly each payer's charge and each payee's credit (north-west
+    corner, both sides in name order: at most payers + payees − 1 payments)."""
+    if sum(credits.values()) != sum(charges.values()):
+        raise ValueError("credits and charges differ: money would not be conserved")
+    payees = [(n, a) for n, a in sorted(credits.items()) if a > 0]
+    payers = [(n, a) for n, a in sorted(charges.items()) if a > 0]
+    out: list[Payment] = []
+    i = j = 0
+    due, owed = (payers[0][1] if payers else 0), (payees[0][1] if payees else 0)
+    while i < len(payers) and j < len(payees):
+        amount = min(due, owed)
+        out.append(Payment(payers[i][0], payees[j][0], amount))
+        due, owed = due - amount, owed - amount
+        if due == 0:
+            i += 1
+            due = payers[i][1] if i < len(payers) else 0
+        if owed == 0:
+            j += 1
+            owed = payees[j][1] if j < len(payees) else 0
+    return tuple(out)
+
+
+def make_whole(
+    gains: Mapping[str, float],
+    tolerance: Mapping[str, float],
+    day_cost: Mapping[str, float],
+    conventional: Mapping[str, float],
+    trading: Collection[str],
+) -> Uplift:
+    """The uplift for a committed day: `gains` each MG's deviation gain at the final prices, `tolerance` its
+    stability tolerance, `day_cost` its committed day cost (payments included), `conventional` its
+    conventional day cost, `trading` the MGs with forward trades (currency units, floats in; micro-units out)."""
+    for name, value in (*gains.items(), *day_cost.items(), *conventional.items(), *tolerance.items()):
+        if not math.isfinite(value):
+            raise ValueError(f"{name}: a non-finite figure ({value}) cannot be paid")
+    # rounded up to a micro-unit (in the payee's favour), after a thousandth of one for float noise
+    owed = {
+        name: math.ceil(round(g * MICRO, 3)) for name, g in sorted(gains.items()) if earns(g, tolerance[name])
+    }
+    surplus = {
+        name: math.floor(round((conventional[name] - day_cost[name]) * MICRO, 3))  # down: IR
+        for name in sorted(trading)
+        if name not in owed
+    }
+    surplus = {name: s for name, s in surplus.items() if s > 0}
+    total_owed, total_surplus = sum(owed.values()), sum(surplus.values())
+    if total_owed == 0:
+        return Uplift({}, {}, True, 0, total_surplus)
+    if total_owed > total_surplus:
+        return Uplift({}, {}, False, total_owed, total_surplus)
+    charges = {name: c for name, c in _shares(surplus, total_owed).items() if c > 0}
+    return Uplift(owed, charges, True, total_owed, total_surplus, transfers(owed, charges))

@@ -1,0 +1,227 @@
+"""Make-whole (uplift) payments for the day-ahead market (uplift.py, forward.deviation_gains with uplift,
+simulate's day-ahead path, the venues' `pay`).
+
+The hand-built day: a genset MG g (no load of its own; 30–100 kW, 6.0 per hour at its 30 kW minimum and 0.15
+per kWh above it) sells b's whole 40 kW load, b buying at retail 0.25 otherwise. g covers its cost of 40 kW
+(7.5 per hour) only at λ ≥ 0.1875; at such a price it would rather sell all 100 kW (marginal cost 0.15), but
+b takes only 40: no uniform price supports the outcome (g's on/off decision is the non-convexity). At λ =
+0.188 g would gain (0.188 − 0.15) · 60 = 2.28 per hour by deviating alone; b's surplus over the conventional
+market is (0.25 − 0.188) · 40 = 2.48 per hour, enough to fund it. At λ = 0.249 g's lost opportunity is 5.94
+per hour and b's surplus 0.04 per hour: unfunded.
+"""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+from helpers_ctl import flat, load_only, tariff
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from peergrid_controller import baselines
+from peergrid_controller import simulate as simulate_module
+from peergrid_controller.chain_venue import ChainVenue
+from peergrid_controller.dayahead import Allocation
+from peergrid_controller.forward import Commitment, commit, deviation_gains
+from peergrid_controller.market import Accepted, Rejected
+from peergrid_controller.model import CostSegment, Genset, Load, Microgrid, Scenario
+from peergrid_controller.simulate import (
+    UPLIFT_REF,
+    SettlementError,
+    SimulationConfig,
+    _pay_uplift,
+    simulate,
+)
+from peergrid_controller.uplift import MICRO, Payment, earns, make_whole, transfers
+from peergrid_controller.venues import MemoryMarket, memory_venue
+
+N, DT = 2, 1.0
+TOLERANCE = 0.001 * 2 * 40.0  # simulate's: one price tick per kWh each MG traded (80 kWh)
+
+
+def hand_day() -> Scenario:
+    gen = Genset("gen", 100.0, 30.0, (CostSegment(70.0, 0.15),), min_kw_cost_per_h=6.0)
+    g = Microgrid("g", tariff(N), gensets=(gen,), loads=(Load("load", flat(0.0, N), flat(0.0, N)),))
+    return Scenario("uplift-hand", DT, (g, load_only("b", 40.0, n=N)))
+
+
+def hand_allocation(price: float) -> Allocation:
+    return Allocation((price,) * N, {"g": (40.0,) * N, "b": (-40.0,) * N}, 1, 0.0, 0.0, True, 2, 0)
+
+
+def committed_at(price: float) -> tuple[Scenario, Commitment, dict[str, float]]:
+    scenario = hand_day()
+    conv = baselines.conventional(scenario)
+    committed = commit(scenario, hand_allocation(price), conv)
+    assert committed.declined == ()
+    return scenario, committed, {name: sum(costs) for name, costs in conv.per_interval.items()}
+
+
+def test_the_genset_would_gain_by_deviating_and_the_uplift_makes_the_outcome_stable() -> None:
+    scenario, committed, conventional = committed_at(0.188)
+    gains = deviation_gains(scenario, committed)
+    assert gains["g"] == pytest.approx(2 * 2.28, abs=1e-6)  # sells 100 instead of 40 kW, both hours
+    assert gains["b"] == pytest.approx(0.0, abs=1e-6)
+    assert earns(gains["g"], TOLERANCE) and not earns(gains["b"], TOLERANCE)
+    uplift = make_whole(gains, {"g": TOLERANCE, "b": TOLERANCE}, committed.day_cost, conventional, {"g", "b"})
+    assert uplift.funded and uplift.credits == {"g": 4_560_000} and uplift.charges == {"b": 4_560_000}
+    assert uplift.payments == (Payment("b", "g", 4_560_000),)
+    # b, the payer, stays no worse off than conventional (its surplus 2 · 2.48 = 4.96 covers it)
+    assert committed.day_cost["b"] + uplift.charge("b") <= conventional["b"]
+    after = deviation_gains(scenario, committed, uplift)  # re-solved with the credit and the charge
+    assert after["g"] <= TOLERANCE and after["b"] <= TOLERANCE
+    assert not any(earns(gain, TOLERANCE) for gain in after.values())
+    assert after["g"] == pytest.approx(0.0, abs=1e-5)
+
+
+def test_the_credit_is_earned_only_by_delivering_the_commitment() -> None:
+    # an uplift larger than the lost opportunity: the re-solve then prefers delivering (gain below zero by
+    # the excess), which shows the credit is in the model only on the committed branch, not subtracted
+    scenario, committed, conventional = committed_at(0.188)
+    gains = deviation_gains(scenario, committed)
+    doubled = {"g": 2 * gains["g"], "b": gains["b"]}
+    uplift = make_whole(
+        doubled, {"g": TOLERANCE, "b": TOLERANCE}, committed.day_cost, conventional, {"g", "b"}
+    )
+    assert uplift.funded is False  # 9.12 owed, 4.96 surplus
+    big = make_whole(
+        doubled, {"g": TOLERANCE, "b": TOLERANCE}, committed.day_cost, {**conventional, "b": 40.0}, {"g", "b"}
+    )
+    assert big.funded and big.credits["g"] == math.ceil(round(doubled["g"] * MICRO, 3))
+    after = deviation_gains(scenario, committed, big)
+    # delivering is worth day_cost − credit; deviating earns gains["g"] less than day_cost: the best is to
+    # deliver, so the re-solved best is the committed payoff itself (gain 0), not payoff − (credit − gain)
+    assert after["g"] == pytest.approx(0.0, abs=1e-5)
+
+
+def test_an_unfunded_uplift_pays_nothing_and_the_outcome_is_not_stable() -> None:
+    scenario, committed, conventional = committed_at(0.249)
+    gains = deviation_gains(scenario, committed)
+    assert gains["g"] == pytest.approx(2 * 5.94, abs=1e-6)
+    uplift = make_whole(gains, {"g": TOLERANCE, "b": TOLERANCE}, committed.day_cost, conventional, {"g", "b"})
+    assert not uplift.funded and uplift.payments == () and uplift.total == 0
+    assert uplift.owed == 11_880_000 and uplift.surplus == 80_000
+    assert uplift.shortfall == 11_800_000
+
+
+@pytest.mark.parametrize(("price", "stable"), [(0.188, True), (0.249, False)])
+def test_simulate_posts_the_uplift_on_the_chain_once_and_counts_it_in_the_day_costs(
+    monkeypatch: pytest.MonkeyPatch, price: float, stable: bool
+) -> None:
+    monkeypatch.setattr(simulate_module, "allocate", lambda scenario, config: hand_allocation(price))
+    venues: list[ChainVenue] = []
+
+    def factory(s: Scenario) -> ChainVenue:
+        venues.append(ChainVenue(s))
+        return venues[-1]
+
+    result = simulate(hand_day(), SimulationConfig(market="dayahead", with_central=False), factory)
+    summary = result.dayahead
+    assert summary is not None
+    assert summary.stable is stable and all(r.stable is stable for r in result.intervals)
+    venue = venues[0]
+    traded = {name: 0.0 for name in ("g", "b")}
+    for r in result.intervals:
+        for tr in r.trades:
+            traded[tr.seller] += tr.quantity_kwh * tr.price
+            traded[tr.buyer] -= tr.quantity_kwh * tr.price
+    totals = result.totals()
+    if stable:
+        assert summary.uplift_funded and summary.uplift_total == pytest.approx(4.56)
+        assert summary.uplift_credit == {"g": 4.56} and summary.uplift_charge == {"b": 4.56}
+        assert summary.max_deviation_gain == pytest.approx(4.56, abs=1e-6)
+        assert summary.max_deviation_gain_with_uplift <= TOLERANCE
+    else:
+        assert not summary.uplift_funded and summary.uplift_total == 0.0
+        assert summary.uplift_shortfall == pytest.approx(11.8)
+        assert summary.max_deviation_gain_with_uplift == summary.max_deviation_gain
+    # the chain's balances: the trades' payments and the uplift, each exactly once
+    for name in ("g", "b"):
+        net = summary.uplift_credit.get(name, 0.0) - summary.uplift_charge.get(name, 0.0)
+        assert venue.balance(name) == pytest.approx(traded[name] + net, abs=1e-9)
+    # the day cost in the result includes the charge: b buys its whole load at λ, then pays its share
+    b_cost = totals["mg_cost_p2p"]["b"]  # type: ignore[index]
+    assert b_cost == pytest.approx(2 * 40 * price + summary.uplift_charge.get("b", 0.0), abs=1e-6)
+    assert b_cost <= totals["mg_cost_conventional"]["b"] + 1e-9  # type: ignore[index]
+    if stable:
+        # posting the same payments again is refused by the contract and moves nothing
+        before = {name: venue.balance(name) for name in ("g", "b")}
+        with pytest.raises(SettlementError, match="duplicate"):
+            _pay_uplift(
+                venue,
+                make_whole(
+                    {"g": 4.56, "b": 0.0},
+                    {"g": 0.0, "b": 0.0},
+                    {"g": 0.0, "b": 0.0},
+                    {"g": 0.0, "b": 10.0},
+                    {"b"},
+                ),
+                UPLIFT_REF,
+            )
+        venue.flush()
+        assert {name: venue.balance(name) for name in ("g", "b")} == before
+
+
+def test_the_memory_venue_takes_a_payment_once_and_refuses_bad_ones() -> None:
+    venue = memory_venue(hand_day())
+    assert isinstance(venue, MemoryMarket)
+    assert isinstance(venue.pay(Payment("b", "g", 1_500_000), "r"), Accepted)
+    for bad in (
+        (Payment("b", "g", 1), "r"),  # the same (payer, payee, ref)
+        (Payment("b", "b", 1), "r"),
+        (Payment("b", "x", 1), "r"),
+        (Payment("b", "g", 0), "s"),
+    ):
+        assert isinstance(venue.pay(*bad), Rejected)
+    assert venue.balances == {"b": -1.5, "g": 1.5}
+
+
+def test_non_finite_figures_and_unbalanced_transfers_are_refused() -> None:
+    with pytest.raises(ValueError, match="non-finite"):
+        make_whole({"g": math.nan}, {"g": 0.0}, {"g": 0.0}, {"g": 0.0}, {"g"})
+    with pytest.raises(ValueError, match="conserved"):
+        transfers({"g": 5}, {"b": 4})
+
+
+names = st.sampled_from([f"m{i}" for i in range(8)])
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.dictionaries(names, st.floats(-1.0, 50.0, allow_nan=False), min_size=1),
+    st.dictionaries(names, st.floats(-5.0, 80.0, allow_nan=False), min_size=1),
+    st.floats(0.0, 0.5),
+)
+def test_funding_conserves_money_is_never_negative_and_never_breaks_a_payers_ir(
+    gains: dict[str, float], savings: dict[str, float], tol: float
+) -> None:
+    everyone = sorted(set(gains) | set(savings))
+    gains = {n: gains.get(n, 0.0) for n in everyone}
+    conventional = {n: 100.0 for n in everyone}
+    day_cost = {n: 100.0 - savings.get(n, 0.0) for n in everyone}
+    trading = set(savings)
+    tolerance = {n: tol for n in everyone}
+    uplift = make_whole(gains, tolerance, day_cost, conventional, trading)
+    owed = {n: math.ceil(round(g * MICRO, 3)) for n, g in gains.items() if earns(g, tol)}
+    assert uplift.owed == sum(owed.values())
+    assert all(v > 0 for v in (*uplift.credits.values(), *uplift.charges.values()))
+    assert all(p.amount > 0 and p.payer != p.payee for p in uplift.payments)
+    if not uplift.funded:
+        assert uplift.owed > uplift.surplus and uplift.credits == {} == uplift.charges
+        assert uplift.payments == ()
+        return
+    assert uplift.credits == owed
+    assert sum(uplift.charges.values()) == sum(uplift.credits.values()) == uplift.total
+    assert set(uplift.charges) <= trading - set(owed)
+    for name, charge in uplift.charges.items():
+        surplus = conventional[name] - day_cost[name]
+        assert charge <= math.floor(round(surplus * MICRO, 3))
+        assert day_cost[name] + charge / MICRO <= conventional[name] + 1e-9  # IR, exactly in micro-units
+    paid: dict[str, int] = {}
+    received: dict[str, int] = {}
+    for p in uplift.payments:
+        paid[p.payer] = paid.get(p.payer, 0) + p.amount
+        received[p.payee] = received.get(p.payee, 0) + p.amount
+    assert paid == uplift.charges and received == uplift.credits
+    assert make_whole(gains, tolerance, day_cost, conventional, trading) == uplift  # deterministic
