@@ -70,6 +70,7 @@ def _market(
         "mgs": len(scenario.microgrids),
         "intervals": intervals,
         "gain_efficiency": share(w_p2p),
+        "p2p_gain": w_p2p - w_conv,
         "hindsight_efficiency": share(-_hindsight_cost(scenario, result)),
         "cost_ratio": w_c / w_p2p,  # both negative: central cost / P2P cost
         "saving_pct": 100 * sum(savings) / sum(cost_conv.values()),
@@ -151,6 +152,27 @@ def _row(r: dict[str, Any]) -> str:
     )
 
 
+def uplift_cell(r: dict[str, Any]) -> str:
+    """The make-whole payments of a day-ahead row: paid in all and as a share of the market's gain over the
+    conventional market (W_p2p − W_conv), or the shortfall when the payers' surplus could not fund them."""
+    d = r["dayahead"]
+    if not d.uplift_funded:
+        return f"unfunded (short {d.uplift_shortfall:.3f})"
+    gain = r["p2p_gain"]
+    share = f"{100 * d.uplift_total / gain:.2f} %" if gain > 1e-9 else "–"
+    return f"{d.uplift_total:.3f} ({share})"
+
+
+def dayahead_row(r: dict[str, Any]) -> str:
+    d = r["dayahead"]
+    return (
+        f"| {r['n']} | {d.iterations} | {d.recommits} | {'yes' if d.converged else 'NO'} | "
+        f"{d.primal_residual:.4f} / {d.dual_residual:.4f} | {len(d.declined)} | {d.max_deviation_gain:.3f} | "
+        f"{uplift_cell(r)} | {d.max_deviation_gain_with_uplift:.3f} | "
+        f"{r['day_wall']:.1f} s ({r['day_cpu']:.1f} s) | {1000 * r['day_cpu'] / max(d.solves, 1):.1f} ms |"
+    )
+
+
 def run(quick: bool = False) -> str:
     steps = 24 if quick else 96
     sizes = (6, 20) if quick else (6, 20, 100)
@@ -213,7 +235,12 @@ def run(quick: bool = False) -> str:
     out.append(
         "Day-ahead rows (exchange ADMM over the whole day, then each MG's exact check and the forward trades on "
         "the chain; `dayahead.py`, `forward.py`): iterations, re-commitments of genset on/off, residuals, MGs "
-        "that declined, the largest day gain of one MG deviating alone at the final prices, and the stage's "
+        "that declined, the largest day gain of one MG deviating alone at the final prices, the make-whole "
+        "(uplift) payments that buy it out (`uplift.py`: each such MG is owed its lost opportunity, earned by "
+        "delivering its commitment, funded by the other trading MGs in proportion to their gain over "
+        "conventional, posted on the chain with `pay`; % of the market's gain over conventional), the largest "
+        "gain left when every MG's best response is re-solved with the payments (the `stable` column above "
+        "is that check, and says NO when the payers' surplus could not fund the uplift), and the stage's "
         "time (ADMM, checks, chain, stability check, run one MG after another on one core; per MG solve = "
         "that CPU time over the MG solves, an upper bound on one MGMC's solve per iteration, which on the Pis "
         "run in parallel)."
@@ -221,18 +248,11 @@ def run(quick: bool = False) -> str:
     out.append("")
     out.append(
         "| MGs | ADMM iterations | re-commitments | converged | primal / dual residual (kWh) | declined "
-        "| max deviation gain (day) | day-ahead wall (CPU) | CPU per MG solve |"
+        "| max deviation gain (day) | uplift (total, % of gain) | max deviation gain with uplift "
+        "| day-ahead wall (CPU) | CPU per MG solve |"
     )
-    out.append("|---|---|---|---|---|---|---|---|---|")
-    for r in rows:
-        d = r["dayahead"]
-        if d is None:
-            continue
-        out.append(
-            f"| {r['n']} | {d.iterations} | {d.recommits} | {'yes' if d.converged else 'NO'} | "
-            f"{d.primal_residual:.4f} / {d.dual_residual:.4f} | {len(d.declined)} | {d.max_deviation_gain:.3f} | "
-            f"{r['day_wall']:.1f} s ({r['day_cpu']:.1f} s) | {1000 * r['day_cpu'] / max(d.solves, 1):.1f} ms |"
-        )
+    out.append("|---|---|---|---|---|---|---|---|---|---|---|")
+    out += [dayahead_row(r) for r in rows if r["dayahead"] is not None]
     out.append("")
     out.append(
         f"MGMC schedule, 96 intervals, build + MILP solve with highspy, CPU time ({solve['count']} MGs): median "
