@@ -12,6 +12,7 @@ per hour and b's surplus 0.04 per hour: unfunded.
 
 from __future__ import annotations
 
+import json
 import math
 
 import pytest
@@ -225,3 +226,27 @@ def test_funding_conserves_money_is_never_negative_and_never_breaks_a_payers_ir(
         received[p.payee] = received.get(p.payee, 0) + p.amount
     assert paid == uplift.charges and received == uplift.credits
     assert make_whole(gains, tolerance, day_cost, conventional, trading) == uplift  # deterministic
+
+
+def test_the_cli_json_carries_the_uplift_and_the_check_with_it(capsys: pytest.CaptureFixture[str]) -> None:
+    from peergrid_controller.cli import main
+
+    args = ["simulate", "--synthetic", "4", "--seed", "5", "--intervals", "8", "--market", "dayahead"]
+    assert main([*args, "--json"]) == 0
+    captured = capsys.readouterr()
+    doc = json.loads(captured.out)["total"]["dayahead"]
+    assert set(doc) == {
+        "stable",
+        "max_deviation_gain",
+        "max_deviation_gain_with_uplift",
+        "uplift_funded",
+        "uplift_total",
+        "uplift_shortfall",
+        "uplift_credit",
+        "uplift_charge",
+    }
+    assert sum(doc["uplift_credit"].values()) == pytest.approx(doc["uplift_total"], abs=1e-6)
+    assert sum(doc["uplift_charge"].values()) == pytest.approx(doc["uplift_total"], abs=1e-6)
+    assert "make-whole uplift" in captured.err
+    assert main(["simulate", "--synthetic", "3", "--seed", "5", "--intervals", "4", "--json"]) == 0
+    assert "dayahead" not in json.loads(capsys.readouterr().out)["total"]

@@ -1,7 +1,8 @@
 """`peergrid-market`: run a day of P2P bargaining among a scenario's MGMCs beside the two baselines.
 
 `peergrid-market simulate --scenario FILE --intervals N --json` prints
-`{"intervals": [...], "total": {...}}` (see `result_json`); without `--json`, a short summary. Exit status:
+`{"intervals": [...], "total": {...}}` (see `result_json`; with `--market dayahead` the total also carries
+`dayahead`: the stability check and the make-whole uplift); without `--json`, a short summary. Exit status:
 0 on success, 2 for a bad scenario or arguments (one the day-ahead stage refuses too, e.g. a single microgrid),
 3 when no schedule exists or the market contract refuses the day-ahead trades or a settlement; each error is
 one line on stderr naming the cause.
@@ -63,7 +64,7 @@ def result_json(result: SimulationResult) -> dict[str, Any]:
             }
         )
     totals = result.totals()
-    total = {
+    total: dict[str, Any] = {
         "p2p_welfare": _num(float(totals["p2p_welfare"])),  # type: ignore[arg-type]
         "central_welfare": _num(float(totals["central_welfare"])),  # type: ignore[arg-type]
         "conventional_welfare": _num(float(totals["conventional_welfare"])),  # type: ignore[arg-type]
@@ -72,6 +73,18 @@ def result_json(result: SimulationResult) -> dict[str, Any]:
         "mg_cost_p2p": {k: _num(v) for k, v in sorted(totals["mg_cost_p2p"].items())},  # type: ignore[attr-defined]
         "mg_cost_conventional": {k: _num(v) for k, v in sorted(totals["mg_cost_conventional"].items())},  # type: ignore[attr-defined]
     }
+    d = result.dayahead
+    if d is not None:  # the day-ahead stage's stability check and its make-whole payments
+        total["dayahead"] = {
+            "stable": d.stable,
+            "max_deviation_gain": _num(d.max_deviation_gain),
+            "max_deviation_gain_with_uplift": _num(d.max_deviation_gain_with_uplift),
+            "uplift_funded": d.uplift_funded,
+            "uplift_total": _num(d.uplift_total),
+            "uplift_shortfall": _num(d.uplift_shortfall),
+            "uplift_credit": {k: _num(v) for k, v in sorted(d.uplift_credit.items())},
+            "uplift_charge": {k: _num(v) for k, v in sorted(d.uplift_charge.items())},
+        }
     return {"intervals": intervals, "total": total}
 
 
@@ -172,6 +185,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         + ("" if stable else " — NOT stable everywhere"),
         file=sys.stderr,
     )
+    d = result.dayahead
+    if d is not None:
+        paid = (
+            f"make-whole uplift {d.uplift_total:.4f} paid"
+            if d.uplift_funded
+            else f"make-whole uplift NOT funded (short {d.uplift_shortfall:.4f}), nothing paid"
+        )
+        print(
+            f"peergrid-market: day-ahead: largest day gain from deviating alone {d.max_deviation_gain:.4f}; "
+            f"{paid}; with it {d.max_deviation_gain_with_uplift:.4f}",
+            file=sys.stderr,
+        )
     return 0
 
 
