@@ -13,20 +13,32 @@ from __future__ import annotations
 import asyncio
 import inspect
 import json
+import random
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
 import pytest
 
+from peergrid_controller.bargaining import MemoryVenue, Outcome, Round, bargain
 from peergrid_controller.chain_venue import chain_rules
 from peergrid_controller.curve import ResponseCurve
+from peergrid_controller.market import Bid, Offer, Trade, micro_per_wh, wh
 from peergrid_controller.model import ContractRules
-from peergrid_controller.moves import BargainingConfig, Participant, role_at_mid
+from peergrid_controller.moves import BargainingConfig, Participant, capped, interval_price, role, role_at_mid
 from peergrid_controller.moves import make_bid as controller_make_bid
+from peergrid_controller.stability import Stability, check
 from peergrid_edge import chain_bargaining
-from peergrid_edge.chain_bargaining import MarketTerms, market_terms, unsold
+from peergrid_edge.chain_bargaining import (
+    MarketTerms,
+    bids_on_chain,
+    kept_prices,
+    market_terms,
+    offers_on_chain,
+    unsold,
+)
 from peergrid_edge.link import MqttLink
 from peergrid_edge.replicas import ChainSpec, EdgeLedger
 from peergrid_edge.trader import MarketAgent
@@ -69,14 +81,16 @@ def market_genesis(
     )  # fmt: skip
 
 
-def agent_on(ledger: EdgeLedger, node: Keypair, anonym: Keypair, sent: list[dict[str, Any]]) -> MarketAgent:
+def agent_on(
+    ledger: EdgeLedger, node: Keypair, anonym: Keypair, sent: list[dict[str, Any]], max_rounds: int = 30
+) -> MarketAgent:
     """A MarketAgent with only what bargaining uses; its transactions go through its own `_submit` (signed,
     waited for in a final block), each body also noted in `sent`."""
     agent = object.__new__(MarketAgent)
     agent.s = SimpleNamespace(phase_timeout_s=5.0)  # type: ignore[assignment]
     agent.d = SimpleNamespace(ledger=ledger, keypair=node, stopping=asyncio.Event())  # type: ignore[assignment]
     agent.anonym, agent.name = anonym, anonym.public.hex()
-    agent.cfg = BargainingConfig(max_rounds=30)
+    agent.cfg = BargainingConfig(max_rounds=max_rounds)
     agent.phase = ""
     real = agent._submit
 
@@ -90,15 +104,21 @@ def agent_on(ledger: EdgeLedger, node: Keypair, anonym: Keypair, sent: list[dict
 
 @dataclass
 class Played:
-    """One interval of `capped_market` on a real replica: x's bids as it submitted them (round 0's join
+    """One interval of a market on a real replica: x's bids as it submitted them (round 0's join
     included), what each buyer was allocated (Wh, from the closing's trades), each agent's role, and the
-    `spare` and `fills_capped` every call of `make_bid` by x was given."""
+    `spare` and `fills_capped` every call of `make_bid` by x was given; every MG's participant (named by its
+    anonym key), every body it sent, the rounds each agent played and the interval's outcome as the
+    chain holds it (final positions, the closing's trades)."""
 
     moves: list[dict[str, Any]]
     allocated: dict[str, int]
     roles: dict[str, str]
     given: list[tuple[dict[str, float] | None, bool]]
     keys: dict[str, str]  # name -> anonym key (hex)
+    people: list[Participant]
+    sent: dict[str, list[dict[str, Any]]]
+    rounds: list[int]
+    outcome: Outcome
 
 
 def play(
@@ -106,8 +126,12 @@ def play(
     params: Params,
     monkeypatch: pytest.MonkeyPatch,
     market: dict[str, tuple[ResponseCurve, ContractRules, bool]],
+    opening: bool = False,
+    max_rounds: int = 30,
 ) -> Played:
-    """Every MG of `market` bargains interval T on one real replica, each through its own agent."""
+    """Every MG of `market` bargains interval T on one real replica, each through its own agent. With
+    `opening` sellers open at the interval's price (`moves.interval_price`, what `bargaining.bargain` opens
+    at) and roles follow it; otherwise as the trader plays today (mid price)."""
     authority = Keypair.generate()
     anonyms = {name: Keypair.generate() for name in market}
     genesis = market_genesis(authority, anonyms, {n: r for n, (_, r, _) in market.items()}, params)
@@ -125,23 +149,29 @@ def play(
     def make_bid(*args: Any, **kwargs: Any) -> Any:
         call = inspect.signature(real_make_bid).bind(*args, **kwargs)
         call.apply_defaults()
-        if call.arguments["buyer"].name == anonyms["x"].public.hex():
+        if "x" in anonyms and call.arguments["buyer"].name == anonyms["x"].public.hex():
             spare = call.arguments["spare"]
             given.append((None if spare is None else dict(spare), call.arguments["fills_capped"]))
         return real_make_bid(*args, **kwargs)
 
     monkeypatch.setattr(chain_bargaining, "make_bid", make_bid)
 
+    people = [Participant(anonyms[n].public.hex(), c, r, clean) for n, (c, r, clean) in market.items()]
+    premium = max(p.rules.clean_premium for p in people)
+    price = interval_price(lambda x: sum(capped(p, x) for p in people), FEED_IN, RETAIL + premium)
+    rounds: list[int] = []
+
     async def day() -> None:
         ledger.start()
         try:
             plays = []
-            for name, (curve, rules, clean) in market.items():
-                agent = agent_on(ledger, authority, anonyms[name], sent[name])
-                me = Participant(agent.name, curve, rules, clean)
-                roles[name] = role_at_mid(me, FEED_IN, RETAIL)
-                plays.append(chain_bargaining.bargain(agent, T, me, roles[name], FEED_IN, RETAIL, 0.0))
-            await asyncio.wait_for(asyncio.gather(*plays), 120)
+            for name, me in zip(market, people, strict=True):
+                agent = agent_on(ledger, authority, anonyms[name], sent[name], max_rounds)
+                roles[name] = role(me, price) if opening else role_at_mid(me, FEED_IN, RETAIL)
+                plays.append(chain_bargaining.bargain(agent, T, me, roles[name], FEED_IN, RETAIL, premium,
+                                                      price if opening else None))  # fmt: skip
+            histories = await asyncio.wait_for(asyncio.gather(*plays), 120)
+            rounds.extend(len(h) for h in histories)
         finally:
             ledger.close()
 
@@ -151,8 +181,25 @@ def play(
     for _, trade in query.trades(ledger.state("mgmc"), T):
         buyer = names[trade["buyer"]]
         allocated[buyer] = allocated.get(buyer, 0) + trade["quantity"]
-    moves = [b for b in sent["x"] if b["kind"] in ("bid", "move") and "demands" in b]
-    return Played(moves, allocated, roles, given, {n: k.public.hex() for n, k in anonyms.items()})
+    moves = [b for b in sent.get("x", []) if b["kind"] in ("bid", "move") and "demands" in b]
+    keys = {n: k.public.hex() for n, k in anonyms.items()}
+    return Played(
+        moves, allocated, roles, given, keys, people, sent, rounds, chain_outcome(ledger.state("mgmc"))
+    )
+
+
+def chain_outcome(state: Any) -> Outcome:
+    """The interval as the chain holds it once closed: the final positions (one round) and the trades."""
+    offers = [
+        Offer(s.hex(), T, p / 1000, q / 1000, c) for s, (p, q, c, _) in offers_on_chain(state, T).items()
+    ]
+    bids = [
+        Bid(b.hex(), T, tuple((s.hex(), q / 1000) for s, q in dem))
+        for b, (dem, _) in bids_on_chain(state, T).items()
+    ]
+    trades = tuple(Trade(T, tr["seller"].hex(), tr["buyer"].hex(), tr["quantity"] / 1000, tr["price"] / 1000)
+                   for _, tr in query.trades(state, T))  # fmt: skip
+    return Outcome(T, (Round(0, tuple(offers), tuple(bids), trades, ()),), True, trades)
 
 
 def asked(move: dict[str, Any]) -> int:
@@ -228,16 +275,16 @@ def test_the_terms_come_from_the_members_public_rules_and_the_chains_genesis() -
         "maximum only": ContractRules(max_quantity_kwh=5.0, floor_price=0.07),  # ranks no offer apart
     }
     for name, ranked in kinds.items():
-        for params, capped in ((Params(), False), (Params(cap_on_fills=1), True)):
+        for params, fills_capped in ((Params(), False), (Params(cap_on_fills=1), True)):
             keys = {**plain, "r": Keypair.generate()}
             rules = {"p": ContractRules(), "q": ContractRules(), "r": ranked}
             chain = LocalChain(market_genesis(authority, keys, rules, params), authority)
             members = {k.public for k in keys.values()}
-            expected = MarketTerms(name != "maximum only", capped)
+            expected = MarketTerms(name != "maximum only", fills_capped)
             assert market_terms(chain.state, chain.genesis, T, members) == expected, name
             # without that member nobody's rules rank offers apart
             others = {keys["p"].public, keys["q"].public}
-            assert market_terms(chain.state, chain.genesis, T, others) == MarketTerms(False, capped)
+            assert market_terms(chain.state, chain.genesis, T, others) == MarketTerms(False, fills_capped)
 
 
 def test_unsold_is_offered_minus_asked_above_the_tolerance() -> None:
@@ -251,3 +298,117 @@ def test_unsold_is_offered_minus_asked_above_the_tolerance() -> None:
         b.hex(): pytest.approx(4.0),
         c.hex(): pytest.approx(6.0),
     }
+
+
+# ------------------------------------------------------------------ convergence like the simulation's (issue 7)
+
+Moves = tuple[dict[str, tuple[int, int]], dict[str, tuple[tuple[str, int], ...]]]  # one round's offers, bids
+
+
+def edge_moves(played: Played) -> list[Moves]:
+    """Each round's offers (price, Wh) and bids ((seller, Wh), ...) as the agents submitted them."""
+    by_round: dict[int, Moves] = {}
+    for name, bodies in played.sent.items():
+        for body in bodies:
+            if body["kind"] not in ("offer", "move") or body["round"] < 1:
+                continue  # a buyer's empty join, the closing
+            offers, bids = by_round.setdefault(body["round"], ({}, {}))
+            if "price" in body:
+                offers[played.keys[name]] = (body["price"], body["quantity"])
+            elif "demands" in body:
+                bids[played.keys[name]] = tuple((d["seller"].hex(), d["quantity"]) for d in body["demands"])
+    return [by_round[r] for r in sorted(by_round)]
+
+
+def simulated_moves(outcome: Outcome) -> list[Moves]:
+    return [
+        (
+            {o.seller: (micro_per_wh(o.price), wh(o.quantity_kwh)) for o in r.offers},
+            {b.buyer: tuple((s, wh(q)) for s, q in b.requests) for b in r.bids},
+        )
+        for r in outcome.rounds
+    ]
+
+
+def stability_of(people: list[Participant], outcome: Outcome) -> Stability:
+    """The simulation's own check, with its tolerance (a tick on the volume traded) and its band."""
+    cfg = BargainingConfig()
+    volume = sum(t.quantity_kwh for t in outcome.trades)
+    return check(people, outcome, cfg.price_tolerance * max(volume, 1.0), cfg.price_band)
+
+
+def seeded_market(seed: int) -> dict[str, tuple[ResponseCurve, ContractRules, bool]]:
+    """Five MGs drawn from `seed`: two or three sellers (a floor now and then, clean or not), the rest buyers
+    with two-step curves and owners' rules that rank offers apart (a clean premium, a cap, clean only) or cap
+    the quantity."""
+    rng = random.Random(seed)
+    sellers = rng.choice((2, 3))
+    market: dict[str, tuple[ResponseCurve, ContractRules, bool]] = {}
+    for i in range(5):
+        if i < sellers:
+            cost = rng.choice((0.08, 0.09, 0.1, 0.11, 0.12))
+            curve = ResponseCurve(
+                (0.05, cost, cost + 0.03), (0.0, rng.uniform(5, 15), rng.uniform(16, 30)), 0.30
+            )
+            rules = ContractRules(floor_price=rng.choice((0.0, 0.0, cost + 0.01)))
+            market[f"s{i}"] = (curve, rules, rng.random() < 0.6)
+        else:
+            high, low = rng.uniform(3, 12), rng.uniform(3, 12)
+            value = rng.choice((0.16, 0.18, 0.2, 0.22))
+            curve = ResponseCurve((0.05, value - 0.04, value), (-high - low, -high, 0.0), 0.30)
+            rules = rng.choice((
+                ContractRules(clean_premium=rng.choice((0.001, 0.005, 0.01))),
+                ContractRules(cap_price=value - 0.02),
+                ContractRules(clean_only=True),
+                ContractRules(max_quantity_kwh=round(rng.uniform(4, 10), 1)),
+            ))  # fmt: skip
+            market[f"b{i}"] = (curve, rules, False)
+    return market
+
+
+CASES = {
+    "5-MG owner rules": y_ranks_offers_apart,
+    **{f"seed {k}": partial(seeded_market, k) for k in (1, 2, 3)},
+}
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_opened_at_the_interval_price_the_edge_plays_the_simulations_rounds_and_ends_stable(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, case: str
+) -> None:
+    market = CASES[case]()
+    played = play(tmp_path, Params(credit_limit=10**12, cap_on_fills=1), monkeypatch, market, opening=True)
+    simulated = bargain(
+        played.people,
+        T,
+        FEED_IN,
+        RETAIL,
+        MemoryVenue({p.name: p.rules for p in played.people}, cap_on_fills=True),
+    )
+    assert simulated.converged and all(not r.rejected for r in simulated.rounds)
+    rounds = len(simulated.rounds)
+    # move for move: the same offers and bids in every round the simulation played (the smoothed fills, the
+    # bands and the stop are the same), then one round that repeats the last: how the chain sees that no
+    # seller moves and no buyer would ask differently
+    moves = edge_moves(played)
+    assert moves[:rounds] == simulated_moves(simulated)
+    assert len(moves) == rounds + 1 and moves[rounds] == moves[rounds - 1]
+    assert set(played.rounds) == {rounds + 1} and rounds + 1 < 30  # every agent stopped there, in the cap
+
+    # the contract agreed the simulation's trades, and no MG gains more than the tolerance by deviating alone
+    def agreed(trades: tuple[Trade, ...]) -> list[tuple[str, str, int, int]]:
+        return sorted((t.seller, t.buyer, micro_per_wh(t.price), wh(t.quantity_kwh)) for t in trades)
+
+    assert agreed(played.outcome.trades) == agreed(simulated.trades) and played.outcome.trades
+    stability = stability_of(played.people, played.outcome)
+    assert stability.stable, stability.taker_gain
+
+
+def test_prices_count_as_kept_only_when_every_seller_posts_the_same_price_again() -> None:
+    a, b = b"\x0a" * 32, b"\x0b" * 32
+    before = {a: (110, 10_000, True, 4), b: (115, 30_000, False, 4)}
+    # a new round, new quantities (a reopening's curve): the prices are what counts
+    assert kept_prices(before, {a: (110, 9_000, True, 5), b: (115, 30_000, False, 5)})
+    assert not kept_prices(before, {a: (109, 10_000, True, 5), b: (115, 30_000, False, 5)})
+    assert not kept_prices(before, {a: (110, 10_000, True, 5)})  # a seller left: not a quiet round
+    assert not kept_prices({a: before[a]}, before)  # one joined

@@ -37,6 +37,7 @@ from peergrid_controller.model import ContractRules
 from peergrid_controller.moves import (
     MAX_REQUESTS,
     BargainingConfig,
+    ExpectedFill,
     Participant,
     SellerState,
     adjust,
@@ -45,6 +46,8 @@ from peergrid_controller.moves import (
     make_bid,
     make_offer,
     open_seller,
+    price_band,
+    same_requests,
     split_roles,
 )
 
@@ -166,14 +169,6 @@ class Outcome:
     trades: tuple[Trade, ...]  # agreed by the contract from the final positions
 
 
-def _same(a: Bid, b: Bid, cfg: BargainingConfig) -> bool:
-    left, right = dict(a.requests), dict(b.requests)
-    return all(
-        abs(left.get(s, 0.0) - right.get(s, 0.0)) <= cfg.quantity_tolerance
-        for s in left.keys() | right.keys()
-    )
-
-
 def bargain(
     participants: Sequence[Participant],
     interval: int,
@@ -191,6 +186,7 @@ def bargain(
     sellers, buyers = split_roles(participants, feed_in, retail, price)
     states: dict[str, SellerState] = {s.name: open_seller(s, feed_in, upper, cfg, price) for s in sellers}
     rounds: list[Round] = []
+    expected = ExpectedFill()
     fill: dict[str, float] = {}
     # buyers rank the same offers apart only through their owners' rules (clean premium, clean-only, cap).
     # Without such rules every buyer asks a level's sellers in proportion to their offers, so all are rationed
@@ -204,11 +200,8 @@ def bargain(
     spare: dict[str, float] | None = {} if ranked_apart else None
     fills_capped = bool(getattr(venue, "cap_on_fills", False))
     converged = False
-    quiet = 0
     for number in range(1, cfg.max_rounds + 1):
-        # buyers widen what counts as one price level by a tick every `patience` rounds: sellers a tick or
-        # two apart would otherwise trade the whole demand back and forth (Bertrand-Edgeworth cycling)
-        band = cfg.price_band + cfg.price_tolerance * (number // cfg.patience)
+        band = price_band(number, cfg)
         rejected: list[str] = []
         offers = []
         for s in sellers:
@@ -239,15 +232,8 @@ def bargain(
             adjust(states[o.seller], by_name[o.seller], o.quantity_kwh, asked.get(o.seller, 0.0), cfg)
             for o in offers
         ]
-        # buyers' expected fill per seller, smoothed: acting on last round's fill alone makes the crowd swing
-        # from one seller to the next and back while prices move (a cobweb). Once every seller has been
-        # content for two rounds, prices stand still and buyers count on the fill they actually got.
-        quiet = quiet + 1 if all(content) else 0
-        exact = {
-            o.seller: min(1.0, o.quantity_kwh / asked[o.seller]) if asked.get(o.seller, 0.0) > 0 else 1.0
-            for o in offers
-        }
-        fill = exact if quiet >= 2 else {s: 0.5 * fill.get(s, 1.0) + 0.5 * f for s, f in exact.items()}
+        # buyers' expected fill per seller, smoothed across rounds (the edge agents keep the same estimate)
+        fill = expected.observe({o.seller: o.quantity_kwh for o in offers}, asked, all(content))
         # energy a seller left unsold this round (public): only there is a short buyer's extra request served
         # next round; a seller asked exactly what it offers has nothing more to give (measured: extra requests
         # sent to such sellers made the crowd leave and return every other round, a two-round cycle)
@@ -258,7 +244,7 @@ def bargain(
                 if o.quantity_kwh - asked.get(o.seller, 0.0) > cfg.quantity_tolerance
             }
         if all(content) and all(
-            _same(make_bid(b, offers, interval, band, fill, spare, fills_capped), bid, cfg)
+            same_requests(make_bid(b, offers, interval, band, fill, spare, fills_capped), bid, cfg)
             for b, bid in wanted
         ):
             converged = True  # no seller moves and no buyer would ask differently next round

@@ -5,7 +5,8 @@ Public API shared by the in-memory bargaining (`bargaining.py`) and the edge's b
   posted prices with net quantities, bisection on the chain's tick), and `role(participant, price)` from it;
 - `open_seller` and `adjust` — a seller's price: start, then raise when sold out, lower when unsold (never
   below what still covers what it sells, never outside its bounds);
-- `make_offer` and `make_bid` — the moves themselves (an offer of zero kWh is a withdrawal).
+- `make_offer` and `make_bid` — the moves themselves (an offer of zero kWh is a withdrawal);
+- `ExpectedFill` — the fill per seller a buyer counts on, smoothed across rounds from public positions only.
 Individual rationality: a seller's lowest price is the highest of its floor, the DSO's feed-in price and its own
 first unit's cost; a buyer asks only what its own curve (built with the DSO at retail beside it) still wants at
 the offer's effective price. With a curve whose future has the DSO only, no accepted move leaves the MG worse off
@@ -25,6 +26,7 @@ from peergrid_controller.model import ContractRules
 __all__ = [
     "MAX_REQUESTS",
     "BargainingConfig",
+    "ExpectedFill",
     "Participant",
     "SellerState",
     "adjust",
@@ -32,8 +34,10 @@ __all__ = [
     "make_bid",
     "make_offer",
     "open_seller",
+    "price_band",
     "role",
     "role_at_mid",
+    "same_requests",
     "split_roles",
 ]
 
@@ -232,8 +236,54 @@ def make_bid(
     return Bid(buyer.name, interval, tuple(sorted(requests.items())))
 
 
+def price_band(number: int, cfg: BargainingConfig) -> float:
+    """How far apart in effective price offers may be and still count as one level to a buyer in round
+    `number` (from 1): buyers widen it by a tick every `patience` rounds, since sellers a tick or two apart
+    would otherwise trade the whole demand back and forth (Bertrand-Edgeworth cycling)."""
+    return cfg.price_band + cfg.price_tolerance * (number // cfg.patience)
+
+
+def same_requests(a: Bid, b: Bid, cfg: BargainingConfig) -> bool:
+    """Two bids ask every seller for the same quantity, within the quantity tolerance."""
+    left, right = dict(a.requests), dict(b.requests)
+    return all(
+        abs(left.get(s, 0.0) - right.get(s, 0.0)) <= cfg.quantity_tolerance
+        for s in left.keys() | right.keys()
+    )
+
+
 def _fill(fill: Mapping[str, float] | None, seller: str) -> float:
     return fill.get(seller, 1.0) if fill else 1.0
+
+
+@dataclass
+class ExpectedFill:
+    """The share of its requests a buyer expects each seller to serve (`make_bid`'s `fill`), across rounds.
+
+    Public inputs only: each round's offered and asked kWh per seller, and whether every seller kept its price
+    for the next round (`adjust` is content exactly when the posted price stays on the same tick, so anyone
+    can tell it from two rounds' offers). Acting on last round's fill alone makes the crowd of buyers swing
+    from one seller to the next and back while prices move (a cobweb), so the estimate is the mean of the
+    previous one (1 before any) and the fill just seen; once every seller has been content for two rounds in
+    a row, prices stand still and buyers count on the fill they actually got. Every buyer that observes the
+    same rounds holds the same estimate (the in-memory bargaining and the edge agents on the chain alike).
+    """
+
+    share: dict[str, float] = field(default_factory=dict)
+    quiet: int = 0  # rounds in a row in which every seller was content
+
+    def observe(
+        self, offered: Mapping[str, float], asked: Mapping[str, float], content: bool
+    ) -> dict[str, float]:
+        """Take in one round (kWh offered and asked per seller that posted) and return the estimate to
+        bid with next round. `content`: no seller moves its price after this round."""
+        self.quiet = self.quiet + 1 if content else 0
+        exact = {s: min(1.0, q / asked[s]) if asked.get(s, 0.0) > 0 else 1.0 for s, q in offered.items()}
+        if self.quiet >= 2:
+            self.share = exact
+        else:
+            self.share = {s: 0.5 * self.share.get(s, 1.0) + 0.5 * f for s, f in exact.items()}
+        return self.share
 
 
 def adjust(

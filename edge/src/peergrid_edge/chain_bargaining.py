@@ -26,14 +26,17 @@ from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 from peergrid_controller.adjustment import Adjustment
-from peergrid_controller.market import Offer, micro_per_wh, wh
+from peergrid_controller.market import Bid, Offer, micro_per_wh, wh
 from peergrid_controller.moves import (  # the controller's public per-MGMC moves
+    ExpectedFill,
     Participant,
     SellerState,
     adjust,
     make_bid,
     make_offer,
     open_seller,
+    price_band,
+    same_requests,
 )
 from peergrid_controller.rebargain import curve_within
 from peergrid_ledger import keys, query
@@ -122,6 +125,15 @@ def unsold(
     return {s.hex(): kwh for s, kwh in left.items() if kwh > tolerance_kwh}
 
 
+def kept_prices(
+    before: dict[bytes, tuple[int, int, bool, int]], after: dict[bytes, tuple[int, int, bool, int]]
+) -> bool:
+    """Every seller of the earlier round posts the same price in the later one, and no seller joined or
+    left: public proof that every seller was content (`moves.adjust` is content exactly when its posted
+    price stays on the same tick), what `ExpectedFill` needs to know."""
+    return before.keys() == after.keys() and all(after[s][0] == p for s, (p, _, _, _) in before.items())
+
+
 async def _barrier(agent: MarketAgent, t: int, side: str, r: int, expected: set[bytes]) -> set[bytes]:
     """Wait for every expected peer's move of round r in a final block; those that missed the phase are
     left out of the interval's later phases (a dead MGMC costs one phase timeout, not one per phase)."""
@@ -135,13 +147,23 @@ async def _barrier(agent: MarketAgent, t: int, side: str, r: int, expected: set[
 
 
 async def bargain(
-    agent: MarketAgent, t: int, me: Participant, role: str, feed_in: float, retail: float, premium: float
+    agent: MarketAgent,
+    t: int,
+    me: Participant,
+    role: str,
+    feed_in: float,
+    retail: float,
+    premium: float,
+    opening: float | None = None,
 ) -> list[dict[str, Any]]:
+    """`opening`: the interval's price when the MGMCs know it (`moves.interval_price`, what
+    `bargaining.bargain` opens at): a seller opens there, two ticks a step, and the rounds are the
+    simulation's move for move. None (no price call on the chain yet): the middle of its bounds."""
     agent.phase = "join"
     cfg = agent.cfg
     seller_state: SellerState | None = None
     if role == "seller":
-        seller_state = open_seller(me, feed_in, retail + premium, cfg)
+        seller_state = open_seller(me, feed_in, retail + premium, cfg, opening)
         offer = make_offer(me, seller_state.price, t)
         if wh(offer.quantity_kwh) <= 0:
             role, seller_state = "neither", None
@@ -199,7 +221,12 @@ async def _rounds(
     history: list[dict[str, Any]] = []
     prev_offers: dict[bytes, tuple[int, int, bool, int]] | None = None
     prev_bids: dict[bytes, tuple[tuple[tuple[bytes, int], ...], int]] | None = None
+    # the fill each seller is expected to serve, smoothed as `bargaining.bargain` smooths it: a round's
+    # offered and asked, taken in once the next round's offers show whether every seller kept its price
+    expected = ExpectedFill()
     fill: dict[str, float] = {}
+    seen: tuple[dict[str, float], dict[str, float]] | None = None
+    posted: Bid | None = None  # this buyer's last bid
     # read once the interval has sellers (nothing to bid on otherwise): every MGMC reads the same members'
     # rules and the same genesis, so all move by the same terms
     terms = (
@@ -228,10 +255,21 @@ async def _rounds(
                 "quantity": wh(offer.quantity_kwh)})  # fmt: skip
         sellers = await _barrier(agent, t, "sellers", r, sellers)
         offers = offers_on_chain(agent.ledger.state("mgmc"), t)
+        held = prev_offers is not None and kept_prices(prev_offers, offers)
+        if seen is not None:
+            fill = expected.observe(*seen, held)
         if agent.anonym.public in buyers:
-            band = cfg.price_band + cfg.price_tolerance * ((r - first + 1) // cfg.patience)
             public = [Offer(s.hex(), t, p / 1000, q / 1000, c) for s, (p, q, c, _) in offers.items()]
-            bid = make_bid(me, public, t, band, fill, spare, terms.fills_capped)
+            # `bargain` stops once no seller moves and no buyer would ask differently in the round's band;
+            # here that shows as a round that repeats the last one, so a buyer whose last bid still stands
+            # (prices held, same asks in last round's band) posts it again as it was
+            bid = None
+            if held and posted is not None:
+                again = make_bid(me, public, t, price_band(r - first, cfg), fill, spare, terms.fills_capped)
+                bid = posted if same_requests(again, posted, cfg) else None
+            if bid is None:
+                bid = make_bid(me, public, t, price_band(r - first + 1, cfg), fill, spare, terms.fills_capped)
+            posted = bid
             wanted = sorted((bytes.fromhex(s), wh(q)) for s, q in bid.requests if wh(q) > 0)
             demands = [{"seller": seller, "quantity": quantity} for seller, quantity in wanted]
             await agent._submit("mgmc", agent.anonym, "move", {"interval": t, "round": r, "demands": demands})
@@ -241,7 +279,8 @@ async def _rounds(
         for dem, _ in bids.values():
             for s, q in dem:
                 asked_by[s] = asked_by.get(s, 0) + q
-        fill = {s.hex(): min(1.0, offers[s][1] / asked_by[s]) for s in offers if asked_by.get(s, 0) > 0}
+        seen = ({s.hex(): q / 1000 for s, (_, q, _, _) in offers.items()},
+                {s.hex(): q / 1000 for s, q in asked_by.items()})  # fmt: skip
         if spare is not None:
             spare = unsold(offers, asked_by, cfg.quantity_tolerance)
         history.append(
