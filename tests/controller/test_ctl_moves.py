@@ -1,4 +1,5 @@
-"""The public per-MGMC moves: the interval price call, roles, the IR guard, the genset option, withdrawal."""
+"""The public per-MGMC moves: the interval price call, roles, the IR guard, the genset option, withdrawal, the
+buyers' smoothed expected fill."""
 
 from __future__ import annotations
 
@@ -13,15 +14,18 @@ from peergrid_controller.bargaining import MemoryVenue, bargain
 from peergrid_controller.builder import MgState
 from peergrid_controller.commitment import Options, envelope, flipped
 from peergrid_controller.curve import ResponseCurve, guarded
+from peergrid_controller.market import Bid
 from peergrid_controller.model import ContractRules
 from peergrid_controller.moves import (
     BargainingConfig,
+    ExpectedFill,
     Participant,
     adjust,
     interval_price,
     make_offer,
     open_seller,
     role,
+    same_requests,
 )
 from peergrid_controller.schedule import MgSchedule
 
@@ -148,3 +152,50 @@ def test_after_settle_after_rounds_a_sold_out_seller_no_longer_raises() -> None:
     assert adjust(state, seller, 10.0, 10.0, cfg)  # content
     assert not adjust(state, seller, 10.0, 4.0, cfg)  # but it still lowers when it sells less
     assert state.price < prices[5]
+
+
+# ------------------------------------------------------------------------- the buyers' expected fill (issue 7)
+
+
+def test_the_expected_fill_halves_towards_what_was_seen_until_prices_have_rested_two_rounds() -> None:
+    fills = ExpectedFill()
+    offered, asked = {"a": 10.0, "b": 10.0, "c": 5.0}, {"a": 20.0, "b": 5.0}
+    # a rationed seller (a served half) counts for the mean of 1 and 1/2; one not rationed, or not asked, for 1
+    assert fills.observe(offered, asked, content=False) == {"a": 0.75, "b": 1.0, "c": 1.0}
+    assert fills.observe(offered, asked, content=True) == {"a": 0.625, "b": 1.0, "c": 1.0}
+    # the second round in a row in which no seller moved: buyers count on the fill they got
+    assert fills.observe(offered, asked, content=True) == {"a": 0.5, "b": 1.0, "c": 1.0}
+    assert fills.quiet == 2
+    # a seller moves: smoothing again, from the last estimate
+    assert fills.observe(offered, {"a": 40.0}, content=False) == {"a": 0.375, "b": 1.0, "c": 1.0}
+    assert fills.quiet == 0
+    # a seller that posts no offer drops out of the estimate (a buyer then counts on 1, as make_bid reads it)
+    assert fills.observe({"b": 10.0}, asked, content=False) == {"b": 1.0}
+
+
+@given(
+    curves(),
+    st.floats(0.06, 0.29),
+    st.lists(st.tuples(st.floats(0.0, 30.0), st.floats(0.0, 40.0)), min_size=1, max_size=40),
+    st.integers(1, 30),
+)
+@settings(max_examples=200, deadline=None)
+def test_a_seller_is_content_exactly_when_its_posted_price_stays_on_its_tick(
+    curve: ResponseCurve, start: float, responses: list[tuple[float, float]], settle_after: int
+) -> None:
+    """What the edge reads off the chain (`kept_prices`) for `ExpectedFill`: no seller moved its price."""
+    seller = Participant("s", curve, ContractRules(), True)
+    cfg = BargainingConfig(settle_after=settle_after)
+    state = open_seller(seller, LO, HI, cfg, start)
+    for offered, asked in responses:
+        before = make_offer(seller, state.price, 1).price
+        content = adjust(state, seller, offered, asked, cfg)
+        assert content == (make_offer(seller, state.price, 1).price == before)
+
+
+def test_same_requests_ignores_what_is_within_the_quantity_tolerance() -> None:
+    cfg = BargainingConfig(quantity_tolerance=0.01)
+    bid = Bid("x", 1, (("a", 5.0), ("b", 2.0)))
+    assert same_requests(bid, Bid("x", 1, (("a", 5.005), ("b", 2.0))), cfg)
+    assert not same_requests(bid, Bid("x", 1, (("a", 5.0),)), cfg)  # b no longer asked
+    assert not same_requests(bid, Bid("x", 1, (("a", 5.0), ("b", 2.0), ("c", 0.5))), cfg)
