@@ -412,3 +412,21 @@ def test_prices_count_as_kept_only_when_every_seller_posts_the_same_price_again(
     assert not kept_prices(before, {a: (109, 10_000, True, 5), b: (115, 30_000, False, 5)})
     assert not kept_prices(before, {a: (110, 10_000, True, 5)})  # a seller left: not a quiet round
     assert not kept_prices({a: before[a]}, before)  # one joined
+
+
+def test_as_the_trader_plays_it_from_the_mid_price_the_owner_rules_case_converges_and_is_stable(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """No price call on the chain yet: sellers open in the middle of their bounds. Measured: 29 rounds (27
+    before the smoothing), past the edge's default cap of 12 (MarketSettings.max_rounds); stable either way."""
+    played = play(
+        tmp_path,
+        Params(credit_limit=10**12, cap_on_fills=1),
+        monkeypatch,
+        y_ranks_offers_apart(),
+        max_rounds=40,
+    )
+    moves = edge_moves(played)
+    assert max(played.rounds) < 40 and moves[-1] == moves[-2]  # stopped on a repeated round, not the cap
+    stability = stability_of(played.people, played.outcome)
+    assert stability.stable, stability.taker_gain
