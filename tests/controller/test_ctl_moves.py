@@ -24,6 +24,7 @@ from peergrid_controller.moves import (
     interval_price,
     make_offer,
     open_seller,
+    prices_kept,
     role,
     same_requests,
 )
@@ -190,7 +191,16 @@ def test_a_seller_is_content_exactly_when_its_posted_price_stays_on_its_tick(
     for offered, asked in responses:
         before = make_offer(seller, state.price, 1).price
         content = adjust(state, seller, offered, asked, cfg)
-        assert content == (make_offer(seller, state.price, 1).price == before)
+        after = make_offer(seller, state.price, 1).price
+        assert content == (after == before) == prices_kept({"s": before, "o": 0.1}, {"s": after, "o": 0.1})
+
+
+def test_prices_count_as_kept_only_when_every_seller_posts_the_same_price_again() -> None:
+    before = {"a": 0.110, "b": 0.115}
+    assert prices_kept(before, {"a": 0.1100000001, "b": 0.115})  # the same tick
+    assert not prices_kept(before, {"a": 0.109, "b": 0.115})
+    assert not prices_kept(before, {"a": 0.110})  # a seller left: not a quiet round
+    assert not prices_kept({"a": 0.110}, before)  # one joined
 
 
 def test_same_requests_ignores_what_is_within_the_quantity_tolerance() -> None:

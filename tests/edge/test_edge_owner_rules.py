@@ -34,7 +34,6 @@ from peergrid_edge import chain_bargaining
 from peergrid_edge.chain_bargaining import (
     MarketTerms,
     bids_on_chain,
-    kept_prices,
     market_terms,
     offers_on_chain,
     unsold,
@@ -402,16 +401,6 @@ def test_opened_at_the_interval_price_the_edge_plays_the_simulations_rounds_and_
     assert agreed(played.outcome.trades) == agreed(simulated.trades) and played.outcome.trades
     stability = stability_of(played.people, played.outcome)
     assert stability.stable, stability.taker_gain
-
-
-def test_prices_count_as_kept_only_when_every_seller_posts_the_same_price_again() -> None:
-    a, b = b"\x0a" * 32, b"\x0b" * 32
-    before = {a: (110, 10_000, True, 4), b: (115, 30_000, False, 4)}
-    # a new round, new quantities (a reopening's curve): the prices are what counts
-    assert kept_prices(before, {a: (110, 9_000, True, 5), b: (115, 30_000, False, 5)})
-    assert not kept_prices(before, {a: (109, 10_000, True, 5), b: (115, 30_000, False, 5)})
-    assert not kept_prices(before, {a: (110, 10_000, True, 5)})  # a seller left: not a quiet round
-    assert not kept_prices({a: before[a]}, before)  # one joined
 
 
 def test_as_the_trader_plays_it_from_the_mid_price_the_owner_rules_case_converges_and_is_stable(

@@ -35,6 +35,7 @@ __all__ = [
     "make_offer",
     "open_seller",
     "price_band",
+    "prices_kept",
     "role",
     "role_at_mid",
     "same_requests",
@@ -249,6 +250,15 @@ def same_requests(a: Bid, b: Bid, cfg: BargainingConfig) -> bool:
     return all(
         abs(left.get(s, 0.0) - right.get(s, 0.0)) <= cfg.quantity_tolerance
         for s in left.keys() | right.keys()
+    )
+
+
+def prices_kept(before: Mapping[str, float], after: Mapping[str, float]) -> bool:
+    """Every seller posts the same price (per kWh) in the later round as in the earlier one, and none joined or
+    left: since `adjust` is content exactly when the posted price stays on its tick, this is how anyone who
+    sees only the offers tells that every seller was content (`ExpectedFill.observe`'s `content`)."""
+    return before.keys() == after.keys() and all(
+        price_tick(after[s]) == price_tick(p) for s, p in before.items()
     )
 
 

@@ -16,7 +16,11 @@ A buyer moves as `peergrid_controller.bargaining.bargain` has it move (`market_t
 left unsold last round (`spare`, offered minus asked on the chain) when some member's owner rules (public, on the
 chain) rank offers apart, and with its maximum capping its expected fills rather than its requests when the
 chain's genesis says the contract caps allocations (`cap_on_fills`); an agent without them kept the moves and
-the instability those fixes removed.
+the instability those fixes removed. It counts on the fill each seller gave as `bargain` does, smoothed across
+rounds (`moves.ExpectedFill`; "every seller content" is read off the chain as "every posted price kept"), and
+a buyer whose last bid still stands (prices kept, same asks in last round's band) posts it again unchanged, so
+a round that repeats the last is `bargain`'s stop one round later. Opened at the same price (`opening`), the
+rounds are `bargain`'s move for move (tests/edge/test_edge_owner_rules.py).
 """
 
 from __future__ import annotations
@@ -36,6 +40,7 @@ from peergrid_controller.moves import (  # the controller's public per-MGMC move
     make_offer,
     open_seller,
     price_band,
+    prices_kept,
     same_requests,
 )
 from peergrid_controller.rebargain import curve_within
@@ -123,15 +128,6 @@ def unsold(
     extra request is sent next round only there (`make_bid`'s `spare`)."""
     left = {s: (q - asked_by.get(s, 0)) / 1000 for s, (_, q, _, _) in offers.items()}
     return {s.hex(): kwh for s, kwh in left.items() if kwh > tolerance_kwh}
-
-
-def kept_prices(
-    before: dict[bytes, tuple[int, int, bool, int]], after: dict[bytes, tuple[int, int, bool, int]]
-) -> bool:
-    """Every seller of the earlier round posts the same price in the later one, and no seller joined or
-    left: public proof that every seller was content (`moves.adjust` is content exactly when its posted
-    price stays on the same tick), what `ExpectedFill` needs to know."""
-    return before.keys() == after.keys() and all(after[s][0] == p for s, (p, _, _, _) in before.items())
 
 
 async def _barrier(agent: MarketAgent, t: int, side: str, r: int, expected: set[bytes]) -> set[bytes]:
@@ -227,6 +223,7 @@ async def _rounds(
     fill: dict[str, float] = {}
     seen: tuple[dict[str, float], dict[str, float]] | None = None
     posted: Bid | None = None  # this buyer's last bid
+    prev_prices: dict[str, float] | None = None
     # read once the interval has sellers (nothing to bid on otherwise): every MGMC reads the same members'
     # rules and the same genesis, so all move by the same terms
     terms = (
@@ -255,7 +252,8 @@ async def _rounds(
                 "quantity": wh(offer.quantity_kwh)})  # fmt: skip
         sellers = await _barrier(agent, t, "sellers", r, sellers)
         offers = offers_on_chain(agent.ledger.state("mgmc"), t)
-        held = prev_offers is not None and kept_prices(prev_offers, offers)
+        prices = {s.hex(): p / 1000 for s, (p, _, _, _) in offers.items()}
+        held = prev_prices is not None and prices_kept(prev_prices, prices)
         if seen is not None:
             fill = expected.observe(*seen, held)
         if agent.anonym.public in buyers:
@@ -297,7 +295,7 @@ async def _rounds(
             and {k: v[:3] for k, v in offers.items()} == {k: v[:3] for k, v in prev_offers.items()}
             and {k: v[0] for k, v in bids.items()} == {k: v[0] for k, v in prev_bids.items()}
         )
-        prev_offers, prev_bids = offers, bids
+        prev_offers, prev_bids, prev_prices = offers, bids, prices
         if same:
             break
     # the lowest-keyed seller still here closes; if every seller dropped out, the lowest buyer (an interval
