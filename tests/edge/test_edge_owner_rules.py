@@ -419,3 +419,21 @@ def test_as_the_trader_plays_it_from_the_mid_price_the_owner_rules_case_converge
     assert max(played.rounds) < 40 and moves[-1] == moves[-2]  # stopped on a repeated round, not the cap
     stability = stability_of(played.people, played.outcome)
     assert stability.stable, stability.taker_gain
+
+
+@pytest.mark.parametrize("opening", [True, False], ids=["interval price", "mid price"])
+def test_a_seeded_owner_rules_market_the_old_agent_cycled_on_converges_and_is_stable(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, opening: bool
+) -> None:
+    """Seed 9 (two buyers paying clean premiums, a seller with a floor): the agent that acted on last round's
+    fill alone ran to the 50-round cap from either opening (measured; unstable from the interval price), as
+    the buyers swung between two bid patterns. With the smoothed fill it stops on a repeated round: 27 rounds
+    from the interval price (the simulation: 23; a buyer that re-posts its standing bid as the band widens
+    at round 16 parts from it), 25 from the mid price."""
+    played = play(tmp_path, Params(credit_limit=10**12, cap_on_fills=1), monkeypatch, seeded_market(9),
+                  opening=opening, max_rounds=40)  # fmt: skip
+    moves = edge_moves(played)
+    assert max(played.rounds) < 40 and moves[-1] == moves[-2]  # stopped on a repeated round, not the cap
+    assert played.outcome.trades
+    stability = stability_of(played.people, played.outcome)
+    assert stability.stable, stability.taker_gain
