@@ -40,7 +40,8 @@ Quick API tour (full format: docs/ledger-format.md)::
     # the wire form; decode_tx(raw) reverses it; machine.apply(state, tx, BlockContext(...)) is the pure core.
 
 Transaction kinds (bodies in docs/ledger-format.md): gov.add_authority, gov.remove_authority,
-gov.rotate_authority, enrol, authorise, der_commitment, schedule_contract, equivalent_injection,
-adjustment_contract, switching_plan, switching_result, evidence; market contract: market.rules, offer, bid,
-move, trade, settle; auction contract: auction.open, auction.bid.
+gov.rotate_authority, gov.revoke, enrol, authorise, operator_action, der_commitment, schedule_contract,
+equivalent_injection, adjustment_contract, switching_plan, switching_result, switching_step, evidence; market
+contract: market.rules, offer, bid, move, trade, settle, market.reopen; auction contract: auction.open,
+auction.bid; payments contract: pay.
 """
