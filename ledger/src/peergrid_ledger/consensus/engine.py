@@ -13,7 +13,8 @@ The round-0 proposer proposes once the block period has passed and transactions 
 signature is verified once per node (`sigcache`). Bad input of any kind is dropped and counted in `stats`,
 never raised; the authorities of
 height h are `app.validators(h)` (from the state after h − 1), so a key governance removed or revoked has its
-votes and proposals refused from the height the change takes effect (`refused_revoked`).
+votes and proposals refused from the height the change takes effect (`refused_revoked`). Which proposals,
+round changes and blocks a height admits is `admission`'s (pure checks); acting on them is the engine's.
 Assumes the driver performs actions in order and feeds back timers; `now` is milliseconds on its clock.
 Must never read a clock, touch a socket, or trust a message's signature or block it did not check.
 """
@@ -24,6 +25,7 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
+from . import admission
 from .actions import (
     PROPOSE_TIMER,
     RESEND_TIMER,
@@ -38,7 +40,6 @@ from .actions import (
     Timer,
 )
 from .app import Application, BlockInfo, ConsensusWal, MemoryWal, Rejected, Signer, VerifyFn
-from .justify import prepare_quorum, proposal_justified
 from .messages import (
     COMMIT,
     NO_ROUND,
@@ -56,7 +57,6 @@ from .messages import (
     decode_wire,
     encode_wire,
     make_certificate,
-    max_faulty,
     sign_vote,
     verify_certificate,
     vote_ok,
@@ -71,7 +71,6 @@ HEARTBEAT_MS = 2000
 
 ROUND_WINDOW = 64
 """Votes for rounds this far beyond ours are dropped (round changes excepted: they let us catch up)."""
-RC_ROUNDS_KEPT = 4
 WRITE, SYNC = 1, 2
 
 
@@ -339,8 +338,7 @@ class Engine:
         return bool(self.me) and self.proposer(round_) == self.me
 
     def proposer(self, round_: int) -> bytes:
-        validators = self.s.validators
-        return validators[(self.s.height + round_) % len(validators)]
+        return admission.proposer(self.s, round_)
 
     # ------------------------------------------------------------------------------------------ voting
 
@@ -520,59 +518,17 @@ class Engine:
     def stale(self, message: WireMessage) -> bool:
         """A message that can change nothing here (a vote for a decided height, a block we hold): the
         driver may drop it before checking any signature. Counted as `stale`."""
-        if isinstance(message, ConsensusMessage):
-            old = message.vote.height < self.s.height
-        elif isinstance(message, SyncResponse):
-            heights = [self.app.inspect(block) for block, _ in message.blocks]
-            old = bool(heights) and all(
-                not isinstance(info, Rejected) and info.height < self.s.height for info in heights
-            )
-        else:
-            old = False
+        old = admission.is_stale(self.app, self.s, message)
         if old:
             self.stats["stale"] += 1
         return old
 
-    def _check_block(self, block: bytes | None, digest: bytes) -> BlockInfo | None:
-        """The block's header if it is `digest`, extends our head and passes the application."""
-        s = self.s
-        if block is None:
-            return None
-        info = self.app.inspect(block)
-        if isinstance(info, Rejected) or info.block_hash != digest or info.height != s.height:
-            return None
-        head = self.app.head()
-        if info.parent_hash != head.block_hash or info.proposer not in s.vset:
-            return None
-        if digest not in s.valid:
-            if digest in s.invalid or isinstance(self.app.validate(block), Rejected):
-                s.invalid.add(digest)
-                return None
-            s.valid.add(digest)
-        s.blocks[digest] = block
-        return info
-
     def _on_proposal(self, message: ConsensusMessage) -> bool:
-        vote, s = message.vote, self.s
-        if vote.author != self.proposer(vote.round) or vote.round < s.round or vote.round in s.proposals:
-            self.stats["dropped_proposal"] += 1
-            return False
-        fresh = True
-        if vote.round > 0:
-            verdict = proposal_justified(self.s, vote, message.justification, message.prepares, self._checked)
-            if verdict is None:
-                self.stats["unjustified_proposal"] += 1
-                return False
-            fresh = verdict
-        info = self._check_block(message.block, vote.digest)
-        head = self.app.head()
-        if (
-            info is None
-            or (fresh and (info.proposer != vote.author or info.round != vote.round))
-            or info.timestamp_ms < head.timestamp_ms + self.config.block_period_ms
-            or info.timestamp_ms > self.now + self.config.max_future_drift_ms
-        ):
-            self.stats["invalid_proposal"] += 1
+        vote, s, cfg = message.vote, self.s, self.config
+        latest = self.now + cfg.max_future_drift_ms
+        refused = admission.refuse_proposal(self.app, s, message, cfg.block_period_ms, latest, self._checked)
+        if refused is not None:
+            self.stats[refused] += 1
             return False
         s.seen[(vote.kind, vote.round, vote.author)] = vote
         self._accept_proposal(vote.round, vote.digest)
@@ -587,32 +543,16 @@ class Engine:
 
     def _on_round_change(self, message: ConsensusMessage) -> bool:
         vote, s = message.vote, self.s
-        if vote.round == 0 or vote.prepared_round >= vote.round:
+        stored = admission.admit_round_change(self.app, s, message, self._checked)
+        if isinstance(stored, admission.Refused):
+            if stored.counter is not None:
+                self.stats[stored.counter] += 1
             return False
-        if vote.prepared_round == NO_ROUND:
-            if vote.digest:
-                return False
-            stored = ConsensusMessage(vote)
-        else:
-            if not prepare_quorum(s, message.prepares, vote.prepared_round, vote.digest, self._checked):
-                self.stats["dropped_round_change"] += 1
-                return False
-            if self._check_block(message.block, vote.digest) is None:
-                self.stats["dropped_round_change"] += 1
-                return False
-            stored = ConsensusMessage(vote, message.block, (), message.prepares)
         s.round_changes.setdefault(vote.round, {})[vote.author] = stored
-        rounds = sorted(r for r, changes in s.round_changes.items() if vote.author in changes)
-        for stale in rounds[:-RC_ROUNDS_KEPT]:  # an author's highest few round changes are all that matter
-            del s.round_changes[stale][vote.author]
+        admission.prune_round_changes(s, vote.author)
         if vote.round > s.round:
-            highest: dict[bytes, int] = {}
-            for round_, changes in s.round_changes.items():
-                if round_ > s.round:
-                    for author in changes:
-                        highest[author] = max(highest.get(author, 0), round_)
-            if len(highest) >= max_faulty(len(s.validators)) + 1:
-                target = sorted(highest.values(), reverse=True)[max_faulty(len(s.validators))]
+            target = admission.round_to_join(s)
+            if target is not None:  # f + 1 moved on: one honest authority at least, so follow
                 self._enter_round(target)
         self._maybe_propose_after_round_change(vote.round)
         return True
@@ -640,7 +580,7 @@ class Engine:
         if len(commits) < s.quorum or s.decided:
             return
         block = s.blocks.get(digest)
-        info = self._check_block(block, digest)
+        info = admission.check_block(self.app, s, block, digest)
         if block is None or info is None:
             self._request_sync(next(iter(commits)))
             return
@@ -689,7 +629,7 @@ class Engine:
             ):
                 self.stats["sync_bad_certificate"] += 1
                 break
-            if self._check_block(block, info.block_hash) is None:
+            if admission.check_block(self.app, self.s, block, info.block_hash) is None:
                 self.stats["sync_invalid_block"] += 1
                 break
             self._commit(block, certificate, via_sync=True)
