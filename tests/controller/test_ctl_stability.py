@@ -23,17 +23,21 @@ def _seller(name: str, kwh: float, cost: float) -> Participant:
     return Participant(name, ResponseCurve((0.05, cost), (0.0, kwh), 0.30), ContractRules(), True)
 
 
-def _final_round(
-    people: list[Participant], offers: list[Offer], bids: list[Bid], cap_on_fills: bool
+def _settled(
+    people: list[Participant], offers: list[Offer], bids: list[Bid], cap_on_fills: bool, rounds: int = 2
 ) -> Outcome:
-    """One round, judged and cleared by the venue as bargain() would have it."""
+    """A converged outcome whose last `rounds` rounds were the same moves (prices standing still), each
+    judged and cleared by the venue as bargain() would have it."""
     venue = MemoryVenue({p.name: p.rules for p in people}, cap_on_fills=cap_on_fills)
-    for o in offers:
-        assert isinstance(venue.post_offer(o), Accepted)
-    for b in bids:
-        assert isinstance(venue.post_bid(b), Accepted)
-    trades = tuple(venue.close_round())
-    return Outcome(0, (Round(1, tuple(offers), tuple(bids), trades, ()),), True, trades)
+    played = []
+    for number in range(1, rounds + 1):
+        for o in offers:
+            assert isinstance(venue.post_offer(o), Accepted)
+        for b in bids:
+            assert isinstance(venue.post_bid(b), Accepted)
+        trades = tuple(venue.close_round())
+        played.append(Round(number, tuple(offers), tuple(bids), trades, ()))
+    return Outcome(0, tuple(played), True, trades)
 
 
 def _rationed_market() -> tuple[list[Participant], list[Offer], list[Bid]]:
@@ -63,13 +67,18 @@ def test_with_cap_on_fills_a_seller_re_pricing_also_sells_what_a_capped_buyer_co
     # c sells 10 kWh at its cost: it gains nothing where it is. Its best re-pricing is +0.05 (0.165, still
     # below both buyers' 0.20). Counting its requests against its maximum, x asks a and b for 5 each and
     # nothing of c; y asks c for its last 10: c gains 10 × 0.05 = 0.5.
-    plain = check(people, _final_round(people, offers, bids, False), 0.001, cap_on_fills=False)
+    plain = check(people, _settled(people, offers, bids, False), 0.001, cap_on_fills=False)
     assert plain.pricing_gain["c"] == pytest.approx(0.5, abs=1e-3)
-    # On a cap_on_fills venue x counts on 2/3 of what it asks a and b (what they served), expects 6.667
-    # kWh there and asks c for the 3.333 that its maximum still takes; y, expecting 13.333, asks c for
-    # 16.667. The venue keeps x within 10 kWh, so c sells 20 kWh: it gains 20 × 0.05 = 1.0.
-    capped = check(people, _final_round(people, offers, bids, True), 0.001, cap_on_fills=True)
+    # On a cap_on_fills venue, after two rounds at standing prices, x counts on the 2/3 of its requests
+    # that a and b served, expects 6.667 kWh there and asks c for the 3.333 that its maximum still takes;
+    # y, expecting 13.333, asks c for 16.667. The venue keeps x within 10 kWh, so c sells 20 kWh: it gains
+    # 20 × 0.05 = 1.0.
+    capped = check(people, _settled(people, offers, bids, True), 0.001, cap_on_fills=True)
     assert capped.pricing_gain["c"] == pytest.approx(1.0, abs=1e-3)
+    # After a single round buyers still smooth the fill (bargain's ExpectedFill): 0.5 × 1 + 0.5 × 2/3, so
+    # x expects 8.333 and asks c for 1.667, y expects 16.667 and asks c for 13.333: c gains 15 × 0.05.
+    once = check(people, _settled(people, offers, bids, True, rounds=1), 0.001, cap_on_fills=True)
+    assert once.pricing_gain["c"] == pytest.approx(0.75, abs=1e-3)
     # the taker test does not depend on it: at the posted prices the allocation caps nothing here
     assert capped.taker_gain == pytest.approx(plain.taker_gain, abs=1e-9)
 
@@ -79,7 +88,7 @@ def test_with_cap_on_fills_and_no_seller_rationed_the_check_is_unchanged() -> No
     # allocation cuts nothing and both readings agree
     people, offers, _ = _rationed_market()
     bids = [Bid("x", 0, (("a", 5.0), ("b", 5.0))), Bid("y", 0, (("a", 5.0), ("b", 5.0), ("c", 20.0)))]
-    plain = check(people, _final_round(people, offers, bids, False), 0.001)
-    capped = check(people, _final_round(people, offers, bids, True), 0.001, cap_on_fills=True)
+    plain = check(people, _settled(people, offers, bids, False), 0.001)
+    capped = check(people, _settled(people, offers, bids, True), 0.001, cap_on_fills=True)
     assert capped.pricing_gain == pytest.approx(plain.pricing_gain, abs=1e-9)
     assert capped.taker_gain == pytest.approx(plain.taker_gain, abs=1e-9)

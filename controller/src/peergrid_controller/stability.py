@@ -9,8 +9,8 @@ Promises: `check` returns, per MG, the most it could gain (money, this interval)
   not claimed: a seller with market power can gain this way, and the figure says how much. The venue's
   contract (`MemoryVenue`) judges and clears the re-responses; with `cap_on_fills` (the chain's genesis
   parameter, `MemoryVenue.cap_on_fills`) buyers respond as `bargain` makes them on such a venue: counting on
-  the share of their requests each seller served in the final round, so a capped buyer may ask past its
-  maximum, and the venue cuts its grants to that maximum. Without it the responses count on full fills, as
+  the share of their requests each seller serves as they would estimate it after the final round
+  (`moves.ExpectedFill`), so a capped buyer may ask past its maximum, and the venue cuts its grants to it. Without it the responses count on full fills, as
   before (a buyer then never asks past its maximum, and the two allocations agree).
 Payoffs use each MG's private curve (curve.cost_of_export) plus, for a buyer, its owner's clean premium on
 every clean kWh it buys: the owner's rule says what clean energy is worth to it beyond its cost, and
@@ -24,8 +24,9 @@ from __future__ import annotations
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 
-from peergrid_controller.bargaining import MemoryVenue, Outcome, Participant, Round, make_bid
+from peergrid_controller.bargaining import MemoryVenue, Outcome, Participant, make_bid
 from peergrid_controller.market import Bid, Offer, Trade, acceptable
+from peergrid_controller.moves import ExpectedFill, prices_kept
 
 
 @dataclass(frozen=True)
@@ -75,7 +76,7 @@ def check(
         return Stability({}, {}, tolerance)
     last = outcome.rounds[-1]
     rules = {p.name: p.rules for p in participants}
-    fill = _final_fill(last) if cap_on_fills else None
+    fill = _final_fill(outcome) if cap_on_fills else None
     offers = {o.seller: o for o in last.offers}
     clean = {o.seller for o in last.offers if o.clean}
     trades = list(last.trades)
@@ -165,17 +166,24 @@ def _unserved(
     return {b: q * scale for b, q in extra.items()}
 
 
-def _final_fill(last: Round) -> dict[str, float]:
-    """The share of what buyers asked that each seller could serve in the final round (public: the chain's
-    positions show it), as `bargain` hands it to the buyers' next bids."""
-    asked: dict[str, float] = {}
-    for bid in last.bids:
-        for seller, q in bid.requests:
-            asked[seller] = asked.get(seller, 0.0) + q
-    return {
-        o.seller: min(1.0, o.quantity_kwh / asked[o.seller]) if asked.get(o.seller, 0.0) > 0 else 1.0
-        for o in last.offers
-    }
+def _final_fill(outcome: Outcome) -> dict[str, float]:
+    """The fill buyers would bid with after the final round: `ExpectedFill` fed the outcome's rounds as
+    `bargain` (and the edge agent) feeds it, each round's "every seller content" read from the next round's
+    posted prices (`prices_kept`), the final round's from whether the bargaining converged."""
+    expected = ExpectedFill()
+    fill: dict[str, float] = {}
+    for i, played in enumerate(outcome.rounds):
+        asked: dict[str, float] = {}
+        for bid in played.bids:
+            for seller, q in bid.requests:
+                asked[seller] = asked.get(seller, 0.0) + q
+        if i + 1 < len(outcome.rounds):
+            after = {o.seller: o.price for o in outcome.rounds[i + 1].offers}
+            content = prices_kept({o.seller: o.price for o in played.offers}, after)
+        else:
+            content = outcome.converged
+        fill = expected.observe({o.seller: o.quantity_kwh for o in played.offers}, asked, content)
+    return fill
 
 
 def _buyers(last: object) -> set[str]:
