@@ -22,8 +22,9 @@ from edge_helpers import pv_battery_schedule
 from peergrid_controller.model import Microgrid
 from peergrid_controller.moves import BargainingConfig, Participant
 from peergrid_controller.schedule import MgSchedule
-from peergrid_edge import chain_bargaining
-from peergrid_edge.chain_bargaining import DsoAnswers, Market, answer_iteration, close_interval
+from peergrid_edge import chain_bargaining, dso_answers
+from peergrid_edge.chain_bargaining import close_interval
+from peergrid_edge.dso_answers import DsoAnswers, Market, answer_iteration
 from peergrid_edge.trader import MarketAgent
 from peergrid_ledger import keyspace as ks
 from peergrid_ledger import query
@@ -170,7 +171,7 @@ def test_after_the_dso_reopened_the_mg_answers_with_the_closing_it_saw_closed(
         assert chains.do("mgmc", chains.buyer, "move", {"interval": T, "round": 2, "demands": demands})
         return [{"round": 2}]
 
-    monkeypatch.setattr(chain_bargaining, "rebargain", rounds_without_a_closing)
+    monkeypatch.setattr(dso_answers, "rebargain", rounds_without_a_closing)
     asyncio.run(answer_iteration(agent, T, 1, False, sched, market, answers, reopen=1))
     [entry] = answers.rebargains
     assert played == [T] and entry["reopened"] and entry["closed"] is True

@@ -76,7 +76,7 @@ def test_no_reopening_in_time_falls_back_to_a_re_plan_and_still_answers_the_iter
     from types import SimpleNamespace
 
     from peergrid_controller.moves import Participant
-    from peergrid_edge.chain_bargaining import DsoAnswers, Market, answer_iteration
+    from peergrid_edge.dso_answers import DsoAnswers, Market, answer_iteration
 
     mg, sched = pv_battery_schedule(4)
     plan = sched.dispatch(10.0)

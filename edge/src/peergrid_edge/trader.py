@@ -11,7 +11,7 @@ Promises, per interval t (starting at `t0 + (t - first_interval) * interval_s` o
   5.   submits its equivalent injection (one number) to the DSO chain, signed by its node key;
   6.   waits for the DSO's verdict (MQTT, `peergrid/<feeder>/dso/verdict`), answering each iteration: its
        adjustment contract of that iteration (DSO chain, sealed to its key) is opened, the interval the DSO
-       reopened is re-bargained, and a revised injection meets the limit (`answer_iteration`); after the
+       reopened is re-bargained, and a revised injection meets the limit (`dso_answers.py`); after the
        final verdict the interval is closed (a backup closer) and its latest closing read again, so every MG
        ends on the same trades;
   8.   dispatches its DERs to the plan (read-back confirmed by the actuator) and, as buyer, settles its trades
@@ -37,18 +37,15 @@ from peergrid_controller.moves import BargainingConfig, Participant, role_at_mid
 from peergrid_controller.scenario import load_scenario
 from peergrid_controller.schedule import MgSchedule
 from peergrid_edge.actuation import view_of
-from peergrid_edge.chain_bargaining import (  # noqa: F401 - bids/offers_on_chain, Market re-exported
-    DsoAnswers,
-    Market,
-    answer_iteration,
+from peergrid_edge.chain_bargaining import (  # noqa: F401 - bids/offers_on_chain re-exported
     bargain,
     bids_on_chain,
     close_interval,
     offers_on_chain,
     position,
-    sealed_contract,
 )
 from peergrid_edge.config import MarketSettings
+from peergrid_edge.dso_answers import DsoAnswers, Market, answer_iteration, sealed_contract
 from peergrid_edge.planning import schedule_from_plan
 from peergrid_edge.replicas import Submission
 from peergrid_edge.resume import initial_state, resume_interval, resumed_counterfactual
