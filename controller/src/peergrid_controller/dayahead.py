@@ -44,13 +44,14 @@ class DayAheadError(ValueError):
 @dataclass(frozen=True)
 class DayAheadConfig:
     rho: float = 0.005  # currency per kWh²: proximal weight, and the price step per kWh of mean imbalance
-    max_iterations: int = 400
+    max_iterations: int = 800
+    relaxed_iterations: int = 400  # of those, at most this many on the LP relaxation (see `allocate`)
     tolerance_kwh: float = 0.01  # primal (worst interval's imbalance) and dual (largest move) residual
     # residual balancing (Boyd §3.4.1): ρ doubles when the imbalance dominates, halves when the moves do
     adapt_every: int = 10
     rho_max: float = 0.5
-    recommit_every: int = 50  # also re-decide every this many iterations before converging (0: only then)
-    recommits: int = 8  # times genset on/off may be re-decided at the prices found (a MILP per genset MG)
+    recommits: int = 1  # times genset on/off is decided at the prices found (a MILP per genset MG)
+    commit_weight: float = 0.25  # the proximal weight of that decision, as a fraction of ρ
     resolution_kwh: float = 0.01  # the proximal square is exact at ±resolution·2^j (schedule.proximal)
 
     def __post_init__(self) -> None:
@@ -60,12 +61,18 @@ class DayAheadConfig:
             raise DayAheadError(f"rho_max must be finite and >= rho, got {self.rho_max}")
         if self.max_iterations < 1:
             raise DayAheadError(f"max_iterations must be >= 1, got {self.max_iterations}")
+        if not 0 <= self.relaxed_iterations < self.max_iterations:
+            raise DayAheadError(
+                f"relaxed_iterations must be in [0, max_iterations), got {self.relaxed_iterations}"
+            )
         if not (math.isfinite(self.tolerance_kwh) and self.tolerance_kwh > 0):
             raise DayAheadError(f"tolerance_kwh must be finite and > 0, got {self.tolerance_kwh}")
         if not (math.isfinite(self.resolution_kwh) and self.resolution_kwh > 0):
             raise DayAheadError(f"resolution_kwh must be finite and > 0, got {self.resolution_kwh}")
-        if self.recommit_every < 0 or self.recommits < 0:
-            raise DayAheadError("recommit_every and recommits must be >= 0")
+        if self.recommits < 1:
+            raise DayAheadError(f"recommits must be >= 1, got {self.recommits}")
+        if not (math.isfinite(self.commit_weight) and self.commit_weight > 0):
+            raise DayAheadError(f"commit_weight must be finite and > 0, got {self.commit_weight}")
         if self.adapt_every < 0:
             raise DayAheadError(f"adapt_every must be >= 0, got {self.adapt_every}")
 
@@ -80,6 +87,7 @@ class Allocation:
     converged: bool
     solves: int  # MG solves in all (one per MG per iteration, plus the first responses and re-commitments)
     recommits: int  # times genset on/off was re-decided at the prices found
+    relaxed_iterations: int = 0  # of `iterations`, those on the LP relaxation of genset on/off
 
 
 def limits_kw(mg: Microgrid, t: int, price: float, dt: float) -> tuple[float, float]:
@@ -95,6 +103,22 @@ def limits_kw(mg: Microgrid, t: int, price: float, dt: float) -> tuple[float, fl
     )
     lo = -min(p2p_buy_limit(mg, t), quantity) if may_buy else 0.0
     return lo, hi
+
+
+Fees = tuple[tuple[float, ...] | None, tuple[float, ...] | None]
+
+
+def rule_fees(mg: Microgrid) -> Fees:
+    """The owner's floor and cap as convex costs (per interval, currency/kWh): a kWh sold P2P is charged
+    the floor's excess over the MG's feed-in price, a kWh bought the retail price's excess over the cap.
+    The MG's marginal cost of selling its surplus becomes max(feed-in, floor) (its marginal value of
+    buying max(... ) becomes min(retail, cap)), so it sells only at a price at or above its floor and buys
+    only at or below its cap, as the rule says, but its response changes smoothly with the price instead of
+    switching a whole side on or off. None where the rule never binds."""
+    rules, tariff = mg.rules, mg.tariff
+    sell = tuple(max(rules.floor_price - f, 0.0) for f in tariff.feed_in)
+    buy = tuple(max(r - rules.cap_price, 0.0) for r in tariff.retail)
+    return (sell if any(sell) else None, buy if any(buy) else None)
 
 
 def _check_prices(scenario: Scenario, prices: Sequence[float]) -> None:
@@ -114,6 +138,158 @@ def starting_prices(scenario: Scenario) -> tuple[float, ...]:
     )
 
 
+class _Exchange:
+    """The exchange-ADMM state shared by the phases of `allocate`: prices, positions, ρ and the owners' bans."""
+
+    def __init__(self, scenario: Scenario, cfg: DayAheadConfig, prices: list[float]) -> None:
+        self.mgs = scenario.microgrids
+        self.cfg = cfg
+        self.n, self.dt = scenario.intervals, scenario.interval_hours
+        self.prices = prices
+        self.rho = cfg.rho
+        self.iterations = self.solves = 0
+        self.primal = self.dual = math.inf
+        self.base = [[limits_kw(mg, t, math.nan, self.dt) for t in range(self.n)] for mg in self.mgs]
+        self.banned_sell: set[tuple[int, int]] = set()
+        self.banned_buy: set[tuple[int, int]] = set()
+        self.returned: set[tuple[int, int, str]] = set()  # (MG, interval, side) let back after a ban
+        self.closed: set[tuple[int, str]] = set()  # (interval, side) where a returned side was banned again
+        self.base_fees = [rule_fees(mg) for mg in self.mgs]
+        self.fee_off: set[tuple[int, int, str]] = set()  # (MG, interval, side) whose fee is dropped
+        self.fee_back: set[tuple[int, int, str]] = set()  # ... and came back: never dropped again
+        self.q: list[tuple[float, ...]] = []
+        self.mean: list[float] = [0.0] * self.n
+
+    def bounds(self, i: int) -> tuple[list[float], list[float]]:
+        lo = [0.0 if (i, t) in self.banned_buy else self.base[i][t][0] for t in range(self.n)]
+        hi = [0.0 if (i, t) in self.banned_sell else self.base[i][t][1] for t in range(self.n)]
+        return lo, hi
+
+    def anchor(self, i: int) -> list[float]:
+        return [self.q[i][t] - self.mean[t] for t in range(self.n)]
+
+    def first_responses(self, models: list[DayModel]) -> None:
+        """x^0: each MG's own best response at the current prices (no proximal term)."""
+        self.q = []
+        for i, model in enumerate(models):
+            model.trade(self.prices, *self.bounds(i), *self.fees(i))
+            self.q.append(model.solve())
+        self.solves += len(models)
+        self.mean = [sum(qi[t] for qi in self.q) / len(models) for t in range(self.n)]
+
+    def step(self, models: list[DayModel]) -> bool:
+        """One ADMM iteration (x-update of every MG, then the price update); True once converged."""
+        cfg, count, n = self.cfg, len(models), self.n
+        self.iterations += 1
+        new_q = []
+        for i, model in enumerate(models):
+            model.trade(self.prices, *self.bounds(i), *self.fees(i))
+            model.proximal(self.prices, self.rho, self.anchor(i), cfg.resolution_kwh)
+            new_q.append(model.solve())
+        self.solves += count
+        new_mean = [sum(qi[t] for qi in new_q) / count for t in range(n)]
+        self.primal = max(abs(m) * count for m in new_mean)
+        self.dual = max(
+            abs((a[t] - b[t]) - (new_mean[t] - self.mean[t]))
+            for a, b in zip(new_q, self.q, strict=True)
+            for t in range(n)
+        )
+        self.q, self.mean = new_q, new_mean
+        self.prices = [p - self.rho * m for p, m in zip(self.prices, self.mean, strict=True)]
+        converged = self.primal <= cfg.tolerance_kwh and self.dual <= cfg.tolerance_kwh
+        if not converged and cfg.adapt_every and self.iterations % cfg.adapt_every == 0:
+            if self.primal > 10 * self.dual:
+                self.rho = min(self.rho * 2, cfg.rho_max)
+            elif self.dual > 10 * self.primal:
+                self.rho = max(self.rho / 2, cfg.rho)
+        return converged
+
+    def run(self, models: list[DayModel], until: int) -> bool:
+        """Iterate until converged with the owners' rules holding at the prices found, or `until` iterations
+        in all."""
+        while self.iterations < until:
+            converged = self.step(models)
+            # the rules are judged from near convergence on (each judgement that changes something sends
+            # ADMM off again, so waiting for the last digits every time cost hundreds of iterations), and
+            # once more at convergence: the allocation is only converged with nothing left to change
+            near = 10 * self.cfg.tolerance_kwh
+            if self.primal <= near and self.dual <= near and self.judge_rules():
+                continue
+            if converged:
+                return True
+        return False
+
+    def judge_rules(self) -> bool:
+        """At a converged point, judge every floor and cap at the price found (on the chain's tick). A side
+        the MG holds although its rule forbids it at that price is banned. A banned side the price now
+        permits is let back, one MG per interval and side at a time, the least demanding rule first (lowest
+        floor, highest cap): letting them all back at once pushed the price across their floors again and
+        swung them in and out for ever. If a side let back is banned again, the price has no level at which
+        that MG both may and wants to trade (its floor is the margin): that interval's side is closed to
+        further returns. Each side returns at most once, so this ends. True if anything changed."""
+        res = self.cfg.resolution_kwh
+        changed = False
+        for t in range(self.n):
+            price = price_tick(self.prices[t])
+            for side, banned in (("sell", self.banned_sell), ("buy", self.banned_buy)):
+                permitted = []
+                banned_now = False
+                for i, mg in enumerate(self.mgs):
+                    lo, hi = limits_kw(mg, t, price, self.dt)
+                    forbidden = hi <= 0.0 if side == "sell" else lo >= 0.0
+                    holds = self.q[i][t] > res if side == "sell" else self.q[i][t] < -res
+                    if self._has_fee(i, t, side):
+                        # the fee, not a ban, keeps the MG off a side its rule forbids (a sale an inch
+                        # below the floor at the margin is cut by forward.match at the tick price)
+                        changed |= self._judge_fee((i, t, side), forbidden)
+                    elif (i, t) not in banned and holds and forbidden:
+                        banned.add((i, t))
+                        changed = banned_now = True
+                        if (i, t, side) in self.returned:
+                            self.closed.add((t, side))
+                    elif (i, t) in banned and not forbidden and (i, t, side) not in self.returned:
+                        rule = mg.rules.floor_price if side == "sell" else -mg.rules.cap_price
+                        permitted.append((rule, i))
+                # a side just banned moves the price: let the next one back once it has settled
+                if permitted and not banned_now and (t, side) not in self.closed:
+                    _, i = min(permitted)
+                    banned.discard((i, t))
+                    self.returned.add((i, t, side))
+                    changed = True
+        return changed
+
+    def _has_fee(self, i: int, t: int, side: str) -> bool:
+        base = self.base_fees[i][0 if side == "sell" else 1]
+        return base is not None and base[t] > 0.0
+
+    def _judge_fee(self, key: tuple[int, int, str], forbidden: bool) -> bool:
+        """The rule's fee (`rule_fees`) smooths the side's response where the price is near the rule; where
+        the price found permits the side it only distorts the MG's response (the fee is exact for its
+        surplus, not for energy it would shift or produce at another cost), so it is dropped there; if the
+        price then crosses the rule, it comes back for good. True if it changed."""
+        if key not in self.fee_off and not forbidden and key not in self.fee_back:
+            self.fee_off.add(key)
+            return True
+        if key in self.fee_off and forbidden:
+            self.fee_off.discard(key)
+            self.fee_back.add(key)
+            return True
+        return False
+
+    def fees(self, i: int) -> Fees:
+        """MG i's rule fees as they stand (dropped ones zero)."""
+        return (
+            self._fees_of(i, 0, "sell"),
+            self._fees_of(i, 1, "buy"),
+        )
+
+    def _fees_of(self, i: int, which: int, side: str) -> tuple[float, ...] | None:
+        base = self.base_fees[i][which]
+        if base is None:
+            return None
+        return tuple(0.0 if (i, t, side) in self.fee_off else fee for t, fee in enumerate(base))
+
+
 def allocate(
     scenario: Scenario, config: DayAheadConfig | None = None, initial_prices: Sequence[float] | None = None
 ) -> Allocation:
@@ -123,107 +299,51 @@ def allocate(
     lengths = {mg.intervals for mg in scenario.microgrids}
     if len(lengths) != 1:
         raise DayAheadError(f"microgrids have different numbers of intervals: {sorted(lengths)}")
-    n, dt = scenario.intervals, scenario.interval_hours
+    dt = scenario.interval_hours
     prices = list(initial_prices) if initial_prices is not None else list(starting_prices(scenario))
     _check_prices(scenario, prices)
     mgs = scenario.microgrids
-    count = len(mgs)
-    models = [DayModel(mg, dt) for mg in mgs]
+    ex = _Exchange(scenario, cfg, prices)
 
-    # the owner's floor and cap switch a side on or off as λ_t crosses them; re-judged every iteration they
-    # made positions jump back and forth for ever (measured: no convergence in 400 iterations at 20 MGs with
-    # rules). So a side is banned for good, interval by interval, once ADMM has converged with that MG on a
-    # side its rules forbid at the price found, and ADMM goes on without it: bans only grow, so this ends.
-    banned_sell: set[tuple[int, int]] = set()
-    banned_buy: set[tuple[int, int]] = set()
-    base = [[limits_kw(mg, t, math.nan, dt) for t in range(n)] for mg in mgs]
-
-    def bounds(i: int) -> tuple[list[float], list[float]]:
-        lo = [0.0 if (i, t) in banned_buy else base[i][t][0] for t in range(n)]
-        hi = [0.0 if (i, t) in banned_sell else base[i][t][1] for t in range(n)]
-        return lo, hi
-
-    def ban() -> bool:
-        before = len(banned_sell) + len(banned_buy)
-        for i, mg in enumerate(mgs):
-            for t in range(n):
-                lo, hi = limits_kw(mg, t, price_tick(prices[t]), dt)
-                if q[i][t] > cfg.resolution_kwh and hi <= 0.0:
-                    banned_sell.add((i, t))
-                if q[i][t] < -cfg.resolution_kwh and lo >= 0.0:
-                    banned_buy.add((i, t))
-        return len(banned_sell) + len(banned_buy) > before
-
-    iterations = 0
-    # x^0: each MG's own best response at the starting prices (a MILP: it decides genset on/off)
-    q: list[tuple[float, ...]] = []
-    for i, model in enumerate(models):
-        model.trade(prices, *bounds(i))
-        q.append(model.solve())
-    solves = count
-    mean = [sum(qi[t] for qi in q) / count for t in range(n)]
-    rho = cfg.rho
-    primal = dual = math.inf
-    converged = False
+    # 1. ADMM on the LP relaxation of genset on/off: a convex problem, so it converges, and its prices
+    # approximate the convex-hull prices (the prices that best support the non-convex optimum)
+    models = [DayModel(mg, dt, relaxed=bool(mg.gensets)) for mg in mgs]
+    ex.first_responses(models)
+    gensets = any(mg.gensets for mg in mgs)
+    converged = ex.run(models, cfg.relaxed_iterations if gensets else cfg.max_iterations)
+    relaxed_iterations = ex.iterations
+    # 2. each genset MG commits alone: its own MILP at those prices with its proximal term (the plan nearest
+    # its relaxed position that pays), then 3. ADMM with every commitment fixed (LPs again)
     recommits = 0
-    while iterations < cfg.max_iterations:
-        iterations += 1
-        new_q = []
-        for i, model in enumerate(models):
-            model.trade(prices, *bounds(i))
-            model.proximal(prices, rho, [q[i][t] - mean[t] for t in range(n)], cfg.resolution_kwh)
-            new_q.append(model.solve())
-        solves += count
-        new_mean = [sum(qi[t] for qi in new_q) / count for t in range(n)]
-        primal = max(abs(m) * count for m in new_mean)
-        dual = max(
-            abs((a[t] - b[t]) - (new_mean[t] - mean[t]))
-            for a, b in zip(new_q, q, strict=True)
-            for t in range(n)
-        )
-        q, mean = new_q, new_mean
-        prices = [p - rho * m for p, m in zip(prices, mean, strict=True)]
-        converged = primal <= cfg.tolerance_kwh and dual <= cfg.tolerance_kwh
-        if converged and ban():
-            converged = False
-            continue
-        due = bool(cfg.recommit_every) and iterations % cfg.recommit_every == 0
-        if converged and recommits >= cfg.recommits:
+    chosen: dict[int, tuple[tuple[bool, ...], ...]] = {}
+    while recommits < cfg.recommits:
+        recommits += 1
+        changed = False
+        for i, mg in enumerate(mgs):
+            if not mg.gensets:
+                continue
+            fresh = DayModel(mg, dt)
+            fresh.trade(ex.prices, *ex.bounds(i), *ex.fees(i))
+            fresh.proximal(
+                ex.prices, cfg.commit_weight * ex.rho, ex.anchor(i), cfg.resolution_kwh, recommit=True
+            )
+            fresh.solve()
+            ex.solves += 1
+            if chosen.get(i) != fresh.commitment():
+                chosen[i] = fresh.commitment()
+                models[i] = DayModel(mg, dt, commitment=chosen[i])
+                changed = True
+        if not changed:
             break
-        if (converged or due) and recommits < cfg.recommits:
-            # genset on/off was decided at the starting prices: re-decide it at the prices found, each genset
-            # MG alone with its proximal term (a MILP: the nearest on/off plan that pays at these prices, not
-            # an arbitrary corner of an indifferent one); go on if any commitment changed
-            recommits += 1
-            changed = False
-            for i, mg in enumerate(mgs):
-                if not mg.gensets:
-                    continue
-                fresh = DayModel(mg, dt)
-                fresh.trade(prices, *bounds(i))
-                anchor = [q[i][t] - mean[t] for t in range(n)]
-                fresh.proximal(prices, cfg.rho / 4, anchor, cfg.resolution_kwh, recommit=True)
-                fresh.solve()
-                solves += 1
-                if fresh.commitment() != models[i].commitment():
-                    models[i] = fresh
-                    changed = True
-            if converged and not changed:
-                break
-            converged = False
-            continue
-        if cfg.adapt_every and iterations % cfg.adapt_every == 0:
-            if primal > 10 * dual:
-                rho = min(rho * 2, cfg.rho_max)
-            elif dual > 10 * primal:
-                rho = max(rho / 2, cfg.rho)
+        converged = ex.run(models, cfg.max_iterations)
     return Allocation(
-        prices=tuple(round(p, 9) for p in prices),
-        positions={mg.name: tuple(round(v, 9) for v in qi) for mg, qi in zip(mgs, q, strict=True)},
-        iterations=iterations,
-        primal_residual=primal,
-        dual_residual=dual,
+        prices=tuple(round(p, 9) for p in ex.prices),
+        positions={mg.name: tuple(round(v, 9) for v in qi) for mg, qi in zip(mgs, ex.q, strict=True)},
+        iterations=ex.iterations,
+        primal_residual=ex.primal,
+        dual_residual=ex.dual,
         converged=converged,
-        solves=solves,
+        solves=ex.solves,
         recommits=recommits,
+        relaxed_iterations=relaxed_iterations,
     )

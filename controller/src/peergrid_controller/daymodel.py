@@ -23,21 +23,54 @@ _Proximal = tuple[list[int], list[list[tuple[int, int]]], list[float]]  # rows, 
 
 
 class DayModel:
-    def __init__(self, mg: Microgrid, interval_hours: float) -> None:
-        self.schedule = MgSchedule(mg, interval_hours)
+    def __init__(
+        self,
+        mg: Microgrid,
+        interval_hours: float,
+        relaxed: bool = False,
+        commitment: Sequence[Sequence[bool]] | None = None,
+    ) -> None:
+        """`relaxed`: genset on/off continuous in [0, 1] (the LP relaxation: every solve an LP);
+        `commitment`: genset on/off fixed per genset and interval (an LP). Neither: the first solve is a MILP."""
+        self.schedule = MgSchedule(mg, interval_hours, day_ahead=relaxed, commitment=commitment)
         self._rho: float | None = None
         self._prox: tuple[float, _Proximal] | None = None
         self._committed = False
+        self._fees: tuple[Sequence[float] | None, Sequence[float] | None] | None = None
 
-    def trade(self, prices: Sequence[float], lo_kw: Sequence[float], hi_kw: Sequence[float]) -> None:
-        """Every interval trades P2P at `prices` (currency/kWh), its net export (kW) within [lo, hi]."""
+    def trade(
+        self,
+        prices: Sequence[float],
+        lo_kw: Sequence[float],
+        hi_kw: Sequence[float],
+        sell_fee: Sequence[float] | None = None,
+        buy_fee: Sequence[float] | None = None,
+    ) -> None:
+        """Every interval trades P2P at `prices` (currency/kWh), its net export (kW) within [lo, hi] (lo ≤ 0
+        ≤ hi). With fees (currency/kWh per interval, ≥ 0) a kWh sold earns its price less `sell_fee` and a
+        kWh bought costs its price plus `buy_fee`: sales and purchases then take a column each (net export =
+        sell − buy); without, one free column carries the net export."""
         s = self.schedule
         h = s.highs()
+        self._fees = None if sell_fee is None and buy_fee is None else (sell_fee, buy_fee)
         for k in range(s.horizon):
             sell, buy = s.cols.p2p_sell[k], s.cols.p2p_buy[k]
-            h.changeColBounds(sell, lo_kw[k], hi_kw[k])
-            h.changeColBounds(buy, 0.0, 0.0)
-            h.changeColCost(sell, -prices[k] * s.dt)
+            if self._fees is None:
+                h.changeColBounds(sell, lo_kw[k], hi_kw[k])
+                h.changeColBounds(buy, 0.0, 0.0)
+            else:
+                h.changeColBounds(sell, 0.0, max(hi_kw[k], 0.0))
+                h.changeColBounds(buy, 0.0, max(-lo_kw[k], 0.0))
+        self._price(prices)
+
+    def _price(self, prices: Sequence[float]) -> None:
+        s = self.schedule
+        h = s.highs()
+        sell_fee, buy_fee = self._fees or (None, None)
+        for k in range(s.horizon):
+            h.changeColCost(s.cols.p2p_sell[k], -(prices[k] - (sell_fee[k] if sell_fee else 0.0)) * s.dt)
+            if self._fees is not None:
+                h.changeColCost(s.cols.p2p_buy[k], (prices[k] + (buy_fee[k] if buy_fee else 0.0)) * s.dt)
 
     def proximal(
         self,
@@ -68,12 +101,12 @@ class DayModel:
                     h.changeColCost(plus, slope)
                     h.changeColCost(minus, slope)
             self._rho = rho
-        for k, col in enumerate(s.cols.p2p_sell):
-            h.changeColCost(col, -prices[k] * s.dt)
+        self._price(prices)
+        for k in range(s.horizon):
             h.changeRowBounds(rows[k], anchor_kwh[k], anchor_kwh[k])
 
     def _add_proximal_columns(self, resolution: float) -> _Proximal:
-        """Per interval: dt·x_k − Σ plus_j + Σ minus_j = anchor_k, with plus_j, minus_j on [0, width_j]."""
+        """Per interval: dt·(sell_k − buy_k) − Σ plus_j + Σ minus_j = anchor_k, plus_j, minus_j on [0, width_j]."""
         s = self.schedule
         h = s.highs()
         span = max(
@@ -94,8 +127,8 @@ class DayModel:
             hi = np.array([w for w in widths for _ in (0, 1)], dtype=np.float64)
             h.addCols(count, np.zeros(count), np.zeros(count), hi, 0, empty, empty, np.zeros(0))
             pairs = [(first + 2 * j, first + 2 * j + 1) for j in range(len(widths))]
-            index = [s.cols.p2p_sell[k]] + [c for pair in pairs for c in pair]
-            value = [s.dt] + [v for _ in pairs for v in (-1.0, 1.0)]
+            index = [s.cols.p2p_sell[k], s.cols.p2p_buy[k]] + [c for pair in pairs for c in pair]
+            value = [s.dt, -s.dt] + [v for _ in pairs for v in (-1.0, 1.0)]
             h.addRow(0.0, 0.0, len(index), np.array(index, np.int32), np.array(value))
             rows.append(h.getNumRow() - 1)
             segments.append(pairs)
