@@ -3,7 +3,8 @@
 `peergrid-market simulate --scenario FILE --intervals N --json` prints
 `{"intervals": [...], "total": {...}}` (see `result_json`; with `--market dayahead` the total also carries
 `dayahead`: the stability check and the make-whole uplift); without `--json`, a short summary. Exit status:
-0 on success, 2 for a bad scenario or arguments (one the day-ahead stage refuses too, e.g. a single microgrid),
+0 on success, 2 for a bad scenario or arguments (one the day-ahead stage refuses too, e.g. a single microgrid;
+a bad `--fault`: unknown MG, fraction outside [0, 1], interval out of range),
 3 when no schedule exists or the market contract refuses the day-ahead trades or a settlement; each error is
 one line on stderr naming the cause.
 The market runs over the in-memory MGMC chain when the ledger provides one (`--venue chain`, the default when
@@ -20,6 +21,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from peergrid_controller.dayahead import DayAheadError
+from peergrid_controller.delivery import FaultError, parse_fault
 from peergrid_controller.forward import ForwardError
 from peergrid_controller.model import ModelError
 from peergrid_controller.scenario import ScenarioError, load_scenario
@@ -84,6 +86,14 @@ def result_json(result: SimulationResult) -> dict[str, Any]:
             "uplift_shortfall": _num(d.uplift_shortfall),
             "uplift_credit": {k: _num(v) for k, v in sorted(d.uplift_credit.items())},
             "uplift_charge": {k: _num(v) for k, v in sorted(d.uplift_charge.items())},
+            "delivery": {
+                "faults": [str(f) for f in d.faults],
+                "shortfall_kwh": {k: _num(v) for k, v in sorted(d.shortfall_kwh.items())},
+                "covered_kwh": {k: _num(v) for k, v in sorted(d.covered_kwh.items())},
+                "uplift_withheld": {k: _num(v) for k, v in sorted(d.uplift_withheld.items())},
+                "uplift_refund": {k: _num(v) for k, v in sorted(d.uplift_refund.items())},
+                "worse_than_conventional": {k: _num(v) for k, v in sorted(d.worse_than_conventional.items())},
+            },
         }
     return {"intervals": intervals, "total": total}
 
@@ -125,6 +135,22 @@ def _parser() -> argparse.ArgumentParser:
         "by exchange ADMM, each MG's exact check that it ends no worse off than conventional, then dispatch "
         "with the trades fixed (--rationality does not apply)",
     )
+    sim.add_argument(
+        "--fault",
+        action="append",
+        default=[],
+        metavar="MG:FRACTION[:INTERVALS]",
+        help="day-ahead: MG fails to deliver FRACTION (0..1) of its forward trades in INTERVALS (e.g. 3,5-7; "
+        "default every one); repeatable",
+    )
+    sim.add_argument(
+        "--random-faults",
+        type=int,
+        default=0,
+        metavar="K",
+        help="day-ahead: K MGs with forward trades, drawn with --fault-seed, fail part of them",
+    )
+    sim.add_argument("--fault-seed", type=int, default=0, help="seed of --random-faults")
     return parser
 
 
@@ -151,10 +177,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         result = simulate(
             scenario,
             SimulationConfig(
-                with_central=not args.no_central, rationality=args.rationality, market=args.market
+                with_central=not args.no_central,
+                rationality=args.rationality,
+                market=args.market,
+                delivery_faults=tuple(parse_fault(text) for text in args.fault),
+                random_faults=args.random_faults,
+                fault_seed=args.fault_seed,
             ),
             venue_factory=venue,
         )
+    except FaultError as exc:
+        print(f"peergrid-market: {exc}", file=sys.stderr)
+        return 2
     except DayAheadError as exc:
         print(f"peergrid-market: day-ahead market: {exc}", file=sys.stderr)
         return 2
@@ -197,6 +231,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             f"{paid}; with it {d.max_deviation_gain_with_uplift:.4f}",
             file=sys.stderr,
         )
+        if d.faults:
+            worse = ", ".join(f"{k} {v:.4f}" for k, v in d.worse_than_conventional.items()) or "none"
+            print(
+                f"peergrid-market: delivery faults {' '.join(str(f) for f in d.faults)}: "
+                f"{sum(d.shortfall_kwh.values()):.3f} kWh not delivered; uplift withheld "
+                f"{sum(d.uplift_withheld.values()):.4f}; worse off than conventional: {worse}",
+                file=sys.stderr,
+            )
     return 0
 
 

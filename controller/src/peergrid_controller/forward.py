@@ -20,7 +20,8 @@ Promises:
   What it guarantees when a counterparty does not deliver: nothing beyond the contract's settlement rule
   (`settle` pays for the energy delivered, at most the agreed quantity): the MG that is left short buys the
   gap from the DSO at retail (or sells its surplus at feed-in) and may end worse off than conventional by
-  that difference. The simulation never has a counterparty fail.
+  that difference. delivery.py plays such faults (`SimulationConfig.delivery_faults`) and measures it.
+- `dispatch(mg, dt, kwh)`: an MG's day MILP with its net P2P export fixed — the check's, the delivery's.
 - `post(venue, commitment, clean)` records every interval's forward trades through the market contract (offers at
   λ_t, bids naming the matched sellers, one round, closed) and raises `ForwardError` if the contract refuses
   a move or agrees different trades (pairs, whole Wh or price on the chain's tick).
@@ -34,7 +35,7 @@ Deterministic. Never reads clocks or I/O.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 
 import highspy
 import numpy as np
@@ -55,7 +56,7 @@ from peergrid_controller.market import (
     quantize,
     wh,
 )
-from peergrid_controller.model import Scenario
+from peergrid_controller.model import Microgrid, Scenario
 from peergrid_controller.schedule import MgSchedule, ScheduleError
 from peergrid_controller.uplift import Uplift
 
@@ -74,6 +75,26 @@ class Commitment:
     payments: dict[str, tuple[float, ...]]  # per MG and interval: money received minus paid
     day_cost: dict[str, float]  # physical minus payments, the day's
     checks: int  # MILPs solved for the checks
+    # per trading MG and interval: kWh (imported, exported) with the DSO in its dispatch (delivery.py
+    # covers a counterparty's shortfall there)
+    dso_kwh: dict[str, tuple[tuple[float, float], ...]] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Dispatch:
+    cost: float  # the MILP's objective: the day's physical cost
+    physical: tuple[float, ...]  # per interval
+    dso_kwh: tuple[tuple[float, float], ...]  # per interval: (imported, exported) with the DSO
+
+
+def dispatch(mg: Microgrid, dt: float, kwh: Sequence[float]) -> Dispatch:
+    """The MG's day with its net P2P export fixed at `kwh` per interval (its own MILP; ScheduleError if none
+    exists)."""
+    sched = MgSchedule(mg, dt, p2p_fixed=[q / dt for q in kwh])
+    plan = sched.solve()
+    x, cols = sched.last_solution().x, sched.cols
+    dso = tuple((x[i] * dt, x[e] * dt) for i, e in zip(cols.dso_import, cols.dso_export, strict=True))
+    return Dispatch(plan.cost, interval_costs(cols, x, len(kwh)), dso)
 
 
 def _scale(wants: dict[str, int], volume: int) -> dict[str, int]:
@@ -158,7 +179,7 @@ def match(
     return tuple(out)
 
 
-def _net(trades: tuple[tuple[Trade, ...], ...], name: str) -> tuple[list[float], list[float]]:
+def net_by_interval(trades: Sequence[Sequence[Trade]], name: str) -> tuple[list[float], list[float]]:
     """kWh net export and money received per interval for one MG."""
     kwh, money = [0.0] * len(trades), [0.0] * len(trades)
     for t, interval in enumerate(trades):
@@ -176,30 +197,37 @@ def _ceiling(conventional: BaselineCosts, name: str) -> float:
     return cost + 1e-6 * max(1.0, abs(cost))
 
 
+@dataclass(frozen=True)
+class _Checked:
+    physical: dict[str, tuple[float, ...]]
+    payments: dict[str, tuple[float, ...]]
+    refused: dict[str, list[float]]  # MGs above their ceiling, with their kWh per interval
+    checks: int  # MILPs solved
+    dso_kwh: dict[str, tuple[tuple[float, float], ...]]
+
+
 def _check(
     scenario: Scenario, trades: tuple[tuple[Trade, ...], ...], conventional: BaselineCosts
-) -> tuple[dict[str, tuple[float, ...]], dict[str, tuple[float, ...]], dict[str, list[float]], int]:
-    """Each MG's day with its trades fixed: physical cost and payments per interval, the MGs above their
-    ceiling (with their kWh per interval), and how many MILPs that took."""
+) -> _Checked:
+    """Each MG's day with its trades fixed: physical cost, payments and DSO exchange per interval, the MGs
+    above their ceiling, and how many MILPs that took."""
     n, dt = scenario.intervals, scenario.interval_hours
-    physical: dict[str, tuple[float, ...]] = {}
-    payments: dict[str, tuple[float, ...]] = {}
-    refused: dict[str, list[float]] = {}
+    checked = _Checked({}, {}, {}, 0, {})
     checks = 0
     for mg in scenario.microgrids:
-        kwh, money = _net(trades, mg.name)
+        kwh, money = net_by_interval(trades, mg.name)
         if not any(kwh):
-            physical[mg.name] = conventional.per_interval[mg.name]
-            payments[mg.name] = tuple(0.0 for _ in range(n))
+            checked.physical[mg.name] = conventional.per_interval[mg.name]
+            checked.payments[mg.name] = tuple(0.0 for _ in range(n))
             continue
-        sched = MgSchedule(mg, dt, p2p_fixed=[q / dt for q in kwh])
-        plan = sched.solve()
+        day = dispatch(mg, dt, kwh)
         checks += 1
-        if plan.cost - sum(money) > _ceiling(conventional, mg.name):
-            refused[mg.name] = kwh
-        physical[mg.name] = interval_costs(sched.cols, sched.last_solution().x, n)
-        payments[mg.name] = tuple(money)
-    return physical, payments, refused, checks
+        if day.cost - sum(money) > _ceiling(conventional, mg.name):
+            checked.refused[mg.name] = kwh
+        checked.physical[mg.name] = day.physical
+        checked.payments[mg.name] = tuple(money)
+        checked.dso_kwh[mg.name] = day.dso_kwh
+    return replace(checked, checks=checks)
 
 
 def _verify(commitment: Commitment, conventional: BaselineCosts) -> None:
@@ -226,8 +254,9 @@ def commit(
     attempt = 0
     while True:
         trades = match(scenario, allocation, declined)
-        physical, payments, refused, solved = _check(scenario, trades, conventional)
-        checks += solved
+        checked = _check(scenario, trades, conventional)
+        checks += checked.checks
+        refused = checked.refused
         if not refused:
             break
         # for `reductions` rounds, each MG that fails takes instead the largest trades within what it was
@@ -254,6 +283,7 @@ def commit(
                 declined.append(name)  # nothing it was matched fits its conventional cost
         allocation = replace(allocation, positions=positions)
         attempt += 1
+    physical, payments = checked.physical, checked.payments
     commitment = Commitment(
         prices=prices,
         trades=trades,
@@ -262,6 +292,7 @@ def commit(
         payments=payments,
         day_cost={name: sum(physical[name]) - sum(payments[name]) for name in physical},
         checks=checks,
+        dso_kwh=checked.dso_kwh,
     )
     _verify(commitment, conventional)
     return commitment
@@ -319,7 +350,7 @@ def deviation_gains(
         credit = uplift.credit(mg.name) if uplift is not None else 0.0
         charge = uplift.charge(mg.name) if uplift is not None else 0.0
         if credit > 0:
-            kwh, _ = _net(commitment.trades, mg.name)
+            kwh, _ = net_by_interval(commitment.trades, mg.name)
             _earn_if_delivered(model, [q / dt for q in kwh], pairs, credit)
         best = model.schedule.solve().cost + charge
         gains[mg.name] = commitment.day_cost[mg.name] + charge - credit - best

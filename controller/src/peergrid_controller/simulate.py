@@ -27,6 +27,7 @@ from peergrid_controller.bargaining import BargainingConfig, Participant, Venue,
 from peergrid_controller.builder import MgState
 from peergrid_controller.commitment import Options
 from peergrid_controller.dayahead import DayAheadConfig, allocate
+from peergrid_controller.delivery import DeliveryFault, FaultError, deliver, fractions, seeded_faults
 from peergrid_controller.forecast import indicative_prices
 from peergrid_controller.forward import commit, deviation_gains, post
 from peergrid_controller.market import Accepted, Trade, net_positions
@@ -34,7 +35,7 @@ from peergrid_controller.model import Microgrid, Scenario, Tariff
 from peergrid_controller.rationality import Guarded
 from peergrid_controller.schedule import MgSchedule
 from peergrid_controller.stability import check
-from peergrid_controller.uplift import MICRO, Uplift, earns, make_whole
+from peergrid_controller.uplift import MICRO, Uplift, earns, make_whole, withhold
 from peergrid_controller.venues import PaymentVenue, memory_venue
 
 
@@ -70,6 +71,11 @@ class SimulationConfig:
     # are built on this mode; switching is one field here once those are settled.
     market: Literal["intraday", "dayahead"] = "intraday"
     dayahead: DayAheadConfig = field(default_factory=DayAheadConfig)
+    # day-ahead only: MGs that do not deliver part of their forward trades (delivery.py) — these, and
+    # `random_faults` of the MGs with trades drawn with `fault_seed` once the trades are known
+    delivery_faults: tuple[DeliveryFault, ...] = ()
+    random_faults: int = 0
+    fault_seed: int = 0
 
 
 @dataclass(frozen=True)
@@ -107,7 +113,17 @@ class DayAheadSummary:
     uplift_credit: dict[str, float] = field(default_factory=dict)  # per payee
     uplift_charge: dict[str, float] = field(default_factory=dict)  # per payer
     max_deviation_gain_with_uplift: float = 0.0  # re-solved with the credits and charges
-    stable: bool = False  # funded, and no MG gains more than its tolerance with the payments
+    stable: bool = False  # funded, and no MG gains more than its tolerance with the payments (ex ante)
+    # delivery (delivery.py): the faults played; per MG its own committed energy not delivered and a
+    # counterparty's shortfall it covered with the DSO (kWh); credits withheld from MGs that did not deliver
+    # and the charges not collected for them (currency; uplift_credit/uplift_charge are what was paid); per
+    # MG how much its day (uplift included) cost above its conventional day (only those above it)
+    faults: tuple[DeliveryFault, ...] = ()
+    shortfall_kwh: dict[str, float] = field(default_factory=dict)
+    covered_kwh: dict[str, float] = field(default_factory=dict)
+    uplift_withheld: dict[str, float] = field(default_factory=dict)
+    uplift_refund: dict[str, float] = field(default_factory=dict)
+    worse_than_conventional: dict[str, float] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -133,9 +149,13 @@ class SimulationResult:
         }
 
 
-def _settle_delivered(venue: Venue, t: int, trades: Sequence[Trade]) -> None:
-    """Settle every agreed trade of interval `t` once, for all of it (dispatch delivered it as agreed)."""
-    settlements = [venue.settle(tr, tr.quantity_kwh) for tr in trades]
+def _settle_delivered(
+    venue: Venue, t: int, trades: Sequence[Trade], delivered: Sequence[Trade] | None = None
+) -> None:
+    """Settle every agreed trade of interval `t` once, for what was delivered (`delivered`: the same trades
+    with the quantity delivered; None: all of it, dispatch delivered it as agreed)."""
+    quantities = [tr.quantity_kwh for tr in (trades if delivered is None else delivered)]
+    settlements = [venue.settle(tr, q) for tr, q in zip(trades, quantities, strict=True)]
     refused = [str(v) for v in settlements if not isinstance(v, Accepted)]
     if refused:
         raise SettlementError(f"interval {t}: settlement refused: {refused[0]}")
@@ -186,6 +206,11 @@ def simulate(
     n, dt = scenario.intervals, scenario.interval_hours
     conv = baselines.conventional(scenario)
     cent = baselines.central(scenario, cfg.central_time_limit_s) if cfg.with_central else None
+    if (cfg.delivery_faults or cfg.random_faults) and cfg.market != "dayahead":
+        raise FaultError("delivery faults apply to the day-ahead market's forward trades only")
+    if cfg.random_faults < 0:
+        raise FaultError(f"random_faults must be >= 0, got {cfg.random_faults}")
+    fractions(scenario, cfg.delivery_faults)  # a bad spec fails before the day is solved
     venue = venue_factory(scenario)
     if cfg.market == "dayahead":
         return _dayahead(scenario, cfg, venue, conv, cent, on_interval)
@@ -326,13 +351,20 @@ def _dayahead(
     # unchanged model, hence unchanged gains, when nothing is paid)
     after = deviation_gains(scenario, committed, uplift) if uplift.credits else gains
     stable = uplift.funded and not any(earns(after[name], tolerance[name]) for name in after)
+    # delivery: the faults played, what was settled, each MG's dispatch with the shortfalls, and the
+    # credits of the MGs that did not deliver withheld (their charges not collected)
+    faults = cfg.delivery_faults + seeded_faults(
+        sorted(trading), scenario.intervals, cfg.fault_seed, cfg.random_faults
+    )
+    delivery = deliver(scenario, committed, agreed, fractions(scenario, faults))
+    paid = withhold(uplift, delivery.defaulted)
     results = []
     for t in range(scenario.intervals):
-        _settle_delivered(venue, t, agreed[t])
+        _settle_delivered(venue, t, agreed[t], delivery.delivered[t])
         results.append(
             IntervalResult(
                 interval=t,
-                p2p_welfare=-sum(costs[t] for costs in committed.physical_cost.values()),
+                p2p_welfare=-sum(costs[t] for costs in delivery.physical_cost.values()),
                 central_welfare=-cent.interval_total(t) if cent else float("nan"),
                 conventional_welfare=-conv.interval_total(t),
                 rounds=1 if agreed[t] else 0,
@@ -341,18 +373,22 @@ def _dayahead(
                 max_taker_gain=max(after.values()),
                 max_pricing_gain=0.0,  # one uniform price per interval, no seller prices alone
                 mg_cost_p2p={
-                    name: committed.physical_cost[name][t]
-                    - committed.payments[name][t]
-                    - (uplift.net(name) if t == scenario.intervals - 1 else 0.0)
-                    for name in sorted(committed.physical_cost)
+                    name: delivery.physical_cost[name][t]
+                    - delivery.payments[name][t]
+                    - (paid.net(name) if t == scenario.intervals - 1 else 0.0)
+                    for name in sorted(delivery.physical_cost)
                 },
                 mg_cost_conventional={name: costs[t] for name, costs in conv.per_interval.items()},
                 trades=agreed[t],
             )
         )
-    # earned once every committed position was delivered (the simulation's MGs all deliver): after the day
-    _pay_uplift(venue, uplift, UPLIFT_REF)
+    # earned by delivering every committed position: paid after the day, to those that did
+    _pay_uplift(venue, paid, UPLIFT_REF)
     venue.flush()
+    worse = {
+        name: round(delivery.day_cost(name) - paid.net(name) - conventional_day[name], 9)
+        for name in sorted(delivery.physical_cost)
+    }
     summary = DayAheadSummary(
         iterations=allocation.iterations,
         solves=allocation.solves,
@@ -363,12 +399,20 @@ def _dayahead(
         declined=committed.declined,
         max_deviation_gain=max(gains.values()),
         prices=committed.prices,
-        uplift_total=uplift.total / MICRO,
+        uplift_total=paid.total / MICRO,
         uplift_funded=uplift.funded,
         uplift_shortfall=uplift.shortfall / MICRO,
-        uplift_credit={name: uplift.credit(name) for name in sorted(uplift.credits)},
-        uplift_charge={name: uplift.charge(name) for name in sorted(uplift.charges)},
+        uplift_credit={name: paid.credit(name) for name in sorted(paid.credits)},
+        uplift_charge={name: paid.charge(name) for name in sorted(paid.charges)},
         max_deviation_gain_with_uplift=max(after.values()),
         stable=stable,
+        faults=faults,
+        shortfall_kwh=delivery.shortfall_kwh,
+        covered_kwh={name: round(kwh, 6) for name, kwh in delivery.covered_kwh.items()},
+        uplift_withheld={name: a / MICRO for name, a in sorted(paid.withheld.items())},
+        uplift_refund={name: a / MICRO for name, a in sorted(paid.refunds.items())},
+        worse_than_conventional={
+            name: w for name, w in worse.items() if w > 1e-6 * max(1.0, abs(conventional_day[name]))
+        },
     )
     return SimulationResult(scenario.name, tuple(results), cent.mip_gap if cent else float("nan"), summary)

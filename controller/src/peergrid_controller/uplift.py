@@ -10,7 +10,17 @@ The rule (all amounts in exact integer currency micro-units, 10⁻⁶):
   gain rounded up to a micro-unit.
 - **Earned** only by delivering its committed positions: the payee receives the credit after the day, when
   it delivered every forward trade it committed to (a declined MG: by trading nothing day-ahead). Deviating
-  forfeits it, which is how the re-solved check models it.
+  forfeits it, which is how the re-solved check models it. **A partial delivery earns nothing**: one Wh
+  of its own committed energy not delivered (as a seller: not supplied; as a buyer: not taken) and the
+  whole credit is withheld (`withhold`). Why all or nothing: the credit pays for the committed plan, the
+  lost opportunity being the gain from deviating at all, and a partial delivery is such a deviation; pro
+  rata would pay a genset MG for most of a plan whose point was the outcome's stability, and the re-solved
+  check (credit only on the exactly-delivered branch) would no longer describe what is paid. A shortfall
+  its counterparty caused (a buyer that took less, a seller that supplied less) does not count against it.
+- **Withheld, not collected.** A withheld credit's funding is not collected: each payer's charge is cut by
+  its share of the withheld total, shared in proportion to its charge (largest remainder, ties by name), so
+  no charge grows, the charges still sum exactly to the credits paid, and nobody pays for a credit that is
+  not paid.
 - **Funded** by the MGs that trade day-ahead and are owed nothing, in proportion to each one's gain over
   the conventional market (its surplus: conventional day cost minus its committed day cost, floored to a
   micro-unit). Why this rule: the uplift buys the stability of an outcome whose surplus the payers enjoy;
@@ -57,6 +67,8 @@ class Uplift:
     owed: int  # micro-units owed in all (paid when funded)
     surplus: int  # micro-units: the payers' gains over the conventional market, in all
     payments: tuple[Payment, ...] = field(default=())
+    withheld: dict[str, int] = field(default_factory=dict)  # credits forfeited by not delivering
+    refunds: dict[str, int] = field(default_factory=dict)  # what each payer was not charged for them
 
     @property
     def total(self) -> int:
@@ -143,3 +155,25 @@ def make_whole(
         return Uplift({}, {}, False, total_owed, total_surplus)
     charges = {name: c for name, c in _shares(surplus, total_owed).items() if c > 0}
     return Uplift(owed, charges, True, total_owed, total_surplus, transfers(owed, charges))
+
+
+def withhold(uplift: Uplift, defaulted: Collection[str]) -> Uplift:
+    """The uplift as paid after delivery: the credits of the payees in `defaulted` (MGs that did not
+    deliver all their own committed energy) withheld, and the payers' charges cut by exactly the withheld
+    total (see the module's rule). Unchanged when no payee defaulted; an unfunded uplift pays nothing."""
+    withheld = {name: c for name, c in sorted(uplift.credits.items()) if name in defaulted}
+    if not withheld:
+        return uplift
+    credits = {name: c for name, c in uplift.credits.items() if name not in withheld}
+    refunds = {n: r for n, r in _shares(uplift.charges, sum(withheld.values())).items() if r > 0}
+    charges = {n: c - refunds.get(n, 0) for n, c in uplift.charges.items() if c > refunds.get(n, 0)}
+    return Uplift(
+        credits,
+        charges,
+        uplift.funded,
+        uplift.owed,
+        uplift.surplus,
+        transfers(credits, charges),
+        withheld,
+        refunds,
+    )
