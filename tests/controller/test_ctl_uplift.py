@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import math
+from dataclasses import replace
 
 import pytest
 from helpers_ctl import flat, load_only, tariff
@@ -23,20 +24,24 @@ from hypothesis import strategies as st
 from peergrid_controller import baselines
 from peergrid_controller import simulate as simulate_module
 from peergrid_controller.chain_venue import ChainVenue
+from peergrid_controller.cli import result_json
 from peergrid_controller.dayahead import Allocation
+from peergrid_controller.delivery import DeliveryFault, FaultError
 from peergrid_controller.forward import Commitment, commit, deviation_gains
-from peergrid_controller.market import Accepted, Rejected
+from peergrid_controller.market import Accepted, Rejected, Trade
 from peergrid_controller.model import CostSegment, Genset, Load, Microgrid, Scenario
 from peergrid_controller.simulate import (
     UPLIFT_REF,
     SettlementError,
     SimulationConfig,
+    SimulationResult,
     _pay_uplift,
     simulate,
 )
 from peergrid_controller.synth import synthetic_scenario
-from peergrid_controller.uplift import MICRO, Payment, earns, make_whole, transfers
+from peergrid_controller.uplift import MICRO, Payment, earns, make_whole, transfers, withhold
 from peergrid_controller.venues import MemoryMarket, memory_venue
+from peergrid_ledger.contracts import market as contract
 
 N, DT = 2, 1.0
 TOLERANCE = 0.001 * 2 * 40.0  # simulate's: one price tick per kWh each MG traded (80 kWh)
@@ -245,6 +250,15 @@ def test_the_cli_json_carries_the_uplift_and_the_check_with_it(capsys: pytest.Ca
         "uplift_shortfall",
         "uplift_credit",
         "uplift_charge",
+        "delivery",
+    }
+    assert doc["delivery"] == {
+        "faults": [],
+        "shortfall_kwh": {},
+        "covered_kwh": {},
+        "uplift_withheld": {},
+        "uplift_refund": {},
+        "worse_than_conventional": {},
     }
     assert sum(doc["uplift_credit"].values()) == pytest.approx(doc["uplift_total"], abs=1e-6)
     assert sum(doc["uplift_charge"].values()) == pytest.approx(doc["uplift_total"], abs=1e-6)
@@ -283,3 +297,138 @@ def test_seeded_genset_days_are_stable_with_the_uplift_paid_once_on_the_chain(se
         # every MG, payers with their charge included, no worse off than conventional
         cost, conventional = totals["mg_cost_p2p"][name], totals["mg_cost_conventional"][name]  # type: ignore[index]
         assert cost <= conventional * (1 + 1e-6) + 1e-6
+
+
+# --- delivery faults: the credit is earned only by delivering (delivery.py, uplift.withhold) ---
+
+
+def faulted_day(
+    monkeypatch: pytest.MonkeyPatch, *faults: DeliveryFault, scenario: Scenario | None = None
+) -> tuple[SimulationResult, ChainVenue]:
+    monkeypatch.setattr(simulate_module, "allocate", lambda scenario, config: hand_allocation(0.188))
+    venues: list[ChainVenue] = []
+
+    def factory(s: Scenario) -> ChainVenue:
+        venues.append(ChainVenue(s))
+        return venues[-1]
+
+    config = SimulationConfig(market="dayahead", with_central=False, delivery_faults=faults)
+    return simulate(scenario or hand_day(), config, factory), venues[0]
+
+
+def settlement(venue: ChainVenue, trade: Trade) -> dict[str, int]:
+    tid = contract.trade_id(trade.interval, venue.keys[trade.seller].public, venue.keys[trade.buyer].public)
+    record = contract.trade(venue.chain.view, tid)
+    assert record is not None and record["settlement"] is not None
+    return dict(record["settlement"])
+
+
+def test_a_payee_that_delivers_a_quarter_less_in_one_hour_forfeits_its_credit_and_b_pays_no_charge(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # g sells 40 kWh each hour at 0.188 and is owed 4.56 (b funds it); in hour 1 g supplies only 30
+    result, venue = faulted_day(monkeypatch, DeliveryFault("g", 0.25, (1,)))
+    d = result.dayahead
+    assert d is not None and d.stable  # the ex-ante check is unchanged
+    first, second = (r.trades[0] for r in result.intervals)
+    assert settlement(venue, first)["delivered"] == 40_000  # Wh, all of hour 0
+    assert settlement(venue, second)["delivered"] == 30_000  # hour 1: what was delivered, once
+    assert settlement(venue, second)["amount"] == 188 * 30_000  # micro-units at the agreed price
+    # each trade is settled once: a second settlement is refused and moves nothing
+    before = (venue.balance("g"), venue.balance("b"))
+    assert isinstance(venue.settle(second, 30.0), Rejected)
+    venue.flush()
+    assert (venue.balance("g"), venue.balance("b")) == before
+    # the credit is withheld, b's charge for it not collected: no pay on the chain, balances = energy only
+    assert d.uplift_credit == {} and d.uplift_charge == {} and d.uplift_total == 0.0
+    assert d.uplift_withheld == {"g": 4.56} and d.uplift_refund == {"b": 4.56}
+    assert venue.balance("g") == pytest.approx(0.188 * 70, abs=1e-9)
+    assert venue.balance("b") == pytest.approx(-0.188 * 70, abs=1e-9)
+    assert d.shortfall_kwh == {"g": 10.0} and d.covered_kwh == {"b": 10.0}
+    totals = result.totals()
+    cost = totals["mg_cost_p2p"]
+    # g re-plans: 40 kW (7.5) then 30 kW at its minimum (6.0), paid for 70 kWh: above its conventional 0
+    assert cost["g"] == pytest.approx(7.5 + 6.0 - 0.188 * 70, abs=1e-6)  # type: ignore[index]
+    # b buys the 10 kWh g did not deliver from the DSO at retail, and pays no uplift
+    assert cost["b"] == pytest.approx(0.188 * 70 + 0.25 * 10, abs=1e-6)  # type: ignore[index]
+    assert d.worse_than_conventional == {"g": pytest.approx(7.5 + 6.0 - 0.188 * 70, abs=1e-6)}
+    # welfare counts the physical side only: the DSO's cover included
+    assert sum(r.p2p_welfare for r in result.intervals) == pytest.approx(-(13.5 + 2.5), abs=1e-6)
+
+
+def test_a_payer_that_takes_less_still_pays_its_charge_and_the_payee_keeps_its_credit(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # b takes only 20 of g's 40 kWh in hour 0: g delivered all it committed, so it keeps its 4.56; b's
+    # charge is due from taking part; g sells the 20 kWh b did not take to the DSO at feed-in
+    result, venue = faulted_day(monkeypatch, DeliveryFault("b", 0.5, (0,)))
+    d = result.dayahead
+    assert d is not None
+    assert settlement(venue, result.intervals[0].trades[0])["delivered"] == 20_000
+    assert d.uplift_credit == {"g": 4.56} and d.uplift_charge == {"b": 4.56} and d.uplift_withheld == {}
+    assert d.shortfall_kwh == {"b": 20.0} and d.covered_kwh == {"g": 20.0}
+    assert venue.balance("g") == pytest.approx(0.188 * 60 + 4.56, abs=1e-9)
+    assert venue.balance("b") == pytest.approx(-0.188 * 60 - 4.56, abs=1e-9)
+    cost = result.totals()["mg_cost_p2p"]
+    g_energy = 7.5 + 7.5 - 0.05 * 20 - 0.188 * 60  # it ran 40 kW both hours as committed
+    assert cost["g"] == pytest.approx(g_energy - 4.56, abs=1e-6)  # type: ignore[index]
+    assert cost["b"] == pytest.approx(0.25 * 20 + 0.188 * 60 + 4.56, abs=1e-6)  # type: ignore[index]
+    # without the credit g would be worse off than conventional (0) by what b's fault cost it; b by its own
+    assert g_energy > 0.0
+    assert d.worse_than_conventional == {"b": pytest.approx(0.25 * 20 + 0.188 * 60 + 4.56 - 20.0, abs=1e-6)}
+
+
+def test_no_fault_settles_everything_and_pays_as_before(monkeypatch: pytest.MonkeyPatch) -> None:
+    plain, _ = faulted_day(monkeypatch)
+    zero, _ = faulted_day(monkeypatch, DeliveryFault("g", 0.0))
+    doc = result_json(zero)
+    assert doc["total"]["dayahead"]["delivery"].pop("faults") == ["g:0:all"]
+    plain_doc = result_json(plain)
+    assert plain_doc["total"]["dayahead"]["delivery"].pop("faults") == []
+    assert doc == plain_doc  # a zero fraction changes nothing: every trade settled in full, paid as before
+    d = plain.dayahead
+    assert d is not None and d.uplift_credit == {"g": 4.56} and d.shortfall_kwh == {} == d.covered_kwh
+
+
+def test_a_gap_beyond_the_dsos_import_limit_is_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    # b may import 5 kW (its load sheddable): g's 10 kWh shortfall in hour 1 cannot come from the DSO
+    shed = Microgrid("b", tariff(N, max_import_kw=5.0), loads=(Load("load", flat(0.0, N), flat(40.0, N)),))
+    limited = replace(hand_day(), microgrids=(hand_day().microgrids[0], shed))
+    with pytest.raises(FaultError, match=r"b cannot cover 10\.000 kWh with the DSO in interval 1: beyond"):
+        faulted_day(monkeypatch, DeliveryFault("g", 0.25, (1,)), scenario=limited)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.dictionaries(names, st.floats(0.5, 50.0), min_size=1, max_size=3),
+    st.dictionaries(names, st.floats(0.0, 80.0), min_size=1),
+    st.sets(names),
+)
+def test_withholding_conserves_money_pays_no_defaulter_and_charges_nobody_more(
+    gains: dict[str, float], savings: dict[str, float], defaulted: set[str]
+) -> None:
+    everyone = sorted(set(gains) | set(savings))
+    day_cost = {n: 100.0 - savings.get(n, 0.0) for n in everyone}
+    uplift = make_whole(
+        {n: gains.get(n, 0.0) for n in everyone},
+        {n: 0.0 for n in everyone},
+        day_cost,
+        {n: 100.0 for n in everyone},
+        set(savings),
+    )
+    paid = withhold(uplift, defaulted)
+    assert not set(paid.credits) & defaulted  # no credit to a non-deliverer
+    assert paid.credits == {n: c for n, c in uplift.credits.items() if n not in defaulted}  # nor lost by one
+    assert sum(paid.charges.values()) == sum(paid.credits.values()) == paid.total  # exact, micro-units
+    assert sum(paid.refunds.values()) == sum(paid.withheld.values()) == uplift.total - paid.total
+    for name, charge in uplift.charges.items():
+        assert paid.charges.get(name, 0) + paid.refunds.get(name, 0) == charge  # nobody charged more
+    sent: dict[str, int] = {}
+    got: dict[str, int] = {}
+    for p in paid.payments:
+        assert p.amount > 0 and p.payee not in defaulted
+        sent[p.payer] = sent.get(p.payer, 0) + p.amount
+        got[p.payee] = got.get(p.payee, 0) + p.amount
+    assert sent == paid.charges and got == paid.credits
+    if not defaulted & set(uplift.credits):
+        assert paid == uplift
