@@ -3,20 +3,28 @@ price. Review 4's F1, F6 (pairing) and L2."""
 
 from __future__ import annotations
 
+import functools
+import math
 from dataclasses import replace
 
 import pytest
 from helpers_ctl import load_only, pv_site
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from peergrid_controller import baselines
 from peergrid_controller.bargaining import Venue
+from peergrid_controller.chain_venue import ChainVenue
 from peergrid_controller.dayahead import Allocation
+from peergrid_controller.delivery import DeliveryFault, FaultError, fractions, parse_fault, seeded_faults
 from peergrid_controller.forward import ForwardError, _pair, _verify, commit, match, post
 from peergrid_controller.market import MAX_REQUESTS, Bid, Offer, Trade, Verdict, wh
 from peergrid_controller.model import Scenario
+from peergrid_controller.simulate import SimulationConfig, SimulationResult, simulate
+from peergrid_controller.synth import synthetic_scenario
+from peergrid_controller.uplift import MICRO
 from peergrid_controller.venues import chain_venue, memory_venue
+from peergrid_ledger.contracts import market as contract
 
 DT = 0.25
 
@@ -192,3 +200,131 @@ def test_post_refuses_trades_agreed_at_another_price() -> None:
     assert post(memory_venue(scenario), committed, clean) == committed.trades  # same venue, same price
     with pytest.raises(ForwardError, match="interval 0: the contract agreed other trades"):
         post(RepricingVenue(memory_venue(scenario)), committed, clean)
+
+
+# --- delivery faults (delivery.py): settled once for what was delivered, no credit to a non-deliverer ---
+
+GENSET_DAY = synthetic_scenario(8, 12, seed=0, interval_hours=2.0)  # mg003's genset is owed an uplift
+
+
+def run_day(faults: tuple[DeliveryFault, ...] = ()) -> tuple[SimulationResult, ChainVenue]:
+    venues: list[ChainVenue] = []
+
+    def factory(s: Scenario) -> ChainVenue:
+        venues.append(ChainVenue(s))
+        return venues[-1]
+
+    config = SimulationConfig(market="dayahead", with_central=False, delivery_faults=faults)
+    return simulate(GENSET_DAY, config, factory), venues[0]
+
+
+@functools.cache
+def faultless() -> SimulationResult:
+    return run_day()[0]
+
+
+fault_patterns = st.dictionaries(
+    st.tuples(st.sampled_from([mg.name for mg in GENSET_DAY.microgrids]), st.integers(0, 11)),
+    st.sampled_from([0.0, 0.1, 0.25, 0.5, 0.999, 1.0]) | st.floats(0.001, 1.0),
+    max_size=6,
+)
+
+
+@settings(max_examples=12, deadline=None)
+@given(fault_patterns)
+@example({("mg003", 3): 0.5, ("mg001", 3): 1.0})  # the payee and a counterparty both short
+def test_any_fault_pattern_settles_each_trade_once_conserves_money_and_pays_no_non_deliverer(
+    pattern: dict[tuple[str, int], float],
+) -> None:
+    faults = tuple(DeliveryFault(mg, f, (t,)) for (mg, t), f in sorted(pattern.items()))
+    result, venue = run_day(faults)
+    base = faultless()
+    d, d0 = result.dayahead, base.dayahead
+    assert d is not None and d0 is not None and d0.uplift_credit  # an uplift is at stake
+    short: dict[str, int] = {}
+    touched: set[str] = set()
+    settled = {mg.name: 0 for mg in GENSET_DAY.microgrids}  # micro-units received on the chain for energy
+    for r in result.intervals:
+        for tr in r.trades:  # the agreed trades: each settled once, for the smaller side's delivery
+            q = wh(tr.quantity_kwh)
+            own = {
+                n: min(q, math.ceil(round(q * pattern.get((n, r.interval), 0.0), 6)))
+                for n in (tr.seller, tr.buyer)
+            }
+            for n, s in own.items():
+                if s:
+                    short[n] = short.get(n, 0) + s
+                    touched |= {tr.seller, tr.buyer}
+            tid = contract.trade_id(r.interval, venue.keys[tr.seller].public, venue.keys[tr.buyer].public)
+            record = contract.trade(venue.chain.view, tid)
+            assert record is not None and record["settlement"]["delivered"] == q - max(own.values())
+            settled[tr.seller] += record["settlement"]["amount"]
+            settled[tr.buyer] -= record["settlement"]["amount"]
+    assert {n: round(kwh * 1000) for n, kwh in d.shortfall_kwh.items()} == short
+    # no credit to an MG that did not deliver; every other credit paid in full; no charge grew
+    assert not set(d.uplift_credit) & set(short)
+    assert d.uplift_credit == {n: c for n, c in d0.uplift_credit.items() if n not in short}
+    assert d.uplift_withheld == {n: c for n, c in d0.uplift_credit.items() if n in short}
+    for name, charge in d0.uplift_charge.items():
+        assert d.uplift_charge.get(name, 0.0) <= charge
+    # money conserved exactly: the chain's balances are the settlements and the uplift paid, summing to 0
+    micro = {n: round(venue.balance(n) * MICRO) for n in settled}
+    assert sum(micro.values()) == 0
+    for name, amount in settled.items():
+        net = d.uplift_credit.get(name, 0.0) - d.uplift_charge.get(name, 0.0)
+        assert micro[name] == amount + round(net * MICRO)
+    # payments cancel: the MGs' costs add up to the physical cost the welfare counts
+    costs = result.totals()["mg_cost_p2p"]
+    welfare = sum(r.p2p_welfare for r in result.intervals)
+    assert sum(costs.values()) == pytest.approx(-welfare, abs=1e-6)  # type: ignore[attr-defined]
+    # an MG no fault touched ends exactly where it did without faults, its uplift aside
+    base_costs = base.totals()["mg_cost_p2p"]
+    for name in set(settled) - touched:
+        uplift_change = d0.uplift_charge.get(name, 0.0) - d.uplift_charge.get(name, 0.0)
+        assert costs[name] == pytest.approx(base_costs[name] - uplift_change, abs=1e-6)  # type: ignore[index]
+
+
+@pytest.mark.parametrize(
+    ("fault", "message"),
+    [
+        (DeliveryFault("nobody", 0.5), "no microgrid named 'nobody'"),
+        (DeliveryFault("mg001", -0.1), r"fraction -0.1 is outside \[0, 1\]"),
+        (DeliveryFault("mg001", 1.5), r"fraction 1.5 is outside \[0, 1\]"),
+        (DeliveryFault("mg001", math.nan), r"fraction nan is outside \[0, 1\]"),
+        (DeliveryFault("mg001", 0.5, (12,)), r"interval 12 is outside 0\.\.11"),
+        (DeliveryFault("mg001", 0.5, (-1,)), r"interval -1 is outside 0\.\.11"),
+    ],
+)
+def test_bad_fault_specs_get_clear_errors_before_the_day_is_solved(
+    fault: DeliveryFault, message: str
+) -> None:
+    with pytest.raises(FaultError, match=message):
+        fractions(GENSET_DAY, [fault])
+    with pytest.raises(FaultError, match=message):
+        simulate(
+            GENSET_DAY, SimulationConfig(market="dayahead", with_central=False, delivery_faults=(fault,))
+        )
+
+
+def test_overlapping_faults_and_faults_outside_the_day_ahead_market_are_refused() -> None:
+    twice = [DeliveryFault("mg001", 0.5, (2, 3)), DeliveryFault("mg001", 0.2, (3,))]
+    with pytest.raises(FaultError, match="mg001's interval 3 is given twice"):
+        fractions(GENSET_DAY, twice)
+    with pytest.raises(FaultError, match="day-ahead market's forward trades only"):
+        simulate(GENSET_DAY, SimulationConfig(delivery_faults=(DeliveryFault("mg001", 0.5),)))
+    with pytest.raises(FaultError, match="random_faults must be >= 0"):
+        simulate(GENSET_DAY, SimulationConfig(market="dayahead", random_faults=-1))
+
+
+def test_fault_text_and_seeded_patterns() -> None:
+    assert parse_fault("mg1:0.5:3,5-7") == DeliveryFault("mg1", 0.5, (3, 5, 6, 7))
+    assert parse_fault("mg1:1") == DeliveryFault("mg1", 1.0)
+    for bad in ("mg1", ":0.5", "mg1:half", "mg1:0.5:3-x", "mg1:0.5:1:2"):
+        with pytest.raises(FaultError, match="delivery fault"):
+            parse_fault(bad)
+    names = [mg.name for mg in GENSET_DAY.microgrids]
+    drawn = seeded_faults(names, 12, seed=4, count=3)
+    assert drawn == seeded_faults(list(reversed(names)), 12, seed=4, count=3)  # seed alone decides
+    assert len({f.mg for f in drawn}) == 3
+    fractions(GENSET_DAY, drawn)  # always a valid spec
+    assert seeded_faults(names, 12, seed=4, count=0) == ()
