@@ -208,3 +208,25 @@ def test_a_refused_forward_move_or_settlement_gets_one_line_and_exit_3(
     monkeypatch.setitem(VENUES, "memory", lambda s: Refusing(memory_venue(s), refuse))
     assert main(args) == 3
     assert message in one_line_error(capsys)
+
+
+def test_delivery_faults_from_the_command_line(capsys: pytest.CaptureFixture[str]) -> None:
+    day = ["--synthetic", "8", "--seed", "0", "--intervals", "12", "--market", "dayahead", "--no-central"]
+    doc = json.loads(run_json(capsys, *day, "--fault", "mg003:0.5:3-6"))["total"]["dayahead"]["delivery"]
+    assert doc["faults"] == ["mg003:0.5:3,4,5,6"]
+    assert doc["shortfall_kwh"]["mg003"] > 0 and sum(doc["covered_kwh"].values()) > 0
+    first = run_json(capsys, *day, "--random-faults", "2", "--fault-seed", "1")
+    assert first == run_json(capsys, *day, "--random-faults", "2", "--fault-seed", "1")  # seeded
+    assert len(json.loads(first)["total"]["dayahead"]["delivery"]["faults"]) == 2
+    assert main(["simulate", *day, "--fault", "mg003:0.5:2"]) == 0
+    assert "delivery faults mg003:0.5:2:" in capsys.readouterr().err
+    for bad, message in (
+        ("mg042:0.5", "no microgrid named 'mg042'"),
+        ("mg003:1.01", "fraction 1.01 is outside [0, 1]"),
+        ("mg003:0.5:12", "interval 12 is outside 0..11"),
+        ("mg003", "expected MG:FRACTION[:INTERVALS]"),
+    ):
+        assert main(["simulate", *day, "--fault", bad]) == 2
+        assert message in one_line_error(capsys)
+    assert main(["simulate", "--synthetic", "3", "--intervals", "2", "--fault", "mg001:0.5"]) == 2
+    assert "day-ahead market's forward trades only" in one_line_error(capsys)
