@@ -10,7 +10,11 @@ and recorded through the market contract (forward.py); each MG dispatches its da
 settled interval by interval; make-whole (uplift) payments for the MGs that would gain by deviating alone
 are decided (uplift.py), the stability check is re-solved with them, and after the day's delivery they are
 posted through the venue (`pay`, once) and counted in the last interval's MG costs (`SimulationResult.dayahead`
-carries the stage's iterations, its day-level stability check and the uplift). The result carries per-interval and total welfare (minus the sum of MG
+carries the stage's iterations, its day-level stability check and the uplift). `delivery_faults` (and
+`random_faults`, drawn among the MGs with trades) make MGs deliver less (delivery.py): each trade is settled
+once for what was delivered, the MG at fault re-plans its day, its counterparties cover the gap with the DSO,
+the credit of a payee that fell short is withheld and its funding not collected (uplift.withhold); the
+summary says per MG how far above its conventional day the faults left it. The result carries per-interval and total welfare (minus the sum of MG
 physical costs; P2P payments cancel), each MG's cost with P2P payments, rounds, convergence and stability.
 Same scenario and config give byte-identical `to_json` output.
 Assumes perfect forecasts (the scenario's profiles). Never reads clocks or I/O; timing is the caller's business.
