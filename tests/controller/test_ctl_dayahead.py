@@ -254,7 +254,7 @@ def test_same_seed_gives_byte_identical_json(capsys: pytest.CaptureFixture[str])
         ("commit_weight", 0.0),
         ("commit_weight", math.nan),
         ("relaxed_iterations", -1),
-        ("relaxed_iterations", 800),
+        ("relaxed_iterations", 1200),
         ("adapt_every", -1),
     ],
 )

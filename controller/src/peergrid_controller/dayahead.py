@@ -10,18 +10,26 @@ DER data. It stops when the worst interval's imbalance (primal residual) and the
 (dual residual) are both within `tolerance_kwh`, or at `max_iterations` (`converged` false).
 
 The proximal square is piecewise linear (daymodel.py: HiGHS refuses mixed-integer QPs and its QP solver
-cycled on these models), so every iteration is a warm LP. Genset MGs: the first response (at the starting
-prices, no proximal term) is a MILP that decides on/off; later iterations keep it fixed, and every
-`recommit_every` iterations and at convergence each genset MG re-decides it with a MILP that includes its
-proximal term (at most `recommits` times). The allocation is therefore the optimum of the day with the
-commitments last chosen, not of the MILP; each MG's delivered schedule is re-solved as a MILP with its trades
-fixed (forward.py).
+cycled on these models), so every iteration is a warm LP. Genset on/off (non-convex) in three steps: ADMM
+first runs on the LP relaxation of on/off (convex, so it converges; its prices approximate the convex-hull
+prices, those that best support a non-convex optimum); each genset MG then decides its own on/off once, by
+its MILP at those prices with its proximal term (at `commit_weight`·ρ: the relaxation's prices leave a
+genset indifferent over a range, and the term picks the plan nearest its relaxed position); ADMM then goes on
+with every commitment fixed (LPs again). `recommits` > 1 re-decides at the prices found, as many times. Each
+MG decides from public prices and its own data only. The allocation is the optimum of the day with those
+commitments, not of the MILP; each MG's delivered schedule is re-solved as a MILP with its trades fixed
+(forward.py).
 
 Owner rules that bind in a uniform-price setting: never more than the maximum quantity per interval (a bound
-throughout); never sell below the floor, never buy above the cap at λ_t — judged when ADMM has converged, a
-side found on the wrong side of its rule is banned for good in that interval and ADMM goes on (bans only
-grow); a clean-only buyer takes no day-ahead position on the buy side (the stage does not know whose energy
-is clean) and the clean premium is not part of it: both are left to intraday trading.
+throughout); never sell below the floor, never buy above the cap at λ_t: each becomes a fee per kWh
+(`rule_fees`: the floor's excess over the MG's feed-in, the retail price's excess over the cap), so the MG's
+response moves smoothly as λ_t crosses its rule instead of switching a side on or off (which swung ADMM
+without end, and sides banned for good left MGs far from their best response: review4 F5). Where the price
+found permits a side its fee is dropped (there it would only distort the MG's response); if the price then
+crosses the rule, the fee comes back for good. A side whose rule has no fee there (a floor at or below
+feed-in, a cap at or above retail) is banned when held against its rule and let back one MG at a time.
+A clean-only buyer takes no day-ahead position on the buy side (the stage does not know whose energy is
+clean) and the clean premium is not part of it: both are left to intraday trading.
 Deterministic (HiGHS single-threaded, fixed seed, MGs in scenario order). Never reads clocks or I/O.
 """
 
@@ -44,7 +52,7 @@ class DayAheadError(ValueError):
 @dataclass(frozen=True)
 class DayAheadConfig:
     rho: float = 0.005  # currency per kWh²: proximal weight, and the price step per kWh of mean imbalance
-    max_iterations: int = 800
+    max_iterations: int = 1200  # all phases together (the 20-MG owner-rules day converged at 897)
     relaxed_iterations: int = 400  # of those, at most this many on the LP relaxation (see `allocate`)
     tolerance_kwh: float = 0.01  # primal (worst interval's imbalance) and dual (largest move) residual
     # residual balancing (Boyd §3.4.1): ρ doubles when the imbalance dominates, halves when the moves do
@@ -111,10 +119,11 @@ Fees = tuple[tuple[float, ...] | None, tuple[float, ...] | None]
 def rule_fees(mg: Microgrid) -> Fees:
     """The owner's floor and cap as convex costs (per interval, currency/kWh): a kWh sold P2P is charged
     the floor's excess over the MG's feed-in price, a kWh bought the retail price's excess over the cap.
-    The MG's marginal cost of selling its surplus becomes max(feed-in, floor) (its marginal value of
-    buying max(... ) becomes min(retail, cap)), so it sells only at a price at or above its floor and buys
-    only at or below its cap, as the rule says, but its response changes smoothly with the price instead of
-    switching a whole side on or off. None where the rule never binds."""
+    The marginal cost of selling its surplus becomes max(feed-in, floor) and the marginal value of covering
+    its deficit min(retail, cap), so it sells that surplus only at or above its floor and buys only at or
+    below its cap, as the rule says, and its response moves with the price by degrees instead of switching a
+    whole side on or off. Exact for those kWh only: energy it would shift or produce at another cost is
+    charged too (hence `_Exchange._judge_fee`). None where the rule never binds."""
     rules, tariff = mg.rules, mg.tariff
     sell = tuple(max(rules.floor_price - f, 0.0) for f in tariff.feed_in)
     buy = tuple(max(r - rules.cap_price, 0.0) for r in tariff.retail)
@@ -220,13 +229,13 @@ class _Exchange:
         return False
 
     def judge_rules(self) -> bool:
-        """At a converged point, judge every floor and cap at the price found (on the chain's tick). A side
-        the MG holds although its rule forbids it at that price is banned. A banned side the price now
-        permits is let back, one MG per interval and side at a time, the least demanding rule first (lowest
-        floor, highest cap): letting them all back at once pushed the price across their floors again and
-        swung them in and out for ever. If a side let back is banned again, the price has no level at which
-        that MG both may and wants to trade (its floor is the margin): that interval's side is closed to
-        further returns. Each side returns at most once, so this ends. True if anything changed."""
+        """At (near) convergence, judge every floor and cap at the price found (on the chain's tick). A side
+        with a fee there: `_judge_fee`. A side without (its rule at or beyond the MG's own tariff): banned
+        if the MG holds it against its rule; a banned side the price now permits is let back, one MG per
+        interval and side at a time, the least demanding rule first (letting them all back at once pushed
+        the price across their rules again and swung them in and out for ever); if one let back is banned
+        again, that interval's side is closed to further returns. Each change happens at most once per
+        (MG, interval, side), so this ends. True if anything changed."""
         res = self.cfg.resolution_kwh
         changed = False
         for t in range(self.n):

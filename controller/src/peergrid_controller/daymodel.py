@@ -1,7 +1,7 @@
 """One MG's own day for the day-ahead stage: its schedule model with P2P open in every interval.
 
 Promises: `DayModel` wraps an `MgSchedule` over the whole day and lets every interval trade P2P at a price
-(one free net-export column per interval), adds the exchange-ADMM proximal term as a piecewise-linear square
+(one free net-export column per interval, or a sell and a buy column when owner-rule fees apply), adds the exchange-ADMM proximal term as a piecewise-linear square
 (so genset MGs stay MILPs and everyone else warm LPs), and re-solves; `largest_within` finds the largest
 trades within given bounds whose day cost, payments included, stays within a budget. Used by dayahead.py and
 forward.py. Never reads clocks or I/O.
