@@ -73,6 +73,7 @@ def test_admm_reaches_the_central_optimum_without_gensets(seed: int) -> None:
     scenario = replace(scenario, microgrids=tuple(mg for mg in scenario.microgrids if not mg.gensets))
     allocation = allocate(scenario)
     assert allocation.converged
+    assert allocation.relaxed_iterations == allocation.recommits == 0  # nothing to relax or commit
     # the allocation itself: every MG's own day with its position fixed, summed, is the central optimum
     dt = scenario.interval_hours
     allocated = sum(

@@ -60,7 +60,7 @@ class DayAheadConfig:
     rho_max: float = 0.5
     recommits: int = 1  # times genset on/off is decided at the prices found (a MILP per genset MG)
     commit_weight: float = 0.25  # the proximal weight of that decision, as a fraction of ρ
-    resolution_kwh: float = 0.01  # the proximal square is exact at ±resolution·2^j (schedule.proximal)
+    resolution_kwh: float = 0.01  # the proximal square is exact at ±resolution·2^j (DayModel.proximal)
 
     def __post_init__(self) -> None:
         if not (math.isfinite(self.rho) and self.rho > 0):
@@ -320,12 +320,12 @@ def allocate(
     ex.first_responses(models)
     gensets = any(mg.gensets for mg in mgs)
     converged = ex.run(models, cfg.relaxed_iterations if gensets else cfg.max_iterations)
-    relaxed_iterations = ex.iterations
+    relaxed_iterations = ex.iterations if gensets else 0
     # 2. each genset MG commits alone: its own MILP at those prices with its proximal term (the plan nearest
     # its relaxed position that pays), then 3. ADMM with every commitment fixed (LPs again)
     recommits = 0
     chosen: dict[int, tuple[tuple[bool, ...], ...]] = {}
-    while recommits < cfg.recommits:
+    while gensets and recommits < cfg.recommits:
         recommits += 1
         changed = False
         for i, mg in enumerate(mgs):
