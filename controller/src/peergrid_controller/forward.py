@@ -212,22 +212,21 @@ def _check(
     """Each MG's day with its trades fixed: physical cost, payments and DSO exchange per interval, the MGs
     above their ceiling, and how many MILPs that took."""
     n, dt = scenario.intervals, scenario.interval_hours
-    checked = _Checked({}, {}, {}, 0, {})
-    checks = 0
+    physical: dict[str, tuple[float, ...]] = {}
+    payments: dict[str, tuple[float, ...]] = {}
+    refused: dict[str, list[float]] = {}
+    dso: dict[str, tuple[tuple[float, float], ...]] = {}
     for mg in scenario.microgrids:
         kwh, money = net_by_interval(trades, mg.name)
         if not any(kwh):
-            checked.physical[mg.name] = conventional.per_interval[mg.name]
-            checked.payments[mg.name] = tuple(0.0 for _ in range(n))
+            physical[mg.name] = conventional.per_interval[mg.name]
+            payments[mg.name] = tuple(0.0 for _ in range(n))
             continue
         day = dispatch(mg, dt, kwh)
-        checks += 1
         if day.cost - sum(money) > _ceiling(conventional, mg.name):
-            checked.refused[mg.name] = kwh
-        checked.physical[mg.name] = day.physical
-        checked.payments[mg.name] = tuple(money)
-        checked.dso_kwh[mg.name] = day.dso_kwh
-    return replace(checked, checks=checks)
+            refused[mg.name] = kwh
+        physical[mg.name], payments[mg.name], dso[mg.name] = day.physical, tuple(money), day.dso_kwh
+    return _Checked(physical, payments, refused, len(dso), dso)
 
 
 def _verify(commitment: Commitment, conventional: BaselineCosts) -> None:
