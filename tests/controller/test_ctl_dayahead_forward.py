@@ -288,7 +288,7 @@ def test_any_fault_pattern_settles_each_trade_once_conserves_money_and_pays_no_n
     ("fault", "message"),
     [
         (DeliveryFault("nobody", 0.5), "no microgrid named 'nobody'"),
-        (DeliveryFault("mg001", -0.1), r"fraction -0.1 is outside \[0, 1\]"),
+        (DeliveryFault("mg001", -0.1), r"fraction -0\.1 is outside \[0, 1\]"),
         (DeliveryFault("mg001", 1.5), r"fraction 1.5 is outside \[0, 1\]"),
         (DeliveryFault("mg001", math.nan), r"fraction nan is outside \[0, 1\]"),
         (DeliveryFault("mg001", 0.5, (12,)), r"interval 12 is outside 0\.\.11"),
@@ -328,3 +328,5 @@ def test_fault_text_and_seeded_patterns() -> None:
     assert len({f.mg for f in drawn}) == 3
     fractions(GENSET_DAY, drawn)  # always a valid spec
     assert seeded_faults(names, 12, seed=4, count=0) == ()
+    for fault in (*drawn, DeliveryFault("mg1", 1 / 3), DeliveryFault("mg1", 0.0, (0,))):
+        assert parse_fault(str(fault)) == fault  # the report's form reads back

@@ -382,7 +382,7 @@ def test_no_fault_settles_everything_and_pays_as_before(monkeypatch: pytest.Monk
     plain, _ = faulted_day(monkeypatch)
     zero, _ = faulted_day(monkeypatch, DeliveryFault("g", 0.0))
     doc = result_json(zero)
-    assert doc["total"]["dayahead"]["delivery"].pop("faults") == ["g:0:all"]
+    assert doc["total"]["dayahead"]["delivery"].pop("faults") == ["g:0.0"]
     plain_doc = result_json(plain)
     assert plain_doc["total"]["dayahead"]["delivery"].pop("faults") == []
     assert doc == plain_doc  # a zero fraction changes nothing: every trade settled in full, paid as before

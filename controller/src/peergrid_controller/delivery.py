@@ -49,8 +49,9 @@ class DeliveryFault:
     intervals: tuple[int, ...] | None = None  # None: every interval
 
     def __str__(self) -> str:
-        where = "all" if self.intervals is None else ",".join(str(t) for t in self.intervals)
-        return f"{self.mg}:{self.fraction:g}:{where}"
+        """The CLI's form (`parse_fault` reads it back)."""
+        where = "" if self.intervals is None else ":" + ",".join(str(t) for t in self.intervals)
+        return f"{self.mg}:{self.fraction!r}{where}"
 
 
 def fractions(scenario: Scenario, faults: Sequence[DeliveryFault]) -> dict[tuple[str, int], float]:
