@@ -19,6 +19,7 @@ from ..machine import BlockContext, require, require_role
 from ..results import Event, Reason, RuleError
 from ..state import Overlay, read_obj
 from ..tx import Tx
+from .funds import transfer
 from .market_state import (
     allocate,
     bid,
@@ -132,12 +133,7 @@ def settle(view: Overlay, tx: Tx, ctx: BlockContext, sender: ks.AccountRecord) -
         f"delivered {delivered} exceeds agreed {agreed['quantity']}",
     )
     amount = agreed["price"] * delivered
-    buyer_balance = ks.decode_int(view.get(ks.balance(agreed["buyer"])))
-    credit = ctx.genesis.params.credit_limit
-    require(buyer_balance - amount >= -credit, Reason.INSUFFICIENT_FUNDS, f"buyer cannot pay {amount}")
-    seller_balance = ks.decode_int(view.get(ks.balance(agreed["seller"])))
-    view.put(ks.balance(agreed["buyer"]), ks.encode_int(buyer_balance - amount))
-    view.put(ks.balance(agreed["seller"]), ks.encode_int(seller_balance + amount))
+    transfer(view, ctx, agreed["buyer"], agreed["seller"], amount, "buyer")
     agreed["settlement"] = {"amount": amount, "delivered": delivered, "txid": tx.txid}
     view.put_obj(trade_key(tid), agreed)
     return [("settled", {"trade": tid, "amount": amount})]

@@ -1,7 +1,7 @@
 """The payments contract: a plain signed payment from one account to another, once per reference.
 
 `pay` (a participant: payee, amount, ref): moves `amount` currency micro-units from the sender's balance to
-the payee's, the way `market.settle` moves them (the payer may go below zero down to the genesis
+the payee's, the way `market.settle` moves them (`funds.transfer`) (the payer may go below zero down to the genesis
 `credit_limit`, no further). `ref` says what the payment is for (e.g. the day and reason of a make-whole
 uplift payment); a second payment with the same (payer, payee, ref) is refused, so a payment that is sent
 twice — a retry, a replay under a new nonce — moves money once. Refused: an amount outside
@@ -21,6 +21,7 @@ from ..results import Event, Reason
 from ..schema import KEY, LABEL, Int, Map
 from ..state import Overlay, StateReader, read_obj
 from ..tx import Tx
+from .funds import transfer
 
 MAX_AMOUNT = 10**15  # micro-units (10^9 currency units): far beyond a day's uplift, well inside 64 bits
 
@@ -43,12 +44,7 @@ def pay(view: Overlay, tx: Tx, ctx: BlockContext, sender: ks.AccountRecord) -> l
     require(view.get(ks.revoked(payee)) is None, Reason.FORBIDDEN, "the payee's key was revoked")
     key = payment_key(tx.sender, payee, ref)
     require(view.get(key) is None, Reason.DUPLICATE, f"already paid this payee for {ref!r}")
-    payer_balance = ks.decode_int(view.get(ks.balance(tx.sender)))
-    credit = ctx.genesis.params.credit_limit
-    require(payer_balance - amount >= -credit, Reason.INSUFFICIENT_FUNDS, f"payer cannot pay {amount}")
-    payee_balance = ks.decode_int(view.get(ks.balance(payee)))
-    view.put(ks.balance(tx.sender), ks.encode_int(payer_balance - amount))
-    view.put(ks.balance(payee), ks.encode_int(payee_balance + amount))
+    transfer(view, ctx, tx.sender, payee, amount, "payer")
     view.put_obj(key, {"amount": amount, "txid": tx.txid})
     return [("paid", {"payer": tx.sender, "payee": payee, "amount": amount, "ref": ref})]
 
