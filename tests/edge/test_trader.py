@@ -1,4 +1,5 @@
-"""The trading agent's pure parts: reading positions off the chain, meeting an adjustment, its config rules."""
+"""The trading agent's pure parts: reading positions off the chain, the opening price, meeting an adjustment,
+its config rules."""
 
 from __future__ import annotations
 
@@ -9,8 +10,10 @@ import pytest
 from edge_helpers import pv_battery_schedule
 from pydantic import ValidationError
 
+from peergrid_edge.chain_bargaining import opening_price, previous_price
 from peergrid_edge.config import EdgeSettings
 from peergrid_edge.trader import MarketAgent, bids_on_chain, offers_on_chain
+from peergrid_ledger import query
 from peergrid_ledger.chain import LocalChain
 from peergrid_ledger.genesis import Account, Genesis, Params
 from peergrid_ledger.keys import Keypair
@@ -116,3 +119,83 @@ def test_no_reopening_in_time_falls_back_to_a_re_plan_and_still_answers_the_iter
     # the limit is still met by re-planning with the agreed trade kept (and kept in the second iteration)
     assert answers.adjustments and all(a.met for a in answers.adjustments)
     assert answers.injection_kw <= 15.0 + 1e-6 and answers.plan.p2p_net_export[0] == pytest.approx(10.0)
+
+
+# ------------------------------------------------------------- the opening: the previous interval's price (C6)
+
+SCENARIO = Path(__file__).resolve().parents[2] / "controller" / "scenarios" / "two-mg.yaml"
+
+
+def traded_chain(t: int) -> tuple[LocalChain, Keypair]:
+    """A chain on which interval t closed with two trades: 6 kWh at 0.120 and 2 kWh at 0.160 per kWh (seller
+    prices), bought by one buyer; interval t + 1 is open with no trades."""
+    authority, cheap, dear, buyer = (Keypair.generate() for _ in range(4))
+    genesis = Genesis(
+        chain="mgmc-test", time=0, authorities=(authority.public,),
+        accounts=tuple(Account(k.public, ("anonym",), balance=10**9) for k in (cheap, dear, buyer)),
+        contracts=("market",), params=Params(credit_limit=10**12),
+    )  # fmt: skip
+    chain = LocalChain(genesis, sealer=authority)
+    for seller, price in ((cheap, 120), (dear, 160)):
+        body = {"interval": t, "round": 1, "price": price, "quantity": 10_000, "clean": True}
+        assert chain.sign_and_submit(seller, "offer", body).ok
+    assert chain.sign_and_submit(buyer, "bid", {"interval": t, "round": 0, "demands": []}).ok
+    demands = [{"seller": cheap.public, "quantity": 6_000}, {"seller": dear.public, "quantity": 2_000}]
+    assert chain.sign_and_submit(buyer, "move", {"interval": t, "round": 1, "demands": demands}).ok
+    assert chain.sign_and_submit(cheap, "trade", {"interval": t}).ok
+    chain.seal()
+    return chain, buyer
+
+
+def test_the_opening_is_the_previous_intervals_agreed_price_weighted_by_quantity_within_the_bounds() -> None:
+    chain, _ = traded_chain(7)
+    assert sorted((tr["price"], tr["quantity"]) for _, tr in query.trades(chain.state, 7)) == [
+        (120, 6_000), (160, 2_000),
+    ]  # fmt: skip
+    # (0.120 * 6 + 0.160 * 2) / 8 = 0.130 per kWh
+    assert previous_price(chain.state, 8) == pytest.approx(0.130)
+    assert opening_price(chain.state, 8, 0.05, 0.25) == pytest.approx(0.130)
+    # held within the interval's bounds [feed-in, retail + premium]
+    assert opening_price(chain.state, 8, 0.14, 0.25) == pytest.approx(0.140)
+    assert opening_price(chain.state, 8, 0.05, 0.1) == pytest.approx(0.100)
+    # no previous trades (the interval itself is open, none before it, the day's first): the mid opening
+    for t in (7, 9, 0):
+        assert previous_price(chain.state, t) is None and opening_price(chain.state, t, 0.05, 0.25) is None
+
+
+class _Stop(Exception):
+    """Ends `run_interval` once it has called `bargain` (the rest needs the whole daemon)."""
+
+
+def test_the_trader_opens_its_sellers_at_the_previous_intervals_price_and_mid_bounds_without_one(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The old trader passed no opening (its sellers always opened mid-bounds); it now passes the previous
+    interval's agreed price, and keeps the role it takes at the mid price."""
+    import asyncio
+    from types import SimpleNamespace
+
+    from peergrid_controller.builder import MgState
+    from peergrid_controller.scenario import load_scenario
+    from peergrid_edge import trader
+
+    chain, _ = traded_chain(7)
+    calls: list[tuple[int, str, float | None]] = []
+
+    async def bargain(agent: object, t: int, me: object, role: str, *args: object) -> list[object]:
+        calls.append((t, role, args[3] if len(args) > 3 else None))
+        raise _Stop
+
+    monkeypatch.setattr(trader, "bargain", bargain)
+    agent = object.__new__(MarketAgent)
+    agent.scenario = load_scenario(SCENARIO)
+    agent.mg = next(m for m in agent.scenario.microgrids if m.name == "seller")
+    agent.dt = agent.scenario.interval_hours
+    agent.name = Keypair.generate().public.hex()
+    agent.state = agent.conv_state = MgState.initial(agent.mg)
+    agent.d = SimpleNamespace(ledger=SimpleNamespace(state=lambda role: chain.state))  # type: ignore[assignment]
+    for t in (8, 9):
+        with pytest.raises(_Stop):
+            asyncio.run(agent.run_interval(t))
+    # 7.5 kWh of PV surplus at any price above its 0.08 floor: a seller at the mid price (0.15)
+    assert calls == [(8, "seller", pytest.approx(0.130)), (9, "seller", None)]

@@ -25,7 +25,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from peergrid_controller.market import Bid, Offer, micro_per_wh, wh
+from peergrid_controller.market import Bid, Offer, micro_per_wh, price_tick, wh
 from peergrid_controller.moves import (  # the controller's public per-MGMC moves
     ExpectedFill,
     Participant,
@@ -73,6 +73,35 @@ def position(state: Any, t: int, me: bytes) -> tuple[list[tuple[bytes, dict[str,
         net_kwh += sign * tr["quantity"] / 1000
         money += sign * tr["price"] * tr["quantity"] / 1e6
     return mine, net_kwh, money
+
+
+def previous_price(state: Any, t: int) -> float | None:
+    """The price (per kWh, on the chain's tick) of interval t - 1's agreed trades, weighted by their quantities:
+    public, the latest closing's; None when that interval holds no trades (none yet, none agreed, or t is 0)."""
+    if t <= 0:
+        return None
+    trades = [tr for _, tr in query.trades(state, t - 1)]
+    volume = sum(tr["quantity"] for tr in trades)
+    if volume <= 0:
+        return None
+    return price_tick(sum(tr["price"] * tr["quantity"] for tr in trades) / volume / 1000)
+
+
+def opening_price(state: Any, t: int, feed_in: float, upper: float) -> float | None:
+    """Where interval t's sellers open without a price call on the chain (`moves.interval_price` is not one):
+    the previous interval's agreed price (`previous_price`, public), held within the interval's bounds
+    [feed-in, retail + premium] (`open_seller` then clips it to each seller's own bounds and steps two ticks
+    from there, as `bargaining.bargain` does from the interval's price). None: no previous price; sellers open
+    mid-bounds. Every MGMC reads the same closed interval, so all open from the same price.
+
+    Roles stay at the mid price (`moves.role_at_mid`): taken at this price, a seller whose cost lies between
+    the cheap sellers' trade prices and the clearing price sat the interval out (measured on a 12-hour day of
+    the 5-MG owner-rules case: 3 intervals with half the volume), while at the mid price every interval traded
+    what it trades from the interval's price. Measured rounds: tests/edge/test_edge_owner_rules.py."""
+    last = previous_price(state, t)
+    if last is None:
+        return None
+    return min(max(last, price_tick(feed_in)), price_tick(upper))
 
 
 @dataclass(frozen=True)
@@ -127,9 +156,9 @@ async def bargain(
     premium: float,
     opening: float | None = None,
 ) -> list[dict[str, Any]]:
-    """`opening`: the interval's price when the MGMCs know it (`moves.interval_price`, what
-    `bargaining.bargain` opens at): a seller opens there, two ticks a step, and the rounds are the
-    simulation's move for move. None (no price call on the chain yet): the middle of its bounds."""
+    """`opening`: where a seller opens, two ticks a step: the trader passes the previous interval's price
+    (`opening_price`); at the interval's price (`moves.interval_price`, what `bargaining.bargain` opens at) the
+    rounds are the simulation's move for move. None: the middle of its bounds, a quarter of them a step."""
     agent.phase = "join"
     cfg = agent.cfg
     seller_state: SellerState | None = None

@@ -2,7 +2,9 @@
 
 Promises, per interval t (starting at `t0 + (t - first_interval) * interval_s` or when the previous one ended):
   1-3. schedules this MG with the controller (state from its own battery readings when it (re)starts, then
-       from the plan it dispatched), derives its price-quantity curve and its role (seller, buyer, neither);
+       from the plan it dispatched), derives its price-quantity curve and its role (seller, buyer, neither) at
+       the mid price; a seller opens at the previous interval's agreed price on the chain (`opening_price`;
+       mid-bounds when there is none);
   4.   bargains on the MGMC chain under its anonym (`chain_bargaining.py`): every offer, bid and move is a signed transaction, and
        each bargaining phase waits for the peers' moves in a FINAL block (sellers move, then buyers), so every
        MGMC decides from the same chain state; rounds end when a round repeats the previous one (no one
@@ -42,6 +44,7 @@ from peergrid_edge.chain_bargaining import (  # noqa: F401 - bids/offers_on_chai
     bids_on_chain,
     close_interval,
     offers_on_chain,
+    opening_price,
     position,
 )
 from peergrid_edge.config import MarketSettings
@@ -215,7 +218,8 @@ class MarketAgent:
         )
         me = Participant(self.name, curve, mg.rules, clean=plan.genset_kw[0] <= 1e-6)
         role = role_at_mid(me, feed_in, retail)
-        rounds = await bargain(self, t, me, role, feed_in, retail, premium)
+        opening = opening_price(self.ledger.state("mgmc"), t, feed_in, retail + premium)
+        rounds = await bargain(self, t, me, role, feed_in, retail, premium, opening)
         bargained = time.time()
         self.phase = "trades"
         mine, net_kwh, money = position(self.ledger.state("mgmc"), t, self.anonym.public)
@@ -269,7 +273,8 @@ class MarketAgent:
         self.last = {"interval": t, "role": role, "rounds": len(rounds), "trades": len(mine)}
         self._record(
             {
-                "interval": t, "mg": mg.name, "anonym": self.name, "role": role, "rounds": rounds,
+                "interval": t, "mg": mg.name, "anonym": self.name, "role": role, "opening": opening,
+                "rounds": rounds,
                 "trades": [
                     {"seller": tr["seller"].hex(), "buyer": tr["buyer"].hex(), "price": tr["price"] / 1000,
                      "quantity_kwh": tr["quantity"] / 1000, "id": tid.hex()}
