@@ -529,3 +529,29 @@ def test_over_a_day_sellers_opening_at_the_previous_intervals_price_need_fewer_r
     assert 3 * rounds[0] <= 2 * rounds[1], rounds  # measured 100 against 204
     # intervals the old default cap of 12 rounds would have cut short: 2 instead of 5
     assert sum(max(p.rounds) > 12 for p in previous) < sum(max(p.rounds) > 12 for p in mid)
+
+
+def measure(seeds: tuple[int, ...] = (1, 2, 3, 9)) -> None:
+    """Rounds per interval over a 12-hour day per opening, for the hand-built case and seeded markets (the
+    figures in edge/README.md): `.venv/bin/python tests/edge/test_edge_owner_rules.py` (about 5 min)."""
+    import tempfile
+
+    cases = {
+        "5-MG owner rules": y_ranks_offers_apart,
+        **{f"seed {k}": partial(seeded_market, k) for k in seeds},
+    }
+    with pytest.MonkeyPatch.context() as monkeypatch:
+        for case, make in cases.items():
+            for opening in ("mid", "previous", "interval"):
+                with tempfile.TemporaryDirectory() as directory:
+                    day = play_day(Path(directory), Params(credit_limit=10**12, cap_on_fills=1), monkeypatch,
+                                   day_of(make()), opening, max_rounds=50)  # fmt: skip
+                rounds = [max(p.rounds) for p in day]
+                unstable = sum(not stability_of(p.people, p.outcome).stable for p in day)
+                volume = sum(t.quantity_kwh for p in day for t in p.outcome.trades)
+                print(f"{case:17} {opening:8} rounds {sum(rounds):3} (max {max(rounds):2}) {rounds} "
+                      f"unstable {unstable} volume {volume:.2f} kWh", flush=True)  # fmt: skip
+
+
+if __name__ == "__main__":
+    measure()
