@@ -14,10 +14,11 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Callable
 from dataclasses import replace
 
 import pytest
-from helpers_ctl import flat, load_only, tariff
+from helpers_ctl import flat, load_only, pv_site, tariff
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -25,11 +26,11 @@ from peergrid_controller import baselines
 from peergrid_controller import simulate as simulate_module
 from peergrid_controller.chain_venue import ChainVenue
 from peergrid_controller.cli import result_json
-from peergrid_controller.dayahead import Allocation
+from peergrid_controller.dayahead import Allocation, allocate
 from peergrid_controller.delivery import DeliveryFault, FaultError
-from peergrid_controller.forward import Commitment, commit, deviation_gains
+from peergrid_controller.forward import Commitment, commit, deviation_gains, own_rule_fees
 from peergrid_controller.market import Accepted, Rejected, Trade
-from peergrid_controller.model import CostSegment, Genset, Load, Microgrid, Scenario
+from peergrid_controller.model import ContractRules, CostSegment, Genset, Load, Microgrid, Scenario
 from peergrid_controller.simulate import (
     UPLIFT_REF,
     SettlementError,
@@ -245,6 +246,7 @@ def test_the_cli_json_carries_the_uplift_and_the_check_with_it(capsys: pytest.Ca
         "stable",
         "max_deviation_gain",
         "max_deviation_gain_with_uplift",
+        "rationed_at_own_rule",
         "uplift_funded",
         "uplift_total",
         "uplift_shortfall",
@@ -432,3 +434,59 @@ def test_withholding_conserves_money_pays_no_defaulter_and_charges_nobody_more(
     assert sent == paid.charges and got == paid.credits
     if not defaulted & set(uplift.credits):
         assert paid == uplift
+
+
+def floor_day() -> Scenario:
+    # test_ctl_dayahead's floor case: a's PV surplus (50 kW) is far more than b's 20 kW load, and a's floor
+    # 0.08 holds the price there: a is rationed at its own floor, b buys its whole load at 0.08
+    rules = ContractRules(floor_price=0.08)
+    return Scenario("floor", 0.25, (pv_site("a", 60.0, 10.0, rules=rules), load_only("b", 20.0)))
+
+
+def cap_day() -> Scenario:
+    # the mirror: a's 30 kW surplus is short of b's 40 kW load, and b's cap 0.2 holds the price there
+    # (retail 0.25 without it): b is rationed at its own cap
+    rules = ContractRules(cap_price=0.2)
+    return Scenario("cap", 0.25, (pv_site("a", 40.0, 10.0), load_only("b", 40.0, rules=rules)))
+
+
+@pytest.mark.parametrize(("day", "rationed", "price"), [(floor_day, "a", 0.08), (cap_day, "b", 0.2)])
+def test_an_mg_rationed_at_its_own_rule_is_paid_nothing_and_reported_apart(
+    day: Callable[[], Scenario], rationed: str, price: float
+) -> None:
+    # review5 F9: the MG whose rule is the price would gain by trading more there (a: 0.08 - 0.05 on each
+    # kWh it could not sell at its floor; b: 0.25 - 0.2 on each kWh it could not buy at its cap), but
+    # that is its own declared reservation price, not a genset's on/off: no uplift, nobody pays beyond the
+    # cleared price, and its gain is reported as the rationed-at-its-own-rule exception
+    result = simulate(day(), SimulationConfig(market="dayahead", with_central=False))
+    summary = result.dayahead
+    assert summary is not None
+    assert summary.prices == (price,) * 4
+    assert summary.uplift_total == 0.0 and summary.uplift_credit == {} and summary.uplift_charge == {}
+    assert summary.max_deviation_gain > 0.1
+    assert summary.rationed_at_own_rule == pytest.approx({rationed: summary.max_deviation_gain})
+    assert summary.stable  # nobody else gains, and the exception is reported above, not hidden
+    totals = result.totals()
+    cost, conv = totals["mg_cost_p2p"]["b"], totals["mg_cost_conventional"]["b"]  # type: ignore[index]
+    kwh = sum(tr.quantity_kwh for r in result.intervals for tr in r.trades)
+    paid = sum(tr.quantity_kwh * tr.price for r in result.intervals for tr in r.trades)
+    # b: the cleared price for what it bought, retail (its conventional price) for the rest of its load,
+    # and no make-whole on top
+    load_kwh = 20.0 if rationed == "a" else 40.0
+    assert cost == pytest.approx(paid + conv / load_kwh * (load_kwh - kwh), abs=1e-6)
+    doc = result_json(result)["total"]["dayahead"]
+    assert doc["rationed_at_own_rule"] == {rationed: pytest.approx(summary.max_deviation_gain, abs=1e-6)}
+
+
+def test_the_floor_is_a_gain_by_the_plain_check_and_none_at_the_owners_own_rule() -> None:
+    scenario = floor_day()
+    conv = baselines.conventional(scenario)
+    committed = commit(scenario, allocate(scenario), conv)
+    plain = deviation_gains(scenario, committed)
+    own = deviation_gains(scenario, committed, own_rules=True)
+    sold = sum(tr.quantity_kwh for day in committed.trades for tr in day)
+    assert plain["a"] == pytest.approx(0.03 * (4 * 12.5 - sold), abs=1e-3)  # the unsold surplus at 0.08
+    assert own["a"] == pytest.approx(0.0, abs=1e-6)  # worth feed-in to a, by its floor
+    assert own["b"] == pytest.approx(plain["b"], abs=1e-9)  # b has no rule: the same model
+    assert own_rule_fees(scenario.microgrids[0], committed.prices) == ((0.03,) * 4, None)
+    assert own_rule_fees(scenario.microgrids[0], (0.09,) * 4) == (None, None)  # the price is not its floor

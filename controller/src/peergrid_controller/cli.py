@@ -81,6 +81,7 @@ def result_json(result: SimulationResult) -> dict[str, Any]:
             "stable": d.stable,
             "max_deviation_gain": _num(d.max_deviation_gain),
             "max_deviation_gain_with_uplift": _num(d.max_deviation_gain_with_uplift),
+            "rationed_at_own_rule": {k: _num(v) for k, v in sorted(d.rationed_at_own_rule.items())},
             "uplift_funded": d.uplift_funded,
             "uplift_total": _num(d.uplift_total),
             "uplift_shortfall": _num(d.uplift_shortfall),
@@ -226,9 +227,16 @@ def main(argv: Sequence[str] | None = None) -> int:
             if d.uplift_funded
             else f"make-whole uplift NOT funded (short {d.uplift_shortfall:.4f}), nothing paid"
         )
+        rationed = (
+            "; rationed at their own rule, not paid: "
+            + ", ".join(f"{k} {v:.4f}" for k, v in d.rationed_at_own_rule.items())
+            if d.rationed_at_own_rule
+            else ""
+        )
         print(
             f"peergrid-market: day-ahead: largest day gain from deviating alone {d.max_deviation_gain:.4f}; "
-            f"{paid}; with it {d.max_deviation_gain_with_uplift:.4f}",
+            f"{paid}; with it {d.max_deviation_gain_with_uplift:.4f} (≈ 0 by construction when funded)"
+            f"{rationed}",
             file=sys.stderr,
         )
         if d.faults:

@@ -28,13 +28,15 @@ Promises:
 - `deviation_gains(scenario, commitment, uplift=None)`: each MG's gain from deviating alone at the final
   prices (its own day MILP); with an uplift (uplift.py) the MILP holds the payments' rules (charge due
   anyway, credit only for delivering the committed positions), so the stability check with payments is a
-  re-solve, not a subtraction.
+  re-solve, not a subtraction. With `own_rules` each MG is valued at its own floor or cap where that is
+  the price (`own_rule_fees`): what being rationed at its own rule is worth to it by its own declaration,
+  nothing (uplift.py pays no more than this gain).
 Deterministic. Never reads clocks or I/O.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field, replace
 
 import highspy
@@ -43,7 +45,7 @@ import numpy as np
 from peergrid_controller import lp as lpmod
 from peergrid_controller.bargaining import Venue
 from peergrid_controller.baselines import BaselineCosts, interval_costs
-from peergrid_controller.dayahead import Allocation, limits_kw
+from peergrid_controller.dayahead import Allocation, Fees, limits_kw, rule_fees
 from peergrid_controller.daymodel import DayModel, largest_within
 from peergrid_controller.market import (
     MAX_REQUESTS,
@@ -329,12 +331,40 @@ def post(venue: Venue, commitment: Commitment, clean: dict[str, bool]) -> tuple[
     return tuple(agreed)
 
 
+def own_rule_fees(mg: Microgrid, prices: Sequence[float]) -> Fees:
+    """The MG's rule fees (dayahead.rule_fees: its floor's excess over its feed-in per kWh sold, the retail
+    price's excess over its cap per kWh bought) in the intervals whose price is its own floor (sell) or cap
+    (buy) on the chain's tick, zero elsewhere; None for a side with no such interval. There the owner's
+    rule is its declared valuation at the margin: it values a kWh sold at no more than its floor, bought at
+    no less than its cap, so being rationed there is worth nothing to it by its own declaration."""
+    sell, buy = rule_fees(mg)
+
+    def at(fees: tuple[float, ...] | None, rule: float) -> tuple[float, ...] | None:
+        if fees is None:
+            return None
+        out = tuple(
+            f if micro_per_wh(p) == micro_per_wh(rule) else 0.0 for f, p in zip(fees, prices, strict=True)
+        )
+        return out if any(out) else None
+
+    return at(sell, mg.rules.floor_price), at(buy, mg.rules.cap_price)
+
+
 def deviation_gains(
-    scenario: Scenario, commitment: Commitment, uplift: Uplift | None = None
+    scenario: Scenario,
+    commitment: Commitment,
+    uplift: Uplift | None = None,
+    own_rules: bool = False,
+    names: Collection[str] | None = None,
 ) -> dict[str, float]:
-    """Per MG: how much less its day would cost had it deviated alone from its forward trades, trading
-    whatever it liked at the final prices within its owner's rules (its own day MILP, best response) — the
-    day-ahead outcome's stability check (issue #7 item 4). ≤ 0 up to solver tolerance means no gain.
+    """Per MG (those in `names`; None: all): how much less its day would cost had it deviated alone from its
+    forward trades, trading whatever it liked at the final prices within its owner's rules (its own day
+    MILP, best response) — the day-ahead outcome's stability check (issue #7 item 4). ≤ 0 up to solver
+    tolerance means no gain.
+
+    With `own_rules` both its committed day and its best response are valued with `own_rule_fees`: the gain
+    it has by its own declared valuation, without what being rationed at its own floor or cap is worth
+    (uplift.py pays no more than this).
 
     With `uplift` (uplift.py) the payoff includes the MG's credit and charge, and the best response is
     re-solved under the payments' own rules: the charge is due whatever it does (it took part), the credit
@@ -343,16 +373,24 @@ def deviation_gains(
     n, dt = scenario.intervals, scenario.interval_hours
     gains = {}
     for mg in scenario.microgrids:
+        if names is not None and mg.name not in names:
+            continue
         model = DayModel(mg, dt)
         pairs = [limits_kw(mg, t, commitment.prices[t], dt) for t in range(n)]
-        model.trade(commitment.prices, [lo for lo, _ in pairs], [hi for _, hi in pairs])
+        sell_fee, buy_fee = own_rule_fees(mg, commitment.prices) if own_rules else (None, None)
+        model.trade(commitment.prices, [lo for lo, _ in pairs], [hi for _, hi in pairs], sell_fee, buy_fee)
+        kwh, _ = net_by_interval(commitment.trades, mg.name)
+        # the committed day valued the same way: the fees on what it committed to sell or buy
+        fees = sum(
+            max(q, 0.0) * (sell_fee[t] if sell_fee else 0.0) + max(-q, 0.0) * (buy_fee[t] if buy_fee else 0.0)
+            for t, q in enumerate(kwh)
+        )
         credit = uplift.credit(mg.name) if uplift is not None else 0.0
         charge = uplift.charge(mg.name) if uplift is not None else 0.0
         if credit > 0:
-            kwh, _ = net_by_interval(commitment.trades, mg.name)
             _earn_if_delivered(model, [q / dt for q in kwh], pairs, credit)
         best = model.schedule.solve().cost + charge
-        gains[mg.name] = commitment.day_cost[mg.name] + charge - credit - best
+        gains[mg.name] = commitment.day_cost[mg.name] + fees + charge - credit - best
     return gains
 
 
@@ -369,6 +407,7 @@ def _earn_if_delivered(
     h.changeColIntegrality(delivers, highspy.HighsVarType.kInteger)
     for k, (c, (lo, hi)) in enumerate(zip(committed_kw, limits, strict=True)):
         big = max(hi - lo, abs(c - lo), abs(hi - c), 1e-3)
-        index = np.array([s.cols.p2p_sell[k], delivers], np.int32)
-        h.addRow(-lpmod.INF, c + big, 2, index, np.array([1.0, big]))
-        h.addRow(-lpmod.INF, big - c, 2, index, np.array([-1.0, big]))
+        # net export = sell − buy (the buy column is fixed at 0 unless rule fees split the two)
+        index = np.array([s.cols.p2p_sell[k], s.cols.p2p_buy[k], delivers], np.int32)
+        h.addRow(-lpmod.INF, c + big, 3, index, np.array([1.0, -1.0, big]))
+        h.addRow(-lpmod.INF, big - c, 3, index, np.array([-1.0, 1.0, big]))

@@ -33,7 +33,7 @@ from peergrid_controller.commitment import Options
 from peergrid_controller.dayahead import DayAheadConfig, allocate
 from peergrid_controller.delivery import DeliveryFault, FaultError, deliver, fractions, seeded_faults
 from peergrid_controller.forecast import indicative_prices
-from peergrid_controller.forward import commit, deviation_gains, post
+from peergrid_controller.forward import commit, deviation_gains, own_rule_fees, post
 from peergrid_controller.market import Accepted, Trade, net_positions
 from peergrid_controller.model import Microgrid, Scenario, Tariff
 from peergrid_controller.rationality import Guarded
@@ -116,8 +116,15 @@ class DayAheadSummary:
     uplift_shortfall: float = 0.0
     uplift_credit: dict[str, float] = field(default_factory=dict)  # per payee
     uplift_charge: dict[str, float] = field(default_factory=dict)  # per payer
-    max_deviation_gain_with_uplift: float = 0.0  # re-solved with the credits and charges
-    stable: bool = False  # funded, and no MG gains more than its tolerance with the payments (ex ante)
+    # re-solved with the credits and charges, each MG's gain valued at its own rules (uplift.py): ≈ 0 by
+    # construction whenever the uplift is funded (each payee is paid its gain), so it shows the re-solve
+    # agrees, not that the prices support the outcome (max_deviation_gain says how far they do not)
+    max_deviation_gain_with_uplift: float = 0.0
+    # funded, and no MG gains more than its tolerance with the payments (ex ante), valued at its own rules
+    stable: bool = False
+    # per MG rationed at its own floor or cap whose gain (less any credit) exceeds its tolerance: the gain
+    # it keeps, which no uniform price removes; not paid, and not counted against `stable`
+    rationed_at_own_rule: dict[str, float] = field(default_factory=dict)
     # delivery (delivery.py): the faults played; per MG its own committed energy not delivered and a
     # counterparty's shortfall it covered with the DSO (kWh); credits withheld from MGs that did not deliver
     # and the charges not collected for them (currency; uplift_credit/uplift_charge are what was paid); per
@@ -324,6 +331,11 @@ def simulate(
     return SimulationResult(scenario.name, tuple(results), cent.mip_gap if cent else float("nan"))
 
 
+def _at_own_rules(gains: dict[str, float], own_rules: dict[str, float]) -> dict[str, float]:
+    """Each MG's gain valued at its own rules where that was solved: the smaller of the two (uplift.py)."""
+    return {name: min(g, own_rules.get(name, g)) for name, g in gains.items()}
+
+
 def _dayahead(
     scenario: Scenario,
     cfg: SimulationConfig,
@@ -349,12 +361,32 @@ def _dayahead(
         for mg in scenario.microgrids
     }
     gains = deviation_gains(scenario, committed)
+    # what is owed: the gain valued at the MG's own rules (uplift.py), solved again only for the MGs that
+    # would be owed and whose own floor or cap is the price somewhere
+    at_rule = {
+        mg.name
+        for mg in scenario.microgrids
+        if earns(gains[mg.name], tolerance[mg.name]) and own_rule_fees(mg, committed.prices) != (None, None)
+    }
+    valued = _at_own_rules(gains, deviation_gains(scenario, committed, own_rules=True, names=at_rule))
     conventional_day = {name: sum(costs) for name, costs in conv.per_interval.items()}
-    uplift = make_whole(gains, tolerance, committed.day_cost, conventional_day, trading)
-    # stability with the payments: every MG's best response re-solved under the payments' rules (an
-    # unchanged model, hence unchanged gains, when nothing is paid)
-    after = deviation_gains(scenario, committed, uplift) if uplift.credits else gains
+    uplift = make_whole(valued, tolerance, committed.day_cost, conventional_day, trading)
+    # stability with the payments: each payee's best response re-solved under the payments' rules; a
+    # payer's charge is due whatever it does, so its model and gain are unchanged
+    after = dict(valued)
+    if uplift.credits:
+        payees = set(uplift.credits)
+        after |= _at_own_rules(
+            deviation_gains(scenario, committed, uplift, names=payees),
+            deviation_gains(scenario, committed, uplift, own_rules=True, names=payees & at_rule),
+        )
     stable = uplift.funded and not any(earns(after[name], tolerance[name]) for name in after)
+    # the gain an MG keeps because it is rationed at its own rule: not paid, reported apart
+    rationed = {
+        name: round(gains[name] - uplift.credit(name), 9)
+        for name in sorted(at_rule)
+        if earns(gains[name] - uplift.credit(name), tolerance[name])
+    }
     # delivery: the faults played, what was settled, each MG's dispatch with the shortfalls, and the
     # credits of the MGs that did not deliver withheld (their charges not collected)
     faults = cfg.delivery_faults + seeded_faults(
@@ -409,6 +441,7 @@ def _dayahead(
         uplift_credit={name: paid.credit(name) for name in sorted(paid.credits)},
         uplift_charge={name: paid.charge(name) for name in sorted(paid.charges)},
         max_deviation_gain_with_uplift=max(after.values()),
+        rationed_at_own_rule=rationed,
         stable=stable,
         faults=faults,
         shortfall_kwh=delivery.shortfall_kwh,

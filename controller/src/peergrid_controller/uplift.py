@@ -8,6 +8,20 @@ those payments; forward.deviation_gains(…, uplift) checks the outcome again wi
 The rule (all amounts in exact integer currency micro-units, 10⁻⁶):
 - **Owed.** An MG whose deviation gain exceeds its tolerance (`earns`) is owed its lost opportunity, the
   gain rounded up to a micro-unit.
+- **The commitment's gain, not the owner's rules** (review5 F9). The gain the caller passes is valued at
+  the MG's own declared rules: the smaller of its plain deviation gain and the one with
+  forward.own_rule_fees (where the day's price sits on its own floor, each kWh it sells there is charged
+  the floor's excess over its feed-in; on its own cap, each kWh bought the retail price's excess over the
+  cap). So the surplus it could not sell at its own reservation price (the demand it could not cover at
+  its own cap) is worth nothing to it, by its own declaration, and is not paid: paying it would reward a
+  floor set at the expected clearing price (the more surplus unsold there, the larger the credit) and move
+  the buyers' surplus to that seller beyond the cleared price. The MG keeps a gain no uniform price
+  removes (dayahead's "rationed at its own rule" exception); the caller reports it apart
+  (simulate: `rationed_at_own_rule`), never hidden in the stability figure and never paid.
+  Why not "the gain less the gain with its genset on/off fixed at the committed plan": a committed genset
+  still gains, on/off fixed, what it would sell above its marginal cost at a price that covers its
+  minimum-output cost (the tests' hand-built day: its whole 4.56), so that rule would pay no genset at
+  all — a commitment's lost opportunity *is* a dispatch gain at a price that does not support it.
 - **Earned** only by delivering its committed positions: the payee receives the credit after the day, when
   it delivered every forward trade it committed to (a declined MG: by trading nothing day-ahead). Deviating
   forfeits it, which is how the re-solved check models it. **A partial delivery earns nothing**: one Wh
