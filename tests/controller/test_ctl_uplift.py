@@ -40,7 +40,16 @@ from peergrid_controller.simulate import (
     simulate,
 )
 from peergrid_controller.synth import synthetic_scenario
-from peergrid_controller.uplift import MICRO, Payment, earns, make_whole, transfers, withhold
+from peergrid_controller.uplift import (
+    MICRO,
+    Payment,
+    earns,
+    largest_remainder,
+    make_whole,
+    north_west,
+    transfers,
+    withhold,
+)
 from peergrid_controller.venues import MemoryMarket, memory_venue
 from peergrid_ledger.contracts import market as contract
 
@@ -490,3 +499,30 @@ def test_the_floor_is_a_gain_by_the_plain_check_and_none_at_the_owners_own_rule(
     assert own["b"] == pytest.approx(plain["b"], abs=1e-9)  # b has no rule: the same model
     assert own_rule_fees(scenario.microgrids[0], committed.prices) == ((0.03,) * 4, None)
     assert own_rule_fees(scenario.microgrids[0], (0.09,) * 4) == (None, None)  # the price is not its floor
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.dictionaries(names, st.integers(0, 10**7), min_size=1),
+    st.floats(0.0, 1.0),
+    st.lists(st.tuples(names, st.integers(1, 10**6)), max_size=8, unique_by=lambda x: x[0]),
+    st.lists(st.tuples(names, st.integers(1, 10**6)), max_size=8, unique_by=lambda x: x[0]),
+)
+def test_the_shared_apportioning_helpers_are_exact(
+    weights: dict[str, int], part: float, rows: list[tuple[str, int]], columns: list[tuple[str, int]]
+) -> None:
+    # review5 F1: one largest-remainder split and one north-west walk, for uplift.py and forward.py alike
+    total = int(sum(weights.values()) * part)
+    shares = largest_remainder(weights, total)
+    assert sum(shares.values()) == total and all(0 <= shares[n] <= w for n, w in weights.items())
+    whole = sum(weights.values())  # within one unit of the exact proportion
+    assert all(abs(shares[n] * whole - total * w) < max(whole, 1) for n, w in weights.items())
+    with pytest.raises(ValueError, match="cannot share"):
+        largest_remainder(weights, sum(weights.values()) + 1)
+    steps = north_west(rows, columns)
+    assert len(steps) <= max(len(rows) + len(columns) - 1, 0)
+    moved = min(sum(a for _, a in rows), sum(a for _, a in columns))
+    assert sum(a for _, _, a in steps) == moved and all(a > 0 for _, _, a in steps)
+    for side, index in ((rows, 0), (columns, 1)):
+        for name, amount in side:
+            assert sum(a for *pair, a in steps if pair[index] == name) <= amount

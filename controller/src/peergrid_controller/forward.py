@@ -60,7 +60,7 @@ from peergrid_controller.market import (
 )
 from peergrid_controller.model import Microgrid, Scenario
 from peergrid_controller.schedule import MgSchedule, ScheduleError
-from peergrid_controller.uplift import Uplift
+from peergrid_controller.uplift import Uplift, largest_remainder, north_west
 
 
 class ForwardError(RuntimeError):
@@ -100,16 +100,9 @@ def dispatch(mg: Microgrid, dt: float, kwh: Sequence[float]) -> Dispatch:
 
 
 def _scale(wants: dict[str, int], volume: int) -> dict[str, int]:
-    """Scale whole-Wh positions down to `volume` in all: floors, then the largest remainders (ties by name)."""
-    total = sum(wants.values())
-    if total <= volume:
-        return dict(wants)
-    share = {name: w * volume // total for name, w in wants.items()}
-    left = volume - sum(share.values())
-    order = sorted(wants, key=lambda name: (-(wants[name] * volume % total), name))
-    for name in order[:left]:
-        share[name] += 1
-    return share
+    """Scale whole-Wh positions down to `volume` in all (largest remainder, ties by name); as they are when
+    they fit."""
+    return dict(wants) if sum(wants.values()) <= volume else largest_remainder(wants, volume)
 
 
 def _pair(
@@ -126,20 +119,9 @@ def _pair(
             ((name, amount) for name, amount in side.items() if amount > 0), key=lambda x: (-x[1], x[0])
         )
 
-    sellers, buyers = largest_first(sells), largest_first(buys)
-    left_s = [amount for _, amount in sellers]
-    left_b = [amount for _, amount in buyers]
     named: dict[str, list[tuple[str, int]]] = {}
-    i = j = 0
-    while i < len(sellers) and j < len(buyers):
-        amount = min(left_s[i], left_b[j])
-        named.setdefault(buyers[j][0], []).append((sellers[i][0], amount))
-        left_s[i] -= amount
-        left_b[j] -= amount
-        if left_s[i] == 0:
-            i += 1
-        if left_b[j] == 0:
-            j += 1
+    for seller, buyer, amount in north_west(largest_first(sells), largest_first(buys)):
+        named.setdefault(buyer, []).append((seller, amount))
     kept = (
         (seller, buyer, amount)
         for buyer, pairs in named.items()

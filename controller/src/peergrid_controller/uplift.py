@@ -53,7 +53,7 @@ Pure: no solver, no I/O, no clocks.
 from __future__ import annotations
 
 import math
-from collections.abc import Collection, Mapping
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 
 MICRO = 1_000_000  # micro-units per currency unit (the chain's amounts)
@@ -104,16 +104,44 @@ class Uplift:
         return (self.credits.get(name, 0) - self.charges.get(name, 0)) / MICRO
 
 
-def _shares(weights: Mapping[str, int], total: int) -> dict[str, int]:
-    """`total` split in proportion to positive integer `weights` (sum ≥ total): floors, then one more for the
-    largest remainders, ties by name. Each share is at most its weight."""
+def largest_remainder(weights: Mapping[str, int], total: int) -> dict[str, int]:
+    """`total` split in proportion to non-negative integer `weights` (sum ≥ total): floors, then one more for
+    the largest remainders, ties by name. Exact: the shares sum to `total`, each at most its weight. Also
+    forward.py's scaling of positions to an interval's volume."""
     whole = sum(weights.values())
+    if not 0 <= total <= whole:
+        raise ValueError(f"cannot share {total} over weights summing to {whole}")
+    if whole == 0:
+        return dict.fromkeys(weights, 0)
     share = {name: total * w // whole for name, w in weights.items()}
     left = total - sum(share.values())
     order = sorted(weights, key=lambda name: (-(total * weights[name] % whole), name))
     for name in order[:left]:
         share[name] += 1
     return share
+
+
+def north_west(
+    rows: Sequence[tuple[str, int]], columns: Sequence[tuple[str, int]]
+) -> list[tuple[str, str, int]]:
+    """The north-west corner walk over two lists of (name, positive amount) in the order given: each step
+    moves the smaller of what the current row and column have left, (row, column, amount), until either side
+    runs out — at most rows + columns − 1 steps, each side's sums exact up to the shorter total. Also
+    forward.py's pairing of sellers with buyers."""
+    left_rows = [amount for _, amount in rows]
+    left_columns = [amount for _, amount in columns]
+    out: list[tuple[str, str, int]] = []
+    i = j = 0
+    while i < len(rows) and j < len(columns):
+        amount = min(left_rows[i], left_columns[j])
+        out.append((rows[i][0], columns[j][0], amount))
+        left_rows[i] -= amount
+        left_columns[j] -= amount
+        if left_rows[i] == 0:
+            i += 1
+        if left_columns[j] == 0:
+            j += 1
+    return out
 
 
 def transfers(credits: Mapping[str, int], charges: Mapping[str, int]) -> tuple[Payment, ...]:
@@ -123,20 +151,7 @@ def transfers(credits: Mapping[str, int], charges: Mapping[str, int]) -> tuple[P
         raise ValueError("credits and charges differ: money would not be conserved")
     payees = [(n, a) for n, a in sorted(credits.items()) if a > 0]
     payers = [(n, a) for n, a in sorted(charges.items()) if a > 0]
-    out: list[Payment] = []
-    i = j = 0
-    due, owed = (payers[0][1] if payers else 0), (payees[0][1] if payees else 0)
-    while i < len(payers) and j < len(payees):
-        amount = min(due, owed)
-        out.append(Payment(payers[i][0], payees[j][0], amount))
-        due, owed = due - amount, owed - amount
-        if due == 0:
-            i += 1
-            due = payers[i][1] if i < len(payers) else 0
-        if owed == 0:
-            j += 1
-            owed = payees[j][1] if j < len(payees) else 0
-    return tuple(out)
+    return tuple(Payment(payer, payee, amount) for payer, payee, amount in north_west(payers, payees))
 
 
 def make_whole(
@@ -167,7 +182,7 @@ def make_whole(
         return Uplift({}, {}, True, 0, total_surplus)
     if total_owed > total_surplus:
         return Uplift({}, {}, False, total_owed, total_surplus)
-    charges = {name: c for name, c in _shares(surplus, total_owed).items() if c > 0}
+    charges = {name: c for name, c in largest_remainder(surplus, total_owed).items() if c > 0}
     return Uplift(owed, charges, True, total_owed, total_surplus, transfers(owed, charges))
 
 
@@ -179,7 +194,7 @@ def withhold(uplift: Uplift, defaulted: Collection[str]) -> Uplift:
     if not withheld:
         return uplift
     credits = {name: c for name, c in uplift.credits.items() if name not in withheld}
-    refunds = {n: r for n, r in _shares(uplift.charges, sum(withheld.values())).items() if r > 0}
+    refunds = {n: r for n, r in largest_remainder(uplift.charges, sum(withheld.values())).items() if r > 0}
     charges = {n: c - refunds.get(n, 0) for n, c in uplift.charges.items() if c > refunds.get(n, 0)}
     return Uplift(
         credits,
