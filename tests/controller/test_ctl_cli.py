@@ -230,3 +230,25 @@ def test_delivery_faults_from_the_command_line(capsys: pytest.CaptureFixture[str
         assert message in one_line_error(capsys)
     assert main(["simulate", "--synthetic", "3", "--intervals", "2", "--fault", "mg001:0.5"]) == 2
     assert "day-ahead market's forward trades only" in one_line_error(capsys)
+
+
+def test_random_faults_skip_the_mgs_given_explicitly_and_the_json_shows_what_was_delivered(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    # review5 F7: --random-faults drew among all trading MGs, so with as many as there are it always drew
+    # mg003 again and the day, once solved, ended in "mg003's interval 3 is given twice" (exit 2)
+    day = ["--synthetic", "8", "--seed", "0", "--intervals", "12", "--market", "dayahead", "--no-central"]
+    doc = json.loads(run_json(capsys, *day, "--fault", "mg003:0.5:3-6", "--random-faults", "8"))
+    faults = doc["total"]["dayahead"]["delivery"]["faults"]
+    assert faults[0] == "mg003:0.5:3,4,5,6" and len(faults) > 1
+    named = [fault.split(":")[0] for fault in faults]
+    assert len(named) == len(set(named))  # mg003 once, the random ones among the others
+    # each trade says what was agreed and what was delivered (the settlement's quantity)
+    trades = [tr for interval in doc["intervals"] for tr in interval["trades"]]
+    assert trades and all(0 <= tr["delivered_kwh"] <= tr["quantity_kwh"] for tr in trades)
+    short = [tr for tr in doc["intervals"][4]["trades"] if "mg003" in (tr["seller"], tr["buyer"])]
+    assert short and all(tr["delivered_kwh"] < tr["quantity_kwh"] for tr in short)
+    clean = json.loads(run_json(capsys, *day))["intervals"]
+    assert all(tr["delivered_kwh"] == tr["quantity_kwh"] for i in clean for tr in i["trades"])
+    intraday = json.loads(run_json(capsys, "--synthetic", "3", "--intervals", "2", "--no-central"))
+    assert all("delivered_kwh" not in tr for i in intraday["intervals"] for tr in i["trades"])

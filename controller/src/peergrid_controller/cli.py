@@ -23,6 +23,7 @@ from typing import Any
 from peergrid_controller.dayahead import DayAheadError
 from peergrid_controller.delivery import FaultError, parse_fault
 from peergrid_controller.forward import ForwardError
+from peergrid_controller.market import Trade
 from peergrid_controller.model import ModelError
 from peergrid_controller.scenario import ScenarioError, load_scenario
 from peergrid_controller.schedule import ScheduleError
@@ -41,6 +42,19 @@ def _num(x: float) -> float | None:
     return round(x, 6) if math.isfinite(x) else None
 
 
+def _trade_json(agreed: Trade, delivered: Trade | None) -> dict[str, Any]:
+    """A trade as agreed (`quantity_kwh`); day-ahead also `delivered_kwh`, the quantity settled."""
+    doc: dict[str, Any] = {
+        "seller": agreed.seller,
+        "buyer": agreed.buyer,
+        "quantity_kwh": _num(agreed.quantity_kwh),
+        "price": _num(agreed.price),
+    }
+    if delivered is not None:
+        doc["delivered_kwh"] = _num(delivered.quantity_kwh)
+    return doc
+
+
 def result_json(result: SimulationResult) -> dict[str, Any]:
     intervals = []
     for r in result.intervals:
@@ -55,13 +69,8 @@ def result_json(result: SimulationResult) -> dict[str, Any]:
                 "mg_cost_p2p": {k: _num(v) for k, v in sorted(r.mg_cost_p2p.items())},
                 "mg_cost_conventional": {k: _num(v) for k, v in sorted(r.mg_cost_conventional.items())},
                 "trades": [
-                    {
-                        "seller": t.seller,
-                        "buyer": t.buyer,
-                        "quantity_kwh": _num(t.quantity_kwh),
-                        "price": _num(t.price),
-                    }
-                    for t in r.trades
+                    _trade_json(t, d)
+                    for t, d in zip(r.trades, r.delivered or (None,) * len(r.trades), strict=True)
                 ],
             }
         )
@@ -149,7 +158,8 @@ def _parser() -> argparse.ArgumentParser:
         type=int,
         default=0,
         metavar="K",
-        help="day-ahead: K MGs with forward trades, drawn with --fault-seed, fail part of them",
+        help="day-ahead: K MGs with forward trades (not those given --fault), drawn with --fault-seed, "
+        "fail part of them",
     )
     sim.add_argument("--fault-seed", type=int, default=0, help="seed of --random-faults")
     return parser

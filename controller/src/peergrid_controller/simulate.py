@@ -11,7 +11,7 @@ settled interval by interval; make-whole (uplift) payments for the MGs that woul
 are decided (uplift.py), the stability check is re-solved with them, and after the day's delivery they are
 posted through the venue (`pay`, once) and counted in the last interval's MG costs (`SimulationResult.dayahead`
 carries the stage's iterations, its day-level stability check and the uplift). `delivery_faults` (and
-`random_faults`, drawn among the MGs with trades) make MGs deliver less (delivery.py): each trade is settled
+`random_faults`, drawn among the MGs with trades not given a fault explicitly) make MGs deliver less (delivery.py): each trade is settled
 once for what was delivered, the MG at fault re-plans its day, its counterparties cover the gap with the DSO,
 the credit of a payee that fell short is withheld and its funding not collected (uplift.withhold); the
 summary says per MG how far above its conventional day the faults left it. The result carries per-interval and total welfare (minus the sum of MG
@@ -76,7 +76,7 @@ class SimulationConfig:
     market: Literal["intraday", "dayahead"] = "intraday"
     dayahead: DayAheadConfig = field(default_factory=DayAheadConfig)
     # day-ahead only: MGs that do not deliver part of their forward trades (delivery.py) — these, and
-    # `random_faults` of the MGs with trades drawn with `fault_seed` once the trades are known
+    # `random_faults` of the other MGs with trades, drawn with `fault_seed` once the trades are known
     delivery_faults: tuple[DeliveryFault, ...] = ()
     random_faults: int = 0
     fault_seed: int = 0
@@ -95,7 +95,10 @@ class IntervalResult:
     max_pricing_gain: float
     mg_cost_p2p: dict[str, float]
     mg_cost_conventional: dict[str, float]
-    trades: tuple[Trade, ...]
+    trades: tuple[Trade, ...]  # as agreed
+    # day-ahead: the same trades with the quantity delivered, i.e. settled (None: intraday, where dispatch
+    # delivers every agreed trade)
+    delivered: tuple[Trade, ...] | None = None
 
 
 @dataclass(frozen=True)
@@ -389,8 +392,11 @@ def _dayahead(
     }
     # delivery: the faults played, what was settled, each MG's dispatch with the shortfalls, and the
     # credits of the MGs that did not deliver withheld (their charges not collected)
+    # the random faults among the trading MGs not given one explicitly (an MG's interval given twice would
+    # be refused only now, after the day is solved, for a fault the user never wrote: review5 F7)
+    explicit = {fault.mg for fault in cfg.delivery_faults}
     faults = cfg.delivery_faults + seeded_faults(
-        sorted(trading), scenario.intervals, cfg.fault_seed, cfg.random_faults
+        sorted(trading - explicit), scenario.intervals, cfg.fault_seed, cfg.random_faults
     )
     delivery = deliver(scenario, committed, agreed, fractions(scenario, faults))
     paid = withhold(uplift, delivery.defaulted)
@@ -416,6 +422,7 @@ def _dayahead(
                 },
                 mg_cost_conventional={name: costs[t] for name, costs in conv.per_interval.items()},
                 trades=agreed[t],
+                delivered=delivery.delivered[t],
             )
         )
     # earned by delivering every committed position: paid after the day, to those that did
