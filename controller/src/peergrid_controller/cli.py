@@ -245,7 +245,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
         print(
             f"peergrid-market: day-ahead: largest day gain from deviating alone {d.max_deviation_gain:.4f}; "
-            f"{paid}; with it {d.max_deviation_gain_with_uplift:.4f} (≈ 0 by construction when funded)"
+            f"{paid}; with it {d.max_deviation_gain_with_uplift:.4f} (within tolerance by construction when funded)"
             f"{rationed}",
             file=sys.stderr,
         )

@@ -119,9 +119,10 @@ class DayAheadSummary:
     uplift_shortfall: float = 0.0
     uplift_credit: dict[str, float] = field(default_factory=dict)  # per payee
     uplift_charge: dict[str, float] = field(default_factory=dict)  # per payer
-    # re-solved with the credits and charges, each MG's gain valued at its own rules (uplift.py): ≈ 0 by
-    # construction whenever the uplift is funded (each payee is paid its gain), so it shows the re-solve
-    # agrees, not that the prices support the outcome (max_deviation_gain says how far they do not)
+    # re-solved with the credits and charges, each MG's gain valued at its own rules (uplift.py). Within
+    # tolerance by construction whenever the uplift is funded: a payee's is 0 (its credit covers its gain),
+    # every other MG's was within its tolerance already — so `stable` follows from `uplift_funded`, and this
+    # figure shows the re-solve agrees, not that the prices support the outcome (max_deviation_gain does)
     max_deviation_gain_with_uplift: float = 0.0
     # funded, and no MG gains more than its tolerance with the payments (ex ante), valued at its own rules
     stable: bool = False
