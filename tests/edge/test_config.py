@@ -12,7 +12,7 @@ import yaml
 from pydantic import ValidationError
 
 from peergrid_controller.moves import BargainingConfig
-from peergrid_edge.config import EdgeSettings
+from peergrid_edge.config import EdgeSettings, MarketSettings
 from peergrid_edge.telemetry import parse_telemetry
 
 BIN = Path(sys.executable).parent
@@ -77,18 +77,21 @@ def test_the_default_cap_is_the_simulations_where_the_interval_holds_it_and_what
     None
 ):
     # a real 15-min interval at 200-ms blocks: the simulation's cap (the old default was 12)
-    assert settings_of(market_config(900)).max_rounds() == BargainingConfig().max_rounds == 50
+    assert settings_of(market_config(900)).market.max_rounds == BargainingConfig().max_rounds == 50
     # the lab's accelerated clock: 6-s intervals, 150-ms blocks, two blocks a round at the fastest
-    assert settings_of(market_config(6, 150)).max_rounds() == 20
-    assert settings_of(market_config(0.5, 200)).max_rounds() == 2  # never fewer than a round and its repeat
+    assert settings_of(market_config(6, 150)).market.max_rounds == 20
+    assert (
+        settings_of(market_config(0.5, 200)).market.max_rounds == 2
+    )  # never fewer than a round and its repeat
     # an owner's explicit cap is kept when the interval can hold it
-    assert settings_of(market_config(900, 200, "30")).max_rounds() == 30
-    assert settings_of(market_config(6, 150, "20")).max_rounds() == 20
+    assert settings_of(market_config(900, 200, "30")).market.max_rounds == 30
+    assert settings_of(market_config(6, 150, "20")).market.max_rounds == 20
 
 
-def test_a_config_without_a_market_has_no_rounds() -> None:
-    with pytest.raises(AssertionError, match="no market"):
-        settings_of(BASE).max_rounds()
+def test_market_settings_alone_leave_the_cap_to_the_agent() -> None:
+    alone = MarketSettings(scenario=Path("s.yaml"), anonym_key_file=Path("a.key"), t0=0.0, interval_s=900.0)
+    assert alone.max_rounds is None  # MarketAgent then takes BargainingConfig's 50
+    assert settings_of(BASE).market is None
 
 
 @pytest.mark.parametrize(

@@ -199,3 +199,24 @@ def test_the_trader_opens_its_sellers_at_the_previous_intervals_price_and_mid_bo
             asyncio.run(agent.run_interval(t))
     # 7.5 kWh of PV surplus at any price above its 0.08 floor: a seller at the mid price (0.15)
     assert calls == [(8, "seller", pytest.approx(0.130)), (9, "seller", None)]
+
+
+@pytest.mark.parametrize("interval_s,block_ms,expected", [(900.0, 200, 50), (6.0, 150, 20)])
+def test_the_agent_bargains_with_the_rounds_its_config_gives(
+    tmp_path: Path, interval_s: float, block_ms: int, expected: int
+) -> None:
+    import asyncio
+    from types import SimpleNamespace
+
+    from peergrid_ledger.keys import write_keyfile
+
+    write_keyfile(tmp_path / "anonym.key", Keypair.generate())
+    scenario = Path(__file__).resolve().parents[2] / "firmware-sim" / "scenarios" / "ieee33.yaml"
+    market = {"scenario": str(scenario), "anonym_key_file": str(tmp_path / "anonym.key"), "t0": 0.0,
+              "interval_s": interval_s}  # fmt: skip
+    replicas = {"mgmc": {"genesis": "m.json", "block_period_ms": block_ms}, "dso": {"genesis": "d.json"}}
+    settings = EdgeSettings(node_id="n", mg="mg1", market=market, ledger={"replicas": replicas})  # type: ignore[arg-type]
+    assert settings.market is not None
+    daemon = SimpleNamespace(settings=settings, stopping=asyncio.Event(), _sleep=asyncio.sleep)
+    agent = MarketAgent(daemon, settings.market)  # type: ignore[arg-type]
+    assert agent.cfg.max_rounds == expected

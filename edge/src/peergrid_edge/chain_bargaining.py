@@ -17,7 +17,8 @@ the instability those fixes removed. It counts on the fill each seller gave as `
 rounds (`moves.ExpectedFill`; "every seller content" is read off the chain as "every posted price kept"), and
 a buyer whose last bid still stands (prices kept, same asks in last round's band) posts it again unchanged, so
 a round that repeats the last is `bargain`'s stop one round later. Opened at the same price (`opening`), the
-rounds are `bargain`'s move for move (tests/edge/test_edge_owner_rules.py).
+rounds are `bargain`'s move for move (tests/edge/test_edge_owner_rules.py). With no price call on the chain
+the trader opens sellers at the previous interval's agreed price (`opening_price`, public).
 """
 
 from __future__ import annotations

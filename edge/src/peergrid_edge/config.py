@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, ValidationInfo, field_validator, model_validator
 
 from peergrid_controller.moves import BargainingConfig
 from peergrid_ledger.settings import BrokerTlsSettings, StrictSettings
@@ -130,9 +130,10 @@ class MarketSettings(StrictSettings):
     first_interval: int = Field(0, ge=0)
     intervals: int | None = Field(None, ge=1)  # stop trading after this interval count (None: the day)
     phase_timeout_s: float = Field(3.0, gt=0)  # how long a bargaining phase waits for slow peers
-    # Rounds per bargaining (the first, and each re-bargaining the DSO asks for). None: `EdgeSettings.
-    # max_rounds()` — the simulation's cap of 50 where an interval holds them, fewer on an accelerated clock.
-    # At least 2: the bargaining stops on a round that repeats the previous one.
+    # Rounds per bargaining (the first, and each re-bargaining the DSO asks for). None: `EdgeSettings` fills in
+    # the simulation's cap of 50 where an interval holds them, fewer on an accelerated clock (`_rounds`); alone
+    # (no EdgeSettings around it) the agent takes 50. At least 2: the bargaining stops on a round that repeats
+    # the previous one.
     max_rounds: int | None = Field(None, ge=2, le=200)
     dso_timeout_s: float = Field(20.0, gt=0)  # no DSO verdict by then: dispatch the agreed schedule anyway
     record_file: Path | None = None  # one JSON line per interval (the testbed's report reads them)
@@ -156,6 +157,37 @@ class EdgeSettings(StrictSettings):
     metrics: MetricsSettings = MetricsSettings()
     market: MarketSettings | None = None
 
+    @field_validator("market")
+    @classmethod
+    def _rounds(cls, market: MarketSettings | None, info: ValidationInfo) -> MarketSettings | None:
+        """Fills in the trading agent's rounds per bargaining (`market.max_rounds`) when not given: the
+        simulation's cap (`BargainingConfig.max_rounds`, 50, under which the market's figures are measured)
+        where the interval holds it, else as many as it can (at least 2); an explicit cap must fit too.
+
+        A round is two phases (sellers, then buyers), each over once every peer's move is in a final block, so
+        it takes at least two MGMC-chain block periods: that is what one interval can hold at most. Measured, a
+        round took about two block periods on one authority (tests/edge, 50-ms blocks) and 2-4 s with 30 MGMCs
+        at 500-ms blocks (bench/RESULTS.md, closed loop), so in a 15-min interval 50 rounds take at most about
+        200 s and the first bargaining plus the DSO's re-bargainings (three in the lab genesis) fit. Rounds
+        needed: the simulation's worst measured is 29 (100 MGs). The edge's, opened at the previous interval's
+        price over a 12-hour day of 5 MGs with owners' rules (tests/edge/test_edge_owner_rules.py): at most 22
+        on the hand-built case, 13-18 on seeds 1-3, and on seed 9 two intervals still ran to 50 (three from the
+        interval's price too: that market's own limit); the old default of 12 would have cut 1-11 intervals of
+        12 of those days short. The lab's accelerated clock (6-s intervals, 150-ms blocks) gets 20."""
+        ledger = info.data.get("ledger")
+        if market is None or ledger is None or ledger.replicas is None:
+            return market  # no market, or the rule that it needs replicas names the mistake
+        block_ms = ledger.replicas.mgmc.block_period_ms
+        fit = int(market.interval_s * 1000 // (2 * block_ms))
+        if market.max_rounds is None:
+            return market.model_copy(update={"max_rounds": max(2, min(BargainingConfig().max_rounds, fit))})
+        if market.max_rounds > fit:
+            raise ValueError(
+                f"market.max_rounds {market.max_rounds} cannot be played within interval_s {market.interval_s:g}: "
+                f"a round is at least two MGMC-chain blocks (block_period_ms {block_ms}), so at most {fit} fit"
+            )
+        return market
+
     @model_validator(mode="after")
     def _unique_names(self) -> EdgeSettings:
         seen: set[str] = set()
@@ -165,44 +197,7 @@ class EdgeSettings(StrictSettings):
             seen.add(d.name)
         if self.market is not None and (self.ledger.replicas is None or self.ledger.replicas.dso is None):
             raise ValueError("market needs ledger.replicas with both the mgmc and the dso chain")
-        if self.market is not None and self.market.max_rounds is not None:
-            fit = self._rounds_that_fit()
-            if self.market.max_rounds > fit:
-                raise ValueError(
-                    f"market.max_rounds {self.market.max_rounds} cannot be played within interval_s "
-                    f"{self.market.interval_s:g}: a round is at least two MGMC-chain blocks "
-                    f"(block_period_ms {self._block_period_ms()}), so at most {fit} fit"
-                )
         return self
-
-    def _block_period_ms(self) -> int:
-        assert self.ledger.replicas is not None
-        return self.ledger.replicas.mgmc.block_period_ms
-
-    def _rounds_that_fit(self) -> int:
-        """The most rounds one interval can hold even on the fastest chain: a round is two phases (sellers, then
-        buyers), each over once every move is in a final block, so at least two block periods."""
-        assert self.market is not None
-        return int(self.market.interval_s * 1000 // (2 * self._block_period_ms()))
-
-    def max_rounds(self) -> int:
-        """The trading agent's rounds per bargaining: `market.max_rounds`, or by default the simulation's cap
-        (`BargainingConfig.max_rounds`, 50, under which the market's figures are measured) where the interval
-        holds them, else as many as it can (at least 2).
-
-        Why 50 fits a real interval (15 min): a round took about two block periods on one authority (tests/edge,
-        50 ms blocks) and 2-4 s with 30 MGMCs at 500 ms blocks (bench/RESULTS.md, closed loop), so 50 rounds take
-        at most about 200 s, and the first bargaining plus the DSO's re-bargainings (three in the lab genesis)
-        stay inside 900 s. Rounds needed: the simulation's worst measured is 29 (100 MGs). The edge's, opened at
-        the previous interval's price over a 12-hour day of 5 MGs with owners' rules (tests/edge/
-        test_edge_owner_rules.py): at most 22 on the hand-built case, 13-18 on seeds 1-3, and on seed 9 two
-        intervals still ran to 50 (three from the interval's price too: that market's own limit); the old
-        default of 12 would have cut 1-11 intervals of 12 of those days short. The lab's accelerated clock (6-s
-        intervals, 150-ms blocks) gets 20."""
-        assert self.market is not None, "max_rounds is the trading agent's: the config has no market"
-        if self.market.max_rounds is not None:
-            return self.market.max_rounds
-        return max(2, min(BargainingConfig().max_rounds, self._rounds_that_fit()))
 
     def topic(self, *parts: str) -> str:
         return "/".join(("peergrid", self.feeder, *parts))

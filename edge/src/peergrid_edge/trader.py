@@ -70,7 +70,11 @@ class MarketAgent:
         self.dt = self.scenario.interval_hours
         self.anonym = keys.read_keyfile(settings.anonym_key_file)
         self.name = self.anonym.public.hex()
-        self.cfg = BargainingConfig(max_rounds=daemon.settings.max_rounds())
+        self.cfg = (
+            BargainingConfig()
+            if settings.max_rounds is None
+            else BargainingConfig(max_rounds=settings.max_rounds)
+        )
         self.state: MgState | None = None
         self.conv_state: MgState | None = None
         self.interval: int | None = None
