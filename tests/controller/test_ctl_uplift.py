@@ -526,3 +526,26 @@ def test_the_shared_apportioning_helpers_are_exact(
     for side, index in ((rows, 0), (columns, 1)):
         for name, amount in side:
             assert sum(a for *pair, a in steps if pair[index] == name) <= amount
+
+
+def test_a_genset_at_its_own_floor_in_one_hour_is_paid_only_the_other_hours_lost_opportunity(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # the hand day with g's floor 0.188 and prices (0.188, 0.2): deviating alone g would sell 100 kW in both
+    # hours, (0.188 - 0.15) * 60 = 2.28 in the first and (0.2 - 0.15) * 60 = 3.0 in the second. The first
+    # hour's price is g's own floor: by its declaration a kWh more sold there is worth its feed-in, less than
+    # its marginal cost, so only the second hour's 3.0 is owed; the 2.28 is reported apart, not paid
+    day = hand_day()
+    g = replace(day.microgrids[0], rules=ContractRules(floor_price=0.188))
+    scenario = replace(day, microgrids=(g, day.microgrids[1]))
+    allocation = Allocation((0.188, 0.2), {"g": (40.0,) * N, "b": (-40.0,) * N}, 1, 0.0, 0.0, True, 2, 0)
+    monkeypatch.setattr(simulate_module, "allocate", lambda scenario, config: allocation)
+    summary = simulate(scenario, SimulationConfig(market="dayahead", with_central=False)).dayahead
+    assert summary is not None
+    assert summary.max_deviation_gain == pytest.approx(2.28 + 3.0, abs=1e-6)
+    assert summary.uplift_funded and summary.uplift_credit == {"g": pytest.approx(3.0, abs=1e-6)}
+    assert summary.uplift_charge == {"b": pytest.approx(3.0, abs=1e-6)}
+    assert summary.rationed_at_own_rule == {"g": pytest.approx(2.28, abs=1e-5)}
+    # re-solved with its credit: delivering is worth it by its own valuation (0 left), and the plain
+    # re-solve's 2.28 is the rationed part already reported
+    assert summary.stable and summary.max_deviation_gain_with_uplift <= TOLERANCE

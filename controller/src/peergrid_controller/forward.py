@@ -28,9 +28,9 @@ Promises:
 - `deviation_gains(scenario, commitment, uplift=None)`: each MG's gain from deviating alone at the final
   prices (its own day MILP); with an uplift (uplift.py) the MILP holds the payments' rules (charge due
   anyway, credit only for delivering the committed positions), so the stability check with payments is a
-  re-solve, not a subtraction. With `own_rules` each MG is valued at its own floor or cap where that is
-  the price (`own_rule_fees`): what being rationed at its own rule is worth to it by its own declaration,
-  nothing (uplift.py pays no more than this gain).
+  re-solve, not a subtraction. With `own_rules` what an MG would trade beyond its commitment where its own
+  floor or cap is the price is valued at that rule (`own_rule_fees`): what being rationed at its own rule
+  is worth to it by its own declaration, nothing (uplift.py pays no more than this gain).
 Deterministic. Never reads clocks or I/O.
 """
 
@@ -344,9 +344,9 @@ def deviation_gains(
     MILP, best response) — the day-ahead outcome's stability check (issue #7 item 4). ≤ 0 up to solver
     tolerance means no gain.
 
-    With `own_rules` both its committed day and its best response are valued with `own_rule_fees`: the gain
-    it has by its own declared valuation, without what being rationed at its own floor or cap is worth
-    (uplift.py pays no more than this).
+    With `own_rules` its best response is valued at its own rules where they are the price
+    (`_beyond_commitment`): the gain it has by its own declared valuation, without what being rationed at
+    its own floor or cap is worth (uplift.py pays no more than this).
 
     With `uplift` (uplift.py) the payoff includes the MG's credit and charge, and the best response is
     re-solved under the payments' own rules: the charge is due whatever it does (it took part), the credit
@@ -359,21 +359,36 @@ def deviation_gains(
             continue
         model = DayModel(mg, dt)
         pairs = [limits_kw(mg, t, commitment.prices[t], dt) for t in range(n)]
-        sell_fee, buy_fee = own_rule_fees(mg, commitment.prices) if own_rules else (None, None)
-        model.trade(commitment.prices, [lo for lo, _ in pairs], [hi for _, hi in pairs], sell_fee, buy_fee)
+        model.trade(commitment.prices, [lo for lo, _ in pairs], [hi for _, hi in pairs])
         kwh, _ = net_by_interval(commitment.trades, mg.name)
-        # the committed day valued the same way: the fees on what it committed to sell or buy
-        fees = sum(
-            max(q, 0.0) * (sell_fee[t] if sell_fee else 0.0) + max(-q, 0.0) * (buy_fee[t] if buy_fee else 0.0)
-            for t, q in enumerate(kwh)
-        )
+        if own_rules:
+            _beyond_commitment(model, [q / dt for q in kwh], own_rule_fees(mg, commitment.prices))
         credit = uplift.credit(mg.name) if uplift is not None else 0.0
         charge = uplift.charge(mg.name) if uplift is not None else 0.0
         if credit > 0:
             _earn_if_delivered(model, [q / dt for q in kwh], pairs, credit)
         best = model.schedule.solve().cost + charge
-        gains[mg.name] = commitment.day_cost[mg.name] + fees + charge - credit - best
+        gains[mg.name] = commitment.day_cost[mg.name] + charge - credit - best
     return gains
+
+
+def _beyond_commitment(model: DayModel, committed_kw: list[float], fees: Fees) -> None:
+    """Charge the rule's fee on each kWh sold (bought) beyond the committed trade in the intervals where the
+    MG's own floor (cap) is the price: e_k ≥ x_k − max(c_k, 0) at cost fee_k per kWh (f_k ≥ −x_k − max(−c_k,
+    0) for purchases), x_k the net P2P export. Only the energy it was rationed of is valued at its rule: its
+    committed trade keeps the price (a fee on it would make the commitment look like a loss and pay the MG
+    for it), and trading less than committed loses the price, as without rules."""
+    s = model.schedule
+    h = s.highs()
+    empty = np.zeros(0, np.int32)
+    for fee, sign in ((fees[0], 1.0), (fees[1], -1.0)):
+        for k, c in enumerate(committed_kw):
+            if fee is None or fee[k] <= 0.0:
+                continue
+            h.addCol(fee[k] * s.dt, 0.0, lpmod.INF, 0, empty, np.zeros(0))
+            extra = h.getNumCol() - 1
+            index = np.array([s.cols.p2p_sell[k], s.cols.p2p_buy[k], extra], np.int32)
+            h.addRow(-lpmod.INF, max(sign * c, 0.0), 3, index, np.array([sign, -sign, -1.0]))
 
 
 def _earn_if_delivered(

@@ -335,11 +335,6 @@ def simulate(
     return SimulationResult(scenario.name, tuple(results), cent.mip_gap if cent else float("nan"))
 
 
-def _at_own_rules(gains: dict[str, float], own_rules: dict[str, float]) -> dict[str, float]:
-    """Each MG's gain valued at its own rules where that was solved: the smaller of the two (uplift.py)."""
-    return {name: min(g, own_rules.get(name, g)) for name, g in gains.items()}
-
-
 def _dayahead(
     scenario: Scenario,
     cfg: SimulationConfig,
@@ -372,18 +367,14 @@ def _dayahead(
         for mg in scenario.microgrids
         if earns(gains[mg.name], tolerance[mg.name]) and own_rule_fees(mg, committed.prices) != (None, None)
     }
-    valued = _at_own_rules(gains, deviation_gains(scenario, committed, own_rules=True, names=at_rule))
+    valued = gains | deviation_gains(scenario, committed, own_rules=True, names=at_rule)
     conventional_day = {name: sum(costs) for name, costs in conv.per_interval.items()}
     uplift = make_whole(valued, tolerance, committed.day_cost, conventional_day, trading)
     # stability with the payments: each payee's best response re-solved under the payments' rules; a
     # payer's charge is due whatever it does, so its model and gain are unchanged
     after = dict(valued)
     if uplift.credits:
-        payees = set(uplift.credits)
-        after |= _at_own_rules(
-            deviation_gains(scenario, committed, uplift, names=payees),
-            deviation_gains(scenario, committed, uplift, own_rules=True, names=payees & at_rule),
-        )
+        after |= deviation_gains(scenario, committed, uplift, own_rules=True, names=set(uplift.credits))
     stable = uplift.funded and not any(earns(after[name], tolerance[name]) for name in after)
     # the gain an MG keeps because it is rationed at its own rule: not paid, reported apart
     rationed = {

@@ -9,13 +9,16 @@ The rule (all amounts in exact integer currency micro-units, 10⁻⁶):
 - **Owed.** An MG whose deviation gain exceeds its tolerance (`earns`) is owed its lost opportunity, the
   gain rounded up to a micro-unit.
 - **The commitment's gain, not the owner's rules** (review5 F9). The gain the caller passes is valued at
-  the MG's own declared rules: the smaller of its plain deviation gain and the one with
-  forward.own_rule_fees (where the day's price sits on its own floor, each kWh it sells there is charged
-  the floor's excess over its feed-in; on its own cap, each kWh bought the retail price's excess over the
-  cap). So the surplus it could not sell at its own reservation price (the demand it could not cover at
-  its own cap) is worth nothing to it, by its own declaration, and is not paid: paying it would reward a
-  floor set at the expected clearing price (the more surplus unsold there, the larger the credit) and move
-  the buyers' surplus to that seller beyond the cleared price. The MG keeps a gain no uniform price
+  the MG's own declared rules (forward.deviation_gains(…, own_rules=True)): where the day's price sits on
+  its own floor, each kWh it would sell there beyond its committed trade is charged the floor's excess over
+  its feed-in (forward.own_rule_fees); on its own cap, each kWh it would buy beyond it the retail price's
+  excess over the cap. Its committed trade keeps the price, so this is never more than its plain gain, and
+  a genset's lost opportunity in the other intervals is paid in full (tested). So the surplus it could
+  not sell at its own reservation price (the demand it could not cover at its own cap) is worth nothing to
+  it, by its own declaration, and is not paid: paying it would reward a floor set at the expected clearing
+  price (the more surplus unsold there, the larger the credit) and move the buyers' surplus to that seller
+  beyond the cleared price. (A fee on the committed trade too would make the commitment look like a loss
+  and pay the MG for it: on the tests' genset day with its floor as one hour's price, 8.5 instead of 3.0.) The MG keeps a gain no uniform price
   removes (dayahead's "rationed at its own rule" exception); the caller reports it apart
   (simulate: `rationed_at_own_rule`), never hidden in the stability figure and never paid.
   Why not "the gain less the gain with its genset on/off fixed at the committed plan": a committed genset
