@@ -8,7 +8,8 @@ interval from the state it dispatched. With `market="dayahead"` the whole day's 
 before the first interval (dayahead.py: exchange ADMM), checked by every MG exactly against its conventional day
 and recorded through the market contract (forward.py); each MG dispatches its day with them fixed and they are
 settled interval by interval; make-whole (uplift) payments for the MGs that would gain by deviating alone
-are decided (uplift.py), the stability check is re-solved with them, and after the day's delivery they are
+are decided (uplift.py; the gain valued at an MG's own floor or cap where that is the price, what it keeps
+by being rationed there reported apart as `rationed_at_own_rule`), the stability check is re-solved with them, and after the day's delivery they are
 posted through the venue (`pay`, once) and counted in the last interval's MG costs (`SimulationResult.dayahead`
 carries the stage's iterations, its day-level stability check and the uplift). `delivery_faults` (and
 `random_faults`, drawn among the MGs with trades not given a fault explicitly) make MGs deliver less (delivery.py): each trade is settled
