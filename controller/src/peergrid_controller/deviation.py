@@ -1,0 +1,129 @@
+"""The day-ahead outcome's stability check: what each MG would gain by deviating alone from its forward trades.
+
+Promises:
+- `deviation_gains(scenario, commitment, uplift=None, own_rules=False, names=None)`: each MG's gain from
+  deviating alone at the final prices (its own day MILP, best response within its owner's rules); ≤ 0 up to
+  solver tolerance means none. With an uplift (uplift.py) the MILP holds the payments' rules (charge due
+  anyway, credit only for delivering the committed positions), so the stability check with payments is a
+  re-solve, not a subtraction. With `own_rules` what an MG would trade beyond its commitment where its own floor
+  or cap is the price is valued at that rule (`own_rule_fees`): what being rationed at its own rule is worth to
+  it by its own declaration, nothing (uplift.py pays no more than this gain).
+- `own_rule_fees(mg, prices)`: the MG's rule fees in the intervals whose price is its own floor or cap.
+Reads the commitment (forward.py), never changes it. Deterministic. Never reads clocks or I/O.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Sequence
+from typing import TYPE_CHECKING
+
+import highspy
+import numpy as np
+
+from peergrid_controller import lp as lpmod
+from peergrid_controller.dayahead import Fees, limits_kw, rule_fees
+from peergrid_controller.daymodel import DayModel
+from peergrid_controller.market import micro_per_wh
+from peergrid_controller.matching import net_by_interval
+from peergrid_controller.model import Microgrid, Scenario
+from peergrid_controller.uplift import Uplift
+
+if TYPE_CHECKING:  # forward.py imports this module to offer its names from there too
+    from peergrid_controller.forward import Commitment
+
+
+def own_rule_fees(mg: Microgrid, prices: Sequence[float]) -> Fees:
+    """The MG's rule fees (dayahead.rule_fees: its floor's excess over its feed-in per kWh sold, the retail
+    price's excess over its cap per kWh bought) in the intervals whose price is its own floor (sell) or cap
+    (buy) on the chain's tick, zero elsewhere; None for a side with no such interval. There the owner's
+    rule is its declared valuation at the margin: it values a kWh sold at no more than its floor, bought at
+    no less than its cap, so being rationed there is worth nothing to it by its own declaration."""
+    sell, buy = rule_fees(mg)
+
+    def at(fees: tuple[float, ...] | None, rule: float) -> tuple[float, ...] | None:
+        if fees is None:
+            return None
+        out = tuple(
+            f if micro_per_wh(p) == micro_per_wh(rule) else 0.0 for f, p in zip(fees, prices, strict=True)
+        )
+        return out if any(out) else None
+
+    return at(sell, mg.rules.floor_price), at(buy, mg.rules.cap_price)
+
+
+def deviation_gains(
+    scenario: Scenario,
+    commitment: Commitment,
+    uplift: Uplift | None = None,
+    own_rules: bool = False,
+    names: Collection[str] | None = None,
+) -> dict[str, float]:
+    """Per MG (those in `names`; None: all): how much less its day would cost had it deviated alone from its
+    forward trades, trading whatever it liked at the final prices within its owner's rules (its own day
+    MILP, best response) — the day-ahead outcome's stability check (issue #7 item 4). ≤ 0 up to solver
+    tolerance means no gain.
+
+    With `own_rules` its best response is valued at its own rules where they are the price
+    (`_beyond_commitment`): the gain it has by its own declared valuation, without what being rationed at
+    its own floor or cap is worth (uplift.py pays no more than this).
+
+    With `uplift` (uplift.py) the payoff includes the MG's credit and charge, and the best response is
+    re-solved under the payments' own rules: the charge is due whatever it does (it took part), the credit
+    only if it delivers exactly its committed positions — a binary in its MILP that, when on, holds every
+    interval's net P2P export at the committed one (`_earn_if_delivered`) and is worth the credit."""
+    n, dt = scenario.intervals, scenario.interval_hours
+    gains = {}
+    for mg in scenario.microgrids:
+        if names is not None and mg.name not in names:
+            continue
+        model = DayModel(mg, dt)
+        pairs = [limits_kw(mg, t, commitment.prices[t], dt) for t in range(n)]
+        model.trade(commitment.prices, [lo for lo, _ in pairs], [hi for _, hi in pairs])
+        kwh, _ = net_by_interval(commitment.trades, mg.name)
+        if own_rules:
+            _beyond_commitment(model, [q / dt for q in kwh], own_rule_fees(mg, commitment.prices))
+        credit = uplift.credit(mg.name) if uplift is not None else 0.0
+        charge = uplift.charge(mg.name) if uplift is not None else 0.0
+        if credit > 0:
+            _earn_if_delivered(model, [q / dt for q in kwh], pairs, credit)
+        best = model.schedule.solve().cost + charge
+        gains[mg.name] = commitment.day_cost[mg.name] + charge - credit - best
+    return gains
+
+
+def _beyond_commitment(model: DayModel, committed_kw: list[float], fees: Fees) -> None:
+    """Charge the rule's fee on each kWh sold (bought) beyond the committed trade in the intervals where the
+    MG's own floor (cap) is the price: e_k ≥ x_k − max(c_k, 0) at cost fee_k per kWh (f_k ≥ −x_k − max(−c_k,
+    0) for purchases), x_k the net P2P export. Only the energy it was rationed of is valued at its rule: its
+    committed trade keeps the price (a fee on it would make the commitment look like a loss and pay the MG
+    for it), and trading less than committed loses the price, as without rules."""
+    s = model.schedule
+    h = s.highs()
+    empty = np.zeros(0, np.int32)
+    for fee, sign in ((fees[0], 1.0), (fees[1], -1.0)):
+        for k, c in enumerate(committed_kw):
+            if fee is None or fee[k] <= 0.0:
+                continue
+            h.addCol(fee[k] * s.dt, 0.0, lpmod.INF, 0, empty, np.zeros(0))
+            extra = h.getNumCol() - 1
+            index = np.array([s.cols.p2p_sell[k], s.cols.p2p_buy[k], extra], np.int32)
+            h.addRow(-lpmod.INF, max(sign * c, 0.0), 3, index, np.array([sign, -sign, -1.0]))
+
+
+def _earn_if_delivered(
+    model: DayModel, committed_kw: list[float], limits: list[tuple[float, float]], credit: float
+) -> None:
+    """A binary `delivers` worth `credit` (its cost −credit) that, when 1, holds every interval's net P2P
+    export at the committed one: |x_k − c_k| ≤ M_k·(1 − delivers), M_k the widest move within the bounds."""
+    s = model.schedule
+    h = s.highs()
+    empty = np.zeros(0, np.int32)
+    h.addCol(-credit, 0.0, 1.0, 0, empty, np.zeros(0))
+    delivers = h.getNumCol() - 1
+    h.changeColIntegrality(delivers, highspy.HighsVarType.kInteger)
+    for k, (c, (lo, hi)) in enumerate(zip(committed_kw, limits, strict=True)):
+        big = max(hi - lo, abs(c - lo), abs(hi - c), 1e-3)
+        # net export = sell − buy (the buy column is fixed at 0 unless rule fees split the two)
+        index = np.array([s.cols.p2p_sell[k], s.cols.p2p_buy[k], delivers], np.int32)
+        h.addRow(-lpmod.INF, c + big, 3, index, np.array([1.0, -1.0, big]))
+        h.addRow(-lpmod.INF, big - c, 3, index, np.array([-1.0, 1.0, big]))
