@@ -1,0 +1,45 @@
+"""A simulated day's money through the venue (simulate.py, both markets): settlements and make-whole payments.
+
+Promises: `settle_interval(venue, t, trades, delivered)` settles every agreed trade of interval `t` exactly once,
+for the quantity delivered (all of it when `delivered` is None); `pay_uplift(venue, uplift, ref)` posts every
+make-whole payment once through the venue's `pay`, nothing when there are none. A refusal, or a venue that cannot
+record payments, raises `SettlementError`: a bug or a tampered chain, never skipped. Never reads clocks.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from peergrid_controller.bargaining import Venue
+from peergrid_controller.market import Accepted, Trade
+from peergrid_controller.uplift import Uplift
+from peergrid_controller.venues import PaymentVenue
+
+UPLIFT_REF = "uplift/day-0"  # the simulation runs one day on its own chain
+
+
+class SettlementError(RuntimeError):
+    """The venue refused to settle an agreed trade: a bug or a tampered chain, never silently ignored."""
+
+
+def settle_interval(
+    venue: Venue, t: int, trades: Sequence[Trade], delivered: Sequence[Trade] | None = None
+) -> None:
+    """Settle every agreed trade of interval `t` once, for what was delivered (`delivered`: the same trades
+    with the quantity delivered; None: all of it, dispatch delivered it as agreed)."""
+    quantities = [tr.quantity_kwh for tr in (trades if delivered is None else delivered)]
+    settlements = [venue.settle(tr, q) for tr, q in zip(trades, quantities, strict=True)]
+    refused = [str(v) for v in settlements if not isinstance(v, Accepted)]
+    if refused:
+        raise SettlementError(f"interval {t}: settlement refused: {refused[0]}")
+
+
+def pay_uplift(venue: Venue, uplift: Uplift, ref: str) -> None:
+    """Post every make-whole payment through the venue (the chain's `pay`), once; refused ones are fatal."""
+    if not uplift.payments:
+        return
+    if not isinstance(venue, PaymentVenue):
+        raise SettlementError(f"the venue {type(venue).__name__} cannot record uplift payments")
+    refused = [str(v) for p in uplift.payments if not isinstance(v := venue.pay(p, ref), Accepted)]
+    if refused:
+        raise SettlementError(f"uplift payment refused: {refused[0]}")
