@@ -1,17 +1,17 @@
 """Make-whole (uplift) payments that keep a day-ahead outcome stable when gensets make it non-convex.
 
 At the prices that clear the day-ahead market a genset MG's best on/off plan may be another one than the
-plan it committed to: deviating alone it would gain (forward.deviation_gains). Uniform prices cannot remove
+plan it committed to: deviating alone it would gain (deviation.deviation_gains). Uniform prices cannot remove
 that in general; unit-commitment markets pay the unit its lost opportunity instead. This module decides
-those payments; forward.deviation_gains(…, uplift) checks the outcome again with them, by re-solving.
+those payments; deviation.deviation_gains(…, uplift) checks the outcome again with them, by re-solving.
 
 The rule (all amounts in exact integer currency micro-units, 10⁻⁶):
 - **Owed.** An MG whose deviation gain exceeds its tolerance (`earns`) is owed its lost opportunity, the
   gain rounded up to a micro-unit.
 - **The commitment's gain, not the owner's rules** (review5 F9). The gain the caller passes is valued at
-  the MG's own declared rules (forward.deviation_gains(…, own_rules=True)): where the day's price sits on
+  the MG's own declared rules (deviation.deviation_gains(…, own_rules=True)): where the day's price sits on
   its own floor, each kWh it would sell there beyond its committed trade is charged the floor's excess over
-  its feed-in (forward.own_rule_fees); on its own cap, each kWh it would buy beyond it the retail price's
+  its feed-in (deviation.own_rule_fees); on its own cap, each kWh it would buy beyond it the retail price's
   excess over the cap. Its committed trade keeps the price, so this is never more than its plain gain, and
   a genset's lost opportunity in the other intervals is paid in full (tested). So the surplus it could
   not sell at its own reservation price (the demand it could not cover at its own cap) is worth nothing to
