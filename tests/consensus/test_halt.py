@@ -1,7 +1,7 @@
 """The coordinated stop from a halt file (`peergrid_ledger.consensus.halt`, `Engine.halt_at`), which the edge
 daemon and the DSO node both use: the file's reading (a half-written or malformed file never crashes a node
 and never lifts a stop in force: it reads as the last good heights, or no stop when there were none;
-hypothesis), the engine call that also re-arms the proposer's timer, so an idle chain told to halt
+hypothesis; each follower keeps its own), the engine call that also re-arms the proposer's timer, so an idle chain told to halt
 heads for the height at the block period from the height it is on (before, a proposer already waiting out
 its 2-s heartbeat kept waiting), and `apply_halt` on real replicas with their stores.
 """
@@ -99,27 +99,52 @@ def test_a_stop_in_force_outlives_a_bad_reading(tmp_path: Path, caplog: pytest.L
     # an operator rewriting the file in place: a poll may see it empty or half-written. Before, that poll
     # read no stop and every replica ran on past the height for one poll.
     path = tmp_path / "halt.json"
+    follower = HaltFile(path)
     path.write_text('{"dso-x": 48, "mgmc-x": 99}')
-    assert read_halt_file(path) == {"dso-x": 48, "mgmc-x": 99}
+    assert follower.read() == {"dso-x": 48, "mgmc-x": 99}
     with caplog.at_level(logging.WARNING, logger="peergrid_ledger.halt"):
         for bad in ("", '{"dso-x": 5', '{"dso-x": -1}'):
             path.write_text(bad)
-            assert read_halt_file(path) == {"dso-x": 48, "mgmc-x": 99}
+            assert follower.read() == {"dso-x": 48, "mgmc-x": 99}
         path.unlink()
         path.mkdir()  # unreadable as a file
-        assert read_halt_file(path) == {"dso-x": 48, "mgmc-x": 99}
+        assert follower.read() == {"dso-x": 48, "mgmc-x": 99}
         assert [r.getMessage() for r in caplog.records if "unusable" in r.getMessage()] == [
             f"halt file {path} unusable (not JSON: Expecting value: line 1 column 1 (char 0)): "
             "keeping {'dso-x': 48, 'mgmc-x': 99}"
         ]  # once for the whole spell
         path.rmdir()
         path.write_text('{"dso-x": 50}')  # the rewrite finished: its heights, and it says so
-        assert read_halt_file(path) == {"dso-x": 50}
+        assert follower.read() == {"dso-x": 50}
         assert any("readable again" in r.getMessage() for r in caplog.records)
     path.unlink()
-    assert read_halt_file(path) == {}  # deleting the file lifts the stop...
+    assert follower.read() == {}  # deleting the file lifts the stop...
     path.write_text('{"dso-x": 5')
-    assert read_halt_file(path) == {}  # ...and a bad file after that brings back nothing
+    assert follower.read() == {}  # ...and a bad file after that brings back nothing
+
+
+def test_two_followers_of_one_path_share_nothing(tmp_path: Path) -> None:
+    # the edge daemon and the DSO node (or two replicas, or two tests) in one process each hold their own
+    # HaltFile: one that has read a stop keeps it through a bad reading, one that never read it sees no stop,
+    # and a one-shot read_halt_file remembers nothing either. Before, read_halt_file kept one HaltFile per
+    # path in a module global, so a stop one caller had read came back to any other through a bad reading.
+    path = tmp_path / "halt.json"
+    first, second = HaltFile(path), HaltFile(path)
+    path.write_text('{"mgmc-x": 7}')
+    assert read_halt_file(path) == {"mgmc-x": 7}
+    assert first.read() == {"mgmc-x": 7}
+    path.write_text('{"mgmc-x": 7')  # mid-rewrite
+    assert first.read() == {"mgmc-x": 7}  # its own last good reading
+    assert second.read() == {}  # never read a good one: nothing to keep
+    assert read_halt_file(path) == {}  # a one-shot read keeps nothing between calls
+    assert (first.failing, second.failing) == (True, True)
+    path.write_text('{"mgmc-x": 9}')
+    assert second.read() == {"mgmc-x": 9}
+    assert first.heights == {"mgmc-x": 7} and first.failing  # untouched by the other's reading
+    path.unlink()
+    assert second.read() == {}
+    path.write_text("[")
+    assert first.read() == {"mgmc-x": 7} and second.read() == {}
 
 
 @given(

@@ -202,11 +202,12 @@ class DsoNode:
         there with the MGMCs'. Not told, its DSO-chain replica idled a 2-s heartbeat on each height it proposed
         while the MGMCs, heading for the halt, expected a block per period and round-changed on it (6 MGs:
         the DSO chain reached the halt 7.8 s after the file was written; told, 4.3 s)."""
-        from peergrid_ledger.consensus.halt import apply_halt, read_halt_file
+        from peergrid_ledger.consensus.halt import HaltFile, apply_halt
 
         path = self.settings.halt_file
+        followed = HaltFile(path)  # this follower's own last good reading
         while path is not None and not stop.is_set():
-            apply_halt(self.node.replicas.values(), read_halt_file(path), self.node.clock())
+            apply_halt(self.node.replicas.values(), followed.read(), self.node.clock())
             await asyncio.sleep(period_s)
 
 

@@ -33,7 +33,7 @@ from peergrid_edge.polling import DeviceHealth, DeviceState, poll_device
 from peergrid_edge.quality import implausible
 from peergrid_edge.store import EdgeStore, Queued
 from peergrid_edge.summary import device_summary
-from peergrid_ledger.consensus.halt import read_halt_file
+from peergrid_ledger.consensus.halt import HaltFile
 from peergrid_ledger.consensus.shutdown import cancel_until_done
 from peergrid_ledger.tx import sign_tx
 
@@ -83,6 +83,7 @@ class EdgeDaemon:
         self.tx_topic = settings.topic("ledger", settings.ledger.chain_id, "tx")
         self.schedule_topic = settings.topic("schedule", settings.node_id)
         self.ledger = None
+        self.halt_file = HaltFile(settings.ledger.halt_file)  # this daemon's own last good reading of it
         self.chain_id = settings.ledger.chain_id
         replicas = settings.ledger.replicas
         if replicas is not None:
@@ -296,7 +297,7 @@ class EdgeDaemon:
     async def _ledger_status_loop(self) -> None:
         assert self.ledger is not None
         while not self.stopping.is_set():
-            self.ledger.halt_at(read_halt_file(self.settings.ledger.halt_file))
+            self.ledger.halt_at(self.halt_file.read())
             self.ledger_heights = self.ledger.heights()
             self.ledger.write_status()
             await self._sleep(1.0)

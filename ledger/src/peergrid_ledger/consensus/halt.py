@@ -6,10 +6,11 @@ or raises `HaltFileError` saying what is wrong with it. `HaltFile(path).read()` 
 and when it cannot be read or parsed, the heights of its last good reading ({} if none), logged once per
 spell of bad readings. The file is written by another process (the lab testbed, an operator) and may be read
 half-written or mid-rewrite, and a stop in force must not be lifted for a poll because of that, nor a wrong
-height ever taken from it. `read_halt_file(path)` is the same through one `HaltFile` per path, for callers
-that poll with the path alone. `apply_halt(replicas, heights, now)` gives each replica its chain's height (None, run on,
-for a chain not named) through `ChainReplica.halt_at`, which also re-arms the engine's proposal timer: a
-proposer already waiting out an idle heartbeat heads for the halt at the block period instead.
+height ever taken from it. Each poller holds its own `HaltFile`: two followers of one path share nothing.
+`read_halt_file(path)` is a one-shot read with no memory (a bad file reads as no stop). `apply_halt(replicas,
+heights, now)` gives each replica its chain's height (None, run on, for a chain not named) through
+`ChainReplica.halt_at`, which also re-arms the engine's proposal timer: a proposer already waiting out an idle
+heartbeat heads for the halt at the block period instead.
 Used by the edge daemon and the DSO node alike, so both read the same file the same way. Assumes it runs on
 the replicas' event loop (the engines are not thread-safe). Never raises for the file's content.
 """
@@ -85,14 +86,10 @@ class HaltFile:
         return dict(heights)
 
 
-_followed: dict[Path, HaltFile] = {}  # read_halt_file's one HaltFile per path polled in this process
-
-
 def read_halt_file(path: Path | None) -> dict[str, int]:
-    """The coordinated stop's heights in `path` (`HaltFile.read`, one per path in this process)."""
-    if path is None:
-        return {}
-    return _followed.setdefault(path, HaltFile(path)).read()
+    """The coordinated stop's heights in `path`, read once: a fresh `HaltFile`, so no last good reading
+    to fall back on (a bad file is no stop). A caller that polls holds its own `HaltFile` instead."""
+    return HaltFile(path).read()
 
 
 def apply_halt(replicas: Iterable[Halting], heights: Mapping[str, int], now: int) -> list[str]:
