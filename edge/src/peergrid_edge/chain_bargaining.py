@@ -17,7 +17,11 @@ the instability those fixes removed. It counts on the fill each seller gave as `
 rounds (`moves.ExpectedFill`; "every seller content" is read off the chain as "every posted price kept"), and
 a buyer whose last bid still stands (prices kept, same asks in last round's band) posts it again unchanged, so
 a round that repeats the last is `bargain`'s stop one round later. Opened at the same price (`opening`), the
-rounds are `bargain`'s move for move (tests/edge/test_edge_owner_rules.py). With no price call on the chain
+rounds are mostly `bargain`'s move for move, not always: the re-post test uses last round's band, so a bid still
+standing there is posted again in a round where `bargain`'s buyer, its band widened, bids anew. The hand-built
+case and seeded 5-MG owner-rules markets 1-3 match (tests/edge/test_edge_owner_rules.py; 8 of seeds 4-12 in
+notes/review5.md F6); seed 9 parts at round 16 as the buyers' band widens (27 rounds against 23), and still
+stops on a repeated round with a stable outcome (that test; docs/market.md). With no price call on the chain
 the trader opens sellers at the previous interval's agreed price (`opening_price`, public).
 """
 
