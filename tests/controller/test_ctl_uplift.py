@@ -244,13 +244,23 @@ def test_funding_conserves_money_is_never_negative_and_never_breaks_a_payers_ir(
     assert make_whole(gains, tolerance, day_cost, conventional, trading) == uplift  # deterministic
 
 
-def test_the_cli_json_carries_the_uplift_and_the_check_with_it(capsys: pytest.CaptureFixture[str]) -> None:
-    from peergrid_controller.cli import main
+def test_the_cli_json_carries_the_uplift_paid_and_the_paid_amounts_follow_the_funding_rule(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # a day that pays (review5 F11: the 4-MG day this used to run paid nothing, so its sums were 0 == 0): the
+    # CLI's synthetic feeder made the 8-MG day of 12 two-hour intervals (seed 0), where mg003's genset is
+    # owed its lost opportunity; 0.5 s of solving instead of the CLI's 96 quarter-hours
+    from peergrid_controller import cli
 
-    args = ["simulate", "--synthetic", "4", "--seed", "5", "--intervals", "8", "--market", "dayahead"]
-    assert main([*args, "--json"]) == 0
+    monkeypatch.setattr(
+        cli, "synthetic_scenario", lambda n, k, seed: synthetic_scenario(n, 12, seed=seed, interval_hours=2.0)
+    )
+    args = ["simulate", "--synthetic", "8", "--seed", "0", "--market", "dayahead", "--no-central"]
+    assert cli.main([*args, "--json"]) == 0
     captured = capsys.readouterr()
-    doc = json.loads(captured.out)["total"]["dayahead"]
+    whole = json.loads(captured.out)
+    total = whole["total"]
+    doc = total["dayahead"]
     assert set(doc) == {
         "stable",
         "max_deviation_gain",
@@ -271,10 +281,37 @@ def test_the_cli_json_carries_the_uplift_and_the_check_with_it(capsys: pytest.Ca
         "uplift_refund": {},
         "worse_than_conventional": {},
     }
-    assert sum(doc["uplift_credit"].values()) == pytest.approx(doc["uplift_total"], abs=1e-6)
-    assert sum(doc["uplift_charge"].values()) == pytest.approx(doc["uplift_total"], abs=1e-6)
-    assert "make-whole uplift" in captured.err
-    assert main(["simulate", "--synthetic", "3", "--seed", "5", "--intervals", "4", "--json"]) == 0
+    assert doc["uplift_funded"] and doc["stable"] and doc["rationed_at_own_rule"] == {}  # no owner rules
+    # worked out here from the JSON alone: the payee is the genset MG with the day's largest deviation gain,
+    # owed that gain rounded up to a micro-unit (JSON figures carry 6 decimals), and it exceeds its
+    # tolerance (one tick per kWh it traded that day)
+    traded: dict[str, float] = {}
+    for interval in whole["intervals"]:
+        for tr in interval["trades"]:
+            for name in (tr["seller"], tr["buyer"]):
+                traded[name] = traded.get(name, 0.0) + tr["quantity_kwh"]
+    ((payee, credit),) = doc["uplift_credit"].items()
+    gensets = {
+        mg.name for mg in synthetic_scenario(8, 12, seed=0, interval_hours=2.0).microgrids if mg.gensets
+    }
+    assert payee in gensets
+    gain = doc["max_deviation_gain"]
+    assert gain - 1e-6 <= credit <= gain + 2e-6
+    assert gain > 0.001 * traded[payee] > 0
+    assert doc["uplift_total"] == pytest.approx(credit, abs=1e-6)
+    # the funding rule: every other MG that traded pays, in proportion to its gain over the conventional
+    # market before the uplift (its day costs in the JSON carry the charge; add it back)
+    surplus = {
+        name: total["mg_cost_conventional"][name] - total["mg_cost_p2p"][name] + charge
+        for name, charge in doc["uplift_charge"].items()
+    }
+    assert set(surplus) == set(traded) - {payee}
+    assert len(surplus) == 7  # every MG trades on this day
+    for name, charge in doc["uplift_charge"].items():
+        assert charge == pytest.approx(credit * surplus[name] / sum(surplus.values()), abs=3e-6)
+        assert 0 < charge < surplus[name]  # no payer worse off than conventional
+    assert "make-whole uplift 8.6477 paid" in captured.err
+    assert cli.main(["simulate", "--synthetic", "3", "--seed", "5", "--intervals", "4", "--json"]) == 0
     assert "dayahead" not in json.loads(capsys.readouterr().out)["total"]
 
 
