@@ -3,17 +3,22 @@ agent's rounds per bargaining and their default."""
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 import yaml
+from hypothesis import given
+from hypothesis import strategies as st
 from pydantic import ValidationError
 
 from peergrid_controller.moves import BargainingConfig
-from peergrid_edge.config import EdgeSettings, MarketSettings
+from peergrid_edge.config import ROUNDS_SHARE, EdgeSettings, MarketSettings, rounds_that_fit
 from peergrid_edge.telemetry import parse_telemetry
+from peergrid_ledger.genesis import Genesis, Params
+from peergrid_ledger.keys import Keypair
 
 BIN = Path(sys.executable).parent
 BASE = "node_id: n1\nmg: mg1\n"
@@ -56,36 +61,80 @@ def test_telemetry_parsing_maps_names_to_quantities_and_refuses_junk() -> None:
 
 MARKET = """ledger:
   replicas:
-    mgmc: {genesis: m.json, block_period_ms: BLOCK}
+    mgmc: {genesis: GENESIS, block_period_ms: BLOCK}
     dso: {genesis: d.json}
 market: {scenario: s.yaml, anonym_key_file: a.key, t0: 0, interval_s: INTERVAL ROUNDS}
 """
 
 
-def market_config(interval_s: float, block_ms: int = 200, rounds: str = "") -> str:
+def market_config(
+    interval_s: float, block_ms: int = 200, rounds: str = "", genesis: Path | None = None
+) -> str:
+    """An edge config with a market; `genesis`: the MGMC genesis file (default: one that is not there)."""
     extra = f", max_rounds: {rounds}" if rounds else ""
-    return BASE + MARKET.replace("BLOCK", str(block_ms)).replace("INTERVAL", f"{interval_s:g}").replace(
-        " ROUNDS", extra
+    return BASE + (
+        MARKET.replace("GENESIS", str(genesis or "absent-mgmc-genesis.json"))
+        .replace("BLOCK", str(block_ms))
+        .replace("INTERVAL", f"{interval_s:g}")
+        .replace(" ROUNDS", extra)
     )
+
+
+def mgmc_genesis(tmp_path: Path, max_reopens: int) -> Path:
+    """A real MGMC genesis allowing `max_reopens` re-bargainings per interval (the lab's has 3)."""
+    genesis = Genesis(chain="mgmc-t", time=0, authorities=(Keypair.generate().public,),
+                      params=Params(max_reopens=max_reopens))  # fmt: skip
+    path = tmp_path / f"mgmc-genesis-{max_reopens}.json"
+    path.write_text(json.dumps(genesis.to_json()))
+    return path
 
 
 def settings_of(text: str) -> EdgeSettings:
     return EdgeSettings.model_validate(yaml.safe_load(text))
 
 
-def test_the_default_cap_is_the_simulations_where_the_interval_holds_it_and_what_fits_on_a_fast_clock() -> (
-    None
-):
-    # a real 15-min interval at 200-ms blocks: the simulation's cap (the old default was 12)
-    assert settings_of(market_config(900)).market.max_rounds == BargainingConfig().max_rounds == 50
-    # the lab's accelerated clock: 6-s intervals, 150-ms blocks, two blocks a round at the fastest
-    assert settings_of(market_config(6, 150)).market.max_rounds == 20
-    assert (
-        settings_of(market_config(0.5, 200)).market.max_rounds == 2
-    )  # never fewer than a round and its repeat
+def rounds_of(text: str) -> int | None:
+    market = settings_of(text).market
+    assert market is not None
+    return market.max_rounds
+
+
+def test_the_default_cap_is_the_simulations_where_the_interval_holds_it_and_what_fits_on_a_fast_clock(
+    tmp_path: Path,
+) -> None:
+    lab = mgmc_genesis(tmp_path, 3)  # the first bargaining and up to three re-bargainings
+    # a real 15-min interval at 200-ms blocks: the simulation's cap (the old default was 12), reopens and all
+    assert rounds_of(market_config(900, genesis=lab)) == BargainingConfig().max_rounds == 50
+    assert rounds_that_fit(900, 200, 4) == 421
+    # the lab's accelerated clock, 6-s intervals at 200-ms blocks: four bargainings of two rounds at two blocks
+    # each take 3.2 s, within 3/4 of the interval; before, 15 rounds for the first bargaining alone took it all
+    assert rounds_of(market_config(6, 200, genesis=lab)) == 2
+    assert rounds_of(market_config(6, 150, genesis=lab)) == 3  # 4 x 3 x 2 x 150 ms = 3.6 s of 4.5
+    # a chain without re-bargaining (max_reopens 0) gives the first bargaining the 3/4 alone
+    assert rounds_of(market_config(6, 150, genesis=mgmc_genesis(tmp_path, 0))) == 15
+    # no genesis there yet (check-config before it is installed): the first bargaining is all it can count
+    assert rounds_of(market_config(6, 150)) == 15
+    # never fewer than a round and its repeat, even where they cannot fit (that clock overruns its intervals)
+    assert rounds_of(market_config(0.5, 200)) == 2
+    assert rounds_of(market_config(6, 600, genesis=lab)) == 2
     # an owner's explicit cap is kept when the interval can hold it
-    assert settings_of(market_config(900, 200, "30")).market.max_rounds == 30
-    assert settings_of(market_config(6, 150, "20")).market.max_rounds == 20
+    assert rounds_of(market_config(900, 200, "30", lab)) == 30
+    assert rounds_of(market_config(6, 150, "3", lab)) == 3
+
+
+@given(
+    st.floats(0.1, 7200, allow_nan=False),
+    st.integers(50, 600_000),
+    st.integers(1, 201),
+)
+def test_the_rounds_that_fit_leave_the_interval_its_share_and_no_more_would(
+    interval_s: float, block_ms: int, bargainings: int
+) -> None:
+    fit = rounds_that_fit(interval_s, block_ms, bargainings)
+    budget_ms = interval_s * 1000 * ROUNDS_SHARE
+    assert fit >= 0
+    assert bargainings * fit * 2 * block_ms <= budget_ms * (1 + 1e-12)
+    assert bargainings * (fit + 1) * 2 * block_ms > budget_ms * (1 - 1e-12)
 
 
 def test_market_settings_alone_leave_the_cap_to_the_agent() -> None:
@@ -95,33 +144,52 @@ def test_market_settings_alone_leave_the_cap_to_the_agent() -> None:
 
 
 @pytest.mark.parametrize(
-    "interval_s,block_ms,rounds,expected",
+    "interval_s,block_ms,rounds,reopens,expected",
     [
-        (
-            900,
-            200,
-            "1",
-            "greater than or equal to 2",
-        ),  # a round that repeats the last cannot be seen: never converges
-        (900, 200, "0", "greater than or equal to 2"),
-        (900, 200, "-3", "greater than or equal to 2"),
-        (900, 200, "500", "less than or equal to 200"),
-        (900, 200, "many", "valid integer"),
-        (900, 200, "12.5", "fractional part"),
+        # a round that repeats the last cannot be seen: never converges
+        (900, 200, "1", None, "greater than or equal to 2"),
+        (900, 200, "0", None, "greater than or equal to 2"),
+        (900, 200, "-3", None, "greater than or equal to 2"),
+        (900, 200, "500", None, "less than or equal to 200"),
+        (900, 200, "many", None, "valid integer"),
+        (900, 200, "12.5", None, "fractional part"),
         (
             6,
             150,
-            "21",
-            "market.max_rounds 21 cannot be played within interval_s 6: a round is at least two "
-            "MGMC-chain blocks (block_period_ms 150), so at most 20 fit",
+            "16",
+            None,
+            "market.max_rounds 16 cannot be played within interval_s 6: a round is at least two MGMC-chain "
+            "blocks (block_period_ms 150), and the first bargaining only (the MGMC genesis is not there to say "
+            "how many re-bargainings) may use 75% of the interval (the rest is for closing, the DSO's check and "
+            "dispatch), so at most 15 fit",
         ),
+        (
+            6,
+            150,
+            "4",
+            3,
+            "market.max_rounds 4 cannot be played within interval_s 6: a round is at least two MGMC-chain "
+            "blocks (block_period_ms 150), and the first bargaining and the 3 re-bargaining(s) the MGMC genesis "
+            "allows (max_reopens) may use 75% of the interval (the rest is for closing, the DSO's check and "
+            "dispatch), so at most 3 fit",
+        ),
+        # 201 bargainings of 8 rounds at 400 ms: 643 s of the 675 s
+        (
+            900,
+            200,
+            "50",
+            200,
+            "and the 200 re-bargaining(s) the MGMC genesis allows (max_reopens) may use 75%",
+        ),
+        (900, 200, "9", 200, "so at most 8 fit"),
     ],
 )
 def test_bad_max_rounds_exit_2_with_one_line(
-    tmp_path: Path, interval_s: float, block_ms: int, rounds: str, expected: str
+    tmp_path: Path, interval_s: float, block_ms: int, rounds: str, reopens: int | None, expected: str
 ) -> None:
+    genesis = None if reopens is None else mgmc_genesis(tmp_path, reopens)
     config = tmp_path / "edge.yaml"
-    config.write_text(market_config(interval_s, block_ms, rounds))
+    config.write_text(market_config(interval_s, block_ms, rounds, genesis))
     result = subprocess.run(
         [str(BIN / "peergrid-edge"), "check-config", "--config", str(config)], capture_output=True, text=True
     )
@@ -129,3 +197,32 @@ def test_bad_max_rounds_exit_2_with_one_line(
     assert len(result.stderr.strip().splitlines()) == 1 and expected in result.stderr, result.stderr
     with pytest.raises(ValidationError):
         settings_of(config.read_text())
+
+
+@pytest.mark.parametrize(
+    "content,expected",
+    [
+        (b'{"chain": "mgmc-t"', "not a genesis document"),  # half-written
+        (b"[]", "not a genesis document"),
+        (None, "cannot read genesis"),  # a directory where the file should be
+    ],
+)
+def test_a_broken_mgmc_genesis_is_named_by_check_config(
+    tmp_path: Path, content: bytes | None, expected: str
+) -> None:
+    # the rounds check reads the genesis for its re-bargainings: a broken one is the config's error, which the
+    # daemon would otherwise only meet when its replica starts
+    genesis = tmp_path / "mgmc-genesis.json"
+    if content is None:
+        genesis.mkdir()
+    else:
+        genesis.write_bytes(content)
+    config = tmp_path / "edge.yaml"
+    config.write_text(market_config(900, 200, genesis=genesis))
+    result = subprocess.run(
+        [str(BIN / "peergrid-edge"), "check-config", "--config", str(config)], capture_output=True, text=True
+    )
+    assert result.returncode == 2
+    assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+    assert expected in result.stderr and str(genesis) in result.stderr, result.stderr
+    assert genesis.exists()  # read, never touched

@@ -144,6 +144,36 @@ class MetricsSettings(StrictSettings):
     port: int | None = Field(None, ge=0, le=65535)  # None: no endpoint; 0: any free port
 
 
+# The share of an interval the bargaining rounds may use, counted at their fastest (two MGMC-chain block
+# periods a round) over the first bargaining and every re-bargaining the genesis allows. The rest is left for
+# what must also happen within the interval: each bargaining's closing `trade` in a final block, the DSO's
+# security check and contract between bargainings, and the dispatch. A budget, not a measurement: rounds are
+# seldom at their fastest (2-4 s at 500-ms blocks with 30 MGMCs, bench/RESULTS.md), so this bounds what can
+# never fit rather than promising what will.
+ROUNDS_SHARE = 0.75
+
+
+def rounds_that_fit(interval_s: float, block_period_ms: int, bargainings: int) -> int:
+    """The most rounds per bargaining such that `bargainings` bargainings, each round two block periods,
+    take at most `ROUNDS_SHARE` of an interval of `interval_s` seconds (0 when not even one round fits)."""
+    return int(interval_s * 1000 * ROUNDS_SHARE // (bargainings * 2 * block_period_ms))
+
+
+def genesis_reopens(genesis: Path) -> int | None:
+    """The re-bargainings per interval the MGMC chain's genesis allows (`Params.max_reopens`); None when the
+    file is not there (yet: `check-config` before the genesis is installed; the daemon cannot start without
+    it). A genesis that is there but unreadable or malformed is an error: the daemon would trip over it."""
+    from peergrid_ledger.consensus.node_cli import load_genesis
+    from peergrid_ledger.settings import ConfigError
+
+    if not genesis.exists():
+        return None
+    try:
+        return load_genesis(genesis).params.max_reopens
+    except ConfigError as exc:
+        raise ValueError(str(exc)) from None
+
+
 class EdgeSettings(StrictSettings):
     node_id: str = Field(min_length=1)
     mg: str = Field(min_length=1)
@@ -162,29 +192,36 @@ class EdgeSettings(StrictSettings):
     def _rounds(cls, market: MarketSettings | None, info: ValidationInfo) -> MarketSettings | None:
         """Fills in the trading agent's rounds per bargaining (`market.max_rounds`) when not given: the
         simulation's cap (`BargainingConfig.max_rounds`, 50, under which the market's figures are measured)
-        where the interval holds it, else as many as it can (at least 2); an explicit cap must fit too.
+        where the interval holds it, else as many as it holds (`rounds_that_fit`; at least 2, the fewest that
+        can stop on a repeated round, even where not 2 fit: that clock overruns its intervals); an explicit cap
+        must fit.
 
-        A round is two phases (sellers, then buyers), each over once every peer's move is in a final block, so
-        it takes at least two MGMC-chain block periods: that is what one interval can hold at most. Measured, a
-        round took about two block periods on one authority (tests/edge, 50-ms blocks) and 2-4 s with 30 MGMCs
-        at 500-ms blocks (bench/RESULTS.md, closed loop), so in a 15-min interval 50 rounds take at most about
-        200 s and the first bargaining plus the DSO's re-bargainings (three in the lab genesis) fit. Rounds
-        needed: the simulation's worst measured is 29 (100 MGs). The edge's, opened at the previous interval's
-        price over a 12-hour day of 5 MGs with owners' rules (tests/edge/test_edge_owner_rules.py): at most 22
-        on the hand-built case, 13-18 on seeds 1-3, and on seed 9 two intervals still ran to 50 (three from the
-        interval's price too: that market's own limit); the old default of 12 would have cut 1-11 intervals of
-        12 of those days short. The lab's accelerated clock (6-s intervals, 150-ms blocks) gets 20."""
+        Rounds needed: the simulation's worst measured is 29 (100 MGs). The edge's, opened at the previous
+        interval's price over a 12-hour day of 5 MGs with owners' rules (tests/edge/test_edge_owner_rules.py):
+        at most 22 on the hand-built case, 13-18 on seeds 1-3, and on seed 9 two intervals still ran to 50
+        (three from the interval's price too: that market's own limit). A 15-min interval at 200-ms blocks
+        with three re-bargainings holds 50 (`rounds_that_fit`: 421); the lab's accelerated clock (6-s
+        intervals, 200-ms blocks, three re-bargainings) holds 2, where the old bound (the whole interval for
+        one bargaining) gave 15 and so let one bargaining alone fill the interval."""
         ledger = info.data.get("ledger")
         if market is None or ledger is None or ledger.replicas is None:
             return market  # no market, or the rule that it needs replicas names the mistake
         block_ms = ledger.replicas.mgmc.block_period_ms
-        fit = int(market.interval_s * 1000 // (2 * block_ms))
+        reopens = genesis_reopens(ledger.replicas.mgmc.genesis)
+        fit = rounds_that_fit(market.interval_s, block_ms, 1 + (reopens or 0))
         if market.max_rounds is None:
             return market.model_copy(update={"max_rounds": max(2, min(BargainingConfig().max_rounds, fit))})
         if market.max_rounds > fit:
+            counted = (
+                "the first bargaining only (the MGMC genesis is not there to say how many re-bargainings)"
+                if reopens is None
+                else f"the first bargaining and the {reopens} re-bargaining(s) the MGMC genesis allows (max_reopens)"
+            )
             raise ValueError(
                 f"market.max_rounds {market.max_rounds} cannot be played within interval_s {market.interval_s:g}: "
-                f"a round is at least two MGMC-chain blocks (block_period_ms {block_ms}), so at most {fit} fit"
+                f"a round is at least two MGMC-chain blocks (block_period_ms {block_ms}), and {counted} may use "
+                f"{ROUNDS_SHARE:.0%} of the interval (the rest is for closing, the DSO's check and dispatch), "
+                f"so at most {fit} fit"
             )
         return market
 
