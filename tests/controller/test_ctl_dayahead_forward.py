@@ -6,6 +6,7 @@ from __future__ import annotations
 import functools
 import math
 from dataclasses import replace
+from fractions import Fraction
 
 import pytest
 from helpers_ctl import load_only, pv_site
@@ -16,7 +17,14 @@ from peergrid_controller import baselines
 from peergrid_controller.bargaining import Venue
 from peergrid_controller.chain_venue import ChainVenue
 from peergrid_controller.dayahead import Allocation
-from peergrid_controller.delivery import DeliveryFault, FaultError, fractions, parse_fault, seeded_faults
+from peergrid_controller.delivery import (
+    DeliveryFault,
+    FaultError,
+    _short,
+    fractions,
+    parse_fault,
+    seeded_faults,
+)
 from peergrid_controller.forward import ForwardError, _pair, _verify, commit, match, post
 from peergrid_controller.market import MAX_REQUESTS, Bid, Offer, Trade, Verdict, wh
 from peergrid_controller.model import Scenario
@@ -223,6 +231,56 @@ def faultless() -> SimulationResult:
     return run_day()[0]
 
 
+def short_wh(agreed_wh: int, fraction: float) -> int:
+    """The test's own shortfall rule, in exact rationals (not delivery._short's float expression): the fewest
+    whole Wh that cover `fraction` of the trade, so what is delivered is rounded down to a whole Wh; a product
+    at most half a micro-Wh above a whole Wh is that Wh (float noise: 100 · 0.07 is 7.000000000000001)."""
+    exact = agreed_wh * Fraction(fraction)
+    whole = exact.numerator // exact.denominator
+    return whole if exact - whole <= Fraction(1, 2_000_000) else whole + 1
+
+
+@pytest.mark.parametrize(
+    ("agreed_wh", "fraction", "short"),
+    [
+        (1000, 0.0, 0),
+        (1000, 0.5, 500),
+        (1000, 0.1, 100),  # 1000 · 0.1 is not exactly 100 in floats
+        (100, 0.07, 7),  # 7.000000000000001 in floats: not 8
+        (9000, 0.07, 630),  # 630.0000000000001 in floats: not 631
+        (700, 0.7, 490),  # 489.99999999999994 in floats: 490
+        (7, 0.5, 4),  # 3.5 Wh short: 4 Wh short, 3 Wh delivered (never credit a part Wh not delivered)
+        (1, 0.001, 1),  # any fault on a trade costs at least a whole Wh
+        (999, 1 / 3, 333),
+        (1000, 1 / 3, 334),
+        (10, 0.999, 10),
+        (1234, 1.0, 1234),
+        (50648, 0.25, 12662),
+        (50649, 0.25, 12663),  # 12662.25
+    ],
+)
+def test_a_shortfall_is_rounded_up_to_whole_wh_by_hand(agreed_wh: int, fraction: float, short: int) -> None:
+    assert _short(agreed_wh, fraction) == short
+    assert short_wh(agreed_wh, fraction) == short
+
+
+@settings(max_examples=500, deadline=None)
+@given(
+    st.integers(0, 200_000), st.floats(0.0, 1.0) | st.sampled_from([0.1, 0.2, 0.3, 0.7, 0.9, 1 / 3, 2 / 3])
+)
+def test_what_is_delivered_is_the_whole_wh_below_the_delivered_share(agreed_wh: int, fraction: float) -> None:
+    # bounds, not a formula: delivered = q − short is a whole Wh with q·(1−f) − 1 < delivered ≤ q·(1−f)
+    # (up to half a micro-Wh of float noise), i.e. floor(q·(1−f)) — a rounding to nearest, a floor of the
+    # shortfall or an unrounded ceil of a float product breaks one of them
+    short = _short(agreed_wh, fraction)
+    delivered = agreed_wh - short
+    share = agreed_wh * (1 - Fraction(fraction))
+    noise = Fraction(1, 2_000_000)
+    assert isinstance(short, int) and 0 <= delivered <= agreed_wh
+    assert share - 1 < delivered <= share + noise
+    assert short == short_wh(agreed_wh, fraction)
+
+
 fault_patterns = st.dictionaries(
     st.tuples(st.sampled_from([mg.name for mg in GENSET_DAY.microgrids]), st.integers(0, 11)),
     st.sampled_from([0.0, 0.1, 0.25, 0.5, 0.999, 1.0]) | st.floats(0.001, 1.0),
@@ -247,10 +305,7 @@ def test_any_fault_pattern_settles_each_trade_once_conserves_money_and_pays_no_n
     for r in result.intervals:
         for tr in r.trades:  # the agreed trades: each settled once, for the smaller side's delivery
             q = wh(tr.quantity_kwh)
-            own = {
-                n: min(q, math.ceil(round(q * pattern.get((n, r.interval), 0.0), 6)))
-                for n in (tr.seller, tr.buyer)
-            }
+            own = {n: short_wh(q, pattern.get((n, r.interval), 0.0)) for n in (tr.seller, tr.buyer)}
             for n, s in own.items():
                 if s:
                     short[n] = short.get(n, 0) + s
