@@ -10,10 +10,14 @@ DER data. It stops when the worst interval's imbalance (primal residual) and the
 (dual residual) are both within a tolerance, or at `max_iterations` (`converged` false): `tolerance_kwh`
 (0.01) in the end, `relaxed_tolerance_kwh` (0.1) for the relaxed phase below, whose prices only decide
 genset on/off and are refined by the phase after (Boyd §3.3.1: ADMM reaches modest accuracy fast and high
-accuracy slowly; measured, 20 MGs × 96 quarter-hours, seeds 1–3: 425/301/421 → 264/314/230 iterations,
-share of the central gain 0.99935/0.99997/0.99968 → 0.99936/0.99999/0.99999). `free_tolerance_kwh` may
-loosen the final stop too on a day without floors or caps (0.1: 154/154/151 iterations, shares within
-0.0001), but it is off by default: the price it leaves can sit a tick off a break-even price (two MGs
+accuracy slowly; measured, 96 quarter-hours, share of the central gain: 20 MGs seeds 1–3, 425/301/421 →
+264/314/230 iterations, 0.99935/0.99997/0.99968 → 0.99936/0.99999/0.99999; 6 MGs 166 → 134, 1.0000 both;
+100 MGs 625 → 547, 0.99982 → 0.99969; the 20-MG rules day unchanged, 897, 0.9916: its rules are judged from
+0.1 kWh on and send the relaxed phase off again to its cap). Over-relaxation (Boyd §3.4.3, α 1.2–1.8) and
+Nesterov acceleration with restart (Goldstein et al. 2014) took more iterations in trials (6 MGs:
+186–315 against 134): every response is an LP, piecewise constant in the price, without the smoothness
+either relies on. `free_tolerance_kwh` may loosen the final stop too on a day without floors or caps (0.1:
+20 MGs 154/154/151 iterations, shares within 0.0001), but it is off by default: the price it leaves can sit a tick off a break-even price (two MGs
 clearing at feed-in stopped at 0.0492, rounded to 0.049, and the seller declined its whole trade), and a
 rules day stopped at 0.1 fell from 0.992 to 0.974 of the central gain (its rules are judged at the price
 found, on the chain's tick), so such a day always stops at `tolerance_kwh`.
