@@ -201,7 +201,8 @@ def test_the_trader_opens_its_sellers_at_the_previous_intervals_price_and_mid_bo
     assert calls == [(8, "seller", pytest.approx(0.130)), (9, "seller", None)]
 
 
-@pytest.mark.parametrize("interval_s,block_ms,expected", [(900.0, 200, 50), (6.0, 150, 20)])
+# 6 s at 150-ms blocks, no genesis there (so the first bargaining alone is counted), 75 % of the interval: 15
+@pytest.mark.parametrize("interval_s,block_ms,expected", [(900.0, 200, 50), (6.0, 150, 15)])
 def test_the_agent_bargains_with_the_rounds_its_config_gives(
     tmp_path: Path, interval_s: float, block_ms: int, expected: int
 ) -> None:
