@@ -63,6 +63,13 @@ def received(c: LocalChain, buyer: bytes) -> int:
     return sum(t["quantity"] for _, t in query.trades(c.state, 1) if t["buyer"] == buyer)
 
 
+def close(c: LocalChain) -> dict[tuple[bytes, bytes], int]:
+    """p3 closes interval 1, the block is sealed; the agreed quantities by (seller, buyer)."""
+    assert c.sign_and_submit(Keys.p3, "trade", {"interval": 1}).ok
+    c.seal()
+    return {(t["seller"], t["buyer"]): t["quantity"] for _, t in query.trades(c.state, 1)}
+
+
 def test_without_the_parameter_the_sum_of_requests_is_capped_as_before() -> None:
     c = chain(0)
     assert c.sign_and_submit(Keys.p1, "offer", offer(250, 1000)).ok
@@ -77,9 +84,7 @@ def test_a_buyer_asks_beyond_its_maximum_and_is_filled_in_price_order_up_to_it()
     assert c.sign_and_submit(Keys.p2, "offer", offer(260, 3000)).ok
     assert c.sign_and_submit(Keys.p3, "bid", bid((Keys.p1.public, 1000), (Keys.p2.public, 2000))).ok
     assert c.sign_and_submit(Keys.p4, "bid", bid((Keys.p1.public, 1000))).ok
-    assert c.sign_and_submit(Keys.p3, "trade", {"interval": 1}).ok
-    c.seal()
-    got = {(t["seller"], t["buyer"]): t["quantity"] for _, t in query.trades(c.state, 1)}
+    got = close(c)
     # p1 (250) first: 2000 asked of 1000, half each; then p2 (260): p3's room is 2000 - 500
     assert got == {
         (Keys.p1.public, Keys.p3.public): 500,
@@ -97,9 +102,7 @@ def test_a_premium_buyer_keeps_its_grants_in_its_own_effective_price_order() -> 
     assert c.sign_and_submit(Keys.p2, "offer", offer(230, 3000, clean=False)).ok
     assert c.sign_and_submit(Keys.p3, "bid", bid((Keys.p1.public, 1000), (Keys.p2.public, 1500))).ok
     assert c.sign_and_submit(Keys.p4, "bid", bid((Keys.p1.public, 1000))).ok
-    assert c.sign_and_submit(Keys.p3, "trade", {"interval": 1}).ok
-    c.seal()
-    got = {(t["seller"], t["buyer"]): t["quantity"] for _, t in query.trades(c.state, 1)}
+    got = close(c)
     assert got == {
         (Keys.p1.public, Keys.p3.public): 500,
         (Keys.p1.public, Keys.p4.public): 500,
@@ -113,10 +116,11 @@ def test_a_cut_falls_on_the_dearest_offers_to_that_buyer_and_ties_share_it() -> 
     assert c.sign_and_submit(Keys.p1, "offer", offer(250, 3000)).ok  # clean: 210 to p3
     assert c.sign_and_submit(Keys.p2, "offer", offer(210, 3000, clean=False)).ok  # 210 to p3 as well
     assert c.sign_and_submit(Keys.p3, "bid", bid((Keys.p1.public, 3000), (Keys.p2.public, 1000))).ok
-    assert c.sign_and_submit(Keys.p3, "trade", {"interval": 1}).ok
-    c.seal()
-    got = {t["seller"]: t["quantity"] for _, t in query.trades(c.state, 1)}
-    assert got == {Keys.p1.public: 1500, Keys.p2.public: 500}  # its 2000 split 3:1, keys play no part
+    got = close(c)  # p3 the only buyer
+    assert got == {  # its 2000 split 3:1, keys play no part
+        (Keys.p1.public, Keys.p3.public): 1500,
+        (Keys.p2.public, Keys.p3.public): 500,
+    }
 
 
 def test_a_bid_naming_more_sellers_than_the_contract_takes_is_refused() -> None:
@@ -134,8 +138,7 @@ def test_what_a_cut_frees_goes_to_the_sellers_other_rationed_buyers() -> None:
     assert c.sign_and_submit(Keys.p1, "offer", offer(250, 3000)).ok
     assert c.sign_and_submit(Keys.p3, "bid", bid((Keys.p1.public, 3000))).ok  # p3 keeps 2000 at most
     assert c.sign_and_submit(Keys.p4, "bid", bid((Keys.p1.public, 3000))).ok  # p4 at most 1500
-    assert c.sign_and_submit(Keys.p3, "trade", {"interval": 1}).ok
-    c.seal()
+    close(c)
     # rationed 1500 each; nobody is cut, nothing moves
     assert received(c, Keys.p3.public) == 1500 and received(c, Keys.p4.public) == 1500
     c = chain(1)
@@ -143,11 +146,9 @@ def test_what_a_cut_frees_goes_to_the_sellers_other_rationed_buyers() -> None:
     assert c.sign_and_submit(Keys.p2, "offer", offer(240, 1500)).ok
     assert c.sign_and_submit(Keys.p3, "bid", bid((Keys.p1.public, 2000), (Keys.p2.public, 1500))).ok
     assert c.sign_and_submit(Keys.p4, "bid", bid((Keys.p1.public, 2000))).ok
-    assert c.sign_and_submit(Keys.p3, "trade", {"interval": 1}).ok
-    c.seal()
+    got = close(c)
     # p1 rationed 1000 each; p3 takes 1500 from p2 (200 to it, before p1's 210), so keeps 500 at p1: the
     # 500 it cannot take go to p4 (room 1500 - 1000), not back to p1 unsold
-    got = {(t["seller"], t["buyer"]): t["quantity"] for _, t in query.trades(c.state, 1)}
     assert got == {
         (Keys.p1.public, Keys.p3.public): 500,
         (Keys.p1.public, Keys.p4.public): 1500,
