@@ -26,7 +26,7 @@ from peergrid_controller import baselines
 from peergrid_controller import simulate as simulate_module
 from peergrid_controller.chain_venue import ChainVenue
 from peergrid_controller.cli import result_json
-from peergrid_controller.dayahead import Allocation, allocate
+from peergrid_controller.dayahead import Allocation, DayAheadConfig, allocate
 from peergrid_controller.delivery import DeliveryFault, FaultError
 from peergrid_controller.forward import Commitment, commit, deviation_gains, own_rule_fees
 from peergrid_controller.market import Accepted, Rejected, Trade
@@ -325,7 +325,12 @@ def test_seeded_genset_days_are_stable_with_the_uplift_paid_once_on_the_chain(se
         venues.append(ChainVenue(s))
         return venues[-1]
 
-    result = simulate(scenario, SimulationConfig(market="dayahead", with_central=False), factory)
+    # ADMM to its kWh stops (the days these figures were measured on; the value stop leaves seed 2 owing
+    # 0.76, stable too)
+    tight = DayAheadConfig(value_per_kwh=0.0)
+    result = simulate(
+        scenario, SimulationConfig(market="dayahead", with_central=False, dayahead=tight), factory
+    )
     d = result.dayahead
     assert d is not None and d.uplift_funded and d.uplift_total > 1.0
     assert d.max_deviation_gain > 1.0 > d.max_deviation_gain_with_uplift
