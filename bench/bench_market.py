@@ -16,6 +16,7 @@ from typing import Any
 
 from peergrid_controller.bargaining import Venue
 from peergrid_controller.chain_venue import ChainVenue
+from peergrid_controller.dayahead import DayAheadConfig
 from peergrid_controller.market import net_positions
 from peergrid_controller.model import Scenario
 from peergrid_controller.pyomo_model import solve_pyomo
@@ -33,6 +34,7 @@ def _market(
     rationality: str = "strict",
     forecast_prices: tuple[float, ...] | None = None,
     market: str = "intraday",
+    dayahead: DayAheadConfig | None = None,
 ) -> dict[str, Any]:
     """One day of the market on `scenario`, with both baselines solved in the same run."""
     venues: list[ChainVenue] = []
@@ -49,7 +51,12 @@ def _market(
         cpu_marks.append(time.process_time())
 
     started = time.perf_counter()
-    config = SimulationConfig(rationality=rationality, forecast_prices=forecast_prices, market=market)  # type: ignore[arg-type]
+    config = SimulationConfig(
+        rationality=rationality,  # type: ignore[arg-type]
+        forecast_prices=forecast_prices,
+        market=market,  # type: ignore[arg-type]
+        dayahead=dayahead or DayAheadConfig(),
+    )
     result = simulate(scenario, config, venue_factory=factory, on_interval=mark)
     ended, cpu_ended = time.perf_counter(), time.process_time()
     intervals = scenario.intervals
@@ -193,6 +200,15 @@ def run(quick: bool = False) -> str:
             )
     for n in sizes:
         rows.append({**_market(_synthetic(n, steps), market="dayahead"), "n": f"{n}, day-ahead"})
+    # the same days to ADMM's kWh stops (the value stop off): what stopping by value costs and saves
+    for n in sizes:
+        tight = DayAheadConfig(value_per_kwh=0.0)
+        rows.append(
+            {
+                **_market(_synthetic(n, steps), market="dayahead", dayahead=tight),
+                "n": f"{n}, day-ahead, kWh stop",
+            }
+        )
     ieee = load_scenario(IEEE33)
     if ieee.intervals > steps:
         ieee = truncate(ieee, steps)

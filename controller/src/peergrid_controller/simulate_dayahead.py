@@ -91,7 +91,8 @@ def play_day(
                 p2p_welfare=-sum(costs[t] for costs in delivery.physical_cost.values()),
                 central_welfare=-cent.interval_total(t) if cent else float("nan"),
                 conventional_welfare=-conv.interval_total(t),
-                rounds=1 if agreed[t] else 0,
+                # every MGMC moved once per ADMM iteration, for every interval of the day at once
+                rounds=allocation.iterations,
                 converged=allocation.converged,
                 stable=stable,
                 max_taker_gain=max(after.values()),
