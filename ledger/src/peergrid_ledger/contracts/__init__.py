@@ -10,6 +10,11 @@ from __future__ import annotations
 
 from types import ModuleType
 
-from . import auction, market, payments
+from . import auction, exchange, market, payments
 
-CONTRACTS: dict[str, ModuleType] = {"auction": auction, "market": market, "payments": payments}
+CONTRACTS: dict[str, ModuleType] = {
+    "auction": auction,
+    "exchange": exchange,
+    "market": market,
+    "payments": payments,
+}

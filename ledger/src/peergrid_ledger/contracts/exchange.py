@@ -1,0 +1,296 @@
+"""The exchange contract: the day-ahead market's exchange ADMM on the chain, every move a signed transaction.
+
+Units: positions in whole Wh (signed; + = export, a sale), prices in nano-currency per kWh (10**9 = one
+currency unit per kWh; the market contract's micro-units per Wh × 10**6), ρ in nano-currency per kWh².
+Flow of one session (the controller's dayahead.py is the computation mirrored here):
+  `exchange.open` names the members (2..256 known, unrevoked keys), the first chain interval, the opening
+      price of each of its intervals (1..672) and ρ; the sender becomes the session's coordinator.
+  `exchange.position` is one member's net position for every interval at the current iteration, once per
+      iteration, each within the member's owner rules for that chain interval (`market_state.rules_for`:
+      |q| ≤ `max_quantity`; a `clean_only` member never buys). The chain keeps the iteration's running sum
+      per interval, so a step costs the same however many members posted.
+  `exchange.step` (coordinator, once every member posted) computes the new prices itself: unchanged at
+      iteration 0 (every member's first response to the opening prices), else `next_prices` with the
+      session's current ρ; then ρ takes the body's value, within [ceil(ρ/2), 2ρ] (the coordinator's
+      residual balancing halves or doubles it, or caps it), and the next iteration starts.
+  `exchange.close` (coordinator, at an iteration nobody posted yet) freezes the final prices.
+Nobody has to trust the coordinator's arithmetic: it only says when to step and what ρ comes next, within
+bounds. `next_prices` is the one price rule; the controller imports it, so both sides compute the same integers.
+Pure; no I/O.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from .. import keyspace as ks
+from ..machine import BlockContext, KindSpec, require
+from ..results import Event, Reason, RuleError
+from ..schema import INTERVAL, KEY, LABEL, Int, List, Map
+from ..state import Overlay, StateReader, read_obj
+from ..tx import Tx
+from .market_state import rules_for
+
+MIN_MEMBERS, MAX_MEMBERS = 2, 256
+MAX_INTERVALS = 672  # a week of quarter-hours
+MAX_PRICE = 10**13  # |λ| in nano per kWh: 10^4 currency units per kWh, far beyond any energy price
+MAX_RHO = 10**13  # nano per kWh²
+MAX_POSITION = 10**12  # |q| in Wh: the market contract's QUANTITY bound
+MAX_ITERATIONS = 1_000_000
+
+PRICE_NANO = Int(-MAX_PRICE, MAX_PRICE)
+RHO = Int(1, MAX_RHO)
+ITERATION = Int(0, MAX_ITERATIONS)
+POSITION = Int(-MAX_POSITION, MAX_POSITION)
+
+
+def next_prices(prices: Sequence[int], sums_wh: Sequence[int], members: int, rho: int) -> tuple[int, ...]:
+    """λ_t − ρ·(Σ_i q_i,t)/N per interval: prices (nano/kWh) less rho (nano/kWh²) times the mean position in kWh,
+    sums_wh[t] / (1000 * members), rounded to the nearest nano (ties to even), exactly in integers."""
+    if members < 1:
+        raise ValueError(f"members must be at least 1, got {members}")
+    if rho < 1:
+        raise ValueError(f"rho must be at least 1, got {rho}")
+    if len(prices) != len(sums_wh):
+        raise ValueError(f"{len(prices)} prices but {len(sums_wh)} sums")
+    scale = 1000 * members  # λ − ρ·S/scale = (λ·scale − ρ·S) / scale
+    out = []
+    for price, total in zip(prices, sums_wh, strict=True):
+        quotient, remainder = divmod(price * scale - rho * total, scale)  # remainder in [0, scale)
+        twice = 2 * remainder
+        if twice > scale or (twice == scale and quotient % 2 == 1):
+            quotient += 1
+        out.append(quotient)
+    return tuple(out)
+
+
+# ---------------------------------------------------------------------------------------------- keys & reads
+# One small record read on every post (`xch/sess/`), the lists a step or a reader needs apart from it.
+
+
+def session_key(name: str) -> bytes:
+    return b"xch/sess/" + name.encode()
+
+
+def members_key(name: str) -> bytes:
+    return b"xch/members/" + name.encode()
+
+
+def prices_key(name: str) -> bytes:
+    return b"xch/prices/" + name.encode()
+
+
+def sums_key(name: str) -> bytes:
+    return b"xch/sums/" + name.encode()
+
+
+def post_key(member: bytes, name: str) -> bytes:
+    """A member's last post; present from the opening on, so it is also the membership record."""
+    return b"xch/pos/" + member + name.encode()
+
+
+def session(state: StateReader, name: str) -> dict[str, Any] | None:
+    """`{closed, coordinator, first_interval, intervals, iteration, members, posted, prices, rho}`, or None
+    if no such session: `iteration` is the current one (the number of steps taken), `posted` how many
+    members posted it, `prices` a tuple of nano per kWh."""
+    record = read_obj(state, session_key(name))
+    if record is None:
+        return None
+    progress = read_obj(state, sums_key(name))
+    return {
+        **record,
+        "members": list(read_obj(state, members_key(name))),
+        "posted": progress["posted"],
+        "prices": tuple(read_obj(state, prices_key(name))),
+    }
+
+
+def posted(state: StateReader, name: str, member: bytes) -> bool:
+    """Whether `member` posted its position at the session's current iteration (False for a non-member)."""
+    record = read_obj(state, session_key(name))
+    last = read_obj(state, post_key(member, name))
+    return record is not None and last is not None and last["iteration"] == record["iteration"]
+
+
+def position(state: StateReader, name: str, member: bytes) -> dict[str, Any] | None:
+    """`{iteration, positions, txid}` of the member's last post (iteration −1 before its first), or None
+    for a non-member."""
+    value: dict[str, Any] | None = read_obj(state, post_key(member, name))
+    return value
+
+
+def _open_session(view: Overlay, name: str) -> dict[str, Any]:
+    record: dict[str, Any] | None = read_obj(view, session_key(name))
+    require(record is not None, Reason.NOT_FOUND, f"no exchange session {name!r}")
+    assert record is not None
+    require(not record["closed"], Reason.CLOSED, f"exchange session {name!r} is closed")
+    return record
+
+
+def _at_iteration(record: dict[str, Any], iteration: int) -> None:
+    current = record["iteration"]
+    require(
+        iteration == current, Reason.RULE_VIOLATION, f"iteration {iteration}, the session is at {current}"
+    )
+
+
+def _coordinator_only(record: dict[str, Any], tx: Tx) -> None:
+    require(tx.sender == record["coordinator"], Reason.FORBIDDEN, f"{tx.kind}: only the coordinator")
+
+
+# ---------------------------------------------------------------------------------------------- handlers
+
+
+def open_exchange(view: Overlay, tx: Tx, ctx: BlockContext, sender: ks.AccountRecord) -> list[Event]:
+    require(sender.authorised, Reason.NOT_AUTHORISED, f"{tx.kind}: sender is not authorised")
+    b = tx.body
+    name, members, prices = b["session"], b["members"], b["prices"]
+    require(view.get(session_key(name)) is None, Reason.DUPLICATE, f"exchange session {name!r} exists")
+    require(
+        MIN_MEMBERS <= len(members) <= MAX_MEMBERS,
+        Reason.INVALID,
+        f"{len(members)} members, a session needs {MIN_MEMBERS} to {MAX_MEMBERS}",
+    )
+    require(len(set(members)) == len(members), Reason.INVALID, "a member appears twice")
+    for member in members:
+        if view.get(ks.account(member)) is None:
+            raise RuleError(Reason.NOT_FOUND, f"member {member.hex()[:16]}… is not a known account")
+        if view.get(ks.revoked(member)) is not None:
+            raise RuleError(Reason.FORBIDDEN, f"member {member.hex()[:16]}…'s key was revoked")
+    require(
+        1 <= len(prices) <= MAX_INTERVALS,
+        Reason.INVALID,
+        f"{len(prices)} prices, a session has 1 to {MAX_INTERVALS} intervals",
+    )
+    intervals = len(prices)
+    record = {
+        "closed": False,
+        "coordinator": tx.sender,
+        "first_interval": b["first_interval"],
+        "intervals": intervals,
+        "iteration": 0,
+        "rho": b["rho"],
+        "size": len(members),
+    }
+    view.put_obj(session_key(name), record)
+    view.put_obj(members_key(name), members)
+    view.put_obj(prices_key(name), prices)
+    view.put_obj(sums_key(name), {"posted": 0, "sums": [0] * intervals})
+    for member in members:
+        view.put_obj(post_key(member, name), {"iteration": -1, "positions": [], "txid": b""})
+    return [("exchange_opened", {"session": name, "coordinator": tx.sender, "members": len(members)})]
+
+
+def _check_positions(view: Overlay, member: bytes, first: int, positions: list[int]) -> None:
+    """Each position within the member's owner rules for its chain interval (`rules_for`)."""
+    for t, quantity in enumerate(positions):
+        rules = rules_for(view, member, first + t)
+        if abs(quantity) > rules["max_quantity"]:
+            raise RuleError(
+                Reason.RULE_VIOLATION,
+                f"position {quantity} Wh in interval {first + t} beyond the maximum {rules['max_quantity']}",
+            )
+        if quantity < 0 and rules["clean_only"]:
+            raise RuleError(
+                Reason.RULE_VIOLATION,
+                f"position {quantity} Wh in interval {first + t}: a clean-only member never buys",
+            )
+
+
+def post_position(view: Overlay, tx: Tx, ctx: BlockContext, sender: ks.AccountRecord) -> None:
+    require(sender.authorised, Reason.NOT_AUTHORISED, f"{tx.kind}: sender is not authorised")
+    b = tx.body
+    name, positions = b["session"], b["positions"]
+    record = _open_session(view, name)
+    key = post_key(tx.sender, name)
+    last = read_obj(view, key)
+    require(last is not None, Reason.FORBIDDEN, f"not a member of exchange session {name!r}")
+    _at_iteration(record, b["iteration"])
+    require(last["iteration"] != record["iteration"], Reason.DUPLICATE, "already posted this iteration")
+    require(
+        len(positions) == record["intervals"],
+        Reason.INVALID,
+        f"{len(positions)} positions, the session has {record['intervals']} intervals",
+    )
+    _check_positions(view, tx.sender, record["first_interval"], positions)
+    progress = read_obj(view, sums_key(name))
+    sums = [s + q for s, q in zip(progress["sums"], positions, strict=True)]
+    view.put_obj(sums_key(name), {"posted": progress["posted"] + 1, "sums": sums})
+    view.put_obj(key, {"iteration": record["iteration"], "positions": positions, "txid": tx.txid})
+
+
+def step(view: Overlay, tx: Tx, ctx: BlockContext, sender: ks.AccountRecord) -> list[Event]:
+    b = tx.body
+    name, new_rho = b["session"], b["rho"]
+    record = _open_session(view, name)
+    _coordinator_only(record, tx)
+    _at_iteration(record, b["iteration"])
+    progress = read_obj(view, sums_key(name))
+    require(
+        progress["posted"] == record["size"],
+        Reason.RULE_VIOLATION,
+        f"{progress['posted']} of {record['size']} members posted iteration {record['iteration']}",
+    )
+    rho = record["rho"]
+    require(
+        -(-rho // 2) <= new_rho <= 2 * rho,
+        Reason.RULE_VIOLATION,
+        f"rho {new_rho} outside [{-(-rho // 2)}, {2 * rho}] (at most halved or doubled per step)",
+    )
+    require(record["iteration"] < MAX_ITERATIONS, Reason.RULE_VIOLATION, "last iteration reached: close it")
+    if record["iteration"] > 0:
+        prices = next_prices(read_obj(view, prices_key(name)), progress["sums"], record["size"], rho)
+        for t, price in enumerate(prices):
+            if abs(price) > MAX_PRICE:
+                raise RuleError(
+                    Reason.RULE_VIOLATION, f"price {price} in interval {t} beyond ±{MAX_PRICE} nano per kWh"
+                )
+        view.put_obj(prices_key(name), list(prices))
+    iteration = record["iteration"] + 1
+    view.put_obj(session_key(name), {**record, "iteration": iteration, "rho": new_rho})
+    view.put_obj(sums_key(name), {"posted": 0, "sums": [0] * record["intervals"]})
+    return [("exchange_step", {"session": name, "iteration": iteration, "rho": new_rho})]
+
+
+def close(view: Overlay, tx: Tx, ctx: BlockContext, sender: ks.AccountRecord) -> list[Event]:
+    name = tx.body["session"]
+    record = _open_session(view, name)
+    _coordinator_only(record, tx)
+    _at_iteration(record, tx.body["iteration"])
+    progress = read_obj(view, sums_key(name))
+    require(
+        progress["posted"] == 0,
+        Reason.RULE_VIOLATION,
+        f"{progress['posted']} members already posted iteration {record['iteration']}: step first",
+    )
+    view.put_obj(session_key(name), {**record, "closed": True})
+    prices = read_obj(view, prices_key(name))
+    return [("exchange_closed", {"session": name, "iteration": record["iteration"], "prices": prices})]
+
+
+def genesis_writes(genesis: Any) -> dict[bytes, bytes | None]:
+    return {}
+
+
+KINDS: dict[str, KindSpec] = {
+    "exchange.open": KindSpec(
+        Map(
+            {
+                "session": LABEL,
+                "first_interval": INTERVAL,
+                "members": List(KEY, MAX_MEMBERS),
+                "prices": List(PRICE_NANO, MAX_INTERVALS),
+                "rho": RHO,
+            }
+        ),
+        open_exchange,
+    ),
+    "exchange.position": KindSpec(
+        Map({"session": LABEL, "iteration": ITERATION, "positions": List(POSITION, MAX_INTERVALS)}),
+        post_position,
+    ),
+    "exchange.step": KindSpec(Map({"session": LABEL, "iteration": ITERATION, "rho": RHO}), step),
+    "exchange.close": KindSpec(Map({"session": LABEL, "iteration": ITERATION}), close),
+}
+END_BLOCK = None
