@@ -332,8 +332,12 @@ def test_seeded_genset_days_are_stable_with_the_uplift_paid_once_on_the_chain(se
         scenario, SimulationConfig(market="dayahead", with_central=False, dayahead=tight), factory
     )
     d = result.dayahead
-    assert d is not None and d.uplift_funded and d.uplift_total > 1.0
-    assert d.max_deviation_gain > 1.0 > d.max_deviation_gain_with_uplift
+    # seed 3's payment was 1.26 until positions became whole Wh (the chain's unit, dayahead.py): its ADMM
+    # tail then takes 710 iterations instead of 666 and ends at 0.148 instead of 0.146 in interval 3, where
+    # the genset MG gains 0.96 by deviating alone (positions in float kWh with the same nano prices give
+    # 666 and 1.26 again); hence 0.5, not 1.0: a payment that matters, on every seed
+    assert d is not None and d.uplift_funded and d.uplift_total > 0.5
+    assert d.max_deviation_gain > 0.5 > d.max_deviation_gain_with_uplift
     assert d.stable and all(r.stable for r in result.intervals)
     assert sum(d.uplift_credit.values()) == pytest.approx(d.uplift_total, abs=1e-9)
     assert sum(d.uplift_charge.values()) == pytest.approx(d.uplift_total, abs=1e-9)

@@ -51,6 +51,16 @@ crosses the rule, the fee comes back for good. A side whose rule has no fee ther
 feed-in, a cap at or above retail) is banned when held against its rule and let back one MG at a time.
 A clean-only buyer takes no day-ahead position on the buy side (the stage does not know whose energy is
 clean) and the clean premium is not part of it: both are left to intraday trading.
+In the chain's units, so that the exchange contract (peergrid_ledger.contracts.exchange) computes the very
+same prices: each MG's answer is rounded to the whole Wh before anything uses it, prices are int nano-currency
+per kWh updated by the contract's own `next_prices`, ρ int nano per kWh² (residual balancing within the
+contract's [ceil(ρ/2), 2ρ]); the MG models get them ÷ 10**9. Measured (96 quarter-hours, seed 1): 6 / 20 MGs
+20 / 34 iterations both before and after, 0.99854 / 0.99817 → 0.99858 / 0.99817 of the central gain. With a
+`recorder` (`ExchangeRecorder`; the MGMC chain's in chain_venue.py) every move is posted as it is made:
+iteration 0 (the first responses), each MG's positions every iteration, a step after each, a close at the
+end; after each step the recorder's prices are compared with ours and any difference, like any refusal,
+stops the allocation with DayAheadError (a chain that disagrees is never silently followed). Without one,
+nothing changes.
 Deterministic (HiGHS single-threaded, fixed seed, MGs in scenario order). Never reads clocks or I/O.
 """
 
@@ -59,15 +69,39 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Protocol
 
 from peergrid_controller.builder import p2p_buy_limit, p2p_sell_limit
 from peergrid_controller.daymodel import DayModel
-from peergrid_controller.market import PRICE_TICK, micro_per_wh, price_tick
+from peergrid_controller.market import PRICE_TICK, Rejected, Verdict, micro_per_wh, price_tick, wh
 from peergrid_controller.model import Microgrid, Scenario
+from peergrid_ledger.contracts.exchange import next_prices
+
+NANO = 10**9  # nano-currency per currency unit: the chain's prices (per kWh) and ρ (per kWh²) are in nanos
+
+
+def nano(value: float) -> int:
+    """Currency (per kWh, or per kWh²) in whole nano-currency, as the exchange contract keeps it."""
+    return round(value * NANO)
 
 
 class DayAheadError(ValueError):
-    """Input the day-ahead stage cannot work with (names the field)."""
+    """Input the day-ahead stage cannot work with (names the field), or a chain that refused or disagreed."""
+
+
+class ExchangeRecorder(Protocol):
+    """Where every ADMM move goes as it is made (the exchange contract on the MGMC chain: chain_venue.py).
+    Units are the chain's: positions in whole Wh (+ sell), prices in nano-currency per kWh, ρ in nano per kWh².
+    Iteration 0 is every MG's first response at the opening prices; `step` ends an iteration (all MGs
+    posted) and returns the prices the recorder computed; `close` is given the next, unposted, iteration."""
+
+    def open(self, names: Sequence[str], prices: Sequence[int], rho: int) -> Verdict: ...
+
+    def position(self, name: str, iteration: int, positions_wh: Sequence[int]) -> Verdict: ...
+
+    def step(self, iteration: int, rho: int) -> tuple[int, ...] | Rejected: ...
+
+    def close(self, iteration: int) -> Verdict: ...
 
 
 @dataclass(frozen=True)
@@ -92,8 +126,10 @@ class DayAheadConfig:
     resolution_kwh: float = 0.01  # the proximal square is exact at ±resolution·2^j (DayModel.proximal)
 
     def __post_init__(self) -> None:
-        if not (math.isfinite(self.rho) and self.rho > 0):
-            raise DayAheadError(f"rho must be finite and > 0, got {self.rho}")
+        if not (math.isfinite(self.rho) and nano(self.rho) >= 1):
+            raise DayAheadError(
+                f"rho must be finite and >= 1e-9 (the chain keeps it in nanos), got {self.rho}"
+            )
         if not (math.isfinite(self.rho_max) and self.rho_max >= self.rho):
             raise DayAheadError(f"rho_max must be finite and >= rho, got {self.rho_max}")
         if self.max_iterations < 1:
@@ -186,14 +222,25 @@ def starting_prices(scenario: Scenario) -> tuple[float, ...]:
 
 
 class _Exchange:
-    """The exchange-ADMM state shared by the phases of `allocate`: prices, positions, ρ and the owners' bans."""
+    """The exchange-ADMM state shared by the phases of `allocate`: prices, positions, ρ and the owners' bans.
+    Kept in the chain's units, so that a recorder's arithmetic and this one are the same to the last digit:
+    positions in whole Wh (each MG's answer rounded before anything uses it; `q` is the same in kWh), prices
+    in nano-currency per kWh updated by the exchange contract's own `next_prices`, ρ in nano per kWh²."""
 
-    def __init__(self, scenario: Scenario, cfg: DayAheadConfig, prices: list[float]) -> None:
+    def __init__(
+        self,
+        scenario: Scenario,
+        cfg: DayAheadConfig,
+        prices: Sequence[float],
+        recorder: ExchangeRecorder | None = None,
+    ) -> None:
         self.mgs = scenario.microgrids
         self.cfg = cfg
+        self.recorder = recorder
         self.n, self.dt = scenario.intervals, scenario.interval_hours
-        self.prices = prices
-        self.rho = cfg.rho
+        self.prices = [nano(p) for p in prices]
+        self.rho = self.rho_min = nano(cfg.rho)
+        self.rho_max = nano(cfg.rho_max)
         self.iterations = self.solves = 0
         self.primal = self.dual = math.inf
         self.base = [[limits_kw(mg, t, math.nan, self.dt) for t in range(self.n)] for mg in self.mgs]
@@ -204,7 +251,8 @@ class _Exchange:
         self.base_fees = [rule_fees(mg) for mg in self.mgs]
         self.fee_off: set[tuple[int, int, str]] = set()  # (MG, interval, side) whose fee is dropped
         self.fee_back: set[tuple[int, int, str]] = set()  # ... and came back: never dropped again
-        self.q: list[tuple[float, ...]] = []
+        self.q_wh: list[tuple[int, ...]] = []
+        self.q: list[tuple[float, ...]] = []  # the same positions in kWh
         self.mean: list[float] = [0.0] * self.n
         # what a kWh traded P2P can be worth to each MG against the DSO (its retail less its feed-in)
         self.spread = [
@@ -220,49 +268,110 @@ class _Exchange:
     def anchor(self, i: int) -> list[float]:
         return [self.q[i][t] - self.mean[t] for t in range(self.n)]
 
+    @property
+    def price_floats(self) -> list[float]:
+        """λ_t in currency per kWh, as the MG models take them."""
+        return [p / NANO for p in self.prices]
+
+    @property
+    def rho_float(self) -> float:
+        return self.rho / NANO
+
+    def open(self) -> None:
+        if self.recorder is not None:
+            verdict = self.recorder.open([mg.name for mg in self.mgs], tuple(self.prices), self.rho)
+            if isinstance(verdict, Rejected):
+                raise DayAheadError(f"the chain refused to open the exchange: {verdict.reason}")
+
+    def close(self) -> None:
+        """End the session on the recorder after the last step (nobody has posted the next iteration)."""
+        if self.recorder is not None:
+            verdict = self.recorder.close(self.iterations + 1)
+            if isinstance(verdict, Rejected):
+                raise DayAheadError(f"the chain refused to close the exchange: {verdict.reason}")
+
+    def _answer(self, i: int, model: DayModel) -> tuple[int, ...]:
+        """MG i's solved position in whole Wh, posted to the recorder (a refusal stops the allocation)."""
+        answer = tuple(wh(v) for v in model.solve())
+        if self.recorder is not None:
+            name = self.mgs[i].name
+            verdict = self.recorder.position(name, self.iterations, answer)
+            if isinstance(verdict, Rejected):
+                raise DayAheadError(
+                    f"the chain refused {name}'s position at iteration {self.iterations}: {verdict.reason}"
+                )
+        return answer
+
+    def _record_step(self) -> None:
+        """End the iteration on the recorder with the ρ to go on with; its prices must be ours exactly."""
+        if self.recorder is None:
+            return
+        chain = self.recorder.step(self.iterations, self.rho)
+        if isinstance(chain, Rejected):
+            raise DayAheadError(f"the chain refused the step of iteration {self.iterations}: {chain.reason}")
+        if len(chain) != self.n:
+            raise DayAheadError(
+                f"the chain gave {len(chain)} prices after iteration {self.iterations} for {self.n} intervals"
+            )
+        for t, (theirs, ours) in enumerate(zip(chain, self.prices, strict=True)):
+            if theirs != ours:
+                raise DayAheadError(
+                    f"the chain's price for interval {t} after iteration {self.iterations} is {theirs} "
+                    f"nano/kWh where the coordinator's is {ours}: not followed"
+                )
+
+    def _take(self, positions_wh: list[tuple[int, ...]]) -> list[int]:
+        """Make `positions_wh` the current positions; the per-interval sums (Wh)."""
+        sums = [sum(qi[t] for qi in positions_wh) for t in range(self.n)]
+        self.q_wh = positions_wh
+        self.q = [tuple(v / 1000 for v in qi) for qi in positions_wh]
+        self.mean = [s / (1000 * len(positions_wh)) for s in sums]
+        return sums
+
     def first_responses(self, models: list[DayModel]) -> None:
-        """x^0: each MG's own best response at the current prices (no proximal term)."""
-        self.q = []
+        """x^0 (iteration 0): each MG's own best response at the current prices (no proximal term)."""
+        answers = []
         for i, model in enumerate(models):
-            model.trade(self.prices, *self.bounds(i), *self.fees(i))
-            self.q.append(model.solve())
+            model.trade(self.price_floats, *self.bounds(i), *self.fees(i))
+            answers.append(self._answer(i, model))
         self.solves += len(models)
-        self.mean = [sum(qi[t] for qi in self.q) / len(models) for t in range(self.n)]
+        self._take(answers)
+        self._record_step()  # iteration 0 moves no price
 
     def step(self, models: list[DayModel], tolerance: float) -> bool:
         """One ADMM iteration (x-update of every MG, then the price update); True once both residuals are
         within `tolerance` (kWh)."""
         cfg, count, n = self.cfg, len(models), self.n
         self.iterations += 1
-        new_q = []
+        prices, rho = self.price_floats, self.rho_float
+        new_wh = []
         for i, model in enumerate(models):
-            model.trade(self.prices, *self.bounds(i), *self.fees(i))
-            model.proximal(self.prices, self.rho, self.anchor(i), cfg.resolution_kwh)
-            new_q.append(model.solve())
+            model.trade(prices, *self.bounds(i), *self.fees(i))
+            model.proximal(prices, rho, self.anchor(i), cfg.resolution_kwh)
+            new_wh.append(self._answer(i, model))
         self.solves += count
-        new_mean = [sum(qi[t] for qi in new_q) / count for t in range(n)]
-        self.primal = max(abs(m) * count for m in new_mean)
-        self.dual = max(
-            abs((a[t] - b[t]) - (new_mean[t] - self.mean[t]))
-            for a, b in zip(new_q, self.q, strict=True)
-            for t in range(n)
-        )
+        old_q, old_mean = self.q, self.mean
+        sums = self._take(new_wh)
+        new_q, new_mean = self.q, self.mean
+        self.primal = max(abs(s) for s in sums) / 1000
         moves = [
-            [(a[t] - b[t]) - (new_mean[t] - self.mean[t]) for t in range(n)]
-            for a, b in zip(new_q, self.q, strict=True)
+            [(a[t] - b[t]) - (new_mean[t] - old_mean[t]) for t in range(n)]
+            for a, b in zip(new_q, old_q, strict=True)
         ]
-        self.q, self.mean = new_q, new_mean
-        self.prices = [p - self.rho * m for p, m in zip(self.prices, self.mean, strict=True)]
+        self.dual = max(abs(m) for mg_moves in moves for m in mg_moves)
+        self.prices = list(next_prices(self.prices, sums, count, self.rho))
         self.settled = cfg.value_per_kwh > 0 and all(
             self.at_stake(i, moves[i]) <= cfg.value_per_kwh * max(sum(map(abs, qi)), 1.0)
             for i, qi in enumerate(self.q)
         )
         converged = self.primal <= tolerance and self.dual <= tolerance
         if not converged and cfg.adapt_every and self.iterations % cfg.adapt_every == 0:
+            # within the contract's rule for a step's new ρ: [ceil(ρ/2), 2ρ] (ρ <= rho_max throughout)
             if self.primal > 10 * self.dual:
-                self.rho = min(self.rho * 2, cfg.rho_max)
+                self.rho = min(self.rho * 2, self.rho_max)
             elif self.dual > 10 * self.primal:
-                self.rho = max(self.rho / 2, cfg.rho)
+                self.rho = max(-(-self.rho // 2), self.rho_min)
+        self._record_step()
         return converged
 
     def at_stake(self, i: int, moves: Sequence[float]) -> float:
@@ -305,7 +414,7 @@ class _Exchange:
         res = self.cfg.resolution_kwh
         changed = False
         for t in range(self.n):
-            price = price_tick(self.prices[t])
+            price = price_tick(self.prices[t] / NANO)
             for side, banned in (("sell", self.banned_sell), ("buy", self.banned_buy)):
                 permitted = []
                 banned_now = False
@@ -366,8 +475,13 @@ class _Exchange:
 
 
 def allocate(
-    scenario: Scenario, config: DayAheadConfig | None = None, initial_prices: Sequence[float] | None = None
+    scenario: Scenario,
+    config: DayAheadConfig | None = None,
+    initial_prices: Sequence[float] | None = None,
+    recorder: ExchangeRecorder | None = None,
 ) -> Allocation:
+    """The day's allocation (see the module contract). With `recorder`, every move goes to it as it is made
+    and its prices are checked against ours after every step (DayAheadError on a refusal or a difference)."""
     cfg = config or DayAheadConfig()
     if len(scenario.microgrids) < 2:
         raise DayAheadError("the day-ahead stage needs at least two microgrids")
@@ -378,7 +492,8 @@ def allocate(
     prices = list(initial_prices) if initial_prices is not None else list(starting_prices(scenario))
     _check_prices(scenario, prices)
     mgs = scenario.microgrids
-    ex = _Exchange(scenario, cfg, prices)
+    ex = _Exchange(scenario, cfg, prices, recorder)
+    ex.open()
 
     # 1. ADMM on the LP relaxation of genset on/off: a convex problem, so it converges, and its prices
     # approximate the convex-hull prices (the prices that best support the non-convex optimum)
@@ -407,9 +522,13 @@ def allocate(
             if not mg.gensets:
                 continue
             fresh = DayModel(mg, dt)
-            fresh.trade(ex.prices, *ex.bounds(i), *ex.fees(i))
+            fresh.trade(ex.price_floats, *ex.bounds(i), *ex.fees(i))
             fresh.proximal(
-                ex.prices, cfg.commit_weight * ex.rho, ex.anchor(i), cfg.resolution_kwh, recommit=True
+                ex.price_floats,
+                cfg.commit_weight * ex.rho_float,
+                ex.anchor(i),
+                cfg.resolution_kwh,
+                recommit=True,
             )
             fresh.solve()
             ex.solves += 1
@@ -420,9 +539,12 @@ def allocate(
         if not changed:
             break
         converged = ex.run(models, cfg.max_iterations, tolerance, by_value)
+    ex.close()
     return Allocation(
-        prices=tuple(round(p, 9) for p in ex.prices),
-        positions={mg.name: tuple(round(v, 9) for v in qi) for mg, qi in zip(mgs, ex.q, strict=True)},
+        prices=tuple(round(p / NANO, 9) for p in ex.prices),
+        positions={
+            mg.name: tuple(round(v / 1000, 9) for v in qi) for mg, qi in zip(mgs, ex.q_wh, strict=True)
+        },
         iterations=ex.iterations,
         primal_residual=ex.primal,
         dual_residual=ex.dual,
