@@ -6,7 +6,10 @@ quantity limits and clean-only preferences. A round's offers, bids and moves are
 `bid` and `move` transactions and sealed into one block by a single in-memory authority (the ledger's
 `LocalChain`); moves identical to the standing position are not re-sent. `finish` submits `trade`, and the
 agreed trades are the ones the contract computed (read from its events); `settle` pays each one once; `pay`
-posts a plain payment (the ledger's payments contract: the day-ahead make-whole uplift). Genesis sets
+posts a plain payment (the ledger's payments contract: the day-ahead make-whole uplift). `exchange` is the
+day-ahead exchange ADMM's recorder (dayahead.ExchangeRecorder, on the ledger's exchange contract): each MG
+signs its own positions, the first MG in scenario order opens the session and steps it, one block is sealed
+per step, and the prices returned are the contract's (the session reader's), never our own. Genesis sets
 `cap_on_fills` (a buyer's maximum caps its allocation, as on the lab's chains) and `bargain` is told so.
 Same scenario, same chain bytes. Units: the chain's Wh and currency micro-units per Wh (market.wh, micro_per_wh).
 Assumes the ledger's market contract semantics (ledger/src/peergrid_ledger/contracts/market.py). No sockets.
@@ -16,6 +19,7 @@ from __future__ import annotations
 
 import hashlib
 import math
+from collections.abc import Sequence
 from typing import Any
 
 from peergrid_controller.market import (
@@ -32,6 +36,7 @@ from peergrid_controller.market import (
 from peergrid_controller.model import ContractRules, Scenario
 from peergrid_controller.uplift import Payment
 from peergrid_ledger.chain import LocalChain
+from peergrid_ledger.contracts import exchange as exchange_contract
 from peergrid_ledger.contracts import market as contract
 from peergrid_ledger.genesis import Account, Genesis, Params
 from peergrid_ledger.keys import Keypair
@@ -81,7 +86,7 @@ class ChainVenue:
             time=0,
             authorities=(authority.public,),
             accounts=accounts,
-            contracts=("market", "payments"),
+            contracts=("market", "payments", "exchange"),
             # a buyer's maximum caps what it is allocated, not what it asks, as on the lab's chains
             # (closedloop.py): without it a capped buyer asking rationed sellers ended short (docs/market.md)
             params=Params(credit_limit=CREDIT_LIMIT, cap_on_fills=1),
@@ -95,6 +100,7 @@ class ChainVenue:
         self.bids: list[Bid] = []
         self.rules = {mg.name: mg.rules for mg in scenario.microgrids}
         self.transactions = 0
+        self.exchange = ChainExchange(self, scenario.name)
 
     def _do(self, name: str, kind: str, body: dict[str, Any]) -> Verdict:
         self.transactions += 1
@@ -201,3 +207,67 @@ class ChainVenue:
         from peergrid_ledger.keyspace import balance, decode_int
 
         return float(decode_int(self.chain.view.get(balance(self.keys[name].public)))) / 1e6
+
+
+class ChainExchange:
+    """The day-ahead exchange ADMM's moves on the venue's chain (dayahead.ExchangeRecorder). A session per
+    allocation, named from the scenario and the day (the venue's count of sessions opened); its intervals are
+    the forward trades' chain intervals, from 0."""
+
+    def __init__(self, venue: ChainVenue, scenario: str) -> None:
+        self.venue = venue
+        self.scenario = scenario
+        self.days = 0  # sessions opened on this venue
+        self.session = ""
+        self.coordinator = ""
+
+    def open(self, names: Sequence[str], prices: Sequence[int], rho: int) -> Verdict:
+        strangers = [name for name in names if name not in self.venue.keys]
+        if strangers:
+            return Rejected(f"chain: {strangers[0]} has no account on this chain")
+        self.session = f"dayahead/{self.days}/{self.scenario}"[:64]
+        self.days += 1
+        self.coordinator = names[0]
+        body = {
+            "session": self.session,
+            "first_interval": 0,
+            "members": [self.venue.keys[name].public for name in names],
+            "prices": list(prices),
+            "rho": rho,
+        }
+        return self.venue._do(self.coordinator, "exchange.open", body)
+
+    def position(self, name: str, iteration: int, positions_wh: Sequence[int]) -> Verdict:
+        body = {"session": self.session, "iteration": iteration, "positions": list(positions_wh)}
+        return self.venue._do(name, "exchange.position", body)
+
+    def step(self, iteration: int, rho: int) -> tuple[int, ...] | Rejected:
+        """Step the session and seal the iteration's block; the prices the contract computed."""
+        body = {"session": self.session, "iteration": iteration, "rho": rho}
+        verdict = self.venue._do(self.coordinator, "exchange.step", body)
+        if isinstance(verdict, Rejected):
+            return verdict
+        sealed = self._seal()
+        if isinstance(sealed, Rejected):
+            return sealed
+        record = exchange_contract.session(self.venue.chain.view, self.session)
+        assert record is not None  # opened above, and a session is never deleted
+        prices: tuple[int, ...] = record["prices"]
+        return prices
+
+    def close(self, iteration: int) -> Verdict:
+        verdict = self.venue._do(
+            self.coordinator, "exchange.close", {"session": self.session, "iteration": iteration}
+        )
+        return verdict if isinstance(verdict, Rejected) else self._seal()
+
+    def _seal(self) -> Verdict:
+        """Seal the pending moves; one the block left out (accepted, then stale) is a refusal, not lost."""
+        self.venue.chain.seal()
+        dropped = self.venue.chain.dropped
+        if dropped:
+            tx, why = dropped[0]
+            return Rejected(
+                f"chain: sealing left out {len(dropped)} transactions, the first {tx.kind}: {why}"
+            )
+        return Accepted()

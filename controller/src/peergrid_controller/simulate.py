@@ -5,7 +5,8 @@ the rest of the day (MILP), derives its price–quantity curve for the interval 
 alternative unless `rationality` is "off", see rationality.py), bargains through the venue (the
 market contract, in memory or on the MGMC chain), then re-plans with the agreed trades fixed, settles them once
 (settling.py) and moves to the next interval from the state it dispatched. With `market="dayahead"` the whole
-day's trades are instead allocated before the first interval (dayahead.py: exchange ADMM) and the day is played
+day's trades are instead allocated before the first interval (dayahead.py: exchange ADMM, every move recorded on
+the venue's exchange where it has one, venues.exchange_recorder) and the day is played
 from that allocation by simulate_dayahead.py (the exact IR check, the chain, make-whole payments, delivery
 faults; `SimulationResult.dayahead`). Faults outside the day-ahead market, or a fault spec that does not fit
 the scenario (delivery.fractions), raise `FaultError` before the day is traded. The result (simrecords.py)
@@ -36,7 +37,7 @@ from peergrid_controller.settling import UPLIFT_REF, SettlementError, pay_uplift
 from peergrid_controller.simrecords import DayAheadSummary, IntervalResult, SimulationConfig, SimulationResult
 from peergrid_controller.simulate_dayahead import play_day
 from peergrid_controller.stability import check
-from peergrid_controller.venues import memory_venue
+from peergrid_controller.venues import exchange_recorder, memory_venue
 
 __all__ = [
     "UPLIFT_REF",
@@ -92,8 +93,10 @@ def simulate(
     if cfg.market == "dayahead":
         if on_interval is not None:
             on_interval(0)
-        # the day is played from whatever allocation this returns (simulate_dayahead.py)
-        return play_day(scenario, cfg, venue, conv, cent, allocate(scenario, cfg.dayahead))
+        # the day is played from whatever allocation this returns (simulate_dayahead.py); its moves go to
+        # the venue's exchange (the chain's) as they are made, where it has one
+        allocation = allocate(scenario, cfg.dayahead, recorder=exchange_recorder(venue))
+        return play_day(scenario, cfg, venue, conv, cent, allocation)
     forecast = cfg.forecast_prices
     if forecast is not None and len(forecast) != n:
         raise ValueError(f"forecast_prices has {len(forecast)} prices for {n} intervals")

@@ -3,6 +3,8 @@
 Promises: `VENUES` maps a name to a factory `Scenario -> Venue`; `default_venue()` prefers the chain. Both
 venues also take plain payments (`PaymentVenue.pay`, the chain's payments contract; the day-ahead market's
 make-whole uplift): once per (payer, payee, reference), a positive amount, between two known MGs.
+`exchange_recorder(venue)` is the venue's recorder of the day-ahead exchange ADMM's moves (`ExchangeVenue`:
+the chain's exchange contract), or None where it keeps none (the memory venue: the allocation is unchanged).
 Never opens sockets: the chain venue seals blocks in memory with a single authority.
 """
 
@@ -14,6 +16,7 @@ from typing import Protocol, runtime_checkable
 
 from peergrid_controller.bargaining import MemoryVenue, Venue
 from peergrid_controller.chain_venue import ChainVenue
+from peergrid_controller.dayahead import ExchangeRecorder
 from peergrid_controller.market import Accepted, Rejected, Verdict
 from peergrid_controller.model import Scenario
 from peergrid_controller.uplift import MICRO, Payment
@@ -24,6 +27,15 @@ class PaymentVenue(Protocol):
     def pay(self, payment: Payment, ref: str) -> Verdict:
         """Move `payment.amount` micro-units from payer to payee, once per (payer, payee, ref)."""
         ...
+
+
+@runtime_checkable
+class ExchangeVenue(Protocol):
+    exchange: ExchangeRecorder  # where the day-ahead exchange ADMM's moves go
+
+
+def exchange_recorder(venue: Venue) -> ExchangeRecorder | None:
+    return venue.exchange if isinstance(venue, ExchangeVenue) else None
 
 
 @dataclass

@@ -1,0 +1,204 @@
+"""Every day-ahead ADMM move is a signed transaction on the MGMC chain (issue #7), and the chain's prices are ours.
+
+The allocation posts through `ChainVenue.exchange` (the ledger's exchange contract): iteration 0, every MG's
+positions every iteration, a step per iteration, a close; the contract computes the prices itself and the
+allocation stops on any difference or refusal rather than follow or drop anything.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import replace
+
+import pytest
+
+from peergrid_controller.chain_venue import ChainExchange, ChainVenue
+from peergrid_controller.dayahead import NANO, Allocation, DayAheadError, allocate
+from peergrid_controller.market import Accepted, Rejected, Verdict
+from peergrid_controller.model import Scenario
+from peergrid_controller.simrecords import SimulationConfig
+from peergrid_controller.simulate import simulate
+from peergrid_controller.synth import synthetic_scenario
+from peergrid_controller.venues import exchange_recorder, memory_venue
+from peergrid_ledger.contracts import exchange as contract
+
+
+def small_day(rules: bool = False) -> Scenario:
+    return synthetic_scenario(4, 8, seed=0, interval_hours=3.0, rules=rules)
+
+
+def moves(venue: ChainVenue) -> Counter[tuple[str, str]]:
+    """(kind, signer's MG name) of every exchange transaction in the venue's sealed blocks."""
+    chain = venue.chain
+    return Counter(
+        (tx.kind, venue.names[tx.sender])
+        for height in range(1, chain.height + 1)
+        for tx in chain.block(height).txs
+        if tx.kind.startswith("exchange.")
+    )
+
+
+def on_chain(scenario: Scenario) -> tuple[ChainVenue, Allocation]:
+    venue = ChainVenue(scenario)
+    return venue, allocate(scenario, recorder=venue.exchange)
+
+
+@pytest.mark.parametrize("rules", [False, True])
+def test_every_move_of_a_small_day_is_a_signed_transaction_and_the_chain_changes_nothing(rules: bool) -> None:
+    # a genset MG among the four: the relaxed phase, the commitment and the phase after all post on one session
+    scenario = small_day(rules)
+    assert any(mg.gensets for mg in scenario.microgrids)
+    venue, allocation = on_chain(scenario)
+    assert allocation == allocate(scenario)  # the chain changes nothing
+    session = contract.session(venue.chain.view, venue.exchange.session)
+    assert session is not None and session["closed"]
+    assert session["iteration"] == allocation.iterations + 1  # iteration 0: the first responses
+    assert session["first_interval"] == 0 and session["intervals"] == scenario.intervals
+    assert session["prices"] == tuple(round(p * NANO) for p in allocation.prices)
+    names = [mg.name for mg in scenario.microgrids]
+    assert session["members"] == [venue.keys[name].public for name in names]
+    assert session["coordinator"] == venue.keys[names[0]].public  # the first MG in scenario order
+    rounds = allocation.iterations + 1
+    first = names[0]
+    expected = Counter({("exchange.position", name): rounds for name in names})
+    expected += Counter(
+        {("exchange.open", first): 1, ("exchange.step", first): rounds, ("exchange.close", first): 1}
+    )
+    assert moves(venue) == expected
+    assert venue.transactions == sum(expected.values())
+    assert venue.chain.height == rounds + 1  # a block per step, and the close's
+    assert not venue.chain.pending
+    for name in names:
+        last = contract.position(venue.chain.view, venue.exchange.session, venue.keys[name].public)
+        assert last is not None and last["iteration"] == allocation.iterations
+        assert last["positions"] == [round(q * 1000) for q in allocation.positions[name]]
+
+
+def test_the_same_day_twice_gives_the_same_chain() -> None:
+    scenario = small_day()
+    first, _ = on_chain(scenario)
+    second, _ = on_chain(scenario)
+    assert first.chain.height == second.chain.height
+    assert first.chain.state.root == second.chain.state.root
+    assert first.chain.tip.hash == second.chain.tip.hash
+    other, _ = on_chain(replace(scenario, microgrids=scenario.microgrids[:3]))  # the root tells days apart
+    assert other.chain.state.root != first.chain.state.root
+
+
+def test_a_second_day_on_one_venue_is_a_session_of_its_own() -> None:
+    scenario = small_day()
+    venue, allocation = on_chain(scenario)
+    again = allocate(scenario, recorder=venue.exchange)
+    assert again == allocation
+    names = [venue.exchange.session, f"dayahead/0/{scenario.name}"]
+    assert venue.exchange.session == f"dayahead/1/{scenario.name}" != names[1]
+    for name in names:
+        session = contract.session(venue.chain.view, name)
+        assert session is not None and session["closed"] and session["iteration"] == allocation.iterations + 1
+
+
+class Skewed:
+    """The chain's recorder, but a price one nano off in one interval after one iteration."""
+
+    def __init__(self, inner: ChainExchange, iteration: int, interval: int) -> None:
+        self.inner, self.iteration, self.interval = inner, iteration, interval
+
+    def open(self, names: Sequence[str], prices: Sequence[int], rho: int) -> Verdict:
+        return self.inner.open(names, prices, rho)
+
+    def position(self, name: str, iteration: int, positions_wh: Sequence[int]) -> Verdict:
+        return self.inner.position(name, iteration, positions_wh)
+
+    def step(self, iteration: int, rho: int) -> tuple[int, ...] | Rejected:
+        prices = self.inner.step(iteration, rho)
+        if isinstance(prices, Rejected) or iteration != self.iteration:
+            return prices
+        return tuple(p + (t == self.interval) for t, p in enumerate(prices))
+
+    def close(self, iteration: int) -> Verdict:
+        return self.inner.close(iteration)
+
+
+def test_a_chain_whose_price_differs_stops_the_allocation_naming_the_interval() -> None:
+    scenario = small_day()
+    venue = ChainVenue(scenario)
+    with pytest.raises(DayAheadError, match=r"price for interval 5 after iteration 3 is \d+ nano/kWh where"):
+        allocate(scenario, recorder=Skewed(venue.exchange, 3, 5))
+    # what was posted stays on the chain, the session left open at the iteration that disagreed
+    session = contract.session(venue.chain.view, venue.exchange.session)
+    assert session is not None and not session["closed"] and session["iteration"] == 4
+    assert moves(venue)[("exchange.position", scenario.microgrids[1].name)] == 4
+
+
+def test_a_position_the_chain_refuses_stops_the_allocation_with_the_chains_reason() -> None:
+    # the chain holds the first MG to 1 Wh per interval where its model may trade its full limit
+    scenario = small_day()
+    first = scenario.microgrids[0]
+    strict = replace(first, rules=replace(first.rules, max_quantity_kwh=0.001))
+    venue = ChainVenue(replace(scenario, microgrids=(strict, *scenario.microgrids[1:])))
+    with pytest.raises(
+        DayAheadError, match=rf"refused {first.name}'s position at iteration 0: .*maximum 1\b"
+    ):
+        allocate(scenario, recorder=venue.exchange)
+    assert not contract.posted(venue.chain.view, venue.exchange.session, venue.keys[first.name].public)
+
+
+class Refusing:
+    """A recorder that accepts everything but the step of one iteration."""
+
+    def __init__(self, iteration: int) -> None:
+        self.iteration = iteration
+        self.prices: tuple[int, ...] = ()
+        self.posted: list[tuple[str, int]] = []
+
+    def open(self, names: Sequence[str], prices: Sequence[int], rho: int) -> Verdict:
+        self.prices = tuple(prices)
+        return Rejected("not today") if self.iteration < 0 else Accepted()
+
+    def position(self, name: str, iteration: int, positions_wh: Sequence[int]) -> Verdict:
+        self.posted.append((name, iteration))
+        return Accepted()
+
+    def step(self, iteration: int, rho: int) -> tuple[int, ...] | Rejected:
+        return Rejected("rho out of range") if iteration == self.iteration else self.prices
+
+    def close(self, iteration: int) -> Verdict:
+        return Accepted()
+
+
+def test_a_refused_step_or_opening_stops_the_allocation_with_the_reason() -> None:
+    scenario = small_day()
+    refusing = Refusing(0)  # iteration 0 moves no price, so the opening prices are the chain's
+    with pytest.raises(DayAheadError, match="refused the step of iteration 0: rho out of range"):
+        allocate(scenario, recorder=refusing)
+    assert refusing.posted == [(mg.name, 0) for mg in scenario.microgrids]
+    with pytest.raises(DayAheadError, match="refused to open the exchange: not today"):
+        allocate(scenario, recorder=Refusing(-1))
+
+
+def test_an_mg_the_chain_does_not_know_is_refused_at_the_opening() -> None:
+    scenario = small_day()
+    venue = ChainVenue(replace(scenario, microgrids=scenario.microgrids[1:]))
+    with pytest.raises(DayAheadError, match=f"{scenario.microgrids[0].name} has no account on this chain"):
+        allocate(scenario, recorder=venue.exchange)
+    assert venue.transactions == 0
+
+
+def test_simulate_records_the_day_ahead_moves_on_the_chain_venue_only() -> None:
+    scenario = small_day()
+    cfg = SimulationConfig(market="dayahead", with_central=False)
+    venues: list[ChainVenue] = []
+
+    def factory(s: Scenario) -> ChainVenue:
+        venues.append(ChainVenue(s))
+        return venues[-1]
+
+    on = simulate(scenario, cfg, factory)
+    off = simulate(scenario, cfg, memory_venue)
+    assert exchange_recorder(memory_venue(scenario)) is None
+    assert on.dayahead is not None and off.dayahead is not None
+    assert on.dayahead.iterations == off.dayahead.iterations and on.dayahead.prices == off.dayahead.prices
+    session = contract.session(venues[0].chain.view, f"dayahead/0/{scenario.name}")
+    assert session is not None and session["closed"]
+    assert session["iteration"] == on.dayahead.iterations + 1
