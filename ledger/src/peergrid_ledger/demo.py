@@ -5,8 +5,9 @@ authority, so later certificates carry two signatures; revoke an MGMC, with the 
 enrolment and (de)authorisation, DER data commitments, a schedule contract, equivalent injections, an
 encrypted adjustment contract, a switching plan with its executed steps and its result, market rules,
 offers, bids, bargaining moves, agreed trades, the DSO reopening the interval for re-bargaining (the second
-closing's trades settle), a plain payment (mg3 pays mg1 a make-whole uplift), the auction example (1 sells; 2, 3, 4 bid 30, 20, 25; 2 wins and pays 1), and
-equivocation evidence. Keys come from fixed seeds, so apart from the sealed-box ciphertext the chain is the
+closing's trades settle), a plain payment (mg3 pays mg1 a make-whole uplift), the day-ahead exchange (mg1
+and mg2 post, one step, closed), the auction example (1 sells; 2, 3, 4 bid 30, 20, 25; 2 wins and pays 1),
+and equivocation evidence. Keys come from fixed seeds, so apart from the sealed-box ciphertext the chain is the
 same every time. With fewer than three blocks the early phases share blocks; every kind still appears.
 """
 
@@ -60,7 +61,7 @@ def demo_genesis(keys: dict[str, Keypair]) -> Genesis:
         authorities=(keys["authority-a"].public,),
         accounts=(Account(keys["dso"].public, ("dso",), "dso"), *anonyms),
         params=Params(credit_limit=10_000_000, max_reopens=1),
-        contracts=("market", "auction", "payments"),
+        contracts=("market", "auction", "payments", "exchange"),
     )
 
 
@@ -124,6 +125,15 @@ def _phase_bargain(d: Demo) -> None:
         buyer = next(n for n in ("mg3", "mg4") if d.pk(n) == event["buyer"])
         d.do(buyer, "settle", {"trade": event["id"], "delivered": event["quantity"]})
     d.do("mg3", "pay", {"payee": d.pk("mg1"), "amount": 1200, "ref": "uplift/day-1"})
+    # the day-ahead exchange: mg1 and mg2 post positions for two intervals, the chain steps (iteration 0:
+    # first responses, prices unchanged) and the coordinator closes at iteration 1
+    members = [d.pk("mg1"), d.pk("mg2")]
+    opening = {"prices": [50_000_000, 60_000_000], "rho": 5_000_000}
+    d.do("dso", "exchange.open", {"session": "day-2", "first_interval": 2, "members": members, **opening})
+    d.do("mg1", "exchange.position", {"session": "day-2", "iteration": 0, "positions": [1500, 500]})
+    d.do("mg2", "exchange.position", {"session": "day-2", "iteration": 0, "positions": [-1000, -500]})
+    d.do("dso", "exchange.step", {"session": "day-2", "iteration": 0, "rho": 5_000_000})
+    d.do("dso", "exchange.close", {"session": "day-2", "iteration": 1})
     for step, (switch, close) in enumerate((("s33", True), ("s7", False))):
         status = "closed" if close else "open"
         d.do("dso", "switching_step", {"plan": "plan-1", "step": step, "switch": switch, "close": close, "ok": True,
