@@ -126,7 +126,9 @@ def test_an_unfunded_uplift_pays_nothing_and_the_outcome_is_not_stable() -> None
 def test_simulate_posts_the_uplift_on_the_chain_once_and_counts_it_in_the_day_costs(
     monkeypatch: pytest.MonkeyPatch, price: float, stable: bool
 ) -> None:
-    monkeypatch.setattr(simulate_module, "allocate", lambda scenario, config: hand_allocation(price))
+    monkeypatch.setattr(
+        simulate_module, "allocate", lambda scenario, config, recorder=None: hand_allocation(price)
+    )
     venues: list[ChainVenue] = []
 
     def factory(s: Scenario) -> ChainVenue:
@@ -362,7 +364,9 @@ def test_seeded_genset_days_are_stable_with_the_uplift_paid_once_on_the_chain(se
 def faulted_day(
     monkeypatch: pytest.MonkeyPatch, *faults: DeliveryFault, scenario: Scenario | None = None
 ) -> tuple[SimulationResult, ChainVenue]:
-    monkeypatch.setattr(simulate_module, "allocate", lambda scenario, config: hand_allocation(0.188))
+    monkeypatch.setattr(
+        simulate_module, "allocate", lambda scenario, config, recorder=None: hand_allocation(0.188)
+    )
     venues: list[ChainVenue] = []
 
     def factory(s: Scenario) -> ChainVenue:
@@ -585,7 +589,7 @@ def test_a_genset_at_its_own_floor_in_one_hour_is_paid_only_the_other_hours_lost
     g = replace(day.microgrids[0], rules=ContractRules(floor_price=0.188))
     scenario = replace(day, microgrids=(g, day.microgrids[1]))
     allocation = Allocation((0.188, 0.2), {"g": (40.0,) * N, "b": (-40.0,) * N}, 1, 0.0, 0.0, True, 2, 0)
-    monkeypatch.setattr(simulate_module, "allocate", lambda scenario, config: allocation)
+    monkeypatch.setattr(simulate_module, "allocate", lambda scenario, config, recorder=None: allocation)
     summary = simulate(scenario, SimulationConfig(market="dayahead", with_central=False)).dayahead
     assert summary is not None
     assert summary.max_deviation_gain == pytest.approx(2.28 + 3.0, abs=1e-6)
