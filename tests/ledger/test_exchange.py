@@ -123,7 +123,10 @@ def test_a_hand_computed_session_over_three_iterations() -> None:
     closing = chain.sign_and_submit(Keys.dso, "exchange.close", {"session": "day-1", "iteration": 3})
     assert isinstance(closing, Accepted)
     assert closing.events == (
-        ("exchange_closed", {"session": "day-1", "iteration": 3, "prices": list(expected_prices[2])}),
+        (
+            "exchange_closed",
+            {"session": "day-1", "iteration": 3, "prices": list(expected_prices[2]), "unstepped": 0},
+        ),
     )
     chain.seal()
     assert session(chain.state, "day-1") == {
@@ -270,7 +273,6 @@ def test_close_refusals_and_a_closed_session_takes_nothing_more() -> None:
     assert refused(chain, Keys.dso, "exchange.close", {**close_body, "session": "nope"}) is Reason.NOT_FOUND
     assert refused(chain, P1, "exchange.close", close_body) is Reason.FORBIDDEN
     assert post(chain, P1, 0, [0, 0, 0])
-    assert refused(chain, Keys.dso, "exchange.close", close_body) is Reason.RULE_VIOLATION  # P1 posted
     assert post(chain, P2, 0, [0, 0, 0])
     assert step(chain, 0, RHO)
     assert refused(chain, Keys.dso, "exchange.close", close_body) is Reason.RULE_VIOLATION  # at iteration 1
@@ -399,3 +401,27 @@ def test_the_same_transactions_on_two_chains_give_the_same_state_root() -> None:
     assert chains[0].state.root == chains[1].state.root
     assert chains[0].tip.hash == chains[1].tip.hash
     assert session(chains[0].state, "day-1") == session(chains[1].state, "day-1")
+
+
+def test_closing_a_half_posted_iteration_abandons_it_at_the_last_stepped_prices() -> None:
+    # a member that can no longer post (here: never does) would hold the session open for ever; the
+    # coordinator closes instead, the posts of the unfinished iteration price nothing and are counted
+    chain = opened()
+    assert post(chain, P1, 0, [0, 0, 0]) and post(chain, P2, 0, [0, 0, 0])
+    assert step(chain, 0, RHO)
+    before = session(chain.view, "day-1")
+    assert before is not None
+    assert post(chain, P1, 1, [1000, 1000, 1000])
+    closing = chain.sign_and_submit(Keys.dso, "exchange.close", {"session": "day-1", "iteration": 1})
+    assert isinstance(closing, Accepted)
+    assert closing.events == (
+        (
+            "exchange_closed",
+            {"session": "day-1", "iteration": 1, "prices": list(before["prices"]), "unstepped": 1},
+        ),
+    )
+    chain.seal()
+    after = session(chain.state, "day-1")
+    assert after is not None and after["closed"] and after["prices"] == before["prices"]
+    position_body = {"session": "day-1", "iteration": 1, "positions": [0, 0, 0]}
+    assert refused(chain, P2, "exchange.position", position_body) is Reason.CLOSED

@@ -13,7 +13,9 @@ Flow of one session (the controller's dayahead.py is the computation mirrored he
       iteration 0 (every member's first response to the opening prices), else `next_prices` with the
       session's current ρ; then ρ takes the body's value, within [ceil(ρ/2), 2ρ] (the coordinator's
       residual balancing halves or doubles it, or caps it), and the next iteration starts.
-  `exchange.close` (coordinator, at an iteration nobody posted yet) freezes the final prices.
+  `exchange.close` (coordinator) freezes the prices of the last step; posts already made for the current
+      iteration are abandoned (counted in the event: a member that can no longer post cannot hold the
+      session open).
 Nobody has to trust the coordinator's arithmetic: it only says when to step and what ρ comes next, within
 bounds. `next_prices` is the one price rule; the controller imports it, so both sides compute the same integers.
 Pure; no I/O.
@@ -258,15 +260,14 @@ def close(view: Overlay, tx: Tx, ctx: BlockContext, sender: ks.AccountRecord) ->
     record = _open_session(view, name)
     _coordinator_only(record, tx)
     _at_iteration(record, tx.body["iteration"])
-    progress = read_obj(view, sums_key(name))
-    require(
-        progress["posted"] == 0,
-        Reason.RULE_VIOLATION,
-        f"{progress['posted']} members already posted iteration {record['iteration']}: step first",
-    )
+    # an iteration some members posted and the coordinator closes instead of stepping (a member that can no
+    # longer post would otherwise hold the session open for ever) is abandoned: its posts never price
+    # anything, the prices stay those of the last step, and the event says how many posts were dropped
+    unstepped = read_obj(view, sums_key(name))["posted"]
     view.put_obj(session_key(name), {**record, "closed": True})
     prices = read_obj(view, prices_key(name))
-    return [("exchange_closed", {"session": name, "iteration": record["iteration"], "prices": prices})]
+    closed = {"session": name, "iteration": record["iteration"], "prices": prices, "unstepped": unstepped}
+    return [("exchange_closed", closed)]
 
 
 def genesis_writes(genesis: Any) -> dict[bytes, bytes | None]:
