@@ -12,9 +12,18 @@ from collections.abc import Sequence
 from dataclasses import replace
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from peergrid_controller.chain_venue import ChainExchange, ChainVenue
-from peergrid_controller.dayahead import NANO, Allocation, DayAheadError, allocate
+from peergrid_controller.dayahead import (
+    NANO,
+    Allocation,
+    DayAheadConfig,
+    DayAheadError,
+    _Exchange,
+    allocate,
+)
 from peergrid_controller.market import Accepted, Rejected, Verdict
 from peergrid_controller.model import Scenario
 from peergrid_controller.simrecords import SimulationConfig
@@ -73,6 +82,64 @@ def test_every_move_of_a_small_day_is_a_signed_transaction_and_the_chain_changes
         last = contract.position(venue.chain.view, venue.exchange.session, venue.keys[name].public)
         assert last is not None and last["iteration"] == allocation.iterations
         assert last["positions"] == [round(q * 1000) for q in allocation.positions[name]]
+
+
+@settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    seed=st.integers(0, 50),
+    mgs=st.integers(2, 5),
+    rho_nano=st.integers(1_000_001, 20_000_001),
+    ceiling=st.integers(1, 40),
+    adapt_every=st.sampled_from([1, 2, 10]),
+    opening=st.lists(st.integers(20_000_001, 400_000_001), min_size=4, max_size=4),
+)
+def test_the_chain_accepts_every_step_and_agrees_on_every_price_whatever_the_config(
+    seed: int, mgs: int, rho_nano: int, ceiling: int, adapt_every: int, opening: list[int]
+) -> None:
+    # odd ρ in nanos, halved and doubled as often as every iteration up to an arbitrary cap, and opening
+    # prices off the tick: the contract's ρ rule ([ceil(ρ/2), 2ρ]) and its price arithmetic hold throughout
+    scenario = synthetic_scenario(mgs, 4, seed=seed, interval_hours=6.0)
+    cfg = DayAheadConfig(
+        rho=rho_nano / NANO,
+        rho_max=ceiling * rho_nano / NANO,
+        adapt_every=adapt_every,
+        max_iterations=60,
+        relaxed_iterations=20,
+    )
+    prices = [p / NANO for p in opening]
+    venue = ChainVenue(scenario)
+    allocation = allocate(scenario, cfg, prices, recorder=venue.exchange)
+    assert allocation == allocate(scenario, cfg, prices)
+    session = contract.session(venue.chain.view, venue.exchange.session)
+    assert session is not None and session["closed"] and session["iteration"] == allocation.iterations + 1
+    assert session["prices"] == tuple(round(p * NANO) for p in allocation.prices)
+
+
+@given(
+    low=st.integers(1, 10**9),
+    span=st.integers(0, 10**4),
+    at=st.floats(0, 1),
+    primal=st.floats(0, 100),
+    dual=st.floats(0, 100),
+)
+def test_residual_balancing_keeps_rho_within_the_contracts_rule_and_the_configs_bounds(
+    low: int, span: int, at: float, primal: float, dual: float
+) -> None:
+    # any ρ between the config's and rho_max (odd ones too): the new one lies in [ceil(ρ/2), 2ρ], which the
+    # contract's step demands, and between the same bounds; it moves only when one residual dominates
+    high = low + span * low // 7
+    ex = _Exchange(small_day(), DayAheadConfig(rho=low / NANO, rho_max=high / NANO), [0.1] * 8)
+    assert (ex.rho_min, ex.rho_max) == (low, high)
+    ex.rho = rho = low + round(at * (high - low))
+    ex.primal, ex.dual = primal, dual
+    ex.balance_rho()
+    assert -(-rho // 2) <= ex.rho <= 2 * rho and low <= ex.rho <= high
+    if primal > 10 * dual:
+        assert ex.rho == min(2 * rho, high)
+    elif dual > 10 * primal:
+        assert ex.rho == max(-(-rho // 2), low)
+    else:
+        assert ex.rho == rho
 
 
 def test_the_same_day_twice_gives_the_same_chain() -> None:

@@ -366,13 +366,17 @@ class _Exchange:
         )
         converged = self.primal <= tolerance and self.dual <= tolerance
         if not converged and cfg.adapt_every and self.iterations % cfg.adapt_every == 0:
-            # within the contract's rule for a step's new ρ: [ceil(ρ/2), 2ρ] (ρ <= rho_max throughout)
-            if self.primal > 10 * self.dual:
-                self.rho = min(self.rho * 2, self.rho_max)
-            elif self.dual > 10 * self.primal:
-                self.rho = max(-(-self.rho // 2), self.rho_min)
+            self.balance_rho()
         self._record_step()
         return converged
+
+    def balance_rho(self) -> None:
+        """Residual balancing: ρ doubles when the imbalance dominates, halves when the moves do, within
+        [ρ of the config, rho_max] and within the contract's rule for a step's new ρ, [ceil(ρ/2), 2ρ]."""
+        if self.primal > 10 * self.dual:
+            self.rho = min(self.rho * 2, self.rho_max)
+        elif self.dual > 10 * self.primal:
+            self.rho = max(-(-self.rho // 2), self.rho_min)
 
     def at_stake(self, i: int, moves: Sequence[float]) -> float:
         """What is still moving, valued for MG i: its last move (`moves`, its part of the dual residual) and its
