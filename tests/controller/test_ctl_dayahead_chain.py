@@ -24,7 +24,7 @@ from peergrid_controller.dayahead import (
     _Exchange,
     allocate,
 )
-from peergrid_controller.market import Accepted, Rejected, Verdict
+from peergrid_controller.market import Accepted, Rejected, Verdict, wh
 from peergrid_controller.model import Scenario
 from peergrid_controller.simrecords import SimulationConfig
 from peergrid_controller.simulate import simulate
@@ -140,6 +140,28 @@ def test_residual_balancing_keeps_rho_within_the_contracts_rule_and_the_configs_
         assert ex.rho == max(-(-rho // 2), low)
     else:
         assert ex.rho == rho
+
+
+@settings(max_examples=50, deadline=None)
+@given(st.lists(st.lists(st.floats(-50, 50), min_size=2, max_size=2), min_size=2, max_size=24))
+def test_mgs_that_stay_at_their_anchor_move_the_price_by_no_more_than_one_rounding_in_all(
+    answers: list[list[float]],
+) -> None:
+    # every MG answers exactly its anchor for 40 iterations (no MG wants to move): the posted imbalances
+    # telescope to the last rounding error less the first, within N Wh in all, so the price cannot drift.
+    # Anchored at the rounded positions, one imbalance of up to N/2 Wh would repeat every iteration
+    n = len(answers)
+    ex = _Exchange(synthetic_scenario(n, 2, seed=0, interval_hours=12.0), DayAheadConfig(), [0.1, 0.1])
+
+    def posted(own: Sequence[float]) -> tuple[tuple[float, ...], tuple[int, ...]]:
+        return tuple(own), tuple(wh(v) for v in own)
+
+    ex._take([posted(own) for own in answers])
+    total = [0, 0]
+    for _ in range(40):
+        sums = ex._take([posted(ex.anchor(i)) for i in range(n)])
+        total = [a + b for a, b in zip(total, sums, strict=True)]
+    assert all(abs(t) <= n for t in total), total
 
 
 def test_the_same_day_twice_gives_the_same_chain() -> None:
