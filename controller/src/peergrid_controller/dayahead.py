@@ -56,8 +56,8 @@ same prices: each MG's answer is rounded to the whole Wh before anything public 
 proximal anchor keeps its unrounded answer: `_Exchange.anchor` says why), prices are int nano-currency per
 kWh updated by the contract's own `next_prices`, ρ int nano per kWh² (residual balancing within the
 contract's [ceil(ρ/2), 2ρ]); the MG models get them ÷ 10**9. Measured (96 quarter-hours, share of the
-central gain): seed 1, 6 / 20 MGs 20 / 34 iterations before and after, 0.99854 / 0.99817 → 0.99857 /
-0.99818; the 20-MG owner-rules days, seeds 1 / 2 / 3, 897 / 941 / 1037 → 591 / 635 / 499 iterations,
+central gain): seed 1, 6 / 20 / 100 MGs 20 / 34 / 27 iterations before and after, 0.99854 / 0.99817 /
+0.9991 → 0.99857 / 0.99818 / 0.99914; the 20-MG owner-rules days, seeds 1 / 2 / 3, 897 / 941 / 1037 → 591 / 635 / 499 iterations,
 0.9916 / 0.9995 / 0.8625 → 0.9806 / 0.9995 / 0.8521 (such days are path-dependent: to the mWh, seed 1
 gives 0.9888 in 658). With a
 `recorder` (`ExchangeRecorder`; the MGMC chain's in chain_venue.py) every move is posted as it is made:
