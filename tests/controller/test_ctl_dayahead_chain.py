@@ -214,9 +214,9 @@ def test_a_chain_whose_price_differs_stops_the_allocation_naming_the_interval() 
     venue = ChainVenue(scenario)
     with pytest.raises(DayAheadError, match=r"price for interval 5 after iteration 3 is \d+ nano/kWh where"):
         allocate(scenario, recorder=Skewed(venue.exchange, 3, 5))
-    # what was posted stays on the chain, the session left open at the iteration that disagreed
+    # what was posted stays on the chain, and the session is closed where it stood (not left open)
     session = contract.session(venue.chain.view, venue.exchange.session)
-    assert session is not None and not session["closed"] and session["iteration"] == 4
+    assert session is not None and session["closed"] and session["iteration"] == 4
     assert moves(venue)[("exchange.position", scenario.microgrids[1].name)] == 4
 
 
@@ -231,6 +231,8 @@ def test_a_position_the_chain_refuses_stops_the_allocation_with_the_chains_reaso
     ):
         allocate(scenario, recorder=venue.exchange)
     assert not contract.posted(venue.chain.view, venue.exchange.session, venue.keys[first.name].public)
+    session = contract.session(venue.chain.view, venue.exchange.session)
+    assert session is not None and session["closed"] and session["iteration"] == 0  # abandoned, not open
 
 
 class Refusing:
@@ -291,3 +293,21 @@ def test_simulate_records_the_day_ahead_moves_on_the_chain_venue_only() -> None:
     session = contract.session(venues[0].chain.view, f"dayahead/0/{scenario.name}")
     assert session is not None and session["closed"]
     assert session["iteration"] == on.dayahead.iterations + 1
+
+
+class NotClosing(Refusing):
+    """Refuses one step, and the closing after it."""
+
+    def close(self, iteration: int) -> Verdict:
+        self.closed_at = iteration
+        return Rejected("the chain is read-only")
+
+
+def test_an_allocation_that_stops_closes_its_session_and_says_if_that_was_refused_too() -> None:
+    recorder = NotClosing(1)  # its step 0 is right: iteration 0 moves no price
+    with pytest.raises(
+        DayAheadError,
+        match=r"refused the step of iteration 1: rho out of range; .*close it too: the chain is read-only",
+    ):
+        allocate(small_day(), recorder=recorder)
+    assert recorder.closed_at == 1  # the one step it accepted, iteration 0

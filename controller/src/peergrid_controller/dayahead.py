@@ -63,8 +63,9 @@ gives 0.9888 in 658). With a
 `recorder` (`ExchangeRecorder`; the MGMC chain's in chain_venue.py) every move is posted as it is made:
 iteration 0 (the first responses), each MG's positions every iteration, a step after each, a close at the
 end; after each step the recorder's prices are compared with ours and any difference, like any refusal,
-stops the allocation with DayAheadError (a chain that disagrees is never silently followed). Without one,
-nothing changes.
+stops the allocation with DayAheadError (a chain that disagrees is never silently followed). An allocation
+that stops on any error closes its session where it stands (the unfinished iteration abandoned), so none is
+left open; a refusal of that close is added to the error. Without a recorder nothing changes.
 Deterministic (HiGHS single-threaded, fixed seed, MGs in scenario order). Never reads clocks or I/O.
 """
 
@@ -241,6 +242,7 @@ class _Exchange:
         self.mgs = scenario.microgrids
         self.cfg = cfg
         self.recorder = recorder
+        self.stepped = 0  # steps the recorder accepted: its current iteration
         self.n, self.dt = scenario.intervals, scenario.interval_hours
         self.prices = [nano(p) for p in prices]
         self.rho = self.rho_min = nano(cfg.rho)
@@ -299,9 +301,19 @@ class _Exchange:
     def close(self) -> None:
         """End the session on the recorder after the last step (nobody has posted the next iteration)."""
         if self.recorder is not None:
-            verdict = self.recorder.close(self.iterations + 1)
+            verdict = self.recorder.close(self.stepped)
             if isinstance(verdict, Rejected):
                 raise DayAheadError(f"the chain refused to close the exchange: {verdict.reason}")
+
+    def abandon(self) -> str:
+        """Close the session of an allocation that stopped on an error, at the recorder's current iteration
+        (its posts so far are abandoned, not priced), so that it is not left open; what the recorder said."""
+        if self.recorder is None:
+            return ""
+        verdict = self.recorder.close(self.stepped)
+        return (
+            f"; the chain refused to close it too: {verdict.reason}" if isinstance(verdict, Rejected) else ""
+        )
 
     def _answer(self, i: int, model: DayModel) -> tuple[tuple[float, ...], tuple[int, ...]]:
         """MG i's solved answer (kWh) and its position in whole Wh, posted to the recorder (a refusal stops
@@ -324,6 +336,7 @@ class _Exchange:
         chain = self.recorder.step(self.iterations, self.rho)
         if isinstance(chain, Rejected):
             raise DayAheadError(f"the chain refused the step of iteration {self.iterations}: {chain.reason}")
+        self.stepped += 1  # the recorder's iteration now
         if len(chain) != self.n:
             raise DayAheadError(
                 f"the chain gave {len(chain)} prices after iteration {self.iterations} for {self.n} intervals"
@@ -509,12 +522,26 @@ def allocate(
     lengths = {mg.intervals for mg in scenario.microgrids}
     if len(lengths) != 1:
         raise DayAheadError(f"microgrids have different numbers of intervals: {sorted(lengths)}")
-    dt = scenario.interval_hours
     prices = list(initial_prices) if initial_prices is not None else list(starting_prices(scenario))
     _check_prices(scenario, prices)
-    mgs = scenario.microgrids
     ex = _Exchange(scenario, cfg, prices, recorder)
     ex.open()
+    try:
+        return _allocate(scenario, cfg, ex)
+    except Exception as exc:
+        # never leave the session open on the chain: close it where it stands, and say so if that fails
+        note = ex.abandon()
+        if isinstance(exc, DayAheadError):
+            raise DayAheadError(f"{exc}{note}") from exc
+        if note:
+            exc.add_note(note.removeprefix("; "))
+        raise
+
+
+def _allocate(scenario: Scenario, cfg: DayAheadConfig, ex: _Exchange) -> Allocation:
+    """`allocate`'s three phases on an opened exchange."""
+    dt = scenario.interval_hours
+    mgs = scenario.microgrids
 
     # 1. ADMM on the LP relaxation of genset on/off: a convex problem, so it converges, and its prices
     # approximate the convex-hull prices (the prices that best support the non-convex optimum)
