@@ -448,9 +448,11 @@ def test_a_loose_final_stop_is_opt_in_and_taken_where_no_rule_is_judged() -> Non
     assert all(price_tick(p) < 0.05 for p in loose.prices)
 
 
-def test_what_is_at_stake_for_an_mg_is_its_move_and_its_share_of_the_imbalance_at_its_spread() -> None:
-    # a sells 4 kWh, b buys 3: 1 kWh of imbalance, 3.5 kWh traded; a last moved 0.1 kWh. Each kWh is worth
-    # at most a's retail less its feed-in (0.25 - 0.05) to it: 0.2 * (0.1 + 4 / 3.5 * 1.0)
+def test_what_is_at_stake_for_an_mg_is_its_move_and_a_conservative_share_of_the_imbalance() -> None:
+    # a sells 4 kWh, b buys 3: 1 kWh of imbalance over a mean volume of 3.5 kWh; a moved 0.1 kWh against the
+    # mean. Each kWh is worth at most retail less feed-in (0.25 - 0.05): 0.2 * (0.1 + 4 / 3.5 * 1.0) for a,
+    # which matching would cut by 1 kWh (less than 4 / 3.5), and 0.2 * 3 / 3.5 for b, on the short side,
+    # which matching would not cut at all: both on the safe side (the value stop comes later, not earlier)
     scenario = two(60.0, 10.0, 20.0, n=1)
     ex = _Exchange(scenario, DayAheadConfig(), [0.1])
     ex.q, ex.mean = [(4.0,), (-3.0,)], [0.5]
@@ -480,3 +482,15 @@ def test_the_value_stop_ends_once_no_mg_has_more_than_its_stability_tolerance_st
     ]
     assert shares[0] >= 0.99 and shares[0] == pytest.approx(shares[1], abs=5e-3)
     assert allocate(scenario) == valued  # deterministic
+
+
+def test_a_day_where_an_mg_has_a_limited_dso_connection_keeps_the_kwh_stops() -> None:
+    # with an import or export limit a P2P kWh can be worth more than retail less feed-in (VOLL,
+    # curtailment), which the value stop would undervalue: such a day stops on kWh as with value_per_kwh 0
+    scenario = synthetic_scenario(8, 12, seed=1, interval_hours=2.0)
+    first = scenario.microgrids[0]
+    limited = replace(first, tariff=replace(first.tariff, max_import_kw=1000.0))
+    scenario = replace(scenario, microgrids=(limited, *scenario.microgrids[1:]))
+    allocation = allocate(scenario)
+    assert allocation == allocate(scenario, TIGHT)
+    assert allocation.primal_residual <= 0.01 and allocation.dual_residual <= 0.01

@@ -311,3 +311,19 @@ def test_an_allocation_that_stops_closes_its_session_and_says_if_that_was_refuse
     ):
         allocate(small_day(), recorder=recorder)
     assert recorder.closed_at == 1  # the one step it accepted, iteration 0
+
+
+class CloseRaises(Refusing):
+    """Refuses one step; its close raises."""
+
+    def close(self, iteration: int) -> Verdict:
+        raise ConnectionError("broker gone")
+
+
+def test_a_close_that_raises_never_hides_the_error_that_stopped_the_allocation() -> None:
+    with pytest.raises(
+        DayAheadError,
+        match=r"refused the step of iteration 1: rho out of range; closing it raised too: "
+        r"ConnectionError: broker gone",
+    ):
+        allocate(small_day(), recorder=CloseRaises(1))
