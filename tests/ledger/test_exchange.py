@@ -172,6 +172,10 @@ def test_open_refusals() -> None:
         chain.sign_and_submit(Keys.dso, "gov.revoke", {"key": P4.public, "operator": "op"}), Accepted
     )
     assert refused(chain, P3, "exchange.open", open_body("d2", (P1, P4))) is Reason.FORBIDDEN
+    # a deauthorised member could never post (and so only stall the session): not admitted
+    assert submit_checked(chain, Keys.dso, "authorise", {"key": P2.public, "authorised": False})
+    assert refused(chain, P3, "exchange.open", open_body("d2", (P1, P2))) is Reason.NOT_AUTHORISED
+    assert submit_checked(chain, Keys.dso, "authorise", {"key": P2.public, "authorised": True})
     # the largest session the interface allows opens
     assert submit_checked(chain, P3, "exchange.open", open_body("d3", prices=[MAX_PRICE] * MAX_INTERVALS))
 

@@ -81,7 +81,7 @@ from peergrid_controller.builder import p2p_buy_limit, p2p_sell_limit
 from peergrid_controller.daymodel import DayModel
 from peergrid_controller.market import PRICE_TICK, Rejected, Verdict, micro_per_wh, price_tick, wh
 from peergrid_controller.model import Microgrid, Scenario
-from peergrid_ledger.contracts.exchange import next_prices
+from peergrid_ledger.contracts.exchange import next_prices, rho_bounds
 
 NANO = 10**9  # nano-currency per currency unit: the chain's prices (per kWh) and ρ (per kWh²) are in nanos
 
@@ -410,10 +410,11 @@ class _Exchange:
     def balance_rho(self) -> None:
         """Residual balancing: ρ doubles when the imbalance dominates, halves when the moves do, within
         [ρ of the config, rho_max] and within the contract's rule for a step's new ρ, [ceil(ρ/2), 2ρ]."""
+        low, high = rho_bounds(self.rho)
         if self.primal > 10 * self.dual:
-            self.rho = min(self.rho * 2, self.rho_max)
+            self.rho = min(high, self.rho_max)
         elif self.dual > 10 * self.primal:
-            self.rho = max(-(-self.rho // 2), self.rho_min)
+            self.rho = max(low, self.rho_min)
 
     def at_stake(self, i: int, moves: Sequence[float]) -> float:
         """What is still moving, valued for MG i, per interval: its move relative to the mean (`moves`, its part

@@ -16,8 +16,12 @@ Flow of one session (the controller's dayahead.py is the computation mirrored he
   `exchange.close` (coordinator) freezes the prices of the last step; posts already made for the current
       iteration are abandoned (counted in the event: a member that can no longer post cannot hold the
       session open).
-Nobody has to trust the coordinator's arithmetic: it only says when to step and what ρ comes next, within
-bounds. `next_prices` is the one price rule; the controller imports it, so both sides compute the same integers.
+Nobody has to trust the coordinator's arithmetic: the chain computes every price from the posted positions.
+The coordinator does choose the opening prices, ρ's path (at most halved or doubled per step, with no rule
+on which) and when to close; members see all three on the chain and must judge them (a member can refuse to
+post). Positions are posted in the clear, so a member posting late in an iteration can read the sum so far:
+before a shared live chain this wants commit–reveal per iteration. `next_prices` is the one price rule and
+`rho_bounds` the one ρ rule; the controller imports both, so the two sides compute the same integers.
 Pure; no I/O.
 """
 
@@ -45,6 +49,12 @@ PRICE_NANO = Int(-MAX_PRICE, MAX_PRICE)
 RHO = Int(1, MAX_RHO)
 ITERATION = Int(0, MAX_ITERATIONS)
 POSITION = Int(-MAX_POSITION, MAX_POSITION)
+
+
+def rho_bounds(rho: int) -> tuple[int, int]:
+    """The ρ a step may set after one of `rho`: [ceil(ρ/2), 2ρ] (halved, rounded up, or doubled at most; the
+    controller's residual balancing keeps within it with the same function)."""
+    return -(-rho // 2), 2 * rho
 
 
 def next_prices(prices: Sequence[int], sums_wh: Sequence[int], members: int, rho: int) -> tuple[int, ...]:
@@ -156,10 +166,14 @@ def open_exchange(view: Overlay, tx: Tx, ctx: BlockContext, sender: ks.AccountRe
     )
     require(len(set(members)) == len(members), Reason.INVALID, "a member appears twice")
     for member in members:
-        if view.get(ks.account(member)) is None:
+        raw = view.get(ks.account(member))
+        if raw is None:
             raise RuleError(Reason.NOT_FOUND, f"member {member.hex()[:16]}… is not a known account")
         if view.get(ks.revoked(member)) is not None:
             raise RuleError(Reason.FORBIDDEN, f"member {member.hex()[:16]}…'s key was revoked")
+        # a member that could never post (post_position refuses it) could only stall the session
+        if not ks.AccountRecord.decode(raw).authorised:
+            raise RuleError(Reason.NOT_AUTHORISED, f"member {member.hex()[:16]}… is not authorised")
     require(
         1 <= len(prices) <= MAX_INTERVALS,
         Reason.INVALID,
@@ -235,10 +249,11 @@ def step(view: Overlay, tx: Tx, ctx: BlockContext, sender: ks.AccountRecord) -> 
         f"{progress['posted']} of {record['size']} members posted iteration {record['iteration']}",
     )
     rho = record["rho"]
+    low, high = rho_bounds(rho)
     require(
-        -(-rho // 2) <= new_rho <= 2 * rho,
+        low <= new_rho <= high,
         Reason.RULE_VIOLATION,
-        f"rho {new_rho} outside [{-(-rho // 2)}, {2 * rho}] (at most halved or doubled per step)",
+        f"rho {new_rho} outside [{low}, {high}] (at most halved or doubled per step)",
     )
     require(record["iteration"] < MAX_ITERATIONS, Reason.RULE_VIOLATION, "last iteration reached: close it")
     if record["iteration"] > 0:
