@@ -272,6 +272,7 @@ def test_same_seed_gives_byte_identical_json(capsys: pytest.CaptureFixture[str])
         ("relaxed_iterations", -1),
         ("relaxed_iterations", 1200),
         ("adapt_every", -1),
+        ("rho_max", 10_001.0),  # beyond the exchange contract's 10^13 nano per kWh²
         ("value_per_kwh", -0.001),
         ("value_per_kwh", math.nan),
     ],

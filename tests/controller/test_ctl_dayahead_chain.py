@@ -327,3 +327,12 @@ def test_a_close_that_raises_never_hides_the_error_that_stopped_the_allocation()
         r"ConnectionError: broker gone",
     ):
         allocate(small_day(), recorder=CloseRaises(1))
+
+
+def test_a_day_beyond_the_contracts_limits_is_refused_before_any_mg_solves() -> None:
+    # 673 intervals: one more than an exchange session holds; named at the opening, nothing posted
+    scenario = synthetic_scenario(2, 673, seed=0, interval_hours=0.25)
+    venue = ChainVenue(scenario)
+    with pytest.raises(DayAheadError, match="673 intervals, an exchange session holds 672"):
+        allocate(scenario, recorder=venue.exchange)
+    assert venue.transactions == 0

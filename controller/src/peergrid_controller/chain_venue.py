@@ -225,6 +225,15 @@ class ChainExchange:
         strangers = [name for name in names if name not in self.venue.keys]
         if strangers:
             return Rejected(f"chain: {strangers[0]} has no account on this chain")
+        # the contract's own limits, named before any MG has solved anything
+        if len(names) > exchange_contract.MAX_MEMBERS:
+            return Rejected(
+                f"chain: {len(names)} MGs, an exchange session holds {exchange_contract.MAX_MEMBERS}"
+            )
+        if len(prices) > exchange_contract.MAX_INTERVALS:
+            return Rejected(
+                f"chain: {len(prices)} intervals, an exchange session holds {exchange_contract.MAX_INTERVALS}"
+            )
         self.session = f"dayahead/{self.days}/{self.scenario}"[:64]
         self.days += 1
         self.coordinator = names[0]

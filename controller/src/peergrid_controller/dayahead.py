@@ -81,7 +81,7 @@ from peergrid_controller.builder import p2p_buy_limit, p2p_sell_limit
 from peergrid_controller.daymodel import DayModel
 from peergrid_controller.market import PRICE_TICK, Rejected, Verdict, micro_per_wh, price_tick, wh
 from peergrid_controller.model import Microgrid, Scenario
-from peergrid_ledger.contracts.exchange import next_prices, rho_bounds
+from peergrid_ledger.contracts.exchange import MAX_RHO, next_prices, rho_bounds
 
 NANO = 10**9  # nano-currency per currency unit: the chain's prices (per kWh) and ρ (per kWh²) are in nanos
 
@@ -138,8 +138,11 @@ class DayAheadConfig:
             raise DayAheadError(
                 f"rho must be finite and >= 1e-9 (the chain keeps it in nanos), got {self.rho}"
             )
-        if not (math.isfinite(self.rho_max) and self.rho_max >= self.rho):
-            raise DayAheadError(f"rho_max must be finite and >= rho, got {self.rho_max}")
+        if not (math.isfinite(self.rho_max) and self.rho <= self.rho_max <= MAX_RHO / NANO):
+            raise DayAheadError(
+                f"rho_max must be finite, >= rho and <= {MAX_RHO / NANO:g} (the exchange contract's limit), "
+                f"got {self.rho_max}"
+            )
         if self.max_iterations < 1:
             raise DayAheadError(f"max_iterations must be >= 1, got {self.max_iterations}")
         if not 0 <= self.relaxed_iterations < self.max_iterations:
