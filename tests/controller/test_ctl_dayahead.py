@@ -473,6 +473,9 @@ def test_the_value_stop_ends_once_no_mg_has_more_than_its_stability_tolerance_st
     conv = baselines.conventional(scenario)
     valued, tight = allocate(scenario), allocate(scenario, TIGHT)
     assert valued.converged and tight.converged
+    assert (valued.stop, tight.stop) == ("value", "kwh")  # and it says which stop it was
+    capped = allocate(scenario, DayAheadConfig(max_iterations=3, relaxed_iterations=2))
+    assert (capped.converged, capped.stop) == (False, "cap")
     assert valued.iterations < tight.iterations
     assert max(valued.primal_residual, valued.dual_residual) > 0.01  # stopped by value, not by kWh
     committed = commit(scenario, valued, conv)

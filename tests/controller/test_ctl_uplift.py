@@ -264,6 +264,10 @@ def test_the_cli_json_carries_the_uplift_paid_and_the_paid_amounts_follow_the_fu
     total = whole["total"]
     doc = total["dayahead"]
     assert set(doc) == {
+        "iterations",
+        "stop",
+        "primal_residual_kwh",
+        "dual_residual_kwh",
         "stable",
         "max_deviation_gain",
         "max_deviation_gain_with_uplift",
@@ -275,6 +279,8 @@ def test_the_cli_json_carries_the_uplift_paid_and_the_paid_amounts_follow_the_fu
         "uplift_charge",
         "delivery",
     }
+    # no floors or caps on this day: the value stop ended it, with its iterations and residuals shown
+    assert doc["stop"] == "value" and doc["iterations"] == whole["total"]["rounds_max"]
     assert doc["delivery"] == {
         "faults": [],
         "shortfall_kwh": {},

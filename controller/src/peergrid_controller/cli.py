@@ -87,6 +87,10 @@ def result_json(result: SimulationResult) -> dict[str, Any]:
     d = result.dayahead
     if d is not None:  # the day-ahead stage's stability check and its make-whole payments
         total["dayahead"] = {
+            "iterations": d.iterations,
+            "stop": d.stop,  # kwh (both residuals within tolerance), value (at_stake), cap (max_iterations)
+            "primal_residual_kwh": _num(d.primal_residual),
+            "dual_residual_kwh": _num(d.dual_residual),
             "stable": d.stable,
             "max_deviation_gain": _num(d.max_deviation_gain),
             "max_deviation_gain_with_uplift": _num(d.max_deviation_gain_with_uplift),

@@ -75,7 +75,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Literal, Protocol
 
 from peergrid_controller.builder import p2p_buy_limit, p2p_sell_limit
 from peergrid_controller.daymodel import DayModel
@@ -89,6 +89,9 @@ NANO = 10**9  # nano-currency per currency unit: the chain's prices (per kWh) an
 def nano(value: float) -> int:
     """Currency (per kWh, or per kWh²) in whole nano-currency, as the exchange contract keeps it."""
     return round(value * NANO)
+
+
+Stop = Literal["kwh", "value", "cap"]
 
 
 class DayAheadError(ValueError):
@@ -176,6 +179,9 @@ class Allocation:
     solves: int  # MG solves in all (one per MG per iteration, plus the first responses and re-commitments)
     recommits: int  # times genset on/off was re-decided at the prices found
     relaxed_iterations: int = 0  # of `iterations`, those on the LP relaxation of genset on/off
+    # which stop ended it: both residuals within the kWh tolerance, the value stop (`at_stake`; residuals may
+    # be kWh), or max_iterations (`converged` false)
+    stop: Stop = "kwh"
 
 
 def limits_kw(mg: Microgrid, t: int, price: float, dt: float) -> tuple[float, float]:
@@ -249,6 +255,7 @@ class _Exchange:
         self.cfg = cfg
         self.recorder = recorder
         self.stepped = 0  # steps the recorder accepted: its current iteration
+        self.stop: Stop = "cap"  # which stop ended the last `run`
         self.n, self.dt = scenario.intervals, scenario.interval_hours
         self.prices = [nano(p) for p in prices]
         self.rho = self.rho_min = nano(cfg.rho)
@@ -441,7 +448,9 @@ class _Exchange:
         """Iterate until converged within `tolerance` (or, `by_value`, once `settled`) with the owners' rules
         holding at the prices found, or `until` iterations in all."""
         while self.iterations < until:
-            converged = self.step(models, tolerance) or (by_value and self.settled)
+            by_kwh = self.step(models, tolerance)
+            converged = by_kwh or (by_value and self.settled)
+            self.stop = "kwh" if by_kwh else "value"
             # the rules are judged from near convergence on (each judgement that changes something sends
             # ADMM off again, so waiting for the last digits every time cost hundreds of iterations), and
             # once more at convergence: the allocation is only converged with nothing left to change
@@ -450,6 +459,7 @@ class _Exchange:
                 continue
             if converged:
                 return True
+        self.stop = "cap"
         return False
 
     def judge_rules(self) -> bool:
@@ -621,4 +631,5 @@ def _allocate(scenario: Scenario, cfg: DayAheadConfig, ex: _Exchange) -> Allocat
         solves=ex.solves,
         recommits=recommits,
         relaxed_iterations=relaxed_iterations,
+        stop=ex.stop,
     )

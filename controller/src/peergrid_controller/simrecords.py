@@ -99,6 +99,7 @@ class DayAheadSummary:
     # per MG rationed at its own floor or cap whose gain (less any credit) exceeds its tolerance: the gain
     # it keeps, which no uniform price removes; not paid, and not counted against `stable`
     rationed_at_own_rule: dict[str, float] = field(default_factory=dict)
+    stop: str = "kwh"  # which stop ended the allocation (dayahead.Allocation.stop)
     # delivery (delivery.py): the faults played; per MG its own committed energy not delivered and a
     # counterparty's shortfall it covered with the DSO (kWh); credits withheld from MGs that did not deliver
     # and the charges not collected for them (currency; uplift_credit/uplift_charge are what was paid); per

@@ -120,6 +120,7 @@ def play_day(
         solves=allocation.solves,
         recommits=allocation.recommits,
         converged=allocation.converged,
+        stop=allocation.stop,
         primal_residual=allocation.primal_residual,
         dual_residual=allocation.dual_residual,
         declined=committed.declined,
