@@ -182,7 +182,7 @@ def rationed_cell(r: dict[str, Any]) -> str:
 def dayahead_row(r: dict[str, Any]) -> str:
     d = r["dayahead"]
     return (
-        f"| {r['n']} | {d.iterations} | {d.recommits} | {'yes' if d.converged else 'NO'} | "
+        f"| {r['n']} | {d.iterations} ({d.stop}) | {d.recommits} | {'yes' if d.converged else 'NO'} | "
         f"{d.primal_residual:.4f} / {d.dual_residual:.4f} | {len(d.declined)} | {d.max_deviation_gain:.3f} | "
         f"{uplift_cell(r)} | {d.max_deviation_gain_with_uplift:.3f} | {rationed_cell(r)} | "
         f"{r['day_wall']:.1f} s ({r['day_cpu']:.1f} s) | {1000 * r['day_cpu'] / max(d.solves, 1):.1f} ms |"
@@ -259,7 +259,11 @@ def run(quick: bool = False) -> str:
     out.append("")
     out.append(
         "Day-ahead rows (exchange ADMM over the whole day, then each MG's exact check and the forward trades on "
-        "the chain; `dayahead.py`, `forward.py`): iterations, commitment rounds (times genset on/off was "
+        "the chain; `dayahead.py`, `forward.py`; on the chain venue every ADMM move is a signed transaction to "
+        "the ledger's `exchange` contract, which computes the prices): iterations and the stop that ended them "
+        "(`value`: no MG had more than one tick per kWh of its positions still moving; `kwh`: both residuals "
+        "within 0.01 kWh; the rounds column above is iterations + 1, the first responses' round), commitment "
+        "rounds (times genset on/off was "
         "decided at the relaxation's prices; 0 without gensets), residuals, MGs that declined, the largest day "
         "gain of one MG deviating alone at the final prices, the make-whole (uplift) payments that buy it out "
         "(`uplift.py`: each such MG is owed its lost opportunity valued at its own floor or cap where that is "
@@ -279,7 +283,7 @@ def run(quick: bool = False) -> str:
     )
     out.append("")
     out.append(
-        "| MGs | ADMM iterations | commitment rounds | converged | primal / dual residual (kWh) | declined "
+        "| MGs | ADMM iterations (stop) | commitment rounds | converged | primal / dual residual (kWh) | declined "
         "| max deviation gain (day) | uplift (total, % of gain) | max deviation gain with uplift (within "
         "tolerance when funded) | rationed at own rule (not paid) | day-ahead wall (CPU) | CPU per MG solve |"
     )

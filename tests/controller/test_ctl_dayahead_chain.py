@@ -29,7 +29,7 @@ from peergrid_controller.model import Scenario
 from peergrid_controller.simrecords import SimulationConfig
 from peergrid_controller.simulate import simulate
 from peergrid_controller.synth import synthetic_scenario
-from peergrid_controller.venues import exchange_recorder, memory_venue
+from peergrid_controller.venues import chain_venue, exchange_recorder, memory_venue
 from peergrid_ledger.contracts import exchange as contract
 
 
@@ -336,3 +336,14 @@ def test_a_day_beyond_the_contracts_limits_is_refused_before_any_mg_solves() -> 
     with pytest.raises(DayAheadError, match="673 intervals, an exchange session holds 672"):
         allocate(scenario, recorder=venue.exchange)
     assert venue.transactions == 0
+
+
+def test_the_result_says_whether_the_moves_were_on_a_chain() -> None:
+    # the memory venue has no exchange recorder: the same day allocates off the chain, and says so
+    scenario = small_day()
+    config = SimulationConfig(market="dayahead", with_central=False)
+    on_chain = simulate(scenario, config, chain_venue).dayahead
+    off_chain = simulate(scenario, config, memory_venue).dayahead
+    assert on_chain is not None and on_chain.moves_on_chain
+    assert off_chain is not None and not off_chain.moves_on_chain
+    assert on_chain.iterations == off_chain.iterations  # the chain changes nothing in the allocation

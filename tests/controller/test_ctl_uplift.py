@@ -266,6 +266,7 @@ def test_the_cli_json_carries_the_uplift_paid_and_the_paid_amounts_follow_the_fu
     assert set(doc) == {
         "iterations",
         "stop",
+        "moves_on_chain",
         "primal_residual_kwh",
         "dual_residual_kwh",
         "stable",
@@ -280,7 +281,8 @@ def test_the_cli_json_carries_the_uplift_paid_and_the_paid_amounts_follow_the_fu
         "delivery",
     }
     # no floors or caps on this day: the value stop ended it, with its iterations and residuals shown
-    assert doc["stop"] == "value" and doc["iterations"] == whole["total"]["rounds_max"]
+    # rounds: each MG's posts, its first response and one per iteration
+    assert doc["stop"] == "value" and doc["iterations"] + 1 == whole["total"]["rounds_max"]
     assert doc["delivery"] == {
         "faults": [],
         "shortfall_kwh": {},

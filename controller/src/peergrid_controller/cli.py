@@ -89,6 +89,7 @@ def result_json(result: SimulationResult) -> dict[str, Any]:
         total["dayahead"] = {
             "iterations": d.iterations,
             "stop": d.stop,  # kwh (both residuals within tolerance), value (at_stake), cap (max_iterations)
+            "moves_on_chain": d.moves_on_chain,
             "primal_residual_kwh": _num(d.primal_residual),
             "dual_residual_kwh": _num(d.dual_residual),
             "stable": d.stable,

@@ -100,6 +100,9 @@ class DayAheadSummary:
     # it keeps, which no uniform price removes; not paid, and not counted against `stable`
     rationed_at_own_rule: dict[str, float] = field(default_factory=dict)
     stop: str = "kwh"  # which stop ended the allocation (dayahead.Allocation.stop)
+    # whether the ADMM's moves were signed transactions on the venue's chain (a venue without an exchange
+    # recorder, e.g. the memory venue or a wrapper that hides it, allocates off the chain)
+    moves_on_chain: bool = False
     # delivery (delivery.py): the faults played; per MG its own committed energy not delivered and a
     # counterparty's shortfall it covered with the DSO (kWh); credits withheld from MGs that did not deliver
     # and the charges not collected for them (currency; uplift_credit/uplift_charge are what was paid); per

@@ -26,6 +26,7 @@ from peergrid_controller.model import Scenario
 from peergrid_controller.settling import UPLIFT_REF, pay_uplift, settle_interval
 from peergrid_controller.simrecords import DayAheadSummary, IntervalResult, SimulationConfig, SimulationResult
 from peergrid_controller.uplift import MICRO, earns, make_whole, withhold
+from peergrid_controller.venues import exchange_recorder
 
 
 def play_day(
@@ -91,8 +92,9 @@ def play_day(
                 p2p_welfare=-sum(costs[t] for costs in delivery.physical_cost.values()),
                 central_welfare=-cent.interval_total(t) if cent else float("nan"),
                 conventional_welfare=-conv.interval_total(t),
-                # every MGMC moved once per ADMM iteration, for every interval of the day at once
-                rounds=allocation.iterations,
+                # every MGMC moved once per ADMM iteration, for every interval of the day at once, and once
+                # before them (its first response at the opening prices): its posts on the exchange
+                rounds=allocation.iterations + 1,
                 converged=allocation.converged,
                 stable=stable,
                 max_taker_gain=max(after.values()),
@@ -121,6 +123,7 @@ def play_day(
         recommits=allocation.recommits,
         converged=allocation.converged,
         stop=allocation.stop,
+        moves_on_chain=exchange_recorder(venue) is not None,
         primal_residual=allocation.primal_residual,
         dual_residual=allocation.dual_residual,
         declined=committed.declined,
