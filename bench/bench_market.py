@@ -16,7 +16,7 @@ from typing import Any
 
 from peergrid_controller.bargaining import Venue
 from peergrid_controller.chain_venue import ChainVenue
-from peergrid_controller.dayahead import DayAheadConfig
+from peergrid_controller.dayexchange import DayAheadConfig
 from peergrid_controller.market import net_positions
 from peergrid_controller.model import Scenario
 from peergrid_controller.pyomo_model import solve_pyomo

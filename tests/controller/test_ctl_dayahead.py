@@ -13,15 +13,9 @@ from hypothesis import strategies as st
 
 from peergrid_controller import baselines
 from peergrid_controller.cli import main
-from peergrid_controller.dayahead import (
-    Allocation,
-    DayAheadConfig,
-    DayAheadError,
-    _Exchange,
-    allocate,
-    rule_fees,
-    rules_in_force,
-)
+from peergrid_controller.dayahead import Allocation, allocate
+from peergrid_controller.dayexchange import DayAheadConfig, DayAheadError, Exchange
+from peergrid_controller.dayrules import rule_fees, rules_in_force
 from peergrid_controller.forward import commit, deviation_gains, match
 from peergrid_controller.market import Rejected, price_tick, wh
 from peergrid_controller.model import ContractRules, Scenario
@@ -456,7 +450,7 @@ def test_what_is_at_stake_for_an_mg_is_its_move_and_a_conservative_share_of_the_
     # which matching would cut by 1 kWh (less than 4 / 3.5), and 0.2 * 3 / 3.5 for b, on the short side,
     # which matching would not cut at all: both on the safe side (the value stop comes later, not earlier)
     scenario = two(60.0, 10.0, 20.0, n=1)
-    ex = _Exchange(scenario, DayAheadConfig(), [0.1])
+    ex = Exchange(scenario, DayAheadConfig(), [0.1])
     ex.q, ex.mean = [(4.0,), (-3.0,)], [0.5]
     assert ex.at_stake(0, [0.1]) == pytest.approx(0.2 * (0.1 + 4 / 3.5))
     assert ex.at_stake(1, [0.0]) == pytest.approx(0.2 * 3 / 3.5)

@@ -16,14 +16,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from peergrid_controller.chain_venue import ChainExchange, ChainVenue
-from peergrid_controller.dayahead import (
-    NANO,
-    Allocation,
-    DayAheadConfig,
-    DayAheadError,
-    _Exchange,
-    allocate,
-)
+from peergrid_controller.dayahead import Allocation, allocate
+from peergrid_controller.dayexchange import NANO, DayAheadConfig, DayAheadError, Exchange
 from peergrid_controller.market import Accepted, Rejected, Verdict, wh
 from peergrid_controller.model import Scenario
 from peergrid_controller.simrecords import SimulationConfig
@@ -128,7 +122,7 @@ def test_residual_balancing_keeps_rho_within_the_contracts_rule_and_the_configs_
     # any ρ between the config's and rho_max (odd ones too): the new one lies in [ceil(ρ/2), 2ρ], which the
     # contract's step demands, and between the same bounds; it moves only when one residual dominates
     high = low + span * low // 7
-    ex = _Exchange(small_day(), DayAheadConfig(rho=low / NANO, rho_max=high / NANO), [0.1] * 8)
+    ex = Exchange(small_day(), DayAheadConfig(rho=low / NANO, rho_max=high / NANO), [0.1] * 8)
     assert (ex.rho_min, ex.rho_max) == (low, high)
     ex.rho = rho = low + round(at * (high - low))
     ex.primal, ex.dual = primal, dual
@@ -151,7 +145,7 @@ def test_mgs_that_stay_at_their_anchor_move_the_price_by_no_more_than_one_roundi
     # telescope to the last rounding error less the first, within N Wh in all, so the price cannot drift.
     # Anchored at the rounded positions, one imbalance of up to N/2 Wh would repeat every iteration
     n = len(answers)
-    ex = _Exchange(synthetic_scenario(n, 2, seed=0, interval_hours=12.0), DayAheadConfig(), [0.1, 0.1])
+    ex = Exchange(synthetic_scenario(n, 2, seed=0, interval_hours=12.0), DayAheadConfig(), [0.1, 0.1])
 
     def posted(own: Sequence[float]) -> tuple[tuple[float, ...], tuple[int, ...]]:
         return tuple(own), tuple(wh(v) for v in own)

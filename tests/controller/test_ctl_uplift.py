@@ -26,7 +26,8 @@ from peergrid_controller import baselines
 from peergrid_controller import simulate as simulate_module
 from peergrid_controller.chain_venue import ChainVenue
 from peergrid_controller.cli import result_json
-from peergrid_controller.dayahead import Allocation, DayAheadConfig, allocate
+from peergrid_controller.dayahead import Allocation, allocate
+from peergrid_controller.dayexchange import DayAheadConfig
 from peergrid_controller.delivery import DeliveryFault, FaultError
 from peergrid_controller.forward import Commitment, commit, deviation_gains, own_rule_fees
 from peergrid_controller.market import Accepted, Rejected, Trade

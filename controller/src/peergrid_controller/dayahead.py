@@ -9,7 +9,7 @@ public) only sees positions and sends back λ_t ← λ_t − ρ·q̄_t. Only pos
 DER data. On a day without owner floors or caps (and with unlimited DSO connections) it stops once no MG
 has more than one tick per kWh of its positions still moving (`value_per_kwh`; by default the stability
 check's default tolerance: the issue's "until no MGMC changes beyond a tolerance", in money;
-`_Exchange.at_stake` values an MG's move and, conservatively, a share of the imbalance at its own retail
+`Exchange.at_stake` values an MG's move and, conservatively, a share of the imbalance at its own retail
 less feed-in). That is a stop rule, not a bound on the distance to ADMM's limit:
 what it leaves is measured (96 quarter-hours, share of the central gain: 6 / 20 / 100 MGs 134 / 264 / 547
 → 20 / 34 / 27 iterations, 0.99998 / 0.99936 / 0.99969 → 0.9985 / 0.9982 / 0.9991; 20 MGs seeds 2 and 3
@@ -52,21 +52,8 @@ crosses the rule, the fee comes back for good. A side whose rule has no fee ther
 feed-in, a cap at or above retail) is banned when held against its rule and let back one MG at a time.
 A clean-only buyer takes no day-ahead position on the buy side (the stage does not know whose energy is
 clean) and the clean premium is not part of it: both are left to intraday trading.
-In the chain's units, so that the exchange contract (peergrid_ledger.contracts.exchange) computes the very
-same prices: each MG's answer is rounded to the whole Wh before anything public uses it (only the MG's own
-proximal anchor keeps its unrounded answer: `_Exchange.anchor` says why), prices are int nano-currency per
-kWh updated by the contract's own `next_prices`, ρ int nano per kWh² (residual balancing within the
-contract's [ceil(ρ/2), 2ρ]); the MG models get them ÷ 10**9. Measured (96 quarter-hours, share of the
-central gain): seed 1, 6 / 20 / 100 MGs 20 / 34 / 27 iterations before and after, 0.99854 / 0.99817 /
-0.9991 → 0.99857 / 0.99818 / 0.99914; the 20-MG owner-rules days, seeds 1 / 2 / 3, 897 / 941 / 1037 → 591 / 635 / 499 iterations,
-0.9916 / 0.9995 / 0.8625 → 0.9806 / 0.9995 / 0.8521 (such days are path-dependent: to the mWh, seed 1
-gives 0.9888 in 658). With a
-`recorder` (`ExchangeRecorder`; the MGMC chain's in chain_venue.py) every move is posted as it is made:
-iteration 0 (the first responses), each MG's positions every iteration, a step after each, a close at the
-end; after each step the recorder's prices are compared with ours and any difference, like any refusal,
-stops the allocation with DayAheadError (a chain that disagrees is never silently followed). An allocation
-that stops on any error closes its session where it stands (the unfinished iteration abandoned), so none is
-left open; a refusal of that close is added to the error. Without a recorder nothing changes.
+The ADMM's state and its rounds, in the chain's units and with every move on an `ExchangeRecorder`, are
+dayexchange.py's (`Exchange`); the owners' rules as bounds and fees are dayrules.py's.
 Deterministic (HiGHS single-threaded, fixed seed, MGs in scenario order). Never reads clocks or I/O.
 """
 
@@ -75,97 +62,18 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Literal, Protocol
 
-from peergrid_controller.builder import p2p_buy_limit, p2p_sell_limit
+from peergrid_controller.dayexchange import (
+    NANO,
+    DayAheadConfig,
+    DayAheadError,
+    Exchange,
+    ExchangeRecorder,
+    Stop,
+)
 from peergrid_controller.daymodel import DayModel
-from peergrid_controller.market import PRICE_TICK, Rejected, Verdict, micro_per_wh, price_tick, wh
-from peergrid_controller.model import Microgrid, Scenario
-from peergrid_ledger.contracts.exchange import MAX_RHO, next_prices, rho_bounds
-
-NANO = 10**9  # nano-currency per currency unit: the chain's prices (per kWh) and ρ (per kWh²) are in nanos
-
-
-def nano(value: float) -> int:
-    """Currency (per kWh, or per kWh²) in whole nano-currency, as the exchange contract keeps it."""
-    return round(value * NANO)
-
-
-Stop = Literal["kwh", "value", "cap"]
-
-
-class DayAheadError(ValueError):
-    """Input the day-ahead stage cannot work with (names the field), or a chain that refused or disagreed."""
-
-
-class ExchangeRecorder(Protocol):
-    """Where every ADMM move goes as it is made (the exchange contract on the MGMC chain: chain_venue.py).
-    Units are the chain's: positions in whole Wh (+ sell), prices in nano-currency per kWh, ρ in nano per kWh².
-    Iteration 0 is every MG's first response at the opening prices; `step` ends an iteration (all MGs
-    posted) and returns the prices the recorder computed; `close` is given the next, unposted, iteration."""
-
-    def open(self, names: Sequence[str], prices: Sequence[int], rho: int) -> Verdict: ...
-
-    def position(self, name: str, iteration: int, positions_wh: Sequence[int]) -> Verdict: ...
-
-    def step(self, iteration: int, rho: int) -> tuple[int, ...] | Rejected: ...
-
-    def close(self, iteration: int) -> Verdict: ...
-
-
-@dataclass(frozen=True)
-class DayAheadConfig:
-    rho: float = 0.005  # currency per kWh²: proximal weight, and the price step per kWh of mean imbalance
-    max_iterations: int = 1200  # all phases together (the 20-MG owner-rules day converged at 897)
-    relaxed_iterations: int = 400  # of those, at most this many on the LP relaxation (see `allocate`)
-    tolerance_kwh: float = 0.01  # primal (worst interval's imbalance) and dual (largest move) residual
-    # the relaxed phase's stop (its prices only decide genset on/off; at tolerance_kwh: the method before)
-    relaxed_tolerance_kwh: float = 0.1
-    # the final stop on a day where no owner floor or cap is in force; opt-in (see the module contract)
-    free_tolerance_kwh: float = 0.01
-    # on such a day (and with unlimited DSO connections), also stop once what is still moving is worth no
-    # more to any MG than `value_per_kwh` per kWh of its positions (`_Exchange.at_stake`): by default one
-    # tick, the stability check's default tolerance (`BargainingConfig.price_tolerance`, a separate
-    # setting); 0 turns it off
-    value_per_kwh: float = PRICE_TICK
-    rules_within_kwh: float = 0.1  # the owners' rules are judged once both residuals are within this
-    # residual balancing (Boyd §3.4.1): ρ doubles when the imbalance dominates, halves when the moves do
-    adapt_every: int = 10
-    rho_max: float = 0.5
-    recommits: int = 1  # times genset on/off is decided at the prices found (a MILP per genset MG)
-    commit_weight: float = 0.25  # the proximal weight of that decision, as a fraction of ρ
-    resolution_kwh: float = 0.01  # the proximal square is exact at ±resolution·2^j (DayModel.proximal)
-
-    def __post_init__(self) -> None:
-        if not (math.isfinite(self.rho) and nano(self.rho) >= 1):
-            raise DayAheadError(
-                f"rho must be finite and >= 1e-9 (the chain keeps it in nanos), got {self.rho}"
-            )
-        if not (math.isfinite(self.rho_max) and self.rho <= self.rho_max <= MAX_RHO / NANO):
-            raise DayAheadError(
-                f"rho_max must be finite, >= rho and <= {MAX_RHO / NANO:g} (the exchange contract's limit), "
-                f"got {self.rho_max}"
-            )
-        if self.max_iterations < 1:
-            raise DayAheadError(f"max_iterations must be >= 1, got {self.max_iterations}")
-        if not 0 <= self.relaxed_iterations < self.max_iterations:
-            raise DayAheadError(
-                f"relaxed_iterations must be in [0, max_iterations), got {self.relaxed_iterations}"
-            )
-        for name in ("tolerance_kwh", "free_tolerance_kwh", "relaxed_tolerance_kwh", "rules_within_kwh"):
-            value = getattr(self, name)
-            if not (math.isfinite(value) and value > 0):
-                raise DayAheadError(f"{name} must be finite and > 0, got {value}")
-        if not (math.isfinite(self.value_per_kwh) and self.value_per_kwh >= 0):
-            raise DayAheadError(f"value_per_kwh must be finite and >= 0, got {self.value_per_kwh}")
-        if not (math.isfinite(self.resolution_kwh) and self.resolution_kwh > 0):
-            raise DayAheadError(f"resolution_kwh must be finite and > 0, got {self.resolution_kwh}")
-        if self.recommits < 1:
-            raise DayAheadError(f"recommits must be >= 1, got {self.recommits}")
-        if not (math.isfinite(self.commit_weight) and self.commit_weight > 0):
-            raise DayAheadError(f"commit_weight must be finite and > 0, got {self.commit_weight}")
-        if self.adapt_every < 0:
-            raise DayAheadError(f"adapt_every must be >= 0, got {self.adapt_every}")
+from peergrid_controller.dayrules import rules_in_force
+from peergrid_controller.model import Scenario
 
 
 @dataclass(frozen=True)
@@ -182,43 +90,6 @@ class Allocation:
     # which stop ended it: both residuals within the kWh tolerance, the value stop (`at_stake`; residuals may
     # be kWh), or max_iterations (`converged` false)
     stop: Stop = "kwh"
-
-
-def limits_kw(mg: Microgrid, t: int, price: float, dt: float) -> tuple[float, float]:
-    """The net export range (kW) MG `mg` may take in interval t at `price` under its owner's rules (a NaN
-    price: its physical limits, maximum quantity and clean-only rule alone, floor and cap not judged)."""
-    rules = mg.rules
-    quantity = rules.max_quantity_kwh / dt
-    judged = not math.isnan(price)
-    may_sell = not judged or micro_per_wh(price) >= micro_per_wh(rules.floor_price)
-    hi = min(p2p_sell_limit(mg, t), quantity) if may_sell else 0.0
-    may_buy = not rules.clean_only and (
-        not judged or math.isinf(rules.cap_price) or micro_per_wh(price) <= micro_per_wh(rules.cap_price)
-    )
-    lo = -min(p2p_buy_limit(mg, t), quantity) if may_buy else 0.0
-    return lo, hi
-
-
-Fees = tuple[tuple[float, ...] | None, tuple[float, ...] | None]
-
-
-def rule_fees(mg: Microgrid) -> Fees:
-    """The owner's floor and cap as convex costs (per interval, currency/kWh): a kWh sold P2P is charged
-    the floor's excess over the MG's feed-in price, a kWh bought the retail price's excess over the cap.
-    The marginal cost of selling its surplus becomes max(feed-in, floor) and the marginal value of covering
-    its deficit min(retail, cap), so it sells that surplus only at or above its floor and buys only at or
-    below its cap, as the rule says, and its response moves with the price by degrees instead of switching a
-    whole side on or off. Exact for those kWh only: energy it would shift or produce at another cost is
-    charged too (hence `_Exchange._judge_fee`). None where the rule never binds."""
-    rules, tariff = mg.rules, mg.tariff
-    sell = tuple(max(rules.floor_price - f, 0.0) for f in tariff.feed_in)
-    buy = tuple(max(r - rules.cap_price, 0.0) for r in tariff.retail)
-    return (sell if any(sell) else None, buy if any(buy) else None)
-
-
-def rules_in_force(mg: Microgrid) -> bool:
-    """Whether MG `mg` has a floor or a cap that the allocation judges at the prices found."""
-    return mg.rules.floor_price > 0.0 or not math.isinf(mg.rules.cap_price)
 
 
 def _check_prices(scenario: Scenario, prices: Sequence[float]) -> None:
@@ -238,301 +109,6 @@ def starting_prices(scenario: Scenario) -> tuple[float, ...]:
     )
 
 
-class _Exchange:
-    """The exchange-ADMM state shared by the phases of `allocate`: prices, positions, ρ and the owners' bans.
-    Kept in the chain's units, so that a recorder's arithmetic and this one are the same to the last digit:
-    positions in whole Wh (each MG's answer rounded before anything uses it; `q` is the same in kWh), prices
-    in nano-currency per kWh updated by the exchange contract's own `next_prices`, ρ in nano per kWh²."""
-
-    def __init__(
-        self,
-        scenario: Scenario,
-        cfg: DayAheadConfig,
-        prices: Sequence[float],
-        recorder: ExchangeRecorder | None = None,
-    ) -> None:
-        self.mgs = scenario.microgrids
-        self.cfg = cfg
-        self.recorder = recorder
-        self.stepped = 0  # steps the recorder accepted: its current iteration
-        self.stop: Stop = "cap"  # which stop ended the last `run`
-        self.n, self.dt = scenario.intervals, scenario.interval_hours
-        self.prices = [nano(p) for p in prices]
-        self.rho = self.rho_min = nano(cfg.rho)
-        self.rho_max = nano(cfg.rho_max)
-        self.iterations = self.solves = 0
-        self.primal = self.dual = math.inf
-        self.base = [[limits_kw(mg, t, math.nan, self.dt) for t in range(self.n)] for mg in self.mgs]
-        self.banned_sell: set[tuple[int, int]] = set()
-        self.banned_buy: set[tuple[int, int]] = set()
-        self.returned: set[tuple[int, int, str]] = set()  # (MG, interval, side) let back after a ban
-        self.closed: set[tuple[int, str]] = set()  # (interval, side) where a returned side was banned again
-        self.base_fees = [rule_fees(mg) for mg in self.mgs]
-        self.fee_off: set[tuple[int, int, str]] = set()  # (MG, interval, side) whose fee is dropped
-        self.fee_back: set[tuple[int, int, str]] = set()  # ... and came back: never dropped again
-        self.q_wh: list[tuple[int, ...]] = []
-        self.q: list[tuple[float, ...]] = []  # the same positions in kWh
-        self.own: list[tuple[float, ...]] = []  # each MG's own answer before rounding (kWh): its anchor
-        self.mean: list[float] = [0.0] * self.n
-        # what a kWh traded P2P can be worth to each MG against the DSO (its retail less its feed-in)
-        self.spread = [
-            [r - f for r, f in zip(mg.tariff.retail, mg.tariff.feed_in, strict=True)] for mg in self.mgs
-        ]
-        self.settled = False  # set by `step`: see `at_stake`
-
-    def bounds(self, i: int) -> tuple[list[float], list[float]]:
-        lo = [0.0 if (i, t) in self.banned_buy else self.base[i][t][0] for t in range(self.n)]
-        hi = [0.0 if (i, t) in self.banned_sell else self.base[i][t][1] for t in range(self.n)]
-        return lo, hi
-
-    def anchor(self, i: int) -> list[float]:
-        """MG i's proximal anchor: its own last answer (unrounded: the MG knows it) less the posted mean.
-        Anchored at its rounded position instead, every MG that stays put answers q_i − q̄ and rounds away
-        the same fraction of a Wh: Σ_i round(q_i − S/N) = S − N·round(S/N), the same imbalance (up to N/2
-        Wh) iteration after iteration, which the proximal step never projects out and the price follows
-        by a drift without end; that left the 20-MG owner-rules days of seeds 1 and 2 at 0.884 and 0.861
-        of the central gain (0.992 and 0.999 before rounding, 0.989 and 0.999 rounded to the mWh). Anchored
-        at its own answer, what MGs that stay put post telescopes: the true sum becomes minus the last
-        rounding error, the posted imbalances sum to at most N Wh over any number of iterations."""
-        return [self.own[i][t] - self.mean[t] for t in range(self.n)]
-
-    @property
-    def price_floats(self) -> list[float]:
-        """λ_t in currency per kWh, as the MG models take them."""
-        return [p / NANO for p in self.prices]
-
-    @property
-    def rho_float(self) -> float:
-        return self.rho / NANO
-
-    def open(self) -> None:
-        if self.recorder is not None:
-            verdict = self.recorder.open([mg.name for mg in self.mgs], tuple(self.prices), self.rho)
-            if isinstance(verdict, Rejected):
-                raise DayAheadError(f"the chain refused to open the exchange: {verdict.reason}")
-
-    def close(self) -> None:
-        """End the session on the recorder after the last step (nobody has posted the next iteration)."""
-        if self.recorder is not None:
-            verdict = self.recorder.close(self.stepped)
-            if isinstance(verdict, Rejected):
-                raise DayAheadError(f"the chain refused to close the exchange: {verdict.reason}")
-
-    def abandon(self) -> str:
-        """Close the session of an allocation that stopped on an error, at the recorder's current iteration
-        (its posts so far are abandoned, not priced), so that it is not left open; what the recorder said
-        (a close that raises is reported, never put in place of the error that stopped the allocation)."""
-        if self.recorder is None:
-            return ""
-        try:
-            verdict = self.recorder.close(self.stepped)
-        except Exception as exc:  # the first error is the one to raise
-            return f"; closing it raised too: {type(exc).__name__}: {exc}"
-        return (
-            f"; the chain refused to close it too: {verdict.reason}" if isinstance(verdict, Rejected) else ""
-        )
-
-    def _answer(self, i: int, model: DayModel) -> tuple[tuple[float, ...], tuple[int, ...]]:
-        """MG i's solved answer (kWh) and its position in whole Wh, posted to the recorder (a refusal stops
-        the allocation)."""
-        own = model.solve()
-        answer = tuple(wh(v) for v in own)
-        if self.recorder is not None:
-            name = self.mgs[i].name
-            verdict = self.recorder.position(name, self.iterations, answer)
-            if isinstance(verdict, Rejected):
-                raise DayAheadError(
-                    f"the chain refused {name}'s position at iteration {self.iterations}: {verdict.reason}"
-                )
-        return own, answer
-
-    def _record_step(self) -> None:
-        """End the iteration on the recorder with the ρ to go on with; its prices must be ours exactly."""
-        if self.recorder is None:
-            return
-        chain = self.recorder.step(self.iterations, self.rho)
-        if isinstance(chain, Rejected):
-            raise DayAheadError(f"the chain refused the step of iteration {self.iterations}: {chain.reason}")
-        self.stepped += 1  # the recorder's iteration now
-        if len(chain) != self.n:
-            raise DayAheadError(
-                f"the chain gave {len(chain)} prices after iteration {self.iterations} for {self.n} intervals"
-            )
-        for t, (theirs, ours) in enumerate(zip(chain, self.prices, strict=True)):
-            if theirs != ours:
-                raise DayAheadError(
-                    f"the chain's price for interval {t} after iteration {self.iterations} is {theirs} "
-                    f"nano/kWh where the coordinator's is {ours}: not followed"
-                )
-
-    def _take(self, answers: list[tuple[tuple[float, ...], tuple[int, ...]]]) -> list[int]:
-        """Make `answers` (`_answer`'s) the current positions; the per-interval sums (Wh)."""
-        self.own = [own for own, _ in answers]
-        positions_wh = [posted for _, posted in answers]
-        sums = [sum(qi[t] for qi in positions_wh) for t in range(self.n)]
-        self.q_wh = positions_wh
-        self.q = [tuple(v / 1000 for v in qi) for qi in positions_wh]
-        self.mean = [s / (1000 * len(positions_wh)) for s in sums]
-        return sums
-
-    def first_responses(self, models: list[DayModel]) -> None:
-        """x^0 (iteration 0): each MG's own best response at the current prices (no proximal term)."""
-        answers = []
-        for i, model in enumerate(models):
-            model.trade(self.price_floats, *self.bounds(i), *self.fees(i))
-            answers.append(self._answer(i, model))
-        self.solves += len(models)
-        self._take(answers)
-        self._record_step()  # iteration 0 moves no price
-
-    def step(self, models: list[DayModel], tolerance: float) -> bool:
-        """One ADMM iteration (x-update of every MG, then the price update); True once both residuals are
-        within `tolerance` (kWh)."""
-        cfg, count, n = self.cfg, len(models), self.n
-        self.iterations += 1
-        prices, rho = self.price_floats, self.rho_float
-        answers = []
-        for i, model in enumerate(models):
-            model.trade(prices, *self.bounds(i), *self.fees(i))
-            model.proximal(prices, rho, self.anchor(i), cfg.resolution_kwh)
-            answers.append(self._answer(i, model))
-        self.solves += count
-        old_q, old_mean = self.q, self.mean
-        sums = self._take(answers)
-        new_q, new_mean = self.q, self.mean
-        self.primal = max(abs(s) for s in sums) / 1000
-        moves = [
-            [(a[t] - b[t]) - (new_mean[t] - old_mean[t]) for t in range(n)]
-            for a, b in zip(new_q, old_q, strict=True)
-        ]
-        self.dual = max(abs(m) for mg_moves in moves for m in mg_moves)
-        self.prices = list(next_prices(self.prices, sums, count, self.rho))
-        self.settled = cfg.value_per_kwh > 0 and all(
-            self.at_stake(i, moves[i]) <= cfg.value_per_kwh * max(sum(map(abs, qi)), 1.0)
-            for i, qi in enumerate(self.q)
-        )
-        converged = self.primal <= tolerance and self.dual <= tolerance
-        if not converged and cfg.adapt_every and self.iterations % cfg.adapt_every == 0:
-            self.balance_rho()
-        self._record_step()
-        return converged
-
-    def balance_rho(self) -> None:
-        """Residual balancing: ρ doubles when the imbalance dominates, halves when the moves do, within
-        [ρ of the config, rho_max] and within the contract's rule for a step's new ρ, [ceil(ρ/2), 2ρ]."""
-        low, high = rho_bounds(self.rho)
-        if self.primal > 10 * self.dual:
-            self.rho = min(high, self.rho_max)
-        elif self.dual > 10 * self.primal:
-            self.rho = max(low, self.rho_min)
-
-    def at_stake(self, i: int, moves: Sequence[float]) -> float:
-        """What is still moving, valued for MG i, per interval: its move relative to the mean (`moves`, its part
-        of the dual residual) plus |q_i| over the mean of the two sides' volumes, (sold + bought) / 2, times
-        the imbalance (the primal residual), each kWh at the MG's retail less its feed-in (the most a P2P kWh
-        is worth to it against the DSO while its DSO connection is unlimited: `allocate` applies the value
-        stop only then). Deliberately conservative: matching.match cuts only the long side, in proportion to
-        its own volume, so a long-side MG is charged up to twice its cut and a short-side MG is charged
-        although it is not cut (exact pro-rata stopped the test's 8-MG day at 19 iterations instead of 21).
-        What this iteration still changes for MG i, at its own worth: not what it would gain from the
-        iterations to come, which the stability check after the commitment measures."""
-        total = 0.0
-        for t in range(self.n):
-            volume = sum(abs(qj[t]) for qj in self.q) / 2  # at least the short side's volume
-            imbalance = abs(self.mean[t]) * len(self.q)
-            share = abs(self.q[i][t]) / volume if volume > 0 else 0.0  # no volume: no imbalance either
-            total += self.spread[i][t] * (abs(moves[t]) + share * imbalance)
-        return total
-
-    def run(self, models: list[DayModel], until: int, tolerance: float, by_value: bool = False) -> bool:
-        """Iterate until converged within `tolerance` (or, `by_value`, once `settled`) with the owners' rules
-        holding at the prices found, or `until` iterations in all."""
-        while self.iterations < until:
-            by_kwh = self.step(models, tolerance)
-            converged = by_kwh or (by_value and self.settled)
-            self.stop = "kwh" if by_kwh else "value"
-            # the rules are judged from near convergence on (each judgement that changes something sends
-            # ADMM off again, so waiting for the last digits every time cost hundreds of iterations), and
-            # once more at convergence: the allocation is only converged with nothing left to change
-            near = self.cfg.rules_within_kwh
-            if self.primal <= near and self.dual <= near and self.judge_rules():
-                continue
-            if converged:
-                return True
-        self.stop = "cap"
-        return False
-
-    def judge_rules(self) -> bool:
-        """At (near) convergence, judge every floor and cap at the price found (on the chain's tick). A side
-        with a fee there: `_judge_fee`. A side without (its rule at or beyond the MG's own tariff): banned
-        if the MG holds it against its rule; a banned side the price now permits is let back, one MG per
-        interval and side at a time, the least demanding rule first (letting them all back at once pushed
-        the price across their rules again and swung them in and out for ever); if one let back is banned
-        again, that interval's side is closed to further returns. Each change happens at most once per
-        (MG, interval, side), so this ends. True if anything changed."""
-        res = self.cfg.resolution_kwh
-        changed = False
-        for t in range(self.n):
-            price = price_tick(self.prices[t] / NANO)
-            for side, banned in (("sell", self.banned_sell), ("buy", self.banned_buy)):
-                permitted = []
-                banned_now = False
-                for i, mg in enumerate(self.mgs):
-                    lo, hi = limits_kw(mg, t, price, self.dt)
-                    forbidden = hi <= 0.0 if side == "sell" else lo >= 0.0
-                    holds = self.q[i][t] > res if side == "sell" else self.q[i][t] < -res
-                    if self._has_fee(i, t, side):
-                        # the fee, not a ban, keeps the MG off a side its rule forbids (a sale an inch
-                        # below the floor at the margin is cut by forward.match at the tick price)
-                        changed |= self._judge_fee((i, t, side), forbidden)
-                    elif (i, t) not in banned and holds and forbidden:
-                        banned.add((i, t))
-                        changed = banned_now = True
-                        if (i, t, side) in self.returned:
-                            self.closed.add((t, side))
-                    elif (i, t) in banned and not forbidden and (i, t, side) not in self.returned:
-                        rule = mg.rules.floor_price if side == "sell" else -mg.rules.cap_price
-                        permitted.append((rule, i))
-                # a side just banned moves the price: let the next one back once it has settled
-                if permitted and not banned_now and (t, side) not in self.closed:
-                    _, i = min(permitted)
-                    banned.discard((i, t))
-                    self.returned.add((i, t, side))
-                    changed = True
-        return changed
-
-    def _has_fee(self, i: int, t: int, side: str) -> bool:
-        base = self.base_fees[i][0 if side == "sell" else 1]
-        return base is not None and base[t] > 0.0
-
-    def _judge_fee(self, key: tuple[int, int, str], forbidden: bool) -> bool:
-        """The rule's fee (`rule_fees`) smooths the side's response where the price is near the rule; where
-        the price found permits the side it only distorts the MG's response (the fee is exact for its
-        surplus, not for energy it would shift or produce at another cost), so it is dropped there; if the
-        price then crosses the rule, it comes back for good. True if it changed."""
-        if key not in self.fee_off and not forbidden and key not in self.fee_back:
-            self.fee_off.add(key)
-            return True
-        if key in self.fee_off and forbidden:
-            self.fee_off.discard(key)
-            self.fee_back.add(key)
-            return True
-        return False
-
-    def fees(self, i: int) -> Fees:
-        """MG i's rule fees as they stand (dropped ones zero)."""
-        return (
-            self._fees_of(i, 0, "sell"),
-            self._fees_of(i, 1, "buy"),
-        )
-
-    def _fees_of(self, i: int, which: int, side: str) -> tuple[float, ...] | None:
-        base = self.base_fees[i][which]
-        if base is None:
-            return None
-        return tuple(0.0 if (i, t, side) in self.fee_off else fee for t, fee in enumerate(base))
-
-
 def allocate(
     scenario: Scenario,
     config: DayAheadConfig | None = None,
@@ -549,7 +125,7 @@ def allocate(
         raise DayAheadError(f"microgrids have different numbers of intervals: {sorted(lengths)}")
     prices = list(initial_prices) if initial_prices is not None else list(starting_prices(scenario))
     _check_prices(scenario, prices)
-    ex = _Exchange(scenario, cfg, prices, recorder)
+    ex = Exchange(scenario, cfg, prices, recorder)
     ex.open()
     try:
         return _allocate(scenario, cfg, ex)
@@ -563,7 +139,7 @@ def allocate(
         raise
 
 
-def _allocate(scenario: Scenario, cfg: DayAheadConfig, ex: _Exchange) -> Allocation:
+def _allocate(scenario: Scenario, cfg: DayAheadConfig, ex: Exchange) -> Allocation:
     """`allocate`'s three phases on an opened exchange."""
     dt = scenario.interval_hours
     mgs = scenario.microgrids

@@ -21,8 +21,8 @@ import highspy
 import numpy as np
 
 from peergrid_controller import lp as lpmod
-from peergrid_controller.dayahead import Fees, limits_kw, rule_fees
 from peergrid_controller.daymodel import DayModel
+from peergrid_controller.dayrules import Fees, limits_kw, rule_fees
 from peergrid_controller.market import micro_per_wh
 from peergrid_controller.matching import net_by_interval
 from peergrid_controller.model import Microgrid, Scenario
@@ -33,7 +33,7 @@ if TYPE_CHECKING:  # forward.py imports this module to offer its names from ther
 
 
 def own_rule_fees(mg: Microgrid, prices: Sequence[float]) -> Fees:
-    """The MG's rule fees (dayahead.rule_fees: its floor's excess over its feed-in per kWh sold, the retail
+    """The MG's rule fees (dayrules.rule_fees: its floor's excess over its feed-in per kWh sold, the retail
     price's excess over its cap per kWh bought) in the intervals whose price is its own floor (sell) or cap
     (buy) on the chain's tick, zero elsewhere; None for a side with no such interval. There the owner's
     rule is its declared valuation at the margin: it values a kWh sold at no more than its floor, bought at

@@ -18,7 +18,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from peergrid_controller.dayahead import Allocation, limits_kw
+from peergrid_controller.dayahead import Allocation
+from peergrid_controller.dayrules import limits_kw
 from peergrid_controller.market import MAX_REQUESTS, Trade, price_tick, quantize, wh
 from peergrid_controller.model import Scenario
 from peergrid_controller.uplift import largest_remainder, north_west

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from peergrid_controller.bargaining import BargainingConfig
-from peergrid_controller.dayahead import DayAheadConfig
+from peergrid_controller.dayexchange import DayAheadConfig
 from peergrid_controller.delivery import DeliveryFault
 from peergrid_controller.market import Trade
 

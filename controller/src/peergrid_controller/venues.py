@@ -16,7 +16,7 @@ from typing import Protocol, runtime_checkable
 
 from peergrid_controller.bargaining import MemoryVenue, Venue
 from peergrid_controller.chain_venue import ChainVenue
-from peergrid_controller.dayahead import ExchangeRecorder
+from peergrid_controller.dayexchange import ExchangeRecorder
 from peergrid_controller.market import Accepted, Rejected, Verdict
 from peergrid_controller.model import Scenario
 from peergrid_controller.uplift import MICRO, Payment
