@@ -493,3 +493,32 @@ def test_a_day_where_an_mg_has_a_limited_dso_connection_keeps_the_kwh_stops() ->
     allocation = allocate(scenario)
     assert allocation == allocate(scenario, TIGHT)
     assert allocation.primal_residual <= 0.01 and allocation.dual_residual <= 0.01
+
+
+class Fixed:
+    """A stand-in MG model that answers the same net export (kWh) every interval whatever the price."""
+
+    def __init__(self, kwh: float, n: int) -> None:
+        self.answer = (kwh,) * n
+
+    def trade(self, *args: object) -> None: ...
+
+    def proximal(self, *args: object, **kwargs: object) -> None: ...
+
+    def solve(self) -> tuple[float, ...]:
+        return self.answer
+
+
+@pytest.mark.parametrize(("seller", "converged"), [(0.0006, True), (0.002, False)])
+def test_the_kwh_stop_allows_the_imbalance_rounding_to_the_wh_alone_makes(
+    seller: float, converged: bool
+) -> None:
+    # three MGs whose answers balance to 0.1 Wh: 0.6 Wh sold, 0.3 + 0.3 bought; posted in whole Wh they
+    # are 1, 0, 0: 1 Wh of imbalance that no price can remove, within N/2 = 1.5 Wh, so even a zero
+    # tolerance stops; 2 Wh sold is a real imbalance and does not
+    scenario = synthetic_scenario(3, 2, seed=0, interval_hours=12.0)
+    ex = Exchange(scenario, DayAheadConfig(), [0.1, 0.1])
+    models = [Fixed(seller, 2), Fixed(-0.0003, 2), Fixed(-0.0003, 2)]
+    ex.first_responses(models)  # type: ignore[arg-type]
+    assert ex.step(models, 0.0) is converged  # type: ignore[arg-type]
+    assert ex.primal == pytest.approx(0.001 if converged else 0.002)

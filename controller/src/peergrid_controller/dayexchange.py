@@ -268,7 +268,7 @@ class Exchange:
 
     def step(self, models: list[DayModel], tolerance: float) -> bool:
         """One ADMM iteration (x-update of every MG, then the price update); True once both residuals are
-        within `tolerance` (kWh)."""
+        within `tolerance` (kWh), the imbalance's beyond what rounding every MG's answer to the Wh can make."""
         cfg, count, n = self.cfg, len(models), self.n
         self.iterations += 1
         prices, rho = self.price_floats, self.rho_float
@@ -292,7 +292,11 @@ class Exchange:
             self.at_stake(i, moves[i]) <= cfg.value_per_kwh * max(sum(map(abs, qi)), 1.0)
             for i, qi in enumerate(self.q)
         )
-        converged = self.primal <= tolerance and self.dual <= tolerance
+        # each posted position is its MG's answer rounded to the Wh, so the posted sum can be up to half a Wh
+        # per MG off the answers' own sum: imbalance rounding alone makes is no residual (100 MGs left 24 Wh
+        # and never stopped at 10)
+        rounding = count / 2 / 1000
+        converged = self.primal <= tolerance + rounding and self.dual <= tolerance
         if not converged and cfg.adapt_every and self.iterations % cfg.adapt_every == 0:
             self.balance_rho()
         self._record_step()
