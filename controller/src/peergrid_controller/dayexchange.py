@@ -268,7 +268,7 @@ class Exchange:
 
     def step(self, models: list[DayModel], tolerance: float) -> bool:
         """One ADMM iteration (x-update of every MG, then the price update); True once both residuals are
-        within `tolerance` (kWh), the imbalance's beyond what rounding every MG's answer to the Wh can make."""
+        within `tolerance` (kWh) beyond what rounding every MG's answer to the Wh can make."""
         cfg, count, n = self.cfg, len(models), self.n
         self.iterations += 1
         prices, rho = self.price_floats, self.rho_float
@@ -293,10 +293,11 @@ class Exchange:
             for i, qi in enumerate(self.q)
         )
         # each posted position is its MG's answer rounded to the Wh, so the posted sum can be up to half a Wh
-        # per MG off the answers' own sum: imbalance rounding alone makes is no residual (100 MGs left 24 Wh
-        # and never stopped at 10)
+        # per MG off the answers' own sum, and a posted move up to a Wh off the answer's: what rounding alone
+        # makes is no residual (100 MGs left 24 Wh of imbalance and never stopped at 10; a 100-MG rules day
+        # stopped at the cap with moves of 10.1 Wh)
         rounding = count / 2 / 1000
-        converged = self.primal <= tolerance + rounding and self.dual <= tolerance
+        converged = self.primal <= tolerance + rounding and self.dual <= tolerance + 0.001
         if not converged and cfg.adapt_every and self.iterations % cfg.adapt_every == 0:
             self.balance_rho()
         self._record_step()
