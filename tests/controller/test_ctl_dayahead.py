@@ -453,10 +453,10 @@ def test_what_is_at_stake_for_an_mg_is_its_move_and_a_conservative_share_of_the_
     scenario = two(60.0, 10.0, 20.0, n=1)
     ex = Exchange(scenario, DayAheadConfig(), [0.1])
     ex.q, ex.mean = [(4.0,), (-3.0,)], [0.5]
-    assert ex.at_stake(0, [0.1]) == pytest.approx(0.2 * (0.1 + 4 / 3.5))
-    assert ex.at_stake(1, [0.0]) == pytest.approx(0.2 * 3 / 3.5)
+    assert ex.at_stake(0, [0.1], ex.imbalance_ratios()) == pytest.approx(0.2 * (0.1 + 4 / 3.5))
+    assert ex.at_stake(1, [0.0], ex.imbalance_ratios()) == pytest.approx(0.2 * 3 / 3.5)
     ex.q, ex.mean = [(0.0,), (0.0,)], [0.0]  # nothing traded, nothing moving: nothing at stake
-    assert ex.at_stake(0, [0.0]) == 0.0
+    assert ex.at_stake(0, [0.0], ex.imbalance_ratios()) == 0.0
 
 
 def test_the_value_stop_ends_once_no_mg_has_more_than_its_stability_tolerance_still_moving() -> None:
