@@ -18,8 +18,15 @@ Promises:
     bought at retail (after cutting its own export, which forgoes feed-in), energy not taken is sold at
     feed-in (after cutting its import). No foresight and no re-plan: the cost of being let down. A gap
     beyond the tariff's import or export limit raises FaultError (no scenario of ours sets those limits).
-  Money: the settled payments (delivered Wh at the agreed price) per MG and interval. An MG untouched by
-  any fault keeps the commitment's figures exactly.
+  Money: the settled payments (delivered Wh at the agreed price) per MG and interval, and the imbalance
+  compensation: the side whose shortfall cut a trade pays its counterparty the DSO's price of the cover — for
+  each Wh not delivered the buyer's retail less the trade price, for each Wh not taken the trade price less
+  the seller's feed-in (rounded up to a micro-unit, never negative), what the counterparty's cover costs it at
+  most (it cuts its own export or import first, which costs less). Where both sides fell short only the
+  larger shortfall's excess is compensated, to the side that fell short less. So an MG that delivered all
+  its own energy ends no worse off than its commitment, whoever let it down (`compensation`: one payment per
+  payer and payee for the day, netted both ways; the simulation posts them with the ledger's `pay`). An MG
+  untouched by any fault keeps the commitment's figures exactly.
 Deterministic; pure (HiGHS MILPs only). Never reads clocks or I/O.
 """
 
@@ -31,8 +38,9 @@ from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, replace
 
 from peergrid_controller.forward import Commitment, dispatch, net_by_interval
-from peergrid_controller.market import Trade, wh
+from peergrid_controller.market import Trade, micro_per_wh, wh
 from peergrid_controller.model import Microgrid, Scenario
+from peergrid_controller.uplift import MICRO, Payment
 
 Fractions = Mapping[tuple[str, int], float]  # (MG, interval) -> fraction of its own side not delivered
 
@@ -112,6 +120,8 @@ class Delivery:
     shortfall_kwh: dict[str, float]  # per MG with any: its own committed energy it did not deliver
     covered_kwh: dict[str, float]  # per MG with any: a counterparty's shortfall it covered with the DSO
     solves: int  # MILPs re-solved for MGs that defaulted
+    # the imbalance compensation for the day: one payment per (payer, payee), netted both ways (micro-units)
+    compensation: tuple[Payment, ...] = ()
 
     @property
     def defaulted(self) -> tuple[str, ...]:
@@ -148,12 +158,40 @@ def _cover(mg: Microgrid, t: int, dt: float, dso: tuple[float, float], need: flo
     return cost
 
 
+def _compensation(
+    mgs: Mapping[str, Microgrid], t: int, tr: Trade, sold: int, taken: int
+) -> tuple[str, str, int]:
+    """(payer, payee, micro-units) of one trade's imbalance compensation (amount 0 when nobody owes): the
+    side that fell short more pays the other the DSO's price of covering the difference (see the module)."""
+    price = micro_per_wh(tr.price)  # micro-units per Wh, the price the trade settles at
+    if sold < taken:  # energy the buyer wanted and the seller did not deliver: bought at retail at most
+        spread = mgs[tr.buyer].tariff.retail[t] * 1000 - price
+        return tr.seller, tr.buyer, max(0, math.ceil(round((taken - sold) * spread, 6)))
+    if taken < sold:  # energy the seller brought and the buyer did not take: sold at feed-in at least
+        spread = price - mgs[tr.seller].tariff.feed_in[t] * 1000
+        return tr.buyer, tr.seller, max(0, math.ceil(round((sold - taken) * spread, 6)))
+    return tr.seller, tr.buyer, 0
+
+
+def _netted(owed: Mapping[tuple[str, str], int]) -> tuple[Payment, ...]:
+    """One payment per pair of MGs for the day: what each owes the other, netted."""
+    out = []
+    for (payer, payee), amount in sorted(owed.items()):
+        net = amount - owed.get((payee, payer), 0)
+        if net > 0:
+            out.append(Payment(payer, payee, net))
+    return tuple(out)
+
+
 def deliver(
     scenario: Scenario, commitment: Commitment, agreed: Sequence[Sequence[Trade]], faults: Fractions
 ) -> Delivery:
     n, dt = scenario.intervals, scenario.interval_hours
-    planned = {mg.name: [0.0] * n for mg in scenario.microgrids}  # own side, own faults only
+    mgs = {mg.name: mg for mg in scenario.microgrids}
+    planned = {name: [0.0] * n for name in mgs}  # own side, own faults only
     shortfall: dict[str, int] = {}
+    owed: dict[tuple[str, str], int] = {}  # (payer, payee) -> micro-units of compensation over the day
+    compensated = {name: [0] * n for name in mgs}  # micro-units received minus paid, per interval
     delivered: list[tuple[Trade, ...]] = []
     for t, day in enumerate(agreed):
         out = []
@@ -167,6 +205,11 @@ def deliver(
             planned[tr.seller][t] += sold / 1000
             planned[tr.buyer][t] -= taken / 1000
             out.append(replace(tr, quantity_kwh=min(sold, taken) / 1000))
+            payer, payee, amount = _compensation(mgs, t, tr, sold, taken)
+            if amount:
+                owed[(payer, payee)] = owed.get((payer, payee), 0) + amount
+                compensated[payer][t] -= amount
+                compensated[payee][t] += amount
         delivered.append(tuple(out))
     trades = tuple(delivered)
     physical, payments = dict(commitment.physical_cost), dict(commitment.payments)
@@ -189,7 +232,7 @@ def deliver(
         if gaps:
             covered[mg.name] = sum(abs(needs[t]) for t in gaps)
         physical[mg.name] = tuple(costs)
-        payments[mg.name] = tuple(money)
+        payments[mg.name] = tuple(m + c / MICRO for m, c in zip(money, compensated[mg.name], strict=True))
     return Delivery(
         trades,
         physical,
@@ -197,4 +240,5 @@ def deliver(
         {name: short / 1000 for name, short in sorted(shortfall.items())},
         covered,
         solves,
+        _netted(owed),
     )
