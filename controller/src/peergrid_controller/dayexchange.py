@@ -2,7 +2,7 @@
 
 In the chain's units, so that the exchange contract (peergrid_ledger.contracts.exchange) computes the very
 same prices: each MG's answer is rounded to the whole Wh before anything public uses it (only the MG's own
-proximal anchor keeps its unrounded answer: `Exchange.anchor` says why), prices are int nano-currency per
+proximal anchor keeps its unrounded answer: `anchor` says why), prices are int nano-currency per
 kWh updated by the contract's own `next_prices`, ρ int nano per kWh² (residual balancing within the
 contract's [ceil(ρ/2), 2ρ]); the MG models get them ÷ 10**9. Measured (96 quarter-hours, share of the
 central gain): seed 1, 6 / 20 / 100 MGs 20 / 34 / 27 iterations before and after, 0.99854 / 0.99817 /
@@ -15,6 +15,13 @@ end; after each step the recorder's prices are compared with ours and any differ
 stops the allocation with DayAheadError (a chain that disagrees is never silently followed). An allocation
 that stops on any error closes its session where it stands (the unfinished iteration abandoned), so none is
 left open; a refusal of that close is added to the error. Without a recorder nothing changes.
+Public and private apart (so that each MGMC can run its own side from the chain: edge dayahead_agent.py):
+`Book` is what anyone computes from the chain alone (positions posted, prices, ρ: the mean, the residuals,
+the price update, ρ's balancing, the kWh stop); `answer` and `anchor` are one MG's private side (its own
+DayModel within its own bounds and fees, its proximal anchor from its own unrounded answer, its answer
+rounded to the Wh). `Exchange` is both for the simulation, where one process holds every MG, plus the
+owners' rules the coordinator judges (they need each MG's rules and position) and the value stop (it needs
+each MG's tariff spread): neither is public.
 The stops (`Exchange.run`): both residuals within a kWh tolerance, or, where `allocate` allows it, the
 value stop (`Exchange.at_stake`). The owners' rules are judged here at (near) convergence
 (`Exchange.judge_rules`), with dayrules.py's bounds and fees.
@@ -119,11 +126,117 @@ class DayAheadConfig:
             raise DayAheadError(f"adapt_every must be >= 0, got {self.adapt_every}")
 
 
-class Exchange:
-    """The exchange-ADMM state shared by the phases of `allocate`: prices, positions, ρ and the owners' bans.
-    Kept in the chain's units, so that a recorder's arithmetic and this one are the same to the last digit:
-    positions in whole Wh (each MG's answer rounded before anything uses it; `q` is the same in kWh), prices
-    in nano-currency per kWh updated by the exchange contract's own `next_prices`, ρ in nano per kWh²."""
+class Book:
+    """The exchange's public arithmetic: what anyone computes from the chain alone (the positions posted, the
+    prices, ρ), so a coordinator and every member compute the same integers. Positions in whole Wh (and `q`
+    the same in kWh), the per-interval mean, the residuals, the price update (the exchange contract's own
+    `next_prices`), ρ's residual balancing and the kWh stop. Nothing here knows an MG's DER data, bounds,
+    tariff or unrounded answer (those are `answer`'s and the MG's own)."""
+
+    def __init__(self, cfg: DayAheadConfig, prices_nano: Sequence[int], members: int) -> None:
+        self.cfg = cfg
+        self.members = members
+        self.n = len(prices_nano)
+        self.prices = list(prices_nano)
+        self.rho = self.rho_min = nano(cfg.rho)
+        self.rho_max = nano(cfg.rho_max)
+        self.iterations = 0  # the ADMM iterations after the first responses (iteration 0)
+        self.primal = self.dual = math.inf
+        self.q_wh: list[tuple[int, ...]] = []
+        self.q: list[tuple[float, ...]] = []  # the same positions in kWh
+        self.mean: list[float] = [0.0] * self.n
+
+    @property
+    def price_floats(self) -> list[float]:
+        """λ_t in currency per kWh, as the MG models take them."""
+        return [p / NANO for p in self.prices]
+
+    @property
+    def rho_float(self) -> float:
+        return self.rho / NANO
+
+    def take(self, positions_wh: Sequence[tuple[int, ...]]) -> list[int]:
+        """Make `positions_wh` (every member's, as posted) the current positions; the per-interval sums (Wh)."""
+        sums = [sum(qi[t] for qi in positions_wh) for t in range(self.n)]
+        self.q_wh = list(positions_wh)
+        self.q = [tuple(v / 1000 for v in qi) for qi in positions_wh]
+        self.mean = [s / (1000 * len(positions_wh)) for s in sums]
+        return sums
+
+    def advance(
+        self, positions_wh: Sequence[tuple[int, ...]], tolerance: float
+    ) -> tuple[bool, list[list[float]]]:
+        """One ADMM iteration's public half, from every member's posted positions: the residuals, the new
+        prices, and ρ for the next iteration (balanced every `adapt_every` iterations unless converged). True
+        once both residuals are within `tolerance` (kWh) beyond what rounding every answer to the Wh can
+        make; and every member's move relative to the mean (kWh per interval: its part of the dual residual)."""
+        cfg, n = self.cfg, self.n
+        self.iterations += 1
+        old_q, old_mean = self.q, self.mean
+        sums = self.take(positions_wh)
+        new_q, new_mean = self.q, self.mean
+        self.primal = max(abs(s) for s in sums) / 1000
+        moves = [
+            [(a[t] - b[t]) - (new_mean[t] - old_mean[t]) for t in range(n)]
+            for a, b in zip(new_q, old_q, strict=True)
+        ]
+        self.dual = max(abs(m) for mg_moves in moves for m in mg_moves)
+        self.prices = list(next_prices(self.prices, sums, len(positions_wh), self.rho))
+        # each posted position is its MG's answer rounded to the Wh, so the posted sum can be up to half a Wh
+        # per MG off the answers' own sum, and a posted move up to a Wh off the answer's: what rounding alone
+        # makes is no residual (100 MGs left 24 Wh of imbalance and never stopped at 10; a 100-MG rules day
+        # stopped at the cap with moves of 10.1 Wh)
+        rounding = len(positions_wh) / 2 / 1000
+        converged = self.primal <= tolerance + rounding and self.dual <= tolerance + 0.001
+        if not converged and cfg.adapt_every and self.iterations % cfg.adapt_every == 0:
+            self.balance_rho()
+        return converged, moves
+
+    def balance_rho(self) -> None:
+        """Residual balancing: ρ doubles when the imbalance dominates, halves when the moves do, within
+        [ρ of the config, rho_max] and within the contract's rule for a step's new ρ, [ceil(ρ/2), 2ρ]."""
+        low, high = rho_bounds(self.rho)
+        if self.primal > 10 * self.dual:
+            self.rho = min(high, self.rho_max)
+        elif self.dual > 10 * self.primal:
+            self.rho = max(low, self.rho_min)
+
+
+def anchor(own: Sequence[float], mean: Sequence[float]) -> list[float]:
+    """An MG's proximal anchor (private: only the MG knows `own`): its own last answer, unrounded, less the
+    posted mean. Anchored at its rounded position instead, every MG that stays put answers q_i − q̄ and rounds
+    away the same fraction of a Wh: Σ_i round(q_i − S/N) = S − N·round(S/N), the same imbalance (up to N/2
+    Wh) iteration after iteration, which the proximal step never projects out and the price follows by a
+    drift without end; that left the 20-MG owner-rules days of seeds 1 and 2 at 0.884 and 0.861 of the
+    central gain (0.992 and 0.999 before rounding, 0.989 and 0.999 rounded to the mWh). Anchored at its own
+    answer, what MGs that stay put post telescopes: the true sum becomes minus the last rounding error, the
+    posted imbalances sum to at most N Wh over any number of iterations."""
+    return [own[t] - mean[t] for t in range(len(mean))]
+
+
+def answer(
+    model: DayModel,
+    prices: Sequence[float],
+    bounds: tuple[Sequence[float], Sequence[float]],
+    fees: Fees,
+    proximal: tuple[float, Sequence[float], float] | None = None,
+) -> tuple[tuple[float, ...], tuple[int, ...]]:
+    """One MG's private answer at public prices (currency per kWh): its own day (`model`) within its own
+    `bounds` (kW) and owner-rule `fees`, with the proximal term `(ρ, anchor, resolution)` after iteration 0;
+    its unrounded answer (kWh: its next anchor, kept to itself) and the position it posts (whole Wh)."""
+    model.trade(prices, *bounds, *fees)
+    if proximal is not None:
+        rho, at, resolution = proximal
+        model.proximal(prices, rho, at, resolution)
+    own = model.solve()
+    return own, tuple(wh(v) for v in own)
+
+
+class Exchange(Book):
+    """The exchange-ADMM state shared by the phases of `allocate`, where one process holds every MG: the
+    public `Book` plus what is private to each MG (its bounds, fees, unrounded answer) and the owners' rules
+    judged by the coordinator (bans, fees dropped). Kept in the chain's units, so that a recorder's arithmetic
+    and this one are the same to the last digit."""
 
     def __init__(
         self,
@@ -132,17 +245,13 @@ class Exchange:
         prices: Sequence[float],
         recorder: ExchangeRecorder | None = None,
     ) -> None:
+        super().__init__(cfg, [nano(p) for p in prices], len(scenario.microgrids))
         self.mgs = scenario.microgrids
-        self.cfg = cfg
         self.recorder = recorder
         self.stepped = 0  # steps the recorder accepted: its current iteration
         self.stop: Stop = "cap"  # which stop ended the last `run`
         self.n, self.dt = scenario.intervals, scenario.interval_hours
-        self.prices = [nano(p) for p in prices]
-        self.rho = self.rho_min = nano(cfg.rho)
-        self.rho_max = nano(cfg.rho_max)
-        self.iterations = self.solves = 0
-        self.primal = self.dual = math.inf
+        self.solves = 0
         self.base = [[limits_kw(mg, t, math.nan, self.dt) for t in range(self.n)] for mg in self.mgs]
         self.banned_sell: set[tuple[int, int]] = set()
         self.banned_buy: set[tuple[int, int]] = set()
@@ -151,10 +260,7 @@ class Exchange:
         self.base_fees = [rule_fees(mg) for mg in self.mgs]
         self.fee_off: set[tuple[int, int, str]] = set()  # (MG, interval, side) whose fee is dropped
         self.fee_back: set[tuple[int, int, str]] = set()  # ... and came back: never dropped again
-        self.q_wh: list[tuple[int, ...]] = []
-        self.q: list[tuple[float, ...]] = []  # the same positions in kWh
         self.own: list[tuple[float, ...]] = []  # each MG's own answer before rounding (kWh): its anchor
-        self.mean: list[float] = [0.0] * self.n
         # what a kWh traded P2P can be worth to each MG against the DSO (its retail less its feed-in)
         self.spread = [
             [r - f for r, f in zip(mg.tariff.retail, mg.tariff.feed_in, strict=True)] for mg in self.mgs
@@ -167,24 +273,8 @@ class Exchange:
         return lo, hi
 
     def anchor(self, i: int) -> list[float]:
-        """MG i's proximal anchor: its own last answer (unrounded: the MG knows it) less the posted mean.
-        Anchored at its rounded position instead, every MG that stays put answers q_i − q̄ and rounds away
-        the same fraction of a Wh: Σ_i round(q_i − S/N) = S − N·round(S/N), the same imbalance (up to N/2
-        Wh) iteration after iteration, which the proximal step never projects out and the price follows
-        by a drift without end; that left the 20-MG owner-rules days of seeds 1 and 2 at 0.884 and 0.861
-        of the central gain (0.992 and 0.999 before rounding, 0.989 and 0.999 rounded to the mWh). Anchored
-        at its own answer, what MGs that stay put post telescopes: the true sum becomes minus the last
-        rounding error, the posted imbalances sum to at most N Wh over any number of iterations."""
-        return [self.own[i][t] - self.mean[t] for t in range(self.n)]
-
-    @property
-    def price_floats(self) -> list[float]:
-        """λ_t in currency per kWh, as the MG models take them."""
-        return [p / NANO for p in self.prices]
-
-    @property
-    def rho_float(self) -> float:
-        return self.rho / NANO
+        """MG i's proximal anchor (`anchor`)."""
+        return anchor(self.own[i], self.mean)
 
     def open(self) -> None:
         if self.recorder is not None:
@@ -213,19 +303,19 @@ class Exchange:
             f"; the chain refused to close it too: {verdict.reason}" if isinstance(verdict, Rejected) else ""
         )
 
-    def _answer(self, i: int, model: DayModel) -> tuple[tuple[float, ...], tuple[int, ...]]:
-        """MG i's solved answer (kWh) and its position in whole Wh, posted to the recorder (a refusal stops
-        the allocation)."""
-        own = model.solve()
-        answer = tuple(wh(v) for v in own)
+    def _post(
+        self, i: int, iteration: int, answered: tuple[tuple[float, ...], tuple[int, ...]]
+    ) -> tuple[tuple[float, ...], tuple[int, ...]]:
+        """MG i's `answer` at `iteration`, its position posted to the recorder (a refusal stops the
+        allocation)."""
         if self.recorder is not None:
             name = self.mgs[i].name
-            verdict = self.recorder.position(name, self.iterations, answer)
+            verdict = self.recorder.position(name, iteration, answered[1])
             if isinstance(verdict, Rejected):
                 raise DayAheadError(
-                    f"the chain refused {name}'s position at iteration {self.iterations}: {verdict.reason}"
+                    f"the chain refused {name}'s position at iteration {iteration}: {verdict.reason}"
                 )
-        return own, answer
+        return answered
 
     def _record_step(self) -> None:
         """End the iteration on the recorder with the ρ to go on with; its prices must be ours exactly."""
@@ -247,71 +337,50 @@ class Exchange:
                 )
 
     def _take(self, answers: list[tuple[tuple[float, ...], tuple[int, ...]]]) -> list[int]:
-        """Make `answers` (`_answer`'s) the current positions; the per-interval sums (Wh)."""
+        """Make `answers` (`answer`'s) the current positions, each MG's own answer its anchor; the sums (Wh)."""
         self.own = [own for own, _ in answers]
-        positions_wh = [posted for _, posted in answers]
-        sums = [sum(qi[t] for qi in positions_wh) for t in range(self.n)]
-        self.q_wh = positions_wh
-        self.q = [tuple(v / 1000 for v in qi) for qi in positions_wh]
-        self.mean = [s / (1000 * len(positions_wh)) for s in sums]
-        return sums
+        return self.take([posted for _, posted in answers])
 
     def first_responses(self, models: list[DayModel]) -> None:
         """x^0 (iteration 0): each MG's own best response at the current prices (no proximal term)."""
-        answers = []
-        for i, model in enumerate(models):
-            model.trade(self.price_floats, *self.bounds(i), *self.fees(i))
-            answers.append(self._answer(i, model))
+        prices = self.price_floats
+        answers = [
+            self._post(i, 0, answer(model, prices, self.bounds(i), self.fees(i)))
+            for i, model in enumerate(models)
+        ]
         self.solves += len(models)
         self._take(answers)
         self._record_step()  # iteration 0 moves no price
 
     def step(self, models: list[DayModel], tolerance: float) -> bool:
-        """One ADMM iteration (x-update of every MG, then the price update); True once both residuals are
-        within `tolerance` (kWh) beyond what rounding every MG's answer to the Wh can make."""
-        cfg, count, n = self.cfg, len(models), self.n
-        self.iterations += 1
+        """One ADMM iteration (x-update of every MG, then the price update: `Book.advance`); True once both
+        residuals are within `tolerance` (kWh) beyond what rounding every MG's answer to the Wh can make."""
+        cfg, iteration = self.cfg, self.iterations + 1
         prices, rho = self.price_floats, self.rho_float
-        answers = []
-        for i, model in enumerate(models):
-            model.trade(prices, *self.bounds(i), *self.fees(i))
-            model.proximal(prices, rho, self.anchor(i), cfg.resolution_kwh)
-            answers.append(self._answer(i, model))
-        self.solves += count
-        old_q, old_mean = self.q, self.mean
-        sums = self._take(answers)
-        new_q, new_mean = self.q, self.mean
-        self.primal = max(abs(s) for s in sums) / 1000
-        moves = [
-            [(a[t] - b[t]) - (new_mean[t] - old_mean[t]) for t in range(n)]
-            for a, b in zip(new_q, old_q, strict=True)
+        answers = [
+            self._post(
+                i,
+                iteration,
+                answer(
+                    model,
+                    prices,
+                    self.bounds(i),
+                    self.fees(i),
+                    (rho, self.anchor(i), cfg.resolution_kwh),
+                ),
+            )
+            for i, model in enumerate(models)
         ]
-        self.dual = max(abs(m) for mg_moves in moves for m in mg_moves)
-        self.prices = list(next_prices(self.prices, sums, count, self.rho))
+        self.solves += len(models)
+        self.own = [own for own, _ in answers]
+        converged, moves = self.advance([posted for _, posted in answers], tolerance)
         ratios = self.imbalance_ratios() if cfg.value_per_kwh > 0 else []
         self.settled = cfg.value_per_kwh > 0 and all(
             self.at_stake(i, moves[i], ratios) <= cfg.value_per_kwh * max(sum(map(abs, qi)), 1.0)
             for i, qi in enumerate(self.q)
         )
-        # each posted position is its MG's answer rounded to the Wh, so the posted sum can be up to half a Wh
-        # per MG off the answers' own sum, and a posted move up to a Wh off the answer's: what rounding alone
-        # makes is no residual (100 MGs left 24 Wh of imbalance and never stopped at 10; a 100-MG rules day
-        # stopped at the cap with moves of 10.1 Wh)
-        rounding = count / 2 / 1000
-        converged = self.primal <= tolerance + rounding and self.dual <= tolerance + 0.001
-        if not converged and cfg.adapt_every and self.iterations % cfg.adapt_every == 0:
-            self.balance_rho()
         self._record_step()
         return converged
-
-    def balance_rho(self) -> None:
-        """Residual balancing: ρ doubles when the imbalance dominates, halves when the moves do, within
-        [ρ of the config, rho_max] and within the contract's rule for a step's new ρ, [ceil(ρ/2), 2ρ]."""
-        low, high = rho_bounds(self.rho)
-        if self.primal > 10 * self.dual:
-            self.rho = min(high, self.rho_max)
-        elif self.dual > 10 * self.primal:
-            self.rho = max(low, self.rho_min)
 
     def imbalance_ratios(self) -> list[float]:
         """Per interval, the imbalance over the mean of the two sides' volumes, (sold + bought) / 2: the same for
