@@ -6,9 +6,9 @@ enrolment and (de)authorisation, DER data commitments, a schedule contract, equi
 encrypted adjustment contract, a switching plan with its executed steps and its result, market rules,
 offers, bids, bargaining moves, agreed trades, the DSO reopening the interval for re-bargaining (the second
 closing's trades settle), a plain payment (mg3 pays mg1 a make-whole uplift), the day-ahead exchange (mg1
-and mg2 post, one step, closed), the auction example (1 sells; 2, 3, 4 bid 30, 20, 25; 2 wins and pays 1),
-and equivocation evidence. Keys come from fixed seeds, so apart from the sealed-box ciphertext the chain is the
-same every time. With fewer than three blocks the early phases share blocks; every kind still appears.
+and mg2 post, one step, closed, both accept, the chain clears their forward trades), the auction example
+(1 sells; 2, 3, 4 bid 30, 20, 25; 2 wins and pays 1), and equivocation evidence. Keys come from fixed
+seeds, so apart from the sealed-box ciphertext the chain is the same every time. With fewer than three blocks the early phases share blocks; every kind still appears.
 """
 
 from __future__ import annotations
@@ -126,14 +126,19 @@ def _phase_bargain(d: Demo) -> None:
         d.do(buyer, "settle", {"trade": event["id"], "delivered": event["quantity"]})
     d.do("mg3", "pay", {"payee": d.pk("mg1"), "amount": 1200, "ref": "uplift/day-1"})
     # the day-ahead exchange: mg1 and mg2 post positions for two intervals, the chain steps (iteration 0:
-    # first responses, prices unchanged) and the coordinator closes at iteration 1
+    # first responses, prices unchanged) and the coordinator closes at iteration 1; both accept (mg1 less
+    # than it posted in interval 2, at or above its floor of 200) and the chain clears the forward trades
+    # (mg1 → mg2: 1000 Wh at 250 in interval 2, 500 Wh at 300 in interval 3)
     members = [d.pk("mg1"), d.pk("mg2")]
-    opening = {"prices": [50_000_000, 60_000_000], "rho": 5_000_000}
+    opening = {"prices": [250_000_000, 300_000_000], "rho": 5_000_000}
     d.do("dso", "exchange.open", {"session": "day-2", "first_interval": 2, "members": members, **opening})
     d.do("mg1", "exchange.position", {"session": "day-2", "iteration": 0, "positions": [1500, 500]})
     d.do("mg2", "exchange.position", {"session": "day-2", "iteration": 0, "positions": [-1000, -500]})
     d.do("dso", "exchange.step", {"session": "day-2", "iteration": 0, "rho": 5_000_000})
     d.do("dso", "exchange.close", {"session": "day-2", "iteration": 1})
+    d.do("mg1", "exchange.accept", {"session": "day-2", "positions": [1200, 500], "clean": True})
+    d.do("mg2", "exchange.accept", {"session": "day-2", "positions": [-1000, -500], "clean": False})
+    d.do("dso", "exchange.clear", {"session": "day-2"})
     for step, (switch, close) in enumerate((("s33", True), ("s7", False))):
         status = "closed" if close else "open"
         d.do("dso", "switching_step", {"plan": "plan-1", "step": step, "switch": switch, "close": close, "ok": True,

@@ -15,7 +15,10 @@ Flow of one session (the controller's dayahead.py is the computation mirrored he
       residual balancing halves or doubles it, or caps it), and the next iteration starts.
   `exchange.close` (coordinator) freezes the prices of the last step; posts already made for the current
       iteration are abandoned (counted in the event: a member that can no longer post cannot hold the
-      session open).
+      session open). Each member's last stepped position stays readable (`stepped`).
+  `exchange.accept` (each member, once) and `exchange.clear` (coordinator, once) then turn the closed
+      session into the day's forward trades, recorded as the market contract's trades at the closing
+      prices on its tick (`micro_per_wh`): `exchange_clearing` has their rules.
 Nobody has to trust the coordinator's arithmetic: the chain computes every price from the posted positions.
 The coordinator does choose the opening prices, ρ's path (at most halved or doubled per step, with no rule
 on which) and when to close; members see all three on the chain and must judge them (a member can refuse to
@@ -33,9 +36,10 @@ from typing import Any
 from .. import keyspace as ks
 from ..machine import BlockContext, KindSpec, require
 from ..results import Event, Reason, RuleError
-from ..schema import INTERVAL, KEY, LABEL, Int, List, Map
+from ..schema import INTERVAL, KEY, LABEL, Bool, Int, List, Map
 from ..state import Overlay, StateReader, read_obj
 from ..tx import Tx
+from . import exchange_clearing
 from .market_state import rules_for
 
 MIN_MEMBERS, MAX_MEMBERS = 2, 256
@@ -67,14 +71,28 @@ def next_prices(prices: Sequence[int], sums_wh: Sequence[int], members: int, rho
     if len(prices) != len(sums_wh):
         raise ValueError(f"{len(prices)} prices but {len(sums_wh)} sums")
     scale = 1000 * members  # λ − ρ·S/scale = (λ·scale − ρ·S) / scale
-    out = []
-    for price, total in zip(prices, sums_wh, strict=True):
-        quotient, remainder = divmod(price * scale - rho * total, scale)  # remainder in [0, scale)
-        twice = 2 * remainder
-        if twice > scale or (twice == scale and quotient % 2 == 1):
-            quotient += 1
-        out.append(quotient)
-    return tuple(out)
+    return tuple(
+        _nearest(price * scale - rho * total, scale) for price, total in zip(prices, sums_wh, strict=True)
+    )
+
+
+def _nearest(numerator: int, denominator: int) -> int:
+    """numerator / denominator (> 0) rounded to the nearest integer, a tie to the even one, exactly."""
+    quotient, remainder = divmod(numerator, denominator)  # remainder in [0, denominator)
+    twice = 2 * remainder
+    if twice > denominator or (twice == denominator and quotient % 2 == 1):
+        quotient += 1
+    return quotient
+
+
+NANO_PER_MICRO_WH = 10**6  # one micro-unit per Wh = 10**-3 currency per kWh = 10**6 nano per kWh
+
+
+def micro_per_wh(nano_per_kwh: int) -> int:
+    """A price in nano-currency per kWh (this contract's) on the market contract's tick, micro-units per Wh:
+    rounded to the nearest, a tie to the even one. The one conversion: the forward trades' price
+    (`exchange.clear`), the owner rules `exchange.accept` judges, and the controller's matching use it."""
+    return _nearest(nano_per_kwh, NANO_PER_MICRO_WH)
 
 
 # ---------------------------------------------------------------------------------------------- keys & reads
@@ -100,6 +118,11 @@ def sums_key(name: str) -> bytes:
 def post_key(member: bytes, name: str) -> bytes:
     """A member's last post; present from the opening on, so it is also the membership record."""
     return b"xch/pos/" + member + name.encode()
+
+
+def stepped_key(member: bytes, name: str) -> bytes:
+    """The member's post before its last one, kept when it posts again (that post was stepped then)."""
+    return b"xch/stepped/" + member + name.encode()
 
 
 def session(state: StateReader, name: str) -> dict[str, Any] | None:
@@ -130,6 +153,20 @@ def position(state: StateReader, name: str, member: bytes) -> dict[str, Any] | N
     for a non-member."""
     value: dict[str, Any] | None = read_obj(state, post_key(member, name))
     return value
+
+
+def stepped(state: StateReader, name: str, member: bytes) -> dict[str, Any] | None:
+    """`{iteration, positions, txid}` of the member's last post that a step priced (iteration −1 and no
+    positions if none was), or None for a non-member. A close abandons a half-posted iteration: a member
+    that posted it has its post before as its stepped one."""
+    record = read_obj(state, session_key(name))
+    last: dict[str, Any] | None = read_obj(state, post_key(member, name))
+    if record is None or last is None:
+        return None
+    if last["iteration"] < record["iteration"]:
+        return last
+    kept: dict[str, Any] | None = read_obj(state, stepped_key(member, name))
+    return kept if kept is not None else {"iteration": -1, "positions": [], "txid": b""}
 
 
 def _open_session(view: Overlay, name: str) -> dict[str, Any]:
@@ -233,6 +270,8 @@ def post_position(view: Overlay, tx: Tx, ctx: BlockContext, sender: ks.AccountRe
     progress = read_obj(view, sums_key(name))
     sums = [s + q for s, q in zip(progress["sums"], positions, strict=True)]
     view.put_obj(sums_key(name), {"posted": progress["posted"] + 1, "sums": sums})
+    if last["iteration"] >= 0:  # the session is past it: it was stepped, and this post may yet be abandoned
+        view.put_obj(stepped_key(tx.sender, name), last)
     view.put_obj(key, {"iteration": record["iteration"], "positions": positions, "txid": tx.txid})
 
 
@@ -308,5 +347,10 @@ KINDS: dict[str, KindSpec] = {
     ),
     "exchange.step": KindSpec(Map({"session": LABEL, "iteration": ITERATION, "rho": RHO}), step),
     "exchange.close": KindSpec(Map({"session": LABEL, "iteration": ITERATION}), close),
+    "exchange.accept": KindSpec(
+        Map({"session": LABEL, "positions": List(POSITION, MAX_INTERVALS), "clean": Bool()}),
+        exchange_clearing.accept,
+    ),
+    "exchange.clear": KindSpec(Map({"session": LABEL}), exchange_clearing.clear),
 }
 END_BLOCK = None

@@ -5,7 +5,8 @@ Promises: `agree_trades` closes an interval and records its trades, computed onl
 (`market_state.allocate`: pro rata when a seller is over-asked, capped per buyer with genesis
 `cap_on_fills`); `settle` pays one trade once, for the energy delivered, within the genesis credit limit;
 `reopen` marks a closed interval's trades superseded (kept, never settled) and opens it again for the next
-iteration. Assumes the positions were admitted by `market`'s handlers, which own the bargaining rules. The
+iteration (not an interval whose trades an exchange session cleared: those have no positions to re-bargain).
+An exchange session's forward trades (`exchange_clearing.clear`) are recorded in the same records. Assumes the positions were admitted by `market`'s handlers, which own the bargaining rules. The
 whole flow is in `market`'s docstring and docs/ledger-format.md.
 Pure; no I/O.
 """
@@ -151,6 +152,13 @@ def reopen(view: Overlay, tx: Tx, ctx: BlockContext, sender: ks.AccountRecord) -
     )
     current = read_obj(view, interval_key(interval))
     require(current is not None, Reason.RULE_VIOLATION, f"interval {interval} is open: nothing to reopen")
+    assert current is not None
+    if "session" in current:  # exchange_clearing.clear: the forward trades have no positions to re-bargain
+        raise RuleError(
+            Reason.RULE_VIOLATION,
+            f"interval {interval}'s trades are exchange session {current['session']!r}'s forward trades: "
+            "no market positions to re-bargain",
+        )
     last = reopening(view, interval)
     done = 0 if last is None else int(last["reopens"])
     previous = 0 if last is None else int(last["iteration"])

@@ -1,0 +1,186 @@
+"""The exchange contract's clearing: a closed session's forward trades, computed by the chain.
+
+Promises (the `exchange.accept` and `exchange.clear` handlers of `exchange.KINDS`):
+  `exchange.accept` (a member, after `exchange.close`, once, before the clear) records the member's accepted
+      net position per interval (whole Wh): each of the same sign as its final stepped position
+      (`exchange.stepped`) and no larger in size (0 declines the interval, all zeros the day), and within
+      its owner rules for that chain interval at the session's closing price on the market contract's tick
+      (`exchange.micro_per_wh`): no sale below its floor, no purchase above its cap or at a negative price
+      (the market contract has none), |q| ≤ `max_quantity`, a `clean_only` member never buys. It also
+      freezes the member's rules up to the session's last interval it trades in, as a market position does
+      (`market.rules` may change only after it).
+  `exchange.clear` (the coordinator, after the close, once) computes each interval's trades from the
+      accepted positions alone (`pairing.forward_trades`: the long side pro rata to the short side's
+      volume, largest sellers to largest buyers, no buyer naming more than MAX_DEMANDS sellers; ties by
+      public key) at the closing price on the tick, and records them as the market contract's trades of
+      chain interval first_interval + t (`market_state.trade_id`, closing 0): `settle` pays each once, as
+      an intraday trade, and the interval is closed (its record names the session). An interval without a
+      trade is left as it was. Members that never accepted trade nothing. If any interval that would get a
+      trade already has trades, open positions or a reopening in the market contract, the whole clear is
+      refused and nothing is written: the session stays uncleared (a later clear may succeed only if the
+      interval is still free, which a closed interval never is again).
+Nobody has to trust the coordinator here either: it only says when; the chain computes every trade.
+Pure; no I/O.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .. import keyspace as ks
+from ..machine import BlockContext, require
+from ..results import Event, Reason, RuleError
+from ..state import Overlay, StateReader, read_obj
+from ..tx import Tx
+from . import exchange as xch
+from .market_state import (
+    MAX_DEMANDS,
+    closed,
+    interval_key,
+    last_interval_key,
+    members,
+    reopen_key,
+    rules_for,
+    trade_id,
+    trade_key,
+)
+from .pairing import forward_trades
+
+
+def accept_key(member: bytes, name: str) -> bytes:
+    return b"xch/accept/" + member + name.encode()
+
+
+def cleared_key(name: str) -> bytes:
+    return b"xch/cleared/" + name.encode()
+
+
+def accepted(state: StateReader, name: str, member: bytes) -> dict[str, Any] | None:
+    """`{clean, positions}` the member accepted, or None if it did not (or is no member)."""
+    value: dict[str, Any] | None = read_obj(state, accept_key(member, name))
+    return value
+
+
+def cleared(state: StateReader, name: str) -> dict[str, Any] | None:
+    """`{accepted (members), trades (count), txid}` of the session's clear, or None before it."""
+    value: dict[str, Any] | None = read_obj(state, cleared_key(name))
+    return value
+
+
+def _closed_session(view: Overlay, name: str) -> dict[str, Any]:
+    record: dict[str, Any] | None = read_obj(view, xch.session_key(name))
+    require(record is not None, Reason.NOT_FOUND, f"no exchange session {name!r}")
+    assert record is not None
+    require(record["closed"], Reason.RULE_VIOLATION, f"exchange session {name!r} is not closed yet")
+    require(view.get(cleared_key(name)) is None, Reason.CLOSED, f"exchange session {name!r} is cleared")
+    return record
+
+
+def _check_accept(
+    view: Overlay, member: bytes, t: int, interval: int, q: int, final: int, price: int
+) -> None:
+    where = f"position {q} Wh in interval {interval}"
+    if (q > 0 and final <= 0) or (q < 0 and final >= 0):
+        raise RuleError(Reason.RULE_VIOLATION, f"{where}: not of the sign of its final stepped {final}")
+    if abs(q) > abs(final):
+        raise RuleError(Reason.RULE_VIOLATION, f"{where}: larger than its final stepped {final}")
+    rules = rules_for(view, member, interval)
+    if abs(q) > rules["max_quantity"]:
+        raise RuleError(Reason.RULE_VIOLATION, f"{where}: beyond the maximum {rules['max_quantity']}")
+    if q > 0 and price < rules["floor_price"]:
+        raise RuleError(
+            Reason.RULE_VIOLATION, f"{where}: a sale at {price} below the floor {rules['floor_price']}"
+        )
+    if q < 0 and rules["clean_only"]:
+        raise RuleError(Reason.RULE_VIOLATION, f"{where}: a clean-only member never buys")
+    if q < 0 and price < 0:
+        raise RuleError(Reason.RULE_VIOLATION, f"{where}: the market contract has no price {price} < 0")
+    if q < 0 and price > rules["cap_price"]:
+        raise RuleError(
+            Reason.RULE_VIOLATION, f"{where}: a purchase at {price} above the cap {rules['cap_price']}"
+        )
+
+
+def accept(view: Overlay, tx: Tx, ctx: BlockContext, sender: ks.AccountRecord) -> list[Event]:
+    require(sender.authorised, Reason.NOT_AUTHORISED, f"{tx.kind}: sender is not authorised")
+    name, positions = tx.body["session"], tx.body["positions"]
+    record = _closed_session(view, name)
+    final = xch.stepped(view, name, tx.sender)
+    require(final is not None, Reason.FORBIDDEN, f"not a member of exchange session {name!r}")
+    assert final is not None
+    require(view.get(accept_key(tx.sender, name)) is None, Reason.DUPLICATE, "already accepted")
+    intervals = record["intervals"]
+    require(
+        len(positions) == intervals,
+        Reason.INVALID,
+        f"{len(positions)} positions, the session has {intervals} intervals",
+    )
+    finals = final["positions"] or [0] * intervals  # none stepped: it may only decline
+    prices = read_obj(view, xch.prices_key(name))
+    first = record["first_interval"]
+    for t, q in enumerate(positions):
+        if q != 0:
+            _check_accept(view, tx.sender, t, first + t, q, finals[t], xch.micro_per_wh(prices[t]))
+    view.put_obj(accept_key(tx.sender, name), {"clean": tx.body["clean"], "positions": positions})
+    trading = [t for t, q in enumerate(positions) if q != 0]
+    if trading:  # its rules hold for what it accepted: changed only after, as for a market position
+        last_key = last_interval_key(tx.sender)
+        last = view.get(last_key)
+        if last is None or first + trading[-1] > ks.decode_int(last):
+            view.put(last_key, ks.encode_int(first + trading[-1]))
+    return [("exchange_accepted", {"session": name, "member": tx.sender, "declined": not trading})]
+
+
+def _free(view: Overlay, interval: int) -> None:
+    """The market contract holds nothing for `interval`: no trades, no positions, no reopening."""
+    if closed(view, interval):
+        raise RuleError(Reason.CLOSED, f"interval {interval} already has trades in the market contract")
+    if members(view, interval, "sellers") or members(view, interval, "buyers"):
+        raise RuleError(
+            Reason.RULE_VIOLATION, f"interval {interval} has open positions in the market contract"
+        )
+    if view.get(reopen_key(interval)) is not None:
+        raise RuleError(Reason.RULE_VIOLATION, f"interval {interval} was reopened in the market contract")
+
+
+def clear(view: Overlay, tx: Tx, ctx: BlockContext, sender: ks.AccountRecord) -> list[Event]:
+    name = tx.body["session"]
+    record = _closed_session(view, name)
+    require(tx.sender == record["coordinator"], Reason.FORBIDDEN, f"{tx.kind}: only the coordinator")
+    taken: dict[bytes, dict[str, Any]] = {}
+    for member in read_obj(view, xch.members_key(name)):
+        value = accepted(view, name, member)
+        if value is not None:
+            taken[member] = value
+    prices = read_obj(view, xch.prices_key(name))
+    first = record["first_interval"]
+    events: list[Event] = []
+    for t in range(record["intervals"]):
+        sells = {m: a["positions"][t] for m, a in taken.items() if a["positions"][t] > 0}
+        buys = {m: -a["positions"][t] for m, a in taken.items() if a["positions"][t] < 0}
+        trades = forward_trades(sells, buys, MAX_DEMANDS)
+        if not trades:
+            continue
+        interval = first + t
+        _free(view, interval)
+        price = xch.micro_per_wh(prices[t])
+        ids = []
+        for seller, buyer, quantity in trades:
+            tid = trade_id(interval, seller, buyer)
+            agreed = {
+                "buyer": buyer,
+                "clean": taken[seller]["clean"],
+                "interval": interval,
+                "price": price,
+                "quantity": quantity,
+                "seller": seller,
+                "settlement": None,
+            }
+            view.put_obj(trade_key(tid), agreed)
+            ids.append(tid)
+            event = {"id": tid, "interval": interval, "seller": seller, "buyer": buyer, "price": price}
+            events.append(("trade", {**event, "quantity": quantity}))
+        view.put_obj(interval_key(interval), {"closed": True, "session": name, "trades": ids})
+    summary = {"accepted": len(taken), "trades": len(events), "txid": tx.txid}
+    view.put_obj(cleared_key(name), summary)
+    return [("exchange_cleared", {"session": name, "accepted": len(taken), "trades": len(events)}), *events]
