@@ -1,0 +1,409 @@
+"""One MGMC's side of the day-ahead exchange session, run from its own replica of the MGMC chain.
+
+Promises: `DayAheadAgent.run()` plays the session of the controller's `dayahead.allocate` (kWh stops) as one
+member among independent MGMCs: the coordinator (the lowest member key, as the intraday closer is chosen)
+opens it (members: the MGMCs' trading keys); every member posts its first response at the opening prices,
+then per iteration waits for the step in a FINAL block, recomputes the step from the positions the chain
+holds (`dayexchange.Book`: the mean, the residuals, the prices, ρ's balancing, the stop), checks the chain's
+prices and ρ against its own (a difference stops it with an error naming both), answers from its own
+DayModel (`dayexchange.answer`, its anchor its own unrounded answer) and posts. The coordinator steps once
+its replica shows every member posted, with ρ from the public residual balancing, and closes at the stop.
+What each MGMC posts and reads is public; its DER data, bounds and unrounded answers never leave it.
+The result is typed (`SessionOutcome`): completed, or failed with why (the MGMC then trades intraday as
+before). Failures: a member that has not posted within `timeout_s` (the coordinator closes the session, the
+half-posted iteration abandoned by the contract, and every agent reports it); any refusal by the chain
+(named, never retried); a session that does not look like the one configured; a price or ρ that is not
+this MGMC's own computation. A coordinator that fails closes the session where it stands.
+Scope, refused up front with the reason: a day on which any member's owner has a floor or a cap in force
+(the rules are judged at the prices found with each MG's position and rules: the coordinator's today) —
+its own rules, and every member's as the chain holds them; a member with gensets (the commitment phases
+need every member to know whether any MG has one: not public); a config with the value stop
+(`value_per_kwh` > 0: it needs each MG's tariff spread, private). Owner rules that stay within this scope
+(maximum quantity, clean-only) are each MG's own bounds. Never reads another MG's private data; never
+blocks the loop longer than one MG solve.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from peergrid_controller.dayexchange import Book, DayAheadConfig, anchor, answer, nano
+from peergrid_controller.daymodel import DayModel
+from peergrid_controller.dayrules import limits_kw, rule_fees, rules_in_force
+from peergrid_controller.market import micro_per_wh, price_tick
+from peergrid_controller.model import Microgrid
+from peergrid_edge.replicas import Submission
+from peergrid_ledger import keys
+from peergrid_ledger.contracts import exchange
+from peergrid_ledger.contracts.market_state import rules_for
+from peergrid_ledger.schema import PRICE
+
+log = logging.getLogger("peergrid.edge.dayahead")
+
+ROLE = "mgmc"
+
+
+class Replica(Protocol):
+    """What the agent uses of `replicas.EdgeLedger`."""
+
+    def state(self, role: str) -> Any: ...
+
+    def next_nonce(self, role: str, sender: bytes) -> int: ...
+
+    def sign(
+        self, role: str, keypair: keys.Keypair, kind: str, body: dict[str, Any], nonce: int
+    ) -> bytes: ...
+
+    async def submit(self, role: str, raw: bytes, timeout_s: float) -> Submission: ...
+
+    async def wait_for(self, role: str, predicate: Callable[[Any], bool], timeout_s: float) -> bool: ...
+
+
+@dataclass(frozen=True)
+class SessionOutcome:
+    session: str
+    completed: bool
+    reason: str  # why the stage failed ("" when it completed): the MGMC trades intraday as before
+    coordinator: bool
+    iterations: int  # ADMM iterations stepped after the first responses
+    stop: str  # "kwh", "cap", or "" when it failed
+    prices: tuple[int, ...]  # the chain's prices when it ended (nano-currency per kWh)
+    positions: tuple[int, ...]  # this MG's last posted positions (Wh, + sell)
+
+
+class SessionFailed(Exception):
+    """The stage cannot go on; the message says why."""
+
+
+class DayAheadAgent:
+    def __init__(
+        self,
+        ledger: Replica,
+        key: keys.Keypair,
+        mg: Microgrid,
+        interval_hours: float,
+        members: Sequence[bytes],
+        session: str,
+        first_interval: int = 0,
+        opening_prices: Sequence[float] | None = None,
+        config: DayAheadConfig | None = None,
+        timeout_s: float = 10.0,
+    ) -> None:
+        """`members`: every MGMC's trading key (public); `opening_prices` (currency per kWh, one per interval)
+        are what the coordinator opens at (a member reads them off the chain); `timeout_s`: how long a
+        member's post (the coordinator), the opening and each step (a member: twice as long) are waited for."""
+        self.ledger, self.key, self.mg, self.dt = ledger, key, mg, interval_hours
+        self.members = list(members)
+        self.session, self.first_interval = session, first_interval
+        self.opening = None if opening_prices is None else list(opening_prices)
+        self.cfg = config or DayAheadConfig(value_per_kwh=0.0)
+        self.timeout_s = timeout_s
+        self.coordinator = min(self.members) if self.members else b""
+        self.is_coordinator = key.public == self.coordinator
+        self.n = mg.intervals
+        self.book: Book | None = None
+        self.iteration = 0  # the session's iteration this MGMC is at (its next post's)
+        self.posted: tuple[int, ...] = ()
+        self.stop = ""
+
+    # --- the session -----------------------------------------------------------------------------------
+
+    async def run(self) -> SessionOutcome:
+        try:
+            self.refusal()
+            stop = await self._play()
+        except SessionFailed as failure:
+            reason = str(failure)
+            if self.is_coordinator and self._open_now():
+                reason += await self._abandon()
+            log.warning("day-ahead session %s failed: %s", self.session, reason)
+            return self._outcome(False, reason, "")
+        return self._outcome(True, "", stop)
+
+    def refusal(self) -> None:
+        """Raise SessionFailed when this session is beyond the edge's scope (the module contract)."""
+        cfg, mg = self.cfg, self.mg
+        if len(self.members) < 2 or len(set(self.members)) != len(self.members):
+            raise SessionFailed(
+                f"refused up front: {len(self.members)} members, at least two distinct needed"
+            )
+        if self.key.public not in self.members:
+            raise SessionFailed("refused up front: this MGMC's trading key is not among the members")
+        if cfg.value_per_kwh > 0:
+            raise SessionFailed(
+                "refused up front: the edge session runs the kWh stops only (the value stop needs every MG's "
+                f"tariff spread, which is private): value_per_kwh must be 0, got {cfg.value_per_kwh}"
+            )
+        if mg.gensets:
+            raise SessionFailed(
+                f"refused up front: {mg.name} has gensets; the edge session does not run the commitment "
+                "phases (every member would need to know whether any MG has a genset)"
+            )
+        if rules_in_force(mg):
+            raise SessionFailed(
+                f"refused up front: {mg.name}'s owner has a floor or a cap in force; the day-ahead stage "
+                "judges those at the prices found with private data (the coordinator's today)"
+            )
+        state = self.ledger.state(ROLE)
+        for member in self.members:
+            for t in range(self.n):
+                rules = rules_for(state, member, self.first_interval + t)
+                if rules["floor_price"] > 0 or rules["cap_price"] < PRICE.high:
+                    raise SessionFailed(
+                        f"refused up front: member {member.hex()[:16]}…'s owner has a floor or a cap in force "
+                        f"in interval {self.first_interval + t} (on the chain); the edge session runs only "
+                        "days without them"
+                    )
+        if self.is_coordinator:
+            if self.opening is None or len(self.opening) != self.n:
+                got = None if self.opening is None else len(self.opening)
+                raise SessionFailed(f"refused up front: {got} opening prices for {self.n} intervals")
+            bad = [t for t, p in enumerate(self.opening) if not math.isfinite(p)]
+            if bad:
+                raise SessionFailed(f"refused up front: the opening price of interval {bad[0]} is not finite")
+
+    async def _play(self) -> str:
+        if self.is_coordinator:
+            assert self.opening is not None  # `refusal` checked it
+            await self._submit(
+                "exchange.open",
+                {
+                    "session": self.session,
+                    "first_interval": self.first_interval,
+                    "members": self.members,
+                    "prices": [nano(p) for p in self.opening],
+                    "rho": nano(self.cfg.rho),
+                },
+            )
+        book = self.book = Book(self.cfg, await self._opened(), len(self.members))
+        model = DayModel(self.mg, self.dt)
+        bounds, fees = self._bounds(), rule_fees(self.mg)
+        own, posted = answer(model, book.price_floats, bounds, fees)
+        await self._post(0, posted)
+        await self._round(0)
+        while True:
+            k = book.iterations + 1
+            proximal = (book.rho_float, anchor(own, book.mean), self.cfg.resolution_kwh)
+            own, posted = answer(model, book.price_floats, bounds, fees, proximal)
+            await self._post(k, posted)
+            converged = await self._round(k)
+            self._rules_unjudged()
+            if converged or book.iterations >= self.cfg.max_iterations:
+                self.stop = "kwh" if converged else "cap"
+                break
+            if not self._open_now():
+                raise SessionFailed(
+                    f"the coordinator closed the session at iteration {self.iteration} before the stop"
+                )
+        if self.is_coordinator:
+            await self._submit("exchange.close", {"session": self.session, "iteration": self.iteration})
+        await self._closed()
+        return self.stop
+
+    async def _round(self, k: int) -> bool:
+        """Iteration k once this MGMC posted it: the coordinator waits for every member's post and steps
+        with ρ from the public balancing; every member waits for the step in a final block. Each computes
+        the step itself from the posted positions and checks the chain's prices and ρ (`_check`). True at
+        the kWh stop."""
+        book = self.book
+        assert book is not None
+
+        def public() -> bool:
+            positions = self._positions(k)
+            if k == 0:  # the first responses move no price
+                book.take(positions)
+                return False
+            return book.advance(positions, self.cfg.free_tolerance_kwh)[0]
+
+        if self.is_coordinator:
+            await self._all_posted(k)
+            converged = public()
+            await self._submit("exchange.step", {"session": self.session, "iteration": k, "rho": book.rho})
+            await self._stepped(k)
+        else:
+            await self._stepped(k)
+            converged = public()
+        self._check()
+        return converged
+
+    def _bounds(self) -> tuple[list[float], list[float]]:
+        """This MG's own range (kW) in each interval: physical limits, maximum quantity and clean-only."""
+        ranges = [limits_kw(self.mg, t, math.nan, self.dt) for t in range(self.n)]
+        return [lo for lo, _ in ranges], [hi for _, hi in ranges]
+
+    # --- reading the chain -----------------------------------------------------------------------------
+
+    def _record(self) -> dict[str, Any] | None:
+        return exchange.session(self.ledger.state(ROLE), self.session)
+
+    def _open_now(self) -> bool:
+        record = self._record()
+        return record is not None and not record["closed"]
+
+    async def _opened(self) -> list[int]:
+        """The session as opened, once this replica holds it final: checked against this MGMC's own idea
+        of it; its opening prices."""
+        if not await self.ledger.wait_for(ROLE, lambda s: exchange.session(s, self.session) is not None,
+                                          self.timeout_s):  # fmt: skip
+            raise SessionFailed(f"no session {self.session!r} opened within {self.timeout_s:g} s")
+        record = self._record()
+        assert record is not None
+        expected = {
+            "coordinator": self.coordinator,
+            "members": sorted(self.members),
+            "intervals": self.n,
+            "first_interval": self.first_interval,
+            "rho": nano(self.cfg.rho),
+            "iteration": 0,
+            "closed": False,
+        }
+        found = {**record, "members": sorted(record["members"])}
+        for field, value in expected.items():
+            if found[field] != value:
+                raise SessionFailed(
+                    f"session {self.session!r} has {field} {_short(found[field])} where this MGMC expects "
+                    f"{_short(value)}: not joined"
+                )
+        return list(record["prices"])
+
+    async def _stepped(self, k: int) -> None:
+        """Wait until iteration k is stepped in a final block (the coordinator: only that it landed)."""
+        wait = self.timeout_s if self.is_coordinator else 2 * self.timeout_s
+
+        def moved(state: Any) -> bool:
+            record = exchange.session(state, self.session)
+            return record is not None and (record["iteration"] > k or record["closed"])
+
+        if not await self.ledger.wait_for(ROLE, moved, wait):
+            raise SessionFailed(
+                f"iteration {k} was not stepped within {wait:g} s (the coordinator is silent)"
+            )
+        record = self._record()
+        assert record is not None
+        if record["iteration"] == k:  # closed instead of stepped
+            raise SessionFailed(
+                f"the coordinator closed the session at iteration {k} instead of stepping it "
+                f"(its posts abandoned): the stage failed"
+            )
+        self.iteration = record["iteration"]
+
+    async def _closed(self) -> None:
+        if not await self.ledger.wait_for(ROLE, lambda _s: not self._open_now(), 2 * self.timeout_s):
+            raise SessionFailed(
+                f"the stop was reached at iteration {self.iteration} but the session stays open"
+            )
+
+    async def _all_posted(self, k: int) -> None:
+        """The coordinator: wait until every member posted iteration k; SessionFailed naming those that did
+        not within the timeout (`run` then closes the session)."""
+
+        def missing(state: Any) -> list[bytes]:
+            return [m for m in self.members if not exchange.posted(state, self.session, m)]
+
+        if not await self.ledger.wait_for(ROLE, lambda s: not missing(s), self.timeout_s):
+            late = ", ".join(m.hex()[:16] + "…" for m in missing(self.ledger.state(ROLE)))
+            raise SessionFailed(
+                f"member(s) {late} did not post iteration {k} within {self.timeout_s:g} s: the coordinator "
+                "closes the session"
+            )
+
+    def _positions(self, k: int) -> list[tuple[int, ...]]:
+        """Every member's posted positions of iteration k, as this replica holds them."""
+        state = self.ledger.state(ROLE)
+        out = []
+        for member in self.members:
+            last = exchange.position(state, self.session, member)
+            if last is None or last["iteration"] != k:
+                got = None if last is None else last["iteration"]
+                raise SessionFailed(
+                    f"member {member.hex()[:16]}…'s last post is of iteration {got}, the step was of {k}"
+                )
+            out.append(tuple(last["positions"]))
+        return out
+
+    def _check(self) -> None:
+        """The chain's prices and ρ after a step must be this MGMC's own computation, to the nano."""
+        assert self.book is not None
+        record = self._record()
+        assert record is not None
+        step = self.book.iterations
+        theirs = tuple(record["prices"])
+        if len(theirs) != self.n:
+            raise SessionFailed(
+                f"the chain gave {len(theirs)} prices after iteration {step} for {self.n} intervals"
+            )
+        for t, (chain, own) in enumerate(zip(theirs, self.book.prices, strict=True)):
+            if chain != own:
+                raise SessionFailed(
+                    f"the chain's price for interval {t} after iteration {step} is {chain} nano/kWh where this "
+                    f"MGMC computes {own}: not followed"
+                )
+        if record["rho"] != self.book.rho:
+            raise SessionFailed(
+                f"the chain's rho after iteration {step} is {record['rho']} nano/kWh² where the public residual "
+                f"balancing gives {self.book.rho}: not followed"
+            )
+
+    def _rules_unjudged(self) -> None:
+        """Near convergence `allocate` judges every floor, a floor of 0 too: a sale at a price below 0 (on
+        the chain's tick) would be banned there, a coordinator's judgement the edge does not make: stop."""
+        book = self.book
+        assert book is not None
+        near, res = self.cfg.rules_within_kwh, self.cfg.resolution_kwh
+        if book.primal > near or book.dual > near:
+            return
+        for t, price in enumerate(book.prices):
+            if micro_per_wh(price_tick(price / 1e9)) < 0 and any(q[t] > res for q in book.q):
+                raise SessionFailed(
+                    f"interval {t}'s price {price} nano/kWh is below zero with sales held there: the owners' "
+                    "floors would be judged (the coordinator's, with private data): beyond the edge session"
+                )
+
+    # --- writing ---------------------------------------------------------------------------------------
+
+    async def _post(self, k: int, positions: tuple[int, ...]) -> None:
+        self.iteration = k
+        body = {"session": self.session, "iteration": k, "positions": list(positions)}
+        await self._submit("exchange.position", body)
+        self.posted = positions
+
+    async def _submit(self, kind: str, body: dict[str, Any]) -> None:
+        """Sign, submit and wait for a final block; a refusal (or no final block in time) is SessionFailed
+        naming it: never retried."""
+        nonce = self.ledger.next_nonce(ROLE, self.key.public)
+        raw = self.ledger.sign(ROLE, self.key, kind, body, nonce)
+        outcome = await self.ledger.submit(ROLE, raw, self.timeout_s)
+        if not outcome.landed:
+            at = f" of iteration {body['iteration']}" if "iteration" in body else ""
+            raise SessionFailed(f"the chain refused this MGMC's {kind}{at}: {outcome.reason}")
+
+    async def _abandon(self) -> str:
+        """The coordinator closes a failed session where it stands (its unstepped posts abandoned); what
+        became of that close, to add to the reason."""
+        record = self._record()
+        assert record is not None
+        try:
+            await self._submit("exchange.close", {"session": self.session, "iteration": record["iteration"]})
+        except SessionFailed as failure:
+            return f"; closing the session failed too: {failure}"
+        return f"; the coordinator closed the session at iteration {record['iteration']}"
+
+    def _outcome(self, completed: bool, reason: str, stop: str) -> SessionOutcome:
+        record = self._record()
+        prices = () if record is None else tuple(record["prices"])
+        stepped = 0 if self.book is None else self.book.iterations
+        return SessionOutcome(
+            self.session, completed, reason, self.is_coordinator, stepped, stop, prices, self.posted
+        )
+
+
+def _short(value: Any) -> str:
+    if isinstance(value, bytes):
+        return value.hex()[:16] + "…"
+    if isinstance(value, list):
+        return "[" + ", ".join(_short(v) for v in value) + "]"
+    return repr(value)

@@ -1,0 +1,348 @@
+"""The day-ahead exchange session run by independent MGMC agents, each from its own MG and the chain alone.
+
+Several `DayAheadAgent`s, each holding only its own MG model and trading key, run concurrently on one real
+single-authority `EdgeLedger` (its node key the only authority, so it finalises alone; no broker): every
+open, position, step and close is a signed transaction the real exchange contract judges. The session's
+final prices and positions are those of the simulation's `dayahead.allocate` posting to `ChainVenue`'s
+exchange on the same day (kWh stops), to the nano and the Wh; a silent member, a day with a floor, a
+member with gensets, a tampered replica and a refusal by the chain each end the stage with the reason.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import hashlib
+import json
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from peergrid_controller.chain_venue import ChainVenue, chain_rules
+from peergrid_controller.dayahead import Allocation, allocate, starting_prices
+from peergrid_controller.dayexchange import DayAheadConfig
+from peergrid_controller.model import ContractRules, Scenario
+from peergrid_controller.synth import synthetic_scenario
+from peergrid_edge.dayahead_agent import DayAheadAgent, SessionFailed, SessionOutcome
+from peergrid_edge.link import MqttLink
+from peergrid_edge.replicas import ChainSpec, EdgeLedger, Submission
+from peergrid_ledger import codec, keys
+from peergrid_ledger.contracts import exchange as contract
+from peergrid_ledger.genesis import Account, Genesis
+from peergrid_ledger.keys import Keypair
+
+CONFIG = DayAheadConfig(value_per_kwh=0.0)  # the kWh stops: the edge session's scope
+SESSION = "dayahead/edge-test"
+
+
+def free_day(n: int = 4, intervals: int = 8, seed: int = 0) -> Scenario:
+    """A synthetic day without gensets (the edge session refuses them) and without owner rules."""
+    sc = synthetic_scenario(n, intervals, seed=seed, interval_hours=24 / intervals)
+    return Scenario(
+        sc.name, sc.interval_hours, tuple(dataclasses.replace(m, gensets=()) for m in sc.microgrids)
+    )
+
+
+def trading_key(mg: str) -> Keypair:
+    return Keypair.from_seed(hashlib.sha256(f"edge-dayahead/{mg}".encode()).digest())
+
+
+def ledger_for(
+    tmp_path: Path, scenario: Scenario, rules: dict[str, ContractRules] | None = None
+) -> tuple[EdgeLedger, dict[str, Keypair]]:
+    """A single-authority MGMC chain whose accounts are the MGs' trading keys, each with its owner's rules
+    (`rules` overrides some, as a genesis that disagrees with the MGMC's own config)."""
+    chain = {mg.name: (rules or {}).get(mg.name, mg.rules) for mg in scenario.microgrids}
+    authority = Keypair.from_seed(hashlib.sha256(b"edge-dayahead/authority").digest())
+    keys_ = {mg.name: trading_key(mg.name) for mg in scenario.microgrids}
+    genesis = Genesis(
+        chain="mgmc-dayahead", time=0, authorities=(authority.public,),
+        accounts=(Account(authority.public, ("mgmc",)),
+                  *(Account(keys_[mg.name].public, ("anonym",), mg.name, rules=chain_rules(chain[mg.name]))
+                    for mg in scenario.microgrids)),
+        contracts=("market", "exchange"),
+    )  # fmt: skip
+    tmp_path.mkdir(parents=True, exist_ok=True)
+    path = tmp_path / "mgmc-genesis.json"
+    path.write_text(json.dumps(genesis.to_json()))
+    spec = ChainSpec(name="mgmc", genesis=path, data_dir=tmp_path / "mgmc.db", block_period_ms=50,
+                     round_timeout_ms=500, wal_fsync=False)  # fmt: skip
+    return EdgeLedger(authority, MqttLink("test", "127.0.0.1", 9), "feeder", [spec]), keys_
+
+
+AgentFactory = Callable[..., DayAheadAgent]
+
+
+def run_session(
+    ledger: EdgeLedger,
+    keys_: dict[str, Keypair],
+    scenario: Scenario,
+    only: set[str] | None = None,
+    make: dict[str, AgentFactory] | None = None,
+    replicas: dict[str, Any] | None = None,
+    timeout_s: float = 10.0,
+    session: str = SESSION,
+) -> dict[str, SessionOutcome]:
+    """Every MG of `scenario` (or those in `only`) runs its own agent, with only its own MG, concurrently."""
+    members = [keys_[mg.name].public for mg in scenario.microgrids]
+    opening = starting_prices(scenario)  # the coordinator's choice (public, on the chain)
+    agents = {}
+    for mg in scenario.microgrids:
+        if only is not None and mg.name not in only:
+            continue
+        factory = (make or {}).get(mg.name, DayAheadAgent)
+        replica = (replicas or {}).get(mg.name, ledger)
+        agents[mg.name] = factory(replica, keys_[mg.name], mg, scenario.interval_hours, members, session,
+                                  0, opening, CONFIG, timeout_s)  # fmt: skip
+
+    async def play() -> list[SessionOutcome]:
+        return await asyncio.wait_for(asyncio.gather(*(a.run() for a in agents.values())), 180)
+
+    return dict(zip(agents, run_on(ledger, play), strict=True))
+
+
+def run_on(ledger: EdgeLedger, play: Callable[[], Any]) -> Any:
+    async def main() -> Any:
+        ledger.start()
+        try:
+            return await play()
+        finally:
+            ledger.close()
+
+    return asyncio.run(main())
+
+
+def simulated(scenario: Scenario) -> tuple[Allocation, dict[str, Any], dict[str, list[int]]]:
+    """`allocate` on the same day, every move on ChainVenue's exchange: the allocation, the venue's closed
+    session and each MG's last posted positions (Wh)."""
+    venue = ChainVenue(scenario)
+    allocation = allocate(scenario, CONFIG, recorder=venue.exchange)
+    record = contract.session(venue.chain.view, venue.exchange.session)
+    assert record is not None
+    positions = {}
+    for mg in scenario.microgrids:
+        last = contract.position(venue.chain.view, venue.exchange.session, venue.keys[mg.name].public)
+        assert last is not None
+        positions[mg.name] = last["positions"]
+    return allocation, record, positions
+
+
+def test_independent_agents_reach_the_simulations_prices_and_positions_to_the_nano_and_the_wh(
+    tmp_path: Path,
+) -> None:
+    scenario = free_day()
+    ledger, keys_ = ledger_for(tmp_path, scenario)
+    started = time.perf_counter()
+    outcomes = run_session(ledger, keys_, scenario)
+    wall = time.perf_counter() - started
+    allocation, record, positions = simulated(scenario)
+    assert allocation.stop == "kwh" and allocation.converged and allocation.iterations > 5
+    coordinator = min(keys_, key=lambda name: keys_[name].public)
+    for name, outcome in outcomes.items():
+        assert outcome.completed, outcome.reason
+        assert outcome.coordinator == (name == coordinator)
+        assert outcome.stop == "kwh" and outcome.iterations == allocation.iterations
+        assert outcome.prices == record["prices"]  # the chain's, to the nano
+        assert list(outcome.positions) == positions[name]  # to the Wh
+        assert outcome.positions == tuple(round(q * 1000) for q in allocation.positions[name])
+    # the edge session on its replica is the same session as the simulation's on its own chain
+    with_replica = reopen(tmp_path, scenario)
+    assert with_replica["closed"] and with_replica["iteration"] == record["iteration"]
+    assert with_replica["prices"] == record["prices"] and with_replica["rho"] == record["rho"]
+    assert with_replica["coordinator"] == keys_[coordinator].public
+    print(f"\n{len(outcomes)} agents, {allocation.iterations} iterations: {wall:.2f} s wall per session")
+
+
+def reopen(tmp_path: Path, scenario: Scenario) -> dict[str, Any]:
+    """The session as a fresh EdgeLedger on the same store holds it (what the agents left final)."""
+    ledger, _ = ledger_for(tmp_path, scenario)
+    try:
+        record = contract.session(ledger.state("mgmc"), SESSION)
+    finally:
+        ledger.close()
+    assert record is not None
+    return record
+
+
+def test_five_agents_on_another_day_match_too(tmp_path: Path) -> None:
+    scenario = free_day(5, 4, seed=1)
+    ledger, keys_ = ledger_for(tmp_path, scenario)
+    outcomes = run_session(ledger, keys_, scenario)
+    allocation, record, positions = simulated(scenario)
+    assert all(o.completed and o.prices == record["prices"] for o in outcomes.values())
+    assert {name: list(o.positions) for name, o in outcomes.items()} == positions
+    assert {o.iterations for o in outcomes.values()} == {allocation.iterations}
+
+
+class GoesSilent(DayAheadAgent):
+    """A member that stops posting at iteration 3 (its MGMC died)."""
+
+    async def _post(self, k: int, positions: tuple[int, ...]) -> None:
+        if k == 3:
+            raise SessionFailed("silenced by the test")
+        await super()._post(k, positions)
+
+
+def test_a_member_that_stops_posting_has_the_session_closed_and_every_agent_reports_the_failure(
+    tmp_path: Path,
+) -> None:
+    scenario = free_day()
+    ledger, keys_ = ledger_for(tmp_path, scenario)
+    coordinator = min(keys_, key=lambda name: keys_[name].public)
+    silent = next(name for name in keys_ if name != coordinator)
+    outcomes = run_session(ledger, keys_, scenario, make={silent: GoesSilent}, timeout_s=1.0)
+    assert not any(o.completed for o in outcomes.values())
+    assert outcomes[silent].reason == "silenced by the test"
+    lead = outcomes[coordinator].reason
+    assert f"{keys_[silent].public.hex()[:16]}… did not post iteration 3" in lead
+    assert "the coordinator closed the session at iteration 3" in lead
+    for name, outcome in outcomes.items():
+        if name not in (coordinator, silent):
+            assert "closed the session at iteration 3 instead of stepping it" in outcome.reason
+            assert outcome.iterations == 2  # what was stepped before
+    record = reopen(tmp_path, scenario)
+    assert record["closed"] and record["iteration"] == 3  # the half-posted iteration abandoned, not stepped
+
+
+def test_a_member_that_never_joins_fails_the_stage_at_iteration_zero(tmp_path: Path) -> None:
+    scenario = free_day(3, 4)
+    ledger, keys_ = ledger_for(tmp_path, scenario)
+    coordinator = min(keys_, key=lambda name: keys_[name].public)
+    absent = next(name for name in keys_ if name != coordinator)
+    outcomes = run_session(ledger, keys_, scenario, only=set(keys_) - {absent}, timeout_s=1.0)
+    assert set(outcomes) == set(keys_) - {absent}
+    assert f"{keys_[absent].public.hex()[:16]}… did not post iteration 0" in outcomes[coordinator].reason
+    assert all(not o.completed and o.reason for o in outcomes.values())
+    assert reopen(tmp_path, scenario)["closed"]
+
+
+def test_a_day_with_a_floor_in_force_is_refused_up_front_by_every_agent(tmp_path: Path) -> None:
+    scenario = free_day(3, 4)
+    floored = scenario.microgrids[1]
+    mgs = list(scenario.microgrids)
+    mgs[1] = dataclasses.replace(floored, rules=ContractRules(floor_price=0.06))
+    scenario = Scenario(scenario.name, scenario.interval_hours, tuple(mgs))
+    ledger, keys_ = ledger_for(tmp_path, scenario)
+    outcomes = run_session(ledger, keys_, scenario)
+    for name, outcome in outcomes.items():
+        assert not outcome.completed and outcome.reason.startswith("refused up front")
+        assert "floor or a cap" in outcome.reason
+        # the floored MG knows its own rule; the others read it off the chain (public, from genesis)
+        assert (name in outcome.reason) == (name == floored.name)
+        if name != floored.name:
+            assert keys_[floored.name].public.hex()[:16] in outcome.reason
+    assert reopen_none(tmp_path, scenario)  # nothing was opened
+
+
+def positions_sent(
+    tmp_path: Path, scenario: Scenario, sender: bytes, rules: dict[str, ContractRules] | None = None
+) -> int:
+    """How many exchange.position transactions of `sender` the chain's final blocks hold."""
+    ledger, _ = ledger_for(tmp_path, scenario, rules)
+    try:
+        store = ledger.stores[0]
+        return sum(
+            1
+            for height in range(1, ledger.height("mgmc") + 1)
+            for tx in store.block(height).txs
+            if tx.sender == sender and tx.kind == "exchange.position"
+        )
+    finally:
+        ledger.close()
+
+
+def reopen_none(tmp_path: Path, scenario: Scenario) -> bool:
+    ledger, _ = ledger_for(tmp_path, scenario)
+    try:
+        return contract.session(ledger.state("mgmc"), SESSION) is None
+    finally:
+        ledger.close()
+
+
+def test_a_member_with_gensets_or_the_value_stop_is_refused_up_front(tmp_path: Path) -> None:
+    with_genset = synthetic_scenario(3, 4, seed=0, interval_hours=6.0)
+    genset_mg = next(mg for mg in with_genset.microgrids if mg.gensets)
+    ledger, keys_ = ledger_for(tmp_path, with_genset)
+    members = [keys_[mg.name].public for mg in with_genset.microgrids]
+
+    async def play() -> list[SessionOutcome]:
+        genset = DayAheadAgent(ledger, keys_[genset_mg.name], genset_mg, 6.0, members, SESSION, config=CONFIG)
+        other = with_genset.microgrids[0]
+        valued = DayAheadAgent(
+            ledger, keys_[other.name], other, 6.0, members, SESSION, config=DayAheadConfig()
+        )
+        return [await genset.run(), await valued.run()]
+
+    genset, valued = run_on(ledger, play)
+    assert not genset.completed and "has gensets" in genset.reason and "refused up front" in genset.reason
+    assert not valued.completed and "kWh stops only" in valued.reason
+
+
+class TamperedState:
+    """A replica's state that reports interval 0's price one nano higher once the session has stepped twice."""
+
+    def __init__(self, inner: Any) -> None:
+        self.inner = inner
+
+    def get(self, key: bytes) -> bytes | None:
+        raw = self.inner.get(key)
+        if key == contract.prices_key(SESSION) and raw is not None:
+            record = contract.session(self.inner, SESSION)
+            if record is not None and record["iteration"] >= 3:
+                prices = list(codec.decode(raw))
+                prices[0] += 1
+                return codec.encode(prices)
+        return raw  # type: ignore[no-any-return]
+
+
+class TamperedReplica:
+    def __init__(self, ledger: EdgeLedger) -> None:
+        self.ledger = ledger
+
+    def state(self, role: str) -> Any:
+        return TamperedState(self.ledger.state(role))
+
+    def next_nonce(self, role: str, sender: bytes) -> int:
+        return self.ledger.next_nonce(role, sender)
+
+    def sign(self, role: str, keypair: keys.Keypair, kind: str, body: dict[str, Any], nonce: int) -> bytes:
+        return self.ledger.sign(role, keypair, kind, body, nonce)
+
+    async def submit(self, role: str, raw: bytes, timeout_s: float) -> Submission:
+        return await self.ledger.submit(role, raw, timeout_s)
+
+    async def wait_for(self, role: str, predicate: Callable[[Any], bool], timeout_s: float) -> bool:
+        return await self.ledger.wait_for(role, lambda _s: predicate(self.state(role)), timeout_s)
+
+
+def test_a_replica_that_reports_another_price_stops_its_agent_with_a_clear_error(tmp_path: Path) -> None:
+    scenario = free_day()
+    ledger, keys_ = ledger_for(tmp_path, scenario)
+    coordinator = min(keys_, key=lambda name: keys_[name].public)
+    fooled = next(name for name in keys_ if name != coordinator)
+    outcomes = run_session(ledger, keys_, scenario, replicas={fooled: TamperedReplica(ledger)}, timeout_s=1.0)
+    reason = outcomes[fooled].reason
+    assert "the chain's price for interval 0 after iteration 2" in reason and "not followed" in reason
+    # the others saw the real price; the fooled MGMC stopped posting, so the coordinator closed the session
+    assert f"{keys_[fooled].public.hex()[:16]}… did not post iteration 3" in outcomes[coordinator].reason
+    assert not any(o.completed for o in outcomes.values())
+
+
+def test_a_refusal_by_the_chain_is_named_and_never_retried(tmp_path: Path) -> None:
+    # the chain holds a smaller maximum quantity for one MG than its MGMC's model knows (genesis and the
+    # MGMC's config disagree): the chain refuses that member's first position, the agent says so and stops
+    # (no retry: one position transaction), and the coordinator closes the session when it is not posted
+    scenario = free_day(3, 4)
+    coordinator = min((mg.name for mg in scenario.microgrids), key=lambda name: trading_key(name).public)
+    strict = next(mg.name for mg in scenario.microgrids if mg.name != coordinator)
+    override = {strict: ContractRules(max_quantity_kwh=0.001)}
+    ledger, keys_ = ledger_for(tmp_path, scenario, override)
+    outcomes = run_session(ledger, keys_, scenario, timeout_s=1.0)
+    reason = outcomes[strict].reason
+    assert reason.startswith("the chain refused this MGMC's exchange.position of iteration 0: rule-violation")
+    assert "beyond the maximum 1" in reason
+    assert f"{keys_[strict].public.hex()[:16]}… did not post iteration 0" in outcomes[coordinator].reason
+    assert not any(o.completed for o in outcomes.values())
+    sent = positions_sent(tmp_path, scenario, keys_[strict].public, override)
+    assert sent == 0  # refused, never landed, never retried (the refusal is not in a block)
