@@ -9,7 +9,10 @@ agreed trades are the ones the contract computed (read from its events); `settle
 posts a plain payment (the ledger's payments contract: the day-ahead make-whole uplift). `exchange` is the
 day-ahead exchange ADMM's recorder (dayahead.ExchangeRecorder, on the ledger's exchange contract): each MG
 signs its own positions, the first MG in scenario order opens the session and steps it, one block is sealed
-per step, and the prices returned are the contract's (the session reader's), never our own. Genesis sets
+per step, and the prices returned are the contract's (the session reader's), never our own. After the close
+it is also the forward trades' clearing (forward.ForwardClearing): each MG signs its `exchange.accept`, the
+coordinator `exchange.clear`, and the trades returned are the ones the contract computed and recorded as
+the market contract's (read from the clear's events; `cleared` counts them). Genesis sets
 `cap_on_fills` (a buyer's maximum caps its allocation, as on the lab's chains) and `bargain` is told so.
 Same scenario, same chain bytes. Units: the chain's Wh and currency micro-units per Wh (market.wh, micro_per_wh).
 Assumes the ledger's market contract semantics (ledger/src/peergrid_ledger/contracts/market.py). No sockets.
@@ -38,6 +41,7 @@ from peergrid_controller.uplift import Payment
 from peergrid_ledger.chain import LocalChain
 from peergrid_ledger.contracts import exchange as exchange_contract
 from peergrid_ledger.contracts import market as contract
+from peergrid_ledger.contracts.exchange_clearing import cleared
 from peergrid_ledger.genesis import Account, Genesis, Params
 from peergrid_ledger.keys import Keypair
 from peergrid_ledger.results import Accepted as ChainAccepted
@@ -220,6 +224,7 @@ class ChainExchange:
         self.days = 0  # sessions opened on this venue
         self.session = ""
         self.coordinator = ""
+        self.cleared = 0  # forward trades the contract cleared, over every session of this venue
 
     def open(self, names: Sequence[str], prices: Sequence[int], rho: int) -> Verdict:
         strangers = [name for name in names if name not in self.venue.keys]
@@ -269,6 +274,44 @@ class ChainExchange:
             self.coordinator, "exchange.close", {"session": self.session, "iteration": iteration}
         )
         return verdict if isinstance(verdict, Rejected) else self._seal()
+
+    def ready(self) -> bool:
+        """Whether this venue's last session is closed on the chain and not yet cleared (an allocation made
+        without this recorder left none: its forward trades go through the market contract instead)."""
+        if not self.session:
+            return False
+        record = exchange_contract.session(self.venue.chain.view, self.session)
+        return bool(record and record["closed"]) and cleared(self.venue.chain.view, self.session) is None
+
+    def accept(self, name: str, positions_wh: Sequence[int], clean: bool) -> Verdict:
+        """`name` accepts its forward positions (whole Wh per interval, zeros to decline) on the closed session."""
+        body = {"session": self.session, "positions": list(positions_wh), "clean": clean}
+        return self.venue._do(name, "exchange.accept", body)
+
+    def clear(self) -> tuple[tuple[Trade, ...], ...] | Rejected:
+        """The coordinator clears the closed session; the trades the contract computed, per interval of the
+        session (its chain intervals from `first_interval`), each sorted by (seller, buyer)."""
+        result = self.venue.chain.sign_and_submit(
+            self.venue.keys[self.coordinator], "exchange.clear", {"session": self.session}
+        )
+        self.venue.transactions += 1
+        if not isinstance(result, ChainAccepted):
+            return Rejected(f"chain: {result}")
+        sealed = self._seal()
+        if isinstance(sealed, Rejected):
+            return sealed
+        record = exchange_contract.session(self.venue.chain.view, self.session)
+        assert record is not None  # a session is never deleted
+        first, days = record["first_interval"], record["intervals"]
+        out: list[list[Trade]] = [[] for _ in range(days)]
+        names = self.venue.names
+        for kind, event in result.events:
+            if kind == "trade":
+                t = event["interval"] - first
+                quantity, price = event["quantity"] / 1000, event["price"] / 1000
+                out[t].append(Trade(t, names[event["seller"]], names[event["buyer"]], quantity, price))
+                self.cleared += 1
+        return tuple(tuple(sorted(day, key=lambda tr: (tr.seller, tr.buyer))) for day in out)
 
     def _seal(self) -> Verdict:
         """Seal the pending moves; one the block left out (accepted, then stale) is a refusal, not lost."""

@@ -2,7 +2,8 @@
 
 Promises:
 - `match(scenario, allocation)` (matching.py) turns the ADMM positions into balanced bilateral trades per
-  interval at the interval's price on the chain's tick, within each MG's position and owner's rules.
+  interval at the interval's closing price on the chain's tick, within each MG's position and owner's rules,
+  with the ledger's own arithmetic (the exchange contract's `exchange.clear` runs the same function).
 - `commit(scenario, allocation, conventional, reductions)` checks, for every MG with trades, exactly and ex
   ante, with its own day MILP over the day with its trades fixed, that its day cost (its payments at λ_t
   included) is no more than its conventional day cost. An MG that fails takes, for up to `reductions`
@@ -17,9 +18,16 @@ Promises:
   gap from the DSO at retail (or sells its surplus at feed-in) and may end worse off than conventional by
   that difference. delivery.py plays such faults (`SimulationConfig.delivery_faults`) and measures it.
 - `dispatch(mg, dt, kwh)`: an MG's day MILP with its net P2P export fixed — the check's, the delivery's.
-- `post(venue, commitment, clean)` records every interval's forward trades through the market contract (offers at
-  λ_t, bids naming the matched sellers, one round, closed) and raises `ForwardError` if the contract refuses
-  a move or agrees different trades (pairs, whole Wh or price on the chain's tick).
+  `Commitment.accepted` is each MG's accepted position per interval (whole Wh, zeros for a declined MG):
+  what the final `match` was computed from.
+- `clear(clearing, scenario, commitment, clean)` (a venue whose exchange clears on the chain: the MGMC
+  chain's exchange contract) has each MG post its accepted positions (`exchange.accept`, in scenario order),
+  the coordinator clear, and returns the trades the contract computed; `ForwardError` if it refuses an
+  accept or the clear, or if its trades differ from the commitment's in any pair, Wh or price.
+- `post(venue, commitment, clean)` (a venue without such an exchange: the memory venue) records every
+  interval's forward trades through the market contract (offers at λ_t, bids naming the matched sellers, one
+  round, closed) and raises `ForwardError` if the contract refuses a move or agrees different trades (pairs,
+  whole Wh or price on the chain's tick).
 - `deviation_gains` and `own_rule_fees` (deviation.py): the commitment's stability check, each MG deviating alone
   at the final prices, with or without make-whole payments. They, `match` and `net_by_interval` stay importable
   from here.
@@ -28,23 +36,36 @@ Deterministic. Never reads clocks or I/O beyond the venue `post` is given.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
+from typing import Protocol, runtime_checkable
 
 from peergrid_controller.bargaining import Venue
 from peergrid_controller.baselines import BaselineCosts, interval_costs
 from peergrid_controller.dayahead import Allocation
 from peergrid_controller.daymodel import largest_within
 from peergrid_controller.deviation import deviation_gains, own_rule_fees
-from peergrid_controller.market import Accepted, Bid, Offer, Trade, micro_per_wh, price_tick, quantize, wh
-from peergrid_controller.matching import match, net_by_interval, pair
+from peergrid_controller.market import (
+    Accepted,
+    Bid,
+    Offer,
+    Rejected,
+    Trade,
+    Verdict,
+    micro_per_wh,
+    quantize,
+    wh,
+)
+from peergrid_controller.matching import accepted_wh, closing_price, match, net_by_interval, pair
 from peergrid_controller.model import Microgrid, Scenario
 from peergrid_controller.schedule import MgSchedule, ScheduleError
 
 __all__ = [
     "Commitment",
     "Dispatch",
+    "ForwardClearing",
     "ForwardError",
+    "clear",
     "commit",
     "deviation_gains",
     "dispatch",
@@ -74,6 +95,23 @@ class Commitment:
     # per trading MG and interval: kWh (imported, exported) with the DSO in its dispatch (delivery.py
     # covers a counterparty's shortfall there)
     dso_kwh: dict[str, tuple[tuple[float, float], ...]] = field(default_factory=dict)
+    # per MG and interval: its accepted position in whole Wh (+ sale), zeros for a declined MG: what the
+    # trades were matched from, and what it accepts on the chain (`clear`)
+    accepted: dict[str, tuple[int, ...]] = field(default_factory=dict)
+
+
+@runtime_checkable
+class ForwardClearing(Protocol):
+    """A venue's exchange that computes the forward trades itself (chain_venue.ChainExchange: the exchange
+    contract's `exchange.accept` and `exchange.clear` on the session the allocation closed)."""
+
+    def ready(self) -> bool:
+        """Whether a closed session awaits its clear (none: the allocation was not recorded here)."""
+        ...
+
+    def accept(self, name: str, positions_wh: Sequence[int], clean: bool) -> Verdict: ...
+
+    def clear(self) -> tuple[tuple[Trade, ...], ...] | Rejected: ...
 
 
 @dataclass(frozen=True)
@@ -150,7 +188,7 @@ def commit(
     scenario: Scenario, allocation: Allocation, conventional: BaselineCosts, reductions: int = 4
 ) -> Commitment:
     dt = scenario.interval_hours
-    prices = tuple(price_tick(p) for p in allocation.prices)
+    prices = tuple(closing_price(p) / 1000 for p in allocation.prices)
     declined: list[str] = []
     checks = 0
     attempt = 0
@@ -195,9 +233,41 @@ def commit(
         day_cost={name: sum(physical[name]) - sum(payments[name]) for name in physical},
         checks=checks,
         dso_kwh=checked.dso_kwh,
+        accepted=accepted_wh(scenario, allocation, declined),
     )
     _verify(commitment, conventional)
     return commitment
+
+
+def _same(theirs: Sequence[Trade], ours: Sequence[Trade]) -> bool:
+    """The same trades in pairs, whole Wh and price on the chain's tick, whatever the order."""
+
+    def key(trades: Sequence[Trade]) -> list[tuple[str, str, int, int]]:
+        return sorted((tr.seller, tr.buyer, wh(tr.quantity_kwh), micro_per_wh(tr.price)) for tr in trades)
+
+    return key(theirs) == key(ours)
+
+
+def clear(
+    clearing: ForwardClearing, scenario: Scenario, commitment: Commitment, clean: Mapping[str, bool]
+) -> tuple[tuple[Trade, ...], ...]:
+    """Each MG accepts its positions on the chain, the coordinator clears; the trades the contract computed."""
+    for mg in scenario.microgrids:
+        positions = commitment.accepted.get(mg.name, (0,) * scenario.intervals)
+        verdict = clearing.accept(mg.name, positions, clean[mg.name])
+        if not isinstance(verdict, Accepted):
+            raise ForwardError(f"the exchange refused {mg.name}'s accepted positions: {verdict}")
+    cleared = clearing.clear()
+    if isinstance(cleared, Rejected):
+        raise ForwardError(f"the exchange refused to clear the forward trades: {cleared}")
+    if len(cleared) != len(commitment.trades):
+        raise ForwardError(
+            f"the exchange cleared {len(cleared)} intervals, {len(commitment.trades)} were matched"
+        )
+    for t, (theirs, ours) in enumerate(zip(cleared, commitment.trades, strict=True)):
+        if not _same(theirs, ours):
+            raise ForwardError(f"interval {t}: the exchange cleared other trades than were matched")
+    return tuple(tuple(sorted(day, key=lambda tr: (tr.seller, tr.buyer))) for day in cleared)
 
 
 def post(venue: Venue, commitment: Commitment, clean: dict[str, bool]) -> tuple[tuple[Trade, ...], ...]:
@@ -223,10 +293,7 @@ def post(venue: Venue, commitment: Commitment, clean: dict[str, bool]) -> tuple[
             continue
         venue.close_round()
         closed = tuple(sorted(venue.finish(t), key=lambda tr: (tr.seller, tr.buyer)))
-        mine = tuple(sorted(trades, key=lambda tr: (tr.seller, tr.buyer)))
-        if [(a.seller, a.buyer, wh(a.quantity_kwh), micro_per_wh(a.price)) for a in closed] != [
-            (b.seller, b.buyer, wh(b.quantity_kwh), micro_per_wh(b.price)) for b in mine
-        ]:
+        if not _same(closed, trades):
             raise ForwardError(f"interval {t}: the contract agreed other trades than were matched")
         agreed.append(closed)
     return tuple(agreed)

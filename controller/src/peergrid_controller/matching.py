@@ -1,65 +1,56 @@
 """Forward trades from day-ahead positions, and an MG's positions back from trades (forward.py's matching).
 
 Promises:
-- `match(scenario, allocation, excluded)` turns the ADMM positions into balanced bilateral trades per interval at
-  the interval's price λ_t on the chain's tick: positions in whole Wh (rounded toward zero), an MG whose owner's
-  rules forbid the side at that price dropped, the long side scaled down pro rata (largest remainder, ties by
-  name) to the short side's volume — never beyond what an MG's position offered — and the largest sellers
-  paired with the largest buyers (`pair`: at most sellers + buyers − 1 trades per interval). No buyer names
-  more sellers than a bid may (`MAX_REQUESTS`, the contract's limit): one that would keeps its largest trades
-  and the rest is not traded. Every interval's sold and bought energy are equal by construction. The MGs in
-  `excluded` (declined) trade nothing. A malformed allocation (prices or positions not one per interval, an MG
-  missing) raises ValueError.
+- `accepted_wh(scenario, allocation, excluded)`: each MG's accepted net position per interval in whole Wh
+  (signed, + = sale): its ADMM position rounded toward zero, cut to what its owner's rules allow at the
+  interval's closing price on the chain's tick (`closing_price`: no sale below its floor, no purchase above
+  its cap, none beyond its maximum quantity, a clean-only MG never buys) and no purchase at a negative price
+  (the market contract has none); zeros for the MGs in `excluded` (declined). Exactly what each MG posts as
+  `exchange.accept` on the chain, so the contract judges the same numbers.
+- `match(scenario, allocation, excluded)` turns those into balanced bilateral trades per interval at the
+  closing price, with the ledger's own arithmetic (`peergrid_ledger.contracts.pairing.forward_trades`, the
+  one the exchange contract's `exchange.clear` runs): the long side scaled pro rata to the short side's
+  volume (largest remainder), the largest sellers paired with the largest buyers (at most |S| + |B| − 1
+  trades), no buyer naming more than `MAX_REQUESTS` sellers (the contract's MAX_DEMANDS), and every tie
+  broken by the MG's public key on the chain (`chain_venue.key_for`), as the contract breaks it, whatever the
+  venue. Every interval's sold and bought energy are equal. A malformed allocation (prices or positions not
+  one per interval, an MG missing) raises ValueError.
+- `closing_price(price)`: λ_t (currency per kWh) on the chain's tick in micro-units per Wh, through the
+  ledger's one conversion (`exchange.micro_per_wh` of the nano price).
 - `net_by_interval(trades, name)`: one MG's net export (kWh) and money received per interval from a day's trades.
 Pure and deterministic: no solver, no clocks, no I/O.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
+from peergrid_controller.chain_venue import key_for
 from peergrid_controller.dayahead import Allocation
+from peergrid_controller.dayexchange import nano
 from peergrid_controller.dayrules import limits_kw
-from peergrid_controller.market import MAX_REQUESTS, Trade, price_tick, quantize, wh
+from peergrid_controller.market import MAX_REQUESTS, Trade, quantize, wh
 from peergrid_controller.model import Scenario
-from peergrid_controller.uplift import largest_remainder, north_west
+from peergrid_ledger.contracts import pairing
+from peergrid_ledger.contracts.exchange import micro_per_wh as chain_micro_per_wh
 
 
-def _scale(wants: dict[str, int], volume: int) -> dict[str, int]:
-    """Scale whole-Wh positions down to `volume` in all (largest remainder, ties by name); as they are when
-    they fit."""
-    return dict(wants) if sum(wants.values()) <= volume else largest_remainder(wants, volume)
+def closing_price(price: float) -> int:
+    """λ_t in currency per kWh (an allocation's, exact to the nano) in micro-units per Wh, as the chain has it."""
+    return chain_micro_per_wh(nano(price))
 
 
 def pair(
-    interval: int, price: float, sells: dict[str, int], buys: dict[str, int], limit: int = MAX_REQUESTS
+    interval: int, price: float, sells: Mapping[str, int], buys: Mapping[str, int], limit: int = MAX_REQUESTS
 ) -> tuple[Trade, ...]:
-    """Largest sellers to largest buyers (north-west corner in descending size, ties by name): exact in whole
-    Wh, at most |S| + |B| − 1 trades, so that a large buyer names few sellers. A buyer that would still name
-    more than `limit` sellers (the contract refuses a longer bid) keeps its `limit` largest trades (ties by
-    seller name) and the rest is not traded day-ahead on either side, so the interval stays balanced.
-    Trades come sorted by (seller, buyer)."""
-
-    def largest_first(side: dict[str, int]) -> list[tuple[str, int]]:
-        return sorted(
-            ((name, amount) for name, amount in side.items() if amount > 0), key=lambda x: (-x[1], x[0])
-        )
-
-    named: dict[str, list[tuple[str, int]]] = {}
-    for seller, buyer, amount in north_west(largest_first(sells), largest_first(buys)):
-        named.setdefault(buyer, []).append((seller, amount))
-    kept = (
-        (seller, buyer, amount)
-        for buyer, pairs in named.items()
-        for seller, amount in sorted(pairs, key=lambda x: (-x[1], x[0]))[:limit]
-    )
-    return tuple(Trade(interval, s, b, amount / 1000, price) for s, b, amount in sorted(kept))
+    """The ledger's pairing (`pairing.pair`: largest sellers to largest buyers, a buyer past `limit` sellers
+    keeps its largest trades, ties by the ids given: here names) as trades at `price`, sorted by
+    (seller, buyer)."""
+    return tuple(Trade(interval, s, b, q / 1000, price) for s, b, q in pairing.pair(sells, buys, limit))
 
 
-def match(
-    scenario: Scenario, allocation: Allocation, excluded: Sequence[str] = ()
-) -> tuple[tuple[Trade, ...], ...]:
-    n, dt = scenario.intervals, scenario.interval_hours
+def _check(scenario: Scenario, allocation: Allocation) -> None:
+    n = scenario.intervals
     if len(allocation.prices) != n:
         raise ValueError(f"allocation has {len(allocation.prices)} prices for {n} intervals")
     for mg in scenario.microgrids:
@@ -69,23 +60,48 @@ def match(
             raise ValueError(
                 f"{mg.name} has {len(allocation.positions[mg.name])} positions for {n} intervals"
             )
-    out = []
-    for t in range(n):
-        price = price_tick(allocation.prices[t])
-        sells: dict[str, int] = {}
-        buys: dict[str, int] = {}
-        for mg in scenario.microgrids:
-            if mg.name in excluded:
-                continue
+
+
+def accepted_wh(
+    scenario: Scenario, allocation: Allocation, excluded: Sequence[str] = ()
+) -> dict[str, tuple[int, ...]]:
+    _check(scenario, allocation)
+    n, dt = scenario.intervals, scenario.interval_hours
+    micro = [closing_price(p) for p in allocation.prices]
+    out: dict[str, tuple[int, ...]] = {}
+    for mg in scenario.microgrids:
+        if mg.name in excluded:
+            out[mg.name] = (0,) * n
+            continue
+        row = []
+        for t in range(n):
             q = allocation.positions[mg.name][t]
-            lo, hi = limits_kw(mg, t, price, dt)
+            lo, hi = limits_kw(mg, t, micro[t] / 1000, dt)
             amount = wh(quantize(abs(q)))  # toward zero, whole Wh
             if q > 0:
-                sells[mg.name] = min(amount, int(hi * dt * 1000 + 1e-6))
-            elif q < 0:
-                buys[mg.name] = min(amount, int(-lo * dt * 1000 + 1e-6))
-        volume = min(sum(sells.values()), sum(buys.values()))
-        out.append(pair(t, price, _scale(sells, volume), _scale(buys, volume)))
+                row.append(min(amount, int(hi * dt * 1000 + 1e-6)))
+            elif q < 0 and micro[t] >= 0:
+                row.append(-min(amount, int(-lo * dt * 1000 + 1e-6)))
+            else:
+                row.append(0)
+        out[mg.name] = tuple(row)
+    return out
+
+
+def match(
+    scenario: Scenario, allocation: Allocation, excluded: Sequence[str] = ()
+) -> tuple[tuple[Trade, ...], ...]:
+    accepted = accepted_wh(scenario, allocation, excluded)
+    keys = {mg.name: key_for(scenario.name, mg.name).public for mg in scenario.microgrids}
+    names = {key: name for name, key in keys.items()}
+    out = []
+    for t, p in enumerate(allocation.prices):
+        price = closing_price(p) / 1000
+        sells = {keys[name]: row[t] for name, row in accepted.items() if row[t] > 0}
+        buys = {keys[name]: -row[t] for name, row in accepted.items() if row[t] < 0}
+        trades = pairing.forward_trades(sells, buys, MAX_REQUESTS)
+        day = (Trade(t, names[s], names[b], q / 1000, price) for s, b, q in trades)
+        out.append(tuple(sorted(day, key=lambda tr: (tr.seller, tr.buyer))))
     return tuple(out)
 
 

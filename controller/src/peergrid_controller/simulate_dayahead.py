@@ -2,7 +2,9 @@
 
 Promises: `play_day(scenario, cfg, venue, conventional, central, allocation)` takes the day's allocation (dayahead.py:
 exchange ADMM) and returns the day's `SimulationResult`: the trades checked by every MG exactly against its
-conventional day and recorded through the market contract (forward.commit, forward.post), so that each MG
+conventional day (forward.commit) and then, on a venue whose exchange clears them (the MGMC chain), accepted
+by each MG and computed by the exchange contract from the closed session (forward.clear), elsewhere recorded
+through the market contract (forward.post), so that each MG
 dispatches its day with them fixed; make-whole (uplift) payments for the MGs that would gain by deviating alone
 (uplift.py; the gain valued at an MG's own floor or cap where that is the price, what it keeps by being rationed
 there reported apart as `rationed_at_own_rule`) and the stability check re-solved with them; the delivery faults
@@ -21,12 +23,12 @@ from peergrid_controller import baselines
 from peergrid_controller.bargaining import Venue
 from peergrid_controller.dayahead import Allocation
 from peergrid_controller.delivery import deliver, fractions, seeded_faults
-from peergrid_controller.forward import commit, deviation_gains, own_rule_fees, post
+from peergrid_controller.forward import clear, commit, deviation_gains, own_rule_fees, post
 from peergrid_controller.model import Scenario
 from peergrid_controller.settling import UPLIFT_REF, pay_uplift, settle_interval
 from peergrid_controller.simrecords import DayAheadSummary, IntervalResult, SimulationConfig, SimulationResult
 from peergrid_controller.uplift import MICRO, earns, make_whole, withhold
-from peergrid_controller.venues import exchange_recorder
+from peergrid_controller.venues import exchange_recorder, forward_clearing
 
 
 def play_day(
@@ -41,7 +43,10 @@ def play_day(
     interval; every MG dispatches its day with its trades fixed (the check's own MILP)."""
     committed = commit(scenario, allocation, conv)
     clean = {mg.name: not mg.gensets for mg in scenario.microgrids}
-    agreed = post(venue, committed, clean)
+    clearing = forward_clearing(venue)
+    agreed = (
+        clear(clearing, scenario, committed, clean) if clearing is not None else post(venue, committed, clean)
+    )
     trading = {name for day in agreed for tr in day for name in (tr.seller, tr.buyer)}
     tolerance = {
         mg.name: cfg.bargaining.price_tolerance

@@ -5,6 +5,9 @@ venues also take plain payments (`PaymentVenue.pay`, the chain's payments contra
 make-whole uplift): once per (payer, payee, reference), a positive amount, between two known MGs.
 `exchange_recorder(venue)` is the venue's recorder of the day-ahead exchange ADMM's moves (`ExchangeVenue`:
 the chain's exchange contract), or None where it keeps none (the memory venue: the allocation is unchanged).
+`forward_clearing(venue)` is the same exchange where it also clears the forward trades itself
+(forward.ForwardClearing: the chain's) and a closed session of the venue awaits its clear, or None (the memory
+venue, or an allocation not recorded on the venue: forward.post's offers and bids).
 Never opens sockets: the chain venue seals blocks in memory with a single authority.
 """
 
@@ -17,6 +20,7 @@ from typing import Protocol, runtime_checkable
 from peergrid_controller.bargaining import MemoryVenue, Venue
 from peergrid_controller.chain_venue import ChainVenue
 from peergrid_controller.dayexchange import ExchangeRecorder
+from peergrid_controller.forward import ForwardClearing
 from peergrid_controller.market import Accepted, Rejected, Verdict
 from peergrid_controller.model import Scenario
 from peergrid_controller.uplift import MICRO, Payment
@@ -36,6 +40,11 @@ class ExchangeVenue(Protocol):
 
 def exchange_recorder(venue: Venue) -> ExchangeRecorder | None:
     return venue.exchange if isinstance(venue, ExchangeVenue) else None
+
+
+def forward_clearing(venue: Venue) -> ForwardClearing | None:
+    recorder = exchange_recorder(venue)
+    return recorder if isinstance(recorder, ForwardClearing) and recorder.ready() else None
 
 
 @dataclass
