@@ -17,6 +17,7 @@ import json
 import time
 from collections.abc import Callable
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 from peergrid_controller.chain_venue import ChainVenue, chain_rules
@@ -24,9 +25,11 @@ from peergrid_controller.dayahead import Allocation, allocate, starting_prices
 from peergrid_controller.dayexchange import DayAheadConfig
 from peergrid_controller.model import ContractRules, Scenario
 from peergrid_controller.synth import synthetic_scenario
+from peergrid_edge.config import MarketSettings
 from peergrid_edge.dayahead_agent import DayAheadAgent, SessionFailed, SessionOutcome
 from peergrid_edge.link import MqttLink
 from peergrid_edge.replicas import ChainSpec, EdgeLedger, Submission
+from peergrid_edge.trader import MarketAgent
 from peergrid_ledger import codec, keys
 from peergrid_ledger.contracts import exchange as contract
 from peergrid_ledger.genesis import Account, Genesis
@@ -346,3 +349,69 @@ def test_a_refusal_by_the_chain_is_named_and_never_retried(tmp_path: Path) -> No
     assert not any(o.completed for o in outcomes.values())
     sent = positions_sent(tmp_path, scenario, keys_[strict].public, override)
     assert sent == 0  # refused, never landed, never retried (the refusal is not in a block)
+
+
+# --- the trading agent's switch (`market.dayahead`) ------------------------------------------------------
+
+
+def market_agent(ledger: EdgeLedger, key: Keypair, scenario: Scenario, mg: str, record: Path) -> MarketAgent:
+    """A MarketAgent with what `run_dayahead` uses: its settings, its daemon's ledger and stop flag, its MG."""
+    agent = object.__new__(MarketAgent)
+    agent.s = SimpleNamespace(  # type: ignore[assignment]
+        dayahead=True, t0=1_700_000_000.0, first_interval=0, phase_timeout_s=1.0, record_file=record
+    )
+    agent.d = SimpleNamespace(ledger=ledger, stopping=asyncio.Event())  # type: ignore[assignment]
+    agent.scenario, agent.dt = scenario, scenario.interval_hours
+    agent.mg = next(m for m in scenario.microgrids if m.name == mg)
+    agent.anonym, agent.name = key, key.public.hex()
+    agent.interval, agent.phase, agent.done, agent.last, agent.dayahead = None, "starting", 0, {}, None
+    return agent
+
+
+def test_the_trading_agent_runs_the_stage_once_and_records_its_outcome(tmp_path: Path) -> None:
+    assert (
+        MarketSettings(
+            scenario=Path("s.yaml"), anonym_key_file=Path("a.key"), t0=0.0, interval_s=9.0
+        ).dayahead
+        is False
+    )
+    scenario = free_day(3, 4)
+    ledger, keys_ = ledger_for(tmp_path, scenario)
+    agents = {n: market_agent(ledger, k, scenario, n, tmp_path / f"{n}.jsonl") for n, k in keys_.items()}
+
+    async def play() -> list[SessionOutcome]:
+        return await asyncio.gather(*(a.run_dayahead() for a in agents.values()))
+
+    outcomes = run_on(ledger, play)
+    allocation, record, positions = simulated(scenario)
+    for (name, agent), outcome in zip(agents.items(), outcomes, strict=True):
+        assert outcome.completed and outcome.session == "dayahead/1700000000/0"
+        assert outcome.prices == record["prices"] and list(outcome.positions) == positions[name]
+        (line,) = (tmp_path / f"{name}.jsonl").read_text().splitlines()
+        written = json.loads(line)["dayahead"]
+        assert written["completed"] and written["prices"] == list(record["prices"])
+        assert written["positions"] == positions[name] and written["iterations"] == allocation.iterations
+        assert agent.status()["dayahead"] == {
+            "completed": True,
+            "reason": "",
+            "iterations": allocation.iterations,
+            "stop": "kwh",
+        }
+
+
+def test_a_failed_stage_is_recorded_with_its_reason(tmp_path: Path) -> None:
+    scenario = free_day(3, 4)
+    ledger, keys_ = ledger_for(tmp_path, scenario)
+    coordinator = min(keys_, key=lambda name: keys_[name].public)
+    absent = next(name for name in keys_ if name != coordinator)
+    agents = [
+        market_agent(ledger, k, scenario, n, tmp_path / f"{n}.jsonl") for n, k in keys_.items() if n != absent
+    ]
+
+    async def play() -> list[SessionOutcome]:
+        return await asyncio.gather(*(a.run_dayahead() for a in agents))
+
+    run_on(ledger, play)
+    for agent in agents:
+        written = json.loads((tmp_path / f"{agent.mg.name}.jsonl").read_text())["dayahead"]
+        assert not written["completed"] and written["reason"] == agent.status()["dayahead"]["reason"] != ""

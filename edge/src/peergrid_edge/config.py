@@ -137,6 +137,10 @@ class MarketSettings(StrictSettings):
     max_rounds: int | None = Field(None, ge=2, le=200)
     dso_timeout_s: float = Field(20.0, gt=0)  # no DSO verdict by then: dispatch the agreed schedule anyway
     record_file: Path | None = None  # one JSON line per interval (the testbed's report reads them)
+    # Run the day-ahead exchange session (dayahead_agent.py) once before the first interval, every MGMC from
+    # its own replica; its outcome is recorded (record file, status) and intraday trading goes on as before.
+    # Off by default: the session's positions are not forward trades yet.
+    dayahead: bool = False
 
 
 class MetricsSettings(StrictSettings):

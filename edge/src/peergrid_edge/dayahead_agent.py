@@ -92,16 +92,19 @@ class DayAheadAgent:
         opening_prices: Sequence[float] | None = None,
         config: DayAheadConfig | None = None,
         timeout_s: float = 10.0,
+        before_submit: Callable[[], None] = lambda: None,
     ) -> None:
         """`members`: every MGMC's trading key (public); `opening_prices` (currency per kWh, one per interval)
         are what the coordinator opens at (a member reads them off the chain); `timeout_s`: how long a
-        member's post (the coordinator), the opening and each step (a member: twice as long) are waited for."""
+        member's post (the coordinator), the opening and each step (a member: twice as long) are waited for;
+        `before_submit` is called before every transaction (the daemon's stop check: it may raise)."""
         self.ledger, self.key, self.mg, self.dt = ledger, key, mg, interval_hours
         self.members = list(members)
         self.session, self.first_interval = session, first_interval
         self.opening = None if opening_prices is None else list(opening_prices)
         self.cfg = config or DayAheadConfig(value_per_kwh=0.0)
         self.timeout_s = timeout_s
+        self.before_submit = before_submit
         self.coordinator = min(self.members) if self.members else b""
         self.is_coordinator = key.public == self.coordinator
         self.n = mg.intervals
@@ -374,6 +377,7 @@ class DayAheadAgent:
     async def _submit(self, kind: str, body: dict[str, Any]) -> None:
         """Sign, submit and wait for a final block; a refusal (or no final block in time) is SessionFailed
         naming it: never retried."""
+        self.before_submit()
         nonce = self.ledger.next_nonce(ROLE, self.key.public)
         raw = self.ledger.sign(ROLE, self.key, kind, body, nonce)
         outcome = await self.ledger.submit(ROLE, raw, self.timeout_s)

@@ -35,6 +35,7 @@ from typing import TYPE_CHECKING, Any
 
 from peergrid_controller.adjustment import Adjustment, meet
 from peergrid_controller.builder import MgState
+from peergrid_controller.dayahead import starting_prices
 from peergrid_controller.moves import BargainingConfig, Participant, role_at_mid
 from peergrid_controller.scenario import load_scenario
 from peergrid_controller.schedule import MgSchedule
@@ -48,6 +49,7 @@ from peergrid_edge.chain_bargaining import (  # noqa: F401 - bids/offers_on_chai
     position,
 )
 from peergrid_edge.config import MarketSettings
+from peergrid_edge.dayahead_agent import DayAheadAgent, SessionOutcome
 from peergrid_edge.dso_answers import DsoAnswers, Market, answer_iteration, sealed_contract
 from peergrid_edge.planning import schedule_from_plan
 from peergrid_edge.replicas import Submission
@@ -83,6 +85,7 @@ class MarketAgent:
         self.verdicts: dict[int, dict[str, Any]] = {}
         self._verdict_event = asyncio.Event()
         self.last: dict[str, Any] = {}
+        self.dayahead: SessionOutcome | None = None  # the day-ahead stage's outcome (`run_dayahead`)
         self.settler = Settler(
             lambda body: self._submit_outcome("mgmc", self.anonym, "settle", body),
             lambda tid: contract.trade(self.ledger.state("mgmc"), tid),
@@ -98,7 +101,12 @@ class MarketAgent:
         return self.d.ledger
 
     def status(self) -> dict[str, Any]:
-        return {"interval": self.interval, "phase": self.phase, "done": self.done, "last": self.last}
+        doc = {"interval": self.interval, "phase": self.phase, "done": self.done, "last": self.last}
+        if self.dayahead is not None:
+            o = self.dayahead
+            doc["dayahead"] = {"completed": o.completed, "reason": o.reason, "iterations": o.iterations,
+                               "stop": o.stop}  # fmt: skip
+        return doc
 
     def _on_verdict(self, _topic: str, payload: bytes) -> None:
         doc = json.loads(payload)
@@ -179,6 +187,8 @@ class MarketAgent:
                 self.ledger.state("mgmc"), self.anonym.public, range(self.s.first_interval, t)
             )
         )
+        if self.s.dayahead and t == self.s.first_interval:
+            await self.run_dayahead()
         while t <= self._last_interval() and not self.d.stopping.is_set():
             await self.settler.work_until(self._start_of(t))  # idle: refused settlements retried meanwhile
             await self._previous_cleared(t)
@@ -206,6 +216,24 @@ class MarketAgent:
         if not self.d.stopping.is_set():
             self.settler.end_of_day()
         self.phase = "finished"
+
+    async def run_dayahead(self) -> SessionOutcome:
+        """The day-ahead exchange session over the scenario's day, this MGMC one member among every anonym of
+        the MGMC chain's genesis (public): its outcome is recorded and shown in `status`; a failed stage
+        changes nothing else (this MGMC trades intraday as before). Its positions are not forward trades."""
+        self.phase = "dayahead"
+        genesis = self.ledger.replicas["mgmc"].app.genesis
+        members = sorted(a.key for a in genesis.accounts if "anonym" in a.roles)
+        session = f"dayahead/{int(self.s.t0)}/{self.s.first_interval}"
+        agent = DayAheadAgent(
+            self.ledger, self.anonym, self.mg, self.dt, members, session,
+            opening_prices=starting_prices(self.scenario), timeout_s=self.s.phase_timeout_s,
+            before_submit=self._stopped,
+        )  # fmt: skip
+        outcome = await agent.run()
+        self.dayahead = outcome
+        self._record({"dayahead": asdict(outcome)})
+        return outcome
 
     async def run_interval(self, t: int) -> None:
         started = time.time()
