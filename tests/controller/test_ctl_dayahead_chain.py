@@ -1,4 +1,5 @@
-"""Every day-ahead ADMM move is a signed transaction on the MGMC chain (issue #7), and the chain's prices are ours.
+"""Every day-ahead ADMM move is a signed transaction on the MGMC chain (issue #7), the chain's prices are ours,
+and the day's forward trades are the ones the exchange contract clears from the closed session.
 
 The allocation posts through `ChainVenue.exchange` (the ledger's exchange contract): iteration 0, every MG's
 positions every iteration, a step per iteration, a close; the contract computes the prices itself and the
@@ -7,6 +8,7 @@ allocation stops on any difference or refusal rather than follow or drop anythin
 
 from __future__ import annotations
 
+import json
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import replace
@@ -15,16 +17,22 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from peergrid_controller import baselines
 from peergrid_controller.chain_venue import ChainExchange, ChainVenue
+from peergrid_controller.cli import result_json
 from peergrid_controller.dayahead import Allocation, allocate
 from peergrid_controller.dayexchange import NANO, DayAheadConfig, DayAheadError, Exchange
-from peergrid_controller.market import Accepted, Rejected, Verdict, wh
+from peergrid_controller.forward import Commitment, ForwardError, clear, commit
+from peergrid_controller.market import Accepted, Rejected, Trade, Verdict, wh
+from peergrid_controller.matching import accepted_wh, match
 from peergrid_controller.model import Scenario
-from peergrid_controller.simrecords import SimulationConfig
+from peergrid_controller.simrecords import SimulationConfig, SimulationResult
 from peergrid_controller.simulate import simulate
 from peergrid_controller.synth import synthetic_scenario
 from peergrid_controller.venues import chain_venue, exchange_recorder, memory_venue
 from peergrid_ledger.contracts import exchange as contract
+from peergrid_ledger.contracts import market as market_contract
+from peergrid_ledger.contracts.exchange_clearing import accepted, cleared
 
 
 def small_day(rules: bool = False) -> Scenario:
@@ -341,3 +349,150 @@ def test_the_result_says_whether_the_moves_were_on_a_chain() -> None:
     assert on_chain is not None and on_chain.moves_on_chain
     assert off_chain is not None and not off_chain.moves_on_chain
     assert on_chain.iterations == off_chain.iterations  # the chain changes nothing in the allocation
+
+
+# --- the forward trades: the exchange contract's clear of the closed session (exchange.accept / .clear) ---
+
+
+def chain_day(scenario: Scenario) -> tuple[SimulationResult, ChainVenue]:
+    venues: list[ChainVenue] = []
+
+    def factory(s: Scenario) -> ChainVenue:
+        venues.append(ChainVenue(s))
+        return venues[-1]
+
+    return simulate(scenario, SimulationConfig(market="dayahead", with_central=False), factory), venues[0]
+
+
+def kinds(venue: ChainVenue) -> Counter[str]:
+    chain = venue.chain
+    return Counter(tx.kind for height in range(1, chain.height + 1) for tx in chain.block(height).txs)
+
+
+@pytest.mark.parametrize("rules", [False, True])
+def test_the_forward_trades_of_a_seeded_day_are_the_contracts_clear(rules: bool) -> None:
+    scenario = small_day(rules)
+    result, venue = chain_day(scenario)
+    d = result.dayahead
+    assert d is not None and d.moves_on_chain
+    done = kinds(venue)
+    # every MG accepted (a declined one zeros), the coordinator cleared; nothing went through offers or bids
+    assert done["exchange.accept"] == len(scenario.microgrids) and done["exchange.clear"] == 1
+    assert done["offer"] == done["bid"] == done["move"] == done["trade"] == 0
+    view, session = venue.chain.view, venue.exchange.session
+    for mg in scenario.microgrids:
+        taken = accepted(view, session, venue.keys[mg.name].public)
+        assert taken is not None and (not any(taken["positions"]) or mg.name not in d.declined)
+    traded = 0
+    for r in result.intervals:
+        record = market_contract.interval_record(view, r.interval)
+        on_chain_trades = [market_contract.trade(view, tid) for tid in record["trades"]]
+        read_back = sorted(
+            (venue.names[t["seller"]], venue.names[t["buyer"]], t["quantity"], t["price"])
+            for t in on_chain_trades
+            if t is not None
+        )
+        ours = sorted((tr.seller, tr.buyer, wh(tr.quantity_kwh), round(tr.price * 1000)) for tr in r.trades)
+        assert read_back == ours  # what the day played is what the chain recorded, to the Wh and the tick
+        if r.trades:
+            assert record["closed"] and record["session"] == session
+        # each recorded trade settled once, by the delivery
+        assert all(t is not None and t["settlement"] is not None for t in on_chain_trades)
+        traded += len(r.trades)
+    assert traded > 0 and venue.exchange.cleared == traded
+    assert cleared(view, session) is not None
+
+
+def committed_on_chain(scenario: Scenario) -> tuple[ChainVenue, Commitment]:
+    venue, allocation = on_chain(scenario)
+    return venue, commit(scenario, allocation, baselines.conventional(scenario))
+
+
+def test_a_tampered_accept_is_refused_and_nothing_is_cleared() -> None:
+    scenario = small_day()
+    venue, committed = committed_on_chain(scenario)
+    # one MG claims a Wh more than its final stepped position where it trades most
+    name, row = max(committed.accepted.items(), key=lambda kv: max(map(abs, kv[1])))
+    t = max(range(len(row)), key=lambda i: abs(row[i]))
+    tampered = list(row)
+    tampered[t] += 1 if row[t] > 0 else -1
+    forged = replace(committed, accepted={**committed.accepted, name: tuple(tampered)})
+    with pytest.raises(ForwardError, match=rf"refused {name}'s accepted positions: .*larger than its final"):
+        clear(venue.exchange, scenario, forged, dict.fromkeys(committed.accepted, False))
+    assert cleared(venue.chain.view, venue.exchange.session) is None
+    assert accepted(venue.chain.view, venue.exchange.session, venue.keys[name].public) is None
+
+
+class Misclearing:
+    """The chain's clearing, but reporting one trade a Wh short: what `forward.clear` must catch."""
+
+    def __init__(self, inner: ChainExchange) -> None:
+        self.inner = inner
+
+    def ready(self) -> bool:
+        return self.inner.ready()
+
+    def accept(self, name: str, positions_wh: Sequence[int], clean: bool) -> Verdict:
+        return self.inner.accept(name, positions_wh, clean)
+
+    def clear(self) -> tuple[tuple[Trade, ...], ...] | Rejected:
+        days = self.inner.clear()
+        if isinstance(days, Rejected):
+            return days
+        t = next(i for i, day in enumerate(days) if day)
+        first = replace(days[t][0], quantity_kwh=days[t][0].quantity_kwh - 0.001)
+        return (*days[:t], (first, *days[t][1:]), *days[t + 1 :])
+
+
+def test_a_clear_that_differs_from_the_commitment_is_never_followed() -> None:
+    scenario = small_day()
+    venue, committed = committed_on_chain(scenario)
+    clean = dict.fromkeys(committed.accepted, False)
+    with pytest.raises(ForwardError, match=r"interval \d+: the exchange cleared other trades"):
+        clear(Misclearing(venue.exchange), scenario, committed, clean)
+    # and the clear itself is refused a second time by the contract
+    with pytest.raises(ForwardError, match="refused"):
+        clear(venue.exchange, scenario, committed, clean)
+
+
+def test_the_same_seeded_day_on_the_chain_twice_gives_the_same_bytes() -> None:
+    scenario = small_day(rules=True)
+    (one, first), (two, second) = chain_day(scenario), chain_day(scenario)
+    assert first.chain.tip.hash == second.chain.tip.hash
+    assert first.chain.state.root == second.chain.state.root
+    assert json.dumps(result_json(one)) == json.dumps(result_json(two))
+
+
+def test_the_memory_venue_keeps_offers_and_bids_and_matches_the_chains_trades() -> None:
+    scenario = small_day()
+    on, _ = chain_day(scenario)
+    off = simulate(scenario, SimulationConfig(market="dayahead", with_central=False), memory_venue)
+    assert [r.trades for r in on.intervals] == [r.trades for r in off.intervals]
+
+
+def test_a_tie_breaks_by_chain_key_in_matching_as_in_the_contract() -> None:
+    scenario = small_day()
+    n, names = scenario.intervals, [mg.name for mg in scenario.microgrids]
+    venue = ChainVenue(scenario)
+    key = {name: venue.keys[name].public for name in names}
+    # two sellers whose names and keys sort the other way round: 1001 Wh each to one buyer of 1001 Wh, so
+    # one Wh of the pro-rata cut is a tie (equal remainders), which the key decides on both sides
+    sellers, buyer = names[:3], names[3]  # the fourth cannot sell in every interval
+    a, b = next((x, y) for x in sellers for y in sellers if x < y and key[x] > key[y])
+    positions = {name: (0.0,) * n for name in names} | {
+        a: (1.001,) * n,
+        b: (1.001,) * n,
+        buyer: (-1.001,) * n,
+    }
+    allocation = Allocation((0.1,) * n, positions, 1, 0.0, 0.0, True, 0, 0)
+    matched = match(scenario, allocation)
+    assert all({(tr.seller, wh(tr.quantity_kwh)) for tr in day} == {(b, 501), (a, 500)} for day in matched)
+    exchange = venue.exchange
+    assert isinstance(exchange.open(names, [100_000_000] * n, 5_000_000), Accepted)
+    for name in names:
+        assert isinstance(exchange.position(name, 0, [wh(q) for q in positions[name]]), Accepted)
+    assert not isinstance(exchange.step(0, 5_000_000), Rejected)
+    assert isinstance(exchange.close(1), Accepted)
+    for name, row in accepted_wh(scenario, allocation).items():
+        assert isinstance(exchange.accept(name, row, False), Accepted)
+    assert exchange.clear() == matched
