@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 
 from peergrid_controller import baselines
 from peergrid_controller.chain_venue import ChainExchange, ChainVenue
-from peergrid_controller.cli import result_json
+from peergrid_controller.cli import main, result_json
 from peergrid_controller.dayahead import Allocation, allocate
 from peergrid_controller.dayexchange import NANO, DayAheadConfig, DayAheadError, Exchange
 from peergrid_controller.forward import Commitment, ForwardError, clear, commit
@@ -496,3 +496,24 @@ def test_a_tie_breaks_by_chain_key_in_matching_as_in_the_contract() -> None:
     for name, row in accepted_wh(scenario, allocation).items():
         assert isinstance(exchange.accept(name, row, False), Accepted)
     assert exchange.clear() == matched
+
+
+def test_the_cli_says_how_many_forward_trades_the_chain_cleared(capsys: pytest.CaptureFixture[str]) -> None:
+    argv = [
+        "simulate",
+        "--synthetic",
+        "3",
+        "--intervals",
+        "8",
+        "--market",
+        "dayahead",
+        "--no-central",
+        "--json",
+    ]
+    assert main([*argv, "--venue", "chain"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    chain = doc["total"]["dayahead"]["chain"]
+    assert chain["forward_trades_cleared"] == sum(len(i["trades"]) for i in doc["intervals"]) > 0
+    assert chain["transactions"] > chain["forward_trades_cleared"]
+    assert main([*argv, "--venue", "memory"]) == 0
+    assert "chain" not in json.loads(capsys.readouterr().out)["total"]["dayahead"]

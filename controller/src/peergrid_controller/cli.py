@@ -2,7 +2,8 @@
 
 `peergrid-market simulate --scenario FILE --intervals N --json` prints
 `{"intervals": [...], "total": {...}}` (see `result_json`; with `--market dayahead` the total also carries
-`dayahead`: the stability check and the make-whole uplift); without `--json`, a short summary. Exit status:
+`dayahead`: the stability check and the make-whole uplift, and on the chain venue `chain`: its transactions
+and how many forward trades the exchange contract cleared); without `--json`, a short summary. Exit status:
 0 on success, 2 for a bad scenario or arguments (one the day-ahead stage refuses too, e.g. a single microgrid;
 a bad `--fault`: unknown MG, fraction outside [0, 1], interval out of range),
 3 when no schedule exists or the market contract refuses the day-ahead trades or a settlement; each error is
@@ -20,11 +21,13 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
+from peergrid_controller.bargaining import Venue
+from peergrid_controller.chain_venue import ChainVenue
 from peergrid_controller.dayexchange import DayAheadError
 from peergrid_controller.delivery import FaultError, parse_fault
 from peergrid_controller.forward import ForwardError
 from peergrid_controller.market import Trade
-from peergrid_controller.model import ModelError
+from peergrid_controller.model import ModelError, Scenario
 from peergrid_controller.scenario import ScenarioError, load_scenario
 from peergrid_controller.schedule import ScheduleError
 from peergrid_controller.simulate import (
@@ -55,7 +58,14 @@ def _trade_json(agreed: Trade, delivered: Trade | None) -> dict[str, Any]:
     return doc
 
 
-def result_json(result: SimulationResult) -> dict[str, Any]:
+def chain_counts(venue: object) -> dict[str, int] | None:
+    """The chain venue's transactions and the forward trades its exchange contract cleared (None elsewhere)."""
+    if not isinstance(venue, ChainVenue):
+        return None
+    return {"transactions": venue.transactions, "forward_trades_cleared": venue.exchange.cleared}
+
+
+def result_json(result: SimulationResult, chain: dict[str, int] | None = None) -> dict[str, Any]:
     intervals = []
     for r in result.intervals:
         intervals.append(
@@ -110,6 +120,8 @@ def result_json(result: SimulationResult) -> dict[str, Any]:
                 "worse_than_conventional": {k: _num(v) for k, v in sorted(d.worse_than_conventional.items())},
             },
         }
+        if chain is not None:
+            total["dayahead"]["chain"] = chain
     return {"intervals": intervals, "total": total}
 
 
@@ -189,6 +201,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.intervals is not None:
         scenario = truncate(scenario, args.intervals)
     venue = VENUES[args.venue] if args.venue else default_venue()
+    venues: list[Venue] = []
+
+    def made(s: Scenario) -> Venue:  # kept, so that the chain's counts can be reported
+        venues.append(venue(s))
+        return venues[-1]
+
     try:
         result = simulate(
             scenario,
@@ -200,7 +218,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 random_faults=args.random_faults,
                 fault_seed=args.fault_seed,
             ),
-            venue_factory=venue,
+            venue_factory=made,
         )
     except FaultError as exc:
         print(f"peergrid-market: {exc}", file=sys.stderr)
@@ -216,7 +234,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 3
     if args.json:
         try:
-            print(json.dumps(result_json(result), sort_keys=False, separators=(",", ":")))
+            doc = result_json(result, chain_counts(venues[0]) if venues else None)
+            print(json.dumps(doc, sort_keys=False, separators=(",", ":")))
         except BrokenPipeError:  # `| head` closed the pipe: not an error of ours
             sys.stderr.close()
             return 0
