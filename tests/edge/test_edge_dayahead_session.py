@@ -86,6 +86,7 @@ def run_session(
     replicas: dict[str, Any] | None = None,
     timeout_s: float = 10.0,
     session: str = SESSION,
+    phases: bool = False,
 ) -> dict[str, SessionOutcome]:
     """Every MG of `scenario` (or those in `only`) runs its own agent, with only its own MG, concurrently."""
     members = [keys_[mg.name].public for mg in scenario.microgrids]
@@ -97,7 +98,7 @@ def run_session(
         factory = (make or {}).get(mg.name, DayAheadAgent)
         replica = (replicas or {}).get(mg.name, ledger)
         agents[mg.name] = factory(replica, keys_[mg.name], mg, scenario.interval_hours, members, session,
-                                  0, opening, CONFIG, timeout_s)  # fmt: skip
+                                  0, opening, CONFIG, timeout_s, phases=phases)  # fmt: skip
 
     async def play() -> list[SessionOutcome]:
         return await asyncio.wait_for(asyncio.gather(*(a.run() for a in agents.values())), 180)
@@ -263,23 +264,44 @@ def reopen_none(tmp_path: Path, scenario: Scenario) -> bool:
         ledger.close()
 
 
-def test_a_member_with_gensets_or_the_value_stop_is_refused_up_front(tmp_path: Path) -> None:
+def test_a_genset_member_without_the_phases_and_the_value_stop_are_refused_up_front(tmp_path: Path) -> None:
     with_genset = synthetic_scenario(3, 4, seed=0, interval_hours=6.0)
     genset_mg = next(mg for mg in with_genset.microgrids if mg.gensets)
     ledger, keys_ = ledger_for(tmp_path, with_genset)
     members = [keys_[mg.name].public for mg in with_genset.microgrids]
+    other = with_genset.microgrids[0]
 
     async def play() -> list[SessionOutcome]:
-        genset = DayAheadAgent(ledger, keys_[genset_mg.name], genset_mg, 6.0, members, SESSION, config=CONFIG)
-        other = with_genset.microgrids[0]
-        valued = DayAheadAgent(
-            ledger, keys_[other.name], other, 6.0, members, SESSION, config=DayAheadConfig()
-        )
-        return [await genset.run(), await valued.run()]
+        agents = [
+            DayAheadAgent(ledger, keys_[genset_mg.name], genset_mg, 6.0, members, SESSION, config=CONFIG),
+            DayAheadAgent(ledger, keys_[other.name], other, 6.0, members, SESSION, config=DayAheadConfig()),
+            DayAheadAgent(ledger, keys_[other.name], other, 6.0, members, SESSION, phases=True,
+                          config=DayAheadConfig(value_per_kwh=0.0, recommits=2)),
+        ]  # fmt: skip
+        return [await agent.run() for agent in agents]
 
-    genset, valued = run_on(ledger, play)
+    genset, valued, recommitting = run_on(ledger, play)
     assert not genset.completed and "has gensets" in genset.reason and "refused up front" in genset.reason
     assert not valued.completed and "kWh stops only" in valued.reason
+    assert not recommitting.completed and "recommits 2" in recommitting.reason
+
+
+def test_with_the_phases_a_genset_day_matches_the_simulation_too(tmp_path: Path) -> None:
+    # the relaxed phase, each genset MG's own commitment MILP, then ADMM with commitments fixed: each MG
+    # decides from the public prices and its own data, as in `allocate`
+    scenario = synthetic_scenario(4, 4, seed=2, interval_hours=6.0)
+    assert sum(bool(mg.gensets) for mg in scenario.microgrids) == 1
+    ledger, keys_ = ledger_for(tmp_path, scenario)
+    started = time.perf_counter()
+    outcomes = run_session(ledger, keys_, scenario, phases=True)
+    wall = time.perf_counter() - started
+    allocation, record, positions = simulated(scenario)
+    assert allocation.relaxed_iterations > 0 and allocation.recommits == 1 and allocation.stop == "kwh"
+    for name, outcome in outcomes.items():
+        assert outcome.completed, outcome.reason
+        assert outcome.iterations == allocation.iterations and outcome.stop == "kwh"
+        assert outcome.prices == record["prices"] and list(outcome.positions) == positions[name]
+    print(f"\n{len(outcomes)} agents with a genset, {allocation.iterations} iterations: {wall:.2f} s wall")
 
 
 class TamperedState:

@@ -14,12 +14,15 @@ before). Failures: a member that has not posted within `timeout_s` (the coordina
 half-posted iteration abandoned by the contract, and every agent reports it); any refusal by the chain
 (named, never retried); a session that does not look like the one configured; a price or ρ that is not
 this MGMC's own computation. A coordinator that fails closes the session where it stands.
+Gensets: with `phases` (some member has one; not on the chain, so every member is configured alike) the
+session runs `allocate`'s three phases: ADMM on the LP relaxation to its own stop, each genset MG's
+commitment MILP alone at the prices found, ADMM with commitments fixed; decided once (`recommits` 1).
 Scope, refused up front with the reason: a day on which any member's owner has a floor or a cap in force
 (the rules are judged at the prices found with each MG's position and rules: the coordinator's today) —
-its own rules, and every member's as the chain holds them; a member with gensets (the commitment phases
-need every member to know whether any MG has one: not public); a config with the value stop
-(`value_per_kwh` > 0: it needs each MG's tariff spread, private). Owner rules that stay within this scope
-(maximum quantity, clean-only) are each MG's own bounds. Never reads another MG's private data; never
+its own rules, and every member's as the chain holds them; a genset MG without `phases`, or `recommits`
+> 1 (whether another MG's commitment changed is private); a config with the value stop (`value_per_kwh`
+> 0: it needs each MG's tariff spread, private). Owner rules that stay within this scope (maximum
+quantity, clean-only) are each MG's own bounds. Never reads another MG's private data; never
 blocks the loop longer than one MG solve.
 """
 
@@ -93,11 +96,14 @@ class DayAheadAgent:
         config: DayAheadConfig | None = None,
         timeout_s: float = 10.0,
         before_submit: Callable[[], None] = lambda: None,
+        phases: bool = False,
     ) -> None:
         """`members`: every MGMC's trading key (public); `opening_prices` (currency per kWh, one per interval)
         are what the coordinator opens at (a member reads them off the chain); `timeout_s`: how long a
         member's post (the coordinator), the opening and each step (a member: twice as long) are waited for;
-        `before_submit` is called before every transaction (the daemon's stop check: it may raise)."""
+        `before_submit` is called before every transaction (the daemon's stop check: it may raise); `phases`:
+        the session runs `allocate`'s genset phases because some member has a genset (not on the chain: every
+        member must be configured alike, or the stage fails at the phase change)."""
         self.ledger, self.key, self.mg, self.dt = ledger, key, mg, interval_hours
         self.members = list(members)
         self.session, self.first_interval = session, first_interval
@@ -112,6 +118,11 @@ class DayAheadAgent:
         self.iteration = 0  # the session's iteration this MGMC is at (its next post's)
         self.posted: tuple[int, ...] = ()
         self.stop = ""
+        self.phases = phases
+        ranges = [limits_kw(mg, t, math.nan, interval_hours) for t in range(self.n)]
+        # this MG's own range (kW) per interval (physical limits, maximum quantity, clean-only) and fees
+        self.bounds = ([lo for lo, _ in ranges], [hi for _, hi in ranges])
+        self.fees = rule_fees(mg)
 
     # --- the session -----------------------------------------------------------------------------------
 
@@ -141,10 +152,15 @@ class DayAheadAgent:
                 "refused up front: the edge session runs the kWh stops only (the value stop needs every MG's "
                 f"tariff spread, which is private): value_per_kwh must be 0, got {cfg.value_per_kwh}"
             )
-        if mg.gensets:
+        if mg.gensets and not self.phases:
             raise SessionFailed(
-                f"refused up front: {mg.name} has gensets; the edge session does not run the commitment "
-                "phases (every member would need to know whether any MG has a genset)"
+                f"refused up front: {mg.name} has gensets and the session is configured without the "
+                "commitment phases (every member must be configured with them)"
+            )
+        if self.phases and cfg.recommits != 1:
+            raise SessionFailed(
+                f"refused up front: recommits {cfg.recommits}; the edge session decides genset on/off once "
+                "(whether another MG's commitment changed is private)"
             )
         if rules_in_force(mg):
             raise SessionFailed(
@@ -183,35 +199,65 @@ class DayAheadAgent:
                 },
             )
         book = self.book = Book(self.cfg, await self._opened(), len(self.members))
-        model = DayModel(self.mg, self.dt)
-        bounds, fees = self._bounds(), rule_fees(self.mg)
-        own, posted = answer(model, book.price_floats, bounds, fees)
+        cfg = self.cfg
+        model = DayModel(self.mg, self.dt, relaxed=bool(self.mg.gensets))
+        own, posted = answer(model, book.price_floats, self.bounds, self.fees)
         await self._post(0, posted)
         await self._round(0)
-        while True:
-            k = book.iterations + 1
-            proximal = (book.rho_float, anchor(own, book.mean), self.cfg.resolution_kwh)
-            own, posted = answer(model, book.price_floats, bounds, fees, proximal)
-            await self._post(k, posted)
-            converged = await self._round(k)
-            self._rules_unjudged()
-            if converged or book.iterations >= self.cfg.max_iterations:
-                self.stop = "kwh" if converged else "cap"
-                break
-            if not self._open_now():
-                raise SessionFailed(
-                    f"the coordinator closed the session at iteration {self.iteration} before the stop"
-                )
+        if self.phases:
+            # 1. on the LP relaxation of genset on/off, to its own stop; 2. each genset MG commits alone (its
+            # MILP at the prices found, its proximal term at commit_weight·ρ); 3. on with commitments fixed
+            own = await self._run(model, own, cfg.relaxed_iterations, cfg.relaxed_tolerance_kwh)
+            if self.mg.gensets:
+                model = self._commit(own)
+        await self._run(model, own, cfg.max_iterations, cfg.free_tolerance_kwh)
         if self.is_coordinator:
             await self._submit("exchange.close", {"session": self.session, "iteration": self.iteration})
         await self._closed()
         return self.stop
 
-    async def _round(self, k: int) -> bool:
+    async def _run(
+        self, model: DayModel, own: tuple[float, ...], until: int, tolerance: float
+    ) -> tuple[float, ...]:
+        """Iterate (as `Exchange.run` on a day without rules) until the kWh stop within `tolerance` or
+        `until` iterations in all; this MG's last unrounded answer (its anchor)."""
+        book = self.book
+        assert book is not None
+        self.stop = "cap"
+        while book.iterations < until:
+            if not self._open_now():
+                raise SessionFailed(
+                    f"the coordinator closed the session at iteration {self.iteration} before the stop"
+                )
+            k = book.iterations + 1
+            proximal = (book.rho_float, anchor(own, book.mean), self.cfg.resolution_kwh)
+            own, posted = answer(model, book.price_floats, self.bounds, self.fees, proximal)
+            await self._post(k, posted)
+            converged = await self._round(k, tolerance)
+            self._rules_unjudged()
+            if converged:
+                self.stop = "kwh"
+                break
+        return own
+
+    def _commit(self, own: tuple[float, ...]) -> DayModel:
+        """Genset on/off decided by this MG alone at the prices found (`allocate`'s step 2, once)."""
+        book, cfg = self.book, self.cfg
+        assert book is not None
+        fresh = DayModel(self.mg, self.dt)
+        fresh.trade(book.price_floats, *self.bounds, *self.fees)
+        at = anchor(own, book.mean)
+        fresh.proximal(
+            book.price_floats, cfg.commit_weight * book.rho_float, at, cfg.resolution_kwh, recommit=True
+        )
+        fresh.solve()
+        return DayModel(self.mg, self.dt, commitment=fresh.commitment())
+
+    async def _round(self, k: int, tolerance: float = 0.0) -> bool:
         """Iteration k once this MGMC posted it: the coordinator waits for every member's post and steps
         with ρ from the public balancing; every member waits for the step in a final block. Each computes
         the step itself from the posted positions and checks the chain's prices and ρ (`_check`). True at
-        the kWh stop."""
+        the kWh stop within `tolerance`."""
         book = self.book
         assert book is not None
 
@@ -220,7 +266,7 @@ class DayAheadAgent:
             if k == 0:  # the first responses move no price
                 book.take(positions)
                 return False
-            return book.advance(positions, self.cfg.free_tolerance_kwh)[0]
+            return book.advance(positions, tolerance)[0]
 
         if self.is_coordinator:
             await self._all_posted(k)
@@ -232,11 +278,6 @@ class DayAheadAgent:
             converged = public()
         self._check()
         return converged
-
-    def _bounds(self) -> tuple[list[float], list[float]]:
-        """This MG's own range (kW) in each interval: physical limits, maximum quantity and clean-only."""
-        ranges = [limits_kw(self.mg, t, math.nan, self.dt) for t in range(self.n)]
-        return [lo for lo, _ in ranges], [hi for _, hi in ranges]
 
     # --- reading the chain -----------------------------------------------------------------------------
 
