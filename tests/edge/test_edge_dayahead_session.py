@@ -380,7 +380,12 @@ def market_agent(ledger: EdgeLedger, key: Keypair, scenario: Scenario, mg: str, 
     """A MarketAgent with what `run_dayahead` uses: its settings, its daemon's ledger and stop flag, its MG."""
     agent = object.__new__(MarketAgent)
     agent.s = SimpleNamespace(  # type: ignore[assignment]
-        dayahead=True, t0=1_700_000_000.0, first_interval=0, phase_timeout_s=1.0, record_file=record
+        dayahead=True,
+        dayahead_gensets=False,
+        t0=1_700_000_000.0,
+        first_interval=0,
+        phase_timeout_s=1.0,
+        record_file=record,
     )
     agent.d = SimpleNamespace(ledger=ledger, stopping=asyncio.Event())  # type: ignore[assignment]
     agent.scenario, agent.dt = scenario, scenario.interval_hours

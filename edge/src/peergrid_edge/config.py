@@ -141,6 +141,9 @@ class MarketSettings(StrictSettings):
     # its own replica; its outcome is recorded (record file, status) and intraday trading goes on as before.
     # Off by default: the session's positions are not forward trades yet.
     dayahead: bool = False
+    # Some MG of the feeder has a genset: the session runs the commitment phases. Not on the chain, so every
+    # MGMC must be set alike (a difference fails the stage); a genset MGMC without it refuses the stage.
+    dayahead_gensets: bool = False
 
 
 class MetricsSettings(StrictSettings):

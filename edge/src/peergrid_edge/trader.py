@@ -228,7 +228,7 @@ class MarketAgent:
         agent = DayAheadAgent(
             self.ledger, self.anonym, self.mg, self.dt, members, session,
             opening_prices=starting_prices(self.scenario), timeout_s=self.s.phase_timeout_s,
-            before_submit=self._stopped,
+            before_submit=self._stopped, phases=self.s.dayahead_gensets,
         )  # fmt: skip
         outcome = await agent.run()
         self.dayahead = outcome
