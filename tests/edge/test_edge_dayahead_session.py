@@ -1,7 +1,8 @@
 """The day-ahead exchange session run by independent MGMC agents, each from its own MG and the chain alone.
 
 Several `DayAheadAgent`s, each holding only its own MG model and trading key, run concurrently on one real
-single-authority `EdgeLedger` (its node key the only authority, so it finalises alone; no broker): every
+single-authority `EdgeLedger` (its node key the only authority, so it finalises alone; no broker), and in
+the last test each on its own replica over a real Mosquitto: every
 open, position, step and close is a signed transaction the real exchange contract judges. The session's
 final prices and positions are those of the simulation's `dayahead.allocate` posting to `ChainVenue`'s
 exchange on the same day (kWh stops), to the nano and the Wh; a silent member, a day with a floor, a
@@ -442,3 +443,62 @@ def test_a_failed_stage_is_recorded_with_its_reason(tmp_path: Path) -> None:
     for agent in agents:
         written = json.loads((tmp_path / f"{agent.mg.name}.jsonl").read_text())["dayahead"]
         assert not written["completed"] and written["reason"] == agent.status()["dayahead"]["reason"] != ""
+
+
+# --- one replica per MGMC, over a real broker ---------------------------------------------------------------
+
+
+def test_each_mgmc_on_its_own_replica_over_mqtt_matches_the_simulation(
+    tmp_path: Path, mosquitto: Any
+) -> None:
+    # three MGMCs, each its own node key (an authority: all three finalise together), its own LevelDB
+    # replica and its own MQTT link to a real Mosquitto, each agent reading only its own replica
+    scenario = free_day(3, 4)
+    nodes = {mg.name: Keypair.from_seed(hashlib.sha256(f"node/{mg.name}".encode()).digest())
+             for mg in scenario.microgrids}  # fmt: skip
+    keys_ = {mg.name: trading_key(mg.name) for mg in scenario.microgrids}
+    genesis = Genesis(
+        chain="mgmc-dayahead-live", time=0, authorities=tuple(sorted(k.public for k in nodes.values())),
+        accounts=(*(Account(k.public, ("mgmc",)) for k in nodes.values()),
+                  *(Account(keys_[mg.name].public, ("anonym",), mg.name, rules=chain_rules(mg.rules))
+                    for mg in scenario.microgrids)),
+        contracts=("market", "exchange"),
+    )  # fmt: skip
+    path = tmp_path / "mgmc-genesis.json"
+    path.write_text(json.dumps(genesis.to_json()))
+    members = [keys_[mg.name].public for mg in scenario.microgrids]
+    opening = starting_prices(scenario)
+
+    async def play() -> tuple[list[SessionOutcome], float]:
+        links, ledgers = [], []
+        for mg in scenario.microgrids:
+            link = MqttLink(f"mgmc-{mg.name}", mosquitto.host, mosquitto.port)
+            spec = ChainSpec(name="mgmc", genesis=path, data_dir=tmp_path / f"{mg.name}.db", block_period_ms=50,
+                             round_timeout_ms=1000, wal_fsync=False)  # fmt: skip
+            links.append(link)
+            ledgers.append(EdgeLedger(nodes[mg.name], link, "feeder", [spec]))
+        try:
+            for link, ledger in zip(links, ledgers, strict=True):
+                link.start()
+                await asyncio.wait_for(link.connected.wait(), 10)
+                ledger.start()
+            agents = [
+                DayAheadAgent(ledger, keys_[mg.name], mg, scenario.interval_hours, members, SESSION, 0, opening,
+                              CONFIG, 10.0)
+                for ledger, mg in zip(ledgers, scenario.microgrids, strict=True)
+            ]  # fmt: skip
+            started = time.perf_counter()
+            outcomes = await asyncio.wait_for(asyncio.gather(*(a.run() for a in agents)), 120)
+            return outcomes, time.perf_counter() - started
+        finally:
+            for link, ledger in zip(links, ledgers, strict=True):
+                link.stop()
+                ledger.close()
+
+    outcomes, wall = asyncio.run(play())
+    allocation, record, positions = simulated(scenario)
+    for mg, outcome in zip(scenario.microgrids, outcomes, strict=True):
+        assert outcome.completed, outcome.reason
+        assert outcome.iterations == allocation.iterations and outcome.prices == record["prices"]
+        assert list(outcome.positions) == positions[mg.name]
+    print(f"\n3 MGMCs on their own replicas over MQTT, {allocation.iterations} iterations: {wall:.2f} s wall")
