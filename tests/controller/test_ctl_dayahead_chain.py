@@ -512,8 +512,8 @@ def test_the_cli_says_how_many_forward_trades_the_chain_cleared(capsys: pytest.C
     ]
     assert main([*argv, "--venue", "chain"]) == 0
     doc = json.loads(capsys.readouterr().out)
-    chain = doc["total"]["dayahead"]["chain"]
+    chain = doc["total"]["chain"]
     assert chain["forward_trades_cleared"] == sum(len(i["trades"]) for i in doc["intervals"]) > 0
     assert chain["transactions"] > chain["forward_trades_cleared"]
     assert main([*argv, "--venue", "memory"]) == 0
-    assert "chain" not in json.loads(capsys.readouterr().out)["total"]["dayahead"]
+    assert "chain" not in json.loads(capsys.readouterr().out)["total"]

@@ -120,8 +120,8 @@ def result_json(result: SimulationResult, chain: dict[str, int] | None = None) -
                 "worse_than_conventional": {k: _num(v) for k, v in sorted(d.worse_than_conventional.items())},
             },
         }
-        if chain is not None:
-            total["dayahead"]["chain"] = chain
+        if chain is not None:  # beside `dayahead`, whose keys are fixed
+            total["chain"] = chain
     return {"intervals": intervals, "total": total}
 
 
