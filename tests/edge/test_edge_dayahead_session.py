@@ -533,3 +533,36 @@ def test_a_second_session_of_the_same_name_is_refused_by_the_chain_and_not_joine
     assert by_role[False].reason == (
         f"session {SESSION!r} has iteration {stepped} where this MGMC expects 0: not joined"
     )
+
+
+class CoordinatorBreaks(DayAheadAgent):
+    """An agent whose own side fails with an unexpected error at iteration 2 (a solver that gave up)."""
+
+    async def _post(self, k: int, positions: tuple[int, ...]) -> None:
+        if k == 2:
+            raise RuntimeError("the solver gave up")
+        await super()._post(k, positions)
+
+
+def test_an_unexpected_error_at_the_coordinator_closes_the_session_and_fails_the_stage(
+    tmp_path: Path,
+) -> None:
+    scenario = free_day(3, 4)
+    ledger, keys_ = ledger_for(tmp_path, scenario)
+    coordinator = min(keys_, key=lambda name: keys_[name].public)
+    outcomes = run_session(ledger, keys_, scenario, make={coordinator: CoordinatorBreaks}, timeout_s=1.0)
+    assert outcomes[coordinator].reason == (
+        "RuntimeError: the solver gave up; the coordinator closed the session at iteration 2"
+    )
+    for name, outcome in outcomes.items():
+        assert not outcome.completed
+        if name != coordinator:  # whether it saw the close before its answer, before its post or after
+            assert outcome.reason in (
+                "the coordinator closed the session at iteration 2 before the stop",
+                "the coordinator closed the session at iteration 2 instead of stepping it (its posts "
+                "abandoned): the stage failed",
+                "the chain refused this MGMC's exchange.position of iteration 2: closed: exchange session "
+                f"{SESSION!r} is closed",
+            )
+    record = reopen(tmp_path, scenario)
+    assert record["closed"] and record["iteration"] == 2

@@ -132,11 +132,15 @@ class DayAheadAgent:
             stop = await self._play()
         except SessionFailed as failure:
             reason = str(failure)
-            if self.is_coordinator and self._open_now():
-                reason += await self._abandon()
-            log.warning("day-ahead session %s failed: %s", self.session, reason)
-            return self._outcome(False, reason, "")
-        return self._outcome(True, "", stop)
+        except Exception as exc:  # a solver or replica error: the stage fails, the MGMC trades on intraday
+            log.exception("day-ahead session %s: unexpected error", self.session)
+            reason = f"{type(exc).__name__}: {exc}"
+        else:
+            return self._outcome(True, "", stop)
+        if self.is_coordinator and self._open_now():
+            reason += await self._abandon()
+        log.warning("day-ahead session %s failed: %s", self.session, reason)
+        return self._outcome(False, reason, "")
 
     def refusal(self) -> None:
         """Raise SessionFailed when this session is beyond the edge's scope (the module contract)."""
