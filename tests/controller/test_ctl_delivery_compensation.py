@@ -7,13 +7,19 @@ import functools
 
 import pytest
 from helpers_ctl import load_only, pv_site
+from hypothesis import example, given, settings
+from hypothesis import strategies as st
 
 from peergrid_controller import baselines
+from peergrid_controller.chain_venue import ChainVenue
 from peergrid_controller.dayahead import Allocation
-from peergrid_controller.delivery import Delivery, deliver
+from peergrid_controller.delivery import Delivery, DeliveryFault, deliver
 from peergrid_controller.forward import Commitment, commit
 from peergrid_controller.model import Scenario
-from peergrid_controller.uplift import Payment
+from peergrid_controller.simulate import SimulationConfig, SimulationResult, simulate
+from peergrid_controller.synth import synthetic_scenario
+from peergrid_controller.uplift import MICRO, Payment
+from peergrid_ledger.contracts import market as contract
 
 DT = 0.25
 PRICE = 0.2  # retail 0.25, feed-in 0.05 (helpers_ctl.tariff)
@@ -68,3 +74,68 @@ def test_no_fault_no_compensation_and_money_is_conserved() -> None:
     d = played({("a", 0): 1.0, ("b", 1): 0.3})
     for t in range(2):
         assert sum(d.payments[name][t] for name in d.payments) == pytest.approx(0.0, abs=1e-12)
+
+
+# --- the whole day-ahead mode on the chain: the compensation is posted, and a deliverer never ends worse off ---
+
+GENSET_DAY = synthetic_scenario(8, 12, seed=0, interval_hours=2.0)
+
+
+def run_day(faults: tuple[DeliveryFault, ...] = ()) -> tuple[SimulationResult, ChainVenue]:
+    venues: list[ChainVenue] = []
+
+    def factory(s: Scenario) -> ChainVenue:
+        venues.append(ChainVenue(s))
+        return venues[-1]
+
+    config = SimulationConfig(market="dayahead", with_central=False, delivery_faults=faults)
+    return simulate(GENSET_DAY, config, factory), venues[0]
+
+
+@functools.cache
+def faultless() -> SimulationResult:
+    return run_day()[0]
+
+
+@settings(max_examples=8, deadline=None)
+@given(
+    st.dictionaries(
+        st.tuples(st.sampled_from([mg.name for mg in GENSET_DAY.microgrids]), st.integers(0, 11)),
+        st.sampled_from([0.1, 0.5, 1.0]) | st.floats(0.001, 1.0),
+        min_size=1,
+        max_size=5,
+    )
+)
+@example({("mg001", 3): 1.0})
+def test_an_mg_that_delivered_ends_no_worse_than_its_commitment_whoever_let_it_down(
+    pattern: dict[tuple[str, int], float],
+) -> None:
+    faults = tuple(DeliveryFault(mg, f, (t,)) for (mg, t), f in sorted(pattern.items()))
+    result, venue = run_day(faults)
+    d, d0 = result.dayahead, faultless().dayahead
+    assert d is not None and d0 is not None
+    costs, base = result.totals()["mg_cost_p2p"], faultless().totals()["mg_cost_p2p"]
+    assert isinstance(costs, dict) and isinstance(base, dict)
+    for name in costs:
+        if name in d.shortfall_kwh:
+            continue
+        # its uplift charge can only shrink (a defaulting payee's credit withheld) and its cover is paid for
+        assert costs[name] <= base[name] + 1e-6, name
+        assert name not in d.worse_than_conventional
+    # the compensation went through the chain's payments contract: balances still sum to zero
+    micro = [round(venue.balance(mg.name) * MICRO) for mg in GENSET_DAY.microgrids]
+    assert sum(micro) == 0
+    # and each MG's balance is its settlements, its uplift and its compensation, to the micro-unit
+    settled = {mg.name: 0 for mg in GENSET_DAY.microgrids}
+    for r in result.intervals:
+        for tr in r.trades:
+            tid = contract.trade_id(r.interval, venue.keys[tr.seller].public, venue.keys[tr.buyer].public)
+            record = contract.trade(venue.chain.view, tid)
+            assert record is not None
+            settled[tr.seller] += record["settlement"]["amount"]
+            settled[tr.buyer] -= record["settlement"]["amount"]
+    for mg, got in zip(GENSET_DAY.microgrids, micro, strict=True):
+        name = mg.name
+        net = d.uplift_credit.get(name, 0.0) - d.uplift_charge.get(name, 0.0) + d.compensation.get(name, 0.0)
+        assert got == settled[name] + round(net * MICRO), name
+    assert sum(d.compensation.values()) == pytest.approx(0.0, abs=1e-9)

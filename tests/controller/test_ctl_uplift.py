@@ -291,6 +291,7 @@ def test_the_cli_json_carries_the_uplift_paid_and_the_paid_amounts_follow_the_fu
         "uplift_withheld": {},
         "uplift_refund": {},
         "worse_than_conventional": {},
+        "compensation": {},
     }
     assert doc["uplift_funded"] and doc["stable"] and doc["rationed_at_own_rule"] == {}  # no owner rules
     # worked out here from the JSON alone: the payee is the genset MG with the day's largest deviation gain,
@@ -410,19 +411,24 @@ def test_a_payee_that_delivers_a_quarter_less_in_one_hour_forfeits_its_credit_an
     assert isinstance(venue.settle(second, 30.0), Rejected)
     venue.flush()
     assert (venue.balance("g"), venue.balance("b")) == before
-    # the credit is withheld, b's charge for it not collected: no pay on the chain, balances = energy only
+    # the credit is withheld, b's charge for it not collected: no uplift on the chain; g pays b the cover's
+    # price for the 10 kWh it did not deliver, b's retail less the trade price: 10 × (0.25 − 0.188)
     assert d.uplift_credit == {} and d.uplift_charge == {} and d.uplift_total == 0.0
     assert d.uplift_withheld == {"g": 4.56} and d.uplift_refund == {"b": 4.56}
-    assert venue.balance("g") == pytest.approx(0.188 * 70, abs=1e-9)
-    assert venue.balance("b") == pytest.approx(-0.188 * 70, abs=1e-9)
+    assert d.compensation == {"g": pytest.approx(-0.62), "b": pytest.approx(0.62)}
+    assert venue.balance("g") == pytest.approx(0.188 * 70 - 0.62, abs=1e-9)
+    assert venue.balance("b") == pytest.approx(-0.188 * 70 + 0.62, abs=1e-9)
     assert d.shortfall_kwh == {"g": 10.0} and d.covered_kwh == {"b": 10.0}
     totals = result.totals()
     cost = totals["mg_cost_p2p"]
-    # g re-plans: 40 kW (7.5) then 30 kW at its minimum (6.0), paid for 70 kWh: above its conventional 0
-    assert cost["g"] == pytest.approx(7.5 + 6.0 - 0.188 * 70, abs=1e-6)  # type: ignore[index]
-    # b buys the 10 kWh g did not deliver from the DSO at retail, and pays no uplift
-    assert cost["b"] == pytest.approx(0.188 * 70 + 0.25 * 10, abs=1e-6)  # type: ignore[index]
-    assert d.worse_than_conventional == {"g": pytest.approx(7.5 + 6.0 - 0.188 * 70, abs=1e-6)}
+    # g re-plans: 40 kW (7.5) then 30 kW at its minimum (6.0), paid for 70 kWh, and compensates b: above
+    # its conventional 0
+    g_cost = 7.5 + 6.0 - 0.188 * 70 + 0.62
+    assert cost["g"] == pytest.approx(g_cost, abs=1e-6)  # type: ignore[index]
+    # b buys the 10 kWh g did not deliver from the DSO at retail, g pays the difference, and b pays no
+    # uplift: its day costs what the 80 kWh would have at 0.188
+    assert cost["b"] == pytest.approx(0.188 * 80, abs=1e-6)  # type: ignore[index]
+    assert d.worse_than_conventional == {"g": pytest.approx(g_cost, abs=1e-6)}
     # welfare counts the physical side only: the DSO's cover included
     assert sum(r.p2p_welfare for r in result.intervals) == pytest.approx(-(13.5 + 2.5), abs=1e-6)
 
@@ -438,15 +444,22 @@ def test_a_payer_that_takes_less_still_pays_its_charge_and_the_payee_keeps_its_c
     assert settlement(venue, result.intervals[0].trades[0])["delivered"] == 20_000
     assert d.uplift_credit == {"g": 4.56} and d.uplift_charge == {"b": 4.56} and d.uplift_withheld == {}
     assert d.shortfall_kwh == {"b": 20.0} and d.covered_kwh == {"g": 20.0}
-    assert venue.balance("g") == pytest.approx(0.188 * 60 + 4.56, abs=1e-9)
-    assert venue.balance("b") == pytest.approx(-0.188 * 60 - 4.56, abs=1e-9)
+    # b pays g the cover's price for the 20 kWh it did not take: the trade price less g's feed-in
+    comp = 20 * (0.188 - 0.05)
+    assert d.compensation == {"b": pytest.approx(-comp), "g": pytest.approx(comp)}
+    assert venue.balance("g") == pytest.approx(0.188 * 60 + 4.56 + comp, abs=1e-9)
+    assert venue.balance("b") == pytest.approx(-0.188 * 60 - 4.56 - comp, abs=1e-9)
     cost = result.totals()["mg_cost_p2p"]
-    g_energy = 7.5 + 7.5 - 0.05 * 20 - 0.188 * 60  # it ran 40 kW both hours as committed
+    g_energy = 7.5 + 7.5 - 0.05 * 20 - 0.188 * 60 - comp  # it ran 40 kW both hours as committed
+    assert g_energy == pytest.approx(15.0 - 0.188 * 80)  # its committed day's cost: made whole
     assert cost["g"] == pytest.approx(g_energy - 4.56, abs=1e-6)  # type: ignore[index]
-    assert cost["b"] == pytest.approx(0.25 * 20 + 0.188 * 60 + 4.56, abs=1e-6)  # type: ignore[index]
-    # without the credit g would be worse off than conventional (0) by what b's fault cost it; b by its own
-    assert g_energy > 0.0
-    assert d.worse_than_conventional == {"b": pytest.approx(0.25 * 20 + 0.188 * 60 + 4.56 - 20.0, abs=1e-6)}
+    assert cost["b"] == pytest.approx(0.25 * 20 + 0.188 * 60 + 4.56 + comp, abs=1e-6)  # type: ignore[index]
+    # made whole for b's fault, g is within its conventional day (0) even before its credit (before the
+    # compensation it ended above it by what b's fault cost it); b is above its own by its own fault
+    assert g_energy <= 0.0
+    assert d.worse_than_conventional == {
+        "b": pytest.approx(0.25 * 20 + 0.188 * 60 + 4.56 + comp - 20.0, abs=1e-6)
+    }
 
 
 def test_no_fault_settles_everything_and_pays_as_before(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -118,6 +118,7 @@ def result_json(result: SimulationResult, chain: dict[str, int] | None = None) -
                 "uplift_withheld": {k: _num(v) for k, v in sorted(d.uplift_withheld.items())},
                 "uplift_refund": {k: _num(v) for k, v in sorted(d.uplift_refund.items())},
                 "worse_than_conventional": {k: _num(v) for k, v in sorted(d.worse_than_conventional.items())},
+                "compensation": {k: _num(v) for k, v in sorted(d.compensation.items())},
             },
         }
         if chain is not None:  # beside `dayahead`, whose keys are fixed
@@ -278,7 +279,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(
                 f"peergrid-market: delivery faults {' '.join(str(f) for f in d.faults)}: "
                 f"{sum(d.shortfall_kwh.values()):.3f} kWh not delivered; uplift withheld "
-                f"{sum(d.uplift_withheld.values()):.4f}; worse off than conventional: {worse}",
+                f"{sum(d.uplift_withheld.values()):.4f}; imbalance compensation paid "
+                f"{sum(v for v in d.compensation.values() if v > 0):.4f}; worse off than conventional: {worse}",
                 file=sys.stderr,
             )
     return 0

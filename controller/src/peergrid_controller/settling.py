@@ -2,7 +2,8 @@
 
 Promises: `settle_interval(venue, t, trades, delivered)` settles every agreed trade of interval `t` exactly once,
 for the quantity delivered (all of it when `delivered` is None); `pay_uplift(venue, uplift, ref)` posts every
-make-whole payment once through the venue's `pay`, nothing when there are none. A refusal, or a venue that cannot
+make-whole payment once through the venue's `pay`, nothing when there are none; `pay_compensation(venue,
+payments)` the day's imbalance compensation (delivery.py) the same way. A refusal, or a venue that cannot
 record payments, raises `SettlementError`: a bug or a tampered chain, never skipped. Never reads clocks.
 """
 
@@ -12,10 +13,11 @@ from collections.abc import Sequence
 
 from peergrid_controller.bargaining import Venue
 from peergrid_controller.market import Accepted, Trade
-from peergrid_controller.uplift import Uplift
+from peergrid_controller.uplift import Payment, Uplift
 from peergrid_controller.venues import PaymentVenue
 
 UPLIFT_REF = "uplift/day-0"  # the simulation runs one day on its own chain
+COMPENSATION_REF = "imbalance/day-0"  # delivery.py's compensation for forward trades not delivered
 
 
 class SettlementError(RuntimeError):
@@ -36,10 +38,19 @@ def settle_interval(
 
 def pay_uplift(venue: Venue, uplift: Uplift, ref: str) -> None:
     """Post every make-whole payment through the venue (the chain's `pay`), once; refused ones are fatal."""
-    if not uplift.payments:
+    _pay(venue, uplift.payments, ref, "uplift")
+
+
+def pay_compensation(venue: Venue, payments: Sequence[Payment], ref: str = COMPENSATION_REF) -> None:
+    """Post the day's imbalance compensation (one payment per payer and payee) through the venue, once."""
+    _pay(venue, payments, ref, "imbalance compensation")
+
+
+def _pay(venue: Venue, payments: Sequence[Payment], ref: str, what: str) -> None:
+    if not payments:
         return
     if not isinstance(venue, PaymentVenue):
-        raise SettlementError(f"the venue {type(venue).__name__} cannot record uplift payments")
-    refused = [str(v) for p in uplift.payments if not isinstance(v := venue.pay(p, ref), Accepted)]
+        raise SettlementError(f"the venue {type(venue).__name__} cannot record {what} payments")
+    refused = [str(v) for p in payments if not isinstance(v := venue.pay(p, ref), Accepted)]
     if refused:
-        raise SettlementError(f"uplift payment refused: {refused[0]}")
+        raise SettlementError(f"{what} payment refused: {refused[0]}")

@@ -106,13 +106,15 @@ class DayAheadSummary:
     # delivery (delivery.py): the faults played; per MG its own committed energy not delivered and a
     # counterparty's shortfall it covered with the DSO (kWh); credits withheld from MGs that did not deliver
     # and the charges not collected for them (currency; uplift_credit/uplift_charge are what was paid); per
-    # MG how much its day (uplift included) cost above its conventional day (only those above it)
+    # MG how much its day (uplift included) cost above its conventional day (only those above it); the
+    # imbalance compensation per MG, received (+) or paid (−) for the day (delivery.py)
     faults: tuple[DeliveryFault, ...] = ()
     shortfall_kwh: dict[str, float] = field(default_factory=dict)
     covered_kwh: dict[str, float] = field(default_factory=dict)
     uplift_withheld: dict[str, float] = field(default_factory=dict)
     uplift_refund: dict[str, float] = field(default_factory=dict)
     worse_than_conventional: dict[str, float] = field(default_factory=dict)
+    compensation: dict[str, float] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

@@ -10,8 +10,9 @@ dispatches its day with them fixed; make-whole (uplift) payments for the MGs tha
 there reported apart as `rationed_at_own_rule`) and the stability check re-solved with them; the delivery faults
 (`cfg.delivery_faults`, and `cfg.random_faults` drawn among the trading MGs not given one) played (delivery.py):
 each trade settled once, interval by interval, for what was delivered, the MG at fault re-planning its day, its
-counterparties covering the gap with the DSO, a payee that fell short losing its credit (uplift.withhold); then,
-after the day, the payments posted through the venue (`pay`, once) and counted in the last interval's MG costs.
+counterparties covering the gap with the DSO and paid its price by the MG at fault (imbalance compensation), a
+payee that fell short losing its credit (uplift.withhold); then, after the day, the payments posted through the
+venue (`pay`, once: the uplift counted in the last interval's MG costs, the compensation in the fault's).
 `SimulationResult.dayahead` carries the stage's iterations, its day-level stability check, the uplift and per MG
 how far above its conventional day the faults left it. Deterministic: same inputs, same result.
 Assumes the scenario's profiles are the forecasts. Never reads clocks or I/O beyond the venue it is given.
@@ -25,7 +26,7 @@ from peergrid_controller.dayahead import Allocation
 from peergrid_controller.delivery import deliver, fractions, seeded_faults
 from peergrid_controller.forward import clear, commit, deviation_gains, own_rule_fees, post
 from peergrid_controller.model import Scenario
-from peergrid_controller.settling import UPLIFT_REF, pay_uplift, settle_interval
+from peergrid_controller.settling import UPLIFT_REF, pay_compensation, pay_uplift, settle_interval
 from peergrid_controller.simrecords import DayAheadSummary, IntervalResult, SimulationConfig, SimulationResult
 from peergrid_controller.uplift import MICRO, earns, make_whole, withhold
 from peergrid_controller.venues import exchange_recorder, forward_clearing
@@ -117,7 +118,13 @@ def play_day(
         )
     # earned by delivering every committed position: paid after the day, to those that did
     pay_uplift(venue, paid, UPLIFT_REF)
+    # what the MGs at fault owe their counterparties for the cover (already in the interval costs above)
+    pay_compensation(venue, delivery.compensation)
     venue.flush()
+    compensation: dict[str, int] = {}
+    for p in delivery.compensation:
+        compensation[p.payer] = compensation.get(p.payer, 0) - p.amount
+        compensation[p.payee] = compensation.get(p.payee, 0) + p.amount
     worse = {
         name: round(delivery.day_cost(name) - paid.net(name) - conventional_day[name], 9)
         for name in sorted(delivery.physical_cost)
@@ -147,6 +154,7 @@ def play_day(
         covered_kwh={name: round(kwh, 6) for name, kwh in delivery.covered_kwh.items()},
         uplift_withheld={name: a / MICRO for name, a in sorted(paid.withheld.items())},
         uplift_refund={name: a / MICRO for name, a in sorted(paid.refunds.items())},
+        compensation={name: a / MICRO for name, a in sorted(compensation.items())},
         worse_than_conventional={
             name: w for name, w in worse.items() if w > 1e-6 * max(1.0, abs(conventional_day[name]))
         },
