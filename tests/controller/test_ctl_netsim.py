@@ -11,6 +11,7 @@ from peergrid_controller.model import Scenario
 from peergrid_controller.netsim import LossyVenue
 from peergrid_controller.simulate import SimulationConfig, SimulationResult, simulate
 from peergrid_controller.synth import synthetic_scenario
+from peergrid_controller.venues import exchange_recorder
 
 # four MGs over a day in 8 three-hour steps: cheap to run, with midday trading
 SCENARIO = synthetic_scenario(4, 8, seed=2, interval_hours=3.0)
@@ -69,3 +70,30 @@ def test_lossy_transport_in_front_of_the_chain() -> None:
     assert all(
         i.trades == tuple(sorted(i.trades, key=lambda t: (t.seller, t.buyer))) for i in result.intervals
     )
+
+
+def test_the_day_ahead_market_crosses_the_transport_with_every_move_on_the_chain() -> None:
+    """Through a lossy transport the day-ahead session is still the chain's: every post, step, accept and
+    payment is resent until it arrives, so the day is the one without loss, and the transport counts them."""
+    config = SimulationConfig(market="dayahead", with_central=False)
+    plain = simulate(SCENARIO, config, venue_factory=ChainVenue)
+    venues: list[LossyVenue] = []
+
+    def factory(s: Scenario) -> Venue:
+        venues.append(LossyVenue(ChainVenue(s), seed=5, loss=0.3))
+        return venues[-1]
+
+    lossy = simulate(SCENARIO, config, venue_factory=factory)
+    d = lossy.dayahead
+    assert d is not None and d.moves_on_chain  # the wrapper no longer hides the chain's exchange
+    assert same(lossy, plain)
+    stats = venues[0].stats
+    # at least one message per MG post per iteration (its first response and one per iteration)
+    assert stats.sent >= len(SCENARIO.microgrids) * (d.iterations + 1) and stats.lost > 0
+    assert stats.undelivered_moves == 0
+
+
+def test_a_venue_without_an_exchange_shows_none_through_the_transport() -> None:
+    venue = LossyVenue(MemoryVenue({mg.name: mg.rules for mg in SCENARIO.microgrids}))
+    assert exchange_recorder(venue) is None
+    assert exchange_recorder(LossyVenue(ChainVenue(SCENARIO))) is not None

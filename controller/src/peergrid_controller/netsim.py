@@ -6,6 +6,9 @@ MGMC sends (offer, bid, move, settlement) is dropped with probability `loss` and
 within the round's deadline. A move that does not arrive in time is not part of the round (the caller gets
 `Rejected("lost in transport ...")` and the bargaining carries on without it). Settlements are retried until
 delivered, and the venue refuses a second settlement of the same trade, so each trade settles exactly once.
+So are the day-ahead market's messages where the inner venue takes them: plain payments (`pay`) and every
+transaction of the exchange session (`exchange`, the inner venue's recorder: an ADMM iteration waits for every
+member, so a lost post is resent, never left out); the inner venue refuses a second payment of a reference.
 Same seed, same losses, same outcome. Assumes the venue side (authority) is reliable; the block broadcast back
 to the MGMCs is not simulated. No sockets, no real clock: time is a counter.
 """
@@ -14,9 +17,12 @@ from __future__ import annotations
 
 import random
 from dataclasses import dataclass, field
+from typing import Any
 
 from peergrid_controller.bargaining import Venue
 from peergrid_controller.market import Bid, Offer, Rejected, Trade, Verdict
+from peergrid_controller.uplift import Payment
+from peergrid_controller.venues import PaymentVenue, exchange_recorder
 
 
 @dataclass
@@ -83,5 +89,44 @@ class LossyVenue:
         self._deliver(None)
         return self.inner.settle(trade, delivered_kwh)
 
+    def pay(self, payment: Payment, ref: str) -> Verdict:
+        if not isinstance(self.inner, PaymentVenue):
+            return Rejected(f"{type(self.inner).__name__} takes no payments")
+        self._deliver(None)
+        return self.inner.pay(payment, ref)
+
+    @property
+    def exchange(self) -> _LossyExchange:
+        """The inner venue's exchange recorder behind this transport (AttributeError where it keeps none, so
+        `venues.exchange_recorder` sees none, as for the inner venue)."""
+        recorder = exchange_recorder(self.inner)
+        if recorder is None:
+            raise AttributeError(f"{type(self.inner).__name__} keeps no exchange")
+        return _LossyExchange(recorder, self)
+
     def flush(self) -> None:
         self.inner.flush()
+
+
+# the exchange recorder's calls that are transactions an MGMC sends (dayexchange.ExchangeRecorder,
+# forward.ForwardClearing); anything else (`ready`, a local question) is the inner recorder's own
+_SENT = frozenset({"open", "position", "step", "close", "accept", "clear"})
+
+
+@dataclass
+class _LossyExchange:
+    """An exchange recorder whose every transaction first crosses the transport, resent until it arrives."""
+
+    inner: Any  # dayexchange.ExchangeRecorder (and what else the inner venue's recorder offers)
+    transport: LossyVenue
+
+    def __getattr__(self, name: str) -> Any:
+        attr = getattr(self.inner, name)
+        if name not in _SENT:
+            return attr
+
+        def sent(*args: Any, **kwargs: Any) -> Any:
+            self.transport._deliver(None)
+            return attr(*args, **kwargs)
+
+        return sent
