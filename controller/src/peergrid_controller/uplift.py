@@ -56,8 +56,10 @@ Pure: no solver, no I/O, no clocks.
 from __future__ import annotations
 
 import math
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
+
+from peergrid_ledger.contracts.pairing import largest_remainder, north_west
 
 MICRO = 1_000_000  # micro-units per currency unit (the chain's amounts)
 # a gain within this of the tolerance is no gain: the MILPs behind it are exact to their 1e-6 relative gap
@@ -105,46 +107,6 @@ class Uplift:
     def net(self, name: str) -> float:
         """Currency the MG receives (negative: pays)."""
         return (self.credits.get(name, 0) - self.charges.get(name, 0)) / MICRO
-
-
-def largest_remainder(weights: Mapping[str, int], total: int) -> dict[str, int]:
-    """`total` split in proportion to non-negative integer `weights` (sum ≥ total): floors, then one more for
-    the largest remainders, ties by name. Exact: the shares sum to `total`, each at most its weight. Also
-    forward.py's scaling of positions to an interval's volume."""
-    whole = sum(weights.values())
-    if not 0 <= total <= whole:
-        raise ValueError(f"cannot share {total} over weights summing to {whole}")
-    if whole == 0:
-        return dict.fromkeys(weights, 0)
-    share = {name: total * w // whole for name, w in weights.items()}
-    left = total - sum(share.values())
-    order = sorted(weights, key=lambda name: (-(total * weights[name] % whole), name))
-    for name in order[:left]:
-        share[name] += 1
-    return share
-
-
-def north_west(
-    rows: Sequence[tuple[str, int]], columns: Sequence[tuple[str, int]]
-) -> list[tuple[str, str, int]]:
-    """The north-west corner walk over two lists of (name, positive amount) in the order given: each step
-    moves the smaller of what the current row and column have left, (row, column, amount), until either side
-    runs out — at most rows + columns − 1 steps, each side's sums exact up to the shorter total. Also
-    forward.py's pairing of sellers with buyers."""
-    left_rows = [amount for _, amount in rows]
-    left_columns = [amount for _, amount in columns]
-    out: list[tuple[str, str, int]] = []
-    i = j = 0
-    while i < len(rows) and j < len(columns):
-        amount = min(left_rows[i], left_columns[j])
-        out.append((rows[i][0], columns[j][0], amount))
-        left_rows[i] -= amount
-        left_columns[j] -= amount
-        if left_rows[i] == 0:
-            i += 1
-        if left_columns[j] == 0:
-            j += 1
-    return out
 
 
 def transfers(credits: Mapping[str, int], charges: Mapping[str, int]) -> tuple[Payment, ...]:
