@@ -110,7 +110,7 @@ def test_a_hand_computed_session_over_three_iterations() -> None:
         )
         assert isinstance(result, Accepted)
         assert result.events == (
-            ("exchange_step", {"session": "day-1", "iteration": iteration + 1, "rho": rho}),
+            ("exchange_step", {"session": "day-1", "iteration": iteration + 1, "rho": rho, "settled": 0}),
         )
         chain.seal()
         state = session(chain.state, "day-1")
@@ -125,7 +125,13 @@ def test_a_hand_computed_session_over_three_iterations() -> None:
     assert closing.events == (
         (
             "exchange_closed",
-            {"session": "day-1", "iteration": 3, "prices": list(expected_prices[2]), "unstepped": 0},
+            {
+                "session": "day-1",
+                "iteration": 3,
+                "prices": list(expected_prices[2]),
+                "unstepped": 0,
+                "settled": False,
+            },
         ),
     )
     chain.seal()
@@ -139,6 +145,7 @@ def test_a_hand_computed_session_over_three_iterations() -> None:
         "posted": 0,
         "prices": expected_prices[2],
         "rho": 3_750_001,
+        "settled": 0,
         "size": 2,
     }
 
@@ -421,7 +428,13 @@ def test_closing_a_half_posted_iteration_abandons_it_at_the_last_stepped_prices(
     assert closing.events == (
         (
             "exchange_closed",
-            {"session": "day-1", "iteration": 1, "prices": list(before["prices"]), "unstepped": 1},
+            {
+                "session": "day-1",
+                "iteration": 1,
+                "prices": list(before["prices"]),
+                "unstepped": 1,
+                "settled": False,
+            },
         ),
     )
     chain.seal()

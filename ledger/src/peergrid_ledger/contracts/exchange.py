@@ -8,14 +8,21 @@ Flow of one session (the controller's dayahead.py is the computation mirrored he
   `exchange.position` is one member's net position for every interval at the current iteration, once per
       iteration, each within the member's owner rules for that chain interval (`market_state.rules_for`:
       |q| ≤ `max_quantity`; a `clean_only` member never buys). The chain keeps the iteration's running sum
-      per interval, so a step costs the same however many members posted.
+      per interval, so a step costs the same however many members posted. An optional `settled` (default
+      false) is the member's verdict on the previous, stepped, iteration (the controller's value stop,
+      judged with the member's own tariff spread: dayexchange.settled): true says what that iteration still
+      moved is worth no more to it than its stop allows. Only iteration k ≥ 2 may say so (iteration 0 is
+      the first responses, so iteration 1's post has no move to judge); the chain counts the iteration's
+      true verdicts (`session`'s `settled`, `settled_count`).
   `exchange.step` (coordinator, once every member posted) computes the new prices itself: unchanged at
       iteration 0 (every member's first response to the opening prices), else `next_prices` with the
       session's current ρ; then ρ takes the body's value, within [ceil(ρ/2), 2ρ] (the coordinator's
       residual balancing halves or doubles it, or caps it), and the next iteration starts.
   `exchange.close` (coordinator) freezes the prices of the last step; posts already made for the current
       iteration are abandoned (counted in the event: a member that can no longer post cannot hold the
-      session open). Each member's last stepped position stays readable (`stepped`).
+      session open). Each member's last stepped position stays readable (`stepped`). The event's `settled`
+      says whether every member's verdict on the last stepped iteration was settled (the value stop: the
+      coordinator closed once they all said so), so anyone reading the chain sees why the session ended.
   `exchange.accept` (each member, once) and `exchange.clear` (coordinator, once) then turn the closed
       session into the day's forward trades, recorded as the market contract's trades at the closing
       prices on its tick (`micro_per_wh`): `exchange_clearing` has their rules.
@@ -36,7 +43,7 @@ from typing import Any
 from .. import keyspace as ks
 from ..machine import BlockContext, KindSpec, require
 from ..results import Event, Reason, RuleError
-from ..schema import INTERVAL, KEY, LABEL, Bool, Int, List, Map
+from ..schema import INTERVAL, KEY, LABEL, Bool, Int, List, Map, OneOf
 from ..state import Overlay, StateReader, read_obj
 from ..tx import Tx
 from . import exchange_clearing
@@ -126,9 +133,10 @@ def stepped_key(member: bytes, name: str) -> bytes:
 
 
 def session(state: StateReader, name: str) -> dict[str, Any] | None:
-    """`{closed, coordinator, first_interval, intervals, iteration, members, posted, prices, rho}`, or None
-    if no such session: `iteration` is the current one (the number of steps taken), `posted` how many
-    members posted it, `prices` a tuple of nano per kWh."""
+    """`{closed, coordinator, first_interval, intervals, iteration, members, posted, prices, rho, settled}`,
+    or None if no such session: `iteration` is the current one (the number of steps taken), `posted` how
+    many members posted it, `settled` how many of those posts said settled (their verdict on the iteration
+    before), `prices` a tuple of nano per kWh."""
     record = read_obj(state, session_key(name))
     if record is None:
         return None
@@ -138,7 +146,21 @@ def session(state: StateReader, name: str) -> dict[str, Any] | None:
         "members": list(read_obj(state, members_key(name))),
         "posted": progress["posted"],
         "prices": tuple(read_obj(state, prices_key(name))),
+        "settled": _settled(progress),
     }
+
+
+def settled_count(state: StateReader, name: str) -> int | None:
+    """How many members' posts at the session's current iteration said settled (`session`'s `settled`,
+    without reading the member list or the prices), or None if no such session."""
+    progress = read_obj(state, sums_key(name))
+    return None if progress is None else _settled(progress)
+
+
+def _settled(progress: dict[str, Any]) -> int:
+    # the count is kept only once a post says settled, so that chains without verdicts keep their bytes
+    count: int = progress.get("settled", 0)
+    return count
 
 
 def posted(state: StateReader, name: str, member: bytes) -> bool:
@@ -266,10 +288,21 @@ def post_position(view: Overlay, tx: Tx, ctx: BlockContext, sender: ks.AccountRe
         Reason.INVALID,
         f"{len(positions)} positions, the session has {record['intervals']} intervals",
     )
+    settled = b.get("settled", False)
+    require(
+        not settled or record["iteration"] >= 2,
+        Reason.RULE_VIOLATION,
+        f"settled at iteration {record['iteration']}: a verdict judges the previous iteration's move, "
+        "and iterations 0 (the first responses) and 1 have none before them to judge",
+    )
     _check_positions(view, tx.sender, record["first_interval"], positions)
     progress = read_obj(view, sums_key(name))
     sums = [s + q for s, q in zip(progress["sums"], positions, strict=True)]
-    view.put_obj(sums_key(name), {"posted": progress["posted"] + 1, "sums": sums})
+    running: dict[str, Any] = {"posted": progress["posted"] + 1, "sums": sums}
+    count = _settled(progress) + settled
+    if count:  # absent until a post says settled: a chain without verdicts keeps its state bytes
+        running["settled"] = count
+    view.put_obj(sums_key(name), running)
     if last["iteration"] >= 0:  # the session is past it: it was stepped, and this post may yet be abandoned
         view.put_obj(stepped_key(tx.sender, name), last)
     view.put_obj(key, {"iteration": record["iteration"], "positions": positions, "txid": tx.txid})
@@ -306,7 +339,9 @@ def step(view: Overlay, tx: Tx, ctx: BlockContext, sender: ks.AccountRecord) -> 
     iteration = record["iteration"] + 1
     view.put_obj(session_key(name), {**record, "iteration": iteration, "rho": new_rho})
     view.put_obj(sums_key(name), {"posted": 0, "sums": [0] * record["intervals"]})
-    return [("exchange_step", {"session": name, "iteration": iteration, "rho": new_rho})]
+    # how many of the stepped iteration's posts said settled (their verdicts on the iteration before it)
+    stepped_event = {"session": name, "iteration": iteration, "rho": new_rho, "settled": _settled(progress)}
+    return [("exchange_step", stepped_event)]
 
 
 def close(view: Overlay, tx: Tx, ctx: BlockContext, sender: ks.AccountRecord) -> list[Event]:
@@ -317,16 +352,27 @@ def close(view: Overlay, tx: Tx, ctx: BlockContext, sender: ks.AccountRecord) ->
     # an iteration some members posted and the coordinator closes instead of stepping (a member that can no
     # longer post would otherwise hold the session open for ever) is abandoned: its posts never price
     # anything, the prices stay those of the last step, and the event says how many posts were dropped
-    unstepped = read_obj(view, sums_key(name))["posted"]
+    progress = read_obj(view, sums_key(name))
+    unstepped = progress["posted"]
     view.put_obj(session_key(name), {**record, "closed": True})
     prices = read_obj(view, prices_key(name))
-    closed = {"session": name, "iteration": record["iteration"], "prices": prices, "unstepped": unstepped}
+    closed = {
+        "session": name,
+        "iteration": record["iteration"],
+        "prices": prices,
+        "unstepped": unstepped,
+        # every member's verdict on the last stepped iteration, posted with the abandoned one, was settled:
+        # the value stop (a kWh stop or any other close leaves it false)
+        "settled": _settled(progress) == record["size"],
+    }
     return [("exchange_closed", closed)]
 
 
 def genesis_writes(genesis: Any) -> dict[bytes, bytes | None]:
     return {}
 
+
+_POSITION_BODY = Map({"session": LABEL, "iteration": ITERATION, "positions": List(POSITION, MAX_INTERVALS)})
 
 KINDS: dict[str, KindSpec] = {
     "exchange.open": KindSpec(
@@ -342,7 +388,8 @@ KINDS: dict[str, KindSpec] = {
         open_exchange,
     ),
     "exchange.position": KindSpec(
-        Map({"session": LABEL, "iteration": ITERATION, "positions": List(POSITION, MAX_INTERVALS)}),
+        # `settled` is optional (false when absent), so that the bodies posted before it still validate
+        OneOf((_POSITION_BODY, Map({**_POSITION_BODY.fields, "settled": Bool()}))),
         post_position,
     ),
     "exchange.step": KindSpec(Map({"session": LABEL, "iteration": ITERATION, "rho": RHO}), step),
