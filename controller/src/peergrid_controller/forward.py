@@ -24,6 +24,12 @@ Promises:
   chain's exchange contract) has each MG post its accepted positions (`exchange.accept`, in scenario order),
   the coordinator clear, and returns the trades the contract computed; `ForwardError` if it refuses an
   accept or the clear, or if its trades differ from the commitment's in any pair, Wh or price.
+- `accept_alone(mg, dt, prices, positions)`: one MG's accept of a closed session from its own data only (an
+  MGMC on the edge, which sees no other MG's model): `commit`'s rule with the MG's whole accepted position
+  (`accepted_wh`) as its trades — if its day with them fixed costs more than its conventional day, the
+  largest part within that cost (`largest_within`), re-checked, for up to `reductions` rounds; else zeros
+  (declines). It cannot see the pro-rata cut the clear makes after every accept: a partly filled MG is
+  not re-checked (`commit` re-checks; see docs/market.md).
 - `post(venue, commitment, clean)` (a venue without such an exchange: the memory venue) records every
   interval's forward trades through the market contract (offers at λ_t, bids naming the matched sellers, one
   round, closed) and raises `ForwardError` if the contract refuses a move or agrees different trades (pairs,
@@ -38,10 +44,11 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Protocol, runtime_checkable
+from typing import Literal, Protocol, runtime_checkable
 
 from peergrid_controller.bargaining import Venue
 from peergrid_controller.baselines import BaselineCosts, interval_costs
+from peergrid_controller.baselines import conventional as conventional_costs
 from peergrid_controller.dayahead import Allocation
 from peergrid_controller.daymodel import largest_within
 from peergrid_controller.deviation import deviation_gains, own_rule_fees
@@ -61,10 +68,12 @@ from peergrid_controller.model import Microgrid, Scenario
 from peergrid_controller.schedule import MgSchedule, ScheduleError
 
 __all__ = [
+    "Acceptance",
     "Commitment",
     "Dispatch",
     "ForwardClearing",
     "ForwardError",
+    "accept_alone",
     "clear",
     "commit",
     "deviation_gains",
@@ -184,6 +193,20 @@ def _verify(commitment: Commitment, conventional: BaselineCosts) -> None:
             )
 
 
+def _reduce(
+    mg: Microgrid, dt: float, prices: Sequence[float], kwh: Sequence[float], budget: float
+) -> tuple[float, ...] | None:
+    """The largest trades within `kwh` (per interval, + sale) that keep the MG's day cost within `budget`, in
+    whole Wh toward zero (kWh); None when not even trading nothing fits."""
+    lo = [min(q / dt, 0.0) for q in kwh]
+    hi = [max(q / dt, 0.0) for q in kwh]
+    try:
+        reduced = largest_within(mg, dt, prices, lo, hi, budget)
+    except ScheduleError:
+        return None
+    return tuple(quantize(abs(x * dt)) * (1 if x > 0 else -1) for x in reduced)
+
+
 def commit(
     scenario: Scenario, allocation: Allocation, conventional: BaselineCosts, reductions: int = 4
 ) -> Commitment:
@@ -209,16 +232,12 @@ def commit(
                 declined.append(name)
                 continue
             mg = next(m for m in scenario.microgrids if m.name == name)
-            budget = sum(conventional.per_interval[name])
-            lo = [min(q / dt, 0.0) for q in kwh]
-            hi = [max(q / dt, 0.0) for q in kwh]
-            try:
-                reduced = largest_within(mg, dt, prices, lo, hi, budget)
-            except ScheduleError:
+            reduced = _reduce(mg, dt, prices, kwh, sum(conventional.per_interval[name]))
+            if reduced is None:
                 declined.append(name)
                 continue
             checks += 1
-            positions[name] = tuple(quantize(abs(x * dt)) * (1 if x > 0 else -1) for x in reduced)
+            positions[name] = reduced
             if not any(positions[name]):
                 declined.append(name)  # nothing it was matched fits its conventional cost
         allocation = replace(allocation, positions=positions)
@@ -268,6 +287,55 @@ def clear(
         if not _same(theirs, ours):
             raise ForwardError(f"interval {t}: the exchange cleared other trades than were matched")
     return tuple(tuple(sorted(day, key=lambda tr: (tr.seller, tr.buyer))) for day in cleared)
+
+
+@dataclass(frozen=True)
+class Acceptance:
+    """One MG's accept of its closed session's position (`accept_alone`)."""
+
+    positions: tuple[int, ...]  # whole Wh per interval, + sale: what it posts as `exchange.accept`
+    decision: Literal["whole", "reduced", "declined", "nothing"]  # "nothing": no position to accept
+    day_cost: float  # its day cost with `positions` traded in full at the prices, payments included
+    conventional: float  # its conventional day cost (no P2P)
+    checks: int  # MILPs solved
+
+
+def accept_alone(
+    mg: Microgrid,
+    dt: float,
+    prices: Sequence[float],
+    positions_kwh: Sequence[float],
+    reductions: int = 4,
+) -> Acceptance:
+    """`prices`: the session's closing λ_t (currency per kWh, exact to the nano); `positions_kwh`: the MG's
+    final stepped position per interval (+ sale). Deterministic; solves only this MG's own MILPs."""
+    alone = Scenario(mg.name, dt, (mg,))
+    conventional = conventional_costs(alone)
+    budget = sum(conventional.per_interval[mg.name])
+    on_tick = tuple(closing_price(p) / 1000 for p in prices)
+    allocation = Allocation(tuple(prices), {mg.name: tuple(positions_kwh)}, 0, 0.0, 0.0, True, 0, 0)
+    row = accepted_wh(alone, allocation)[mg.name]
+    zeros = (0,) * len(row)
+    if not any(row):
+        return Acceptance(zeros, "nothing", budget, budget, 0)
+    decision: Literal["whole", "reduced"] = "whole"
+    checks = 0
+    for attempt in range(reductions + 1):
+        kwh = [q / 1000 for q in row]
+        day = dispatch(mg, dt, kwh)
+        checks += 1
+        cost = day.cost - sum(q * p for q, p in zip(kwh, on_tick, strict=True))
+        if cost <= _ceiling(conventional, mg.name):
+            return Acceptance(row, decision, cost, budget, checks)
+        reduced = None if attempt == reductions else _reduce(mg, dt, on_tick, kwh, budget)
+        if reduced is None:
+            break
+        checks += 1
+        row = accepted_wh(alone, replace(allocation, positions={mg.name: reduced}))[mg.name]
+        if not any(row):
+            break
+        decision = "reduced"
+    return Acceptance(zeros, "declined", budget, budget, checks)
 
 
 def post(venue: Venue, commitment: Commitment, clean: dict[str, bool]) -> tuple[tuple[Trade, ...], ...]:
