@@ -33,7 +33,7 @@ from peergrid_edge.replicas import ChainSpec, EdgeLedger, Submission
 from peergrid_edge.trader import MarketAgent
 from peergrid_ledger import codec, keys
 from peergrid_ledger.contracts import exchange as contract
-from peergrid_ledger.genesis import Account, Genesis
+from peergrid_ledger.genesis import Account, Genesis, Params
 from peergrid_ledger.keys import Keypair
 
 CONFIG = DayAheadConfig(value_per_kwh=0.0)  # the kWh stops: the edge session's scope
@@ -53,19 +53,23 @@ def trading_key(mg: str) -> Keypair:
 
 
 def ledger_for(
-    tmp_path: Path, scenario: Scenario, rules: dict[str, ContractRules] | None = None
+    tmp_path: Path,
+    scenario: Scenario,
+    rules: dict[str, ContractRules] | None = None,
+    key_of: Callable[[str], Keypair] = trading_key,
+    params: Params | None = None,
 ) -> tuple[EdgeLedger, dict[str, Keypair]]:
-    """A single-authority MGMC chain whose accounts are the MGs' trading keys, each with its owner's rules
-    (`rules` overrides some, as a genesis that disagrees with the MGMC's own config)."""
+    """A single-authority MGMC chain whose accounts are the MGs' trading keys (`key_of` each MG's name), each
+    with its owner's rules (`rules` overrides some, as a genesis that disagrees with the MGMC's own config)."""
     chain = {mg.name: (rules or {}).get(mg.name, mg.rules) for mg in scenario.microgrids}
     authority = Keypair.from_seed(hashlib.sha256(b"edge-dayahead/authority").digest())
-    keys_ = {mg.name: trading_key(mg.name) for mg in scenario.microgrids}
+    keys_ = {mg.name: key_of(mg.name) for mg in scenario.microgrids}
     genesis = Genesis(
         chain="mgmc-dayahead", time=0, authorities=(authority.public,),
         accounts=(Account(authority.public, ("mgmc",)),
                   *(Account(keys_[mg.name].public, ("anonym",), mg.name, rules=chain_rules(chain[mg.name]))
                     for mg in scenario.microgrids)),
-        contracts=("market", "exchange"),
+        contracts=("market", "exchange"), params=params or Params(),
     )  # fmt: skip
     tmp_path.mkdir(parents=True, exist_ok=True)
     path = tmp_path / "mgmc-genesis.json"
@@ -393,6 +397,7 @@ def market_agent(ledger: EdgeLedger, key: Keypair, scenario: Scenario, mg: str, 
     agent.mg = next(m for m in scenario.microgrids if m.name == mg)
     agent.anonym, agent.name = key, key.public.hex()
     agent.interval, agent.phase, agent.done, agent.last, agent.dayahead = None, "starting", 0, {}, None
+    agent.forward, agent.forward_traded = None, []
     return agent
 
 

@@ -191,7 +191,8 @@ def test_the_trader_opens_its_sellers_at_the_previous_intervals_price_and_mid_bo
     agent.scenario = load_scenario(SCENARIO)
     agent.mg = next(m for m in agent.scenario.microgrids if m.name == "seller")
     agent.dt = agent.scenario.interval_hours
-    agent.name = Keypair.generate().public.hex()
+    agent.anonym = Keypair.generate()  # its forward trades are read under it (none here)
+    agent.name = agent.anonym.public.hex()
     agent.state = agent.conv_state = MgState.initial(agent.mg)
     agent.d = SimpleNamespace(ledger=SimpleNamespace(state=lambda role: chain.state))  # type: ignore[assignment]
     for t in (8, 9):

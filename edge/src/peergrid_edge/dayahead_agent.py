@@ -420,15 +420,7 @@ class DayAheadAgent:
         self.posted = positions
 
     async def _submit(self, kind: str, body: dict[str, Any]) -> None:
-        """Sign, submit and wait for a final block; a refusal (or no final block in time) is SessionFailed
-        naming it: never retried."""
-        self.before_submit()
-        nonce = self.ledger.next_nonce(ROLE, self.key.public)
-        raw = self.ledger.sign(ROLE, self.key, kind, body, nonce)
-        outcome = await self.ledger.submit(ROLE, raw, self.timeout_s)
-        if not outcome.landed:
-            at = f" of iteration {body['iteration']}" if "iteration" in body else ""
-            raise SessionFailed(f"the chain refused this MGMC's {kind}{at}: {outcome.reason}")
+        await submit_final(self.ledger, self.key, kind, body, self.timeout_s, self.before_submit)
 
     async def _abandon(self) -> str:
         """The coordinator closes a failed session where it stands (its unstepped posts abandoned); what
@@ -448,6 +440,25 @@ class DayAheadAgent:
         return SessionOutcome(
             self.session, completed, reason, self.is_coordinator, stepped, stop, prices, self.posted
         )
+
+
+async def submit_final(
+    ledger: Replica,
+    key: keys.Keypair,
+    kind: str,
+    body: dict[str, Any],
+    timeout_s: float,
+    before_submit: Callable[[], None],
+) -> None:
+    """Sign, submit and wait for a final block; a refusal (or no final block in time) is SessionFailed
+    naming it: never retried."""
+    before_submit()
+    nonce = ledger.next_nonce(ROLE, key.public)
+    raw = ledger.sign(ROLE, key, kind, body, nonce)
+    outcome = await ledger.submit(ROLE, raw, timeout_s)
+    if not outcome.landed:
+        at = f" of iteration {body['iteration']}" if "iteration" in body else ""
+        raise SessionFailed(f"the chain refused this MGMC's {kind}{at}: {outcome.reason}")
 
 
 def _short(value: Any) -> str:

@@ -5,6 +5,11 @@ Promises, per interval t (starting at `t0 + (t - first_interval) * interval_s` o
        from the plan it dispatched), derives its price-quantity curve and its role (seller, buyer, neither) at
        the mid price; a seller opens at the previous interval's agreed price on the chain (`opening_price`;
        mid-bounds when there is none);
+  0.   with `market.dayahead`, before the first interval: the day-ahead session (`dayahead_agent.py`) and,
+       once it completed, its forward trades (`forward_agent.py`: this MG's own accept, the coordinator's
+       clear). An interval the clear closed is traded by its forward trades: planned with them fixed (every
+       later forward trade is fixed in the day's plan too), not bargained (steps 4 and the rounds skipped),
+       its injection submitted and its purchases settled as below; the record's `forward` names the session;
   4.   bargains on the MGMC chain under its anonym (`chain_bargaining.py`): every offer, bid and move is a signed transaction, and
        each bargaining phase waits for the peers' moves in a FINAL block (sellers move, then buyers), so every
        MGMC decides from the same chain state; rounds end when a round repeats the previous one (no one
@@ -51,6 +56,7 @@ from peergrid_edge.chain_bargaining import (  # noqa: F401 - bids/offers_on_chai
 from peergrid_edge.config import MarketSettings
 from peergrid_edge.dayahead_agent import DayAheadAgent, SessionOutcome
 from peergrid_edge.dso_answers import DsoAnswers, Market, answer_iteration, sealed_contract
+from peergrid_edge.forward_agent import ForwardAgent, ForwardOutcome, forward_plan, forward_session
 from peergrid_edge.planning import schedule_from_plan
 from peergrid_edge.replicas import Submission
 from peergrid_edge.resume import initial_state, resume_interval, resumed_counterfactual
@@ -62,6 +68,10 @@ if TYPE_CHECKING:
     from peergrid_edge.daemon import EdgeDaemon
 
 log = logging.getLogger("peergrid.edge.trader")
+
+# the forward stage's timeouts in phase timeouts: each member's accept is up to a few day MILPs (its check
+# and reductions), heavier than one bargaining move
+FORWARD_TIMEOUTS = 4
 
 
 class MarketAgent:
@@ -86,6 +96,8 @@ class MarketAgent:
         self._verdict_event = asyncio.Event()
         self.last: dict[str, Any] = {}
         self.dayahead: SessionOutcome | None = None  # the day-ahead stage's outcome (`run_dayahead`)
+        self.forward: ForwardOutcome | None = None  # its forward trades' accept and clear (`run_forward`)
+        self.forward_traded: list[int] = []  # intervals traded by their forward trades, not bargained
         self.settler = Settler(
             lambda body: self._submit_outcome("mgmc", self.anonym, "settle", body),
             lambda tid: contract.trade(self.ledger.state("mgmc"), tid),
@@ -106,6 +118,10 @@ class MarketAgent:
             o = self.dayahead
             doc["dayahead"] = {"completed": o.completed, "reason": o.reason, "iterations": o.iterations,
                                "stop": o.stop}  # fmt: skip
+        if self.forward is not None:
+            f = self.forward
+            doc["forward"] = {"cleared": f.cleared, "reason": f.reason, "decision": f.decision,
+                              "intervals": list(f.intervals), "traded": list(self.forward_traded)}  # fmt: skip
         return doc
 
     def _on_verdict(self, _topic: str, payload: bytes) -> None:
@@ -187,8 +203,8 @@ class MarketAgent:
                 self.ledger.state("mgmc"), self.anonym.public, range(self.s.first_interval, t)
             )
         )
-        if self.s.dayahead and t == self.s.first_interval:
-            await self.run_dayahead()
+        if self.s.dayahead and t == self.s.first_interval and (await self.run_dayahead()).completed:
+            await self.run_forward()
         while t <= self._last_interval() and not self.d.stopping.is_set():
             await self.settler.work_until(self._start_of(t))  # idle: refused settlements retried meanwhile
             await self._previous_cleared(t)
@@ -235,12 +251,32 @@ class MarketAgent:
         self._record({"dayahead": asdict(outcome)})
         return outcome
 
+    async def run_forward(self) -> ForwardOutcome:
+        """The completed session's forward trades (`forward_agent.py`): this MGMC accepts what pays for its own
+        MG within the intervals it trades, the coordinator clears, and the outcome is recorded and shown in
+        `status`. The intervals the clear closed are then traded by their forward trades (`run_interval`)."""
+        assert self.dayahead is not None and self.dayahead.completed
+        self.phase = "forward"
+        window = range(self.s.first_interval, self._last_interval() + 1)
+        agent = ForwardAgent(
+            self.ledger, self.anonym, self.mg, self.dt, self.dayahead.session, window,
+            timeout_s=FORWARD_TIMEOUTS * self.s.phase_timeout_s, before_submit=self._stopped,
+        )  # fmt: skip
+        outcome = await agent.run()
+        self.forward = outcome
+        self._record({"forward": asdict(outcome)})
+        return outcome
+
     async def run_interval(self, t: int) -> None:
         started = time.time()
         mg, sc = self.mg, self.scenario
         self.phase = "schedule"
         assert self.state is not None and self.conv_state is not None
-        sched = MgSchedule(mg, self.dt, start=t, horizon=sc.intervals - t, state=self.state)
+        # the forward trades of this and later intervals are binding: the day is planned with them fixed
+        chain = self.ledger.state("mgmc")
+        forward = forward_session(chain, t)
+        fixed = forward_plan(chain, self.anonym.public, range(t, sc.intervals), self.dt)
+        sched = MgSchedule(mg, self.dt, start=t, horizon=sc.intervals - t, state=self.state, p2p_fixed=fixed)
         plan = sched.solve()
         premium = max(m.rules.clean_premium for m in sc.microgrids)
         feed_in = min(m.tariff.feed_in[t] for m in sc.microgrids)
@@ -251,7 +287,11 @@ class MarketAgent:
         me = Participant(self.name, curve, mg.rules, clean=plan.genset_kw[0] <= 1e-6)
         role = role_at_mid(me, feed_in, retail)
         opening = opening_price(self.ledger.state("mgmc"), t, feed_in, retail + premium)
-        rounds = await bargain(self, t, me, role, feed_in, retail, premium, opening)
+        if forward is None:
+            rounds = await bargain(self, t, me, role, feed_in, retail, premium, opening)
+        else:  # closed by the day-ahead clear: its trades are the forward trades, nothing to bargain
+            rounds = []
+            self.forward_traded.append(t)
         bargained = time.time()
         self.phase = "trades"
         mine, net_kwh, money = position(self.ledger.state("mgmc"), t, self.anonym.public)
@@ -306,7 +346,7 @@ class MarketAgent:
         self._record(
             {
                 "interval": t, "mg": mg.name, "anonym": self.name, "role": role, "opening": opening,
-                "rounds": rounds,
+                "forward": forward, "rounds": rounds,
                 "trades": [
                     {"seller": tr["seller"].hex(), "buyer": tr["buyer"].hex(), "price": tr["price"] / 1000,
                      "quantity_kwh": tr["quantity"] / 1000, "id": tid.hex()}

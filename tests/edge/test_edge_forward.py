@@ -1,0 +1,343 @@
+"""The MGMCs turn their closed day-ahead session into forward trades on the chain, and trade by them.
+
+Independent agents, each holding only its own MG model and trading key, run the session (`DayAheadAgent`) and
+then the forward stage (`ForwardAgent`: each accepts alone, the coordinator clears) on one real
+single-authority `EdgeLedger`: every accept and the clear are signed transactions the real exchange contract
+judges, and the trades are the ones it computes. The keys are the chain venue's (`key_for`), so that ties
+break alike: the cleared trades are then the simulation's `forward.commit` + `forward.clear` on the same day,
+pair for pair, Wh for Wh, at the same price. An MG whose position does not pay declines; a member that
+never accepts is cleared without; the trader does not bargain a cleared interval, plans with its forward
+trades fixed and settles them once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import json
+from collections.abc import Callable
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+from test_edge_dayahead_session import CONFIG, SESSION, free_day, ledger_for, market_agent, run_on
+
+from peergrid_controller import baselines
+from peergrid_controller.builder import MgState
+from peergrid_controller.chain_venue import ChainVenue, key_for
+from peergrid_controller.dayahead import allocate, starting_prices
+from peergrid_controller.forward import accept_alone, clear, commit
+from peergrid_controller.market import micro_per_wh, wh
+from peergrid_controller.matching import accepted_wh, match
+from peergrid_controller.model import Microgrid, Scenario
+from peergrid_controller.venues import forward_clearing
+from peergrid_edge import trader as trader_module
+from peergrid_edge.dayahead_agent import DayAheadAgent, SessionOutcome
+from peergrid_edge.forward_agent import ForwardAgent, ForwardOutcome, forward_plan, forward_session
+from peergrid_edge.replicas import EdgeLedger
+from peergrid_edge.settlement import Settlements, Settler
+from peergrid_edge.trader import MarketAgent
+from peergrid_ledger import query
+from peergrid_ledger.contracts import exchange_clearing
+from peergrid_ledger.genesis import Params
+from peergrid_ledger.keys import Keypair
+
+Trades = set[tuple[int, str, str, int, int]]  # (interval, seller, buyer, Wh, micro-units per Wh)
+
+
+def venue_keys(scenario: Scenario) -> Callable[[str], Keypair]:
+    return lambda name: key_for(scenario.name, name)
+
+
+async def session_then_forward(
+    ledger: EdgeLedger,
+    keys_: dict[str, Keypair],
+    scenario: Scenario,
+    accepting: set[str] | None = None,
+    models: dict[str, Microgrid] | None = None,
+    timeout_s: float = 10.0,
+) -> tuple[list[SessionOutcome], dict[str, ForwardOutcome]]:
+    """Every MG runs the session; then those in `accepting` (all by default) the forward stage, each with its
+    own MG model (`models` replaces some: an MG whose situation changed after the session)."""
+    members = [keys_[mg.name].public for mg in scenario.microgrids]
+    opening = starting_prices(scenario)
+    dt = scenario.interval_hours
+    sessions = [
+        DayAheadAgent(ledger, keys_[mg.name], mg, dt, members, SESSION, 0, opening, CONFIG, timeout_s)
+        for mg in scenario.microgrids
+    ]
+    outcomes = await asyncio.wait_for(asyncio.gather(*(a.run() for a in sessions)), 180)
+    forward = {
+        mg.name: ForwardAgent(
+            ledger, keys_[mg.name], (models or {}).get(mg.name, mg), dt, SESSION, timeout_s=timeout_s
+        )
+        for mg in scenario.microgrids
+        if accepting is None or mg.name in accepting
+    }
+    done = await asyncio.wait_for(asyncio.gather(*(a.run() for a in forward.values())), 120)
+    return outcomes, dict(zip(forward, done, strict=True))
+
+
+def on_chain(ledger: EdgeLedger, keys_: dict[str, Keypair], intervals: int) -> Trades:
+    names = {k.public: name for name, k in keys_.items()}
+    state = ledger.state("mgmc")
+    return {
+        (t, names[tr["seller"]], names[tr["buyer"]], tr["quantity"], tr["price"])
+        for t in range(intervals)
+        for _, tr in query.trades(state, t)
+    }
+
+
+def simulated(scenario: Scenario) -> tuple[Trades, dict[str, tuple[int, ...]]]:
+    """The simulation's forward trades on the same day (allocate on ChainVenue, commit, the contract's clear)
+    and each MG's accepted positions; asserts that no MG reduced or declined there."""
+    venue = ChainVenue(scenario)
+    allocation = allocate(scenario, CONFIG, recorder=venue.exchange)
+    committed = commit(scenario, allocation, baselines.conventional(scenario))
+    assert committed.declined == () and committed.accepted == accepted_wh(scenario, allocation)
+    clearing = forward_clearing(venue)
+    assert clearing is not None
+    clean = {mg.name: not mg.gensets for mg in scenario.microgrids}
+    cleared = clear(clearing, scenario, committed, clean)
+    trades = {
+        (t, tr.seller, tr.buyer, wh(tr.quantity_kwh), micro_per_wh(tr.price))
+        for t, day in enumerate(cleared)
+        for tr in day
+    }
+    return trades, committed.accepted
+
+
+def test_accepts_and_the_clear_give_the_simulations_forward_trades_to_the_wh_and_the_price(
+    tmp_path: Path,
+) -> None:
+    scenario = free_day(4, 8)
+    ledger, keys_ = ledger_for(tmp_path, scenario, key_of=venue_keys(scenario))
+    sessions, forward = run_on(ledger, lambda: session_then_forward(ledger, keys_, scenario))
+    assert all(o.completed for o in sessions)
+    expected, accepted = simulated(scenario)
+    assert len(expected) > 10
+    ledger, _ = ledger_for(tmp_path, scenario, key_of=venue_keys(scenario))  # what the agents left final
+    try:
+        assert on_chain(ledger, keys_, scenario.intervals) == expected
+        summary = exchange_clearing.cleared(ledger.state("mgmc"), SESSION)
+        assert summary is not None and summary["accepted"] == 4 and summary["trades"] == len(expected)
+    finally:
+        ledger.close()
+    closed = tuple(sorted({t for t, *_ in expected}))
+    for name, outcome in forward.items():
+        assert outcome.cleared and outcome.reason == "" and outcome.decision == "whole"
+        assert outcome.accepted == accepted[name]  # what the simulation's MG accepts, to the Wh
+        assert outcome.day_cost <= outcome.conventional + 1e-6
+        assert outcome.members_accepted == 4 and outcome.intervals == closed
+        net = [0] * scenario.intervals
+        for t, seller, buyer, q, _ in expected:
+            net[t] += q if seller == name else -q if buyer == name else 0
+        assert list(outcome.net_wh) == net
+
+
+def cheap_grid(mg: Microgrid) -> Microgrid:
+    """The MG after its DSO energy became free (retail and feed-in 0): buying from a peer at λ > 0 never pays."""
+    free = tuple(0.0 for _ in mg.tariff.retail)
+    return dataclasses.replace(mg, tariff=dataclasses.replace(mg.tariff, retail=free, feed_in=free))
+
+
+def test_an_mg_whose_position_does_not_pay_declines_with_zeros_and_trades_nothing(tmp_path: Path) -> None:
+    scenario = free_day(3, 4)
+    buyer = scenario.microgrids[2]  # buys in every interval (test_accept_alone... below pins that)
+    ledger, keys_ = ledger_for(tmp_path, scenario, key_of=venue_keys(scenario))
+    models = {buyer.name: cheap_grid(buyer)}
+    sessions, forward = run_on(ledger, lambda: session_then_forward(ledger, keys_, scenario, models=models))
+    assert all(o.completed for o in sessions)
+    venue = ChainVenue(scenario)
+    allocation = allocate(scenario, CONFIG, recorder=venue.exchange)
+    declined = forward[buyer.name]
+    assert declined.cleared and declined.decision == "declined"
+    assert declined.accepted == (0,) * 4 and declined.net_wh == (0,) * 4
+    ledger, _ = ledger_for(tmp_path, scenario, key_of=venue_keys(scenario))
+    try:
+        state = ledger.state("mgmc")
+        record = exchange_clearing.accepted(state, SESSION, keys_[buyer.name].public)
+        assert record is not None and record["positions"] == [0, 0, 0, 0]  # it posted its zeros
+        traded = on_chain(ledger, keys_, 4)
+    finally:
+        ledger.close()
+    # the others' accepts alone, matched as the simulation matches with it declined
+    without = {
+        (t, tr.seller, tr.buyer, wh(tr.quantity_kwh), micro_per_wh(tr.price))
+        for t, day in enumerate(match(scenario, allocation, [buyer.name]))
+        for tr in day
+    }
+    assert traded == without and traded
+    assert all(buyer.name not in (seller, b) for _, seller, b, _, _ in traded)
+
+
+def test_a_member_that_never_accepts_is_cleared_without_at_the_timeout(tmp_path: Path) -> None:
+    scenario = free_day(4, 8)
+    ledger, keys_ = ledger_for(tmp_path, scenario, key_of=venue_keys(scenario))
+    coordinator = min(keys_, key=lambda name: keys_[name].public)
+    absent = next(n for n in ("mg002", "mg004", "mg001") if n != coordinator)
+    accepting = set(keys_) - {absent}
+    sessions, forward = run_on(
+        ledger, lambda: session_then_forward(ledger, keys_, scenario, accepting, timeout_s=1.0)
+    )
+    assert all(o.completed for o in sessions) and set(forward) == accepting
+    assert all(o.cleared and o.members_accepted == 3 for o in forward.values())
+    ledger, _ = ledger_for(tmp_path, scenario, key_of=venue_keys(scenario))
+    try:
+        traded = on_chain(ledger, keys_, scenario.intervals)
+        assert exchange_clearing.accepted(ledger.state("mgmc"), SESSION, keys_[absent].public) is None
+    finally:
+        ledger.close()
+    assert traded and all(absent not in (seller, buyer) for _, seller, buyer, _, _ in traded)
+
+
+def test_accept_alone_is_commits_rule_for_one_mg() -> None:
+    scenario = free_day(3, 4)
+    venue = ChainVenue(scenario)
+    allocation = allocate(scenario, CONFIG, recorder=venue.exchange)
+    raw = accepted_wh(scenario, allocation)
+    for mg in scenario.microgrids:
+        whole = accept_alone(mg, scenario.interval_hours, allocation.prices, allocation.positions[mg.name])
+        assert whole.decision == "whole" and whole.positions == raw[mg.name]
+    buyer = scenario.microgrids[2]
+    assert all(q < 0 for q in raw[buyer.name])  # buys in every interval
+    gone = accept_alone(cheap_grid(buyer), 6.0, allocation.prices, allocation.positions[buyer.name])
+    assert gone.decision == "declined" and gone.positions == (0, 0, 0, 0)
+    nothing = accept_alone(buyer, 6.0, allocation.prices, (0.0, 0.0, 0.0, 0.0))
+    assert nothing.decision == "nothing" and nothing.checks == 0
+    # a seller whose sale in interval 2 would fetch far more from the DSO than λ: its whole position no longer
+    # pays, the largest part that does is kept (its other sales), and that part pays
+    seller = scenario.microgrids[0]
+    assert all(q > 0 for q in raw[seller.name])
+    dear = tuple(1.0 if t == 2 else p for t, p in enumerate(seller.tariff.feed_in))
+    high = tuple(max(1.0, p) if t == 2 else p for t, p in enumerate(seller.tariff.retail))
+    dearer = dataclasses.replace(seller, tariff=dataclasses.replace(seller.tariff, feed_in=dear, retail=high))
+    part = accept_alone(dearer, 6.0, allocation.prices, allocation.positions[seller.name])
+    assert part.decision == "reduced" and part.day_cost <= part.conventional + 1e-6
+    assert part.positions[2] == 0 and any(part.positions)  # it sells at break-even: interval 2 goes whole
+    assert all(0 <= q <= full for q, full in zip(part.positions, raw[seller.name], strict=True))
+
+
+# --- the trader in a cleared interval --------------------------------------------------------------------
+
+
+class FakeDso:
+    """The DSO chain of a ledger that has only the MGMC chain: every injection lands (and is kept)."""
+
+    def __init__(self, ledger: EdgeLedger) -> None:
+        self.ledger, self.injections = ledger, []  # type: ignore[var-annotated]
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.ledger, name)
+
+    def next_nonce(self, role: str, sender: bytes) -> int:
+        return 0 if role == "dso" else self.ledger.next_nonce(role, sender)
+
+    def sign(self, role: str, keypair: Keypair, kind: str, body: dict[str, Any], nonce: int) -> bytes:
+        if role == "dso":
+            self.injections.append(body)
+            return b""
+        return self.ledger.sign(role, keypair, kind, body, nonce)
+
+    async def submit(self, role: str, raw: bytes, timeout_s: float) -> Any:
+        if role == "dso":
+            return SimpleNamespace(landed=True, reason="")
+        return await self.ledger.submit(role, raw, timeout_s)
+
+
+def trading_agent(ledger: Any, key: Keypair, scenario: Scenario, mg: Microgrid, record: Path) -> MarketAgent:
+    agent = object.__new__(MarketAgent)
+    agent.s = SimpleNamespace(  # type: ignore[assignment]
+        t0=1_700_000_000.0, first_interval=0, intervals=None, phase_timeout_s=1.0, interval_s=60.0,
+        record_file=record, max_rounds=None,
+    )  # fmt: skip
+    agent.d = SimpleNamespace(  # type: ignore[assignment]
+        ledger=ledger, stopping=asyncio.Event(), keypair=Keypair.generate(), states={}
+    )
+    agent.scenario, agent.dt, agent.mg = scenario, scenario.interval_hours, mg
+    agent.anonym, agent.name = key, key.public.hex()
+    agent.interval, agent.phase, agent.done, agent.last = None, "starting", 0, {}
+    agent.dayahead, agent.forward, agent.forward_traded = None, None, []
+    agent.state = agent.conv_state = MgState.initial(mg)
+    agent.settler = Settler(
+        lambda body: agent._submit_outcome("mgmc", key, "settle", body),
+        lambda tid: query.trade(ledger.state("mgmc"), tid),
+        lambda: 0.0, asyncio.sleep, agent.d.stopping.is_set, agent._record, Settlements(1.0, 60.0),
+    )  # fmt: skip
+    return agent
+
+
+def test_the_trader_does_not_bargain_a_cleared_interval_and_settles_its_forward_trades_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    scenario = free_day(3, 4)
+    credit = Params(credit_limit=10**12)  # the buyer pays before any income of its own
+    ledger, keys_ = ledger_for(tmp_path, scenario, key_of=venue_keys(scenario), params=credit)
+    buyer = scenario.microgrids[2]
+    wrapped = FakeDso(ledger)
+    agent = trading_agent(wrapped, keys_[buyer.name], scenario, buyer, tmp_path / "buyer.jsonl")
+
+    async def never(*_args: Any) -> Any:
+        raise AssertionError("a cleared interval was bargained")
+
+    async def no_verdict(*_args: Any) -> None:
+        return None
+
+    async def dispatched(*_args: Any) -> int:
+        return 0
+
+    monkeypatch.setattr(trader_module, "bargain", never)
+    monkeypatch.setattr(agent, "_await_dso", no_verdict)
+    monkeypatch.setattr(agent, "_dispatch", dispatched)
+
+    async def play() -> tuple[dict[str, ForwardOutcome], list[str]]:
+        _, forward = await session_then_forward(ledger, keys_, scenario)
+        state = ledger.state("mgmc")
+        plan = forward_plan(state, keys_[buyer.name].public, range(4), scenario.interval_hours)
+        assert plan == pytest.approx([q / 1000 / scenario.interval_hours for q in forward[buyer.name].net_wh])
+        assert forward_session(state, 1) == SESSION
+        await agent.run_interval(1)
+        mine = [
+            tid
+            for tid, tr in query.trades(ledger.state("mgmc"), 1)
+            if tr["buyer"] == keys_[buyer.name].public
+        ]
+        again = [await agent._submit_outcome("mgmc", keys_[buyer.name], "settle",
+                                             {"trade": tid, "delivered": 1}) for tid in mine]  # fmt: skip
+        return forward, [o.reason for o in again]
+
+    forward, refused = run_on(ledger, play)
+    assert forward[buyer.name].net_wh[1] < 0  # it bought forward in interval 1
+    (line,) = (tmp_path / "buyer.jsonl").read_text().splitlines()
+    record = json.loads(line)
+    assert record["forward"] == SESSION and record["rounds"] == [] and record["closed"] is True
+    assert record["net_p2p_kwh"] == pytest.approx(forward[buyer.name].net_wh[1] / 1000)
+    assert record["settled"] == len(record["trades"]) > 0  # every forward purchase settled
+    assert refused and all(reason.startswith("already-settled") for reason in refused)  # once only
+    assert wrapped.injections[0]["interval"] == 1  # its injection went to the DSO as usual
+    assert agent.forward_traded == [1]
+
+
+def test_the_trading_agent_accepts_after_a_completed_session_and_records_the_clear(tmp_path: Path) -> None:
+    scenario = free_day(3, 4)
+    ledger, keys_ = ledger_for(tmp_path, scenario, key_of=venue_keys(scenario))
+    agents = {n: market_agent(ledger, k, scenario, n, tmp_path / f"{n}.jsonl") for n, k in keys_.items()}
+    for agent in agents.values():
+        agent.s.intervals = 3  # type: ignore[attr-defined]  # it trades chain intervals 0-2: 3 is declined
+
+    async def play() -> list[ForwardOutcome]:
+        sessions = await asyncio.gather(*(a.run_dayahead() for a in agents.values()))
+        assert all(o.completed for o in sessions)
+        return await asyncio.gather(*(a.run_forward() for a in agents.values()))
+
+    outcomes = run_on(ledger, play)
+    for (name, agent), outcome in zip(agents.items(), outcomes, strict=True):
+        assert outcome.cleared and outcome.session == "dayahead/1700000000/0"
+        assert outcome.accepted[3] == 0 and 3 not in outcome.intervals  # outside what it trades
+        lines = [json.loads(line) for line in (tmp_path / f"{name}.jsonl").read_text().splitlines()]
+        assert [next(iter(doc)) for doc in lines] == ["dayahead", "forward"]
+        assert lines[1]["forward"]["accepted"] == list(outcome.accepted)
+        status = agent.status()["forward"]
+        assert status["cleared"] and status["intervals"] == list(outcome.intervals) and status["traded"] == []
+    assert {t for o in outcomes for t in o.intervals} == {0, 1, 2}
