@@ -138,8 +138,9 @@ class MarketSettings(StrictSettings):
     dso_timeout_s: float = Field(20.0, gt=0)  # no DSO verdict by then: dispatch the agreed schedule anyway
     record_file: Path | None = None  # one JSON line per interval (the testbed's report reads them)
     # Run the day-ahead exchange session (dayahead_agent.py) once before the first interval, every MGMC from
-    # its own replica; its outcome is recorded (record file, status) and intraday trading goes on as before.
-    # Off by default: the session's positions are not forward trades yet.
+    # its own replica, and once it completed its forward trades (forward_agent.py: each MGMC accepts what pays
+    # for its own MG, the lowest member key clears); the intervals the clear closed are traded by them, the
+    # rest bargained intraday as before. Outcomes are recorded (record file, status). Off by default.
     dayahead: bool = False
     # Some MG of the feeder has a genset: the session runs the commitment phases. Not on the chain, so every
     # MGMC must be set alike (a difference fails the stage); a genset MGMC without it refuses the stage.

@@ -4,7 +4,9 @@ Promises: `LabChains.create(dir, feeder, scenario)` writes (once; reused on a se
 one anonym key per MG and the DSO key, all 0600, and two geneses: the MGMC chain (authorities: the MGMCs;
 accounts: the DSO, each MGMC, each anonym with its owner's market rules preset from the scenario) and the
 DSO chain (authorities: the DSO and every MGMC as co-validator; the DSO enrols each MGMC's anonym on it when
-its node starts). `edge_config` and `dso_node_config` return the YAML documents the daemons load.
+its node starts). The MGMC chain carries the market and exchange contracts; `LoopTiming.dayahead` (off by
+default) turns on the MGMCs' day-ahead session and forward trades (`market.dayahead`). `edge_config` and
+`dso_node_config` return the YAML documents the daemons load.
 `quiesced(loop, bed)` is the end of a run: once no transaction is pending anywhere (or a few seconds of blocks
 passed) it halts both chains a few blocks above the highest head (`control/halt.json`, which every MGMC and the
 DSO node read), then says True when every replica reports that height and
@@ -74,7 +76,8 @@ class LabChains:
                     *(Account(anonyms[mg].public, ("anonym",), f"anonym-{i}", rules=rules[mg])
                       for i, mg in enumerate(mgs)),
                 ),
-                contracts=("market",),
+                # exchange: the day-ahead session and its forward trades (`LoopTiming.dayahead`)
+                contracts=("market", "exchange"),
                 params=mgmc_params,
             )  # fmt: skip
             dso_chain = Genesis(
@@ -97,6 +100,11 @@ class LoopTiming:
     first_interval: int
     intervals: int
     block_period_ms: int = 200
+    # the MGMCs run the day-ahead exchange session before the first interval and trade the intervals its
+    # clear closed by their forward trades (edge `market.dayahead`); needs an MGMC genesis with the exchange
+    # contract (a lab directory made before it has none: the session is refused there and the MGMCs trade
+    # intraday as before)
+    dayahead: bool = False
 
 
 # The safe state of each DER when no MGMC is in charge (its schedule lapsed, or the daemon died and the device's
@@ -215,6 +223,7 @@ def edge_config(
             + DSO_ITERATIONS
             * (rebargain_wait_s(timing, len(chains.mgs)) + dso_wait_s(timing, len(chains.mgs))),
             "record_file": str(records / f"mgmc-{mg}.jsonl"),
+            **({"dayahead": True} if timing.dayahead else {}),
         },
     }
 

@@ -70,6 +70,7 @@ class ClosedLoop:
     cuttable: tuple[str, ...] = ()
     dso_extra: dict[str, Any] = field(default_factory=dict)  # DSO node settings (e.g. vmin_pu)
     interval_min: float = 15.0
+    dayahead: bool = False  # the MGMCs' day-ahead session and forward trades (LoopTiming.dayahead)
     started_at: float = field(default_factory=time.time)
 
     def records_dir(self, bed: Any) -> Path:
@@ -105,6 +106,7 @@ class ClosedLoop:
             self.first_interval,
             self.intervals,
             self.block_period_ms,
+            self.dayahead,
         )
         broker = (bed.broker.host, bed.broker.port)
         records = self.records_dir(bed)

@@ -78,6 +78,10 @@ def build_parser() -> argparse.ArgumentParser:
         help="MG whose Pi reaches the broker through a pullable cable",
     )
     parser.add_argument(
+        "--dayahead", action="store_true",
+        help="the MGMCs run the day-ahead exchange session first and trade its cleared intervals forward",
+    )  # fmt: skip
+    parser.add_argument(
         "--no-market", action="store_true", help="devices, edges and DSO only: no ledger replicas, no trading"
     )
     return parser
@@ -107,6 +111,7 @@ def main(argv: list[str] | None = None) -> int:
             args.block_period_ms,
         )
         bed.loop.cuttable = tuple(args.cuttable)
+        bed.loop.dayahead = args.dayahead
         if args.dso_reconfigure_every is not None:  # e.g. 0: operators reconfigure from the console
             bed.loop.dso_extra["reconfigure_every"] = max(0, args.dso_reconfigure_every)
         if args.dso_vmin is not None:  # a stricter floor: the DSO must send adjustment contracts
