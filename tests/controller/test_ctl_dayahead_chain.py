@@ -21,7 +21,7 @@ from peergrid_controller import baselines
 from peergrid_controller.chain_venue import ChainExchange, ChainVenue
 from peergrid_controller.cli import main, result_json
 from peergrid_controller.dayahead import Allocation, allocate
-from peergrid_controller.dayexchange import NANO, DayAheadConfig, DayAheadError, Exchange
+from peergrid_controller.dayexchange import NANO, DayAheadConfig, DayAheadError, Exchange, at_stake, settled
 from peergrid_controller.forward import Commitment, ForwardError, clear, commit
 from peergrid_controller.market import Accepted, Rejected, Trade, Verdict, wh
 from peergrid_controller.matching import accepted_wh, match
@@ -55,16 +55,27 @@ def on_chain(scenario: Scenario) -> tuple[ChainVenue, Allocation]:
     return venue, allocate(scenario, recorder=venue.exchange)
 
 
+def stepped(allocation: Allocation, mgs: int) -> Allocation:
+    """A recorder's allocation less its verdict round (after the value stop every MG posted its answer with
+    its settled verdict, abandoned by the close: one round and one solve per MG more): the memory venue's."""
+    if allocation.stop != "value":
+        return allocation
+    return replace(allocation, iterations=allocation.iterations - 1, solves=allocation.solves - mgs)
+
+
 @pytest.mark.parametrize("rules", [False, True])
 def test_every_move_of_a_small_day_is_a_signed_transaction_and_the_chain_changes_nothing(rules: bool) -> None:
     # a genset MG among the four: the relaxed phase, the commitment and the phase after all post on one session
     scenario = small_day(rules)
     assert any(mg.gensets for mg in scenario.microgrids)
     venue, allocation = on_chain(scenario)
-    assert allocation == allocate(scenario)  # the chain changes nothing
+    # the chain changes nothing but the verdict round after a value stop
+    assert stepped(allocation, len(scenario.microgrids)) == allocate(scenario)
     session = contract.session(venue.chain.view, venue.exchange.session)
     assert session is not None and session["closed"]
-    assert session["iteration"] == allocation.iterations + 1  # iteration 0: the first responses
+    # iteration 0: the first responses; a value stop's verdict round is posted, never stepped
+    verdicts = allocation.stop == "value"
+    assert session["iteration"] == allocation.iterations + 1 - verdicts
     assert session["first_interval"] == 0 and session["intervals"] == scenario.intervals
     assert session["prices"] == tuple(round(p * NANO) for p in allocation.prices)
     names = [mg.name for mg in scenario.microgrids]
@@ -74,15 +85,19 @@ def test_every_move_of_a_small_day_is_a_signed_transaction_and_the_chain_changes
     first = names[0]
     expected = Counter({("exchange.position", name): rounds for name in names})
     expected += Counter(
-        {("exchange.open", first): 1, ("exchange.step", first): rounds, ("exchange.close", first): 1}
+        {
+            ("exchange.open", first): 1,
+            ("exchange.step", first): rounds - verdicts,
+            ("exchange.close", first): 1,
+        }
     )
     assert moves(venue) == expected
     assert venue.transactions == sum(expected.values())
-    assert venue.chain.height == rounds + 1  # a block per step, and the close's
+    assert venue.chain.height == rounds - verdicts + 1  # a block per step, and the close's
     assert not venue.chain.pending
     for name in names:
-        last = contract.position(venue.chain.view, venue.exchange.session, venue.keys[name].public)
-        assert last is not None and last["iteration"] == allocation.iterations
+        last = contract.stepped(venue.chain.view, venue.exchange.session, venue.keys[name].public)
+        assert last is not None and last["iteration"] == allocation.iterations - verdicts
         assert last["positions"] == [round(q * 1000) for q in allocation.positions[name]]
 
 
@@ -111,9 +126,10 @@ def test_the_chain_accepts_every_step_and_agrees_on_every_price_whatever_the_con
     prices = [p / NANO for p in opening]
     venue = ChainVenue(scenario)
     allocation = allocate(scenario, cfg, prices, recorder=venue.exchange)
-    assert allocation == allocate(scenario, cfg, prices)
+    assert stepped(allocation, mgs) == allocate(scenario, cfg, prices)
     session = contract.session(venue.chain.view, venue.exchange.session)
-    assert session is not None and session["closed"] and session["iteration"] == allocation.iterations + 1
+    assert session is not None and session["closed"]
+    assert session["iteration"] == allocation.iterations + 1 - (allocation.stop == "value")
     assert session["prices"] == tuple(round(p * NANO) for p in allocation.prices)
 
 
@@ -186,7 +202,8 @@ def test_a_second_day_on_one_venue_is_a_session_of_its_own() -> None:
     assert venue.exchange.session == f"dayahead/1/{scenario.name}" != names[1]
     for name in names:
         session = contract.session(venue.chain.view, name)
-        assert session is not None and session["closed"] and session["iteration"] == allocation.iterations + 1
+        assert session is not None and session["closed"]
+        assert session["iteration"] == allocation.iterations + 1 - (allocation.stop == "value")
 
 
 class Skewed:
@@ -198,8 +215,13 @@ class Skewed:
     def open(self, names: Sequence[str], prices: Sequence[int], rho: int) -> Verdict:
         return self.inner.open(names, prices, rho)
 
-    def position(self, name: str, iteration: int, positions_wh: Sequence[int]) -> Verdict:
-        return self.inner.position(name, iteration, positions_wh)
+    def position(
+        self, name: str, iteration: int, positions_wh: Sequence[int], settled: bool = False
+    ) -> Verdict:
+        return self.inner.position(name, iteration, positions_wh, settled=settled)
+
+    def settled(self, iteration: int) -> int | Rejected:
+        return self.inner.settled(iteration)
 
     def step(self, iteration: int, rho: int) -> tuple[int, ...] | Rejected:
         prices = self.inner.step(iteration, rho)
@@ -244,14 +266,21 @@ class Refusing:
         self.iteration = iteration
         self.prices: tuple[int, ...] = ()
         self.posted: list[tuple[str, int]] = []
+        self.said: dict[int, int] = {}
 
     def open(self, names: Sequence[str], prices: Sequence[int], rho: int) -> Verdict:
         self.prices = tuple(prices)
         return Rejected("not today") if self.iteration < 0 else Accepted()
 
-    def position(self, name: str, iteration: int, positions_wh: Sequence[int]) -> Verdict:
+    def position(
+        self, name: str, iteration: int, positions_wh: Sequence[int], settled: bool = False
+    ) -> Verdict:
         self.posted.append((name, iteration))
+        self.said[iteration] = self.said.get(iteration, 0) + settled
         return Accepted()
+
+    def settled(self, iteration: int) -> int | Rejected:
+        return self.said.get(iteration, 0)
 
     def step(self, iteration: int, rho: int) -> tuple[int, ...] | Rejected:
         return Rejected("rho out of range") if iteration == self.iteration else self.prices
@@ -291,10 +320,12 @@ def test_simulate_records_the_day_ahead_moves_on_the_chain_venue_only() -> None:
     off = simulate(scenario, cfg, memory_venue)
     assert exchange_recorder(memory_venue(scenario)) is None
     assert on.dayahead is not None and off.dayahead is not None
-    assert on.dayahead.iterations == off.dayahead.iterations and on.dayahead.prices == off.dayahead.prices
+    verdicts = on.dayahead.stop == "value"  # the verdict round: posted, never stepped
+    assert on.dayahead.iterations - verdicts == off.dayahead.iterations
+    assert on.dayahead.prices == off.dayahead.prices
     session = contract.session(venues[0].chain.view, f"dayahead/0/{scenario.name}")
     assert session is not None and session["closed"]
-    assert session["iteration"] == on.dayahead.iterations + 1
+    assert session["iteration"] == on.dayahead.iterations + 1 - verdicts
 
 
 class NotClosing(Refusing):
@@ -348,7 +379,9 @@ def test_the_result_says_whether_the_moves_were_on_a_chain() -> None:
     off_chain = simulate(scenario, config, memory_venue).dayahead
     assert on_chain is not None and on_chain.moves_on_chain
     assert off_chain is not None and not off_chain.moves_on_chain
-    assert on_chain.iterations == off_chain.iterations  # the chain changes nothing in the allocation
+    # the chain changes nothing in the allocation (a value stop's verdict round is one round more)
+    assert on_chain.iterations - (on_chain.stop == "value") == off_chain.iterations
+    assert on_chain.prices == off_chain.prices
 
 
 # --- the forward trades: the exchange contract's clear of the closed session (exchange.accept / .clear) ---
@@ -517,3 +550,128 @@ def test_the_cli_says_how_many_forward_trades_the_chain_cleared(capsys: pytest.C
     assert chain["transactions"] > chain["forward_trades_cleared"]
     assert main([*argv, "--venue", "memory"]) == 0
     assert "chain" not in json.loads(capsys.readouterr().out)["total"]
+
+
+# --- the value stop: each MG's own verdict on the chain (exchange.position's settled) ---
+
+
+def value_day() -> Scenario:
+    # no genset, no owner rule, unlimited DSO connections: the value stop applies (it stops at 33 iterations)
+    return synthetic_scenario(5, 12, seed=0, interval_hours=2.0)
+
+
+def position_posts(venue: ChainVenue) -> list[tuple[int, str, bool]]:
+    """(iteration, MG, settled) of every exchange.position in the venue's sealed blocks, in chain order."""
+    chain = venue.chain
+    return [
+        (tx.body["iteration"], venue.names[tx.sender], tx.body.get("settled", False))
+        for height in range(1, chain.height + 1)
+        for tx in chain.block(height).txs
+        if tx.kind == "exchange.position"
+    ]
+
+
+def test_a_value_stopped_day_ends_on_every_mgs_settled_verdict_posted_and_never_stepped() -> None:
+    scenario = value_day()
+    names = [mg.name for mg in scenario.microgrids]
+    venue, allocation = on_chain(scenario)
+    memory = allocate(scenario)
+    assert memory.stop == allocation.stop == "value"
+    # the memory venue's allocation to the last digit: prices and positions are those of the last stepped
+    # iteration k; the chain's adds one round (k + 1, the verdicts) and one solve per MG
+    assert stepped(allocation, len(names)) == memory
+    assert allocation.iterations == memory.iterations + 1
+    k = memory.iterations
+    session = contract.session(venue.chain.view, venue.exchange.session)
+    assert session is not None and session["closed"]
+    # closed at k + 1 without stepping it: every member posted it, every post said settled (the value stop)
+    assert (session["iteration"], session["posted"], session["settled"]) == (k + 1, len(names), len(names))
+    assert session["prices"] == tuple(round(p * NANO) for p in allocation.prices)
+    posts = position_posts(venue)
+    assert [(name, said) for it, name, said in posts if it == k + 1] == [(name, True) for name in names]
+    # no verdict before iteration 2 (none to judge); verdicts are posted while ADMM goes on, one MG's
+    # before another's (an iteration all said settled may still go on where the coordinator's judgement of
+    # the bounds changed something at near convergence: `Exchange.run`)
+    assert not any(said for it, _, said in posts if it < 2)
+    per_iteration = Counter(it for it, _, said in posts if said)
+    assert per_iteration[k] < len(names)  # not all settled on k − 1: it stopped at k, not before
+    assert sum(per_iteration.values()) > len(names)  # verdicts said settled before the last round too
+    for name in names:
+        last = contract.stepped(venue.chain.view, venue.exchange.session, venue.keys[name].public)
+        assert last is not None and last["iteration"] == k
+        assert last["positions"] == [round(q * 1000) for q in allocation.positions[name]]
+    # the forward trades clear from the stepped positions, as on any other closed session
+    assert venue.exchange.ready()
+
+
+def test_a_day_without_the_value_stop_posts_no_verdict_and_the_same_transactions() -> None:
+    scenario = value_day()
+    venue = ChainVenue(scenario)
+    allocation = allocate(scenario, DayAheadConfig(value_per_kwh=0.0), recorder=venue.exchange)
+    assert allocation.stop == "kwh"
+    assert not any(said for _, _, said in position_posts(venue))
+    session = contract.session(venue.chain.view, venue.exchange.session)
+    assert (
+        session is not None and session["iteration"] == allocation.iterations + 1 and session["posted"] == 0
+    )
+
+
+class Miscounting:
+    """The chain's recorder, but counting one settled verdict more or less at one iteration."""
+
+    def __init__(self, inner: ChainExchange, iteration: int, off_by: int) -> None:
+        self.inner, self.iteration, self.off_by = inner, iteration, off_by
+
+    def open(self, names: Sequence[str], prices: Sequence[int], rho: int) -> Verdict:
+        return self.inner.open(names, prices, rho)
+
+    def position(
+        self, name: str, iteration: int, positions_wh: Sequence[int], settled: bool = False
+    ) -> Verdict:
+        return self.inner.position(name, iteration, positions_wh, settled=settled)
+
+    def settled(self, iteration: int) -> int | Rejected:
+        count = self.inner.settled(iteration)
+        return count + self.off_by if iteration == self.iteration and isinstance(count, int) else count
+
+    def step(self, iteration: int, rho: int) -> tuple[int, ...] | Rejected:
+        return self.inner.step(iteration, rho)
+
+    def close(self, iteration: int) -> Verdict:
+        return self.inner.close(iteration)
+
+
+@pytest.mark.parametrize(("where", "off_by"), [(5, 1), ("last", -1)])
+def test_a_chain_whose_verdict_count_disagrees_stops_the_allocation(where: int | str, off_by: int) -> None:
+    # at an ordinary step (the chain would have the coordinator close on verdicts nobody posted) and at the
+    # verdict round (one MG's settled missing: no value stop on the chain): never followed, the session closed
+    scenario = value_day()
+    k = allocate(scenario).iterations
+    iteration = k + 1 if where == "last" else int(where)
+    venue = ChainVenue(scenario)
+    with pytest.raises(
+        DayAheadError, match=rf"counts \d+ settled verdicts posted at iteration {iteration} where"
+    ):
+        allocate(scenario, recorder=Miscounting(venue.exchange, iteration, off_by))
+    session = contract.session(venue.chain.view, venue.exchange.session)
+    assert session is not None and session["closed"] and session["iteration"] == iteration
+
+
+def test_an_mgs_verdict_is_its_own_spread_against_the_public_moves() -> None:
+    # the private computation the edge agent calls: the same as the coordinator's at_stake for that MG
+    scenario = value_day()
+    ex = Exchange(scenario, DayAheadConfig(), [0.1] * scenario.intervals)
+    rows = [
+        tuple(wh(v) for v in row) for row in ([1.0] * 12, [-0.5] * 12, [-0.4] * 12, [0.0] * 12, [0.0] * 12)
+    ]
+    ex.take(rows)
+    ratios = ex.imbalance_ratios()
+    moves = [0.01] * scenario.intervals
+    spread = ex.spread[0]
+    stake = at_stake(spread, moves, ex.q[0], ratios)
+    assert stake == ex.at_stake(0, moves, ratios) > 0
+    volume = sum(abs(v) for v in ex.q[0])
+    assert settled(spread, moves, ex.q[0], ratios, stake / volume * 1.001)
+    assert not settled(spread, moves, ex.q[0], ratios, stake / volume * 0.999)
+    # an MG with no position judges per kWh of at least one: its move alone
+    assert settled(spread, moves, ex.q[3], ratios, at_stake(spread, moves, ex.q[3], ratios))

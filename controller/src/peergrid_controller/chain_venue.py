@@ -8,8 +8,9 @@ quantity limits and clean-only preferences. A round's offers, bids and moves are
 agreed trades are the ones the contract computed (read from its events); `settle` pays each one once; `pay`
 posts a plain payment (the ledger's payments contract: the day-ahead make-whole uplift). `exchange` is the
 day-ahead exchange ADMM's recorder (dayahead.ExchangeRecorder, on the ledger's exchange contract): each MG
-signs its own positions, the first MG in scenario order opens the session and steps it, one block is sealed
-per step, and the prices returned are the contract's (the session reader's), never our own. After the close
+signs its own positions (with its settled verdict when it says so), the first MG in scenario order opens the
+session and steps it, one block is sealed per step, and the prices and the count of verdicts returned are
+the contract's (the session reader's), never our own. After the close
 it is also the forward trades' clearing (forward.ForwardClearing): each MG signs its `exchange.accept`, the
 coordinator `exchange.clear`, and the trades returned are the ones the contract computed and recorded as
 the market contract's (read from the clear's events; `cleared` counts them). Genesis sets
@@ -251,9 +252,29 @@ class ChainExchange:
         }
         return self.venue._do(self.coordinator, "exchange.open", body)
 
-    def position(self, name: str, iteration: int, positions_wh: Sequence[int]) -> Verdict:
-        body = {"session": self.session, "iteration": iteration, "positions": list(positions_wh)}
+    def position(
+        self, name: str, iteration: int, positions_wh: Sequence[int], settled: bool = False
+    ) -> Verdict:
+        """`name`'s positions at `iteration`; `settled`, its verdict on the iteration before, goes on the
+        chain only when true (absent is false: a day without verdicts keeps its transactions' bytes)."""
+        body: dict[str, Any] = {
+            "session": self.session,
+            "iteration": iteration,
+            "positions": list(positions_wh),
+        }
+        if settled:
+            body["settled"] = True
         return self.venue._do(name, "exchange.position", body)
+
+    def settled(self, iteration: int) -> int | Rejected:
+        """How many posts of `iteration`, the session's current one, said settled (the contract's count)."""
+        record = exchange_contract.session(self.venue.chain.view, self.session)
+        if record is None:
+            return Rejected(f"chain: no exchange session {self.session!r}")
+        if record["iteration"] != iteration:
+            return Rejected(f"chain: the session is at iteration {record['iteration']}, not {iteration}")
+        count: int = record["settled"]
+        return count
 
     def step(self, iteration: int, rho: int) -> tuple[int, ...] | Rejected:
         """Step the session and seal the iteration's block; the prices the contract computed."""

@@ -9,8 +9,12 @@ public) only sees positions and sends back λ_t ← λ_t − ρ·q̄_t. Only pos
 DER data. On a day without owner floors or caps (and with unlimited DSO connections) it stops once no MG
 has more than one tick per kWh of its positions still moving (`value_per_kwh`; by default the stability
 check's default tolerance: the issue's "until no MGMC changes beyond a tolerance", in money;
-`Exchange.at_stake` values an MG's move and, conservatively, a share of the imbalance at its own retail
-less feed-in). That is a stop rule, not a bound on the distance to ADMM's limit:
+`dayexchange.at_stake` values an MG's move and, conservatively, a share of the imbalance at its own retail
+less feed-in). Each MG judges that alone (`dayexchange.settled`: public moves and imbalance, its own
+spread); on a recorder each posts its verdict on an iteration with its next position, and after the value
+stop that next round is posted and abandoned by the close (one more solve per MG, counted in
+`iterations`), so the chain shows every MG's settled verdict and the coordinator used nothing private.
+That is a stop rule, not a bound on the distance to ADMM's limit:
 what it leaves is measured (96 quarter-hours, share of the central gain: 6 / 20 / 100 MGs 134 / 264 / 547
 → 20 / 34 / 27 iterations, 0.99998 / 0.99936 / 0.99969 → 0.9985 / 0.9982 / 0.9991; 20 MGs seeds 2 and 3
 0.9994 and 0.9963 in 17 and 24; at half a tick 0.9990–0.9995 in 41–49) and the outcome is checked exactly
@@ -80,6 +84,9 @@ from peergrid_controller.model import Scenario
 class Allocation:
     prices: tuple[float, ...]  # λ_t, currency per kWh
     positions: dict[str, tuple[float, ...]]  # kWh net export per interval (+ sell), as ADMM left them
+    # rounds of MG answers after the first responses: the ADMM iterations, plus the verdict round on a
+    # recorder's value-stopped day (answers posted with every MG's settled verdict on the last iteration,
+    # then abandoned by the close, so `prices`, `positions` and the residuals are the last iteration's)
     iterations: int
     primal_residual: float  # kWh: worst interval's |Σ_i q_i,t|
     dual_residual: float  # kWh: largest |Δq_i,t − Δq̄_t| of the last iteration
@@ -194,13 +201,13 @@ def _allocate(scenario: Scenario, cfg: DayAheadConfig, ex: Exchange) -> Allocati
         if not changed:
             break
         converged = ex.run(models, cfg.max_iterations, tolerance, by_value)
-    ex.close()
+    ex.close(models)
     return Allocation(
         prices=tuple(round(p / NANO, 9) for p in ex.prices),
         positions={
             mg.name: tuple(round(v / 1000, 9) for v in qi) for mg, qi in zip(mgs, ex.q_wh, strict=True)
         },
-        iterations=ex.iterations,
+        iterations=ex.iterations + ex.verdict_round,
         primal_residual=ex.primal,
         dual_residual=ex.dual,
         converged=converged,

@@ -19,9 +19,15 @@ Public and private apart (so that each MGMC can run its own side from the chain:
 `Book` is what anyone computes from the chain alone (positions posted, prices, ρ: the mean, the residuals,
 the price update, ρ's balancing, the kWh stop); `answer` and `anchor` are one MG's private side (its own
 DayModel within its own bounds and fees, its proximal anchor from its own unrounded answer, its answer
-rounded to the Wh). `Exchange` is both for the simulation, where one process holds every MG, plus the
-owners' rules the coordinator judges (they need each MG's rules and position) and the value stop (it needs
-each MG's tariff spread): neither is public.
+rounded to the Wh, and its verdict for the value stop: `settled`, from `Book`'s public moves and
+imbalance ratios and its own tariff spread and positions). `Exchange` is both for the simulation, where one
+process holds every MG, plus the owners' rules the coordinator judges (they need each MG's rules and
+position). The value stop needs nothing private from the coordinator: on a recorder every MG posts its
+verdict on an iteration with its next position (the exchange contract's `settled`, from iteration 2 on,
+where the value stop is judged), the recorder's count of them is checked against ours before every step,
+and once every MG's verdict on iteration k is settled the MGs post iteration k+1 with them and the session
+closes without stepping it (abandoned by the contract), so the allocation is iteration k's, as without a
+recorder: one round and one solve per MG more.
 The stops (`Exchange.run`): both residuals within a kWh tolerance, or, where `allocate` allows it, the
 value stop (`Exchange.at_stake`). The owners' rules are judged here at (near) convergence
 (`Exchange.judge_rules`), with dayrules.py's bounds and fees.
@@ -60,11 +66,18 @@ class ExchangeRecorder(Protocol):
     """Where every ADMM move goes as it is made (the exchange contract on the MGMC chain: chain_venue.py).
     Units are the chain's: positions in whole Wh (+ sell), prices in nano-currency per kWh, ρ in nano per kWh².
     Iteration 0 is every MG's first response at the opening prices; `step` ends an iteration (all MGs
-    posted) and returns the prices the recorder computed; `close` is given the next, unposted, iteration."""
+    posted) and returns the prices the recorder computed; `close` is given the next iteration (unposted, or
+    on a value stop the round that posted every MG's settled verdict, abandoned). `settled` on a position is
+    the MG's verdict on the iteration before (`settled`, false unless it says so); the recorder's `settled`
+    counts how many posts of the current iteration said so."""
 
     def open(self, names: Sequence[str], prices: Sequence[int], rho: int) -> Verdict: ...
 
-    def position(self, name: str, iteration: int, positions_wh: Sequence[int]) -> Verdict: ...
+    def position(
+        self, name: str, iteration: int, positions_wh: Sequence[int], settled: bool = False
+    ) -> Verdict: ...
+
+    def settled(self, iteration: int) -> int | Rejected: ...
 
     def step(self, iteration: int, rho: int) -> tuple[int, ...] | Rejected: ...
 
@@ -192,6 +205,16 @@ class Book:
             self.balance_rho()
         return converged, moves
 
+    def imbalance_ratios(self) -> list[float]:
+        """Per interval, the imbalance over the mean of the two sides' volumes, (sold + bought) / 2: the same for
+        every MG, so it is worked out once per step (0 where nothing is traded, which leaves no imbalance
+        either). Public: from the positions posted."""
+        ratios = []
+        for t in range(self.n):
+            volume = sum(abs(qj[t]) for qj in self.q) / 2  # at least the short side's volume
+            ratios.append(abs(self.mean[t]) * len(self.q) / volume if volume > 0 else 0.0)
+        return ratios
+
     def balance_rho(self) -> None:
         """Residual balancing: ρ doubles when the imbalance dominates, halves when the moves do, within
         [ρ of the config, rho_max] and within the contract's rule for a step's new ρ, [ceil(ρ/2), 2ρ]."""
@@ -200,6 +223,36 @@ class Book:
             self.rho = min(high, self.rho_max)
         elif self.dual > 10 * self.primal:
             self.rho = max(low, self.rho_min)
+
+
+def at_stake(
+    spread: Sequence[float], moves: Sequence[float], position: Sequence[float], ratios: Sequence[float]
+) -> float:
+    """What is still moving, valued for one MG, per interval: its move relative to the mean (`moves`, its part
+    of the dual residual, `Book.advance`) plus |its position| (kWh) times `ratios` (`Book.imbalance_ratios`:
+    the imbalance, the primal residual, over the mean of the two sides' volumes), each kWh at its `spread`,
+    its retail less its feed-in (the most a P2P kWh is worth to it against the DSO while its DSO connection is
+    unlimited: `allocate` applies the value stop only then). Private: the spread is the MG's own tariff.
+    Deliberately conservative: matching.match cuts only the long side, in proportion to its own volume, so a
+    long-side MG is charged up to twice its cut and a short-side MG is charged although it is not cut (exact
+    pro-rata stopped the test's 8-MG day at 19 iterations instead of 21). What this iteration still changes
+    for the MG, at its own worth: not what it would gain from the iterations to come, which the stability
+    check after the commitment measures."""
+    return sum(spread[t] * (abs(moves[t]) + abs(position[t]) * ratios[t]) for t in range(len(position)))
+
+
+def settled(
+    spread: Sequence[float],
+    moves: Sequence[float],
+    position: Sequence[float],
+    ratios: Sequence[float],
+    value_per_kwh: float,
+) -> bool:
+    """One MG's verdict on a stepped iteration, computed by the MG alone (the public `moves` and `ratios` of
+    `Book`, its own `spread` and `position`): what is still moving is worth no more than `value_per_kwh` per
+    kWh of its positions (at least 1 kWh), by `at_stake`. It posts the verdict with its next position (the
+    exchange contract's `settled`); the value stop is every MG's verdict settled."""
+    return at_stake(spread, moves, position, ratios) <= value_per_kwh * max(sum(map(abs, position)), 1.0)
 
 
 def anchor(own: Sequence[float], mean: Sequence[float]) -> list[float]:
@@ -265,7 +318,13 @@ class Exchange(Book):
         self.spread = [
             [r - f for r, f in zip(mg.tariff.retail, mg.tariff.feed_in, strict=True)] for mg in self.mgs
         ]
-        self.settled = False  # set by `step`: see `at_stake`
+        self.settled = False  # set by `step`: every MG's verdict on it settled (`settled`)
+        # each MG's verdict on the last stepped iteration, posted with its next position where the value stop
+        # is judged (`run`'s by_value); none on iteration 0 (the first responses) or before any step
+        self.verdicts = [False] * len(self.mgs)
+        self.by_value = False
+        self.verdict_round = False  # the session ended with a round that posted the verdicts, abandoned
+        self.said = 0  # posts of the recorder's current iteration that said settled
 
     def bounds(self, i: int) -> tuple[list[float], list[float]]:
         lo = [0.0 if (i, t) in self.banned_buy else self.base[i][t][0] for t in range(self.n)]
@@ -282,9 +341,17 @@ class Exchange(Book):
             if isinstance(verdict, Rejected):
                 raise DayAheadError(f"the chain refused to open the exchange: {verdict.reason}")
 
-    def close(self) -> None:
-        """End the session on the recorder after the last step (nobody has posted the next iteration)."""
+    def close(self, models: list[DayModel]) -> None:
+        """End the session on the recorder after the last step. After the value stop, the MGs first post the
+        next iteration's answers with their verdicts on the last one (each MG says settled on the chain, so the
+        coordinator decides from nothing private), the recorder must count every one of them, and the close
+        abandons that iteration: the allocation stays the last stepped one. Otherwise nobody has posted the
+        next iteration."""
         if self.recorder is not None:
+            if self.stop == "value":
+                self._answers(models, self.iterations + 1)
+                self.verdict_round = True
+                self._check_verdicts(self.iterations + 1)
             verdict = self.recorder.close(self.stepped)
             if isinstance(verdict, Rejected):
                 raise DayAheadError(f"the chain refused to close the exchange: {verdict.reason}")
@@ -310,17 +377,43 @@ class Exchange(Book):
         allocation)."""
         if self.recorder is not None:
             name = self.mgs[i].name
-            verdict = self.recorder.position(name, iteration, answered[1])
+            if self._says_settled(i, iteration):
+                self.said += 1
+                verdict = self.recorder.position(name, iteration, answered[1], settled=True)
+            else:  # as before verdicts: a recorder that knows none takes it
+                verdict = self.recorder.position(name, iteration, answered[1])
             if isinstance(verdict, Rejected):
                 raise DayAheadError(
                     f"the chain refused {name}'s position at iteration {iteration}: {verdict.reason}"
                 )
         return answered
 
+    def _says_settled(self, i: int, iteration: int) -> bool:
+        """Whether MG i's post at `iteration` says settled: its verdict on the iteration before, where the
+        value stop is judged (the verdicts stand from the step before: this post's iteration follows it)."""
+        return self.by_value and iteration >= 2 and self.verdicts[i]
+
+    def _check_verdicts(self, iteration: int) -> None:
+        """The recorder's count of settled posts at `iteration` must be ours (a chain that counts otherwise
+        would close, or not, on verdicts nobody posted)."""
+        assert self.recorder is not None
+        ours, self.said = self.said, 0
+        theirs = self.recorder.settled(iteration)
+        if isinstance(theirs, Rejected):
+            raise DayAheadError(
+                f"the chain refused to count the verdicts of iteration {iteration}: {theirs.reason}"
+            )
+        if theirs != ours:
+            raise DayAheadError(
+                f"the chain counts {theirs} settled verdicts posted at iteration {iteration} where the MGs "
+                f"posted {ours}: not followed"
+            )
+
     def _record_step(self) -> None:
         """End the iteration on the recorder with the ρ to go on with; its prices must be ours exactly."""
         if self.recorder is None:
             return
+        self._check_verdicts(self.iterations)
         chain = self.recorder.step(self.iterations, self.rho)
         if isinstance(chain, Rejected):
             raise DayAheadError(f"the chain refused the step of iteration {self.iterations}: {chain.reason}")
@@ -352,11 +445,11 @@ class Exchange(Book):
         self._take(answers)
         self._record_step()  # iteration 0 moves no price
 
-    def step(self, models: list[DayModel], tolerance: float) -> bool:
-        """One ADMM iteration (x-update of every MG, then the price update: `Book.advance`); True once both
-        residuals are within `tolerance` (kWh) beyond what rounding every MG's answer to the Wh can make."""
-        cfg, iteration = self.cfg, self.iterations + 1
-        prices, rho = self.price_floats, self.rho_float
+    def _answers(
+        self, models: list[DayModel], iteration: int
+    ) -> list[tuple[tuple[float, ...], tuple[int, ...]]]:
+        """Every MG's proximal answer at the current prices, each posted at `iteration` with its verdict."""
+        cfg, prices, rho = self.cfg, self.price_floats, self.rho_float
         answers = [
             self._post(
                 i,
@@ -372,40 +465,35 @@ class Exchange(Book):
             for i, model in enumerate(models)
         ]
         self.solves += len(models)
+        return answers
+
+    def step(self, models: list[DayModel], tolerance: float) -> bool:
+        """One ADMM iteration (x-update of every MG, then the price update: `Book.advance`); True once both
+        residuals are within `tolerance` (kWh) beyond what rounding every MG's answer to the Wh can make.
+        Then each MG's verdict on it (`settled`, with its own spread), and the value stop if every one is."""
+        cfg = self.cfg
+        answers = self._answers(models, self.iterations + 1)
         self.own = [own for own, _ in answers]
         converged, moves = self.advance([posted for _, posted in answers], tolerance)
-        ratios = self.imbalance_ratios() if cfg.value_per_kwh > 0 else []
-        self.settled = cfg.value_per_kwh > 0 and all(
-            self.at_stake(i, moves[i], ratios) <= cfg.value_per_kwh * max(sum(map(abs, qi)), 1.0)
-            for i, qi in enumerate(self.q)
-        )
+        if cfg.value_per_kwh > 0:
+            ratios = self.imbalance_ratios()
+            self.verdicts = [
+                settled(self.spread[i], moves[i], qi, ratios, cfg.value_per_kwh)
+                for i, qi in enumerate(self.q)
+            ]
+        self.settled = cfg.value_per_kwh > 0 and all(self.verdicts)
         self._record_step()
         return converged
 
-    def imbalance_ratios(self) -> list[float]:
-        """Per interval, the imbalance over the mean of the two sides' volumes, (sold + bought) / 2: the same for
-        every MG, so `step` works it out once (0 where nothing is traded, which leaves no imbalance either)."""
-        ratios = []
-        for t in range(self.n):
-            volume = sum(abs(qj[t]) for qj in self.q) / 2  # at least the short side's volume
-            ratios.append(abs(self.mean[t]) * len(self.q) / volume if volume > 0 else 0.0)
-        return ratios
-
     def at_stake(self, i: int, moves: Sequence[float], ratios: Sequence[float]) -> float:
-        """What is still moving, valued for MG i, per interval: its move relative to the mean (`moves`, its part
-        of the dual residual) plus |q_i| times `ratios` (`imbalance_ratios`: the imbalance, the primal residual, over the mean of
-        the two sides' volumes), each kWh at the MG's retail less its feed-in (the most a P2P kWh
-        is worth to it against the DSO while its DSO connection is unlimited: `allocate` applies the value
-        stop only then). Deliberately conservative: matching.match cuts only the long side, in proportion to
-        its own volume, so a long-side MG is charged up to twice its cut and a short-side MG is charged
-        although it is not cut (exact pro-rata stopped the test's 8-MG day at 19 iterations instead of 21).
-        What this iteration still changes for MG i, at its own worth: not what it would gain from the
-        iterations to come, which the stability check after the commitment measures."""
-        return sum(self.spread[i][t] * (abs(moves[t]) + abs(self.q[i][t]) * ratios[t]) for t in range(self.n))
+        """MG i's `at_stake`, with its own spread and position."""
+        return at_stake(self.spread[i], moves, self.q[i], ratios)
 
     def run(self, models: list[DayModel], until: int, tolerance: float, by_value: bool = False) -> bool:
         """Iterate until converged within `tolerance` (or, `by_value`, once `settled`) with the owners' rules
-        holding at the prices found, or `until` iterations in all."""
+        holding at the prices found, or `until` iterations in all. `by_value` also has every MG post its verdict
+        with its next position (`_says_settled`)."""
+        self.by_value = by_value
         while self.iterations < until:
             by_kwh = self.step(models, tolerance)
             converged = by_kwh or (by_value and self.settled)
