@@ -223,9 +223,18 @@ def edge_config(
             + DSO_ITERATIONS
             * (rebargain_wait_s(timing, len(chains.mgs)) + dso_wait_s(timing, len(chains.mgs))),
             "record_file": str(records / f"mgmc-{mg}.jsonl"),
-            **({"dayahead": True} if timing.dayahead else {}),
+            **(_dayahead(scenario_path) if timing.dayahead else {}),
         },
     }
+
+
+def _dayahead(scenario_path: Path) -> dict[str, bool]:
+    """The MGMCs' day-ahead settings: the session, with the genset phases when any MG of the scenario has a
+    genset (a setting every MGMC must share; whether any MG has one is not on the chain)."""
+    from peergrid_controller.scenario import load_scenario
+
+    gensets = any(mg.gensets for mg in load_scenario(scenario_path).microgrids)
+    return {"dayahead": True, "dayahead_gensets": gensets}
 
 
 def dso_node_config(
