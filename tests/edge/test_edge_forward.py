@@ -341,3 +341,66 @@ def test_the_trading_agent_accepts_after_a_completed_session_and_records_the_cle
         status = agent.status()["forward"]
         assert status["cleared"] and status["intervals"] == list(outcome.intervals) and status["traded"] == []
     assert {t for o in outcomes for t in o.intervals} == {0, 1, 2}
+
+
+def one_shot(scenario: Scenario) -> dict[str, Any]:
+    """What the edge's one-shot accepts give on a day, in-process (no chain: the same functions the agents
+    and the contract run): each MG's `accept_alone`, the clear's matching of the accepts, then each MG's
+    exact check with the trades it got (what the simulation's `commit` would re-check and the edge does not).
+    """
+    from peergrid_controller.forward import _check  # the exact check, for the measurement only
+
+    venue = ChainVenue(scenario)
+    allocation = allocate(scenario, CONFIG, recorder=venue.exchange)
+    conv = baselines.conventional(scenario)
+    dt = scenario.interval_hours
+    accepts = {
+        mg.name: accept_alone(mg, dt, allocation.prices, allocation.positions[mg.name])
+        for mg in scenario.microgrids
+    }
+    positions = {name: tuple(q / 1000 for q in a.positions) for name, a in accepts.items()}
+    trades = match(scenario, dataclasses.replace(allocation, positions=positions))
+    checked = _check(scenario, trades, conv)
+    committed = commit(scenario, allocation, conv)
+    over = {
+        name: sum(checked.physical[name]) - sum(checked.payments[name]) - sum(conv.per_interval[name])
+        for name in checked.refused
+    }
+    central = conv.total() - baselines.central(scenario).total()
+    gain = conv.total() - sum(sum(v) for v in checked.physical.values())
+    gain_commit = conv.total() - sum(sum(v) for v in committed.physical_cost.values())
+    return {
+        "decisions": {
+            d: [a.decision for a in accepts.values()].count(d) for d in ("whole", "reduced", "declined")
+        },
+        "above_conventional": {n: round(v, 4) for n, v in over.items()},
+        "share_edge": round(gain / central, 4),
+        "share_commit": round(gain_commit / central, 4),
+        "commit_declined": len(committed.declined),
+    }
+
+
+if __name__ == "__main__":  # python tests/edge/test_edge_forward.py [4x8 ...]: the one-shot accept's gap
+    import sys
+
+    from peergrid_controller.synth import synthetic_scenario
+
+    for n, intervals, seed in [
+        (4, 8, 0),
+        (5, 4, 1),
+        (4, 4, 2),
+        (6, 24, 1),
+        (6, 24, 2),
+        (10, 24, 3),
+        (20, 96, 1),
+    ]:
+        for gensets in (False, True):
+            label = f"{n}x{intervals}" + ("g" if gensets else "")
+            if len(sys.argv) > 1 and label not in sys.argv[1:]:
+                continue
+            day = (
+                synthetic_scenario(n, intervals, seed=seed, interval_hours=24 / intervals)
+                if gensets
+                else free_day(n, intervals, seed)
+            )
+            print(f"{label} seed {seed}:", one_shot(day), flush=True)
