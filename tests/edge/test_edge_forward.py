@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import json
+import time
 from collections.abc import Callable
 from pathlib import Path
 from types import SimpleNamespace
@@ -27,7 +28,7 @@ from peergrid_controller import baselines
 from peergrid_controller.builder import MgState
 from peergrid_controller.chain_venue import ChainVenue, key_for
 from peergrid_controller.dayahead import allocate, starting_prices
-from peergrid_controller.forward import accept_alone, clear, commit
+from peergrid_controller.forward import Acceptance, accept_alone, clear, commit
 from peergrid_controller.market import micro_per_wh, wh
 from peergrid_controller.matching import accepted_wh, match
 from peergrid_controller.model import Microgrid, Scenario
@@ -57,6 +58,7 @@ async def session_then_forward(
     accepting: set[str] | None = None,
     models: dict[str, Microgrid] | None = None,
     timeout_s: float = 10.0,
+    make: dict[str, type[ForwardAgent]] | None = None,
 ) -> tuple[list[SessionOutcome], dict[str, ForwardOutcome]]:
     """Every MG runs the session; then those in `accepting` (all by default) the forward stage, each with its
     own MG model (`models` replaces some: an MG whose situation changed after the session)."""
@@ -69,13 +71,17 @@ async def session_then_forward(
     ]
     outcomes = await asyncio.wait_for(asyncio.gather(*(a.run() for a in sessions)), 180)
     forward = {
-        mg.name: ForwardAgent(
+        mg.name: (make or {}).get(mg.name, ForwardAgent)(
             ledger, keys_[mg.name], (models or {}).get(mg.name, mg), dt, SESSION, timeout_s=timeout_s
         )
         for mg in scenario.microgrids
         if accepting is None or mg.name in accepting
     }
+    started = time.perf_counter()
     done = await asyncio.wait_for(asyncio.gather(*(a.run() for a in forward.values())), 120)
+    print(
+        f"\nforward stage ({len(forward)} accepting of {len(sessions)}): {time.perf_counter() - started:.2f} s wall"
+    )
     return outcomes, dict(zip(forward, done, strict=True))
 
 
@@ -190,6 +196,28 @@ def test_a_member_that_never_accepts_is_cleared_without_at_the_timeout(tmp_path:
     finally:
         ledger.close()
     assert traded and all(absent not in (seller, buyer) for _, seller, buyer, _, _ in traded)
+
+
+class SolverGivesUp(ForwardAgent):
+    """A coordinator whose own check fails with an unexpected error (its solver gave up)."""
+
+    def _decide(self, record: dict[str, Any]) -> Acceptance:
+        raise RuntimeError("the solver gave up")
+
+
+def test_a_coordinator_whose_own_accept_fails_still_clears_the_others(tmp_path: Path) -> None:
+    scenario = free_day(4, 8)
+    ledger, keys_ = ledger_for(tmp_path, scenario, key_of=venue_keys(scenario))
+    coordinator = min(keys_, key=lambda name: keys_[name].public)
+    made: dict[str, type[ForwardAgent]] = {coordinator: SolverGivesUp}
+    sessions, forward = run_on(ledger, lambda: session_then_forward(ledger, keys_, scenario, make=made))
+    assert all(o.completed for o in sessions)
+    lead = forward[coordinator]
+    assert lead.cleared and lead.reason == "its accept failed: RuntimeError: the solver gave up"
+    assert lead.decision == "" and lead.accepted == () and not any(lead.net_wh)
+    others = [o for name, o in forward.items() if name != coordinator]
+    assert all(o.cleared and o.reason == "" and o.members_accepted == 3 for o in others)
+    assert any(any(o.net_wh) for o in others)  # the others trade among themselves
 
 
 def test_accept_alone_is_commits_rule_for_one_mg() -> None:

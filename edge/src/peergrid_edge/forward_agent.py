@@ -7,7 +7,8 @@ session's closing prices on the tick, checked with its own day MILP against its 
 declines); intervals outside `window` (the chain intervals this MGMC will trade) are accepted as zeros. It
 posts that as `exchange.accept` (clean when the MG has no genset, as the simulation posts it). The
 coordinator (the session's, the lowest member key) posts `exchange.clear` once every member accepted or at
-`timeout_s` after its own accept (members that did not accept trade nothing: the contract's rule). Every
+`timeout_s` after its own accept (members that did not accept trade nothing: the contract's rule), and
+also when its own accept failed (a refusal, a solver error: it then trades nothing forward itself). Every
 MGMC then waits for the clear in a final block and reads its forward trades from its own replica: the market
 contract's trades of the intervals the clear closed (`forward_intervals`, `forward_plan` read them there
 too, so an MGMC that gave up waiting still trades by a clear that came later).
@@ -25,7 +26,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from peergrid_controller.dayexchange import NANO
-from peergrid_controller.forward import accept_alone
+from peergrid_controller.forward import Acceptance, accept_alone
 from peergrid_controller.model import Microgrid
 from peergrid_edge.chain_bargaining import position
 from peergrid_edge.dayahead_agent import ROLE, Replica, SessionFailed, submit_final
@@ -91,42 +92,49 @@ class ForwardAgent:
         self.costs = (float("nan"), float("nan"))
 
     async def run(self) -> ForwardOutcome:
+        accept_failed = ""
         try:
-            record = await self._accept()
+            record = self._closed_session()
+            try:
+                await self._accept(record)
+            except Exception as exc:  # its own accept failed: the coordinator still clears the others'
+                accept_failed = "its accept failed: " + _why(exc, self.session)
             if record["coordinator"] == self.key.public:
                 await self._clear(record)
-            return await self._read(record)
-        except SessionFailed as failure:
-            reason = str(failure)
-        except Exception as exc:  # a solver or replica error: no forward trades here, intraday as before
-            log.exception("forward trades of %s: unexpected error", self.session)
-            reason = f"{type(exc).__name__}: {exc}"
+            return await self._read(record, accept_failed)
+        except Exception as exc:  # no forward trades seen here: the intervals are bargained intraday
+            reason = "; ".join(r for r in (accept_failed, _why(exc, self.session)) if r)
         log.warning("forward trades of %s: %s", self.session, reason)
         return self._outcome(False, reason, 0, (), ())
 
-    async def _accept(self) -> dict[str, Any]:
-        state = self.ledger.state(ROLE)
-        record = exchange.session(state, self.session)
+    def _closed_session(self) -> dict[str, Any]:
+        record = exchange.session(self.ledger.state(ROLE), self.session)
         if record is None or not record["closed"]:
             raise SessionFailed(f"session {self.session!r} is not closed on this replica: nothing to accept")
-        final = exchange.stepped(state, self.session, self.key.public)
+        if record["intervals"] != self.mg.intervals:
+            raise SessionFailed(
+                f"session {self.session!r} has {record['intervals']} intervals, this MG's day {self.mg.intervals}"
+            )
+        return record
+
+    def _decide(self, record: dict[str, Any]) -> Acceptance:
+        """What this MG accepts: its final stepped position within the window, by its own check."""
+        final = exchange.stepped(self.ledger.state(ROLE), self.session, self.key.public)
         if final is None:
             raise SessionFailed(f"this MGMC is not a member of session {self.session!r}")
         n, first = record["intervals"], record["first_interval"]
-        if n != self.mg.intervals:
-            raise SessionFailed(
-                f"session {self.session!r} has {n} intervals, this MG's day {self.mg.intervals}"
-            )
         stepped = final["positions"] or [0] * n
         inside = [self.window is None or first + t in self.window for t in range(n)]
         kwh = [q / 1000 if keep else 0.0 for q, keep in zip(stepped, inside, strict=True)]
-        choice = accept_alone(self.mg, self.dt, [p / NANO for p in record["prices"]], kwh)
+        return accept_alone(self.mg, self.dt, [p / NANO for p in record["prices"]], kwh)
+
+    async def _accept(self, record: dict[str, Any]) -> None:
+        choice = self._decide(record)
         self.decision, self.costs = choice.decision, (choice.day_cost, choice.conventional)
         body = {"session": self.session, "positions": list(choice.positions), "clean": not self.mg.gensets}
         await submit_final(self.ledger, self.key, "exchange.accept", body, self.timeout_s, self.before_submit)
         self.posted = choice.positions
         log.info("forward trades of %s: accepted (%s) %s", self.session, choice.decision, choice.positions)
-        return record
 
     async def _clear(self, record: dict[str, Any]) -> None:
         """The coordinator: clear once every member accepted or at the timeout (the rest trade nothing)."""
@@ -141,7 +149,7 @@ class ForwardAgent:
         body = {"session": self.session}
         await submit_final(self.ledger, self.key, "exchange.clear", body, self.timeout_s, self.before_submit)
 
-    async def _read(self, record: dict[str, Any]) -> ForwardOutcome:
+    async def _read(self, record: dict[str, Any], reason: str) -> ForwardOutcome:
         if not await self.ledger.wait_for(
             ROLE, lambda s: cleared(s, self.session) is not None, 2 * self.timeout_s
         ):
@@ -156,7 +164,7 @@ class ForwardAgent:
             if ours:
                 closed.append(first + t)
             net.append(round(position(state, first + t, me)[1] * 1000) if ours else 0)
-        return self._outcome(True, "", summary["accepted"], tuple(closed), tuple(net))
+        return self._outcome(True, reason, summary["accepted"], tuple(closed), tuple(net))
 
     def _outcome(
         self, done: bool, reason: str, members: int, intervals: tuple[int, ...], net: tuple[int, ...]
@@ -164,3 +172,10 @@ class ForwardAgent:
         return ForwardOutcome(
             self.session, done, reason, self.decision, self.posted, *self.costs, members, intervals, net
         )
+
+
+def _why(exc: Exception, session: str) -> str:
+    if isinstance(exc, SessionFailed):
+        return str(exc)
+    log.exception("forward trades of %s: unexpected error", session)  # a solver or replica error
+    return f"{type(exc).__name__}: {exc}"
