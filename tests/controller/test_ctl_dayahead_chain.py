@@ -555,9 +555,15 @@ def test_the_cli_says_how_many_forward_trades_the_chain_cleared(capsys: pytest.C
 # --- the value stop: each MG's own verdict on the chain (exchange.position's settled) ---
 
 
-def value_day() -> Scenario:
-    # no genset, no owner rule, unlimited DSO connections: the value stop applies (it stops at 33 iterations)
-    return synthetic_scenario(5, 12, seed=0, interval_hours=2.0)
+def value_day(gensets: bool = True) -> Scenario:
+    """No owner rule, unlimited DSO connections: the value stop applies. With its genset MG both phases
+    stop on it (the relaxed one at 28 iterations, the one after the commitment at 33); without, at 10."""
+    scenario = synthetic_scenario(5, 12, seed=0, interval_hours=2.0)
+    return (
+        scenario
+        if gensets
+        else replace(scenario, microgrids=tuple(m for m in scenario.microgrids if not m.gensets))
+    )
 
 
 def position_posts(venue: ChainVenue) -> list[tuple[int, str, bool]]:
@@ -571,8 +577,11 @@ def position_posts(venue: ChainVenue) -> list[tuple[int, str, bool]]:
     ]
 
 
-def test_a_value_stopped_day_ends_on_every_mgs_settled_verdict_posted_and_never_stepped() -> None:
-    scenario = value_day()
+@pytest.mark.parametrize("gensets", [True, False])
+def test_a_value_stopped_day_ends_on_every_mgs_settled_verdict_posted_and_never_stepped(
+    gensets: bool,
+) -> None:
+    scenario = value_day(gensets)
     names = [mg.name for mg in scenario.microgrids]
     venue, allocation = on_chain(scenario)
     memory = allocate(scenario)
@@ -589,13 +598,17 @@ def test_a_value_stopped_day_ends_on_every_mgs_settled_verdict_posted_and_never_
     assert session["prices"] == tuple(round(p * NANO) for p in allocation.prices)
     posts = position_posts(venue)
     assert [(name, said) for it, name, said in posts if it == k + 1] == [(name, True) for name in names]
-    # no verdict before iteration 2 (none to judge); verdicts are posted while ADMM goes on, one MG's
-    # before another's (an iteration all said settled may still go on where the coordinator's judgement of
-    # the bounds changed something at near convergence: `Exchange.run`)
+    # no verdict before iteration 2 (none to judge); not all settled on k − 1 (it stopped at k, not before)
     assert not any(said for it, _, said in posts if it < 2)
     per_iteration = Counter(it for it, _, said in posts if said)
-    assert per_iteration[k] < len(names)  # not all settled on k − 1: it stopped at k, not before
+    assert per_iteration[k] < len(names)
     assert sum(per_iteration.values()) > len(names)  # verdicts said settled before the last round too
+    if gensets:
+        # the relaxed phase stopped on the value stop too: every MG's verdict on its last iteration went
+        # with the first posts of the phase after the commitment (stepped: ADMM went on)
+        relaxed = memory.relaxed_iterations
+        assert 1 < relaxed < k and per_iteration[relaxed + 1] == len(names)
+        assert all(per_iteration[it] < len(names) for it in range(relaxed + 2, k + 1))
     for name in names:
         last = contract.stepped(venue.chain.view, venue.exchange.session, venue.keys[name].public)
         assert last is not None and last["iteration"] == k
