@@ -15,7 +15,7 @@ from peergrid_ledger import keyspace as ks
 from peergrid_ledger.chain import LocalChain
 from peergrid_ledger.contracts import market
 from peergrid_ledger.contracts.exchange import micro_per_wh, stepped
-from peergrid_ledger.contracts.exchange_clearing import accepted, cleared
+from peergrid_ledger.contracts.exchange_clearing import _held, accepted, cleared
 from peergrid_ledger.contracts.pairing import forward_trades, largest_remainder
 from peergrid_ledger.genesis import Account, Params
 from peergrid_ledger.keys import Keypair
@@ -255,7 +255,9 @@ def test_clear_refusals() -> None:
 
 
 @pytest.mark.parametrize("traded", [False, True])
-def test_clearing_an_interval_the_market_already_holds_is_refused_whole(traded: bool) -> None:
+def test_an_interval_the_market_already_holds_is_skipped_and_the_rest_cleared(traded: bool) -> None:
+    """review7 F2: the market's positions in one interval (here two non-members') used to refuse the whole
+    clear, for ever once the interval closed. Now that interval is skipped, named, and left as it was."""
     chain = closed_session({P1: [1000, 1000, 0], P2: [-1000, -1000, 0]})
     for m, q in ((P1, 1000), (P2, -1000)):
         submit(chain, m, "exchange.accept", accept_body([q, q, 0]))
@@ -271,12 +273,52 @@ def test_clearing_an_interval_the_market_already_holds_is_refused_whole(traded: 
     if traded:
         submit(chain, P3, "trade", {"interval": FIRST + 1})
     before = market.interval_record(chain.view, FIRST + 1)
-    why, text = refused(chain, Keys.dso, "exchange.clear", {"session": "day-1"})
-    assert why is (Reason.CLOSED if traded else Reason.RULE_VIOLATION)
-    assert "interval 101" in text
-    # nothing of the clear was written: interval 100 is still open, the session uncleared
-    assert not market.closed(chain.view, FIRST) and cleared(chain.view, "day-1") is None
+    result = chain.sign_and_submit(Keys.dso, "exchange.clear", {"session": "day-1"})
+    assert isinstance(result, Accepted)
+    held = "closed" if traded else "positions"
+    skipped = [{"interval": FIRST + 1, "held": held}]
+    summary = {"session": "day-1", "accepted": 2, "trades": 1, "skipped": skipped}
+    assert result.events[0] == ("exchange_cleared", summary)
+    assert [(e["interval"], e["quantity"]) for k, e in result.events if k == "trade"] == [(FIRST, 1000)]
+    record = cleared(chain.view, "day-1")
+    assert record is not None and record["skipped"] == skipped and record["trades"] == 1
+    # interval 100 cleared; 101 is exactly the market's as it was (its positions can still close it)
+    assert market.interval_record(chain.view, FIRST)["session"] == "day-1"
     assert market.interval_record(chain.view, FIRST + 1) == before
+    if not traded:
+        submit(chain, P3, "trade", {"interval": FIRST + 1})
+        agreed = market.interval_record(chain.view, FIRST + 1)
+        assert "session" not in agreed and len(agreed["trades"]) == 1
+
+
+def test_one_watt_hour_offer_by_a_stranger_no_longer_blocks_the_day() -> None:
+    """review7 F2's evidence (f_block_clear.py): P3, no member, offers 1 Wh in the session's last interval
+    and closes it with no trade. The three other intervals clear; the closed one is named (F6: "closed",
+    not "has trades", since it has none)."""
+    chain = closed_session({P1: [1000] * 4, P2: [-1000] * 4}, prices=[50_000_000] * 4)
+    submit(chain, P1, "exchange.accept", accept_body([1000] * 4))
+    submit(chain, P2, "exchange.accept", accept_body([-1000] * 4))
+    offer = {"interval": FIRST + 3, "round": 1, "price": 1, "quantity": 1, "clean": False}
+    submit(chain, P3, "offer", offer)
+    submit(chain, P3, "trade", {"interval": FIRST + 3})
+    assert market.interval_record(chain.view, FIRST + 3)["trades"] == []
+    submit(chain, Keys.dso, "exchange.clear", {"session": "day-1"})
+    record = cleared(chain.view, "day-1")
+    assert record is not None and record["trades"] == 3
+    assert record["skipped"] == [{"interval": FIRST + 3, "held": "closed"}]
+    assert [market.closed(chain.view, FIRST + t) for t in range(4)] == [True] * 4
+    assert market.interval_record(chain.view, FIRST + 3)["trades"] == []  # untouched
+
+
+def test_held_names_what_the_market_holds() -> None:
+    """The words for each of the three holds (F6: an interval closed with no trades is "closed", not "has
+    trades"); a free interval is None."""
+    chain = chain_with({P1.public: None})
+    assert _held(chain.view, 7) is None
+    submit(chain, P1, "offer", {"interval": 7, "round": 1, "price": 1, "quantity": 1, "clean": False})
+    assert _held(chain.view, 7) == ("positions", "interval 7 has open positions in the market contract")
+    submit(chain, P1, "trade", {"interval": 7})
+    assert _held(chain.view, 7) == ("closed", "interval 7 is already closed in the market contract")
 
 
 def test_a_cleared_interval_cannot_be_reopened_for_re_bargaining() -> None:

@@ -15,10 +15,16 @@ Promises (the `exchange.accept` and `exchange.clear` handlers of `exchange.KINDS
       public key) at the closing price on the tick, and records them as the market contract's trades of
       chain interval first_interval + t (`market_state.trade_id`, closing 0): `settle` pays each once, as
       an intraday trade, and the interval is closed (its record names the session). An interval without a
-      trade is left as it was. Members that never accepted trade nothing. If any interval that would get a
-      trade already has trades, open positions or a reopening in the market contract, the whole clear is
-      refused and nothing is written: the session stays uncleared (a later clear may succeed only if the
-      interval is still free, which a closed interval never is again).
+      trade is left as it was. Members that never accepted trade nothing. An interval that would get a
+      trade but that the market contract already holds (a closing, open positions or a reopening) is
+      skipped: it gets no forward trade, stays the market's as it stands, and the clear names it
+      (`skipped`: interval and what held it); the other intervals clear as usual. Why skip rather than
+      reserve the session's intervals from the open: any authorised key may offer in any future interval,
+      so refusing the whole clear for one held interval let anyone block a day's forward trades with one
+      1-Wh offer; a reservation instead would let any opener lock up to 672 intervals against intraday
+      trading until its clear, and would block the members' own intraday fallback when the stage fails
+      (a session closed and never cleared). Skipping locks nothing: a held interval is simply traded
+      intraday, by whoever holds it.
 Nobody has to trust the coordinator here either: it only says when; the chain computes every trade.
 Pure; no I/O.
 """
@@ -131,16 +137,16 @@ def accept(view: Overlay, tx: Tx, ctx: BlockContext, sender: ks.AccountRecord) -
     return [("exchange_accepted", {"session": name, "member": tx.sender, "declined": not trading})]
 
 
-def _free(view: Overlay, interval: int) -> None:
-    """The market contract holds nothing for `interval`: no trades, no positions, no reopening."""
+def _held(view: Overlay, interval: int) -> tuple[str, str] | None:
+    """What the market contract holds in `interval` (`closed`, `positions` or `reopened`, and why in words),
+    or None when it holds nothing there: no closing, no positions, no reopening."""
     if closed(view, interval):
-        raise RuleError(Reason.CLOSED, f"interval {interval} already has trades in the market contract")
+        return "closed", f"interval {interval} is already closed in the market contract"
     if members(view, interval, "sellers") or members(view, interval, "buyers"):
-        raise RuleError(
-            Reason.RULE_VIOLATION, f"interval {interval} has open positions in the market contract"
-        )
+        return "positions", f"interval {interval} has open positions in the market contract"
     if view.get(reopen_key(interval)) is not None:
-        raise RuleError(Reason.RULE_VIOLATION, f"interval {interval} was reopened in the market contract")
+        return "reopened", f"interval {interval} was reopened in the market contract"
+    return None
 
 
 def clear(view: Overlay, tx: Tx, ctx: BlockContext, sender: ks.AccountRecord) -> list[Event]:
@@ -155,6 +161,7 @@ def clear(view: Overlay, tx: Tx, ctx: BlockContext, sender: ks.AccountRecord) ->
     prices = read_obj(view, xch.prices_key(name))
     first = record["first_interval"]
     events: list[Event] = []
+    skipped: list[dict[str, Any]] = []
     for t in range(record["intervals"]):
         sells = {m: a["positions"][t] for m, a in taken.items() if a["positions"][t] > 0}
         buys = {m: -a["positions"][t] for m, a in taken.items() if a["positions"][t] < 0}
@@ -162,7 +169,10 @@ def clear(view: Overlay, tx: Tx, ctx: BlockContext, sender: ks.AccountRecord) ->
         if not trades:
             continue
         interval = first + t
-        _free(view, interval)
+        held = _held(view, interval)
+        if held is not None:  # the market trades it (or traded it): it stays the market's, as it stands
+            skipped.append({"interval": interval, "held": held[0]})
+            continue
         price = xch.micro_per_wh(prices[t])
         ids = []
         for seller, buyer, quantity in trades:
@@ -181,6 +191,8 @@ def clear(view: Overlay, tx: Tx, ctx: BlockContext, sender: ks.AccountRecord) ->
             event = {"id": tid, "interval": interval, "seller": seller, "buyer": buyer, "price": price}
             events.append(("trade", {**event, "quantity": quantity}))
         view.put_obj(interval_key(interval), {"closed": True, "session": name, "trades": ids})
-    summary = {"accepted": len(taken), "trades": len(events), "txid": tx.txid}
-    view.put_obj(cleared_key(name), summary)
-    return [("exchange_cleared", {"session": name, "accepted": len(taken), "trades": len(events)}), *events]
+    counts = {"accepted": len(taken), "trades": len(events)}
+    # `skipped` only when an interval was: a clear that skips none keeps the bytes it had before the rule
+    extra = {"skipped": skipped} if skipped else {}
+    view.put_obj(cleared_key(name), {**counts, "txid": tx.txid, **extra})
+    return [("exchange_cleared", {"session": name, **counts, **extra}), *events]
