@@ -56,18 +56,22 @@ def closed_session(
     prices: list[int] | None = None,
     rules: dict[bytes, dict[str, Any]] | None = None,
     name: str = "day-1",
+    deadline: int | None = None,
 ) -> LocalChain:
     """A session whose iteration 0 posts `finals` (the final stepped positions), stepped, then closed at
-    iteration 1 with a half-posted iteration 1 abandoned (each member posts its negation first)."""
+    iteration 1 with a half-posted iteration 1 abandoned (each member posts its negation first); opened
+    with `deadline` (block time) when given."""
     chain = chain_with(rules)
     members = list(finals)
-    body = {
+    body: dict[str, Any] = {
         "session": name,
         "first_interval": FIRST,
         "members": [m.public for m in members],
         "prices": PRICES if prices is None else prices,
         "rho": RHO,
     }
+    if deadline is not None:
+        body["deadline"] = deadline
     submit(chain, Keys.dso, "exchange.open", body)
     for m, positions in finals.items():
         submit(chain, m, "exchange.position", {"session": name, "iteration": 0, "positions": positions})

@@ -4,7 +4,9 @@ Units: positions in whole Wh (signed; + = export, a sale), prices in nano-curren
 currency unit per kWh; the market contract's micro-units per Wh × 10**6), ρ in nano-currency per kWh².
 Flow of one session (the controller's dayahead.py is the computation mirrored here):
   `exchange.open` names the members (2..256 known, unrevoked keys), the first chain interval, the opening
-      price of each of its intervals (1..672) and ρ; the sender becomes the session's coordinator.
+      price of each of its intervals (1..672) and ρ; the sender becomes the session's coordinator. An
+      optional `deadline` (block time, ms, after the open's) bounds how long the clear is the coordinator's
+      to time (`exchange_clearing` has the rule).
   `exchange.position` is one member's net position for every interval at the current iteration, once per
       iteration, each within the member's owner rules for that chain interval (`market_state.rules_for`:
       |q| ≤ `max_quantity`; a `clean_only` member never buys). The chain keeps the iteration's running sum
@@ -23,13 +25,15 @@ Flow of one session (the controller's dayahead.py is the computation mirrored he
       session open). Each member's last stepped position stays readable (`stepped`). The event's `settled`
       says whether every member's verdict on the last stepped iteration was settled (the value stop: the
       coordinator closed once they all said so), so anyone reading the chain sees why the session ended.
-  `exchange.accept` (each member, once) and `exchange.clear` (coordinator, once) then turn the closed
-      session into the day's forward trades, recorded as the market contract's trades at the closing
-      prices on its tick (`micro_per_wh`): `exchange_clearing` has their rules.
+  `exchange.accept` (each member, once) and `exchange.clear` (once: any member when every member accepted
+      or the deadline passed; the coordinator also before that on a session without a deadline) then turn
+      the closed session into the day's forward trades, recorded as the market contract's trades at the
+      closing prices on its tick (`micro_per_wh`): `exchange_clearing` has their rules.
 Nobody has to trust the coordinator's arithmetic: the chain computes every price from the posted positions.
 The coordinator does choose the opening prices, ρ's path (at most halved or doubled per step, with no rule
-on which) and when to close; members see all three on the chain and must judge them (a member can refuse to
-post). Positions are posted in the clear, so a member posting late in an iteration can read the sum so far:
+on which), when to close and the deadline; members see all of them on the chain and must judge them (a
+member can refuse to post). Only the coordinator steps and closes: one that is gone before the close leaves
+the session open, holding nothing (no interval is reserved; the members bargain intraday). Positions are posted in the clear, so a member posting late in an iteration can read the sum so far:
 before a shared live chain this wants commit–reveal per iteration. `next_prices` is the one price rule and
 `rho_bounds` the one ρ rule; the controller imports both, so the two sides compute the same integers.
 Pure; no I/O.
@@ -136,7 +140,7 @@ def session(state: StateReader, name: str) -> dict[str, Any] | None:
     """`{closed, coordinator, first_interval, intervals, iteration, members, posted, prices, rho, settled}`,
     or None if no such session: `iteration` is the current one (the number of steps taken), `posted` how
     many members posted it, `settled` how many of those posts said settled (their verdict on the iteration
-    before), `prices` a tuple of nano per kWh."""
+    before), `prices` a tuple of nano per kWh; plus `deadline` (block time, ms) if the open set one."""
     record = read_obj(state, session_key(name))
     if record is None:
         return None
@@ -239,7 +243,13 @@ def open_exchange(view: Overlay, tx: Tx, ctx: BlockContext, sender: ks.AccountRe
         f"{len(prices)} prices, a session has 1 to {MAX_INTERVALS} intervals",
     )
     intervals = len(prices)
-    record = {
+    deadline = b.get("deadline")
+    require(
+        deadline is None or deadline > ctx.time,
+        Reason.INVALID,
+        f"deadline {deadline} is not after the open's block time {ctx.time}",
+    )
+    record: dict[str, Any] = {
         "closed": False,
         "coordinator": tx.sender,
         "first_interval": b["first_interval"],
@@ -248,6 +258,8 @@ def open_exchange(view: Overlay, tx: Tx, ctx: BlockContext, sender: ks.AccountRe
         "rho": b["rho"],
         "size": len(members),
     }
+    if deadline is not None:  # absent without one, so that the sessions opened before it keep their bytes
+        record["deadline"] = deadline
     view.put_obj(session_key(name), record)
     view.put_obj(members_key(name), members)
     view.put_obj(prices_key(name), prices)
@@ -373,18 +385,20 @@ def genesis_writes(genesis: Any) -> dict[bytes, bytes | None]:
 
 
 _POSITION_BODY = Map({"session": LABEL, "iteration": ITERATION, "positions": List(POSITION, MAX_INTERVALS)})
+_OPEN_BODY = Map(
+    {
+        "session": LABEL,
+        "first_interval": INTERVAL,
+        "members": List(KEY, MAX_MEMBERS),
+        "prices": List(PRICE_NANO, MAX_INTERVALS),
+        "rho": RHO,
+    }
+)
 
 KINDS: dict[str, KindSpec] = {
     "exchange.open": KindSpec(
-        Map(
-            {
-                "session": LABEL,
-                "first_interval": INTERVAL,
-                "members": List(KEY, MAX_MEMBERS),
-                "prices": List(PRICE_NANO, MAX_INTERVALS),
-                "rho": RHO,
-            }
-        ),
+        # `deadline` is optional (none when absent), so that the bodies posted before it still validate
+        OneOf((_OPEN_BODY, Map({**_OPEN_BODY.fields, "deadline": Int(0, 2**63 - 1)}))),
         open_exchange,
     ),
     "exchange.position": KindSpec(

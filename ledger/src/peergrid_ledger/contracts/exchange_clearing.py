@@ -9,7 +9,9 @@ Promises (the `exchange.accept` and `exchange.clear` handlers of `exchange.KINDS
       (the market contract has none), |q| ≤ `max_quantity`, a `clean_only` member never buys. It also
       freezes the member's rules up to the session's last interval it trades in, as a market position does
       (`market.rules` may change only after it).
-  `exchange.clear` (the coordinator, after the close, once) computes each interval's trades from the
+  `exchange.clear` (after the close, once; a member or the coordinator: at once when every member
+      accepted; before that only after the session's deadline, or, on a session opened without one, by the
+      coordinator at any time, as before deadlines existed) computes each interval's trades from the
       accepted positions alone (`pairing.forward_trades`: the long side pro rata to the short side's
       volume, largest sellers to largest buyers, no buyer naming more than MAX_DEMANDS sellers; ties by
       public key) at the closing price on the tick, and records them as the market contract's trades of
@@ -25,7 +27,10 @@ Promises (the `exchange.accept` and `exchange.clear` handlers of `exchange.KINDS
       trading until its clear, and would block the members' own intraday fallback when the stage fails
       (a session closed and never cleared). Skipping locks nothing: a held interval is simply traded
       intraday, by whoever holds it.
-Nobody has to trust the coordinator here either: it only says when; the chain computes every trade.
+The chain computes every trade from the accepts; what the coordinator still chooses is the prices' start
+and path and the close (`exchange`), the deadline, and, without a deadline, the clear's moment and so which
+members' accepts count. With a deadline it cannot clear a member out early, and a coordinator that is gone
+after the close holds nothing up: every member accepted, or the deadline passed, and any member clears.
 Pure; no I/O.
 """
 
@@ -149,15 +154,40 @@ def _held(view: Overlay, interval: int) -> tuple[str, str] | None:
     return None
 
 
+def _may_clear(record: dict[str, Any], members: list[bytes], accepts: int, tx: Tx, ctx: BlockContext) -> None:
+    """Who may clear, and when: a member or the coordinator; once every member accepted, at once; before
+    that, after the session's deadline (block time), or the coordinator at any time on a session opened
+    without a deadline (its rule from before deadlines)."""
+    coordinator = tx.sender == record["coordinator"]
+    require(
+        coordinator or tx.sender in members,
+        Reason.FORBIDDEN,
+        f"{tx.kind}: only the session's members or its coordinator",
+    )
+    if accepts == len(members):
+        return
+    deadline = record.get("deadline")
+    waiting = f"{len(members) - accepts} of {len(members)} members have not accepted"
+    if deadline is None:
+        require(coordinator, Reason.FORBIDDEN, f"{tx.kind}: {waiting}: only the coordinator may clear now")
+    else:
+        require(
+            ctx.time > deadline,
+            Reason.RULE_VIOLATION,
+            f"{waiting} and the deadline {deadline} has not passed (block time {ctx.time})",
+        )
+
+
 def clear(view: Overlay, tx: Tx, ctx: BlockContext, sender: ks.AccountRecord) -> list[Event]:
     name = tx.body["session"]
     record = _closed_session(view, name)
-    require(tx.sender == record["coordinator"], Reason.FORBIDDEN, f"{tx.kind}: only the coordinator")
+    members = read_obj(view, xch.members_key(name))
     taken: dict[bytes, dict[str, Any]] = {}
-    for member in read_obj(view, xch.members_key(name)):
+    for member in members:
         value = accepted(view, name, member)
         if value is not None:
             taken[member] = value
+    _may_clear(record, members, len(taken), tx, ctx)
     prices = read_obj(view, xch.prices_key(name))
     first = record["first_interval"]
     events: list[Event] = []
