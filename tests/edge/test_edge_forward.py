@@ -37,6 +37,7 @@ from peergrid_edge import trader as trader_module
 from peergrid_edge.dayahead_agent import DayAheadAgent, SessionOutcome
 from peergrid_edge.forward_agent import ForwardAgent, ForwardOutcome, forward_plan, forward_session
 from peergrid_edge.replicas import EdgeLedger
+from peergrid_edge.resume import resume_interval
 from peergrid_edge.settlement import Settlements, Settler
 from peergrid_edge.trader import MarketAgent
 from peergrid_ledger import query
@@ -325,6 +326,13 @@ def test_the_trader_does_not_bargain_a_cleared_interval_and_settles_its_forward_
         plan = forward_plan(state, keys_[buyer.name].public, range(4), scenario.interval_hours)
         assert plan == pytest.approx([q / 1000 / scenario.interval_hours for q in forward[buyer.name].net_wh])
         assert forward_session(state, 1) == SESSION
+        # a restarted agent resumes at the first forward-traded interval whose slot is not over, not after
+        # every interval the clear closed ahead of time (it must still dispatch and inject them)
+        cleared_ahead = set(forward[buyer.name].intervals)
+        assert cleared_ahead == {0, 1, 2, 3}
+        assert resume_interval(state, 0, lambda t: t < 2) == 2
+        assert resume_interval(state, 0, lambda t: False) == 0
+        assert resume_interval(state, 0) == 4  # every slot over: the next interval nobody traded
         await agent.run_interval(1)
         mine = [
             tid

@@ -1,7 +1,7 @@
 """Where a (re)started trading agent picks up: the interval to join, the state its models start from.
 
 Promises: `resume_interval` is the first interval nobody has started trading in (a restarted agent never joins
-one midway); `initial_state` is the model's start state with each battery's stored energy from its own fresh
+one midway; a forward-traded interval counts as started once its slot is over); `initial_state` is the model's start state with each battery's stored energy from its own fresh
 reading (a reading outside 0-100 % is not believed); `resumed_counterfactual` carries the conventional
 counterfactual from the agent's last record through the intervals it missed, so the comparison with the
 DSO-only market does not forget what each path did to the batteries. Pure apart from reading the record file;
@@ -11,7 +11,7 @@ never writes anything.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -19,19 +19,27 @@ from typing import Any
 from peergrid_controller.builder import MgState
 from peergrid_controller.model import Microgrid
 from peergrid_controller.schedule import MgSchedule
+from peergrid_edge.forward_agent import forward_session
 from peergrid_ledger.contracts import market as contract
 
 
-def resume_interval(state: Any, first: int) -> int:
-    """The first interval from `first` on that is neither closed nor has a member on the MGMC chain."""
+def resume_interval(state: Any, first: int, passed: Callable[[int], bool] = lambda _t: True) -> int:
+    """The first interval from `first` on that is neither closed nor has a member on the MGMC chain, where an
+    interval the day-ahead clear closed (forward trades, closed before anyone traded it) counts as started
+    only once `passed(t)` (its slot is over): a restarted agent still plans, dispatches and injects the
+    forward-traded intervals ahead (there is no bargaining to join midway)."""
     t = first
-    while (
-        contract.closed(state, t)
-        or contract.members(state, t, "sellers")
-        or contract.members(state, t, "buyers")
-    ):
+    while True:
+        if forward_session(state, t) is not None:
+            if not passed(t):
+                return t
+        elif not (
+            contract.closed(state, t)
+            or contract.members(state, t, "sellers")
+            or contract.members(state, t, "buyers")
+        ):
+            return t
         t += 1
-    return t
 
 
 def initial_state(mg: Microgrid, devices: Mapping[str, Any]) -> MgState:

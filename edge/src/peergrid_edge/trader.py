@@ -197,7 +197,9 @@ class MarketAgent:
     async def run(self) -> None:
         self.d.link.subscribe(self.d.settings.topic("dso", "verdict"), self._on_verdict)
         await self._caught_up()
-        t = resume_interval(self.ledger.state("mgmc"), self.s.first_interval)
+        t = resume_interval(
+            self.ledger.state("mgmc"), self.s.first_interval, lambda k: time.time() >= self._start_of(k + 1)
+        )
         self.settler.pick_up(
             unsettled_purchases(
                 self.ledger.state("mgmc"), self.anonym.public, range(self.s.first_interval, t)
