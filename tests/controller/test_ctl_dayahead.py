@@ -14,15 +14,17 @@ from hypothesis import strategies as st
 from peergrid_controller import baselines
 from peergrid_controller.cli import main
 from peergrid_controller.dayahead import Allocation, allocate
-from peergrid_controller.dayexchange import DayAheadConfig, DayAheadError, Exchange
+from peergrid_controller.dayexchange import DayAheadConfig, DayAheadError, Exchange, on_tick
 from peergrid_controller.dayrules import rule_fees, rules_in_force
 from peergrid_controller.forward import commit, deviation_gains, match
-from peergrid_controller.market import Rejected, price_tick, wh
+from peergrid_controller.market import Rejected, micro_per_wh, price_tick, wh
+from peergrid_controller.matching import accepted_wh
 from peergrid_controller.model import ContractRules, Scenario
 from peergrid_controller.schedule import MgSchedule
 from peergrid_controller.simulate import SimulationConfig, simulate
 from peergrid_controller.synth import synthetic_scenario
 from peergrid_controller.venues import chain_venue
+from peergrid_ledger.contracts import exchange
 
 DT = 0.25
 # ADMM run to its kWh stops, without the value stop: the tests of what ADMM converges to
@@ -554,3 +556,39 @@ def test_the_kwh_stop_allows_the_move_rounding_to_the_wh_alone_makes(
     models = [Moving(*a, 2), Moving(*b, 2), Fixed(-0.00025, 2)]
     ex.first_responses(models)  # type: ignore[arg-type]
     assert ex.step(models, 0.0) is converged  # type: ignore[arg-type]
+
+
+def test_rules_are_judged_at_the_contracts_tick_at_an_exact_half_tick() -> None:
+    """review7 F4: a closing price of exactly 0.5015/kWh is tick 502 on the chain (the contract's
+    `micro_per_wh`, a half tick to the even one) but 501 by a float round of 0.5015 * 1000. `judge_rules`
+    judges at the chain's: b's cap 0.501 bans its purchase there (as `accepted_wh` and `exchange.accept`
+    cut it), a's floor 0.502 permits its sale (its fee is dropped, as for any side the price permits)."""
+    assert exchange.micro_per_wh(501_500_000) == 502 and price_tick(0.5015) == 0.501  # the two paths
+    assert on_tick(501_500_000) == 0.502 and on_tick(-511_500_000) == -0.512
+    base = two(60.0, 10.0, 20.0, n=1)
+    a, b = base.microgrids
+    scenario = Scenario(
+        "two",
+        DT,
+        (
+            replace(a, rules=ContractRules(floor_price=0.502)),
+            replace(b, rules=ContractRules(cap_price=0.501)),
+        ),
+    )
+    ex = Exchange(scenario, DayAheadConfig(), [0.5015])
+    assert ex.prices == [501_500_000]
+    ex.take([(1000,), (-1000,)])
+    assert ex.judge_rules()
+    assert ex.banned_buy == {(1, 0)} and ex.banned_sell == set()
+    assert ex.fee_off == {(0, 0, "sell")}
+    # the matching judges the same: b's purchase cut to nothing, a's sale kept
+    allocation = Allocation((0.5015,), {"a": (1.0,), "b": (-1.0,)}, 0, 0.0, 0.0, True, 0, 0)
+    assert accepted_wh(scenario, allocation) == {"a": (1000,), "b": (0,)}
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.integers(-(10**13), 10**13))
+def test_on_tick_is_the_contracts_tick_through_the_controllers_float_price(price_nano: int) -> None:
+    """What `limits_kw` does with `on_tick`'s float (the controller's `market.micro_per_wh`) gives back the
+    contract's exact tick, for every price the contract allows."""
+    assert micro_per_wh(on_tick(price_nano)) == exchange.micro_per_wh(price_nano)

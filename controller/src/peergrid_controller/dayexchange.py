@@ -43,9 +43,9 @@ from typing import Literal, Protocol
 
 from peergrid_controller.daymodel import DayModel
 from peergrid_controller.dayrules import Fees, limits_kw, rule_fees
-from peergrid_controller.market import PRICE_TICK, Rejected, Verdict, price_tick, wh
+from peergrid_controller.market import PRICE_TICK, Rejected, Verdict, wh
 from peergrid_controller.model import Scenario
-from peergrid_ledger.contracts.exchange import MAX_RHO, next_prices, rho_bounds
+from peergrid_ledger.contracts.exchange import MAX_RHO, micro_per_wh, next_prices, rho_bounds
 
 NANO = 10**9  # nano-currency per currency unit: the chain's prices (per kWh) and ρ (per kWh²) are in nanos
 
@@ -53,6 +53,14 @@ NANO = 10**9  # nano-currency per currency unit: the chain's prices (per kWh) an
 def nano(value: float) -> int:
     """Currency (per kWh, or per kWh²) in whole nano-currency, as the exchange contract keeps it."""
     return round(value * NANO)
+
+
+def on_tick(price_nano: int) -> float:
+    """An exchange price (nano per kWh) on the market contract's tick, in currency per kWh: the contract's
+    one conversion (`exchange.micro_per_wh`, exact, a half tick to the even one) ÷ 1000, so that a rule
+    judged here is judged at the tick the matching and `exchange.accept` use (a float round of p/NANO
+    differs at some exact half ticks: review7 F4): market.micro_per_wh(on_tick(p)) == exchange.micro_per_wh(p)."""
+    return micro_per_wh(price_nano) / 1000
 
 
 Stop = Literal["kwh", "value", "cap"]
@@ -520,7 +528,7 @@ class Exchange(Book):
         res = self.cfg.resolution_kwh
         changed = False
         for t in range(self.n):
-            price = price_tick(self.prices[t] / NANO)
+            price = on_tick(self.prices[t])
             for side, banned in (("sell", self.banned_sell), ("buy", self.banned_buy)):
                 permitted = []
                 banned_now = False
