@@ -1,11 +1,17 @@
-"""The lab's day-ahead option, without processes: the MGMC genesis carries the exchange contract, the option
-(off by default) turns on `market.dayahead` in every MGMC's edge config, which the edge daemon accepts, and a
-lab directory made before the exchange contract keeps its genesis."""
+"""The lab's day-ahead option: the MGMC genesis carries the exchange contract, the option (off by default)
+turns on `market.dayahead` in every MGMC's edge config, which the edge daemon accepts, and a lab directory
+made before the exchange contract keeps its genesis (no processes); and, with real processes, the lab with
+`--dayahead` runs the session and trades its intervals by the forward trades end to end."""
 
 from __future__ import annotations
 
 import json
+import resource
+import subprocess
+import sys
 from pathlib import Path
+
+import pytest
 
 from peergrid_edge.config import EdgeSettings
 from peergrid_ledger.genesis import Genesis
@@ -44,3 +50,38 @@ def test_a_lab_directory_made_before_the_exchange_keeps_its_genesis(tmp_path: Pa
     again = LabChains.create(tmp_path / "keys", "ieee33", SCENARIO)
     assert json.loads(again.mgmc_genesis.read_text()) == doc  # reused as it is: its chain id and history hold
     assert again.anonyms[again.mgs[0]].public == first.anonyms[first.mgs[0]].public
+
+
+@pytest.mark.system
+@pytest.mark.xdist_group("system")
+def test_the_lab_with_dayahead_trades_its_intervals_forward_end_to_end(tmp_path: Path) -> None:
+    # real processes (broker, devices, six MGMC daemons, the DSO): the session, the accepts and the clear,
+    # then two intervals traded by their forward trades without bargaining, settled, and the run's checks
+    workdir, out = tmp_path / "bed", tmp_path / "report"
+    argv = [
+        str(Path(sys.executable).parent / "peergrid-testbed"), "--scenario", str(SCENARIO), "--intervals", "2",
+        "--workdir", str(workdir), "--http-port", "0", "--report", str(out), "--dayahead",
+    ]  # fmt: skip
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=240)
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    cpu = after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime
+    print(f"\nlab with --dayahead, 2 intervals: {cpu:.1f} s CPU (the testbed and its processes)")
+    for mg in ("mg1", "mg2", "mg3", "mg4", "mg5", "mg6"):
+        lines = [
+            json.loads(line) for line in (workdir / "records" / f"mgmc-{mg}.jsonl").read_text().splitlines()
+        ]
+        session = next(doc["dayahead"] for doc in lines if "dayahead" in doc)
+        forward = next(doc["forward"] for doc in lines if isinstance(doc.get("forward"), dict))
+        assert session["completed"], session["reason"]
+        assert forward["cleared"] and forward["reason"] == "" and forward["members_accepted"] == 6
+        assert forward["intervals"] == [36, 37]  # the intervals the lab trades; the rest declined
+        traded = [doc for doc in lines if "rounds" in doc]
+        assert [doc["interval"] for doc in traded] == [36, 37]
+        assert all(doc["forward"] == session["session"] and doc["rounds"] == [] for doc in traded)
+        bought = [tr for doc in traded for tr in doc["trades"] if tr["buyer"] == traded[0]["anonym"]]
+        assert sum(doc["settled"] for doc in traded) == len(bought)  # every forward purchase settled
+    checks = json.loads((out / "report.json").read_text())["checks"]
+    assert checks["intervals_done"] == 2 and checks["replicas_agree"] and checks["settled_trades_proven"]
+    assert checks["topology_secure"] and checks["p2p_not_dearer"]
