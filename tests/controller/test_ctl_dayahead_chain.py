@@ -18,12 +18,12 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from peergrid_controller import baselines
-from peergrid_controller.chain_venue import ChainExchange, ChainVenue
+from peergrid_controller.chain_venue import ChainExchange, ChainVenue, SealError
 from peergrid_controller.cli import main, result_json
 from peergrid_controller.dayahead import Allocation, allocate
 from peergrid_controller.dayexchange import NANO, DayAheadConfig, DayAheadError, Exchange, at_stake, settled
 from peergrid_controller.forward import Commitment, ForwardError, clear, commit
-from peergrid_controller.market import Accepted, Rejected, Trade, Verdict, wh
+from peergrid_controller.market import Accepted, Offer, Rejected, Trade, Verdict, wh
 from peergrid_controller.matching import accepted_wh, match
 from peergrid_controller.model import Scenario
 from peergrid_controller.simrecords import SimulationConfig, SimulationResult
@@ -691,3 +691,24 @@ def test_an_mgs_verdict_is_its_own_spread_against_the_public_moves() -> None:
     assert not settled(spread, moves, ex.q[0], ratios, stake / volume * 0.999)
     # an MG with no position judges per kWh of at least one: its move alone
     assert settled(spread, moves, ex.q[3], ratios, at_stake(spread, moves, ex.q[3], ratios))
+
+
+@pytest.mark.parametrize("seal", ["close_round", "flush", "finish"])
+def test_a_transaction_the_seal_leaves_out_raises_instead_of_vanishing(seal: str) -> None:
+    """review7 F9: the venue's own seals (a round's close, `finish`, `flush`) check `LocalChain.dropped` as
+    the exchange's do. A payment signed at t and another 200 s later (beyond the 120-s `tx_max_age_ms`):
+    the block takes the later time, and the first is too old for it."""
+    scenario = small_day()
+    venue = ChainVenue(scenario)
+    a, b = (mg.name for mg in scenario.microgrids[:2])
+    t = venue.chain.tip.time + 1
+    for payer, payee, when in ((a, b, t), (b, a, t + 200_000)):
+        body = {"payee": venue.keys[payee].public, "amount": 1, "ref": f"at-{when}"}
+        assert venue.chain.sign_and_submit(venue.keys[payer], "pay", body, time_ms=when).ok
+    with pytest.raises(SealError, match=r"left out \d+ transactions, the first pay: .*time-out-of-bounds"):
+        if seal == "finish":  # it seals only when the interval has an offer: post one
+            offer = Offer(a, 0, 0.1, 0.001, False)
+            assert isinstance(venue.post_offer(offer), Accepted)
+            venue.finish(0)
+        else:
+            getattr(venue, seal)()

@@ -5,7 +5,9 @@ and MG name, with its contract rules preset in genesis, so the chain — not the
 quantity limits and clean-only preferences. A round's offers, bids and moves are submitted as signed `offer`,
 `bid` and `move` transactions and sealed into one block by a single in-memory authority (the ledger's
 `LocalChain`); moves identical to the standing position are not re-sent. `finish` submits `trade`, and the
-agreed trades are the ones the contract computed (read from its events); `settle` pays each one once; `pay`
+agreed trades are the ones the contract computed (read from its events: `trades`, shared with the
+exchange's clear); every seal checks the block kept every transaction accepted on submit (`seal`: a
+SealError, or the exchange's refusal, never an effect silently missing); `settle` pays each one once; `pay`
 posts a plain payment (the ledger's payments contract: the day-ahead make-whole uplift). `exchange` is the
 day-ahead exchange ADMM's recorder (dayahead.ExchangeRecorder, on the ledger's exchange contract): each MG
 signs its own positions (with its settled verdict when it says so), the first MG in scenario order opens the
@@ -76,6 +78,18 @@ def _verdict(result: ChainAccepted | ChainRejected) -> Verdict:
     return Accepted() if isinstance(result, ChainAccepted) else Rejected(f"chain: {result}")
 
 
+class SealError(RuntimeError):
+    """A transaction accepted on submit was left out of the sealed block (refused at the block's time)."""
+
+
+def _left_out(chain: LocalChain) -> str:
+    """Why the last seal left transactions out ("" if it left none)."""
+    if not chain.dropped:
+        return ""
+    tx, why = chain.dropped[0]
+    return f"chain: sealing left out {len(chain.dropped)} transactions, the first {tx.kind}: {why}"
+
+
 class ChainVenue:
     def __init__(self, scenario: Scenario) -> None:
         names = [mg.name for mg in scenario.microgrids]
@@ -106,6 +120,32 @@ class ChainVenue:
         self.rules = {mg.name: mg.rules for mg in scenario.microgrids}
         self.transactions = 0
         self.exchange = ChainExchange(self, scenario.name)
+
+    def seal(self) -> None:
+        """Seal the pending transactions into a block; one the block left out (accepted on submit, refused at
+        the block's time) raises SealError, so that it is never seen only by its missing effects."""
+        self.chain.seal()
+        left_out = _left_out(self.chain)
+        if left_out:
+            raise SealError(left_out)
+
+    def trades(
+        self, events: Sequence[tuple[str, Any]], interval: int | None = None, first: int = 0
+    ) -> list[Trade]:
+        """A transaction's `trade` events as Trades (kWh, currency per kWh), sorted by (seller, buyer): at
+        `interval`, or (None) at the event's chain interval less `first`."""
+        out = [
+            Trade(
+                interval if interval is not None else event["interval"] - first,
+                self.names[event["seller"]],
+                self.names[event["buyer"]],
+                event["quantity"] / 1000,
+                event["price"] / 1000,
+            )
+            for kind, event in events
+            if kind == "trade"
+        ]
+        return sorted(out, key=lambda t: (t.seller, t.buyer))
 
     def _do(self, name: str, kind: str, body: dict[str, Any]) -> Verdict:
         self.transactions += 1
@@ -160,7 +200,7 @@ class ChainVenue:
         return verdict
 
     def close_round(self) -> list[Trade]:
-        self.chain.seal()
+        self.seal()
         self.round += 1
         caps = {b.buyer: self.rules[b.buyer].max_quantity_kwh for b in self.bids}
         premiums = {b.buyer: self.rules[b.buyer].clean_premium for b in self.bids}
@@ -175,24 +215,12 @@ class ChainVenue:
             return []
         result = self.chain.sign_and_submit(self.keys[sellers[0]], "trade", {"interval": interval})
         self.transactions += 1
-        self.chain.seal()
+        self.seal()
         if not isinstance(result, ChainAccepted):
             raise RuntimeError(f"the chain refused to close interval {interval}: {result}")
-        trades = []
-        for kind, event in result.events:
-            if kind == "trade":
-                trades.append(
-                    Trade(
-                        interval,
-                        self.names[event["seller"]],
-                        self.names[event["buyer"]],
-                        event["quantity"] / 1000,
-                        event["price"] / 1000,
-                    )
-                )
         self.standing_offers = {k: v for k, v in self.standing_offers.items() if k[0] != interval}
         self.standing_bids = {k: v for k, v in self.standing_bids.items() if k[0] != interval}
-        return sorted(trades, key=lambda t: (t.seller, t.buyer))
+        return self.trades(result.events, interval)
 
     def settle(self, trade: Trade, delivered_kwh: float) -> Verdict:
         tid = contract.trade_id(trade.interval, self.keys[trade.seller].public, self.keys[trade.buyer].public)
@@ -205,7 +233,7 @@ class ChainVenue:
 
     def flush(self) -> None:
         if self.chain.pending:
-            self.chain.seal()
+            self.seal()
 
     def balance(self, name: str) -> float:
         """Currency units (the chain keeps micro-units)."""
@@ -323,24 +351,14 @@ class ChainExchange:
             return sealed
         record = exchange_contract.session(self.venue.chain.view, self.session)
         assert record is not None  # a session is never deleted
-        first, days = record["first_interval"], record["intervals"]
-        out: list[list[Trade]] = [[] for _ in range(days)]
-        names = self.venue.names
-        for kind, event in result.events:
-            if kind == "trade":
-                t = event["interval"] - first
-                quantity, price = event["quantity"] / 1000, event["price"] / 1000
-                out[t].append(Trade(t, names[event["seller"]], names[event["buyer"]], quantity, price))
-                self.cleared += 1
-        return tuple(tuple(sorted(day, key=lambda tr: (tr.seller, tr.buyer))) for day in out)
+        out: list[list[Trade]] = [[] for _ in range(record["intervals"])]
+        for trade in self.venue.trades(result.events, first=record["first_interval"]):
+            out[trade.interval].append(trade)
+            self.cleared += 1
+        return tuple(tuple(day) for day in out)
 
     def _seal(self) -> Verdict:
         """Seal the pending moves; one the block left out (accepted, then stale) is a refusal, not lost."""
         self.venue.chain.seal()
-        dropped = self.venue.chain.dropped
-        if dropped:
-            tx, why = dropped[0]
-            return Rejected(
-                f"chain: sealing left out {len(dropped)} transactions, the first {tx.kind}: {why}"
-            )
-        return Accepted()
+        left_out = _left_out(self.venue.chain)
+        return Rejected(left_out) if left_out else Accepted()
