@@ -28,12 +28,13 @@ from peergrid_controller import baselines
 from peergrid_controller.builder import MgState
 from peergrid_controller.chain_venue import ChainVenue, key_for
 from peergrid_controller.dayahead import allocate, starting_prices
-from peergrid_controller.forward import Acceptance, accept_alone, clear, commit
+from peergrid_controller.forward import Acceptance, accept_alone, clear, commit, dispatch
 from peergrid_controller.market import micro_per_wh, wh
 from peergrid_controller.matching import accepted_wh, match
 from peergrid_controller.model import Microgrid, Scenario
 from peergrid_controller.venues import forward_clearing
 from peergrid_edge import trader as trader_module
+from peergrid_edge.chain_bargaining import position
 from peergrid_edge.dayahead_agent import DayAheadAgent, SessionOutcome
 from peergrid_edge.forward_agent import ForwardAgent, ForwardOutcome, forward_plan, forward_session
 from peergrid_edge.replicas import EdgeLedger
@@ -197,6 +198,36 @@ def test_a_member_that_never_accepts_is_cleared_without_at_the_timeout(tmp_path:
     finally:
         ledger.close()
     assert traded and all(absent not in (seller, buyer) for _, seller, buyer, _, _ in traded)
+
+
+def test_the_one_shot_accept_can_leave_a_partly_filled_mg_above_its_conventional_day(tmp_path: Path) -> None:
+    # the documented limit, shown on the chain: mg002 (a battery MG buying in intervals 0 and 2, selling in 1
+    # and 3) accepts its whole position, which pays as a whole; a member that never accepts takes its side
+    # away, the clear cuts mg002's sales pro rata but not its purchases, and nobody checks it again (the
+    # simulation's commit would reduce it): its day with what it got costs more than its conventional day
+    scenario = free_day(5, 4, seed=1)
+    ledger, keys_ = ledger_for(tmp_path, scenario, key_of=venue_keys(scenario))
+    coordinator = min(keys_, key=lambda name: keys_[name].public)
+    absent = next(n for n in ("mg005", "mg001") if n != coordinator)
+    accepting = set(keys_) - {absent}
+    sessions, forward = run_on(
+        ledger, lambda: session_then_forward(ledger, keys_, scenario, accepting, timeout_s=1.0)
+    )
+    assert all(o.completed for o in sessions)
+    cut = forward["mg002"]
+    assert cut.cleared and cut.decision == "whole" and cut.day_cost <= cut.conventional + 1e-6
+    assert any(abs(got) < abs(q) for got, q in zip(cut.net_wh, cut.accepted, strict=True))  # partly filled
+    ledger, _ = ledger_for(tmp_path, scenario, key_of=venue_keys(scenario))
+    try:
+        state = ledger.state("mgmc")
+        money = sum(position(state, t, keys_["mg002"].public)[2] for t in range(4))
+    finally:
+        ledger.close()
+    mg002 = next(mg for mg in scenario.microgrids if mg.name == "mg002")
+    day = dispatch(mg002, scenario.interval_hours, [q / 1000 for q in cut.net_wh])
+    above = day.cost - money - cut.conventional
+    print(f"\nmg002 with {absent} absent: {above:.4f} above its conventional day {cut.conventional:.4f}")
+    assert above > 0.1  # above its conventional day
 
 
 class SolverGivesUp(ForwardAgent):
