@@ -433,6 +433,15 @@ def one_shot(scenario: Scenario) -> dict[str, Any]:
         name: sum(checked.physical[name]) - sum(checked.payments[name]) - sum(conv.per_interval[name])
         for name in checked.refused
     }
+    # each member absent in turn (never accepts): who then ends above its conventional day, by how much
+    absent = {}
+    for gone in positions:
+        cut = _check(
+            scenario, match(scenario, dataclasses.replace(allocation, positions=positions), [gone]), conv
+        )
+        for name in cut.refused:
+            above = sum(cut.physical[name]) - sum(cut.payments[name]) - sum(conv.per_interval[name])
+            absent[f"{name} ({gone} absent)"] = round(above, 4)
     central = conv.total() - baselines.central(scenario).total()
     gain = conv.total() - sum(sum(v) for v in checked.physical.values())
     gain_commit = conv.total() - sum(sum(v) for v in committed.physical_cost.values())
@@ -444,6 +453,7 @@ def one_shot(scenario: Scenario) -> dict[str, Any]:
         "share_edge": round(gain / central, 4),
         "share_commit": round(gain_commit / central, 4),
         "commit_declined": len(committed.declined),
+        "above_with_one_absent": absent,
     }
 
 
