@@ -1,15 +1,15 @@
 """The MGMC's trading agent: the design's trading interval, one after another, on the accelerated clock.
 
 Promises, per interval t (starting at `t0 + (t - first_interval) * interval_s` or when the previous one ended):
-  1-3. schedules this MG with the controller (state from its own battery readings when it (re)starts, then
-       from the plan it dispatched), derives its price-quantity curve and its role (seller, buyer, neither) at
-       the mid price; a seller opens at the previous interval's agreed price on the chain (`opening_price`;
-       mid-bounds when there is none);
   0.   with `market.dayahead`, before the first interval: the day-ahead session (`dayahead_agent.py`) and,
        once it completed, its forward trades (`forward_agent.py`: this MG's own accept, the coordinator's
        clear). An interval the clear closed is traded by its forward trades: planned with them fixed (every
        later forward trade is fixed in the day's plan too), not bargained (steps 4 and the rounds skipped),
        its injection submitted and its purchases settled as below; the record's `forward` names the session;
+  1-3. schedules this MG with the controller (state from its own battery readings when it (re)starts, then
+       from the plan it dispatched), derives its price-quantity curve and its role (seller, buyer, neither) at
+       the mid price; a seller opens at the previous interval's agreed price on the chain (`opening_price`;
+       mid-bounds when there is none);
   4.   bargains on the MGMC chain under its anonym (`chain_bargaining.py`): every offer, bid and move is a signed transaction, and
        each bargaining phase waits for the peers' moves in a FINAL block (sellers move, then buyers), so every
        MGMC decides from the same chain state; rounds end when a round repeats the previous one (no one
