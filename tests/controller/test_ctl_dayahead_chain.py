@@ -31,6 +31,7 @@ from peergrid_controller.simulate import simulate
 from peergrid_controller.synth import synthetic_scenario
 from peergrid_controller.venues import chain_venue, exchange_recorder, memory_venue
 from peergrid_ledger.contracts import exchange as contract
+from peergrid_ledger.contracts import exchange_clearing
 from peergrid_ledger.contracts import market as market_contract
 from peergrid_ledger.contracts.exchange_clearing import accepted, cleared
 
@@ -712,3 +713,18 @@ def test_a_transaction_the_seal_leaves_out_raises_instead_of_vanishing(seal: str
             venue.finish(0)
         else:
             getattr(venue, seal)()
+
+
+def test_the_venue_clears_a_big_session_in_parts_to_the_matched_trades(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """review7 F5: a session over the contract's MAX_CLEAR_CELLS is cleared in parts, one block each; the
+    trades are still exactly the ones matched (forward.clear checks every pair, Wh and price)."""
+    monkeypatch.setattr(exchange_clearing, "MAX_CLEAR_CELLS", 12)  # 4 MGs: 3 intervals per part, 8 in all
+    scenario = small_day()
+    venue, committed = committed_on_chain(scenario)
+    before = venue.chain.height
+    trades = clear(venue.exchange, scenario, committed, dict.fromkeys(committed.accepted, False))
+    assert trades == committed.trades
+    assert kinds(venue)["exchange.clear"] == 3 and venue.chain.height - before >= 3
+    assert venue.exchange.cleared == sum(len(day) for day in trades)

@@ -338,21 +338,27 @@ class ChainExchange:
         return self.venue._do(name, "exchange.accept", body)
 
     def clear(self) -> tuple[tuple[Trade, ...], ...] | Rejected:
-        """The coordinator clears the closed session; the trades the contract computed, per interval of the
-        session (its chain intervals from `first_interval`), each sorted by (seller, buyer)."""
-        result = self.venue.chain.sign_and_submit(
-            self.venue.keys[self.coordinator], "exchange.clear", {"session": self.session}
-        )
-        self.venue.transactions += 1
-        if not isinstance(result, ChainAccepted):
-            return Rejected(f"chain: {result}")
-        sealed = self._seal()
-        if isinstance(sealed, Rejected):
-            return sealed
+        """The coordinator clears the closed session, one block per part (a session bigger than the
+        contract's MAX_CLEAR_CELLS is cleared in parts); the trades the contract computed, per interval of
+        the session (its chain intervals from `first_interval`), each sorted by (seller, buyer)."""
+        events: list[tuple[str, Any]] = []
+        done = False
+        while not done:  # at least once: a session already cleared is the contract's refusal
+            result = self.venue.chain.sign_and_submit(
+                self.venue.keys[self.coordinator], "exchange.clear", {"session": self.session}
+            )
+            self.venue.transactions += 1
+            if not isinstance(result, ChainAccepted):
+                return Rejected(f"chain: {result}")
+            sealed = self._seal()
+            if isinstance(sealed, Rejected):
+                return sealed
+            events += result.events
+            done = cleared(self.venue.chain.view, self.session) is not None
         record = exchange_contract.session(self.venue.chain.view, self.session)
         assert record is not None  # a session is never deleted
         out: list[list[Trade]] = [[] for _ in range(record["intervals"])]
-        for trade in self.venue.trades(result.events, first=record["first_interval"]):
+        for trade in self.venue.trades(events, first=record["first_interval"]):
             out[trade.interval].append(trade)
             self.cleared += 1
         return tuple(tuple(day) for day in out)

@@ -26,7 +26,11 @@ Promises (the `exchange.accept` and `exchange.clear` handlers of `exchange.KINDS
       1-Wh offer; a reservation instead would let any opener lock up to 672 intervals against intraday
       trading until its clear, and would block the members' own intraday fallback when the stage fails
       (a session closed and never cleared). Skipping locks nothing: a held interval is simply traded
-      intraday, by whoever holds it.
+      intraday, by whoever holds it. One clear computes at most MAX_CLEAR_CELLS accepted members ×
+      intervals: a bigger session is cleared in parts, each clear the next intervals (event
+      `exchange_clearing` {session, first, last, trades}) until the last part (`exchange_cleared`, the
+      totals); the first part is the one the who-and-when rule above governs, the accepts are final from it
+      on, and any member or the coordinator clears the next part.
 The chain computes every trade from the accepts; what the coordinator still chooses is the prices' start
 and path and the close (`exchange`), the deadline, and, without a deadline, the clear's moment and so which
 members' accepts count. With a deadline it cannot clear a member out early, and a coordinator that is gone
@@ -66,6 +70,17 @@ def cleared_key(name: str) -> bytes:
     return b"xch/cleared/" + name.encode()
 
 
+def clearing_key(name: str) -> bytes:
+    """A clear in parts: `{next, skipped, trades}` so far; absent before the first part and after the last."""
+    return b"xch/clearing/" + name.encode()
+
+
+# Accepted members × session intervals one `exchange.clear` computes: a bigger session is cleared in parts,
+# each the next intervals up to this (256 members × 96 intervals: 0.32 s, 24,480 trades, on the x86 host
+# at load 2.1; the contract's limits allow 7 times that in one session: review7 F5)
+MAX_CLEAR_CELLS = 256 * 96
+
+
 def accepted(state: StateReader, name: str, member: bytes) -> dict[str, Any] | None:
     """`{clean, positions}` the member accepted, or None if it did not (or is no member)."""
     value: dict[str, Any] | None = read_obj(state, accept_key(member, name))
@@ -73,12 +88,14 @@ def accepted(state: StateReader, name: str, member: bytes) -> dict[str, Any] | N
 
 
 def cleared(state: StateReader, name: str) -> dict[str, Any] | None:
-    """`{accepted (members), trades (count), txid}` of the session's clear, or None before it."""
+    """`{accepted (members), trades (count), txid}` of the session's clear (its last part's txid; plus
+    `skipped` when it skipped an interval), or None before it is complete."""
     value: dict[str, Any] | None = read_obj(state, cleared_key(name))
     return value
 
 
 def _closed_session(view: Overlay, name: str) -> dict[str, Any]:
+    """The session's record, refused unless it is closed and not cleared (a clear in parts: not complete)."""
     record: dict[str, Any] | None = read_obj(view, xch.session_key(name))
     require(record is not None, Reason.NOT_FOUND, f"no exchange session {name!r}")
     assert record is not None
@@ -120,6 +137,11 @@ def accept(view: Overlay, tx: Tx, ctx: BlockContext, sender: ks.AccountRecord) -
     require(final is not None, Reason.FORBIDDEN, f"not a member of exchange session {name!r}")
     assert final is not None
     require(view.get(accept_key(tx.sender, name)) is None, Reason.DUPLICATE, "already accepted")
+    require(
+        view.get(clearing_key(name)) is None,
+        Reason.CLOSED,
+        f"exchange session {name!r} is being cleared (in parts): its accepts are final",
+    )
     intervals = record["intervals"]
     require(
         len(positions) == intervals,
@@ -178,6 +200,40 @@ def _may_clear(record: dict[str, Any], members: list[bytes], accepts: int, tx: T
         )
 
 
+def _clear_interval(
+    view: Overlay, name: str, interval: int, price: int, taken: dict[bytes, dict[str, Any]], t: int
+) -> tuple[list[Event], dict[str, Any] | None]:
+    """Session interval t (chain `interval`): its trades recorded as the market contract's and their events,
+    or the skip that names what the market holds there; nothing when no accepted position pairs."""
+    sells = {m: a["positions"][t] for m, a in taken.items() if a["positions"][t] > 0}
+    buys = {m: -a["positions"][t] for m, a in taken.items() if a["positions"][t] < 0}
+    trades = forward_trades(sells, buys, MAX_DEMANDS)
+    if not trades:
+        return [], None
+    held = _held(view, interval)
+    if held is not None:  # the market trades it (or traded it): it stays the market's, as it stands
+        return [], {"interval": interval, "held": held[0]}
+    events: list[Event] = []
+    ids = []
+    for seller, buyer, quantity in trades:
+        tid = trade_id(interval, seller, buyer)
+        agreed = {
+            "buyer": buyer,
+            "clean": taken[seller]["clean"],
+            "interval": interval,
+            "price": price,
+            "quantity": quantity,
+            "seller": seller,
+            "settlement": None,
+        }
+        view.put_obj(trade_key(tid), agreed)
+        ids.append(tid)
+        event = {"id": tid, "interval": interval, "seller": seller, "buyer": buyer, "price": price}
+        events.append(("trade", {**event, "quantity": quantity}))
+    view.put_obj(interval_key(interval), {"closed": True, "session": name, "trades": ids})
+    return events, None
+
+
 def clear(view: Overlay, tx: Tx, ctx: BlockContext, sender: ks.AccountRecord) -> list[Event]:
     name = tx.body["session"]
     record = _closed_session(view, name)
@@ -187,41 +243,30 @@ def clear(view: Overlay, tx: Tx, ctx: BlockContext, sender: ks.AccountRecord) ->
         value = accepted(view, name, member)
         if value is not None:
             taken[member] = value
-    _may_clear(record, members, len(taken), tx, ctx)
+    progress = read_obj(view, clearing_key(name))
+    if progress is None:  # the first (often the only) clear: who may start it, and when
+        _may_clear(record, members, len(taken), tx, ctx)
+        progress = {"next": 0, "trades": 0, "skipped": []}
+    else:  # the accepts are frozen since the first part: any member or the coordinator goes on
+        _may_clear(record, members, len(members), tx, ctx)
     prices = read_obj(view, xch.prices_key(name))
-    first = record["first_interval"]
+    first, intervals, start = record["first_interval"], record["intervals"], progress["next"]
+    end = min(intervals, start + max(1, MAX_CLEAR_CELLS // max(1, len(taken))))
     events: list[Event] = []
-    skipped: list[dict[str, Any]] = []
-    for t in range(record["intervals"]):
-        sells = {m: a["positions"][t] for m, a in taken.items() if a["positions"][t] > 0}
-        buys = {m: -a["positions"][t] for m, a in taken.items() if a["positions"][t] < 0}
-        trades = forward_trades(sells, buys, MAX_DEMANDS)
-        if not trades:
-            continue
-        interval = first + t
-        held = _held(view, interval)
-        if held is not None:  # the market trades it (or traded it): it stays the market's, as it stands
-            skipped.append({"interval": interval, "held": held[0]})
-            continue
-        price = xch.micro_per_wh(prices[t])
-        ids = []
-        for seller, buyer, quantity in trades:
-            tid = trade_id(interval, seller, buyer)
-            agreed = {
-                "buyer": buyer,
-                "clean": taken[seller]["clean"],
-                "interval": interval,
-                "price": price,
-                "quantity": quantity,
-                "seller": seller,
-                "settlement": None,
-            }
-            view.put_obj(trade_key(tid), agreed)
-            ids.append(tid)
-            event = {"id": tid, "interval": interval, "seller": seller, "buyer": buyer, "price": price}
-            events.append(("trade", {**event, "quantity": quantity}))
-        view.put_obj(interval_key(interval), {"closed": True, "session": name, "trades": ids})
-    counts = {"accepted": len(taken), "trades": len(events)}
+    skipped: list[dict[str, Any]] = list(progress["skipped"])
+    for t in range(start, end):
+        made, skip = _clear_interval(view, name, first + t, xch.micro_per_wh(prices[t]), taken, t)
+        events += made
+        if skip is not None:
+            skipped.append(skip)
+    trades = progress["trades"] + len(events)
+    if end < intervals:  # a part: the next clear goes on from `end`
+        view.put_obj(clearing_key(name), {"next": end, "skipped": skipped, "trades": trades})
+        part = {"session": name, "first": first + start, "last": first + end - 1, "trades": len(events)}
+        return [("exchange_clearing", part), *events]
+    if start > 0:
+        view.delete(clearing_key(name))
+    counts = {"accepted": len(taken), "trades": trades}
     # `skipped` only when an interval was: a clear that skips none keeps the bytes it had before the rule
     extra = {"skipped": skipped} if skipped else {}
     view.put_obj(cleared_key(name), {**counts, "txid": tx.txid, **extra})
