@@ -6,8 +6,9 @@ Promises: `agree_trades` closes an interval and records its trades, computed onl
 `cap_on_fills`); `settle` pays one trade once, for the energy delivered, within the genesis credit limit;
 `reopen` marks a closed interval's trades superseded (kept, never settled) and opens it again for the next
 iteration (not an interval whose trades an exchange session cleared: those have no positions to re-bargain).
-An exchange session's forward trades (`exchange_clearing.clear`) are recorded in the same records. Assumes the positions were admitted by `market`'s handlers, which own the bargaining rules. The
-whole flow is in `market`'s docstring and docs/ledger-format.md.
+An exchange session's forward trades (`exchange_clearing.clear`) are recorded in the same records. Assumes
+the positions were admitted by `market`'s handlers, which own the bargaining rules. The whole flow is in
+`market`'s docstring and docs/ledger-format.md.
 Pure; no I/O.
 """
 
