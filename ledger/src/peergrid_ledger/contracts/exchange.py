@@ -25,10 +25,11 @@ Flow of one session (the controller's dayahead.py is the computation mirrored he
       session open). Each member's last stepped position stays readable (`stepped`). The event's `settled`
       says whether every member's verdict on the last stepped iteration was settled (the value stop: the
       coordinator closed once they all said so), so anyone reading the chain sees why the session ended.
-  `exchange.accept` (each member, once) and `exchange.clear` (once: any member when every member accepted
-      or the deadline passed; the coordinator also before that on a session without a deadline) then turn
-      the closed session into the day's forward trades, recorded as the market contract's trades at the
-      closing prices on its tick (`micro_per_wh`): `exchange_clearing` has their rules.
+  `exchange.accept` (each member, once) and `exchange.clear` (any member when every member accepted or the
+      deadline passed; the coordinator also before that on a session without a deadline; in parts for a
+      big session) then turn the closed session into the day's forward trades, recorded as the market
+      contract's trades at the closing prices on its tick (`micro_per_wh`): `exchange_clearing` has their
+      rules.
 Nobody has to trust the coordinator's arithmetic: the chain computes every price from the posted positions.
 The coordinator does choose the opening prices, ρ's path (at most halved or doubled per step, with no rule
 on which), when to close and the deadline; members see all of them on the chain and must judge them (a
