@@ -10,8 +10,8 @@ coordinator (the session's, the lowest member key) posts `exchange.clear` once e
 `timeout_s` after its own accept (members that did not accept trade nothing: the contract's rule), and
 also when its own accept failed (a refusal, a solver error: it then trades nothing forward itself). Every
 MGMC then waits for the clear in a final block and reads its forward trades from its own replica: the market
-contract's trades of the intervals the clear closed (`forward_intervals`, `forward_plan` read them there
-too, so an MGMC that gave up waiting still trades by a clear that came later).
+contract's trades of the intervals the clear closed (`forward_session` and `forward_plan` read them there
+per interval too, so an MGMC that gave up waiting still trades by a clear that came later).
 The result is typed (`ForwardOutcome`): cleared, or not with why (the session's intervals then stay open
 and are bargained intraday). Never retries a refusal; never reads another MG's private data.
 Not guaranteed: the clear scales each interval's long side pro rata after every accept, so a partly filled
@@ -41,10 +41,11 @@ log = logging.getLogger("peergrid.edge.forward")
 class ForwardOutcome:
     session: str
     cleared: bool
-    reason: str  # why there are no forward trades ("" when cleared): the intervals are bargained intraday
-    decision: (
-        str  # this MG's accept: "whole", "reduced", "declined", "nothing" (no position), "" (none posted)
-    )
+    # why there are no forward trades (the intervals are bargained intraday) or, when cleared, why this MG
+    # has none (its accept failed: it trades nothing forward); "" otherwise
+    reason: str
+    # this MG's accept: "whole", "reduced", "declined", "nothing" (no position), "" (none posted)
+    decision: str
     accepted: tuple[int, ...]  # Wh per session interval (+ sale) this MG accepted
     day_cost: float  # its day cost with the accepted positions traded in full, payments included
     conventional: float  # its conventional day cost
