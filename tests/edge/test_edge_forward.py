@@ -32,6 +32,7 @@ from peergrid_controller.forward import Acceptance, accept_alone, clear, commit,
 from peergrid_controller.market import micro_per_wh, wh
 from peergrid_controller.matching import accepted_wh, match
 from peergrid_controller.model import Microgrid, Scenario
+from peergrid_controller.schedule import MgSchedule
 from peergrid_controller.venues import forward_clearing
 from peergrid_edge import trader as trader_module
 from peergrid_edge.chain_bargaining import position
@@ -350,6 +351,14 @@ def test_the_trader_does_not_bargain_a_cleared_interval_and_settles_its_forward_
     monkeypatch.setattr(trader_module, "bargain", never)
     monkeypatch.setattr(agent, "_await_dso", no_verdict)
     monkeypatch.setattr(agent, "_dispatch", dispatched)
+    planned: list[Any] = []
+
+    class Recorded(MgSchedule):
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            planned.append(kwargs.get("p2p_fixed"))
+            super().__init__(*args, **kwargs)
+
+    monkeypatch.setattr(trader_module, "MgSchedule", Recorded)
 
     async def play() -> tuple[dict[str, ForwardOutcome], list[str]]:
         _, forward = await session_then_forward(ledger, keys_, scenario)
@@ -384,6 +393,9 @@ def test_the_trader_does_not_bargain_a_cleared_interval_and_settles_its_forward_
     assert refused and all(reason.startswith("already-settled") for reason in refused)  # once only
     assert wrapped.injections[0]["interval"] == 1  # its injection went to the DSO as usual
     assert agent.forward_traded == [1]
+    # its day from interval 1 on was planned with every forward trade of intervals 1-3 fixed (kW)
+    net = forward[buyer.name].net_wh
+    assert planned[0] == pytest.approx([q / 1000 / scenario.interval_hours for q in net[1:]])
 
 
 def test_the_trading_agent_accepts_after_a_completed_session_and_records_the_clear(tmp_path: Path) -> None:
