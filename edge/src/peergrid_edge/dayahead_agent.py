@@ -360,17 +360,22 @@ class DayAheadAgent:
             )
 
     def _positions(self, k: int) -> list[tuple[int, ...]]:
-        """Every member's posted positions of iteration k, as this replica holds them."""
+        """Every member's posted positions of iteration k, as this replica holds them: its last post (the
+        coordinator before its step), or, once k is stepped, the post the step priced (`exchange.stepped`):
+        a faster member may already have posted k+1 (review7 F1)."""
         state = self.ledger.state(ROLE)
         out = []
         for member in self.members:
-            last = exchange.position(state, self.session, member)
-            if last is None or last["iteration"] != k:
-                got = None if last is None else last["iteration"]
+            post = exchange.position(state, self.session, member)
+            if post is not None and post["iteration"] != k:
+                post = exchange.stepped(state, self.session, member)
+            if post is None or post["iteration"] != k:
+                got = None if post is None else post["iteration"]
                 raise SessionFailed(
-                    f"member {member.hex()[:16]}…'s last post is of iteration {got}, the step was of {k}"
+                    f"member {member.hex()[:16]}…'s post of iteration {k} is not on the chain "
+                    f"(its stepped one is of {got})"
                 )
-            out.append(tuple(last["positions"]))
+            out.append(tuple(post["positions"]))
         return out
 
     def _check(self) -> None:
