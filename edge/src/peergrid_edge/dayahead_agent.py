@@ -34,10 +34,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from peergrid_controller.dayexchange import NANO, Book, DayAheadConfig, anchor, answer, nano
+from peergrid_controller.dayexchange import Book, DayAheadConfig, anchor, answer, nano, on_tick
 from peergrid_controller.daymodel import DayModel
 from peergrid_controller.dayrules import limits_kw, rule_fees, rules_in_force
-from peergrid_controller.market import micro_per_wh, price_tick
 from peergrid_controller.model import Microgrid
 from peergrid_edge.replicas import Submission
 from peergrid_ledger import keys
@@ -410,7 +409,8 @@ class DayAheadAgent:
         if book.primal > near or book.dual > near:
             return
         for t, price in enumerate(book.prices):
-            if micro_per_wh(price_tick(price / NANO)) < 0 and any(q[t] > res for q in book.q):
+            # on the contract's tick by its one exact conversion (review7 F4), as judge_rules does
+            if on_tick(price) < 0 and any(q[t] > res for q in book.q):
                 raise SessionFailed(
                     f"interval {t}'s price {price} nano/kWh is below zero with sales held there: the owners' "
                     "floors would be judged (the coordinator's, with private data): beyond the edge session"
