@@ -49,11 +49,13 @@ class Adapter:
         self.waits += 1
         await asyncio.sleep(0.01)
 
-    async def submit(self, key: Keypair, kind: str, body: dict[str, Any], timeout: float = 8.0) -> Submitted:
+    async def submit(
+        self, key: Keypair, kind: str, body: dict[str, Any], timeout: float = 8.0, precheck: bool = False
+    ) -> Submitted:
         self.sent.append((key.public, kind, dict(body), timeout))
         result = self.local.sign_and_submit(key, kind, body, NOW_MS)
         if not result.ok:
-            return Submitted(False, "mempool", result.reason)
+            return Submitted(False, "refused", f"{result.reason.value}: {result.detail}")  # as ChainAdapter
         self.local.seal(NOW_MS)
         return Submitted(True, txid=result.txid)
 
@@ -90,16 +92,17 @@ def test_the_dso_reopens_a_closed_interval_for_each_iteration_with_a_deadline() 
     chain, adapter, loop, dso, seller, buyer = setup()
     trade_in(chain, seller, buyer)
     # still open (the MGMCs are bargaining): a bounded wait, then nothing to reopen, nothing sent
-    assert asyncio.run(loop.reopen(T, b"r" * 32)) is None and adapter.sent == [] and adapter.waits > 0
+    assert asyncio.run(loop.reopen(T, b"r" * 32)) == (None, "not closed")
+    assert adapter.sent == [] and adapter.waits > 0
     close(chain, buyer)
-    assert asyncio.run(loop.reopen(T, b"r" * 32)) == 1
+    assert asyncio.run(loop.reopen(T, b"r" * 32)).iteration == 1
     [(sender, kind, body, timeout)] = adapter.sent
     assert (sender, kind) == (dso.public, "market.reopen") and timeout == REOPEN_WAIT_S + 2.0
     assert body == {"interval": T, "iteration": 1, "ref": b"r" * 32, "until": NOW_MS + REOPEN_WAIT_S * 1000}
     record = query.interval(chain.state, T)
     assert record["reopened"]["by"] == dso.public and not record["closed"]
     close(chain, seller)
-    assert asyncio.run(loop.reopen(T, b"s" * 32)) == 2  # the next iteration on the chain
+    assert asyncio.run(loop.reopen(T, b"s" * 32)).iteration == 2  # the next iteration on the chain
     assert contract.reopening(chain.state, T)["ref"] == b"s" * 32  # type: ignore[index]
 
 
@@ -107,9 +110,10 @@ def test_no_reopening_when_refused_or_without_an_mgmc_chain() -> None:
     chain, _, loop, _, seller, buyer = setup(max_reopens=1)
     trade_in(chain, seller, buyer)
     close(chain, buyer)
-    assert asyncio.run(loop.reopen(T, b"r" * 32)) == 1
+    assert asyncio.run(loop.reopen(T, b"r" * 32)).iteration == 1
     close(chain, buyer)
-    assert asyncio.run(loop.reopen(T, b"r" * 32)) is None  # the genesis limit: the MGMCs keep their trades
+    limited = asyncio.run(loop.reopen(T, b"r" * 32))  # the genesis limit: the MGMCs keep their trades
+    assert limited.iteration is None and limited.why is not None and "at most 1" in limited.why
     assert contract.closed(chain.state, T)
     loop.mgmc = None
-    assert asyncio.run(loop.reopen(T, b"r" * 32)) is None
+    assert asyncio.run(loop.reopen(T, b"r" * 32)) == (None, "no MGMC chain")

@@ -6,7 +6,8 @@ own MQTT connection, enrols each MGMC with its anonym on that chain at start (on
 interval: waits for the MGs' equivalent injections in final blocks (all of them, or `wait_s` after the first),
 runs the security check, reconfiguration and least adjustment (`services.interval`) off the event loop, sends
 sealed adjustment contracts, reopens the interval on the MGMC chain (`market.reopen`: only the DSO may) so the
-MGMCs re-bargain, and waits for the revised injections, executes the switching plan through the
+MGMCs re-bargain (not an interval a day-ahead clear closed: the contract refuses that, and the MGMCs re-plan
+with the forward trades kept), and waits for the revised injections, executes the switching plan through the
 Modbus relays of firmware-sim with read-back and rollback (plan and result recorded on the DSO chain), and
 publishes its verdict on `peergrid/<feeder>/dso/verdict`. One JSON line per interval goes to `record_file`.
 A missing MGMC counts as zero injection; the DSO never stalls on one, and no longer waits for one revoked
@@ -32,7 +33,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from peergrid_dso.broker_tls import check_broker
 from peergrid_dso.loop_settings import IntervalNodeSettings, LoopSettings
@@ -98,6 +99,24 @@ class SecurityRounds:
     adjustments: list[dict[str, Any]] = field(default_factory=list)
     rounds: list[dict[str, Any]] = field(default_factory=list)
     iterations: int = 1  # AC analyses: the first, then one per re-bargaining
+
+
+class Reopening(NamedTuple):
+    """What `DsoLoop.reopen` did: the reopening's iteration on the MGMC chain, or None and why not."""
+
+    iteration: int | None
+    why: str | None = None
+
+
+def forward_traded(state: Any, t: int) -> str | None:
+    """Whether interval t's closing on the MGMC chain is a day-ahead exchange session's clear (its market
+    record names the session), said plainly, or None. The contract refuses to reopen such an interval (its
+    forward trades have no positions to re-bargain): the MGMCs meet the DSO's limits by re-planning with the
+    forward trades kept, so asking would only cost the reopening's wait."""
+    from peergrid_ledger.contracts import market
+
+    session = market.interval_record(state, t).get("session")
+    return None if session is None else f"forward-traded by exchange session {session!r}"
 
 
 @dataclass
@@ -274,7 +293,8 @@ class DsoLoop:
                 out.adjustments.append(body)
             nodes = [s.mgs[c.mg].node for c in contracts]
             first = read_obj(self.replica.app.state, ks.adjustment_index(bytes.fromhex(nodes[0]), t)) or []
-            reopened = await self.reopen(t, first[-1]) if first else None
+            reopening = await self.reopen(t, first[-1]) if first else Reopening(None, "no contract on chain")
+            reopened = reopening.iteration
             self.publish({"interval": t, "iteration": iteration, "final": False, "adjust": nodes,
                           "rebargain": reopened is not None, "reopen": reopened})  # fmt: skip
             got = await self.gather(t, iteration, mgs, s.wait_s, s.rebargain_wait_s)
@@ -291,7 +311,8 @@ class DsoLoop:
             )
             out.rounds.append(
                 {
-                    "iteration": iteration, "reopened": reopened, "missing": missing,
+                    "iteration": iteration, "reopened": reopened, "not_reopened": reopening.why,
+                    "missing": missing,
                     "injections_kw": {mg: p * 1000 for mg, (p, _) in out.injections.items()},
                     "secure": not contracts and out.unmet is None, "unmet": out.unmet,
                 }
@@ -299,35 +320,45 @@ class DsoLoop:
         out.iterations = iteration + 1
         return out
 
-    async def reopen(self, t: int, ref: bytes) -> int | None:
+    async def reopen(self, t: int, ref: bytes) -> Reopening:
         """Reopen interval t on the MGMC chain for this iteration's re-bargaining (`market.reopen`, only the
         DSO may; ref = the iteration's first adjustment contract's txid). Waits (bounded) for a closing the
         MGMCs may still be finishing; the transaction's deadline is when the DSO stops waiting for it, so it
-        never lands after the DSO moved on. Returns the reopening's iteration on that chain, or None (no MGMC
-        chain configured, nothing closed to reopen, the limit reached): the MGMCs then re-plan with their
-        trades kept."""
+        never lands after the DSO moved on. Sends nothing for an interval a day-ahead clear closed
+        (`forward_traded`), nor what the contract refuses now (checked on the replica first, its reason
+        logged: no wait). Returns the reopening's iteration on that chain, or None with why not (no MGMC
+        chain configured, nothing closed to reopen, forward-traded, refused, not final): the MGMCs then
+        re-plan with their trades kept."""
         from peergrid_ledger.contracts import market
 
         if self.mgmc is None:
-            return None
+            return Reopening(None, "no MGMC chain")
         follower = self.mgmc.node.replicas[self.mgmc.chain]
         deadline = time.monotonic() + self.settings.rebargain_wait_s
         while not market.closed(follower.app.state, t) and time.monotonic() < deadline:
             await self.mgmc.changed.wait(0.5)
         if not market.closed(follower.app.state, t):
             log.warning("interval %d is not closed on the MGMC chain: nothing to reopen", t)
-            return None
+            return Reopening(None, "not closed")
+        forward = forward_traded(follower.app.state, t)
+        if forward is not None:
+            log.info("interval %d: %s; not reopened, the MGMCs re-plan with them kept", t, forward)
+            return Reopening(None, forward)
         last = market.reopening(follower.app.state, t)
         iteration = 1 if last is None else int(last["iteration"]) + 1
         until = self.mgmc.node.clock() + round(REOPEN_WAIT_S * 1000)
         body = {"interval": t, "iteration": iteration, "ref": ref, "until": until}
-        result = await self.mgmc.submit(self.dso_key, "market.reopen", body, timeout=REOPEN_WAIT_S + 2.0)
+        result = await self.mgmc.submit(
+            self.dso_key, "market.reopen", body, timeout=REOPEN_WAIT_S + 2.0, precheck=True
+        )
         now = market.reopening(follower.app.state, t)
         if now is not None and int(now["iteration"]) == iteration:
-            return iteration
-        log.warning("interval %d: reopening %d refused or not final: %s %s", t, iteration, result.reason,
-                    result.detail)  # fmt: skip
-        return None
+            return Reopening(iteration)
+        if result.reason == "refused":
+            log.warning("interval %d: the MGMC chain refused reopening %d: %s", t, iteration, result.detail)
+            return Reopening(None, f"refused: {result.detail}")
+        log.warning("interval %d: reopening %d not final: %s %s", t, iteration, result.reason, result.detail)
+        return Reopening(None, f"{result.reason}: {result.detail}")
 
     def record(self, doc: dict[str, Any]) -> None:
         if self.settings.record_file is not None:
