@@ -36,7 +36,7 @@ from peergrid_ledger.contracts import exchange as contract
 from peergrid_ledger.genesis import Account, Genesis, Params
 from peergrid_ledger.keys import Keypair
 
-CONFIG = DayAheadConfig(value_per_kwh=0.0)  # the kWh stops: the edge session's scope
+CONFIG = DayAheadConfig(value_per_kwh=0.0)  # the kWh stops (the value stop: test_edge_dayahead_value.py)
 SESSION = "dayahead/edge-test"
 
 
@@ -92,6 +92,7 @@ def run_session(
     timeout_s: float = 10.0,
     session: str = SESSION,
     phases: bool = False,
+    config: DayAheadConfig = CONFIG,
 ) -> dict[str, SessionOutcome]:
     """Every MG of `scenario` (or those in `only`) runs its own agent, with only its own MG, concurrently."""
     members = [keys_[mg.name].public for mg in scenario.microgrids]
@@ -103,7 +104,7 @@ def run_session(
         factory = (make or {}).get(mg.name, DayAheadAgent)
         replica = (replicas or {}).get(mg.name, ledger)
         agents[mg.name] = factory(replica, keys_[mg.name], mg, scenario.interval_hours, members, session,
-                                  0, opening, CONFIG, timeout_s, phases=phases)  # fmt: skip
+                                  0, opening, config, timeout_s, phases=phases)  # fmt: skip
 
     async def play() -> list[SessionOutcome]:
         return await asyncio.wait_for(asyncio.gather(*(a.run() for a in agents.values())), 180)
@@ -122,16 +123,19 @@ def run_on(ledger: EdgeLedger, play: Callable[[], Any]) -> Any:
     return asyncio.run(main())
 
 
-def simulated(scenario: Scenario) -> tuple[Allocation, dict[str, Any], dict[str, list[int]]]:
+def simulated(
+    scenario: Scenario, config: DayAheadConfig = CONFIG
+) -> tuple[Allocation, dict[str, Any], dict[str, list[int]]]:
     """`allocate` on the same day, every move on ChainVenue's exchange: the allocation, the venue's closed
-    session and each MG's last posted positions (Wh)."""
+    session and each MG's last stepped positions (Wh: its last post, but on a value stop the one before the
+    abandoned verdict round)."""
     venue = ChainVenue(scenario)
-    allocation = allocate(scenario, CONFIG, recorder=venue.exchange)
+    allocation = allocate(scenario, config, recorder=venue.exchange)
     record = contract.session(venue.chain.view, venue.exchange.session)
     assert record is not None
     positions = {}
     for mg in scenario.microgrids:
-        last = contract.position(venue.chain.view, venue.exchange.session, venue.keys[mg.name].public)
+        last = contract.stepped(venue.chain.view, venue.exchange.session, venue.keys[mg.name].public)
         assert last is not None
         positions[mg.name] = last["positions"]
     return allocation, record, positions
@@ -187,10 +191,10 @@ def test_five_agents_on_another_day_match_too(tmp_path: Path) -> None:
 class GoesSilent(DayAheadAgent):
     """A member that stops posting at iteration 3 (its MGMC died)."""
 
-    async def _post(self, k: int, positions: tuple[int, ...]) -> None:
+    async def _post(self, k: int, positions: tuple[int, ...], says_settled: bool = False) -> None:
         if k == 3:
             raise SessionFailed("silenced by the test")
-        await super()._post(k, positions)
+        await super()._post(k, positions, says_settled)
 
 
 def test_a_member_that_stops_posting_has_the_session_closed_and_every_agent_reports_the_failure(
@@ -269,7 +273,7 @@ def reopen_none(tmp_path: Path, scenario: Scenario) -> bool:
         ledger.close()
 
 
-def test_a_genset_member_without_the_phases_and_the_value_stop_are_refused_up_front(tmp_path: Path) -> None:
+def test_a_genset_member_without_the_phases_and_recommits_are_refused_up_front(tmp_path: Path) -> None:
     with_genset = synthetic_scenario(3, 4, seed=0, interval_hours=6.0)
     genset_mg = next(mg for mg in with_genset.microgrids if mg.gensets)
     ledger, keys_ = ledger_for(tmp_path, with_genset)
@@ -279,15 +283,13 @@ def test_a_genset_member_without_the_phases_and_the_value_stop_are_refused_up_fr
     async def play() -> list[SessionOutcome]:
         agents = [
             DayAheadAgent(ledger, keys_[genset_mg.name], genset_mg, 6.0, members, SESSION, config=CONFIG),
-            DayAheadAgent(ledger, keys_[other.name], other, 6.0, members, SESSION, config=DayAheadConfig()),
             DayAheadAgent(ledger, keys_[other.name], other, 6.0, members, SESSION, phases=True,
                           config=DayAheadConfig(value_per_kwh=0.0, recommits=2)),
         ]  # fmt: skip
         return [await agent.run() for agent in agents]
 
-    genset, valued, recommitting = run_on(ledger, play)
+    genset, recommitting = run_on(ledger, play)
     assert not genset.completed and "has gensets" in genset.reason and "refused up front" in genset.reason
-    assert not valued.completed and "kWh stops only" in valued.reason
     assert not recommitting.completed and "recommits 2" in recommitting.reason
 
 
@@ -416,19 +418,21 @@ def test_the_trading_agent_runs_the_stage_once_and_records_its_outcome(tmp_path:
         return await asyncio.gather(*(a.run_dayahead() for a in agents.values()))
 
     outcomes = run_on(ledger, play)
-    allocation, record, positions = simulated(scenario)
+    # the trading agent runs the default config: the value stop where `allocate` would use it
+    allocation, record, positions = simulated(scenario, DayAheadConfig())
+    stepped = allocation.iterations - (allocation.stop == "value")  # less the abandoned verdict round
     for (name, agent), outcome in zip(agents.items(), outcomes, strict=True):
         assert outcome.completed and outcome.session == "dayahead/1700000000/0"
         assert outcome.prices == record["prices"] and list(outcome.positions) == positions[name]
         (line,) = (tmp_path / f"{name}.jsonl").read_text().splitlines()
         written = json.loads(line)["dayahead"]
         assert written["completed"] and written["prices"] == list(record["prices"])
-        assert written["positions"] == positions[name] and written["iterations"] == allocation.iterations
+        assert written["positions"] == positions[name] and written["iterations"] == stepped
         assert agent.status()["dayahead"] == {
             "completed": True,
             "reason": "",
-            "iterations": allocation.iterations,
-            "stop": "kwh",
+            "iterations": stepped,
+            "stop": allocation.stop,
         }
 
 
@@ -543,10 +547,10 @@ def test_a_second_session_of_the_same_name_is_refused_by_the_chain_and_not_joine
 class CoordinatorBreaks(DayAheadAgent):
     """An agent whose own side fails with an unexpected error at iteration 2 (a solver that gave up)."""
 
-    async def _post(self, k: int, positions: tuple[int, ...]) -> None:
+    async def _post(self, k: int, positions: tuple[int, ...], says_settled: bool = False) -> None:
         if k == 2:
             raise RuntimeError("the solver gave up")
-        await super()._post(k, positions)
+        await super()._post(k, positions, says_settled)
 
 
 def test_an_unexpected_error_at_the_coordinator_closes_the_session_and_fails_the_stage(

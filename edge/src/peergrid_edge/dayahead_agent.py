@@ -1,14 +1,24 @@
 """One MGMC's side of the day-ahead exchange session, run from its own replica of the MGMC chain.
 
-Promises: `DayAheadAgent.run()` plays the session of the controller's `dayahead.allocate` (kWh stops) as one
-member among independent MGMCs: the coordinator (the lowest member key, as the intraday closer is chosen)
-opens it (members: the MGMCs' trading keys); every member posts its first response at the opening prices,
-then per iteration waits for the step in a FINAL block, recomputes the step from the positions the chain
-holds (`dayexchange.Book`: the mean, the residuals, the prices, ρ's balancing, the stop), checks the chain's
+Promises: `DayAheadAgent.run()` plays the session of the controller's `dayahead.allocate` as one member
+among independent MGMCs: the coordinator (the lowest member key, as the intraday closer is chosen) opens it
+(members: the MGMCs' trading keys); every member posts its first response at the opening prices, then per
+iteration waits for the step in a FINAL block, recomputes the step from the positions the chain holds as
+the step priced them (`exchange.stepped`: a faster member may already have posted the next iteration;
+`dayexchange.Book`: the mean, the residuals, the prices, ρ's balancing, the kWh stop), checks the chain's
 prices and ρ against its own (a difference stops it with an error naming both), answers from its own
 DayModel (`dayexchange.answer`, its anchor its own unrounded answer) and posts. The coordinator steps once
 its replica shows every member posted, with ρ from the public residual balancing, and closes at the stop.
-What each MGMC posts and reads is public; its DER data, bounds and unrounded answers never leave it.
+The value stop (the default, as in `allocate`): each member judges every stepped iteration itself
+(`dayexchange.settled`: the book's public moves and imbalance ratios, its own tariff spread and position)
+and posts its verdict with its next position (`exchange.position`'s `settled`); once the chain counts every
+member's post of k settled (`exchange.settled_count`) the coordinator closes at k without stepping it (the
+contract's `exchange_closed` says `settled`), so the result is iteration k − 1's, `allocate`'s to the nano
+and the Wh. How it decides without private data: `allocate` uses the value stop on a day with no owner floor
+or cap in force (the edge refuses such days up front) and every DSO connection unlimited; an MGMC only knows
+its own connection, so one whose connection is limited (or whose `value_per_kwh` is 0) never says settled,
+and no value stop happens while it is a member: the kWh stops then, as `allocate`'s.
+What each MGMC posts and reads is public; its DER data, bounds, tariff and unrounded answers never leave it.
 The result is typed (`SessionOutcome`): completed, or failed with why (the MGMC then trades intraday as
 before). Failures: a member that has not posted within `timeout_s` (the coordinator closes the session, the
 half-posted iteration abandoned by the contract, and every agent reports it); any refusal by the chain
@@ -16,12 +26,15 @@ half-posted iteration abandoned by the contract, and every agent reports it); an
 this MGMC's own computation. A coordinator that fails closes the session where it stands.
 Gensets: with `phases` (some member has one; not on the chain, so every member is configured alike) the
 session runs `allocate`'s three phases: ADMM on the LP relaxation to its own stop, each genset MG's
-commitment MILP alone at the prices found, ADMM with commitments fixed; decided once (`recommits` 1).
+commitment MILP alone at the prices found, ADMM with commitments fixed; decided once (`recommits` 1). The
+relaxed phase runs on its kWh stop alone and the verdicts count only in the phase after the commitment
+(from its second post): a member learns the others' verdicts on k only from their posts of k + 1, too late
+to answer k + 1 from its committed model, so `allocate`'s relaxed value stop cannot be followed, and a
+genset day with the value stop is not `allocate`'s to the Wh (with `value_per_kwh` 0 it is).
 Scope, refused up front with the reason: a day on which any member's owner has a floor or a cap in force
 (the rules are judged at the prices found with each MG's position and rules: the coordinator's today) —
 its own rules, and every member's as the chain holds them; a genset MG without `phases`, or `recommits`
-> 1 (whether another MG's commitment changed is private); a config with the value stop (`value_per_kwh`
-> 0: it needs each MG's tariff spread, private). Owner rules that stay within this scope (maximum
+> 1 (whether another MG's commitment changed is private). Owner rules that stay within this scope (maximum
 quantity, clean-only) are each MG's own bounds. Never reads another MG's private data; never
 blocks the loop longer than one MG solve.
 """
@@ -34,7 +47,15 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from peergrid_controller.dayexchange import Book, DayAheadConfig, anchor, answer, nano, on_tick
+from peergrid_controller.dayexchange import (
+    Book,
+    DayAheadConfig,
+    anchor,
+    answer,
+    nano,
+    on_tick,
+    settled,
+)
 from peergrid_controller.daymodel import DayModel
 from peergrid_controller.dayrules import limits_kw, rule_fees, rules_in_force
 from peergrid_controller.model import Microgrid
@@ -71,10 +92,12 @@ class SessionOutcome:
     completed: bool
     reason: str  # why the stage failed ("" when it completed): the MGMC trades intraday as before
     coordinator: bool
-    iterations: int  # ADMM iterations stepped after the first responses
-    stop: str  # "kwh", "cap", or "" when it failed
+    # ADMM iterations stepped after the first responses (a value stop's verdict round, posted and abandoned
+    # by the close, is not one: `allocate` counts it, so its `iterations` is one more)
+    iterations: int
+    stop: str  # "kwh", "value", "cap", or "" when it failed
     prices: tuple[int, ...]  # the chain's prices when it ended (nano-currency per kWh)
-    positions: tuple[int, ...]  # this MG's last posted positions (Wh, + sell)
+    positions: tuple[int, ...]  # this MG's last stepped positions (Wh, + sell); its last posted on a failure
 
 
 class SessionFailed(Exception):
@@ -107,7 +130,7 @@ class DayAheadAgent:
         self.members = list(members)
         self.session, self.first_interval = session, first_interval
         self.opening = None if opening_prices is None else list(opening_prices)
-        self.cfg = config or DayAheadConfig(value_per_kwh=0.0)
+        self.cfg = config or DayAheadConfig()
         self.timeout_s = timeout_s
         self.before_submit = before_submit
         self.coordinator = min(self.members) if self.members else b""
@@ -122,6 +145,15 @@ class DayAheadAgent:
         # this MG's own range (kW) per interval (physical limits, maximum quantity, clean-only) and fees
         self.bounds = ([lo for lo, _ in ranges], [hi for _, hi in ranges])
         self.fees = rule_fees(mg)
+        # the value stop: this MG's verdict on the last stepped iteration (`settled`, with its own tariff
+        # spread), posted with its next position where the verdicts count (`self.judging`: the final phase)
+        self.spread = [r - f for r, f in zip(mg.tariff.retail, mg.tariff.feed_in, strict=True)]
+        # behind a limited DSO connection a P2P kWh can be worth more than the spread (`allocate` then runs
+        # the kWh stops): such an MG never says settled, so no value stop happens while it is a member
+        limited = math.isfinite(mg.tariff.max_import_kw) or math.isfinite(mg.tariff.max_export_kw)
+        self.values = self.cfg.value_per_kwh > 0 and not limited
+        self.verdict = False
+        self.judging = False
 
     # --- the session -----------------------------------------------------------------------------------
 
@@ -150,11 +182,6 @@ class DayAheadAgent:
             )
         if self.key.public not in self.members:
             raise SessionFailed("refused up front: this MGMC's trading key is not among the members")
-        if cfg.value_per_kwh > 0:
-            raise SessionFailed(
-                "refused up front: the edge session runs the kWh stops only (the value stop needs every MG's "
-                f"tariff spread, which is private): value_per_kwh must be 0, got {cfg.value_per_kwh}"
-            )
         if mg.gensets and not self.phases:
             raise SessionFailed(
                 f"refused up front: {mg.name} has gensets and the session is configured without the "
@@ -213,6 +240,10 @@ class DayAheadAgent:
             own = await self._run(model, own, cfg.relaxed_iterations, cfg.relaxed_tolerance_kwh)
             if self.mg.gensets:
                 model = self._commit(own)
+        # the verdicts count from here on (with the phases, the relaxed phase runs on its kWh stop alone: a
+        # member learns the others' verdicts on iteration k only from their posts of k + 1, too late to
+        # answer k + 1 with its commitment, so `allocate`'s relaxed value stop cannot be followed)
+        self.judging = True
         await self._run(model, own, cfg.max_iterations, cfg.free_tolerance_kwh)
         if self.is_coordinator:
             await self._submit("exchange.close", {"session": self.session, "iteration": self.iteration})
@@ -222,11 +253,14 @@ class DayAheadAgent:
     async def _run(
         self, model: DayModel, own: tuple[float, ...], until: int, tolerance: float
     ) -> tuple[float, ...]:
-        """Iterate (as `Exchange.run` on a day without rules) until the kWh stop within `tolerance` or
-        `until` iterations in all; this MG's last unrounded answer (its anchor)."""
+        """Iterate (as `Exchange.run` on a day without rules) until the kWh stop within `tolerance`, the
+        value stop (while `judging`: every member's post of k said settled on k - 1, so the coordinator
+        closes at k without stepping it) or `until` iterations in all; this MG's last unrounded answer (its
+        anchor)."""
         book = self.book
         assert book is not None
         self.stop = "cap"
+        self.verdict = False  # a verdict judges a move of this phase's iterations only
         while book.iterations < until:
             if not self._open_now():
                 raise SessionFailed(
@@ -235,11 +269,14 @@ class DayAheadAgent:
             k = book.iterations + 1
             proximal = (book.rho_float, anchor(own, book.mean), self.cfg.resolution_kwh)
             own, posted = answer(model, book.price_floats, self.bounds, self.fees, proximal)
-            await self._post(k, posted)
-            converged = await self._round(k, tolerance)
+            await self._post(k, posted, says_settled=self.judging and k >= 2 and self.verdict)
+            stop = await self._round(k, tolerance)
+            if stop == "value":
+                self.stop = stop
+                break
             self._rules_unjudged()
-            if converged:
-                self.stop = "kwh"
+            if stop == "kwh":
+                self.stop = stop
                 break
         return own
 
@@ -256,11 +293,12 @@ class DayAheadAgent:
         fresh.solve()
         return DayModel(self.mg, self.dt, commitment=fresh.commitment())
 
-    async def _round(self, k: int, tolerance: float = 0.0) -> bool:
+    async def _round(self, k: int, tolerance: float = 0.0) -> str:
         """Iteration k once this MGMC posted it: the coordinator waits for every member's post and steps
-        with ρ from the public balancing; every member waits for the step in a final block. Each computes
-        the step itself from the posted positions and checks the chain's prices and ρ (`_check`). True at
-        the kWh stop within `tolerance`."""
+        with ρ from the public balancing, or closes at the value stop; every member waits for the step (or
+        that close) in a final block. Each computes the step itself from the posted positions, checks the
+        chain's prices and ρ (`_check`) and judges it (`_judge`). "kwh" at the kWh stop within `tolerance`,
+        "value" at the value stop (k not stepped), else ""."""
         book = self.book
         assert book is not None
 
@@ -269,18 +307,42 @@ class DayAheadAgent:
             if k == 0:  # the first responses move no price
                 book.take(positions)
                 return False
-            return book.advance(positions, tolerance)[0]
+            converged, moves = book.advance(positions, tolerance)
+            self._judge(moves)
+            return converged
 
         if self.is_coordinator:
             await self._all_posted(k)
+            if self._value_stop(k):
+                return "value"
             converged = public()
             await self._submit("exchange.step", {"session": self.session, "iteration": k, "rho": book.rho})
             await self._stepped(k)
         else:
-            await self._stepped(k)
+            if not await self._stepped(k):
+                return "value"
             converged = public()
         self._check()
-        return converged
+        return "kwh" if converged else ""
+
+    def _judge(self, moves: list[list[float]]) -> None:
+        """This MG's verdict on the iteration just stepped (`dayexchange.settled`: the public moves and
+        imbalance ratios of the book, its own spread and position), to post with its next position."""
+        book = self.book
+        assert book is not None
+        if not (self.values and self.judging):
+            self.verdict = False
+            return
+        me = self.members.index(self.key.public)
+        ratios = book.imbalance_ratios()
+        self.verdict = settled(self.spread, moves[me], book.q[me], ratios, self.cfg.value_per_kwh)
+
+    def _value_stop(self, k: int) -> bool:
+        """The coordinator, every member having posted k: whether each post said settled on k - 1 (the chain's
+        count, `exchange.settled_count`), so that the session closes at k without stepping it."""
+        if not self.judging or k < 2:
+            return False
+        return exchange.settled_count(self.ledger.state(ROLE), self.session) == len(self.members)
 
     # --- reading the chain -----------------------------------------------------------------------------
 
@@ -317,8 +379,9 @@ class DayAheadAgent:
                 )
         return list(record["prices"])
 
-    async def _stepped(self, k: int) -> None:
-        """Wait until iteration k is stepped in a final block (the coordinator: only that it landed)."""
+    async def _stepped(self, k: int) -> bool:
+        """Wait until iteration k is stepped in a final block (the coordinator: only that it landed); False if
+        the coordinator closed at k instead on the value stop (every post of k said settled)."""
         wait = self.timeout_s if self.is_coordinator else 2 * self.timeout_s
 
         def moved(state: Any) -> bool:
@@ -332,11 +395,14 @@ class DayAheadAgent:
         record = self._record()
         assert record is not None
         if record["iteration"] == k:  # closed instead of stepped
+            if self.judging and k >= 2 and record["settled"] == len(self.members):
+                return False
             raise SessionFailed(
                 f"the coordinator closed the session at iteration {k} instead of stepping it "
                 f"(its posts abandoned): the stage failed"
             )
         self.iteration = record["iteration"]
+        return True
 
     async def _closed(self) -> None:
         if not await self.ledger.wait_for(ROLE, lambda _s: not self._open_now(), 2 * self.timeout_s):
@@ -418,9 +484,11 @@ class DayAheadAgent:
 
     # --- writing ---------------------------------------------------------------------------------------
 
-    async def _post(self, k: int, positions: tuple[int, ...]) -> None:
+    async def _post(self, k: int, positions: tuple[int, ...], says_settled: bool = False) -> None:
         self.iteration = k
-        body = {"session": self.session, "iteration": k, "positions": list(positions)}
+        body: dict[str, Any] = {"session": self.session, "iteration": k, "positions": list(positions)}
+        if says_settled:  # absent is false: a post without a verdict keeps the bytes it had before them
+            body["settled"] = True
         await self._submit("exchange.position", body)
         self.posted = positions
 
@@ -442,8 +510,13 @@ class DayAheadAgent:
         record = self._record()
         prices = () if record is None else tuple(record["prices"])
         stepped = 0 if self.book is None else self.book.iterations
+        positions = self.posted
+        if completed:  # what the step priced: after a value stop, not the abandoned verdict round's post
+            priced = exchange.stepped(self.ledger.state(ROLE), self.session, self.key.public)
+            assert priced is not None  # a member of the completed session
+            positions = tuple(priced["positions"])
         return SessionOutcome(
-            self.session, completed, reason, self.is_coordinator, stepped, stop, prices, self.posted
+            self.session, completed, reason, self.is_coordinator, stepped, stop, prices, positions
         )
 
 
