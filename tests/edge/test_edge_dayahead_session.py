@@ -383,14 +383,19 @@ def test_a_refusal_by_the_chain_is_named_and_never_retried(tmp_path: Path) -> No
 # --- the trading agent's switch (`market.dayahead`) ------------------------------------------------------
 
 
+# the first interval's start: far enough ahead that the stage's deadline (trader.dayahead_deadline) is not near
+T0 = float(int(time.time()) + 3600)
+
+
 def market_agent(ledger: EdgeLedger, key: Keypair, scenario: Scenario, mg: str, record: Path) -> MarketAgent:
     """A MarketAgent with what `run_dayahead` uses: its settings, its daemon's ledger and stop flag, its MG."""
     agent = object.__new__(MarketAgent)
     agent.s = SimpleNamespace(  # type: ignore[assignment]
         dayahead=True,
         dayahead_gensets=False,
-        t0=1_700_000_000.0,
+        t0=T0,
         first_interval=0,
+        interval_s=60.0,
         phase_timeout_s=1.0,
         record_file=record,
     )
@@ -422,7 +427,7 @@ def test_the_trading_agent_runs_the_stage_once_and_records_its_outcome(tmp_path:
     allocation, record, positions = simulated(scenario, DayAheadConfig())
     stepped = allocation.iterations - (allocation.stop == "value")  # less the abandoned verdict round
     for (name, agent), outcome in zip(agents.items(), outcomes, strict=True):
-        assert outcome.completed and outcome.session == "dayahead/1700000000/0"
+        assert outcome.completed and outcome.session == f"dayahead/{int(T0)}/0"
         assert outcome.prices == record["prices"] and list(outcome.positions) == positions[name]
         (line,) = (tmp_path / f"{name}.jsonl").read_text().splitlines()
         written = json.loads(line)["dayahead"]

@@ -22,7 +22,7 @@ from types import SimpleNamespace
 from typing import Any
 
 import pytest
-from test_edge_dayahead_session import CONFIG, SESSION, free_day, ledger_for, market_agent, run_on
+from test_edge_dayahead_session import CONFIG, SESSION, T0, free_day, ledger_for, market_agent, run_on
 
 from peergrid_controller import baselines
 from peergrid_controller.builder import MgState
@@ -412,7 +412,7 @@ def test_the_trading_agent_accepts_after_a_completed_session_and_records_the_cle
 
     outcomes = run_on(ledger, play)
     for (name, agent), outcome in zip(agents.items(), outcomes, strict=True):
-        assert outcome.cleared and outcome.session == "dayahead/1700000000/0"
+        assert outcome.cleared and outcome.session == f"dayahead/{int(T0)}/0"
         assert outcome.accepted[3] == 0 and 3 not in outcome.intervals  # outside what it trades
         lines = [json.loads(line) for line in (tmp_path / f"{name}.jsonl").read_text().splitlines()]
         assert [next(iter(doc)) for doc in lines] == ["dayahead", "forward"]

@@ -43,6 +43,7 @@ from __future__ import annotations
 
 import logging
 import math
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -87,6 +88,17 @@ class Replica(Protocol):
 
 
 @dataclass(frozen=True)
+class Deadline:
+    """The day-ahead stage's time before the first interval it trades (trader.py computes it): `close_s`
+    (wall s) is when the coordinator closes the session however far it got; `clear_ms` (block time) is the
+    session's deadline on the chain (`exchange.open`'s), after which any member may clear it, and at which
+    the coordinator clears unless every member accepted earlier (forward_agent.py)."""
+
+    close_s: float
+    clear_ms: int
+
+
+@dataclass(frozen=True)
 class SessionOutcome:
     session: str
     completed: bool
@@ -119,13 +131,18 @@ class DayAheadAgent:
         timeout_s: float = 10.0,
         before_submit: Callable[[], None] = lambda: None,
         phases: bool = False,
+        deadline: Deadline | None = None,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         """`members`: every MGMC's trading key (public); `opening_prices` (currency per kWh, one per interval)
         are what the coordinator opens at (a member reads them off the chain); `timeout_s`: how long a
         member's post (the coordinator), the opening and each step (a member: twice as long) are waited for;
         `before_submit` is called before every transaction (the daemon's stop check: it may raise); `phases`:
         the session runs `allocate`'s genset phases because some member has a genset (not on the chain: every
-        member must be configured alike, or the stage fails at the phase change)."""
+        member must be configured alike, or the stage fails at the phase change); `deadline`: when the
+        coordinator closes the session however far it got (the stage fails, saying so) and the clear deadline
+        the open puts on the chain (every member must be configured alike: it is checked as the rest of the
+        session); `clock`: wall time in seconds, on the scale of the chain's block time (ms ÷ 1000)."""
         self.ledger, self.key, self.mg, self.dt = ledger, key, mg, interval_hours
         self.members = list(members)
         self.session, self.first_interval = session, first_interval
@@ -133,6 +150,7 @@ class DayAheadAgent:
         self.cfg = config or DayAheadConfig()
         self.timeout_s = timeout_s
         self.before_submit = before_submit
+        self.deadline, self.clock = deadline, clock
         self.coordinator = min(self.members) if self.members else b""
         self.is_coordinator = key.public == self.coordinator
         self.n = mg.intervals
@@ -170,6 +188,8 @@ class DayAheadAgent:
             return self._outcome(True, "", stop)
         if self.is_coordinator and self._open_now():
             reason += await self._abandon()
+        elif "deadline" not in reason:  # a member refused or stopped by the close: say why it came
+            reason += self._past_deadline()
         log.warning("day-ahead session %s failed: %s", self.session, reason)
         return self._outcome(False, reason, "")
 
@@ -182,6 +202,11 @@ class DayAheadAgent:
             )
         if self.key.public not in self.members:
             raise SessionFailed("refused up front: this MGMC's trading key is not among the members")
+        if self.deadline is not None and self.clock() >= self.deadline.close_s:
+            raise SessionFailed(
+                f"refused up front: the day-ahead deadline ({self.deadline.close_s:.3f}, wall s) has passed "
+                "(the stage must end before the first interval it trades)"
+            )
         if mg.gensets and not self.phases:
             raise SessionFailed(
                 f"refused up front: {mg.name} has gensets and the session is configured without the "
@@ -226,6 +251,7 @@ class DayAheadAgent:
                     "members": self.members,
                     "prices": [nano(p) for p in self.opening],
                     "rho": nano(self.cfg.rho),
+                    **({} if self.deadline is None else {"deadline": self.deadline.clear_ms}),
                 },
             )
         book = self.book = Book(self.cfg, await self._opened(), len(self.members))
@@ -262,9 +288,11 @@ class DayAheadAgent:
         self.stop = "cap"
         self.verdict = False  # a verdict judges a move of this phase's iterations only
         while book.iterations < until:
+            self._in_time()
             if not self._open_now():
                 raise SessionFailed(
                     f"the coordinator closed the session at iteration {self.iteration} before the stop"
+                    + self._past_deadline()
                 )
             k = book.iterations + 1
             proximal = (book.rho_float, anchor(own, book.mean), self.cfg.resolution_kwh)
@@ -369,8 +397,9 @@ class DayAheadAgent:
             "rho": nano(self.cfg.rho),
             "iteration": 0,
             "closed": False,
+            "deadline": None if self.deadline is None else self.deadline.clear_ms,
         }
-        found = {**record, "members": sorted(record["members"])}
+        found = {**record, "members": sorted(record["members"]), "deadline": record.get("deadline")}
         for field, value in expected.items():
             if found[field] != value:
                 raise SessionFailed(
@@ -399,7 +428,7 @@ class DayAheadAgent:
                 return False
             raise SessionFailed(
                 f"the coordinator closed the session at iteration {k} instead of stepping it "
-                f"(its posts abandoned): the stage failed"
+                f"(its posts abandoned): the stage failed{self._past_deadline()}"
             )
         self.iteration = record["iteration"]
         return True
@@ -423,6 +452,21 @@ class DayAheadAgent:
                 f"member(s) {late} did not post iteration {k} within {self.timeout_s:g} s: the coordinator "
                 "closes the session"
             )
+
+    def _in_time(self) -> None:
+        """The coordinator, before each iteration: SessionFailed once the deadline to close has come (`run`
+        then closes the session where it stands)."""
+        if self.is_coordinator and self.deadline is not None and self.clock() >= self.deadline.close_s:
+            raise SessionFailed(
+                f"the day-ahead deadline ({self.deadline.close_s:.3f}, wall s) came at iteration "
+                f"{self.iteration}, before the stop: the coordinator closes the session"
+            )
+
+    def _past_deadline(self) -> str:
+        """Why the coordinator closed early, as far as this MGMC can tell: its deadline passed."""
+        if self.deadline is not None and self.clock() >= self.deadline.close_s:
+            return f" (the day-ahead deadline {self.deadline.close_s:.3f} has passed)"
+        return ""
 
     def _positions(self, k: int) -> list[tuple[int, ...]]:
         """Every member's posted positions of iteration k, as this replica holds them: its last post (the

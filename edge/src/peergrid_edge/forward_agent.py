@@ -7,9 +7,13 @@ session's closing prices on the tick, checked with its own day MILP against its 
 declines); intervals outside `window` (the chain intervals this MGMC will trade) are accepted as zeros. It
 posts that as `exchange.accept` (clean when the MG has no genset, as the simulation posts it). The
 coordinator (the session's, the lowest member key) posts `exchange.clear` once every member accepted or at
-`timeout_s` after its own accept (members that did not accept trade nothing: the contract's rule), and
-also when its own accept failed (a refusal, a solver error: it then trades nothing forward itself). Every
-MGMC then waits for the clear in a final block and reads its forward trades from its own replica: the market
+the session's deadline (`exchange.open`'s, block time; without one, `timeout_s` after its own accept):
+members that did not accept trade nothing (the contract's rule); also when its own accept failed (a
+refusal, a solver error: it then trades nothing forward itself). It posts the clear again until the chain
+holds it complete (a session past the contract's bound clears in parts). Every MGMC then waits for the
+clear in a final block; on a session with a deadline, one that sees no clear `clear_wait_s` past it
+(the coordinator is gone) clears itself, as the contract lets any member then. It reads its forward trades
+from its own replica: the market
 contract's trades of the intervals the clear closed (`forward_session` and `forward_plan` read them there
 per interval too, so an MGMC that gave up waiting still trades by a clear that came later).
 The result is typed (`ForwardOutcome`): cleared, or not with why (the session's intervals then stay open
@@ -21,6 +25,7 @@ MG trades less than it checked and is not re-checked (the simulation's `commit` 
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -35,6 +40,10 @@ from peergrid_ledger.contracts import exchange
 from peergrid_ledger.contracts.exchange_clearing import accepted, cleared
 
 log = logging.getLogger("peergrid.edge.forward")
+
+# past the chain's deadline by this much on this clock before a clear is posted: block time is the proposer's
+# wall clock, so a clear sent at the deadline to the millisecond can land in a block stamped before it
+DEADLINE_MARGIN_S = 0.25
 
 
 @dataclass(frozen=True)
@@ -81,13 +90,19 @@ class ForwardAgent:
         window: range | None = None,
         timeout_s: float = 10.0,
         before_submit: Callable[[], None] = lambda: None,
+        clock: Callable[[], float] = time.time,
+        clear_wait_s: float | None = None,
     ) -> None:
         """`window`: the chain intervals this MGMC will trade (None: all of the session's); `timeout_s`: how
         long the coordinator waits for the accepts after its own, and a member for the clear (twice as
-        long)."""
+        long), on a session opened without a deadline; with one (`exchange.open`'s, block time) the
+        coordinator waits for the accepts until it and a member for the clear until `clear_wait_s` (default
+        `timeout_s`) after it, then clears itself (the contract lets any member clear after it); `clock`: wall
+        s, the block time's scale."""
         self.ledger, self.key, self.mg, self.dt = ledger, key, mg, interval_hours
         self.session, self.window = session, window
-        self.timeout_s, self.before_submit = timeout_s, before_submit
+        self.timeout_s, self.before_submit, self.clock = timeout_s, before_submit, clock
+        self.clear_wait_s = timeout_s if clear_wait_s is None else clear_wait_s
         self.posted: tuple[int, ...] = ()
         self.decision = ""
         self.costs = (float("nan"), float("nan"))
@@ -137,24 +152,58 @@ class ForwardAgent:
         self.posted = choice.positions
         log.info("forward trades of %s: accepted (%s) %s", self.session, choice.decision, choice.positions)
 
+    def _until_deadline(self, record: dict[str, Any]) -> float | None:
+        """Seconds until the block time passes the session's clear deadline (None: it has none)."""
+        deadline = record.get("deadline")
+        return None if deadline is None else max(0.0, deadline / 1000 - self.clock()) + DEADLINE_MARGIN_S
+
     async def _clear(self, record: dict[str, Any]) -> None:
-        """The coordinator: clear once every member accepted or at the timeout (the rest trade nothing)."""
+        """The coordinator: clear once every member accepted, or at the session's deadline (without one, at
+        the timeout): the rest trade nothing."""
         members = record["members"]
 
         def waiting(state: Any) -> list[bytes]:
             return [m for m in members if accepted(state, self.session, m) is None]
 
-        if not await self.ledger.wait_for(ROLE, lambda s: not waiting(s), self.timeout_s):
+        wait = self._until_deadline(record)
+        if not await self.ledger.wait_for(
+            ROLE, lambda s: not waiting(s), self.timeout_s if wait is None else wait
+        ):
             late = ", ".join(m.hex()[:16] + "…" for m in waiting(self.ledger.state(ROLE)))
             log.warning("forward trades of %s: no accept from %s: cleared without", self.session, late)
-        body = {"session": self.session}
-        await submit_final(self.ledger, self.key, "exchange.clear", body, self.timeout_s, self.before_submit)
+        await self._clear_all(record)
+
+    async def _clear_all(self, record: dict[str, Any]) -> None:
+        """Post `exchange.clear` until the session is cleared (a big one clears in parts, one per
+        transaction); a refusal once another member's clear completed it is no failure."""
+        parts = 0
+        while cleared(self.ledger.state(ROLE), self.session) is None:
+            if parts > record["intervals"]:  # every part clears at least one interval
+                raise SessionFailed(f"session {self.session!r} not cleared after {parts} clears")
+            body = {"session": self.session}
+            try:
+                await submit_final(
+                    self.ledger, self.key, "exchange.clear", body, self.timeout_s, self.before_submit
+                )
+            except SessionFailed:
+                if cleared(self.ledger.state(ROLE), self.session) is None:
+                    raise
+            parts += 1
 
     async def _read(self, record: dict[str, Any], reason: str) -> ForwardOutcome:
-        if not await self.ledger.wait_for(
-            ROLE, lambda s: cleared(s, self.session) is not None, 2 * self.timeout_s
-        ):
-            raise SessionFailed(f"session {self.session!r} was not cleared within {2 * self.timeout_s:g} s")
+        def done(state: Any) -> bool:
+            return cleared(state, self.session) is not None
+
+        wait = self._until_deadline(record)
+        if wait is None:  # no deadline: only the coordinator clears
+            if not await self.ledger.wait_for(ROLE, done, 2 * self.timeout_s):
+                raise SessionFailed(
+                    f"session {self.session!r} was not cleared within {2 * self.timeout_s:g} s"
+                )
+        elif not await self.ledger.wait_for(ROLE, done, wait + self.clear_wait_s):
+            # the coordinator is gone or late: past the deadline any member clears (the contract's rule)
+            log.warning("forward trades of %s: not cleared by the deadline: this MGMC clears", self.session)
+            await self._clear_all(record)
         state = self.ledger.state(ROLE)
         summary = cleared(state, self.session)
         assert summary is not None

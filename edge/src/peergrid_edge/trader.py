@@ -34,6 +34,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import math
 import time
 from dataclasses import asdict
 from typing import TYPE_CHECKING, Any
@@ -54,9 +55,15 @@ from peergrid_edge.chain_bargaining import (  # noqa: F401 - bids/offers_on_chai
     position,
 )
 from peergrid_edge.config import MarketSettings
-from peergrid_edge.dayahead_agent import DayAheadAgent, SessionOutcome
+from peergrid_edge.dayahead_agent import DayAheadAgent, Deadline, SessionOutcome
 from peergrid_edge.dso_answers import DsoAnswers, Market, answer_iteration, sealed_contract
-from peergrid_edge.forward_agent import ForwardAgent, ForwardOutcome, forward_plan, forward_session
+from peergrid_edge.forward_agent import (
+    DEADLINE_MARGIN_S,
+    ForwardAgent,
+    ForwardOutcome,
+    forward_plan,
+    forward_session,
+)
 from peergrid_edge.planning import schedule_from_plan
 from peergrid_edge.replicas import Submission
 from peergrid_edge.resume import initial_state, resume_interval, resumed_counterfactual
@@ -72,6 +79,18 @@ log = logging.getLogger("peergrid.edge.trader")
 # the forward stage's timeouts in phase timeouts: each member's accept is up to a few day MILPs (its check
 # and reductions), heavier than one bargaining move
 FORWARD_TIMEOUTS = 4
+# the day-ahead stage's deadline before the first interval it trades, in phase timeouts: the clear's (after
+# which a member whose coordinator is gone waits one more and clears itself), and before it the accepts'
+CLEAR_BEFORE, ACCEPTS_BEFORE = 2, 2
+
+
+def dayahead_deadline(first_start_s: float, phase_timeout_s: float) -> Deadline:
+    """The day-ahead stage's deadline, so that the session and its forward trades end before the first
+    interval they trade (starting at `first_start_s`, wall s) and leave the intervals their own time: the
+    chain's clear deadline `CLEAR_BEFORE` phase timeouts (and the clear's margin) before that start, the
+    session's close `ACCEPTS_BEFORE` more before it (review7 F7)."""
+    clear_s = first_start_s - CLEAR_BEFORE * phase_timeout_s - DEADLINE_MARGIN_S
+    return Deadline(close_s=clear_s - ACCEPTS_BEFORE * phase_timeout_s, clear_ms=math.floor(clear_s * 1000))
 
 
 class MarketAgent:
@@ -243,10 +262,11 @@ class MarketAgent:
         genesis = self.ledger.replicas["mgmc"].app.genesis
         members = sorted(a.key for a in genesis.accounts if "anonym" in a.roles)
         session = f"dayahead/{int(self.s.t0)}/{self.s.first_interval}"
+        deadline = dayahead_deadline(self._start_of(self.s.first_interval), self.s.phase_timeout_s)
         agent = DayAheadAgent(
             self.ledger, self.anonym, self.mg, self.dt, members, session,
             opening_prices=starting_prices(self.scenario), timeout_s=self.s.phase_timeout_s,
-            before_submit=self._stopped, phases=self.s.dayahead_gensets,
+            before_submit=self._stopped, phases=self.s.dayahead_gensets, deadline=deadline,
         )  # fmt: skip
         outcome = await agent.run()
         self.dayahead = outcome
@@ -263,6 +283,7 @@ class MarketAgent:
         agent = ForwardAgent(
             self.ledger, self.anonym, self.mg, self.dt, self.dayahead.session, window,
             timeout_s=FORWARD_TIMEOUTS * self.s.phase_timeout_s, before_submit=self._stopped,
+            clear_wait_s=self.s.phase_timeout_s,
         )  # fmt: skip
         outcome = await agent.run()
         self.forward = outcome
