@@ -420,18 +420,61 @@ def test_a_looser_relaxed_stop_reaches_the_same_welfare_in_fewer_iterations() ->
     assert allocate(scenario, TIGHT) == fast  # deterministic
 
 
-def test_a_day_with_floors_or_caps_keeps_the_tight_final_stop() -> None:
-    # the rules are judged at the prices found on the chain's tick: such a day converges to
-    # tolerance_kwh whatever free_tolerance_kwh says (measured: the 20-MG rules day fell from 0.992 to
-    # 0.974 of the central gain when it stopped at 0.1 kWh)
+def test_a_day_with_floors_or_caps_stops_by_value_with_its_rules_judged_at_that_stop() -> None:
+    # the value stop on a rules day too; the rules are judged whenever it fires, so it only ends on a fee
+    # and ban state that the prices found leave as it is (measured, 20 MGs, 96 quarter-hours, seeds 1-6:
+    # 546/513/474/525/572/958 -> 80/166/136/105/111/112 iterations, share of the central gain
+    # 0.980/0.9995/0.857/0.956/0.964/0.839 -> 0.983/0.9994/0.861/0.988/0.978/0.857, all stable)
     scenario = synthetic_scenario(8, 12, seed=2, interval_hours=2.0, rules=True)
     assert any(rules_in_force(mg) for mg in scenario.microgrids)
-    allocation = allocate(scenario)
-    assert allocation.converged
+    valued, tight = allocate(scenario), allocate(scenario, TIGHT)
+    assert valued.converged and tight.converged
+    assert (valued.stop, tight.stop) == ("value", "kwh")
+    assert valued.iterations < tight.iterations
     # the kWh stops, beyond what rounding 8 answers to the Wh makes: 4 Wh of imbalance, 1 Wh of move
-    assert allocation.primal_residual <= 0.014 and allocation.dual_residual <= 0.011
-    assert allocate(scenario, DayAheadConfig(free_tolerance_kwh=0.5)) == allocation
-    assert allocate(scenario, TIGHT) == allocation  # nor does the value stop apply
+    assert tight.primal_residual <= 0.014 and tight.dual_residual <= 0.011
+    assert allocate(scenario, DayAheadConfig(free_tolerance_kwh=0.5)) == valued
+    conv = baselines.conventional(scenario)
+    assert commit(scenario, valued, conv).declined == ()
+
+
+def test_an_mg_trading_almost_nothing_is_settled_once_it_meets_the_kwh_stop() -> None:
+    # one tick per kWh traded allows an MG trading under a kWh all day 0.001: less than one proximal step
+    # (0.01 kWh) in one interval at its spread. Such an MG (a clean-only buyer of seed 3's 20-MG rules
+    # day) kept the value stop off for ever; within the kWh tolerance it is settled
+    scenario = synthetic_scenario(3, 2, seed=0, interval_hours=12.0)
+    cfg = DayAheadConfig()
+    ex = Exchange(scenario, cfg, [0.1, 0.1])
+    models = [Fixed(10.0, 2), Fixed(-10.0, 2), Moving(0.0, 0.008, 2)]
+    ex.first_responses(models)  # type: ignore[arg-type]
+    ex.step(models, cfg.tolerance_kwh)  # type: ignore[arg-type]
+    moves = [0.008 - 0.008 / 3] * 2
+    assert ex.at_stake(2, moves, ex.imbalance_ratios()) > cfg.value_per_kwh  # over its one-kWh allowance
+    assert ex.settled
+    # a move beyond the kWh tolerance is not settled that way
+    ex = Exchange(scenario, cfg, [0.1, 0.1])
+    models = [Fixed(10.0, 2), Fixed(-10.0, 2), Moving(0.0, 0.05, 2)]
+    ex.first_responses(models)  # type: ignore[arg-type]
+    ex.step(models, cfg.tolerance_kwh)  # type: ignore[arg-type]
+    assert not ex.settled
+
+
+@pytest.mark.parametrize(("price", "dropped"), [(0.08, False), (0.084, False), (0.085, True), (0.07, False)])
+def test_a_floor_fee_is_dropped_only_where_the_price_clears_the_floor_by_the_margin(
+    price: float, dropped: bool
+) -> None:
+    # dropped at a price a tick or two above the floor, the MG's whole surplus came in at the floor and
+    # pushed the price back below it, and the fee came back for good (about 300 returns on the 20-MG
+    # rules day, each some 30 iterations of ADMM): within fee_margin the fee stays
+    scenario = synthetic_scenario(3, 2, seed=0, interval_hours=12.0, rules=True)
+    mg = scenario.microgrids[0]
+    rules = replace(mg.rules, floor_price=0.08)
+    scenario = replace(scenario, microgrids=(replace(mg, rules=rules), *scenario.microgrids[1:]))
+    ex = Exchange(scenario, DayAheadConfig(), [price, price])
+    ex.q = [(1.0, 1.0), (-0.5, -0.5), (-0.5, -0.5)]  # MG 0 sells
+    assert ex._has_fee(0, 0, "sell")
+    ex.judge_rules()
+    assert ((0, 0, "sell") in ex.fee_off) is dropped
 
 
 def test_a_loose_final_stop_is_opt_in_and_taken_where_no_rule_is_judged() -> None:
@@ -575,7 +618,8 @@ def test_rules_are_judged_at_the_contracts_tick_at_an_exact_half_tick() -> None:
             replace(b, rules=ContractRules(cap_price=0.501)),
         ),
     )
-    ex = Exchange(scenario, DayAheadConfig(), [0.5015])
+    # without the fee margin, so that a fee is dropped wherever the tick permits its side
+    ex = Exchange(scenario, DayAheadConfig(fee_margin=0.0), [0.5015])
     assert ex.prices == [501_500_000]
     ex.take([(1000,), (-1000,)])
     assert ex.judge_rules()

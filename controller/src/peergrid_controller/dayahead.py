@@ -6,7 +6,7 @@ every interval t, where q_i,t is MG i's net P2P export (kWh) and f_i its own day
 schedule.py). Each MGMC repeatedly solves its own day with q_i free, paying the price λ_t for every kWh it
 takes and a proximal term (ρ/2)(q_i,t − q_i,t^k + q̄_t^k)²; the coordinator (any node: the computation is
 public) only sees positions and sends back λ_t ← λ_t − ρ·q̄_t. Only positions and prices are exchanged, never
-DER data. On a day without owner floors or caps (and with unlimited DSO connections) it stops once no MG
+DER data. With unlimited DSO connections it stops once no MG
 has more than one tick per kWh of its positions still moving (`value_per_kwh`; by default the stability
 check's default tolerance: the issue's "until no MGMC changes beyond a tolerance", in money;
 `dayexchange.at_stake` values an MG's move and, conservatively, a share of the imbalance at its own retail
@@ -33,7 +33,12 @@ either relies on. `free_tolerance_kwh` may loosen the final stop too on a day wi
 20 MGs 154/154/151 iterations, shares within 0.0001), but it is off by default: the price it leaves can sit a tick off a break-even price (two MGs
 clearing at feed-in stopped at 0.0492, rounded to 0.049, and the seller declined its whole trade), and a
 rules day stopped at 0.1 fell from 0.992 to 0.974 of the central gain (its rules are judged at the price
-found, on the chain's tick), so such a day always stops at `tolerance_kwh`.
+found, on the chain's tick), so such a day's kWh stop is always `tolerance_kwh`. A rules day stops by value
+too, its rules judged whenever the value stop fires (it ends only where the prices found change no fee
+or ban) and its fees dropped only 5 ticks clear of their rules, judged from 3 kWh residuals on: 20-MG
+rules days, seeds 1-6, 474-958 -> 80-166 iterations, shares -0.0001 to +0.032 of the central gain
+against the kWh stops, all stable; 100 MGs 699 -> 95, 0.790 -> 0.846 (genset commitments make these
+days path-dependent).
 
 The proximal square is piecewise linear (daymodel.py: HiGHS refuses mixed-integer QPs and its QP solver
 cycled on these models), so every iteration is a warm LP. Genset on/off (non-convex) in three steps: ADMM
@@ -161,13 +166,13 @@ def _allocate(scenario: Scenario, cfg: DayAheadConfig, ex: Exchange) -> Allocati
     # matched pro rata and every MG checked exactly by forward.py)
     ruled = any(rules_in_force(mg) for mg in mgs)
     tolerance = cfg.tolerance_kwh if ruled else cfg.free_tolerance_kwh
-    # a rules day's floors and caps are judged on the chain's tick: kWh stops only; and where an MG's DSO
-    # connection is limited a P2P kWh can be worth more than retail less feed-in (VOLL, curtailment), which
+    # a rules day's floors and caps are judged whenever the value stop fires (Exchange.run); where an MG's
+    # DSO connection is limited a P2P kWh can be worth more than retail less feed-in (VOLL, curtailment), which
     # `at_stake` would undervalue: kWh stops there too
     limited = any(
         math.isfinite(mg.tariff.max_import_kw) or math.isfinite(mg.tariff.max_export_kw) for mg in mgs
     )
-    by_value = not ruled and not limited
+    by_value = not limited
     if gensets:
         converged = ex.run(models, cfg.relaxed_iterations, cfg.relaxed_tolerance_kwh, by_value)
     else:
