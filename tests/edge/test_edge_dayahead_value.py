@@ -14,6 +14,7 @@ from typing import Any
 
 from test_edge_dayahead_session import SESSION, ledger_for, run_session, simulated
 
+from peergrid_controller.dayahead import allocate
 from peergrid_controller.dayexchange import DayAheadConfig
 from peergrid_controller.model import Scenario
 from peergrid_controller.synth import synthetic_scenario
@@ -81,3 +82,41 @@ def test_a_member_whose_verdict_is_false_keeps_the_session_going_to_the_kwh_stop
         assert outcome.stop == "kwh" and outcome.iterations == allocation.iterations
         assert outcome.prices == record["prices"]
         assert list(outcome.positions) == positions[name]
+
+
+def test_a_member_behind_a_limited_connection_never_says_settled_so_the_day_is_allocates_kwh_stops(
+    tmp_path: Path,
+) -> None:
+    # `allocate` runs the kWh stops where any DSO connection is limited; the limited MGMC alone knows it
+    day = value_day()
+    first = day.microgrids[0]
+    limited = dataclasses.replace(first, tariff=dataclasses.replace(first.tariff, max_import_kw=10_000.0))
+    scenario = dataclasses.replace(day, microgrids=(limited, *day.microgrids[1:]))
+    ledger, keys_ = ledger_for(tmp_path, scenario)
+    outcomes = run_session(ledger, keys_, scenario, config=DEFAULT)
+    allocation, record, positions = simulated(scenario, DEFAULT)
+    assert allocation.stop == "kwh"
+    for name, outcome in outcomes.items():
+        assert outcome.completed, (name, outcome.reason)
+        assert outcome.stop == "kwh" and outcome.iterations == allocation.iterations
+        assert outcome.prices == record["prices"] and list(outcome.positions) == positions[name]
+    session = closed_session(tmp_path, scenario)
+    assert session is not None and session["posted"] == 0  # closed after a step: no verdict round
+
+
+def test_a_genset_day_with_the_value_stop_ends_its_relaxed_phase_on_the_verdicts_too(tmp_path: Path) -> None:
+    # the relaxed phase ends one iteration after `allocate`'s (each member sees the others' verdicts on k in
+    # their posts of k + 1), the commitment follows, and the phase after it closes on the value stop; not
+    # `allocate`'s to the Wh, but every MGMC ends the same session, far sooner than on the kWh stops
+    scenario = synthetic_scenario(4, 4, seed=2, interval_hours=6.0)
+    ledger, keys_ = ledger_for(tmp_path, scenario)
+    outcomes = run_session(ledger, keys_, scenario, config=DEFAULT, phases=True)
+    assert all(o.completed for o in outcomes.values()), [o.reason for o in outcomes.values()]
+    assert len({(o.prices, o.iterations, o.stop) for o in outcomes.values()}) == 1
+    edge = next(iter(outcomes.values()))
+    valued = allocate(scenario)  # the simulation's default: the value stop in both phases
+    by_kwh, _, _ = simulated(scenario)  # the kWh stops (CONFIG)
+    assert valued.stop == edge.stop == "value" and by_kwh.stop == "kwh"
+    assert edge.iterations <= valued.iterations + 1 < by_kwh.iterations
+    session = closed_session(tmp_path, scenario)
+    assert session is not None and session["settled"] == len(keys_)

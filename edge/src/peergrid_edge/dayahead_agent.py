@@ -27,10 +27,12 @@ this MGMC's own computation. A coordinator that fails closes the session where i
 Gensets: with `phases` (some member has one; not on the chain, so every member is configured alike) the
 session runs `allocate`'s three phases: ADMM on the LP relaxation to its own stop, each genset MG's
 commitment MILP alone at the prices found, ADMM with commitments fixed; decided once (`recommits` 1). The
-relaxed phase runs on its kWh stop alone and the verdicts count only in the phase after the commitment
-(from its second post): a member learns the others' verdicts on k only from their posts of k + 1, too late
-to answer k + 1 from its committed model, so `allocate`'s relaxed value stop cannot be followed, and a
-genset day with the value stop is not `allocate`'s to the Wh (with `value_per_kwh` 0 it is).
+value stop ends the relaxed phase one iteration later than `allocate` does: a member learns the others'
+verdicts on k only from their posts of k + 1, which it has answered relaxed, so the coordinator steps k + 1
+and every member, reading the stepped posts' `settled` (public transactions), starts the commitment there;
+the verdicts on the last relaxed iteration go with the first committed posts, as in `allocate`, and never
+close the session. So a genset day with the value stop is not `allocate`'s to the Wh (with `value_per_kwh`
+0 it is).
 Scope, refused up front with the reason: a day on which any member's owner has a floor or a cap in force
 (the rules are judged at the prices found with each MG's position and rules: the coordinator's today) —
 its own rules, and every member's as the chain holds them; a genset MG without `phases`, or `recommits`
@@ -63,6 +65,7 @@ from peergrid_controller.model import Microgrid
 from peergrid_edge.replicas import Submission
 from peergrid_ledger import keys
 from peergrid_ledger.contracts import exchange
+from peergrid_ledger.contracts.exchange import MAX_ITERATIONS
 from peergrid_ledger.contracts.market_state import rules_for
 from peergrid_ledger.schema import PRICE
 
@@ -85,6 +88,8 @@ class Replica(Protocol):
     async def submit(self, role: str, raw: bytes, timeout_s: float) -> Submission: ...
 
     async def wait_for(self, role: str, predicate: Callable[[Any], bool], timeout_s: float) -> bool: ...
+
+    def transaction(self, role: str, txid: bytes) -> Any | None: ...
 
 
 @dataclass(frozen=True)
@@ -164,14 +169,18 @@ class DayAheadAgent:
         self.bounds = ([lo for lo, _ in ranges], [hi for _, hi in ranges])
         self.fees = rule_fees(mg)
         # the value stop: this MG's verdict on the last stepped iteration (`settled`, with its own tariff
-        # spread), posted with its next position where the verdicts count (`self.judging`: the final phase)
+        # spread), posted with its next position from iteration 2 on (as `allocate` posts them)
         self.spread = [r - f for r, f in zip(mg.tariff.retail, mg.tariff.feed_in, strict=True)]
         # behind a limited DSO connection a P2P kWh can be worth more than the spread (`allocate` then runs
         # the kWh stops): such an MG never says settled, so no value stop happens while it is a member
         limited = math.isfinite(mg.tariff.max_import_kw) or math.isfinite(mg.tariff.max_export_kw)
         self.values = self.cfg.value_per_kwh > 0 and not limited
         self.verdict = False
-        self.judging = False
+        # the first iteration of the phase whose value stop closes the session (after the commitment with
+        # the phases): a close needs every verdict on an iteration of it, never on a relaxed one
+        self.final_from = (
+            MAX_ITERATIONS + 1 if phases else 1
+        )  # set when the phase after the commitment begins
 
     # --- the session -----------------------------------------------------------------------------------
 
@@ -263,13 +272,10 @@ class DayAheadAgent:
         if self.phases:
             # 1. on the LP relaxation of genset on/off, to its own stop; 2. each genset MG commits alone (its
             # MILP at the prices found, its proximal term at commit_weight·ρ); 3. on with commitments fixed
-            own = await self._run(model, own, cfg.relaxed_iterations, cfg.relaxed_tolerance_kwh)
+            own = await self._run(model, own, cfg.relaxed_iterations, cfg.relaxed_tolerance_kwh, True)
             if self.mg.gensets:
                 model = self._commit(own)
-        # the verdicts count from here on (with the phases, the relaxed phase runs on its kWh stop alone: a
-        # member learns the others' verdicts on iteration k only from their posts of k + 1, too late to
-        # answer k + 1 with its commitment, so `allocate`'s relaxed value stop cannot be followed)
-        self.judging = True
+            self.final_from = book.iterations + 1
         await self._run(model, own, cfg.max_iterations, cfg.free_tolerance_kwh)
         if self.is_coordinator:
             await self._submit("exchange.close", {"session": self.session, "iteration": self.iteration})
@@ -277,16 +283,16 @@ class DayAheadAgent:
         return self.stop
 
     async def _run(
-        self, model: DayModel, own: tuple[float, ...], until: int, tolerance: float
+        self, model: DayModel, own: tuple[float, ...], until: int, tolerance: float, relaxed: bool = False
     ) -> tuple[float, ...]:
         """Iterate (as `Exchange.run` on a day without rules) until the kWh stop within `tolerance`, the
-        value stop (while `judging`: every member's post of k said settled on k - 1, so the coordinator
-        closes at k without stepping it) or `until` iterations in all; this MG's last unrounded answer (its
-        anchor)."""
+        value stop or `until` iterations in all; this MG's last unrounded answer (its anchor). The value stop:
+        every member's post of k said settled on k - 1; the coordinator then closes at k without stepping it,
+        or, in the `relaxed` phase, steps k and the phase ends there (`allocate` ends it at k - 1, but each
+        member learns the others' verdicts only from their posts of k, which it answered relaxed)."""
         book = self.book
         assert book is not None
         self.stop = "cap"
-        self.verdict = False  # a verdict judges a move of this phase's iterations only
         while book.iterations < until:
             self._in_time()
             if not self._open_now():
@@ -297,8 +303,10 @@ class DayAheadAgent:
             k = book.iterations + 1
             proximal = (book.rho_float, anchor(own, book.mean), self.cfg.resolution_kwh)
             own, posted = answer(model, book.price_floats, self.bounds, self.fees, proximal)
-            await self._post(k, posted, says_settled=self.judging and k >= 2 and self.verdict)
+            await self._post(k, posted, says_settled=self.values and k >= 2 and self.verdict)
             stop = await self._round(k, tolerance)
+            if relaxed and not stop and self._all_settled(k):
+                stop = "value"
             if stop == "value":
                 self.stop = stop
                 break
@@ -358,17 +366,44 @@ class DayAheadAgent:
         imbalance ratios of the book, its own spread and position), to post with its next position."""
         book = self.book
         assert book is not None
-        if not (self.values and self.judging):
+        if not self.values:
             self.verdict = False
             return
         me = self.members.index(self.key.public)
         ratios = book.imbalance_ratios()
         self.verdict = settled(self.spread, moves[me], book.q[me], ratios, self.cfg.value_per_kwh)
 
+    def _closes_by_value(self, k: int) -> bool:
+        """Whether every member's verdict posted with k settled closes the session: it judges k - 1, an
+        iteration of the final phase (verdicts on the last relaxed one go with the first committed posts, as
+        in `allocate`, and the session goes on)."""
+        return k >= 2 and k - 1 >= self.final_from
+
+    def _all_settled(self, k: int) -> bool:
+        """Whether every member's post of k (stepped) said settled on k - 1, read from the posts themselves
+        (public transactions, `exchange.stepped`'s txid): how the relaxed phase's value stop is seen by all."""
+        if self.cfg.value_per_kwh <= 0 or k < 2:  # nobody configured alike posts a verdict
+            return False
+        state = self.ledger.state(ROLE)
+        for member in self.members:
+            post = exchange.stepped(state, self.session, member)
+            if post is None or post["iteration"] != k:
+                raise SessionFailed(
+                    f"member {member.hex()[:16]}…'s post of iteration {k} is not on the chain"
+                )
+            tx = self.ledger.transaction(ROLE, post["txid"])
+            if tx is None:
+                raise SessionFailed(
+                    f"the post {post['txid'].hex()[:16]}… of iteration {k} is not on this replica"
+                )
+            if not tx.body.get("settled", False):
+                return False
+        return True
+
     def _value_stop(self, k: int) -> bool:
         """The coordinator, every member having posted k: whether each post said settled on k - 1 (the chain's
         count, `exchange.settled_count`), so that the session closes at k without stepping it."""
-        if not self.judging or k < 2:
+        if not self._closes_by_value(k):
             return False
         return exchange.settled_count(self.ledger.state(ROLE), self.session) == len(self.members)
 
@@ -424,7 +459,7 @@ class DayAheadAgent:
         record = self._record()
         assert record is not None
         if record["iteration"] == k:  # closed instead of stepped
-            if self.judging and k >= 2 and record["settled"] == len(self.members):
+            if self._closes_by_value(k) and record["settled"] == len(self.members):
                 return False
             raise SessionFailed(
                 f"the coordinator closed the session at iteration {k} instead of stepping it "

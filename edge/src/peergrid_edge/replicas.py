@@ -277,6 +277,15 @@ class EdgeLedger:
             return Submission(False, f"{NONCE_TAKEN}: nonce {tx.nonce} went to a {taken[0]}")
         return LANDED
 
+    def transaction(self, role: str, txid: bytes) -> Any | None:
+        """A final transaction of the `role` chain by its id (public chain data), or None if not held."""
+        store = self.replicas[role].store
+        where = store.locate_tx(txid)
+        if where is None:
+            return None
+        height, index = where
+        return store.block(height).txs[index]
+
     async def wait_for(self, role: str, predicate: Callable[[Any], bool], timeout_s: float) -> bool:
         """Wake on every final block of the chain until `predicate(state)` holds or the time is up."""
         deadline = asyncio.get_running_loop().time() + timeout_s
