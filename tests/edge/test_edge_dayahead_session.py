@@ -21,6 +21,8 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
+import pytest
+
 from peergrid_controller.chain_venue import ChainVenue, chain_rules
 from peergrid_controller.dayahead import Allocation, allocate, starting_prices
 from peergrid_controller.dayexchange import DayAheadConfig
@@ -462,8 +464,9 @@ def test_a_failed_stage_is_recorded_with_its_reason(tmp_path: Path) -> None:
 # --- one replica per MGMC, over a real broker ---------------------------------------------------------------
 
 
+@pytest.mark.parametrize("config", [CONFIG, DayAheadConfig()], ids=["kwh-stops", "default-value-stop"])
 def test_each_mgmc_on_its_own_replica_over_mqtt_matches_the_simulation(
-    tmp_path: Path, mosquitto: Any
+    tmp_path: Path, mosquitto: Any, config: DayAheadConfig
 ) -> None:
     # three MGMCs, each its own node key (an authority: all three finalise together), its own LevelDB
     # replica and its own MQTT link to a real Mosquitto, each agent reading only its own replica
@@ -498,7 +501,7 @@ def test_each_mgmc_on_its_own_replica_over_mqtt_matches_the_simulation(
                 ledger.start()
             agents = [
                 DayAheadAgent(ledger, keys_[mg.name], mg, scenario.interval_hours, members, SESSION, 0, opening,
-                              CONFIG, 10.0)
+                              config, 10.0)
                 for ledger, mg in zip(ledgers, scenario.microgrids, strict=True)
             ]  # fmt: skip
             started = time.perf_counter()
@@ -510,10 +513,12 @@ def test_each_mgmc_on_its_own_replica_over_mqtt_matches_the_simulation(
                 ledger.close()
 
     outcomes, wall = asyncio.run(play())
-    allocation, record, positions = simulated(scenario)
+    allocation, record, positions = simulated(scenario, config)
+    stepped = allocation.iterations - (allocation.stop == "value")  # less a value stop's verdict round
     for mg, outcome in zip(scenario.microgrids, outcomes, strict=True):
         assert outcome.completed, outcome.reason
-        assert outcome.iterations == allocation.iterations and outcome.prices == record["prices"]
+        assert outcome.stop == allocation.stop
+        assert outcome.iterations == stepped and outcome.prices == record["prices"]
         assert list(outcome.positions) == positions[mg.name]
     print(f"\n3 MGMCs on their own replicas over MQTT, {allocation.iterations} iterations: {wall:.2f} s wall")
 
