@@ -2,8 +2,10 @@
 a real market contract on a `LocalChain` standing in for its non-voting MGMC-chain replica.
 
 It sends `market.reopen` under its `dso` key for the next iteration, with a deadline, only once the interval is
-closed (bounded wait), and reports the reopening's iteration or None (no MGMC chain, nothing closed, refused):
-the verdict then says `rebargain: false` and the MGMCs keep their trades.
+closed (bounded wait), and never for an interval a day-ahead exchange clear closed (the contract refuses it;
+the MGMCs re-plan with the forward trades kept); it reports the reopening's iteration or None and why (no
+MGMC chain, nothing closed, forward-traded, refused with the contract's reason): the verdict then says
+`rebargain: false` and the MGMCs keep their trades.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ import asyncio
 from types import SimpleNamespace
 from typing import Any
 
-from peergrid_dso.interval_node import REOPEN_WAIT_S, DsoLoop
+from peergrid_dso.interval_node import REOPEN_WAIT_S, DsoLoop, forward_traded
 from peergrid_dso.node_chains import Submitted
 from peergrid_ledger import query
 from peergrid_ledger.chain import LocalChain
@@ -60,13 +62,15 @@ class Adapter:
         return Submitted(True, txid=result.txid)
 
 
-def setup(max_reopens: int = 3) -> tuple[LocalChain, Adapter, DsoLoop, Keypair, Keypair, Keypair]:
+def setup(
+    max_reopens: int = 3, contracts: tuple[str, ...] = ("market",)
+) -> tuple[LocalChain, Adapter, DsoLoop, Keypair, Keypair, Keypair]:
     authority, dso, seller, buyer = (Keypair.generate() for _ in range(4))
     genesis = Genesis(
         chain="mgmc", time=0, authorities=(authority.public,),
         accounts=(Account(dso.public, ("dso",)), Account(seller.public, ("anonym",), balance=10**9),
                   Account(buyer.public, ("anonym",), balance=10**9)),
-        contracts=("market",), params=Params(max_reopens=max_reopens),
+        contracts=contracts, params=Params(max_reopens=max_reopens),
     )  # fmt: skip
     chain = LocalChain(genesis, authority)
     adapter = Adapter(chain)
@@ -117,3 +121,47 @@ def test_no_reopening_when_refused_or_without_an_mgmc_chain() -> None:
     assert contract.closed(chain.state, T)
     loop.mgmc = None
     assert asyncio.run(loop.reopen(T, b"r" * 32)) == (None, "no MGMC chain")
+
+
+def day_ahead_clear(
+    first: int, seller: Keypair, buyer: Keypair, coordinator: Keypair
+) -> list[tuple[Keypair, str, dict[str, Any]]]:
+    """The transactions of a two-member exchange session over intervals first, first + 1 whose clear closes
+    `first` with one forward trade (900 Wh) and leaves `first + 1` (no trade) untouched: open, positions,
+    one step, close, accepts, clear."""
+    session, positions = "day-1", {seller: [900, 0], buyer: [-900, 0]}
+    steps: list[tuple[Keypair, str, dict[str, Any]]] = [(coordinator, "exchange.open", {
+        "session": session, "first_interval": first, "members": [seller.public, buyer.public],
+        "prices": [50_000_000, 50_000_000], "rho": 5_000_000})]  # fmt: skip
+    for m, q in positions.items():
+        steps.append((m, "exchange.position", {"session": session, "iteration": 0, "positions": q}))
+    steps.append((coordinator, "exchange.step", {"session": session, "iteration": 0, "rho": 5_000_000}))
+    steps.append((coordinator, "exchange.close", {"session": session, "iteration": 1}))
+    for m, q in positions.items():
+        steps.append((m, "exchange.accept", {"session": session, "positions": q, "clean": False}))
+    steps.append((coordinator, "exchange.clear", {"session": session}))
+    return steps
+
+
+def test_an_interval_the_day_ahead_clear_closed_is_not_reopened() -> None:
+    """The decision reads the MGMC chain's market record: a cleared interval names its session; the DSO sends
+    nothing for it (no 8-s wait for a reopening the contract refuses) and says why; an interval closed by
+    intraday bargaining is still reopened."""
+    chain, adapter, loop, dso, seller, buyer = setup(contracts=("market", "exchange"))
+    for who, kind, body in day_ahead_clear(T + 1, seller, buyer, dso):
+        result = chain.sign_and_submit(who, kind, body, NOW_MS)
+        assert result.ok, (kind, result)
+        chain.seal(NOW_MS)
+    assert contract.closed(chain.state, T + 1) and not contract.closed(chain.state, T + 2)
+    assert forward_traded(chain.state, T + 1) == "forward-traded by exchange session 'day-1'"
+    assert forward_traded(chain.state, T + 2) is None  # no trade: left untouched, nothing closed
+    skipped = asyncio.run(loop.reopen(T + 1, b"r" * 32))
+    assert skipped == (None, "forward-traded by exchange session 'day-1'") and adapter.sent == []
+    # the contract agrees: it would refuse the reopening for that reason
+    body = {"interval": T + 1, "iteration": 1, "ref": b"r" * 32, "until": NOW_MS + 60_000}
+    refused = chain.sign_and_submit(dso, "market.reopen", body, NOW_MS)
+    assert not refused.ok and "forward trades" in str(refused)
+    trade_in(chain, seller, buyer)  # the intraday market in another interval of the same chain
+    close(chain, buyer)
+    assert forward_traded(chain.state, T) is None
+    assert asyncio.run(loop.reopen(T, b"r" * 32)).iteration == 1

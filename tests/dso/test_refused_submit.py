@@ -1,0 +1,190 @@
+"""The DSO's `ChainAdapter` sees a transaction its chain refuses as refused, with the contract's reason, not as
+"not final in 8 s" (the lab's day-ahead run waited 8 s per security iteration for a `market.reopen` the
+contract refused): against a real consensus replica (`ChainReplica`, a single authority that finalises its own
+blocks, LevelDB store in tmp_path) holding an interval a day-ahead exchange clear closed.
+
+- `precheck`: the state machine on the replica's committed state refuses it; nothing is sent, the nonce stays
+  free for the DSO's next transaction.
+- without it: the replica's pool evicts it when the block is built, with its reason, and the adapter returns
+  that at the next commit instead of waiting out its timeout.
+- `DsoLoop.reopen` through the real adapter: a reopening the genesis forbids (`max_reopens` 0) comes back
+  refused with the contract's reason.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+from peergrid_dso.interval_node import DsoLoop
+from peergrid_dso.node_chains import ChainAdapter, Changed
+from peergrid_ledger.consensus.actions import Timer
+from peergrid_ledger.consensus.engine import EngineConfig
+from peergrid_ledger.consensus.node import ChainReplica
+from peergrid_ledger.contracts import market
+from peergrid_ledger.genesis import Account, Genesis, Params
+from peergrid_ledger.keys import Keypair
+from peergrid_ledger.store import BlockStore
+from peergrid_ledger.tx import sign_tx
+
+from .test_rebargain_reopen import day_ahead_clear
+
+FIRST = 40
+
+
+def wall_ms() -> int:
+    return int(time.time() * 1000)
+
+
+class Wire:
+    """The replica's transport (nothing to gossip to) and its timers, fired by `pump`."""
+
+    def __init__(self) -> None:
+        self.timers: list[tuple[Timer, int]] = []
+
+    def publish(self, *_: Any, **__: Any) -> None:
+        pass
+
+    def schedule(self, timer: Timer, at_ms: int) -> None:
+        self.timers.append((timer, at_ms))
+
+
+def pump(replica: ChainReplica, wire: Wire, due_only: bool = True) -> None:
+    """One pass over the proposal timers set so far (due ones, or all: the single authority proposes and
+    finalises a block at each; an idle chain asks for an empty block every period, so never loop on them)."""
+    now = wall_ms()
+    due = [(t, at) for t, at in wire.timers if t.kind == "propose" and (at <= now or not due_only)]
+    wire.timers = [entry for entry in wire.timers if entry not in due]
+    for timer, at in sorted(due, key=lambda d: d[1]):
+        replica.fire(timer, max(at, now))
+
+
+class Lab:
+    def __init__(self, tmp_path: Path, max_reopens: int = 3) -> None:
+        self.authority, self.dso, self.seller, self.buyer = (Keypair.generate() for _ in range(4))
+        genesis = Genesis(
+            chain="mgmc", time=wall_ms() - 1000, authorities=(self.authority.public,),
+            accounts=(Account(self.dso.public, ("dso",)), Account(self.seller.public, ("anonym",), balance=10**9),
+                      Account(self.buyer.public, ("anonym",), balance=10**9)),
+            contracts=("market", "exchange"), params=Params(max_reopens=max_reopens),
+        )  # fmt: skip
+        self.store = BlockStore.create(tmp_path / "mgmc", genesis)
+        self.wire = Wire()
+        self.replica = ChainReplica(
+            self.store, self.authority, EngineConfig(block_period_ms=50), self.wire, self.wire.schedule
+        )  # type: ignore[arg-type]
+        self.replica.start(wall_ms())
+        self.changed = Changed()
+        self.replica.on_commit.append(self.changed.fire)
+        self.node = SimpleNamespace(replicas={"mgmc": self.replica}, clock=wall_ms)
+
+    def land(self, who: Keypair, kind: str, body: dict[str, Any]) -> None:
+        app = self.replica.app
+        tx = sign_tx(who, "mgmc", kind, app.next_nonce(who.public), wall_ms(), body)
+        height = app.head().height
+        self.replica.submit(tx.raw, wall_ms())
+        for _ in range(5):
+            if app.head().height > height:
+                break
+            pump(self.replica, self.wire, due_only=False)
+        assert app.head().height > height and app.next_nonce(who.public) > tx.nonce, (
+            kind,
+            app.refusal(tx.txid),
+        )
+
+    async def pumping(self, stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            pump(self.replica, self.wire)
+            await asyncio.sleep(0.01)
+
+    def cleared(self) -> None:
+        for who, kind, body in day_ahead_clear(FIRST, self.seller, self.buyer, self.dso):
+            self.land(who, kind, body)
+        assert market.interval_record(self.replica.app.state, FIRST).get("session") == "day-1"
+
+
+def reopen_body(interval: int) -> dict[str, Any]:
+    return {"interval": interval, "iteration": 1, "ref": b"r" * 32, "until": wall_ms() + 60_000}
+
+
+def test_a_refused_reopen_is_reported_refused_with_the_contracts_reason(tmp_path: Path) -> None:
+    lab = Lab(tmp_path)
+    lab.cleared()
+    app = lab.replica.app
+    nonce = app.next_nonce(lab.dso.public)
+
+    async def run() -> tuple[Any, Any]:
+        adapter = ChainAdapter(lab.node, "mgmc", asyncio.get_running_loop(), lab.changed)
+        checked = await adapter.submit(
+            lab.dso, "market.reopen", reopen_body(FIRST), timeout=30.0, precheck=True
+        )
+        assert app.next_nonce(lab.dso.public) == nonce and not app.mempool.ready()  # nothing sent
+        stop = asyncio.Event()
+        pumping = asyncio.create_task(lab.pumping(stop))
+        try:  # now sent: the pool evicts it at the block it would have gone into
+            sent = await adapter.submit(lab.dso, "market.reopen", reopen_body(FIRST), timeout=30.0)
+        finally:
+            stop.set()
+            await pumping
+        return checked, sent
+
+    started = time.monotonic()
+    checked, sent = asyncio.run(run())
+    took = time.monotonic() - started
+    for result in (checked, sent):
+        assert not result.ok and result.reason == "refused", result  # not "timeout" after 30 s
+        assert result.detail.startswith("rule-violation: ") and "forward trades" in result.detail, result
+    assert took < 30.0, took  # not the timeout: it came back at the refusal (seconds here, not a threshold)
+    assert not market.reopening(app.state, FIRST) and market.closed(app.state, FIRST)
+    lab.store.close()
+
+
+def test_a_transaction_that_lands_still_reports_landed(tmp_path: Path) -> None:
+    """The precheck passes what the chain takes: an intraday-closed interval is reopened."""
+    lab = Lab(tmp_path)
+    lab.land(lab.seller, "offer", {"interval": 7, "round": 1, "price": 200, "quantity": 900, "clean": True})
+    lab.land(
+        lab.buyer,
+        "bid",
+        {"interval": 7, "round": 1, "demands": [{"seller": lab.seller.public, "quantity": 500}]},
+    )
+    lab.land(lab.buyer, "trade", {"interval": 7})
+
+    async def run() -> Any:
+        adapter = ChainAdapter(lab.node, "mgmc", asyncio.get_running_loop(), lab.changed)
+        stop = asyncio.Event()
+        pumping = asyncio.create_task(lab.pumping(stop))
+        try:
+            return await adapter.submit(lab.dso, "market.reopen", reopen_body(7), timeout=30.0, precheck=True)
+        finally:
+            stop.set()
+            await pumping
+
+    result = asyncio.run(run())
+    assert result.ok and market.reopening(lab.replica.app.state, 7)["iteration"] == 1  # type: ignore[index]
+    lab.store.close()
+
+
+def test_the_loop_says_why_the_chain_refused_its_reopening(tmp_path: Path) -> None:
+    lab = Lab(tmp_path, max_reopens=0)  # a genesis without re-bargaining
+    lab.land(lab.seller, "offer", {"interval": 7, "round": 1, "price": 200, "quantity": 900, "clean": True})
+    lab.land(
+        lab.buyer,
+        "bid",
+        {"interval": 7, "round": 1, "demands": [{"seller": lab.seller.public, "quantity": 500}]},
+    )
+    lab.land(lab.buyer, "trade", {"interval": 7})
+
+    async def run() -> Any:
+        loop = DsoLoop(SimpleNamespace(rebargain_wait_s=0.05), *[None] * 7, lab.dso, None, None)  # type: ignore[arg-type]
+        loop.mgmc = ChainAdapter(lab.node, "mgmc", asyncio.get_running_loop(), lab.changed)
+        return await loop.reopen(7, b"r" * 32)
+
+    outcome = asyncio.run(run())
+    assert outcome.iteration is None and outcome.why is not None
+    assert outcome.why.startswith("refused: rule-violation: ") and "at most 0" in outcome.why, outcome
+    assert lab.replica.app.next_nonce(lab.dso.public) == 1  # never sent: its nonce is still free
+    lab.store.close()
