@@ -14,8 +14,8 @@ The value stop (the default, as in `allocate`): each member judges every stepped
 and posts its verdict with its next position (`exchange.position`'s `settled`); once the chain counts every
 member's post of k settled (`exchange.settled_count`) the coordinator closes at k without stepping it (the
 contract's `exchange_closed` says `settled`), so the result is iteration k − 1's, `allocate`'s to the nano
-and the Wh. How it decides without private data: `allocate` uses the value stop on a day with no owner floor
-or cap in force (the edge refuses such days up front) and every DSO connection unlimited; an MGMC only knows
+and the Wh. How it decides without private data: `allocate` uses the value stop when every DSO connection
+is unlimited (the edge refuses days with floors or caps up front); an MGMC only knows
 its own connection, so one whose connection is limited (or whose `value_per_kwh` is 0) never says settled,
 and no value stop happens while it is a member: the kWh stops then, as `allocate`'s.
 What each MGMC posts and reads is public; its DER data, bounds, tariff and unrounded answers never leave it.
