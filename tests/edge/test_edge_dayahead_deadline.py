@@ -16,7 +16,8 @@ from test_edge_dayahead_session import CONFIG, SESSION, free_day, ledger_for, ru
 
 from peergrid_controller.dayahead import starting_prices
 from peergrid_controller.model import Scenario
-from peergrid_edge.dayahead_agent import DayAheadAgent, Deadline, SessionOutcome
+from peergrid_edge.dayahead_agent import DayAheadAgent
+from peergrid_edge.exchange_io import Deadline, SessionOutcome
 from peergrid_edge.forward_agent import DEADLINE_MARGIN_S, ForwardAgent, ForwardOutcome
 from peergrid_edge.replicas import EdgeLedger
 from peergrid_edge.trader import dayahead_deadline

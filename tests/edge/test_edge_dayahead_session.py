@@ -29,7 +29,8 @@ from peergrid_controller.dayexchange import DayAheadConfig
 from peergrid_controller.model import ContractRules, Scenario
 from peergrid_controller.synth import synthetic_scenario
 from peergrid_edge.config import MarketSettings
-from peergrid_edge.dayahead_agent import DayAheadAgent, SessionFailed, SessionOutcome
+from peergrid_edge.dayahead_agent import DayAheadAgent
+from peergrid_edge.exchange_io import SessionFailed, SessionOutcome
 from peergrid_edge.link import MqttLink
 from peergrid_edge.replicas import ChainSpec, EdgeLedger, Submission
 from peergrid_edge.trader import MarketAgent

@@ -9,7 +9,8 @@ from hypothesis import strategies as st
 from test_edge_dayahead_session import CONFIG, free_day, trading_key
 
 from peergrid_controller.dayexchange import Book
-from peergrid_edge.dayahead_agent import DayAheadAgent, SessionFailed
+from peergrid_edge.dayahead_agent import DayAheadAgent
+from peergrid_edge.exchange_io import SessionFailed
 from peergrid_ledger.contracts import exchange
 
 SCENARIO = free_day(2, 4)

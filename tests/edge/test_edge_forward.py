@@ -36,7 +36,8 @@ from peergrid_controller.schedule import MgSchedule
 from peergrid_controller.venues import forward_clearing
 from peergrid_edge import trader as trader_module
 from peergrid_edge.chain_bargaining import position
-from peergrid_edge.dayahead_agent import DayAheadAgent, SessionOutcome
+from peergrid_edge.dayahead_agent import DayAheadAgent
+from peergrid_edge.exchange_io import SessionOutcome
 from peergrid_edge.forward_agent import ForwardAgent, ForwardOutcome, forward_plan, forward_session
 from peergrid_edge.replicas import EdgeLedger
 from peergrid_edge.resume import resume_interval

@@ -34,7 +34,7 @@ from peergrid_controller.dayexchange import NANO
 from peergrid_controller.forward import Acceptance, accept_alone
 from peergrid_controller.model import Microgrid
 from peergrid_edge.chain_bargaining import position
-from peergrid_edge.dayahead_agent import ROLE, Replica, SessionFailed, submit_final
+from peergrid_edge.exchange_io import ROLE, Replica, SessionFailed, submit_final
 from peergrid_ledger import keys, query
 from peergrid_ledger.contracts import exchange
 from peergrid_ledger.contracts.exchange_clearing import accepted, cleared

@@ -55,8 +55,9 @@ from peergrid_edge.chain_bargaining import (  # noqa: F401 - bids/offers_on_chai
     position,
 )
 from peergrid_edge.config import MarketSettings
-from peergrid_edge.dayahead_agent import DayAheadAgent, Deadline, SessionOutcome
+from peergrid_edge.dayahead_agent import DayAheadAgent
 from peergrid_edge.dso_answers import DsoAnswers, Market, answer_iteration, sealed_contract
+from peergrid_edge.exchange_io import Deadline, SessionOutcome
 from peergrid_edge.forward_agent import (
     DEADLINE_MARGIN_S,
     ForwardAgent,

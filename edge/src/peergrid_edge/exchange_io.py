@@ -1,0 +1,91 @@
+"""What the edge's exchange agents share: the replica they use, the stage's deadline and outcome, and the
+one way they submit a transaction (`dayahead_agent` for the session, `forward_agent` for its forward trades).
+
+Promises: `submit_final` signs, submits and waits for a final block, and turns a refusal (or no final block
+in time) into `SessionFailed` naming it, never retried. Pure data otherwise; no clocks, no I/O of its own.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from peergrid_edge.replicas import Submission
+from peergrid_ledger import keys
+
+ROLE = "mgmc"
+
+
+class Replica(Protocol):
+    """What the agent uses of `replicas.EdgeLedger`."""
+
+    def state(self, role: str) -> Any: ...
+
+    def next_nonce(self, role: str, sender: bytes) -> int: ...
+
+    def sign(
+        self, role: str, keypair: keys.Keypair, kind: str, body: dict[str, Any], nonce: int
+    ) -> bytes: ...
+
+    async def submit(self, role: str, raw: bytes, timeout_s: float) -> Submission: ...
+
+    async def wait_for(self, role: str, predicate: Callable[[Any], bool], timeout_s: float) -> bool: ...
+
+    def transaction(self, role: str, txid: bytes) -> Any | None: ...
+
+
+@dataclass(frozen=True)
+class Deadline:
+    """The day-ahead stage's time before the first interval it trades (trader.py computes it): `close_s`
+    (wall s) is when the coordinator closes the session however far it got; `clear_ms` (block time) is the
+    session's deadline on the chain (`exchange.open`'s), after which any member may clear it, and at which
+    the coordinator clears unless every member accepted earlier (forward_agent.py)."""
+
+    close_s: float
+    clear_ms: int
+
+
+@dataclass(frozen=True)
+class SessionOutcome:
+    session: str
+    completed: bool
+    reason: str  # why the stage failed ("" when it completed): the MGMC trades intraday as before
+    coordinator: bool
+    # ADMM iterations stepped after the first responses (a value stop's verdict round, posted and abandoned
+    # by the close, is not one: `allocate` counts it, so its `iterations` is one more)
+    iterations: int
+    stop: str  # "kwh", "value", "cap", or "" when it failed
+    prices: tuple[int, ...]  # the chain's prices when it ended (nano-currency per kWh)
+    positions: tuple[int, ...]  # this MG's last stepped positions (Wh, + sell); its last posted on a failure
+
+
+class SessionFailed(Exception):
+    """The stage cannot go on; the message says why."""
+
+
+async def submit_final(
+    ledger: Replica,
+    key: keys.Keypair,
+    kind: str,
+    body: dict[str, Any],
+    timeout_s: float,
+    before_submit: Callable[[], None],
+) -> None:
+    """Sign, submit and wait for a final block; a refusal (or no final block in time) is SessionFailed
+    naming it: never retried."""
+    before_submit()
+    nonce = ledger.next_nonce(ROLE, key.public)
+    raw = ledger.sign(ROLE, key, kind, body, nonce)
+    outcome = await ledger.submit(ROLE, raw, timeout_s)
+    if not outcome.landed:
+        at = f" of iteration {body['iteration']}" if "iteration" in body else ""
+        raise SessionFailed(f"the chain refused this MGMC's {kind}{at}: {outcome.reason}")
+
+
+def short(value: Any) -> str:
+    if isinstance(value, bytes):
+        return value.hex()[:16] + "…"
+    if isinstance(value, list):
+        return "[" + ", ".join(short(v) for v in value) + "]"
+    return repr(value)
