@@ -64,8 +64,8 @@ def closed_session(tmp_path: Path, scenario: Scenario) -> dict[str, Any] | None:
 class NeverSettled(DayAheadAgent):
     """A member whose own verdict is always false (its MG's spread makes every move worth more)."""
 
-    def _judge(self, moves: list[list[float]]) -> None:
-        super()._judge(moves)
+    def _judge(self, moves: list[list[float]], tolerance: float) -> None:
+        super()._judge(moves, tolerance)
         self.verdict = False
 
 

@@ -302,7 +302,7 @@ class DayAheadAgent:
                 book.take(positions)
                 return False
             converged, moves = book.advance(positions, tolerance)
-            self._judge(moves)
+            self._judge(moves, tolerance)
             return converged
 
         if self.is_coordinator:
@@ -319,9 +319,10 @@ class DayAheadAgent:
         self._check()
         return "kwh" if converged else ""
 
-    def _judge(self, moves: list[list[float]]) -> None:
+    def _judge(self, moves: list[list[float]], tolerance: float) -> None:
         """This MG's verdict on the iteration just stepped (`dayexchange.settled`: the public moves and
-        imbalance ratios of the book, its own spread and position), to post with its next position."""
+        imbalance ratios of the book, its own spread and position; or it alone within the kWh stop's
+        `tolerance`, as `Exchange.step` judges it), to post with its next position."""
         book = self.book
         assert book is not None
         if not self.values:
@@ -329,7 +330,10 @@ class DayAheadAgent:
             return
         me = self.members.index(self.key.public)
         ratios = book.imbalance_ratios()
-        self.verdict = settled(self.spread, moves[me], book.q[me], ratios, self.cfg.value_per_kwh)
+        rounding = len(book.q) / 2000  # half a Wh per member: what posting whole Wh alone makes
+        self.verdict = settled(
+            self.spread, moves[me], book.q[me], ratios, self.cfg.value_per_kwh, tolerance, rounding
+        )
 
     def _closes_by_value(self, k: int) -> bool:
         """Whether every member's verdict posted with k settled closes the session: it judges k - 1, an
