@@ -56,6 +56,15 @@ def rebargained(rec: dict[str, Any]) -> str:
     return f" | rebargained x{len(rounds)} ({' '.join(addressed)})"
 
 
+# With --dayahead the MGMCs run the day-ahead session and its forward trades before the first interval, and
+# the edge ends that stage by its own deadline: four phase timeouts and 0.25 s before the first interval
+# (edge trader.dayahead_deadline; 8.25 s at the lab's 2-s phases). The session took about 7 s for 6 MGMCs x
+# 96 intervals at 200-ms blocks (load 3-4). With the plain warm-up the daemons came up about 9 s before the
+# first interval, past that deadline, so every MGMC refused the stage and traded intraday: the warm-up grows
+# by this much (45 s in all, measured to work).
+DAYAHEAD_LEAD_S = 30.0
+
+
 @dataclass
 class ClosedLoop:
     intervals: int
@@ -73,6 +82,11 @@ class ClosedLoop:
     dayahead: bool = False  # the MGMCs' day-ahead session and forward trades (LoopTiming.dayahead)
     started_at: float = field(default_factory=time.time)
 
+    @property
+    def lead_s(self) -> float:
+        """Wall seconds from the start to the first interval: the warm-up, and the day-ahead stage's time."""
+        return self.warmup_s + (DAYAHEAD_LEAD_S if self.dayahead else 0.0)
+
     def records_dir(self, bed: Any) -> Path:
         path = Path(bed.workdir) / "records"
         path.mkdir(parents=True, exist_ok=True)
@@ -87,7 +101,7 @@ class ClosedLoop:
         bed.speed = speed
         day = dt.datetime.fromisoformat(str(raw.get("start", "2026-06-21T00:00:00Z")).replace("Z", "+00:00"))
         day = day.replace(hour=0, minute=0, second=0, microsecond=0)
-        start = day + dt.timedelta(minutes=self.first_interval * interval_min, seconds=-self.warmup_s * speed)
+        start = day + dt.timedelta(minutes=self.first_interval * interval_min, seconds=-self.lead_s * speed)
         raw["start"] = start.isoformat().replace("+00:00", "Z")
         raw["speed"] = speed
         path = Path(bed.workdir) / "config" / "sim-scenario.yaml"
@@ -101,7 +115,7 @@ class ClosedLoop:
         feeder = bed.scenario.feeder
         self.chains = LabChains.create(workdir / "keys", feeder, bed.scenario_path)
         self.timing = LoopTiming(
-            self.started_at + self.warmup_s,
+            self.started_at + self.lead_s,
             self.interval_s,
             self.first_interval,
             self.intervals,
