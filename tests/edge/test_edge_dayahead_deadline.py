@@ -81,6 +81,41 @@ def test_the_coordinator_closes_the_session_at_the_deadline_and_every_agent_says
     assert 0 < max(o.iterations for o in outcomes.values()) < 16
 
 
+def starts_late(delay: float) -> type[DayAheadAgent]:
+    class Late(DayAheadAgent):
+        async def run(self) -> SessionOutcome:
+            await asyncio.sleep(delay)  # its trader came up `delay` s after the others'
+            return await super().run()
+
+    return Late
+
+
+@pytest.mark.parametrize("late", ["coordinator", "member"])
+def test_mgmcs_that_start_the_stage_apart_still_meet_before_the_deadline(tmp_path: Path, late: str) -> None:
+    # each trader starts the stage when its own daemon is up; 2.5 s apart against 1-s phase timeouts failed
+    # the stage for every MGMC (review8 F1): with a deadline the opening and the first responses wait for it
+    scenario = free_day(3, 4)
+    ledger, keys_ = ledger_for(tmp_path, scenario)
+    members = [keys_[mg.name].public for mg in scenario.microgrids]
+    coordinator = min(keys_, key=lambda name: keys_[name].public)
+    slow = coordinator if late == "coordinator" else next(n for n in keys_ if n != coordinator)
+    now = time.time()
+    deadline = Deadline(close_s=now + 20, clear_ms=int((now + 40) * 1000))
+    opening = starting_prices(scenario)
+    made = {}
+    for mg in scenario.microgrids:
+        factory = starts_late(2.5) if mg.name == slow else DayAheadAgent
+        made[mg.name] = factory(ledger, keys_[mg.name], mg, scenario.interval_hours, members, SESSION, 0,
+                                opening, CONFIG, 1.0, deadline=deadline)  # fmt: skip
+
+    async def play() -> list[SessionOutcome]:
+        return await asyncio.gather(*(a.run() for a in made.values()))
+
+    outcomes = run_on(ledger, play)
+    assert all(o.completed for o in outcomes), [o.reason for o in outcomes]
+    assert len({(tuple(o.prices), o.iterations) for o in outcomes}) == 1  # one session, seen alike
+
+
 def test_a_stage_that_starts_past_its_deadline_is_refused_up_front(tmp_path: Path) -> None:
     scenario = free_day(2, 4)
     ledger, made, _ = agents(tmp_path, scenario, Deadline(close_s=time.time() - 1, clear_ms=0))

@@ -20,7 +20,9 @@ its own connection, so one whose connection is limited (or whose `value_per_kwh`
 and no value stop happens while it is a member: the kWh stops then, as `allocate`'s.
 What each MGMC posts and reads is public; its DER data, bounds, tariff and unrounded answers never leave it.
 The result is typed (`SessionOutcome`): completed, or failed with why (the MGMC then trades intraday as
-before). Failures: a member that has not posted within `timeout_s` (the coordinator closes the session, the
+before). Each MGMC starts the stage when its own trader comes up: with a deadline, the opening and the
+first responses are waited for until its close, so MGMCs that start apart still meet. Failures: a member
+that has not posted within `timeout_s` (the coordinator closes the session, the
 half-posted iteration abandoned by the contract, and every agent reports it); any refusal by the chain
 (named, never retried); a session that does not look like the one configured; a price or ρ that is not
 this MGMC's own computation. A coordinator that fails closes the session where it stands.
@@ -378,12 +380,22 @@ class DayAheadAgent:
         record = self._record()
         return record is not None and not record["closed"]
 
+    def _start_wait(self) -> float:
+        """How long the stage's first step (the opening; every member's first response) may take: each
+        MGMC starts the stage when its own trader comes up, so they start apart; with a deadline, until the
+        deadline's close (at least one phase timeout), else one phase timeout (review8 F1: a member or a
+        coordinator 2.5 s late against 1-s phases failed the stage for every MGMC)."""
+        if self.deadline is None:
+            return self.timeout_s
+        return max(self.timeout_s, self.deadline.close_s - self.clock())
+
     async def _opened(self) -> list[int]:
         """The session as opened, once this replica holds it final: checked against this MGMC's own idea
         of it; its opening prices."""
+        wait = self._start_wait()
         if not await self.ledger.wait_for(ROLE, lambda s: exchange.session(s, self.session) is not None,
-                                          self.timeout_s):  # fmt: skip
-            raise SessionFailed(f"no session {self.session!r} opened within {self.timeout_s:g} s")
+                                          wait):  # fmt: skip
+            raise SessionFailed(f"no session {self.session!r} opened within {wait:g} s")
         record = self._record()
         assert record is not None
         expected = {
@@ -409,6 +421,8 @@ class DayAheadAgent:
         """Wait until iteration k is stepped in a final block (the coordinator: only that it landed); False if
         the coordinator closed at k instead on the value stop (every post of k said settled)."""
         wait = self.timeout_s if self.is_coordinator else 2 * self.timeout_s
+        if k == 0:  # the step waits for every member's first response, and members start apart
+            wait += self._start_wait()
 
         def moved(state: Any) -> bool:
             record = exchange.session(state, self.session)
@@ -443,10 +457,11 @@ class DayAheadAgent:
         def missing(state: Any) -> list[bytes]:
             return [m for m in self.members if not exchange.posted(state, self.session, m)]
 
-        if not await self.ledger.wait_for(ROLE, lambda s: not missing(s), self.timeout_s):
+        wait = self._start_wait() if k == 0 else self.timeout_s  # iteration 0: members start apart
+        if not await self.ledger.wait_for(ROLE, lambda s: not missing(s), wait):
             late = ", ".join(m.hex()[:16] + "…" for m in missing(self.ledger.state(ROLE)))
             raise SessionFailed(
-                f"member(s) {late} did not post iteration {k} within {self.timeout_s:g} s: the coordinator "
+                f"member(s) {late} did not post iteration {k} within {wait:g} s: the coordinator "
                 "closes the session"
             )
 
