@@ -390,13 +390,15 @@ def test_a_refusal_by_the_chain_is_named_and_never_retried(tmp_path: Path) -> No
 T0 = float(int(time.time()) + 3600)
 
 
-def market_agent(ledger: EdgeLedger, key: Keypair, scenario: Scenario, mg: str, record: Path) -> MarketAgent:
+def market_agent(
+    ledger: EdgeLedger, key: Keypair, scenario: Scenario, mg: str, record: Path, t0: float = T0
+) -> MarketAgent:
     """A MarketAgent with what `run_dayahead` uses: its settings, its daemon's ledger and stop flag, its MG."""
     agent = object.__new__(MarketAgent)
     agent.s = SimpleNamespace(  # type: ignore[assignment]
         dayahead=True,
         dayahead_gensets=False,
-        t0=T0,
+        t0=t0,
         first_interval=0,
         interval_s=60.0,
         phase_timeout_s=1.0,
@@ -449,8 +451,13 @@ def test_a_failed_stage_is_recorded_with_its_reason(tmp_path: Path) -> None:
     ledger, keys_ = ledger_for(tmp_path, scenario)
     coordinator = min(keys_, key=lambda name: keys_[name].public)
     absent = next(name for name in keys_ if name != coordinator)
+    # the first responses are awaited until the deadline's close (MGMCs start the stage apart): a first
+    # interval 12 s away puts that close about 4 s from now (four 1-s phases and 0.25 s before it)
+    t0 = time.time() + 12.0
     agents = [
-        market_agent(ledger, k, scenario, n, tmp_path / f"{n}.jsonl") for n, k in keys_.items() if n != absent
+        market_agent(ledger, k, scenario, n, tmp_path / f"{n}.jsonl", t0)
+        for n, k in keys_.items()
+        if n != absent
     ]
 
     async def play() -> list[SessionOutcome]:
