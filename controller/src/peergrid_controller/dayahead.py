@@ -36,9 +36,9 @@ rules day stopped at 0.1 fell from 0.992 to 0.974 of the central gain (its rules
 found, on the chain's tick), so such a day's kWh stop is always `tolerance_kwh`. A rules day stops by value
 too, its rules judged whenever the value stop fires (it ends only where the prices found change no fee
 or ban) and its fees dropped only 5 ticks clear of their rules, judged from 3 kWh residuals on: 20-MG
-rules days, seeds 1-6, 474-958 -> 80-166 iterations, shares -0.0001 to +0.032 of the central gain
+rules days, seeds 1-8, 474-958 -> 80-166 iterations, shares -0.0001 to +0.032 of the central gain
 against the kWh stops, all stable; 100 MGs 699 -> 95, 0.790 -> 0.846 (genset commitments make these
-days path-dependent).
+days path-dependent; docs/market.md has each seed).
 
 The proximal square is piecewise linear (daymodel.py: HiGHS refuses mixed-integer QPs and its QP solver
 cycled on these models), so every iteration is a warm LP. Genset on/off (non-convex) in three steps: ADMM
