@@ -9,15 +9,13 @@ import pytest
 from helpers_ctl import load_only, pv_site
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
+from test_ctl_dayahead_forward import GENSET_DAY, faultless, run_day
 
 from peergrid_controller import baselines
-from peergrid_controller.chain_venue import ChainVenue
 from peergrid_controller.dayahead import Allocation
 from peergrid_controller.delivery import Delivery, DeliveryFault, deliver
 from peergrid_controller.forward import Commitment, commit
 from peergrid_controller.model import Scenario
-from peergrid_controller.simulate import SimulationConfig, SimulationResult, simulate
-from peergrid_controller.synth import synthetic_scenario
 from peergrid_controller.uplift import MICRO, Payment
 from peergrid_ledger.contracts import market as contract
 
@@ -78,23 +76,7 @@ def test_no_fault_no_compensation_and_money_is_conserved() -> None:
 
 # --- the whole day-ahead mode on the chain: the compensation is posted, and a deliverer never ends worse off ---
 
-GENSET_DAY = synthetic_scenario(8, 12, seed=0, interval_hours=2.0)
-
-
-def run_day(faults: tuple[DeliveryFault, ...] = ()) -> tuple[SimulationResult, ChainVenue]:
-    venues: list[ChainVenue] = []
-
-    def factory(s: Scenario) -> ChainVenue:
-        venues.append(ChainVenue(s))
-        return venues[-1]
-
-    config = SimulationConfig(market="dayahead", with_central=False, delivery_faults=faults)
-    return simulate(GENSET_DAY, config, factory), venues[0]
-
-
-@functools.cache
-def faultless() -> SimulationResult:
-    return run_day()[0]
+# the 8-MG genset day of test_ctl_dayahead_forward, on the chain venue (its `run_day` and `faultless`)
 
 
 @settings(max_examples=8, deadline=None)
