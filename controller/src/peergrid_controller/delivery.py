@@ -219,7 +219,7 @@ def deliver(
         kwh, money = net_by_interval(trades, mg.name)
         needs = [a - p for a, p in zip(kwh, planned[mg.name], strict=True)]
         gaps = [t for t in range(n) if abs(needs[t]) > 1e-9]
-        if mg.name not in shortfall and not gaps:
+        if mg.name not in shortfall and not gaps and not any(compensated[mg.name]):
             continue
         if mg.name in shortfall:
             replanned = dispatch(mg, dt, planned[mg.name])
