@@ -32,7 +32,7 @@ from peergrid_controller.forward import Acceptance, accept_alone, clear, commit,
 from peergrid_controller.market import micro_per_wh, wh
 from peergrid_controller.matching import accepted_wh, match
 from peergrid_controller.model import Microgrid, Scenario
-from peergrid_controller.schedule import MgSchedule
+from peergrid_controller.schedule import MgSchedule, ScheduleError
 from peergrid_controller.venues import forward_clearing
 from peergrid_edge import trader as trader_module
 from peergrid_edge.chain_bargaining import position
@@ -330,8 +330,9 @@ def trading_agent(ledger: Any, key: Keypair, scenario: Scenario, mg: Microgrid, 
     return agent
 
 
+@pytest.mark.parametrize("later_infeasible", [False, True])
 def test_the_trader_does_not_bargain_a_cleared_interval_and_settles_its_forward_trades_once(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, later_infeasible: bool
 ) -> None:
     scenario = free_day(3, 4)
     credit = Params(credit_limit=10**12)  # the buyer pays before any income of its own
@@ -358,6 +359,13 @@ def test_the_trader_does_not_bargain_a_cleared_interval_and_settles_its_forward_
         def __init__(self, *args: Any, **kwargs: Any) -> None:
             planned.append(kwargs.get("p2p_fixed"))
             super().__init__(*args, **kwargs)
+
+        def solve(self) -> Any:
+            # review8 F2: from the state the MG is in, its later forward trades cannot all be met
+            held = planned[-1]
+            if later_infeasible and held is not None and any(held[1:]):
+                raise ScheduleError("infeasible", "a later forward trade cannot be met from this state")
+            return super().solve()
 
     monkeypatch.setattr(trader_module, "MgSchedule", Recorded)
 
@@ -394,9 +402,13 @@ def test_the_trader_does_not_bargain_a_cleared_interval_and_settles_its_forward_
     assert refused and all(reason.startswith("already-settled") for reason in refused)  # once only
     assert wrapped.injections[0]["interval"] == 1  # its injection went to the DSO as usual
     assert agent.forward_traded == [1]
-    # its day from interval 1 on was planned with every forward trade of intervals 1-3 fixed (kW)
+    # its day from interval 1 on was planned with every forward trade of intervals 1-3 fixed (kW); where that
+    # is infeasible, with interval 1's alone, and the interval still injected, dispatched and settled
     net = forward[buyer.name].net_wh
     assert planned[0] == pytest.approx([q / 1000 / scenario.interval_hours for q in net[1:]])
+    if later_infeasible:
+        assert any(planned[0][1:])  # there were later forward trades to let go
+        assert planned[1] == pytest.approx([net[1] / 1000 / scenario.interval_hours, 0.0, 0.0])
 
 
 def test_the_trading_agent_accepts_after_a_completed_session_and_records_the_clear(tmp_path: Path) -> None:

@@ -44,7 +44,7 @@ from peergrid_controller.builder import MgState
 from peergrid_controller.dayahead import starting_prices
 from peergrid_controller.moves import BargainingConfig, Participant, role_at_mid
 from peergrid_controller.scenario import load_scenario
-from peergrid_controller.schedule import MgSchedule
+from peergrid_controller.schedule import MgSchedule, ScheduleError
 from peergrid_edge.actuation import view_of
 from peergrid_edge.chain_bargaining import (  # noqa: F401 - bids/offers_on_chain re-exported
     bargain,
@@ -301,7 +301,22 @@ class MarketAgent:
         forward = forward_session(chain, t)
         fixed = forward_plan(chain, self.anonym.public, range(t, sc.intervals), self.dt)
         sched = MgSchedule(mg, self.dt, start=t, horizon=sc.intervals - t, state=self.state, p2p_fixed=fixed)
-        plan = sched.solve()
+        try:
+            plan = sched.solve()
+        except ScheduleError as exc:
+            if fixed is None or not any(fixed[1:]):
+                raise
+            # the forward trades were accepted on the day planned from its start; from the state this MG is
+            # in now the later ones may not all be met (review8 F2): hold this interval's, plan the later
+            # ones' intervals without P2P (each is planned again, its own trade held, when it comes), so the
+            # interval is still dispatched, injected and settled; it raises if even this one cannot be met
+            log.warning("interval %d: the day with every forward trade held is infeasible (%s): holding "
+                        "this interval's alone", t, exc)  # fmt: skip
+            held = [fixed[0]] + [0.0] * (len(fixed) - 1)
+            sched = MgSchedule(
+                mg, self.dt, start=t, horizon=sc.intervals - t, state=self.state, p2p_fixed=held
+            )
+            plan = sched.solve()
         premium = max(m.rules.clean_premium for m in sc.microgrids)
         feed_in = min(m.tariff.feed_in[t] for m in sc.microgrids)
         retail = max(m.tariff.retail[t] for m in sc.microgrids)
