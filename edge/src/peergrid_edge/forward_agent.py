@@ -9,7 +9,8 @@ posts that as `exchange.accept` (clean when the MG has no genset, as the simulat
 coordinator (the session's, the lowest member key) posts `exchange.clear` once every member accepted or at
 the session's deadline (`exchange.open`'s, block time; without one, `timeout_s` after its own accept):
 members that did not accept trade nothing (the contract's rule); also when its own accept failed (a
-refusal, a solver error: it then trades nothing forward itself). It posts the clear again until the chain
+refusal, a solver error: it then trades nothing forward itself). An MGMC whose own accept failed posts zeros
+instead (it declines), so the clear need not wait for it until the deadline. It posts the clear again until the chain
 holds it complete (a session past the contract's bound clears in parts). Every MGMC then waits for the
 clear in a final block; on a session with a deadline, one that sees no clear `clear_wait_s` past it
 (the coordinator is gone) clears itself, as the contract lets any member then. It reads its forward trades
@@ -114,7 +115,7 @@ class ForwardAgent:
             try:
                 await self._accept(record)
             except Exception as exc:  # its own accept failed: the coordinator still clears the others'
-                accept_failed = "its accept failed: " + _why(exc, self.session)
+                accept_failed = "its accept failed: " + _why(exc, self.session) + await self._decline(record)
             if record["coordinator"] == self.key.public:
                 await self._clear(record)
             return await self._read(record, accept_failed)
@@ -151,6 +152,21 @@ class ForwardAgent:
         await submit_final(self.ledger, self.key, "exchange.accept", body, self.timeout_s, self.before_submit)
         self.posted = choice.positions
         log.info("forward trades of %s: accepted (%s) %s", self.session, choice.decision, choice.positions)
+
+    async def _decline(self, record: dict[str, Any]) -> str:
+        """After its own accept failed: post zeros (it trades nothing forward), so that the clear need not
+        wait for its accept until the deadline (review8 F4); what became of that, for the outcome's reason."""
+        zeros = (0,) * record["intervals"]
+        body = {"session": self.session, "positions": list(zeros), "clean": not self.mg.gensets}
+        try:
+            await submit_final(
+                self.ledger, self.key, "exchange.accept", body, self.timeout_s, self.before_submit
+            )
+        except Exception as exc:  # e.g. the failed accept had landed after all: the chain keeps the first
+            return "; declining with zeros failed too: " + _why(exc, self.session)
+        self.posted = zeros
+        self.decision = "declined"
+        return "; declined with zeros"
 
     def _until_deadline(self, record: dict[str, Any]) -> float | None:
         """Seconds until the block time passes the session's clear deadline (None: it has none)."""
