@@ -207,11 +207,11 @@ def test_a_second_day_on_one_venue_is_a_session_of_its_own() -> None:
         assert session["iteration"] == allocation.iterations + 1 - (allocation.stop == "value")
 
 
-class Skewed:
-    """The chain's recorder, but a price one nano off in one interval after one iteration."""
+class Passing:
+    """The chain's recorder, every call passed through (the fakes below change one answer each)."""
 
-    def __init__(self, inner: ChainExchange, iteration: int, interval: int) -> None:
-        self.inner, self.iteration, self.interval = inner, iteration, interval
+    def __init__(self, inner: ChainExchange) -> None:
+        self.inner = inner
 
     def open(self, names: Sequence[str], prices: Sequence[int], rho: int) -> Verdict:
         return self.inner.open(names, prices, rho)
@@ -225,13 +225,24 @@ class Skewed:
         return self.inner.settled(iteration)
 
     def step(self, iteration: int, rho: int) -> tuple[int, ...] | Rejected:
+        return self.inner.step(iteration, rho)
+
+    def close(self, iteration: int) -> Verdict:
+        return self.inner.close(iteration)
+
+
+class Skewed(Passing):
+    """The chain's recorder, but a price one nano off in one interval after one iteration."""
+
+    def __init__(self, inner: ChainExchange, iteration: int, interval: int) -> None:
+        super().__init__(inner)
+        self.iteration, self.interval = iteration, interval
+
+    def step(self, iteration: int, rho: int) -> tuple[int, ...] | Rejected:
         prices = self.inner.step(iteration, rho)
         if isinstance(prices, Rejected) or iteration != self.iteration:
             return prices
         return tuple(p + (t == self.interval) for t, p in enumerate(prices))
-
-    def close(self, iteration: int) -> Verdict:
-        return self.inner.close(iteration)
 
 
 def test_a_chain_whose_price_differs_stops_the_allocation_naming_the_interval() -> None:
@@ -633,29 +644,16 @@ def test_a_day_without_the_value_stop_posts_no_verdict_and_the_same_transactions
     )
 
 
-class Miscounting:
+class Miscounting(Passing):
     """The chain's recorder, but counting one settled verdict more or less at one iteration."""
 
     def __init__(self, inner: ChainExchange, iteration: int, off_by: int) -> None:
-        self.inner, self.iteration, self.off_by = inner, iteration, off_by
-
-    def open(self, names: Sequence[str], prices: Sequence[int], rho: int) -> Verdict:
-        return self.inner.open(names, prices, rho)
-
-    def position(
-        self, name: str, iteration: int, positions_wh: Sequence[int], settled: bool = False
-    ) -> Verdict:
-        return self.inner.position(name, iteration, positions_wh, settled=settled)
+        super().__init__(inner)
+        self.iteration, self.off_by = iteration, off_by
 
     def settled(self, iteration: int) -> int | Rejected:
         count = self.inner.settled(iteration)
         return count + self.off_by if iteration == self.iteration and isinstance(count, int) else count
-
-    def step(self, iteration: int, rho: int) -> tuple[int, ...] | Rejected:
-        return self.inner.step(iteration, rho)
-
-    def close(self, iteration: int) -> Verdict:
-        return self.inner.close(iteration)
 
 
 @pytest.mark.parametrize(("where", "off_by"), [(5, 1), ("last", -1)])

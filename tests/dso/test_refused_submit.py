@@ -95,6 +95,15 @@ class Lab:
             app.refusal(tx.txid),
         )
 
+    def closed_intraday(self, t: int) -> None:
+        """Interval `t` bargained and closed the ordinary way: an offer, a bid on it, the closing `trade`."""
+        self.land(
+            self.seller, "offer", {"interval": t, "round": 1, "price": 200, "quantity": 900, "clean": True}
+        )
+        demands = [{"seller": self.seller.public, "quantity": 500}]
+        self.land(self.buyer, "bid", {"interval": t, "round": 1, "demands": demands})
+        self.land(self.buyer, "trade", {"interval": t})
+
     async def pumping(self, stop: asyncio.Event) -> None:
         while not stop.is_set():
             pump(self.replica, self.wire)
@@ -145,13 +154,7 @@ def test_a_refused_reopen_is_reported_refused_with_the_contracts_reason(tmp_path
 def test_a_transaction_that_lands_still_reports_landed(tmp_path: Path) -> None:
     """The precheck passes what the chain takes: an intraday-closed interval is reopened."""
     lab = Lab(tmp_path)
-    lab.land(lab.seller, "offer", {"interval": 7, "round": 1, "price": 200, "quantity": 900, "clean": True})
-    lab.land(
-        lab.buyer,
-        "bid",
-        {"interval": 7, "round": 1, "demands": [{"seller": lab.seller.public, "quantity": 500}]},
-    )
-    lab.land(lab.buyer, "trade", {"interval": 7})
+    lab.closed_intraday(7)
 
     async def run() -> Any:
         adapter = ChainAdapter(lab.node, "mgmc", asyncio.get_running_loop(), lab.changed)
@@ -170,13 +173,7 @@ def test_a_transaction_that_lands_still_reports_landed(tmp_path: Path) -> None:
 
 def test_the_loop_says_why_the_chain_refused_its_reopening(tmp_path: Path) -> None:
     lab = Lab(tmp_path, max_reopens=0)  # a genesis without re-bargaining
-    lab.land(lab.seller, "offer", {"interval": 7, "round": 1, "price": 200, "quantity": 900, "clean": True})
-    lab.land(
-        lab.buyer,
-        "bid",
-        {"interval": 7, "round": 1, "demands": [{"seller": lab.seller.public, "quantity": 500}]},
-    )
-    lab.land(lab.buyer, "trade", {"interval": 7})
+    lab.closed_intraday(7)
 
     async def run() -> Any:
         loop = DsoLoop(SimpleNamespace(rebargain_wait_s=0.05), *[None] * 7, lab.dso, None, None)  # type: ignore[arg-type]
