@@ -45,8 +45,8 @@ class FirmwareSim:
         for mg in self.scenario.microgrids:
             for spec in mg.devices:
                 out.append((spec, self.sim.microgrids[mg.name].devices[spec.name], mg.name))
-        for spec in self.scenario.relays:
-            out.append((spec, self.sim.relays[spec.name], None))
+        for relay in self.scenario.relays:
+            out.append((relay, self.sim.relays[relay.name], None))
         return out
 
     def _tls_listener(self) -> TlsListener | None:

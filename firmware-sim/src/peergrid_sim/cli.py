@@ -41,13 +41,13 @@ def post(control: str, path: str, body: dict[str, object]) -> tuple[int, object]
     )
     try:
         with urllib.request.urlopen(request, timeout=10) as response:
-            status, body = int(response.status), response.read()
+            status, raw = int(response.status), response.read()
     except urllib.error.HTTPError as exc:
-        status, body = exc.code, exc.read()
+        status, raw = exc.code, exc.read()
     except (urllib.error.URLError, OSError) as exc:
         return 0, {"error": f"control API at {control} unreachable: {getattr(exc, 'reason', exc)}"}
     try:
-        return status, json.loads(body or b"{}")
+        return status, json.loads(raw or b"{}")
     except json.JSONDecodeError:
         return status, {"error": "control API answered with something that is not JSON"}
 

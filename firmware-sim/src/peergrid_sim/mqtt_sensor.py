@@ -19,6 +19,7 @@ import time
 from typing import Any
 
 import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion
 
 log = logging.getLogger("peergrid_sim.mqtt")
 
@@ -60,7 +61,7 @@ class MqttSensors:
         self.seq = 0
         self._loop: asyncio.AbstractEventLoop | None = None
         self._tasks: list[asyncio.Task[None]] = []
-        self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"firmware-sim-{scenario.name}")
+        self.client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"firmware-sim-{scenario.name}")
         if self.broker.ca_file is not None:
             self.client.tls_set(
                 ca_certs=str(self.broker.ca_file),

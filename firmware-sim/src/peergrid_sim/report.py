@@ -62,13 +62,13 @@ def collect_live(bed: Any) -> None:
     (workdir / "records" / "device-faults.json").write_text(json.dumps(faults), encoding="utf-8")
     # each replica's consensus counters (round timeouts, stale and dropped messages) as it ends
     stats: dict[str, dict[str, Any]] = {}
-    for path in sorted((workdir / "nodes").glob("*/ledger-status.json")):
+    for status_file in sorted((workdir / "nodes").glob("*/ledger-status.json")):
         try:
-            chains = json.loads(path.read_text(encoding="utf-8"))["chains"]
+            chains = json.loads(status_file.read_text(encoding="utf-8"))["chains"]
         except (OSError, ValueError, KeyError):
             continue
         for chain, status in chains.items():
-            stats.setdefault(chain, {})[path.parent.name] = status.get("stats", {})
+            stats.setdefault(chain, {})[status_file.parent.name] = status.get("stats", {})
     (workdir / "records" / "consensus-stats.json").write_text(json.dumps(stats), encoding="utf-8")
 
 
@@ -86,7 +86,7 @@ def ledger_figures(paths: dict[str, list[Path]]) -> tuple[dict[str, Any], dict[s
     from peergrid_ledger.store import BlockStore
 
     figures: dict[str, Any] = {}
-    proofs = {"settled": 0, "verified": 0, "failed": []}
+    proofs: dict[str, Any] = {"settled": 0, "verified": 0, "failed": []}
     for chain, dbs in paths.items():
         heads, hashes_at = {}, {}
         opened = [(p, BlockStore.open(p)) for p in dbs]
@@ -291,7 +291,7 @@ def write_report(bed: Any, out_dir: Path) -> Path:
     quiesce = _json(records / "quiesce.json")
     consensus = _json(records / "consensus-stats.json") or {}
     for role, figures in ledger.items():  # round timeouts each replica counted (the chain id names its role)
-        per_node = next((v for c, v in consensus.items() if c.startswith(role + "-")), {})
+        per_node: dict[str, Any] = next((v for c, v in consensus.items() if c.startswith(role + "-")), {})
         figures["round_timeouts"] = {node: st.get("round_timeouts", 0) for node, st in per_node.items()}
     checks = {
         "intervals_done": len([r for r in dso if "error" not in r]),

@@ -163,7 +163,9 @@ class Scenario(StrictSettings):
                 raise ValueError(f"microgrid {mg.name}: device names must be unique")
             if sum(d.kind == "meter" for d in mg.devices) > 1:
                 raise ValueError(f"microgrid {mg.name}: at most one PCC meter")
-        wired = [(f"{mg.name}.{d.name}", d) for mg in self.microgrids for d in mg.devices]
+        wired: list[tuple[str, Device | Relay]] = [
+            (f"{mg.name}.{d.name}", d) for mg in self.microgrids for d in mg.devices
+        ]
         wired += [(r.name, r) for r in self.relays]
         tls_ports: dict[int, bool] = {}
         for label, d in wired:

@@ -108,7 +108,8 @@ class LiveMarket:
     ) -> dict[str, Any]:
         sellers = self._positions.get(t, {})
         rounds = max((r for by_round in sellers.values() for r in by_round), default=0)
-        prices, last_two = [], []
+        prices: list[dict[str, Any]] = []
+        last_two: list[dict[str, float]] = []
         for r in range(1, rounds + 1):
             now = {}
             for seller, by_round in sorted(sellers.items()):

@@ -95,7 +95,7 @@ def tls_client(host: str, port: int, tls: RelayTls, timeout_s: float) -> Any:
 
     class RelayTlsClient(ModbusTlsClient):  # type: ignore[misc]
         def connect(self) -> bool:
-            if super().connect():
+            if super().connect():  # type: ignore[no-untyped-call]
                 return True
             if context.refusal is not None:
                 why = (

@@ -193,8 +193,8 @@ def ledger_heads(request: Request, _: Session = Depends(viewer)) -> dict[str, An
     for chain_id in sorted(reported - held):
         sources[chain_id] = (chain_id, None)
     chains = {}
-    for name, (chain_id, head) in sources.items():
-        replicas = [{"node": "dso (this server)", **head}] if head else []
+    for name, (chain_id, held_head) in sources.items():
+        replicas = [{"node": "dso (this server)", **held_head}] if held_head else []
         for node, entry in nodes.items():
             seen = _reported_heads(entry["report"], chain_id)
             if seen is not None:
@@ -203,11 +203,11 @@ def ledger_heads(request: Request, _: Session = Depends(viewer)) -> dict[str, An
         heads_at_top = {r["head"] for r in replicas if r["height"] == top and r["head"]}
         for r in replicas:
             r["behind"] = top - r["height"]
-        summary = head or {"chain": chain_id, "height": top, "head": next(iter(heads_at_top), None)}
+        summary = held_head or {"chain": chain_id, "height": top, "head": next(iter(heads_at_top), None)}
         chains[name] = summary | {
             "replicas": replicas,
             "agree": len(heads_at_top) <= 1,
-            "held": head is not None,
+            "held": held_head is not None,
         }
     return {"chains": chains}
 

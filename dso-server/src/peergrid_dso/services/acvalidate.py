@@ -12,6 +12,7 @@ from __future__ import annotations
 import math
 from collections.abc import Collection
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -37,7 +38,7 @@ def to_pandapower(
     open_branches: Collection[int],
     p_inj_mw: np.ndarray | None = None,
     q_inj_mvar: np.ndarray | None = None,
-):  # type: ignore[no-untyped-def]
+) -> Any:  # a pandapower net (pandapower is untyped)
     import pandapower as pp
 
     if p_inj_mw is None or q_inj_mvar is None:

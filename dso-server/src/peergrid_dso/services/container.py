@@ -37,7 +37,7 @@ class DsoServices:
     injections: dict[int, dict[str, tuple[float, float]]] = field(default_factory=dict)
     last_reconfiguration: dict[str, Any] | None = None
     last_opf: dict[str, Any] | None = None
-    plan_ids: itertools.count = field(default_factory=lambda: itertools.count(1))
+    plan_ids: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
     injection_gate: Any = None  # services.injections.InjectionGate, made by routes.dso on first use
 
 

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion
 
 MAX_HEALTH_BYTES = 64 * 1024
 
@@ -61,11 +62,14 @@ class MqttHealthListener:
 
     def __init__(self, board: NodeBoard, host: str, port: int, client_id: str) -> None:
         self.board = board
-        self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id)
+        self.client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id)
         self.client.on_connect = self._on_connect
-        self.client.on_message = lambda _c, _u, msg: self.board.ingest(msg.topic, msg.payload)
+        self.client.on_message = self._on_message
         self.client.reconnect_delay_set(min_delay=1, max_delay=30)
         self.host, self.port = host, port
+
+    def _on_message(self, _client: mqtt.Client, _userdata: Any, msg: mqtt.MQTTMessage) -> None:
+        self.board.ingest(msg.topic, bytes(msg.payload))
 
     def _on_connect(
         self, client: mqtt.Client, _u: object, _f: object, reason: Any, _p: object = None

@@ -31,7 +31,7 @@ def silence_highs_banner() -> None:
         devnull = os.open(os.devnull, os.O_WRONLY)
         try:
             os.dup2(devnull, 1)
-            highspy.Highs()
+            highspy.Highs()  # type: ignore[no-untyped-call]
             ctypes.CDLL(None).fflush(None)  # the banner may sit in C stdio's buffer when 1 is a pipe
         finally:
             os.dup2(saved, 1)

@@ -59,7 +59,7 @@ def verify_with_scip(
     its fundamental cycles give valid "one branch open per cycle" rows); `p`, `q`: per-unit net injections;
     `log_file`: where SCIP writes its progress (none by default)."""
     try:
-        from pyscipopt import SCIP_PARAMSETTING, Model, quicksum
+        from pyscipopt import SCIP_PARAMSETTING, Model, quicksum  # type: ignore[attr-defined]
     except ImportError as exc:
         raise ScipUnavailable(
             "pip install 'peergrid-dso[verify]' (PySCIPOpt) to run the SCIP verifier"
