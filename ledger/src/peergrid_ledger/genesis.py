@@ -23,8 +23,12 @@ from .state import StateTree
 
 MAX_GENESIS_BYTES = 4 * 1024 * 1024
 # added after format version 1: encoded only when not the default
-LATE_PARAMS = frozenset({"max_reopens", "cap_on_fills"})
-FLAG_PARAMS = frozenset({"cap_on_fills"})  # 0 or 1
+LATE_PARAMS = frozenset(
+    {"max_reopens", "cap_on_fills", "settle_by_both", "settle_tolerance_wh", "settle_wait_ms"}
+)
+FLAG_PARAMS = frozenset({"cap_on_fills", "settle_by_both"})  # 0 or 1
+SETTLE_PARAMS = ("settle_tolerance_wh", "settle_wait_ms")  # meaningful only with settle_by_both 1
+MAX_SETTLE_WAIT_MS = 366 * 24 * 3600 * 1000  # a year: a deadline (block time + wait) stays far inside 64 bits
 
 
 class GenesisError(ValueError):
@@ -51,11 +55,24 @@ class Params:
     # order; the rule is `market_state.allocate`, docs/ledger-format.md section 4), not the sum of its requests, so it may ask several sellers and be filled up to its maximum. 0 (the
     # default, and every genesis written before the parameter): the sum of its requests is capped, as before.
     cap_on_fills: int = 0
+    # 1: a trade settles on what both parties metered (`settle` is each party's statement, once; they agree
+    # within `settle_tolerance_wh` and the lower is paid, or the trade is disputed and only the DSO or an
+    # authority settles it; one statement alone settles it when its party sends it again `settle_wait_ms` after it landed).
+    # 0 (the default, and every genesis written before it): the first `settle` by a party pays, as before.
+    # Rules in docs/ledger-format.md section 4, "Settlement on both parties' statements".
+    settle_by_both: int = 0
+    settle_tolerance_wh: int = 0  # Wh the two statements may differ by and still agree (default: exactly)
+    settle_wait_ms: int = 3_600_000  # after the first statement, how long the other party has to state
 
     def __post_init__(self) -> None:
         for name in FLAG_PARAMS:
             if getattr(self, name) not in (0, 1):
                 raise GenesisError(f"params.{name}: expected 0 or 1")
+        for name in SETTLE_PARAMS:
+            if not self.settle_by_both and getattr(self, name) != _DEFAULTS[name]:
+                raise GenesisError(f"params.{name}: only with settle_by_both 1")
+        if not 1 <= self.settle_wait_ms <= MAX_SETTLE_WAIT_MS:
+            raise GenesisError(f"params.settle_wait_ms: expected 1 to {MAX_SETTLE_WAIT_MS} ms")
 
     def to_value(self) -> dict[str, Any]:
         # a parameter added after format version 1 is encoded only when it differs from its default, so every
@@ -77,9 +94,12 @@ class Params:
         for name, v in value.items():
             if type(v) is not int or not 0 <= v < 2**63:
                 raise GenesisError(f"params.{name}: expected an integer in [0, 2**63)")
-            if name in LATE_PARAMS and v == getattr(Params(), name):
+            if name in LATE_PARAMS and v == _DEFAULTS[name]:
                 raise GenesisError(f"params.{name}: {v} is the default; omit it (it is not encoded)")
         return replace(Params(), **value)
+
+
+_DEFAULTS = {f.name: f.default for f in fields(Params)}
 
 
 @dataclass(frozen=True, slots=True)

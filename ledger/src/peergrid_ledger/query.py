@@ -49,6 +49,12 @@ def trade(state: StateReader, trade_id: bytes) -> dict[str, Any] | None:
     return _market.trade(state, trade_id)
 
 
+def settlement(state: StateReader, trade_id: bytes) -> dict[str, Any] | None:
+    """Where one trade's settlement stands: {state: open | stated | disputed | settled | superseded,
+    statements: {buyer/seller: {delivered, time, txid}}, deadline (ms or None), settlement (or None)}."""
+    return _market.settlement(state, trade_id)
+
+
 def trades(state: StateReader, number: int) -> list[tuple[bytes, dict[str, Any]]]:
     """The agreed trades of a closed interval as (trade id, trade) pairs, in the order they were agreed."""
     out = []

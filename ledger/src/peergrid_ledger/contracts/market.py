@@ -13,7 +13,9 @@ Flow for one trading interval (see docs/ledger-format.md):
       a seller offered: all rejected.
   `trade` closes the interval and computes the agreed trades deterministically from the final positions (an
       oversubscribed seller is shared pro rata, rounded down); `settle` pays one trade once, for the energy
-      delivered, from buyer to seller, within the genesis credit limit. With genesis `cap_on_fills` a buyer's
+      delivered, from buyer to seller, within the genesis credit limit: on the first party's word, or with
+      genesis `settle_by_both` on both parties' statements (`market_closing.settle`: the DSO or an
+      authority decides a dispute; a lone statement settles after a deadline). With genesis `cap_on_fills` a buyer's
       maximum quantity caps what the closing allocates it instead of the sum of its requests (its pro-rata
       grants kept in its own effective-price order, clean premium counted, up to the maximum): it may ask
       several sellers, some of them rationed, and still be filled up to it.
@@ -58,6 +60,7 @@ from .market_state import (  # re-exported: callers import the contract's record
     reopening,
     rules_for,
     rules_key,
+    settlement,
     trade,
     trade_id,
 )
@@ -79,6 +82,7 @@ __all__ = [
     "offer",
     "reopening",
     "rules_for",
+    "settlement",
     "trade",
     "trade_id",
 ]

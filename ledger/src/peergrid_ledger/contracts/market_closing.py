@@ -3,7 +3,12 @@ reopening of a closed interval (the `trade`, `settle` and `market.reopen` handle
 
 Promises: `agree_trades` closes an interval and records its trades, computed only from the final positions
 (`market_state.allocate`: pro rata when a seller is over-asked, capped per buyer with genesis
-`cap_on_fills`); `settle` pays one trade once, for the energy delivered, within the genesis credit limit;
+`cap_on_fills`); `settle` pays one trade once, for the energy delivered, within the genesis credit limit:
+on the first party's word, or with genesis `settle_by_both` on what both parties state (each once; they
+agree within `settle_tolerance_wh` and the lower is paid, else the trade is disputed and only the DSO or an
+authority settles it; the DSO may settle any trade first; a party that stated settles on its lone
+statement by sending it again once `settle_wait_ms` passed after it), never on one party's statement alone
+before that deadline;
 `reopen` marks a closed interval's trades superseded (kept, never settled) and opens it again for the next
 iteration (not an interval whose trades an exchange session cleared: those have no positions to re-bargain).
 An exchange session's forward trades (`exchange_clearing.clear`) are recorded in the same records. Assumes
@@ -113,32 +118,144 @@ def agree_trades(view: Overlay, tx: Tx, ctx: BlockContext, sender: ks.AccountRec
 
 
 def settle(view: Overlay, tx: Tx, ctx: BlockContext, sender: ks.AccountRecord) -> list[Event]:
+    """`settle` {trade, delivered}: with genesis `settle_by_both` a party's is its statement (`_state`), the
+    DSO's (or, on a disputed trade, an authority's) the final word; without it the first one pays."""
     tid, delivered = tx.body["trade"], tx.body["delivered"]
-    agreed = trade(view, tid)
-    require(agreed is not None, Reason.NOT_FOUND, "no such agreed trade")
-    assert agreed is not None
-    require(agreed["settlement"] is None, Reason.ALREADY_SETTLED, "trade already settled")
+    agreed = _unsettled(view, tid)
+    party = _party(agreed, tx.sender)
+    dso = sender.has(ks.ROLE_DSO)
     require(
-        "superseded" not in agreed,
-        Reason.CLOSED,
-        "trade was superseded when its interval was reopened; only the latest closing's trades settle",
-    )
-    party = tx.sender in (agreed["buyer"], agreed["seller"])
-    require(
-        party or sender.has(ks.ROLE_AUTHORITY) or sender.has(ks.ROLE_DSO),
+        party is not None or dso or sender.has(ks.ROLE_AUTHORITY),
         Reason.FORBIDDEN,
-        "not a party to the trade",
+        f"trade {_short(tid)}: {tx.sender.hex()[:16]}… is not a party to the trade, the DSO or an authority",
     )
+    who = party or ("DSO" if dso else "authority")
     require(
         delivered <= agreed["quantity"],
         Reason.INVALID,
-        f"delivered {delivered} exceeds agreed {agreed['quantity']}",
+        f"trade {_short(tid)}: the {who}'s delivered {delivered} exceeds agreed {agreed['quantity']}",
     )
+    if not ctx.genesis.params.settle_by_both:
+        _pay(view, ctx, tx, tid, agreed, delivered, None)
+        return [("settled", {"trade": tid, "amount": agreed["settlement"]["amount"]})]
+    if party is not None:  # a party's word is a statement, even when its key is also an authority's
+        return _state(view, ctx, tx, tid, agreed, party, delivered)
+    require(
+        dso or "disputed" in agreed,
+        Reason.FORBIDDEN,
+        f"trade {_short(tid)} is not disputed: an authority settles only a disputed trade (the DSO any)",
+    )
+    return _pay(view, ctx, tx, tid, agreed, delivered, "dso" if dso else "authority")
+
+
+def _unsettled(view: Overlay, tid: bytes) -> dict[str, Any]:
+    """The trade that a settlement may still pay: agreed, not settled, not superseded."""
+    agreed = trade(view, tid)
+    require(agreed is not None, Reason.NOT_FOUND, f"no agreed trade {_short(tid)}")
+    assert agreed is not None
+    done = agreed["settlement"]
+    if done is not None:
+        raise RuleError(
+            Reason.ALREADY_SETTLED, f"trade {_short(tid)} already settled for {done['delivered']} Wh"
+        )
+    require(
+        "superseded" not in agreed,
+        Reason.CLOSED,
+        f"trade {_short(tid)} was superseded when its interval was reopened; only the latest closing's "
+        "trades settle",
+    )
+    return agreed
+
+
+def _party(agreed: dict[str, Any], key: bytes) -> str | None:
+    if key == agreed["buyer"]:
+        return "buyer"
+    return "seller" if key == agreed["seller"] else None
+
+
+def _other(party: str) -> str:
+    return "seller" if party == "buyer" else "buyer"
+
+
+def _short(tid: bytes) -> str:
+    return tid.hex()[:16] + "…"
+
+
+def _state(
+    view: Overlay, ctx: BlockContext, tx: Tx, tid: bytes, agreed: dict[str, Any], party: str, delivered: int
+) -> list[Event]:
+    """Record a party's statement; on the second, pay the lower of two that agree, or mark the dispute."""
+    statements: dict[str, Any] = agreed.setdefault("statements", {})
+    other = _other(party)
+    if party in statements:
+        return _lapse(view, ctx, tx, tid, agreed, party, delivered)
+    if other in statements:
+        require(
+            ctx.time < agreed["deadline"],
+            Reason.CLOSED,
+            f"trade {_short(tid)}: the {party}'s statement comes after the deadline {agreed['deadline']} "
+            f"(block time {ctx.time}); the {other}'s {statements[other]['delivered']} Wh settles it "
+            f"when the {other} sends its settle again",
+        )
+    else:
+        agreed["deadline"] = ctx.time + ctx.genesis.params.settle_wait_ms
+    statements[party] = {"delivered": delivered, "time": ctx.time, "txid": tx.txid}
+    events: list[Event] = [("stated", {"trade": tid, "party": party, "delivered": delivered})]
+    if other not in statements:
+        view.put_obj(trade_key(tid), agreed)
+        return events
+    buyer, seller = int(statements["buyer"]["delivered"]), int(statements["seller"]["delivered"])
+    if abs(buyer - seller) <= ctx.genesis.params.settle_tolerance_wh:
+        return events + _pay(view, ctx, tx, tid, agreed, min(buyer, seller), "agreed")
+    agreed["disputed"] = True
+    view.put_obj(trade_key(tid), agreed)
+    return [*events, ("disputed", {"trade": tid, "buyer": buyer, "seller": seller})]
+
+
+def _lapse(
+    view: Overlay, ctx: BlockContext, tx: Tx, tid: bytes, agreed: dict[str, Any], party: str, delivered: int
+) -> list[Event]:
+    """A party's `settle` after its own statement: refused (`duplicate`: a statement is final) unless the
+    other party stayed silent until the deadline and it repeats its statement: then it settles on it, so a
+    silent counterparty cannot hold the payment back for ever."""
+    statements = agreed["statements"]
+    stated, other = int(statements[party]["delivered"]), _other(party)
+    said = f"trade {_short(tid)}: the {party} already stated {stated} Wh"
+    if other in statements:
+        raise RuleError(
+            Reason.DUPLICATE,
+            f"{said}; the {other} stated {statements[other]['delivered']} Wh: the trade is disputed, "
+            "only the DSO or an authority settles it",
+        )
+    if ctx.time < agreed["deadline"]:
+        raise RuleError(
+            Reason.DUPLICATE,
+            f"{said}; the {other} may state until {agreed['deadline']} (block time {ctx.time}), then the "
+            f"{party}'s settle of {stated} Wh again settles on it",
+        )
+    require(delivered == stated, Reason.DUPLICATE, f"{said}, not {delivered}: a statement is final")
+    return _pay(view, ctx, tx, tid, agreed, stated, "lapsed")
+
+
+def _pay(
+    view: Overlay,
+    ctx: BlockContext,
+    tx: Tx,
+    tid: bytes,
+    agreed: dict[str, Any],
+    delivered: int,
+    basis: str | None,
+) -> list[Event]:
+    """The buyer pays price × delivered, once; `basis` (settle_by_both) says on whose word."""
     amount = agreed["price"] * delivered
     transfer(view, ctx, agreed["buyer"], agreed["seller"], amount, "buyer")
     agreed["settlement"] = {"amount": amount, "delivered": delivered, "txid": tx.txid}
+    if basis is None:  # the rule before settle_by_both: its record keeps its bytes
+        view.put_obj(trade_key(tid), agreed)
+        return []
+    agreed["settlement"]["basis"] = basis
     view.put_obj(trade_key(tid), agreed)
-    return [("settled", {"trade": tid, "amount": amount})]
+    return [("settled", {"trade": tid, "amount": amount, "delivered": delivered, "basis": basis})]
 
 
 def reopen(view: Overlay, tx: Tx, ctx: BlockContext, sender: ks.AccountRecord) -> list[Event]:

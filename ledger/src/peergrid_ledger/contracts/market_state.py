@@ -158,6 +158,35 @@ def trade(state: StateReader, tid: bytes) -> dict[str, Any] | None:
     return value
 
 
+SETTLEMENT_STATES = ("open", "stated", "disputed", "settled", "superseded")
+
+
+def settlement(state: StateReader, tid: bytes) -> dict[str, Any] | None:
+    """Where a trade's settlement stands, or None when there is no such trade: `state` (one of
+    `SETTLEMENT_STATES`: no statement yet, one, two that disagree, paid, or superseded by a reopening),
+    the parties' `statements` ({"buyer"/"seller": {delivered, time, txid}}, genesis `settle_by_both`),
+    the `deadline` from which a lone statement settles it (sent again by its party; None before any)
+    and the `settlement` ({amount, delivered, txid}, with `basis` under `settle_by_both`; None unpaid)."""
+    record = trade(state, tid)
+    if record is None:
+        return None
+    statements = record.get("statements", {})
+    if "superseded" in record:
+        where = "superseded"
+    elif record["settlement"] is not None:
+        where = "settled"
+    elif "disputed" in record:
+        where = "disputed"
+    else:
+        where = "stated" if statements else "open"
+    return {
+        "state": where,
+        "statements": statements,
+        "deadline": record.get("deadline"),
+        "settlement": record["settlement"],
+    }
+
+
 def buyer_limit(rules: Mapping[str, Any], clean: bool) -> int:
     return int(rules["cap_price"] + (rules["clean_premium"] if clean else 0))
 
