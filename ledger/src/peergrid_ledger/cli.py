@@ -93,6 +93,7 @@ def cmd_genesis(args: argparse.Namespace) -> int:
                 credit_limit=args.credit_limit,
                 max_reopens=args.max_reopens,
                 cap_on_fills=int(args.cap_on_fills),
+                **_settle_params(args),
             ).to_value()
         ),
     )
@@ -101,6 +102,16 @@ def cmd_genesis(args: argparse.Namespace) -> int:
         BlockStore.create(args.db, genesis).close()
     print(f"genesis {genesis.hash.hex()} for chain {genesis.chain!r}", file=sys.stderr)
     return 0
+
+
+def _settle_params(args: argparse.Namespace) -> dict[str, int]:
+    """Genesis `settle_by_both` and its two numbers; the numbers alone are a usage error, not ignored."""
+    numbers = {"settle_tolerance_wh": args.settle_tolerance_wh, "settle_wait_ms": args.settle_wait_ms}
+    given = {k: v for k, v in numbers.items() if v is not None}
+    if given and not args.settle_by_both:
+        flags = ", ".join("--" + k.replace("_", "-") for k in given)
+        raise UsageError(f"{flags}: only with --settle-by-both")
+    return {"settle_by_both": 1, **given} if args.settle_by_both else {}
 
 
 def cmd_show(args: argparse.Namespace) -> int:
@@ -272,6 +283,23 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="a buyer's maximum quantity caps what the market allocates it, not the sum of its requests"
         " (genesis cap_on_fills 1; default: the old rule, and the old genesis bytes)",
+    )
+    p.add_argument(
+        "--settle-by-both",
+        action="store_true",
+        help="a trade settles on what both parties state (genesis settle_by_both 1; default: on the first"
+        " party's settle, and the old genesis bytes)",
+    )
+    p.add_argument(
+        "--settle-tolerance-wh",
+        type=int,
+        help="with --settle-by-both: Wh the two statements may differ by and agree (default 0)",
+    )
+    p.add_argument(
+        "--settle-wait-ms",
+        type=int,
+        help="with --settle-by-both: how long after the first statement the other party may state"
+        " (default 3600000)",
     )
     p.add_argument("--out", default="-", help="genesis JSON file (default stdout)")
     p.add_argument("--db", help="also create a store holding this genesis")

@@ -1,0 +1,49 @@
+"""The ledger CLI writes genesis `settle_by_both` (and its tolerance and wait) only when asked, so a genesis
+written without the flags keeps the old bytes; the numbers without the flag, or out of range, are a one-line
+usage error (exit 2)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from peergrid_ledger.cli import main
+from peergrid_ledger.genesis import Genesis
+
+
+def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
+    try:
+        status = main(list(argv))
+    except SystemExit as exc:
+        status = int(exc.code or 0)
+    out, err = capsys.readouterr()
+    return status, out, err
+
+
+def test_the_cli_writes_the_parameter_only_when_asked(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    base = ["genesis", "--chain", "mgmc-pilot", "--authority", "cd" * 32]
+    status, old, _ = run(capsys, *base)
+    assert status == 0 and not {"settle_by_both", "settle_wait_ms"} & set(json.loads(old)["params"])
+    out = tmp_path / "g.json"
+    status, _, _ = run(capsys, *base, "--settle-by-both", "--settle-tolerance-wh", "2", "--out", str(out))
+    assert status == 0
+    doc = json.loads(out.read_text())
+    assert doc["params"]["settle_by_both"] == 1 and doc["params"]["settle_tolerance_wh"] == 2
+    assert "settle_wait_ms" not in doc["params"]  # its default
+    genesis = Genesis.from_json(doc)
+    assert (
+        genesis.params.settle_wait_ms == 3_600_000 and genesis.hash != Genesis.from_json(json.loads(old)).hash
+    )
+    status, out_text, _ = run(capsys, *base, "--settle-by-both", "--settle-wait-ms", "900000")
+    assert status == 0 and json.loads(out_text)["params"]["settle_wait_ms"] == 900_000
+    # the numbers alone, or out of range: one line, exit 2, nothing written
+    status, _, err = run(capsys, *base, "--settle-wait-ms", "5")
+    assert status == 2 and err.count("\n") == 1 and "only with --settle-by-both" in err
+    status, _, err = run(capsys, *base, "--settle-by-both", "--settle-tolerance-wh", "-1")
+    assert status == 2 and err.count("\n") == 1 and "settle_tolerance_wh" in err
+    status, _, err = run(capsys, *base, "--settle-by-both", "--settle-wait-ms", "0")
+    assert status == 2 and err.count("\n") == 1 and "settle_wait_ms" in err
