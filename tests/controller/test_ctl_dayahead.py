@@ -472,9 +472,9 @@ def test_a_floor_fee_is_dropped_only_where_the_price_clears_the_floor_by_the_mar
     scenario = replace(scenario, microgrids=(replace(mg, rules=rules), *scenario.microgrids[1:]))
     ex = Exchange(scenario, DayAheadConfig(), [price, price])
     ex.q = [(1.0, 1.0), (-0.5, -0.5), (-0.5, -0.5)]  # MG 0 sells
-    assert ex._has_fee(0, 0, "sell")
+    assert ex.own_rules[0].has_fee(0, "sell")
     ex.judge_rules()
-    assert ((0, 0, "sell") in ex.fee_off) is dropped
+    assert ((0, "sell") in ex.own_rules[0].fee_off) is dropped
 
 
 def test_a_loose_final_stop_is_opt_in_and_taken_where_no_rule_is_judged() -> None:
@@ -623,8 +623,8 @@ def test_rules_are_judged_at_the_contracts_tick_at_an_exact_half_tick() -> None:
     assert ex.prices == [501_500_000]
     ex.take([(1000,), (-1000,)])
     assert ex.judge_rules()
-    assert ex.banned_buy == {(1, 0)} and ex.banned_sell == set()
-    assert ex.fee_off == {(0, 0, "sell")}
+    assert ex.own_rules[1].banned == {(0, "buy")} and ex.own_rules[0].banned == set()
+    assert ex.own_rules[0].fee_off == {(0, "sell")}
     # the matching judges the same: b's purchase cut to nothing, a's sale kept
     allocation = Allocation((0.5015,), {"a": (1.0,), "b": (-1.0,)}, 0, 0.0, 0.0, True, 0, 0)
     assert accepted_wh(scenario, allocation) == {"a": (1000,), "b": (0,)}

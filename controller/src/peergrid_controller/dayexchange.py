@@ -21,16 +21,16 @@ the price update, ρ's balancing, the kWh stop); `answer` and `anchor` are one M
 DayModel within its own bounds and fees, its proximal anchor from its own unrounded answer, its answer
 rounded to the Wh, and its verdict for the value stop: `settled`, from `Book`'s public moves and
 imbalance ratios and its own tariff spread and positions). `Exchange` is both for the simulation, where one
-process holds every MG, plus the owners' rules the coordinator judges (they need each MG's rules and
-position). The value stop needs nothing private from the coordinator: on a recorder every MG posts its
+process holds every MG; the owners' rules are judged apart too (dayjudge.py: each MG's own `OwnRules`,
+their public `Coordination`). The value stop needs nothing private from the coordinator: on a recorder every MG posts its
 verdict on an iteration with its next position (the exchange contract's `settled`, from iteration 2 on,
 where the value stop is judged), the recorder's count of them is checked against ours before every step,
 and once every MG's verdict on iteration k is settled the MGs post iteration k+1 with them and the session
 closes without stepping it (abandoned by the contract), so the allocation is iteration k's, as without a
 recorder: one round and one solve per MG more.
 The stops (`Exchange.run`): both residuals within a kWh tolerance, or, where `allocate` allows it, the
-value stop (`Exchange.at_stake`). The owners' rules are judged here at (near) convergence
-(`Exchange.judge_rules`), with dayrules.py's bounds and fees.
+value stop (`Exchange.at_stake`). The owners' rules are judged at (near) convergence
+(`Exchange.judge_rules`: every MG's `OwnRules.judge`, then the public `Coordination.settle`).
 Deterministic (HiGHS single-threaded, MGs in scenario order). Never reads clocks or I/O.
 """
 
@@ -41,12 +41,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal, Protocol
 
-from peergrid_controller import market
+from peergrid_controller.dayjudge import Coordination, OwnRules, demand_on_tick
+from peergrid_controller.dayjudge import on_tick as on_tick  # re-exported: the edge imports it from here
 from peergrid_controller.daymodel import DayModel
-from peergrid_controller.dayrules import Fees, limits_kw, rule_fees
+from peergrid_controller.dayrules import Fees
 from peergrid_controller.market import PRICE_TICK, Rejected, Verdict, wh
 from peergrid_controller.model import Scenario
-from peergrid_ledger.contracts.exchange import MAX_RHO, micro_per_wh, next_prices, rho_bounds
+from peergrid_ledger.contracts.exchange import MAX_RHO, next_prices, rho_bounds
 
 NANO = 10**9  # nano-currency per currency unit: the chain's prices (per kWh) and ρ (per kWh²) are in nanos
 
@@ -54,14 +55,6 @@ NANO = 10**9  # nano-currency per currency unit: the chain's prices (per kWh) an
 def nano(value: float) -> int:
     """Currency (per kWh, or per kWh²) in whole nano-currency, as the exchange contract keeps it."""
     return round(value * NANO)
-
-
-def on_tick(price_nano: int) -> float:
-    """An exchange price (nano per kWh) on the market contract's tick, in currency per kWh: the contract's
-    one conversion (`exchange.micro_per_wh`, exact, a half tick to the even one) ÷ 1000, so that a rule
-    judged here is judged at the tick the matching and `exchange.accept` use (a float round of p/NANO
-    differs at some exact half ticks: review7 F4): market.micro_per_wh(on_tick(p)) == exchange.micro_per_wh(p)."""
-    return micro_per_wh(price_nano) / 1000
 
 
 Stop = Literal["kwh", "value", "cap"]
@@ -315,8 +308,8 @@ def answer(
 
 class Exchange(Book):
     """The exchange-ADMM state shared by the phases of `allocate`, where one process holds every MG: the
-    public `Book` plus what is private to each MG (its bounds, fees, unrounded answer) and the owners' rules
-    judged by the coordinator (bans, fees dropped). Kept in the chain's units, so that a recorder's arithmetic
+    public `Book` plus what is private to each MG (its unrounded answer, its `OwnRules`: bounds, fees, bans)
+    and the rules' public `Coordination`. Kept in the chain's units, so that a recorder's arithmetic
     and this one are the same to the last digit."""
 
     def __init__(
@@ -333,14 +326,12 @@ class Exchange(Book):
         self.stop: Stop = "cap"  # which stop ended the last `run`
         self.n, self.dt = scenario.intervals, scenario.interval_hours
         self.solves = 0
-        self.base = [[limits_kw(mg, t, math.nan, self.dt) for t in range(self.n)] for mg in self.mgs]
-        self.banned_sell: set[tuple[int, int]] = set()
-        self.banned_buy: set[tuple[int, int]] = set()
-        self.returned: set[tuple[int, int, str]] = set()  # (MG, interval, side) let back after a ban
-        self.closed: set[tuple[int, str]] = set()  # (interval, side) where a returned side was banned again
-        self.base_fees = [rule_fees(mg) for mg in self.mgs]
-        self.fee_off: set[tuple[int, int, str]] = set()  # (MG, interval, side) whose fee is dropped
-        self.fee_back: set[tuple[int, int, str]] = set()  # ... and came back: never dropped again
+        # each MG's own floors and caps (private: bounds, fees, bans), and their public coordination
+        self.own_rules = [
+            OwnRules(mg, self.dt, self.n, cfg.fee_margin, cfg.resolution_kwh) for mg in self.mgs
+        ]
+        demands = [demand_on_tick(mg) for mg in self.mgs]
+        self.coordination = Coordination(lambda i, t, side: demands[i](t, side))
         self.own: list[tuple[float, ...]] = []  # each MG's own answer before rounding (kWh): its anchor
         # what a kWh traded P2P can be worth to each MG against the DSO (its retail less its feed-in)
         self.spread = [
@@ -355,9 +346,7 @@ class Exchange(Book):
         self.said = 0  # posts of the recorder's current iteration that said settled
 
     def bounds(self, i: int) -> tuple[list[float], list[float]]:
-        lo = [0.0 if (i, t) in self.banned_buy else self.base[i][t][0] for t in range(self.n)]
-        hi = [0.0 if (i, t) in self.banned_sell else self.base[i][t][1] for t in range(self.n)]
-        return lo, hi
+        return self.own_rules[i].bounds()
 
     def anchor(self, i: int) -> list[float]:
         """MG i's proximal anchor (`anchor`)."""
@@ -543,81 +532,16 @@ class Exchange(Book):
         return False
 
     def judge_rules(self) -> bool:
-        """At (near) convergence, judge every floor and cap at the price found (on the chain's tick). A side
-        with a fee there: `_judge_fee`. A side without (its rule at or beyond the MG's own tariff): banned
-        if the MG holds it against its rule; a banned side the price now permits is let back, one MG per
-        interval and side at a time, the least demanding rule first (letting them all back at once pushed
-        the price across their rules again and swung them in and out for ever); if one let back is banned
-        again, that interval's side is closed to further returns. Each change happens at most once per
-        (MG, interval, side), so this ends. True if anything changed."""
-        res = self.cfg.resolution_kwh
-        changed = False
-        for t in range(self.n):
-            price = on_tick(self.prices[t])
-            for side, banned in (("sell", self.banned_sell), ("buy", self.banned_buy)):
-                permitted = []
-                banned_now = False
-                for i, mg in enumerate(self.mgs):
-                    lo, hi = limits_kw(mg, t, price, self.dt)
-                    forbidden = hi <= 0.0 if side == "sell" else lo >= 0.0
-                    holds = self.q[i][t] > res if side == "sell" else self.q[i][t] < -res
-                    if self._has_fee(i, t, side):
-                        # the fee, not a ban, keeps the MG off a side its rule forbids (a sale an inch
-                        # below the floor at the margin is cut by forward.match at the tick price)
-                        margin = self.cfg.fee_margin
-                        clear = (
-                            market.micro_per_wh(price) >= market.micro_per_wh(mg.rules.floor_price + margin)
-                            if side == "sell"
-                            else market.micro_per_wh(price)
-                            <= market.micro_per_wh(mg.rules.cap_price - margin)
-                        )
-                        changed |= self._judge_fee((i, t, side), forbidden, clear)
-                    elif (i, t) not in banned and holds and forbidden:
-                        banned.add((i, t))
-                        changed = banned_now = True
-                        if (i, t, side) in self.returned:
-                            self.closed.add((t, side))
-                    elif (i, t) in banned and not forbidden and (i, t, side) not in self.returned:
-                        rule = mg.rules.floor_price if side == "sell" else -mg.rules.cap_price
-                        permitted.append((rule, i))
-                # a side just banned moves the price: let the next one back once it has settled
-                if permitted and not banned_now and (t, side) not in self.closed:
-                    _, i = min(permitted)
-                    banned.discard((i, t))
-                    self.returned.add((i, t, side))
-                    changed = True
-        return changed
-
-    def _has_fee(self, i: int, t: int, side: str) -> bool:
-        base = self.base_fees[i][0 if side == "sell" else 1]
-        return base is not None and base[t] > 0.0
-
-    def _judge_fee(self, key: tuple[int, int, str], forbidden: bool, clear: bool) -> bool:
-        """The rule's fee (`rule_fees`) smooths the side's response where the price is near the rule; where
-        the price found clears the rule (by `fee_margin`) it only distorts the MG's response (the fee is
-        exact for its surplus, not for energy it would shift or produce at another cost), so it is dropped
-        there; if the price then crosses the rule, it comes back for good. Dropped at a price within a few
-        ticks of the rule, the MG's whole surplus came in at the rule, pushed the price back across it and
-        brought the fee back for good (about 300 of the 20-MG rules day's fees, each return costing ADMM
-        some 30 iterations): there the fee is what the rule is. True if it changed."""
-        if key not in self.fee_off and not forbidden and clear and key not in self.fee_back:
-            self.fee_off.add(key)
-            return True
-        if key in self.fee_off and forbidden:
-            self.fee_off.discard(key)
-            self.fee_back.add(key)
-            return True
-        return False
+        """At (near) convergence, every MG judges its own floors and caps at the price found, on the chain's
+        tick (`OwnRules.judge`: its fees dropped or taken back, its sides banned, the banned sides it asks
+        back), and the public `Coordination` lets one asking MG per interval and side back. True if anything
+        changed."""
+        judgements = [own.judge(self.prices, self.q[i]) for i, own in enumerate(self.own_rules)]
+        outcome = self.coordination.settle(judgements)
+        for i, cell in outcome.let_back:
+            self.own_rules[i].let_back(cell)
+        return outcome.changed
 
     def fees(self, i: int) -> Fees:
         """MG i's rule fees as they stand (dropped ones zero)."""
-        return (
-            self._fees_of(i, 0, "sell"),
-            self._fees_of(i, 1, "buy"),
-        )
-
-    def _fees_of(self, i: int, which: int, side: str) -> tuple[float, ...] | None:
-        base = self.base_fees[i][which]
-        if base is None:
-            return None
-        return tuple(0.0 if (i, t, side) in self.fee_off else fee for t, fee in enumerate(base))
+        return self.own_rules[i].fees()

@@ -1,0 +1,234 @@
+"""The owners' floors and caps on the day-ahead exchange: each MG's own judgement, and the public coordination.
+
+Promises:
+- `OwnRules` is one MG's side, private: its bounds (`limits_kw` with no price: physical limits, maximum
+  quantity, clean-only) less the sides it banned itself, its rule fees (`rule_fees`) less the ones it
+  dropped, and `judge`, a pure function of its own model data, rules and fee state and of the public prices
+  and its own posted position: which of its fees it drops or takes back (`OwnRules.judge_fee`), which of its
+  sides it bans (it holds one against its rule where no fee is there) and which banned sides it asks back
+  (the price now permits them). It applies its fees and bans itself; what the others need is its
+  `Judgement`: the (interval, side)s it banned, the ones it asks back and whether any of its fees changed.
+- `Coordination` is the public side, computable by anyone from the chain (the owners' rules of
+  `market.set_rules`, the positions and the judgements posted with them, `exchange.position`'s `judged`):
+  among the MGs asking back at (interval, side), the one let back (the least demanding rule first, on the
+  market tick, ties in member order), the (interval, side)s closed to returns (a side let back and banned
+  again) and whether anything changed (so that the exchange goes on instead of stopping).
+- `encode`/`decode` are a judgement's chain form: cells 2·t (sale) and 2·t + 1 (purchase), ascending.
+What a lying MG can do with it: only ban or bring back itself (its bans and asks name its own sides; the
+chain checks its positions against its rules as ever, `exchange.position`); a false ban of a side it still
+holds blocks that interval's let-back for one judgement, and a false `fees` flag only keeps the exchange
+going; it cannot ban another MG or let another back.
+Pure; no solver, no clocks, no I/O.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Literal
+
+from peergrid_controller import market
+from peergrid_controller.chain_venue import chain_rules
+from peergrid_controller.dayrules import Fees, limits_kw, rule_fees
+from peergrid_controller.model import Microgrid
+from peergrid_ledger.contracts.exchange import micro_per_wh
+
+Side = Literal["sell", "buy"]
+SIDES: tuple[Side, Side] = ("sell", "buy")
+Cell = tuple[int, Side]  # (interval, side)
+
+
+def on_tick(price_nano: int) -> float:
+    """An exchange price (nano per kWh) on the market contract's tick, in currency per kWh: the contract's
+    one conversion (`exchange.micro_per_wh`, exact, a half tick to the even one) ÷ 1000, so that a rule
+    judged here is judged at the tick the matching and `exchange.accept` use (a float round of p/NANO
+    differs at some exact half ticks: review7 F4): market.micro_per_wh(on_tick(p)) == exchange.micro_per_wh(p)."""
+    return micro_per_wh(price_nano) / 1000
+
+
+@dataclass(frozen=True)
+class Judgement:
+    """One MG's judgement of its own rules at one iteration's prices: what the public coordination needs."""
+
+    banned: tuple[Cell, ...] = ()  # the sides it banned itself now (it held them against its rule, no fee)
+    asks: tuple[Cell, ...] = ()  # its banned sides the price now permits and that were never let back
+    fees: bool = False  # whether it dropped or took back any of its rule fees
+
+    @property
+    def empty(self) -> bool:
+        return not (self.banned or self.asks or self.fees)
+
+
+def cell_code(cell: Cell) -> int:
+    t, side = cell
+    return 2 * t + (0 if side == "sell" else 1)
+
+
+def encode(judgement: Judgement) -> dict[str, object]:
+    """The chain's form (`exchange.position`'s `judged`): cells ascending, `fees` only when true."""
+    body: dict[str, object] = {
+        "banned": sorted(map(cell_code, judgement.banned)),
+        "asks": sorted(map(cell_code, judgement.asks)),
+    }
+    if judgement.fees:
+        body["fees"] = True
+    return body
+
+
+def decode(body: dict[str, object]) -> Judgement:
+    """`encode`'s inverse (the contract validated the cells: within the session, ascending, apart)."""
+
+    def cells(key: str) -> tuple[Cell, ...]:
+        codes = body.get(key, [])
+        assert isinstance(codes, list)
+        return tuple((code // 2, SIDES[code % 2]) for code in codes)
+
+    return Judgement(cells("banned"), cells("asks"), bool(body.get("fees", False)))
+
+
+class OwnRules:
+    """One MG's floors and caps as its own state (private: its tariff decides where a fee stands in for a
+    rule, its physical limits where a side is open at all). `judge` is its whole judgement."""
+
+    def __init__(
+        self, mg: Microgrid, dt: float, intervals: int, fee_margin: float, resolution: float
+    ) -> None:
+        self.mg, self.dt, self.n = mg, dt, intervals
+        self.fee_margin, self.resolution = fee_margin, resolution
+        self.base = [limits_kw(mg, t, math.nan, dt) for t in range(intervals)]
+        self.base_fees = rule_fees(mg)
+        self.banned: set[Cell] = set()
+        self.returned: set[Cell] = set()  # let back after a ban (the public coordination's choice)
+        self.fee_off: set[Cell] = set()  # whose fee is dropped
+        self.fee_back: set[Cell] = set()  # ... and came back: never dropped again
+
+    def bounds(self) -> tuple[list[float], list[float]]:
+        lo = [0.0 if (t, "buy") in self.banned else self.base[t][0] for t in range(self.n)]
+        hi = [0.0 if (t, "sell") in self.banned else self.base[t][1] for t in range(self.n)]
+        return lo, hi
+
+    def fees(self) -> Fees:
+        """Its rule fees as they stand (dropped ones zero)."""
+        return self._fees_of(0, "sell"), self._fees_of(1, "buy")
+
+    def _fees_of(self, which: int, side: Side) -> tuple[float, ...] | None:
+        base = self.base_fees[which]
+        if base is None:
+            return None
+        return tuple(0.0 if (t, side) in self.fee_off else fee for t, fee in enumerate(base))
+
+    def has_fee(self, t: int, side: Side) -> bool:
+        base = self.base_fees[0 if side == "sell" else 1]
+        return base is not None and base[t] > 0.0
+
+    def judge(self, prices_nano: Sequence[int], position_kwh: Sequence[float]) -> Judgement:
+        """Judge every floor and cap of this MG at the prices found (on the chain's tick) against its posted
+        position (kWh). A side with a fee there: `judge_fee`. A side without (its rule at or beyond its own
+        tariff): banned if it holds it against its rule; a banned side the price now permits is asked back,
+        unless it was let back once already (the coordination lets one MG per interval and side back at a
+        time). Fees and bans take effect here; the asks wait for `let_back`."""
+        banned: list[Cell] = []
+        asks: list[Cell] = []
+        fees = False
+        rules, res = self.mg.rules, self.resolution
+        for t in range(self.n):
+            price = on_tick(prices_nano[t])
+            lo, hi = limits_kw(self.mg, t, price, self.dt)
+            for side in SIDES:
+                forbidden = hi <= 0.0 if side == "sell" else lo >= 0.0
+                holds = position_kwh[t] > res if side == "sell" else position_kwh[t] < -res
+                cell = (t, side)
+                if self.has_fee(t, side):
+                    # the fee, not a ban, keeps the MG off a side its rule forbids (a sale an inch
+                    # below the floor at the margin is cut by forward.match at the tick price)
+                    tick = market.micro_per_wh(price)
+                    clear = (
+                        tick >= market.micro_per_wh(rules.floor_price + self.fee_margin)
+                        if side == "sell"
+                        else tick <= market.micro_per_wh(rules.cap_price - self.fee_margin)
+                    )
+                    fees |= self.judge_fee(cell, forbidden, clear)
+                elif cell not in self.banned and holds and forbidden:
+                    self.banned.add(cell)
+                    banned.append(cell)
+                elif cell in self.banned and not forbidden and cell not in self.returned:
+                    asks.append(cell)
+        return Judgement(tuple(banned), tuple(asks), fees)
+
+    def judge_fee(self, cell: Cell, forbidden: bool, clear: bool) -> bool:
+        """The rule's fee (`rule_fees`) smooths the side's response where the price is near the rule; where
+        the price found clears the rule (by `fee_margin`) it only distorts the MG's response (the fee is
+        exact for its surplus, not for energy it would shift or produce at another cost), so it is dropped
+        there; if the price then crosses the rule, it comes back for good. Dropped at a price within a few
+        ticks of the rule, the MG's whole surplus came in at the rule, pushed the price back across it and
+        brought the fee back for good (about 300 of the 20-MG rules day's fees, each return costing ADMM
+        some 30 iterations): there the fee is what the rule is. True if it changed."""
+        if cell not in self.fee_off and not forbidden and clear and cell not in self.fee_back:
+            self.fee_off.add(cell)
+            return True
+        if cell in self.fee_off and forbidden:
+            self.fee_off.discard(cell)
+            self.fee_back.add(cell)
+            return True
+        return False
+
+    def let_back(self, cell: Cell) -> None:
+        """The coordination let this banned side back (once: a side banned again stays banned)."""
+        self.banned.discard(cell)
+        self.returned.add(cell)
+
+
+def demand_on_tick(mg: Microgrid) -> Callable[[int, Side], int]:
+    """How demanding `mg`'s rule is on a side, as the chain keeps it (`chain_rules`, micro-units per Wh):
+    its floor for a sale, minus its cap for a purchase; the least demanding is let back first."""
+    rules = chain_rules(mg.rules)
+    floor, cap = rules["floor_price"], rules["cap_price"]
+    return lambda t, side: floor if side == "sell" else -cap
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What one round of judgements did, publicly: the (member, cell)s let back, and whether anything
+    changed (a ban, a fee, a let-back): the exchange goes on while something does."""
+
+    let_back: tuple[tuple[int, Cell], ...]
+    changed: bool
+
+
+class Coordination:
+    """The public half of the rules' judgement: the sides let back (each at most once per member), the
+    (interval, side)s closed to returns. `demand(i, t, side)` is member i's rule there on the market tick
+    (`demand_on_tick`; on the chain `market_state.rules_for`), public."""
+
+    def __init__(self, demand: Callable[[int, int, Side], int]) -> None:
+        self.demand = demand
+        self.returned: set[tuple[int, int, Side]] = set()  # (member, interval, side) let back after a ban
+        self.closed: set[Cell] = set()  # where a side let back was banned again
+
+    def settle(self, judgements: Sequence[Judgement]) -> Outcome:
+        """Every member's judgement of one iteration (in member order): a side just banned moves the
+        price, so no one is let back at an (interval, side) where anyone banned now; elsewhere the asking
+        member with the least demanding rule (ties: member order) is let back, one per (interval, side) —
+        letting them all back at once pushed the price across their rules again and swung them in and out
+        for ever; if one let back is banned again, that (interval, side) is closed to further returns. Each
+        change happens at most once per (member, interval, side), so the judgements end."""
+        banned_now: set[Cell] = set()
+        for i, judgement in enumerate(judgements):
+            for t, side in judgement.banned:
+                banned_now.add((t, side))
+                if (i, t, side) in self.returned:
+                    self.closed.add((t, side))
+        asking: dict[Cell, list[tuple[int, int]]] = {}
+        for i, judgement in enumerate(judgements):
+            for t, side in judgement.asks:
+                if (i, t, side) not in self.returned:
+                    asking.setdefault((t, side), []).append((self.demand(i, t, side), i))
+        let_back = []
+        for cell in sorted(asking, key=cell_code):
+            if cell not in banned_now and cell not in self.closed:
+                _, i = min(asking[cell])
+                self.returned.add((i, *cell))
+                let_back.append((i, cell))
+        changed = bool(banned_now or let_back or any(j.fees for j in judgements))
+        return Outcome(tuple(let_back), changed)

@@ -1,0 +1,142 @@
+"""The owners' rules judged apart: each MG's own judgement (`OwnRules.judge`, private) and the public
+`Coordination` (who is let back, which (interval, side)s close, whether anything changed), and the
+judgement's chain form (`encode`/`decode`)."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from peergrid_controller.dayexchange import DayAheadConfig, Exchange, nano
+from peergrid_controller.dayjudge import (
+    SIDES,
+    Cell,
+    Coordination,
+    Judgement,
+    Outcome,
+    OwnRules,
+    decode,
+    demand_on_tick,
+    encode,
+)
+from peergrid_controller.model import ContractRules, Scenario
+from peergrid_controller.synth import synthetic_scenario
+
+
+def ruled(floors: list[float], caps: list[float]) -> Scenario:
+    """Three MGs over two 12-h intervals with the given floors and caps (no fee where floor <= feed-in and
+    cap >= retail: so bans, not fees, judge them)."""
+    scenario = synthetic_scenario(3, 2, seed=0, interval_hours=12.0)
+    mgs = tuple(
+        replace(mg, rules=ContractRules(floor_price=f, cap_price=c))
+        for mg, f, c in zip(scenario.microgrids, floors, caps, strict=True)
+    )
+    return replace(scenario, microgrids=mgs)
+
+
+def own(scenario: Scenario, i: int) -> OwnRules:
+    return OwnRules(scenario.microgrids[i], scenario.interval_hours, scenario.intervals, 0.0, 0.01)
+
+
+def test_an_mg_bans_only_its_own_side_held_against_its_rule_and_asks_it_back_when_the_price_permits() -> None:
+    scenario = ruled([0.0, 0.0, 0.0], [0.5, 0.5, 0.5])
+    mg = own(scenario, 0)
+    assert mg.base_fees == (None, None)  # a floor at 0 and a cap above retail: no fee, a ban judges them
+    # selling at a negative price: its floor of 0 forbids it, and it holds the side
+    judged = mg.judge([nano(-0.01), nano(0.1)], [1.0, 1.0])
+    assert judged == Judgement(banned=((0, "sell"),))
+    assert mg.bounds()[1][0] == 0.0 and mg.bounds()[1][1] > 0.0
+    # still forbidden: nothing new; the price permits it again: it asks, and stays banned until let back
+    assert mg.judge([nano(-0.01), nano(0.1)], [0.0, 1.0]).empty
+    assert mg.judge([nano(0.02), nano(0.1)], [0.0, 1.0]) == Judgement(asks=((0, "sell"),))
+    assert (0, "sell") in mg.banned
+    mg.let_back((0, "sell"))
+    assert mg.bounds()[1][0] > 0.0
+    # banned again, it never asks back a second time
+    assert mg.judge([nano(-0.01), nano(0.1)], [1.0, 1.0]) == Judgement(banned=((0, "sell"),))
+    assert mg.judge([nano(0.02), nano(0.1)], [0.0, 1.0]).empty
+
+
+def test_a_fee_change_is_the_mgs_own_and_only_flagged() -> None:
+    scenario = synthetic_scenario(3, 2, seed=0, interval_hours=12.0, rules=True)
+    first = scenario.microgrids[0]
+    scenario = replace(
+        scenario,
+        microgrids=(replace(first, rules=replace(first.rules, floor_price=0.08)), *scenario.microgrids[1:]),
+    )
+    mg = own(scenario, 0)
+    assert mg.has_fee(0, "sell")
+    assert mg.judge([nano(0.1), nano(0.1)], [1.0, 1.0]) == Judgement(fees=True)
+    assert mg.fee_off >= {(0, "sell"), (1, "sell")}
+    fees = mg.fees()[0]
+    assert fees is not None and fees[0] == 0.0
+    # the price crosses the floor: the fee comes back for good
+    assert mg.judge([nano(0.07), nano(0.1)], [1.0, 1.0]).fees
+    assert (0, "sell") in mg.fee_back and (0, "sell") not in mg.fee_off
+    mg.judge([nano(0.1), nano(0.1)], [1.0, 1.0])
+    assert (0, "sell") not in mg.fee_off  # never dropped again
+
+
+def test_the_coordination_lets_back_the_least_demanding_rule_first_one_per_interval_and_side() -> None:
+    demands = {0: 30, 1: 10, 2: 10}  # floors on the tick; 1 and 2 tie: member order
+    coordination = Coordination(lambda i, t, side: demands[i])
+    asks = Judgement(asks=((0, "sell"), (1, "sell")))
+    outcome = coordination.settle([asks, asks, asks])
+    assert outcome.let_back == ((1, (0, "sell")), (1, (1, "sell"))) and outcome.changed
+    # the next judgement: 1 was let back at both, so 2 is (it asks again); 0 waits
+    outcome = coordination.settle([asks, Judgement(), asks])
+    assert outcome.let_back == ((2, (0, "sell")), (2, (1, "sell")))
+    # an MG asking for a side it already came back to is not let back twice
+    assert coordination.settle([Judgement(), asks, Judgement()]) == Outcome((), False)
+
+
+def test_a_ban_now_holds_the_let_back_and_a_side_let_back_then_banned_again_closes_it() -> None:
+    coordination = Coordination(lambda i, t, side: 0)
+    ask = Judgement(asks=((0, "buy"),))
+    outcome = coordination.settle([ask, Judgement(banned=((0, "buy"),))])
+    assert outcome.let_back == () and outcome.changed  # someone banned (0, buy) now: nobody back there
+    assert coordination.settle([ask, Judgement()]).let_back == ((0, (0, "buy")),)
+    # member 0, let back, is banned again: (0, buy) is closed to every other return
+    assert coordination.settle([Judgement(banned=((0, "buy"),)), Judgement()]).changed
+    assert coordination.closed == {(0, "buy")}
+    assert coordination.settle([Judgement(), Judgement(asks=((0, "buy"),))]).let_back == ()
+
+
+def test_nothing_changes_on_empty_judgements() -> None:
+    assert not Coordination(lambda i, t, side: 0).settle([Judgement(), Judgement()]).changed
+
+
+def test_the_demand_is_the_rule_on_the_chains_tick_and_an_absent_cap_the_least_demanding() -> None:
+    scenario = ruled([0.051, 0.0, 0.0], [0.25, float("inf"), 0.3])
+    demand = [demand_on_tick(mg) for mg in scenario.microgrids]
+    assert demand[0](0, "sell") == 51 and demand[0](0, "buy") == -250
+    assert demand[1](0, "buy") < demand[2](0, "buy") < demand[0](0, "buy")
+
+
+def test_the_exchange_judges_through_each_mgs_own_rules() -> None:
+    scenario = ruled([0.0, 0.0, 0.0], [0.5, 0.5, 0.5])
+    ex = Exchange(scenario, DayAheadConfig(), [-0.01, 0.1])
+    ex.take([(1000, 0), (-500, 0), (-500, 0)])
+    assert ex.judge_rules()
+    assert ex.own_rules[0].banned == {(0, "sell")} and ex.bounds(0)[1][0] == 0.0
+    assert not ex.judge_rules()  # nothing new at the same prices
+
+
+cells = st.lists(st.tuples(st.integers(0, 671), st.sampled_from(SIDES)), unique=True, max_size=40)
+
+
+@settings(max_examples=200, deadline=None)
+@given(cells, cells, st.booleans())
+def test_the_chain_form_round_trips_in_ascending_cells(
+    banned: list[Cell], asks: list[Cell], fees: bool
+) -> None:
+    judgement = Judgement(tuple(banned), tuple(asks), fees)
+    body = encode(judgement)
+    for key in ("banned", "asks"):
+        codes = body[key]
+        assert isinstance(codes, list) and codes == sorted(set(codes))
+    back = decode(body)
+    assert sorted(back.banned) == sorted(banned) and sorted(back.asks) == sorted(asks) and back.fees is fees
+    assert ("fees" in body) is fees
