@@ -15,7 +15,16 @@ Flow of one session (the controller's dayahead.py is the computation mirrored he
       judged with the member's own tariff spread: dayexchange.settled): true says what that iteration still
       moved is worth no more to it than its stop allows. Only iteration k ≥ 2 may say so (iteration 0 is
       the first responses, so iteration 1's post has no move to judge); the chain counts the iteration's
-      true verdicts (`session`'s `settled`, `settled_count`).
+      true verdicts (`session`'s `settled`, `settled_count`). An optional `judged` is the member's judgement
+      of its own owner rules (floors, caps) at the previous, stepped, iteration (the controller's
+      dayjudge.py): `banned`, the (interval, side)s it banned itself there, `asks`, its banned ones the
+      price now permits, each a cell 2·t for a sale or 2·t + 1 for a purchase (t from 0 within the
+      session), strictly ascending, the two apart, and `fees`, whether it dropped or took back any of its
+      rule fees. Absent is nothing to say (an all-empty one is refused, so each has one form); also only
+      from iteration 2 on. It is kept with the post (`position`, `stepped`; `judgements` reads the current
+      iteration's), so that anyone computes from the chain who is let back (dayjudge.Coordination). A
+      member can only ban or ask back its own sides: a lie bans itself, holds one interval's let-back for
+      a judgement, or keeps the exchange going; its positions are checked against its rules as ever.
   `exchange.step` (coordinator, once every member posted) computes the new prices itself: unchanged at
       iteration 0 (every member's first response to the opening prices), else `next_prices` with the
       session's current ρ; then ρ takes the body's value, within [ceil(ρ/2), 2ρ] (the coordinator's
@@ -43,6 +52,7 @@ Pure; no I/O.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from itertools import pairwise
 from typing import Any
 
 from .. import keyspace as ks
@@ -176,8 +186,8 @@ def posted(state: StateReader, name: str, member: bytes) -> bool:
 
 
 def position(state: StateReader, name: str, member: bytes) -> dict[str, Any] | None:
-    """`{iteration, positions, txid}` of the member's last post (iteration −1 before its first), or None
-    for a non-member."""
+    """`{iteration, positions, txid}` of the member's last post (iteration −1 before its first), plus its
+    `judged` if it posted one, or None for a non-member."""
     value: dict[str, Any] | None = read_obj(state, post_key(member, name))
     return value
 
@@ -286,6 +296,52 @@ def _check_positions(view: Overlay, member: bytes, first: int, positions: list[i
             )
 
 
+def judgements(state: StateReader, name: str) -> list[dict[str, Any] | None] | None:
+    """Each member's `judged` posted at the session's current iteration, in member order (None where it
+    posted none or has not posted yet), or None if no such session."""
+    record = read_obj(state, session_key(name))
+    if record is None:
+        return None
+    out: list[dict[str, Any] | None] = []
+    for member in read_obj(state, members_key(name)):
+        last = read_obj(state, post_key(member, name))
+        out.append(last.get("judged") if last["iteration"] == record["iteration"] else None)
+    return out
+
+
+def _check_judged(judged: dict[str, Any], record: dict[str, Any]) -> None:
+    """A judgement's cells within the session, strictly ascending, its bans and asks apart, not empty."""
+    require(
+        record["iteration"] >= 2,
+        Reason.RULE_VIOLATION,
+        f"judged at iteration {record['iteration']}: a judgement is of the previous stepped iteration's "
+        "prices, and iterations 0 (the first responses) and 1 have none before them to judge",
+    )
+    cells = 2 * record["intervals"]
+    for key in ("banned", "asks"):
+        codes = judged[key]
+        require(
+            all(0 <= c < cells for c in codes),
+            Reason.INVALID,
+            f"judged {key}: a cell beyond the session's {record['intervals']} intervals (cells 0..{cells - 1})",
+        )
+        require(
+            all(a < b for a, b in pairwise(codes)),
+            Reason.INVALID,
+            f"judged {key}: cells must be strictly ascending (no duplicates)",
+        )
+    require(
+        not set(judged["banned"]) & set(judged["asks"]),
+        Reason.INVALID,
+        "judged: a side both banned and asked back",
+    )
+    require(
+        bool(judged["banned"] or judged["asks"] or judged["fees"]),
+        Reason.INVALID,
+        "judged: an empty judgement is posted as none",
+    )
+
+
 def post_position(view: Overlay, tx: Tx, ctx: BlockContext, sender: ks.AccountRecord) -> None:
     require(sender.authorised, Reason.NOT_AUTHORISED, f"{tx.kind}: sender is not authorised")
     b = tx.body
@@ -308,6 +364,9 @@ def post_position(view: Overlay, tx: Tx, ctx: BlockContext, sender: ks.AccountRe
         f"settled at iteration {record['iteration']}: a verdict judges the previous iteration's move, "
         "and iterations 0 (the first responses) and 1 have none before them to judge",
     )
+    judged = b.get("judged")
+    if judged is not None:
+        _check_judged(judged, record)
     _check_positions(view, tx.sender, record["first_interval"], positions)
     progress = read_obj(view, sums_key(name))
     sums = [s + q for s, q in zip(progress["sums"], positions, strict=True)]
@@ -318,7 +377,10 @@ def post_position(view: Overlay, tx: Tx, ctx: BlockContext, sender: ks.AccountRe
     view.put_obj(sums_key(name), running)
     if last["iteration"] >= 0:  # the session is past it: it was stepped, and this post may yet be abandoned
         view.put_obj(stepped_key(tx.sender, name), last)
-    view.put_obj(key, {"iteration": record["iteration"], "positions": positions, "txid": tx.txid})
+    post: dict[str, Any] = {"iteration": record["iteration"], "positions": positions, "txid": tx.txid}
+    if judged is not None:  # absent without one, so that the posts before judgements keep their bytes
+        post["judged"] = judged
+    view.put_obj(key, post)
 
 
 def step(view: Overlay, tx: Tx, ctx: BlockContext, sender: ks.AccountRecord) -> list[Event]:
@@ -386,6 +448,10 @@ def genesis_writes(genesis: Any) -> dict[bytes, bytes | None]:
 
 
 _POSITION_BODY = Map({"session": LABEL, "iteration": ITERATION, "positions": List(POSITION, MAX_INTERVALS)})
+CELL = Int(0, 2 * MAX_INTERVALS - 1)  # 2·t a sale, 2·t + 1 a purchase, in the session's interval t
+JUDGED = Map({"banned": List(CELL, 2 * MAX_INTERVALS), "asks": List(CELL, 2 * MAX_INTERVALS), "fees": Bool()})
+_VERDICT = {"settled": Bool()}
+_JUDGED = {"judged": JUDGED}
 _OPEN_BODY = Map(
     {
         "session": LABEL,
@@ -403,8 +469,16 @@ KINDS: dict[str, KindSpec] = {
         open_exchange,
     ),
     "exchange.position": KindSpec(
-        # `settled` is optional (false when absent), so that the bodies posted before it still validate
-        OneOf((_POSITION_BODY, Map({**_POSITION_BODY.fields, "settled": Bool()}))),
+        # `settled` (false when absent) and `judged` (none when absent) are optional, so that the bodies
+        # posted before them still validate
+        OneOf(
+            (
+                _POSITION_BODY,
+                Map({**_POSITION_BODY.fields, **_VERDICT}),
+                Map({**_POSITION_BODY.fields, **_JUDGED}),
+                Map({**_POSITION_BODY.fields, **_VERDICT, **_JUDGED}),
+            )
+        ),
         post_position,
     ),
     "exchange.step": KindSpec(Map({"session": LABEL, "iteration": ITERATION, "rho": RHO}), step),
