@@ -25,7 +25,14 @@ first responses are waited for until its close, so MGMCs that start apart still 
 that has not posted within `timeout_s` (the coordinator closes the session, the
 half-posted iteration abandoned by the contract, and every agent reports it); any refusal by the chain
 (named, never retried); a session that does not look like the one configured; a price or ρ that is not
-this MGMC's own computation. A coordinator that fails closes the session where it stands.
+this MGMC's own computation. A coordinator that fails closes the session where it stands, if this process
+opened it. Restarts (review8 F3): an MGMC that starts again with the same session finds it on the chain;
+open, it rejoins (`_rejoin`: the public book rebuilt from the chain, `dayahead_rejoin`; it posts from the
+current iteration on, anchored at its rounded post once, which moved the 4-MG day's result by at most a Wh
+and 2,500 nano/kWh in the tests) and, as coordinator, steps and closes at the stop but never closes a failed
+session it did not open in this process; closed, it takes the outcome the chain shows (a stop: the forward
+stage follows; closed before any stop: the stage failed). A session with the commitment phases is not
+rejoined past its first responses.
 Gensets: with `phases` (some member has one; not on the chain, so every member is configured alike) the
 session runs `allocate`'s three phases: ADMM on the LP relaxation to its own stop, each genset MG's
 commitment MILP alone at the prices found, ADMM with commitments fixed; decided once (`recommits` 1). The
@@ -63,6 +70,7 @@ from peergrid_controller.dayexchange import (
 from peergrid_controller.daymodel import DayModel
 from peergrid_controller.dayrules import limits_kw, rule_fees, rules_in_force
 from peergrid_controller.model import Microgrid
+from peergrid_edge.dayahead_rejoin import ended, rebuilt
 from peergrid_edge.exchange_io import (
     ROLE,
     Deadline,
@@ -118,6 +126,10 @@ class DayAheadAgent:
         self.deadline, self.clock = deadline, clock
         self.coordinator = min(self.members) if self.members else b""
         self.is_coordinator = key.public == self.coordinator
+        # the coordinator closes a failed session only if this process opened it: one restarted mid-session
+        # rejoins it and never abandons it (review8 F3)
+        self.opened_here = False
+        self.rejoined = False  # this MGMC found its session under way on the chain (it restarted)
         self.n = mg.intervals
         self.book: Book | None = None
         self.iteration = 0  # the session's iteration this MGMC is at (its next post's)
@@ -155,7 +167,7 @@ class DayAheadAgent:
             reason = f"{type(exc).__name__}: {exc}"
         else:
             return self._outcome(True, "", stop)
-        if self.is_coordinator and self._open_now():
+        if self.is_coordinator and self.opened_here and self._open_now():
             reason += await self._abandon()
         elif "deadline" not in reason:  # a member refused or stopped by the close: say why it came
             reason += self._past_deadline()
@@ -171,7 +183,8 @@ class DayAheadAgent:
             )
         if self.key.public not in self.members:
             raise SessionFailed("refused up front: this MGMC's trading key is not among the members")
-        if self.deadline is not None and self.clock() >= self.deadline.close_s:
+        started = self._record() is not None  # a restart: the session is judged as the chain holds it
+        if self.deadline is not None and not started and self.clock() >= self.deadline.close_s:
             raise SessionFailed(
                 f"refused up front: the day-ahead deadline ({self.deadline.close_s:.3f}, wall s) has passed "
                 "(the stage must end before the first interval it trades)"
@@ -210,20 +223,14 @@ class DayAheadAgent:
                 raise SessionFailed(f"refused up front: the opening price of interval {bad[0]} is not finite")
 
     async def _play(self) -> str:
-        if self.is_coordinator:
-            assert self.opening is not None  # `refusal` checked it
-            await self._submit(
-                "exchange.open",
-                {
-                    "session": self.session,
-                    "first_interval": self.first_interval,
-                    "members": self.members,
-                    "prices": [nano(p) for p in self.opening],
-                    "rho": nano(self.cfg.rho),
-                    **({} if self.deadline is None else {"deadline": self.deadline.clear_ms}),
-                },
-            )
-        book = self.book = Book(self.cfg, await self._opened(), len(self.members))
+        if self.is_coordinator and self._record() is None:
+            await self._open()
+        record = await self._opened()
+        if record["closed"]:  # this MGMC restarted after the close: the session ended as the chain shows
+            return self._ended(record)
+        if record["iteration"] > 0 or exchange.posted(self.ledger.state(ROLE), self.session, self.key.public):
+            return await self._rejoin(record)
+        book = self.book = Book(self.cfg, record["prices"], len(self.members))
         cfg = self.cfg
         model = DayModel(self.mg, self.dt, relaxed=bool(self.mg.gensets))
         own, posted = answer(model, book.price_floats, self.bounds, self.fees)
@@ -237,10 +244,91 @@ class DayAheadAgent:
                 model = self._commit(own)
             self.final_from = book.iterations + 1
         await self._run(model, own, cfg.max_iterations, cfg.free_tolerance_kwh)
+        return await self._finish()
+
+    async def _finish(self) -> str:
+        """At the stop: the coordinator closes; every member waits for the close in a final block."""
         if self.is_coordinator:
-            await self._submit("exchange.close", {"session": self.session, "iteration": self.iteration})
+            body = {"session": self.session, "iteration": self.iteration}
+            await self._submit("exchange.close", body, landed=lambda: not self._open_now())
         await self._closed()
         return self.stop
+
+    async def _open(self) -> None:
+        """The coordinator opens the session. A refusal because it exists (this MGMC's earlier process
+        opened it and died: its open landed meanwhile) is no failure: it rejoins, never abandons it."""
+        assert self.opening is not None  # `refusal` checked it
+        body = {
+            "session": self.session,
+            "first_interval": self.first_interval,
+            "members": self.members,
+            "prices": [nano(p) for p in self.opening],
+            "rho": nano(self.cfg.rho),
+            **({} if self.deadline is None else {"deadline": self.deadline.clear_ms}),
+        }
+        try:
+            await self._submit("exchange.open", body)
+        except SessionFailed:
+            if self._record() is None:
+                raise
+            log.warning("day-ahead session %s: opened before this start; rejoining it", self.session)
+            return
+        self.opened_here = True
+
+    async def _rejoin(self, record: dict[str, Any]) -> str:
+        """This MGMC restarted mid-session (review8 F3): it takes the public book as every member holds it
+        after the chain's last step (`dayahead_rejoin.rebuilt`), and goes on from the current iteration: if
+        its earlier process posted it, from that post's step. Its anchor, its own unrounded last answer, died
+        with that process: it anchors at the rounded position it posted (at most half a Wh per interval
+        off, once; `dayexchange.anchor` on what rounding does to an anchor), and its verdict on the last
+        step is "not settled" (the moves need the post before, no longer on the chain): a value stop may
+        come one iteration later. A session with the commitment phases is not rejoined past its first
+        responses: which phase it is in and this MG's commitment are its own, not on the chain."""
+        cfg = self.cfg
+        if self.phases:
+            raise SessionFailed(
+                f"restarted during session {self.session!r} (iteration {record['iteration']}): a session with "
+                "the commitment phases is not rejoined (its phase and this MG's commitment are not on the chain)"
+            )
+        self.rejoined = True
+        state = self.ledger.state(ROLE)
+        book = self.book = rebuilt(cfg, state, self.session, self.members)
+        k = record["iteration"]
+        mine = exchange.position(state, self.session, self.key.public)
+        assert mine is not None  # `_opened` checked the membership
+        self.posted = tuple(mine["positions"])
+        own = tuple(q / 1000 for q in self.posted)
+        log.warning("day-ahead session %s: rejoined at iteration %d (%s)", self.session, k,
+                    "its post of it on the chain" if mine["iteration"] == k else "to post")  # fmt: skip
+        model = DayModel(self.mg, self.dt)
+        answer(model, book.price_floats, self.bounds, self.fees)  # solved once, as the proximal step needs
+        self.stop = "cap"
+        if mine["iteration"] == k:  # posted before the restart: its step comes next
+            self.iteration = k
+            stop = await self._round(k, 0.0 if k == 0 else cfg.free_tolerance_kwh)
+            if stop != "value":
+                self._rules_unjudged()
+            if stop:
+                self.stop = stop
+                return await self._finish()
+        await self._run(model, own, cfg.max_iterations, cfg.free_tolerance_kwh)
+        return await self._finish()
+
+    def _ended(self, record: dict[str, Any]) -> str:
+        """The session closed before this MGMC came back: how it ended (`dayahead_rejoin.ended`), or
+        SessionFailed when it closed before any stop (nothing to accept)."""
+        self.rejoined = True
+        stop = ended(self.cfg, self.ledger.state(ROLE), self.session, self.members)
+        book = self.book = Book(self.cfg, record["prices"], len(self.members))
+        book.iterations = max(0, record["iteration"] - 1)
+        if not stop:
+            raise SessionFailed(
+                f"session {self.session!r} was closed at iteration {record['iteration']} before any stop while "
+                "this MGMC was down: the stage failed"
+            )
+        log.warning("day-ahead session %s: found closed (%s stop) after a restart", self.session, stop)
+        self.stop = stop
+        return stop
 
     async def _run(
         self, model: DayModel, own: tuple[float, ...], until: int, tolerance: float, relaxed: bool = False
@@ -264,6 +352,8 @@ class DayAheadAgent:
             proximal = (book.rho_float, anchor(own, book.mean), self.cfg.resolution_kwh)
             own, posted = answer(model, book.price_floats, self.bounds, self.fees, proximal)
             await self._post(k, posted, says_settled=self.values and k >= 2 and self.verdict)
+            if self.posted != posted:  # its earlier process's post of k landed instead: that one is priced
+                own = tuple(q / 1000 for q in self.posted)
             stop = await self._round(k, tolerance)
             if relaxed and not stop and self._all_settled(k):
                 stop = "value"
@@ -312,7 +402,8 @@ class DayAheadAgent:
             if self._value_stop(k):
                 return "value"
             converged = public()
-            await self._submit("exchange.step", {"session": self.session, "iteration": k, "rho": book.rho})
+            body = {"session": self.session, "iteration": k, "rho": book.rho}
+            await self._submit("exchange.step", body, landed=lambda: self._iteration_now() > k)
             await self._stepped(k)
         else:
             if not await self._stepped(k):
@@ -389,9 +480,10 @@ class DayAheadAgent:
             return self.timeout_s
         return max(self.timeout_s, self.deadline.close_s - self.clock())
 
-    async def _opened(self) -> list[int]:
-        """The session as opened, once this replica holds it final: checked against this MGMC's own idea
-        of it; its opening prices."""
+    async def _opened(self) -> dict[str, Any]:
+        """The session as opened, once this replica holds it final, checked against this MGMC's own idea of
+        it (a restarted MGMC finds it under way or closed: its iteration, ρ and prices are then the
+        chain's, and judged as it goes on)."""
         wait = self._start_wait()
         if not await self.ledger.wait_for(ROLE, lambda s: exchange.session(s, self.session) is not None,
                                           wait):  # fmt: skip
@@ -403,11 +495,12 @@ class DayAheadAgent:
             "members": sorted(self.members),
             "intervals": self.n,
             "first_interval": self.first_interval,
-            "rho": nano(self.cfg.rho),
-            "iteration": 0,
-            "closed": False,
             "deadline": None if self.deadline is None else self.deadline.clear_ms,
         }
+        if record["iteration"] == 0:  # as opened: the opening ρ, and the coordinator's own opening prices
+            expected["rho"] = nano(self.cfg.rho)
+            if self.is_coordinator and self.opening is not None:
+                expected["prices"] = tuple(nano(p) for p in self.opening)
         found = {**record, "members": sorted(record["members"]), "deadline": record.get("deadline")}
         for field, value in expected.items():
             if found[field] != value:
@@ -415,7 +508,7 @@ class DayAheadAgent:
                     f"session {self.session!r} has {field} {short(found[field])} where this MGMC expects "
                     f"{short(value)}: not joined"
                 )
-        return list(record["prices"])
+        return record
 
     async def _stepped(self, k: int) -> bool:
         """Wait until iteration k is stepped in a final block (the coordinator: only that it landed); False if
@@ -545,11 +638,31 @@ class DayAheadAgent:
         body: dict[str, Any] = {"session": self.session, "iteration": k, "positions": list(positions)}
         if says_settled:  # absent is false: a post without a verdict keeps the bytes it had before them
             body["settled"] = True
-        await self._submit("exchange.position", body)
-        self.posted = positions
+        await self._submit("exchange.position", body, landed=lambda: self._mine(k) is not None)
+        mine = self._mine(k)
+        self.posted = positions if mine is None else mine
 
-    async def _submit(self, kind: str, body: dict[str, Any]) -> None:
-        await submit_final(self.ledger, self.key, kind, body, self.timeout_s, self.before_submit)
+    def _mine(self, k: int) -> tuple[int, ...] | None:
+        """This MGMC's post of iteration k as the chain holds it (None: not posted)."""
+        post = exchange.position(self.ledger.state(ROLE), self.session, self.key.public)
+        return tuple(post["positions"]) if post is not None and post["iteration"] == k else None
+
+    def _iteration_now(self) -> int:
+        record = self._record()
+        return -1 if record is None else int(record["iteration"])
+
+    async def _submit(
+        self, kind: str, body: dict[str, Any], landed: Callable[[], bool] = lambda: False
+    ) -> None:
+        """Submit in a final block. After a restart a refusal may be this MGMC's earlier process's same
+        move landing first (its nonce taken): when the chain shows the move made (`landed`), that one
+        stands (review8 F3)."""
+        try:
+            await submit_final(self.ledger, self.key, kind, body, self.timeout_s, self.before_submit)
+        except SessionFailed:
+            if not (self.rejoined and landed()):
+                raise
+            log.warning("day-ahead session %s: its %s before the restart stands", self.session, kind)
 
     async def _abandon(self) -> str:
         """The coordinator closes a failed session where it stands (its unstepped posts abandoned); what
