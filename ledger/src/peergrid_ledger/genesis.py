@@ -57,8 +57,8 @@ class Params:
     cap_on_fills: int = 0
     # 1: a trade settles on what both parties metered (`settle` is each party's statement, once; they agree
     # within `settle_tolerance_wh` and the lower is paid, or the trade is disputed and only the DSO or an
-    # authority settles it; one statement alone settles it when its party sends it again `settle_wait_ms` after it landed).
-    # 0 (the default, and every genesis written before it): the first `settle` by a party pays, as before.
+    # authority settles it; one statement alone settles it when its party sends it again `settle_wait_ms`
+    # after it landed). 0 (the default, and every genesis written before it): the first `settle` pays.
     # Rules in docs/ledger-format.md section 4, "Settlement on both parties' statements".
     settle_by_both: int = 0
     settle_tolerance_wh: int = 0  # Wh the two statements may differ by and still agree (default: exactly)

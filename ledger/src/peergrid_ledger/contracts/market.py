@@ -15,10 +15,10 @@ Flow for one trading interval (see docs/ledger-format.md):
       oversubscribed seller is shared pro rata, rounded down); `settle` pays one trade once, for the energy
       delivered, from buyer to seller, within the genesis credit limit: on the first party's word, or with
       genesis `settle_by_both` on both parties' statements (`market_closing.settle`: the DSO or an
-      authority decides a dispute; a lone statement settles after a deadline). With genesis `cap_on_fills` a buyer's
-      maximum quantity caps what the closing allocates it instead of the sum of its requests (its pro-rata
-      grants kept in its own effective-price order, clean premium counted, up to the maximum): it may ask
-      several sellers, some of them rationed, and still be filled up to it.
+      authority decides a dispute; a lone statement settles after a deadline). With genesis `cap_on_fills`
+      a buyer's maximum quantity caps what the closing allocates it instead of the sum of its requests
+      (its pro-rata grants kept in its own effective-price order, clean premium counted, up to the
+      maximum): it may ask several sellers, some of them rationed, and still be filled up to it.
   `market.reopen` (design step 6: the DSO's adjustment contract makes the MGs re-bargain) reopens a closed
       interval. Only the DSO sends it (the `dso` role: the MGMCs cannot reopen a bargain on their own), for
       the next iteration (last + 1), at most genesis `max_reopens` times (0, the default, disables it), while
