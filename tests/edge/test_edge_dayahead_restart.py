@@ -6,8 +6,9 @@ ends as a killed process's would: no failure path, no close), or a real cancella
 chain reaches an iteration (wherever the agent then is, a submission in flight too); the "restart" is a
 fresh agent with the same key, MG and session, as `trader.run` makes one. The session must complete for
 every MGMC, within a Wh and a few nano/kWh of the run without the restart (the restarted MG anchors at its
-rounded post: `dayahead_agent._rejoin`); a session found closed goes straight to the forward stage, and a
-restarted coordinator never closes a session it did not open in its own process.
+rounded post: `dayahead_agent._rejoin`); a session found closed goes straight to the forward stage, an
+accept found on the chain is not posted again, and a restarted coordinator never closes a session it did
+not open in its own process.
 """
 
 from __future__ import annotations
@@ -31,13 +32,14 @@ from test_edge_dayahead_session import (
     run_session,
     simulated,
 )
+from test_edge_forward import session_then_forward, venue_keys
 
 from peergrid_controller.dayahead import starting_prices
 from peergrid_controller.dayexchange import DayAheadConfig
 from peergrid_controller.model import Scenario
 from peergrid_edge.dayahead_agent import DayAheadAgent
 from peergrid_edge.exchange_io import SessionOutcome
-from peergrid_edge.forward_agent import ForwardOutcome
+from peergrid_edge.forward_agent import ForwardAgent, ForwardOutcome
 from peergrid_edge.trader import MarketAgent
 from peergrid_ledger.contracts import exchange as contract
 from peergrid_ledger.contracts import exchange_clearing
@@ -227,6 +229,24 @@ def test_an_mgmc_restarted_after_the_close_reads_the_outcome_and_accepts(tmp_pat
     assert all(o.cleared and o.members_accepted == 3 and o.decision for o in forward)
     lines = [json.loads(line) for line in (tmp_path / f"{member}.jsonl").read_text().splitlines()]
     assert [next(iter(doc)) for doc in lines] == ["dayahead", "dayahead", "forward"]
+
+
+def test_an_mgmc_restarted_after_its_accept_does_not_accept_again(tmp_path: Path) -> None:
+    scenario = free_day(3, 4)
+    ledger, keys_ = ledger_for(tmp_path, scenario, key_of=venue_keys(scenario))
+    _, member = roles(keys_)
+
+    async def play() -> tuple[ForwardOutcome, ForwardOutcome]:
+        sessions, forward = await session_then_forward(ledger, keys_, scenario, timeout_s=2.0)
+        assert all(o.completed for o in sessions)
+        mg = next(m for m in scenario.microgrids if m.name == member)
+        again = await ForwardAgent(ledger, keys_[member], mg, scenario.interval_hours, SESSION).run()
+        return forward[member], again
+
+    first, again = run_on(ledger, play)
+    assert first.cleared and first.decision == "whole"
+    assert again.cleared and again.reason == "" and again.decision == "earlier"
+    assert again.accepted == first.accepted and again.net_wh == first.net_wh
 
 
 def test_a_session_that_closed_before_any_stop_is_a_failed_stage_after_a_restart(tmp_path: Path) -> None:

@@ -17,7 +17,8 @@ clear in a final block; on a session with a deadline, one that sees no clear `cl
 from its own replica: the market
 contract's trades of the intervals the clear closed (`forward_session` and `forward_plan` read them there
 per interval too, so an MGMC that gave up waiting still trades by a clear that came later).
-The result is typed (`ForwardOutcome`): cleared, or not with why (the session's intervals then stay open
+An MGMC restarted after its accept finds it on the chain and posts no other (review8 F3; the decision
+"earlier"). The result is typed (`ForwardOutcome`): cleared, or not with why (the session's intervals then stay open
 and are bargained intraday). Never retries a refusal; never reads another MG's private data.
 Not guaranteed: the clear scales each interval's long side pro rata after every accept, so a partly filled
 MG trades less than it checked and is not re-checked (the simulation's `commit` re-checks, this does not).
@@ -54,7 +55,8 @@ class ForwardOutcome:
     # why there are no forward trades (the intervals are bargained intraday) or, when cleared, why this MG
     # has none (its accept failed: it trades nothing forward); "" otherwise
     reason: str
-    # this MG's accept: "whole", "reduced", "declined", "nothing" (no position), "" (none posted)
+    # this MG's accept: "whole", "reduced", "declined", "nothing" (no position), "earlier" (posted before this
+    # MGMC restarted: the chain keeps the first), "" (none posted)
     decision: str
     accepted: tuple[int, ...]  # Wh per session interval (+ sale) this MG accepted
     day_cost: float  # its day cost with the accepted positions traded in full, payments included
@@ -146,12 +148,33 @@ class ForwardAgent:
         return accept_alone(self.mg, self.dt, [p / NANO for p in record["prices"]], kwh)
 
     async def _accept(self, record: dict[str, Any]) -> None:
+        if self._accepted_before():
+            return
         choice = self._decide(record)
         self.decision, self.costs = choice.decision, (choice.day_cost, choice.conventional)
         body = {"session": self.session, "positions": list(choice.positions), "clean": not self.mg.gensets}
-        await submit_final(self.ledger, self.key, "exchange.accept", body, self.timeout_s, self.before_submit)
+        try:
+            await submit_final(
+                self.ledger, self.key, "exchange.accept", body, self.timeout_s, self.before_submit
+            )
+        except SessionFailed:
+            if not self._accepted_before():  # else its earlier process's accept landed first (its nonce)
+                raise
+            if self.posted == choice.positions:  # this one after all, final after the wait gave up
+                self.decision = choice.decision
+            return
         self.posted = choice.positions
         log.info("forward trades of %s: accepted (%s) %s", self.session, choice.decision, choice.positions)
+
+    def _accepted_before(self) -> bool:
+        """Whether the chain holds an accept of this MGMC's earlier process (it restarted after posting it,
+        review8 F3): that one stands, as the contract keeps the first."""
+        earlier = accepted(self.ledger.state(ROLE), self.session, self.key.public)
+        if earlier is None:
+            return False
+        self.decision, self.posted = "earlier", tuple(earlier["positions"])
+        log.info("forward trades of %s: accepted before this start %s", self.session, self.posted)
+        return True
 
     async def _decline(self, record: dict[str, Any]) -> str:
         """After its own accept failed: post zeros (it trades nothing forward), so that the clear need not
