@@ -413,6 +413,59 @@ def test_the_trader_does_not_bargain_a_cleared_interval_and_settles_its_forward_
         assert planned[1] == pytest.approx([net[1] / 1000 / scenario.interval_hours, 0.0, 0.0])
 
 
+def test_a_forward_sale_the_mg_cannot_meet_from_its_state_is_delivered_as_far_as_it_can(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # review8 F2, the interval's own trade: mg001 sold forward in interval 3 (no PV, its battery to cover
+    # the sale); it comes to that interval with its battery at its minimum and its DSO import limited to 43 kW
+    # (critical load 42.7 kW): the sale cannot be met. The interval is still dispatched with what it can
+    # deliver, its injection goes to the DSO and the shortfall is recorded: the trader does not fail it
+    scenario = free_day(3, 4)
+    ledger, keys_ = ledger_for(tmp_path, scenario, key_of=venue_keys(scenario))
+    seller = scenario.microgrids[0]
+    limited = dataclasses.replace(seller, tariff=dataclasses.replace(seller.tariff, max_import_kw=43.0))
+    wrapped = FakeDso(ledger)
+    agent = trading_agent(wrapped, keys_[seller.name], scenario, limited, tmp_path / "seller.jsonl")
+    lowest = tuple(b.soc_min * b.capacity_kwh for b in limited.batteries)  # as low as its model allows
+    agent.state = dataclasses.replace(MgState.initial(limited), soc_kwh=lowest)
+
+    async def no_verdict(*_args: Any) -> None:
+        return None
+
+    dispatched: list[Any] = []
+
+    async def dispatch_plan(_t: int, plan: Any) -> int:
+        dispatched.append(plan)
+        return 1
+
+    monkeypatch.setattr(agent, "_await_dso", no_verdict)
+    monkeypatch.setattr(agent, "_dispatch", dispatch_plan)
+
+    async def play() -> ForwardOutcome:
+        _, forward = await session_then_forward(ledger, keys_, scenario)
+        sold_kw = forward[seller.name].net_wh[3] / 1000 / scenario.interval_hours
+        with pytest.raises(ScheduleError):  # the sale held: no plan (what failed the interval before)
+            MgSchedule(limited, 6.0, start=3, horizon=1, state=agent.state, p2p_fixed=[sold_kw]).solve()
+        await agent.run_interval(3)
+        return forward[seller.name]
+
+    forward = run_on(ledger, play)
+    sold_kwh = forward.net_wh[3] / 1000
+    assert sold_kwh > 1.0  # it sold forward in interval 3
+    (line,) = (tmp_path / "seller.jsonl").read_text().splitlines()
+    record = json.loads(line)
+    assert record["forward"] == SESSION and record["net_p2p_kwh"] == pytest.approx(sold_kwh)
+    (plan,) = dispatched
+    delivered_kwh = plan.p2p_net_export[0] * scenario.interval_hours
+    # what it can deliver: its import limit less its critical load (all sheddable load shed), to a watt
+    assert delivered_kwh == pytest.approx((43.0 - 42.674) * 6.0, abs=0.01)
+    assert record["shortfall_kwh"] == pytest.approx(sold_kwh - delivered_kwh)
+    assert plan.dso_net_export[0] == pytest.approx(-43.0)
+    assert wrapped.injections[0]["interval"] == 3  # its injection went to the DSO: what it really exports
+    assert wrapped.injections[0]["injection"] == round((plan.p2p_net_export[0] - 43.0) * 1000)
+    assert record["dispatch_confirmed"] == 1 and agent.state.soc_kwh == pytest.approx(lowest)
+
+
 def test_the_trading_agent_accepts_after_a_completed_session_and_records_the_clear(tmp_path: Path) -> None:
     scenario = free_day(3, 4)
     ledger, keys_ = ledger_for(tmp_path, scenario, key_of=venue_keys(scenario))

@@ -5,7 +5,12 @@ Promises, per interval t (starting at `t0 + (t - first_interval) * interval_s` o
        once it completed, its forward trades (`forward_agent.py`: this MG's own accept, the coordinator's
        clear). An interval the clear closed is traded by its forward trades: planned with them fixed (every
        later forward trade is fixed in the day's plan too), not bargained (steps 4 and the rounds skipped),
-       its injection submitted and its purchases settled as below; the record's `forward` names the session;
+       its injection submitted and its purchases settled as below; the record's `forward` names the session.
+       Where the MG's state cannot meet its forward trades (review8 F2) it plans with fewer of them held, and
+       an interval whose own trade it cannot deliver in full is dispatched with what it can (the rest its
+       imbalance, the record's `shortfall_kwh`; the trades are still settled as agreed): never failed for it.
+       A trader restarted before the first interval runs the stage again, which rejoins the session or
+       reads its outcome (`dayahead_agent`: review8 F3);
   1-3. schedules this MG with the controller (state from its own battery readings when it (re)starts, then
        from the plan it dispatched), derives its price-quantity curve and its role (seller, buyer, neither) at
        the mid price; a seller opens at the previous interval's agreed price on the chain (`opening_price`;
@@ -39,12 +44,12 @@ import time
 from dataclasses import asdict
 from typing import TYPE_CHECKING, Any
 
-from peergrid_controller.adjustment import Adjustment, meet
+from peergrid_controller.adjustment import Adjustment, meet, nearest_reachable
 from peergrid_controller.builder import MgState
 from peergrid_controller.dayahead import starting_prices
 from peergrid_controller.moves import BargainingConfig, Participant, role_at_mid
 from peergrid_controller.scenario import load_scenario
-from peergrid_controller.schedule import MgSchedule, ScheduleError
+from peergrid_controller.schedule import MgSchedule, Plan, ScheduleError
 from peergrid_edge.actuation import view_of
 from peergrid_edge.chain_bargaining import (  # noqa: F401 - bids/offers_on_chain re-exported
     bargain,
@@ -300,23 +305,7 @@ class MarketAgent:
         chain = self.ledger.state("mgmc")
         forward = forward_session(chain, t)
         fixed = forward_plan(chain, self.anonym.public, range(t, sc.intervals), self.dt)
-        sched = MgSchedule(mg, self.dt, start=t, horizon=sc.intervals - t, state=self.state, p2p_fixed=fixed)
-        try:
-            plan = sched.solve()
-        except ScheduleError as exc:
-            if fixed is None or not any(fixed[1:]):
-                raise
-            # the forward trades were accepted on the day planned from its start; from the state this MG is
-            # in now the later ones may not all be met (review8 F2): hold this interval's, plan the later
-            # ones' intervals without P2P (each is planned again, its own trade held, when it comes), so the
-            # interval is still dispatched, injected and settled; it raises if even this one cannot be met
-            log.warning("interval %d: the day with every forward trade held is infeasible (%s): holding "
-                        "this interval's alone", t, exc)  # fmt: skip
-            held = [fixed[0]] + [0.0] * (len(fixed) - 1)
-            sched = MgSchedule(
-                mg, self.dt, start=t, horizon=sc.intervals - t, state=self.state, p2p_fixed=held
-            )
-            plan = sched.solve()
+        sched, plan = self._schedule(t, fixed)
         premium = max(m.rules.clean_premium for m in sc.microgrids)
         feed_in = min(m.tariff.feed_in[t] for m in sc.microgrids)
         retail = max(m.tariff.retail[t] for m in sc.microgrids)
@@ -334,7 +323,8 @@ class MarketAgent:
         bargained = time.time()
         self.phase = "trades"
         mine, net_kwh, money = position(self.ledger.state("mgmc"), t, self.anonym.public)
-        plan2 = sched.dispatch(net_kwh / self.dt)
+        agreed_kw = net_kwh / self.dt
+        plan2, delivered_kw = self._deliver(t, sched, agreed_kw)
         injection_kw = plan2.p2p_net_export[0] + plan2.dso_net_export[0]
         self.phase = "injection"
         await self._submit(
@@ -343,16 +333,19 @@ class MarketAgent:
         )  # fmt: skip
         self.phase = "dso"
         market = Market(me, feed_in, retail, premium)
-        answers = DsoAnswers(plan2, injection_kw, net_kwh / self.dt)
+        answers = DsoAnswers(plan2, injection_kw, delivered_kw)
         verdict = await self._await_dso(t, sched, market, answers)
         dso_done = time.time()
         # every MG ends on the same closing: the DSO reopens only within its loop, so after its verdict the
         # interval's latest closing is the last; make sure it is closed (backup closer) and read it again
         closed = await close_interval(self, t, None)
         mine, net_kwh, money = position(self.ledger.state("mgmc"), t, self.anonym.public)
-        if abs(net_kwh / self.dt - answers.p2p_net_kw) > 1e-6:  # trades changed after this MG's last answer
+        # trades changed after this MG's last answer (neither what it planned with nor a re-bargain's)
+        changed = all(abs(net_kwh / self.dt - kw) > 1e-6 for kw in (agreed_kw, answers.p2p_net_kw))
+        agreed_kw = net_kwh / self.dt
+        if changed:
             log.warning("interval %d: the final closing differs from the trades planned with: re-planning", t)
-            answers.p2p_net_kw = net_kwh / self.dt
+            answers.p2p_net_kw = self._deliver(t, sched, agreed_kw)[1]
             replanned = self.meet_limit(t, sched, answers.p2p_net_kw, answers.limit)
             answers.plan, answers.injection_kw = replanned.plan, replanned.injection_kw
         plan3, final_kw, adjustments = answers.plan, answers.injection_kw, answers.adjustments
@@ -391,7 +384,8 @@ class MarketAgent:
                      "quantity_kwh": tr["quantity"] / 1000, "id": tid.hex()}
                     for tid, tr in mine
                 ],
-                "net_p2p_kwh": net_kwh, "p2p_money": money, "cost_p2p": cost - money, "cost_conventional": conv_cost,
+                "net_p2p_kwh": net_kwh, "shortfall_kwh": (agreed_kw - answers.p2p_net_kw) * self.dt,
+                "p2p_money": money, "cost_p2p": cost - money, "cost_conventional": conv_cost,
                 "injection_kw": injection_kw, "final_injection_kw": final_kw, "limits": answers.limits,
                 "adjustments": [{"met": a.met, "injection_kw": a.injection_kw, "reason": a.reason}
                                 for a in adjustments],
@@ -404,6 +398,55 @@ class MarketAgent:
                 "conv_state": asdict(self.conv_state),
             }
         )  # fmt: skip
+
+    def _schedule(self, t: int, fixed: list[float] | None) -> tuple[MgSchedule, Plan]:
+        """The MG's day from interval t and its state, planned with the forward trades of t on fixed
+        (`fixed`, kW). They were accepted on the day planned from its start (`forward.accept_alone`); from
+        the state this MG is in now (review8 F2) they may not all be met: then with t's alone (each later
+        one is held when its interval comes), and if even t's cannot be met (less stored energy than planned,
+        PV short), without P2P: t's trade is then delivered as far as the MG can (`_deliver`). Raises only
+        when the MG has no plan at all."""
+        tries: list[list[float] | None] = [fixed]
+        if fixed is not None and any(fixed[1:]):
+            tries.append([fixed[0]] + [0.0] * (len(fixed) - 1))
+        if fixed is not None and fixed[0]:
+            tries.append(None)
+        horizon = self.scenario.intervals - t
+        for held in tries:
+            sched = MgSchedule(self.mg, self.dt, start=t, horizon=horizon, state=self.state, p2p_fixed=held)
+            try:
+                return sched, sched.solve()
+            except ScheduleError as exc:
+                if held is tries[-1]:
+                    raise
+                log.warning("interval %d: infeasible with the forward trades %s held (%s): planning with "
+                            "fewer", t, held, exc)  # fmt: skip
+        raise AssertionError("unreachable")  # the last try returned or raised
+
+    def _deliver(self, t: int, sched: MgSchedule, agreed_kw: float) -> tuple[Plan, float]:
+        """Interval t dispatched with its agreed P2P trade (kW, + export); when the MG cannot deliver it all
+        from its state (a forward trade, review8 F2), with the nearest part it can, to a watt (the plan's
+        injection is then what it really exports): the rest is its imbalance, which the DSO covers (priced
+        by `delivery.py`'s compensation in the simulation; not settled on the edge chain). The agreed trades
+        are still settled as agreed. Raises when it cannot even trade nothing."""
+        try:
+            return sched.dispatch(agreed_kw), agreed_kw
+        except ScheduleError:
+            pass
+
+        def deliverable(kw: float) -> bool:
+            try:
+                sched.dispatch(kw)
+            except ScheduleError:
+                return False
+            return True
+
+        if not deliverable(0.0):
+            raise ScheduleError("infeasible", f"interval {t}: no dispatch even without P2P trades")
+        delivered = nearest_reachable(deliverable, 0.0, agreed_kw, 0.001)
+        log.warning("interval %d: the agreed P2P trade %+.3f kW cannot be delivered from this MG's state: "
+                    "%+.3f kW delivered, the rest is its imbalance", t, agreed_kw, delivered)  # fmt: skip
+        return sched.dispatch(delivered), delivered
 
     def _cost_to_go(self, start: int, state: MgState) -> float:
         """The conventional cost of the rest of the day from `state` (0 at the day's end)."""
