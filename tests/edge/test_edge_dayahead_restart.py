@@ -73,6 +73,23 @@ def dies_at(iteration: int, after_post: bool) -> type[DayAheadAgent]:
     return Dies
 
 
+class DiesBeforeItsClose(DayAheadAgent):
+    """A coordinator that reaches the kWh stop and dies before its close is sent, then restarts."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.args, self.kwargs = args, kwargs
+
+    async def _finish(self) -> str:
+        raise Died
+
+    async def run(self) -> SessionOutcome:
+        try:
+            return await super().run()
+        except Died:
+            return await DayAheadAgent(*self.args, **self.kwargs).run()
+
+
 def cancelled_at(iteration: int) -> type[DayAheadAgent]:
     """The reviewer's restart (its task cancelled, wherever it is), once the chain reaches `iteration`."""
 
@@ -155,6 +172,18 @@ def test_the_reviewers_restart_cancelled_wherever_it_is_also_completes(tmp_path:
     wh, nano = against_unrestarted(outcomes, scenario)
     print(f"\n{who} cancelled at iteration 6: within {wh} Wh and {nano} nano/kWh")
     assert wh <= 2 and nano <= 10_000
+
+
+def test_a_coordinator_restarted_between_the_kwh_stop_and_its_close_closes_on_it(tmp_path: Path) -> None:
+    # the last step was the kWh stop and nobody posts again: the restarted coordinator recomputes that stop
+    # from every member's last two posts and closes, instead of posting an iteration nobody answers
+    scenario = free_day()
+    ledger, keys_ = ledger_for(tmp_path, scenario)
+    coordinator, _ = roles(keys_)
+    outcomes = run_session(ledger, keys_, scenario, make={coordinator: DiesBeforeItsClose}, timeout_s=2.0)
+    assert against_unrestarted(outcomes, scenario) == (0, 0)  # nothing was lost: the stop was reached
+    record = reopen(tmp_path, scenario)
+    assert record["closed"] and record["posted"] == 0
 
 
 def test_with_the_value_stop_too(tmp_path: Path) -> None:

@@ -70,7 +70,7 @@ from peergrid_controller.dayexchange import (
 from peergrid_controller.daymodel import DayModel
 from peergrid_controller.dayrules import limits_kw, rule_fees, rules_in_force
 from peergrid_controller.model import Microgrid
-from peergrid_edge.dayahead_rejoin import ended, rebuilt
+from peergrid_edge.dayahead_rejoin import ended, kwh_stop, rebuilt
 from peergrid_edge.exchange_io import (
     ROLE,
     Deadline,
@@ -293,6 +293,10 @@ class DayAheadAgent:
         self.rejoined = True
         state = self.ledger.state(ROLE)
         book = self.book = rebuilt(cfg, state, self.session, self.members)
+        self.iteration = record["iteration"]
+        if kwh_stop(cfg, state, self.session, self.members):  # reached; the coordinator died before its close
+            self.stop = "kwh"
+            return await self._finish()
         k = record["iteration"]
         mine = exchange.position(state, self.session, self.key.public)
         assert mine is not None  # `_opened` checked the membership

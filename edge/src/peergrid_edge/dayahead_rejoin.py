@@ -5,8 +5,9 @@ chain's last step: the chain's prices and ρ, every member's stepped positions, 
 restarts mid-session goes on from there (`dayahead_agent`). `ended` says how a closed session ended as its
 members judged it when it closed: the value stop (every post of the abandoned iteration said settled), the
 iteration cap, or the kWh stop (recomputed from the last two posts of every member, which the contract keeps
-for a session closed before anyone posted again); "" for a close before any stop (the stage failed: a
-restarted MGMC then has nothing to accept). Assumes the session exists on the replica (the caller checked).
+for a session closed before anyone posted again: `kwh_stop`, which also tells a restarted coordinator that
+its earlier process reached the stop and died before its close landed); "" for a close before any stop
+(the stage failed: a restarted MGMC then has nothing to accept). Assumes the session exists on the replica (the caller checked).
 What it cannot see: a member's private anchor (its unrounded last answer; the caller falls back on the
 rounded posted one) and its verdict on the last step (it needs the post before the stepped one, which the
 contract no longer holds once the member posted again).
@@ -46,21 +47,31 @@ def ended(cfg: DayAheadConfig, state: Any, session: str, members: Sequence[bytes
         return "value"
     if k - 1 >= cfg.max_iterations:
         return "cap"
+    return "kwh" if kwh_stop(cfg, state, session, members) else ""
+
+
+def kwh_stop(cfg: DayAheadConfig, state: Any, session: str, members: Sequence[bytes]) -> bool:
+    """Whether the session's last step (k - 1, k its current iteration) was the kWh stop, recomputed from
+    every member's last two posts: the contract keeps them while nobody has posted k, as after that stop
+    (closed, or open when the coordinator died before its close landed)."""
+    record = exchange.session(state, session)
+    assert record is not None
+    k = record["iteration"]
     if k < 2 or record["posted"]:  # a kWh stop closes before anyone posts again
-        return ""
+        return False
     # every member's last post is of k - 1 and the one before it (kept when it posted k - 1) of k - 2
     before, last = [], []
     for m in members:
         prior = read_obj(state, exchange.stepped_key(m, session))
         latest = exchange.position(state, session, m)
         if prior is None or latest is None or prior["iteration"] != k - 2 or latest["iteration"] != k - 1:
-            return ""
+            return False
         before.append(tuple(prior["positions"]))
         last.append(tuple(latest["positions"]))
-    book = Book(cfg, record["prices"], n)
+    book = Book(cfg, record["prices"], len(members))
     book.take(before)
     converged, _ = book.advance(last, cfg.free_tolerance_kwh)  # a close ends the last phase, on its stop
-    return "kwh" if converged else ""
+    return converged
 
 
 def _post(post: dict[str, Any] | None, member: bytes, k: int) -> tuple[int, ...]:
