@@ -1,7 +1,7 @@
 """The exchange contract's clearing: a closed session's forward trades, computed by the chain.
 
 Promises (the `exchange.accept` and `exchange.clear` handlers of `exchange.KINDS`):
-  `exchange.accept` (a member, after `exchange.close`, once, before the clear) records the member's accepted
+  `exchange.accept` (a member, after `exchange.close`, before the clear) records the member's accepted
       net position per interval (whole Wh): each of the same sign as its final stepped position
       (`exchange.stepped`) and no larger in size (0 declines the interval, all zeros the day), and within
       its owner rules for that chain interval at the session's closing price on the market contract's tick
@@ -9,10 +9,18 @@ Promises (the `exchange.accept` and `exchange.clear` handlers of `exchange.KINDS
       (the market contract has none), |q| ≤ `max_quantity`, a `clean_only` member never buys. It also
       freezes the member's rules up to the session's last interval it trades in, as a market position does
       (`market.rules` may change only after it).
-  `exchange.clear` (after the close, once; a member or the coordinator: at once when every member
-      accepted; before that only after the session's deadline, or, on a session opened without one, by the
-      coordinator at any time, as before deadlines existed) computes each interval's trades from the
-      accepted positions alone (`pairing.forward_trades`: the long side pro rata to the short side's
+      Accept rounds: a member accepts again to re-check what the clear would give it (`rounds` below): its
+      next accept is its round k + 1, reduce-only against its round k (each position 0 or of the same sign
+      and no larger; `clean` unchanged), and opens only once every member accepted (or the deadline passed)
+      and every member still trading (latest accept not all zeros) posted round k — before that it is
+      refused `duplicate`, so that round k + 1 always answers a round k that can no longer change. A first
+      accept made while a round R ≥ 2 runs (after the deadline) joins round R as a change.
+  `exchange.clear` (after the close, once; a member or the coordinator: at once when the accepts are
+      settled, i.e. every member accepted and either nobody accepted twice (round 1: the rule from before
+      rounds) or, for the highest round R, every member still trading posted round R and no round-R accept
+      differs from the member's round R − 1; before that only after the session's deadline, or, on a
+      session opened without one, by the coordinator at any time, as before deadlines existed) computes
+      each interval's trades from the latest accepted positions alone (`pairing.forward_trades`: the long side pro rata to the short side's
       volume, largest sellers to largest buyers, no buyer naming more than MAX_DEMANDS sellers; ties by
       public key) at the closing price on the tick, and records them as the market contract's trades of
       chain interval first_interval + t (`market_state.trade_id`, closing 0): `settle` pays each once, as
@@ -35,6 +43,15 @@ The chain computes every trade from the accepts; what the coordinator still choo
 and path and the close (`exchange`), the deadline, and, without a deadline, the clear's moment and so which
 members' accepts count. With a deadline it cannot clear a member out early, and a coordinator that is gone
 after the close holds nothing up: every member accepted, or the deadline passed, and any member clears.
+What the rounds give: a clear of settled rounds R ≥ 2 counts only accepts that every member still trading
+posted, unchanged, after every other member's last change (round r + 1 opens only once every such member
+posted round r, and a change in the last round needs another), so each could re-check its own share of the
+pro-rata cut of exactly the accepts cleared (the controller's `forward.recheck`). A member's silence or
+repeated reductions hold the clear until the deadline (as a member that never accepts does); a member that
+declined (all zeros) can change nothing more and holds nobody. Not closed: while nobody has accepted twice,
+round 1 clears as before (old chains replay to the same state), so once every member accepted once, any
+member or the coordinator may clear before the others' round 2 lands: requiring a round 2 needs a genesis
+parameter. A clear after the deadline takes the latest accepts as they stand, settled or not.
 Pure; no I/O.
 """
 
@@ -82,9 +99,50 @@ MAX_CLEAR_CELLS = 256 * 96
 
 
 def accepted(state: StateReader, name: str, member: bytes) -> dict[str, Any] | None:
-    """`{clean, positions}` the member accepted, or None if it did not (or is no member)."""
+    """`{clean, positions, round, changed}` of the member's latest accept, or None if it did not accept (or
+    is no member): `round` its number of accepts (a late first accept: the round it joined), `changed`
+    whether its positions differ from its accept before (a first accept: whether it trades at all)."""
     value: dict[str, Any] | None = read_obj(state, accept_key(member, name))
-    return value
+    if value is None:
+        return None
+    # round-1 records keep the bytes they had before rounds: {clean, positions}
+    return {"round": 1, "changed": any(value["positions"]), **value}
+
+
+def _standing(state: StateReader, name: str, members: list[bytes]) -> dict[bytes, dict[str, Any]]:
+    """The latest accept of every member that accepted, in the session's member order."""
+    taken: dict[bytes, dict[str, Any]] = {}
+    for member in members:
+        value = accepted(state, name, member)
+        if value is not None:
+            taken[member] = value
+    return taken
+
+
+def _round_status(members: list[bytes], taken: dict[bytes, dict[str, Any]]) -> dict[str, Any]:
+    top = max((a["round"] for a in taken.values()), default=1)
+    waiting = [m for m in members if m not in taken]
+    # a member whose latest accept is all zeros can only post zeros again: it has nothing left to re-check
+    behind = [m for m, a in taken.items() if a["round"] < top and any(a["positions"])]
+    changed = [m for m, a in taken.items() if top > 1 and a["round"] == top and a["changed"]]
+    settled = not waiting and not behind and not changed
+    return {"round": top, "waiting": waiting, "behind": behind, "changed": changed, "settled": settled}
+
+
+def rounds(state: StateReader, name: str) -> dict[str, Any] | None:
+    """The session's accept rounds, or None if no such session: `{round, waiting, behind, changed,
+    settled}` — `round` the highest round any member posted (1 before anyone accepted twice), `waiting`
+    the members that never accepted, `behind` those still trading below `round`, `changed` those whose
+    accept in `round` (≥ 2) differs from their round before, `settled` whether the clear may come at once
+    (every member accepted, none behind, none changed: what `exchange.clear` requires before a deadline)."""
+    if read_obj(state, xch.session_key(name)) is None:
+        return None
+    members: list[bytes] = list(read_obj(state, xch.members_key(name)))
+    return _round_status(members, _standing(state, name, members))
+
+
+def _short(keys: list[bytes]) -> str:
+    return ", ".join(k.hex()[:16] + "…" for k in keys)
 
 
 def cleared(state: StateReader, name: str) -> dict[str, Any] | None:
@@ -129,6 +187,50 @@ def _check_accept(
         )
 
 
+def _next_round(
+    record: dict[str, Any], ctx: BlockContext, status: dict[str, Any], member: bytes, previous: dict[str, Any]
+) -> int:
+    """The round a member's next accept would be, refused `duplicate` until it opens: once every member
+    accepted (or the deadline passed) and every other member still trading posted the member's round."""
+    k: int = previous["round"]
+    require(
+        any(previous["positions"]),
+        Reason.DUPLICATE,
+        f"already declined (all zeros in round {k}): a later accept could only repeat it",
+    )
+    deadline = record.get("deadline")
+    if status["waiting"] and (deadline is None or ctx.time <= deadline):
+        raise RuleError(
+            Reason.DUPLICATE,
+            f"already accepted (round {k}): round {k + 1} opens once every member accepted "
+            f"({len(status['waiting'])} have not) or the deadline passed",
+        )
+    late = [m for m in status["behind"] if m != member] if status["round"] == k else []
+    if status["round"] > k + 1 or late:
+        # (round > k + 1 cannot be: a member still trading holds every round after its own; kept loud)
+        raise RuleError(
+            Reason.DUPLICATE,
+            f"already accepted (round {k}): round {k + 1} opens once every member still trading posted "
+            f"round {k}; waiting for {_short(late)}",
+        )
+    return k + 1
+
+
+def _reduce_only(previous: dict[str, Any], positions: list[int], clean: bool, first: int) -> None:
+    k = previous["round"]
+    require(clean == previous["clean"], Reason.RULE_VIOLATION, f"clean {clean} differs from round {k}'s")
+    for t, (q, before) in enumerate(zip(positions, previous["positions"], strict=True)):
+        where = f"position {q} Wh in interval {first + t}"
+        if (q > 0 and before <= 0) or (q < 0 and before >= 0):
+            raise RuleError(
+                Reason.RULE_VIOLATION, f"{where}: not of the sign of its round-{k} accept {before}"
+            )
+        if abs(q) > abs(before):
+            raise RuleError(
+                Reason.RULE_VIOLATION, f"{where}: larger than its round-{k} accept {before} (reduce only)"
+            )
+
+
 def accept(view: Overlay, tx: Tx, ctx: BlockContext, sender: ks.AccountRecord) -> list[Event]:
     require(sender.authorised, Reason.NOT_AUTHORISED, f"{tx.kind}: sender is not authorised")
     name, positions = tx.body["session"], tx.body["positions"]
@@ -136,7 +238,10 @@ def accept(view: Overlay, tx: Tx, ctx: BlockContext, sender: ks.AccountRecord) -
     final = xch.stepped(view, name, tx.sender)
     require(final is not None, Reason.FORBIDDEN, f"not a member of exchange session {name!r}")
     assert final is not None
-    require(view.get(accept_key(tx.sender, name)) is None, Reason.DUPLICATE, "already accepted")
+    members: list[bytes] = list(read_obj(view, xch.members_key(name)))
+    status = _round_status(members, _standing(view, name, members))
+    previous = accepted(view, name, tx.sender)
+    round_ = status["round"] if previous is None else _next_round(record, ctx, status, tx.sender, previous)
     require(
         view.get(clearing_key(name)) is None,
         Reason.CLOSED,
@@ -148,20 +253,29 @@ def accept(view: Overlay, tx: Tx, ctx: BlockContext, sender: ks.AccountRecord) -
         Reason.INVALID,
         f"{len(positions)} positions, the session has {intervals} intervals",
     )
+    first = record["first_interval"]
+    if previous is not None:
+        _reduce_only(previous, positions, tx.body["clean"], first)
     finals = final["positions"] or [0] * intervals  # none stepped: it may only decline
     prices = read_obj(view, xch.prices_key(name))
-    first = record["first_interval"]
     for t, q in enumerate(positions):
         if q != 0:
             _check_accept(view, tx.sender, t, first + t, q, finals[t], xch.micro_per_wh(prices[t]))
-    view.put_obj(accept_key(tx.sender, name), {"clean": tx.body["clean"], "positions": positions})
+    value: dict[str, Any] = {"clean": tx.body["clean"], "positions": positions}
+    changed = positions != (previous["positions"] if previous is not None else [0] * intervals)
+    if round_ > 1:  # round 1 keeps the record's bytes from before rounds
+        value.update({"changed": changed, "round": round_})
+    view.put_obj(accept_key(tx.sender, name), value)
     trading = [t for t, q in enumerate(positions) if q != 0]
     if trading:  # its rules hold for what it accepted: changed only after, as for a market position
         last_key = last_interval_key(tx.sender)
         last = view.get(last_key)
         if last is None or first + trading[-1] > ks.decode_int(last):
             view.put(last_key, ks.encode_int(first + trading[-1]))
-    return [("exchange_accepted", {"session": name, "member": tx.sender, "declined": not trading})]
+    event: dict[str, Any] = {"session": name, "member": tx.sender, "declined": not trading}
+    if round_ > 1:
+        event.update({"round": round_, "changed": changed})
+    return [("exchange_accepted", event)]
 
 
 def _held(view: Overlay, interval: int) -> tuple[str, str] | None:
@@ -176,20 +290,30 @@ def _held(view: Overlay, interval: int) -> tuple[str, str] | None:
     return None
 
 
-def _may_clear(record: dict[str, Any], members: list[bytes], accepts: int, tx: Tx, ctx: BlockContext) -> None:
-    """Who may clear, and when: a member or the coordinator; once every member accepted, at once; before
-    that, after the session's deadline (block time), or the coordinator at any time on a session opened
-    without a deadline (its rule from before deadlines)."""
+def _may_clear(
+    record: dict[str, Any], members: list[bytes], status: dict[str, Any] | None, tx: Tx, ctx: BlockContext
+) -> None:
+    """Who may clear, and when: a member or the coordinator; once the accepts are settled (`rounds`), at
+    once; before that, after the session's deadline (block time), or the coordinator at any time on a
+    session opened without a deadline (its rule from before deadlines). `status` None: a later part of a
+    clear in parts, whose accepts are final."""
     coordinator = tx.sender == record["coordinator"]
     require(
         coordinator or tx.sender in members,
         Reason.FORBIDDEN,
         f"{tx.kind}: only the session's members or its coordinator",
     )
-    if accepts == len(members):
+    if status is None or status["settled"]:
         return
     deadline = record.get("deadline")
-    waiting = f"{len(members) - accepts} of {len(members)} members have not accepted"
+    if status["waiting"]:
+        waiting = f"{len(status['waiting'])} of {len(members)} members have not accepted"
+    else:
+        r = status["round"]
+        behind = f"behind in round {r}: {_short(status['behind'])}" if status["behind"] else ""
+        changed = f"changed in round {r}: {_short(status['changed'])}" if status["changed"] else ""
+        again = f" (every member still trading re-checks in round {r + 1})" if changed else ""
+        waiting = f"accept round {r} is not settled ({'; '.join(x for x in (behind, changed) if x)}){again}"
     if deadline is None:
         require(coordinator, Reason.FORBIDDEN, f"{tx.kind}: {waiting}: only the coordinator may clear now")
     else:
@@ -238,17 +362,13 @@ def clear(view: Overlay, tx: Tx, ctx: BlockContext, sender: ks.AccountRecord) ->
     name = tx.body["session"]
     record = _closed_session(view, name)
     members = read_obj(view, xch.members_key(name))
-    taken: dict[bytes, dict[str, Any]] = {}
-    for member in members:
-        value = accepted(view, name, member)
-        if value is not None:
-            taken[member] = value
+    taken = _standing(view, name, members)
     progress = read_obj(view, clearing_key(name))
     if progress is None:  # the first (often the only) clear: who may start it, and when
-        _may_clear(record, members, len(taken), tx, ctx)
+        _may_clear(record, members, _round_status(members, taken), tx, ctx)
         progress = {"next": 0, "trades": 0, "skipped": []}
     else:  # the accepts are frozen since the first part: any member or the coordinator goes on
-        _may_clear(record, members, len(members), tx, ctx)
+        _may_clear(record, members, None, tx, ctx)
     prices = read_obj(view, xch.prices_key(name))
     first, intervals, start = record["first_interval"], record["intervals"], progress["next"]
     end = min(intervals, start + max(1, MAX_CLEAR_CELLS // max(1, len(taken))))
