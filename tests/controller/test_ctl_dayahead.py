@@ -14,7 +14,8 @@ from hypothesis import strategies as st
 from peergrid_controller import baselines
 from peergrid_controller.cli import main
 from peergrid_controller.dayahead import Allocation, allocate
-from peergrid_controller.dayexchange import DayAheadConfig, DayAheadError, Exchange, on_tick
+from peergrid_controller.dayexchange import DayAheadConfig, DayAheadError, on_tick
+from peergrid_controller.dayrounds import Exchange
 from peergrid_controller.dayrules import rule_fees, rules_in_force
 from peergrid_controller.forward import commit, deviation_gains, match
 from peergrid_controller.market import Rejected, micro_per_wh, price_tick, wh

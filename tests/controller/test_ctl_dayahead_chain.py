@@ -21,7 +21,9 @@ from peergrid_controller import baselines
 from peergrid_controller.chain_venue import ChainExchange, ChainVenue, SealError
 from peergrid_controller.cli import main, result_json
 from peergrid_controller.dayahead import Allocation, allocate
-from peergrid_controller.dayexchange import NANO, DayAheadConfig, DayAheadError, Exchange, at_stake, settled
+from peergrid_controller.dayexchange import NANO, DayAheadConfig, DayAheadError, at_stake, settled
+from peergrid_controller.dayjudge import Judgement
+from peergrid_controller.dayrounds import Exchange
 from peergrid_controller.forward import Commitment, ForwardError, clear, commit
 from peergrid_controller.market import Accepted, Offer, Rejected, Trade, Verdict, wh
 from peergrid_controller.matching import accepted_wh, match
@@ -217,12 +219,20 @@ class Passing:
         return self.inner.open(names, prices, rho)
 
     def position(
-        self, name: str, iteration: int, positions_wh: Sequence[int], settled: bool = False
+        self,
+        name: str,
+        iteration: int,
+        positions_wh: Sequence[int],
+        settled: bool = False,
+        judged: Judgement | None = None,
     ) -> Verdict:
-        return self.inner.position(name, iteration, positions_wh, settled=settled)
+        return self.inner.position(name, iteration, positions_wh, settled=settled, judged=judged)
 
     def settled(self, iteration: int) -> int | Rejected:
         return self.inner.settled(iteration)
+
+    def judgements(self, iteration: int) -> Sequence[Judgement | None] | Rejected:
+        return self.inner.judgements(iteration)
 
     def step(self, iteration: int, rho: int) -> tuple[int, ...] | Rejected:
         return self.inner.step(iteration, rho)
@@ -279,20 +289,30 @@ class Refusing:
         self.prices: tuple[int, ...] = ()
         self.posted: list[tuple[str, int]] = []
         self.said: dict[int, int] = {}
+        self.judged: dict[int, list[Judgement | None]] = {}
 
     def open(self, names: Sequence[str], prices: Sequence[int], rho: int) -> Verdict:
         self.prices = tuple(prices)
         return Rejected("not today") if self.iteration < 0 else Accepted()
 
     def position(
-        self, name: str, iteration: int, positions_wh: Sequence[int], settled: bool = False
+        self,
+        name: str,
+        iteration: int,
+        positions_wh: Sequence[int],
+        settled: bool = False,
+        judged: Judgement | None = None,
     ) -> Verdict:
         self.posted.append((name, iteration))
         self.said[iteration] = self.said.get(iteration, 0) + settled
+        self.judged.setdefault(iteration, []).append(judged)
         return Accepted()
 
     def settled(self, iteration: int) -> int | Rejected:
         return self.said.get(iteration, 0)
+
+    def judgements(self, iteration: int) -> Sequence[Judgement | None] | Rejected:
+        return self.judged.get(iteration, [])
 
     def step(self, iteration: int, rho: int) -> tuple[int, ...] | Rejected:
         return Rejected("rho out of range") if iteration == self.iteration else self.prices

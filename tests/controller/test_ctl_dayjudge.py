@@ -9,7 +9,7 @@ from dataclasses import replace
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from peergrid_controller.dayexchange import DayAheadConfig, Exchange, nano
+from peergrid_controller.dayexchange import DayAheadConfig, nano
 from peergrid_controller.dayjudge import (
     SIDES,
     Cell,
@@ -21,6 +21,7 @@ from peergrid_controller.dayjudge import (
     demand_on_tick,
     encode,
 )
+from peergrid_controller.dayrounds import Exchange
 from peergrid_controller.model import ContractRules, Scenario
 from peergrid_controller.synth import synthetic_scenario
 
@@ -40,23 +41,32 @@ def own(scenario: Scenario, i: int) -> OwnRules:
     return OwnRules(scenario.microgrids[i], scenario.interval_hours, scenario.intervals, 0.0, 0.01)
 
 
+def judge(mg: OwnRules, prices: list[float], position: list[float]) -> Judgement:
+    """`mg`'s judgement at `prices`, put in force at once (`Exchange.run` does it one round later)."""
+    judged = mg.judge([nano(p) for p in prices], position)
+    mg.apply(judged)
+    return judged.public
+
+
 def test_an_mg_bans_only_its_own_side_held_against_its_rule_and_asks_it_back_when_the_price_permits() -> None:
     scenario = ruled([0.0, 0.0, 0.0], [0.5, 0.5, 0.5])
     mg = own(scenario, 0)
     assert mg.base_fees == (None, None)  # a floor at 0 and a cap above retail: no fee, a ban judges them
-    # selling at a negative price: its floor of 0 forbids it, and it holds the side
+    # selling at a negative price: its floor of 0 forbids it, and it holds the side; judging changes
+    # nothing until the judgement is applied
     judged = mg.judge([nano(-0.01), nano(0.1)], [1.0, 1.0])
-    assert judged == Judgement(banned=((0, "sell"),))
+    assert judged.public == Judgement(banned=((0, "sell"),)) and mg.banned == set()
+    mg.apply(judged)
     assert mg.bounds()[1][0] == 0.0 and mg.bounds()[1][1] > 0.0
     # still forbidden: nothing new; the price permits it again: it asks, and stays banned until let back
-    assert mg.judge([nano(-0.01), nano(0.1)], [0.0, 1.0]).empty
-    assert mg.judge([nano(0.02), nano(0.1)], [0.0, 1.0]) == Judgement(asks=((0, "sell"),))
+    assert judge(mg, [-0.01, 0.1], [0.0, 1.0]).empty
+    assert judge(mg, [0.02, 0.1], [0.0, 1.0]) == Judgement(asks=((0, "sell"),))
     assert (0, "sell") in mg.banned
     mg.let_back((0, "sell"))
     assert mg.bounds()[1][0] > 0.0
     # banned again, it never asks back a second time
-    assert mg.judge([nano(-0.01), nano(0.1)], [1.0, 1.0]) == Judgement(banned=((0, "sell"),))
-    assert mg.judge([nano(0.02), nano(0.1)], [0.0, 1.0]).empty
+    assert judge(mg, [-0.01, 0.1], [1.0, 1.0]) == Judgement(banned=((0, "sell"),))
+    assert judge(mg, [0.02, 0.1], [0.0, 1.0]).empty
 
 
 def test_a_fee_change_is_the_mgs_own_and_only_flagged() -> None:
@@ -68,14 +78,16 @@ def test_a_fee_change_is_the_mgs_own_and_only_flagged() -> None:
     )
     mg = own(scenario, 0)
     assert mg.has_fee(0, "sell")
-    assert mg.judge([nano(0.1), nano(0.1)], [1.0, 1.0]) == Judgement(fees=True)
+    judged = mg.judge([nano(0.1), nano(0.1)], [1.0, 1.0])
+    assert judged.public == Judgement(fees=True) and set(judged.dropped) >= {(0, "sell"), (1, "sell")}
+    mg.apply(judged)
     assert mg.fee_off >= {(0, "sell"), (1, "sell")}
     fees = mg.fees()[0]
     assert fees is not None and fees[0] == 0.0
     # the price crosses the floor: the fee comes back for good
-    assert mg.judge([nano(0.07), nano(0.1)], [1.0, 1.0]).fees
+    assert judge(mg, [0.07, 0.1], [1.0, 1.0]).fees
     assert (0, "sell") in mg.fee_back and (0, "sell") not in mg.fee_off
-    mg.judge([nano(0.1), nano(0.1)], [1.0, 1.0])
+    judge(mg, [0.1, 0.1], [1.0, 1.0])
     assert (0, "sell") not in mg.fee_off  # never dropped again
 
 
@@ -139,4 +151,4 @@ def test_the_chain_form_round_trips_in_ascending_cells(
         assert isinstance(codes, list) and codes == sorted(set(codes))
     back = decode(body)
     assert sorted(back.banned) == sorted(banned) and sorted(back.asks) == sorted(asks) and back.fees is fees
-    assert ("fees" in body) is fees
+    assert body["fees"] is fees

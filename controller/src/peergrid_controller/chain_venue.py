@@ -24,10 +24,11 @@ Assumes the ledger's market contract semantics (ledger/src/peergrid_ledger/contr
 from __future__ import annotations
 
 import hashlib
-import math
 from collections.abc import Sequence
 from typing import Any
 
+from peergrid_controller.dayjudge import Judgement, decode, encode
+from peergrid_controller.dayrules import chain_rules as chain_rules  # where the MGs' rules meet the chain
 from peergrid_controller.market import (
     Accepted,
     Bid,
@@ -39,7 +40,7 @@ from peergrid_controller.market import (
     micro_per_wh,
     wh,
 )
-from peergrid_controller.model import ContractRules, Scenario
+from peergrid_controller.model import Scenario
 from peergrid_controller.uplift import Payment
 from peergrid_ledger.chain import LocalChain
 from peergrid_ledger.contracts import exchange as exchange_contract
@@ -49,29 +50,12 @@ from peergrid_ledger.genesis import Account, Genesis, Params
 from peergrid_ledger.keys import Keypair
 from peergrid_ledger.results import Accepted as ChainAccepted
 from peergrid_ledger.results import Rejected as ChainRejected
-from peergrid_ledger.schema import PRICE, QUANTITY
 
 CREDIT_LIMIT = 10**15  # micro-units: MGs settle with the DSO off-chain; the chain only has to move balances
 
 
 def key_for(scenario: str, mg: str) -> Keypair:
     return Keypair.from_seed(hashlib.sha256(f"peergrid-market/{scenario}/{mg}".encode()).digest())
-
-
-def chain_rules(rules: ContractRules) -> dict[str, Any]:
-    def price(p: float) -> int:
-        return int(PRICE.high) if math.isinf(p) else min(micro_per_wh(p), int(PRICE.high))
-
-    def quantity(q: float) -> int:
-        return int(QUANTITY.high) if math.isinf(q) else min(wh(q), int(QUANTITY.high))
-
-    return {
-        "floor_price": price(rules.floor_price),
-        "cap_price": price(rules.cap_price),
-        "max_quantity": quantity(rules.max_quantity_kwh),
-        "clean_only": rules.clean_only,
-        "clean_premium": price(rules.clean_premium),
-    }
 
 
 def _verdict(result: ChainAccepted | ChainRejected) -> Verdict:
@@ -281,10 +265,16 @@ class ChainExchange:
         return self.venue._do(self.coordinator, "exchange.open", body)
 
     def position(
-        self, name: str, iteration: int, positions_wh: Sequence[int], settled: bool = False
+        self,
+        name: str,
+        iteration: int,
+        positions_wh: Sequence[int],
+        settled: bool = False,
+        judged: Judgement | None = None,
     ) -> Verdict:
         """`name`'s positions at `iteration`; `settled`, its verdict on the iteration before, goes on the
-        chain only when true (absent is false: a day without verdicts keeps its transactions' bytes)."""
+        chain only when true, and `judged`, its judgement of its own rules on it, only when there is one
+        (absent is none: a day without either keeps its transactions' bytes)."""
         body: dict[str, Any] = {
             "session": self.session,
             "iteration": iteration,
@@ -292,7 +282,20 @@ class ChainExchange:
         }
         if settled:
             body["settled"] = True
+        if judged is not None:
+            body["judged"] = encode(judged)
         return self.venue._do(name, "exchange.position", body)
+
+    def judgements(self, iteration: int) -> list[Judgement | None] | Rejected:
+        """Each member's judgement posted at `iteration`, the session's current one, as the contract keeps
+        it (`exchange.judgements`), in member order."""
+        record = exchange_contract.session(self.venue.chain.view, self.session)
+        if record is None:
+            return Rejected(f"chain: no exchange session {self.session!r}")
+        if record["iteration"] != iteration:
+            return Rejected(f"chain: the session is at iteration {record['iteration']}, not {iteration}")
+        posted = exchange_contract.judgements(self.venue.chain.view, self.session) or []
+        return [None if body is None else decode(body) for body in posted]
 
     def settled(self, iteration: int) -> int | Rejected:
         """How many posts of `iteration`, the session's current one, said settled (the contract's count)."""

@@ -59,10 +59,14 @@ without end, and sides banned for good left MGs far from their best response: re
 found permits a side its fee is dropped (there it would only distort the MG's response); if the price then
 crosses the rule, the fee comes back for good. A side whose rule has no fee there (a floor at or below
 feed-in, a cap at or above retail) is banned when held against its rule and let back one MG at a time.
+Each MG judges its own rules (its tariff says where a fee stands in for a rule; dayjudge.OwnRules) and
+posts its judgement with its next position; who is let back is public, computed from those judgements
+and the rules on the chain (dayjudge.Coordination): dayrounds.py says when each part is in force.
 A clean-only buyer takes no day-ahead position on the buy side (the stage does not know whose energy is
 clean) and the clean premium is not part of it: both are left to intraday trading.
-The ADMM's state and its rounds, in the chain's units and with every move on an `ExchangeRecorder`, are
-dayexchange.py's (`Exchange`); the owners' rules as bounds and fees are dayrules.py's.
+The ADMM's public arithmetic and each MG's private side are dayexchange.py's, its rounds in the chain's
+units with every move on an `ExchangeRecorder` dayrounds.py's (`Exchange`); the owners' rules as bounds and
+fees are dayrules.py's, their judgement dayjudge.py's.
 Deterministic (HiGHS single-threaded, fixed seed, MGs in scenario order). Never reads clocks or I/O.
 """
 
@@ -76,11 +80,11 @@ from peergrid_controller.dayexchange import (
     NANO,
     DayAheadConfig,
     DayAheadError,
-    Exchange,
     ExchangeRecorder,
     Stop,
 )
 from peergrid_controller.daymodel import DayModel
+from peergrid_controller.dayrounds import Exchange
 from peergrid_controller.dayrules import rules_in_force
 from peergrid_controller.model import Scenario
 

@@ -1,4 +1,5 @@
-"""The exchange ADMM's state and rounds for the day-ahead allocation (dayahead.py runs its phases).
+"""The exchange ADMM's public arithmetic and each MG's private side for the day-ahead allocation (dayahead.py
+runs its phases, dayrounds.py its rounds).
 
 In the chain's units, so that the exchange contract (peergrid_ledger.contracts.exchange) computes the very
 same prices: each MG's answer is rounded to the whole Wh before anything public uses it (only the MG's own
@@ -20,17 +21,18 @@ Public and private apart (so that each MGMC can run its own side from the chain:
 the price update, ρ's balancing, the kWh stop); `answer` and `anchor` are one MG's private side (its own
 DayModel within its own bounds and fees, its proximal anchor from its own unrounded answer, its answer
 rounded to the Wh, and its verdict for the value stop: `settled`, from `Book`'s public moves and
-imbalance ratios and its own tariff spread and positions). `Exchange` is both for the simulation, where one
-process holds every MG; the owners' rules are judged apart too (dayjudge.py: each MG's own `OwnRules`,
-their public `Coordination`). The value stop needs nothing private from the coordinator: on a recorder every MG posts its
-verdict on an iteration with its next position (the exchange contract's `settled`, from iteration 2 on,
-where the value stop is judged), the recorder's count of them is checked against ours before every step,
-and once every MG's verdict on iteration k is settled the MGs post iteration k+1 with them and the session
-closes without stepping it (abandoned by the contract), so the allocation is iteration k's, as without a
-recorder: one round and one solve per MG more.
-The stops (`Exchange.run`): both residuals within a kWh tolerance, or, where `allocate` allows it, the
-value stop (`Exchange.at_stake`). The owners' rules are judged at (near) convergence
-(`Exchange.judge_rules`: every MG's `OwnRules.judge`, then the public `Coordination.settle`).
+imbalance ratios and its own tariff spread and positions); the owners' rules are judged apart too
+(dayjudge.py: each MG's own `OwnRules`, their public `Coordination`). `dayrounds.Exchange` is all of them
+for the simulation, where one process holds every MG, and says who judges what when. The value stop needs
+nothing private from the coordinator: on a recorder every MG posts its verdict on an iteration with its
+next position (the exchange contract's `settled`, from iteration 2 on, where the value stop is judged),
+the recorder's count of them is checked against ours before every step, and once every MG's verdict on
+iteration k is settled the MGs post iteration k+1 with them and the session closes without stepping it
+(abandoned by the contract), so the allocation is iteration k's, as without a recorder: one round and one
+solve per MG more. Each MG's judgement of its own rules goes with the same posts (`judged`).
+The stops (`dayrounds.Exchange.run`): both residuals within a kWh tolerance, or, where `allocate` allows
+it, the value stop (`at_stake`, `settled`), either only where the owners' rules judged at the prices found
+change nothing.
 Deterministic (HiGHS single-threaded, MGs in scenario order). Never reads clocks or I/O.
 """
 
@@ -41,12 +43,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal, Protocol
 
-from peergrid_controller.dayjudge import Coordination, OwnRules, demand_on_tick
+from peergrid_controller.dayjudge import Judgement
 from peergrid_controller.dayjudge import on_tick as on_tick  # re-exported: the edge imports it from here
 from peergrid_controller.daymodel import DayModel
 from peergrid_controller.dayrules import Fees
 from peergrid_controller.market import PRICE_TICK, Rejected, Verdict, wh
-from peergrid_controller.model import Scenario
 from peergrid_ledger.contracts.exchange import MAX_RHO, next_prices, rho_bounds
 
 NANO = 10**9  # nano-currency per currency unit: the chain's prices (per kWh) and ρ (per kWh²) are in nanos
@@ -69,17 +70,27 @@ class ExchangeRecorder(Protocol):
     Units are the chain's: positions in whole Wh (+ sell), prices in nano-currency per kWh, ρ in nano per kWh².
     Iteration 0 is every MG's first response at the opening prices; `step` ends an iteration (all MGs
     posted) and returns the prices the recorder computed; `close` is given the next iteration (unposted, or
-    on a value stop the round that posted every MG's settled verdict, abandoned). `settled` on a position is
-    the MG's verdict on the iteration before (`settled`, false unless it says so); the recorder's `settled`
-    counts how many posts of the current iteration said so."""
+    on a value stop, or a stop where the rules were judged, the final round that posted every MG's verdict
+    and judgement, abandoned). `settled` on a position is the MG's verdict on the iteration before
+    (`settled`, false unless it says so); the recorder's `settled` counts how many posts of the current
+    iteration said so. `judged` on a position is the MG's judgement of its own rules on the iteration before
+    (dayjudge.py; None: nothing to say); the recorder's `judgements` are the current iteration's, in member
+    order, as it recorded them."""
 
     def open(self, names: Sequence[str], prices: Sequence[int], rho: int) -> Verdict: ...
 
     def position(
-        self, name: str, iteration: int, positions_wh: Sequence[int], settled: bool = False
+        self,
+        name: str,
+        iteration: int,
+        positions_wh: Sequence[int],
+        settled: bool = False,
+        judged: Judgement | None = None,
     ) -> Verdict: ...
 
     def settled(self, iteration: int) -> int | Rejected: ...
+
+    def judgements(self, iteration: int) -> Sequence[Judgement | None] | Rejected: ...
 
     def step(self, iteration: int, rho: int) -> tuple[int, ...] | Rejected: ...
 
@@ -105,7 +116,7 @@ class DayAheadConfig:
     # dropped a tick above its rule came back, ~300 a day; with the margin almost none do, so judging early
     # overlaps the re-settling with the first convergence: 20-MG rules day seed 1, 177 -> 80 iterations)
     rules_within_kwh: float = 3.0
-    # a rule's fee is dropped only where the price found clears the rule by this much (`_judge_fee`)
+    # a rule's fee is dropped only where the price found clears the rule by this much (`OwnRules.fee_change`)
     fee_margin: float = 5 * PRICE_TICK
     # residual balancing (Boyd §3.4.1): ρ doubles when the imbalance dominates, halves when the moves do
     adapt_every: int = 10
@@ -304,244 +315,3 @@ def answer(
         model.proximal(prices, rho, at, resolution)
     own = model.solve()
     return own, tuple(wh(v) for v in own)
-
-
-class Exchange(Book):
-    """The exchange-ADMM state shared by the phases of `allocate`, where one process holds every MG: the
-    public `Book` plus what is private to each MG (its unrounded answer, its `OwnRules`: bounds, fees, bans)
-    and the rules' public `Coordination`. Kept in the chain's units, so that a recorder's arithmetic
-    and this one are the same to the last digit."""
-
-    def __init__(
-        self,
-        scenario: Scenario,
-        cfg: DayAheadConfig,
-        prices: Sequence[float],
-        recorder: ExchangeRecorder | None = None,
-    ) -> None:
-        super().__init__(cfg, [nano(p) for p in prices], len(scenario.microgrids))
-        self.mgs = scenario.microgrids
-        self.recorder = recorder
-        self.stepped = 0  # steps the recorder accepted: its current iteration
-        self.stop: Stop = "cap"  # which stop ended the last `run`
-        self.n, self.dt = scenario.intervals, scenario.interval_hours
-        self.solves = 0
-        # each MG's own floors and caps (private: bounds, fees, bans), and their public coordination
-        self.own_rules = [
-            OwnRules(mg, self.dt, self.n, cfg.fee_margin, cfg.resolution_kwh) for mg in self.mgs
-        ]
-        demands = [demand_on_tick(mg) for mg in self.mgs]
-        self.coordination = Coordination(lambda i, t, side: demands[i](t, side))
-        self.own: list[tuple[float, ...]] = []  # each MG's own answer before rounding (kWh): its anchor
-        # what a kWh traded P2P can be worth to each MG against the DSO (its retail less its feed-in)
-        self.spread = [
-            [r - f for r, f in zip(mg.tariff.retail, mg.tariff.feed_in, strict=True)] for mg in self.mgs
-        ]
-        self.settled = False  # set by `step`: every MG's verdict on it settled (`settled`)
-        # each MG's verdict on the last stepped iteration, posted with its next position where the value stop
-        # is judged (`run`'s by_value); none on iteration 0 (the first responses) or before any step
-        self.verdicts = [False] * len(self.mgs)
-        self.by_value = False
-        self.verdict_round = False  # the session ended with a round that posted the verdicts, abandoned
-        self.said = 0  # posts of the recorder's current iteration that said settled
-
-    def bounds(self, i: int) -> tuple[list[float], list[float]]:
-        return self.own_rules[i].bounds()
-
-    def anchor(self, i: int) -> list[float]:
-        """MG i's proximal anchor (`anchor`)."""
-        return anchor(self.own[i], self.mean)
-
-    def open(self) -> None:
-        if self.recorder is not None:
-            verdict = self.recorder.open([mg.name for mg in self.mgs], tuple(self.prices), self.rho)
-            if isinstance(verdict, Rejected):
-                raise DayAheadError(f"the chain refused to open the exchange: {verdict.reason}")
-
-    def close(self, models: list[DayModel]) -> None:
-        """End the session on the recorder after the last step. After the value stop, the MGs first post the
-        next iteration's answers with their verdicts on the last one (each MG says settled on the chain, so the
-        coordinator decides from nothing private), the recorder must count every one of them, and the close
-        abandons that iteration: the allocation stays the last stepped one. Otherwise nobody has posted the
-        next iteration."""
-        if self.recorder is not None:
-            if self.stop == "value":
-                self._answers(models, self.iterations + 1)
-                self.verdict_round = True
-                self._check_verdicts(self.iterations + 1)
-            verdict = self.recorder.close(self.stepped)
-            if isinstance(verdict, Rejected):
-                raise DayAheadError(f"the chain refused to close the exchange: {verdict.reason}")
-
-    def abandon(self) -> str:
-        """Close the session of an allocation that stopped on an error, at the recorder's current iteration
-        (its posts so far are abandoned, not priced), so that it is not left open; what the recorder said
-        (a close that raises is reported, never put in place of the error that stopped the allocation)."""
-        if self.recorder is None:
-            return ""
-        try:
-            verdict = self.recorder.close(self.stepped)
-        except Exception as exc:  # the first error is the one to raise
-            return f"; closing it raised too: {type(exc).__name__}: {exc}"
-        return (
-            f"; the chain refused to close it too: {verdict.reason}" if isinstance(verdict, Rejected) else ""
-        )
-
-    def _post(
-        self, i: int, iteration: int, answered: tuple[tuple[float, ...], tuple[int, ...]]
-    ) -> tuple[tuple[float, ...], tuple[int, ...]]:
-        """MG i's `answer` at `iteration`, its position posted to the recorder (a refusal stops the
-        allocation)."""
-        if self.recorder is not None:
-            name = self.mgs[i].name
-            if self._says_settled(i, iteration):
-                self.said += 1
-                verdict = self.recorder.position(name, iteration, answered[1], settled=True)
-            else:  # as before verdicts: a recorder that knows none takes it
-                verdict = self.recorder.position(name, iteration, answered[1])
-            if isinstance(verdict, Rejected):
-                raise DayAheadError(
-                    f"the chain refused {name}'s position at iteration {iteration}: {verdict.reason}"
-                )
-        return answered
-
-    def _says_settled(self, i: int, iteration: int) -> bool:
-        """Whether MG i's post at `iteration` says settled: its verdict on the iteration before, where the
-        value stop is judged (the verdicts stand from the step before: this post's iteration follows it)."""
-        return self.by_value and iteration >= 2 and self.verdicts[i]
-
-    def _check_verdicts(self, iteration: int) -> None:
-        """The recorder's count of settled posts at `iteration` must be ours (a chain that counts otherwise
-        would close, or not, on verdicts nobody posted)."""
-        assert self.recorder is not None
-        ours, self.said = self.said, 0
-        theirs = self.recorder.settled(iteration)
-        if isinstance(theirs, Rejected):
-            raise DayAheadError(
-                f"the chain refused to count the verdicts of iteration {iteration}: {theirs.reason}"
-            )
-        if theirs != ours:
-            raise DayAheadError(
-                f"the chain counts {theirs} settled verdicts posted at iteration {iteration} where the MGs "
-                f"posted {ours}: not followed"
-            )
-
-    def _record_step(self) -> None:
-        """End the iteration on the recorder with the ρ to go on with; its prices must be ours exactly."""
-        if self.recorder is None:
-            return
-        self._check_verdicts(self.iterations)
-        chain = self.recorder.step(self.iterations, self.rho)
-        if isinstance(chain, Rejected):
-            raise DayAheadError(f"the chain refused the step of iteration {self.iterations}: {chain.reason}")
-        self.stepped += 1  # the recorder's iteration now
-        if len(chain) != self.n:
-            raise DayAheadError(
-                f"the chain gave {len(chain)} prices after iteration {self.iterations} for {self.n} intervals"
-            )
-        for t, (theirs, ours) in enumerate(zip(chain, self.prices, strict=True)):
-            if theirs != ours:
-                raise DayAheadError(
-                    f"the chain's price for interval {t} after iteration {self.iterations} is {theirs} "
-                    f"nano/kWh where the coordinator's is {ours}: not followed"
-                )
-
-    def _take(self, answers: list[tuple[tuple[float, ...], tuple[int, ...]]]) -> list[int]:
-        """Make `answers` (`answer`'s) the current positions, each MG's own answer its anchor; the sums (Wh)."""
-        self.own = [own for own, _ in answers]
-        return self.take([posted for _, posted in answers])
-
-    def first_responses(self, models: list[DayModel]) -> None:
-        """x^0 (iteration 0): each MG's own best response at the current prices (no proximal term)."""
-        prices = self.price_floats
-        answers = [
-            self._post(i, 0, answer(model, prices, self.bounds(i), self.fees(i)))
-            for i, model in enumerate(models)
-        ]
-        self.solves += len(models)
-        self._take(answers)
-        self._record_step()  # iteration 0 moves no price
-
-    def _answers(
-        self, models: list[DayModel], iteration: int
-    ) -> list[tuple[tuple[float, ...], tuple[int, ...]]]:
-        """Every MG's proximal answer at the current prices, each posted at `iteration` with its verdict."""
-        cfg, prices, rho = self.cfg, self.price_floats, self.rho_float
-        answers = [
-            self._post(
-                i,
-                iteration,
-                answer(
-                    model,
-                    prices,
-                    self.bounds(i),
-                    self.fees(i),
-                    (rho, self.anchor(i), cfg.resolution_kwh),
-                ),
-            )
-            for i, model in enumerate(models)
-        ]
-        self.solves += len(models)
-        return answers
-
-    def step(self, models: list[DayModel], tolerance: float) -> bool:
-        """One ADMM iteration (x-update of every MG, then the price update: `Book.advance`); True once both
-        residuals are within `tolerance` (kWh) beyond what rounding every MG's answer to the Wh can make.
-        Then each MG's verdict on it (`settled`, with its own spread), and the value stop if every one is."""
-        cfg = self.cfg
-        answers = self._answers(models, self.iterations + 1)
-        self.own = [own for own, _ in answers]
-        converged, moves = self.advance([posted for _, posted in answers], tolerance)
-        if cfg.value_per_kwh > 0:
-            ratios = self.imbalance_ratios()
-            self.verdicts = [
-                settled(
-                    self.spread[i], moves[i], qi, ratios, cfg.value_per_kwh, tolerance, len(self.q) / 2000
-                )
-                for i, qi in enumerate(self.q)
-            ]
-        self.settled = cfg.value_per_kwh > 0 and all(self.verdicts)
-        self._record_step()
-        return converged
-
-    def at_stake(self, i: int, moves: Sequence[float], ratios: Sequence[float]) -> float:
-        """MG i's `at_stake`, with its own spread and position."""
-        return at_stake(self.spread[i], moves, self.q[i], ratios)
-
-    def run(self, models: list[DayModel], until: int, tolerance: float, by_value: bool = False) -> bool:
-        """Iterate until converged within `tolerance` (or, `by_value`, once `settled`) with the owners' rules
-        holding at the prices found, or `until` iterations in all. `by_value` also has every MG post its verdict
-        with its next position (`_says_settled`)."""
-        self.by_value = by_value
-        while self.iterations < until:
-            by_kwh = self.step(models, tolerance)
-            converged = by_kwh or (by_value and self.settled)
-            self.stop = "kwh" if by_kwh else "value"
-            # the rules are judged from near convergence on (each judgement that changes something sends
-            # ADMM off again, so waiting for the last digits every time cost hundreds of iterations), and
-            # once more at convergence: the allocation is only converged with nothing left to change
-            # (and whenever the value stop fires, whatever the residuals: it never stops on rules that the
-            # prices found would judge otherwise)
-            near = self.cfg.rules_within_kwh
-            due = (self.primal <= near and self.dual <= near) or (by_value and self.settled)
-            if due and self.judge_rules():
-                continue
-            if converged:
-                return True
-        self.stop = "cap"
-        return False
-
-    def judge_rules(self) -> bool:
-        """At (near) convergence, every MG judges its own floors and caps at the price found, on the chain's
-        tick (`OwnRules.judge`: its fees dropped or taken back, its sides banned, the banned sides it asks
-        back), and the public `Coordination` lets one asking MG per interval and side back. True if anything
-        changed."""
-        judgements = [own.judge(self.prices, self.q[i]) for i, own in enumerate(self.own_rules)]
-        outcome = self.coordination.settle(judgements)
-        for i, cell in outcome.let_back:
-            self.own_rules[i].let_back(cell)
-        return outcome.changed
-
-    def fees(self, i: int) -> Fees:
-        """MG i's rule fees as they stand (dropped ones zero)."""
-        return self.own_rules[i].fees()

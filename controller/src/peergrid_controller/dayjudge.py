@@ -4,10 +4,10 @@ Promises:
 - `OwnRules` is one MG's side, private: its bounds (`limits_kw` with no price: physical limits, maximum
   quantity, clean-only) less the sides it banned itself, its rule fees (`rule_fees`) less the ones it
   dropped, and `judge`, a pure function of its own model data, rules and fee state and of the public prices
-  and its own posted position: which of its fees it drops or takes back (`OwnRules.judge_fee`), which of its
+  and its own posted position: which of its fees it drops or takes back (`OwnRules.fee_change`), which of its
   sides it bans (it holds one against its rule where no fee is there) and which banned sides it asks back
-  (the price now permits them). It applies its fees and bans itself; what the others need is its
-  `Judgement`: the (interval, side)s it banned, the ones it asks back and whether any of its fees changed.
+  (the price now permits them), and `apply`, which puts its fees and bans in force; what the others need is
+  its `Judgement`: the (interval, side)s it banned, the ones it asks back and whether any fee changed.
 - `Coordination` is the public side, computable by anyone from the chain (the owners' rules of
   `market.set_rules`, the positions and the judgements posted with them, `exchange.position`'s `judged`):
   among the MGs asking back at (interval, side), the one let back (the least demanding rule first, on the
@@ -29,8 +29,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from peergrid_controller import market
-from peergrid_controller.chain_venue import chain_rules
-from peergrid_controller.dayrules import Fees, limits_kw, rule_fees
+from peergrid_controller.dayrules import Fees, chain_rules, limits_kw, rule_fees
 from peergrid_controller.model import Microgrid
 from peergrid_ledger.contracts.exchange import micro_per_wh
 
@@ -60,20 +59,29 @@ class Judgement:
         return not (self.banned or self.asks or self.fees)
 
 
+@dataclass(frozen=True)
+class OwnJudgement:
+    """An MG's judgement with its private part: the fees it drops and takes back (only `public.fees`, that
+    some did, goes on the chain)."""
+
+    public: Judgement
+    dropped: tuple[Cell, ...] = ()
+    restored: tuple[Cell, ...] = ()
+
+
 def cell_code(cell: Cell) -> int:
     t, side = cell
     return 2 * t + (0 if side == "sell" else 1)
 
 
 def encode(judgement: Judgement) -> dict[str, object]:
-    """The chain's form (`exchange.position`'s `judged`): cells ascending, `fees` only when true."""
-    body: dict[str, object] = {
+    """The chain's form (`exchange.position`'s `judged`): cells ascending; an empty judgement is posted as
+    none."""
+    return {
         "banned": sorted(map(cell_code, judgement.banned)),
         "asks": sorted(map(cell_code, judgement.asks)),
+        "fees": judgement.fees,
     }
-    if judgement.fees:
-        body["fees"] = True
-    return body
 
 
 def decode(body: dict[str, object]) -> Judgement:
@@ -122,15 +130,16 @@ class OwnRules:
         base = self.base_fees[0 if side == "sell" else 1]
         return base is not None and base[t] > 0.0
 
-    def judge(self, prices_nano: Sequence[int], position_kwh: Sequence[float]) -> Judgement:
+    def judge(self, prices_nano: Sequence[int], position_kwh: Sequence[float]) -> OwnJudgement:
         """Judge every floor and cap of this MG at the prices found (on the chain's tick) against its posted
-        position (kWh). A side with a fee there: `judge_fee`. A side without (its rule at or beyond its own
-        tariff): banned if it holds it against its rule; a banned side the price now permits is asked back,
-        unless it was let back once already (the coordination lets one MG per interval and side back at a
-        time). Fees and bans take effect here; the asks wait for `let_back`."""
+        position (kWh), changing nothing yet (`apply` does, once the judgement is in force). A side with a
+        fee there: `fee_change`. A side without (its rule at or beyond its own tariff): banned if it holds
+        it against its rule; a banned side the price now permits is asked back, unless it was let back once
+        already (the coordination lets one MG per interval and side back at a time)."""
         banned: list[Cell] = []
         asks: list[Cell] = []
-        fees = False
+        dropped: list[Cell] = []
+        restored: list[Cell] = []
         rules, res = self.mg.rules, self.resolution
         for t in range(self.n):
             price = on_tick(prices_nano[t])
@@ -148,30 +157,37 @@ class OwnRules:
                         if side == "sell"
                         else tick <= market.micro_per_wh(rules.cap_price - self.fee_margin)
                     )
-                    fees |= self.judge_fee(cell, forbidden, clear)
+                    change = self.fee_change(cell, forbidden, clear)
+                    if change is not None:
+                        (dropped if change else restored).append(cell)
                 elif cell not in self.banned and holds and forbidden:
-                    self.banned.add(cell)
                     banned.append(cell)
                 elif cell in self.banned and not forbidden and cell not in self.returned:
                     asks.append(cell)
-        return Judgement(tuple(banned), tuple(asks), fees)
+        public = Judgement(tuple(banned), tuple(asks), bool(dropped or restored))
+        return OwnJudgement(public, tuple(dropped), tuple(restored))
 
-    def judge_fee(self, cell: Cell, forbidden: bool, clear: bool) -> bool:
+    def apply(self, judged: OwnJudgement) -> None:
+        """Put this MG's own judgement in force: its bans and its fees dropped or taken back (the sides
+        it asked back wait for the coordination's `let_back`)."""
+        self.banned.update(judged.public.banned)
+        self.fee_off.update(judged.dropped)
+        self.fee_off.difference_update(judged.restored)
+        self.fee_back.update(judged.restored)
+
+    def fee_change(self, cell: Cell, forbidden: bool, clear: bool) -> bool | None:
         """The rule's fee (`rule_fees`) smooths the side's response where the price is near the rule; where
         the price found clears the rule (by `fee_margin`) it only distorts the MG's response (the fee is
         exact for its surplus, not for energy it would shift or produce at another cost), so it is dropped
-        there; if the price then crosses the rule, it comes back for good. Dropped at a price within a few
-        ticks of the rule, the MG's whole surplus came in at the rule, pushed the price back across it and
-        brought the fee back for good (about 300 of the 20-MG rules day's fees, each return costing ADMM
-        some 30 iterations): there the fee is what the rule is. True if it changed."""
+        there (True); if the price then crosses the rule, it comes back for good (False). Dropped at a price
+        within a few ticks of the rule, the MG's whole surplus came in at the rule, pushed the price back
+        across it and brought the fee back for good (about 300 of the 20-MG rules day's fees, each return
+        costing ADMM some 30 iterations): there the fee is what the rule is. None: no change."""
         if cell not in self.fee_off and not forbidden and clear and cell not in self.fee_back:
-            self.fee_off.add(cell)
             return True
         if cell in self.fee_off and forbidden:
-            self.fee_off.discard(cell)
-            self.fee_back.add(cell)
-            return True
-        return False
+            return False
+        return None
 
     def let_back(self, cell: Cell) -> None:
         """The coordination let this banned side back (once: a side banned again stays banned)."""
@@ -205,6 +221,7 @@ class Coordination:
         self.demand = demand
         self.returned: set[tuple[int, int, Side]] = set()  # (member, interval, side) let back after a ban
         self.closed: set[Cell] = set()  # where a side let back was banned again
+        self.standing: set[tuple[int, int, Side]] = set()  # (member, interval, side) banned now
 
     def settle(self, judgements: Sequence[Judgement]) -> Outcome:
         """Every member's judgement of one iteration (in member order): a side just banned moves the
@@ -217,6 +234,7 @@ class Coordination:
         for i, judgement in enumerate(judgements):
             for t, side in judgement.banned:
                 banned_now.add((t, side))
+                self.standing.add((i, t, side))
                 if (i, t, side) in self.returned:
                     self.closed.add((t, side))
         asking: dict[Cell, list[tuple[int, int]]] = {}
@@ -229,6 +247,7 @@ class Coordination:
             if cell not in banned_now and cell not in self.closed:
                 _, i = min(asking[cell])
                 self.returned.add((i, *cell))
+                self.standing.discard((i, *cell))
                 let_back.append((i, cell))
         changed = bool(banned_now or let_back or any(j.fees for j in judgements))
         return Outcome(tuple(let_back), changed)

@@ -6,16 +6,20 @@ Promises:
   owner's rules (a NaN price: physical limits, maximum quantity and clean-only alone).
 - `rule_fees(mg)`: the owner's floor and cap as convex per-kWh fees (`Fees`), None where a rule never binds.
 - `rules_in_force(mg)`: whether a floor or cap is judged at the prices found.
+- `chain_rules(rules)`: the owner's rules as the chain keeps them (`market.set_rules`, genesis accounts):
+  prices in micro-units per Wh on the market tick, quantities in Wh, each within the contract's bounds.
 Pure; no solver, no clocks, no I/O.
 """
 
 from __future__ import annotations
 
 import math
+from typing import Any
 
 from peergrid_controller.builder import p2p_buy_limit, p2p_sell_limit
-from peergrid_controller.market import micro_per_wh
-from peergrid_controller.model import Microgrid
+from peergrid_controller.market import micro_per_wh, wh
+from peergrid_controller.model import ContractRules, Microgrid
+from peergrid_ledger.schema import PRICE, QUANTITY
 
 
 def limits_kw(mg: Microgrid, t: int, price: float, dt: float) -> tuple[float, float]:
@@ -43,7 +47,7 @@ def rule_fees(mg: Microgrid) -> Fees:
     its deficit min(retail, cap), so it sells that surplus only at or above its floor and buys only at or
     below its cap, as the rule says, and its response moves with the price by degrees instead of switching a
     whole side on or off. Exact for those kWh only: energy it would shift or produce at another cost is
-    charged too (hence `dayexchange.Exchange._judge_fee`). None where the rule never binds."""
+    charged too (hence `dayjudge.OwnRules.fee_change`). None where the rule never binds."""
     rules, tariff = mg.rules, mg.tariff
     sell = tuple(max(rules.floor_price - f, 0.0) for f in tariff.feed_in)
     buy = tuple(max(r - rules.cap_price, 0.0) for r in tariff.retail)
@@ -53,3 +57,19 @@ def rule_fees(mg: Microgrid) -> Fees:
 def rules_in_force(mg: Microgrid) -> bool:
     """Whether MG `mg` has a floor or a cap that the allocation judges at the prices found."""
     return mg.rules.floor_price > 0.0 or not math.isinf(mg.rules.cap_price)
+
+
+def chain_rules(rules: ContractRules) -> dict[str, Any]:
+    def price(p: float) -> int:
+        return int(PRICE.high) if math.isinf(p) else min(micro_per_wh(p), int(PRICE.high))
+
+    def quantity(q: float) -> int:
+        return int(QUANTITY.high) if math.isinf(q) else min(wh(q), int(QUANTITY.high))
+
+    return {
+        "floor_price": price(rules.floor_price),
+        "cap_price": price(rules.cap_price),
+        "max_quantity": quantity(rules.max_quantity_kwh),
+        "clean_only": rules.clean_only,
+        "clean_premium": price(rules.clean_premium),
+    }

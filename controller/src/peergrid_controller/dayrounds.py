@@ -1,0 +1,391 @@
+"""The exchange ADMM's rounds where one process holds every MG: the simulation's, with or without a recorder.
+
+Promises: `Exchange` is the public `Book` (dayexchange.py) plus every MG's private side (its DayModel's
+`answer` within its own bounds and fees, its unrounded answer as its proximal `anchor`, its value-stop
+verdict `settled`, its `OwnRules`) and the rules' public `Coordination` (dayjudge.py), in the chain's units,
+so that a recorder's arithmetic and this one are the same to the last digit. `run` iterates to a stop (the
+kWh stop, the value stop, or a cap), judging the owners' rules on the way; `close` ends the session on the
+recorder. With a recorder (`ExchangeRecorder`) every move is posted as it is made and each MG posts its
+verdict and its rules' judgement on an iteration with its next position; before every step and the close
+the recorder's prices, count of verdicts and judgements must be ours, or the allocation stops with
+DayAheadError (a chain that disagrees is never silently followed).
+The owners' rules, who does what and when (each MGMC could run its part alone from the chain):
+- after the step of iteration k each MG judges its own rules (`OwnRules.judge`) where they may be due:
+  near convergence (both residuals within `rules_within_kwh`, public) or where its own verdict on k is
+  settled; on a day where no rule can bind (no floor or cap in force, no negative price, no side banned)
+  nobody judges;
+- it posts its judgement with its position of k + 1 (`exchange.position`'s `judged`; nothing when empty);
+- near convergence its own fee changes and bans are in force for that very answer (every MG knows the
+  judgement is due); on a value stop alone (every verdict on k settled: an MG learns it only from the
+  posts of k + 1) its whole judgement is in force from the answers of k + 2;
+- who is let back (`Coordination.settle`, from every member's judgement on k: public) answers from k + 2;
+- the run stops only where the judgements due change nothing (no ban, no fee, no let-back); a recorder's
+  session then has a final round, posted with the verdicts and judgements on the last iteration and
+  abandoned by the close, so that anyone reading the chain sees why it stopped.
+Before, a coordinator judged every MG's rules at once, with every part in force from the next answers;
+the lag (a value stop's judgement and the let-backs one round later) is what MGs that learn the others'
+judgements only from their posts can do. Measured: the allocations are the same to the byte on the 20-MG
+rules days, seeds 1-8, and the 4-12-MG days of /work/notes/exp/ident.py (nothing is banned or let back on
+those days, and the one judgement due on a value stop alone, seed 2's, changed nothing); a ban and its
+let-back go through the chain in the tests.
+Deterministic (HiGHS single-threaded, MGs in scenario order). Never reads clocks or I/O.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from peergrid_controller.dayexchange import (
+    Book,
+    DayAheadConfig,
+    DayAheadError,
+    ExchangeRecorder,
+    Stop,
+    anchor,
+    answer,
+    at_stake,
+    nano,
+    settled,
+)
+from peergrid_controller.dayjudge import (
+    Cell,
+    Coordination,
+    Judgement,
+    OwnJudgement,
+    OwnRules,
+    demand_on_tick,
+)
+from peergrid_controller.daymodel import DayModel
+from peergrid_controller.dayrules import Fees, rules_in_force
+from peergrid_controller.market import Rejected
+from peergrid_controller.model import Scenario
+
+
+class Exchange(Book):
+    """The exchange-ADMM state shared by the phases of `allocate`, where one process holds every MG: the
+    public `Book` plus what is private to each MG (its unrounded answer, its `OwnRules`: bounds, fees, bans)
+    and the rules' public `Coordination`. Kept in the chain's units, so that a recorder's arithmetic
+    and this one are the same to the last digit."""
+
+    def __init__(
+        self,
+        scenario: Scenario,
+        cfg: DayAheadConfig,
+        prices: Sequence[float],
+        recorder: ExchangeRecorder | None = None,
+    ) -> None:
+        super().__init__(cfg, [nano(p) for p in prices], len(scenario.microgrids))
+        self.mgs = scenario.microgrids
+        self.recorder = recorder
+        self.stepped = 0  # steps the recorder accepted: its current iteration
+        self.stop: Stop = "cap"  # which stop ended the last `run`
+        self.n, self.dt = scenario.intervals, scenario.interval_hours
+        self.solves = 0
+        # each MG's own floors and caps (private: bounds, fees, bans), and their public coordination
+        self.own_rules = [
+            OwnRules(mg, self.dt, self.n, cfg.fee_margin, cfg.resolution_kwh) for mg in self.mgs
+        ]
+        demands = [demand_on_tick(mg) for mg in self.mgs]
+        self.coordination = Coordination(lambda i, t, side: demands[i](t, side))
+        self.ruled = any(rules_in_force(mg) for mg in self.mgs)  # public: the rules are on the chain
+        # each MG's judgement on the last stepped iteration (None: none), posted with its next answer and in
+        # force once those are all posted if `due` (`_judge`, `_enact`), with the MGs the coordination let back
+        self.judged: list[OwnJudgement | None] = [None] * len(self.mgs)
+        self.due = False
+        self.in_force = False  # ... and already in force (a judgement near convergence: fees and bans)
+        self.let_back: tuple[tuple[int, Cell], ...] = ()
+        self.posted_judged: list[Judgement | None] = [None] * len(self.mgs)  # what went to the recorder
+        self.own: list[tuple[float, ...]] = []  # each MG's own answer before rounding (kWh): its anchor
+        # what a kWh traded P2P can be worth to each MG against the DSO (its retail less its feed-in)
+        self.spread = [
+            [r - f for r, f in zip(mg.tariff.retail, mg.tariff.feed_in, strict=True)] for mg in self.mgs
+        ]
+        self.settled = False  # set by `step`: every MG's verdict on it settled (`settled`)
+        # each MG's verdict on the last stepped iteration, posted with its next position where the value stop
+        # is judged (`run`'s by_value); none on iteration 0 (the first responses) or before any step
+        self.verdicts = [False] * len(self.mgs)
+        self.by_value = False
+        self.verdict_round = False  # the session ended with a round that posted the verdicts, abandoned
+        self.said = 0  # posts of the recorder's current iteration that said settled
+
+    def bounds(self, i: int) -> tuple[list[float], list[float]]:
+        return self.own_rules[i].bounds()
+
+    def anchor(self, i: int) -> list[float]:
+        """MG i's proximal anchor (`anchor`)."""
+        return anchor(self.own[i], self.mean)
+
+    def open(self) -> None:
+        if self.recorder is not None:
+            verdict = self.recorder.open([mg.name for mg in self.mgs], tuple(self.prices), self.rho)
+            if isinstance(verdict, Rejected):
+                raise DayAheadError(f"the chain refused to open the exchange: {verdict.reason}")
+
+    def close(self, models: list[DayModel]) -> None:
+        """End the session on the recorder after the last step. After the value stop, or a stop where the
+        rules were judged, the MGs first post the next iteration's answers with their verdicts and
+        judgements on the last one (each MG says settled, and what its rules changed, on the chain, so the
+        coordinator decides from nothing private), the recorder must have them as posted, and the close
+        abandons that iteration: the allocation stays the last stepped one. Otherwise nobody has posted the
+        next iteration."""
+        if self.recorder is not None:
+            if self.stop == "value" or (self.stop == "kwh" and self.due):
+                self._answers(models, self.iterations + 1)
+                self.verdict_round = True
+                self._check_verdicts(self.iterations + 1)
+                self._check_judged(self.iterations + 1)
+            verdict = self.recorder.close(self.stepped)
+            if isinstance(verdict, Rejected):
+                raise DayAheadError(f"the chain refused to close the exchange: {verdict.reason}")
+
+    def abandon(self) -> str:
+        """Close the session of an allocation that stopped on an error, at the recorder's current iteration
+        (its posts so far are abandoned, not priced), so that it is not left open; what the recorder said
+        (a close that raises is reported, never put in place of the error that stopped the allocation)."""
+        if self.recorder is None:
+            return ""
+        try:
+            verdict = self.recorder.close(self.stepped)
+        except Exception as exc:  # the first error is the one to raise
+            return f"; closing it raised too: {type(exc).__name__}: {exc}"
+        return (
+            f"; the chain refused to close it too: {verdict.reason}" if isinstance(verdict, Rejected) else ""
+        )
+
+    def _post(
+        self, i: int, iteration: int, answered: tuple[tuple[float, ...], tuple[int, ...]]
+    ) -> tuple[tuple[float, ...], tuple[int, ...]]:
+        """MG i's `answer` at `iteration`, its position posted to the recorder (a refusal stops the
+        allocation)."""
+        if self.recorder is not None:
+            name = self.mgs[i].name
+            judged = self.judged[i]
+            public = judged.public if judged is not None and not judged.public.empty else None
+            self.posted_judged[i] = public
+            says = self._says_settled(i, iteration)
+            self.said += says
+            # as before verdicts and judgements: a recorder that knows neither takes a post without them
+            extra: dict[str, Any] = {"settled": True} if says else {}
+            if public is not None:
+                extra["judged"] = public
+            verdict = self.recorder.position(name, iteration, answered[1], **extra)
+            if isinstance(verdict, Rejected):
+                raise DayAheadError(
+                    f"the chain refused {name}'s position at iteration {iteration}: {verdict.reason}"
+                )
+        return answered
+
+    def _says_settled(self, i: int, iteration: int) -> bool:
+        """Whether MG i's post at `iteration` says settled: its verdict on the iteration before, where the
+        value stop is judged (the verdicts stand from the step before: this post's iteration follows it)."""
+        return self.by_value and iteration >= 2 and self.verdicts[i]
+
+    def _check_verdicts(self, iteration: int) -> None:
+        """The recorder's count of settled posts at `iteration` must be ours (a chain that counts otherwise
+        would close, or not, on verdicts nobody posted)."""
+        assert self.recorder is not None
+        ours, self.said = self.said, 0
+        theirs = self.recorder.settled(iteration)
+        if isinstance(theirs, Rejected):
+            raise DayAheadError(
+                f"the chain refused to count the verdicts of iteration {iteration}: {theirs.reason}"
+            )
+        if theirs != ours:
+            raise DayAheadError(
+                f"the chain counts {theirs} settled verdicts posted at iteration {iteration} where the MGs "
+                f"posted {ours}: not followed"
+            )
+
+    def _check_judged(self, iteration: int) -> None:
+        """The recorder's judgements of `iteration` must be the ones the MGs posted (a chain that records
+        others would let back, or go on, on judgements nobody made)."""
+        assert self.recorder is not None
+        theirs = self.recorder.judgements(iteration)
+        if isinstance(theirs, Rejected):
+            raise DayAheadError(
+                f"the chain refused to read the judgements of iteration {iteration}: {theirs.reason}"
+            )
+        for mg, mine, recorded in zip(self.mgs, self.posted_judged, theirs, strict=True):
+            if not _same(mine, recorded):
+                raise DayAheadError(
+                    f"the chain records {mg.name}'s judgement at iteration {iteration} as {recorded} where "
+                    f"it posted {mine}: not followed"
+                )
+
+    def _record_step(self) -> None:
+        """End the iteration on the recorder with the ρ to go on with; its prices must be ours exactly."""
+        if self.recorder is None:
+            return
+        self._check_verdicts(self.iterations)
+        self._check_judged(self.iterations)
+        chain = self.recorder.step(self.iterations, self.rho)
+        if isinstance(chain, Rejected):
+            raise DayAheadError(f"the chain refused the step of iteration {self.iterations}: {chain.reason}")
+        self.stepped += 1  # the recorder's iteration now
+        if len(chain) != self.n:
+            raise DayAheadError(
+                f"the chain gave {len(chain)} prices after iteration {self.iterations} for {self.n} intervals"
+            )
+        for t, (theirs, ours) in enumerate(zip(chain, self.prices, strict=True)):
+            if theirs != ours:
+                raise DayAheadError(
+                    f"the chain's price for interval {t} after iteration {self.iterations} is {theirs} "
+                    f"nano/kWh where the coordinator's is {ours}: not followed"
+                )
+
+    def _take(self, answers: list[tuple[tuple[float, ...], tuple[int, ...]]]) -> list[int]:
+        """Make `answers` (`answer`'s) the current positions, each MG's own answer its anchor; the sums (Wh)."""
+        self.own = [own for own, _ in answers]
+        return self.take([posted for _, posted in answers])
+
+    def first_responses(self, models: list[DayModel]) -> None:
+        """x^0 (iteration 0): each MG's own best response at the current prices (no proximal term)."""
+        prices = self.price_floats
+        answers = [
+            self._post(i, 0, answer(model, prices, self.bounds(i), self.fees(i)))
+            for i, model in enumerate(models)
+        ]
+        self.solves += len(models)
+        self._take(answers)
+        self._record_step()  # iteration 0 moves no price
+
+    def _answers(
+        self, models: list[DayModel], iteration: int
+    ) -> list[tuple[tuple[float, ...], tuple[int, ...]]]:
+        """Every MG's proximal answer at the current prices, each posted at `iteration` with its verdict."""
+        cfg, prices, rho = self.cfg, self.price_floats, self.rho_float
+        answers = [
+            self._post(
+                i,
+                iteration,
+                answer(
+                    model,
+                    prices,
+                    self.bounds(i),
+                    self.fees(i),
+                    (rho, self.anchor(i), cfg.resolution_kwh),
+                ),
+            )
+            for i, model in enumerate(models)
+        ]
+        self.solves += len(models)
+        return answers
+
+    def step(self, models: list[DayModel], tolerance: float) -> bool:
+        """One ADMM iteration (x-update of every MG, then the price update: `Book.advance`); True once both
+        residuals are within `tolerance` (kWh) beyond what rounding every MG's answer to the Wh can make.
+        Then each MG's verdict on it (`settled`, with its own spread), and the value stop if every one is."""
+        cfg = self.cfg
+        answers = self._answers(models, self.iterations + 1)
+        self._enact()
+        self.own = [own for own, _ in answers]
+        converged, moves = self.advance([posted for _, posted in answers], tolerance)
+        if cfg.value_per_kwh > 0:
+            ratios = self.imbalance_ratios()
+            self.verdicts = [
+                settled(
+                    self.spread[i], moves[i], qi, ratios, cfg.value_per_kwh, tolerance, len(self.q) / 2000
+                )
+                for i, qi in enumerate(self.q)
+            ]
+        self.settled = cfg.value_per_kwh > 0 and all(self.verdicts)
+        self._record_step()
+        return converged
+
+    def at_stake(self, i: int, moves: Sequence[float], ratios: Sequence[float]) -> float:
+        """MG i's `at_stake`, with its own spread and position."""
+        return at_stake(self.spread[i], moves, self.q[i], ratios)
+
+    def run(self, models: list[DayModel], until: int, tolerance: float, by_value: bool = False) -> bool:
+        """Iterate until converged within `tolerance` (or, `by_value`, once `settled`) with the owners' rules
+        holding at the prices found, or `until` iterations in all. `by_value` also has every MG post its verdict
+        with its next position (`_says_settled`)."""
+        self.by_value = by_value
+        while self.iterations < until:
+            by_kwh = self.step(models, tolerance)
+            converged = by_kwh or (by_value and self.settled)
+            self.stop = "kwh" if by_kwh else "value"
+            # the rules are judged from near convergence on (each judgement that changes something sends
+            # ADMM off again, so waiting for the last digits every time cost hundreds of iterations), and
+            # once more at convergence: the allocation is only converged with nothing left to change
+            # (and whenever the value stop fires, whatever the residuals: it never stops on rules that the
+            # prices found would judge otherwise)
+            changed = self._judge()
+            if converged and not changed:
+                return True
+        self.stop = "cap"
+        return False
+
+    def _judge(self) -> bool:
+        """Each MG's judgement of its own rules on the iteration just stepped (`OwnRules.judge`), posted with
+        its next answer. Due from near convergence on (both residuals within `rules_within_kwh`: public, so
+        every MG puts its own fees and bans in force at once, for that next answer) and when every MG's
+        verdict is settled (the value stop: an MG learns that only from the others' posts, so such a
+        judgement is in force, whole, from the answers after). Who is let back is public, from every
+        judgement (`Coordination.settle`), so in force from the answers after the posts too: what a
+        judgement on k lets back answers from k + 2 on. An MG judges where it may be due (near, or its own
+        verdict settled); on a day where no rule can bind (no floor or cap in force, no negative price, no
+        side banned: all public) nobody judges. True if the judgements are due and change something (a
+        ban, a fee, a let-back): the exchange then goes on."""
+        near = self.cfg.rules_within_kwh
+        close = self.primal <= near and self.dual <= near
+        judging = self.ruled or min(self.prices) < 0 or bool(self.coordination.standing)
+        self.judged = [
+            own.judge(self.prices, self.q[i])
+            if judging and (close or (self.by_value and self.verdicts[i]))
+            else None
+            for i, own in enumerate(self.own_rules)
+        ]
+        self.due = judging and (close or (self.by_value and self.settled))
+        self.in_force = judging and close
+        if self.in_force:
+            for own, judged in zip(self.own_rules, self.judged, strict=True):
+                if judged is not None:
+                    own.apply(judged)
+        if not self.due:
+            self.let_back = ()
+            return False
+        outcome = self.coordination.settle([j.public if j is not None else Judgement() for j in self.judged])
+        self.let_back = outcome.let_back
+        return outcome.changed
+
+    def _enact(self) -> None:
+        """Once the answers that carried the judgements are all posted: what of them is due and not yet in
+        force (a value stop's judgement, the let-backs) is put in force; none pending after."""
+        if self.due:
+            if not self.in_force:
+                for own, judged in zip(self.own_rules, self.judged, strict=True):
+                    if judged is not None:
+                        own.apply(judged)
+            for i, cell in self.let_back:
+                self.own_rules[i].let_back(cell)
+        self.judged = [None] * len(self.mgs)
+        self.due = self.in_force = False
+        self.let_back = ()
+
+    def judge_rules(self) -> bool:
+        """Every MG judges its own floors and caps at the price found, on the chain's tick, and the public
+        `Coordination` lets one asking MG per interval and side back, all in force at once (what `run` does
+        with a lag, `_judge` then `_enact`). True if anything changed."""
+        judged = [own.judge(self.prices, self.q[i]) for i, own in enumerate(self.own_rules)]
+        outcome = self.coordination.settle([j.public for j in judged])
+        self.judged, self.due, self.let_back = list[OwnJudgement | None](judged), True, outcome.let_back
+        self.in_force = False
+        self._enact()
+        return outcome.changed
+
+    def fees(self, i: int) -> Fees:
+        """MG i's rule fees as they stand (dropped ones zero)."""
+        return self.own_rules[i].fees()
+
+
+def _same(posted: Judgement | None, recorded: Judgement | None) -> bool:
+    """Whether the recorder's judgement is the one posted, cells in any order."""
+    if posted is None or recorded is None:
+        return posted is recorded
+    return (
+        sorted(posted.banned) == sorted(recorded.banned)
+        and sorted(posted.asks) == sorted(recorded.asks)
+        and posted.fees == recorded.fees
+    )
