@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -38,7 +39,7 @@ from peergrid_controller.dayahead import starting_prices
 from peergrid_controller.dayexchange import DayAheadConfig
 from peergrid_controller.model import Scenario
 from peergrid_edge.dayahead_agent import DayAheadAgent
-from peergrid_edge.exchange_io import SessionOutcome
+from peergrid_edge.exchange_io import Deadline, SessionOutcome
 from peergrid_edge.forward_agent import ForwardAgent, ForwardOutcome
 from peergrid_edge.trader import MarketAgent
 from peergrid_ledger.contracts import exchange as contract
@@ -49,8 +50,9 @@ class Died(BaseException):
     """The process died: nothing of the agent's own handles it (a BaseException, as a kill is)."""
 
 
-def dies_at(iteration: int, after_post: bool) -> type[DayAheadAgent]:
-    """An agent whose process dies at its post of `iteration` (before it, or once it landed) and restarts."""
+def dies_at(iteration: int, after_post: bool, down_s: float = 0.0) -> type[DayAheadAgent]:
+    """An agent whose process dies at its post of `iteration` (before it, or once it landed) and restarts
+    `down_s` later."""
 
     class Dies(DayAheadAgent):
         def __init__(self, *args: Any, **kwargs: Any) -> None:
@@ -68,6 +70,7 @@ def dies_at(iteration: int, after_post: bool) -> type[DayAheadAgent]:
             try:
                 return await super().run()
             except Died:
+                await asyncio.sleep(down_s)
                 return await DayAheadAgent(*self.args, **self.kwargs).run()
 
     return Dies
@@ -172,6 +175,38 @@ def test_the_reviewers_restart_cancelled_wherever_it_is_also_completes(tmp_path:
     wh, nano = against_unrestarted(outcomes, scenario)
     print(f"\n{who} cancelled at iteration 6: within {wh} Wh and {nano} nano/kWh")
     assert wh <= 2 and nano <= 10_000
+
+
+@pytest.mark.parametrize("who", ["coordinator", "member"])
+@pytest.mark.parametrize("with_deadline", [True, False])
+def test_with_a_deadline_a_restart_longer_than_the_phase_timeouts_is_waited_for(
+    tmp_path: Path, who: str, with_deadline: bool
+) -> None:
+    # a real restart takes seconds (the daemon, its replica's catch-up) against the lab's 2-s phases: with
+    # the stage's deadline every post and step is waited for until its close, so the MGMC rejoins; without
+    # one, a phase timeout later the session is closed (a silent member) or the members give up
+    scenario = free_day(3, 4)
+    ledger, keys_ = ledger_for(tmp_path, scenario)
+    coordinator, member = roles(keys_)
+    name = coordinator if who == "coordinator" else member
+    members = [keys_[mg.name].public for mg in scenario.microgrids]
+    now = time.time()
+    deadline = Deadline(close_s=now + 20, clear_ms=int((now + 40) * 1000)) if with_deadline else None
+    made = {}
+    for mg in scenario.microgrids:
+        factory = dies_at(3, True, down_s=2.0) if mg.name == name else DayAheadAgent
+        made[mg.name] = factory(ledger, keys_[mg.name], mg, scenario.interval_hours, members, SESSION, 0,
+                                starting_prices(scenario), CONFIG, 0.5, deadline=deadline)  # fmt: skip
+
+    async def play() -> list[SessionOutcome]:
+        return await asyncio.gather(*(a.run() for a in made.values()))
+
+    outcomes = dict(zip(made, run_on(ledger, play), strict=True))
+    if with_deadline:
+        wh, nano = against_unrestarted(outcomes, scenario)
+        assert wh <= 2 and nano <= 10_000
+    else:
+        assert not any(o.completed for o in outcomes.values())
 
 
 def test_a_coordinator_restarted_between_the_kwh_stop_and_its_close_closes_on_it(tmp_path: Path) -> None:

@@ -476,10 +476,11 @@ class DayAheadAgent:
         return record is not None and not record["closed"]
 
     def _start_wait(self) -> float:
-        """How long the stage's first step (the opening; every member's first response) may take: each
-        MGMC starts the stage when its own trader comes up, so they start apart; with a deadline, until the
-        deadline's close (at least one phase timeout), else one phase timeout (review8 F1: a member or a
-        coordinator 2.5 s late against 1-s phases failed the stage for every MGMC)."""
+        """How long the stage's first step (the opening; every member's first response) and, with a
+        deadline, any member's post may take: each MGMC starts the stage when its own trader comes up, so
+        they start apart, and one may restart mid-session and rejoin; with a deadline, until the deadline's
+        close (at least one phase timeout), else one phase timeout (review8 F1: a member or a coordinator
+        2.5 s late against 1-s phases failed the stage for every MGMC; F3: a restart)."""
         if self.deadline is None:
             return self.timeout_s
         return max(self.timeout_s, self.deadline.close_s - self.clock())
@@ -518,7 +519,9 @@ class DayAheadAgent:
         """Wait until iteration k is stepped in a final block (the coordinator: only that it landed); False if
         the coordinator closed at k instead on the value stop (every post of k said settled)."""
         wait = self.timeout_s if self.is_coordinator else 2 * self.timeout_s
-        if k == 0:  # the step waits for every member's first response, and members start apart
+        # the step waits for every member's first response, and members start apart; with a deadline, any
+        # step may wait for a member (or the coordinator) that restarts, until the coordinator closes at it
+        if k == 0 or self.deadline is not None:
             wait += self._start_wait()
 
         def moved(state: Any) -> bool:
@@ -554,7 +557,8 @@ class DayAheadAgent:
         def missing(state: Any) -> list[bytes]:
             return [m for m in self.members if not exchange.posted(state, self.session, m)]
 
-        wait = self._start_wait() if k == 0 else self.timeout_s  # iteration 0: members start apart
+        # iteration 0: members start apart; with a deadline a member that restarts is waited for until it
+        wait = self._start_wait() if k == 0 or self.deadline is not None else self.timeout_s
         if not await self.ledger.wait_for(ROLE, lambda s: not missing(s), wait):
             late = ", ".join(m.hex()[:16] + "…" for m in missing(self.ledger.state(ROLE)))
             raise SessionFailed(
