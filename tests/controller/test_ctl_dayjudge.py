@@ -17,11 +17,13 @@ from peergrid_controller.dayjudge import (
     Judgement,
     Outcome,
     OwnRules,
+    binds,
     decode,
     demand_on_tick,
     encode,
 )
 from peergrid_controller.dayrounds import Exchange
+from peergrid_controller.dayrules import chain_rules
 from peergrid_controller.model import ContractRules, Scenario
 from peergrid_controller.synth import synthetic_scenario
 
@@ -152,3 +154,12 @@ def test_the_chain_form_round_trips_in_ascending_cells(
     back = decode(body)
     assert sorted(back.banned) == sorted(banned) and sorted(back.asks) == sorted(asks) and back.fees is fees
     assert body["fees"] is fees
+
+
+def test_a_rule_binds_on_the_chain_with_a_floor_above_0_or_a_cap_below_the_highest_price() -> None:
+    free = chain_rules(ContractRules())
+    assert not binds(free)
+    assert binds(chain_rules(ContractRules(floor_price=0.001)))
+    assert binds(chain_rules(ContractRules(cap_price=0.3)))
+    # a floor under half a tick is no floor on the chain's tick
+    assert not binds(chain_rules(ContractRules(floor_price=0.0004)))

@@ -17,7 +17,7 @@ from test_ctl_dayahead_chain import Passing
 from peergrid_controller.chain_venue import ChainExchange, ChainVenue
 from peergrid_controller.dayahead import allocate
 from peergrid_controller.dayexchange import DayAheadConfig, DayAheadError
-from peergrid_controller.dayjudge import SIDES, Cell, Coordination, Judgement, decode, encode
+from peergrid_controller.dayjudge import SIDES, Cell, Coordination, Judgement, binds, decode, demand, encode
 from peergrid_controller.dayrounds import Exchange
 from peergrid_controller.market import Rejected, Verdict
 from peergrid_controller.model import ContractRules, Scenario
@@ -63,6 +63,22 @@ def test_a_rules_day_on_the_chain_is_the_memory_allocation_with_every_judgement_
     assert all(iteration >= 2 and not decode(body).empty for iteration, _, body in posts)
     session = contract.session(venue.chain.view, venue.exchange.session)
     assert session is not None and session["closed"]
+
+
+def test_a_rules_day_stopped_by_kwh_on_the_chain_has_a_final_round_with_the_judgements() -> None:
+    # without the value stop the judgements on the last iteration still go on the chain (nobody could
+    # otherwise tell that they changed nothing), with the next positions, abandoned by the close
+    scenario = synthetic_scenario(4, 8, seed=0, interval_hours=3.0, rules=True)
+    cfg = DayAheadConfig(value_per_kwh=0.0)
+    memory = allocate(scenario, cfg)
+    venue = ChainVenue(scenario)
+    chain = allocate(scenario, cfg, recorder=venue.exchange)
+    assert chain.stop == memory.stop == "kwh"
+    assert chain.prices == memory.prices and chain.positions == memory.positions
+    assert chain.iterations == memory.iterations + 1
+    session = contract.session(venue.chain.view, venue.exchange.session)
+    assert session is not None and session["closed"] and session["posted"] == len(scenario.microgrids)
+    assert session["iteration"] == memory.iterations + 1
 
 
 class Bounded:
@@ -136,11 +152,8 @@ def test_the_let_backs_are_computable_from_the_chain_alone() -> None:
     view = venue.chain.view
     members = [venue.keys[mg.name].public for mg in scenario.microgrids]
 
-    def demand(i: int, t: int, side: str) -> int:
-        rules = rules_for(view, members[i], t)
-        return int(rules["floor_price"]) if side == "sell" else -int(rules["cap_price"])
-
-    public = Coordination(demand)
+    public = Coordination(lambda i, t, side: demand(rules_for(view, members[i], t), side))
+    assert any(binds(rules_for(view, m, t)) for m in members for t in range(2))  # a cap: judged
     by_iteration: dict[int, list[Judgement]] = {}
     order = {mg.name: i for i, mg in enumerate(scenario.microgrids)}
     for k, name, body in judged_posts(venue):

@@ -93,9 +93,10 @@ from peergrid_controller.model import Scenario
 class Allocation:
     prices: tuple[float, ...]  # λ_t, currency per kWh
     positions: dict[str, tuple[float, ...]]  # kWh net export per interval (+ sell), as ADMM left them
-    # rounds of MG answers after the first responses: the ADMM iterations, plus the verdict round on a
-    # recorder's value-stopped day (answers posted with every MG's settled verdict on the last iteration,
-    # then abandoned by the close, so `prices`, `positions` and the residuals are the last iteration's)
+    # rounds of MG answers after the first responses: the ADMM iterations, plus the final round on a
+    # recorder's day stopped by value or where the rules were judged (answers posted with every MG's verdict
+    # and judgement on the last iteration, then abandoned by the close, so `prices`, `positions` and the
+    # residuals are the last iteration's)
     iterations: int
     primal_residual: float  # kWh: worst interval's |Σ_i q_i,t|
     dual_residual: float  # kWh: largest |Δq_i,t − Δq̄_t| of the last iteration

@@ -24,14 +24,15 @@ Pure; no solver, no clocks, no I/O.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 from peergrid_controller import market
 from peergrid_controller.dayrules import Fees, chain_rules, limits_kw, rule_fees
 from peergrid_controller.model import Microgrid
 from peergrid_ledger.contracts.exchange import micro_per_wh
+from peergrid_ledger.schema import PRICE
 
 Side = Literal["sell", "buy"]
 SIDES: tuple[Side, Side] = ("sell", "buy")
@@ -195,12 +196,23 @@ class OwnRules:
         self.returned.add(cell)
 
 
+def demand(rules: Mapping[str, Any], side: Side) -> int:
+    """How demanding an owner's rule (as the chain keeps it: `chain_rules`, `market_state.rules_for`;
+    micro-units per Wh) is on a side: its floor for a sale, minus its cap for a purchase. The least
+    demanding is let back first."""
+    return int(rules["floor_price"]) if side == "sell" else -int(rules["cap_price"])
+
+
+def binds(rules: Mapping[str, Any]) -> bool:
+    """Whether an owner's rule as the chain keeps it has a floor or a cap in force (a cap at the chain's
+    highest price is none): a day where some member's does is judged, whatever the prices."""
+    return int(rules["floor_price"]) > 0 or int(rules["cap_price"]) < int(PRICE.high)
+
+
 def demand_on_tick(mg: Microgrid) -> Callable[[int, Side], int]:
-    """How demanding `mg`'s rule is on a side, as the chain keeps it (`chain_rules`, micro-units per Wh):
-    its floor for a sale, minus its cap for a purchase; the least demanding is let back first."""
+    """`demand` of `mg`'s rules as the chain keeps them (the same every interval)."""
     rules = chain_rules(mg.rules)
-    floor, cap = rules["floor_price"], rules["cap_price"]
-    return lambda t, side: floor if side == "sell" else -cap
+    return lambda t, side: demand(rules, side)
 
 
 @dataclass(frozen=True)

@@ -54,10 +54,11 @@ from peergrid_controller.dayjudge import (
     Judgement,
     OwnJudgement,
     OwnRules,
+    binds,
     demand_on_tick,
 )
 from peergrid_controller.daymodel import DayModel
-from peergrid_controller.dayrules import Fees, rules_in_force
+from peergrid_controller.dayrules import Fees, chain_rules
 from peergrid_controller.market import Rejected
 from peergrid_controller.model import Scenario
 
@@ -88,7 +89,8 @@ class Exchange(Book):
         ]
         demands = [demand_on_tick(mg) for mg in self.mgs]
         self.coordination = Coordination(lambda i, t, side: demands[i](t, side))
-        self.ruled = any(rules_in_force(mg) for mg in self.mgs)  # public: the rules are on the chain
+        # public: some member's floor or cap, as the chain keeps it (`market.set_rules`), is in force
+        self.ruled = any(binds(chain_rules(mg.rules)) for mg in self.mgs)
         # each MG's judgement on the last stepped iteration (None: none), posted with its next answer and in
         # force once those are all posted if `due` (`_judge`, `_enact`), with the MGs the coordination let back
         self.judged: list[OwnJudgement | None] = [None] * len(self.mgs)
