@@ -8,7 +8,9 @@ Promises:
   ante, with its own day MILP over the day with its trades fixed, that its day cost (its payments at λ_t
   included) is no more than its conventional day cost. An MG that fails takes, for up to `reductions`
   rounds, the largest part of its trades that passes (or declines when none does), and after that declines;
-  the rest are matched again and re-checked until every MG that trades passes. A declined MG trades nothing
+  the rest are matched again and re-checked until every MG that trades passes. It is rounds of `recheck`,
+  every MG at once, from every MG accepting its whole position: the rule the exchange contract's accept
+  rounds let each MGMC apply alone on the chain (one rule, not two; byte-identical to the loop before). A declined MG trades nothing
   day-ahead, and `commit` raises `ForwardError` rather than return a commitment where a declined MG trades
   or any MG's day costs more than its conventional one. The same MILPs are the MGs' dispatch (the trades are
   binding: each MG plans its day knowing them), so the strict guarantee holds ex post in the simulation,
@@ -24,12 +26,18 @@ Promises:
   chain's exchange contract) has each MG post its accepted positions (`exchange.accept`, in scenario order),
   the coordinator clear, and returns the trades the contract computed; `ForwardError` if it refuses an
   accept or the clear, or if its trades differ from the commitment's in any pair, Wh or price.
+- `recheck(mg, dt, prices, accepts, me, conventional, keys, may_reduce)`: one MG's next accept from public
+  data (every member's current accept, the closing prices) and its own model: its trades if the clear came
+  now (`provisional`: the contract's `pairing.forward_trades`, ties by chain key), its exact check with them
+  fixed, and if that fails the largest part of what it got that passes, or zeros (it declines) — also
+  when that part is its accept unchanged, so that an MG that fails always changes its accept: a round in
+  which no accept changes (the chain's settled round) is one in which every MG passed.
 - `accept_alone(mg, dt, prices, positions)`: one MG's accept of a closed session from its own data only (an
   MGMC on the edge, which sees no other MG's model): `commit`'s rule with the MG's whole accepted position
   (`accepted_wh`) as its trades — if its day with them fixed costs more than its conventional day, the
   largest part within that cost (`largest_within`), re-checked, for up to `reductions` rounds; else zeros
-  (declines). It cannot see the pro-rata cut the clear makes after every accept: a partly filled MG is
-  not re-checked (`commit` re-checks; see docs/market.md).
+  (declines). It cannot see the pro-rata cut the clear makes after every accept: its round 1; `recheck`
+  is each round after.
 - `post(venue, commitment, clean)` (a venue without such an exchange: the memory venue) records every
   interval's forward trades through the market contract (offers at λ_t, bids naming the matched sellers, one
   round, closed) and raises `ForwardError` if the contract refuses a move or agrees different trades (pairs,
@@ -44,15 +52,18 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
+from itertools import count
 from typing import Literal, Protocol, runtime_checkable
 
 from peergrid_controller.bargaining import Venue
 from peergrid_controller.baselines import BaselineCosts, interval_costs
 from peergrid_controller.baselines import conventional as conventional_costs
+from peergrid_controller.chain_venue import key_for
 from peergrid_controller.dayahead import Allocation
 from peergrid_controller.daymodel import largest_within
 from peergrid_controller.deviation import deviation_gains, own_rule_fees
 from peergrid_controller.market import (
+    MAX_REQUESTS,
     Accepted,
     Bid,
     Offer,
@@ -66,6 +77,7 @@ from peergrid_controller.market import (
 from peergrid_controller.matching import accepted_wh, closing_price, match, net_by_interval, pair
 from peergrid_controller.model import Microgrid, Scenario
 from peergrid_controller.schedule import MgSchedule, ScheduleError
+from peergrid_ledger.contracts import pairing
 
 __all__ = [
     "Acceptance",
@@ -73,6 +85,7 @@ __all__ = [
     "Dispatch",
     "ForwardClearing",
     "ForwardError",
+    "Recheck",
     "accept_alone",
     "clear",
     "commit",
@@ -82,6 +95,8 @@ __all__ = [
     "net_by_interval",
     "own_rule_fees",
     "post",
+    "provisional",
+    "recheck",
 ]
 
 _pair = pair  # its name here before matching.py (the tests pair through it)
@@ -140,11 +155,22 @@ def dispatch(mg: Microgrid, dt: float, kwh: Sequence[float]) -> Dispatch:
     return Dispatch(plan.cost, interval_costs(cols, x, len(kwh)), dso)
 
 
-def _ceiling(conventional: BaselineCosts, name: str) -> float:
-    """The most an MG's day may cost: its conventional day cost, known only to the MILP's proven relative
-    gap (1e-6, lp.py), which bounds the check's own precision too."""
-    cost = sum(conventional.per_interval[name])
+def _ceiling(conventional: Sequence[float]) -> float:
+    """The most an MG's day may cost: its conventional day cost (per interval), known only to the MILP's
+    proven relative gap (1e-6, lp.py), which bounds the check's own precision too."""
+    cost = sum(conventional)
     return cost + 1e-6 * max(1.0, abs(cost))
+
+
+def _judge(
+    mg: Microgrid, dt: float, kwh: Sequence[float], money: Sequence[float], conventional: Sequence[float]
+) -> tuple[Dispatch | None, bool]:
+    """One MG's exact check: its day with its trades (`kwh` per interval, + sale) fixed, and whether its cost
+    less `money` (received) stays within its conventional day cost. No trade: no MILP, it passes."""
+    if not any(kwh):
+        return None, True
+    day = dispatch(mg, dt, kwh)
+    return day, day.cost - sum(money) <= _ceiling(conventional)
 
 
 @dataclass(frozen=True)
@@ -159,8 +185,8 @@ class _Checked:
 def _check(
     scenario: Scenario, trades: tuple[tuple[Trade, ...], ...], conventional: BaselineCosts
 ) -> _Checked:
-    """Each MG's day with its trades fixed: physical cost, payments and DSO exchange per interval, the MGs
-    above their ceiling, and how many MILPs that took."""
+    """Each MG's day with its trades fixed (`_judge`): physical cost, payments and DSO exchange per
+    interval, the MGs above their ceiling, and how many MILPs that took."""
     n, dt = scenario.intervals, scenario.interval_hours
     physical: dict[str, tuple[float, ...]] = {}
     payments: dict[str, tuple[float, ...]] = {}
@@ -168,12 +194,12 @@ def _check(
     dso: dict[str, tuple[tuple[float, float], ...]] = {}
     for mg in scenario.microgrids:
         kwh, money = net_by_interval(trades, mg.name)
-        if not any(kwh):
+        day, passes = _judge(mg, dt, kwh, money, conventional.per_interval[mg.name])
+        if day is None:
             physical[mg.name] = conventional.per_interval[mg.name]
             payments[mg.name] = tuple(0.0 for _ in range(n))
             continue
-        day = dispatch(mg, dt, kwh)
-        if day.cost - sum(money) > _ceiling(conventional, mg.name):
+        if not passes:
             refused[mg.name] = kwh
         physical[mg.name], payments[mg.name], dso[mg.name] = day.physical, tuple(money), day.dso_kwh
     return _Checked(physical, payments, refused, len(dso), dso)
@@ -187,7 +213,7 @@ def _verify(commitment: Commitment, conventional: BaselineCosts) -> None:
     if still:
         raise ForwardError(f"{still[0]} declined but still trades day-ahead")
     for name, cost in sorted(commitment.day_cost.items()):
-        if cost > _ceiling(conventional, name):
+        if cost > _ceiling(conventional.per_interval[name]):
             raise ForwardError(
                 f"{name}'s day would cost {cost:.6f}, above its conventional {sum(conventional.per_interval[name]):.6f}"
             )
@@ -207,52 +233,125 @@ def _reduce(
     return tuple(quantize(abs(x * dt)) * (1 if x > 0 else -1) for x in reduced)
 
 
+def provisional(
+    accepts: Mapping[str, Sequence[int]], prices: Sequence[float], keys: Mapping[str, bytes] | None = None
+) -> tuple[tuple[Trade, ...], ...]:
+    """The trades the exchange contract's clear would make of `accepts` (whole Wh per interval, + sale, by
+    member id) now: per interval `pairing.forward_trades` — the contract's own function — with every tie
+    broken by the members' chain keys (`keys`; None: each id is its key in hex), at `prices` (λ_t exact,
+    put on the chain's tick here), sorted by (seller, buyer) id. Public data only: every member computes the
+    same trades."""
+    key = {who: bytes.fromhex(who) if keys is None else keys[who] for who in accepts}
+    named = {k: who for who, k in key.items()}
+    out = []
+    for t, p in enumerate(prices):
+        price = closing_price(p) / 1000
+        sells = {key[who]: row[t] for who, row in accepts.items() if row[t] > 0}
+        buys = {key[who]: -row[t] for who, row in accepts.items() if row[t] < 0}
+        trades = pairing.forward_trades(sells, buys, MAX_REQUESTS)
+        day = (Trade(t, named[s], named[b], q / 1000, price) for s, b, q in trades)
+        out.append(tuple(sorted(day, key=lambda tr: (tr.seller, tr.buyer))))
+    return tuple(out)
+
+
+@dataclass(frozen=True)
+class Recheck:
+    """One MG's re-check of its accept against every member's (`recheck`)."""
+
+    positions: tuple[int, ...]  # its next accept: whole Wh per interval (+ sale), no larger than its last
+    decision: Literal["kept", "reduced", "declined"]
+    kwh: tuple[float, ...]  # its net export per interval in the clear of the accepts it re-checked
+    money: tuple[float, ...]  # received per interval for that
+    day: Dispatch | None  # its day with those trades fixed (None: it had none, nothing solved)
+    passes: bool  # whether that day costs no more than its conventional day (payments included)
+    checks: int  # MILPs solved
+
+
+def recheck(
+    mg: Microgrid,
+    dt: float,
+    prices: Sequence[float],
+    accepts: Mapping[str, Sequence[int]],
+    me: str,
+    conventional: Sequence[float],
+    keys: Mapping[str, bytes] | None = None,
+    may_reduce: bool = True,
+) -> Recheck:
+    """`prices`: the session's closing λ_t (currency per kWh, exact to the nano); `accepts`: every member's
+    current accept (whole Wh per interval, + sale; the members that never accepted left out), this MG's
+    under `me` (ids: the members' public keys in hex, or names with their chain `keys`: the simulation's);
+    `conventional`: its conventional cost per interval. Its trades if the clear came now (`provisional`), its exact check
+    with them fixed (`_judge`: payments at the tick included); if that fails, the largest part of what it
+    got that passes (`_reduce`, whole Wh) — or, when not even nothing fits, that part is empty or its accept
+    unchanged, or `may_reduce` is False, zeros (it declines). Deterministic; solves this MG's own MILPs
+    only."""
+    kwh, money = net_by_interval(provisional(accepts, prices, keys), me)
+    own = tuple(accepts[me])
+    day, passes = _judge(mg, dt, kwh, money, conventional)
+    checks = 0 if day is None else 1
+    if passes:
+        return Recheck(own, "kept", tuple(kwh), tuple(money), day, True, checks)
+    zeros = (0,) * len(own)
+    on_tick = [closing_price(p) / 1000 for p in prices]
+    reduced = _reduce(mg, dt, on_tick, kwh, sum(conventional)) if may_reduce else None
+    if reduced is None:
+        return Recheck(zeros, "declined", tuple(kwh), tuple(money), day, False, checks)
+    alone = Scenario(mg.name, dt, (mg,))
+    allocation = Allocation(tuple(prices), {mg.name: reduced}, 0, 0.0, 0.0, True, 0, 0)
+    row = accepted_wh(alone, allocation)[mg.name]
+    if row == own:  # no smaller part found: posted again unchanged it would end the rounds while it fails
+        row = zeros
+    decision: Literal["reduced", "declined"] = "reduced" if any(row) else "declined"
+    return Recheck(row, decision, tuple(kwh), tuple(money), day, False, checks + 1)
+
+
 def commit(
     scenario: Scenario, allocation: Allocation, conventional: BaselineCosts, reductions: int = 4
 ) -> Commitment:
+    """Rounds of `recheck`, every MG at once, from every MG accepting its whole position (`accepted_wh`):
+    each round every MG re-checks the clear of the round before; the rounds end when every MG passed, i.e.
+    no accept changed (the chain's settled round); an MG that fails after `reductions` rounds declines."""
     dt = scenario.interval_hours
-    prices = tuple(closing_price(p) / 1000 for p in allocation.prices)
+    keys = {mg.name: key_for(scenario.name, mg.name).public for mg in scenario.microgrids}
+    accepts = accepted_wh(scenario, allocation)
     declined: list[str] = []
     checks = 0
-    attempt = 0
-    while True:
-        trades = match(scenario, allocation, declined)
-        checked = _check(scenario, trades, conventional)
-        checks += checked.checks
-        refused = checked.refused
-        if not refused:
+    for round_ in count(1):
+        rechecked = {
+            mg.name: recheck(
+                mg,
+                dt,
+                allocation.prices,
+                accepts,
+                mg.name,
+                conventional.per_interval[mg.name],
+                keys,
+                may_reduce=round_ <= reductions,
+            )
+            for mg in scenario.microgrids
+        }
+        checks += sum(r.checks for r in rechecked.values())
+        if all(r.passes for r in rechecked.values()):
             break
-        # for `reductions` rounds, each MG that fails takes instead the largest trades within what it was
-        # matched that keep it within its conventional day cost, or declines when none does; after that it
-        # declines. Either way the rest are matched and checked again (their counterparts shrank and they
-        # may fail in turn), until nobody fails: each round past `reductions` declines one more MG at least
-        positions = dict(allocation.positions)
-        for name, kwh in refused.items():
-            if attempt >= reductions:
+        for name, r in rechecked.items():
+            accepts[name] = r.positions
+            if r.decision == "declined":
                 declined.append(name)
-                continue
-            mg = next(m for m in scenario.microgrids if m.name == name)
-            reduced = _reduce(mg, dt, prices, kwh, sum(conventional.per_interval[name]))
-            if reduced is None:
-                declined.append(name)
-                continue
-            checks += 1
-            positions[name] = reduced
-            if not any(positions[name]):
-                declined.append(name)  # nothing it was matched fits its conventional cost
-        allocation = replace(allocation, positions=positions)
-        attempt += 1
-    physical, payments = checked.physical, checked.payments
+    physical = {
+        name: r.day.physical if r.day is not None else conventional.per_interval[name]
+        for name, r in rechecked.items()
+    }
+    payments = {name: r.money for name, r in rechecked.items()}
     commitment = Commitment(
-        prices=prices,
-        trades=trades,
+        prices=tuple(closing_price(p) / 1000 for p in allocation.prices),
+        trades=provisional(accepts, allocation.prices, keys),
         declined=tuple(sorted(declined)),
         physical_cost=physical,
         payments=payments,
         day_cost={name: sum(physical[name]) - sum(payments[name]) for name in physical},
         checks=checks,
-        dso_kwh=checked.dso_kwh,
-        accepted=accepted_wh(scenario, allocation, declined),
+        dso_kwh={name: r.day.dso_kwh for name, r in rechecked.items() if r.day is not None},
+        accepted=accepts,
     )
     _verify(commitment, conventional)
     return commitment
@@ -325,7 +424,7 @@ def accept_alone(
         day = dispatch(mg, dt, kwh)
         checks += 1
         cost = day.cost - sum(q * p for q, p in zip(kwh, on_tick, strict=True))
-        if cost <= _ceiling(conventional, mg.name):
+        if cost <= _ceiling(conventional.per_interval[mg.name]):
             return Acceptance(row, decision, cost, budget, checks)
         reduced = None if attempt == reductions else _reduce(mg, dt, on_tick, kwh, budget)
         if reduced is None:
