@@ -93,10 +93,15 @@ def test_a_fee_change_is_the_mgs_own_and_only_flagged() -> None:
     assert (0, "sell") not in mg.fee_off  # never dropped again
 
 
+SALES = ((0, "sell"), (1, "sell"))
+
+
 def test_the_coordination_lets_back_the_least_demanding_rule_first_one_per_interval_and_side() -> None:
     demands = {0: 30, 1: 10, 2: 10}  # floors on the tick; 1 and 2 tie: member order
-    coordination = Coordination(lambda i, t, side: demands[i])
-    asks = Judgement(asks=((0, "sell"), (1, "sell")))
+    coordination = Coordination(lambda i, t, side: demands[i], 2)
+    banned = Judgement(banned=SALES)
+    assert coordination.settle([banned, banned, banned]) == Outcome((), True)
+    asks = Judgement(asks=SALES)
     outcome = coordination.settle([asks, asks, asks])
     assert outcome.let_back == ((1, (0, "sell")), (1, (1, "sell"))) and outcome.changed
     # the next judgement: 1 was let back at both, so 2 is (it asks again); 0 waits
@@ -107,19 +112,39 @@ def test_the_coordination_lets_back_the_least_demanding_rule_first_one_per_inter
 
 
 def test_a_ban_now_holds_the_let_back_and_a_side_let_back_then_banned_again_closes_it() -> None:
-    coordination = Coordination(lambda i, t, side: 0)
-    ask = Judgement(asks=((0, "buy"),))
-    outcome = coordination.settle([ask, Judgement(banned=((0, "buy"),))])
+    coordination = Coordination(lambda i, t, side: 0, 1)
+    ban, ask = Judgement(banned=((0, "buy"),)), Judgement(asks=((0, "buy"),))
+    coordination.settle([ban, Judgement()])
+    outcome = coordination.settle([ask, ban])
     assert outcome.let_back == () and outcome.changed  # someone banned (0, buy) now: nobody back there
     assert coordination.settle([ask, Judgement()]).let_back == ((0, (0, "buy")),)
     # member 0, let back, is banned again: (0, buy) is closed to every other return
-    assert coordination.settle([Judgement(banned=((0, "buy"),)), Judgement()]).changed
+    assert coordination.settle([ban, Judgement()]).changed
     assert coordination.closed == {(0, "buy")}
-    assert coordination.settle([Judgement(), Judgement(asks=((0, "buy"),))]).let_back == ()
+    assert coordination.settle([Judgement(), ask]).let_back == ()
 
 
 def test_nothing_changes_on_empty_judgements() -> None:
-    assert not Coordination(lambda i, t, side: 0).settle([Judgement(), Judgement()]).changed
+    assert not Coordination(lambda i, t, side: 0, 1).settle([Judgement(), Judgement()]).changed
+
+
+def test_a_lying_member_can_neither_hold_others_back_nor_keep_the_exchange_going() -> None:
+    coordination = Coordination(lambda i, t, side: 0, 2)
+    # both ban their sale in interval 0 (a ban of one's own side is every member's right, once)
+    coordination.settle([Judgement(banned=((0, "sell"),)), Judgement(banned=((0, "sell"),))])
+    liar = Judgement(banned=((0, "sell"),), fees=True)
+    # the liar's ban said again is nothing new: the honest member asking at (0, sell) is let back
+    outcome = coordination.settle([Judgement(asks=((0, "sell"),)), liar])
+    assert outcome.let_back == ((0, (0, "sell")),)
+    # asking back a side it never had banned brings it nothing
+    assert coordination.settle([Judgement(), Judgement(asks=((1, "buy"),))]).let_back == ()
+    # fees said changed round after round count as changes only as often as an honest MG's can (each of
+    # its 2 intervals' 2 fees dropped once and back once: 8), then the exchange may stop
+    said = [coordination.settle([Judgement(), Judgement(fees=True)]).changed for _ in range(12)]
+    assert said == [True] * 7 + [False] * 5  # the liar's first fees=True above was the 8th
+    # bans of sides no one holds banned still count, but each only once per member
+    assert coordination.settle([Judgement(), Judgement(banned=((1, "buy"),))]).changed
+    assert not coordination.settle([Judgement(), Judgement(banned=((1, "buy"),))]).changed
 
 
 def test_the_demand_is_the_rule_on_the_chains_tick_and_an_absent_cap_the_least_demanding() -> None:

@@ -152,7 +152,7 @@ def test_the_let_backs_are_computable_from_the_chain_alone() -> None:
     view = venue.chain.view
     members = [venue.keys[mg.name].public for mg in scenario.microgrids]
 
-    public = Coordination(lambda i, t, side: demand(rules_for(view, members[i], t), side))
+    public = Coordination(lambda i, t, side: demand(rules_for(view, members[i], t), side), 2)
     assert any(binds(rules_for(view, m, t)) for m in members for t in range(2))  # a cap: judged
     by_iteration: dict[int, list[Judgement]] = {}
     order = {mg.name: i for i, mg in enumerate(scenario.microgrids)}

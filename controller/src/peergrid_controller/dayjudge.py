@@ -227,13 +227,19 @@ class Outcome:
 class Coordination:
     """The public half of the rules' judgement: the sides let back (each at most once per member), the
     (interval, side)s closed to returns. `demand(i, t, side)` is member i's rule there on the market tick
-    (`demand_on_tick`; on the chain `market_state.rules_for`), public."""
+    (`demand_on_tick`; on the chain `demand` of `market_state.rules_for`), public. What an honest member can
+    post is bounded, and the coordination holds every member to it (a liar cannot keep the exchange going
+    for ever nor hold others' let-backs): a ban counts only for a side it does not hold banned, an ask only
+    for one it does, and `fees` as a change at most `fee_changes` times per member (a fee drops once and
+    comes back once: 4 per interval)."""
 
-    def __init__(self, demand: Callable[[int, int, Side], int]) -> None:
+    def __init__(self, demand: Callable[[int, int, Side], int], intervals: int) -> None:
         self.demand = demand
+        self.fee_changes = 4 * intervals
         self.returned: set[tuple[int, int, Side]] = set()  # (member, interval, side) let back after a ban
         self.closed: set[Cell] = set()  # where a side let back was banned again
         self.standing: set[tuple[int, int, Side]] = set()  # (member, interval, side) banned now
+        self.fees_said: dict[int, int] = {}  # per member, the judgements that counted its fees changed
 
     def settle(self, judgements: Sequence[Judgement]) -> Outcome:
         """Every member's judgement of one iteration (in member order): a side just banned moves the
@@ -245,6 +251,8 @@ class Coordination:
         banned_now: set[Cell] = set()
         for i, judgement in enumerate(judgements):
             for t, side in judgement.banned:
+                if (i, t, side) in self.standing:
+                    continue  # banned already: nothing new (an honest member never says it again)
                 banned_now.add((t, side))
                 self.standing.add((i, t, side))
                 if (i, t, side) in self.returned:
@@ -252,7 +260,7 @@ class Coordination:
         asking: dict[Cell, list[tuple[int, int]]] = {}
         for i, judgement in enumerate(judgements):
             for t, side in judgement.asks:
-                if (i, t, side) not in self.returned:
+                if (i, t, side) in self.standing and (i, t, side) not in self.returned:
                     asking.setdefault((t, side), []).append((self.demand(i, t, side), i))
         let_back = []
         for cell in sorted(asking, key=cell_code):
@@ -261,5 +269,9 @@ class Coordination:
                 self.returned.add((i, *cell))
                 self.standing.discard((i, *cell))
                 let_back.append((i, cell))
-        changed = bool(banned_now or let_back or any(j.fees for j in judgements))
-        return Outcome(tuple(let_back), changed)
+        fees = False
+        for i, judgement in enumerate(judgements):
+            if judgement.fees and self.fees_said.get(i, 0) < self.fee_changes:
+                self.fees_said[i] = self.fees_said.get(i, 0) + 1
+                fees = True
+        return Outcome(tuple(let_back), bool(banned_now or let_back or fees))

@@ -88,7 +88,7 @@ class Exchange(Book):
             OwnRules(mg, self.dt, self.n, cfg.fee_margin, cfg.resolution_kwh) for mg in self.mgs
         ]
         demands = [demand_on_tick(mg) for mg in self.mgs]
-        self.coordination = Coordination(lambda i, t, side: demands[i](t, side))
+        self.coordination = Coordination(lambda i, t, side: demands[i](t, side), self.n)
         # public: some member's floor or cap, as the chain keeps it (`market.set_rules`), is in force
         self.ruled = any(binds(chain_rules(mg.rules)) for mg in self.mgs)
         # each MG's judgement on the last stepped iteration (None: none), posted with its next answer and in
