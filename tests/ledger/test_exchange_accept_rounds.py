@@ -30,7 +30,7 @@ from test_exchange_clear import (
 from peergrid_ledger import query
 from peergrid_ledger.chain import LocalChain
 from peergrid_ledger.contracts import exchange_clearing, market
-from peergrid_ledger.contracts.exchange_clearing import accept_key, accepted, cleared, rounds
+from peergrid_ledger.contracts.exchange_clearing import accept_key, accepted, accepts_at, cleared, rounds
 from peergrid_ledger.contracts.pairing import forward_trades
 from peergrid_ledger.keys import Keypair
 from peergrid_ledger.results import Accepted, Reason
@@ -78,10 +78,15 @@ def test_a_one_round_session_keeps_its_bytes_and_its_state_root() -> None:
     accept_all(chain, {m: q for m, q in FINALS.items()})
     raw = read_obj(chain.view, accept_key(P1.public, "day-1"))
     assert raw == {"clean": False, "positions": FINALS[P1]}  # no round written in round 1
-    assert accepted(chain.view, "day-1", P1.public) == {**raw, "round": 1, "changed": True}
+    assert accepted(chain.view, "day-1", P1.public) == {
+        **raw,
+        "round": 1,
+        "before": [0, 0, 0],
+        "changed": True,
+    }
     status = rounds(chain.view, "day-1")
     assert status == {"round": 1, "waiting": [], "behind": [], "changed": [], "settled": True}
-    assert rounds(chain.view, "nope") is None
+    assert rounds(chain.view, "nope") is None and accepts_at(chain.view, "nope", 1) is None
 
 
 def test_round_two_opens_only_once_every_member_accepted_and_is_reduce_only() -> None:
@@ -102,7 +107,10 @@ def test_round_two_opens_only_once_every_member_accepted_and_is_reduce_only() ->
     why, text = refused(chain, P4, "exchange.accept", accept_body(FINALS[P4], clean=True))
     assert why is Reason.RULE_VIOLATION and "clean True differs from round 1's" in text
     record = accepted(chain.view, "day-1", P2.public)
-    assert record == {"clean": False, "positions": [0, 500, 0], "round": 2, "changed": True}
+    want = {"clean": False, "positions": [0, 500, 0], "round": 2, "before": FINALS[P2], "changed": True}
+    assert record == want
+    raw = read_obj(chain.view, accept_key(P2.public, "day-1"))
+    assert raw == {"before": FINALS[P2], "clean": False, "positions": [0, 500, 0], "round": 2}
 
 
 def test_a_round_that_reduces_needs_another_and_the_clear_names_who_is_behind() -> None:
@@ -121,7 +129,13 @@ def test_a_round_that_reduces_needs_another_and_the_clear_names_who_is_behind() 
     assert why is Reason.RULE_VIOLATION and f"changed in round 2: {short(P3)}" in text
     assert "re-checks in round 3" in text
     final = {**FINALS, P3: [-1500, -1500, 0]}
-    accept_all(chain, {P1: [2500, 1000, 0], **{m: final[m] for m in (P2, P3, P4)}})  # P1 reduces in round 3
+    round2 = {m.public: q for m, q in final.items()}
+    assert accepts_at(chain.view, "day-1", 1) == {m.public: q for m, q in FINALS.items()}
+    assert accepts_at(chain.view, "day-1", 2) == round2
+    submit(chain, P1, "exchange.accept", accept_body([2500, 1000, 0]))  # P1 reduces in round 3
+    # what the others re-check in round 3 is still round 2's set, P1's own round-2 accept included
+    assert accepts_at(chain.view, "day-1", 2) == round2 and accepts_at(chain.view, "day-1", 1) is None
+    accept_all(chain, {m: final[m] for m in (P2, P3, P4)})
     why, text = refused(chain, P4, "exchange.clear", CLEAR)
     assert why is Reason.RULE_VIOLATION and f"changed in round 3: {short(P1)}" in text
     final[P1] = [2500, 1000, 0]
@@ -195,6 +209,8 @@ def test_after_the_deadline_the_members_present_go_on_and_a_late_first_accept_is
     assert chain.sign_and_submit(P4, "exchange.accept", accept_body(FINALS[P4]), time_ms=late).ok
     record = accepted(chain.view, "day-1", P4.public)
     assert record is not None and (record["round"], record["changed"]) == (2, True)
+    assert P4.public not in accepts_at(chain.view, "day-1", 1)  # type: ignore[operator]  # it had none
+    assert accepts_at(chain.view, "day-1", 2)[P4.public] == FINALS[P4]  # type: ignore[index]
     status = rounds(chain.view, "day-1")
     assert status is not None and status["changed"] == [P1.public, P4.public] and not status["settled"]
     for m, q in ((P1, [2000, 1000, 0]), (P2, FINALS[P2]), (P3, FINALS[P3]), (P4, FINALS[P4])):
@@ -261,6 +277,13 @@ def test_whatever_the_accepts_the_clear_gives_no_member_more_than_it_last_accept
                 for q, before in zip(positions, mine[-1], strict=True):
                     assert q == 0 or ((q > 0) == (before > 0) and abs(q) <= abs(before))
             mine.append(positions)
+        top = max(len(p) for p in posts.values())
+        for r in range(1, top + 1):  # the set each round left, as `accepts_at` reads it back
+            got = accepts_at(chain.view, "day-1", r)
+            if any(len(p) > r + 1 for p in posts.values()):
+                assert got is None
+            else:
+                assert got == {m.public: p[min(r, len(p)) - 1] for m, p in posts.items() if p}
         status = rounds(chain.view, "day-1")
         if clearer is not None and chain.sign_and_submit(ALL[clearer], "exchange.clear", CLEAR).ok:
             # a member clears only settled rounds (no deadline here): each still trading re-checked the last

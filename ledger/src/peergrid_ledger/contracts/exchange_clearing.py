@@ -14,7 +14,9 @@ Promises (the `exchange.accept` and `exchange.clear` handlers of `exchange.KINDS
       and no larger; `clean` unchanged), and opens only once every member accepted (or the deadline passed)
       and every member still trading (latest accept not all zeros) posted round k — before that it is
       refused `duplicate`, so that round k + 1 always answers a round k that can no longer change. A first
-      accept made while a round R ≥ 2 runs (after the deadline) joins round R as a change.
+      accept made while a round R ≥ 2 runs (after the deadline) joins round R as a change. From round 2 on
+      the record keeps the member's accept before (`before`), so the set each round left stays readable
+      while the next runs (`accepts_at`: what round r + 1 re-checks); `rounds` reads the rounds' state.
   `exchange.clear` (after the close, once; a member or the coordinator: at once when the accepts are
       settled, i.e. every member accepted and either nobody accepted twice (round 1: the rule from before
       rounds) or, for the highest round R, every member still trading posted round R and no round-R accept
@@ -99,14 +101,32 @@ MAX_CLEAR_CELLS = 256 * 96
 
 
 def accepted(state: StateReader, name: str, member: bytes) -> dict[str, Any] | None:
-    """`{clean, positions, round, changed}` of the member's latest accept, or None if it did not accept (or
-    is no member): `round` its number of accepts (a late first accept: the round it joined), `changed`
-    whether its positions differ from its accept before (a first accept: whether it trades at all)."""
+    """`{before, changed, clean, positions, round}` of the member's latest accept, or None if it did not
+    accept (or is no member): `round` its round (a first accept: 1, or the round it joined late), `before`
+    its accept of the round before (zeros if it had none), `changed` whether `positions` differ from it."""
     value: dict[str, Any] | None = read_obj(state, accept_key(member, name))
     if value is None:
         return None
     # round-1 records keep the bytes they had before rounds: {clean, positions}
-    return {"round": 1, "changed": any(value["positions"]), **value}
+    before = value.get("before", [0] * len(value["positions"]))
+    return {"round": 1, **value, "before": before, "changed": value["positions"] != before}
+
+
+def accepts_at(state: StateReader, name: str, round_: int) -> dict[bytes, list[int]] | None:
+    """Every member's accept as it stood when round `round_` was complete, by member key (the members that
+    had not accepted by then left out): what each member re-checks when it posts round `round_` + 1. None if
+    no such session or a member is already past round `round_` + 1 (its accept then is no longer kept)."""
+    if read_obj(state, xch.session_key(name)) is None:
+        return None
+    out: dict[bytes, list[int]] = {}
+    for member, value in _standing(state, name, list(read_obj(state, xch.members_key(name)))).items():
+        if value["round"] > round_ + 1:
+            return None
+        if value["round"] <= round_:
+            out[member] = value["positions"]
+        elif any(value["before"]):  # its accept of round `round_` (zeros: a late first accept, none then;
+            out[member] = value["before"]  # a declined member posts no more, so a re-accept's is never)
+    return out
 
 
 def _standing(state: StateReader, name: str, members: list[bytes]) -> dict[bytes, dict[str, Any]]:
@@ -262,9 +282,9 @@ def accept(view: Overlay, tx: Tx, ctx: BlockContext, sender: ks.AccountRecord) -
         if q != 0:
             _check_accept(view, tx.sender, t, first + t, q, finals[t], xch.micro_per_wh(prices[t]))
     value: dict[str, Any] = {"clean": tx.body["clean"], "positions": positions}
-    changed = positions != (previous["positions"] if previous is not None else [0] * intervals)
+    before = previous["positions"] if previous is not None else [0] * intervals
     if round_ > 1:  # round 1 keeps the record's bytes from before rounds
-        value.update({"changed": changed, "round": round_})
+        value.update({"before": before, "round": round_})
     view.put_obj(accept_key(tx.sender, name), value)
     trading = [t for t, q in enumerate(positions) if q != 0]
     if trading:  # its rules hold for what it accepted: changed only after, as for a market position
@@ -274,7 +294,7 @@ def accept(view: Overlay, tx: Tx, ctx: BlockContext, sender: ks.AccountRecord) -
             view.put(last_key, ks.encode_int(first + trading[-1]))
     event: dict[str, Any] = {"session": name, "member": tx.sender, "declined": not trading}
     if round_ > 1:
-        event.update({"round": round_, "changed": changed})
+        event.update({"round": round_, "changed": positions != before})
     return [("exchange_accepted", event)]
 
 
