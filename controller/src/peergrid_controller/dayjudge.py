@@ -14,10 +14,15 @@ Promises:
   market tick, ties in member order), the (interval, side)s closed to returns (a side let back and banned
   again) and whether anything changed (so that the exchange goes on instead of stopping).
 - `encode`/`decode` are a judgement's chain form: cells 2·t (sale) and 2·t + 1 (purchase), ascending.
-What a lying MG can do with it: only ban or bring back itself (its bans and asks name its own sides; the
-chain checks its positions against its rules as ever, `exchange.position`); a false ban of a side it still
-holds blocks that interval's let-back for one judgement, and a false `fees` flag only keeps the exchange
-going; it cannot ban another MG or let another back.
+- `demand`, `binds`: the coordination's two questions of an owner's rules as the chain keeps them.
+What a lying MG can do with it: only ban itself or ask itself back (its bans and asks name its own sides;
+the chain checks its positions against its rules as ever, `exchange.position`). It cannot ban another MG,
+let another back or jump the queue (the order is the public rules'). A ban of a side of its own holds that
+(interval, side)'s let-backs for that one judgement (`Coordination` ignores it said again), and a ban of a
+side it was let back to closes that (interval, side) to returns, as an honest MG's would; an ask counts
+only for a side it holds banned; `fees` said falsely keeps the exchange going at most as long as an
+honest MG's fee changes could (4 per interval), and said falsely false only stops it on the liar's own
+answer, which is what it posted anyway.
 Pure; no solver, no clocks, no I/O.
 """
 
