@@ -22,7 +22,8 @@ from hypothesis import strategies as st
 
 from peergrid_controller import baselines, forward
 from peergrid_controller.chain_venue import key_for
-from peergrid_controller.dayahead import Allocation, DayAheadConfig, allocate
+from peergrid_controller.dayahead import Allocation, allocate
+from peergrid_controller.dayexchange import DayAheadConfig
 from peergrid_controller.forward import _judge, accept_alone, commit, provisional, recheck
 from peergrid_controller.market import MAX_REQUESTS, Trade, wh
 from peergrid_controller.matching import accepted_wh, closing_price, match, net_by_interval

@@ -301,8 +301,8 @@ def test_whatever_the_accepts_the_clear_gives_no_member_more_than_it_last_accept
     latest = {m: p[-1] for m, p in posts.items() if p}
     traded = trades_of(chain)
     assert traded == want(latest)  # the pro-rata arithmetic on the final accepts, nothing else
-    for m, q in latest.items():
+    for m, row in latest.items():
         for t in range(3):
             net = sum(x for i, s, _, x in traded if i == FIRST + t and s == m.public)
             net -= sum(x for i, _, b, x in traded if i == FIRST + t and b == m.public)
-            assert net == 0 or ((net > 0) == (q[t] > 0) and abs(net) <= abs(q[t]))
+            assert net == 0 or ((net > 0) == (row[t] > 0) and abs(net) <= abs(row[t]))
