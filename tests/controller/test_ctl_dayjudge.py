@@ -20,7 +20,10 @@ from peergrid_controller.dayjudge import (
     binds,
     decode,
     demand_on_tick,
+    due,
+    enact,
     encode,
+    judge_own,
 )
 from peergrid_controller.dayrounds import Exchange
 from peergrid_controller.dayrules import chain_rules
@@ -188,3 +191,37 @@ def test_a_rule_binds_on_the_chain_with_a_floor_above_0_or_a_cap_below_the_highe
     assert binds(chain_rules(ContractRules(cap_price=0.3)))
     # a floor under half a tick is no floor on the chain's tick
     assert not binds(chain_rules(ContractRules(floor_price=0.0004)))
+
+
+def test_the_timing_near_convergence_in_force_at_once_on_a_value_stop_after_the_posts() -> None:
+    scenario = ruled([0.0, 0.0, 0.0], [0.5, 0.5, 0.5])
+    at = [nano(-0.01), nano(0.1)]
+    # nothing to judge: not a judging day, or neither near nor its own verdict settled
+    assert judge_own(own(scenario, 0), at, [1.0, 1.0], near=True, settled=True, judging=False) is None
+    assert judge_own(own(scenario, 0), at, [1.0, 1.0], near=False, settled=False, judging=True) is None
+    # near convergence: its ban is in force for its next answer already; enact changes nothing more
+    near = own(scenario, 0)
+    judged = judge_own(near, at, [1.0, 1.0], near=True, settled=False, judging=True)
+    assert judged is not None and near.banned == {(0, "sell")}
+    enact(near, 0, judged, True, Outcome((), True))
+    assert near.banned == {(0, "sell")}
+    # on its own verdict alone: posted, in force only once every verdict said settled (`due`) and enacted
+    value = own(scenario, 0)
+    judged = judge_own(value, at, [1.0, 1.0], near=False, settled=True, judging=True)
+    assert judged is not None and value.banned == set()
+    assert due(True, False, True) and not due(True, False, False) and not due(False, True, True)
+    enact(value, 0, judged, False, Outcome((), True))
+    assert value.banned == {(0, "sell")}
+    # a let-back is enacted by the member let back only
+    enact(value, 1, None, False, Outcome(((0, (0, "sell")),), True))
+    assert value.banned == {(0, "sell")}
+    enact(value, 0, None, False, Outcome(((0, (0, "sell")),), True))
+    assert value.banned == set() and value.returned == {(0, "sell")}
+
+
+def test_a_day_is_judged_where_a_rule_binds_a_price_is_negative_or_a_side_stands_banned() -> None:
+    free = Coordination(lambda i, t, side: 0, 1, ruled=False)
+    assert not free.judging([nano(0.1)]) and free.judging([nano(-0.001)])
+    free.settle([Judgement(banned=((0, "sell"),))])
+    assert free.judging([nano(0.1)])
+    assert Coordination(lambda i, t, side: 0, 1).judging([nano(0.1)])

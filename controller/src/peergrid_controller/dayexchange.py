@@ -225,6 +225,12 @@ class Book:
             self.balance_rho()
         return converged, moves
 
+    def rules_near(self) -> bool:
+        """Whether both residuals are within `rules_within_kwh`: the owners' rules are judged from there on
+        (dayjudge.judge_own)."""
+        near = self.cfg.rules_within_kwh
+        return self.primal <= near and self.dual <= near
+
     def imbalance_ratios(self) -> list[float]:
         """Per interval, the imbalance over the mean of the two sides' volumes, (sold + bought) / 2: the same for
         every MG, so it is worked out once per step (0 where nothing is traded, which leaves no imbalance

@@ -238,13 +238,20 @@ class Coordination:
     for one it does, and `fees` as a change at most `fee_changes` times per member (a fee drops once and
     comes back once: 4 per interval)."""
 
-    def __init__(self, demand: Callable[[int, int, Side], int], intervals: int) -> None:
+    def __init__(self, demand: Callable[[int, int, Side], int], intervals: int, ruled: bool = True) -> None:
         self.demand = demand
+        self.ruled = ruled  # some member's rule binds (`binds`)
         self.fee_changes = 4 * intervals
         self.returned: set[tuple[int, int, Side]] = set()  # (member, interval, side) let back after a ban
         self.closed: set[Cell] = set()  # where a side let back was banned again
         self.standing: set[tuple[int, int, Side]] = set()  # (member, interval, side) banned now
         self.fees_said: dict[int, int] = {}  # per member, the judgements that counted its fees changed
+
+    def judging(self, prices_nano: Sequence[int]) -> bool:
+        """Whether judgements at these prices can change anything: some member's rule binds (`ruled`), a
+        price is below 0 (a floor of 0 forbids a sale there) or a side stands banned. All public; where it
+        is false nobody judges (a day without rules posts no judgement and no final round)."""
+        return self.ruled or min(prices_nano) < 0 or bool(self.standing)
 
     def settle(self, judgements: Sequence[Judgement]) -> Outcome:
         """Every member's judgement of one iteration (in member order): a side just banned moves the
@@ -280,3 +287,50 @@ class Coordination:
                 self.fees_said[i] = self.fees_said.get(i, 0) + 1
                 fees = True
         return Outcome(tuple(let_back), bool(banned_now or let_back or fees))
+
+
+# ---------------------------------------------------------------------------------------------- the timing
+# What every party does after the step of iteration k, so that MGs that see each other only through the
+# chain (the edge) and one process holding them all (dayrounds.Exchange) do the same things at the same
+# iterations.
+
+
+def judge_own(
+    own: OwnRules,
+    prices_nano: Sequence[int],
+    position_kwh: Sequence[float],
+    *,
+    near: bool,
+    settled: bool,
+    judging: bool,
+) -> OwnJudgement | None:
+    """An MG's judgement on the iteration just stepped, to post with its next position (`encode` of its
+    `public` unless empty); None where it has nothing to judge: the day is not `judging`
+    (`Coordination.judging`) or the judgement cannot be due as far as it can tell — neither `near`
+    convergence (both residuals within `rules_within_kwh`, public: `Book.rules_near`) nor its own value-stop
+    verdict `settled`. Near convergence the judgement is due for every MG, so its fees and bans are in force
+    at once, for that next position; otherwise `enact` puts it in force if every verdict was settled."""
+    if not judging or not (near or settled):
+        return None
+    judged = own.judge(prices_nano, position_kwh)
+    if near:
+        own.apply(judged)
+    return judged
+
+
+def due(judging: bool, near: bool, all_settled: bool) -> bool:
+    """Whether the judgements on an iteration are in force: near convergence, or on a value stop (every
+    member's verdict on it settled: known once the posts of the next iteration are all in)."""
+    return judging and (near or all_settled)
+
+
+def enact(own: OwnRules, member: int, judged: OwnJudgement | None, near: bool, outcome: Outcome) -> None:
+    """Once every member's post of the next iteration is in and the judgements were `due` and settled into
+    `outcome` (`Coordination.settle`, every member's in member order): MG `member`'s own judgement in force
+    if it was not already (`judge_own` near convergence), and its sides the coordination let back. In force
+    for its answers after those posts."""
+    if judged is not None and not near:
+        own.apply(judged)
+    for i, cell in outcome.let_back:
+        if i == member:
+            own.let_back(cell)

@@ -49,13 +49,16 @@ from peergrid_controller.dayexchange import (
     settled,
 )
 from peergrid_controller.dayjudge import (
-    Cell,
     Coordination,
     Judgement,
+    Outcome,
     OwnJudgement,
     OwnRules,
     binds,
     demand_on_tick,
+    due,
+    enact,
+    judge_own,
 )
 from peergrid_controller.daymodel import DayModel
 from peergrid_controller.dayrules import Fees, chain_rules
@@ -88,15 +91,17 @@ class Exchange(Book):
             OwnRules(mg, self.dt, self.n, cfg.fee_margin, cfg.resolution_kwh) for mg in self.mgs
         ]
         demands = [demand_on_tick(mg) for mg in self.mgs]
-        self.coordination = Coordination(lambda i, t, side: demands[i](t, side), self.n)
-        # public: some member's floor or cap, as the chain keeps it (`market.set_rules`), is in force
-        self.ruled = any(binds(chain_rules(mg.rules)) for mg in self.mgs)
+        self.coordination = Coordination(
+            lambda i, t, side: demands[i](t, side),
+            self.n,
+            ruled=any(binds(chain_rules(mg.rules)) for mg in self.mgs),
+        )
         # each MG's judgement on the last stepped iteration (None: none), posted with its next answer and in
         # force once those are all posted if `due` (`_judge`, `_enact`), with the MGs the coordination let back
         self.judged: list[OwnJudgement | None] = [None] * len(self.mgs)
         self.due = False
-        self.in_force = False  # ... and already in force (a judgement near convergence: fees and bans)
-        self.let_back: tuple[tuple[int, Cell], ...] = ()
+        self.near = False  # ... judged near convergence (its fees and bans already in force)
+        self.outcome = Outcome((), False)  # ... and what the coordination made of them
         self.posted_judged: list[Judgement | None] = [None] * len(self.mgs)  # what went to the recorder
         self.own: list[tuple[float, ...]] = []  # each MG's own answer before rounding (kWh): its anchor
         # what a kWh traded P2P can be worth to each MG against the DSO (its retail less its feed-in)
@@ -320,61 +325,50 @@ class Exchange(Book):
         return False
 
     def _judge(self) -> bool:
-        """Each MG's judgement of its own rules on the iteration just stepped (`OwnRules.judge`), posted with
-        its next answer. Due from near convergence on (both residuals within `rules_within_kwh`: public, so
-        every MG puts its own fees and bans in force at once, for that next answer) and when every MG's
-        verdict is settled (the value stop: an MG learns that only from the others' posts, so such a
-        judgement is in force, whole, from the answers after). Who is let back is public, from every
-        judgement (`Coordination.settle`), so in force from the answers after the posts too: what a
-        judgement on k lets back answers from k + 2 on. An MG judges where it may be due (near, or its own
-        verdict settled); on a day where no rule can bind (no floor or cap in force, no negative price, no
-        side banned: all public) nobody judges. True if the judgements are due and change something (a
-        ban, a fee, a let-back): the exchange then goes on."""
-        near = self.cfg.rules_within_kwh
-        close = self.primal <= near and self.dual <= near
-        judging = self.ruled or min(self.prices) < 0 or bool(self.coordination.standing)
+        """Each MG's judgement of its own rules on the iteration just stepped (`judge_own`), posted with its
+        next answer; due near convergence or on a value stop (`due`); who is let back settled publicly
+        (`Coordination.settle`), in force once those answers are all posted (`_enact`). True if the
+        judgements are due and change something (a ban, a fee, a let-back): the exchange then goes on."""
+        self.near = self.rules_near()
+        judging = self.coordination.judging(self.prices)
         self.judged = [
-            own.judge(self.prices, self.q[i])
-            if judging and (close or (self.by_value and self.verdicts[i]))
-            else None
+            judge_own(
+                own,
+                self.prices,
+                self.q[i],
+                near=self.near,
+                settled=self.by_value and self.verdicts[i],
+                judging=judging,
+            )
             for i, own in enumerate(self.own_rules)
         ]
-        self.due = judging and (close or (self.by_value and self.settled))
-        self.in_force = judging and close
-        if self.in_force:
-            for own, judged in zip(self.own_rules, self.judged, strict=True):
-                if judged is not None:
-                    own.apply(judged)
+        self.due = due(judging, self.near, self.by_value and self.settled)
         if not self.due:
-            self.let_back = ()
+            self.outcome = Outcome((), False)
             return False
-        outcome = self.coordination.settle([j.public if j is not None else Judgement() for j in self.judged])
-        self.let_back = outcome.let_back
-        return outcome.changed
+        self.outcome = self.coordination.settle(
+            [j.public if j is not None else Judgement() for j in self.judged]
+        )
+        return self.outcome.changed
 
     def _enact(self) -> None:
-        """Once the answers that carried the judgements are all posted: what of them is due and not yet in
-        force (a value stop's judgement, the let-backs) is put in force; none pending after."""
+        """Once the answers that carried the judgements are all posted: if they were due, each MG's `enact`;
+        none pending after."""
         if self.due:
-            if not self.in_force:
-                for own, judged in zip(self.own_rules, self.judged, strict=True):
-                    if judged is not None:
-                        own.apply(judged)
-            for i, cell in self.let_back:
-                self.own_rules[i].let_back(cell)
+            for i, own in enumerate(self.own_rules):
+                enact(own, i, self.judged[i], self.near, self.outcome)
         self.judged = [None] * len(self.mgs)
-        self.due = self.in_force = False
-        self.let_back = ()
+        self.due = self.near = False
+        self.outcome = Outcome((), False)
 
     def judge_rules(self) -> bool:
         """Every MG judges its own floors and caps at the price found, on the chain's tick, and the public
         `Coordination` lets one asking MG per interval and side back, all in force at once (what `run` does
-        with a lag, `_judge` then `_enact`). True if anything changed."""
+        with the timing of `judge_own`, `due` and `enact`). True if anything changed."""
         judged = [own.judge(self.prices, self.q[i]) for i, own in enumerate(self.own_rules)]
         outcome = self.coordination.settle([j.public for j in judged])
-        self.judged, self.due, self.let_back = list[OwnJudgement | None](judged), True, outcome.let_back
-        self.in_force = False
-        self._enact()
+        for i, own in enumerate(self.own_rules):
+            enact(own, i, judged[i], False, outcome)
         return outcome.changed
 
     def fees(self, i: int) -> Fees:
