@@ -194,6 +194,16 @@ def test_a_member_that_declines_to_zeros_is_waited_for_no_more() -> None:
     assert trades_of(chain) == want({P1: FINALS[P1], P3: FINALS[P3]})
 
 
+def test_when_every_member_declined_nobody_is_left_to_re_check() -> None:
+    chain = closed_session({P1: [1000, 0, 0], P2: [-1000, 0, 0]}, deadline=DEADLINE)
+    accept_all(chain, {P1: [1000, 0, 0], P2: [-1000, 0, 0]})
+    accept_all(chain, {P1: [0, 0, 0], P2: [0, 0, 0]})  # both decline in round 2: neither may post again
+    status = rounds(chain.view, "day-1")
+    assert status == {"round": 2, "waiting": [], "behind": [], "changed": [], "settled": True}
+    submit(chain, P2, "exchange.clear", CLEAR)
+    assert trades_of(chain) == set()
+
+
 def test_after_the_deadline_the_members_present_go_on_and_a_late_first_accept_is_a_change() -> None:
     chain = closed_session(FINALS, deadline=DEADLINE)
     accept_all(chain, {m: FINALS[m] for m in (P1, P2, P3)})  # P4 is absent
@@ -287,12 +297,13 @@ def test_whatever_the_accepts_the_clear_gives_no_member_more_than_it_last_accept
         status = rounds(chain.view, "day-1")
         if clearer is not None and chain.sign_and_submit(ALL[clearer], "exchange.clear", CLEAR).ok:
             # a member clears only settled rounds (no deadline here): each still trading re-checked the last
-            # round, unchanged
+            # round, and nobody changed in it (unless nobody trades any more)
             assert status is not None and status["settled"] and all(posts.values())
             top = max(len(p) for p in posts.values())
+            trading = any(any(p[-1]) for p in posts.values())
             for p in posts.values():
                 assert len(p) == top or not any(p[-1])
-                assert top == 1 or len(p) < top or p[-1] == p[-2]
+                assert top == 1 or not trading or len(p) < top or p[-1] == p[-2]
             by = "a member"
             break
     else:

@@ -144,7 +144,9 @@ def _round_status(members: list[bytes], taken: dict[bytes, dict[str, Any]]) -> d
     waiting = [m for m in members if m not in taken]
     # a member whose latest accept is all zeros can only post zeros again: it has nothing left to re-check
     behind = [m for m, a in taken.items() if a["round"] < top and any(a["positions"])]
-    changed = [m for m, a in taken.items() if top > 1 and a["round"] == top and a["changed"]]
+    # a change asks every member still trading to re-check it; with none left (all declined) nobody need
+    trading = any(any(a["positions"]) for a in taken.values())
+    changed = [m for m, a in taken.items() if trading and top > 1 and a["round"] == top and a["changed"]]
     settled = not waiting and not behind and not changed
     return {"round": top, "waiting": waiting, "behind": behind, "changed": changed, "settled": settled}
 
