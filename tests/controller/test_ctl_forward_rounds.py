@@ -270,9 +270,42 @@ def measure() -> None:
     print(total, f"{time.perf_counter() - started:.1f} s")
 
 
+def measure_present() -> None:
+    """Every member present, on the 14 days of test_edge_forward's measurement (with and without gensets):
+    the rounds the chain needs, MGs above their conventional day one-shot and with rounds, and whether the
+    rounds' trades equal `commit`'s (from the whole positions: the edge's round 1 may already reduce)."""
+    import time
+
+    started = time.perf_counter()
+    days = [(4, 8, 0), (5, 4, 1), (4, 4, 2), (6, 24, 1), (6, 24, 2), (10, 24, 3), (20, 96, 1)]
+    for (n, k, seed), gensets in ((day, g) for day in days for g in (False, True)):
+        scenario = (
+            synthetic_scenario(n, k, seed=seed, interval_hours=24 / k) if gensets else free_day(n, k, seed)
+        )
+        allocation = allocate(scenario, KWH_STOPS)
+        ids = hexes(scenario)
+        one = chain_rounds(scenario, allocation, rounds=False)
+        played = chain_rounds(scenario, allocation)
+        committed = commit(scenario, allocation, baselines.conventional(scenario))
+        same = by_name(played.trades, ids) == by_name(committed.trades, ids)
+        before, after = above(scenario, one.trades, ids), above(scenario, played.trades, ids)
+        label = f"{n}x{k}{'g' if gensets else ''} s{seed}"
+        print(
+            f"{label}: one-shot above {_fmt(before)}; rounds {played.rounds} (changed {played.changed}) "
+            f"above {_fmt(after)}; trades == commit's: {same}",
+            flush=True,
+        )
+    print(f"{time.perf_counter() - started:.1f} s")
+
+
 def _fmt(over: dict[str, float]) -> str:
     return "{" + ", ".join(f"{n} +{v:.4f}" for n, v in over.items()) + "}"
 
 
-if __name__ == "__main__":
-    measure()
+if __name__ == "__main__":  # python tests/controller/test_ctl_forward_rounds.py [absent|present]
+    import sys
+
+    if "present" not in sys.argv[1:]:
+        measure()
+    if "absent" not in sys.argv[1:]:
+        measure_present()
