@@ -280,11 +280,12 @@ def recheck(
     """`prices`: the session's closing λ_t (currency per kWh, exact to the nano); `accepts`: every member's
     current accept (whole Wh per interval, + sale; the members that never accepted left out), this MG's
     under `me` (ids: the members' public keys in hex, or names with their chain `keys`: the simulation's);
-    `conventional`: its conventional cost per interval. Its trades if the clear came now (`provisional`), its exact check
-    with them fixed (`_judge`: payments at the tick included); if that fails, the largest part of what it
-    got that passes (`_reduce`, whole Wh) — or, when not even nothing fits, that part is empty or its accept
-    unchanged, or `may_reduce` is False, zeros (it declines). Deterministic; solves this MG's own MILPs
-    only."""
+    `conventional`: its conventional cost per interval. Its trades if the clear came now (`provisional`),
+    its exact check with them fixed (`_judge`: payments at the tick included); if that fails, the largest
+    part of what it got that passes (`_reduce`, whole Wh) — or, when not even nothing fits, that part is
+    empty or its accept unchanged, or `may_reduce` is False, zeros (it declines). On the chain `accepts` is
+    the set the round it answers left (`exchange_clearing.accepts_at`). Deterministic; solves this MG's own
+    MILPs only."""
     kwh, money = net_by_interval(provisional(accepts, prices, keys), me)
     own = tuple(accepts[me])
     day, passes = _judge(mg, dt, kwh, money, conventional)
