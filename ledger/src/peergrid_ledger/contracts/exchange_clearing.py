@@ -20,11 +20,12 @@ Promises (the `exchange.accept` and `exchange.clear` handlers of `exchange.KINDS
   `exchange.clear` (after the close, once; a member or the coordinator: at once when the accepts are
       settled, i.e. every member accepted and either nobody accepted twice (round 1: the rule from before
       rounds) or, for the highest round R, every member still trading posted round R and no round-R accept
-      differs from the member's round R − 1; before that only after the session's deadline, or, on a
-      session opened without one, by the coordinator at any time, as before deadlines existed) computes
-      each interval's trades from the latest accepted positions alone (`pairing.forward_trades`: the long side pro rata to the short side's
-      volume, largest sellers to largest buyers, no buyer naming more than MAX_DEMANDS sellers; ties by
-      public key) at the closing price on the tick, and records them as the market contract's trades of
+      differs from the member's round R − 1 (or no member trades any more); before that only after the
+      session's deadline, or, on a session opened without one, by the coordinator at any time, as before
+      deadlines existed) computes each interval's trades from the latest accepted positions alone
+      (`pairing.forward_trades`: the long side pro rata to the short side's volume, largest sellers to
+      largest buyers, no buyer naming more than MAX_DEMANDS sellers; ties by public key) at the closing
+      price on the tick, and records them as the market contract's trades of
       chain interval first_interval + t (`market_state.trade_id`, closing 0): `settle` pays each once, as
       an intraday trade, and the interval is closed (its record names the session). An interval without a
       trade is left as it was. Members that never accepted trade nothing. An interval that would get a
