@@ -2,10 +2,10 @@
 contract holds (`accepts_at`, `rounds`) and posts its next round as a signed `exchange.accept`; the contract
 clears once the rounds settle. The trades it computes are `forward.commit`'s on the same accepts, to the Wh.
 
-The members here follow the protocol the edge would: round 1 their one-shot accept (`accept_alone`); a member
-at round k posts round k + 1 once round k is complete (every member still trading posted it) and either k = 1
-or someone changed in round k, or to catch up with a round already started; a member that declined posts no
-more. A member that never accepts holds round 2 until the session's deadline; after it the others go on.
+The members here follow the protocol the edge would: round 1 their one-shot accept (`accept_alone`); then
+whenever the contract's `due` names a round k for it (round k complete and either k = 1 or someone changed
+in it, or round k + 1 already started), its `recheck` of `accepts_at(k)` as its round k + 1; a member that
+declined posts no more. A member that never accepts holds round 2 until the session's deadline; after it the others go on.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ from peergrid_controller.matching import accepted_wh
 from peergrid_controller.model import Scenario
 from peergrid_ledger import query
 from peergrid_ledger.chain import LocalChain
-from peergrid_ledger.contracts.exchange_clearing import accepted, accepts_at, cleared, rounds
+from peergrid_ledger.contracts.exchange_clearing import accepts_at, cleared, due, rounds
 from peergrid_ledger.genesis import Account, Genesis, Params
 from peergrid_ledger.keys import Keypair
 
@@ -83,14 +83,10 @@ def play(scenario: Scenario, allocation: Allocation, absent: set[str]) -> tuple[
         assert status is not None
         if status["round"] > 1 and not status["behind"] and not status["changed"]:
             break  # settled among the members that accepted (all of them, or the present after the deadline)
-        top = status["round"]
         posts = []
         for mg in present:  # each from the same chain state, alone
-            mine = accepted(chain.view, SESSION, keys[mg.name].public)
-            assert mine is not None
-            k = mine["round"]
-            complete = top == k and not status["behind"] and (k == 1 or status["changed"])
-            if not any(mine["positions"]) or not (complete or top == k + 1):
+            k = due(chain.view, SESSION, keys[mg.name].public, DEADLINE + 1 if absent else 0)
+            if k is None:
                 continue
             standing = accepts_at(chain.view, SESSION, k)
             assert standing is not None

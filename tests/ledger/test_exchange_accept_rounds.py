@@ -30,7 +30,14 @@ from test_exchange_clear import (
 from peergrid_ledger import query
 from peergrid_ledger.chain import LocalChain
 from peergrid_ledger.contracts import exchange_clearing, market
-from peergrid_ledger.contracts.exchange_clearing import accept_key, accepted, accepts_at, cleared, rounds
+from peergrid_ledger.contracts.exchange_clearing import (
+    accept_key,
+    accepted,
+    accepts_at,
+    cleared,
+    due,
+    rounds,
+)
 from peergrid_ledger.contracts.pairing import forward_trades
 from peergrid_ledger.keys import Keypair
 from peergrid_ledger.results import Accepted, Reason
@@ -160,6 +167,24 @@ def test_without_a_deadline_only_the_coordinator_clears_an_unsettled_round() -> 
     assert trades_of(chain) == want({**FINALS, P1: [1000, 1000, 0]})
 
 
+def test_due_names_the_round_a_member_answers_now() -> None:
+    chain = closed_session(FINALS, deadline=DEADLINE)
+    assert due(chain.view, "day-1", P1.public, 0) is None  # it has not accepted
+    accept_all(chain, {m: FINALS[m] for m in (P1, P2, P3)})
+    assert due(chain.view, "day-1", P1.public, 0) is None  # round 1 is not complete: P4 may still come
+    assert due(chain.view, "day-1", P1.public, DEADLINE + 1) == 1  # after the deadline it is
+    submit(chain, P4, "exchange.accept", accept_body([0, 0, 0]))  # P4 declines: it answers nothing more
+    assert [due(chain.view, "day-1", m.public, 0) for m in ALL] == [1, 1, 1, None]
+    submit(chain, P3, "exchange.accept", accept_body([-1000, -1500, 0]))  # P3 reduces in round 2
+    assert [due(chain.view, "day-1", m.public, 0) for m in ALL] == [1, 1, None, None]
+    accept_all(chain, {m: FINALS[m] for m in (P1, P2)})
+    assert [due(chain.view, "day-1", m.public, 0) for m in ALL] == [2, 2, 2, None]  # P3 changed
+    accept_all(chain, {P1: FINALS[P1], P2: FINALS[P2], P3: [-1000, -1500, 0]})
+    assert [due(chain.view, "day-1", m.public, 0) for m in ALL] == [None] * 4  # settled in round 3
+    assert rounds(chain.view, "day-1")["settled"]  # type: ignore[index]
+    assert due(chain.view, "nope", P1.public, 0) is None
+
+
 def test_a_silent_member_holds_the_clear_until_the_deadline_then_what_stands_clears() -> None:
     chain = closed_session(FINALS, deadline=DEADLINE)
     accept_all(chain, FINALS)
@@ -280,8 +305,13 @@ def test_whatever_the_accepts_the_clear_gives_no_member_more_than_it_last_accept
                 for q, x in zip(base, move, strict=True)
             ]
             others = [len(p) for n, p in posts.items() if n is not m and p and any(p[-1])]
+            answer = due(chain.view, "day-1", m.public, 0)
             if not chain.sign_and_submit(m, "exchange.accept", accept_body(positions)).ok:
+                # a round `due` names is open: only a raise (or a sign change) is refused then
+                assert answer is None or "raise" in move
                 continue
+            if answer is not None:
+                assert answer == len(mine) and accepts_at(chain.view, "day-1", answer) is not None
             if mine:  # a later round: every member accepted, each still trading at least at this round
                 assert all(posts.values()) and all(n >= len(mine) for n in others) and any(mine[-1])
                 for q, before in zip(positions, mine[-1], strict=True):

@@ -16,7 +16,8 @@ Promises (the `exchange.accept` and `exchange.clear` handlers of `exchange.KINDS
       refused `duplicate`, so that round k + 1 always answers a round k that can no longer change. A first
       accept made while a round R ≥ 2 runs (after the deadline) joins round R as a change. From round 2 on
       the record keeps the member's accept before (`before`), so the set each round left stays readable
-      while the next runs (`accepts_at`: what round r + 1 re-checks); `rounds` reads the rounds' state.
+      while the next runs (`accepts_at`: what round r + 1 re-checks); `rounds` reads the rounds' state and
+      `due` tells a member which round to answer now.
   `exchange.clear` (after the close, once; a member or the coordinator: at once when the accepts are
       settled, i.e. every member accepted and either nobody accepted twice (round 1: the rule from before
       rounds) or, for the highest round R, every member still trading posted round R and no round-R accept
@@ -162,6 +163,27 @@ def rounds(state: StateReader, name: str) -> dict[str, Any] | None:
         return None
     members: list[bytes] = list(read_obj(state, xch.members_key(name)))
     return _round_status(members, _standing(state, name, members))
+
+
+def due(state: StateReader, name: str, member: bytes, time_ms: int) -> int | None:
+    """The round k whose accepts (`accepts_at(k)`) `member` should re-check now and answer with its round
+    k + 1 (what an honest member does: the contract opens that round now), or None when it has nothing to
+    post: no such session or member, it never accepted or it declined (all zeros), round k is not complete
+    (a member still trading has not posted it; before the deadline `time_ms`, block time, also a member that
+    never accepted), or the rounds are settled (round k ≥ 2 changed nobody's accept, or nobody trades)."""
+    status = rounds(state, name)
+    mine = accepted(state, name, member)
+    if status is None or mine is None or not any(mine["positions"]):
+        return None
+    k: int = mine["round"]
+    top: int = status["round"]
+    if top == k + 1:
+        return k  # the next round started: answer the set round k left, as the others did
+    record = read_obj(state, xch.session_key(name))
+    early = record.get("deadline") is None or time_ms <= record["deadline"]
+    if top != k or status["behind"] or (status["waiting"] and early):
+        return None
+    return k if k == 1 or status["changed"] else None
 
 
 def _short(keys: list[bytes]) -> str:
