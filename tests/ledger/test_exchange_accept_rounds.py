@@ -37,6 +37,7 @@ from peergrid_ledger.contracts.exchange_clearing import (
     cleared,
     due,
     rounds,
+    rounds_key,
 )
 from peergrid_ledger.contracts.pairing import forward_trades
 from peergrid_ledger.keys import Keypair
@@ -85,6 +86,7 @@ def test_a_one_round_session_keeps_its_bytes_and_its_state_root() -> None:
     accept_all(chain, {m: q for m, q in FINALS.items()})
     raw = read_obj(chain.view, accept_key(P1.public, "day-1"))
     assert raw == {"clean": False, "positions": FINALS[P1]}  # no round written in round 1
+    assert read_obj(chain.view, rounds_key("day-1")) is None  # nor the rounds' summary
     assert accepted(chain.view, "day-1", P1.public) == {
         **raw,
         "round": 1,
@@ -317,6 +319,15 @@ def test_whatever_the_accepts_the_clear_gives_no_member_more_than_it_last_accept
                 for q, before in zip(positions, mine[-1], strict=True):
                     assert q == 0 or ((q > 0) == (before > 0) and abs(q) <= abs(before))
             mine.append(positions)
+        summary = read_obj(chain.view, rounds_key("day-1"))  # the contract's summary, once rounds started
+        records = [accepted(chain.view, "day-1", m.public) for m in ALL]
+        if summary is None:
+            assert all(a is None or a["round"] == 1 for a in records)
+        else:
+            assert summary["members"] == [
+                [0, False, False] if a is None else [a["round"], any(a["positions"]), a["changed"]]
+                for a in records
+            ]
         top = max(len(p) for p in posts.values())
         for r in range(1, top + 1):  # the set each round left, as `accepts_at` reads it back
             got = accepts_at(chain.view, "day-1", r)

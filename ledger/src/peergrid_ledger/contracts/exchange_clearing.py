@@ -91,6 +91,13 @@ def cleared_key(name: str) -> bytes:
     return b"xch/cleared/" + name.encode()
 
 
+def rounds_key(name: str) -> bytes:
+    """The accept rounds' summary: `{members: [[round, trading, changed], ...]}` in the session's member
+    order (round 0: not accepted); written from the first re-accept on, so that an accept reads one record,
+    not every member's (absent while nobody accepted twice: one-accept chains keep their bytes)."""
+    return b"xch/rounds/" + name.encode()
+
+
 def clearing_key(name: str) -> bytes:
     """A clear in parts: `{next, skipped, trades}` so far; absent before the first part and after the last."""
     return b"xch/clearing/" + name.encode()
@@ -141,14 +148,32 @@ def _standing(state: StateReader, name: str, members: list[bytes]) -> dict[bytes
     return taken
 
 
-def _round_status(members: list[bytes], taken: dict[bytes, dict[str, Any]]) -> dict[str, Any]:
-    top = max((a["round"] for a in taken.values()), default=1)
-    waiting = [m for m in members if m not in taken]
+def _entries(state: StateReader, name: str, members: list[bytes]) -> list[list[Any]]:
+    """[round, trading, changed] per member in the session's order (round 0: not accepted): the rounds'
+    summary once rounds started, else read from every member's accept (all of them round 1 or none)."""
+    summary = read_obj(state, rounds_key(name))
+    if summary is not None:
+        entries: list[list[Any]] = summary["members"]
+        return entries
+    taken = _standing(state, name, members)
+    return [
+        [a["round"], any(a["positions"]), a["changed"]]
+        if (a := taken.get(m)) is not None
+        else [0, False, False]
+        for m in members
+    ]
+
+
+def _round_status(members: list[bytes], entries: list[list[Any]]) -> dict[str, Any]:
+    top = max((r for r, _, _ in entries), default=1) or 1
+    waiting = [m for m, (r, _, _) in zip(members, entries, strict=True) if r == 0]
     # a member whose latest accept is all zeros can only post zeros again: it has nothing left to re-check
-    behind = [m for m, a in taken.items() if a["round"] < top and any(a["positions"])]
+    behind = [m for m, (r, trading, _) in zip(members, entries, strict=True) if 0 < r < top and trading]
     # a change asks every member still trading to re-check it; with none left (all declined) nobody need
-    trading = any(any(a["positions"]) for a in taken.values())
-    changed = [m for m, a in taken.items() if trading and top > 1 and a["round"] == top and a["changed"]]
+    anyone = any(trading for r, trading, _ in entries if r > 0)
+    changed = [
+        m for m, (r, _, c) in zip(members, entries, strict=True) if anyone and top > 1 and r == top and c
+    ]
     settled = not waiting and not behind and not changed
     return {"round": top, "waiting": waiting, "behind": behind, "changed": changed, "settled": settled}
 
@@ -162,7 +187,7 @@ def rounds(state: StateReader, name: str) -> dict[str, Any] | None:
     if read_obj(state, xch.session_key(name)) is None:
         return None
     members: list[bytes] = list(read_obj(state, xch.members_key(name)))
-    return _round_status(members, _standing(state, name, members))
+    return _round_status(members, _entries(state, name, members))
 
 
 def due(state: StateReader, name: str, member: bytes, time_ms: int) -> int | None:
@@ -283,10 +308,18 @@ def accept(view: Overlay, tx: Tx, ctx: BlockContext, sender: ks.AccountRecord) -
     final = xch.stepped(view, name, tx.sender)
     require(final is not None, Reason.FORBIDDEN, f"not a member of exchange session {name!r}")
     assert final is not None
-    members: list[bytes] = list(read_obj(view, xch.members_key(name)))
-    status = _round_status(members, _standing(view, name, members))
     previous = accepted(view, name, tx.sender)
-    round_ = status["round"] if previous is None else _next_round(record, ctx, status, tx.sender, previous)
+    summary = read_obj(view, rounds_key(name))
+    # a first accept in round 1 reads nothing more (as before rounds): the member list only once they run
+    members: list[bytes] = (
+        [] if previous is None and summary is None else read_obj(view, xch.members_key(name))
+    )
+    if previous is None:  # a first accept: round 1, or the round running (then a change in it)
+        entries = summary["members"] if summary is not None else None
+        round_ = max(r for r, _, _ in entries) if entries is not None else 1
+    else:  # a re-accept reads the rounds' state (from every member's accept once, when rounds start)
+        entries = _entries(view, name, members)
+        round_ = _next_round(record, ctx, _round_status(members, entries), tx.sender, previous)
     require(
         view.get(clearing_key(name)) is None,
         Reason.CLOSED,
@@ -310,6 +343,9 @@ def accept(view: Overlay, tx: Tx, ctx: BlockContext, sender: ks.AccountRecord) -
     before = previous["positions"] if previous is not None else [0] * intervals
     if round_ > 1:  # round 1 keeps the record's bytes from before rounds
         value.update({"before": before, "round": round_})
+        assert entries is not None  # rounds run: the summary exists, or a re-accept just read every accept
+        entries[members.index(tx.sender)] = [round_, any(positions), positions != before]
+        view.put_obj(rounds_key(name), {"members": entries})
     view.put_obj(accept_key(tx.sender, name), value)
     trading = [t for t, q in enumerate(positions) if q != 0]
     if trading:  # its rules hold for what it accepted: changed only after, as for a market position
@@ -410,7 +446,7 @@ def clear(view: Overlay, tx: Tx, ctx: BlockContext, sender: ks.AccountRecord) ->
     taken = _standing(view, name, members)
     progress = read_obj(view, clearing_key(name))
     if progress is None:  # the first (often the only) clear: who may start it, and when
-        _may_clear(record, members, _round_status(members, taken), tx, ctx)
+        _may_clear(record, members, _round_status(members, _entries(view, name, members)), tx, ctx)
         progress = {"next": 0, "trades": 0, "skipped": []}
     else:  # the accepts are frozen since the first part: any member or the coordinator goes on
         _may_clear(record, members, None, tx, ctx)
