@@ -148,14 +148,17 @@ def _standing(state: StateReader, name: str, members: list[bytes]) -> dict[bytes
     return taken
 
 
-def _entries(state: StateReader, name: str, members: list[bytes]) -> list[list[Any]]:
+def _entries(
+    state: StateReader, name: str, members: list[bytes], taken: dict[bytes, dict[str, Any]] | None = None
+) -> list[list[Any]]:
     """[round, trading, changed] per member in the session's order (round 0: not accepted): the rounds'
-    summary once rounds started, else read from every member's accept (all of them round 1 or none)."""
+    summary once rounds started, else from every member's accept (`taken` if read already; all of them
+    round 1 or none)."""
     summary = read_obj(state, rounds_key(name))
     if summary is not None:
         entries: list[list[Any]] = summary["members"]
         return entries
-    taken = _standing(state, name, members)
+    taken = _standing(state, name, members) if taken is None else taken
     return [
         [a["round"], any(a["positions"]), a["changed"]]
         if (a := taken.get(m)) is not None
@@ -446,7 +449,7 @@ def clear(view: Overlay, tx: Tx, ctx: BlockContext, sender: ks.AccountRecord) ->
     taken = _standing(view, name, members)
     progress = read_obj(view, clearing_key(name))
     if progress is None:  # the first (often the only) clear: who may start it, and when
-        _may_clear(record, members, _round_status(members, _entries(view, name, members)), tx, ctx)
+        _may_clear(record, members, _round_status(members, _entries(view, name, members, taken)), tx, ctx)
         progress = {"next": 0, "trades": 0, "skipped": []}
     else:  # the accepts are frozen since the first part: any member or the coordinator goes on
         _may_clear(record, members, None, tx, ctx)
