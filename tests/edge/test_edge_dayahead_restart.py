@@ -38,6 +38,7 @@ from test_edge_forward import session_then_forward, venue_keys
 from peergrid_controller.dayahead import starting_prices
 from peergrid_controller.dayexchange import DayAheadConfig
 from peergrid_controller.model import Scenario
+from peergrid_controller.synth import synthetic_scenario
 from peergrid_edge.dayahead_agent import DayAheadAgent
 from peergrid_edge.exchange_io import Deadline, SessionOutcome
 from peergrid_edge.forward_agent import ForwardAgent, ForwardOutcome
@@ -50,12 +51,15 @@ class Died(BaseException):
     """The process died: nothing of the agent's own handles it (a BaseException, as a kill is)."""
 
 
-def dies_at(iteration: int, after_post: bool, down_s: float = 0.0) -> type[DayAheadAgent]:
+def dies_at(
+    iteration: int, after_post: bool, down_s: float = 0.0, checkpoint: Path | None = None
+) -> type[DayAheadAgent]:
     """An agent whose process dies at its post of `iteration` (before it, or once it landed) and restarts
-    `down_s` later."""
+    `down_s` later; with `checkpoint`, both processes keep their side of the session in that file."""
 
     class Dies(DayAheadAgent):
         def __init__(self, *args: Any, **kwargs: Any) -> None:
+            kwargs.setdefault("checkpoint", checkpoint)
             super().__init__(*args, **kwargs)
             self.args, self.kwargs = args, kwargs
 
@@ -93,11 +97,12 @@ class DiesBeforeItsClose(DayAheadAgent):
             return await DayAheadAgent(*self.args, **self.kwargs).run()
 
 
-def cancelled_at(iteration: int) -> type[DayAheadAgent]:
+def cancelled_at(iteration: int, checkpoint: Path | None = None) -> type[DayAheadAgent]:
     """The reviewer's restart (its task cancelled, wherever it is), once the chain reaches `iteration`."""
 
     class Cancelled(DayAheadAgent):
         def __init__(self, *args: Any, **kwargs: Any) -> None:
+            kwargs.setdefault("checkpoint", checkpoint)
             super().__init__(*args, **kwargs)
             self.args, self.kwargs = args, kwargs
 
@@ -232,6 +237,85 @@ def test_with_the_value_stop_too(tmp_path: Path) -> None:
     wh, nano = against_unrestarted(outcomes, scenario, config)
     assert {o.stop for o in outcomes.values()} == {"value"}
     assert wh <= 2 and nano <= 10_000
+
+
+# --- with its checkpoint: exactly as without the restart -----------------------------------------------
+
+
+@pytest.mark.parametrize("who", ["coordinator", "member"])
+@pytest.mark.parametrize("death", ["before-post-5", "after-post-5", "cancelled-at-6"])
+def test_with_its_checkpoint_a_restarted_mgmc_resumes_exactly(tmp_path: Path, who: str, death: str) -> None:
+    scenario = free_day()
+    ledger, keys_ = ledger_for(tmp_path, scenario)
+    coordinator, member = roles(keys_)
+    name = coordinator if who == "coordinator" else member
+    kept = tmp_path / "checkpoint.json"
+    factory = (
+        cancelled_at(6, kept) if death == "cancelled-at-6" else dies_at(5, death == "after-post-5", 0.0, kept)
+    )
+    outcomes = run_session(ledger, keys_, scenario, make={name: factory}, timeout_s=2.0)
+    assert against_unrestarted(outcomes, scenario) == (0, 0)  # to the Wh and the nano
+    assert json.loads(kept.read_text())["session"] == SESSION
+
+
+@pytest.mark.parametrize("iteration", [10, 33])  # in the relaxed phase (to 30); after the commitment
+def test_with_its_checkpoint_a_genset_mg_resumes_a_session_with_the_phases_exactly(
+    tmp_path: Path, iteration: int
+) -> None:
+    scenario = synthetic_scenario(4, 4, seed=2, interval_hours=6.0)
+    genset = next(mg.name for mg in scenario.microgrids if mg.gensets)
+    ledger, keys_ = ledger_for(tmp_path, scenario)
+    kept = tmp_path / "checkpoint.json"
+    made = {genset: dies_at(iteration, True, 0.0, kept)}
+    outcomes = run_session(ledger, keys_, scenario, make=made, timeout_s=2.0, phases=True)
+    allocation, _, _ = simulated(scenario)
+    assert allocation.relaxed_iterations < 33 < allocation.iterations  # the two cases are the two phases
+    assert against_unrestarted(outcomes, scenario) == (0, 0)
+    saved = json.loads(kept.read_text())
+    assert saved["relaxed"] is False and saved["commitment"] is not None  # it ended committed
+
+
+@pytest.mark.parametrize("damage", ["garbage", "other-positions", "truncated"])
+def test_a_corrupt_or_stale_checkpoint_is_not_used_and_the_mgmc_rejoins_from_the_chain(
+    tmp_path: Path, damage: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    scenario = free_day()
+    ledger, keys_ = ledger_for(tmp_path, scenario)
+    _, member = roles(keys_)
+    kept = tmp_path / "checkpoint.json"
+
+    class Damaged(DayAheadAgent):
+        """Dies once its post of 5 landed; the checkpoint is damaged before it restarts."""
+
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            super().__init__(*args, checkpoint=kept, **kwargs)
+            self.args, self.kwargs = args, kwargs
+
+        async def _post(self, k: int, positions: tuple[int, ...], says_settled: bool = False) -> None:
+            await super()._post(k, positions, says_settled)
+            if k == 5:
+                raise Died
+
+        async def run(self) -> SessionOutcome:
+            try:
+                return await super().run()
+            except Died:
+                doc = json.loads(kept.read_text())
+                if damage == "garbage":
+                    kept.write_bytes(b"\x00not json")
+                elif damage == "other-positions":  # a checkpoint that is not what the chain holds
+                    doc["posted"] = [q + 1 for q in doc["posted"]]
+                    kept.write_text(json.dumps(doc))
+                else:
+                    kept.write_text(json.dumps({k: v for k, v in doc.items() if k != "own"}))
+                return await DayAheadAgent(*self.args, checkpoint=kept, **self.kwargs).run()
+
+    outcomes = run_session(ledger, keys_, scenario, make={member: Damaged}, timeout_s=2.0)
+    wh, nano = against_unrestarted(outcomes, scenario)
+    assert wh <= 2 and nano <= 10_000  # rejoined from the chain alone: anchored at its rounded post
+    said = " ".join(r.getMessage() for r in caplog.records if r.levelname == "ERROR")
+    expected = {"garbage": "not a checkpoint", "other-positions": "stale", "truncated": "malformed"}
+    assert expected[damage] in said
 
 
 def test_a_restarted_coordinator_never_closes_a_session_it_did_not_open_in_its_own_process(

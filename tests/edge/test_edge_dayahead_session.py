@@ -404,7 +404,11 @@ def market_agent(
         phase_timeout_s=1.0,
         record_file=record,
     )
-    agent.d = SimpleNamespace(ledger=ledger, stopping=asyncio.Event())  # type: ignore[assignment]
+    data_dir = record.parent / f"{mg}-data"  # its daemon's own (the day-ahead checkpoint goes there)
+    data_dir.mkdir(exist_ok=True)
+    agent.d = SimpleNamespace(  # type: ignore[assignment]
+        ledger=ledger, stopping=asyncio.Event(), settings=SimpleNamespace(data_dir=data_dir)
+    )
     agent.scenario, agent.dt = scenario, scenario.interval_hours
     agent.mg = next(m for m in scenario.microgrids if m.name == mg)
     agent.anonym, agent.name = key, key.public.hex()

@@ -26,13 +26,16 @@ that has not posted within `timeout_s` (the coordinator closes the session, the
 half-posted iteration abandoned by the contract, and every agent reports it); any refusal by the chain
 (named, never retried); a session that does not look like the one configured; a price or ρ that is not
 this MGMC's own computation. A coordinator that fails closes the session where it stands, if this process
-opened it. Restarts (review8 F3): an MGMC that starts again with the same session finds it on the chain;
-open, it rejoins (`_rejoin`: the public book rebuilt from the chain, `dayahead_rejoin`; it posts from the
-current iteration on, anchored at its rounded post once, which moved the 4-MG day's result by at most a Wh
-and 2,500 nano/kWh in the tests) and, as coordinator, steps and closes at the stop but never closes a failed
-session it did not open in this process; closed, it takes the outcome the chain shows (a stop: the forward
-stage follows; closed before any stop: the stage failed). A session with the commitment phases is not
-rejoined past its first responses.
+opened it. Restarts (review8 F3): an MGMC that starts again with the same session finds it on the chain.
+Open: with its checkpoint (`checkpoint`, written before each post: `dayahead_state`) matching the chain, it
+resumes at that post exactly (`_resume`: the book, its unrounded anchor, verdict, phase and commitment as
+they were: the result to the Wh and the nano, the genset phases too); without one (or a stale or damaged
+one: logged, not used) it rejoins from the chain alone (`_rejoin`: the public book rebuilt, `dayahead_rejoin`;
+anchored at its rounded post once, which moved the 4-MG day's result by at most a Wh and 2,500 nano/kWh in
+the tests; not a session with the genset phases past its first responses). Either way it posts from the
+current iteration on and, as coordinator, steps and closes at the stop, but never closes a failed session
+it did not open in this process. Closed: it takes the outcome the chain shows (a stop: the forward stage
+follows; closed before any stop: the stage failed).
 Gensets: with `phases` (some member has one; not on the chain, so every member is configured alike) the
 session runs `allocate`'s three phases: ADMM on the LP relaxation to its own stop, each genset MG's
 commitment MILP alone at the prices found, ADMM with commitments fixed; decided once (`recommits` 1). The
@@ -56,6 +59,7 @@ import logging
 import math
 import time
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any
 
 from peergrid_controller.dayexchange import (
@@ -71,6 +75,7 @@ from peergrid_controller.daymodel import DayModel
 from peergrid_controller.dayrules import limits_kw, rule_fees, rules_in_force
 from peergrid_controller.model import Microgrid
 from peergrid_edge.dayahead_rejoin import ended, kwh_stop, rebuilt
+from peergrid_edge.dayahead_state import Checkpoint, CheckpointError, load, save
 from peergrid_edge.exchange_io import (
     ROLE,
     Deadline,
@@ -106,6 +111,7 @@ class DayAheadAgent:
         phases: bool = False,
         deadline: Deadline | None = None,
         clock: Callable[[], float] = time.time,
+        checkpoint: Path | None = None,
     ) -> None:
         """`members`: every MGMC's trading key (public); `opening_prices` (currency per kWh, one per interval)
         are what the coordinator opens at (a member reads them off the chain); `timeout_s`: how long a
@@ -115,7 +121,10 @@ class DayAheadAgent:
         member must be configured alike, or the stage fails at the phase change); `deadline`: when the
         coordinator closes the session however far it got (the stage fails, saying so) and the clear deadline
         the open puts on the chain (every member must be configured alike: it is checked as the rest of the
-        session); `clock`: wall time in seconds, on the scale of the chain's block time (ms ÷ 1000)."""
+        session); `clock`: wall time in seconds, on the scale of the chain's block time (ms ÷ 1000);
+        `checkpoint`: a file in the MGMC's state directory where it keeps its side of the session before each
+        post (`dayahead_state`), so that after a restart it resumes exactly (None: it rejoins from the chain
+        alone, anchored at its rounded post)."""
         self.ledger, self.key, self.mg, self.dt = ledger, key, mg, interval_hours
         self.members = list(members)
         self.session, self.first_interval = session, first_interval
@@ -130,6 +139,10 @@ class DayAheadAgent:
         # rejoins it and never abandons it (review8 F3)
         self.opened_here = False
         self.rejoined = False  # this MGMC found its session under way on the chain (it restarted)
+        self.checkpoint = checkpoint
+        self.own: tuple[float, ...] = ()  # its last unrounded answer (kWh): its private anchor
+        self.relaxed = phases  # in the relaxed phase (with the genset phases)
+        self.commitment: tuple[tuple[bool, ...], ...] | None = None  # its genset on/off, once decided
         self.n = mg.intervals
         self.book: Book | None = None
         self.iteration = 0  # the session's iteration this MGMC is at (its next post's)
@@ -228,22 +241,31 @@ class DayAheadAgent:
         record = await self._opened()
         if record["closed"]:  # this MGMC restarted after the close: the session ended as the chain shows
             return self._ended(record)
+        resumed = await self._resume(record)
+        if resumed is not None:  # from its checkpoint, at its post: as if it had not restarted
+            return await self._phases(*resumed)
         if record["iteration"] > 0 or exchange.posted(self.ledger.state(ROLE), self.session, self.key.public):
             return await self._rejoin(record)
         book = self.book = Book(self.cfg, record["prices"], len(self.members))
-        cfg = self.cfg
         model = DayModel(self.mg, self.dt, relaxed=bool(self.mg.gensets))
-        own, posted = answer(model, book.price_floats, self.bounds, self.fees)
+        self.own, posted = answer(model, book.price_floats, self.bounds, self.fees)
         await self._post(0, posted)
-        await self._round(0)
-        if self.phases:
-            # 1. on the LP relaxation of genset on/off, to its own stop; 2. each genset MG commits alone (its
-            # MILP at the prices found, its proximal term at commit_weight·ρ); 3. on with commitments fixed
-            own = await self._run(model, own, cfg.relaxed_iterations, cfg.relaxed_tolerance_kwh, True)
+        return await self._phases(model, self.own, 0)
+
+    async def _phases(self, model: DayModel, own: tuple[float, ...], k: int | None) -> str:
+        """The session on from this MGMC's post of iteration k (None: from its next answer) to the stop.
+        With the phases: 1. on the LP relaxation of genset on/off, to its own stop; 2. each genset MG
+        commits alone (its MILP at the prices found, its proximal term at commit_weight·ρ); 3. on with
+        commitments fixed."""
+        cfg, book = self.cfg, self.book
+        assert book is not None
+        if self.relaxed:
+            own = await self._run(model, own, cfg.relaxed_iterations, cfg.relaxed_tolerance_kwh, True, k)
+            k = None
             if self.mg.gensets:
                 model = self._commit(own)
-            self.final_from = book.iterations + 1
-        await self._run(model, own, cfg.max_iterations, cfg.free_tolerance_kwh)
+            self.relaxed, self.final_from = False, book.iterations + 1
+        await self._run(model, own, cfg.max_iterations, cfg.free_tolerance_kwh, first=k)
         return await self._finish()
 
     async def _finish(self) -> str:
@@ -290,7 +312,7 @@ class DayAheadAgent:
                 f"restarted during session {self.session!r} (iteration {record['iteration']}): a session with "
                 "the commitment phases is not rejoined (its phase and this MG's commitment are not on the chain)"
             )
-        self.rejoined = True
+        self.rejoined, self.relaxed = True, False
         state = self.ledger.state(ROLE)
         book = self.book = rebuilt(cfg, state, self.session, self.members)
         self.iteration = record["iteration"]
@@ -301,22 +323,67 @@ class DayAheadAgent:
         mine = exchange.position(state, self.session, self.key.public)
         assert mine is not None  # `_opened` checked the membership
         self.posted = tuple(mine["positions"])
-        own = tuple(q / 1000 for q in self.posted)
-        log.warning("day-ahead session %s: rejoined at iteration %d (%s)", self.session, k,
-                    "its post of it on the chain" if mine["iteration"] == k else "to post")  # fmt: skip
-        model = DayModel(self.mg, self.dt)
-        answer(model, book.price_floats, self.bounds, self.fees)  # solved once, as the proximal step needs
-        self.stop = "cap"
-        if mine["iteration"] == k:  # posted before the restart: its step comes next
-            self.iteration = k
-            stop = await self._round(k, 0.0 if k == 0 else cfg.free_tolerance_kwh)
-            if stop != "value":
-                self._rules_unjudged()
-            if stop:
-                self.stop = stop
-                return await self._finish()
-        await self._run(model, own, cfg.max_iterations, cfg.free_tolerance_kwh)
-        return await self._finish()
+        self.own = tuple(q / 1000 for q in self.posted)
+        log.warning("day-ahead session %s: rejoined at iteration %d (%s), its anchor its rounded post",
+                    self.session, k, "its post of it on the chain" if mine["iteration"] == k else "to post")  # fmt: skip
+        model = self._model(book)
+        return await self._phases(model, self.own, k if mine["iteration"] == k else None)
+
+    async def _resume(self, record: dict[str, Any]) -> tuple[DayModel, tuple[float, ...], int] | None:
+        """This MGMC restarted mid-session with a checkpoint (`dayahead_state`, written before each post):
+        if the chain holds that post (or its iteration is still open for it: then it is posted again), the
+        session goes on exactly as before the restart: the book, its anchor, its verdict, its phase and
+        commitment as they were. None when there is no checkpoint of this session or it does not match the
+        chain (stale, unreadable: logged, never used): the caller rejoins from the chain alone."""
+        if self.checkpoint is None:
+            return None
+        try:
+            saved = load(self.checkpoint, self.session)
+        except CheckpointError as exc:
+            log.error("day-ahead session %s: %s; rejoining from the chain alone", self.session, exc)
+            return None
+        if saved is None:
+            return None
+        state = self.ledger.state(ROLE)
+        k, j = record["iteration"], saved.iteration
+        mine = exchange.position(state, self.session, self.key.public)
+        assert mine is not None  # `_opened` checked the membership
+        landed = mine["iteration"] == j and tuple(mine["positions"]) == saved.posted and k in (j, j + 1)
+        unposted = mine["iteration"] == j - 1 and k == j
+        here = k != j or (
+            saved.prices == record["prices"]
+            and saved.rho == record["rho"]
+            and (j == 0 or rebuilt(self.cfg, state, self.session, self.members).q_wh == list(saved.before))
+        )
+        if not (landed or unposted) or not here or len(saved.prices) != self.n:
+            log.error("day-ahead session %s: its checkpoint of iteration %d does not match the chain (at "
+                      "iteration %d, its last post of %d): stale, rejoining from the chain alone",
+                      self.session, j, k, mine["iteration"])  # fmt: skip
+            return None
+        self.rejoined = True
+        book = self.book = Book(self.cfg, saved.prices, len(self.members))
+        book.rho = saved.rho
+        if saved.before:
+            book.take(saved.before)
+            book.iterations = j - 1
+        self.relaxed, self.final_from, self.commitment = saved.relaxed, saved.final_from, saved.commitment
+        self.own, self.posted, self.iteration = saved.own, saved.posted, j
+        model = self._model(book)
+        log.warning("day-ahead session %s: resumed at its post of iteration %d from its checkpoint",
+                    self.session, j)  # fmt: skip
+        if unposted:
+            await self._post(j, saved.posted, saved.settled)
+        return model, self.own, j
+
+    def _model(self, book: Book) -> DayModel:
+        """This MG's day model for the phase it is in (its commitment, once decided), solved once at the
+        book's prices, as the proximal step needs."""
+        if self.commitment is None:
+            model = DayModel(self.mg, self.dt, relaxed=bool(self.mg.gensets))
+        else:
+            model = DayModel(self.mg, self.dt, commitment=self.commitment)
+        answer(model, book.price_floats, self.bounds, self.fees)
+        return model
 
     def _ended(self, record: dict[str, Any]) -> str:
         """The session closed before this MGMC came back: how it ended (`dayahead_rejoin.ended`), or
@@ -335,7 +402,13 @@ class DayAheadAgent:
         return stop
 
     async def _run(
-        self, model: DayModel, own: tuple[float, ...], until: int, tolerance: float, relaxed: bool = False
+        self,
+        model: DayModel,
+        own: tuple[float, ...],
+        until: int,
+        tolerance: float,
+        relaxed: bool = False,
+        first: int | None = None,
     ) -> tuple[float, ...]:
         """Iterate (as `Exchange.run` on a day without rules) until the kWh stop within `tolerance`, the
         value stop or `until` iterations in all; this MG's last unrounded answer (its anchor). The value stop:
@@ -345,20 +418,27 @@ class DayAheadAgent:
         book = self.book
         assert book is not None
         self.stop = "cap"
-        while book.iterations < until:
-            self._in_time()
-            if not self._open_now():
-                raise SessionFailed(
-                    f"the coordinator closed the session at iteration {self.iteration} before the stop"
-                    + self._past_deadline()
-                )
-            k = book.iterations + 1
-            proximal = (book.rho_float, anchor(own, book.mean), self.cfg.resolution_kwh)
-            own, posted = answer(model, book.price_floats, self.bounds, self.fees, proximal)
-            await self._post(k, posted, says_settled=self.values and k >= 2 and self.verdict)
-            if self.posted != posted:  # its earlier process's post of k landed instead: that one is priced
-                own = tuple(q / 1000 for q in self.posted)
-            stop = await self._round(k, tolerance)
+        while first is not None or book.iterations < until:
+            if first is not None:  # posted already (the first responses, or before a restart)
+                k, first = first, None
+                stop = await self._round(k, tolerance)
+            else:
+                self._in_time()
+                if not self._open_now():
+                    raise SessionFailed(
+                        f"the coordinator closed the session at iteration {self.iteration} before the stop"
+                        + self._past_deadline()
+                    )
+                k = book.iterations + 1
+                proximal = (book.rho_float, anchor(own, book.mean), self.cfg.resolution_kwh)
+                self.own, posted = answer(model, book.price_floats, self.bounds, self.fees, proximal)
+                own = self.own
+                await self._post(k, posted, says_settled=self.values and k >= 2 and self.verdict)
+                if (
+                    self.posted != posted
+                ):  # its earlier process's post of k landed instead: that one is priced
+                    own = tuple(q / 1000 for q in self.posted)
+                stop = await self._round(k, tolerance)
             if relaxed and not stop and self._all_settled(k):
                 stop = "value"
             if stop == "value":
@@ -381,7 +461,8 @@ class DayAheadAgent:
             book.price_floats, cfg.commit_weight * book.rho_float, at, cfg.resolution_kwh, recommit=True
         )
         fresh.solve()
-        return DayModel(self.mg, self.dt, commitment=fresh.commitment())
+        self.commitment = tuple(tuple(bool(on) for on in row) for row in fresh.commitment())
+        return DayModel(self.mg, self.dt, commitment=self.commitment)
 
     async def _round(self, k: int, tolerance: float = 0.0) -> str:
         """Iteration k once this MGMC posted it: the coordinator waits for every member's post and steps
@@ -401,7 +482,7 @@ class DayAheadAgent:
             self._judge(moves, tolerance)
             return converged
 
-        if self.is_coordinator:
+        if self.is_coordinator and self._iteration_now() == k:  # (resumed after its step: as a member)
             await self._all_posted(k)
             if self._value_stop(k):
                 return "value"
@@ -643,6 +724,14 @@ class DayAheadAgent:
 
     async def _post(self, k: int, positions: tuple[int, ...], says_settled: bool = False) -> None:
         self.iteration = k
+        if self.checkpoint is not None:  # before the post: a restart finds what it answered and against what
+            book = self.book
+            assert book is not None
+            save(self.checkpoint, Checkpoint(
+                self.session, k, tuple(float(v) for v in self.own), tuple(positions), says_settled,
+                self.relaxed, self.final_from, self.commitment, tuple(book.prices), book.rho,
+                tuple(book.q_wh) if k > 0 else (),
+            ))  # fmt: skip
         body: dict[str, Any] = {"session": self.session, "iteration": k, "positions": list(positions)}
         if says_settled:  # absent is false: a post without a verdict keeps the bytes it had before them
             body["settled"] = True

@@ -9,8 +9,8 @@ Promises, per interval t (starting at `t0 + (t - first_interval) * interval_s` o
        Where the MG's state cannot meet its forward trades (review8 F2) it plans with fewer of them held, and
        an interval whose own trade it cannot deliver in full is dispatched with what it can (the rest its
        imbalance, the record's `shortfall_kwh`; the trades are still settled as agreed): never failed for it.
-       A trader restarted before the first interval runs the stage again, which rejoins the session or
-       reads its outcome (`dayahead_agent`: review8 F3);
+       A trader restarted before the first interval runs the stage again, which resumes the session from
+       its checkpoint in the data directory, rejoins it or reads its outcome (`dayahead_agent`: review8 F3);
   1-3. schedules this MG with the controller (state from its own battery readings when it (re)starts, then
        from the plan it dispatched), derives its price-quantity curve and its role (seller, buyer, neither) at
        the mid price; a seller opens at the previous interval's agreed price on the chain (`opening_price`;
@@ -88,6 +88,8 @@ FORWARD_TIMEOUTS = 4
 # the day-ahead stage's deadline before the first interval it trades, in phase timeouts: the clear's (after
 # which a member whose coordinator is gone waits one more and clears itself), and before it the accepts'
 CLEAR_BEFORE, ACCEPTS_BEFORE = 2, 2
+# in the daemon's data directory: its side of the day-ahead session, kept before each post (dayahead_state.py)
+DAYAHEAD_CHECKPOINT = "dayahead-checkpoint.json"
 
 
 def dayahead_deadline(first_start_s: float, phase_timeout_s: float) -> Deadline:
@@ -273,6 +275,7 @@ class MarketAgent:
             self.ledger, self.anonym, self.mg, self.dt, members, session,
             opening_prices=starting_prices(self.scenario), timeout_s=self.s.phase_timeout_s,
             before_submit=self._stopped, phases=self.s.dayahead_gensets, deadline=deadline,
+            checkpoint=self.d.settings.data_dir / DAYAHEAD_CHECKPOINT,
         )  # fmt: skip
         outcome = await agent.run()
         self.dayahead = outcome

@@ -1,0 +1,115 @@
+"""What an MGMC keeps of its day-ahead session between its posts, so that a restart resumes it exactly (review8 F3).
+
+Promises: `save(path, checkpoint)` writes one small JSON file atomically (a temporary file, fsync, rename) before
+each of this MGMC's posts: the iteration, its unrounded answer (its private anchor), the position and verdict
+it posts, its phase (relaxed or final, the final phase's first iteration, its genset commitment) and the
+public book the answer was made against (prices, ρ, every member's positions of the iteration before).
+`load(path, session)` returns it, or None when there is none or it is another session's;
+`CheckpointError` when the file is unreadable or malformed: never a guess. The caller checks a checkpoint
+against the chain (`DayAheadAgent._resume`): one whose post the chain holds otherwise is stale, not used.
+Private: the file holds this MG's unrounded answers; it stays in the MGMC's own state directory.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+
+class CheckpointError(ValueError):
+    """The checkpoint file cannot be read as one (the message says why)."""
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    session: str
+    iteration: int  # the post it was written before
+    own: tuple[float, ...]  # this MG's unrounded answer (kWh per interval): its next anchor
+    posted: tuple[int, ...]  # the position it posts (Wh)
+    settled: bool  # the verdict it posts with it
+    relaxed: bool  # in the relaxed phase of a session with the genset phases
+    final_from: int  # the final phase's first iteration (`DayAheadAgent.final_from`)
+    commitment: tuple[tuple[bool, ...], ...] | None  # its genset on/off in the final phase, if it decided one
+    prices: tuple[int, ...]  # the book the answer was made against: prices (nano/kWh), ρ,
+    rho: int
+    before: tuple[tuple[int, ...], ...]  # and every member's positions of iteration - 1 (empty at 0)
+
+
+def save(path: Path, checkpoint: Checkpoint) -> None:
+    """Write `checkpoint` to `path` atomically: the old one stays whole until the new one is."""
+    tmp = path.with_name(path.name + ".tmp")
+    with tmp.open("w", encoding="utf-8") as out:
+        json.dump(asdict(checkpoint), out, separators=(",", ":"))
+        out.flush()
+        os.fsync(out.fileno())
+    os.replace(tmp, path)
+
+
+def load(path: Path, session: str) -> Checkpoint | None:
+    """The checkpoint of `session` at `path`, or None (no file, or another session's)."""
+    try:
+        doc = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise CheckpointError(f"{path}: not a checkpoint ({type(exc).__name__}: {exc})") from None
+    if not isinstance(doc, dict) or not isinstance(doc.get("session"), str):
+        raise CheckpointError(f"{path}: not a checkpoint (no session)")
+    if doc["session"] != session:
+        return None
+    try:
+        checkpoint = _checked(doc)
+    except (KeyError, TypeError, ValueError) as exc:
+        raise CheckpointError(f"{path}: malformed checkpoint of {session!r}: {exc}") from None
+    return checkpoint
+
+
+def _checked(doc: dict[str, Any]) -> Checkpoint:
+    n = len(doc["prices"])
+    own = tuple(_number(v) for v in doc["own"])
+    posted = _ints(doc["posted"])
+    before = tuple(_ints(row) for row in doc["before"])
+    commitment = doc["commitment"]
+    if commitment is not None:
+        commitment = tuple(tuple(_bool(v) for v in row) for row in commitment)
+    if n == 0 or len(own) != n or len(posted) != n or any(len(row) != n for row in before):
+        raise ValueError(
+            f"{n} prices, {len(own)} answers, {len(posted)} positions, rows {[len(r) for r in before]}"
+        )
+    iteration, final_from, rho = _int(doc["iteration"]), _int(doc["final_from"]), _int(doc["rho"])
+    if iteration < 0 or rho < 1 or final_from < 1 or bool(before) != (iteration > 0):
+        raise ValueError(
+            f"iteration {iteration}, rho {rho}, final_from {final_from}, {len(before)} rows before"
+        )
+    return Checkpoint(
+        doc["session"], iteration, own, posted, _bool(doc["settled"]), _bool(doc["relaxed"]), final_from,
+        commitment, _ints(doc["prices"]), rho, before,
+    )  # fmt: skip
+
+
+def _int(value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{value!r} is not an integer")
+    return value
+
+
+def _ints(values: Any) -> tuple[int, ...]:
+    if not isinstance(values, list):
+        raise TypeError(f"{values!r} is not a list")
+    return tuple(_int(v) for v in values)
+
+
+def _number(value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        raise TypeError(f"{value!r} is not a finite number")
+    return float(value)
+
+
+def _bool(value: Any) -> bool:
+    if not isinstance(value, bool):
+        raise TypeError(f"{value!r} is not true or false")
+    return value
