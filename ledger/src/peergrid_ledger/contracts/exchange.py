@@ -46,14 +46,13 @@ The coordinator does choose the opening prices, ρ's path (at most halved or dou
 on which), when to close and the deadline; members see all of them on the chain and must judge them (a
 member can refuse to post). Only the coordinator steps and closes: one that is gone before the close leaves
 the session open, holding nothing (no interval is reserved; the members bargain intraday). Positions are posted in the clear, so a member posting late in an iteration can read the sum so far:
-before a shared live chain this wants commit–reveal per iteration. `next_prices` is the one price rule and
-`rho_bounds` the one ρ rule; the controller imports both, so the two sides compute the same integers.
-Pure; no I/O.
+before a shared live chain this wants commit–reveal per iteration. The bounds, the price arithmetic
+(`next_prices`, `rho_bounds`, `micro_per_wh`), the keys and the readers are exchange_state.py's, imported
+here under the same names. Pure; no I/O.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from itertools import pairwise
 from typing import Any
 
@@ -61,151 +60,66 @@ from .. import keyspace as ks
 from ..machine import BlockContext, KindSpec, require
 from ..results import Event, Reason, RuleError
 from ..schema import INTERVAL, KEY, LABEL, Bool, Int, List, Map, OneOf
-from ..state import Overlay, StateReader, read_obj
+from ..state import Overlay, read_obj
 from ..tx import Tx
 from . import exchange_clearing
+from .exchange_state import (
+    MAX_INTERVALS,
+    MAX_ITERATIONS,
+    MAX_MEMBERS,
+    MAX_POSITION,
+    MAX_PRICE,
+    MAX_RHO,
+    MIN_MEMBERS,
+    judgements,
+    members_key,
+    micro_per_wh,
+    next_prices,
+    position,
+    post_key,
+    posted,
+    prices_key,
+    rho_bounds,
+    session,
+    session_key,
+    settled_count,
+    settled_in,
+    stepped,
+    stepped_key,
+    sums_key,
+)
 from .market_state import rules_for
 
-MIN_MEMBERS, MAX_MEMBERS = 2, 256
-MAX_INTERVALS = 672  # a week of quarter-hours
-MAX_PRICE = 10**13  # |λ| in nano per kWh: 10^4 currency units per kWh, far beyond any energy price
-MAX_RHO = 10**13  # nano per kWh²
-MAX_POSITION = 10**12  # |q| in Wh: the market contract's QUANTITY bound
-MAX_ITERATIONS = 1_000_000
+__all__ = [  # the state's names, imported here by the controller, the edge and exchange_clearing as before
+    "KINDS",
+    "MAX_INTERVALS",
+    "MAX_ITERATIONS",
+    "MAX_MEMBERS",
+    "MAX_POSITION",
+    "MAX_PRICE",
+    "MAX_RHO",
+    "MIN_MEMBERS",
+    "judgements",
+    "members_key",
+    "micro_per_wh",
+    "next_prices",
+    "position",
+    "post_key",
+    "posted",
+    "prices_key",
+    "rho_bounds",
+    "session",
+    "session_key",
+    "settled_count",
+    "stepped",
+    "stepped_key",
+    "sums_key",
+]
 
 PRICE_NANO = Int(-MAX_PRICE, MAX_PRICE)
 RHO = Int(1, MAX_RHO)
 ITERATION = Int(0, MAX_ITERATIONS)
 POSITION = Int(-MAX_POSITION, MAX_POSITION)
-
-
-def rho_bounds(rho: int) -> tuple[int, int]:
-    """The ρ a step may set after one of `rho`: [ceil(ρ/2), 2ρ] (halved, rounded up, or doubled at most; the
-    controller's residual balancing keeps within it with the same function)."""
-    return -(-rho // 2), 2 * rho
-
-
-def next_prices(prices: Sequence[int], sums_wh: Sequence[int], members: int, rho: int) -> tuple[int, ...]:
-    """λ_t − ρ·(Σ_i q_i,t)/N per interval: prices (nano/kWh) less rho (nano/kWh²) times the mean position in kWh,
-    sums_wh[t] / (1000 * members), rounded to the nearest nano (ties to even), exactly in integers."""
-    if members < 1:
-        raise ValueError(f"members must be at least 1, got {members}")
-    if rho < 1:
-        raise ValueError(f"rho must be at least 1, got {rho}")
-    if len(prices) != len(sums_wh):
-        raise ValueError(f"{len(prices)} prices but {len(sums_wh)} sums")
-    scale = 1000 * members  # λ − ρ·S/scale = (λ·scale − ρ·S) / scale
-    return tuple(
-        _nearest(price * scale - rho * total, scale) for price, total in zip(prices, sums_wh, strict=True)
-    )
-
-
-def _nearest(numerator: int, denominator: int) -> int:
-    """numerator / denominator (> 0) rounded to the nearest integer, a tie to the even one, exactly."""
-    quotient, remainder = divmod(numerator, denominator)  # remainder in [0, denominator)
-    twice = 2 * remainder
-    if twice > denominator or (twice == denominator and quotient % 2 == 1):
-        quotient += 1
-    return quotient
-
-
-NANO_PER_MICRO_WH = 10**6  # one micro-unit per Wh = 10**-3 currency per kWh = 10**6 nano per kWh
-
-
-def micro_per_wh(nano_per_kwh: int) -> int:
-    """A price in nano-currency per kWh (this contract's) on the market contract's tick, micro-units per Wh:
-    rounded to the nearest, a tie to the even one. The one conversion: the forward trades' price
-    (`exchange.clear`), the owner rules `exchange.accept` judges, and the controller's matching use it."""
-    return _nearest(nano_per_kwh, NANO_PER_MICRO_WH)
-
-
-# ---------------------------------------------------------------------------------------------- keys & reads
-# One small record read on every post (`xch/sess/`), the lists a step or a reader needs apart from it.
-
-
-def session_key(name: str) -> bytes:
-    return b"xch/sess/" + name.encode()
-
-
-def members_key(name: str) -> bytes:
-    return b"xch/members/" + name.encode()
-
-
-def prices_key(name: str) -> bytes:
-    return b"xch/prices/" + name.encode()
-
-
-def sums_key(name: str) -> bytes:
-    return b"xch/sums/" + name.encode()
-
-
-def post_key(member: bytes, name: str) -> bytes:
-    """A member's last post; present from the opening on, so it is also the membership record."""
-    return b"xch/pos/" + member + name.encode()
-
-
-def stepped_key(member: bytes, name: str) -> bytes:
-    """The member's post before its last one, kept when it posts again (that post was stepped then)."""
-    return b"xch/stepped/" + member + name.encode()
-
-
-def session(state: StateReader, name: str) -> dict[str, Any] | None:
-    """`{closed, coordinator, first_interval, intervals, iteration, members, posted, prices, rho, settled}`,
-    or None if no such session: `iteration` is the current one (the number of steps taken), `posted` how
-    many members posted it, `settled` how many of those posts said settled (their verdict on the iteration
-    before), `prices` a tuple of nano per kWh; plus `deadline` (block time, ms) if the open set one."""
-    record = read_obj(state, session_key(name))
-    if record is None:
-        return None
-    progress = read_obj(state, sums_key(name))
-    return {
-        **record,
-        "members": list(read_obj(state, members_key(name))),
-        "posted": progress["posted"],
-        "prices": tuple(read_obj(state, prices_key(name))),
-        "settled": _settled(progress),
-    }
-
-
-def settled_count(state: StateReader, name: str) -> int | None:
-    """How many members' posts at the session's current iteration said settled (`session`'s `settled`,
-    without reading the member list or the prices), or None if no such session."""
-    progress = read_obj(state, sums_key(name))
-    return None if progress is None else _settled(progress)
-
-
-def _settled(progress: dict[str, Any]) -> int:
-    # the count is kept only once a post says settled, so that chains without verdicts keep their bytes
-    count: int = progress.get("settled", 0)
-    return count
-
-
-def posted(state: StateReader, name: str, member: bytes) -> bool:
-    """Whether `member` posted its position at the session's current iteration (False for a non-member)."""
-    record = read_obj(state, session_key(name))
-    last = read_obj(state, post_key(member, name))
-    return record is not None and last is not None and last["iteration"] == record["iteration"]
-
-
-def position(state: StateReader, name: str, member: bytes) -> dict[str, Any] | None:
-    """`{iteration, positions, txid}` of the member's last post (iteration −1 before its first), plus its
-    `judged` if it posted one, or None for a non-member."""
-    value: dict[str, Any] | None = read_obj(state, post_key(member, name))
-    return value
-
-
-def stepped(state: StateReader, name: str, member: bytes) -> dict[str, Any] | None:
-    """`{iteration, positions, txid}` of the member's last post that a step priced (iteration −1 and no
-    positions if none was), or None for a non-member. A close abandons a half-posted iteration: a member
-    that posted it has its post before as its stepped one."""
-    record = read_obj(state, session_key(name))
-    last: dict[str, Any] | None = read_obj(state, post_key(member, name))
-    if record is None or last is None:
-        return None
-    if last["iteration"] < record["iteration"]:
-        return last
-    kept: dict[str, Any] | None = read_obj(state, stepped_key(member, name))
-    return kept if kept is not None else {"iteration": -1, "positions": [], "txid": b""}
 
 
 def _open_session(view: Overlay, name: str) -> dict[str, Any]:
@@ -298,19 +212,6 @@ def _check_positions(view: Overlay, member: bytes, first: int, positions: list[i
             )
 
 
-def judgements(state: StateReader, name: str) -> list[dict[str, Any] | None] | None:
-    """Each member's `judged` posted at the session's current iteration, in member order (None where it
-    posted none or has not posted yet), or None if no such session."""
-    record = read_obj(state, session_key(name))
-    if record is None:
-        return None
-    out: list[dict[str, Any] | None] = []
-    for member in read_obj(state, members_key(name)):
-        last = read_obj(state, post_key(member, name))
-        out.append(last.get("judged") if last["iteration"] == record["iteration"] else None)
-    return out
-
-
 def _check_judged(judged: dict[str, Any], record: dict[str, Any]) -> None:
     """A judgement's cells within the session, strictly ascending, its bans and asks apart, not empty."""
     require(
@@ -373,7 +274,7 @@ def post_position(view: Overlay, tx: Tx, ctx: BlockContext, sender: ks.AccountRe
     progress = read_obj(view, sums_key(name))
     sums = [s + q for s, q in zip(progress["sums"], positions, strict=True)]
     running: dict[str, Any] = {"posted": progress["posted"] + 1, "sums": sums}
-    count = _settled(progress) + settled
+    count = settled_in(progress) + settled
     if count:  # absent until a post says settled: a chain without verdicts keeps its state bytes
         running["settled"] = count
     view.put_obj(sums_key(name), running)
@@ -417,7 +318,7 @@ def step(view: Overlay, tx: Tx, ctx: BlockContext, sender: ks.AccountRecord) -> 
     view.put_obj(session_key(name), {**record, "iteration": iteration, "rho": new_rho})
     view.put_obj(sums_key(name), {"posted": 0, "sums": [0] * record["intervals"]})
     # how many of the stepped iteration's posts said settled (their verdicts on the iteration before it)
-    stepped_event = {"session": name, "iteration": iteration, "rho": new_rho, "settled": _settled(progress)}
+    stepped_event = {"session": name, "iteration": iteration, "rho": new_rho, "settled": settled_in(progress)}
     return [("exchange_step", stepped_event)]
 
 
@@ -440,7 +341,7 @@ def close(view: Overlay, tx: Tx, ctx: BlockContext, sender: ks.AccountRecord) ->
         "unstepped": unstepped,
         # every member's verdict on the last stepped iteration, posted with the abandoned one, was settled:
         # the value stop (a kWh stop or any other close leaves it false)
-        "settled": _settled(progress) == record["size"],
+        "settled": settled_in(progress) == record["size"],
     }
     return [("exchange_closed", closed)]
 
