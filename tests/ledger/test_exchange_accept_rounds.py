@@ -3,16 +3,20 @@ clear's pro-rata cut; the clear waits until every member still trading re-checke
 
 A round k + 1 opens once every member accepted (or the deadline passed) and every member still trading
 posted round k; a clear before the deadline needs the rounds settled: nobody accepted twice (round 1, the
-rule from before rounds), or every member still trading is at the highest round R and nobody changed in it.
+rule from before rounds; not with genesis `accept_rounds` 2), or every member still trading is at the
+highest round R and nobody changed in it.
 """
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
+from unittest import mock
 
+import test_exchange_clear
 from hypothesis import event, given, settings
 from hypothesis import strategies as st
-from ledger_fixtures import T0, Keys
+from ledger_fixtures import T0, Keys, make_genesis
 from test_exchange_clear import (
     ALL,
     FIRST,
@@ -40,6 +44,7 @@ from peergrid_ledger.contracts.exchange_clearing import (
     rounds_key,
 )
 from peergrid_ledger.contracts.pairing import forward_trades
+from peergrid_ledger.genesis import Genesis
 from peergrid_ledger.keys import Keypair
 from peergrid_ledger.results import Accepted, Reason
 from peergrid_ledger.state import read_obj
@@ -48,6 +53,25 @@ CLEAR = {"session": "day-1"}
 DEADLINE = T0 + 600_000  # block time, ms: the chain's blocks here are T0 + a few ms
 # P1 and P2 sell, P3 and P4 buy, in two intervals (a third the price leaves at −10: nobody trades it)
 FINALS = {P1: [3000, 1000, 0], P2: [1000, 1000, 0], P3: [-2000, -1500, 0], P4: [-1000, -100, 0]}
+
+
+def session(
+    finals: dict[Keypair, list[int]],
+    accept_rounds: int,
+    deadline: int | None = None,
+    prices: list[int] | None = None,
+) -> LocalChain:
+    """test_exchange_clear's closed session, on a genesis with `accept_rounds` (1: its own genesis)."""
+    if accept_rounds == 1:
+        return closed_session(finals, prices=prices, deadline=deadline)
+
+    def genesis(**fields: Any) -> Genesis:
+        return make_genesis(**{**fields, "params": replace(fields["params"], accept_rounds=accept_rounds)})
+
+    with mock.patch.object(test_exchange_clear, "make_genesis", genesis):
+        chain = closed_session(finals, prices=prices, deadline=deadline)
+    assert chain.genesis.params.accept_rounds == accept_rounds
+    return chain
 
 
 def short(who: Keypair) -> str:
@@ -269,17 +293,84 @@ def test_accepts_are_final_once_a_clear_in_parts_began(monkeypatch: Any) -> None
     assert why is Reason.CLOSED and "its accepts are final" in text
 
 
+# ------------------------------------------------------------------------------- genesis accept_rounds 2
+
+
+def test_with_accept_rounds_2_a_round_one_clear_is_refused_until_everyone_re_checked() -> None:
+    chain = session(FINALS, 2, deadline=DEADLINE)
+    accept_all(chain, FINALS)
+    assert rounds(chain.view, "day-1")["settled"]  # type: ignore[index]  # by the old rule it would be
+    status = rounds(chain.view, "day-1", accept_rounds=2)
+    assert status == {"round": 1, "waiting": [], "behind": [], "changed": [], "settled": False}
+    for who in (P1, Keys.dso):  # neither a member nor the coordinator forces the one-shot outcome
+        why, text = refused(chain, who, "exchange.clear", CLEAR)
+        assert why is Reason.RULE_VIOLATION
+        assert "accept round 1 is not settled (the chain's genesis accept_rounds 2" in text
+        assert "re-checks in round 2" in text and f"the deadline {DEADLINE} has not passed" in text
+    assert [due(chain.view, "day-1", m.public, 0) for m in ALL] == [1, 1, 1, 1]
+    accept_all(chain, {m: FINALS[m] for m in (P1, P2, P3)})
+    why, text = refused(chain, P2, "exchange.clear", CLEAR)  # round 2 runs, P4 has not re-checked
+    assert why is Reason.RULE_VIOLATION and f"behind in round 2: {short(P4)}" in text
+    submit(chain, P4, "exchange.accept", accept_body(FINALS[P4]))  # round 2 changed nothing: settled
+    assert rounds(chain.view, "day-1", accept_rounds=2)["settled"]  # type: ignore[index]
+    assert [due(chain.view, "day-1", m.public, 0) for m in ALL] == [None] * 4
+    submit(chain, P2, "exchange.clear", CLEAR)
+    assert trades_of(chain) == want(FINALS) and want(FINALS)
+
+
+def test_with_accept_rounds_2_the_clear_after_the_deadline_takes_what_stands() -> None:
+    chain = session(FINALS, 2, deadline=DEADLINE)
+    accept_all(chain, FINALS)
+    submit(chain, P3, "exchange.accept", accept_body([-1500, -1500, 0]))  # P3 alone re-checks, reduces
+    why, _ = refused(chain, P1, "exchange.clear", CLEAR)
+    assert why is Reason.RULE_VIOLATION
+    chain.seal()  # before the clock jumps
+    result = chain.sign_and_submit(P1, "exchange.clear", CLEAR, time_ms=DEADLINE + 1)
+    assert isinstance(result, Accepted), result
+    chain.seal()
+    assert trades_of(chain) == want({**FINALS, P3: [-1500, -1500, 0]}) and chain.dropped == []
+
+
+def test_with_accept_rounds_2_declined_members_hold_nobody_and_nobody_trading_clears_at_once() -> None:
+    chain = session(FINALS, 2, deadline=DEADLINE)
+    accept_all(chain, {**FINALS, P2: [0, 0, 0], P4: [0, 0, 0]})  # P2 and P4 decline in round 1
+    why, text = refused(chain, P1, "exchange.clear", CLEAR)
+    assert why is Reason.RULE_VIOLATION and "accept round 1 is not settled" in text
+    accept_all(chain, {m: FINALS[m] for m in (P1, P3)})  # the two still trading confirm in round 2
+    submit(chain, P3, "exchange.clear", CLEAR)
+    assert trades_of(chain) == want({P1: FINALS[P1], P3: FINALS[P3]})
+    # every member declined at once: nobody can post round 2, and nothing is left to re-check
+    chain = session({P1: [1000, 0, 0], P2: [-1000, 0, 0]}, 2, deadline=DEADLINE)
+    accept_all(chain, {P1: [0, 0, 0], P2: [0, 0, 0]})
+    assert rounds(chain.view, "day-1", accept_rounds=2)["settled"]  # type: ignore[index]
+    submit(chain, P2, "exchange.clear", CLEAR)
+    assert trades_of(chain) == set()
+
+
+def test_with_accept_rounds_2_and_no_deadline_only_the_coordinator_clears_round_one() -> None:
+    chain = session(FINALS, 2)
+    accept_all(chain, FINALS)
+    why, text = refused(chain, P1, "exchange.clear", CLEAR)
+    assert why is Reason.FORBIDDEN and "accept round 1 is not settled" in text
+    assert "only the coordinator may clear now" in text
+    submit(chain, Keys.dso, "exchange.clear", CLEAR)  # its rule from before deadlines, unchanged
+    assert trades_of(chain) == want(FINALS)
+
+
 # ---------------------------------------------------------------------------------------------- property
 
 # Each member's move per interval on its previous accept (its final stepped position before its first): kept,
 # cut by a quarter, zeroed, or raised by a quarter (refused). A wave: the members in some order, each either
 # silent or accepting with its moves (an unchanged accept most often), then a member may try to clear. The
-# coordinator, who may clear at any time on a session without a deadline, clears after the last wave.
+# coordinator, who may clear at any time on a session without a deadline, clears after the last wave. On a
+# genesis with accept_rounds 1 or 2.
 MOVES = {"keep": (1, 1), "cut": (3, 4), "zero": (0, 1), "raise": (5, 4)}
 same = st.just(("keep", "keep", "keep"))
 changed = st.tuples(*[st.sampled_from(["keep", "keep", "cut", "zero", "raise"])] * 3)
 member_move = st.one_of(same, same, same, changed, st.none())  # None: silent this wave
-wave = st.tuples(st.permutations(range(4)), st.tuples(*[member_move] * 4), st.none() | st.integers(0, 3))
+# a third of the waves every member posts its accept unchanged: so that rounds settle past round 1 often
+every_move = st.one_of(st.tuples(*[member_move] * 4), st.tuples(*[member_move] * 4), st.tuples(*[same] * 4))
+wave = st.tuples(st.permutations(range(4)), every_move, st.none() | st.integers(0, 3))
 Wave = tuple[list[int], tuple[tuple[str, str, str] | None, ...], int | None]
 
 
@@ -287,12 +378,13 @@ Wave = tuple[list[int], tuple[tuple[str, str, str] | None, ...], int | None]
 @given(
     st.lists(st.lists(st.integers(-3000, 3000), min_size=4, max_size=4), min_size=3, max_size=3),
     st.lists(wave, min_size=1, max_size=8),
+    st.sampled_from([1, 2]),
 )
 def test_whatever_the_accepts_the_clear_gives_no_member_more_than_it_last_accepted(
-    columns: list[list[int]], waves: list[Wave]
+    columns: list[list[int]], waves: list[Wave], accept_rounds: int
 ) -> None:
     finals = {m: [col[i] for col in columns] for i, m in enumerate(ALL)}
-    chain = closed_session(finals, prices=[50_000_000] * 3)
+    chain = session(finals, accept_rounds, prices=[50_000_000] * 3)
     posts: dict[Keypair, list[list[int]]] = {m: [] for m in ALL}  # each member's accepts the chain took
     by = "the coordinator"
     for order, moves, clearer in waves:
@@ -335,21 +427,27 @@ def test_whatever_the_accepts_the_clear_gives_no_member_more_than_it_last_accept
                 assert got is None
             else:
                 assert got == {m.public: p[min(r, len(p)) - 1] for m, p in posts.items() if p}
-        status = rounds(chain.view, "day-1")
-        if clearer is not None and chain.sign_and_submit(ALL[clearer], "exchange.clear", CLEAR).ok:
-            # a member clears only settled rounds (no deadline here): each still trading re-checked the last
-            # round, and nobody changed in it (unless nobody trades any more)
-            assert status is not None and status["settled"] and all(posts.values())
+        status = rounds(chain.view, "day-1", accept_rounds)
+        assert status is not None
+        if clearer is None:
+            continue
+        ok = chain.sign_and_submit(ALL[clearer], "exchange.clear", CLEAR).ok
+        assert ok == status["settled"]  # no deadline here: a member clears exactly the settled rounds
+        if ok:
+            # each still trading re-checked the last round, and nobody changed in it (unless nobody trades
+            # any more); with accept_rounds 2 that round is a re-check, never the one-shot accepts
+            assert all(posts.values())
             top = max(len(p) for p in posts.values())
             trading = any(any(p[-1]) for p in posts.values())
             for p in posts.values():
                 assert len(p) == top or not any(p[-1])
                 assert top == 1 or not trading or len(p) < top or p[-1] == p[-2]
+            assert top >= accept_rounds or not trading
             by = "a member"
             break
     else:
         assert chain.sign_and_submit(Keys.dso, "exchange.clear", CLEAR).ok
-    event(f"cleared by {by} at round {max(map(len, posts.values()))}")
+    event(f"accept_rounds {accept_rounds}: cleared by {by} at round {max(map(len, posts.values()))}")
     latest = {m: p[-1] for m, p in posts.items() if p}
     traded = trades_of(chain)
     assert traded == want(latest)  # the pro-rata arithmetic on the final accepts, nothing else

@@ -93,6 +93,7 @@ def cmd_genesis(args: argparse.Namespace) -> int:
                 credit_limit=args.credit_limit,
                 max_reopens=args.max_reopens,
                 cap_on_fills=int(args.cap_on_fills),
+                accept_rounds=args.accept_rounds,
                 **_settle_params(args),
             ).to_value()
         ),
@@ -283,6 +284,14 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="a buyer's maximum quantity caps what the market allocates it, not the sum of its requests"
         " (genesis cap_on_fills 1; default: the old rule, and the old genesis bytes)",
+    )
+    p.add_argument(
+        "--accept-rounds",
+        type=int,
+        default=1,
+        help="the exchange's accept round a clear before the session's deadline needs settled: 2 = every"
+        " member re-checked the clear's cut (genesis accept_rounds 2; default 1: the old rule, and the old"
+        " genesis bytes)",
     )
     p.add_argument(
         "--settle-by-both",

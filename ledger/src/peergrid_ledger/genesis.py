@@ -24,10 +24,18 @@ from .state import StateTree
 MAX_GENESIS_BYTES = 4 * 1024 * 1024
 # added after format version 1: encoded only when not the default
 LATE_PARAMS = frozenset(
-    {"max_reopens", "cap_on_fills", "settle_by_both", "settle_tolerance_wh", "settle_wait_ms"}
+    {
+        "max_reopens",
+        "cap_on_fills",
+        "settle_by_both",
+        "settle_tolerance_wh",
+        "settle_wait_ms",
+        "accept_rounds",
+    }
 )
 FLAG_PARAMS = frozenset({"cap_on_fills", "settle_by_both"})  # 0 or 1
 SETTLE_PARAMS = ("settle_tolerance_wh", "settle_wait_ms")  # meaningful only with settle_by_both 1
+ACCEPT_ROUNDS = (1, 2)  # a settled round 2 already means every member re-checked the accepts cleared
 MAX_SETTLE_WAIT_MS = 366 * 24 * 3600 * 1000  # a year: a deadline (block time + wait) stays far inside 64 bits
 
 
@@ -63,6 +71,12 @@ class Params:
     settle_by_both: int = 0
     settle_tolerance_wh: int = 0  # Wh the two statements may differ by and still agree (default: exactly)
     settle_wait_ms: int = 3_600_000  # after the first statement, how long the other party has to state
+    # the exchange contract's accept round a clear before the session's deadline needs settled
+    # (`exchange_clearing`): 1 (the default, and every genesis written before it) clears round 1 at once, as
+    # before rounds; 2: every member still trading re-checked the clear's pro-rata cut of exactly the
+    # accepts cleared (round 2 or later, nobody changed in the last), so nobody may clear one-shot accepts
+    # early. After the deadline the accepts as they stand clear either way.
+    accept_rounds: int = 1
 
     def __post_init__(self) -> None:
         for name in FLAG_PARAMS:
@@ -71,6 +85,8 @@ class Params:
         for name in SETTLE_PARAMS:
             if not self.settle_by_both and getattr(self, name) != _DEFAULTS[name]:
                 raise GenesisError(f"params.{name}: only with settle_by_both 1")
+        if self.accept_rounds not in ACCEPT_ROUNDS:
+            raise GenesisError(f"params.accept_rounds: expected one of {list(ACCEPT_ROUNDS)}")
         if not 1 <= self.settle_wait_ms <= MAX_SETTLE_WAIT_MS:
             raise GenesisError(f"params.settle_wait_ms: expected 1 to {MAX_SETTLE_WAIT_MS} ms")
 

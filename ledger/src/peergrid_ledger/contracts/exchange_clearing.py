@@ -20,8 +20,9 @@ Promises (the `exchange.accept` and `exchange.clear` handlers of `exchange.KINDS
       `due` tells a member which round to answer now.
   `exchange.clear` (after the close, once; a member or the coordinator: at once when the accepts are
       settled, i.e. every member accepted and either nobody accepted twice (round 1: the rule from before
-      rounds) or, for the highest round R, every member still trading posted round R and no round-R accept
-      differs from the member's round R − 1 (or no member trades any more); before that only after the
+      rounds; not on a chain whose genesis says `accept_rounds` 2) or, for the highest round R, every member
+      still trading posted round R and no round-R accept differs from the member's round R − 1 (or no
+      member trades any more); before that only after the
       session's deadline, or, on a session opened without one, by the coordinator at any time, as before
       deadlines existed) computes each interval's trades from the latest accepted positions alone
       (`pairing.forward_trades`: the long side pro rata to the short side's volume, largest sellers to
@@ -54,8 +55,11 @@ pro-rata cut of exactly the accepts cleared (the controller's `forward.recheck`)
 repeated reductions hold the clear until the deadline (as a member that never accepts does); a member that
 declined (all zeros) can change nothing more and holds nobody. Not closed: while nobody has accepted twice,
 round 1 clears as before (old chains replay to the same state), so once every member accepted once, any
-member or the coordinator may clear before the others' round 2 lands: requiring a round 2 needs a genesis
-parameter. A clear after the deadline takes the latest accepts as they stand, settled or not.
+member or the coordinator may clear before the others' round 2 lands — unless the chain's genesis says
+`accept_rounds` 2: then a clear before the deadline needs the rounds settled at round 2 or later (or nobody
+trading any more), so that nobody can force the one-shot accepts' outcome on the others. A clear after the
+deadline takes the latest accepts as they stand, settled or not; on a session opened without a deadline the
+coordinator's clear at any time stays its rule.
 Pure; no I/O.
 """
 
@@ -167,7 +171,9 @@ def _entries(
     ]
 
 
-def _round_status(members: list[bytes], entries: list[list[Any]]) -> dict[str, Any]:
+def _round_status(members: list[bytes], entries: list[list[Any]], need: int = 1) -> dict[str, Any]:
+    """`rounds`' status of the members' entries; `need`: the chain's genesis `accept_rounds`, the round a
+    settled status needs reached (unless nobody trades any more: nobody can post another round then)."""
     top = max((r for r, _, _ in entries), default=1) or 1
     waiting = [m for m, (r, _, _) in zip(members, entries, strict=True) if r == 0]
     # a member whose latest accept is all zeros can only post zeros again: it has nothing left to re-check
@@ -177,20 +183,21 @@ def _round_status(members: list[bytes], entries: list[list[Any]]) -> dict[str, A
     changed = [
         m for m, (r, _, c) in zip(members, entries, strict=True) if anyone and top > 1 and r == top and c
     ]
-    settled = not waiting and not behind and not changed
+    settled = not waiting and not behind and not changed and (top >= need or not anyone)
     return {"round": top, "waiting": waiting, "behind": behind, "changed": changed, "settled": settled}
 
 
-def rounds(state: StateReader, name: str) -> dict[str, Any] | None:
+def rounds(state: StateReader, name: str, accept_rounds: int = 1) -> dict[str, Any] | None:
     """The session's accept rounds, or None if no such session: `{round, waiting, behind, changed,
     settled}` — `round` the highest round any member posted (1 before anyone accepted twice), `waiting`
     the members that never accepted, `behind` those still trading below `round`, `changed` those whose
     accept in `round` (≥ 2) differs from their round before, `settled` whether the clear may come at once
-    (every member accepted, none behind, none changed: what `exchange.clear` requires before a deadline)."""
+    (every member accepted, none behind, none changed, and `round` at least `accept_rounds`, the chain's
+    genesis parameter, unless nobody trades: what `exchange.clear` requires before a deadline)."""
     if read_obj(state, xch.session_key(name)) is None:
         return None
     members: list[bytes] = list(read_obj(state, xch.members_key(name)))
-    return _round_status(members, _entries(state, name, members))
+    return _round_status(members, _entries(state, name, members), accept_rounds)
 
 
 def due(state: StateReader, name: str, member: bytes, time_ms: int) -> int | None:
@@ -392,6 +399,12 @@ def _may_clear(
     deadline = record.get("deadline")
     if status["waiting"]:
         waiting = f"{len(status['waiting'])} of {len(members)} members have not accepted"
+    elif not status["behind"] and not status["changed"]:  # complete, below the genesis' accept_rounds
+        r = status["round"]
+        waiting = (
+            f"accept round {r} is not settled (the chain's genesis accept_rounds "
+            f"{ctx.genesis.params.accept_rounds}: every member still trading re-checks in round {r + 1})"
+        )
     else:
         r = status["round"]
         behind = f"behind in round {r}: {_short(status['behind'])}" if status["behind"] else ""
@@ -449,7 +462,9 @@ def clear(view: Overlay, tx: Tx, ctx: BlockContext, sender: ks.AccountRecord) ->
     taken = _standing(view, name, members)
     progress = read_obj(view, clearing_key(name))
     if progress is None:  # the first (often the only) clear: who may start it, and when
-        _may_clear(record, members, _round_status(members, _entries(view, name, members, taken)), tx, ctx)
+        entries = _entries(view, name, members, taken)
+        status = _round_status(members, entries, ctx.genesis.params.accept_rounds)
+        _may_clear(record, members, status, tx, ctx)
         progress = {"next": 0, "trades": 0, "skipped": []}
     else:  # the accepts are frozen since the first part: any member or the coordinator goes on
         _may_clear(record, members, None, tx, ctx)
