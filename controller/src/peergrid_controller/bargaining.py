@@ -15,7 +15,7 @@ Assumes curves in kWh for this interval (curve.py). Pure and deterministic: no c
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -81,8 +81,10 @@ class Venue(Protocol):
         """Close the interval: the agreed trades, computed by the contract from the final positions."""
         ...
 
-    def settle(self, trade: Trade, delivered_kwh: float) -> Verdict:
-        """Pay one agreed trade, once, for the energy delivered."""
+    def settle(self, trade: Trade, delivered_kwh: float, carry: Callable[[], None] | None = None) -> Verdict:
+        """Pay one agreed trade, once, for the energy delivered; Accepted only once it is paid. Where the
+        parties each state what they metered (the chain under `settle_by_both`), one call sends every message
+        it takes; `carry`, where given, runs before each of them (a transport: netsim.LossyVenue)."""
         ...
 
     def flush(self) -> None:
@@ -134,7 +136,11 @@ class MemoryVenue:
         self.last_trades = []
         return trades
 
-    def settle(self, trade: Trade, delivered_kwh: float) -> Verdict:
+    def settle(self, trade: Trade, delivered_kwh: float, carry: Callable[[], None] | None = None) -> Verdict:
+        """The delivered energy pays, once: what the chain pays when both parties state it (or either alone
+        does, without `settle_by_both`). One message."""
+        if carry is not None:
+            carry()
         agreed = self.agreed.get(trade.trade_id)
         if agreed is None:
             return Rejected(f"no agreed trade {trade.trade_id}")

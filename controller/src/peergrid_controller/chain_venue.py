@@ -7,8 +7,8 @@ quantity limits and clean-only preferences. A round's offers, bids and moves are
 `LocalChain`); moves identical to the standing position are not re-sent. `finish` submits `trade`, and the
 agreed trades are the ones the contract computed (read from its events: `trades`, shared with the
 exchange's clear); every seal checks the block kept every transaction accepted on submit (`seal`: a
-SealError, or the exchange's refusal, never an effect silently missing); `settle` pays each one once; `pay`
-posts a plain payment (the ledger's payments contract: the day-ahead make-whole uplift). `exchange` is the
+SealError, or the exchange's refusal, never an effect silently missing); `settle` pays each one once, on
+both parties' statements by default (genesis `settle_by_both`; below); `pay` posts a plain payment (the ledger's payments contract: the day-ahead make-whole uplift). `exchange` is the
 day-ahead exchange ADMM's recorder (dayahead.ExchangeRecorder, on the ledger's exchange contract): each MG
 signs its own positions (with its settled verdict when it says so, and its judgement of its own rules when
 it has one: `judgements` reads them back as the contract keeps them), the first MG in scenario order opens the
@@ -19,13 +19,26 @@ coordinator `exchange.clear`, and the trades returned are the ones the contract 
 the market contract's (read from the clear's events; `cleared` counts them). Genesis sets
 `cap_on_fills` (a buyer's maximum caps its allocation, as on the lab's chains) and `bargain` is told so.
 Same scenario, same chain bytes. Units: the chain's Wh and currency micro-units per Wh (market.wh, micro_per_wh).
+Settlement (docs/ledger-format.md, "Settlement on both parties' statements"). With `settle_by_both` (the
+default: a buyer cannot pay less by under-stating, the seller's meter counts too) genesis names the rule
+and a DSO account (role `dso`, key `key_for(scenario, "dso")`: it meters the feeder). For each trade the
+buyer and then the seller send `settle` with what its own meter attributes to the trade: the energy
+delivered, which the simulation knows once per trade, so both state the same, unless a meter is given an
+error (`meter_error_wh`, clamped to 0 … agreed). Two that agree (within `settle_tolerance_wh`) pay the
+lower; two that do not leave the trade disputed and the DSO settles it with the delivered energy; a party
+whose MGMC is `silent` never states, and its counterparty's lone statement settles once the trade's
+deadline passed: the venue's chain has no clock (block time is logical, LocalChain), so the venue seals an
+empty block at the deadline and the party sends its statement again (basis "lapsed"). A trade counts as
+settled only when `query.settlement` says so; otherwise `settle` is a refusal naming the trade and where it
+stands (two silent parties: nobody stated). Without the rule (`settle_by_both=False`) the genesis is the one
+before it and the buyer's settle pays (the seller's when the buyer is silent).
 Assumes the ledger's market contract semantics (ledger/src/peergrid_ledger/contracts/market.py). No sockets.
 """
 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from typing import Any
 
 from peergrid_controller.dayjudge import Judgement, decode, encode
@@ -43,6 +56,7 @@ from peergrid_controller.market import (
 )
 from peergrid_controller.model import Scenario
 from peergrid_controller.uplift import Payment
+from peergrid_ledger import query
 from peergrid_ledger.chain import LocalChain
 from peergrid_ledger.contracts import exchange as exchange_contract
 from peergrid_ledger.contracts import market as contract
@@ -76,8 +90,19 @@ def _left_out(chain: LocalChain) -> str:
 
 
 class ChainVenue:
-    def __init__(self, scenario: Scenario) -> None:
+    def __init__(
+        self,
+        scenario: Scenario,
+        settle_by_both: bool = True,
+        settle_tolerance_wh: int = 0,
+        silent: Collection[str] = (),
+        meter_error_wh: Mapping[str, int] | None = None,
+    ) -> None:
         names = [mg.name for mg in scenario.microgrids]
+        errors = dict(meter_error_wh or {})
+        strangers = sorted((set(silent) | set(errors)) - set(names))
+        if strangers:
+            raise ValueError(f"no microgrid named {strangers[0]!r} in scenario {scenario.name!r}")
         self.keys = {name: key_for(scenario.name, name) for name in names}
         self.names = {kp.public: name for name, kp in self.keys.items()}
         authority = key_for(scenario.name, "authority")
@@ -85,6 +110,10 @@ class ChainVenue:
             Account(self.keys[mg.name].public, ("anonym",), f"anonym-{i}", rules=chain_rules(mg.rules))
             for i, mg in enumerate(scenario.microgrids)
         )
+        self.dso = key_for(scenario.name, "dso")
+        if settle_by_both:  # the DSO meters the feeder: its word settles a dispute
+            accounts += (Account(self.dso.public, ("dso",), "dso"),)
+        settling = {"settle_by_both": 1, "settle_tolerance_wh": settle_tolerance_wh} if settle_by_both else {}
         genesis = Genesis(
             chain=f"mgmc-{scenario.name}"[:64],
             time=0,
@@ -93,8 +122,11 @@ class ChainVenue:
             contracts=("market", "payments", "exchange"),
             # a buyer's maximum caps what it is allocated, not what it asks, as on the lab's chains
             # (closedloop.py): without it a capped buyer asking rationed sellers ended short (docs/market.md)
-            params=Params(credit_limit=CREDIT_LIMIT, cap_on_fills=1),
+            params=Params(credit_limit=CREDIT_LIMIT, cap_on_fills=1, **settling),
         )
+        self.settle_by_both = settle_by_both
+        self.silent = frozenset(silent)
+        self.meter_error_wh = errors
         self.cap_on_fills = True  # `bargain` reads it: buyers may ask past their maximum
         self.chain = LocalChain(genesis, authority)
         self.round = 0
@@ -207,9 +239,69 @@ class ChainVenue:
         self.standing_bids = {k: v for k, v in self.standing_bids.items() if k[0] != interval}
         return self.trades(result.events, interval)
 
-    def settle(self, trade: Trade, delivered_kwh: float) -> Verdict:
-        tid = contract.trade_id(trade.interval, self.keys[trade.seller].public, self.keys[trade.buyer].public)
-        return self._do(trade.buyer, "settle", {"trade": tid, "delivered": wh(delivered_kwh)})
+    def trade_id(self, trade: Trade) -> bytes:
+        return contract.trade_id(
+            trade.interval, self.keys[trade.seller].public, self.keys[trade.buyer].public
+        )
+
+    def settle(self, trade: Trade, delivered_kwh: float, carry: Callable[[], None] | None = None) -> Verdict:
+        """Settle one agreed trade for `delivered_kwh`, the energy delivered (what the DSO meters): each party
+        states, and the lone or disputed statement is resolved as the module says. Accepted only when the
+        chain says `settled`. `carry`, where given, runs before each transaction sent (netsim's transport)."""
+        tid = self.trade_id(trade)
+        what = f"trade {tid.hex()[:16]}… (interval {trade.interval}, {trade.seller} to {trade.buyer})"
+        delivered = wh(delivered_kwh)
+        speaking = [p for p in ("buyer", "seller") if getattr(trade, p) not in self.silent]
+        if not speaking:
+            return Rejected(f"chain: {what}: neither party states what was delivered (both MGMCs silent)")
+        for party in speaking if self.settle_by_both else speaking[:1]:
+            verdict = self.statement(trade, party, delivered, carry)
+            if isinstance(verdict, Rejected):
+                return Rejected(f"{verdict.reason} ({what}, the {party}'s statement)")
+        standing = self._standing(tid)
+        if standing["state"] == "stated":  # the other party is silent: its window runs to the deadline
+            self._wait_until(standing["deadline"])
+            verdict = self.statement(trade, speaking[0], delivered, carry)
+            if isinstance(verdict, Rejected):
+                return Rejected(
+                    f"{verdict.reason} ({what}, the {speaking[0]}'s statement after the deadline)"
+                )
+        elif standing["state"] == "disputed":  # the meters disagree: the DSO's metering of the feeder settles
+            if carry is not None:
+                carry()
+            self.transactions += 1
+            body = {"trade": tid, "delivered": delivered}
+            result = _verdict(self.chain.sign_and_submit(self.dso, "settle", body))
+            if isinstance(result, Rejected):
+                return Rejected(f"{result.reason} ({what}, the DSO's settlement of the dispute)")
+        final = self._standing(tid)
+        if final["state"] != "settled":
+            return Rejected(f"chain: {what} is {final['state']}, not settled: {final['statements']}")
+        return Accepted()
+
+    def statement(
+        self, trade: Trade, party: str, delivered: int, carry: Callable[[], None] | None = None
+    ) -> Verdict:
+        """The trade's `party` ("buyer" or "seller") sends `settle` with what its own meter reads of
+        `delivered` Wh: its meter's error added, within 0 … the agreed quantity."""
+        name: str = getattr(trade, party)
+        agreed = contract.trade(self.chain.view, self.trade_id(trade))
+        reading = delivered + self.meter_error_wh.get(name, 0)
+        reading = max(0, min(reading, agreed["quantity"] if agreed is not None else reading))
+        if carry is not None:
+            carry()
+        return self._do(name, "settle", {"trade": self.trade_id(trade), "delivered": reading})
+
+    def _standing(self, tid: bytes) -> dict[str, Any]:
+        standing = query.settlement(self.chain.view, tid)
+        return standing if standing is not None else {"state": "not agreed", "statements": {}}
+
+    def _wait_until(self, deadline: int) -> None:
+        """Let the chain's clock reach `deadline` (block time, ms): seal what is pending, then an empty block
+        at the deadline (the venue's chain has no clock of its own: its block time is logical)."""
+        self.seal()
+        if self.chain.tip.time < deadline:
+            self.chain.seal(deadline)
 
     def pay(self, payment: Payment, ref: str) -> Verdict:
         """A plain payment (the payments contract's `pay`), micro-units from payer to payee, once per ref."""

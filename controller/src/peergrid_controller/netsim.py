@@ -5,7 +5,9 @@ MGMC sends (offer, bid, move, settlement) is dropped with probability `loss` and
 `max_delay_ms` on a simulated clock; the MGMC resends after a lost or late attempt, up to `retries` more times
 within the round's deadline. A move that does not arrive in time is not part of the round (the caller gets
 `Rejected("lost in transport ...")` and the bargaining carries on without it). Settlements are retried until
-delivered, and the venue refuses a second settlement of the same trade, so each trade settles exactly once.
+delivered: every message one takes crosses the transport on its own (on the chain under `settle_by_both`
+the buyer's and the seller's statements, a lone one sent again after the deadline, the DSO's settlement of a
+dispute), and the venue refuses a second settlement of the same trade, so each trade settles exactly once.
 So are the day-ahead market's messages where the inner venue takes them: plain payments (`pay`) and every
 transaction of the exchange session (`exchange`, the inner venue's recorder: an ADMM iteration waits for every
 member, so a lost post is resent, never left out); the inner venue refuses a second payment of a reference.
@@ -16,6 +18,7 @@ to the MGMCs is not simulated. No sockets, no real clock: time is a counter.
 from __future__ import annotations
 
 import random
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -85,9 +88,13 @@ class LossyVenue:
     def finish(self, interval: int) -> list[Trade]:
         return self.inner.finish(interval)
 
-    def settle(self, trade: Trade, delivered_kwh: float) -> Verdict:
-        self._deliver(None)
-        return self.inner.settle(trade, delivered_kwh)
+    def settle(self, trade: Trade, delivered_kwh: float, carry: Callable[[], None] | None = None) -> Verdict:
+        def crossed() -> None:  # one message of the settlement, resent until it arrives
+            self._deliver(None)
+            if carry is not None:
+                carry()
+
+        return self.inner.settle(trade, delivered_kwh, crossed)
 
     def pay(self, payment: Payment, ref: str) -> Verdict:
         if not isinstance(self.inner, PaymentVenue):

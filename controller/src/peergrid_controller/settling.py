@@ -1,7 +1,8 @@
 """A simulated day's money through the venue (simulate.py, both markets): settlements and make-whole payments.
 
 Promises: `settle_interval(venue, t, trades, delivered)` settles every agreed trade of interval `t` exactly once,
-for the quantity delivered (all of it when `delivered` is None); `pay_uplift(venue, uplift, ref)` posts every
+for the quantity delivered (all of it when `delivered` is None), a trade settled only when the venue says it
+was paid (on the chain: both parties' statements, `query.settlement` "settled"; chain_venue.py); `pay_uplift(venue, uplift, ref)` posts every
 make-whole payment once through the venue's `pay`, nothing when there are none; `pay_compensation(venue,
 payments)` the day's imbalance compensation (delivery.py) the same way. A refusal, or a venue that cannot
 record payments, raises `SettlementError`: a bug or a tampered chain, never skipped. Never reads clocks.
@@ -12,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from peergrid_controller.bargaining import Venue
-from peergrid_controller.market import Accepted, Trade
+from peergrid_controller.market import Accepted, Rejected, Trade
 from peergrid_controller.uplift import Payment, Uplift
 from peergrid_controller.venues import PaymentVenue
 
@@ -31,9 +32,11 @@ def settle_interval(
     with the quantity delivered; None: all of it, dispatch delivered it as agreed)."""
     quantities = [tr.quantity_kwh for tr in (trades if delivered is None else delivered)]
     settlements = [venue.settle(tr, q) for tr, q in zip(trades, quantities, strict=True)]
-    refused = [str(v) for v in settlements if not isinstance(v, Accepted)]
+    refused = [v.reason for v in settlements if isinstance(v, Rejected)]
     if refused:
-        raise SettlementError(f"interval {t}: settlement refused: {refused[0]}")
+        raise SettlementError(
+            f"interval {t}: settlement refused: {refused[0]} ({len(refused)} of {len(trades)} trades unpaid)"
+        )
 
 
 def pay_uplift(venue: Venue, uplift: Uplift, ref: str) -> None:
