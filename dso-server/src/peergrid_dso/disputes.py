@@ -1,0 +1,228 @@
+"""How much energy the DSO vouches for on a disputed trade, from the MGMC chain and the parties' sealed readings.
+
+Promises: `resolve(state, trade, clock, nodes, sealed)` is pure and deterministic (exact rational arithmetic,
+floored to whole Wh only at the end) and returns `Vouched` (the Wh to settle with and how it was found) or
+`Unresolved` (why the DSO does not settle now); never a guess. The energy it vouches for is
+    min(seller's PCC export share, buyer's PCC import share), never above the agreed quantity,
+where a party's share of a trade is its PCC meter's energy over the trade's interval (export counter for the
+seller, import counter for the buyer) times agreed / the agreed total of all that party's trades of the
+interval (its latest closing's trades; superseded ones never settle), capped at agreed.
+Why pro rata: a PCC meter measures a microgrid's whole exchange with the feeder, not one trade; it cannot say
+which counterparty a shortfall hurt, and serving trades in any order would favour one counterparty by a rule
+the market never agreed. Pro rata to the agreed quantities is how the market itself shares an over-asked
+offer (`market_state.allocate`), and it is monotone: more metered energy never settles less.
+Why the smaller: the seller's meter bounds what left the seller, the buyer's what reached the buyer; the DSO
+vouches only for energy both meters confirm (the same rule the chain applies to two statements that agree).
+
+What the chain holds and what it does not: a `der_commitment` (`der/<node><interval>`) is the RFC 6962 root of
+one commitment interval's reading leaves and their count, signed by the MGMC's node key; the leaves themselves
+(edge `commitments.reading_leaf`: {at_ms, device, milli{quantity: value × 1000}, nature}) stay on the MGMC. So
+the DSO needs each party's leaves (`sealed`, keyed by (node key, commitment interval)), and accepts them only
+when they are the whole committed set: their root and count equal the chain's, so a party can neither forge a
+reading nor leave one out. Trades are made under anonyms; `nodes` maps each anonym to its MGMC's node key (the
+DSO enrolled both). Commitment intervals are buckets of wall-clock time (`floor(ms / commit_ms)`), market
+intervals slots of `MeterClock` (`t0_ms + (t - first_interval) × interval_ms`): the clock maps one to the other.
+
+A PCC meter (nature `meter`; one per MG) reports cumulative counters: `energy_wh` (TotWhExp, export) and
+`import_wh` (TotWhImp). The counter at the interval's start and end is read at a reading made exactly then or
+linearly interpolated between the two readings around it, which must be at most `max_gap_ms` apart (a longer
+outage is no measurement). Unresolved when: the trade is not disputed (or unknown, settled, superseded), a
+party's anonym is not enrolled with a node key, a commitment that covers the window exists on the chain but
+its leaves are not at the DSO or do not match its root and count, a leaf does not decode, an MG has more than
+one meter, no readings bracket a boundary within `max_gap_ms`, or a counter runs backwards (a reset or
+replaced meter: nothing the DSO can vouch for). No I/O, no clock.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from fractions import Fraction
+from itertools import pairwise
+from typing import Any
+
+from peergrid_ledger import merkle, query
+from peergrid_ledger.codec import DecodeError, decode
+from peergrid_ledger.state import StateReader
+
+METER = "meter"  # the PCC meter's nature (edge natures.yaml)
+COUNTER = {"seller": "energy_wh", "buyer": "import_wh"}  # TotWhExp for what left, TotWhImp for what arrived
+
+
+@dataclass(frozen=True)
+class MeterClock:
+    """Where market interval t lies on the wall clock (ms), and the commitments' bucket length."""
+
+    t0_ms: int  # the wall time interval `first_interval` starts
+    interval_ms: int
+    first_interval: int
+    commit_ms: int  # the MGMCs' `commit_interval_s` in ms
+    max_gap_ms: int  # the longest gap between two readings that still measures a boundary
+
+    def __post_init__(self) -> None:
+        if min(self.interval_ms, self.commit_ms, self.max_gap_ms) <= 0:
+            raise ValueError("interval_ms, commit_ms and max_gap_ms must be positive")
+
+    def window(self, interval: int) -> tuple[int, int]:
+        start = self.t0_ms + (interval - self.first_interval) * self.interval_ms
+        return start, start + self.interval_ms
+
+    def commitments(self, interval: int) -> range:
+        """The commitment intervals whose readings may bracket the window's boundaries."""
+        start, end = self.window(interval)
+        return range(
+            (start - self.max_gap_ms) // self.commit_ms, (end + self.max_gap_ms) // self.commit_ms + 1
+        )
+
+
+@dataclass(frozen=True)
+class Metered:
+    """One party's side: its PCC meter's energy over the window, its trades' agreed total, this trade's share."""
+
+    node: bytes
+    energy_wh: Fraction
+    agreed_total: int
+    share_wh: int
+
+
+@dataclass(frozen=True)
+class Vouched:
+    trade: bytes
+    delivered: int
+    agreed: int
+    seller: Metered
+    buyer: Metered
+
+
+@dataclass(frozen=True)
+class Unresolved:
+    trade: bytes
+    why: str
+
+
+Decision = Vouched | Unresolved
+
+
+class _Missing(Exception):
+    """Why one party's metering cannot be read; becomes `Unresolved`."""
+
+
+def resolve(
+    state: StateReader,
+    trade: bytes,
+    clock: MeterClock,
+    nodes: Mapping[bytes, bytes],
+    sealed: Mapping[tuple[bytes, int], Sequence[bytes]],
+) -> Decision:
+    """The Wh the DSO settles `trade` with, or why it does not (module docstring)."""
+    where = query.settlement(state, trade)
+    if where is None:
+        return Unresolved(trade, "no such trade on the MGMC chain")
+    if where["state"] != "disputed":
+        return Unresolved(trade, f"the trade is {where['state']}, not disputed")
+    agreed = query.trade(state, trade)
+    assert agreed is not None  # settlement() found it
+    interval, quantity = int(agreed["interval"]), int(agreed["quantity"])
+    current = query.trades(state, interval)
+    sides: dict[str, Metered] = {}
+    for side in ("seller", "buyer"):
+        anonym = agreed[side]
+        node = nodes.get(anonym)
+        if node is None:
+            return Unresolved(trade, f"the {side} {anonym.hex()[:16]}… is not enrolled with a node key")
+        total = sum(int(t["quantity"]) for _, t in current if t[side] == anonym)
+        try:
+            energy = pcc_energy(state, node, clock, interval, sealed, COUNTER[side])
+        except _Missing as exc:
+            return Unresolved(trade, f"the {side}'s metering: {exc}")
+        share = min(quantity, math.floor(energy * quantity / total)) if total > 0 else 0
+        sides[side] = Metered(node, energy, total, share)
+    delivered = min(sides["seller"].share_wh, sides["buyer"].share_wh, quantity)
+    return Vouched(trade, delivered, quantity, sides["seller"], sides["buyer"])
+
+
+def verified_leaves(
+    state: StateReader, node: bytes, commitment: int, sealed: Mapping[tuple[bytes, int], Sequence[bytes]]
+) -> Sequence[bytes]:
+    """The committed leaves of one commitment interval, checked whole against the chain's root and count
+    (empty when the MGMC committed nothing then)."""
+    record = query.der_commitment(state, node, commitment)
+    if record is None:
+        return ()
+    leaves = sealed.get((node, commitment))
+    if leaves is None:
+        raise _Missing(f"commitment interval {commitment}'s readings are not at the DSO")
+    if len(leaves) != int(record["readings"]) or merkle.root(list(leaves)) != record["root"]:
+        raise _Missing(f"the readings given for commitment interval {commitment} are not the sealed ones")
+    return leaves
+
+
+def meter_counter(leaf: bytes, counter: str) -> tuple[str, int, int] | None:
+    """(device, at_ms, counter in mWh) of a PCC meter reading that has `counter`, else None."""
+    try:
+        fields = decode(leaf)
+    except DecodeError as exc:
+        raise _Missing(f"a sealed reading does not decode ({exc})") from None
+    if not isinstance(fields, dict) or not isinstance(fields.get("milli"), dict):
+        raise _Missing("a sealed reading is not a reading leaf")
+    value, at, device = fields["milli"].get(counter), fields.get("at_ms"), fields.get("device")
+    if fields.get("nature") != METER or value is None:
+        return None
+    if not (isinstance(value, int) and isinstance(at, int) and isinstance(device, str)):
+        raise _Missing("a meter reading's time, device or counter has the wrong type")
+    return device, at, value
+
+
+def pcc_energy(
+    state: StateReader,
+    node: bytes,
+    clock: MeterClock,
+    interval: int,
+    sealed: Mapping[tuple[bytes, int], Sequence[bytes]],
+    counter: str,
+) -> Fraction:
+    """Wh the PCC meter's `counter` advanced over the market interval's window (exact)."""
+    samples: list[tuple[int, int]] = []
+    devices: set[str] = set()
+    for commitment in clock.commitments(interval):
+        for leaf in verified_leaves(state, node, commitment, sealed):
+            found = meter_counter(leaf, counter)
+            if found is not None:
+                devices.add(found[0])
+                samples.append((found[1], found[2]))
+    if len(devices) > 1:
+        raise _Missing(f"more than one meter ({', '.join(sorted(devices))}): which is the PCC is not known")
+    samples.sort()
+    for (at0, c0), (at1, c1) in pairwise(samples):
+        if c1 < c0:
+            raise _Missing(
+                f"the {counter} counter runs backwards between {at0} and {at1} ms (reset or replaced)"
+            )
+    start, end = clock.window(interval)
+    return (counter_at(samples, end, clock.max_gap_ms) - counter_at(samples, start, clock.max_gap_ms)) / 1000
+
+
+def counter_at(samples: Sequence[tuple[int, int]], at: int, max_gap_ms: int) -> Fraction:
+    """The counter (mWh) at time `at`: a reading made then, or interpolated between the readings around it."""
+    before = [s for s in samples if s[0] <= at]
+    after = [s for s in samples if s[0] >= at]
+    if not before or not after or after[0][0] - before[-1][0] > max_gap_ms:
+        raise _Missing(f"no meter readings at most {max_gap_ms} ms apart around {at} ms")
+    (t0, c0), (t1, c1) = before[-1], after[0]
+    if t1 == t0:
+        return Fraction(max(c0, c1))  # two readings at the same ms: the counter reached the higher
+    return Fraction(c0 * (t1 - at) + c1 * (at - t0), t1 - t0)
+
+
+def to_json(decision: Decision) -> dict[str, Any]:
+    """A decision as plain JSON values (for the node's record and the API)."""
+    if isinstance(decision, Unresolved):
+        return {"trade": decision.trade.hex(), "resolved": False, "why": decision.why}
+
+    def side(m: Metered) -> dict[str, Any]:
+        return {"node": m.node.hex(), "energy_wh": float(m.energy_wh), "agreed_total": m.agreed_total,
+                "share_wh": m.share_wh}  # fmt: skip
+
+    return {"trade": decision.trade.hex(), "resolved": True, "delivered": decision.delivered,
+            "agreed": decision.agreed, "seller": side(decision.seller), "buyer": side(decision.buyer)}  # fmt: skip

@@ -1,0 +1,313 @@
+"""The DSO's resolver of disputed trades (`peergrid_dso.disputes`) on a real MGMC chain (`LocalChain`, genesis
+`settle_by_both`): two parties' statements differ, their MGMCs sealed their PCC meter readings (leaves made by
+the edge's own `commitments.reading_leaf`) in `der_commitment`s, and the resolver finds the energy both meters
+confirm, shared pro rata over each party's trades of the interval, never above agreed; or says why not.
+Properties (hypothesis): never above agreed, monotone in the metered energy, deterministic, and equal to an
+independent model of the rule."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from fractions import Fraction
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from peergrid_dso.disputes import MeterClock, Unresolved, Vouched, counter_at, resolve
+from peergrid_edge.commitments import commitment_body, reading_leaf
+from peergrid_ledger import query
+from peergrid_ledger.chain import LocalChain
+from peergrid_ledger.genesis import Account, Genesis, Params
+from peergrid_ledger.keys import Keypair
+
+T = 9
+NOW_MS = 10**12
+# interval T is [1 010 000, 1 070 000) ms; commitments are 60-s buckets: 16, 17 (and 18 after the end)
+CLOCK = MeterClock(t0_ms=1_010_000, interval_ms=60_000, first_interval=T, commit_ms=60_000, max_gap_ms=15_000)
+PRICE = 200
+
+
+@dataclass
+class Market:
+    """An MGMC chain with the DSO, an authority, and MGs (anonym to trade, node key to commit readings)."""
+
+    chain: LocalChain
+    dso: Keypair
+    authority: Keypair
+    anonyms: dict[str, Keypair]
+    nodes: dict[str, Keypair]
+    sealed: dict[tuple[bytes, int], list[bytes]] = field(default_factory=dict)
+
+    def node_of(self) -> dict[bytes, bytes]:
+        return {self.anonyms[mg].public: self.nodes[mg].public for mg in self.anonyms}
+
+    def do(self, who: Keypair, kind: str, body: dict[str, object]) -> None:
+        result = self.chain.sign_and_submit(who, kind, body, NOW_MS)
+        assert result.ok, (kind, result)
+        self.chain.seal(NOW_MS)
+
+    def trade_id(self, seller: str, buyer: str) -> bytes:
+        s, b = self.anonyms[seller].public, self.anonyms[buyer].public
+        [tid] = [tid for tid, t in query.trades(self.chain.state, T) if t["seller"] == s and t["buyer"] == b]
+        return tid
+
+    def commit(self, mg: str, readings: Sequence[tuple[float, float, float]], give: bool = True) -> None:
+        """Seal the MG's PCC meter readings (at s, export Wh, import Wh) per commitment interval, as the edge
+        does, commit each root on the chain, and (give) hand the DSO the leaves."""
+        by_bucket: dict[int, list[bytes]] = {}
+        for at_s, export_wh, import_wh in readings:
+            leaf = reading_leaf("pcc", "meter", at_s, {"power_w": 0.0, "energy_wh": export_wh,
+                                                       "import_wh": import_wh})  # fmt: skip
+            by_bucket.setdefault(math.floor(at_s * 1000 / CLOCK.commit_ms), []).append(leaf)
+        for bucket, leaves in sorted(by_bucket.items()):
+            self.do(self.nodes[mg], "der_commitment", commitment_body(bucket, leaves))
+            if give:
+                self.sealed[(self.nodes[mg].public, bucket)] = leaves
+
+
+def market(
+    sales: dict[tuple[str, str], int], statements: dict[tuple[str, str], tuple[int, int]], tolerance: int = 0
+) -> Market:
+    """Sellers offer, buyers bid `sales` (seller, buyer) -> Wh, the interval closes, and each pair in
+    `statements` states (buyer's, seller's) delivered."""
+    mgs = sorted({mg for pair in sales for mg in pair})
+    dso, authority = Keypair.generate(), Keypair.generate()
+    anonyms = {mg: Keypair.generate() for mg in mgs}
+    nodes = {mg: Keypair.generate() for mg in mgs}
+    extra = {"settle_tolerance_wh": tolerance} if tolerance else {}
+    genesis = Genesis(
+        chain="mgmc", time=0, authorities=(authority.public,),
+        accounts=(Account(dso.public, ("dso",)),
+                  *(Account(anonyms[mg].public, ("anonym",), balance=10**9) for mg in mgs),
+                  *(Account(nodes[mg].public, ("mgmc",)) for mg in mgs)),
+        contracts=("market",), params=Params(settle_by_both=1, **extra),
+    )  # fmt: skip
+    m = Market(LocalChain(genesis, authority), dso, authority, anonyms, nodes)
+    for seller in sorted({s for s, _ in sales}):
+        total = sum(q for (s, _), q in sales.items() if s == seller)
+        m.do(anonyms[seller], "offer", {"interval": T, "round": 1, "price": PRICE, "quantity": total,
+                                        "clean": True})  # fmt: skip
+    for buyer in sorted({b for _, b in sales}):
+        demands = [
+            {"seller": anonyms[s].public, "quantity": q} for (s, b), q in sorted(sales.items()) if b == buyer
+        ]
+        m.do(anonyms[buyer], "bid", {"interval": T, "round": 1, "demands": demands})
+    m.do(anonyms[mgs[0]], "trade", {"interval": T})
+    for (seller, buyer), (by_buyer, by_seller) in statements.items():
+        tid = m.trade_id(seller, buyer)
+        m.do(anonyms[buyer], "settle", {"trade": tid, "delivered": by_buyer})
+        m.do(anonyms[seller], "settle", {"trade": tid, "delivered": by_seller})
+    return m
+
+
+def ramp(wh: float, export: bool, every_s: float = 10.0) -> list[tuple[float, float, float]]:
+    """PCC readings every `every_s` from 20 s before the window to 20 s after, the counter rising evenly by
+    `wh` over the window (export counter, or import), starting from a large register value."""
+    start, end = CLOCK.window(T)
+    out, at = [], start / 1000 - 20
+    while at <= end / 1000 + 20:
+        moved = 1e6 + wh * (at - start / 1000) / (CLOCK.interval_ms / 1000)
+        out.append((at, moved if export else 5e5, 5e5 if export else moved))
+        at += every_s
+    return out
+
+
+def test_the_energy_both_meters_confirm_settles_a_disputed_trade() -> None:
+    m = market({("s", "b"): 500}, {("s", "b"): (300, 500)})
+    tid = m.trade_id("s", "b")
+    assert query.settlement(m.chain.state, tid)["state"] == "disputed"  # type: ignore[index]
+    m.commit("s", ramp(480.0, export=True))
+    m.commit("b", ramp(455.5, export=False))
+    decision = resolve(m.chain.state, tid, CLOCK, m.node_of(), m.sealed)
+    assert isinstance(decision, Vouched)
+    assert decision.seller.energy_wh == Fraction(480) and decision.buyer.energy_wh == Fraction(911, 2)
+    assert (decision.seller.share_wh, decision.buyer.share_wh, decision.delivered) == (480, 455, 455)
+    # a meter that shows more than was agreed vouches only for the agreed quantity
+    m2 = market({("s", "b"): 500}, {("s", "b"): (300, 500)})
+    m2.commit("s", ramp(700.0, export=True))
+    m2.commit("b", ramp(650.0, export=False))
+    assert resolve(m2.chain.state, m2.trade_id("s", "b"), CLOCK, m2.node_of(), m2.sealed).delivered == 500  # type: ignore[union-attr]
+
+
+def test_readings_off_the_boundaries_are_interpolated_between_their_neighbours() -> None:
+    """Readings every 25 s fall neither on the start nor on the end: the counters there are read on the line
+    between the readings around them (an even ramp is recovered exactly)."""
+    m = market({("s", "b"): 500}, {("s", "b"): (100, 400)})
+    m.commit("s", ramp(400.0, export=True, every_s=7.0))
+    m.commit("b", ramp(300.0, export=False, every_s=13.0))
+    decision = resolve(m.chain.state, m.trade_id("s", "b"), CLOCK, m.node_of(), m.sealed)
+    assert isinstance(decision, Vouched) and decision.delivered == 300
+    assert abs(decision.seller.energy_wh - 400) < Fraction(1, 100)
+
+
+def test_a_seller_metered_short_shares_its_export_pro_rata_over_its_trades() -> None:
+    """The seller sold 600 to b1 and 300 to b2 but exported 600: each trade gets two thirds of its agreed
+    quantity (400 and 200), whatever the buyers' meters show above that."""
+    m = market({("s", "b1"): 600, ("s", "b2"): 300}, {("s", "b1"): (100, 600), ("s", "b2"): (50, 300)})
+    m.commit("s", ramp(600.0, export=True))
+    m.commit("b1", ramp(600.0, export=False))
+    m.commit("b2", ramp(280.0, export=False))
+    first = resolve(m.chain.state, m.trade_id("s", "b1"), CLOCK, m.node_of(), m.sealed)
+    second = resolve(m.chain.state, m.trade_id("s", "b2"), CLOCK, m.node_of(), m.sealed)
+    assert isinstance(first, Vouched) and isinstance(second, Vouched)
+    assert (first.seller.agreed_total, first.seller.share_wh, first.delivered) == (900, 400, 400)
+    assert (second.seller.share_wh, second.buyer.share_wh, second.delivered) == (200, 280, 200)
+
+
+def test_missing_withheld_or_forged_readings_leave_the_trade_unresolved() -> None:
+    m = market({("s", "b"): 500}, {("s", "b"): (300, 500)})
+    tid = m.trade_id("s", "b")
+    m.commit("s", ramp(480.0, export=True))
+    # the buyer committed nothing yet: its meter shows nothing around the window's start
+    decision = resolve(m.chain.state, tid, CLOCK, m.node_of(), m.sealed)
+    assert isinstance(decision, Unresolved) and decision.why.startswith(
+        "the buyer's metering: no meter readings"
+    )
+    m.commit("b", ramp(455.0, export=False), give=False)  # committed, but the leaves are not at the DSO
+    decision = resolve(m.chain.state, tid, CLOCK, m.node_of(), m.sealed)
+    assert isinstance(decision, Unresolved) and "readings are not at the DSO" in decision.why
+    # the buyer hands over its leaves without the ones that raise its import: not the sealed set
+    fair = ramp(455.0, export=False)
+    buckets: dict[int, list[bytes]] = {}
+    for at_s, e, i in fair:
+        leaf = reading_leaf("pcc", "meter", at_s, {"power_w": 0.0, "energy_wh": e, "import_wh": i})
+        buckets.setdefault(math.floor(at_s * 1000 / CLOCK.commit_ms), []).append(leaf)
+    node = m.nodes["b"].public
+    for bucket, leaves in buckets.items():
+        m.sealed[(node, bucket)] = leaves[:-1]
+    decision = resolve(m.chain.state, tid, CLOCK, m.node_of(), m.sealed)
+    assert isinstance(decision, Unresolved) and "are not the sealed ones" in decision.why
+    for bucket, leaves in buckets.items():  # the whole set: resolved
+        m.sealed[(node, bucket)] = leaves
+    assert isinstance(resolve(m.chain.state, tid, CLOCK, m.node_of(), m.sealed), Vouched)
+    # an anonym the DSO has no node key for
+    decision = resolve(m.chain.state, tid, CLOCK, {m.anonyms["s"].public: m.nodes["s"].public}, m.sealed)
+    assert (
+        isinstance(decision, Unresolved)
+        and decision.why.startswith("the buyer ")
+        and "not enrolled" in decision.why
+    )
+
+
+def test_a_gap_a_reset_meter_or_a_second_meter_is_no_measurement() -> None:
+    m = market({("s", "b"): 500}, {("s", "b"): (300, 500)})
+    tid = m.trade_id("s", "b")
+    start, end = CLOCK.window(T)
+    gappy = [r for r in ramp(480.0, export=True) if not start / 1000 - 10 < r[0] < start / 1000 + 10]
+    m.commit("s", gappy)  # 30 s without a reading around the start: more than max_gap_ms
+    m.commit("b", ramp(455.0, export=False))
+    decision = resolve(m.chain.state, tid, CLOCK, m.node_of(), m.sealed)
+    assert isinstance(decision, Unresolved) and "15000 ms apart" in decision.why
+
+    m = market({("s", "b"): 500}, {("s", "b"): (300, 500)})
+    reset = [(at, e if at < (start + end) / 2000 else e - 1e6, i) for at, e, i in ramp(480.0, export=True)]
+    m.commit("s", reset)
+    m.commit("b", ramp(455.0, export=False))
+    decision = resolve(m.chain.state, m.trade_id("s", "b"), CLOCK, m.node_of(), m.sealed)
+    assert isinstance(decision, Unresolved) and "runs backwards" in decision.why
+
+    m = market({("s", "b"): 500}, {("s", "b"): (300, 500)})
+    m.commit("s", ramp(480.0, export=True))
+    leaves = [
+        reading_leaf("pcc", "meter", at, {"energy_wh": e, "import_wh": i}) for at, e, i in ramp(455, False)
+    ]
+    leaves += [reading_leaf("sub", "meter", start / 1000, {"import_wh": 1.0})]
+    buckets: dict[int, list[bytes]] = {}
+    for leaf, at in zip(leaves, [r[0] for r in ramp(455, False)] + [start / 1000], strict=True):
+        buckets.setdefault(math.floor(at * 1000 / CLOCK.commit_ms), []).append(leaf)
+    for bucket, bucket_leaves in buckets.items():
+        m.do(m.nodes["b"], "der_commitment", commitment_body(bucket, bucket_leaves))
+        m.sealed[(m.nodes["b"].public, bucket)] = bucket_leaves
+    decision = resolve(m.chain.state, m.trade_id("s", "b"), CLOCK, m.node_of(), m.sealed)
+    assert isinstance(decision, Unresolved) and "more than one meter (pcc, sub)" in decision.why
+
+
+def test_only_a_disputed_trade_is_resolved() -> None:
+    m = market({("s", "b"): 500}, {})
+    tid = m.trade_id("s", "b")
+    assert resolve(m.chain.state, tid, CLOCK, m.node_of(), m.sealed) == Unresolved(
+        tid, "the trade is open, not disputed"
+    )
+    assert (
+        resolve(m.chain.state, b"\x01" * 32, CLOCK, m.node_of(), m.sealed).why
+        == "no such trade on the MGMC chain"
+    )  # type: ignore[union-attr]
+    m.do(m.anonyms["b"], "settle", {"trade": tid, "delivered": 400})
+    m.do(m.anonyms["s"], "settle", {"trade": tid, "delivered": 400})  # they agree: settled on their word
+    assert (
+        resolve(m.chain.state, tid, CLOCK, m.node_of(), m.sealed).why == "the trade is settled, not disputed"
+    )  # type: ignore[union-attr]
+
+
+def test_the_clock_refuses_non_positive_lengths() -> None:
+    with pytest.raises(ValueError, match="must be positive"):
+        MeterClock(t0_ms=0, interval_ms=0, first_interval=0, commit_ms=1, max_gap_ms=1)
+
+
+# --- properties -------------------------------------------------------------------------------------------------
+
+counters = st.lists(st.integers(0, 5_000_000), min_size=1, max_size=12)
+
+
+@given(steps=counters, boundary=st.integers(0, 120_000), bump=st.integers(0, 10**6), at=st.integers(0, 12))
+def test_counter_at_is_monotone_in_any_later_bump(
+    steps: list[int], boundary: int, bump: int, at: int
+) -> None:
+    """Energy that flowed at or after some reading raises every later counter by the same amount: the counter
+    read at any boundary never falls, and the energy over a window never falls."""
+    samples, c = [], 0
+    for i, step in enumerate(steps):
+        c += step
+        samples.append((i * 10_000, c))
+    bumped = [(t, v + bump if i >= at else v) for i, (t, v) in enumerate(samples)]
+    last = samples[-1][0]
+    lo, hi = sorted((boundary % (last + 1), (boundary * 7) % (last + 1)))
+    before = counter_at(samples, hi, 10_000) - counter_at(samples, lo, 10_000)
+    after = counter_at(bumped, hi, 10_000) - counter_at(bumped, lo, 10_000)
+    assert 0 <= before <= after
+    assert counter_at(samples, lo, 10_000) <= counter_at(bumped, lo, 10_000)
+
+
+@dataclass
+class Case:
+    q1: int
+    q2: int
+    seller_wh: int
+    buyer_wh: int
+
+
+cases = st.builds(
+    Case, q1=st.integers(1, 2_000), q2=st.integers(0, 2_000), seller_wh=st.integers(0, 5_000),
+    buyer_wh=st.integers(0, 5_000),
+)  # fmt: skip
+
+
+def _resolved(case: Case) -> tuple[Market, int | None]:
+    sales = {("s", "b1"): case.q1, **({("s", "b2"): case.q2} if case.q2 else {})}
+    m = market(sales, {("s", "b1"): (0, case.q1)} if case.q1 > 0 else {})
+    start, end = CLOCK.window(T)
+    # readings exactly on the window's boundaries (and one outside each): the energy is exactly what was given
+    times = [start / 1000 - 5, start / 1000, end / 1000, end / 1000 + 5]
+    m.commit("s", [(t, 1000 + (case.seller_wh if t >= end / 1000 else 0), 0) for t in times])
+    m.commit("b1", [(t, 0, 7 + (case.buyer_wh if t >= end / 1000 else 0)) for t in times])
+    decision = resolve(m.chain.state, m.trade_id("s", "b1"), CLOCK, m.node_of(), m.sealed)
+    return m, decision.delivered if isinstance(decision, Vouched) else None
+
+
+@settings(max_examples=40, deadline=None)
+@given(case=cases, more_seller=st.integers(0, 3_000), more_buyer=st.integers(0, 3_000))
+def test_resolved_energy_is_the_rule_never_above_agreed_and_monotone(
+    case: Case, more_seller: int, more_buyer: int
+) -> None:
+    m, delivered = _resolved(case)
+    seller_share = min(case.q1, case.seller_wh * case.q1 // (case.q1 + case.q2))
+    assert delivered == min(case.q1, seller_share, case.buyer_wh)  # the independent model of the rule
+    assert delivered is not None and 0 <= delivered <= case.q1
+    again = resolve(m.chain.state, m.trade_id("s", "b1"), CLOCK, dict(reversed(m.node_of().items())),
+                    dict(reversed(m.sealed.items())))  # fmt: skip
+    assert isinstance(again, Vouched) and again.delivered == delivered  # deterministic, whatever the order
+    more = Case(case.q1, case.q2, case.seller_wh + more_seller, case.buyer_wh + more_buyer)
+    assert _resolved(more)[1] >= delivered  # type: ignore[operator]
