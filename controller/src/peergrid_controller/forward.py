@@ -28,10 +28,11 @@ Promises:
   accept or the clear, or if its trades differ from the commitment's in any pair, Wh or price.
 - `recheck(mg, dt, prices, accepts, me, conventional, keys, may_reduce)`: one MG's next accept from public
   data (every member's current accept, the closing prices) and its own model: its trades if the clear came
-  now (`provisional`: the contract's `pairing.forward_trades`, ties by chain key), its exact check with them
-  fixed, and if that fails the largest part of what it got that passes, or zeros (it declines) — also
-  when that part is its accept unchanged, so that an MG that fails always changes its accept: a round in
-  which no accept changes (the chain's settled round) is one in which every MG passed.
+  now (matching.py's `provisional`: the contract's `pairing.forward_trades`, ties by chain key; `match`
+  runs the same), its exact check with them fixed, and if that fails the largest part of what it got that
+  passes, or zeros (it declines) — also when that part is its accept unchanged, so that an MG that fails
+  always changes its accept: a round in which no accept changes (the chain's settled round) is one in
+  which every MG passed.
 - `accept_alone(mg, dt, prices, positions)`: one MG's accept of a closed session from its own data only (an
   MGMC on the edge, which sees no other MG's model): `commit`'s rule with the MG's whole accepted position
   (`accepted_wh`) as its trades — if its day with them fixed costs more than its conventional day, the
@@ -63,7 +64,6 @@ from peergrid_controller.dayahead import Allocation
 from peergrid_controller.daymodel import largest_within
 from peergrid_controller.deviation import deviation_gains, own_rule_fees
 from peergrid_controller.market import (
-    MAX_REQUESTS,
     Accepted,
     Bid,
     Offer,
@@ -74,10 +74,16 @@ from peergrid_controller.market import (
     quantize,
     wh,
 )
-from peergrid_controller.matching import accepted_wh, closing_price, match, net_by_interval, pair
+from peergrid_controller.matching import (
+    accepted_wh,
+    closing_price,
+    match,
+    net_by_interval,
+    pair,
+    provisional,
+)
 from peergrid_controller.model import Microgrid, Scenario
 from peergrid_controller.schedule import MgSchedule, ScheduleError
-from peergrid_ledger.contracts import pairing
 
 __all__ = [
     "Acceptance",
@@ -231,27 +237,6 @@ def _reduce(
     except ScheduleError:
         return None
     return tuple(quantize(abs(x * dt)) * (1 if x > 0 else -1) for x in reduced)
-
-
-def provisional(
-    accepts: Mapping[str, Sequence[int]], prices: Sequence[float], keys: Mapping[str, bytes] | None = None
-) -> tuple[tuple[Trade, ...], ...]:
-    """The trades the exchange contract's clear would make of `accepts` (whole Wh per interval, + sale, by
-    member id) now: per interval `pairing.forward_trades` — the contract's own function — with every tie
-    broken by the members' chain keys (`keys`; None: each id is its key in hex), at `prices` (λ_t exact,
-    put on the chain's tick here), sorted by (seller, buyer) id. Public data only: every member computes the
-    same trades."""
-    key = {who: bytes.fromhex(who) if keys is None else keys[who] for who in accepts}
-    named = {k: who for who, k in key.items()}
-    out = []
-    for t, p in enumerate(prices):
-        price = closing_price(p) / 1000
-        sells = {key[who]: row[t] for who, row in accepts.items() if row[t] > 0}
-        buys = {key[who]: -row[t] for who, row in accepts.items() if row[t] < 0}
-        trades = pairing.forward_trades(sells, buys, MAX_REQUESTS)
-        day = (Trade(t, named[s], named[b], q / 1000, price) for s, b, q in trades)
-        out.append(tuple(sorted(day, key=lambda tr: (tr.seller, tr.buyer))))
-    return tuple(out)
 
 
 @dataclass(frozen=True)

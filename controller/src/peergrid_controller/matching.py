@@ -8,13 +8,16 @@ Promises:
   (the market contract has none); zeros for the MGs in `excluded` (declined). Exactly what each MG posts as
   `exchange.accept` on the chain, so the contract judges the same numbers.
 - `match(scenario, allocation, excluded)` turns those into balanced bilateral trades per interval at the
-  closing price, with the ledger's own arithmetic (`peergrid_ledger.contracts.pairing.forward_trades`, the
+  closing price (`provisional` of them: the one rule for a clear's trades from a set of accepts, which
+  forward.recheck runs on every member's accept), with the ledger's own arithmetic (`peergrid_ledger.contracts.pairing.forward_trades`, the
   one the exchange contract's `exchange.clear` runs): the long side scaled pro rata to the short side's
   volume (largest remainder), the largest sellers paired with the largest buyers (at most |S| + |B| − 1
   trades), no buyer naming more than `MAX_REQUESTS` sellers (the contract's MAX_DEMANDS), and every tie
   broken by the MG's public key on the chain (`chain_venue.key_for`), as the contract breaks it, whatever the
   venue. Every interval's sold and bought energy are equal. A malformed allocation (prices or positions not
   one per interval, an MG missing) raises ValueError.
+- `provisional(accepts, prices, keys)`: the trades the exchange contract's clear would make of a set of
+  accepts (whole Wh by member id) now, ties by the members' chain keys: public data only.
 - `closing_price(price)`: λ_t (currency per kWh) on the chain's tick in micro-units per Wh, through the
   ledger's one conversion (`exchange.micro_per_wh` of the nano price).
 - `net_by_interval(trades, name)`: one MG's net export (kWh) and money received per interval from a day's trades.
@@ -88,21 +91,32 @@ def accepted_wh(
     return out
 
 
+def provisional(
+    accepts: Mapping[str, Sequence[int]], prices: Sequence[float], keys: Mapping[str, bytes] | None = None
+) -> tuple[tuple[Trade, ...], ...]:
+    """The trades the exchange contract's clear would make of `accepts` (whole Wh per interval, + sale, by
+    member id) now: per interval `pairing.forward_trades` — the contract's own function — with every tie
+    broken by the members' chain keys (`keys`; None: each id is its key in hex), at `prices` (λ_t exact,
+    put on the chain's tick here), sorted by (seller, buyer) id. Public data only: every member computes the
+    same trades."""
+    key = {who: bytes.fromhex(who) if keys is None else keys[who] for who in accepts}
+    named = {k: who for who, k in key.items()}
+    out = []
+    for t, p in enumerate(prices):
+        price = closing_price(p) / 1000
+        sells = {key[who]: row[t] for who, row in accepts.items() if row[t] > 0}
+        buys = {key[who]: -row[t] for who, row in accepts.items() if row[t] < 0}
+        trades = pairing.forward_trades(sells, buys, MAX_REQUESTS)
+        day = (Trade(t, named[s], named[b], q / 1000, price) for s, b, q in trades)
+        out.append(tuple(sorted(day, key=lambda tr: (tr.seller, tr.buyer))))
+    return tuple(out)
+
+
 def match(
     scenario: Scenario, allocation: Allocation, excluded: Sequence[str] = ()
 ) -> tuple[tuple[Trade, ...], ...]:
-    accepted = accepted_wh(scenario, allocation, excluded)
     keys = {mg.name: key_for(scenario.name, mg.name).public for mg in scenario.microgrids}
-    names = {key: name for name, key in keys.items()}
-    out = []
-    for t, p in enumerate(allocation.prices):
-        price = closing_price(p) / 1000
-        sells = {keys[name]: row[t] for name, row in accepted.items() if row[t] > 0}
-        buys = {keys[name]: -row[t] for name, row in accepted.items() if row[t] < 0}
-        trades = pairing.forward_trades(sells, buys, MAX_REQUESTS)
-        day = (Trade(t, names[s], names[b], q / 1000, price) for s, b, q in trades)
-        out.append(tuple(sorted(day, key=lambda tr: (tr.seller, tr.buyer))))
-    return tuple(out)
+    return provisional(accepted_wh(scenario, allocation, excluded), allocation.prices, keys)
 
 
 def net_by_interval(trades: Sequence[Sequence[Trade]], name: str) -> tuple[list[float], list[float]]:
