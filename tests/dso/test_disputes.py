@@ -69,7 +69,10 @@ class Market:
 
 
 def market(
-    sales: dict[tuple[str, str], int], statements: dict[tuple[str, str], tuple[int, int]], tolerance: int = 0
+    sales: dict[tuple[str, str], int],
+    statements: dict[tuple[str, str], tuple[int, int]],
+    tolerance: int = 0,
+    balance: int = 10**9,
 ) -> Market:
     """Sellers offer, buyers bid `sales` (seller, buyer) -> Wh, the interval closes, and each pair in
     `statements` states (buyer's, seller's) delivered."""
@@ -81,9 +84,9 @@ def market(
     genesis = Genesis(
         chain="mgmc", time=0, authorities=(authority.public,),
         accounts=(Account(dso.public, ("dso",)),
-                  *(Account(anonyms[mg].public, ("anonym",), balance=10**9) for mg in mgs),
-                  *(Account(nodes[mg].public, ("mgmc",)) for mg in mgs)),
-        contracts=("market",), params=Params(settle_by_both=1, **extra),
+                  *(Account(anonyms[mg].public, ("anonym",), balance=balance) for mg in mgs),
+                  *(Account(nodes[mg].public, ("mgmc",), balance=balance) for mg in mgs)),
+        contracts=("market", "payments"), params=Params(settle_by_both=1, **extra),
     )  # fmt: skip
     m = Market(LocalChain(genesis, authority), dso, authority, anonyms, nodes)
     for seller in sorted({s for s, _ in sales}):

@@ -104,8 +104,8 @@ class Unresolved:
 Decision = Vouched | Unresolved
 
 
-class _Missing(Exception):
-    """Why one party's metering cannot be read; becomes `Unresolved`."""
+class Unmetered(Exception):
+    """Why one party's metering cannot be read (`resolve` makes it `Unresolved`)."""
 
 
 def resolve(
@@ -134,7 +134,7 @@ def resolve(
         total = sum(int(t["quantity"]) for _, t in current if t[side] == anonym)
         try:
             energy = pcc_energy(state, node, clock, interval, sealed, COUNTER[side])
-        except _Missing as exc:
+        except Unmetered as exc:
             return Unresolved(trade, f"the {side}'s metering: {exc}")
         share = min(quantity, math.floor(energy * quantity / total)) if total > 0 else 0
         sides[side] = Metered(node, energy, total, share)
@@ -152,9 +152,9 @@ def verified_leaves(
         return ()
     leaves = sealed.get((node, commitment))
     if leaves is None:
-        raise _Missing(f"commitment interval {commitment}'s readings are not at the DSO")
+        raise Unmetered(f"commitment interval {commitment}'s readings are not at the DSO")
     if len(leaves) != int(record["readings"]) or merkle.root(list(leaves)) != record["root"]:
-        raise _Missing(f"the readings given for commitment interval {commitment} are not the sealed ones")
+        raise Unmetered(f"the readings given for commitment interval {commitment} are not the sealed ones")
     return leaves
 
 
@@ -163,14 +163,14 @@ def meter_counter(leaf: bytes, counter: str) -> tuple[str, int, int] | None:
     try:
         fields = decode(leaf)
     except DecodeError as exc:
-        raise _Missing(f"a sealed reading does not decode ({exc})") from None
+        raise Unmetered(f"a sealed reading does not decode ({exc})") from None
     if not isinstance(fields, dict) or not isinstance(fields.get("milli"), dict):
-        raise _Missing("a sealed reading is not a reading leaf")
+        raise Unmetered("a sealed reading is not a reading leaf")
     value, at, device = fields["milli"].get(counter), fields.get("at_ms"), fields.get("device")
     if fields.get("nature") != METER or value is None:
         return None
     if not (isinstance(value, int) and isinstance(at, int) and isinstance(device, str)):
-        raise _Missing("a meter reading's time, device or counter has the wrong type")
+        raise Unmetered("a meter reading's time, device or counter has the wrong type")
     return device, at, value
 
 
@@ -192,11 +192,11 @@ def pcc_energy(
                 devices.add(found[0])
                 samples.append((found[1], found[2]))
     if len(devices) > 1:
-        raise _Missing(f"more than one meter ({', '.join(sorted(devices))}): which is the PCC is not known")
+        raise Unmetered(f"more than one meter ({', '.join(sorted(devices))}): which is the PCC is not known")
     samples.sort()
     for (at0, c0), (at1, c1) in pairwise(samples):
         if c1 < c0:
-            raise _Missing(
+            raise Unmetered(
                 f"the {counter} counter runs backwards between {at0} and {at1} ms (reset or replaced)"
             )
     start, end = clock.window(interval)
@@ -208,7 +208,7 @@ def counter_at(samples: Sequence[tuple[int, int]], at: int, max_gap_ms: int) -> 
     before = [s for s in samples if s[0] <= at]
     after = [s for s in samples if s[0] >= at]
     if not before or not after or after[0][0] - before[-1][0] > max_gap_ms:
-        raise _Missing(f"no meter readings at most {max_gap_ms} ms apart around {at} ms")
+        raise Unmetered(f"no meter readings at most {max_gap_ms} ms apart around {at} ms")
     (t0, c0), (t1, c1) = before[-1], after[0]
     if t1 == t0:
         return Fraction(max(c0, c1))  # two readings at the same ms: the counter reached the higher

@@ -1,0 +1,222 @@
+"""The DSO node settles disputed trades on the MGMC chain (design step 8; genesis `settle_by_both`).
+
+Promises: `DisputeSettler` follows the final blocks of the DSO's non-voting MGMC-chain replica (`on_commit`):
+every `settle` transaction in a final block names a trade that may now be disputed; at `run` start it also
+looks through the replica's whole state once, so disputes from before a restart are found. For each disputed
+trade it asks the pure resolver (`disputes.resolve`) for the energy both parties' sealed PCC readings confirm
+and sends `settle {trade, delivered}` under the DSO key through the chain adapter (`node_chains.ChainAdapter`:
+judged on the committed state first, so a refusal comes back at once with the chain's reason, never as a
+wait). Each decision is recorded once per change (`decisions`, and a JSON line in `record_file`): settled
+(with the metering it rests on and the txid), refused (the chain's reason; tried again after `retry_s` while
+the trade is still disputed, e.g. a buyer without funds), or unresolved (why: readings missing, not the sealed
+ones, a meter gap, ...; tried again when blocks or readings arrive). It never settles on a guess and never
+sends for a trade that is not disputed on its replica. Readings reach it through `offer_readings` (the REST
+API's POST /api/dso/disputes/readings), accepted only as the whole set a `der_commitment` on the chain sealed.
+State is read and `settle` sent on the node's event loop only; `snapshot` and `offer_readings_threadsafe` may
+be called from the web server's threads.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import threading
+import time
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from peergrid_dso.disputes import (
+    MeterClock,
+    Unmetered,
+    Unresolved,
+    Vouched,
+    resolve,
+    to_json,
+    verified_leaves,
+)
+from peergrid_ledger import keys, query
+from peergrid_ledger.block import decode_block
+from peergrid_ledger.contracts.market_state import trade_key
+
+log = logging.getLogger("peergrid_dso.dispute_node")
+TRADE_PREFIX = trade_key(b"")
+
+
+class ReadingsRefused(ValueError):
+    """Readings offered for a commitment that the chain does not hold, or not its sealed set."""
+
+
+class DisputeSettler:
+    def __init__(
+        self,
+        adapter: Any,  # node_chains.ChainAdapter of the MGMC chain
+        dso_key: keys.Keypair,
+        clock: MeterClock,
+        nodes: Mapping[bytes, bytes],  # anonym -> the MGMC's node key
+        record_file: Path | None = None,
+        retry_s: float = 30.0,
+        now: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.adapter, self.dso_key, self.clock, self.nodes = adapter, dso_key, clock, dict(nodes)
+        self.record_file, self.retry_s, self.now = record_file, retry_s, now
+        self.sealed: dict[tuple[bytes, int], Sequence[bytes]] = {}
+        self.candidates: set[bytes] = set()  # trades a final block touched since the last pass
+        self.pending: dict[bytes, float] = {}  # disputed, not settled yet: when to try again (monotonic s)
+        self.decisions: dict[bytes, dict[str, Any]] = {}  # the latest decision on each trade
+        self.history: list[dict[str, Any]] = []  # every decision in order (bounded)
+        self._lock = threading.Lock()  # decisions/history are read by the web server's threads
+        self._wake = asyncio.Event()
+
+    @property
+    def state(self) -> Any:
+        return self.adapter.node.replicas[self.adapter.chain].app.state
+
+    # --- what arrives ---------------------------------------------------------------------------------------
+
+    def on_commit(self, committed: Any) -> None:
+        """A final block of the MGMC chain: the trades its `settle` transactions name become candidates."""
+        block = decode_block(committed.block)
+        for tx in block.txs:
+            if tx.kind == "settle":
+                self.candidates.add(tx.body["trade"])
+            elif tx.kind == "der_commitment":  # a late commitment may complete a waiting dispute's metering
+                self._retry_unresolved()
+        self._wake.set()
+
+    def look_everywhere(self) -> None:
+        """Every trade on the replica becomes a candidate (at start: disputes made while the DSO was down)."""
+        items = getattr(self.state, "items", None)
+        if items is None:
+            return
+        for key, _ in items():
+            if key.startswith(TRADE_PREFIX):
+                self.candidates.add(key[len(TRADE_PREFIX) :])
+        self._wake.set()
+
+    def offer_readings(self, node: bytes, commitment: int, leaves: Sequence[bytes]) -> int:
+        """Keep an MGMC's reading leaves of one commitment interval when they are exactly the set its
+        `der_commitment` sealed (root and count); `ReadingsRefused` otherwise. Returns how many."""
+        if query.der_commitment(self.state, node, commitment) is None:
+            raise ReadingsRefused(
+                f"no der_commitment of {node.hex()[:16]}… for interval {commitment} on the chain"
+            )
+        try:
+            verified_leaves(self.state, node, commitment, {(node, commitment): list(leaves)})
+        except Unmetered as exc:
+            raise ReadingsRefused(str(exc)) from None
+        self.sealed[(node, commitment)] = list(leaves)
+        self._retry_unresolved()
+        self._wake.set()
+        return len(leaves)
+
+    def _retry_unresolved(self) -> None:
+        for trade, due in self.pending.items():
+            if due == float("inf"):
+                self.pending[trade] = 0.0
+
+    def offer_readings_threadsafe(self, node: bytes, commitment: int, leaves: Sequence[bytes]) -> int:
+        """`offer_readings` on the node's event loop, from another thread (the web server's)."""
+
+        async def on_loop() -> int:
+            return self.offer_readings(node, commitment, leaves)
+
+        return asyncio.run_coroutine_threadsafe(on_loop(), self.adapter.loop).result(10)
+
+    # --- what it does --------------------------------------------------------------------------------------
+
+    async def run(self, stop: asyncio.Event, period_s: float = 5.0) -> None:
+        self.look_everywhere()
+        while not stop.is_set():
+            await self.settle_due()
+            try:
+                await asyncio.wait_for(self._wake.wait(), period_s)
+            except TimeoutError:
+                pass
+            self._wake.clear()
+
+    async def settle_due(self) -> None:
+        """One pass: new candidates that are disputed join the pending ones; every pending one that is due is
+        resolved and, when the DSO can vouch for an energy, settled."""
+        found, self.candidates = self.candidates, set()
+        for trade in sorted(found):
+            where = query.settlement(self.state, trade)
+            if where is not None and where["state"] == "disputed" and trade not in self.pending:
+                self.pending[trade] = 0.0
+        for trade in sorted(self.pending):
+            if self.pending[trade] <= self.now():
+                await self.settle_one(trade)
+
+    async def settle_one(self, trade: bytes) -> None:
+        where = query.settlement(self.state, trade)
+        if where is None or where["state"] != "disputed":  # settled by an authority, superseded, ...
+            self.pending.pop(trade, None)
+            if where is not None and trade in self.decisions and not self.decisions[trade]["settled"]:
+                self.decide(trade, {"settled": False, "outcome": f"no longer disputed: {where['state']}"})
+            return
+        decision = resolve(self.state, trade, self.clock, self.nodes, self.sealed)
+        if isinstance(decision, Unresolved):
+            self.pending[trade] = float("inf")  # until readings or blocks arrive
+            self.decide(trade, {"settled": False, "outcome": "unresolved", **to_json(decision)})
+            return
+        assert isinstance(decision, Vouched)
+        body = {"trade": trade, "delivered": decision.delivered}
+        result = await self.adapter.submit(self.dso_key, "settle", body, precheck=True)
+        after = query.settlement(self.state, trade)
+        doc = {**to_json(decision), "statements": _statements(where)}
+        if result.ok and after is not None and after["state"] == "settled":
+            self.pending.pop(trade, None)
+            self.decide(trade, {**doc, "settled": True, "outcome": "settled", "txid": result.txid.hex(),
+                                "settlement": _jsonable(after["settlement"])})  # fmt: skip
+            return
+        self.pending[trade] = self.now() + self.retry_s
+        self.decide(trade, {**doc, "settled": False, "outcome": result.reason or "not settled",
+                            "detail": result.detail})  # fmt: skip
+
+    def decide(self, trade: bytes, doc: dict[str, Any]) -> None:
+        """Record a decision when it says something new about the trade (not every retry of the same)."""
+        agreed = query.trade(self.state, trade) or {}
+        doc = {"trade": trade.hex(), "interval": agreed.get("interval"), **doc}
+        with self._lock:
+            last = self.decisions.get(trade)
+            if last is not None and _same(last, doc):
+                return
+            doc["at"] = time.time()
+            self.decisions[trade] = doc
+            self.history = [*self.history[-999:], doc]
+        log.info("dispute %s: %s", trade.hex()[:16], doc.get("outcome"))
+        if self.record_file is not None:
+            with self.record_file.open("a", encoding="utf-8") as out:
+                out.write(json.dumps(doc, default=str) + "\n")
+
+    def snapshot(self) -> dict[str, Any]:
+        """The disputes the DSO knows and how each was decided (latest decision first by trade)."""
+        with self._lock:
+            decisions = [dict(d) for d in self.decisions.values()]
+        return {
+            "pending": sorted(t.hex() for t in list(self.pending)),
+            "disputes": sorted(decisions, key=lambda d: (d["interval"] or 0, d["trade"])),
+        }
+
+    def decision(self, trade: bytes) -> dict[str, Any] | None:
+        with self._lock:
+            found = self.decisions.get(trade)
+            return None if found is None else dict(found)
+
+
+def _same(a: dict[str, Any], b: dict[str, Any]) -> bool:
+    keys_ = ("outcome", "why", "delivered", "detail", "settled")
+    return all(a.get(k) == b.get(k) for k in keys_)
+
+
+def _statements(where: dict[str, Any]) -> dict[str, int]:
+    return {party: int(s["delivered"]) for party, s in (where.get("statements") or {}).items()}
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, bytes):
+        return value.hex()
+    if isinstance(value, dict):
+        return {k: _jsonable(v) for k, v in value.items()}
+    return value

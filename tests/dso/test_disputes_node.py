@@ -1,0 +1,177 @@
+"""The DSO node settles disputed trades (`peergrid_dso.dispute_node.DisputeSettler`) on a real MGMC chain
+(`LocalChain` standing in for its non-voting replica, final at once; the adapter of test_rebargain_reopen).
+
+Two parties state different energies, the trade is disputed; the DSO finds it in a final block, waits (and
+says why) until it holds both MGs' sealed readings, then settles with the energy both PCC meters confirm under
+its `dso` key: the buyer pays once, basis "dso". Readings that are not the sealed set are refused; a refusal
+by the chain is recorded with its reason and tried again later; a trade an authority settled first is left
+alone; a restarted DSO finds disputes from before its start."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import math
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+
+from peergrid_dso.dispute_node import DisputeSettler, ReadingsRefused
+from peergrid_ledger import query
+
+from .test_disputes import CLOCK, PRICE, Market, market, ramp
+from .test_rebargain_reopen import Adapter
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.s = 100.0
+
+    def __call__(self) -> float:
+        return self.s
+
+
+def settler_for(m: Market, tmp_path: Path | None = None) -> tuple[DisputeSettler, Adapter, Clock]:
+    adapter, clock = Adapter(m.chain), Clock()
+    record = None if tmp_path is None else tmp_path / "disputes.jsonl"
+    settler = DisputeSettler(adapter, m.dso, CLOCK, m.node_of(), record_file=record, retry_s=30.0, now=clock)
+    return settler, adapter, clock
+
+
+def final_blocks(m: Market, settler: DisputeSettler, since: int = 1) -> int:
+    """Hand the settler the chain's blocks from `since`, as its replica's on_commit does; the next height."""
+    for height in range(since, m.chain.height + 1):
+        settler.on_commit(SimpleNamespace(block=m.chain.block(height).encode()))
+    return m.chain.height + 1
+
+
+def hand_over(m: Market, settler: DisputeSettler, mg: str) -> None:
+    """The MG's readings as it sealed them, offered to the DSO per commitment interval."""
+    node = m.nodes[mg].public
+    for (key, bucket), leaves in sorted(m.sealed.items()):
+        if key == node:
+            assert settler.offer_readings(node, bucket, leaves) == len(leaves)
+
+
+def test_the_dso_settles_a_dispute_from_both_parties_sealed_readings_once(tmp_path: Path) -> None:
+    m = market({("s", "b"): 500}, {("s", "b"): (300, 500)})
+    tid = m.trade_id("s", "b")
+    m.commit("s", ramp(480.0, export=True))
+    m.commit("b", ramp(455.0, export=False))
+    settler, adapter, _ = settler_for(m, tmp_path)
+    m.sealed, held = {}, dict(m.sealed)  # the DSO holds no readings yet
+    seen = final_blocks(m, settler)
+    asyncio.run(settler.settle_due())
+    assert adapter.sent == [] and settler.pending == {tid: math.inf}
+    waiting = settler.decision(tid)
+    assert waiting is not None and waiting["outcome"] == "unresolved"
+    assert "readings are not at the DSO" in waiting["why"]
+    m.sealed = held
+    hand_over(m, settler, "s")
+    asyncio.run(
+        settler.settle_due()
+    )  # the buyer's readings still missing: the same decision, not recorded again
+    assert adapter.sent == [] and "the buyer's metering" in settler.decision(tid)["why"]  # type: ignore[index]
+    before = {mg: query.balance(m.chain.state, m.anonyms[mg].public) for mg in ("s", "b")}
+    hand_over(m, settler, "b")
+    asyncio.run(settler.settle_due())
+    [(sender, kind, body, _)] = adapter.sent
+    assert (sender, kind, body) == (m.dso.public, "settle", {"trade": tid, "delivered": 455})
+    settled = query.settlement(m.chain.state, tid)
+    assert settled is not None and settled["state"] == "settled"
+    assert settled["settlement"]["basis"] == "dso" and settled["settlement"]["delivered"] == 455
+    paid = {mg: query.balance(m.chain.state, m.anonyms[mg].public) - before[mg] for mg in ("s", "b")}
+    assert paid == {"s": 455 * PRICE, "b": -455 * PRICE}
+    done = settler.decision(tid)
+    assert done is not None and done["settled"] and done["delivered"] == 455
+    assert done["statements"] == {"buyer": 300, "seller": 500} and done["seller"]["share_wh"] == 480
+    # its own settle in a final block, and every later pass: nothing more is sent, nothing moves again
+    final_blocks(m, settler, seen)
+    asyncio.run(settler.settle_due())
+    settler.look_everywhere()
+    asyncio.run(settler.settle_due())
+    assert len(adapter.sent) == 1 and settler.pending == {}
+    assert {mg: query.balance(m.chain.state, m.anonyms[mg].public) - before[mg] for mg in ("s", "b")} == paid
+    lines = [json.loads(line) for line in (tmp_path / "disputes.jsonl").read_text().splitlines()]
+    assert [d["outcome"] for d in lines] == ["unresolved", "unresolved", "settled"]
+    assert settler.snapshot()["disputes"][0]["outcome"] == "settled"
+
+
+def test_readings_that_are_not_the_sealed_set_are_refused() -> None:
+    m = market({("s", "b"): 500}, {("s", "b"): (300, 500)})
+    m.commit("s", ramp(480.0, export=True))
+    settler, _, _ = settler_for(m)
+    node = m.nodes["s"].public
+    (key, bucket), leaves = next(iter(m.sealed.items()))
+    with pytest.raises(ReadingsRefused, match="not the sealed ones"):
+        settler.offer_readings(node, bucket, leaves[1:])
+    with pytest.raises(ReadingsRefused, match="no der_commitment"):
+        settler.offer_readings(node, bucket + 100, leaves)
+    with pytest.raises(
+        ReadingsRefused, match="no der_commitment"
+    ):  # another MG's commitment is not this one's
+        settler.offer_readings(m.nodes["b"].public, bucket, leaves)
+    assert settler.sealed == {}
+    assert settler.offer_readings(key, bucket, leaves) == len(leaves)
+
+
+def test_a_refusal_is_recorded_with_the_chains_reason_and_tried_again_later() -> None:
+    """The buyer cannot pay: the chain refuses the DSO's settle (insufficient-funds); the DSO records it, does
+    not hammer the chain, and settles once the retry is due and the buyer has the funds."""
+    m = market({("s", "b"): 500}, {("s", "b"): (300, 500)}, balance=50_000)
+    tid = m.trade_id("s", "b")
+    m.commit("s", ramp(480.0, export=True))
+    m.commit("b", ramp(455.0, export=False))
+    settler, adapter, clock = settler_for(m)
+    hand_over(m, settler, "s")
+    hand_over(m, settler, "b")
+    final_blocks(m, settler)
+    asyncio.run(settler.settle_due())
+    refused = settler.decision(tid)
+    assert refused is not None and refused["outcome"] == "refused" and not refused["settled"]
+    assert refused["detail"].startswith("insufficient-funds")
+    assert len(adapter.sent) == 1 and query.settlement(m.chain.state, tid)["state"] == "disputed"  # type: ignore[index]
+    asyncio.run(settler.settle_due())
+    assert len(adapter.sent) == 1  # not due yet
+    clock.s += 31
+    asyncio.run(settler.settle_due())
+    assert len(adapter.sent) == 2  # tried again, refused again: one record for the same refusal
+    assert len(settler.history) == 1
+    m.do(m.nodes["s"], "pay", {"payee": m.anonyms["b"].public, "amount": 45_000, "ref": "float"})
+    clock.s += 31
+    asyncio.run(settler.settle_due())
+    assert len(adapter.sent) == 3 and settler.pending == {}
+    assert query.settlement(m.chain.state, tid)["settlement"]["delivered"] == 455  # type: ignore[index]
+    assert [d["outcome"] for d in settler.history] == ["refused", "settled"]
+
+
+def test_a_trade_an_authority_settled_first_is_left_alone() -> None:
+    m = market({("s", "b"): 500}, {("s", "b"): (300, 500)})
+    tid = m.trade_id("s", "b")
+    settler, adapter, _ = settler_for(m)
+    seen = final_blocks(m, settler)
+    asyncio.run(settler.settle_due())  # no readings: unresolved, pending
+    assert tid in settler.pending
+    m.do(m.authority, "settle", {"trade": tid, "delivered": 400})
+    final_blocks(m, settler, seen)
+    settler.pending[tid] = 0.0
+    asyncio.run(settler.settle_due())
+    assert adapter.sent == [] and settler.pending == {}
+    decided = settler.decision(tid)
+    assert decided is not None and decided["outcome"] == "no longer disputed: settled"
+
+
+def test_a_restarted_dso_finds_disputes_made_before_it_started() -> None:
+    m = market({("s", "b1"): 600, ("s", "b2"): 300}, {("s", "b1"): (100, 600), ("s", "b2"): (300, 300)})
+    m.commit("s", ramp(600.0, export=True))
+    m.commit("b1", ramp(600.0, export=False))
+    m.commit("b2", ramp(300.0, export=False))
+    settler, adapter, _ = settler_for(m)  # no block handed over: only the state
+    for mg in ("s", "b1", "b2"):
+        hand_over(m, settler, mg)
+    settler.look_everywhere()
+    asyncio.run(settler.settle_due())
+    # b2's trade was agreed (300 = 300) and paid; b1's was disputed and settles on 600 × 600/900
+    [(_, kind, body, _)] = adapter.sent
+    assert (kind, body) == ("settle", {"trade": m.trade_id("s", "b1"), "delivered": 400})
