@@ -20,7 +20,7 @@ from helpers_ctl import load_only, pv_site
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from peergrid_controller import baselines, forward
+from peergrid_controller import baselines, forward_accept
 from peergrid_controller.chain_venue import key_for
 from peergrid_controller.dayahead import Allocation, allocate
 from peergrid_controller.dayexchange import DayAheadConfig
@@ -197,7 +197,7 @@ def test_an_mg_whose_reduction_gives_back_its_accept_declines(monkeypatch: pytes
     conv = baselines.conventional(scenario)
     rows = accepted_wh(scenario, allocation)
     keys = {mg.name: key_for(scenario.name, mg.name).public for mg in scenario.microgrids}
-    monkeypatch.setattr(forward, "_reduce", lambda mg, dt, prices, kwh, budget: tuple(kwh))
+    monkeypatch.setattr(forward_accept, "_reduce", lambda mg, dt, prices, kwh, budget: tuple(kwh))
     d = scenario.microgrids[2]
     same = recheck(d, DT, allocation.prices, rows, "d", conv.per_interval["d"], keys)
     assert same.decision == "declined" and same.positions == (0, 0) and same.checks == 2

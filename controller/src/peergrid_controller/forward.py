@@ -10,70 +10,56 @@ Promises:
   rounds, the largest part of its trades that passes (or declines when none does), and after that declines;
   the rest are matched again and re-checked until every MG that trades passes. It is rounds of `recheck`,
   every MG at once, from every MG accepting its whole position: the rule the exchange contract's accept
-  rounds let each MGMC apply alone on the chain (one rule, not two; byte-identical to the loop before). A declined MG trades nothing
-  day-ahead, and `commit` raises `ForwardError` rather than return a commitment where a declined MG trades
-  or any MG's day costs more than its conventional one. The same MILPs are the MGs' dispatch (the trades are
+  rounds let each MGMC apply alone on the chain (one rule, not two; byte-identical to the loop before). A
+  declined MG trades nothing day-ahead, and `commit` raises `ForwardError` rather than return a commitment
+  where a declined MG trades or any MG's day costs more than its conventional one. The same MILPs are the MGs' dispatch (the trades are
   binding: each MG plans its day knowing them), so the strict guarantee holds ex post in the simulation,
   which has no forecast error.
   What it guarantees when a counterparty does not deliver: nothing beyond the contract's settlement rule
   (`settle` pays for the energy delivered, at most the agreed quantity): the MG that is left short buys the
   gap from the DSO at retail (or sells its surplus at feed-in) and may end worse off than conventional by
   that difference. delivery.py plays such faults (`SimulationConfig.delivery_faults`) and measures it.
-- `dispatch(mg, dt, kwh)`: an MG's day MILP with its net P2P export fixed — the check's, the delivery's.
-  `Commitment.accepted` is each MG's accepted position per interval (whole Wh, zeros for a declined MG):
+- `Commitment.accepted` is each MG's accepted position per interval (whole Wh, zeros for a declined MG):
   what the final `match` was computed from.
 - `clear(clearing, scenario, commitment, clean)` (a venue whose exchange clears on the chain: the MGMC
   chain's exchange contract) has each MG post its accepted positions (`exchange.accept`, in scenario order),
   the coordinator clear, and returns the trades the contract computed; `ForwardError` if it refuses an
   accept or the clear, or if its trades differ from the commitment's in any pair, Wh or price.
-- `recheck(mg, dt, prices, accepts, me, conventional, keys, may_reduce)`: one MG's next accept from public
-  data (every member's current accept, the closing prices) and its own model: its trades if the clear came
-  now (matching.py's `provisional`: the contract's `pairing.forward_trades`, ties by chain key; `match`
-  runs the same), its exact check with them fixed, and if that fails the largest part of what it got that
-  passes, or zeros (it declines) — also when that part is its accept unchanged, so that an MG that fails
-  always changes its accept: a round in which no accept changes (the chain's settled round) is one in
-  which every MG passed.
-- `accept_alone(mg, dt, prices, positions)`: one MG's accept of a closed session from its own data only (an
-  MGMC on the edge, which sees no other MG's model): `commit`'s rule with the MG's whole accepted position
-  (`accepted_wh`) as its trades — if its day with them fixed costs more than its conventional day, the
-  largest part within that cost (`largest_within`), re-checked, for up to `reductions` rounds; else zeros
-  (declines). It cannot see the pro-rata cut the clear makes after every accept: its round 1; `recheck`
-  is each round after.
+- `recheck`, `accept_alone` and `dispatch` (forward_accept.py): one MG's re-check of the clear's cut of
+  every member's accept, its accept from its own data alone, and its day MILP with its trades fixed.
 - `post(venue, commitment, clean)` (a venue without such an exchange: the memory venue) records every
   interval's forward trades through the market contract (offers at λ_t, bids naming the matched sellers, one
   round, closed) and raises `ForwardError` if the contract refuses a move or agrees different trades (pairs,
   whole Wh or price on the chain's tick).
 - `deviation_gains` and `own_rule_fees` (deviation.py): the commitment's stability check, each MG deviating alone
-  at the final prices, with or without make-whole payments. They, `match` and `net_by_interval` stay importable
-  from here.
+  at the final prices, with or without make-whole payments. They, `match`, `provisional`, `net_by_interval`
+  and forward_accept.py's names stay importable from here.
 Deterministic. Never reads clocks or I/O beyond the venue `post` is given.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from itertools import count
-from typing import Literal, Protocol, runtime_checkable
+from typing import Protocol, runtime_checkable
 
 from peergrid_controller.bargaining import Venue
-from peergrid_controller.baselines import BaselineCosts, interval_costs
-from peergrid_controller.baselines import conventional as conventional_costs
+from peergrid_controller.baselines import BaselineCosts
 from peergrid_controller.chain_venue import key_for
 from peergrid_controller.dayahead import Allocation
-from peergrid_controller.daymodel import largest_within
 from peergrid_controller.deviation import deviation_gains, own_rule_fees
-from peergrid_controller.market import (
-    Accepted,
-    Bid,
-    Offer,
-    Rejected,
-    Trade,
-    Verdict,
-    micro_per_wh,
-    quantize,
-    wh,
+from peergrid_controller.forward_accept import (
+    Acceptance,
+    Dispatch,
+    Recheck,
+    _ceiling,
+    _judge,
+    accept_alone,
+    dispatch,
+    recheck,
 )
+from peergrid_controller.market import Accepted, Bid, Offer, Rejected, Trade, Verdict, micro_per_wh, wh
 from peergrid_controller.matching import (
     accepted_wh,
     closing_price,
@@ -82,8 +68,7 @@ from peergrid_controller.matching import (
     pair,
     provisional,
 )
-from peergrid_controller.model import Microgrid, Scenario
-from peergrid_controller.schedule import MgSchedule, ScheduleError
+from peergrid_controller.model import Scenario
 
 __all__ = [
     "Acceptance",
@@ -145,41 +130,6 @@ class ForwardClearing(Protocol):
 
 
 @dataclass(frozen=True)
-class Dispatch:
-    cost: float  # the MILP's objective: the day's physical cost
-    physical: tuple[float, ...]  # per interval
-    dso_kwh: tuple[tuple[float, float], ...]  # per interval: (imported, exported) with the DSO
-
-
-def dispatch(mg: Microgrid, dt: float, kwh: Sequence[float]) -> Dispatch:
-    """The MG's day with its net P2P export fixed at `kwh` per interval (its own MILP; ScheduleError if none
-    exists)."""
-    sched = MgSchedule(mg, dt, p2p_fixed=[q / dt for q in kwh])
-    plan = sched.solve()
-    x, cols = sched.last_solution().x, sched.cols
-    dso = tuple((x[i] * dt, x[e] * dt) for i, e in zip(cols.dso_import, cols.dso_export, strict=True))
-    return Dispatch(plan.cost, interval_costs(cols, x, len(kwh)), dso)
-
-
-def _ceiling(conventional: Sequence[float]) -> float:
-    """The most an MG's day may cost: its conventional day cost (per interval), known only to the MILP's
-    proven relative gap (1e-6, lp.py), which bounds the check's own precision too."""
-    cost = sum(conventional)
-    return cost + 1e-6 * max(1.0, abs(cost))
-
-
-def _judge(
-    mg: Microgrid, dt: float, kwh: Sequence[float], money: Sequence[float], conventional: Sequence[float]
-) -> tuple[Dispatch | None, bool]:
-    """One MG's exact check: its day with its trades (`kwh` per interval, + sale) fixed, and whether its cost
-    less `money` (received) stays within its conventional day cost. No trade: no MILP, it passes."""
-    if not any(kwh):
-        return None, True
-    day = dispatch(mg, dt, kwh)
-    return day, day.cost - sum(money) <= _ceiling(conventional)
-
-
-@dataclass(frozen=True)
 class _Checked:
     physical: dict[str, tuple[float, ...]]
     payments: dict[str, tuple[float, ...]]
@@ -223,72 +173,6 @@ def _verify(commitment: Commitment, conventional: BaselineCosts) -> None:
             raise ForwardError(
                 f"{name}'s day would cost {cost:.6f}, above its conventional {sum(conventional.per_interval[name]):.6f}"
             )
-
-
-def _reduce(
-    mg: Microgrid, dt: float, prices: Sequence[float], kwh: Sequence[float], budget: float
-) -> tuple[float, ...] | None:
-    """The largest trades within `kwh` (per interval, + sale) that keep the MG's day cost within `budget`, in
-    whole Wh toward zero (kWh); None when not even trading nothing fits."""
-    lo = [min(q / dt, 0.0) for q in kwh]
-    hi = [max(q / dt, 0.0) for q in kwh]
-    try:
-        reduced = largest_within(mg, dt, prices, lo, hi, budget)
-    except ScheduleError:
-        return None
-    return tuple(quantize(abs(x * dt)) * (1 if x > 0 else -1) for x in reduced)
-
-
-@dataclass(frozen=True)
-class Recheck:
-    """One MG's re-check of its accept against every member's (`recheck`)."""
-
-    positions: tuple[int, ...]  # its next accept: whole Wh per interval (+ sale), no larger than its last
-    decision: Literal["kept", "reduced", "declined"]
-    kwh: tuple[float, ...]  # its net export per interval in the clear of the accepts it re-checked
-    money: tuple[float, ...]  # received per interval for that
-    day: Dispatch | None  # its day with those trades fixed (None: it had none, nothing solved)
-    passes: bool  # whether that day costs no more than its conventional day (payments included)
-    checks: int  # MILPs solved
-
-
-def recheck(
-    mg: Microgrid,
-    dt: float,
-    prices: Sequence[float],
-    accepts: Mapping[str, Sequence[int]],
-    me: str,
-    conventional: Sequence[float],
-    keys: Mapping[str, bytes] | None = None,
-    may_reduce: bool = True,
-) -> Recheck:
-    """`prices`: the session's closing λ_t (currency per kWh, exact to the nano); `accepts`: every member's
-    current accept (whole Wh per interval, + sale; the members that never accepted left out), this MG's
-    under `me` (ids: the members' public keys in hex, or names with their chain `keys`: the simulation's);
-    `conventional`: its conventional cost per interval. Its trades if the clear came now (`provisional`),
-    its exact check with them fixed (`_judge`: payments at the tick included); if that fails, the largest
-    part of what it got that passes (`_reduce`, whole Wh) — or, when not even nothing fits, that part is
-    empty or its accept unchanged, or `may_reduce` is False, zeros (it declines). On the chain `accepts` is
-    the set the round it answers left (`exchange_clearing.accepts_at`). Deterministic; solves this MG's own
-    MILPs only."""
-    kwh, money = net_by_interval(provisional(accepts, prices, keys), me)
-    own = tuple(accepts[me])
-    day, passes = _judge(mg, dt, kwh, money, conventional)
-    checks = 0 if day is None else 1
-    if passes:
-        return Recheck(own, "kept", tuple(kwh), tuple(money), day, True, checks)
-    zeros = (0,) * len(own)
-    on_tick = [closing_price(p) / 1000 for p in prices]
-    reduced = _reduce(mg, dt, on_tick, kwh, sum(conventional)) if may_reduce else None
-    if reduced is None:
-        return Recheck(zeros, "declined", tuple(kwh), tuple(money), day, False, checks)
-    alone = Scenario(mg.name, dt, (mg,))
-    allocation = Allocation(tuple(prices), {mg.name: reduced}, 0, 0.0, 0.0, True, 0, 0)
-    row = accepted_wh(alone, allocation)[mg.name]
-    if row == own:  # no smaller part found: posted again unchanged it would end the rounds while it fails
-        row = zeros
-    decision: Literal["reduced", "declined"] = "reduced" if any(row) else "declined"
-    return Recheck(row, decision, tuple(kwh), tuple(money), day, False, checks + 1)
 
 
 def commit(
@@ -372,55 +256,6 @@ def clear(
         if not _same(theirs, ours):
             raise ForwardError(f"interval {t}: the exchange cleared other trades than were matched")
     return tuple(tuple(sorted(day, key=lambda tr: (tr.seller, tr.buyer))) for day in cleared)
-
-
-@dataclass(frozen=True)
-class Acceptance:
-    """One MG's accept of its closed session's position (`accept_alone`)."""
-
-    positions: tuple[int, ...]  # whole Wh per interval, + sale: what it posts as `exchange.accept`
-    decision: Literal["whole", "reduced", "declined", "nothing"]  # "nothing": no position to accept
-    day_cost: float  # its day cost with `positions` traded in full at the prices, payments included
-    conventional: float  # its conventional day cost (no P2P)
-    checks: int  # MILPs solved
-
-
-def accept_alone(
-    mg: Microgrid,
-    dt: float,
-    prices: Sequence[float],
-    positions_kwh: Sequence[float],
-    reductions: int = 4,
-) -> Acceptance:
-    """`prices`: the session's closing λ_t (currency per kWh, exact to the nano); `positions_kwh`: the MG's
-    final stepped position per interval (+ sale). Deterministic; solves only this MG's own MILPs."""
-    alone = Scenario(mg.name, dt, (mg,))
-    conventional = conventional_costs(alone)
-    budget = sum(conventional.per_interval[mg.name])
-    on_tick = tuple(closing_price(p) / 1000 for p in prices)
-    allocation = Allocation(tuple(prices), {mg.name: tuple(positions_kwh)}, 0, 0.0, 0.0, True, 0, 0)
-    row = accepted_wh(alone, allocation)[mg.name]
-    zeros = (0,) * len(row)
-    if not any(row):
-        return Acceptance(zeros, "nothing", budget, budget, 0)
-    decision: Literal["whole", "reduced"] = "whole"
-    checks = 0
-    for attempt in range(reductions + 1):
-        kwh = [q / 1000 for q in row]
-        day = dispatch(mg, dt, kwh)
-        checks += 1
-        cost = day.cost - sum(q * p for q, p in zip(kwh, on_tick, strict=True))
-        if cost <= _ceiling(conventional.per_interval[mg.name]):
-            return Acceptance(row, decision, cost, budget, checks)
-        reduced = None if attempt == reductions else _reduce(mg, dt, on_tick, kwh, budget)
-        if reduced is None:
-            break
-        checks += 1
-        row = accepted_wh(alone, replace(allocation, positions={mg.name: reduced}))[mg.name]
-        if not any(row):
-            break
-        decision = "reduced"
-    return Acceptance(zeros, "declined", budget, budget, checks)
 
 
 def post(venue: Venue, commitment: Commitment, clean: dict[str, bool]) -> tuple[tuple[Trade, ...], ...]:
