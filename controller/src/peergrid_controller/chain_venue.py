@@ -127,6 +127,7 @@ class ChainVenue:
         self.settle_by_both = settle_by_both
         self.silent = frozenset(silent)
         self.meter_error_wh = errors
+        self.settled: dict[str, int] = {}  # trades settled per basis (agreed, lapsed, dso; first: no rule)
         self.cap_on_fills = True  # `bargain` reads it: buyers may ask past their maximum
         self.chain = LocalChain(genesis, authority)
         self.round = 0
@@ -240,9 +241,8 @@ class ChainVenue:
         return self.trades(result.events, interval)
 
     def trade_id(self, trade: Trade) -> bytes:
-        return contract.trade_id(
-            trade.interval, self.keys[trade.seller].public, self.keys[trade.buyer].public
-        )
+        seller, buyer = self.keys[trade.seller].public, self.keys[trade.buyer].public
+        return contract.trade_id(trade.interval, seller, buyer)
 
     def settle(self, trade: Trade, delivered_kwh: float, carry: Callable[[], None] | None = None) -> Verdict:
         """Settle one agreed trade for `delivered_kwh`, the energy delivered (what the DSO meters): each party
@@ -277,6 +277,8 @@ class ChainVenue:
         final = self._standing(tid)
         if final["state"] != "settled":
             return Rejected(f"chain: {what} is {final['state']}, not settled: {final['statements']}")
+        basis = final["settlement"].get("basis", "first")
+        self.settled[basis] = self.settled.get(basis, 0) + 1
         return Accepted()
 
     def statement(
@@ -285,12 +287,13 @@ class ChainVenue:
         """The trade's `party` ("buyer" or "seller") sends `settle` with what its own meter reads of
         `delivered` Wh: its meter's error added, within 0 … the agreed quantity."""
         name: str = getattr(trade, party)
-        agreed = contract.trade(self.chain.view, self.trade_id(trade))
+        tid = self.trade_id(trade)
+        agreed = contract.trade(self.chain.view, tid)
         reading = delivered + self.meter_error_wh.get(name, 0)
         reading = max(0, min(reading, agreed["quantity"] if agreed is not None else reading))
         if carry is not None:
             carry()
-        return self._do(name, "settle", {"trade": self.trade_id(trade), "delivered": reading})
+        return self._do(name, "settle", {"trade": tid, "delivered": reading})
 
     def _standing(self, tid: bytes) -> dict[str, Any]:
         standing = query.settlement(self.chain.view, tid)

@@ -9,7 +9,10 @@ a bad `--fault`: unknown MG, fraction outside [0, 1], interval out of range),
 3 when no schedule exists or the market contract refuses the day-ahead trades or a settlement; each error is
 one line on stderr naming the cause.
 The market runs over the in-memory MGMC chain when the ledger provides one (`--venue chain`, the default when
-available) or over the market contract alone (`--venue memory`). Output is byte-identical for the same inputs.
+available) or over the market contract alone (`--venue memory`). On the chain a trade settles on both
+parties' statements (`--settle both`, the default; `first`: the first settle sent, the buyer's, the rule
+before), `--silent MG` keeps an MGMC from stating and `--meter-error MG:WH` skews its meter (chain_venue.py);
+a line on stderr counts the trades settled per basis. Output is byte-identical for the same inputs.
 """
 
 from __future__ import annotations
@@ -39,6 +42,37 @@ from peergrid_controller.simulate import (
 )
 from peergrid_controller.synth import synthetic_scenario
 from peergrid_controller.venues import VENUES, default_venue
+
+
+class OptionError(ValueError):
+    """A command-line option the run cannot take (names the option and why)."""
+
+
+def chain_options(args: argparse.Namespace, scenario: Scenario) -> dict[str, Any]:
+    """ChainVenue's settlement options from `--settle`, `--silent` and `--meter-error` ({} when none given)."""
+    names = {mg.name for mg in scenario.microgrids}
+    options: dict[str, Any] = {}
+    if args.settle is not None:
+        options["settle_by_both"] = args.settle == "both"
+    for name in args.silent:
+        if name not in names:
+            raise OptionError(f"--silent {name}: no microgrid named {name!r}")
+    if args.silent:
+        options["silent"] = tuple(args.silent)
+    errors: dict[str, int] = {}
+    for text in args.meter_error:
+        name, _, value = text.partition(":")
+        if name not in names:
+            raise OptionError(f"--meter-error {text}: no microgrid named {name!r} (expected MG:WH)")
+        if name in errors:
+            raise OptionError(f"--meter-error {text}: {name}'s meter is given twice")
+        try:
+            errors[name] = int(value)
+        except ValueError:
+            raise OptionError(f"--meter-error {text}: {value!r} is not a whole number of Wh") from None
+    if errors:
+        options["meter_error_wh"] = errors
+    return options
 
 
 def _num(x: float) -> float | None:
@@ -180,6 +214,30 @@ def _parser() -> argparse.ArgumentParser:
         "fail part of them",
     )
     sim.add_argument("--fault-seed", type=int, default=0, help="seed of --random-faults")
+    sim.add_argument(
+        "--settle",
+        choices=("both", "first"),
+        default=None,
+        help="chain venue: both (default): a trade settles on the buyer's and the seller's statements of what "
+        "they metered (genesis settle_by_both; meters that disagree: the DSO's); first: on the first settle "
+        "sent, the buyer's",
+    )
+    sim.add_argument(
+        "--silent",
+        action="append",
+        default=[],
+        metavar="MG",
+        help="chain venue: MG's MGMC never states what it delivered; its counterparty's statement settles each "
+        "trade after the chain's settle wait; repeatable",
+    )
+    sim.add_argument(
+        "--meter-error",
+        action="append",
+        default=[],
+        metavar="MG:WH",
+        help="chain venue: MG's meter reads WH more (or, negative, fewer) Wh than each of its trades delivered "
+        "(within 0..agreed); repeatable",
+    )
     return parser
 
 
@@ -202,6 +260,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.intervals is not None:
         scenario = truncate(scenario, args.intervals)
     venue = VENUES[args.venue] if args.venue else default_venue()
+    try:
+        options = chain_options(args, scenario)
+    except OptionError as exc:
+        print(f"peergrid-market: {exc}", file=sys.stderr)
+        return 2
+    if options:
+        if args.venue not in (None, "chain") or "chain" not in VENUES:
+            print(
+                "peergrid-market: --settle, --silent and --meter-error need the chain venue", file=sys.stderr
+            )
+            return 2
+        venue = lambda s: ChainVenue(s, **options)  # noqa: E731
     venues: list[Venue] = []
 
     def made(s: Scenario) -> Venue:  # kept, so that the chain's counts can be reported
@@ -255,6 +325,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         + ("" if stable else " — NOT stable everywhere"),
         file=sys.stderr,
     )
+    if venues and isinstance(venues[0], ChainVenue):
+        counts = ", ".join(f"{basis} {n}" for basis, n in sorted(venues[0].settled.items())) or "none"
+        print(f"peergrid-market: chain settlements by basis: {counts}", file=sys.stderr)
     d = result.dayahead
     if d is not None:
         paid = (
