@@ -175,3 +175,29 @@ def test_a_restarted_dso_finds_disputes_made_before_it_started() -> None:
     # b2's trade was agreed (300 = 300) and paid; b1's was disputed and settles on 600 × 600/900
     [(_, kind, body, _)] = adapter.sent
     assert (kind, body) == ("settle", {"trade": m.trade_id("s", "b1"), "delivered": 400})
+
+
+def test_the_disputes_section_needs_the_mgmc_chain_and_builds_the_market_clock(tmp_path: Path) -> None:
+    """`loop.disputes` without `mgmc_chain` is a config error (one line); with it, the node's settler reads
+    interval t's window from the MGMCs' t0 and interval_s, and maps each MG's anonym to its node key."""
+    from peergrid_dso.live import dispute_settler
+    from peergrid_dso.loop_settings import IntervalNodeSettings
+    from peergrid_ledger.keys import Keypair
+    from peergrid_ledger.settings import ConfigError, load_settings
+
+    chain = {"genesis": str(tmp_path / "g.json"), "data_dir": str(tmp_path / "d")}
+    node, anonym = Keypair.generate(), Keypair.generate()
+    raw = {
+        "key_file": str(tmp_path / "dso.key"), "dso_chain": chain, "first_interval": 36,
+        "mgs": {"mg1": {"node": node.public.hex(), "anonym": anonym.public.hex(), "bus": 18}},
+        "disputes": {"t0": 1000.5, "interval_s": 6.0, "commit_interval_s": 6.0, "max_gap_s": 3.0},
+    }  # fmt: skip
+    config = tmp_path / "node.json"
+    config.write_text(json.dumps(raw))
+    with pytest.raises(ConfigError, match="disputes: the DSO settles disputed trades on the MGMC chain"):
+        load_settings(config, IntervalNodeSettings)
+    config.write_text(json.dumps({**raw, "mgmc_chain": chain}))
+    settings = load_settings(config, IntervalNodeSettings)
+    settler = dispute_settler(settings, Adapter(market({("s", "b"): 1}, {}).chain), Keypair.generate())
+    assert settler.clock.window(37) == (1_006_500, 1_012_500) and settler.clock.max_gap_ms == 3000
+    assert settler.nodes == {anonym.public: node.public} and settler.retry_s == 30.0

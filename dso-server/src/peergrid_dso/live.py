@@ -9,7 +9,7 @@ serves until `stop`, cancels its tasks until each has ended (one cancel can be l
 the coordinated stop's heights every half second, as the MGMCs do, and its replicas finalise nothing above them.
 `EmbeddedLoop(settings).start()` runs a `DsoNode` - the DSO-chain replica (an
 authority), the MGMC-chain replica (a non-voting follower, through which the loop reopens intervals for
-re-bargaining) when configured, enrolment and the per-interval security check, adjustments and switching through the Modbus relays, writing `record_file` exactly as the
+re-bargaining, and with a `disputes` section where it settles disputed trades: `dispute_node`) when configured, enrolment and the per-interval security check, adjustments and switching through the Modbus relays, writing `record_file` exactly as the
 standalone node does - on a thread of its own with its own event loop, and returns the console's
 `DsoServices` built on that node (one chain, one executor, one topology), whose enrolment queue holds the
 loop's MGs and revokes on both chains: the DSO, a non-voting follower of the MGMC chain, still has the `dso`
@@ -107,6 +107,7 @@ class DsoNode:
     switching: Any
     loop: Any  # interval_node.DsoLoop
     mgmc_recorder: Any = None  # ChainRecorder on the MGMC chain (gov.revoke goes there too), with mgmc_chain
+    disputes: Any = None  # dispute_node.DisputeSettler, with mgmc_chain and a `disputes` section
 
     @classmethod
     def assemble(cls, settings: Any, live: Any = None, lock: Any = None, client_id: str = "") -> DsoNode:
@@ -145,13 +146,16 @@ class DsoNode:
         lock = lock if lock is not None else threading.RLock()
         networked = NetworkedChain(adapter, replica.store)
         recorder = ChainRecorder(networked, dso_key)
-        mgmc_recorder = mgmc_adapter = None
+        mgmc_recorder = mgmc_adapter = disputes = None
         for other, follower in node.replicas.items():  # the MGMC chain: the DSO follows it, votes never,
             if other != chain:  # but its transactions (gov.revoke, market.reopen) reach the authorities'
                 followed = Changed()  # mempools by gossip; one adapter, so one nonce in flight for its key
                 follower.on_commit.append(followed.fire)
                 mgmc_adapter = ChainAdapter(node, other, loop, followed)
                 mgmc_recorder = ChainRecorder(NetworkedChain(mgmc_adapter, follower.store), dso_key)
+                if settings.disputes is not None:  # it settles disputed trades from final blocks
+                    disputes = dispute_settler(settings, mgmc_adapter, dso_key)
+                    follower.on_commit.append(disputes.on_commit)
 
         def step_check(open_after: tuple[int, ...]) -> str | None:  # with the latest injections
             injections = dso_loop.live.injections  # late bound: the console may put its services in
@@ -170,7 +174,7 @@ class DsoNode:
         dso_loop = DsoLoop(settings, replica, adapter, changed, transport, recorder, switching, planner, dso_key,
                            live, lock, mgmc=mgmc_adapter)  # fmt: skip
         return cls(settings, node, transport, stores, replica, adapter, networked, feeder, recorder, switching,
-                   dso_loop, mgmc_recorder)  # fmt: skip
+                   dso_loop, mgmc_recorder, disputes)  # fmt: skip
 
     async def run(self, stop: asyncio.Event) -> None:
         self.node.attach_loop()
@@ -178,12 +182,15 @@ class DsoNode:
         runner = asyncio.create_task(self.node.run(stop))
         worker = asyncio.create_task(self.loop.run(stop))
         halter = asyncio.create_task(self.follow_halt(stop))
+        tasks = [worker, halter]
+        if self.disputes is not None:
+            tasks.append(asyncio.create_task(self.disputes.run(stop)))
         try:
             await stop.wait()
         finally:
             # the interval loop waits on chain events through wait_for, which in Python 3.11 can swallow a
             # single cancel() (then gather() waited on it for good): cancel until each has ended
-            await cancel_until_done([worker, halter])
+            await cancel_until_done(tasks)
             if not stop.is_set():  # cancelled from outside: the ledger node would never see its stop
                 await cancel_until_done([runner])
             try:
@@ -209,6 +216,21 @@ class DsoNode:
         while path is not None and not stop.is_set():
             apply_halt(self.node.replicas.values(), followed.read(), self.node.clock())
             await asyncio.sleep(period_s)
+
+
+def dispute_settler(settings: Any, mgmc: Any, dso_key: keys.Keypair) -> Any:
+    """The node's `DisputeSettler` on its MGMC-chain adapter: the market clock from the `disputes` section,
+    each MG's anonym mapped to its node key from `mgs` (the DSO enrolled both)."""
+    from peergrid_dso.dispute_node import DisputeSettler
+    from peergrid_dso.disputes import MeterClock
+
+    d = settings.disputes
+    clock = MeterClock(
+        t0_ms=round(d.t0 * 1000), interval_ms=round(d.interval_s * 1000), first_interval=settings.first_interval,
+        commit_ms=round(d.commit_interval_s * 1000), max_gap_ms=round(d.max_gap_s * 1000),
+    )  # fmt: skip
+    nodes = {bytes.fromhex(e.anonym): bytes.fromhex(e.node) for e in settings.mgs.values()}
+    return DisputeSettler(mgmc, dso_key, clock, nodes, record_file=d.record_file, retry_s=d.retry_s)
 
 
 def loop_enrolments(node: DsoNode) -> dict[bytes, Any]:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from peergrid_dso.broker_tls import BrokerTls
 from peergrid_dso.drivers.relay_tls import RelayTls
@@ -21,6 +21,19 @@ class MgEntry(StrictSettings):
     node: str  # the MGMC's node key (hex)
     anonym: str  # its trading pseudonym (hex)
     bus: int = Field(ge=1)
+
+
+class DisputeSettings(StrictSettings):
+    """Settling disputed trades on the MGMC chain (`dispute_node`): where market intervals lie on the wall clock
+    and how the MGMCs bucket their sealed readings, as the MGMCs' own config says (`market.t0`,
+    `market.interval_s`, `ledger.commit_interval_s`)."""
+
+    t0: float = Field(ge=0)  # wall s at which `first_interval` starts
+    interval_s: float = Field(gt=0)
+    commit_interval_s: float = Field(gt=0)
+    max_gap_s: float = Field(gt=0)  # the longest gap between two PCC readings that still measures a boundary
+    retry_s: float = Field(30.0, gt=0)  # a settle the chain refused is tried again after this
+    record_file: Path | None = None  # one JSON line per decision
 
 
 class LoopSettings(StrictSettings):
@@ -48,6 +61,13 @@ class LoopSettings(StrictSettings):
     interval_minutes: float = Field(15.0, gt=0)  # length of a trading interval (the market view's hours)
     auto_enrol: bool = True  # MGMCs enrolling over the REST API: authorised at once (lab) or by an operator
     halt_file: Path | None = None  # the coordinated stop's {chain id: height}, as the MGMCs' ledger.halt_file
+    disputes: DisputeSettings | None = None  # settle disputed trades (needs mgmc_chain)
+
+    @model_validator(mode="after")
+    def _disputes_need_the_mgmc_chain(self) -> LoopSettings:
+        if self.disputes is not None and self.mgmc_chain is None:
+            raise ValueError("disputes: the DSO settles disputed trades on the MGMC chain: set mgmc_chain")
+        return self
 
 
 class IntervalNodeSettings(LoopSettings):

@@ -380,4 +380,7 @@ def _jsonable(value: Any) -> Any:
 
 
 def install_dso_api(app: FastAPI) -> None:
+    from peergrid_dso.routes.disputes import install_disputes_api
+
     app.include_router(router)
+    install_disputes_api(app)  # /api/dso/disputes: how the DSO settled disputed trades

@@ -39,6 +39,7 @@ class DsoServices:
     last_opf: dict[str, Any] | None = None
     plan_ids: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
     injection_gate: Any = None  # services.injections.InjectionGate, made by routes.dso on first use
+    disputes: Any = None  # dispute_node.DisputeSettler of the closed loop's node (None: it settles none)
 
 
 def build_dso_services(
@@ -92,6 +93,7 @@ def live_services(node: Any) -> DsoServices:
         enrolment=EnrolmentService(node.recorder, auto=True),
         switching=SwitchingService(node.switching.executor, auto=False),
         injections=node.loop.live.injections,
+        disputes=node.disputes,
     )
     node.loop.live = services
     return services

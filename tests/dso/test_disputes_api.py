@@ -1,0 +1,128 @@
+"""REST API of the DSO's dispute settlement (/api/dso/disputes): an MGMC posts its sealed readings (kept only as
+the whole set its der_commitment sealed), the DSO settles, and the API shows each disputed trade and how it was
+decided; every bad request is a 4xx with a detail, and a DSO without a settler says so."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from fastapi import FastAPI
+from fastapi.testclient import TestClient
+
+from peergrid_dso.routes.dso import install_dso_api
+from peergrid_dso.services.container import build_dso_services
+
+from .test_disputes import Market, market, ramp
+from .test_disputes_node import settler_for
+
+MGS = {"mg1": 18, "mg2": 33}
+
+
+@pytest.fixture
+def served() -> Iterator[tuple[TestClient, Market, Any]]:
+    """The API over a settler whose adapter runs on an event loop of its own (as the node's does)."""
+    m = market({("s", "b"): 500}, {("s", "b"): (300, 500)})
+    m.commit("s", ramp(480.0, export=True))
+    m.commit("b", ramp(455.0, export=False))
+    settler, adapter, _ = settler_for(m)
+    loop = asyncio.new_event_loop()
+    thread = threading.Thread(target=loop.run_forever, daemon=True)
+    thread.start()
+    adapter.loop = loop  # type: ignore[attr-defined]
+    app = FastAPI()
+    install_dso_api(app)
+    app.state.dso = build_dso_services(MGS)
+    app.state.dso.disputes = settler
+    try:
+        yield TestClient(app), m, settler
+    finally:
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(5)
+        loop.close()
+
+
+def on_loop(settler: Any, coro: Any) -> Any:
+    return asyncio.run_coroutine_threadsafe(coro, settler.adapter.loop).result(10)
+
+
+def post_all(client: TestClient, m: Market, mg: str) -> list[int]:
+    node = m.nodes[mg].public
+    out = []
+    for (key, bucket), leaves in sorted(m.sealed.items()):
+        if key == node:
+            r = client.post("/api/dso/disputes/readings",
+                            json={"node": node.hex(), "interval": bucket, "leaves": [x.hex() for x in leaves]})  # fmt: skip
+            assert r.status_code == 201, r.text
+            out.append(r.json()["accepted"])
+    return out
+
+
+def test_posted_readings_let_the_dso_settle_and_the_api_shows_how(
+    served: tuple[TestClient, Market, Any],
+) -> None:
+    client, m, settler = served
+    tid = m.trade_id("s", "b")
+    settler.look_everywhere()
+    on_loop(settler, settler.settle_due())
+    shown = client.get("/api/dso/disputes").json()
+    assert shown["pending"] == [tid.hex()]
+    [waiting] = shown["disputes"]
+    assert (
+        waiting["outcome"] == "unresolved" and "not at the DSO" in waiting["why"] and waiting["interval"] == 9
+    )
+    assert sum(post_all(client, m, "s")) == sum(
+        len(v) for (k, _), v in m.sealed.items() if k == m.nodes["s"].public
+    )
+    post_all(client, m, "b")
+    on_loop(settler, settler.settle_due())
+    one = client.get(f"/api/dso/disputes/{tid.hex()}").json()
+    assert one["outcome"] == "settled" and one["delivered"] == 455 and one["settlement"]["basis"] == "dso"
+    assert one["statements"] == {"buyer": 300, "seller": 500}
+    assert one["seller"]["share_wh"] == 480 and one["buyer"]["share_wh"] == 455
+    assert client.get("/api/dso/disputes").json()["pending"] == []
+
+
+def test_bad_requests_are_4xx_with_a_detail(served: tuple[TestClient, Market, Any]) -> None:
+    client, m, settler = served
+    node = m.nodes["s"].public
+    (_, bucket), leaves = next((k, v) for k, v in m.sealed.items() if k[0] == node)
+    good = {"node": node.hex(), "interval": bucket, "leaves": [x.hex() for x in leaves]}
+    for bad, why in [
+        ({**good, "node": "zz" * 32}, "string_pattern_mismatch"),
+        ({**good, "node": node.hex()[:-2]}, "string_pattern_mismatch"),
+        ({**good, "interval": -1}, "greater_than_equal"),
+        ({**good, "leaves": []}, "too_short"),
+        ({**good, "extra": 1}, "extra_forbidden"),
+        ({k: v for k, v in good.items() if k != "leaves"}, "missing"),
+    ]:
+        r = client.post("/api/dso/disputes/readings", json=bad)
+        assert r.status_code == 422 and r.json()["detail"][0]["type"] == why, (bad, r.text)
+    for leaf, why in [("abc", "even number"), ("zz", "not hex"), ("00" * 1025, "at most 2048")]:
+        r = client.post("/api/dso/disputes/readings", json={**good, "leaves": [leaf]})
+        assert r.status_code == 422 and why in r.json()["detail"], r.text
+    r = client.post("/api/dso/disputes/readings", json={**good, "leaves": good["leaves"][:-1]})
+    assert r.status_code == 422 and "not the sealed ones" in r.json()["detail"]
+    r = client.post("/api/dso/disputes/readings", json={**good, "interval": bucket + 50})
+    assert r.status_code == 422 and "no der_commitment" in r.json()["detail"]
+    assert settler.sealed == {}  # nothing refused was kept
+    assert client.get("/api/dso/disputes/" + "ab" * 31).status_code == 422
+    assert client.get("/api/dso/disputes/" + "AB" * 32).status_code == 422
+    r = client.get("/api/dso/disputes/" + "ab" * 32)
+    assert r.status_code == 404 and "no dispute decided" in r.json()["detail"]
+
+
+def test_a_dso_without_a_settler_says_so() -> None:
+    app = FastAPI()
+    install_dso_api(app)
+    app.state.dso = build_dso_services(MGS)
+    client = TestClient(app)
+    for r in [
+        client.get("/api/dso/disputes"),
+        client.get("/api/dso/disputes/" + "ab" * 32),
+        client.post("/api/dso/disputes/readings", json={"node": "ab" * 32, "interval": 1, "leaves": ["00"]}),
+    ]:
+        assert r.status_code == 404 and "settles no disputes" in r.json()["detail"]
