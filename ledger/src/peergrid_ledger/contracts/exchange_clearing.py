@@ -9,22 +9,16 @@ Promises (the `exchange.accept` and `exchange.clear` handlers of `exchange.KINDS
       (the market contract has none), |q| ≤ `max_quantity`, a `clean_only` member never buys. It also
       freezes the member's rules up to the session's last interval it trades in, as a market position does
       (`market.rules` may change only after it).
-      Accept rounds: a member accepts again to re-check what the clear would give it (`rounds` below): its
-      next accept is its round k + 1, reduce-only against its round k (each position 0 or of the same sign
-      and no larger; `clean` unchanged), and opens only once every member accepted (or the deadline passed)
-      and every member still trading (latest accept not all zeros) posted round k — before that it is
-      refused `duplicate`, so that round k + 1 always answers a round k that can no longer change. A first
-      accept made while a round R ≥ 2 runs (after the deadline) joins round R as a change. From round 2 on
-      the record keeps the member's accept before (`before`), so the set each round left stays readable
-      while the next runs (`accepts_at`: what round r + 1 re-checks); `rounds` reads the rounds' state and
-      `due` tells a member which round to answer now.
+      Accept rounds (exchange_rounds.py): a member accepts again, reduce-only, to re-check what the clear
+      would give it; its round k + 1 opens once every member accepted (or the deadline passed) and every
+      member still trading posted round k, refused `duplicate` before that.
   `exchange.clear` (after the close, once; a member or the coordinator: at once when the accepts are
       settled, i.e. every member accepted and either nobody accepted twice (round 1: the rule from before
       rounds; not on a chain whose genesis says `accept_rounds` 2) or, for the highest round R, every member
       still trading posted round R and no round-R accept differs from the member's round R − 1 (or no
-      member trades any more); before that only after the
-      session's deadline, or, on a session opened without one, by the coordinator at any time, as before
-      deadlines existed) computes each interval's trades from the latest accepted positions alone
+      member trades any more: exchange_rounds.py); before that only after the session's deadline, or, on a
+      session opened without one, by the coordinator at any time, as before deadlines existed) computes
+      each interval's trades from the latest accepted positions alone
       (`pairing.forward_trades`: the long side pro rata to the short side's volume, largest sellers to
       largest buyers, no buyer naming more than MAX_DEMANDS sellers; ties by public key) at the closing
       price on the tick, and records them as the market contract's trades of
@@ -48,18 +42,7 @@ The chain computes every trade from the accepts; what the coordinator still choo
 and path and the close (`exchange`), the deadline, and, without a deadline, the clear's moment and so which
 members' accepts count. With a deadline it cannot clear a member out early, and a coordinator that is gone
 after the close holds nothing up: every member accepted, or the deadline passed, and any member clears.
-What the rounds give: a clear of settled rounds R ≥ 2 counts only accepts that every member still trading
-posted, unchanged, after every other member's last change (round r + 1 opens only once every such member
-posted round r, and a change in the last round needs another), so each could re-check its own share of the
-pro-rata cut of exactly the accepts cleared (the controller's `forward.recheck`). A member's silence or
-repeated reductions hold the clear until the deadline (as a member that never accepts does); a member that
-declined (all zeros) can change nothing more and holds nobody. Not closed: while nobody has accepted twice,
-round 1 clears as before (old chains replay to the same state), so once every member accepted once, any
-member or the coordinator may clear before the others' round 2 lands — unless the chain's genesis says
-`accept_rounds` 2: then a clear before the deadline needs the rounds settled at round 2 or later (or nobody
-trading any more), so that nobody can force the one-shot accepts' outcome on the others. A clear after the
-deadline takes the latest accepts as they stand, settled or not; on a session opened without a deadline the
-coordinator's clear at any time stays its rule.
+The accept rounds' records, status and readers are exchange_rounds.py's, importable from here as before.
 Pure; no I/O.
 """
 
@@ -73,6 +56,20 @@ from ..results import Event, Reason, RuleError
 from ..state import Overlay, StateReader, read_obj
 from ..tx import Tx
 from . import exchange as xch
+from .exchange_rounds import (
+    _entries,
+    _next_round,
+    _reduce_only,
+    _round_status,
+    _short,
+    _standing,
+    accept_key,
+    accepted,
+    accepts_at,
+    due,
+    rounds,
+    rounds_key,
+)
 from .market_state import (
     MAX_DEMANDS,
     closed,
@@ -86,20 +83,24 @@ from .market_state import (
 )
 from .pairing import forward_trades
 
-
-def accept_key(member: bytes, name: str) -> bytes:
-    return b"xch/accept/" + member + name.encode()
+__all__ = [  # the rounds' names, imported from here by the controller, the edge and the tests as before
+    "MAX_CLEAR_CELLS",
+    "accept",
+    "accept_key",
+    "accepted",
+    "accepts_at",
+    "clear",
+    "cleared",
+    "cleared_key",
+    "clearing_key",
+    "due",
+    "rounds",
+    "rounds_key",
+]
 
 
 def cleared_key(name: str) -> bytes:
     return b"xch/cleared/" + name.encode()
-
-
-def rounds_key(name: str) -> bytes:
-    """The accept rounds' summary: `{members: [[round, trading, changed], ...]}` in the session's member
-    order (round 0: not accepted); written from the first re-accept on, so that an accept reads one record,
-    not every member's (absent while nobody accepted twice: one-accept chains keep their bytes)."""
-    return b"xch/rounds/" + name.encode()
 
 
 def clearing_key(name: str) -> bytes:
@@ -111,118 +112,6 @@ def clearing_key(name: str) -> bytes:
 # each the next intervals up to this (256 members × 96 intervals: 0.32 s, 24,480 trades, on the x86 host
 # at load 2.1; the contract's limits allow 7 times that in one session: review7 F5)
 MAX_CLEAR_CELLS = 256 * 96
-
-
-def accepted(state: StateReader, name: str, member: bytes) -> dict[str, Any] | None:
-    """`{before, changed, clean, positions, round}` of the member's latest accept, or None if it did not
-    accept (or is no member): `round` its round (a first accept: 1, or the round it joined late), `before`
-    its accept of the round before (zeros if it had none), `changed` whether `positions` differ from it."""
-    value: dict[str, Any] | None = read_obj(state, accept_key(member, name))
-    if value is None:
-        return None
-    # round-1 records keep the bytes they had before rounds: {clean, positions}
-    before = value.get("before", [0] * len(value["positions"]))
-    return {"round": 1, **value, "before": before, "changed": value["positions"] != before}
-
-
-def accepts_at(state: StateReader, name: str, round_: int) -> dict[bytes, list[int]] | None:
-    """Every member's accept as it stood when round `round_` was complete, by member key (the members that
-    had not accepted by then left out): what each member re-checks when it posts round `round_` + 1. None if
-    no such session or a member is already past round `round_` + 1 (its accept then is no longer kept)."""
-    if read_obj(state, xch.session_key(name)) is None:
-        return None
-    out: dict[bytes, list[int]] = {}
-    for member, value in _standing(state, name, list(read_obj(state, xch.members_key(name)))).items():
-        if value["round"] > round_ + 1:
-            return None
-        if value["round"] <= round_:
-            out[member] = value["positions"]
-        elif any(value["before"]):  # its accept of round `round_` (zeros: a late first accept, none then;
-            out[member] = value["before"]  # a declined member posts no more, so a re-accept's is never)
-    return out
-
-
-def _standing(state: StateReader, name: str, members: list[bytes]) -> dict[bytes, dict[str, Any]]:
-    """The latest accept of every member that accepted, in the session's member order."""
-    taken: dict[bytes, dict[str, Any]] = {}
-    for member in members:
-        value = accepted(state, name, member)
-        if value is not None:
-            taken[member] = value
-    return taken
-
-
-def _entries(
-    state: StateReader, name: str, members: list[bytes], taken: dict[bytes, dict[str, Any]] | None = None
-) -> list[list[Any]]:
-    """[round, trading, changed] per member in the session's order (round 0: not accepted): the rounds'
-    summary once rounds started, else from every member's accept (`taken` if read already; all of them
-    round 1 or none)."""
-    summary = read_obj(state, rounds_key(name))
-    if summary is not None:
-        entries: list[list[Any]] = summary["members"]
-        return entries
-    taken = _standing(state, name, members) if taken is None else taken
-    return [
-        [a["round"], any(a["positions"]), a["changed"]]
-        if (a := taken.get(m)) is not None
-        else [0, False, False]
-        for m in members
-    ]
-
-
-def _round_status(members: list[bytes], entries: list[list[Any]], need: int = 1) -> dict[str, Any]:
-    """`rounds`' status of the members' entries; `need`: the chain's genesis `accept_rounds`, the round a
-    settled status needs reached (unless nobody trades any more: nobody can post another round then)."""
-    top = max((r for r, _, _ in entries), default=1) or 1
-    waiting = [m for m, (r, _, _) in zip(members, entries, strict=True) if r == 0]
-    # a member whose latest accept is all zeros can only post zeros again: it has nothing left to re-check
-    behind = [m for m, (r, trading, _) in zip(members, entries, strict=True) if 0 < r < top and trading]
-    # a change asks every member still trading to re-check it; with none left (all declined) nobody need
-    anyone = any(trading for r, trading, _ in entries if r > 0)
-    changed = [
-        m for m, (r, _, c) in zip(members, entries, strict=True) if anyone and top > 1 and r == top and c
-    ]
-    settled = not waiting and not behind and not changed and (top >= need or not anyone)
-    return {"round": top, "waiting": waiting, "behind": behind, "changed": changed, "settled": settled}
-
-
-def rounds(state: StateReader, name: str, accept_rounds: int = 1) -> dict[str, Any] | None:
-    """The session's accept rounds, or None if no such session: `{round, waiting, behind, changed,
-    settled}` — `round` the highest round any member posted (1 before anyone accepted twice), `waiting`
-    the members that never accepted, `behind` those still trading below `round`, `changed` those whose
-    accept in `round` (≥ 2) differs from their round before, `settled` whether the clear may come at once
-    (every member accepted, none behind, none changed, and `round` at least `accept_rounds`, the chain's
-    genesis parameter, unless nobody trades: what `exchange.clear` requires before a deadline)."""
-    if read_obj(state, xch.session_key(name)) is None:
-        return None
-    members: list[bytes] = list(read_obj(state, xch.members_key(name)))
-    return _round_status(members, _entries(state, name, members), accept_rounds)
-
-
-def due(state: StateReader, name: str, member: bytes, time_ms: int) -> int | None:
-    """The round k whose accepts (`accepts_at(k)`) `member` should re-check now and answer with its round
-    k + 1 (what an honest member does: the contract opens that round now), or None when it has nothing to
-    post: no such session or member, it never accepted or it declined (all zeros), round k is not complete
-    (a member still trading has not posted it; before the deadline `time_ms`, block time, also a member that
-    never accepted), or the rounds are settled (round k ≥ 2 changed nobody's accept, or nobody trades)."""
-    status = rounds(state, name)
-    mine = accepted(state, name, member)
-    if status is None or mine is None or not any(mine["positions"]):
-        return None
-    k: int = mine["round"]
-    top: int = status["round"]
-    if top == k + 1:
-        return k  # the next round started: answer the set round k left, as the others did
-    record = read_obj(state, xch.session_key(name))
-    early = record.get("deadline") is None or time_ms <= record["deadline"]
-    if top != k or status["behind"] or (status["waiting"] and early):
-        return None
-    return k if k == 1 or status["changed"] else None
-
-
-def _short(keys: list[bytes]) -> str:
-    return ", ".join(k.hex()[:16] + "…" for k in keys)
 
 
 def cleared(state: StateReader, name: str) -> dict[str, Any] | None:
@@ -265,50 +154,6 @@ def _check_accept(
         raise RuleError(
             Reason.RULE_VIOLATION, f"{where}: a purchase at {price} above the cap {rules['cap_price']}"
         )
-
-
-def _next_round(
-    record: dict[str, Any], ctx: BlockContext, status: dict[str, Any], member: bytes, previous: dict[str, Any]
-) -> int:
-    """The round a member's next accept would be, refused `duplicate` until it opens: once every member
-    accepted (or the deadline passed) and every other member still trading posted the member's round."""
-    k: int = previous["round"]
-    require(
-        any(previous["positions"]),
-        Reason.DUPLICATE,
-        f"already declined (all zeros in round {k}): a later accept could only repeat it",
-    )
-    deadline = record.get("deadline")
-    if status["waiting"] and (deadline is None or ctx.time <= deadline):
-        raise RuleError(
-            Reason.DUPLICATE,
-            f"already accepted (round {k}): round {k + 1} opens once every member accepted "
-            f"({len(status['waiting'])} have not) or the deadline passed",
-        )
-    late = [m for m in status["behind"] if m != member] if status["round"] == k else []
-    if status["round"] > k + 1 or late:
-        # (round > k + 1 cannot be: a member still trading holds every round after its own; kept loud)
-        raise RuleError(
-            Reason.DUPLICATE,
-            f"already accepted (round {k}): round {k + 1} opens once every member still trading posted "
-            f"round {k}; waiting for {_short(late)}",
-        )
-    return k + 1
-
-
-def _reduce_only(previous: dict[str, Any], positions: list[int], clean: bool, first: int) -> None:
-    k = previous["round"]
-    require(clean == previous["clean"], Reason.RULE_VIOLATION, f"clean {clean} differs from round {k}'s")
-    for t, (q, before) in enumerate(zip(positions, previous["positions"], strict=True)):
-        where = f"position {q} Wh in interval {first + t}"
-        if (q > 0 and before <= 0) or (q < 0 and before >= 0):
-            raise RuleError(
-                Reason.RULE_VIOLATION, f"{where}: not of the sign of its round-{k} accept {before}"
-            )
-        if abs(q) > abs(before):
-            raise RuleError(
-                Reason.RULE_VIOLATION, f"{where}: larger than its round-{k} accept {before} (reduce only)"
-            )
 
 
 def accept(view: Overlay, tx: Tx, ctx: BlockContext, sender: ks.AccountRecord) -> list[Event]:
