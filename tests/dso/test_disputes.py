@@ -57,15 +57,21 @@ class Market:
     def commit(self, mg: str, readings: Sequence[tuple[float, float, float]], give: bool = True) -> None:
         """Seal the MG's PCC meter readings (at s, export Wh, import Wh) per commitment interval, as the edge
         does, commit each root on the chain, and (give) hand the DSO the leaves."""
-        by_bucket: dict[int, list[bytes]] = {}
-        for at_s, export_wh, import_wh in readings:
-            leaf = reading_leaf("pcc", "meter", at_s, {"power_w": 0.0, "energy_wh": export_wh,
-                                                       "import_wh": import_wh})  # fmt: skip
-            by_bucket.setdefault(math.floor(at_s * 1000 / CLOCK.commit_ms), []).append(leaf)
-        for bucket, leaves in sorted(by_bucket.items()):
+        for bucket, leaves in sorted(sealed_buckets(readings).items()):
             self.do(self.nodes[mg], "der_commitment", commitment_body(bucket, leaves))
             if give:
                 self.sealed[(self.nodes[mg].public, bucket)] = leaves
+
+
+def sealed_buckets(readings: Sequence[tuple[float, float, float]]) -> dict[int, list[bytes]]:
+    """PCC meter readings (at s, export Wh, import Wh) as the edge's leaves, per commitment interval."""
+    by_bucket: dict[int, list[bytes]] = {}
+    for at_s, export_wh, import_wh in readings:
+        leaf = reading_leaf(
+            "pcc", "meter", at_s, {"power_w": 0.0, "energy_wh": export_wh, "import_wh": import_wh}
+        )
+        by_bucket.setdefault(math.floor(at_s * 1000 / CLOCK.commit_ms), []).append(leaf)
+    return by_bucket
 
 
 def market(
