@@ -19,7 +19,7 @@ from peergrid_controller.model import Scenario
 from peergrid_edge.dayahead_agent import DayAheadAgent
 from peergrid_edge.exchange_io import Deadline, SessionOutcome
 from peergrid_edge.forward_agent import DEADLINE_MARGIN_S, ForwardAgent, ForwardOutcome
-from peergrid_edge.replicas import EdgeLedger
+from peergrid_edge.replicas import EdgeLedger, Submission
 from peergrid_edge.trader import dayahead_deadline
 from peergrid_ledger.contracts import exchange_clearing
 from peergrid_ledger.contracts.exchange_clearing import cleared
@@ -203,3 +203,43 @@ def test_the_coordinator_clears_at_the_deadline_without_a_silent_members_accept_
     # cleared at the deadline (not before: a member's accept was missing), in parts: one interval each
     assert at > deadline_ms / 1000 and min(summary["clears"]) > deadline_ms
     assert len(summary["clears"]) == 4
+
+
+class SlowToFinalise:
+    """The replica as the lab's first seconds show it: the coordinator's open is not final within its phase
+    timeout (it lands a little later)."""
+
+    def __init__(self, ledger: EdgeLedger) -> None:
+        self.ledger = ledger
+        self.landing: list[asyncio.Task[Any]] = []
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.ledger, name)
+
+    async def submit(self, role: str, raw: bytes, timeout_s: float) -> Any:
+        from peergrid_ledger.tx import decode_tx
+
+        if decode_tx(raw).kind == "exchange.open":  # sent; it lands after the timeout gave up
+            self.landing.append(asyncio.create_task(self.ledger.submit(role, raw, 30.0)))
+            return Submission(False, f"not final within {timeout_s:g} s", final=False)
+        return await self.ledger.submit(role, raw, timeout_s)
+
+
+def test_an_open_not_final_within_the_phase_timeout_is_waited_for_and_the_session_completes(
+    tmp_path: Path,
+) -> None:
+    # seen in the lab with a restart test: the coordinator's open was "not final within 2 s", its stage
+    # failed, and the open landed anyway: a session nobody stepped, every member failed at the deadline
+    scenario = free_day(3, 4)
+    now = time.time()
+    deadline = Deadline(close_s=now + 20, clear_ms=int((now + 40) * 1000))
+    ledger, made, _ = agents(tmp_path, scenario, deadline)
+    lead = next(agent for agent in made.values() if agent.is_coordinator)
+    lead.ledger = SlowToFinalise(ledger)  # type: ignore[assignment]
+
+    async def play() -> list[SessionOutcome]:
+        return await asyncio.gather(*(a.run() for a in made.values()))
+
+    outcomes = run_on(ledger, play)
+    assert all(o.completed for o in outcomes), [o.reason for o in outcomes]
+    assert lead.opened_here  # its own open: it would close the session if it failed later

@@ -79,6 +79,7 @@ from peergrid_edge.dayahead_state import Checkpoint, CheckpointError, load, save
 from peergrid_edge.exchange_io import (
     ROLE,
     Deadline,
+    NotFinal,
     Replica,
     SessionFailed,
     SessionOutcome,
@@ -289,7 +290,7 @@ class DayAheadAgent:
             **({} if self.deadline is None else {"deadline": self.deadline.clear_ms}),
         }
         try:
-            await self._submit("exchange.open", body)
+            await self._submit("exchange.open", body, landed=lambda: self._record() is not None)
         except SessionFailed:
             if self._record() is None:
                 raise
@@ -751,11 +752,18 @@ class DayAheadAgent:
     async def _submit(
         self, kind: str, body: dict[str, Any], landed: Callable[[], bool] = lambda: False
     ) -> None:
-        """Submit in a final block. After a restart a refusal may be this MGMC's earlier process's same
-        move landing first (its nonce taken): when the chain shows the move made (`landed`), that one
-        stands (review8 F3)."""
+        """Submit in a final block. One not final in time may still land: it is waited for (until the
+        deadline's close, `_start_wait`) as the chain showing the move made (`landed`): a coordinator whose
+        open was slow to land in the lab's first blocks failed the stage, leaving the session it opened open.
+        After a restart a refusal may be this MGMC's earlier process's same move landing first (its nonce
+        taken): when the chain shows the move made, that one stands (review8 F3)."""
         try:
             await submit_final(self.ledger, self.key, kind, body, self.timeout_s, self.before_submit)
+        except NotFinal:  # it may still land (a slow chain: the lab's first blocks): wait for the move
+            wait = self._start_wait()
+            if not await self.ledger.wait_for(ROLE, lambda _state: landed(), wait):
+                raise
+            log.warning("day-ahead session %s: its %s landed after the phase timeout", self.session, kind)
         except SessionFailed:
             if not (self.rejoined and landed()):
                 raise
@@ -767,7 +775,8 @@ class DayAheadAgent:
         record = self._record()
         assert record is not None
         try:
-            await self._submit("exchange.close", {"session": self.session, "iteration": record["iteration"]})
+            body = {"session": self.session, "iteration": record["iteration"]}
+            await self._submit("exchange.close", body, landed=lambda: not self._open_now())
         except SessionFailed as failure:
             return f"; closing the session failed too: {failure}"
         return f"; the coordinator closed the session at iteration {record['iteration']}"

@@ -2,7 +2,7 @@
 one way they submit a transaction (`dayahead_agent` for the session, `forward_agent` for its forward trades).
 
 Promises: `submit_final` signs, submits and waits for a final block, and turns a refusal (or no final block
-in time) into `SessionFailed` naming it, never retried. Pure data otherwise; no clocks, no I/O of its own.
+in time: `NotFinal`, it may still land) into `SessionFailed` naming it, never retried. Pure data otherwise; no clocks, no I/O of its own.
 """
 
 from __future__ import annotations
@@ -64,6 +64,10 @@ class SessionFailed(Exception):
     """The stage cannot go on; the message says why."""
 
 
+class NotFinal(SessionFailed):
+    """A transaction was not in a final block in time: it may still land (the caller may wait for it)."""
+
+
 async def submit_final(
     ledger: Replica,
     key: keys.Keypair,
@@ -80,7 +84,8 @@ async def submit_final(
     outcome = await ledger.submit(ROLE, raw, timeout_s)
     if not outcome.landed:
         at = f" of iteration {body['iteration']}" if "iteration" in body else ""
-        raise SessionFailed(f"the chain refused this MGMC's {kind}{at}: {outcome.reason}")
+        failed = SessionFailed if outcome.final else NotFinal
+        raise failed(f"the chain refused this MGMC's {kind}{at}: {outcome.reason}")
 
 
 def short(value: Any) -> str:
