@@ -5,7 +5,9 @@ clears once the rounds settle. The trades it computes are `forward.commit`'s on 
 The members here follow the protocol the edge would: round 1 their one-shot accept (`accept_alone`); then
 whenever the contract's `due` names a round k for it (round k complete and either k = 1 or someone changed
 in it, or round k + 1 already started), its `recheck` of `accepts_at(k)` as its round k + 1; a member that
-declined posts no more. A member that never accepts holds round 2 until the session's deadline; after it the others go on.
+declined posts no more. A member that never accepts holds round 2 until the session's deadline; after it the
+others go on. With genesis `accept_rounds` 2 nobody may clear round 1 before the deadline; after it a clear
+still takes the accepts as they stand (pinned here: the parameter does not close the absent-member race).
 """
 
 from __future__ import annotations
@@ -34,9 +36,12 @@ SESSION = "forward-rounds"
 DEADLINE = 10_000_000  # block time, ms (the chain's logical clock starts near 0)
 
 
-def closed_session(scenario: Scenario, allocation: Allocation) -> tuple[LocalChain, dict[str, Keypair]]:
+def closed_session(
+    scenario: Scenario, allocation: Allocation, accept_rounds: int = 1
+) -> tuple[LocalChain, dict[str, Keypair]]:
     """A chain whose exchange session ended on the allocation: every MG's stepped position its whole
-    accepted position, the prices the allocation's, a clear deadline at DEADLINE."""
+    accepted position, the prices the allocation's, a clear deadline at DEADLINE; genesis `accept_rounds`
+    as given."""
     keys = {mg.name: key_for(scenario.name, mg.name) for mg in scenario.microgrids}
     genesis = Genesis(
         chain="forward-rounds",
@@ -44,7 +49,7 @@ def closed_session(scenario: Scenario, allocation: Allocation) -> tuple[LocalCha
         authorities=(key_for(scenario.name, "authority").public,),
         accounts=tuple(Account(k.public, ("anonym",), f"anonym-{i}") for i, k in enumerate(keys.values())),
         contracts=("market", "exchange"),
-        params=Params(credit_limit=10**12),
+        params=Params(credit_limit=10**12, accept_rounds=accept_rounds),
     )
     chain = LocalChain(genesis, key_for(scenario.name, "authority"))
     lead = min(keys.values(), key=lambda k: k.public)
@@ -67,9 +72,11 @@ def closed_session(scenario: Scenario, allocation: Allocation) -> tuple[LocalCha
     return chain, keys
 
 
-def play(scenario: Scenario, allocation: Allocation, absent: set[str]) -> tuple[LocalChain, int]:
+def play(
+    scenario: Scenario, allocation: Allocation, absent: set[str], accept_rounds: int = 1
+) -> tuple[LocalChain, int]:
     """Every MG but `absent` runs the forward stage on the chain; returns it cleared, and the rounds."""
-    chain, keys = closed_session(scenario, allocation)
+    chain, keys = closed_session(scenario, allocation, accept_rounds)
     dt, ids = scenario.interval_hours, hexes(scenario)
     conv = baselines.conventional(scenario)
     present = [mg for mg in scenario.microgrids if mg.name not in absent]
@@ -78,6 +85,9 @@ def play(scenario: Scenario, allocation: Allocation, absent: set[str]) -> tuple[
         assert chain.sign_and_submit(keys[mg.name], "exchange.accept", _body(row)).ok
     chain.seal()
     now = DEADLINE + 1 if absent else None  # an absent member holds round 2 until the deadline
+    if accept_rounds == 2 and not absent:  # a member racing the others' re-checks is refused
+        race = chain.sign_and_submit(keys[present[-1].name], "exchange.clear", {"session": SESSION})
+        assert not race.ok and "the chain's genesis accept_rounds 2" in str(race), race
     for _ in range(12):
         status = rounds(chain.view, SESSION)
         assert status is not None
@@ -132,15 +142,32 @@ def as_keys(
     }
 
 
+def above_on_chain(scenario: Scenario, chain: LocalChain) -> dict[str, float]:
+    """`above` of the trades the chain cleared (ids: the members' keys in hex)."""
+    ids = hexes(scenario)
+    names = {bytes.fromhex(h): h for h in ids.values()}
+    trades = tuple(
+        tuple(
+            Trade(t, names[s], names[b], q / 1000, p / 1000)
+            for tt, s, b, q, p in sorted(on_chain(chain, scenario.intervals))
+            if tt == t
+        )
+        for t in range(scenario.intervals)
+    )
+    return above(scenario, trades, ids)
+
+
+@pytest.mark.parametrize("accept_rounds", [1, 2])
 @pytest.mark.parametrize(("absent", "settled_in"), [(set(), 2), ({"mg005"}, 7)])
 def test_rounds_on_the_chain_clear_commits_trades_and_leave_nobody_above_its_conventional_day(
-    absent: set[str], settled_in: int
+    absent: set[str], settled_in: int, accept_rounds: int
 ) -> None:
     # the 5 x 4 day (seed 1): with mg005 absent the one-shot accepts left mg002 1.3 above its conventional
-    # day (tests/edge/test_edge_forward.py); with rounds mg002 reduces four times, then declines
+    # day (tests/edge/test_edge_forward.py); with rounds mg002 reduces four times, then declines. With
+    # genesis accept_rounds 2 the same rounds clear the same trades (and a round-1 race is refused)
     scenario = free_day(5, 4, 1)
     allocation = allocate(scenario, KWH_STOPS)
-    chain, settled = play(scenario, allocation, absent)
+    chain, settled = play(scenario, allocation, absent, accept_rounds)
     zeroed = {name: (0.0,) * 4 for name in absent}
     committed = commit(
         scenario,
@@ -151,14 +178,24 @@ def test_rounds_on_the_chain_clear_commits_trades_and_leave_nobody_above_its_con
     assert settled == settled_in
     summary = cleared(chain.view, SESSION)
     assert summary is not None and summary["accepted"] == 5 - len(absent)
-    ids = hexes(scenario)
-    names = {bytes.fromhex(h): h for h in ids.values()}
-    trades = tuple(
-        tuple(
-            Trade(t, names[s], names[b], q / 1000, p / 1000)
-            for tt, s, b, q, p in sorted(on_chain(chain, 4))
-            if tt == t
-        )
-        for t in range(4)
-    )
-    assert above(scenario, trades, ids) == {}
+    assert above_on_chain(scenario, chain) == {}
+
+
+def test_accept_rounds_2_does_not_hold_a_round_one_clear_after_the_deadline() -> None:
+    # what the parameter does not close: with mg005 absent the rounds run after the deadline, where a clear
+    # takes the accepts as they stand; a member clearing right after round 1 forces the one-shot outcome,
+    # mg002 above its conventional day, as on a chain without the parameter
+    scenario = free_day(5, 4, 1)
+    allocation = allocate(scenario, KWH_STOPS)
+    chain, keys = closed_session(scenario, allocation, accept_rounds=2)
+    dt, late = scenario.interval_hours, DEADLINE + 1
+    present = [mg for mg in scenario.microgrids if mg.name != "mg005"]
+    for mg in present:
+        row = accept_alone(mg, dt, allocation.prices, allocation.positions[mg.name]).positions
+        assert chain.sign_and_submit(keys[mg.name], "exchange.accept", _body(row)).ok
+    chain.seal()
+    before = chain.sign_and_submit(keys["mg001"], "exchange.clear", {"session": SESSION})
+    assert not before.ok and "have not accepted" in str(before)  # before the deadline mg005 holds it
+    assert chain.sign_and_submit(keys["mg001"], "exchange.clear", {"session": SESSION}, time_ms=late).ok
+    chain.seal(late)
+    assert set(above_on_chain(scenario, chain)) == {"mg002"}
