@@ -126,3 +126,22 @@ def test_a_dso_without_a_settler_says_so() -> None:
         client.post("/api/dso/disputes/readings", json={"node": "ab" * 32, "interval": 1, "leaves": ["00"]}),
     ]:
         assert r.status_code == 404 and "settles no disputes" in r.json()["detail"]
+
+
+def test_the_console_shows_disputes_to_a_logged_in_viewer(
+    operator_session: tuple[Any, dict[str, str]],
+) -> None:
+    """GET /console/api/disputes needs a session; the lab's in-process services settle none and say so, and
+    with a settler the console shows its decisions."""
+    client, _ = operator_session
+    assert client.get("/console/api/disputes").json() == {"enabled": False, "pending": [], "disputes": []}
+    m = market({("s", "b"): 500}, {("s", "b"): (300, 500)})
+    settler, _, _ = settler_for(m)
+    settler.look_everywhere()
+    asyncio.run(settler.settle_due())
+    client.app.state.dso.disputes = settler
+    shown = client.get("/console/api/disputes").json()
+    assert shown["enabled"] and shown["pending"] == [m.trade_id("s", "b").hex()]
+    assert shown["disputes"][0]["outcome"] == "unresolved"
+    client.cookies.clear()
+    assert client.get("/console/api/disputes").status_code == 401

@@ -165,6 +165,15 @@ def market(request: Request, _: Session = Depends(viewer)) -> dict[str, Any]:
     return console_state(request).market_view()
 
 
+@router.get("/console/api/disputes")
+def disputes(request: Request, _: Session = Depends(viewer)) -> dict[str, Any]:
+    """The disputed trades the DSO node settles and how each was decided (`dispute_node`); none without one."""
+    settler = getattr(request.app.state.dso, "disputes", None)
+    if settler is None:
+        return {"enabled": False, "pending": [], "disputes": []}
+    return {"enabled": True, **settler.snapshot()}
+
+
 def _reported_heads(report: Any, chain_id: str) -> tuple[int, str | None] | None:
     """A node's health report `ledger` entry for one chain: a height, or {"height": h, "head": hex}."""
     entry = report.get("ledger", {}).get(chain_id) if isinstance(report, dict) else None
