@@ -48,8 +48,8 @@ class RecordingVenue:
     def finish(self, interval: int) -> Any:
         return self.inner.finish(interval)
 
-    def settle(self, trade: Any, delivered_kwh: float) -> Any:
-        verdict = self.inner.settle(trade, delivered_kwh)
+    def settle(self, trade: Any, delivered_kwh: float, carry: Any = None) -> Any:
+        verdict = self.inner.settle(trade, delivered_kwh, carry)
         self.settlements.setdefault(trade.interval, []).append(
             {
                 "seller": self.names.get(trade.seller, trade.seller),
