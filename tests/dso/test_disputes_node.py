@@ -91,7 +91,7 @@ def test_the_dso_settles_a_dispute_from_both_parties_sealed_readings_once(tmp_pa
     asyncio.run(settler.settle_due())
     settler.look_everywhere()
     asyncio.run(settler.settle_due())
-    assert len(adapter.sent) == 1 and settler.pending == {}
+    assert len(adapter.sent) == 1 and settler.pending == {} and settler.sealed == {}  # its readings dropped
     assert {mg: query.balance(m.chain.state, m.anonyms[mg].public) - before[mg] for mg in ("s", "b")} == paid
     lines = [json.loads(line) for line in (tmp_path / "disputes.jsonl").read_text().splitlines()]
     assert [d["outcome"] for d in lines] == ["unresolved", "unresolved", "settled"]
@@ -201,3 +201,26 @@ def test_the_disputes_section_needs_the_mgmc_chain_and_builds_the_market_clock(t
     settler = dispute_settler(settings, Adapter(market({("s", "b"): 1}, {}).chain), Keypair.generate())
     assert settler.clock.window(37) == (1_006_500, 1_012_500) and settler.clock.max_gap_ms == 3000
     assert settler.nodes == {anonym.public: node.public} and settler.retry_s == 30.0
+
+
+def test_readings_another_pending_dispute_needs_are_kept() -> None:
+    """Two disputes of one interval share the seller's readings: settling the first keeps them for the second
+    (still waiting for its buyer's readings), which then settles pro rata; afterwards all are dropped."""
+    m = market({("s", "b1"): 600, ("s", "b2"): 300}, {("s", "b1"): (100, 600), ("s", "b2"): (50, 300)})
+    for mg, wh, export in (("s", 600.0, True), ("b1", 600.0, False), ("b2", 280.0, False)):
+        m.commit(mg, ramp(wh, export=export))
+    settler, adapter, _ = settler_for(m)
+    hand_over(m, settler, "s")
+    hand_over(m, settler, "b1")
+    final_blocks(m, settler)
+    asyncio.run(settler.settle_due())
+    assert [body for _, _, body, _ in adapter.sent] == [{"trade": m.trade_id("s", "b1"), "delivered": 400}]
+    assert settler.pending.keys() == {m.trade_id("s", "b2")}
+    seller = m.nodes["s"].public
+    assert any(node == seller for node, _ in settler.sealed) and not any(
+        node == m.nodes["b1"].public for node, _ in settler.sealed
+    )
+    hand_over(m, settler, "b2")
+    asyncio.run(settler.settle_due())
+    assert adapter.sent[-1][2] == {"trade": m.trade_id("s", "b2"), "delivered": 200}
+    assert settler.pending == {} and settler.sealed == {}

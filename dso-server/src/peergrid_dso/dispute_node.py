@@ -6,7 +6,7 @@ looks through the replica's whole state once, so disputes from before a restart 
 trade it asks the pure resolver (`disputes.resolve`) for the energy both parties' sealed PCC readings confirm
 and sends `settle {trade, delivered}` under the DSO key through the chain adapter (`node_chains.ChainAdapter`:
 judged on the committed state first, so a refusal comes back at once with the chain's reason, never as a
-wait). Each decision is recorded once per change (`decisions`, and a JSON line in `record_file`): settled
+wait); the readings it held for a trade it no longer needs are dropped. Each decision is recorded once per change (`decisions`, and a JSON line in `record_file`): settled
 (with the metering it rests on and the txid), refused (the chain's reason; tried again after `retry_s` while
 the trade is still disputed, e.g. a buyer without funds), or unresolved (why: readings missing, not the sealed
 ones, a meter gap, ...; tried again when blocks or readings arrive). It never settles on a guess and never
@@ -151,7 +151,7 @@ class DisputeSettler:
     async def settle_one(self, trade: bytes) -> None:
         where = query.settlement(self.state, trade)
         if where is None or where["state"] != "disputed":  # settled by an authority, superseded, ...
-            self.pending.pop(trade, None)
+            self.done(trade)
             if where is not None and trade in self.decisions and not self.decisions[trade]["settled"]:
                 self.decide(trade, {"settled": False, "outcome": f"no longer disputed: {where['state']}"})
             return
@@ -166,13 +166,32 @@ class DisputeSettler:
         after = query.settlement(self.state, trade)
         doc = {**to_json(decision), "statements": _statements(where)}
         if result.ok and after is not None and after["state"] == "settled":
-            self.pending.pop(trade, None)
+            self.done(trade)
             self.decide(trade, {**doc, "settled": True, "outcome": "settled", "txid": result.txid.hex(),
                                 "settlement": _jsonable(after["settlement"])})  # fmt: skip
             return
         self.pending[trade] = self.now() + self.retry_s
         self.decide(trade, {**doc, "settled": False, "outcome": result.reason or "not settled",
                             "detail": result.detail})  # fmt: skip
+
+    def done(self, trade: bytes) -> None:
+        """The trade needs the DSO no more: so neither do its parties' readings of its interval, unless another
+        pending dispute needs them (an MGMC sends them again if the DSO asks: `unresolved`)."""
+        self.pending.pop(trade, None)
+        needed = {key for other in self.pending for key in self._readings_of(other)}
+        for key in self._readings_of(trade):
+            if key not in needed:
+                self.sealed.pop(key, None)
+
+    def _readings_of(self, trade: bytes) -> set[tuple[bytes, int]]:
+        """The (node, commitment interval) readings that resolving `trade` reads."""
+        record = query.trade(self.state, trade)
+        if record is None:
+            return set()
+        nodes = {self.nodes.get(record["seller"]), self.nodes.get(record["buyer"])} - {None}
+        return {
+            (n, k) for n in nodes if n is not None for k in self.clock.commitments(int(record["interval"]))
+        }
 
     def decide(self, trade: bytes, doc: dict[str, Any]) -> None:
         """Record a decision when it says something new about the trade (not every retry of the same)."""
