@@ -320,3 +320,39 @@ def test_resolved_energy_is_the_rule_never_above_agreed_and_monotone(
     assert isinstance(again, Vouched) and again.delivered == delivered  # deterministic, whatever the order
     more = Case(case.q1, case.q2, case.seller_wh + more_seller, case.buyer_wh + more_buyer)
     assert _resolved(more)[1] >= delivered  # type: ignore[operator]
+
+
+@settings(max_examples=30, deadline=None)
+@given(
+    gaps=st.lists(st.integers(1_000, 14_000), min_size=1, max_size=12),
+    steps=st.lists(st.integers(0, 200_000), min_size=14, max_size=14),
+    offset=st.integers(0, 13_999),
+    bump_at=st.integers(0, 13),
+    bump=st.integers(0, 300_000),
+)
+def test_resolved_energy_is_monotone_in_readings_off_the_boundaries(
+    gaps: list[int], steps: list[int], offset: int, bump_at: int, bump: int
+) -> None:
+    """Readings at arbitrary times (interpolated at the boundaries): the seller's export counter raised by
+    `bump` mWh from one reading on (energy that flowed then) never settles less, and never above agreed."""
+    start, end = CLOCK.window(T)
+    times, at = [], start - offset - 1
+    while at < end + 1:
+        times.append(at)
+        at += gaps[len(times) % len(gaps)]
+    times.append(at)
+
+    def delivered(bumped: bool) -> int:
+        m = market({("s", "b"): 500}, {("s", "b"): (0, 500)})
+        counter, seller = 10**6, []
+        for i, t in enumerate(times):
+            counter += steps[i % len(steps)] + (bump if bumped and i == bump_at else 0)
+            seller.append((t / 1000, counter / 1000, 0.0))
+        m.commit("s", seller)
+        m.commit("b", ramp(450.0, export=False))
+        decision = resolve(m.chain.state, m.trade_id("s", "b"), CLOCK, m.node_of(), m.sealed)
+        assert isinstance(decision, Vouched), decision
+        return decision.delivered
+
+    base, more = delivered(False), delivered(True)
+    assert 0 <= base <= more <= 450
