@@ -8,12 +8,13 @@ quantity limits and clean-only preferences. A round's offers, bids and moves are
 agreed trades are the ones the contract computed (read from its events: `trades`, shared with the
 exchange's clear); every seal checks the block kept every transaction accepted on submit (`seal`: a
 SealError, or the exchange's refusal, never an effect silently missing); `settle` pays each one once, on
-both parties' statements by default (genesis `settle_by_both`; below); `pay` posts a plain payment (the ledger's payments contract: the day-ahead make-whole uplift). `exchange` is the
-day-ahead exchange ADMM's recorder (dayahead.ExchangeRecorder, on the ledger's exchange contract): each MG
-signs its own positions (with its settled verdict when it says so, and its judgement of its own rules when
-it has one: `judgements` reads them back as the contract keeps them), the first MG in scenario order opens the
-session and steps it, one block is sealed per step, and the prices and the count of verdicts returned are
-the contract's (the session reader's), never our own. After the close
+both parties' statements by default (genesis `settle_by_both`; below); `pay` posts a plain payment (the
+ledger's payments contract: the day-ahead make-whole uplift). `exchange` is the day-ahead exchange ADMM's
+recorder (dayahead.ExchangeRecorder, on the ledger's exchange contract): each MG signs its own positions
+(with its settled verdict when it says so, and its judgement of its own rules when it has one: `judgements`
+reads them back as the contract keeps them), the first MG in scenario order opens the session and steps it,
+one block is sealed per step, and the prices and the count of verdicts returned are the contract's (the
+session reader's), never our own. After the close
 it is also the forward trades' clearing (forward.ForwardClearing): each MG signs its `exchange.accept`, the
 coordinator `exchange.clear`, and the trades returned are the ones the contract computed and recorded as
 the market contract's (read from the clear's events; `cleared` counts them). Genesis sets

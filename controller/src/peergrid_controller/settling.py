@@ -2,10 +2,12 @@
 
 Promises: `settle_interval(venue, t, trades, delivered)` settles every agreed trade of interval `t` exactly once,
 for the quantity delivered (all of it when `delivered` is None), a trade settled only when the venue says it
-was paid (on the chain: both parties' statements, `query.settlement` "settled"; chain_venue.py); `pay_uplift(venue, uplift, ref)` posts every
-make-whole payment once through the venue's `pay`, nothing when there are none; `pay_compensation(venue,
-payments)` the day's imbalance compensation (delivery.py) the same way. A refusal, or a venue that cannot
-record payments, raises `SettlementError`: a bug or a tampered chain, never skipped. Never reads clocks.
+was paid (on the chain: both parties' statements, `query.settlement` "settled"; chain_venue.py);
+`pay_uplift(venue, uplift, ref)` posts every make-whole payment once through the venue's `pay`, nothing when
+there are none; `pay_compensation(venue, payments)` the day's imbalance compensation (delivery.py) the same
+way. A refusal (a bug, a tampered chain, a trade left unpaid: a party's second statement, nobody stating),
+or a venue that cannot record payments, raises `SettlementError` naming it, never skipped. Never reads
+clocks.
 """
 
 from __future__ import annotations
