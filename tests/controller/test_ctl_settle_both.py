@@ -13,6 +13,8 @@ from dataclasses import dataclass
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from peergrid_controller.bargaining import Venue
 from peergrid_controller.chain_venue import ChainVenue
@@ -222,6 +224,49 @@ def test_two_silent_parties_are_a_refusal_naming_the_trade() -> None:
     assert isinstance(refused, Rejected)
     assert "neither party states" in refused.reason and "interval 0, s to b" in refused.reason
     assert standing(venue, trade)["state"] == "open"
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    agreed_wh=st.integers(1, 20_000),
+    share=st.fractions(0, 1),
+    errors=st.tuples(st.integers(-40, 40), st.integers(-40, 40)),
+    tolerance=st.integers(0, 8),
+    silent=st.sampled_from([(), ("s",), ("b",)]),
+)
+def test_any_meters_and_any_one_silent_party_settle_once_for_what_the_rule_says(
+    agreed_wh: int, share: Any, errors: tuple[int, int], tolerance: int, silent: tuple[str, ...]
+) -> None:
+    """The venue's settle against an independent model of the rule: each speaking party states its meter's
+    reading (within 0 … agreed); one alone settles on it, two within the tolerance on the lower, two
+    beyond it on the DSO's (the delivered energy). Paid once, money conserved."""
+    delivered = int(agreed_wh * share)
+    venue = ChainVenue(
+        tiny(),
+        settle_tolerance_wh=tolerance,
+        silent=silent,
+        meter_error_wh=dict(zip("sb", errors, strict=True)),
+    )
+    trade = agreed(venue, agreed_wh / 1000)
+    assert not isinstance(venue.settle(trade, delivered / 1000), Rejected)
+    readings = {
+        name: max(0, min(agreed_wh, delivered + error))
+        for name, error in zip("sb", errors, strict=True)
+        if name not in silent
+    }
+    if len(readings) == 1:
+        expected, basis = next(iter(readings.values())), "lapsed"
+    elif abs(readings["s"] - readings["b"]) <= tolerance:
+        expected, basis = min(readings.values()), "agreed"
+    else:
+        expected, basis = delivered, "dso"
+    settlement = standing(venue, trade)["settlement"]
+    assert (settlement["basis"], settlement["delivered"]) == (basis, expected)
+    assert settlement["amount"] == 100 * expected  # 0.1 per kWh: 100 micro-units per Wh
+    assert isinstance(venue.settle(trade, delivered / 1000), Rejected)  # once
+    venue.flush()
+    assert venue.balance("s") == -venue.balance("b") == expected / 10_000
+    assert venue.balance("c") == 0.0
 
 
 # --------------------------------------------------------------------------------------------- whole days
