@@ -174,7 +174,10 @@ class Engine:
         """The driver's pool took transactions: the round-0 proposer proposes once the period allows (not at
         the heartbeat), and every replica expects that proposal within a round timeout of then."""
         self.now = now
-        self._note_wanted(now)
+        if (
+            self.s.validators
+        ):  # before `start` there is no height yet: `start` arms round 0 with the pool as it is
+            self._note_wanted(now)
         return self._flush()
 
     def halt_at(self, height: int | None, now: int) -> list[Action]:
