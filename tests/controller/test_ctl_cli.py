@@ -9,6 +9,7 @@ import pytest
 import yaml
 
 from peergrid_controller.bargaining import Venue
+from peergrid_controller.chain_venue import SealError
 from peergrid_controller.cli import main
 from peergrid_controller.market import Bid, Offer, Rejected, Trade, Verdict
 from peergrid_controller.scenario import ScenarioError, load_scenario
@@ -173,6 +174,8 @@ class Refusing:
         return self.inner.finish(interval)
 
     def settle(self, trade: Trade, delivered_kwh: float) -> Verdict:
+        if self.refuse == "seal":  # what ChainVenue raises when its block left a transaction out
+            raise SealError("chain: sealing left out 1 transactions, the first settle: time-out-of-bounds")
         return (
             Rejected("ledger frozen") if self.refuse == "settle" else self.inner.settle(trade, delivered_kwh)
         )
@@ -187,6 +190,7 @@ class Refusing:
         ("dayahead", "bid", "the market contract refused: interval 0: bid of buyer refused: "),
         ("dayahead", "settle", "the market contract refused: interval 0: settlement refused: "),
         ("intraday", "settle", "the market contract refused: interval 0: settlement refused: "),
+        ("dayahead", "seal", "the MGMC chain did not seal a move: chain: sealing left out 1 transactions"),
     ],
 )
 def test_a_refused_forward_move_or_settlement_gets_one_line_and_exit_3(

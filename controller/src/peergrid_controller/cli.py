@@ -25,7 +25,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from peergrid_controller.bargaining import Venue
-from peergrid_controller.chain_venue import ChainVenue
+from peergrid_controller.chain_venue import ChainVenue, SealError
 from peergrid_controller.dayexchange import DayAheadError
 from peergrid_controller.delivery import FaultError, parse_fault
 from peergrid_controller.forward import ForwardError
@@ -302,6 +302,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 3
     except (ForwardError, SettlementError) as exc:
         print(f"peergrid-market: the market contract refused: {exc}", file=sys.stderr)
+        return 3
+    except SealError as exc:  # a transaction the chain took on submit but left out of its block
+        print(f"peergrid-market: the MGMC chain did not seal a move: {exc}", file=sys.stderr)
         return 3
     if args.json:
         try:
