@@ -9,15 +9,8 @@ agreed trades are the ones the contract computed (read from its events: `trades`
 exchange's clear); every seal checks the block kept every transaction accepted on submit (`seal`: a
 SealError, or the exchange's refusal, never an effect silently missing); `settle` pays each one once, on
 both parties' statements by default (genesis `settle_by_both`; below); `pay` posts a plain payment (the
-ledger's payments contract: the day-ahead make-whole uplift). `exchange` is the day-ahead exchange ADMM's
-recorder (dayahead.ExchangeRecorder, on the ledger's exchange contract): each MG signs its own positions
-(with its settled verdict when it says so, and its judgement of its own rules when it has one: `judgements`
-reads them back as the contract keeps them), the first MG in scenario order opens the session and steps it,
-one block is sealed per step, and the prices and the count of verdicts returned are the contract's (the
-session reader's), never our own. After the close
-it is also the forward trades' clearing (forward.ForwardClearing): each MG signs its `exchange.accept`, the
-coordinator `exchange.clear`, and the trades returned are the ones the contract computed and recorded as
-the market contract's (read from the clear's events; `cleared` counts them). Genesis sets
+ledger's payments contract: the day-ahead make-whole uplift). `exchange` is the day-ahead exchange's
+recorder and forward clearing on this chain (chain_exchange.py). Genesis sets
 `cap_on_fills` (a buyer's maximum caps its allocation, as on the lab's chains) and `bargain` is told so.
 Same scenario, same chain bytes. Units: the chain's Wh and currency micro-units per Wh (market.wh, micro_per_wh).
 Settlement (docs/ledger-format.md, "Settlement on both parties' statements"). With `settle_by_both` (the
@@ -42,7 +35,9 @@ import hashlib
 from collections.abc import Callable, Collection, Mapping, Sequence
 from typing import Any
 
-from peergrid_controller.dayjudge import Judgement, decode, encode
+from peergrid_controller.chain_exchange import ChainExchange as ChainExchange
+from peergrid_controller.chain_exchange import SealError as SealError
+from peergrid_controller.chain_exchange import seal_left_out
 from peergrid_controller.dayrules import chain_rules as chain_rules  # where the MGs' rules meet the chain
 from peergrid_controller.market import (
     Accepted,
@@ -59,9 +54,7 @@ from peergrid_controller.model import Scenario
 from peergrid_controller.uplift import Payment
 from peergrid_ledger import query
 from peergrid_ledger.chain import LocalChain
-from peergrid_ledger.contracts import exchange as exchange_contract
 from peergrid_ledger.contracts import market as contract
-from peergrid_ledger.contracts.exchange_clearing import cleared
 from peergrid_ledger.genesis import Account, Genesis, Params
 from peergrid_ledger.keys import Keypair
 from peergrid_ledger.results import Accepted as ChainAccepted
@@ -76,18 +69,6 @@ def key_for(scenario: str, mg: str) -> Keypair:
 
 def _verdict(result: ChainAccepted | ChainRejected) -> Verdict:
     return Accepted() if isinstance(result, ChainAccepted) else Rejected(f"chain: {result}")
-
-
-class SealError(RuntimeError):
-    """A transaction accepted on submit was left out of the sealed block (refused at the block's time)."""
-
-
-def _left_out(chain: LocalChain) -> str:
-    """Why the last seal left transactions out ("" if it left none)."""
-    if not chain.dropped:
-        return ""
-    tx, why = chain.dropped[0]
-    return f"chain: sealing left out {len(chain.dropped)} transactions, the first {tx.kind}: {why}"
 
 
 class ChainVenue:
@@ -144,7 +125,7 @@ class ChainVenue:
         """Seal the pending transactions into a block; one the block left out (accepted on submit, refused at
         the block's time) raises SealError, so that it is never seen only by its missing effects."""
         self.chain.seal()
-        left_out = _left_out(self.chain)
+        left_out = seal_left_out(self.chain)
         if left_out:
             raise SealError(left_out)
 
@@ -321,150 +302,3 @@ class ChainVenue:
         from peergrid_ledger.keyspace import balance, decode_int
 
         return float(decode_int(self.chain.view.get(balance(self.keys[name].public)))) / 1e6
-
-
-class ChainExchange:
-    """The day-ahead exchange ADMM's moves on the venue's chain (dayahead.ExchangeRecorder). A session per
-    allocation, named from the scenario and the day (the venue's count of sessions opened); its intervals are
-    the forward trades' chain intervals, from 0."""
-
-    def __init__(self, venue: ChainVenue, scenario: str) -> None:
-        self.venue = venue
-        self.scenario = scenario
-        self.days = 0  # sessions opened on this venue
-        self.session = ""
-        self.coordinator = ""
-        self.cleared = 0  # forward trades the contract cleared, over every session of this venue
-
-    def open(self, names: Sequence[str], prices: Sequence[int], rho: int) -> Verdict:
-        strangers = [name for name in names if name not in self.venue.keys]
-        if strangers:
-            return Rejected(f"chain: {strangers[0]} has no account on this chain")
-        # the contract's own limits, named before any MG has solved anything
-        if len(names) > exchange_contract.MAX_MEMBERS:
-            return Rejected(
-                f"chain: {len(names)} MGs, an exchange session holds {exchange_contract.MAX_MEMBERS}"
-            )
-        if len(prices) > exchange_contract.MAX_INTERVALS:
-            return Rejected(
-                f"chain: {len(prices)} intervals, an exchange session holds {exchange_contract.MAX_INTERVALS}"
-            )
-        self.session = f"dayahead/{self.days}/{self.scenario}"[:64]
-        self.days += 1
-        self.coordinator = names[0]
-        body = {
-            "session": self.session,
-            "first_interval": 0,
-            "members": [self.venue.keys[name].public for name in names],
-            "prices": list(prices),
-            "rho": rho,
-        }
-        return self.venue._do(self.coordinator, "exchange.open", body)
-
-    def position(
-        self,
-        name: str,
-        iteration: int,
-        positions_wh: Sequence[int],
-        settled: bool = False,
-        judged: Judgement | None = None,
-    ) -> Verdict:
-        """`name`'s positions at `iteration`; `settled`, its verdict on the iteration before, goes on the
-        chain only when true, and `judged`, its judgement of its own rules on it, only when there is one
-        (absent is none: a day without either keeps its transactions' bytes)."""
-        body: dict[str, Any] = {
-            "session": self.session,
-            "iteration": iteration,
-            "positions": list(positions_wh),
-        }
-        if settled:
-            body["settled"] = True
-        if judged is not None:
-            body["judged"] = encode(judged)
-        return self.venue._do(name, "exchange.position", body)
-
-    def judgements(self, iteration: int) -> list[Judgement | None] | Rejected:
-        """Each member's judgement posted at `iteration`, the session's current one, as the contract keeps
-        it (`exchange.judgements`), in member order."""
-        record = exchange_contract.session(self.venue.chain.view, self.session)
-        if record is None:
-            return Rejected(f"chain: no exchange session {self.session!r}")
-        if record["iteration"] != iteration:
-            return Rejected(f"chain: the session is at iteration {record['iteration']}, not {iteration}")
-        posted = exchange_contract.judgements(self.venue.chain.view, self.session) or []
-        return [None if body is None else decode(body) for body in posted]
-
-    def settled(self, iteration: int) -> int | Rejected:
-        """How many posts of `iteration`, the session's current one, said settled (the contract's count)."""
-        record = exchange_contract.session(self.venue.chain.view, self.session)
-        if record is None:
-            return Rejected(f"chain: no exchange session {self.session!r}")
-        if record["iteration"] != iteration:
-            return Rejected(f"chain: the session is at iteration {record['iteration']}, not {iteration}")
-        count: int = record["settled"]
-        return count
-
-    def step(self, iteration: int, rho: int) -> tuple[int, ...] | Rejected:
-        """Step the session and seal the iteration's block; the prices the contract computed."""
-        body = {"session": self.session, "iteration": iteration, "rho": rho}
-        verdict = self.venue._do(self.coordinator, "exchange.step", body)
-        if isinstance(verdict, Rejected):
-            return verdict
-        sealed = self._seal()
-        if isinstance(sealed, Rejected):
-            return sealed
-        record = exchange_contract.session(self.venue.chain.view, self.session)
-        assert record is not None  # opened above, and a session is never deleted
-        prices: tuple[int, ...] = record["prices"]
-        return prices
-
-    def close(self, iteration: int) -> Verdict:
-        verdict = self.venue._do(
-            self.coordinator, "exchange.close", {"session": self.session, "iteration": iteration}
-        )
-        return verdict if isinstance(verdict, Rejected) else self._seal()
-
-    def ready(self) -> bool:
-        """Whether this venue's last session is closed on the chain and not yet cleared (an allocation made
-        without this recorder left none: its forward trades go through the market contract instead)."""
-        if not self.session:
-            return False
-        record = exchange_contract.session(self.venue.chain.view, self.session)
-        return bool(record and record["closed"]) and cleared(self.venue.chain.view, self.session) is None
-
-    def accept(self, name: str, positions_wh: Sequence[int], clean: bool) -> Verdict:
-        """`name` accepts its forward positions (whole Wh per interval, zeros to decline) on the closed session."""
-        body = {"session": self.session, "positions": list(positions_wh), "clean": clean}
-        return self.venue._do(name, "exchange.accept", body)
-
-    def clear(self) -> tuple[tuple[Trade, ...], ...] | Rejected:
-        """The coordinator clears the closed session, one block per part (a session bigger than the
-        contract's MAX_CLEAR_CELLS is cleared in parts); the trades the contract computed, per interval of
-        the session (its chain intervals from `first_interval`), each sorted by (seller, buyer)."""
-        events: list[tuple[str, Any]] = []
-        done = False
-        while not done:  # at least once: a session already cleared is the contract's refusal
-            result = self.venue.chain.sign_and_submit(
-                self.venue.keys[self.coordinator], "exchange.clear", {"session": self.session}
-            )
-            self.venue.transactions += 1
-            if not isinstance(result, ChainAccepted):
-                return Rejected(f"chain: {result}")
-            sealed = self._seal()
-            if isinstance(sealed, Rejected):
-                return sealed
-            events += result.events
-            done = cleared(self.venue.chain.view, self.session) is not None
-        record = exchange_contract.session(self.venue.chain.view, self.session)
-        assert record is not None  # a session is never deleted
-        out: list[list[Trade]] = [[] for _ in range(record["intervals"])]
-        for trade in self.venue.trades(events, first=record["first_interval"]):
-            out[trade.interval].append(trade)
-            self.cleared += 1
-        return tuple(tuple(day) for day in out)
-
-    def _seal(self) -> Verdict:
-        """Seal the pending moves; one the block left out (accepted, then stale) is a refusal, not lost."""
-        self.venue.chain.seal()
-        left_out = _left_out(self.venue.chain)
-        return Rejected(left_out) if left_out else Accepted()
