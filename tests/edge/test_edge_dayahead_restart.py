@@ -209,6 +209,7 @@ def test_with_a_deadline_a_restart_longer_than_the_phase_timeouts_is_waited_for(
     outcomes = dict(zip(made, run_on(ledger, play), strict=True))
     if with_deadline:
         wh, nano = against_unrestarted(outcomes, scenario)
+        print(f"\n{who} down 2 s: within {wh} Wh and {nano} nano/kWh")
         assert wh <= 2 and nano <= 10_000
     else:
         assert not any(o.completed for o in outcomes.values())
