@@ -14,6 +14,7 @@ from collections.abc import Callable
 from typing import Protocol
 
 import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion
 
 log = logging.getLogger("peergrid.edge.link")
 
@@ -30,7 +31,7 @@ class MqttLink:
         tls: tuple[str, str | None, str | None] | None = None,  # (ca, cert, key)
     ) -> None:
         self.host, self.port, self.keepalive_s = host, port, keepalive_s
-        self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id)
+        self.client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id)
         if tls is not None:
             ca, cert, key = tls
             self.client.tls_set(ca_certs=ca, certfile=cert, keyfile=key)
