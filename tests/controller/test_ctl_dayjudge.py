@@ -114,17 +114,32 @@ def test_the_coordination_lets_back_the_least_demanding_rule_first_one_per_inter
     assert coordination.settle([Judgement(), asks, Judgement()]) == Outcome((), False)
 
 
-def test_a_ban_now_holds_the_let_back_and_a_side_let_back_then_banned_again_closes_it() -> None:
+def test_a_ban_now_holds_the_let_back_and_a_member_let_back_then_banned_again_closes_only_its_own() -> None:
     coordination = Coordination(lambda i, t, side: 0, 1)
     ban, ask = Judgement(banned=((0, "buy"),)), Judgement(asks=((0, "buy"),))
     coordination.settle([ban, Judgement()])
     outcome = coordination.settle([ask, ban])
     assert outcome.let_back == () and outcome.changed  # someone banned (0, buy) now: nobody back there
     assert coordination.settle([ask, Judgement()]).let_back == ((0, (0, "buy")),)
-    # member 0, let back, is banned again: (0, buy) is closed to every other return
+    # member 0, let back, is banned again: its own return is closed, member 1's is not
     assert coordination.settle([ban, Judgement()]).changed
-    assert coordination.closed == {(0, "buy")}
-    assert coordination.settle([Judgement(), ask]).let_back == ()
+    assert coordination.closed == {(0, 0, "buy")}
+    assert coordination.settle([ask, ask]).let_back == ((1, (0, "buy")),)
+    assert coordination.settle([ask, Judgement()]) == Outcome((), False)
+
+
+def test_ban_ask_ban_by_one_member_does_not_close_the_side_to_the_others() -> None:
+    # review9 F3: the member with the least demanding rule is let back first; banned again it closed the
+    # (interval, side) to every other member's return, for the rest of the session
+    demands = {0: 50, 1: 0}
+    coordination = Coordination(lambda i, t, side: demands[i], 1)
+    sale = (0, "sell")
+    ban, ask = Judgement(banned=(sale,)), Judgement(asks=(sale,))
+    coordination.settle([ban, ban])
+    assert coordination.settle([ask, ask]).let_back == ((1, sale),)
+    assert coordination.settle([ask, ban]).let_back == ()  # banned now: nobody back at this judgement
+    assert coordination.settle([ask, Judgement()]).let_back == ((0, sale),)
+    assert coordination.closed == {(1, 0, "sell")} and not coordination.standing - coordination.closed
 
 
 def test_nothing_changes_on_empty_judgements() -> None:

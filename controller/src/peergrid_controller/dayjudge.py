@@ -243,9 +243,14 @@ class Coordination:
         self.ruled = ruled  # some member's rule binds (`binds`)
         self.fee_changes = 4 * intervals
         self.returned: set[tuple[int, int, Side]] = set()  # (member, interval, side) let back after a ban
-        self.closed: set[Cell] = set()  # where a side let back was banned again
         self.standing: set[tuple[int, int, Side]] = set()  # (member, interval, side) banned now
         self.fees_said: dict[int, int] = {}  # per member, the judgements that counted its fees changed
+
+    @property
+    def closed(self) -> set[tuple[int, int, Side]]:
+        """The (member, interval, side)s closed to returns: let back once and banned again (that member's
+        own, never anyone else's: one member's swing says nothing about another's rule)."""
+        return self.returned & self.standing
 
     def judging(self, prices_nano: Sequence[int]) -> bool:
         """Whether judgements at these prices can change anything: some member's rule binds (`ruled`), a
@@ -258,8 +263,12 @@ class Coordination:
         price, so no one is let back at an (interval, side) where anyone banned now; elsewhere the asking
         member with the least demanding rule (ties: member order) is let back, one per (interval, side) —
         letting them all back at once pushed the price across their rules again and swung them in and out
-        for ever; if one let back is banned again, that (interval, side) is closed to further returns. Each
-        change happens at most once per (member, interval, side), so the judgements end."""
+        for ever; a member let back and banned again stays banned there (its own return is closed; the
+        others still come back in turn: one member's swing says nothing of another's rule).
+        Why the judgements end: per (member, interval, side) the coordination's state only moves forward —
+        not banned → banned (`standing`) → let back (`returned`) → banned again (closed) — so it changes at
+        most 3 times; a ban said again, an ask for a side not standing banned or let back before, count
+        for nothing. A judgement changes something only through such a move or a counted fee change."""
         banned_now: set[Cell] = set()
         for i, judgement in enumerate(judgements):
             for t, side in judgement.banned:
@@ -267,8 +276,6 @@ class Coordination:
                     continue  # banned already: nothing new (an honest member never says it again)
                 banned_now.add((t, side))
                 self.standing.add((i, t, side))
-                if (i, t, side) in self.returned:
-                    self.closed.add((t, side))
         asking: dict[Cell, list[tuple[int, int]]] = {}
         for i, judgement in enumerate(judgements):
             for t, side in judgement.asks:
@@ -276,7 +283,7 @@ class Coordination:
                     asking.setdefault((t, side), []).append((self.demand(i, t, side), i))
         let_back = []
         for cell in sorted(asking, key=cell_code):
-            if cell not in banned_now and cell not in self.closed:
+            if cell not in banned_now:
                 _, i = min(asking[cell])
                 self.returned.add((i, *cell))
                 self.standing.discard((i, *cell))
