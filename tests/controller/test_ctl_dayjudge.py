@@ -99,70 +99,102 @@ def test_a_fee_change_is_the_mgs_own_and_only_flagged() -> None:
 SALES = ((0, "sell"), (1, "sell"))
 
 
+def tick(*micro_per_wh: int) -> list[int]:
+    """Exchange prices (nano/kWh) at these prices on the tick (micro-units per Wh), one per interval."""
+    return [m * 10**6 for m in micro_per_wh]
+
+
 def test_the_coordination_lets_back_the_least_demanding_rule_first_one_per_interval_and_side() -> None:
     demands = {0: 30, 1: 10, 2: 10}  # floors on the tick; 1 and 2 tie: member order
     coordination = Coordination(lambda i, t, side: demands[i], 2)
     banned = Judgement(banned=SALES)
-    assert coordination.settle([banned, banned, banned]) == Outcome((), True)
+    assert coordination.settle([banned, banned, banned], tick(5, 5)) == Outcome((), True)
     asks = Judgement(asks=SALES)
-    outcome = coordination.settle([asks, asks, asks])
+    outcome = coordination.settle([asks, asks, asks], tick(30, 40))
     assert outcome.let_back == ((1, (0, "sell")), (1, (1, "sell"))) and outcome.changed
     # the next judgement: 1 was let back at both, so 2 is (it asks again); 0 waits
-    outcome = coordination.settle([asks, Judgement(), asks])
+    outcome = coordination.settle([asks, Judgement(), asks], tick(30, 40))
     assert outcome.let_back == ((2, (0, "sell")), (2, (1, "sell")))
     # an MG asking for a side it already came back to is not let back twice
-    assert coordination.settle([Judgement(), asks, Judgement()]) == Outcome((), False)
+    assert coordination.settle([Judgement(), asks, Judgement()], tick(30, 40)) == Outcome((), False)
 
 
 def test_a_ban_now_holds_the_let_back_and_a_member_let_back_then_banned_again_closes_only_its_own() -> None:
-    coordination = Coordination(lambda i, t, side: 0, 1)
+    caps = {0: 100, 1: 50}  # on the tick: at 70 member 0 may buy, member 1 may not
+    coordination = Coordination(lambda i, t, side: -caps[i], 1)
     ban, ask = Judgement(banned=((0, "buy"),)), Judgement(asks=((0, "buy"),))
-    coordination.settle([ban, Judgement()])
-    outcome = coordination.settle([ask, ban])
+    coordination.settle([ban, Judgement()], tick(150))
+    outcome = coordination.settle([ask, ban], tick(70))
     assert outcome.let_back == () and outcome.changed  # someone banned (0, buy) now: nobody back there
-    assert coordination.settle([ask, Judgement()]).let_back == ((0, (0, "buy")),)
+    assert coordination.settle([ask, Judgement()], tick(70)).let_back == ((0, (0, "buy")),)
     # member 0, let back, is banned again: its own return is closed, member 1's is not
-    assert coordination.settle([ban, Judgement()]).changed
+    assert coordination.settle([ban, Judgement()], tick(150)).changed
     assert coordination.closed == {(0, 0, "buy")}
-    assert coordination.settle([ask, ask]).let_back == ((1, (0, "buy")),)
-    assert coordination.settle([ask, Judgement()]) == Outcome((), False)
+    assert coordination.settle([ask, ask], tick(30)).let_back == ((1, (0, "buy")),)
+    assert coordination.settle([ask, Judgement()], tick(30)) == Outcome((), False)
 
 
 def test_ban_ask_ban_by_one_member_does_not_close_the_side_to_the_others() -> None:
-    # review9 F3: the member with the least demanding rule is let back first; banned again it closed the
-    # (interval, side) to every other member's return, for the rest of the session
-    demands = {0: 50, 1: 0}
-    coordination = Coordination(lambda i, t, side: demands[i], 1)
+    # review9 F3: a member let back and banned again closed the (interval, side) to every other member's
+    # return, for the rest of the session; here as its rule allows (the price crosses its floor twice)
+    coordination = Coordination(lambda i, t, side: 0, 1)
     sale = (0, "sell")
     ban, ask = Judgement(banned=(sale,)), Judgement(asks=(sale,))
-    coordination.settle([ban, ban])
-    assert coordination.settle([ask, ask]).let_back == ((1, sale),)
-    assert coordination.settle([ask, ban]).let_back == ()  # banned now: nobody back at this judgement
-    assert coordination.settle([ask, Judgement()]).let_back == ((0, sale),)
-    assert coordination.closed == {(1, 0, "sell")} and not coordination.standing - coordination.closed
+    coordination.settle([ban, ban], tick(-10))
+    assert coordination.settle([ask, ask], tick(10)).let_back == ((0, sale),)  # ties: member order
+    assert coordination.settle([ban, Judgement()], tick(-10)).changed
+    assert coordination.settle([Judgement(), ask], tick(10)).let_back == ((1, sale),)
+    assert coordination.closed == {(0, 0, "sell")} and coordination.standing == {(0, 0, "sell")}
+
+
+def test_a_ban_or_ask_its_chain_rule_contradicts_at_the_judged_prices_is_ignored_whole() -> None:
+    # review9 coord_close: a floor of 0 is let back first; its re-ban at a price its floor permits held the
+    # honest member (floor 50) back; now the liar's judgement is ignored and said so
+    floors = {0: 50, 1: 0}
+    coordination = Coordination(lambda i, t, side: floors[i], 1)
+    sale = (0, "sell")
+    ban, ask = Judgement(banned=(sale,)), Judgement(asks=(sale,))
+    coordination.settle([ban, ban], tick(-10))
+    assert coordination.settle([ask, ask], tick(100)).let_back == ((1, sale),)
+    outcome = coordination.settle([ask, Judgement(banned=(sale,), fees=True)], tick(100))
+    assert outcome == Outcome(((0, sale),), True, (1,))
+    assert coordination.standing == set() and coordination.closed == set()
+    # an ask for a side its rule forbids, a ban of one it permits, a cell beyond the session: none counts,
+    # not even the fees said with it
+    fresh = Coordination(lambda i, t, side: floors[i], 1)
+    assert fresh.settle([Judgement(banned=(sale,)), Judgement()], tick(10)) == Outcome((), True)
+    assert fresh.settle([Judgement(asks=(sale,), fees=True)], tick(40)) == Outcome((), False, (0,))
+    assert fresh.settle([Judgement(), Judgement(banned=(sale,))], tick(0)) == Outcome((), False, (1,))
+    assert fresh.settle([Judgement(banned=((1, "sell"),), fees=True)], tick(10)) == Outcome((), False, (0,))
+    assert fresh.standing == {(0, 0, "sell")}
+    # the buy side: a cap forbids a price above it (demand -cap)
+    capped = Coordination(lambda i, t, side: -60, 1)
+    assert capped.settle([Judgement(banned=((0, "buy"),))], tick(60)).ignored == (0,)
+    assert capped.settle([Judgement(banned=((0, "buy"),))], tick(61)) == Outcome((), True)
 
 
 def test_nothing_changes_on_empty_judgements() -> None:
-    assert not Coordination(lambda i, t, side: 0, 1).settle([Judgement(), Judgement()]).changed
+    assert not Coordination(lambda i, t, side: 0, 1).settle([Judgement(), Judgement()], tick(0)).changed
 
 
 def test_a_lying_member_can_neither_hold_others_back_nor_keep_the_exchange_going() -> None:
-    coordination = Coordination(lambda i, t, side: 0, 2)
+    floors = {0: 0, 1: 50}  # the liar's floor forbids a sale at 30, the honest member's permits it
+    coordination = Coordination(lambda i, t, side: floors[i] if side == "sell" else -(10**6), 2)
     # both ban their sale in interval 0 (a ban of one's own side is every member's right, once)
-    coordination.settle([Judgement(banned=((0, "sell"),)), Judgement(banned=((0, "sell"),))])
+    coordination.settle([Judgement(banned=((0, "sell"),)), Judgement(banned=((0, "sell"),))], tick(-10, 30))
     liar = Judgement(banned=((0, "sell"),), fees=True)
     # the liar's ban said again is nothing new: the honest member asking at (0, sell) is let back
-    outcome = coordination.settle([Judgement(asks=((0, "sell"),)), liar])
+    outcome = coordination.settle([Judgement(asks=((0, "sell"),)), liar], tick(30, 30))
     assert outcome.let_back == ((0, (0, "sell")),)
     # asking back a side it never had banned brings it nothing
-    assert coordination.settle([Judgement(), Judgement(asks=((1, "buy"),))]).let_back == ()
+    assert coordination.settle([Judgement(), Judgement(asks=((1, "buy"),))], tick(30, 30)).let_back == ()
     # fees said changed round after round count as changes only as often as an honest MG's can (each of
     # its 2 intervals' 2 fees dropped once and back once: 8), then the exchange may stop
-    said = [coordination.settle([Judgement(), Judgement(fees=True)]).changed for _ in range(12)]
+    said = [coordination.settle([Judgement(), Judgement(fees=True)], tick(30, 30)).changed for _ in range(12)]
     assert said == [True] * 7 + [False] * 5  # the liar's first fees=True above was the 8th
     # bans of sides no one holds banned still count, but each only once per member
-    assert coordination.settle([Judgement(), Judgement(banned=((1, "buy"),))]).changed
-    assert not coordination.settle([Judgement(), Judgement(banned=((1, "buy"),))]).changed
+    assert coordination.settle([Judgement(), Judgement(banned=((1, "sell"),))], tick(30, 30)).changed
+    assert not coordination.settle([Judgement(), Judgement(banned=((1, "sell"),))], tick(30, 30)).changed
 
 
 def test_the_demand_is_the_rule_on_the_chains_tick_and_an_absent_cap_the_least_demanding() -> None:
@@ -237,6 +269,6 @@ def test_the_timing_near_convergence_in_force_at_once_on_a_value_stop_after_the_
 def test_a_day_is_judged_where_a_rule_binds_a_price_is_negative_or_a_side_stands_banned() -> None:
     free = Coordination(lambda i, t, side: 0, 1, ruled=False)
     assert not free.judging([nano(0.1)]) and free.judging([nano(-0.001)])
-    free.settle([Judgement(banned=((0, "sell"),))])
+    free.settle([Judgement(banned=((0, "sell"),))], [nano(-0.001)])
     assert free.judging([nano(0.1)])
     assert Coordination(lambda i, t, side: 0, 1).judging([nano(0.1)])

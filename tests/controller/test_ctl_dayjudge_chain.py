@@ -37,6 +37,27 @@ def judged_posts(venue: ChainVenue) -> list[tuple[int, str, dict[str, Any]]]:
     ]
 
 
+def judged_at(venue: ChainVenue) -> dict[int, list[int]]:
+    """The prices (nano/kWh) each iteration's posts answered, and so judged at, replayed from the venue's
+    sealed blocks alone: the opening prices, then `next_prices` of each stepped iteration's posts."""
+    chain, out = venue.chain, {}
+    prices: list[int] = []
+    sums: list[int] = []
+    rho = size = 0
+    for tx in (tx for height in range(1, chain.height + 1) for tx in chain.block(height).txs):
+        if tx.kind == "exchange.open":
+            prices, rho, size = list(tx.body["prices"]), tx.body["rho"], len(tx.body["members"])
+            sums = [0] * len(prices)
+        elif tx.kind == "exchange.position":
+            out[tx.body["iteration"]] = prices
+            sums = [s + q for s, q in zip(sums, tx.body["positions"], strict=True)]
+        elif tx.kind == "exchange.step":
+            if tx.body["iteration"] > 0:
+                prices = list(contract.next_prices(prices, sums, size, rho))
+            rho, sums = tx.body["rho"], [0] * len(prices)
+    return out
+
+
 def posts_of(venue: ChainVenue, name: str) -> dict[int, list[int]]:
     """`name`'s positions by iteration, from the venue's sealed blocks."""
     chain = venue.chain
@@ -158,7 +179,10 @@ def test_the_let_backs_are_computable_from_the_chain_alone() -> None:
     order = {mg.name: i for i, mg in enumerate(scenario.microgrids)}
     for k, name, body in judged_posts(venue):
         by_iteration.setdefault(k, [Judgement()] * len(members))[order[name]] = decode(body)
-    let_back = [public.settle(js).let_back for _, js in sorted(by_iteration.items())]
+    prices = judged_at(venue)
+    outcomes = [public.settle(js, prices[k]) for k, js in sorted(by_iteration.items())]
+    assert not any(o.ignored for o in outcomes)  # every ban and ask is what the member's rule says there
+    let_back = [o.let_back for o in outcomes]
     # the two intervals' prices cross the floor at different iterations: one let-back each
     assert sorted(x for lb in let_back for x in lb) == [(0, (0, "sell")), (0, (1, "sell"))]
     assert public.returned == ex.coordination.returned and public.closed == ex.coordination.closed

@@ -122,7 +122,7 @@ def run_members(
         if due(judging, near, all_settled):
             judged = chain.judgements(k + 1)
             assert not isinstance(judged, Rejected)
-            outcome = public.settle([j if j is not None else Judgement() for j in judged])
+            outcome = public.settle([j if j is not None else Judgement() for j in judged], book.prices)
             for i, m in enumerate(members):
                 enact(m.rules, i, m.mine, near, outcome)
         if (kwh or all_settled) and not outcome.changed:

@@ -208,6 +208,14 @@ def demand(rules: Mapping[str, Any], side: Side) -> int:
     return int(rules["floor_price"]) if side == "sell" else -int(rules["cap_price"])
 
 
+def forbids(demand_micro: int, side: Side, price_nano: int) -> bool:
+    """Whether a rule of that `demand` (micro-units per Wh on the tick) forbids `side` at an exchange price
+    (nano per kWh), on the tick `exchange.micro_per_wh` gives it, as `limits_kw` judges the rule: a sale
+    below the floor, a purchase above the cap."""
+    tick = micro_per_wh(price_nano)
+    return (tick if side == "sell" else -tick) < demand_micro
+
+
 def binds(rules: Mapping[str, Any]) -> bool:
     """Whether an owner's rule as the chain keeps it has a floor or a cap in force (a cap at the chain's
     highest price is none): a day where some member's does is judged, whatever the prices."""
@@ -222,11 +230,13 @@ def demand_on_tick(mg: Microgrid) -> Callable[[int, Side], int]:
 
 @dataclass(frozen=True)
 class Outcome:
-    """What one round of judgements did, publicly: the (member, cell)s let back, and whether anything
-    changed (a ban, a fee, a let-back): the exchange goes on while something does."""
+    """What one round of judgements did, publicly: the (member, cell)s let back, whether anything changed
+    (a ban, a fee, a let-back: the exchange goes on while something does) and the members whose judgement
+    was ignored (a ban of a side its rule permits, or an ask for one it forbids, at the judged prices)."""
 
     let_back: tuple[tuple[int, Cell], ...]
     changed: bool
+    ignored: tuple[int, ...] = ()  # members whose judgement contradicted their chain rule: counted as none
 
 
 class Coordination:
@@ -258,8 +268,25 @@ class Coordination:
         is false nobody judges (a day without rules posts no judgement and no final round)."""
         return self.ruled or min(prices_nano) < 0 or bool(self.standing)
 
-    def settle(self, judgements: Sequence[Judgement]) -> Outcome:
-        """Every member's judgement of one iteration (in member order): a side just banned moves the
+    def consistent(self, member: int, judgement: Judgement, prices_nano: Sequence[int]) -> bool:
+        """Whether `member`'s judgement at these prices is one its public rule allows: every ban of a side
+        its rule forbids there, every ask for one it permits (`forbids`; what `OwnRules.judge` of that rule
+        says: an honest judgement always is). A cell outside the prices is not."""
+
+        def forbidden(cell: Cell) -> bool | None:
+            t, side = cell
+            if not 0 <= t < len(prices_nano):
+                return None
+            return forbids(self.demand(member, t, side), side, prices_nano[t])
+
+        return all(forbidden(cell) is True for cell in judgement.banned) and all(
+            forbidden(cell) is False for cell in judgement.asks
+        )
+
+    def settle(self, judgements: Sequence[Judgement], prices_nano: Sequence[int]) -> Outcome:
+        """Every member's judgement of one iteration (in member order) at the prices it was judged at (those
+        of the step just made): a member's judgement that its public rule contradicts (`consistent`) is
+        taken as none and reported in `Outcome.ignored`. A side just banned moves the
         price, so no one is let back at an (interval, side) where anyone banned now; elsewhere the asking
         member with the least demanding rule (ties: member order) is let back, one per (interval, side) —
         letting them all back at once pushed the price across their rules again and swung them in and out
@@ -269,6 +296,8 @@ class Coordination:
         not banned → banned (`standing`) → let back (`returned`) → banned again (closed) — so it changes at
         most 3 times; a ban said again, an ask for a side not standing banned or let back before, count
         for nothing. A judgement changes something only through such a move or a counted fee change."""
+        ignored = tuple(i for i, j in enumerate(judgements) if not self.consistent(i, j, prices_nano))
+        judgements = [Judgement() if i in ignored else j for i, j in enumerate(judgements)]
         banned_now: set[Cell] = set()
         for i, judgement in enumerate(judgements):
             for t, side in judgement.banned:
@@ -293,7 +322,7 @@ class Coordination:
             if judgement.fees and self.fees_said.get(i, 0) < self.fee_changes:
                 self.fees_said[i] = self.fees_said.get(i, 0) + 1
                 fees = True
-        return Outcome(tuple(let_back), bool(banned_now or let_back or fees))
+        return Outcome(tuple(let_back), bool(banned_now or let_back or fees), ignored)
 
 
 # ---------------------------------------------------------------------------------------------- the timing

@@ -347,7 +347,7 @@ class Exchange(Book):
             self.outcome = Outcome((), False)
             return False
         self.outcome = self.coordination.settle(
-            [j.public if j is not None else Judgement() for j in self.judged]
+            [j.public if j is not None else Judgement() for j in self.judged], self.prices
         )
         return self.outcome.changed
 
@@ -366,7 +366,7 @@ class Exchange(Book):
         `Coordination` lets one asking MG per interval and side back, all in force at once (what `run` does
         with the timing of `judge_own`, `due` and `enact`). True if anything changed."""
         judged = [own.judge(self.prices, self.q[i]) for i, own in enumerate(self.own_rules)]
-        outcome = self.coordination.settle([j.public for j in judged])
+        outcome = self.coordination.settle([j.public for j in judged], self.prices)
         for i, own in enumerate(self.own_rules):
             enact(own, i, judged[i], False, outcome)
         return outcome.changed
