@@ -29,11 +29,23 @@ from peergrid_edge.settlement import (
     unsettled_purchases,
 )
 from peergrid_ledger import keyspace as ks
+from peergrid_ledger import query
 from peergrid_ledger.contracts import market as contract
 from peergrid_ledger.genesis import Account, Genesis, Params
 from peergrid_ledger.keys import Keypair
 
 PRICE, KWH = 200, 3000  # micro-units per Wh, Wh: a trade worth 600,000
+
+
+def standing(
+    state: str, statements: dict[str, Any] | None = None, deadline: int | None = None
+) -> dict[str, Any]:
+    """A trade's `query.settlement` as the chain gives it."""
+    paid = {"amount": 1} if state == "settled" else None
+    return {"state": state, "statements": statements or {}, "deadline": deadline, "settlement": paid}
+
+
+OPEN = standing("open")
 
 
 def test_refusal_reasons_are_told_apart() -> None:
@@ -49,15 +61,15 @@ def test_refusal_reasons_are_told_apart() -> None:
 
 
 def test_the_chain_record_decides_before_the_attempt() -> None:
-    unsettled = {"settlement": None}
+    unsettled = OPEN
     assert judge(unsettled, None) == "retry"  # on chain, unpaid: send it
-    assert judge({"settlement": {"amount": 1}}, None) == "settled"  # paid (by the seller, or an earlier try)
-    assert judge({"settlement": None, "superseded": 0}, None) == "superseded"
+    assert judge(standing("settled"), None) == "settled"  # paid (by the seller, or an earlier try)
+    assert judge(standing("superseded"), None) == "superseded"
     assert judge(None, None) == "permanent"  # no such trade
     refused = Submission(False, "insufficient-funds: buyer cannot pay 1")
     assert judge(unsettled, refused) == "retry"
     # a refusal while the chain shows it paid (an earlier, timed-out signing landed): settled, not retried
-    assert judge({"settlement": {"amount": 1}}, refused) == "settled"
+    assert judge(standing("settled"), refused) == "settled"
     assert judge(unsettled, Submission(False, "already-settled: trade already settled")) == "permanent"
     assert judge(unsettled, LANDED) == "settled"
 
@@ -99,7 +111,7 @@ class Node:
             return await self.submit(buyer, "settle", body)
 
         return Settler(
-            settle, lambda tid: contract.trade(self.ledger.state("mgmc"), tid), time.time, asyncio.sleep,
+            settle, lambda tid: query.settlement(self.ledger.state("mgmc"), tid), time.time, asyncio.sleep,
             lambda: False, records.append, Settlements(first_wait_s, 1.0),
         )  # fmt: skip
 
@@ -183,9 +195,8 @@ def test_a_permanent_refusal_ends_at_once_and_the_day_end_gives_up_the_rest(
         sent.append(body["trade"])
         return outcomes[body["trade"]]
 
-    on_chain = {"settlement": None}
     settler = Settler(
-        submit, lambda tid: on_chain if tid != b"c" * 32 else {**on_chain, "superseded": 0}, time.time,
+        submit, lambda tid: OPEN if tid != b"c" * 32 else standing("superseded"), time.time,
         asyncio.sleep, lambda: False, records.append, Settlements(0.01, 0.02),
     )  # fmt: skip
     trades = [(tid, {"quantity": 5}) for tid in (b"a" * 32, b"b" * 32, b"c" * 32)]
@@ -211,7 +222,7 @@ def test_a_stopping_agent_retries_nothing() -> None:
         sent.append(body["trade"])
         return Submission(False, "insufficient-funds: no")
 
-    settler = Settler(submit, lambda tid: {"settlement": None}, time.time, asyncio.sleep, lambda: True,
+    settler = Settler(submit, lambda tid: OPEN, time.time, asyncio.sleep, lambda: True,
                       lambda doc: None, Settlements(0.0, 0.0))  # fmt: skip
     settler.book.add(PendingSettle(1, b"a" * 32, 5), 0.0)
     asyncio.run(settler.work_until(time.time() + 1.0, while_pending=True))
@@ -282,8 +293,9 @@ class ModelChain:
         self.balance, self.paid, self.sent = 0, {tid: 0 for tid in amounts}, 0
 
     def record(self, tid: bytes) -> dict[str, Any]:
-        doc: dict[str, Any] = {"settlement": {"amount": 1} if self.paid[tid] else None}
-        return {**doc, "superseded": 0} if tid in self.superseded else doc
+        if tid in self.superseded:
+            return standing("superseded")
+        return standing("settled" if self.paid[tid] else "open")
 
     async def submit(self, body: dict[str, Any]) -> Submission:
         tid, self.sent = body["trade"], self.sent + 1

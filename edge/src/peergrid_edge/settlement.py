@@ -1,15 +1,25 @@
-"""Settling this MG's purchases (design step 8): each agreed trade it bought is paid once, retried until it is.
+"""Settling this MG's trades (design step 8): each agreed trade is paid once, retried until it is.
 
-Promises: `Settler.settle(t, trades)` submits a `settle` for each trade of interval t's latest closing that this
-MG bought. The chain may refuse it for a reason another party cures later — the buyer's balance (its income
-from its own sales) not yet on chain, a lost nonce, no verdict in time, a transaction too old to land, a full
-pool — and then the trade is retried with back-off (`first_wait_s`, doubling up to `max_wait_s`) whenever the
-agent is idle (`work_until`: before an interval starts, after the day's last one) and at each settle phase
-(`retry_due`), each retry logged with the reason, until it settles, the chain says it never will (`PERMANENT`: settled already, superseded by a
-reopening, not a party, ...), or the day ends (`give_up`). A trade that leaves the list is recorded with how
-it ended. Never double-settles: each retry first reads the trade on chain and sends nothing for one that is
-settled or superseded, and the contract refuses a second settlement anyway. `judge` and `Settlements` are
-pure (no I/O, times passed in); `Settler` is the thin async shell over the agent's chain access.
+Promises: `Settler.settle(t, trades)` takes on the trades of interval t's latest closing that this MG is a party
+to. On a chain without genesis `settle_by_both` (the rule before it) it settles each purchase at once with the
+agreed quantity, as before: the buyer alone pays. With `settle_by_both` (`by_both`) it states each trade, bought
+or sold, once: not before the interval ended and its PCC meter was read (`not_before`, then `metering` gives
+the Wh it metered for that trade, frozen into the statement: the same body is sent again whenever it is sent),
+and reads `query.settlement(...)["state"]`: stated with its own statement on record, it waits until the
+trade's `deadline` (a silent counterparty) and then sends the same body again, which settles it on its word;
+`disputed` ends it without a retry (the DSO settles it from both parties' sealed PCC readings; `on_dispute`
+hears of it); `settled`/`superseded` end it. The chain may refuse an attempt for a reason another party cures
+later — the buyer's balance (its income from its own sales) not yet on chain, a lost nonce, no verdict in
+time, a transaction too old to land, a full pool — and then it is retried with back-off (`first_wait_s`,
+doubling up to `max_wait_s`) whenever the agent is idle (`work_until`: before an interval starts, after the
+day's last one) and at each settle phase (`retry_due`), each retry logged with the reason, until it settles,
+the chain says it never will (`PERMANENT`: settled already, superseded by a reopening, not a party, too late
+to state, ...), or the day ends (`give_up`; a trade waiting for its deadline after the day's end is kept
+for the agent to wait for, `Settlements.waiting_until`). A trade that leaves the list is recorded with how it
+ended. Never double-settles: each attempt first reads the trade on chain and sends nothing for one that is
+settled, superseded, disputed or waiting on its deadline, and the contract refuses a second settlement
+anyway. `judge` and `Settlements` are pure (no I/O, times passed in); `Settler` is the thin async shell over
+the agent's chain access.
 """
 
 from __future__ import annotations
@@ -37,7 +47,9 @@ PERMANENT = frozenset(
 POOL_PERMANENT = ("unknown sender", "bad signature", "transaction for chain", "malformed", "sender revoked")
 """The mempool's own wording (no `Reason` prefix) of refusals that waiting never cures."""
 
-Step = Literal["settled", "superseded", "permanent", "retry"]
+Step = Literal["settled", "superseded", "permanent", "retry", "wait", "disputed"]
+"""`wait`: this MG's statement is on record and the counterparty may still state (until the deadline);
+`disputed`: the statements differ by more than the tolerance, only the DSO settles it now."""
 
 
 def permanent(reason: str) -> bool:
@@ -48,18 +60,26 @@ def permanent(reason: str) -> bool:
     return any(reason.startswith(words) for words in POOL_PERMANENT)
 
 
-def judge(on_chain: dict[str, Any] | None, submission: Submission | None) -> Step:
-    """What to do about one trade: its record on chain (None: not there) and the last attempt's outcome (None:
-    no attempt yet). The chain's record decides first, so a settlement that landed (by this MG's earlier
-    attempt, or by its seller) is never sent again."""
-    if on_chain is not None and on_chain.get("settlement") is not None:
-        return "settled"
-    if on_chain is not None and "superseded" in on_chain:
-        return "superseded"
+def judge(
+    standing: dict[str, Any] | None,
+    submission: Submission | None,
+    party: str = "buyer",
+    by_both: bool = False,
+) -> Step:
+    """What to do about one trade: where it stands on chain (`query.settlement`; None: not there) and the last
+    attempt's outcome (None: no attempt yet), for this MG as its `party` ("buyer" or "seller"). The chain's
+    record decides first, so a settlement that landed (by this MG's earlier attempt, or by its counterparty)
+    is never sent again, and a statement on record is never stated twice before its deadline."""
+    if standing is not None:
+        where = standing["state"]
+        if where in ("settled", "superseded", "disputed"):
+            return where  # type: ignore[no-any-return]
+        if where == "stated" and party in standing["statements"]:
+            return "wait"
     if submission is None:
-        return "permanent" if on_chain is None else "retry"
-    if submission.landed:
-        return "settled"
+        return "permanent" if standing is None else "retry"
+    if submission.landed:  # a landed statement is on record (`wait` above), a landed settle without it paid
+        return "wait" if by_both else "settled"
     return "permanent" if permanent(submission.reason) else "retry"
 
 
@@ -67,10 +87,12 @@ def judge(on_chain: dict[str, Any] | None, submission: Submission | None) -> Ste
 class PendingSettle:
     interval: int
     trade: bytes
-    delivered: int  # Wh
+    delivered: int | None  # Wh; None until metered (settle_by_both: `Settler.metering`), then frozen
     attempts: int = 0
     due: float = 0.0  # when the next attempt may go (time.time())
     reason: str = ""  # why the last attempt did not settle it
+    party: str = "buyer"  # this MG's side of the trade
+    deadline: float | None = None  # settle_by_both: until when (time.time()) the counterparty may still state
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,22 +125,50 @@ class Settlements:
     def next_due(self) -> float | None:
         return min((p.due for p in self.pending.values()), default=None)
 
-    def after(self, pending: PendingSettle, step: Step, reason: str, now: float) -> Ended | None:
-        """Book an attempt's outcome: retry later (None), or the trade leaves the list (`Ended`)."""
+    def after(
+        self, pending: PendingSettle, step: Step, reason: str, now: float, deadline: float | None = None
+    ) -> Ended | None:
+        """Book an attempt's outcome: retry later (None), wait for the trade's `deadline` (time.time()) and
+        then send the same statement again (None), or the trade leaves the list (`Ended`)."""
         if step == "retry":
             pending.reason = reason
             self.add(pending, now + self.wait_after(pending.attempts))
             return None
+        if step == "wait":
+            pending.reason, pending.deadline = reason, deadline
+            # at the deadline, or (a block time behind the wall clock refused it as early) a back-off later
+            self.add(pending, max(deadline or now, now + self.first_wait_s))
+            return None
         self.pending.pop(pending.trade, None)
+        if step == "disputed":
+            reason = "disputed: the counterparty's statement differs; the DSO settles it"
         return Ended(pending, step == "settled", "" if step == "settled" else reason or step)
 
-    def give_up(self, why: str) -> list[Ended]:
-        ended = [Ended(p, False, f"{why}; last refusal: {p.reason}") for p in self.pending.values()]
-        self.pending.clear()
+    def waiting_until(self) -> float | None:
+        """The latest deadline a kept statement waits for (None: none waits)."""
+        return max((p.deadline for p in self.pending.values() if p.deadline is not None), default=None)
+
+    def give_up(self, why: str, now: float | None = None) -> list[Ended]:
+        """Drop what is still unsettled; with `now`, keep statements whose counterparty's deadline is after
+        it (the agent waits for them: ending them would leave a trade this MG can still settle unpaid)."""
+        keep = {
+            t
+            for t, p in self.pending.items()
+            if now is not None and p.deadline is not None and p.deadline > now
+        }
+        ended = [
+            Ended(p, False, f"{why}; last refusal: {p.reason}")
+            for t, p in self.pending.items()
+            if t not in keep
+        ]
+        self.pending = {t: p for t, p in self.pending.items() if t in keep}
         return ended
 
 
 Submit = Callable[[dict[str, Any]], Awaitable[Submission]]
+Metering = Callable[[PendingSettle], int | None]
+"""settle_by_both: the Wh this MG metered for a trade (its PCC meter over the interval, its share of it), or
+None while it cannot tell yet (no reading after the interval's end): the statement then waits."""
 
 
 class Settler:
@@ -127,42 +177,69 @@ class Settler:
     def __init__(
         self,
         submit: Submit,
-        trade_on_chain: Callable[[bytes], dict[str, Any] | None],
+        standing: Callable[[bytes], dict[str, Any] | None],
         now: Callable[[], float],
         sleep: Callable[[float], Awaitable[None]],
         stopping: Callable[[], bool],
         record: Callable[[dict[str, Any]], None],
         book: Settlements,
+        by_both: bool = False,
+        metering: Metering | None = None,
+        on_dispute: Callable[[PendingSettle], None] | None = None,
     ) -> None:
-        self._submit, self._trade_on_chain, self.now, self._sleep = submit, trade_on_chain, now, sleep
+        self._submit, self._standing, self.now, self._sleep = submit, standing, now, sleep
         self._stopping, self._record, self.book = stopping, record, book
+        self.by_both, self._metering, self._on_dispute = by_both, metering, on_dispute
 
-    async def settle(self, t: int, trades: list[tuple[bytes, dict[str, Any]]]) -> int:
-        """First attempt for each trade this MG bought in interval t; returns how many are settled after it (one
-        the chain shows settled already counts, and is not sent again)."""
+    async def settle(
+        self,
+        t: int,
+        trades: list[tuple[bytes, dict[str, Any]]],
+        me: bytes | None = None,
+        not_before: float = 0.0,
+    ) -> int:
+        """Take on interval t's trades that this MG (`me`; None: every trade given is a purchase) is a party to.
+        Without `by_both`: the first attempt for each purchase now; returns how many are settled after it (one
+        the chain shows settled already counts, and is not sent again). With it: each trade is booked to be
+        stated from `not_before` (time.time(): the interval's end and a meter read after it), so none is
+        settled yet (0), unless the chain shows it settled already."""
         settled = 0
         for tid, tr in trades:
-            pending = PendingSettle(t, tid, int(tr["quantity"]))
-            ended = await self._attempt(pending)
+            party = "buyer" if me is None or tr["buyer"] == me else "seller" if tr["seller"] == me else None
+            if party is None or (party == "seller" and not self.by_both):
+                continue  # not this MG's; without settle_by_both the buyer alone settles
+            if self.by_both:
+                pending = PendingSettle(t, tid, None, party=party)
+                if judge(self._standing(tid), None, party, True) == "settled":
+                    settled += 1
+                    continue
+                self.book.add(pending, not_before)
+                continue
+            ended = await self._attempt(PendingSettle(t, tid, int(tr["quantity"])))
             settled += ended is not None and ended.settled
         return settled
 
-    def pick_up(self, unpaid: list[tuple[int, bytes, dict[str, Any]]]) -> None:
-        """Take on purchases an earlier run of this agent left unsettled (`unsettled_purchases`): due at once."""
-        for t, tid, tr in unpaid:
-            log.info("interval %d: trade %s, bought before this start, is not settled yet", t, tid.hex()[:16])
+    def pick_up(self, unsettled: list[tuple[int, bytes, dict[str, Any]]], me: bytes | None = None) -> None:
+        """Take on trades an earlier run of this agent left unsettled (`unsettled_trades`): due at once. With
+        `by_both` the statement is metered again from the stored readings (the same leaves give the same Wh),
+        or, already on record, read back from the chain."""
+        for t, tid, tr in unsettled:
+            party = "seller" if me is not None and tr["seller"] == me else "buyer"
+            log.info("interval %d: trade %s, agreed before this start, is not settled yet", t, tid.hex()[:16])
+            delivered = None if self.by_both else int(tr["quantity"])
             self.book.add(
-                PendingSettle(t, tid, int(tr["quantity"]), reason="not settled before a restart"), 0.0
+                PendingSettle(t, tid, delivered, reason="not settled before a restart", party=party), 0.0
             )
 
     async def retry_due(self) -> None:
         for pending in self.book.due(self.now()):
             if self._stopping():
                 return
-            log.info(
-                "interval %d: retrying the settlement of trade %s (attempt %d), refused before: %s",
-                pending.interval, pending.trade.hex()[:16], pending.attempts + 1, pending.reason,
-            )  # fmt: skip
+            if pending.attempts:
+                log.info(
+                    "interval %d: retrying the settlement of trade %s (attempt %d), refused before: %s",
+                    pending.interval, pending.trade.hex()[:16], pending.attempts + 1, pending.reason,
+                )  # fmt: skip
             await self._attempt(pending)
 
     async def work_until(self, deadline: float, while_pending: bool = False) -> None:
@@ -181,20 +258,34 @@ class Settler:
                 await self._sleep(wake - self.now())
 
     def end_of_day(self) -> list[Ended]:
-        """Give up on what is still refused when the day is over (logged and recorded)."""
-        ended = self.book.give_up("the trading day ended")
+        """Give up on what is still refused when the day is over (logged and recorded); a statement whose
+        counterparty may still state after now is kept (the agent waits for its deadline first)."""
+        ended = self.book.give_up("the trading day ended", self.now())
         for e in ended:
             self._report(e)
         return ended
 
     async def _attempt(self, pending: PendingSettle) -> Ended | None:
-        step = judge(self._trade_on_chain(pending.trade), None)
+        standing = self._standing(pending.trade)
+        step = judge(standing, None, pending.party, self.by_both)
         reason: str = step
-        if step == "retry":  # on chain and neither settled nor superseded: send it
+        if step == "wait" and pending.delivered is None and standing is not None:  # stated before a restart
+            pending.delivered = int(standing["statements"][pending.party]["delivered"])
+        silent = standing is not None and standing["deadline"] is not None
+        if step == "wait" and silent and self.now() * 1000 >= standing["deadline"]:  # type: ignore[index]
+            step = "retry"  # the counterparty stayed silent until the deadline: the same body settles on ours
+        if step == "retry" and pending.delivered is None:
+            pending.delivered = None if self._metering is None else self._metering(pending)
+            if pending.delivered is None:
+                step, reason = "retry", "not metered yet (no PCC reading after the interval's end)"
+                ended = self.book.after(pending, step, reason, self.now())
+                return ended
+        if step == "retry":  # on chain and neither settled, superseded nor waiting: send it
             pending.attempts += 1
             body = {"trade": pending.trade, "delivered": pending.delivered}
             submission = await self._submit(body)
-            step = judge(self._trade_on_chain(pending.trade), submission)
+            standing = self._standing(pending.trade)
+            step = judge(standing, submission, pending.party, self.by_both)
             reason = submission.reason
         if step == "retry":
             log.warning(
@@ -202,7 +293,10 @@ class Settler:
                 pending.interval, pending.trade.hex()[:16], pending.attempts, reason,
                 self.book.wait_after(pending.attempts),
             )  # fmt: skip
-        ended = self.book.after(pending, step, reason, self.now())
+        deadline = None if standing is None or standing["deadline"] is None else standing["deadline"] / 1000
+        ended = self.book.after(pending, step, reason, self.now(), deadline)
+        if ended is not None and step == "disputed" and self._on_dispute is not None:
+            self._on_dispute(pending)
         if ended is not None and (pending.attempts > 1 or not ended.settled):
             self._report(ended)
         return ended
@@ -220,20 +314,29 @@ class Settler:
                 "interval": p.interval,
                 "settlement": {
                     "trade": p.trade.hex(), "settled": ended.settled, "attempts": p.attempts,
-                    "reason": ended.reason,
+                    "reason": ended.reason, "party": p.party, "delivered": p.delivered,
                 },
             }
         )  # fmt: skip
 
 
-def unsettled_purchases(
-    state: Any, buyer: bytes, intervals: range
+def unsettled_trades(
+    state: Any, me: bytes, intervals: range, sales: bool = False
 ) -> list[tuple[int, bytes, dict[str, Any]]]:
-    """The trades `buyer` bought in `intervals`' latest closings that are not settled (after a restart: what a
-    previous run of this agent left to pay)."""
+    """The trades `me` bought (and, with `sales`, sold) in `intervals`' latest closings that are not settled
+    (after a restart: what a previous run of this agent left to settle)."""
     return [
         (t, tid, tr)
         for t in intervals
         for tid, tr in query.trades(state, t)
-        if tr["buyer"] == buyer and tr["settlement"] is None and "superseded" not in tr
+        if (tr["buyer"] == me or (sales and tr["seller"] == me))
+        and tr["settlement"] is None
+        and "superseded" not in tr
     ]
+
+
+def unsettled_purchases(
+    state: Any, buyer: bytes, intervals: range
+) -> list[tuple[int, bytes, dict[str, Any]]]:
+    """The trades `buyer` bought in `intervals`' latest closings that are not settled."""
+    return unsettled_trades(state, buyer, intervals)

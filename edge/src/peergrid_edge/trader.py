@@ -26,9 +26,16 @@ Promises, per interval t (starting at `t0 + (t - first_interval) * interval_s` o
        reopened is re-bargained, and a revised injection meets the limit (`dso_answers.py`); after the
        final verdict the interval is closed (a backup closer) and its latest closing read again, so every MG
        ends on the same trades;
-  8.   dispatches its DERs to the plan (read-back confirmed by the actuator) and, as buyer, settles its trades
+  8.   dispatches its DERs to the plan (read-back confirmed by the actuator) and settles its trades
        (`settlement.py`: a refused settle is retried with back-off while the agent is idle, until it settles, is
-       refused for good, or the day ends; a restarted agent picks up what its last run left unpaid).
+       refused for good, or the day ends; a restarted agent picks up what its last run left unsettled from the
+       chain). Without genesis `settle_by_both` it pays its purchases at once with the agreed quantity, as
+       before; with it, it states each trade it bought or sold once the interval ended and its PCC meter was
+       read after the end (`pcc_readings.py`: its meter's counter over the interval, its share pro rata over
+       its trades of the interval on that side, the DSO's own rule; an MG without a PCC meter states the agreed
+       quantity only when dispatch read-back confirmed the interval's plan in full), waits for a silent
+       counterparty until the trade's deadline (also after the day's last interval) and then states again,
+       and on a dispute posts its sealed PCC readings to the DSO (`market.dso_api_url`, when configured).
 It keeps a conventional counterfactual (same MG, no P2P) to report what the DSO-only market would have cost.
 A dead peer costs a phase timeout, never a stall. Never writes to another MG's devices; never reveals its
 curve or DER data (only positions, the injection, and commitments).
@@ -70,11 +77,12 @@ from peergrid_edge.forward_agent import (
     forward_plan,
     forward_session,
 )
+from peergrid_edge.pcc_readings import DisputeReadings, Unmetered, commitment_intervals, statement_wh
 from peergrid_edge.planning import schedule_from_plan
 from peergrid_edge.replicas import Submission
 from peergrid_edge.resume import initial_state, resume_interval, resumed_counterfactual
-from peergrid_edge.settlement import Settlements, Settler, unsettled_purchases
-from peergrid_ledger import keys
+from peergrid_edge.settlement import PendingSettle, Settlements, Settler, unsettled_trades
+from peergrid_ledger import keys, query
 from peergrid_ledger.contracts import market as contract
 
 if TYPE_CHECKING:
@@ -127,10 +135,15 @@ class MarketAgent:
         self.forward_traded: list[int] = []  # intervals traded by their forward trades, not bargained
         self.settler = Settler(
             lambda body: self._submit_outcome("mgmc", self.anonym, "settle", body),
-            lambda tid: contract.trade(self.ledger.state("mgmc"), tid),
+            lambda tid: query.settlement(self.ledger.state("mgmc"), tid),
             time.time, daemon._sleep, daemon.stopping.is_set, self._record,
             Settlements(settings.phase_timeout_s, settings.interval_s),
+            metering=self._metered, on_dispute=self._on_dispute,
         )  # fmt: skip
+        self._plan_confirmed: dict[
+            int, bool
+        ] = {}  # interval -> dispatch read-back confirmed its plan in full
+        self._disputes: set[asyncio.Task[bool]] = set()
 
     # --- plumbing --------------------------------------------------------------------------------------
 
@@ -227,10 +240,13 @@ class MarketAgent:
         t = resume_interval(
             self.ledger.state("mgmc"), self.s.first_interval, lambda k: time.time() >= self._start_of(k + 1)
         )
+        self.settler.by_both = bool(self.ledger.replicas["mgmc"].app.genesis.params.settle_by_both)
+        me = self.anonym.public
         self.settler.pick_up(
-            unsettled_purchases(
-                self.ledger.state("mgmc"), self.anonym.public, range(self.s.first_interval, t)
-            )
+            unsettled_trades(
+                self.ledger.state("mgmc"), me, range(self.s.first_interval, t), self.settler.by_both
+            ),
+            me,
         )
         if self.s.dayahead and t == self.s.first_interval and (await self.run_dayahead()).completed:
             await self.run_forward()
@@ -258,6 +274,11 @@ class MarketAgent:
         self.phase = "settling"
         day_end = max(self._start_of(self._last_interval() + 1), time.time() + self.s.interval_s)
         await self.settler.work_until(day_end, while_pending=True)
+        # a statement whose counterparty may still state: wait for its deadline, then state again (settle_by_both)
+        while (waiting := self.settler.book.waiting_until()) is not None and not self.d.stopping.is_set():
+            await self.settler.work_until(waiting + self.s.phase_timeout_s, while_pending=True)
+            if time.time() >= waiting + self.s.phase_timeout_s:
+                break
         if not self.d.stopping.is_set():
             self.settler.end_of_day()
         self.phase = "finished"
@@ -355,10 +376,11 @@ class MarketAgent:
         self._stopped()
         self.phase = "dispatch"
         confirmed = await self._dispatch(t, plan3)
+        self._plan_confirmed[t] = confirmed > 0 and abs(agreed_kw - answers.p2p_net_kw) < 1e-6
         self.phase = "settle"
-        settled = await self.settler.settle(
-            t, [(tid, tr) for tid, tr in mine if tr["buyer"] == self.anonym.public]
-        )
+        # settle_by_both: stated once the interval ended and a PCC reading after its end was taken
+        after_end = self._start_of(t + 1) + self._meter_poll_s()
+        settled = await self.settler.settle(t, mine, self.anonym.public, after_end)
         await self.settler.retry_due()  # earlier refusals get a try each interval, even with no idle time
         cost, self.state = sched.first_interval_cost_and_state()
         conv = MgSchedule(mg, self.dt, start=t, horizon=sc.intervals - t, state=self.conv_state)
@@ -539,6 +561,73 @@ class MarketAgent:
         before = self.d.actuator.confirmed_total
         await self.d.dispatch_once(self.d.settings.dispatch.period_s)
         return int(self.d.actuator.confirmed_total - before)
+
+    # --- settlement on both parties' statements --------------------------------------------------------
+
+    def _meter_poll_s(self) -> float:
+        """The PCC meter's poll period (s): a reading after an interval's end exists one period after it."""
+        polls = [s.settings.poll_interval_s for s in self.d.states.values() if s.settings.nature == "meter"]
+        return max(polls, default=0.0)
+
+    def _window_ms(self, interval: int) -> tuple[int, int]:
+        return round(self._start_of(interval) * 1000), round(self._start_of(interval + 1) * 1000)
+
+    def _max_gap_ms(self) -> int:
+        """The longest gap between two PCC readings that still measures a boundary: three polls (one missed
+        poll on either side), as the lab gives the DSO (`closedloop.dso_node_config`)."""
+        return max(1, round(3 * self._meter_poll_s() * 1000))
+
+    def _metered(self, pending: PendingSettle) -> int | None:
+        """The Wh this MG states for a trade: its PCC meter's share (`pcc_readings.statement_wh`) from its own
+        stored readings; None while no reading after the interval's end is stored. An MG without a PCC meter
+        states the agreed quantity only when dispatch read-back confirmed that interval's plan in full."""
+        chain = self.ledger.state("mgmc")
+        tr = contract.trade(chain, pending.trade)
+        if tr is None:
+            return None
+        quantity, me = int(tr["quantity"]), self.anonym.public
+        total = sum(
+            int(o["quantity"]) for _, o in query.trades(chain, pending.interval) if o[pending.party] == me
+        )
+        if not self._meter_poll_s():
+            return quantity if self._plan_confirmed.get(pending.interval) else None
+        window, gap = self._window_ms(pending.interval), self._max_gap_ms()
+        commit_ms = round(self.d.settings.ledger.commit_interval_s * 1000)
+        store = self.d.store
+        leaves = [leaf for c in commitment_intervals(window, commit_ms, gap) for leaf in store.leaves(c)]
+        try:
+            return statement_wh(leaves, window, pending.party, quantity, max(total, quantity), gap)
+        except Unmetered as exc:
+            log.info(
+                "interval %d: trade %s not metered yet: %s", pending.interval, pending.trade.hex()[:16], exc
+            )
+            return None
+
+    def _on_dispute(self, pending: PendingSettle) -> None:
+        """A trade of this MG is disputed: post its sealed PCC readings around the interval to the DSO, and
+        again whenever the DSO says they are missing, until it settled the trade (the day's end at the latest)."""
+        url = getattr(self.s, "dso_api_url", None)  # the edge config's field (not every config has it)
+        if not url:
+            log.warning("interval %d: trade %s is disputed; no DSO API configured to post the readings to",
+                        pending.interval, pending.trade.hex()[:16])  # fmt: skip
+            return
+        store, commit_s = self.d.store, self.d.settings.ledger.commit_interval_s
+        poster = DisputeReadings(
+            str(url), self.d.keypair.public,
+            lambda r: [(c, store.leaves(c)) for c in r if store.is_sealed(c)],
+            round(commit_s * 1000), self._max_gap_ms(),
+        )  # fmt: skip
+        window = self._window_ms(pending.interval)
+        # the readings after the window's end are sealed one commitment interval after it
+        not_before = window[1] / 1000 + self._max_gap_ms() / 1000 + commit_s
+        until = max(self._start_of(self._last_interval() + 1), time.time()) + 10 * self.s.interval_s
+        task = asyncio.ensure_future(
+            poster.follow(
+                pending.trade, window, not_before, self.s.interval_s, until, time.time, self.d._sleep
+            )
+        )
+        self._disputes.add(task)
+        task.add_done_callback(self._disputes.discard)
 
     def _record(self, doc: dict[str, Any]) -> None:
         if self.s.record_file is None:

@@ -1,0 +1,225 @@
+"""This MG's PCC readings after a trading interval: what its statement says it metered, and what the DSO needs.
+
+Promises: `metered(leaves, window, counter, max_gap_ms)` is the Wh this MG's PCC meter's `counter` advanced over
+a market interval's window `[start_ms, end_ms)`, read from its own reading leaves (`commitments.reading_leaf`,
+the ones it seals into its `der_commitment`s), or `Unmetered` saying why it cannot tell yet: the same reading of
+the same leaves as the DSO's (dso-server `disputes.pcc_energy`: a counter at a boundary is a reading made then
+or interpolated between the two around it, at most `max_gap_ms` apart; one meter per MG; a counter that runs
+backwards measures nothing), so an MGMC states exactly what the DSO would vouch for its side.
+`trade_share(energy, quantity, total)` shares that energy over the MG's trades of the interval pro rata to
+their agreed quantities, capped at each one's (the DSO's rule, `disputes.resolve`; the MG's PCC meter sees its
+whole exchange with the feeder and cannot say which counterparty a shortfall hurt).
+`commitment_intervals(window, commit_ms, max_gap_ms)` are the commitment intervals whose readings may bracket
+the window's boundaries, and `readings_bodies` the `POST /api/dso/disputes/readings` bodies
+`{node, interval, leaves}` for the sealed ones. Pure: no I/O, no clock; `DisputeReadings` is the thin I/O
+shell that posts them (stdlib HTTP, in a thread: the Pi carries no web client).
+Never states from a guess: no reading after the window's end yet means `Unmetered`, not a number.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import math
+import urllib.error
+import urllib.request
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+from fractions import Fraction
+from itertools import pairwise
+from typing import Any
+
+from peergrid_ledger.codec import DecodeError, decode
+
+log = logging.getLogger("peergrid.edge.trader")
+
+METER = "meter"  # the PCC meter's nature (natures.yaml)
+COUNTER = {"seller": "energy_wh", "buyer": "import_wh"}  # TotWhExp for what left, TotWhImp for what arrived
+
+
+class Unmetered(Exception):
+    """Why this MG's metering of a window cannot be told (yet, or at all)."""
+
+
+def samples(leaves: Iterable[bytes], counter: str) -> list[tuple[int, int]]:
+    """(at_ms, counter in mWh) of every PCC meter reading among `leaves` that has `counter`, in time order."""
+    found: list[tuple[int, int]] = []
+    devices: set[str] = set()
+    for leaf in leaves:
+        try:
+            fields = decode(leaf)
+        except DecodeError as exc:
+            raise Unmetered(f"a stored reading does not decode ({exc})") from None
+        if not isinstance(fields, dict) or fields.get("nature") != METER:
+            continue
+        value, at, device = fields.get("milli", {}).get(counter), fields.get("at_ms"), fields.get("device")
+        if value is None:
+            continue
+        if not (isinstance(value, int) and isinstance(at, int) and isinstance(device, str)):
+            raise Unmetered("a meter reading's time, device or counter has the wrong type")
+        devices.add(device)
+        found.append((at, value))
+    if len(devices) > 1:
+        raise Unmetered(f"more than one meter ({', '.join(sorted(devices))}): which is the PCC is not known")
+    found.sort()
+    for (at0, c0), (at1, c1) in pairwise(found):
+        if c1 < c0:
+            raise Unmetered(
+                f"the {counter} counter runs backwards between {at0} and {at1} ms (reset or replaced)"
+            )
+    return found
+
+
+def counter_at(found: Sequence[tuple[int, int]], at: int, max_gap_ms: int) -> Fraction:
+    """The counter (mWh) at `at` ms: a reading made then, or interpolated between the two around it."""
+    before = [s for s in found if s[0] <= at]
+    after = [s for s in found if s[0] >= at]
+    if not before or not after or after[0][0] - before[-1][0] > max_gap_ms:
+        raise Unmetered(f"no meter readings at most {max_gap_ms} ms apart around {at} ms")
+    (t0, c0), (t1, c1) = before[-1], after[0]
+    if t1 == t0:
+        return Fraction(max(c0, c1))
+    return Fraction(c0 * (t1 - at) + c1 * (at - t0), t1 - t0)
+
+
+def metered(leaves: Iterable[bytes], window: tuple[int, int], counter: str, max_gap_ms: int) -> Fraction:
+    """Wh the PCC meter's `counter` advanced over `window` (ms), exact."""
+    if max_gap_ms <= 0:
+        raise ValueError("max_gap_ms must be positive")
+    found = samples(leaves, counter)
+    start, end = window
+    return (counter_at(found, end, max_gap_ms) - counter_at(found, start, max_gap_ms)) / 1000
+
+
+def trade_share(energy_wh: Fraction, quantity: int, total: int) -> int:
+    """One trade's part of the MG's metered energy: pro rata to the agreed quantities, floored, capped at its own."""
+    if quantity < 0 or total < quantity:
+        raise ValueError(f"a trade of {quantity} Wh among trades of {total} Wh")
+    if total == 0:
+        return 0
+    return max(0, min(quantity, math.floor(energy_wh * quantity / total)))
+
+
+def statement_wh(
+    leaves: Iterable[bytes], window: tuple[int, int], party: str, quantity: int, total: int, max_gap_ms: int
+) -> int:
+    """What this MG states for one trade as its `party` ("buyer": what arrived, "seller": what left): its PCC
+    meter's counter over the window, its share pro rata over its `total` agreed Wh on that side."""
+    return trade_share(metered(leaves, window, COUNTER[party], max_gap_ms), quantity, total)
+
+
+def commitment_intervals(window: tuple[int, int], commit_ms: int, max_gap_ms: int) -> range:
+    """The commitment intervals (`floor(ms / commit_ms)`) whose readings may bracket the window's boundaries."""
+    if commit_ms <= 0 or max_gap_ms <= 0:
+        raise ValueError("commit_ms and max_gap_ms must be positive")
+    start, end = window
+    return range((start - max_gap_ms) // commit_ms, (end + max_gap_ms) // commit_ms + 1)
+
+
+def readings_bodies(node: bytes, sealed: Iterable[tuple[int, Sequence[bytes]]]) -> list[dict[str, Any]]:
+    """`POST /api/dso/disputes/readings` bodies: one per sealed commitment interval that holds readings."""
+    return [
+        {"node": node.hex(), "interval": interval, "leaves": [leaf.hex() for leaf in leaves]}
+        for interval, leaves in sealed
+        if leaves
+    ]
+
+
+def readings_missing(decision: dict[str, Any] | None) -> bool:
+    """True when the DSO's decision on a trade (GET /api/dso/disputes/{trade}; None: it decided nothing yet)
+    says that readings are not at the DSO, or are not the sealed ones: post them (again)."""
+    if decision is None:
+        return True
+    if decision.get("resolved"):
+        return False
+    why = str(decision.get("why", ""))
+    return "are not at the DSO" in why or "are not the sealed ones" in why
+
+
+class DisputeReadings:
+    """Posts this MG's sealed PCC readings around a disputed trade's interval to the DSO node, and again when
+    the DSO says they are missing. `sealed(window)` gives the (commitment interval, leaves) pairs the edge
+    store sealed in that range; `url` is the DSO server's base (http://host:port)."""
+
+    def __init__(
+        self, url: str, node: bytes, sealed: Callable[[range], list[tuple[int, list[bytes]]]],
+        commit_ms: int, max_gap_ms: int, timeout_s: float = 5.0,
+    ) -> None:  # fmt: skip
+        self.url, self.node, self._sealed = url.rstrip("/"), node, sealed
+        self.commit_ms, self.max_gap_ms, self.timeout_s = commit_ms, max_gap_ms, timeout_s
+
+    def bodies(self, window: tuple[int, int]) -> list[dict[str, Any]]:
+        return readings_bodies(
+            self.node, self._sealed(commitment_intervals(window, self.commit_ms, self.max_gap_ms))
+        )
+
+    async def post(self, window: tuple[int, int]) -> int:
+        """Post every sealed commitment interval around `window`; returns how many the DSO accepted. An
+        unreachable DSO or a refusal is logged, never raised: the next check posts again."""
+        accepted = 0
+        for body in self.bodies(window):
+            try:
+                status, answer = await asyncio.to_thread(self._request, "/api/dso/disputes/readings", body)
+            except OSError as exc:
+                log.warning("dispute readings: the DSO at %s is unreachable: %s", self.url, exc)
+                return accepted
+            if status == 201:
+                accepted += 1
+            else:
+                log.warning("dispute readings of commitment interval %d refused (%d): %s", body["interval"], status,
+                            answer.get("detail", answer))  # fmt: skip
+        return accepted
+
+    async def follow(
+        self,
+        trade: bytes,
+        window: tuple[int, int],
+        not_before: float,
+        every_s: float,
+        until: float,
+        now: Callable[[], float],
+        sleep: Callable[[float], Awaitable[None]],
+    ) -> bool:
+        """Post the readings around a disputed trade's `window` once they are sealed (`not_before`, wall s),
+        then ask the DSO every `every_s` and post again while it says they are missing; True once it decided
+        the trade with them (resolved), False when `until` came first."""
+        if now() < not_before:
+            await sleep(not_before - now())
+        await self.post(window)
+        while now() < until:
+            await sleep(every_s)
+            decision = await self.decision(trade)
+            if decision is not None and decision.get("resolved"):
+                return True
+            if readings_missing(decision):
+                await self.post(window)
+        return False
+
+    async def decision(self, trade: bytes) -> dict[str, Any] | None:
+        """The DSO's latest decision on `trade` (None: none yet, or the DSO unreachable)."""
+        try:
+            status, answer = await asyncio.to_thread(self._request, f"/api/dso/disputes/{trade.hex()}", None)
+        except OSError as exc:
+            log.warning("dispute of %s: the DSO at %s is unreachable: %s", trade.hex()[:16], self.url, exc)
+            return None
+        return answer if status == 200 else None
+
+    def _request(self, path: str, body: dict[str, Any] | None) -> tuple[int, dict[str, Any]]:
+        data = None if body is None else json.dumps(body).encode()
+        request = urllib.request.Request(
+            self.url + path, data=data, method="GET" if body is None else "POST",
+            headers={"Content-Type": "application/json", "Accept": "application/json"},
+        )  # fmt: skip
+        try:
+            with urllib.request.urlopen(request, timeout=self.timeout_s) as response:
+                return int(response.status), _json(response.read())
+        except urllib.error.HTTPError as exc:
+            return int(exc.code), _json(exc.read())
+
+
+def _json(raw: bytes) -> dict[str, Any]:
+    try:
+        doc = json.loads(raw)
+    except ValueError:
+        return {"detail": raw[:200].decode("utf-8", "replace")}
+    return doc if isinstance(doc, dict) else {"detail": doc}
