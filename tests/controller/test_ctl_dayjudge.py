@@ -188,13 +188,32 @@ def test_a_lying_member_can_neither_hold_others_back_nor_keep_the_exchange_going
     assert outcome.let_back == ((0, (0, "sell")),)
     # asking back a side it never had banned brings it nothing
     assert coordination.settle([Judgement(), Judgement(asks=((1, "buy"),))], tick(30, 30)).let_back == ()
-    # fees said changed round after round count as changes only as often as an honest MG's can (each of
-    # its 2 intervals' 2 fees dropped once and back once: 8), then the exchange may stop
-    said = [coordination.settle([Judgement(), Judgement(fees=True)], tick(30, 30)).changed for _ in range(12)]
-    assert said == [True] * 7 + [False] * 5  # the liar's first fees=True above was the 8th
+    # fees said changed round after round count as changes in one judgement per interval of the session
+    # (2 here), all members together; then the exchange may stop
+    said = [coordination.settle([Judgement(), Judgement(fees=True)], tick(30, 30)).changed for _ in range(4)]
+    assert said == [True, False, False, False]  # the liar's first fees=True above was the first
     # bans of sides no one holds banned still count, but each only once per member
     assert coordination.settle([Judgement(), Judgement(banned=((1, "sell"),))], tick(30, 30)).changed
     assert not coordination.settle([Judgement(), Judgement(banned=((1, "sell"),))], tick(30, 30)).changed
+
+
+def test_liars_taking_turns_at_fees_keep_the_exchange_going_one_judgement_per_interval_in_all() -> None:
+    # review9 F5: the bound was per member (4 per interval each): three liars taking turns kept `changed`
+    # for 1152 judgements of a 96-interval day, about `max_iterations`
+    coordination = Coordination(lambda i, t, side: 0, 96)
+    changed = 0
+    for turn in range(3):
+        for _ in range(4 * 96):
+            said = [Judgement(fees=(i == turn)) for i in range(3)] + [Judgement()]
+            changed += coordination.settle(said, tick(*[10] * 96)).changed
+    assert changed == 96 and coordination.fees_counted == 96
+    # fees said by many members in one judgement are one change; an ignored judgement's fees none
+    again = Coordination(lambda i, t, side: 0, 2)
+    assert again.settle([Judgement(fees=True), Judgement(fees=True)], tick(10, 10)).changed
+    assert again.fees_counted == 1
+    liar = Judgement(banned=((0, "sell"),), fees=True)  # a floor of 0 permits a sale at 10: a lie
+    assert again.settle([liar, Judgement()], tick(10, 10)) == Outcome((), False, (0,))
+    assert again.fees_counted == 1
 
 
 def test_the_demand_is_the_rule_on_the_chains_tick_and_an_absent_cap_the_least_demanding() -> None:

@@ -241,20 +241,30 @@ class Outcome:
 
 class Coordination:
     """The public half of the rules' judgement: the sides let back (each at most once per member), the
-    (interval, side)s closed to returns. `demand(i, t, side)` is member i's rule there on the market tick
-    (`demand_on_tick`; on the chain `demand` of `market_state.rules_for`), public. What an honest member can
-    post is bounded, and the coordination holds every member to it (a liar cannot keep the exchange going
-    for ever nor hold others' let-backs): a ban counts only for a side it does not hold banned, an ask only
-    for one it does, and `fees` as a change at most `fee_changes` times per member (a fee drops once and
-    comes back once: 4 per interval)."""
+    members' returns closed (let back and banned again). `demand(i, t, side)` is member i's rule there on the
+    market tick (`demand_on_tick`; on the chain `demand` of `market_state.rules_for`), public. What an
+    honest member can post is bounded, and the coordination holds every member to it: a ban counts only
+    where the member's public rule forbids the side at the judged prices and it does not hold it banned, an
+    ask only where its rule permits the side and it holds it banned and was never let back (a judgement
+    that breaks the rule is ignored whole, `Outcome.ignored`), and `fees` counts as a change in at most
+    `fee_rounds` = one judgement per interval of the session, all members together (fees are private: the
+    chain cannot tell a true change from a false one; the 20-MG rules days, seeds 1-8, 96 intervals, had
+    3-9 judgements with a fee change, the 8-MG 12-interval days 1 and 3).
+    What that bounds (one session of n intervals and m members): judgements that change something number
+    at most n (fees) plus the bans and let-backs, at most 3 per (member, interval, side) and each needing
+    the price on the right side of that member's rule: a liar whose rule forbids a side at every price
+    bans each of its 2n sides once (2n judgements) and is never let back; a liar's counted ban holds the
+    others' let-back at that (interval, side) for that one judgement, at most twice. It cannot hold another
+    member's return for good, ban or let back another, or jump the queue."""
 
     def __init__(self, demand: Callable[[int, int, Side], int], intervals: int, ruled: bool = True) -> None:
         self.demand = demand
         self.ruled = ruled  # some member's rule binds (`binds`)
-        self.fee_changes = 4 * intervals
+        # judgements that may count as a fee change, per session and all members together (`settle`)
+        self.fee_rounds = intervals
         self.returned: set[tuple[int, int, Side]] = set()  # (member, interval, side) let back after a ban
         self.standing: set[tuple[int, int, Side]] = set()  # (member, interval, side) banned now
-        self.fees_said: dict[int, int] = {}  # per member, the judgements that counted its fees changed
+        self.fees_counted = 0  # the judgements that counted as a fee change so far
 
     @property
     def closed(self) -> set[tuple[int, int, Side]]:
@@ -317,11 +327,8 @@ class Coordination:
                 self.returned.add((i, *cell))
                 self.standing.discard((i, *cell))
                 let_back.append((i, cell))
-        fees = False
-        for i, judgement in enumerate(judgements):
-            if judgement.fees and self.fees_said.get(i, 0) < self.fee_changes:
-                self.fees_said[i] = self.fees_said.get(i, 0) + 1
-                fees = True
+        fees = any(j.fees for j in judgements) and self.fees_counted < self.fee_rounds
+        self.fees_counted += fees
         return Outcome(tuple(let_back), bool(banned_now or let_back or fees), ignored)
 
 
