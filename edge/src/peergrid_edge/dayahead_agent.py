@@ -68,13 +68,12 @@ from peergrid_controller.dayexchange import (
     anchor,
     answer,
     nano,
-    on_tick,
     settled,
 )
 from peergrid_controller.daymodel import DayModel
-from peergrid_controller.dayrules import limits_kw, rule_fees, rules_in_force
 from peergrid_controller.model import Microgrid
 from peergrid_edge.dayahead_rejoin import ended, kwh_stop, rebuilt
+from peergrid_edge.dayahead_rules import SessionRules, own_rules_differ
 from peergrid_edge.dayahead_state import Checkpoint, CheckpointError, load, save
 from peergrid_edge.exchange_io import (
     ROLE,
@@ -89,8 +88,6 @@ from peergrid_edge.exchange_io import (
 from peergrid_ledger import keys
 from peergrid_ledger.contracts import exchange
 from peergrid_ledger.contracts.exchange import MAX_ITERATIONS
-from peergrid_ledger.contracts.market_state import rules_for
-from peergrid_ledger.schema import PRICE
 
 log = logging.getLogger("peergrid.edge.dayahead")
 
@@ -150,10 +147,13 @@ class DayAheadAgent:
         self.posted: tuple[int, ...] = ()
         self.stop = ""
         self.phases = phases
-        ranges = [limits_kw(mg, t, math.nan, interval_hours) for t in range(self.n)]
-        # this MG's own range (kW) per interval (physical limits, maximum quantity, clean-only) and fees
-        self.bounds = ([lo for lo, _ in ranges], [hi for _, hi in ranges])
-        self.fees = rule_fees(mg)
+        # this MG's own range (kW) per interval (physical limits, maximum quantity, clean-only, less the sides
+        # it banned) and its rule fees (less the ones it dropped), its judgement of its floors and caps, and
+        # the public coordination of everyone's (`dayahead_rules`; joined once the session is on the chain)
+        self.rules = SessionRules(mg, interval_hours, self.cfg)
+        # the last step was the kWh stop: the session closes at the next iteration, after a final round
+        # carrying the judgements on it where they are judged (and goes on if they change something)
+        self.kwh = False
         # the value stop: this MG's verdict on the last stepped iteration (`settled`, with its own tariff
         # spread), posted with its next position from iteration 2 on (as `allocate` posts them)
         self.spread = [r - f for r, f in zip(mg.tariff.retail, mg.tariff.feed_in, strict=True)]
@@ -213,21 +213,11 @@ class DayAheadAgent:
                 f"refused up front: recommits {cfg.recommits}; the edge session decides genset on/off once "
                 "(whether another MG's commitment changed is private)"
             )
-        if rules_in_force(mg):
+        differ = own_rules_differ(mg, self.ledger.state(ROLE), self.key.public, self.first_interval)
+        if differ:
             raise SessionFailed(
-                f"refused up front: {mg.name}'s owner has a floor or a cap in force; the day-ahead stage "
-                "judges those at the prices found with private data (the coordinator's today)"
+                f"refused up front: {differ} (the coordination orders let-backs by the chain's rules)"
             )
-        state = self.ledger.state(ROLE)
-        for member in self.members:
-            for t in range(self.n):
-                rules = rules_for(state, member, self.first_interval + t)
-                if rules["floor_price"] > 0 or rules["cap_price"] < PRICE.high:
-                    raise SessionFailed(
-                        f"refused up front: member {member.hex()[:16]}…'s owner has a floor or a cap in force "
-                        f"in interval {self.first_interval + t} (on the chain); the edge session runs only "
-                        "days without them"
-                    )
         if self.is_coordinator:
             if self.opening is None or len(self.opening) != self.n:
                 got = None if self.opening is None else len(self.opening)
@@ -240,16 +230,20 @@ class DayAheadAgent:
         if self.is_coordinator and self._record() is None:
             await self._open()
         record = await self._opened()
+        self.rules.join(self.ledger.state(ROLE), record["members"], self.key.public, self.first_interval)
         if record["closed"]:  # this MGMC restarted after the close: the session ended as the chain shows
             return self._ended(record)
+        restarted = self.rules.restarted(record["iteration"])  # under way this far: a restart
+        if restarted:
+            raise SessionFailed(restarted)
         resumed = await self._resume(record)
         if resumed is not None:  # from its checkpoint, at its post: as if it had not restarted
             return await self._phases(*resumed)
         if record["iteration"] > 0 or exchange.posted(self.ledger.state(ROLE), self.session, self.key.public):
             return await self._rejoin(record)
         book = self.book = Book(self.cfg, record["prices"], len(self.members))
-        model = DayModel(self.mg, self.dt, relaxed=bool(self.mg.gensets))
-        self.own, posted = answer(model, book.price_floats, self.bounds, self.fees)
+        model = self._first_model()
+        self.own, posted = answer(model, book.price_floats, self.rules.bounds(), self.rules.fees())
         await self._post(0, posted)
         return await self._phases(model, self.own, 0)
 
@@ -265,8 +259,11 @@ class DayAheadAgent:
             k = None
             if self.mg.gensets:
                 model = self._commit(own)
-            self.relaxed, self.final_from = False, book.iterations + 1
-        await self._run(model, own, cfg.max_iterations, cfg.free_tolerance_kwh, first=k)
+            # the judgement on the last relaxed step goes with the first committed posts, as in `allocate`
+            self.relaxed, self.final_from, self.kwh = False, book.iterations + 1, False
+        # a day where some member's floor or cap binds keeps the tight stop, as `allocate`'s
+        tolerance = cfg.tolerance_kwh if self.rules.ruled else cfg.free_tolerance_kwh
+        await self._run(model, own, cfg.max_iterations, tolerance, first=k)
         return await self._finish()
 
     async def _finish(self) -> str:
@@ -380,11 +377,15 @@ class DayAheadAgent:
         """This MG's day model for the phase it is in (its commitment, once decided), solved once at the
         book's prices, as the proximal step needs."""
         if self.commitment is None:
-            model = DayModel(self.mg, self.dt, relaxed=bool(self.mg.gensets))
+            model = self._first_model()
         else:
             model = DayModel(self.mg, self.dt, commitment=self.commitment)
-        answer(model, book.price_floats, self.bounds, self.fees)
+        answer(model, book.price_floats, self.rules.bounds(), self.rules.fees())
         return model
+
+    def _first_model(self) -> DayModel:
+        """This MG's day model for the first (or only) phase: genset on/off relaxed where it has gensets."""
+        return DayModel(self.mg, self.dt, relaxed=bool(self.mg.gensets))
 
     def _ended(self, record: dict[str, Any]) -> str:
         """The session closed before this MGMC came back: how it ended (`dayahead_rejoin.ended`), or
@@ -411,19 +412,26 @@ class DayAheadAgent:
         relaxed: bool = False,
         first: int | None = None,
     ) -> tuple[float, ...]:
-        """Iterate (as `Exchange.run` on a day without rules) until the kWh stop within `tolerance`, the
-        value stop or `until` iterations in all; this MG's last unrounded answer (its anchor). The value stop:
-        every member's post of k said settled on k - 1; the coordinator then closes at k without stepping it,
-        or, in the `relaxed` phase, steps k and the phase ends there (`allocate` ends it at k - 1, but each
-        member learns the others' verdicts only from their posts of k, which it answered relaxed)."""
+        """Iterate (as `Exchange.run`) until the kWh stop within `tolerance`, the value stop or `until`
+        iterations in all; this MG's last unrounded answer (its anchor). A stop closes the session at the
+        iteration after the step that reached it: every member's post of k said settled on k - 1 (the value
+        stop), or k - 1 was the kWh stop; where the rules are judged those posts carry the judgements on
+        k - 1, and the session goes on instead if they change something (a kWh stop with nothing to judge
+        closes at k with no post). In the `relaxed` phase a stop ends the phase after the step that shows
+        it instead (`allocate` ends it on a value stop at k - 1, but each member learns the others' verdicts
+        on k - 1 only from their posts of k, which it answered relaxed)."""
         book = self.book
         assert book is not None
         self.stop = "cap"
-        while first is not None or book.iterations < until:
+        while True:
             if first is not None:  # posted already (the first responses, or before a restart)
                 k, first = first, None
-                stop = await self._round(k, tolerance)
             else:
+                if self.kwh and not self.rules.judging:
+                    self.stop = "kwh"  # nothing judged on it: closed without a final round
+                    break
+                if book.iterations >= until and not self.kwh:
+                    break
                 self._in_time()
                 if not self._open_now():
                     raise SessionFailed(
@@ -432,22 +440,23 @@ class DayAheadAgent:
                     )
                 k = book.iterations + 1
                 proximal = (book.rho_float, anchor(own, book.mean), self.cfg.resolution_kwh)
-                self.own, posted = answer(model, book.price_floats, self.bounds, self.fees, proximal)
+                bounds, fees = self.rules.bounds(), self.rules.fees()
+                self.own, posted = answer(model, book.price_floats, bounds, fees, proximal)
                 own = self.own
                 await self._post(k, posted, says_settled=self.values and k >= 2 and self.verdict)
                 if (
                     self.posted != posted
                 ):  # its earlier process's post of k landed instead: that one is priced
                     own = tuple(q / 1000 for q in self.posted)
-                stop = await self._round(k, tolerance)
-            if relaxed and not stop and self._all_settled(k):
-                stop = "value"
-            if stop == "value":
+            stop = await self._round(k, tolerance, until, relaxed)
+            if stop:  # closed at k, unstepped
                 self.stop = stop
                 break
-            self._rules_unjudged()
-            if stop == "kwh":
-                self.stop = stop
+            if relaxed and self.kwh:
+                self.stop = "kwh"
+                break
+            if relaxed and self._all_settled(k) and not self.rules.last.changed:
+                self.stop = "value"
                 break
         return own
 
@@ -456,7 +465,7 @@ class DayAheadAgent:
         book, cfg = self.book, self.cfg
         assert book is not None
         fresh = DayModel(self.mg, self.dt)
-        fresh.trade(book.price_floats, *self.bounds, *self.fees)
+        fresh.trade(book.price_floats, *self.rules.bounds(), *self.rules.fees())
         at = anchor(own, book.mean)
         fresh.proximal(
             book.price_floats, cfg.commit_weight * book.rho_float, at, cfg.resolution_kwh, recommit=True
@@ -465,54 +474,90 @@ class DayAheadAgent:
         self.commitment = tuple(tuple(bool(on) for on in row) for row in fresh.commitment())
         return DayModel(self.mg, self.dt, commitment=self.commitment)
 
-    async def _round(self, k: int, tolerance: float = 0.0) -> str:
-        """Iteration k once this MGMC posted it: the coordinator waits for every member's post and steps
-        with ρ from the public balancing, or closes at the value stop; every member waits for the step (or
-        that close) in a final block. Each computes the step itself from the posted positions, checks the
-        chain's prices and ρ (`_check`) and judges it (`_judge`). "kwh" at the kWh stop within `tolerance`,
-        "value" at the value stop (k not stepped), else ""."""
+    async def _round(self, k: int, tolerance: float, until: int, relaxed: bool) -> str:
+        """Iteration k once this MGMC posted it: the coordinator waits for every member's post, settles the
+        judgements they carry (`_stop_at`) and closes at a stop, else steps with ρ from the public balancing;
+        every member waits for that step or close in a final block and computes the same, so a coordinator
+        that closes or steps otherwise fails the stage with the reason. Each computes the step itself from the
+        posted positions, checks the chain's prices and ρ (`_check`) and judges it (`_judge`). The stop
+        ("kwh", "value", "cap") when the session closes at k, else "" (stepped; `kwh` says whether the step
+        was the kWh stop within `tolerance`)."""
         book = self.book
         assert book is not None
 
-        def public() -> bool:
+        def public() -> None:
             positions = self._positions(k)
             if k == 0:  # the first responses move no price
                 book.take(positions)
-                return False
-            converged, moves = book.advance(positions, tolerance)
+                self.kwh = False
+                return
+            self.kwh, moves = book.advance(positions, tolerance)
             self._judge(moves, tolerance)
-            return converged
 
         if self.is_coordinator and self._iteration_now() == k:  # (resumed after its step: as a member)
             await self._all_posted(k)
-            if self._value_stop(k):
-                return "value"
-            converged = public()
+            stop = self._stop_at(k, until, relaxed)
+            if stop:
+                return stop
+            public()
             body = {"session": self.session, "iteration": k, "rho": book.rho}
             await self._submit("exchange.step", body, landed=lambda: self._iteration_now() > k)
             await self._stepped(k)
         else:
-            if not await self._stepped(k):
-                return "value"
-            converged = public()
+            stepped = await self._stepped(k)
+            record = self._record()
+            assert record is not None
+            # a close before every post of k was in is no stop (a member silent, the deadline)
+            complete = stepped or record["posted"] == len(self.members)
+            stop = self._stop_at(k, until, relaxed) if complete else ""
+            if not stepped:
+                if stop:
+                    return stop
+                raise SessionFailed(
+                    f"the coordinator closed the session at iteration {k} instead of stepping it "
+                    f"(its posts abandoned): the stage failed{self._past_deadline()}"
+                )
+            if stop:
+                raise SessionFailed(
+                    f"the coordinator stepped iteration {k} where this MGMC's coordination of the posts "
+                    f"says the session stops there ({stop} stop): not followed"
+                )
+            public()
         self._check()
-        return "kwh" if converged else ""
+        return ""
+
+    def _stop_at(self, k: int, until: int, relaxed: bool) -> str:
+        """Every post of k is in: the judgements on k - 1 they carry settled (`SessionRules.settle`, once per
+        round, in order), and whether the session closes at k: the kWh stop at k - 1 or every verdict on it
+        settled (in the final phase), and nothing the judgements changed; at the cap a final round that
+        changed something closes too, as `allocate` stops there. "" to step k."""
+        all_settled = self._all_settled(k)
+        outcome = self.rules.settle(self._judgements(k), all_settled)
+        if relaxed:  # the relaxed phase ends after its step (`_run`), never closing the session
+            return ""
+        if not outcome.changed and (self.kwh or (all_settled and self._closes_by_value(k))):
+            return "kwh" if self.kwh else "value"
+        if self.kwh and self.book is not None and self.book.iterations >= until:
+            return "cap"
+        return ""
 
     def _judge(self, moves: list[list[float]], tolerance: float) -> None:
         """This MG's verdict on the iteration just stepped (`dayexchange.settled`: the public moves and
         imbalance ratios of the book, its own spread and position; or it alone within the kWh stop's
-        `tolerance`, as `Exchange.step` judges it), to post with its next position."""
+        `tolerance`, as `Exchange.step` judges it), and its judgement of its own rules there
+        (`SessionRules.judge`), to post with its next position."""
         book = self.book
         assert book is not None
+        me = self.members.index(self.key.public)
         if not self.values:
             self.verdict = False
-            return
-        me = self.members.index(self.key.public)
-        ratios = book.imbalance_ratios()
-        rounding = len(book.q) / 2000  # half a Wh per member: what posting whole Wh alone makes
-        self.verdict = settled(
-            self.spread, moves[me], book.q[me], ratios, self.cfg.value_per_kwh, tolerance, rounding
-        )
+        else:
+            ratios = book.imbalance_ratios()
+            rounding = len(book.q) / 2000  # half a Wh per member: what posting whole Wh alone makes
+            self.verdict = settled(
+                self.spread, moves[me], book.q[me], ratios, self.cfg.value_per_kwh, tolerance, rounding
+            )
+        self.rules.judge(book, me, self.verdict)
 
     def _closes_by_value(self, k: int) -> bool:
         """Whether every member's verdict posted with k settled closes the session: it judges k - 1, an
@@ -521,17 +566,12 @@ class DayAheadAgent:
         return k >= 2 and k - 1 >= self.final_from
 
     def _all_settled(self, k: int) -> bool:
-        """Whether every member's post of k (stepped) said settled on k - 1, read from the posts themselves
-        (public transactions, `exchange.stepped`'s txid): how the relaxed phase's value stop is seen by all."""
+        """Whether every member's post of k said settled on k - 1, read from the posts themselves (public
+        transactions, the post's txid): before the step (the coordinator) and after it or the close (every
+        member) alike."""
         if self.cfg.value_per_kwh <= 0 or k < 2:  # nobody configured alike posts a verdict
             return False
-        state = self.ledger.state(ROLE)
-        for member in self.members:
-            post = exchange.stepped(state, self.session, member)
-            if post is None or post["iteration"] != k:
-                raise SessionFailed(
-                    f"member {member.hex()[:16]}…'s post of iteration {k} is not on the chain"
-                )
+        for post in self._posts(k):
             tx = self.ledger.transaction(ROLE, post["txid"])
             if tx is None:
                 raise SessionFailed(
@@ -541,12 +581,11 @@ class DayAheadAgent:
                 return False
         return True
 
-    def _value_stop(self, k: int) -> bool:
-        """The coordinator, every member having posted k: whether each post said settled on k - 1 (the chain's
-        count, `exchange.settled_count`), so that the session closes at k without stepping it."""
-        if not self._closes_by_value(k):
-            return False
-        return exchange.settled_count(self.ledger.state(ROLE), self.session) == len(self.members)
+    def _judgements(self, k: int) -> list[dict[str, Any] | None]:
+        """Every member's `judged` posted with k, in the session's member order (as the chain keeps them)."""
+        record = self._record()
+        assert record is not None
+        return [post.get("judged") for post in self._posts(k, record["members"])]
 
     # --- reading the chain -----------------------------------------------------------------------------
 
@@ -599,7 +638,7 @@ class DayAheadAgent:
 
     async def _stepped(self, k: int) -> bool:
         """Wait until iteration k is stepped in a final block (the coordinator: only that it landed); False if
-        the coordinator closed at k instead on the value stop (every post of k said settled)."""
+        the coordinator closed at k instead (the caller judges whether that was the stop)."""
         wait = self.timeout_s if self.is_coordinator else 2 * self.timeout_s
         # the step waits for every member's first response, and members start apart; with a deadline, any
         # step may wait for a member (or the coordinator) that restarts, until the coordinator closes at it
@@ -617,12 +656,7 @@ class DayAheadAgent:
         record = self._record()
         assert record is not None
         if record["iteration"] == k:  # closed instead of stepped
-            if self._closes_by_value(k) and record["settled"] == len(self.members):
-                return False
-            raise SessionFailed(
-                f"the coordinator closed the session at iteration {k} instead of stepping it "
-                f"(its posts abandoned): the stage failed{self._past_deadline()}"
-            )
+            return False
         self.iteration = record["iteration"]
         return True
 
@@ -664,12 +698,16 @@ class DayAheadAgent:
         return ""
 
     def _positions(self, k: int) -> list[tuple[int, ...]]:
-        """Every member's posted positions of iteration k, as this replica holds them: its last post (the
-        coordinator before its step), or, once k is stepped, the post the step priced (`exchange.stepped`):
-        a faster member may already have posted k+1 (review7 F1)."""
+        """Every member's posted positions of iteration k (`_posts`)."""
+        return [tuple(post["positions"]) for post in self._posts(k)]
+
+    def _posts(self, k: int, members: Sequence[bytes] | None = None) -> list[dict[str, Any]]:
+        """Every member's post of iteration k (`members`' order, else this MGMC's), as this replica holds
+        them: its last post (before the step, or after a close that abandoned k), or, once k is stepped, the
+        post the step priced (`exchange.stepped`): a faster member may already have posted k+1 (review7 F1)."""
         state = self.ledger.state(ROLE)
         out = []
-        for member in self.members:
+        for member in self.members if members is None else members:
             post = exchange.position(state, self.session, member)
             if post is not None and post["iteration"] != k:
                 post = exchange.stepped(state, self.session, member)
@@ -679,7 +717,7 @@ class DayAheadAgent:
                     f"member {member.hex()[:16]}…'s post of iteration {k} is not on the chain "
                     f"(its stepped one is of {got})"
                 )
-            out.append(tuple(post["positions"]))
+            out.append(post)
         return out
 
     def _check(self) -> None:
@@ -705,22 +743,6 @@ class DayAheadAgent:
                 f"balancing gives {self.book.rho}: not followed"
             )
 
-    def _rules_unjudged(self) -> None:
-        """Near convergence `allocate` judges every floor, a floor of 0 too: a sale at a price below 0 (on
-        the chain's tick) would be banned there, a coordinator's judgement the edge does not make: stop."""
-        book = self.book
-        assert book is not None
-        near, res = self.cfg.rules_within_kwh, self.cfg.resolution_kwh
-        if book.primal > near or book.dual > near:
-            return
-        for t, price in enumerate(book.prices):
-            # on the contract's tick by its one exact conversion (review7 F4), as judge_rules does
-            if on_tick(price) < 0 and any(q[t] > res for q in book.q):
-                raise SessionFailed(
-                    f"interval {t}'s price {price} nano/kWh is below zero with sales held there: the owners' "
-                    "floors would be judged (the coordinator's, with private data): beyond the edge session"
-                )
-
     # --- writing ---------------------------------------------------------------------------------------
 
     async def _post(self, k: int, positions: tuple[int, ...], says_settled: bool = False) -> None:
@@ -736,9 +758,16 @@ class DayAheadAgent:
         body: dict[str, Any] = {"session": self.session, "iteration": k, "positions": list(positions)}
         if says_settled:  # absent is false: a post without a verdict keeps the bytes it had before them
             body["settled"] = True
+        judged = self._judged()
+        if judged is not None:  # its judgement of its own rules on k - 1 (absent: none)
+            body["judged"] = judged
         await self._submit("exchange.position", body, landed=lambda: self._mine(k) is not None)
         mine = self._mine(k)
         self.posted = positions if mine is None else mine
+
+    def _judged(self) -> dict[str, object] | None:
+        """The `judged` of this MGMC's next post: its judgement of its own rules (`SessionRules.posting`)."""
+        return self.rules.posting()
 
     def _mine(self, k: int) -> tuple[int, ...] | None:
         """This MGMC's post of iteration k as the chain holds it (None: not posted)."""

@@ -1,0 +1,159 @@
+"""One MGMC's owner floors and caps in its day-ahead session: its own judgement and the public coordination.
+
+Promises: `SessionRules` is what an MGMC runs of the controller's `dayjudge` so that a rules day on the edge
+is `allocate`'s on the chain venue (the timing of `dayrounds.Exchange`, as the members of
+tests/controller/test_ctl_dayjudge_members.py run it): its own `OwnRules` (its bounds and fees less what it
+banned or dropped: private), the public `Coordination` built from the owners' rules as its replica holds them
+(`market_state.rules_for`, members in the session's order, read once when it joins), and after each step
+(`judge`) its judgement on the iteration just stepped, to post with its next position (`posting`); once every
+post of that next iteration is in, `settle` runs the coordination on the posted judgements (once per round,
+in order) if they were `due`, and puts its own part and its let-backs in force (`enact`).
+`own_rules_differ` is the up-front check that the floor and cap this MGMC judges are the ones the chain holds
+for it (else its judgement and everyone's queue would disagree).
+What a judgement posted by another member can do: only what `Coordination.settle` lets it (its own sides;
+a repeated ban or an ask for a side it does not hold banned are ignored); a cell outside the session never
+reaches it (the contract refuses the post). Never reads another MG's private data; no I/O besides reading
+the replica's state it is given.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from peergrid_controller.dayexchange import Book, DayAheadConfig
+from peergrid_controller.dayjudge import (
+    Coordination,
+    Judgement,
+    Outcome,
+    OwnJudgement,
+    OwnRules,
+    binds,
+    decode,
+    demand,
+    due,
+    enact,
+    encode,
+    judge_own,
+)
+from peergrid_controller.dayrules import Fees, chain_rules
+from peergrid_controller.model import Microgrid
+from peergrid_edge.exchange_io import SessionFailed
+from peergrid_ledger.contracts.market_state import rules_for
+
+log = logging.getLogger("peergrid.edge.dayahead")
+
+
+def own_rules_differ(mg: Microgrid, state: Any, key: bytes, first_interval: int) -> str:
+    """Why this MGMC's floor or cap is not the one the chain holds for its key in some interval of the
+    session ("" when they agree): the coordination orders let-backs by the chain's, the MG judges its own."""
+    mine = chain_rules(mg.rules)
+    for t in range(mg.intervals):
+        chain = rules_for(state, key, first_interval + t)
+        for field in ("floor_price", "cap_price"):
+            if int(chain[field]) != int(mine[field]):
+                return (
+                    f"{mg.name}'s {field} is {mine[field]} micro/Wh in its own config but {chain[field]} on "
+                    f"the chain in interval {first_interval + t}"
+                )
+    return ""
+
+
+class SessionRules:
+    """This MGMC's side of the owners' rules in one session, and the public coordination it computes."""
+
+    def __init__(self, mg: Microgrid, dt: float, cfg: DayAheadConfig) -> None:
+        self.n = mg.intervals
+        self.own = OwnRules(mg, dt, self.n, cfg.fee_margin, cfg.resolution_kwh)
+        self.coordination = Coordination(lambda i, t, side: 0, self.n, ruled=False)  # until `join`
+        self.me = -1
+        # its judgement on the last stepped iteration (None: none), posted with its next position, with the
+        # public facts it was judged under (whether the rules are judged there and near convergence)
+        self.mine: OwnJudgement | None = None
+        self.near = self.judging = False
+        self.prices: tuple[int, ...] = ()  # ... and the prices it judged at (the step's)
+        self.posted: Judgement | None = None  # what it posted with its last position
+        self.last = Outcome((), False)  # what the last settled round did
+
+    def join(self, state: Any, members: Sequence[bytes], me: bytes, first_interval: int) -> None:
+        """The public side from the replica: every member's rules (members in the session's order, as the
+        chain keeps the judgements), read once, so that every MGMC orders let-backs alike."""
+        table: list[list[Mapping[str, Any]]] = [
+            [rules_for(state, member, first_interval + t) for t in range(self.n)] for member in members
+        ]
+        ruled = any(binds(rules) for row in table for rules in row)
+        self.coordination = Coordination(lambda i, t, side: demand(table[i][t], side), self.n, ruled=ruled)
+        self.me = list(members).index(me)
+
+    @property
+    def ruled(self) -> bool:
+        """Some member's floor or cap binds (public): the day runs the tight kWh stop, as `allocate`'s."""
+        return self.coordination.ruled
+
+    def bounds(self) -> tuple[list[float], list[float]]:
+        return self.own.bounds()
+
+    def fees(self) -> Fees:
+        return self.own.fees()
+
+    def judge(self, book: Book, mine: int, verdict: bool) -> None:
+        """After a step: this MG's judgement on it (`judge_own`: near convergence its fees and bans are in
+        force at once, for its next answer), from the book's public prices and its own position (`mine`,
+        its index in the book)."""
+        self.near = book.rules_near()
+        self.prices = tuple(book.prices)
+        self.judging = self.coordination.judging(self.prices)
+        self.mine = judge_own(
+            self.own, book.prices, book.q[mine], near=self.near, settled=verdict, judging=self.judging
+        )
+
+    def posting(self) -> dict[str, object] | None:
+        """The `judged` of its next post (None: nothing to say), remembered as posted."""
+        public = self.mine.public if self.mine is not None and not self.mine.public.empty else None
+        self.posted = public
+        return None if public is None else encode(public)
+
+    def settle(self, judged: Sequence[Mapping[str, Any] | None], all_settled: bool) -> Outcome:
+        """Every member's post of the next iteration is in (`judged`: their `judged` bodies in the session's
+        member order; `all_settled`: every one said settled): if the judgements were due, the coordination
+        settles them and this MG's own part and its let-backs are in force (for its answers after those
+        posts). Its own entry must be what it posted. Once per round, in order."""
+        recorded = judged[self.me]
+        if (None if recorded is None else decode(dict(recorded))) != _canonical(self.posted):
+            raise SessionFailed(
+                f"the chain records this MGMC's judgement as {recorded} where it posted "
+                f"{None if self.posted is None else encode(self.posted)}: not followed"
+            )
+        outcome = Outcome((), False)
+        if due(self.judging, self.near, all_settled):
+            outcome = self.coordination.settle(
+                [Judgement() if body is None else decode(dict(body)) for body in judged], self.prices
+            )
+            if self.me in outcome.ignored:
+                raise SessionFailed(
+                    f"the coordination ignores this MGMC's own judgement {encode(self.posted or Judgement())}"
+                    " as contradicting its rule on the chain: not followed"
+                )
+            if outcome.ignored:
+                log.warning("day-ahead rules: the judgements of member(s) %s contradict their rules on the "
+                            "chain and count as none", ", ".join(map(str, outcome.ignored)))  # fmt: skip
+            enact(self.own, self.me, self.mine, self.near, outcome)
+        self.mine, self.near, self.judging, self.posted = None, False, False, None
+        self.last = outcome
+        return outcome
+
+    def restarted(self, iteration: int) -> str:
+        """Why a restart cannot resume this session ("" when it can): on a day where the rules bind, its
+        bans, dropped fees and the coordination's record are not in its checkpoint."""
+        if self.ruled and iteration >= 2:
+            return (
+                f"restarted at iteration {iteration} of a day with floors or caps in force: its judgements "
+                "of its own rules are not kept across a restart"
+            )
+        return ""
+
+
+def _canonical(judgement: Judgement | None) -> Judgement | None:
+    """A judgement as the chain gives it back: cells ascending (`encode`)."""
+    return None if judgement is None else decode(encode(judgement))
