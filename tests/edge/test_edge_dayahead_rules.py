@@ -1,0 +1,259 @@
+"""Owner-rules days on the edge: each MGMC judges its own floors and caps (`dayjudge.OwnRules`), posts its
+judgement with its next position, and computes who is let back from the chain alone (`dayjudge.Coordination`
+on the rules `market_state.rules_for` holds), as `dayrounds.Exchange` does with every MG in one process.
+Independent agents on one real replica end on `allocate`'s prices and positions on the chain venue, to the
+nano and the Wh, with every judgement the same on both chains; a day that bans a side and lets it back too;
+a member's forged judgement is refused by the chain (a cell outside the session) or counts for nothing (an
+ask for a side it never banned)."""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from test_edge_dayahead_session import SESSION, ledger_for, run_session, simulated
+
+from peergrid_controller.chain_venue import ChainVenue
+from peergrid_controller.dayahead import allocate
+from peergrid_controller.dayexchange import DayAheadConfig
+from peergrid_controller.dayjudge import decode
+from peergrid_controller.daymodel import DayModel
+from peergrid_controller.dayrounds import Exchange
+from peergrid_controller.model import ContractRules, Scenario
+from peergrid_controller.synth import synthetic_scenario
+from peergrid_edge.dayahead_agent import DayAheadAgent
+from peergrid_edge.exchange_io import SessionOutcome
+from peergrid_ledger.contracts import exchange as contract
+
+VALUE = DayAheadConfig()  # the value stop (the default)
+KWH = DayAheadConfig(value_per_kwh=0.0)
+
+
+def rules_day(n: int = 4, seed: int = 0) -> Scenario:
+    """A synthetic owner-rules day (floors, caps, clean-only, maximum quantities: `synthetic_scenario`'s
+    `rules`) without gensets, as the controller's members test runs it."""
+    scenario = synthetic_scenario(n, 8, seed=seed, interval_hours=3.0, rules=True)
+    return dataclasses.replace(
+        scenario, microgrids=tuple(dataclasses.replace(mg, gensets=()) for mg in scenario.microgrids)
+    )
+
+
+def judged_by_name(txs: Sequence[tuple[str, str, dict[str, Any]]]) -> dict[str, list[tuple[int, Any]]]:
+    """Per MG, the (iteration, judged) of each of its posts that carried a judgement."""
+    out: dict[str, list[tuple[int, Any]]] = {}
+    for kind, name, body in txs:
+        if kind == "exchange.position" and "judged" in body:
+            out.setdefault(name, []).append((body["iteration"], body["judged"]))
+    return out
+
+
+def exchange_txs(blocks: Sequence[Any], names: dict[bytes, str]) -> list[tuple[str, str, dict[str, Any]]]:
+    """The exchange moves of `blocks`: (kind, sender's MG, body less the session's name, which differs)."""
+    return [(tx.kind, names[tx.sender], {k: v for k, v in tx.body.items() if k != "session"})
+            for block in blocks for tx in block.txs if tx.kind.startswith("exchange.")]  # fmt: skip
+
+
+def edge_txs(tmp_path: Path, scenario: Scenario, keys_: dict[str, Any]) -> list[tuple[str, str, Any]]:
+    ledger, _ = ledger_for(tmp_path, scenario)
+    try:
+        store = ledger.stores[0]
+        blocks = [store.block(h) for h in range(1, ledger.height("mgmc") + 1)]
+        return exchange_txs(blocks, {keys_[name].public: name for name in keys_})
+    finally:
+        ledger.close()
+
+
+def venue_txs(venue: ChainVenue) -> list[tuple[str, str, Any]]:
+    blocks = [venue.chain.block(h) for h in range(1, venue.chain.height + 1)]
+    return exchange_txs(blocks, {key.public: name for name, key in venue.keys.items()})
+
+
+def moves(txs: Sequence[tuple[str, str, dict[str, Any]]], kind: str) -> list[tuple[str, int, dict[str, Any]]]:
+    """The moves of one kind, by iteration (positions: per MG; the coordinator's by iteration alone: it is
+    another MG where the keys order apart)."""
+    return sorted(
+        (
+            (name if kind == "exchange.position" else "", body["iteration"], body)
+            for k, name, body in txs
+            if k == kind
+        ),
+        key=lambda move: move[:2],
+    )
+
+
+def assert_allocates(
+    outcomes: dict[str, SessionOutcome], scenario: Scenario, cfg: DayAheadConfig, venue_record: Any
+) -> None:
+    allocation, record, positions = venue_record
+    for name, outcome in outcomes.items():
+        assert outcome.completed, (name, outcome.reason)
+        assert outcome.stop == allocation.stop
+        assert outcome.prices == record["prices"]  # to the nano
+        assert list(outcome.positions) == positions[name]  # to the Wh
+        assert outcome.positions == tuple(round(q * 1000) for q in allocation.positions[name])
+
+
+def test_a_rules_day_on_the_edge_is_allocates_on_the_chain_venue_with_every_judgement(tmp_path: Path) -> None:
+    scenario = rules_day()
+    for cfg, label in ((VALUE, "value"), (KWH, "kwh")):
+        where = tmp_path / label
+        ledger, keys_ = ledger_for(where, scenario)
+        started = time.perf_counter()
+        outcomes = run_session(ledger, keys_, scenario, config=cfg)
+        wall = time.perf_counter() - started
+        venue = ChainVenue(scenario)
+        started = time.perf_counter()
+        allocation = allocate(scenario, cfg, recorder=venue.exchange)
+        simulated_wall = time.perf_counter() - started
+        assert_allocates(outcomes, scenario, cfg, simulated(scenario, cfg))
+        edge, chain = edge_txs(where, scenario, keys_), venue_txs(venue)
+        judged = judged_by_name(edge)
+        assert judged and judged == judged_by_name(chain)  # the same judgements, by the same MGs, at k
+        # the same moves: every member's posts (positions, verdicts, judgements), the steps and the close
+        for kind in ("exchange.position", "exchange.step", "exchange.close"):
+            assert moves(edge, kind) == moves(chain, kind), kind
+        print(f"\n{label}: {len(outcomes)} agents, stop {allocation.stop} after {allocation.iterations} rounds "
+              f"(allocate), edge {wall:.2f} s wall, allocate on the chain venue {simulated_wall:.2f} s")  # fmt: skip
+
+
+# --- a day that bans a side and lets it back ------------------------------------------------------------
+
+BAN_OPENING = [-0.01, -0.005]  # below 0: the seller's floor of 0 forbids its sale there
+
+
+def ban_day() -> Scenario:
+    """The controller's ban test day: three MGs, two 12-h intervals, a floor of 0 (under every feed-in: no
+    fee, a ban judges it) and a cap above retail; with `ban_models` the first sells 1 kWh whatever the
+    price, the others buy 0.5 each (no gensets: the models stand in for the MGs' days)."""
+    scenario = synthetic_scenario(3, 2, seed=0, interval_hours=12.0)
+    rules = ContractRules(floor_price=0.0, cap_price=0.5)
+    return dataclasses.replace(
+        scenario,
+        microgrids=tuple(dataclasses.replace(mg, rules=rules, gensets=()) for mg in scenario.microgrids),
+    )
+
+
+class Bounded:
+    """A stand-in MG model answering the same net export (kWh) every interval, within its bounds (kW over
+    12-h intervals: a bound of 0 is 0 kWh, and none binds otherwise)."""
+
+    def __init__(self, kwh: float, n: int) -> None:
+        self.kwh = kwh
+        self.lo: Sequence[float] = [-1e9] * n
+        self.hi: Sequence[float] = [1e9] * n
+
+    def trade(self, prices: object, lo: Sequence[float], hi: Sequence[float], *fees: object) -> None:
+        self.lo, self.hi = lo, hi
+
+    def proximal(self, *args: object, **kwargs: object) -> None: ...
+
+    def solve(self) -> tuple[float, ...]:
+        return tuple(
+            min(max(self.kwh, lo * 12.0), hi * 12.0) for lo, hi in zip(self.lo, self.hi, strict=True)
+        )
+
+
+def ban_models() -> list[Bounded]:
+    return [Bounded(1.0, 2), Bounded(-0.5, 2), Bounded(-0.5, 2)]
+
+
+def with_model(model: Bounded, cls: type[DayAheadAgent] = DayAheadAgent) -> Any:
+    """An agent factory (run_session's `make`) whose MG answers with a stand-in model, at the ban day's
+    opening prices."""
+
+    class Standing(cls):  # type: ignore[valid-type, misc]
+        def _first_model(self) -> DayModel:
+            return model  # type: ignore[return-value]
+
+    def make(*args: Any, **kwargs: Any) -> DayAheadAgent:
+        return Standing(*args[:7], BAN_OPENING, *args[8:], **kwargs)  # type: ignore[no-any-return]
+
+    return make
+
+
+def test_a_ban_and_its_let_back_on_the_edge_are_the_coordinators_to_the_nano(tmp_path: Path) -> None:
+    scenario = ban_day()
+    ledger, keys_ = ledger_for(tmp_path, scenario)
+    make = {mg.name: with_model(m) for mg, m in zip(scenario.microgrids, ban_models(), strict=True)}
+    outcomes = run_session(ledger, keys_, scenario, config=KWH, make=make)
+    venue = ChainVenue(scenario)
+    ex = Exchange(scenario, KWH, BAN_OPENING, venue.exchange)
+    models = ban_models()
+    ex.open()
+    ex.first_responses(models)  # type: ignore[arg-type]
+    assert ex.run(models, KWH.max_iterations, KWH.tolerance_kwh)  # type: ignore[arg-type]
+    ex.close(models)  # type: ignore[arg-type]
+    record = contract.session(venue.chain.view, venue.exchange.session)
+    assert record is not None
+    for mg, qi in zip(scenario.microgrids, ex.q_wh, strict=True):
+        outcome = outcomes[mg.name]
+        assert outcome.completed, (mg.name, outcome.reason)
+        assert outcome.prices == record["prices"] == tuple(ex.prices)
+        assert list(outcome.positions) == list(qi)
+    edge, chain = edge_txs(tmp_path, scenario, keys_), venue_txs(venue)
+    judged = judged_by_name(edge)
+    assert judged == judged_by_name(chain)
+    seller = scenario.microgrids[0].name
+    assert [j["banned"] for _, j in judged[seller] if j["banned"]] == [[0, 2]]  # both its sales, banned
+    assert any(j["asks"] for _, j in judged[seller])  # ... and asked back
+    assert ex.coordination.returned == {(0, 0, "sell"), (0, 1, "sell")}  # both let back
+
+
+# --- forged judgements ------------------------------------------------------------------------------------
+
+
+class Forger(DayAheadAgent):
+    """A member that posts `forged` as its judgement from iteration `at` on whenever it has none of its
+    own (and remembers it as posted, so that only the others can tell)."""
+
+    forged: dict[str, object] = {}
+    at = 2
+
+    def _judged(self) -> dict[str, object] | None:
+        honest = super()._judged()
+        if honest is None and self.iteration >= self.at:
+            self.rules.posted = decode(dict(self.forged))
+            return dict(self.forged)
+        return honest
+
+
+def forger(body: dict[str, object]) -> type[DayAheadAgent]:
+    return type("Forged", (Forger,), {"forged": body})
+
+
+def test_an_ask_for_a_side_never_banned_counts_for_nothing(tmp_path: Path) -> None:
+    # every member computes the coordination from the posts: the forged ask is no ask of a banned side, so
+    # nobody is let back for it and nothing changes: the day is the honest one's to the nano and the Wh
+    scenario = rules_day()
+    liar = scenario.microgrids[1].name
+    ledger, keys_ = ledger_for(tmp_path, scenario)
+    forged = {"banned": [], "asks": [0, 3], "fees": False}
+    outcomes = run_session(ledger, keys_, scenario, config=KWH, make={liar: forger(forged)})
+    assert_allocates(outcomes, scenario, KWH, simulated(scenario, KWH))
+    asked = [j for _, j in judged_by_name(edge_txs(tmp_path, scenario, keys_))[liar] if j == forged]
+    assert asked  # it did post them
+
+
+def test_a_judgement_naming_a_cell_outside_the_session_is_refused_and_the_stage_fails(tmp_path: Path) -> None:
+    scenario = rules_day()
+    liar = scenario.microgrids[1].name
+    ledger, keys_ = ledger_for(tmp_path, scenario)
+    outside = {"banned": [2 * scenario.intervals], "asks": [], "fees": False}
+    outcomes = run_session(ledger, keys_, scenario, config=KWH, timeout_s=1.0, make={liar: forger(outside)})
+    reason = outcomes[liar].reason
+    assert (
+        reason.startswith("the chain refused this MGMC's exchange.position of iteration")
+        and ": invalid" in reason
+    )
+    assert not any(o.completed for o in outcomes.values())
+    coordinator = min(keys_, key=lambda name: keys_[name].public)
+    assert f"{keys_[liar].public.hex()[:16]}… did not post iteration" in outcomes[coordinator].reason
+    ledger2, _ = ledger_for(tmp_path, scenario)
+    try:
+        session = contract.session(ledger2.state("mgmc"), SESSION)
+    finally:
+        ledger2.close()
+    assert session is not None and session["closed"]
