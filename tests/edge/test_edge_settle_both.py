@@ -1,0 +1,446 @@
+"""Settling on both parties' statements (genesis `settle_by_both`), the edge's side: each MGMC states what it
+metered for a trade it bought or sold, and the chain pays once when they agree, on the lone statement after
+the deadline when the counterparty stays silent, or marks the trade disputed (no retry: the DSO settles it).
+
+The chain tests run a real single-authority `EdgeLedger` (`test_settlement.Node`): the statements, the
+deadline and the refusals come from the real mempool and market contract, not from a script. The PCC
+metering is tested from reading leaves as the edge stores them, against the DSO's own reading of them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import threading
+import time
+from fractions import Fraction
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+from test_settlement import KWH, PRICE, Node
+
+from peergrid_edge.commitments import reading_leaf
+from peergrid_edge.pcc_readings import (
+    DisputeReadings,
+    Unmetered,
+    commitment_intervals,
+    counter_at,
+    metered,
+    readings_bodies,
+    readings_missing,
+    statement_wh,
+    trade_share,
+)
+from peergrid_edge.replicas import Submission
+from peergrid_edge.settlement import PendingSettle, Settlements, Settler, judge, unsettled_trades
+from peergrid_ledger import query
+from peergrid_ledger.genesis import Account, Genesis, Params
+from peergrid_ledger.keys import Keypair
+
+WAIT_MS = 1500  # the genesis settle_wait_ms: a silent counterparty's window
+
+
+def both_chain(
+    seller: Keypair, buyer: Keypair, authority: Keypair, tolerance: int = 0, credit: int = 10**12
+) -> Genesis:
+    return Genesis(
+        chain="mgmc-both", time=0, authorities=(authority.public,),
+        accounts=(Account(authority.public, ("mgmc",)), Account(seller.public, ("anonym",)),
+                  Account(buyer.public, ("anonym",))),
+        contracts=("market",),
+        params=Params(credit_limit=credit, settle_by_both=1, settle_tolerance_wh=tolerance, settle_wait_ms=WAIT_MS),
+    )  # fmt: skip
+
+
+def party_settler(
+    node: Node, who: Keypair, metering: dict[bytes, int | None] | None, sent: list[dict[str, Any]],
+    disputes: list[PendingSettle], records: list[dict[str, Any]] | None = None,
+) -> Settler:  # fmt: skip
+    """One MGMC's settler on the shared chain, stating as `who`; `metering`: what its meter gives per trade."""
+
+    async def submit(body: dict[str, Any]) -> Submission:
+        sent.append(body)
+        return await node.submit(who, "settle", body)
+
+    def meter(p: PendingSettle) -> int | None:
+        return None if metering is None else metering.get(p.trade)
+
+    return Settler(
+        submit, lambda tid: query.settlement(node.ledger.state("mgmc"), tid), time.time, asyncio.sleep,
+        lambda: False, (records if records is not None else []).append, Settlements(0.2, 1.0), by_both=True,
+        metering=meter, on_dispute=disputes.append,
+    )  # fmt: skip
+
+
+def trades_of(node: Node, t: int) -> list[tuple[bytes, dict[str, Any]]]:
+    return query.trades(node.ledger.state("mgmc"), t)
+
+
+def run_chain(tmp_path: Path, genesis: Genesis, authority: Keypair, body: Any) -> Any:
+    async def main() -> Any:
+        node = Node(tmp_path, genesis, authority)
+        node.ledger.start()
+        try:
+            return await body(node)
+        finally:
+            node.ledger.close()
+
+    return asyncio.run(main())
+
+
+def test_both_parties_state_agree_and_the_buyer_pays_once_the_lower(tmp_path: Path) -> None:
+    seller, buyer, authority = (Keypair.generate() for _ in range(3))
+    sent_s: list[dict[str, Any]] = []
+    sent_b: list[dict[str, Any]] = []
+    disputes: list[PendingSettle] = []
+
+    async def day(node: Node) -> tuple[dict[str, Any], Settler, Settler]:
+        tid = await node.agree(1, seller, buyer)
+        s = party_settler(node, seller, {tid: KWH - 2}, sent_s, disputes)
+        b = party_settler(node, buyer, {tid: KWH - 3}, sent_b, disputes)
+        later = time.time() + 0.3  # the interval's end and a meter read after it
+        assert await s.settle(1, trades_of(node, 1), seller.public, later) == 0  # nothing stated before it
+        assert await b.settle(1, trades_of(node, 1), buyer.public, later) == 0
+        assert (
+            not sent_s and not sent_b and query.settlement(node.ledger.state("mgmc"), tid)["state"] == "open"
+        )
+        await asyncio.sleep(0.35)
+        await s.retry_due()  # the seller states first: recorded, it waits
+        assert query.settlement(node.ledger.state("mgmc"), tid)["state"] == "stated"
+        assert list(s.book.pending) == [tid] and s.book.pending[tid].deadline is not None
+        await b.retry_due()  # the buyer's agrees: paid
+        assert not b.book.pending
+        await s.work_until(time.time() + 5, while_pending=True)  # the seller reads it paid, sends nothing
+        return query.settlement(node.ledger.state("mgmc"), tid), s, b
+
+    # tolerance 1 Wh: the two meters differ by one unit
+    where, s, b = run_chain(tmp_path, both_chain(seller, buyer, authority, tolerance=1), authority, day)
+    assert where["state"] == "settled" and where["settlement"]["basis"] == "agreed"
+    assert where["settlement"]["delivered"] == KWH - 3 and where["settlement"]["amount"] == PRICE * (KWH - 3)
+    assert [m["delivered"] for m in sent_s] == [KWH - 2] and [m["delivered"] for m in sent_b] == [KWH - 3]
+    assert not s.book.pending and not b.book.pending and not disputes
+
+
+def test_a_silent_counterparty_the_statement_settles_after_the_wait(tmp_path: Path) -> None:
+    seller, buyer, authority = (Keypair.generate() for _ in range(3))
+    sent: list[dict[str, Any]] = []
+    records: list[dict[str, Any]] = []
+
+    async def day(node: Node) -> dict[str, Any]:
+        tid = await node.agree(1, seller, buyer)
+        s = party_settler(node, seller, {tid: KWH - 100}, sent, [], records)
+        await s.settle(1, trades_of(node, 1), seller.public, 0.0)
+        stated = time.time()
+        await s.work_until(time.time() + 10, while_pending=True)
+        assert not s.book.pending
+        assert time.time() - stated >= WAIT_MS / 1000 - 0.3  # it waited for the buyer's window
+        return query.settlement(node.ledger.state("mgmc"), tid)
+
+    where = run_chain(tmp_path, both_chain(seller, buyer, authority), authority, day)
+    assert where["state"] == "settled" and where["settlement"]["basis"] == "lapsed"
+    assert where["settlement"]["delivered"] == KWH - 100
+    assert [m["delivered"] for m in sent] == [
+        KWH - 100,
+        KWH - 100,
+    ]  # the same body, once more at the deadline
+    assert records[-1]["settlement"]["settled"] and records[-1]["settlement"]["party"] == "seller"
+
+
+def test_a_disagreement_is_disputed_and_neither_party_retries(tmp_path: Path) -> None:
+    seller, buyer, authority = (Keypair.generate() for _ in range(3))
+    sent_s: list[dict[str, Any]] = []
+    sent_b: list[dict[str, Any]] = []
+    disputes: list[PendingSettle] = []
+    records: list[dict[str, Any]] = []
+
+    async def day(node: Node) -> dict[str, Any]:
+        tid = await node.agree(1, seller, buyer)
+        s = party_settler(node, seller, {tid: KWH}, sent_s, disputes, records)
+        b = party_settler(node, buyer, {tid: KWH - 500}, sent_b, disputes, records)
+        await s.settle(1, trades_of(node, 1), seller.public, 0.0)
+        await s.retry_due()
+        await b.settle(1, trades_of(node, 1), buyer.public, 0.0)
+        await b.work_until(time.time() + 5, while_pending=True)
+        await s.work_until(time.time() + 5, while_pending=True)  # the seller reads the dispute: ends
+        assert not s.book.pending and not b.book.pending
+        await asyncio.sleep(WAIT_MS / 1000 + 0.2)  # past the deadline: still nothing more is sent
+        await s.work_until(time.time() + 0.5)
+        return query.settlement(node.ledger.state("mgmc"), tid)
+
+    where = run_chain(tmp_path, both_chain(seller, buyer, authority), authority, day)
+    assert where["state"] == "disputed" and where["settlement"] is None
+    assert len(sent_s) == 1 and len(sent_b) == 1
+    assert sorted(p.party for p in disputes) == ["buyer", "seller"]
+    assert all(not r["settlement"]["settled"] and "disputed" in r["settlement"]["reason"] for r in records)
+
+
+def test_a_restart_mid_settlement_resumes_from_the_chain(tmp_path: Path) -> None:
+    """The seller stated, then its agent restarted: the new run finds the trade on chain (a sale, with
+    settle_by_both), reads its own statement back instead of metering again, waits out the buyer's window and
+    settles on that same statement."""
+    seller, buyer, authority = (Keypair.generate() for _ in range(3))
+    sent: list[dict[str, Any]] = []
+
+    async def day(node: Node) -> tuple[dict[str, Any], Settler]:
+        tid = await node.agree(1, seller, buyer)
+        first = party_settler(node, seller, {tid: KWH - 7}, sent, [])
+        await first.settle(1, trades_of(node, 1), seller.public, 0.0)
+        await first.retry_due()
+        assert query.settlement(node.ledger.state("mgmc"), tid)["state"] == "stated"
+        # the restart: a new settler whose meter now reads differently (readings pruned, say): never stated
+        again = party_settler(node, seller, {tid: 1}, sent, [])
+        state = node.ledger.state("mgmc")
+        assert unsettled_trades(state, seller.public, range(0, 3)) == []  # purchases only: it sold
+        left = unsettled_trades(state, seller.public, range(0, 3), sales=True)
+        assert [tid_ for _, tid_, _ in left] == [tid]
+        again.pick_up(left, seller.public)
+        await again.work_until(time.time() + 10, while_pending=True)
+        return query.settlement(node.ledger.state("mgmc"), tid), again
+
+    where, again = run_chain(tmp_path, both_chain(seller, buyer, authority), authority, day)
+    assert where["state"] == "settled" and where["settlement"]["basis"] == "lapsed"
+    assert where["settlement"]["delivered"] == KWH - 7
+    assert [m["delivered"] for m in sent] == [KWH - 7, KWH - 7] and not again.book.pending
+
+
+def test_the_second_statement_refused_for_funds_is_sent_again_until_it_lands(tmp_path: Path) -> None:
+    seller, buyer, authority = (Keypair.generate() for _ in range(3))
+    sent: list[dict[str, Any]] = []
+    funded = threading.Event()
+
+    async def day(node: Node) -> dict[str, Any]:
+        tid = await node.agree(1, seller, buyer)
+        assert (await node.submit(seller, "settle", {"trade": tid, "delivered": KWH})).landed  # the seller's
+        b = party_settler(node, buyer, {tid: KWH}, sent, [])
+        await b.settle(1, trades_of(node, 1), buyer.public, 0.0)
+        await b.retry_due()
+        assert "insufficient-funds" in b.book.pending[tid].reason  # refused, not recorded, kept
+        assert "buyer" not in query.settlement(node.ledger.state("mgmc"), tid)["statements"]
+        funded.set()
+        return query.settlement(node.ledger.state("mgmc"), tid)
+
+    where = run_chain(tmp_path, both_chain(seller, buyer, authority, credit=0), authority, day)
+    assert funded.is_set() and where["state"] == "stated" and len(sent) == 1
+    assert judge(where, Submission(False, "insufficient-funds: buyer cannot pay"), "buyer", True) == "retry"
+
+
+def test_nothing_is_stated_before_the_meter_was_read_after_the_interval() -> None:
+    sent: list[dict[str, Any]] = []
+    readings: dict[bytes, int | None] = {b"t" * 32: None}
+
+    on_chain: dict[str, Any] = {"state": "open", "statements": {}, "deadline": None, "settlement": None}
+
+    async def submit(body: dict[str, Any]) -> Submission:
+        sent.append(body)
+        on_chain.update(state="stated", statements={"buyer": {"delivered": body["delivered"]}},
+                        deadline=round(time.time() * 1000) + 60_000)  # fmt: skip
+        return Submission(True)
+
+    settler = Settler(
+        submit, lambda tid: on_chain, time.time, asyncio.sleep, lambda: False, lambda doc: None,
+        Settlements(0.05, 0.05), by_both=True, metering=lambda p: readings[p.trade],
+    )  # fmt: skip
+
+    async def day() -> None:
+        await settler.settle(
+            3, [(b"t" * 32, {"buyer": b"b", "seller": b"s", "quantity": 9})], b"b", time.time() + 0.2
+        )
+        await settler.retry_due()
+        assert not sent  # before `not_before`
+        await settler.work_until(time.time() + 0.4)
+        assert not sent and "not metered yet" in settler.book.pending[b"t" * 32].reason
+        readings[b"t" * 32] = 8
+        await settler.work_until(time.time() + 0.3)
+
+    asyncio.run(day())
+    assert sent == [{"trade": b"t" * 32, "delivered": 8}]
+
+
+def test_the_day_end_keeps_a_statement_whose_counterparty_may_still_state() -> None:
+    book = Settlements(1.0, 4.0)
+    waiting = PendingSettle(1, b"w" * 32, 5, party="seller", deadline=200.0)
+    refused = PendingSettle(1, b"r" * 32, 5, reason="insufficient-funds: no")
+    book.add(waiting, 200.0)
+    book.add(refused, 150.0)
+    assert book.waiting_until() == 200.0
+    ended = book.give_up("the trading day ended", now=100.0)
+    assert [e.pending.trade for e in ended] == [b"r" * 32] and list(book.pending) == [b"w" * 32]
+    assert [e.pending.trade for e in book.give_up("the trading day ended", now=250.0)] == [b"w" * 32]
+
+
+def test_without_settle_by_both_only_purchases_are_settled_at_once_with_the_agreed_quantity() -> None:
+    sent: list[dict[str, Any]] = []
+
+    async def submit(body: dict[str, Any]) -> Submission:
+        sent.append(body)
+        return Submission(True)
+
+    paid = {"state": "settled", "statements": {}, "deadline": None, "settlement": {"amount": 1}}
+    settler = Settler(submit, lambda tid: paid if sent else {**paid, "state": "open", "settlement": None},
+                      time.time, asyncio.sleep, lambda: False, lambda doc: None, Settlements(0.1, 0.1))  # fmt: skip
+    trades = [(b"b" * 32, {"buyer": b"me", "seller": b"x", "quantity": 7}),
+              (b"s" * 32, {"buyer": b"x", "seller": b"me", "quantity": 9})]  # fmt: skip
+    assert asyncio.run(settler.settle(1, trades, b"me")) == 1
+    assert sent == [{"trade": b"b" * 32, "delivered": 7}]  # the sale is the buyer's to settle
+
+
+# --- the PCC metering --------------------------------------------------------------------------------------
+
+
+def meter_leaves(points: list[tuple[int, float, float]], device: str = "pcc") -> list[bytes]:
+    """Reading leaves of a PCC meter: (at_ms, export Wh, import Wh) counters."""
+    return [
+        reading_leaf(device, "meter", at / 1000, {"energy_wh": exp, "import_wh": imp, "power_w": 0.0})
+        for at, exp, imp in points
+    ]
+
+
+def test_metered_energy_interpolates_the_boundaries_and_shares_pro_rata() -> None:
+    leaves = meter_leaves([(0, 100.0, 5.0), (1000, 110.0, 5.0), (2000, 130.0, 5.0), (3000, 131.0, 9.0)])
+    assert metered(leaves, (500, 2500), "energy_wh", 1000) == Fraction(51, 2)  # 105 -> 130.5
+    assert metered(leaves, (500, 2500), "import_wh", 1000) == Fraction(2)
+    # the seller side of a 10 Wh trade among 40 Wh of sales: a quarter of 25 Wh, floored
+    assert statement_wh(leaves, (500, 2500), "seller", 10, 40, 1000) == 6
+    assert statement_wh(leaves, (500, 2500), "seller", 10, 10, 1000) == 10  # never above the agreed
+    assert trade_share(Fraction(0), 0, 0) == 0
+
+
+@pytest.mark.parametrize(
+    ("leaves", "why"),
+    [
+        (meter_leaves([(0, 1.0, 0.0), (1000, 2.0, 0.0)]), "around 2500 ms"),  # no reading after the end yet
+        (meter_leaves([(0, 1.0, 0.0), (9000, 2.0, 0.0)]), "at most 1000 ms apart"),  # a gap: no measurement
+        (meter_leaves([(0, 5.0, 0.0), (1000, 4.0, 0.0), (3000, 6.0, 0.0)]), "runs backwards"),
+        (meter_leaves([(0, 1.0, 0.0)], "a") + meter_leaves([(3000, 2.0, 0.0)], "b"), "more than one meter"),
+        ([b"\xff\x00junk"], "does not decode"),
+    ],
+)
+def test_what_cannot_be_metered_is_said_not_guessed(leaves: list[bytes], why: str) -> None:
+    with pytest.raises(Unmetered, match=why):
+        metered(leaves, (500, 2500), "energy_wh", 1000)
+
+
+@given(
+    st.lists(st.tuples(st.integers(0, 10_000), st.integers(0, 10**6)), min_size=1, max_size=12),
+    st.integers(0, 10_000),
+    st.integers(1, 20_000),
+)
+def test_the_counter_at_a_boundary_is_the_dsos(points: list[tuple[int, int]], at: int, gap: int) -> None:
+    """The edge reads its readings as the DSO does (dso-server disputes.counter_at), so an MGMC states what
+    the DSO would vouch for its side."""
+    from peergrid_dso import disputes
+
+    samples = sorted({a: c for a, c in points}.items())
+    counters = sorted(c for _, c in samples)
+    samples = [(a, c) for (a, _), c in zip(samples, counters, strict=True)]  # a counter never runs backwards
+    try:
+        ours: Fraction | None = counter_at(samples, at, gap)
+    except Unmetered:
+        ours = None
+    try:
+        theirs: Fraction | None = disputes.counter_at(samples, at, gap)
+    except disputes.Unmetered:
+        theirs = None
+    assert ours == theirs
+
+
+@given(st.integers(0, 10**6), st.integers(0, 10**5), st.integers(0, 10**5), st.integers(0, 10**5))
+def test_a_share_is_monotone_in_the_energy_and_never_above_the_trade(
+    e: int, more: int, q: int, rest: int
+) -> None:
+    total = q + rest
+    assert 0 <= trade_share(Fraction(e), q, total) <= q
+    assert trade_share(Fraction(e + more), q, total) >= trade_share(Fraction(e), q, total)
+
+
+def test_bad_shares_and_windows_are_refused() -> None:
+    with pytest.raises(ValueError):
+        trade_share(Fraction(1), 5, 4)
+    with pytest.raises(ValueError):
+        commitment_intervals((0, 10), 0, 5)
+    with pytest.raises(ValueError):
+        metered([], (0, 1), "energy_wh", 0)
+
+
+# --- the dispute readings to the DSO ------------------------------------------------------------------------
+
+
+def test_the_readings_bodies_are_what_the_dso_api_accepts_and_cover_the_window_with_its_gaps() -> None:
+    from peergrid_dso.routes.disputes import ReadingsIn
+
+    node = Keypair.generate().public
+    # a market interval [60 s, 66 s), commitment intervals of 6 s, readings at most 4.5 s apart
+    assert commitment_intervals((60_000, 66_000), 6_000, 4_500) == range(9, 12)
+    leaves = meter_leaves([(60_100, 1.0, 0.0)])
+    bodies = readings_bodies(node, [(10, leaves), (11, [])])
+    assert len(bodies) == 1 and bodies[0]["interval"] == 10  # nothing to post for an empty interval
+    ReadingsIn.model_validate(bodies[0])  # the DSO's own request model: the shape is exact
+    assert readings_missing(None)
+    assert readings_missing({"resolved": False, "why": "the buyer's metering: commitment interval 9's "
+                                                      "readings are not at the DSO"})  # fmt: skip
+    assert not readings_missing({"resolved": False, "why": "the trade is settled, not disputed"})
+    assert not readings_missing({"resolved": True, "delivered": 5})
+
+
+class FakeDso(BaseHTTPRequestHandler):
+    """A DSO disputes API over real HTTP: 422 for the first post (as for readings the chain does not hold
+    yet), 201 after; the decision says the readings are missing until two posts were kept."""
+
+    posts: list[dict[str, Any]] = []
+
+    def do_POST(self) -> None:
+        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        FakeDso.posts.append(body)
+        self._answer(422 if len(FakeDso.posts) == 1 else 201, {"detail": "no der_commitment yet"}
+                     if len(FakeDso.posts) == 1 else {"accepted": len(body["leaves"])})  # fmt: skip
+
+    def do_GET(self) -> None:
+        kept = len(FakeDso.posts) - 1
+        if kept < 2:
+            self._answer(
+                200, {"resolved": False, "why": "commitment interval 10's readings are not at the DSO"}
+            )
+        else:
+            self._answer(200, {"resolved": True, "delivered": 3})
+
+    def _answer(self, status: int, doc: dict[str, Any]) -> None:
+        raw = json.dumps(doc).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(raw)))
+        self.end_headers()
+        self.wfile.write(raw)
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+
+def test_a_disputed_trade_s_readings_are_posted_and_posted_again_while_the_dso_says_they_are_missing() -> (
+    None
+):
+    FakeDso.posts = []
+    server = ThreadingHTTPServer(("127.0.0.1", 0), FakeDso)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    node = Keypair.generate().public
+    sealed = {10: meter_leaves([(60_100, 1.0, 0.0)])}
+    try:
+        poster = DisputeReadings(
+            f"http://127.0.0.1:{server.server_address[1]}", node,
+            lambda r: [(c, sealed[c]) for c in r if c in sealed], 6_000, 4_500,
+        )  # fmt: skip
+        resolved = asyncio.run(
+            poster.follow(b"t" * 32, (60_000, 66_000), 0.0, 0.05, time.time() + 5, time.time, asyncio.sleep)
+        )
+        dead = DisputeReadings("http://127.0.0.1:9", node, lambda r: [(10, sealed[10])], 6_000, 4_500, 0.5)
+        assert asyncio.run(dead.post((60_000, 66_000))) == 0  # unreachable: logged, not raised
+        assert asyncio.run(dead.decision(b"t" * 32)) is None
+    finally:
+        server.shutdown()
+    assert resolved and len(FakeDso.posts) == 3  # refused once, then posted again until the DSO decided
+    assert all(
+        p == {"node": node.hex(), "interval": 10, "leaves": [sealed[10][0].hex()]} for p in FakeDso.posts
+    )
