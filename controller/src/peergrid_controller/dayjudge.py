@@ -9,20 +9,25 @@ Promises:
   (the price now permits them), and `apply`, which puts its fees and bans in force; what the others need is
   its `Judgement`: the (interval, side)s it banned, the ones it asks back and whether any fee changed.
 - `Coordination` is the public side, computable by anyone from the chain (the owners' rules of
-  `market.set_rules`, the positions and the judgements posted with them, `exchange.position`'s `judged`):
-  among the MGs asking back at (interval, side), the one let back (the least demanding rule first, on the
-  market tick, ties in member order), the (interval, side)s closed to returns (a side let back and banned
-  again) and whether anything changed (so that the exchange goes on instead of stopping).
+  `market.set_rules`, the prices, the positions and the judgements posted with them, `exchange.position`'s
+  `judged`): which judgements its poster's public rule contradicts at the judged prices (ignored), among
+  the MGs asking back at (interval, side) the one let back (the least demanding rule first, on the market
+  tick, ties in member order), the members' returns closed (let back and banned again: each its own) and
+  whether anything changed (so that the exchange goes on instead of stopping).
 - `encode`/`decode` are a judgement's chain form: cells 2·t (sale) and 2·t + 1 (purchase), ascending.
-- `demand`, `binds`: the coordination's two questions of an owner's rules as the chain keeps them.
-What a lying MG can do with it: only ban itself or ask itself back (its bans and asks name its own sides;
-the chain checks its positions against its rules as ever, `exchange.position`). It cannot ban another MG,
-let another back or jump the queue (the order is the public rules'). A ban of a side of its own holds that
-(interval, side)'s let-backs for that one judgement (`Coordination` ignores it said again), and a ban of a
-side it was let back to closes that (interval, side) to returns, as an honest MG's would; an ask counts
-only for a side it holds banned; `fees` said falsely keeps the exchange going at most as long as an
-honest MG's fee changes could (4 per interval), and said falsely false only stops it on the liar's own
-answer, which is what it posted anyway.
+- `demand`, `binds`, `forbids`: the coordination's questions of an owner's rules as the chain keeps them.
+What a lying MG can do with it: only ban itself or ask itself back, and only as its own public rule says
+at the judged prices (a ban where it forbids the side, an ask where it permits it; otherwise its whole
+judgement, fees too, is ignored and `Outcome.ignored` names it). It cannot ban another MG, let another
+back, close another's return or jump the queue (the order is the public rules'). A ban of a side of its
+own holds that (interval, side)'s let-backs for that one judgement, at most twice per (interval, side)
+(before and after its own let-back, the price crossing its rule each time); a ban said again or an ask
+for a side it does not hold banned counts for nothing. `fees` said falsely counts as a change in at most
+one judgement per interval of the session, shared by all members (the chain cannot check a fee, which is
+private): with n intervals, liars keep the exchange going through fees for at most n judgements in all,
+and through bans for at most 2n per liar whose rule forbids a side at every price (more only where the
+prices cross its rule: 3 changes per (member, interval, side) at most). Said falsely false, `fees` only
+stops the exchange on the liar's own answer, which is what it posted anyway.
 Pure; no solver, no clocks, no I/O.
 """
 
