@@ -7,7 +7,7 @@ in time: `NotFinal`, it may still land) into `SessionFailed` naming it, never re
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -19,6 +19,8 @@ ROLE = "mgmc"
 
 class Replica(Protocol):
     """What the agent uses of `replicas.EdgeLedger`."""
+
+    replicas: Mapping[str, Any]  # by role: its chain's replica (the genesis: `.app.genesis`)
 
     def state(self, role: str) -> Any: ...
 

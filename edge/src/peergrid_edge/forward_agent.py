@@ -1,51 +1,66 @@
-"""One MGMC's forward trades from the closed day-ahead session: its accept, the coordinator's clear, the trades.
+"""One MGMC's forward trades from the closed day-ahead session: its accepts, the coordinator's clear, the trades.
 
 Promises: `ForwardAgent.run()`, after a completed session (`dayahead_agent`), has this MGMC decide alone, from
 its own MG and the chain, what it accepts: its final stepped position (`exchange.stepped`, public) at the
 session's closing prices on the tick, checked with its own day MILP against its conventional day
 (`forward.accept_alone`: the whole position if it pays, else the largest part that does, else zeros — it
 declines); intervals outside `window` (the chain intervals this MGMC will trade) are accepted as zeros. It
-posts that as `exchange.accept` (clean when the MG has no genset, as the simulation posts it). The
-coordinator (the session's, the lowest member key) posts `exchange.clear` once every member accepted or at
-the session's deadline (`exchange.open`'s, block time; without one, `timeout_s` after its own accept):
-members that did not accept trade nothing (the contract's rule); also when its own accept failed (a
-refusal, a solver error: it then trades nothing forward itself). An MGMC whose own accept failed posts zeros
-instead (it declines), so the clear need not wait for it until the deadline. It posts the clear again until the chain
-holds it complete (a session past the contract's bound clears in parts). Every MGMC then waits for the
-clear in a final block; on a session with a deadline, one that sees no clear `clear_wait_s` past it
-(the coordinator is gone) clears itself, as the contract lets any member then. It reads its forward trades
-from its own replica: the market
+posts that as `exchange.accept` (clean when the MG has no genset, as the simulation posts it): its round 1.
+Then the accept rounds (exchange_rounds.py): at each final block it asks the contract's `due` which round k
+it should answer and, when one is due, re-checks its accept against the clear's cut of the set round k left
+(`accepts_at`; `forward.recheck` with its conventional day computed once: unchanged if its day with what it
+would get pays, else the largest part that does, else zeros; reductions in the first 4 re-checks, as
+`commit`) and posts that as its round k + 1, same `clean`. The coordinator (the session's, the lowest member
+key) posts `exchange.clear` once the rounds are settled at round 2 or later (or nobody trades); after the
+session's deadline (block time) once the members that accepted have settled; and at its hard stop however
+far they got (`clear_wait_s` / 2 after the deadline; without a deadline `timeout_s` after its own accept).
+Members that did not accept trade nothing (the contract's rule). An MGMC whose own accept failed declines:
+with zeros as its round 1, or, when the failed accept landed after all, as its next round (a reduction). It
+posts the clear again until the chain holds it complete (a session past the contract's bound clears in
+parts). A member that sees no clear `clear_wait_s` past the deadline (the coordinator is gone) clears itself,
+as the contract lets any member then. Every MGMC reads its forward trades from its own replica: the market
 contract's trades of the intervals the clear closed (`forward_session` and `forward_plan` read them there
 per interval too, so an MGMC that gave up waiting still trades by a clear that came later).
-An MGMC restarted after its accept finds it on the chain and posts no other (review8 F3; the decision
-"earlier"). The result is typed (`ForwardOutcome`): cleared, or not with why (the session's intervals then stay open
-and are bargained intraday). Never retries a refusal; never reads another MG's private data.
-Not guaranteed: the clear scales each interval's long side pro rata after every accept, so a partly filled
-MG trades less than it checked and is not re-checked (the simulation's `commit` re-checks, this does not).
+An MGMC restarted after its accept finds it on the chain, posts no other first accept (review8 F3; the
+decision "earlier") and resumes the rounds where `due` says. The chain's genesis `accept_rounds` and
+`accept_wait_ms` are read from the replica and passed to the contract's readers. The result is typed
+(`ForwardOutcome`): cleared, or not with why (the session's intervals then stay open and are bargained
+intraday). Never retries a refusal; never reads another MG's private data.
+Not guaranteed: a clear at the hard stop (rounds not settled in time) takes the accepts as they stand, so an
+MG cut after its last re-check can still end above its conventional day; on a chain with `accept_rounds` 2
+the contract refuses that clear after the deadline until the rounds settle (the silent standing after
+`accept_wait_ms`), and the intervals then go intraday if that is too late.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from peergrid_controller.baselines import conventional as conventional_costs
 from peergrid_controller.dayexchange import NANO
-from peergrid_controller.forward import Acceptance, accept_alone
-from peergrid_controller.model import Microgrid
+from peergrid_controller.forward import Acceptance, Recheck, accept_alone, recheck
+from peergrid_controller.model import Microgrid, Scenario
 from peergrid_edge.chain_bargaining import position
-from peergrid_edge.exchange_io import ROLE, Replica, SessionFailed, submit_final
+from peergrid_edge.exchange_io import ROLE, NotFinal, Replica, SessionFailed, submit_final
 from peergrid_ledger import keys, query
 from peergrid_ledger.contracts import exchange
-from peergrid_ledger.contracts.exchange_clearing import accepted, cleared
+from peergrid_ledger.contracts.exchange_clearing import accepted, accepts_at, cleared, due, rounds
+from peergrid_ledger.genesis import Params
 
 log = logging.getLogger("peergrid.edge.forward")
 
 # past the chain's deadline by this much on this clock before a clear is posted: block time is the proposer's
 # wall clock, so a clear sent at the deadline to the millisecond can land in a block stamped before it
 DEADLINE_MARGIN_S = 0.25
+# the re-checks that may reduce an accept (rounds 2 to 5), then a failing MG declines: `commit`'s reductions
+REDUCTIONS = 4
+# the longest the rounds' loop sleeps without a final block (the deadline and the stops are woken for)
+POLL_S = 1.0
 
 
 @dataclass(frozen=True)
@@ -56,14 +71,19 @@ class ForwardOutcome:
     # has none (its accept failed: it trades nothing forward); "" otherwise
     reason: str
     # this MG's accept: "whole", "reduced", "declined", "nothing" (no position), "earlier" (posted before this
-    # MGMC restarted: the chain keeps the first), "" (none posted)
+    # MGMC restarted: the chain keeps the first), "" (none posted); a re-check that reduced or declined it
+    # in a later round says so
     decision: str
-    accepted: tuple[int, ...]  # Wh per session interval (+ sale) this MG accepted
-    day_cost: float  # its day cost with the accepted positions traded in full, payments included
+    accepted: tuple[int, ...]  # Wh per session interval (+ sale): this MG's latest accept
+    # its day cost with what its latest check found (its latest re-check: the clear's cut of the accepts it
+    # re-checked; round 1: its accept traded in full), payments included; NaN after a reduction not yet
+    # re-checked
+    day_cost: float
     conventional: float  # its conventional day cost
     members_accepted: int  # accepts the clear counted
     intervals: tuple[int, ...]  # chain intervals the clear closed (with any trade)
     net_wh: tuple[int, ...]  # this MG's cleared net export per session interval (+ sale)
+    rounds: int = 0  # the round of this MG's latest accept this process saw (0: none)
 
 
 def forward_session(state: Any, interval: int) -> str | None:
@@ -82,6 +102,12 @@ def forward_plan(state: Any, me: bytes, intervals: Sequence[int], dt: float) -> 
     return plan if any(plan) else None
 
 
+def genesis_params(ledger: Replica) -> Params:
+    """The MGMC chain's genesis parameters (`accept_rounds`, `accept_wait_ms`), as the replica holds them."""
+    params: Params = ledger.replicas[ROLE].app.genesis.params
+    return params
+
+
 class ForwardAgent:
     def __init__(
         self,
@@ -95,32 +121,40 @@ class ForwardAgent:
         before_submit: Callable[[], None] = lambda: None,
         clock: Callable[[], float] = time.time,
         clear_wait_s: float | None = None,
+        params: Params | None = None,
     ) -> None:
         """`window`: the chain intervals this MGMC will trade (None: all of the session's); `timeout_s`: how
-        long the coordinator waits for the accepts after its own, and a member for the clear (twice as
-        long), on a session opened without a deadline; with one (`exchange.open`'s, block time) the
-        coordinator waits for the accepts until it and a member for the clear until `clear_wait_s` (default
-        `timeout_s`) after it, then clears itself (the contract lets any member clear after it); `clock`: wall
-        s, the block time's scale."""
+        long a transaction waits for a final block, how long the coordinator waits for the rounds after its
+        own accept on a session opened without a deadline, and a member for the clear (twice as long); with
+        one (`exchange.open`'s, block time) the coordinator clears at the latest `clear_wait_s` / 2 (default
+        `timeout_s`) after it, and a member that sees no clear `clear_wait_s` after it clears itself (the
+        contract lets any member clear after it); `clock`: wall s, the block time's scale; `params`: the
+        chain's genesis parameters (None: read from the replica)."""
         self.ledger, self.key, self.mg, self.dt = ledger, key, mg, interval_hours
         self.session, self.window = session, window
         self.timeout_s, self.before_submit, self.clock = timeout_s, before_submit, clock
         self.clear_wait_s = timeout_s if clear_wait_s is None else clear_wait_s
+        self.params = params
         self.posted: tuple[int, ...] = ()
         self.decision = ""
         self.costs = (float("nan"), float("nan"))
+        self.round = 0  # the round of this MG's latest accept (0: none seen)
+        self.declining = False  # its accept failed but landed: its next round posts zeros
+        self.refused: set[int] = set()  # rounds k whose answer the chain refused: never posted again
+        self._conventional: tuple[float, ...] | None = None
 
     async def run(self) -> ForwardOutcome:
         accept_failed = ""
         try:
             record = self._closed_session()
+            if self.params is None:
+                self.params = genesis_params(self.ledger)
             try:
                 await self._accept(record)
             except Exception as exc:  # its own accept failed: the coordinator still clears the others'
                 accept_failed = "its accept failed: " + _why(exc, self.session) + await self._decline(record)
-            if record["coordinator"] == self.key.public:
-                await self._clear(record)
-            return await self._read(record, accept_failed)
+            await self._rounds(record)
+            return self._read(record, accept_failed)
         except Exception as exc:  # no forward trades seen here: the intervals are bargained intraday
             reason = "; ".join(r for r in (accept_failed, _why(exc, self.session)) if r)
         log.warning("forward trades of %s: %s", self.session, reason)
@@ -145,7 +179,7 @@ class ForwardAgent:
         stepped = final["positions"] or [0] * n
         inside = [self.window is None or first + t in self.window for t in range(n)]
         kwh = [q / 1000 if keep else 0.0 for q, keep in zip(stepped, inside, strict=True)]
-        return accept_alone(self.mg, self.dt, [p / NANO for p in record["prices"]], kwh)
+        return accept_alone(self.mg, self.dt, _prices(record), kwh)
 
     async def _accept(self, record: dict[str, Any]) -> None:
         if self._accepted_before():
@@ -163,54 +197,178 @@ class ForwardAgent:
             if self.posted == choice.positions:  # this one after all, final after the wait gave up
                 self.decision = choice.decision
             return
-        self.posted = choice.positions
+        self.posted, self.round = choice.positions, 1
         log.info("forward trades of %s: accepted (%s) %s", self.session, choice.decision, choice.positions)
 
     def _accepted_before(self) -> bool:
         """Whether the chain holds an accept of this MGMC's earlier process (it restarted after posting it,
-        review8 F3): that one stands, as the contract keeps the first."""
+        review8 F3): that one stands, and the rounds go on from its round."""
         earlier = accepted(self.ledger.state(ROLE), self.session, self.key.public)
         if earlier is None:
             return False
         self.decision, self.posted = "earlier", tuple(earlier["positions"])
+        self.round = earlier["round"]
         log.info("forward trades of %s: accepted before this start %s", self.session, self.posted)
         return True
 
     async def _decline(self, record: dict[str, Any]) -> str:
         """After its own accept failed: post zeros (it trades nothing forward), so that the clear need not
-        wait for its accept until the deadline (review8 F4); what became of that, for the outcome's reason."""
+        wait for its accept until the deadline (review8 F4); when the failed accept landed after all, the
+        zeros go as its next round (a reduction: `_rounds`). What became of that, for the outcome's reason."""
+        if accepted(self.ledger.state(ROLE), self.session, self.key.public) is not None:
+            self.declining = True
+            return "; declining with zeros in its next accept round"
         zeros = (0,) * record["intervals"]
         body = {"session": self.session, "positions": list(zeros), "clean": not self.mg.gensets}
         try:
             await submit_final(
                 self.ledger, self.key, "exchange.accept", body, self.timeout_s, self.before_submit
             )
-        except Exception as exc:  # e.g. the failed accept had landed after all: the chain keeps the first
+        except Exception as exc:  # e.g. the failed accept landed meanwhile: zeros in its next round then
+            if accepted(self.ledger.state(ROLE), self.session, self.key.public) is not None:
+                self.declining = True
+                return "; declining with zeros in its next accept round"
             return "; declining with zeros failed too: " + _why(exc, self.session)
-        self.posted = zeros
-        self.decision = "declined"
+        self.posted, self.decision, self.round = zeros, "declined", 1
         return "; declined with zeros"
 
-    def _until_deadline(self, record: dict[str, Any]) -> float | None:
-        """Seconds until the block time passes the session's clear deadline (None: it has none)."""
+    # --- the accept rounds and the clear ------------------------------------------------------------------
+
+    def _stops(self, record: dict[str, Any]) -> tuple[float, float]:
+        """(the coordinator's hard stop, when a member clears itself or gives up), wall s: `clear_wait_s` / 2
+        and `clear_wait_s` past the deadline (and its margin); without a deadline `timeout_s` and twice that
+        from now."""
         deadline = record.get("deadline")
-        return None if deadline is None else max(0.0, deadline / 1000 - self.clock()) + DEADLINE_MARGIN_S
+        if deadline is None:
+            now = self.clock()
+            return now + self.timeout_s, now + 2 * self.timeout_s
+        past = deadline / 1000 + DEADLINE_MARGIN_S
+        return past + self.clear_wait_s / 2, past + self.clear_wait_s
 
-    async def _clear(self, record: dict[str, Any]) -> None:
-        """The coordinator: clear once every member accepted, or at the session's deadline (without one, at
-        the timeout): the rest trade nothing."""
-        members = record["members"]
+    def _now_ms(self) -> int:
+        """Block time as this MGMC may count on it now: its clock less the deadline's margin (a transaction
+        sent now lands in a block stamped about now, never much later than the proposer's clock)."""
+        return math.floor((self.clock() - DEADLINE_MARGIN_S) * 1000)
 
-        def waiting(state: Any) -> list[bytes]:
-            return [m for m in members if accepted(state, self.session, m) is None]
+    def _due(self, state: Any) -> int | None:
+        """The round this MGMC should answer now (the contract's `due`), unless the chain refused it."""
+        assert self.params is not None
+        p = self.params
+        k = due(state, self.session, self.key.public, self._now_ms(), p.accept_rounds, p.accept_wait_ms)
+        return None if k in self.refused else k
 
-        wait = self._until_deadline(record)
-        if not await self.ledger.wait_for(
-            ROLE, lambda s: not waiting(s), self.timeout_s if wait is None else wait
-        ):
-            late = ", ".join(m.hex()[:16] + "…" for m in waiting(self.ledger.state(ROLE)))
-            log.warning("forward trades of %s: no accept from %s: cleared without", self.session, late)
-        await self._clear_all(record)
+    def _ready(self, state: Any, record: dict[str, Any]) -> bool:
+        """Whether the coordinator clears now: the rounds settled at round 2 or later, or nobody trades (after
+        the deadline among the members that accepted: the others count as declined)."""
+        assert self.params is not None
+        now = self._now_ms()
+        status = rounds(state, self.session, self.params.accept_rounds, now, self.params.accept_wait_ms)
+        deadline = record.get("deadline")
+        late = deadline is not None and now > deadline
+        if status is None or (status["waiting"] and not late) or status["behind"] or status["changed"]:
+            return False
+        standing = [accepted(state, self.session, m) for m in record["members"]]
+        return status["round"] >= 2 or not any(a is not None and any(a["positions"]) for a in standing)
+
+    async def _rounds(self, record: dict[str, Any]) -> None:
+        """Answer every round due to this MGMC until the session is cleared; the coordinator clears when the
+        rounds are ready (`_ready`) or at its hard stop, a member by itself when the coordinator is gone."""
+        lead = record["coordinator"] == self.key.public
+        stop, give_up = self._stops(record)
+        deadline = record.get("deadline")
+        marks = [t for t in (stop if lead else None, give_up) if t is not None]
+        if deadline is not None:
+            marks.append(deadline / 1000 + DEADLINE_MARGIN_S)
+
+        def moved(state: Any) -> bool:
+            return (
+                cleared(state, self.session) is not None
+                or self._due(state) is not None
+                or (lead and self._ready(state, record))
+            )
+
+        while True:
+            state = self.ledger.state(ROLE)
+            if cleared(state, self.session) is not None:
+                return
+            now = self.clock()
+            if lead and (now >= stop or self._ready(state, record)):
+                if now >= stop and not self._ready(state, record):
+                    log.warning(
+                        "forward trades of %s: rounds not settled at the hard stop: clearing", self.session
+                    )
+                await self._clear_all(record)
+                return
+            if now >= give_up:
+                if deadline is None:  # only the coordinator clears such a session
+                    raise SessionFailed(
+                        f"session {self.session!r} was not cleared within {2 * self.timeout_s:g} s"
+                    )
+                log.warning(
+                    "forward trades of %s: not cleared by the deadline: this MGMC clears", self.session
+                )
+                await self._clear_all(record)
+                return
+            k = self._due(state)
+            if k is not None:
+                await self._answer(record, state, k)
+                continue
+            wake = min([t - now for t in marks if t > now] + [POLL_S])
+            await self.ledger.wait_for(ROLE, moved, max(wake, 0.01))
+
+    def _conventional_row(self) -> tuple[float, ...]:
+        if self._conventional is None:
+            alone = Scenario(self.mg.name, self.dt, (self.mg,))
+            self._conventional = conventional_costs(alone).per_interval[self.mg.name]
+        return self._conventional
+
+    async def _answer(self, record: dict[str, Any], state: Any, k: int) -> None:
+        """Post this MGMC's round k + 1: its re-check of the set round k left (zeros when it declines)."""
+        standing = accepts_at(state, self.session, k)
+        mine = accepted(state, self.session, self.key.public)
+        if standing is None or mine is None or self.key.public not in standing:
+            self.refused.add(k)  # the chain moved past round k + 1 for someone: nothing left to answer
+            return
+        zeros = (0,) * record["intervals"]
+        checked: Recheck | None = None
+        if self.declining:
+            positions, decision = zeros, "declined"
+        else:
+            try:
+                rows = {m.hex(): row for m, row in standing.items()}
+                conventional = self._conventional_row()
+                checked = recheck(
+                    self.mg, self.dt, _prices(record), rows, self.key.public.hex(), conventional,
+                    may_reduce=k <= REDUCTIONS,
+                )  # fmt: skip
+                positions, decision = checked.positions, checked.decision
+            except Exception as exc:  # its re-check failed (a solver error): it declines
+                log.warning("forward trades of %s: re-check failed (%s): declining", self.session, exc)
+                positions, decision = zeros, "declined"
+        body = {"session": self.session, "positions": list(positions), "clean": mine["clean"]}
+        try:
+            await submit_final(
+                self.ledger, self.key, "exchange.accept", body, self.timeout_s, self.before_submit
+            )
+        except NotFinal:  # it may still land: the next `due` tells
+            return
+        except SessionFailed as exc:
+            log.warning("forward trades of %s: round %d refused: %s", self.session, k + 1, exc)
+            self.refused.add(k)
+            return
+        self.posted, self.round = tuple(positions), k + 1
+        if decision != "kept":
+            self.decision = decision
+        self.costs = (self._cost(checked, decision), sum(self._conventional_row()))
+        log.info("forward trades of %s: round %d (%s) %s", self.session, k + 1, decision, self.posted)
+
+    def _cost(self, checked: Recheck | None, decision: str) -> float:
+        conventional = sum(self._conventional_row())
+        if decision == "declined":
+            return conventional
+        if checked is None or decision != "kept":
+            return float("nan")  # reduced: its next re-check prices what it gets then
+        return conventional if checked.day is None else checked.day.cost - sum(checked.money)
 
     async def _clear_all(self, record: dict[str, Any]) -> None:
         """Post `exchange.clear` until the session is cleared (a big one clears in parts, one per
@@ -229,20 +387,7 @@ class ForwardAgent:
                     raise
             parts += 1
 
-    async def _read(self, record: dict[str, Any], reason: str) -> ForwardOutcome:
-        def done(state: Any) -> bool:
-            return cleared(state, self.session) is not None
-
-        wait = self._until_deadline(record)
-        if wait is None:  # no deadline: only the coordinator clears
-            if not await self.ledger.wait_for(ROLE, done, 2 * self.timeout_s):
-                raise SessionFailed(
-                    f"session {self.session!r} was not cleared within {2 * self.timeout_s:g} s"
-                )
-        elif not await self.ledger.wait_for(ROLE, done, wait + self.clear_wait_s):
-            # the coordinator is gone or late: past the deadline any member clears (the contract's rule)
-            log.warning("forward trades of %s: not cleared by the deadline: this MGMC clears", self.session)
-            await self._clear_all(record)
+    def _read(self, record: dict[str, Any], reason: str) -> ForwardOutcome:
         state = self.ledger.state(ROLE)
         summary = cleared(state, self.session)
         assert summary is not None
@@ -259,8 +404,14 @@ class ForwardAgent:
         self, done: bool, reason: str, members: int, intervals: tuple[int, ...], net: tuple[int, ...]
     ) -> ForwardOutcome:
         return ForwardOutcome(
-            self.session, done, reason, self.decision, self.posted, *self.costs, members, intervals, net
-        )
+            self.session, done, reason, self.decision, self.posted, *self.costs, members, intervals, net,
+            self.round,
+        )  # fmt: skip
+
+
+def _prices(record: dict[str, Any]) -> list[float]:
+    """The session's closing prices, currency per kWh (exact to the nano)."""
+    return [p / NANO for p in record["prices"]]
 
 
 def _why(exc: Exception, session: str) -> str:
