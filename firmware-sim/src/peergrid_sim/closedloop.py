@@ -5,8 +5,12 @@ one anonym key per MG and the DSO key, all 0600, and two geneses: the MGMC chain
 accounts: the DSO, each MGMC, each anonym with its owner's market rules preset from the scenario) and the
 DSO chain (authorities: the DSO and every MGMC as co-validator; the DSO enrols each MGMC's anonym on it when
 its node starts). The MGMC chain carries the market and exchange contracts; `LoopTiming.dayahead` (off by
-default) turns on the MGMCs' day-ahead session and forward trades (`market.dayahead`). `edge_config` and
-`dso_node_config` return the YAML documents the daemons load.
+default) turns on the MGMCs' day-ahead session and forward trades (`market.dayahead`). With `SettleByBoth`
+(`peergrid-testbed` passes it unless `--no-settle-by-both`) the MGMC genesis names `settle_by_both`: a trade
+settles on both parties' metered statements, and the DSO node's config gets its `disputes` section (where the
+market intervals lie on the wall clock and how the MGMCs bucket their sealed readings), so it settles a
+disputed trade from both parties' PCC readings. `edge_config` and `dso_node_config` return the YAML
+documents the daemons load.
 `quiesced(loop, bed)` is the end of a run: once no transaction is pending anywhere (or a few seconds of blocks
 passed) it halts both chains a few blocks above the highest head (`control/halt.json`, which every MGMC and the
 DSO node read), then says True when every replica reports that height and
@@ -30,6 +34,24 @@ from peergrid_ledger.genesis import Account, Genesis, Params
 CREDIT_LIMIT = 10**15  # micro-units: MGs settle with the DSO off-chain; the chain only moves balances
 
 
+@dataclass(frozen=True)
+class SettleByBoth:
+    """The MGMC genesis' settlement on both parties' statements, as the lab sets it."""
+
+    # Wh two PCC meters' statements may differ and still agree: a register unit each plus the boundary
+    # interpolation of readings a poll apart on the accelerated clock (both read alike, edge pcc_readings)
+    tolerance_wh: int = 10
+    # a silent counterparty's window after the first statement: the MGMCs state in the next interval's settle
+    # phase, one that runs late (a DSO overrun) still within it; the agent waits for it after the day's last
+    # interval (edge settlement.py), so it is short enough for the lab to end soon after
+    wait_ms: int = 18_000
+
+    @classmethod
+    def for_interval(cls, interval_s: float) -> SettleByBoth:
+        """Three intervals' window (at least 3 s)."""
+        return cls(wait_ms=max(3_000, round(3 * interval_s * 1000)))
+
+
 def _key(path: Path) -> keys.Keypair:
     if not path.exists():
         keys.write_keyfile(path, keys.Keypair.generate())
@@ -47,7 +69,9 @@ class LabChains:
     dso_genesis: Path
 
     @classmethod
-    def create(cls, root: Path, feeder: str, scenario_path: Path) -> LabChains:
+    def create(
+        cls, root: Path, feeder: str, scenario_path: Path, settle_by_both: SettleByBoth | None = None
+    ) -> LabChains:
         from peergrid_controller.chain_venue import chain_rules
         from peergrid_controller.scenario import load_scenario
 
@@ -65,6 +89,11 @@ class LabChains:
             # a buyer's maximum caps what the market allocates it, not its requests (cap_on_fills: a capped
             # buyer asking rationed sellers is still filled up to it; the edge agent reads it from here)
             mgmc_params = replace(params, max_reopens=DSO_ITERATIONS, cap_on_fills=1)
+            if settle_by_both is not None:  # each party states what its PCC meter says (edge settlement.py)
+                mgmc_params = replace(
+                    mgmc_params, settle_by_both=1, settle_tolerance_wh=settle_by_both.tolerance_wh,
+                    settle_wait_ms=settle_by_both.wait_ms,
+                )  # fmt: skip
             rules = {mg.name: chain_rules(mg.rules) for mg in scenario.microgrids}
             mgmc = Genesis(
                 chain=f"mgmc-{feeder}"[:64],
@@ -183,9 +212,7 @@ def edge_config(
     scenario_path: Path, timing: LoopTiming, records: Path,
 ) -> dict[str, Any]:  # fmt: skip
     period = timing.block_period_ms
-    # a few polls and health reports per interval are plenty on the accelerated clock; 30 MGMCs polling every
-    # device each second spent their share of two cores on it
-    poll_s = max(1.0, timing.interval_s / 4)
+    poll_s = poll_period_s(timing)
     return {
         "node_id": f"mgmc-{mg}",
         "mg": mg,
@@ -225,6 +252,31 @@ def edge_config(
             "record_file": str(records / f"mgmc-{mg}.jsonl"),
             **(_dayahead(scenario_path) if timing.dayahead else {}),
         },
+    }
+
+
+def poll_period_s(timing: LoopTiming) -> float:
+    """How often an MGMC polls its devices: a few polls and health reports per interval are plenty on the
+    accelerated clock; 30 MGMCs polling every device each second spent their share of two cores on it."""
+    return max(1.0, timing.interval_s / 4)
+
+
+def settles_by_both(chains: LabChains) -> bool:
+    """Whether the lab's MGMC genesis names `settle_by_both` (a lab directory made before it does not)."""
+    doc = json.loads(chains.mgmc_genesis.read_text(encoding="utf-8"))
+    return bool(doc.get("params", {}).get("settle_by_both"))
+
+
+def disputes_section(timing: LoopTiming, records: Path) -> dict[str, Any]:
+    """The DSO node's `disputes` settings: the MGMCs' market clock and commitment buckets as their configs say
+    (`market.t0`, `market.interval_s`, `ledger.commit_interval_s`), and the longest gap between two PCC readings
+    that still measures a boundary: three polls, as the MGMCs read their own (edge trader `_max_gap_ms`)."""
+    return {
+        "t0": timing.t0,
+        "interval_s": timing.interval_s,
+        "commit_interval_s": timing.interval_s,
+        "max_gap_s": 3 * poll_period_s(timing),
+        "record_file": str(records / "disputes.jsonl"),
     }
 
 
@@ -278,6 +330,7 @@ def dso_node_config(
         "max_iterations": DSO_ITERATIONS,
         "rebargain_wait_s": rebargain_wait_s(timing, len(chains.mgs)),
         "record_file": str(records / "dso.jsonl"),
+        **({"disputes": disputes_section(timing, records)} if settles_by_both(chains) else {}),
         **(dso_extra or {}),
         "status_file": str(data_dir / "ledger-status.json"),
         "halt_file": str(halt_file(records)),  # it halts with the MGMCs, at the block period

@@ -4,8 +4,11 @@ Promises: every process it starts (`peergrid_sim.processes.Testbed`) runs in its
 (SIGTERM, then SIGKILL of its process group) when the testbed ends — by Ctrl-C, SIGTERM, `--duration`, or a
 child dying early — so it leaves no orphan. Prints the URLs to look at; the ports it got are also in
 `<workdir>/ports.json` (`--http-port 0`: the DSO server binds any free port itself). With `--intervals` it
-trades that many intervals, halts the chains, and writes the report. Assumes the console scripts of the
-other components are on PATH beside it (one venv). Binds loopback only.
+trades that many intervals, halts the chains, and writes the report. A new lab directory's MGMC genesis names
+`settle_by_both` (each trade settles on both parties' metered statements, a disputed one by the DSO from their
+PCC readings; `closedloop.SettleByBoth`) unless `--no-settle-by-both`; a lab directory made before keeps its
+genesis either way. Assumes the console scripts of the other components are on PATH beside it (one venv).
+Binds loopback only.
 """
 
 from __future__ import annotations
@@ -82,6 +85,10 @@ def build_parser() -> argparse.ArgumentParser:
         help="the MGMCs run the day-ahead exchange session first and trade its cleared intervals forward",
     )  # fmt: skip
     parser.add_argument(
+        "--no-settle-by-both", dest="settle_by_both", action="store_false",
+        help="a trade settles on the buyer's word alone (the rule before settle_by_both), not on both statements",
+    )  # fmt: skip
+    parser.add_argument(
         "--no-market", action="store_true", help="devices, edges and DSO only: no ledger replicas, no trading"
     )
     return parser
@@ -112,6 +119,11 @@ def main(argv: list[str] | None = None) -> int:
         )
         bed.loop.cuttable = tuple(args.cuttable)
         bed.loop.dayahead = args.dayahead
+        # the lab's keys and geneses are written here, once (the loop reuses them): with settle_by_both or not
+        from peergrid_sim.closedloop import LabChains, SettleByBoth
+
+        by_both = SettleByBoth.for_interval(args.interval_s) if args.settle_by_both else None
+        LabChains.create(workdir / "keys", scenario.feeder, args.scenario, by_both)
         if args.dso_reconfigure_every is not None:  # e.g. 0: operators reconfigure from the console
             bed.loop.dso_extra["reconfigure_every"] = max(0, args.dso_reconfigure_every)
         if args.dso_vmin is not None:  # a stricter floor: the DSO must send adjustment contracts

@@ -1,0 +1,119 @@
+"""The lab settles on both parties' statements: `peergrid-testbed` writes `settle_by_both` into a new lab's
+MGMC genesis (unless `--no-settle-by-both`) and gives the DSO node its `disputes` section; the system test runs
+the whole lab and reads the MGMC chain for trades settled on both MGMCs' statements."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from peergrid_ledger.genesis import Genesis
+from peergrid_sim.closedloop import LabChains, LoopTiming, SettleByBoth, dso_node_config, edge_config
+from peergrid_sim.scenario import load_scenario
+from peergrid_sim.testbed import build_parser
+
+SCENARIO = Path(__file__).resolve().parents[2] / "firmware-sim" / "scenarios" / "ieee33.yaml"
+
+
+def _params(chains: LabChains) -> Any:
+    return Genesis.from_json(json.loads(chains.mgmc_genesis.read_text())).params
+
+
+def test_the_testbed_settles_by_both_unless_told_not_to() -> None:
+    assert build_parser().parse_args([]).settle_by_both is True
+    assert build_parser().parse_args(["--no-settle-by-both"]).settle_by_both is False
+
+
+def test_the_lab_genesis_names_settle_by_both_and_the_dso_gets_its_disputes_section(tmp_path: Path) -> None:
+    from peergrid_dso.loop_settings import IntervalNodeSettings
+
+    by_both = SettleByBoth.for_interval(6.0)
+    chains = LabChains.create(tmp_path / "keys", "ieee33", SCENARIO, by_both)
+    params = _params(chains)
+    assert (params.settle_by_both, params.settle_tolerance_wh, params.settle_wait_ms) == (1, 10, 18_000)
+    assert params.max_reopens and params.cap_on_fills  # the lab's other parameters stand
+    timing = LoopTiming(t0=1000.0, interval_s=6.0, first_interval=36, intervals=2)
+    scenario = load_scenario(SCENARIO)
+    records = tmp_path / "records"
+    cfg = dso_node_config(chains, "ieee33", ("127.0.0.1", 1883), tmp_path / "dso", scenario, tmp_path / "ep.json",
+                          timing, records)  # fmt: skip
+    edge = edge_config(chains, chains.mgs[0], "ieee33", ("127.0.0.1", 1883), tmp_path / "n", [], SCENARIO,
+                       timing, records)  # fmt: skip
+    disputes = cfg["disputes"]
+    # the DSO reads the MGMCs' clock and buckets as their own configs set them
+    assert disputes["t0"] == edge["market"]["t0"] and disputes["interval_s"] == edge["market"]["interval_s"]
+    assert disputes["commit_interval_s"] == edge["ledger"]["commit_interval_s"]
+    assert disputes["max_gap_s"] >= edge["health_period_s"]  # at least a poll: a boundary is measurable
+    settings = IntervalNodeSettings.model_validate(cfg)  # the DSO node's own settings model accepts it
+    assert settings.disputes is not None and settings.disputes.max_gap_s == disputes["max_gap_s"]
+
+
+def test_without_it_the_genesis_and_the_dso_config_are_as_before(tmp_path: Path) -> None:
+    chains = LabChains.create(tmp_path / "keys", "ieee33", SCENARIO)
+    assert _params(chains).settle_by_both == 0
+    assert (
+        "settle_by_both" not in json.loads(chains.mgmc_genesis.read_text())["params"]
+    )  # its bytes unchanged
+    timing = LoopTiming(t0=1000.0, interval_s=6.0, first_interval=36, intervals=2)
+    cfg = dso_node_config(chains, "ieee33", ("127.0.0.1", 1883), tmp_path / "dso", load_scenario(SCENARIO),
+                          tmp_path / "ep.json", timing, tmp_path / "records")  # fmt: skip
+    assert "disputes" not in cfg
+    # a lab directory made before keeps its genesis, whatever the flag says now
+    again = LabChains.create(tmp_path / "keys", "ieee33", SCENARIO, SettleByBoth())
+    assert _params(again).settle_by_both == 0
+
+
+def _trades(workdir: Path) -> list[dict[str, Any]]:
+    """Every trade on the MGMC chain as one MGMC's replica holds it at the end."""
+    from peergrid_ledger.codec import decode
+    from peergrid_ledger.store import BlockStore
+
+    path = sorted((workdir / "nodes").glob("mgmc-*/mgmc.db"))[0]
+    store = BlockStore.open(path)
+    try:
+        return [decode(raw) for key, raw in store.state_items() if key.startswith(b"mkt/trade/")]
+    finally:
+        store.close()
+
+
+@pytest.mark.system
+@pytest.mark.xdist_group("system")
+def test_the_lab_settles_trades_on_both_mgmcs_statements(tmp_path: Path) -> None:
+    # real processes (broker, devices, six MGMC daemons, the DSO), three intervals: each trade is stated by
+    # its buyer and its seller once the interval ended and their PCC meters were read after it
+    workdir = tmp_path / "bed"
+    argv = [
+        str(Path(sys.executable).parent / "peergrid-testbed"), "--scenario", str(SCENARIO), "--intervals", "3",
+        "--workdir", str(workdir), "--http-port", "0",
+    ]  # fmt: skip
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    chains = LabChains.create(workdir / "keys", "ieee33", SCENARIO)
+    assert _params(chains).settle_by_both == 1
+    trades = [t for t in _trades(workdir) if "superseded" not in t]
+    assert trades, "the lab agreed no trade"
+    stated = [t for t in trades if set(t.get("statements", {})) == {"buyer", "seller"}]
+    by_both = [t for t in stated if (t["settlement"] or {}).get("basis") == "agreed"]
+    summary = {
+        "trades": len(trades),
+        "stated_by_both": len(stated),
+        "settled_agreed": len(by_both),
+        "disputed": sum(1 for t in trades if t.get("disputed")),
+        "lapsed": sum(1 for t in trades if (t["settlement"] or {}).get("basis") == "lapsed"),
+        "unsettled": sum(1 for t in trades if t["settlement"] is None),
+    }
+    print(f"\nlab, 3 intervals, settle_by_both: {summary}")
+    assert by_both, summary  # trades settled on both MGMCs' statements
+    for t in by_both:  # the lower of two statements within the tolerance, paid once
+        buyer, seller = (int(t["statements"][p]["delivered"]) for p in ("buyer", "seller"))
+        assert abs(buyer - seller) <= 10 and t["settlement"]["delivered"] == min(buyer, seller)
+        assert t["settlement"]["amount"] == t["price"] * min(buyer, seller)
+    # no statement exceeds its trade, and no trade of the last interval is paid on one word before its wait
+    assert all(
+        int(s["delivered"]) <= int(t["quantity"]) for t in trades for s in t.get("statements", {}).values()
+    )
