@@ -23,10 +23,10 @@ Flow of one session (the controller's dayahead.py is the computation mirrored he
       rule fees. Absent is nothing to say (an all-empty one is refused, so each has one form); also only
       from iteration 2 on. It is kept with the post (`position`, `stepped`; `judgements` reads the current
       iteration's), so that anyone computes from the chain who is let back (dayjudge.Coordination). A
-      member can only ban or ask back its own sides: a lie bans itself, holds one (interval, side)'s
-      let-backs for a judgement, or keeps the exchange going no longer than an honest member's fee
-      changes could (the coordination bounds each, dayjudge.Coordination); its positions are checked
-      against its rules as ever.
+      member can only ban or ask back its own sides, and the coordination (dayjudge.Coordination) counts
+      a ban or an ask only as the member's rule on the chain allows it at the judged prices; fee changes
+      count in at most one judgement per interval per session, all members together; its positions are
+      checked against its rules as ever.
   `exchange.step` (coordinator, once every member posted) computes the new prices itself: unchanged at
       iteration 0 (every member's first response to the opening prices), else `next_prices` with the
       session's current ρ; then ρ takes the body's value, within [ceil(ρ/2), 2ρ] (the coordinator's
