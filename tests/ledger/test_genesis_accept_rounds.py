@@ -79,3 +79,45 @@ def test_the_cli_writes_it_only_when_asked(capsys: pytest.CaptureFixture[str]) -
     for bad in ("0", "3"):
         status, out, err = run(capsys, *base, "--accept-rounds", bad)
         assert status == 2 and out == "" and err.count("\n") == 1 and "params.accept_rounds" in err
+
+
+# ---------------------------------------------------------------------------------- genesis accept_wait_ms
+
+
+def test_the_wait_is_encoded_only_with_accept_rounds_2_and_only_when_not_the_default() -> None:
+    two = genesis(Params(credit_limit=10**12, accept_rounds=2), exchange=True)
+    assert two.params.accept_wait_ms == 300_000 and "accept_wait_ms" not in two.to_value()["params"]
+    short = genesis(Params(credit_limit=10**12, accept_rounds=2, accept_wait_ms=20_000), exchange=True)
+    assert short.to_value()["params"]["accept_wait_ms"] == 20_000 and short.hash != two.hash
+    assert Genesis.decode(short.encode()).params == short.params
+    assert Genesis.from_json(json.loads(json.dumps(short.to_json()))).hash == short.hash
+    # the default spelled out in the canonical form is refused, as for every late parameter
+    with pytest.raises(GenesisError, match=r"params\.accept_wait_ms: 300000 is the default; omit it"):
+        Params.from_value({"accept_rounds": 2, "accept_wait_ms": 300_000})
+
+
+@pytest.mark.parametrize(
+    ("fields", "message"),
+    [
+        ({"accept_wait_ms": 20_000}, r"params\.accept_wait_ms: only with accept_rounds 2"),
+        ({"accept_rounds": 2, "accept_wait_ms": 0}, r"params\.accept_wait_ms: expected 1 to 86400000 ms"),
+        ({"accept_rounds": 2, "accept_wait_ms": 86_400_001}, r"params\.accept_wait_ms: expected 1 to"),
+    ],
+)
+def test_a_wait_without_rounds_or_out_of_range_is_refused(fields: dict[str, int], message: str) -> None:
+    with pytest.raises(GenesisError, match=message):
+        Params(**fields)
+    with pytest.raises(GenesisError, match=message):
+        Params.from_value(fields)
+
+
+def test_the_cli_writes_the_wait_only_with_accept_rounds_2(capsys: pytest.CaptureFixture[str]) -> None:
+    base = ["genesis", "--chain", "mgmc-pilot", "--authority", "cd" * 32, "--contract", "exchange"]
+    status, out, _ = run(capsys, *base, "--accept-rounds", "2", "--accept-wait-ms", "20000")
+    assert status == 0 and json.loads(out)["params"]["accept_wait_ms"] == 20_000
+    status, out, _ = run(capsys, *base, "--accept-rounds", "2", "--accept-wait-ms", "300000")
+    assert status == 0 and "accept_wait_ms" not in json.loads(out)["params"]  # the default: not encoded
+    status, out, err = run(capsys, *base, "--accept-wait-ms", "20000")
+    assert status == 2 and out == "" and "--accept-wait-ms: only with --accept-rounds 2" in err
+    status, out, err = run(capsys, *base, "--accept-rounds", "2", "--accept-wait-ms", "0")
+    assert status == 2 and out == "" and err.count("\n") == 1 and "params.accept_wait_ms" in err

@@ -94,6 +94,7 @@ def cmd_genesis(args: argparse.Namespace) -> int:
                 max_reopens=args.max_reopens,
                 cap_on_fills=int(args.cap_on_fills),
                 accept_rounds=args.accept_rounds,
+                **_accept_wait(args),
                 **_settle_params(args),
             ).to_value()
         ),
@@ -103,6 +104,15 @@ def cmd_genesis(args: argparse.Namespace) -> int:
         BlockStore.create(args.db, genesis).close()
     print(f"genesis {genesis.hash.hex()} for chain {genesis.chain!r}", file=sys.stderr)
     return 0
+
+
+def _accept_wait(args: argparse.Namespace) -> dict[str, int]:
+    """Genesis `accept_wait_ms`, only with `--accept-rounds 2`: alone it is a usage error, not ignored."""
+    if args.accept_wait_ms is None:
+        return {}
+    if args.accept_rounds != 2:
+        raise UsageError("--accept-wait-ms: only with --accept-rounds 2")
+    return {"accept_wait_ms": args.accept_wait_ms}
 
 
 def _settle_params(args: argparse.Namespace) -> dict[str, int]:
@@ -292,6 +302,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="the exchange's accept round a clear before the session's deadline needs settled: 2 = every"
         " member re-checked the clear's cut (genesis accept_rounds 2; default 1: the old rule, and the old"
         " genesis bytes)",
+    )
+    p.add_argument(
+        "--accept-wait-ms",
+        type=int,
+        help="with --accept-rounds 2: after a session's deadline, how long a round waits for a member still"
+        " trading before it stands on its latest accept (genesis accept_wait_ms; default 300000)",
     )
     p.add_argument(
         "--settle-by-both",

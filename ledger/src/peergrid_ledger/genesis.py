@@ -15,6 +15,7 @@ from typing import Any
 from . import keyspace as ks
 from .codec import DecodeError, EncodeError, decode, encode
 from .contracts import CONTRACTS
+from .contracts.exchange_rounds import ACCEPT_WAIT_MS
 from .contracts.market import RULES_SHAPE
 from .hashing import GENESIS, digest
 from .results import RuleError
@@ -31,11 +32,13 @@ LATE_PARAMS = frozenset(
         "settle_tolerance_wh",
         "settle_wait_ms",
         "accept_rounds",
+        "accept_wait_ms",
     }
 )
 FLAG_PARAMS = frozenset({"cap_on_fills", "settle_by_both"})  # 0 or 1
 SETTLE_PARAMS = ("settle_tolerance_wh", "settle_wait_ms")  # meaningful only with settle_by_both 1
 ACCEPT_ROUNDS = (1, 2)  # a settled round 2 already means every member re-checked the accepts cleared
+MAX_ACCEPT_WAIT_MS = 24 * 3600 * 1000  # a day: a day-ahead stage has no use for a longer round
 MAX_SETTLE_WAIT_MS = 366 * 24 * 3600 * 1000  # a year: a deadline (block time + wait) stays far inside 64 bits
 
 
@@ -75,8 +78,13 @@ class Params:
     # (`exchange_clearing`): 1 (the default, and every genesis written before it) clears round 1 at once, as
     # before rounds; 2: every member still trading re-checked the clear's pro-rata cut of exactly the
     # accepts cleared (round 2 or later, nobody changed in the last), so nobody may clear one-shot accepts
-    # early. After the deadline the accepts as they stand clear either way.
+    # early; after the deadline too, among the members present (one that never accepted counts as declined),
+    # and on a session without a deadline nobody clears unsettled rounds.
     accept_rounds: int = 1
+    # with accept_rounds 2, after the session's deadline: how long a round stays open for a member still
+    # trading before it stands on its latest accept as unchanged (so a silent member cannot hold the clear
+    # for ever; exchange_rounds.py). Only with accept_rounds 2; encoded only when not the default.
+    accept_wait_ms: int = ACCEPT_WAIT_MS
 
     def __post_init__(self) -> None:
         for name in FLAG_PARAMS:
@@ -87,6 +95,10 @@ class Params:
                 raise GenesisError(f"params.{name}: only with settle_by_both 1")
         if self.accept_rounds not in ACCEPT_ROUNDS:
             raise GenesisError(f"params.accept_rounds: expected one of {list(ACCEPT_ROUNDS)}")
+        if self.accept_rounds == 1 and self.accept_wait_ms != ACCEPT_WAIT_MS:
+            raise GenesisError("params.accept_wait_ms: only with accept_rounds 2")
+        if not 1 <= self.accept_wait_ms <= MAX_ACCEPT_WAIT_MS:
+            raise GenesisError(f"params.accept_wait_ms: expected 1 to {MAX_ACCEPT_WAIT_MS} ms")
         if not 1 <= self.settle_wait_ms <= MAX_SETTLE_WAIT_MS:
             raise GenesisError(f"params.settle_wait_ms: expected 1 to {MAX_SETTLE_WAIT_MS} ms")
 

@@ -57,12 +57,12 @@ from ..state import Overlay, StateReader, read_obj
 from ..tx import Tx
 from . import exchange as xch
 from .exchange_rounds import (
-    _entries,
+    _late,
     _next_round,
     _reduce_only,
-    _round_status,
     _short,
     _standing,
+    _status,
     accept_key,
     accepted,
     accepts_at,
@@ -165,16 +165,27 @@ def accept(view: Overlay, tx: Tx, ctx: BlockContext, sender: ks.AccountRecord) -
     assert final is not None
     previous = accepted(view, name, tx.sender)
     summary = read_obj(view, rounds_key(name))
+    params = ctx.genesis.params
+    if previous is None and _late(record, params.accept_rounds, ctx.time):
+        raise RuleError(
+            Reason.CLOSED,
+            f"the deadline {record['deadline']} passed before this member's first accept: it counts as "
+            f"declined (the chain's genesis accept_rounds {params.accept_rounds})",
+        )
     # a first accept in round 1 reads nothing more (as before rounds): the member list only once they run
     members: list[bytes] = (
         [] if previous is None and summary is None else read_obj(view, xch.members_key(name))
     )
+    stood: dict[int, int] = {}
+    since: int | None = None
     if previous is None:  # a first accept: round 1, or the round running (then a change in it)
         entries = summary["members"] if summary is not None else None
         round_ = max(r for r, _, _ in entries) if entries is not None else 1
     else:  # a re-accept reads the rounds' state (from every member's accept once, when rounds start)
-        entries = _entries(view, name, members)
-        round_ = _next_round(record, ctx, _round_status(members, entries), tx.sender, previous)
+        status, entries, stood, since = _status(
+            view, record, name, members, params.accept_rounds, ctx.time, params.accept_wait_ms, tx.sender
+        )
+        round_ = _next_round(record, ctx, status, tx.sender, previous)
     require(
         view.get(clearing_key(name)) is None,
         Reason.CLOSED,
@@ -194,13 +205,31 @@ def accept(view: Overlay, tx: Tx, ctx: BlockContext, sender: ks.AccountRecord) -
     for t, q in enumerate(positions):
         if q != 0:
             _check_accept(view, tx.sender, t, first + t, q, finals[t], xch.micro_per_wh(prices[t]))
+    events: list[Event] = []
+    for i, at in sorted(stood.items()):  # silent past the round's wait: their latest accepts stand in it
+        theirs = accepted(view, name, members[i])
+        assert theirs is not None
+        kept = theirs["positions"]
+        view.put_obj(
+            accept_key(members[i], name),
+            {"before": kept, "clean": theirs["clean"], "positions": kept, "round": at},
+        )
+        events.append(("exchange_stood", {"session": name, "member": members[i], "round": at}))
     value: dict[str, Any] = {"clean": tx.body["clean"], "positions": positions}
     before = previous["positions"] if previous is not None else [0] * intervals
     if round_ > 1:  # round 1 keeps the record's bytes from before rounds
         value.update({"before": before, "round": round_})
         assert entries is not None  # rounds run: the summary exists, or a re-accept just read every accept
         entries[members.index(tx.sender)] = [round_, any(positions), positions != before]
-        view.put_obj(rounds_key(name), {"members": entries})
+        rounds_now: dict[str, Any] = {"members": entries}
+        if params.accept_rounds >= 2:  # since when the round open has been: its wait after the deadline
+            top = max(r for r, _, _ in entries)
+            if not any(0 < r < top and trading for r, trading, _ in entries):
+                since = ctx.time  # this accept completed its round: the next opens now
+            if since is not None:
+                rounds_now["since"] = since
+            rounds_now["last"] = ctx.time  # the latest accept: a round completes no earlier
+        view.put_obj(rounds_key(name), rounds_now)
     view.put_obj(accept_key(tx.sender, name), value)
     trading = [t for t, q in enumerate(positions) if q != 0]
     if trading:  # its rules hold for what it accepted: changed only after, as for a market position
@@ -211,7 +240,7 @@ def accept(view: Overlay, tx: Tx, ctx: BlockContext, sender: ks.AccountRecord) -
     event: dict[str, Any] = {"session": name, "member": tx.sender, "declined": not trading}
     if round_ > 1:
         event.update({"round": round_, "changed": positions != before})
-    return [("exchange_accepted", event)]
+    return [*events, ("exchange_accepted", event)]
 
 
 def _held(view: Overlay, interval: int) -> tuple[str, str] | None:
@@ -227,12 +256,19 @@ def _held(view: Overlay, interval: int) -> tuple[str, str] | None:
 
 
 def _may_clear(
-    record: dict[str, Any], members: list[bytes], status: dict[str, Any] | None, tx: Tx, ctx: BlockContext
+    record: dict[str, Any],
+    members: list[bytes],
+    status: dict[str, Any] | None,
+    tx: Tx,
+    ctx: BlockContext,
+    stands_at: int | None = None,
 ) -> None:
-    """Who may clear, and when: a member or the coordinator; once the accepts are settled (`rounds`), at
-    once; before that, after the session's deadline (block time), or the coordinator at any time on a
-    session opened without a deadline (its rule from before deadlines). `status` None: a later part of a
-    clear in parts, whose accepts are final."""
+    """Who may clear, and when: a member or the coordinator; once the accepts are settled (`rounds`, read at
+    the block's time), at once; before that, after the session's deadline (block time), or the coordinator
+    at any time on a session opened without a deadline (its rule from before deadlines); with genesis
+    `accept_rounds` 2 a clear past the deadline needs the rounds settled too, among the members present,
+    the silent standing after each round's wait (`stands_at`: when the next stand). `status` None:
+    a later part of a clear in parts, whose accepts are final."""
     coordinator = tx.sender == record["coordinator"]
     require(
         coordinator or tx.sender in members,
@@ -242,13 +278,14 @@ def _may_clear(
     if status is None or status["settled"]:
         return
     deadline = record.get("deadline")
+    accept_rounds = ctx.genesis.params.accept_rounds
     if status["waiting"]:
         waiting = f"{len(status['waiting'])} of {len(members)} members have not accepted"
     elif not status["behind"] and not status["changed"]:  # complete, below the genesis' accept_rounds
         r = status["round"]
         waiting = (
             f"accept round {r} is not settled (the chain's genesis accept_rounds "
-            f"{ctx.genesis.params.accept_rounds}: every member still trading re-checks in round {r + 1})"
+            f"{accept_rounds}: every member still trading re-checks in round {r + 1})"
         )
     else:
         r = status["round"]
@@ -256,6 +293,13 @@ def _may_clear(
         changed = f"changed in round {r}: {_short(status['changed'])}" if status["changed"] else ""
         again = f" (every member still trading re-checks in round {r + 1})" if changed else ""
         waiting = f"accept round {r} is not settled ({'; '.join(x for x in (behind, changed) if x)}){again}"
+    if accept_rounds >= 2 and deadline is not None and ctx.time > deadline:
+        raise RuleError(
+            Reason.RULE_VIOLATION,
+            f"{waiting}; past the deadline {deadline} the rounds still settle among the members present "
+            f"(the chain's genesis accept_rounds {accept_rounds}): the silent stand on their latest accept "
+            f"after block time {stands_at}",
+        )
     if deadline is None:
         require(coordinator, Reason.FORBIDDEN, f"{tx.kind}: {waiting}: only the coordinator may clear now")
     else:
@@ -307,9 +351,12 @@ def clear(view: Overlay, tx: Tx, ctx: BlockContext, sender: ks.AccountRecord) ->
     taken = _standing(view, name, members)
     progress = read_obj(view, clearing_key(name))
     if progress is None:  # the first (often the only) clear: who may start it, and when
-        entries = _entries(view, name, members, taken)
-        status = _round_status(members, entries, ctx.genesis.params.accept_rounds)
-        _may_clear(record, members, status, tx, ctx)
+        params = ctx.genesis.params
+        status, _, _, since = _status(
+            view, record, name, members, params.accept_rounds, ctx.time, params.accept_wait_ms, taken=taken
+        )
+        stands_at = None if since is None else since + params.accept_wait_ms
+        _may_clear(record, members, status, tx, ctx, stands_at)
         progress = {"next": 0, "trades": 0, "skipped": []}
     else:  # the accepts are frozen since the first part: any member or the coordinator goes on
         _may_clear(record, members, None, tx, ctx)

@@ -38,6 +38,10 @@ from ..results import Reason, RuleError
 from ..state import StateReader, read_obj
 from .exchange_state import members_key, session_key
 
+# genesis `accept_wait_ms`'s default (with `accept_rounds` 2): five minutes a round after the deadline, room
+# for an MGMC on a Pi to re-solve its day (seconds to a minute) and for its accept to reach a final block
+ACCEPT_WAIT_MS = 300_000
+
 
 def accept_key(member: bytes, name: str) -> bytes:
     return b"xch/accept/" + member + name.encode()
@@ -108,11 +112,16 @@ def _entries(
     ]
 
 
-def _round_status(members: list[bytes], entries: list[list[Any]], need: int = 1) -> dict[str, Any]:
+def _round_status(
+    members: list[bytes], entries: list[list[Any]], need: int = 1, late: bool = False
+) -> dict[str, Any]:
     """`rounds`' status of the members' entries; `need`: the chain's genesis `accept_rounds`, the round a
-    settled status needs reached (unless nobody trades any more: nobody can post another round then)."""
+    settled status needs reached (unless nobody trades any more: nobody can post another round then);
+    `late`: past the deadline with `accept_rounds` 2, where a member that never accepted is `absent` and
+    counts as declined instead of `waiting`."""
     top = max((r for r, _, _ in entries), default=1) or 1
-    waiting = [m for m, (r, _, _) in zip(members, entries, strict=True) if r == 0]
+    never = [m for m, (r, _, _) in zip(members, entries, strict=True) if r == 0]
+    waiting, absent = ([], never) if late else (never, [])
     # a member whose latest accept is all zeros can only post zeros again: it has nothing left to re-check
     behind = [m for m, (r, trading, _) in zip(members, entries, strict=True) if 0 < r < top and trading]
     # a change asks every member still trading to re-check it; with none left (all declined) nobody need
@@ -121,37 +130,151 @@ def _round_status(members: list[bytes], entries: list[list[Any]], need: int = 1)
         m for m, (r, _, c) in zip(members, entries, strict=True) if anyone and top > 1 and r == top and c
     ]
     settled = not waiting and not behind and not changed and (top >= need or not anyone)
-    return {"round": top, "waiting": waiting, "behind": behind, "changed": changed, "settled": settled}
+    status = {"round": top, "waiting": waiting, "behind": behind, "changed": changed, "settled": settled}
+    return {**status, "absent": absent, "standing": []}
 
 
-def rounds(state: StateReader, name: str, accept_rounds: int = 1) -> dict[str, Any] | None:
+def _late(record: dict[str, Any], accept_rounds: int, time_ms: int | None) -> bool:
+    """Whether the after-the-deadline rule of genesis `accept_rounds` 2 governs at block time `time_ms`."""
+    deadline = record.get("deadline")
+    return accept_rounds >= 2 and deadline is not None and time_ms is not None and time_ms > deadline
+
+
+def _stand(
+    members: list[bytes],
+    entries: list[list[Any]],
+    since: int,
+    last: int,
+    wait_ms: int,
+    time_ms: int,
+    poster: bytes | None = None,
+    need: int = 2,
+) -> tuple[list[list[Any]], int, dict[int, int]]:
+    """The entries once every member still trading that let a round stay open past its wait stands on its
+    latest accept as its post of that round, unchanged (late only: `since` is at least the deadline).
+    A round open since `since` (the previous round complete then) stands its silent members at
+    `since` + `wait_ms`, and is complete then: if someone changed in it (or it is below `need`), the next
+    round opens then and stands everyone silent in it `wait_ms` later — later than that if the latest
+    accept (block time `last`) came after: a round is complete at its last post. `poster`, the member whose accept
+    is being applied, never stands (its post is its answer). Returns the entries, the time the last
+    complete round completed, and {member index: round it stands in}."""
+    entries = [list(e) for e in entries]
+    stood: dict[int, int] = {}
+    for _ in range(
+        3
+    ):  # the round open (its silent members), then the next if the first changed: then settled
+        if time_ms <= since + wait_ms:
+            break
+        top = max((r for r, _, _ in entries), default=1) or 1
+        trading = [i for i, (r, t, _) in enumerate(entries) if r > 0 and t]
+        behind = [i for i in trading if entries[i][0] < top]
+        silent = [i for i in behind if members[i] != poster]
+        moved = top > 1 and any(c for r, _, c in entries if r == top)  # a decline is a change too
+        at = top  # the round open: its silent members stand in it
+        if not behind and (moved or top < need):
+            at = top + 1  # round top complete with a change (or below need): nobody posted the next yet
+            silent = [i for i in trading if members[i] != poster]
+        if not silent:
+            break
+        for i in silent:
+            entries[i] = [at, True, False]
+            stood[i] = at
+        # the round they stand in is complete then, or at its latest real post if that came later (a post
+        # made after the wait, a change perhaps, still gives everyone a whole wait to re-check it)
+        since = max(since + wait_ms, last)
+    return entries, since, stood
+
+
+def _since(record: dict[str, Any], summary: dict[str, Any] | None) -> int:
+    """When the round open now opened, for its wait after the deadline: the block time the round before it
+    completed (`since` in the rounds' summary), never before the deadline (round 2 opens by it)."""
+    deadline: int = record["deadline"]
+    since: int = (summary or {}).get("since", deadline)
+    return max(deadline, since)
+
+
+def rounds(
+    state: StateReader,
+    name: str,
+    accept_rounds: int = 1,
+    time_ms: int | None = None,
+    wait_ms: int = ACCEPT_WAIT_MS,
+) -> dict[str, Any] | None:
     """The session's accept rounds, or None if no such session: `{round, waiting, behind, changed,
-    settled}` — `round` the highest round any member posted (1 before anyone accepted twice), `waiting`
-    the members that never accepted, `behind` those still trading below `round`, `changed` those whose
-    accept in `round` (≥ 2) differs from their round before, `settled` whether the clear may come at once
-    (every member accepted, none behind, none changed, and `round` at least `accept_rounds`, the chain's
-    genesis parameter, unless nobody trades: what `exchange.clear` requires before a deadline)."""
-    if read_obj(state, session_key(name)) is None:
+    settled, absent, standing}` — `round` the highest round any member posted (1 before anyone accepted
+    twice), `waiting` the members that never accepted, `behind` those still trading below `round`, `changed`
+    those whose accept in `round` (≥ 2) differs from their round before, `settled` whether the clear may
+    come at once (every member accepted, none behind, none changed, and `round` at least `accept_rounds`,
+    the chain's genesis parameter, unless nobody trades: what `exchange.clear` requires). With
+    `accept_rounds` 2 and block time `time_ms` past the session's deadline, as the contract reads it then:
+    the members that never accepted are `absent` (declined, not waiting), and those that let a round stay
+    open past its wait (`wait_ms`, genesis `accept_wait_ms`) are `standing` on their latest accept as
+    their post of it, unchanged; `absent` and `standing` are empty otherwise."""
+    record = read_obj(state, session_key(name))
+    if record is None:
         return None
     members: list[bytes] = list(read_obj(state, members_key(name)))
-    return _round_status(members, _entries(state, name, members), accept_rounds)
+    return _status(state, record, name, members, accept_rounds, time_ms, wait_ms)[0]
 
 
-def due(state: StateReader, name: str, member: bytes, time_ms: int) -> int | None:
+def _status(
+    state: StateReader,
+    record: dict[str, Any],
+    name: str,
+    members: list[bytes],
+    accept_rounds: int,
+    time_ms: int | None,
+    wait_ms: int,
+    poster: bytes | None = None,
+    taken: dict[bytes, dict[str, Any]] | None = None,
+) -> tuple[dict[str, Any], list[list[Any]], dict[int, int], int | None]:
+    """The rounds' status at block time `time_ms` (None: as if before any deadline), the entries it reads
+    (with the members standing, when late), who stands in which round (`_stand`), and since when the round
+    open now has been open (the summary's `since`, or when the last round stood complete; None if never
+    recorded)."""
+    entries = _entries(state, name, members, taken)
+    summary = read_obj(state, rounds_key(name))
+    since: int | None = None if summary is None else summary.get("since")
+    late = _late(record, accept_rounds, time_ms)
+    stood: dict[int, int] = {}
+    if late:
+        assert time_ms is not None
+        start = _since(record, summary)
+        last: int = (summary or {}).get("last", start)
+        entries, after, stood = _stand(members, entries, start, last, wait_ms, time_ms, poster, accept_rounds)
+        since = after if stood else start
+    status = _round_status(members, entries, accept_rounds, late)
+    status["standing"] = [members[i] for i in sorted(stood)]
+    return status, entries, stood, since
+
+
+def due(
+    state: StateReader,
+    name: str,
+    member: bytes,
+    time_ms: int,
+    accept_rounds: int = 1,
+    wait_ms: int = ACCEPT_WAIT_MS,
+) -> int | None:
     """The round k whose accepts (`accepts_at(k)`) `member` should re-check now and answer with its round
     k + 1 (what an honest member does: the contract opens that round now), or None when it has nothing to
     post: no such session or member, it never accepted or it declined (all zeros), round k is not complete
     (a member still trading has not posted it; before the deadline `time_ms`, block time, also a member that
-    never accepted), or the rounds are settled (round k ≥ 2 changed nobody's accept, or nobody trades)."""
-    status = rounds(state, name)
+    never accepted), or the rounds are settled (round k ≥ 2 changed nobody's accept, or nobody trades).
+    `accept_rounds` and `wait_ms`: the chain's genesis `accept_rounds` and `accept_wait_ms`; with 2, past
+    the deadline, as the contract then reads the others: a member that never accepted declined, and one
+    silent past a round's wait stands in it unchanged (so round k may be complete although it did not post;
+    the member itself is never stood here: it may always still answer, until the clear)."""
+    record = read_obj(state, session_key(name))
     mine = accepted(state, name, member)
-    if status is None or mine is None or not any(mine["positions"]):
+    if record is None or mine is None or not any(mine["positions"]):
         return None
+    members: list[bytes] = list(read_obj(state, members_key(name)))
+    status = _status(state, record, name, members, accept_rounds, time_ms, wait_ms, poster=member)[0]
     k: int = mine["round"]
     top: int = status["round"]
     if top == k + 1:
         return k  # the next round started: answer the set round k left, as the others did
-    record = read_obj(state, session_key(name))
     early = record.get("deadline") is None or time_ms <= record["deadline"]
     if top != k or status["behind"] or (status["waiting"] and early):
         return None
