@@ -163,6 +163,25 @@ def test_before_the_deadline_nobody_stands_and_a_member_that_declined_is_never_s
     assert status["standing"] == [P3.public, P4.public] and status["settled"]
 
 
+def test_without_a_deadline_nobody_clears_unsettled_rounds_not_even_the_coordinator() -> None:
+    chain = session(deadline=None)
+    for m, q in FINALS.items():
+        submit(chain, m, "exchange.accept", accept_body(q))
+    for who in (Keys.dso, P1):
+        why, text = refused(chain, who, "exchange.clear", CLEAR)
+        assert why is Reason.RULE_VIOLATION and "accept round 1 is not settled" in text
+        assert "a session without a deadline clears only settled rounds, the coordinator's clear too" in text
+    for m in (P1, P2, P3):
+        submit(chain, m, "exchange.accept", accept_body(FINALS[m]))
+    far = DEADLINE + 100 * WAIT  # P4 silent for ever: with no deadline, nobody ever stands
+    assert status_at(chain, far)["behind"] == [P4.public]
+    result = at(chain, far, Keys.dso, "exchange.clear", CLEAR)
+    assert isinstance(result, Rejected) and f"behind in round 2: {short(P4)}" in result.detail
+    accept_at(chain, far + 1, P4, FINALS[P4])
+    assert isinstance(at(chain, far + 2, Keys.dso, "exchange.clear", CLEAR), Accepted)
+    assert trades_of(chain) == want(FINALS)
+
+
 # ---------------------------------------------------------------------------------------------- property
 
 # Each wave moves the clock (a little, past one more wait, or past the deadline and a wait) and then lets

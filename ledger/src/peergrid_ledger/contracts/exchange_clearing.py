@@ -265,9 +265,9 @@ def _may_clear(
 ) -> None:
     """Who may clear, and when: a member or the coordinator; once the accepts are settled (`rounds`, read at
     the block's time), at once; before that, after the session's deadline (block time), or the coordinator
-    at any time on a session opened without a deadline (its rule from before deadlines); with genesis
-    `accept_rounds` 2 a clear past the deadline needs the rounds settled too, among the members present,
-    the silent standing after each round's wait (`stands_at`: when the next stand). `status` None:
+    at any time on a session opened without a deadline (its rule from before deadlines) — neither with
+    genesis `accept_rounds` 2, whose clear needs the rounds settled (past the deadline among the members
+    present, the silent standing after each round's wait: `stands_at`, when the next stand). `status` None:
     a later part of a clear in parts, whose accepts are final."""
     coordinator = tx.sender == record["coordinator"]
     require(
@@ -293,6 +293,12 @@ def _may_clear(
         changed = f"changed in round {r}: {_short(status['changed'])}" if status["changed"] else ""
         again = f" (every member still trading re-checks in round {r + 1})" if changed else ""
         waiting = f"accept round {r} is not settled ({'; '.join(x for x in (behind, changed) if x)}){again}"
+    if accept_rounds >= 2 and deadline is None:
+        raise RuleError(
+            Reason.RULE_VIOLATION,
+            f"{waiting}: a session without a deadline clears only settled rounds, the coordinator's clear "
+            f"too (the chain's genesis accept_rounds {accept_rounds})",
+        )
     if accept_rounds >= 2 and deadline is not None and ctx.time > deadline:
         raise RuleError(
             Reason.RULE_VIOLATION,
