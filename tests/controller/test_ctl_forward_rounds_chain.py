@@ -6,8 +6,9 @@ The members here follow the protocol the edge would: round 1 their one-shot acce
 whenever the contract's `due` names a round k for it (round k complete and either k = 1 or someone changed
 in it, or round k + 1 already started), its `recheck` of `accepts_at(k)` as its round k + 1; a member that
 declined posts no more. A member that never accepts holds round 2 until the session's deadline; after it the
-others go on. With genesis `accept_rounds` 2 nobody may clear round 1 before the deadline; after it a clear
-still takes the accepts as they stand (pinned here: the parameter does not close the absent-member race).
+others go on. With genesis `accept_rounds` 2 nobody may clear round 1, before the deadline or after it: past
+it a member that never accepted counts as declined and the clear waits for the rounds among the members
+present (so the absent-member race that 847e03a pinned here is closed).
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from peergrid_controller.dayexchange import nano
 from peergrid_controller.forward import accept_alone, commit, recheck
 from peergrid_controller.market import Trade, micro_per_wh, wh
 from peergrid_controller.matching import accepted_wh
-from peergrid_controller.model import Scenario
+from peergrid_controller.model import Microgrid, Scenario
 from peergrid_ledger import query
 from peergrid_ledger.chain import LocalChain
 from peergrid_ledger.contracts.exchange_clearing import accepts_at, cleared, due, rounds
@@ -77,25 +78,48 @@ def play(
 ) -> tuple[LocalChain, int]:
     """Every MG but `absent` runs the forward stage on the chain; returns it cleared, and the rounds."""
     chain, keys = closed_session(scenario, allocation, accept_rounds)
-    dt, ids = scenario.interval_hours, hexes(scenario)
-    conv = baselines.conventional(scenario)
-    present = [mg for mg in scenario.microgrids if mg.name not in absent]
-    for mg in present:
-        row = accept_alone(mg, dt, allocation.prices, allocation.positions[mg.name]).positions
-        assert chain.sign_and_submit(keys[mg.name], "exchange.accept", _body(row)).ok
-    chain.seal()
-    now = DEADLINE + 1 if absent else None  # an absent member holds round 2 until the deadline
+    present = accept_round_one(chain, keys, scenario, allocation, absent)
     if accept_rounds == 2 and not absent:  # a member racing the others' re-checks is refused
         race = chain.sign_and_submit(keys[present[-1].name], "exchange.clear", {"session": SESSION})
         assert not race.ok and "the chain's genesis accept_rounds 2" in str(race), race
+    return chain, rounds_then_clear(chain, keys, scenario, allocation, present, late=bool(absent))
+
+
+def accept_round_one(
+    chain: LocalChain, keys: dict[str, Keypair], scenario: Scenario, allocation: Allocation, absent: set[str]
+) -> list[Microgrid]:
+    """Every MG but `absent` posts its one-shot accept (`accept_alone`) before the deadline; the others."""
+    present = [mg for mg in scenario.microgrids if mg.name not in absent]
+    for mg in present:
+        row = accept_alone(mg, scenario.interval_hours, allocation.prices, allocation.positions[mg.name])
+        assert chain.sign_and_submit(keys[mg.name], "exchange.accept", _body(row.positions)).ok
+    chain.seal()
+    return present
+
+
+def rounds_then_clear(
+    chain: LocalChain,
+    keys: dict[str, Keypair],
+    scenario: Scenario,
+    allocation: Allocation,
+    present: list[Microgrid],
+    late: bool,
+) -> int:
+    """The members present answer every round the contract's `due` names (`recheck` of `accepts_at`), all
+    from the same chain state each round, past the deadline if `late` (an absent member holds round 2 until
+    then); then one clears. Returns the round the rounds settled in."""
+    dt, ids = scenario.interval_hours, hexes(scenario)
+    conv = baselines.conventional(scenario)
+    accept_rounds = chain.genesis.params.accept_rounds
+    now = DEADLINE + 1 if late else None
     for _ in range(12):
-        status = rounds(chain.view, SESSION)
+        status = rounds(chain.view, SESSION, accept_rounds, DEADLINE + 1 if late else 0)
         assert status is not None
         if status["round"] > 1 and not status["behind"] and not status["changed"]:
             break  # settled among the members that accepted (all of them, or the present after the deadline)
         posts = []
         for mg in present:  # each from the same chain state, alone
-            k = due(chain.view, SESSION, keys[mg.name].public, DEADLINE + 1 if absent else 0)
+            k = due(chain.view, SESSION, keys[mg.name].public, DEADLINE + 1 if late else 0, accept_rounds)
             if k is None:
                 continue
             standing = accepts_at(chain.view, SESSION, k)
@@ -112,11 +136,15 @@ def play(
         chain.seal(now)
     else:
         pytest.fail("the rounds did not settle in 12")
+    if accept_rounds == 2:  # what the contract reads at the clear's block time: settled, nobody standing
+        settled = rounds(chain.view, SESSION, 2, chain.tip.time + 1)
+        assert settled is not None and settled["settled"] and settled["standing"] == []
     clearer = keys[present[0].name]
     assert chain.sign_and_submit(clearer, "exchange.clear", {"session": SESSION}, time_ms=now).ok
     chain.seal(now)
     assert chain.dropped == []
-    return chain, status["round"]
+    round_: int = status["round"]
+    return round_
 
 
 def _body(row: tuple[int, ...]) -> dict[str, Any]:
@@ -181,21 +209,28 @@ def test_rounds_on_the_chain_clear_commits_trades_and_leave_nobody_above_its_con
     assert above_on_chain(scenario, chain) == {}
 
 
-def test_accept_rounds_2_does_not_hold_a_round_one_clear_after_the_deadline() -> None:
-    # what the parameter does not close: with mg005 absent the rounds run after the deadline, where a clear
-    # takes the accepts as they stand; a member clearing right after round 1 forces the one-shot outcome,
-    # mg002 above its conventional day, as on a chain without the parameter
+def test_accept_rounds_2_closes_the_absent_member_race_after_the_deadline() -> None:
+    # the limit 847e03a pinned here, closed: with mg005 absent a clear right after the deadline took the
+    # present members' one-shot accepts and left mg002 above its conventional day. Now it is refused, mg005
+    # counts as declined, the members present re-check among themselves, and the clear takes `commit`'s
+    # trades without mg005: nobody ends above its conventional day
     scenario = free_day(5, 4, 1)
     allocation = allocate(scenario, KWH_STOPS)
     chain, keys = closed_session(scenario, allocation, accept_rounds=2)
-    dt, late = scenario.interval_hours, DEADLINE + 1
-    present = [mg for mg in scenario.microgrids if mg.name != "mg005"]
-    for mg in present:
-        row = accept_alone(mg, dt, allocation.prices, allocation.positions[mg.name]).positions
-        assert chain.sign_and_submit(keys[mg.name], "exchange.accept", _body(row)).ok
-    chain.seal()
+    present = accept_round_one(chain, keys, scenario, allocation, {"mg005"})
+    late = DEADLINE + 1
     before = chain.sign_and_submit(keys["mg001"], "exchange.clear", {"session": SESSION})
     assert not before.ok and "have not accepted" in str(before)  # before the deadline mg005 holds it
-    assert chain.sign_and_submit(keys["mg001"], "exchange.clear", {"session": SESSION}, time_ms=late).ok
-    chain.seal(late)
-    assert set(above_on_chain(scenario, chain)) == {"mg002"}
+    early = chain.sign_and_submit(keys["mg001"], "exchange.clear", {"session": SESSION}, time_ms=late)
+    assert (
+        not early.ok and "accept round 1 is not settled" in str(early) and "past the deadline" in str(early)
+    )
+    absent = chain.sign_and_submit(keys["mg005"], "exchange.accept", _body((0,) * 4), time_ms=late)
+    assert not absent.ok and "counts as declined" in str(absent)
+    status = rounds(chain.view, SESSION, 2, late)
+    assert status is not None and status["absent"] == [keys["mg005"].public] and not status["settled"]
+    settled = rounds_then_clear(chain, keys, scenario, allocation, present, late=True)
+    zeroed = dataclasses.replace(allocation, positions={**allocation.positions, "mg005": (0.0,) * 4})
+    committed = commit(scenario, zeroed, baselines.conventional(scenario))
+    assert on_chain(chain, 4) == as_keys(scenario, committed.trades) != set()
+    assert settled == 7 and above_on_chain(scenario, chain) == {}
