@@ -38,9 +38,11 @@ CREDIT_LIMIT = 10**15  # micro-units: MGs settle with the DSO off-chain; the cha
 class SettleByBoth:
     """The MGMC genesis' settlement on both parties' statements, as the lab sets it."""
 
-    # Wh two PCC meters' statements may differ and still agree: a register unit each plus the boundary
-    # interpolation of readings a poll apart on the accelerated clock (both read alike, edge pcc_readings)
-    tolerance_wh: int = 10
+    # Wh two PCC meters' statements may differ and still agree. Measured in the lab (ieee33, 6-s intervals,
+    # 5-24 kWh trades): a seller's meter share fell 0.3-1.6 % (up to 317 Wh) below its buyer's, the part of
+    # the slot before the MGMCs dispatch the new plan; a first interval dispatched late differs by half, a
+    # dispute for the DSO. A relative tolerance is not built (docs/ledger-format.md), so 500 Wh absolute
+    tolerance_wh: int = 500
     # a silent counterparty's window after the first statement: the MGMCs state in the next interval's settle
     # phase, one that runs late (a DSO overrun) still within it; the agent waits for it after the day's last
     # interval (edge settlement.py), so it is short enough for the lab to end soon after
