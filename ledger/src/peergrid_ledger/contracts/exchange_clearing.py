@@ -17,7 +17,10 @@ Promises (the `exchange.accept` and `exchange.clear` handlers of `exchange.KINDS
       rounds; not on a chain whose genesis says `accept_rounds` 2) or, for the highest round R, every member
       still trading posted round R and no round-R accept differs from the member's round R − 1 (or no
       member trades any more: exchange_rounds.py); before that only after the session's deadline, or, on a
-      session opened without one, by the coordinator at any time, as before deadlines existed) computes
+      session opened without one, by the coordinator at any time, as before deadlines existed — neither
+      with genesis `accept_rounds` 2: past the deadline the rounds must settle among the members present,
+      a silent member standing on its latest accept after each round's `accept_wait_ms`, and without a
+      deadline nobody clears unsettled rounds; exchange_rounds.py says who can stall and why) computes
       each interval's trades from the latest accepted positions alone
       (`pairing.forward_trades`: the long side pro rata to the short side's volume, largest sellers to
       largest buyers, no buyer naming more than MAX_DEMANDS sellers; ties by public key) at the closing
@@ -40,8 +43,10 @@ Promises (the `exchange.accept` and `exchange.clear` handlers of `exchange.KINDS
       on, and any member or the coordinator clears the next part.
 The chain computes every trade from the accepts; what the coordinator still chooses is the prices' start
 and path and the close (`exchange`), the deadline, and, without a deadline, the clear's moment and so which
-members' accepts count. With a deadline it cannot clear a member out early, and a coordinator that is gone
-after the close holds nothing up: every member accepted, or the deadline passed, and any member clears.
+members' accepts count (not with `accept_rounds` 2: then only settled rounds clear). With a deadline it
+cannot clear a member out early, and a coordinator that is gone after the close holds nothing up: every
+member accepted, or the deadline passed (with `accept_rounds` 2: and the rounds settled or stood), and any
+member clears.
 The accept rounds' records, status and readers are exchange_rounds.py's, importable from here as before.
 Pure; no I/O.
 """

@@ -7,25 +7,49 @@ Promises:
   `clean` unchanged), and opens only once every member accepted (or the deadline passed) and every member
   still trading (latest accept not all zeros) posted round k — before that it is refused `duplicate`
   (`_next_round`), so that round k + 1 always answers a round k that can no longer change. A first accept
-  made while a round R ≥ 2 runs (after the deadline) joins round R as a change. Round 1 records keep the
-  bytes they had before rounds (`{clean, positions}`, no summary); from round 2 on the record keeps the
-  member's accept before (`before`) and the session keeps one summary (`rounds_key`), so the set each round
-  left stays readable while the next runs.
+  made while a round R ≥ 2 runs (after the deadline; not with `accept_rounds` 2) joins round R as a change.
+  Round 1 records keep the bytes they had before rounds (`{clean, positions}`, no summary); from round 2 on
+  the record keeps the member's accept before (`before`) and the session keeps one summary (`rounds_key`),
+  so the set each round left stays readable while the next runs.
   Readers, never writing: `accepted` (a member's latest accept with its round), `accepts_at` (the set a
   round left: what the next round re-checks), `rounds` (the rounds' status: settled or who holds them,
-  given the chain's genesis `accept_rounds`) and `due` (the round a member should answer now).
+  given the chain's genesis `accept_rounds`, and with 2 the block time and `accept_wait_ms`) and `due`
+  (the round a member should answer now, as the contract reads the others at that block time).
 What the rounds give: a clear of settled rounds R ≥ 2 counts only accepts that every member still trading
 posted, unchanged, after every other member's last change (round r + 1 opens only once every such member
 posted round r, and a change in the last round needs another), so each could re-check its own share of the
-pro-rata cut of exactly the accepts cleared (the controller's `forward.recheck`). A member's silence or
-repeated reductions hold the clear until the deadline (as a member that never accepts does); a member that
-declined (all zeros) can change nothing more and holds nobody. Not closed: while nobody has accepted twice,
-round 1 clears as before (old chains replay to the same state), so once every member accepted once, any
-member or the coordinator may clear before the others' round 2 lands — unless the chain's genesis says
-`accept_rounds` 2: then a clear before the deadline needs the rounds settled at round 2 or later (or nobody
-trading any more), so that nobody can force the one-shot accepts' outcome on the others. A clear after the
-deadline takes the latest accepts as they stand, settled or not; on a session opened without a deadline the
-coordinator's clear at any time stays its rule.
+pro-rata cut of exactly the accepts cleared (the controller's `forward.recheck`). A member that declined
+(all zeros) can change nothing more and holds nobody. Genesis `accept_rounds` 1 (every chain before it):
+round 1 clears at once once every member accepted, and after the deadline (or by the coordinator on a
+session without one) a clear takes the latest accepts as they stand — old chains replay to the same state.
+Genesis `accept_rounds` 2 (`_late`, `_stand`): no clear, before the deadline or after it, takes rounds that
+are not settled at round 2 or later. Past the deadline (block time) a member that never accepted counts as
+declined (`absent`; its first accept is refused `closed`) and the rounds go on among the members present;
+a member still trading that lets a round stay open past genesis `accept_wait_ms` stands on its latest
+accept as its post of that round, unchanged (`standing`; written as such, event `exchange_stood`, when
+the next accept lands). A round's wait runs from when it opened (the round before complete: the summary's
+`since`), never from before the deadline; a round is complete at its latest post (`last`), so a change
+posted late, even after its poster's own wait, still gives everyone a whole wait to re-check it.
+  Who can stall: before the deadline any member, by silence or by never accepting, holds the clear until
+  the deadline (as before). Past it silence holds each round one wait: two waits after the deadline and
+  the last accept, whoever is silent stands and the rounds are settled. A member that keeps posting changes
+  keeps the rounds going, since every change needs a round more; reduce-only bounds that only by its
+  accepted Wh, so 1-Wh cuts (or several members taking turns) can hold the clear for ever — not closed
+  here (a cap on the changing rounds after which a re-accept may only keep or decline, as `forward.commit`
+  declines after its 4 reductions, would bound it). Without a deadline there is no wait: an absent or
+  silent member holds the session for ever. A session never cleared loses only its forward trades: its
+  intervals stay open and the members trade them intraday (safety over liveness).
+  Who can force an early clear: nobody, the coordinator neither, takes a change that a member still
+  trading neither re-checked in a later round nor had a whole wait (from the deadline at the earliest) to
+  re-check. What remains: the coordinator picks the deadline, so a member slow to accept at all may be
+  counted declined early (it then trades nothing forward, never more than it accepted); a standing member
+  is held to its own latest accept, never more, but the others' later cuts can shrink its share below what
+  its accept passed with (its silence's price); and block time is the proposer's clock, which may run up
+  to genesis `block_max_future_ms` ahead, shortening a wait by that much (`accept_wait_ms` ≫ it).
+  What an honest MGMC does: accept (round 1) before the deadline; then at each final block ask `due`
+  (with the block time now and the chain's `accept_rounds` and `accept_wait_ms`) and, whenever it names k,
+  post its re-check of `accepts_at(k)` as round k + 1 well within a wait; never stop while `due` names a
+  round; clear once `rounds` (at the block time) says settled.
 Everything here stays importable from exchange_clearing.py. Pure; no I/O.
 """
 
@@ -50,7 +74,9 @@ def accept_key(member: bytes, name: str) -> bytes:
 def rounds_key(name: str) -> bytes:
     """The accept rounds' summary: `{members: [[round, trading, changed], ...]}` in the session's member
     order (round 0: not accepted); written from the first re-accept on, so that an accept reads one record,
-    not every member's (absent while nobody accepted twice: one-accept chains keep their bytes)."""
+    not every member's (absent while nobody accepted twice: one-accept chains keep their bytes). With
+    genesis `accept_rounds` 2 also `last`, the latest accept's block time, and `since`, when the latest
+    complete round completed (once one from round 2 on has): the clocks of the waits past the deadline."""
     return b"xch/rounds/" + name.encode()
 
 
