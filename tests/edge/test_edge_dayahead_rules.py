@@ -25,6 +25,7 @@ from peergrid_controller.dayrounds import Exchange
 from peergrid_controller.model import ContractRules, Scenario
 from peergrid_controller.synth import synthetic_scenario
 from peergrid_edge.dayahead_agent import DayAheadAgent
+from peergrid_edge.dayahead_rules import SessionRules
 from peergrid_edge.exchange_io import SessionOutcome
 from peergrid_ledger.contracts import exchange as contract
 
@@ -257,3 +258,70 @@ def test_a_judgement_naming_a_cell_outside_the_session_is_refused_and_the_stage_
     finally:
         ledger2.close()
     assert session is not None and session["closed"]
+
+
+def test_a_five_mg_day_with_a_clean_only_buyer_and_a_genset_day_with_the_phases_are_allocates_too(
+    tmp_path: Path,
+) -> None:
+    # seed 2's third MG is clean-only (it never buys: the contract checks each post against it); the genset
+    # day runs `allocate`'s three phases with the kWh stops (the value stop ends the relaxed phase one
+    # iteration later on the edge, free days or not: not `allocate`'s to the Wh, test_edge_dayahead_value.py)
+    clean = rules_day(5, seed=2)
+    assert any(mg.rules.clean_only for mg in clean.microgrids)
+    genset = synthetic_scenario(4, 4, seed=2, interval_hours=6.0, rules=True)
+    assert any(mg.gensets for mg in genset.microgrids)
+    for label, scenario, cfg, phases in (("clean", clean, VALUE, False), ("genset", genset, KWH, True)):
+        ledger, keys_ = ledger_for(tmp_path / label, scenario)
+        outcomes = run_session(ledger, keys_, scenario, config=cfg, phases=phases)
+        assert_allocates(outcomes, scenario, cfg, simulated(scenario, cfg))
+        venue = ChainVenue(scenario)
+        allocate(scenario, cfg, recorder=venue.exchange)
+        edge, chain = edge_txs(tmp_path / label, scenario, keys_), venue_txs(venue)
+        assert judged_by_name(edge) and judged_by_name(edge) == judged_by_name(chain)
+        assert moves(edge, "exchange.position") == moves(chain, "exchange.position")
+
+
+class NeverStops(DayAheadAgent):
+    """A coordinator that steps on where the coordination of the posts says the session stops."""
+
+    def _stop_at(self, k: int, until: int, relaxed: bool) -> str:
+        stop = super()._stop_at(k, until, relaxed)
+        return "" if self.is_coordinator else stop
+
+
+def test_members_stop_following_a_coordinator_that_steps_past_the_stop(tmp_path: Path) -> None:
+    scenario = rules_day()
+    ledger, keys_ = ledger_for(tmp_path, scenario)
+    coordinator = min(keys_, key=lambda name: keys_[name].public)
+    outcomes = run_session(
+        ledger, keys_, scenario, config=VALUE, timeout_s=1.0, make={coordinator: NeverStops}
+    )
+    for name, outcome in outcomes.items():
+        assert not outcome.completed
+        if name != coordinator:
+            assert (
+                "where this MGMC's coordination of the posts says the session stops there (value stop)"
+                in (outcome.reason)
+            )
+    assert "did not post iteration" in outcomes[coordinator].reason
+
+
+def test_a_floor_on_the_chain_other_than_the_mgmcs_own_is_refused_up_front(tmp_path: Path) -> None:
+    scenario = rules_day()
+    other = scenario.microgrids[1]
+    override = {other.name: dataclasses.replace(other.rules, floor_price=other.rules.floor_price + 0.01)}
+    ledger, keys_ = ledger_for(tmp_path, scenario, override)
+    outcomes = run_session(ledger, keys_, scenario, config=KWH, timeout_s=1.0)
+    reason = outcomes[other.name].reason
+    assert reason.startswith(f"refused up front: {other.name}'s floor_price is") and "on the chain" in reason
+    assert not any(o.completed for o in outcomes.values())
+
+
+def test_a_restart_past_iteration_one_of_a_day_where_rules_bind_is_refused() -> None:
+    # its bans, dropped fees and the coordination's record are not in its checkpoint
+    scenario = rules_day()
+    mg = scenario.microgrids[0]
+    rules = SessionRules(mg, scenario.interval_hours, KWH)
+    assert not rules.restarted(5)  # not joined yet: nothing binds as far as it knows
+    rules.coordination.ruled = True
+    assert rules.restarted(1) == "" and "not kept across a restart" in rules.restarted(2)
