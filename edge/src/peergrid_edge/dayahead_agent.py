@@ -15,7 +15,7 @@ and posts its verdict with its next position (`exchange.position`'s `settled`); 
 member's post of k settled (`exchange.settled_count`) the coordinator closes at k without stepping it (the
 contract's `exchange_closed` says `settled`), so the result is iteration k − 1's, `allocate`'s to the nano
 and the Wh. How it decides without private data: `allocate` uses the value stop when every DSO connection
-is unlimited (the edge refuses days with floors or caps up front); an MGMC only knows
+is unlimited (rules days too); an MGMC only knows
 its own connection, so one whose connection is limited (or whose `value_per_kwh` is 0) never says settled,
 and no value stop happens while it is a member: the kWh stops then, as `allocate`'s.
 What each MGMC posts and reads is public; its DER data, bounds, tariff and unrounded answers never leave it.
@@ -45,12 +45,22 @@ and every member, reading the stepped posts' `settled` (public transactions), st
 the verdicts on the last relaxed iteration go with the first committed posts, as in `allocate`, and never
 close the session. So a genset day with the value stop is not `allocate`'s to the Wh (with `value_per_kwh`
 0 it is).
-Scope, refused up front with the reason: a day on which any member's owner has a floor or a cap in force
-(the rules are judged at the prices found with each MG's position and rules: the coordinator's today) —
-its own rules, and every member's as the chain holds them; a genset MG without `phases`, or `recommits`
-> 1 (whether another MG's commitment changed is private). Owner rules that stay within this scope (maximum
-quantity, clean-only) are each MG's own bounds. Never reads another MG's private data; never
-blocks the loop longer than one MG solve.
+Owner floors and caps (`dayahead_rules`, dayjudge's timing as `dayrounds.Exchange` runs it): after each
+step every member judges its own rules (its bounds and fees less its bans and dropped fees: private) and
+posts its judgement with its next position (`exchange.position`'s `judged`); once every post of that
+iteration is in, each computes who is let back from the posted judgements and the rules on its replica
+(`Coordination.settle`, once per round) and puts its own part in force. A stop (kWh or value) closes the
+session after that round only if the judgements changed nothing (a kWh stop on a day that is judged posts
+that round first, abandoned by the close), so the session is `allocate`'s on the chain venue to the nano
+and the Wh, every judgement the same. A member whose own coordination says the session stops where the
+coordinator steps, or goes on where it closes, fails the stage naming it. The genset phases with rules: the
+judgement on the last relaxed step goes with the first committed posts (with `value_per_kwh` 0 the day is
+`allocate`'s; with the value stop the relaxed phase ends one iteration later, as above).
+Scope, refused up front with the reason: its floor or cap on the chain other than its own config (the
+let-back queue is the chain's); a restart past iteration 1 of a day where some floor or cap binds (its
+judgement state is not in its checkpoint); a genset MG without `phases`, or `recommits` > 1 (whether another
+MG's commitment changed is private). Maximum quantity and clean-only are each MG's own bounds. Never reads
+another MG's private data; never blocks the loop longer than one MG solve.
 """
 
 from __future__ import annotations
