@@ -325,3 +325,25 @@ def test_a_restart_past_iteration_one_of_a_day_where_rules_bind_is_refused() -> 
     assert not rules.restarted(5)  # not joined yet: nothing binds as far as it knows
     rules.coordination.ruled = True
     assert rules.restarted(1) == "" and "not kept across a restart" in rules.restarted(2)
+
+
+class Unbounded(Bounded):
+    """A stand-in that answers its net export whatever bounds it is given (its ban is a lie)."""
+
+    def trade(self, prices: object, lo: Sequence[float], hi: Sequence[float], *fees: object) -> None:
+        return None
+
+
+def test_a_member_that_bans_a_side_and_trades_it_anyway_is_not_followed(tmp_path: Path) -> None:
+    # the ban day's seller bans its sales below its floor of 0 (a judgement its rule allows) and posts them
+    # anyway: every member sees a position on a side its poster stands banned from, and the stage fails
+    scenario = ban_day()
+    ledger, keys_ = ledger_for(tmp_path, scenario)
+    models = [Unbounded(1.0, 2), *ban_models()[1:]]
+    make = {mg.name: with_model(m) for mg, m in zip(scenario.microgrids, models, strict=True)}
+    outcomes = run_session(ledger, keys_, scenario, config=KWH, timeout_s=1.0, make=make)
+    seller = keys_[scenario.microgrids[0].name].public.hex()[:16]
+    for outcome in outcomes.values():
+        assert not outcome.completed
+        assert f"member {seller}… posts 1000 Wh in interval 0" in outcome.reason
+        assert "on the side (sell) it stands banned from by its own judgement" in outcome.reason

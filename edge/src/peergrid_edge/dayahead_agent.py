@@ -542,7 +542,9 @@ class DayAheadAgent:
         settled (in the final phase), and nothing the judgements changed; at the cap a final round that
         changed something closes too, as `allocate` stops there. "" to step k."""
         all_settled = self._all_settled(k)
-        outcome = self.rules.settle(self._judgements(k), all_settled)
+        record = self._record()
+        assert record is not None
+        outcome = self.rules.settle(self._posts(k, record["members"]), all_settled)
         if relaxed:  # the relaxed phase ends after its step (`_run`), never closing the session
             return ""
         if not outcome.changed and (self.kwh or (all_settled and self._closes_by_value(k))):
@@ -590,12 +592,6 @@ class DayAheadAgent:
             if not tx.body.get("settled", False):
                 return False
         return True
-
-    def _judgements(self, k: int) -> list[dict[str, Any] | None]:
-        """Every member's `judged` posted with k, in the session's member order (as the chain keeps them)."""
-        record = self._record()
-        assert record is not None
-        return [post.get("judged") for post in self._posts(k, record["members"])]
 
     # --- reading the chain -----------------------------------------------------------------------------
 

@@ -29,6 +29,7 @@ from peergrid_controller.dayjudge import (
     Outcome,
     OwnJudgement,
     OwnRules,
+    Side,
     binds,
     decode,
     demand,
@@ -68,6 +69,7 @@ class SessionRules:
         self.own = OwnRules(mg, dt, self.n, cfg.fee_margin, cfg.resolution_kwh)
         self.coordination = Coordination(lambda i, t, side: 0, self.n, ruled=False)  # until `join`
         self.me = -1
+        self.members: list[bytes] = []
         # its judgement on the last stepped iteration (None: none), posted with its next position, with the
         # public facts it was judged under (whether the rules are judged there and near convergence)
         self.mine: OwnJudgement | None = None
@@ -84,7 +86,8 @@ class SessionRules:
         ]
         ruled = any(binds(rules) for row in table for rules in row)
         self.coordination = Coordination(lambda i, t, side: demand(table[i][t], side), self.n, ruled=ruled)
-        self.me = list(members).index(me)
+        self.members = list(members)
+        self.me = self.members.index(me)
 
     @property
     def ruled(self) -> bool:
@@ -114,11 +117,14 @@ class SessionRules:
         self.posted = public
         return None if public is None else encode(public)
 
-    def settle(self, judged: Sequence[Mapping[str, Any] | None], all_settled: bool) -> Outcome:
-        """Every member's post of the next iteration is in (`judged`: their `judged` bodies in the session's
-        member order; `all_settled`: every one said settled): if the judgements were due, the coordination
-        settles them and this MG's own part and its let-backs are in force (for its answers after those
-        posts). Its own entry must be what it posted. Once per round, in order."""
+    def settle(self, posts: Sequence[Mapping[str, Any]], all_settled: bool) -> Outcome:
+        """Every member's post of the next iteration is in (`posts`: as the chain keeps them, in the
+        session's member order; `all_settled`: every one said settled): if the judgements they carry were
+        due, the coordination settles them and this MG's own part and its let-backs are in force (for its
+        answers after those posts). Its own judgement must be what it posted, and every member's position
+        must keep off the sides it stands banned from (`_held_to`). Once per round, in order."""
+        judged = [post.get("judged") for post in posts]
+        standing = set(self.coordination.standing)  # in force for these posts whatever this round does
         recorded = judged[self.me]
         if (None if recorded is None else decode(dict(recorded))) != _canonical(self.posted):
             raise SessionFailed(
@@ -139,6 +145,10 @@ class SessionRules:
                 log.warning("day-ahead rules: the judgements of member(s) %s contradict their rules on the "
                             "chain and count as none", ", ".join(map(str, outcome.ignored)))  # fmt: skip
             enact(self.own, self.me, self.mine, self.near, outcome)
+            if self.near:  # judged near convergence: its bans were in force for the posts that carried them
+                standing |= self.coordination.standing
+        # (a side let back now was still banned for these posts: it is checked too)
+        _held_to(standing, posts, self.members)
         self.mine, self.near, self.judging, self.posted = None, False, False, None
         self.last = outcome
         return outcome
@@ -152,6 +162,21 @@ class SessionRules:
                 "of its own rules are not kept across a restart"
             )
         return ""
+
+
+def _held_to(
+    standing: set[tuple[int, int, Side]], posts: Sequence[Mapping[str, Any]], members: Sequence[bytes]
+) -> None:
+    """Every (member, interval, side) standing banned for these posts must be off that side in them: a member
+    that bans itself and trades the side anyway lies about its rule (its bound there is 0: an honest answer
+    is at most rounding off it, which `wh` makes 0). SessionFailed naming it: not followed."""
+    for i, t, side in sorted(standing):
+        q = int(posts[i]["positions"][t])
+        if (side == "sell" and q > 0) or (side == "buy" and q < 0):
+            raise SessionFailed(
+                f"member {members[i].hex()[:16]}… posts {q} Wh in interval {t} at iteration {posts[i]['iteration']} "
+                f"on the side ({side}) it stands banned from by its own judgement: not followed"
+            )
 
 
 def _canonical(judgement: Judgement | None) -> Judgement | None:
