@@ -28,8 +28,9 @@ decision "earlier") and resumes the rounds where `due` says. The chain's genesis
 intraday). Never retries a refusal; never reads another MG's private data.
 Not guaranteed: a clear at the hard stop (rounds not settled in time) takes the accepts as they stand, so an
 MG cut after its last re-check can still end above its conventional day; on a chain with `accept_rounds` 2
-the contract refuses that clear after the deadline until the rounds settle (the silent standing after
-`accept_wait_ms`), and the intervals then go intraday if that is too late.
+the contract refuses that clear until the rounds settle (the silent standing after `accept_wait_ms`): the
+coordinator then goes on answering and clears once they do, and the intervals go intraday if that comes
+after the members' time (`clear_wait_s` past the deadline).
 """
 
 from __future__ import annotations
@@ -292,13 +293,16 @@ class ForwardAgent:
             if cleared(state, self.session) is not None:
                 return
             now = self.clock()
-            if lead and (now >= stop or self._ready(state, record)):
-                if now >= stop and not self._ready(state, record):
-                    log.warning(
-                        "forward trades of %s: rounds not settled at the hard stop: clearing", self.session
-                    )
-                await self._clear_all(record)
-                return
+            if lead and now < give_up and (now >= stop or self._ready(state, record)):
+                try:
+                    await self._clear_all(record)
+                    return
+                except SessionFailed as exc:  # (genesis accept_rounds 2: unsettled rounds are not cleared)
+                    if now < stop:
+                        raise
+                    log.warning("forward trades of %s: clear at the hard stop: %s", self.session, exc)
+                    stop = give_up  # it answers the rounds still due and clears once they settle
+                continue
             if now >= give_up:
                 if deadline is None:  # only the coordinator clears such a session
                     raise SessionFailed(
