@@ -66,14 +66,16 @@ async def session_then_forward(
     make: dict[str, type[ForwardAgent]] | None = None,
     clear_in_s: float | None = None,
     clear_wait_s: float | None = None,
+    timings: dict[str, float] | None = None,
 ) -> tuple[list[SessionOutcome], dict[str, ForwardOutcome]]:
     """Every MG runs the session; then those in `accepting` (all by default) the forward stage, each with its
     own MG model (`models` replaces some: an MG whose situation changed after the session). `clear_in_s`:
-    the session's clear deadline, that long after the session starts (None: none)."""
+    the session's clear deadline, that long after the session starts (None: none); `timings` gets the
+    session's and the forward stage's wall s and when the stage ended (wall clock)."""
     members = [keys_[mg.name].public for mg in scenario.microgrids]
     opening = starting_prices(scenario)
     dt = scenario.interval_hours
-    now = time.time()
+    now, now_perf = time.time(), time.perf_counter()
     deadline = (
         None if clear_in_s is None else Deadline(close_s=now + 120, clear_ms=int((now + clear_in_s) * 1000))
     )
@@ -99,10 +101,11 @@ async def session_then_forward(
         if accepting is None or mg.name in accepting
     }
     started = time.perf_counter()
-    done = await asyncio.wait_for(asyncio.gather(*(a.run() for a in forward.values())), 120)
-    print(
-        f"\nforward stage ({len(forward)} accepting of {len(sessions)}): {time.perf_counter() - started:.2f} s wall"
-    )
+    done = await asyncio.wait_for(asyncio.gather(*(a.run() for a in forward.values())), 300)
+    wall = time.perf_counter() - started
+    print(f"\nforward stage ({len(forward)} accepting of {len(sessions)}): {wall:.2f} s wall")
+    if timings is not None:
+        timings.update(session=started - now_perf, forward=wall, ended=time.time())
     return outcomes, dict(zip(forward, done, strict=True))
 
 

@@ -61,7 +61,7 @@ def chain_after(
     tmp_path: Path, scenario: Scenario, keys_: dict[str, Keypair], params: Params | None = None
 ) -> dict[str, Any]:
     """What the agents left final: the trades, every member's latest accept, the money each received, the
-    clear's summary and the block times (ms) of the clears that landed."""
+    clear's summary, and the block times (ms) and senders of the clears that landed."""
     ledger, _ = ledger_for(tmp_path, scenario, key_of=venue_keys(scenario), params=params)
     try:
         state = ledger.state("mgmc")
@@ -76,6 +76,12 @@ def chain_after(
             "cleared": cleared(state, SESSION),
             "clears": [
                 block.header.time
+                for block in (store.block(h) for h in range(1, store.head_height() + 1))
+                for tx in block.txs
+                if tx.kind == "exchange.clear"
+            ],
+            "clearers": [
+                tx.sender
                 for block in (store.block(h) for h in range(1, store.head_height() + 1))
                 for tx in block.txs
                 if tx.kind == "exchange.clear"
@@ -156,10 +162,42 @@ def test_a_member_that_stalls_in_the_rounds_holds_the_clear_only_until_the_hard_
     # after it (clear_wait_s / 2), not left to a member's clear at clear_wait_s
     (at,) = after["clears"]
     assert deadline_ms < at < deadline_ms + (0.25 + 0.75 * clear_wait_s) * 1000
+    assert after["clearers"] == [keys_[coordinator].public]
     assert after["accepts"][stalls]["round"] == 1
     assert all(a["round"] == 2 for n, a in after["accepts"].items() if n != stalls)
     assert all(o.cleared and o.members_accepted == 4 for o in forward.values())
     expected, _ = simulated(scenario)  # nobody changed in round 2: the accepts as they stand clear commit's
+    assert after["trades"] == expected
+
+
+def test_on_an_accept_rounds_2_chain_a_stalled_member_stands_after_the_wait_and_then_the_clear_comes(
+    tmp_path: Path,
+) -> None:
+    # genesis accept_rounds 2: the contract refuses the coordinator's clear at its hard stop (round 2 is not
+    # settled: the stalled member has not posted it); the coordinator goes on and clears once the member
+    # stands on its round-1 accept, accept_wait_ms after the deadline, before the members' time
+    scenario = free_day(4, 8)
+    params = Params(accept_rounds=2, accept_wait_ms=3000)
+    ledger, keys_ = ledger_for(tmp_path, scenario, key_of=venue_keys(scenario), params=params)
+    coordinator = min(keys_, key=lambda name: keys_[name].public)
+    stalls = next(n for n in ("mg002", "mg003") if n != coordinator)
+    clear_wait_s = 4.0  # the hard stop 2 s after the deadline, the members' time 4 s after it
+    started = time.time()
+    sessions, forward = run_on(
+        ledger,
+        lambda: session_then_forward(
+            ledger, keys_, scenario, make={stalls: StallsInTheRounds}, timeout_s=2.0, clear_in_s=CLEAR_IN_S,
+            clear_wait_s=clear_wait_s,
+        ),
+    )  # fmt: skip
+    assert all(o.completed for o in sessions)
+    deadline_ms = (started + CLEAR_IN_S) * 1000
+    after = chain_after(tmp_path, scenario, keys_, params)
+    (at,) = after["clears"]
+    assert deadline_ms + 3000 < at < deadline_ms + (0.25 + clear_wait_s) * 1000
+    assert after["clearers"] == [keys_[coordinator].public]  # not a member's at the members' time
+    assert all(o.cleared and o.members_accepted == 4 for o in forward.values())
+    expected, _ = simulated(scenario)
     assert after["trades"] == expected
 
 
@@ -223,3 +261,66 @@ def test_an_mgmc_whose_landed_accept_failed_declines_in_its_next_round(tmp_path:
     # its decline changed round 2: the others re-checked it in round 3 and trade among themselves
     assert all(o.rounds == 3 for n, o in forward.items() if n != member)
     assert after["trades"] and all(member not in (s, b) for _, s, b, _, _ in after["trades"])
+
+
+def measure(days: list[tuple[int, int, int]], accept_rounds: int = 1) -> None:
+    """test_edge_forward's absent-member cases on the edge: each member of each day absent in turn, every
+    other MGMC running the session and the forward stage (one process, one replica, 50-ms blocks, a clear
+    deadline after the session); MGs above their conventional day with the one-shot accept (in-process, as
+    test_edge_forward's `one_shot`) and with the rounds on the chain, the rounds, whether the trades are
+    `commit`'s, and the forward stage's wall time (and the part of it after the deadline)."""
+    import tempfile
+
+    from test_edge_forward import one_shot
+
+    total = {"cases": 0, "one_shot_above": 0, "rounds_above": 0, "same_as_commit": 0}
+    for n, k, seed in days:
+        scenario = free_day(n, k, seed)
+        before = one_shot(scenario)["above_with_one_absent"]
+        session_s = 2.0 + n * k / 8  # a first guess; then the last session's
+        for gone in [mg.name for mg in scenario.microgrids]:
+            with tempfile.TemporaryDirectory() as tmp:
+                params = Params(accept_rounds=accept_rounds)
+                ledger, keys_ = ledger_for(Path(tmp), scenario, key_of=venue_keys(scenario), params=params)
+                accepting = set(keys_) - {gone}
+                clear_in = 2.0 + 1.5 * session_s
+                timings: dict[str, float] = {}
+                started = time.time()
+                sessions, forward = run_on(
+                    ledger,
+                    lambda: session_then_forward(
+                        ledger, keys_, scenario, accepting, timeout_s=10.0, clear_in_s=clear_in,  # noqa: B023
+                        clear_wait_s=40.0, timings=timings,  # noqa: B023
+                    ),
+                )  # fmt: skip
+                assert all(o.completed for o in sessions), [o.reason for o in sessions]
+                after = chain_after(Path(tmp), scenario, keys_, params)
+            session_s = timings["session"]
+            expected, _ = committed(scenario, {gone})
+            over = {
+                name: round(v, 4)
+                for name, o in forward.items()
+                if (v := above_conventional(scenario, name, o, after["money"][name])) > 1e-4
+            }
+            was = {name.split(" ")[0]: v for name, v in before.items() if f"({gone} absent)" in name}
+            same = after["trades"] == expected
+            top = max(o.rounds for o in forward.values())
+            total["cases"] += 1
+            total["one_shot_above"] += len(was)
+            total["rounds_above"] += len(over)
+            total["same_as_commit"] += same
+            print(
+                f"{n}x{k} s{seed} {gone} absent: one-shot above {was}; rounds {top}, above {over}; "
+                f"trades == commit's: {same}; cleared {all(o.cleared for o in forward.values())}; "
+                f"session {session_s:.1f} s, forward {timings['forward']:.1f} s, of it after the deadline "
+                f"{timings['ended'] - started - clear_in:.1f} s",
+                flush=True,
+            )
+    print(total)
+
+
+if __name__ == "__main__":  # python tests/edge/test_edge_forward_rounds.py [accept_rounds]
+    import sys
+
+    rounds_param = int(sys.argv[1]) if len(sys.argv) > 1 else 1
+    measure([(4, 8, 0), (5, 4, 1), (4, 4, 2), (6, 24, 1), (6, 24, 2), (10, 24, 3)], rounds_param)
