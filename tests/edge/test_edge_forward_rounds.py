@@ -129,6 +129,22 @@ def test_with_a_member_absent_the_rounds_leave_the_partly_filled_mg_within_its_c
         assert above_conventional(scenario, name, outcome, after["money"][name]) <= 1e-4
 
 
+@pytest.mark.parametrize("day", [(5, 4, 1), (4, 4, 2)])
+def test_with_every_member_present_the_rounds_settle_in_round_2_on_commits_trades(
+    tmp_path: Path, day: tuple[int, int, int]
+) -> None:
+    # before any deadline: every member accepted, each re-checks the cut once, nobody changes, the clear
+    scenario = free_day(*day)
+    ledger, keys_ = ledger_for(tmp_path, scenario, key_of=venue_keys(scenario))
+    sessions, forward = run_on(ledger, lambda: session_then_forward(ledger, keys_, scenario, timeout_s=5.0))
+    assert all(o.completed for o in sessions)
+    expected, done = committed(scenario, set())
+    after = chain_after(tmp_path, scenario, keys_)
+    assert after["trades"] == expected != set()
+    assert done.declined == () and all(o.cleared and o.rounds == 2 for o in forward.values())
+    assert {n: o.accepted for n, o in forward.items()} == done.accepted
+
+
 class StallsInTheRounds(ForwardAgent):
     """A member that accepts once and then never answers a round (its re-check hangs)."""
 
