@@ -444,3 +444,49 @@ def test_a_disputed_trade_s_readings_are_posted_and_posted_again_while_the_dso_s
     assert all(
         p == {"node": node.hex(), "interval": 10, "leaves": [sealed[10][0].hex()]} for p in FakeDso.posts
     )
+
+
+# --- the agent's metering over the edge store --------------------------------------------------------------
+
+
+def test_the_agent_states_its_meter_share_from_the_edge_store_and_without_a_meter_only_what_dispatch_confirmed(
+    tmp_path: Path,
+) -> None:
+    from peergrid_edge.commitments import interval_of
+    from peergrid_edge.pcc_readings import MgMetering
+    from peergrid_edge.store import EdgeStore
+
+    me, other, node = b"m" * 32, b"o" * 32, b"n" * 32
+    trades = {7: [(b"1" * 32, {"seller": me, "buyer": other, "quantity": 300}),
+                  (b"2" * 32, {"seller": me, "buyer": b"x" * 32, "quantity": 100}),
+                  (b"3" * 32, {"seller": other, "buyer": me, "quantity": 50})]}  # fmt: skip
+    store = EdgeStore(tmp_path / "edge.db")
+    try:
+        # the PCC meter read every 2 s (commitment intervals of 6 s); the window is [60 s, 66 s)
+        for at_s, export in [
+            (58, 1000.0),
+            (60, 1000.0),
+            (62, 1100.0),
+            (64, 1250.0),
+            (66, 1400.0),
+            (68, 1500.0),
+        ]:
+            store.add_reading(interval_of(at_s, 6.0), meter_leaves([(at_s * 1000, export, 7.0)])[0])
+        metering = MgMetering(store, 2.0, 6.0, lambda t: (t * 6000 + 18_000, t * 6000 + 24_000),
+                              lambda t: trades.get(t, []), me, node, None)  # fmt: skip
+        assert metering.not_before(7) == 66.0 + 2.0  # the interval's end and a poll after it
+        # 400 Wh exported over the window, shared 3:1 over the MG's 300 and 100 Wh sales; nothing imported
+        assert metering.statement(PendingSettle(7, b"1" * 32, None, party="seller")) == 300
+        assert metering.statement(PendingSettle(7, b"2" * 32, None, party="seller")) == 100
+        assert metering.statement(PendingSettle(7, b"3" * 32, None, party="buyer")) == 0
+        assert (
+            metering.statement(PendingSettle(8, b"1" * 32, None, party="seller")) is None
+        )  # not its interval
+        blind = MgMetering(store, 0.0, 6.0, lambda t: (0, 1), lambda t: trades.get(t, []), me, node, None)
+        pending = PendingSettle(7, b"3" * 32, None, party="buyer")
+        assert blind.statement(pending) is None  # no meter and nothing confirmed: it states nothing
+        blind.confirmed[7] = True
+        assert blind.statement(pending) == 50  # dispatch read-back confirmed the agreed plan
+        assert metering.disputed(pending, 1.0, 0.0, time.time, asyncio.sleep) is None  # no DSO to post to
+    finally:
+        store.close()

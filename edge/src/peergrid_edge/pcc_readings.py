@@ -12,7 +12,8 @@ whole exchange with the feeder and cannot say which counterparty a shortfall hur
 `commitment_intervals(window, commit_ms, max_gap_ms)` are the commitment intervals whose readings may bracket
 the window's boundaries, and `readings_bodies` the `POST /api/dso/disputes/readings` bodies
 `{node, interval, leaves}` for the sealed ones. Pure: no I/O, no clock; `DisputeReadings` is the thin I/O
-shell that posts them (stdlib HTTP, in a thread: the Pi carries no web client).
+shell that posts them (stdlib HTTP, in a thread: the Pi carries no web client), and `MgMetering` the trading
+agent's: its statements from the edge store, and a dispute's readings posted to the DSO.
 Never states from a guess: no reading after the window's end yet means `Unmetered`, not a number.
 """
 
@@ -27,8 +28,9 @@ import urllib.request
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from fractions import Fraction
 from itertools import pairwise
-from typing import Any
+from typing import Any, Protocol
 
+from peergrid_edge.settlement import PendingSettle
 from peergrid_ledger.codec import DecodeError, decode
 
 log = logging.getLogger("peergrid.edge.trader")
@@ -223,3 +225,85 @@ def _json(raw: bytes) -> dict[str, Any]:
     except ValueError:
         return {"detail": raw[:200].decode("utf-8", "replace")}
     return doc if isinstance(doc, dict) else {"detail": doc}
+
+
+class ReadingStore(Protocol):
+    """The edge store's reading side (`store.EdgeStore`)."""
+
+    def leaves(self, interval: int) -> list[bytes]: ...
+
+    def is_sealed(self, interval: int) -> bool: ...
+
+
+class MgMetering:
+    """The trading agent's metering: what this MG states for a trade (`statement`, the `Settler`'s metering),
+    from when (`not_before`), and a disputed trade's readings posted to the DSO (`disputed`).
+
+    `meter_poll_s` is the PCC meter's poll period (0: the MG has no PCC meter); a boundary is measured by two
+    readings at most three polls apart (one missed poll on either side; the lab gives the DSO the same,
+    `closedloop.disputes_section`). `trades(t)` is interval t's latest closing, `window_of(t)` its wall-clock
+    window (ms), `dso_url` the DSO server's base URL (None: disputes are logged, no readings posted)."""
+
+    def __init__(
+        self, store: ReadingStore, meter_poll_s: float, commit_interval_s: float,
+        window_of: Callable[[int], tuple[int, int]], trades: Callable[[int], list[tuple[bytes, dict[str, Any]]]],
+        me: bytes, node: bytes, dso_url: str | None,
+    ) -> None:  # fmt: skip
+        self.store, self.poll_s, self.commit_s = store, meter_poll_s, commit_interval_s
+        self.window_of, self.trades, self.me, self.node, self.dso_url = window_of, trades, me, node, dso_url
+        self.max_gap_ms = max(1, round(3 * meter_poll_s * 1000))
+        self.confirmed: dict[int, bool] = {}  # interval -> dispatch read-back confirmed its plan in full
+        self.following: set[asyncio.Task[bool]] = set()
+
+    def not_before(self, interval: int) -> float:
+        """When a statement for `interval` may go (wall s): its end, and one meter poll after it."""
+        return self.window_of(interval)[1] / 1000 + self.poll_s
+
+    def statement(self, pending: PendingSettle) -> int | None:
+        """The Wh this MG states for a trade: its PCC meter's share (`statement_wh`) from its stored readings;
+        None while no reading after the interval's end is stored. An MG without a PCC meter states the agreed
+        quantity only when dispatch read-back confirmed that interval's plan in full, else nothing."""
+        mine = [tr for tid, tr in self.trades(pending.interval) if tr[pending.party] == self.me]
+        trade = next((tr for tid, tr in self.trades(pending.interval) if tid == pending.trade), None)
+        if trade is None:
+            return None
+        quantity = int(trade["quantity"])
+        if not self.poll_s:
+            return quantity if self.confirmed.get(pending.interval) else None
+        total = max(quantity, sum(int(tr["quantity"]) for tr in mine))
+        window = self.window_of(pending.interval)
+        spans = commitment_intervals(window, round(self.commit_s * 1000), self.max_gap_ms)
+        leaves = [leaf for c in spans for leaf in self.store.leaves(c)]
+        try:
+            return statement_wh(leaves, window, pending.party, quantity, total, self.max_gap_ms)
+        except Unmetered as exc:
+            log.info(
+                "interval %d: trade %s not metered yet: %s", pending.interval, pending.trade.hex()[:16], exc
+            )
+            return None
+
+    def disputed(
+        self, pending: PendingSettle, every_s: float, until: float, now: Callable[[], float],
+        sleep: Callable[[float], Awaitable[None]],
+    ) -> asyncio.Task[bool] | None:  # fmt: skip
+        """Post the sealed PCC readings around a disputed trade's interval to the DSO once they are sealed,
+        and again whenever the DSO says they are missing, until it decided or `until` (a task; None without
+        a DSO to post to)."""
+        if not self.dso_url:
+            log.warning("interval %d: trade %s is disputed; no DSO API configured to post the readings to",
+                        pending.interval, pending.trade.hex()[:16])  # fmt: skip
+            return None
+        store = self.store
+        poster = DisputeReadings(
+            self.dso_url, self.node, lambda r: [(c, store.leaves(c)) for c in r if store.is_sealed(c)],
+            round(self.commit_s * 1000), self.max_gap_ms,
+        )  # fmt: skip
+        window = self.window_of(pending.interval)
+        # the last readings that bracket the window's end are sealed one commitment interval after them
+        not_before = window[1] / 1000 + self.max_gap_ms / 1000 + self.commit_s
+        task = asyncio.ensure_future(
+            poster.follow(pending.trade, window, not_before, every_s, until, now, sleep)
+        )
+        self.following.add(task)
+        task.add_done_callback(self.following.discard)
+        return task

@@ -77,13 +77,12 @@ from peergrid_edge.forward_agent import (
     forward_plan,
     forward_session,
 )
-from peergrid_edge.pcc_readings import DisputeReadings, Unmetered, commitment_intervals, statement_wh
+from peergrid_edge.pcc_readings import MgMetering
 from peergrid_edge.planning import schedule_from_plan
 from peergrid_edge.replicas import Submission
 from peergrid_edge.resume import initial_state, resume_interval, resumed_counterfactual
 from peergrid_edge.settlement import PendingSettle, Settlements, Settler, unsettled_trades
 from peergrid_ledger import keys, query
-from peergrid_ledger.contracts import market as contract
 
 if TYPE_CHECKING:
     from peergrid_edge.daemon import EdgeDaemon
@@ -138,12 +137,9 @@ class MarketAgent:
             lambda tid: query.settlement(self.ledger.state("mgmc"), tid),
             time.time, daemon._sleep, daemon.stopping.is_set, self._record,
             Settlements(settings.phase_timeout_s, settings.interval_s),
-            metering=self._metered, on_dispute=self._on_dispute,
+            metering=lambda pending: self._metering().statement(pending), on_dispute=self._on_dispute,
         )  # fmt: skip
-        self._plan_confirmed: dict[
-            int, bool
-        ] = {}  # interval -> dispatch read-back confirmed its plan in full
-        self._disputes: set[asyncio.Task[bool]] = set()
+        self.metering: MgMetering | None = None  # `_metering()`
 
     # --- plumbing --------------------------------------------------------------------------------------
 
@@ -376,11 +372,11 @@ class MarketAgent:
         self._stopped()
         self.phase = "dispatch"
         confirmed = await self._dispatch(t, plan3)
-        self._plan_confirmed[t] = confirmed > 0 and abs(agreed_kw - answers.p2p_net_kw) < 1e-6
+        metering = self._metering()
+        metering.confirmed[t] = confirmed > 0 and abs(agreed_kw - answers.p2p_net_kw) < 1e-6
         self.phase = "settle"
         # settle_by_both: stated once the interval ended and a PCC reading after its end was taken
-        after_end = self._start_of(t + 1) + self._meter_poll_s()
-        settled = await self.settler.settle(t, mine, self.anonym.public, after_end)
+        settled = await self.settler.settle(t, mine, self.anonym.public, metering.not_before(t))
         await self.settler.retry_due()  # earlier refusals get a try each interval, even with no idle time
         cost, self.state = sched.first_interval_cost_and_state()
         conv = MgSchedule(mg, self.dt, start=t, horizon=sc.intervals - t, state=self.conv_state)
@@ -564,70 +560,24 @@ class MarketAgent:
 
     # --- settlement on both parties' statements --------------------------------------------------------
 
-    def _meter_poll_s(self) -> float:
-        """The PCC meter's poll period (s): a reading after an interval's end exists one period after it."""
-        polls = [s.settings.poll_interval_s for s in self.d.states.values() if s.settings.nature == "meter"]
-        return max(polls, default=0.0)
-
-    def _window_ms(self, interval: int) -> tuple[int, int]:
-        return round(self._start_of(interval) * 1000), round(self._start_of(interval + 1) * 1000)
-
-    def _max_gap_ms(self) -> int:
-        """The longest gap between two PCC readings that still measures a boundary: three polls (one missed
-        poll on either side), as the lab gives the DSO (`closedloop.dso_node_config`)."""
-        return max(1, round(3 * self._meter_poll_s() * 1000))
-
-    def _metered(self, pending: PendingSettle) -> int | None:
-        """The Wh this MG states for a trade: its PCC meter's share (`pcc_readings.statement_wh`) from its own
-        stored readings; None while no reading after the interval's end is stored. An MG without a PCC meter
-        states the agreed quantity only when dispatch read-back confirmed that interval's plan in full."""
-        chain = self.ledger.state("mgmc")
-        tr = contract.trade(chain, pending.trade)
-        if tr is None:
-            return None
-        quantity, me = int(tr["quantity"]), self.anonym.public
-        total = sum(
-            int(o["quantity"]) for _, o in query.trades(chain, pending.interval) if o[pending.party] == me
-        )
-        if not self._meter_poll_s():
-            return quantity if self._plan_confirmed.get(pending.interval) else None
-        window, gap = self._window_ms(pending.interval), self._max_gap_ms()
-        commit_ms = round(self.d.settings.ledger.commit_interval_s * 1000)
-        store = self.d.store
-        leaves = [leaf for c in commitment_intervals(window, commit_ms, gap) for leaf in store.leaves(c)]
-        try:
-            return statement_wh(leaves, window, pending.party, quantity, max(total, quantity), gap)
-        except Unmetered as exc:
-            log.info(
-                "interval %d: trade %s not metered yet: %s", pending.interval, pending.trade.hex()[:16], exc
-            )
-            return None
+    def _metering(self) -> MgMetering:
+        """This MG's metering for its statements and disputes (`pcc_readings.MgMetering`), made on first use:
+        the daemon's store and devices exist by then."""
+        if self.metering is None:
+            polls = [
+                s.settings.poll_interval_s for s in self.d.states.values() if s.settings.nature == "meter"
+            ]
+            self.metering = MgMetering(
+                self.d.store, max(polls, default=0.0), self.d.settings.ledger.commit_interval_s,
+                lambda t: (round(self._start_of(t) * 1000), round(self._start_of(t + 1) * 1000)),
+                lambda t: query.trades(self.ledger.state("mgmc"), t), self.anonym.public, self.d.keypair.public,
+                getattr(self.s, "dso_api_url", None),  # the edge config's field, where it has one
+            )  # fmt: skip
+        return self.metering
 
     def _on_dispute(self, pending: PendingSettle) -> None:
-        """A trade of this MG is disputed: post its sealed PCC readings around the interval to the DSO, and
-        again whenever the DSO says they are missing, until it settled the trade (the day's end at the latest)."""
-        url = getattr(self.s, "dso_api_url", None)  # the edge config's field (not every config has it)
-        if not url:
-            log.warning("interval %d: trade %s is disputed; no DSO API configured to post the readings to",
-                        pending.interval, pending.trade.hex()[:16])  # fmt: skip
-            return
-        store, commit_s = self.d.store, self.d.settings.ledger.commit_interval_s
-        poster = DisputeReadings(
-            str(url), self.d.keypair.public,
-            lambda r: [(c, store.leaves(c)) for c in r if store.is_sealed(c)],
-            round(commit_s * 1000), self._max_gap_ms(),
-        )  # fmt: skip
-        window = self._window_ms(pending.interval)
-        # the readings after the window's end are sealed one commitment interval after it
-        not_before = window[1] / 1000 + self._max_gap_ms() / 1000 + commit_s
         until = max(self._start_of(self._last_interval() + 1), time.time()) + 10 * self.s.interval_s
-        task = asyncio.ensure_future(
-            poster.follow(
-                pending.trade, window, not_before, self.s.interval_s, until, time.time, self.d._sleep
-            )
-        )
-        self._disputes.add(task)
-        task.add_done_callback(self._disputes.discard)
+        self._metering().disputed(pending, self.s.interval_s, until, time.time, self.d._sleep)
 
     def _record(self, doc: dict[str, Any]) -> None:
         if self.s.record_file is None:
