@@ -18,6 +18,7 @@ from test_exchange_clear import ALL, P1, P2, P3, P4, accept_body, refused, submi
 
 from peergrid_ledger.chain import LocalChain
 from peergrid_ledger.contracts.exchange_clearing import accepted, cleared, due, rounds, rounds_key
+from peergrid_ledger.contracts.exchange_rounds import LAST_REDUCING_ROUND
 from peergrid_ledger.keys import Keypair
 from peergrid_ledger.results import Accepted, Reason, Rejected, Result
 from peergrid_ledger.state import read_obj
@@ -182,6 +183,32 @@ def test_without_a_deadline_nobody_clears_unsettled_rounds_not_even_the_coordina
     assert trades_of(chain) == want(FINALS)
 
 
+def test_from_round_6_a_re_accept_keeps_its_accept_or_declines_so_the_rounds_end() -> None:
+    # reduce-only alone let a member cut 1 Wh every round and hold the clear for ever; from round 6 on (the
+    # four reductions an honest MGMC makes are rounds 2 to 5) a change must decline
+    chain = session()
+    cuts = {**FINALS, P1: list(FINALS[P1])}
+    for m, q in FINALS.items():
+        submit(chain, m, "exchange.accept", accept_body(q))
+    for _ in range(4):  # rounds 2 to 5: P1 cuts 1 Wh in interval 100 each round, the others re-check
+        cuts[P1][0] -= 1
+        for m in ALL:
+            submit(chain, m, "exchange.accept", accept_body(cuts[m]))
+    assert accepted(chain.view, "day-1", P1.public)["round"] == 5  # type: ignore[index]
+    why, text = refused(chain, P1, "exchange.accept", accept_body([cuts[P1][0] - 1, *cuts[P1][1:]]))
+    assert why is Reason.RULE_VIOLATION
+    assert "round 6: from round 6 on a re-accept keeps its round-5 accept or declines (all zeros)" in text
+    submit(chain, P1, "exchange.accept", accept_body(cuts[P1]))  # keeping it is an answer
+    submit(chain, P2, "exchange.accept", accept_body([0, 0, 0]))  # and declining
+    for m in (P3, P4):
+        submit(chain, m, "exchange.accept", accept_body(cuts[m]))
+    for m in (P1, P3, P4):  # round 7 re-checks P2's decline: nobody changes
+        submit(chain, m, "exchange.accept", accept_body(cuts[m]))
+    assert status_at(chain, 0)["settled"]
+    submit(chain, P4, "exchange.clear", CLEAR)
+    assert trades_of(chain) == want({P1: cuts[P1], P3: FINALS[P3], P4: FINALS[P4]})
+
+
 # ---------------------------------------------------------------------------------------------- property
 
 # Each wave moves the clock (a little, past one more wait, or past the deadline and a wait) and then lets
@@ -229,11 +256,15 @@ def test_a_clear_never_takes_a_change_before_every_member_trading_re_checked_it_
             ]
             now = max(now, chain.tip.time + 1)  # the block time it lands at (one block each)
             answer = due(chain.view, "day-1", m.public, now, 2, WAIT)
+            mine = accepted(chain.view, "day-1", m.public)  # its round: a stand may have moved it on
             result = at(chain, now, m, "exchange.accept", accept_body(positions))
             if not posts[m]:
                 assert isinstance(result, Accepted) == (now <= DEADLINE), result  # late: declined
-            elif answer is not None:  # the round `due` names is open: a reduction is never refused
-                assert isinstance(result, Accepted), result
+            elif answer is not None:  # the round `due` names is open: a reduction is refused only from
+                # round 6 on, where a re-accept keeps its accept or declines
+                assert mine is not None
+                capped = mine["round"] >= LAST_REDUCING_ROUND and any(positions) and positions != base
+                assert isinstance(result, Accepted) != capped, result
             if isinstance(result, Accepted):
                 record = accepted(chain.view, "day-1", m.public)
                 assert record is not None and chain.tip.time == now

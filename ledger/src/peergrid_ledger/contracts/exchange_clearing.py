@@ -204,7 +204,7 @@ def accept(view: Overlay, tx: Tx, ctx: BlockContext, sender: ks.AccountRecord) -
     )
     first = record["first_interval"]
     if previous is not None:
-        _reduce_only(previous, positions, tx.body["clean"], first)
+        _reduce_only(previous, positions, tx.body["clean"], first, params.accept_rounds)
     finals = final["positions"] or [0] * intervals  # none stepped: it may only decline
     prices = read_obj(view, xch.prices_key(name))
     for t, q in enumerate(positions):

@@ -4,7 +4,7 @@ re-accept obeys (exchange_clearing.py's `exchange.accept` and `exchange.clear` a
 Promises:
   A member accepts again to re-check what the clear would give it: its next accept is its round k + 1,
   reduce-only against its round k (`_reduce_only`: each position 0 or of the same sign and no larger;
-  `clean` unchanged), and opens only once every member accepted (or the deadline passed) and every member
+  `clean` unchanged; with `accept_rounds` 2 from round 6 on: unchanged or all zeros), and opens only once every member accepted (or the deadline passed) and every member
   still trading (latest accept not all zeros) posted round k — before that it is refused `duplicate`
   (`_next_round`), so that round k + 1 always answers a round k that can no longer change. A first accept
   made while a round R ≥ 2 runs (after the deadline; not with `accept_rounds` 2) joins round R as a change.
@@ -32,13 +32,14 @@ the next accept lands). A round's wait runs from when it opened (the round befor
 posted late, even after its poster's own wait, still gives everyone a whole wait to re-check it.
   Who can stall: before the deadline any member, by silence or by never accepting, holds the clear until
   the deadline (as before). Past it silence holds each round one wait: two waits after the deadline and
-  the last accept, whoever is silent stands and the rounds are settled. A member that keeps posting changes
-  keeps the rounds going, since every change needs a round more; reduce-only bounds that only by its
-  accepted Wh, so 1-Wh cuts (or several members taking turns) can hold the clear for ever — not closed
-  here (a cap on the changing rounds after which a re-accept may only keep or decline, as `forward.commit`
-  declines after its 4 reductions, would bound it). Without a deadline there is no wait: an absent or
-  silent member holds the session for ever. A session never cleared loses only its forward trades: its
-  intervals stay open and the members trade them intraday (safety over liveness).
+  the last accept, whoever is silent stands and the rounds are settled. Every change needs a round more,
+  and reduce-only alone bounds the changes only by the accepted Wh (1-Wh cuts could go on for ever), so
+  from round LAST_REDUCING_ROUND + 1 (6) on a re-accept may only keep its accept or decline (all zeros),
+  as an honest MGMC does anyway (`forward.recheck` with `may_reduce` off after its four reductions):
+  each changing round from then on removes a member, so at most 5 + members rounds are ever posted, each
+  held at most a wait past the deadline. Without a deadline there is no wait: an absent or silent member
+  holds the session for ever. A session never cleared loses only its forward trades: its intervals stay
+  open and the members trade them intraday (safety over liveness).
   Who can force an early clear: nobody, the coordinator neither, takes a change that a member still
   trading neither re-checked in a later round nor had a whole wait (from the deadline at the earliest) to
   re-check. What remains: the coordinator picks the deadline, so a member slow to accept at all may be
@@ -62,6 +63,10 @@ from ..results import Reason, RuleError
 from ..state import StateReader, read_obj
 from .exchange_state import members_key, session_key
 
+# with genesis `accept_rounds` 2 the last round in which a re-accept may reduce (rounds 2 … 5: the four
+# reductions `forward.commit` and the edge make before an MG that still fails declines); from round 6 on a
+# re-accept keeps its accept or declines, so every changing round then removes a member and the rounds end
+LAST_REDUCING_ROUND = 5
 # genesis `accept_wait_ms`'s default (with `accept_rounds` 2): five minutes a round after the deadline, room
 # for an MGMC on a Pi to re-solve its day (seconds to a minute) and for its accept to reach a final block
 ACCEPT_WAIT_MS = 300_000
@@ -340,9 +345,20 @@ def _next_round(
     return k + 1
 
 
-def _reduce_only(previous: dict[str, Any], positions: list[int], clean: bool, first: int) -> None:
+def _reduce_only(
+    previous: dict[str, Any], positions: list[int], clean: bool, first: int, accept_rounds: int = 1
+) -> None:
+    """A re-accept against the member's round k: same `clean`, each position 0 or of the same sign and no
+    larger; with genesis `accept_rounds` 2 from round LAST_REDUCING_ROUND + 1 on, unchanged or all zeros."""
     k = previous["round"]
     require(clean == previous["clean"], Reason.RULE_VIOLATION, f"clean {clean} differs from round {k}'s")
+    if accept_rounds >= 2 and k >= LAST_REDUCING_ROUND and positions != previous["positions"]:
+        require(
+            not any(positions),
+            Reason.RULE_VIOLATION,
+            f"round {k + 1}: from round {LAST_REDUCING_ROUND + 1} on a re-accept keeps its round-{k} "
+            f"accept or declines (all zeros) (the chain's genesis accept_rounds {accept_rounds})",
+        )
     for t, (q, before) in enumerate(zip(positions, previous["positions"], strict=True)):
         where = f"position {q} Wh in interval {first + t}"
         if (q > 0 and before <= 0) or (q < 0 and before >= 0):
