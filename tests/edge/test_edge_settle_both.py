@@ -490,3 +490,43 @@ def test_the_agent_states_its_meter_share_from_the_edge_store_and_without_a_mete
         assert metering.disputed(pending, 1.0, 0.0, time.time, asyncio.sleep) is None  # no DSO to post to
     finally:
         store.close()
+
+
+def test_a_restarted_agent_finds_its_sale_stated_on_chain_and_settles_it_after_the_buyers_window(
+    tmp_path: Path,
+) -> None:
+    """The agent itself (its run loop): restarted after interval 5, whose sale its last run stated and whose
+    buyer stays silent, it reads settle_by_both from the genesis, takes the sale up from the chain with its
+    statement on record, waits out the buyer's window after the day's last interval and settles on it."""
+    from types import SimpleNamespace
+
+    from peergrid_edge.config import MarketSettings
+    from peergrid_edge.trader import MarketAgent
+    from peergrid_ledger.keys import write_keyfile
+
+    seller, buyer, authority = (Keypair.generate() for _ in range(3))
+    write_keyfile(tmp_path / "anonym.key", seller)
+    scenario = Path(__file__).resolve().parents[2] / "firmware-sim" / "scenarios" / "ieee33.yaml"
+
+    async def restart(node: Node) -> tuple[MarketAgent, bytes]:
+        tid = await node.agree(5, seller, buyer)
+        assert (
+            await node.submit(seller, "settle", {"trade": tid, "delivered": KWH - 40})
+        ).landed  # last run's
+        settings = MarketSettings(scenario=scenario, anonym_key_file=tmp_path / "anonym.key",
+                                  t0=time.time() - 100, interval_s=3.0, first_interval=5, intervals=1,
+                                  phase_timeout_s=0.2, record_file=tmp_path / "market.jsonl")  # fmt: skip
+        daemon = SimpleNamespace(
+            settings=SimpleNamespace(mg="mg4", topic=lambda *parts: "/".join(parts)),
+            link=SimpleNamespace(subscribe=lambda topic, handler: None),
+            stopping=asyncio.Event(), _sleep=asyncio.sleep, ledger=node.ledger,
+        )  # fmt: skip
+        agent = MarketAgent(daemon, settings)  # type: ignore[arg-type]
+        await agent.run()
+        return agent, tid
+
+    agent, _ = run_chain(tmp_path, both_chain(seller, buyer, authority), authority, restart)
+    assert agent.settler.by_both and agent.phase == "finished" and not agent.settler.book.pending
+    [record] = [json.loads(line) for line in (tmp_path / "market.jsonl").read_text().splitlines()]
+    assert record["settlement"]["settled"] and record["settlement"]["party"] == "seller"
+    assert record["settlement"]["delivered"] == KWH - 40  # its statement read back, not metered again

@@ -297,7 +297,9 @@ class Settler:
         ended = self.book.after(pending, step, reason, self.now(), deadline)
         if ended is not None and step == "disputed" and self._on_dispute is not None:
             self._on_dispute(pending)
-        if ended is not None and (pending.attempts > 1 or not ended.settled):
+        # recorded when it took retries or failed, and with settle_by_both always (the interval's own record
+        # is written before its statements: this line is where its settlement shows)
+        if ended is not None and (pending.attempts > 1 or not ended.settled or self.by_both):
             self._report(ended)
         return ended
 
