@@ -7,12 +7,13 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from peergrid_ledger.genesis import Genesis
+from peergrid_ledger.genesis import Genesis, Params
 from peergrid_sim.closedloop import LabChains, LoopTiming, SettleByBoth, dso_node_config, edge_config
 from peergrid_sim.scenario import load_scenario
 from peergrid_sim.testbed import build_parser
@@ -32,11 +33,21 @@ def test_the_testbed_settles_by_both_unless_told_not_to() -> None:
 def test_the_lab_genesis_names_settle_by_both_and_the_dso_gets_its_disputes_section(tmp_path: Path) -> None:
     from peergrid_dso.loop_settings import IntervalNodeSettings
 
-    by_both = SettleByBoth.for_interval(6.0)
+    by_both = SettleByBoth.for_lab(6.0, 36, 1000.5)
+    assert (
+        by_both.interval_ms == 6000 and by_both.epoch_ms == 1_000_500 - 36 * 6000
+    )  # interval 36 starts then
     chains = LabChains.create(tmp_path / "keys", "ieee33", SCENARIO, by_both)
     params = _params(chains)
     assert (params.settle_by_both, params.settle_tolerance_wh, params.settle_wait_ms) == (1, 500, 18_000)
     assert params.max_reopens and params.cap_on_fills  # the lab's other parameters stand
+    written = json.loads(chains.mgmc_genesis.read_text())["params"]
+    if {"settle_epoch_ms", "settle_interval_ms"} <= {
+        f.name for f in fields(Params)
+    }:  # the ledger has the clock
+        assert (params.settle_epoch_ms, params.settle_interval_ms) == (by_both.epoch_ms, 6000)
+    else:  # a ledger without it is given nothing it would refuse
+        assert "settle_epoch_ms" not in written and "settle_interval_ms" not in written
     timing = LoopTiming(t0=1000.0, interval_s=6.0, first_interval=36, intervals=2)
     scenario = load_scenario(SCENARIO)
     records = tmp_path / "records"

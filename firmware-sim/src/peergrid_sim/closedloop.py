@@ -24,7 +24,7 @@ from __future__ import annotations
 import json
 import math
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -47,11 +47,36 @@ class SettleByBoth:
     # phase, one that runs late (a DSO overrun) still within it; the agent waits for it after the day's last
     # interval (edge settlement.py), so it is short enough for the lab to end soon after
     wait_ms: int = 18_000
+    # the market interval clock on the chain (review9 F1: no statement before its interval ended), where the
+    # genesis has it (`settle_epoch_ms`, `settle_interval_ms`: interval k ends at epoch + (k + 1) * interval);
+    # None: not named
+    epoch_ms: int | None = None
+    interval_ms: int | None = None
 
     @classmethod
-    def for_interval(cls, interval_s: float) -> SettleByBoth:
-        """Three intervals' window (at least 3 s)."""
-        return cls(wait_ms=max(3_000, round(3 * interval_s * 1000)))
+    def for_lab(cls, interval_s: float, first_interval: int, not_after_s: float) -> SettleByBoth:
+        """A three-interval window (at least 3 s) and the clock of a lab whose first interval starts no earlier
+        than `not_after_s` (wall s; the genesis is written before the loop fixes its t0): the chain's interval
+        ends then fall at or before the real ones, so an MGMC stating after its real end is never refused, and
+        a statement is refused until at most that lead before the real end."""
+        interval_ms = round(interval_s * 1000)
+        return cls(
+            wait_ms=max(3_000, 3 * interval_ms),
+            epoch_ms=math.floor(not_after_s * 1000) - first_interval * interval_ms,
+            interval_ms=interval_ms,
+        )
+
+    def params(self) -> dict[str, int]:
+        """The genesis parameters it sets (the clock only where this ledger's genesis knows it)."""
+        out = {"settle_by_both": 1, "settle_tolerance_wh": self.tolerance_wh, "settle_wait_ms": self.wait_ms}
+        known = {f.name for f in fields(Params)}
+        if (
+            self.epoch_ms is not None
+            and self.interval_ms is not None
+            and {"settle_epoch_ms", "settle_interval_ms"} <= known
+        ):
+            out |= {"settle_epoch_ms": self.epoch_ms, "settle_interval_ms": self.interval_ms}
+        return out
 
 
 def _key(path: Path) -> keys.Keypair:
@@ -92,10 +117,7 @@ class LabChains:
             # buyer asking rationed sellers is still filled up to it; the edge agent reads it from here)
             mgmc_params = replace(params, max_reopens=DSO_ITERATIONS, cap_on_fills=1)
             if settle_by_both is not None:  # each party states what its PCC meter says (edge settlement.py)
-                mgmc_params = replace(
-                    mgmc_params, settle_by_both=1, settle_tolerance_wh=settle_by_both.tolerance_wh,
-                    settle_wait_ms=settle_by_both.wait_ms,
-                )  # fmt: skip
+                mgmc_params = replace(mgmc_params, **settle_by_both.params())
             rules = {mg.name: chain_rules(mg.rules) for mg in scenario.microgrids}
             mgmc = Genesis(
                 chain=f"mgmc-{feeder}"[:64],

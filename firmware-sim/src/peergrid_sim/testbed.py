@@ -122,7 +122,12 @@ def main(argv: list[str] | None = None) -> int:
         # the lab's keys and geneses are written here, once (the loop reuses them): with settle_by_both or not
         from peergrid_sim.closedloop import LabChains, SettleByBoth
 
-        by_both = SettleByBoth.for_interval(args.interval_s) if args.settle_by_both else None
+        # (the loop's t0 comes later, in bed.start(): the chain's interval clock is set from now, no later than it)
+        by_both = (
+            SettleByBoth.for_lab(args.interval_s, args.first_interval, time.time())
+            if args.settle_by_both
+            else None
+        )
         LabChains.create(workdir / "keys", scenario.feeder, args.scenario, by_both)
         if args.dso_reconfigure_every is not None:  # e.g. 0: operators reconfigure from the console
             bed.loop.dso_extra["reconfigure_every"] = max(0, args.dso_reconfigure_every)
