@@ -9,23 +9,28 @@ ask for a side it never banned)."""
 from __future__ import annotations
 
 import dataclasses
+import json
 import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from test_edge_dayahead_session import SESSION, ledger_for, run_session, simulated
 
 from peergrid_controller.chain_venue import ChainVenue
 from peergrid_controller.dayahead import allocate
 from peergrid_controller.dayexchange import DayAheadConfig
-from peergrid_controller.dayjudge import decode
+from peergrid_controller.dayjudge import Judgement, OwnJudgement, decode
 from peergrid_controller.daymodel import DayModel
 from peergrid_controller.dayrounds import Exchange
 from peergrid_controller.model import ContractRules, Scenario
 from peergrid_controller.synth import synthetic_scenario
 from peergrid_edge.dayahead_agent import DayAheadAgent
 from peergrid_edge.dayahead_rules import SessionRules
+from peergrid_edge.dayahead_state import Checkpoint, CheckpointError, load, save
 from peergrid_edge.exchange_io import SessionOutcome
 from peergrid_ledger.contracts import exchange as contract
 
@@ -317,14 +322,14 @@ def test_a_floor_on_the_chain_other_than_the_mgmcs_own_is_refused_up_front(tmp_p
     assert not any(o.completed for o in outcomes.values())
 
 
-def test_a_restart_past_iteration_one_of_a_day_where_rules_bind_is_refused() -> None:
-    # its bans, dropped fees and the coordination's record are not in its checkpoint
+def test_a_rejoin_past_iteration_one_of_a_day_where_rules_bind_is_refused() -> None:
+    # its bans, dropped fees and the coordination's record are in its checkpoint alone, not on the chain
     scenario = rules_day()
     mg = scenario.microgrids[0]
     rules = SessionRules(mg, scenario.interval_hours, KWH)
     assert not rules.restarted(5)  # not joined yet: nothing binds as far as it knows
     rules.coordination.ruled = True
-    assert rules.restarted(1) == "" and "not kept across a restart" in rules.restarted(2)
+    assert rules.restarted(1) == "" and "without a usable checkpoint" in rules.restarted(2)
 
 
 class Unbounded(Bounded):
@@ -347,3 +352,165 @@ def test_a_member_that_bans_a_side_and_trades_it_anyway_is_not_followed(tmp_path
         assert not outcome.completed
         assert f"member {seller}… posts 1000 Wh in interval 0" in outcome.reason
         assert "on the side (sell) it stands banned from by its own judgement" in outcome.reason
+
+
+# --- restarts ---------------------------------------------------------------------------------------------
+
+
+def test_a_restart_with_its_checkpoint_resumes_the_judgement_exactly(tmp_path: Path) -> None:
+    # the checkpoint keeps the MG's bans and fees, the coordination and its pending judgement (and whether
+    # the last step was the kWh stop): a member dying at its post of an iteration after a judgement, or of
+    # the final round (the kWh stop pending), ends on `allocate`'s day to the nano and the Wh; dying at the
+    # posts right after this day's first fee changes (iteration 9: every MG drops fees) the same stop,
+    # iterations and Wh but prices up to 1,250 nano/kWh off: the restarted MG's day model is a fresh LP
+    # (solved once at the book's prices), and after a fee drop its answer is not unique (HiGHS then gives
+    # a vertex that depends on the warm start; the roundtrip of the rules' state itself is exact)
+    from test_edge_dayahead_restart import dies_at
+
+    scenario = rules_day()
+    allocation, record, positions = reference = simulated(scenario, KWH)
+    final = allocation.iterations  # the final round's iteration (posted, abandoned by the close)
+    names = [mg.name for mg in scenario.microgrids]
+    for case, (victim, iteration, after, exact) in enumerate(
+        ((0, 10, False, False), (1, 10, True, False), (2, final, True, True), (3, 20, True, True))
+    ):
+        where = tmp_path / f"case{case}"
+        ledger, keys_ = ledger_for(where, scenario)
+        coordinator = min(keys_, key=lambda name: keys_[name].public)
+        name = coordinator if victim == 0 else names[victim]
+        dies = dies_at(iteration, after, 0.2, where / "checkpoint.json")
+        outcomes = run_session(ledger, keys_, scenario, config=KWH, make={name: dies})
+        if exact:
+            assert_allocates(outcomes, scenario, KWH, reference)
+            continue
+        for mg, outcome in outcomes.items():
+            assert outcome.completed and outcome.stop == "kwh" and outcome.iterations == final - 1
+            assert max(abs(a - b) for a, b in zip(outcome.prices, record["prices"], strict=True)) <= 2_500
+            assert max(abs(a - b) for a, b in zip(outcome.positions, positions[mg], strict=True)) <= 1
+
+
+def test_a_restart_without_a_checkpoint_on_a_rules_day_fails_the_stage_saying_why(tmp_path: Path) -> None:
+    from test_edge_dayahead_restart import dies_at
+
+    scenario = rules_day()
+    ledger, keys_ = ledger_for(tmp_path, scenario)
+    member = max(keys_, key=lambda name: keys_[name].public)
+    outcomes = run_session(
+        ledger, keys_, scenario, config=KWH, timeout_s=1.0, make={member: dies_at(10, True, 0.2)}
+    )
+    assert "floors or caps in force without a usable checkpoint" in outcomes[member].reason
+    assert not any(o.completed for o in outcomes.values())
+
+
+# --- the rules' state in the checkpoint -------------------------------------------------------------------
+
+
+def joined_rules(scenario: Scenario, tmp_path: Path) -> SessionRules:
+    ledger, keys_ = ledger_for(tmp_path, scenario)
+    try:
+        mg = scenario.microgrids[0]
+        rules = SessionRules(mg, scenario.interval_hours, KWH)
+        members = [keys_[m.name].public for m in scenario.microgrids]
+        rules.join(ledger.state("mgmc"), members, members[0], 0)
+    finally:
+        ledger.close()
+    return rules
+
+
+cell = st.tuples(st.integers(0, 7), st.sampled_from(["sell", "buy"]))
+cells = st.sets(cell, max_size=6)
+member_cell = st.tuples(st.integers(0, 3), st.integers(0, 7), st.sampled_from(["sell", "buy"]))
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    own=st.tuples(cells, cells, cells, cells),
+    returned=st.sets(member_cell, max_size=4),
+    standing=st.sets(member_cell, max_size=4),
+    counted=st.integers(0, 8),
+    mine=st.none() | st.tuples(cells, cells, st.booleans(), cells, cells),
+    flags=st.tuples(st.booleans(), st.booleans()),
+)
+def test_the_rules_state_goes_through_the_checkpoint_file_unchanged(
+    tmp_path: Path, own: Any, returned: Any, standing: Any, counted: int, mine: Any, flags: Any
+) -> None:
+    scenario = rules_day()
+    rules = joined_rules(scenario, tmp_path / "chain")
+    rules.own.banned, rules.own.returned, rules.own.fee_off, rules.own.fee_back = (set(c) for c in own)
+    rules.coordination.returned, rules.coordination.standing = set(returned), set(standing)
+    rules.coordination.fees_counted = counted
+    if mine is not None:
+        banned, asks, fees, dropped, restored = mine
+        public = Judgement(tuple(sorted(banned)), tuple(sorted(asks - banned)), fees)
+        rules.mine = OwnJudgement(public, tuple(sorted(dropped)), tuple(sorted(restored)))
+    rules.near, rules.judging = flags
+    rules.prices = tuple(range(8))
+    path = tmp_path / "checkpoint.json"
+    saved = Checkpoint("s", 3, (0.0,) * 8, (0,) * 8, False, False, 1, None, (0,) * 8, 1, ((0,) * 8,) * 4,
+                       rules.snapshot(), True)  # fmt: skip
+    save(path, saved)
+    loaded = load(path, "s")
+    assert loaded is not None and loaded.kwh and loaded.rules is not None
+    again = joined_rules(scenario, tmp_path / "chain2")
+    again.restore(loaded.rules)
+    assert again.snapshot() == rules.snapshot()
+    assert again.own.bounds() == rules.own.bounds() and again.own.fees() == rules.own.fees()
+    assert (again.mine is None) == (rules.mine is None)
+
+
+@pytest.mark.parametrize(
+    ("path", "value", "error"),
+    [
+        (("own", "banned"), [[8, "sell"]], ValueError),  # a cell outside the session
+        (("own", "fee_off"), [[0, "both"]], ValueError),
+        (("standing",), [[4, 0, "sell"]], ValueError),  # a member outside it
+        (("returned",), [["0", 0, "buy"]], TypeError),
+        (("fees_counted",), -1, ValueError),
+        (("near",), 1, TypeError),
+        (
+            ("mine",),
+            {"public": {"banned": [], "asks": [], "fees": "yes"}, "dropped": [], "restored": []},
+            TypeError,
+        ),
+        (("prices",), [0.5], TypeError),
+        (
+            ("mine",),
+            {"public": {"banned": [16], "asks": [], "fees": False}, "dropped": [], "restored": []},
+            ValueError,
+        ),  # a cell outside the session
+    ],
+)
+def test_a_malformed_rules_state_is_an_error_never_a_guess(
+    tmp_path: Path, path: tuple[str, ...], value: Any, error: type[Exception]
+) -> None:
+    rules = joined_rules(rules_day(), tmp_path)
+    rules.own.banned = {(1, "sell")}  # a state that a failed restore must leave as it was
+    before = rules.snapshot()
+    snapshot = json.loads(json.dumps(rules.snapshot()))
+    snapshot["own"]["banned"] = [[2, "buy"]]
+    target = snapshot
+    for key in path[:-1]:
+        target = target[key]
+    target[path[-1]] = value
+    with pytest.raises(error):
+        rules.restore(snapshot)
+    assert rules.snapshot() == before
+    del snapshot["own"]
+    with pytest.raises(KeyError):
+        rules.restore(snapshot)
+
+
+def test_a_checkpoint_from_before_rules_days_loads_with_none_and_one_with_rules_not_an_object_is_refused(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "checkpoint.json"
+    saved = Checkpoint("s", 0, (0.0,), (0,), False, False, 1, None, (0,), 1, ())
+    save(path, saved)
+    doc = json.loads(path.read_text())
+    del doc["rules"], doc["kwh"]
+    path.write_text(json.dumps(doc))
+    loaded = load(path, "s")
+    assert loaded is not None and loaded.rules is None and not loaded.kwh
+    path.write_text(json.dumps({**doc, "rules": [1]}))
+    with pytest.raises(CheckpointError, match="rules"):
+        load(path, "s")

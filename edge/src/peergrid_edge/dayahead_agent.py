@@ -243,9 +243,6 @@ class DayAheadAgent:
         self.rules.join(self.ledger.state(ROLE), record["members"], self.key.public, self.first_interval)
         if record["closed"]:  # this MGMC restarted after the close: the session ended as the chain shows
             return self._ended(record)
-        restarted = self.rules.restarted(record["iteration"])  # under way this far: a restart
-        if restarted:
-            raise SessionFailed(restarted)
         resumed = await self._resume(record)
         if resumed is not None:  # from its checkpoint, at its post: as if it had not restarted
             return await self._phases(*resumed)
@@ -315,6 +312,9 @@ class DayAheadAgent:
         come one iteration later. A session with the commitment phases is not rejoined past its first
         responses: which phase it is in and this MG's commitment are its own, not on the chain."""
         cfg = self.cfg
+        restarted = self.rules.restarted(record["iteration"])
+        if restarted:
+            raise SessionFailed(restarted)
         if self.phases:
             raise SessionFailed(
                 f"restarted during session {self.session!r} (iteration {record['iteration']}): a session with "
@@ -368,6 +368,14 @@ class DayAheadAgent:
                       "iteration %d, its last post of %d): stale, rejoining from the chain alone",
                       self.session, j, k, mine["iteration"])  # fmt: skip
             return None
+        if saved.rules is not None:
+            try:
+                self.rules.restore(saved.rules)
+            except (KeyError, TypeError, ValueError) as exc:
+                log.error("day-ahead session %s: its checkpoint's rules are malformed (%s: %s); rejoining from "
+                          "the chain alone", self.session, type(exc).__name__, exc)  # fmt: skip
+                return None
+        self.kwh = saved.kwh
         self.rejoined = True
         book = self.book = Book(self.cfg, saved.prices, len(self.members))
         book.rho = saved.rho
@@ -759,7 +767,7 @@ class DayAheadAgent:
             save(self.checkpoint, Checkpoint(
                 self.session, k, tuple(float(v) for v in self.own), tuple(positions), says_settled,
                 self.relaxed, self.final_from, self.commitment, tuple(book.prices), book.rho,
-                tuple(book.q_wh) if k > 0 else (),
+                tuple(book.q_wh) if k > 0 else (), self.rules.snapshot(), self.kwh,
             ))  # fmt: skip
         body: dict[str, Any] = {"session": self.session, "iteration": k, "positions": list(positions)}
         if says_settled:  # absent is false: a post without a verdict keeps the bytes it had before them

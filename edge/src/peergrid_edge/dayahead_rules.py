@@ -154,14 +154,63 @@ class SessionRules:
         return outcome
 
     def restarted(self, iteration: int) -> str:
-        """Why a restart cannot resume this session ("" when it can): on a day where the rules bind, its
-        bans, dropped fees and the coordination's record are not in its checkpoint."""
+        """Why a restart without a checkpoint cannot rejoin this session ("" when it can): on a day where
+        the rules bind, its bans, dropped fees and the coordination's record are only in its checkpoint."""
         if self.ruled and iteration >= 2:
             return (
-                f"restarted at iteration {iteration} of a day with floors or caps in force: its judgements "
-                "of its own rules are not kept across a restart"
+                f"restarted at iteration {iteration} of a day with floors or caps in force without a usable "
+                "checkpoint: its judgements of its own rules are not on the chain alone"
             )
         return ""
+
+    def snapshot(self) -> dict[str, Any]:
+        """Its side and the coordination as they stand (JSON: `dayahead_state.Checkpoint.rules`), so that a
+        restart resumes the judgement exactly (`restore`)."""
+        own, coordination, mine = self.own, self.coordination, self.mine
+        return {
+            "own": {name: sorted([t, side] for t, side in cells) for name, cells in (
+                ("banned", own.banned), ("returned", own.returned), ("fee_off", own.fee_off),
+                ("fee_back", own.fee_back))},
+            "returned": sorted([i, t, side] for i, t, side in coordination.returned),
+            "standing": sorted([i, t, side] for i, t, side in coordination.standing),
+            "fees_counted": coordination.fees_counted,
+            "mine": None if mine is None else {
+                "public": encode(mine.public),
+                "dropped": sorted([t, side] for t, side in mine.dropped),
+                "restored": sorted([t, side] for t, side in mine.restored),
+            },
+            "near": self.near, "judging": self.judging, "prices": list(self.prices),
+        }  # fmt: skip
+
+    def restore(self, snapshot: Mapping[str, Any]) -> None:
+        """`snapshot`'s state back (after `join`); KeyError, ValueError or TypeError when it is not one
+        (never a guess: the caller then treats the checkpoint as unusable), and then nothing is changed."""
+        size, n = len(self.members), self.n
+        own = {
+            name: set(_cells(snapshot["own"][name], n))
+            for name in ("banned", "returned", "fee_off", "fee_back")
+        }
+        returned = {(i, *cell) for i, cell in _member_cells(snapshot["returned"], size, n)}
+        standing = {(i, *cell) for i, cell in _member_cells(snapshot["standing"], size, n)}
+        counted = _count(snapshot["fees_counted"])
+        mine: OwnJudgement | None = None
+        if snapshot["mine"] is not None:
+            body = snapshot["mine"]
+            public = body["public"]
+            if not isinstance(public, dict) or not isinstance(public.get("fees"), bool):
+                raise TypeError(f"judgement {public!r}")
+            codes = [_int(code) for key in ("banned", "asks") for code in _list(public[key])]
+            _cells([[code // 2, "sell"] for code in codes], n)
+            mine = OwnJudgement(decode(public), _cells(body["dropped"], n), _cells(body["restored"], n))
+        near, judging = _flag(snapshot["near"]), _flag(snapshot["judging"])
+        prices = tuple(_int(p) for p in _list(snapshot["prices"]))
+        # every part read: now in place
+        for name, value in own.items():
+            setattr(self.own, name, value)
+        self.coordination.returned, self.coordination.standing = returned, standing
+        self.coordination.fees_counted = counted
+        self.mine, self.near, self.judging, self.prices = mine, near, judging, prices
+        self.posted = mine.public if mine is not None and not mine.public.empty else None
 
 
 def _held_to(
@@ -177,6 +226,49 @@ def _held_to(
                 f"member {members[i].hex()[:16]}… posts {q} Wh in interval {t} at iteration {posts[i]['iteration']} "
                 f"on the side ({side}) it stands banned from by its own judgement: not followed"
             )
+
+
+def _cells(rows: Any, n: int) -> tuple[tuple[int, Side], ...]:
+    out: list[tuple[int, Side]] = []
+    for t, side in _list(rows):
+        if side not in ("sell", "buy") or not 0 <= _int(t) < n:
+            raise ValueError(f"cell {[t, side]!r}")
+        out.append((t, "sell" if side == "sell" else "buy"))
+    return tuple(out)
+
+
+def _member_cells(rows: Any, size: int, n: int) -> list[tuple[int, tuple[int, Side]]]:
+    return [(_index(i, size), _cells([[t, side]], n)[0]) for i, t, side in _list(rows)]
+
+
+def _index(i: Any, size: int) -> int:
+    if not 0 <= _int(i) < size:
+        raise ValueError(f"member {i!r}")
+    return int(i)
+
+
+def _count(value: Any) -> int:
+    if _int(value) < 0:
+        raise ValueError(f"count {value!r}")
+    return int(value)
+
+
+def _list(value: Any) -> list[Any]:
+    if not isinstance(value, list):
+        raise TypeError(f"{value!r} is not a list")
+    return value
+
+
+def _int(value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{value!r} is not an integer")
+    return value
+
+
+def _flag(value: Any) -> bool:
+    if not isinstance(value, bool):
+        raise TypeError(f"{value!r} is not true or false")
+    return value
 
 
 def _canonical(judgement: Judgement | None) -> Judgement | None:

@@ -2,8 +2,9 @@
 
 Promises: `save(path, checkpoint)` writes one small JSON file atomically (a temporary file, fsync, rename) before
 each of this MGMC's posts: the iteration, its unrounded answer (its private anchor), the position and verdict
-it posts, its phase (relaxed or final, the final phase's first iteration, its genset commitment) and the
-public book the answer was made against (prices, ρ, every member's positions of the iteration before).
+it posts, its phase (relaxed or final, the final phase's first iteration, its genset commitment), the
+public book the answer was made against (prices, ρ, every member's positions of the iteration before) and
+its owner rules' state (its bans and fees, the coordination, its pending judgement, the kWh stop pending).
 `load(path, session)` returns it, or None when there is none or it is another session's;
 `CheckpointError` when the file is unreadable or malformed: never a guess. The caller checks a checkpoint
 against the chain (`DayAheadAgent._resume`): one whose post the chain holds otherwise is stale, not used.
@@ -37,6 +38,11 @@ class Checkpoint:
     prices: tuple[int, ...]  # the book the answer was made against: prices (nano/kWh), ρ,
     rho: int
     before: tuple[tuple[int, ...], ...]  # and every member's positions of iteration - 1 (empty at 0)
+    # the owners' rules (`dayahead_rules.SessionRules.snapshot`: its bans and fees, the coordination, its
+    # pending judgement; validated by `restore`) and whether the step before was the kWh stop; absent in
+    # checkpoints from before rules days ran on the edge: none, false
+    rules: dict[str, Any] | None = None
+    kwh: bool = False
 
 
 def save(path: Path, checkpoint: Checkpoint) -> None:
@@ -80,6 +86,9 @@ def _checked(doc: dict[str, Any]) -> Checkpoint:
         raise ValueError(
             f"{n} prices, {len(own)} answers, {len(posted)} positions, rows {[len(r) for r in before]}"
         )
+    rules = doc.get("rules")
+    if rules is not None and not isinstance(rules, dict):
+        raise TypeError(f"rules {rules!r} is not an object")
     iteration, final_from, rho = _int(doc["iteration"]), _int(doc["final_from"]), _int(doc["rho"])
     if iteration < 0 or rho < 1 or final_from < 1 or bool(before) != (iteration > 0):
         raise ValueError(
@@ -87,7 +96,7 @@ def _checked(doc: dict[str, Any]) -> Checkpoint:
         )
     return Checkpoint(
         doc["session"], iteration, own, posted, _bool(doc["settled"]), _bool(doc["relaxed"]), final_from,
-        commitment, _ints(doc["prices"]), rho, before,
+        commitment, _ints(doc["prices"]), rho, before, rules, _bool(doc.get("kwh", False)),
     )  # fmt: skip
 
 
