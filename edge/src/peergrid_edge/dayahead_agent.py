@@ -57,8 +57,8 @@ coordinator steps, or goes on where it closes, fails the stage naming it. The ge
 judgement on the last relaxed step goes with the first committed posts (with `value_per_kwh` 0 the day is
 `allocate`'s; with the value stop the relaxed phase ends one iteration later, as above).
 Scope, refused up front with the reason: its floor or cap on the chain other than its own config (the
-let-back queue is the chain's); a restart past iteration 1 of a day where some floor or cap binds (its
-judgement state is not in its checkpoint); a genset MG without `phases`, or `recommits` > 1 (whether another
+let-back queue is the chain's); a rejoin without a usable checkpoint past iteration 1 of a day where some
+floor or cap binds (its judgement state is in its checkpoint alone); a genset MG without `phases`, or `recommits` > 1 (whether another
 MG's commitment changed is private). Maximum quantity and clean-only are each MG's own bounds. Never reads
 another MG's private data; never blocks the loop longer than one MG solve.
 """

@@ -8,6 +8,8 @@ banned or dropped: private), the public `Coordination` built from the owners' ru
 (`judge`) its judgement on the iteration just stepped, to post with its next position (`posting`); once every
 post of that next iteration is in, `settle` runs the coordination on the posted judgements (once per round,
 in order) if they were `due`, and puts its own part and its let-backs in force (`enact`).
+`snapshot`/`restore` carry this state through the MGMC's checkpoint (`dayahead_state`), so that a restart
+resumes the judgement where it was; `restarted` says why a rejoin without one cannot.
 `own_rules_differ` is the up-front check that the floor and cap this MGMC judges are the ones the chain holds
 for it (else its judgement and everyone's queue would disagree).
 What a judgement posted by another member can do: only what `Coordination.settle` lets it (its own sides;
