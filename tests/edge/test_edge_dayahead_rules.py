@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -130,12 +131,13 @@ def test_a_rules_day_on_the_edge_is_allocates_on_the_chain_venue_with_every_judg
 BAN_OPENING = [-0.01, -0.005]  # below 0: the seller's floor of 0 forbids its sale there
 
 
-def ban_day() -> Scenario:
+def ban_day(cap: float = 0.5) -> Scenario:
     """The controller's ban test day: three MGs, two 12-h intervals, a floor of 0 (under every feed-in: no
-    fee, a ban judges it) and a cap above retail; with `ban_models` the first sells 1 kWh whatever the
-    price, the others buy 0.5 each (no gensets: the models stand in for the MGs' days)."""
+    fee, a ban judges it) and a cap above retail (`cap` inf: no rule at all, a day judged only because a
+    price is below 0); with `ban_models` the first sells 1 kWh whatever the price, the others buy 0.5
+    each (no gensets: the models stand in for the MGs' days)."""
     scenario = synthetic_scenario(3, 2, seed=0, interval_hours=12.0)
-    rules = ContractRules(floor_price=0.0, cap_price=0.5)
+    rules = ContractRules(floor_price=0.0, cap_price=cap)
     return dataclasses.replace(
         scenario,
         microgrids=tuple(dataclasses.replace(mg, rules=rules, gensets=()) for mg in scenario.microgrids),
@@ -180,8 +182,13 @@ def with_model(model: Bounded, cls: type[DayAheadAgent] = DayAheadAgent) -> Any:
     return make
 
 
-def test_a_ban_and_its_let_back_on_the_edge_are_the_coordinators_to_the_nano(tmp_path: Path) -> None:
-    scenario = ban_day()
+@pytest.mark.parametrize("cap", [0.5, math.inf])
+def test_a_ban_and_its_let_back_on_the_edge_are_the_coordinators_to_the_nano(
+    tmp_path: Path, cap: float
+) -> None:
+    # with no rule in force (cap inf) the day is judged while a price is below 0 (a floor of 0 forbids a
+    # sale there: what the edge refused before, the coordinator's judgement) and while a side stands banned
+    scenario = ban_day(cap)
     ledger, keys_ = ledger_for(tmp_path, scenario)
     make = {mg.name: with_model(m) for mg, m in zip(scenario.microgrids, ban_models(), strict=True)}
     outcomes = run_session(ledger, keys_, scenario, config=KWH, make=make)
