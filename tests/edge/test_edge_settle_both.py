@@ -42,6 +42,7 @@ from peergrid_ledger.genesis import Account, Genesis, Params
 from peergrid_ledger.keys import Keypair
 
 WAIT_MS = 1500  # the genesis settle_wait_ms: a silent counterparty's window
+DSO = Keypair.generate()
 
 
 def both_chain(
@@ -50,7 +51,8 @@ def both_chain(
     return Genesis(
         chain="mgmc-both", time=0, authorities=(authority.public,),
         accounts=(Account(authority.public, ("mgmc",)), Account(seller.public, ("anonym",)),
-                  Account(buyer.public, ("anonym",))),
+                  Account(buyer.public, ("anonym",)),
+                  Account(DSO.public, ("dso",))),  # it settles disputes (a settle_by_both genesis needs it)
         contracts=("market",),
         params=Params(credit_limit=credit, settle_by_both=1, settle_tolerance_wh=tolerance, settle_wait_ms=WAIT_MS),
     )  # fmt: skip

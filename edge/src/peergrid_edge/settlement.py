@@ -136,13 +136,20 @@ class Settlements:
             return None
         if step == "wait":
             pending.reason, pending.deadline = reason, deadline
-            # at the deadline, or (a block time behind the wall clock refused it as early) a back-off later
-            self.add(pending, max(deadline or now, now + self.first_wait_s))
+            # the chain is read again every first wait (a local read: the counterparty's statement settles or
+            # disputes it meanwhile), and at the deadline the statement goes again
+            self.add(
+                pending,
+                now + self.first_wait_s if deadline is None else min(deadline, now + self.first_wait_s),
+            )
             return None
         self.pending.pop(pending.trade, None)
         if step == "disputed":
             reason = "disputed: the counterparty's statement differs; the DSO settles it"
         return Ended(pending, step == "settled", "" if step == "settled" else reason or step)
+
+    def last_due(self) -> float | None:
+        return max((p.due for p in self.pending.values()), default=None)
 
     def waiting_until(self) -> float | None:
         """The latest deadline a kept statement waits for (None: none waits)."""
@@ -235,7 +242,7 @@ class Settler:
         for pending in self.book.due(self.now()):
             if self._stopping():
                 return
-            if pending.attempts:
+            if pending.attempts and pending.deadline is None:  # a stated one waiting is only read again
                 log.info(
                     "interval %d: retrying the settlement of trade %s (attempt %d), refused before: %s",
                     pending.interval, pending.trade.hex()[:16], pending.attempts + 1, pending.reason,

@@ -269,6 +269,8 @@ class MarketAgent:
         # last one, whichever is later (a purchase of the last interval gets retries while peers settle theirs)
         self.phase = "settling"
         day_end = max(self._start_of(self._last_interval() + 1), time.time() + self.s.interval_s)
+        # the last interval's statements go after its end (settle_by_both): they get an interval of tries too
+        day_end = max(day_end, (self.settler.book.last_due() or 0.0) + self.s.interval_s)
         await self.settler.work_until(day_end, while_pending=True)
         # a statement whose counterparty may still state: wait for its deadline, then state again (settle_by_both)
         while (waiting := self.settler.book.waiting_until()) is not None and not self.d.stopping.is_set():
