@@ -374,3 +374,11 @@ def test_a_replica_replaying_the_blocks_reaches_the_same_state_root() -> None:
         replica.seal(block.header.time)
         assert replica.header(height).state_root == block.header.state_root
     assert replica.state.root == c.state.root
+
+
+def test_a_settle_by_both_genesis_without_a_dso_is_refused() -> None:
+    """review9 F6: nobody could ever settle a dispute."""
+    parties = tuple(a for a in accounts() if "dso" not in a.roles)
+    with pytest.raises(GenesisError, match="settle_by_both: needs an account with role dso"):
+        make_genesis(accounts=parties, params=Params(settle_by_both=1))
+    assert make_genesis(accounts=parties).params.settle_by_both == 0  # the old rule needs none

@@ -25,7 +25,7 @@ def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
 def test_the_cli_writes_the_parameter_only_when_asked(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    base = ["genesis", "--chain", "mgmc-pilot", "--authority", "cd" * 32]
+    base = ["genesis", "--chain", "mgmc-pilot", "--authority", "cd" * 32, "--account", "ab" * 32 + ":dso"]
     status, old, _ = run(capsys, *base)
     assert status == 0 and not {"settle_by_both", "settle_wait_ms"} & set(json.loads(old)["params"])
     out = tmp_path / "g.json"
@@ -47,3 +47,10 @@ def test_the_cli_writes_the_parameter_only_when_asked(
     assert status == 2 and err.count("\n") == 1 and "settle_tolerance_wh" in err
     status, _, err = run(capsys, *base, "--settle-by-both", "--settle-wait-ms", "0")
     assert status == 2 and err.count("\n") == 1 and "settle_wait_ms" in err
+
+
+def test_the_cli_refuses_the_rule_without_a_dso(capsys: pytest.CaptureFixture[str]) -> None:
+    """review9 F6: a dispute would stay unpaid for ever."""
+    base = ["genesis", "--chain", "mgmc-pilot", "--authority", "cd" * 32]
+    status, out, err = run(capsys, *base, "--settle-by-both")
+    assert status == 2 and err.count("\n") == 1 and "needs an account with role dso" in err and not out

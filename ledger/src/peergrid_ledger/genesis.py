@@ -178,6 +178,9 @@ class Genesis:
                     check(RULES_SHAPE, acct.rules, "rules")
                 except RuleError as exc:
                     raise GenesisError(f"accounts: {exc.detail}") from None
+        if self.params.settle_by_both and not any(ks.ROLE_DSO in a.roles for a in self.accounts):
+            # the DSO settles a dispute (market_closing.settle): without one it could stay unpaid for ever
+            raise GenesisError("params.settle_by_both: needs an account with role dso (it settles disputes)")
         unknown = sorted(set(self.contracts) - set(CONTRACTS))
         if unknown:
             raise GenesisError(f"contracts: unknown contract modules {unknown}")
