@@ -3,7 +3,7 @@
 Without the parameter (every genesis written before it) the first `settle` of a party, the DSO or an
 authority pays, and an old chain replays to the state root pinned below. With it each party states its
 `delivered` once; two statements within `settle_tolerance_wh` pay the lower, two beyond it dispute the trade
-(nothing moves; only the DSO or an authority settles it); the DSO may settle any trade first; a party whose
+(nothing moves; only the DSO settles it, no other authority: review9 F2); the DSO may settle any trade first; a party whose
 counterparty stays silent until `settle_wait_ms` after the first statement settles on its own by sending it
 again. Every refusal names the trade and who sent it. The properties over any order are in
 test_settle_properties.py.
@@ -224,7 +224,7 @@ def test_statements_within_the_tolerance_pay_the_lower() -> None:
     assert sum(after.values()) == sum(before.values())
 
 
-def test_a_dispute_moves_nothing_and_only_the_dso_or_an_authority_ends_it() -> None:
+def test_a_dispute_moves_nothing_and_only_the_dso_ends_it() -> None:
     c = both_chain(tolerance=3)
     clock = Clock(c)
     tid, tid2 = trades_of(c, clock)
@@ -253,20 +253,22 @@ def test_a_dispute_moves_nothing_and_only_the_dso_or_an_authority_ends_it() -> N
         ("settled", {"trade": tid, "amount": PRICE * 380, "delivered": 380, "basis": "dso"})
     ]
     assert reason(clock.state(Keys.authority, tid, 1)) is Reason.ALREADY_SETTLED
-    # an authority, too, settles a disputed trade
+    # no other authority settles a disputed trade (on the MGMC chain it may be a party's own node key)
     assert clock.state(BUYER2, tid2, 0).ok and clock.state(SELLER, tid2, 300).ok
-    assert events(clock.state(Keys.authority, tid2, 150))[-1][1]["basis"] == "authority"
+    refused = clock.state(Keys.authority, tid2, 150)
+    assert reason(refused) is Reason.FORBIDDEN and "only the DSO" in str(refused)
+    assert events(clock.state(Keys.dso, tid2, 150))[-1][1]["basis"] == "dso"
     after = balances(c)
     assert after[SELLER.public] - before[SELLER.public] == PRICE * (380 + 150)
     assert sum(after.values()) == sum(before.values())
 
 
-def test_the_dso_may_settle_first_an_authority_only_a_dispute() -> None:
+def test_the_dso_may_settle_first_another_authority_never() -> None:
     c = both_chain()
     clock = Clock(c)
     tid, tid2 = trades_of(c, clock)
     refused = clock.state(Keys.authority, tid, 400)
-    assert reason(refused) is Reason.FORBIDDEN and "not disputed" in str(refused)
+    assert reason(refused) is Reason.FORBIDDEN and "only the DSO" in str(refused)
     assert events(clock.state(Keys.dso, tid, 400))[0][1]["basis"] == "dso"  # before any statement
     assert clock.state(BUYER2, tid2, 10).ok
     assert reason(clock.state(Keys.authority, tid2, 300)) is Reason.FORBIDDEN
@@ -382,3 +384,21 @@ def test_a_settle_by_both_genesis_without_a_dso_is_refused() -> None:
     with pytest.raises(GenesisError, match="settle_by_both: needs an account with role dso"):
         make_genesis(accounts=parties, params=Params(settle_by_both=1))
     assert make_genesis(accounts=parties).params.settle_by_both == 0  # the old rule needs none
+
+
+def test_a_party_cannot_settle_its_own_dispute_through_its_node_key() -> None:
+    """review9 F2: OTHER is an authority (as each MGMC's node key is on the MGMC chain). Disputed, its 0 is
+    refused; the DSO's 400 from the feeder metering settles."""
+    genesis = make_genesis(
+        accounts=accounts(),
+        authorities=(Keys.authority.public, OTHER.public),
+        params=Params(settle_by_both=1, settle_wait_ms=WAIT),
+    )
+    c = LocalChain(genesis, Keys.authority)
+    clock = Clock(c)
+    tid, _ = trades_of(c, clock)
+    assert clock.state(SELLER, tid, 400).ok and clock.state(BUYER, tid, 0).ok
+    refused = clock.state(OTHER, tid, 0)
+    assert reason(refused) is Reason.FORBIDDEN and OTHER.public.hex()[:16] in str(refused)
+    settled = events(clock.state(Keys.dso, tid, 400))
+    assert settled[-1][1]["basis"] == "dso" and settled[-1][1]["delivered"] == 400

@@ -4,8 +4,8 @@ For generated sequences of `settle`s by the buyer, the seller, the DSO, an autho
 not a party, on two trades, equal or not, within the tolerance or beyond it, with block time jumping across
 the deadline or not: a trade settles at most once and its settlement never changes after; balances are
 conserved; no party's statement alone moves money before the deadline (money moves only on two statements
-that agree, the DSO's word, an authority's on a disputed trade, or a lone statement sent again from its
-deadline on); a rejection changes nothing; and every outcome is the one the rule in docs/ledger-format.md
+that agree, the DSO's word, or a lone statement sent again from its deadline on; never on another
+authority's); a rejection changes nothing; and every outcome is the one the rule in docs/ledger-format.md
 predicts (an independent model of it, below).
 """
 
@@ -54,11 +54,11 @@ class Model:
             return Reason.FORBIDDEN, None
         if delivered > self.quantity:
             return Reason.INVALID, None
-        if actor == "dso" or (actor == "authority" and self.disputed):
+        if actor == "authority":  # never, not even a disputed trade: it may be a party's node key
+            return Reason.FORBIDDEN, None
+        if actor == "dso":
             self.paid = delivered
             return None, delivered
-        if actor == "authority":
-            return Reason.FORBIDDEN, None
         other = "seller" if actor == "buyer" else "buyer"
         if actor in self.statements:
             assert self.deadline is not None
@@ -111,7 +111,7 @@ def test_seeded_sequences_reach_every_outcome() -> None:
             for _ in range(rng.randint(1, 14))
         ]  # fmt: skip
         seen.update(play(rng.choice([0, 0, 2, 5]), actions))
-    every = {"stated", "disputed", "settled agreed", "settled lapsed", "settled dso", "settled authority"}
+    every = {"stated", "disputed", "settled agreed", "settled lapsed", "settled dso"}
     every |= {f"refused {r.value}" for r in (Reason.ALREADY_SETTLED, Reason.FORBIDDEN, Reason.INVALID)}
     every |= {f"refused {r.value}" for r in (Reason.DUPLICATE, Reason.CLOSED)}
     assert every <= set(seen), sorted(every - set(seen))
@@ -161,8 +161,6 @@ def play(tolerance: int, actions: list[tuple[str, int, int, int]]) -> Counter[st
             assert set(statements) == {"buyer", "seller"}
         elif basis == "lapsed":
             assert len(statements) == 1 and clock.now >= record["deadline"]  # never before the deadline
-        elif basis == "authority":
-            assert record.get("disputed") is True
         else:
             assert basis == "dso" and actor == "dso"
         settled_by[tid] = record["settlement"]

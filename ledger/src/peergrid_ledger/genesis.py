@@ -67,10 +67,10 @@ class Params:
     # default, and every genesis written before the parameter): the sum of its requests is capped, as before.
     cap_on_fills: int = 0
     # 1: a trade settles on what both parties metered (`settle` is each party's statement, once; they agree
-    # within `settle_tolerance_wh` and the lower is paid, or the trade is disputed and only the DSO or an
-    # authority settles it; one statement alone settles it when its party sends it again `settle_wait_ms`
-    # after it landed). 0 (the default, and every genesis written before it): the first `settle` pays.
-    # Rules in docs/ledger-format.md section 4, "Settlement on both parties' statements".
+    # within `settle_tolerance_wh` and the lower is paid, or the trade is disputed and only the DSO settles
+    # it; one statement alone settles it when its party sends it again `settle_wait_ms` after it landed).
+    # Needs a `dso` account (Genesis). 0 (the default, and every genesis written before it): the first
+    # `settle` pays. Rules in docs/ledger-format.md section 4, "Settlement on both parties' statements".
     settle_by_both: int = 0
     settle_tolerance_wh: int = 0  # Wh the two statements may differ by and still agree (default: exactly)
     settle_wait_ms: int = 3_600_000  # after the first statement, how long the other party has to state

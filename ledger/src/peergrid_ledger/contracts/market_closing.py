@@ -5,8 +5,9 @@ Promises: `agree_trades` closes an interval and records its trades, computed onl
 (`market_state.allocate`: pro rata when a seller is over-asked, capped per buyer with genesis
 `cap_on_fills`); `settle` pays one trade once, for the energy delivered, within the genesis credit limit:
 on the first party's word, or with genesis `settle_by_both` on what both parties state (each once; they
-agree within `settle_tolerance_wh` and the lower is paid, else the trade is disputed and only the DSO or an
-authority settles it; the DSO may settle any trade first; a party that stated settles on its lone
+agree within `settle_tolerance_wh` and the lower is paid, else the trade is disputed and only the DSO
+settles it - no other authority: on the MGMC chain each MGMC's node key is one; the DSO may settle any trade
+first; a party that stated settles on its lone
 statement by sending it again once `settle_wait_ms` passed after it), never on one party's statement alone
 before that deadline;
 `reopen` marks a closed interval's trades superseded (kept, never settled) and opens it again for the next
@@ -119,7 +120,7 @@ def agree_trades(view: Overlay, tx: Tx, ctx: BlockContext, sender: ks.AccountRec
 
 def settle(view: Overlay, tx: Tx, ctx: BlockContext, sender: ks.AccountRecord) -> list[Event]:
     """`settle` {trade, delivered}: with genesis `settle_by_both` a party's is its statement (`_state`), the
-    DSO's (or, on a disputed trade, an authority's) the final word; without it the first one pays."""
+    DSO's the final word; without it the first one pays."""
     tid, delivered = tx.body["trade"], tx.body["delivered"]
     agreed = _unsettled(view, tid)
     party = _party(agreed, tx.sender)
@@ -140,12 +141,14 @@ def settle(view: Overlay, tx: Tx, ctx: BlockContext, sender: ks.AccountRecord) -
         return [("settled", {"trade": tid, "amount": agreed["settlement"]["amount"]})]
     if party is not None:  # a party's word is a statement, even when its key is also an authority's
         return _state(view, ctx, tx, tid, agreed, party, delivered)
+    # only the DSO meters the feeder: any other authority may be a party's own node key (the MGMC chain)
     require(
-        dso or "disputed" in agreed,
+        dso,
         Reason.FORBIDDEN,
-        f"trade {_short(tid)} is not disputed: an authority settles only a disputed trade (the DSO any)",
+        f"trade {_short(tid)}: {tx.sender.hex()[:16]}… is an authority, not a party or the DSO: on a "
+        "settle_by_both chain only the DSO settles a trade its parties do not agree on",
     )
-    return _pay(view, ctx, tx, tid, agreed, delivered, "dso" if dso else "authority")
+    return _pay(view, ctx, tx, tid, agreed, delivered, "dso")
 
 
 def _unsettled(view: Overlay, tid: bytes) -> dict[str, Any]:
@@ -225,7 +228,7 @@ def _lapse(
         raise RuleError(
             Reason.DUPLICATE,
             f"{said}; the {other} stated {statements[other]['delivered']} Wh: the trade is disputed, "
-            "only the DSO or an authority settles it",
+            "only the DSO settles it",
         )
     if ctx.time < agreed["deadline"]:
         raise RuleError(
