@@ -3,10 +3,11 @@
 Without the parameter (every genesis written before it) the first `settle` of a party, the DSO or an
 authority pays, and an old chain replays to the state root pinned below. With it each party states its
 `delivered` once; two statements within `settle_tolerance_wh` pay the lower, two beyond it dispute the trade
-(nothing moves; only the DSO settles it, no other authority: review9 F2); the DSO may settle any trade first; a party whose
-counterparty stays silent until `settle_wait_ms` after the first statement settles on its own by sending it
-again. Every refusal names the trade and who sent it. The properties over any order are in
-test_settle_properties.py.
+(nothing moves; only the DSO settles it, no other authority: review9 F2); the DSO may settle any trade first;
+a party whose counterparty stays silent until `settle_wait_ms` after the first statement settles on its own by
+sending it again. With the genesis' interval clock (`settle_epoch_ms`, `settle_interval_ms`) nobody's settle
+lands before the trade's interval ended (review9 F1), and a genesis with the rule names a DSO (F6). Every
+refusal names the trade and who sent it. The properties over any order are in test_settle_properties.py.
 """
 
 from __future__ import annotations
@@ -378,12 +379,57 @@ def test_a_replica_replaying_the_blocks_reaches_the_same_state_root() -> None:
     assert replica.state.root == c.state.root
 
 
-def test_a_settle_by_both_genesis_without_a_dso_is_refused() -> None:
-    """review9 F6: nobody could ever settle a dispute."""
-    parties = tuple(a for a in accounts() if "dso" not in a.roles)
-    with pytest.raises(GenesisError, match="settle_by_both: needs an account with role dso"):
-        make_genesis(accounts=parties, params=Params(settle_by_both=1))
-    assert make_genesis(accounts=parties).params.settle_by_both == 0  # the old rule needs none
+# ------------------------------------------------------------------ review9: delivery first, the DSO decides
+
+INTERVAL_MS = 900_000  # the tests' market interval: interval 1 ends at T0 + 2 * INTERVAL_MS
+
+
+def clocked_chain(**more: int) -> tuple[LocalChain, int]:
+    """A settle_by_both chain with the interval clock at T0; (chain, the end of interval 1)."""
+    c = both_chain(settle_epoch_ms=T0, settle_interval_ms=INTERVAL_MS, **more)
+    return c, T0 + 2 * INTERVAL_MS
+
+
+def test_no_settle_lands_before_the_trades_interval_ended_so_an_early_word_starts_no_wait() -> None:
+    """review9 F1 case a: the seller states the full 400 Wh at the close, before any delivery; the buyer
+    states its metered 0 after it, later than the wait. The early word is refused, so it started no clock,
+    and the trade is disputed (the DSO decides) instead of paid on the seller's word."""
+    c, end = clocked_chain()
+    clock = Clock(c)
+    tid, tid2 = trades_of(c, clock)
+    before = balances(c)
+    early = clock.state(SELLER, tid, 400)
+    assert reason(early) is Reason.RULE_VIOLATION
+    assert f"before interval 1 ended at {end}" in str(early) and tid.hex()[:16] in str(early)
+    assert query.settlement(c.state, tid) == {
+        "state": "open", "statements": {}, "deadline": None, "settlement": None,
+    }  # fmt: skip
+    assert reason(clock.state(Keys.dso, tid2, 300)) is Reason.RULE_VIOLATION  # the DSO meters after it too
+    clock.now = end - 2  # the last block time before the end is still refused ...
+    assert reason(clock.state(BUYER2, tid2, 300)) is Reason.RULE_VIOLATION
+    clock.now = end + WAIT * 3  # ... the buyer reads its meter long after the end
+    assert clock.state(BUYER, tid, 0).ok
+    assert clock.state(SELLER, tid, 400).ok  # the seller states in time: its early word started nothing
+    assert query.settlement(c.state, tid)["state"] == "disputed"  # type: ignore[index]
+    assert balances(c) == before
+    # from the end on, a statement starts the wait as before
+    assert clock.state(BUYER2, tid2, 300).ok
+    assert query.settlement(c.state, tid2)["deadline"] == clock.now + WAIT  # type: ignore[index]
+
+
+def test_an_early_buyer_cannot_settle_at_zero_on_its_own_word() -> None:
+    """review9 F1 case a2: the buyer states 0 at the close; refused, its word cannot lapse against the seller's
+    metered 400 stated after the delivery. Stated right at the end (block time = end) it is accepted."""
+    c, end = clocked_chain()
+    clock = Clock(c)
+    tid, _ = trades_of(c, clock)
+    assert reason(clock.state(BUYER, tid, 0)) is Reason.RULE_VIOLATION
+    clock.now = end - 1
+    assert clock.state(SELLER, tid, 400).ok  # block time end: the interval has ended
+    clock.now += WAIT - 2  # the buyer still has the whole wait after the seller's statement
+    assert clock.state(BUYER, tid, 400).ok
+    status = query.settlement(c.state, tid)
+    assert status is not None and status["settlement"]["basis"] == "agreed"
 
 
 def test_a_party_cannot_settle_its_own_dispute_through_its_node_key() -> None:
@@ -402,3 +448,40 @@ def test_a_party_cannot_settle_its_own_dispute_through_its_node_key() -> None:
     assert reason(refused) is Reason.FORBIDDEN and OTHER.public.hex()[:16] in str(refused)
     settled = events(clock.state(Keys.dso, tid, 400))
     assert settled[-1][1]["basis"] == "dso" and settled[-1][1]["delivered"] == 400
+
+
+def test_a_settle_by_both_genesis_without_a_dso_is_refused() -> None:
+    """review9 F6: nobody could ever settle a dispute."""
+    parties = tuple(a for a in accounts() if "dso" not in a.roles)
+    with pytest.raises(GenesisError, match="settle_by_both: needs an account with role dso"):
+        make_genesis(accounts=parties, params=Params(settle_by_both=1))
+    assert make_genesis(accounts=parties).params.settle_by_both == 0  # the old rule needs none
+
+
+@pytest.mark.parametrize(
+    ("params", "words"),
+    [
+        ({"settle_interval_ms": 5}, "params.settle_interval_ms: only with settle_by_both 1"),
+        ({"settle_epoch_ms": 5}, "params.settle_epoch_ms: only with settle_by_both 1"),
+        ({"settle_by_both": 1, "settle_epoch_ms": 5}, "params.settle_epoch_ms: only with settle_interval_ms"),
+        ({"settle_by_both": 1, "settle_interval_ms": 86_400_001}, "params.settle_interval_ms: expected 1 to"),
+    ],
+)
+def test_bad_clock_params_are_refused_with_one_line(params: dict[str, int], words: str) -> None:
+    with pytest.raises(GenesisError, match=words.replace(".", r"\.")):
+        Params.from_value(params)
+
+
+def test_the_clock_is_encoded_only_when_given() -> None:
+    plain = make_genesis(params=Params(settle_by_both=1))
+    for name in ("settle_epoch_ms", "settle_interval_ms"):
+        assert name.encode() not in plain.encode()
+    clocked = make_genesis(
+        params=Params(settle_by_both=1, settle_epoch_ms=T0, settle_interval_ms=INTERVAL_MS)
+    )
+    assert Genesis.decode(clocked.encode()).params == clocked.params
+    assert Genesis.from_json(json.loads(json.dumps(clocked.to_json()))).hash == clocked.hash
+    assert clocked.params.interval_end(3) == T0 + 4 * INTERVAL_MS and plain.params.interval_end(3) is None
+    # epoch 0 (a chain whose clock starts at 0) is the default: not encoded, read back the same
+    zero = make_genesis(params=Params(settle_by_both=1, settle_interval_ms=INTERVAL_MS))
+    assert Genesis.decode(zero.encode()).params.interval_end(0) == INTERVAL_MS

@@ -1,6 +1,6 @@
-"""The ledger CLI writes genesis `settle_by_both` (and its tolerance and wait) only when asked, so a genesis
-written without the flags keeps the old bytes; the numbers without the flag, or out of range, are a one-line
-usage error (exit 2)."""
+"""The ledger CLI writes genesis `settle_by_both` (and its tolerance, wait and interval clock) only when asked,
+so a genesis written without the flags keeps the old bytes; the numbers without the flag, or out of range, and
+the rule without a DSO account, are a one-line usage error (exit 2)."""
 
 from __future__ import annotations
 
@@ -49,8 +49,21 @@ def test_the_cli_writes_the_parameter_only_when_asked(
     assert status == 2 and err.count("\n") == 1 and "settle_wait_ms" in err
 
 
-def test_the_cli_refuses_the_rule_without_a_dso(capsys: pytest.CaptureFixture[str]) -> None:
-    """review9 F6: a dispute would stay unpaid for ever."""
+def test_the_cli_writes_the_interval_clock_and_refuses_the_rule_without_a_dso(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
     base = ["genesis", "--chain", "mgmc-pilot", "--authority", "cd" * 32]
-    status, out, err = run(capsys, *base, "--settle-by-both")
+    dso = ["--account", "ab" * 32 + ":dso"]
+    clock = ["--settle-epoch-ms", "1767225600000", "--settle-interval-ms", "900000"]
+    status, out, _ = run(capsys, *base, *dso, "--settle-by-both", *clock)
+    assert status == 0
+    params = Genesis.from_json(json.loads(out)).params
+    assert params.interval_end(0) == 1_767_225_600_000 + 900_000
+    status, _, err = run(capsys, *base, *dso, *clock)
+    assert (
+        status == 2 and err.count("\n") == 1 and "--settle-epoch-ms, --settle-interval-ms: only with" in err
+    )
+    status, _, err = run(capsys, *base, *dso, "--settle-by-both", "--settle-epoch-ms", "5")
+    assert status == 2 and err.count("\n") == 1 and "settle_epoch_ms: only with settle_interval_ms" in err
+    status, out, err = run(capsys, *base, "--settle-by-both")  # F6: a dispute would stay unpaid for ever
     assert status == 2 and err.count("\n") == 1 and "needs an account with role dso" in err and not out

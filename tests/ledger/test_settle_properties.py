@@ -2,10 +2,11 @@
 
 For generated sequences of `settle`s by the buyer, the seller, the DSO, an authority and a participant who is
 not a party, on two trades, equal or not, within the tolerance or beyond it, with block time jumping across
-the deadline or not: a trade settles at most once and its settlement never changes after; balances are
-conserved; no party's statement alone moves money before the deadline (money moves only on two statements
-that agree, the DSO's word, or a lone statement sent again from its deadline on; never on another
-authority's); a rejection changes nothing; and every outcome is the one the rule in docs/ledger-format.md
+the interval's end (the genesis' interval clock) and the deadline or not: a trade settles at most once and its
+settlement never changes after; balances are conserved; nothing lands before the interval ended; no party's
+statement alone moves money before the deadline (money moves only on two statements that agree, the DSO's
+word, or a lone statement sent again from its deadline on; never on another authority's); a rejection
+changes nothing; and every outcome is the one the rule in docs/ledger-format.md
 predicts (an independent model of it, below).
 """
 
@@ -18,7 +19,7 @@ from typing import Any
 
 from hypothesis import event, given, settings
 from hypothesis import strategies as st
-from ledger_fixtures import Keys
+from ledger_fixtures import T0, Keys
 from test_settle_both import BUYER, BUYER2, OTHER, PRICE, SELLER, WAIT, Clock, balances, both_chain, trades_of
 
 from peergrid_ledger import query
@@ -32,6 +33,10 @@ ACTORS = {
     "other": OTHER,
 }
 QUANTITIES = (400, 300)  # the two trades' agreed Wh (trades_of)
+# interval 1 (trades_of's) ends half a wait after the trades were agreed (Clock starts at T0 + 10,000)
+INTERVAL_MS = WAIT
+EPOCH = T0 + 10_000 + WAIT // 2 - 2 * INTERVAL_MS
+END = EPOCH + 2 * INTERVAL_MS
 
 
 @dataclass
@@ -56,6 +61,8 @@ class Model:
             return Reason.INVALID, None
         if actor == "authority":  # never, not even a disputed trade: it may be a party's node key
             return Reason.FORBIDDEN, None
+        if now < END:
+            return Reason.RULE_VIOLATION, None
         if actor == "dso":
             self.paid = delivered
             return None, delivered
@@ -82,7 +89,16 @@ class Model:
 
 
 ACTOR_DRAW = ["buyer"] * 3 + ["seller"] * 3 + ["dso", "authority", "other"]  # the parties most often
-JUMPS = [1, 1, 1, WAIT // 2, WAIT - 1, WAIT, WAIT * 2]  # how far block time moves before a transaction
+JUMPS = [
+    1,
+    1,
+    1,
+    WAIT // 4,
+    WAIT // 2,
+    WAIT - 1,
+    WAIT,
+    WAIT * 2,
+]  # how far block time moves before a transaction
 ACTION = st.tuples(
     st.sampled_from(ACTOR_DRAW),
     st.integers(0, 1),  # which trade
@@ -113,6 +129,7 @@ def test_seeded_sequences_reach_every_outcome() -> None:
         seen.update(play(rng.choice([0, 0, 2, 5]), actions))
     every = {"stated", "disputed", "settled agreed", "settled lapsed", "settled dso"}
     every |= {f"refused {r.value}" for r in (Reason.ALREADY_SETTLED, Reason.FORBIDDEN, Reason.INVALID)}
+    every |= {f"refused {Reason.RULE_VIOLATION.value}"}
     every |= {f"refused {r.value}" for r in (Reason.DUPLICATE, Reason.CLOSED)}
     assert every <= set(seen), sorted(every - set(seen))
 
@@ -120,7 +137,7 @@ def test_seeded_sequences_reach_every_outcome() -> None:
 def play(tolerance: int, actions: list[tuple[str, int, int, int]]) -> Counter[str]:
     """Apply the sequence on a fresh chain, checking every transaction against the model and the
     invariants; how each one ended, counted."""
-    c = both_chain(tolerance=tolerance)
+    c = both_chain(tolerance=tolerance, settle_epoch_ms=EPOCH, settle_interval_ms=INTERVAL_MS)
     clock = Clock(c)
     tids = trades_of(c, clock)
     models = [Model(q) for q in QUANTITIES]
@@ -144,6 +161,7 @@ def play(tolerance: int, actions: list[tuple[str, int, int, int]]) -> Counter[st
             outcomes[f"refused {expected.value}"] += 1
             continue
         assert isinstance(result, Accepted), (actor, delivered, result)
+        assert clock.now >= END  # nobody's word lands before the interval ended
         kinds = [name for name, _ in result.events]
         if paid is None:
             # a statement that did not settle: nothing moved, whatever the time

@@ -116,8 +116,14 @@ def _accept_wait(args: argparse.Namespace) -> dict[str, int]:
 
 
 def _settle_params(args: argparse.Namespace) -> dict[str, int]:
-    """Genesis `settle_by_both` and its two numbers; the numbers alone are a usage error, not ignored."""
-    numbers = {"settle_tolerance_wh": args.settle_tolerance_wh, "settle_wait_ms": args.settle_wait_ms}
+    """Genesis `settle_by_both`, its numbers and interval clock; the numbers alone are a usage error, not
+    ignored (an epoch without an interval, or out of range, is refused by `Params`)."""
+    numbers = {
+        "settle_tolerance_wh": args.settle_tolerance_wh,
+        "settle_wait_ms": args.settle_wait_ms,
+        "settle_epoch_ms": args.settle_epoch_ms,
+        "settle_interval_ms": args.settle_interval_ms,
+    }
     given = {k: v for k, v in numbers.items() if v is not None}
     if given and not args.settle_by_both:
         flags = ", ".join("--" + k.replace("_", "-") for k in given)
@@ -325,6 +331,17 @@ def build_parser() -> argparse.ArgumentParser:
         type=int,
         help="with --settle-by-both: how long after the first statement the other party may state"
         " (default 3600000)",
+    )
+    p.add_argument(
+        "--settle-interval-ms",
+        type=int,
+        help="with --settle-by-both: the market interval's length; nobody settles a trade of interval k"
+        " before epoch + (k + 1) * interval (block time, ms; default: no clock)",
+    )
+    p.add_argument(
+        "--settle-epoch-ms",
+        type=int,
+        help="with --settle-interval-ms: when interval 0 starts (ms since 1970, default 0)",
     )
     p.add_argument("--out", default="-", help="genesis JSON file (default stdout)")
     p.add_argument("--db", help="also create a store holding this genesis")

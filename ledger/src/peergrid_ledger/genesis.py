@@ -31,15 +31,19 @@ LATE_PARAMS = frozenset(
         "settle_by_both",
         "settle_tolerance_wh",
         "settle_wait_ms",
+        "settle_epoch_ms",
+        "settle_interval_ms",
         "accept_rounds",
         "accept_wait_ms",
     }
 )
 FLAG_PARAMS = frozenset({"cap_on_fills", "settle_by_both"})  # 0 or 1
-SETTLE_PARAMS = ("settle_tolerance_wh", "settle_wait_ms")  # meaningful only with settle_by_both 1
+# meaningful only with settle_by_both 1
+SETTLE_PARAMS = ("settle_tolerance_wh", "settle_wait_ms", "settle_epoch_ms", "settle_interval_ms")
 ACCEPT_ROUNDS = (1, 2)  # a settled round 2 already means every member re-checked the accepts cleared
 MAX_ACCEPT_WAIT_MS = 24 * 3600 * 1000  # a day: a day-ahead stage has no use for a longer round
 MAX_SETTLE_WAIT_MS = 366 * 24 * 3600 * 1000  # a year: a deadline (block time + wait) stays far inside 64 bits
+MAX_SETTLE_INTERVAL_MS = 24 * 3600 * 1000  # a day: no market interval is longer
 
 
 class GenesisError(ValueError):
@@ -74,6 +78,11 @@ class Params:
     settle_by_both: int = 0
     settle_tolerance_wh: int = 0  # Wh the two statements may differ by and still agree (default: exactly)
     settle_wait_ms: int = 3_600_000  # after the first statement, how long the other party has to state
+    # the market interval clock (with settle_by_both): interval k ends at epoch + (k + 1) * interval (block
+    # time, ms), and no `settle` of an interval's trade lands before it ended, so a word given before the
+    # delivery cannot start the other party's wait (review9 F1). 0: no clock (statements at any time).
+    settle_epoch_ms: int = 0
+    settle_interval_ms: int = 0
     # the exchange contract's accept round a clear before the session's deadline needs settled
     # (`exchange_clearing`): 1 (the default, and every genesis written before it) clears round 1 at once, as
     # before rounds; 2: every member still trading re-checked the clear's pro-rata cut of exactly the
@@ -101,6 +110,16 @@ class Params:
             raise GenesisError(f"params.accept_wait_ms: expected 1 to {MAX_ACCEPT_WAIT_MS} ms")
         if not 1 <= self.settle_wait_ms <= MAX_SETTLE_WAIT_MS:
             raise GenesisError(f"params.settle_wait_ms: expected 1 to {MAX_SETTLE_WAIT_MS} ms")
+        if self.settle_epoch_ms and not self.settle_interval_ms:
+            raise GenesisError("params.settle_epoch_ms: only with settle_interval_ms")
+        if not 0 <= self.settle_interval_ms <= MAX_SETTLE_INTERVAL_MS:
+            raise GenesisError(f"params.settle_interval_ms: expected 1 to {MAX_SETTLE_INTERVAL_MS} ms")
+
+    def interval_end(self, interval: int) -> int | None:
+        """When (block time, ms) trading interval `interval` ends on the genesis' clock; None without one."""
+        if not self.settle_interval_ms:
+            return None
+        return self.settle_epoch_ms + (interval + 1) * self.settle_interval_ms
 
     def to_value(self) -> dict[str, Any]:
         # a parameter added after format version 1 is encoded only when it differs from its default, so every
@@ -179,7 +198,7 @@ class Genesis:
                 except RuleError as exc:
                     raise GenesisError(f"accounts: {exc.detail}") from None
         if self.params.settle_by_both and not any(ks.ROLE_DSO in a.roles for a in self.accounts):
-            # the DSO settles a dispute (market_closing.settle): without one it could stay unpaid for ever
+            # only the DSO settles a dispute (market_closing.settle): without one it would stay unpaid
             raise GenesisError("params.settle_by_both: needs an account with role dso (it settles disputes)")
         unknown = sorted(set(self.contracts) - set(CONTRACTS))
         if unknown:

@@ -6,10 +6,11 @@ Promises: `agree_trades` closes an interval and records its trades, computed onl
 `cap_on_fills`); `settle` pays one trade once, for the energy delivered, within the genesis credit limit:
 on the first party's word, or with genesis `settle_by_both` on what both parties state (each once; they
 agree within `settle_tolerance_wh` and the lower is paid, else the trade is disputed and only the DSO
-settles it - no other authority: on the MGMC chain each MGMC's node key is one; the DSO may settle any trade
-first; a party that stated settles on its lone
-statement by sending it again once `settle_wait_ms` passed after it), never on one party's statement alone
-before that deadline;
+settles it - no other authority, since on the MGMC chain each MGMC's node key is one; the DSO may settle any
+trade first; a party that stated settles on its lone statement by sending it again once `settle_wait_ms`
+passed after it), never on one party's statement alone before that deadline, and with the genesis' interval
+clock (`settle_interval_ms`) nobody's `settle` before the trade's interval ended, so no word given before
+the delivery starts the other party's wait;
 `reopen` marks a closed interval's trades superseded (kept, never settled) and opens it again for the next
 iteration (not an interval whose trades an exchange session cleared: those have no positions to re-bargain).
 An exchange session's forward trades (`exchange_clearing.clear`) are recorded in the same records. Assumes
@@ -120,7 +121,7 @@ def agree_trades(view: Overlay, tx: Tx, ctx: BlockContext, sender: ks.AccountRec
 
 def settle(view: Overlay, tx: Tx, ctx: BlockContext, sender: ks.AccountRecord) -> list[Event]:
     """`settle` {trade, delivered}: with genesis `settle_by_both` a party's is its statement (`_state`), the
-    DSO's the final word; without it the first one pays."""
+    DSO's the final word, nobody's before the trade's interval ended; without it the first one pays."""
     tid, delivered = tx.body["trade"], tx.body["delivered"]
     agreed = _unsettled(view, tid)
     party = _party(agreed, tx.sender)
@@ -139,15 +140,22 @@ def settle(view: Overlay, tx: Tx, ctx: BlockContext, sender: ks.AccountRecord) -
     if not ctx.genesis.params.settle_by_both:
         _pay(view, ctx, tx, tid, agreed, delivered, None)
         return [("settled", {"trade": tid, "amount": agreed["settlement"]["amount"]})]
-    if party is not None:  # a party's word is a statement, even when its key is also an authority's
-        return _state(view, ctx, tx, tid, agreed, party, delivered)
     # only the DSO meters the feeder: any other authority may be a party's own node key (the MGMC chain)
     require(
-        dso,
+        party is not None or dso,
         Reason.FORBIDDEN,
         f"trade {_short(tid)}: {tx.sender.hex()[:16]}… is an authority, not a party or the DSO: on a "
         "settle_by_both chain only the DSO settles a trade its parties do not agree on",
     )
+    ended = ctx.genesis.params.interval_end(agreed["interval"])
+    require(
+        ended is None or ctx.time >= ended,
+        Reason.RULE_VIOLATION,
+        f"trade {_short(tid)}: the {who}'s settle comes before interval {agreed['interval']} ended at "
+        f"{ended} (block time {ctx.time}): nothing is metered before the delivery",
+    )
+    if party is not None:  # a party's word is a statement, even when its key is also an authority's
+        return _state(view, ctx, tx, tid, agreed, party, delivered)
     return _pay(view, ctx, tx, tid, agreed, delivered, "dso")
 
 
