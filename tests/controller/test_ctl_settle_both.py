@@ -4,7 +4,9 @@ Each trade's buyer and seller state what their own meter read; a trade counts as
 chain says `settled`. Days on the rule and without it pay the same; a forged statement is refused and
 never pays; meters that disagree leave the trade disputed and the DSO's metering settles it; a silent
 party's counterparty settles after the chain's wait (the venue moves its logical clock to the deadline);
-two silent parties are a refusal naming the trade. The lossy transport carries every statement.
+two silent parties are a refusal naming the trade. The genesis names the market interval clock and no
+statement lands before its trade's interval ended (the venue moves its clock there first; review9 F1). The
+lossy transport carries every statement.
 """
 
 from __future__ import annotations
@@ -117,6 +119,22 @@ def test_the_venue_settles_on_both_statements_by_default_and_without_the_rule_ke
     assert (
         first.chain.genesis.hash.hex() == "3aa1f26198cdfe3392f34fa7b5c1b5da12b5576582b6f50e96130050f04b8c83"
     )
+
+
+def test_the_genesis_names_the_interval_clock_and_no_statement_lands_before_its_interval_ended() -> None:
+    venue = ChainVenue(tiny())  # 0.25-h intervals
+    params = venue.chain.genesis.params
+    assert (params.settle_epoch_ms, params.settle_interval_ms) == (0, 900_000)
+    assert ChainVenue(tiny(), settle_by_both=False).chain.genesis.params.settle_interval_ms == 0
+    trade = agreed(venue)
+    assert venue.chain.tip.time < 900_000  # the trade was agreed before its interval ended ...
+    tid = venue.trade_id(trade)
+    early = venue.chain.sign_and_submit(venue.keys["s"], "settle", {"trade": tid, "delivered": 4000})
+    assert not isinstance(early, ChainAccepted) and early.reason.value == "rule-violation"
+    assert not isinstance(venue.settle(trade, 4.0), Rejected)  # ... and its parties state after the end
+    record = standing(venue, trade)
+    assert record["settlement"]["basis"] == "agreed"
+    assert min(s["time"] for s in record["statements"].values()) >= 900_000
 
 
 def test_an_unknown_microgrid_in_the_metering_options_is_refused() -> None:

@@ -14,11 +14,14 @@ recorder and forward clearing on this chain (chain_exchange.py). Genesis sets
 `cap_on_fills` (a buyer's maximum caps its allocation, as on the lab's chains) and `bargain` is told so.
 Same scenario, same chain bytes. Units: the chain's Wh and currency micro-units per Wh (market.wh, micro_per_wh).
 Settlement (docs/ledger-format.md, "Settlement on both parties' statements"). With `settle_by_both` (the
-default: a buyer cannot pay less by under-stating, the seller's meter counts too) genesis names the rule
-and a DSO account (role `dso`, key `key_for(scenario, "dso")`: it meters the feeder). For each trade the
-buyer and then the seller send `settle` with what its own meter attributes to the trade: the energy
-delivered, which the simulation knows once per trade, so both state the same, unless a meter is given an
-error (`meter_error_wh`, clamped to 0 … agreed). Two that agree (within `settle_tolerance_wh`) pay the
+default: a buyer cannot pay less by under-stating, the seller's meter counts too) genesis names the rule,
+a DSO account (role `dso`, key `key_for(scenario, "dso")`: it meters the feeder, and only it settles a
+dispute) and the market interval clock (`settle_epoch_ms` 0, the genesis time; `settle_interval_ms` the
+scenario's interval: the chain refuses a statement before its trade's interval ended), so before a party
+states, the venue seals an empty block at the interval's end where the chain's logical clock is short of it.
+For each trade the buyer and then the seller send `settle` with what its own meter attributes to the trade:
+the energy delivered, which the simulation knows once per trade, so both state the same, unless a meter is
+given an error (`meter_error_wh`, clamped to 0 … agreed). Two that agree (within `settle_tolerance_wh`) pay the
 lower; two that do not leave the trade disputed and the DSO settles it with the delivered energy; a party
 whose MGMC is `silent` never states, and its counterparty's lone statement settles once the trade's
 deadline passed: the venue's chain has no clock (block time is logical, LocalChain), so the venue seals an
@@ -95,7 +98,16 @@ class ChainVenue:
         self.dso = key_for(scenario.name, "dso")
         if settle_by_both:  # the DSO meters the feeder: its word settles a dispute
             accounts += (Account(self.dso.public, ("dso",), "dso"),)
-        settling = {"settle_by_both": 1, "settle_tolerance_wh": settle_tolerance_wh} if settle_by_both else {}
+        settling = (
+            {
+                "settle_by_both": 1,
+                "settle_tolerance_wh": settle_tolerance_wh,
+                # interval k ends at (k + 1) x the scenario's interval on the chain's clock (genesis time 0)
+                "settle_interval_ms": round(scenario.interval_hours * 3_600_000),
+            }
+            if settle_by_both
+            else {}
+        )
         genesis = Genesis(
             chain=f"mgmc-{scenario.name}"[:64],
             time=0,
@@ -267,10 +279,14 @@ class ChainVenue:
         self, trade: Trade, party: str, delivered: int, carry: Callable[[], None] | None = None
     ) -> Verdict:
         """The trade's `party` ("buyer" or "seller") sends `settle` with what its own meter reads of
-        `delivered` Wh: its meter's error added, within 0 … the agreed quantity."""
+        `delivered` Wh: its meter's error added, within 0 … the agreed quantity; not before the trade's
+        interval ended on the chain's clock (the venue moves its logical block time there first)."""
         name: str = getattr(trade, party)
         tid = self.trade_id(trade)
         agreed = contract.trade(self.chain.view, tid)
+        ended = None if agreed is None else self.chain.genesis.params.interval_end(agreed["interval"])
+        if ended is not None and self.chain.tip.time < ended:  # a meter is read after the delivery: the
+            self._wait_until(ended)  # chain refuses a statement before its interval ended (review9 F1)
         reading = delivered + self.meter_error_wh.get(name, 0)
         reading = max(0, min(reading, agreed["quantity"] if agreed is not None else reading))
         if carry is not None:
