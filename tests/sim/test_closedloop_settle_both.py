@@ -124,7 +124,43 @@ def test_the_lab_settles_trades_on_both_mgmcs_statements(tmp_path: Path) -> None
         buyer, seller = (int(t["statements"][p]["delivered"]) for p in ("buyer", "seller"))
         assert abs(buyer - seller) <= 500 and t["settlement"]["delivered"] == min(buyer, seller)
         assert t["settlement"]["amount"] == t["price"] * min(buyer, seller)
-    # no statement exceeds its trade, and no trade of the last interval is paid on one word before its wait
+    # the lab's end waited for the last interval's statements: every trade stated by both (paid or disputed)
+    assert summary["unsettled"] == summary["disputed"] and len(stated) == len(trades), summary
+    # no statement exceeds its trade
     assert all(
         int(s["delivered"]) <= int(t["quantity"]) for t in trades for s in t.get("statements", {}).values()
     )
+
+
+def test_the_end_waits_for_the_last_statements_then_halts(tmp_path: Path) -> None:
+    import types
+
+    from peergrid_sim.closedloop import HALT_FILE, quiesced, unsettled_in_records
+
+    chains = LabChains.create(tmp_path / "keys", "ieee33", SCENARIO, SettleByBoth(wait_ms=3_000))
+    loop = types.SimpleNamespace(block_period_ms=1000, interval_s=5.0, chains=chains)
+    bed = types.SimpleNamespace(workdir=tmp_path)
+    records = tmp_path / "records"
+    records.mkdir()
+    status = tmp_path / "nodes" / "mgmc-mg1" / "ledger-status.json"
+    status.parent.mkdir(parents=True)
+    status.write_text(json.dumps({"chains": {"mgmc-x": {"height": 9, "head": "aa", "mempool": 0}}}))
+    (records / "mgmc-mg1.jsonl").write_text(
+        json.dumps({"interval": 36, "trades": [{"id": "t1"}, {"id": "t2"}]}) + "\n"
+        + json.dumps({"interval": 36, "settlement": {"trade": "t1", "settled": True}}) + "\n"
+    )  # fmt: skip
+    (records / "mgmc-mg2.jsonl").write_text(
+        json.dumps({"interval": 36, "trades": [{"id": "t2"}]}) + "\n{half"
+    )
+    assert unsettled_in_records(records) == ["t2"]
+    assert not quiesced(loop, bed) and not (tmp_path / "control" / HALT_FILE).exists()  # t2 not stated yet
+    with (records / "mgmc-mg2.jsonl").open("w") as out:  # disputed: an ending too (the DSO settles it)
+        out.write(json.dumps({"interval": 36, "trades": [{"id": "t2"}]}) + "\n")
+        out.write(json.dumps({"interval": 36, "settlement": {"trade": "t2", "settled": False}}) + "\n")
+    assert unsettled_in_records(records) == []
+    assert not quiesced(loop, bed) and (tmp_path / "control" / HALT_FILE).exists()  # halts now
+    # a silent party: the end waits no longer than the window and a few intervals
+    (records / "mgmc-mg3.jsonl").write_text(json.dumps({"interval": 37, "trades": [{"id": "t3"}]}) + "\n")
+    (tmp_path / "control" / HALT_FILE).unlink()
+    loop._quiesce_from = 1.0  # started long ago
+    assert not quiesced(loop, bed) and (tmp_path / "control" / HALT_FILE).exists()

@@ -12,7 +12,9 @@ market intervals lie on the wall clock and how the MGMCs bucket their sealed rea
 disputed trade from both parties' PCC readings. `edge_config` and `dso_node_config` return the YAML
 documents the daemons load.
 `quiesced(loop, bed)` is the end of a run: once no transaction is pending anywhere (or a few seconds of blocks
-passed) it halts both chains a few blocks above the highest head (`control/halt.json`, which every MGMC and the
+passed) — and, on a settle_by_both chain, every trade the MGMCs recorded has its settlement recorded by one of its
+parties (or the counterparty's window and a few intervals passed: the last interval is stated after its end) — it
+halts both chains a few blocks above the highest head (`control/halt.json`, which every MGMC and the
 DSO node read), then says True when every replica reports that height and
 the same head on both chains, or when the bounded wait is over; what it found (heads per node, transactions
 still pending) goes to `records/quiesce.json`. Assumes the controller's scenario reader
@@ -380,6 +382,36 @@ def _statuses(workdir: Path) -> dict[str, dict[str, Any]]:
     return out
 
 
+def unsettled_in_records(records: Path) -> list[str]:
+    """Trades the MGMCs' interval records name that none of their parties recorded an ending for yet (with
+    settle_by_both each MGMC records how each of its trades ended: edge settlement.py)."""
+    traded: set[str] = set()
+    ended: set[str] = set()
+    for path in sorted(records.glob("mgmc-*.jsonl")):
+        for line in path.read_text(encoding="utf-8").splitlines():
+            try:
+                doc = json.loads(line)
+            except ValueError:
+                break  # a line being written
+            traded.update(
+                str(tr["id"]) for tr in doc.get("trades") or [] if isinstance(tr, dict) and "id" in tr
+            )
+            if isinstance(doc.get("settlement"), dict):
+                ended.add(str(doc["settlement"].get("trade")))
+    return sorted(traded - ended)
+
+
+def _settling_s(loop: Any) -> float | None:
+    """How long the end waits for the last statements (None: the chain does not settle by both)."""
+    chains = getattr(loop, "chains", None)
+    if chains is None:
+        return None
+    params = json.loads(chains.mgmc_genesis.read_text(encoding="utf-8")).get("params", {})
+    if not params.get("settle_by_both"):
+        return None
+    return int(params.get("settle_wait_ms", 3_600_000)) / 1000 + 3 * float(loop.interval_s) + 5.0
+
+
 def quiesced(loop: Any, bed: Any, bound_s: float | None = None) -> bool:
     """One step of the end-of-run quiesce (call it until it says True); see the module docstring."""
     workdir = Path(bed.workdir)
@@ -398,6 +430,9 @@ def quiesced(loop: Any, bed: Any, bound_s: float | None = None) -> bool:
     if not halt_path.exists():
         started = getattr(loop, "_quiesce_from", None) or now
         loop._quiesce_from = started
+        settling = _settling_s(loop)
+        if settling is not None and now - started < settling and unsettled_in_records(workdir / "records"):
+            return False  # the last interval's trades are stated after its end: let them settle or dispute
         if pending and now - started < max(3.0, 10 * period_s):
             return (
                 False  # let what is in flight land first (a tx the chain refuses may never leave a mempool)
