@@ -40,6 +40,7 @@ from peergrid_edge import trader as trader_module
 from peergrid_edge.dayahead_agent import DayAheadAgent
 from peergrid_edge.exchange_io import Deadline, SessionOutcome
 from peergrid_edge.forward_agent import ForwardAgent, ForwardOutcome, forward_plan, forward_session
+from peergrid_edge.pcc_readings import MgMetering
 from peergrid_edge.replicas import EdgeLedger
 from peergrid_edge.resume import resume_interval
 from peergrid_edge.settlement import Settlements, Settler
@@ -317,8 +318,14 @@ def trading_agent(ledger: Any, key: Keypair, scenario: Scenario, mg: Microgrid, 
     agent.state = agent.conv_state = MgState.initial(mg)
     agent.settler = Settler(
         lambda body: agent._submit_outcome("mgmc", key, "settle", body),
-        lambda tid: query.trade(ledger.state("mgmc"), tid),
+        lambda tid: query.settlement(ledger.state("mgmc"), tid),
         lambda: 0.0, asyncio.sleep, agent.d.stopping.is_set, agent._record, Settlements(1.0, 60.0),
+    )  # fmt: skip
+    # no PCC meter (poll 0): its statements would be the agreed quantities; a buyer's settle as before
+    agent.metering = MgMetering(
+        SimpleNamespace(), 0.0, 1.0,
+        lambda t: (round(agent._start_of(t) * 1000), round(agent._start_of(t + 1) * 1000)),
+        lambda t: query.trades(ledger.state("mgmc"), t), key.public, agent.d.keypair.public, None,
     )  # fmt: skip
     return agent
 
