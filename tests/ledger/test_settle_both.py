@@ -472,6 +472,11 @@ def test_bad_clock_params_are_refused_with_one_line(params: dict[str, int], word
         Params.from_value(params)
 
 
+def test_a_negative_epoch_is_refused_where_the_genesis_is_built_not_only_where_it_is_read() -> None:
+    with pytest.raises(GenesisError, match=r"params\.settle_epoch_ms: expected an integer in \[0, 2\*\*63\)"):
+        Params(settle_by_both=1, settle_epoch_ms=-1, settle_interval_ms=INTERVAL_MS)
+
+
 def test_the_clock_is_encoded_only_when_given() -> None:
     plain = make_genesis(params=Params(settle_by_both=1))
     for name in ("settle_epoch_ms", "settle_interval_ms"):

@@ -110,6 +110,8 @@ class Params:
             raise GenesisError(f"params.accept_wait_ms: expected 1 to {MAX_ACCEPT_WAIT_MS} ms")
         if not 1 <= self.settle_wait_ms <= MAX_SETTLE_WAIT_MS:
             raise GenesisError(f"params.settle_wait_ms: expected 1 to {MAX_SETTLE_WAIT_MS} ms")
+        if not 0 <= self.settle_epoch_ms < 2**63:  # as from_value reads it: a genesis written is one read
+            raise GenesisError("params.settle_epoch_ms: expected an integer in [0, 2**63)")
         if self.settle_epoch_ms and not self.settle_interval_ms:
             raise GenesisError("params.settle_epoch_ms: only with settle_interval_ms")
         if not 0 <= self.settle_interval_ms <= MAX_SETTLE_INTERVAL_MS:
