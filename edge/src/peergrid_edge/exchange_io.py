@@ -41,8 +41,9 @@ class Replica(Protocol):
 class Deadline:
     """The day-ahead stage's time before the first interval it trades (trader.py computes it): `close_s`
     (wall s) is when the coordinator closes the session however far it got; `clear_ms` (block time) is the
-    session's deadline on the chain (`exchange.open`'s), after which any member may clear it, and at which
-    the coordinator clears unless every member accepted earlier (forward_agent.py)."""
+    session's deadline on the chain (`exchange.open`'s), after which any member may clear it: before it the
+    coordinator clears once the accept rounds settle, after it once the members that accepted settled, or at
+    its hard stop however far they got (forward_agent.py)."""
 
     close_s: float
     clear_ms: int
