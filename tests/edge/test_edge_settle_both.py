@@ -10,6 +10,7 @@ metering is tested from reading leaves as the edge stores them, against the DSO'
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import threading
 import time
@@ -532,3 +533,31 @@ def test_a_restarted_agent_finds_its_sale_stated_on_chain_and_settles_it_after_t
     [record] = [json.loads(line) for line in (tmp_path / "market.jsonl").read_text().splitlines()]
     assert record["settlement"]["settled"] and record["settlement"]["party"] == "seller"
     assert record["settlement"]["delivered"] == KWH - 40  # its statement read back, not metered again
+
+
+def test_a_statement_the_chain_clock_finds_early_is_sent_again_after_the_interval_ended(
+    tmp_path: Path,
+) -> None:
+    """With the genesis interval clock a settle before the trade's interval ended is refused (rule-violation);
+    an MGMC whose wall clock runs ahead of the chain's (here: told to state at once) tries again and lands."""
+    seller, buyer, authority = (Keypair.generate() for _ in range(3))
+    sent: list[dict[str, Any]] = []
+    ends_ms = round(time.time() * 1000) + 1500  # interval 1 ends 1.5 s from now on the chain's clock
+    genesis = both_chain(seller, buyer, authority)
+    params = dataclasses.replace(genesis.params, settle_epoch_ms=ends_ms - 2 * 1000, settle_interval_ms=1000)
+    genesis = dataclasses.replace(genesis, params=params)
+
+    async def day(node: Node) -> tuple[dict[str, Any], Settler]:
+        tid = await node.agree(1, seller, buyer)
+        s = party_settler(node, seller, {tid: KWH - 9}, sent, [])
+        await s.settle(1, trades_of(node, 1), seller.public, 0.0)  # its clock says the interval is over
+        await s.retry_due()
+        assert "rule-violation" in s.book.pending[tid].reason and "ended" in s.book.pending[tid].reason
+        await s.work_until(ends_ms / 1000 + 3)
+        return query.settlement(node.ledger.state("mgmc"), tid), s
+
+    where, _ = run_chain(tmp_path, genesis, authority, day)
+    # stated (or, the buyer silent for the 1.5-s wait since, settled on it)
+    assert where["state"] in ("stated", "settled") and where["statements"]["seller"]["delivered"] == KWH - 9
+    assert where["statements"]["seller"]["time"] >= ends_ms  # it landed once the interval had ended
+    assert {m["delivered"] for m in sent} == {KWH - 9} and len(sent) >= 2
