@@ -5,10 +5,11 @@ to. On a chain without genesis `settle_by_both` (the rule before it) it settles 
 agreed quantity, as before: the buyer alone pays. With `settle_by_both` (`by_both`) it states each trade, bought
 or sold, once: not before the interval ended and its PCC meter was read (`not_before`, then `metering` gives
 the Wh it metered for that trade, frozen into the statement: the same body is sent again whenever it is sent),
-and reads `query.settlement(...)["state"]`: stated with its own statement on record, it waits until the
-trade's `deadline` (a silent counterparty) and then sends the same body again, which settles it on its word;
-`disputed` ends it without a retry (the DSO settles it from both parties' sealed PCC readings; `on_dispute`
-hears of it); `settled`/`superseded` end it. The chain may refuse an attempt for a reason another party cures
+and reads `query.settlement(...)["state"]`: stated with its own statement on record, it reads the trade again
+every `first_wait_s` until its `deadline` (a silent counterparty), then sends the same body again, which
+settles it on its word; `disputed` ends it without a retry (the DSO settles it from both parties' sealed
+PCC readings; `on_dispute` hears of it); `settled`/`superseded` end it; a refusal because the chain's interval
+clock says the interval has not ended (`rule-violation`) is retried. The chain may refuse an attempt for a reason another party cures
 later — the buyer's balance (its income from its own sales) not yet on chain, a lost nonce, no verdict in
 time, a transaction too old to land, a full pool — and then it is retried with back-off (`first_wait_s`,
 doubling up to `max_wait_s`) whenever the agent is idle (`work_until`: before an interval starts, after the

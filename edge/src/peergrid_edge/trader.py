@@ -35,7 +35,8 @@ Promises, per interval t (starting at `t0 + (t - first_interval) * interval_s` o
        its trades of the interval on that side, the DSO's own rule; an MG without a PCC meter states the agreed
        quantity only when dispatch read-back confirmed the interval's plan in full), waits for a silent
        counterparty until the trade's deadline (also after the day's last interval) and then states again,
-       and on a dispute posts its sealed PCC readings to the DSO (`market.dso_api_url`, when configured).
+       and on a dispute posts its sealed PCC readings to the DSO (where its market settings name the DSO's
+       API as `dso_api_url`: config.py has no such field yet, so today a dispute is only logged).
 It keeps a conventional counterfactual (same MG, no P2P) to report what the DSO-only market would have cost.
 A dead peer costs a phase timeout, never a stall. Never writes to another MG's devices; never reveals its
 curve or DER data (only positions, the injection, and commitments).
