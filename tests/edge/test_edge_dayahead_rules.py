@@ -521,3 +521,25 @@ def test_a_checkpoint_from_before_rules_days_loads_with_none_and_one_with_rules_
     path.write_text(json.dumps({**doc, "rules": [1]}))
     with pytest.raises(CheckpointError, match="rules"):
         load(path, "s")
+
+
+def test_the_forward_stage_after_an_edge_rules_day_clears_the_simulations_trades(tmp_path: Path) -> None:
+    # each MG accepts alone (its floor and cap checked by `exchange.accept` at the closing price): the
+    # cleared trades are `commit` + `clear`'s on the chain venue, pair, Wh and price
+    from test_edge_dayahead_session import run_on
+    from test_edge_forward import on_chain, session_then_forward, venue_keys
+    from test_edge_forward import simulated as forward_simulated
+
+    scenario = rules_day()
+    ledger, keys_ = ledger_for(tmp_path, scenario, key_of=venue_keys(scenario))
+    sessions, forward = run_on(ledger, lambda: session_then_forward(ledger, keys_, scenario))
+    assert all(o.completed for o in sessions)
+    expected, accepted = forward_simulated(scenario)  # the kWh stops, as session_then_forward runs
+    assert len(expected) > 10
+    ledger, _ = ledger_for(tmp_path, scenario, key_of=venue_keys(scenario))
+    try:
+        assert on_chain(ledger, keys_, scenario.intervals) == expected
+    finally:
+        ledger.close()
+    for name, outcome in forward.items():
+        assert outcome.cleared and outcome.decision == "whole" and outcome.accepted == accepted[name]
