@@ -146,14 +146,16 @@ def test_a_refusal_is_recorded_with_the_chains_reason_and_tried_again_later() ->
     assert [d["outcome"] for d in settler.history] == ["refused", "settled"]
 
 
-def test_a_trade_an_authority_settled_first_is_left_alone() -> None:
+def test_a_trade_the_dso_settled_first_by_hand_is_left_alone() -> None:
+    # only the DSO settles a dispute on a settle_by_both chain (review9 F2): an operator's hand settlement under
+    # the DSO key before the node got to it leaves the node nothing to do
     m = market({("s", "b"): 500}, {("s", "b"): (300, 500)})
     tid = m.trade_id("s", "b")
     settler, adapter, _ = settler_for(m)
     seen = final_blocks(m, settler)
     asyncio.run(settler.settle_due())  # no readings: unresolved, pending
     assert tid in settler.pending
-    m.do(m.authority, "settle", {"trade": tid, "delivered": 400})
+    m.do(m.dso, "settle", {"trade": tid, "delivered": 400})
     final_blocks(m, settler, seen)
     settler.pending[tid] = 0.0
     asyncio.run(settler.settle_due())
