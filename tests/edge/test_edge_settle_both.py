@@ -561,3 +561,116 @@ def test_a_statement_the_chain_clock_finds_early_is_sent_again_after_the_interva
     assert where["state"] in ("stated", "settled") and where["statements"]["seller"]["delivered"] == KWH - 9
     assert where["statements"]["seller"]["time"] >= ends_ms  # it landed once the interval had ended
     assert {m["delivered"] for m in sent} == {KWH - 9} and len(sent) >= 2
+
+
+class BothModel:
+    """The settle_by_both rule in miniature (one trade, block time = the simulated clock in ms): statements
+    once each, agreement within the tolerance pays the lower, a disagreement disputes, a lone statement sent
+    again from the deadline settles on it; the silent party's own statement is then too late."""
+
+    def __init__(self, quantity: int, tolerance: int, wait_ms: int, clock: list[float]) -> None:
+        self.quantity, self.tolerance, self.wait_ms, self.clock = quantity, tolerance, wait_ms, clock
+        self.statements: dict[str, int] = {}
+        self.deadline: int | None = None
+        self.paid: list[tuple[int, str]] = []
+        self.disputed = False
+
+    def now_ms(self) -> int:
+        return round(self.clock[0] * 1000)
+
+    def standing(self) -> dict[str, Any]:
+        state = (
+            "settled"
+            if self.paid
+            else "disputed"
+            if self.disputed
+            else "stated"
+            if self.statements
+            else "open"
+        )
+        return {"state": state, "statements": {p: {"delivered": d} for p, d in self.statements.items()},
+                "deadline": self.deadline, "settlement": {"delivered": self.paid[0][0]} if self.paid else None}  # fmt: skip
+
+    def settle(self, party: str, delivered: int) -> Submission:
+        other = "seller" if party == "buyer" else "buyer"
+        if self.paid:
+            return Submission(False, "already-settled: paid")
+        if party in self.statements:
+            if other in self.statements:
+                return Submission(False, "duplicate: disputed")
+            assert self.deadline is not None
+            if self.now_ms() < self.deadline or delivered != self.statements[party]:
+                return Submission(False, "duplicate: a statement is final")
+            self.paid.append((delivered, "lapsed"))
+            return Submission(True)
+        if other in self.statements:
+            assert self.deadline is not None
+            if self.now_ms() >= self.deadline:
+                return Submission(False, "closed: after the deadline")
+        else:
+            self.deadline = self.now_ms() + self.wait_ms
+        self.statements[party] = delivered
+        if other in self.statements:
+            a, b = self.statements["buyer"], self.statements["seller"]
+            if abs(a - b) <= self.tolerance:
+                self.paid.append((min(a, b), "agreed"))
+            else:
+                self.disputed = True
+        return Submission(True)
+
+
+@given(
+    st.integers(1, 10_000), st.integers(0, 10_000), st.integers(0, 10_000), st.integers(0, 50),
+    st.sampled_from(["both", "buyer", "seller"]), st.floats(0.0, 5.0), st.floats(0.0, 5.0),
+)  # fmt: skip
+def test_whoever_states_when_the_trade_is_paid_at_most_once_on_the_rule(
+    quantity: int, buyer_wh: int, seller_wh: int, tolerance: int, who: str, buyer_at: float, seller_at: float
+) -> None:
+    buyer_wh, seller_wh = min(buyer_wh, quantity), min(seller_wh, quantity)
+    clock = [100.0]
+    chain = BothModel(quantity, tolerance, 3_000, clock)
+    sent: dict[str, list[int]] = {"buyer": [], "seller": []}
+    ended: dict[str, str] = {}
+
+    async def sleep(seconds: float) -> None:
+        clock[0] += max(seconds, 0.001)
+
+    def settler(party: str, wh: int) -> Settler:
+        async def submit(body: dict[str, Any]) -> Submission:
+            sent[party].append(body["delivered"])
+            return chain.settle(party, body["delivered"])
+
+        def record(doc: dict[str, Any]) -> None:
+            ended[party] = doc["settlement"]["reason"] or "settled"
+
+        return Settler(submit, lambda tid: chain.standing(), lambda: clock[0], sleep, lambda: False, record,
+                       Settlements(0.5, 2.0), by_both=True, metering=lambda p: wh)  # fmt: skip
+
+    parties = {"buyer": (buyer_wh, buyer_at), "seller": (seller_wh, seller_at)}
+    active = [p for p in parties if who in ("both", p)]
+    settlers = {p: settler(p, parties[p][0]) for p in active}
+    trade = (b"t" * 32, {"buyer": b"b", "seller": b"s", "quantity": quantity})
+
+    async def day() -> None:
+        for p, s in settlers.items():
+            await s.settle(1, [trade], b"b" if p == "buyer" else b"s", 100.0 + parties[p][1])
+        while any(s.book.pending for s in settlers.values()) and clock[0] < 200:
+            for s in settlers.values():
+                await s.retry_due()
+            await sleep(0.1)
+
+    asyncio.run(day())
+    assert len(chain.paid) <= 1 and not any(s.book.pending for s in settlers.values())
+    assert all(len(set(v)) <= 1 for v in sent.values())  # a party only ever sends its one statement
+    if who != "both":  # one silent party: the other's statement settles after the wait, sent exactly twice
+        (p,) = active
+        assert chain.paid == [(parties[p][0], "lapsed")] and len(sent[p]) == 2
+    elif chain.disputed:  # no retry after a dispute, and it was a real disagreement or a late statement
+        assert abs(buyer_wh - seller_wh) > tolerance and not chain.paid
+        assert all("disputed" in ended[p] for p in active) and all(len(sent[p]) == 1 for p in active)
+    else:  # both in time: paid the lower; or one came after the other's window closed: lapsed on the first
+        basis = chain.paid[0][1]
+        if basis == "agreed":
+            assert chain.paid[0][0] == min(buyer_wh, seller_wh) and abs(buyer_wh - seller_wh) <= tolerance
+        else:
+            assert basis == "lapsed" and abs(buyer_at - seller_at) >= 3.0 - 0.6
