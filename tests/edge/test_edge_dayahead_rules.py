@@ -396,6 +396,20 @@ def test_a_restart_with_its_checkpoint_resumes_the_judgement_exactly(tmp_path: P
             assert max(abs(a - b) for a, b in zip(outcome.positions, positions[mg], strict=True)) <= 1
 
 
+def test_a_member_down_through_the_close_of_a_judged_kwh_stop_finds_it_a_stop(tmp_path: Path) -> None:
+    # it posted the final round and died; the coordinator closed while it was down: the chain alone cannot
+    # tell that close from a failure (the posts the kWh stop was computed from are gone), its checkpoint can
+    from test_edge_dayahead_restart import dies_at
+
+    scenario = rules_day()
+    reference = simulated(scenario, KWH)
+    ledger, keys_ = ledger_for(tmp_path, scenario)
+    member = max(keys_, key=lambda name: keys_[name].public)
+    dies = dies_at(reference[0].iterations, True, 1.0, tmp_path / "checkpoint.json")
+    outcomes = run_session(ledger, keys_, scenario, config=KWH, make={member: dies})
+    assert_allocates(outcomes, scenario, KWH, reference)
+
+
 def test_a_restart_without_a_checkpoint_on_a_rules_day_fails_the_stage_saying_why(tmp_path: Path) -> None:
     from test_edge_dayahead_restart import dies_at
 

@@ -413,6 +413,8 @@ class DayAheadAgent:
         book = self.book = Book(self.cfg, record["prices"], len(self.members))
         book.iterations = max(0, record["iteration"] - 1)
         if not stop:
+            stop = self._final_round(record)
+        if not stop:
             raise SessionFailed(
                 f"session {self.session!r} was closed at iteration {record['iteration']} before any stop while "
                 "this MGMC was down: the stage failed"
@@ -420,6 +422,29 @@ class DayAheadAgent:
         log.warning("day-ahead session %s: found closed (%s stop) after a restart", self.session, stop)
         self.stop = stop
         return stop
+
+    def _final_round(self, record: dict[str, Any]) -> str:
+        """A session closed at k with every post of k in: on a judged day the final round after the kWh stop
+        at k - 1 (`ended` cannot tell: the posts of k - 2 it would recompute that stop from are gone). This
+        MGMC's checkpoint of its post of k says whether that step was the kWh stop, and with its rules'
+        state the judgements posted with k are settled as every member settled them: "kwh" if they changed
+        nothing (the close was the stop), else "" (the stage failed)."""
+        k = record["iteration"]
+        if self.checkpoint is None or record["posted"] != len(self.members):
+            return ""
+        try:
+            saved = load(self.checkpoint, self.session)
+        except CheckpointError as exc:
+            log.error("day-ahead session %s: %s", self.session, exc)
+            return ""
+        if saved is None or saved.iteration != k or not saved.kwh or saved.rules is None:
+            return ""
+        try:
+            self.rules.restore(saved.rules)
+        except (KeyError, TypeError, ValueError):
+            return ""
+        self.kwh, self.relaxed, self.final_from = True, False, saved.final_from
+        return "kwh" if self._stop_at(k, self.cfg.max_iterations, False) == "kwh" else ""
 
     async def _run(
         self,
