@@ -226,3 +226,25 @@ def test_a_broken_mgmc_genesis_is_named_by_check_config(
     assert len(result.stderr.strip().splitlines()) == 1, result.stderr
     assert expected in result.stderr and str(genesis) in result.stderr, result.stderr
     assert genesis.exists()  # read, never touched
+
+
+@pytest.mark.parametrize(
+    "url,expected",
+    [
+        ("http://127.0.0.1:8080", "http://127.0.0.1:8080"),
+        ("https://dso.example:8443/", "https://dso.example:8443"),  # a trailing slash would double in paths
+        ("ftp://127.0.0.1", None),
+        ("127.0.0.1:8080", None),
+        ("http://", None),
+        ("http:///api", None),
+        ("http://host name", None),
+    ],
+)
+def test_the_dso_api_url_is_an_http_url_or_a_clear_error(url: str, expected: str | None) -> None:
+    # where an MGMC posts its sealed PCC readings for a disputed trade (pcc_readings.py)
+    base = {"scenario": Path("s.yaml"), "anonym_key_file": Path("a.key"), "t0": 0.0, "interval_s": 900.0}
+    if expected is None:
+        with pytest.raises(ValueError, match="expected an http"):
+            MarketSettings(**base, dso_api_url=url)  # type: ignore[arg-type]
+    else:
+        assert MarketSettings(**base, dso_api_url=url).dso_api_url == expected  # type: ignore[arg-type]

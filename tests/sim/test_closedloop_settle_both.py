@@ -116,6 +116,7 @@ def test_the_lab_settles_trades_on_both_mgmcs_statements(tmp_path: Path) -> None
         "settled_agreed": len(by_both),
         "disputed": sum(1 for t in trades if t.get("disputed")),
         "lapsed": sum(1 for t in trades if (t["settlement"] or {}).get("basis") == "lapsed"),
+        "settled_by_dso": sum(1 for t in trades if (t["settlement"] or {}).get("basis") == "dso"),
         "unsettled": sum(1 for t in trades if t["settlement"] is None),
     }
     print(f"\nlab, 3 intervals, settle_by_both: {summary}")
@@ -124,8 +125,10 @@ def test_the_lab_settles_trades_on_both_mgmcs_statements(tmp_path: Path) -> None
         buyer, seller = (int(t["statements"][p]["delivered"]) for p in ("buyer", "seller"))
         assert abs(buyer - seller) <= 500 and t["settlement"]["delivered"] == min(buyer, seller)
         assert t["settlement"]["amount"] == t["price"] * min(buyer, seller)
-    # the lab's end waited for the last interval's statements: every trade stated by both (paid or disputed)
-    assert summary["unsettled"] == summary["disputed"] and len(stated) == len(trades), summary
+    # the lab's end waited for the last interval's statements: every trade stated by both; each disputed one
+    # settled by the DSO from both MGMCs' sealed PCC readings, which they posted to its API (dso_api_url)
+    assert len(stated) == len(trades) and summary["unsettled"] == 0, summary
+    assert summary["settled_by_dso"] == summary["disputed"], summary
     # no statement exceeds its trade
     assert all(
         int(s["delivered"]) <= int(t["quantity"]) for t in trades for s in t.get("statements", {}).values()

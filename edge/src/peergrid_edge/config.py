@@ -145,6 +145,26 @@ class MarketSettings(StrictSettings):
     # Some MG of the feeder has a genset: the session runs the commitment phases. Not on the chain, so every
     # MGMC must be set alike (a difference fails the stage); a genset MGMC without it refuses the stage.
     dayahead_gensets: bool = False
+    # The DSO server's API (e.g. http://127.0.0.1:8080), where this MGMC posts its sealed PCC readings when one
+    # of its trades is disputed (settle_by_both: the DSO settles a dispute from both parties' readings, which the
+    # chain holds only as a Merkle root: pcc_readings.py). None: a dispute is logged and left to the DSO.
+    dso_api_url: str | None = None
+
+    @field_validator("dso_api_url")
+    @classmethod
+    def _http_url(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        scheme, sep, rest = value.partition("://")
+        if (
+            scheme not in ("http", "https")
+            or not sep
+            or not rest
+            or rest.startswith("/")
+            or any(c.isspace() for c in value)
+        ):
+            raise ValueError(f"expected an http(s) URL like http://127.0.0.1:8080, got {value!r}")
+        return value.rstrip("/")
 
 
 class MetricsSettings(StrictSettings):

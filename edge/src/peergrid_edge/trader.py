@@ -36,7 +36,7 @@ Promises, per interval t (starting at `t0 + (t - first_interval) * interval_s` o
        quantity only when dispatch read-back confirmed the interval's plan in full), waits for a silent
        counterparty until the trade's deadline (also after the day's last interval) and then states again,
        and on a dispute posts its sealed PCC readings to the DSO (where its market settings name the DSO's
-       API as `dso_api_url`: config.py has no such field yet, so today a dispute is only logged).
+       API as `dso_api_url`; without it a dispute is only logged).
 It keeps a conventional counterfactual (same MG, no P2P) to report what the DSO-only market would have cost.
 A dead peer costs a phase timeout, never a stall. Never writes to another MG's devices; never reveals its
 curve or DER data (only positions, the injection, and commitments).
@@ -574,7 +574,7 @@ class MarketAgent:
                 self.d.store, max(polls, default=0.0), self.d.settings.ledger.commit_interval_s,
                 lambda t: (round(self._start_of(t) * 1000), round(self._start_of(t + 1) * 1000)),
                 lambda t: query.trades(self.ledger.state("mgmc"), t), self.anonym.public, self.d.keypair.public,
-                getattr(self.s, "dso_api_url", None),  # the edge config's field, where it has one
+                self.s.dso_api_url,
             )  # fmt: skip
         return self.metering
 

@@ -235,8 +235,9 @@ def rebargain_wait_s(timing: LoopTiming, mgs: int) -> float:
 
 def edge_config(
     chains: LabChains, mg: str, feeder: str, broker: tuple[str, int], data_dir: Path, devices: list[dict[str, Any]],
-    scenario_path: Path, timing: LoopTiming, records: Path,
+    scenario_path: Path, timing: LoopTiming, records: Path, dso_api_url: str | None = None,
 ) -> dict[str, Any]:  # fmt: skip
+    """An MGMC's config; `dso_api_url`: where it posts its sealed PCC readings for a disputed trade."""
     period = timing.block_period_ms
     poll_s = poll_period_s(timing)
     return {
@@ -277,6 +278,7 @@ def edge_config(
             * (rebargain_wait_s(timing, len(chains.mgs)) + dso_wait_s(timing, len(chains.mgs))),
             "record_file": str(records / f"mgmc-{mg}.jsonl"),
             **(_dayahead(scenario_path) if timing.dayahead else {}),
+            **({"dso_api_url": dso_api_url} if dso_api_url else {}),
         },
     }
 
@@ -384,21 +386,43 @@ def _statuses(workdir: Path) -> dict[str, dict[str, Any]]:
 
 def unsettled_in_records(records: Path) -> list[str]:
     """Trades the MGMCs' interval records name that none of their parties recorded an ending for yet (with
-    settle_by_both each MGMC records how each of its trades ended: edge settlement.py)."""
+    settle_by_both each MGMC records how each of its trades ended: edge settlement.py), and disputed ones the
+    DSO's record (`disputes.jsonl`, dso-server dispute_node.py) does not say it settled or found settled yet:
+    the MGMCs post their readings when they see the dispute, and the DSO settles from them a block or two on."""
     traded: set[str] = set()
     ended: set[str] = set()
+    disputed: set[str] = set()
     for path in sorted(records.glob("mgmc-*.jsonl")):
-        for line in path.read_text(encoding="utf-8").splitlines():
-            try:
-                doc = json.loads(line)
-            except ValueError:
-                break  # a line being written
+        for doc in _json_lines(path):
             traded.update(
                 str(tr["id"]) for tr in doc.get("trades") or [] if isinstance(tr, dict) and "id" in tr
             )
             if isinstance(doc.get("settlement"), dict):
-                ended.add(str(doc["settlement"].get("trade")))
-    return sorted(traded - ended)
+                trade = str(doc["settlement"].get("trade"))
+                ended.add(trade)
+                if str(doc["settlement"].get("reason", "")).startswith("disputed"):
+                    disputed.add(trade)
+    decided = {
+        str(doc.get("trade"))
+        for doc in _json_lines(records / "disputes.jsonl")
+        if doc.get("settled") or str(doc.get("outcome", "")).startswith("no longer disputed")
+    }
+    return sorted((traded - ended) | (disputed - decided))
+
+
+def _json_lines(path: Path) -> list[dict[str, Any]]:
+    """The whole JSON lines of a record file another process appends to (none if it is not there yet)."""
+    if not path.exists():
+        return []
+    out = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        try:
+            doc = json.loads(line)
+        except ValueError:
+            break  # a line being written
+        if isinstance(doc, dict):
+            out.append(doc)
+    return out
 
 
 def _settling_s(loop: Any) -> float | None:

@@ -21,7 +21,7 @@ from typing import Any
 
 import yaml
 
-from peergrid_sim.broker import BrokerError
+from peergrid_sim.broker import LOOPBACK, BrokerError
 from peergrid_sim.closedloop import (
     LabChains,
     LoopTiming,
@@ -31,7 +31,9 @@ from peergrid_sim.closedloop import (
     pacing,
     pacing_text,
     quiesced,
+    settles_by_both,
 )
+from peergrid_sim.ports import wait_for_listener
 from peergrid_sim.processes import TestbedError, tool
 
 
@@ -134,7 +136,16 @@ class ClosedLoop:
             records, case, ties, self.dso_extra,
         )  # fmt: skip
         (workdir / "nodes" / "dso").mkdir(parents=True, exist_ok=True)
-        bed.start_dso(self.dso_loop_section(dso_cfg, workdir))
+        dso = bed.start_dso(self.dso_loop_section(dso_cfg, workdir))
+        dso_api_url = None
+        if settles_by_both(self.chains):
+            # the MGMCs post their sealed PCC readings to the DSO's API when a trade is disputed: its port must be
+            # known before their configs are written (with --http-port 0 the DSO binds a free one itself)
+            port = wait_for_listener(dso.process, bed.http_port, 30 + 3 * len(self.chains.mgs))
+            if port is None:
+                raise TestbedError(f"the DSO server did not start listening; see {dso.log}")
+            bed.http_port = port
+            dso_api_url = f"http://{LOOPBACK}:{port}"
         # battery watchdog: three intervals of simulated time without a rate write and it holds 0 W
         devices = edge_devices(endpoints, bed.scenario, round(3 * self.interval_min * 60))
         for mg in self.chains.mgs:
@@ -152,7 +163,7 @@ class ClosedLoop:
                     edge_broker = (broker[0], int(listener.getsockname()[1]))
             config = edge_config(
                 self.chains, mg, feeder, edge_broker, workdir / "nodes" / node, devices.get(mg, []),
-                Path(bed.scenario_path).resolve(), self.timing, records,
+                Path(bed.scenario_path).resolve(), self.timing, records, dso_api_url,
             )  # fmt: skip
             cfg_path = workdir / "config" / f"{node}.yaml"
             cfg_path.write_text(yaml.safe_dump(config, sort_keys=False), encoding="utf-8")
