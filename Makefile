@@ -10,8 +10,8 @@ COMPONENTS := ledger controller edge firmware-sim dso-server
 DEPFILES := $(foreach c,$(COMPONENTS),$(c)/pyproject.toml) requirements-dev.txt ansible/requirements.txt
 STAMP := $(VENV)/.peergrid-installed
 PURE_CORES := ledger/src/peergrid_ledger controller/src/peergrid_controller
-# strict too (pyproject's [tool.mypy]); the edge joins once its last error is gone
-TYPED := $(PURE_CORES) dso-server/src/peergrid_dso firmware-sim/src/peergrid_sim
+# strict too (pyproject's [tool.mypy])
+TYPED := $(PURE_CORES) edge/src/peergrid_edge dso-server/src/peergrid_dso firmware-sim/src/peergrid_sim
 
 .PHONY: all setup system-packages run test lint typecheck pytest bench soak clean
 
