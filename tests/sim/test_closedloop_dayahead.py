@@ -61,9 +61,6 @@ def test_the_lab_with_dayahead_trades_its_intervals_forward_end_to_end(tmp_path:
     argv = [
         str(Path(sys.executable).parent / "peergrid-testbed"), "--scenario", str(SCENARIO), "--intervals", "2",
         "--workdir", str(workdir), "--http-port", "0", "--report", str(out), "--dayahead",
-        # the buyer's settle pays at once, so each interval's record counts its settlements; settling on both
-        # statements in the lab (the default since 91f75fd) is tests/sim/test_closedloop_settle_both.py's
-        "--no-settle-by-both",
     ]  # fmt: skip
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     done = subprocess.run(argv, capture_output=True, text=True, timeout=240)

@@ -1,5 +1,5 @@
 """The lab settles on both parties' statements: `peergrid-testbed` writes `settle_by_both` into a new lab's
-MGMC genesis (unless `--no-settle-by-both`) and gives the DSO node its `disputes` section; the system test runs
+MGMC genesis (with `--settle-by-both`) and gives the DSO node its `disputes` section; the system test runs
 the whole lab and reads the MGMC chain for trades settled on both MGMCs' statements."""
 
 from __future__ import annotations
@@ -25,9 +25,9 @@ def _params(chains: LabChains) -> Any:
     return Genesis.from_json(json.loads(chains.mgmc_genesis.read_text())).params
 
 
-def test_the_testbed_settles_by_both_unless_told_not_to() -> None:
-    assert build_parser().parse_args([]).settle_by_both is True
-    assert build_parser().parse_args(["--no-settle-by-both"]).settle_by_both is False
+def test_the_testbed_settles_by_both_when_told_to() -> None:
+    assert build_parser().parse_args([]).settle_by_both is False
+    assert build_parser().parse_args(["--settle-by-both"]).settle_by_both is True
 
 
 def test_the_lab_genesis_names_settle_by_both_and_the_dso_gets_its_disputes_section(tmp_path: Path) -> None:
@@ -100,7 +100,7 @@ def test_the_lab_settles_trades_on_both_mgmcs_statements(tmp_path: Path) -> None
     workdir = tmp_path / "bed"
     argv = [
         str(Path(sys.executable).parent / "peergrid-testbed"), "--scenario", str(SCENARIO), "--intervals", "3",
-        "--workdir", str(workdir), "--http-port", "0",
+        "--workdir", str(workdir), "--http-port", "0", "--settle-by-both",
     ]  # fmt: skip
     done = subprocess.run(argv, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]

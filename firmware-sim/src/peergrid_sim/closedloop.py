@@ -6,7 +6,7 @@ accounts: the DSO, each MGMC, each anonym with its owner's market rules preset f
 DSO chain (authorities: the DSO and every MGMC as co-validator; the DSO enrols each MGMC's anonym on it when
 its node starts). The MGMC chain carries the market and exchange contracts; `LoopTiming.dayahead` (off by
 default) turns on the MGMCs' day-ahead session and forward trades (`market.dayahead`). With `SettleByBoth`
-(`peergrid-testbed` passes it unless `--no-settle-by-both`) the MGMC genesis names `settle_by_both`: a trade
+(`peergrid-testbed --settle-by-both` passes it) the MGMC genesis names `settle_by_both`: a trade
 settles on both parties' metered statements, and the DSO node's config gets its `disputes` section (where the
 market intervals lie on the wall clock and how the MGMCs bucket their sealed readings), so it settles a
 disputed trade from both parties' PCC readings. `edge_config` and `dso_node_config` return the YAML
