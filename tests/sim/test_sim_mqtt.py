@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import queue
+import time
 
 import paho.mqtt.client as mqtt
 
@@ -22,6 +23,20 @@ def test_parse_command_is_all_or_nothing():
     assert parse_command(b"\xff", pv)[1] == {"*": "payload is not JSON"}
     assert parse_command(b'{"limit_pct": "x"}', pv)[1] == {"limit_pct": "value must be a number"}
     assert parse_command(b"[]", pv)[0] == {}
+
+
+def _first(inbox: queue.Queue[tuple[str, dict]], suffix: str, within_s: float = 10.0) -> tuple[str, dict]:
+    """The next message whose topic ends with `suffix`, skipping the others; fails after `within_s` (telemetry
+    keeps arriving every period, so a per-get timeout alone would wait forever for a message that never comes)."""
+    deadline = time.monotonic() + within_s
+    while (left := deadline - time.monotonic()) > 0:
+        try:
+            topic, message = inbox.get(timeout=left)
+        except queue.Empty:
+            break
+        if topic.endswith(suffix):
+            return topic, message
+    raise AssertionError(f"no message on *{suffix} within {within_s} s")
 
 
 def test_telemetry_and_commands_over_a_real_broker(run_sim, mosquitto):
@@ -57,22 +72,14 @@ def test_telemetry_and_commands_over_a_real_broker(run_sim, mosquitto):
     client.subscribe([(endpoint["topic"], 1), (f"{endpoint['topic']}/ack", 1)])
     client.loop_start()
     try:
-        topic, telemetry = inbox.get(timeout=10)
-        while topic != endpoint["topic"]:
-            topic, telemetry = inbox.get(timeout=10)
+        _, telemetry = _first(inbox, endpoint["topic"])
         assert telemetry["kind"] == "pv" and telemetry["readings"]["ac_w"] > 2000
         client.publish(f"{endpoint['topic']}/set", json.dumps({"limit_enabled": 1, "limit_pct": 25}), qos=1)
-        while True:
-            topic, message = inbox.get(timeout=10)
-            if topic.endswith("/ack"):
-                break
+        _, message = _first(inbox, "/ack")
         assert message["accepted"] == {"limit_enabled": 1.0, "limit_pct": 25.0} and message["rejected"] == {}
         assert sim.call(lambda: sim.app.sim.device("mg1/pvroof").model.limit_pct) == 25
         client.publish(f"{endpoint['topic']}/set", b"not json", qos=1)
-        while True:
-            topic, message = inbox.get(timeout=10)
-            if topic.endswith("/ack"):
-                break
+        _, message = _first(inbox, "/ack")
         assert message["rejected"] == {"*": "payload is not JSON"}
     finally:
         client.loop_stop()
@@ -165,3 +172,60 @@ def test_run_with_broker_and_broker_tls_flags(tmp_path, test_pki):
             client.loop_stop()
             client.disconnect()
         assert proc.returncode == 0
+
+
+def test_no_telemetry_before_the_broker_acknowledged_the_command_subscriptions():
+    """A client that saw a device's telemetry may command it at once: the sensors publish only after the SUBACK."""
+    import asyncio
+    from types import SimpleNamespace
+
+    from paho.mqtt.reasoncodes import ReasonCode
+
+    from peergrid_sim.mqtt_sensor import MqttSensors
+
+    class Client:
+        def __init__(self) -> None:
+            self.published: list[str] = []
+            self.subscribed: list[list[tuple[str, int]]] = []
+
+        def connect_async(self, *args: object, **kwargs: object) -> None: ...
+        def loop_start(self) -> None: ...
+        def loop_stop(self) -> None: ...
+        def disconnect(self) -> None: ...
+
+        def subscribe(self, topics: list[tuple[str, int]]) -> tuple[int, int]:
+            self.subscribed.append(topics)
+            return 0, 7
+
+        def publish(self, topic: str, payload: str, qos: int = 0) -> None:
+            self.published.append(topic)
+
+    faults = SimpleNamespace(no_response=False, down_until=0.0, delay_s=0.0)
+    device = SimpleNamespace(
+        mg="mg1", name="pv", kind="pv", faults=faults, reported_readings=lambda: {"ac_w": 1.0}
+    )
+    scenario = SimpleNamespace(
+        feeder="f1", name="t", broker=SimpleNamespace(host="127.0.0.1", port=1, ca_file=None)
+    )
+    sensors = MqttSensors(
+        scenario,
+        [(SimpleNamespace(name="pv", period_s=0.01), device, "mg1")],
+        clock=SimpleNamespace(now=time.time),
+    )
+    client = Client()
+    sensors.client = client  # type: ignore[assignment]
+
+    async def run() -> None:
+        await sensors.start()
+        await asyncio.sleep(0.1)
+        assert client.published == []
+        sensors._on_connect(client, None, None, None, None)  # type: ignore[arg-type]
+        assert client.subscribed == [[("peergrid/f1/telemetry/mg1/pv/set", 1)]]
+        await asyncio.sleep(0.1)
+        assert client.published == [], "published before the SUBACK"
+        sensors._on_subscribe(client, None, 7, [ReasonCode(9, identifier=1)], None)  # type: ignore[arg-type]
+        await asyncio.sleep(0.1)
+        assert client.published and set(client.published) == {"peergrid/f1/telemetry/mg1/pv"}
+        await sensors.close()
+
+    asyncio.run(run())

@@ -6,7 +6,8 @@ Topics (under `peergrid/<feeder>/telemetry/<mg>/<device>`):
   <topic>/set      JSON command {"<setting>": value, ...}, e.g. {"limit_enabled": 1, "limit_pct": 50}
   <topic>/ack      JSON {"seq", "accepted": {...}, "rejected": {"<setting>": reason}} (QoS 1)
 Promises: a command is applied whole or not at all; a malformed command is answered on /ack and never
-raises; a broker outage only delays telemetry (paho reconnects). Assumes paho-mqtt 2.x; its network
+raises; a broker outage only delays telemetry (paho reconnects). The first telemetry is published only once
+the broker acknowledged the /set subscriptions, so a client that has seen a device's telemetry can command it. Assumes paho-mqtt 2.x; its network
 thread hands commands to the asyncio loop, which alone touches device state.
 """
 
@@ -61,6 +62,10 @@ class MqttSensors:
         self.seq = 0
         self._loop: asyncio.AbstractEventLoop | None = None
         self._tasks: list[asyncio.Task[None]] = []
+        self._subscribed: asyncio.Event | None = (
+            None  # set once the broker acknowledged the /set subscriptions
+        )
+        self._subscribe_mid: int | None = None
         self.client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"firmware-sim-{scenario.name}")
         if self.broker.ca_file is not None:
             self.client.tls_set(
@@ -70,6 +75,7 @@ class MqttSensors:
             )
         self.client.on_connect = self._on_connect
         self.client.on_message = self._on_message
+        self.client.on_subscribe = self._on_subscribe
         self._by_topic = {self.topic(mg or "", spec.name): (spec, device) for spec, device, mg in devices}
 
     def topic(self, mg: str, device: str) -> str:
@@ -77,6 +83,7 @@ class MqttSensors:
 
     async def start(self) -> None:
         self._loop = asyncio.get_running_loop()
+        self._subscribed = asyncio.Event()
         self.client.connect_async(self.broker.host, self.broker.port, keepalive=30)
         self.client.loop_start()
         for topic, (spec, device) in self._by_topic.items():
@@ -90,8 +97,17 @@ class MqttSensors:
         self.client.loop_stop()
 
     def _on_connect(self, client: mqtt.Client, userdata: Any, flags: Any, reason: Any, props: Any) -> None:
-        for topic in self._by_topic:
-            client.subscribe(f"{topic}/set", qos=1)
+        if self._by_topic:
+            _, self._subscribe_mid = client.subscribe([(f"{topic}/set", 1) for topic in self._by_topic])
+
+    def _on_subscribe(self, client: mqtt.Client, userdata: Any, mid: int, reasons: Any, props: Any) -> None:
+        if mid != self._subscribe_mid:
+            return
+        refused = [str(reason) for reason in reasons if reason.is_failure]
+        if refused:  # e.g. the broker's ACL: the devices still publish, but take no commands
+            log.warning("broker refused the command subscriptions: %s", ", ".join(refused))
+        if self._loop is not None and self._subscribed is not None:
+            self._loop.call_soon_threadsafe(self._subscribed.set)
 
     def _on_message(self, client: mqtt.Client, userdata: Any, message: mqtt.MQTTMessage) -> None:
         if self._loop is not None:
@@ -131,6 +147,8 @@ class MqttSensors:
         return float(self.clock.now())
 
     async def _publish_forever(self, topic: str, period: float, device: Any) -> None:
+        if self._subscribed is not None:
+            await self._subscribed.wait()
         while True:
             if not _silent(device):
                 await asyncio.sleep(device.faults.delay_s)
