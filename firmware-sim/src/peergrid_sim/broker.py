@@ -3,7 +3,8 @@
 Promises: `MosquittoBroker.start()` returns once the Mosquitto process it started listens on 127.0.0.1 (its
 own socket, not merely a port that accepts connections: another process may hold the port it picked), with a
 config generated here (plain, or TLS with client certificates whose CN is the MQTT username, and optional
-topic ACLs); `stop()` ends exactly the process it started, by its PID. Never binds anything but loopback
+topic ACLs); `stop()` ends exactly the process it started, by its PID, and the process that started it dying
+any other way kills it too (`peergrid_sim.tied`: a killed test leaves no broker behind). Never binds anything but loopback
 and never assumes port 1883 is free. Messages are not persisted: peergrid's gossip must not depend on it.
 """
 
@@ -19,6 +20,7 @@ from pathlib import Path
 
 from peergrid_sim.certs import LabPki
 from peergrid_sim.ports import wait_for_listener
+from peergrid_sim.tied import tied_popen
 
 LOOPBACK = "127.0.0.1"
 
@@ -115,7 +117,7 @@ class MosquittoBroker:
             BrokerConfig(self.port, self.tls, self.acl_lines).render(self.workdir), encoding="utf-8"
         )
         with self.log_path.open("ab") as log:
-            self.process = subprocess.Popen(
+            self.process = tied_popen(
                 [exe, "-c", str(conf)], stdout=log, stderr=log, stdin=subprocess.DEVNULL
             )
         # Mosquitto cannot bind port 0 for us, so the port was picked before: if another process took it in

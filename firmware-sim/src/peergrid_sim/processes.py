@@ -6,7 +6,9 @@ listens on its HTTP port (with port 0: on any port it bound, read from that proc
 between), and writes the ports it got to `<workdir>/ports.json` (`{"dso_http": …, "broker": …}`); it raises
 `TestbedError` with the log to read when a part does not come up, e.g. a fixed port another process holds.
 Every child runs in its own session and `stop()` ends it (SIGTERM, then SIGKILL of its process group), so no
-grandchild outlives the testbed; `<workdir>/pids.json` names them. Binds loopback only.
+grandchild outlives the testbed; `<workdir>/pids.json` names them. Every child and the broker are also tied to
+the testbed's process (`peergrid_sim.tied`): when it dies without its `stop()` — SIGKILL, a crash — the kernel
+kills them. Binds loopback only.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ import yaml
 from peergrid_sim.broker import LOOPBACK, MosquittoBroker
 from peergrid_sim.ports import wait_for_listener
 from peergrid_sim.scenario import Scenario
+from peergrid_sim.tied import tied_popen
 
 
 class TestbedError(RuntimeError):
@@ -61,7 +64,7 @@ class Testbed:
         log = self.workdir / "logs" / f"{name}.log"
         log.parent.mkdir(parents=True, exist_ok=True)
         with log.open("ab") as out:
-            proc = subprocess.Popen(
+            proc = tied_popen(
                 argv,
                 stdout=out,
                 stderr=subprocess.STDOUT,

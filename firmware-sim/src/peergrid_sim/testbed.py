@@ -1,8 +1,9 @@
 """`peergrid-testbed`: the whole lab on one machine — broker, emulated devices, MGMCs, DSO server.
 
 Promises: every process it starts (`peergrid_sim.processes.Testbed`) runs in its own session and is stopped
-(SIGTERM, then SIGKILL of its process group) when the testbed ends — by Ctrl-C, SIGTERM, `--duration`, or a
-child dying early — so it leaves no orphan. Prints the URLs to look at; the ports it got are also in
+(SIGTERM, then SIGKILL of its process group) when the testbed ends — by Ctrl-C, SIGTERM, SIGHUP (its
+terminal closed), `--duration`, or a child dying early — so it leaves no orphan; killed itself (SIGKILL, e.g. a
+test's timeout) or crashing, the kernel kills them (`peergrid_sim.tied`). Prints the URLs to look at; the ports it got are also in
 `<workdir>/ports.json` (`--http-port 0`: the DSO server binds any free port itself). With `--intervals` it
 trades that many intervals, halts the chains, and writes the report. With `--settle-by-both` a new lab
 directory's MGMC genesis names `settle_by_both` (each trade settles on both parties' metered statements, a
@@ -146,6 +147,7 @@ def main(argv: list[str] | None = None) -> int:
 
     signal.signal(signal.SIGINT, on_signal)
     signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGHUP, on_signal)
     status = 0
     try:
         bed.start()
