@@ -19,6 +19,12 @@ Flow for one trading interval (see docs/ledger-format.md):
       a buyer's maximum quantity caps what the closing allocates it instead of the sum of its requests
       (its pro-rata grants kept in its own effective-price order, clean premium counted, up to the
       maximum): it may ask several sellers, some of them rationed, and still be filled up to it.
+  `market.tariff` (the DSO only, on a `settle_by_both` chain): an account's retail and feed-in prices for a
+      run of intervals, each set once and only while its interval is open, so they are terms of the trades
+      agreed in it. A trade both of whose parties are priced carries an imbalance compensation: each party's
+      statement may add its own side's shortfall (`short`), and the settlement moves, once, price x delivered
+      from buyer to seller and `market_state.compensation` from the side that fell short more to the other
+      (`market_closing.settle`).
   `market.reopen` (design step 6: the DSO's adjustment contract makes the MGs re-bargain) reopens a closed
       interval. Only the DSO sends it (the `dso` role: the MGMCs cannot reopen a bargain on their own), for
       the next iteration (last + 1), at most genesis `max_reopens` times (0, the default, disables it), while
@@ -34,15 +40,16 @@ from __future__ import annotations
 from typing import Any
 
 from .. import keyspace as ks
-from ..machine import BlockContext, KindSpec, require, require_participant
-from ..results import Reason, RuleError
-from ..schema import HASH, INTERVAL, PRICE, QUANTITY, ROUND, Bool, Int, Map, OneOf, check
+from ..machine import BlockContext, KindSpec, require, require_participant, require_role
+from ..results import Event, Reason, RuleError
+from ..schema import HASH, INTERVAL, KEY, PRICE, QUANTITY, ROUND, Bool, Int, List, Map, OneOf, check
 from ..state import Overlay, read_obj
 from ..tx import Tx
 from .market_closing import agree_trades, reopen, settle
 from .market_state import (  # re-exported: callers import the contract's records from here
     DEMANDS,
     MAX_DEMANDS,
+    MAX_TARIFF_INTERVALS,
     NO_RULES,
     RULES_SHAPE,
     allocate,
@@ -61,6 +68,8 @@ from .market_state import (  # re-exported: callers import the contract's record
     rules_for,
     rules_key,
     settlement,
+    tariff,
+    tariff_key,
     trade,
     trade_id,
 )
@@ -83,6 +92,7 @@ __all__ = [
     "reopening",
     "rules_for",
     "settlement",
+    "tariff",
     "trade",
     "trade_id",
 ]
@@ -232,6 +242,41 @@ def move(view: Overlay, tx: Tx, ctx: BlockContext, sender: ks.AccountRecord) -> 
         view.put_obj(bid_key(interval, tx.sender), {"demands": b["demands"], "round": b["round"]})
 
 
+def set_tariff(view: Overlay, tx: Tx, ctx: BlockContext, sender: ks.AccountRecord) -> list[Event]:
+    """The DSO prices an account's cover for a run of intervals: retail (what it charges for energy a trade
+    did not deliver) and feed-in (what it pays for energy a trade's buyer did not take), micro-units per Wh.
+    Once per interval, before the interval closes: a trade's cover prices are fixed when it is agreed."""
+    require_role(sender, {ks.ROLE_DSO}, tx.kind)
+    b = tx.body
+    account, first, retail, feed_in = b["account"], b["first_interval"], b["retail"], b["feed_in"]
+    require(
+        bool(ctx.genesis.params.settle_by_both),
+        Reason.RULE_VIOLATION,
+        "cover prices need genesis settle_by_both: each party states its own shortfall",
+    )
+    require(view.get(ks.account(account)) is not None, Reason.NOT_FOUND, "the account is not a known account")
+    require(
+        len(retail) == len(feed_in) > 0,
+        Reason.INVALID,
+        f"{len(retail)} retail and {len(feed_in)} feed-in prices: one of each per interval, at least one",
+    )
+    for interval in range(first, first + len(retail)):
+        if closed(view, interval):
+            raise RuleError(
+                Reason.CLOSED, f"interval {interval} is closed: its trades were agreed without these prices"
+            )
+        set_before = tariff(view, account, interval)
+        if set_before is not None:
+            raise RuleError(
+                Reason.DUPLICATE,
+                f"interval {interval}: the account's prices are set already (retail {set_before[0]}, "
+                f"feed-in {set_before[1]})",
+            )
+    for k, prices in enumerate(zip(retail, feed_in, strict=True)):
+        view.put_obj(tariff_key(account, first + k), list(prices))
+    return [("tariff", {"account": account, "first_interval": first, "intervals": len(retail)})]
+
+
 def genesis_writes(genesis: Any) -> dict[bytes, bytes | None]:
     from ..codec import encode
 
@@ -260,7 +305,35 @@ KINDS: dict[str, KindSpec] = {
         move,
     ),
     "trade": KindSpec(Map({"interval": INTERVAL}), agree_trades),
-    "settle": KindSpec(Map({"trade": HASH, "delivered": QUANTITY}), settle),
+    # a party may add its own side's shortfall, the DSO both sides' (only on a trade the DSO priced)
+    "settle": KindSpec(
+        OneOf(
+            (
+                Map({"trade": HASH, "delivered": QUANTITY}),
+                Map({"trade": HASH, "delivered": QUANTITY, "short": QUANTITY}),
+                Map(
+                    {
+                        "trade": HASH,
+                        "delivered": QUANTITY,
+                        "seller_short": QUANTITY,
+                        "buyer_short": QUANTITY,
+                    }
+                ),
+            )
+        ),
+        settle,
+    ),
+    "market.tariff": KindSpec(
+        Map(
+            {
+                "account": KEY,
+                "first_interval": INTERVAL,
+                "retail": List(PRICE, MAX_TARIFF_INTERVALS),
+                "feed_in": List(PRICE, MAX_TARIFF_INTERVALS),
+            }
+        ),
+        set_tariff,
+    ),
     "market.reopen": KindSpec(
         Map({"interval": INTERVAL, "iteration": Int(1, 1_000_000), "ref": HASH, "until": Int(0, 2**63 - 1)}),
         reopen,

@@ -10,7 +10,11 @@ settles it - no other authority, since on the MGMC chain each MGMC's node key is
 trade first; a party that stated settles on its lone statement by sending it again once `settle_wait_ms`
 passed after it), never on one party's statement alone before that deadline, and with the genesis' interval
 clock (`settle_interval_ms`) nobody's `settle` before the trade's interval ended, so no word given before
-the delivery starts the other party's wait;
+the delivery starts the other party's wait; on a trade both of whose parties the DSO priced (`market.tariff`)
+the same settlement moves the imbalance compensation (`market_state.compensation`) from the shortfalls
+stated: each party's own (`short`, none: 0), a silent party's the whole undelivered rest, the DSO's word on
+both sides (`seller_short`, `buyer_short`) final; statements that leave part of the undelivered energy owned
+by nobody (beyond the tolerance) dispute the trade;
 `reopen` marks a closed interval's trades superseded (kept, never settled) and opens it again for the next
 iteration (not an interval whose trades an exchange session cleared: those have no positions to re-bargain).
 An exchange session's forward trades (`exchange_clearing.clear`) are recorded in the same records. Assumes
@@ -35,6 +39,8 @@ from .market_state import (
     buyer_limit,
     closed,
     closings,
+    compensation,
+    cover_prices,
     interval_key,
     members,
     offer,
@@ -120,8 +126,9 @@ def agree_trades(view: Overlay, tx: Tx, ctx: BlockContext, sender: ks.AccountRec
 
 
 def settle(view: Overlay, tx: Tx, ctx: BlockContext, sender: ks.AccountRecord) -> list[Event]:
-    """`settle` {trade, delivered}: with genesis `settle_by_both` a party's is its statement (`_state`), the
-    DSO's the final word, nobody's before the trade's interval ended; without it the first one pays."""
+    """`settle` {trade, delivered[, short | seller_short, buyer_short]}: with genesis `settle_by_both` a
+    party's is its statement (`_state`), the DSO's the final word, nobody's before the trade's interval
+    ended; without it the first one pays. Shortfalls only on a priced trade (`_stated_shorts`)."""
     tid, delivered = tx.body["trade"], tx.body["delivered"]
     agreed = _unsettled(view, tid)
     party = _party(agreed, tx.sender)
@@ -137,6 +144,7 @@ def settle(view: Overlay, tx: Tx, ctx: BlockContext, sender: ks.AccountRecord) -
         Reason.INVALID,
         f"trade {_short(tid)}: the {who}'s delivered {delivered} exceeds agreed {agreed['quantity']}",
     )
+    shorts = _stated_shorts(view, tx.body, tid, agreed, party, who)
     if not ctx.genesis.params.settle_by_both:
         _pay(view, ctx, tx, tid, agreed, delivered, None)
         return [("settled", {"trade": tid, "amount": agreed["settlement"]["amount"]})]
@@ -156,7 +164,43 @@ def settle(view: Overlay, tx: Tx, ctx: BlockContext, sender: ks.AccountRecord) -
     )
     if party is not None:  # a party's word is a statement, even when its key is also an authority's
         return _state(view, ctx, tx, tid, agreed, party, delivered)
-    return _pay(view, ctx, tx, tid, agreed, delivered, "dso")
+    return _pay(view, ctx, tx, tid, agreed, delivered, "dso", shorts)
+
+
+def _stated_shorts(
+    view: Overlay, body: dict[str, Any], tid: bytes, agreed: dict[str, Any], party: str | None, who: str
+) -> tuple[int, int]:
+    """(seller's, buyer's) shortfall the DSO's settle names (both 0 when the trade was delivered in full and
+    it names none); a party's own `short` checked against what it says was delivered. Shortfalls only on a
+    trade whose parties the DSO priced (`market.tariff`), a party its own, the DSO both."""
+    quantity, delivered = agreed["quantity"], body["delivered"]
+    given = "short" in body or "seller_short" in body
+    priced = cover_prices(view, agreed) is not None
+    if given and not priced:
+        raise RuleError(
+            Reason.INVALID,
+            f"trade {_short(tid)}: the DSO priced no cover for both its parties in interval "
+            f"{agreed['interval']} (market.tariff): it carries no compensation, state only what was delivered",
+        )
+    if party is not None:
+        require("seller_short" not in body, Reason.INVALID, f"the {party} states its own side's `short` only")
+        short = body.get("short", 0)
+        require(
+            delivered + short <= quantity,
+            Reason.INVALID,
+            f"trade {_short(tid)}: the {party}'s delivered {delivered} and own shortfall {short} exceed "
+            f"agreed {quantity}",
+        )
+        return (short, 0) if party == "seller" else (0, short)
+    require("short" not in body, Reason.INVALID, f"the {who} names both sides' shortfalls, not `short`")
+    sides = (body.get("seller_short", 0), body.get("buyer_short", 0))
+    require(
+        not priced or max(sides) == quantity - delivered,
+        Reason.INVALID,
+        f"trade {_short(tid)}: the {who} settles {delivered} of {quantity} Wh delivered, so the larger "
+        f"shortfall is {quantity - delivered} Wh, not {max(sides)} (seller_short, buyer_short)",
+    )
+    return sides
 
 
 def _unsettled(view: Overlay, tid: bytes) -> dict[str, Any]:
@@ -211,16 +255,31 @@ def _state(
     else:
         agreed["deadline"] = ctx.time + ctx.genesis.params.settle_wait_ms
     statements[party] = {"delivered": delivered, "time": ctx.time, "txid": tx.txid}
-    events: list[Event] = [("stated", {"trade": tid, "party": party, "delivered": delivered})]
+    stated: dict[str, Any] = {"trade": tid, "party": party, "delivered": delivered}
+    if "short" in tx.body:  # only then: a statement without it keeps its old bytes
+        statements[party]["short"] = stated["short"] = tx.body["short"]
+    events: list[Event] = [("stated", stated)]
     if other not in statements:
         view.put_obj(trade_key(tid), agreed)
         return events
     buyer, seller = int(statements["buyer"]["delivered"]), int(statements["seller"]["delivered"])
-    if abs(buyer - seller) <= ctx.genesis.params.settle_tolerance_wh:
-        return events + _pay(view, ctx, tx, tid, agreed, min(buyer, seller), "agreed")
+    tolerance = ctx.genesis.params.settle_tolerance_wh
+    shorts = (int(statements["seller"].get("short", 0)), int(statements["buyer"].get("short", 0)))
+    # on a priced trade somebody's own shortfall must account for what was not delivered, or the side at
+    # fault would owe nothing by keeping quiet about it: the DSO's metering settles it
+    unowned = agreed["quantity"] - min(buyer, seller) - max(shorts) if _priced(view, agreed) else 0
+    if abs(buyer - seller) <= tolerance and unowned <= tolerance:
+        return events + _pay(view, ctx, tx, tid, agreed, min(buyer, seller), "agreed", shorts)
     agreed["disputed"] = True
     view.put_obj(trade_key(tid), agreed)
-    return [*events, ("disputed", {"trade": tid, "buyer": buyer, "seller": seller})]
+    disputed = {"trade": tid, "buyer": buyer, "seller": seller}
+    if unowned > tolerance:
+        disputed["unowned"] = unowned
+    return [*events, ("disputed", disputed)]
+
+
+def _priced(view: Overlay, agreed: dict[str, Any]) -> bool:
+    return cover_prices(view, agreed) is not None
 
 
 def _lapse(
@@ -245,7 +304,14 @@ def _lapse(
             f"{party}'s settle of {stated} Wh again settles on it",
         )
     require(delivered == stated, Reason.DUPLICATE, f"{said}, not {delivered}: a statement is final")
-    return _pay(view, ctx, tx, tid, agreed, stated, "lapsed")
+    own = int(statements[party].get("short", 0))
+    require(
+        tx.body.get("short", 0) == own, Reason.DUPLICATE, f"{said} with its own shortfall {own}: it is final"
+    )
+    # the silent party forfeited its word: what was not delivered is taken as its own shortfall
+    gap = int(agreed["quantity"]) - stated
+    shorts = (own, gap) if party == "seller" else (gap, own)
+    return _pay(view, ctx, tx, tid, agreed, stated, "lapsed", shorts)
 
 
 def _pay(
@@ -256,8 +322,11 @@ def _pay(
     agreed: dict[str, Any],
     delivered: int,
     basis: str | None,
+    shorts: tuple[int, int] = (0, 0),
 ) -> list[Event]:
-    """The buyer pays price × delivered, once; `basis` (settle_by_both) says on whose word."""
+    """The buyer pays price × delivered, once; `basis` (settle_by_both) says on whose word. On a trade whose
+    parties the DSO priced, in the same settlement the side that fell short more pays the other the
+    compensation for the excess (`market_state.compensation`, `shorts` the seller's and buyer's Wh)."""
     amount = agreed["price"] * delivered
     transfer(view, ctx, agreed["buyer"], agreed["seller"], amount, "buyer")
     agreed["settlement"] = {"amount": amount, "delivered": delivered, "txid": tx.txid}
@@ -265,8 +334,21 @@ def _pay(
         view.put_obj(trade_key(tid), agreed)
         return []
     agreed["settlement"]["basis"] = basis
+    settled: dict[str, Any] = {"trade": tid, "amount": amount, "delivered": delivered, "basis": basis}
+    prices = cover_prices(view, agreed)
+    if prices is not None:  # only then: an unpriced trade's record keeps its bytes
+        payer, owed = compensation(agreed["price"], shorts[0], shorts[1], *prices)
+        if owed:
+            transfer(view, ctx, agreed[payer], agreed[_other(payer)], owed, f"{payer} (compensation)")
+        agreed["settlement"]["compensation"] = {
+            "payer": payer,
+            "amount": owed,
+            "seller_short": shorts[0],
+            "buyer_short": shorts[1],
+        }
+        settled |= {"compensation": owed, "payer": payer}
     view.put_obj(trade_key(tid), agreed)
-    return [("settled", {"trade": tid, "amount": amount, "delivered": delivered, "basis": basis})]
+    return [("settled", settled)]
 
 
 def reopen(view: Overlay, tx: Tx, ctx: BlockContext, sender: ks.AccountRecord) -> list[Event]:

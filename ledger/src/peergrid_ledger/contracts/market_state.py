@@ -1,6 +1,8 @@
-"""The market contract's records: where offers, bids, rules, interval membership, trades and reopenings live
-in state, and how to read them; and `allocate`, the closing's allocation rule on those records. Shared by
-the contract's handlers (`market`), by `query`, and (`allocate`) by the controller's mirror of the clearing.
+"""The market contract's records: where offers, bids, rules, interval membership, trades, reopenings and the
+DSO's cover prices (`tariff`) live in state, and how to read them; `allocate`, the closing's allocation rule on
+those records, and `compensation`, the settlement's imbalance-compensation rule. Shared by the contract's
+handlers (`market`), by `query`, and (`allocate`, `compensation`) by the controller's mirror of the clearing
+and of the delivery (delivery.py), so both compute the same figure to the micro-unit.
 Pure; no I/O.
 """
 
@@ -35,6 +37,7 @@ NO_RULES: Mapping[str, Any] = MappingProxyType(
         "clean_premium": 0,
     }
 )
+MAX_TARIFF_INTERVALS = 1024  # intervals one `market.tariff` may price (a day of one-minute intervals fits)
 MAX_DEMANDS = 64  # sellers one bid or move may name (the controller's in-memory check uses it too)
 DEMANDS = List(Map({"seller": KEY, "quantity": QUANTITY}), MAX_DEMANDS)
 K = TypeVar("K", str, bytes)  # a participant: its key on the chain, its name in the controller's mirror
@@ -72,6 +75,10 @@ def trade_id(interval: int, seller: bytes, buyer: bytes, closing: int = 0) -> by
     trades again after a reopening gets a new id and the superseded trade keeps its record."""
     tail = b"" if closing == 0 else ks.u64(closing)
     return hashlib.sha256(b"peergrid/trade" + ks.u64(interval) + seller + buyer + tail).digest()
+
+
+def tariff_key(account: bytes, interval: int) -> bytes:
+    return b"mkt/tariff/" + account + ks.u64(interval)
 
 
 def reopen_key(interval: int) -> bytes:
@@ -158,15 +165,45 @@ def trade(state: StateReader, tid: bytes) -> dict[str, Any] | None:
     return value
 
 
+def tariff(state: StateReader, account: bytes, interval: int) -> tuple[int, int] | None:
+    """(retail, feed-in) in micro-units per Wh: the DSO's prices for `account` in `interval`, or None."""
+    value = read_obj(state, tariff_key(account, interval))
+    return None if value is None else (int(value[0]), int(value[1]))
+
+
+def cover_prices(state: StateReader, agreed: Mapping[str, Any]) -> tuple[int, int] | None:
+    """(buyer's retail, seller's feed-in) in the trade's interval: what the DSO charges the buyer for energy
+    the seller did not deliver and pays the seller for energy the buyer did not take. None unless the DSO
+    priced both parties for the interval: then the trade carries no imbalance compensation."""
+    buyer = tariff(state, agreed["buyer"], agreed["interval"])
+    seller = tariff(state, agreed["seller"], agreed["interval"])
+    return None if buyer is None or seller is None else (buyer[0], seller[1])
+
+
+def compensation(
+    price: int, seller_short: int, buyer_short: int, buyer_retail: int, seller_feed_in: int
+) -> tuple[str, int]:
+    """(the side that pays, micro-units) of one trade's imbalance compensation: the side whose own shortfall
+    (Wh of its own side it did not deliver or take) is the larger pays the other, for the excess only, the
+    DSO's price of the cover less the trade's price — per Wh not delivered the buyer's retail less the
+    price, per Wh not taken the price less the seller's feed-in — never below zero. Integer; exact."""
+    if seller_short > buyer_short:
+        return "seller", (seller_short - buyer_short) * max(0, buyer_retail - price)
+    if buyer_short > seller_short:
+        return "buyer", (buyer_short - seller_short) * max(0, price - seller_feed_in)
+    return "seller", 0
+
+
 SETTLEMENT_STATES = ("open", "stated", "disputed", "settled", "superseded")
 
 
 def settlement(state: StateReader, tid: bytes) -> dict[str, Any] | None:
     """Where a trade's settlement stands, or None when there is no such trade: `state` (one of
     `SETTLEMENT_STATES`: no statement yet, one, two that disagree, paid, or superseded by a reopening),
-    the parties' `statements` ({"buyer"/"seller": {delivered, time, txid}}, genesis `settle_by_both`),
+    the parties' `statements` ({"buyer"/"seller": {delivered, time, txid, short?}}, `settle_by_both`),
     the `deadline` from which a lone statement settles it (sent again by its party; None before any)
-    and the `settlement` ({amount, delivered, txid}, with `basis` under `settle_by_both`; None unpaid)."""
+    and the `settlement` ({amount, delivered, txid}, with `basis` under `settle_by_both` and, on a trade
+    whose parties the DSO priced, `compensation` {payer, amount, seller_short, buyer_short}; None unpaid)."""
     record = trade(state, tid)
     if record is None:
         return None
