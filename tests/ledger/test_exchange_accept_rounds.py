@@ -54,6 +54,7 @@ CLEAR = {"session": "day-1"}
 DEADLINE = T0 + 600_000  # block time, ms: the chain's blocks here are T0 + a few ms
 # P1 and P2 sell, P3 and P4 buy, in two intervals (a third the price leaves at −10: nobody trades it)
 FINALS = {P1: [3000, 1000, 0], P2: [1000, 1000, 0], P3: [-2000, -1500, 0], P4: [-1000, -100, 0]}
+FAR = T0 + 10**12  # a deadline no block here reaches
 NONE = {"absent": [], "standing": []}  # nobody absent or standing: before the deadline, or accept_rounds 1
 
 
@@ -345,9 +346,10 @@ def test_with_accept_rounds_2_declined_members_hold_nobody_and_nobody_trading_cl
 # Each member's move per interval on its previous accept (its final stepped position before its first): kept,
 # cut by a quarter, zeroed, or raised by a quarter (refused). A wave: the members in some order, each either
 # silent or accepting with its moves (an unchanged accept most often), then a member may try to clear. The
-# coordinator, who may clear at any time on a session without a deadline (accept_rounds 1; with 2 only
-# settled rounds), clears after the last wave. On a genesis with accept_rounds 1 or 2 (with times and a
-# deadline: test_exchange_accept_rounds_late.py).
+# coordinator, who may clear at any time on a session without a deadline (accept_rounds 1), clears after the
+# last wave; with accept_rounds 2 (whose open needs a deadline) the deadline is never reached here, so that
+# only settled rounds clear. On a genesis with accept_rounds 1 or 2 (with times past the deadline:
+# test_exchange_accept_rounds_late.py).
 MOVES = {"keep": (1, 1), "cut": (3, 4), "zero": (0, 1), "raise": (5, 4)}
 same = st.just(("keep", "keep", "keep"))
 changed = st.tuples(*[st.sampled_from(["keep", "keep", "cut", "zero", "raise"])] * 3)
@@ -368,7 +370,9 @@ def test_whatever_the_accepts_the_clear_gives_no_member_more_than_it_last_accept
     columns: list[list[int]], waves: list[Wave], accept_rounds: int
 ) -> None:
     finals = {m: [col[i] for col in columns] for i, m in enumerate(ALL)}
-    chain = session(finals, accept_rounds, prices=[50_000_000] * 3)
+    chain = session(
+        finals, accept_rounds, prices=[50_000_000] * 3, deadline=FAR if accept_rounds == 2 else None
+    )
     posts: dict[Keypair, list[list[int]]] = {m: [] for m in ALL}  # each member's accepts the chain took
     by = "the coordinator"
     for order, moves, clearer in waves:
@@ -418,7 +422,7 @@ def test_whatever_the_accepts_the_clear_gives_no_member_more_than_it_last_accept
         if clearer is None:
             continue
         ok = chain.sign_and_submit(ALL[clearer], "exchange.clear", CLEAR).ok
-        assert ok == status["settled"]  # no deadline here: a member clears exactly the settled rounds
+        assert ok == status["settled"]  # before any deadline: a member clears exactly the settled rounds
         if ok:
             # each still trading re-checked the last round, and nobody changed in it (unless nobody trades
             # any more); with accept_rounds 2 that round is a re-check, never the one-shot accepts
@@ -435,7 +439,7 @@ def test_whatever_the_accepts_the_clear_gives_no_member_more_than_it_last_accept
         status = rounds(chain.view, "day-1", accept_rounds)
         assert status is not None
         ok = chain.sign_and_submit(Keys.dso, "exchange.clear", CLEAR).ok
-        # no deadline: with accept_rounds 1 the coordinator clears what stands, with 2 only settled rounds
+        # accept_rounds 1, no deadline: the coordinator clears what stands; 2, before it: only settled rounds
         assert ok == (accept_rounds == 1 or status["settled"])
         if not ok:  # a stalled session is never cleared: the members trade intraday instead
             assert trades_of(chain) == set() and cleared(chain.view, "day-1") is None

@@ -1,8 +1,7 @@
-"""Accept rounds under genesis `accept_rounds` 2 after the session's deadline, and without one
-(exchange_rounds.py): past the deadline a member that never accepted counts as declined and the rounds go
-on among the members present; a clear needs them settled at round 2 or later, a member still trading that
+"""Accept rounds under genesis `accept_rounds` 2 after the session's deadline (exchange_rounds.py): past
+the deadline a member that never accepted counts as declined and the rounds go on among the members present; a clear needs them settled at round 2 or later, a member still trading that
 lets a round stay open past genesis `accept_wait_ms` standing on its latest accept as its post of it,
-unchanged. Without a deadline nobody, the coordinator neither, clears unsettled rounds.
+unchanged. An open without a deadline is refused there (test_exchange_accept_window.py).
 """
 
 from __future__ import annotations
@@ -29,7 +28,7 @@ WAIT = 10_000  # genesis accept_wait_ms here
 
 def session(
     finals: dict[Keypair, list[int]] = FINALS,
-    deadline: int | None = DEADLINE,
+    deadline: int = DEADLINE,
     prices: list[int] | None = None,
 ) -> LocalChain:
     return _session(finals, 2, deadline=deadline, prices=prices, wait_ms=WAIT)
@@ -162,25 +161,6 @@ def test_before_the_deadline_nobody_stands_and_a_member_that_declined_is_never_s
     assert status["behind"] == [P3.public, P4.public] and status["standing"] == []
     status = status_at(chain, DEADLINE + WAIT + 1)  # the wait counts from the deadline at the earliest
     assert status["standing"] == [P3.public, P4.public] and status["settled"]
-
-
-def test_without_a_deadline_nobody_clears_unsettled_rounds_not_even_the_coordinator() -> None:
-    chain = session(deadline=None)
-    for m, q in FINALS.items():
-        submit(chain, m, "exchange.accept", accept_body(q))
-    for who in (Keys.dso, P1):
-        why, text = refused(chain, who, "exchange.clear", CLEAR)
-        assert why is Reason.RULE_VIOLATION and "accept round 1 is not settled" in text
-        assert "a session without a deadline clears only settled rounds, the coordinator's clear too" in text
-    for m in (P1, P2, P3):
-        submit(chain, m, "exchange.accept", accept_body(FINALS[m]))
-    far = DEADLINE + 100 * WAIT  # P4 silent for ever: with no deadline, nobody ever stands
-    assert status_at(chain, far)["behind"] == [P4.public]
-    result = at(chain, far, Keys.dso, "exchange.clear", CLEAR)
-    assert isinstance(result, Rejected) and f"behind in round 2: {short(P4)}" in result.detail
-    accept_at(chain, far + 1, P4, FINALS[P4])
-    assert isinstance(at(chain, far + 2, Keys.dso, "exchange.clear", CLEAR), Accepted)
-    assert trades_of(chain) == want(FINALS)
 
 
 def test_from_round_6_a_re_accept_keeps_its_accept_or_declines_so_the_rounds_end() -> None:

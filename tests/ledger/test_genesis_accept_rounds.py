@@ -121,3 +121,47 @@ def test_the_cli_writes_the_wait_only_with_accept_rounds_2(capsys: pytest.Captur
     assert status == 2 and out == "" and "--accept-wait-ms: only with --accept-rounds 2" in err
     status, out, err = run(capsys, *base, "--accept-rounds", "2", "--accept-wait-ms", "0")
     assert status == 2 and out == "" and err.count("\n") == 1 and "params.accept_wait_ms" in err
+
+
+# -------------------------------------------------------------------------------- genesis accept_window_ms
+
+
+def test_the_window_is_encoded_only_when_set_and_keeps_the_old_bytes_otherwise() -> None:
+    two = genesis(Params(credit_limit=10**12, accept_rounds=2), exchange=True)
+    assert two.params.accept_window_ms == 0 and "accept_window_ms" not in two.to_value()["params"]
+    assert b"accept_window_ms" not in two.encode()
+    assert genesis(Params(credit_limit=10**12), exchange=True).hash.hex() == OLD["exchange"]
+    window = genesis(Params(credit_limit=10**12, accept_rounds=2, accept_window_ms=600_000), exchange=True)
+    assert window.to_value()["params"]["accept_window_ms"] == 600_000 and window.hash != two.hash
+    assert Genesis.decode(window.encode()).params == window.params
+    assert Genesis.from_json(json.loads(json.dumps(window.to_json()))).hash == window.hash
+    with pytest.raises(GenesisError, match=r"params\.accept_window_ms: 0 is the default; omit it"):
+        Params.from_value({"accept_rounds": 2, "accept_window_ms": 0})
+
+
+@pytest.mark.parametrize(
+    ("fields", "message"),
+    [
+        ({"accept_window_ms": 60_000}, r"params\.accept_window_ms: only with accept_rounds 2"),
+        ({"accept_rounds": 2, "accept_window_ms": 86_400_001}, r"params\.accept_window_ms: expected 0 to"),
+    ],
+)
+def test_a_window_without_rounds_or_out_of_range_is_refused(fields: dict[str, int], message: str) -> None:
+    with pytest.raises(GenesisError, match=message):
+        Params(**fields)
+    with pytest.raises(GenesisError, match=message):
+        Params.from_value(fields)
+    with pytest.raises(GenesisError, match=r"params\.accept_window_ms: expected an integer"):
+        Params.from_value({"accept_rounds": 2, "accept_window_ms": -1})
+
+
+def test_the_cli_writes_the_window_only_with_accept_rounds_2(capsys: pytest.CaptureFixture[str]) -> None:
+    base = ["genesis", "--chain", "mgmc-pilot", "--authority", "cd" * 32, "--contract", "exchange"]
+    status, out, _ = run(capsys, *base, "--accept-rounds", "2", "--accept-window-ms", "600000")
+    assert status == 0 and json.loads(out)["params"]["accept_window_ms"] == 600_000
+    status, out, err = run(capsys, *base, "--accept-window-ms", "600000")
+    assert status == 2 and out == "" and "--accept-window-ms: only with --accept-rounds 2" in err
+    status, out, err = run(capsys, *base, "--accept-wait-ms", "1", "--accept-window-ms", "600000")
+    assert status == 2 and "--accept-wait-ms, --accept-window-ms: only with --accept-rounds 2" in err
+    status, out, err = run(capsys, *base, "--accept-rounds", "2", "--accept-window-ms", "86400001")
+    assert status == 2 and out == "" and err.count("\n") == 1 and "params.accept_window_ms" in err

@@ -107,12 +107,17 @@ def cmd_genesis(args: argparse.Namespace) -> int:
 
 
 def _accept_wait(args: argparse.Namespace) -> dict[str, int]:
-    """Genesis `accept_wait_ms`, only with `--accept-rounds 2`: alone it is a usage error, not ignored."""
-    if args.accept_wait_ms is None:
-        return {}
-    if args.accept_rounds != 2:
-        raise UsageError("--accept-wait-ms: only with --accept-rounds 2")
-    return {"accept_wait_ms": args.accept_wait_ms}
+    """Genesis `accept_wait_ms` and `accept_window_ms`, only with `--accept-rounds 2`: alone they are a usage
+    error, not ignored."""
+    given = {
+        k: v
+        for k, v in (("accept_wait_ms", args.accept_wait_ms), ("accept_window_ms", args.accept_window_ms))
+        if v is not None
+    }
+    if given and args.accept_rounds != 2:
+        flags = ", ".join("--" + k.replace("_", "-") for k in given)
+        raise UsageError(f"{flags}: only with --accept-rounds 2")
+    return given
 
 
 def _settle_params(args: argparse.Namespace) -> dict[str, int]:
@@ -314,6 +319,13 @@ def build_parser() -> argparse.ArgumentParser:
         type=int,
         help="with --accept-rounds 2: after a session's deadline, how long a round waits for a member still"
         " trading before it stands on its latest accept (genesis accept_wait_ms; default 300000)",
+    )
+    p.add_argument(
+        "--accept-window-ms",
+        type=int,
+        help="with --accept-rounds 2: the least time every member has after a session's close to accept"
+        " before its deadline (a close raises an earlier deadline to this; genesis accept_window_ms; default"
+        " 0: none, the coordinator's deadline as it set it - a live chain wants minutes)",
     )
     p.add_argument(
         "--settle-by-both",

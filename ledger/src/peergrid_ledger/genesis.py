@@ -35,6 +35,7 @@ LATE_PARAMS = frozenset(
         "settle_interval_ms",
         "accept_rounds",
         "accept_wait_ms",
+        "accept_window_ms",
     }
 )
 FLAG_PARAMS = frozenset({"cap_on_fills", "settle_by_both"})  # 0 or 1
@@ -83,17 +84,23 @@ class Params:
     # delivery cannot start the other party's wait (review9 F1). 0: no clock (statements at any time).
     settle_epoch_ms: int = 0
     settle_interval_ms: int = 0
-    # the exchange contract's accept round a clear before the session's deadline needs settled
-    # (`exchange_clearing`): 1 (the default, and every genesis written before it) clears round 1 at once, as
-    # before rounds; 2: every member still trading re-checked the clear's pro-rata cut of exactly the
-    # accepts cleared (round 2 or later, nobody changed in the last), so nobody may clear one-shot accepts
-    # early; after the deadline too, among the members present (one that never accepted counts as declined),
-    # and on a session without a deadline nobody clears unsettled rounds.
+    # the exchange contract's accept round a clear needs settled (`exchange_clearing`): 1 (the default, and
+    # every genesis written before it) clears round 1 at once, as before rounds; 2: every member still
+    # trading re-checked the clear's pro-rata cut of exactly the accepts cleared (round 2 or later, nobody
+    # changed in the last) - before the deadline and after it, among the members present then (one that
+    # never accepted counts as declined) - and an open without a deadline is refused. What the coordinator
+    # still sets is the deadline: `accept_window_ms` bounds how early it may fall after the close.
     accept_rounds: int = 1
     # with accept_rounds 2, after the session's deadline: how long a round stays open for a member still
     # trading before it stands on its latest accept as unchanged (so a silent member cannot hold the clear
     # for ever; exchange_rounds.py). Only with accept_rounds 2; encoded only when not the default.
     accept_wait_ms: int = ACCEPT_WAIT_MS
+    # with accept_rounds 2: the least time (ms) every member has after the close to post its first accept
+    # before the deadline counts it declined - `exchange.close` raises a session's deadline to its own block
+    # time + this when the open's falls earlier (review9 F4: a coordinator that set a deadline already past
+    # at the close let any member clear what stood before the others could accept). 0 (the default, and every
+    # genesis written before it): no floor, the open's deadline as it is. Only with accept_rounds 2.
+    accept_window_ms: int = 0
 
     def __post_init__(self) -> None:
         for name in FLAG_PARAMS:
@@ -108,6 +115,10 @@ class Params:
             raise GenesisError("params.accept_wait_ms: only with accept_rounds 2")
         if not 1 <= self.accept_wait_ms <= MAX_ACCEPT_WAIT_MS:
             raise GenesisError(f"params.accept_wait_ms: expected 1 to {MAX_ACCEPT_WAIT_MS} ms")
+        if self.accept_rounds == 1 and self.accept_window_ms:
+            raise GenesisError("params.accept_window_ms: only with accept_rounds 2")
+        if not 0 <= self.accept_window_ms <= MAX_ACCEPT_WAIT_MS:
+            raise GenesisError(f"params.accept_window_ms: expected 0 to {MAX_ACCEPT_WAIT_MS} ms")
         if not 1 <= self.settle_wait_ms <= MAX_SETTLE_WAIT_MS:
             raise GenesisError(f"params.settle_wait_ms: expected 1 to {MAX_SETTLE_WAIT_MS} ms")
         if not 0 <= self.settle_epoch_ms < 2**63:  # as from_value reads it: a genesis written is one read

@@ -6,7 +6,8 @@ Flow of one session (the controller's dayahead.py is the computation mirrored he
   `exchange.open` names the members (2..256 known, unrevoked keys), the first chain interval, the opening
       price of each of its intervals (1..672) and ρ; the sender becomes the session's coordinator. An
       optional `deadline` (block time, ms, after the open's) bounds how long the clear is the coordinator's
-      to time (`exchange_clearing` has the rule).
+      to time (`exchange_clearing` has the rule); on a chain whose genesis says `accept_rounds` 2 it is
+      required (without one a member that never accepted would hold the clear for ever).
   `exchange.position` is one member's net position for every interval at the current iteration, once per
       iteration, each within the member's owner rules for that chain interval (`market_state.rules_for`:
       |q| ≤ `max_quantity`; a `clean_only` member never buys). The chain keeps the iteration's running sum
@@ -36,6 +37,9 @@ Flow of one session (the controller's dayahead.py is the computation mirrored he
       session open). Each member's last stepped position stays readable (`stepped`). The event's `settled`
       says whether every member's verdict on the last stepped iteration was settled (the value stop: the
       coordinator closed once they all said so), so anyone reading the chain sees why the session ended.
+      With genesis `accept_rounds` 2 and `accept_window_ms` W, a deadline before the close's block time + W
+      is raised to it (in the session record and the event): the coordinator cannot leave the members less
+      than W to accept, e.g. by a deadline already past at the close (review9 F4).
   `exchange.accept` (each member, once) and `exchange.clear` (any member when every member accepted or the
       deadline passed; the coordinator also before that on a session without a deadline; in parts for a
       big session) then turn the closed session into the day's forward trades, recorded as the market
@@ -43,8 +47,8 @@ Flow of one session (the controller's dayahead.py is the computation mirrored he
       rules.
 Nobody has to trust the coordinator's arithmetic: the chain computes every price from the posted positions.
 The coordinator does choose the opening prices, ρ's path (at most halved or doubled per step, with no rule
-on which), when to close and the deadline; members see all of them on the chain and must judge them (a
-member can refuse to post). Only the coordinator steps and closes: one that is gone before the close leaves
+on which), when to close and the deadline (with `accept_rounds` 2 no earlier than `accept_window_ms` after
+the close); members see all of them on the chain and must judge them (a member can refuse to post). Only the coordinator steps and closes: one that is gone before the close leaves
 the session open, holding nothing (no interval is reserved; the members bargain intraday). Positions are posted in the clear, so a member posting late in an iteration can read the sum so far:
 before a shared live chain this wants commit–reveal per iteration. The bounds, the price arithmetic
 (`next_prices`, `rho_bounds`, `micro_per_wh`), the keys and the readers are exchange_state.py's, imported
@@ -175,6 +179,13 @@ def open_exchange(view: Overlay, tx: Tx, ctx: BlockContext, sender: ks.AccountRe
         deadline is None or deadline > ctx.time,
         Reason.INVALID,
         f"deadline {deadline} is not after the open's block time {ctx.time}",
+    )
+    accept_rounds = ctx.genesis.params.accept_rounds
+    require(
+        deadline is not None or accept_rounds < 2,
+        Reason.RULE_VIOLATION,
+        f"no deadline: the chain's genesis accept_rounds {accept_rounds} needs one (without it a member that "
+        "never accepts, or stops answering the rounds, would hold the clear for ever)",
     )
     record: dict[str, Any] = {
         "closed": False,
@@ -332,7 +343,8 @@ def close(view: Overlay, tx: Tx, ctx: BlockContext, sender: ks.AccountRecord) ->
     # anything, the prices stay those of the last step, and the event says how many posts were dropped
     progress = read_obj(view, sums_key(name))
     unstepped = progress["posted"]
-    view.put_obj(session_key(name), {**record, "closed": True})
+    raised = _raised_deadline(record, ctx)
+    view.put_obj(session_key(name), {**record, "closed": True, **raised})
     prices = read_obj(view, prices_key(name))
     closed = {
         "session": name,
@@ -342,8 +354,21 @@ def close(view: Overlay, tx: Tx, ctx: BlockContext, sender: ks.AccountRecord) ->
         # every member's verdict on the last stepped iteration, posted with the abandoned one, was settled:
         # the value stop (a kWh stop or any other close leaves it false)
         "settled": settled_in(progress) == record["size"],
+        **raised,  # the deadline only when the close raised it: every other close keeps its event's bytes
     }
     return [("exchange_closed", closed)]
+
+
+def _raised_deadline(record: dict[str, Any], ctx: BlockContext) -> dict[str, int]:
+    """`{deadline}` raised to the close's block time + genesis `accept_window_ms` (with `accept_rounds` 2)
+    when the session's falls before that, else nothing: every member has at least the window after the
+    close to post its first accept, whatever deadline the coordinator set at the open (review9 F4)."""
+    params = ctx.genesis.params
+    if params.accept_rounds < 2 or not params.accept_window_ms:
+        return {}
+    floor = ctx.time + params.accept_window_ms
+    # an accept_rounds 2 session always has a deadline (`open_exchange` refuses one without)
+    return {"deadline": floor} if record["deadline"] < floor else {}
 
 
 def genesis_writes(genesis: Any) -> dict[bytes, bytes | None]:

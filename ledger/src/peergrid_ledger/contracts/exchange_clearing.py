@@ -19,8 +19,9 @@ Promises (the `exchange.accept` and `exchange.clear` handlers of `exchange.KINDS
       member trades any more: exchange_rounds.py); before that only after the session's deadline, or, on a
       session opened without one, by the coordinator at any time, as before deadlines existed — neither
       with genesis `accept_rounds` 2: past the deadline the rounds must settle among the members present,
-      a silent member standing on its latest accept after each round's `accept_wait_ms`, and without a
-      deadline nobody clears unsettled rounds; exchange_rounds.py says who can stall and why) computes
+      a silent member standing on its latest accept after each round's `accept_wait_ms`, and every such
+      session has a deadline, no earlier than `accept_window_ms` after the close (`exchange`);
+      exchange_rounds.py says who can stall and why) computes
       each interval's trades from the latest accepted positions alone
       (`pairing.forward_trades`: the long side pro rata to the short side's volume, largest sellers to
       largest buyers, no buyer naming more than MAX_DEMANDS sellers; ties by public key) at the closing
@@ -43,10 +44,13 @@ Promises (the `exchange.accept` and `exchange.clear` handlers of `exchange.KINDS
       on, and any member or the coordinator clears the next part.
 The chain computes every trade from the accepts; what the coordinator still chooses is the prices' start
 and path and the close (`exchange`), the deadline, and, without a deadline, the clear's moment and so which
-members' accepts count (not with `accept_rounds` 2: then only settled rounds clear). With a deadline it
-cannot clear a member out early, and a coordinator that is gone after the close holds nothing up: every
-member accepted, or the deadline passed (with `accept_rounds` 2: and the rounds settled or stood), and any
-member clears.
+members' accepts count (not with `accept_rounds` 2: then only settled rounds clear, every session has a
+deadline, and with genesis `accept_window_ms` W none falls less than W after the close). With a deadline
+it cannot clear a member out before it, and a coordinator that is gone after the close holds nothing up:
+every member accepted, or the deadline passed (with `accept_rounds` 2: and the rounds settled or stood),
+and any member clears. A deadline at or just after the close lets a member clear what stands before the
+others could accept (with `accept_rounds` 2: counts them declined, so only the coordinator and those it
+told in advance trade forward): only W > 0 on an `accept_rounds` 2 chain stops a coordinator setting one.
 The accept rounds' records, status and readers are exchange_rounds.py's, importable from here as before.
 Pure; no I/O.
 """
@@ -272,8 +276,8 @@ def _may_clear(
     the block's time), at once; before that, after the session's deadline (block time), or the coordinator
     at any time on a session opened without a deadline (its rule from before deadlines) — neither with
     genesis `accept_rounds` 2, whose clear needs the rounds settled (past the deadline among the members
-    present, the silent standing after each round's wait: `stands_at`, when the next stand). `status` None:
-    a later part of a clear in parts, whose accepts are final."""
+    present, the silent standing after each round's wait: `stands_at`, when the next stand) and whose
+    sessions all have a deadline. `status` None: a later part of a clear in parts, whose accepts are final."""
     coordinator = tx.sender == record["coordinator"]
     require(
         coordinator or tx.sender in members,
@@ -298,13 +302,8 @@ def _may_clear(
         changed = f"changed in round {r}: {_short(status['changed'])}" if status["changed"] else ""
         again = f" (every member still trading re-checks in round {r + 1})" if changed else ""
         waiting = f"accept round {r} is not settled ({'; '.join(x for x in (behind, changed) if x)}){again}"
-    if accept_rounds >= 2 and deadline is None:
-        raise RuleError(
-            Reason.RULE_VIOLATION,
-            f"{waiting}: a session without a deadline clears only settled rounds, the coordinator's clear "
-            f"too (the chain's genesis accept_rounds {accept_rounds})",
-        )
-    if accept_rounds >= 2 and deadline is not None and ctx.time > deadline:
+    # (with accept_rounds 2 every session has a deadline: `exchange.open` refuses one without)
+    if accept_rounds >= 2 and ctx.time > record["deadline"]:
         raise RuleError(
             Reason.RULE_VIOLATION,
             f"{waiting}; past the deadline {deadline} the rounds still settle among the members present "

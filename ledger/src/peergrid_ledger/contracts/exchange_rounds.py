@@ -37,13 +37,17 @@ posted late, even after its poster's own wait, still gives everyone a whole wait
   from round LAST_REDUCING_ROUND + 1 (6) on a re-accept may only keep its accept or decline (all zeros),
   as an honest MGMC does anyway (`forward.recheck` with `may_reduce` off after its four reductions):
   each changing round from then on removes a member, so at most 5 + members rounds are ever posted, each
-  held at most a wait past the deadline. Without a deadline there is no wait: an absent or silent member
-  holds the session for ever. A session never cleared loses only its forward trades: its intervals stay
-  open and the members trade them intraday (safety over liveness).
+  held at most a wait past the deadline. With `accept_rounds` 2 every session has one (`exchange.open`
+  refuses a session without, where an absent or silent member would hold it for ever; with 1 it still may).
+  A session never cleared loses only its forward trades: its intervals stay open and the members trade them
+  intraday (safety over liveness).
   Who can force an early clear: nobody, the coordinator neither, takes a change that a member still
   trading neither re-checked in a later round nor had a whole wait (from the deadline at the earliest) to
   re-check. What remains: the coordinator picks the deadline, so a member slow to accept at all may be
-  counted declined early (it then trades nothing forward, never more than it accepted); a standing member
+  counted declined early (it then trades nothing forward, never more than it accepted) — with genesis
+  `accept_window_ms` W never earlier than W after the close (`exchange.close` raises an earlier deadline to
+  it; without W a deadline at or just after the close counts every member that could not accept by then
+  declined, so only the coordinator and those it told in advance trade forward); a standing member
   is held to its own latest accept, never more, but the others' later cuts can shrink its share below what
   its accept passed with (its silence's price); and block time is the proposer's clock, which may run up
   to genesis `block_max_future_ms` ahead, shortening a wait by that much (`accept_wait_ms` ≫ it).
