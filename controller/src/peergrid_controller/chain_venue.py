@@ -29,6 +29,16 @@ empty block at the deadline and the party sends its statement again (basis "laps
 settled only when `query.settlement` says so; otherwise `settle` is a refusal naming the trade and where it
 stands (two silent parties: nobody stated). Without the rule (`settle_by_both=False`) the genesis is the one
 before it and the buyer's settle pays (the seller's when the buyer is silent).
+Imbalance compensation (`compensate=True`, with `settle_by_both`): the DSO prices every MG's cover on the
+chain (`market.tariff`, the scenario's retail and feed-in in micro-units per Wh, in the chain's first block,
+before any interval closes), the venue is told each trade's shortfalls (`metered`: delivery.py's
+`shortfalls`), each party's statement adds its own (`short`) and the DSO's settlement of a dispute both, and
+the contract moves the compensation in the trade's one settlement. Nothing is then posted with `pay` for it:
+a `pay` of the day's compensation (settling.COMPENSATION_REF) is checked against what the chain moved,
+netted per pair as delivery.py nets it (`compensation`), and refused naming both figures where they differ;
+`flush` raises CompensationError if the chain moved a compensation no such `pay` confirmed. A silent party
+forfeits its word: its shortfall is taken as the whole undelivered rest (the contract's rule), so there the
+chain's figure may be lower than delivery.py's.
 Assumes the ledger's market contract semantics (ledger/src/peergrid_ledger/contracts/market.py). No sockets.
 """
 
@@ -63,6 +73,11 @@ from peergrid_ledger.keys import Keypair
 from peergrid_ledger.results import Accepted as ChainAccepted
 from peergrid_ledger.results import Rejected as ChainRejected
 
+
+class CompensationError(RuntimeError):
+    """The chain moved an imbalance compensation that the simulation's own figures do not have."""
+
+
 CREDIT_LIMIT = 10**15  # micro-units: MGs settle with the DSO off-chain; the chain only has to move balances
 
 
@@ -82,7 +97,12 @@ class ChainVenue:
         settle_tolerance_wh: int = 0,
         silent: Collection[str] = (),
         meter_error_wh: Mapping[str, int] | None = None,
+        compensate: bool = False,
     ) -> None:
+        if compensate and not settle_by_both:
+            raise ValueError(
+                "the chain computes the compensation only with settle_by_both (each side states)"
+            )
         names = [mg.name for mg in scenario.microgrids]
         errors = dict(meter_error_wh or {})
         strangers = sorted((set(silent) | set(errors)) - set(names))
@@ -132,6 +152,22 @@ class ChainVenue:
         self.rules = {mg.name: mg.rules for mg in scenario.microgrids}
         self.transactions = 0
         self.exchange = ChainExchange(self, scenario.name)
+        self.compensate = compensate
+        self.shortfalls: dict[tuple[int, str, str], tuple[int, int]] = {}  # `metered`
+        self.owed: dict[tuple[str, str], int] = {}  # compensation the chain moved, (payer, payee) -> micro
+        self.confirmed: set[tuple[str, str]] = set()  # netted pairs a `pay` of the compensation matched
+        if compensate:  # the DSO's cover prices: terms of every trade, so before any interval closes
+            for mg in scenario.microgrids:
+                body = {
+                    "account": self.keys[mg.name].public,
+                    "first_interval": 0,
+                    "retail": [micro_per_wh(p) for p in mg.tariff.retail],
+                    "feed_in": [micro_per_wh(p) for p in mg.tariff.feed_in],
+                }
+                self.transactions += 1
+                verdict = _verdict(self.chain.sign_and_submit(self.dso, "market.tariff", body))
+                if isinstance(verdict, Rejected):
+                    raise ValueError(f"{mg.name}'s tariff: {verdict.reason}")
 
     def seal(self) -> None:
         """Seal the pending transactions into a block; one the block left out (accepted on submit, refused at
@@ -265,6 +301,9 @@ class ChainVenue:
                 carry()
             self.transactions += 1
             body = {"trade": tid, "delivered": delivered}
+            if self.compensate:  # the DSO meters both PCCs: it names each side's shortfall
+                sides = self._shorts(trade)
+                body |= {"seller_short": sides[0], "buyer_short": sides[1]}
             result = _verdict(self.chain.sign_and_submit(self.dso, "settle", body))
             if isinstance(result, Rejected):
                 return Rejected(f"{result.reason} ({what}, the DSO's settlement of the dispute)")
@@ -273,7 +312,28 @@ class ChainVenue:
             return Rejected(f"chain: {what} is {final['state']}, not settled: {final['statements']}")
         basis = final["settlement"].get("basis", "first")
         self.settled[basis] = self.settled.get(basis, 0) + 1
+        moved = final["settlement"].get("compensation")
+        if moved is not None and moved["amount"]:
+            payer, payee = (
+                (trade.seller, trade.buyer) if moved["payer"] == "seller" else (trade.buyer, trade.seller)
+            )
+            self.owed[(payer, payee)] = self.owed.get((payer, payee), 0) + int(moved["amount"])
         return Accepted()
+
+    def metered(self, shortfalls: Mapping[tuple[int, str, str], tuple[int, int]]) -> None:
+        """Each trade's (seller's, buyer's) own shortfall in Wh, by (interval, seller, buyer): what each
+        party's meter tells it of its own side (delivery.py's `shortfalls`; a trade not named: none)."""
+        self.shortfalls.update(shortfalls)
+
+    def _shorts(self, trade: Trade) -> tuple[int, int]:
+        return self.shortfalls.get((trade.interval, trade.seller, trade.buyer), (0, 0))
+
+    def compensation(self) -> tuple[Payment, ...]:
+        """The imbalance compensation the chain moved in the settlements so far, netted per pair of MGs as
+        delivery.py nets its own (one payment per payer and payee)."""
+        from peergrid_controller.delivery import netted  # delivery -> forward -> this module: not at import
+
+        return netted(self.owed)
 
     def statement(
         self, trade: Trade, party: str, delivered: int, carry: Callable[[], None] | None = None
@@ -287,11 +347,15 @@ class ChainVenue:
         ended = None if agreed is None else self.chain.genesis.params.interval_end(agreed["interval"])
         if ended is not None and self.chain.tip.time < ended:  # a meter is read after the delivery: the
             self._wait_until(ended)  # chain refuses a statement before its interval ended (review9 F1)
+        # its own shortfall, where the chain computes the compensation: its meter reads no more than its
+        # own side could have delivered
+        short = self._shorts(trade)[0 if party == "seller" else 1] if self.compensate else 0
         reading = delivered + self.meter_error_wh.get(name, 0)
-        reading = max(0, min(reading, agreed["quantity"] if agreed is not None else reading))
+        reading = max(0, min(reading, agreed["quantity"] - short if agreed is not None else reading))
         if carry is not None:
             carry()
-        return self._do(name, "settle", {"trade": tid, "delivered": reading})
+        body = {"trade": tid, "delivered": reading} | ({"short": short} if self.compensate else {})
+        return self._do(name, "settle", body)
 
     def _standing(self, tid: bytes) -> dict[str, Any]:
         standing = query.settlement(self.chain.view, tid)
@@ -305,13 +369,37 @@ class ChainVenue:
             self.chain.seal(deadline)
 
     def pay(self, payment: Payment, ref: str) -> Verdict:
-        """A plain payment (the payments contract's `pay`), micro-units from payer to payee, once per ref."""
+        """A plain payment (the payments contract's `pay`), micro-units from payer to payee, once per ref; on a
+        venue whose chain computes the compensation, the day's compensation is checked, not posted."""
+        from peergrid_controller.settling import COMPENSATION_REF  # settling -> venues -> this module
+
+        if self.compensate and ref == COMPENSATION_REF:
+            return self._check(payment)
         body = {"payee": self.keys[payment.payee].public, "amount": payment.amount, "ref": ref}
         return self._do(payment.payer, "pay", body)
+
+    def _check(self, payment: Payment) -> Verdict:
+        """Accepted when the chain moved exactly `payment` (netted) as compensation in the settlements."""
+        pair = (payment.payer, payment.payee)
+        moved = {(p.payer, p.payee): p.amount for p in self.compensation()}.get(pair, 0)
+        if moved != payment.amount:
+            return Rejected(
+                f"chain: the settlements moved {moved} micro-units of compensation from {pair[0]} to "
+                f"{pair[1]}, not {payment.amount}"
+            )
+        self.confirmed.add(pair)
+        return Accepted()
 
     def flush(self) -> None:
         if self.chain.pending:
             self.seal()
+        unconfirmed = [p for p in self.compensation() if (p.payer, p.payee) not in self.confirmed]
+        if unconfirmed:
+            p = unconfirmed[0]
+            raise CompensationError(
+                f"the settlements moved {p.amount} micro-units of compensation from {p.payer} to {p.payee} "
+                f"that no payment of the simulation's compensation confirmed ({len(unconfirmed)} pairs)"
+            )
 
     def balance(self, name: str) -> float:
         """Currency units (the chain keeps micro-units)."""

@@ -25,8 +25,12 @@ Promises:
   most (it cuts its own export or import first, which costs less). Where both sides fell short only the
   larger shortfall's excess is compensated, to the side that fell short less. So an MG that delivered all
   its own energy ends no worse off than its commitment, whoever let it down (`compensation`: one payment per
-  payer and payee for the day, netted both ways; the simulation posts them with the ledger's `pay`). An MG
-  untouched by any fault keeps the commitment's figures exactly.
+  payer and payee for the day, netted both ways by `netted`). The rule is the market contract's own
+  (`market_state.compensation`, on the DSO's prices in whole micro-units per Wh), so a chain whose DSO
+  priced the cover (chain_venue `compensate`) computes and moves the same figures in each settlement from
+  each side's `shortfalls` (seller's, buyer's Wh per trade with any), and the venue checks them against
+  these instead of posting them with `pay`. An MG untouched by any fault keeps the commitment's figures
+  exactly.
 Deterministic; pure (HiGHS MILPs only). Never reads clocks or I/O.
 """
 
@@ -35,12 +39,13 @@ from __future__ import annotations
 import math
 import random
 from collections.abc import Collection, Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 
 from peergrid_controller.forward import Commitment, dispatch, net_by_interval
 from peergrid_controller.market import Trade, micro_per_wh, wh
 from peergrid_controller.model import Microgrid, Scenario
 from peergrid_controller.uplift import MICRO, Payment
+from peergrid_ledger.contracts.market_state import compensation
 
 Fractions = Mapping[tuple[str, int], float]  # (MG, interval) -> fraction of its own side not delivered
 
@@ -122,6 +127,8 @@ class Delivery:
     solves: int  # MILPs re-solved for MGs that defaulted
     # the imbalance compensation for the day: one payment per (payer, payee), netted both ways (micro-units)
     compensation: tuple[Payment, ...] = ()
+    # (interval, seller, buyer) -> (seller's, buyer's) own shortfall in Wh, for each trade with any
+    shortfalls: dict[tuple[int, str, str], tuple[int, int]] = field(default_factory=dict)
 
     @property
     def defaulted(self) -> tuple[str, ...]:
@@ -159,21 +166,22 @@ def _cover(mg: Microgrid, t: int, dt: float, dso: tuple[float, float], need: flo
 
 
 def _compensation(
-    mgs: Mapping[str, Microgrid], t: int, tr: Trade, sold: int, taken: int
+    mgs: Mapping[str, Microgrid], t: int, tr: Trade, seller_short: int, buyer_short: int
 ) -> tuple[str, str, int]:
     """(payer, payee, micro-units) of one trade's imbalance compensation (amount 0 when nobody owes): the
-    side that fell short more pays the other the DSO's price of covering the difference (see the module)."""
-    price = micro_per_wh(tr.price)  # micro-units per Wh, the price the trade settles at
-    if sold < taken:  # energy the buyer wanted and the seller did not deliver: bought at retail at most
-        spread = mgs[tr.buyer].tariff.retail[t] * 1000 - price
-        return tr.seller, tr.buyer, max(0, math.ceil(round((taken - sold) * spread, 6)))
-    if taken < sold:  # energy the seller brought and the buyer did not take: sold at feed-in at least
-        spread = price - mgs[tr.seller].tariff.feed_in[t] * 1000
-        return tr.buyer, tr.seller, max(0, math.ceil(round((sold - taken) * spread, 6)))
-    return tr.seller, tr.buyer, 0
+    side that fell short more pays the other the DSO's price of covering the difference (see the module),
+    by the contract's rule on the prices as the chain holds them (micro-units per Wh)."""
+    side, amount = compensation(
+        micro_per_wh(tr.price),
+        seller_short,
+        buyer_short,
+        micro_per_wh(mgs[tr.buyer].tariff.retail[t]),
+        micro_per_wh(mgs[tr.seller].tariff.feed_in[t]),
+    )
+    return (tr.seller, tr.buyer, amount) if side == "seller" else (tr.buyer, tr.seller, amount)
 
 
-def _netted(owed: Mapping[tuple[str, str], int]) -> tuple[Payment, ...]:
+def netted(owed: Mapping[tuple[str, str], int]) -> tuple[Payment, ...]:
     """One payment per pair of MGs for the day: what each owes the other, netted."""
     out = []
     for (payer, payee), amount in sorted(owed.items()):
@@ -193,6 +201,7 @@ def deliver(
     owed: dict[tuple[str, str], int] = {}  # (payer, payee) -> micro-units of compensation over the day
     compensated = {name: [0] * n for name in mgs}  # micro-units received minus paid, per interval
     delivered: list[tuple[Trade, ...]] = []
+    shortfalls: dict[tuple[int, str, str], tuple[int, int]] = {}
     for t, day in enumerate(agreed):
         out = []
         for tr in day:
@@ -205,7 +214,9 @@ def deliver(
             planned[tr.seller][t] += sold / 1000
             planned[tr.buyer][t] -= taken / 1000
             out.append(replace(tr, quantity_kwh=min(sold, taken) / 1000))
-            payer, payee, amount = _compensation(mgs, t, tr, sold, taken)
+            if min(sold, taken) < q:
+                shortfalls[(t, tr.seller, tr.buyer)] = (q - sold, q - taken)
+            payer, payee, amount = _compensation(mgs, t, tr, q - sold, q - taken)
             if amount:
                 owed[(payer, payee)] = owed.get((payer, payee), 0) + amount
                 compensated[payer][t] -= amount
@@ -240,5 +251,6 @@ def deliver(
         {name: short / 1000 for name, short in sorted(shortfall.items())},
         covered,
         solves,
-        _netted(owed),
+        netted(owed),
+        shortfalls,
     )
