@@ -14,6 +14,7 @@ failed after it declines in its next round.
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import time
 from pathlib import Path
@@ -224,28 +225,44 @@ class DiesAfterItsAccept(ForwardAgent):
         raise SessionFailed("killed")
 
 
-def test_a_restarted_mgmc_resumes_from_its_round(tmp_path: Path) -> None:
+@pytest.mark.parametrize("accept_rounds", [1, 2])
+def test_a_restarted_mgmc_resumes_from_its_round(tmp_path: Path, accept_rounds: int) -> None:
+    # also on the lab's genesis (accept_rounds 2 with a deadline and a 1-s wait): a member down for a while
+    # after its round-1 accept re-checks once back, and the clear waits for it (before the deadline nobody
+    # clears round 1)
     scenario = free_day(4, 8)
-    ledger, keys_ = ledger_for(tmp_path, scenario, key_of=venue_keys(scenario))
+    rounds_2 = accept_rounds == 2
+    params = Params(accept_rounds=2, accept_wait_ms=1000) if rounds_2 else Params()
+    ledger, keys_ = ledger_for(tmp_path, scenario, key_of=venue_keys(scenario), params=params)
     coordinator = min(keys_, key=lambda name: keys_[name].public)
     member = next(n for n in ("mg002", "mg003") if n != coordinator)
     mg = next(m for m in scenario.microgrids if m.name == member)
+    clear_wait_s = 4.0 if rounds_2 else None
 
     class Restarted(DiesAfterItsAccept):
         async def run(self) -> ForwardOutcome:
             dead = await super().run()
             assert not dead.cleared and dead.rounds == 1
-            return await ForwardAgent(self.ledger, self.key, mg, self.dt, SESSION, timeout_s=5.0).run()
+            if rounds_2:
+                await asyncio.sleep(1.5)  # down while the others post round 2
+            again = ForwardAgent(
+                self.ledger, self.key, mg, self.dt, SESSION, timeout_s=5.0, clear_wait_s=clear_wait_s
+            )
+            return await again.run()
 
     sessions, forward = run_on(
-        ledger, lambda: session_then_forward(ledger, keys_, scenario, make={member: Restarted}, timeout_s=5.0)
-    )
+        ledger,
+        lambda: session_then_forward(
+            ledger, keys_, scenario, make={member: Restarted}, timeout_s=5.0,
+            clear_in_s=CLEAR_IN_S if rounds_2 else None, clear_wait_s=clear_wait_s,
+        ),
+    )  # fmt: skip
     assert all(o.completed for o in sessions)
     again = forward[member]
     assert again.cleared and again.decision == "earlier" and again.rounds == 2  # it answered round 1
     assert all(o.cleared and o.rounds == 2 and o.members_accepted == 4 for o in forward.values())
     expected, _ = simulated(scenario)
-    assert chain_after(tmp_path, scenario, keys_)["trades"] == expected
+    assert chain_after(tmp_path, scenario, keys_, params)["trades"] == expected
 
 
 class FailsAfterItsAccept(ForwardAgent):

@@ -312,7 +312,9 @@ class MarketAgent:
         agent = ForwardAgent(
             self.ledger, self.anonym, self.mg, self.dt, self.dayahead.session, window,
             timeout_s=FORWARD_TIMEOUTS * self.s.phase_timeout_s, before_submit=self._stopped,
-            clear_wait_s=self.s.phase_timeout_s,
+            # the coordinator's hard stop 0.75 phase after the clear deadline, a member's own clear 1.5 phases after
+            # it (half a phase before the first interval): room for accept rounds run after the deadline
+            clear_wait_s=1.5 * self.s.phase_timeout_s,
         )  # fmt: skip
         outcome = await agent.run()
         self.forward = outcome

@@ -116,8 +116,12 @@ class LabChains:
             params = Params(credit_limit=CREDIT_LIMIT, tx_max_age_ms=600_000, block_max_future_ms=5_000)
             # the DSO may reopen an interval for re-bargaining (design step 6) once per security iteration;
             # a buyer's maximum caps what the market allocates it, not its requests (cap_on_fills: a capped
-            # buyer asking rationed sellers is still filled up to it; the edge agent reads it from here)
-            mgmc_params = replace(params, max_reopens=DSO_ITERATIONS, cap_on_fills=1)
+            # buyer asking rationed sellers is still filled up to it; the edge agent reads it from here); a
+            # day-ahead clear waits until every member re-checked the clear's cut of its accept (accept rounds;
+            # a silent member stands on its last accept after 1 s: half the lab's shortest phase timeout)
+            mgmc_params = replace(
+                params, max_reopens=DSO_ITERATIONS, cap_on_fills=1, accept_rounds=2, accept_wait_ms=1_000
+            )
             if settle_by_both is not None:  # each party states what its PCC meter says (edge settlement.py)
                 mgmc_params = replace(mgmc_params, **settle_by_both.params())
             rules = {mg.name: chain_rules(mg.rules) for mg in scenario.microgrids}
