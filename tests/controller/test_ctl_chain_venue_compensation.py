@@ -149,6 +149,15 @@ def test_meters_that_disagree_are_settled_by_the_dso_naming_both_sides_with_the_
     assert venue.compensation() == told.deliveries[0].compensation
 
 
+def test_a_silent_mgs_counterparties_settle_on_their_lone_statements_with_the_same_figures(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    told = Told(monkeypatch, silent=("mg002",))  # mg002 has no fault of its own on this day
+    assert compensation(run(capsys)) == PINNED
+    assert told.venues[0].settled.get("lapsed", 0) > 0
+    assert told.venues[0].compensation() == told.deliveries[0].compensation
+
+
 def test_a_figure_that_differs_from_the_chains_is_refused_naming_both(
     capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -4,8 +4,8 @@ The DSO prices each party's cover (`market.tariff`: retail, feed-in per interval
 interval closes). On a trade both of whose parties are priced, each party states what was delivered and its
 own side's shortfall; the one settlement pays price x delivered from buyer to seller and, from the side that
 fell short more, the compensation for the excess: per Wh not delivered the buyer's retail less the price, per
-Wh not taken the price less the seller's feed-in, never below zero. A silent party's shortfall is the whole
-undelivered rest; statements that leave part of it owned by nobody dispute the trade, and the DSO names both
+Wh not taken the price less the seller's feed-in, never below zero. A silent party's shortfall is the
+undelivered rest its counterparty does not own (none where that owns it all); statements that leave part of it owned by nobody dispute the trade, and the DSO names both
 sides. Unpriced trades, and every statement body of before, settle exactly as they did.
 """
 
@@ -171,7 +171,7 @@ def test_a_shortfall_nobody_owns_is_disputed_and_the_dso_names_both_sides() -> N
     }
 
 
-def test_a_silent_partys_shortfall_is_the_whole_undelivered_rest() -> None:
+def test_a_silent_partys_shortfall_is_the_undelivered_rest_its_counterparty_does_not_own() -> None:
     c, clock, tid, tid2 = setup()
     before = balances(c)
     assert state(clock, BUYER, tid, 300, short=30).ok  # the seller never states
@@ -186,6 +186,18 @@ def test_a_silent_partys_shortfall_is_the_whole_undelivered_rest() -> None:
     assert state(clock, SELLER, tid2, 100).ok
     clock.now += WAIT
     assert events(state(clock, SELLER, tid2, 100))[-1][1]["compensation"] == 200 * (PRICE - FEED_IN)
+
+
+def test_a_party_at_fault_cannot_shift_its_shortfall_onto_a_silent_counterparty() -> None:
+    c, clock, tid, _ = setup()
+    before = balances(c)
+    assert state(clock, SELLER, tid, 300, short=100).ok  # it owns all 100 Wh missing; the buyer is down
+    clock.now += WAIT
+    lapsed = events(state(clock, SELLER, tid, 300, short=100))
+    assert lapsed[-1][1]["compensation"] == 100 * (RETAIL - PRICE) and lapsed[-1][1]["payer"] == "seller"
+    assert moved(before, balances(c))["buyer"] == -PRICE * 300 + 100 * 50
+    record = query.settlement(c.state, tid)
+    assert record is not None and record["settlement"]["compensation"]["buyer_short"] == 0
 
 
 def test_bad_shortfalls_are_refused_naming_why_and_move_nothing() -> None:
@@ -260,11 +272,14 @@ def test_any_shortfalls_settle_once_conserve_money_and_leave_the_party_let_down_
         order = [o for o in order if o[0] is (SELLER if speaking == "seller" else BUYER)]
     for who, short in order:
         assert state(clock, who, tid, delivered, short).ok
-    if speaking != "both":  # the other is silent: its shortfall is taken as the whole rest
+    if speaking != "both":  # the other is silent: its shortfall is the rest the speaker does not own
         clock.now += WAIT
         assert state(clock, order[0][0], tid, delivered, order[0][1]).ok
-        seller_short = seller_short if speaking == "seller" else QUANTITY - delivered
-        buyer_short = buyer_short if speaking == "buyer" else QUANTITY - delivered
+        gap = QUANTITY - delivered
+        if speaking == "seller":
+            buyer_short = gap if seller_short < gap else 0
+        else:
+            seller_short = gap if buyer_short < gap else 0
     record = query.settlement(c.state, tid)
     assert record is not None and record["state"] == "settled"
     for who, short in ((SELLER, seller_short), (BUYER, buyer_short)):  # exactly once

@@ -37,8 +37,10 @@ the contract moves the compensation in the trade's one settlement. Nothing is th
 a `pay` of the day's compensation (settling.COMPENSATION_REF) is checked against what the chain moved,
 netted per pair as delivery.py nets it (`compensation`), and refused naming both figures where they differ;
 `flush` raises CompensationError if the chain moved a compensation no such `pay` confirmed. A silent party
-forfeits its word: its shortfall is taken as the whole undelivered rest (the contract's rule), so there the
-chain's figure may be lower than delivery.py's.
+states no shortfall: the contract takes it as the undelivered rest its counterparty does not own, none where
+that owns it all, so where a silent MG fell short too, and no more than its counterparty, the chain's figure
+is larger than delivery.py's and the check refuses the day's `pay` naming both (the words on the chain cannot
+tell it).
 Assumes the ledger's market contract semantics (ledger/src/peergrid_ledger/contracts/market.py). No sockets.
 """
 

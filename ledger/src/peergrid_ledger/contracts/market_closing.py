@@ -12,7 +12,8 @@ passed after it), never on one party's statement alone before that deadline, and
 clock (`settle_interval_ms`) nobody's `settle` before the trade's interval ended, so no word given before
 the delivery starts the other party's wait; on a trade both of whose parties the DSO priced (`market.tariff`)
 the same settlement moves the imbalance compensation (`market_state.compensation`) from the shortfalls
-stated: each party's own (`short`, none: 0), a silent party's the whole undelivered rest, the DSO's word on
+stated: each party's own (`short`, none: 0), a silent party's the undelivered rest the other does not
+own (none if it owns it all), the DSO's word on
 both sides (`seller_short`, `buyer_short`) final; statements that leave part of the undelivered energy owned
 by nobody (beyond the tolerance) dispute the trade;
 `reopen` marks a closed interval's trades superseded (kept, never settled) and opens it again for the next
@@ -308,9 +309,12 @@ def _lapse(
     require(
         tx.body.get("short", 0) == own, Reason.DUPLICATE, f"{said} with its own shortfall {own}: it is final"
     )
-    # the silent party forfeited its word: what was not delivered is taken as its own shortfall
+    # what was not delivered is the larger shortfall: one the stating party does not own is the silent
+    # party's; one it owns leaves the silent party's unknown, and without its word none is presumed, so the
+    # party at fault cannot shift what it owes onto a counterparty that is down
     gap = int(agreed["quantity"]) - stated
-    shorts = (own, gap) if party == "seller" else (gap, own)
+    silent = gap if own < gap else 0
+    shorts = (own, silent) if party == "seller" else (silent, own)
     return _pay(view, ctx, tx, tid, agreed, stated, "lapsed", shorts)
 
 
