@@ -16,7 +16,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from peergrid_dso.disputes import MeterClock, Unresolved, Vouched, counter_at, resolve
+from peergrid_dso.disputes import MeterClock, Unresolved, Vouched, resolve
 from peergrid_edge.commitments import commitment_body, reading_leaf
 from peergrid_ledger import query
 from peergrid_ledger.chain import LocalChain
@@ -257,27 +257,6 @@ def test_the_clock_refuses_non_positive_lengths() -> None:
 
 
 # --- properties -------------------------------------------------------------------------------------------------
-
-counters = st.lists(st.integers(0, 5_000_000), min_size=1, max_size=12)
-
-
-@given(steps=counters, boundary=st.integers(0, 120_000), bump=st.integers(0, 10**6), at=st.integers(0, 12))
-def test_counter_at_is_monotone_in_any_later_bump(
-    steps: list[int], boundary: int, bump: int, at: int
-) -> None:
-    """Energy that flowed at or after some reading raises every later counter by the same amount: the counter
-    read at any boundary never falls, and the energy over a window never falls."""
-    samples, c = [], 0
-    for i, step in enumerate(steps):
-        c += step
-        samples.append((i * 10_000, c))
-    bumped = [(t, v + bump if i >= at else v) for i, (t, v) in enumerate(samples)]
-    last = samples[-1][0]
-    lo, hi = sorted((boundary % (last + 1), (boundary * 7) % (last + 1)))
-    before = counter_at(samples, hi, 10_000) - counter_at(samples, lo, 10_000)
-    after = counter_at(bumped, hi, 10_000) - counter_at(bumped, lo, 10_000)
-    assert 0 <= before <= after
-    assert counter_at(samples, lo, 10_000) <= counter_at(bumped, lo, 10_000)
 
 
 @dataclass

@@ -17,30 +17,29 @@ import time
 from fractions import Fraction
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
-from hypothesis import given
+from hypothesis import event, given, settings
 from hypothesis import strategies as st
 from test_settlement import KWH, PRICE, Node
 
 from peergrid_edge.commitments import reading_leaf
 from peergrid_edge.pcc_readings import (
     DisputeReadings,
-    Unmetered,
-    commitment_intervals,
-    counter_at,
-    metered,
+    MgMetering,
     readings_bodies,
     readings_missing,
     statement_wh,
-    trade_share,
 )
 from peergrid_edge.replicas import Submission
 from peergrid_edge.settlement import PendingSettle, Settlements, Settler, judge, unsettled_trades
 from peergrid_ledger import query
+from peergrid_ledger.codec import encode
 from peergrid_ledger.genesis import Account, Genesis, Params
 from peergrid_ledger.keys import Keypair
+from peergrid_ledger.metering import Unmetered, commitment_intervals, metered, trade_share
 
 WAIT_MS = 1500  # the genesis settle_wait_ms: a silent counterparty's window
 DSO = Keypair.generate()
@@ -327,46 +326,81 @@ def test_what_cannot_be_metered_is_said_not_guessed(leaves: list[bytes], why: st
         metered(leaves, (500, 2500), "energy_wh", 1000)
 
 
+def meter_readings(times: list[int], steps: list[tuple[int, int]]) -> list[tuple[float, float, float]]:
+    """PCC readings (at s, export Wh, import Wh) at the given ms, each counter moved by its step in mWh (an
+    export step may be negative: a counter that runs backwards)."""
+    out, exp, imp = [], 10**9, 10**9
+    for at, (d_exp, d_imp) in zip(sorted(times), steps, strict=False):
+        exp, imp = exp + d_exp, imp + d_imp
+        out.append((at / 1000, exp / 1000, imp / 1000))
+    return out
+
+
+def pcc_readings() -> st.SearchStrategy[list[tuple[float, float, float]]]:
+    """Readings from 20 s before interval T's window to 20 s after, some gaps too long to measure across."""
+    from dso.test_disputes import CLOCK, T
+
+    start, end = CLOCK.window(T)
+    times = st.lists(st.integers(start - 20_000, end + 20_000), min_size=1, max_size=14, unique=True)
+    steps = st.lists(
+        st.tuples(st.integers(-3_000, 300_000), st.integers(0, 300_000)), min_size=14, max_size=14
+    )
+    return st.builds(meter_readings, times, steps)
+
+
+@settings(max_examples=30, deadline=None)
 @given(
-    st.lists(st.tuples(st.integers(0, 10_000), st.integers(0, 10**6)), min_size=1, max_size=12),
-    st.integers(0, 10_000),
-    st.integers(1, 20_000),
+    seller_readings=pcc_readings(),
+    buyer_readings=pcc_readings(),
+    quantity=st.integers(2, 5_000),
+    other_sale=st.integers(1, 5_000),
 )
-def test_the_counter_at_a_boundary_is_the_dsos(points: list[tuple[int, int]], at: int, gap: int) -> None:
-    """The edge reads its readings as the DSO does (dso-server disputes.counter_at), so an MGMC states what
-    the DSO would vouch for its side."""
-    from peergrid_dso import disputes
-
-    samples = sorted({a: c for a, c in points}.items())
-    counters = sorted(c for _, c in samples)
-    samples = [(a, c) for (a, _), c in zip(samples, counters, strict=True)]  # a counter never runs backwards
-    try:
-        ours: Fraction | None = counter_at(samples, at, gap)
-    except Unmetered:
-        ours = None
-    try:
-        theirs: Fraction | None = disputes.counter_at(samples, at, gap)
-    except disputes.Unmetered:
-        theirs = None
-    assert ours == theirs
-
-
-@given(st.integers(0, 10**6), st.integers(0, 10**5), st.integers(0, 10**5), st.integers(0, 10**5))
-def test_a_share_is_monotone_in_the_energy_and_never_above_the_trade(
-    e: int, more: int, q: int, rest: int
+def test_an_mgmc_states_for_a_disputed_trade_what_the_dso_vouches_for_its_side(
+    seller_readings: list[tuple[float, float, float]],
+    buyer_readings: list[tuple[float, float, float]],
+    quantity: int,
+    other_sale: int,
 ) -> None:
-    total = q + rest
-    assert 0 <= trade_share(Fraction(e), q, total) <= q
-    assert trade_share(Fraction(e + more), q, total) >= trade_share(Fraction(e), q, total)
+    """Both callers of `peergrid_ledger.metering` read one MG's sealed PCC readings alike: the edge's statement
+    (`MgMetering.statement`, from its store's commitment intervals around the window) is the share the DSO
+    finds for that side of a disputed trade (`disputes.resolve`, from the leaves it checks against the chain's
+    der_commitments), and the DSO leaves the dispute unresolved exactly when an edge could not state."""
+    from dso.test_disputes import CLOCK, T, market, sealed_buckets
+
+    from peergrid_dso.disputes import Unresolved, Vouched, resolve
+
+    # s sells to b (disputed: the buyer states half) and to c; the seller's share is pro rata over both sales
+    m = market({("s", "b"): quantity, ("s", "c"): other_sale}, {("s", "b"): (quantity // 2, quantity)})
+    m.commit("s", seller_readings)
+    m.commit("b", buyer_readings)
+    tid = m.trade_id("s", "b")
+
+    def edge_statement(mg: str, party: str, readings: list[tuple[float, float, float]]) -> int | None:
+        buckets = sealed_buckets(readings)
+        store = SimpleNamespace(leaves=lambda c: buckets.get(c, []), is_sealed=lambda c: True)
+        metering = MgMetering(store, CLOCK.max_gap_ms / 3000, CLOCK.commit_ms / 1000, CLOCK.window,
+                              lambda t: query.trades(m.chain.state, t), m.anonyms[mg].public,
+                              m.nodes[mg].public, None)  # fmt: skip
+        assert metering.max_gap_ms == CLOCK.max_gap_ms  # three polls of the PCC meter: the DSO's gap
+        return metering.statement(PendingSettle(T, tid, None, party=party))
+
+    seller = edge_statement("s", "seller", seller_readings)
+    buyer = edge_statement("b", "buyer", buyer_readings)
+    decision = resolve(m.chain.state, tid, CLOCK, m.node_of(), m.sealed)
+    event("a side unmetered" if seller is None or buyer is None else "both sides metered")
+    if seller is None or buyer is None:
+        assert isinstance(decision, Unresolved) and "metering" in decision.why
+    else:
+        assert isinstance(decision, Vouched)
+        assert (decision.seller.share_wh, decision.buyer.share_wh) == (seller, buyer)
 
 
-def test_bad_shares_and_windows_are_refused() -> None:
-    with pytest.raises(ValueError):
-        trade_share(Fraction(1), 5, 4)
-    with pytest.raises(ValueError):
-        commitment_intervals((0, 10), 0, 5)
-    with pytest.raises(ValueError):
-        metered([], (0, 1), "energy_wh", 0)
+def test_a_stored_leaf_that_is_no_reading_is_refused_not_skipped() -> None:
+    """The edge once skipped a leaf that decoded to anything but a reading, where the DSO refused it: an MGMC
+    then stated a number for readings the DSO would not vouch for. Both refuse it now (one module)."""
+    leaves = [*meter_leaves([(0, 1.0, 0.0), (3000, 2.0, 0.0)]), encode([1, 2])]
+    with pytest.raises(Unmetered, match="not a reading leaf"):
+        statement_wh(leaves, (500, 2500), "seller", 10, 10, 1000)
 
 
 # --- the dispute readings to the DSO ------------------------------------------------------------------------

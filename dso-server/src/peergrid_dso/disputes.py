@@ -26,28 +26,25 @@ intervals slots of `MeterClock` (`t0_ms + (t - first_interval) × interval_ms`):
 A PCC meter (nature `meter`; one per MG) reports cumulative counters: `energy_wh` (TotWhExp, export) and
 `import_wh` (TotWhImp). The counter at the interval's start and end is read at a reading made exactly then or
 linearly interpolated between the two readings around it, which must be at most `max_gap_ms` apart (a longer
-outage is no measurement). Unresolved when: the trade is not disputed (or unknown, settled, superseded), a
+outage is no measurement): `peergrid_ledger.metering`, the same reading of the same leaves the edge states
+from, and its pro-rata share (`metering.trade_share`). Unresolved when: the trade is not disputed (or unknown, settled, superseded), a
 party's anonym is not enrolled with a node key, a commitment that covers the window exists on the chain but
 its leaves are not at the DSO or do not match its root and count, a leaf does not decode, an MG has more than
 one meter, no readings bracket a boundary within `max_gap_ms`, or a counter runs backwards (a reset or
-replaced meter: nothing the DSO can vouch for). No I/O, no clock.
+replaced meter: nothing the DSO can vouch for) or a meter reading is malformed. No I/O, no clock.
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from fractions import Fraction
-from itertools import pairwise
 from typing import Any
 
 from peergrid_ledger import merkle, query
-from peergrid_ledger.codec import DecodeError, decode
+from peergrid_ledger.metering import COUNTER, commitment_intervals, metered, trade_share
+from peergrid_ledger.metering import Unmetered as Unmetered  # why a party's metering is unreadable, here too
 from peergrid_ledger.state import StateReader
-
-METER = "meter"  # the PCC meter's nature (edge natures.yaml)
-COUNTER = {"seller": "energy_wh", "buyer": "import_wh"}  # TotWhExp for what left, TotWhImp for what arrived
 
 
 @dataclass(frozen=True)
@@ -70,10 +67,7 @@ class MeterClock:
 
     def commitments(self, interval: int) -> range:
         """The commitment intervals whose readings may bracket the window's boundaries."""
-        start, end = self.window(interval)
-        return range(
-            (start - self.max_gap_ms) // self.commit_ms, (end + self.max_gap_ms) // self.commit_ms + 1
-        )
+        return commitment_intervals(self.window(interval), self.commit_ms, self.max_gap_ms)
 
 
 @dataclass(frozen=True)
@@ -104,10 +98,6 @@ class Unresolved:
 Decision = Vouched | Unresolved
 
 
-class Unmetered(Exception):
-    """Why one party's metering cannot be read (`resolve` makes it `Unresolved`)."""
-
-
 def resolve(
     state: StateReader,
     trade: bytes,
@@ -136,8 +126,9 @@ def resolve(
             energy = pcc_energy(state, node, clock, interval, sealed, COUNTER[side])
         except Unmetered as exc:
             return Unresolved(trade, f"the {side}'s metering: {exc}")
-        share = min(quantity, math.floor(energy * quantity / total)) if total > 0 else 0
-        sides[side] = Metered(node, energy, total, share)
+        # a disputed trade is one of its interval's latest closing (a superseded one is never disputed),
+        # so total >= quantity: trade_share's ValueError would be a chain that contradicts itself
+        sides[side] = Metered(node, energy, total, trade_share(energy, quantity, total))
     delivered = min(sides["seller"].share_wh, sides["buyer"].share_wh, quantity)
     return Vouched(trade, delivered, quantity, sides["seller"], sides["buyer"])
 
@@ -158,22 +149,6 @@ def verified_leaves(
     return leaves
 
 
-def meter_counter(leaf: bytes, counter: str) -> tuple[str, int, int] | None:
-    """(device, at_ms, counter in mWh) of a PCC meter reading that has `counter`, else None."""
-    try:
-        fields = decode(leaf)
-    except DecodeError as exc:
-        raise Unmetered(f"a sealed reading does not decode ({exc})") from None
-    if not isinstance(fields, dict) or not isinstance(fields.get("milli"), dict):
-        raise Unmetered("a sealed reading is not a reading leaf")
-    value, at, device = fields["milli"].get(counter), fields.get("at_ms"), fields.get("device")
-    if fields.get("nature") != METER or value is None:
-        return None
-    if not (isinstance(value, int) and isinstance(at, int) and isinstance(device, str)):
-        raise Unmetered("a meter reading's time, device or counter has the wrong type")
-    return device, at, value
-
-
 def pcc_energy(
     state: StateReader,
     node: bytes,
@@ -182,37 +157,10 @@ def pcc_energy(
     sealed: Mapping[tuple[bytes, int], Sequence[bytes]],
     counter: str,
 ) -> Fraction:
-    """Wh the PCC meter's `counter` advanced over the market interval's window (exact)."""
-    samples: list[tuple[int, int]] = []
-    devices: set[str] = set()
-    for commitment in clock.commitments(interval):
-        for leaf in verified_leaves(state, node, commitment, sealed):
-            found = meter_counter(leaf, counter)
-            if found is not None:
-                devices.add(found[0])
-                samples.append((found[1], found[2]))
-    if len(devices) > 1:
-        raise Unmetered(f"more than one meter ({', '.join(sorted(devices))}): which is the PCC is not known")
-    samples.sort()
-    for (at0, c0), (at1, c1) in pairwise(samples):
-        if c1 < c0:
-            raise Unmetered(
-                f"the {counter} counter runs backwards between {at0} and {at1} ms (reset or replaced)"
-            )
-    start, end = clock.window(interval)
-    return (counter_at(samples, end, clock.max_gap_ms) - counter_at(samples, start, clock.max_gap_ms)) / 1000
-
-
-def counter_at(samples: Sequence[tuple[int, int]], at: int, max_gap_ms: int) -> Fraction:
-    """The counter (mWh) at time `at`: a reading made then, or interpolated between the readings around it."""
-    before = [s for s in samples if s[0] <= at]
-    after = [s for s in samples if s[0] >= at]
-    if not before or not after or after[0][0] - before[-1][0] > max_gap_ms:
-        raise Unmetered(f"no meter readings at most {max_gap_ms} ms apart around {at} ms")
-    (t0, c0), (t1, c1) = before[-1], after[0]
-    if t1 == t0:
-        return Fraction(max(c0, c1))  # two readings at the same ms: the counter reached the higher
-    return Fraction(c0 * (t1 - at) + c1 * (at - t0), t1 - t0)
+    """Wh the PCC meter's `counter` advanced over the market interval's window (exact), read from the sealed
+    readings of every commitment interval that may bracket its boundaries (`peergrid_ledger.metering`)."""
+    leaves = [leaf for c in clock.commitments(interval) for leaf in verified_leaves(state, node, c, sealed)]
+    return metered(leaves, clock.window(interval), counter, clock.max_gap_ms)
 
 
 def to_json(decision: Decision) -> dict[str, Any]:

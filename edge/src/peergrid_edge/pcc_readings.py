@@ -1,17 +1,13 @@
 """This MG's PCC readings after a trading interval: what its statement says it metered, and what the DSO needs.
 
-Promises: `metered(leaves, window, counter, max_gap_ms)` is the Wh this MG's PCC meter's `counter` advanced over
-a market interval's window `[start_ms, end_ms)`, read from its own reading leaves (`commitments.reading_leaf`,
-the ones it seals into its `der_commitment`s), or `Unmetered` saying why it cannot tell yet: the same reading of
-the same leaves as the DSO's (dso-server `disputes.pcc_energy`: a counter at a boundary is a reading made then
-or interpolated between the two around it, at most `max_gap_ms` apart; one meter per MG; a counter that runs
-backwards measures nothing), so an MGMC states exactly what the DSO would vouch for its side.
-`trade_share(energy, quantity, total)` shares that energy over the MG's trades of the interval pro rata to
-their agreed quantities, capped at each one's (the DSO's rule, `disputes.resolve`; the MG's PCC meter sees its
-whole exchange with the feeder and cannot say which counterparty a shortfall hurt).
-`commitment_intervals(window, commit_ms, max_gap_ms)` are the commitment intervals whose readings may bracket
-the window's boundaries, and `readings_bodies` the `POST /api/dso/disputes/readings` bodies
-`{node, interval, leaves}` for the sealed ones. Pure: no I/O, no clock; `DisputeReadings` is the thin I/O
+Promises: `statement_wh(leaves, window, party, quantity, total, max_gap_ms)` is the Wh this MG states for one
+trade as its `party`: its PCC meter's counter over a market interval's window `[start_ms, end_ms)`, read from
+its own reading leaves (`commitments.reading_leaf`, the ones it seals into its `der_commitment`s), shared pro
+rata over its `total` agreed Wh on that side, or `Unmetered` saying why it cannot tell yet. The reading and the
+share are `peergrid_ledger.metering`'s, the very code the DSO vouches with (dso-server `disputes.resolve`), and
+the leaves are those of the same commitment intervals (`metering.commitment_intervals`), so an MGMC states
+exactly what the DSO would vouch for its side. `readings_bodies` are the `POST /api/dso/disputes/readings`
+bodies `{node, interval, leaves}` for the sealed ones. Pure: no I/O, no clock; `DisputeReadings` is the thin I/O
 shell that posts them (stdlib HTTP, in a thread: the Pi carries no web client), and `MgMetering` the trading
 agent's: its statements from the edge store, and a dispute's readings posted to the DSO.
 Never states from a guess: no reading after the window's end yet means `Unmetered`, not a number.
@@ -22,84 +18,15 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import math
 import urllib.error
 import urllib.request
 from collections.abc import Awaitable, Callable, Iterable, Sequence
-from fractions import Fraction
-from itertools import pairwise
 from typing import Any, Protocol
 
 from peergrid_edge.settlement import PendingSettle
-from peergrid_ledger.codec import DecodeError, decode
+from peergrid_ledger.metering import COUNTER, Unmetered, commitment_intervals, metered, trade_share
 
 log = logging.getLogger("peergrid.edge.trader")
-
-METER = "meter"  # the PCC meter's nature (natures.yaml)
-COUNTER = {"seller": "energy_wh", "buyer": "import_wh"}  # TotWhExp for what left, TotWhImp for what arrived
-
-
-class Unmetered(Exception):
-    """Why this MG's metering of a window cannot be told (yet, or at all)."""
-
-
-def samples(leaves: Iterable[bytes], counter: str) -> list[tuple[int, int]]:
-    """(at_ms, counter in mWh) of every PCC meter reading among `leaves` that has `counter`, in time order."""
-    found: list[tuple[int, int]] = []
-    devices: set[str] = set()
-    for leaf in leaves:
-        try:
-            fields = decode(leaf)
-        except DecodeError as exc:
-            raise Unmetered(f"a stored reading does not decode ({exc})") from None
-        if not isinstance(fields, dict) or fields.get("nature") != METER:
-            continue
-        value, at, device = fields.get("milli", {}).get(counter), fields.get("at_ms"), fields.get("device")
-        if value is None:
-            continue
-        if not (isinstance(value, int) and isinstance(at, int) and isinstance(device, str)):
-            raise Unmetered("a meter reading's time, device or counter has the wrong type")
-        devices.add(device)
-        found.append((at, value))
-    if len(devices) > 1:
-        raise Unmetered(f"more than one meter ({', '.join(sorted(devices))}): which is the PCC is not known")
-    found.sort()
-    for (at0, c0), (at1, c1) in pairwise(found):
-        if c1 < c0:
-            raise Unmetered(
-                f"the {counter} counter runs backwards between {at0} and {at1} ms (reset or replaced)"
-            )
-    return found
-
-
-def counter_at(found: Sequence[tuple[int, int]], at: int, max_gap_ms: int) -> Fraction:
-    """The counter (mWh) at `at` ms: a reading made then, or interpolated between the two around it."""
-    before = [s for s in found if s[0] <= at]
-    after = [s for s in found if s[0] >= at]
-    if not before or not after or after[0][0] - before[-1][0] > max_gap_ms:
-        raise Unmetered(f"no meter readings at most {max_gap_ms} ms apart around {at} ms")
-    (t0, c0), (t1, c1) = before[-1], after[0]
-    if t1 == t0:
-        return Fraction(max(c0, c1))
-    return Fraction(c0 * (t1 - at) + c1 * (at - t0), t1 - t0)
-
-
-def metered(leaves: Iterable[bytes], window: tuple[int, int], counter: str, max_gap_ms: int) -> Fraction:
-    """Wh the PCC meter's `counter` advanced over `window` (ms), exact."""
-    if max_gap_ms <= 0:
-        raise ValueError("max_gap_ms must be positive")
-    found = samples(leaves, counter)
-    start, end = window
-    return (counter_at(found, end, max_gap_ms) - counter_at(found, start, max_gap_ms)) / 1000
-
-
-def trade_share(energy_wh: Fraction, quantity: int, total: int) -> int:
-    """One trade's part of the MG's metered energy: pro rata to the agreed quantities, floored, capped at its own."""
-    if quantity < 0 or total < quantity:
-        raise ValueError(f"a trade of {quantity} Wh among trades of {total} Wh")
-    if total == 0:
-        return 0
-    return max(0, min(quantity, math.floor(energy_wh * quantity / total)))
 
 
 def statement_wh(
@@ -108,14 +35,6 @@ def statement_wh(
     """What this MG states for one trade as its `party` ("buyer": what arrived, "seller": what left): its PCC
     meter's counter over the window, its share pro rata over its `total` agreed Wh on that side."""
     return trade_share(metered(leaves, window, COUNTER[party], max_gap_ms), quantity, total)
-
-
-def commitment_intervals(window: tuple[int, int], commit_ms: int, max_gap_ms: int) -> range:
-    """The commitment intervals (`floor(ms / commit_ms)`) whose readings may bracket the window's boundaries."""
-    if commit_ms <= 0 or max_gap_ms <= 0:
-        raise ValueError("commit_ms and max_gap_ms must be positive")
-    start, end = window
-    return range((start - max_gap_ms) // commit_ms, (end + max_gap_ms) // commit_ms + 1)
 
 
 def readings_bodies(node: bytes, sealed: Iterable[tuple[int, Sequence[bytes]]]) -> list[dict[str, Any]]:

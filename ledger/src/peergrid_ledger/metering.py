@@ -1,0 +1,124 @@
+"""What an MG's PCC meter says crossed its point of common coupling over a market interval, from the reading
+leaves the MGMC seals into its `der_commitment`s: the one reading of them that an MGMC states a trade from (edge
+`pcc_readings`) and that the DSO settles a disputed trade from (dso-server `disputes`), so that both find the
+same Wh in the same leaves. It lives in the ledger because the ledger is the one package both import.
+
+Promises: `samples(leaves, counter)` is (at_ms, counter in mWh) of every PCC meter reading among the leaves that
+has `counter`, in time order; `counter_at(found, at, max_gap_ms)` the counter at a time: a reading made then,
+or linearly interpolated between the two readings around it when they are at most `max_gap_ms` apart;
+`metered(leaves, window, counter, max_gap_ms)` the Wh the counter advanced over a window `[start_ms, end_ms)`,
+exact (`Fraction`). `trade_share(energy, quantity, total)` is one trade's part of that energy, pro rata to the
+agreed quantities of the MG's trades on that side of the interval, floored, capped at its own; and
+`commitment_intervals(window, commit_ms, max_gap_ms)` the commitment intervals whose readings may bracket the
+window's boundaries. Exact rational arithmetic throughout, deterministic, pure: no clock, no I/O.
+Raises `Unmetered` (never a guess) when a leaf does not decode, is not a reading leaf, or a meter reading's
+time, device or counter is not a non-negative integer; when two meters report (which one is the PCC is then
+not known); when a counter runs backwards (a reset or a replaced meter: rollover is not undone, since an
+energy across a reset cannot be told from the leaves); and when no readings bracket a boundary within
+`max_gap_ms` (a longer outage is no measurement, and a window not yet read to its end is not a number yet).
+Raises `ValueError` for arguments no caller should pass: a gap or commitment length that is not positive, a
+window that ends before it starts, a trade larger than its side's total.
+The leaves are edge `commitments.reading_leaf`'s canonical encoding: `{at_ms, device, milli: {quantity: int},
+nature}`; the PCC meter has nature `meter` (edge natures.yaml), one per MG.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Sequence
+from fractions import Fraction
+from itertools import pairwise
+from typing import TypeGuard
+
+from peergrid_ledger.codec import DecodeError, decode
+
+METER = "meter"
+COUNTER = {"seller": "energy_wh", "buyer": "import_wh"}  # TotWhExp for what left, TotWhImp for what arrived
+
+
+class Unmetered(Exception):
+    """Why the metering of a window cannot be told (yet, or at all)."""
+
+
+def meter_sample(leaf: bytes, counter: str) -> tuple[str, int, int] | None:
+    """(device, at_ms, counter in mWh) of a PCC meter reading that has `counter`; None for any other reading."""
+    try:
+        fields = decode(leaf)
+    except DecodeError as exc:
+        raise Unmetered(f"a reading does not decode ({exc})") from None
+    if not isinstance(fields, dict) or not isinstance(fields.get("milli"), dict):
+        raise Unmetered("a reading is not a reading leaf")
+    value, at, device = fields["milli"].get(counter), fields.get("at_ms"), fields.get("device")
+    if fields.get("nature") != METER or value is None:
+        return None
+    if _count(value) and _count(at) and isinstance(device, str):
+        return device, at, value
+    raise Unmetered(f"a meter reading's time, device or {counter} counter is not what a meter reports")
+
+
+def _count(value: object) -> TypeGuard[int]:
+    """A cumulative counter or a time in ms: an integer, not negative (bool is an int to Python, not to us)."""
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+
+
+def samples(leaves: Iterable[bytes], counter: str) -> list[tuple[int, int]]:
+    """(at_ms, counter in mWh) of every PCC meter reading among `leaves` that has `counter`, in time order."""
+    found: list[tuple[int, int]] = []
+    devices: set[str] = set()
+    for leaf in leaves:
+        sample = meter_sample(leaf, counter)
+        if sample is not None:
+            devices.add(sample[0])
+            found.append((sample[1], sample[2]))
+    if len(devices) > 1:
+        raise Unmetered(f"more than one meter ({', '.join(sorted(devices))}): which is the PCC is not known")
+    found.sort()
+    for (at0, c0), (at1, c1) in pairwise(found):
+        if c1 < c0:
+            raise Unmetered(
+                f"the {counter} counter runs backwards between {at0} and {at1} ms (reset or replaced)"
+            )
+    return found
+
+
+def counter_at(found: Sequence[tuple[int, int]], at: int, max_gap_ms: int) -> Fraction:
+    """The counter (mWh) at `at` ms from time-ordered `samples`: a reading made then, or interpolated between
+    the two around it."""
+    if max_gap_ms <= 0:
+        raise ValueError("max_gap_ms must be positive")
+    before = [s for s in found if s[0] <= at]
+    after = [s for s in found if s[0] >= at]
+    if not before or not after or after[0][0] - before[-1][0] > max_gap_ms:
+        raise Unmetered(f"no meter readings at most {max_gap_ms} ms apart around {at} ms")
+    (t0, c0), (t1, c1) = before[-1], after[0]
+    if t1 == t0:
+        return Fraction(max(c0, c1))  # readings made at `at` itself: the counter had reached the highest
+    return Fraction(c0 * (t1 - at) + c1 * (at - t0), t1 - t0)
+
+
+def metered(leaves: Iterable[bytes], window: tuple[int, int], counter: str, max_gap_ms: int) -> Fraction:
+    """Wh the PCC meter's `counter` advanced over `window` (ms), exact."""
+    start, end = window
+    if end < start:
+        raise ValueError(f"the window [{start}, {end}) ms ends before it starts")
+    found = samples(leaves, counter)
+    return (counter_at(found, end, max_gap_ms) - counter_at(found, start, max_gap_ms)) / 1000
+
+
+def trade_share(energy_wh: Fraction, quantity: int, total: int) -> int:
+    """One trade's part of the MG's metered energy: pro rata to the agreed quantities, floored, capped at its own.
+    Why pro rata: the PCC meter sees the MG's whole exchange with the feeder and cannot say which counterparty a
+    shortfall hurt; it is how the market shares an over-asked offer, and more energy never gives less."""
+    if quantity < 0 or total < quantity:
+        raise ValueError(f"a trade of {quantity} Wh among trades of {total} Wh")
+    if total == 0:
+        return 0
+    return max(0, min(quantity, math.floor(energy_wh * quantity / total)))
+
+
+def commitment_intervals(window: tuple[int, int], commit_ms: int, max_gap_ms: int) -> range:
+    """The commitment intervals (`floor(ms / commit_ms)`) whose readings may bracket the window's boundaries."""
+    if commit_ms <= 0 or max_gap_ms <= 0:
+        raise ValueError("commit_ms and max_gap_ms must be positive")
+    start, end = window
+    return range((start - max_gap_ms) // commit_ms, (end + max_gap_ms) // commit_ms + 1)

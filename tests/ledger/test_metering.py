@@ -1,0 +1,243 @@
+"""`peergrid_ledger.metering`: the one reading of an MG's PCC meter leaves that the edge states a trade from and
+the DSO settles a dispute from. Properties of the arithmetic (exact at readings, linear between them, additive
+over adjoining windows, monotone in energy, order-free), and every bad reading refused with `Unmetered`, never
+another exception and never a number."""
+
+from __future__ import annotations
+
+import random
+from fractions import Fraction
+from typing import Any
+
+import pytest
+from hypothesis import assume, given
+from hypothesis import strategies as st
+
+from peergrid_ledger.codec import encode
+from peergrid_ledger.metering import (
+    COUNTER,
+    Unmetered,
+    commitment_intervals,
+    counter_at,
+    metered,
+    samples,
+    trade_share,
+)
+
+EXPORT = COUNTER["seller"]
+
+
+def leaf(at_ms: Any, counters: Any, device: Any = "pcc", nature: Any = "meter") -> bytes:
+    """A reading leaf as the edge seals it (`commitments.reading_leaf`): quantities in milli-units."""
+    return encode({"at_ms": at_ms, "device": device, "milli": counters, "nature": nature})
+
+
+def meter(series: list[tuple[int, int]], counter: str = EXPORT) -> list[bytes]:
+    return [leaf(at, {counter: c, "power_w": 0}) for at, c in series]
+
+
+@st.composite
+def series(draw: st.DrawFn, max_step_ms: int = 5_000) -> list[tuple[int, int]]:
+    """A meter's (at_ms, counter mWh): times rising, the counter never falling."""
+    gaps = draw(st.lists(st.integers(1, max_step_ms), min_size=1, max_size=15))
+    steps = draw(st.lists(st.integers(0, 10**6), min_size=len(gaps), max_size=len(gaps)))
+    at, c, out = draw(st.integers(0, 10**9)), draw(st.integers(0, 10**12)), []
+    for gap, step in zip(gaps, steps, strict=True):
+        at, c = at + gap, c + step
+        out.append((at, c))
+    return out
+
+
+def within(found: list[tuple[int, int]], data: st.DataObject) -> tuple[int, int]:
+    """A window inside the readings' span."""
+    lo, hi = found[0][0], found[-1][0]
+    a, b = data.draw(st.integers(lo, hi)), data.draw(st.integers(lo, hi))
+    return min(a, b), max(a, b)
+
+
+# --- the arithmetic ----------------------------------------------------------------------------------------------
+
+
+@given(found=series())
+def test_the_counter_at_a_reading_is_that_reading_and_energy_between_readings_is_their_difference(
+    found: list[tuple[int, int]],
+) -> None:
+    for at, c in found:
+        assert counter_at(found, at, 1) == c  # exact, whatever the gap allowed
+    (t0, c0), (t1, c1) = found[0], found[-1]
+    assert metered(meter(found), (t0, t1), EXPORT, 1) == Fraction(c1 - c0, 1000)
+
+
+@given(times=st.lists(st.integers(0, 10**6), min_size=2, max_size=12, unique=True), rate=st.integers(0, 5_000),
+       data=st.data())  # fmt: skip
+def test_a_steady_power_is_measured_exactly_between_any_readings(
+    times: list[int], rate: int, data: st.DataObject
+) -> None:
+    """A counter rising at `rate` mWh per ms, read at arbitrary times: any window is rate × its length."""
+    found = [(t, 7 + rate * t) for t in sorted(times)]
+    start, end = within(found, data)
+    assert metered(meter(found), (start, end), EXPORT, 10**6) == Fraction(rate * (end - start), 1000)
+
+
+@given(found=series(), data=st.data())
+def test_energy_is_additive_over_adjoining_windows_and_never_negative(
+    found: list[tuple[int, int]], data: st.DataObject
+) -> None:
+    a, c = within(found, data)
+    b = data.draw(st.integers(a, c))
+    leaves, gap = meter(found), 5_000
+    whole = metered(leaves, (a, c), EXPORT, gap)
+    assert whole == metered(leaves, (a, b), EXPORT, gap) + metered(leaves, (b, c), EXPORT, gap)
+    assert whole >= 0
+
+
+@given(steps=st.lists(st.integers(0, 5_000_000), min_size=1, max_size=12), boundary=st.integers(0, 120_000),
+       bump=st.integers(0, 10**6), at=st.integers(0, 12))  # fmt: skip
+def test_counter_at_is_monotone_in_any_later_bump(
+    steps: list[int], boundary: int, bump: int, at: int
+) -> None:
+    """Energy that flowed at or after some reading raises every later counter by the same amount: the counter
+    read at any boundary never falls, and the energy over a window never falls."""
+    found, c = [], 0
+    for i, step in enumerate(steps):
+        c += step
+        found.append((i * 10_000, c))
+    bumped = [(t, v + bump if i >= at else v) for i, (t, v) in enumerate(found)]
+    last = found[-1][0]
+    lo, hi = sorted((boundary % (last + 1), (boundary * 7) % (last + 1)))
+    before = counter_at(found, hi, 10_000) - counter_at(found, lo, 10_000)
+    after = counter_at(bumped, hi, 10_000) - counter_at(bumped, lo, 10_000)
+    assert 0 <= before <= after
+    assert counter_at(found, lo, 10_000) <= counter_at(bumped, lo, 10_000)
+
+
+@given(found=series(), seed=st.integers(0, 2**32), data=st.data())
+def test_the_order_of_the_leaves_and_other_readings_among_them_change_nothing(
+    found: list[tuple[int, int]], seed: int, data: st.DataObject
+) -> None:
+    window = within(found, data)
+    others = [
+        leaf(found[0][0], {"power_w": -5, EXPORT: 1}, device="pv1", nature="pv"),  # another nature's counter
+        leaf(found[-1][0], {"power_w": 3}),  # the meter, without this counter
+        leaf(found[0][0], {"import_wh": 10**15}),  # the meter's other counter
+    ]
+    mixed = meter(found) + others
+    random.Random(seed).shuffle(mixed)
+    assert samples(mixed, EXPORT) == found
+    assert metered(mixed, window, EXPORT, 5_000) == metered(meter(found), window, EXPORT, 5_000)
+
+
+# --- what cannot be metered ---------------------------------------------------------------------------------------
+
+
+@given(found=series(), where=st.integers(0, 14), drop=st.integers(1, 10**6))
+def test_a_counter_that_runs_backwards_measures_nothing(
+    found: list[tuple[int, int]], where: int, drop: int
+) -> None:
+    """A reset or a replaced meter: no rollover is undone, the whole MG's metering is refused."""
+    assume(len(found) >= 2)
+    i = 1 + where % (len(found) - 1)
+    assume(found[i - 1][1] > 0)  # a counter that falls to below zero is refused as no meter's reading
+    broken = [*found[:i], (found[i][0], max(0, found[i - 1][1] - drop)), *found[i + 1 :]]
+    with pytest.raises(Unmetered, match="runs backwards"):
+        metered(meter(broken), (found[0][0], found[-1][0]), EXPORT, 10**9)
+
+
+@given(found=series(max_step_ms=50_000), gap=st.integers(1, 50_000), data=st.data())
+def test_a_boundary_is_measured_only_between_readings_at_most_the_gap_apart(
+    found: list[tuple[int, int]], gap: int, data: st.DataObject
+) -> None:
+    at = data.draw(st.integers(found[0][0] - 10, found[-1][0] + 10))
+    before = [t for t, _ in found if t <= at]
+    after = [t for t, _ in found if t >= at]
+    try:
+        counter_at(found, at, gap)
+    except Unmetered as exc:
+        assert "apart around" in str(exc)
+        assert not before or not after or after[0] - before[-1] > gap
+    else:
+        assert before and after and after[0] - before[-1] <= gap
+
+
+BAD_READINGS = [
+    (b"\xff\x00junk", "does not decode"),
+    (encode([1, 2]), "not a reading leaf"),
+    (encode({"at_ms": 1, "device": "pcc", "milli": [1], "nature": "meter"}), "not a reading leaf"),
+    (leaf("1", {EXPORT: 5}), "not what a meter reports"),
+    (leaf(-1, {EXPORT: 5}), "not what a meter reports"),
+    (leaf(1, {EXPORT: -5}), "not what a meter reports"),
+    (leaf(1, {EXPORT: True}), "not what a meter reports"),
+    (leaf(1, {EXPORT: b"\x05"}), "not what a meter reports"),
+    (leaf(1, {EXPORT: 5}, device=7), "not what a meter reports"),
+]
+
+
+@pytest.mark.parametrize(("bad", "why"), BAD_READINGS)
+def test_a_bad_reading_among_good_ones_is_refused_with_why(bad: bytes, why: str) -> None:
+    good = meter([(0, 10), (1000, 20), (2000, 30)])
+    with pytest.raises(Unmetered, match=why):
+        metered([*good, bad], (0, 2000), EXPORT, 1000)
+
+
+def test_two_meters_leave_the_pcc_unknown() -> None:
+    leaves = [*meter([(0, 10), (2000, 30)]), leaf(1000, {EXPORT: 15}, device="sub")]
+    with pytest.raises(Unmetered, match=r"more than one meter \(pcc, sub\)"):
+        metered(leaves, (0, 2000), EXPORT, 5_000)
+
+
+@given(junk=st.lists(st.binary(max_size=40), max_size=4), found=series())
+def test_arbitrary_bytes_give_a_number_or_unmetered_never_a_crash(
+    junk: list[bytes], found: list[tuple[int, int]]
+) -> None:
+    try:
+        energy = metered(meter(found) + junk, (found[0][0], found[-1][0]), EXPORT, 10**9)
+    except Unmetered:
+        return
+    assert energy == Fraction(found[-1][1] - found[0][1], 1000)  # junk that decoded to nothing of the meter's
+
+
+def test_arguments_no_caller_should_pass_are_refused() -> None:
+    good = meter([(0, 10), (1000, 20)])
+    with pytest.raises(ValueError, match="max_gap_ms must be positive"):
+        metered(good, (0, 1000), EXPORT, 0)
+    with pytest.raises(ValueError, match="ends before it starts"):
+        metered(good, (1000, 0), EXPORT, 1000)
+    with pytest.raises(ValueError, match="must be positive"):
+        commitment_intervals((0, 10), 0, 5)
+    with pytest.raises(ValueError, match="among trades of 4 Wh"):
+        trade_share(Fraction(1), 5, 4)
+    with pytest.raises(ValueError):
+        trade_share(Fraction(1), -1, 4)
+    assert trade_share(Fraction(10), 0, 0) == 0
+
+
+# --- shares and commitment intervals ------------------------------------------------------------------------------
+
+
+@given(st.integers(0, 10**6), st.integers(0, 10**5), st.integers(0, 10**5), st.integers(0, 10**5))
+def test_a_share_is_monotone_in_the_energy_and_never_above_the_trade(
+    e: int, more: int, q: int, rest: int
+) -> None:
+    total = q + rest
+    assert 0 <= trade_share(Fraction(e), q, total) <= q
+    assert trade_share(Fraction(e + more), q, total) >= trade_share(Fraction(e), q, total)
+
+
+@given(energy=st.fractions(min_value=0, max_value=10**6), quantities=st.lists(st.integers(0, 10**5), min_size=1, max_size=8))  # fmt: skip
+def test_the_shares_of_an_mgs_trades_never_add_up_to_more_than_it_metered(
+    energy: Fraction, quantities: list[int]
+) -> None:
+    total = sum(quantities)
+    shares = [trade_share(energy, q, total) for q in quantities]
+    assert sum(shares) <= energy and sum(shares) <= total
+
+
+@given(start=st.integers(0, 10**9), length=st.integers(0, 10**6), commit=st.integers(1, 10**5),
+       gap=st.integers(1, 10**5), data=st.data())  # fmt: skip
+def test_the_commitment_intervals_hold_every_reading_that_may_bracket_a_boundary(
+    start: int, length: int, commit: int, gap: int, data: st.DataObject
+) -> None:
+    spans = commitment_intervals((start, start + length), commit, gap)
+    at = data.draw(st.integers(start - gap, start + length + gap))
+    assert at // commit in spans
+    assert len(spans) <= (length + 2 * gap) // commit + 2  # and not many more
