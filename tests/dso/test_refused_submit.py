@@ -19,9 +19,10 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
+from helpers_replica import Wire, pump, wall_ms
+
 from peergrid_dso.interval_node import DsoLoop
 from peergrid_dso.node_chains import ChainAdapter, Changed
-from peergrid_ledger.consensus.actions import Timer
 from peergrid_ledger.consensus.engine import EngineConfig
 from peergrid_ledger.consensus.node import ChainReplica
 from peergrid_ledger.contracts import market
@@ -33,33 +34,6 @@ from peergrid_ledger.tx import sign_tx
 from .test_rebargain_reopen import day_ahead_clear
 
 FIRST = 40
-
-
-def wall_ms() -> int:
-    return int(time.time() * 1000)
-
-
-class Wire:
-    """The replica's transport (nothing to gossip to) and its timers, fired by `pump`."""
-
-    def __init__(self) -> None:
-        self.timers: list[tuple[Timer, int]] = []
-
-    def publish(self, *_: Any, **__: Any) -> None:
-        pass
-
-    def schedule(self, timer: Timer, at_ms: int) -> None:
-        self.timers.append((timer, at_ms))
-
-
-def pump(replica: ChainReplica, wire: Wire, due_only: bool = True) -> None:
-    """One pass over the proposal timers set so far (due ones, or all: the single authority proposes and
-    finalises a block at each; an idle chain asks for an empty block every period, so never loop on them)."""
-    now = wall_ms()
-    due = [(t, at) for t, at in wire.timers if t.kind == "propose" and (at <= now or not due_only)]
-    wire.timers = [entry for entry in wire.timers if entry not in due]
-    for timer, at in sorted(due, key=lambda d: d[1]):
-        replica.fire(timer, max(at, now))
 
 
 class Lab:
