@@ -121,3 +121,13 @@ def test_an_mg_that_delivered_ends_no_worse_than_its_commitment_whoever_let_it_d
         net = d.uplift_credit.get(name, 0.0) - d.uplift_charge.get(name, 0.0) + d.compensation.get(name, 0.0)
         assert got == settled[name] + round(net * MICRO), name
     assert sum(d.compensation.values()) == pytest.approx(0.0, abs=1e-9)
+
+
+def test_each_trades_own_shortfalls_are_given_for_the_chain_to_compute_the_same_figure() -> None:
+    assert played({}).shortfalls == {}
+    d = played({("a", 0): 0.5, ("b", 0): 0.2, ("b", 1): 0.3})
+    assert d.shortfalls == {(0, "a", "b"): (2500, 1000), (1, "a", "b"): (0, 1500)}
+    # the contract's rule on them (micro-units per Wh: price 200, b's retail 250, a's feed-in 50) is the figure
+    owed = {t: contract.compensation(200, s, b, 250, 50) for (t, _, _), (s, b) in d.shortfalls.items()}
+    assert owed == {0: ("seller", 1500 * 50), 1: ("buyer", 1500 * 150)}
+    assert d.compensation == (Payment("b", "a", 1500 * 150 - 1500 * 50),)
