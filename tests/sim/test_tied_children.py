@@ -5,12 +5,14 @@ timeout kills it. Before, such orphans (DSO servers at 30-68 % CPU) loaded every
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -74,11 +76,26 @@ def wait_for(path: Path, process: subprocess.Popen[str], within_s: float) -> Non
         time.sleep(0.1)
 
 
-def kill_all(pids: dict[str, int]) -> None:
-    """Clean up after a failing test, so that it does not leave the orphans it found."""
-    for pid in pids.values():
-        if alive(pid):
-            os.kill(pid, signal.SIGKILL)
+@contextlib.contextmanager
+def cleaned_up(parent: subprocess.Popen[str]) -> Iterator[dict[str, int]]:
+    """The children's PIDs (the test fills them in), killed at the end with the parent even when the test
+    failed, so that it does not leave the orphans it found."""
+    pids: dict[str, int] = {}
+    try:
+        yield pids
+    finally:
+        parent.kill()
+        parent.wait()
+        for pid in pids.values():
+            if alive(pid):
+                os.kill(pid, signal.SIGKILL)
+
+
+def kill_and_find_no_survivor(parent: subprocess.Popen[str], pids: dict[str, int]) -> None:
+    assert survivors(pids, 0) == pids  # every child runs until then
+    parent.send_signal(signal.SIGKILL)
+    parent.wait(timeout=10)
+    assert survivors(pids, 10) == {}
 
 
 def test_every_child_of_a_killed_testbed_dies(tmp_path: Path) -> None:
@@ -87,22 +104,14 @@ def test_every_child_of_a_killed_testbed_dies(tmp_path: Path) -> None:
         stdout=subprocess.PIPE,
         text=True,
     )
-    pids: dict[str, int] = {}
-    try:
+    with cleaned_up(parent) as pids:
         assert parent.stdout is not None
         assert parent.stdout.readline().strip() == "ready"
-        pids = json.loads((tmp_path / "pids.json").read_text())
+        pids |= json.loads((tmp_path / "pids.json").read_text())
         assert set(pids) == {"mosquitto", "firmware-sim", "wrapped", "from-a-thread"}
         wait_for(tmp_path / "endpoints.json", parent, 30)  # firmware-sim is up and serving
         # the one started from a worker thread outlived that thread: it is tied to the process, not the thread
-        assert survivors(pids, 0) == pids
-        parent.send_signal(signal.SIGKILL)
-        parent.wait(timeout=10)
-        assert survivors(pids, 10) == {}
-    finally:
-        parent.kill()
-        parent.wait()
-        kill_all(pids)
+        kill_and_find_no_survivor(parent, pids)
 
 
 @pytest.mark.system
@@ -120,20 +129,12 @@ def test_a_killed_peergrid_testbed_leaves_no_process(tmp_path: Path) -> None:
         str(SCENARIO),
     ]
     bed = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, text=True)
-    pids: dict[str, int] = {}
-    try:
+    with cleaned_up(bed) as pids:
         wait_for(workdir / "ports.json", bed, 60)  # every part came up, the DSO server listens
-        pids = json.loads((workdir / "pids.json").read_text())
+        pids |= json.loads((workdir / "pids.json").read_text())
         assert {"mosquitto", "firmware-sim", "dso"} <= set(pids)
         assert any(name.startswith("mgmc-") for name in pids)
-        assert survivors(pids, 0) == pids
-        bed.send_signal(signal.SIGKILL)
-        bed.wait(timeout=10)
-        assert survivors(pids, 10) == {}
-    finally:
-        bed.kill()
-        bed.wait()
-        kill_all(pids)
+        kill_and_find_no_survivor(bed, pids)
 
 
 def test_a_child_whose_parent_died_before_it_was_tied_never_runs(tmp_path: Path) -> None:
