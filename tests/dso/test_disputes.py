@@ -27,6 +27,11 @@ T = 9
 NOW_MS = 10**12
 # interval T is [1 010 000, 1 070 000) ms; commitments are 60-s buckets: 16, 17 (and 18 after the end)
 CLOCK = MeterClock(t0_ms=1_010_000, interval_ms=60_000, first_interval=T, commit_ms=60_000, max_gap_ms=15_000)
+# the same intervals on the chain's clock (a settle_by_both genesis needs it): T ended long before NOW_MS
+CHAIN_CLOCK = {
+    "settle_epoch_ms": CLOCK.t0_ms - T * CLOCK.interval_ms,
+    "settle_interval_ms": CLOCK.interval_ms,
+}
 PRICE = 200
 
 
@@ -92,7 +97,7 @@ def market(
         accounts=(Account(dso.public, ("dso",)),
                   *(Account(anonyms[mg].public, ("anonym",), balance=balance) for mg in mgs),
                   *(Account(nodes[mg].public, ("mgmc",), balance=balance) for mg in mgs)),
-        contracts=("market", "payments"), params=Params(settle_by_both=1, **extra),
+        contracts=("market", "payments"), params=Params(settle_by_both=1, **CHAIN_CLOCK, **extra),
     )  # fmt: skip
     m = Market(LocalChain(genesis, authority), dso, authority, anonyms, nodes)
     for seller in sorted({s for s, _ in sales}):

@@ -23,7 +23,7 @@ from peergrid_ledger.genesis import Account, Genesis, Params
 from peergrid_ledger.keys import Keypair, write_keyfile
 from peergrid_ledger.tx import sign_tx
 
-from .test_disputes import CLOCK, PRICE, T, ramp, sealed_buckets
+from .test_disputes import CHAIN_CLOCK, CLOCK, PRICE, T, ramp, sealed_buckets
 
 
 def test_a_running_dso_node_settles_a_dispute_on_the_mgmc_chain(tmp_path: Path, mosquitto: Any) -> None:
@@ -38,7 +38,7 @@ def test_a_running_dso_node_settles_a_dispute_on_the_mgmc_chain(tmp_path: Path, 
         accounts=(Account(dso.public, ("dso",), "dso"),
                   *(Account(anonyms[mg].public, ("anonym",), balance=10**9) for mg in anonyms),
                   *(Account(nodes[mg].public, ("mgmc",), mg) for mg in nodes)),
-        contracts=("market",), params=Params(settle_by_both=1),
+        contracts=("market",), params=Params(settle_by_both=1, **CHAIN_CLOCK),
     )  # fmt: skip
     dso_chain = Genesis(chain="dso-lab", time=now, authorities=(dso.public,),
                         accounts=(Account(dso.public, ("dso",), "dso"),), params=Params())  # fmt: skip

@@ -54,7 +54,8 @@ def both_chain(
                   Account(buyer.public, ("anonym",)),
                   Account(DSO.public, ("dso",))),  # it settles disputes (a settle_by_both genesis needs it)
         contracts=("market",),
-        params=Params(credit_limit=credit, settle_by_both=1, settle_tolerance_wh=tolerance, settle_wait_ms=WAIT_MS),
+        params=Params(credit_limit=credit, settle_by_both=1, settle_tolerance_wh=tolerance, settle_wait_ms=WAIT_MS,
+                      settle_interval_ms=1000),  # the clock it needs: 1-s intervals from 1970, all long ended
     )  # fmt: skip
 
 
