@@ -5,8 +5,8 @@ authority pays, and an old chain replays to the state root pinned below. With it
 `delivered` once; two statements within `settle_tolerance_wh` pay the lower, two beyond it dispute the trade
 (nothing moves; only the DSO settles it, no other authority: review9 F2); the DSO may settle any trade first;
 a party whose counterparty stays silent until `settle_wait_ms` after the first statement settles on its own by
-sending it again. With the genesis' interval clock (`settle_epoch_ms`, `settle_interval_ms`) nobody's settle
-lands before the trade's interval ended (review9 F1), and a genesis with the rule names a DSO (F6). Every
+sending it again. A genesis with the rule needs the interval clock (`settle_epoch_ms`, `settle_interval_ms`):
+nobody's settle lands before the trade's interval ended (review9 F1); and it names a DSO (F6). Every
 refusal names the trade and who sent it. The properties over any order are in test_settle_properties.py.
 """
 
@@ -41,6 +41,12 @@ def accounts(balance: int = BALANCE) -> tuple[Account, ...]:
     )
 
 
+# the interval clock a settle_by_both genesis needs, unless a test names its own: quarter-hours from the
+# Unix epoch, so the intervals traded here (a few) ended decades before the blocks (T0): a statement's timing
+# is then the wait's alone; the clock's own rule is tested with `clocked_chain`
+ENDED_LONG_AGO = {"settle_interval_ms": 900_000}
+
+
 def both_chain(
     tolerance: int = 0,
     balance: int = BALANCE,
@@ -48,8 +54,9 @@ def both_chain(
     contracts: tuple[str, ...] = ("market",),
     **more: int,
 ) -> LocalChain:
+    clock = {**ENDED_LONG_AGO, **more}
     params = Params(
-        credit_limit=credit, settle_by_both=1, settle_tolerance_wh=tolerance, settle_wait_ms=WAIT, **more
+        credit_limit=credit, settle_by_both=1, settle_tolerance_wh=tolerance, settle_wait_ms=WAIT, **clock
     )
     genesis = make_genesis(accounts=accounts(balance), params=params, contracts=contracts)
     return LocalChain(genesis, Keys.authority)
@@ -146,7 +153,7 @@ def test_the_default_is_not_encoded_so_old_genesis_bytes_stand() -> None:
     old = make_genesis()
     for name in ("settle_by_both", "settle_tolerance_wh", "settle_wait_ms"):
         assert name not in old.to_value()["params"] and name.encode() not in old.encode()
-    new = make_genesis(params=Params(settle_by_both=1, settle_tolerance_wh=2))
+    new = make_genesis(params=Params(settle_by_both=1, settle_tolerance_wh=2, **ENDED_LONG_AGO))
     assert new.hash != old.hash
     assert Genesis.decode(new.encode()).params == new.params
     assert Genesis.decode(old.encode()).params.settle_by_both == 0
@@ -438,7 +445,7 @@ def test_a_party_cannot_settle_its_own_dispute_through_its_node_key() -> None:
     genesis = make_genesis(
         accounts=accounts(),
         authorities=(Keys.authority.public, OTHER.public),
-        params=Params(settle_by_both=1, settle_wait_ms=WAIT),
+        params=Params(settle_by_both=1, settle_wait_ms=WAIT, **ENDED_LONG_AGO),
     )
     c = LocalChain(genesis, Keys.authority)
     clock = Clock(c)
@@ -454,7 +461,7 @@ def test_a_settle_by_both_genesis_without_a_dso_is_refused() -> None:
     """review9 F6: nobody could ever settle a dispute."""
     parties = tuple(a for a in accounts() if "dso" not in a.roles)
     with pytest.raises(GenesisError, match="settle_by_both: needs an account with role dso"):
-        make_genesis(accounts=parties, params=Params(settle_by_both=1))
+        make_genesis(accounts=parties, params=Params(settle_by_both=1, **ENDED_LONG_AGO))
     assert make_genesis(accounts=parties).params.settle_by_both == 0  # the old rule needs none
 
 
@@ -478,7 +485,7 @@ def test_a_negative_epoch_is_refused_where_the_genesis_is_built_not_only_where_i
 
 
 def test_the_clock_is_encoded_only_when_given() -> None:
-    plain = make_genesis(params=Params(settle_by_both=1))
+    plain = make_genesis()
     for name in ("settle_epoch_ms", "settle_interval_ms"):
         assert name.encode() not in plain.encode()
     clocked = make_genesis(
