@@ -303,3 +303,17 @@ def test_any_shortfalls_settle_once_conserve_money_and_leave_the_party_let_down_
         assert paid["amount"] == 0
     assert money["seller"] + money["buyer"] == 0
     assert paid["amount"] == compensation(PRICE, seller_short, buyer_short, retail, feed_in)[1]
+
+
+def test_a_side_at_fault_without_the_funds_is_refused_whole_and_nothing_is_lost() -> None:
+    c = both_chain(balance=0)  # credit 0: the seller cannot pay a compensation it has not got
+    clock = Clock(c)
+    priced(c, clock)
+    tid, _ = trades_of(c, clock)
+    before = balances(c)
+    assert state(clock, BUYER, tid, 0).ok  # nothing arrived
+    refused = state(clock, SELLER, tid, 0, short=QUANTITY)  # owes 400 x 50 with nothing to pay it from
+    assert reason(refused) is Reason.INSUFFICIENT_FUNDS and "seller (compensation)" in str(refused)
+    assert balances(c) == before
+    record = query.settlement(c.state, tid)
+    assert record is not None and record["state"] == "stated" and set(record["statements"]) == {"buyer"}
