@@ -13,14 +13,21 @@ from __future__ import annotations
 import json
 import re
 from typing import Any
+from unittest import mock
 
 import pytest
+from hypothesis import example, given, settings
+from hypothesis import strategies as st
+from test_ctl_dayahead_forward import GENSET_DAY
 
 from peergrid_controller import simulate_dayahead
 from peergrid_controller.chain_venue import ChainVenue, CompensationError
 from peergrid_controller.cli import main
-from peergrid_controller.delivery import Delivery
+from peergrid_controller.delivery import Delivery, DeliveryFault
+from peergrid_controller.model import Scenario
 from peergrid_controller.settling import COMPENSATION_REF
+from peergrid_controller.simrecords import SimulationConfig
+from peergrid_controller.simulate import simulate
 from peergrid_controller.uplift import MICRO, Payment
 from peergrid_controller.venues import VENUES
 from peergrid_ledger import query
@@ -206,3 +213,64 @@ def test_every_mg_is_priced_on_the_chain_as_its_tariff_says() -> None:
         for t in range(8):
             got = contract.tariff(venue.chain.view, venue.keys[mg.name].public, t)
             assert got == (round(mg.tariff.retail[t] * 1000), round(mg.tariff.feed_in[t] * 1000))
+
+
+# --- any fault pattern on the 8-MG genset day (test_ctl_dayahead_forward): the chain's figures are delivery.py's
+
+
+@settings(max_examples=10, deadline=None)
+@given(
+    st.dictionaries(
+        st.tuples(st.sampled_from([mg.name for mg in GENSET_DAY.microgrids]), st.integers(0, 11)),
+        st.sampled_from([0.1, 0.5, 1.0]) | st.floats(0.001, 1.0),
+        min_size=1,
+        max_size=6,
+    )
+)
+@example({("mg001", 3): 1.0, ("mg003", 3): 0.5})  # a seller short in full and a buyer short in part
+def test_any_fault_pattern_the_chain_moves_delivery_pys_compensation_once_and_conserves_money(
+    pattern: dict[tuple[str, int], float],
+) -> None:
+    faults = tuple(DeliveryFault(mg, f, (t,)) for (mg, t), f in sorted(pattern.items()))
+    venues: list[ChainVenue] = []
+    deliveries: list[Delivery] = []
+    real = simulate_dayahead.deliver
+
+    def told(*args: Any) -> Delivery:
+        deliveries.append(real(*args))
+        venues[-1].metered(deliveries[-1].shortfalls)
+        return deliveries[-1]
+
+    def factory(s: Scenario) -> ChainVenue:
+        venues.append(ChainVenue(s, compensate=True))
+        return venues[-1]
+
+    config = SimulationConfig(market="dayahead", with_central=False, delivery_faults=faults)
+    with mock.patch.object(simulate_dayahead, "deliver", told):
+        result = simulate(GENSET_DAY, config, factory)
+    (venue,), (delivery,) = venues, deliveries
+    assert venue.compensation() == delivery.compensation
+    if pattern == {("mg001", 3): 1.0, ("mg003", 3): 0.5}:
+        assert delivery.compensation  # the example moves money: the equality above is not between nothings
+    d = result.dayahead
+    assert d is not None and sum(d.compensation.values()) == pytest.approx(0.0, abs=1e-9)
+    balances = {name: query.balance(venue.chain.view, kp.public) for name, kp in venue.keys.items()}
+    assert sum(balances.values()) == 0
+    uplift = {n: round((d.uplift_credit.get(n, 0.0) - d.uplift_charge.get(n, 0.0)) * MICRO) for n in balances}
+    seen = 0
+    for r in result.intervals:
+        for tr in r.trades:  # each agreed trade settled once, its compensation never negative
+            tid = venue.trade_id(tr)
+            record = contract.trade(venue.chain.view, tid)
+            assert record is not None and record["settlement"] is not None
+            moved = record["settlement"]["compensation"]
+            assert moved["amount"] >= 0
+            sides = delivery.shortfalls.get((r.interval, tr.seller, tr.buyer), (0, 0))
+            assert (moved["seller_short"], moved["buyer_short"]) == sides
+            seen += 1
+            balances[tr.seller] -= record["settlement"]["amount"]
+            balances[tr.buyer] += record["settlement"]["amount"]
+    assert seen == venue.exchange.cleared and sum(venue.settled.values()) == seen
+    # what is left of each balance is its uplift and the compensation the JSON reports, to the micro-unit
+    for name, left in balances.items():
+        assert left == uplift[name] + round(d.compensation.get(name, 0.0) * MICRO), name
