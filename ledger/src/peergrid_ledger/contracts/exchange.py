@@ -4,7 +4,9 @@ Units: positions in whole Wh (signed; + = export, a sale), prices in nano-curren
 currency unit per kWh; the market contract's micro-units per Wh × 10**6), ρ in nano-currency per kWh².
 Flow of one session (the controller's dayahead.py is the computation mirrored here):
   `exchange.open` names the members (2..256 known, unrevoked keys), the first chain interval, the opening
-      price of each of its intervals (1..672) and ρ; the sender becomes the session's coordinator. An
+      price of each of its intervals (1..672) and ρ; the sender becomes the session's coordinator. A name
+      `<first 16 hex digits of a key>/…` (`reserved_name`) only that key opens, so nobody squats the name
+      members agreed on for their coordinator's session (exchange_state.py says why that suffices). An
       optional `deadline` (block time, ms, after the open's) bounds how long the clear is the coordinator's
       to time (`exchange_clearing` has the rule); on a chain whose genesis says `accept_rounds` 2 it is
       required (without one a member that never accepted would hold the clear for ever).
@@ -78,11 +80,13 @@ from .exchange_state import (
     judgements,
     members_key,
     micro_per_wh,
+    name_owner,
     next_prices,
     position,
     post_key,
     posted,
     prices_key,
+    reserved_name,
     rho_bounds,
     session,
     session_key,
@@ -106,11 +110,13 @@ __all__ = [  # the state's names, imported here by the controller, the edge and 
     "judgements",
     "members_key",
     "micro_per_wh",
+    "name_owner",
     "next_prices",
     "position",
     "post_key",
     "posted",
     "prices_key",
+    "reserved_name",
     "rho_bounds",
     "session",
     "session_key",
@@ -152,6 +158,12 @@ def open_exchange(view: Overlay, tx: Tx, ctx: BlockContext, sender: ks.AccountRe
     require(sender.authorised, Reason.NOT_AUTHORISED, f"{tx.kind}: sender is not authorised")
     b = tx.body
     name, members, prices = b["session"], b["members"], b["prices"]
+    owner = name_owner(name)
+    require(
+        owner is None or tx.sender.hex().startswith(owner),
+        Reason.FORBIDDEN,
+        f"exchange session name {name!r} is reserved to the key {owner}…: only it opens it",
+    )
     require(view.get(session_key(name)) is None, Reason.DUPLICATE, f"exchange session {name!r} exists")
     require(
         MIN_MEMBERS <= len(members) <= MAX_MEMBERS,

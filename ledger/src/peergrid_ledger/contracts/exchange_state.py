@@ -63,6 +63,33 @@ def micro_per_wh(nano_per_kwh: int) -> int:
     return _nearest(nano_per_kwh, NANO_PER_MICRO_WH)
 
 
+# ---------------------------------------------------------------------------------------------- session names
+# A name `<o>/<rest>`, o the first OWNER_HEX lowercase hex digits of a public key, is reserved to that key:
+# only a sender whose key starts so may open it (`exchange.open`), so members that agree on their coordinator
+# name their session after it and nobody else can take the name first (squatting). Opening needs an
+# authorised (enrolled) key, so a stranger cannot grind one to match; 64 bits make two enrolled keys that
+# share a prefix negligible. Any other name is anyone's, as before the rule.
+
+OWNER_HEX = 16
+_HEX = frozenset("0123456789abcdef")
+MAX_NAME = 64  # the `session` label's length in characters (schema LABEL)
+
+
+def reserved_name(owner: bytes, rest: str) -> str:
+    """The session name `rest` reserved to the key `owner` (`<its first 16 hex digits>/<rest>`); ValueError if
+    `rest` is empty or the name would be longer than a session label."""
+    name = f"{owner.hex()[:OWNER_HEX]}/{rest}"
+    if not rest or len(name) > MAX_NAME:
+        raise ValueError(f"a reserved session name needs 1 to {MAX_NAME - OWNER_HEX - 1} characters after it")
+    return name
+
+
+def name_owner(name: str) -> str | None:
+    """The key prefix (OWNER_HEX lowercase hex digits) that `name` is reserved to, or None: anyone's name."""
+    head, slash, _ = name.partition("/")
+    return head if slash and len(head) == OWNER_HEX and set(head) <= _HEX else None
+
+
 # ---------------------------------------------------------------------------------------------- keys & reads
 # One small record read on every post (`xch/sess/`), the lists a step or a reader needs apart from it.
 
