@@ -4,12 +4,15 @@ Promises: `ClosedLoop.sim_scenario` writes a copy of the scenario whose clock st
 interval begins, in simulated time, when the MGMCs start it (the physics and the market see the same hour);
 `start` creates keys and geneses, starts the DSO - one process, `peergrid-dso serve` with a `loop:` section,
 which is the DSO node of the loop and its console (through the testbed's `start_dso`) - and one edge daemon
-per MG (each its own process and session, through the testbed's `spawn`); `poll` reads the records the nodes
-append and returns one summary line per finished interval. Never edits files the nodes write; reads them only.
+per MG (each its own process and session, through the testbed's `spawn`) right after it, never waiting for
+the DSO (with settle-by-both their DSO API is a socket the lab bound, forwarded once the DSO listens); `poll`
+reads the records the nodes append and returns one summary line per finished interval. Never edits files the
+nodes write; reads them only.
 """
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import json
 import socket
@@ -137,15 +140,40 @@ class ClosedLoop:
         )  # fmt: skip
         (workdir / "nodes" / "dso").mkdir(parents=True, exist_ok=True)
         dso = bed.start_dso(self.dso_loop_section(dso_cfg, workdir))
-        dso_api_url = None
-        if settles_by_both(self.chains):
-            # the MGMCs post their sealed PCC readings to the DSO's API when a trade is disputed: its port must be
-            # known before their configs are written (with --http-port 0 the DSO binds a free one itself)
-            port = wait_for_listener(dso.process, bed.http_port, 30 + 3 * len(self.chains.mgs))
-            if port is None:
-                raise TestbedError(f"the DSO server did not start listening; see {dso.log}")
-            bed.http_port = port
-            dso_api_url = f"http://{LOOPBACK}:{port}"
+        with contextlib.ExitStack() as held:
+            api = (
+                held.enter_context(socket.create_server((LOOPBACK, 0)))
+                if settles_by_both(self.chains)
+                else None
+            )
+            dso_api_url = None if api is None else f"http://{LOOPBACK}:{api.getsockname()[1]}"
+            self._start_mgmcs(bed, endpoints, broker, records, dso_api_url)
+            if api is not None:
+                self._forward_dso_api(bed, dso, api)
+
+    def _forward_dso_api(self, bed: Any, dso: Any, api: socket.socket) -> None:
+        """The MGMCs post their sealed PCC readings to the DSO's API when a trade is disputed, to `api`, a socket
+        the lab bound before their configs were written: forwarded to the DSO's own port once it listens. With
+        --http-port 0 the DSO binds a free port itself, known only then (12 s after its start with two labs on
+        two cores); the MGMCs used to be started only after that, past their first interval's start, which
+        they then could not meter (no PCC reading before it) and never stated. A post made before the forward
+        runs waits in the socket's backlog (in the lab they come intervals later, after a dispute)."""
+        assert self.chains is not None
+        port = wait_for_listener(dso.process, bed.http_port, 30 + 3 * len(self.chains.mgs))
+        if port is None:
+            raise TestbedError(f"the DSO server did not start listening; see {dso.log}")
+        bed.http_port = port
+        never = Path(bed.workdir) / "control" / "cut-dso-api"  # netcut's cable, never pulled here
+        bed.spawn("dso-api", [sys.executable, "-m", "peergrid_sim.netcut", "--listen-fd", str(api.fileno()),
+                              "--to", f"{LOOPBACK}:{port}", "--cut-file", str(never)],
+                  pass_fds=(api.fileno(),))  # fmt: skip
+
+    def _start_mgmcs(
+        self, bed: Any, endpoints: list[dict[str, Any]], broker: tuple[str, int], records: Path,
+        dso_api_url: str | None,
+    ) -> None:  # fmt: skip
+        assert self.chains is not None and self.timing is not None
+        workdir, feeder = Path(bed.workdir), bed.scenario.feeder
         # battery watchdog: three intervals of simulated time without a rate write and it holds 0 W
         devices = edge_devices(endpoints, bed.scenario, round(3 * self.interval_min * 60))
         for mg in self.chains.mgs:
