@@ -32,6 +32,7 @@ from typing import Any
 
 from peergrid_ledger import keys
 from peergrid_ledger.genesis import Account, Genesis, Params
+from peergrid_sim.report import json_lines
 
 CREDIT_LIMIT = 10**15  # micro-units: MGs settle with the DSO off-chain; the chain only moves balances
 
@@ -397,7 +398,7 @@ def unsettled_in_records(records: Path) -> list[str]:
     ended: set[str] = set()
     disputed: set[str] = set()
     for path in sorted(records.glob("mgmc-*.jsonl")):
-        for doc in _json_lines(path):
+        for doc in json_lines(path):
             traded.update(
                 str(tr["id"]) for tr in doc.get("trades") or [] if isinstance(tr, dict) and "id" in tr
             )
@@ -408,25 +409,10 @@ def unsettled_in_records(records: Path) -> list[str]:
                     disputed.add(trade)
     decided = {
         str(doc.get("trade"))
-        for doc in _json_lines(records / "disputes.jsonl")
+        for doc in json_lines(records / "disputes.jsonl")
         if doc.get("settled") or str(doc.get("outcome", "")).startswith("no longer disputed")
     }
     return sorted((traded - ended) | (disputed - decided))
-
-
-def _json_lines(path: Path) -> list[dict[str, Any]]:
-    """The whole JSON lines of a record file another process appends to (none if it is not there yet)."""
-    if not path.exists():
-        return []
-    out = []
-    for line in path.read_text(encoding="utf-8").splitlines():
-        try:
-            doc = json.loads(line)
-        except ValueError:
-            break  # a line being written
-        if isinstance(doc, dict):
-            out.append(doc)
-    return out
 
 
 def _settling_s(loop: Any) -> float | None:

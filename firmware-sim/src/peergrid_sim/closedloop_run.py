@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
-import json
 import socket
 import sys
 import time
@@ -38,18 +37,7 @@ from peergrid_sim.closedloop import (
 )
 from peergrid_sim.ports import wait_for_listener
 from peergrid_sim.processes import TestbedError, tool
-
-
-def _lines(path: Path) -> list[dict[str, Any]]:
-    if not path.exists():
-        return []
-    out = []
-    for line in path.read_text(encoding="utf-8").splitlines():
-        try:
-            out.append(json.loads(line))
-        except json.JSONDecodeError:
-            break  # a line being written
-    return out
+from peergrid_sim.report import json_lines
 
 
 def rebargained(rec: dict[str, Any]) -> str:
@@ -243,9 +231,9 @@ class ClosedLoop:
 
     def poll(self, bed: Any, force: bool = False) -> list[str]:
         records = self.records_dir(bed)
-        dso = _lines(records / "dso.jsonl")
+        dso = json_lines(records / "dso.jsonl")
         lines = []
-        edges = [_lines(p) for p in records.glob("mgmc-*.jsonl")]
+        edges = [json_lines(p) for p in records.glob("mgmc-*.jsonl")]
         while self.shown < len(dso):
             rec = dso[self.shown]
             t = rec.get("interval")
@@ -265,7 +253,7 @@ class ClosedLoop:
         trades: dict[str, dict[str, Any]] = {}
         rounds = 0
         for path in records.glob("mgmc-*.jsonl"):
-            for doc in _lines(path):
+            for doc in json_lines(path):
                 if doc.get("interval") == t and "trades" in doc:
                     rounds = max(rounds, len(doc.get("rounds", [])))
                     for tr in doc["trades"]:
@@ -275,7 +263,7 @@ class ClosedLoop:
         hours = t * self.interval_min / 60
         ops = len((rec.get("plan") or {}).get("operations", []))
         before, after = rec.get("before", {}), rec.get("after", {})
-        starts = [d["times"]["start"] for p in records.glob("mgmc-*.jsonl") for d in _lines(p)
+        starts = [d["times"]["start"] for p in records.glob("mgmc-*.jsonl") for d in json_lines(p)
                   if d.get("interval") == t and "times" in d]  # fmt: skip
         pace = (
             pacing_text(pacing(self.timing, t, starts, rec["times"].get("switched"))) if self.timing else ""
@@ -291,11 +279,11 @@ class ClosedLoop:
     def finished(self, bed: Any) -> bool:
         """The DSO has done every interval and each MGMC recorded the last one (or had a while to)."""
         records = self.records_dir(bed)
-        dso = _lines(records / "dso.jsonl")
+        dso = json_lines(records / "dso.jsonl")
         if len(dso) < self.intervals:
             return False
         last = self.first_interval + self.intervals - 1
-        edges = [_lines(p) for p in records.glob("mgmc-*.jsonl")]
+        edges = [json_lines(p) for p in records.glob("mgmc-*.jsonl")]
         grace = time.time() - dso[-1].get("times", {}).get("end", 0) > 6 * self.interval_s + 20
         done = grace or all(any(d.get("interval") == last for d in e) for e in edges)
         return done and quiesced(self, bed)  # and every replica ends on the same head

@@ -27,14 +27,24 @@ from typing import Any
 from peergrid_sim.report_html import html
 
 
-def _jsonl(path: Path) -> list[dict[str, Any]]:
+def json_lines(path: Path) -> list[dict[str, Any]]:
+    """The records of a file that nodes append JSON objects to, one a line, in order (none while it is not
+    there). The lab's one reader of them, live (`closedloop_run`'s progress and end, `closedloop`'s settling
+    wait) and after the run (this report). A line that is not one whole JSON object is skipped wherever it
+    is: the last may still be being written (it is read whole next time), and one in the middle is a record
+    its writer was killed in the middle of (the restart tests SIGKILL MGMCs) with the restarted writer's
+    records after it. Stopping at a bad line, as the live readers did, would hide all of those for good and
+    leave the lab's end waiting out its bounds; nothing the writers meant to be read is lost by skipping."""
+    if not path.exists():
+        return []
     out = []
-    if path.exists():
-        for line in path.read_text(encoding="utf-8").splitlines():
-            try:
-                out.append(json.loads(line))
-            except json.JSONDecodeError:
-                continue
+    for line in path.read_text(encoding="utf-8").splitlines():
+        try:
+            doc = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(doc, dict):
+            out.append(doc)
     return out
 
 
@@ -227,8 +237,8 @@ def rebargaining(dso: list[dict[str, Any]], edges: dict[str, list[dict[str, Any]
 def write_report(bed: Any, out_dir: Path) -> Path:
     workdir = Path(bed.workdir)
     records = workdir / "records"
-    dso = _jsonl(records / "dso.jsonl")
-    edges = {p.stem.removeprefix("mgmc-"): _jsonl(p) for p in sorted(records.glob("mgmc-*.jsonl"))}
+    dso = json_lines(records / "dso.jsonl")
+    edges = {p.stem.removeprefix("mgmc-"): json_lines(p) for p in sorted(records.glob("mgmc-*.jsonl"))}
     first, count = bed.loop.first_interval, bed.loop.intervals
     intervals = list(range(first, first + count))
     paths = stores(workdir)
