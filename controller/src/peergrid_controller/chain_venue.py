@@ -395,7 +395,8 @@ class ChainVenue:
     def flush(self) -> None:
         if self.chain.pending:
             self.seal()
-        unconfirmed = [p for p in self.compensation() if (p.payer, p.payee) not in self.confirmed]
+        moved = self.compensation() if self.owed else ()
+        unconfirmed = [p for p in moved if (p.payer, p.payee) not in self.confirmed]
         if unconfirmed:
             p = unconfirmed[0]
             raise CompensationError(
