@@ -21,10 +21,12 @@ from types import SimpleNamespace
 from typing import Any
 
 import pytest
+from dso.test_disputes import CLOCK, T, market, sealed_buckets
 from hypothesis import event, given, settings
 from hypothesis import strategies as st
 from test_settlement import KWH, PRICE, Node
 
+from peergrid_dso.disputes import Unresolved, Vouched, resolve
 from peergrid_edge.commitments import reading_leaf
 from peergrid_edge.pcc_readings import (
     DisputeReadings,
@@ -327,26 +329,28 @@ def test_what_cannot_be_metered_is_said_not_guessed(leaves: list[bytes], why: st
         metered(leaves, (500, 2500), "energy_wh", 1000)
 
 
-def meter_readings(times: list[int], steps: list[tuple[int, int]]) -> list[tuple[float, float, float]]:
-    """PCC readings (at s, export Wh, import Wh) at the given ms, each counter moved by its step in mWh (an
-    export step may be negative: a counter that runs backwards)."""
+def meter_readings(
+    jitter: list[int], dropped: set[int], steps: list[tuple[int, int]], reset_at: int
+) -> list[tuple[float, float, float]]:
+    """PCC readings (at s, export Wh, import Wh) polled every 7.5 s from 20 s before interval T's window to
+    17.5 s after it, each at a jitter within its slot, the `dropped` ones missed (around a boundary that can
+    leave a gap the DSO does not measure across), each counter moved by its step in mWh, and the export
+    counter set back by 1 Wh at poll `reset_at` (past the last poll: never)."""
+    first = CLOCK.window(T)[0] - 20_000
     out, exp, imp = [], 10**9, 10**9
-    for at, (d_exp, d_imp) in zip(sorted(times), steps, strict=False):
-        exp, imp = exp + d_exp, imp + d_imp
-        out.append((at / 1000, exp / 1000, imp / 1000))
+    for k, (late, (d_exp, d_imp)) in enumerate(zip(jitter, steps, strict=True)):
+        exp, imp = exp + d_exp - (1000 if k == reset_at else 0), imp + d_imp
+        if k not in dropped:
+            out.append(((first + 7_500 * k + late) / 1000, exp / 1000, imp / 1000))
     return out
 
 
 def pcc_readings() -> st.SearchStrategy[list[tuple[float, float, float]]]:
-    """Readings from 20 s before interval T's window to 20 s after, some gaps too long to measure across."""
-    from dso.test_disputes import CLOCK, T
-
-    start, end = CLOCK.window(T)
-    times = st.lists(st.integers(start - 20_000, end + 20_000), min_size=1, max_size=14, unique=True)
-    steps = st.lists(
-        st.tuples(st.integers(-3_000, 300_000), st.integers(0, 300_000)), min_size=14, max_size=14
-    )
-    return st.builds(meter_readings, times, steps)
+    n = 14
+    jitter = st.lists(st.integers(0, 7_499), min_size=n, max_size=n)
+    steps = st.lists(st.tuples(st.integers(0, 300_000), st.integers(0, 300_000)), min_size=n, max_size=n)
+    dropped = st.sets(st.integers(0, n - 1), max_size=2)
+    return st.builds(meter_readings, jitter, dropped, steps, st.integers(1, 4 * n))
 
 
 @settings(max_examples=30, deadline=None)
@@ -366,10 +370,6 @@ def test_an_mgmc_states_for_a_disputed_trade_what_the_dso_vouches_for_its_side(
     (`MgMetering.statement`, from its store's commitment intervals around the window) is the share the DSO
     finds for that side of a disputed trade (`disputes.resolve`, from the leaves it checks against the chain's
     der_commitments), and the DSO leaves the dispute unresolved exactly when an edge could not state."""
-    from dso.test_disputes import CLOCK, T, market, sealed_buckets
-
-    from peergrid_dso.disputes import Unresolved, Vouched, resolve
-
     # s sells to b (disputed: the buyer states half) and to c; the seller's share is pro rata over both sales
     m = market({("s", "b"): quantity, ("s", "c"): other_sale}, {("s", "b"): (quantity // 2, quantity)})
     m.commit("s", seller_readings)
