@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import time
 from dataclasses import fields
 from pathlib import Path
 from typing import Any
@@ -60,6 +61,9 @@ def test_the_lab_genesis_names_settle_by_both_and_the_dso_gets_its_disputes_sect
     assert disputes["t0"] == edge["market"]["t0"] and disputes["interval_s"] == edge["market"]["interval_s"]
     assert disputes["commit_interval_s"] == edge["ledger"]["commit_interval_s"]
     assert disputes["max_gap_s"] >= edge["health_period_s"]  # at least a poll: a boundary is measurable
+    # a refused or slow dispute settle is tried again a phase later, as the MGMCs retry theirs, not after the
+    # DSO's default 30 s, which outlasted the lab's end
+    assert disputes["retry_s"] == edge["market"]["phase_timeout_s"]
     settings = IntervalNodeSettings.model_validate(cfg)  # the DSO node's own settings model accepts it
     assert settings.disputes is not None and settings.disputes.max_gap_s == disputes["max_gap_s"]
 
@@ -162,8 +166,11 @@ def test_the_end_waits_for_the_last_statements_then_halts(tmp_path: Path) -> Non
         out.write(json.dumps({"interval": 36, "settlement": {"trade": "t2", "settled": False}}) + "\n")
     assert unsettled_in_records(records) == []
     assert not quiesced(loop, bed) and (tmp_path / "control" / HALT_FILE).exists()  # halts now
-    # a silent party: the end waits no longer than the window and a few intervals
+    # a silent party: the end waits for it no longer than the last interval and a poll, the window and three
+    # phase timeouts (5 + 1.25 + 3 + 3 x 2 s here), then halts
     (records / "mgmc-mg3.jsonl").write_text(json.dumps({"interval": 37, "trades": [{"id": "t3"}]}) + "\n")
     (tmp_path / "control" / HALT_FILE).unlink()
-    loop._quiesce_from = 1.0  # started long ago
+    loop._quiesce_from = time.time() - 14.0
+    assert not quiesced(loop, bed) and not (tmp_path / "control" / HALT_FILE).exists()
+    loop._quiesce_from = time.time() - 16.5
     assert not quiesced(loop, bed) and (tmp_path / "control" / HALT_FILE).exists()

@@ -244,7 +244,7 @@ def edge_config(
 ) -> dict[str, Any]:  # fmt: skip
     """An MGMC's config; `dso_api_url`: where it posts its sealed PCC readings for a disputed trade."""
     period = timing.block_period_ms
-    poll_s = poll_period_s(timing)
+    poll_s = poll_period_s(timing.interval_s)
     return {
         "node_id": f"mgmc-{mg}",
         "mg": mg,
@@ -274,7 +274,7 @@ def edge_config(
             "interval_s": timing.interval_s,
             "first_interval": timing.first_interval,
             "intervals": timing.intervals,
-            "phase_timeout_s": max(2.0, timing.interval_s / 3),
+            "phase_timeout_s": phase_timeout_s(timing.interval_s),
             # the DSO's verdict comes after its injection wait and up to DSO_ITERATIONS re-bargainings
             "dso_timeout_s": dso_wait_s(timing, len(chains.mgs))
             + timing.interval_s
@@ -288,10 +288,16 @@ def edge_config(
     }
 
 
-def poll_period_s(timing: LoopTiming) -> float:
+def poll_period_s(interval_s: float) -> float:
     """How often an MGMC polls its devices: a few polls and health reports per interval are plenty on the
     accelerated clock; 30 MGMCs polling every device each second spent their share of two cores on it."""
-    return max(1.0, timing.interval_s / 4)
+    return max(1.0, interval_s / 4)
+
+
+def phase_timeout_s(interval_s: float) -> float:
+    """An MGMC's phase timeout (`market.phase_timeout_s`): how long it waits for its peers' moves in a final
+    block, and the unit the lab's own waits for the MGMCs and the DSO are counted in."""
+    return max(2.0, interval_s / 3)
 
 
 def settles_by_both(chains: LabChains) -> bool:
@@ -308,7 +314,10 @@ def disputes_section(timing: LoopTiming, records: Path) -> dict[str, Any]:
         "t0": timing.t0,
         "interval_s": timing.interval_s,
         "commit_interval_s": timing.interval_s,
-        "max_gap_s": 3 * poll_period_s(timing),
+        "max_gap_s": 3 * poll_period_s(timing.interval_s),
+        # a dispute settle the chain refused or did not take in time is tried again a phase later, as the
+        # MGMCs retry theirs (the DSO's default, 30 s, outlasted the lab's end)
+        "retry_s": phase_timeout_s(timing.interval_s),
         "record_file": str(records / "disputes.jsonl"),
     }
 
@@ -416,14 +425,22 @@ def unsettled_in_records(records: Path) -> list[str]:
 
 
 def _settling_s(loop: Any) -> float | None:
-    """How long the end waits for the last statements (None: the chain does not settle by both)."""
+    """How long the end waits for the last statements and disputes (None: the chain does not settle by both),
+    from when every MGMC recorded the last interval: that interval's statements go after its end and a meter
+    poll (an interval and a poll at most); a silent counterparty has the chain's window (`settle_wait_ms`)
+    from the last of them, after which the stating MGMC states again (a phase: edge trader's end of day); a
+    dispute's readings reach the DSO, which settles it or tries again a phase later (`retry_s`); a phase for
+    a transaction to reach a final block. What the end waits for are those events
+    (`unsettled_in_records`); this only bounds it when one never comes."""
     chains = getattr(loop, "chains", None)
     if chains is None:
         return None
     params = json.loads(chains.mgmc_genesis.read_text(encoding="utf-8")).get("params", {})
     if not params.get("settle_by_both"):
         return None
-    return int(params.get("settle_wait_ms", 3_600_000)) / 1000 + 3 * float(loop.interval_s) + 5.0
+    interval = float(loop.interval_s)
+    window = int(params.get("settle_wait_ms", 3_600_000)) / 1000
+    return interval + poll_period_s(interval) + window + 3 * phase_timeout_s(interval)
 
 
 def quiesced(loop: Any, bed: Any, bound_s: float | None = None) -> bool:
