@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from hypothesis import given, settings
+from hypothesis import event, given, settings
 from hypothesis import strategies as st
 from ledger_fixtures import T0, Keys, make_genesis, reason, submit_checked
 from test_exchange_accept_rounds import CLEAR, FINALS, trades_of, want
@@ -181,3 +181,40 @@ def test_the_deadline_after_the_close_is_the_later_of_the_opens_and_the_window(
     if not result.ok:
         assert reason(result) is Reason.CLOSED
     assert result.ok or not (window and when <= close + window)
+
+
+# Any deadline the coordinator sets, any close time, then members accepting (unchanged: their re-check
+# passes) and clears tried at random times in the window and beyond: with W > 0 nobody is shut out or cleared
+# out before close + W - every first accept then lands, and a clear before it needs every member in.
+step = st.tuples(st.sampled_from(["accept"] * 4 + ["clear"]), st.integers(0, 3), st.integers(1, WINDOW // 8))
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    lead=st.integers(1, 2 * WINDOW),
+    close=st.integers(OPEN + 11, OPEN + 2 * WINDOW),
+    steps=st.lists(step, min_size=8, max_size=30),
+)
+def test_within_the_window_after_the_close_nobody_is_shut_out_or_cleared_out(
+    lead: int, close: int, steps: list[tuple[str, int, int]]
+) -> None:
+    chain = chain_for(2)
+    closed_at(chain, OPEN + lead, close)
+    now, floor = close, close + WINDOW
+    accepts: dict[Keypair, int] = {}  # how many accepts of each member landed
+    for kind, i, dt in steps:
+        now += dt
+        m = ALL[i]
+        if kind == "accept":
+            result = accept_at(chain, now, m, FINALS[m])
+            if now <= floor and m not in accepts:
+                assert result.ok, result  # a first accept within the window always lands
+            if result.ok:
+                accepts[m] = accepts.get(m, 0) + 1
+        else:
+            result = at(chain, now, m, "exchange.clear", CLEAR)
+            if result.ok:
+                assert now > floor or len(accepts) == 4  # before close + W only with every member in
+                event("cleared " + ("after the window" if now > floor else "within it, every member in"))
+                return
+    event(f"not cleared, {len(accepts)} members in")
