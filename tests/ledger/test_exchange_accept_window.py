@@ -186,7 +186,7 @@ def test_the_deadline_after_the_close_is_the_later_of_the_opens_and_the_window(
 # Any deadline the coordinator sets, any close time, then members accepting (unchanged: their re-check
 # passes) and clears tried at random times in the window and beyond: with W > 0 nobody is shut out or cleared
 # out before close + W - every first accept then lands, and a clear before it needs every member in.
-step = st.tuples(st.sampled_from(["accept"] * 4 + ["clear"]), st.integers(0, 3), st.integers(1, WINDOW // 8))
+step = st.tuples(st.sampled_from(["accept"] * 4 + ["clear"]), st.integers(0, 3), st.integers(1, WINDOW // 20))
 
 
 @settings(max_examples=150, deadline=None)
