@@ -50,7 +50,10 @@ posted late, even after its poster's own wait, still gives everyone a whole wait
   declined, so only the coordinator and those it told in advance trade forward); a standing member
   is held to its own latest accept, never more, but the others' later cuts can shrink its share below what
   its accept passed with (its silence's price); and block time is the proposer's clock, which may run up
-  to genesis `block_max_future_ms` ahead, shortening a wait by that much (`accept_wait_ms` ≫ it).
+  to genesis `block_max_future_ms` ahead, shortening a wait by that much (`accept_wait_ms` ≫ it), and lag
+  behind as far as the previous block (validators bound a block's time only from above): a proposer that is
+  also the coordinator can date its close back to just after the block before it, shortening the window by
+  that gap — a chain with a steady block cadence keeps that gap to one block period.
   What an honest MGMC does: accept (round 1) before the deadline; then at each final block ask `due`
   (with the block time now and the chain's `accept_rounds` and `accept_wait_ms`) and, whenever it names k,
   post its re-check of `accepts_at(k)` as round k + 1 well within a wait; never stop while `due` names a
