@@ -91,11 +91,15 @@ def cleaned_up(parent: subprocess.Popen[str]) -> Iterator[dict[str, int]]:
                 os.kill(pid, signal.SIGKILL)
 
 
-def kill_and_find_no_survivor(parent: subprocess.Popen[str], pids: dict[str, int]) -> None:
+def kill_and_find_no_survivor(
+    parent: subprocess.Popen[str], pids: dict[str, int], sig: int = signal.SIGKILL
+) -> int:
+    """The parent's exit code after `sig`, once none of its children runs any more."""
     assert survivors(pids, 0) == pids  # every child runs until then
-    parent.send_signal(signal.SIGKILL)
-    parent.wait(timeout=10)
+    parent.send_signal(sig)
+    code = parent.wait(timeout=30)
     assert survivors(pids, 10) == {}
+    return code
 
 
 def test_every_child_of_a_killed_testbed_dies(tmp_path: Path) -> None:
@@ -116,8 +120,10 @@ def test_every_child_of_a_killed_testbed_dies(tmp_path: Path) -> None:
 
 @pytest.mark.system
 @pytest.mark.xdist_group("system")
-def test_a_killed_peergrid_testbed_leaves_no_process(tmp_path: Path) -> None:
-    """The real lab: `peergrid-testbed` with its broker, firmware-sim, an MGMC daemon and the DSO server."""
+@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGHUP], ids=["killed", "hung-up"])
+def test_a_peergrid_testbed_ended_by_a_signal_leaves_no_process(tmp_path: Path, sig: int) -> None:
+    """The real lab: `peergrid-testbed` with its broker, firmware-sim, an MGMC daemon and the DSO server.
+    Killed, the kernel ends its children; hung up (its terminal closed), it stops them itself and exits 0."""
     workdir = tmp_path / "bed"
     argv = [
         str(BIN / "peergrid-testbed"),
@@ -128,13 +134,16 @@ def test_a_killed_peergrid_testbed_leaves_no_process(tmp_path: Path) -> None:
         "--scenario",
         str(SCENARIO),
     ]
-    bed = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, text=True)
+    with (tmp_path / "testbed.log").open("w") as log:
+        bed = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, text=True)
     with cleaned_up(bed) as pids:
         wait_for(workdir / "ports.json", bed, 60)  # every part came up, the DSO server listens
         pids |= json.loads((workdir / "pids.json").read_text())
         assert {"mosquitto", "firmware-sim", "dso"} <= set(pids)
         assert any(name.startswith("mgmc-") for name in pids)
-        kill_and_find_no_survivor(bed, pids)
+        code = kill_and_find_no_survivor(bed, pids, sig)
+    if sig == signal.SIGHUP:
+        assert code == 0 and "stopped (SIGHUP)" in (tmp_path / "testbed.log").read_text()
 
 
 def test_a_child_whose_parent_died_before_it_was_tied_never_runs(tmp_path: Path) -> None:
