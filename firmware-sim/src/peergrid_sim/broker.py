@@ -4,7 +4,7 @@ Promises: `MosquittoBroker.start()` returns once the Mosquitto process it starte
 own socket, not merely a port that accepts connections: another process may hold the port it picked), with a
 config generated here (plain, or TLS with client certificates whose CN is the MQTT username, and optional
 topic ACLs); `stop()` ends exactly the process it started, by its PID, and the process that started it dying
-any other way kills it too (`peergrid_sim.tied`: a killed test leaves no broker behind). Never binds anything but loopback
+any other way kills it too (`peergrid_ledger.tied`: a killed test leaves no broker behind). Never binds anything but loopback
 and never assumes port 1883 is free. Messages are not persisted: peergrid's gossip must not depend on it.
 """
 
@@ -18,9 +18,9 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from peergrid_ledger.tied import tied_popen
 from peergrid_sim.certs import LabPki
 from peergrid_sim.ports import wait_for_listener
-from peergrid_sim.tied import tied_popen
 
 LOOPBACK = "127.0.0.1"
 

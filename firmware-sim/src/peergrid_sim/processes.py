@@ -7,7 +7,7 @@ between), and writes the ports it got to `<workdir>/ports.json` (`{"dso_http": �
 `TestbedError` with the log to read when a part does not come up, e.g. a fixed port another process holds.
 Every child runs in its own session and `stop()` ends it (SIGTERM, then SIGKILL of its process group), so no
 grandchild outlives the testbed; `<workdir>/pids.json` names them. Every child and the broker are also tied to
-the testbed's process (`peergrid_sim.tied`): when it dies without its `stop()` — SIGKILL, a crash — the kernel
+the testbed's process (`peergrid_ledger.tied`): when it dies without its `stop()` — SIGKILL, a crash — the kernel
 kills them. Binds loopback only.
 """
 
@@ -25,10 +25,10 @@ from typing import Any
 
 import yaml
 
+from peergrid_ledger.tied import tied_popen
 from peergrid_sim.broker import LOOPBACK, MosquittoBroker
 from peergrid_sim.ports import wait_for_listener
 from peergrid_sim.scenario import Scenario
-from peergrid_sim.tied import tied_popen
 
 
 class TestbedError(RuntimeError):

@@ -3,7 +3,7 @@
 Promises: every process it starts (`peergrid_sim.processes.Testbed`) runs in its own session and is stopped
 (SIGTERM, then SIGKILL of its process group) when the testbed ends — by Ctrl-C, SIGTERM, SIGHUP (its
 terminal closed), `--duration`, or a child dying early — so it leaves no orphan; killed itself (SIGKILL, e.g. a
-test's timeout) or crashing, the kernel kills them (`peergrid_sim.tied`). Prints the URLs to look at; the ports it got are also in
+test's timeout) or crashing, the kernel kills them (`peergrid_ledger.tied`). Prints the URLs to look at; the ports it got are also in
 `<workdir>/ports.json` (`--http-port 0`: the DSO server binds any free port itself). With `--intervals` it
 trades that many intervals, halts the chains, and writes the report. With `--settle-by-both` a new lab
 directory's MGMC genesis names `settle_by_both` (each trade settles on both parties' metered statements, a

@@ -3,8 +3,9 @@
 Promises: `LabNet.create(root, authorities, observers, ...)` writes key files (0600), one genesis and one YAML
 config per node under `root`; `start(i)` launches `python -m peergrid_ledger.consensus.node_cli` for node i
 as its own process (its own session, so `kill(i)` sends SIGKILL to exactly that process), `stop(i)` sends
-SIGTERM and waits; `status(i)` reads the node's status file. Used by the real-broker tests and the
-benchmark; not by production nodes. Never touches processes it did not start.
+SIGTERM and waits; `status(i)` reads the node's status file. Every node is tied to the process that started
+it (`peergrid_ledger.tied`): a test or benchmark killed before its `stop_all()` leaves no node behind. Used by
+the real-broker tests and the benchmark; not by production nodes. Never touches processes it did not start.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ import yaml
 
 from .. import keys
 from ..genesis import Account, Genesis, Params
+from ..tied import tied_popen
 
 LAB_CHAIN = "lab-chain"
 
@@ -104,7 +106,7 @@ class LabNet:
         (self.root / f"{name}.status.json").unlink(missing_ok=True)
         argv = command or [sys.executable, "-m", "peergrid_ledger.consensus.node_cli"]
         log = open(self.root / f"{name}.log", "ab")  # noqa: SIM115 - the child keeps it
-        self.processes[i] = subprocess.Popen(
+        self.processes[i] = tied_popen(
             [*argv, "--config", str(self.root / f"{name}.yaml")],
             stdout=log,
             stderr=log,

@@ -9,8 +9,12 @@ itself there and never execs.
 The kernel ties the child to the *thread* that forked it, not to the process: a call from any thread but the
 main one forks in one long-lived spawner thread of this module, so that a worker thread ending does not kill
 the children it started.
-Assumes Linux; elsewhere it is plain `Popen` (the lab runs on Linux). Does not reach grandchildren (a child that
-starts its own ties them itself) nor a set-user-ID program (the kernel clears the setting on its exec).
+`tie_to(parent)` is the same tie for a bare `os.fork()` child that never execs: it calls the returned
+function first thing.
+Lives in the ledger, the one package every component imports (firmware-sim's testbed and broker, the ledger's
+lab network of node processes, the tests). Assumes Linux; elsewhere it is plain `Popen` (the lab runs on
+Linux). Does not reach grandchildren (a child that starts its own ties them itself) nor a set-user-ID program
+(the kernel clears the setting on its exec).
 Why SIGKILL and not SIGTERM: an orphan that traps SIGTERM and hangs in its shutdown is the one that sat at
 30-68 % CPU under every later test; a tied child ends like a power cut, which every node has to survive anyway.
 """
