@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import shutil
 import ssl
-import subprocess
 import threading
 from collections.abc import Iterator
 
@@ -13,6 +12,7 @@ import paho.mqtt.client as mqtt
 import pytest
 from peergrid_ansible_harness import HERE, run_tool
 
+from peergrid_ledger.tied import tied_popen
 from peergrid_sim.broker import LOOPBACK, free_port
 from peergrid_sim.certs import LabPki
 from peergrid_sim.ports import wait_for_listener
@@ -54,7 +54,7 @@ def role_broker(tmp_path_factory: pytest.TempPathFactory, test_pki: LabPki) -> I
         "user root\nlog_dest stderr\n" + (conf_dir / "peergrid.conf").read_text(), encoding="utf-8"
     )
     with (tmp_path / "mosquitto.log").open("wb") as log:
-        process = subprocess.Popen(["mosquitto", "-c", str(main)], stdout=log, stderr=log)
+        process = tied_popen(["mosquitto", "-c", str(main)], stdout=log, stderr=log)
     try:
         # up when this mosquitto itself listens: a connect would also succeed against another process that
         # took the picked port meanwhile (this one then exits 'address in use', and the log says so)

@@ -29,6 +29,7 @@ import pytest
 
 from console.helpers import CHROMIUM, CHROMIUM_ARGS, PASSWORD, USERS, fast_hasher
 from peergrid_dso.auth.users import UserStore
+from peergrid_ledger.tied import tied_popen
 from peergrid_sim.broker import wait_for_port
 
 playwright_api = pytest.importorskip("playwright.sync_api")
@@ -98,7 +99,7 @@ def bed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveTestbed]:
             "--workdir", str(workdir), "--http-port", "0", "--interval-s", str(INTERVAL_S),
             "--dso-reconfigure-every", "0", "--duration", "400"]  # fmt: skip
     with (workdir / "testbed.out").open("wb") as out:
-        process = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+        process = tied_popen(argv, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
     running = LiveTestbed(workdir, 0, process)
     try:
         # the DSO server binds any free port; the testbed names it once that process listens on it

@@ -15,6 +15,7 @@ from edge_helpers import edge_settings
 
 from peergrid_edge import commitments
 from peergrid_edge.store import EdgeStore
+from peergrid_ledger.tied import tied_popen
 
 BIN = Path(sys.executable).parent
 
@@ -26,7 +27,7 @@ def test_kill_9_at_random_moments_keeps_the_store_consistent(run_sim, tmp_path: 
     config.write_text(yaml.safe_dump(settings.model_dump(mode="json")))
     rng = random.Random(7)
     for _ in range(6):
-        daemon = subprocess.Popen(
+        daemon = tied_popen(
             [str(BIN / "peergrid-edge"), "run", "--config", str(config)],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,

@@ -22,6 +22,7 @@ from typing import Any
 import pytest
 
 from peergrid_ledger.keys import read_keyfile
+from peergrid_ledger.tied import tied_popen
 
 BIN = Path(sys.executable).parent
 SCENARIO = Path(__file__).resolve().parents[2] / "firmware-sim" / "scenarios" / "ieee33.yaml"
@@ -52,7 +53,7 @@ def test_an_mgmc_killed_during_the_lab_session_and_restarted_completes_it(tmp_pa
         str(BIN / "peergrid-testbed"), "--scenario", str(SCENARIO), "--intervals", "2", "--workdir",
         str(workdir), "--http-port", "0", "--report", str(tmp_path / "report"), "--dayahead",
     ]  # fmt: skip
-    bed = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    bed = tied_popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
         keys = workdir / "keys"
         _wait("the anonym keys", lambda: all((keys / f"anonym-{mg}.key").exists() for mg in MGS), bed)

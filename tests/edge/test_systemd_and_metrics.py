@@ -17,6 +17,7 @@ from edge_helpers import edge_settings
 
 from peergrid_edge.metrics import Family, Histogram, render
 from peergrid_edge.notify import setup_logging
+from peergrid_ledger.tied import tied_popen
 from peergrid_sim.ports import wait_for_listener
 
 BIN = Path(sys.executable).parent
@@ -47,7 +48,7 @@ def test_notify_ready_watchdog_status_stopping_and_metrics(run_sim, tmp_path: Pa
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
     sock.bind(str(path))
     env = {**os.environ, "NOTIFY_SOCKET": str(path), "INVOCATION_ID": "0123456789abcdef"}
-    daemon = subprocess.Popen(
+    daemon = tied_popen(
         [str(BIN / "peergrid-edge"), "run", "--config", str(config)],
         env=env,
         stdout=subprocess.PIPE,

@@ -18,6 +18,7 @@ from peergrid_ledger.chain import LocalChain
 from peergrid_ledger.genesis import Account, Genesis
 from peergrid_ledger.keys import Keypair
 from peergrid_ledger.store import BlockStore
+from peergrid_ledger.tied import tie_to
 from peergrid_ledger.verify import verify_store
 
 KILLS = 50
@@ -53,10 +54,12 @@ def writer(path: Path, ready_fd: int) -> None:
 def start_writer(path: Path) -> tuple[int, int]:
     """Fork a writer; returns its pid and the height it reopened."""
     read_fd, write_fd = os.pipe()
+    parent = os.getpid()
     pid = os.fork()
     if pid == 0:  # child: never return into pytest
         status = 1
         try:
+            tie_to(parent)()  # a killed pytest leaves no writer looping on behind
             os.close(read_fd)
             writer(path, write_fd)
         finally:

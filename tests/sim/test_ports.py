@@ -19,6 +19,7 @@ import paho.mqtt.client as mqtt
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
+from peergrid_ledger.tied import tied_popen
 from peergrid_sim import broker as broker_module
 from peergrid_sim.broker import LOOPBACK, BrokerError, MosquittoBroker
 from peergrid_sim.ports import listening_ports, wait_for_listener
@@ -103,7 +104,7 @@ def test_netcut_serves_on_the_socket_its_launcher_bound(tmp_path: Path) -> None:
         fd = listener.fileno()
         argv = [sys.executable, "-m", "peergrid_sim.netcut", "--listen-fd", str(fd),
                 "--to", f"{LOOPBACK}:{upstream.getsockname()[1]}", "--cut-file", str(tmp_path / "cut")]  # fmt: skip
-        cable = subprocess.Popen(argv, pass_fds=(fd,))
+        cable = tied_popen(argv, pass_fds=(fd,))
         try:
             with socket.create_connection(listener.getsockname(), timeout=10) as client:
                 upstream.settimeout(10)

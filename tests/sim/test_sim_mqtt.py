@@ -130,6 +130,7 @@ def test_run_with_broker_and_broker_tls_flags(tmp_path, test_pki):
     import subprocess
     import sys
 
+    from peergrid_ledger.tied import tied_popen
     from peergrid_sim.broker import MosquittoBroker
 
     path = tmp_path / "s.yaml"
@@ -146,7 +147,7 @@ def test_run_with_broker_and_broker_tls_flags(tmp_path, test_pki):
         client.connect(broker.host, broker.port)
         client.subscribe("peergrid/f9/telemetry/mg1/meter", qos=1)
         client.loop_start()
-        proc = subprocess.Popen(
+        proc = tied_popen(
             [
                 sys.executable,
                 "-m",

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from peergrid_ledger.tied import tied_popen
 from peergrid_sim.clock import SimClock
 from peergrid_sim.runtime import Simulation
 from peergrid_sim.scenario import ConfigError, load_scenario
@@ -85,7 +86,7 @@ def test_check_rejects_bad_physics_params_with_exit_2(tmp_path):
 
 def test_run_prints_endpoints_writes_json_and_exits_0_on_sigterm(tmp_path):
     endpoints_file = tmp_path / "endpoints.json"
-    proc = subprocess.Popen(
+    proc = tied_popen(
         [
             *CLI,
             "run",
@@ -123,7 +124,7 @@ def test_run_prints_endpoints_writes_json_and_exits_0_on_sigterm(tmp_path):
 
 def test_ieee33_serves_every_device_relay_rtu_line_and_mqtt_sensor(tmp_path, mosquitto):
     endpoints_file = tmp_path / "ep.json"
-    proc = subprocess.Popen(
+    proc = tied_popen(
         [
             *CLI,
             "run",

@@ -14,6 +14,7 @@ import pytest
 from peergrid_dso.drivers.relay_modbus import ModbusRelayDriver
 from peergrid_dso.drivers.relay_tls import RelayTls, relay_endpoints
 from peergrid_dso.services.switching import RelayError
+from peergrid_ledger.tied import tied_popen
 
 SCENARIOS = Path(__file__).resolve().parents[2] / "firmware-sim" / "scenarios"
 CLI = [sys.executable, "-m", "peergrid_sim.cli"]
@@ -29,7 +30,7 @@ def test_pki_then_ieee33_with_tls_relays(tmp_path: Path) -> None:
     assert "CN=dso role=operator" in made.stdout
     assert (pki / "dso.key").stat().st_mode & 0o077 == 0
     endpoints_json = tmp_path / "ep.json"
-    proc = subprocess.Popen(
+    proc = tied_popen(
         [*CLI, "run", str(SCENARIOS / "ieee33.yaml"), "--endpoints-json", str(endpoints_json),
          "--relays-tls", str(pki / "ca.crt"), str(pki / "broker.crt"), str(pki / "broker.key")],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,

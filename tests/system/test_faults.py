@@ -23,6 +23,8 @@ from pathlib import Path
 
 import pytest
 
+from peergrid_ledger.tied import tied_popen
+
 BIN = Path(sys.executable).parent
 SCENARIO = Path(__file__).resolve().parents[2] / "firmware-sim" / "scenarios" / "ieee33.yaml"
 pytestmark = [pytest.mark.system, pytest.mark.xdist_group("system")]
@@ -95,7 +97,7 @@ def test_kill_an_edge_a_dead_device_and_a_broker_restart(tmp_path: Path) -> None
         "--interval-s", "5", "--block-period-ms", "150", "--workdir", str(workdir),
         "--http-port", "0", "--report", str(out), "--cuttable", "mg3",
     ]  # fmt: skip
-    bed = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    bed = tied_popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     records = workdir / "records"
     control = workdir / "control"
     try:

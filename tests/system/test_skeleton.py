@@ -17,6 +17,8 @@ from pathlib import Path
 
 import pytest
 
+from peergrid_ledger.tied import tied_popen
+
 BIN = Path(sys.executable).parent
 pytestmark = [pytest.mark.system, pytest.mark.xdist_group("system")]
 
@@ -44,7 +46,7 @@ def _dso_port(workdir: Path) -> int | None:
 
 def test_inverter_reading_reaches_the_dso(tmp_path: Path) -> None:
     workdir = tmp_path / "bed"
-    bed = subprocess.Popen(
+    bed = tied_popen(
         [
             str(BIN / "peergrid-testbed"),
             "--duration",
