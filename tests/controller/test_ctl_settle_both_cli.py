@@ -67,7 +67,9 @@ def test_a_day_ahead_day_differs_only_in_the_chains_transaction_count_whatever_t
         doc["total"].pop("chain")
     assert both == first == quiet == skewed
     cleared = chain["both"]["forward_trades_cleared"]
-    assert cleared == n and chain["both"]["transactions"] == chain["first"]["transactions"] + n
+    # both: each trade's seller states too, and the DSO prices the 4 MGs' cover (the chain computes the
+    # compensation; none on this day without faults, so no `pay` on either)
+    assert cleared == n and chain["both"]["transactions"] == chain["first"]["transactions"] + n + 4
 
 
 def test_both_parties_silent_is_one_line_naming_the_trade_and_exit_3(

@@ -29,11 +29,12 @@ empty block at the deadline and the party sends its statement again (basis "laps
 settled only when `query.settlement` says so; otherwise `settle` is a refusal naming the trade and where it
 stands (two silent parties: nobody stated). Without the rule (`settle_by_both=False`) the genesis is the one
 before it and the buyer's settle pays (the seller's when the buyer is silent).
-Imbalance compensation (`compensate=True`, with `settle_by_both`): the DSO prices every MG's cover on the
-chain (`market.tariff`, the scenario's retail and feed-in in micro-units per Wh, in the chain's first block,
-before any interval closes), the venue is told each trade's shortfalls (`metered`: delivery.py's
-`shortfalls`), each party's statement adds its own (`short`) and the DSO's settlement of a dispute both, and
-the contract moves the compensation in the trade's one settlement. Nothing is then posted with `pay` for it:
+Imbalance compensation (`compensate=True`, with `settle_by_both`; the CLI's chain, venues.chain_venue,
+wherever both state): the DSO prices every MG's cover on the chain (`market.tariff`, the scenario's retail
+and feed-in in micro-units per Wh, in the chain's first block, before any interval closes), the venue is
+told each trade's shortfalls (`metered`: delivery.py's `shortfalls`, by simulate_dayahead), each party's
+statement adds its own (`short`) and the DSO's settlement of a dispute both, and the contract moves the
+compensation in the trade's one settlement. Nothing is then posted with `pay` for it:
 a `pay` of the day's compensation (settling.COMPENSATION_REF) is checked against what the chain moved,
 netted per pair as delivery.py nets it (`compensation`), and refused naming both figures where they differ;
 `flush` raises CompensationError if the chain moved a compensation no such `pay` confirmed. A silent party
@@ -373,12 +374,17 @@ class ChainVenue:
     def pay(self, payment: Payment, ref: str) -> Verdict:
         """A plain payment (the payments contract's `pay`), micro-units from payer to payee, once per ref; on a
         venue whose chain computes the compensation, the day's compensation is checked, not posted."""
-        from peergrid_controller.settling import COMPENSATION_REF  # settling -> venues -> this module
-
-        if self.compensate and ref == COMPENSATION_REF:
+        if self.checks(ref):
             return self._check(payment)
         body = {"payee": self.keys[payment.payee].public, "amount": payment.amount, "ref": ref}
         return self._do(payment.payer, "pay", body)
+
+    def checks(self, ref: str) -> bool:
+        """Whether a `pay` under `ref` is checked against what the settlements moved, not sent (the day's
+        compensation on a venue whose chain computes it)."""
+        from peergrid_controller.settling import COMPENSATION_REF  # settling -> venues -> this module
+
+        return self.compensate and ref == COMPENSATION_REF
 
     def _check(self, payment: Payment) -> Verdict:
         """Accepted when the chain moved exactly `payment` (netted) as compensation in the settlements."""

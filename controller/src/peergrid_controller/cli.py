@@ -12,7 +12,12 @@ The market runs over the in-memory MGMC chain when the ledger provides one (`--v
 available) or over the market contract alone (`--venue memory`). On the chain a trade settles on both
 parties' statements (`--settle both`, the default; `first`: the first settle sent, the buyer's, the rule
 before), `--silent MG` keeps an MGMC from stating and `--meter-error MG:WH` skews its meter (chain_venue.py);
-a line on stderr counts the trades settled per basis. Output is byte-identical for the same inputs.
+a line on stderr counts the trades settled per basis. Where both state, the chain also computes the day-ahead
+market's imbalance compensation (chain_venue `compensate`: the DSO's tariffs, each side's own shortfall in
+its statement) and the simulation's figure is checked against it, not posted; a chain that moved other
+figures stops the day (exit 3, naming both). `--loss P` sends every MGMC's messages across a seeded lossy
+transport (netsim.py, seeded with `--seed`): each dropped with probability P and resent; a line on stderr
+counts them. Output is byte-identical for the same inputs.
 """
 
 from __future__ import annotations
@@ -25,12 +30,13 @@ from collections.abc import Sequence
 from typing import Any
 
 from peergrid_controller.bargaining import Venue
-from peergrid_controller.chain_venue import ChainVenue, SealError
+from peergrid_controller.chain_venue import ChainVenue, CompensationError, SealError
 from peergrid_controller.dayexchange import DayAheadError
 from peergrid_controller.delivery import FaultError, parse_fault
 from peergrid_controller.forward import ForwardError
 from peergrid_controller.market import Trade
 from peergrid_controller.model import ModelError, Scenario
+from peergrid_controller.netsim import LossyVenue
 from peergrid_controller.scenario import ScenarioError, load_scenario
 from peergrid_controller.schedule import ScheduleError
 from peergrid_controller.simulate import (
@@ -92,11 +98,18 @@ def _trade_json(agreed: Trade, delivered: Trade | None) -> dict[str, Any]:
     return doc
 
 
+def chain_of(venue: object) -> ChainVenue | None:
+    """The chain venue, behind the lossy transport where there is one (None: no chain)."""
+    inner = venue.inner if isinstance(venue, LossyVenue) else venue
+    return inner if isinstance(inner, ChainVenue) else None
+
+
 def chain_counts(venue: object) -> dict[str, int] | None:
     """The chain venue's transactions and the forward trades its exchange contract cleared (None elsewhere)."""
-    if not isinstance(venue, ChainVenue):
+    chain = chain_of(venue)
+    if chain is None:
         return None
-    return {"transactions": venue.transactions, "forward_trades_cleared": venue.exchange.cleared}
+    return {"transactions": chain.transactions, "forward_trades_cleared": chain.exchange.cleared}
 
 
 def result_json(result: SimulationResult, chain: dict[str, int] | None = None) -> dict[str, Any]:
@@ -238,6 +251,14 @@ def _parser() -> argparse.ArgumentParser:
         help="chain venue: MG's meter reads WH more (or, negative, fewer) Wh than each of its trades delivered "
         "(within 0..agreed); repeatable",
     )
+    sim.add_argument(
+        "--loss",
+        type=float,
+        default=None,
+        metavar="P",
+        help="every MGMC's messages cross a seeded lossy transport (seed: --seed): each dropped with "
+        "probability P in [0, 1) and resent, delayed up to 200 ms; a move not in its round in time is left out",
+    )
     return parser
 
 
@@ -245,6 +266,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.intervals is not None and args.intervals <= 0:
         print("peergrid-market: --intervals must be positive", file=sys.stderr)
+        return 2
+    if args.loss is not None and not 0.0 <= args.loss < 1.0:  # also NaN
+        print(f"peergrid-market: --loss {args.loss}: a probability in [0, 1) is needed", file=sys.stderr)
         return 2
     try:
         if args.scenario:
@@ -271,11 +295,14 @@ def main(argv: Sequence[str] | None = None) -> int:
                 "peergrid-market: --settle, --silent and --meter-error need the chain venue", file=sys.stderr
             )
             return 2
-        venue = lambda s: ChainVenue(s, **options)  # noqa: E731
+        # the chain computes the compensation wherever both parties state (it needs each side's statement)
+        compensate = options.get("settle_by_both", True)
+        venue = lambda s: ChainVenue(s, compensate=compensate, **options)  # noqa: E731
     venues: list[Venue] = []
 
     def made(s: Scenario) -> Venue:  # kept, so that the chain's counts can be reported
-        venues.append(venue(s))
+        inner = venue(s)
+        venues.append(inner if args.loss is None else LossyVenue(inner, seed=args.seed, loss=args.loss))
         return venues[-1]
 
     try:
@@ -306,6 +333,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SealError as exc:  # a transaction the chain took on submit but left out of its block
         print(f"peergrid-market: the MGMC chain did not seal a move: {exc}", file=sys.stderr)
         return 3
+    except CompensationError as exc:  # the chain moved a compensation the simulation's figures lack
+        print(f"peergrid-market: the MGMC chain's compensation differs: {exc}", file=sys.stderr)
+        return 3
     if args.json:
         try:
             doc = result_json(result, chain_counts(venues[0]) if venues else None)
@@ -328,9 +358,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         + ("" if stable else " — NOT stable everywhere"),
         file=sys.stderr,
     )
-    if venues and isinstance(venues[0], ChainVenue):
-        counts = ", ".join(f"{basis} {n}" for basis, n in sorted(venues[0].settled.items())) or "none"
+    chain = chain_of(venues[0]) if venues else None
+    if chain is not None:
+        counts = ", ".join(f"{basis} {n}" for basis, n in sorted(chain.settled.items())) or "none"
         print(f"peergrid-market: chain settlements by basis: {counts}", file=sys.stderr)
+    if venues and isinstance(venues[0], LossyVenue):
+        stats = venues[0].stats
+        print(
+            f"peergrid-market: transport (loss {args.loss}, seed {args.seed}): {stats.sent} messages sent, "
+            f"{stats.lost} lost, {stats.late} late, {stats.undelivered_moves} moves left out of their round",
+            file=sys.stderr,
+        )
     d = result.dayahead
     if d is not None:
         paid = (
@@ -356,7 +394,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                 f"peergrid-market: delivery faults {' '.join(str(f) for f in d.faults)}: "
                 f"{sum(d.shortfall_kwh.values()):.3f} kWh not delivered; uplift withheld "
                 f"{sum(d.uplift_withheld.values()):.4f}; imbalance compensation paid "
-                f"{sum(v for v in d.compensation.values() if v > 0):.4f}; worse off than conventional: {worse}",
+                f"{sum(v for v in d.compensation.values() if v > 0):.4f}"
+                f"{' (moved by the chain in the settlements)' if chain is not None and chain.compensate else ''}"
+                f"; worse off than conventional: {worse}",
                 file=sys.stderr,
             )
     return 0

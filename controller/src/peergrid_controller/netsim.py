@@ -10,7 +10,11 @@ the buyer's and the seller's statements, a lone one sent again after the deadlin
 dispute), and the venue refuses a second settlement of the same trade, so each trade settles exactly once.
 So are the day-ahead market's messages where the inner venue takes them: plain payments (`pay`) and every
 transaction of the exchange session (`exchange`, the inner venue's recorder: an ADMM iteration waits for every
-member, so a lost post is resent, never left out); the inner venue refuses a second payment of a reference.
+member, so a lost post is resent, never left out); the inner venue refuses a second payment of a reference
+(a chain that computes the compensation checks the day's figure against its settlements: nothing crosses).
+`metered` (each trade's own shortfalls, what each MGMC's meter tells it of its own side) crosses no transport:
+it is handed to the inner venue where that meters (venues.MeteringVenue), so the statements it then sends
+carry them.
 Same seed, same losses, same outcome. Assumes the venue side (authority) is reliable; the block broadcast back
 to the MGMCs is not simulated. No sockets, no real clock: time is a counter.
 """
@@ -18,14 +22,15 @@ to the MGMCs is not simulated. No sockets, no real clock: time is a counter.
 from __future__ import annotations
 
 import random
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from peergrid_controller.bargaining import Venue
+from peergrid_controller.chain_venue import ChainVenue
 from peergrid_controller.market import Bid, Offer, Rejected, Trade, Verdict
 from peergrid_controller.uplift import Payment
-from peergrid_controller.venues import PaymentVenue, exchange_recorder
+from peergrid_controller.venues import PaymentVenue, exchange_recorder, metering_venue
 
 
 @dataclass
@@ -99,8 +104,14 @@ class LossyVenue:
     def pay(self, payment: Payment, ref: str) -> Verdict:
         if not isinstance(self.inner, PaymentVenue):
             return Rejected(f"{type(self.inner).__name__} takes no payments")
-        self._deliver(None)
+        if not (isinstance(self.inner, ChainVenue) and self.inner.checks(ref)):  # a check sends nothing
+            self._deliver(None)
         return self.inner.pay(payment, ref)
+
+    def metered(self, shortfalls: Mapping[tuple[int, str, str], tuple[int, int]]) -> None:
+        metering = metering_venue(self.inner)
+        if metering is not None:
+            metering.metered(shortfalls)
 
     @property
     def exchange(self) -> _LossyExchange:

@@ -12,7 +12,9 @@ there reported apart as `rationed_at_own_rule`) and the stability check re-solve
 each trade settled once, interval by interval, for what was delivered, the MG at fault re-planning its day, its
 counterparties covering the gap with the DSO and paid its price by the MG at fault (imbalance compensation), a
 payee that fell short losing its credit (uplift.withhold); then, after the day, the payments posted through the
-venue (`pay`, once: the uplift counted in the last interval's MG costs, the compensation in the fault's).
+venue (`pay`, once: the uplift counted in the last interval's MG costs, the compensation in the fault's). A
+venue that meters (venues.metering_venue) is told each trade's own shortfalls before the settlements: on a
+compensating chain the settlements move the compensation and its `pay` is the check of the day's figure.
 `SimulationResult.dayahead` carries the stage's iterations, its day-level stability check, the uplift and per MG
 how far above its conventional day the faults left it. Deterministic: same inputs, same result.
 Assumes the scenario's profiles are the forecasts. Never reads clocks or I/O beyond the venue it is given.
@@ -29,7 +31,7 @@ from peergrid_controller.model import Scenario
 from peergrid_controller.settling import UPLIFT_REF, pay_compensation, pay_uplift, settle_interval
 from peergrid_controller.simrecords import DayAheadSummary, IntervalResult, SimulationConfig, SimulationResult
 from peergrid_controller.uplift import MICRO, earns, make_whole, withhold
-from peergrid_controller.venues import exchange_recorder, forward_clearing
+from peergrid_controller.venues import exchange_recorder, forward_clearing, metering_venue
 
 
 def play_day(
@@ -88,6 +90,9 @@ def play_day(
         sorted(trading - explicit), scenario.intervals, cfg.fault_seed, cfg.random_faults
     )
     delivery = deliver(scenario, committed, agreed, fractions(scenario, faults))
+    metering = metering_venue(venue)
+    if metering is not None:  # a compensating chain computes it from each side's own shortfall
+        metering.metered(delivery.shortfalls)
     paid = withhold(uplift, delivery.defaulted)
     results = []
     for t in range(scenario.intervals):

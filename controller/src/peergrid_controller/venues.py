@@ -8,12 +8,16 @@ the chain's exchange contract), or None where it keeps none (the memory venue: t
 `forward_clearing(venue)` is the same exchange where it also clears the forward trades itself
 (forward.ForwardClearing: the chain's) and a closed session of the venue awaits its clear, or None (the memory
 venue, or an allocation not recorded on the venue: forward.post's offers and bids).
+`metering_venue(venue)` is the venue where it is told each trade's own shortfalls (`MeteringVenue.metered`:
+delivery.py's `shortfalls`), or None; the chain venue is made with `compensate` (`chain_venue`): its chain
+computes the imbalance compensation from each side's statement of its own shortfall, so the day's
+compensation is checked against the chain, not posted (chain_venue.py).
 Never opens sockets: the chain venue seals blocks in memory with a single authority.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Protocol, runtime_checkable
 
@@ -36,6 +40,17 @@ class PaymentVenue(Protocol):
 @runtime_checkable
 class ExchangeVenue(Protocol):
     exchange: ExchangeRecorder  # where the day-ahead exchange ADMM's moves go
+
+
+@runtime_checkable
+class MeteringVenue(Protocol):
+    def metered(self, shortfalls: Mapping[tuple[int, str, str], tuple[int, int]]) -> None:
+        """Each trade's (seller's, buyer's) own shortfall in Wh, by (interval, seller, buyer)."""
+        ...
+
+
+def metering_venue(venue: Venue) -> MeteringVenue | None:
+    return venue if isinstance(venue, MeteringVenue) else None
 
 
 def exchange_recorder(venue: Venue) -> ExchangeRecorder | None:
@@ -77,7 +92,8 @@ def memory_venue(scenario: Scenario) -> Venue:
 
 
 def chain_venue(scenario: Scenario) -> Venue:
-    return ChainVenue(scenario)
+    # each trade settles on both statements (the default), so its chain can compute the compensation
+    return ChainVenue(scenario, compensate=True)
 
 
 VENUES: dict[str, Callable[[Scenario], Venue]] = {"memory": memory_venue, "chain": chain_venue}
