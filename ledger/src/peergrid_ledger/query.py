@@ -51,7 +51,10 @@ def trade(state: StateReader, trade_id: bytes) -> dict[str, Any] | None:
 
 def settlement(state: StateReader, trade_id: bytes) -> dict[str, Any] | None:
     """Where one trade's settlement stands: {state: open | stated | disputed | settled | superseded,
-    statements: {buyer/seller: {delivered, time, txid}}, deadline (ms or None), settlement (or None)}."""
+    statements: {buyer/seller: {delivered, time, txid, short?}}, deadline (ms or None), settlement (or None):
+    {amount, delivered, txid, basis?, compensation?}}. `short` is the party's own shortfall in Wh where its
+    statement gave one; `compensation` {payer: seller | buyer, amount (micro-units, moved in the same
+    settlement), seller_short, buyer_short} is there on a trade whose parties the DSO priced (market.tariff)."""
     return _market.settlement(state, trade_id)
 
 
