@@ -24,10 +24,11 @@ from peergrid_ledger.genesis import Account, Genesis, Params
 from peergrid_ledger.keys import Keypair
 
 T = 9
-NOW_MS = 10**12
+NOW_MS = 10**12  # far after the interval: what a test hands a chain that needs no realistic time
 # interval T is [1 010 000, 1 070 000) ms; commitments are 60-s buckets: 16, 17 (and 18 after the end)
 CLOCK = MeterClock(t0_ms=1_010_000, interval_ms=60_000, first_interval=T, commit_ms=60_000, max_gap_ms=15_000)
-# the same intervals on the chain's clock (a settle_by_both genesis needs it): T ended long before NOW_MS
+START_MS, END_MS = CLOCK.window(T)
+# the same intervals on the chain's clock (a settle_by_both genesis needs it): nobody states before END_MS
 CHAIN_CLOCK = {
     "settle_epoch_ms": CLOCK.t0_ms - T * CLOCK.interval_ms,
     "settle_interval_ms": CLOCK.interval_ms,
@@ -37,7 +38,8 @@ PRICE = 200
 
 @dataclass
 class Market:
-    """An MGMC chain with the DSO, an authority, and MGs (anonym to trade, node key to commit readings)."""
+    """An MGMC chain with the DSO, an authority, and MGs (anonym to trade, node key to commit readings). Its
+    blocks run on a realistic clock (`now`, ms): the bargaining before interval T, each statement after it."""
 
     chain: LocalChain
     dso: Keypair
@@ -45,27 +47,50 @@ class Market:
     anonyms: dict[str, Keypair]
     nodes: dict[str, Keypair]
     sealed: dict[tuple[bytes, int], list[bytes]] = field(default_factory=dict)
+    now: int = START_MS - 60_000
 
     def node_of(self) -> dict[bytes, bytes]:
         return {self.anonyms[mg].public: self.nodes[mg].public for mg in self.anonyms}
 
-    def do(self, who: Keypair, kind: str, body: dict[str, object]) -> None:
-        result = self.chain.sign_and_submit(who, kind, body, NOW_MS)
+    def do(self, who: Keypair, kind: str, body: dict[str, object], at: int | None = None) -> None:
+        """One transaction in a block of its own, at `at` ms (or now), never before the chain's head."""
+        at = max(self.now if at is None else at, self.chain.tip.time + 1)
+        result = self.chain.sign_and_submit(who, kind, body, at)
         assert result.ok, (kind, result)
-        self.chain.seal(NOW_MS)
+        self.chain.seal(at)
+        self.now = at + 1
+
+    def pass_time(self, until_ms: int) -> None:
+        """An empty block at `until_ms` (a real chain's heartbeat moves its time on)."""
+        self.chain.seal(max(until_ms, self.chain.tip.time + 1))
+        self.now = self.chain.tip.time + 1
 
     def trade_id(self, seller: str, buyer: str) -> bytes:
         s, b = self.anonyms[seller].public, self.anonyms[buyer].public
         [tid] = [tid for tid, t in query.trades(self.chain.state, T) if t["seller"] == s and t["buyer"] == b]
         return tid
 
-    def commit(self, mg: str, readings: Sequence[tuple[float, float, float]], give: bool = True) -> None:
+    def commit(
+        self,
+        mg: str,
+        readings: Sequence[tuple[float, float, float]],
+        give: bool = True,
+        in_time: bool = False,
+    ) -> None:
         """Seal the MG's PCC meter readings (at s, export Wh, import Wh) per commitment interval, as the edge
-        does, commit each root on the chain, and (give) hand the DSO the leaves."""
+        does, commit each root on the chain (now; `in_time`: one second after its interval ended, as an edge
+        does, never before the chain's head), and (give) hand the DSO the leaves."""
         for bucket, leaves in sorted(sealed_buckets(readings).items()):
-            self.do(self.nodes[mg], "der_commitment", commitment_body(bucket, leaves))
+            at = (bucket + 1) * CLOCK.commit_ms + 1_000 if in_time else None
+            self.do(self.nodes[mg], "der_commitment", commitment_body(bucket, leaves), at)
             if give:
                 self.sealed[(self.nodes[mg].public, bucket)] = leaves
+
+    def state(self, seller: str, buyer: str, by_buyer: int, by_seller: int) -> None:
+        """Both parties' statements on their trade, after the interval ended (buyer first)."""
+        tid = self.trade_id(seller, buyer)
+        self.do(self.anonyms[buyer], "settle", {"trade": tid, "delivered": by_buyer}, max(self.now, END_MS))
+        self.do(self.anonyms[seller], "settle", {"trade": tid, "delivered": by_seller})
 
 
 def sealed_buckets(readings: Sequence[tuple[float, float, float]]) -> dict[int, list[bytes]]:
@@ -84,14 +109,20 @@ def market(
     statements: dict[tuple[str, str], tuple[int, int]],
     tolerance: int = 0,
     balance: int = 10**9,
+    readings: dict[str, Sequence[tuple[float, float, float]]] | None = None,
+    wait_ms: int | None = None,
 ) -> Market:
-    """Sellers offer, buyers bid `sales` (seller, buyer) -> Wh, the interval closes, and each pair in
-    `statements` states (buyer's, seller's) delivered."""
+    """Sellers offer, buyers bid `sales` (seller, buyer) -> Wh before interval T, the interval closes; each MG
+    in `readings` seals its PCC readings in time (each commitment a second after its interval ended, handed to
+    the DSO), then each pair in `statements` states (buyer's, seller's) delivered after the interval ended.
+    `wait_ms`: the genesis' settle_wait_ms (default its own, an hour)."""
     mgs = sorted({mg for pair in sales for mg in pair})
     dso, authority = Keypair.generate(), Keypair.generate()
     anonyms = {mg: Keypair.generate() for mg in mgs}
     nodes = {mg: Keypair.generate() for mg in mgs}
-    extra = {"settle_tolerance_wh": tolerance} if tolerance else {}
+    extra: dict[str, int] = {"settle_tolerance_wh": tolerance} if tolerance else {}
+    if wait_ms is not None:
+        extra["settle_wait_ms"] = wait_ms
     genesis = Genesis(
         chain="mgmc", time=0, authorities=(authority.public,),
         accounts=(Account(dso.public, ("dso",)),
@@ -110,48 +141,56 @@ def market(
         ]
         m.do(anonyms[buyer], "bid", {"interval": T, "round": 1, "demands": demands})
     m.do(anonyms[mgs[0]], "trade", {"interval": T})
+    buckets = [
+        (b, mg, leaves) for mg, r in (readings or {}).items() for b, leaves in sealed_buckets(r).items()
+    ]
+    for bucket, mg, leaves in sorted(buckets):
+        m.do(
+            nodes[mg],
+            "der_commitment",
+            commitment_body(bucket, leaves),
+            (bucket + 1) * CLOCK.commit_ms + 1_000,
+        )
+        m.sealed[(nodes[mg].public, bucket)] = leaves
     for (seller, buyer), (by_buyer, by_seller) in statements.items():
-        tid = m.trade_id(seller, buyer)
-        m.do(anonyms[buyer], "settle", {"trade": tid, "delivered": by_buyer})
-        m.do(anonyms[seller], "settle", {"trade": tid, "delivered": by_seller})
+        m.state(seller, buyer, by_buyer, by_seller)
     return m
 
 
-def ramp(wh: float, export: bool, every_s: float = 10.0) -> list[tuple[float, float, float]]:
-    """PCC readings every `every_s` from 20 s before the window to 20 s after, the counter rising evenly by
-    `wh` over the window (export counter, or import), starting from a large register value."""
-    start, end = CLOCK.window(T)
+def ramp(
+    wh: float, export: bool, every_s: float = 10.0, window: tuple[int, int] = (START_MS, END_MS)
+) -> list[tuple[float, float, float]]:
+    """PCC readings every `every_s` from 20 s before the window (ms; interval T's) to 20 s after, the counter
+    rising evenly by `wh` over the window (export counter, or import), starting from a large register value."""
+    start, end = window
     out, at = [], start / 1000 - 20
     while at <= end / 1000 + 20:
-        moved = 1e6 + wh * (at - start / 1000) / (CLOCK.interval_ms / 1000)
+        moved = 1e6 + wh * (at - start / 1000) / ((end - start) / 1000)
         out.append((at, moved if export else 5e5, 5e5 if export else moved))
         at += every_s
     return out
 
 
 def test_the_energy_both_meters_confirm_settles_a_disputed_trade() -> None:
-    m = market({("s", "b"): 500}, {("s", "b"): (300, 500)})
+    readings = {"s": ramp(480.0, export=True), "b": ramp(455.5, export=False)}
+    m = market({("s", "b"): 500}, {("s", "b"): (300, 500)}, readings=readings)
     tid = m.trade_id("s", "b")
     assert query.settlement(m.chain.state, tid)["state"] == "disputed"  # type: ignore[index]
-    m.commit("s", ramp(480.0, export=True))
-    m.commit("b", ramp(455.5, export=False))
     decision = resolve(m.chain.state, tid, CLOCK, m.node_of(), m.sealed)
     assert isinstance(decision, Vouched)
     assert decision.seller.energy_wh == Fraction(480) and decision.buyer.energy_wh == Fraction(911, 2)
     assert (decision.seller.share_wh, decision.buyer.share_wh, decision.delivered) == (480, 455, 455)
     # a meter that shows more than was agreed vouches only for the agreed quantity
-    m2 = market({("s", "b"): 500}, {("s", "b"): (300, 500)})
-    m2.commit("s", ramp(700.0, export=True))
-    m2.commit("b", ramp(650.0, export=False))
+    readings = {"s": ramp(700.0, export=True), "b": ramp(650.0, export=False)}
+    m2 = market({("s", "b"): 500}, {("s", "b"): (300, 500)}, readings=readings)
     assert resolve(m2.chain.state, m2.trade_id("s", "b"), CLOCK, m2.node_of(), m2.sealed).delivered == 500  # type: ignore[union-attr]
 
 
 def test_readings_off_the_boundaries_are_interpolated_between_their_neighbours() -> None:
     """Readings every 25 s fall neither on the start nor on the end: the counters there are read on the line
     between the readings around them (an even ramp is recovered exactly)."""
-    m = market({("s", "b"): 500}, {("s", "b"): (100, 400)})
-    m.commit("s", ramp(400.0, export=True, every_s=7.0))
-    m.commit("b", ramp(300.0, export=False, every_s=13.0))
+    readings = {"s": ramp(400.0, export=True, every_s=7.0), "b": ramp(300.0, export=False, every_s=13.0)}
+    m = market({("s", "b"): 500}, {("s", "b"): (100, 400)}, readings=readings)
     decision = resolve(m.chain.state, m.trade_id("s", "b"), CLOCK, m.node_of(), m.sealed)
     assert isinstance(decision, Vouched) and decision.delivered == 300
     assert abs(decision.seller.energy_wh - 400) < Fraction(1, 100)
@@ -160,10 +199,13 @@ def test_readings_off_the_boundaries_are_interpolated_between_their_neighbours()
 def test_a_seller_metered_short_shares_its_export_pro_rata_over_its_trades() -> None:
     """The seller sold 600 to b1 and 300 to b2 but exported 600: each trade gets two thirds of its agreed
     quantity (400 and 200), whatever the buyers' meters show above that."""
-    m = market({("s", "b1"): 600, ("s", "b2"): 300}, {("s", "b1"): (100, 600), ("s", "b2"): (50, 300)})
-    m.commit("s", ramp(600.0, export=True))
-    m.commit("b1", ramp(600.0, export=False))
-    m.commit("b2", ramp(280.0, export=False))
+    readings = {
+        "s": ramp(600.0, export=True),
+        "b1": ramp(600.0, export=False),
+        "b2": ramp(280.0, export=False),
+    }
+    statements = {("s", "b1"): (100, 600), ("s", "b2"): (50, 300)}
+    m = market({("s", "b1"): 600, ("s", "b2"): 300}, statements, readings=readings)
     first = resolve(m.chain.state, m.trade_id("s", "b1"), CLOCK, m.node_of(), m.sealed)
     second = resolve(m.chain.state, m.trade_id("s", "b2"), CLOCK, m.node_of(), m.sealed)
     assert isinstance(first, Vouched) and isinstance(second, Vouched)
@@ -207,19 +249,16 @@ def test_missing_withheld_or_forged_readings_leave_the_trade_unresolved() -> Non
 
 
 def test_a_gap_a_reset_meter_or_a_second_meter_is_no_measurement() -> None:
-    m = market({("s", "b"): 500}, {("s", "b"): (300, 500)})
-    tid = m.trade_id("s", "b")
     start, end = CLOCK.window(T)
     gappy = [r for r in ramp(480.0, export=True) if not start / 1000 - 10 < r[0] < start / 1000 + 10]
-    m.commit("s", gappy)  # 30 s without a reading around the start: more than max_gap_ms
-    m.commit("b", ramp(455.0, export=False))
+    # 30 s without a reading around the start: more than max_gap_ms
+    m = market({("s", "b"): 500}, {("s", "b"): (300, 500)}, readings={"s": gappy, "b": ramp(455.0, False)})
+    tid = m.trade_id("s", "b")
     decision = resolve(m.chain.state, tid, CLOCK, m.node_of(), m.sealed)
     assert isinstance(decision, Unresolved) and "15000 ms apart" in decision.why
 
-    m = market({("s", "b"): 500}, {("s", "b"): (300, 500)})
     reset = [(at, e if at < (start + end) / 2000 else e - 1e6, i) for at, e, i in ramp(480.0, export=True)]
-    m.commit("s", reset)
-    m.commit("b", ramp(455.0, export=False))
+    m = market({("s", "b"): 500}, {("s", "b"): (300, 500)}, readings={"s": reset, "b": ramp(455.0, False)})
     decision = resolve(m.chain.state, m.trade_id("s", "b"), CLOCK, m.node_of(), m.sealed)
     assert isinstance(decision, Unresolved) and "runs backwards" in decision.why
 
@@ -249,8 +288,7 @@ def test_only_a_disputed_trade_is_resolved() -> None:
         resolve(m.chain.state, b"\x01" * 32, CLOCK, m.node_of(), m.sealed).why
         == "no such trade on the MGMC chain"
     )  # type: ignore[union-attr]
-    m.do(m.anonyms["b"], "settle", {"trade": tid, "delivered": 400})
-    m.do(m.anonyms["s"], "settle", {"trade": tid, "delivered": 400})  # they agree: settled on their word
+    m.state("s", "b", 400, 400)  # they agree: settled on their word
     assert (
         resolve(m.chain.state, tid, CLOCK, m.node_of(), m.sealed).why == "the trade is settled, not disputed"
     )  # type: ignore[union-attr]
@@ -280,12 +318,14 @@ cases = st.builds(
 
 def _resolved(case: Case) -> tuple[Market, int | None]:
     sales = {("s", "b1"): case.q1, **({("s", "b2"): case.q2} if case.q2 else {})}
-    m = market(sales, {("s", "b1"): (0, case.q1)} if case.q1 > 0 else {})
     start, end = CLOCK.window(T)
     # readings exactly on the window's boundaries (and one outside each): the energy is exactly what was given
     times = [start / 1000 - 5, start / 1000, end / 1000, end / 1000 + 5]
-    m.commit("s", [(t, 1000 + (case.seller_wh if t >= end / 1000 else 0), 0) for t in times])
-    m.commit("b1", [(t, 0, 7 + (case.buyer_wh if t >= end / 1000 else 0)) for t in times])
+    readings = {
+        "s": [(t, 1000 + (case.seller_wh if t >= end / 1000 else 0), 0) for t in times],
+        "b1": [(t, 0, 7 + (case.buyer_wh if t >= end / 1000 else 0)) for t in times],
+    }
+    m = market(sales, {("s", "b1"): (0, case.q1)} if case.q1 > 0 else {}, readings=readings)
     decision = resolve(m.chain.state, m.trade_id("s", "b1"), CLOCK, m.node_of(), m.sealed)
     return m, decision.delivered if isinstance(decision, Vouched) else None
 
@@ -327,13 +367,12 @@ def test_resolved_energy_is_monotone_in_readings_off_the_boundaries(
     times.append(at)
 
     def delivered(bumped: bool) -> int:
-        m = market({("s", "b"): 500}, {("s", "b"): (0, 500)})
         counter, seller = 10**6, []
         for i, t in enumerate(times):
             counter += steps[i % len(steps)] + (bump if bumped and i == bump_at else 0)
             seller.append((t / 1000, counter / 1000, 0.0))
-        m.commit("s", seller)
-        m.commit("b", ramp(450.0, export=False))
+        readings = {"s": seller, "b": ramp(450.0, export=False)}
+        m = market({("s", "b"): 500}, {("s", "b"): (0, 500)}, readings=readings)
         decision = resolve(m.chain.state, m.trade_id("s", "b"), CLOCK, m.node_of(), m.sealed)
         assert isinstance(decision, Vouched), decision
         return decision.delivered

@@ -25,9 +25,8 @@ MGS = {"mg1": 18, "mg2": 33}
 @pytest.fixture
 def served() -> Iterator[tuple[TestClient, Market, Any]]:
     """The API over a settler whose adapter runs on an event loop of its own (as the node's does)."""
-    m = market({("s", "b"): 500}, {("s", "b"): (300, 500)})
-    m.commit("s", ramp(480.0, export=True))
-    m.commit("b", ramp(455.0, export=False))
+    readings = {"s": ramp(480.0, export=True), "b": ramp(455.0, export=False)}
+    m = market({("s", "b"): 500}, {("s", "b"): (300, 500)}, readings=readings)
     settler, adapter, _ = settler_for(m)
     loop = asyncio.new_event_loop()
     thread = threading.Thread(target=loop.run_forever, daemon=True)

@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from peergrid_dso.disputes import MeterClock
 from peergrid_dso.live import DsoNode
 from peergrid_dso.loop_settings import IntervalNodeSettings
 from peergrid_edge.commitments import commitment_body
@@ -23,7 +24,7 @@ from peergrid_ledger.genesis import Account, Genesis, Params
 from peergrid_ledger.keys import Keypair, write_keyfile
 from peergrid_ledger.tx import sign_tx
 
-from .test_disputes import CHAIN_CLOCK, CLOCK, PRICE, T, ramp, sealed_buckets
+from .test_disputes import PRICE, T, ramp, sealed_buckets
 
 
 def test_a_running_dso_node_settles_a_dispute_on_the_mgmc_chain(tmp_path: Path, mosquitto: Any) -> None:
@@ -33,12 +34,16 @@ def test_a_running_dso_node_settles_a_dispute_on_the_mgmc_chain(tmp_path: Path, 
     for name, key in (("dso", dso), ("authority", authority)):
         write_keyfile(tmp_path / f"{name}.key", key)
     now = int(time.time() * 1000) - 1000
+    # interval T is a whole minute two to three minutes ago, so the MGs' readings of it are sealed in time
+    start = (now - 120_000) // 60_000 * 60_000 - 60_000
+    clock = MeterClock(t0_ms=start, interval_ms=60_000, first_interval=T, commit_ms=60_000, max_gap_ms=15_000)
+    chain_clock = {"settle_epoch_ms": start - T * clock.interval_ms, "settle_interval_ms": clock.interval_ms}
     mgmc = Genesis(
         chain="mgmc-lab", time=now, authorities=(authority.public,),
         accounts=(Account(dso.public, ("dso",), "dso"),
                   *(Account(anonyms[mg].public, ("anonym",), balance=10**9) for mg in anonyms),
                   *(Account(nodes[mg].public, ("mgmc",), mg) for mg in nodes)),
-        contracts=("market",), params=Params(settle_by_both=1, **CHAIN_CLOCK),
+        contracts=("market",), params=Params(settle_by_both=1, **chain_clock),
     )  # fmt: skip
     dso_chain = Genesis(chain="dso-lab", time=now, authorities=(dso.public,),
                         accounts=(Account(dso.public, ("dso",), "dso"),), params=Params())  # fmt: skip
@@ -56,8 +61,8 @@ def test_a_running_dso_node_settles_a_dispute_on_the_mgmc_chain(tmp_path: Path, 
         "mgs": {mg: {"node": nodes[mg].public.hex(), "anonym": anonyms[mg].public.hex(), "bus": bus}
                 for mg, bus in (("s", 18), ("b", 33))},
         "first_interval": T, "intervals": 1,
-        "disputes": {"t0": CLOCK.t0_ms / 1000, "interval_s": CLOCK.interval_ms / 1000,
-                     "commit_interval_s": CLOCK.commit_ms / 1000, "max_gap_s": CLOCK.max_gap_ms / 1000,
+        "disputes": {"t0": clock.t0_ms / 1000, "interval_s": clock.interval_ms / 1000,
+                     "commit_interval_s": clock.commit_ms / 1000, "max_gap_s": clock.max_gap_ms / 1000,
                      "record_file": str(tmp_path / "disputes.jsonl")},
     })  # fmt: skip
 
@@ -103,8 +108,8 @@ def test_a_running_dso_node_settles_a_dispute_on_the_mgmc_chain(tmp_path: Path, 
             await land(b, "trade", {"interval": T})
             [(tid, _)] = query.trades(replica.app.state, T)
             readings = {
-                "s": sealed_buckets(ramp(480.0, export=True)),
-                "b": sealed_buckets(ramp(455.0, export=False)),
+                "s": sealed_buckets(ramp(480.0, export=True, window=clock.window(T))),
+                "b": sealed_buckets(ramp(455.0, export=False, window=clock.window(T))),
             }
             for mg, buckets in readings.items():
                 for bucket, leaves in sorted(buckets.items()):

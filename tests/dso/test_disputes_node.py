@@ -19,6 +19,7 @@ import pytest
 
 from peergrid_dso.dispute_node import DisputeSettler, ReadingsRefused
 from peergrid_ledger import query
+from peergrid_ledger.chain import LocalChain
 
 from .test_disputes import CLOCK, PRICE, Market, market, ramp
 from .test_rebargain_reopen import Adapter
@@ -32,8 +33,21 @@ class Clock:
         return self.s
 
 
+class Replica:
+    """The DSO's MGMC-chain replica over a LocalChain: its state, head and blocks are the chain's (final at
+    once), as a `ChainReplica`'s app and store give them."""
+
+    def __init__(self, chain: LocalChain) -> None:
+        self.store = chain  # locate_tx, header, genesis: what the settler reads of a BlockStore
+
+    @property
+    def app(self) -> SimpleNamespace:
+        return SimpleNamespace(state=self.store.state, tip=self.store.tip)
+
+
 def settler_for(m: Market, tmp_path: Path | None = None) -> tuple[DisputeSettler, Adapter, Clock]:
     adapter, clock = Adapter(m.chain), Clock()
+    adapter.node.replicas["mgmc"] = Replica(m.chain)
     record = None if tmp_path is None else tmp_path / "disputes.jsonl"
     settler = DisputeSettler(adapter, m.dso, CLOCK, m.node_of(), record_file=record, retry_s=30.0, now=clock)
     return settler, adapter, clock
@@ -55,10 +69,9 @@ def hand_over(m: Market, settler: DisputeSettler, mg: str) -> None:
 
 
 def test_the_dso_settles_a_dispute_from_both_parties_sealed_readings_once(tmp_path: Path) -> None:
-    m = market({("s", "b"): 500}, {("s", "b"): (300, 500)})
+    readings = {"s": ramp(480.0, export=True), "b": ramp(455.0, export=False)}
+    m = market({("s", "b"): 500}, {("s", "b"): (300, 500)}, readings=readings)
     tid = m.trade_id("s", "b")
-    m.commit("s", ramp(480.0, export=True))
-    m.commit("b", ramp(455.0, export=False))
     settler, adapter, _ = settler_for(m, tmp_path)
     m.sealed, held = {}, dict(m.sealed)  # the DSO holds no readings yet
     seen = final_blocks(m, settler)
@@ -99,9 +112,9 @@ def test_the_dso_settles_a_dispute_from_both_parties_sealed_readings_once(tmp_pa
 
 
 def test_readings_that_are_not_the_sealed_set_are_refused() -> None:
-    m = market({("s", "b"): 500}, {("s", "b"): (300, 500)})
-    m.commit("s", ramp(480.0, export=True))
+    m = market({("s", "b"): 500}, {("s", "b"): (300, 500)}, readings={"s": ramp(480.0, export=True)})
     settler, _, _ = settler_for(m)
+    final_blocks(m, settler)  # the dispute is known: it reads these readings
     node = m.nodes["s"].public
     (key, bucket), leaves = next(iter(m.sealed.items()))
     with pytest.raises(ReadingsRefused, match="not the sealed ones"):
@@ -119,14 +132,13 @@ def test_readings_that_are_not_the_sealed_set_are_refused() -> None:
 def test_a_refusal_is_recorded_with_the_chains_reason_and_tried_again_later() -> None:
     """The buyer cannot pay: the chain refuses the DSO's settle (insufficient-funds); the DSO records it, does
     not hammer the chain, and settles once the retry is due and the buyer has the funds."""
-    m = market({("s", "b"): 500}, {("s", "b"): (300, 500)}, balance=50_000)
+    readings = {"s": ramp(480.0, export=True), "b": ramp(455.0, export=False)}
+    m = market({("s", "b"): 500}, {("s", "b"): (300, 500)}, balance=50_000, readings=readings)
     tid = m.trade_id("s", "b")
-    m.commit("s", ramp(480.0, export=True))
-    m.commit("b", ramp(455.0, export=False))
     settler, adapter, clock = settler_for(m)
+    final_blocks(m, settler)
     hand_over(m, settler, "s")
     hand_over(m, settler, "b")
-    final_blocks(m, settler)
     asyncio.run(settler.settle_due())
     refused = settler.decision(tid)
     assert refused is not None and refused["outcome"] == "refused" and not refused["settled"]
@@ -165,14 +177,13 @@ def test_a_trade_the_dso_settled_first_by_hand_is_left_alone() -> None:
 
 
 def test_a_restarted_dso_finds_disputes_made_before_it_started() -> None:
-    m = market({("s", "b1"): 600, ("s", "b2"): 300}, {("s", "b1"): (100, 600), ("s", "b2"): (300, 300)})
-    m.commit("s", ramp(600.0, export=True))
-    m.commit("b1", ramp(600.0, export=False))
-    m.commit("b2", ramp(300.0, export=False))
+    readings = {"s": ramp(600.0, export=True), "b1": ramp(600.0, export=False), "b2": ramp(300.0, False)}
+    statements = {("s", "b1"): (100, 600), ("s", "b2"): (300, 300)}
+    m = market({("s", "b1"): 600, ("s", "b2"): 300}, statements, readings=readings)
     settler, adapter, _ = settler_for(m)  # no block handed over: only the state
+    settler.look_everywhere()
     for mg in ("s", "b1", "b2"):
         hand_over(m, settler, mg)
-    settler.look_everywhere()
     asyncio.run(settler.settle_due())
     # b2's trade was agreed (300 = 300) and paid; b1's was disputed and settles on 600 × 600/900
     [(_, kind, body, _)] = adapter.sent
@@ -208,13 +219,13 @@ def test_the_disputes_section_needs_the_mgmc_chain_and_builds_the_market_clock(t
 def test_readings_another_pending_dispute_needs_are_kept() -> None:
     """Two disputes of one interval share the seller's readings: settling the first keeps them for the second
     (still waiting for its buyer's readings), which then settles pro rata; afterwards all are dropped."""
-    m = market({("s", "b1"): 600, ("s", "b2"): 300}, {("s", "b1"): (100, 600), ("s", "b2"): (50, 300)})
-    for mg, wh, export in (("s", 600.0, True), ("b1", 600.0, False), ("b2", 280.0, False)):
-        m.commit(mg, ramp(wh, export=export))
+    readings = {"s": ramp(600.0, export=True), "b1": ramp(600.0, export=False), "b2": ramp(280.0, False)}
+    statements = {("s", "b1"): (100, 600), ("s", "b2"): (50, 300)}
+    m = market({("s", "b1"): 600, ("s", "b2"): 300}, statements, readings=readings)
     settler, adapter, _ = settler_for(m)
+    final_blocks(m, settler)
     hand_over(m, settler, "s")
     hand_over(m, settler, "b1")
-    final_blocks(m, settler)
     asyncio.run(settler.settle_due())
     assert [body for _, _, body, _ in adapter.sent] == [{"trade": m.trade_id("s", "b1"), "delivered": 400}]
     assert settler.pending.keys() == {m.trade_id("s", "b2")}
