@@ -16,7 +16,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from peergrid_dso.disputes import MeterClock, Unresolved, Vouched, resolve
+from peergrid_dso.disputes import ChainTime, MeterClock, Unresolved, Vouched, resolve
 from peergrid_edge.commitments import commitment_body, reading_leaf
 from peergrid_ledger import query
 from peergrid_ledger.chain import LocalChain
@@ -171,12 +171,18 @@ def ramp(
     return out
 
 
+def chain_time(m: Market, seal_within_ms: int | None = None) -> ChainTime:
+    """The chain's time as the DSO's replica gives it: its blocks and its settle_wait_ms."""
+    wait = m.chain.genesis.params.settle_wait_ms
+    return ChainTime(m.chain, wait if seal_within_ms is None else seal_within_ms)
+
+
 def test_the_energy_both_meters_confirm_settles_a_disputed_trade() -> None:
     readings = {"s": ramp(480.0, export=True), "b": ramp(455.5, export=False)}
     m = market({("s", "b"): 500}, {("s", "b"): (300, 500)}, readings=readings)
     tid = m.trade_id("s", "b")
     assert query.settlement(m.chain.state, tid)["state"] == "disputed"  # type: ignore[index]
-    decision = resolve(m.chain.state, tid, CLOCK, m.node_of(), m.sealed)
+    decision = resolve(m.chain.state, tid, CLOCK, m.node_of(), m.sealed, chain_time(m))
     assert isinstance(decision, Vouched)
     assert decision.seller.energy_wh == Fraction(480) and decision.buyer.energy_wh == Fraction(911, 2)
     assert (decision.seller.share_wh, decision.buyer.share_wh, decision.delivered) == (480, 455, 455)

@@ -9,8 +9,10 @@ judged on the committed state first, so a refusal comes back at once with the ch
 wait); the readings it held for a trade it no longer needs are dropped. Each decision is recorded once per change (`decisions`, and a JSON line in `record_file`): settled
 (with the metering it rests on and the txid), refused (the chain's reason; tried again after `retry_s` while
 the trade is still disputed, e.g. a buyer without funds), or unresolved (why: readings missing, not the sealed
-ones, a meter gap, ...; tried again when blocks or readings arrive). It never settles on a guess and never
-sends for a trade that is not disputed on its replica. Readings reach it through `offer_readings` (the REST
+ones, sealed late, a meter gap, ...; tried again when blocks or readings arrive). It never settles on a guess
+and never sends for a trade that is not disputed on its replica. Each commitment's block time comes from its
+replica's store (transaction index): a commitment counts only when sealed at most the chain's `settle_wait_ms`
+(or the DSO's `seal_within_ms`) after its commitment interval ended (`disputes.sealed_late`). Readings reach it through `offer_readings` (the REST
 API's POST /api/dso/disputes/readings), accepted only as the whole set a `der_commitment` on the chain sealed.
 State is read and `settle` sent on the node's event loop only; `snapshot` and `offer_readings_threadsafe` may
 be called from the web server's threads.
@@ -28,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from peergrid_dso.disputes import (
+    ChainTime,
     MeterClock,
     Unmetered,
     Unresolved,
@@ -58,9 +61,11 @@ class DisputeSettler:
         record_file: Path | None = None,
         retry_s: float = 30.0,
         now: Callable[[], float] = time.monotonic,
+        seal_within_ms: int | None = None,  # None: the chain's settle_wait_ms
     ) -> None:
         self.adapter, self.dso_key, self.clock, self.nodes = adapter, dso_key, clock, dict(nodes)
         self.record_file, self.retry_s, self.now = record_file, retry_s, now
+        self.seal_within_ms = seal_within_ms
         self.sealed: dict[tuple[bytes, int], Sequence[bytes]] = {}
         self.candidates: set[bytes] = set()  # trades a final block touched since the last pass
         self.pending: dict[bytes, float] = {}  # disputed, not settled yet: when to try again (monotonic s)
@@ -70,8 +75,20 @@ class DisputeSettler:
         self._wake = asyncio.Event()
 
     @property
+    def replica(self) -> Any:
+        return self.adapter.node.replicas[self.adapter.chain]
+
+    @property
     def state(self) -> Any:
-        return self.adapter.node.replicas[self.adapter.chain].app.state
+        return self.replica.app.state
+
+    def chain_time(self) -> ChainTime:
+        """The replica's blocks for the resolver, with the sealing bound in ms."""
+        store = self.replica.store
+        bound = (
+            int(store.genesis.params.settle_wait_ms) if self.seal_within_ms is None else self.seal_within_ms
+        )
+        return ChainTime(store, bound)
 
     # --- what arrives ---------------------------------------------------------------------------------------
 
@@ -155,7 +172,7 @@ class DisputeSettler:
             if where is not None and trade in self.decisions and not self.decisions[trade]["settled"]:
                 self.decide(trade, {"settled": False, "outcome": f"no longer disputed: {where['state']}"})
             return
-        decision = resolve(self.state, trade, self.clock, self.nodes, self.sealed)
+        decision = resolve(self.state, trade, self.clock, self.nodes, self.sealed, self.chain_time())
         if isinstance(decision, Unresolved):
             self.pending[trade] = float("inf")  # until readings or blocks arrive
             self.decide(trade, {"settled": False, "outcome": "unresolved", **to_json(decision)})

@@ -32,6 +32,14 @@ party's anonym is not enrolled with a node key, a commitment that covers the win
 its leaves are not at the DSO or do not match its root and count, a leaf does not decode, an MG has more than
 one meter, no readings bracket a boundary within `max_gap_ms`, or a counter runs backwards (a reset or
 replaced meter: nothing the DSO can vouch for) or a meter reading is malformed. No I/O, no clock.
+
+Time (`ChainTime`, from the DSO's replica; without it only the metering rule above applies, as an MGMC checks
+its own statement): a commitment counts only when the block that carried it is stamped at most
+`seal_within_ms` after its commitment interval ended (the chain's `settle_wait_ms` unless the DSO sets its own);
+one sealed later is treated as never made, so readings made up once a dispute is known (review10 F1) cannot
+decide it. The block time comes from the replica's transaction index (the record's `txid`), so the ledger's
+state records stay as they are. The readings are the parties' own: without meter-signed or DSO-taken readings
+an MGMC can still seal false readings in time; the bound stops only readings made after the fact.
 """
 
 from __future__ import annotations
@@ -39,7 +47,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from fractions import Fraction
-from typing import Any
+from typing import Any, Protocol
 
 from peergrid_ledger import merkle, query
 from peergrid_ledger.metering import COUNTER, commitment_intervals, metered, trade_share
@@ -68,6 +76,27 @@ class MeterClock:
     def commitments(self, interval: int) -> range:
         """The commitment intervals whose readings may bracket the window's boundaries."""
         return commitment_intervals(self.window(interval), self.commit_ms, self.max_gap_ms)
+
+
+class Blocks(Protocol):
+    """Where the replica's transactions landed: a `BlockStore` or a `LocalChain`."""
+
+    def locate_tx(self, txid: bytes) -> tuple[int, int] | None: ...
+
+    def header(self, height: int) -> Any: ...  # a block.Header: its `time` (ms)
+
+
+@dataclass(frozen=True)
+class ChainTime:
+    """What the DSO reads of the chain's time for a dispute (module docstring): where each commitment landed
+    and the bound in ms."""
+
+    blocks: Blocks
+    seal_within_ms: int  # a commitment counts when sealed at most this long after its interval ended
+
+    def __post_init__(self) -> None:
+        if self.seal_within_ms < 0:
+            raise ValueError("seal_within_ms must not be negative")
 
 
 @dataclass(frozen=True)
@@ -104,6 +133,7 @@ def resolve(
     clock: MeterClock,
     nodes: Mapping[bytes, bytes],
     sealed: Mapping[tuple[bytes, int], Sequence[bytes]],
+    chain: ChainTime | None = None,
 ) -> Decision:
     """The Wh the DSO settles `trade` with, or why it does not (module docstring)."""
     where = query.settlement(state, trade)
@@ -123,7 +153,7 @@ def resolve(
             return Unresolved(trade, f"the {side} {anonym.hex()[:16]}… is not enrolled with a node key")
         total = sum(int(t["quantity"]) for _, t in current if t[side] == anonym)
         try:
-            energy = pcc_energy(state, node, clock, interval, sealed, COUNTER[side])
+            energy = pcc_energy(state, node, clock, interval, sealed, COUNTER[side], chain)
         except Unmetered as exc:
             return Unresolved(trade, f"the {side}'s metering: {exc}")
         # a disputed trade is one of its interval's latest closing (a superseded one is never disputed),
@@ -149,6 +179,26 @@ def verified_leaves(
     return leaves
 
 
+def sealed_late(
+    state: StateReader, node: bytes, commitment: int, commit_ms: int, chain: ChainTime
+) -> str | None:
+    """Why a `der_commitment` on the chain does not count (sealed too long after its interval ended, or its
+    block is not in the replica), or None when it counts or there is none."""
+    record = query.der_commitment(state, node, commitment)
+    if record is None:
+        return None
+    found = chain.blocks.locate_tx(record["txid"])
+    if found is None:
+        return f"commitment interval {commitment}'s block is not in the DSO's replica: it does not count"
+    at, ended = int(chain.blocks.header(found[0]).time), (commitment + 1) * commit_ms
+    if at > ended + chain.seal_within_ms:
+        return (
+            f"commitment interval {commitment} was sealed at {at} ms, {at - ended} ms after it ended (more "
+            f"than {chain.seal_within_ms}): it does not count"
+        )
+    return None
+
+
 def pcc_energy(
     state: StateReader,
     node: bytes,
@@ -156,11 +206,25 @@ def pcc_energy(
     interval: int,
     sealed: Mapping[tuple[bytes, int], Sequence[bytes]],
     counter: str,
+    chain: ChainTime | None = None,
 ) -> Fraction:
     """Wh the PCC meter's `counter` advanced over the market interval's window (exact), read from the sealed
-    readings of every commitment interval that may bracket its boundaries (`peergrid_ledger.metering`)."""
-    leaves = [leaf for c in clock.commitments(interval) for leaf in verified_leaves(state, node, c, sealed)]
-    return metered(leaves, clock.window(interval), counter, clock.max_gap_ms)
+    readings of every commitment interval that may bracket its boundaries (`peergrid_ledger.metering`); with
+    `chain`, a commitment sealed late counts as never made (`sealed_late`)."""
+    leaves: list[bytes] = []
+    late: list[str] = []
+    for c in clock.commitments(interval):
+        why = None if chain is None else sealed_late(state, node, c, clock.commit_ms, chain)
+        if why is not None:
+            late.append(why)
+            continue
+        leaves.extend(verified_leaves(state, node, c, sealed))
+    try:
+        return metered(leaves, clock.window(interval), counter, clock.max_gap_ms)
+    except Unmetered as exc:
+        if late:
+            raise Unmetered(f"{exc} ({'; '.join(late)})") from None
+        raise
 
 
 def to_json(decision: Decision) -> dict[str, Any]:
