@@ -50,8 +50,8 @@ Flow of one session (the controller's dayahead.py is the computation mirrored he
 Nobody has to trust the coordinator's arithmetic: the chain computes every price from the posted positions.
 The coordinator does choose the opening prices, ρ's path (at most halved or doubled per step, with no rule
 on which), when to close and the deadline (with `accept_rounds` 2 no earlier than `accept_window_ms` after
-the close); members see all of them on the chain and must judge them (a member can refuse to post). Only the coordinator steps and closes: one that is gone before the close leaves
-the session open, holding nothing (no interval is reserved; the members bargain intraday). Positions are posted in the clear, so a member posting late in an iteration can read the sum so far:
+the close); members see all of them on the chain and must judge them (a member can refuse to post). Only
+the coordinator steps and closes: one that is gone before the close leaves the session open, holding nothing (no interval is reserved; the members bargain intraday). Positions are posted in the clear, so a member posting late in an iteration can read the sum so far:
 before a shared live chain this wants commit–reveal per iteration. The bounds, the price arithmetic
 (`next_prices`, `rho_bounds`, `micro_per_wh`), the keys and the readers are exchange_state.py's, imported
 here under the same names. Pure; no I/O.

@@ -3,7 +3,8 @@ the transactions that write them, exchange_clearing.py the accepts and the clear
 
 Promises: `next_prices` is the one price rule, `rho_bounds` the one ρ rule and `micro_per_wh` the one
 conversion onto the market contract's tick, exact in integers; the controller imports them, so the two sides
-compute the same integers. The readers (`session`, `position`, `stepped`, `posted`, `settled_count`,
+compute the same integers. `reserved_name` and `name_owner` are the one rule of which session names only one
+key may open. The readers (`session`, `position`, `stepped`, `posted`, `settled_count`,
 `judgements`) read a session as the handlers keep it and never write. Everything here is importable from
 `peergrid_ledger.contracts.exchange` as before. Pure; no I/O.
 """
