@@ -167,7 +167,7 @@ def test_simulate_posts_the_uplift_on_the_chain_once_and_counts_it_in_the_day_co
     if stable:
         # posting the same payments again is refused by the contract and moves nothing
         before = {name: venue.balance(name) for name in ("g", "b")}
-        with pytest.raises(SettlementError, match="duplicate"):
+        with pytest.raises(SettlementError, match=r"payment refused: chain: rejected \(duplicate\)"):
             _pay_uplift(
                 venue,
                 make_whole(

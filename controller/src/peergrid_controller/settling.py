@@ -15,7 +15,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from peergrid_controller.bargaining import Venue
-from peergrid_controller.market import Accepted, Rejected, Trade
+from peergrid_controller.market import Rejected, Trade
 from peergrid_controller.uplift import Payment, Uplift
 from peergrid_controller.venues import PaymentVenue
 
@@ -56,6 +56,7 @@ def _pay(venue: Venue, payments: Sequence[Payment], ref: str, what: str) -> None
         return
     if not isinstance(venue, PaymentVenue):
         raise SettlementError(f"the venue {type(venue).__name__} cannot record {what} payments")
-    refused = [str(v) for p in payments if not isinstance(v := venue.pay(p, ref), Accepted)]
+    verdicts = [venue.pay(p, ref) for p in payments]
+    refused = [v.reason for v in verdicts if isinstance(v, Rejected)]
     if refused:
         raise SettlementError(f"{what} payment refused: {refused[0]}")
