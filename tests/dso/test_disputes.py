@@ -172,9 +172,9 @@ def ramp(
 
 
 def chain_time(m: Market, seal_within_ms: int | None = None) -> ChainTime:
-    """The chain's time as the DSO's replica gives it: its blocks and its settle_wait_ms."""
+    """The chain's time as the DSO's replica gives it: its blocks, its head's time, its settle_wait_ms."""
     wait = m.chain.genesis.params.settle_wait_ms
-    return ChainTime(m.chain, wait if seal_within_ms is None else seal_within_ms)
+    return ChainTime(m.chain, m.chain.tip.time, wait if seal_within_ms is None else seal_within_ms, wait)
 
 
 def test_the_energy_both_meters_confirm_settles_a_disputed_trade() -> None:

@@ -14,12 +14,15 @@ import json
 import math
 from pathlib import Path
 from types import SimpleNamespace
+from typing import Any
 
 import pytest
 
 from peergrid_dso.dispute_node import DisputeSettler, ReadingsRefused
+from peergrid_dso.node_chains import Submitted
 from peergrid_ledger import query
 from peergrid_ledger.chain import LocalChain
+from peergrid_ledger.keys import Keypair
 
 from .test_disputes import CLOCK, PRICE, Market, market, ramp
 from .test_rebargain_reopen import Adapter
@@ -45,9 +48,29 @@ class Replica:
         return SimpleNamespace(state=self.store.state, tip=self.store.tip)
 
 
+class MarketAdapter(Adapter):
+    """test_rebargain_reopen's adapter over the market's chain, its blocks on the market's clock (not 10**12:
+    the dispute's deadline is the chain's time), its replica the chain's blocks and head."""
+
+    def __init__(self, m: Market) -> None:
+        super().__init__(m.chain)
+        self.market = m
+        self.node.replicas["mgmc"] = Replica(m.chain)
+
+    async def submit(
+        self, key: Keypair, kind: str, body: dict[str, Any], timeout: float = 8.0, precheck: bool = False
+    ) -> Submitted:
+        self.sent.append((key.public, kind, dict(body), timeout))
+        at = max(self.market.now, self.local.tip.time + 1)
+        result = self.local.sign_and_submit(key, kind, body, at)
+        if not result.ok:
+            return Submitted(False, "refused", f"{result.reason.value}: {result.detail}")
+        self.market.pass_time(at)
+        return Submitted(True, txid=result.txid)
+
+
 def settler_for(m: Market, tmp_path: Path | None = None) -> tuple[DisputeSettler, Adapter, Clock]:
-    adapter, clock = Adapter(m.chain), Clock()
-    adapter.node.replicas["mgmc"] = Replica(m.chain)
+    adapter, clock = MarketAdapter(m), Clock()
     record = None if tmp_path is None else tmp_path / "disputes.jsonl"
     settler = DisputeSettler(adapter, m.dso, CLOCK, m.node_of(), record_file=record, retry_s=30.0, now=clock)
     return settler, adapter, clock
@@ -237,3 +260,37 @@ def test_readings_another_pending_dispute_needs_are_kept() -> None:
     asyncio.run(settler.settle_due())
     assert adapter.sent[-1][2] == {"trade": m.trade_id("s", "b2"), "delivered": 200}
     assert settler.pending == {} and settler.sealed == {}
+
+
+def test_a_dispute_whose_buyer_withholds_its_readings_settles_at_the_deadline() -> None:
+    """review10 F1(a): the buyer states 0 and never hands its sealed readings over. The DSO waits, is not
+    woken by other MGs' commitments, and once a final block's time reaches the deadline (settle_wait_ms
+    after the dispute) it settles on the seller's metered share: the seller is paid, the dispute ends."""
+    wait = 120_000
+    readings = {"s": ramp(481.0, export=True), "b": ramp(480.0, export=False), "x": ramp(1.0, export=False)}
+    m = market({("s", "b"): 500, ("s", "x"): 1}, {("s", "b"): (0, 480)}, readings=readings, wait_ms=wait)
+    tid = m.trade_id("s", "b")
+    settler, adapter, _ = settler_for(m)
+    seen = final_blocks(m, settler)
+    hand_over(m, settler, "s")
+    asyncio.run(settler.settle_due())
+    waiting = settler.decision(tid)
+    assert waiting is not None and waiting["outcome"] == "unresolved" and "not at the DSO" in waiting["why"]
+    until = waiting["until_ms"]
+    statements = query.settlement(m.chain.state, tid)["statements"]  # type: ignore[index]
+    assert until == max(int(s["time"]) for s in statements.values()) + wait
+    assert settler.pending == {tid: math.inf} and settler.deadlines == {tid: until}
+    m.commit("x", ramp(2.0, export=False, window=(10**7, 10**7 + 60_000)))  # another MG's commitments
+    m.pass_time(until - 1)
+    seen = final_blocks(m, settler, seen)
+    assert settler.pending == {tid: math.inf}  # not due: neither its readings nor its deadline came
+    m.pass_time(until)
+    final_blocks(m, settler, seen)
+    assert settler.pending == {tid: 0.0}
+    asyncio.run(settler.settle_due())
+    [(_, kind, body, _)] = adapter.sent
+    assert (kind, body) == ("settle", {"trade": tid, "delivered": 480})
+    done = settler.decision(tid)
+    assert done is not None and done["settled"] and done["rule"] == "seller metered only"
+    assert "not at the DSO" in done["unmetered"]["buyer"] and done["buyer"] is None
+    assert settler.pending == {} and settler.deadlines == {} and settler.sealed == {}

@@ -9,11 +9,14 @@ judged on the committed state first, so a refusal comes back at once with the ch
 wait); the readings it held for a trade it no longer needs are dropped. Each decision is recorded once per change (`decisions`, and a JSON line in `record_file`): settled
 (with the metering it rests on and the txid), refused (the chain's reason; tried again after `retry_s` while
 the trade is still disputed, e.g. a buyer without funds), or unresolved (why: readings missing, not the sealed
-ones, sealed late, a meter gap, ...; tried again when blocks or readings arrive). It never settles on a guess
-and never sends for a trade that is not disputed on its replica. Each commitment's block time comes from its
-replica's store (transaction index): a commitment counts only when sealed at most the chain's `settle_wait_ms`
-(or the DSO's `seal_within_ms`) after its commitment interval ended (`disputes.sealed_late`). Readings reach it through `offer_readings` (the REST
-API's POST /api/dso/disputes/readings), accepted only as the whole set a `der_commitment` on the chain sealed.
+ones, sealed late, a meter gap, ...; tried again when that party's readings or commitments arrive, and once a
+final block's time reaches the dispute's deadline, after which the resolver's deadline rule settles it: a
+dispute is never left waiting for ever on one party). It never settles on a guess and never sends for a trade
+that is not disputed on its replica. The chain's time it judges by is its replica's (the head block's time,
+each commitment's block time from the store's transaction index); both bounds are the chain's
+`settle_wait_ms` unless the DSO gives its own (`seal_within_ms`, `wait_ms`). Readings reach it through
+`offer_readings` (the REST API's POST /api/dso/disputes/readings), accepted only as the whole set a
+`der_commitment` on the chain sealed.
 State is read and `settle` sent on the node's event loop only; `snapshot` and `offer_readings_threadsafe` may
 be called from the web server's threads.
 """
@@ -62,13 +65,18 @@ class DisputeSettler:
         retry_s: float = 30.0,
         now: Callable[[], float] = time.monotonic,
         seal_within_ms: int | None = None,  # None: the chain's settle_wait_ms
+        wait_ms: int | None = None,  # None: the chain's settle_wait_ms
     ) -> None:
         self.adapter, self.dso_key, self.clock, self.nodes = adapter, dso_key, clock, dict(nodes)
         self.record_file, self.retry_s, self.now = record_file, retry_s, now
-        self.seal_within_ms = seal_within_ms
+        self.seal_within_ms, self.wait_ms = seal_within_ms, wait_ms
         self.sealed: dict[tuple[bytes, int], Sequence[bytes]] = {}
         self.candidates: set[bytes] = set()  # trades a final block touched since the last pass
         self.pending: dict[bytes, float] = {}  # disputed, not settled yet: when to try again (monotonic s)
+        self.reads: dict[
+            bytes, set[tuple[bytes, int]]
+        ] = {}  # each pending trade's (node, commitment) readings
+        self.deadlines: dict[bytes, int] = {}  # an unresolved trade's deadline (chain ms)
         self.decisions: dict[bytes, dict[str, Any]] = {}  # the latest decision on each trade
         self.history: list[dict[str, Any]] = []  # every decision in order (bounded)
         self._lock = threading.Lock()  # decisions/history are read by the web server's threads
@@ -83,23 +91,31 @@ class DisputeSettler:
         return self.replica.app.state
 
     def chain_time(self) -> ChainTime:
-        """The replica's blocks for the resolver, with the sealing bound in ms."""
+        """The replica's time for the resolver: its store, its head's time, the bounds in ms."""
         store = self.replica.store
-        bound = (
-            int(store.genesis.params.settle_wait_ms) if self.seal_within_ms is None else self.seal_within_ms
+        wait = int(store.genesis.params.settle_wait_ms)
+        return ChainTime(
+            store,
+            int(self.replica.app.tip.time),
+            wait if self.seal_within_ms is None else self.seal_within_ms,
+            wait if self.wait_ms is None else self.wait_ms,
         )
-        return ChainTime(store, bound)
 
     # --- what arrives ---------------------------------------------------------------------------------------
 
     def on_commit(self, committed: Any) -> None:
         """A final block of the MGMC chain: the trades its `settle` transactions name become candidates."""
         block = decode_block(committed.block)
+        committed_readings: set[tuple[bytes, int]] = set()
         for tx in block.txs:
             if tx.kind == "settle":
                 self.candidates.add(tx.body["trade"])
-            elif tx.kind == "der_commitment":  # a late commitment may complete a waiting dispute's metering
-                self._retry_unresolved()
+            elif tx.kind == "der_commitment":  # it may complete a waiting dispute's metering
+                committed_readings.add((tx.sender, int(tx.body["interval"])))
+        self._retry_unresolved(committed_readings)
+        for trade, until in self.deadlines.items():  # the chain's time reached a dispute's deadline
+            if block.header.time >= until and self.pending.get(trade) == float("inf"):
+                self.pending[trade] = 0.0
         self._wake.set()
 
     def look_everywhere(self) -> None:
@@ -115,22 +131,24 @@ class DisputeSettler:
     def offer_readings(self, node: bytes, commitment: int, leaves: Sequence[bytes]) -> int:
         """Keep an MGMC's reading leaves of one commitment interval when they are exactly the set its
         `der_commitment` sealed (root and count); `ReadingsRefused` otherwise. Returns how many."""
+        key = (node, commitment)
         if query.der_commitment(self.state, node, commitment) is None:
             raise ReadingsRefused(
                 f"no der_commitment of {node.hex()[:16]}… for interval {commitment} on the chain"
             )
         try:
-            verified_leaves(self.state, node, commitment, {(node, commitment): list(leaves)})
+            verified_leaves(self.state, node, commitment, {key: list(leaves)})
         except Unmetered as exc:
             raise ReadingsRefused(str(exc)) from None
-        self.sealed[(node, commitment)] = list(leaves)
-        self._retry_unresolved()
+        self.sealed[key] = list(leaves)
+        self._retry_unresolved({key})
         self._wake.set()
         return len(leaves)
 
-    def _retry_unresolved(self) -> None:
+    def _retry_unresolved(self, arrived: set[tuple[bytes, int]]) -> None:
+        """Waiting disputes that read any of the `arrived` (node, commitment) readings are due again."""
         for trade, due in self.pending.items():
-            if due == float("inf"):
+            if due == float("inf") and self.reads.get(trade, set()) & arrived:
                 self.pending[trade] = 0.0
 
     def offer_readings_threadsafe(self, node: bytes, commitment: int, leaves: Sequence[bytes]) -> int:
@@ -156,14 +174,19 @@ class DisputeSettler:
     async def settle_due(self) -> None:
         """One pass: new candidates that are disputed join the pending ones; every pending one that is due is
         resolved and, when the DSO can vouch for an energy, settled."""
+        self._take_candidates()
+        for trade in sorted(self.pending):
+            if self.pending[trade] <= self.now():
+                await self.settle_one(trade)
+
+    def _take_candidates(self) -> None:
+        """New candidates that are disputed join the pending ones, with the readings they read."""
         found, self.candidates = self.candidates, set()
         for trade in sorted(found):
             where = query.settlement(self.state, trade)
             if where is not None and where["state"] == "disputed" and trade not in self.pending:
                 self.pending[trade] = 0.0
-        for trade in sorted(self.pending):
-            if self.pending[trade] <= self.now():
-                await self.settle_one(trade)
+                self.reads[trade] = self._readings_of(trade)
 
     async def settle_one(self, trade: bytes) -> None:
         where = query.settlement(self.state, trade)
@@ -174,7 +197,9 @@ class DisputeSettler:
             return
         decision = resolve(self.state, trade, self.clock, self.nodes, self.sealed, self.chain_time())
         if isinstance(decision, Unresolved):
-            self.pending[trade] = float("inf")  # until readings or blocks arrive
+            self.pending[trade] = float("inf")  # until its readings arrive or the chain reaches its deadline
+            if decision.until_ms is not None:
+                self.deadlines[trade] = decision.until_ms
             self.decide(trade, {"settled": False, "outcome": "unresolved", **to_json(decision)})
             return
         assert isinstance(decision, Vouched)
@@ -195,8 +220,10 @@ class DisputeSettler:
         """The trade needs the DSO no more: so neither do its parties' readings of its interval, unless another
         pending dispute needs them (an MGMC sends them again if the DSO asks: `unresolved`)."""
         self.pending.pop(trade, None)
-        needed = {key for other in self.pending for key in self._readings_of(other)}
-        for key in self._readings_of(trade):
+        self.deadlines.pop(trade, None)
+        read = self.reads.pop(trade, None) or self._readings_of(trade)
+        needed = {key for other in self.pending for key in self.reads.get(other, ())}
+        for key in read:
             if key not in needed:
                 self.sealed.pop(key, None)
 
@@ -242,7 +269,7 @@ class DisputeSettler:
 
 
 def _same(a: dict[str, Any], b: dict[str, Any]) -> bool:
-    keys_ = ("outcome", "why", "delivered", "detail", "settled")
+    keys_ = ("outcome", "why", "delivered", "detail", "settled", "rule")
     return all(a.get(k) == b.get(k) for k in keys_)
 
 

@@ -38,14 +38,29 @@ its own statement): a commitment counts only when the block that carried it is s
 `seal_within_ms` after its commitment interval ended (the chain's `settle_wait_ms` unless the DSO sets its own);
 one sealed later is treated as never made, so readings made up once a dispute is known (review10 F1) cannot
 decide it. The block time comes from the replica's transaction index (the record's `txid`), so the ledger's
-state records stay as they are. The readings are the parties' own: without meter-signed or DSO-taken readings
-an MGMC can still seal false readings in time; the bound stops only readings made after the fact.
+state records stay as they are. And a dispute has a deadline: `wait_ms` (the chain's `settle_wait_ms` unless
+the DSO sets its own) after the second statement landed (when the trade became disputed). Until then a side
+that cannot be metered leaves the trade `Unresolved` (saying until when); once the chain's time passed it, a
+side that still cannot be metered (withheld, missing, sealed late, two meters, a counter reset, ...) loses the
+"smaller of the two" rule:
+    seller metered only:  min(seller's share, seller's statement)
+    buyer metered only:   min(buyer's share, buyer's statement, seller's statement)
+    neither metered:      min(seller's statement, buyer's statement)
+i.e. the metered side's own word as far as its meter confirms it, never more than the seller asked. Why this
+cannot be gamed by withholding: the side that withholds gets its counterparty's own statement (capped by the
+counterparty's meter), so it ends no better than if it had been metered unless the counterparty stated against
+its own interest (a seller asking less than its meter shows, a buyer admitting more than its meter shows).
+Neither metered settles on the lower statement, not 0: with 0 a buyer facing an unmeterable seller (no PCC
+meter, a broken one) would gain by withholding (0 instead of its own statement); with the lower statement
+withholding never takes a buyer below its own word. The readings are the parties' own: without meter-signed
+or DSO-taken readings an MGMC can still seal false readings in time; the bound stops only readings made after
+the fact.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from fractions import Fraction
 from typing import Any, Protocol
 
@@ -88,15 +103,17 @@ class Blocks(Protocol):
 
 @dataclass(frozen=True)
 class ChainTime:
-    """What the DSO reads of the chain's time for a dispute (module docstring): where each commitment landed
-    and the bound in ms."""
+    """What the DSO reads of the chain's time for a dispute (module docstring): where each commitment landed,
+    the chain's time now (its head block's), and the two bounds in ms."""
 
     blocks: Blocks
+    now_ms: int
     seal_within_ms: int  # a commitment counts when sealed at most this long after its interval ended
+    wait_ms: int  # after the second statement, how long a side may stay unmetered before it loses the min
 
     def __post_init__(self) -> None:
-        if self.seal_within_ms < 0:
-            raise ValueError("seal_within_ms must not be negative")
+        if self.seal_within_ms < 0 or self.wait_ms < 0:
+            raise ValueError("seal_within_ms and wait_ms must not be negative")
 
 
 @dataclass(frozen=True)
@@ -111,20 +128,27 @@ class Metered:
 
 @dataclass(frozen=True)
 class Vouched:
+    """The Wh the DSO settles with: both sides metered (`rule` "both metered": the smaller share), or after
+    the dispute's deadline the rule for the side(s) that could not be metered (`unmetered`: side -> why)."""
+
     trade: bytes
     delivered: int
     agreed: int
-    seller: Metered
-    buyer: Metered
+    seller: Metered | None
+    buyer: Metered | None
+    rule: str = "both metered"
+    unmetered: Mapping[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
 class Unresolved:
     trade: bytes
     why: str
+    until_ms: int | None = None  # chain time from which the deadline's rule settles it (None: no deadline)
 
 
 Decision = Vouched | Unresolved
+SIDES = ("seller", "buyer")
 
 
 def resolve(
@@ -146,21 +170,40 @@ def resolve(
     interval, quantity = int(agreed["interval"]), int(agreed["quantity"])
     current = query.trades(state, interval)
     sides: dict[str, Metered] = {}
-    for side in ("seller", "buyer"):
+    unmetered: dict[str, str] = {}
+    for side in SIDES:
         anonym = agreed[side]
         node = nodes.get(anonym)
-        if node is None:
+        if node is None:  # the DSO's own configuration, not the party's doing: no deadline rule applies
             return Unresolved(trade, f"the {side} {anonym.hex()[:16]}… is not enrolled with a node key")
         total = sum(int(t["quantity"]) for _, t in current if t[side] == anonym)
         try:
             energy = pcc_energy(state, node, clock, interval, sealed, COUNTER[side], chain)
         except Unmetered as exc:
-            return Unresolved(trade, f"the {side}'s metering: {exc}")
+            unmetered[side] = str(exc)
+            continue
         # a disputed trade is one of its interval's latest closing (a superseded one is never disputed),
         # so total >= quantity: trade_share's ValueError would be a chain that contradicts itself
         sides[side] = Metered(node, energy, total, trade_share(energy, quantity, total))
-    delivered = min(sides["seller"].share_wh, sides["buyer"].share_wh, quantity)
-    return Vouched(trade, delivered, quantity, sides["seller"], sides["buyer"])
+    seller, buyer = sides.get("seller"), sides.get("buyer")
+    if seller is not None and buyer is not None:
+        return Vouched(trade, min(seller.share_wh, buyer.share_wh, quantity), quantity, seller, buyer)
+    side = next(s for s in SIDES if s in unmetered)
+    why = f"the {side}'s metering: {unmetered[side]}"
+    statements = where["statements"]
+    if chain is None:
+        return Unresolved(trade, why)
+    until = max(int(statements[s]["time"]) for s in SIDES) + chain.wait_ms
+    if chain.now_ms < until:
+        return Unresolved(trade, f"{why}; from chain time {until} ms the DSO settles without it", until)
+    stated = {s: int(statements[s]["delivered"]) for s in SIDES}
+    if seller is not None:
+        delivered, rule = min(seller.share_wh, stated["seller"]), "seller metered only"
+    elif buyer is not None:
+        delivered, rule = min(buyer.share_wh, stated["buyer"], stated["seller"]), "buyer metered only"
+    else:
+        delivered, rule = min(stated["seller"], stated["buyer"]), "neither metered"
+    return Vouched(trade, min(delivered, quantity), quantity, seller, buyer, rule, unmetered)
 
 
 def verified_leaves(
@@ -230,11 +273,17 @@ def pcc_energy(
 def to_json(decision: Decision) -> dict[str, Any]:
     """A decision as plain JSON values (for the node's record and the API)."""
     if isinstance(decision, Unresolved):
-        return {"trade": decision.trade.hex(), "resolved": False, "why": decision.why}
+        doc: dict[str, Any] = {"trade": decision.trade.hex(), "resolved": False, "why": decision.why}
+        if decision.until_ms is not None:
+            doc["until_ms"] = decision.until_ms
+        return doc
 
-    def side(m: Metered) -> dict[str, Any]:
+    def side(m: Metered | None) -> dict[str, Any] | None:
+        if m is None:
+            return None
         return {"node": m.node.hex(), "energy_wh": float(m.energy_wh), "agreed_total": m.agreed_total,
                 "share_wh": m.share_wh}  # fmt: skip
 
     return {"trade": decision.trade.hex(), "resolved": True, "delivered": decision.delivered,
-            "agreed": decision.agreed, "seller": side(decision.seller), "buyer": side(decision.buyer)}  # fmt: skip
+            "agreed": decision.agreed, "seller": side(decision.seller), "buyer": side(decision.buyer),
+            "rule": decision.rule, "unmetered": dict(decision.unmetered)}  # fmt: skip
