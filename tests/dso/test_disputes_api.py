@@ -90,6 +90,9 @@ def test_bad_requests_are_4xx_with_a_detail(served: tuple[TestClient, Market, An
     node = m.nodes["s"].public
     (_, bucket), leaves = next((k, v) for k, v in m.sealed.items() if k[0] == node)
     good = {"node": node.hex(), "interval": bucket, "leaves": [x.hex() for x in leaves]}
+    r = client.post("/api/dso/disputes/readings", json=good)  # the DSO has not seen the dispute yet
+    assert r.status_code == 409 and "no pending dispute reads commitment interval" in r.json()["detail"]
+    settler.look_everywhere()
     for bad, why in [
         ({**good, "node": "zz" * 32}, "string_pattern_mismatch"),
         ({**good, "node": node.hex()[:-2]}, "string_pattern_mismatch"),
@@ -144,3 +147,34 @@ def test_the_console_shows_disputes_to_a_logged_in_viewer(
     assert shown["disputes"][0]["outcome"] == "unresolved"
     client.cookies.clear()
     assert client.get("/console/api/disputes").status_code == 401
+
+
+def test_posted_sets_no_dispute_reads_are_refused_and_what_is_kept_is_bounded_by_the_disputes(
+    served: tuple[TestClient, Market, Any],
+) -> None:
+    """review10 F4: a participant commits sets of its own making (far-future commitment intervals) and posts
+    them: each is a 409 and nothing is kept; the DSO holds only the (node, commitment) readings its pending
+    disputes read, and none once they are settled."""
+    from peergrid_edge.commitments import commitment_body, reading_leaf
+
+    client, m, settler = served
+    settler.look_everywhere()
+    on_loop(settler, settler.settle_due())
+    node = m.nodes["b"]
+    for k in range(10):
+        bucket = 10**6 + k
+        leaves = [
+            reading_leaf("x", "battery", bucket * 60 + i / 100, {"soc_pct": float(i)}) for i in range(500)
+        ]
+        m.do(node, "der_commitment", commitment_body(bucket, leaves))
+        r = client.post("/api/dso/disputes/readings",
+                        json={"node": node.public.hex(), "interval": bucket, "leaves": [x.hex() for x in leaves]})  # fmt: skip
+        assert r.status_code == 409 and f"commitment interval {bucket}" in r.json()["detail"], r.text
+    assert settler.sealed == {}
+    post_all(client, m, "s")
+    post_all(client, m, "b")
+    [tid] = settler.pending
+    assert set(settler.sealed) <= settler.reads[tid]  # bounded by what the one pending dispute reads
+    assert sum(len(v) for v in settler.sealed.values()) == sum(len(v) for v in m.sealed.values())
+    on_loop(settler, settler.settle_due())
+    assert settler.pending == {} and settler.sealed == {}

@@ -18,13 +18,14 @@ from typing import Any
 
 import pytest
 
-from peergrid_dso.dispute_node import DisputeSettler, ReadingsRefused
+from peergrid_dso.dispute_node import DisputeSettler, ReadingsNotNeeded, ReadingsRefused
 from peergrid_dso.node_chains import Submitted
+from peergrid_edge.commitments import commitment_body, reading_leaf
 from peergrid_ledger import query
 from peergrid_ledger.chain import LocalChain
 from peergrid_ledger.keys import Keypair
 
-from .test_disputes import CLOCK, PRICE, Market, market, ramp
+from .test_disputes import CLOCK, PRICE, Market, market, ramp, sealed_buckets
 from .test_rebargain_reopen import Adapter
 
 
@@ -152,6 +153,33 @@ def test_readings_that_are_not_the_sealed_set_are_refused() -> None:
     assert settler.offer_readings(key, bucket, leaves) == len(leaves)
 
 
+def test_readings_no_pending_dispute_reads_or_sealed_late_are_not_kept() -> None:
+    """review10 F4: a sealed set is kept only for a (node, commitment) a dispute the DSO waits on reads, and
+    only when it was sealed in time; anything else is refused (`ReadingsNotNeeded`, the API's 409), so posting
+    the sets of commitments of one's own making fills nothing."""
+    m = market(
+        {("s", "b"): 500}, {("s", "b"): (300, 500)}, readings={"s": ramp(480.0, export=True)}, wait_ms=60_000
+    )
+    settler, _, _ = settler_for(m)
+    node = m.nodes["s"].public
+    (_, bucket), leaves = next(iter(m.sealed.items()))
+    with pytest.raises(ReadingsNotNeeded, match="no pending dispute reads commitment interval"):
+        settler.offer_readings(node, bucket, leaves)  # the dispute is not in a block the DSO has seen yet
+    final_blocks(m, settler)
+    far = [reading_leaf("x", "battery", 10**6 * 60 + i, {"soc_pct": float(i)}) for i in range(50)]
+    m.do(m.nodes["b"], "der_commitment", commitment_body(10**6, far))  # an interval no trade's window reaches
+    with pytest.raises(ReadingsNotNeeded, match="no pending dispute reads commitment interval 1000000"):
+        settler.offer_readings(m.nodes["b"].public, 10**6, far)
+    # the buyer's readings of the window, sealed only now: more than a minute after bucket 16 ended
+    late = sealed_buckets(ramp(455.0, export=False))
+    m.commit("b", ramp(455.0, export=False))
+    with pytest.raises(ReadingsNotNeeded, match=r"commitment interval 16 was sealed at .* it does not count"):
+        settler.offer_readings(m.nodes["b"].public, 16, late[16])
+    assert settler.sealed == {}
+    assert settler.offer_readings(node, bucket, leaves) == len(leaves)
+    assert settler.offer_readings(m.nodes["b"].public, 18, late[18]) == len(late[18])  # 18 was in time
+
+
 def test_a_refusal_is_recorded_with_the_chains_reason_and_tried_again_later() -> None:
     """The buyer cannot pay: the chain refuses the DSO's settle (insufficient-funds); the DSO records it, does
     not hammer the chain, and settles once the retry is due and the buyer has the funds."""
@@ -205,8 +233,10 @@ def test_a_restarted_dso_finds_disputes_made_before_it_started() -> None:
     m = market({("s", "b1"): 600, ("s", "b2"): 300}, statements, readings=readings)
     settler, adapter, _ = settler_for(m)  # no block handed over: only the state
     settler.look_everywhere()
-    for mg in ("s", "b1", "b2"):
+    for mg in ("s", "b1"):  # b2's trade is not disputed: no dispute reads its readings
         hand_over(m, settler, mg)
+    with pytest.raises(ReadingsNotNeeded):
+        hand_over(m, settler, "b2")
     asyncio.run(settler.settle_due())
     # b2's trade was agreed (300 = 300) and paid; b1's was disputed and settles on 600 × 600/900
     [(_, kind, body, _)] = adapter.sent

@@ -16,7 +16,9 @@ that is not disputed on its replica. The chain's time it judges by is its replic
 each commitment's block time from the store's transaction index); both bounds are the chain's
 `settle_wait_ms` unless the DSO gives its own (`seal_within_ms`, `wait_ms`). Readings reach it through
 `offer_readings` (the REST API's POST /api/dso/disputes/readings), accepted only as the whole set a
-`der_commitment` on the chain sealed.
+`der_commitment` on the chain sealed in time, and only for a (node, commitment interval) that a pending
+dispute reads (`ReadingsNotNeeded` otherwise): what it keeps is bounded by the disputes it waits on, each of
+which ends by its deadline, and is dropped when they end.
 State is read and `settle` sent on the node's event loop only; `snapshot` and `offer_readings_threadsafe` may
 be called from the web server's threads.
 """
@@ -39,6 +41,7 @@ from peergrid_dso.disputes import (
     Unresolved,
     Vouched,
     resolve,
+    sealed_late,
     to_json,
     verified_leaves,
 )
@@ -52,6 +55,10 @@ TRADE_PREFIX = trade_key(b"")
 
 class ReadingsRefused(ValueError):
     """Readings offered for a commitment that the chain does not hold, or not its sealed set."""
+
+
+class ReadingsNotNeeded(ReadingsRefused):
+    """Readings no pending dispute reads, or of a commitment sealed too late to count: not kept."""
 
 
 class DisputeSettler:
@@ -129,13 +136,23 @@ class DisputeSettler:
         self._wake.set()
 
     def offer_readings(self, node: bytes, commitment: int, leaves: Sequence[bytes]) -> int:
-        """Keep an MGMC's reading leaves of one commitment interval when they are exactly the set its
-        `der_commitment` sealed (root and count); `ReadingsRefused` otherwise. Returns how many."""
+        """Keep an MGMC's reading leaves of one commitment interval when a pending dispute reads them, its
+        `der_commitment` was sealed in time, and they are exactly the set it sealed (root and count);
+        `ReadingsNotNeeded` or `ReadingsRefused` otherwise. Returns how many."""
         key = (node, commitment)
         if query.der_commitment(self.state, node, commitment) is None:
             raise ReadingsRefused(
                 f"no der_commitment of {node.hex()[:16]}… for interval {commitment} on the chain"
             )
+        self._take_candidates()  # a dispute in a final block the last pass has not looked at yet
+        if not any(key in self.reads.get(trade, ()) for trade in self.pending):
+            raise ReadingsNotNeeded(
+                f"no pending dispute reads commitment interval {commitment} of {node.hex()[:16]}…: the DSO "
+                "keeps readings only for a disputed trade it waits on"
+            )
+        late = sealed_late(self.state, node, commitment, self.clock.commit_ms, self.chain_time())
+        if late is not None:
+            raise ReadingsNotNeeded(late)
         try:
             verified_leaves(self.state, node, commitment, {key: list(leaves)})
         except Unmetered as exc:

@@ -4,8 +4,10 @@ GET /api/dso/disputes: every disputed trade the DSO knows and its latest decisio
 rests on, refused with the chain's reason, unresolved with why), and which wait. GET .../{trade}: one trade's
 (404 when the DSO has decided nothing on it). POST .../readings: an MGMC's reading leaves of one commitment
 interval, kept only when they are exactly the set its `der_commitment` sealed (422 otherwise, saying why), so
-no login is needed: the chain's signed root authenticates them. Without a settler (no `loop.disputes`, or the
-lab's in-process services) every route answers 404 saying so. Bad input is 422 (pydantic) with a `detail`.
+no login is needed: the chain's signed root authenticates them; and only when a dispute the DSO waits on reads
+them and their commitment was sealed in time (409 otherwise, saying which), so an unauthenticated caller cannot
+make the DSO hold readings no dispute needs. Without a settler (no `loop.disputes`, or the lab's in-process
+services) every route answers 404 saying so. Bad input is 422 (pydantic) with a `detail`.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from typing import Any
 from fastapi import APIRouter, Depends, HTTPException, Path
 from pydantic import BaseModel, ConfigDict, Field
 
-from peergrid_dso.dispute_node import DisputeSettler, ReadingsRefused
+from peergrid_dso.dispute_node import DisputeSettler, ReadingsNotNeeded, ReadingsRefused
 from peergrid_dso.routes.dso import get_dso
 from peergrid_dso.services.container import DsoServices
 
@@ -65,6 +67,8 @@ def readings(body: ReadingsIn, s: DisputeSettler = Depends(settler)) -> dict[str
             raise HTTPException(422, f"leaves[{i}]: not hex") from None
     try:
         kept = s.offer_readings_threadsafe(bytes.fromhex(body.node), body.interval, leaves)
+    except ReadingsNotNeeded as exc:
+        raise HTTPException(409, str(exc)) from None
     except ReadingsRefused as exc:
         raise HTTPException(422, str(exc)) from None
     return {"node": body.node, "interval": body.interval, "accepted": kept}
