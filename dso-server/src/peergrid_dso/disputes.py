@@ -1,6 +1,6 @@
 """How much energy the DSO vouches for on a disputed trade, from the MGMC chain and the parties' sealed readings.
 
-Promises: `resolve(state, trade, clock, nodes, sealed)` is pure and deterministic (exact rational arithmetic,
+Promises: `resolve(state, trade, clock, nodes, sealed[, chain])` is pure and deterministic (exact rational arithmetic,
 floored to whole Wh only at the end) and returns `Vouched` (the Wh to settle with and how it was found) or
 `Unresolved` (why the DSO does not settle now); never a guess. The energy it vouches for is
     min(seller's PCC export share, buyer's PCC import share), never above the agreed quantity,
@@ -36,8 +36,9 @@ replaced meter: nothing the DSO can vouch for) or a meter reading is malformed. 
 Time (`ChainTime`, from the DSO's replica; without it only the metering rule above applies, as an MGMC checks
 its own statement): a commitment counts only when the block that carried it is stamped at most
 `seal_within_ms` after its commitment interval ended (the chain's `settle_wait_ms` unless the DSO sets its own);
-one sealed later is treated as never made, so readings made up once a dispute is known (review10 F1) cannot
-decide it. The block time comes from the replica's transaction index (the record's `txid`), so the ledger's
+one sealed later is treated as never made, so readings made up long after the fact (review10 F1: once a
+dispute is known and the bound has passed) cannot decide it. Within the bound they still can: a dispute is
+known soon after the interval's end, before the bound of its last commitment intervals has run out. The block time comes from the replica's transaction index (the record's `txid`), so the ledger's
 state records stay as they are. And a dispute has a deadline: `wait_ms` (the chain's `settle_wait_ms` unless
 the DSO sets its own) after the second statement landed (when the trade became disputed). Until then a side
 that cannot be metered leaves the trade `Unresolved` (saying until when); once the chain's time passed it, a
