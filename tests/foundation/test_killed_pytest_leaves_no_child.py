@@ -19,6 +19,8 @@ from pathlib import Path
 import pytest
 from helpers_tied import cleaned_up, descendants, kill_and_find_no_survivor
 
+from peergrid_ledger.tied import tied_popen
+
 REPO = Path(__file__).resolve().parents[2]
 TARGET = "tests/ansible/test_ansible_broker.py::test_client_without_certificate_is_refused"
 
@@ -47,9 +49,7 @@ def test_a_killed_pytest_leaves_no_process_its_fixtures_started(tmp_path: Path) 
     argv = [sys.executable, "-m", "pytest", "-q", "-p", "no:xdist", "-p", "no:cacheprovider",
             "-p", "peergrid_pause_plugin", f"--basetemp={tmp_path / 'inner'}", TARGET]  # fmt: skip
     with (tmp_path / "pytest.log").open("w") as log:
-        pytest_run = subprocess.Popen(
-            argv, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT, text=True
-        )
+        pytest_run = tied_popen(argv, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT, text=True)
     with cleaned_up(pytest_run) as pids:
         deadline = time.monotonic() + 120  # the fixture renders the role with ansible-playbook first
         while not paused.exists():

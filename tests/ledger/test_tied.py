@@ -118,7 +118,7 @@ def test_a_child_whose_parent_died_before_it_was_tied_never_runs(tmp_path: Path)
 
 
 def test_every_tied_child_of_a_killed_parent_dies(tmp_path: Path) -> None:
-    parent = subprocess.Popen(
+    parent = tied_popen(
         [sys.executable, "-c", PARENT, str(tmp_path / "net")], stdout=subprocess.PIPE, text=True
     )
     with cleaned_up(parent) as pids:

@@ -15,6 +15,8 @@ from pathlib import Path
 import pytest
 from helpers_tied import cleaned_up, kill_and_find_no_survivor, wait_for
 
+from peergrid_ledger.tied import tied_popen
+
 SCENARIO = Path(__file__).resolve().parents[2] / "firmware-sim" / "scenarios" / "skeleton.yaml"
 BIN = Path(sys.executable).parent
 
@@ -46,7 +48,7 @@ time.sleep(600)
 
 
 def test_every_child_of_a_killed_testbed_dies(tmp_path: Path) -> None:
-    parent = subprocess.Popen(
+    parent = tied_popen(
         [sys.executable, "-c", PARENT, str(tmp_path), str(SCENARIO)],
         stdout=subprocess.PIPE,
         text=True,
@@ -78,7 +80,7 @@ def test_a_peergrid_testbed_ended_by_a_signal_leaves_no_process(tmp_path: Path, 
         str(SCENARIO),
     ]
     with (tmp_path / "testbed.log").open("w") as log:
-        bed = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, text=True)
+        bed = tied_popen(argv, stdout=log, stderr=subprocess.STDOUT, text=True)
     with cleaned_up(bed) as pids:
         wait_for(workdir / "ports.json", bed, 60)  # every part came up, the DSO server listens
         pids |= json.loads((workdir / "pids.json").read_text())
