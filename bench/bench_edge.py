@@ -23,6 +23,8 @@ from pathlib import Path
 
 import yaml
 
+from peergrid_ledger.tied import tied_popen  # a killed benchmark leaves no daemon running
+
 BIN = Path(sys.executable).parent
 KINDS = ["pv", "battery", "genset", "load"]
 PARAMS = {
@@ -122,7 +124,7 @@ def _start_sim(work: Path, n: int) -> tuple[subprocess.Popen[bytes], list[dict[s
     scenario = {"name": f"bench{n}", "microgrids": [{"name": "mg1", "bus": 18, "devices": devices}]}
     (work / "scenario.yaml").write_text(yaml.safe_dump(scenario))
     endpoints = work / "endpoints.json"
-    sim = subprocess.Popen(
+    sim = tied_popen(
         [str(BIN / "firmware-sim"), "run", str(work / "scenario.yaml"), "--endpoints-json", str(endpoints)],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
@@ -163,7 +165,7 @@ def _edge(work: Path, eps: list[dict[str, object]], warmup: float, seconds: floa
         ],
     }
     (work / "edge.yaml").write_text(yaml.safe_dump(config))
-    edge = subprocess.Popen(
+    edge = tied_popen(
         [str(BIN / "peergrid-edge"), "run", "--config", str(work / "edge.yaml"), "--log-level", "ERROR"],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
@@ -196,7 +198,7 @@ def _baseline(work: Path, eps: list[dict[str, object]], warmup: float, seconds: 
     script = work / "baseline.py"
     script.write_text(BASELINE)
     out = work / "samples.json"
-    proc = subprocess.Popen(
+    proc = tied_popen(
         [sys.executable, str(script), str(work / "eps.json"), str(warmup + seconds + 1), str(out)]
     )
     cpu, rss = _measure(proc.pid, warmup, seconds)

@@ -19,6 +19,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from peergrid_ledger.tied import tied_popen  # a killed benchmark leaves no daemon running
+
 N_DEVICES = 100
 ROOT = Path(__file__).resolve().parents[1]
 CLK_TCK = os.sysconf("SC_CLK_TCK")
@@ -170,7 +172,7 @@ def run(quick: bool = False) -> str:
         scenario.write_text(scenario_yaml(N_DEVICES))
         endpoints_file = tmpdir / "endpoints.json"
         portfile = tmpdir / "ports.json"
-        sim = subprocess.Popen(
+        sim = tied_popen(
             [
                 sys.executable,
                 "-m",
@@ -184,7 +186,7 @@ def run(quick: bool = False) -> str:
             stderr=subprocess.PIPE,
             text=True,
         )
-        base = subprocess.Popen(
+        base = tied_popen(
             [sys.executable, "-c", BASELINE_SERVER, str(N_DEVICES), str(portfile)],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
