@@ -25,7 +25,11 @@ An MGMC restarted after its accept finds it on the chain, posts no other first a
 decision "earlier") and resumes the rounds where `due` says. The chain's genesis `accept_rounds` and
 `accept_wait_ms` are read from the replica and passed to the contract's readers. The result is typed
 (`ForwardOutcome`): cleared, or not with why (the session's intervals then stay open and are bargained
-intraday). Never retries a refusal; never reads another MG's private data.
+intraday). A round's answer refused because the round is not open yet at the block's time (the proposer's
+clock behind this MGMC's: "round k + 1 opens once …", `duplicate`) is posted again after the next final
+block; a round is given up only when the chain has moved past it (`accepts_at(k)` None) or refused it for
+good (review10 F3: one refusal silenced it for the round, so it never re-checked the cut). Never reads
+another MG's private data.
 Not guaranteed: a clear at the hard stop (rounds not settled in time) takes the accepts as they stand, so an
 MG cut after its last re-check can still end above its conventional day; on a chain with `accept_rounds` 2
 the contract refuses that clear until the rounds settle (the silent standing after `accept_wait_ms`): the
@@ -48,10 +52,12 @@ from peergrid_controller.forward import Acceptance, Recheck, accept_alone, reche
 from peergrid_controller.model import Microgrid, Scenario
 from peergrid_edge.chain_bargaining import position
 from peergrid_edge.exchange_io import ROLE, NotFinal, Replica, SessionFailed, submit_final
+from peergrid_edge.replicas import NONCE_TAKEN
 from peergrid_ledger import keys, query
 from peergrid_ledger.contracts import exchange
 from peergrid_ledger.contracts.exchange_clearing import accepted, accepts_at, cleared, due, rounds
 from peergrid_ledger.genesis import Params
+from peergrid_ledger.results import Reason
 
 log = logging.getLogger("peergrid.edge.forward")
 
@@ -60,6 +66,9 @@ log = logging.getLogger("peergrid.edge.forward")
 DEADLINE_MARGIN_S = 0.25
 # the re-checks that may reduce an accept (rounds 2 to 5), then a failing MG declines: `commit`'s reductions
 REDUCTIONS = 4
+# refusals of a round's answer that a later block may not repeat: the round not open yet at the block's time
+# (exchange_rounds `_next_round`), its nonce taken by another transaction of this MGMC (replicas.NONCE_TAKEN)
+RETRIED = (Reason.DUPLICATE.value, NONCE_TAKEN)
 # the longest the rounds' loop sleeps without a final block (the deadline and the stops are woken for)
 POLL_S = 1.0
 
@@ -141,7 +150,12 @@ class ForwardAgent:
         self.costs = (float("nan"), float("nan"))
         self.round = 0  # the round of this MG's latest accept (0: none seen)
         self.declining = False  # its accept failed but landed: its next round posts zeros
-        self.refused: set[int] = set()  # rounds k whose answer the chain refused: never posted again
+        self.refused: set[int] = (
+            set()
+        )  # rounds k the chain moved past (or refused for good): never posted again
+        # round k -> the chain's height when its answer was refused as not open yet: posted again only after a
+        # later final block (the round opens by block time, which may run behind this MGMC's clock)
+        self.early: dict[int, int] = {}
         self._conventional: tuple[float, ...] | None = None
 
     async def run(self) -> ForwardOutcome:
@@ -256,7 +270,14 @@ class ForwardAgent:
         assert self.params is not None
         p = self.params
         k = due(state, self.session, self.key.public, self._now_ms(), p.accept_rounds, p.accept_wait_ms)
-        return None if k in self.refused else k
+        if k is None or k in self.refused or self._height() <= self.early.get(k, -1):
+            return None
+        return k
+
+    def _height(self) -> int:
+        """The height of this replica's latest final block."""
+        height: int = self.ledger.replicas[ROLE].app.head().height
+        return height
 
     def _ready(self, state: Any, record: dict[str, Any]) -> bool:
         """Whether the coordinator clears now: the rounds settled at round 2 or later, or nobody trades (after
@@ -357,14 +378,29 @@ class ForwardAgent:
         except NotFinal:  # it may still land: the next `due` tells
             return
         except SessionFailed as exc:
-            log.warning("forward trades of %s: round %d refused: %s", self.session, k + 1, exc)
-            self.refused.add(k)
+            self._refused(k, exc)
             return
         self.posted, self.round = tuple(positions), k + 1
         if decision != "kept":
             self.decision = decision
         self.costs = (self._cost(checked, decision), sum(self._conventional_row()))
         log.info("forward trades of %s: round %d (%s) %s", self.session, k + 1, decision, self.posted)
+
+    def _refused(self, k: int, exc: SessionFailed) -> None:
+        """File round k as answered for good only when the chain has moved past it (`accepts_at(k)` None:
+        someone is already past round k + 1) or refused it for a reason no later block changes; a round not
+        open yet at the block's time (`duplicate`: "round k + 1 opens once …", the proposer's clock behind
+        this MGMC's) or a nonce another transaction took is answered again after the next final block."""
+        past = accepts_at(self.ledger.state(ROLE), self.session, k) is None
+        if not past and any(f"{word}: " in str(exc) for word in RETRIED):
+            self.early[k] = self._height()
+            log.info(
+                "forward trades of %s: round %d not open yet on the chain, again after the next block: %s",
+                self.session, k + 1, exc,
+            )  # fmt: skip
+            return
+        log.warning("forward trades of %s: round %d refused: %s", self.session, k + 1, exc)
+        self.refused.add(k)
 
     def _cost(self, checked: Recheck | None, decision: str) -> float:
         conventional = sum(self._conventional_row())
