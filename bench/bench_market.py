@@ -189,6 +189,76 @@ def dayahead_row(r: dict[str, Any]) -> str:
     )
 
 
+RULES_ROW = "| 20 + owner rules"  # how the rules-day rows of both tables begin
+RERUN_NOTE = "_Rules-day rows re-run alone"
+
+
+def rules_rows(steps: int) -> list[dict[str, Any]]:
+    """The owner-rules day (20 MGs, seed 1): intraday (strict) and day-ahead, as `run` makes them."""
+    return [
+        {**_market(_synthetic(20, steps, rules=True)), "n": "20 + owner rules"},
+        {**_market(_synthetic(20, steps, rules=True), market="dayahead"), "n": "20 + owner rules, day-ahead"},
+    ]
+
+
+def rerun_rules(section: str, rows: list[dict[str, Any]], note: str) -> str:
+    """`section` (this benchmark's Markdown, as `run` wrote it) with its rules-day rows replaced by `rows`'
+    (both tables, in place) and `note` at its end (in place of an earlier re-run's); ValueError if a table
+    has no rules-day row to replace (the section is not this benchmark's), before anything is written."""
+    lines = section.rstrip("\n").split("\n")
+    fresh = {
+        "market": [_row(r) for r in rows],
+        "dayahead": [dayahead_row(r) for r in rows if r["dayahead"] is not None],
+    }
+    heads = {"market": "| MGs | intervals |", "dayahead": "| MGs | ADMM iterations"}
+    out: list[str] = []
+    table = ""
+    for line in lines:
+        for name, head in heads.items():
+            if line.startswith(head):
+                table = name
+        if line.startswith(RERUN_NOTE):
+            continue  # the last re-run's note: `note` replaces it
+        if line.startswith(RULES_ROW) and table in fresh:
+            if fresh[table]:  # every old rules row of the table goes; the fresh ones take the first's place
+                out += fresh[table]
+                fresh[table] = []
+            continue
+        out.append(line)
+    left = [name for name, pending in fresh.items() if pending]
+    if left:
+        raise ValueError(f"no rules-day row to replace in the {' and '.join(left)} table")
+    while out and not out[-1]:
+        out.pop()
+    return "\n".join([*out, "", note]) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m bench.bench_market --rules`: re-run only the owner-rules rows and put them in
+    bench/results/market.md in place (the rest of the section is the last full run's)."""
+    import argparse
+    import datetime as dt
+
+    parser = argparse.ArgumentParser(prog="python -m bench.bench_market")
+    parser.add_argument("--rules", action="store_true", required=True, help="re-run the rules-day rows only")
+    parser.parse_args(argv)
+    path = Path(__file__).resolve().parent / "results" / "market.md"
+    section = path.read_text(encoding="utf-8")
+    load = Path("/proc/loadavg").read_text().split()[0]
+    started = time.monotonic()
+    rows = rules_rows(96)
+    took = time.monotonic() - started
+    stamp = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
+    load_end = Path("/proc/loadavg").read_text().split()[0]
+    note = (
+        f"{RERUN_NOTE} {stamp} (`python -m bench.bench_market --rules`), took {took:.0f} s, "
+        f"load average {load}–{load_end}._"
+    )
+    path.write_text(rerun_rules(section, rows, note), encoding="utf-8")
+    print("\n".join([_row(r) for r in rows] + [dayahead_row(r) for r in rows if r["dayahead"] is not None]))
+    return 0
+
+
 def run(quick: bool = False) -> str:
     steps = 24 if quick else 96
     sizes = (6, 20) if quick else (6, 20, 100)
@@ -220,10 +290,7 @@ def run(quick: bool = False) -> str:
             }
         )
     rows.append({**_market(ieee, market="dayahead"), "n": f"ieee33 ({len(ieee.microgrids)}), day-ahead"})
-    rows.append({**_market(_synthetic(20, steps, rules=True)), "n": "20 + owner rules"})
-    rows.append(
-        {**_market(_synthetic(20, steps, rules=True), market="dayahead"), "n": "20 + owner rules, day-ahead"}
-    )
+    rows += rules_rows(steps)
     solve = _solve_times(100 if not quick else 20, pyomo_sample=8 if not quick else 4)
     out = ["## P2P market (controller)", ""]
     out.append(
@@ -321,3 +388,9 @@ def run(quick: bool = False) -> str:
             "_Quick run: the same day in 24 hourly intervals instead of 96 quarter-hours, no 100-MG rows._"
         )
     return "\n".join(out)
+
+
+if __name__ == "__main__":
+    import sys
+
+    sys.exit(main())
