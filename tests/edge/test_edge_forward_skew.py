@@ -23,7 +23,8 @@ from test_edge_dayahead_session import free_day, ledger_for, run_on
 from test_edge_forward import session_then_forward, venue_keys
 from test_edge_forward_rounds import CLEAR_IN_S, above_conventional, chain_after
 
-from peergrid_edge.forward_agent import ForwardAgent, ForwardOutcome
+from peergrid_edge.forward_agent import DEADLINE_MARGIN_S, ForwardAgent, ForwardOutcome, margin_s
+from peergrid_edge.trader import dayahead_deadline
 from peergrid_ledger.genesis import Params
 
 SKEWED = "mg002"  # the battery MG the one-shot accept leaves above its conventional day
@@ -85,3 +86,26 @@ def test_a_round_refused_as_not_open_yet_is_answered_after_the_next_block(
     assert any("not open yet" in m for m in said)  # the refusal happened: this is the path under test
     assert not [m for m in said if " refused: " in m]  # and no round was given up
     rechecked(forward, over)
+
+
+@pytest.mark.parametrize("accept_rounds", [1, 2])
+@pytest.mark.parametrize("skew_s", [0.0, 0.5, 2.0])
+def test_within_the_chains_clock_tolerance_a_skewed_mgmc_posts_no_round_early(
+    tmp_path: Path, skew_s: float, accept_rounds: int, caplog: pytest.LogCaptureFixture
+) -> None:
+    # the default genesis tolerates 5 s (block_max_future_ms): the agent counts on block time only that
+    # far behind its clock, or from the latest final block's time, so it never posts a round before it opens
+    params = Params(accept_rounds=accept_rounds)
+    with caplog.at_level(logging.INFO, logger="peergrid.edge.forward"):
+        forward, over = skewed_day(tmp_path, skew_s, params)
+    said = [r.getMessage() for r in caplog.records if r.name == "peergrid.edge.forward"]
+    assert not [m for m in said if "not open yet" in m or " refused: " in m]
+    rechecked(forward, over)
+
+
+def test_the_day_ahead_deadline_leaves_the_chains_margin_before_the_first_interval() -> None:
+    margin = margin_s(Params())
+    assert margin == 5.0 and margin_s(Params(block_max_future_ms=10)) == DEADLINE_MARGIN_S
+    deadline = dayahead_deadline(1000.0, 2.0, margin)
+    # a member whose coordinator is gone clears 1.5 phases past the deadline and its margin: still before
+    assert deadline.clear_ms / 1000 + margin + 1.5 * 2.0 < 1000.0

@@ -28,7 +28,10 @@ decision "earlier") and resumes the rounds where `due` says. The chain's genesis
 intraday). A round's answer refused because the round is not open yet at the block's time (the proposer's
 clock behind this MGMC's: "round k + 1 opens once …", `duplicate`) is posted again after the next final
 block; a round is given up only when the chain has moved past it (`accepts_at(k)` None) or refused it for
-good (review10 F3: one refusal silenced it for the round, so it never re-checked the cut). Never reads
+good (review10 F3: one refusal silenced it for the round, so it never re-checked the cut). It counts on
+block time (for `due`, the deadline and its stops) no further than the latest final block's time or its own
+clock less the chain's clock tolerance (`margin_s`: genesis `block_max_future_ms`, at least 0.25 s), so
+within that tolerance it posts no round before the round opens. Never reads
 another MG's private data.
 Not guaranteed: a clear at the hard stop (rounds not settled in time) takes the accepts as they stand, so an
 MG cut after its last re-check can still end above its conventional day; on a chain with `accept_rounds` 2
@@ -61,8 +64,10 @@ from peergrid_ledger.results import Reason
 
 log = logging.getLogger("peergrid.edge.forward")
 
-# past the chain's deadline by this much on this clock before a clear is posted: block time is the proposer's
-# wall clock, so a clear sent at the deadline to the millisecond can land in a block stamped before it
+# the least margin past the chain's deadline on this clock before a round or a clear is posted: block time is
+# the proposer's wall clock, so a transaction sent at the deadline to the millisecond can land in a block
+# stamped before it. The margin is the chain's genesis `block_max_future_ms` when larger (`margin_s`): the
+# clock difference the chain tolerates between its nodes (a block may lead a validator's clock by that much)
 DEADLINE_MARGIN_S = 0.25
 # the re-checks that may reduce an accept (rounds 2 to 5), then a failing MG declines: `commit`'s reductions
 REDUCTIONS = 4
@@ -94,6 +99,13 @@ class ForwardOutcome:
     intervals: tuple[int, ...]  # chain intervals the clear closed (with any trade)
     net_wh: tuple[int, ...]  # this MG's cleared net export per session interval (+ sale)
     rounds: int = 0  # the round of this MG's latest accept this process saw (0: none)
+
+
+def margin_s(params: Params) -> float:
+    """How far past the chain's deadline (block time) this MGMC's clock must be before it counts on a
+    transaction landing after it: the chain's tolerance for clock differences (genesis `block_max_future_ms`),
+    at least `DEADLINE_MARGIN_S`."""
+    return max(DEADLINE_MARGIN_S, params.block_max_future_ms / 1000)
 
 
 def forward_session(state: Any, interval: int) -> str | None:
@@ -257,13 +269,19 @@ class ForwardAgent:
         if deadline is None:
             now = self.clock()
             return now + self.timeout_s, now + 2 * self.timeout_s
-        past = deadline / 1000 + DEADLINE_MARGIN_S
+        past = deadline / 1000 + self._margin_s()
         return past + self.clear_wait_s / 2, past + self.clear_wait_s
 
+    def _margin_s(self) -> float:
+        assert self.params is not None
+        return margin_s(self.params)
+
     def _now_ms(self) -> int:
-        """Block time as this MGMC may count on it now: its clock less the deadline's margin (a transaction
-        sent now lands in a block stamped about now, never much later than the proposer's clock)."""
-        return math.floor((self.clock() - DEADLINE_MARGIN_S) * 1000)
+        """Block time as this MGMC may count on it now: a transaction sent now lands in a block stamped after
+        the latest final block's time (block times only grow), and after this clock less the margin while the
+        proposer's clock is at most that far behind it (the chain's own tolerance, `margin_s`)."""
+        head_ms: int = self.ledger.replicas[ROLE].app.head().timestamp_ms
+        return max(head_ms + 1, math.floor((self.clock() - self._margin_s()) * 1000))
 
     def _due(self, state: Any) -> int | None:
         """The round this MGMC should answer now (the contract's `due`), unless the chain refused it."""
@@ -300,7 +318,7 @@ class ForwardAgent:
         deadline = record.get("deadline")
         marks = [t for t in (stop if lead else None, give_up) if t is not None]
         if deadline is not None:
-            marks.append(deadline / 1000 + DEADLINE_MARGIN_S)
+            marks.append(deadline / 1000 + self._margin_s())
 
         def moved(state: Any) -> bool:
             return (

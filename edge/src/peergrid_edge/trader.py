@@ -77,6 +77,7 @@ from peergrid_edge.forward_agent import (
     ForwardOutcome,
     forward_plan,
     forward_session,
+    margin_s,
 )
 from peergrid_edge.pcc_readings import MgMetering
 from peergrid_edge.planning import schedule_from_plan
@@ -100,12 +101,15 @@ CLEAR_BEFORE, ACCEPTS_BEFORE = 2, 2
 DAYAHEAD_CHECKPOINT = "dayahead-checkpoint.json"
 
 
-def dayahead_deadline(first_start_s: float, phase_timeout_s: float) -> Deadline:
+def dayahead_deadline(
+    first_start_s: float, phase_timeout_s: float, margin: float = DEADLINE_MARGIN_S
+) -> Deadline:
     """The day-ahead stage's deadline, so that the session and its forward trades end before the first
     interval they trade (starting at `first_start_s`, wall s) and leave the intervals their own time: the
-    chain's clear deadline `CLEAR_BEFORE` phase timeouts (and the clear's margin) before that start, the
-    session's close `ACCEPTS_BEFORE` more before it (review7 F7)."""
-    clear_s = first_start_s - CLEAR_BEFORE * phase_timeout_s - DEADLINE_MARGIN_S
+    chain's clear deadline `CLEAR_BEFORE` phase timeouts and the clear's `margin` (s: the forward agent's
+    `margin_s` of the chain) before that start, the session's close `ACCEPTS_BEFORE` more before it
+    (review7 F7)."""
+    clear_s = first_start_s - CLEAR_BEFORE * phase_timeout_s - margin
     return Deadline(close_s=clear_s - ACCEPTS_BEFORE * phase_timeout_s, clear_ms=math.floor(clear_s * 1000))
 
 
@@ -290,7 +294,9 @@ class MarketAgent:
         genesis = self.ledger.replicas["mgmc"].app.genesis
         members = sorted(a.key for a in genesis.accounts if "anonym" in a.roles)
         session = f"dayahead/{int(self.s.t0)}/{self.s.first_interval}"
-        deadline = dayahead_deadline(self._start_of(self.s.first_interval), self.s.phase_timeout_s)
+        deadline = dayahead_deadline(
+            self._start_of(self.s.first_interval), self.s.phase_timeout_s, margin_s(genesis.params)
+        )
         agent = DayAheadAgent(
             self.ledger, self.anonym, self.mg, self.dt, members, session,
             opening_prices=starting_prices(self.scenario), timeout_s=self.s.phase_timeout_s,
