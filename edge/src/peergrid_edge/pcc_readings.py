@@ -171,7 +171,9 @@ class MgMetering:
         self.store, self.poll_s, self.commit_s = store, meter_poll_s, commit_interval_s
         self.window_of, self.trades, self.me, self.node, self.dso_url = window_of, trades, me, node, dso_url
         self.max_gap_ms = max(1, round(3 * meter_poll_s * 1000))
-        self.confirmed: dict[int, bool] = {}  # interval -> dispatch read-back confirmed its plan in full
+        # interval -> dispatch read-back confirmed its plan in full (the trader fills it at dispatch and, after
+        # a restart, from the verdicts its interval records kept: resume.recorded_verdicts)
+        self.confirmed: dict[int, bool] = {}
         self.following: set[asyncio.Task[bool]] = set()
 
     def not_before(self, interval: int) -> float:
@@ -188,7 +190,11 @@ class MgMetering:
             return None
         quantity = int(trade["quantity"])
         if not self.poll_s:
-            return quantity if self.confirmed.get(pending.interval) else None
+            verdict = self.confirmed.get(pending.interval)
+            if verdict is None:
+                log.info("interval %d: trade %s not stated: no PCC meter and no dispatch verdict of the interval "
+                         "(none recorded, or its record unreadable)", pending.interval, pending.trade.hex()[:16])  # fmt: skip
+            return quantity if verdict else None
         total = max(quantity, sum(int(tr["quantity"]) for tr in mine))
         window = self.window_of(pending.interval)
         spans = commitment_intervals(window, round(self.commit_s * 1000), self.max_gap_ms)

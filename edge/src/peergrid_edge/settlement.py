@@ -229,8 +229,9 @@ class Settler:
 
     def pick_up(self, unsettled: list[tuple[int, bytes, dict[str, Any]]], me: bytes | None = None) -> None:
         """Take on trades an earlier run of this agent left unsettled (`unsettled_trades`): due at once. With
-        `by_both` the statement is metered again from the stored readings (the same leaves give the same Wh),
-        or, already on record, read back from the chain."""
+        `by_both` the statement is metered again from the stored readings (the same leaves give the same Wh;
+        an MG without a PCC meter states from the dispatch verdict its interval record kept, which the trader
+        reads back first: resume.recorded_verdicts), or, already on record, read back from the chain."""
         for t, tid, tr in unsettled:
             party = "seller" if me is not None and tr["seller"] == me else "buyer"
             log.info("interval %d: trade %s, agreed before this start, is not settled yet", t, tid.hex()[:16])

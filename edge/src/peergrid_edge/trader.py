@@ -82,7 +82,13 @@ from peergrid_edge.forward_agent import (
 from peergrid_edge.pcc_readings import MgMetering
 from peergrid_edge.planning import schedule_from_plan
 from peergrid_edge.replicas import Submission
-from peergrid_edge.resume import initial_state, resume_interval, resumed_counterfactual
+from peergrid_edge.resume import (
+    PLAN_CONFIRMED,
+    initial_state,
+    recorded_verdicts,
+    resume_interval,
+    resumed_counterfactual,
+)
 from peergrid_edge.settlement import PendingSettle, Settlements, Settler, unsettled_trades
 from peergrid_ledger import keys, query
 
@@ -145,6 +151,8 @@ class MarketAgent:
             metering=lambda pending: self._metering().statement(pending), on_dispute=self._on_dispute,
         )  # fmt: skip
         self.metering: MgMetering | None = None  # `_metering()`
+        # the dispatch verdicts of the intervals before a restart, read back from their records (`run`)
+        self.recalled: dict[int, bool] = {}
 
     # --- plumbing --------------------------------------------------------------------------------------
 
@@ -243,12 +251,11 @@ class MarketAgent:
         )
         self.settler.by_both = bool(self.ledger.replicas["mgmc"].app.genesis.params.settle_by_both)
         me = self.anonym.public
-        self.settler.pick_up(
-            unsettled_trades(
-                self.ledger.state("mgmc"), me, range(self.s.first_interval, t), self.settler.by_both
-            ),
-            me,
-        )
+        before = range(self.s.first_interval, t)
+        unsettled = unsettled_trades(self.ledger.state("mgmc"), me, before, self.settler.by_both)
+        if unsettled and self.settler.by_both:  # a meterless MG states what its recorded verdicts confirm
+            self.recalled = recorded_verdicts(self.s.record_file, before)
+        self.settler.pick_up(unsettled, me)
         if self.s.dayahead and t == self.s.first_interval and (await self.run_dayahead()).completed:
             await self.run_forward()
         while t <= self._last_interval() and not self.d.stopping.is_set():
@@ -384,6 +391,7 @@ class MarketAgent:
         self.phase = "dispatch"
         confirmed = await self._dispatch(t, plan3)
         metering = self._metering()
+        # kept with the interval's record too (PLAN_CONFIRMED): a restarted agent reads it back to state
         metering.confirmed[t] = confirmed > 0 and abs(agreed_kw - answers.p2p_net_kw) < 1e-6
         self.phase = "settle"
         # settle_by_both: stated once the interval ended and a PCC reading after its end was taken
@@ -424,7 +432,7 @@ class MarketAgent:
                 "rebargains": answers.rebargains, "closed": closed,
                 "verdict": verdict is not None, "secure": (verdict or {}).get("secure"),
                 "unmet": (verdict or {}).get("unmet"),
-                "dispatch_confirmed": confirmed, "settled": settled,
+                "dispatch_confirmed": confirmed, PLAN_CONFIRMED: metering.confirmed[t], "settled": settled,
                 "times": {"start": started, "bargained": bargained, "dso_done": dso_done, "end": time.time()},
                 "heights": self.ledger.heights(), "cost_to_go": to_go,
                 "conv_state": asdict(self.conv_state),
@@ -584,6 +592,7 @@ class MarketAgent:
                 lambda t: query.trades(self.ledger.state("mgmc"), t), self.anonym.public, self.d.keypair.public,
                 self.s.dso_api_url,
             )  # fmt: skip
+            self.metering.confirmed.update(self.recalled)
         return self.metering
 
     def _on_dispute(self, pending: PendingSettle) -> None:
