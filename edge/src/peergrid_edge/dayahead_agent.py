@@ -77,7 +77,6 @@ from peergrid_controller.dayexchange import (
     DayAheadConfig,
     anchor,
     answer,
-    nano,
     settled,
 )
 from peergrid_controller.daymodel import DayModel
@@ -85,16 +84,9 @@ from peergrid_controller.model import Microgrid
 from peergrid_edge.dayahead_rejoin import ended, kwh_stop, rebuilt
 from peergrid_edge.dayahead_rules import SessionRules, own_rules_differ
 from peergrid_edge.dayahead_state import Checkpoint, CheckpointError, load, save
-from peergrid_edge.exchange_io import (
-    ROLE,
-    Deadline,
-    NotFinal,
-    Replica,
-    SessionFailed,
-    SessionOutcome,
-    short,
-    submit_final,
-)
+from peergrid_edge.dayahead_submit import Submitter
+from peergrid_edge.dayahead_view import SessionView
+from peergrid_edge.exchange_io import ROLE, Deadline, Replica, SessionFailed, SessionOutcome
 from peergrid_ledger import keys
 from peergrid_ledger.contracts import exchange
 from peergrid_ledger.contracts.exchange import MAX_ITERATIONS
@@ -133,7 +125,7 @@ class DayAheadAgent:
         `checkpoint`: a file in the MGMC's state directory where it keeps its side of the session before each
         post (`dayahead_state`), so that after a restart it resumes exactly (None: it rejoins from the chain
         alone, anchored at its rounded post)."""
-        self.ledger, self.key, self.mg, self.dt = ledger, key, mg, interval_hours
+        self.key, self.mg, self.dt = key, mg, interval_hours
         self.members = list(members)
         self.session, self.first_interval = session, first_interval
         self.opening = None if opening_prices is None else list(opening_prices)
@@ -141,8 +133,11 @@ class DayAheadAgent:
         self.timeout_s = timeout_s
         self.before_submit = before_submit
         self.deadline, self.clock = deadline, clock
-        self.coordinator = min(self.members) if self.members else b""
-        self.is_coordinator = key.public == self.coordinator
+        # how it reads its session on its replica, and how it writes to the chain (one replica: `ledger`)
+        self.view = SessionView(ledger, key.public, session, self.members, mg.intervals, first_interval,
+                                self.cfg, self.opening, deadline, clock, timeout_s)  # fmt: skip
+        self.submitter = Submitter(self.view, key, timeout_s, before_submit)
+        self.coordinator, self.is_coordinator = self.view.coordinator, self.view.is_coordinator
         # the coordinator closes a failed session only if this process opened it: one restarted mid-session
         # rejoins it and never abandons it (review8 F3)
         self.opened_here = False
@@ -178,6 +173,15 @@ class DayAheadAgent:
             MAX_ITERATIONS + 1 if phases else 1
         )  # set when the phase after the commitment begins
 
+    @property
+    def ledger(self) -> Replica:
+        """The replica the agent reads and submits to (the view's: one for every part, also when replaced)."""
+        return self.view.ledger
+
+    @ledger.setter
+    def ledger(self, ledger: Replica) -> None:
+        self.view.ledger = ledger
+
     # --- the session -----------------------------------------------------------------------------------
 
     async def run(self) -> SessionOutcome:
@@ -191,10 +195,10 @@ class DayAheadAgent:
             reason = f"{type(exc).__name__}: {exc}"
         else:
             return self._outcome(True, "", stop)
-        if self.is_coordinator and self.opened_here and self._open_now():
-            reason += await self._abandon()
+        if self.is_coordinator and self.opened_here and self.view.open_now():
+            reason += await self.submitter.abandon(self.rejoined)
         elif "deadline" not in reason:  # a member refused or stopped by the close: say why it came
-            reason += self._past_deadline()
+            reason += self.view.past_deadline()
         log.warning("day-ahead session %s failed: %s", self.session, reason)
         return self._outcome(False, reason, "")
 
@@ -207,7 +211,7 @@ class DayAheadAgent:
             )
         if self.key.public not in self.members:
             raise SessionFailed("refused up front: this MGMC's trading key is not among the members")
-        started = self._record() is not None  # a restart: the session is judged as the chain holds it
+        started = self.view.record() is not None  # a restart: the session is judged as the chain holds it
         if self.deadline is not None and not started and self.clock() >= self.deadline.close_s:
             raise SessionFailed(
                 f"refused up front: the day-ahead deadline ({self.deadline.close_s:.3f}, wall s) has passed "
@@ -237,9 +241,9 @@ class DayAheadAgent:
                 raise SessionFailed(f"refused up front: the opening price of interval {bad[0]} is not finite")
 
     async def _play(self) -> str:
-        if self.is_coordinator and self._record() is None:
-            await self._open()
-        record = await self._opened()
+        if self.is_coordinator and self.view.record() is None:
+            self.opened_here = await self.submitter.open()
+        record = await self.view.opened()
         self.rules.join(self.ledger.state(ROLE), record["members"], self.key.public, self.first_interval)
         if record["closed"]:  # this MGMC restarted after the close: the session ended as the chain shows
             return self._ended(record)
@@ -276,31 +280,9 @@ class DayAheadAgent:
     async def _finish(self) -> str:
         """At the stop: the coordinator closes; every member waits for the close in a final block."""
         if self.is_coordinator:
-            body = {"session": self.session, "iteration": self.iteration}
-            await self._submit("exchange.close", body, landed=lambda: not self._open_now())
-        await self._closed()
+            await self.submitter.close(self.iteration, self.rejoined)
+        await self.view.closed(self.iteration)
         return self.stop
-
-    async def _open(self) -> None:
-        """The coordinator opens the session. A refusal because it exists (this MGMC's earlier process
-        opened it and died: its open landed meanwhile) is no failure: it rejoins, never abandons it."""
-        assert self.opening is not None  # `refusal` checked it
-        body = {
-            "session": self.session,
-            "first_interval": self.first_interval,
-            "members": self.members,
-            "prices": [nano(p) for p in self.opening],
-            "rho": nano(self.cfg.rho),
-            **({} if self.deadline is None else {"deadline": self.deadline.clear_ms}),
-        }
-        try:
-            await self._submit("exchange.open", body, landed=lambda: self._record() is not None)
-        except SessionFailed:
-            if self._record() is None:
-                raise
-            log.warning("day-ahead session %s: opened before this start; rejoining it", self.session)
-            return
-        self.opened_here = True
 
     async def _rejoin(self, record: dict[str, Any]) -> str:
         """This MGMC restarted mid-session (review8 F3): it takes the public book as every member holds it
@@ -475,11 +457,11 @@ class DayAheadAgent:
                     break
                 if book.iterations >= until and not self.kwh:
                     break
-                self._in_time()
-                if not self._open_now():
+                self.view.in_time(self.iteration)
+                if not self.view.open_now():
                     raise SessionFailed(
                         f"the coordinator closed the session at iteration {self.iteration} before the stop"
-                        + self._past_deadline()
+                        + self.view.past_deadline()
                     )
                 k = book.iterations + 1
                 proximal = (book.rho_float, anchor(own, book.mean), self.cfg.resolution_kwh)
@@ -498,7 +480,7 @@ class DayAheadAgent:
             if relaxed and self.kwh:
                 self.stop = "kwh"
                 break
-            if relaxed and self._all_settled(k) and not self.rules.last.changed:
+            if relaxed and self.view.all_settled(k) and not self.rules.last.changed:
                 self.stop = "value"
                 break
         return own
@@ -529,7 +511,7 @@ class DayAheadAgent:
         assert book is not None
 
         def public() -> None:
-            positions = self._positions(k)
+            positions = self.view.positions(k)
             if k == 0:  # the first responses move no price
                 book.take(positions)
                 self.kwh = False
@@ -537,18 +519,20 @@ class DayAheadAgent:
             self.kwh, moves = book.advance(positions, tolerance)
             self._judge(moves, tolerance)
 
-        if self.is_coordinator and self._iteration_now() == k:  # (resumed after its step: as a member)
-            await self._all_posted(k)
+        if self.is_coordinator and self.view.iteration_now() == k:  # (resumed after its step: as a member)
+            await self.view.all_posted(k)
             stop = self._stop_at(k, until, relaxed)
             if stop:
                 return stop
             public()
             body = {"session": self.session, "iteration": k, "rho": book.rho}
-            await self._submit("exchange.step", body, landed=lambda: self._iteration_now() > k)
+            await self.submitter.submit(
+                "exchange.step", body, lambda: self.view.iteration_now() > k, self.rejoined
+            )
             await self._stepped(k)
         else:
             stepped = await self._stepped(k)
-            record = self._record()
+            record = self.view.record()
             assert record is not None
             # a close before every post of k was in is no stop (a member silent, the deadline)
             complete = stepped or record["posted"] == len(self.members)
@@ -558,7 +542,7 @@ class DayAheadAgent:
                     return stop
                 raise SessionFailed(
                     f"the coordinator closed the session at iteration {k} instead of stepping it "
-                    f"(its posts abandoned): the stage failed{self._past_deadline()}"
+                    f"(its posts abandoned): the stage failed{self.view.past_deadline()}"
                 )
             if stop:
                 raise SessionFailed(
@@ -566,18 +550,27 @@ class DayAheadAgent:
                     f"says the session stops there ({stop} stop): not followed"
                 )
             public()
-        self._check()
+        self.view.check(book)
         return ""
+
+    async def _stepped(self, k: int) -> bool:
+        """Wait until iteration k is stepped in a final block (`SessionView.stepped`), this MGMC then at the
+        session's iteration; False if the coordinator closed at k instead."""
+        now = await self.view.stepped(k)
+        if now == k:  # closed instead of stepped
+            return False
+        self.iteration = now
+        return True
 
     def _stop_at(self, k: int, until: int, relaxed: bool) -> str:
         """Every post of k is in: the judgements on k - 1 they carry settled (`SessionRules.settle`, once per
         round, in order), and whether the session closes at k: the kWh stop at k - 1 or every verdict on it
         settled (in the final phase), and nothing the judgements changed; at the cap a final round that
         changed something closes too, as `allocate` stops there. "" to step k."""
-        all_settled = self._all_settled(k)
-        record = self._record()
+        all_settled = self.view.all_settled(k)
+        record = self.view.record()
         assert record is not None
-        outcome = self.rules.settle(self._posts(k, record["members"]), all_settled)
+        outcome = self.rules.settle(self.view.posts(k, record["members"]), all_settled)
         if relaxed:  # the relaxed phase ends after its step (`_run`), never closing the session
             return ""
         if not outcome.changed and (self.kwh or (all_settled and self._closes_by_value(k))):
@@ -610,178 +603,6 @@ class DayAheadAgent:
         in `allocate`, and the session goes on)."""
         return k >= 2 and k - 1 >= self.final_from
 
-    def _all_settled(self, k: int) -> bool:
-        """Whether every member's post of k said settled on k - 1, read from the posts themselves (public
-        transactions, the post's txid): before the step (the coordinator) and after it or the close (every
-        member) alike."""
-        if self.cfg.value_per_kwh <= 0 or k < 2:  # nobody configured alike posts a verdict
-            return False
-        for post in self._posts(k):
-            tx = self.ledger.transaction(ROLE, post["txid"])
-            if tx is None:
-                raise SessionFailed(
-                    f"the post {post['txid'].hex()[:16]}… of iteration {k} is not on this replica"
-                )
-            if not tx.body.get("settled", False):
-                return False
-        return True
-
-    # --- reading the chain -----------------------------------------------------------------------------
-
-    def _record(self) -> dict[str, Any] | None:
-        return exchange.session(self.ledger.state(ROLE), self.session)
-
-    def _open_now(self) -> bool:
-        record = self._record()
-        return record is not None and not record["closed"]
-
-    def _start_wait(self) -> float:
-        """How long the stage's first step (the opening; every member's first response) and, with a
-        deadline, any member's post may take: each MGMC starts the stage when its own trader comes up, so
-        they start apart, and one may restart mid-session and rejoin; with a deadline, until the deadline's
-        close (at least one phase timeout), else one phase timeout (review8 F1: a member or a coordinator
-        2.5 s late against 1-s phases failed the stage for every MGMC; F3: a restart)."""
-        if self.deadline is None:
-            return self.timeout_s
-        return max(self.timeout_s, self.deadline.close_s - self.clock())
-
-    async def _opened(self) -> dict[str, Any]:
-        """The session as opened, once this replica holds it final, checked against this MGMC's own idea of
-        it (a restarted MGMC finds it under way or closed: its iteration, ρ and prices are then the
-        chain's, and judged as it goes on)."""
-        wait = self._start_wait()
-        if not await self.ledger.wait_for(ROLE, lambda s: exchange.session(s, self.session) is not None,
-                                          wait):  # fmt: skip
-            raise SessionFailed(f"no session {self.session!r} opened within {wait:g} s")
-        record = self._record()
-        assert record is not None
-        expected = {
-            "coordinator": self.coordinator,
-            "members": sorted(self.members),
-            "intervals": self.n,
-            "first_interval": self.first_interval,
-            "deadline": None if self.deadline is None else self.deadline.clear_ms,
-        }
-        if record["iteration"] == 0:  # as opened: the opening ρ, and the coordinator's own opening prices
-            expected["rho"] = nano(self.cfg.rho)
-            if self.is_coordinator and self.opening is not None:
-                expected["prices"] = tuple(nano(p) for p in self.opening)
-        found = {**record, "members": sorted(record["members"]), "deadline": record.get("deadline")}
-        for field, value in expected.items():
-            if found[field] != value:
-                raise SessionFailed(
-                    f"session {self.session!r} has {field} {short(found[field])} where this MGMC expects "
-                    f"{short(value)}: not joined"
-                )
-        return record
-
-    async def _stepped(self, k: int) -> bool:
-        """Wait until iteration k is stepped in a final block (the coordinator: only that it landed); False if
-        the coordinator closed at k instead (the caller judges whether that was the stop)."""
-        wait = self.timeout_s if self.is_coordinator else 2 * self.timeout_s
-        # the step waits for every member's first response, and members start apart; with a deadline, any
-        # step may wait for a member (or the coordinator) that restarts, until the coordinator closes at it
-        if k == 0 or self.deadline is not None:
-            wait += self._start_wait()
-
-        def moved(state: Any) -> bool:
-            record = exchange.session(state, self.session)
-            return record is not None and (record["iteration"] > k or record["closed"])
-
-        if not await self.ledger.wait_for(ROLE, moved, wait):
-            raise SessionFailed(
-                f"iteration {k} was not stepped within {wait:g} s (the coordinator is silent)"
-            )
-        record = self._record()
-        assert record is not None
-        if record["iteration"] == k:  # closed instead of stepped
-            return False
-        self.iteration = record["iteration"]
-        return True
-
-    async def _closed(self) -> None:
-        if not await self.ledger.wait_for(ROLE, lambda _s: not self._open_now(), 2 * self.timeout_s):
-            raise SessionFailed(
-                f"the stop was reached at iteration {self.iteration} but the session stays open"
-            )
-
-    async def _all_posted(self, k: int) -> None:
-        """The coordinator: wait until every member posted iteration k; SessionFailed naming those that did
-        not within the timeout (`run` then closes the session)."""
-
-        def missing(state: Any) -> list[bytes]:
-            return [m for m in self.members if not exchange.posted(state, self.session, m)]
-
-        # iteration 0: members start apart; with a deadline a member that restarts is waited for until it
-        wait = self._start_wait() if k == 0 or self.deadline is not None else self.timeout_s
-        if not await self.ledger.wait_for(ROLE, lambda s: not missing(s), wait):
-            late = ", ".join(m.hex()[:16] + "…" for m in missing(self.ledger.state(ROLE)))
-            raise SessionFailed(
-                f"member(s) {late} did not post iteration {k} within {wait:g} s: the coordinator "
-                "closes the session"
-            )
-
-    def _in_time(self) -> None:
-        """The coordinator, before each iteration: SessionFailed once the deadline to close has come (`run`
-        then closes the session where it stands)."""
-        if self.is_coordinator and self.deadline is not None and self.clock() >= self.deadline.close_s:
-            raise SessionFailed(
-                f"the day-ahead deadline ({self.deadline.close_s:.3f}, wall s) came at iteration "
-                f"{self.iteration}, before the stop: the coordinator closes the session"
-            )
-
-    def _past_deadline(self) -> str:
-        """Why the coordinator closed early, as far as this MGMC can tell: its deadline passed."""
-        if self.deadline is not None and self.clock() >= self.deadline.close_s:
-            return f" (the day-ahead deadline {self.deadline.close_s:.3f} has passed)"
-        return ""
-
-    def _positions(self, k: int) -> list[tuple[int, ...]]:
-        """Every member's posted positions of iteration k (`_posts`)."""
-        return [tuple(post["positions"]) for post in self._posts(k)]
-
-    def _posts(self, k: int, members: Sequence[bytes] | None = None) -> list[dict[str, Any]]:
-        """Every member's post of iteration k (`members`' order, else this MGMC's), as this replica holds
-        them: its last post (before the step, or after a close that abandoned k), or, once k is stepped, the
-        post the step priced (`exchange.stepped`): a faster member may already have posted k+1 (review7 F1)."""
-        state = self.ledger.state(ROLE)
-        out = []
-        for member in self.members if members is None else members:
-            post = exchange.position(state, self.session, member)
-            if post is not None and post["iteration"] != k:
-                post = exchange.stepped(state, self.session, member)
-            if post is None or post["iteration"] != k:
-                got = None if post is None else post["iteration"]
-                raise SessionFailed(
-                    f"member {member.hex()[:16]}…'s post of iteration {k} is not on the chain "
-                    f"(its stepped one is of {got})"
-                )
-            out.append(post)
-        return out
-
-    def _check(self) -> None:
-        """The chain's prices and ρ after a step must be this MGMC's own computation, to the nano."""
-        assert self.book is not None
-        record = self._record()
-        assert record is not None
-        step = self.book.iterations
-        theirs = tuple(record["prices"])
-        if len(theirs) != self.n:
-            raise SessionFailed(
-                f"the chain gave {len(theirs)} prices after iteration {step} for {self.n} intervals"
-            )
-        for t, (chain, own) in enumerate(zip(theirs, self.book.prices, strict=True)):
-            if chain != own:
-                raise SessionFailed(
-                    f"the chain's price for interval {t} after iteration {step} is {chain} nano/kWh where this "
-                    f"MGMC computes {own}: not followed"
-                )
-        if record["rho"] != self.book.rho:
-            raise SessionFailed(
-                f"the chain's rho after iteration {step} is {record['rho']} nano/kWh² where the public residual "
-                f"balancing gives {self.book.rho}: not followed"
-            )
-
     # --- writing ---------------------------------------------------------------------------------------
 
     async def _post(self, k: int, positions: tuple[int, ...], says_settled: bool = False) -> None:
@@ -794,63 +615,15 @@ class DayAheadAgent:
                 self.relaxed, self.final_from, self.commitment, tuple(book.prices), book.rho,
                 tuple(book.q_wh) if k > 0 else (), self.rules.snapshot(), self.kwh,
             ))  # fmt: skip
-        body: dict[str, Any] = {"session": self.session, "iteration": k, "positions": list(positions)}
-        if says_settled:  # absent is false: a post without a verdict keeps the bytes it had before them
-            body["settled"] = True
         judged = self._judged()
-        if judged is not None:  # its judgement of its own rules on k - 1 (absent: none)
-            body["judged"] = judged
-        await self._submit("exchange.position", body, landed=lambda: self._mine(k) is not None)
-        mine = self._mine(k)
-        self.posted = positions if mine is None else mine
+        self.posted = await self.submitter.post(k, positions, says_settled, judged, self.rejoined)
 
     def _judged(self) -> dict[str, object] | None:
         """The `judged` of this MGMC's next post: its judgement of its own rules (`SessionRules.posting`)."""
         return self.rules.posting()
 
-    def _mine(self, k: int) -> tuple[int, ...] | None:
-        """This MGMC's post of iteration k as the chain holds it (None: not posted)."""
-        post = exchange.position(self.ledger.state(ROLE), self.session, self.key.public)
-        return tuple(post["positions"]) if post is not None and post["iteration"] == k else None
-
-    def _iteration_now(self) -> int:
-        record = self._record()
-        return -1 if record is None else int(record["iteration"])
-
-    async def _submit(
-        self, kind: str, body: dict[str, Any], landed: Callable[[], bool] = lambda: False
-    ) -> None:
-        """Submit in a final block. One not final in time may still land: it is waited for (until the
-        deadline's close, `_start_wait`) as the chain showing the move made (`landed`): a coordinator whose
-        open was slow to land in the lab's first blocks failed the stage, leaving the session it opened open.
-        After a restart a refusal may be this MGMC's earlier process's same move landing first (its nonce
-        taken): when the chain shows the move made, that one stands (review8 F3)."""
-        try:
-            await submit_final(self.ledger, self.key, kind, body, self.timeout_s, self.before_submit)
-        except NotFinal:  # it may still land (a slow chain: the lab's first blocks): wait for the move
-            wait = self._start_wait()
-            if not await self.ledger.wait_for(ROLE, lambda _state: landed(), wait):
-                raise
-            log.warning("day-ahead session %s: its %s landed after the phase timeout", self.session, kind)
-        except SessionFailed:
-            if not (self.rejoined and landed()):
-                raise
-            log.warning("day-ahead session %s: its %s before the restart stands", self.session, kind)
-
-    async def _abandon(self) -> str:
-        """The coordinator closes a failed session where it stands (its unstepped posts abandoned); what
-        became of that close, to add to the reason."""
-        record = self._record()
-        assert record is not None
-        try:
-            body = {"session": self.session, "iteration": record["iteration"]}
-            await self._submit("exchange.close", body, landed=lambda: not self._open_now())
-        except SessionFailed as failure:
-            return f"; closing the session failed too: {failure}"
-        return f"; the coordinator closed the session at iteration {record['iteration']}"
-
     def _outcome(self, completed: bool, reason: str, stop: str) -> SessionOutcome:
-        record = self._record()
+        record = self.view.record()
         prices = () if record is None else tuple(record["prices"])
         stepped = 0 if self.book is None else self.book.iterations
         positions = self.posted
