@@ -26,16 +26,8 @@ that has not posted within `timeout_s` (the coordinator closes the session, the
 half-posted iteration abandoned by the contract, and every agent reports it); any refusal by the chain
 (named, never retried); a session that does not look like the one configured; a price or ρ that is not
 this MGMC's own computation. A coordinator that fails closes the session where it stands, if this process
-opened it. Restarts (review8 F3): an MGMC that starts again with the same session finds it on the chain.
-Open: with its checkpoint (`checkpoint`, written before each post: `dayahead_state`) matching the chain, it
-resumes at that post exactly (`_resume`: the book, its unrounded anchor, verdict, phase and commitment as
-they were: the result to the Wh and the nano, the genset phases too); without one (or a stale or damaged
-one: logged, not used) it rejoins from the chain alone (`_rejoin`: the public book rebuilt, `dayahead_rejoin`;
-anchored at its rounded post once, which moved the 4-MG day's result by at most a Wh and 2,500 nano/kWh in
-the tests; not a session with the genset phases past its first responses). Either way it posts from the
-current iteration on and, as coordinator, steps and closes at the stop, but never closes a failed session
-it did not open in this process. Closed: it takes the outcome the chain shows (a stop: the forward stage
-follows; closed before any stop: the stage failed).
+opened it. Restarts (review8 F3): an MGMC that starts again with the same session finds it on the chain and
+resumes, rejoins or takes the outcome it shows (`dayahead_restart`).
 Gensets: with `phases` (some member has one; not on the chain, so every member is configured alike) the
 session runs `allocate`'s three phases: ADMM on the LP relaxation to its own stop, each genset MG's
 commitment MILP alone at the prices found, ADMM with commitments fixed; decided once (`recommits` 1). The
@@ -70,7 +62,6 @@ import math
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
 
 from peergrid_controller.dayexchange import (
     Book,
@@ -81,9 +72,9 @@ from peergrid_controller.dayexchange import (
 )
 from peergrid_controller.daymodel import DayModel
 from peergrid_controller.model import Microgrid
-from peergrid_edge.dayahead_rejoin import ended, kwh_stop, rebuilt
+from peergrid_edge.dayahead_restart import found_closed, rejoin, resume
 from peergrid_edge.dayahead_rules import SessionRules, own_rules_differ
-from peergrid_edge.dayahead_state import Checkpoint, CheckpointError, load, save
+from peergrid_edge.dayahead_state import Checkpoint, save
 from peergrid_edge.dayahead_submit import Submitter
 from peergrid_edge.dayahead_view import SessionView
 from peergrid_edge.exchange_io import ROLE, Deadline, Replica, SessionFailed, SessionOutcome
@@ -246,12 +237,12 @@ class DayAheadAgent:
         record = await self.view.opened()
         self.rules.join(self.ledger.state(ROLE), record["members"], self.key.public, self.first_interval)
         if record["closed"]:  # this MGMC restarted after the close: the session ended as the chain shows
-            return self._ended(record)
-        resumed = await self._resume(record)
+            return found_closed(self, record)
+        resumed = await resume(self, record)
         if resumed is not None:  # from its checkpoint, at its post: as if it had not restarted
             return await self._phases(*resumed)
         if record["iteration"] > 0 or exchange.posted(self.ledger.state(ROLE), self.session, self.key.public):
-            return await self._rejoin(record)
+            return await rejoin(self, record)
         book = self.book = Book(self.cfg, record["prices"], len(self.members))
         model = self._first_model()
         self.own, posted = answer(model, book.price_floats, self.rules.bounds(), self.rules.fees())
@@ -284,149 +275,9 @@ class DayAheadAgent:
         await self.view.closed(self.iteration)
         return self.stop
 
-    async def _rejoin(self, record: dict[str, Any]) -> str:
-        """This MGMC restarted mid-session (review8 F3): it takes the public book as every member holds it
-        after the chain's last step (`dayahead_rejoin.rebuilt`), and goes on from the current iteration: if
-        its earlier process posted it, from that post's step. Its anchor, its own unrounded last answer, died
-        with that process: it anchors at the rounded position it posted (at most half a Wh per interval
-        off, once; `dayexchange.anchor` on what rounding does to an anchor), and its verdict on the last
-        step is "not settled" (the moves need the post before, no longer on the chain): a value stop may
-        come one iteration later. A session with the commitment phases is not rejoined past its first
-        responses: which phase it is in and this MG's commitment are its own, not on the chain."""
-        cfg = self.cfg
-        restarted = self.rules.restarted(record["iteration"])
-        if restarted:
-            raise SessionFailed(restarted)
-        if self.phases:
-            raise SessionFailed(
-                f"restarted during session {self.session!r} (iteration {record['iteration']}): a session with "
-                "the commitment phases is not rejoined (its phase and this MG's commitment are not on the chain)"
-            )
-        self.rejoined, self.relaxed = True, False
-        state = self.ledger.state(ROLE)
-        book = self.book = rebuilt(cfg, state, self.session, self.members)
-        self.iteration = record["iteration"]
-        if kwh_stop(cfg, state, self.session, self.members):  # reached; the coordinator died before its close
-            self.stop = "kwh"
-            return await self._finish()
-        k = record["iteration"]
-        mine = exchange.position(state, self.session, self.key.public)
-        assert mine is not None  # `_opened` checked the membership
-        self.posted = tuple(mine["positions"])
-        self.own = tuple(q / 1000 for q in self.posted)
-        log.warning("day-ahead session %s: rejoined at iteration %d (%s), its anchor its rounded post",
-                    self.session, k, "its post of it on the chain" if mine["iteration"] == k else "to post")  # fmt: skip
-        model = self._model(book)
-        return await self._phases(model, self.own, k if mine["iteration"] == k else None)
-
-    async def _resume(self, record: dict[str, Any]) -> tuple[DayModel, tuple[float, ...], int] | None:
-        """This MGMC restarted mid-session with a checkpoint (`dayahead_state`, written before each post):
-        if the chain holds that post (or its iteration is still open for it: then it is posted again), the
-        session goes on exactly as before the restart: the book, its anchor, its verdict, its phase and
-        commitment as they were. None when there is no checkpoint of this session or it does not match the
-        chain (stale, unreadable: logged, never used): the caller rejoins from the chain alone."""
-        if self.checkpoint is None:
-            return None
-        try:
-            saved = load(self.checkpoint, self.session)
-        except CheckpointError as exc:
-            log.error("day-ahead session %s: %s; rejoining from the chain alone", self.session, exc)
-            return None
-        if saved is None:
-            return None
-        state = self.ledger.state(ROLE)
-        k, j = record["iteration"], saved.iteration
-        mine = exchange.position(state, self.session, self.key.public)
-        assert mine is not None  # `_opened` checked the membership
-        landed = mine["iteration"] == j and tuple(mine["positions"]) == saved.posted and k in (j, j + 1)
-        unposted = mine["iteration"] == j - 1 and k == j
-        here = k != j or (
-            saved.prices == record["prices"]
-            and saved.rho == record["rho"]
-            and (j == 0 or rebuilt(self.cfg, state, self.session, self.members).q_wh == list(saved.before))
-        )
-        if not (landed or unposted) or not here or len(saved.prices) != self.n:
-            log.error("day-ahead session %s: its checkpoint of iteration %d does not match the chain (at "
-                      "iteration %d, its last post of %d): stale, rejoining from the chain alone",
-                      self.session, j, k, mine["iteration"])  # fmt: skip
-            return None
-        if saved.rules is not None:
-            try:
-                self.rules.restore(saved.rules)
-            except (KeyError, TypeError, ValueError) as exc:
-                log.error("day-ahead session %s: its checkpoint's rules are malformed (%s: %s); rejoining from "
-                          "the chain alone", self.session, type(exc).__name__, exc)  # fmt: skip
-                return None
-        self.kwh = saved.kwh
-        self.rejoined = True
-        book = self.book = Book(self.cfg, saved.prices, len(self.members))
-        book.rho = saved.rho
-        if saved.before:
-            book.take(saved.before)
-            book.iterations = j - 1
-        self.relaxed, self.final_from, self.commitment = saved.relaxed, saved.final_from, saved.commitment
-        self.own, self.posted, self.iteration = saved.own, saved.posted, j
-        model = self._model(book)
-        log.warning("day-ahead session %s: resumed at its post of iteration %d from its checkpoint",
-                    self.session, j)  # fmt: skip
-        if unposted:
-            await self._post(j, saved.posted, saved.settled)
-        return model, self.own, j
-
-    def _model(self, book: Book) -> DayModel:
-        """This MG's day model for the phase it is in (its commitment, once decided), solved once at the
-        book's prices, as the proximal step needs."""
-        if self.commitment is None:
-            model = self._first_model()
-        else:
-            model = DayModel(self.mg, self.dt, commitment=self.commitment)
-        answer(model, book.price_floats, self.rules.bounds(), self.rules.fees())
-        return model
-
     def _first_model(self) -> DayModel:
         """This MG's day model for the first (or only) phase: genset on/off relaxed where it has gensets."""
         return DayModel(self.mg, self.dt, relaxed=bool(self.mg.gensets))
-
-    def _ended(self, record: dict[str, Any]) -> str:
-        """The session closed before this MGMC came back: how it ended (`dayahead_rejoin.ended`), or
-        SessionFailed when it closed before any stop (nothing to accept)."""
-        self.rejoined = True
-        stop = ended(self.cfg, self.ledger.state(ROLE), self.session, self.members)
-        book = self.book = Book(self.cfg, record["prices"], len(self.members))
-        book.iterations = max(0, record["iteration"] - 1)
-        if not stop:
-            stop = self._final_round(record)
-        if not stop:
-            raise SessionFailed(
-                f"session {self.session!r} was closed at iteration {record['iteration']} before any stop while "
-                "this MGMC was down: the stage failed"
-            )
-        log.warning("day-ahead session %s: found closed (%s stop) after a restart", self.session, stop)
-        self.stop = stop
-        return stop
-
-    def _final_round(self, record: dict[str, Any]) -> str:
-        """A session closed at k with every post of k in: on a judged day the final round after the kWh stop
-        at k - 1 (`ended` cannot tell: the posts of k - 2 it would recompute that stop from are gone). This
-        MGMC's checkpoint of its post of k says whether that step was the kWh stop, and with its rules'
-        state the judgements posted with k are settled as every member settled them: "kwh" if they changed
-        nothing (the close was the stop), else "" (the stage failed)."""
-        k = record["iteration"]
-        if self.checkpoint is None or record["posted"] != len(self.members):
-            return ""
-        try:
-            saved = load(self.checkpoint, self.session)
-        except CheckpointError as exc:
-            log.error("day-ahead session %s: %s", self.session, exc)
-            return ""
-        if saved is None or saved.iteration != k or not saved.kwh or saved.rules is None:
-            return ""
-        try:
-            self.rules.restore(saved.rules)
-        except (KeyError, TypeError, ValueError):
-            return ""
-        self.kwh, self.relaxed, self.final_from = True, False, saved.final_from
-        return "kwh" if self._stop_at(k, self.cfg.max_iterations, False) == "kwh" else ""
 
     async def _run(
         self,
@@ -504,7 +355,7 @@ class DayAheadAgent:
         judgements they carry (`_stop_at`) and closes at a stop, else steps with ρ from the public balancing;
         every member waits for that step or close in a final block and computes the same, so a coordinator
         that closes or steps otherwise fails the stage with the reason. Each computes the step itself from the
-        posted positions, checks the chain's prices and ρ (`_check`) and judges it (`_judge`). The stop
+        posted positions, checks the chain's prices and ρ (`SessionView.check`) and judges it (`_judge`). The stop
         ("kwh", "value", "cap") when the session closes at k, else "" (stepped; `kwh` says whether the step
         was the kWh stop within `tolerance`)."""
         book = self.book

@@ -2,7 +2,7 @@
 
 Promises: `rebuilt` is the session's public book (`dayexchange.Book`) as every member holds it after the
 chain's last step: the chain's prices and ρ, every member's stepped positions, the steps taken; a member that
-restarts mid-session goes on from there (`dayahead_agent`). `ended` says how a closed session ended as its
+restarts mid-session goes on from there (`dayahead_restart`). `ended` says how a closed session ended as its
 members judged it when it closed: the value stop (every post of the abandoned iteration said settled), the
 iteration cap, or the kWh stop (recomputed from the last two posts of every member, which the contract keeps
 for a session closed before anyone posted again: `kwh_stop`, which also tells a restarted coordinator that

@@ -7,7 +7,7 @@ public book the answer was made against (prices, ρ, every member's positions of
 its owner rules' state (its bans and fees, the coordination, its pending judgement, the kWh stop pending).
 `load(path, session)` returns it, or None when there is none or it is another session's;
 `CheckpointError` when the file is unreadable or malformed: never a guess. The caller checks a checkpoint
-against the chain (`DayAheadAgent._resume`): one whose post the chain holds otherwise is stale, not used.
+against the chain (`dayahead_restart.resume`): one whose post the chain holds otherwise is stale, not used.
 Private: the file holds this MG's unrounded answers; it stays in the MGMC's own state directory.
 """
 
