@@ -41,7 +41,7 @@ from peergrid_ledger import query
 from peergrid_ledger.codec import encode
 from peergrid_ledger.genesis import Account, Genesis, Params
 from peergrid_ledger.keys import Keypair
-from peergrid_ledger.metering import Unmetered, commitment_intervals, metered, trade_share
+from peergrid_ledger.metering import COUNTER, Unmetered, commitment_intervals, metered, trade_share
 
 WAIT_MS = 1500  # the genesis settle_wait_ms: a silent counterparty's window
 DSO = Keypair.generate()
@@ -369,15 +369,25 @@ def test_an_mgmc_states_for_a_disputed_trade_what_the_dso_vouches_for_its_side(
     """Both callers of `peergrid_ledger.metering` read one MG's sealed PCC readings alike: the edge's statement
     (`MgMetering.statement`, from its store's commitment intervals around the window) is the share the DSO
     finds for that side of a disputed trade (`disputes.resolve`, from the leaves it checks against the chain's
-    der_commitments), and the DSO leaves the dispute unresolved exactly when an edge could not state."""
+    der_commitments), and the DSO leaves the dispute unresolved exactly when a side's readings do not bracket
+    the window (`metered` raises): the edge then states nothing, or as a seller read past the window's end
+    only what its meter proves left (`provable_wh`, tests/edge/test_edge_settle_restart.py)."""
     # s sells to b (disputed: the buyer states half) and to c; the seller's share is pro rata over both sales
     m = market({("s", "b"): quantity, ("s", "c"): other_sale}, {("s", "b"): (quantity // 2, quantity)})
     m.commit("s", seller_readings)
     m.commit("b", buyer_readings)
     tid = m.trade_id("s", "b")
 
+    unmetered: list[str] = []
+
     def edge_statement(mg: str, party: str, readings: list[tuple[float, float, float]]) -> int | None:
         buckets = sealed_buckets(readings)
+        spans = commitment_intervals(CLOCK.window(T), CLOCK.commit_ms, CLOCK.max_gap_ms)
+        leaves = [leaf for c in spans for leaf in buckets.get(c, [])]
+        try:
+            metered(leaves, CLOCK.window(T), COUNTER[party], CLOCK.max_gap_ms)
+        except Unmetered:
+            unmetered.append(party)
         store = SimpleNamespace(leaves=lambda c: buckets.get(c, []), is_sealed=lambda c: True)
         metering = MgMetering(store, CLOCK.max_gap_ms / 3000, CLOCK.commit_ms / 1000, CLOCK.window,
                               lambda t: query.trades(m.chain.state, t), m.anonyms[mg].public,
@@ -388,8 +398,12 @@ def test_an_mgmc_states_for_a_disputed_trade_what_the_dso_vouches_for_its_side(
     seller = edge_statement("s", "seller", seller_readings)
     buyer = edge_statement("b", "buyer", buyer_readings)
     decision = resolve(m.chain.state, tid, CLOCK, m.node_of(), m.sealed)
-    event("a side unmetered" if seller is None or buyer is None else "both sides metered")
-    if seller is None or buyer is None:
+    event("a side unmetered" if unmetered else "both sides metered")
+    if "buyer" in unmetered:
+        assert buyer is None
+    if "seller" in unmetered:
+        event("the seller states its meter's bound" if seller is not None else "the seller states nothing")
+    if unmetered:
         assert isinstance(decision, Unresolved) and "metering" in decision.why
     else:
         assert isinstance(decision, Vouched)

@@ -10,7 +10,11 @@ exactly what the DSO would vouch for its side. `readings_bodies` are the `POST /
 bodies `{node, interval, leaves}` for the sealed ones. Pure: no I/O, no clock; `DisputeReadings` is the thin I/O
 shell that posts them (stdlib HTTP, in a thread: the Pi carries no web client), and `MgMetering` the trading
 agent's: its statements from the edge store, and a dispute's readings posted to the DSO.
-Never states from a guess: no reading after the window's end yet means `Unmetered`, not a number.
+Never states from a guess: no reading after the window's end yet means `Unmetered`, not a number. A window
+read past its end whose start (or end) no readings bracket — the MGMC's first reading came after the
+interval started: it started or restarted in it — is stated only as far as the meter proves without
+favouring this side (`provable_wh`): a seller the counter from its first reading in the window, a buyer
+nothing (`Unprovable`, logged once), leaving the trade to the seller's lone statement after the chain's wait.
 """
 
 from __future__ import annotations
@@ -21,20 +25,76 @@ import logging
 import urllib.error
 import urllib.request
 from collections.abc import Awaitable, Callable, Iterable, Sequence
+from fractions import Fraction
 from typing import Any, Protocol
 
 from peergrid_edge.settlement import PendingSettle
-from peergrid_ledger.metering import COUNTER, Unmetered, commitment_intervals, metered, trade_share
+from peergrid_ledger.metering import (
+    COUNTER,
+    Unmetered,
+    commitment_intervals,
+    counter_at,
+    metered,
+    samples,
+    trade_share,
+)
 
 log = logging.getLogger("peergrid.edge.trader")
+
+
+class Unprovable(Unmetered):
+    """The window is read past its end but a boundary is not bracketed (the meter's first reading came after
+    the interval started: the MGMC started or restarted in it; or an outage at a boundary), and this side has
+    nothing it can state without favouring itself: it stays silent for good, never "not metered yet"."""
 
 
 def statement_wh(
     leaves: Iterable[bytes], window: tuple[int, int], party: str, quantity: int, total: int, max_gap_ms: int
 ) -> int:
     """What this MG states for one trade as its `party` ("buyer": what arrived, "seller": what left): its PCC
-    meter's counter over the window, its share pro rata over its `total` agreed Wh on that side."""
-    return trade_share(metered(leaves, window, COUNTER[party], max_gap_ms), quantity, total)
+    meter's counter over the window (`provable_wh`), its share pro rata over its `total` agreed Wh on that
+    side."""
+    return trade_share(provable_wh(leaves, window, party, max_gap_ms), quantity, total)
+
+
+def provable_wh(leaves: Iterable[bytes], window: tuple[int, int], party: str, max_gap_ms: int) -> Fraction:
+    """The Wh this MG's meter proves crossed its PCC over `window` on its `party`'s counter: the DSO's
+    `metered` where readings bracket both boundaries. Where the window is read past its end (a reading at or
+    after it) but a boundary is not bracketed, the counter at that boundary is unknown, and what is honest
+    depends on the side (never overstate in one's own favour). A seller states what its meter proves left at
+    least: the counter from its first reading in the window (for an unknown start) to its last one in it (for
+    an unknown end); the counter never runs backwards (`samples` refuses that), so this never exceeds what
+    left over the window. A buyer can prove only that at least that much arrived, and stating a lower bound
+    would pay less than it got: it states nothing (`Unprovable`), and the seller's lone statement settles the
+    trade after the chain's wait (or a dispute, which the DSO settles on the seller's side, this side
+    unmetered). Not read to its end yet: `Unmetered` (wait), as `metered` says it."""
+    leaves = list(leaves)
+    try:
+        return metered(leaves, window, COUNTER[party], max_gap_ms)
+    except Unmetered as exc:
+        why = exc
+    found = samples(
+        leaves, COUNTER[party]
+    )  # a reading that does not decode, two meters, a reset: raised here
+    start, end = window
+    if not any(at >= end for at, _ in found):
+        raise why  # not read to its end yet: the statement waits
+    if party != "seller":
+        raise Unprovable(f"as the buyer it states nothing it cannot prove ({why})")
+    inside = [(at, counter) for at, counter in found if start <= at <= end]
+    if not inside:
+        raise Unprovable(f"no reading within the window ({why})")
+    low = _bracketed(found, start, max_gap_ms, inside[0][1])
+    high = _bracketed(found, end, max_gap_ms, inside[-1][1])
+    return max(Fraction(0), high - low) / 1000
+
+
+def _bracketed(found: list[tuple[int, int]], at: int, max_gap_ms: int, otherwise: int) -> Fraction:
+    """The counter at `at` where readings bracket it, else `otherwise` (a reading inside the window)."""
+    try:
+        return counter_at(found, at, max_gap_ms)
+    except Unmetered:
+        return Fraction(otherwise)
 
 
 def readings_bodies(node: bytes, sealed: Iterable[tuple[int, Sequence[bytes]]]) -> list[dict[str, Any]]:
@@ -175,6 +235,9 @@ class MgMetering:
         # a restart, from the verdicts its interval records kept: resume.recorded_verdicts)
         self.confirmed: dict[int, bool] = {}
         self.following: set[asyncio.Task[bool]] = set()
+        self.unprovable: set[bytes] = (
+            set()
+        )  # trades it cannot state from its meter (`Unprovable`): warned once
 
     def not_before(self, interval: int) -> float:
         """When a statement for `interval` may go (wall s): its end, and one meter poll after it."""
@@ -201,6 +264,15 @@ class MgMetering:
         leaves = [leaf for c in spans for leaf in self.store.leaves(c)]
         try:
             return statement_wh(leaves, window, pending.party, quantity, total, self.max_gap_ms)
+        except Unprovable as exc:
+            if pending.trade not in self.unprovable:
+                self.unprovable.add(pending.trade)
+                log.warning(
+                    "interval %d: trade %s not stated: its PCC meter has no reading at the interval's boundary "
+                    "(%s); its counterparty's statement settles it after the chain's wait",
+                    pending.interval, pending.trade.hex()[:16], exc,
+                )  # fmt: skip
+            return None
         except Unmetered as exc:
             log.info(
                 "interval %d: trade %s not metered yet: %s", pending.interval, pending.trade.hex()[:16], exc

@@ -21,6 +21,15 @@ ended. Never double-settles: each attempt first reads the trade on chain and sen
 settled, superseded, disputed or waiting on its deadline, and the contract refuses a second settlement
 anyway. `judge` and `Settlements` are pure (no I/O, times passed in); `Settler` is the thin async shell over
 the agent's chain access.
+A trade whose interval started before this MGMC's first PCC reading (it started, or restarted, within the
+interval): the counter at the interval's start is unknown, so no side can meter the interval as the DSO
+does. Each states only what it can prove without favouring itself (`pcc_readings.provable_wh`): the seller
+what its meter shows left from its first reading in the interval to its end (the counter never runs
+backwards, so never more than left); the buyer nothing — a lower bound of what arrived would have it pay
+for less than it got — and it says so in its log; the seller's lone statement then settles the trade after
+the chain's wait, and the buyer reads it settled. (Before, both waited for a reading that could never come
+and the trade was never stated by either.) Where neither can state (the seller has no reading in the
+interval at all), the trade stays unsettled and each gives it up at the day's end, as before.
 """
 
 from __future__ import annotations
