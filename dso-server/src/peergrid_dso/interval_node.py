@@ -37,7 +37,7 @@ from typing import Any, NamedTuple
 
 from peergrid_dso.broker_tls import check_broker
 from peergrid_dso.loop_settings import IntervalNodeSettings, LoopSettings
-from peergrid_dso.node_chains import ChainAdapter, Changed
+from peergrid_dso.node_chains import ChainAdapter, Changed, Throttled
 from peergrid_ledger import keys, query
 from peergrid_ledger import keyspace as ks
 from peergrid_ledger.settings import ConfigError, exit_with_config_error, load_settings
@@ -45,6 +45,7 @@ from peergrid_ledger.state import read_obj
 
 PROGRAM = "peergrid-dso-node"
 REOPEN_WAIT_S = 6.0  # a reopening not final by then never lands (its deadline): the MGMCs keep their trades
+ENROL_RETRY_S = 1.0  # a failed enrolment is tried again at the next final block, or after this at the latest
 log = logging.getLogger("peergrid_dso.interval_node")
 
 
@@ -135,6 +136,7 @@ class DsoLoop:
     listeners: list[Callable[[dict[str, Any]], None]] = field(default_factory=list)  # each interval's record
     current: int | None = None  # the interval being worked on
     mgmc: ChainAdapter | None = None  # the MGMC chain (non-voting), where the DSO reopens intervals
+    said: Throttled = field(default_factory=lambda: Throttled(log))  # retries' warnings, once per few s
 
     def publish(self, doc: dict[str, Any]) -> None:
         # retained: an MGMC that (re)connects learns at once how far the DSO got
@@ -142,6 +144,10 @@ class DsoLoop:
         self.transport.client.publish(topic, json.dumps(doc), qos=1, retain=True)
 
     async def enrol(self) -> None:
+        """Enrol each configured MG's anonym, once (a restart finds it enrolled). A submit that did not land
+        is tried again only after the next final block (the adapter waits for a pending one; nothing here
+        spins, whatever it answers); one the chain refuses for good (a revoked anonym, an anonym equal to its
+        MGMC's key) is logged and that MG left out: the DSO serves the others."""
         from peergrid_ledger.core import is_revoked
 
         for mg, entry in sorted(self.settings.mgs.items()):
@@ -152,8 +158,13 @@ class DsoLoop:
                 result = await self.adapter.submit(
                     self.dso_key, "enrol", {"mgmc": bytes.fromhex(entry.node), "anonym": anonym, "label": mg}
                 )
-                if not result.ok:
-                    log.warning("enrolment of %s not final yet: %s", mg, result.detail)
+                if result.ok:
+                    continue
+                if result.reason == "refused":
+                    log.error("the DSO chain refuses to enrol %s: %s; not enrolled", mg, result.detail)
+                    break
+                self.said.warning("enrolment of %s not final yet: %s", mg, result.detail)
+                await self.changed.wait(ENROL_RETRY_S)
 
     def active_mgs(self) -> set[str]:
         """The MGs the DSO waits for: its config's, less those revoked on the DSO chain (their injections
