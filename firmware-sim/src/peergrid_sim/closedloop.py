@@ -57,15 +57,16 @@ class SettleByBoth:
     interval_ms: int | None = None
 
     @classmethod
-    def for_lab(cls, interval_s: float, first_interval: int, not_after_s: float) -> SettleByBoth:
-        """A three-interval window (at least 3 s) and the clock of a lab whose first interval starts no earlier
-        than `not_after_s` (wall s; the genesis is written before the loop fixes its t0): the chain's interval
-        ends then fall at or before the real ones, so an MGMC stating after its real end is never refused, and
-        a statement is refused until at most that lead before the real end."""
+    def for_lab(cls, interval_s: float, first_interval: int, t0_s: float) -> SettleByBoth:
+        """A three-interval window (at least 3 s) and the clock of a lab whose first interval starts at `t0_s`
+        (wall s: the loop's t0, `ClosedLoop.fix_t0`, fixed before the genesis is written and the same the
+        MGMCs and the DSO are given): the chain's interval k ends when the lab's does (at most 1 ms before:
+        never after, so an MGMC stating after its real end is never refused, and none can state before it).
+        The wait needs no relation to the lab's warm-up: the lead is not in the clock (review10 F2)."""
         interval_ms = round(interval_s * 1000)
         return cls(
             wait_ms=max(3_000, 3 * interval_ms),
-            epoch_ms=math.floor(not_after_s * 1000) - first_interval * interval_ms,
+            epoch_ms=math.floor(t0_s * 1000) - first_interval * interval_ms,
             interval_ms=interval_ms,
         )
 

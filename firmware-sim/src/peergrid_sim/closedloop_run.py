@@ -73,12 +73,32 @@ class ClosedLoop:
     dso_extra: dict[str, Any] = field(default_factory=dict)  # DSO node settings (e.g. vmin_pu)
     interval_min: float = 15.0
     dayahead: bool = False  # the MGMCs' day-ahead session and forward trades (LoopTiming.dayahead)
-    started_at: float = field(default_factory=time.time)
+    t0: float | None = None  # wall time the first interval starts (`fix_t0`)
 
     @property
     def lead_s(self) -> float:
         """Wall seconds from the start to the first interval: the warm-up, and the day-ahead stage's time."""
         return self.warmup_s + (DAYAHEAD_LEAD_S if self.dayahead else 0.0)
+
+    def fix_t0(self, now: float | None = None) -> float:
+        """The wall time the first interval starts, fixed at the first call (now + `lead_s`) and the same ever
+        after: the testbed fixes it before it writes the MGMC genesis, whose settlement interval clock
+        (`SettleByBoth.for_lab`) must be the loop's own (`loop_timing`; review10 F2: a clock fixed at the
+        genesis ran the whole lead, 45 s with --dayahead, ahead of the real intervals)."""
+        if self.t0 is None:
+            self.t0 = (time.time() if now is None else now) + self.lead_s
+        return self.t0
+
+    def loop_timing(self) -> LoopTiming:
+        """The MGMCs' and the DSO's timing: the first interval at `fix_t0`."""
+        return LoopTiming(
+            self.fix_t0(),
+            self.interval_s,
+            self.first_interval,
+            self.intervals,
+            self.block_period_ms,
+            self.dayahead,
+        )
 
     def records_dir(self, bed: Any) -> Path:
         path = Path(bed.workdir) / "records"
@@ -94,27 +114,21 @@ class ClosedLoop:
         bed.speed = speed
         day = dt.datetime.fromisoformat(str(raw.get("start", "2026-06-21T00:00:00Z")).replace("Z", "+00:00"))
         day = day.replace(hour=0, minute=0, second=0, microsecond=0)
-        start = day + dt.timedelta(minutes=self.first_interval * interval_min, seconds=-self.lead_s * speed)
+        # the devices' clock starts when firmware-sim does, a moment after this: its first interval at t0
+        lead = max(0.0, self.fix_t0() - time.time())
+        start = day + dt.timedelta(minutes=self.first_interval * interval_min, seconds=-lead * speed)
         raw["start"] = start.isoformat().replace("+00:00", "Z")
         raw["speed"] = speed
         path = Path(bed.workdir) / "config" / "sim-scenario.yaml"
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(yaml.safe_dump(raw, sort_keys=False), encoding="utf-8")
-        self.started_at = time.time()
         return path
 
     def start(self, bed: Any, endpoints: list[dict[str, Any]], endpoints_file: Path) -> None:
         workdir = Path(bed.workdir)
         feeder = bed.scenario.feeder
         self.chains = LabChains.create(workdir / "keys", feeder, bed.scenario_path)
-        self.timing = LoopTiming(
-            self.started_at + self.lead_s,
-            self.interval_s,
-            self.first_interval,
-            self.intervals,
-            self.block_period_ms,
-            self.dayahead,
-        )
+        self.timing = self.loop_timing()
         broker = (bed.broker.host, bed.broker.port)
         records = self.records_dir(bed)
         case, ties = "case33bw", None

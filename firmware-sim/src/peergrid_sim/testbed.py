@@ -21,11 +21,15 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from peergrid_ledger.settings import ConfigError, exit_with_config_error
 from peergrid_sim.broker import LOOPBACK, wait_for_port
 from peergrid_sim.processes import Testbed, TestbedError
 from peergrid_sim.scenario import load_scenario
+
+if TYPE_CHECKING:
+    from peergrid_sim.closedloop_run import ClosedLoop
 
 PROGRAM = "peergrid-testbed"
 SCENARIOS = Path(__file__).resolve().parents[2] / "scenarios"
@@ -101,6 +105,31 @@ def _default_http_port() -> int:
     return 8080 if not wait_for_port(LOOPBACK, 8080, 0.05) else 0
 
 
+def lab_loop(args: argparse.Namespace, workdir: Path, scenario: Any) -> ClosedLoop | None:
+    """The closed loop the testbed runs (`closedloop_run.ClosedLoop`; None: no market), with the lab's keys and
+    geneses written once (a second start reuses them): its t0 is fixed here, before the MGMC genesis, whose
+    settlement clock (with --settle-by-both) is the loop's own intervals, not ones a warm-up ahead."""
+    if args.no_market or (args.intervals is None and len(scenario.microgrids) < 2):
+        return None
+    from peergrid_sim.closedloop import LabChains, SettleByBoth
+    from peergrid_sim.closedloop_run import ClosedLoop
+
+    loop = ClosedLoop(args.intervals or 96 - args.first_interval, args.first_interval, args.interval_s,
+                      args.block_period_ms, cuttable=tuple(args.cuttable), dayahead=args.dayahead)  # fmt: skip
+    t0 = loop.fix_t0()  # (after `dayahead`: the lead grows with it)
+    by_both = SettleByBoth.for_lab(args.interval_s, args.first_interval, t0) if args.settle_by_both else None
+    LabChains.create(workdir / "keys", scenario.feeder, args.scenario, by_both)
+    if args.dso_reconfigure_every is not None:  # e.g. 0: operators reconfigure from the console
+        loop.dso_extra["reconfigure_every"] = max(0, args.dso_reconfigure_every)
+    if args.dso_vmin is not None:  # a stricter floor: the DSO must send adjustment contracts
+        loop.dso_extra |= {
+            "vmin_pu": args.dso_vmin,
+            "reconfigure_every": 0,
+            "reconfigure_when_insecure": False,
+        }
+    return loop
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
@@ -111,35 +140,7 @@ def main(argv: list[str] | None = None) -> int:
     workdir.mkdir(parents=True, exist_ok=True)
     http_port = _default_http_port() if args.http_port is None else args.http_port
     bed = Testbed(workdir, args.scenario, scenario, http_port, args.speed)
-    if not args.no_market and (args.intervals is not None or len(scenario.microgrids) >= 2):
-        from peergrid_sim.closedloop_run import ClosedLoop
-
-        bed.loop = ClosedLoop(
-            args.intervals or 96 - args.first_interval,
-            args.first_interval,
-            args.interval_s,
-            args.block_period_ms,
-        )
-        bed.loop.cuttable = tuple(args.cuttable)
-        bed.loop.dayahead = args.dayahead
-        # the lab's keys and geneses are written here, once (the loop reuses them): with settle_by_both or not
-        from peergrid_sim.closedloop import LabChains, SettleByBoth
-
-        # (the loop's t0 comes later, in bed.start(): the chain's interval clock is set from now, no later than it)
-        by_both = (
-            SettleByBoth.for_lab(args.interval_s, args.first_interval, time.time())
-            if args.settle_by_both
-            else None
-        )
-        LabChains.create(workdir / "keys", scenario.feeder, args.scenario, by_both)
-        if args.dso_reconfigure_every is not None:  # e.g. 0: operators reconfigure from the console
-            bed.loop.dso_extra["reconfigure_every"] = max(0, args.dso_reconfigure_every)
-        if args.dso_vmin is not None:  # a stricter floor: the DSO must send adjustment contracts
-            bed.loop.dso_extra |= {
-                "vmin_pu": args.dso_vmin,
-                "reconfigure_every": 0,
-                "reconfigure_when_insecure": False,
-            }
+    bed.loop = lab_loop(args, workdir, scenario)
     stop_reason: list[str] = []
 
     def on_signal(signum: int, _frame: object) -> None:
