@@ -11,9 +11,9 @@ on and, as coordinator, steps and closes at the stop, but never closes a failed 
 this process. Closed (`found_closed`): it takes the outcome the chain shows (a stop: the forward stage
 follows; closed before any stop: the stage failed, `SessionFailed`).
 Each function acts on the agent's side of the session (its book, anchor, phase, rules, iteration) as the
-agent's own steps do, and goes on through the agent's seams (`_phases`, `_finish`, `_post`, `_stop_at`,
-`_first_model`), so that a subclass overriding one is obeyed. Never guesses: a checkpoint the chain does
-not bear out is not used.
+agent's own steps do, goes on with the rounds (`dayahead_rounds.play_phases`) and through the agent's seams
+(`_finish`, `_post`, `_stop_at`, `_first_model`), so that a subclass overriding one is obeyed. Never
+guesses: a checkpoint the chain does not bear out is not used.
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 from peergrid_controller.dayexchange import Book, answer
 from peergrid_controller.daymodel import DayModel
 from peergrid_edge.dayahead_rejoin import ended, kwh_stop, rebuilt
+from peergrid_edge.dayahead_rounds import play_phases
 from peergrid_edge.dayahead_state import CheckpointError, load
 from peergrid_edge.exchange_io import ROLE, SessionFailed
 from peergrid_ledger.contracts import exchange
@@ -67,7 +68,7 @@ async def rejoin(agent: DayAheadAgent, record: dict[str, Any]) -> str:
     log.warning("day-ahead session %s: rejoined at iteration %d (%s), its anchor its rounded post",
                 agent.session, k, "its post of it on the chain" if mine["iteration"] == k else "to post")  # fmt: skip
     model = model_for(agent, book)
-    return await agent._phases(model, agent.own, k if mine["iteration"] == k else None)
+    return await play_phases(agent, model, agent.own, k if mine["iteration"] == k else None)
 
 
 async def resume(
