@@ -7,7 +7,8 @@ the test pumps it, LevelDB store in tmp_path), with no block at first, so the fi
 - another transaction waits for the pending one to land, then lands with the next nonce;
 - a pending transaction of the key that this adapter did not send (gossiped back after a restart) is waited
   for too, block by block, and the new one signed after it;
-- with no block at all the wait ends at the submit's timeout, a few wake-ups and one log line, not a spin.
+- with no block at all the wait ends at the submit's timeout, a few wake-ups and one log line, not a spin;
+- `DsoLoop.enrol` after its first enrolment timed out: that one lands, nothing is signed again.
 `Throttled` says a repeated message once per period, then how often it repeated.
 """
 
@@ -16,11 +17,15 @@ from __future__ import annotations
 import asyncio
 import logging
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
 
+from peergrid_dso.interval_node import DsoLoop
 from peergrid_dso.node_chains import ChainAdapter, Throttled
+from peergrid_ledger import query
+from peergrid_ledger.keys import Keypair
 from peergrid_ledger.tx import sign_tx
 
 from .test_refused_submit import Lab
@@ -40,6 +45,7 @@ class Counting:
 
         def counted_submit(raw: bytes, now: int) -> Any:
             self.sent += 1
+            assert self.sent < 100, "the adapter spins: signing again and again with no block in between"
             return submit(raw, now)
 
         async def counted_wait(timeout: float) -> None:
@@ -121,6 +127,34 @@ def test_a_pending_transaction_the_adapter_did_not_send_is_waited_for(tmp_path: 
     assert result.ok, result  # (the old adapter: "mempool", another transaction with nonce N is pending)
     assert app.next_nonce(lab.seller.public) == nonce + 2 and lab.store.locate_tx(gossiped.txid) is not None
     assert counting.sent <= 3, counting.sent  # refused once, maybe again at a block, then signed after it
+    lab.store.close()
+
+
+def test_the_dso_enrols_once_after_its_first_enrolment_timed_out(tmp_path: Path) -> None:
+    """The lab's livelock end to end: `DsoLoop.enrol` with the real adapter and replica, its first enrol still
+    pending (not final in its time), the chain's blocks only coming a little later: one enrol lands."""
+    lab = Lab(tmp_path)
+    app = lab.replica.app
+    nonce = app.next_nonce(lab.dso.public)
+    node, anonym = Keypair.generate(), Keypair.generate()
+    settings = SimpleNamespace(
+        mgs={"mg1": SimpleNamespace(anonym=anonym.public.hex(), node=node.public.hex())}
+    )
+    body = {"mgmc": node.public, "anonym": anonym.public, "label": "mg1"}
+
+    async def run() -> tuple[Any, Counting]:
+        adapter = ChainAdapter(lab.node, "mgmc", asyncio.get_running_loop(), lab.changed)
+        first = await adapter.submit(lab.dso, "enrol", body, timeout=0.2)
+        assert first.reason == "timeout", first
+        counting = Counting(lab)
+        dso = DsoLoop(settings, lab.replica, adapter, lab.changed, *[None] * 4, lab.dso, None, None)  # type: ignore[arg-type]
+        await with_blocks_after(lab, 0.3, asyncio.wait_for(dso.enrol(), 30))
+        return first, counting
+
+    first, counting = asyncio.run(run())
+    assert query.account(app.state, anonym.public) is not None  # enrolled
+    assert app.next_nonce(lab.dso.public) == nonce + 1 and lab.store.locate_tx(first.txid) is not None
+    assert counting.sent == 0  # by the first enrol, waited for; none signed again
     lab.store.close()
 
 

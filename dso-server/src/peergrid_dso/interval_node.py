@@ -160,8 +160,9 @@ class DsoLoop:
                 )
                 if result.ok:
                     continue
-                if result.reason == "refused":
-                    log.error("the DSO chain refuses to enrol %s: %s; not enrolled", mg, result.detail)
+                if result.reason == "refused":  # (unless an earlier one, pending meanwhile, enrolled it)
+                    if query.account(self.replica.app.state, anonym) is None:
+                        log.error("the DSO chain refuses to enrol %s: %s; not enrolled", mg, result.detail)
                     break
                 self.said.warning("enrolment of %s not final yet: %s", mg, result.detail)
                 await self.changed.wait(ENROL_RETRY_S)
