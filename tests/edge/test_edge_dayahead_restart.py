@@ -6,7 +6,7 @@ ends as a killed process's would: no failure path, no close), or a real cancella
 chain reaches an iteration (wherever the agent then is, a submission in flight too); the "restart" is a
 fresh agent with the same key, MG and session, as `trader.run` makes one. The session must complete for
 every MGMC, within a Wh and a few nano/kWh of the run without the restart (the restarted MG anchors at its
-rounded post: `dayahead_agent._rejoin`); a session found closed goes straight to the forward stage, an
+rounded post: `dayahead_restart.rejoin`); a session found closed goes straight to the forward stage, an
 accept found on the chain is not posted again, and a restarted coordinator never closes a session it did
 not open in its own process.
 """
