@@ -26,7 +26,6 @@ be called from the web server's threads.
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import threading
 import time
@@ -48,6 +47,7 @@ from peergrid_dso.disputes import (
 from peergrid_ledger import keys, query
 from peergrid_ledger.block import decode_block
 from peergrid_ledger.contracts.market_state import trade_key
+from peergrid_ledger.records import append_record
 
 log = logging.getLogger("peergrid_dso.dispute_node")
 TRADE_PREFIX = trade_key(b"")
@@ -267,8 +267,7 @@ class DisputeSettler:
             self.history = [*self.history[-999:], doc]
         log.info("dispute %s: %s", trade.hex()[:16], doc.get("outcome"))
         if self.record_file is not None:
-            with self.record_file.open("a", encoding="utf-8") as out:
-                out.write(json.dumps(doc, default=str) + "\n")
+            append_record(self.record_file, doc)
 
     def snapshot(self) -> dict[str, Any]:
         """The disputes the DSO knows and how each was decided (latest decision first by trade)."""

@@ -40,6 +40,7 @@ from peergrid_dso.loop_settings import IntervalNodeSettings, LoopSettings
 from peergrid_dso.node_chains import ChainAdapter, Changed, Throttled
 from peergrid_ledger import keys, query
 from peergrid_ledger import keyspace as ks
+from peergrid_ledger.records import append_record
 from peergrid_ledger.settings import ConfigError, exit_with_config_error, load_settings
 from peergrid_ledger.state import read_obj
 
@@ -374,8 +375,7 @@ class DsoLoop:
 
     def record(self, doc: dict[str, Any]) -> None:
         if self.settings.record_file is not None:
-            with self.settings.record_file.open("a", encoding="utf-8") as out:
-                out.write(json.dumps(doc, default=str) + "\n")
+            append_record(self.settings.record_file, doc)
         for listener in self.listeners:
             try:
                 listener(doc)
