@@ -36,6 +36,7 @@ from peergrid_edge.replicas import ChainSpec, EdgeLedger, Submission
 from peergrid_edge.trader import MarketAgent
 from peergrid_ledger import codec, keys
 from peergrid_ledger.contracts import exchange as contract
+from peergrid_ledger.contracts.exchange_state import reserved_name
 from peergrid_ledger.genesis import Account, Genesis, Params
 from peergrid_ledger.keys import Keypair
 
@@ -424,7 +425,9 @@ def test_the_trading_agent_runs_the_stage_once_and_records_its_outcome(tmp_path:
     allocation, record, positions = simulated(scenario, DayAheadConfig())
     stepped = allocation.iterations - (allocation.stop == "value")  # less the abandoned verdict round
     for (name, agent), outcome in zip(agents.items(), outcomes, strict=True):
-        assert outcome.completed and outcome.session == f"dayahead/{int(T0)}/0"
+        assert outcome.completed and outcome.session == reserved_name(
+            min(keys_.values(), key=lambda k: k.public).public, f"dayahead/{int(T0)}/0"
+        )
         assert outcome.prices == record["prices"] and list(outcome.positions) == positions[name]
         (line,) = (tmp_path / f"{name}.jsonl").read_text().splitlines()
         written = json.loads(line)["dayahead"]

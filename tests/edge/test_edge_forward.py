@@ -47,6 +47,7 @@ from peergrid_edge.settlement import Settlements, Settler
 from peergrid_edge.trader import MarketAgent
 from peergrid_ledger import query
 from peergrid_ledger.contracts import exchange_clearing
+from peergrid_ledger.contracts.exchange_state import reserved_name
 from peergrid_ledger.genesis import Params
 from peergrid_ledger.keys import Keypair
 
@@ -478,7 +479,9 @@ def test_the_trading_agent_accepts_after_a_completed_session_and_records_the_cle
 
     outcomes = run_on(ledger, play)
     for (name, agent), outcome in zip(agents.items(), outcomes, strict=True):
-        assert outcome.cleared and outcome.session == f"dayahead/{int(T0)}/0"
+        assert outcome.cleared and outcome.session == reserved_name(
+            min(keys_.values(), key=lambda k: k.public).public, f"dayahead/{int(T0)}/0"
+        )
         assert outcome.accepted[3] == 0 and 3 not in outcome.intervals  # outside what it trades
         lines = [json.loads(line) for line in (tmp_path / f"{name}.jsonl").read_text().splitlines()]
         assert [next(iter(doc)) for doc in lines] == ["dayahead", "forward"]

@@ -91,6 +91,7 @@ from peergrid_edge.resume import (
 )
 from peergrid_edge.settlement import PendingSettle, Settlements, Settler, unsettled_trades
 from peergrid_ledger import keys, query
+from peergrid_ledger.contracts.exchange_state import reserved_name
 
 if TYPE_CHECKING:
     from peergrid_edge.daemon import EdgeDaemon
@@ -300,7 +301,9 @@ class MarketAgent:
         self.phase = "dayahead"
         genesis = self.ledger.replicas["mgmc"].app.genesis
         members = sorted(a.key for a in genesis.accounts if "anonym" in a.roles)
-        session = f"dayahead/{int(self.s.t0)}/{self.s.first_interval}"
+        # reserved to the coordinator (the lowest member key): a member that opened the predictable name first
+        # would have every MGMC refuse to join and the day's forward stage fail for all (review11 F3)
+        session = reserved_name(members[0], f"dayahead/{int(self.s.t0)}/{self.s.first_interval}")
         deadline = dayahead_deadline(
             self._start_of(self.s.first_interval), self.s.phase_timeout_s, margin_s(genesis.params)
         )
