@@ -73,3 +73,18 @@ def test_the_devices_first_interval_is_the_loops(tmp_path: Path) -> None:
         loop.t0 - written, abs=0.05
     )  # wall s from the writing to the first interval
     assert loop.t0 - written < loop.lead_s - 0.15  # the lead counts from t0's fixing, not from here
+
+
+def test_every_member_has_an_accept_window_that_never_moves_an_honest_deadline(tmp_path: Path) -> None:
+    """review9 F4 in the lab: the close raises a deadline less than `accept_window_ms` after it, and the edge's
+    own close comes ACCEPTS_BEFORE phase timeouts before its clear deadline, so only a dishonest one moves."""
+    from peergrid_edge.trader import ACCEPTS_BEFORE
+    from peergrid_sim.closedloop import phase_timeout_s
+
+    args = build_parser().parse_args(["--scenario", str(SCENARIO), "--intervals", "4", "--dayahead"])
+    loop = lab_loop(args, tmp_path, load_scenario(SCENARIO))
+    assert loop is not None
+    params = Genesis.from_json(json.loads((tmp_path / "keys" / "mgmc-genesis.json").read_text())).params
+    assert params.accept_rounds == 2 and params.accept_window_ms > 0
+    honest_gap_ms = ACCEPTS_BEFORE * phase_timeout_s(loop.loop_timing().interval_s) * 1000
+    assert params.accept_window_ms <= honest_gap_ms

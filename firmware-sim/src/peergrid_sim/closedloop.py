@@ -120,9 +120,17 @@ class LabChains:
             # a buyer's maximum caps what the market allocates it, not its requests (cap_on_fills: a capped
             # buyer asking rationed sellers is still filled up to it; the edge agent reads it from here); a
             # day-ahead clear waits until every member re-checked the clear's cut of its accept (accept rounds;
-            # a silent member stands on its last accept after 1 s: half the lab's shortest phase timeout)
+            # a silent member stands on its last accept after 1 s: half the lab's shortest phase timeout), and
+            # every member has at least 4 s after the close to accept, whatever deadline the coordinator set
+            # (review9 F4; two of the shortest phase timeouts: the edge's own close-to-deadline gap at its
+            # shortest, trader.ACCEPTS_BEFORE, so an honest session's deadline is never moved)
             mgmc_params = replace(
-                params, max_reopens=DSO_ITERATIONS, cap_on_fills=1, accept_rounds=2, accept_wait_ms=1_000
+                params,
+                max_reopens=DSO_ITERATIONS,
+                cap_on_fills=1,
+                accept_rounds=2,
+                accept_wait_ms=1_000,
+                accept_window_ms=4_000,
             )
             if settle_by_both is not None:  # each party states what its PCC meter says (edge settlement.py)
                 mgmc_params = replace(mgmc_params, **settle_by_both.params())
