@@ -15,6 +15,13 @@ read past its end whose start (or end) no readings bracket — the MGMC's first 
 interval started: it started or restarted in it — is stated only as far as the meter proves without
 favouring this side (`provable_wh`): a seller the counter from its first reading in the window, a buyer
 nothing (`Unprovable`, logged once), leaving the trade to the seller's lone statement after the chain's wait.
+A counter that never counted is not a missing reading: SunSpec says an accumulator's 0 as "not accumulated"
+(the edge's decoder gives None, and the leaf leaves the quantity out), so the PCC of an MG that has never
+exported carries no export counter at all, read every poll all the same. `counting_leaves` reads it as 0 in a
+PCC meter reading without it where that is never in this side's favour, or proven: a seller always (0 left is
+the least it can state), a buyer only where some reading shows its import counter (it is implemented, so its
+absence was a 0); a buyer whose meter, read past the end, never counted an import states nothing
+(`Unprovable`). Before, such a seller said "not metered yet" at every try until the day ended.
 """
 
 from __future__ import annotations
@@ -29,11 +36,14 @@ from fractions import Fraction
 from typing import Any, Protocol
 
 from peergrid_edge.settlement import PendingSettle
+from peergrid_ledger.codec import decode, encode
 from peergrid_ledger.metering import (
     COUNTER,
+    METER,
     Unmetered,
     commitment_intervals,
     counter_at,
+    meter_sample,
     metered,
     samples,
     trade_share,
@@ -68,7 +78,7 @@ def provable_wh(leaves: Iterable[bytes], window: tuple[int, int], party: str, ma
     would pay less than it got: it states nothing (`Unprovable`), and the seller's lone statement settles the
     trade after the chain's wait (or a dispute, which the DSO settles on the seller's side, this side
     unmetered). Not read to its end yet: `Unmetered` (wait), as `metered` says it."""
-    leaves = list(leaves)
+    leaves = counting_leaves(list(leaves), party)
     try:
         return metered(leaves, window, COUNTER[party], max_gap_ms)
     except Unmetered as exc:
@@ -78,6 +88,12 @@ def provable_wh(leaves: Iterable[bytes], window: tuple[int, int], party: str, ma
     )  # a reading that does not decode, two meters, a reset: raised here
     start, end = window
     if not any(at >= end for at, _ in found):
+        read = samples(counting_leaves(leaves, "seller"), COUNTER["seller"])  # every PCC meter reading
+        if party != "seller" and any(at >= end for at, _ in read):
+            raise Unprovable(
+                f"as the buyer it states nothing: its PCC meter, read past the window's end, shows no "
+                f"{COUNTER[party]} counter (never counted an import, or has none)"
+            )
         raise why  # not read to its end yet: the statement waits
     if party != "seller":
         raise Unprovable(f"as the buyer it states nothing it cannot prove ({why})")
@@ -87,6 +103,28 @@ def provable_wh(leaves: Iterable[bytes], window: tuple[int, int], party: str, ma
     low = _bracketed(found, start, max_gap_ms, inside[0][1])
     high = _bracketed(found, end, max_gap_ms, inside[-1][1])
     return max(Fraction(0), high - low) / 1000
+
+
+def counting_leaves(leaves: list[bytes], party: str) -> list[bytes]:
+    """`leaves` with the `party`'s counter read as 0 in each PCC meter reading without it (SunSpec's "not
+    accumulated": nothing crossed that way yet): for a seller always (0 left is the least it can state), for a
+    buyer only where some reading shows its import counter, so the meter has one (else as they are). Only for
+    counting here: a leaf changed so is never sealed, posted or proven (its bytes are not the committed ones)."""
+    counter = COUNTER[party]
+    if party != "seller" and not any(meter_sample(leaf, counter) for leaf in leaves):
+        return leaves
+    counted = []
+    for leaf in leaves:
+        if meter_sample(leaf, counter) is None:  # one that does not decode is raised here, as `samples` does
+            fields = decode(leaf)
+            if (
+                isinstance(fields, dict)
+                and fields.get("nature") == METER
+                and isinstance(fields.get("milli"), dict)
+            ):
+                leaf = encode({**fields, "milli": {**fields["milli"], counter: 0}})
+        counted.append(leaf)
+    return counted
 
 
 def _bracketed(found: list[tuple[int, int]], at: int, max_gap_ms: int, otherwise: int) -> Fraction:
@@ -268,8 +306,8 @@ class MgMetering:
             if pending.trade not in self.unprovable:
                 self.unprovable.add(pending.trade)
                 log.warning(
-                    "interval %d: trade %s not stated: its PCC meter has no reading at the interval's boundary "
-                    "(%s); its counterparty's statement settles it after the chain's wait",
+                    "interval %d: trade %s not stated: its PCC meter cannot prove its side (%s); its "
+                    "counterparty's statement settles it after the chain's wait",
                     pending.interval, pending.trade.hex()[:16], exc,
                 )  # fmt: skip
             return None
