@@ -92,6 +92,7 @@ from peergrid_edge.resume import (
 from peergrid_edge.settlement import PendingSettle, Settlements, Settler, unsettled_trades
 from peergrid_ledger import keys, query
 from peergrid_ledger.contracts.exchange_state import reserved_name
+from peergrid_ledger.records import append_record
 
 if TYPE_CHECKING:
     from peergrid_edge.daemon import EdgeDaemon
@@ -605,5 +606,4 @@ class MarketAgent:
     def _record(self, doc: dict[str, Any]) -> None:
         if self.s.record_file is None:
             return
-        with self.s.record_file.open("a", encoding="utf-8") as out:
-            out.write(json.dumps(doc, default=str) + "\n")
+        append_record(self.s.record_file, doc)
