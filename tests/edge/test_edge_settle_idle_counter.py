@@ -43,7 +43,9 @@ def pcc_leaf(at_ms: int, exported_wh: int, imported_wh: int) -> bytes:
     return reading_leaf("meter", "meter", at_ms / 1000, reading)
 
 
-def polls(exported: int, imported: int, per_poll: tuple[int, int], first: int = 57_000, last: int = 69_000):  # type: ignore[no-untyped-def]
+def polls(
+    exported: int, imported: int, per_poll: tuple[int, int], first: int = 57_000, last: int = 69_000
+) -> list[bytes]:
     """Polls every 1.5 s from `first` to `last` ms, the counters growing by `per_poll` (export, import) Wh."""
     out = []
     for k, at in enumerate(range(first, last + 1, 1_500)):
