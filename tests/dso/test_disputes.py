@@ -111,11 +111,13 @@ def market(
     balance: int = 10**9,
     readings: dict[str, Sequence[tuple[float, float, float]]] | None = None,
     wait_ms: int | None = None,
+    cover: tuple[int, int] | None = None,
 ) -> Market:
     """Sellers offer, buyers bid `sales` (seller, buyer) -> Wh before interval T, the interval closes; each MG
     in `readings` seals its PCC readings in time (each commitment a second after its interval ended, handed to
     the DSO), then each pair in `statements` states (buyer's, seller's) delivered after the interval ended.
-    `wait_ms`: the genesis' settle_wait_ms (default its own, an hour)."""
+    `wait_ms`: the genesis' settle_wait_ms (default its own, an hour). `cover`: (retail, feed-in) the DSO prices
+    every MG's cover with for interval T (`market.tariff`), so the trades carry imbalance compensation."""
     mgs = sorted({mg for pair in sales for mg in pair})
     dso, authority = Keypair.generate(), Keypair.generate()
     anonyms = {mg: Keypair.generate() for mg in mgs}
@@ -140,6 +142,9 @@ def market(
             {"seller": anonyms[s].public, "quantity": q} for (s, b), q in sorted(sales.items()) if b == buyer
         ]
         m.do(anonyms[buyer], "bid", {"interval": T, "round": 1, "demands": demands})
+    for mg in mgs if cover is not None else ():
+        m.do(dso, "market.tariff", {"account": anonyms[mg].public, "first_interval": T,
+                                    "retail": [cover[0]], "feed_in": [cover[1]]})  # fmt: skip
     m.do(anonyms[mgs[0]], "trade", {"interval": T})
     buckets = [
         (b, mg, leaves) for mg, r in (readings or {}).items() for b, leaves in sealed_buckets(r).items()

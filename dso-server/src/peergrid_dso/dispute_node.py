@@ -4,8 +4,9 @@ Promises: `DisputeSettler` follows the final blocks of the DSO's non-voting MGMC
 every `settle` transaction in a final block names a trade that may now be disputed; at `run` start it also
 looks through the replica's whole state once, so disputes from before a restart are found. For each disputed
 trade it asks the pure resolver (`disputes.resolve`) for the energy both parties' sealed PCC readings confirm
-and sends `settle {trade, delivered}` under the DSO key through the chain adapter (`node_chains.ChainAdapter`:
-judged on the committed state first, so a refusal comes back at once with the chain's reason, never as a
+and sends `settle {trade, delivered}` (on a trade whose parties the DSO priced with `market.tariff`, also
+`seller_short` and `buyer_short`: `disputes.Vouched.shorts`) under the DSO key through the chain adapter
+(`node_chains.ChainAdapter`: judged on the committed state first, so a refusal comes back at once with the chain's reason, never as a
 wait); the readings it held for a trade it no longer needs are dropped. Each decision is recorded once per change (`decisions`, and a JSON line in `record_file`): settled
 (with the metering it rests on and the txid), refused (the chain's reason; tried again after `retry_s` while
 the trade is still disputed, e.g. a buyer without funds), or unresolved (why: readings missing, not the sealed
@@ -220,7 +221,9 @@ class DisputeSettler:
             self.decide(trade, {"settled": False, "outcome": "unresolved", **to_json(decision)})
             return
         assert isinstance(decision, Vouched)
-        body = {"trade": trade, "delivered": decision.delivered}
+        body: dict[str, Any] = {"trade": trade, "delivered": decision.delivered}
+        if decision.shorts is not None:  # a priced trade: the DSO names both sides' shortfalls
+            body["seller_short"], body["buyer_short"] = decision.shorts
         result = await self.adapter.submit(self.dso_key, "settle", body, precheck=True)
         after = query.settlement(self.state, trade)
         doc = {**to_json(decision), "statements": _statements(where)}

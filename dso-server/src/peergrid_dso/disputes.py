@@ -56,6 +56,20 @@ meter, a broken one) would gain by withholding (0 instead of its own statement);
 withholding never takes a buyer below its own word. The readings are the parties' own: without meter-signed
 or DSO-taken readings an MGMC can still seal false readings in time; the bound stops only readings made after
 the fact.
+
+Shortfalls (`Vouched.shorts`, only on a trade whose parties the DSO priced with `market.tariff`, i.e.
+`market_state.cover_prices` is not None; None otherwise, and the DSO's settle stays `{trade, delivered}`): the
+contract needs the DSO to name each side's own shortfall, the larger exactly agreed − delivered, and charges
+the side short more the compensation for the excess (`market_state.compensation`). From what the DSO metered:
+    a metered side:    agreed − min(its share, agreed)
+    an unmetered side: agreed − delivered (the whole gap)
+Both metered, delivered = min of the shares, so the larger is agreed − delivered. Under a deadline rule the
+delivered figure is at most the metered side's share, so its shortfall is at most the gap and the unmetered
+side owns the rest of it. Why the whole gap: the side that could not be metered (withheld, missing, sealed
+late, ...) gains nothing by it - with its readings its shortfall would be at most the gap, so it never owes
+less compensation, nor receives more, than had it been metered. Neither metered names both the whole gap:
+equal shortfalls, no compensation either way; the DSO can prove neither side at fault. The parties' own
+stated `short`s are not used: the DSO names what its metering shows, or the worst case for a side it cannot meter.
 """
 
 from __future__ import annotations
@@ -66,6 +80,7 @@ from fractions import Fraction
 from typing import Any, Protocol
 
 from peergrid_ledger import merkle, query
+from peergrid_ledger.contracts.market_state import cover_prices
 from peergrid_ledger.metering import COUNTER, commitment_intervals, metered, trade_share
 from peergrid_ledger.metering import Unmetered as Unmetered  # why a party's metering is unreadable, here too
 from peergrid_ledger.state import StateReader
@@ -139,6 +154,7 @@ class Vouched:
     buyer: Metered | None
     rule: str = "both metered"
     unmetered: Mapping[str, str] = field(default_factory=dict)
+    shorts: tuple[int, int] | None = None  # (seller's, buyer's) Wh on a priced trade (module docstring)
 
 
 @dataclass(frozen=True)
@@ -187,8 +203,12 @@ def resolve(
         # so total >= quantity: trade_share's ValueError would be a chain that contradicts itself
         sides[side] = Metered(node, energy, total, trade_share(energy, quantity, total))
     seller, buyer = sides.get("seller"), sides.get("buyer")
+    priced = cover_prices(state, agreed) is not None
     if seller is not None and buyer is not None:
-        return Vouched(trade, min(seller.share_wh, buyer.share_wh, quantity), quantity, seller, buyer)
+        delivered = min(seller.share_wh, buyer.share_wh, quantity)
+        return Vouched(
+            trade, delivered, quantity, seller, buyer, shorts=_shorts(quantity, delivered, sides, priced)
+        )
     side = next(s for s in SIDES if s in unmetered)
     why = f"the {side}'s metering: {unmetered[side]}"
     statements = where["statements"]
@@ -204,7 +224,24 @@ def resolve(
         delivered, rule = min(buyer.share_wh, stated["buyer"], stated["seller"]), "buyer metered only"
     else:
         delivered, rule = min(stated["seller"], stated["buyer"]), "neither metered"
-    return Vouched(trade, min(delivered, quantity), quantity, seller, buyer, rule, unmetered)
+    delivered = min(delivered, quantity)
+    shorts = _shorts(quantity, delivered, sides, priced)
+    return Vouched(trade, delivered, quantity, seller, buyer, rule, unmetered, shorts)
+
+
+def _shorts(
+    quantity: int, delivered: int, sides: Mapping[str, Metered], priced: bool
+) -> tuple[int, int] | None:
+    """(seller's, buyer's) shortfall the DSO names on a priced trade (module docstring), None unpriced: a
+    metered side's from its own share, an unmetered side's the whole gap; the larger is the gap."""
+    if not priced:
+        return None
+    gap = quantity - delivered
+    seller, buyer = (
+        gap if side not in sides else min(gap, quantity - min(sides[side].share_wh, quantity))
+        for side in SIDES
+    )
+    return seller, buyer
 
 
 def verified_leaves(
@@ -287,4 +324,6 @@ def to_json(decision: Decision) -> dict[str, Any]:
 
     return {"trade": decision.trade.hex(), "resolved": True, "delivered": decision.delivered,
             "agreed": decision.agreed, "seller": side(decision.seller), "buyer": side(decision.buyer),
-            "rule": decision.rule, "unmetered": dict(decision.unmetered)}  # fmt: skip
+            "rule": decision.rule, "unmetered": dict(decision.unmetered),
+            **({} if decision.shorts is None else
+               {"seller_short": decision.shorts[0], "buyer_short": decision.shorts[1]})}  # fmt: skip
