@@ -2,24 +2,30 @@
 (review11 F1): on a real MGMC chain (`LocalChain`, genesis `settle_by_both`, the tariff sent from the DSO key),
 the DSO node's settle carries `seller_short` and `buyer_short` from what it metered, the chain accepts it and
 pays the compensation `market_state.compensation` computes, and no money is made or lost. Under the deadline
-rules the side that could not be metered owns the rest of the gap. An unpriced trade keeps the old body.
+rules the side that could not be metered owns the rest of the gap. An unpriced trade keeps the old body. A
+refusal no retry can cure is recorded once as failed, never retried in a loop.
 Property (hypothesis): for every metered/unmetered combination the larger shortfall is agreed − delivered,
 a metered side's is agreed − its share, an unmetered side's the whole gap, and the chain accepts the settle."""
 
 from __future__ import annotations
 
 import asyncio
+import logging
 from typing import Any
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from peergrid_dso.dispute_node import DisputeSettler
 from peergrid_dso.disputes import Vouched, resolve, to_json
+from peergrid_dso.node_chains import Submitted
 from peergrid_ledger import query
 from peergrid_ledger.contracts.market_state import compensation
+from peergrid_ledger.keys import Keypair
 
 from .test_disputes import CLOCK, PRICE, Market, chain_time, market, ramp
-from .test_disputes_node import final_blocks, hand_over, settler_for
+from .test_disputes_node import MarketAdapter, final_blocks, hand_over, settler_for
 
 RETAIL, FEED_IN = 300, 50
 WAIT_MS = 120_000
@@ -187,3 +193,46 @@ def test_the_shortfalls_follow_the_rule_and_the_chain_takes_them_for_every_deadl
         "buyer_short": decision.shorts[1],
     }
     assert money(m) == before
+
+
+class OldBody(MarketAdapter):
+    """The adapter over the market's chain, sending the DSO's settle as the node did before (no shortfalls):
+    the real chain refuses it `invalid` on a priced trade delivered short, and would at every retry."""
+
+    async def submit(
+        self, key: Keypair, kind: str, body: dict[str, Any], timeout: float = 8.0, precheck: bool = False
+    ) -> Submitted:
+        old = {k: v for k, v in body.items() if k not in ("seller_short", "buyer_short")}
+        return await super().submit(key, kind, old, timeout, precheck)
+
+
+def test_a_refusal_no_retry_cures_is_recorded_once_as_failed_and_never_retried(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """review11 F1: 20 passes used to send 20 settles refused `invalid`. Now one is sent, the refusal is logged
+    once as an error with the chain's reason, the dispute is recorded failed and leaves the pending ones; a
+    later pass, or a look through the whole state, does not take it up again this run."""
+    readings = {"s": ramp(480.0, export=True), "b": ramp(480.0, export=False)}
+    m = market({("s", "b"): 500}, {("s", "b"): (480, 480)}, readings=readings, cover=(RETAIL, FEED_IN))
+    tid = m.trade_id("s", "b")
+    adapter, clock = OldBody(m), settler_for(m)[2]
+    settler = DisputeSettler(adapter, m.dso, CLOCK, m.node_of(), retry_s=30.0, now=clock)
+    final_blocks(m, settler)
+    hand_over(m, settler, "s")
+    hand_over(m, settler, "b")
+    with caplog.at_level(logging.INFO, logger="peergrid_dso.dispute_node"):
+        for _ in range(20):
+            clock.s += 3600
+            asyncio.run(settler.settle_due())
+        settler.look_everywhere()
+        asyncio.run(settler.settle_due())
+    assert len(adapter.sent) == 1
+    failed = settler.decision(tid)
+    assert failed is not None and failed["outcome"] == "failed" and not failed["settled"]
+    assert failed["detail"].startswith("invalid: ") and "the larger shortfall is 20 Wh" in failed["detail"]
+    assert [d["outcome"] for d in settler.history] == ["failed"]
+    assert settler.pending == {} and settler.sealed == {} and settler.failed == {tid}
+    errors = [r for r in caplog.records if r.levelno == logging.ERROR]
+    assert len(errors) == 1 and "refuses the DSO's settle for good" in errors[0].getMessage()
+    assert "invalid: " in errors[0].getMessage()
+    assert query.settlement(m.chain.state, tid)["state"] == "disputed"  # type: ignore[index]

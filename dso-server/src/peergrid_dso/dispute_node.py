@@ -9,7 +9,9 @@ and sends `settle {trade, delivered}` (on a trade whose parties the DSO priced w
 (`node_chains.ChainAdapter`: judged on the committed state first, so a refusal comes back at once with the chain's reason, never as a
 wait); the readings it held for a trade it no longer needs are dropped. Each decision is recorded once per change (`decisions`, and a JSON line in `record_file`): settled
 (with the metering it rests on and the txid), refused (the chain's reason; tried again after `retry_s` while
-the trade is still disputed, e.g. a buyer without funds), or unresolved (why: readings missing, not the sealed
+the trade is still disputed, e.g. a buyer without funds), failed (a refusal no retry cures: `invalid`,
+`malformed`, `rule-violation` - logged once as an error and not tried again while it runs, so it never spins
+on one trade; a restart looks once more), or unresolved (why: readings missing, not the sealed
 ones, sealed late, a meter gap, ...; tried again when that party's readings or commitments arrive, and once a
 final block's time reaches the dispute's deadline, after which the resolver's deadline rule settles it: a
 dispute is never left waiting for ever on one party). It never settles on a guess and never sends for a trade
@@ -49,9 +51,12 @@ from peergrid_ledger import keys, query
 from peergrid_ledger.block import decode_block
 from peergrid_ledger.contracts.market_state import trade_key
 from peergrid_ledger.records import append_record
+from peergrid_ledger.results import Reason
 
 log = logging.getLogger("peergrid_dso.dispute_node")
 TRADE_PREFIX = trade_key(b"")
+# refusals of the DSO's settle that no retry can cure (its body or its figures): recorded once as failed
+REFUSED_FOR_GOOD = frozenset({Reason.INVALID.value, Reason.MALFORMED.value, Reason.RULE_VIOLATION.value})
 
 
 class ReadingsRefused(ValueError):
@@ -86,6 +91,7 @@ class DisputeSettler:
         ] = {}  # each pending trade's (node, commitment) readings
         self.deadlines: dict[bytes, int] = {}  # an unresolved trade's deadline (chain ms)
         self.decisions: dict[bytes, dict[str, Any]] = {}  # the latest decision on each trade
+        self.failed: set[bytes] = set()  # settles the chain refused for good: not taken up again this run
         self.history: list[dict[str, Any]] = []  # every decision in order (bounded)
         self._lock = threading.Lock()  # decisions/history are read by the web server's threads
         self._wake = asyncio.Event()
@@ -202,7 +208,9 @@ class DisputeSettler:
         found, self.candidates = self.candidates, set()
         for trade in sorted(found):
             where = query.settlement(self.state, trade)
-            if where is not None and where["state"] == "disputed" and trade not in self.pending:
+            if where is None or trade in self.failed or trade in self.pending:
+                continue
+            if where["state"] == "disputed":
                 self.pending[trade] = 0.0
                 self.reads[trade] = self._readings_of(trade)
 
@@ -231,6 +239,14 @@ class DisputeSettler:
             self.done(trade)
             self.decide(trade, {**doc, "settled": True, "outcome": "settled", "txid": result.txid.hex(),
                                 "settlement": _jsonable(after["settlement"])})  # fmt: skip
+            return
+        refusal = result.detail.split(":", 1)[0] if result.reason == "refused" else ""
+        if refusal in REFUSED_FOR_GOOD:  # the same settle would be refused the same way at every retry
+            self.done(trade)
+            self.failed.add(trade)
+            log.error("dispute %s: the chain refuses the DSO's settle for good, not retried: %s",
+                      trade.hex()[:16], result.detail)  # fmt: skip
+            self.decide(trade, {**doc, "settled": False, "outcome": "failed", "detail": result.detail})
             return
         self.pending[trade] = self.now() + self.retry_s
         self.decide(trade, {**doc, "settled": False, "outcome": result.reason or "not settled",
