@@ -36,14 +36,12 @@ from fractions import Fraction
 from typing import Any, Protocol
 
 from peergrid_edge.settlement import PendingSettle
-from peergrid_ledger.codec import decode, encode
 from peergrid_ledger.metering import (
     COUNTER,
-    METER,
     Unmetered,
     commitment_intervals,
     counter_at,
-    meter_sample,
+    counting_leaves,
     metered,
     samples,
     trade_share,
@@ -103,28 +101,6 @@ def provable_wh(leaves: Iterable[bytes], window: tuple[int, int], party: str, ma
     low = _bracketed(found, start, max_gap_ms, inside[0][1])
     high = _bracketed(found, end, max_gap_ms, inside[-1][1])
     return max(Fraction(0), high - low) / 1000
-
-
-def counting_leaves(leaves: list[bytes], party: str) -> list[bytes]:
-    """`leaves` with the `party`'s counter read as 0 in each PCC meter reading without it (SunSpec's "not
-    accumulated": nothing crossed that way yet): for a seller always (0 left is the least it can state), for a
-    buyer only where some reading shows its import counter, so the meter has one (else as they are). Only for
-    counting here: a leaf changed so is never sealed, posted or proven (its bytes are not the committed ones)."""
-    counter = COUNTER[party]
-    if party != "seller" and not any(meter_sample(leaf, counter) for leaf in leaves):
-        return leaves
-    counted = []
-    for leaf in leaves:
-        if meter_sample(leaf, counter) is None:  # one that does not decode is raised here, as `samples` does
-            fields = decode(leaf)
-            if (
-                isinstance(fields, dict)
-                and fields.get("nature") == METER
-                and isinstance(fields.get("milli"), dict)
-            ):
-                leaf = encode({**fields, "milli": {**fields["milli"], counter: 0}})
-        counted.append(leaf)
-    return counted
 
 
 def _bracketed(found: list[tuple[int, int]], at: int, max_gap_ms: int, otherwise: int) -> Fraction:

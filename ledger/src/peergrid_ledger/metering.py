@@ -10,7 +10,9 @@ or linearly interpolated between the two readings around it when they are at mos
 exact (`Fraction`). `trade_share(energy, quantity, total)` is one trade's part of that energy, pro rata to the
 agreed quantities of the MG's trades on that side of the interval, floored, capped at its own; and
 `commitment_intervals(window, commit_ms, max_gap_ms)` the commitment intervals whose readings may bracket the
-window's boundaries. Exact rational arithmetic throughout, deterministic, pure: no clock, no I/O.
+window's boundaries. `counting_leaves(leaves, party)` reads SunSpec's "not accumulated" (a counter at 0, which
+the edge's decoder leaves out of the leaf) as 0 where that never favours the party: a seller's export counter
+always, a buyer's import counter only where some reading shows it (edge `pcc_readings` says why). Exact rational arithmetic throughout, deterministic, pure: no clock, no I/O.
 Raises `Unmetered` (never a guess) when a leaf does not decode, is not a reading leaf, or a meter reading's
 time, device or counter is not a non-negative integer; when two meters report (which one is the PCC is then
 not known); when a counter runs backwards (a reset or a replaced meter: rollover is not undone, since an
@@ -30,7 +32,7 @@ from fractions import Fraction
 from itertools import pairwise
 from typing import TypeGuard
 
-from peergrid_ledger.codec import DecodeError, decode
+from peergrid_ledger.codec import DecodeError, decode, encode
 
 METER = "meter"
 COUNTER = {"seller": "energy_wh", "buyer": "import_wh"}  # TotWhExp for what left, TotWhImp for what arrived
@@ -81,6 +83,28 @@ def samples(leaves: Iterable[bytes], counter: str) -> list[tuple[int, int]]:
     return found
 
 
+def counting_leaves(leaves: list[bytes], party: str) -> list[bytes]:
+    """`leaves` with the `party`'s counter read as 0 in each PCC meter reading without it (SunSpec's "not
+    accumulated": nothing crossed that way yet): for a seller always (0 left is the least it can state), for a
+    buyer only where some reading shows its import counter, so the meter has one (else as they are). Only for
+    counting here: a leaf changed so is never sealed, posted or proven (its bytes are not the committed ones)."""
+    counter = COUNTER[party]
+    if party != "seller" and not any(meter_sample(leaf, counter) for leaf in leaves):
+        return leaves
+    counted = []
+    for leaf in leaves:
+        if meter_sample(leaf, counter) is None:  # one that does not decode is raised here, as `samples` does
+            fields = decode(leaf)
+            if (
+                isinstance(fields, dict)
+                and fields.get("nature") == METER
+                and isinstance(fields.get("milli"), dict)
+            ):
+                leaf = encode({**fields, "milli": {**fields["milli"], counter: 0}})
+        counted.append(leaf)
+    return counted
+
+
 def counter_at(found: Sequence[tuple[int, int]], at: int, max_gap_ms: int) -> Fraction:
     """The counter (mWh) at `at` ms from time-ordered `samples`: a reading made then, or interpolated between
     the two around it."""
@@ -102,6 +126,8 @@ def metered(leaves: Iterable[bytes], window: tuple[int, int], counter: str, max_
     if end < start:
         raise ValueError(f"the window [{start}, {end}) ms ends before it starts")
     found = samples(leaves, counter)
+    if not found:
+        raise Unmetered(f"no PCC meter reading carries the {counter} counter")
     return (counter_at(found, end, max_gap_ms) - counter_at(found, start, max_gap_ms)) / 1000
 
 
