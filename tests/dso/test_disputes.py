@@ -93,13 +93,14 @@ class Market:
         self.do(self.anonyms[seller], "settle", {"trade": tid, "delivered": by_seller})
 
 
-def sealed_buckets(readings: Sequence[tuple[float, float, float]]) -> dict[int, list[bytes]]:
-    """PCC meter readings (at s, export Wh, import Wh) as the edge's leaves, per commitment interval."""
+def sealed_buckets(readings: Sequence[tuple[float, float | None, float | None]]) -> dict[int, list[bytes]]:
+    """PCC meter readings (at s, export Wh, import Wh) as the edge's leaves, per commitment interval; a counter
+    given as None is left out of the leaf, as the edge leaves out SunSpec's "not accumulated" (a counter at 0)."""
     by_bucket: dict[int, list[bytes]] = {}
     for at_s, export_wh, import_wh in readings:
-        leaf = reading_leaf(
-            "pcc", "meter", at_s, {"power_w": 0.0, "energy_wh": export_wh, "import_wh": import_wh}
-        )
+        counters = {"energy_wh": export_wh, "import_wh": import_wh}
+        quantities = {"power_w": 0.0, **{k: v for k, v in counters.items() if v is not None}}
+        leaf = reading_leaf("pcc", "meter", at_s, quantities)
         by_bucket.setdefault(math.floor(at_s * 1000 / CLOCK.commit_ms), []).append(leaf)
     return by_bucket
 
@@ -195,6 +196,17 @@ def test_the_energy_both_meters_confirm_settles_a_disputed_trade() -> None:
     readings = {"s": ramp(700.0, export=True), "b": ramp(650.0, export=False)}
     m2 = market({("s", "b"): 500}, {("s", "b"): (300, 500)}, readings=readings)
     assert resolve(m2.chain.state, m2.trade_id("s", "b"), CLOCK, m2.node_of(), m2.sealed).delivered == 500  # type: ignore[union-attr]
+
+
+def test_a_seller_whose_pcc_never_exported_is_metered_at_zero_as_it_states() -> None:
+    """E6's lab case: an MG that sold forward while its PCC imported on net has no export counter in any reading
+    (SunSpec's 0 is "not accumulated"); the DSO meters it as 0 left, as the MGMC states, not as unmetered."""
+    importer = [(at, None, imported) for at, _, imported in ramp(600.0, export=False)]
+    readings = {"s": importer, "b": ramp(455.0, export=False)}
+    m = market({("s", "b"): 500}, {("s", "b"): (300, 0)}, readings=readings)
+    decision = resolve(m.chain.state, m.trade_id("s", "b"), CLOCK, m.node_of(), m.sealed, chain_time(m))
+    assert isinstance(decision, Vouched) and decision.rule == "both metered"
+    assert (decision.seller.share_wh, decision.delivered) == (0, 0)  # type: ignore[union-attr]
 
 
 def test_readings_off_the_boundaries_are_interpolated_between_their_neighbours() -> None:

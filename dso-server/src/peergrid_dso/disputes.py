@@ -81,7 +81,7 @@ from typing import Any, Protocol
 
 from peergrid_ledger import merkle, query
 from peergrid_ledger.contracts.market_state import cover_prices
-from peergrid_ledger.metering import COUNTER, commitment_intervals, metered, trade_share
+from peergrid_ledger.metering import COUNTER, commitment_intervals, counting_leaves, metered, trade_share
 from peergrid_ledger.metering import Unmetered as Unmetered  # why a party's metering is unreadable, here too
 from peergrid_ledger.state import StateReader
 
@@ -195,7 +195,7 @@ def resolve(
             return Unresolved(trade, f"the {side} {anonym.hex()[:16]}… is not enrolled with a node key")
         total = sum(int(t["quantity"]) for _, t in current if t[side] == anonym)
         try:
-            energy = pcc_energy(state, node, clock, interval, sealed, COUNTER[side], chain)
+            energy = pcc_energy(state, node, clock, interval, sealed, side, chain)
         except Unmetered as exc:
             unmetered[side] = str(exc)
             continue
@@ -286,12 +286,14 @@ def pcc_energy(
     clock: MeterClock,
     interval: int,
     sealed: Mapping[tuple[bytes, int], Sequence[bytes]],
-    counter: str,
+    side: str,
     chain: ChainTime | None = None,
 ) -> Fraction:
-    """Wh the PCC meter's `counter` advanced over the market interval's window (exact), read from the sealed
-    readings of every commitment interval that may bracket its boundaries (`peergrid_ledger.metering`); with
-    `chain`, a commitment sealed late counts as never made (`sealed_late`)."""
+    """Wh the PCC meter's counter of `side` (seller: export, buyer: import) advanced over the market interval's
+    window (exact), read from the sealed readings of every commitment interval that may bracket its boundaries
+    (`peergrid_ledger.metering`; a counter at SunSpec's "not accumulated" read as 0 where that never favours
+    the side, `counting_leaves`, as the MGMC states it); with `chain`, a commitment sealed late counts as never
+    made (`sealed_late`)."""
     leaves: list[bytes] = []
     late: list[str] = []
     for c in clock.commitments(interval):
@@ -301,7 +303,7 @@ def pcc_energy(
             continue
         leaves.extend(verified_leaves(state, node, c, sealed))
     try:
-        return metered(leaves, clock.window(interval), counter, clock.max_gap_ms)
+        return metered(counting_leaves(leaves, side), clock.window(interval), COUNTER[side], clock.max_gap_ms)
     except Unmetered as exc:
         if late:
             raise Unmetered(f"{exc} ({'; '.join(late)})") from None

@@ -125,9 +125,10 @@ def metered(leaves: Iterable[bytes], window: tuple[int, int], counter: str, max_
     start, end = window
     if end < start:
         raise ValueError(f"the window [{start}, {end}) ms ends before it starts")
+    leaves = list(leaves)
     found = samples(leaves, counter)
-    if not found:
-        raise Unmetered(f"no PCC meter reading carries the {counter} counter")
+    if not found and any(meter_sample(leaf, c) for leaf in leaves for c in COUNTER.values()):
+        raise Unmetered(f"no PCC meter reading carries the {counter} counter")  # read, but never counted
     return (counter_at(found, end, max_gap_ms) - counter_at(found, start, max_gap_ms)) / 1000
 
 
