@@ -30,6 +30,17 @@ for less than it got — and it says so in its log; the seller's lone statement 
 the chain's wait, and the buyer reads it settled. (Before, both waited for a reading that could never come
 and the trade was never stated by either.) Where neither can state (the seller has no reading in the
 interval at all), the trade stays unsettled and each gives it up at the day's end, as before.
+On a trade both of whose parties the DSO priced (`market.tariff`; `priced` says so from the replica,
+`market_state.cover_prices` not None; the trading agent does not pass it yet) the statement also names this
+side's own shortfall, `short` = agreed − min(delivered stated, agreed), frozen with it and repeated unchanged after the deadline (the contract refuses a
+repeat with another `short`; after a restart both are read back from the chain). From the PCC meter that is the
+very figure the DSO names for this side (dso-server `disputes`: agreed − min(its share, agreed)), so two honest
+MGMCs agree without a dispute and a lapse charges the silent party only the rest this side does not own. Where
+the side states a bound (a seller that started late: what its meter proves left, never more than left) its
+`short` is agreed − the bound: never less than its true shortfall, so never in its favour; an MG without a PCC
+meter states the agreed quantity only when dispatch confirmed it in full, `short` 0; a side that states nothing
+(`Unprovable`) states no `short` either. An unpriced trade's body stays `{trade, delivered}` (the chain refuses
+`short` there).
 """
 
 from __future__ import annotations
@@ -103,6 +114,9 @@ class PendingSettle:
     reason: str = ""  # why the last attempt did not settle it
     party: str = "buyer"  # this MG's side of the trade
     deadline: float | None = None  # settle_by_both: until when (time.time()) the counterparty may still state
+    quantity: int = 0  # the agreed Wh
+    priced: bool = False  # the DSO priced both parties (market.tariff): the statement carries `short`
+    short: int | None = None  # Wh: this side's own shortfall, frozen with `delivered` (None: not stated)
 
 
 @dataclass(frozen=True, slots=True)
@@ -182,6 +196,20 @@ class Settlements:
         return ended
 
 
+def own_short(quantity: int, delivered: int) -> int:
+    """This side's own shortfall on a priced trade: agreed − min(what it states was delivered, agreed), the
+    DSO's figure for a metered side (its share for `delivered`), so `delivered + short` is the agreed Wh."""
+    return quantity - min(max(0, delivered), quantity)
+
+
+def statement_body(pending: PendingSettle) -> dict[str, Any]:
+    """The `settle` body of this side's statement: `{trade, delivered}`, and `short` on a priced trade."""
+    body: dict[str, Any] = {"trade": pending.trade, "delivered": pending.delivered}
+    if pending.short is not None:
+        body["short"] = pending.short
+    return body
+
+
 Submit = Callable[[dict[str, Any]], Awaitable[Submission]]
 Metering = Callable[[PendingSettle], int | None]
 """settle_by_both: the Wh this MG metered for a trade (its PCC meter over the interval, its share of it), or
@@ -203,10 +231,22 @@ class Settler:
         by_both: bool = False,
         metering: Metering | None = None,
         on_dispute: Callable[[PendingSettle], None] | None = None,
+        priced: Callable[[dict[str, Any]], bool] | None = None,
     ) -> None:
+        """`priced(trade)`: True when the DSO priced both parties of this agreed trade (the replica's
+        `market_state.cover_prices` is not None); None: no trade is priced, every body is `{trade, delivered}`."""
         self._submit, self._standing, self.now, self._sleep = submit, standing, now, sleep
         self._stopping, self._record, self.book = stopping, record, book
         self.by_both, self._metering, self._on_dispute = by_both, metering, on_dispute
+        self._priced = priced
+
+    def _pending(self, t: int, tid: bytes, tr: dict[str, Any], party: str, reason: str = "") -> PendingSettle:
+        """A statement to make (settle_by_both); whether it carries `short` is fixed now: the contract takes no
+        tariff for a closed interval, so a trade's pricing never changes after it was agreed."""
+        priced = self._priced is not None and self._priced(tr)
+        return PendingSettle(
+            t, tid, None, reason=reason, party=party, quantity=int(tr["quantity"]), priced=priced
+        )
 
     async def settle(
         self,
@@ -226,7 +266,7 @@ class Settler:
             if party is None or (party == "seller" and not self.by_both):
                 continue  # not this MG's; without settle_by_both the buyer alone settles
             if self.by_both:
-                pending = PendingSettle(t, tid, None, party=party)
+                pending = self._pending(t, tid, tr, party)
                 if judge(self._standing(tid), None, party, True) == "settled":
                     settled += 1
                     continue
@@ -244,10 +284,11 @@ class Settler:
         for t, tid, tr in unsettled:
             party = "seller" if me is not None and tr["seller"] == me else "buyer"
             log.info("interval %d: trade %s, agreed before this start, is not settled yet", t, tid.hex()[:16])
-            delivered = None if self.by_both else int(tr["quantity"])
-            self.book.add(
-                PendingSettle(t, tid, delivered, reason="not settled before a restart", party=party), 0.0
-            )
+            why = "not settled before a restart"
+            if self.by_both:
+                self.book.add(self._pending(t, tid, tr, party, why), 0.0)
+            else:
+                self.book.add(PendingSettle(t, tid, int(tr["quantity"]), reason=why, party=party), 0.0)
 
     async def retry_due(self) -> None:
         for pending in self.book.due(self.now()):
@@ -288,7 +329,9 @@ class Settler:
         step = judge(standing, None, pending.party, self.by_both)
         reason: str = step
         if step == "wait" and pending.delivered is None and standing is not None:  # stated before a restart
-            pending.delivered = int(standing["statements"][pending.party]["delivered"])
+            mine = standing["statements"][pending.party]
+            pending.delivered = int(mine["delivered"])
+            pending.short = int(mine["short"]) if "short" in mine else None  # repeated as it was stated
         silent = standing is not None and standing["deadline"] is not None
         if step == "wait" and silent and self.now() * 1000 >= standing["deadline"]:  # type: ignore[index]
             step = "retry"  # the counterparty stayed silent until the deadline: the same body settles on ours
@@ -298,10 +341,11 @@ class Settler:
                 step, reason = "retry", "not metered yet (no PCC reading after the interval's end)"
                 ended = self.book.after(pending, step, reason, self.now())
                 return ended
+            if pending.priced:
+                pending.short = own_short(pending.quantity, pending.delivered)
         if step == "retry":  # on chain and neither settled, superseded nor waiting: send it
             pending.attempts += 1
-            body = {"trade": pending.trade, "delivered": pending.delivered}
-            submission = await self._submit(body)
+            submission = await self._submit(statement_body(pending))
             standing = self._standing(pending.trade)
             step = judge(standing, submission, pending.party, self.by_both)
             reason = submission.reason
@@ -335,6 +379,7 @@ class Settler:
                 "settlement": {
                     "trade": p.trade.hex(), "settled": ended.settled, "attempts": p.attempts,
                     "reason": ended.reason, "party": p.party, "delivered": p.delivered,
+                    **({} if p.short is None else {"short": p.short}),
                 },
             }
         )  # fmt: skip
