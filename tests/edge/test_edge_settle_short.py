@@ -310,3 +310,36 @@ def test_a_late_seller_states_its_bound_and_owns_the_rest_the_silent_buyer_none(
     assert where["settlement"]["basis"] == "lapsed" and made == 0
     assert where["settlement"]["compensation"] == {"payer": "seller", "amount": (KWH - 300) * (RETAIL - PRICE),
                                                    "seller_short": KWH - 300, "buyer_short": 0}  # fmt: skip
+
+
+def test_the_trading_agent_tells_its_settler_which_trades_the_dso_priced(tmp_path: Path) -> None:
+    """The agent's own Settler (trader.py wires `priced` from its replica): a trade in an interval the DSO priced
+    for both parties is priced, one in an interval it did not is not."""
+    from types import SimpleNamespace
+
+    from peergrid_edge.config import MarketSettings
+    from peergrid_edge.trader import MarketAgent
+    from peergrid_ledger.keys import write_keyfile
+
+    seller, buyer, authority = (Keypair.generate() for _ in range(3))
+    write_keyfile(tmp_path / "anonym.key", seller)
+    scenario = Path(__file__).resolve().parents[2] / "firmware-sim" / "scenarios" / "ieee33.yaml"
+
+    async def day(node: Node) -> list[bool]:
+        await price_both(node, seller, buyer)  # intervals 0 ... 2
+        await node.agree(1, seller, buyer)
+        await node.agree(4, seller, buyer)
+        settings = MarketSettings(scenario=scenario, anonym_key_file=tmp_path / "anonym.key", t0=time.time(),
+                                  interval_s=3.0, first_interval=1, intervals=4, phase_timeout_s=0.2,
+                                  record_file=tmp_path / "market.jsonl")  # fmt: skip
+        daemon = SimpleNamespace(
+            settings=SimpleNamespace(mg="mg4", topic=lambda *parts: "/".join(parts)),
+            link=SimpleNamespace(subscribe=lambda topic, handler: None),
+            stopping=asyncio.Event(), _sleep=asyncio.sleep, ledger=node.ledger,
+        )  # fmt: skip
+        agent = MarketAgent(daemon, settings)  # type: ignore[arg-type]
+        priced = agent.settler._priced
+        assert priced is not None
+        return [priced(trade) for t in (1, 4) for _, trade in trades_of(node, t)]
+
+    assert run_chain(tmp_path, both_chain(seller, buyer, authority), authority, day) == [True, False]

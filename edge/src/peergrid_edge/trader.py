@@ -92,6 +92,7 @@ from peergrid_edge.resume import (
 from peergrid_edge.settlement import PendingSettle, Settlements, Settler, unsettled_trades
 from peergrid_ledger import keys, query
 from peergrid_ledger.contracts.exchange_state import reserved_name
+from peergrid_ledger.contracts.market_state import cover_prices
 from peergrid_ledger.records import append_record
 
 if TYPE_CHECKING:
@@ -151,6 +152,8 @@ class MarketAgent:
             time.time, daemon._sleep, daemon.stopping.is_set, self._record,
             Settlements(settings.phase_timeout_s, settings.interval_s),
             metering=lambda pending: self._metering().statement(pending), on_dispute=self._on_dispute,
+            # the DSO priced both parties' cover (market.tariff): the statement names this side's own shortfall
+            priced=lambda trade: cover_prices(self.ledger.state("mgmc"), trade) is not None,
         )  # fmt: skip
         self.metering: MgMetering | None = None  # `_metering()`
         # the dispatch verdicts of the intervals before a restart, read back from their records (`run`)
