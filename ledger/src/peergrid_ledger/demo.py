@@ -60,7 +60,15 @@ def demo_genesis(keys: dict[str, Keypair]) -> Genesis:
         time=DEMO_T0,
         authorities=(keys["authority-a"].public,),
         accounts=(Account(keys["dso"].public, ("dso",), "dso"), *anonyms),
-        params=Params(credit_limit=10_000_000, max_reopens=1),
+        # trades settle on both parties' statements (so the DSO may price the cover: `market.tariff`), on an
+        # interval clock whose intervals all ended long before the demo's blocks (1 s each from 1970)
+        params=Params(
+            credit_limit=10_000_000,
+            max_reopens=1,
+            settle_by_both=1,
+            settle_epoch_ms=0,
+            settle_interval_ms=1_000,
+        ),
         contracts=("market", "auction", "payments", "exchange"),
     )
 
@@ -121,9 +129,18 @@ def _phase_bargain(d: Demo) -> None:
     d.do("dso", "market.reopen", {"interval": 1, "iteration": 1, "ref": ref, "until": until})
     d.do("mg1", "move", {"interval": 1, "round": 2, "price": 260, "quantity": 3000})
     agreed = d.do("mg3", "trade", {"interval": 1})
-    for _, event in agreed.events:
+    for _, event in agreed.events:  # each party states what it metered; they agree, so it settles
         buyer = next(n for n in ("mg3", "mg4") if d.pk(n) == event["buyer"])
+        seller = next(n for n in ("mg1", "mg2") if d.pk(n) == event["seller"])
         d.do(buyer, "settle", {"trade": event["id"], "delivered": event["quantity"]})
+        d.do(seller, "settle", {"trade": event["id"], "delivered": event["quantity"]})
+    # the DSO prices mg1's and mg2's cover for a coming interval (imbalance compensation on its trades)
+    for mg in ("mg1", "mg2"):
+        d.do(
+            "dso",
+            "market.tariff",
+            {"account": d.pk(mg), "first_interval": 50, "retail": [300], "feed_in": [50]},
+        )
     d.do("mg3", "pay", {"payee": d.pk("mg1"), "amount": 1200, "ref": "uplift/day-1"})
     # the day-ahead exchange: mg1 and mg2 post positions for two intervals, the chain steps (iteration 0:
     # first responses, prices unchanged) and the coordinator closes at iteration 1; both accept (mg1 less
@@ -176,6 +193,7 @@ def _phase_interval(d: Demo, interval: int) -> None:
     )
     agreed = d.do("mg2", "trade", {"interval": interval})
     d.do("mg2", "settle", {"trade": agreed.events[0][1]["id"], "delivered": 650})
+    d.do("mg1", "settle", {"trade": agreed.events[0][1]["id"], "delivered": 650})
 
 
 def build_demo(store: BlockStore | None, blocks: int) -> Demo:
