@@ -484,6 +484,25 @@ def test_a_negative_epoch_is_refused_where_the_genesis_is_built_not_only_where_i
         Params(settle_by_both=1, settle_epoch_ms=-1, settle_interval_ms=INTERVAL_MS)
 
 
+def test_a_settle_by_both_genesis_without_the_clock_is_refused_naming_both_parameters() -> None:
+    """review9 F1 closed for every chain: without the clock a word given before delivery started the other
+    party's wait (docs/ledger-format.md); refused wherever a genesis is made or read."""
+    words = (
+        r"params\.settle_by_both: needs the market interval clock, settle_interval_ms .* and settle_epoch_ms"
+    )
+    with pytest.raises(GenesisError, match=words):
+        Params(settle_by_both=1)
+    with pytest.raises(GenesisError, match=words):
+        Params(settle_by_both=1, settle_tolerance_wh=2, settle_wait_ms=WAIT)
+    with pytest.raises(GenesisError, match=words):
+        Params.from_value({"settle_by_both": 1})
+    doc = make_genesis(params=Params(settle_by_both=1, **ENDED_LONG_AGO)).to_json()
+    del doc["params"]["settle_interval_ms"]
+    with pytest.raises(GenesisError, match=words):
+        Genesis.from_json(doc)
+    assert make_genesis().params.settle_interval_ms == 0  # the buyer's-word rule needs none
+
+
 def test_the_clock_is_encoded_only_when_given() -> None:
     plain = make_genesis()
     for name in ("settle_epoch_ms", "settle_interval_ms"):

@@ -50,6 +50,10 @@ def test_the_cli_writes_the_parameter_only_when_asked(
     assert status == 2 and err.count("\n") == 1 and "settle_tolerance_wh" in err
     status, _, err = run(capsys, *base, "--settle-by-both", *clock, "--settle-wait-ms", "0")
     assert status == 2 and err.count("\n") == 1 and "settle_wait_ms" in err
+    # the rule without the interval clock: one line naming both clock parameters, nothing written
+    status, out_text, err = run(capsys, *base, "--settle-by-both", "--settle-tolerance-wh", "2")
+    assert status == 2 and err.count("\n") == 1 and not out_text
+    assert "settle_interval_ms" in err and "settle_epoch_ms" in err
 
 
 def test_the_cli_writes_the_interval_clock_and_refuses_the_rule_without_a_dso(

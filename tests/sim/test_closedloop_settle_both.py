@@ -144,7 +144,9 @@ def test_the_end_waits_for_the_last_statements_then_halts(tmp_path: Path) -> Non
 
     from peergrid_sim.closedloop import HALT_FILE, quiesced, unsettled_in_records
 
-    chains = LabChains.create(tmp_path / "keys", "ieee33", SCENARIO, SettleByBoth(wait_ms=3_000))
+    chains = LabChains.create(
+        tmp_path / "keys", "ieee33", SCENARIO, SettleByBoth(wait_ms=3_000, epoch_ms=0, interval_ms=1_000)
+    )
     loop = types.SimpleNamespace(block_period_ms=1000, interval_s=5.0, chains=chains)
     bed = types.SimpleNamespace(workdir=tmp_path)
     records = tmp_path / "records"

@@ -330,8 +330,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--settle-by-both",
         action="store_true",
-        help="a trade settles on what both parties state (genesis settle_by_both 1; default: on the first"
-        " party's settle, and the old genesis bytes)",
+        help="a trade settles on what both parties state (genesis settle_by_both 1; needs --settle-interval-ms"
+        " and an account with role dso; default: on the first party's settle, and the old genesis bytes)",
     )
     p.add_argument(
         "--settle-tolerance-wh",
@@ -347,8 +347,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--settle-interval-ms",
         type=int,
-        help="with --settle-by-both: the market interval's length; nobody settles a trade of interval k"
-        " before epoch + (k + 1) * interval (block time, ms; default: no clock)",
+        help="with --settle-by-both (required there): the market interval's length; nobody settles a trade of"
+        " interval k before epoch + (k + 1) * interval (block time, ms)",
     )
     p.add_argument(
         "--settle-epoch-ms",

@@ -74,14 +74,15 @@ class Params:
     # 1: a trade settles on what both parties metered (`settle` is each party's statement, once; they agree
     # within `settle_tolerance_wh` and the lower is paid, or the trade is disputed and only the DSO settles
     # it; one statement alone settles it when its party sends it again `settle_wait_ms` after it landed).
-    # Needs a `dso` account (Genesis). 0 (the default, and every genesis written before it): the first
-    # `settle` pays. Rules in docs/ledger-format.md section 4, "Settlement on both parties' statements".
+    # Needs a `dso` account (Genesis) and the interval clock below. 0 (the default, and every genesis written
+    # before it): the first `settle` pays. Rules in docs/ledger-format.md section 4, "Settlement on both
+    # parties' statements".
     settle_by_both: int = 0
     settle_tolerance_wh: int = 0  # Wh the two statements may differ by and still agree (default: exactly)
     settle_wait_ms: int = 3_600_000  # after the first statement, how long the other party has to state
-    # the market interval clock (with settle_by_both): interval k ends at epoch + (k + 1) * interval (block
-    # time, ms), and no `settle` of an interval's trade lands before it ended, so a word given before the
-    # delivery cannot start the other party's wait (review9 F1). 0: no clock (statements at any time).
+    # the market interval clock (required with settle_by_both): interval k ends at epoch + (k + 1) * interval
+    # (block time, ms), and no `settle` of an interval's trade lands before it ended, so a word given before
+    # the delivery cannot start the other party's wait (review9 F1). 0: no clock (only without settle_by_both).
     settle_epoch_ms: int = 0
     settle_interval_ms: int = 0
     # the exchange contract's accept round a clear needs settled (`exchange_clearing`): 1 (the default, and
@@ -127,6 +128,13 @@ class Params:
             raise GenesisError("params.settle_epoch_ms: only with settle_interval_ms")
         if not 0 <= self.settle_interval_ms <= MAX_SETTLE_INTERVAL_MS:
             raise GenesisError(f"params.settle_interval_ms: expected 1 to {MAX_SETTLE_INTERVAL_MS} ms")
+        if self.settle_by_both and not self.settle_interval_ms:
+            # without the clock a statement made before delivery starts the other party's wait, and the
+            # early party's lone word settles against an honest one stating after its meter read (review9 F1)
+            raise GenesisError(
+                "params.settle_by_both: needs the market interval clock, settle_interval_ms (1 to "
+                f"{MAX_SETTLE_INTERVAL_MS} ms) and settle_epoch_ms (when interval 0 starts; default 0)"
+            )
 
     def interval_end(self, interval: int) -> int | None:
         """When (block time, ms) trading interval `interval` ends on the genesis' clock; None without one."""
