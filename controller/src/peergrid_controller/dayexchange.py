@@ -251,6 +251,21 @@ class Book:
             self.rho = max(low, self.rho_min)
 
 
+def unfollowed(chain: Sequence[int], ours: Sequence[int], iteration: int, whose: str) -> str | None:
+    """Why the prices the chain gave after stepping `iteration` are not `ours` to the nano (None: they are);
+    `whose` names our side in the reason ("this MGMC computes", "the coordinator's is"). The coordinator's
+    recorder and every member's replica check a step with it."""
+    if len(chain) != len(ours):
+        return f"the chain gave {len(chain)} prices after iteration {iteration} for {len(ours)} intervals"
+    for t, (theirs, own) in enumerate(zip(chain, ours, strict=True)):
+        if theirs != own:
+            return (
+                f"the chain's price for interval {t} after iteration {iteration} is {theirs} nano/kWh where "
+                f"{whose} {own}: not followed"
+            )
+    return None
+
+
 def at_stake(
     spread: Sequence[float], moves: Sequence[float], position: Sequence[float], ratios: Sequence[float]
 ) -> float:

@@ -47,6 +47,7 @@ from peergrid_controller.dayexchange import (
     at_stake,
     nano,
     settled,
+    unfollowed,
 )
 from peergrid_controller.dayjudge import (
     Coordination,
@@ -230,16 +231,9 @@ class Exchange(Book):
         if isinstance(chain, Rejected):
             raise DayAheadError(f"the chain refused the step of iteration {self.iterations}: {chain.reason}")
         self.stepped += 1  # the recorder's iteration now
-        if len(chain) != self.n:
-            raise DayAheadError(
-                f"the chain gave {len(chain)} prices after iteration {self.iterations} for {self.n} intervals"
-            )
-        for t, (theirs, ours) in enumerate(zip(chain, self.prices, strict=True)):
-            if theirs != ours:
-                raise DayAheadError(
-                    f"the chain's price for interval {t} after iteration {self.iterations} is {theirs} "
-                    f"nano/kWh where the coordinator's is {ours}: not followed"
-                )
+        why = unfollowed(chain, self.prices, self.iterations, "the coordinator's is")
+        if why is not None:
+            raise DayAheadError(why)
 
     def _take(self, answers: list[tuple[tuple[float, ...], tuple[int, ...]]]) -> list[int]:
         """Make `answers` (`answer`'s) the current positions, each MG's own answer its anchor; the sums (Wh)."""

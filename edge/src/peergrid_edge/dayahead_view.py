@@ -17,7 +17,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from peergrid_controller.dayexchange import Book, DayAheadConfig, nano
+from peergrid_controller.dayexchange import Book, DayAheadConfig, nano, unfollowed
 from peergrid_edge.exchange_io import ROLE, Deadline, Replica, SessionFailed, short
 from peergrid_ledger.contracts import exchange
 
@@ -202,17 +202,9 @@ class SessionView:
         record = self.record()
         assert record is not None
         step = book.iterations
-        theirs = tuple(record["prices"])
-        if len(theirs) != self.n:
-            raise SessionFailed(
-                f"the chain gave {len(theirs)} prices after iteration {step} for {self.n} intervals"
-            )
-        for t, (chain, own) in enumerate(zip(theirs, book.prices, strict=True)):
-            if chain != own:
-                raise SessionFailed(
-                    f"the chain's price for interval {t} after iteration {step} is {chain} nano/kWh where this "
-                    f"MGMC computes {own}: not followed"
-                )
+        why = unfollowed(tuple(record["prices"]), book.prices, step, "this MGMC computes")
+        if why is not None:
+            raise SessionFailed(why)
         if record["rho"] != book.rho:
             raise SessionFailed(
                 f"the chain's rho after iteration {step} is {record['rho']} nano/kWh² where the public residual "
