@@ -10,7 +10,7 @@ from fractions import Fraction
 from typing import Any
 
 import pytest
-from hypothesis import assume, given
+from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from peergrid_ledger.codec import encode
@@ -19,7 +19,9 @@ from peergrid_ledger.metering import (
     Unmetered,
     commitment_intervals,
     counter_at,
+    meter_shares,
     metered,
+    pro_rata,
     samples,
     trade_share,
 )
@@ -241,3 +243,104 @@ def test_the_commitment_intervals_hold_every_reading_that_may_bracket_a_boundary
     at = data.draw(st.integers(start - gap, start + length + gap))
     assert at // commit in spans
     assert len(spans) <= (length + 2 * gap) // commit + 2  # and not many more
+
+
+# --- shares by what the counterparties' meters prove (review11 F2) -----------------------------------------------
+
+trades_st = st.lists(
+    st.tuples(st.integers(0, 10**5), st.one_of(st.none(), st.fractions(min_value=0, max_value=2 * 10**5))),
+    min_size=1, max_size=8,
+)  # fmt: skip
+energies = st.fractions(min_value=0, max_value=10**6)
+
+
+def test_a_buyer_whose_one_seller_delivered_and_the_other_not_is_shared_by_the_sellers_meters() -> None:
+    """R11 F2: b bought 500 from s and 500 from c; s proves 500 left, c proves 0; b imported 500. Pro rata by
+    the agreed quantities gave 250 on each; by what the sellers' meters prove, 500 and 0. The mirror (a
+    seller with two buyers, one of which took nothing) is the same arithmetic."""
+    assert [trade_share(Fraction(500), 500, 1000)] * 2 == [250, 250]  # the old rule
+    assert meter_shares(Fraction(500), [(500, Fraction(500)), (500, Fraction(0))]) == [500, 0]
+    assert meter_shares(Fraction(500), [(500, Fraction(0)), (500, Fraction(500))]) == [0, 500]
+    # one counterparty unmetered: nothing better than the agreed quantities is known
+    assert meter_shares(Fraction(500), [(500, Fraction(500)), (500, None)]) == [250, 250]
+    # no counterparty proves anything: the agreed quantities again (their trades settle at 0 all the same)
+    assert meter_shares(Fraction(500), [(500, Fraction(0)), (300, Fraction(0))]) == [312, 187]
+
+
+def test_the_leftover_rule_would_double_count_a_shortfall_or_overshare_the_meter() -> None:
+    """What "the import less what the other trades account for" gives, and what the proportional rule does:
+    two sellers each proving 500 to a buyer that imported 500 (leftover: 0 and 0, though 500 arrived), and
+    sellers proving 200 of 600 each to a buyer that imported 1000, 400 from the grid (leftover: 600 and 600,
+    more than the meter showed)."""
+    assert meter_shares(Fraction(500), [(500, Fraction(500)), (500, Fraction(500))]) == [250, 250]
+    shares = meter_shares(Fraction(1000), [(600, Fraction(200)), (600, Fraction(200))])
+    assert shares == [500, 500] and sum(shares) <= 1000
+    # a proof above the agreed quantity weighs as the quantity: a seller that over-delivered gains nothing
+    assert meter_shares(Fraction(600), [(500, Fraction(900)), (500, Fraction(100))]) == [500, 100]
+
+
+@given(energy=energies, trades=trades_st)
+def test_shares_never_exceed_a_trade_nor_together_the_metered_energy(
+    energy: Fraction, trades: list[tuple[int, Fraction | None]]
+) -> None:
+    shares = meter_shares(energy, trades)
+    assert len(shares) == len(trades)
+    assert all(0 <= share <= q for share, (q, _) in zip(shares, trades, strict=True))
+    assert sum(shares) <= energy
+
+
+@given(energy=energies, trades=trades_st, seed=st.integers(0, 2**32))
+def test_shares_do_not_depend_on_the_order_of_the_trades(
+    energy: Fraction, trades: list[tuple[int, Fraction | None]], seed: int
+) -> None:
+    order = list(range(len(trades)))
+    random.Random(seed).shuffle(order)
+    shuffled = meter_shares(energy, [trades[i] for i in order])
+    assert shuffled == [meter_shares(energy, trades)[i] for i in order]
+
+
+@given(energy=energies, trades=trades_st, data=st.data())
+def test_shares_are_todays_pro_rata_when_every_trade_is_proven_in_full_or_one_is_unmetered(
+    energy: Fraction, trades: list[tuple[int, Fraction | None]], data: st.DataObject
+) -> None:
+    total = sum(q for q, _ in trades)
+    today = [trade_share(energy, q, total) for q, _ in trades]
+    in_full = [(q, Fraction(q) + data.draw(st.fractions(min_value=0, max_value=100))) for q, _ in trades]
+    assert meter_shares(energy, in_full) == today
+    if any(proof is None for _, proof in trades):
+        assert meter_shares(energy, trades) == today
+
+
+@settings(max_examples=200)
+@given(energy=energies, more=energies, trades=trades_st, data=st.data())
+def test_more_energy_or_a_larger_own_proof_never_gives_a_trade_less(
+    energy: Fraction, more: Fraction, trades: list[tuple[int, Fraction | None]], data: st.DataObject
+) -> None:
+    base = meter_shares(energy, trades)
+    assert all(a <= b for a, b in zip(base, meter_shares(energy + more, trades), strict=True))
+    i = data.draw(st.integers(0, len(trades) - 1))
+    q, proof = trades[i]
+    assume(proof is not None)
+    raised = [*trades[:i], (q, proof + more), *trades[i + 1 :]]
+    assert meter_shares(energy, raised)[i] >= base[i]
+
+
+@given(energy=energies, trades=trades_st)
+def test_a_trade_proven_nothing_takes_nothing_while_another_is_proven(
+    energy: Fraction, trades: list[tuple[int, Fraction | None]]
+) -> None:
+    """The F2 property: a counterparty whose meter proves nothing of its trade never lowers the others'."""
+    metered_ = [(q, Fraction(0) if p is None else p) for q, p in trades]
+    assume(any(min(q, p) > 0 for q, p in metered_))
+    shares = meter_shares(energy, metered_)
+    assert all(share == 0 for share, (q, p) in zip(shares, metered_, strict=True) if min(q, p) == 0)
+
+
+def test_bad_shares_arguments_are_refused() -> None:
+    with pytest.raises(ValueError, match="a trade of -1 Wh"):
+        meter_shares(Fraction(10), [(-1, Fraction(1))])
+    with pytest.raises(ValueError, match="proven -1 Wh"):
+        meter_shares(Fraction(10), [(5, Fraction(-1))])
+    with pytest.raises(ValueError, match="among trades of 4 Wh"):
+        pro_rata(Fraction(1), 5, 4)
+    assert meter_shares(Fraction(10), []) == []

@@ -8,7 +8,9 @@ has `counter`, in time order; `counter_at(found, at, max_gap_ms)` the counter at
 or linearly interpolated between the two readings around it when they are at most `max_gap_ms` apart;
 `metered(leaves, window, counter, max_gap_ms)` the Wh the counter advanced over a window `[start_ms, end_ms)`,
 exact (`Fraction`). `trade_share(energy, quantity, total)` is one trade's part of that energy, pro rata to the
-agreed quantities of the MG's trades on that side of the interval, floored, capped at its own; and
+agreed quantities of the MG's trades on that side of the interval, floored, capped at its own;
+`meter_shares(energy, trades)` the shares of all of them, in proportion to what the counterparties' meters
+prove where every counterparty is metered (else `trade_share`'s); and
 `commitment_intervals(window, commit_ms, max_gap_ms)` the commitment intervals whose readings may bracket the
 window's boundaries. `counting_leaves(leaves, party)` reads SunSpec's "not accumulated" (a counter at 0, which
 the edge's decoder leaves out of the leaf) as 0 where that never favours the party: a seller's export counter
@@ -132,15 +134,61 @@ def metered(leaves: Iterable[bytes], window: tuple[int, int], counter: str, max_
     return (counter_at(found, end, max_gap_ms) - counter_at(found, start, max_gap_ms)) / 1000
 
 
-def trade_share(energy_wh: Fraction, quantity: int, total: int) -> int:
-    """One trade's part of the MG's metered energy: pro rata to the agreed quantities, floored, capped at its own.
-    Why pro rata: the PCC meter sees the MG's whole exchange with the feeder and cannot say which counterparty a
-    shortfall hurt; it is how the market shares an over-asked offer, and more energy never gives less."""
+def pro_rata(energy_wh: Fraction, quantity: int, total: int) -> Fraction:
+    """One trade's part of the MG's metered energy pro rata to the agreed quantities of its trades on that side,
+    exact, capped at the trade's own quantity (never negative)."""
     if quantity < 0 or total < quantity:
         raise ValueError(f"a trade of {quantity} Wh among trades of {total} Wh")
     if total == 0:
-        return 0
-    return max(0, min(quantity, math.floor(energy_wh * quantity / total)))
+        return Fraction(0)
+    return max(Fraction(0), min(Fraction(quantity), energy_wh * quantity / total))
+
+
+def trade_share(energy_wh: Fraction, quantity: int, total: int) -> int:
+    """One trade's part of the MG's metered energy: pro rata to the agreed quantities, floored, capped at its own.
+    Why pro rata: the PCC meter sees the MG's whole exchange with the feeder and cannot say which counterparty a
+    shortfall hurt; it is how the market shares an over-asked offer, and more energy never gives less. The
+    rule where some counterparty of the MG's trades is unmetered (`meter_shares`), and what an MGMC states."""
+    return math.floor(pro_rata(energy_wh, quantity, total))
+
+
+def meter_shares(energy_wh: Fraction, trades: Sequence[tuple[int, Fraction | None]]) -> list[int]:
+    """Each trade's part of an MG's metered energy over its trades on one side of an interval, in the order
+    given: `trades` are (agreed quantity, what the counterparty's meter proves of that trade, or None where
+    the counterparty is unmetered). What a counterparty proves is its own meter's `pro_rata` share of the
+    trade (one level: its own counterparties' meters are not looked through).
+
+    Every counterparty metered: the energy is shared in proportion to the proofs, each capped at the trade's
+    quantity (w_i = min(q_i, proof_i); share_i = min(q_i, floor(energy × w_i / Σ w))). A seller that delivered
+    nothing then takes no part of a buyer's import from the seller that did (review11 F2: pro rata, a buyer
+    of 500 + 500 Wh whose one seller delivered 500 and the other 0 stated 250 on each, and the DSO paid the
+    delivering seller for 250). Some counterparty unmetered, or none proving anything: `trade_share`'s pro
+    rata to the agreed quantities, today's rule (nothing better is known).
+    Why proportional and not "what is left after the others" (min(q_i, energy − Σ_{j≠i} w_j)): the PCC meter
+    also carries the MG's exchange with the DSO, so what the others do not account for need not be this
+    trade's. That rule charges a shortfall to every trade at once when the counterparties prove more than
+    arrived (two sellers each proving 500 to a buyer that imported 500: 0 on both, though 500 arrived), and its
+    shares add up to more than the meter showed when they prove less (600 + 600 Wh proven 200 + 200, import
+    1000: 600 on each). Proportional shares never exceed a trade's quantity, never add up to more than the
+    metered energy, do not depend on the order of the trades (each is a function of its own trade and the
+    sum over all), equal the rule above whenever every trade is proven in full (w = q), and are the same where
+    the leftover rule is sound (R11: 500 and 0). Order-independence also means that a share must not depend
+    on which readings reached the DSO first: the DSO waits for an unmetered counterparty until the dispute's
+    deadline before it falls back to pro rata (dso-server `disputes`)."""
+    quantities = [quantity for quantity, _ in trades]
+    total = sum(quantities)
+    for quantity, proof in trades:
+        if quantity < 0 or (proof is not None and proof < 0):
+            raise ValueError(f"a trade of {quantity} Wh proven {proof} Wh")
+    proofs = [proof for _, proof in trades]
+    if any(proof is None for proof in proofs):
+        return [trade_share(energy_wh, quantity, total) for quantity in quantities]
+    weights = [min(Fraction(q), Fraction(p)) for q, p in trades if p is not None]
+    proven = sum(weights, Fraction(0))
+    if proven == 0:
+        return [trade_share(energy_wh, quantity, total) for quantity in quantities]
+    energy = max(Fraction(0), energy_wh)
+    return [min(q, math.floor(energy * w / proven)) for q, w in zip(quantities, weights, strict=True)]
 
 
 def commitment_intervals(window: tuple[int, int], commit_ms: int, max_gap_ms: int) -> range:
