@@ -62,8 +62,15 @@ feed-in, a cap at or above retail) is banned when held against its rule and let 
 Each MG judges its own rules (its tariff says where a fee stands in for a rule; dayjudge.OwnRules) and
 posts its judgement with its next position; who is let back is public, computed from those judgements
 and the rules on the chain (dayjudge.Coordination): dayrounds.py says when each part is in force.
-A clean-only buyer takes no day-ahead position on the buy side (the stage does not know whose energy is
-clean) and the clean premium is not part of it: both are left to intraday trading.
+A clean-only buyer takes no day-ahead position on the buy side (the general book does not know whose energy
+is clean) unless `DayAheadConfig.clean_book` opens a clean book beside the general one (cleanbook.py): only on
+a day with a clean-only member, and not on a recorder (the exchange contract keeps no clean book yet), so
+every other day is the same to the byte. On a clean session the book runs over 2n prices (general, then
+clean) with one ρ; the owners' floors and caps are judged on the general half; a clean-only buyer's cap on a
+clean kWh is cap + premium; each clean seller's switch (sells clean in an interval, or may buy general there)
+is decided once, by its MILP at the relaxed phase's prices, like genset on/off ("fixed"), or in every solve
+("exact"). The allocation then carries `clean_prices` and `clean_positions`; its `positions` are the general
+book's.
 The ADMM's public arithmetic and each MG's private side are dayexchange.py's, its rounds in the chain's
 units with every move on an `ExchangeRecorder` dayrounds.py's (`Exchange`); the owners' rules as bounds and
 fees are dayrules.py's, their judgement dayjudge.py's.
@@ -74,8 +81,10 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import cast
 
+from peergrid_controller.cleanbook import CleanDayModel, Side, clean_kind, clean_session
 from peergrid_controller.dayexchange import (
     NANO,
     DayAheadConfig,
@@ -86,7 +95,7 @@ from peergrid_controller.dayexchange import (
 from peergrid_controller.daymodel import DayModel
 from peergrid_controller.dayrounds import Exchange
 from peergrid_controller.dayrules import rules_in_force
-from peergrid_controller.model import Scenario
+from peergrid_controller.model import Microgrid, Scenario
 
 
 @dataclass(frozen=True)
@@ -107,6 +116,11 @@ class Allocation:
     # which stop ended it: both residuals within the kWh tolerance, the value stop (`at_stake`; residuals may
     # be kWh), or max_iterations (`converged` false)
     stop: Stop = "kwh"
+    # a clean session's clean book (cleanbook.py; empty otherwise): λᶜ_t, and each MG's clean position c_t (kWh,
+    # + sale); `positions` are then the general book's g_t, and an MG's physical net P2P export is g + c
+    clean_prices: tuple[float, ...] = ()
+    clean_positions: dict[str, tuple[float, ...]] = field(default_factory=dict)
+    clean_intervals: dict[str, tuple[bool, ...]] = field(default_factory=dict)  # each seller's decided switch
 
 
 def _check_prices(scenario: Scenario, prices: Sequence[float]) -> None:
@@ -142,7 +156,10 @@ def allocate(
         raise DayAheadError(f"microgrids have different numbers of intervals: {sorted(lengths)}")
     prices = list(initial_prices) if initial_prices is not None else list(starting_prices(scenario))
     _check_prices(scenario, prices)
-    ex = Exchange(scenario, cfg, prices, recorder)
+    # the clean book only where a member is clean-only, and (until the exchange contract keeps one) off a
+    # recorder: the chain's session runs the general book alone
+    clean = cfg.clean_book and clean_session(scenario) and recorder is None
+    ex = Exchange(scenario, cfg, prices, recorder, clean=clean)
     ex.open()
     try:
         return _allocate(scenario, cfg, ex)
@@ -163,9 +180,12 @@ def _allocate(scenario: Scenario, cfg: DayAheadConfig, ex: Exchange) -> Allocati
 
     # 1. ADMM on the LP relaxation of genset on/off: a convex problem, so it converges, and its prices
     # approximate the convex-hull prices (the prices that best support the non-convex optimum)
-    models = [DayModel(mg, dt, relaxed=bool(mg.gensets)) for mg in mgs]
+    side = cast(Side, cfg.clean_side)
+    models = [model_for(mg, dt, ex.clean, side, relaxed=bool(mg.gensets)) for mg in mgs]
     ex.first_responses(models)
-    gensets = any(mg.gensets for mg in mgs)
+    # a clean session's sellers decide their switch once too, like genset on/off ("fixed"): the same phases
+    sellers = ex.clean and side == "fixed" and any(clean_kind(mg) == "seller" for mg in mgs)
+    gensets = any(mg.gensets for mg in mgs) or sellers
     # the final stop: tight where a floor or cap is judged at the prices found (on the chain's tick: a
     # judgement at loose prices flips fees and bans for good), loose elsewhere (the imbalance left is
     # matched pro rata and every MG checked exactly by forward.py)
@@ -187,13 +207,17 @@ def _allocate(scenario: Scenario, cfg: DayAheadConfig, ex: Exchange) -> Allocati
     # its relaxed position that pays), then 3. ADMM with every commitment fixed (LPs again)
     recommits = 0
     chosen: dict[int, tuple[tuple[bool, ...], ...]] = {}
+    switched: dict[int, tuple[bool, ...]] = {}
     while gensets and recommits < cfg.recommits:
         recommits += 1
         changed = False
         for i, mg in enumerate(mgs):
+            if sellers and clean_kind(mg) == "seller":
+                changed |= _switch(ex, cfg, models, switched, i, mg)
+                continue
             if not mg.gensets:
                 continue
-            fresh = DayModel(mg, dt)
+            fresh = model_for(mg, dt, ex.clean, side)
             fresh.trade(ex.price_floats, *ex.bounds(i), *ex.fees(i))
             fresh.proximal(
                 ex.price_floats,
@@ -206,17 +230,18 @@ def _allocate(scenario: Scenario, cfg: DayAheadConfig, ex: Exchange) -> Allocati
             ex.solves += 1
             if chosen.get(i) != fresh.commitment():
                 chosen[i] = fresh.commitment()
-                models[i] = DayModel(mg, dt, commitment=chosen[i])
+                models[i] = model_for(mg, dt, ex.clean, side, commitment=chosen[i])
                 changed = True
         if not changed:
             break
         converged = ex.run(models, cfg.max_iterations, tolerance, by_value)
     ex.close(models)
+    n = scenario.intervals
+    prices = tuple(round(p / NANO, 9) for p in ex.prices)
+    positions = {mg.name: tuple(round(v / 1000, 9) for v in qi) for mg, qi in zip(mgs, ex.q_wh, strict=True)}
     return Allocation(
-        prices=tuple(round(p / NANO, 9) for p in ex.prices),
-        positions={
-            mg.name: tuple(round(v / 1000, 9) for v in qi) for mg, qi in zip(mgs, ex.q_wh, strict=True)
-        },
+        prices=prices[:n],
+        positions={name: q[:n] for name, q in positions.items()},
         iterations=ex.iterations + ex.verdict_round,
         primal_residual=ex.primal,
         dual_residual=ex.dual,
@@ -225,4 +250,47 @@ def _allocate(scenario: Scenario, cfg: DayAheadConfig, ex: Exchange) -> Allocati
         recommits=recommits,
         relaxed_iterations=relaxed_iterations,
         stop=ex.stop,
+        clean_prices=prices[n:],
+        clean_positions={name: q[n:] for name, q in positions.items()} if ex.clean else {},
+        clean_intervals={mgs[i].name: on for i, on in sorted(switched.items())},
     )
+
+
+def model_for(
+    mg: Microgrid,
+    dt: float,
+    clean: bool,
+    side: Side,
+    relaxed: bool = False,
+    commitment: tuple[tuple[bool, ...], ...] | None = None,
+    clean_intervals: tuple[bool, ...] | None = None,
+) -> DayModel:
+    """An MG's day model: its clean column on a clean session (cleanbook.py), DayModel alone otherwise."""
+    if not clean:
+        return DayModel(mg, dt, relaxed=relaxed, commitment=commitment)
+    return CleanDayModel(mg, dt, relaxed, commitment, side, clean_intervals)
+
+
+def _switch(
+    ex: Exchange,
+    cfg: DayAheadConfig,
+    models: list[DayModel],
+    switched: dict[int, tuple[bool, ...]],
+    i: int,
+    mg: Microgrid,
+) -> bool:
+    """Clean seller i decides alone, once, where it sells clean (cleanbook.py's switch), as a genset MG its
+    on/off: its MILP at the prices found with its proximal term at `commit_weight`·ρ (the plan nearest its
+    relaxed position that pays), then LPs with the switch fixed. True if that changed its model."""
+    dt = ex.dt
+    fresh = CleanDayModel(mg, dt, side="exact")
+    fresh.trade(ex.price_floats, *ex.bounds(i), *ex.fees(i))
+    fresh.proximal(ex.price_floats, cfg.commit_weight * ex.rho_float, ex.anchor(i), cfg.resolution_kwh, True)
+    fresh.solve()
+    ex.solves += 1
+    on = fresh.clean_intervals()
+    if switched.get(i) == on:
+        return False
+    switched[i] = on
+    models[i] = CleanDayModel(mg, dt, side="fixed", clean_intervals=on)
+    return True

@@ -124,6 +124,12 @@ class DayAheadConfig:
     recommits: int = 1  # times genset on/off is decided at the prices found (a MILP per genset MG)
     commit_weight: float = 0.25  # the proximal weight of that decision, as a fraction of ρ
     resolution_kwh: float = 0.01  # the proximal square is exact at ±resolution·2^j (DayModel.proximal)
+    # a clean book beside the general one on a day with a clean-only member (cleanbook.py; dayahead.py says
+    # when it runs); off: such a day runs the general book alone, clean-only buyers buying nothing
+    clean_book: bool = False
+    # how a clean seller's switch (sells clean, or may buy general) is decided: once after the relaxed
+    # phase ("fixed"), or a MILP in every solve ("exact")
+    clean_side: str = "fixed"
 
     def __post_init__(self) -> None:
         if not (math.isfinite(self.rho) and nano(self.rho) >= 1):
@@ -155,6 +161,8 @@ class DayAheadConfig:
             raise DayAheadError(f"recommits must be >= 1, got {self.recommits}")
         if not (math.isfinite(self.commit_weight) and self.commit_weight > 0):
             raise DayAheadError(f"commit_weight must be finite and > 0, got {self.commit_weight}")
+        if self.clean_side not in ("fixed", "exact"):
+            raise DayAheadError(f"clean_side must be 'fixed' or 'exact', got {self.clean_side!r}")
         if self.adapt_every < 0:
             raise DayAheadError(f"adapt_every must be >= 0, got {self.adapt_every}")
 

@@ -33,7 +33,9 @@ Deterministic (HiGHS single-threaded, MGs in scenario order). Never reads clocks
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
+from dataclasses import replace
 from typing import Any
 
 from peergrid_controller.dayexchange import (
@@ -62,7 +64,7 @@ from peergrid_controller.dayjudge import (
     judge_own,
 )
 from peergrid_controller.daymodel import DayModel
-from peergrid_controller.dayrules import Fees, chain_rules
+from peergrid_controller.dayrules import Fees, chain_rules, clean_cap_fees, limits_kw
 from peergrid_controller.market import Rejected
 from peergrid_controller.model import Scenario
 
@@ -79,22 +81,27 @@ class Exchange(Book):
         cfg: DayAheadConfig,
         prices: Sequence[float],
         recorder: ExchangeRecorder | None = None,
+        clean: bool = False,
     ) -> None:
+        """`clean`: a clean session (cleanbook.py): the book runs over 2n prices, general then clean, the
+        clean ones starting at the general ones; the owners' rules are judged on the general half."""
+        prices = [*prices, *prices] if clean else list(prices)
         super().__init__(cfg, [nano(p) for p in prices], len(scenario.microgrids))
         self.mgs = scenario.microgrids
         self.recorder = recorder
         self.stepped = 0  # steps the recorder accepted: its current iteration
         self.stop: Stop = "cap"  # which stop ended the last `run`
-        self.n, self.dt = scenario.intervals, scenario.interval_hours
+        self.clean = clean
+        self.intervals, self.dt = scenario.intervals, scenario.interval_hours  # n: the book's 2n if clean
         self.solves = 0
         # each MG's own floors and caps (private: bounds, fees, bans), and their public coordination
         self.own_rules = [
-            OwnRules(mg, self.dt, self.n, cfg.fee_margin, cfg.resolution_kwh) for mg in self.mgs
+            OwnRules(mg, self.dt, self.intervals, cfg.fee_margin, cfg.resolution_kwh) for mg in self.mgs
         ]
         demands = [demand_on_tick(mg) for mg in self.mgs]
         self.coordination = Coordination(
             lambda i, t, side: demands[i](t, side),
-            self.n,
+            self.intervals,
             ruled=any(binds(chain_rules(mg.rules)) for mg in self.mgs),
         )
         # each MG's judgement on the last stepped iteration (None: none), posted with its next answer and in
@@ -107,8 +114,19 @@ class Exchange(Book):
         self.own: list[tuple[float, ...]] = []  # each MG's own answer before rounding (kWh): its anchor
         # what a kWh traded P2P can be worth to each MG against the DSO (its retail less its feed-in)
         self.spread = [
-            [r - f for r, f in zip(mg.tariff.retail, mg.tariff.feed_in, strict=True)] for mg in self.mgs
+            [r - f for r, f in zip(mg.tariff.retail, mg.tariff.feed_in, strict=True)] * (2 if clean else 1)
+            for mg in self.mgs
         ]
+        # a clean-only buyer buys P2P on a clean session (all of it clean: cleanbook.py's c ≤ x)
+        free = [
+            replace(mg, rules=replace(mg.rules, clean_only=False)) if clean and mg.rules.clean_only else None
+            for mg in self.mgs
+        ]
+        self.clean_buy_kw = {
+            i: [limits_kw(f, t, math.nan, self.dt)[0] for t in range(self.intervals)]
+            for i, f in enumerate(free)
+            if f is not None
+        }
         self.settled = False  # set by `step`: every MG's verdict on it settled (`settled`)
         # each MG's verdict on the last stepped iteration, posted with its next position where the value stop
         # is judged (`run`'s by_value); none on iteration 0 (the first responses) or before any step
@@ -118,13 +136,21 @@ class Exchange(Book):
         self.said = 0  # posts of the recorder's current iteration that said settled
 
     def bounds(self, i: int) -> tuple[list[float], list[float]]:
-        return self.own_rules[i].bounds()
+        lo, hi = self.own_rules[i].bounds()
+        return (list(self.clean_buy_kw[i]) if i in self.clean_buy_kw else lo), hi
+
+    def general(self, values: Sequence[Any]) -> list[Any]:
+        """The general book's half of a 2n list on a clean session (the whole list otherwise): the owners'
+        floors and caps are judged there."""
+        return list(values[: self.intervals])
 
     def anchor(self, i: int) -> list[float]:
         """MG i's proximal anchor (`anchor`)."""
         return anchor(self.own[i], self.mean)
 
     def open(self) -> None:
+        if self.recorder is not None and self.clean:
+            raise DayAheadError("the exchange recorder keeps no clean book: a clean session runs without one")
         if self.recorder is not None:
             verdict = self.recorder.open([mg.name for mg in self.mgs], tuple(self.prices), self.rho)
             if isinstance(verdict, Rejected):
@@ -324,12 +350,13 @@ class Exchange(Book):
         (`Coordination.settle`), in force once those answers are all posted (`_enact`). True if the
         judgements are due and change something (a ban, a fee, a let-back): the exchange then goes on."""
         self.near = self.rules_near()
-        judging = self.coordination.judging(self.prices)
+        prices = self.general(self.prices)
+        judging = self.coordination.judging(prices)
         self.judged = [
             judge_own(
                 own,
-                self.prices,
-                self.q[i],
+                prices,
+                self.general(self.q[i]),
                 near=self.near,
                 settled=self.by_value and self.verdicts[i],
                 judging=judging,
@@ -341,7 +368,7 @@ class Exchange(Book):
             self.outcome = Outcome((), False)
             return False
         self.outcome = self.coordination.settle(
-            [j.public if j is not None else Judgement() for j in self.judged], self.prices
+            [j.public if j is not None else Judgement() for j in self.judged], prices
         )
         return self.outcome.changed
 
@@ -359,15 +386,20 @@ class Exchange(Book):
         """Every MG judges its own floors and caps at the price found, on the chain's tick, and the public
         `Coordination` lets one asking MG per interval and side back, all in force at once (what `run` does
         with the timing of `judge_own`, `due` and `enact`). True if anything changed."""
-        judged = [own.judge(self.prices, self.q[i]) for i, own in enumerate(self.own_rules)]
-        outcome = self.coordination.settle([j.public for j in judged], self.prices)
+        prices = self.general(self.prices)
+        judged = [own.judge(prices, self.general(self.q[i])) for i, own in enumerate(self.own_rules)]
+        outcome = self.coordination.settle([j.public for j in judged], prices)
         for i, own in enumerate(self.own_rules):
             enact(own, i, judged[i], False, outcome)
         return outcome.changed
 
     def fees(self, i: int) -> Fees:
-        """MG i's rule fees as they stand (dropped ones zero)."""
-        return self.own_rules[i].fees()
+        """MG i's rule fees as they stand (dropped ones zero); a clean-only buyer's cap at cap + premium on a
+        clean session."""
+        sell, buy = self.own_rules[i].fees()
+        if i in self.clean_buy_kw:
+            buy = clean_cap_fees(self.mgs[i], buy)
+        return sell, buy
 
 
 def _same(posted: Judgement | None, recorded: Judgement | None) -> bool:

@@ -6,6 +6,7 @@ Promises:
   owner's rules (a NaN price: physical limits, maximum quantity and clean-only alone).
 - `rule_fees(mg)`: the owner's floor and cap as convex per-kWh fees (`Fees`), None where a rule never binds.
 - `rules_in_force(mg)`: whether a floor or cap is judged at the prices found.
+- `clean_cap_fees(mg, buy)`: a clean-only buyer's cap fee on a clean session, at cap + premium.
 - `chain_rules(rules)`: the owner's rules as the chain keeps them (`market.set_rules`, genesis accounts):
   prices in micro-units per Wh on the market tick, quantities in Wh, each within the contract's bounds.
 Pure; no solver, no clocks, no I/O.
@@ -73,3 +74,15 @@ def chain_rules(rules: ContractRules) -> dict[str, Any]:
         "clean_only": rules.clean_only,
         "clean_premium": price(rules.clean_premium),
     }
+
+
+def clean_cap_fees(mg: Microgrid, buy: tuple[float, ...] | None) -> tuple[float, ...] | None:
+    """A clean-only buyer's cap fee on a clean session (cleanbook.py: everything it buys is clean): its cap
+    on a clean kWh is cap + premium, as `market.acceptable` has it, so the fee is the retail price's excess
+    over cap + premium where its cap fee `buy` stands (a dropped one stays dropped). None where none is left.
+    The premium is a cap, never a benefit per clean kWh (that made buyers over-import: M4 §1)."""
+    if buy is None:
+        return None
+    cap = mg.rules.cap_price + mg.rules.clean_premium
+    raised = tuple(max(r - cap, 0.0) if f > 0 else 0.0 for r, f in zip(mg.tariff.retail, buy, strict=True))
+    return raised if any(raised) else None

@@ -1,0 +1,209 @@
+"""The clean-energy book of the day-ahead exchange: one MG's clean column beside its general one.
+
+Promises: on a clean session (`clean_session`: some member's rules are clean-only, and the allocation was asked
+for the clean book) every interval has two books, general energy at λᴳ_t and clean energy at λᶜ_t. Each MG
+answers 2n positions, g_t (general net export) then c_t (clean: + sale, − purchase); its physical net P2P
+export is x = g + c (DayModel's P2P columns), c one more column per interval (`CleanDayModel`):
+- a clean seller (`clean_kind` "seller": no genset, not clean-only) sells clean only where it is not a
+  general buyer: c_t > 0 ⇒ g_t ≥ 0 (the side rule). Exactly: a switch b_t per interval, c_t ≤ its sale limit
+  · b_t and c_t ≤ its sale column, its purchase ≤ its purchase limit · (1 − b_t). The switch is decided like
+  genset on/off (`Side`): "fixed" relaxes it to [0, 1] until `decide` fixes it once from its MILP at the
+  prices found (then LPs); "exact" keeps it binary in every solve (a MILP per seller per round).
+- a clean-only buyer ("buyer"): c_t ∈ [−its purchase limit, 0] and c_t ≤ x_t, so g_t = x_t − c_t ≥ 0: it
+  never buys general. Its premium is a cap (cap + premium on a clean kWh: `dayrules.clean_fees`), never a
+  benefit (a benefit per clean kWh made buyers over-import: M4, /work/notes/m4_clean_product.md §1).
+- everyone else ("none": genset MGs that are not clean-only) has c = 0 and no extra column.
+x is priced at λᴳ by DayModel's columns (with the rule fees), c adds (λᶜ − λᴳ) per kWh; the proximal term
+is on g (DayModel's row, with −dt·c added) and on c (its own piecewise-linear square, the same breaks).
+Never on a day without a clean-only member: DayModel alone, byte for byte as before.
+Deterministic; no clocks, no I/O.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Sequence
+from typing import Literal
+
+import highspy
+import numpy as np
+
+from peergrid_controller import lp as lpmod
+from peergrid_controller.builder import p2p_buy_limit, p2p_sell_limit
+from peergrid_controller.daymodel import DayModel
+from peergrid_controller.model import Microgrid, Scenario
+
+CleanKind = Literal["seller", "buyer", "none"]
+# how a clean seller's switch (sells clean in an interval, or may buy general there) is decided
+Side = Literal["fixed", "exact"]
+_EMPTY = np.zeros(0, np.int32)
+
+
+def clean_kind(mg: Microgrid) -> CleanKind:
+    """Which side of the clean book an MG can take: a clean-only buyer buys clean, an MG without a genset
+    sells clean, any other MG neither."""
+    if mg.rules.clean_only:
+        return "buyer"
+    return "none" if mg.gensets else "seller"
+
+
+def clean_session(scenario: Scenario) -> bool:
+    """Whether a day has a clean book at all: only where some member's rules are clean-only."""
+    return any(mg.rules.clean_only for mg in scenario.microgrids)
+
+
+class CleanDayModel(DayModel):
+    """DayModel with the clean column c_t (see the module contract). `solve` returns g then c (2n, kWh)."""
+
+    def __init__(
+        self,
+        mg: Microgrid,
+        interval_hours: float,
+        relaxed: bool = False,
+        commitment: Sequence[Sequence[bool]] | None = None,
+        side: Side = "fixed",
+        clean_intervals: Sequence[bool] | None = None,
+    ) -> None:
+        """`clean_intervals`: a seller's decided switch per interval ("fixed" after `decide`); None before."""
+        super().__init__(mg, interval_hours, relaxed=relaxed, commitment=commitment)
+        self.kind = clean_kind(mg)
+        self.side = side
+        s = self.schedule
+        n, dt = s.horizon, s.dt
+        quantity = mg.rules.max_quantity_kwh / dt
+        self._c: list[int] = []
+        self._switch: list[int] = []
+        self._cprox: tuple[list[int], list[list[tuple[int, int]]], list[float]] | None = None
+        self._crho: float | None = None
+        self._g_patched = False
+        if self.kind == "none":
+            return
+        h = s.highs()
+        ts = range(s.start, s.start + n)
+        if self.kind == "seller":
+            lo = [0.0] * n
+            hi = [min(p2p_sell_limit(mg, t), quantity) for t in ts]
+        else:
+            lo = [-min(p2p_buy_limit(mg, t), quantity) for t in ts]
+            hi = [0.0] * n
+        self._c = self._add(lo, hi, 0.0)
+        for k in range(n):
+            if self.kind == "seller":  # c ≤ its sale column (x = sale when its purchase is off)
+                self._row([self._c[k], s.cols.p2p_sell[k]], [1.0, -1.0], 0.0)
+            else:  # c ≤ x: g = x − c ≥ 0, it never buys general
+                self._row([self._c[k], s.cols.p2p_sell[k], s.cols.p2p_buy[k]], [1.0, -1.0, 1.0], 0.0)
+        if self.kind == "seller":
+            self._switch = self._add([0.0] * n, [1.0] * n, 0.0)
+            for k, t in enumerate(ts):
+                self._row([self._c[k], self._switch[k]], [1.0, -max(hi[k], 0.0)], 0.0)
+                big = max(p2p_buy_limit(mg, t), 0.0)
+                self._row([s.cols.p2p_buy[k], self._switch[k]], [1.0, big], big)
+            if side == "exact" and clean_intervals is None:
+                for col in self._switch:
+                    h.changeColIntegrality(col, highspy.HighsVarType.kInteger)
+            if clean_intervals is not None:
+                for col, on in zip(self._switch, clean_intervals, strict=True):
+                    h.changeColBounds(col, float(on), float(on))
+
+    def _add(self, lo: Sequence[float], hi: Sequence[float], cost: float) -> list[int]:
+        h = self.schedule.highs()
+        first, count = h.getNumCol(), len(lo)
+        h.addCols(count, np.full(count, cost), np.array(lo), np.array(hi), 0, _EMPTY, _EMPTY, np.zeros(0))
+        return list(range(first, first + count))
+
+    def _row(self, cols: Sequence[int], coefs: Sequence[float], upper: float) -> None:
+        h = self.schedule.highs()
+        h.addRow(-lpmod.INF, upper, len(cols), np.array(cols, np.int32), np.array(coefs))
+
+    def trade(
+        self,
+        prices: Sequence[float],
+        lo_kw: Sequence[float],
+        hi_kw: Sequence[float],
+        sell_fee: Sequence[float] | None = None,
+        buy_fee: Sequence[float] | None = None,
+    ) -> None:
+        """DayModel.trade over 2n prices (general then clean). A seller's sale and purchase take a column
+        each (its switch bounds them apart), so it trades with zero fees where it has none."""
+        if self.kind == "seller" and sell_fee is None and buy_fee is None:
+            sell_fee = (0.0,) * self.schedule.horizon
+        super().trade(prices, lo_kw, hi_kw, sell_fee, buy_fee)
+
+    def _price(self, prices: Sequence[float]) -> None:
+        super()._price(prices)
+        s = self.schedule
+        h = s.highs()
+        n = s.horizon
+        for k, col in enumerate(self._c):
+            h.changeColCost(col, -(prices[n + k] - prices[k]) * s.dt)
+
+    def proximal(
+        self,
+        prices: Sequence[float],
+        rho: float,
+        anchor_kwh: Sequence[float],
+        resolution_kwh: float,
+        recommit: bool = False,
+    ) -> None:
+        """DayModel.proximal on g (its row becomes dt·(x − c)) and the same square on c, anchors g then c."""
+        s = self.schedule
+        n = s.horizon
+        # a model without gensets has no on/off to freeze (a seller's new model after `decide` is unsolved)
+        recommit = recommit or not s.lp.integer
+        super().proximal(prices, rho, anchor_kwh[:n], resolution_kwh, recommit)
+        if not self._c:
+            return
+        h = s.highs()
+        assert self._prox is not None
+        rows, _, breaks = self._prox[1]
+        if not self._g_patched:
+            for k in range(n):
+                h.changeCoeff(rows[k], self._c[k], -s.dt)
+            self._g_patched = True
+        if self._cprox is None or self._cprox[2] != breaks:
+            self._cprox = self._clean_proximal(breaks)
+            self._crho = None
+        crows, csegments, cbreaks = self._cprox
+        if self._crho != rho:
+            for pairs in csegments:
+                for j, (plus, minus) in enumerate(pairs):
+                    slope = rho / 2 * (cbreaks[j] + cbreaks[j + 1])
+                    h.changeColCost(plus, slope)
+                    h.changeColCost(minus, slope)
+            self._crho = rho
+        for k in range(n):
+            h.changeRowBounds(crows[k], anchor_kwh[n + k], anchor_kwh[n + k])
+
+    def _clean_proximal(
+        self, breaks: list[float]
+    ) -> tuple[list[int], list[list[tuple[int, int]]], list[float]]:
+        """Per interval: dt·c_k − Σ plus_j + Σ minus_j = anchor_k (DayModel's square, on c)."""
+        s = self.schedule
+        h = s.highs()
+        widths = [b - a for a, b in itertools.pairwise(breaks)]
+        widths[-1] = lpmod.INF
+        rows: list[int] = []
+        segments: list[list[tuple[int, int]]] = []
+        for k in range(s.horizon):
+            cols = self._add([0.0] * (2 * len(widths)), [w for w in widths for _ in (0, 1)], 0.0)
+            pairs = [(cols[2 * j], cols[2 * j + 1]) for j in range(len(widths))]
+            index = [self._c[k], *cols]
+            value = [s.dt] + [v for _ in pairs for v in (-1.0, 1.0)]
+            h.addRow(0.0, 0.0, len(index), np.array(index, np.int32), np.array(value))
+            rows.append(h.getNumRow() - 1)
+            segments.append(pairs)
+        return rows, segments, breaks
+
+    def solve(self) -> tuple[float, ...]:
+        """g then c per interval (kWh) of a fresh solve: g = x − c."""
+        x = super().solve()
+        s = self.schedule
+        sol = s.last_solution().x
+        c = [sol[col] * s.dt for col in self._c] if self._c else [0.0] * s.horizon
+        return tuple(xk - ck for xk, ck in zip(x, c, strict=True)) + tuple(c)
+
+    def clean_intervals(self) -> tuple[bool, ...]:
+        """A seller's switch per interval in the last solve (true: it sells clean there and buys nothing);
+        empty for any other MG."""
+        sol = self.schedule.last_solution().x
+        return tuple(sol[col] > 0.5 for col in self._switch)

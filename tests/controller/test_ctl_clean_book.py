@@ -1,0 +1,118 @@
+"""The clean book of the day-ahead exchange (cleanbook.py, dayrounds.Exchange's clean session, dayahead.py)."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import pytest
+from helpers_ctl import flat, genset_site, load_only, pv_site
+
+from peergrid_controller.cleanbook import CleanDayModel, clean_kind, clean_session
+from peergrid_controller.dayahead import allocate
+from peergrid_controller.dayexchange import DayAheadConfig, DayAheadError
+from peergrid_controller.dayrounds import Exchange
+from peergrid_controller.dayrules import clean_cap_fees
+from peergrid_controller.forward_accept import dispatch
+from peergrid_controller.model import ContractRules, Scenario
+
+DT = 0.25
+N = 4
+CLEAN = DayAheadConfig(clean_book=True)
+GREEN = ContractRules(clean_only=True, clean_premium=0.02)
+
+
+def day(green: ContractRules = GREEN) -> Scenario:
+    """A PV seller (20 kW surplus), a genset MG (cheap surplus, never clean), a clean-only buyer and a plain
+    buyer (20 kW each)."""
+    return Scenario(
+        "clean",
+        DT,
+        (
+            pv_site("pv", 30.0, 10.0, n=N),
+            genset_site("gen", n=N),
+            load_only("green", 20.0, n=N, rules=green),
+            load_only("grey", 20.0, n=N),
+        ),
+    )
+
+
+def physical(scenario: Scenario, positions: dict[str, tuple[float, ...]]) -> float:
+    return sum(dispatch(mg, DT, positions[mg.name]).cost for mg in scenario.microgrids)
+
+
+def test_kinds_and_session() -> None:
+    scenario = day()
+    # grey has no genset: it may sell clean (it has nothing to sell)
+    assert [clean_kind(mg) for mg in scenario.microgrids] == ["seller", "none", "buyer", "seller"]
+    assert clean_session(scenario)
+    assert not clean_session(day(ContractRules()))
+
+
+def test_a_day_without_a_clean_only_member_is_unchanged_by_the_clean_book() -> None:
+    scenario = day(ContractRules(clean_premium=0.02))
+    assert allocate(scenario, CLEAN) == allocate(scenario)
+    assert allocate(scenario, CLEAN).clean_positions == {}
+
+
+def test_the_clean_only_buyer_buys_clean_from_the_seller_without_a_genset() -> None:
+    scenario = day()
+    off, on = allocate(scenario), allocate(scenario, CLEAN)
+    assert off.clean_positions == {} and off.positions["green"] == (0.0,) * N  # today: it buys nothing
+    assert len(on.clean_prices) == N and set(on.clean_positions) == {mg.name for mg in scenario.microgrids}
+    g, c = on.positions, on.clean_positions
+    for t in range(N):
+        assert abs(sum(q[t] for q in g.values())) <= 0.02  # each book balances apart
+        assert abs(sum(q[t] for q in c.values())) <= 0.02
+        assert c["green"][t] == pytest.approx(-5.0, abs=0.02)  # its 20 kW, all clean
+        assert g["green"][t] >= 0.0  # never general
+        assert c["gen"][t] == 0.0 and c["grey"][t] == 0.0  # a genset MG never sells clean, grey has none
+        assert c["pv"][t] >= 0.0
+        assert c["pv"][t] == 0.0 or g["pv"][t] >= -0.001  # the side rule: no general purchase beside it
+        assert on.clean_prices[t] <= 0.25 + 0.02 + 1e-9  # within the buyer's cap on a clean kWh
+    assert on.clean_intervals["pv"] == tuple(v > 0 for v in c["pv"])
+    # the physical welfare is higher with the clean book: the buyer's 5 kWh a quarter-hour come from PV,
+    # not from the DSO at retail
+    both = {name: tuple(a + b for a, b in zip(g[name], c[name], strict=True)) for name in g}
+    assert physical(scenario, both) < physical(scenario, dict(off.positions)) - 1.0
+
+
+def test_the_exact_side_rule_gives_the_same_day() -> None:
+    scenario = day()
+    fixed, exact = allocate(scenario, CLEAN), allocate(scenario, replace(CLEAN, clean_side="exact"))
+    assert exact.clean_intervals == {}  # nothing decided once: the switch is a binary in every solve
+    for name, c in exact.clean_positions.items():
+        assert c == pytest.approx(fixed.clean_positions[name], abs=0.02)
+
+
+def test_a_seller_switched_off_sells_no_clean_and_one_switched_on_buys_nothing() -> None:
+    # the seller alone, the clean price above the general one: where its switch is on it sells clean only
+    # up to its sale, and buys nothing; where off, no clean at all
+    seller = pv_site("pv", 30.0, 10.0, n=N)
+    model = CleanDayModel(seller, DT, clean_intervals=(True, False, True, False))
+    model.trade([0.1] * N + [0.2] * N, [-40.0] * N, [40.0] * N)
+    q = model.solve()
+    g, c = q[:N], q[N:]
+    assert c[1] == c[3] == 0.0
+    assert c[0] == pytest.approx(5.0) and c[2] == pytest.approx(5.0)  # its whole 20 kW surplus, clean
+    assert min(g[0], g[2]) >= -1e-9
+
+
+def test_the_clean_only_buyers_cap_on_a_clean_kwh_is_cap_plus_premium() -> None:
+    mg = load_only(
+        "green", 20.0, n=N, rules=ContractRules(cap_price=0.2, clean_only=True, clean_premium=0.03)
+    )
+    assert clean_cap_fees(mg, (0.05,) * N) == pytest.approx((0.02,) * N)  # retail 0.25 less 0.23
+    assert clean_cap_fees(mg, (0.05, 0.0, 0.05, 0.0)) == pytest.approx(
+        (0.02, 0.0, 0.02, 0.0)
+    )  # dropped stays
+    assert clean_cap_fees(mg, None) is None
+    rich = replace(mg, rules=replace(mg.rules, clean_premium=0.1))
+    assert clean_cap_fees(rich, (0.05,) * N) is None  # cap + premium above retail: no fee left
+
+
+def test_bad_side_and_a_recorder_without_a_clean_book_are_refused() -> None:
+    with pytest.raises(DayAheadError, match="clean_side"):
+        DayAheadConfig(clean_side="sticky")
+    ex = Exchange(day(), CLEAN, flat(0.15, N), recorder=object(), clean=True)  # type: ignore[arg-type]
+    with pytest.raises(DayAheadError, match="clean book"):
+        ex.open()
