@@ -47,6 +47,9 @@ Flow of one session (the controller's dayahead.py is the computation mirrored he
       big session) then turn the closed session into the day's forward trades, recorded as the market
       contract's trades at the closing prices on its tick (`micro_per_wh`): `exchange_clearing` has their
       rules.
+A session opened with `clean_prices` also trades clean energy in a second book per interval
+(`clean_positions`, a member's `clean` declaration, a second price list moved with the same ρ, clean trades
+first in the clear): exchange_clean.py has its rules; a session opened without keeps today's bytes.
 Nobody has to trust the coordinator's arithmetic: the chain computes every price from the posted positions.
 The coordinator does choose the opening prices, ρ's path (at most halved or doubled per step, with no rule
 on which), when to close and the deadline (with `accept_rounds` 2 no earlier than `accept_window_ms` after
@@ -59,15 +62,17 @@ here under the same names. Pure; no I/O.
 
 from __future__ import annotations
 
-from itertools import pairwise
+from collections.abc import Mapping
+from itertools import combinations, pairwise
 from typing import Any
 
 from .. import keyspace as ks
 from ..machine import BlockContext, KindSpec, require
 from ..results import Event, Reason, RuleError
-from ..schema import INTERVAL, KEY, LABEL, Bool, Int, List, Map, OneOf
+from ..schema import INTERVAL, KEY, LABEL, Bool, Int, List, Map, OneOf, Shape
 from ..state import Overlay, read_obj
 from ..tx import Tx
+from . import exchange_clean as clean_book
 from . import exchange_clearing
 from .exchange_state import (
     MAX_INTERVALS,
@@ -96,7 +101,6 @@ from .exchange_state import (
     stepped_key,
     sums_key,
 )
-from .market_state import rules_for
 
 __all__ = [  # the state's names, imported here by the controller, the edge and exchange_clearing as before
     "KINDS",
@@ -210,6 +214,7 @@ def open_exchange(view: Overlay, tx: Tx, ctx: BlockContext, sender: ks.AccountRe
     }
     if deadline is not None:  # absent without one, so that the sessions opened before it keep their bytes
         record["deadline"] = deadline
+    record.update(clean_book.open_book(view, name, b, intervals))  # `clean` only on a clean session
     view.put_obj(session_key(name), record)
     view.put_obj(members_key(name), members)
     view.put_obj(prices_key(name), prices)
@@ -217,22 +222,6 @@ def open_exchange(view: Overlay, tx: Tx, ctx: BlockContext, sender: ks.AccountRe
     for member in members:
         view.put_obj(post_key(member, name), {"iteration": -1, "positions": [], "txid": b""})
     return [("exchange_opened", {"session": name, "coordinator": tx.sender, "members": len(members)})]
-
-
-def _check_positions(view: Overlay, member: bytes, first: int, positions: list[int]) -> None:
-    """Each position within the member's owner rules for its chain interval (`rules_for`)."""
-    for t, quantity in enumerate(positions):
-        rules = rules_for(view, member, first + t)
-        if abs(quantity) > rules["max_quantity"]:
-            raise RuleError(
-                Reason.RULE_VIOLATION,
-                f"position {quantity} Wh in interval {first + t} beyond the maximum {rules['max_quantity']}",
-            )
-        if quantity < 0 and rules["clean_only"]:
-            raise RuleError(
-                Reason.RULE_VIOLATION,
-                f"position {quantity} Wh in interval {first + t}: a clean-only member never buys",
-            )
 
 
 def _check_judged(judged: dict[str, Any], record: dict[str, Any]) -> None:
@@ -293,7 +282,12 @@ def post_position(view: Overlay, tx: Tx, ctx: BlockContext, sender: ks.AccountRe
     judged = b.get("judged")
     if judged is not None:
         _check_judged(judged, record)
-    _check_positions(view, tx.sender, record["first_interval"], positions)
+    fields = clean_book.post_fields(record, last, b)  # {clean, clean_positions} on a clean session
+    seller = fields.get("clean", False)
+    clean_book.check_positions(
+        view, tx.sender, record["first_interval"], positions, fields.get("clean_positions"), seller
+    )
+    clean_book.add_sums(view, name, fields)
     progress = read_obj(view, sums_key(name))
     sums = [s + q for s, q in zip(progress["sums"], positions, strict=True)]
     running: dict[str, Any] = {"posted": progress["posted"] + 1, "sums": sums}
@@ -306,7 +300,7 @@ def post_position(view: Overlay, tx: Tx, ctx: BlockContext, sender: ks.AccountRe
     post: dict[str, Any] = {"iteration": record["iteration"], "positions": positions, "txid": tx.txid}
     if judged is not None:  # absent without one, so that the posts before judgements keep their bytes
         post["judged"] = judged
-    view.put_obj(key, post)
+    view.put_obj(key, {**post, **fields})
 
 
 def step(view: Overlay, tx: Tx, ctx: BlockContext, sender: ks.AccountRecord) -> list[Event]:
@@ -331,18 +325,15 @@ def step(view: Overlay, tx: Tx, ctx: BlockContext, sender: ks.AccountRecord) -> 
     require(record["iteration"] < MAX_ITERATIONS, Reason.RULE_VIOLATION, "last iteration reached: close it")
     if record["iteration"] > 0:
         prices = next_prices(read_obj(view, prices_key(name)), progress["sums"], record["size"], rho)
-        for t, price in enumerate(prices):
-            if abs(price) > MAX_PRICE:
-                raise RuleError(
-                    Reason.RULE_VIOLATION, f"price {price} in interval {t} beyond ±{MAX_PRICE} nano per kWh"
-                )
+        clean_book.check_prices(prices)
         view.put_obj(prices_key(name), list(prices))
+    clean = clean_book.step_book(view, name, record, rho)  # the clean book's prices, on a clean session
     iteration = record["iteration"] + 1
     view.put_obj(session_key(name), {**record, "iteration": iteration, "rho": new_rho})
     view.put_obj(sums_key(name), {"posted": 0, "sums": [0] * record["intervals"]})
     # how many of the stepped iteration's posts said settled (their verdicts on the iteration before it)
     stepped_event = {"session": name, "iteration": iteration, "rho": new_rho, "settled": settled_in(progress)}
-    return [("exchange_step", stepped_event)]
+    return [("exchange_step", {**stepped_event, **clean})]
 
 
 def close(view: Overlay, tx: Tx, ctx: BlockContext, sender: ks.AccountRecord) -> list[Event]:
@@ -367,6 +358,7 @@ def close(view: Overlay, tx: Tx, ctx: BlockContext, sender: ks.AccountRecord) ->
         # the value stop (a kWh stop or any other close leaves it false)
         "settled": settled_in(progress) == record["size"],
         **raised,  # the deadline only when the close raised it: every other close keeps its event's bytes
+        **clean_book.closing_prices(view, name, record),  # on a clean session only
     }
     return [("exchange_closed", closed)]
 
@@ -387,11 +379,26 @@ def genesis_writes(genesis: Any) -> dict[bytes, bytes | None]:
     return {}
 
 
+def _optional(base: Map, *extras: Mapping[str, Shape]) -> OneOf:
+    """`base` with any of the optional field groups `extras`: the bodies posted before a group existed (or
+    without it) still validate."""
+    groups = range(len(extras))
+    return OneOf(
+        tuple(
+            Map({**base.fields, **{k: v for i in chosen for k, v in extras[i].items()}})
+            for n in range(len(extras) + 1)
+            for chosen in combinations(groups, n)
+        )
+    )
+
+
 _POSITION_BODY = Map({"session": LABEL, "iteration": ITERATION, "positions": List(POSITION, MAX_INTERVALS)})
 CELL = Int(0, 2 * MAX_INTERVALS - 1)  # 2·t a sale, 2·t + 1 a purchase, in the session's interval t
 JUDGED = Map({"banned": List(CELL, 2 * MAX_INTERVALS), "asks": List(CELL, 2 * MAX_INTERVALS), "fees": Bool()})
 _VERDICT = {"settled": Bool()}
 _JUDGED = {"judged": JUDGED}
+_CLEAN_POSITIONS = {"clean_positions": List(POSITION, MAX_INTERVALS)}  # a clean session's
+_ACCEPT_BODY = Map({"session": LABEL, "positions": List(POSITION, MAX_INTERVALS), "clean": Bool()})
 _OPEN_BODY = Map(
     {
         "session": LABEL,
@@ -404,29 +411,21 @@ _OPEN_BODY = Map(
 
 KINDS: dict[str, KindSpec] = {
     "exchange.open": KindSpec(
-        # `deadline` is optional (none when absent), so that the bodies posted before it still validate
-        OneOf((_OPEN_BODY, Map({**_OPEN_BODY.fields, "deadline": Int(0, 2**63 - 1)}))),
+        # `deadline` (none when absent) and `clean_prices` (no clean book when absent) are optional
+        _optional(
+            _OPEN_BODY, {"deadline": Int(0, 2**63 - 1)}, {"clean_prices": List(PRICE_NANO, MAX_INTERVALS)}
+        ),
         open_exchange,
     ),
     "exchange.position": KindSpec(
-        # `settled` (false when absent) and `judged` (none when absent) are optional, so that the bodies
-        # posted before them still validate
-        OneOf(
-            (
-                _POSITION_BODY,
-                Map({**_POSITION_BODY.fields, **_VERDICT}),
-                Map({**_POSITION_BODY.fields, **_JUDGED}),
-                Map({**_POSITION_BODY.fields, **_VERDICT, **_JUDGED}),
-            )
-        ),
+        # `settled` (false when absent), `judged` (none when absent), and on a clean session
+        # `clean_positions` and `clean` (false when absent) are optional
+        _optional(_POSITION_BODY, _VERDICT, _JUDGED, _CLEAN_POSITIONS, {"clean": Bool()}),
         post_position,
     ),
     "exchange.step": KindSpec(Map({"session": LABEL, "iteration": ITERATION, "rho": RHO}), step),
     "exchange.close": KindSpec(Map({"session": LABEL, "iteration": ITERATION}), close),
-    "exchange.accept": KindSpec(
-        Map({"session": LABEL, "positions": List(POSITION, MAX_INTERVALS), "clean": Bool()}),
-        exchange_clearing.accept,
-    ),
+    "exchange.accept": KindSpec(_optional(_ACCEPT_BODY, _CLEAN_POSITIONS), exchange_clearing.accept),
     "exchange.clear": KindSpec(Map({"session": LABEL}), exchange_clearing.clear),
 }
 END_BLOCK = None

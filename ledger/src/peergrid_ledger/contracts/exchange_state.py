@@ -5,7 +5,9 @@ Promises: `next_prices` is the one price rule, `rho_bounds` the one ρ rule and 
 conversion onto the market contract's tick, exact in integers; the controller imports them, so the two sides
 compute the same integers. `reserved_name` and `name_owner` are the one rule of which session names only one
 key may open. The readers (`session`, `position`, `stepped`, `posted`, `settled_count`,
-`judgements`) read a session as the handlers keep it and never write. Everything here is importable from
+`judgements`) read a session as the handlers keep it and never write. A clean session (exchange_clean.py)
+keeps its second book under keys of its own (`clean_prices_key`, `clean_sums_key`); every other session
+has none of them. Everything here is importable from
 `peergrid_ledger.contracts.exchange` as before. Pure; no I/O.
 """
 
@@ -111,6 +113,16 @@ def sums_key(name: str) -> bytes:
     return b"xch/sums/" + name.encode()
 
 
+def clean_prices_key(name: str) -> bytes:
+    """A clean session's second price list (the clean book's λᶜ, nano per kWh): absent on any other session."""
+    return b"xch/cprices/" + name.encode()
+
+
+def clean_sums_key(name: str) -> bytes:
+    """A clean session's running sums of the current iteration's clean positions (Wh per interval)."""
+    return b"xch/csums/" + name.encode()
+
+
 def post_key(member: bytes, name: str) -> bytes:
     """A member's last post; present from the opening on, so it is also the membership record."""
     return b"xch/pos/" + member + name.encode()
@@ -125,18 +137,22 @@ def session(state: StateReader, name: str) -> dict[str, Any] | None:
     """`{closed, coordinator, first_interval, intervals, iteration, members, posted, prices, rho, settled}`,
     or None if no such session: `iteration` is the current one (the number of steps taken), `posted` how
     many members posted it, `settled` how many of those posts said settled (their verdict on the iteration
-    before), `prices` a tuple of nano per kWh; plus `deadline` (block time, ms) if the open set one."""
+    before), `prices` a tuple of nano per kWh; plus `deadline` (block time, ms) if the open set one, and on a
+    clean session (opened with `clean_prices`) `clean` true and `clean_prices`, the clean book's tuple."""
     record = read_obj(state, session_key(name))
     if record is None:
         return None
     progress = read_obj(state, sums_key(name))
-    return {
+    out = {
         **record,
         "members": list(read_obj(state, members_key(name))),
         "posted": progress["posted"],
         "prices": tuple(read_obj(state, prices_key(name))),
         "settled": settled_in(progress),
     }
+    if record.get("clean"):
+        out["clean_prices"] = tuple(read_obj(state, clean_prices_key(name)))
+    return out
 
 
 def settled_count(state: StateReader, name: str) -> int | None:
