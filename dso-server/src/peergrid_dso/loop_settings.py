@@ -2,7 +2,8 @@
 node's whole config (`IntervalNodeSettings`: that section plus the broker and feeder name).
 
 Promises: typed, strict (an unknown key or a wrong type is a `ConfigError` with one line); defaults fit the lab.
-Builds nothing and reads no file: `interval_node` and `live` turn them into a running node.
+Builds nothing and reads no file (the tariff file is read when the node starts: `tariff`): `interval_node`
+and `live` turn them into a running node.
 """
 
 from __future__ import annotations
@@ -62,11 +63,16 @@ class LoopSettings(StrictSettings):
     auto_enrol: bool = True  # MGMCs enrolling over the REST API: authorised at once (lab) or by an operator
     halt_file: Path | None = None  # the coordinated stop's {chain id: height}, as the MGMCs' ledger.halt_file
     disputes: DisputeSettings | None = None  # settle disputed trades (needs mgmc_chain)
+    # each MG's cover prices (retail, feed-in per interval of the day; docs/closed-loop.md "Who prices the
+    # cover"), posted as `market.tariff` on a settle_by_both MGMC chain (needs mgmc_chain); None: none posted
+    tariff_file: Path | None = None
 
     @model_validator(mode="after")
     def _disputes_need_the_mgmc_chain(self) -> LoopSettings:
         if self.disputes is not None and self.mgmc_chain is None:
             raise ValueError("disputes: the DSO settles disputed trades on the MGMC chain: set mgmc_chain")
+        if self.tariff_file is not None and self.mgmc_chain is None:
+            raise ValueError("tariff_file: the DSO prices the cover on the MGMC chain: set mgmc_chain")
         return self
 
 
