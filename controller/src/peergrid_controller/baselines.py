@@ -39,7 +39,13 @@ class BaselineCosts:
 
 
 def interval_costs(cols: MgColumns, x: tuple[float, ...], n: int) -> tuple[float, ...]:
-    """Physical cost per interval of a day's solution (the day's terminal charge in the last interval)."""
+    """Physical cost of a day's solution in each of its first `n` intervals (the day's terminal charge in the
+    last of them). `n` 0 is an empty day — what `forward_accept.dispatch` is asked with no interval traded
+    (a session that cleared nothing: its `net_wh` is empty) — and has no interval to carry a cost: ()."""
+    if n < 0:
+        raise ValueError(f"interval_costs: {n} intervals")
+    if n == 0:
+        return ()
     costs = [sum(cols.cost_parts(x, k).values()) for k in range(n)]
     costs[-1] += sum(cols.cost_parts(x, -1).values())
     return tuple(costs)
