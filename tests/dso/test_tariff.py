@@ -1,19 +1,21 @@
 """The DSO's tariff source (dso-server `tariff.load_tariff_file`, setting `loop.tariff_file`): each MG's retail
 and feed-in per interval of the day in currency per kWh, converted once to the chain's micro-units per Wh. A bad
 file (missing MG, unknown MG, negative or non-finite price, wrong length, another interval length, not YAML,
-missing) is a ConfigError naming the file and key, never a silent 0."""
+missing) is a ConfigError naming the file and key when the DSO node starts, never a silent 0."""
 
 from __future__ import annotations
 
 import math
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
 import yaml
 
+from peergrid_dso.interval_node import DsoLoop
 from peergrid_dso.loop_settings import IntervalNodeSettings
-from peergrid_dso.tariff import load_tariff_file, micro_per_wh
+from peergrid_dso.tariff import CoverTariff, load_tariff_file, micro_per_wh
 from peergrid_ledger.keys import Keypair
 from peergrid_ledger.settings import ConfigError
 
@@ -120,6 +122,25 @@ def settings(tmp_path: Path, tariff_file: Path | None, mgmc: bool = True) -> Int
     if tariff_file is not None:
         doc["tariff_file"] = str(tariff_file)
     return IntervalNodeSettings.model_validate(doc)
+
+
+def dso_loop(s: IntervalNodeSettings, mgmc: Any) -> DsoLoop:
+    none: Any = None
+    return DsoLoop(s, none, none, none, none, none, none, none, Keypair.generate(), none, none, mgmc=mgmc)
+
+
+def test_the_dso_node_reads_the_file_when_it_starts_and_stops_on_a_bad_one(tmp_path: Path) -> None:
+    good = write(tmp_path, tariff_doc())
+    mgmc = SimpleNamespace(chain="mgmc")
+    s = settings(tmp_path, good)
+    pricer = dso_loop(s, mgmc).pricer
+    assert pricer is not None and isinstance(pricer.tariff, CoverTariff)
+    assert pricer.accounts == {mg: bytes.fromhex(e.anonym) for mg, e in s.mgs.items()}  # the anonyms trade
+    assert (pricer.first, pricer.end) == (36, 39)
+    good.write_text(yaml.safe_dump(without(tariff_doc(), "mg1")), encoding="utf-8")
+    with pytest.raises(ConfigError, match="no prices for mg1"):
+        dso_loop(s, mgmc)
+    assert dso_loop(settings(tmp_path, None), mgmc).pricer is None  # no file: no prices
 
 
 def test_a_tariff_file_needs_the_mgmc_chain(tmp_path: Path) -> None:

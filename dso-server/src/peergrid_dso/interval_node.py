@@ -18,6 +18,8 @@ market view reads and through which it reopens intervals; without it the MGMCs r
 with their trades kept. Switching holds `lock`
 (shared with the console's operator actions: one writer per relay) from planning from the confirmed topology
 to read-back; the topology lives in `live.open_set`, which operators may change between intervals.
+With `tariff_file` (and an MGMC chain that settles by both) it prices each MG's cover on the MGMC chain
+(`market.tariff`, a day ahead at a time, `tariff.CoverPricer`) beside the intervals, from the start.
 Its settings are `loop_settings`; submitting to its chains and the coordinated stop, `node_chains`.
 """
 
@@ -40,6 +42,7 @@ from peergrid_dso.loop_settings import IntervalNodeSettings, LoopSettings
 from peergrid_dso.node_chains import ChainAdapter, Changed, Throttled
 from peergrid_ledger import keys, query
 from peergrid_ledger import keyspace as ks
+from peergrid_ledger.consensus.shutdown import cancel_until_done
 from peergrid_ledger.records import append_record
 from peergrid_ledger.settings import ConfigError, exit_with_config_error, load_settings
 from peergrid_ledger.state import read_obj
@@ -138,6 +141,17 @@ class DsoLoop:
     current: int | None = None  # the interval being worked on
     mgmc: ChainAdapter | None = None  # the MGMC chain (non-voting), where the DSO reopens intervals
     said: Throttled = field(default_factory=lambda: Throttled(log))  # retries' warnings, once per few s
+    pricer: Any = None  # tariff.CoverPricer, with `tariff_file` (read at start: a bad file stops it there)
+
+    def __post_init__(self) -> None:
+        s = self.settings
+        if self.mgmc is not None and self.pricer is None and s.tariff_file is not None:
+            from peergrid_dso.tariff import CoverPricer, load_tariff_file
+
+            tariff = load_tariff_file(s.tariff_file, s.mgs, s.interval_minutes)
+            accounts = {mg: bytes.fromhex(entry.anonym) for mg, entry in s.mgs.items()}
+            end = s.first_interval + s.intervals
+            self.pricer = CoverPricer(tariff, accounts, self.mgmc, self.dso_key, s.first_interval, end)
 
     def publish(self, doc: dict[str, Any]) -> None:
         # retained: an MGMC that (re)connects learns at once how far the DSO got
@@ -203,17 +217,25 @@ class DsoLoop:
         return self.injections(t)
 
     async def run(self, stop: asyncio.Event) -> None:
-        await self.enrol()
-        s = self.settings
-        for t in range(s.first_interval, s.first_interval + s.intervals):
-            if stop.is_set():
-                return
-            self.current = t
-            try:
-                await self.interval(t)
-            except Exception:  # keep serving the next interval; the record says it failed
-                log.exception("DSO interval %d failed", t)
-                self.record({"interval": t, "error": "failed; see the DSO node log"})
+        # the cover prices go out beside the enrolment (another chain): the first intervals close soon
+        pricing = (
+            None if self.pricer is None else asyncio.create_task(self.pricer.run(stop, lambda: self.current))
+        )
+        try:
+            await self.enrol()
+            s = self.settings
+            for t in range(s.first_interval, s.first_interval + s.intervals):
+                if stop.is_set():
+                    return
+                self.current = t
+                try:
+                    await self.interval(t)
+                except Exception:  # keep serving the next interval; the record says it failed
+                    log.exception("DSO interval %d failed", t)
+                    self.record({"interval": t, "error": "failed; see the DSO node log"})
+        finally:
+            if pricing is not None:
+                await cancel_until_done([pricing])
 
     def switch(self, t: int, target: tuple[int, ...], planned_from: tuple[int, ...], injections: Any) -> Any:
         """Under the relays' lock: plan from the topology the relays confirmed now (operators may have moved

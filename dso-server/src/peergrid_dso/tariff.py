@@ -1,28 +1,42 @@
-"""The DSO prices the cover: each enrolled MG's retail and feed-in for the MGMC chain (`market.tariff`).
+"""The DSO prices the cover: each enrolled MG's retail and feed-in on the MGMC chain (`market.tariff`).
 
 Promises: `load_tariff_file(path, mgs, interval_minutes)` reads the tariff file the DSO's settings name
 (`loop.tariff_file`, format in docs/closed-loop.md "Who prices the cover"): per MG one retail and one feed-in
 price per interval of the day, in currency per kWh, and converts them once (`micro_per_wh`) to what
 `market.tariff` takes, micro-units per Wh. A file that does not say every MG, says one it does not know,
 has a negative, non-finite or too large price, or a list of the wrong length is a `ConfigError` naming the
-file and the key, at start: never a silent 0. Assumes chain interval t is interval t mod (intervals per day)
-of the day, as in the lab (interval 0 starts at midnight). Pure but for reading the file.
+file and the key, at start: never a silent 0. `CoverPricer` posts, on a `settle_by_both` chain only, each
+MG's anonym's prices for the loop's upcoming intervals, a day at a time (the next day's half a day before it
+starts, `pricing_window`), for the intervals the chain has neither closed nor priced yet (`unpriced_runs`: a
+restart reads what is set and sends nothing twice). A tariff the chain refuses is logged once with its
+reason and those intervals are never sent again by this process (no retry loop); one not final in time is
+sent again, the same body, at the next pass (the adapter waits for the pending one, never signs it twice).
+Assumes chain interval t is interval t mod (intervals per day) of the day, as in the lab (interval 0 starts
+at midnight). Never blocks the event loop; the window and the runs are pure.
 """
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import math
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import yaml
 
+from peergrid_ledger import keys
+from peergrid_ledger.contracts import market
+from peergrid_ledger.contracts.market_state import MAX_TARIFF_INTERVALS
+from peergrid_ledger.results import Reason
 from peergrid_ledger.schema import PRICE
 from peergrid_ledger.settings import ConfigError
 
+log = logging.getLogger("peergrid_dso.tariff")
 MINUTES_PER_DAY = 1440
+PASS_S = 2.0  # between two looks at the window (a pass is a few state reads per MG when nothing is due)
 
 
 def micro_per_wh(price_per_kwh: float) -> int:
@@ -113,3 +127,104 @@ def _price(value: Any, bad: Callable[[str, str], ConfigError], key: str) -> int:
     if micro > PRICE.high:  # the contract's bound
         raise bad(key, f"{value} per kWh is beyond the chain's largest price")
     return micro
+
+
+def pricing_window(first: int, end: int, current: int | None, per_day: int) -> range:
+    """The intervals to be priced now: from the one being worked on (`current`; None: the loop's first) to the
+    end of the loop's day whose start is at most half a day ahead (days counted from `first`), never past
+    `end` (exclusive). So a day's prices go out together, half a day before it starts."""
+    start = first if current is None else max(first, current)
+    day = (start - first + per_day // 2) // per_day
+    return range(start, min(end, first + (day + 1) * per_day))
+
+
+def unpriced_runs(state: Any, account: bytes, window: range, skip: Iterable[int] = ()) -> list[range]:
+    """The runs of consecutive intervals of `window` that the chain has neither closed nor priced for
+    `account` (nor in `skip`), each at most the contract's `MAX_TARIFF_INTERVALS` long."""
+    skipped = set(skip)
+    due = [
+        t
+        for t in window
+        if t not in skipped and not market.closed(state, t) and market.tariff(state, account, t) is None
+    ]
+    runs: list[range] = []
+    for t in due:
+        if runs and runs[-1].stop == t and len(runs[-1]) < MAX_TARIFF_INTERVALS:
+            runs[-1] = range(runs[-1].start, t + 1)
+        else:
+            runs.append(range(t, t + 1))
+    return runs
+
+
+@dataclass
+class CoverPricer:
+    """Posts `market.tariff` for every MG of the loop through the DSO's MGMC-chain adapter (see module)."""
+
+    tariff: CoverTariff
+    accounts: Mapping[str, bytes]  # MG -> its anonym, the account that trades
+    adapter: Any  # node_chains.ChainAdapter on the MGMC chain
+    dso_key: keys.Keypair
+    first: int
+    end: int  # the loop's last interval + 1
+    refused: dict[bytes, set[int]] = field(default_factory=dict)  # per account: never sent again
+
+    @property
+    def state(self) -> Any:
+        return self.adapter.node.replicas[self.adapter.chain].app.state
+
+    def settles_by_both(self) -> bool:
+        app = self.adapter.node.replicas[self.adapter.chain].app
+        return bool(app.genesis.params.settle_by_both)
+
+    async def price(self, current: int | None) -> int:
+        """One pass: post every MG's unpriced runs of the window; returns how many landed."""
+        window = pricing_window(self.first, self.end, current, self.tariff.per_day)
+        landed = 0
+        for mg, account in sorted(self.accounts.items()):
+            refused = self.refused.setdefault(account, set())
+            for run in unpriced_runs(self.state, account, window, refused):
+                body = self.tariff.body(mg, account, run)
+                result = await self.adapter.submit(self.dso_key, "market.tariff", body, precheck=True)
+                if result.ok:
+                    landed += 1
+                elif result.reason == "refused":
+                    given_up = self._given_up(run, result.detail)
+                    refused.update(given_up)
+                    log.error("the MGMC chain refuses %s's cover prices for intervals %d-%d: %s; not sent "
+                              "again for %s", mg, run.start, run.stop - 1, result.detail,
+                              _span(given_up))  # fmt: skip
+                else:  # not final in time: the next pass sends the same body (the adapter adopts it)
+                    log.warning("%s's cover prices for intervals %d-%d not final yet: %s %s", mg, run.start,
+                                run.stop - 1, result.reason, result.detail)  # fmt: skip
+                    return landed
+        return landed
+
+    def _given_up(self, run: range, detail: str) -> list[int]:
+        """The intervals a refused run gives up: the whole run, unless an interval closed meanwhile (`closed`):
+        then those the replica shows closed (the rest goes in the next pass), at least the run's first, so
+        every refusal retires one interval or more and a pass can never repeat a refused body for ever."""
+        if not detail.startswith(Reason.CLOSED.value):
+            return list(run)
+        closed = [t for t in run if market.closed(self.state, t)]
+        return closed or [run.start]
+
+    async def run(self, stop: asyncio.Event, current: Callable[[], int | None]) -> None:
+        """Price the loop's intervals until `stop` (or until cancelled: the loop ended): at once, then a pass
+        every `PASS_S`. Nothing at all on a chain without `settle_by_both` (the contract refuses it there: no
+        trade on it carries a compensation)."""
+        if not self.settles_by_both():
+            log.info("the MGMC chain does not settle by both: no cover prices (market.tariff) are posted")
+            return
+        while not stop.is_set():
+            try:
+                await self.price(current())
+            except Exception:  # the loop goes on without prices rather than stop; said each pass it fails
+                log.exception("pricing the cover failed; trying again in %.0f s", PASS_S)
+            try:
+                await asyncio.wait_for(stop.wait(), PASS_S)
+            except TimeoutError:
+                pass
+
+
+def _span(intervals: list[int]) -> str:
+    return f"{intervals[0]}" if len(intervals) == 1 else f"{intervals[0]}-{intervals[-1]}"
