@@ -5,6 +5,7 @@ another exception and never a number."""
 
 from __future__ import annotations
 
+import math
 import random
 from fractions import Fraction
 from typing import Any
@@ -267,6 +268,16 @@ def test_a_buyer_whose_one_seller_delivered_and_the_other_not_is_shared_by_the_s
     assert meter_shares(Fraction(500), [(500, Fraction(0)), (300, Fraction(0))]) == [312, 187]
 
 
+def test_energy_metered_beyond_what_was_proven_goes_to_the_unproven_trades() -> None:
+    """The same buyer covered c's missing 500 from the grid (imported 1000): 500 on each, so its own share of
+    c's trade shows it took all it could and the shortfall is c's (a priced trade's compensation). Shared over
+    several unproven trades by what was not proven of each."""
+    assert meter_shares(Fraction(1000), [(500, Fraction(500)), (500, Fraction(0))]) == [500, 500]
+    # 200 beyond the 600 proven, over the 500 and 100 not proven: 500, 0 + 166.7, 100 + 33.3
+    three = [(500, Fraction(500)), (500, Fraction(0)), (200, Fraction(100))]
+    assert meter_shares(Fraction(800), three) == [500, 166, 133]
+
+
 def test_the_leftover_rule_would_double_count_a_shortfall_or_overshare_the_meter() -> None:
     """What "the import less what the other trades account for" gives, and what the proportional rule does:
     two sellers each proving 500 to a buyer that imported 500 (leftover: 0 and 0, though 500 arrived), and
@@ -277,6 +288,11 @@ def test_the_leftover_rule_would_double_count_a_shortfall_or_overshare_the_meter
     assert shares == [500, 500] and sum(shares) <= 1000
     # a proof above the agreed quantity weighs as the quantity: a seller that over-delivered gains nothing
     assert meter_shares(Fraction(600), [(500, Fraction(900)), (500, Fraction(100))]) == [500, 100]
+
+    # where one trade alone is not proven in full, the leftover rule and this one agree (700 - 500, 700 - 100)
+    assert meter_shares(Fraction(700), [(500, Fraction(500)), (500, Fraction(100))]) == [500, 200]
+    # where several are not, the leftover rule would give 500 and 300, 800 of the 700 metered
+    assert meter_shares(Fraction(700), [(500, Fraction(400)), (500, Fraction(100))]) == [440, 260]
 
 
 @given(energy=energies, trades=trades_st)
@@ -325,15 +341,23 @@ def test_more_energy_or_a_larger_own_proof_never_gives_a_trade_less(
     assert meter_shares(energy, raised)[i] >= base[i]
 
 
-@given(energy=energies, trades=trades_st)
-def test_a_trade_proven_nothing_takes_nothing_while_another_is_proven(
-    energy: Fraction, trades: list[tuple[int, Fraction | None]]
+@given(energy=energies, trades=trades_st, extra=st.integers(1, 10**5))
+def test_a_trade_proven_nothing_never_lowers_what_the_others_proved(
+    energy: Fraction, trades: list[tuple[int, Fraction | None]], extra: int
 ) -> None:
-    """The F2 property: a counterparty whose meter proves nothing of its trade never lowers the others'."""
-    metered_ = [(q, Fraction(0) if p is None else p) for q, p in trades]
-    assume(any(min(q, p) > 0 for q, p in metered_))
-    shares = meter_shares(energy, metered_)
-    assert all(share == 0 for share, (q, p) in zip(shares, metered_, strict=True) if min(q, p) == 0)
+    """The F2 property: another trade whose counterparty's meter proves nothing takes nothing of the energy
+    while the proven trades do not have all they proved, and never takes a trade below what it proved (the
+    old pro rata gave it extra / (Q + extra) of the energy whatever was proven)."""
+    proven = [(q, Fraction(0) if p is None else p) for q, p in trades]
+    before = meter_shares(energy, proven)
+    with_it = meter_shares(energy, [*proven, (extra, Fraction(0))])
+    if energy <= sum(min(q, p) for q, p in proven):
+        assert with_it == [*before, 0]
+    else:
+        assert all(
+            share >= min(b, math.floor(min(q, p)))
+            for share, b, (q, p) in zip(with_it, before, proven, strict=False)
+        )
 
 
 def test_bad_shares_arguments_are_refused() -> None:

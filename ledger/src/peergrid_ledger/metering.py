@@ -9,8 +9,8 @@ or linearly interpolated between the two readings around it when they are at mos
 `metered(leaves, window, counter, max_gap_ms)` the Wh the counter advanced over a window `[start_ms, end_ms)`,
 exact (`Fraction`). `trade_share(energy, quantity, total)` is one trade's part of that energy, pro rata to the
 agreed quantities of the MG's trades on that side of the interval, floored, capped at its own;
-`meter_shares(energy, trades)` the shares of all of them, in proportion to what the counterparties' meters
-prove where every counterparty is metered (else `trade_share`'s); and
+`meter_shares(energy, trades)` the shares of all of them by what the counterparties' meters prove where
+every counterparty is metered (else `trade_share`'s); and
 `commitment_intervals(window, commit_ms, max_gap_ms)` the commitment intervals whose readings may bracket the
 window's boundaries. `counting_leaves(leaves, party)` reads SunSpec's "not accumulated" (a counter at 0, which
 the edge's decoder leaves out of the leaf) as 0 where that never favours the party: a seller's export counter
@@ -154,41 +154,52 @@ def trade_share(energy_wh: Fraction, quantity: int, total: int) -> int:
 
 def meter_shares(energy_wh: Fraction, trades: Sequence[tuple[int, Fraction | None]]) -> list[int]:
     """Each trade's part of an MG's metered energy over its trades on one side of an interval, in the order
-    given: `trades` are (agreed quantity, what the counterparty's meter proves of that trade, or None where
+    given: `trades` are (agreed quantity q, what the counterparty's meter proves of that trade p, or None where
     the counterparty is unmetered). What a counterparty proves is its own meter's `pro_rata` share of the
     trade (one level: its own counterparties' meters are not looked through).
 
-    Every counterparty metered: the energy is shared in proportion to the proofs, each capped at the trade's
-    quantity (w_i = min(q_i, proof_i); share_i = min(q_i, floor(energy × w_i / Σ w))). A seller that delivered
-    nothing then takes no part of a buyer's import from the seller that did (review11 F2: pro rata, a buyer
-    of 500 + 500 Wh whose one seller delivered 500 and the other 0 stated 250 on each, and the DSO paid the
-    delivering seller for 250). Some counterparty unmetered, or none proving anything: `trade_share`'s pro
-    rata to the agreed quantities, today's rule (nothing better is known).
-    Why proportional and not "what is left after the others" (min(q_i, energy − Σ_{j≠i} w_j)): the PCC meter
-    also carries the MG's exchange with the DSO, so what the others do not account for need not be this
-    trade's. That rule charges a shortfall to every trade at once when the counterparties prove more than
-    arrived (two sellers each proving 500 to a buyer that imported 500: 0 on both, though 500 arrived), and its
-    shares add up to more than the meter showed when they prove less (600 + 600 Wh proven 200 + 200, import
-    1000: 600 on each). Proportional shares never exceed a trade's quantity, never add up to more than the
-    metered energy, do not depend on the order of the trades (each is a function of its own trade and the
-    sum over all), equal the rule above whenever every trade is proven in full (w = q), and are the same where
-    the leftover rule is sound (R11: 500 and 0). Order-independence also means that a share must not depend
-    on which readings reached the DSO first: the DSO waits for an unmetered counterparty until the dispute's
-    deadline before it falls back to pro rata (dso-server `disputes`)."""
+    Every counterparty metered, with w_i = min(q_i, p_i), W = Σ w, Q = Σ q, E the energy:
+        E ≤ W:  share_i = E × w_i / W                            (a shortfall shared by what was proven)
+        E > W:  share_i = w_i + (E − W) × (q_i − w_i) / (Q − W)  (the rest shared by what was not proven)
+    floored, capped at q_i. A seller that delivered nothing then takes no part of a buyer's import from the
+    seller that did (review11 F2: a buyer of 500 + 500 Wh whose one seller delivered 500 and the other 0
+    imported 500; pro rata by agreed it was shared 250 on each and the DSO paid the delivering seller for 250;
+    now 500 and 0). An MG that metered more than was proven (a buyer that covered a missing delivery from the
+    grid, a seller whose undelivered energy went to the grid) has it on the unproven trades, so the shortfall
+    stays the counterparty's (the same buyer importing 1000: 500 and 500). Some counterparty unmetered:
+    `trade_share`'s pro rata to the agreed quantities, today's rule (nothing better is known); W = 0 is that
+    rule too.
+    Why not "what the others do not account for" (min(q_i, E − Σ_{j≠i} w_j)): the PCC meter also carries the
+    MG's exchange with the DSO, so that rest need not be this trade's. It charges a shortfall to every trade
+    at once when the counterparties prove more than arrived (two sellers each proving 500, 500 imported: 0
+    and 0, though 500 arrived), and its shares add up to more than the meter showed when the rest is claimed
+    by several unproven trades (600 + 600 Wh proven 200 + 200, 1000 imported: 600 and 600). It agrees with
+    the rule above where E ≥ W and one trade alone is not proven in full. These shares never exceed a trade's quantity, never add up to
+    more than E, do not depend on the order of the trades (each is a function of its own trade and sums over
+    all), are monotone in E and in the trade's own proof, and are today's pro rata whenever every trade is
+    proven in full (w = q). Order-independence also means that a share must not depend on which readings
+    reached the DSO first: the DSO waits for an unmetered counterparty until the dispute's deadline before it
+    falls back to pro rata (dso-server `disputes`)."""
     quantities = [quantity for quantity, _ in trades]
     total = sum(quantities)
     for quantity, proof in trades:
         if quantity < 0 or (proof is not None and proof < 0):
             raise ValueError(f"a trade of {quantity} Wh proven {proof} Wh")
-    proofs = [proof for _, proof in trades]
-    if any(proof is None for proof in proofs):
+    proven_by = [proof for _, proof in trades]
+    if any(proof is None for proof in proven_by):
         return [trade_share(energy_wh, quantity, total) for quantity in quantities]
     weights = [min(Fraction(q), Fraction(p)) for q, p in trades if p is not None]
     proven = sum(weights, Fraction(0))
-    if proven == 0:
-        return [trade_share(energy_wh, quantity, total) for quantity in quantities]
     energy = max(Fraction(0), energy_wh)
-    return [min(q, math.floor(energy * w / proven)) for q, w in zip(quantities, weights, strict=True)]
+    if energy <= proven:
+        parts = [energy * w / proven if proven else Fraction(0) for w in weights]
+    else:
+        rest, unproven = energy - proven, total - proven
+        parts = [
+            w + (rest * (q - w) / unproven if unproven else 0)
+            for q, w in zip(quantities, weights, strict=True)
+        ]
+    return [min(q, math.floor(part)) for q, part in zip(quantities, parts, strict=True)]
 
 
 def commitment_intervals(window: tuple[int, int], commit_ms: int, max_gap_ms: int) -> range:
