@@ -1,7 +1,8 @@
 """The DSO's resolver of disputed trades (`peergrid_dso.disputes`) on a real MGMC chain (`LocalChain`, genesis
 `settle_by_both`): two parties' statements differ, their MGMCs sealed their PCC meter readings (leaves made by
 the edge's own `commitments.reading_leaf`) in `der_commitment`s, and the resolver finds the energy both meters
-confirm, shared pro rata over each party's trades of the interval, never above agreed; or says why not.
+confirm, each party's shared over its trades of the interval by what its counterparties' meters prove (pro
+rata to agreed where one is unmetered), never above agreed; or says why not.
 Properties (hypothesis): never above agreed, monotone in the metered energy, deterministic, and equal to an
 independent model of the rule."""
 
@@ -219,9 +220,10 @@ def test_readings_off_the_boundaries_are_interpolated_between_their_neighbours()
     assert abs(decision.seller.energy_wh - 400) < Fraction(1, 100)
 
 
-def test_a_seller_metered_short_shares_its_export_pro_rata_over_its_trades() -> None:
-    """The seller sold 600 to b1 and 300 to b2 but exported 600: each trade gets two thirds of its agreed
-    quantity (400 and 200), whatever the buyers' meters show above that."""
+def test_a_seller_metered_short_shares_its_export_by_what_its_buyers_meters_prove() -> None:
+    """The seller sold 600 to b1 and 300 to b2 but exported 600; b1's meter proves 600 arrived, b2's 280: the
+    export is shared 600 : 280 (409 and 190), by the buyers' meters (review11 F2), no longer two thirds of
+    each agreed quantity (400 and 200). Each buyer has one trade: its whole import, capped at agreed."""
     readings = {
         "s": ramp(600.0, export=True),
         "b1": ramp(600.0, export=False),
@@ -232,8 +234,9 @@ def test_a_seller_metered_short_shares_its_export_pro_rata_over_its_trades() -> 
     first = resolve(m.chain.state, m.trade_id("s", "b1"), CLOCK, m.node_of(), m.sealed)
     second = resolve(m.chain.state, m.trade_id("s", "b2"), CLOCK, m.node_of(), m.sealed)
     assert isinstance(first, Vouched) and isinstance(second, Vouched)
-    assert (first.seller.agreed_total, first.seller.share_wh, first.delivered) == (900, 400, 400)
-    assert (second.seller.share_wh, second.buyer.share_wh, second.delivered) == (200, 280, 200)
+    assert (first.seller.agreed_total, first.seller.share_wh, first.delivered) == (900, 409, 409)
+    assert first.seller.shared_by == "counterparties' meters"
+    assert (second.seller.share_wh, second.buyer.share_wh, second.delivered) == (190, 280, 190)
 
 
 def test_missing_withheld_or_forged_readings_leave_the_trade_unresolved() -> None:
@@ -331,26 +334,46 @@ class Case:
     q2: int
     seller_wh: int
     buyer_wh: int
+    b2_wh: int | None = None  # b2's import (None: b2 never hands its readings over)
 
 
 cases = st.builds(
     Case, q1=st.integers(1, 2_000), q2=st.integers(0, 2_000), seller_wh=st.integers(0, 5_000),
-    buyer_wh=st.integers(0, 5_000),
+    buyer_wh=st.integers(0, 5_000), b2_wh=st.one_of(st.none(), st.integers(0, 5_000)),
 )  # fmt: skip
 
 
 def _resolved(case: Case) -> tuple[Market, int | None]:
+    """s sells q1 to b1 (disputed) and q2 to b2; with b2 unmetered, past the dispute's deadline."""
     sales = {("s", "b1"): case.q1, **({("s", "b2"): case.q2} if case.q2 else {})}
     start, end = CLOCK.window(T)
     # readings exactly on the window's boundaries (and one outside each): the energy is exactly what was given
     times = [start / 1000 - 5, start / 1000, end / 1000, end / 1000 + 5]
+
+    def importer(wh: int) -> list[tuple[float, float, float]]:
+        return [(t, 0, 7 + (wh if t >= end / 1000 else 0)) for t in times]
+
     readings = {
         "s": [(t, 1000 + (case.seller_wh if t >= end / 1000 else 0), 0) for t in times],
-        "b1": [(t, 0, 7 + (case.buyer_wh if t >= end / 1000 else 0)) for t in times],
+        "b1": importer(case.buyer_wh),
+        **({"b2": importer(case.b2_wh)} if case.q2 and case.b2_wh is not None else {}),
     }
     m = market(sales, {("s", "b1"): (0, case.q1)} if case.q1 > 0 else {}, readings=readings)
-    decision = resolve(m.chain.state, m.trade_id("s", "b1"), CLOCK, m.node_of(), m.sealed)
+    m.pass_time(m.chain.tip.time + m.chain.genesis.params.settle_wait_ms)
+    decision = resolve(m.chain.state, m.trade_id("s", "b1"), CLOCK, m.node_of(), m.sealed, chain_time(m))
     return m, decision.delivered if isinstance(decision, Vouched) else None
+
+
+def _model(case: Case) -> int:
+    """An independent model of the rule for s -> b1: s's export shared by what its buyers' meters prove
+    (each buyer has one trade: its import capped at agreed) when b2 is metered, else pro rata to agreed."""
+    q2, b2 = case.q2, case.b2_wh
+    proofs = [min(case.q1, case.buyer_wh)] + ([min(q2, b2)] if q2 and b2 is not None else [])
+    if (q2 and b2 is None) or sum(proofs) == 0:
+        seller_share = min(case.q1, case.seller_wh * case.q1 // (case.q1 + q2))
+    else:
+        seller_share = min(case.q1, case.seller_wh * proofs[0] // sum(proofs))
+    return min(case.q1, seller_share, case.buyer_wh)  # b1's own share: its import (its one seller metered)
 
 
 @settings(max_examples=40, deadline=None)
@@ -359,13 +382,12 @@ def test_resolved_energy_is_the_rule_never_above_agreed_and_monotone(
     case: Case, more_seller: int, more_buyer: int
 ) -> None:
     m, delivered = _resolved(case)
-    seller_share = min(case.q1, case.seller_wh * case.q1 // (case.q1 + case.q2))
-    assert delivered == min(case.q1, seller_share, case.buyer_wh)  # the independent model of the rule
+    assert delivered == _model(case)
     assert delivered is not None and 0 <= delivered <= case.q1
     again = resolve(m.chain.state, m.trade_id("s", "b1"), CLOCK, dict(reversed(m.node_of().items())),
-                    dict(reversed(m.sealed.items())))  # fmt: skip
+                    dict(reversed(m.sealed.items())), chain_time(m))  # fmt: skip
     assert isinstance(again, Vouched) and again.delivered == delivered  # deterministic, whatever the order
-    more = Case(case.q1, case.q2, case.seller_wh + more_seller, case.buyer_wh + more_buyer)
+    more = Case(case.q1, case.q2, case.seller_wh + more_seller, case.buyer_wh + more_buyer, case.b2_wh)
     assert _resolved(more)[1] >= delivered  # type: ignore[operator]
 
 

@@ -228,17 +228,21 @@ def test_a_trade_the_dso_settled_first_by_hand_is_left_alone() -> None:
 
 
 def test_a_restarted_dso_finds_disputes_made_before_it_started() -> None:
-    readings = {"s": ramp(600.0, export=True), "b1": ramp(600.0, export=False), "b2": ramp(300.0, False)}
+    readings = {"s": ramp(600.0, export=True), "b1": ramp(600.0, export=False), "b2": ramp(300.0, False),
+                "x": ramp(50.0, True), "y": ramp(50.0, False)}  # fmt: skip
     statements = {("s", "b1"): (100, 600), ("s", "b2"): (300, 300)}
-    m = market({("s", "b1"): 600, ("s", "b2"): 300}, statements, readings=readings)
+    m = market({("s", "b1"): 600, ("s", "b2"): 300, ("x", "y"): 50}, statements, readings=readings)
     settler, adapter, _ = settler_for(m)  # no block handed over: only the state
     settler.look_everywhere()
-    for mg in ("s", "b1"):  # b2's trade is not disputed: no dispute reads its readings
+    # b2's trade is not disputed, but the seller's share of b1's goes by what its buyers' meters prove (review11
+    # F2): the dispute reads b2's readings too; an MG no dispute involves is still not read
+    for mg in ("s", "b1", "b2"):
         hand_over(m, settler, mg)
     with pytest.raises(ReadingsNotNeeded):
-        hand_over(m, settler, "b2")
+        settler.offer_readings(m.nodes["x"].public, *next((b, v) for (n, b), v in m.sealed.items()
+                                                          if n == m.nodes["x"].public))  # fmt: skip
     asyncio.run(settler.settle_due())
-    # b2's trade was agreed (300 = 300) and paid; b1's was disputed and settles on 600 × 600/900
+    # b2's trade was agreed (300 = 300) and paid; b1's was disputed and settles on 600 × 600/(600 + 300)
     [(_, kind, body, _)] = adapter.sent
     assert (kind, body) == ("settle", {"trade": m.trade_id("s", "b1"), "delivered": 400})
 
@@ -270,25 +274,30 @@ def test_the_disputes_section_needs_the_mgmc_chain_and_builds_the_market_clock(t
 
 
 def test_readings_another_pending_dispute_needs_are_kept() -> None:
-    """Two disputes of one interval share the seller's readings: settling the first keeps them for the second
-    (still waiting for its buyer's readings), which then settles pro rata; afterwards all are dropped."""
-    readings = {"s": ramp(600.0, export=True), "b1": ramp(600.0, export=False), "b2": ramp(280.0, False)}
+    """Two disputes of one interval share readings: s sold to b1 and b2, b2 bought from s and s2. s -> b1 reads
+    s, b1 and b2 (s's buyers prove its shares) and settles; s -> b2 also reads s2 (b2's sellers prove b2's
+    shares) and waits for it, so settling the first keeps every reading the second reads; once s2's arrive it
+    settles, and afterwards all are dropped."""
+    readings = {"s": ramp(600.0, export=True), "b1": ramp(600.0, export=False), "b2": ramp(480.0, False),
+                "s2": ramp(200.0, export=True)}  # fmt: skip
     statements = {("s", "b1"): (100, 600), ("s", "b2"): (50, 300)}
-    m = market({("s", "b1"): 600, ("s", "b2"): 300}, statements, readings=readings)
+    m = market({("s", "b1"): 600, ("s", "b2"): 300, ("s2", "b2"): 200}, statements, readings=readings)
     settler, adapter, _ = settler_for(m)
     final_blocks(m, settler)
-    hand_over(m, settler, "s")
-    hand_over(m, settler, "b1")
+    for mg in ("s", "b1", "b2"):
+        hand_over(m, settler, mg)
     asyncio.run(settler.settle_due())
-    assert [body for _, _, body, _ in adapter.sent] == [{"trade": m.trade_id("s", "b1"), "delivered": 400}]
+    # s's 600 shared 600 : 288 (b1's import; b2's 480 pro rata over its 500 agreed, 300 of them s's)
+    assert [body for _, _, body, _ in adapter.sent] == [{"trade": m.trade_id("s", "b1"), "delivered": 405}]
     assert settler.pending.keys() == {m.trade_id("s", "b2")}
-    seller = m.nodes["s"].public
-    assert any(node == seller for node, _ in settler.sealed) and not any(
-        node == m.nodes["b1"].public for node, _ in settler.sealed
-    )
-    hand_over(m, settler, "b2")
+    waiting = settler.decision(m.trade_id("s", "b2"))
+    assert waiting is not None and "the buyer's counterparty" in waiting["why"]
+    kept = {node for node, _ in settler.sealed}
+    assert kept == {m.nodes[mg].public for mg in ("s", "b1", "b2")}
+    hand_over(m, settler, "s2")
     asyncio.run(settler.settle_due())
-    assert adapter.sent[-1][2] == {"trade": m.trade_id("s", "b2"), "delivered": 200}
+    # b2's 480 is 80 more than s and s2 prove (200 each), all on s's trade (280); s's share 600 x 288/888: 194
+    assert adapter.sent[-1][2] == {"trade": m.trade_id("s", "b2"), "delivered": 194}
     assert settler.pending == {} and settler.sealed == {}
 
 

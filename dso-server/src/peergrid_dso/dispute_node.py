@@ -42,6 +42,7 @@ from peergrid_dso.disputes import (
     Unmetered,
     Unresolved,
     Vouched,
+    read_nodes,
     resolve,
     sealed_late,
     to_json,
@@ -264,14 +265,13 @@ class DisputeSettler:
                 self.sealed.pop(key, None)
 
     def _readings_of(self, trade: bytes) -> set[tuple[bytes, int]]:
-        """The (node, commitment interval) readings that resolving `trade` reads."""
+        """The (node, commitment interval) readings that resolving `trade` reads (`disputes.read_nodes`)."""
         record = query.trade(self.state, trade)
         if record is None:
             return set()
-        nodes = {self.nodes.get(record["seller"]), self.nodes.get(record["buyer"])} - {None}
-        return {
-            (n, k) for n in nodes if n is not None for k in self.clock.commitments(int(record["interval"]))
-        }
+        # its parties' and their counterparties' readings: the shares go by the counterparties' meters
+        nodes = read_nodes(self.state, trade, self.nodes)
+        return {(n, k) for n in nodes for k in self.clock.commitments(int(record["interval"]))}
 
     def decide(self, trade: bytes, doc: dict[str, Any]) -> None:
         """Record a decision when it says something new about the trade (not every retry of the same)."""

@@ -5,12 +5,22 @@ floored to whole Wh only at the end) and returns `Vouched` (the Wh to settle wit
 `Unresolved` (why the DSO does not settle now); never a guess. The energy it vouches for is
     min(seller's PCC export share, buyer's PCC import share), never above the agreed quantity,
 where a party's share of a trade is its PCC meter's energy over the trade's interval (export counter for the
-seller, import counter for the buyer) times agreed / the agreed total of all that party's trades of the
-interval (its latest closing's trades; superseded ones never settle), capped at agreed.
-Why pro rata: a PCC meter measures a microgrid's whole exchange with the feeder, not one trade; it cannot say
-which counterparty a shortfall hurt, and serving trades in any order would favour one counterparty by a rule
-the market never agreed. Pro rata to the agreed quantities is how the market itself shares an over-asked
-offer (`market_state.allocate`), and it is monotone: more metered energy never settles less.
+seller, import counter for the buyer) shared over all that party's trades of the interval (its latest
+closing's trades; superseded ones never settle) by what its counterparties' meters prove of each
+(`metering.meter_shares`; what a counterparty proves is its own energy pro rata to its agreed quantities,
+`metering.pro_rata`). So a seller that delivered nothing takes no part of its buyer's import from a seller
+that did, and a buyer that took nothing no part of its seller's export to a buyer that did (review11 F2: pro
+rata to the agreed quantities, an honest seller whose buyer's other seller failed was paid for half of what
+three meters agreed it delivered, and a buyer could arrange that with a colluding seller).
+Why by the counterparties' meters, and only where all of them are metered: a PCC meter measures a
+microgrid's whole exchange with the feeder, not one trade; alone it cannot say which counterparty a shortfall
+hurt, but the counterparties' meters can. Where one of them cannot be metered (its readings not at the DSO,
+...), the DSO waits for it until the dispute's deadline (below), then shares that party's energy pro rata to
+the agreed quantities (`Metered.shared_by` "agreed quantities"), as the market itself shares an over-asked
+offer (`market_state.allocate`): waiting keeps the share independent of which readings came first, and
+serving trades in any order would favour one counterparty by a rule the market never agreed. A share is
+monotone in its own party's and its counterparty's metered energy (more never settles less); a third MG's
+meter showing more of its own trade with the party can lower it (that energy is then its, not this trade's).
 Why the smaller: the seller's meter bounds what left the seller, the buyer's what reached the buyer; the DSO
 vouches only for energy both meters confirm (the same rule the chain applies to two statements that agree).
 
@@ -27,8 +37,11 @@ A PCC meter (nature `meter`; one per MG) reports cumulative counters: `energy_wh
 `import_wh` (TotWhImp). The counter at the interval's start and end is read at a reading made exactly then or
 linearly interpolated between the two readings around it, which must be at most `max_gap_ms` apart (a longer
 outage is no measurement): `peergrid_ledger.metering`, the same reading of the same leaves the edge states
-from, and its pro-rata share (`metering.trade_share`). Unresolved when: the trade is not disputed (or unknown, settled, superseded), a
-party's anonym is not enrolled with a node key, a commitment that covers the window exists on the chain but
+from (the edge states its pro-rata share: it cannot see its counterparties' meters, so where one fell short
+its statement may differ and the trade comes here). It reads the two parties' readings and those of their
+counterparties in the interval (`read_nodes`). Unresolved when: the trade is not disputed (or unknown,
+settled, superseded), a party's anonym is not enrolled with a node key, a counterparty of either cannot be
+metered yet (until the deadline), a commitment that covers the window exists on the chain but
 its leaves are not at the DSO or do not match its root and count, a leaf does not decode, an MG has more than
 one meter, no readings bracket a boundary within `max_gap_ms`, or a counter runs backwards (a reset or
 replaced meter: nothing the DSO can vouch for) or a meter reading is malformed. No I/O, no clock.
@@ -81,7 +94,14 @@ from typing import Any, Protocol
 
 from peergrid_ledger import merkle, query
 from peergrid_ledger.contracts.market_state import cover_prices
-from peergrid_ledger.metering import COUNTER, commitment_intervals, counting_leaves, metered, trade_share
+from peergrid_ledger.metering import (
+    COUNTER,
+    commitment_intervals,
+    counting_leaves,
+    meter_shares,
+    metered,
+    pro_rata,
+)
 from peergrid_ledger.metering import Unmetered as Unmetered  # why a party's metering is unreadable, here too
 from peergrid_ledger.state import StateReader
 
@@ -134,12 +154,14 @@ class ChainTime:
 
 @dataclass(frozen=True)
 class Metered:
-    """One party's side: its PCC meter's energy over the window, its trades' agreed total, this trade's share."""
+    """One party's side: its PCC meter's energy over the window, its trades' agreed total, this trade's share,
+    and what it was shared by ("counterparties' meters", or "agreed quantities" where one is unmetered)."""
 
     node: bytes
     energy_wh: Fraction
     agreed_total: int
     share_wh: int
+    shared_by: str = "counterparties' meters"
 
 
 @dataclass(frozen=True)
@@ -184,27 +206,33 @@ def resolve(
         return Unresolved(trade, f"the trade is {where['state']}, not disputed")
     agreed = query.trade(state, trade)
     assert agreed is not None  # settlement() found it
-    interval, quantity = int(agreed["interval"]), int(agreed["quantity"])
-    current = query.trades(state, interval)
+    for side in SIDES:
+        if agreed[side] not in nodes:  # the DSO's own configuration, not the party's doing: no deadline rule
+            return Unresolved(trade, f"the {side} {agreed[side].hex()[:16]}… is not enrolled with a node key")
+    quantity = int(agreed["quantity"])
+    meters = _Meters(state, clock, int(agreed["interval"]), nodes, sealed, chain)
     sides: dict[str, Metered] = {}
     unmetered: dict[str, str] = {}
+    waiting: list[str] = []  # the metered sides' counterparties that are not (yet) metered
     for side in SIDES:
-        anonym = agreed[side]
-        node = nodes.get(anonym)
-        if node is None:  # the DSO's own configuration, not the party's doing: no deadline rule applies
-            return Unresolved(trade, f"the {side} {anonym.hex()[:16]}… is not enrolled with a node key")
-        total = sum(int(t["quantity"]) for _, t in current if t[side] == anonym)
-        try:
-            energy = pcc_energy(state, node, clock, interval, sealed, side, chain)
-        except Unmetered as exc:
-            unmetered[side] = str(exc)
+        energy = meters.energy(agreed[side], side)
+        if isinstance(energy, str):
+            unmetered[side] = energy
             continue
-        # a disputed trade is one of its interval's latest closing (a superseded one is never disputed),
-        # so total >= quantity: trade_share's ValueError would be a chain that contradicts itself
-        sides[side] = Metered(node, energy, total, trade_share(energy, quantity, total))
+        sides[side], lacking = meters.share(trade, side, energy)
+        waiting.extend(f"the {side}'s counterparty {cp.hex()[:16]}…: {why}" for cp, why in lacking)
     seller, buyer = sides.get("seller"), sides.get("buyer")
     priced = cover_prices(state, agreed) is not None
     if seller is not None and buyer is not None:
+        if waiting:  # shares by the counterparties' meters need them all: wait for them until the deadline
+            why = f"a share by the counterparties' meters waits for {'; '.join(waiting)}"
+            if chain is None:
+                return Unresolved(trade, why)
+            until = _deadline(where, chain)
+            if chain.now_ms < until:
+                return Unresolved(
+                    trade, f"{why}; from chain time {until} ms it shares by the agreed quantities", until
+                )
         delivered = min(seller.share_wh, buyer.share_wh, quantity)
         return Vouched(
             trade, delivered, quantity, seller, buyer, shorts=_shorts(quantity, delivered, sides, priced)
@@ -214,7 +242,7 @@ def resolve(
     statements = where["statements"]
     if chain is None:
         return Unresolved(trade, why)
-    until = max(int(statements[s]["time"]) for s in SIDES) + chain.wait_ms
+    until = _deadline(where, chain)
     if chain.now_ms < until:
         return Unresolved(trade, f"{why}; from chain time {until} ms the DSO settles without it", until)
     stated = {s: int(statements[s]["delivered"]) for s in SIDES}
@@ -227,6 +255,84 @@ def resolve(
     delivered = min(delivered, quantity)
     shorts = _shorts(quantity, delivered, sides, priced)
     return Vouched(trade, delivered, quantity, seller, buyer, rule, unmetered, shorts)
+
+
+def _deadline(where: Mapping[str, Any], chain: ChainTime) -> int:
+    """The dispute's deadline (chain ms): `wait_ms` after the later of the two statements."""
+    return max(int(where["statements"][s]["time"]) for s in SIDES) + chain.wait_ms
+
+
+class _Meters:
+    """Each party's PCC energy of one interval on one side, metered once per `resolve` (str: why not), and a
+    party's share of a trade from it (`metering.meter_shares`)."""
+
+    def __init__(
+        self,
+        state: StateReader,
+        clock: MeterClock,
+        interval: int,
+        nodes: Mapping[bytes, bytes],
+        sealed: Mapping[tuple[bytes, int], Sequence[bytes]],
+        chain: ChainTime | None,
+    ) -> None:
+        self.state, self.clock, self.interval, self.nodes, self.sealed, self.chain = (
+            state, clock, interval, nodes, sealed, chain,
+        )  # fmt: skip
+        # the interval's latest closing (superseded trades never settle): a disputed trade is one of them
+        self.trades = query.trades(state, interval)
+        self.found: dict[tuple[bytes, str], Fraction | str] = {}
+
+    def energy(self, anonym: bytes, side: str) -> Fraction | str:
+        if (anonym, side) not in self.found:
+            node = self.nodes.get(anonym)
+            try:
+                if node is None:
+                    raise Unmetered("not enrolled with a node key")
+                energy: Fraction | str = pcc_energy(
+                    self.state, node, self.clock, self.interval, self.sealed, side, self.chain
+                )
+            except Unmetered as exc:
+                energy = str(exc)
+            self.found[(anonym, side)] = energy
+        return self.found[(anonym, side)]
+
+    def total(self, anonym: bytes, side: str) -> int:
+        return sum(int(t["quantity"]) for _, t in self.trades if t[side] == anonym)
+
+    def share(self, trade: bytes, side: str, energy: Fraction) -> tuple[Metered, list[tuple[bytes, str]]]:
+        """The `side` party's share of `trade`, by what its counterparties' meters prove of each of its trades
+        (each counterparty's own pro-rata share, `metering.pro_rata`) when all are metered, else by the
+        agreed quantities; and the counterparties that are not metered, with why."""
+        other = SIDES[1 - SIDES.index(side)]
+        party = next(t[side] for tid, t in self.trades if tid == trade)
+        mine = [(tid, t) for tid, t in self.trades if t[side] == party]
+        proofs: list[tuple[int, Fraction | None]] = []
+        lacking: list[tuple[bytes, str]] = []
+        for _, t in mine:
+            counterparty, quantity = t[other], int(t["quantity"])
+            found = self.energy(counterparty, other)
+            if isinstance(found, str):
+                lacking.append((counterparty, found))
+                proofs.append((quantity, None))
+            else:
+                proofs.append((quantity, pro_rata(found, quantity, self.total(counterparty, other))))
+        shares = meter_shares(energy, proofs)
+        at = next(i for i, (tid, _) in enumerate(mine) if tid == trade)
+        by = "agreed quantities" if lacking else "counterparties' meters"
+        return Metered(self.nodes[party], energy, sum(q for q, _ in proofs), shares[at], by), lacking
+
+
+def read_nodes(state: StateReader, trade: bytes, nodes: Mapping[bytes, bytes]) -> set[bytes]:
+    """The node keys whose sealed readings resolving `trade` reads: its two parties' and those of every
+    counterparty of their trades in its interval (empty for an unknown trade; anonyms not enrolled left out)."""
+    agreed = query.trade(state, trade)
+    if agreed is None:
+        return set()
+    anonyms = {agreed["seller"], agreed["buyer"]}
+    for _, t in query.trades(state, int(agreed["interval"])):
+        if t["seller"] == agreed["seller"] or t["buyer"] == agreed["buyer"]:
+            anonyms |= {t["seller"], t["buyer"]}
+    return {nodes[a] for a in anonyms if a in nodes}
 
 
 def _shorts(
@@ -322,7 +428,7 @@ def to_json(decision: Decision) -> dict[str, Any]:
         if m is None:
             return None
         return {"node": m.node.hex(), "energy_wh": float(m.energy_wh), "agreed_total": m.agreed_total,
-                "share_wh": m.share_wh}  # fmt: skip
+                "share_wh": m.share_wh, "shared_by": m.shared_by}  # fmt: skip
 
     return {"trade": decision.trade.hex(), "resolved": True, "delivered": decision.delivered,
             "agreed": decision.agreed, "seller": side(decision.seller), "buyer": side(decision.buyer),

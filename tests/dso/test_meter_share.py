@@ -1,0 +1,151 @@
+"""The DSO shares a party's metered energy over its trades by what its counterparties' meters prove (review11
+F2), on a real MGMC chain (tests/dso's `market`: `LocalChain`, genesis `settle_by_both`, sealed PCC readings)
+through the DSO node's `DisputeSettler`, its settles sent to that chain.
+
+R11's case: buyer b bought 500 Wh from s and 500 from c; s delivered 500 (its only trade), c nothing; b
+imported 500. Every party states as its edge does (`pcc_readings.statement_wh`: b 250 on each, pro rata;
+it sees only its own meter), so both trades are disputed. Before, the DSO vouched 250 on s -> b (b's pro-rata
+share): s was paid for half of what three meters agree it delivered, and a buyer could arrange that with a
+colluding seller that delivers nothing. Now s -> b settles 500 and c -> b 0, and the mirror (a seller whose
+second buyer took nothing) likewise. A counterparty whose readings are not at the DSO is waited for until
+the dispute's deadline, then the party's share falls back to pro rata by the agreed quantities."""
+
+from __future__ import annotations
+
+import asyncio
+
+from peergrid_dso.disputes import Unresolved, Vouched, read_nodes, resolve
+from peergrid_edge.pcc_readings import statement_wh
+from peergrid_ledger import query
+from peergrid_ledger.contracts.market_state import compensation
+
+from .test_disputes import CLOCK, PRICE, Market, T, chain_time, market, ramp, sealed_buckets
+from .test_disputes_node import final_blocks, hand_over, settler_for
+
+WAIT_MS = 120_000
+RETAIL, FEED_IN = 300, 50
+
+
+def edge_says(readings: list[tuple[float, float, float]], party: str, quantity: int, total: int) -> int:
+    """What the party's edge states for a trade from its own sealed leaves (pro rata over its agreed total)."""
+    leaves = [leaf for bucket in sealed_buckets(readings).values() for leaf in bucket]
+    return statement_wh(leaves, CLOCK.window(T), party, quantity, total, CLOCK.max_gap_ms)
+
+
+def balance(m: Market, mg: str) -> int:
+    return query.balance(m.chain.state, m.anonyms[mg].public)
+
+
+def r11(cover: tuple[int, int] | None = None, b_imports: float = 500.0) -> Market:
+    readings = {
+        "s": ramp(500.0, export=True),
+        "c": ramp(0.0, export=True),
+        "b": ramp(b_imports, export=False),
+    }
+    b_says = edge_says(readings["b"], "buyer", 500, 1000)
+    statements = {("s", "b"): (b_says, 500), ("c", "b"): (b_says, 0)}
+    return market(
+        {("s", "b"): 500, ("c", "b"): 500}, statements, readings=readings, wait_ms=WAIT_MS, cover=cover
+    )
+
+
+def test_r11_the_seller_that_delivered_is_paid_for_all_of_it_on_the_chain() -> None:
+    m = r11()
+    assert edge_says(ramp(500.0, export=False), "buyer", 500, 1000) == 250  # b's honest pro-rata statement
+    s_b, c_b = m.trade_id("s", "b"), m.trade_id("c", "b")
+    assert {query.settlement(m.chain.state, t)["state"] for t in (s_b, c_b)} == {"disputed"}  # type: ignore[index]
+    settler, adapter, _ = settler_for(m)
+    final_blocks(m, settler)
+    for mg in ("s", "c", "b"):
+        hand_over(m, settler, mg)
+    before = {mg: balance(m, mg) for mg in ("s", "c", "b")}
+    asyncio.run(settler.settle_due())
+    assert sorted((body["trade"], body["delivered"]) for _, _, body, _ in adapter.sent) == sorted(
+        [(s_b, 500), (c_b, 0)]
+    )
+    for tid, delivered in ((s_b, 500), (c_b, 0)):
+        settled = query.settlement(m.chain.state, tid)
+        assert settled is not None and settled["state"] == "settled"
+        assert settled["settlement"]["delivered"] == delivered
+    assert balance(m, "s") - before["s"] == 500 * PRICE == before["b"] - balance(m, "b")
+    assert balance(m, "c") == before["c"]
+    decision = settler.decision(s_b)
+    assert decision is not None and decision["buyer"]["share_wh"] == 500
+    assert decision["buyer"]["shared_by"] == "counterparties' meters"
+
+
+def test_r11_mirror_the_buyer_that_took_is_charged_for_all_it_took() -> None:
+    """s sold 500 to b and 500 to c and exported 500; b imported 500, c nothing. s's edge states 250 on each."""
+    readings = {"s": ramp(500.0, export=True), "b": ramp(500.0, export=False), "c": ramp(0.0, export=False)}
+    s_says = edge_says(readings["s"], "seller", 500, 1000)
+    assert s_says == 250
+    statements = {("s", "b"): (500, s_says), ("s", "c"): (0, s_says)}
+    m = market({("s", "b"): 500, ("s", "c"): 500}, statements, readings=readings)
+    found = {
+        buyer: resolve(m.chain.state, m.trade_id("s", buyer), CLOCK, m.node_of(), m.sealed, chain_time(m))
+        for buyer in ("b", "c")
+    }
+    assert isinstance(found["b"], Vouched) and isinstance(found["c"], Vouched)
+    assert (found["b"].seller.share_wh, found["b"].delivered) == (500, 500)  # type: ignore[union-attr]
+    assert (found["c"].seller.share_wh, found["c"].delivered) == (0, 0)  # type: ignore[union-attr]
+
+
+def test_a_counterparty_not_metered_yet_is_waited_for_then_the_share_is_pro_rata() -> None:
+    """c's readings are not at the DSO: s -> b waits (saying for whom and until when) rather than settling on
+    whichever readings came first; when they come it settles 500. If they never come, at the deadline b's
+    share falls back to the agreed quantities: 250, as before."""
+    for c_comes in (True, False):
+        m = r11()
+        s_b = m.trade_id("s", "b")
+        settler, adapter, _ = settler_for(m)
+        seen = final_blocks(m, settler)
+        hand_over(m, settler, "s")
+        hand_over(m, settler, "b")
+        asyncio.run(settler.settle_due())
+        waiting = settler.decision(s_b)
+        assert waiting is not None and waiting["outcome"] == "unresolved" and adapter.sent == []
+        assert "the buyer's counterparty" in waiting["why"] and "not at the DSO" in waiting["why"]
+        statements = query.settlement(m.chain.state, s_b)["statements"]  # type: ignore[index]
+        assert waiting["until_ms"] == max(int(s["time"]) for s in statements.values()) + WAIT_MS
+        if c_comes:
+            hand_over(m, settler, "c")
+        else:
+            m.pass_time(waiting["until_ms"])
+            final_blocks(m, settler, seen)
+        asyncio.run(settler.settle_due())
+        sent = {body["trade"]: body["delivered"] for _, _, body, _ in adapter.sent}
+        assert sent[s_b] == (500 if c_comes else 250)
+        done = settler.decision(s_b)
+        assert done is not None and done["settled"]
+        assert done["buyer"]["shared_by"] == ("counterparties' meters" if c_comes else "agreed quantities")
+
+
+def test_without_the_chains_time_a_missing_counterparty_leaves_it_unresolved() -> None:
+    m = r11()
+    sealed = {k: v for k, v in m.sealed.items() if k[0] != m.nodes["c"].public}
+    decision = resolve(m.chain.state, m.trade_id("s", "b"), CLOCK, m.node_of(), sealed)
+    assert isinstance(decision, Unresolved) and decision.until_ms is None
+    assert decision.why.startswith("a share by the counterparties' meters waits for the buyer's counterparty")
+
+
+def test_a_buyer_that_covered_the_missing_delivery_from_the_grid_is_compensated_by_the_seller_short() -> None:
+    """Priced (market.tariff): b imported 1000, c's 500 from the grid at retail. b's statements (500 each)
+    agree with s's, so only c -> b is disputed; b's share of it is the 500 its meter shows beyond what s
+    proves, so c alone is short and pays b the excess at retail - price, as pro rata gave. (Shares purely
+    in proportion to the proofs would have made b as short as c: no compensation.)"""
+    m = r11(cover=(RETAIL, FEED_IN), b_imports=1000.0)
+    s_b, c_b = m.trade_id("s", "b"), m.trade_id("c", "b")
+    assert query.settlement(m.chain.state, s_b)["state"] == "settled"  # type: ignore[index]
+    assert query.settlement(m.chain.state, c_b)["state"] == "disputed"  # type: ignore[index]
+    assert m.nodes["s"].public in read_nodes(m.chain.state, c_b, m.node_of())
+    settler, adapter, _ = settler_for(m)
+    final_blocks(m, settler)
+    for mg in ("s", "c", "b"):  # s has no dispute; its readings are read all the same (b's seller)
+        hand_over(m, settler, mg)
+    asyncio.run(settler.settle_due())
+    [(_, _, body, _)] = adapter.sent
+    assert body == {"trade": c_b, "delivered": 0, "seller_short": 500, "buyer_short": 0}
+    settled = query.settlement(m.chain.state, c_b)
+    assert settled is not None and settled["state"] == "settled"
+    payer, owed = compensation(PRICE, 500, 0, RETAIL, FEED_IN)
+    assert payer == "seller" and settled["settlement"]["compensation"]["amount"] == owed > 0
