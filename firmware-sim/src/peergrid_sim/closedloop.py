@@ -11,8 +11,12 @@ settles on both parties' metered statements, and the DSO node's config gets its 
 market intervals lie on the wall clock and how the MGMCs bucket their sealed readings), so it settles a
 disputed trade from both parties' PCC readings. `edge_config` and `dso_node_config` return the YAML
 documents the daemons load.
-`quiesced(loop, bed)`, the end of a run, lives in `quiesce` (re-exported here). Assumes the controller's
-scenario reader accepts the firmware-sim scenario. Starts nothing.
+`quiesced(loop, bed)`, the end of a run, lives in `quiesce` (re-exported here). With `SettleByBoth` the
+lab also prices the cover: `LabChains.create` writes `tariff.yaml` beside the keys, each MG's retail and
+feed-in from the scenario (the prices its MGMC schedules with), in the DSO's tariff-file format
+(docs/closed-loop.md "Who prices the cover"), and `dso_node_config` names it (`tariff_file`), so the DSO node
+posts them as `market.tariff`. Assumes the controller's scenario reader accepts the firmware-sim scenario.
+Starts nothing.
 """
 
 from __future__ import annotations
@@ -95,6 +99,8 @@ class LabChains:
     dso: keys.Keypair
     mgmc_genesis: Path
     dso_genesis: Path
+    tariff_file: Path | None = None  # each MG's cover prices for the DSO (`write_tariff_file`)
+    interval_minutes: float = 15.0  # the scenario's trading interval
 
     @classmethod
     def create(
@@ -156,7 +162,28 @@ class LabChains:
             )  # fmt: skip
             mgmc_genesis.write_text(json.dumps(mgmc.to_json()), encoding="utf-8")
             dso_genesis.write_text(json.dumps(dso_chain.to_json()), encoding="utf-8")
-        return cls(root, mgs, nodes, anonyms, dso, mgmc_genesis, dso_genesis)
+        tariff = write_tariff_file(root / TARIFF_FILE, scenario)
+        minutes = scenario.interval_hours * 60
+        return cls(root, mgs, nodes, anonyms, dso, mgmc_genesis, dso_genesis, tariff, minutes)
+
+
+TARIFF_FILE = "tariff.yaml"
+
+
+def write_tariff_file(path: Path, scenario: Any) -> Path:
+    """The DSO's tariff file (dso-server `tariff`) from the controller's scenario: each MG's retail and feed-in
+    per interval of the day, currency per kWh, the prices its MGMC schedules with; rewritten at every start."""
+    import yaml
+
+    doc = {
+        "interval_minutes": scenario.interval_hours * 60,
+        "mgs": {
+            mg.name: {"retail": list(mg.tariff.retail), "feed_in": list(mg.tariff.feed_in)}
+            for mg in scenario.microgrids
+        },
+    }
+    path.write_text(yaml.safe_dump(doc, sort_keys=False, default_flow_style=None), encoding="utf-8")
+    return path
 
 
 @dataclass(frozen=True)
@@ -379,10 +406,18 @@ def dso_node_config(
         "rebargain_wait_s": rebargain_wait_s(timing, len(chains.mgs)),
         "record_file": str(records / "dso.jsonl"),
         **({"disputes": disputes_section(timing, records)} if settles_by_both(chains) else {}),
+        **(_tariff(chains) if settles_by_both(chains) else {}),
         **(dso_extra or {}),
         "status_file": str(data_dir / "ledger-status.json"),
         "halt_file": str(halt_file(records)),  # it halts with the MGMCs, at the block period
     }
+
+
+def _tariff(chains: LabChains) -> dict[str, Any]:
+    """The DSO node's cover prices and the interval length its tariff file is checked against."""
+    if chains.tariff_file is None:
+        return {}
+    return {"tariff_file": str(chains.tariff_file), "interval_minutes": chains.interval_minutes}
 
 
 def pacing(timing: LoopTiming, t: int, starts: list[float], switched: float | None) -> dict[str, Any]:
