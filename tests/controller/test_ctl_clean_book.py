@@ -12,8 +12,12 @@ from peergrid_controller.dayahead import allocate
 from peergrid_controller.dayexchange import DayAheadConfig, DayAheadError
 from peergrid_controller.dayrounds import Exchange
 from peergrid_controller.dayrules import clean_cap_fees
+from peergrid_controller.forward import match
 from peergrid_controller.forward_accept import dispatch
+from peergrid_controller.matching import accepted_clean_wh, book_accepts, closing_price
 from peergrid_controller.model import ContractRules, Scenario
+from peergrid_controller.simulate import SimulationConfig, simulate
+from peergrid_controller.venues import memory_venue
 
 DT = 0.25
 N = 4
@@ -116,3 +120,44 @@ def test_bad_side_and_a_recorder_without_a_clean_book_are_refused() -> None:
     ex = Exchange(day(), CLEAN, flat(0.15, N), recorder=object(), clean=True)  # type: ignore[arg-type]
     with pytest.raises(DayAheadError, match="clean book"):
         ex.open()
+
+
+def test_a_clean_day_is_played_with_both_books_matched_committed_and_agreed_on_the_memory_venue() -> None:
+    scenario = day()
+    config = SimulationConfig(market="dayahead", dayahead=CLEAN)
+    on = simulate(scenario, config, venue_factory=memory_venue)
+    off = simulate(scenario, replace(config, dayahead=DayAheadConfig()), venue_factory=memory_venue)
+    allocation = allocate(scenario, CLEAN)
+    for t, interval in enumerate(on.intervals):
+        clean = [tr for tr in interval.trades if tr.buyer == "green"]
+        assert [(tr.seller, tr.quantity_kwh) for tr in clean] == [("pv", pytest.approx(5.0, abs=0.02))]
+        # the clean trade at the clean book's price, the others at the general one, both on the tick
+        assert clean[0].price == closing_price(allocation.clean_prices[t]) / 1000
+        assert all(
+            tr.price == closing_price(allocation.prices[t]) / 1000
+            for tr in interval.trades
+            if tr.buyer != "green"
+        )
+        assert all(tr.buyer != "green" for tr in off.intervals[t].trades)  # today it buys nothing
+    assert on.dayahead is not None and on.dayahead.declined == () and on.dayahead.stable
+    assert on.dayahead.worse_than_conventional == {}
+    assert on.dayahead.max_deviation_gain <= 0.01 * 4 * 5  # a tick per kWh traded, loosely
+    welfare = sum(i.p2p_welfare for i in on.intervals)
+    assert welfare > sum(i.p2p_welfare for i in off.intervals) + 1.0
+
+
+def test_the_clean_book_is_matched_apart_and_folded_into_the_days_intervals() -> None:
+    scenario = day()
+    allocation = allocate(scenario, CLEAN)
+    accepts = book_accepts(scenario, allocation)
+    assert all(len(row) == 2 * N for row in accepts.values())
+    assert accepts["green"][:N] == (0,) * N and all(v < 0 for v in accepts["green"][N:])
+    assert accepts["gen"][N:] == (0,) * N  # a genset MG sells no clean
+    trades = match(scenario, allocation)
+    assert len(trades) == N and all(tr.interval == t for t, day_ in enumerate(trades) for tr in day_)
+    ids = [tr.trade_id for day_ in trades for tr in day_]
+    assert len(ids) == len(set(ids))
+    # a clean-only MG's clean purchase above its cap + premium is cut to nothing, at it kept
+    capped = day(replace(GREEN, cap_price=0.25))
+    dear = replace(allocation, clean_prices=(0.27, 0.271, 0.27, 0.271))
+    assert accepted_clean_wh(capped, dear)["green"] == (-5000, 0, -5000, 0)

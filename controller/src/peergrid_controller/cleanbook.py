@@ -31,6 +31,7 @@ import numpy as np
 from peergrid_controller import lp as lpmod
 from peergrid_controller.builder import p2p_buy_limit, p2p_sell_limit
 from peergrid_controller.daymodel import DayModel
+from peergrid_controller.market import Offer, acceptable
 from peergrid_controller.model import Microgrid, Scenario
 
 CleanKind = Literal["seller", "buyer", "none"]
@@ -50,6 +51,12 @@ def clean_kind(mg: Microgrid) -> CleanKind:
 def clean_session(scenario: Scenario) -> bool:
     """Whether a day has a clean book at all: only where some member's rules are clean-only."""
     return any(mg.rules.clean_only for mg in scenario.microgrids)
+
+
+def takes_clean(mg: Microgrid, price: float) -> bool:
+    """Whether MG `mg`'s rules let it buy a clean kWh at `price` (currency/kWh): `market.acceptable`'s rule,
+    its cap + premium on the market tick."""
+    return acceptable(Offer("", 0, price, 0.0, True), mg.rules)
 
 
 class CleanDayModel(DayModel):

@@ -7,20 +7,24 @@ Promises:
   anyway, credit only for delivering the committed positions), so the stability check with payments is a
   re-solve, not a subtraction. With `own_rules` what an MG would trade beyond its commitment where its own floor
   or cap is the price is valued at that rule (`own_rule_fees`): what being rationed at its own rule is worth to
-  it by its own declaration, nothing (uplift.py pays no more than this gain).
+  it by its own declaration, nothing (uplift.py pays no more than this gain). On a clean session it deviates
+  in both books (cleanbook.py: where a clean seller sells clean is its own choice, a binary per interval).
 - `own_rule_fees(mg, prices)`: the MG's rule fees in the intervals whose price is its own floor or cap.
 Reads the commitment (forward.py), never changes it. Deterministic. Never reads clocks or I/O.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Collection, Sequence
+from dataclasses import replace
 from typing import TYPE_CHECKING
 
 import highspy
 import numpy as np
 
 from peergrid_controller import lp as lpmod
+from peergrid_controller.cleanbook import CleanDayModel, clean_kind, takes_clean
 from peergrid_controller.daymodel import DayModel
 from peergrid_controller.dayrules import Fees, limits_kw, rule_fees
 from peergrid_controller.market import micro_per_wh
@@ -71,14 +75,12 @@ def deviation_gains(
     re-solved under the payments' own rules: the charge is due whatever it does (it took part), the credit
     only if it delivers exactly its committed positions — a binary in its MILP that, when on, holds every
     interval's net P2P export at the committed one (`_earn_if_delivered`) and is worth the credit."""
-    n, dt = scenario.intervals, scenario.interval_hours
+    dt = scenario.interval_hours
     gains = {}
     for mg in scenario.microgrids:
         if names is not None and mg.name not in names:
             continue
-        model = DayModel(mg, dt)
-        pairs = [limits_kw(mg, t, commitment.prices[t], dt) for t in range(n)]
-        model.trade(commitment.prices, [lo for lo, _ in pairs], [hi for _, hi in pairs])
+        model, pairs = _deviator(mg, dt, commitment)
         kwh, _ = net_by_interval(commitment.trades, mg.name)
         if own_rules:
             _beyond_commitment(model, [q / dt for q in kwh], own_rule_fees(mg, commitment.prices))
@@ -89,6 +91,31 @@ def deviation_gains(
         best = model.schedule.solve().cost + charge
         gains[mg.name] = commitment.day_cost[mg.name] + charge - credit - best
     return gains
+
+
+def _deviator(mg: Microgrid, dt: float, commitment: Commitment) -> tuple[DayModel, list[tuple[float, float]]]:
+    """MG `mg`'s day trading freely at the commitment's prices within its owner's rules, and its net export
+    bounds (kW) per interval. On a clean session both books (cleanbook.py, its switch a binary: where it sells
+    clean is its own choice): a clean seller's sale allowed where its floor clears either price, a clean-only
+    buyer's purchase where the clean price is within its cap + premium."""
+    n = len(commitment.prices)
+    pairs = [limits_kw(mg, t, commitment.prices[t], dt) for t in range(n)]
+    if not commitment.clean_prices:
+        model = DayModel(mg, dt)
+        model.trade(commitment.prices, [lo for lo, _ in pairs], [hi for _, hi in pairs])
+        return model, pairs
+    clean, kind = commitment.clean_prices, clean_kind(mg)
+    free = replace(mg, rules=replace(mg.rules, clean_only=False))
+    for t in range(n):
+        lo, hi = pairs[t]
+        if kind == "seller":
+            hi = limits_kw(mg, t, max(commitment.prices[t], clean[t]), dt)[1]
+        if kind == "buyer":
+            lo = limits_kw(free, t, math.nan, dt)[0] if clean[t] >= 0 and takes_clean(mg, clean[t]) else 0.0
+        pairs[t] = (lo, hi)
+    model = CleanDayModel(mg, dt, side="exact")
+    model.trade(commitment.prices + clean, [lo for lo, _ in pairs], [hi for _, hi in pairs])
+    return model, pairs
 
 
 def _beyond_commitment(model: DayModel, committed_kw: list[float], fees: Fees) -> None:

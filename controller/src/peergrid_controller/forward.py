@@ -61,8 +61,10 @@ from peergrid_controller.forward_accept import (
 )
 from peergrid_controller.market import Accepted, Bid, Offer, Rejected, Trade, Verdict, micro_per_wh, wh
 from peergrid_controller.matching import (
-    accepted_wh,
+    book_accepts,
+    book_prices,
     closing_price,
+    fold,
     match,
     net_by_interval,
     pair,
@@ -113,6 +115,10 @@ class Commitment:
     # per MG and interval: its accepted position in whole Wh (+ sale), zeros for a declined MG: what the
     # trades were matched from, and what it accepts on the chain (`clear`)
     accepted: dict[str, tuple[int, ...]] = field(default_factory=dict)
+    # a clean session's clean book (cleanbook.py; empty otherwise): λᶜ_t on the chain's tick, and per interval
+    # which of `trades` are clean (at λᶜ_t; the others at `prices`); `accepted` then holds both books' rows
+    clean_prices: tuple[float, ...] = ()
+    clean_trades: tuple[tuple[Trade, ...], ...] = ()
 
 
 @runtime_checkable
@@ -181,9 +187,10 @@ def commit(
     """Rounds of `recheck`, every MG at once, from every MG accepting its whole position (`accepted_wh`):
     each round every MG re-checks the clear of the round before; the rounds end when every MG passed, i.e.
     no accept changed (the chain's settled round); an MG that fails after `reductions` rounds declines."""
-    dt = scenario.interval_hours
+    n, dt = scenario.intervals, scenario.interval_hours
     keys = {mg.name: key_for(scenario.name, mg.name).public for mg in scenario.microgrids}
-    accepts = accepted_wh(scenario, allocation)
+    accepts = book_accepts(scenario, allocation)
+    prices = book_prices(allocation)
     declined: list[str] = []
     checks = 0
     for round_ in count(1):
@@ -191,7 +198,7 @@ def commit(
             mg.name: recheck(
                 mg,
                 dt,
-                allocation.prices,
+                prices,
                 accepts,
                 mg.name,
                 conventional.per_interval[mg.name],
@@ -212,9 +219,10 @@ def commit(
         for name, r in rechecked.items()
     }
     payments = {name: r.money for name, r in rechecked.items()}
+    books = provisional(accepts, prices, keys)
     commitment = Commitment(
         prices=tuple(closing_price(p) / 1000 for p in allocation.prices),
-        trades=provisional(accepts, allocation.prices, keys),
+        trades=fold(books, n),
         declined=tuple(sorted(declined)),
         physical_cost=physical,
         payments=payments,
@@ -222,6 +230,8 @@ def commit(
         checks=checks,
         dso_kwh={name: r.day.dso_kwh for name, r in rechecked.items() if r.day is not None},
         accepted=accepts,
+        clean_prices=tuple(closing_price(p) / 1000 for p in allocation.clean_prices),
+        clean_trades=fold((*((),) * n, *books[n:]), n) if allocation.clean_positions else (),
     )
     _verify(commitment, conventional)
     return commitment
@@ -259,29 +269,44 @@ def clear(
 
 
 def post(venue: Venue, commitment: Commitment, clean: dict[str, bool]) -> tuple[tuple[Trade, ...], ...]:
-    """Record the forward trades interval by interval; returns the trades the contract agreed."""
+    """Record the forward trades interval by interval; returns the trades the contract agreed. On a clean
+    session each interval's clean book goes first, as its own round of offers (at λᶜ_t, clean) and bids (a
+    seller has one offer per round), then the general book."""
     agreed: list[tuple[Trade, ...]] = []
     for t, trades in enumerate(commitment.trades):
-        sold: dict[str, float] = {}
-        asked: dict[str, list[tuple[str, float]]] = {}
-        for tr in trades:
-            sold[tr.seller] = sold.get(tr.seller, 0.0) + tr.quantity_kwh
-            asked.setdefault(tr.buyer, []).append((tr.seller, tr.quantity_kwh))
-        price = commitment.prices[t]
-        for seller in sorted(sold):
-            verdict = venue.post_offer(Offer(seller, t, price, round(sold[seller], 3), clean[seller]))
-            if not isinstance(verdict, Accepted):
-                raise ForwardError(f"interval {t}: offer of {seller} refused: {verdict}")
-        for buyer in sorted(asked):
-            verdict = venue.post_bid(Bid(buyer, t, tuple(sorted(asked[buyer]))))
-            if not isinstance(verdict, Accepted):
-                raise ForwardError(f"interval {t}: bid of {buyer} refused: {verdict}")
-        if not trades:
-            agreed.append(())
-            continue
-        venue.close_round()
-        closed = tuple(sorted(venue.finish(t), key=lambda tr: (tr.seller, tr.buyer)))
-        if not _same(closed, trades):
-            raise ForwardError(f"interval {t}: the contract agreed other trades than were matched")
-        agreed.append(closed)
+        clean_ids = {tr.trade_id for tr in commitment.clean_trades[t]} if commitment.clean_trades else set()
+        books = [
+            (
+                [tr for tr in trades if tr.trade_id in clean_ids],
+                commitment.clean_prices[t] if clean_ids else 0.0,
+            ),
+            ([tr for tr in trades if tr.trade_id not in clean_ids], commitment.prices[t]),
+        ]
+        closed = [tr for book, price in books if book for tr in _post_book(venue, t, book, price, clean)]
+        agreed.append(tuple(sorted(closed, key=lambda tr: (tr.seller, tr.buyer))))
     return tuple(agreed)
+
+
+def _post_book(
+    venue: Venue, t: int, trades: Sequence[Trade], price: float, clean: Mapping[str, bool]
+) -> list[Trade]:
+    """One book's trades of interval t as one round of offers at `price` and bids naming the matched sellers;
+    the trades the contract agreed (ForwardError unless they are `trades`)."""
+    sold: dict[str, float] = {}
+    asked: dict[str, list[tuple[str, float]]] = {}
+    for tr in trades:
+        sold[tr.seller] = sold.get(tr.seller, 0.0) + tr.quantity_kwh
+        asked.setdefault(tr.buyer, []).append((tr.seller, tr.quantity_kwh))
+    for seller in sorted(sold):
+        verdict = venue.post_offer(Offer(seller, t, price, round(sold[seller], 3), clean[seller]))
+        if not isinstance(verdict, Accepted):
+            raise ForwardError(f"interval {t}: offer of {seller} refused: {verdict}")
+    for buyer in sorted(asked):
+        verdict = venue.post_bid(Bid(buyer, t, tuple(sorted(asked[buyer]))))
+        if not isinstance(verdict, Accepted):
+            raise ForwardError(f"interval {t}: bid of {buyer} refused: {verdict}")
+    venue.close_round()
+    closed = venue.finish(t)
+    if not _same(closed, trades):
+        raise ForwardError(f"interval {t}: the contract agreed other trades than were matched")
+    return closed

@@ -4,7 +4,8 @@ cut, and its accept alone (forward.py's `commit` is rounds of `recheck`; the edg
 Promises:
 - `dispatch(mg, dt, kwh)`: an MG's day MILP with its net P2P export fixed — the check's, the delivery's.
 - `recheck(mg, dt, prices, accepts, me, conventional, keys, may_reduce)`: one MG's next accept from public
-  data (every member's current accept, the closing prices) and its own model: its trades if the clear came
+  data (every member's current accept, the closing prices; on a clean session both books', 2n each, its
+  trades folded into the day's n intervals: matching.fold) and its own model: its trades if the clear came
   now (matching.py's `provisional`: the contract's `pairing.forward_trades`, ties by chain key; `match`
   runs the same), its exact check with them fixed, and if that fails the largest part of what it got that
   passes, or zeros (it declines) — also when that part is its accept unchanged, so that an MG that fails
@@ -31,7 +32,7 @@ from peergrid_controller.baselines import interval_costs
 from peergrid_controller.dayahead import Allocation
 from peergrid_controller.daymodel import largest_within
 from peergrid_controller.market import quantize
-from peergrid_controller.matching import accepted_wh, closing_price, net_by_interval, provisional
+from peergrid_controller.matching import accepted_wh, closing_price, fold, net_by_interval, provisional
 from peergrid_controller.model import Microgrid, Scenario
 from peergrid_controller.schedule import MgSchedule, ScheduleError
 
@@ -119,24 +120,41 @@ def recheck(
     empty or its accept unchanged, or `may_reduce` is False, zeros (it declines). On the chain `accepts` is
     the set the round it answers left (`exchange_clearing.accepts_at`). Deterministic; solves this MG's own
     MILPs only."""
-    kwh, money = net_by_interval(provisional(accepts, prices, keys), me)
+    n = len(conventional)
+    kwh, money = net_by_interval(fold(provisional(accepts, prices, keys), n), me)
     own = tuple(accepts[me])
     day, passes = _judge(mg, dt, kwh, money, conventional)
     checks = 0 if day is None else 1
     if passes:
         return Recheck(own, "kept", tuple(kwh), tuple(money), day, True, checks)
     zeros = (0,) * len(own)
-    on_tick = [closing_price(p) / 1000 for p in prices]
+    # on a clean session (`prices` and accepts over both books, matching.book_prices) an interval's kWh may
+    # go at two prices: the reduction sees each interval at its trades' mean price
+    on_tick = [
+        m / q if len(prices) > n and abs(q) > 1e-9 else closing_price(p) / 1000
+        for p, q, m in zip(prices[:n], kwh, money, strict=True)
+    ]
     reduced = _reduce(mg, dt, on_tick, kwh, sum(conventional)) if may_reduce else None
     if reduced is None:
         return Recheck(zeros, "declined", tuple(kwh), tuple(money), day, False, checks)
-    alone = Scenario(mg.name, dt, (mg,))
-    allocation = Allocation(tuple(prices), {mg.name: reduced}, 0, 0.0, 0.0, True, 0, 0)
-    row = accepted_wh(alone, allocation)[mg.name]
+    if len(prices) > n:
+        row = _scaled(own, kwh, reduced)
+    else:
+        alone = Scenario(mg.name, dt, (mg,))
+        allocation = Allocation(tuple(prices), {mg.name: reduced}, 0, 0.0, 0.0, True, 0, 0)
+        row = accepted_wh(alone, allocation)[mg.name]
     if row == own:  # no smaller part found: posted again unchanged it would end the rounds while it fails
         row = zeros
     decision: Literal["reduced", "declined"] = "reduced" if any(row) else "declined"
     return Recheck(row, decision, tuple(kwh), tuple(money), day, False, checks + 1)
+
+
+def _scaled(own: Sequence[int], kwh: Sequence[float], reduced: Sequence[float]) -> tuple[int, ...]:
+    """A clean session's accept (both books, n intervals each) cut in each interval by the reduction's share
+    of what it got there, toward zero (so within every rule the books' accepts were cut to already)."""
+    n = len(kwh)
+    ratio = [min(max(r / q, 0.0), 1.0) if abs(q) > 1e-9 else 0.0 for r, q in zip(reduced, kwh, strict=True)]
+    return tuple(int(a * ratio[i % n]) for i, a in enumerate(own))
 
 
 @dataclass(frozen=True)

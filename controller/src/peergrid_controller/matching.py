@@ -16,6 +16,9 @@ Promises:
   broken by the MG's public key on the chain (`chain_venue.key_for`), as the contract breaks it, whatever the
   venue. Every interval's sold and bought energy are equal. A malformed allocation (prices or positions not
   one per interval, an MG missing) raises ValueError.
+- `accepted_clean_wh`, `book_accepts`, `book_prices`, `fold`: the same on a clean session (cleanbook.py),
+  book by book: the general book's n intervals then the clean book's n, paired apart by `provisional` at each
+  book's price, and folded back into the day's n intervals (an MG's net export is the sum of its books').
 - `provisional(accepts, prices, keys)`: the trades the exchange contract's clear would make of a set of
   accepts (whole Wh by member id) now, ties by the members' chain keys: public data only.
 - `closing_price(price)`: λ_t (currency per kWh) on the chain's tick in micro-units per Wh, through the
@@ -26,9 +29,12 @@ Pure and deterministic: no solver, no clocks, no I/O.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 
 from peergrid_controller.chain_venue import key_for
+from peergrid_controller.cleanbook import clean_kind, takes_clean
 from peergrid_controller.dayahead import Allocation
 from peergrid_controller.dayexchange import nano
 from peergrid_controller.dayrules import limits_kw
@@ -78,17 +84,80 @@ def accepted_wh(
             continue
         row = []
         for t in range(n):
-            q = allocation.positions[mg.name][t]
             lo, hi = limits_kw(mg, t, micro[t] / 1000, dt)
-            amount = wh(quantize(abs(q)))  # toward zero, whole Wh
-            if q > 0:
-                row.append(min(amount, int(hi * dt * 1000 + 1e-6)))
-            elif q < 0 and micro[t] >= 0:
-                row.append(-min(amount, int(-lo * dt * 1000 + 1e-6)))
-            else:
-                row.append(0)
+            row.append(_cut(allocation.positions[mg.name][t], lo if micro[t] >= 0 else 0.0, hi, dt))
         out[mg.name] = tuple(row)
     return out
+
+
+def _cut(q: float, lo: float, hi: float, dt: float) -> int:
+    """A position (kWh, + sale) in whole Wh toward zero, within [lo, hi] (kW)."""
+    amount = wh(quantize(abs(q)))
+    if q > 0:
+        return min(amount, int(hi * dt * 1000 + 1e-6))
+    if q < 0:
+        return -min(amount, int(-lo * dt * 1000 + 1e-6))
+    return 0
+
+
+def accepted_clean_wh(
+    scenario: Scenario, allocation: Allocation, excluded: Sequence[str] = ()
+) -> dict[str, tuple[int, ...]]:
+    """`accepted_wh` for a clean session's clean book (cleanbook.py; zeros where the allocation has none): a
+    clean sale cut to what its owner's floor and maximum allow at the clean closing price, a clean purchase
+    only by a clean-only member and within its cap + premium there (`market.acceptable`), its physical
+    limit and maximum, and none at a negative price."""
+    _check(scenario, allocation)
+    n, dt = scenario.intervals, scenario.interval_hours
+    micro = [closing_price(p) for p in allocation.clean_prices]
+    out: dict[str, tuple[int, ...]] = {}
+    for mg in scenario.microgrids:
+        clean = allocation.clean_positions.get(mg.name)
+        if mg.name in excluded or clean is None:
+            out[mg.name] = (0,) * n
+            continue
+        free = replace(mg, rules=replace(mg.rules, clean_only=False))
+        row = []
+        for t in range(n):
+            hi = limits_kw(mg, t, micro[t] / 1000, dt)[1] if clean_kind(mg) == "seller" else 0.0
+            buys = mg.rules.clean_only and micro[t] >= 0 and takes_clean(mg, micro[t] / 1000)
+            lo = limits_kw(free, t, math.nan, dt)[0] if buys else 0.0
+            row.append(_cut(clean[t], lo, hi, dt))
+        out[mg.name] = tuple(row)
+    return out
+
+
+def book_accepts(
+    scenario: Scenario, allocation: Allocation, excluded: Sequence[str] = ()
+) -> dict[str, tuple[int, ...]]:
+    """Every MG's accept over the books the allocation has: the general book's n intervals (`accepted_wh`),
+    then on a clean session the clean book's n (`accepted_clean_wh`): what `provisional` pairs over
+    `book_prices`, and `fold` puts back into the day's intervals."""
+    general = accepted_wh(scenario, allocation, excluded)
+    if not allocation.clean_positions:
+        return general
+    clean = accepted_clean_wh(scenario, allocation, excluded)
+    return {name: general[name] + clean[name] for name in general}
+
+
+def book_prices(allocation: Allocation) -> tuple[float, ...]:
+    """λᴳ_t, then λᶜ_t on a clean session (the books `book_accepts` gives positions for)."""
+    return tuple(allocation.prices) + tuple(allocation.clean_prices)
+
+
+def fold(trades: Sequence[Sequence[Trade]], n: int) -> tuple[tuple[Trade, ...], ...]:
+    """The trades of books laid end to end (n intervals each: `provisional` over `book_prices`) as the day's
+    n intervals, each book's trade at its own price; one book: unchanged. A pair meets in one book only (a
+    clean-only member never buys general), so each interval's trade ids stay unique."""
+    if len(trades) == n:
+        return tuple(tuple(day) for day in trades)
+    out = []
+    for t in range(n):
+        day = [tr for book in range(len(trades) // n) for tr in trades[book * n + t]]
+        out.append(
+            tuple(sorted((replace(tr, interval=t) for tr in day), key=lambda tr: (tr.seller, tr.buyer)))
+        )
+    return tuple(out)
 
 
 def provisional(
@@ -116,7 +185,8 @@ def match(
     scenario: Scenario, allocation: Allocation, excluded: Sequence[str] = ()
 ) -> tuple[tuple[Trade, ...], ...]:
     keys = {mg.name: key_for(scenario.name, mg.name).public for mg in scenario.microgrids}
-    return provisional(accepted_wh(scenario, allocation, excluded), allocation.prices, keys)
+    trades = provisional(book_accepts(scenario, allocation, excluded), book_prices(allocation), keys)
+    return fold(trades, scenario.intervals)
 
 
 def net_by_interval(trades: Sequence[Sequence[Trade]], name: str) -> tuple[list[float], list[float]]:
