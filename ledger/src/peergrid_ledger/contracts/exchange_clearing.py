@@ -65,6 +65,9 @@ from ..results import Event, Reason, RuleError
 from ..state import Overlay, StateReader, read_obj
 from ..tx import Tx
 from . import exchange as xch
+from . import exchange_clean as clean_book
+from .exchange_clean import held as _held  # noqa: F401  (importable from here, as before it moved)
+from .exchange_clean import trading, within
 from .exchange_rounds import (
     _late,
     _next_round,
@@ -75,22 +78,13 @@ from .exchange_rounds import (
     accept_key,
     accepted,
     accepts_at,
+    clean_accepts_at,
     due,
     rounds,
     rounds_key,
 )
-from .market_state import (
-    MAX_DEMANDS,
-    closed,
-    interval_key,
-    last_interval_key,
-    members,
-    reopen_key,
-    rules_for,
-    trade_id,
-    trade_key,
-)
-from .pairing import forward_trades
+from .exchange_state import clean_prices_key
+from .market_state import last_interval_key, rules_for
 
 __all__ = [  # the rounds' names, imported from here by the controller, the edge and the tests as before
     "MAX_CLEAR_CELLS",
@@ -98,6 +92,7 @@ __all__ = [  # the rounds' names, imported from here by the controller, the edge
     "accept_key",
     "accepted",
     "accepts_at",
+    "clean_accepts_at",
     "clear",
     "cleared",
     "cleared_key",
@@ -141,16 +136,16 @@ def _closed_session(view: Overlay, name: str) -> dict[str, Any]:
 
 
 def _check_accept(
-    view: Overlay, member: bytes, t: int, interval: int, q: int, final: int, price: int
+    view: Overlay, member: bytes, interval: int, q: int, final: int, price: int, clean: int = 0
 ) -> None:
+    """An accepted general position q (its clean one `clean` on a clean session) against its final stepped
+    `final` and the member's rules at the closing price `price` on the tick; |q + clean| ≤ max_quantity."""
     where = f"position {q} Wh in interval {interval}"
-    if (q > 0 and final <= 0) or (q < 0 and final >= 0):
-        raise RuleError(Reason.RULE_VIOLATION, f"{where}: not of the sign of its final stepped {final}")
-    if abs(q) > abs(final):
-        raise RuleError(Reason.RULE_VIOLATION, f"{where}: larger than its final stepped {final}")
+    within(q, final, where, "final stepped")
     rules = rules_for(view, member, interval)
-    if abs(q) > rules["max_quantity"]:
-        raise RuleError(Reason.RULE_VIOLATION, f"{where}: beyond the maximum {rules['max_quantity']}")
+    if abs(q + clean) > rules["max_quantity"]:
+        net = f" (net with its clean position {clean}: {q + clean})" if clean else ""
+        raise RuleError(Reason.RULE_VIOLATION, f"{where}{net}: beyond the maximum {rules['max_quantity']}")
     if q > 0 and price < rules["floor_price"]:
         raise RuleError(
             Reason.RULE_VIOLATION, f"{where}: a sale at {price} below the floor {rules['floor_price']}"
@@ -206,30 +201,46 @@ def accept(view: Overlay, tx: Tx, ctx: BlockContext, sender: ks.AccountRecord) -
         Reason.INVALID,
         f"{len(positions)} positions, the session has {intervals} intervals",
     )
-    first = record["first_interval"]
+    first, clean = record["first_interval"], tx.body["clean"]
+    cleans = clean_book.book_of(record, tx.body, tx.kind)  # None off a clean session
     if previous is not None:
-        _reduce_only(previous, positions, tx.body["clean"], first, params.accept_rounds)
+        _reduce_only(previous, positions, clean, first, params.accept_rounds, cleans)
     finals = final["positions"] or [0] * intervals  # none stepped: it may only decline
     prices = read_obj(view, xch.prices_key(name))
     for t, q in enumerate(positions):
-        if q != 0:
-            _check_accept(view, tx.sender, t, first + t, q, finals[t], xch.micro_per_wh(prices[t]))
+        c = 0 if cleans is None else cleans[t]
+        if q != 0 or c != 0:
+            _check_accept(view, tx.sender, first + t, q, finals[t], xch.micro_per_wh(prices[t]), c)
+    if cleans is not None:
+        clean_finals = final.get("clean_positions") or [0] * intervals
+        clean_prices = read_obj(view, clean_prices_key(name))
+        for t, (q, c) in enumerate(zip(positions, cleans, strict=True)):
+            if c != 0:
+                at = xch.micro_per_wh(clean_prices[t])
+                clean_book.check_accept(view, tx.sender, first + t, q, c, clean_finals[t], at, clean)
     events: list[Event] = []
     for i, at in sorted(stood.items()):  # silent past the round's wait: their latest accepts stand in it
         theirs = accepted(view, name, members[i])
         assert theirs is not None
         kept = theirs["positions"]
-        view.put_obj(
-            accept_key(members[i], name),
-            {"before": kept, "clean": theirs["clean"], "positions": kept, "round": at},
-        )
+        stands = {"before": kept, "clean": theirs["clean"], "positions": kept, "round": at}
+        if "clean_positions" in theirs:  # a clean session: its clean book stands unchanged too
+            stands.update(clean_before=theirs["clean_positions"], clean_positions=theirs["clean_positions"])
+        view.put_obj(accept_key(members[i], name), stands)
         events.append(("exchange_stood", {"session": name, "member": members[i], "round": at}))
-    value: dict[str, Any] = {"clean": tx.body["clean"], "positions": positions}
+    value: dict[str, Any] = {"clean": clean, "positions": positions}
     before = previous["positions"] if previous is not None else [0] * intervals
+    changed = positions != before
+    if cleans is not None:  # a clean session's accept: its clean book (and its round before) beside
+        value["clean_positions"] = cleans
+        clean_before = previous["clean_positions"] if previous is not None else [0] * intervals
+        changed = changed or cleans != clean_before
     if round_ > 1:  # round 1 keeps the record's bytes from before rounds
         value.update({"before": before, "round": round_})
+        if cleans is not None:
+            value["clean_before"] = clean_before
         assert entries is not None  # rounds run: the summary exists, or a re-accept just read every accept
-        entries[members.index(tx.sender)] = [round_, any(positions), positions != before]
+        entries[members.index(tx.sender)] = [round_, trading(value), changed]
         rounds_now: dict[str, Any] = {"members": entries}
         if params.accept_rounds >= 2:  # since when the round open has been: its wait after the deadline
             top = max(r for r, _, _ in entries)
@@ -240,28 +251,17 @@ def accept(view: Overlay, tx: Tx, ctx: BlockContext, sender: ks.AccountRecord) -
             rounds_now["last"] = ctx.time  # the latest accept: a round completes no earlier
         view.put_obj(rounds_key(name), rounds_now)
     view.put_obj(accept_key(tx.sender, name), value)
-    trading = [t for t, q in enumerate(positions) if q != 0]
-    if trading:  # its rules hold for what it accepted: changed only after, as for a market position
+    books = [positions] if cleans is None else [positions, cleans]
+    traded = [t for t in range(intervals) if any(book[t] for book in books)]
+    if traded:  # its rules hold for what it accepted: changed only after, as for a market position
         last_key = last_interval_key(tx.sender)
         last = view.get(last_key)
-        if last is None or first + trading[-1] > ks.decode_int(last):
-            view.put(last_key, ks.encode_int(first + trading[-1]))
-    event: dict[str, Any] = {"session": name, "member": tx.sender, "declined": not trading}
+        if last is None or first + traded[-1] > ks.decode_int(last):
+            view.put(last_key, ks.encode_int(first + traded[-1]))
+    event: dict[str, Any] = {"session": name, "member": tx.sender, "declined": not traded}
     if round_ > 1:
-        event.update({"round": round_, "changed": positions != before})
+        event.update({"round": round_, "changed": changed})
     return [*events, ("exchange_accepted", event)]
-
-
-def _held(view: Overlay, interval: int) -> tuple[str, str] | None:
-    """What the market contract holds in `interval` (`closed`, `positions` or `reopened`, and why in words),
-    or None when it holds nothing there: no closing, no positions, no reopening."""
-    if closed(view, interval):
-        return "closed", f"interval {interval} is already closed in the market contract"
-    if members(view, interval, "sellers") or members(view, interval, "buyers"):
-        return "positions", f"interval {interval} has open positions in the market contract"
-    if view.get(reopen_key(interval)) is not None:
-        return "reopened", f"interval {interval} was reopened in the market contract"
-    return None
 
 
 def _may_clear(
@@ -320,40 +320,6 @@ def _may_clear(
         )
 
 
-def _clear_interval(
-    view: Overlay, name: str, interval: int, price: int, taken: dict[bytes, dict[str, Any]], t: int
-) -> tuple[list[Event], dict[str, Any] | None]:
-    """Session interval t (chain `interval`): its trades recorded as the market contract's and their events,
-    or the skip that names what the market holds there; nothing when no accepted position pairs."""
-    sells = {m: a["positions"][t] for m, a in taken.items() if a["positions"][t] > 0}
-    buys = {m: -a["positions"][t] for m, a in taken.items() if a["positions"][t] < 0}
-    trades = forward_trades(sells, buys, MAX_DEMANDS)
-    if not trades:
-        return [], None
-    held = _held(view, interval)
-    if held is not None:  # the market trades it (or traded it): it stays the market's, as it stands
-        return [], {"interval": interval, "held": held[0]}
-    events: list[Event] = []
-    ids = []
-    for seller, buyer, quantity in trades:
-        tid = trade_id(interval, seller, buyer)
-        agreed = {
-            "buyer": buyer,
-            "clean": taken[seller]["clean"],
-            "interval": interval,
-            "price": price,
-            "quantity": quantity,
-            "seller": seller,
-            "settlement": None,
-        }
-        view.put_obj(trade_key(tid), agreed)
-        ids.append(tid)
-        event = {"id": tid, "interval": interval, "seller": seller, "buyer": buyer, "price": price}
-        events.append(("trade", {**event, "quantity": quantity}))
-    view.put_obj(interval_key(interval), {"closed": True, "session": name, "trades": ids})
-    return events, None
-
-
 def clear(view: Overlay, tx: Tx, ctx: BlockContext, sender: ks.AccountRecord) -> list[Event]:
     name = tx.body["session"]
     record = _closed_session(view, name)
@@ -371,12 +337,15 @@ def clear(view: Overlay, tx: Tx, ctx: BlockContext, sender: ks.AccountRecord) ->
     else:  # the accepts are frozen since the first part: any member or the coordinator goes on
         _may_clear(record, members, None, tx, ctx)
     prices = read_obj(view, xch.prices_key(name))
+    clean = clean_book.is_clean(record)  # a clean session: two books, two cells per member and interval
+    clean_prices: list[int] = read_obj(view, clean_prices_key(name)) if clean else []
     first, intervals, start = record["first_interval"], record["intervals"], progress["next"]
-    end = min(intervals, start + max(1, MAX_CLEAR_CELLS // max(1, len(taken))))
+    end = min(intervals, start + max(1, MAX_CLEAR_CELLS // max(1, len(taken) * (1 + clean))))
     events: list[Event] = []
     skipped: list[dict[str, Any]] = list(progress["skipped"])
     for t in range(start, end):
-        made, skip = _clear_interval(view, name, first + t, xch.micro_per_wh(prices[t]), taken, t)
+        at = (xch.micro_per_wh(prices[t]), None if not clean else xch.micro_per_wh(clean_prices[t]))
+        made, skip = clean_book.clear_interval(view, name, first + t, at, taken, t)
         events += made
         if skip is not None:
             skipped.append(skip)

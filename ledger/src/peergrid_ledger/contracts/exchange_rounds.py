@@ -68,6 +68,7 @@ from typing import Any
 from ..machine import BlockContext, require
 from ..results import Reason, RuleError
 from ..state import StateReader, read_obj
+from .exchange_clean import trading, within
 from .exchange_state import members_key, session_key
 
 # with genesis `accept_rounds` 2 the last round in which a re-accept may reduce (rounds 2 … 5: the four
@@ -95,19 +96,43 @@ def rounds_key(name: str) -> bytes:
 def accepted(state: StateReader, name: str, member: bytes) -> dict[str, Any] | None:
     """`{before, changed, clean, positions, round}` of the member's latest accept, or None if it did not
     accept (or is no member): `round` its round (a first accept: 1, or the round it joined late), `before`
-    its accept of the round before (zeros if it had none), `changed` whether `positions` differ from it."""
+    its accept of the round before (zeros if it had none), `changed` whether `positions` differ from it.
+    On a clean session also `clean_positions` and `clean_before`, the clean book's, and `changed` covers
+    both books."""
     value: dict[str, Any] | None = read_obj(state, accept_key(member, name))
     if value is None:
         return None
+    zeros = [0] * len(value["positions"])
     # round-1 records keep the bytes they had before rounds: {clean, positions}
-    before = value.get("before", [0] * len(value["positions"]))
-    return {"round": 1, **value, "before": before, "changed": value["positions"] != before}
+    before = value.get("before", zeros)
+    out = {"round": 1, **value, "before": before, "changed": value["positions"] != before}
+    if "clean_positions" in value:  # a clean session's accept: its clean book too
+        clean_before = value.get("clean_before", zeros)
+        out["clean_before"] = clean_before
+        out["changed"] = out["changed"] or value["clean_positions"] != clean_before
+    return out
 
 
 def accepts_at(state: StateReader, name: str, round_: int) -> dict[bytes, list[int]] | None:
     """Every member's accept as it stood when round `round_` was complete, by member key (the members that
     had not accepted by then left out): what each member re-checks when it posts round `round_` + 1. None if
-    no such session or a member is already past round `round_` + 1 (its accept then is no longer kept)."""
+    no such session or a member is already past round `round_` + 1 (its accept then is no longer kept).
+    On a clean session these are the general book's positions (`clean_accepts_at` the clean book's)."""
+    return _accepts_at(state, name, round_, "positions", "before")
+
+
+def clean_accepts_at(state: StateReader, name: str, round_: int) -> dict[bytes, list[int]] | None:
+    """`accepts_at` for a clean session's clean book: each member's `clean_positions` as they stood when round
+    `round_` was complete. None as `accepts_at`, and for a session opened without `clean_prices`."""
+    record = read_obj(state, session_key(name))
+    if record is None or not record.get("clean"):
+        return None
+    return _accepts_at(state, name, round_, "clean_positions", "clean_before")
+
+
+def _accepts_at(
+    state: StateReader, name: str, round_: int, book: str, book_before: str
+) -> dict[bytes, list[int]] | None:
     if read_obj(state, session_key(name)) is None:
         return None
     out: dict[bytes, list[int]] = {}
@@ -115,9 +140,11 @@ def accepts_at(state: StateReader, name: str, round_: int) -> dict[bytes, list[i
         if value["round"] > round_ + 1:
             return None
         if value["round"] <= round_:
-            out[member] = value["positions"]
-        elif any(value["before"]):  # its accept of round `round_` (zeros: a late first accept, none then;
-            out[member] = value["before"]  # a declined member posts no more, so a re-accept's is never)
+            out[member] = value[book]
+        # its accept of round `round_` (zeros in both books: a late first accept, none then; a declined
+        # member posts no more, so a re-accept's is never)
+        elif any(value["before"]) or any(value.get("clean_before", ())):
+            out[member] = value[book_before]
     return out
 
 
@@ -143,9 +170,7 @@ def _entries(
         return entries
     taken = _standing(state, name, members) if taken is None else taken
     return [
-        [a["round"], any(a["positions"]), a["changed"]]
-        if (a := taken.get(m)) is not None
-        else [0, False, False]
+        [a["round"], trading(a), a["changed"]] if (a := taken.get(m)) is not None else [0, False, False]
         for m in members
     ]
 
@@ -305,7 +330,7 @@ def due(
     the member itself is never stood here: it may always still answer, until the clear)."""
     record = read_obj(state, session_key(name))
     mine = accepted(state, name, member)
-    if record is None or mine is None or not any(mine["positions"]):
+    if record is None or mine is None or not trading(mine):
         return None
     members: list[bytes] = list(read_obj(state, members_key(name)))
     status = _status(state, record, name, members, accept_rounds, time_ms, wait_ms, poster=member)[0]
@@ -330,7 +355,7 @@ def _next_round(
     accepted (or the deadline passed) and every other member still trading posted the member's round."""
     k: int = previous["round"]
     require(
-        any(previous["positions"]),
+        trading(previous),
         Reason.DUPLICATE,
         f"already declined (all zeros in round {k}): a later accept could only repeat it",
     )
@@ -353,26 +378,29 @@ def _next_round(
 
 
 def _reduce_only(
-    previous: dict[str, Any], positions: list[int], clean: bool, first: int, accept_rounds: int = 1
+    previous: dict[str, Any],
+    positions: list[int],
+    clean: bool,
+    first: int,
+    accept_rounds: int = 1,
+    clean_positions: list[int] | None = None,
 ) -> None:
     """A re-accept against the member's round k: same `clean`, each position 0 or of the same sign and no
-    larger; with genesis `accept_rounds` 2 from round LAST_REDUCING_ROUND + 1 on, unchanged or all zeros."""
+    larger; with genesis `accept_rounds` 2 from round LAST_REDUCING_ROUND + 1 on, unchanged or all zeros.
+    On a clean session (`clean_positions`) per book: each clean position against its round-k clean one,
+    and unchanged or all zeros means in both books."""
     k = previous["round"]
     require(clean == previous["clean"], Reason.RULE_VIOLATION, f"clean {clean} differs from round {k}'s")
-    if accept_rounds >= 2 and k >= LAST_REDUCING_ROUND and positions != previous["positions"]:
+    books = [("position", positions, previous["positions"])]
+    if clean_positions is not None:
+        books.append(("clean position", clean_positions, previous["clean_positions"]))
+    if accept_rounds >= 2 and k >= LAST_REDUCING_ROUND and any(now != then for _, now, then in books):
         require(
-            not any(positions),
+            not any(any(now) for _, now, _ in books),
             Reason.RULE_VIOLATION,
             f"round {k + 1}: from round {LAST_REDUCING_ROUND + 1} on a re-accept keeps its round-{k} "
             f"accept or declines (all zeros) (the chain's genesis accept_rounds {accept_rounds})",
         )
-    for t, (q, before) in enumerate(zip(positions, previous["positions"], strict=True)):
-        where = f"position {q} Wh in interval {first + t}"
-        if (q > 0 and before <= 0) or (q < 0 and before >= 0):
-            raise RuleError(
-                Reason.RULE_VIOLATION, f"{where}: not of the sign of its round-{k} accept {before}"
-            )
-        if abs(q) > abs(before):
-            raise RuleError(
-                Reason.RULE_VIOLATION, f"{where}: larger than its round-{k} accept {before} (reduce only)"
-            )
+    for what, now, then in books:
+        for t, (q, before) in enumerate(zip(now, then, strict=True)):
+            within(q, before, f"{what} {q} Wh in interval {first + t}", f"round-{k} accept", " (reduce only)")
