@@ -242,3 +242,27 @@ def test_runs_are_split_at_the_contracts_limit() -> None:
     assert runs[1].start == MAX_TARIFF_INTERVALS
     body = lab.tariff.body("mg1", lab.anonyms["mg1"].public, runs[0])
     assert lab.chain.sign_and_submit(lab.dso, "market.tariff", body, NOW_MS).ok  # the contract takes it
+
+
+class Counting:
+    """A replica state that counts its reads."""
+
+    def __init__(self, inner: Any) -> None:
+        self.inner, self.reads = inner, 0
+
+    def get(self, key: bytes) -> Any:
+        self.reads += 1
+        return self.inner.get(key)
+
+
+def test_what_the_chain_has_priced_is_read_once_not_at_every_pass() -> None:
+    lab = Lab()
+    pricer = lab.pricer(36, 36 + DAY)
+    assert lab.price(pricer) == 2
+    lab.price(pricer)  # reads the intervals it just priced once more: now it knows them
+    counting = Counting(lab.chain.state)
+    lab.adapter._app.state = counting
+    asyncio.run(pricer.price(None))
+    assert counting.reads == 0 and len(lab.adapter.sent) == 2  # a day for two MGs: no read, nothing sent
+    asyncio.run(pricer.price(36 + 60))  # later in the day: the past is forgotten, the rest still known
+    assert counting.reads == 0 and all(min(k) == 96 for k in pricer.known.values())
