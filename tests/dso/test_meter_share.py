@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import asyncio
 
-from peergrid_dso.disputes import Unresolved, Vouched, read_nodes, resolve
+from peergrid_dso.disputes import Vouched, read_nodes, resolve
 from peergrid_edge.pcc_readings import statement_wh
 from peergrid_ledger import query
 from peergrid_ledger.contracts.market_state import compensation
@@ -120,12 +120,16 @@ def test_a_counterparty_not_metered_yet_is_waited_for_then_the_share_is_pro_rata
         assert done["buyer"]["shared_by"] == ("counterparties' meters" if c_comes else "agreed quantities")
 
 
-def test_without_the_chains_time_a_missing_counterparty_leaves_it_unresolved() -> None:
+def test_without_the_chains_time_a_missing_counterparty_is_not_waited_for() -> None:
+    """Without `ChainTime` (as an MGMC checks its own statement) there is no deadline to wait for: the share is
+    the metering rule's for what is metered, pro rata where a counterparty is not (b's 250, its statement)."""
     m = r11()
     sealed = {k: v for k, v in m.sealed.items() if k[0] != m.nodes["c"].public}
     decision = resolve(m.chain.state, m.trade_id("s", "b"), CLOCK, m.node_of(), sealed)
-    assert isinstance(decision, Unresolved) and decision.until_ms is None
-    assert decision.why.startswith("a share by the counterparties' meters waits for the buyer's counterparty")
+    assert isinstance(decision, Vouched) and decision.delivered == 250
+    assert decision.buyer is not None and decision.buyer.shared_by == "agreed quantities"
+    assert decision.seller is not None and decision.seller.shared_by == "counterparties' meters"
+    assert decision.buyer.share_wh == edge_says(ramp(500.0, export=False), "buyer", 500, 1000)
 
 
 def test_a_buyer_that_covered_the_missing_delivery_from_the_grid_is_compensated_by_the_seller_short() -> None:

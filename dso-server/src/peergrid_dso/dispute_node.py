@@ -87,9 +87,8 @@ class DisputeSettler:
         self.sealed: dict[tuple[bytes, int], Sequence[bytes]] = {}
         self.candidates: set[bytes] = set()  # trades a final block touched since the last pass
         self.pending: dict[bytes, float] = {}  # disputed, not settled yet: when to try again (monotonic s)
-        self.reads: dict[
-            bytes, set[tuple[bytes, int]]
-        ] = {}  # each pending trade's (node, commitment) readings
+        # each pending trade's (node, commitment) readings: its parties' and their counterparties'
+        self.reads: dict[bytes, set[tuple[bytes, int]]] = {}
         self.deadlines: dict[bytes, int] = {}  # an unresolved trade's deadline (chain ms)
         self.decisions: dict[bytes, dict[str, Any]] = {}  # the latest decision on each trade
         self.failed: set[bytes] = set()  # settles the chain refused for good: not taken up again this run

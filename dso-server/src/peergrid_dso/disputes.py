@@ -47,7 +47,7 @@ one meter, no readings bracket a boundary within `max_gap_ms`, or a counter runs
 replaced meter: nothing the DSO can vouch for) or a meter reading is malformed. No I/O, no clock.
 
 Time (`ChainTime`, from the DSO's replica; without it only the metering rule above applies, as an MGMC checks
-its own statement): a commitment counts only when the block that carried it is stamped at most
+its own statement: an unmetered counterparty is not waited for, its party's share is pro rata at once): a commitment counts only when the block that carried it is stamped at most
 `seal_within_ms` after its commitment interval ended (the chain's `settle_wait_ms` unless the DSO sets its own);
 one sealed later is treated as never made, so readings made up long after the fact (review10 F1: once a
 dispute is known and the bound has passed) cannot decide it. Within the bound they still can: a dispute is
@@ -224,10 +224,10 @@ def resolve(
     seller, buyer = sides.get("seller"), sides.get("buyer")
     priced = cover_prices(state, agreed) is not None
     if seller is not None and buyer is not None:
-        if waiting:  # shares by the counterparties' meters need them all: wait for them until the deadline
+        # a share by the counterparties' meters needs them all: wait for them until the deadline (without the
+        # chain's time there is none: the party's share is pro rata at once, as `meter_shares` gives it)
+        if waiting and chain is not None:
             why = f"a share by the counterparties' meters waits for {'; '.join(waiting)}"
-            if chain is None:
-                return Unresolved(trade, why)
             until = _deadline(where, chain)
             if chain.now_ms < until:
                 return Unresolved(
