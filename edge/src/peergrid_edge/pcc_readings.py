@@ -5,8 +5,13 @@ trade as its `party`: its PCC meter's counter over a market interval's window `[
 its own reading leaves (`commitments.reading_leaf`, the ones it seals into its `der_commitment`s), shared pro
 rata over its `total` agreed Wh on that side, or `Unmetered` saying why it cannot tell yet. The reading and the
 share are `peergrid_ledger.metering`'s, the very code the DSO vouches with (dso-server `disputes.resolve`), and
-the leaves are those of the same commitment intervals (`metering.commitment_intervals`), so an MGMC states
-exactly what the DSO would vouch for its side. `readings_bodies` are the `POST /api/dso/disputes/readings`
+the leaves are those of the same commitment intervals (`metering.commitment_intervals`). Pro rata, while the
+DSO shares by what the counterparties' meters prove (`metering.meter_shares`, review11 F2): an MGMC sees only
+its own meter (the others' readings stay on their MGMCs, only roots are on the chain), and a counterparty's
+statement is its word, not its meter; so the edge keeps the rule it can prove, and where a counterparty fell
+short (its statement then differs) the DSO decides from all the meters. In the common case, every trade
+delivered in full, the two rules give the same Wh and honest statements agree (tests/edge/test_pcc_share.py).
+`readings_bodies` are the `POST /api/dso/disputes/readings`
 bodies `{node, interval, leaves}` for the sealed ones. Pure: no I/O, no clock; `DisputeReadings` is the thin I/O
 shell that posts them (stdlib HTTP, in a thread: the Pi carries no web client), and `MgMetering` the trading
 agent's: its statements from the edge store, and a dispute's readings posted to the DSO.
@@ -61,7 +66,7 @@ def statement_wh(
 ) -> int:
     """What this MG states for one trade as its `party` ("buyer": what arrived, "seller": what left): its PCC
     meter's counter over the window (`provable_wh`), its share pro rata over its `total` agreed Wh on that
-    side."""
+    side (`metering.trade_share`: the shared rule where the counterparties' meters are not known)."""
     return trade_share(provable_wh(leaves, window, party, max_gap_ms), quantity, total)
 
 
@@ -249,9 +254,8 @@ class MgMetering:
         # a restart, from the verdicts its interval records kept: resume.recorded_verdicts)
         self.confirmed: dict[int, bool] = {}
         self.following: set[asyncio.Task[bool]] = set()
-        self.unprovable: set[bytes] = (
-            set()
-        )  # trades it cannot state from its meter (`Unprovable`): warned once
+        # trades it cannot state from its meter (`Unprovable`): warned once
+        self.unprovable: set[bytes] = set()
 
     def not_before(self, interval: int) -> float:
         """When a statement for `interval` may go (wall s): its end, and one meter poll after it."""
