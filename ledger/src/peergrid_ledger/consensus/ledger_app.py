@@ -8,7 +8,13 @@ replica (the state machine's `verified` cache). Mempool entry runs the checks th
 block (decoding, chain, known and unrevoked sender, signature, nonce not used); the rest happen when a block is
 built. After each commit the pool is rechecked against the new state (`Mempool.recheck`): a transaction the
 state machine refuses (twice running) or that grew too old leaves every replica's pool with its reason, which
-`refusal(txid)` gives its submitter. The authority set of height h is read from the state after h − 1
+`refusal(txid)` gives its submitter. A refusal that a later block time cures (a round or window not open yet,
+a settle before its interval ended, a time ahead of the chain's: whatever the state machine, as the state
+stands, takes at some block time `tx` can still land at — probed up to its last, `tx.time + tx_max_age_ms`)
+is neither a strike nor discarded when a block is built: the transaction waits (`Later`) until it lands or
+is too old. True duplicates, spent nonces, bad signatures and rule violations are refused at every such time
+and go as before. The pool takes no transaction dated more than `tx_max_future_ms + tx_max_age_ms` ahead of
+the node's clock, so no transaction waits longer than one the chain refuses as too old would have. The authority set of height h is read from the state after h − 1
 (`core.authorities_at`).
 Assumes one process owns the store. Must never commit a block `validate` did not accept.
 """
@@ -25,19 +31,22 @@ from ..codec import DecodeError
 from ..core import authorities_at, is_revoked
 from ..keys import Keypair
 from ..machine import BlockContext, BlockOutcome, apply
+from ..results import Accepted as LedgerAccepted
 from ..results import Reason
 from ..results import Rejected as LedgerRejected
 from ..store import BlockStore
 from ..tx import Tx, decode_tx
 from .app import ACCEPTED, Accepted, BlockInfo, BlockRef, Rejected
-from .mempool import Mempool, MempoolLimits, TxMeta
+from .mempool import Later, Mempool, MempoolLimits, TxMeta
 from .messages import Certificate, Evidence, vote_block_field
 
 CACHE = 64
 REVOKED_SENDER = "sender revoked"
 MAX_VERIFIED = 200_000
-WAITING_CURES = (Reason.NONCE_GAP.value, Reason.TIME_OUT_OF_BOUNDS.value)
-"""Refusals that a later block may not repeat: an earlier nonce still to land, a time not yet reached."""
+WAITING_CURES = (Reason.NONCE_GAP.value,)
+"""Refusals that a later block may not repeat whatever its time: an earlier nonce still to land."""
+FIRST_PROBE_MS = 1_000
+"""`LedgerApp.refused_later` tries block times FIRST_PROBE_MS, 4x, 16x, ... after the first possible one."""
 
 
 class LedgerApp:
@@ -50,7 +59,12 @@ class LedgerApp:
         self.keypair = keypair
         self.state = store.load_state()
         self.tip = store.tip()
-        self.mempool = Mempool(self.check_tx, self.next_nonce, limits)
+        self.mempool = Mempool(
+            self.check_tx,
+            self.next_nonce,
+            limits,
+            max_ahead_ms=self.params.tx_max_future_ms + self.params.tx_max_age_ms,
+        )
         self._txs: dict[bytes, Tx] = {}  # decoded pending transactions by wire bytes
         self._verified: set[bytes] = set()
         self._blocks: dict[bytes, Block] = {}
@@ -97,7 +111,7 @@ class LedgerApp:
         if tx.nonce < self.next_nonce(tx.sender):
             return Rejected(f"nonce {tx.nonce} already used")
         self._txs[raw] = tx
-        return TxMeta(tx.txid, tx.sender, tx.nonce)
+        return TxMeta(tx.txid, tx.sender, tx.nonce, tx.time)
 
     def pending(self) -> bool:
         """Something to propose: some sender's next transaction is in the pool."""
@@ -107,8 +121,9 @@ class LedgerApp:
         """Why this replica's pool evicted `txid` without it landing (None: it did not, or forgot)."""
         return self.mempool.refusal(txid)
 
-    def _judge(self, raw: bytes, is_next: bool) -> Rejected | None:
-        """`Mempool.recheck`'s judge: the state machine on the committed state, as the next block would."""
+    def _judge(self, raw: bytes, is_next: bool) -> Rejected | Later | None:
+        """`Mempool.recheck`'s judge: the state machine on the committed state, as the next block would,
+        and, if it refuses, at the later block times `tx` can still land at (`refused_later`)."""
         tx = self._txs.get(raw) or self._decode(raw)
         if tx is None:  # pragma: no cover - it entered the pool decoded
             return Rejected("malformed transaction")
@@ -118,9 +133,35 @@ class LedgerApp:
             return None
         ctx = BlockContext(self.genesis, self.tip.height + 1, self.tip.time, b"", self._verified)
         result = apply(self.state, tx, ctx)
-        if isinstance(result, LedgerRejected) and result.reason.value not in WAITING_CURES:
-            return Rejected(f"{result.reason.value}: {result.detail}")
-        return None
+        if not isinstance(result, LedgerRejected) or result.reason.value in WAITING_CURES:
+            return None
+        later = self.refused_later(tx)
+        if later is None:
+            return Later(f"{result.reason.value}: {result.detail}")
+        return Rejected(f"{later.reason.value}: {later.detail}")
+
+    def refused_later(self, tx: Tx) -> LedgerRejected | None:
+        """None if a block after the tip would take `tx` at some time it can still land at (the state as it
+        stands), else why the first such time refuses it (`time-out-of-bounds` if there is none). Tried
+        at the first such time, then FIRST_PROBE_MS, 4x, 16x, ... after it, and at the last
+        (`tx.time + tx_max_age_ms`). A few tries, not every millisecond: the contracts' time rules are
+        thresholds (a deadline, a wait, an interval's end) that stay passed once passed, so the last try
+        finds those; the earlier ones find what a later threshold would close again."""
+        first = max(self.tip.time + 1, tx.time - self.params.tx_max_future_ms)
+        last = tx.time + self.params.tx_max_age_ms
+        if first > last:
+            return LedgerRejected(Reason.TIME_OUT_OF_BOUNDS, f"too old to land (time {tx.time})", tx.txid)
+        when, step = first, FIRST_PROBE_MS
+        refused: LedgerRejected | None = None
+        while True:
+            ctx = BlockContext(self.genesis, self.tip.height + 1, when, b"", self._verified)
+            result = apply(self.state, tx, ctx)
+            if isinstance(result, LedgerAccepted):
+                return None
+            refused = refused or result
+            if when == last:
+                return refused
+            when, step = min(first + step, last), step * 4
 
     def known_sender(self, key: bytes) -> bool:
         return self.state.get(ks.account(key)) is not None
@@ -140,8 +181,9 @@ class LedgerApp:
         )
         for tx, result in zip(txs, outcome.results, strict=False):
             if isinstance(result, LedgerRejected) and result.reason.value not in WAITING_CURES:
-                # it will not become valid by waiting
-                self.mempool.discard(tx.sender, tx.nonce, f"{result.reason.value}: {result.detail}")
+                never = self.refused_later(tx)  # None: a later block time takes it: it waits
+                if never is not None:
+                    self.mempool.discard(tx.sender, tx.nonce, f"{never.reason.value}: {never.detail}")
         raw = block.encode()
         self._remember(raw, block, outcome)
         return raw

@@ -7,7 +7,12 @@ taking senders round-robin so one busy sender cannot starve the rest. Rejections
 `recheck` (after every commit) evicts what the chain will never take — a sender's next transaction that the
 state machine refuses twice running, or anything too old to land — and keeps the reason (`refusal(tx_id)`),
 so a transaction that leaves the pool is either final or refused with a reason, never silently lost, also on
-replicas that never propose (observers) and so never discard anything while building a block.
+replicas that never propose (observers) and so never discard anything while building a block. A next
+transaction the judge calls `Later` (refused at the tip's time, taken at a later block time it can still
+land at: a round or a window not open yet, a time ahead of the chain's) takes no strike: it waits until it
+lands or grows too old, and its eviction then names why it waited. That wait is bounded by the
+transaction's own time: the pool refuses one dated more than `max_ahead_ms` ahead of the driver's clock, so
+a flood of future-dated transactions cannot fill it.
 Assumes `now_ms` comes from the driver's clock. Must never hold an invalid transaction or grow unbounded.
 """
 
@@ -26,6 +31,8 @@ class TxMeta:
     tx_id: bytes
     sender: bytes
     nonce: int
+    time: int | None = None
+    """The transaction's own time (ms), if it carries one: the pool bounds how far ahead it may be."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,9 +48,18 @@ class MempoolLimits:
     """Reasons of evicted transactions remembered for their submitters (oldest forgotten first)."""
 
 
-Judge = Callable[[bytes, bool], Rejected | None]
-"""judge(tx, is_next) -> why the chain will never take `tx`, or None. `is_next`: it carries its sender's next
-nonce (run the state machine on it); otherwise only what waiting cannot cure (too old) may be said."""
+@dataclass(frozen=True, slots=True)
+class Later:
+    """A judge's verdict on a sender's next transaction: the chain refuses it at the tip's time (`reason`),
+    and a later block time at which it can still land would take it. It waits: no strike."""
+
+    reason: str
+
+
+Judge = Callable[[bytes, bool], Rejected | Later | None]
+"""judge(tx, is_next) -> why the chain will never take `tx`, `Later` (see there), or None (it may land).
+`is_next`: it carries its sender's next nonce (run the state machine on it); otherwise only what waiting
+cannot cure (too old) may be said."""
 
 STRIKES = 2
 """Consecutive rechecks that must refuse a sender's next transaction before it is evicted: once is not enough
@@ -64,15 +80,20 @@ class Mempool:
         check: Callable[[bytes], TxMeta | Rejected],
         next_nonce: Callable[[bytes], int],
         limits: MempoolLimits | None = None,
+        max_ahead_ms: int | None = None,
     ) -> None:
+        """`max_ahead_ms`: how far ahead of `now_ms` a transaction's time may be on entry (None: no bound;
+        the chain's own wait for a transaction's time, see `LedgerApp`)."""
         self.check = check
         self.next_nonce = next_nonce
         self.limits = limits or MempoolLimits()
+        self.max_ahead_ms = max_ahead_ms
         self._by_sender: dict[bytes, dict[int, tuple[bytes, bytes]]] = {}
         self._ids: set[bytes] = set()
         self._bytes = 0
         self._buckets: dict[bytes, _Bucket] = {}
         self._strikes: dict[bytes, int] = {}
+        self._later: dict[bytes, str] = {}  # next transactions that wait for a later block: why
         self._refused: dict[bytes, str] = {}
 
     def __len__(self) -> int:
@@ -94,6 +115,11 @@ class Mempool:
             return meta
         if meta.tx_id in self._ids:
             return Rejected("duplicate transaction")
+        if self.max_ahead_ms is not None and meta.time is not None and meta.time > now_ms + self.max_ahead_ms:
+            return Rejected(
+                f"time {meta.time} is {meta.time - now_ms} ms ahead of this node's clock: more than the "
+                f"{self.max_ahead_ms} ms a transaction may wait in the pool for its time"
+            )
         expected = self.next_nonce(meta.sender)
         if meta.nonce < expected:
             return Rejected(f"nonce {meta.nonce} already used (next is {expected})")
@@ -150,11 +176,16 @@ class Mempool:
         while len(self._refused) > self.limits.refusals_kept:
             del self._refused[next(iter(self._refused))]
 
+    def waiting(self, tx_id: bytes) -> str | None:
+        """Why `tx_id` last waited for a later block (a `Later` verdict, kept while it is refused), or None."""
+        return self._later.get(tx_id)
+
     def recheck(self, judge: Judge, everything: bool = True) -> list[tuple[bytes, str]]:
-        """After a commit: evict what can never land (see `Judge`, `STRIKES`); returns (tx_id, reason).
-        Without `everything` only each sender's next transaction is judged (the pool may be large)."""
+        """After a commit: evict what can never land (see `Judge`, `STRIKES`, `Later`); returns (tx_id,
+        reason). Without `everything` only each sender's next transaction is judged (the pool may be large)."""
         evicted: list[tuple[bytes, str]] = []
         strikes: dict[bytes, int] = {}
+        later: dict[bytes, str] = {}
         for sender in list(self._by_sender):
             pending = self._by_sender[sender]
             expected = self.next_nonce(sender)
@@ -163,13 +194,23 @@ class Mempool:
                 verdict = judge(tx, nonce == expected)
                 if verdict is None:
                     continue
+                if isinstance(verdict, Later):
+                    later[tx_id] = verdict.reason
+                    continue
+                waited = self._later.get(tx_id)
                 if nonce == expected:
                     strikes[tx_id] = self._strikes.get(tx_id, 0) + 1
                     if strikes[tx_id] < STRIKES:
+                        if waited is not None:
+                            later[tx_id] = waited
                         continue
-                self._evict(sender, nonce, verdict.reason)
-                evicted.append((tx_id, verdict.reason))
+                reason = verdict.reason
+                if waited is not None:  # its submitter learns what it waited for, not only that time ran out
+                    reason = f"{reason}; it waited for a later block: {waited}"
+                self._evict(sender, nonce, reason)
+                evicted.append((tx_id, reason))
         self._strikes = strikes
+        self._later = later  # only next transactions wait, and every pass judges each of them
         return evicted
 
     def _evict(self, sender: bytes, nonce: int, reason: str) -> None:
