@@ -14,6 +14,9 @@ from __future__ import annotations
 
 import asyncio
 
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
 from peergrid_dso.disputes import Vouched, read_nodes, resolve
 from peergrid_edge.pcc_readings import statement_wh
 from peergrid_ledger import query
@@ -153,3 +156,48 @@ def test_a_buyer_that_covered_the_missing_delivery_from_the_grid_is_compensated_
     assert settled is not None and settled["state"] == "settled"
     payer, owed = compensation(PRICE, 500, 0, RETAIL, FEED_IN)
     assert payer == "seller" and settled["settlement"]["compensation"]["amount"] == owed > 0
+
+
+@settings(max_examples=12, deadline=None)
+@given(
+    quantities=st.lists(st.integers(0, 800), min_size=4, max_size=4).filter(any),
+    energies=st.lists(st.integers(0, 2_000), min_size=4, max_size=4),
+    in_full=st.booleans(),
+)
+def test_two_sellers_two_buyers_the_dso_never_vouches_more_than_a_meter_shows(
+    quantities: list[int], energies: list[int], in_full: bool
+) -> None:
+    """s1, s2 sell to b1, b2 (some pairs may not trade), every trade disputed, every MG metered (exactly: readings
+    on the window's boundaries). Whatever the meters show, what the DSO vouches is never above a trade's
+    quantity, never adds up to more than any party's meter shows over its trades, does not depend on the order
+    the DSO is handed nodes and readings in, and is each trade's quantity when every MG metered its whole
+    agreed total (`in_full`)."""
+    pairs = [("s1", "b1"), ("s1", "b2"), ("s2", "b1"), ("s2", "b2")]
+    sales = {pair: q for pair, q in zip(pairs, quantities, strict=True) if q}
+    mgs = ["s1", "s2", "b1", "b2"]
+    if in_full:
+        energies = [sum(q for pair, q in sales.items() if mg in pair) for mg in mgs]
+    start, end = CLOCK.window(T)
+    times = [start / 1000 - 5, start / 1000, end / 1000, end / 1000 + 5]
+
+    def meter(wh: int, export: bool) -> list[tuple[float, float, float]]:
+        moved = [7 + (wh if t >= end / 1000 else 0) for t in times]
+        return [(t, c, 0) if export else (t, 0, c) for t, c in zip(times, moved, strict=True)]
+
+    readings = {mg: meter(e, mg.startswith("s")) for mg, e in zip(mgs, energies, strict=True)}
+    readings = {mg: r for mg, r in readings.items() if any(mg in pair for pair in sales)}
+    m = market(sales, {pair: (0, q) for pair, q in sales.items()}, readings=readings)
+    vouched: dict[tuple[str, str], int] = {}
+    for pair in sales:
+        tid = m.trade_id(*pair)
+        decision = resolve(m.chain.state, tid, CLOCK, m.node_of(), m.sealed, chain_time(m))
+        assert isinstance(decision, Vouched), decision
+        again = resolve(m.chain.state, tid, CLOCK, dict(reversed(m.node_of().items())),
+                        dict(reversed(m.sealed.items())), chain_time(m))  # fmt: skip
+        assert again == decision
+        vouched[pair] = decision.delivered
+        assert 0 <= decision.delivered <= sales[pair]
+    for mg, energy in zip(mgs, energies, strict=True):
+        assert sum(v for pair, v in vouched.items() if mg in pair) <= energy
+    if in_full:
+        assert vouched == sales
