@@ -39,7 +39,7 @@ def rules(clean_only: bool = False, max_quantity: int = 10**12, floor: int = 0, 
 RULES = {P3.public: rules(clean_only=True), P4.public: rules(max_quantity=5000)}
 
 
-def chain_with(member_rules: dict[bytes, Any] | None = None) -> LocalChain:
+def chain_with(member_rules: dict[bytes, Any] | None = None, params: Params | None = None) -> LocalChain:
     member_rules = RULES if member_rules is None else member_rules
     accounts = (
         Account(Keys.dso.public, ("dso",), "dso"),
@@ -48,13 +48,14 @@ def chain_with(member_rules: dict[bytes, Any] | None = None) -> LocalChain:
             for i, k in enumerate(ALL, 1)
         ),
     )
-    genesis = make_genesis(
-        contracts=("market", "exchange"), accounts=accounts, params=Params(credit_limit=10**12)
-    )
+    params = Params(credit_limit=10**12) if params is None else params
+    genesis = make_genesis(contracts=("market", "exchange"), accounts=accounts, params=params)
     return LocalChain(genesis, Keys.authority)
 
 
-def open_body(clean_prices: list[int] | None = CLEAN_PRICES, name: str = "day-1") -> dict[str, Any]:
+def open_body(
+    clean_prices: list[int] | None = CLEAN_PRICES, name: str = "day-1", deadline: int | None = None
+) -> dict[str, Any]:
     body: dict[str, Any] = {
         "session": name,
         "first_interval": FIRST,
@@ -64,6 +65,8 @@ def open_body(clean_prices: list[int] | None = CLEAN_PRICES, name: str = "day-1"
     }
     if clean_prices is not None:
         body["clean_prices"] = clean_prices
+    if deadline is not None:
+        body["deadline"] = deadline
     return body
 
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from ledger_fixtures import Keys
+from ledger_fixtures import T0, Keys
 from test_exchange_clean import (
     ALL,
     CLEAN_PRICES,
@@ -32,6 +32,7 @@ from peergrid_ledger.contracts import exchange_clearing, market
 from peergrid_ledger.contracts.exchange_clean import book_trades, one_book_per_pair
 from peergrid_ledger.contracts.exchange_clearing import accepted, clean_accepts_at, cleared, rounds
 from peergrid_ledger.contracts.market_state import MAX_DEMANDS, trade_id
+from peergrid_ledger.genesis import Params
 from peergrid_ledger.keys import Keypair
 from peergrid_ledger.results import Accepted, Reason, RuleError
 
@@ -50,11 +51,13 @@ def closed_clean(
     member_rules: dict[bytes, Any] | None = None,
     finals: dict[Keypair, tuple[list[int], list[int], bool]] | None = None,
     clean_prices: list[int] | None = CLEAN_PRICES,
+    params: Params | None = None,
+    deadline: int | None = None,
 ) -> LocalChain:
     """A session whose iteration 0 posts `finals`, stepped (the prices stay), then closed at iteration 1."""
-    chain = clean_chain_with(member_rules)
+    chain = clean_chain_with(member_rules, params)
     finals = FINALS if finals is None else finals
-    submit(chain, Keys.dso, "exchange.open", open_body(clean_prices))
+    submit(chain, Keys.dso, "exchange.open", open_body(clean_prices, deadline=deadline))
     for m, (g, c, seller) in finals.items():
         body: dict[str, Any] = {"session": "day-1", "iteration": 0, "positions": g}
         if clean_prices is not None:
@@ -299,3 +302,41 @@ def test_rules_changed_after_the_posts_are_judged_at_the_accept() -> None:
         and "(net with its clean position 2000: 3000): beyond the maximum 2500" in text
     )
     submit(chain, P1, "exchange.accept", accept_body([500, 0, 0], [2000, 0, 0], clean=True))
+
+
+def test_a_silent_member_stands_on_both_books_of_its_latest_accept() -> None:
+    """Genesis accept_rounds 2: past the deadline P4 stays silent in round 2 while P3 cuts its clean purchase;
+    after the wait P4 stands on its round-1 accept in both books, unchanged, and the rounds settle."""
+    wait, deadline = 10_000, T0 + 600_000
+    params = Params(credit_limit=10**12, accept_rounds=2, accept_wait_ms=wait)
+    chain = closed_clean(params=params, deadline=deadline)
+    accept_finals(chain)
+    chain.seal()
+
+    def at(when: int, who: Keypair, kind: str, body: dict[str, Any]) -> Accepted:
+        result = chain.sign_and_submit(who, kind, body, time_ms=when)
+        assert isinstance(result, Accepted), result
+        chain.seal(when)
+        return result
+
+    cut = [-1000, -2000, 0]
+    late = deadline + 1
+    for m, (g, c, seller) in FINALS.items():
+        if m is not P4:
+            at(late, m, "exchange.accept", accept_body(g, cut if m is P3 else c, clean=seller))
+    after = deadline + wait + 1
+    result = at(after, P1, "exchange.accept", accept_body(*FINALS[P1][:2], clean=True))  # round 3
+    assert ("exchange_stood", {"session": "day-1", "member": P4.public, "round": 2}) in result.events
+    stood = accepted(chain.view, "day-1", P4.public)
+    assert stood is not None and (stood["round"], stood["changed"]) == (2, False)
+    assert stood["clean_positions"] == stood["clean_before"] == FINALS[P4][1]
+    at(after + 1, P2, "exchange.accept", accept_body(*FINALS[P2][:2]))
+    at(after + 2, P3, "exchange.accept", accept_body(FINALS[P3][0], cut))
+    result = at(deadline + 2 * wait + 1, P3, "exchange.clear", {"session": "day-1"})  # P4 stands in round 3
+    trades = {
+        (e["interval"], e["seller"], e["buyer"]): e["quantity"]
+        for name, e in result.events
+        if name == "trade"
+    }
+    assert trades[(100, P1.public, P3.public)] == 1000  # P3's cut purchase, all of it clean
+    assert trades[(101, P1.public, P3.public)] == 1000
