@@ -9,7 +9,7 @@ from helpers_ctl import flat, genset_site, load_only, pv_site
 
 from peergrid_controller.cleanbook import CleanDayModel, clean_kind, clean_session
 from peergrid_controller.dayahead import allocate
-from peergrid_controller.dayexchange import DayAheadConfig, DayAheadError
+from peergrid_controller.dayexchange import DayAheadConfig, DayAheadError, keeps_clean, nano
 from peergrid_controller.dayrounds import Exchange
 from peergrid_controller.dayrules import clean_cap_fees
 from peergrid_controller.forward import match
@@ -17,7 +17,8 @@ from peergrid_controller.forward_accept import dispatch
 from peergrid_controller.matching import accepted_clean_wh, book_accepts, closing_price
 from peergrid_controller.model import ContractRules, Scenario
 from peergrid_controller.simulate import SimulationConfig, simulate
-from peergrid_controller.venues import memory_venue
+from peergrid_controller.venues import chain_venue, exchange_recorder, memory_venue
+from peergrid_ledger.contracts import exchange
 
 DT = 0.25
 N = 4
@@ -161,3 +162,22 @@ def test_the_clean_book_is_matched_apart_and_folded_into_the_days_intervals() ->
     capped = day(replace(GREEN, cap_price=0.25))
     dear = replace(allocation, clean_prices=(0.27, 0.271, 0.27, 0.271))
     assert accepted_clean_wh(capped, dear)["green"] == (-5000, 0, -5000, 0)
+
+
+def test_a_clean_day_on_the_chain_venue_is_the_in_memory_one() -> None:
+    scenario = day()
+    venue = chain_venue(scenario)
+    recorder = exchange_recorder(venue)
+    assert keeps_clean(recorder)
+    on_chain, in_memory = allocate(scenario, CLEAN, recorder=recorder), allocate(scenario, CLEAN)
+    # all the same but the chain's verdict round (one round of answers more, abandoned by the close)
+    assert replace(on_chain, iterations=0, solves=0) == replace(in_memory, iterations=0, solves=0)
+    session = exchange.session(venue.chain.view, venue.exchange.session)  # type: ignore[attr-defined]
+    assert session is not None and session["clean"] and session["closed"]
+    assert session["clean_prices"] == tuple(nano(p) for p in in_memory.clean_prices)
+    config = SimulationConfig(market="dayahead", dayahead=CLEAN)
+    chain_day = simulate(scenario, config, venue_factory=chain_venue)
+    memory_day = simulate(scenario, config, venue_factory=memory_venue)
+    assert [i.trades for i in chain_day.intervals] == [i.trades for i in memory_day.intervals]
+    assert all(any(tr.buyer == "green" for tr in i.trades) for i in chain_day.intervals)
+    assert chain_day.dayahead is not None and chain_day.dayahead.moves_on_chain

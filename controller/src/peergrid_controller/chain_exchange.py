@@ -53,7 +53,12 @@ class ChainExchange:
         self.coordinator = ""
         self.cleared = 0  # forward trades the contract cleared, over every session of this venue
 
-    def open(self, names: Sequence[str], prices: Sequence[int], rho: int) -> Verdict:
+    clean_book = True  # the exchange contract keeps a clean session (dayexchange.keeps_clean)
+
+    def open(
+        self, names: Sequence[str], prices: Sequence[int], rho: int, clean_prices: Sequence[int] | None = None
+    ) -> Verdict:
+        """Open the session; with `clean_prices` a clean session (a second book, cleanbook.py)."""
         strangers = [name for name in names if name not in self.venue.keys]
         if strangers:
             return Rejected(f"chain: {strangers[0]} has no account on this chain")
@@ -76,6 +81,8 @@ class ChainExchange:
             "prices": list(prices),
             "rho": rho,
         }
+        if clean_prices is not None:
+            body["clean_prices"] = list(clean_prices)
         return self.venue._do(self.coordinator, "exchange.open", body)
 
     def position(
@@ -85,10 +92,13 @@ class ChainExchange:
         positions_wh: Sequence[int],
         settled: bool = False,
         judged: Judgement | None = None,
+        clean_positions: Sequence[int] | None = None,
+        clean: bool = False,
     ) -> Verdict:
         """`name`'s positions at `iteration`; `settled`, its verdict on the iteration before, goes on the
         chain only when true, and `judged`, its judgement of its own rules on it, only when there is one
-        (absent is none: a day without either keeps its transactions' bytes)."""
+        (absent is none: a day without either keeps its transactions' bytes). On a clean session its
+        `clean_positions` too, and `clean` (its declaration that it sells clean) when true."""
         body: dict[str, Any] = {
             "session": self.session,
             "iteration": iteration,
@@ -98,6 +108,10 @@ class ChainExchange:
             body["settled"] = True
         if judged is not None:
             body["judged"] = encode(judged)
+        if clean_positions is not None:
+            body["clean_positions"] = list(clean_positions)
+            if clean:
+                body["clean"] = True
         return self.venue._do(name, "exchange.position", body)
 
     def judgements(self, iteration: int) -> list[Judgement | None] | Rejected:
@@ -122,7 +136,8 @@ class ChainExchange:
         return count
 
     def step(self, iteration: int, rho: int) -> tuple[int, ...] | Rejected:
-        """Step the session and seal the iteration's block; the prices the contract computed."""
+        """Step the session and seal the iteration's block; the prices the contract computed (on a clean
+        session the general book's, then the clean book's)."""
         body = {"session": self.session, "iteration": iteration, "rho": rho}
         verdict = self.venue._do(self.coordinator, "exchange.step", body)
         if isinstance(verdict, Rejected):
@@ -133,7 +148,7 @@ class ChainExchange:
         record = exchange_contract.session(self.venue.chain.view, self.session)
         assert record is not None  # opened above, and a session is never deleted
         prices: tuple[int, ...] = record["prices"]
-        return prices
+        return (*prices, *record["clean_prices"]) if record.get("clean") else prices
 
     def close(self, iteration: int) -> Verdict:
         verdict = self.venue._do(
@@ -149,9 +164,18 @@ class ChainExchange:
         record = exchange_contract.session(self.venue.chain.view, self.session)
         return bool(record and record["closed"]) and cleared(self.venue.chain.view, self.session) is None
 
-    def accept(self, name: str, positions_wh: Sequence[int], clean: bool) -> Verdict:
-        """`name` accepts its forward positions (whole Wh per interval, zeros to decline) on the closed session."""
-        body = {"session": self.session, "positions": list(positions_wh), "clean": clean}
+    def accept(
+        self,
+        name: str,
+        positions_wh: Sequence[int],
+        clean: bool,
+        clean_positions: Sequence[int] | None = None,
+    ) -> Verdict:
+        """`name` accepts its forward positions (whole Wh per interval, zeros to decline) on the closed
+        session; on a clean session its clean book's too."""
+        body: dict[str, Any] = {"session": self.session, "positions": list(positions_wh), "clean": clean}
+        if clean_positions is not None:
+            body["clean_positions"] = list(clean_positions)
         return self.venue._do(name, "exchange.accept", body)
 
     def clear(self) -> tuple[tuple[Trade, ...], ...] | Rejected:

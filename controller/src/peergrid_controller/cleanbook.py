@@ -202,11 +202,15 @@ class CleanDayModel(DayModel):
         return rows, segments, breaks
 
     def solve(self) -> tuple[float, ...]:
-        """g then c per interval (kWh) of a fresh solve: g = x − c."""
+        """g then c per interval (kWh) of a fresh solve: g = x − c. A seller's relaxed switch (before
+        `decide`) may sell clean beside a general purchase; its answer says what it can do, c = max(x, 0):
+        its export, all clean, or its import, all general (the exchange contract refuses c > 0 with g < 0)."""
         x = super().solve()
         s = self.schedule
         sol = s.last_solution().x
         c = [sol[col] * s.dt for col in self._c] if self._c else [0.0] * s.horizon
+        if self.kind == "seller":
+            c = [max(xk, 0.0) if xk - ck < -1e-9 < ck else ck for xk, ck in zip(x, c, strict=True)]
         return tuple(xk - ck for xk, ck in zip(x, c, strict=True)) + tuple(c)
 
     def clean_intervals(self) -> tuple[bool, ...]:

@@ -64,8 +64,8 @@ posts its judgement with its next position; who is let back is public, computed 
 and the rules on the chain (dayjudge.Coordination): dayrounds.py says when each part is in force.
 A clean-only buyer takes no day-ahead position on the buy side (the general book does not know whose energy
 is clean) unless `DayAheadConfig.clean_book` opens a clean book beside the general one (cleanbook.py): only on
-a day with a clean-only member, and not on a recorder (the exchange contract keeps no clean book yet), so
-every other day is the same to the byte. On a clean session the book runs over 2n prices (general, then
+a day with a clean-only member, and on a recorder only where it keeps a clean book (`keeps_clean`: the
+chain's exchange contract does), so every other day is the same to the byte. On a clean session the book runs over 2n prices (general, then
 clean) with one ρ; the owners' floors and caps are judged on the general half; a clean-only buyer's cap on a
 clean kWh is cap + premium; each clean seller's switch (sells clean in an interval, or may buy general there)
 is decided once, by its MILP at the relaxed phase's prices, like genset on/off ("fixed"), or in every solve
@@ -91,6 +91,7 @@ from peergrid_controller.dayexchange import (
     DayAheadError,
     ExchangeRecorder,
     Stop,
+    keeps_clean,
 )
 from peergrid_controller.daymodel import DayModel
 from peergrid_controller.dayrounds import Exchange
@@ -156,9 +157,9 @@ def allocate(
         raise DayAheadError(f"microgrids have different numbers of intervals: {sorted(lengths)}")
     prices = list(initial_prices) if initial_prices is not None else list(starting_prices(scenario))
     _check_prices(scenario, prices)
-    # the clean book only where a member is clean-only, and (until the exchange contract keeps one) off a
-    # recorder: the chain's session runs the general book alone
-    clean = cfg.clean_book and clean_session(scenario) and recorder is None
+    # the clean book only where a member is clean-only, and on a recorder only where it keeps one (the
+    # chain's: the exchange contract's clean session); elsewhere the general book alone
+    clean = cfg.clean_book and clean_session(scenario) and (recorder is None or keeps_clean(recorder))
     ex = Exchange(scenario, cfg, prices, recorder, clean=clean)
     ex.open()
     try:
@@ -232,6 +233,18 @@ def _allocate(scenario: Scenario, cfg: DayAheadConfig, ex: Exchange) -> Allocati
                 chosen[i] = fresh.commitment()
                 models[i] = model_for(mg, dt, ex.clean, side, commitment=chosen[i])
                 changed = True
+        if not changed:
+            break
+        converged = ex.run(models, cfg.max_iterations, tolerance, by_value)
+    # each seller decides again at the prices found (a switch decided at the relaxed prices can be wrong at
+    # the final ones, and then deviating pays), up to `clean_decisions` in all, until none changes
+    decisions = 1
+    while sellers and decisions < cfg.clean_decisions:
+        decisions += 1
+        changed = False
+        for i, mg in enumerate(mgs):
+            if clean_kind(mg) == "seller":
+                changed |= _switch(ex, cfg, models, switched, i, mg)
         if not changed:
             break
         converged = ex.run(models, cfg.max_iterations, tolerance, by_value)

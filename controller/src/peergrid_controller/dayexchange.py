@@ -41,7 +41,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Literal, Protocol
+from typing import Literal, Protocol, TypeGuard
 
 from peergrid_controller.dayjudge import Judgement
 from peergrid_controller.dayjudge import on_tick as on_tick  # re-exported: the edge imports it from here
@@ -130,6 +130,7 @@ class DayAheadConfig:
     # how a clean seller's switch (sells clean, or may buy general) is decided: once after the relaxed
     # phase ("fixed"), or a MILP in every solve ("exact")
     clean_side: str = "fixed"
+    clean_decisions: int = 1  # "fixed": times each seller decides its switch (again at the prices found)
 
     def __post_init__(self) -> None:
         if not (math.isfinite(self.rho) and nano(self.rho) >= 1):
@@ -163,6 +164,8 @@ class DayAheadConfig:
             raise DayAheadError(f"commit_weight must be finite and > 0, got {self.commit_weight}")
         if self.clean_side not in ("fixed", "exact"):
             raise DayAheadError(f"clean_side must be 'fixed' or 'exact', got {self.clean_side!r}")
+        if self.clean_decisions < 1:
+            raise DayAheadError(f"clean_decisions must be >= 1, got {self.clean_decisions}")
         if self.adapt_every < 0:
             raise DayAheadError(f"adapt_every must be >= 0, got {self.adapt_every}")
 
@@ -257,6 +260,35 @@ class Book:
             self.rho = min(high, self.rho_max)
         elif self.dual > 10 * self.primal:
             self.rho = max(low, self.rho_min)
+
+
+class CleanRecorder(ExchangeRecorder, Protocol):
+    """A recorder that also keeps a clean book (the chain's: chain_exchange.py), saying so with `clean_book`:
+    on a clean session (cleanbook.py) it is opened with the clean book's prices, each position carries the
+    MG's clean positions and its declaration that it sells clean, and `step` returns both books' prices,
+    general then clean."""
+
+    clean_book: bool
+
+    def open(
+        self, names: Sequence[str], prices: Sequence[int], rho: int, clean_prices: Sequence[int] | None = None
+    ) -> Verdict: ...
+
+    def position(
+        self,
+        name: str,
+        iteration: int,
+        positions_wh: Sequence[int],
+        settled: bool = False,
+        judged: Judgement | None = None,
+        clean_positions: Sequence[int] | None = None,
+        clean: bool = False,
+    ) -> Verdict: ...
+
+
+def keeps_clean(recorder: object) -> TypeGuard[CleanRecorder]:
+    """Whether `recorder` keeps a clean book (says so with `clean_book = True`); no recorder keeps none."""
+    return recorder is not None and getattr(recorder, "clean_book", False) is True
 
 
 def unfollowed(chain: Sequence[int], ours: Sequence[int], iteration: int, whose: str) -> str | None:

@@ -38,6 +38,7 @@ from collections.abc import Sequence
 from dataclasses import replace
 from typing import Any
 
+from peergrid_controller.cleanbook import clean_kind
 from peergrid_controller.dayexchange import (
     Book,
     DayAheadConfig,
@@ -47,6 +48,7 @@ from peergrid_controller.dayexchange import (
     anchor,
     answer,
     at_stake,
+    keeps_clean,
     nano,
     settled,
     unfollowed,
@@ -149,10 +151,16 @@ class Exchange(Book):
         return anchor(self.own[i], self.mean)
 
     def open(self) -> None:
-        if self.recorder is not None and self.clean:
+        if self.recorder is not None and self.clean and not keeps_clean(self.recorder):
             raise DayAheadError("the exchange recorder keeps no clean book: a clean session runs without one")
         if self.recorder is not None:
-            verdict = self.recorder.open([mg.name for mg in self.mgs], tuple(self.prices), self.rho)
+            names = [mg.name for mg in self.mgs]
+            if self.clean and keeps_clean(self.recorder):
+                n = self.intervals
+                book = self.prices[n:]
+                verdict = self.recorder.open(names, tuple(self.prices[:n]), self.rho, clean_prices=book)
+            else:
+                verdict = self.recorder.open(names, tuple(self.prices), self.rho)
             if isinstance(verdict, Rejected):
                 raise DayAheadError(f"the chain refused to open the exchange: {verdict.reason}")
 
@@ -203,7 +211,13 @@ class Exchange(Book):
             extra: dict[str, Any] = {"settled": True} if says else {}
             if public is not None:
                 extra["judged"] = public
-            verdict = self.recorder.position(name, iteration, answered[1], **extra)
+            posted = answered[1]
+            if self.clean:  # both books: general positions, and the clean ones with the seller's declaration
+                n = self.intervals
+                extra["clean_positions"] = posted[n:]
+                extra["clean"] = clean_kind(self.mgs[i]) == "seller"
+                posted = posted[:n]
+            verdict = self.recorder.position(name, iteration, posted, **extra)
             if isinstance(verdict, Rejected):
                 raise DayAheadError(
                     f"the chain refused {name}'s position at iteration {iteration}: {verdict.reason}"

@@ -42,7 +42,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from itertools import count
-from typing import Protocol, runtime_checkable
+from typing import Protocol, TypeGuard, runtime_checkable
 
 from peergrid_controller.bargaining import Venue
 from peergrid_controller.baselines import BaselineCosts
@@ -133,6 +133,26 @@ class ForwardClearing(Protocol):
     def accept(self, name: str, positions_wh: Sequence[int], clean: bool) -> Verdict: ...
 
     def clear(self) -> tuple[tuple[Trade, ...], ...] | Rejected: ...
+
+
+class CleanClearing(ForwardClearing, Protocol):
+    """A clearing that keeps a clean book (dayexchange.keeps_clean: `clean_book`): on a clean session each
+    MG's accept carries its clean book's positions too."""
+
+    clean_book: bool
+
+    def accept(
+        self,
+        name: str,
+        positions_wh: Sequence[int],
+        clean: bool,
+        clean_positions: Sequence[int] | None = None,
+    ) -> Verdict: ...
+
+
+def clears_clean(clearing: ForwardClearing) -> TypeGuard[CleanClearing]:
+    """Whether `clearing` keeps a clean book (says so with `clean_book = True`, as a recorder does)."""
+    return getattr(clearing, "clean_book", False) is True
 
 
 @dataclass(frozen=True)
@@ -250,9 +270,13 @@ def clear(
     clearing: ForwardClearing, scenario: Scenario, commitment: Commitment, clean: Mapping[str, bool]
 ) -> tuple[tuple[Trade, ...], ...]:
     """Each MG accepts its positions on the chain, the coordinator clears; the trades the contract computed."""
+    n = scenario.intervals
     for mg in scenario.microgrids:
-        positions = commitment.accepted.get(mg.name, (0,) * scenario.intervals)
-        verdict = clearing.accept(mg.name, positions, clean[mg.name])
+        positions = commitment.accepted.get(mg.name, (0,) * n * (2 if commitment.clean_trades else 1))
+        if commitment.clean_trades and clears_clean(clearing):  # both books' accepts (book_accepts)
+            verdict = clearing.accept(mg.name, positions[:n], clean[mg.name], clean_positions=positions[n:])
+        else:
+            verdict = clearing.accept(mg.name, positions, clean[mg.name])
         if not isinstance(verdict, Accepted):
             raise ForwardError(f"the exchange refused {mg.name}'s accepted positions: {verdict}")
     cleared = clearing.clear()
