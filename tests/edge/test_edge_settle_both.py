@@ -81,6 +81,18 @@ def party_settler(
     )  # fmt: skip
 
 
+async def settle_within(settler: Settler, seconds: float) -> None:
+    """`settler.work_until(now + seconds, while_pending=True)`, returning as soon as nothing is left pending.
+
+    The Settler checks `while_pending` only before it sleeps, and with nothing due it sleeps to the deadline:
+    called once with the whole bound, every settled test waited its full 5 or 10 s. Driven in short slices,
+    the same retries run at the same due times and the test ends when the work does; `seconds` stays the
+    bound a stuck settlement is given (the caller's asserts on `book.pending` then fail)."""
+    deadline = time.time() + seconds
+    while settler.book.pending and time.time() < deadline:
+        await settler.work_until(min(deadline, time.time() + 0.05), while_pending=True)
+
+
 def trades_of(node: Node, t: int) -> list[tuple[bytes, dict[str, Any]]]:
     return query.trades(node.ledger.state("mgmc"), t)
 
@@ -119,7 +131,7 @@ def test_both_parties_state_agree_and_the_buyer_pays_once_the_lower(tmp_path: Pa
         assert list(s.book.pending) == [tid] and s.book.pending[tid].deadline is not None
         await b.retry_due()  # the buyer's agrees: paid
         assert not b.book.pending
-        await s.work_until(time.time() + 5, while_pending=True)  # the seller reads it paid, sends nothing
+        await settle_within(s, 5)  # the seller reads it paid, sends nothing
         return query.settlement(node.ledger.state("mgmc"), tid), s, b
 
     # tolerance 1 Wh: the two meters differ by one unit
@@ -140,7 +152,7 @@ def test_a_silent_counterparty_the_statement_settles_after_the_wait(tmp_path: Pa
         s = party_settler(node, seller, {tid: KWH - 100}, sent, [], records)
         await s.settle(1, trades_of(node, 1), seller.public, 0.0)
         stated = time.time()
-        await s.work_until(time.time() + 10, while_pending=True)
+        await settle_within(s, 10)
         assert not s.book.pending
         assert time.time() - stated >= WAIT_MS / 1000 - 0.3  # it waited for the buyer's window
         return query.settlement(node.ledger.state("mgmc"), tid)
@@ -169,8 +181,8 @@ def test_a_disagreement_is_disputed_and_neither_party_retries(tmp_path: Path) ->
         await s.settle(1, trades_of(node, 1), seller.public, 0.0)
         await s.retry_due()
         await b.settle(1, trades_of(node, 1), buyer.public, 0.0)
-        await b.work_until(time.time() + 5, while_pending=True)
-        await s.work_until(time.time() + 5, while_pending=True)  # the seller reads the dispute: ends
+        await settle_within(b, 5)
+        await settle_within(s, 5)  # the seller reads the dispute: ends
         assert not s.book.pending and not b.book.pending
         await asyncio.sleep(WAIT_MS / 1000 + 0.2)  # past the deadline: still nothing more is sent
         await s.work_until(time.time() + 0.5)
@@ -203,7 +215,7 @@ def test_a_restart_mid_settlement_resumes_from_the_chain(tmp_path: Path) -> None
         left = unsettled_trades(state, seller.public, range(0, 3), sales=True)
         assert [tid_ for _, tid_, _ in left] == [tid]
         again.pick_up(left, seller.public)
-        await again.work_until(time.time() + 10, while_pending=True)
+        await settle_within(again, 10)
         return query.settlement(node.ledger.state("mgmc"), tid), again
 
     where, again = run_chain(tmp_path, both_chain(seller, buyer, authority), authority, day)

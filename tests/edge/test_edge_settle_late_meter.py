@@ -22,7 +22,7 @@ from typing import Any
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-from test_edge_settle_both import WAIT_MS, both_chain, meter_leaves, run_chain, trades_of
+from test_edge_settle_both import WAIT_MS, both_chain, meter_leaves, run_chain, settle_within, trades_of
 from test_settlement import Node
 
 from peergrid_edge.pcc_readings import MgMetering, Unprovable, provable_wh, statement_wh
@@ -149,8 +149,8 @@ def test_both_parties_started_late_the_sellers_bound_settles_after_the_wait(
         await b.settle(1, trades_of(node, 1), buyer.public, 0.0)
         stated = time.time()
         await asyncio.gather(
-            s.work_until(time.time() + 10, while_pending=True),
-            b.work_until(time.time() + 10, while_pending=True),
+            settle_within(s, 10),
+            settle_within(b, 10),
         )
         assert not s.book.pending and not b.book.pending
         assert time.time() - stated >= WAIT_MS / 1000 - 0.3  # the buyer's window ran out first

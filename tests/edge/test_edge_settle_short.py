@@ -18,7 +18,7 @@ from typing import Any
 
 from hypothesis import given
 from hypothesis import strategies as st
-from test_edge_settle_both import DSO, both_chain, run_chain, trades_of
+from test_edge_settle_both import DSO, both_chain, run_chain, settle_within, trades_of
 from test_settlement import KWH, PRICE, Node
 
 from peergrid_edge.replicas import Submission
@@ -88,8 +88,8 @@ def test_two_honest_edges_short_of_the_agreed_quantity_agree_and_move_the_contra
         await s.settle(1, trades_of(node, 1), seller.public, 0.0)
         await s.retry_due()
         await b.settle(1, trades_of(node, 1), buyer.public, 0.0)
-        await b.work_until(time.time() + 5, while_pending=True)
-        await s.work_until(time.time() + 5, while_pending=True)
+        await settle_within(b, 5)
+        await settle_within(s, 5)
         moved = {"s": node.balance(seller) - start["s"], "b": node.balance(buyer) - start["b"]}
         return query.settlement(node.ledger.state("mgmc"), tid), tid, money(node, *everyone) - before, moved
 
@@ -142,7 +142,7 @@ def lapse(tmp_path: Path, stater: str, metered: int) -> tuple[dict[str, Any], li
         before, was = money(node, *everyone), node.balance(silent)
         s = priced_settler(node, me, {tid: metered}, sent, [])
         await s.settle(1, trades_of(node, 1), me.public, 0.0)
-        await s.work_until(time.time() + 10, while_pending=True)
+        await settle_within(s, 10)
         assert not s.book.pending
         made = money(node, *everyone) - before
         return query.settlement(node.ledger.state("mgmc"), tid), sent, node.balance(silent) - was, made
@@ -191,7 +191,7 @@ def test_an_unpriced_trade_keeps_the_old_body(tmp_path: Path) -> None:
         tid = await node.agree(1, seller, buyer)
         s = priced_settler(node, seller, {tid: KWH - 100}, sent, [])
         await s.settle(1, trades_of(node, 1), seller.public, 0.0)
-        await s.work_until(time.time() + 10, while_pending=True)
+        await settle_within(s, 10)
         return query.settlement(node.ledger.state("mgmc"), tid), tid
 
     where, tid = run_chain(tmp_path, both_chain(seller, buyer, authority), authority, day)
@@ -215,7 +215,7 @@ def test_a_restart_repeats_the_short_stated_before_it(tmp_path: Path) -> None:
         again = priced_settler(node, seller, {tid: 1}, sent, [])
         again.pick_up(unsettled_trades(node.ledger.state("mgmc"), seller.public, range(0, 3), sales=True),
                       seller.public)  # fmt: skip
-        await again.work_until(time.time() + 10, while_pending=True)
+        await settle_within(again, 10)
         return query.settlement(node.ledger.state("mgmc"), tid)
 
     where = run_chain(tmp_path, both_chain(seller, buyer, authority), authority, day)
@@ -298,8 +298,8 @@ def test_a_late_seller_states_its_bound_and_owns_the_rest_the_silent_buyer_none(
         await s.settle(1, trades_of(node, 1), seller.public, 0.0)
         await b.settle(1, trades_of(node, 1), buyer.public, 0.0)
         await asyncio.gather(
-            s.work_until(time.time() + 10, while_pending=True),
-            b.work_until(time.time() + 10, while_pending=True),
+            settle_within(s, 10),
+            settle_within(b, 10),
         )
         return query.settlement(node.ledger.state("mgmc"), tid), money(node, *everyone) - before
 
