@@ -344,7 +344,7 @@ cases = st.builds(
 
 
 def _resolved(case: Case) -> tuple[Market, int | None]:
-    """s sells q1 to b1 (disputed) and q2 to b2; with b2 unmetered, past the dispute's deadline."""
+    """s sells q1 to b1 (disputed) and q2 to b2 (maybe unmetered), resolved past the dispute's deadline."""
     sales = {("s", "b1"): case.q1, **({("s", "b2"): case.q2} if case.q2 else {})}
     start, end = CLOCK.window(T)
     # readings exactly on the window's boundaries (and one outside each): the energy is exactly what was given
@@ -365,15 +365,17 @@ def _resolved(case: Case) -> tuple[Market, int | None]:
 
 
 def _model(case: Case) -> int:
-    """An independent model of the rule for s -> b1: s's export shared by what its buyers' meters prove
-    (each buyer has one trade: its import capped at agreed) when b2 is metered, else pro rata to agreed."""
-    q2, b2 = case.q2, case.b2_wh
-    proofs = [min(case.q1, case.buyer_wh)] + ([min(q2, b2)] if q2 and b2 is not None else [])
-    if (q2 and b2 is None) or sum(proofs) == 0:
-        seller_share = min(case.q1, case.seller_wh * case.q1 // (case.q1 + q2))
+    """An independent model of the rule for s -> b1: s's export shared by what its buyers' meters prove (each
+    buyer has one trade: its import capped at agreed; b2 unmetered past the deadline: all it bought), a
+    shortfall by the proofs, the rest by what was not proven; b1's own share is its import."""
+    q2, e = case.q2, Fraction(case.seller_wh)
+    w = [min(case.q1, case.buyer_wh)] + ([q2 if case.b2_wh is None else min(q2, case.b2_wh)] if q2 else [])
+    proven, total = sum(w), case.q1 + q2
+    if e <= proven:
+        part = e * w[0] / proven if proven else Fraction(0)
     else:
-        seller_share = min(case.q1, case.seller_wh * proofs[0] // sum(proofs))
-    return min(case.q1, seller_share, case.buyer_wh)  # b1's own share: its import (its one seller metered)
+        part = w[0] + ((e - proven) * (case.q1 - w[0]) / (total - proven) if total > proven else 0)
+    return min(case.q1, math.floor(part), case.buyer_wh)
 
 
 @settings(max_examples=40, deadline=None)

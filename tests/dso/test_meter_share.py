@@ -8,7 +8,8 @@ it sees only its own meter), so both trades are disputed. Before, the DSO vouche
 share): s was paid for half of what three meters agree it delivered, and a buyer could arrange that with a
 colluding seller that delivers nothing. Now s -> b settles 500 and c -> b 0, and the mirror (a seller whose
 second buyer took nothing) likewise. A counterparty whose readings are not at the DSO is waited for until
-the dispute's deadline, then the party's share falls back to pro rata by the agreed quantities."""
+the dispute's deadline, then taken at what is least in its favour (a seller delivered nothing, a buyer took
+all it bought), so that withholding readings never buys back R11's outcome."""
 
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ import asyncio
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from peergrid_dso.disputes import Vouched, read_nodes, resolve
+from peergrid_dso.disputes import LEAST, Vouched, read_nodes, resolve
 from peergrid_edge.pcc_readings import statement_wh
 from peergrid_ledger import query
 from peergrid_ledger.contracts.market_state import compensation
@@ -95,8 +96,9 @@ def test_r11_mirror_the_buyer_that_took_is_charged_for_all_it_took() -> None:
 
 def test_a_counterparty_not_metered_yet_is_waited_for_then_the_share_is_pro_rata() -> None:
     """c's readings are not at the DSO: s -> b waits (saying for whom and until when) rather than settling on
-    whichever readings came first; when they come it settles 500. If they never come, at the deadline b's
-    share falls back to the agreed quantities: 250, as before."""
+    whichever readings came first; when they come it settles 500. If they never come (c withholds them, as a
+    seller colluding with b would), at the deadline c is taken to have delivered nothing of b's import: 500
+    again, not the 250 of the agreed quantities that withholding would have bought the pair."""
     for c_comes in (True, False):
         m = r11()
         s_b = m.trade_id("s", "b")
@@ -117,10 +119,10 @@ def test_a_counterparty_not_metered_yet_is_waited_for_then_the_share_is_pro_rata
             final_blocks(m, settler, seen)
         asyncio.run(settler.settle_due())
         sent = {body["trade"]: body["delivered"] for _, _, body, _ in adapter.sent}
-        assert sent[s_b] == (500 if c_comes else 250)
+        assert sent[s_b] == 500
         done = settler.decision(s_b)
         assert done is not None and done["settled"]
-        assert done["buyer"]["shared_by"] == ("counterparties' meters" if c_comes else "agreed quantities")
+        assert done["buyer"]["shared_by"] == ("counterparties' meters" if c_comes else LEAST)
 
 
 def test_without_the_chains_time_a_missing_counterparty_is_not_waited_for() -> None:
@@ -201,3 +203,42 @@ def test_two_sellers_two_buyers_the_dso_never_vouches_more_than_a_meter_shows(
         assert sum(v for pair, v in vouched.items() if mg in pair) <= energy
     if in_full:
         assert vouched == sales
+
+
+def exact(wh: int, export: bool) -> list[tuple[float, float, float]]:
+    """A PCC meter read on interval T's boundaries (and once outside each): exactly `wh` over the window."""
+    start, end = CLOCK.window(T)
+    times = [start / 1000 - 5, start / 1000, end / 1000, end / 1000 + 5]
+    moved = [7 + (wh if t >= end / 1000 else 0) for t in times]
+    return [(t, c, 0) if export else (t, 0, c) for t, c in zip(times, moved, strict=True)]
+
+
+@settings(max_examples=15, deadline=None)
+@given(
+    q=st.lists(st.integers(1, 800), min_size=2, max_size=2),
+    wh=st.lists(st.integers(0, 1_500), min_size=3, max_size=3),
+    buyer_withholds=st.booleans(),
+)
+def test_withholding_readings_never_lowers_what_a_withholder_or_its_partner_pays(
+    q: list[int], wh: list[int], buyer_withholds: bool
+) -> None:
+    """Past the deadline, against the same trade metered: a buyer b that withholds its readings (s also sold
+    to d) is never charged less on s -> b; a seller c that withholds (b also bought from s) never lowers what
+    s is paid on s -> b. The statements do not bind (the seller asks its whole quantity)."""
+    if buyer_withholds:  # s sells q[0] to b and q[1] to d
+        sales, readings = {("s", "b"): q[0], ("s", "d"): q[1]}, {"s": exact(wh[0], True)}
+        readings |= {"b": exact(wh[1], False), "d": exact(wh[2], False)}
+        withholder = "b"
+    else:  # b buys q[0] from s and q[1] from c
+        sales, readings = {("s", "b"): q[0], ("c", "b"): q[1]}, {"b": exact(wh[0], False)}
+        readings |= {"s": exact(wh[1], True), "c": exact(wh[2], True)}
+        withholder = "c"
+    m = market(sales, {("s", "b"): (0, q[0])}, readings=readings, wait_ms=WAIT_MS)
+    m.pass_time(m.chain.tip.time + WAIT_MS)
+    tid = m.trade_id("s", "b")
+    metered = resolve(m.chain.state, tid, CLOCK, m.node_of(), m.sealed, chain_time(m))
+    kept = {k: v for k, v in m.sealed.items() if k[0] != m.nodes[withholder].public}
+    withheld = resolve(m.chain.state, tid, CLOCK, m.node_of(), kept, chain_time(m))
+    assert isinstance(metered, Vouched) and isinstance(withheld, Vouched)
+    assert withheld.delivered >= metered.delivered
+    assert withheld.rule == ("seller metered only" if buyer_withholds else "both metered")

@@ -15,10 +15,13 @@ three meters agreed it delivered, and a buyer could arrange that with a colludin
 Why by the counterparties' meters, and only where all of them are metered: a PCC meter measures a
 microgrid's whole exchange with the feeder, not one trade; alone it cannot say which counterparty a shortfall
 hurt, but the counterparties' meters can. Where one of them cannot be metered (its readings not at the DSO,
-...), the DSO waits for it until the dispute's deadline (below), then shares that party's energy pro rata to
-the agreed quantities (`Metered.shared_by` "agreed quantities"), as the market itself shares an over-asked
-offer (`market_state.allocate`): waiting keeps the share independent of which readings came first, and
-serving trades in any order would favour one counterparty by a rule the market never agreed. A share is
+...), the DSO waits for it until the dispute's deadline (below), so that the share does not depend on which
+readings came first; then it takes that counterparty at what is least in its favour: an unmetered seller
+delivered nothing of the party's import, an unmetered buyer took all it bought of the party's export
+(`Metered.shared_by` says so). Why not pro rata to the agreed quantities there: a colluding seller would then
+only have to withhold its readings for R11's buyer to pay its honest seller for half again; this way an MG
+never gains by withholding (its own trade's share is monotone in its proof), nor does its counterparty by
+its withholding, and what the DSO vouches still never exceeds either party's meter. A share is
 monotone in its own party's and its counterparty's metered energy (more never settles less); a third MG's
 meter showing more of its own trade with the party can lower it (that energy is then its, not this trade's).
 Why the smaller: the seller's meter bounds what left the seller, the buyer's what reached the buyer; the DSO
@@ -188,6 +191,7 @@ class Unresolved:
 
 Decision = Vouched | Unresolved
 SIDES = ("seller", "buyer")
+LEAST = "counterparties' meters, the unmetered ones least in their favour"  # `Metered.shared_by` past the deadline
 
 
 def resolve(
@@ -214,25 +218,23 @@ def resolve(
     sides: dict[str, Metered] = {}
     unmetered: dict[str, str] = {}
     waiting: list[str] = []  # the metered sides' counterparties that are not (yet) metered
+    lapsed = chain is not None and chain.now_ms >= _deadline(where, chain)
     for side in SIDES:
         energy = meters.energy(agreed[side], side)
         if isinstance(energy, str):
             unmetered[side] = energy
             continue
-        sides[side], lacking = meters.share(trade, side, energy)
+        sides[side], lacking = meters.share(trade, side, energy, lapsed)
         waiting.extend(f"the {side}'s counterparty {cp.hex()[:16]}…: {why}" for cp, why in lacking)
     seller, buyer = sides.get("seller"), sides.get("buyer")
     priced = cover_prices(state, agreed) is not None
     if seller is not None and buyer is not None:
         # a share by the counterparties' meters needs them all: wait for them until the deadline (without the
         # chain's time there is none: the party's share is pro rata at once, as `meter_shares` gives it)
-        if waiting and chain is not None:
+        if waiting and chain is not None and not lapsed:
             why = f"a share by the counterparties' meters waits for {'; '.join(waiting)}"
             until = _deadline(where, chain)
-            if chain.now_ms < until:
-                return Unresolved(
-                    trade, f"{why}; from chain time {until} ms it shares by the agreed quantities", until
-                )
+            return Unresolved(trade, f"{why}; from chain time {until} ms the DSO shares without them", until)
         delivered = min(seller.share_wh, buyer.share_wh, quantity)
         return Vouched(
             trade, delivered, quantity, seller, buyer, shorts=_shorts(quantity, delivered, sides, priced)
@@ -299,10 +301,14 @@ class _Meters:
     def total(self, anonym: bytes, side: str) -> int:
         return sum(int(t["quantity"]) for _, t in self.trades if t[side] == anonym)
 
-    def share(self, trade: bytes, side: str, energy: Fraction) -> tuple[Metered, list[tuple[bytes, str]]]:
+    def share(
+        self, trade: bytes, side: str, energy: Fraction, lapsed: bool
+    ) -> tuple[Metered, list[tuple[bytes, str]]]:
         """The `side` party's share of `trade`, by what its counterparties' meters prove of each of its trades
-        (each counterparty's own pro-rata share, `metering.pro_rata`) when all are metered, else by the
-        agreed quantities; and the counterparties that are not metered, with why."""
+        (each counterparty's own pro-rata share, `metering.pro_rata`); and the counterparties that are not
+        metered, with why. One that is not: past the dispute's deadline (`lapsed`) it is taken at what is least
+        favourable to it (a seller delivered nothing, a buyer took all it bought: module docstring), else the
+        party's share is pro rata to the agreed quantities (`meter_shares` without its proof)."""
         other = SIDES[1 - SIDES.index(side)]
         party = next(t[side] for tid, t in self.trades if tid == trade)
         mine = [(tid, t) for tid, t in self.trades if t[side] == party]
@@ -313,12 +319,13 @@ class _Meters:
             found = self.energy(counterparty, other)
             if isinstance(found, str):
                 lacking.append((counterparty, found))
-                proofs.append((quantity, None))
+                least = Fraction(0) if other == "seller" else Fraction(quantity)
+                proofs.append((quantity, least if lapsed else None))
             else:
                 proofs.append((quantity, pro_rata(found, quantity, self.total(counterparty, other))))
         shares = meter_shares(energy, proofs)
         at = next(i for i, (tid, _) in enumerate(mine) if tid == trade)
-        by = "agreed quantities" if lacking else "counterparties' meters"
+        by = "counterparties' meters" if not lacking else LEAST if lapsed else "agreed quantities"
         return Metered(self.nodes[party], energy, sum(q for q, _ in proofs), shares[at], by), lacking
 
 
