@@ -178,8 +178,8 @@ def meter_shares(energy_wh: Fraction, trades: Sequence[tuple[int, Fraction | Non
     more than E, do not depend on the order of the trades (each is a function of its own trade and sums over
     all), are monotone in E and in the trade's own proof, and are today's pro rata whenever every trade is
     proven in full (w = q). Order-independence also means that a share must not depend on which readings
-    reached the DSO first: the DSO waits for an unmetered counterparty until the dispute's deadline before it
-    falls back to pro rata (dso-server `disputes`)."""
+    reached the DSO first: the DSO waits for an unmetered counterparty until the dispute's deadline, and then
+    gives it the proof least in its favour rather than None (dso-server `disputes`)."""
     quantities = [quantity for quantity, _ in trades]
     total = sum(quantities)
     for quantity, proof in trades:
