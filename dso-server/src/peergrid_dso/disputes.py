@@ -63,7 +63,8 @@ side that still cannot be metered (withheld, missing, sealed late, two meters, a
     seller metered only:  min(seller's share, seller's statement)
     buyer metered only:   min(buyer's share, buyer's statement, seller's statement)
     neither metered:      min(seller's statement, buyer's statement)
-i.e. the metered side's own word as far as its meter confirms it, never more than the seller asked. Why this
+i.e. the metered side's own word as far as its meter confirms it, never more than the seller asked (its share
+taking the unmetered side at what is least in its favour, above). Why this
 cannot be gamed by withholding: the side that withholds gets its counterparty's own statement (capped by the
 counterparty's meter), so it ends no better than if it had been metered unless the counterparty stated against
 its own interest (a seller asking less than its meter shows, a buyer admitting more than its meter shows).
@@ -158,7 +159,8 @@ class ChainTime:
 @dataclass(frozen=True)
 class Metered:
     """One party's side: its PCC meter's energy over the window, its trades' agreed total, this trade's share,
-    and what it was shared by ("counterparties' meters", or "agreed quantities" where one is unmetered)."""
+    and what it was shared by: "counterparties' meters"; past the deadline with one unmetered, `LEAST`;
+    without the chain's time and one unmetered, "agreed quantities"."""
 
     node: bytes
     energy_wh: Fraction
