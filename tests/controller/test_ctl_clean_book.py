@@ -118,6 +118,8 @@ def test_the_clean_only_buyers_cap_on_a_clean_kwh_is_cap_plus_premium() -> None:
 def test_bad_side_and_a_recorder_without_a_clean_book_are_refused() -> None:
     with pytest.raises(DayAheadError, match="clean_side"):
         DayAheadConfig(clean_side="sticky")
+    with pytest.raises(DayAheadError, match="clean_decisions"):
+        DayAheadConfig(clean_decisions=0)
     ex = Exchange(day(), CLEAN, flat(0.15, N), recorder=object(), clean=True)  # type: ignore[arg-type]
     with pytest.raises(DayAheadError, match="clean book"):
         ex.open()

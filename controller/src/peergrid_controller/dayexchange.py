@@ -130,7 +130,9 @@ class DayAheadConfig:
     # how a clean seller's switch (sells clean, or may buy general) is decided: once after the relaxed
     # phase ("fixed"), or a MILP in every solve ("exact")
     clean_side: str = "fixed"
-    clean_decisions: int = 1  # "fixed": times each seller decides its switch (again at the prices found)
+    # "fixed": times each seller decides its switch (again at the prices found, while any changes): 20-MG rules
+    # day seed 3, 1 -> 3 decisions, worst deviation gain 9.23 -> 2.12 (today 0.89), share 0.9949 -> 0.9984
+    clean_decisions: int = 3
 
     def __post_init__(self) -> None:
         if not (math.isfinite(self.rho) and nano(self.rho) >= 1):
