@@ -5,7 +5,9 @@ from __future__ import annotations
 from dataclasses import replace
 
 import pytest
-from helpers_ctl import flat, genset_site, load_only, pv_site
+from helpers_ctl import battery_site, flat, genset_site, load_only, pv_site
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from peergrid_controller.cleanbook import CleanDayModel, clean_kind, clean_session
 from peergrid_controller.dayahead import allocate
@@ -183,3 +185,31 @@ def test_a_clean_day_on_the_chain_venue_is_the_in_memory_one() -> None:
     assert [i.trades for i in chain_day.intervals] == [i.trades for i in memory_day.intervals]
     assert all(any(tr.buyer == "green" for tr in i.trades) for i in chain_day.intervals)
     assert chain_day.dayahead is not None and chain_day.dayahead.moves_on_chain
+
+
+@settings(max_examples=25, deadline=None)
+@given(
+    general=st.lists(st.floats(0.02, 0.35), min_size=8, max_size=8),
+    premium=st.lists(st.floats(-0.02, 0.08), min_size=8, max_size=8),
+    switch=st.one_of(st.none(), st.lists(st.booleans(), min_size=8, max_size=8)),
+)
+def test_a_seller_never_sells_clean_beside_a_general_purchase(
+    general: list[float], premium: list[float], switch: list[bool] | None
+) -> None:
+    # a battery MG that buys cheap and sells dear, at any two books' prices: its switch decided (a list),
+    # relaxed (None: its answer projected) or exact, every answer keeps c >= 0, c > 0 => g >= 0, and x
+    # within its physical limits; a switch off sells no clean
+    n = 8
+    seller = battery_site("bat", n=n)
+    prices = [*general, *(max(g + p, 0.0) for g, p in zip(general, premium, strict=True))]
+    models = [CleanDayModel(seller, DT, clean_intervals=switch), CleanDayModel(seller, DT, side="exact")]
+    for model in models:
+        model.trade(prices, [-40.0] * n, [40.0] * n)
+        q = model.solve()
+        g, c = q[:n], q[n:]
+        for t in range(n):
+            assert c[t] >= -1e-9
+            assert c[t] <= 1e-9 or g[t] >= -1e-9
+            assert -40.0 * DT - 1e-6 <= g[t] + c[t] <= 40.0 * DT + 1e-6
+            if switch is not None and model is models[0] and not switch[t]:
+                assert c[t] == 0.0
