@@ -9,7 +9,8 @@ returned are the contract's (the session reader's), never our own. After the clo
 `exchange.accept`, the coordinator `exchange.clear`, and the trades returned are the ones the contract
 computed and recorded as the market contract's (read from the clear's events; `cleared` counts them). Every
 seal checks the block kept every transaction accepted on submit (`seal_left_out`: a refusal here, a
-SealError in the venue's own seals). No sockets.
+SealError in the venue's own seals). It keeps a clean book (`clean_book`, dayexchange.CleanRecorder): a
+clean session opens with `clean_prices`, every post and accept carries `clean_positions`. No sockets.
 """
 
 from __future__ import annotations

@@ -28,6 +28,9 @@ judgements only from their posts can do. Measured: the allocations are the same 
 rules days, seeds 1-8, and the 4-12-MG days of /work/notes/exp/ident.py (nothing is banned or let back on
 those days, and the one judgement due on a value stop alone, seed 2's, changed nothing); a ban and its
 let-back go through the chain in the tests.
+On a clean session (`clean`, cleanbook.py) the book runs over 2n prices and positions, general then clean,
+with one ρ; the owners' rules are judged on the general half (`general`), a clean-only buyer's purchases are
+open (all clean) with its cap at cap + premium, and a recorder that keeps a clean book gets both halves apart.
 Deterministic (HiGHS single-threaded, MGs in scenario order). Never reads clocks or I/O.
 """
 
