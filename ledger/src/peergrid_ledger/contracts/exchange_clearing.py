@@ -51,6 +51,8 @@ every member accepted, or the deadline passed (with `accept_rounds` 2: and the r
 and any member clears. A deadline at or just after the close lets a member clear what stands before the
 others could accept (with `accept_rounds` 2: counts them declined, so only the coordinator and those it
 told in advance trade forward): only W > 0 on an `accept_rounds` 2 chain stops a coordinator setting one.
+On a clean session (opened with `clean_prices`) each accept carries both books and the clear trades the clean
+book first: exchange_clean.py has the clean book's rules and the clear of one interval (`clear_interval`).
 The accept rounds' records, status and readers are exchange_rounds.py's, importable from here as before.
 Pure; no I/O.
 """

@@ -58,6 +58,8 @@ posted late, even after its poster's own wait, still gives everyone a whole wait
   (with the block time now and the chain's `accept_rounds` and `accept_wait_ms`) and, whenever it names k,
   post its re-check of `accepts_at(k)` as round k + 1 well within a wait; never stop while `due` names a
   round; clear once `rounds` (at the block time) says settled.
+On a clean session every rule here reads both books: a re-accept is reduce-only per book, a member trades
+while either book's accept is nonzero (`trading`), and `clean_accepts_at` gives the clean book's set.
 Everything here stays importable from exchange_clearing.py. Pure; no I/O.
 """
 
