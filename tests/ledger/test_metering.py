@@ -295,6 +295,7 @@ def test_the_leftover_rule_would_double_count_a_shortfall_or_overshare_the_meter
     assert meter_shares(Fraction(700), [(500, Fraction(400)), (500, Fraction(100))]) == [440, 260]
 
 
+@settings(deadline=None)
 @given(energy=energies, trades=trades_st)
 def test_shares_never_exceed_a_trade_nor_together_the_metered_energy(
     energy: Fraction, trades: list[tuple[int, Fraction | None]]
@@ -305,6 +306,7 @@ def test_shares_never_exceed_a_trade_nor_together_the_metered_energy(
     assert sum(shares) <= energy
 
 
+@settings(deadline=None)
 @given(energy=energies, trades=trades_st, seed=st.integers(0, 2**32))
 def test_shares_do_not_depend_on_the_order_of_the_trades(
     energy: Fraction, trades: list[tuple[int, Fraction | None]], seed: int
@@ -315,6 +317,7 @@ def test_shares_do_not_depend_on_the_order_of_the_trades(
     assert shuffled == [meter_shares(energy, trades)[i] for i in order]
 
 
+@settings(deadline=None)
 @given(energy=energies, trades=trades_st, data=st.data())
 def test_shares_are_todays_pro_rata_when_every_trade_is_proven_in_full_or_one_is_unmetered(
     energy: Fraction, trades: list[tuple[int, Fraction | None]], data: st.DataObject
@@ -327,7 +330,7 @@ def test_shares_are_todays_pro_rata_when_every_trade_is_proven_in_full_or_one_is
         assert meter_shares(energy, trades) == today
 
 
-@settings(max_examples=200)
+@settings(max_examples=200, deadline=None)
 @given(energy=energies, more=energies, trades=trades_st, data=st.data())
 def test_more_energy_or_a_larger_own_proof_never_gives_a_trade_less(
     energy: Fraction, more: Fraction, trades: list[tuple[int, Fraction | None]], data: st.DataObject
@@ -341,6 +344,7 @@ def test_more_energy_or_a_larger_own_proof_never_gives_a_trade_less(
     assert meter_shares(energy, raised)[i] >= base[i]
 
 
+@settings(deadline=None)
 @given(energy=energies, trades=trades_st, extra=st.integers(1, 10**5))
 def test_a_trade_proven_nothing_never_lowers_what_the_others_proved(
     energy: Fraction, trades: list[tuple[int, Fraction | None]], extra: int
