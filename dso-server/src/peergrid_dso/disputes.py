@@ -12,7 +12,7 @@ closing's trades; superseded ones never settle) by what its counterparties' mete
 that did, and a buyer that took nothing no part of its seller's export to a buyer that did (review11 F2: pro
 rata to the agreed quantities, an honest seller whose buyer's other seller failed was paid for half of what
 three meters agreed it delivered, and a buyer could arrange that with a colluding seller).
-Why by the counterparties' meters, and only where all of them are metered: a PCC meter measures a
+Why by the counterparties' meters: a PCC meter measures a
 microgrid's whole exchange with the feeder, not one trade; alone it cannot say which counterparty a shortfall
 hurt, but the counterparties' meters can. Where one of them cannot be metered (its readings not at the DSO,
 ...), the DSO waits for it until the dispute's deadline (below), so that the share does not depend on which
