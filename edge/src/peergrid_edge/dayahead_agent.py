@@ -40,9 +40,13 @@ import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+from peergrid_controller.dayahead import model_for
 from peergrid_controller.dayexchange import Book, DayAheadConfig, answer
 from peergrid_controller.daymodel import DayModel
 from peergrid_controller.model import Microgrid
+from peergrid_edge.dayahead_clean import declares_clean, opens_clean, session_prices
+from peergrid_edge.dayahead_clean import refusal as clean_refusal
+from peergrid_edge.dayahead_clean import side as clean_side
 from peergrid_edge.dayahead_restart import found_closed, rejoin, resume
 from peergrid_edge.dayahead_rounds import judge, play_phases, stop_at
 from peergrid_edge.dayahead_rules import SessionRules, own_rules_differ
@@ -109,6 +113,10 @@ class DayAheadAgent:
         self.own: tuple[float, ...] = ()  # its last unrounded answer (kWh): its private anchor
         self.relaxed = phases  # in the relaxed phase (with the genset phases)
         self.commitment: tuple[tuple[bool, ...], ...] | None = None  # its genset on/off, once decided
+        # a clean session (opened with clean_prices: `dayahead_clean`): the book over both books' 2n, and a
+        # clean seller's switch once decided (kept in the checkpoint's commitment: a seller has no genset)
+        self.clean = False
+        self.switch: tuple[bool, ...] | None = None
         self.n = mg.intervals
         self.book: Book | None = None
         self.iteration = 0  # the session's iteration this MGMC is at (its next post's)
@@ -205,9 +213,16 @@ class DayAheadAgent:
 
     async def _play(self) -> str:
         if self.is_coordinator and self.view.record() is None:
-            self.opened_here = await self.submitter.open()
+            clean = opens_clean(self.cfg, self.ledger.state(ROLE), self.members, self.first_interval, self.n)
+            if clean and clean_refusal(self.cfg):  # refused before anything is opened
+                raise SessionFailed(
+                    f"refused up front: the session is a clean one and {clean_refusal(self.cfg)}"
+                )
+            self.opened_here = await self.submitter.open(clean)
         record = await self.view.opened()
         self.rules.join(self.ledger.state(ROLE), record["members"], self.key.public, self.first_interval)
+        if record.get("clean"):
+            self._clean_session()
         if record["closed"]:  # this MGMC restarted after the close: the session ended as the chain shows
             return found_closed(self, record)
         resumed = await resume(self, record)
@@ -215,11 +230,21 @@ class DayAheadAgent:
             return await play_phases(self, *resumed)
         if record["iteration"] > 0 or exchange.posted(self.ledger.state(ROLE), self.session, self.key.public):
             return await rejoin(self, record)
-        book = self.book = Book(self.cfg, record["prices"], len(self.members))
+        book = self.book = Book(self.cfg, session_prices(record), len(self.members))
         model = self._first_model()
         self.own, posted = answer(model, book.price_floats, self.rules.bounds(), self.rules.fees())
         await self._post(0, posted)
         return await play_phases(self, model, self.own, 0)
+
+    def _clean_session(self) -> None:
+        """The session is a clean one (whoever opened it: a member follows the chain): the book, this MG's
+        model, bounds, fees and verdict over both books, as `dayrounds.Exchange` plays it."""
+        why = clean_refusal(self.cfg)
+        if why:
+            raise SessionFailed(f"refused: session {self.session!r} is a clean one and {why}")
+        self.clean = True
+        self.rules.clean_session(self.mg, self.dt)
+        self.spread = self.spread * 2  # a kWh in either book is worth its spread (`Exchange.spread`)
 
     async def _finish(self) -> str:
         """At the stop: the coordinator closes; every member waits for the close in a final block."""
@@ -231,8 +256,9 @@ class DayAheadAgent:
     # --- its seams (every part goes through them: a subclass overriding one is obeyed) -----------------
 
     def _first_model(self) -> DayModel:
-        """This MG's day model for the first (or only) phase: genset on/off relaxed where it has gensets."""
-        return DayModel(self.mg, self.dt, relaxed=bool(self.mg.gensets))
+        """This MG's day model for the first (or only) phase: genset on/off relaxed where it has gensets; on a
+        clean session with its clean column (`dayahead.model_for`: a seller's switch relaxed until decided)."""
+        return model_for(self.mg, self.dt, self.clean, clean_side(self.cfg), relaxed=bool(self.mg.gensets))
 
     def _stop_at(self, k: int, until: int, relaxed: bool) -> str:
         """Whether the session closes at k once every post of k is in (`dayahead_rounds.stop_at`)."""
@@ -249,11 +275,13 @@ class DayAheadAgent:
             assert book is not None
             save(self.checkpoint, Checkpoint(
                 self.session, k, tuple(float(v) for v in self.own), tuple(positions), says_settled,
-                self.relaxed, self.final_from, self.commitment, tuple(book.prices), book.rho,
+                self.relaxed, self.final_from,
+                self.commitment if self.switch is None else (self.switch,), tuple(book.prices), book.rho,
                 tuple(book.q_wh) if k > 0 else (), self.rules.snapshot(), self.kwh,
             ))  # fmt: skip
         judged = self._judged()
-        self.posted = await self.submitter.post(k, positions, says_settled, judged, self.rejoined)
+        clean = declares_clean(self.mg) if self.clean else None
+        self.posted = await self.submitter.post(k, positions, says_settled, judged, self.rejoined, clean)
 
     def _judged(self) -> dict[str, object] | None:
         """The `judged` of this MGMC's next post: its judgement of its own rules (`SessionRules.posting`)."""

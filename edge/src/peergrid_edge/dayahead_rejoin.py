@@ -20,6 +20,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from peergrid_controller.dayexchange import Book, DayAheadConfig
+from peergrid_edge.dayahead_clean import post_positions, session_prices
 from peergrid_edge.exchange_io import SessionFailed
 from peergrid_ledger.contracts import exchange
 from peergrid_ledger.state import read_obj
@@ -29,7 +30,7 @@ def rebuilt(cfg: DayAheadConfig, state: Any, session: str, members: Sequence[byt
     """The open session's public book after the chain's last step (iteration 0: the opening's)."""
     record = exchange.session(state, session)
     assert record is not None and not record["closed"]
-    book = Book(cfg, record["prices"], len(members))
+    book = Book(cfg, session_prices(record), len(members))
     book.rho = record["rho"]
     k = record["iteration"]
     if k >= 1:  # every member posted k - 1 (a step needs every post): what that step priced
@@ -66,9 +67,9 @@ def kwh_stop(cfg: DayAheadConfig, state: Any, session: str, members: Sequence[by
         latest = exchange.position(state, session, m)
         if prior is None or latest is None or prior["iteration"] != k - 2 or latest["iteration"] != k - 1:
             return False
-        before.append(tuple(prior["positions"]))
-        last.append(tuple(latest["positions"]))
-    book = Book(cfg, record["prices"], len(members))
+        before.append(post_positions(prior))
+        last.append(post_positions(latest))
+    book = Book(cfg, session_prices(record), len(members))
     book.take(before)
     converged, _ = book.advance(last, cfg.free_tolerance_kwh)  # a close ends the last phase, on its stop
     return converged
@@ -80,4 +81,4 @@ def _post(post: dict[str, Any] | None, member: bytes, k: int) -> tuple[int, ...]
         raise SessionFailed(
             f"member {member.hex()[:16]}…'s stepped post of iteration {k} is not on this replica (it holds {got})"
         )
-    return tuple(post["positions"])
+    return post_positions(post)

@@ -21,8 +21,18 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING, Any
 
+from peergrid_controller import dayahead
+from peergrid_controller.cleanbook import CleanDayModel
 from peergrid_controller.dayexchange import Book, answer
 from peergrid_controller.daymodel import DayModel
+from peergrid_edge.dayahead_clean import (
+    declares_clean,
+    phased,
+    post_positions,
+    sellers,
+    session_prices,
+    side,
+)
 from peergrid_edge.dayahead_rejoin import ended, kwh_stop, rebuilt
 from peergrid_edge.dayahead_rounds import play_phases
 from peergrid_edge.dayahead_state import CheckpointError, load
@@ -53,6 +63,12 @@ async def rejoin(agent: DayAheadAgent, record: dict[str, Any]) -> str:
             f"restarted during session {agent.session!r} (iteration {record['iteration']}): a session with "
             "the commitment phases is not rejoined (its phase and this MG's commitment are not on the chain)"
         )
+    declared = sellers(agent.ledger.state(ROLE), agent.session, agent.members)
+    if agent.clean and record["iteration"] > 0 and declared is not None and phased(cfg, declared):
+        raise SessionFailed(
+            f"restarted during clean session {agent.session!r} (iteration {record['iteration']}) with a clean "
+            "seller's switch phases: not rejoined (its phase and a seller's switch are not on the chain)"
+        )
     agent.rejoined, agent.relaxed = True, False
     state = agent.ledger.state(ROLE)
     book = agent.book = rebuilt(cfg, state, agent.session, agent.members)
@@ -63,7 +79,7 @@ async def rejoin(agent: DayAheadAgent, record: dict[str, Any]) -> str:
     k = record["iteration"]
     mine = exchange.position(state, agent.session, agent.key.public)
     assert mine is not None  # `SessionView.opened` checked the membership
-    agent.posted = tuple(mine["positions"])
+    agent.posted = post_positions(mine)
     agent.own = tuple(q / 1000 for q in agent.posted)
     log.warning("day-ahead session %s: rejoined at iteration %d (%s), its anchor its rounded post",
                 agent.session, k, "its post of it on the chain" if mine["iteration"] == k else "to post")  # fmt: skip
@@ -92,14 +108,14 @@ async def resume(
     k, j = record["iteration"], saved.iteration
     mine = exchange.position(state, agent.session, agent.key.public)
     assert mine is not None  # `SessionView.opened` checked the membership
-    landed = mine["iteration"] == j and tuple(mine["positions"]) == saved.posted and k in (j, j + 1)
+    landed = mine["iteration"] == j and post_positions(mine) == saved.posted and k in (j, j + 1)
     unposted = mine["iteration"] == j - 1 and k == j
     here = k != j or (
-        saved.prices == record["prices"]
+        saved.prices == session_prices(record)
         and saved.rho == record["rho"]
         and (j == 0 or rebuilt(agent.cfg, state, agent.session, agent.members).q_wh == list(saved.before))
     )
-    if not (landed or unposted) or not here or len(saved.prices) != agent.n:
+    if not (landed or unposted) or not here or len(saved.prices) != len(session_prices(record)):
         log.error("day-ahead session %s: its checkpoint of iteration %d does not match the chain (at "
                   "iteration %d, its last post of %d): stale, rejoining from the chain alone",
                   agent.session, j, k, mine["iteration"])  # fmt: skip
@@ -119,6 +135,8 @@ async def resume(
         book.take(saved.before)
         book.iterations = j - 1
     agent.relaxed, agent.final_from, agent.commitment = saved.relaxed, saved.final_from, saved.commitment
+    if agent.clean and declares_clean(agent.mg) and saved.commitment:  # a seller's switch (no genset)
+        agent.switch, agent.commitment = saved.commitment[0], None
     agent.own, agent.posted, agent.iteration = saved.own, saved.posted, j
     model = model_for(agent, book)
     log.warning("day-ahead session %s: resumed at its post of iteration %d from its checkpoint",
@@ -131,10 +149,14 @@ async def resume(
 def model_for(agent: DayAheadAgent, book: Book) -> DayModel:
     """This MG's day model for the phase it is in (its commitment, once decided), solved once at the
     book's prices, as the proximal step needs."""
-    if agent.commitment is None:
+    if agent.switch is not None:  # a clean seller's, decided
+        model: DayModel = CleanDayModel(agent.mg, agent.dt, side="fixed", clean_intervals=agent.switch)
+    elif agent.commitment is None:
         model = agent._first_model()
     else:
-        model = DayModel(agent.mg, agent.dt, commitment=agent.commitment)
+        model = dayahead.model_for(
+            agent.mg, agent.dt, agent.clean, side(agent.cfg), commitment=agent.commitment
+        )
     answer(model, book.price_floats, agent.rules.bounds(), agent.rules.fees())
     return model
 
@@ -144,7 +166,7 @@ def found_closed(agent: DayAheadAgent, record: dict[str, Any]) -> str:
     SessionFailed when it closed before any stop (nothing to accept)."""
     agent.rejoined = True
     stop = ended(agent.cfg, agent.ledger.state(ROLE), agent.session, agent.members)
-    book = agent.book = Book(agent.cfg, record["prices"], len(agent.members))
+    book = agent.book = Book(agent.cfg, session_prices(record), len(agent.members))
     book.iterations = max(0, record["iteration"] - 1)
     if not stop:
         stop = final_round(agent, record)

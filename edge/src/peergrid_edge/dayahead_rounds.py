@@ -46,9 +46,12 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from peergrid_controller.dayahead import model_for
 from peergrid_controller.dayexchange import anchor, answer, settled
 from peergrid_controller.daymodel import DayModel
+from peergrid_edge.dayahead_clean import decide_switch, declares_clean, phased, side
 from peergrid_edge.exchange_io import SessionFailed
+from peergrid_ledger.contracts.exchange import MAX_ITERATIONS
 
 if TYPE_CHECKING:
     from peergrid_edge.dayahead_agent import DayAheadAgent
@@ -61,11 +64,17 @@ async def play_phases(agent: DayAheadAgent, model: DayModel, own: tuple[float, .
     commitments fixed."""
     cfg, book = agent.cfg, agent.book
     assert book is not None
+    # a clean seller's switch runs `allocate`'s phases: whether anyone declared itself one is public once
+    # every first response is in (from its post of iteration 0, before any stop is judged)
+    if agent.clean and k == 0 and not agent.relaxed and phased(cfg, await agent.view.declarations()):
+        agent.relaxed, agent.final_from = True, MAX_ITERATIONS + 1
     if agent.relaxed:
         own = await iterate(agent, model, own, cfg.relaxed_iterations, cfg.relaxed_tolerance_kwh, True, k)
         k = None
         if agent.mg.gensets:
             model = commit(agent, own)
+        elif agent.clean and declares_clean(agent.mg) and cfg.clean_side == "fixed":
+            model = switch(agent, own)
         # the judgement on the last relaxed step goes with the first committed posts, as in `allocate`
         agent.relaxed, agent.final_from, agent.kwh = False, book.iterations + 1, False
     # a day where some member's floor or cap binds keeps the tight stop, as `allocate`'s
@@ -134,7 +143,7 @@ def commit(agent: DayAheadAgent, own: tuple[float, ...]) -> DayModel:
     """Genset on/off decided by this MG alone at the prices found (`allocate`'s step 2, once)."""
     book, cfg = agent.book, agent.cfg
     assert book is not None
-    fresh = DayModel(agent.mg, agent.dt)
+    fresh = model_for(agent.mg, agent.dt, agent.clean, side(cfg))
     fresh.trade(book.price_floats, *agent.rules.bounds(), *agent.rules.fees())
     at = anchor(own, book.mean)
     fresh.proximal(
@@ -142,7 +151,18 @@ def commit(agent: DayAheadAgent, own: tuple[float, ...]) -> DayModel:
     )
     fresh.solve()
     agent.commitment = tuple(tuple(bool(on) for on in row) for row in fresh.commitment())
-    return DayModel(agent.mg, agent.dt, commitment=agent.commitment)
+    return model_for(agent.mg, agent.dt, agent.clean, side(cfg), commitment=agent.commitment)
+
+
+def switch(agent: DayAheadAgent, own: tuple[float, ...]) -> DayModel:
+    """A clean seller's switch decided alone at the prices found (`allocate`'s `_switch`, once)."""
+    book = agent.book
+    assert book is not None
+    bounds, fees = agent.rules.bounds(), agent.rules.fees()
+    agent.switch, model = decide_switch(
+        agent.mg, agent.dt, agent.cfg, book.price_floats, book.rho_float, bounds, fees, own, book.mean
+    )
+    return model
 
 
 async def play_round(agent: DayAheadAgent, k: int, tolerance: float, until: int, relaxed: bool) -> str:

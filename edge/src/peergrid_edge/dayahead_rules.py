@@ -40,8 +40,9 @@ from peergrid_controller.dayjudge import (
     encode,
     judge_own,
 )
-from peergrid_controller.dayrules import Fees, chain_rules
+from peergrid_controller.dayrules import Fees, chain_rules, clean_cap_fees
 from peergrid_controller.model import Microgrid
+from peergrid_edge.dayahead_clean import clean_buy_kw
 from peergrid_edge.exchange_io import SessionFailed
 from peergrid_ledger.contracts.market_state import rules_for
 
@@ -79,6 +80,16 @@ class SessionRules:
         self.prices: tuple[int, ...] = ()  # ... and the prices it judged at (the step's)
         self.posted: Judgement | None = None  # what it posted with its last position
         self.last = Outcome((), False)  # what the last settled round did
+        # on a clean session, a clean-only buyer's purchase bound (kW per interval: it buys P2P there, all
+        # clean) and its cap at cap + premium (`dayahead_clean`); None: its own bounds and fees
+        self.clean_buy_kw: list[float] | None = None
+        self.clean_cap: Microgrid | None = None
+
+    def clean_session(self, mg: Microgrid, dt: float) -> None:
+        """The session is a clean one: a clean-only buyer's bounds and fees as `dayrounds.Exchange` has them
+        (`bounds`, `fees`); the floors and caps are judged on the general half of the book (`judge`)."""
+        self.clean_buy_kw = clean_buy_kw(mg, dt)
+        self.clean_cap = mg if self.clean_buy_kw is not None else None
 
     def join(self, state: Any, members: Sequence[bytes], me: bytes, first_interval: int) -> None:
         """The public side from the replica: every member's rules (members in the session's order, as the
@@ -97,21 +108,27 @@ class SessionRules:
         return self.coordination.ruled
 
     def bounds(self) -> tuple[list[float], list[float]]:
-        return self.own.bounds()
+        lo, hi = self.own.bounds()
+        return (list(self.clean_buy_kw) if self.clean_buy_kw is not None else lo), hi
 
     def fees(self) -> Fees:
-        return self.own.fees()
+        sell, buy = self.own.fees()
+        if self.clean_cap is not None:
+            buy = clean_cap_fees(self.clean_cap, buy)
+        return sell, buy
 
     def judge(self, book: Book, mine: int, verdict: bool) -> None:
         """After a step: this MG's judgement on it (`judge_own`: near convergence its fees and bans are in
         force at once, for its next answer), from the book's public prices and its own position (`mine`,
         its index in the book)."""
         self.near = book.rules_near()
-        self.prices = tuple(book.prices)
+        # on the general half of the book (the whole book off a clean session): `Exchange.general`
+        self.prices = tuple(book.prices[: self.n])
         self.judging = self.coordination.judging(self.prices)
         self.mine = judge_own(
-            self.own, book.prices, book.q[mine], near=self.near, settled=verdict, judging=self.judging
-        )
+            self.own, list(self.prices), book.q[mine][: self.n], near=self.near, settled=verdict,
+            judging=self.judging,
+        )  # fmt: skip
 
     def posting(self) -> dict[str, object] | None:
         """The `judged` of its next post (None: nothing to say), remembered as posted."""

@@ -62,8 +62,9 @@ class Submitter:
                 raise
             log.warning("day-ahead session %s: its %s before the restart stands", view.session, kind)
 
-    async def open(self) -> bool:
-        """The coordinator opens the session; whether this process opened it. A refusal because it exists
+    async def open(self, clean: bool = False) -> bool:
+        """The coordinator opens the session (`clean`: a clean one, its clean book opened at the same prices
+        as `dayrounds.Exchange` opens it); whether this process opened it. A refusal because it exists
         (this MGMC's earlier process opened it and died: its open landed meanwhile) is no failure: it
         rejoins, never abandons it."""
         view = self.view
@@ -76,6 +77,8 @@ class Submitter:
             "rho": nano(view.cfg.rho),
             **({} if view.deadline is None else {"deadline": view.deadline.clear_ms}),
         }
+        if clean:  # absent: no clean book, the open's bytes as before
+            body["clean_prices"] = [nano(p) for p in view.opening]
         try:
             await self.submit("exchange.open", body, landed=lambda: view.record() is not None)
         except SessionFailed:
@@ -92,15 +95,23 @@ class Submitter:
         says_settled: bool,
         judged: dict[str, object] | None,
         rejoined: bool,
+        clean: bool | None = None,
     ) -> tuple[int, ...]:
         """Post this MGMC's `positions` of iteration k with its verdict and its judgement of its own rules on
-        k - 1 (`judged`); the post the chain holds then (an earlier process's, after a restart)."""
+        k - 1 (`judged`); the post the chain holds then (an earlier process's, after a restart). On a clean
+        session (`clean` not None: its clean-seller declaration) `positions` are both books', general then
+        clean, posted as `positions` and `clean_positions` (with `clean` when true)."""
         view = self.view
-        body: dict[str, Any] = {"session": view.session, "iteration": k, "positions": list(positions)}
+        general = positions if clean is None else positions[: view.n]
+        body: dict[str, Any] = {"session": view.session, "iteration": k, "positions": list(general)}
         if says_settled:  # absent is false: a post without a verdict keeps the bytes it had before them
             body["settled"] = True
         if judged is not None:  # its judgement of its own rules on k - 1 (absent: none)
             body["judged"] = judged
+        if clean is not None:
+            body["clean_positions"] = list(positions[view.n :])
+            if clean:  # absent is false, as the controller's recorder posts it
+                body["clean"] = True
         await self.submit("exchange.position", body, lambda: view.mine(k) is not None, rejoined)
         mine = view.mine(k)
         return positions if mine is None else mine

@@ -18,6 +18,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from peergrid_controller.dayexchange import Book, DayAheadConfig, nano, unfollowed
+from peergrid_edge.dayahead_clean import post_positions, sellers, session_prices
 from peergrid_edge.exchange_io import ROLE, Deadline, Replica, SessionFailed, short
 from peergrid_ledger.contracts import exchange
 
@@ -150,8 +151,9 @@ class SessionView:
         return ""
 
     def positions(self, k: int) -> list[tuple[int, ...]]:
-        """Every member's posted positions of iteration k (`posts`)."""
-        return [tuple(post["positions"]) for post in self.posts(k)]
+        """Every member's posted positions of iteration k (`posts`): on a clean session its general then its
+        clean ones (`dayahead_clean.post_positions`: the book's 2n)."""
+        return [post_positions(post) for post in self.posts(k)]
 
     def posts(self, k: int, members: Sequence[bytes] | None = None) -> list[dict[str, Any]]:
         """Every member's post of iteration k (`members`' order, else this MGMC's), as this replica holds
@@ -189,9 +191,21 @@ class SessionView:
         return True
 
     def mine(self, k: int) -> tuple[int, ...] | None:
-        """This MGMC's post of iteration k as the chain holds it (None: not posted)."""
+        """This MGMC's post of iteration k as the chain holds it, both books on a clean session (None: not
+        posted)."""
         post = exchange.position(self.ledger.state(ROLE), self.session, self.public)
-        return tuple(post["positions"]) if post is not None and post["iteration"] == k else None
+        return post_positions(post) if post is not None and post["iteration"] == k else None
+
+    async def declarations(self) -> list[bool]:
+        """Each member's clean-seller declaration on a clean session (`dayahead_clean.sellers`), once every
+        member posted its first response (waited for as iteration 0's posts are)."""
+        wait = self.start_wait()
+        if not await self.ledger.wait_for(ROLE, lambda s: sellers(s, self.session, self.members) is not None,
+                                          wait):  # fmt: skip
+            raise SessionFailed(f"not every member posted its first response within {wait:g} s")
+        declared = sellers(self.ledger.state(ROLE), self.session, self.members)
+        assert declared is not None
+        return declared
 
     def iteration_now(self) -> int:
         record = self.record()
@@ -202,7 +216,7 @@ class SessionView:
         record = self.record()
         assert record is not None
         step = book.iterations
-        why = unfollowed(tuple(record["prices"]), book.prices, step, "this MGMC computes")
+        why = unfollowed(session_prices(record), book.prices, step, "this MGMC computes")
         if why is not None:
             raise SessionFailed(why)
         if record["rho"] != book.rho:
