@@ -7,6 +7,7 @@ time sent again with the same body; nothing on a chain without settle_by_both.""
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 from types import SimpleNamespace
 from typing import Any
@@ -266,3 +267,28 @@ def test_what_the_chain_has_priced_is_read_once_not_at_every_pass() -> None:
     assert counting.reads == 0 and len(lab.adapter.sent) == 2  # a day for two MGs: no read, nothing sent
     asyncio.run(pricer.price(36 + 60))  # later in the day: the past is forgotten, the rest still known
     assert counting.reads == 0 and all(min(k) == 96 for k in pricer.known.values())
+
+
+@given(
+    closed=st.sets(st.integers(0, 60)),
+    priced=st.sets(st.integers(0, 60)),
+    skip=st.sets(st.integers(0, 60)),
+    start=st.integers(0, 30),
+    length=st.integers(0, 40),
+)
+def test_the_runs_are_exactly_what_the_chain_lacks_in_order(
+    closed: set[int], priced: set[int], skip: set[int], start: int, length: int
+) -> None:
+    from peergrid_ledger.codec import encode
+    from peergrid_ledger.contracts.market_state import interval_key, tariff_key
+
+    account = b"k" * 32
+    state = {interval_key(t): encode({"closed": True}) for t in closed}
+    state |= {tariff_key(account, t): encode([1, 1]) for t in priced}
+    state[tariff_key(b"o" * 32, start)] = encode([1, 1])  # another account's prices are not this one's
+    window = range(start, start + length)
+    runs = unpriced_runs(state, account, window, skip)
+    sent = [t for run in runs for t in run]
+    assert sent == [t for t in window if t not in closed | priced | skip]  # each once, in order
+    assert all(len(run) >= 1 and run.step == 1 for run in runs)
+    assert all(a.stop < b.start for a, b in itertools.pairwise(runs))  # maximal: a gap between runs
