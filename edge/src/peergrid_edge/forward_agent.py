@@ -33,6 +33,10 @@ block time (for `due`, the deadline and its stops) no further than the latest fi
 clock less the chain's clock tolerance (`margin_s`: genesis `block_max_future_ms`, at least 0.25 s), so
 within that tolerance it posts no round before the round opens. Never reads
 another MG's private data.
+A clean session (opened with `clean_prices`): every accept is both books' (`forward_clean`: round 1 its whole
+final stepped position in each, cut by its rules at each book's closing price, as `commit`'s round 1; the
+re-checks `recheck` over both books' accepts and closing prices), posted as `positions` and
+`clean_positions`; a session without a clean book posts exactly as before.
 Not guaranteed: a clear at the hard stop (rounds not settled in time) takes the accepts as they stand, so an
 MG cut after its last re-check can still end above its conventional day; on a chain with `accept_rounds` 2
 the contract refuses that clear until the rounds settle (the silent standing after `accept_wait_ms`): the
@@ -50,11 +54,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from peergrid_controller.baselines import conventional as conventional_costs
-from peergrid_controller.dayexchange import NANO
 from peergrid_controller.forward import Acceptance, Recheck, accept_alone, recheck
 from peergrid_controller.model import Microgrid, Scenario
 from peergrid_edge.chain_bargaining import position
+from peergrid_edge.dayahead_clean import post_positions
 from peergrid_edge.exchange_io import ROLE, NotFinal, Replica, SessionFailed, submit_final
+from peergrid_edge.forward_clean import accept_body, accept_books, closing_books, standing_books
 from peergrid_edge.replicas import NONCE_TAKEN
 from peergrid_ledger import keys, query
 from peergrid_ledger.contracts import exchange
@@ -203,9 +208,12 @@ class ForwardAgent:
         if final is None:
             raise SessionFailed(f"this MGMC is not a member of session {self.session!r}")
         n, first = record["intervals"], record["first_interval"]
-        stepped = final["positions"] or [0] * n
-        inside = [self.window is None or first + t in self.window for t in range(n)]
+        books = 2 if record.get("clean") else 1  # a clean session: both books, general then clean
+        stepped = post_positions(final) or [0] * n * books
+        inside = [self.window is None or first + t % n in self.window for t in range(n * books)]
         kwh = [q / 1000 if keep else 0.0 for q, keep in zip(stepped, inside, strict=True)]
+        if books == 2:
+            return accept_books(self.mg, self.dt, _prices(record), kwh)
         return accept_alone(self.mg, self.dt, _prices(record), kwh)
 
     async def _accept(self, record: dict[str, Any]) -> None:
@@ -213,7 +221,7 @@ class ForwardAgent:
             return
         choice = self._decide(record)
         self.decision, self.costs = choice.decision, (choice.day_cost, choice.conventional)
-        body = {"session": self.session, "positions": list(choice.positions), "clean": not self.mg.gensets}
+        body = accept_body(self.session, choice.positions, not self.mg.gensets, bool(record.get("clean")))
         try:
             await submit_final(
                 self.ledger, self.key, "exchange.accept", body, self.timeout_s, self.before_submit
@@ -233,7 +241,7 @@ class ForwardAgent:
         earlier = accepted(self.ledger.state(ROLE), self.session, self.key.public)
         if earlier is None:
             return False
-        self.decision, self.posted = "earlier", tuple(earlier["positions"])
+        self.decision, self.posted = "earlier", post_positions(earlier)
         self.round = earlier["round"]
         log.info("forward trades of %s: accepted before this start %s", self.session, self.posted)
         return True
@@ -245,8 +253,9 @@ class ForwardAgent:
         if accepted(self.ledger.state(ROLE), self.session, self.key.public) is not None:
             self.declining = True
             return "; declining with zeros in its next accept round"
-        zeros = (0,) * record["intervals"]
-        body = {"session": self.session, "positions": list(zeros), "clean": not self.mg.gensets}
+        books = bool(record.get("clean"))
+        zeros = (0,) * record["intervals"] * (2 if books else 1)
+        body = accept_body(self.session, zeros, not self.mg.gensets, books)
         try:
             await submit_final(
                 self.ledger, self.key, "exchange.accept", body, self.timeout_s, self.before_submit
@@ -367,12 +376,13 @@ class ForwardAgent:
 
     async def _answer(self, record: dict[str, Any], state: Any, k: int) -> None:
         """Post this MGMC's round k + 1: its re-check of the set round k left (zeros when it declines)."""
-        standing = accepts_at(state, self.session, k)
+        books = bool(record.get("clean"))  # a clean session: both books' accepts, general then clean
+        standing = standing_books(state, self.session, k) if books else accepts_at(state, self.session, k)
         mine = accepted(state, self.session, self.key.public)
         if standing is None or mine is None or self.key.public not in standing:
             self.refused.add(k)  # the chain moved past round k + 1 for someone: nothing left to answer
             return
-        zeros = (0,) * record["intervals"]
+        zeros = (0,) * record["intervals"] * (2 if books else 1)
         checked: Recheck | None = None
         if self.declining:
             positions, decision = zeros, "declined"
@@ -388,7 +398,7 @@ class ForwardAgent:
             except Exception as exc:  # its re-check failed (a solver error): it declines
                 log.warning("forward trades of %s: re-check failed (%s): declining", self.session, exc)
                 positions, decision = zeros, "declined"
-        body = {"session": self.session, "positions": list(positions), "clean": mine["clean"]}
+        body = accept_body(self.session, positions, mine["clean"], books)
         try:
             await submit_final(
                 self.ledger, self.key, "exchange.accept", body, self.timeout_s, self.before_submit
@@ -468,8 +478,9 @@ class ForwardAgent:
 
 
 def _prices(record: dict[str, Any]) -> list[float]:
-    """The session's closing prices, currency per kWh (exact to the nano)."""
-    return [p / NANO for p in record["prices"]]
+    """The session's closing prices, currency per kWh (exact to the nano); on a clean session both books'
+    (`forward_clean.closing_books`)."""
+    return closing_books(record)
 
 
 def _why(exc: Exception, session: str) -> str:
