@@ -42,8 +42,9 @@ T = TypeVar("T")
 
 def preflight(settings: Any) -> None:
     """Fail fast, before the web server starts, on what the loop section names but cannot be read: the DSO
-    key, the chains' geneses, and a broker that refuses the node for good (its TLS certificate, ACL login)
-    (`ConfigError` with one line; `peergrid-dso serve` exits 2)."""
+    key, the chains' geneses, the tariff file (read and checked as the node will: `tariff.load_tariff_file`),
+    and a broker that refuses the node for good (its TLS certificate, ACL login) (`ConfigError` with one line;
+    `peergrid-dso serve` exits 2)."""
     from peergrid_ledger import keys
     from peergrid_ledger.consensus.node_cli import load_genesis
 
@@ -61,6 +62,10 @@ def preflight(settings: Any) -> None:
         path = getattr(loop, name)
         if path is not None and not path.is_file():
             raise ConfigError(f"loop.{name}: {path}: no such file")
+    if loop.tariff_file is not None:  # else the node's start fails inside uvicorn's, with a traceback
+        from peergrid_dso.tariff import load_tariff_file
+
+        load_tariff_file(loop.tariff_file, loop.mgs, loop.interval_minutes)
     from peergrid_dso.broker_tls import check_broker
 
     check_broker(
