@@ -203,6 +203,12 @@ def test_a_seller_never_sells_clean_beside_a_general_purchase(
     seller = battery_site("bat", n=n)
     prices = [*general, *(max(g + p, 0.0) for g, p in zip(general, premium, strict=True))]
     models = [CleanDayModel(seller, DT, clean_intervals=switch), CleanDayModel(seller, DT, side="exact")]
+    # the same MG clean-only: it never buys general, and never buys clean beside a general sale (the books
+    # are matched apart: a clean purchase resold as general would be cut apart)
+    buyer = CleanDayModel(replace(seller, rules=GREEN), DT)
+    buyer.trade(prices, [-40.0] * n, [40.0] * n)
+    q = buyer.solve()
+    assert all(g >= -1e-9 and (c >= -1e-9 or g <= 1e-9) for g, c in zip(q[:n], q[n:], strict=True))
     for model in models:
         model.trade(prices, [-40.0] * n, [40.0] * n)
         q = model.solve()

@@ -202,15 +202,21 @@ class CleanDayModel(DayModel):
         return rows, segments, breaks
 
     def solve(self) -> tuple[float, ...]:
-        """g then c per interval (kWh) of a fresh solve: g = x − c. A seller's relaxed switch (before
-        `decide`) may sell clean beside a general purchase; its answer says what it can do, c = max(x, 0):
-        its export, all clean, or its import, all general (the exchange contract refuses c > 0 with g < 0)."""
+        """g then c per interval (kWh) of a fresh solve: g = x − c, each answer what the MG can do in the two
+        books. A seller's relaxed switch (before `decide`) may sell clean beside a general purchase: its
+        answer is then c = max(x, 0), its export all clean or its import all general (the exchange contract
+        refuses c > 0 with g < 0). A clean-only buyer's answer is its net: c = min(x, 0), g = max(x, 0);
+        where λᶜ < λᴳ its model would buy clean and resell it as general in one interval, which the books,
+        matched apart, would cut apart (the 20-MG rules day of seed 1: 1,746 kWh of mg010's, the whole
+        day's share 0.9997 allocated, 0.811 committed)."""
         x = super().solve()
         s = self.schedule
         sol = s.last_solution().x
         c = [sol[col] * s.dt for col in self._c] if self._c else [0.0] * s.horizon
         if self.kind == "seller":
             c = [max(xk, 0.0) if xk - ck < -1e-9 < ck else ck for xk, ck in zip(x, c, strict=True)]
+        elif self.kind == "buyer":
+            c = [min(xk, 0.0) for xk in x]
         return tuple(xk - ck for xk, ck in zip(x, c, strict=True)) + tuple(c)
 
     def clean_intervals(self) -> tuple[bool, ...]:
