@@ -194,10 +194,16 @@ RERUN_NOTE = "_Rules-day rows re-run alone"
 
 
 def rules_rows(steps: int) -> list[dict[str, Any]]:
-    """The owner-rules day (20 MGs, seed 1): intraday (strict) and day-ahead, as `run` makes them."""
+    """The owner-rules day (20 MGs, seed 1): intraday (strict), day-ahead, and day-ahead with the clean book
+    (cleanbook.py: the clean-only buyers buy clean energy in a second book), as `run` makes them."""
+    clean = DayAheadConfig(clean_book=True)
     return [
         {**_market(_synthetic(20, steps, rules=True)), "n": "20 + owner rules"},
         {**_market(_synthetic(20, steps, rules=True), market="dayahead"), "n": "20 + owner rules, day-ahead"},
+        {
+            **_market(_synthetic(20, steps, rules=True), market="dayahead", dayahead=clean),
+            "n": "20 + owner rules, day-ahead, clean book",
+        },
     ]
 
 
