@@ -5,7 +5,9 @@ the same), open it exactly where the venue would, and a day without a clean-only
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
+import json
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +19,7 @@ from peergrid_controller.cleanbook import clean_kind
 from peergrid_controller.dayahead import Allocation, allocate
 from peergrid_controller.dayexchange import DayAheadConfig
 from peergrid_controller.model import Scenario
+from peergrid_edge.dayahead_agent import DayAheadAgent
 from peergrid_edge.dayahead_clean import post_positions
 from peergrid_edge.exchange_io import ROLE, SessionOutcome
 from peergrid_edge.replicas import EdgeLedger
@@ -123,3 +126,82 @@ def test_without_the_switch_or_without_a_clean_only_member_the_session_is_the_ge
         assert opens(edge) == opens(chain)
         for kind in ("exchange.position", "exchange.step", "exchange.close"):
             assert moves(edge, kind) == moves(chain, kind), (label, kind)
+
+
+def test_a_clean_seller_and_the_coordinator_restarted_with_their_checkpoints_resume_the_clean_day_exactly(
+    tmp_path: Path,
+) -> None:
+    # the coordinator dies before its post of iteration 1 (the relaxed phase: its phase from the declarations
+    # in its checkpoint), a clean seller after its post of an iteration of the final phase (its switch, decided
+    # after the relaxed phase, in its checkpoint): the day is the venue's, both books, to the nano and the Wh
+    from test_edge_dayahead_restart import Died, dies_at
+
+    scenario = clean_day()
+    allocation, venue, record = venue_day(scenario, CLEAN)
+    assert allocation.clean_intervals and 0 < allocation.relaxed_iterations < allocation.iterations - 2
+    ledger, keys_ = ledger_for(tmp_path, scenario)
+    coordinator = min(keys_, key=lambda name: keys_[name].public)
+    seller = next(
+        mg.name for mg in scenario.microgrids if clean_kind(mg) == "seller" and mg.name != coordinator
+    )
+    processes: list[DayAheadAgent] = []
+    death = allocation.relaxed_iterations + 2
+
+    class SellerDies(DayAheadAgent):
+        """Dies once its post of `death` landed and restarts 0.2 s later with the same checkpoint file."""
+
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            kwargs.setdefault("checkpoint", tmp_path / "seller.json")
+            super().__init__(*args, **kwargs)
+            self.args, self.kwargs = args, kwargs
+            processes.append(self)
+
+        async def _post(self, k: int, positions: tuple[int, ...], says_settled: bool = False) -> None:
+            await super()._post(k, positions, says_settled)
+            if k == death and not self.rejoined:
+                raise Died
+
+        async def run(self) -> SessionOutcome:
+            try:
+                return await super().run()
+            except Died:
+                await asyncio.sleep(0.2)
+                return await SellerDies(*self.args, **self.kwargs).run()
+
+    make = {coordinator: dies_at(1, False, 0.2, tmp_path / "coordinator.json"), seller: SellerDies}
+    outcomes = run_session(ledger, keys_, scenario, config=CLEAN, make=make)
+    # the seller's first process decided its switch; the restarted one resumed with it from the checkpoint
+    assert len(processes) == 2 and processes[1].rejoined
+    assert processes[0].switch == processes[1].switch == allocation.clean_intervals[seller]
+    saved = json.loads((tmp_path / "seller.json").read_text())
+    assert saved["commitment"] == [list(allocation.clean_intervals[seller])]
+    for name, outcome in outcomes.items():
+        assert outcome.completed, (name, outcome.reason)
+        assert outcome.stop == allocation.stop and outcome.prices == record["prices"]
+    ledger, _, state = reopened(tmp_path, scenario)
+    try:
+        edge_record = contract.session(state, SESSION)
+        assert edge_record is not None and edge_record["clean_prices"] == record["clean_prices"]
+        venue_books = stepped_books(venue.chain.view, venue.exchange.session, venue.keys)
+        assert stepped_books(state, SESSION, keys_) == venue_books
+    finally:
+        ledger.close()
+
+
+def test_a_clean_day_configured_to_decide_the_switch_again_is_refused_before_anything_is_opened(
+    tmp_path: Path,
+) -> None:
+    # allocate decides each seller's switch again while any changes (clean_decisions 3, the default); whether
+    # another seller's changed is private, so the edge cannot follow it: refused, with the reason, up front
+    scenario = clean_day()
+    ledger, keys_ = ledger_for(tmp_path, scenario)
+    cfg = dataclasses.replace(CLEAN, clean_decisions=3)
+    outcomes = run_session(ledger, keys_, scenario, config=cfg, timeout_s=1.0)
+    coordinator = min(keys_, key=lambda name: keys_[name].public)
+    assert not any(o.completed for o in outcomes.values())
+    assert "clean_decisions 3" in outcomes[coordinator].reason
+    ledger, _, state = reopened(tmp_path, scenario)
+    try:
+        assert contract.session(state, SESSION) is None
+    finally:
+        ledger.close()
