@@ -18,7 +18,7 @@ from peergrid_controller.chain_venue import ChainVenue
 from peergrid_controller.cleanbook import clean_kind
 from peergrid_controller.dayahead import Allocation, allocate
 from peergrid_controller.dayexchange import DayAheadConfig
-from peergrid_controller.model import Scenario
+from peergrid_controller.model import ContractRules, Scenario
 from peergrid_edge.dayahead_agent import DayAheadAgent
 from peergrid_edge.dayahead_clean import post_positions
 from peergrid_edge.exchange_io import ROLE, SessionOutcome
@@ -205,3 +205,30 @@ def test_a_clean_day_configured_to_decide_the_switch_again_is_refused_before_any
         assert contract.session(state, SESSION) is None
     finally:
         ledger.close()
+
+
+def test_a_clean_seller_restarted_without_its_checkpoint_is_not_rejoined_and_says_why(tmp_path: Path) -> None:
+    # which phase the session is in and a seller's switch are not on the chain: rejoined from the chain alone
+    # it could not answer as allocate, so the stage fails for it with the reason (the others then fail too)
+    from test_edge_dayahead_restart import dies_at
+
+    # no floor or cap (a rules day is not rejoined for its judgements alone), its clean-only buyer kept
+    scenario = clean_day()
+    scenario = dataclasses.replace(
+        scenario,
+        microgrids=tuple(
+            dataclasses.replace(mg, rules=ContractRules(clean_only=mg.rules.clean_only))
+            for mg in scenario.microgrids
+        ),
+    )
+    ledger, keys_ = ledger_for(tmp_path, scenario)
+    coordinator = min(keys_, key=lambda name: keys_[name].public)
+    seller = next(
+        mg.name for mg in scenario.microgrids if clean_kind(mg) == "seller" and mg.name != coordinator
+    )
+    outcomes = run_session(
+        ledger, keys_, scenario, config=CLEAN, make={seller: dies_at(3, True)}, timeout_s=2.0
+    )
+    assert not outcomes[seller].completed
+    assert "clean seller's switch phases: not rejoined" in outcomes[seller].reason
+    assert not any(o.completed for o in outcomes.values())

@@ -26,6 +26,10 @@ and every member, reading the stepped posts' `settled` (public transactions), st
 the verdicts on the last relaxed iteration go with the first committed posts, as in `allocate`, and never
 close the session. So a genset day with the value stop is not `allocate`'s to the Wh (with `value_per_kwh`
 0 it is).
+A clean session (`dayahead_clean`): the book is both books' (2n), and where some member declared itself a
+clean seller (public, in its first post) the session runs the same phases: ADMM with each seller's switch
+relaxed, each seller's switch decided alone at the prices found (`switch`, `allocate`'s `_switch`), ADMM with
+the switches fixed (the kWh stops: `allocate`'s to the Wh; the value stop as for gensets, above).
 Owner floors and caps (`dayahead_rules`, dayjudge's timing as `dayrounds.Exchange` runs it): after each
 step every member judges its own rules (its bounds and fees less its bans and dropped fees: private) and
 posts its judgement with its next position (`exchange.position`'s `judged`); once every post of that
