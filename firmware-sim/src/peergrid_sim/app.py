@@ -13,11 +13,12 @@ import json
 import os
 import signal
 import sys
+import time
 from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
-from .clock import SimClock
+from .clock import SimClock, start_at
 from .control import ControlApi
 from .modbus_security import TlsListener, TlsPolicy, server_context
 from .mqtt_sensor import MqttSensors
@@ -29,7 +30,10 @@ from .server import ModbusRtuLine, ModbusTcpServer
 class FirmwareSim:
     def __init__(self, scenario: Scenario, speed: float | None = None, tick_s: float = 0.1):
         self.scenario = scenario
-        self.clock = SimClock(scenario.start_epoch(), scenario.speed if speed is None else speed)
+        speed = scenario.speed if speed is None else speed
+        self.clock = SimClock(
+            start_at(scenario.start_epoch(), speed, scenario.start_wall, time.time()), speed
+        )
         self.sim = Simulation(scenario, self.clock)
         self.tick_s = tick_s
         self.tcp: list[ModbusTcpServer] = []

@@ -13,6 +13,15 @@ from collections.abc import Callable
 MAX_SPEED = 100_000.0  # simulated seconds per real second
 
 
+def start_at(start: float, speed: float, start_wall: float | None, wall_now: float) -> float:
+    """The simulated time to start a clock at, at wall time `wall_now`: `start` itself (no `start_wall`), or
+    `start` as of the wall time `start_wall`, run on at `speed` since (a process that started late does not
+    carry its start-up time into the simulated day: at speed 150, one second late is 2.5 simulated minutes)."""
+    if start_wall is None:
+        return float(start)
+    return float(start) + (wall_now - start_wall) * speed
+
+
 class SimClock:
     def __init__(self, start: float, speed: float = 1.0, monotonic: Callable[[], float] = time.monotonic):
         if not 0 <= speed <= MAX_SPEED:

@@ -114,10 +114,15 @@ class ClosedLoop:
         bed.speed = speed
         day = dt.datetime.fromisoformat(str(raw.get("start", "2026-06-21T00:00:00Z")).replace("Z", "+00:00"))
         day = day.replace(hour=0, minute=0, second=0, microsecond=0)
-        # the devices' clock starts when firmware-sim does, a moment after this: its first interval at t0
-        lead = max(0.0, self.fix_t0() - time.time())
+        # the devices' clock reads `start` at `start_wall` (now), so its first interval begins at t0 however late
+        # firmware-sim starts: anchored at its own start, it lagged the market's slots by its start-up (the
+        # devices' 09:00 came 0.6 s, 1.4 simulated minutes, after t0 at load 8; PV on a morning ramp then
+        # delivered less than the interval's forecast)
+        now = time.time()
+        lead = max(0.0, self.fix_t0() - now)
         start = day + dt.timedelta(minutes=self.first_interval * interval_min, seconds=-lead * speed)
         raw["start"] = start.isoformat().replace("+00:00", "Z")
+        raw["start_wall"] = now
         raw["speed"] = speed
         path = Path(bed.workdir) / "config" / "sim-scenario.yaml"
         path.parent.mkdir(parents=True, exist_ok=True)

@@ -139,6 +139,9 @@ class Scenario(StrictSettings):
     feeder: str = "ieee33"
     start: dt.datetime = dt.datetime(2026, 6, 21, tzinfo=dt.UTC)
     speed: float = Field(1.0, ge=0, le=100_000)
+    # wall time (epoch s) at which the clock reads `start` (the lab's t0 lives on the wall clock); None: the clock
+    # reads `start` when firmware-sim starts (`clock.start_at`)
+    start_wall: float | None = Field(None, gt=0)
     host: str = "127.0.0.1"
     broker: Broker | None = None
     modbus_tls: ModbusTls | None = None
