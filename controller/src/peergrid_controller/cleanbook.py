@@ -9,8 +9,9 @@ export is x = g + c (DayModel's P2P columns), c one more column per interval (`C
   · b_t and c_t ≤ its sale column, its purchase ≤ its purchase limit · (1 − b_t). The switch is decided like
   genset on/off (`Side`): "fixed" relaxes it to [0, 1] until `decide` fixes it once from its MILP at the
   prices found (then LPs); "exact" keeps it binary in every solve (a MILP per seller per round).
-- a clean-only buyer ("buyer"): c_t ∈ [−its purchase limit, 0] and c_t ≤ x_t, so g_t = x_t − c_t ≥ 0: it
-  never buys general. Its premium is a cap (cap + premium on a clean kWh: `dayrules.clean_fees`), never a
+- a clean-only buyer ("buyer"): c_t = −its purchase (within its purchase limit), so g_t = its sale ≥ 0: it
+  never buys general; "exact" also never lets it buy and sell in one interval (a binary: a clean purchase
+  resold as general), and its answers are its net (`solve`). Its premium is a cap (cap + premium on a clean kWh: `dayrules.clean_fees`), never a
   benefit (a benefit per clean kWh made buyers over-import: M4, /work/notes/m4_clean_product.md §1).
 - everyone else ("none": genset MGs that are not clean-only) has c = 0 and no extra column.
 x is priced at λᴳ by DayModel's columns (with the rule fees), c adds (λᶜ − λᴳ) per kWh; the proximal term
@@ -97,8 +98,16 @@ class CleanDayModel(DayModel):
         for k in range(n):
             if self.kind == "seller":  # c ≤ its sale column (x = sale when its purchase is off)
                 self._row([self._c[k], s.cols.p2p_sell[k]], [1.0, -1.0], 0.0)
-            else:  # c ≤ x: g = x − c ≥ 0, it never buys general
-                self._row([self._c[k], s.cols.p2p_sell[k], s.cols.p2p_buy[k]], [1.0, -1.0, 1.0], 0.0)
+            else:  # c = −its purchase: all it buys is clean, g = its sale ≥ 0 (it never buys general)
+                self._row([self._c[k], s.cols.p2p_buy[k]], [1.0, 1.0], 0.0, lower=0.0)
+        if self.kind == "buyer" and side == "exact":
+            # it buys (clean) or sells (general) in an interval, never both: a clean purchase resold as general
+            switch = self._add([0.0] * n, [1.0] * n, 0.0)
+            for k, t in enumerate(ts):
+                h.changeColIntegrality(switch[k], highspy.HighsVarType.kInteger)
+                self._row([s.cols.p2p_buy[k], switch[k]], [1.0, lo[k]], 0.0)
+                sale = max(p2p_sell_limit(mg, t), 0.0)
+                self._row([s.cols.p2p_sell[k], switch[k]], [1.0, sale], sale)
         if self.kind == "seller":
             self._switch = self._add([0.0] * n, [1.0] * n, 0.0)
             for k, t in enumerate(ts):
@@ -118,9 +127,11 @@ class CleanDayModel(DayModel):
         h.addCols(count, np.full(count, cost), np.array(lo), np.array(hi), 0, _EMPTY, _EMPTY, np.zeros(0))
         return list(range(first, first + count))
 
-    def _row(self, cols: Sequence[int], coefs: Sequence[float], upper: float) -> None:
+    def _row(
+        self, cols: Sequence[int], coefs: Sequence[float], upper: float, lower: float = -lpmod.INF
+    ) -> None:
         h = self.schedule.highs()
-        h.addRow(-lpmod.INF, upper, len(cols), np.array(cols, np.int32), np.array(coefs))
+        h.addRow(lower, upper, len(cols), np.array(cols, np.int32), np.array(coefs))
 
     def trade(
         self,
@@ -130,9 +141,10 @@ class CleanDayModel(DayModel):
         sell_fee: Sequence[float] | None = None,
         buy_fee: Sequence[float] | None = None,
     ) -> None:
-        """DayModel.trade over 2n prices (general then clean). A seller's sale and purchase take a column
-        each (its switch bounds them apart), so it trades with zero fees where it has none."""
-        if self.kind == "seller" and sell_fee is None and buy_fee is None:
+        """DayModel.trade over 2n prices (general then clean). A seller's or buyer's sale and purchase take
+        a column each (its switch bounds them apart, a buyer's purchase is its clean column), so it trades
+        with zero fees where it has none."""
+        if self.kind != "none" and sell_fee is None and buy_fee is None:
             sell_fee = (0.0,) * self.schedule.horizon
         super().trade(prices, lo_kw, hi_kw, sell_fee, buy_fee)
 
