@@ -2,16 +2,27 @@
 (`ChainAdapter`), and wake on every final block (`Changed`). The coordinated stop (the halt file) is the
 ledger's `peergrid_ledger.consensus.halt`, which the MGMCs use too.
 
-Promises: `ChainAdapter.submit` signs with the key's next nonce on the node's event loop and says whether the
-transaction reached a final block in time (`Submitted`, never an exception for a refusal); a transaction the
-chain refused is reported as refused with the chain's reason (`reason` "refused"), not as a timeout: at once
-when asked to `precheck` it (the state machine on the replica's committed state refuses it for a reason
-waiting cannot cure: nothing is sent, the nonce stays free), else as soon as the replica's pool evicts it with
-its reason. A nonce that one of the key's transactions still holds in the pool (one whose submit timed out,
-or one this process did not send: gossiped back after a restart) is never signed again: the same
-transaction asked again waits for the pending one (same body: it is adopted, not re-signed), another waits
-for it to land or leave, block by block, within its own timeout; the adapter never spins. `sign_and_submit`
-is the same from a worker thread. Must be called on the node's event loop (the engines are not thread-safe).
+Promises: `ChainAdapter.submit` signs with the key's lowest nonce that none of its transactions holds in the
+pool, on the node's event loop, and says whether the transaction reached a final block in time (`Submitted`,
+never an exception for a refusal). It learns that from the chain, never by assuming: landed means the
+replica's store holds the transaction; a nonce used by another transaction of the key is a refusal, said so.
+A transaction the chain refused is reported as refused with the chain's reason (`reason` "refused"), not as a
+timeout: at once when asked to `precheck` it (the state machine on the replica's committed state refuses its
+body for a reason waiting cannot cure, judged as if it were the key's next: nothing is sent, the nonce stays
+free), else as soon as the replica's pool evicts it with its reason.
+Pipelined: up to `max_in_flight` transactions of one key may be in flight together, on consecutive nonces,
+each submit waiting only for its own; the pool takes each sender's in nonce order and never skips a gap
+(`Mempool.reap`), so a refused nonce below others in flight would strand them until they are too old: the
+adapter fills such a gap at once with an `operator_action` naming the refused transaction (a `dso` key's
+record; a key without that role cannot fill, and that is logged). A transaction sent and not yet in a block
+is gossiped again, after `regossip_s[0]` and then twice as long each time up to `regossip_s[1]`, until it
+leaves the pool (landed, or refused or too old: `tx_max_age_ms`): the replica gossips it once, and a
+proposer that was not subscribed then (a broker blip, a replica starting late) would otherwise never see
+it, while every later transaction of the key waited behind it. The same transaction asked again while it is
+in flight (same kind and body) is that one, adopted and waited for, never signed again; a nonce that a
+transaction this process did not send still holds (gossiped back after a restart) is waited for, block by
+block, within the submit's own timeout; the adapter never spins. `sign_and_submit` is the same from a worker
+thread. Must be called on the node's event loop (the engines are not thread-safe).
 `Throttled` says a repeated failure once per few seconds, with how often it repeated (never a line per retry).
 """
 
@@ -27,11 +38,18 @@ from typing import Any
 from peergrid_ledger import keys
 from peergrid_ledger.codec import encode
 from peergrid_ledger.consensus.ledger_app import WAITING_CURES
+from peergrid_ledger.consensus.transport import TX, encode_tx_batch, seal_envelope
 from peergrid_ledger.machine import BlockContext, apply
 from peergrid_ledger.results import Rejected
 from peergrid_ledger.tx import Tx, sign_tx
 
 log = logging.getLogger("peergrid_dso.node_chains")
+MAX_IN_FLIGHT = 1
+"""A key's transactions sent and not yet in a block, at most (1: one at a time, as before)."""
+REGOSSIP_S = (2.0, 16.0)
+"""A transaction not in a block this long after it was sent is gossiped again, then after twice as long each
+time, at most the second figure (a block is due every period: normally it never is)."""
+FILLER_OPERATOR = "dso-node"
 
 
 @dataclass
@@ -42,15 +60,36 @@ class Submitted:
     txid: bytes = b""
 
 
-class ChainAdapter:
-    """`sign_and_submit` for the DSO's ChainRecorder, callable from a worker thread: signs with the next nonce
-    on the loop, waits for inclusion in a final block."""
+@dataclass
+class _Flight:
+    """One of our transactions in the pool, not in a block yet: when it is gossiped again."""
 
-    def __init__(self, node: Any, chain: str, loop: asyncio.AbstractEventLoop, changed: Any) -> None:
+    tx: Tx
+    due: float
+    every: float
+
+
+class ChainAdapter:
+    """`sign_and_submit` for the DSO's ChainRecorder, callable from a worker thread: signs with a free nonce
+    on the loop, waits for inclusion in a final block (see the module docstring)."""
+
+    def __init__(
+        self,
+        node: Any,
+        chain: str,
+        loop: asyncio.AbstractEventLoop,
+        changed: Any,
+        max_in_flight: int = MAX_IN_FLIGHT,
+        regossip_s: tuple[float, float] = REGOSSIP_S,
+    ) -> None:
         self.node, self.chain, self.loop, self.changed = node, chain, loop, changed
-        self._one_at_a_time = asyncio.Lock()  # the loop and operators share the key: one nonce in flight
-        # per key, its transaction whose submit returned before it was final (it may still be in the pool)
-        self._unfinished: dict[bytes, Tx] = {}
+        self.max_in_flight, self.regossip_s = max_in_flight, regossip_s
+        self._signing = asyncio.Lock()  # the loop and operators share the key: one nonce chosen at a time
+        self._flights: dict[bytes, dict[int, _Flight]] = {}  # per key, by nonce: ours in the pool
+        self._keys: dict[bytes, keys.Keypair] = {}  # to fill a gap under the key that left it
+        self._gossiper: asyncio.Task[None] | None = None
+        self.regossiped = 0  # transactions gossiped again
+        self.filled = 0  # gaps filled
         self._said = Throttled(log)
 
     async def submit(
@@ -62,77 +101,174 @@ class ChainAdapter:
         precheck: bool = False,
     ) -> Submitted:
         """`precheck`: judge it on the committed state first and send nothing the chain refuses now. Only for
-        a transaction that no other sender's pending one can make valid (the DSO's own `market.reopen`):
-        the pool's eviction waits two commits for that reason (`mempool.STRIKES`)."""
-        async with self._one_at_a_time:
-            return await self._submit(keypair, kind, body, timeout, precheck)
-
-    async def _submit(
-        self, keypair: keys.Keypair, kind: str, body: dict[str, Any], timeout: float, precheck: bool
-    ) -> Submitted:
-        replica = self.node.replicas[self.chain]
+        a transaction that no other sender's pending one, nor one of this key's in flight, can make valid
+        (the DSO's own `market.reopen`, `market.tariff`, `settle`): the pool's eviction waits two commits
+        for that reason (`mempool.STRIKES`)."""
         deadline = time.monotonic() + timeout
         while True:
-            nonce = replica.app.next_nonce(keypair.public)
-            earlier = self._holding(keypair.public, nonce)
-            if earlier is not None and earlier.kind == kind and encode(earlier.body) == encode(body):
-                tx = earlier  # asked again while it is pending: wait for that one, never sign its nonce again
-            elif earlier is not None:  # another of ours holds the nonce: sign ours once it landed or left
-                self._said.warning("%s: the %s waits for the pending %s (nonce %d)", self.chain, kind,
-                                   earlier.kind, nonce)  # fmt: skip
+            async with self._signing:
+                sent = await self._send(keypair, kind, body, deadline, timeout, precheck)
+            if isinstance(sent, Submitted):
+                return sent
+            tx, adopted = sent
+            outcome = await self._outcome(tx, deadline)
+            if outcome is None:
+                return Submitted(False, "timeout", f"{kind} not final in {timeout} s", tx.txid)
+            if not outcome.ok:
+                await self.fill_gaps(keypair.public, tx)
+                if adopted:
+                    continue  # the one pending since an earlier submit left the pool (e.g. too old): sign anew
+            return outcome
+
+    async def _send(
+        self,
+        keypair: keys.Keypair,
+        kind: str,
+        body: dict[str, Any],
+        deadline: float,
+        timeout: float,
+        precheck: bool,
+    ) -> Submitted | tuple[Tx, bool]:
+        """Under the signing lock: the transaction to wait for and whether it was adopted (already in
+        flight), or why none was sent."""
+        replica = self.node.replicas[self.chain]
+        self._keys[keypair.public] = keypair
+        while True:
+            live = self._live(keypair.public)
+            wanted = encode(body)
+            for flight in live.values():
+                if flight.tx.kind == kind and encode(flight.tx.body) == wanted:
+                    return flight.tx, True  # asked again while it is in flight: never signed again
+            if len(live) >= self.max_in_flight:
+                self._said.warning("%s: the %s waits: %d transactions of the key in flight", self.chain, kind,
+                                   len(live))  # fmt: skip
                 if not await self._next_block(deadline):
                     return Submitted(
-                        False, "timeout", f"{kind} not sent in {timeout} s: nonce {nonce} pending"
+                        False, "timeout", f"{kind} not sent in {timeout} s: {len(live)} in flight"
                     )
                 continue
-            else:
-                tx = sign_tx(keypair, self.chain, kind, nonce, self.node.clock(), body)
-                refused = self.judge(tx) if precheck else None
-                if refused is not None:
-                    log.warning("%s: the chain refuses the %s: %s", self.chain, kind, refused)
-                    return Submitted(False, "refused", refused, tx.txid)
-                verdict = replica.submit(tx.raw, self.node.clock())
-                replica.flush()
-                if type(verdict).__name__ == "Rejected":
-                    if "is pending" not in verdict.reason:
-                        return Submitted(False, "mempool", verdict.reason)
-                    # a transaction of this key that this adapter did not send holds the nonce (gossiped
-                    # back after a restart): it lands or leaves at a block; sign again after that, not now
-                    self._said.warning("%s: the %s waits: %s", self.chain, kind, verdict.reason)
-                    if not await self._next_block(deadline):
-                        return Submitted(False, "mempool", verdict.reason)
-                    continue
-            outcome = await self._outcome(tx, deadline)
-            if outcome is not None and outcome.reason == "refused" and tx is earlier:
-                continue  # the one pending since an earlier submit left the pool (e.g. too old): sign anew
-            if outcome is not None:
-                return outcome
-            self._unfinished[keypair.public] = tx
-            return Submitted(False, "timeout", f"{kind} not final in {timeout} s", tx.txid)
+            nonce = replica.app.next_nonce(keypair.public)
+            while nonce in live:
+                nonce += 1
+            tx = sign_tx(keypair, self.chain, kind, nonce, self.node.clock(), body)
+            refused = self.judge(tx, keypair) if precheck else None
+            if refused is not None:
+                log.warning("%s: the chain refuses the %s: %s", self.chain, kind, refused)
+                return Submitted(False, "refused", refused, tx.txid)
+            verdict = replica.submit(tx.raw, self.node.clock())
+            replica.flush()
+            if type(verdict).__name__ == "Rejected":
+                if "is pending" not in verdict.reason:
+                    return Submitted(False, "mempool", verdict.reason)
+                # a transaction of this key that this adapter did not send holds the nonce (gossiped
+                # back after a restart): it lands or leaves at a block; sign again after that, not now
+                self._said.warning("%s: the %s waits: %s", self.chain, kind, verdict.reason)
+                if not await self._next_block(deadline):
+                    return Submitted(False, "mempool", verdict.reason)
+                continue
+            self._track(tx)
+            return tx, False
 
-    def _holding(self, sender: bytes, nonce: int) -> Tx | None:
-        """The sender's transaction from an earlier submit that still holds `nonce` in the pool, if any."""
-        tx = self._unfinished.get(sender)
-        if tx is None:
-            return None
-        if tx.nonce == nonce and tx.txid in self.node.replicas[self.chain].app.mempool:
-            return tx
-        del self._unfinished[sender]  # it landed, left, or a later nonce is due: forgotten
-        return None
+    def _live(self, sender: bytes) -> dict[int, _Flight]:
+        """The key's transactions from this adapter still in the pool (those that landed or left forgotten)."""
+        pool = self.node.replicas[self.chain].app.mempool
+        flights = self._flights.setdefault(sender, {})
+        for nonce in [n for n, f in flights.items() if f.tx.txid not in pool]:
+            del flights[nonce]
+        return flights
+
+    def _track(self, tx: Tx) -> None:
+        first = self.regossip_s[0]
+        self._flights.setdefault(tx.sender, {})[tx.nonce] = _Flight(tx, time.monotonic() + first, first)
+        if self._gossiper is None or self._gossiper.done():
+            self._gossiper = self.loop.create_task(self._keep_gossiping())
 
     async def _outcome(self, tx: Tx, deadline: float) -> Submitted | None:
-        """Wait, block by block, until `tx`'s nonce is used (landed) or the pool evicted it (refused, with
-        the reason); None at the deadline."""
+        """Wait, block by block, until `tx` is in a final block (landed), its nonce was used by another
+        transaction, or the pool evicted it (refused, with the reason); None at the deadline."""
         replica = self.node.replicas[self.chain]
         while True:
-            if replica.app.next_nonce(tx.sender) > tx.nonce:
+            if replica.store.locate_tx(tx.txid) is not None:
                 return Submitted(True, txid=tx.txid)
+            if replica.app.next_nonce(tx.sender) > tx.nonce:
+                reason = f"nonce {tx.nonce} was used by another transaction of the key"
+                log.warning("%s: the %s did not land: %s", self.chain, tx.kind, reason)
+                return Submitted(False, "refused", reason, tx.txid)
             evicted = replica.refusal(tx.txid)  # the pool let it go without it landing: refused for good
             if evicted is not None:
                 log.warning("%s: the chain refused the %s: %s", self.chain, tx.kind, evicted)
                 return Submitted(False, "refused", evicted, tx.txid)
             if not await self._next_block(deadline):
                 return None
+
+    def _gaps(self, sender: bytes) -> list[int]:
+        """Nonces below some of the key's transactions in flight that none of ours holds any more."""
+        live = self._live(sender)
+        if not live:
+            return []
+        start = self.node.replicas[self.chain].app.next_nonce(sender)
+        return [n for n in range(start, max(live)) if n not in live]
+
+    async def fill_gaps(self, sender: bytes, refused: Tx | None = None) -> int:
+        """Fill each gap below the key's transactions in flight with an `operator_action` (naming `refused`
+        where it held that nonce), so that they can land; returns how many were sent. A nonce that a
+        transaction this process did not send holds is no gap (the pool says so: nothing is sent)."""
+        if not self._gaps(sender):
+            return 0
+        async with self._signing:
+            keypair, replica, sent = self._keys.get(sender), self.node.replicas[self.chain], 0
+            for nonce in self._gaps(sender):
+                if keypair is None:  # pragma: no cover - a key is remembered before its first send
+                    return sent
+                named = [refused.txid] if refused is not None and refused.nonce == nonce else []
+                body = {"operator": FILLER_OPERATOR, "txs": named,
+                        "action": f"fills nonce {nonce}: its transaction was refused; later ones wait on it"}  # fmt: skip
+                filler = sign_tx(keypair, self.chain, "operator_action", nonce, self.node.clock(), body)
+                why = self.judge(filler, keypair)
+                if why is not None:
+                    self._said.warning("%s: nonce %d cannot be filled (%s): the key's later transactions "
+                                       "wait for it until they are too old", self.chain, nonce, why)  # fmt: skip
+                    return sent
+                verdict = replica.submit(filler.raw, self.node.clock())
+                replica.flush()
+                if type(verdict).__name__ == "Rejected":
+                    continue  # held by a transaction we did not send: no gap in the pool
+                self._track(filler)
+                self.filled += 1
+                sent += 1
+                log.warning(
+                    "%s: nonce %d filled (operator_action): its transaction was refused", self.chain, nonce
+                )
+            return sent
+
+    async def _keep_gossiping(self) -> None:
+        """While any of our transactions is in flight: gossip again each one that is due, fill any gap."""
+        while True:
+            try:
+                senders = [s for s in list(self._flights) if self._live(s)]
+                if not senders:
+                    return
+                now, due = time.monotonic(), []
+                for sender in senders:
+                    for flight in self._flights[sender].values():
+                        if flight.due <= now:
+                            due.append(flight)
+                            flight.every = min(2 * flight.every, self.regossip_s[1])
+                            flight.due = now + flight.every
+                if due:
+                    self._gossip([f.tx.raw for f in sorted(due, key=lambda f: (f.tx.sender, f.tx.nonce))])
+                    self.regossiped += len(due)
+                for sender in senders:
+                    await self.fill_gaps(sender)
+            except Exception:  # it must outlive a bad moment (a replica closing): said, and tried again
+                log.exception("%s: gossiping pending transactions again failed", self.chain)
+            await asyncio.sleep(self.regossip_s[0] / 2)
+
+    def _gossip(self, raws: list[bytes]) -> None:
+        """Our pending transactions to every replica again, as the replica gossips its own (one envelope)."""
+        replica = self.node.replicas[self.chain]
+        envelope = seal_envelope(self.chain, TX, replica.keypair, encode_tx_batch(raws))
+        replica.transport.publish(self.chain, TX, envelope)
 
     async def _next_block(self, deadline: float) -> bool:
         """Wait for the next final block (at most 0.5 s, never past `deadline`); False once it has passed."""
@@ -142,10 +278,15 @@ class ChainAdapter:
         await self.changed.wait(min(0.5, left))
         return True
 
-    def judge(self, tx: Tx) -> str | None:
+    def judge(self, tx: Tx, keypair: keys.Keypair | None = None) -> str | None:
         """Why the state machine refuses `tx` on the replica's committed state as the next block, now (the
-        contract's reason), or None: it would land, or only waiting can cure it (`WAITING_CURES`)."""
+        contract's reason), or None: it would land, or only waiting can cure it (`WAITING_CURES`). With
+        `keypair` (its signer's) a `tx` that is not the key's next is judged as if it were (its body, its
+        time; a copy signed with the next nonce, never sent): the nonces in flight below it say nothing."""
         app = self.node.replicas[self.chain].app
+        nonce = app.next_nonce(tx.sender)
+        if keypair is not None and tx.nonce != nonce:
+            tx = sign_tx(keypair, self.chain, tx.kind, nonce, tx.time, tx.body)
         ctx = BlockContext(app.genesis, app.head().height + 1, self.node.clock())
         result = apply(app.state, tx, ctx)
         if isinstance(result, Rejected) and result.reason.value not in WAITING_CURES:
