@@ -16,11 +16,11 @@ from test_edge_dayahead_session import CONFIG, SESSION, free_day, ledger_for, ru
 
 from peergrid_controller.dayahead import starting_prices
 from peergrid_controller.model import Scenario
+from peergrid_edge.day_stages import dayahead_deadline
 from peergrid_edge.dayahead_agent import DayAheadAgent
 from peergrid_edge.exchange_io import Deadline, SessionOutcome
 from peergrid_edge.forward_agent import DEADLINE_MARGIN_S, ForwardAgent, ForwardOutcome
 from peergrid_edge.replicas import EdgeLedger, Submission
-from peergrid_edge.trader import dayahead_deadline
 from peergrid_ledger.contracts import exchange_clearing
 from peergrid_ledger.contracts.exchange_clearing import cleared
 from peergrid_ledger.keys import Keypair

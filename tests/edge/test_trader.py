@@ -10,9 +10,9 @@ import pytest
 from edge_helpers import pv_battery_schedule
 from pydantic import ValidationError
 
-from peergrid_edge.chain_bargaining import opening_price, previous_price
+from peergrid_edge.chain_bargaining import bids_on_chain, offers_on_chain, opening_price, previous_price
 from peergrid_edge.config import EdgeSettings
-from peergrid_edge.trader import MarketAgent, bids_on_chain, offers_on_chain
+from peergrid_edge.trader import MarketAgent
 from peergrid_ledger import query
 from peergrid_ledger.chain import LocalChain
 from peergrid_ledger.genesis import Account, Genesis, Params

@@ -80,7 +80,7 @@ def test_the_devices_first_interval_is_the_loops(tmp_path: Path) -> None:
 def test_every_member_has_an_accept_window_that_never_moves_an_honest_deadline(tmp_path: Path) -> None:
     """review9 F4 in the lab: the close raises a deadline less than `accept_window_ms` after it, and the edge's
     own close comes ACCEPTS_BEFORE phase timeouts before its clear deadline, so only a dishonest one moves."""
-    from peergrid_edge.trader import ACCEPTS_BEFORE
+    from peergrid_edge.day_stages import ACCEPTS_BEFORE
     from peergrid_sim.closedloop import phase_timeout_s
 
     args = build_parser().parse_args(["--scenario", str(SCENARIO), "--intervals", "4", "--dayahead"])

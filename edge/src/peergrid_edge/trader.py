@@ -1,16 +1,14 @@
 """The MGMC's trading agent: the design's trading interval, one after another, on the accelerated clock.
 
 Promises, per interval t (starting at `t0 + (t - first_interval) * interval_s` or when the previous one ended):
-  0.   with `market.dayahead`, before the first interval: the day-ahead session (`dayahead_agent.py`) and,
-       once it completed, its forward trades (`forward_agent.py`: this MG's own accept, the coordinator's
-       clear). An interval the clear closed is traded by its forward trades: planned with them fixed (every
-       later forward trade is fixed in the day's plan too), not bargained (steps 4 and the rounds skipped),
-       its injection submitted and its purchases settled as below; the record's `forward` names the session.
-       Where the MG's state cannot meet its forward trades (review8 F2) it plans with fewer of them held, and
-       an interval whose own trade it cannot deliver in full is dispatched with what it can (the rest its
-       imbalance, the record's `shortfall_kwh`; the trades are still settled as agreed): never failed for it.
-       A trader restarted before the first interval runs the stage again, which resumes the session from
-       its checkpoint in the data directory, rejoins it or reads its outcome (`dayahead_agent`: review8 F3);
+  0.   with `market.dayahead`, before the first interval: the day-ahead session and, once it completed, its
+       forward trades (`day_stages.py`). An interval the clear closed is traded by its forward trades:
+       planned with them fixed (every later forward trade is fixed in the day's plan too), not bargained
+       (steps 4 and the rounds skipped), its injection submitted and its purchases settled as below; the
+       record's `forward` names the session. Where the MG's state cannot meet its forward trades (review8
+       F2) it plans with fewer of them held, and an interval whose own trade it cannot deliver in full is
+       dispatched with what it can (the rest its imbalance, the record's `shortfall_kwh`; the trades are
+       still settled as agreed): never failed for it (`interval_plan.py`);
   1-3. schedules this MG with the controller (state from its own battery readings when it (re)starts, then
        from the plan it dispatched), derives its price-quantity curve and its role (seller, buyer, neither) at
        the mid price; a seller opens at the previous interval's agreed price on the chain (`opening_price`;
@@ -23,13 +21,13 @@ Promises, per interval t (starting at `t0 + (t - first_interval) * interval_s` o
   5.   submits its equivalent injection (one number) to the DSO chain, signed by its node key;
   6.   waits for the DSO's verdict (MQTT, `peergrid/<feeder>/dso/verdict`), answering each iteration: its
        adjustment contract of that iteration (DSO chain, sealed to its key) is opened, the interval the DSO
-       reopened is re-bargained, and a revised injection meets the limit (`dso_answers.py`); after the
-       final verdict the interval is closed (a backup closer) and its latest closing read again, so every MG
-       ends on the same trades;
+       reopened is re-bargained, and a revised injection meets the limit (`dso_verdicts.py`,
+       `dso_answers.py`); after the final verdict the interval is closed (a backup closer) and its latest
+       closing read again, so every MG ends on the same trades;
   8.   dispatches its DERs to the plan (read-back confirmed by the actuator) and settles its trades
-       (`settlement.py`: a refused settle is retried with back-off while the agent is idle, until it settles, is
-       refused for good, or the day ends; a restarted agent picks up what its last run left unsettled from the
-       chain). Without genesis `settle_by_both` it pays its purchases at once with the agreed quantity, as
+       (`agent_settlement.py`, `settlement.py`: a refused settle is retried with back-off while the agent is
+       idle, until it settles, is refused for good, or the day ends; a restarted agent picks up what its last
+       run left unsettled from the chain). Without genesis `settle_by_both` it pays its purchases at once with the agreed quantity, as
        before; with it, it states each trade it bought or sold once the interval ended and its PCC meter was
        read after the end (`pcc_readings.py`: its meter's counter over the interval, its share pro rata over
        its trades of the interval on that side, the DSO's own rule; an MG without a PCC meter states the agreed
@@ -47,79 +45,39 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import math
 import time
 from dataclasses import asdict
 from typing import TYPE_CHECKING, Any
 
-from peergrid_controller.adjustment import Adjustment, meet, nearest_reachable
+from peergrid_controller.adjustment import Adjustment, meet
 from peergrid_controller.builder import MgState
-from peergrid_controller.dayahead import starting_prices
 from peergrid_controller.moves import BargainingConfig, Participant, role_at_mid
 from peergrid_controller.scenario import load_scenario
-from peergrid_controller.schedule import MgSchedule, Plan, ScheduleError
+from peergrid_controller.schedule import MgSchedule, Plan
+from peergrid_edge import agent_settlement, day_stages, dso_verdicts, interval_plan
 from peergrid_edge.actuation import view_of
-from peergrid_edge.chain_bargaining import (  # noqa: F401 - bids/offers_on_chain re-exported
-    bargain,
-    bids_on_chain,
-    close_interval,
-    offers_on_chain,
-    opening_price,
-    position,
-)
+from peergrid_edge.chain_bargaining import bargain, close_interval, opening_price, position
 from peergrid_edge.config import MarketSettings
-from peergrid_edge.dayahead_agent import DayAheadAgent
-from peergrid_edge.dso_answers import DsoAnswers, Market, answer_iteration, sealed_contract
-from peergrid_edge.exchange_io import Deadline, SessionOutcome
-from peergrid_edge.forward_agent import (
-    DEADLINE_MARGIN_S,
-    ForwardAgent,
-    ForwardOutcome,
-    forward_plan,
-    forward_session,
-    margin_s,
-)
+from peergrid_edge.day_stages import dayahead_deadline  # noqa: F401 - T1's test_edge_forward_skew imports it here
+from peergrid_edge.dso_answers import DsoAnswers, Market
+from peergrid_edge.exchange_io import SessionOutcome
+from peergrid_edge.forward_agent import ForwardOutcome, forward_plan, forward_session
 from peergrid_edge.pcc_readings import MgMetering
 from peergrid_edge.planning import schedule_from_plan
 from peergrid_edge.replicas import Submission
 from peergrid_edge.resume import (
     PLAN_CONFIRMED,
     initial_state,
-    recorded_verdicts,
     resume_interval,
     resumed_counterfactual,
 )
-from peergrid_edge.settlement import PendingSettle, Settlements, Settler, unsettled_trades
-from peergrid_ledger import keys, query
-from peergrid_ledger.contracts.exchange_state import reserved_name
-from peergrid_ledger.contracts.market_state import cover_prices
+from peergrid_ledger import keys
 from peergrid_ledger.records import append_record
 
 if TYPE_CHECKING:
     from peergrid_edge.daemon import EdgeDaemon
 
 log = logging.getLogger("peergrid.edge.trader")
-
-# the forward stage's timeouts in phase timeouts: each member's accept is up to a few day MILPs (its check
-# and reductions), heavier than one bargaining move
-FORWARD_TIMEOUTS = 4
-# the day-ahead stage's deadline before the first interval it trades, in phase timeouts: the clear's (after
-# which a member whose coordinator is gone waits one more and clears itself), and before it the accepts'
-CLEAR_BEFORE, ACCEPTS_BEFORE = 2, 2
-# in the daemon's data directory: its side of the day-ahead session, kept before each post (dayahead_state.py)
-DAYAHEAD_CHECKPOINT = "dayahead-checkpoint.json"
-
-
-def dayahead_deadline(
-    first_start_s: float, phase_timeout_s: float, margin: float = DEADLINE_MARGIN_S
-) -> Deadline:
-    """The day-ahead stage's deadline, so that the session and its forward trades end before the first
-    interval they trade (starting at `first_start_s`, wall s) and leave the intervals their own time: the
-    chain's clear deadline `CLEAR_BEFORE` phase timeouts and the clear's `margin` (s: the forward agent's
-    `margin_s` of the chain) before that start, the session's close `ACCEPTS_BEFORE` more before it
-    (review7 F7)."""
-    clear_s = first_start_s - CLEAR_BEFORE * phase_timeout_s - margin
-    return Deadline(close_s=clear_s - ACCEPTS_BEFORE * phase_timeout_s, clear_ms=math.floor(clear_s * 1000))
 
 
 class MarketAgent:
@@ -146,15 +104,7 @@ class MarketAgent:
         self.dayahead: SessionOutcome | None = None  # the day-ahead stage's outcome (`run_dayahead`)
         self.forward: ForwardOutcome | None = None  # its forward trades' accept and clear (`run_forward`)
         self.forward_traded: list[int] = []  # intervals traded by their forward trades, not bargained
-        self.settler = Settler(
-            lambda body: self._submit_outcome("mgmc", self.anonym, "settle", body),
-            lambda tid: query.settlement(self.ledger.state("mgmc"), tid),
-            time.time, daemon._sleep, daemon.stopping.is_set, self._record,
-            Settlements(settings.phase_timeout_s, settings.interval_s),
-            metering=lambda pending: self._metering().statement(pending), on_dispute=self._on_dispute,
-            # the DSO priced both parties' cover (market.tariff): the statement names this side's own shortfall
-            priced=lambda trade: cover_prices(self.ledger.state("mgmc"), trade) is not None,
-        )  # fmt: skip
+        self.settler = agent_settlement.settler_for(self, daemon, settings)
         self.metering: MgMetering | None = None  # `_metering()`
         # the dispatch verdicts of the intervals before a restart, read back from their records (`run`)
         self.recalled: dict[int, bool] = {}
@@ -231,20 +181,8 @@ class MarketAgent:
             await asyncio.sleep(0.1)
 
     async def _previous_cleared(self, t: int) -> None:
-        """Start interval t only once the DSO's final verdict for t - 1 is out (peers are done with it), so a
-        restarted or fast MGMC does not run ahead of the others; a silent DSO costs three intervals' time."""
-        if t <= self.s.first_interval:
-            return
-        deadline = time.monotonic() + 3 * self.s.interval_s
-        while time.monotonic() < deadline and not self.d.stopping.is_set():
-            done = [i for i, v in self.verdicts.items() if v.get("final")]
-            if done and max(done) >= t - 1:
-                return
-            event = self._verdict_event
-            try:
-                await asyncio.wait_for(event.wait(), max(0.01, deadline - time.monotonic()))
-            except TimeoutError:
-                return
+        """Start interval t only once the DSO's final verdict for t - 1 is out (`dso_verdicts`)."""
+        await dso_verdicts.previous_cleared(self, t)
 
     # --- the loop --------------------------------------------------------------------------------------
 
@@ -254,13 +192,7 @@ class MarketAgent:
         t = resume_interval(
             self.ledger.state("mgmc"), self.s.first_interval, lambda k: time.time() >= self._start_of(k + 1)
         )
-        self.settler.by_both = bool(self.ledger.replicas["mgmc"].app.genesis.params.settle_by_both)
-        me = self.anonym.public
-        before = range(self.s.first_interval, t)
-        unsettled = unsettled_trades(self.ledger.state("mgmc"), me, before, self.settler.by_both)
-        if unsettled and self.settler.by_both:  # a meterless MG states what its recorded verdicts confirm
-            self.recalled = recorded_verdicts(self.s.record_file, before)
-        self.settler.pick_up(unsettled, me)
+        agent_settlement.pick_up(self, t)
         if self.s.dayahead and t == self.s.first_interval and (await self.run_dayahead()).completed:
             await self.run_forward()
         while t <= self._last_interval() and not self.d.stopping.is_set():
@@ -282,64 +214,15 @@ class MarketAgent:
                 self._record({"interval": t, "error": "failed; see the log"})
             self.done += 1
             t += 1
-        # the day's end: the start of the interval after the last, or one interval after this agent finished its
-        # last one, whichever is later (a purchase of the last interval gets retries while peers settle theirs)
-        self.phase = "settling"
-        day_end = max(self._start_of(self._last_interval() + 1), time.time() + self.s.interval_s)
-        # the last interval's statements go after its end (settle_by_both): they get an interval of tries too
-        day_end = max(day_end, (self.settler.book.last_due() or 0.0) + self.s.interval_s)
-        await self.settler.work_until(day_end, while_pending=True)
-        # a statement whose counterparty may still state: wait for its deadline, then state again (settle_by_both)
-        while (waiting := self.settler.book.waiting_until()) is not None and not self.d.stopping.is_set():
-            await self.settler.work_until(waiting + self.s.phase_timeout_s, while_pending=True)
-            if time.time() >= waiting + self.s.phase_timeout_s:
-                break
-        if not self.d.stopping.is_set():
-            self.settler.end_of_day()
-        self.phase = "finished"
+        await agent_settlement.settle_day(self)
 
     async def run_dayahead(self) -> SessionOutcome:
-        """The day-ahead exchange session over the scenario's day, this MGMC one member among every anonym of
-        the MGMC chain's genesis (public): its outcome is recorded and shown in `status`; a failed stage
-        changes nothing else (this MGMC trades intraday as before). Its positions are not forward trades."""
-        self.phase = "dayahead"
-        genesis = self.ledger.replicas["mgmc"].app.genesis
-        members = sorted(a.key for a in genesis.accounts if "anonym" in a.roles)
-        # reserved to the coordinator (the lowest member key): a member that opened the predictable name first
-        # would have every MGMC refuse to join and the day's forward stage fail for all (review11 F3)
-        session = reserved_name(members[0], f"dayahead/{int(self.s.t0)}/{self.s.first_interval}")
-        deadline = dayahead_deadline(
-            self._start_of(self.s.first_interval), self.s.phase_timeout_s, margin_s(genesis.params)
-        )
-        agent = DayAheadAgent(
-            self.ledger, self.anonym, self.mg, self.dt, members, session,
-            opening_prices=starting_prices(self.scenario), timeout_s=self.s.phase_timeout_s,
-            before_submit=self._stopped, phases=self.s.dayahead_gensets, deadline=deadline,
-            checkpoint=self.d.settings.data_dir / DAYAHEAD_CHECKPOINT,
-        )  # fmt: skip
-        outcome = await agent.run()
-        self.dayahead = outcome
-        self._record({"dayahead": asdict(outcome)})
-        return outcome
+        """The day-ahead exchange session before the first interval (`day_stages.run_dayahead`)."""
+        return await day_stages.run_dayahead(self)
 
     async def run_forward(self) -> ForwardOutcome:
-        """The completed session's forward trades (`forward_agent.py`): this MGMC accepts what pays for its own
-        MG within the intervals it trades, the coordinator clears, and the outcome is recorded and shown in
-        `status`. The intervals the clear closed are then traded by their forward trades (`run_interval`)."""
-        assert self.dayahead is not None and self.dayahead.completed
-        self.phase = "forward"
-        window = range(self.s.first_interval, self._last_interval() + 1)
-        agent = ForwardAgent(
-            self.ledger, self.anonym, self.mg, self.dt, self.dayahead.session, window,
-            timeout_s=FORWARD_TIMEOUTS * self.s.phase_timeout_s, before_submit=self._stopped,
-            # the coordinator's hard stop 0.75 phase after the clear deadline, a member's own clear 1.5 phases after
-            # it (half a phase before the first interval): room for accept rounds run after the deadline
-            clear_wait_s=1.5 * self.s.phase_timeout_s,
-        )  # fmt: skip
-        outcome = await agent.run()
-        self.forward = outcome
-        self._record({"forward": asdict(outcome)})
-        return outcome
+        """The completed session's forward trades (`day_stages.run_forward`)."""
+        return await day_stages.run_forward(self)
 
     async def run_interval(self, t: int) -> None:
         started = time.time()
@@ -369,7 +252,7 @@ class MarketAgent:
         self.phase = "trades"
         mine, net_kwh, money = position(self.ledger.state("mgmc"), t, self.anonym.public)
         agreed_kw = net_kwh / self.dt
-        plan2, delivered_kw = self._deliver(t, sched, agreed_kw)
+        plan2, delivered_kw = interval_plan.deliver(t, sched, agreed_kw)
         injection_kw = plan2.p2p_net_export[0] + plan2.dso_net_export[0]
         self.phase = "injection"
         await self._submit(
@@ -390,7 +273,7 @@ class MarketAgent:
         agreed_kw = net_kwh / self.dt
         if changed:
             log.warning("interval %d: the final closing differs from the trades planned with: re-planning", t)
-            answers.p2p_net_kw = self._deliver(t, sched, agreed_kw)[1]
+            answers.p2p_net_kw = interval_plan.deliver(t, sched, agreed_kw)[1]
             replanned = self.meet_limit(t, sched, answers.p2p_net_kw, answers.limit)
             answers.plan, answers.injection_kw = replanned.plan, replanned.injection_kw
         plan3, final_kw, adjustments = answers.plan, answers.injection_kw, answers.adjustments
@@ -417,8 +300,8 @@ class MarketAgent:
         to_go: dict[str, float] = {}
         if t == self._last_interval():  # the stored energy each path leaves, valued by the rest of the day
             to_go = {
-                "p2p": self._cost_to_go(t + 1, self.state),
-                "conventional": self._cost_to_go(t + 1, self.conv_state),
+                "p2p": interval_plan.cost_to_go(mg, self.dt, sc.intervals, t + 1, self.state),
+                "conventional": interval_plan.cost_to_go(mg, self.dt, sc.intervals, t + 1, self.conv_state),
             }
         self.phase = "done"
         self.last = {"interval": t, "role": role, "rounds": len(rounds), "trades": len(mine)}
@@ -447,132 +330,28 @@ class MarketAgent:
         )  # fmt: skip
 
     def _schedule(self, t: int, fixed: list[float] | None) -> tuple[MgSchedule, Plan]:
-        """The MG's day from interval t and its state, planned with the forward trades of t on fixed
-        (`fixed`, kW). They were accepted on the day planned from its start (`forward.accept_alone`); from
-        the state this MG is in now (review8 F2) they may not all be met: then with t's alone (each later
-        one is held when its interval comes), and if even t's cannot be met (less stored energy than planned,
-        PV short), without P2P: t's trade is then delivered as far as the MG can (`_deliver`). Raises only
-        when the MG has no plan at all."""
-        tries: list[list[float] | None] = [fixed]
-        if fixed is not None and any(fixed[1:]):
-            tries.append([fixed[0]] + [0.0] * (len(fixed) - 1))
-        if fixed is not None and fixed[0]:
-            tries.append(None)
-        horizon = self.scenario.intervals - t
-        for held in tries:
-            sched = MgSchedule(self.mg, self.dt, start=t, horizon=horizon, state=self.state, p2p_fixed=held)
-            try:
-                return sched, sched.solve()
-            except ScheduleError as exc:
-                if held is tries[-1]:
-                    raise
-                log.warning("interval %d: infeasible with the forward trades %s held (%s): planning with "
-                            "fewer", t, held, exc)  # fmt: skip
-        raise AssertionError("unreachable")  # the last try returned or raised
-
-    def _deliver(self, t: int, sched: MgSchedule, agreed_kw: float) -> tuple[Plan, float]:
-        """Interval t dispatched with its agreed P2P trade (kW, + export); when the MG cannot deliver it all
-        from its state (a forward trade, review8 F2), with the nearest part it can, to a watt (the plan's
-        injection is then what it really exports): the rest is its imbalance, which the DSO covers (priced
-        by `delivery.py`'s compensation in the simulation; not settled on the edge chain). The agreed trades
-        are still settled as agreed. Raises when it cannot even trade nothing."""
-        try:
-            return sched.dispatch(agreed_kw), agreed_kw
-        except ScheduleError:
-            pass
-
-        def deliverable(kw: float) -> bool:
-            try:
-                sched.dispatch(kw)
-            except ScheduleError:
-                return False
-            return True
-
-        if not deliverable(0.0):
-            raise ScheduleError("infeasible", f"interval {t}: no dispatch even without P2P trades")
-        delivered = nearest_reachable(deliverable, 0.0, agreed_kw, 0.001)
-        log.warning("interval %d: the agreed P2P trade %+.3f kW cannot be delivered from this MG's state: "
-                    "%+.3f kW delivered, the rest is its imbalance", t, agreed_kw, delivered)  # fmt: skip
-        return sched.dispatch(delivered), delivered
-
-    def _cost_to_go(self, start: int, state: MgState) -> float:
-        """The conventional cost of the rest of the day from `state` (0 at the day's end)."""
-        if start >= self.scenario.intervals:
-            return 0.0
-        return float(MgSchedule(self.mg, self.dt, start=start, state=state).solve().cost)
+        """The MG's day from interval t and its state with the forward trades of t on fixed
+        (`interval_plan.plan_day`)."""
+        intervals = self.scenario.intervals
+        return interval_plan.plan_day(self.mg, self.dt, intervals, t, self.state, fixed, MgSchedule)
 
     # --- the DSO, dispatch, records --------------------------------------------------------------------
 
     async def _await_dso(
         self, t: int, sched: MgSchedule, market: Market, answers: DsoAnswers
     ) -> dict[str, Any] | None:
-        """Wait for the DSO's final verdict, answering the newest of its iterations (design step 6; one
-        published while this MG was busy is skipped for the next): an addressed MG opens its sealed contract
-        of that iteration; every MG of the interval, seeing the DSO's reopening in a final block, bargains
-        again (an MG with a limit, with its curve held within it) and submits its revised injection for that
-        iteration — re-planned with the new trades and within its limit, or saying plainly how close it gets.
-        No reopening (in time): the limit is met by re-planning with the trades kept. Returns the verdict
-        (None: the DSO stayed silent; the agreed plan stands)."""
-        deadline = time.monotonic() + self.s.dso_timeout_s
-        me = self.d.keypair.public.hex()
-        answered: set[int] = set()
-        while time.monotonic() < deadline:
-            self._stopped()
-            verdict = self.verdicts.get(t)  # the newest: an iteration missed meanwhile is not answered
-            if verdict is not None and verdict.get("final"):
-                return verdict
-            iteration = int((verdict or {}).get("iteration", 0))
-            if verdict is not None and iteration > 0 and iteration not in answered:
-                answered.add(iteration)
-                reopen = verdict.get("reopen") if verdict.get("rebargain") else None
-                try:
-                    addressed = me in verdict.get("adjust", [])
-                    await answer_iteration(self, t, iteration, addressed, sched, market, answers,
-                                           None if reopen is None else int(reopen))  # fmt: skip
-                except Exception:  # the DSO still gets an answer: the injection this MG holds now
-                    log.exception("interval %d: answering DSO iteration %d failed", t, iteration)
-                    await self._submit("dso", self.d.keypair, "equivalent_injection", {
-                        "interval": t, "injection": round(answers.injection_kw * 1000), "revision": iteration})  # fmt: skip
-                continue
-            event = self._verdict_event
-            try:
-                await asyncio.wait_for(event.wait(), max(0.01, deadline - time.monotonic()))
-            except TimeoutError:
-                break
-        return self.verdicts.get(t)
+        """The DSO's final verdict of interval t, its iterations answered (`dso_verdicts.await_dso`)."""
+        return await dso_verdicts.await_dso(self, t, sched, market, answers)
 
     def meet_limit(
         self, t: int, sched: MgSchedule, p2p_net_kw: float, limit: dict[str, Any] | None
     ) -> Adjustment:
-        """Re-plan interval t with its trades fixed, within the contract's injection limits (W) if any."""
-        lo, hi = (
-            (None, None) if limit is None else (limit.get("min_injection_w"), limit.get("max_injection_w"))
-        )
-        adjustment = meet(
-            sched, p2p_net_kw, None if lo is None else lo / 1000, None if hi is None else hi / 1000
-        )
-        if limit is None:
-            pass
-        elif adjustment.met:
-            log.info("interval %d: DSO limit %s met at %.2f kW", t, limit, adjustment.injection_kw)
-        else:
-            log.warning("interval %d: DSO limit %s not met: %s", t, limit, adjustment.reason)
-        return adjustment
+        """Re-plan interval t within the DSO's limits (`interval_plan.meet_limit`)."""
+        return interval_plan.meet_limit(t, sched, p2p_net_kw, limit)
 
     async def _open_contract(self, t: int, iteration: int) -> tuple[dict[str, Any], bytes] | None:
-        """This MGMC's adjustment contract for interval t and the DSO's `iteration` (sealed inside it), with
-        its txid on the DSO chain, waiting (3 phase timeouts at most) until this node's DSO-chain replica holds
-        it: a lagging replica must not answer with nothing, or with the previous iteration's contract."""
-        found: tuple[dict[str, Any], bytes] | None = None
-
-        def sealed(state: Any) -> bool:
-            nonlocal found
-            found = sealed_contract(state, self.d.keypair, t, iteration)
-            return found is not None
-
-        if not await self.ledger.wait_for("dso", sealed, 3 * self.s.phase_timeout_s):
-            log.warning("interval %d: no adjustment contract of iteration %d to open", t, iteration)
-        return found
+        """This MGMC's adjustment contract of interval t and `iteration` (`dso_verdicts.open_contract`)."""
+        return await dso_verdicts.open_contract(self, t, iteration)
 
     async def _dispatch(self, t: int, plan: Any) -> int:
         now, wall = self.d.clock.monotonic(), self.d.clock.wall()
@@ -587,24 +366,10 @@ class MarketAgent:
     # --- settlement on both parties' statements --------------------------------------------------------
 
     def _metering(self) -> MgMetering:
-        """This MG's metering for its statements and disputes (`pcc_readings.MgMetering`), made on first use:
-        the daemon's store and devices exist by then."""
+        """This MG's metering for its statements and disputes, made on first use (`agent_settlement`)."""
         if self.metering is None:
-            polls = [
-                s.settings.poll_interval_s for s in self.d.states.values() if s.settings.nature == "meter"
-            ]
-            self.metering = MgMetering(
-                self.d.store, max(polls, default=0.0), self.d.settings.ledger.commit_interval_s,
-                lambda t: (round(self._start_of(t) * 1000), round(self._start_of(t + 1) * 1000)),
-                lambda t: query.trades(self.ledger.state("mgmc"), t), self.anonym.public, self.d.keypair.public,
-                self.s.dso_api_url,
-            )  # fmt: skip
-            self.metering.confirmed.update(self.recalled)
+            self.metering = agent_settlement.metering_for(self)
         return self.metering
-
-    def _on_dispute(self, pending: PendingSettle) -> None:
-        until = max(self._start_of(self._last_interval() + 1), time.time()) + 10 * self.s.interval_s
-        self._metering().disputed(pending, self.s.interval_s, until, time.time, self.d._sleep)
 
     def _record(self, doc: dict[str, Any]) -> None:
         if self.s.record_file is None:

@@ -1,0 +1,105 @@
+"""The trading agent's plan of one interval from its MG's model (split from `trader.py`, which calls these
+at each interval): pure, on the controller's schedule; the agent owns the state and the I/O.
+
+Promises:
+- `plan_day`: the MG's day from interval t, planned with the forward trades of t on fixed; where its state
+  cannot meet them all (review8 F2), with t's alone, then without P2P; raises only when no plan exists.
+- `deliver`: interval t dispatched with its agreed P2P trade, or with the nearest part of it the MG can
+  deliver from its state (to a watt); the rest is its imbalance. Raises when it cannot even trade nothing.
+- `meet_limit`: interval t re-planned with its trades fixed within the DSO's injection limits, if any;
+  says plainly when they are not met.
+- `cost_to_go`: the conventional cost of the rest of the day from a state (0 at the day's end).
+Never reads clocks, devices or the chain; logs under the trader's name, as before the split.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from peergrid_controller.adjustment import Adjustment, meet, nearest_reachable
+from peergrid_controller.builder import MgState
+from peergrid_controller.model import Microgrid
+from peergrid_controller.schedule import MgSchedule, Plan, ScheduleError
+
+log = logging.getLogger("peergrid.edge.trader")
+
+
+def plan_day(
+    mg: Microgrid,
+    dt: float,
+    intervals: int,
+    t: int,
+    state: MgState | None,
+    fixed: list[float] | None,
+    schedule: Callable[..., MgSchedule] = MgSchedule,
+) -> tuple[MgSchedule, Plan]:
+    """The MG's day from interval t (of `intervals`) and its `state`, planned with the forward trades of t on
+    fixed (`fixed`, kW). They were accepted on the day planned from its start (`forward.accept_alone`); from
+    the state this MG is in now (review8 F2) they may not all be met: then with t's alone (each later one is
+    held when its interval comes), and if even t's cannot be met (less stored energy than planned, PV
+    short), without P2P: t's trade is then delivered as far as the MG can (`deliver`). Raises only when the
+    MG has no plan at all. `schedule` makes the model (`MgSchedule`; the trader passes its own name)."""
+    tries: list[list[float] | None] = [fixed]
+    if fixed is not None and any(fixed[1:]):
+        tries.append([fixed[0]] + [0.0] * (len(fixed) - 1))
+    if fixed is not None and fixed[0]:
+        tries.append(None)
+    horizon = intervals - t
+    for held in tries:
+        sched = schedule(mg, dt, start=t, horizon=horizon, state=state, p2p_fixed=held)
+        try:
+            return sched, sched.solve()
+        except ScheduleError as exc:
+            if held is tries[-1]:
+                raise
+            log.warning("interval %d: infeasible with the forward trades %s held (%s): planning with "
+                        "fewer", t, held, exc)  # fmt: skip
+    raise AssertionError("unreachable")  # the last try returned or raised
+
+
+def deliver(t: int, sched: MgSchedule, agreed_kw: float) -> tuple[Plan, float]:
+    """Interval t dispatched with its agreed P2P trade (kW, + export); when the MG cannot deliver it all
+    from its state (a forward trade, review8 F2), with the nearest part it can, to a watt (the plan's
+    injection is then what it really exports): the rest is its imbalance, which the DSO covers (priced
+    by `delivery.py`'s compensation in the simulation; not settled on the edge chain). The agreed trades
+    are still settled as agreed. Raises when it cannot even trade nothing."""
+    try:
+        return sched.dispatch(agreed_kw), agreed_kw
+    except ScheduleError:
+        pass
+
+    def deliverable(kw: float) -> bool:
+        try:
+            sched.dispatch(kw)
+        except ScheduleError:
+            return False
+        return True
+
+    if not deliverable(0.0):
+        raise ScheduleError("infeasible", f"interval {t}: no dispatch even without P2P trades")
+    delivered = nearest_reachable(deliverable, 0.0, agreed_kw, 0.001)
+    log.warning("interval %d: the agreed P2P trade %+.3f kW cannot be delivered from this MG's state: "
+                "%+.3f kW delivered, the rest is its imbalance", t, agreed_kw, delivered)  # fmt: skip
+    return sched.dispatch(delivered), delivered
+
+
+def meet_limit(t: int, sched: MgSchedule, p2p_net_kw: float, limit: dict[str, Any] | None) -> Adjustment:
+    """Re-plan interval t with its trades fixed, within the contract's injection limits (W) if any."""
+    lo, hi = (None, None) if limit is None else (limit.get("min_injection_w"), limit.get("max_injection_w"))
+    adjustment = meet(sched, p2p_net_kw, None if lo is None else lo / 1000, None if hi is None else hi / 1000)
+    if limit is None:
+        pass
+    elif adjustment.met:
+        log.info("interval %d: DSO limit %s met at %.2f kW", t, limit, adjustment.injection_kw)
+    else:
+        log.warning("interval %d: DSO limit %s not met: %s", t, limit, adjustment.reason)
+    return adjustment
+
+
+def cost_to_go(mg: Microgrid, dt: float, intervals: int, start: int, state: MgState) -> float:
+    """The conventional cost of the rest of the day (of `intervals`) from `state` (0 at the day's end)."""
+    if start >= intervals:
+        return 0.0
+    return float(MgSchedule(mg, dt, start=start, state=state).solve().cost)
