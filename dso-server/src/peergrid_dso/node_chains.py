@@ -44,8 +44,9 @@ from peergrid_ledger.results import Rejected
 from peergrid_ledger.tx import Tx, sign_tx
 
 log = logging.getLogger("peergrid_dso.node_chains")
-MAX_IN_FLIGHT = 1
-"""A key's transactions sent and not yet in a block, at most (1: one at a time, as before)."""
+MAX_IN_FLIGHT = 64
+"""A key's transactions sent and not yet in a block, at most: a pass of the cover pricer (one per MG) goes
+out together and lands in a block or two, not one block each (the pool takes up to 1,024 per sender)."""
 REGOSSIP_S = (2.0, 16.0)
 """A transaction not in a block this long after it was sent is gossiped again, then after twice as long each
 time, at most the second figure (a block is due every period: normally it never is)."""

@@ -8,9 +8,10 @@ has a negative, non-finite or too large price, or a list of the wrong length is 
 file and the key, at start: never a silent 0. `CoverPricer` posts, on a `settle_by_both` chain only, each
 MG's anonym's prices for the loop's upcoming intervals, a day at a time (the next day's half a day before it
 starts, `pricing_window`), for the intervals the chain has neither closed nor priced yet (`unpriced_runs`: a
-restart reads what is set and sends nothing twice). A tariff the chain refuses is logged once with its
-reason and those intervals are never sent again by this process (no retry loop); one not final in time is
-sent again, the same body, at the next pass (the adapter waits for the pending one, never signs it twice).
+restart reads what is set and sends nothing twice), all of a pass at once (the adapter pipelines them). A
+tariff the chain refuses is logged once with its reason and those intervals are never sent again by this
+process (no retry loop); one not final in time is sent again, the same body, at the next pass (the adapter
+waits for the pending one, never signs it twice).
 Assumes chain interval t is interval t mod (intervals per day) of the day, as in the lab (interval 0 starts
 at midnight). Never blocks the event loop; the window and the runs are pure.
 """
@@ -180,30 +181,44 @@ class CoverPricer:
         return bool(app.genesis.params.settle_by_both)
 
     async def price(self, current: int | None) -> int:
-        """One pass: post every MG's unpriced runs of the window; returns how many landed."""
+        """One pass: post every MG's unpriced runs of the window: the first alone, then, if it was final or
+        refused, the rest all at once (the adapter pipelines them on consecutive nonces: a block or two, not
+        one each); a pass ends at any not final in time. Returns how many landed."""
         window = pricing_window(self.first, self.end, current, self.tariff.per_day)
-        landed = 0
+        due: list[tuple[str, bytes, range]] = []
         for mg, account in sorted(self.accounts.items()):
             refused = self.refused.setdefault(account, set())
             known = {t for t in self.known.get(account, ()) if t >= window.start}  # the past is done
             runs = unpriced_runs(self.state, account, window, refused | known)
-            due = {t for run in runs for t in run}
-            self.known[account] = known | {t for t in window if t not in due and t not in refused}
-            for run in runs:
-                body = self.tariff.body(mg, account, run)
-                result = await self.adapter.submit(self.dso_key, "market.tariff", body, precheck=True)
-                if result.ok:
-                    landed += 1
-                elif result.reason == "refused":
-                    given_up = self._given_up(run, result.detail)
-                    refused.update(given_up)
-                    log.error("the MGMC chain refuses %s's cover prices for intervals %d-%d: %s; not sent "
-                              "again for %s", mg, run.start, run.stop - 1, result.detail,
-                              _span(given_up))  # fmt: skip
-                else:  # not final in time: the next pass sends the same body (the adapter adopts it)
-                    log.warning("%s's cover prices for intervals %d-%d not final yet: %s %s", mg, run.start,
-                                run.stop - 1, result.reason, result.detail)  # fmt: skip
-                    return landed
+            unpriced = {t for run in runs for t in run}
+            self.known[account] = known | {t for t in window if t not in unpriced and t not in refused}
+            due += [(mg, account, run) for run in runs]
+        landed = 0
+        for batch in (due[:1], due[1:]):  # the first alone: a chain not taking it takes none of the rest
+            results = await asyncio.gather(
+                *(self.adapter.submit(self.dso_key, "market.tariff", self.tariff.body(mg, account, run),
+                                      precheck=True) for mg, account, run in batch)
+            )  # fmt: skip
+            landed += self._took(batch, results)
+            if any(not r.ok and r.reason != "refused" for r in results):
+                return landed  # the next pass sends the same bodies (the adapter adopts the pending ones)
+        return landed
+
+    def _took(self, sent: list[tuple[str, bytes, range]], results: list[Any]) -> int:
+        """Log what the chain refused (never sent again) or has not made final; returns how many landed."""
+        landed = 0
+        for (mg, account, run), result in zip(sent, results, strict=True):
+            if result.ok:
+                landed += 1
+            elif result.reason == "refused":
+                given_up = self._given_up(run, result.detail)
+                self.refused[account].update(given_up)
+                log.error("the MGMC chain refuses %s's cover prices for intervals %d-%d: %s; not sent "
+                          "again for %s", mg, run.start, run.stop - 1, result.detail,
+                          _span(given_up))  # fmt: skip
+            else:  # not final in time: the next pass sends the same body (the adapter adopts it)
+                log.warning("%s's cover prices for intervals %d-%d not final yet: %s %s", mg, run.start,
+                            run.stop - 1, result.reason, result.detail)  # fmt: skip
         return landed
 
     def _given_up(self, run: range, detail: str) -> list[int]:
