@@ -14,9 +14,13 @@ until they are too old: the adapter fills k with an `operator_action` naming the
 from __future__ import annotations
 
 import asyncio
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from peergrid_dso.node_chains import ChainAdapter, Changed
 from peergrid_dso.tariff import CoverPricer, CoverTariff
@@ -182,3 +186,49 @@ def test_thirty_tariffs_land_in_far_fewer_blocks_than_tariffs(tmp_path: Path, mo
             (178, 50),
         ]
     store.close()
+
+
+@settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(refused=st.lists(st.booleans(), min_size=1, max_size=8))
+def test_any_pattern_of_refusals_in_a_burst_strands_nothing(tmp_path: Path, refused: list[bool]) -> None:
+    """A burst of operator actions, each refused or not by the contract, all in the pool before the first
+    block: each good one lands exactly once and in order, each bad one is reported refused, the key's nonces
+    on chain have no gap, and every other transaction of the key there is a filler naming the refused one
+    whose nonce it took (one may fill below a later one that is refused in turn: it was in flight then)."""
+    lab = Lab(Path(tempfile.mkdtemp(dir=tmp_path)))
+    app = lab.replica.app
+    nonce = app.next_nonce(lab.dso.public)
+    bodies = [action(f"n{i}", [b"t" * 32] * 2 if bad else None) for i, bad in enumerate(refused)]
+
+    async def run() -> tuple[list[Any], ChainAdapter]:
+        adapter = ChainAdapter(lab.node, CHAIN, asyncio.get_running_loop(), lab.changed)
+        waiting = [
+            asyncio.create_task(adapter.submit(lab.dso, "operator_action", b, timeout=30)) for b in bodies
+        ]
+        await asyncio.sleep(0.05)
+        stop = asyncio.Event()
+        pumping = asyncio.create_task(lab.pumping(stop))
+        try:
+            return list(await asyncio.gather(*waiting)), adapter
+        finally:
+            stop.set()
+            await pumping
+
+    results, adapter = asyncio.run(run())
+    try:
+        for bad, result in zip(refused, results, strict=True):
+            assert result.ok is not bad, (refused, result)
+            assert (lab.store.locate_tx(result.txid) is None) is bad
+        good = [i for i, bad in enumerate(refused) if not bad]
+        landed = [tx for h in range(1, app.head().height + 1) for tx in lab.store.block(h).txs]
+        ours = [tx for tx in landed if tx.sender == lab.dso.public]
+        assert [tx.nonce for tx in ours] == list(range(nonce, app.next_nonce(lab.dso.public)))  # no gap
+        actions = [tx.body["action"] for tx in ours if tx.body["operator"] == "olga"]
+        assert actions == [f"n{i}" for i in good]  # each good one once, in the order they were asked
+        fillers = [tx for tx in ours if tx.body["operator"] == "dso-node"]
+        assert len(fillers) + len(good) == len(ours) and len(fillers) == adapter.filled
+        assert all(f.body["txs"] == [results[f.nonce - nonce].txid] for f in fillers)  # each names its own
+        if good:  # below the last good one every refused nonce was filled
+            assert len(fillers) >= sum(refused[: good[-1]])
+    finally:
+        lab.store.close()
