@@ -1,6 +1,7 @@
-"""A transaction refused only because its block time has not come yet waits in the pool and lands (the
-session-9 note: an accept sent just before its round opens was evicted as a `duplicate` after two strikes,
-though the next block would take it); one refused at every time it can land at still goes, with its reason;
+"""A transaction is judged no earlier than its own time (the session-9 note: an accept sent as its round
+opened by its sender's clock, refused "not open yet" at the tip's time, was evicted as a `duplicate` after
+two strikes though the next block would take it): refused at the tip's time but taken once block time
+reaches its own, it waits in the pool and lands; refused at its own time too it still goes, with its reason;
 and the wait is bounded by the transaction's own time, so future-dated transactions cannot fill the pool.
 
 Real replicas (`ChainReplica` over LevelDB) on the seeded in-memory network (`LedgerNet`), and the pool alone.
@@ -74,21 +75,36 @@ def closed_session(net: LedgerNet, deadline: int) -> None:
     land(net, DSO, "exchange.close", {"session": "day-1", "iteration": 1})
 
 
-def test_an_accept_sent_before_its_round_opens_waits_and_lands_when_the_deadline_passes(
-    tmp_path: Path,
-) -> None:
-    """P4 never accepts, so P1's round-2 answer is refused `duplicate` ("round 2 opens once every member
-    accepted ... or the deadline passed") until a block's time passes the deadline. It was evicted after two
-    blocks before; now it waits in every pool (no strike) and lands in the first block past the deadline."""
-    net = LedgerNet(tmp_path, genesis(), AUTHORITIES, seed=7, config=CONFIG)
+def accept_at(net: LedgerNet, on: str, time_ms: int) -> tuple[bytes, Accepted | Rejected]:
+    """P1's round-2 answer (its round-1 accept unchanged), signed by a clock that reads `time_ms`."""
+    nonce = net.replicas[on].app.next_nonce(P1.public)
+    body = {"session": "day-1", "positions": FINALS[P1], "clean": False}
+    tx = sign_tx(P1, CHAIN, "exchange.accept", nonce, time_ms, body)
+    return tx.txid, net.replicas[on].submit(tx.raw, net.now)
+
+
+def early_round(tmp_path: Path, seed: int) -> tuple[LedgerNet, int]:
+    """A closed session whose deadline is 12 s away; P1..P3 accepted, P4 never does, so round 2 opens only
+    once a block's time passes the deadline."""
+    net = LedgerNet(tmp_path, genesis(), AUTHORITIES, seed=seed, config=CONFIG)
     deadline = net.now + 12_000
     closed_session(net, deadline)
     for m in (P1, P2, P3):
         land(net, m, "exchange.accept", {"session": "day-1", "positions": FINALS[m], "clean": False})
-    assert net.now < deadline - 4_000
-    early, verdict = net.submit(
-        "n2", P1, "exchange.accept", {"session": "day-1", "positions": FINALS[P1], "clean": False}
-    )
+    assert net.now < deadline - 3_000
+    return net, deadline
+
+
+def test_an_accept_from_a_clock_ahead_of_the_chains_waits_for_its_round_and_lands(tmp_path: Path) -> None:
+    """P1's clock runs 2.5 s ahead of the proposers' (within the chain's 5-s tolerance): it sends its round-2
+    answer as the deadline passes by its clock, dated so; by block time round 2 is not open yet (`duplicate`:
+    "round 2 opens once every member accepted ... or the deadline passed"). It was evicted after two blocks
+    (and discarded by the proposer) though the block after the deadline would take it; now it waits in
+    every pool (no strike) and lands in the first block past the deadline."""
+    net, deadline = early_round(tmp_path, 7)
+    while net.now < deadline - 2_500:
+        net.run(100)
+    early, verdict = accept_at(net, "n2", deadline + 1)
     assert isinstance(verdict, Accepted)
     net.run(1_000)  # several blocks refuse it at their time
     for name, replica in net.replicas.items():
@@ -106,10 +122,25 @@ def test_an_accept_sent_before_its_round_opens_waits_and_lands_when_the_deadline
     assert mine is not None and mine["round"] == 2
 
 
+def test_an_accept_sent_before_its_round_opens_by_its_own_clock_is_still_refused(tmp_path: Path) -> None:
+    """Dated before the deadline, the chain refuses it at its own time too: it goes after two blocks, its
+    reason kept, so its sender can use the nonce for something else (the edge's forward agent answers again
+    after the next block; its coordinator's clear at the hard stop moves on to its next answer)."""
+    net, deadline = early_round(tmp_path, 8)
+    early, verdict = accept_at(net, "n2", net.now)
+    assert isinstance(verdict, Accepted)
+    net.run(1_500)
+    assert net.now < deadline
+    for name, replica in net.replicas.items():
+        assert early not in replica.app.mempool, name
+        assert replica.app.mempool.waiting(early) is None, name
+        assert "round 2 opens once" in (replica.refusal(early) or ""), name
+
+
 def test_a_true_duplicate_still_leaves_every_pool_with_its_reason(tmp_path: Path) -> None:
     """A refusal no later block time cures (a member that declined accepts again: `duplicate` at every
     time) is evicted as before, its reason kept for the submitter."""
-    net = LedgerNet(tmp_path, genesis(), AUTHORITIES, seed=8, config=CONFIG)
+    net = LedgerNet(tmp_path, genesis(), AUTHORITIES, seed=6, config=CONFIG)
     closed_session(net, net.now + 60_000)
     land(net, P4, "exchange.accept", {"session": "day-1", "positions": [0, 0], "clean": False})
     again, verdict = net.submit(

@@ -8,14 +8,14 @@ replica (the state machine's `verified` cache). Mempool entry runs the checks th
 block (decoding, chain, known and unrevoked sender, signature, nonce not used); the rest happen when a block is
 built. After each commit the pool is rechecked against the new state (`Mempool.recheck`): a transaction the
 state machine refuses (twice running) or that grew too old leaves every replica's pool with its reason, which
-`refusal(txid)` gives its submitter. A refusal that a later block time cures (a round or window not open yet,
-a settle before its interval ended, a time ahead of the chain's: whatever the state machine, as the state
-stands, takes at some block time `tx` can still land at — probed up to its last, `tx.time + tx_max_age_ms`)
-is neither a strike nor discarded when a block is built: the transaction waits (`Later`) until it lands or
-is too old. True duplicates, spent nonces, bad signatures and rule violations are refused at every such time
-and go as before. The pool takes no transaction dated more than `tx_max_future_ms + tx_max_age_ms` ahead of
-the node's clock, so no transaction waits longer than one the chain refuses as too old would have. The authority set of height h is read from the state after h − 1
-(`core.authorities_at`).
+`refusal(txid)` gives its submitter. A transaction is judged no earlier than its own time: one the state
+machine refuses at the tip's time but takes at block time max(tip + 1, tx.time) — sent by a node whose clock
+runs ahead of the proposer's as its round or window opened by that clock, or dated ahead of the chain — is
+neither a strike nor discarded when a block is built: it waits (`Later`) until it lands or is too old.
+One refused at its own time too (true duplicates, spent nonces, bad signatures, rule violations, a window
+not open yet by the sender's own clock) goes as before. The pool takes no transaction dated more than
+`tx_max_future_ms + tx_max_age_ms` ahead of the node's clock, so a flood of future-dated ones cannot fill it.
+The authority set of height h is read from the state after h − 1 (`core.authorities_at`).
 Assumes one process owns the store. Must never commit a block `validate` did not accept.
 """
 
@@ -45,8 +45,6 @@ REVOKED_SENDER = "sender revoked"
 MAX_VERIFIED = 200_000
 WAITING_CURES = (Reason.NONCE_GAP.value,)
 """Refusals that a later block may not repeat whatever its time: an earlier nonce still to land."""
-FIRST_PROBE_MS = 1_000
-"""`LedgerApp.refused_later` tries block times FIRST_PROBE_MS, 4x, 16x, ... after the first possible one."""
 
 
 class LedgerApp:
@@ -123,7 +121,7 @@ class LedgerApp:
 
     def _judge(self, raw: bytes, is_next: bool) -> Rejected | Later | None:
         """`Mempool.recheck`'s judge: the state machine on the committed state, as the next block would,
-        and, if it refuses, at the later block times `tx` can still land at (`refused_later`)."""
+        and, if it refuses, once block time reaches the transaction's own time (`refused_in_time`)."""
         tx = self._txs.get(raw) or self._decode(raw)
         if tx is None:  # pragma: no cover - it entered the pool decoded
             return Rejected("malformed transaction")
@@ -135,33 +133,22 @@ class LedgerApp:
         result = apply(self.state, tx, ctx)
         if not isinstance(result, LedgerRejected) or result.reason.value in WAITING_CURES:
             return None
-        later = self.refused_later(tx)
+        later = self.refused_in_time(tx)
         if later is None:
             return Later(f"{result.reason.value}: {result.detail}")
         return Rejected(f"{later.reason.value}: {later.detail}")
 
-    def refused_later(self, tx: Tx) -> LedgerRejected | None:
-        """None if a block after the tip would take `tx` at some time it can still land at (the state as it
-        stands), else why the first such time refuses it (`time-out-of-bounds` if there is none). Tried
-        at the first such time, then FIRST_PROBE_MS, 4x, 16x, ... after it, and at the last
-        (`tx.time + tx_max_age_ms`). A few tries, not every millisecond: the contracts' time rules are
-        thresholds (a deadline, a wait, an interval's end) that stay passed once passed, so the last try
-        finds those; the earlier ones find what a later threshold would close again."""
-        first = max(self.tip.time + 1, tx.time - self.params.tx_max_future_ms)
-        last = tx.time + self.params.tx_max_age_ms
-        if first > last:
-            return LedgerRejected(Reason.TIME_OUT_OF_BOUNDS, f"too old to land (time {tx.time})", tx.txid)
-        when, step = first, FIRST_PROBE_MS
-        refused: LedgerRejected | None = None
-        while True:
-            ctx = BlockContext(self.genesis, self.tip.height + 1, when, b"", self._verified)
-            result = apply(self.state, tx, ctx)
-            if isinstance(result, LedgerAccepted):
-                return None
-            refused = refused or result
-            if when == last:
-                return refused
-            when, step = min(first + step, last), step * 4
+    def refused_in_time(self, tx: Tx) -> LedgerRejected | None:
+        """None if a block after the tip would take `tx` once block time reaches the transaction's own time
+        (at block time max(tip + 1, tx.time)), else why that block refuses it. A transaction is judged no
+        earlier than its own time: one from a node whose clock runs ahead of the proposer's (an accept sent
+        as its round opens by that clock, a settle once its interval ended by it) waits for the chain's
+        clock instead of being refused as not open yet; one its sender sent before its own clock said so
+        is refused as before (the edge's agents count on that refusal to move on to their next nonce)."""
+        when = max(self.tip.time + 1, tx.time)
+        ctx = BlockContext(self.genesis, self.tip.height + 1, when, b"", self._verified)
+        result = apply(self.state, tx, ctx)
+        return None if isinstance(result, LedgerAccepted) else result
 
     def known_sender(self, key: bytes) -> bool:
         return self.state.get(ks.account(key)) is not None
@@ -181,7 +168,7 @@ class LedgerApp:
         )
         for tx, result in zip(txs, outcome.results, strict=False):
             if isinstance(result, LedgerRejected) and result.reason.value not in WAITING_CURES:
-                never = self.refused_later(tx)  # None: a later block time takes it: it waits
+                never = self.refused_in_time(tx)  # None: taken once block time reaches its time: it waits
                 if never is not None:
                     self.mempool.discard(tx.sender, tx.nonce, f"{never.reason.value}: {never.detail}")
         raw = block.encode()

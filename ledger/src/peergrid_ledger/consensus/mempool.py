@@ -8,9 +8,9 @@ taking senders round-robin so one busy sender cannot starve the rest. Rejections
 state machine refuses twice running, or anything too old to land — and keeps the reason (`refusal(tx_id)`),
 so a transaction that leaves the pool is either final or refused with a reason, never silently lost, also on
 replicas that never propose (observers) and so never discard anything while building a block. A next
-transaction the judge calls `Later` (refused at the tip's time, taken at a later block time it can still
-land at: a round or a window not open yet, a time ahead of the chain's) takes no strike: it waits until it
-lands or grows too old, and its eviction then names why it waited. That wait is bounded by the
+transaction the judge calls `Later` (refused at the tip's time, taken once block time reaches its own: its
+sender's clock runs ahead of the chain's) takes no strike: it waits until it lands or grows too old, and
+its eviction then names why it waited. That wait is bounded by the
 transaction's own time: the pool refuses one dated more than `max_ahead_ms` ahead of the driver's clock, so
 a flood of future-dated transactions cannot fill it.
 Assumes `now_ms` comes from the driver's clock. Must never hold an invalid transaction or grow unbounded.
@@ -51,7 +51,7 @@ class MempoolLimits:
 @dataclass(frozen=True, slots=True)
 class Later:
     """A judge's verdict on a sender's next transaction: the chain refuses it at the tip's time (`reason`),
-    and a later block time at which it can still land would take it. It waits: no strike."""
+    and would take it once block time reaches the transaction's own time. It waits: no strike."""
 
     reason: str
 
