@@ -9,6 +9,7 @@ import datetime as dt
 import time
 from pathlib import Path
 from types import SimpleNamespace
+from typing import Any
 
 import pytest
 import yaml
@@ -57,3 +58,40 @@ def test_the_devices_first_interval_starts_at_t0_though_firmware_sim_starts_late
     at_t0_high = now_sim + (loop.t0 - before) * bed.speed
     slack = 0.02 * bed.speed  # the scenario's writing and its reading, a few ms apart
     assert at_t0_low - slack <= first.timestamp() <= at_t0_high + slack, (at_t0_low, first.timestamp())
+
+
+def test_the_reports_delivery_names_each_mgs_shortfall_and_its_dispatch_in_the_slot() -> None:
+    from peergrid_sim.delivery import delivery
+
+    def trade(tid: str, kwh: float) -> dict[str, Any]:
+        return {"id": tid, "quantity_kwh": kwh, "seller": "s", "buyer": "b", "price": 0.18}
+
+    edges = {
+        "mg5": [
+            {"interval": 36, "mg": "mg5", "role": "seller", "trades": [trade("a", 10.745), trade("b", 6.782)],
+             "times": {"start": 100.0, "dso_done": 105.7}},
+            {"interval": 36, "settlement": {"trade": "a", "settled": True, "party": "seller", "delivered": 4743,
+                                            "short": 6002}},
+            {"interval": 36, "settlement": {"trade": "b", "settled": False, "party": "seller", "delivered": 6782}},
+            {"interval": 37, "mg": "mg5", "role": "seller", "trades": [trade("c", 8.0)],
+             "times": {"start": 106.0, "dso_done": 107.5}},
+            {"interval": 37, "settlement": {"trade": "c", "settled": True, "reason": ""}},  # no statement
+            {"interval": 37, "error": "failed; see the log"},  # a failed interval: no trading record
+        ],
+        "mg2": [{"interval": 36, "mg": "mg2", "role": "buyer", "trades": [], "times": {"start": 100.0}}],
+    }  # fmt: skip
+    rows = delivery(edges, lambda t: 100.0 + (t - 36) * 6.0)
+    assert [(r["interval"], r["mg"]) for r in rows] == [(36, "mg2"), (36, "mg5"), (37, "mg5")]
+    mg2, mg5, later = rows
+    assert mg2["agreed_kwh"] == 0 and mg2["stated_kwh"] is None and mg2["dispatched_s"] is None
+    assert mg5["agreed_kwh"] == pytest.approx(17.527) and mg5["stated_kwh"] == pytest.approx(11.525)
+    assert (mg5["statements"], mg5["short_statements"], mg5["short_kwh"]) == (2, 1, pytest.approx(6.002))
+    assert mg5["dispatched_s"] == pytest.approx(
+        5.7
+    )  # late in its 6-s slot: most of it ran before the dispatch
+    assert (
+        later["stated_kwh"] is None
+        and later["statements"] == 0
+        and later["dispatched_s"] == pytest.approx(1.5)
+    )
+    assert delivery(edges)[1]["dispatched_s"] is None  # no loop timing: no slot to measure against

@@ -420,11 +420,16 @@ def _tariff(chains: LabChains) -> dict[str, Any]:
     return {"tariff_file": str(chains.tariff_file), "interval_minutes": chains.interval_minutes}
 
 
+def slot_of(timing: LoopTiming, t: int) -> float:
+    """The wall time interval t's slot starts: t0 + (t - first) * interval_s."""
+    return timing.t0 + (t - timing.first_interval) * timing.interval_s
+
+
 def pacing(timing: LoopTiming, t: int, starts: list[float], switched: float | None) -> dict[str, Any]:
     """Interval t against its slot on the accelerated clock, [t0 + k * interval_s, t0 + (k + 1) * interval_s):
     how late the first MGMC started it, when the DSO's switching was done, and by how much that overran the
     slot's end (0 when it fitted). The loop catches up rather than skips (docs/closed-loop.md)."""
-    slot = timing.t0 + (t - timing.first_interval) * timing.interval_s
+    slot = slot_of(timing, t)
     start = min(starts) if starts else None
     done = None if switched is None else switched - slot
     return {

@@ -289,7 +289,8 @@ def write_report(bed: Any, out_dir: Path) -> Path:
         for r in dso
         if "times" in r and r["interval"] in starts
     ]
-    from peergrid_sim.closedloop import pacing
+    from peergrid_sim.closedloop import pacing, slot_of
+    from peergrid_sim.delivery import delivery
 
     timing = bed.loop.timing
     paced = [
@@ -350,6 +351,8 @@ def write_report(bed: Any, out_dir: Path) -> Path:
         "quiesce": quiesce,
         "device_faults": faults,
         "rebargaining": rebargaining(dso, edges),
+        # per MG and interval: agreed, stated delivered, short statements, the dispatch's lateness in its slot
+        "delivery": delivery(edges, None if timing is None else lambda t: slot_of(timing, t)),
         "dso": dso,
     }
     out_dir.mkdir(parents=True, exist_ok=True)
