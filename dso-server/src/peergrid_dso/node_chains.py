@@ -21,8 +21,10 @@ proposer that was not subscribed then (a broker blip, a replica starting late) w
 it, while every later transaction of the key waited behind it. The same transaction asked again while it is
 in flight (same kind and body) is that one, adopted and waited for, never signed again; a nonce that a
 transaction this process did not send still holds (gossiped back after a restart) is waited for, block by
-block, within the submit's own timeout; the adapter never spins. `sign_and_submit` is the same from a worker
-thread. Must be called on the node's event loop (the engines are not thread-safe).
+block, within the submit's own timeout; the adapter never spins. Choosing a nonce, signing and handing the
+transaction to the pool is one step with no await in it, so two submits never pick one nonce and nothing
+that waits (a submit at the key's bound) holds up another (a gap being filled). `sign_and_submit` is the same
+from a worker thread. Must be called on the node's event loop (the engines are not thread-safe).
 `Throttled` says a repeated failure once per few seconds, with how often it repeated (never a line per retry).
 """
 
@@ -62,6 +64,13 @@ class Submitted:
 
 
 @dataclass
+class _Wait:
+    """Not sent now: wait for a block and try again; `answer` if the submit's time runs out first."""
+
+    answer: Submitted
+
+
+@dataclass
 class _Flight:
     """One of our transactions in the pool, not in a block yet: when it is gossiped again."""
 
@@ -85,7 +94,6 @@ class ChainAdapter:
     ) -> None:
         self.node, self.chain, self.loop, self.changed = node, chain, loop, changed
         self.max_in_flight, self.regossip_s = max_in_flight, regossip_s
-        self._signing = asyncio.Lock()  # the loop and operators share the key: one nonce chosen at a time
         self._flights: dict[bytes, dict[int, _Flight]] = {}  # per key, by nonce: ours in the pool
         self._keys: dict[bytes, keys.Keypair] = {}  # to fill a gap under the key that left it
         self._gossiper: asyncio.Task[None] | None = None
@@ -107,8 +115,11 @@ class ChainAdapter:
         for that reason (`mempool.STRIKES`)."""
         deadline = time.monotonic() + timeout
         while True:
-            async with self._signing:
-                sent = await self._send(keypair, kind, body, deadline, timeout, precheck)
+            sent = self._send(keypair, kind, body, timeout, precheck)
+            if isinstance(sent, _Wait):  # the key's bound, or a nonce held: after the next block
+                if not await self._next_block(deadline):
+                    return sent.answer
+                continue
             if isinstance(sent, Submitted):
                 return sent
             tx, adopted = sent
@@ -116,59 +127,49 @@ class ChainAdapter:
             if outcome is None:
                 return Submitted(False, "timeout", f"{kind} not final in {timeout} s", tx.txid)
             if not outcome.ok:
-                await self.fill_gaps(keypair.public, tx)
+                self.fill_gaps(keypair.public, tx)
                 if adopted:
                     continue  # the one pending since an earlier submit left the pool (e.g. too old): sign anew
             return outcome
 
-    async def _send(
-        self,
-        keypair: keys.Keypair,
-        kind: str,
-        body: dict[str, Any],
-        deadline: float,
-        timeout: float,
-        precheck: bool,
-    ) -> Submitted | tuple[Tx, bool]:
-        """Under the signing lock: the transaction to wait for and whether it was adopted (already in
-        flight), or why none was sent."""
+    def _send(
+        self, keypair: keys.Keypair, kind: str, body: dict[str, Any], timeout: float, precheck: bool
+    ) -> Submitted | _Wait | tuple[Tx, bool]:
+        """The transaction to wait for and whether it was adopted (already in flight), or why none was sent,
+        or what to answer if waiting for a block does not help in time. No await in here: choosing a nonce,
+        signing and handing it to the pool is one step on the loop, so two submits never pick one nonce."""
         replica = self.node.replicas[self.chain]
         self._keys[keypair.public] = keypair
-        while True:
-            live = self._live(keypair.public)
-            wanted = encode(body)
-            for flight in live.values():
-                if flight.tx.kind == kind and encode(flight.tx.body) == wanted:
-                    return flight.tx, True  # asked again while it is in flight: never signed again
-            if len(live) >= self.max_in_flight:
-                self._said.warning("%s: the %s waits: %d transactions of the key in flight", self.chain, kind,
-                                   len(live))  # fmt: skip
-                if not await self._next_block(deadline):
-                    return Submitted(
-                        False, "timeout", f"{kind} not sent in {timeout} s: {len(live)} in flight"
-                    )
-                continue
-            nonce = replica.app.next_nonce(keypair.public)
-            while nonce in live:
-                nonce += 1
-            tx = sign_tx(keypair, self.chain, kind, nonce, self.node.clock(), body)
-            refused = self.judge(tx, keypair) if precheck else None
-            if refused is not None:
-                log.warning("%s: the chain refuses the %s: %s", self.chain, kind, refused)
-                return Submitted(False, "refused", refused, tx.txid)
-            verdict = replica.submit(tx.raw, self.node.clock())
-            replica.flush()
-            if type(verdict).__name__ == "Rejected":
-                if "is pending" not in verdict.reason:
-                    return Submitted(False, "mempool", verdict.reason)
-                # a transaction of this key that this adapter did not send holds the nonce (gossiped
-                # back after a restart): it lands or leaves at a block; sign again after that, not now
-                self._said.warning("%s: the %s waits: %s", self.chain, kind, verdict.reason)
-                if not await self._next_block(deadline):
-                    return Submitted(False, "mempool", verdict.reason)
-                continue
-            self._track(tx)
-            return tx, False
+        live = self._live(keypair.public)
+        wanted = encode(body)
+        for flight in live.values():
+            if flight.tx.kind == kind and encode(flight.tx.body) == wanted:
+                return flight.tx, True  # asked again while it is in flight: never signed again
+        if len(live) >= self.max_in_flight:
+            self._said.warning("%s: the %s waits: %d transactions of the key in flight", self.chain, kind,
+                               len(live))  # fmt: skip
+            return _Wait(
+                Submitted(False, "timeout", f"{kind} not sent in {timeout} s: {len(live)} in flight")
+            )
+        nonce = replica.app.next_nonce(keypair.public)
+        while nonce in live:
+            nonce += 1
+        tx = sign_tx(keypair, self.chain, kind, nonce, self.node.clock(), body)
+        refused = self.judge(tx, keypair) if precheck else None
+        if refused is not None:
+            log.warning("%s: the chain refuses the %s: %s", self.chain, kind, refused)
+            return Submitted(False, "refused", refused, tx.txid)
+        verdict = replica.submit(tx.raw, self.node.clock())
+        replica.flush()
+        if type(verdict).__name__ == "Rejected":
+            if "is pending" not in verdict.reason:
+                return Submitted(False, "mempool", verdict.reason)
+            # a transaction of this key that this adapter did not send holds the nonce (gossiped back
+            # after a restart): it lands or leaves at a block; sign again after that, not now
+            self._said.warning("%s: the %s waits: %s", self.chain, kind, verdict.reason)
+            return _Wait(Submitted(False, "mempool", verdict.reason))
+        self._track(tx)
+        return tx, False
 
     def _live(self, sender: bytes) -> dict[int, _Flight]:
         """The key's transactions from this adapter still in the pool (those that landed or left forgotten)."""
@@ -210,37 +211,34 @@ class ChainAdapter:
         start = self.node.replicas[self.chain].app.next_nonce(sender)
         return [n for n in range(start, max(live)) if n not in live]
 
-    async def fill_gaps(self, sender: bytes, refused: Tx | None = None) -> int:
+    def fill_gaps(self, sender: bytes, refused: Tx | None = None) -> int:
         """Fill each gap below the key's transactions in flight with an `operator_action` (naming `refused`
         where it held that nonce), so that they can land; returns how many were sent. A nonce that a
         transaction this process did not send holds is no gap (the pool says so: nothing is sent)."""
-        if not self._gaps(sender):
-            return 0
-        async with self._signing:
-            keypair, replica, sent = self._keys.get(sender), self.node.replicas[self.chain], 0
-            for nonce in self._gaps(sender):
-                if keypair is None:  # pragma: no cover - a key is remembered before its first send
-                    return sent
-                named = [refused.txid] if refused is not None and refused.nonce == nonce else []
-                body = {"operator": FILLER_OPERATOR, "txs": named,
-                        "action": f"fills nonce {nonce}: its transaction was refused; later ones wait on it"}  # fmt: skip
-                filler = sign_tx(keypair, self.chain, "operator_action", nonce, self.node.clock(), body)
-                why = self.judge(filler, keypair)
-                if why is not None:
-                    self._said.warning("%s: nonce %d cannot be filled (%s): the key's later transactions "
-                                       "wait for it until they are too old", self.chain, nonce, why)  # fmt: skip
-                    return sent
-                verdict = replica.submit(filler.raw, self.node.clock())
-                replica.flush()
-                if type(verdict).__name__ == "Rejected":
-                    continue  # held by a transaction we did not send: no gap in the pool
-                self._track(filler)
-                self.filled += 1
-                sent += 1
-                log.warning(
-                    "%s: nonce %d filled (operator_action): its transaction was refused", self.chain, nonce
-                )
-            return sent
+        keypair, replica, sent = self._keys.get(sender), self.node.replicas[self.chain], 0
+        for nonce in self._gaps(sender):
+            if keypair is None:  # pragma: no cover - a key is remembered before its first send
+                return sent
+            named = [refused.txid] if refused is not None and refused.nonce == nonce else []
+            body = {"operator": FILLER_OPERATOR, "txs": named,
+                    "action": f"fills nonce {nonce}: its transaction was refused; later ones wait on it"}  # fmt: skip
+            filler = sign_tx(keypair, self.chain, "operator_action", nonce, self.node.clock(), body)
+            why = self.judge(filler, keypair)
+            if why is not None:
+                self._said.warning("%s: nonce %d cannot be filled (%s): the key's later transactions wait "
+                                   "for it until they are too old", self.chain, nonce, why)  # fmt: skip
+                return sent
+            verdict = replica.submit(filler.raw, self.node.clock())
+            replica.flush()
+            if type(verdict).__name__ == "Rejected":
+                continue  # held by a transaction we did not send: no gap in the pool
+            self._track(filler)
+            self.filled += 1
+            sent += 1
+            log.warning(
+                "%s: nonce %d filled (operator_action): its transaction was refused", self.chain, nonce
+            )
+        return sent
 
     async def _keep_gossiping(self) -> None:
         """While any of our transactions is in flight: gossip again each one that is due, fill any gap."""
@@ -260,7 +258,7 @@ class ChainAdapter:
                     self._gossip([f.tx.raw for f in sorted(due, key=lambda f: (f.tx.sender, f.tx.nonce))])
                     self.regossiped += len(due)
                 for sender in senders:
-                    await self.fill_gaps(sender)
+                    self.fill_gaps(sender)
             except Exception:  # it must outlive a bad moment (a replica closing): said, and tried again
                 log.exception("%s: gossiping pending transactions again failed", self.chain)
             await asyncio.sleep(self.regossip_s[0] / 2)
