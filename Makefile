@@ -41,7 +41,7 @@ typecheck: setup
 	$(BIN)/mypy $(TYPED)
 
 pytest: setup
-	$(BIN)/pytest -n 2 --dist loadgroup $(PYTEST_ARGS)
+	$(BIN)/pytest -n 2 --dist loadgroup --durations=60 $(PYTEST_ARGS)
 
 test: lint typecheck pytest
 
