@@ -18,13 +18,22 @@ Promises, per interval t (starting at `t0 + (t - first_interval) * interval_s` o
        MGMC decides from the same chain state; rounds end when a round repeats the previous one (no one
        moved) or at `max_rounds`; then the lowest-keyed seller submits `trade` and the contract computes the
        agreed trades (anyone closes after a timeout);
-  5.   submits its equivalent injection (one number) to the DSO chain, signed by its node key;
+  5.   submits its equivalent injection (one number) to the DSO chain, signed by its node key, and at once
+       dispatches its DERs to the agreed plan (read-back confirmed by the actuator), without waiting for the
+       DSO: the slot is metered from its start, and until a dispatch the DERs would run the previous
+       interval's setpoints (the first interval: the safe state; L4 measured 44-54 % of a battery's sale
+       delivered). Until the verdict the MG runs that agreed plan. Safe: the DSO checks the trades, which are
+       agreed and final, and this plan's injection is the very one it checks; the previous interval's
+       setpoints were never checked for this interval at all. Where the feeder cannot carry it the DSO's
+       adjustment arrives in the same seconds as before and is dispatched at once after the verdict;
   6.   waits for the DSO's verdict (MQTT, `peergrid/<feeder>/dso/verdict`), answering each iteration: its
        adjustment contract of that iteration (DSO chain, sealed to its key) is opened, the interval the DSO
        reopened is re-bargained, and a revised injection meets the limit (`dso_verdicts.py`,
        `dso_answers.py`); after the final verdict the interval is closed (a backup closer) and its latest
        closing read again, so every MG ends on the same trades;
-  8.   dispatches its DERs to the plan (read-back confirmed by the actuator) and settles its trades
+  8.   dispatches its DERs again where the DSO's answer changed the plan (an adjustment, a re-bargain, a
+       re-plan on a changed closing; never an adjusted plan left undispatched; an unchanged plan is not
+       written twice, and the early dispatch's confirmed writes count for PLAN_CONFIRMED) and settles its trades
        (`agent_settlement.py`, `settlement.py`: a refused settle is retried with back-off while the agent is
        idle, until it settles, is refused for good, or the day ends; a restarted agent picks up what its last
        run left unsettled from the chain). Without genesis `settle_by_both` it pays its purchases at once with the agreed quantity, as
@@ -81,6 +90,8 @@ log = logging.getLogger("peergrid.edge.trader")
 
 
 class MarketAgent:
+    dispatched: Any = None  # the setpoints of the agent's last dispatch (`_dispatch`); None: none yet
+
     def __init__(self, daemon: EdgeDaemon, settings: MarketSettings) -> None:
         self.d, self.s = daemon, settings
         self.scenario = load_scenario(settings.scenario)
@@ -259,6 +270,13 @@ class MarketAgent:
             "dso", self.d.keypair, "equivalent_injection",
             {"interval": t, "injection": round(injection_kw * 1000), "revision": 0},
         )  # fmt: skip
+        # step 5-6: the agreed plan goes to the DERs now, not after the DSO's verdict: the slot is metered from
+        # its start, and until a dispatch the DERs run the previous interval's setpoints (the first: the safe
+        # state). Safe because the DSO checks the trades, already agreed: what it checks is this plan's
+        # injection; a verdict that changes it is dispatched again below (L4: 44-54 % -> 86 % delivered)
+        self.phase = "dispatch"
+        early = await self._dispatch(t, plan2)
+        early_setpoints = self.dispatched
         self.phase = "dso"
         market = Market(me, feed_in, retail, premium)
         answers = DsoAnswers(plan2, injection_kw, delivered_kw)
@@ -279,7 +297,12 @@ class MarketAgent:
         plan3, final_kw, adjustments = answers.plan, answers.injection_kw, answers.adjustments
         self._stopped()
         self.phase = "dispatch"
-        confirmed = await self._dispatch(t, plan3)
+        confirmed = early
+        # an adjustment, re-bargain or re-plan changed the plan: dispatched now, never left undispatched
+        if plan3 is not plan2:
+            confirmed = await self._dispatch(t, plan3)
+            if self.dispatched == early_setpoints:  # the same setpoints, written and confirmed early
+                confirmed += early
         metering = self._metering()
         # kept with the interval's record too (PLAN_CONFIRMED): a restarted agent reads it back to state
         metering.confirmed[t] = confirmed > 0 and abs(agreed_kw - answers.p2p_net_kw) < 1e-6
@@ -359,6 +382,7 @@ class MarketAgent:
         available = sum(p.available_kw[t] for p in self.mg.pv)
         schedule = schedule_from_plan(plan, 0, views, t, wall, wall + 4 * self.s.interval_s + 30, available)
         self.d.set_schedule(schedule)
+        self.dispatched = schedule.setpoints
         before = self.d.actuator.confirmed_total
         await self.d.dispatch_once(self.d.settings.dispatch.period_s)
         return int(self.d.actuator.confirmed_total - before)

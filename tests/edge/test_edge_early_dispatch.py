@@ -1,0 +1,91 @@
+"""The trader dispatches an interval's agreed plan as soon as its injection is submitted, before the DSO's
+verdict (L4: until the dispatch the DERs ran the previous interval's setpoints, and a battery's sale in the
+first interval was 44-54 % delivered), and dispatches again only when the DSO's answer changed the plan.
+
+On a real single-authority `EdgeLedger`, a buyer's interval 1 is traded by its forward trades (the day-ahead
+session and forward stage run first, `test_edge_forward`); the DSO is a stand-in for `_await_dso` that sees
+what was dispatched when the agent started waiting for it, and answers with no change or with an adjustment
+(the injection limited: `meet_limit`'s re-plan). `_dispatch` is a stand-in for the actuator: a plan's
+setpoints written once are confirmed, the same setpoints again write nothing (as `dispatch.decide` skips a
+setpoint the device already reports).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+from test_edge_dayahead_session import free_day, ledger_for, run_on
+from test_edge_forward import FakeDso, session_then_forward, trading_agent, venue_keys
+
+from peergrid_edge.dso_answers import DsoAnswers
+from peergrid_edge.resume import PLAN_CONFIRMED
+
+
+def setpoints_of(plan: Any) -> tuple[float, ...]:
+    """What the stand-in actuator would write for a plan (its first step's DER powers)."""
+    return tuple(
+        round(float(x[0]), 6)
+        for x in (plan.battery_kw, plan.genset_kw, plan.pv_used_kw, plan.shed_kw, plan.dso_net_export)
+    )
+
+
+@pytest.mark.parametrize("adjusted", [False, True])
+def test_the_agreed_plan_is_dispatched_before_the_dso_answers_and_again_only_when_it_changes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, adjusted: bool
+) -> None:
+    scenario = free_day(3, 4)
+    ledger, keys_ = ledger_for(tmp_path, scenario, key_of=venue_keys(scenario))
+    buyer = scenario.microgrids[2]
+    agent = trading_agent(FakeDso(ledger), keys_[buyer.name], scenario, buyer, tmp_path / "buyer.jsonl")
+    dispatched: list[tuple[str, Any]] = []  # (when, plan)
+    phase = {"now": "before the DSO"}
+    written: set[tuple[float, ...]] = set()
+
+    async def dispatch(_t: int, plan: Any) -> int:
+        dispatched.append((phase["now"], plan))
+        setpoints = setpoints_of(plan)
+        agent.dispatched = setpoints
+        if setpoints in written:
+            return 0  # the devices already report these: nothing written, nothing confirmed
+        written.add(setpoints)
+        return 3
+
+    async def dso(t: int, sched: Any, _market: Any, answers: DsoAnswers) -> dict[str, Any]:
+        assert [when for when, _ in dispatched] == ["before the DSO"], (
+            "not dispatched before the DSO's verdict"
+        )
+        assert dispatched[0][1] is answers.plan  # the agreed plan, as planned with the trades
+        if adjusted:  # the DSO limits its import by 5 kW: the MG re-plans within it
+            limit = {"min_injection_w": round(answers.injection_kw * 1000) + 5000}
+            answers.limit = limit
+            adjustment = agent.meet_limit(t, sched, answers.p2p_net_kw, limit)
+            answers.adjustments.append(adjustment)
+            answers.plan, answers.injection_kw = adjustment.plan, adjustment.injection_kw
+        phase["now"] = "after the verdict"
+        return {"interval": t, "final": True, "secure": True}
+
+    monkeypatch.setattr(agent, "_dispatch", dispatch)
+    monkeypatch.setattr(agent, "_await_dso", dso)
+
+    async def play() -> None:
+        await session_then_forward(ledger, keys_, scenario)
+        await agent.run_interval(1)
+
+    run_on(ledger, play)
+    (line,) = (tmp_path / "buyer.jsonl").read_text().splitlines()
+    record = json.loads(line)
+    assert record["net_p2p_kwh"] < 0  # it bought forward in interval 1
+    if adjusted:
+        # the adjusted plan is dispatched once the DSO answered: never left undispatched
+        assert [when for when, _ in dispatched] == ["before the DSO", "after the verdict"]
+        assert setpoints_of(dispatched[1][1]) != setpoints_of(dispatched[0][1])
+        assert record["final_injection_kw"] >= record["injection_kw"] + 4.999
+        assert record["dispatch_confirmed"] == 3  # the adjusted plan's own writes
+    else:
+        # unchanged: one dispatch, whose confirmed writes count (a re-dispatch would confirm 0)
+        assert [when for when, _ in dispatched] == ["before the DSO"]
+        assert record["dispatch_confirmed"] == 3
+        assert record[PLAN_CONFIRMED] is True
