@@ -212,8 +212,10 @@ def test_on_an_accept_rounds_2_chain_a_stalled_member_stands_after_the_wait_and_
     deadline_ms = (started + CLEAR_IN_S) * 1000
     after = chain_after(tmp_path, scenario, keys_, params)
     (at,) = after["clears"]
-    assert deadline_ms + 3000 < at < deadline_ms + (0.25 + clear_wait_s) * 1000
-    assert after["clearers"] == [keys_[coordinator].public]  # not a member's at the members' time
+    assert deadline_ms + 3000 < at  # the contract's: the stand comes accept_wait_ms after the deadline
+    # the coordinator's clear, not a member's at the members' time (clear_wait_s after the deadline): which key
+    # cleared says it without a wall-clock bound, which a loaded machine missed (C2 saw it at load 8.6)
+    assert after["clearers"] == [keys_[coordinator].public]
     assert all(o.cleared and o.members_accepted == 4 for o in forward.values())
     expected, _ = simulated(scenario)
     assert after["trades"] == expected
