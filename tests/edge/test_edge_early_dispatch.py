@@ -78,6 +78,8 @@ def test_the_agreed_plan_is_dispatched_before_the_dso_answers_and_again_only_whe
     (line,) = (tmp_path / "buyer.jsonl").read_text().splitlines()
     record = json.loads(line)
     assert record["net_p2p_kwh"] < 0  # it bought forward in interval 1
+    times = record["times"]  # when it dispatched, for the lab report's delivery section
+    assert times["bargained"] <= times["dispatched"] <= times["dso_done"]
     if adjusted:
         # the adjusted plan is dispatched once the DSO answered: never left undispatched
         assert [when for when, _ in dispatched] == ["before the DSO", "after the verdict"]

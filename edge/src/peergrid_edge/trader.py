@@ -276,7 +276,7 @@ class MarketAgent:
         # injection; a verdict that changes it is dispatched again below (L4: 44-54 % -> 86 % delivered)
         self.phase = "dispatch"
         early = await self._dispatch(t, plan2)
-        early_setpoints = self.dispatched
+        early_setpoints, dispatched_at = self.dispatched, time.time()
         self.phase = "dso"
         market = Market(me, feed_in, retail, premium)
         answers = DsoAnswers(plan2, injection_kw, delivered_kw)
@@ -346,7 +346,8 @@ class MarketAgent:
                 "verdict": verdict is not None, "secure": (verdict or {}).get("secure"),
                 "unmet": (verdict or {}).get("unmet"),
                 "dispatch_confirmed": confirmed, PLAN_CONFIRMED: metering.confirmed[t], "settled": settled,
-                "times": {"start": started, "bargained": bargained, "dso_done": dso_done, "end": time.time()},
+                "times": {"start": started, "bargained": bargained, "dispatched": dispatched_at,
+                          "dso_done": dso_done, "end": time.time()},
                 "heights": self.ledger.heights(), "cost_to_go": to_go,
                 "conv_state": asdict(self.conv_state),
             }
