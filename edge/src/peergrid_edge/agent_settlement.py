@@ -7,18 +7,21 @@ statement on a trade whose parties the DSO priced (`market.tariff`) names this s
 dispute posts the sealed PCC readings (`on_dispute`). `pick_up` hands the Settler what the agent's last run
 left unsettled before interval t (with genesis `settle_by_both`, a meterless MG states what its recorded
 dispatch verdicts confirm). `metering_for` is the MG's metering (`pcc_readings.MgMetering`) over the
-daemon's store and meters. `settle_day` works the Settler past the day's last interval: refused settles
+daemon's store and meters. `watch_counterparties` follows interval t's disputes between other MGs that the
+DSO settles with this MG's readings (it bought from the disputed trade's seller or sold to its buyer) and
+posts them (`MgMetering.counterparty_disputes`), until every such trade settled. `settle_day` works the Settler past the day's last interval: refused settles
 retried, a silent counterparty waited for until its deadline and stated again, then the end of the day.
 Never settles another MG's trade.
 """
 
 from __future__ import annotations
 
+import asyncio
 import time
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from peergrid_edge.config import MarketSettings
-from peergrid_edge.pcc_readings import MgMetering
+from peergrid_edge.pcc_readings import MgMetering, counterparties_done, readings_needed
 from peergrid_edge.resume import recorded_verdicts
 from peergrid_edge.settlement import PendingSettle, Settlements, Settler, unsettled_trades
 from peergrid_ledger import query
@@ -77,6 +80,43 @@ def on_dispute(agent: MarketAgent, pending: PendingSettle) -> None:
     s = agent.s
     until = max(agent._start_of(agent._last_interval() + 1), time.time()) + 10 * s.interval_s
     agent._metering().disputed(pending, s.interval_s, until, time.time, agent.d._sleep)
+
+
+def watch_counterparties(agent: MarketAgent, t: int) -> asyncio.Task[None] | None:
+    """Start following interval t's counterparties' disputes (`counterparty_readings`) where both parties
+    state (genesis `settle_by_both`) and a DSO API is configured to post to; None otherwise."""
+    metering = agent._metering()
+    if not agent.settler.by_both or not metering.dso_url:
+        return None
+    task = asyncio.ensure_future(counterparty_readings(agent, t))
+    metering.following.add(task)  # type: ignore[arg-type]  # kept alive with the dispute followers
+    task.add_done_callback(metering.following.discard)  # type: ignore[arg-type]
+    return task
+
+
+async def counterparty_readings(agent: MarketAgent, t: int) -> None:
+    """On every final block, post this MG's readings for each newly disputed trade of interval t that reads
+    them though this MG is no party (D5: the DSO waits for an unmetered counterparty until the dispute's
+    deadline, an hour by default, and then takes it least in its favour), until every trade that could read
+    them settled or superseded, the daemon stops, or the latest such dispute's deadline passed: its last
+    statement may come a `settle_wait_ms` after the interval and the dispute lasts as long again."""
+    s, metering, me = agent.s, agent._metering(), agent.anonym.public
+    wait_s = agent.ledger.replicas["mgmc"].app.genesis.params.settle_wait_ms / 1000
+    until = max(agent._start_of(t + 1), time.time()) + 2 * wait_s + 10 * s.interval_s
+    followed: set[bytes] = set()
+
+    def news(state: Any) -> bool:
+        trades = query.trades(state, t)
+        return bool(set(readings_needed(trades, me)) - followed) or counterparties_done(trades, me)
+
+    while not agent.d.stopping.is_set() and time.time() < until:
+        if not await agent.ledger.wait_for("mgmc", news, until - time.time()):
+            return
+        trades = query.trades(agent.ledger.state("mgmc"), t)
+        followed |= set(readings_needed(trades, me))
+        metering.counterparty_disputes(t, s.interval_s, until, time.time, agent.d._sleep)
+        if counterparties_done(trades, me):
+            return
 
 
 async def settle_day(agent: MarketAgent) -> None:

@@ -125,6 +125,40 @@ def readings_bodies(node: bytes, sealed: Iterable[tuple[int, Sequence[bytes]]]) 
     ]
 
 
+def readings_needed(trades: Iterable[tuple[bytes, dict[str, Any]]], me: bytes) -> list[bytes]:
+    """The disputed trades of an interval (`trades`: its latest closing) that the DSO settles with `me`'s PCC
+    readings though `me` is no party: it reads those of every counterparty of the two parties in the
+    interval (dso-server `disputes.read_nodes`), i.e. of `me` where it bought from the disputed trade's seller
+    or sold to its buyer. Only trades still waiting for the DSO (disputed, not settled, not superseded)."""
+    trades = list(trades)
+    return [
+        tid
+        for tid, d in trades
+        if d.get("disputed") and d.get("settlement") is None and "superseded" not in d
+        and me not in (d["seller"], d["buyer"])
+        and any(me in (tr["seller"], tr["buyer"]) for _, tr in _beside(trades, d))
+    ]  # fmt: skip
+
+
+def counterparties_done(trades: Iterable[tuple[bytes, dict[str, Any]]], me: bytes) -> bool:
+    """True when no trade of the interval but `me`'s own can still need `me`'s readings: every trade that
+    shares a seller with one `me` bought or a buyer with one `me` sold is settled or superseded."""
+    trades = list(trades)
+    mine = [tr for _, tr in trades if me in (tr["seller"], tr["buyer"])]
+    return all(
+        d.get("settlement") is not None or "superseded" in d
+        for _, d in trades
+        if me not in (d["seller"], d["buyer"]) and any(tr in mine for _, tr in _beside(trades, d))
+    )
+
+
+def _beside(
+    trades: list[tuple[bytes, dict[str, Any]]], d: dict[str, Any]
+) -> list[tuple[bytes, dict[str, Any]]]:
+    """The trades whose parties' readings resolving `d` reads: those with its seller or its buyer."""
+    return [(tid, tr) for tid, tr in trades if tr["seller"] == d["seller"] or tr["buyer"] == d["buyer"]]
+
+
 def readings_missing(decision: dict[str, Any] | None) -> bool:
     """True when the DSO's decision on a trade (GET /api/dso/disputes/{trade}; None: it decided nothing yet)
     says that readings are not at the DSO, or are not the sealed ones: post them (again)."""
@@ -256,6 +290,8 @@ class MgMetering:
         self.following: set[asyncio.Task[bool]] = set()
         # trades it cannot state from its meter (`Unprovable`): warned once
         self.unprovable: set[bytes] = set()
+        # counterparties' disputed trades whose readings it posts (`counterparty_disputes`)
+        self.counterparty_followed: set[bytes] = set()
 
     def not_before(self, interval: int) -> float:
         """When a statement for `interval` may go (wall s): its end, and one meter poll after it."""
@@ -308,17 +344,45 @@ class MgMetering:
             log.warning("interval %d: trade %s is disputed; no DSO API configured to post the readings to",
                         pending.interval, pending.trade.hex()[:16])  # fmt: skip
             return None
+        return self.follow(pending.interval, pending.trade, every_s, until, now, sleep)
+
+    def counterparty_disputes(
+        self, interval: int, every_s: float, until: float, now: Callable[[], float],
+        sleep: Callable[[float], Awaitable[None]],
+    ) -> list[asyncio.Task[bool]]:  # fmt: skip
+        """Follow (`follow`) each disputed trade of `interval` that the DSO settles with this MG's readings
+        though it is no party (`readings_needed`: a counterparty's dispute), once per trade; the new tasks.
+        Why: the DSO shares a party's energy by what its counterparties' meters prove and waits for an
+        unmetered one until the dispute's deadline (an hour by default), then takes it least in its favour;
+        an MG whose own trades all agreed would otherwise never post, and the dispute would wait it out."""
+        if not self.dso_url:
+            return []
+        started = []
+        for trade in readings_needed(self.trades(interval), self.me):
+            if trade in self.counterparty_followed:
+                continue
+            self.counterparty_followed.add(trade)
+            log.info("interval %d: trade %s of a counterparty is disputed: posting this MG's readings",
+                     interval, trade.hex()[:16])  # fmt: skip
+            started.append(self.follow(interval, trade, every_s, until, now, sleep))
+        return started
+
+    def follow(
+        self, interval: int, trade: bytes, every_s: float, until: float, now: Callable[[], float],
+        sleep: Callable[[float], Awaitable[None]],
+    ) -> asyncio.Task[bool]:  # fmt: skip
+        """The task posting this MG's sealed readings around `interval` for the disputed `trade`, again while
+        the DSO says they are missing, until it decided the trade or `until` (needs `dso_url`)."""
+        assert self.dso_url is not None
         store = self.store
         poster = DisputeReadings(
             self.dso_url, self.node, lambda r: [(c, store.leaves(c)) for c in r if store.is_sealed(c)],
             round(self.commit_s * 1000), self.max_gap_ms,
         )  # fmt: skip
-        window = self.window_of(pending.interval)
+        window = self.window_of(interval)
         # the last readings that bracket the window's end are sealed one commitment interval after them
         not_before = window[1] / 1000 + self.max_gap_ms / 1000 + self.commit_s
-        task = asyncio.ensure_future(
-            poster.follow(pending.trade, window, not_before, every_s, until, now, sleep)
-        )
+        task = asyncio.ensure_future(poster.follow(trade, window, not_before, every_s, until, now, sleep))
         self.following.add(task)
         task.add_done_callback(self.following.discard)
         return task

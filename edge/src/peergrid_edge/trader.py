@@ -309,6 +309,8 @@ class MarketAgent:
         self.phase = "settle"
         # settle_by_both: stated once the interval ended and a PCC reading after its end was taken
         settled = await self.settler.settle(t, mine, self.anonym.public, metering.not_before(t))
+        if mine:  # a counterparty's dispute may need this MG's readings too
+            agent_settlement.watch_counterparties(self, t)
         await self.settler.retry_due()  # earlier refusals get a try each interval, even with no idle time
         cost, self.state = sched.first_interval_cost_and_state()
         conv = MgSchedule(mg, self.dt, start=t, horizon=sc.intervals - t, state=self.conv_state)

@@ -1,0 +1,214 @@
+"""An MGMC posts its PCC readings for a counterparty's dispute too, not only for its own (D5).
+
+The DSO shares a party's metered energy over its trades by what its counterparties' meters prove, and waits
+for an unmetered counterparty until the dispute's deadline (the chain's `settle_wait_ms`, an hour here), then
+takes it least in its favour. Buyer b bought from sellers s and c; b and s state differently (disputed), b and
+c agree (settled). Before, only s and b posted: the DSO waited for c's meter until the deadline. Now c's
+agent (`agent_settlement.counterparty_readings`, over the chain the DSO reads) sees the dispute in a block and
+posts its sealed readings over real HTTP to the DSO server's disputes API (the real routes and
+`DisputeSettler`, the fixture of test_edge_settle_both_dso), and the dispute settles by the counterparties'
+meters, long before its deadline. Which MGs are asked is exactly whose readings the DSO reads
+(`disputes.read_nodes`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from collections.abc import Iterator
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+import uvicorn
+from dso.test_disputes import CLOCK, Market, T, market, ramp
+from dso.test_disputes_node import settler_for
+from fastapi import FastAPI
+
+from peergrid_dso.disputes import read_nodes
+from peergrid_dso.routes.dso import install_dso_api
+from peergrid_dso.services.container import build_dso_services
+from peergrid_edge import agent_settlement
+from peergrid_edge.pcc_readings import DisputeReadings, MgMetering, counterparties_done, readings_needed
+from peergrid_ledger import query
+
+SALES = {("s", "b"): 500, ("c", "b"): 500, ("c", "d"): 200}
+# b's import 800 Wh: 300 from s (its meter shows 300 exported), 500 from c (c exported 700: 500 to b, 200 to d)
+READINGS = {
+    "s": ramp(300.0, export=True),
+    "c": ramp(700.0, export=True),
+    "b": ramp(800.0, export=False),
+    "d": ramp(200.0, export=False),
+}
+
+
+@pytest.fixture
+def dso_api() -> Iterator[tuple[str, Market, Any]]:
+    """The DSO server's disputes API on a loopback port over a settler of the market's chain: s -> b disputed
+    (b states 300, s 500), c -> b and c -> d agreed and settled."""
+    statements = {("s", "b"): (300, 500), ("c", "b"): (500, 500), ("c", "d"): (200, 200)}
+    m = market(SALES, statements, readings=READINGS)
+    settler, adapter, _ = settler_for(m)
+    loop = asyncio.new_event_loop()
+    loop_thread = threading.Thread(target=loop.run_forever, daemon=True)
+    loop_thread.start()
+    adapter.loop = loop  # type: ignore[attr-defined]
+    app = FastAPI()
+    install_dso_api(app)
+    app.state.dso = build_dso_services({"mg1": 18, "mg2": 33})
+    app.state.dso.disputes = settler
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 10
+    while not server.started and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert server.started
+    port = server.servers[0].sockets[0].getsockname()[1]
+    try:
+        yield f"http://127.0.0.1:{port}", m, settler
+    finally:
+        server.should_exit = True
+        thread.join(10)
+        loop.call_soon_threadsafe(loop.stop)
+        loop_thread.join(5)
+        loop.close()
+
+
+class Store:
+    """One MG's edge store as the market sealed it (`MgMetering`'s reading side)."""
+
+    def __init__(self, m: Market, mg: str) -> None:
+        self.m, self.node = m, m.nodes[mg].public
+
+    def leaves(self, interval: int) -> list[bytes]:
+        return list(self.m.sealed.get((self.node, interval), []))
+
+    def is_sealed(self, interval: int) -> bool:
+        return (self.node, interval) in self.m.sealed
+
+
+class ChainLedger:
+    """The agent's ledger over the market's chain (`EdgeLedger.state`, `wait_for` and the MGMC replica's
+    genesis): final at once, so waiting is polling."""
+
+    def __init__(self, m: Market) -> None:
+        self.m = m
+        self.replicas = {"mgmc": SimpleNamespace(app=SimpleNamespace(genesis=m.chain.genesis))}
+
+    def state(self, _role: str) -> Any:
+        return self.m.chain.state
+
+    async def wait_for(self, _role: str, predicate: Any, timeout_s: float) -> bool:
+        deadline = time.monotonic() + timeout_s
+        while not predicate(self.m.chain.state):
+            if time.monotonic() >= deadline:
+                return False
+            await asyncio.sleep(0.02)
+        return True
+
+
+def agent_of(url: str, m: Market, mg: str) -> Any:
+    """The parts of a `MarketAgent` that its counterparty watch uses: its interval clock (the DSO's `CLOCK`),
+    settle_by_both, its metering (PCC polls 5 s apart: the DSO's 15-s bracket) posting to the DSO's API and
+    asking it again every 0.05 s (its market's `interval_s`)."""
+    start_s = CLOCK.window(T)[0] / 1000
+    interval_s = CLOCK.interval_ms / 1000
+    agent = SimpleNamespace(
+        s=SimpleNamespace(interval_s=0.05), anonym=m.anonyms[mg], ledger=ChainLedger(m),
+        d=SimpleNamespace(stopping=threading.Event(), _sleep=asyncio.sleep),
+        settler=SimpleNamespace(by_both=True), _start_of=lambda t: start_s + (t - T) * interval_s,
+    )  # fmt: skip
+    metering = MgMetering(
+        Store(m, mg), 5.0, CLOCK.commit_ms / 1000, CLOCK.window, lambda t: query.trades(m.chain.state, t),
+        m.anonyms[mg].public, m.nodes[mg].public, url,
+    )  # fmt: skip
+    agent._metering = lambda: metering
+    return agent
+
+
+def test_the_mgs_asked_for_a_counterpartys_dispute_are_those_whose_readings_the_dso_reads() -> None:
+    m = market(SALES, {("s", "b"): (300, 500)})  # c -> b and c -> d not stated yet
+    trades = query.trades(m.chain.state, T)
+    disputed = m.trade_id("s", "b")
+    nodes = read_nodes(m.chain.state, disputed, m.node_of())
+    for mg, anonym in m.anonyms.items():
+        asked = readings_needed(trades, anonym.public) == [disputed]
+        party = mg in ("s", "b")
+        assert asked == (m.nodes[mg].public in nodes and not party), mg  # c only: b's other seller
+    # each watches until every trade whose dispute would read it settled: d (c's other buyer) c -> b's
+    trades = query.trades(m.chain.state, T)
+    assert not counterparties_done(trades, m.anonyms["c"].public)
+    assert not counterparties_done(trades, m.anonyms["d"].public)
+    m.state("c", "b", 500, 500)
+    m.state("c", "d", 200, 200)
+    trades = query.trades(m.chain.state, T)
+    assert counterparties_done(trades, m.anonyms["d"].public)
+    assert not counterparties_done(trades, m.anonyms["c"].public)  # s -> b is still with the DSO
+    assert readings_needed(trades, m.anonyms["d"].public) == []
+
+
+def test_a_counterpartys_readings_reach_the_dso_and_the_dispute_settles_before_its_deadline(
+    dso_api: tuple[str, Market, Any],
+) -> None:
+    url, m, settler = dso_api
+    tid = m.trade_id("s", "b")
+    assert query.settlement(m.chain.state, tid)["state"] == "disputed"
+    assert query.settlement(m.chain.state, m.trade_id("c", "b"))["state"] == "settled"
+    window = CLOCK.window(T)
+
+    def dso_round() -> None:  # the DSO node's own loop: look at the chain and settle what it can
+        settler.look_everywhere()
+        asyncio.run_coroutine_threadsafe(settler.settle_due(), settler.adapter.loop).result(10)
+
+    def poster(mg: str) -> DisputeReadings:
+        node = m.nodes[mg].public
+        return DisputeReadings(
+            url, node, lambda r: [(c, m.sealed[(node, c)]) for c in r if (node, c) in m.sealed],
+            CLOCK.commit_ms, CLOCK.max_gap_ms,
+        )  # fmt: skip
+
+    dso_round()
+
+    async def parties_post() -> list[int]:  # the disputing parties post theirs, as their settlers do
+        return [await poster("s").post(window), await poster("b").post(window)]
+
+    assert all(asyncio.run(parties_post()))
+    dso_round()
+    waiting = settler.decision(tid)
+    assert waiting is not None and waiting["outcome"] == "unresolved", waiting
+    assert "counterparty" in waiting["why"] and "not at the DSO" in waiting["why"]  # c's, and until when
+    assert query.settlement(m.chain.state, tid)["state"] == "disputed"  # waiting for c's meter
+    deadline_ms = query.settlement(m.chain.state, tid)["deadline"]
+
+    rounds_done = threading.Event()
+
+    def dso_rounds() -> None:
+        while not rounds_done.is_set() and query.settlement(m.chain.state, tid)["state"] != "settled":
+            dso_round()
+            time.sleep(0.05)
+
+    rounds = threading.Thread(target=dso_rounds)
+    rounds.start()
+
+    async def c_watches() -> list[bool]:
+        c = agent_of(url, m, "c")
+        metering = c._metering()
+        await asyncio.wait_for(agent_settlement.counterparty_readings(c, T), 10)  # the dispute settled
+        return [await task for task in list(metering.following)]
+
+    try:
+        followed = asyncio.run(c_watches())
+    finally:
+        rounds_done.set()
+        rounds.join(10)
+    where = query.settlement(m.chain.state, tid)
+    assert where["state"] == "settled" and where["settlement"]["basis"] == "dso"
+    assert m.chain.tip.time < deadline_ms  # long before the dispute's deadline
+    assert followed in ([], [True])  # c's follower ends with the DSO's decision (or had already)
+    shown = settler.decision(tid)
+    assert shown is not None and shown["outcome"] == "settled"
+    # b's 800 Wh shared by its sellers' meters (s 300, c 500), not c taken least in s's favour
+    assert shown["buyer"]["shared_by"] == "counterparties' meters"
+    assert where["settlement"]["delivered"] == 300
