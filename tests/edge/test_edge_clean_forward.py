@@ -72,7 +72,10 @@ async def session_then_forward(ledger: EdgeLedger, keys_: dict[str, Keypair], sc
     outcomes = await asyncio.wait_for(asyncio.gather(*(a.run() for a in sessions)), 180)
     forward = [ForwardAgent(ledger, keys_[mg.name], mg, dt, SESSION) for mg in scenario.microgrids]
     done = await asyncio.wait_for(asyncio.gather(*(a.run() for a in forward)), 180)
-    return outcomes, {mg.name: o for mg, o in zip(scenario.microgrids, done, strict=True)}
+    # the clean-only buyer's MGMC restarted after the clear: it finds its accept, both books, and keeps it
+    buyer = scenario.microgrids[2]
+    again = await ForwardAgent(ledger, keys_[buyer.name], buyer, dt, SESSION).run()
+    return outcomes, {mg.name: o for mg, o in zip(scenario.microgrids, done, strict=True)}, again
 
 
 def test_the_forward_stage_after_an_edge_clean_day_clears_the_chain_venues_trades_in_both_books(
@@ -80,7 +83,7 @@ def test_the_forward_stage_after_an_edge_clean_day_clears_the_chain_venues_trade
 ) -> None:
     scenario = clean_day()
     ledger, keys_ = ledger_for(tmp_path, scenario, key_of=venue_key(scenario))
-    sessions, forward = run_on(ledger, lambda: session_then_forward(ledger, keys_, scenario))
+    sessions, forward, again = run_on(ledger, lambda: session_then_forward(ledger, keys_, scenario))
     assert all(o.completed for o in sessions), [o.reason for o in sessions]
     expected, accepted = simulated(scenario)
     ledger, _ = ledger_for(tmp_path, scenario, key_of=venue_key(scenario))
@@ -91,3 +94,7 @@ def test_the_forward_stage_after_an_edge_clean_day_clears_the_chain_venues_trade
     for name, outcome in forward.items():
         assert outcome.cleared, (name, outcome.reason)
         assert outcome.accepted == accepted[name]  # both books, general then clean, to the Wh
+    buyer = scenario.microgrids[2].name
+    assert any(q < 0 for q in accepted[buyer][scenario.intervals :])  # it bought clean
+    assert again.cleared and again.decision == "earlier" and again.accepted == forward[buyer].accepted
+    assert again.net_wh == forward[buyer].net_wh
