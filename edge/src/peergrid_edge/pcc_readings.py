@@ -14,7 +14,8 @@ delivered in full, the two rules give the same Wh and honest statements agree (t
 `readings_bodies` are the `POST /api/dso/disputes/readings`
 bodies `{node, interval, leaves}` for the sealed ones. Pure: no I/O, no clock; `DisputeReadings` is the thin I/O
 shell that posts them (stdlib HTTP, in a thread: the Pi carries no web client), and `MgMetering` the trading
-agent's: its statements from the edge store, and a dispute's readings posted to the DSO.
+agent's: its statements from the edge store, and a dispute's readings posted to the DSO, for its own disputes
+and for those that read its readings though it is no party (`readings_needed`: the DSO's `read_nodes`).
 Never states from a guess: no reading after the window's end yet means `Unmetered`, not a number. A window
 read past its end whose start (or end) no readings bracket — the MGMC's first reading came after the
 interval started: it started or restarted in it — is stated only as far as the meter proves without

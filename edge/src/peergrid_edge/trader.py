@@ -43,7 +43,9 @@ Promises, per interval t (starting at `t0 + (t - first_interval) * interval_s` o
        quantity only when dispatch read-back confirmed the interval's plan in full), waits for a silent
        counterparty until the trade's deadline (also after the day's last interval) and then states again,
        and on a dispute posts its sealed PCC readings to the DSO (where its market settings name the DSO's
-       API as `dso_api_url`; without it a dispute is only logged).
+       API as `dso_api_url`; without it a dispute is only logged), also on a dispute between other MGs
+       whose settling reads them: one where it bought from the seller or sold to the buyer
+       (`agent_settlement.watch_counterparties`; the DSO shares by the counterparties' meters).
 It keeps a conventional counterfactual (same MG, no P2P) to report what the DSO-only market would have cost.
 A dead peer costs a phase timeout, never a stall. Never writes to another MG's devices; never reveals its
 curve or DER data (only positions, the injection, and commitments).
