@@ -219,3 +219,13 @@ def test_a_seller_never_sells_clean_beside_a_general_purchase(
             assert -40.0 * DT - 1e-6 <= g[t] + c[t] <= 40.0 * DT + 1e-6
             if switch is not None and model is models[0] and not switch[t]:
                 assert c[t] == 0.0
+
+
+def test_the_sellers_decide_again_a_public_number_of_times() -> None:
+    # who changed its switch is private, so every re-decision is followed by a run whether or not any did:
+    # two more decisions of the two sellers (pv, grey) and two more runs of at least one round of 4 answers
+    scenario = day()
+    once = allocate(scenario, replace(CLEAN, clean_decisions=1))
+    thrice = allocate(scenario, replace(CLEAN, clean_decisions=3))
+    assert thrice.solves - once.solves >= 2 * 2 + 2 * 4
+    assert thrice.clean_intervals == once.clean_intervals  # nothing to change on this day

@@ -237,16 +237,13 @@ def _allocate(scenario: Scenario, cfg: DayAheadConfig, ex: Exchange) -> Allocati
             break
         converged = ex.run(models, cfg.max_iterations, tolerance, by_value)
     # each seller decides again at the prices found (a switch decided at the relaxed prices can be wrong at
-    # the final ones, and then deviating pays), up to `clean_decisions` in all, until none changes
-    decisions = 1
-    while sellers and decisions < cfg.clean_decisions:
-        decisions += 1
-        changed = False
+    # the final ones, and then deviating pays), `clean_decisions` times in all, each followed by a run
+    # whether or not a switch changed: who changed is private, so the phases are public only by count (a
+    # run where nothing changed stops after an iteration or two)
+    for _ in range(cfg.clean_decisions - 1 if sellers else 0):
         for i, mg in enumerate(mgs):
             if clean_kind(mg) == "seller":
-                changed |= _switch(ex, cfg, models, switched, i, mg)
-        if not changed:
-            break
+                _switch(ex, cfg, models, switched, i, mg)
         converged = ex.run(models, cfg.max_iterations, tolerance, by_value)
     ex.close(models)
     n = scenario.intervals
