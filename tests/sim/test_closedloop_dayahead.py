@@ -6,6 +6,7 @@ made before the exchange contract keeps its genesis (no processes); and, with re
 from __future__ import annotations
 
 import json
+import math
 import resource
 import subprocess
 import sys
@@ -16,6 +17,7 @@ import pytest
 from peergrid_edge.config import EdgeSettings
 from peergrid_ledger.genesis import Genesis
 from peergrid_sim.closedloop import LabChains, LoopTiming, edge_config
+from peergrid_sim.closedloop_run import ClosedLoop
 from peergrid_sim.testbed import build_parser
 
 SCENARIO = Path(__file__).resolve().parents[2] / "firmware-sim" / "scenarios" / "ieee33.yaml"
@@ -40,6 +42,23 @@ def test_the_mgmc_genesis_carries_the_exchange_and_the_option_turns_on_the_sessi
     assert on.market is not None and on.market.dayahead is True and on.market.dayahead_gensets is True
     assert build_parser().parse_args([]).dayahead is False
     assert build_parser().parse_args(["--dayahead"]).dayahead is True
+
+
+def test_the_lead_to_the_first_interval_is_an_option_and_bad_leads_are_refused(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    # the default is today's: the warm-up, and with --dayahead the stage's 30 s more
+    assert ClosedLoop(2).lead_s == 15.0 and ClosedLoop(2, dayahead=True).lead_s == 45.0
+    args = build_parser().parse_args(["--dayahead", "--lead-s", "38.5"])
+    loop = ClosedLoop(2, dayahead=args.dayahead, lead=args.lead_s)
+    assert loop.lead_s == 38.5 and loop.fix_t0(now=1000.0) == 1038.5 and loop.loop_timing().t0 == 1038.5
+    for bad in ("0", "-3", "nan", "inf", "soon"):
+        with pytest.raises(SystemExit):
+            build_parser().parse_args(["--lead-s", bad])
+        assert "--lead-s: not a positive number of seconds" in capsys.readouterr().err
+    for lead in (0.0, -1.0, math.nan, math.inf):
+        with pytest.raises(ValueError, match="positive number of seconds"):
+            ClosedLoop(2, lead=lead)
 
 
 def test_a_lab_directory_made_before_the_exchange_keeps_its_genesis(tmp_path: Path) -> None:

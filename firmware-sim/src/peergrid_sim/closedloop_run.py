@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import math
 import socket
 import sys
 import time
@@ -54,7 +55,12 @@ def rebargained(rec: dict[str, Any]) -> str:
 # (edge trader.dayahead_deadline; 8.25 s at the lab's 2-s phases). The session took about 7 s for 6 MGMCs x
 # 96 intervals at 200-ms blocks (load 3-4). With the plain warm-up the daemons came up about 9 s before the
 # first interval, past that deadline, so every MGMC refused the stage and traded intraday: the warm-up grows
-# by this much (45 s in all, measured to work).
+# by this much (45 s in all, measured to work). The default; `--lead-s` sets the whole lead. T2 measured, in s
+# after the testbed's start (ieee33, 2 intervals): at load 5 the MGMCs up at 4-5, the session and its forward
+# stage done at 10-10.5, t0 at 45; at load 10 up at 14-17, done at 25-25.4, t0 at 48 (the testbed's own start
+# 3 s); the session's close deadline is t0 - 12.5 s in the lab (4 phases and the clear's 4.5-s margin), so
+# the stage needed a lead of about 35 s at load 10. An MGMC killed and restarted mid-session (its imports
+# again) missed that deadline with the 45 s at load 11.7.
 DAYAHEAD_LEAD_S = 30.0
 
 
@@ -74,10 +80,22 @@ class ClosedLoop:
     interval_min: float = 15.0
     dayahead: bool = False  # the MGMCs' day-ahead session and forward trades (LoopTiming.dayahead)
     t0: float | None = None  # wall time the first interval starts (`fix_t0`)
+    lead: float | None = (
+        None  # wall s from the start to the first interval (--lead-s); None: `lead_s`'s default
+    )
+
+    def __post_init__(self) -> None:
+        if self.lead is not None and not (math.isfinite(self.lead) and self.lead > 0):
+            raise ValueError(
+                f"the lead to the first interval must be a positive number of seconds: {self.lead!r}"
+            )
 
     @property
     def lead_s(self) -> float:
-        """Wall seconds from the start to the first interval: the warm-up, and the day-ahead stage's time."""
+        """Wall seconds from the start to the first interval: `lead` if set, else the warm-up and the day-ahead
+        stage's time."""
+        if self.lead is not None:
+            return self.lead
         return self.warmup_s + (DAYAHEAD_LEAD_S if self.dayahead else 0.0)
 
     def fix_t0(self, now: float | None = None) -> float:

@@ -16,6 +16,7 @@ Binds loopback only.
 from __future__ import annotations
 
 import argparse
+import math
 import signal
 import sys
 import tempfile
@@ -40,6 +41,16 @@ def _tcp_port(text: str) -> int:
     if not 0 <= port <= 65535:
         raise argparse.ArgumentTypeError(f"not a TCP port (0-65535): {text!r}")
     return port
+
+
+def _lead_s(text: str) -> float:
+    try:
+        lead = float(text)
+    except ValueError:
+        lead = math.nan
+    if not (math.isfinite(lead) and lead > 0):
+        raise argparse.ArgumentTypeError(f"not a positive number of seconds: {text!r}")
+    return lead
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -91,6 +102,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="the MGMCs run the day-ahead exchange session first and trade its cleared intervals forward",
     )  # fmt: skip
     parser.add_argument(
+        "--lead-s", type=_lead_s, default=None,
+        help="wall seconds from the start to the first interval: the processes' start-up and, with --dayahead, "
+        "the day-ahead stage, whose session must close 4 phase timeouts and the clear's margin before it (12.5 s in "
+        "the lab) (default 15; 45 with --dayahead)",
+    )  # fmt: skip
+    parser.add_argument(
         "--settle-by-both", dest="settle_by_both", action="store_true",
         help="each trade settles on both parties' metered statements (genesis settle_by_both), a disputed one by "
         "the DSO from their sealed PCC readings; default: on the buyer's word alone",
@@ -115,8 +132,9 @@ def lab_loop(args: argparse.Namespace, workdir: Path, scenario: Any) -> ClosedLo
     from peergrid_sim.closedloop_run import ClosedLoop
 
     loop = ClosedLoop(args.intervals or 96 - args.first_interval, args.first_interval, args.interval_s,
-                      args.block_period_ms, cuttable=tuple(args.cuttable), dayahead=args.dayahead)  # fmt: skip
-    t0 = loop.fix_t0()  # (after `dayahead`: the lead grows with it)
+                      args.block_period_ms, cuttable=tuple(args.cuttable), dayahead=args.dayahead,
+                      lead=args.lead_s)  # fmt: skip
+    t0 = loop.fix_t0()  # (after `dayahead` and `lead`: they set the lead)
     by_both = SettleByBoth.for_lab(args.interval_s, args.first_interval, t0) if args.settle_by_both else None
     LabChains.create(workdir / "keys", scenario.feeder, args.scenario, by_both)
     if args.dso_reconfigure_every is not None:  # e.g. 0: operators reconfigure from the console
