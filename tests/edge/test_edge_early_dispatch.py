@@ -12,16 +12,21 @@ setpoint the device already reports).
 
 from __future__ import annotations
 
+import asyncio
 import json
+import time
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
 from test_edge_dayahead_session import free_day, ledger_for, run_on
 from test_edge_forward import FakeDso, session_then_forward, trading_agent, venue_keys
 
+from peergrid_edge.config import ControlSettings
 from peergrid_edge.dso_answers import DsoAnswers
 from peergrid_edge.resume import PLAN_CONFIRMED
+from peergrid_edge.trader import MarketAgent
 
 
 def setpoints_of(plan: Any) -> tuple[float, ...]:
@@ -91,3 +96,62 @@ def test_the_agreed_plan_is_dispatched_before_the_dso_answers_and_again_only_whe
         assert [when for when, _ in dispatched] == ["before the DSO"]
         assert record["dispatch_confirmed"] == 3
         assert record[PLAN_CONFIRMED] is True
+
+
+class Daemon:
+    """The parts of `EdgeDaemon` the agent's `_dispatch` uses: one battery (fresh, or stale), its actuator's
+    counters, and a dispatch tick that does what `dispatch.decide` + `Actuator.perform` would: write (and
+    confirm) the setpoint unless the battery already reports it; with `alarm`, the write is not confirmed."""
+
+    def __init__(self, reports_w: float, stale: bool = False, alarm: bool = False) -> None:
+        control = ControlSettings(max_w=100_000.0)
+        settings = SimpleNamespace(name="bat", nature="battery", control=control, stale_after=10.0)
+        snapshot = SimpleNamespace(
+            reading={"power_w": reports_w, "setpoint_w": reports_w, "rating_w": 100_000.0}
+        )
+        self.states = {"bat": SimpleNamespace(settings=settings, last_good=snapshot,
+                                              is_stale=lambda _now: stale)}  # fmt: skip
+        self.clock = SimpleNamespace(monotonic=lambda: 0.0, wall=time.time)
+        self.settings = SimpleNamespace(dispatch=SimpleNamespace(period_s=1.0))
+        self.actuator = SimpleNamespace(confirmed_total=0, writes_total=0, alarms_total={})
+        self.reports_w, self.alarm, self.schedule = reports_w, alarm, None
+
+    def set_schedule(self, schedule: Any) -> None:
+        self.schedule = schedule
+
+    async def dispatch_once(self, _dt: float) -> None:
+        wanted = self.schedule.setpoints["bat"]["power_w"]
+        if abs(wanted - self.reports_w) <= 1.0:
+            return  # already reported: nothing written
+        self.actuator.writes_total += 1
+        if self.alarm:
+            self.actuator.alarms_total["bat"] = 1
+        else:
+            self.actuator.confirmed_total += 1
+
+
+@pytest.mark.parametrize(
+    ("reports_w", "stale", "alarm", "held"),
+    [
+        (25_000.0, False, False, True),  # the setpoint the interval before left: nothing to write, held
+        (0.0, False, False, True),  # written and read back
+        (0.0, False, True, False),  # written, not confirmed: alarmed
+        (25_000.0, True, False, False),  # the battery's readings are stale: nothing can be confirmed
+    ],
+)
+def test_an_interval_planned_as_the_one_before_writes_nothing_and_is_still_confirmed(
+    reports_w: float, stale: bool, alarm: bool, held: bool
+) -> None:
+    """L4: an unchanged plan confirms 0 writes, and PLAN_CONFIRMED (what a meterless MG states by) said
+    False for it (in the lab every steady interval: mg1, mg3-mg6 at 37). Held in full: fresh devices, no alarm,
+    each setpoint confirmed or already reported."""
+    agent = object.__new__(MarketAgent)
+    agent.d = Daemon(reports_w, stale, alarm)  # type: ignore[assignment]
+    agent.s = SimpleNamespace(interval_s=6.0)  # type: ignore[assignment]
+    agent.mg = SimpleNamespace(pv=())  # type: ignore[assignment]
+    plan = SimpleNamespace(battery_kw=(25.0,), genset_kw=(0.0,), genset_on=(False,), pv_used_kw=(0.0,),
+                           shed_kw=(0.0,))  # fmt: skip
+    confirmed = asyncio.run(agent._dispatch(0, plan))
+    assert agent.dispatched == {"bat": {"power_w": 25_000.0}}
+    assert confirmed == (1 if reports_w != 25_000.0 and not alarm else 0)
+    assert agent.held is held

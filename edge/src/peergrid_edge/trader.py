@@ -33,7 +33,8 @@ Promises, per interval t (starting at `t0 + (t - first_interval) * interval_s` o
        closing read again, so every MG ends on the same trades;
   8.   dispatches its DERs again where the DSO's answer changed the plan (an adjustment, a re-bargain, a
        re-plan on a changed closing; never an adjusted plan left undispatched; an unchanged plan is not
-       written twice, and the early dispatch's confirmed writes count for PLAN_CONFIRMED) and settles its trades
+       written twice; PLAN_CONFIRMED: the dispatch that carried the final plan left it held in full, every
+       controllable device fresh, no alarm, each setpoint confirmed or already reported) and settles its trades
        (`agent_settlement.py`, `settlement.py`: a refused settle is retried with back-off while the agent is
        idle, until it settles, is refused for good, or the day ends; a restarted agent picks up what its last
        run left unsettled from the chain). Without genesis `settle_by_both` it pays its purchases at once with the agreed quantity, as
@@ -93,6 +94,8 @@ log = logging.getLogger("peergrid.edge.trader")
 
 class MarketAgent:
     dispatched: Any = None  # the setpoints of the agent's last dispatch (`_dispatch`); None: none yet
+    # the last dispatch left its plan confirmed in full (`_dispatch`); None: a dispatch that does not say
+    held: bool | None = None
 
     def __init__(self, daemon: EdgeDaemon, settings: MarketSettings) -> None:
         self.d, self.s = daemon, settings
@@ -278,7 +281,7 @@ class MarketAgent:
         # injection; a verdict that changes it is dispatched again below (L4: 44-54 % -> 86 % delivered)
         self.phase = "dispatch"
         early = await self._dispatch(t, plan2)
-        early_setpoints, dispatched_at = self.dispatched, time.time()
+        early_setpoints, dispatched_at, held = self.dispatched, time.time(), self.held
         self.phase = "dso"
         market = Market(me, feed_in, retail, premium)
         answers = DsoAnswers(plan2, injection_kw, delivered_kw)
@@ -305,9 +308,12 @@ class MarketAgent:
             confirmed = await self._dispatch(t, plan3)
             if self.dispatched == early_setpoints:  # the same setpoints, written and confirmed early
                 confirmed += early
+            else:
+                held = self.held
         metering = self._metering()
         # kept with the interval's record too (PLAN_CONFIRMED): a restarted agent reads it back to state
-        metering.confirmed[t] = confirmed > 0 and abs(agreed_kw - answers.p2p_net_kw) < 1e-6
+        in_full = confirmed > 0 if held is None else held
+        metering.confirmed[t] = in_full and abs(agreed_kw - answers.p2p_net_kw) < 1e-6
         self.phase = "settle"
         # settle_by_both: stated once the interval ended and a PCC reading after its end was taken
         settled = await self.settler.settle(t, mine, self.anonym.public, metering.not_before(t))
@@ -388,9 +394,23 @@ class MarketAgent:
         schedule = schedule_from_plan(plan, 0, views, t, wall, wall + 4 * self.s.interval_s + 30, available)
         self.d.set_schedule(schedule)
         self.dispatched = schedule.setpoints
-        before = self.d.actuator.confirmed_total
+        actuator = self.d.actuator
+        before, writes, alarms = (
+            actuator.confirmed_total,
+            actuator.writes_total,
+            sum(actuator.alarms_total.values()),
+        )
         await self.d.dispatch_once(self.d.settings.dispatch.period_s)
-        return int(self.d.actuator.confirmed_total - before)
+        confirmed = int(actuator.confirmed_total - before)
+        # held in full: every controllable device fresh, no alarm, and its writes confirmed or none needed (the
+        # devices already report the setpoints: an interval planned as the one before writes nothing)
+        fresh = bool(views) and not any(v.stale for v in views.values())
+        self.held = (
+            fresh
+            and sum(actuator.alarms_total.values()) == alarms
+            and (confirmed > 0 or actuator.writes_total == writes)
+        )
+        return confirmed
 
     # --- settlement on both parties' statements --------------------------------------------------------
 
