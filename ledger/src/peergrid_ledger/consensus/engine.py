@@ -14,7 +14,10 @@ signature is verified once per node (`sigcache`). Bad input of any kind is dropp
 never raised; the authorities of
 height h are `app.validators(h)` (from the state after h − 1), so a key governance removed or revoked has its
 votes and proposals refused from the height the change takes effect (`refused_revoked`). Which proposals,
-round changes and blocks a height admits is `admission`'s (pure checks); acting on them is the engine's.
+round changes and blocks a height admits is `admission`'s (pure checks); acting on them is the engine's,
+in parts: this module keeps the height's state and moves heights and rounds on events and timers; our own
+votes and the quorums they complete are `voting`'s, inbound votes `receiving`'s, catch-up sync `catchup`'s
+(functions acting on one `Engine`, which alone holds state).
 Assumes the driver performs actions in order and feeds back timers; `now` is milliseconds on its clock.
 Must never read a clock, touch a socket, or trust a message's signature or block it did not check.
 """
@@ -25,7 +28,7 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
-from . import admission
+from . import admission, catchup, receiving, voting
 from .actions import (
     PROPOSE_TIMER,
     RESEND_TIMER,
@@ -34,44 +37,30 @@ from .actions import (
     Action,
     Broadcast,
     Committed,
-    EvidenceFound,
-    Send,
     SetTimer,
     Timer,
 )
-from .app import Application, BlockInfo, ConsensusWal, MemoryWal, Rejected, Signer, VerifyFn
+from .app import Application, ConsensusWal, MemoryWal, Rejected, Signer, VerifyFn
 from .messages import (
-    COMMIT,
-    NO_ROUND,
-    PREPARE,
     PROPOSAL,
     ROUND_CHANGE,
     Certificate,
     ConsensusMessage,
-    Evidence,
     MessageError,
     SyncRequest,
     SyncResponse,
-    Vote,
     WireMessage,
     decode_wire,
     encode_wire,
-    make_certificate,
-    sign_vote,
-    verify_certificate,
-    vote_ok,
 )
 from .sigcache import cached
-from .sync import SyncPeers, serve_sync
+from .sync import SyncPeers
+from .voting import SYNC
 from .wal import HeightState, load_height_state, save_height_state
 
 HEARTBEAT_MS = 2000
 """The daemons' default heartbeat: an idle chain makes a block every 2 s rather than every period (the lab's
 500 ms, the Pi's 200 ms), and a silent proposer is replaced within 2 s + a round timeout of going quiet."""
-
-ROUND_WINDOW = 64
-"""Votes for rounds this far beyond ours are dropped (round changes excepted: they let us catch up)."""
-WRITE, SYNC = 1, 2
 
 
 @dataclass(frozen=True, slots=True)
@@ -144,11 +133,11 @@ class Engine:
         self.now = now
         if isinstance(message, SyncRequest):
             if sender is not None:
-                self._reply_sync(message, sender)
+                catchup.reply_sync(self, message, sender)
         elif isinstance(message, SyncResponse):
-            self._take_blocks(message, sender)
+            catchup.take_blocks(self, message, sender)
         else:
-            self._route(message, sender)
+            receiving.route(self, message, sender)
         return self._flush()
 
     def on_timer(self, timer: Timer, now: int) -> list[Action]:
@@ -165,7 +154,7 @@ class Engine:
             self._resend()
         elif timer.kind == PROPOSE_TIMER and self._is_proposer(s.round) and s.round == 0:
             if self._wanted() or now >= self._due(idle=True):
-                self._propose_fresh(0)
+                voting.propose_fresh(self, 0)
             else:  # what was waiting left the pool: wait for more, or for the heartbeat
                 self._out.append(SetTimer(Timer(PROPOSE_TIMER, s.height, 0), self._due(idle=True)))
         return self._flush()
@@ -209,7 +198,7 @@ class Engine:
         if self._is_proposer(0):
             if (PROPOSAL, 0) not in s.sent:
                 if now >= due:
-                    self._propose_fresh(0)
+                    voting.propose_fresh(self, 0)
                 else:
                     self._out.append(SetTimer(Timer(PROPOSE_TIMER, s.height, 0), due))
         else:  # an earlier round-0 timer; the later one goes stale once it fires
@@ -267,7 +256,7 @@ class Engine:
         pending, self._future = self._future, []
         for message, sender in pending:
             if message.vote.height == self.s.height:
-                self._route(message, sender)
+                receiving.route(self, message, sender)
             elif message.vote.height > self.s.height:
                 self._future.append((message, sender))
 
@@ -289,15 +278,15 @@ class Engine:
         self.s = saved
         self._set_round_timer(saved.round)
         for vote in list(saved.sent.values()):
-            self._record_own(vote)
+            voting.record_own(self, vote)
             if vote.round == saved.round:
                 extra = self.s.own_proposal if vote.kind == PROPOSAL else None
-                self._out.append(Broadcast(encode_wire(self.chain_id, self._dress(vote, extra))))
+                self._out.append(Broadcast(encode_wire(self.chain_id, voting.dress(self, vote, extra))))
         mine = saved.sent.get((PROPOSAL, saved.round))
         if mine is not None and mine.digest in saved.blocks:
-            self._accept_proposal(saved.round, mine.digest)
+            voting.accept_proposal(self, saved.round, mine.digest)
         elif mine is None and saved.round == 0 and self._is_proposer(0):
-            self._propose_fresh(0)
+            voting.propose_fresh(self, 0)
 
     def _halted(self) -> bool:
         return self.config.halt_height is not None and self.s.height > self.config.halt_height
@@ -315,8 +304,8 @@ class Engine:
         s = self.s
         s.round = round_
         self._set_round_timer(round_)
-        self._cast(ROUND_CHANGE, round_, s.prepared_digest, s.prepared_round)
-        self._maybe_propose_after_round_change(round_)
+        voting.cast(self, ROUND_CHANGE, round_, s.prepared_digest, s.prepared_round)
+        voting.maybe_propose_after_round_change(self, round_)
         self._arm_resend()
 
     def _arm_resend(self) -> None:
@@ -334,7 +323,7 @@ class Engine:
             if vote is not None:
                 self.stats["resent"] += 1
                 block = s.own_proposal if kind == PROPOSAL else None
-                self._out.append(Broadcast(encode_wire(self.chain_id, self._dress(vote, block))))
+                self._out.append(Broadcast(encode_wire(self.chain_id, voting.dress(self, vote, block))))
         self._arm_resend()
 
     def _is_proposer(self, round_: int) -> bool:
@@ -342,181 +331,6 @@ class Engine:
 
     def proposer(self, round_: int) -> bytes:
         return admission.proposer(self.s, round_)
-
-    # ------------------------------------------------------------------------------------------ voting
-
-    def _cast(
-        self, kind: str, round_: int, digest: bytes, prepared_round: int = NO_ROUND, again: bool = False
-    ) -> Vote | None:
-        """Sign, log and broadcast our vote for a slot, unless we already voted differently there
-        (`again`: say an identical earlier vote once more)."""
-        s = self.s
-        if self.signer is None or self.me not in s.vset or self._halted():
-            return None
-        previous = s.sent.get((kind, round_))
-        if previous is not None:
-            if (previous.digest, previous.prepared_round) != (digest, prepared_round):
-                return None
-            if again:
-                self._log = SYNC  # what we prepared has moved on
-                self._out.append(Broadcast(encode_wire(self.chain_id, self._dress(previous, None))))
-            return previous
-        if kind == PREPARE and round_ <= s.amnesia_round and not self._own_proposal(round_, digest):
-            self.stats["prepare_withheld"] += 1  # we may have prepared another block here before a crash
-            return None
-        vote = sign_vote(
-            self.chain_id, self.signer.sign, self.me, kind, s.height, round_, digest, prepared_round
-        )
-        s.sent[(kind, round_)] = vote
-        # a prepare is written but not synced (the rule above covers one a power cut loses); the rest is synced
-        self._log = max(self._log, WRITE if kind == PREPARE else SYNC)
-        self._record_own(vote)
-        block = s.own_proposal if kind == PROPOSAL else None
-        self._out.append(Broadcast(encode_wire(self.chain_id, self._dress(vote, block))))
-        return vote
-
-    def _own_proposal(self, round_: int, digest: bytes) -> bool:
-        mine = self.s.sent.get((PROPOSAL, round_))
-        return mine is not None and mine.digest == digest
-
-    def _dress(self, vote: Vote, block: bytes | None) -> ConsensusMessage:
-        s = self.s
-        if vote.kind == PROPOSAL:
-            return ConsensusMessage(vote, block, s.own_justification, s.own_prepares)
-        if vote.kind == ROUND_CHANGE and vote.prepared_round != NO_ROUND:
-            return ConsensusMessage(vote, s.prepared_block, (), s.prepared_cert)
-        return ConsensusMessage(vote)
-
-    def _record_own(self, vote: Vote) -> None:
-        s = self.s
-        s.seen[(vote.kind, vote.round, vote.author)] = vote
-        if vote.kind == PREPARE:
-            s.prepares.setdefault((vote.round, vote.digest), {})[vote.author] = vote
-            self._check_prepared(vote.round)
-        elif vote.kind == COMMIT:
-            s.commits.setdefault((vote.round, vote.digest), {})[vote.author] = vote
-            self._check_decided(vote.round, vote.digest)
-        elif vote.kind == ROUND_CHANGE:
-            s.round_changes.setdefault(vote.round, {})[vote.author] = self._dress(vote, None)
-
-    # ------------------------------------------------------------------------------------------ proposing
-
-    def _propose_fresh(self, round_: int, justification: tuple[Vote, ...] = ()) -> None:
-        s = self.s
-        if (PROPOSAL, round_) in s.sent or self.signer is None:
-            return
-        head = self.app.head()
-        timestamp = max(self.now, head.timestamp_ms + self.config.block_period_ms)
-        block = self.app.build_block(s.height, round_, timestamp, self.me)
-        info = self.app.inspect(block)
-        if isinstance(info, Rejected):  # pragma: no cover - our own application built it
-            self.stats["own_block_rejected"] += 1
-            return
-        self._propose(round_, block, info, justification, ())
-
-    def _propose(
-        self,
-        round_: int,
-        block: bytes,
-        info: BlockInfo,
-        justification: tuple[Vote, ...],
-        prepares: tuple[Vote, ...],
-    ) -> None:
-        s = self.s
-        s.own_proposal, s.own_justification, s.own_prepares = block, justification, prepares
-        s.blocks[info.block_hash] = block
-        s.valid.add(info.block_hash)
-        if self._cast(PROPOSAL, round_, info.block_hash) is not None:
-            self._accept_proposal(round_, info.block_hash)
-
-    def _maybe_propose_after_round_change(self, round_: int) -> None:
-        s = self.s
-        changes = s.round_changes.get(round_, {})
-        if round_ != s.round or not self._is_proposer(round_) or len(changes) < s.quorum:
-            return
-        if (PROPOSAL, round_) in s.sent:
-            return
-        justification = tuple(m.vote for m in changes.values())
-        best = max(changes.values(), key=lambda m: m.vote.prepared_round)
-        if best.vote.prepared_round == NO_ROUND or best.block is None:
-            self._propose_fresh(round_, justification)
-            return
-        info = self.app.inspect(best.block)
-        if not isinstance(info, Rejected):
-            self._propose(round_, best.block, info, justification, best.prepares)
-
-    def _accept_proposal(self, round_: int, digest: bytes) -> None:
-        s = self.s
-        s.proposals[round_] = digest
-        if round_ > s.round:
-            s.round = round_
-            self._log = SYNC  # a restart must know we may have voted up to here
-            self._set_round_timer(round_)
-        if round_ == s.round:
-            self._cast(PREPARE, round_, digest)
-        self._check_prepared(round_)
-
-    # ------------------------------------------------------------------------------------------ receiving
-
-    def _route(self, message: ConsensusMessage, sender: bytes | None) -> None:
-        vote, s = message.vote, self.s
-        if vote.height < s.height:
-            self.stats["stale"] += 1
-            return
-        if vote.height > s.height:
-            if len(self._future) < self.config.future_buffer and vote.height == s.height + 1:
-                self._future.append((message, sender))
-            lagging = self.now - s.started_at >= self.config.round_timeout_ms
-            if vote.height > s.height + 1 or lagging:
-                self._request_sync(sender if sender is not None else vote.author)
-            return
-        if vote.author not in s.vset or vote.author == self.me:
-            if vote.author in self.removed:
-                self.stats["refused_revoked"] += 1  # an authority no more, from this height on
-                self.stats[f"refused_revoked_{vote.kind}"] += 1
-            else:
-                self.stats["dropped_author"] += 1
-            return
-        if vote.kind != ROUND_CHANGE and vote.round > s.round + ROUND_WINDOW:
-            self.stats["dropped_far_round"] += 1  # keeps what a Byzantine authority can make us store bounded
-            return
-        if not self._vote_ok(vote):
-            self.stats["dropped_signature"] += 1
-            return
-        slot = (vote.kind, vote.round, vote.author)
-        if slot in s.seen:
-            if not self._equivocates(vote):
-                self.stats["duplicates"] += 1
-            return
-        if vote.kind == PROPOSAL:
-            if not self._on_proposal(message):
-                return
-        elif vote.kind == ROUND_CHANGE and not self._on_round_change(message):
-            return
-        s.seen[slot] = vote
-        if vote.kind == PREPARE:
-            s.prepares.setdefault((vote.round, vote.digest), {})[vote.author] = vote
-            self._check_prepared(vote.round)
-        elif vote.kind == COMMIT:
-            s.commits.setdefault((vote.round, vote.digest), {})[vote.author] = vote
-            self._check_decided(vote.round, vote.digest)
-
-    def _equivocates(self, vote: Vote) -> bool:
-        """Compare a verified vote (received, or carried inside a justification) with what its author
-        said before in the same slot; report a contradiction once as evidence."""
-        s = self.s
-        slot = (vote.kind, vote.round, vote.author)
-        earlier = s.seen.get(slot)
-        if earlier is None or (earlier.digest, earlier.prepared_round) == (vote.digest, vote.prepared_round):
-            return False
-        self.stats["equivocations"] += 1
-        if slot not in s.reported:
-            s.reported.add(slot)
-            self._out.append(EvidenceFound(Evidence(earlier, vote)))
-        return True
-
-    def _vote_ok(self, vote: Vote) -> bool:
-        return vote_ok(self.chain_id, vote, self.verify)  # the cache is keyed by the whole signed triple
 
     def stale(self, message: WireMessage) -> bool:
         """A message that can change nothing here (a vote for a decided height, a block we hold): the
@@ -526,117 +340,11 @@ class Engine:
             self.stats["stale"] += 1
         return old
 
-    def _on_proposal(self, message: ConsensusMessage) -> bool:
-        vote, s, cfg = message.vote, self.s, self.config
-        latest = self.now + cfg.max_future_drift_ms
-        refused = admission.refuse_proposal(self.app, s, message, cfg.block_period_ms, latest, self._checked)
-        if refused is not None:
-            self.stats[refused] += 1
-            return False
-        s.seen[(vote.kind, vote.round, vote.author)] = vote
-        self._accept_proposal(vote.round, vote.digest)
-        return True
-
-    def _checked(self, vote: Vote) -> bool:
-        """A vote carried inside another message: verify it and compare it with what its author said."""
-        if not self._vote_ok(vote):
-            return False
-        self._equivocates(vote)
-        return True
-
-    def _on_round_change(self, message: ConsensusMessage) -> bool:
-        vote, s = message.vote, self.s
-        stored = admission.admit_round_change(self.app, s, message, self._checked)
-        if isinstance(stored, admission.Refused):
-            if stored.counter is not None:
-                self.stats[stored.counter] += 1
-            return False
-        s.round_changes.setdefault(vote.round, {})[vote.author] = stored
-        admission.prune_round_changes(s, vote.author)
-        if vote.round > s.round:
-            target = admission.round_to_join(s)
-            if target is not None:  # f + 1 moved on: one honest authority at least, so follow
-                self._enter_round(target)
-        self._maybe_propose_after_round_change(vote.round)
-        return True
-
-    def _check_prepared(self, round_: int) -> None:
-        """Prepared in this round: commit. The commit vote signs the block's own header round, so every
-        commit for one block is the same seal whatever round it was prepared in; that is safe because once
-        a block is prepared, every justified later proposal at this height is that block (QBFT lemma)."""
-        s = self.s
-        digest = s.proposals.get(round_)
-        if digest is None or round_ != s.round or round_ in s.commit_rounds:
-            return
-        votes = s.prepares.get((round_, digest), {})
-        if len(votes) >= s.quorum:
-            s.commit_rounds.add(round_)
-            s.prepared_round, s.prepared_digest = round_, digest
-            s.prepared_block, s.prepared_cert = s.blocks[digest], tuple(votes.values())
-            info = self.app.inspect(s.blocks[digest])
-            if not isinstance(info, Rejected):
-                self._cast(COMMIT, info.round, digest, again=True)
-
-    def _check_decided(self, round_: int, digest: bytes) -> None:
-        s = self.s
-        commits = s.commits.get((round_, digest), {})
-        if len(commits) < s.quorum or s.decided:
-            return
-        block = s.blocks.get(digest)
-        info = admission.check_block(self.app, s, block, digest)
-        if block is None or info is None:
-            self._request_sync(next(iter(commits)))
-            return
-        if info.round != round_:  # seals for another header round cannot form this block's certificate
-            return
-        s.decided = True
-        self._commit(block, make_certificate(round_, commits.values()), via_sync=False)
-
     def _commit(self, block: bytes, certificate: Certificate, via_sync: bool) -> None:
+        """A block decided here (`voting`) or synced with its certificate (`catchup`): on to the next height."""
         info = self.app.inspect(block)
         assert not isinstance(info, Rejected)  # checked before every call
         self.app.commit(block, certificate)
         self.stats["committed"] += 1
         self._out.append(Committed(info.height, info.block_hash, block, certificate, info.proposer, via_sync))
         self._enter_height()
-
-    # ------------------------------------------------------------------------------------------ sync
-
-    def _request_sync(self, peer: bytes) -> None:
-        if peer != self.me:
-            self.sync.add(peer)
-        target = self.sync.next(self.now)
-        if target is None:
-            return
-        self.stats["sync_requests"] += 1
-        request = SyncRequest(self.s.height, self.config.sync_batch)
-        self._out.append(Send(target, encode_wire(self.chain_id, request)))
-        self._out.append(SetTimer(Timer(SYNC_TIMER, self.s.height, 0), self.sync.busy_until))
-
-    def _reply_sync(self, request: SyncRequest, sender: bytes) -> None:
-        response = serve_sync(self.app, request, self.config.sync_batch, self.config.max_sync_response_bytes)
-        if response.blocks:
-            self.stats["sync_served"] += 1
-            self._out.append(Send(sender, encode_wire(self.chain_id, response)))
-
-    def _take_blocks(self, response: SyncResponse, sender: bytes | None) -> None:
-        progressed = False
-        for block, certificate in response.blocks:
-            info = self.app.inspect(block)
-            if isinstance(info, Rejected) or info.height < self.s.height:
-                continue
-            if info.height > self.s.height:
-                break
-            if not verify_certificate(
-                self.chain_id, info.height, info.block_hash, certificate, self.s.validators, self.verify
-            ):
-                self.stats["sync_bad_certificate"] += 1
-                break
-            if admission.check_block(self.app, self.s, block, info.block_hash) is None:
-                self.stats["sync_invalid_block"] += 1
-                break
-            self._commit(block, certificate, via_sync=True)
-            progressed = True
-        if progressed and sender is not None and len(response.blocks) >= self.config.sync_batch:
-            self.sync.prefer(sender)  # a full batch from a good peer: pipeline the next one from it
-            self._request_sync(sender)
