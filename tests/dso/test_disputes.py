@@ -17,7 +17,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from peergrid_dso.disputes import ChainTime, MeterClock, Unresolved, Vouched, resolve
+from peergrid_dso.disputes import Unresolved, Vouched, resolve
+from peergrid_dso.sealed_readings import ChainTime, MeterClock
 from peergrid_edge.commitments import commitment_body, reading_leaf
 from peergrid_ledger import query
 from peergrid_ledger.chain import LocalChain

@@ -14,9 +14,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-from peergrid_dso.disputes import MeterClock
 from peergrid_dso.live import DsoNode
 from peergrid_dso.loop_settings import IntervalNodeSettings
+from peergrid_dso.sealed_readings import MeterClock
 from peergrid_edge.commitments import commitment_body
 from peergrid_ledger import query
 from peergrid_ledger.consensus.node_cli import ChainSettings, NodeSettings, build_node

@@ -18,7 +18,8 @@ import asyncio
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from peergrid_dso.disputes import LEAST, Vouched, read_nodes, resolve
+from peergrid_dso.dispute_shares import LEAST
+from peergrid_dso.disputes import Vouched, read_nodes, resolve
 from peergrid_edge.pcc_readings import statement_wh
 from peergrid_ledger import query
 from peergrid_ledger.contracts.market_state import compensation

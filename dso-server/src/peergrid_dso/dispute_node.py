@@ -36,21 +36,12 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from peergrid_dso.disputes import (
-    ChainTime,
-    MeterClock,
-    Unmetered,
-    Unresolved,
-    Vouched,
-    read_nodes,
-    resolve,
-    sealed_late,
-    to_json,
-    verified_leaves,
-)
+from peergrid_dso.disputes import Unresolved, Vouched, read_nodes, resolve, to_json
+from peergrid_dso.sealed_readings import ChainTime, MeterClock, sealed_late, verified_leaves
 from peergrid_ledger import keys, query
 from peergrid_ledger.block import decode_block
 from peergrid_ledger.contracts.market_state import trade_key
+from peergrid_ledger.metering import Unmetered
 from peergrid_ledger.records import append_record
 from peergrid_ledger.results import Reason
 

@@ -27,21 +27,10 @@ meter showing more of its own trade with the party can lower it (that energy is 
 Why the smaller: the seller's meter bounds what left the seller, the buyer's what reached the buyer; the DSO
 vouches only for energy both meters confirm (the same rule the chain applies to two statements that agree).
 
-What the chain holds and what it does not: a `der_commitment` (`der/<node><interval>`) is the RFC 6962 root of
-one commitment interval's reading leaves and their count, signed by the MGMC's node key; the leaves themselves
-(edge `commitments.reading_leaf`: {at_ms, device, milli{quantity: value × 1000}, nature}) stay on the MGMC. So
-the DSO needs each party's leaves (`sealed`, keyed by (node key, commitment interval)), and accepts them only
-when they are the whole committed set: their root and count equal the chain's, so a party can neither forge a
-reading nor leave one out. Trades are made under anonyms; `nodes` maps each anonym to its MGMC's node key (the
-DSO enrolled both). Commitment intervals are buckets of wall-clock time (`floor(ms / commit_ms)`), market
-intervals slots of `MeterClock` (`t0_ms + (t - first_interval) × interval_ms`): the clock maps one to the other.
-
-A PCC meter (nature `meter`; one per MG) reports cumulative counters: `energy_wh` (TotWhExp, export) and
-`import_wh` (TotWhImp). The counter at the interval's start and end is read at a reading made exactly then or
-linearly interpolated between the two readings around it, which must be at most `max_gap_ms` apart (a longer
-outage is no measurement): `peergrid_ledger.metering`, the same reading of the same leaves the edge states
-from (the edge states its pro-rata share: it cannot see its counterparties' meters, so where one fell short
-its statement may differ and the trade comes here). It reads the two parties' readings and those of their
+How a party is metered (its sealed readings checked whole against the chain's `der_commitment`, its PCC
+counter read at the window's boundaries, commitments sealed late not counted) is `sealed_readings`'; a party's
+share of a trade by its counterparties' meters is `dispute_shares`'; both are pure, as is this module. Trades
+are made under anonyms; `nodes` maps each anonym to its MGMC's node key (the DSO enrolled both). It reads the two parties' readings and those of their
 counterparties in the interval (`read_nodes`). Unresolved when: the trade is not disputed (or unknown,
 settled, superseded), a party's anonym is not enrolled with a node key, a counterparty of either cannot be
 metered yet (until the deadline), a commitment that covers the window exists on the chain but
@@ -50,12 +39,9 @@ one meter, no readings bracket a boundary within `max_gap_ms`, or a counter runs
 replaced meter: nothing the DSO can vouch for) or a meter reading is malformed. No I/O, no clock.
 
 Time (`ChainTime`, from the DSO's replica; without it only the metering rule above applies, as an MGMC checks
-its own statement: an unmetered counterparty is not waited for, its party's share is pro rata at once): a commitment counts only when the block that carried it is stamped at most
-`seal_within_ms` after its commitment interval ended (the chain's `settle_wait_ms` unless the DSO sets its own);
-one sealed later is treated as never made, so readings made up long after the fact (review10 F1: once a
-dispute is known and the bound has passed) cannot decide it. Within the bound they still can: a dispute is
-known soon after the interval's end, before the bound of its last commitment intervals has run out. The block time comes from the replica's transaction index (the record's `txid`), so the ledger's
-state records stay as they are. And a dispute has a deadline: `wait_ms` (the chain's `settle_wait_ms` unless
+its own statement: an unmetered counterparty is not waited for, its party's share is pro rata at once): a
+commitment counts only when sealed at most `seal_within_ms` after its commitment interval ended
+(`sealed_readings`: readings made up long after the fact cannot decide a dispute). And a dispute has a deadline: `wait_ms` (the chain's `settle_wait_ms` unless
 the DSO sets its own) after the second statement landed (when the trade became disputed). Until then a side
 that cannot be metered leaves the trade `Unresolved` (saying until when); once the chain's time passed it, a
 side that still cannot be metered (withheld, missing, sealed late, two meters, a counter reset, ...) loses the
@@ -93,80 +79,13 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from fractions import Fraction
-from typing import Any, Protocol
+from typing import Any
 
-from peergrid_ledger import merkle, query
+from peergrid_dso.dispute_shares import SIDES, Metered, Meters
+from peergrid_dso.sealed_readings import ChainTime, MeterClock
+from peergrid_ledger import query
 from peergrid_ledger.contracts.market_state import cover_prices
-from peergrid_ledger.metering import (
-    COUNTER,
-    commitment_intervals,
-    counting_leaves,
-    meter_shares,
-    metered,
-    pro_rata,
-)
-from peergrid_ledger.metering import Unmetered as Unmetered  # why a party's metering is unreadable, here too
 from peergrid_ledger.state import StateReader
-
-
-@dataclass(frozen=True)
-class MeterClock:
-    """Where market interval t lies on the wall clock (ms), and the commitments' bucket length."""
-
-    t0_ms: int  # the wall time interval `first_interval` starts
-    interval_ms: int
-    first_interval: int
-    commit_ms: int  # the MGMCs' `commit_interval_s` in ms
-    max_gap_ms: int  # the longest gap between two readings that still measures a boundary
-
-    def __post_init__(self) -> None:
-        if min(self.interval_ms, self.commit_ms, self.max_gap_ms) <= 0:
-            raise ValueError("interval_ms, commit_ms and max_gap_ms must be positive")
-
-    def window(self, interval: int) -> tuple[int, int]:
-        start = self.t0_ms + (interval - self.first_interval) * self.interval_ms
-        return start, start + self.interval_ms
-
-    def commitments(self, interval: int) -> range:
-        """The commitment intervals whose readings may bracket the window's boundaries."""
-        return commitment_intervals(self.window(interval), self.commit_ms, self.max_gap_ms)
-
-
-class Blocks(Protocol):
-    """Where the replica's transactions landed: a `BlockStore` or a `LocalChain`."""
-
-    def locate_tx(self, txid: bytes) -> tuple[int, int] | None: ...
-
-    def header(self, height: int) -> Any: ...  # a block.Header: its `time` (ms)
-
-
-@dataclass(frozen=True)
-class ChainTime:
-    """What the DSO reads of the chain's time for a dispute (module docstring): where each commitment landed,
-    the chain's time now (its head block's), and the two bounds in ms."""
-
-    blocks: Blocks
-    now_ms: int
-    seal_within_ms: int  # a commitment counts when sealed at most this long after its interval ended
-    wait_ms: int  # after the second statement, how long a side may stay unmetered before it loses the min
-
-    def __post_init__(self) -> None:
-        if self.seal_within_ms < 0 or self.wait_ms < 0:
-            raise ValueError("seal_within_ms and wait_ms must not be negative")
-
-
-@dataclass(frozen=True)
-class Metered:
-    """One party's side: its PCC meter's energy over the window, its trades' agreed total, this trade's share,
-    and what it was shared by: "counterparties' meters"; past the deadline with one unmetered, `LEAST`;
-    without the chain's time and one unmetered, "agreed quantities"."""
-
-    node: bytes
-    energy_wh: Fraction
-    agreed_total: int
-    share_wh: int
-    shared_by: str = "counterparties' meters"
 
 
 @dataclass(frozen=True)
@@ -192,8 +111,6 @@ class Unresolved:
 
 
 Decision = Vouched | Unresolved
-SIDES = ("seller", "buyer")
-LEAST = "counterparties' meters, the unmetered ones least in their favour"  # `Metered.shared_by` past the deadline
 
 
 def resolve(
@@ -216,7 +133,7 @@ def resolve(
         if agreed[side] not in nodes:  # the DSO's own configuration, not the party's doing: no deadline rule
             return Unresolved(trade, f"the {side} {agreed[side].hex()[:16]}… is not enrolled with a node key")
     quantity = int(agreed["quantity"])
-    meters = _Meters(state, clock, int(agreed["interval"]), nodes, sealed, chain)
+    meters = Meters(state, clock, int(agreed["interval"]), nodes, sealed, chain)
     sides: dict[str, Metered] = {}
     unmetered: dict[str, str] = {}
     waiting: list[str] = []  # the metered sides' counterparties that are not (yet) metered
@@ -266,71 +183,6 @@ def _deadline(where: Mapping[str, Any], chain: ChainTime) -> int:
     return max(int(where["statements"][s]["time"]) for s in SIDES) + chain.wait_ms
 
 
-class _Meters:
-    """Each party's PCC energy of one interval on one side, metered once per `resolve` (str: why not), and a
-    party's share of a trade from it (`metering.meter_shares`)."""
-
-    def __init__(
-        self,
-        state: StateReader,
-        clock: MeterClock,
-        interval: int,
-        nodes: Mapping[bytes, bytes],
-        sealed: Mapping[tuple[bytes, int], Sequence[bytes]],
-        chain: ChainTime | None,
-    ) -> None:
-        self.state, self.clock, self.interval, self.nodes, self.sealed, self.chain = (
-            state, clock, interval, nodes, sealed, chain,
-        )  # fmt: skip
-        # the interval's latest closing (superseded trades never settle): a disputed trade is one of them
-        self.trades = query.trades(state, interval)
-        self.found: dict[tuple[bytes, str], Fraction | str] = {}
-
-    def energy(self, anonym: bytes, side: str) -> Fraction | str:
-        if (anonym, side) not in self.found:
-            node = self.nodes.get(anonym)
-            try:
-                if node is None:
-                    raise Unmetered("not enrolled with a node key")
-                energy: Fraction | str = pcc_energy(
-                    self.state, node, self.clock, self.interval, self.sealed, side, self.chain
-                )
-            except Unmetered as exc:
-                energy = str(exc)
-            self.found[(anonym, side)] = energy
-        return self.found[(anonym, side)]
-
-    def total(self, anonym: bytes, side: str) -> int:
-        return sum(int(t["quantity"]) for _, t in self.trades if t[side] == anonym)
-
-    def share(
-        self, trade: bytes, side: str, energy: Fraction, lapsed: bool
-    ) -> tuple[Metered, list[tuple[bytes, str]]]:
-        """The `side` party's share of `trade`, by what its counterparties' meters prove of each of its trades
-        (each counterparty's own pro-rata share, `metering.pro_rata`); and the counterparties that are not
-        metered, with why. One that is not: past the dispute's deadline (`lapsed`) it is taken at what is least
-        favourable to it (a seller delivered nothing, a buyer took all it bought: module docstring), else the
-        party's share is pro rata to the agreed quantities (`meter_shares` without its proof)."""
-        other = SIDES[1 - SIDES.index(side)]
-        party = next(t[side] for tid, t in self.trades if tid == trade)
-        mine = [(tid, t) for tid, t in self.trades if t[side] == party]
-        proofs: list[tuple[int, Fraction | None]] = []
-        lacking: list[tuple[bytes, str]] = []
-        for _, t in mine:
-            counterparty, quantity = t[other], int(t["quantity"])
-            found = self.energy(counterparty, other)
-            if isinstance(found, str):
-                lacking.append((counterparty, found))
-                least = Fraction(0) if other == "seller" else Fraction(quantity)
-                proofs.append((quantity, least if lapsed else None))
-            else:
-                proofs.append((quantity, pro_rata(found, quantity, self.total(counterparty, other))))
-        shares = meter_shares(energy, proofs)
-        at = next(i for i, (tid, _) in enumerate(mine) if tid == trade)
-        by = "counterparties' meters" if not lacking else LEAST if lapsed else "agreed quantities"
-        return Metered(self.nodes[party], energy, sum(q for q, _ in proofs), shares[at], by), lacking
-
-
 def read_nodes(state: StateReader, trade: bytes, nodes: Mapping[bytes, bytes]) -> set[bytes]:
     """The node keys whose sealed readings resolving `trade` reads: its two parties' and those of every
     counterparty of their trades in its interval (empty for an unknown trade; anonyms not enrolled left out)."""
@@ -357,72 +209,6 @@ def _shorts(
         for side in SIDES
     )
     return seller, buyer
-
-
-def verified_leaves(
-    state: StateReader, node: bytes, commitment: int, sealed: Mapping[tuple[bytes, int], Sequence[bytes]]
-) -> Sequence[bytes]:
-    """The committed leaves of one commitment interval, checked whole against the chain's root and count
-    (empty when the MGMC committed nothing then)."""
-    record = query.der_commitment(state, node, commitment)
-    if record is None:
-        return ()
-    leaves = sealed.get((node, commitment))
-    if leaves is None:
-        raise Unmetered(f"commitment interval {commitment}'s readings are not at the DSO")
-    if len(leaves) != int(record["readings"]) or merkle.root(list(leaves)) != record["root"]:
-        raise Unmetered(f"the readings given for commitment interval {commitment} are not the sealed ones")
-    return leaves
-
-
-def sealed_late(
-    state: StateReader, node: bytes, commitment: int, commit_ms: int, chain: ChainTime
-) -> str | None:
-    """Why a `der_commitment` on the chain does not count (sealed too long after its interval ended, or its
-    block is not in the replica), or None when it counts or there is none."""
-    record = query.der_commitment(state, node, commitment)
-    if record is None:
-        return None
-    found = chain.blocks.locate_tx(record["txid"])
-    if found is None:
-        return f"commitment interval {commitment}'s block is not in the DSO's replica: it does not count"
-    at, ended = int(chain.blocks.header(found[0]).time), (commitment + 1) * commit_ms
-    if at > ended + chain.seal_within_ms:
-        return (
-            f"commitment interval {commitment} was sealed at {at} ms, {at - ended} ms after it ended (more "
-            f"than {chain.seal_within_ms}): it does not count"
-        )
-    return None
-
-
-def pcc_energy(
-    state: StateReader,
-    node: bytes,
-    clock: MeterClock,
-    interval: int,
-    sealed: Mapping[tuple[bytes, int], Sequence[bytes]],
-    side: str,
-    chain: ChainTime | None = None,
-) -> Fraction:
-    """Wh the PCC meter's counter of `side` (seller: export, buyer: import) advanced over the market interval's
-    window (exact), read from the sealed readings of every commitment interval that may bracket its boundaries
-    (`peergrid_ledger.metering`; a counter at SunSpec's "not accumulated" read as 0 where that never favours
-    the side, `counting_leaves`, as the MGMC states it); with `chain`, a commitment sealed late counts as never
-    made (`sealed_late`)."""
-    leaves: list[bytes] = []
-    late: list[str] = []
-    for c in clock.commitments(interval):
-        why = None if chain is None else sealed_late(state, node, c, clock.commit_ms, chain)
-        if why is not None:
-            late.append(why)
-            continue
-        leaves.extend(verified_leaves(state, node, c, sealed))
-    try:
-        return metered(counting_leaves(leaves, side), clock.window(interval), COUNTER[side], clock.max_gap_ms)
-    except Unmetered as exc:
-        if late:
-            raise Unmetered(f"{exc} ({'; '.join(late)})") from None
-        raise
 
 
 def to_json(decision: Decision) -> dict[str, Any]:

@@ -227,7 +227,7 @@ def dispute_settler(settings: Any, mgmc: Any, dso_key: keys.Keypair) -> Any:
     """The node's `DisputeSettler` on its MGMC-chain adapter: the market clock from the `disputes` section,
     each MG's anonym mapped to its node key from `mgs` (the DSO enrolled both)."""
     from peergrid_dso.dispute_node import DisputeSettler
-    from peergrid_dso.disputes import MeterClock
+    from peergrid_dso.sealed_readings import MeterClock
 
     d = settings.disputes
     clock = MeterClock(

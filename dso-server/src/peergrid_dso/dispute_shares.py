@@ -1,0 +1,102 @@
+"""A party's share of one trade by what its counterparties' meters prove, and which counterparties are unmetered.
+
+Promises: `Meters` meters each party of one market interval once per resolve (its PCC energy on one side, or
+why not: `sealed_readings.pcc_energy`) and gives a party's share of a trade (`metering.meter_shares`; what a
+counterparty proves is its own energy pro rata to its agreed quantities, `metering.pro_rata`) together with the
+counterparties it could not meter, so the resolver can wait for them until the dispute's deadline. Past the
+deadline an unmetered counterparty is taken at what is least in its favour (a seller delivered nothing of the
+party's import, a buyer took all it bought of the party's export: `LEAST`); before it, or without the chain's
+time, the party's share is pro rata to the agreed quantities. Why: `disputes`' docstring. No I/O, no clock.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from fractions import Fraction
+
+from peergrid_dso.sealed_readings import ChainTime, MeterClock, pcc_energy
+from peergrid_ledger import query
+from peergrid_ledger.metering import Unmetered, meter_shares, pro_rata
+from peergrid_ledger.state import StateReader
+
+SIDES = ("seller", "buyer")
+LEAST = "counterparties' meters, the unmetered ones least in their favour"  # `Metered.shared_by` past the deadline
+
+
+@dataclass(frozen=True)
+class Metered:
+    """One party's side: its PCC meter's energy over the window, its trades' agreed total, this trade's share,
+    and what it was shared by: "counterparties' meters"; past the deadline with one unmetered, `LEAST`;
+    without the chain's time and one unmetered, "agreed quantities"."""
+
+    node: bytes
+    energy_wh: Fraction
+    agreed_total: int
+    share_wh: int
+    shared_by: str = "counterparties' meters"
+
+
+class Meters:
+    """Each party's PCC energy of one interval on one side, metered once per `resolve` (str: why not), and a
+    party's share of a trade from it (`metering.meter_shares`)."""
+
+    def __init__(
+        self,
+        state: StateReader,
+        clock: MeterClock,
+        interval: int,
+        nodes: Mapping[bytes, bytes],
+        sealed: Mapping[tuple[bytes, int], Sequence[bytes]],
+        chain: ChainTime | None,
+    ) -> None:
+        self.state, self.clock, self.interval, self.nodes, self.sealed, self.chain = (
+            state, clock, interval, nodes, sealed, chain,
+        )  # fmt: skip
+        # the interval's latest closing (superseded trades never settle): a disputed trade is one of them
+        self.trades = query.trades(state, interval)
+        self.found: dict[tuple[bytes, str], Fraction | str] = {}
+
+    def energy(self, anonym: bytes, side: str) -> Fraction | str:
+        if (anonym, side) not in self.found:
+            node = self.nodes.get(anonym)
+            try:
+                if node is None:
+                    raise Unmetered("not enrolled with a node key")
+                energy: Fraction | str = pcc_energy(
+                    self.state, node, self.clock, self.interval, self.sealed, side, self.chain
+                )
+            except Unmetered as exc:
+                energy = str(exc)
+            self.found[(anonym, side)] = energy
+        return self.found[(anonym, side)]
+
+    def total(self, anonym: bytes, side: str) -> int:
+        return sum(int(t["quantity"]) for _, t in self.trades if t[side] == anonym)
+
+    def share(
+        self, trade: bytes, side: str, energy: Fraction, lapsed: bool
+    ) -> tuple[Metered, list[tuple[bytes, str]]]:
+        """The `side` party's share of `trade`, by what its counterparties' meters prove of each of its trades
+        (each counterparty's own pro-rata share, `metering.pro_rata`); and the counterparties that are not
+        metered, with why. One that is not: past the dispute's deadline (`lapsed`) it is taken at what is least
+        favourable to it (a seller delivered nothing, a buyer took all it bought: module docstring), else the
+        party's share is pro rata to the agreed quantities (`meter_shares` without its proof)."""
+        other = SIDES[1 - SIDES.index(side)]
+        party = next(t[side] for tid, t in self.trades if tid == trade)
+        mine = [(tid, t) for tid, t in self.trades if t[side] == party]
+        proofs: list[tuple[int, Fraction | None]] = []
+        lacking: list[tuple[bytes, str]] = []
+        for _, t in mine:
+            counterparty, quantity = t[other], int(t["quantity"])
+            found = self.energy(counterparty, other)
+            if isinstance(found, str):
+                lacking.append((counterparty, found))
+                least = Fraction(0) if other == "seller" else Fraction(quantity)
+                proofs.append((quantity, least if lapsed else None))
+            else:
+                proofs.append((quantity, pro_rata(found, quantity, self.total(counterparty, other))))
+        shares = meter_shares(energy, proofs)
+        at = next(i for i, (tid, _) in enumerate(mine) if tid == trade)
+        by = "counterparties' meters" if not lacking else LEAST if lapsed else "agreed quantities"
+        return Metered(self.nodes[party], energy, sum(q for q, _ in proofs), shares[at], by), lacking

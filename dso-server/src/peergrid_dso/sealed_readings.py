@@ -1,0 +1,154 @@
+"""A party's PCC meter energy over a market interval, read from its sealed readings checked against the chain.
+
+Promises: `pcc_energy` is pure and deterministic (exact rational arithmetic) and either returns the Wh the
+party's PCC counter advanced over the interval's window or raises `Unmetered` saying why not; it reads only
+leaves that are the whole committed set of their commitment interval (`verified_leaves`) and, given the chain's
+time, only commitments sealed in time (`sealed_late`). No I/O, no clock. `disputes.resolve` is its user.
+
+What the chain holds and what it does not: a `der_commitment` (`der/<node><interval>`) is the RFC 6962 root of
+one commitment interval's reading leaves and their count, signed by the MGMC's node key; the leaves themselves
+(edge `commitments.reading_leaf`: {at_ms, device, milli{quantity: value × 1000}, nature}) stay on the MGMC. So
+the DSO needs each party's leaves (`sealed`, keyed by (node key, commitment interval)), and accepts them only
+when they are the whole committed set: their root and count equal the chain's, so a party can neither forge a
+reading nor leave one out. Trades are made under anonyms; `nodes` maps each anonym to its MGMC's node key (the
+DSO enrolled both). Commitment intervals are buckets of wall-clock time (`floor(ms / commit_ms)`), market
+intervals slots of `MeterClock` (`t0_ms + (t - first_interval) × interval_ms`): the clock maps one to the other.
+
+A PCC meter (nature `meter`; one per MG) reports cumulative counters: `energy_wh` (TotWhExp, export) and
+`import_wh` (TotWhImp). The counter at the interval's start and end is read at a reading made exactly then or
+linearly interpolated between the two readings around it, which must be at most `max_gap_ms` apart (a longer
+outage is no measurement): `peergrid_ledger.metering`, the same reading of the same leaves the edge states
+from (the edge states its pro-rata share: it cannot see its counterparties' meters, so where one fell short
+its statement may differ and the trade comes here).
+
+Time (`ChainTime`, from the DSO's replica): a commitment counts only when the block that carried it is stamped
+at most `seal_within_ms` after its commitment interval ended (the chain's `settle_wait_ms` unless the DSO sets
+its own); one sealed later is treated as never made, so readings made up long after the fact (review10 F1: once
+a dispute is known and the bound has passed) cannot decide it. Within the bound they still can: a dispute is
+known soon after the interval's end, before the bound of its last commitment intervals has run out. The block
+time comes from the replica's transaction index (the record's `txid`), so the ledger's state records stay as
+they are. `ChainTime` also carries the dispute's deadline bound (`wait_ms`, `disputes`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from fractions import Fraction
+from typing import Any, Protocol
+
+from peergrid_ledger import merkle, query
+from peergrid_ledger.metering import COUNTER, Unmetered, commitment_intervals, counting_leaves, metered
+from peergrid_ledger.state import StateReader
+
+
+@dataclass(frozen=True)
+class MeterClock:
+    """Where market interval t lies on the wall clock (ms), and the commitments' bucket length."""
+
+    t0_ms: int  # the wall time interval `first_interval` starts
+    interval_ms: int
+    first_interval: int
+    commit_ms: int  # the MGMCs' `commit_interval_s` in ms
+    max_gap_ms: int  # the longest gap between two readings that still measures a boundary
+
+    def __post_init__(self) -> None:
+        if min(self.interval_ms, self.commit_ms, self.max_gap_ms) <= 0:
+            raise ValueError("interval_ms, commit_ms and max_gap_ms must be positive")
+
+    def window(self, interval: int) -> tuple[int, int]:
+        start = self.t0_ms + (interval - self.first_interval) * self.interval_ms
+        return start, start + self.interval_ms
+
+    def commitments(self, interval: int) -> range:
+        """The commitment intervals whose readings may bracket the window's boundaries."""
+        return commitment_intervals(self.window(interval), self.commit_ms, self.max_gap_ms)
+
+
+class Blocks(Protocol):
+    """Where the replica's transactions landed: a `BlockStore` or a `LocalChain`."""
+
+    def locate_tx(self, txid: bytes) -> tuple[int, int] | None: ...
+
+    def header(self, height: int) -> Any: ...  # a block.Header: its `time` (ms)
+
+
+@dataclass(frozen=True)
+class ChainTime:
+    """What the DSO reads of the chain's time for a dispute (module docstring): where each commitment landed,
+    the chain's time now (its head block's), and the two bounds in ms."""
+
+    blocks: Blocks
+    now_ms: int
+    seal_within_ms: int  # a commitment counts when sealed at most this long after its interval ended
+    wait_ms: int  # after the second statement, how long a side may stay unmetered before it loses the min
+
+    def __post_init__(self) -> None:
+        if self.seal_within_ms < 0 or self.wait_ms < 0:
+            raise ValueError("seal_within_ms and wait_ms must not be negative")
+
+
+def verified_leaves(
+    state: StateReader, node: bytes, commitment: int, sealed: Mapping[tuple[bytes, int], Sequence[bytes]]
+) -> Sequence[bytes]:
+    """The committed leaves of one commitment interval, checked whole against the chain's root and count
+    (empty when the MGMC committed nothing then)."""
+    record = query.der_commitment(state, node, commitment)
+    if record is None:
+        return ()
+    leaves = sealed.get((node, commitment))
+    if leaves is None:
+        raise Unmetered(f"commitment interval {commitment}'s readings are not at the DSO")
+    if len(leaves) != int(record["readings"]) or merkle.root(list(leaves)) != record["root"]:
+        raise Unmetered(f"the readings given for commitment interval {commitment} are not the sealed ones")
+    return leaves
+
+
+def sealed_late(
+    state: StateReader, node: bytes, commitment: int, commit_ms: int, chain: ChainTime
+) -> str | None:
+    """Why a `der_commitment` on the chain does not count (sealed too long after its interval ended, or its
+    block is not in the replica), or None when it counts or there is none."""
+    record = query.der_commitment(state, node, commitment)
+    if record is None:
+        return None
+    found = chain.blocks.locate_tx(record["txid"])
+    if found is None:
+        return f"commitment interval {commitment}'s block is not in the DSO's replica: it does not count"
+    at, ended = int(chain.blocks.header(found[0]).time), (commitment + 1) * commit_ms
+    if at > ended + chain.seal_within_ms:
+        return (
+            f"commitment interval {commitment} was sealed at {at} ms, {at - ended} ms after it ended (more "
+            f"than {chain.seal_within_ms}): it does not count"
+        )
+    return None
+
+
+def pcc_energy(
+    state: StateReader,
+    node: bytes,
+    clock: MeterClock,
+    interval: int,
+    sealed: Mapping[tuple[bytes, int], Sequence[bytes]],
+    side: str,
+    chain: ChainTime | None = None,
+) -> Fraction:
+    """Wh the PCC meter's counter of `side` (seller: export, buyer: import) advanced over the market interval's
+    window (exact), read from the sealed readings of every commitment interval that may bracket its boundaries
+    (`peergrid_ledger.metering`; a counter at SunSpec's "not accumulated" read as 0 where that never favours
+    the side, `counting_leaves`, as the MGMC states it); with `chain`, a commitment sealed late counts as never
+    made (`sealed_late`)."""
+    leaves: list[bytes] = []
+    late: list[str] = []
+    for c in clock.commitments(interval):
+        why = None if chain is None else sealed_late(state, node, c, clock.commit_ms, chain)
+        if why is not None:
+            late.append(why)
+            continue
+        leaves.extend(verified_leaves(state, node, c, sealed))
+    try:
+        return metered(counting_leaves(leaves, side), clock.window(interval), COUNTER[side], clock.max_gap_ms)
+    except Unmetered as exc:
+        if late:
+            raise Unmetered(f"{exc} ({'; '.join(late)})") from None
+        raise
