@@ -31,7 +31,7 @@ from typing import Any
 
 from peergrid_controller.bargaining import Venue
 from peergrid_controller.chain_venue import ChainVenue, CompensationError, SealError
-from peergrid_controller.dayexchange import DayAheadError
+from peergrid_controller.dayexchange import DayAheadConfig, DayAheadError
 from peergrid_controller.delivery import FaultError, parse_fault
 from peergrid_controller.forward import ForwardError
 from peergrid_controller.market import Trade
@@ -211,6 +211,12 @@ def _parser() -> argparse.ArgumentParser:
         "with the trades fixed (--rationality does not apply)",
     )
     sim.add_argument(
+        "--clean-book",
+        action="store_true",
+        help="day-ahead: on a day with a clean-only MG, a second (clean) book per interval beside the general "
+        "one, so clean-only buyers get a day-ahead position (off by default: about twice the rounds)",
+    )
+    sim.add_argument(
         "--fault",
         action="append",
         default=[],
@@ -270,6 +276,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.loss is not None and not 0.0 <= args.loss < 1.0:  # also NaN
         print(f"peergrid-market: --loss {args.loss}: a probability in [0, 1) is needed", file=sys.stderr)
         return 2
+    if args.clean_book and args.market != "dayahead":
+        print("peergrid-market: --clean-book needs --market dayahead", file=sys.stderr)
+        return 2
     try:
         if args.scenario:
             scenario = load_scenario(args.scenario)
@@ -315,6 +324,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 delivery_faults=tuple(parse_fault(text) for text in args.fault),
                 random_faults=args.random_faults,
                 fault_seed=args.fault_seed,
+                dayahead=DayAheadConfig(clean_book=True) if args.clean_book else DayAheadConfig(),
             ),
             venue_factory=made,
         )
