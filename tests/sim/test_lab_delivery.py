@@ -74,7 +74,7 @@ def test_the_reports_delivery_names_each_mgs_shortfall_and_its_dispatch_in_the_s
                                             "short": 6002}},
             {"interval": 36, "settlement": {"trade": "b", "settled": False, "party": "seller", "delivered": 6782}},
             {"interval": 37, "mg": "mg5", "role": "seller", "trades": [trade("c", 8.0)],
-             "times": {"start": 106.0, "dso_done": 107.5}},
+             "times": {"start": 106.0, "dispatched": 107.5, "dso_done": 110.2}},  # dispatched before the verdict
             {"interval": 37, "settlement": {"trade": "c", "settled": True, "reason": ""}},  # no statement
             {"interval": 37, "error": "failed; see the log"},  # a failed interval: no trading record
         ],

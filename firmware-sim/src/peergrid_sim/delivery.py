@@ -4,8 +4,9 @@
 Promises: `delivery(edges, slot_start)` gives one row per MG and interval it recorded (a trading record, with
 `trades`): its role, the kWh it agreed (sold + bought), what its statements said was delivered (settle_by_both:
 each trade's statement from its PCC meter; None where it stated nothing, e.g. a chain without statements), how
-many statements fell short of their trade and by how much, and when it dispatched (the DSO's final verdict, after
-which the edge dispatches: `times.dso_done`) in seconds from its slot's start. Pure: records in, rows out; a
+many statements fell short of their trade and by how much, and when it dispatched (`times.dispatched`: the edge
+dispatches its agreed plan right after submitting the injection; records from before that field carry only the
+DSO's final verdict, after which the edge then dispatched: `times.dso_done`) in seconds from its slot's start. Pure: records in, rows out; a
 record it cannot read (a half-written line is already dropped by `report.json_lines`) is skipped, never raised.
 Assumes the records' layout of `trader.py` (`trades[].id`, `quantity_kwh`; settlement lines
 `{"interval", "settlement": {"trade", "delivered"}}`). Never reads the chain or the meters itself.
@@ -41,7 +42,8 @@ def delivery(
             agreed = {tr["id"]: round(float(tr["quantity_kwh"]) * 1000) for tr in trades if "id" in tr}
             mine = {tid: stated[tid] for tid in agreed if tid in stated}
             shorts = [agreed[tid] - wh for tid, wh in mine.items() if wh < agreed[tid]]
-            dispatched = (r.get("times") or {}).get("dso_done")
+            times = r.get("times") or {}
+            dispatched = times.get("dispatched", times.get("dso_done"))
             rows.append(
                 {
                     "interval": t,
