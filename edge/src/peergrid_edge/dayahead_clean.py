@@ -13,8 +13,13 @@ A clean seller's switch ("fixed": decided once at the relaxed phase's prices, li
 `allocate`'s phases on such a day even without gensets: whether any member is a clean seller is public
 (every first post's `clean` declaration, `sellers`), and each seller decides its own switch alone
 (`decide_switch`, `dayahead._switch`'s MILP). Refused with the reason (`refusal`): `clean_decisions` or
-`recommits` other than 1 (whether another seller's switch changed is private: the coordinator cannot know
-whether `allocate` runs again). A session opened without `clean_prices` reads and posts exactly as before.
+`recommits` other than 1. Since a1e9184 `allocate` re-decides by count (`clean_decisions` − 1 more decisions, each
+followed by a run, whatever changed), so its phases are public, but the rounds (`dayahead_rounds.play_phases`)
+decide once: until they run the re-decisions the edge refuses rather than end a day other than `allocate`'s.
+A session opened without `clean_prices` reads and posts exactly as before.
+Two twins of the controller's code live here until the controller exposes them as functions (they are inline in
+/ bound to its `Exchange`): `clean_buy_kw` (`dayrounds.Exchange.__init__`'s `clean_buy_kw`) and `decide_switch`
+(`dayahead._switch`); a change to either side must be made to both.
 Pure helpers over the replica's state and the controller's models; no I/O beyond reading the state.
 """
 
@@ -70,7 +75,8 @@ def declares_clean(mg: Microgrid) -> bool:
 def clean_buy_kw(mg: Microgrid, dt: float) -> list[float] | None:
     """A clean-only buyer's purchase bound (kW, ≤ 0) per interval on a clean session, where it buys P2P, all
     of it clean (cleanbook.py's c ≤ x), within its physical limits and maximum quantity: `dayrounds.Exchange`'s
-    `clean_buy_kw`. None for any other MG (its own bounds stand)."""
+    `clean_buy_kw`. None for any other MG (its own bounds stand).
+    TWIN of the dict comprehension `clean_buy_kw` in `dayrounds.Exchange.__init__` (controller): keep both the same."""
     if not mg.rules.clean_only:
         return None
     free = replace(mg, rules=replace(mg.rules, clean_only=False))
@@ -99,9 +105,8 @@ def refusal(cfg: DayAheadConfig) -> str:
     """Why this edge does not play a clean session configured so ("" if it does)."""
     if cfg.clean_decisions != 1:
         return (
-            f"clean_decisions {cfg.clean_decisions} on a clean session; the edge decides each clean seller's "
-            "switch once (whether another seller's switch changed is private, so the coordinator cannot tell "
-            "whether allocate goes on)"
+            f"clean_decisions {cfg.clean_decisions} on a clean session; the edge's rounds decide each clean "
+            "seller's switch once, where allocate decides it clean_decisions times (each followed by a run)"
         )
     if cfg.recommits != 1:
         return f"recommits {cfg.recommits} on a clean session; the edge decides once"
@@ -121,7 +126,8 @@ def decide_switch(
 ) -> tuple[tuple[bool, ...], CleanDayModel]:
     """A clean seller decides alone where it sells clean (`dayahead._switch`): its MILP at the prices found
     with its proximal term at `commit_weight`·ρ anchored at its own answer; its switch per interval and its
-    model for the final phase (LPs with the switch fixed)."""
+    model for the final phase (LPs with the switch fixed).
+    TWIN of `dayahead._switch` (controller), which reads its inputs from an `Exchange`: keep both the same."""
     fresh = CleanDayModel(mg, dt, side="exact")
     fresh.trade(prices, *bounds, *fees)
     fresh.proximal(prices, cfg.commit_weight * rho, anchor(own, mean), cfg.resolution_kwh, True)
