@@ -17,6 +17,7 @@ from dataclasses import dataclass
 
 from peergrid_controller.model import ContractRules
 from peergrid_ledger.contracts.market import MAX_DEMANDS, allocate
+from peergrid_ledger.contracts.market_state import price_tick as chain_tick
 
 QUANTUM = 0.001  # kWh: the chain records energy in whole Wh
 PRICE_TICK = 0.001  # currency per kWh: the chain records prices in micro-units per Wh
@@ -28,7 +29,8 @@ def wh(kwh: float) -> int:
 
 
 def micro_per_wh(price_per_kwh: float) -> int:
-    return round(price_per_kwh * 1000)
+    """Currency per kWh on the market contract's tick (the ledger's `market_state.price_tick`)."""
+    return chain_tick(price_per_kwh)
 
 
 def within(quantity_kwh: float, limit_kwh: float) -> bool:

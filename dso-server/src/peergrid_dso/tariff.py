@@ -30,7 +30,7 @@ import yaml
 
 from peergrid_ledger import keys
 from peergrid_ledger.contracts import market
-from peergrid_ledger.contracts.market_state import MAX_TARIFF_INTERVALS
+from peergrid_ledger.contracts.market_state import MAX_TARIFF_INTERVALS, price_tick
 from peergrid_ledger.results import Reason
 from peergrid_ledger.schema import PRICE
 from peergrid_ledger.settings import ConfigError
@@ -42,8 +42,8 @@ PASS_S = 2.0  # between two looks at the window (a pass is a few state reads per
 
 def micro_per_wh(price_per_kwh: float) -> int:
     """Currency per kWh (the scenario's and the tariff file's unit) on the market contract's tick, micro-units
-    per Wh: the one conversion of a cover price (the controller's `market.micro_per_wh`, the MGMCs' tick)."""
-    return round(price_per_kwh * 1000)
+    per Wh: the ledger's `market_state.price_tick`, the one the MGMCs' controller uses too."""
+    return price_tick(price_per_kwh)
 
 
 @dataclass(frozen=True)

@@ -37,6 +37,15 @@ NO_RULES: Mapping[str, Any] = MappingProxyType(
         "clean_premium": 0,
     }
 )
+
+
+def price_tick(price_per_kwh: float) -> int:
+    """A price in currency per kWh (a scenario's, an owner's rule, a tariff file's) on the market contract's tick,
+    micro-units per Wh (x 1000, rounded half to even): the one conversion, used by the controller's market
+    (`market.micro_per_wh`) and the DSO's cover prices (dso-server `tariff.py`)."""
+    return round(price_per_kwh * 1000)
+
+
 MAX_TARIFF_INTERVALS = 1024  # intervals one `market.tariff` may price (a day of one-minute intervals fits)
 MAX_DEMANDS = 64  # sellers one bid or move may name (the controller's in-memory check uses it too)
 DEMANDS = List(Map({"seller": KEY, "quantity": QUANTITY}), MAX_DEMANDS)
