@@ -68,9 +68,14 @@ the side short more the compensation for the excess (`market_state.compensation`
     an unmetered side: agreed − delivered (the whole gap)
 Both metered, delivered = min of the shares, so the larger is agreed − delivered. Under a deadline rule the
 delivered figure is at most the metered side's share, so its shortfall is at most the gap and the unmetered
-side owns the rest of it. Why the whole gap: the side that could not be metered (withheld, missing, sealed
-late, ...) gains nothing by it - with its readings its shortfall would be at most the gap, so it never owes
-less compensation, nor receives more, than had it been metered. Neither metered names both the whole gap:
+side owns the rest of it. The whole gap is the most the deadline rule lets it own, and it is NOT enough to
+make withholding pointless (review12 F1, open): under "buyer metered only" delivered is the buyer's share,
+so a seller that delivered less than that and withholds is paid for the buyer's share and, named the same
+gap as the buyer, owes no compensation (500 agreed, seller exported 300, buyer imported 400: metered, the
+seller nets 50,000 after 10,000 compensation; withholding, 80,000). A seller that copies the buyer's public
+statement gets the same without a dispute. Closing it needs the seller unmetered past the deadline settled
+at 0 (with meterless MGs known to the DSO, review12 F4) and statements committed before they are revealed.
+Neither metered names both the whole gap:
 equal shortfalls, no compensation either way; the DSO can prove neither side at fault. The parties' own
 stated `short`s are not used: the DSO names what its metering shows, or the worst case for a side it cannot meter.
 """
