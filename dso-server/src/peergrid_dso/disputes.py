@@ -75,6 +75,11 @@ gap as the buyer, owes no compensation (500 agreed, seller exported 300, buyer i
 seller nets 50,000 after 10,000 compensation; withholding, 80,000). A seller that copies the buyer's public
 statement gets the same without a dispute. Closing it needs the seller unmetered past the deadline settled
 at 0 (with meterless MGs known to the DSO, review12 F4) and statements committed before they are revealed.
+An MG without a PCC meter (a supported configuration) is such a side too: against it a metered party proven
+short pays no compensation, and it receives none (review12 F4: the DSO does not know which anonyms have no
+meter). Only disputed trades come here: a party's trades of one interval that its counterparties agreed settle
+at the edge's pro-rata statement, its disputed ones at the meters' shares, so together they can settle more
+than its meter shows (review12 F2: 583 Wh against an import of 500; open).
 Neither metered names both the whole gap:
 equal shortfalls, no compensation either way; the DSO can prove neither side at fault. The parties' own
 stated `short`s are not used: the DSO names what its metering shows, or the worst case for a side it cannot meter.
