@@ -144,7 +144,7 @@ def test_clean_prices_of_the_wrong_length_or_out_of_bounds_are_refused() -> None
 def test_a_hand_computed_clean_session_moves_both_price_lists_with_one_rho() -> None:
     """N = 4, ρ = 5_000_000 nano/kWh², so a price moves by ρ·S/4000 = 1250·S nano for a sum S in Wh.
     Iteration 0 (first responses): the prices stay. Iteration 1:
-        general sums: 1000 + 500 + 0 − 2000 = −500, 0 + 0 + 200 + 0 = 200, 0 Wh;
+        general sums: 1000 + 500 + 0 − 2000 = −500, 0 + 200 + 0 + 0 = 200, 0 Wh;
         clean sums: 800 + 0 − 1200 + 0 = −400, 300 − 100 = 200, 0 Wh;
         general 50_000_000 + 625_000 = 50_625_000, 80_000_000 − 250_000 = 79_750_000, −10_000_000;
         clean 60_000_000 + 500_000 = 60_500_000, 90_000_000 − 250_000 = 89_750_000, 0.
@@ -152,8 +152,8 @@ def test_a_hand_computed_clean_session_moves_both_price_lists_with_one_rho() -> 
     chain = opened()
     moves = {
         P1: ([1000, 0, 0], [800, 300, 0], True),
-        P2: ([500, 0, 0], [0, 0, 0], False),
-        P3: ([0, 200, 0], [-1200, -100, 0], False),
+        P2: ([500, 200, 0], [0, 0, 0], False),
+        P3: ([0, 0, 0], [-1200, -100, 0], False),  # a clean purchase beside no general position
         P4: ([-2000, 0, 0], [0, 0, 0], False),
     }
     for iteration, rho in ((0, RHO), (1, 2 * RHO)):
@@ -232,6 +232,9 @@ def test_a_clean_session_requires_clean_positions_one_per_interval() -> None:
         (P1, [0, -100, 0], [0, 500, 0], True, "a clean sale where the member buys general energy (-100 Wh)"),
         (P3, [0, -100, 0], [0, -500, 0], False, "a clean-only member never buys"),
         (P4, [0, 3000, 0], [0, 2001, 0], True, "net position 3000 + clean 2001 Wh in interval 101 beyond"),
+        # a clean purchase resold as general in its interval (M5): the honest answer posts its net alone
+        (P3, [0, 400, 0], [0, -1200, 0], False, "clean position -1200 Wh in interval 101: a clean purchase"),
+        (P3, [0, 1, 0], [0, -1, 0], False, "also trades general energy (1 Wh)"),
     ],
 )
 def test_a_post_outside_the_clean_books_rules_is_refused(
@@ -245,10 +248,10 @@ def test_a_post_outside_the_clean_books_rules_is_refused(
 
 def test_within_the_rules_each_side_posts() -> None:
     chain = opened()
-    # a clean seller sells clean and general together; a clean-only buyer buys clean and sells general;
-    # |g + c| is what max_quantity bounds (P4: 5000)
+    # a clean seller sells clean and general together; a clean-only buyer buys clean in one interval and
+    # sells general in another (never both in one); |g + c| is what max_quantity bounds (P4: 5000)
     assert submit_checked(chain, P1, "exchange.position", post_body(0, [700, 0, 0], [800, 300, 0], True))
-    assert submit_checked(chain, P3, "exchange.position", post_body(0, [400, 0, 0], [-1200, 0, 0]))
+    assert submit_checked(chain, P3, "exchange.position", post_body(0, [0, 400, 0], [-1200, 0, 0]))
     assert submit_checked(chain, P4, "exchange.position", post_body(0, [5000, -5000, 0], [0, 0, 0], True))
     assert read_obj(chain.view, clean_sums_key("day-1")) == [-400, 300, 0]
 

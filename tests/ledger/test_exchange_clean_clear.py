@@ -29,7 +29,7 @@ from test_exchange_clean import chain_with as clean_chain_with
 from peergrid_ledger import keyspace as ks
 from peergrid_ledger.chain import LocalChain
 from peergrid_ledger.contracts import exchange_clearing, market
-from peergrid_ledger.contracts.exchange_clean import book_trades, one_book_per_pair
+from peergrid_ledger.contracts.exchange_clean import book_trades, check_accept, one_book_per_pair
 from peergrid_ledger.contracts.exchange_clearing import accepted, clean_accepts_at, cleared, rounds
 from peergrid_ledger.contracts.market_state import MAX_DEMANDS, trade_id
 from peergrid_ledger.genesis import Params
@@ -265,6 +265,28 @@ def test_an_accept_outside_the_clean_books_rules_is_refused(
     got, text = refused(chain, who, "exchange.accept", accept_body(general, clean, flag))
     assert got is why and words in text
     assert accepted(chain.view, "day-1", who.public) is None
+
+
+def test_an_accepted_clean_purchase_is_never_resold_as_general() -> None:
+    """c_t < 0 ⇒ g_t = 0 at the accept as at the post (M5). The post's rule leaves no final stepped position
+    to reduce to g > 0 beside c < 0 (test_exchange_clean), so the accept's own check is called directly,
+    with P3's rules as the chain holds them (clean-only, cap 10^12 + premium 10)."""
+    chain = closed_clean()
+    for g in (400, 1, -1):
+        with pytest.raises(RuleError) as err:
+            check_accept(chain.view, P3.public, FIRST, g, -1500, -1500, CLEAN_MICRO[0], False)
+        assert err.value.reason is Reason.RULE_VIOLATION
+        assert (
+            f"clean position -1500 Wh in interval {FIRST}: a clean purchase where the member also trades "
+            f"general energy ({g} Wh)" in err.value.detail
+        )
+    check_accept(chain.view, P3.public, FIRST, 0, -1500, -1500, CLEAN_MICRO[0], False)
+    # on the chain P3's final stepped general position is 0 beside its clean purchase, so an accept selling
+    # general there is refused already by the reduce-only rule; nothing is recorded
+    why, text = refused(chain, P3, "exchange.accept", accept_body([400, 0, 0], [-1500, -2000, 0]))
+    assert why is Reason.RULE_VIOLATION and "position 400 Wh in interval 100: not of the sign" in text
+    assert accepted(chain.view, "day-1", P3.public) is None
+    submit(chain, P3, "exchange.accept", accept_body([0, 0, 0], [-1500, -2000, 0]))
 
 
 def test_a_clean_accept_is_judged_at_the_clean_closing_price() -> None:

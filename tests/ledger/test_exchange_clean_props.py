@@ -56,6 +56,8 @@ def _position(draw: st.DrawFn, who: dict[str, Any]) -> tuple[int, int]:
     kind = who.get("always") or draw(st.sampled_from(side))
     g = draw(st.integers(0 if who["clean_only"] or kind == "sell" else -2000, 2000))
     c = {"none": 0, "sell": draw(st.integers(0, 2000)), "buy": -draw(st.integers(0, 2000))}[kind]
+    if c < 0:  # a clean purchase is never resold as general in its interval: g = 0 there
+        g = 0
     limit = who["max_quantity"]
     while abs(g + c) > limit:  # within |g + c| ≤ max_quantity, moving toward 0 keeps the sides' signs
         g, c = (g // 2 if g > 0 else -(-g // 2)), (c // 2 if c > 0 else -(-c // 2))

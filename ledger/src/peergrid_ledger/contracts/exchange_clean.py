@@ -17,17 +17,18 @@ Promises:
     fixed by its first post. Per interval (`check_positions`): c_t > 0 only for a declared clean seller, and
     then g_t ≥ 0 in the same post (a clean sale only where it buys no general energy: the exact side rule,
     checkable from the public positions); c_t < 0 only for a member whose owner rules for that chain
-    interval say `clean_only` (which never buys general energy, g_t ≥ 0, as on every session);
-    |g_t + c_t| ≤ `max_quantity`.
+    interval say `clean_only` (which never buys general energy, g_t ≥ 0, as on every session), and then
+    g_t = 0 (a clean purchase is never resold as general in its interval: M5); |g_t + c_t| ≤ `max_quantity`.
   - `exchange.step` moves both price lists with the one ρ (`next_prices` on each book's sums; the
     coordinator balances ρ over both books' residuals); its event and `exchange.close`'s add
     `clean_prices`. Verdicts (`settled`) and judgements (`judged`) stay on the general book.
   - `exchange.accept` on a clean session requires `clean_positions`: each of the sign of the member's final
     stepped clean position and no larger (and, in a later round, of its round-k clean accept), and at the
     clean closing price on the market tick p_t = `micro_per_wh(λᶜ_t)` (`check_accept`): a clean sale needs
-    the accept's `clean` true, g_t ≥ 0 and p_t ≥ its floor; a clean purchase needs `clean_only`, p_t ≥ 0
-    and p_t ≤ its cap + clean premium (`market_state.buyer_limit`, as a clean-only bid is judged on a clean
-    offer); |g_t + c_t| ≤ `max_quantity` (exchange_clearing checks the general half as before).
+    the accept's `clean` true, g_t ≥ 0 and p_t ≥ its floor; a clean purchase needs `clean_only`, g_t = 0
+    (as in the post), p_t ≥ 0 and p_t ≤ its cap + clean premium (`market_state.buyer_limit`, as a
+    clean-only bid is judged on a clean offer); |g_t + c_t| ≤ `max_quantity` (exchange_clearing checks the
+    general half as before).
   - `exchange.clear` (`clear_interval`): per interval the clean book first — `pairing.forward_trades` of the
     accepted clean sales and purchases at the clean closing price, recorded with `clean: true` (and `clean`
     in their `trade` events) — then the general book as before (`clean` the seller's accept's). Both books'
@@ -192,6 +193,18 @@ def check_positions(
             )
         if c < 0 and not rules["clean_only"]:
             raise RuleError(Reason.RULE_VIOLATION, f"{where}: only a clean-only member buys clean energy")
+        if c < 0 and g != 0:
+            raise RuleError(Reason.RULE_VIOLATION, resold(where, g))
+
+
+def resold(where: str, g: int) -> str:
+    """Why a clean purchase with a general position g ≠ 0 in its interval is refused (post and accept alike):
+    with g > 0 it is a clean purchase resold as general (M5: one such buyer took seed 1 from 0.9997 allocated
+    to 0.811 committed); g < 0 a clean-only member never posts. The honest answer is its net alone."""
+    return (
+        f"{where}: a clean purchase where the member also trades general energy ({g} Wh): a clean-only "
+        "buyer posts its net, c < 0 with g = 0 (a clean purchase is never resold as general)"
+    )
 
 
 def add_sums(view: Overlay, name: str, fields: dict[str, Any]) -> None:
@@ -246,6 +259,8 @@ def check_accept(
         return
     if not rules["clean_only"]:
         raise RuleError(Reason.RULE_VIOLATION, f"{where}: only a clean-only member buys clean energy")
+    if g != 0:
+        raise RuleError(Reason.RULE_VIOLATION, resold(where, g))
     if price < 0:
         raise RuleError(Reason.RULE_VIOLATION, f"{where}: the market contract has no price {price} < 0")
     limit = buyer_limit(rules, True)
