@@ -11,8 +11,9 @@ trade first; a party that stated settles on its lone statement by sending it aga
 passed after it), never on one party's statement alone before that deadline, and with the genesis' interval
 clock (`settle_interval_ms`) nobody's `settle` before the trade's interval ended, so no word given before
 the delivery starts the other party's wait; on a trade both of whose parties the DSO priced (`market.tariff`)
-the same settlement moves the imbalance compensation (`market_state.compensation`) from the shortfalls
-stated: each party's own (`short`, none: 0), a silent party's the undelivered rest the other does not
+the same settlement moves the imbalance compensation (`market_state.compensation`; `settle_pay`: what the
+payer can within its credit limit, the rest recorded as `owed`, never holding the energy payment back) from
+the shortfalls stated: each party's own (`short`, none: 0), a silent party's the undelivered rest the other does not
 own (none if it owns it all), the DSO's word on
 both sides (`seller_short`, `buyer_short`) final; statements that leave part of the undelivered energy owned
 by nobody (beyond the tolerance) dispute the trade;
@@ -33,14 +34,12 @@ from ..machine import BlockContext, require, require_role
 from ..results import Event, Reason, RuleError
 from ..state import Overlay, read_obj
 from ..tx import Tx
-from .funds import transfer
 from .market_state import (
     allocate,
     bid,
     buyer_limit,
     closed,
     closings,
-    compensation,
     cover_prices,
     interval_key,
     members,
@@ -53,6 +52,7 @@ from .market_state import (
     trade_id,
     trade_key,
 )
+from .settle_pay import other_side, pay
 
 
 def agree_trades(view: Overlay, tx: Tx, ctx: BlockContext, sender: ks.AccountRecord) -> list[Event]:
@@ -147,7 +147,7 @@ def settle(view: Overlay, tx: Tx, ctx: BlockContext, sender: ks.AccountRecord) -
     )
     shorts = _stated_shorts(view, tx.body, tid, agreed, party, who)
     if not ctx.genesis.params.settle_by_both:
-        _pay(view, ctx, tx, tid, agreed, delivered, None)
+        pay(view, ctx, tx, tid, agreed, delivered, None)
         return [("settled", {"trade": tid, "amount": agreed["settlement"]["amount"]})]
     # only the DSO meters the feeder: any other authority may be a party's own node key (the MGMC chain)
     require(
@@ -165,7 +165,7 @@ def settle(view: Overlay, tx: Tx, ctx: BlockContext, sender: ks.AccountRecord) -
     )
     if party is not None:  # a party's word is a statement, even when its key is also an authority's
         return _state(view, ctx, tx, tid, agreed, party, delivered)
-    return _pay(view, ctx, tx, tid, agreed, delivered, "dso", shorts)
+    return pay(view, ctx, tx, tid, agreed, delivered, "dso", shorts)
 
 
 def _stated_shorts(
@@ -229,10 +229,6 @@ def _party(agreed: dict[str, Any], key: bytes) -> str | None:
     return "seller" if key == agreed["seller"] else None
 
 
-def _other(party: str) -> str:
-    return "seller" if party == "buyer" else "buyer"
-
-
 def _short(tid: bytes) -> str:
     return tid.hex()[:16] + "…"
 
@@ -242,7 +238,7 @@ def _state(
 ) -> list[Event]:
     """Record a party's statement; on the second, pay the lower of two that agree, or mark the dispute."""
     statements: dict[str, Any] = agreed.setdefault("statements", {})
-    other = _other(party)
+    other = other_side(party)
     if party in statements:
         return _lapse(view, ctx, tx, tid, agreed, party, delivered)
     if other in statements:
@@ -270,7 +266,7 @@ def _state(
     # fault would owe nothing by keeping quiet about it: the DSO's metering settles it
     unowned = agreed["quantity"] - min(buyer, seller) - max(shorts) if _priced(view, agreed) else 0
     if abs(buyer - seller) <= tolerance and unowned <= tolerance:
-        return events + _pay(view, ctx, tx, tid, agreed, min(buyer, seller), "agreed", shorts)
+        return events + pay(view, ctx, tx, tid, agreed, min(buyer, seller), "agreed", shorts)
     agreed["disputed"] = True
     view.put_obj(trade_key(tid), agreed)
     disputed = {"trade": tid, "buyer": buyer, "seller": seller}
@@ -290,7 +286,7 @@ def _lapse(
     other party stayed silent until the deadline and it repeats its statement: then it settles on it, so a
     silent counterparty cannot hold the payment back for ever."""
     statements = agreed["statements"]
-    stated, other = int(statements[party]["delivered"]), _other(party)
+    stated, other = int(statements[party]["delivered"]), other_side(party)
     said = f"trade {_short(tid)}: the {party} already stated {stated} Wh"
     if other in statements:
         raise RuleError(
@@ -315,44 +311,7 @@ def _lapse(
     gap = int(agreed["quantity"]) - stated
     silent = gap if own < gap else 0
     shorts = (own, silent) if party == "seller" else (silent, own)
-    return _pay(view, ctx, tx, tid, agreed, stated, "lapsed", shorts)
-
-
-def _pay(
-    view: Overlay,
-    ctx: BlockContext,
-    tx: Tx,
-    tid: bytes,
-    agreed: dict[str, Any],
-    delivered: int,
-    basis: str | None,
-    shorts: tuple[int, int] = (0, 0),
-) -> list[Event]:
-    """The buyer pays price × delivered, once; `basis` (settle_by_both) says on whose word. On a trade whose
-    parties the DSO priced, in the same settlement the side that fell short more pays the other the
-    compensation for the excess (`market_state.compensation`, `shorts` the seller's and buyer's Wh)."""
-    amount = agreed["price"] * delivered
-    transfer(view, ctx, agreed["buyer"], agreed["seller"], amount, "buyer")
-    agreed["settlement"] = {"amount": amount, "delivered": delivered, "txid": tx.txid}
-    if basis is None:  # the rule before settle_by_both: its record keeps its bytes
-        view.put_obj(trade_key(tid), agreed)
-        return []
-    agreed["settlement"]["basis"] = basis
-    settled: dict[str, Any] = {"trade": tid, "amount": amount, "delivered": delivered, "basis": basis}
-    prices = cover_prices(view, agreed)
-    if prices is not None:  # only then: an unpriced trade's record keeps its bytes
-        payer, owed = compensation(agreed["price"], shorts[0], shorts[1], *prices)
-        if owed:
-            transfer(view, ctx, agreed[payer], agreed[_other(payer)], owed, f"{payer} (compensation)")
-        agreed["settlement"]["compensation"] = {
-            "payer": payer,
-            "amount": owed,
-            "seller_short": shorts[0],
-            "buyer_short": shorts[1],
-        }
-        settled |= {"compensation": owed, "payer": payer}
-    view.put_obj(trade_key(tid), agreed)
-    return [("settled", settled)]
+    return pay(view, ctx, tx, tid, agreed, stated, "lapsed", shorts)
 
 
 def reopen(view: Overlay, tx: Tx, ctx: BlockContext, sender: ks.AccountRecord) -> list[Event]:

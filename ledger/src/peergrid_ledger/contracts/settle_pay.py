@@ -1,0 +1,84 @@
+"""The money a trade's settlement moves (`market_closing.settle`'s paying step, on every basis).
+
+Promises: `pay` moves price × delivered from the buyer to the seller, once, within the genesis
+`credit_limit`, or refuses the whole settlement (`insufficient-funds`) and writes nothing; the trade is then
+still unsettled and the same `settle` may be sent again. On a trade whose parties the DSO priced
+(`market.tariff`) it then moves the imbalance compensation (`market_state.compensation`) from the side that
+fell short more - as much of it as that payer can pay within its credit limit after the energy payment - and
+records the rest in the settlement as `owed` {payer, amount} (absent when nothing is owed, so a settlement
+that pays in full keeps its bytes). The energy payment is never held hostage by the compensation (review12
+F3): a seller that delivered is paid whenever the buyer can pay for the energy, however short the buyer is of
+the compensation, and a payer that drains its balance cannot block its counterparty's settlement.
+
+An `owed` is recorded only: it is a public debt on the trade record (`query.settlement`), which the DSO and
+the operator can read, and nothing on the chain collects it later - no later payment of the payer's is
+diverted to it and no settlement or trade of the payer's is refused because of it. Collecting it (a debt
+record per payer that later credits pay off, or a deposit held against the compensation) is not built.
+Pure; no I/O.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .. import keyspace as ks
+from ..machine import BlockContext
+from ..results import Event
+from ..state import Overlay
+from ..tx import Tx
+from .funds import transfer
+from .market_state import compensation, cover_prices, trade_key
+
+
+def other_side(party: str) -> str:
+    """The trade's other party: "seller" for "buyer" and back."""
+    return "seller" if party == "buyer" else "buyer"
+
+
+def payable(view: Overlay, ctx: BlockContext, payer: bytes, amount: int) -> int:
+    """The part of `amount` the payer can pay now without going below −`credit_limit` (`funds.transfer`'s
+    bound), never negative."""
+    room = ks.decode_int(view.get(ks.balance(payer))) + ctx.genesis.params.credit_limit
+    return max(0, min(amount, room))
+
+
+def pay(
+    view: Overlay,
+    ctx: BlockContext,
+    tx: Tx,
+    tid: bytes,
+    agreed: dict[str, Any],
+    delivered: int,
+    basis: str | None,
+    shorts: tuple[int, int] = (0, 0),
+) -> list[Event]:
+    """The buyer pays price × delivered, once (`insufficient-funds` refuses the settlement if it cannot);
+    `basis` (settle_by_both) says on whose word. On a trade whose parties the DSO priced, the side that fell
+    short more then pays the other the compensation for the excess (`shorts` the seller's and buyer's Wh),
+    what it can within its credit limit, the rest recorded as `owed`."""
+    amount = agreed["price"] * delivered
+    transfer(view, ctx, agreed["buyer"], agreed["seller"], amount, "buyer")
+    agreed["settlement"] = {"amount": amount, "delivered": delivered, "txid": tx.txid}
+    if basis is None:  # the rule before settle_by_both: its record keeps its bytes
+        view.put_obj(trade_key(tid), agreed)
+        return []
+    agreed["settlement"]["basis"] = basis
+    settled: dict[str, Any] = {"trade": tid, "amount": amount, "delivered": delivered, "basis": basis}
+    prices = cover_prices(view, agreed)
+    if prices is not None:  # only then: an unpriced trade's record keeps its bytes
+        payer, due = compensation(agreed["price"], shorts[0], shorts[1], *prices)
+        paid = payable(view, ctx, agreed[payer], due)
+        if paid:
+            transfer(view, ctx, agreed[payer], agreed[other_side(payer)], paid, f"{payer} (compensation)")
+        agreed["settlement"]["compensation"] = {
+            "payer": payer,
+            "amount": paid,
+            "seller_short": shorts[0],
+            "buyer_short": shorts[1],
+        }
+        settled |= {"compensation": paid, "payer": payer}
+        if due > paid:  # only then: a settlement that pays in full keeps its bytes
+            agreed["settlement"]["owed"] = {"payer": payer, "amount": due - paid}
+            settled["owed"] = due - paid
+    view.put_obj(trade_key(tid), agreed)
+    return [("settled", settled)]
