@@ -212,7 +212,9 @@ def settlement(state: StateReader, tid: bytes) -> dict[str, Any] | None:
     the parties' `statements` ({"buyer"/"seller": {delivered, time, txid, short?}}, `settle_by_both`),
     the `deadline` from which a lone statement settles it (sent again by its party; None before any)
     and the `settlement` ({amount, delivered, txid}, with `basis` under `settle_by_both` and, on a trade
-    whose parties the DSO priced, `compensation` {payer, amount, seller_short, buyer_short}; None unpaid)."""
+    whose parties the DSO priced, `compensation` {payer, amount (what was moved), seller_short, buyer_short}
+    and, where the payer could not pay all of it within its credit limit, `owed` {payer, amount} (the rest: a
+    recorded debt nothing collects, `settle_pay`); None unpaid)."""
     record = trade(state, tid)
     if record is None:
         return None
