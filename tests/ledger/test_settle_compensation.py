@@ -305,15 +305,18 @@ def test_any_shortfalls_settle_once_conserve_money_and_leave_the_party_let_down_
     assert paid["amount"] == compensation(PRICE, seller_short, buyer_short, retail, feed_in)[1]
 
 
-def test_a_side_at_fault_without_the_funds_is_refused_whole_and_nothing_is_lost() -> None:
+def test_a_side_at_fault_without_the_funds_owes_the_compensation_and_the_trade_settles() -> None:
+    # review12 F3: a payer short of the compensation no longer refuses the whole settlement (it held the
+    # other side's energy payment back); what it cannot pay within its credit is recorded as owed
     c = both_chain(balance=0)  # credit 0: the seller cannot pay a compensation it has not got
     clock = Clock(c)
     priced(c, clock)
     tid, _ = trades_of(c, clock)
     before = balances(c)
     assert state(clock, BUYER, tid, 0).ok  # nothing arrived
-    refused = state(clock, SELLER, tid, 0, short=QUANTITY)  # owes 400 x 50 with nothing to pay it from
-    assert reason(refused) is Reason.INSUFFICIENT_FUNDS and "seller (compensation)" in str(refused)
+    settled = events(state(clock, SELLER, tid, 0, short=QUANTITY))[-1][1]  # owes 400 x 50, has nothing
+    assert (settled["compensation"], settled["owed"]) == (0, QUANTITY * (RETAIL - PRICE))
     assert balances(c) == before
     record = query.settlement(c.state, tid)
-    assert record is not None and record["state"] == "stated" and set(record["statements"]) == {"buyer"}
+    assert record is not None and record["state"] == "settled"
+    assert record["settlement"]["owed"] == {"payer": "seller", "amount": QUANTITY * (RETAIL - PRICE)}
