@@ -40,7 +40,6 @@ from typing import Any
 from peergrid_ledger import keys
 from peergrid_ledger.codec import encode
 from peergrid_ledger.consensus.ledger_app import WAITING_CURES
-from peergrid_ledger.consensus.transport import TX, encode_tx_batch, seal_envelope
 from peergrid_ledger.machine import BlockContext, apply
 from peergrid_ledger.results import Rejected
 from peergrid_ledger.tx import Tx, sign_tx
@@ -264,10 +263,8 @@ class ChainAdapter:
             await asyncio.sleep(self.regossip_s[0] / 2)
 
     def _gossip(self, raws: list[bytes]) -> None:
-        """Our pending transactions to every replica again, as the replica gossips its own (one envelope)."""
-        replica = self.node.replicas[self.chain]
-        envelope = seal_envelope(self.chain, TX, replica.keypair, encode_tx_batch(raws))
-        replica.transport.publish(self.chain, TX, envelope)
+        """Our pending transactions to every replica again, in the replica's own envelopes."""
+        self.node.replicas[self.chain].gossip(raws)
 
     async def _next_block(self, deadline: float) -> bool:
         """Wait for the next final block (at most 0.5 s, never past `deadline`); False once it has passed."""

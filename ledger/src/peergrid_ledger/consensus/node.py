@@ -4,8 +4,10 @@ Promises: `ChainReplica` is everything one chain needs around the pure engine (s
 batches, the WAL file, block announcements, evidence transactions) and does no I/O of its own beyond its
 store, WAL and the `Transport` it is given, so edge and dso-server embed it as a library; `Node` runs several
 replicas over one MQTT connection on one event loop. Every dropped message is counted in `stats` and
-logged (rate-limited), none raises; a key revoked on chain has its envelopes refused (`dropped_revoked`). Assumes the wall clock (ms) is roughly synchronised between nodes (block times are checked against
-it within the configured drift). Must never block the loop on the network.
+logged (rate-limited), none raises; a key revoked on chain has its envelopes refused (`dropped_revoked`). A
+transaction submitted here is gossiped again until it leaves the pool (`regossip.Regossip`: bounded back-off
+and batches, on the replica's own timer once started). Assumes the wall clock (ms) is roughly synchronised between nodes
+(block times are checked against it within the configured drift). Must never block the loop on the network.
 """
 
 from __future__ import annotations
@@ -25,13 +27,14 @@ from typing import Any
 from .. import keys
 from ..results import Accepted as LedgerAccepted
 from ..store import BlockStore
-from ..tx import sign_tx
+from ..tx import decode_tx, sign_tx
 from .actions import Action, Broadcast, Committed, EvidenceFound, Send, SetTimer, Timer
 from .app import Accepted, Rejected
 from .engine import Engine, EngineConfig
 from .ledger_app import REVOKED_SENDER, LedgerApp
 from .mempool import MempoolLimits
 from .messages import ConsensusMessage, MessageError, SyncResponse, WireMessage, decode_wire, encode_wire
+from .regossip import REGOSSIP_MS, Regossip
 from .sigcache import SignatureCache
 from .transport import (
     BLOCK,
@@ -49,6 +52,7 @@ from .transport import (
 
 Schedule = Callable[[Timer, int], None]
 GOSSIP_BATCH = 512
+REGOSSIP_TIMER = "regossip"  # the replica's own timer kind, never handed to the engine
 log = logging.getLogger("peergrid_ledger.node")
 ENGINE_REFUSALS = (
     "dropped_malformed",  # not a consensus message of this chain (garbage, another chain's votes)
@@ -146,6 +150,7 @@ class ChainReplica:
         schedule: Schedule,
         wal: FileWal | None = None,
         limits: MempoolLimits | None = None,
+        regossip_ms: tuple[int, int] = REGOSSIP_MS,
     ) -> None:
         self.store = store
         self.keypair = keypair
@@ -161,9 +166,17 @@ class ChainReplica:
         self._own_nonce = 0
         self._engine_logged: dict[str, int] = {}
         self._decoded: WireMessage | None = None
+        self.regossip = Regossip(self._arm_regossip, *regossip_ms)
+        self._started = False
 
     def start(self, now: int) -> None:
+        self._started = True
+        self.regossip.rearm()  # what was submitted before (the embedder's timers may not run yet)
         self._perform(self.engine.start(now))
+
+    def _arm_regossip(self, generation: int, at_ms: int) -> None:
+        if self._started:
+            self.schedule(Timer(REGOSSIP_TIMER, generation, 0), at_ms)
 
     def receive(self, kind: str, data: bytes, now: int) -> None:
         message: WireMessage | None = None
@@ -241,7 +254,12 @@ class ChainReplica:
             log.warning("%s: %s refused (%s; %d so far)", self.chain, counter, detail, count)
 
     def fire(self, timer: Timer, now: int) -> None:
-        self._perform(self.engine.on_timer(timer, now))
+        if timer.kind != REGOSSIP_TIMER:
+            self._perform(self.engine.on_timer(timer, now))
+        else:
+            again = self.regossip.fire(timer.height, now, self.app.mempool.__contains__)
+            self.stats["tx_regossiped"] += len(again)
+            self.gossip(again)
 
     def halt_at(self, height: int | None, now: int) -> bool:
         """The coordinated stop (`Engine.halt_at`, `halt.apply_halt`): finalise nothing above `height` (None:
@@ -256,6 +274,7 @@ class ChainReplica:
         verdict = self.app.mempool.add(raw, now)
         if isinstance(verdict, Accepted):
             self._gossip.append(raw)
+            self.regossip.track(decode_tx(raw).txid, raw, now)
             if len(self._gossip) >= GOSSIP_BATCH:
                 self.flush()
             self._perform(self.engine.on_pending(now))
@@ -267,11 +286,16 @@ class ChainReplica:
         return self.app.refusal(txid)
 
     def flush(self) -> None:
-        if self._gossip:
-            batch, self._gossip = self._gossip, []
-            self.transport.publish(
-                self.chain, TX, seal_envelope(self.chain, TX, self.keypair, encode_tx_batch(batch))
-            )
+        """Gossip what was submitted since the last flush."""
+        batch, self._gossip = self._gossip, []
+        self.gossip(batch)
+
+    def gossip(self, raws: list[bytes]) -> None:
+        """Publish transactions to every replica of the chain, signed by this replica (envelopes of at most
+        `GOSSIP_BATCH`); for an embedder that gossips transactions of its own again."""
+        for start in range(0, len(raws), GOSSIP_BATCH):
+            batch = encode_tx_batch(raws[start : start + GOSSIP_BATCH])
+            self.transport.publish(self.chain, TX, seal_envelope(self.chain, TX, self.keypair, batch))
 
     def _perform(self, actions: list[Action]) -> None:
         for action in actions:
