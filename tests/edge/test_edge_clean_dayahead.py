@@ -27,14 +27,23 @@ from peergrid_edge.replicas import EdgeLedger
 from peergrid_ledger.contracts import exchange as contract
 
 # the kWh stops (the value stop ends a phased day's relaxed phase one iteration later on the edge), the clean
-# book on, each seller's switch decided once (the edge's scope: `dayahead_clean.refusal`)
+# book on, each seller's switch decided once (CLEAN: the edge's scope today, `dayahead_clean.refusal`) or
+# clean_decisions times (DEFAULT: 3, `allocate`'s fixed count since a1e9184)
 CLEAN = DayAheadConfig(value_per_kwh=0.0, clean_book=True, clean_decisions=1)
+DEFAULT = dataclasses.replace(CLEAN, clean_decisions=DayAheadConfig().clean_decisions)
+# the edge's rounds decide a seller's switch once: the re-decisions need `dayahead_rounds.play_phases` to run
+# them (not this file's owner's; the patch is in E10's report). Strict: once they run, these must pass
+REDECIDE = pytest.mark.xfail(
+    strict=True,
+    reason="dayahead_rounds.play_phases decides once; clean_decisions > 1 is refused (E10 report)",
+)
 SESSION = "dayahead/edge-test"
 
 
-def clean_day() -> Scenario:
-    """The five-MG rules day whose third MG is clean-only; the other four have no genset: clean sellers."""
-    scenario = rules_day(5, seed=2)
+def clean_day(n: int = 5, seed: int = 2) -> Scenario:
+    """The five-MG rules day whose third MG is clean-only; the other four have no genset: clean sellers (or
+    another rules day with a clean-only buyer and a clean seller)."""
+    scenario = rules_day(n, seed=seed)
     kinds = [clean_kind(mg) for mg in scenario.microgrids]
     assert "buyer" in kinds and "seller" in kinds
     return scenario
@@ -70,13 +79,31 @@ def reopened(where: Path, scenario: Scenario) -> tuple[EdgeLedger, dict[str, Any
     return ledger, keys_, ledger.state(ROLE)
 
 
-def test_an_edge_clean_day_is_allocates_on_the_chain_venue_both_books_every_move(tmp_path: Path) -> None:
-    scenario = clean_day()
+@pytest.mark.parametrize(
+    ("day", "cfg"),
+    [
+        pytest.param((5, 2), DEFAULT, marks=REDECIDE),
+        ((5, 2), CLEAN),
+        pytest.param((4, 6), DEFAULT, marks=REDECIDE),
+    ],
+    ids=["default-decisions", "one-decision", "a-switch-changes-on-redecision"],
+)
+def test_an_edge_clean_day_is_allocates_on_the_chain_venue_both_books_every_move(
+    tmp_path: Path, day: tuple[int, int], cfg: DayAheadConfig
+) -> None:
+    # the default re-decides each seller's switch twice more, each followed by a run (a1e9184: by count, so the
+    # phases are public); the edge runs the same rounds, posts, steps and close. On the four-MG day seed 6 a
+    # re-decision changes a seller's switch (so the runs after it move the prices)
+    assert DEFAULT.clean_decisions == 3
+    scenario = clean_day(*day)
     ledger, keys_ = ledger_for(tmp_path, scenario)
-    outcomes: dict[str, SessionOutcome] = run_session(ledger, keys_, scenario, config=CLEAN)
-    allocation, venue, record = venue_day(scenario, CLEAN)
+    outcomes: dict[str, SessionOutcome] = run_session(ledger, keys_, scenario, config=cfg)
+    allocation, venue, record = venue_day(scenario, cfg)
+    if day == (4, 6):
+        assert allocation.clean_intervals != venue_day(scenario, CLEAN)[0].clean_intervals
+    buyers = [mg.name for mg in scenario.microgrids if clean_kind(mg) == "buyer"]
     assert allocation.clean_positions and any(
-        q < 0 for q in allocation.clean_positions[scenario.microgrids[2].name]
+        q < 0 for name in buyers for q in allocation.clean_positions[name]
     )  # the clean-only buyer buys clean: the day is a clean one on the venue
     ledger, _, state = reopened(tmp_path, scenario)
     try:
@@ -213,18 +240,18 @@ def test_a_clean_seller_and_the_coordinator_restarted_with_their_checkpoints_res
         assert max(abs(a - b) for a, b in zip(books, venue_books[name], strict=True)) <= 10
 
 
-def test_a_clean_day_configured_to_decide_the_switch_again_is_refused_before_anything_is_opened(
+def test_a_clean_day_configured_to_recommit_again_is_refused_before_anything_is_opened(
     tmp_path: Path,
 ) -> None:
-    # allocate decides each seller's switch again while any changes (clean_decisions 3, the default); whether
+    # allocate decides each seller's switch again in its recommit loop while any changes (recommits 2); whether
     # another seller's changed is private, so the edge cannot follow it: refused, with the reason, up front
     scenario = clean_day()
     ledger, keys_ = ledger_for(tmp_path, scenario)
-    cfg = dataclasses.replace(CLEAN, clean_decisions=3)
+    cfg = dataclasses.replace(CLEAN, recommits=2)
     outcomes = run_session(ledger, keys_, scenario, config=cfg, timeout_s=1.0)
     coordinator = min(keys_, key=lambda name: keys_[name].public)
     assert not any(o.completed for o in outcomes.values())
-    assert "clean_decisions 3" in outcomes[coordinator].reason
+    assert "recommits 2" in outcomes[coordinator].reason
     ledger, _, state = reopened(tmp_path, scenario)
     try:
         assert contract.session(state, SESSION) is None
