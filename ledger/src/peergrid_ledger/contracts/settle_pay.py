@@ -21,12 +21,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from .. import keyspace as ks
 from ..machine import BlockContext
 from ..results import Event
 from ..state import Overlay
 from ..tx import Tx
-from .funds import transfer
+from .funds import room, transfer
 from .market_state import compensation, cover_prices, trade_key
 
 
@@ -36,10 +35,9 @@ def other_side(party: str) -> str:
 
 
 def payable(view: Overlay, ctx: BlockContext, payer: bytes, amount: int) -> int:
-    """The part of `amount` the payer can pay now without going below −`credit_limit` (`funds.transfer`'s
-    bound), never negative."""
-    room = ks.decode_int(view.get(ks.balance(payer))) + ctx.genesis.params.credit_limit
-    return max(0, min(amount, room))
+    """The part of `amount` the payer can pay now without going below −`credit_limit` (`funds.room`, the
+    bound `funds.transfer` enforces), never negative."""
+    return max(0, min(amount, room(view, ctx, payer)))
 
 
 def pay(
