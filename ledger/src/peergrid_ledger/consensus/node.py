@@ -6,7 +6,8 @@ store, WAL and the `Transport` it is given, so edge and dso-server embed it as a
 replicas over one MQTT connection on one event loop. Every dropped message is counted in `stats` and
 logged (rate-limited), none raises; a key revoked on chain has its envelopes refused (`dropped_revoked`). A
 transaction submitted here is gossiped again until it leaves the pool (`regossip.Regossip`: bounded back-off
-and batches, on the replica's own timer once started). Assumes the wall clock (ms) is roughly synchronised between nodes
+and batches, on the replica's own timer once started); one that arrives already pooled or in a block is
+counted as `tx_duplicate`, not refused. Assumes the wall clock (ms) is roughly synchronised between nodes
 (block times are checked against it within the configured drift). Must never block the loop on the network.
 """
 
@@ -25,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from .. import keys
+from ..codec import DecodeError
 from ..results import Accepted as LedgerAccepted
 from ..store import BlockStore
 from ..tx import decode_tx, sign_tx
@@ -204,6 +206,9 @@ class ChainReplica:
                         self.stats["tx_accepted"] += 1
                         accepted += 1
                         continue
+                    if self._duplicate(raw):  # gossiped again (by its sender or a relay): nothing wrong
+                        self.stats["tx_duplicate"] += 1
+                        continue
                     self._refused("tx_rejected", f"{verdict.reason}, relayed by {envelope.sender.hex()[:16]}")
                     if verdict.reason == REVOKED_SENDER:
                         self._refused("tx_refused_revoked", envelope.sender.hex()[:16])
@@ -224,6 +229,14 @@ class ChainReplica:
                 if stats[counter] != self._engine_logged.get(counter, 0):
                     self._engine_logged[counter] = stats[counter]
                     self._log_refusal(counter, stats[counter], f"from {envelope.sender.hex()[:16]}")
+
+    def _duplicate(self, raw: bytes) -> bool:
+        """A refused transaction that this replica already holds: in its pool or in a block."""
+        try:
+            txid = decode_tx(raw).txid
+        except DecodeError:
+            return False
+        return txid in self.app.mempool or self.store.locate_tx(txid) is not None
 
     def _needless(self, sender: bytes, body: bytes) -> bool:
         """Our own broadcast echoed by the broker, or a vote or block for a height already decided, from a
