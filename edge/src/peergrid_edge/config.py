@@ -145,6 +145,12 @@ class MarketSettings(StrictSettings):
     # Some MG of the feeder has a genset: the session runs the commitment phases. Not on the chain, so every
     # MGMC must be set alike (a difference fails the stage); a genset MGMC without it refuses the stage.
     dayahead_gensets: bool = False
+    # Keep the clean book beside the general one (the controller's `DayAheadConfig.clean_book`, off there too):
+    # where a member is clean-only on the chain's rules the coordinator (the lowest member key) opens a clean
+    # session (dayahead_clean.py). Not on the chain: every MGMC should be set alike. Where they are not, the
+    # coordinator's switch decides and every member follows the session as opened (clean or not, whatever its
+    # own switch). Off by default.
+    dayahead_clean: bool = False
     # The DSO server's API (e.g. http://127.0.0.1:8080), where this MGMC posts its sealed PCC readings when one
     # of its trades is disputed (settle_by_both: the DSO settles a dispute from both parties' readings, which the
     # chain holds only as a Merkle root: pcc_readings.py). None: a dispute is logged and left to the DSO.

@@ -19,12 +19,14 @@ from dataclasses import asdict
 from typing import TYPE_CHECKING
 
 from peergrid_controller.dayahead import starting_prices
+from peergrid_controller.dayexchange import DayAheadConfig
 from peergrid_edge.dayahead_agent import DayAheadAgent
 from peergrid_edge.exchange_io import Deadline, SessionOutcome
 from peergrid_edge.forward_agent import DEADLINE_MARGIN_S, ForwardAgent, ForwardOutcome, margin_s
 from peergrid_ledger.contracts.exchange_state import reserved_name
 
 if TYPE_CHECKING:
+    from peergrid_edge.config import MarketSettings
     from peergrid_edge.trader import MarketAgent
 
 # the forward stage's timeouts in phase timeouts: each member's accept is up to a few day MILPs (its check
@@ -49,6 +51,12 @@ def dayahead_deadline(
     return Deadline(close_s=clear_s - ACCEPTS_BEFORE * phase_timeout_s, clear_ms=math.floor(clear_s * 1000))
 
 
+def dayahead_config(s: MarketSettings) -> DayAheadConfig:
+    """The session's configuration from this MGMC's settings: the controller's defaults, the clean book as
+    `dayahead_clean` says (the coordinator's decides whether a session is a clean one)."""
+    return DayAheadConfig(clean_book=s.dayahead_clean)
+
+
 async def run_dayahead(agent: MarketAgent) -> SessionOutcome:
     """The day-ahead exchange session over the scenario's day, this MGMC one member among every anonym of
     the MGMC chain's genesis (public): its outcome is recorded and shown in `status`; a failed stage
@@ -65,7 +73,7 @@ async def run_dayahead(agent: MarketAgent) -> SessionOutcome:
     )
     stage = DayAheadAgent(
         agent.ledger, agent.anonym, agent.mg, agent.dt, members, session,
-        opening_prices=starting_prices(agent.scenario), timeout_s=s.phase_timeout_s,
+        opening_prices=starting_prices(agent.scenario), config=dayahead_config(s), timeout_s=s.phase_timeout_s,
         before_submit=agent._stopped, phases=s.dayahead_gensets, deadline=deadline,
         checkpoint=agent.d.settings.data_dir / DAYAHEAD_CHECKPOINT,
     )  # fmt: skip
