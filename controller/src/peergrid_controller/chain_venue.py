@@ -35,9 +35,13 @@ and feed-in in micro-units per Wh, in the chain's first block, before any interv
 told each trade's shortfalls (`metered`: delivery.py's `shortfalls`, by simulate_dayahead), each party's
 statement adds its own (`short`) and the DSO's settlement of a dispute both, and the contract moves the
 compensation in the trade's one settlement. Nothing is then posted with `pay` for it:
-a `pay` of the day's compensation (settling.COMPENSATION_REF) is checked against what the chain moved,
-netted per pair as delivery.py nets it (`compensation`), and refused naming both figures where they differ;
-`flush` raises CompensationError if the chain moved a compensation no such `pay` confirmed. A silent party
+a `pay` of the day's compensation (settling.COMPENSATION_REF) is checked against the settlements'
+compensation, netted per pair as delivery.py nets it (`compensation`), and refused naming both figures where
+they differ; `flush` raises CompensationError if the settlements hold a compensation no such `pay` confirmed.
+The settlements' compensation is the contract's: what it moved plus what the payer could not pay within its
+credit limit and the settlement records as `owed` (settle_pay; none with the venue's default `credit_limit`,
+which no MG reaches); `owed` gives that unpaid part per (payer, payee), not netted (recorded only: nothing on
+the chain collects it). A silent party
 states no shortfall: the contract takes it as the undelivered rest its counterparty does not own, none where
 that owns it all, so where a silent MG fell short too, and no more than its counterparty, the chain's figure
 is larger than delivery.py's and the check refuses the day's `pay` naming both (the words on the chain cannot
@@ -101,6 +105,7 @@ class ChainVenue:
         silent: Collection[str] = (),
         meter_error_wh: Mapping[str, int] | None = None,
         compensate: bool = False,
+        credit_limit: int = CREDIT_LIMIT,
     ) -> None:
         if compensate and not settle_by_both:
             raise ValueError(
@@ -139,7 +144,7 @@ class ChainVenue:
             contracts=("market", "payments", "exchange"),
             # a buyer's maximum caps what it is allocated, not what it asks, as on the lab's chains
             # (closedloop.py): without it a capped buyer asking rationed sellers ended short (docs/market.md)
-            params=Params(credit_limit=CREDIT_LIMIT, cap_on_fills=1, **settling),
+            params=Params(credit_limit=credit_limit, cap_on_fills=1, **settling),
         )
         self.settle_by_both = settle_by_both
         self.silent = frozenset(silent)
@@ -157,7 +162,9 @@ class ChainVenue:
         self.exchange = ChainExchange(self, scenario.name)
         self.compensate = compensate
         self.shortfalls: dict[tuple[int, str, str], tuple[int, int]] = {}  # `metered`
-        self.owed: dict[tuple[str, str], int] = {}  # compensation the chain moved, (payer, payee) -> micro
+        # the settlements' compensation (moved + owed) and its unpaid part, (payer, payee) -> micro-units
+        self.due: dict[tuple[str, str], int] = {}
+        self.unpaid: dict[tuple[str, str], int] = {}
         self.confirmed: set[tuple[str, str]] = set()  # netted pairs a `pay` of the compensation matched
         if compensate:  # the DSO's cover prices: terms of every trade, so before any interval closes
             for mg in scenario.microgrids:
@@ -315,13 +322,31 @@ class ChainVenue:
             return Rejected(f"chain: {what} is {final['state']}, not settled: {final['statements']}")
         basis = final["settlement"].get("basis", "first")
         self.settled[basis] = self.settled.get(basis, 0) + 1
-        moved = final["settlement"].get("compensation")
-        if moved is not None and moved["amount"]:
-            payer, payee = (
-                (trade.seller, trade.buyer) if moved["payer"] == "seller" else (trade.buyer, trade.seller)
-            )
-            self.owed[(payer, payee)] = self.owed.get((payer, payee), 0) + int(moved["amount"])
+        self._read_compensation(trade, final["settlement"])
         return Accepted()
+
+    def _read_compensation(self, trade: Trade, settlement: Mapping[str, Any]) -> None:
+        """Add a settlement's compensation to `due`: what it moved and what it records as `owed` (the part
+        the payer could not pay within its credit limit); the owed part to `unpaid` too."""
+        moved = settlement.get("compensation")
+        owed = settlement.get("owed")
+        if moved is None:
+            if owed is not None:
+                raise CompensationError(f"a settlement of {trade} records owed {owed} but no compensation")
+            return
+        if owed is not None and owed["payer"] != moved["payer"]:
+            raise CompensationError(
+                f"a settlement of {trade} records owed by the {owed['payer']}, compensation by the "
+                f"{moved['payer']}"
+            )
+        unpaid = int(owed["amount"]) if owed is not None else 0
+        due = int(moved["amount"]) + unpaid
+        if not due:
+            return
+        pair = (trade.seller, trade.buyer) if moved["payer"] == "seller" else (trade.buyer, trade.seller)
+        self.due[pair] = self.due.get(pair, 0) + due
+        if unpaid:
+            self.unpaid[pair] = self.unpaid.get(pair, 0) + unpaid
 
     def metered(self, shortfalls: Mapping[tuple[int, str, str], tuple[int, int]]) -> None:
         """Each trade's (seller's, buyer's) own shortfall in Wh, by (interval, seller, buyer): what each
@@ -332,11 +357,17 @@ class ChainVenue:
         return self.shortfalls.get((trade.interval, trade.seller, trade.buyer), (0, 0))
 
     def compensation(self) -> tuple[Payment, ...]:
-        """The imbalance compensation the chain moved in the settlements so far, netted per pair of MGs as
-        delivery.py nets its own (one payment per payer and payee)."""
+        """The imbalance compensation of the settlements so far (the contract's: moved, plus recorded `owed`
+        where the payer could not pay it all), netted per pair of MGs as delivery.py nets its own (one
+        payment per payer and payee)."""
         from peergrid_controller.delivery import netted  # delivery -> forward -> this module: not at import
 
-        return netted(self.owed)
+        return netted(self.due)
+
+    def owed(self) -> tuple[Payment, ...]:
+        """The part of `compensation` the settlements record as `owed`, unpaid, per (payer, payee), sorted;
+        not netted: each debt stands on its own trade's record."""
+        return tuple(Payment(payer, payee, amount) for (payer, payee), amount in sorted(self.unpaid.items()))
 
     def statement(
         self, trade: Trade, party: str, delivered: int, carry: Callable[[], None] | None = None
@@ -392,8 +423,8 @@ class ChainVenue:
         moved = {(p.payer, p.payee): p.amount for p in self.compensation()}.get(pair, 0)
         if moved != payment.amount:
             return Rejected(
-                f"chain: the settlements moved {moved} micro-units of compensation from {pair[0]} to "
-                f"{pair[1]}, not {payment.amount}"
+                f"chain: the settlements moved{self._or_owed()} {moved} micro-units of compensation from "
+                f"{pair[0]} to {pair[1]}, not {payment.amount}"
             )
         self.confirmed.add(pair)
         return Accepted()
@@ -401,14 +432,18 @@ class ChainVenue:
     def flush(self) -> None:
         if self.chain.pending:
             self.seal()
-        moved = self.compensation() if self.owed else ()
+        moved = self.compensation() if self.due else ()
         unconfirmed = [p for p in moved if (p.payer, p.payee) not in self.confirmed]
         if unconfirmed:
             p = unconfirmed[0]
             raise CompensationError(
-                f"the settlements moved {p.amount} micro-units of compensation from {p.payer} to {p.payee} "
+                f"the settlements moved{self._or_owed()} {p.amount} micro-units of compensation from {p.payer} to {p.payee} "
                 f"that no payment of the simulation's compensation confirmed ({len(unconfirmed)} pairs)"
             )
+
+    def _or_owed(self) -> str:
+        """Words for a figure that may include owed compensation (none where nothing is owed)."""
+        return " (or recorded as owed)" if self.unpaid else ""
 
     def balance(self, name: str) -> float:
         """Currency units (the chain keeps micro-units)."""
