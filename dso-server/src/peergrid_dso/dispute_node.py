@@ -17,7 +17,8 @@ final block's time reaches the dispute's deadline, after which the resolver's de
 dispute is never left waiting for ever on one party). It never settles on a guess and never sends for a trade
 that is not disputed on its replica. The chain's time it judges by is its replica's (the head block's time,
 each commitment's block time from the store's transaction index); both bounds are the chain's
-`settle_wait_ms` unless the DSO gives its own (`seal_within_ms`, `wait_ms`). Readings reach it through
+`settle_wait_ms` unless the DSO gives its own (`seal_within_ms`, `wait_ms`); `meterless` names the anonyms
+of MGs without a PCC meter (the DSO's config), which the resolver never meters and takes at their word. Readings reach it through
 `offer_readings` (the REST API's POST /api/dso/disputes/readings), accepted only as the whole set a
 `der_commitment` on the chain sealed in time, and only for a (node, commitment interval) that a pending
 dispute reads (`ReadingsNotNeeded` otherwise): what it keeps is bounded by the disputes it waits on, each of
@@ -32,7 +33,7 @@ import asyncio
 import logging
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -71,10 +72,12 @@ class DisputeSettler:
         now: Callable[[], float] = time.monotonic,
         seal_within_ms: int | None = None,  # None: the chain's settle_wait_ms
         wait_ms: int | None = None,  # None: the chain's settle_wait_ms
+        meterless: Collection[bytes] = frozenset(),  # anonyms of MGs without a PCC meter (MgEntry.meterless)
     ) -> None:
         self.adapter, self.dso_key, self.clock, self.nodes = adapter, dso_key, clock, dict(nodes)
         self.record_file, self.retry_s, self.now = record_file, retry_s, now
         self.seal_within_ms, self.wait_ms = seal_within_ms, wait_ms
+        self.meterless = frozenset(meterless)
         self.sealed: dict[tuple[bytes, int], Sequence[bytes]] = {}
         self.candidates: set[bytes] = set()  # trades a final block touched since the last pass
         self.pending: dict[bytes, float] = {}  # disputed, not settled yet: when to try again (monotonic s)
@@ -212,7 +215,9 @@ class DisputeSettler:
             if where is not None and trade in self.decisions and not self.decisions[trade]["settled"]:
                 self.decide(trade, {"settled": False, "outcome": f"no longer disputed: {where['state']}"})
             return
-        decision = resolve(self.state, trade, self.clock, self.nodes, self.sealed, self.chain_time())
+        decision = resolve(
+            self.state, trade, self.clock, self.nodes, self.sealed, self.chain_time(), self.meterless
+        )
         if isinstance(decision, Unresolved):
             self.pending[trade] = float("inf")  # until its readings arrive or the chain reaches its deadline
             if decision.until_ms is not None:

@@ -6,12 +6,14 @@ counterparty proves is its own energy pro rata to its agreed quantities, `meteri
 counterparties it could not meter, so the resolver can wait for them until the dispute's deadline. Past the
 deadline an unmetered counterparty is taken at what is least in its favour (a seller delivered nothing of the
 party's import, a buyer took all it bought of the party's export: `LEAST`); before it, or without the chain's
-time, the party's share is pro rata to the agreed quantities. Why: `disputes`' docstring. No I/O, no clock.
+time, the party's share is pro rata to the agreed quantities. An MG the DSO's config names meterless (no PCC meter:
+`loop_settings.MgEntry.meterless`) is never metered, readings or not (`METERLESS`), so it cannot choose when
+its readings count. Why: `disputes`' docstring. No I/O, no clock.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from fractions import Fraction
 
@@ -21,6 +23,7 @@ from peergrid_ledger.metering import Unmetered, meter_shares, pro_rata
 from peergrid_ledger.state import StateReader
 
 SIDES = ("seller", "buyer")
+METERLESS = "no PCC meter (meterless in the DSO's config)"  # why a meterless MG is not metered
 LEAST = "counterparties' meters, the unmetered ones least in their favour"  # `Metered.shared_by` past the deadline
 
 
@@ -49,10 +52,12 @@ class Meters:
         nodes: Mapping[bytes, bytes],
         sealed: Mapping[tuple[bytes, int], Sequence[bytes]],
         chain: ChainTime | None,
+        meterless: Collection[bytes] = frozenset(),  # anonyms of MGs without a PCC meter (the DSO's config)
     ) -> None:
         self.state, self.clock, self.interval, self.nodes, self.sealed, self.chain = (
             state, clock, interval, nodes, sealed, chain,
         )  # fmt: skip
+        self.meterless = frozenset(meterless)
         # the interval's latest closing (superseded trades never settle): a disputed trade is one of them
         self.trades = query.trades(state, interval)
         self.found: dict[tuple[bytes, str], Fraction | str] = {}
@@ -63,6 +68,8 @@ class Meters:
             try:
                 if node is None:
                     raise Unmetered("not enrolled with a node key")
+                if anonym in self.meterless:  # never metered, so it cannot pick when its readings count
+                    raise Unmetered(METERLESS)
                 energy: Fraction | str = pcc_energy(
                     self.state, node, self.clock, self.interval, self.sealed, side, self.chain
                 )

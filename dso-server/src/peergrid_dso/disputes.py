@@ -87,7 +87,7 @@ stated `short`s are not used: the DSO names what its metering shows, or the wors
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -130,8 +130,10 @@ def resolve(
     nodes: Mapping[bytes, bytes],
     sealed: Mapping[tuple[bytes, int], Sequence[bytes]],
     chain: ChainTime | None = None,
+    meterless: Collection[bytes] = frozenset(),
 ) -> Decision:
-    """The Wh the DSO settles `trade` with, or why it does not (module docstring)."""
+    """The Wh the DSO settles `trade` with, or why it does not (module docstring); `meterless`: the anonyms of
+    MGs without a PCC meter (the DSO's config, `loop_settings.MgEntry.meterless`)."""
     where = query.settlement(state, trade)
     if where is None:
         return Unresolved(trade, "no such trade on the MGMC chain")
@@ -143,7 +145,7 @@ def resolve(
         if agreed[side] not in nodes:  # the DSO's own configuration, not the party's doing: no deadline rule
             return Unresolved(trade, f"the {side} {agreed[side].hex()[:16]}… is not enrolled with a node key")
     quantity = int(agreed["quantity"])
-    meters = Meters(state, clock, int(agreed["interval"]), nodes, sealed, chain)
+    meters = Meters(state, clock, int(agreed["interval"]), nodes, sealed, chain, meterless)
     sides: dict[str, Metered] = {}
     unmetered: dict[str, str] = {}
     waiting: list[str] = []  # the metered sides' counterparties that are not (yet) metered

@@ -22,6 +22,10 @@ class MgEntry(StrictSettings):
     node: str  # the MGMC's node key (hex)
     anonym: str  # its trading pseudonym (hex)
     bus: int = Field(ge=1)
+    # no PCC meter at this MG (its edge's meter_poll_s is 0): the DSO takes its stated shortfall at its word in
+    # a dispute and settles without its readings; any other MG that withholds them is settled at its worst
+    # (`disputes`). Set by whoever writes the DSO's `loop.mgs` (the lab's dso_node_config, the Ansible role).
+    meterless: bool = False
 
 
 class DisputeSettings(StrictSettings):
