@@ -47,16 +47,23 @@ that cannot be metered leaves the trade `Unresolved` (saying until when); once t
 side that still cannot be metered (withheld, missing, sealed late, two meters, a counter reset, ...) loses the
 "smaller of the two" rule:
     seller metered only:  min(seller's share, seller's statement)
-    buyer metered only:   min(buyer's share, buyer's statement, seller's statement)
-    neither metered:      min(seller's statement, buyer's statement)
+    seller not metered:   0 (a seller the DSO could have metered: not named `meterless`)
+    buyer metered only:   min(buyer's share, buyer's statement, seller's statement)   (a meterless seller)
+    neither metered:      min(seller's statement, buyer's statement)                 (a meterless seller)
 i.e. the metered side's own word as far as its meter confirms it, never more than the seller asked (its share
-taking the unmetered side at what is least in its favour, above). Why this
-cannot be gamed by withholding: the side that withholds gets its counterparty's own statement (capped by the
-counterparty's meter), so it ends no better than if it had been metered unless the counterparty stated against
-its own interest (a seller asking less than its meter shows, a buyer admitting more than its meter shows).
-Neither metered settles on the lower statement, not 0: with 0 a buyer facing an unmeterable seller (no PCC
-meter, a broken one) would gain by withholding (0 instead of its own statement); with the lower statement
-withholding never takes a buyer below its own word. The readings are the parties' own: without meter-signed
+taking the unmetered side at what is least in its favour, above). `meterless` (the DSO's config,
+`loop_settings.MgEntry.meterless`: an MG without a PCC meter, its edge's `meter_poll_s` 0) names the MGs
+that have no readings to give; they are never metered, readings or not (`dispute_shares.METERLESS`), so one
+cannot pick when its readings count. Why a seller that could have been metered settles at 0 (review12 F1):
+paid the buyer's share instead, a seller that delivered less than that gained by withholding (below). A
+seller whose meter broke or reset is settled at 0 too: keeping its meter readable is its part of the trade.
+Why a buyer keeps "seller metered only": withholding, it is settled on the seller's share and statement
+instead of the smaller of the two shares, so it pays for at least as much energy; what it saves in
+compensation (per Wh it did not take, the price less the seller's feed-in) never exceeds the price it pays
+for that Wh instead, so it gains nothing unless the seller stated against its own interest (asked less than
+its meter shows). Neither metered with a meterless seller settles on the lower statement, not 0: with 0 a
+buyer facing a seller without a PCC meter would gain by withholding (0 instead of its own statement); with
+the lower statement withholding never takes a buyer below its own word. The readings are the parties' own: without meter-signed
 or DSO-taken readings an MGMC can still seal false readings in time; the bound stops only readings made after
 the fact.
 
@@ -68,20 +75,18 @@ the side short more the compensation for the excess (`market_state.compensation`
     an unmetered side: agreed − delivered (the whole gap)
 Both metered, delivered = min of the shares, so the larger is agreed − delivered. Under a deadline rule the
 delivered figure is at most the metered side's share, so its shortfall is at most the gap and the unmetered
-side owns the rest of it. The whole gap is the most the deadline rule lets it own, and it is NOT enough to
-make withholding pointless (review12 F1, open): under "buyer metered only" delivered is the buyer's share,
-so a seller that delivered less than that and withholds is paid for the buyer's share and, named the same
-gap as the buyer, owes no compensation (500 agreed, seller exported 300, buyer imported 400: metered, the
-seller nets 50,000 after 10,000 compensation; withholding, 80,000). A seller that copies the buyer's public
-statement gets the same without a dispute. Closing it needs the seller unmetered past the deadline settled
-at 0 (with meterless MGs known to the DSO, review12 F4) and statements committed before they are revealed.
-An MG without a PCC meter (a supported configuration) is such a side too: against it a metered party proven
-short pays no compensation, and it receives none (review12 F4: the DSO does not know which anonyms have no
-meter). Only disputed trades come here: a party's trades of one interval that its counterparties agreed settle
+side owns the rest of it; a seller not metered is settled at 0 and owns the whole quantity, so it pays for
+every Wh its buyer's meter shows taken (R12's case: 500 agreed, seller exported 300, buyer imported 400:
+metered the seller nets 50,000 after 10,000 compensation; withholding it was paid for 400 with none, 80,000;
+now 0 delivered, 500 against the buyer's 100, it pays 40,000). A meterless side is named the whole gap too:
+against it a metered party proven short pays no compensation (review12 F4, open). Still open: a seller that copies the buyer's public
+statement (buyer states 400, seller 400) gets R12's 80,000 without a dispute, so without the DSO (review12 F1
+part 1): closing it needs statements committed on the chain before they are revealed (the contract's part).
+Only disputed trades come here: a party's trades of one interval that its counterparties agreed settle
 at the edge's pro-rata statement, its disputed ones at the meters' shares, so together they can settle more
 than its meter shows (review12 F2: 583 Wh against an import of 500; open).
-Neither metered names both the whole gap:
-equal shortfalls, no compensation either way; the DSO can prove neither side at fault. The parties' own
+Neither metered names both the whole gap: equal shortfalls, no compensation
+either way; the DSO can prove neither side at fault. The parties' own
 stated `short`s are not used: the DSO names what its metering shows, or the worst case for a side it cannot meter.
 """
 
@@ -181,6 +186,8 @@ def resolve(
     stated = {s: int(statements[s]["delivered"]) for s in SIDES}
     if seller is not None:
         delivered, rule = min(seller.share_wh, stated["seller"]), "seller metered only"
+    elif agreed["seller"] not in meterless:  # it could have been metered and was not: none proven delivered
+        delivered, rule = 0, "seller not metered"
     elif buyer is not None:
         delivered, rule = min(buyer.share_wh, stated["buyer"], stated["seller"]), "buyer metered only"
     else:
