@@ -73,21 +73,27 @@ contract needs the DSO to name each side's own shortfall, the larger exactly agr
 the side short more the compensation for the excess (`market_state.compensation`). From what the DSO metered:
     a metered side:    agreed − min(its share, agreed)
     an unmetered side: agreed − delivered (the whole gap)
+    a meterless side:  its own stated `short` (at most the gap) where the larger is still the gap, else the gap
 Both metered, delivered = min of the shares, so the larger is agreed − delivered. Under a deadline rule the
 delivered figure is at most the metered side's share, so its shortfall is at most the gap and the unmetered
 side owns the rest of it; a seller not metered is settled at 0 and owns the whole quantity, so it pays for
 every Wh its buyer's meter shows taken (R12's case: 500 agreed, seller exported 300, buyer imported 400:
 metered the seller nets 50,000 after 10,000 compensation; withholding it was paid for 400 with none, 80,000;
-now 0 delivered, 500 against the buyer's 100, it pays 40,000). A meterless side is named the whole gap too:
-against it a metered party proven short pays no compensation (review12 F4, open). Still open: a seller that copies the buyer's public
+now 0 delivered, 500 against the buyer's 100, it pays 40,000). A meterless side has no meter to prove its
+shortfall, so the DSO takes its word, as its edge states it on a confirmed dispatch (a statement without
+`short` says 0, as the contract reads it): a metered party its meter proves short then pays it the
+compensation (review12 F4: named the whole gap, it received none). Where its word would leave part of the
+gap owned by nobody (the metered side's shortfall below the gap: a seller stating less than its meter shows,
+so delivered is below its share), it is named the whole gap, as an unmetered side. Two meterless sides: both
+words, when one of them owns the gap; else both the gap. Still open: a seller that copies the buyer's public
 statement (buyer states 400, seller 400) gets R12's 80,000 without a dispute, so without the DSO (review12 F1
 part 1): closing it needs statements committed on the chain before they are revealed (the contract's part).
 Only disputed trades come here: a party's trades of one interval that its counterparties agreed settle
 at the edge's pro-rata statement, its disputed ones at the meters' shares, so together they can settle more
 than its meter shows (review12 F2: 583 Wh against an import of 500; open).
-Neither metered names both the whole gap: equal shortfalls, no compensation
-either way; the DSO can prove neither side at fault. The parties' own
-stated `short`s are not used: the DSO names what its metering shows, or the worst case for a side it cannot meter.
+Neither metered names both the whole gap (a meterless side's word aside): equal shortfalls, no compensation
+either way; the DSO can prove neither side at fault. A metered or withholding party's stated `short` is not
+used: the DSO names what its metering shows, or the worst case for a side it could have metered.
 """
 
 from __future__ import annotations
@@ -193,7 +199,8 @@ def resolve(
     else:
         delivered, rule = min(stated["seller"], stated["buyer"]), "neither metered"
     delivered = min(delivered, quantity)
-    shorts = _shorts(quantity, delivered, sides, priced)
+    own = {s: int(statements[s].get("short", 0)) for s in SIDES if agreed[s] in meterless}
+    shorts = _shorts(quantity, delivered, sides, priced, own)
     return Vouched(trade, delivered, quantity, seller, buyer, rule, unmetered, shorts)
 
 
@@ -216,18 +223,26 @@ def read_nodes(state: StateReader, trade: bytes, nodes: Mapping[bytes, bytes]) -
 
 
 def _shorts(
-    quantity: int, delivered: int, sides: Mapping[str, Metered], priced: bool
+    quantity: int,
+    delivered: int,
+    sides: Mapping[str, Metered],
+    priced: bool,
+    own: Mapping[str, int] | None = None,
 ) -> tuple[int, int] | None:
     """(seller's, buyer's) shortfall the DSO names on a priced trade (module docstring), None unpriced: a
-    metered side's from its own share, an unmetered side's the whole gap; the larger is the gap."""
+    metered side's from its own share, an unmetered side's the whole gap, a meterless side's its own stated
+    shortfall (`own`: side -> Wh) where the larger is still the gap (else the whole gap); the larger is the gap."""
     if not priced:
         return None
     gap = quantity - delivered
-    seller, buyer = (
-        gap if side not in sides else min(gap, quantity - min(sides[side].share_wh, quantity))
+    named = {
+        side: gap if side not in sides else min(gap, quantity - min(sides[side].share_wh, quantity))
         for side in SIDES
-    )
-    return seller, buyer
+    }
+    word = {side: min(short, gap) for side, short in (own or {}).items() if side not in sides}
+    if word and max({**named, **word}.values()) == gap:  # the contract's pair rule holds on their word
+        named.update(word)
+    return named["seller"], named["buyer"]
 
 
 def to_json(decision: Decision) -> dict[str, Any]:
