@@ -27,16 +27,10 @@ from peergrid_edge.replicas import EdgeLedger
 from peergrid_ledger.contracts import exchange as contract
 
 # the kWh stops (the value stop ends a phased day's relaxed phase one iteration later on the edge), the clean
-# book on, each seller's switch decided once (CLEAN: the edge's scope today, `dayahead_clean.refusal`) or
-# clean_decisions times (DEFAULT: 3, `allocate`'s fixed count since a1e9184)
+# book on, each seller's switch decided once (CLEAN) or clean_decisions times (DEFAULT: 3, `allocate`'s fixed
+# count since a1e9184, each re-decision followed by a run: `dayahead_rounds.play_phases`)
 CLEAN = DayAheadConfig(value_per_kwh=0.0, clean_book=True, clean_decisions=1)
 DEFAULT = dataclasses.replace(CLEAN, clean_decisions=DayAheadConfig().clean_decisions)
-# the edge's rounds decide a seller's switch once: the re-decisions need `dayahead_rounds.play_phases` to run
-# them (not this file's owner's; the patch is in E10's report). Strict: once they run, these must pass
-REDECIDE = pytest.mark.xfail(
-    strict=True,
-    reason="dayahead_rounds.play_phases decides once; clean_decisions > 1 is refused (E10 report)",
-)
 SESSION = "dayahead/edge-test"
 
 
@@ -82,9 +76,9 @@ def reopened(where: Path, scenario: Scenario) -> tuple[EdgeLedger, dict[str, Any
 @pytest.mark.parametrize(
     ("day", "cfg"),
     [
-        pytest.param((5, 2), DEFAULT, marks=REDECIDE),
+        ((5, 2), DEFAULT),
         ((5, 2), CLEAN),
-        pytest.param((4, 6), DEFAULT, marks=REDECIDE),
+        ((4, 6), DEFAULT),
     ],
     ids=["default-decisions", "one-decision", "a-switch-changes-on-redecision"],
 )

@@ -23,12 +23,13 @@ The value stop, the genset phases and the owners' floors and caps are the rounds
 A clean session (opened with `clean_prices`: `dayahead_clean`): the coordinator opens one exactly where
 `allocate` on the chain venue would (`DayAheadConfig.clean_book` and a clean-only member on the chain); every
 member follows the session as opened: its book over both books, its clean model, `clean_positions` and its
-clean-seller declaration, each clean seller's switch decided once after the relaxed phase.
+clean-seller declaration, each clean seller's switch decided after the relaxed phase and again after each
+of the `clean_decisions` − 1 re-decision runs (`dayahead_rounds.play_phases`).
 Scope, refused up front with the reason: its floor or cap on the chain other than its own config (the
 let-back queue is the chain's); a rejoin without a usable checkpoint past iteration 1 of a day where some
 floor or cap binds (its judgement state is in its checkpoint alone); a genset MG without `phases`, or `recommits` > 1 (whether another
-MG's commitment changed is private); a clean session with `clean_decisions` or `recommits` other than 1 (the
-same: whether another seller's switch changed is private). Maximum quantity and clean-only are each MG's own bounds. Never reads
+MG's commitment changed is private); a clean session with `recommits` other than 1 (the same: whether
+another seller's switch changed is private; its `clean_decisions` re-decide by count, so they are followed). Maximum quantity and clean-only are each MG's own bounds. Never reads
 another MG's private data; never blocks the loop longer than one MG solve.
 The parts: what it reads of its session on its replica (`dayahead_view`), how it writes to the chain
 (`dayahead_submit`), the rounds and their stop rules (`dayahead_rounds`), a restart (`dayahead_restart`,

@@ -9,13 +9,13 @@ controller's `clean_kind` "seller"), and a clean-only buyer buys P2P there, all 
 at cap + premium (`clean_buy_kw`, `dayrules.clean_cap_fees`). The coordinator opens a clean session exactly
 where `dayahead.allocate` on a chain venue would: `DayAheadConfig.clean_book` and
 `cleanbook.clean_session` of the members, judged on the chain's rules of each member (public: `opens_clean`).
-A clean seller's switch ("fixed": decided once at the relaxed phase's prices, like genset on/off) runs
+A clean seller's switch ("fixed": decided at the relaxed phase's prices, like genset on/off) runs
 `allocate`'s phases on such a day even without gensets: whether any member is a clean seller is public
 (every first post's `clean` declaration, `sellers`), and each seller decides its own switch alone
-(`decide_switch`, `dayahead._switch`'s MILP). Refused with the reason (`refusal`): `clean_decisions` or
-`recommits` other than 1. Since a1e9184 `allocate` re-decides by count (`clean_decisions` − 1 more decisions, each
-followed by a run, whatever changed), so its phases are public, but the rounds (`dayahead_rounds.play_phases`)
-decide once: until they run the re-decisions the edge refuses rather than end a day other than `allocate`'s.
+(`decide_switch`, `dayahead._switch`'s MILP). Since a1e9184 `allocate` re-decides by count (`clean_decisions`
+− 1 more decisions, each after a run, whatever changed: `redecisions`), so its phases are public and the rounds
+(`dayahead_rounds.play_phases`) run them too. Refused with the reason (`refusal`): `recommits` other than 1
+(whether another seller's switch changed is private).
 A session opened without `clean_prices` reads and posts exactly as before.
 Two twins of the controller's code live here until the controller exposes them as functions (they are inline in
 / bound to its `Exchange`): `clean_buy_kw` (`dayrounds.Exchange.__init__`'s `clean_buy_kw`) and `decide_switch`
@@ -101,13 +101,14 @@ def phased(cfg: DayAheadConfig, declared: Sequence[bool]) -> bool:
     return cfg.clean_side == "fixed" and any(declared)
 
 
+def redecisions(cfg: DayAheadConfig, declared: Sequence[bool]) -> int:
+    """How many times each clean seller decides its switch again after the first decision, each followed by a
+    run (`_allocate`'s `clean_decisions` − 1, by count whatever changed: public); 0 on a day without the phases."""
+    return cfg.clean_decisions - 1 if phased(cfg, declared) else 0
+
+
 def refusal(cfg: DayAheadConfig) -> str:
     """Why this edge does not play a clean session configured so ("" if it does)."""
-    if cfg.clean_decisions != 1:
-        return (
-            f"clean_decisions {cfg.clean_decisions} on a clean session; the edge's rounds decide each clean "
-            "seller's switch once, where allocate decides it clean_decisions times (each followed by a run)"
-        )
     if cfg.recommits != 1:
         return f"recommits {cfg.recommits} on a clean session; the edge decides once"
     return ""

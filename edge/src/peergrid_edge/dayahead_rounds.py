@@ -28,8 +28,10 @@ close the session. So a genset day with the value stop is not `allocate`'s to th
 0 it is).
 A clean session (`dayahead_clean`): the book is both books' (2n), and where some member declared itself a
 clean seller (public, in its first post) the session runs the same phases: ADMM with each seller's switch
-relaxed, each seller's switch decided alone at the prices found (`switch`, `allocate`'s `_switch`), ADMM with
-the switches fixed (the kWh stops: `allocate`'s to the Wh; the value stop as for gensets, above).
+relaxed, each seller's switch decided alone at the prices found (`switch`, `allocate`'s `_switch`), then
+`clean_decisions` − 1 times (by count, whatever changed: public) a run with the switches fixed that ends as the
+relaxed phase does and each seller's switch decided again at its prices, and last ADMM with the switches fixed
+(the kWh stops: `allocate`'s to the Wh; the value stop as for gensets, above).
 Owner floors and caps (`dayahead_rules`, dayjudge's timing as `dayrounds.Exchange` runs it): after each
 step every member judges its own rules (its bounds and fees less its bans and dropped fees: private) and
 posts its judgement with its next position (`exchange.position`'s `judged`); once every post of that
@@ -53,7 +55,7 @@ from typing import TYPE_CHECKING
 from peergrid_controller.dayahead import model_for
 from peergrid_controller.dayexchange import anchor, answer, settled
 from peergrid_controller.daymodel import DayModel
-from peergrid_edge.dayahead_clean import decide_switch, declares_clean, phased, side
+from peergrid_edge.dayahead_clean import decide_switch, declares_clean, phased, redecisions, side
 from peergrid_edge.exchange_io import SessionFailed
 from peergrid_ledger.contracts.exchange import MAX_ITERATIONS
 
@@ -83,6 +85,15 @@ async def play_phases(agent: DayAheadAgent, model: DayModel, own: tuple[float, .
         agent.relaxed, agent.final_from, agent.kwh = False, book.iterations + 1, False
     # a day where some member's floor or cap binds keeps the tight stop, as `allocate`'s
     tolerance = cfg.tolerance_kwh if agent.rules.ruled else cfg.free_tolerance_kwh
+    # each clean seller decides its switch again at the prices found, clean_decisions - 1 times by count
+    # (public), each after a run that ends as the relaxed phase does (after its stop's step, never closing)
+    again = redecisions(cfg, await agent.view.declarations()) if agent.clean else 0
+    for _ in range(again):
+        own = await iterate(agent, model, own, cfg.max_iterations, tolerance, True, k)
+        k = None
+        if declares_clean(agent.mg) and cfg.clean_side == "fixed":
+            model = switch(agent, own)
+        agent.final_from, agent.kwh = book.iterations + 1, False
     await iterate(agent, model, own, cfg.max_iterations, tolerance, first=k)
     return await agent._finish()
 
@@ -159,7 +170,8 @@ def commit(agent: DayAheadAgent, own: tuple[float, ...]) -> DayModel:
 
 
 def switch(agent: DayAheadAgent, own: tuple[float, ...]) -> DayModel:
-    """A clean seller's switch decided alone at the prices found (`allocate`'s `_switch`, once)."""
+    """A clean seller's switch decided alone at the prices found (`allocate`'s `_switch`: after the relaxed
+    phase and after each re-decision run)."""
     book = agent.book
     assert book is not None
     bounds, fees = agent.rules.bounds(), agent.rules.fees()
