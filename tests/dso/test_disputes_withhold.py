@@ -16,8 +16,9 @@ from hypothesis import strategies as st
 from peergrid_dso.disputes import Vouched, resolve
 from peergrid_ledger import query
 
-from .test_disputes import CLOCK, END_MS, market, ramp
+from .test_disputes import CLOCK, END_MS, chain_time, market, ramp
 from .test_disputes_node import final_blocks, hand_over, settler_for
+from .test_disputes_time import deadline, disputed
 
 RETAIL, FEED_IN, WAIT = 300, 50, 120_000
 
@@ -119,3 +120,46 @@ def test_without_the_chains_time_an_unmetered_seller_leaves_the_trade_unresolved
     sealed = {k: v for k, v in m.sealed.items() if k[0] != m.nodes["s"].public}
     decision = resolve(m.chain.state, tid, CLOCK, m.node_of(), sealed)
     assert not isinstance(decision, Vouched) and "seller's metering" in decision.why
+
+
+@settings(max_examples=25, deadline=None)
+@given(
+    seller_wh=st.integers(0, 700),
+    buyer_wh=st.integers(0, 700),
+    by_seller=st.integers(0, 500),
+    by_buyer=st.integers(0, 500),
+    give=st.sampled_from([(True, True), (True, False), (False, True), (False, False)]),
+    meterless_seller=st.booleans(),
+)
+def test_the_deadline_rule_is_the_model(
+    seller_wh: int,
+    buyer_wh: int,
+    by_seller: int,
+    by_buyer: int,
+    give: tuple[bool, bool],
+    meterless_seller: bool,
+) -> None:
+    """The deadline's rules as a model: a seller not metered is 0 unless meterless (then the buyer's rule or
+    the lower statement; a meterless seller's readings never count, given or not)."""
+    if by_seller == by_buyer:
+        by_buyer = (by_buyer + 1) % 501  # they must disagree for a dispute
+    readings = {"s": ramp(float(seller_wh), export=True), "b": ramp(float(buyer_wh), export=False)}
+    m = disputed(readings, by_buyer, by_seller)
+    for mg, given_ in zip(("s", "b"), give, strict=True):
+        if not given_:
+            m.sealed = {k: v for k, v in m.sealed.items() if k[0] != m.nodes[mg].public}
+    m.pass_time(deadline(m))
+    meterless = {m.anonyms["s"].public} if meterless_seller else set()
+    decision = resolve(
+        m.chain.state, m.trade_id("s", "b"), CLOCK, m.node_of(), m.sealed, chain_time(m), meterless
+    )
+    assert isinstance(decision, Vouched)
+    s_share, b_share = min(500, seller_wh), min(500, buyer_wh)
+    seller_metered, buyer_metered = give[0] and not meterless_seller, give[1]
+    if seller_metered:
+        model = min(s_share, b_share) if buyer_metered else min(s_share, by_seller)
+    elif not meterless_seller:
+        model = 0
+    else:
+        model = min(b_share, by_buyer, by_seller) if buyer_metered else min(by_seller, by_buyer)
+    assert decision.delivered == model
