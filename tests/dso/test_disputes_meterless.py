@@ -11,9 +11,10 @@ from hypothesis import strategies as st
 from pydantic import ValidationError
 
 from peergrid_dso.dispute_shares import Metered
-from peergrid_dso.disputes import _shorts
+from peergrid_dso.disputes import Unresolved, Vouched, _shorts, resolve
 from peergrid_dso.loop_settings import MgEntry
 
+from .test_disputes import CLOCK, END_MS, chain_time, market, ramp
 from .test_disputes_withhold import RETAIL, settle
 
 PRICE = 200
@@ -101,3 +102,26 @@ def test_the_named_shortfalls_always_meet_the_contracts_pair_rule(quantity: int,
     if own and any(words[s] != gap for s in own):
         assert all(words[s] == min(w, gap) for s, w in own.items())
     assert _shorts(quantity, delivered, sides, False, own) is None
+
+
+def test_a_dispute_with_a_meterless_side_does_not_wait_for_readings_that_never_come() -> None:
+    """Before the deadline: with the metered side's readings at the DSO it settles at once; the same buyer not
+    named meterless is waited for (its readings may still come)."""
+    readings = {"s": ramp(480.0, export=True)}
+    m = market({("s", "b"): 500}, {}, readings=readings, wait_ms=120_000, cover=(RETAIL, 50))
+    tid = m.trade_id("s", "b")
+    m.do(m.anonyms["b"], "settle", {"trade": tid, "delivered": 500, "short": 0}, max(m.now, END_MS))
+    m.do(m.anonyms["s"], "settle", {"trade": tid, "delivered": 480, "short": 20})
+    args = (m.chain.state, tid, CLOCK, m.node_of(), m.sealed, chain_time(m))
+    waits = resolve(*args)
+    assert isinstance(waits, Unresolved) and waits.until_ms is not None and "buyer's metering" in waits.why
+    now = resolve(*args, {m.anonyms["b"].public})
+    assert isinstance(now, Vouched) and (now.delivered, now.rule, now.shorts) == (
+        480,
+        "seller metered only",
+        (20, 0),
+    )
+    # the metered seller's readings not at the DSO yet: still waited for
+    held = {k: v for k, v in m.sealed.items() if k[0] != m.nodes["s"].public}
+    later = resolve(m.chain.state, tid, CLOCK, m.node_of(), held, chain_time(m), {m.anonyms["b"].public})
+    assert isinstance(later, Unresolved) and "seller's metering" in later.why

@@ -88,7 +88,8 @@ class Meters:
         (each counterparty's own pro-rata share, `metering.pro_rata`); and the counterparties that are not
         metered, with why. One that is not: past the dispute's deadline (`lapsed`) it is taken at what is least
         favourable to it (a seller delivered nothing, a buyer took all it bought: module docstring), else the
-        party's share is pro rata to the agreed quantities (`meter_shares` without its proof)."""
+        party's share is pro rata to the agreed quantities (`meter_shares` without its proof). A meterless one
+        is not waited for (no readings will come): it is taken at the least at once and not returned."""
         other = SIDES[1 - SIDES.index(side)]
         party = next(t[side] for tid, t in self.trades if tid == trade)
         mine = [(tid, t) for tid, t in self.trades if t[side] == party]
@@ -98,12 +99,21 @@ class Meters:
             counterparty, quantity = t[other], int(t["quantity"])
             found = self.energy(counterparty, other)
             if isinstance(found, str):
-                lacking.append((counterparty, found))
+                never = counterparty in self.meterless  # nothing to wait for: as past the deadline at once
+                if not never:
+                    lacking.append((counterparty, found))
                 least = Fraction(0) if other == "seller" else Fraction(quantity)
-                proofs.append((quantity, least if lapsed else None))
+                proofs.append((quantity, least if lapsed or never else None))
             else:
                 proofs.append((quantity, pro_rata(found, quantity, self.total(counterparty, other))))
         shares = meter_shares(energy, proofs)
         at = next(i for i, (tid, _) in enumerate(mine) if tid == trade)
-        by = "counterparties' meters" if not lacking else LEAST if lapsed else "agreed quantities"
+        never = any(t[other] in self.meterless for _, t in mine)
+        by = (
+            "counterparties' meters"
+            if not (lacking or never)
+            else LEAST
+            if lapsed or not lacking
+            else "agreed quantities"
+        )
         return Metered(self.nodes[party], energy, sum(q for q, _ in proofs), shares[at], by), lacking

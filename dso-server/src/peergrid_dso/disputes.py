@@ -43,7 +43,9 @@ its own statement: an unmetered counterparty is not waited for, its party's shar
 commitment counts only when sealed at most `seal_within_ms` after its commitment interval ended
 (`sealed_readings`: readings made up long after the fact cannot decide a dispute). And a dispute has a deadline: `wait_ms` (the chain's `settle_wait_ms` unless
 the DSO sets its own) after the second statement landed (when the trade became disputed). Until then a side
-that cannot be metered leaves the trade `Unresolved` (saying until when); once the chain's time passed it, a
+that cannot be metered leaves the trade `Unresolved` (saying until when), unless the only such sides are
+meterless and the metered side waits for no counterparty (nothing more can arrive: it settles at once by the
+rules below); once the chain's time passed it, a
 side that still cannot be metered (withheld, missing, sealed late, two meters, a counter reset, ...) loses the
 "smaller of the two" rule:
     seller metered only:  min(seller's share, seller's statement)
@@ -187,7 +189,9 @@ def resolve(
     if chain is None:
         return Unresolved(trade, why)
     until = _deadline(where, chain)
-    if chain.now_ms < until:
+    # a meterless side has no readings to wait for: only the others' (and the metered side's counterparties')
+    awaited = waiting or any(agreed[s] not in meterless for s in unmetered)
+    if chain.now_ms < until and awaited:
         return Unresolved(trade, f"{why}; from chain time {until} ms the DSO settles without it", until)
     stated = {s: int(statements[s]["delivered"]) for s in SIDES}
     if seller is not None:
