@@ -271,6 +271,12 @@ def test_the_disputes_section_needs_the_mgmc_chain_and_builds_the_market_clock(t
     settler = dispute_settler(settings, Adapter(market({("s", "b"): 1}, {}).chain), Keypair.generate())
     assert settler.clock.window(37) == (1_006_500, 1_012_500) and settler.clock.max_gap_ms == 3000
     assert settler.nodes == {anonym.public: node.public} and settler.retry_s == 30.0
+    assert not settler.meterless
+    raw["mgs"]["mg1"]["meterless"] = True  # type: ignore[index]  # an MG without a PCC meter (review12 F4)
+    config.write_text(json.dumps({**raw, "mgmc_chain": chain}))
+    settings = load_settings(config, IntervalNodeSettings)
+    settler = dispute_settler(settings, Adapter(market({("s", "b"): 1}, {}).chain), Keypair.generate())
+    assert set(settler.meterless) == {anonym.public}
 
 
 def test_readings_another_pending_dispute_needs_are_kept() -> None:

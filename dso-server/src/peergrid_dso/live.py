@@ -235,7 +235,12 @@ def dispute_settler(settings: Any, mgmc: Any, dso_key: keys.Keypair) -> Any:
         commit_ms=round(d.commit_interval_s * 1000), max_gap_ms=round(d.max_gap_s * 1000),
     )  # fmt: skip
     nodes = {bytes.fromhex(e.anonym): bytes.fromhex(e.node) for e in settings.mgs.values()}
-    return DisputeSettler(mgmc, dso_key, clock, nodes, record_file=d.record_file, retry_s=d.retry_s)
+    meterless = {
+        bytes.fromhex(e.anonym) for e in settings.mgs.values() if e.meterless
+    }  # no PCC meter (config)
+    return DisputeSettler(
+        mgmc, dso_key, clock, nodes, record_file=d.record_file, retry_s=d.retry_s, meterless=meterless
+    )
 
 
 def loop_enrolments(node: DsoNode) -> dict[bytes, Any]:
