@@ -92,14 +92,20 @@ def test_withheld_readings_lose_the_dispute_at_its_deadline_not_before() -> None
 
 
 def test_a_seller_that_cannot_be_metered_gets_the_buyers_word_as_far_as_its_meter_confirms() -> None:
+    # a seller without a PCC meter (the DSO's config says so); one that has a meter and withholds its readings
+    # settles at 0 instead (review12 F1: with the buyer's word it was paid for what the buyer took and owed
+    # no compensation; test_disputes_withhold.py)
     m = disputed({"b": ramp(455.0, export=False)}, 300, 500)  # the seller's meter: nothing sealed
     m.pass_time(deadline(m))
-    decision = resolve(m.chain.state, m.trade_id("s", "b"), CLOCK, m.node_of(), m.sealed, chain_time(m))
+    tid, meterless = m.trade_id("s", "b"), {m.anonyms["s"].public}
+    decision = resolve(m.chain.state, tid, CLOCK, m.node_of(), m.sealed, chain_time(m), meterless)
     assert isinstance(decision, Vouched) and (decision.delivered, decision.rule) == (
         300,
         "buyer metered only",
     )
-    assert decision.unmetered["seller"].startswith("no meter readings")
+    withheld = resolve(m.chain.state, tid, CLOCK, m.node_of(), m.sealed, chain_time(m))
+    assert isinstance(withheld, Vouched) and (withheld.delivered, withheld.rule) == (0, "seller not metered")
+    assert withheld.unmetered["seller"].startswith("no meter readings")
 
 
 def test_when_neither_side_can_be_metered_the_lower_statement_settles() -> None:
@@ -109,7 +115,8 @@ def test_when_neither_side_can_be_metered_the_lower_statement_settles() -> None:
     before = resolve(m.chain.state, tid, CLOCK, m.node_of(), m.sealed, chain_time(m))
     assert isinstance(before, Unresolved) and before.why.startswith("the seller's metering")
     m.pass_time(deadline(m))
-    decision = resolve(m.chain.state, tid, CLOCK, m.node_of(), m.sealed, chain_time(m))
+    meterless = {m.anonyms["s"].public}  # the seller has no PCC meter; a metered one withholding settles at 0
+    decision = resolve(m.chain.state, tid, CLOCK, m.node_of(), m.sealed, chain_time(m), meterless)
     assert isinstance(decision, Vouched) and (decision.delivered, decision.rule) == (120, "neither metered")
     assert (
         decision.seller is None and decision.buyer is None and set(decision.unmetered) == {"seller", "buyer"}
@@ -141,8 +148,8 @@ def test_the_deadline_rule_is_the_model_and_withholding_never_beats_the_counterp
     model = {
         (True, True): min(s_share, b_share),
         (True, False): min(s_share, by_seller),
-        (False, True): min(b_share, by_buyer, by_seller),
-        (False, False): min(by_seller, by_buyer),
+        (False, True): 0,  # a seller with a meter that withholds its readings: delivered 0 (review12 F1)
+        (False, False): 0,
     }[give]
     assert decision.delivered == model
     if give != (True, True):
