@@ -16,6 +16,8 @@ export is x = g + c (DayModel's P2P columns), c one more column per interval (`C
 - everyone else ("none": genset MGs that are not clean-only) has c = 0 and no extra column.
 x is priced at λᴳ by DayModel's columns (with the rule fees), c adds (λᶜ − λᴳ) per kWh; the proximal term
 is on g (DayModel's row, with −dt·c added) and on c (its own piecewise-linear square, the same breaks).
+Posted in whole Wh (`posted_wh`): g and c each rounded as every position is, unless that puts |g + c| over
+the chain's max_quantity by a Wh; then the pair is rounded jointly, x = g + c bounded (M6, E10).
 Never on a day without a clean-only member: DayModel alone, byte for byte as before.
 Deterministic; no clocks, no I/O.
 """
@@ -32,7 +34,8 @@ import numpy as np
 from peergrid_controller import lp as lpmod
 from peergrid_controller.builder import p2p_buy_limit, p2p_sell_limit
 from peergrid_controller.daymodel import DayModel
-from peergrid_controller.market import Offer, acceptable
+from peergrid_controller.dayrules import chain_rules
+from peergrid_controller.market import Offer, acceptable, wh
 from peergrid_controller.model import Microgrid, Scenario
 
 CleanKind = Literal["seller", "buyer", "none"]
@@ -52,6 +55,28 @@ def clean_kind(mg: Microgrid) -> CleanKind:
 def clean_session(scenario: Scenario) -> bool:
     """Whether a day has a clean book at all: only where some member's rules are clean-only."""
     return any(mg.rules.clean_only for mg in scenario.microgrids)
+
+
+def posted_wh(g: float, c: float, max_wh: int) -> tuple[int, int]:
+    """An interval's (g, c) kWh as the whole Wh it posts and accepts, for the exchange contract's checks
+    (exchange_clean.check_positions, check_accept): |g + c| ≤ `max_wh`, c > 0 ⇒ g ≥ 0, c < 0 ⇒ g = 0, and a
+    g ≥ 0 (a clean-only member's) stays ≥ 0, for every pair that keeps them in kWh (|g + c| ≤ max_wh / 1000).
+    Each rounded to the nearest Wh, as every position is (`market.wh`), where that keeps the maximum (so
+    every day the chain took before is posted as before). Rounded apart, both halves can round up: mg002's
+    17917.5 + 2182.5 Wh of rules_day(4, seed 5) posted 17918 + 2183 > 20100, refused by the chain (M6). Then
+    rounded jointly: the net x = g + c and c each to the nearest Wh within ±max_wh, g = x − c (0 for a clean
+    purchase, and at least 0 where a clean sale or g ≥ 0 says so: then g + c = c, within the max)."""
+    gw, cw = wh(g), wh(c)
+    if abs(gw + cw) <= max_wh:
+        return gw, cw
+    cw = max(-max_wh, min(cw, max_wh))
+    if cw < 0:  # a clean purchase: g = 0
+        return 0, cw
+    xw = max(-max_wh, min(wh(g + c), max_wh))
+    gw = xw - cw
+    if gw < 0 and (cw > 0 or g >= 0):
+        gw = 0
+    return gw, cw
 
 
 def takes_clean(mg: Microgrid, price: float) -> bool:
@@ -76,6 +101,7 @@ class CleanDayModel(DayModel):
         super().__init__(mg, interval_hours, relaxed=relaxed, commitment=commitment)
         self.kind = clean_kind(mg)
         self.side = side
+        self.max_wh: int = chain_rules(mg.rules)["max_quantity"]
         s = self.schedule
         n, dt = s.horizon, s.dt
         quantity = mg.rules.max_quantity_kwh / dt
@@ -229,7 +255,12 @@ class CleanDayModel(DayModel):
             c = [max(xk, 0.0) if xk - ck < -1e-9 < ck else ck for xk, ck in zip(x, c, strict=True)]
         elif self.kind == "buyer":
             c = [min(xk, 0.0) for xk in x]
-        return tuple(xk - ck for xk, ck in zip(x, c, strict=True)) + tuple(c)
+        g = [xk - ck for xk, ck in zip(x, c, strict=True)]
+        for k in range(len(g)):  # the rare interval rounded apart past the max: its joint Wh (posted_wh)
+            pair = posted_wh(g[k], c[k], self.max_wh)
+            if pair != (wh(g[k]), wh(c[k])):
+                g[k], c[k] = pair[0] / 1000, pair[1] / 1000
+        return tuple(g) + tuple(c)
 
     def clean_intervals(self) -> tuple[bool, ...]:
         """A seller's switch per interval in the last solve (true: it sells clean there and buys nothing);
