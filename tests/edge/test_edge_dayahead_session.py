@@ -387,6 +387,7 @@ def market_agent(
     agent.s = SimpleNamespace(  # type: ignore[assignment]
         dayahead=True,
         dayahead_gensets=False,
+        dayahead_clean=False,
         t0=t0,
         first_interval=0,
         interval_s=60.0,

@@ -307,7 +307,7 @@ def trading_agent(ledger: Any, key: Keypair, scenario: Scenario, mg: Microgrid, 
     agent = object.__new__(MarketAgent)
     agent.s = SimpleNamespace(  # type: ignore[assignment]
         t0=1_700_000_000.0, first_interval=0, intervals=None, phase_timeout_s=1.0, interval_s=60.0,
-        record_file=record, max_rounds=None,
+        record_file=record, max_rounds=None, dayahead_clean=False,
     )  # fmt: skip
     agent.d = SimpleNamespace(  # type: ignore[assignment]
         ledger=ledger, stopping=asyncio.Event(), keypair=Keypair.generate(), states={}
