@@ -123,6 +123,7 @@ class DayAheadAgent:
         # clean seller's switch once decided (kept in the checkpoint's commitment: a seller has no genset)
         self.clean = False
         self.switch: tuple[bool, ...] | None = None
+        self.redecided = 0  # of its clean_decisions - 1 re-decision runs, those done (in its checkpoint)
         self.n = mg.intervals
         self.book: Book | None = None
         self.iteration = 0  # the session's iteration this MGMC is at (its next post's)
@@ -283,7 +284,7 @@ class DayAheadAgent:
                 self.session, k, tuple(float(v) for v in self.own), tuple(positions), says_settled,
                 self.relaxed, self.final_from,
                 self.commitment if self.switch is None else (self.switch,), tuple(book.prices), book.rho,
-                tuple(book.q_wh) if k > 0 else (), self.rules.snapshot(), self.kwh,
+                tuple(book.q_wh) if k > 0 else (), self.rules.snapshot(), self.kwh, self.redecided,
             ))  # fmt: skip
         judged = self._judged()
         clean = declares_clean(self.mg) if self.clean else None

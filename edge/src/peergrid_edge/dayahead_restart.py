@@ -2,7 +2,8 @@
 
 Promises: an MGMC that starts again with the same session finds it on the chain. Open: with its checkpoint
 (`DayAheadAgent.checkpoint`, written before each post: `dayahead_state`) matching the chain, it resumes at
-that post exactly (`resume`: the book, its unrounded anchor, verdict, phase and commitment as they were: the
+that post exactly (`resume`: the book, its unrounded anchor, verdict, phase (on a clean session, the
+re-decision runs done) and commitment as they were: the
 result to the Wh and the nano, the genset phases too); without one (or a stale or damaged one: logged, not
 used) it rejoins from the chain alone (`rejoin`: the public book rebuilt, `dayahead_rejoin`; anchored at its
 rounded post once, which moved the 4-MG day's result by at most a Wh and 2,500 nano/kWh in the tests; not a
@@ -135,6 +136,7 @@ async def resume(
         book.take(saved.before)
         book.iterations = j - 1
     agent.relaxed, agent.final_from, agent.commitment = saved.relaxed, saved.final_from, saved.commitment
+    agent.redecided = saved.redecided  # the re-decision runs done: it goes on in the one it was in
     if agent.clean and declares_clean(agent.mg) and saved.commitment:  # a seller's switch (no genset)
         agent.switch, agent.commitment = saved.commitment[0], None
     agent.own, agent.posted, agent.iteration = saved.own, saved.posted, j

@@ -31,7 +31,8 @@ clean seller (public, in its first post) the session runs the same phases: ADMM 
 relaxed, each seller's switch decided alone at the prices found (`switch`, `allocate`'s `_switch`), then
 `clean_decisions` − 1 times (by count, whatever changed: public) a run with the switches fixed that ends as the
 relaxed phase does and each seller's switch decided again at its prices, and last ADMM with the switches fixed
-(the kWh stops: `allocate`'s to the Wh; the value stop as for gensets, above).
+(the kWh stops: `allocate`'s to the Wh; the value stop as for gensets, above). How many re-decision runs are
+done is in this MGMC's checkpoint (`redecided`), so a restart resumes in the run it was in.
 Owner floors and caps (`dayahead_rules`, dayjudge's timing as `dayrounds.Exchange` runs it): after each
 step every member judges its own rules (its bounds and fees less its bans and dropped fees: private) and
 posts its judgement with its next position (`exchange.position`'s `judged`); once every post of that
@@ -87,12 +88,19 @@ async def play_phases(agent: DayAheadAgent, model: DayModel, own: tuple[float, .
     tolerance = cfg.tolerance_kwh if agent.rules.ruled else cfg.free_tolerance_kwh
     # each clean seller decides its switch again at the prices found, clean_decisions - 1 times by count
     # (public), each after a run that ends as the relaxed phase does (after its stop's step, never closing)
+    # (how many are done is in its checkpoint: a restarted MGMC resumes in the run it was in)
     again = redecisions(cfg, await agent.view.declarations()) if agent.clean else 0
-    for _ in range(again):
+    if agent.redecided > again:
+        raise SessionFailed(
+            f"its checkpoint says {agent.redecided} re-decision runs done of session {agent.session!r}, "
+            f"which has {again}: not resumed"
+        )
+    while agent.redecided < again:
         own = await iterate(agent, model, own, cfg.max_iterations, tolerance, True, k)
         k = None
         if declares_clean(agent.mg) and cfg.clean_side == "fixed":
             model = switch(agent, own)
+        agent.redecided += 1
         agent.final_from, agent.kwh = book.iterations + 1, False
     await iterate(agent, model, own, cfg.max_iterations, tolerance, first=k)
     return await agent._finish()

@@ -4,7 +4,8 @@ Promises: `save(path, checkpoint)` writes one small JSON file atomically (a temp
 each of this MGMC's posts: the iteration, its unrounded answer (its private anchor), the position and verdict
 it posts, its phase (relaxed or final, the final phase's first iteration, its genset commitment), the
 public book the answer was made against (prices, ρ, every member's positions of the iteration before) and
-its owner rules' state (its bans and fees, the coordination, its pending judgement, the kWh stop pending).
+its owner rules' state (its bans and fees, the coordination, its pending judgement, the kWh stop pending)
+and, on a clean session, how many re-decision runs are done (`redecided`).
 `load(path, session)` returns it, or None when there is none or it is another session's;
 `CheckpointError` when the file is unreadable or malformed: never a guess. The caller checks a checkpoint
 against the chain (`dayahead_restart.resume`): one whose post the chain holds otherwise is stale, not used.
@@ -43,6 +44,9 @@ class Checkpoint:
     # checkpoints from before rules days ran on the edge: none, false
     rules: dict[str, Any] | None = None
     kwh: bool = False
+    # on a clean session, how many of its re-decision runs (`clean_decisions` − 1) are done (the seller's
+    # switch decided again after each): a restart resumes in the run it was in; absent in older ones: 0
+    redecided: int = 0
 
 
 def save(path: Path, checkpoint: Checkpoint) -> None:
@@ -90,13 +94,15 @@ def _checked(doc: dict[str, Any]) -> Checkpoint:
     if rules is not None and not isinstance(rules, dict):
         raise TypeError(f"rules {rules!r} is not an object")
     iteration, final_from, rho = _int(doc["iteration"]), _int(doc["final_from"]), _int(doc["rho"])
-    if iteration < 0 or rho < 1 or final_from < 1 or bool(before) != (iteration > 0):
+    redecided = _int(doc.get("redecided", 0))
+    if iteration < 0 or rho < 1 or final_from < 1 or bool(before) != (iteration > 0) or redecided < 0:
         raise ValueError(
-            f"iteration {iteration}, rho {rho}, final_from {final_from}, {len(before)} rows before"
+            f"iteration {iteration}, rho {rho}, final_from {final_from}, {len(before)} rows before, "
+            f"redecided {redecided}"
         )
     return Checkpoint(
         doc["session"], iteration, own, posted, _bool(doc["settled"]), _bool(doc["relaxed"]), final_from,
-        commitment, _ints(doc["prices"]), rho, before, rules, _bool(doc.get("kwh", False)),
+        commitment, _ints(doc["prices"]), rho, before, rules, _bool(doc.get("kwh", False)), redecided,
     )  # fmt: skip
 
 
