@@ -25,7 +25,9 @@ Deterministic; no clocks, no I/O.
 from __future__ import annotations
 
 import itertools
+import math
 from collections.abc import Sequence
+from dataclasses import replace
 from typing import Literal
 
 import highspy
@@ -34,7 +36,7 @@ import numpy as np
 from peergrid_controller import lp as lpmod
 from peergrid_controller.builder import p2p_buy_limit, p2p_sell_limit
 from peergrid_controller.daymodel import DayModel
-from peergrid_controller.dayrules import chain_rules
+from peergrid_controller.dayrules import chain_rules, limits_kw
 from peergrid_controller.market import Offer, acceptable, wh
 from peergrid_controller.model import Microgrid, Scenario
 
@@ -267,3 +269,37 @@ class CleanDayModel(DayModel):
         empty for any other MG."""
         sol = self.schedule.last_solution().x
         return tuple(sol[col] > 0.5 for col in self._switch)
+
+
+def clean_buy_kw(mg: Microgrid, dt: float, intervals: int | None = None) -> list[float] | None:
+    """A clean-only buyer's purchase bound (kW, ≤ 0) per interval on a clean session, where it buys P2P, all of
+    it clean (c ≤ x), within its physical limits and maximum quantity; None for any other MG (its own bounds
+    stand). The one rule of the controller's exchange (`dayrounds.Exchange`) and the edge's members."""
+    if not mg.rules.clean_only:
+        return None
+    free = replace(mg, rules=replace(mg.rules, clean_only=False))
+    n = mg.intervals if intervals is None else intervals
+    return [limits_kw(free, t, math.nan, dt)[0] for t in range(n)]
+
+
+def decide_switch(
+    mg: Microgrid,
+    dt: float,
+    prices: Sequence[float],
+    rho: float,
+    bounds: tuple[Sequence[float], Sequence[float]],
+    fees: tuple[Sequence[float] | None, Sequence[float] | None],
+    anchor_kwh: Sequence[float],
+    commit_weight: float,
+    resolution_kwh: float,
+) -> tuple[tuple[bool, ...], CleanDayModel]:
+    """A clean seller decides alone where it sells clean, as a genset MG its on/off: its MILP at the prices
+    found with its proximal term at `commit_weight`·ρ anchored at `anchor_kwh` (the plan nearest its relaxed
+    position that pays); its switch per interval and its model for what follows (LPs with the switch fixed).
+    The one rule of `allocate` (`dayahead._switch`) and the edge's clean sellers."""
+    fresh = CleanDayModel(mg, dt, side="exact")
+    fresh.trade(prices, *bounds, *fees)
+    fresh.proximal(prices, commit_weight * rho, anchor_kwh, resolution_kwh, True)
+    fresh.solve()
+    on = fresh.clean_intervals()
+    return on, CleanDayModel(mg, dt, side="fixed", clean_intervals=on)

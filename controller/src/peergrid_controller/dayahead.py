@@ -84,7 +84,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import cast
 
-from peergrid_controller.cleanbook import CleanDayModel, Side, clean_kind, clean_session
+from peergrid_controller.cleanbook import CleanDayModel, Side, clean_kind, clean_session, decide_switch
 from peergrid_controller.dayexchange import (
     NANO,
     DayAheadConfig,
@@ -292,15 +292,12 @@ def _switch(
     """Clean seller i decides alone, once, where it sells clean (cleanbook.py's switch), as a genset MG its
     on/off: its MILP at the prices found with its proximal term at `commit_weight`·ρ (the plan nearest its
     relaxed position that pays), then LPs with the switch fixed. True if that changed its model."""
-    dt = ex.dt
-    fresh = CleanDayModel(mg, dt, side="exact")
-    fresh.trade(ex.price_floats, *ex.bounds(i), *ex.fees(i))
-    fresh.proximal(ex.price_floats, cfg.commit_weight * ex.rho_float, ex.anchor(i), cfg.resolution_kwh, True)
-    fresh.solve()
+    on, model = decide_switch(
+        mg, ex.dt, ex.price_floats, ex.rho_float, ex.bounds(i), ex.fees(i), ex.anchor(i),
+        cfg.commit_weight, cfg.resolution_kwh,
+    )  # fmt: skip
     ex.solves += 1
-    on = fresh.clean_intervals()
     if switched.get(i) == on:
         return False
-    switched[i] = on
-    models[i] = CleanDayModel(mg, dt, side="fixed", clean_intervals=on)
+    switched[i], models[i] = on, model
     return True

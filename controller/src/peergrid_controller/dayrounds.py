@@ -36,12 +36,10 @@ Deterministic (HiGHS single-threaded, MGs in scenario order). Never reads clocks
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
-from dataclasses import replace
 from typing import Any
 
-from peergrid_controller.cleanbook import clean_kind
+from peergrid_controller.cleanbook import clean_buy_kw, clean_kind
 from peergrid_controller.dayexchange import (
     Book,
     DayAheadConfig,
@@ -69,7 +67,7 @@ from peergrid_controller.dayjudge import (
     judge_own,
 )
 from peergrid_controller.daymodel import DayModel
-from peergrid_controller.dayrules import Fees, chain_rules, clean_cap_fees, limits_kw
+from peergrid_controller.dayrules import Fees, chain_rules, clean_cap_fees
 from peergrid_controller.market import Rejected
 from peergrid_controller.model import Scenario
 
@@ -123,15 +121,8 @@ class Exchange(Book):
             for mg in self.mgs
         ]
         # a clean-only buyer buys P2P on a clean session (all of it clean: cleanbook.py's c ≤ x)
-        free = [
-            replace(mg, rules=replace(mg.rules, clean_only=False)) if clean and mg.rules.clean_only else None
-            for mg in self.mgs
-        ]
-        self.clean_buy_kw = {
-            i: [limits_kw(f, t, math.nan, self.dt)[0] for t in range(self.intervals)]
-            for i, f in enumerate(free)
-            if f is not None
-        }
+        buys = [clean_buy_kw(mg, self.dt, self.intervals) if clean else None for mg in self.mgs]
+        self.clean_buy_kw = {i: b for i, b in enumerate(buys) if b is not None}
         self.settled = False  # set by `step`: every MG's verdict on it settled (`settled`)
         # each MG's verdict on the last stepped iteration, posted with its next position where the value stop
         # is judged (`run`'s by_value); none on iteration 0 (the first responses) or before any step

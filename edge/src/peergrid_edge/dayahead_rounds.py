@@ -53,10 +53,11 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from peergrid_controller.cleanbook import decide_switch
 from peergrid_controller.dayahead import model_for
 from peergrid_controller.dayexchange import anchor, answer, settled
 from peergrid_controller.daymodel import DayModel
-from peergrid_edge.dayahead_clean import decide_switch, declares_clean, phased, redecisions, side
+from peergrid_edge.dayahead_clean import declares_clean, phased, redecisions, side
 from peergrid_edge.exchange_io import SessionFailed
 from peergrid_ledger.contracts.exchange import MAX_ITERATIONS
 
@@ -183,9 +184,11 @@ def switch(agent: DayAheadAgent, own: tuple[float, ...]) -> DayModel:
     book = agent.book
     assert book is not None
     bounds, fees = agent.rules.bounds(), agent.rules.fees()
+    cfg = agent.cfg
     agent.switch, model = decide_switch(
-        agent.mg, agent.dt, agent.cfg, book.price_floats, book.rho_float, bounds, fees, own, book.mean
-    )
+        agent.mg, agent.dt, book.price_floats, book.rho_float, bounds, fees, anchor(own, book.mean),
+        cfg.commit_weight, cfg.resolution_kwh,
+    )  # fmt: skip
     return model
 
 

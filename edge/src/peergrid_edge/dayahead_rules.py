@@ -24,6 +24,7 @@ import logging
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from peergrid_controller.cleanbook import clean_buy_kw
 from peergrid_controller.dayexchange import Book, DayAheadConfig
 from peergrid_controller.dayjudge import (
     Coordination,
@@ -42,7 +43,6 @@ from peergrid_controller.dayjudge import (
 )
 from peergrid_controller.dayrules import Fees, chain_rules, clean_cap_fees
 from peergrid_controller.model import Microgrid
-from peergrid_edge.dayahead_clean import clean_buy_kw
 from peergrid_edge.exchange_io import SessionFailed
 from peergrid_ledger.contracts.market_state import rules_for
 
