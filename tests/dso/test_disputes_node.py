@@ -12,14 +12,22 @@ from __future__ import annotations
 import asyncio
 import json
 import math
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
 import pytest
+import uvicorn
+from fastapi import FastAPI
 
 from peergrid_dso.dispute_node import DisputeSettler, ReadingsNotNeeded, ReadingsRefused
 from peergrid_dso.node_chains import Submitted
+from peergrid_dso.routes.dso import install_dso_api
+from peergrid_dso.services.container import build_dso_services
 from peergrid_edge.commitments import commitment_body, reading_leaf
 from peergrid_ledger import query
 from peergrid_ledger.chain import LocalChain
@@ -75,6 +83,37 @@ def settler_for(m: Market, tmp_path: Path | None = None) -> tuple[DisputeSettler
     record = None if tmp_path is None else tmp_path / "disputes.jsonl"
     settler = DisputeSettler(adapter, m.dso, CLOCK, m.node_of(), record_file=record, retry_s=30.0, now=clock)
     return settler, adapter, clock
+
+
+@contextmanager
+def served_disputes(m: Market) -> Iterator[tuple[str, DisputeSettler]]:
+    """The DSO server's disputes API on a loopback port over a settler of `m`'s chain (its adapter's loop on a
+    thread of its own, as the node's): the base URL and the settler; stopped on exit."""
+    settler, adapter, _ = settler_for(m)
+    loop = asyncio.new_event_loop()
+    loop_thread = threading.Thread(target=loop.run_forever, daemon=True)
+    loop_thread.start()
+    adapter.loop = loop  # type: ignore[attr-defined]
+    app = FastAPI()
+    install_dso_api(app)
+    app.state.dso = build_dso_services({"mg1": 18, "mg2": 33})
+    app.state.dso.disputes = settler
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 10
+    while not server.started and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert server.started
+    port = server.servers[0].sockets[0].getsockname()[1]
+    try:
+        yield f"http://127.0.0.1:{port}", settler
+    finally:
+        server.should_exit = True
+        thread.join(10)
+        loop.call_soon_threadsafe(loop.stop)
+        loop_thread.join(5)
+        loop.close()
 
 
 def final_blocks(m: Market, settler: DisputeSettler, since: int = 1) -> int:

@@ -21,14 +21,10 @@ from types import SimpleNamespace
 from typing import Any
 
 import pytest
-import uvicorn
 from dso.test_disputes import CLOCK, Market, T, market, ramp
-from dso.test_disputes_node import settler_for
-from fastapi import FastAPI
+from dso.test_disputes_node import served_disputes
 
 from peergrid_dso.disputes import read_nodes
-from peergrid_dso.routes.dso import install_dso_api
-from peergrid_dso.services.container import build_dso_services
 from peergrid_edge import agent_settlement
 from peergrid_edge.pcc_readings import DisputeReadings, MgMetering, counterparties_done, readings_needed
 from peergrid_ledger import query
@@ -49,31 +45,8 @@ def dso_api() -> Iterator[tuple[str, Market, Any]]:
     (b states 300, s 500), c -> b and c -> d agreed and settled."""
     statements = {("s", "b"): (300, 500), ("c", "b"): (500, 500), ("c", "d"): (200, 200)}
     m = market(SALES, statements, readings=READINGS)
-    settler, adapter, _ = settler_for(m)
-    loop = asyncio.new_event_loop()
-    loop_thread = threading.Thread(target=loop.run_forever, daemon=True)
-    loop_thread.start()
-    adapter.loop = loop  # type: ignore[attr-defined]
-    app = FastAPI()
-    install_dso_api(app)
-    app.state.dso = build_dso_services({"mg1": 18, "mg2": 33})
-    app.state.dso.disputes = settler
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started and time.monotonic() < deadline:
-        time.sleep(0.02)
-    assert server.started
-    port = server.servers[0].sockets[0].getsockname()[1]
-    try:
-        yield f"http://127.0.0.1:{port}", m, settler
-    finally:
-        server.should_exit = True
-        thread.join(10)
-        loop.call_soon_threadsafe(loop.stop)
-        loop_thread.join(5)
-        loop.close()
+    with served_disputes(m) as (url, settler):
+        yield url, m, settler
 
 
 class Store:

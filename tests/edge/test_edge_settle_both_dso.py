@@ -14,13 +14,9 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-import uvicorn
 from dso.test_disputes import CLOCK, Market, market, ramp
-from dso.test_disputes_node import settler_for
-from fastapi import FastAPI
+from dso.test_disputes_node import served_disputes
 
-from peergrid_dso.routes.dso import install_dso_api
-from peergrid_dso.services.container import build_dso_services
 from peergrid_edge.pcc_readings import DisputeReadings, statement_wh
 from peergrid_ledger import query
 
@@ -31,31 +27,8 @@ def dso_api() -> Iterator[tuple[str, Market, Any]]:
     m = market({("s", "b"): 500}, {("s", "b"): (300, 500)})
     m.commit("s", ramp(480.0, export=True))
     m.commit("b", ramp(455.0, export=False))
-    settler, adapter, _ = settler_for(m)
-    loop = asyncio.new_event_loop()
-    loop_thread = threading.Thread(target=loop.run_forever, daemon=True)
-    loop_thread.start()
-    adapter.loop = loop  # type: ignore[attr-defined]
-    app = FastAPI()
-    install_dso_api(app)
-    app.state.dso = build_dso_services({"mg1": 18, "mg2": 33})
-    app.state.dso.disputes = settler
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started and time.monotonic() < deadline:
-        time.sleep(0.02)
-    assert server.started
-    port = server.servers[0].sockets[0].getsockname()[1]
-    try:
-        yield f"http://127.0.0.1:{port}", m, settler
-    finally:
-        server.should_exit = True
-        thread.join(10)
-        loop.call_soon_threadsafe(loop.stop)
-        loop_thread.join(5)
-        loop.close()
+    with served_disputes(m) as (url, settler):
+        yield url, m, settler
 
 
 def edge_poster(url: str, m: Market, mg: str) -> DisputeReadings:
