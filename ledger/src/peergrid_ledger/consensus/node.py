@@ -1,9 +1,9 @@
 """A ledger replica as an asyncio shell: MQTT in, engine, store, MQTT out — one or more chains per process.
 
 Promises: `ChainReplica` is everything one chain needs around the pure engine (signed envelopes, transaction
-batches, the WAL file, block announcements, evidence transactions) and does no I/O of its own beyond its
-store, WAL and the `Transport` it is given, so edge and dso-server embed it as a library; `Node` runs several
-replicas over one MQTT connection on one event loop. Every dropped message is counted in `stats` and
+batches, the WAL file (`wal_file.FileWal`), block announcements, evidence transactions) and does no I/O of
+its own beyond its store, WAL and the `Transport` it is given, so edge and dso-server embed it as a library;
+`Node` runs several replicas over one MQTT connection on one event loop. Every dropped message is counted in `stats` and
 logged (rate-limited), none raises; a key revoked on chain has its envelopes refused (`dropped_revoked`). A
 transaction submitted here is gossiped again until it leaves the pool (`regossip.Regossip`: bounded back-off
 and batches, on the replica's own timer once started); one that arrives already pooled or in a block is
@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
 import json
 import logging
 import os
@@ -51,6 +50,7 @@ from .transport import (
     read_envelope,
     seal_envelope,
 )
+from .wal_file import FileWal as FileWal  # re-exported: edge.replicas, node_cli and tests import it from here
 
 Schedule = Callable[[Timer, int], None]
 GOSSIP_BATCH = 512
@@ -76,70 +76,6 @@ ENGINE_REFUSALS = (
 
 def wall_ms() -> int:
     return time.time_ns() // 1_000_000
-
-
-class FileWal:
-    """The engine's WAL as small files replaced atomically (write, fsync, rename), at most once per engine
-    event. A write the engine does not ask to sync (a prepare: docs/consensus.md, "Restarts") goes to a side
-    file, never over the synced one, so a power cut can lose it but never the synced record under it. Each
-    record carries a sequence number and a checksum; `load` returns the newest intact one. `fsync=False` (the
-    lab: one disk, processes die but never the power) writes the main file without ever syncing."""
-
-    MAGIC = b"PGW1"
-
-    def __init__(self, path: Path, fsync: bool = True) -> None:
-        self.path = path
-        self.side = path.with_suffix(".unsynced")
-        self.fsync = fsync
-        self.writes = 0
-        self.syncs = 0
-        self._seq = max((seq for seq, _ in self._records()), default=0)
-
-    def _records(self) -> list[tuple[int, bytes]]:
-        found = []
-        for path in (self.path, self.side):
-            try:
-                data = path.read_bytes()
-            except FileNotFoundError:
-                continue
-            head, body = data[:28], data[28:]
-            if head[:4] == self.MAGIC and hashlib.sha256(head[4:12] + body).digest()[:16] == head[12:28]:
-                found.append((int.from_bytes(head[4:12], "big"), body))
-            elif path == self.path and not data.startswith(self.MAGIC):
-                found.append((-1, data))  # written before records were numbered
-            elif path == self.path:
-                found.append((-2, b""))  # torn or corrupt: something was there (the engine is careful)
-        return found
-
-    def load(self) -> bytes | None:
-        records = self._records()
-        return max(records)[1] if records else None
-
-    def save(self, record: bytes, sync: bool = True) -> None:
-        self._seq += 1
-        seq = self._seq.to_bytes(8, "big")
-        data = self.MAGIC + seq + hashlib.sha256(seq + record).digest()[:16] + record
-        target = self.path if sync or not self.fsync else self.side
-        tmp = target.with_suffix(target.suffix + ".tmp")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        try:
-            view = memoryview(data)
-            while view:  # a short write (disk nearly full) must not leave a torn record to replace a good one
-                view = view[os.write(fd, view) :]
-            if sync and self.fsync:
-                os.fsync(fd)
-        finally:
-            os.close(fd)
-        os.replace(tmp, target)
-        if sync and self.fsync:
-            # the rename itself must survive a power cut, or the synced record (a commit vote, a lock) is lost
-            dir_fd = os.open(target.parent, os.O_RDONLY)
-            try:
-                os.fsync(dir_fd)
-            finally:
-                os.close(dir_fd)
-        self.writes += 1
-        self.syncs += sync and self.fsync
 
 
 class ChainReplica:
