@@ -13,12 +13,14 @@ import sys
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import NoReturn
 
+from .cli_args import UsageError, public_key, write_json
+from .cli_genesis import add_genesis_parser
 from .codec import DecodeError
 from .demo import NAMES, build_demo, demo_genesis, demo_key
-from .genesis import Account, Genesis, GenesisError, Params
-from .keys import KeyFileError, Keypair, parse_public_key, read_keyfile, write_keyfile
+from .genesis import GenesisError
+from .keys import KeyFileError, Keypair, write_keyfile
 from .proof import ProofError, build_proof, check_proof
 from .store import BlockStore, StoreError
 from .tx import to_jsonable
@@ -27,32 +29,9 @@ from .verify import VerifyReport, verify_store
 PROG = "peergrid-ledger"
 
 
-class UsageError(Exception):
-    pass
-
-
 def _fail(message: str, status: int = 2) -> NoReturn:
     print(f"{PROG}: {message}", file=sys.stderr)
     raise SystemExit(status)
-
-
-def _public_key(text: str) -> bytes:
-    """A public key given as 64 hex characters or as a key file path."""
-    try:
-        return parse_public_key(text)
-    except ValueError:
-        pass
-    if Path(text).is_file():
-        return read_keyfile(text).public
-    raise UsageError(f"{text!r} is neither a hex public key nor a key file")
-
-
-def _write_json(doc: Any, out: str | None) -> None:
-    text = json.dumps(doc, indent=2, sort_keys=True) + "\n"
-    if out is None or out == "-":
-        sys.stdout.write(text)
-    else:
-        Path(out).write_text(text, encoding="utf-8")
 
 
 def _open_store(path: str) -> BlockStore:
@@ -67,73 +46,6 @@ def cmd_keygen(args: argparse.Namespace) -> int:
     write_keyfile(args.out, keypair)
     print(keypair.public.hex())
     return 0
-
-
-def cmd_genesis(args: argparse.Namespace) -> int:
-    accounts: dict[bytes, Account] = {}
-    for text in args.dso:
-        key = _public_key(text)
-        accounts[key] = Account(key, ("dso",), "dso")
-    for spec in args.account:
-        parts = spec.split(":")
-        if len(parts) not in (2, 3):
-            raise UsageError(f"--account {spec!r}: expected KEY:ROLE[,ROLE][:BALANCE]")
-        key = _public_key(parts[0])
-        balance = int(parts[2]) if len(parts) == 3 else 0
-        accounts[key] = Account(key, tuple(parts[1].split(",")), balance=balance)
-    genesis = Genesis(
-        chain=args.chain,
-        time=args.time,
-        authorities=tuple(_public_key(t) for t in args.authority),
-        accounts=tuple(accounts.values()),
-        contracts=tuple(args.contract) if args.contract else ("auction", "market"),
-        # through from_value, so a negative limit is refused here rather than written into a genesis file
-        params=Params.from_value(
-            Params(
-                credit_limit=args.credit_limit,
-                max_reopens=args.max_reopens,
-                cap_on_fills=int(args.cap_on_fills),
-                accept_rounds=args.accept_rounds,
-                **_accept_wait(args),
-                **_settle_params(args),
-            ).to_value()
-        ),
-    )
-    _write_json(genesis.to_json(), args.out)
-    if args.db:
-        BlockStore.create(args.db, genesis).close()
-    print(f"genesis {genesis.hash.hex()} for chain {genesis.chain!r}", file=sys.stderr)
-    return 0
-
-
-def _accept_wait(args: argparse.Namespace) -> dict[str, int]:
-    """Genesis `accept_wait_ms` and `accept_window_ms`, only with `--accept-rounds 2`: alone they are a usage
-    error, not ignored."""
-    given = {
-        k: v
-        for k, v in (("accept_wait_ms", args.accept_wait_ms), ("accept_window_ms", args.accept_window_ms))
-        if v is not None
-    }
-    if given and args.accept_rounds != 2:
-        flags = ", ".join("--" + k.replace("_", "-") for k in given)
-        raise UsageError(f"{flags}: only with --accept-rounds 2")
-    return given
-
-
-def _settle_params(args: argparse.Namespace) -> dict[str, int]:
-    """Genesis `settle_by_both`, its numbers and interval clock; the numbers alone are a usage error, not
-    ignored (an epoch without an interval, or out of range, is refused by `Params`)."""
-    numbers = {
-        "settle_tolerance_wh": args.settle_tolerance_wh,
-        "settle_wait_ms": args.settle_wait_ms,
-        "settle_epoch_ms": args.settle_epoch_ms,
-        "settle_interval_ms": args.settle_interval_ms,
-    }
-    given = {k: v for k, v in numbers.items() if v is not None}
-    if given and not args.settle_by_both:
-        flags = ", ".join("--" + k.replace("_", "-") for k in given)
-        raise UsageError(f"{flags}: only with --settle-by-both")
-    return {"settle_by_both": 1, **given} if args.settle_by_both else {}
 
 
 def cmd_show(args: argparse.Namespace) -> int:
@@ -166,7 +78,7 @@ def cmd_show(args: argparse.Namespace) -> int:
                     },
                     "txs": [tx.to_json() for tx in block.txs],
                 }
-    _write_json(doc, None)
+    write_json(doc, None)
     return 0
 
 
@@ -208,7 +120,7 @@ def cmd_prove(args: argparse.Namespace) -> int:
         if where is None:
             raise UsageError(f"no transaction {args.tx} in this store")
         proof = build_proof(store.block(where[0]), store.certificate(where[0]), txid)
-    _write_json(proof, args.out)
+    write_json(proof, args.out)
     return 0
 
 
@@ -218,7 +130,7 @@ def cmd_verify_proof(args: argparse.Namespace) -> int:
     except (OSError, ValueError) as exc:
         raise UsageError(f"{args.file}: cannot read a JSON proof ({exc})") from None
     trusted = bytes.fromhex(args.header_hash) if args.header_hash else None
-    authorities = [_public_key(text) for text in args.authority] if args.authority else None
+    authorities = [public_key(text) for text in args.authority] if args.authority else None
     try:
         check = check_proof(doc, trusted, authorities)
     except ProofError as exc:
@@ -282,82 +194,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="key file to create (never overwritten)")
     p.set_defaults(func=cmd_keygen)
 
-    p = sub.add_parser("genesis", help="write a genesis document (JSON), optionally initialising a store")
-    p.add_argument("--chain", required=True, help="chain id, e.g. mgmc-feeder1 or dso-feeder1")
-    p.add_argument(
-        "--authority", action="append", required=True, help="authority public key (hex) or key file"
-    )
-    p.add_argument("--dso", action="append", default=[], help="DSO governance key (hex) or key file")
-    p.add_argument("--account", action="append", default=[], help="KEY:ROLE[,ROLE][:BALANCE]")
-    p.add_argument(
-        "--contract", action="append", default=[], help="contract to enable (default: auction, market)"
-    )
-    p.add_argument("--time", type=int, default=0, help="genesis time, ms since the epoch")
-    p.add_argument("--credit-limit", type=int, default=0, help="how far balances may go below zero")
-    p.add_argument(
-        "--max-reopens",
-        type=int,
-        default=0,
-        help="how often the DSO may reopen a closed interval for re-bargaining (default 0: never)",
-    )
-    p.add_argument(
-        "--cap-on-fills",
-        action="store_true",
-        help="a buyer's maximum quantity caps what the market allocates it, not the sum of its requests"
-        " (genesis cap_on_fills 1; default: the old rule, and the old genesis bytes)",
-    )
-    p.add_argument(
-        "--accept-rounds",
-        type=int,
-        default=1,
-        help="the exchange's accept round a clear before the session's deadline needs settled: 2 = every"
-        " member re-checked the clear's cut (genesis accept_rounds 2; default 1: the old rule, and the old"
-        " genesis bytes)",
-    )
-    p.add_argument(
-        "--accept-wait-ms",
-        type=int,
-        help="with --accept-rounds 2: after a session's deadline, how long a round waits for a member still"
-        " trading before it stands on its latest accept (genesis accept_wait_ms; default 300000)",
-    )
-    p.add_argument(
-        "--accept-window-ms",
-        type=int,
-        help="with --accept-rounds 2: the least time every member has after a session's close to accept"
-        " before its deadline (a close raises an earlier deadline to this; genesis accept_window_ms; default"
-        " 0: none, the coordinator's deadline as it set it - a live chain wants minutes)",
-    )
-    p.add_argument(
-        "--settle-by-both",
-        action="store_true",
-        help="a trade settles on what both parties state (genesis settle_by_both 1; needs --settle-interval-ms"
-        " and an account with role dso; default: on the first party's settle, and the old genesis bytes)",
-    )
-    p.add_argument(
-        "--settle-tolerance-wh",
-        type=int,
-        help="with --settle-by-both: Wh the two statements may differ by and agree (default 0)",
-    )
-    p.add_argument(
-        "--settle-wait-ms",
-        type=int,
-        help="with --settle-by-both: how long after the first statement the other party may state"
-        " (default 3600000)",
-    )
-    p.add_argument(
-        "--settle-interval-ms",
-        type=int,
-        help="with --settle-by-both (required there): the market interval's length; nobody settles a trade of"
-        " interval k before epoch + (k + 1) * interval (block time, ms)",
-    )
-    p.add_argument(
-        "--settle-epoch-ms",
-        type=int,
-        help="with --settle-interval-ms: when interval 0 starts (ms since 1970, default 0)",
-    )
-    p.add_argument("--out", default="-", help="genesis JSON file (default stdout)")
-    p.add_argument("--db", help="also create a store holding this genesis")
-    p.set_defaults(func=cmd_genesis)
+    add_genesis_parser(sub)
 
     p = sub.add_parser("show", help="print a block (default: the head), a transaction or the genesis as JSON")
     p.add_argument("--db", required=True)

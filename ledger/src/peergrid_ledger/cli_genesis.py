@@ -1,0 +1,164 @@
+"""`peergrid-ledger genesis`: its options and the genesis document (and store) they make.
+
+Promises: every genesis parameter given is checked by `Params` before anything is written (a negative limit
+is refused, not written into a genesis file); options that only mean something beside another
+(`--accept-wait-ms` without `--accept-rounds 2`, the settle numbers without `--settle-by-both`) are a
+`UsageError`, never ignored; a genesis made without the newer options keeps the old genesis bytes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Any
+
+from .cli_args import UsageError, public_key, write_json
+from .genesis import Account, Genesis, Params
+from .store import BlockStore
+
+
+def cmd_genesis(args: argparse.Namespace) -> int:
+    accounts: dict[bytes, Account] = {}
+    for text in args.dso:
+        key = public_key(text)
+        accounts[key] = Account(key, ("dso",), "dso")
+    for spec in args.account:
+        parts = spec.split(":")
+        if len(parts) not in (2, 3):
+            raise UsageError(f"--account {spec!r}: expected KEY:ROLE[,ROLE][:BALANCE]")
+        key = public_key(parts[0])
+        balance = int(parts[2]) if len(parts) == 3 else 0
+        accounts[key] = Account(key, tuple(parts[1].split(",")), balance=balance)
+    genesis = Genesis(
+        chain=args.chain,
+        time=args.time,
+        authorities=tuple(public_key(t) for t in args.authority),
+        accounts=tuple(accounts.values()),
+        contracts=tuple(args.contract) if args.contract else ("auction", "market"),
+        # through from_value, so a negative limit is refused here rather than written into a genesis file
+        params=Params.from_value(
+            Params(
+                credit_limit=args.credit_limit,
+                max_reopens=args.max_reopens,
+                cap_on_fills=int(args.cap_on_fills),
+                accept_rounds=args.accept_rounds,
+                **_accept_wait(args),
+                **_settle_params(args),
+            ).to_value()
+        ),
+    )
+    write_json(genesis.to_json(), args.out)
+    if args.db:
+        BlockStore.create(args.db, genesis).close()
+    print(f"genesis {genesis.hash.hex()} for chain {genesis.chain!r}", file=sys.stderr)
+    return 0
+
+
+def _accept_wait(args: argparse.Namespace) -> dict[str, int]:
+    """Genesis `accept_wait_ms` and `accept_window_ms`, only with `--accept-rounds 2`: alone they are a usage
+    error, not ignored."""
+    given = {
+        k: v
+        for k, v in (("accept_wait_ms", args.accept_wait_ms), ("accept_window_ms", args.accept_window_ms))
+        if v is not None
+    }
+    if given and args.accept_rounds != 2:
+        flags = ", ".join("--" + k.replace("_", "-") for k in given)
+        raise UsageError(f"{flags}: only with --accept-rounds 2")
+    return given
+
+
+def _settle_params(args: argparse.Namespace) -> dict[str, int]:
+    """Genesis `settle_by_both`, its numbers and interval clock; the numbers alone are a usage error, not
+    ignored (an epoch without an interval, or out of range, is refused by `Params`)."""
+    numbers = {
+        "settle_tolerance_wh": args.settle_tolerance_wh,
+        "settle_wait_ms": args.settle_wait_ms,
+        "settle_epoch_ms": args.settle_epoch_ms,
+        "settle_interval_ms": args.settle_interval_ms,
+    }
+    given = {k: v for k, v in numbers.items() if v is not None}
+    if given and not args.settle_by_both:
+        flags = ", ".join("--" + k.replace("_", "-") for k in given)
+        raise UsageError(f"{flags}: only with --settle-by-both")
+    return {"settle_by_both": 1, **given} if args.settle_by_both else {}
+
+
+def add_genesis_parser(sub: Any) -> None:
+    """The `genesis` subcommand and its options, on `sub` (the CLI's subparsers)."""
+    p = sub.add_parser("genesis", help="write a genesis document (JSON), optionally initialising a store")
+    p.add_argument("--chain", required=True, help="chain id, e.g. mgmc-feeder1 or dso-feeder1")
+    p.add_argument(
+        "--authority", action="append", required=True, help="authority public key (hex) or key file"
+    )
+    p.add_argument("--dso", action="append", default=[], help="DSO governance key (hex) or key file")
+    p.add_argument("--account", action="append", default=[], help="KEY:ROLE[,ROLE][:BALANCE]")
+    p.add_argument(
+        "--contract", action="append", default=[], help="contract to enable (default: auction, market)"
+    )
+    p.add_argument("--time", type=int, default=0, help="genesis time, ms since the epoch")
+    p.add_argument("--credit-limit", type=int, default=0, help="how far balances may go below zero")
+    p.add_argument(
+        "--max-reopens",
+        type=int,
+        default=0,
+        help="how often the DSO may reopen a closed interval for re-bargaining (default 0: never)",
+    )
+    p.add_argument(
+        "--cap-on-fills",
+        action="store_true",
+        help="a buyer's maximum quantity caps what the market allocates it, not the sum of its requests"
+        " (genesis cap_on_fills 1; default: the old rule, and the old genesis bytes)",
+    )
+    p.add_argument(
+        "--accept-rounds",
+        type=int,
+        default=1,
+        help="the exchange's accept round a clear before the session's deadline needs settled: 2 = every"
+        " member re-checked the clear's cut (genesis accept_rounds 2; default 1: the old rule, and the old"
+        " genesis bytes)",
+    )
+    p.add_argument(
+        "--accept-wait-ms",
+        type=int,
+        help="with --accept-rounds 2: after a session's deadline, how long a round waits for a member still"
+        " trading before it stands on its latest accept (genesis accept_wait_ms; default 300000)",
+    )
+    p.add_argument(
+        "--accept-window-ms",
+        type=int,
+        help="with --accept-rounds 2: the least time every member has after a session's close to accept"
+        " before its deadline (a close raises an earlier deadline to this; genesis accept_window_ms; default"
+        " 0: none, the coordinator's deadline as it set it - a live chain wants minutes)",
+    )
+    p.add_argument(
+        "--settle-by-both",
+        action="store_true",
+        help="a trade settles on what both parties state (genesis settle_by_both 1; needs --settle-interval-ms"
+        " and an account with role dso; default: on the first party's settle, and the old genesis bytes)",
+    )
+    p.add_argument(
+        "--settle-tolerance-wh",
+        type=int,
+        help="with --settle-by-both: Wh the two statements may differ by and agree (default 0)",
+    )
+    p.add_argument(
+        "--settle-wait-ms",
+        type=int,
+        help="with --settle-by-both: how long after the first statement the other party may state"
+        " (default 3600000)",
+    )
+    p.add_argument(
+        "--settle-interval-ms",
+        type=int,
+        help="with --settle-by-both (required there): the market interval's length; nobody settles a trade of"
+        " interval k before epoch + (k + 1) * interval (block time, ms)",
+    )
+    p.add_argument(
+        "--settle-epoch-ms",
+        type=int,
+        help="with --settle-interval-ms: when interval 0 starts (ms since 1970, default 0)",
+    )
+    p.add_argument("--out", default="-", help="genesis JSON file (default stdout)")
+    p.add_argument("--db", help="also create a store holding this genesis")
+    p.set_defaults(func=cmd_genesis)
