@@ -33,14 +33,21 @@ LATE_PARAMS = frozenset(
         "settle_wait_ms",
         "settle_epoch_ms",
         "settle_interval_ms",
+        "sealed_statements",
         "accept_rounds",
         "accept_wait_ms",
         "accept_window_ms",
     }
 )
-FLAG_PARAMS = frozenset({"cap_on_fills", "settle_by_both"})  # 0 or 1
+FLAG_PARAMS = frozenset({"cap_on_fills", "settle_by_both", "sealed_statements"})  # 0 or 1
 # meaningful only with settle_by_both 1
-SETTLE_PARAMS = ("settle_tolerance_wh", "settle_wait_ms", "settle_epoch_ms", "settle_interval_ms")
+SETTLE_PARAMS = (
+    "settle_tolerance_wh",
+    "settle_wait_ms",
+    "settle_epoch_ms",
+    "settle_interval_ms",
+    "sealed_statements",
+)
 ACCEPT_ROUNDS = (1, 2)  # a settled round 2 already means every member re-checked the accepts cleared
 MAX_ACCEPT_WAIT_MS = 24 * 3600 * 1000  # a day: a day-ahead stage has no use for a longer round
 MAX_SETTLE_WAIT_MS = 366 * 24 * 3600 * 1000  # a year: a deadline (block time + wait) stays far inside 64 bits
@@ -85,6 +92,11 @@ class Params:
     # the delivery cannot start the other party's wait (review9 F1). 0: no clock (only without settle_by_both).
     settle_epoch_ms: int = 0
     settle_interval_ms: int = 0
+    # 1: each party's statement is sealed first (`settle` {trade, seal}: a hash of what it will state and a
+    # secret salt) and revealed only once both sealed or the first seal's `settle_wait_ms` passed
+    # (`market_sealed`), so the second party cannot tailor its statement to the first (review12 F1). Only
+    # with settle_by_both. 0 (the default, and every genesis written before it): statements are public.
+    sealed_statements: int = 0
     # the exchange contract's accept round a clear needs settled (`exchange_clearing`): 1 (the default, and
     # every genesis written before it) clears round 1 at once, as before rounds; 2: every member still
     # trading re-checked the clear's pro-rata cut of exactly the accepts cleared (round 2 or later, nobody

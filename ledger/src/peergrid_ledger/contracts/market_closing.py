@@ -34,6 +34,7 @@ from ..machine import BlockContext, require, require_role
 from ..results import Event, Reason, RuleError
 from ..state import Overlay, read_obj
 from ..tx import Tx
+from .market_sealed import check_body, check_reveal, commit, silent_short
 from .market_state import (
     allocate,
     bid,
@@ -130,7 +131,7 @@ def settle(view: Overlay, tx: Tx, ctx: BlockContext, sender: ks.AccountRecord) -
     """`settle` {trade, delivered[, short | seller_short, buyer_short]}: with genesis `settle_by_both` a
     party's is its statement (`_state`), the DSO's the final word, nobody's before the trade's interval
     ended; without it the first one pays. Shortfalls only on a priced trade (`_stated_shorts`)."""
-    tid, delivered = tx.body["trade"], tx.body["delivered"]
+    tid = tx.body["trade"]
     agreed = _unsettled(view, tid)
     party = _party(agreed, tx.sender)
     dso = sender.has(ks.ROLE_DSO)
@@ -140,6 +141,13 @@ def settle(view: Overlay, tx: Tx, ctx: BlockContext, sender: ks.AccountRecord) -
         f"trade {_short(tid)}: {tx.sender.hex()[:16]}… is not a party to the trade, the DSO or an authority",
     )
     who = party or ("DSO" if dso else "authority")
+    sealed = bool(ctx.genesis.params.sealed_statements)
+    check_body(tx.body, sealed, party, who, tid)
+    if "seal" in tx.body:  # check_body: a party's, on a sealed (so settle_by_both) chain
+        assert party is not None
+        _ended(ctx, tid, agreed, who)
+        return commit(view, ctx, tx, tid, agreed, party)
+    delivered = tx.body["delivered"]
     require(
         delivered <= agreed["quantity"],
         Reason.INVALID,
@@ -156,6 +164,15 @@ def settle(view: Overlay, tx: Tx, ctx: BlockContext, sender: ks.AccountRecord) -
         f"trade {_short(tid)}: {tx.sender.hex()[:16]}… is an authority, not a party or the DSO: on a "
         "settle_by_both chain only the DSO settles a trade its parties do not agree on",
     )
+    _ended(ctx, tid, agreed, who)
+    if party is not None:  # a party's word is a statement, even when its key is also an authority's
+        if sealed and party not in agreed.get("statements", {}):
+            check_reveal(ctx, tx, tid, agreed, party)  # its first statement opens its commitment
+        return _state(view, ctx, tx, tid, agreed, party, delivered)
+    return pay(view, ctx, tx, tid, agreed, delivered, "dso", shorts)
+
+
+def _ended(ctx: BlockContext, tid: bytes, agreed: dict[str, Any], who: str) -> None:
     ended = ctx.genesis.params.interval_end(agreed["interval"])
     require(
         ended is None or ctx.time >= ended,
@@ -163,9 +180,6 @@ def settle(view: Overlay, tx: Tx, ctx: BlockContext, sender: ks.AccountRecord) -
         f"trade {_short(tid)}: the {who}'s settle comes before interval {agreed['interval']} ended at "
         f"{ended} (block time {ctx.time}): nothing is metered before the delivery",
     )
-    if party is not None:  # a party's word is a statement, even when its key is also an authority's
-        return _state(view, ctx, tx, tid, agreed, party, delivered)
-    return pay(view, ctx, tx, tid, agreed, delivered, "dso", shorts)
 
 
 def _stated_shorts(
@@ -249,7 +263,7 @@ def _state(
             f"(block time {ctx.time}); the {other}'s {statements[other]['delivered']} Wh settles it "
             f"when the {other} sends its settle again",
         )
-    else:
+    elif "seals" not in agreed:  # sealed: the commitments set the deadline (market_sealed.commit)
         agreed["deadline"] = ctx.time + ctx.genesis.params.settle_wait_ms
     statements[party] = {"delivered": delivered, "time": ctx.time, "txid": tx.txid}
     stated: dict[str, Any] = {"trade": tid, "party": party, "delivered": delivered}
@@ -307,9 +321,10 @@ def _lapse(
     )
     # what was not delivered is the larger shortfall: one the stating party does not own is the silent
     # party's; one it owns leaves the silent party's unknown, and without its word none is presumed, so the
-    # party at fault cannot shift what it owes onto a counterparty that is down
+    # party at fault cannot shift what it owes onto a counterparty that is down - unless the silent party
+    # committed to a statement it kept back (market_sealed.silent_short)
     gap = int(agreed["quantity"]) - stated
-    silent = gap if own < gap else 0
+    silent = silent_short(agreed, other, gap, own)
     shorts = (own, silent) if party == "seller" else (silent, own)
     return pay(view, ctx, tx, tid, agreed, stated, "lapsed", shorts)
 

@@ -1,0 +1,146 @@
+"""Sealed settlement statements (genesis `sealed_statements`, with `settle_by_both`): commit, then reveal.
+
+Why: on a `settle_by_both` chain the first party's statement is public before the second states, so the second
+could tailor its own to it (review12 F1). Here each party first commits to its statement, `settle` {trade,
+seal}, seal = `seal_of(chain, trade, party key, delivered, short, salt)` with a secret 32-byte salt, and
+reveals it, `settle` {trade, delivered[, short], salt}, only once both parties committed or the first
+commitment's `settle_wait_ms` passed without the other's: nobody states knowing the other's figures.
+
+Promises (`commit`, `check_reveal`, `silent_short`; `market_closing.settle` calls them):
+- a commitment is a party's only one (a second is `duplicate`) and lands before the commit deadline (the
+  first commitment's time + `settle_wait_ms`); the second commitment opens the reveal window, `settle_wait_ms`
+  from it (the trade's `deadline`); with only one commitment the deadline stays the commit deadline;
+- a reveal is refused, naming why, before both committed and the commit deadline passed, without a
+  commitment of its party, or when it does not hash to that commitment; a party's revealed statement is then
+  handled as any statement (`market_closing._state`: agree, dispute, lone statement, the DSO's final word);
+- a party that committed but never revealed is silent, and the undelivered rest is presumed all its own
+  shortfall (`silent_short`), so withholding a reveal after seeing the other's is never better than
+  revealing honestly; a party that never committed stays silent as on an unsealed chain.
+What it does not do: a party's own `short` is still its own word; the seal takes away the second party's
+knowledge of the first's statement, not the possibility of under-stating one's own shortfall blind.
+Pure; no I/O. The records are in the trade's `seals` ({party: {seal, time, txid}}).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Any
+
+from ..codec import encode
+from ..hashing import VERSION_TAG
+from ..machine import BlockContext, require
+from ..results import Event, Reason, RuleError
+from ..schema import HASH, QUANTITY, Bytes, Map, OneOf
+from ..state import Overlay
+from ..tx import Tx
+from .market_state import trade_key
+
+SEAL_DOMAIN = "settle-seal"
+SALT = Bytes(size=32)
+
+# every `settle` body: a party's plain statement (with its own shortfall on a priced trade), the DSO's with
+# both sides' shortfalls, and on a sealed chain a party's commitment and its reveal
+SETTLE_SHAPE = OneOf(
+    (
+        Map({"trade": HASH, "delivered": QUANTITY}),
+        Map({"trade": HASH, "delivered": QUANTITY, "short": QUANTITY}),
+        Map({"trade": HASH, "delivered": QUANTITY, "seller_short": QUANTITY, "buyer_short": QUANTITY}),
+        Map({"trade": HASH, "seal": HASH}),
+        Map({"trade": HASH, "delivered": QUANTITY, "salt": SALT}),
+        Map({"trade": HASH, "delivered": QUANTITY, "short": QUANTITY, "salt": SALT}),
+    )
+)
+
+
+def seal_of(chain: str, tid: bytes, party_key: bytes, delivered: int, short: int, salt: bytes) -> bytes:
+    """The commitment to a statement: SHA-256 of the canonical array (version, domain, chain, trade, party
+    key, delivered, short, salt). The party's key is in it, so a counterparty that copies the commitment
+    cannot open it as its own; the chain and the trade, so it opens nowhere else."""
+    fields = [VERSION_TAG, SEAL_DOMAIN, chain, tid, party_key, delivered, short, salt]
+    return hashlib.sha256(encode(fields)).digest()
+
+
+def check_body(body: dict[str, Any], sealed: bool, party: str | None, who: str, tid: bytes) -> None:
+    """`seal` and `salt` only from a party, only on a sealed chain; on one, a party's first word is its seal."""
+    name = _short(tid)
+    if "seal" in body or "salt" in body:
+        require(
+            sealed,
+            Reason.INVALID,
+            f"trade {name}: the genesis has no sealed_statements: state what was delivered, with no seal or salt",
+        )
+        require(party is not None, Reason.INVALID, f"trade {name}: the {who} states in the open, unsealed")
+
+
+def commit(
+    view: Overlay, ctx: BlockContext, tx: Tx, tid: bytes, agreed: dict[str, Any], party: str
+) -> list[Event]:
+    """Record `party`'s commitment; the first sets the commit deadline, the second opens the reveal window."""
+    seals: dict[str, Any] = agreed.setdefault("seals", {})
+    other = "seller" if party == "buyer" else "buyer"
+    name = _short(tid)
+    if party in seals:
+        raise RuleError(
+            Reason.DUPLICATE, f"trade {name}: the {party} already committed; a commitment is final"
+        )
+    wait = ctx.genesis.params.settle_wait_ms
+    if other in seals:
+        require(
+            ctx.time < agreed["deadline"],
+            Reason.CLOSED,
+            f"trade {name}: the {party}'s commitment comes after the commit deadline {agreed['deadline']} "
+            f"(block time {ctx.time}); the {other} may reveal and settle on its lone statement",
+        )
+    agreed["deadline"] = ctx.time + wait
+    seals[party] = {"seal": tx.body["seal"], "time": ctx.time, "txid": tx.txid}
+    view.put_obj(trade_key(tid), agreed)
+    return [("sealed", {"trade": tid, "party": party, "deadline": agreed["deadline"]})]
+
+
+def check_reveal(ctx: BlockContext, tx: Tx, tid: bytes, agreed: dict[str, Any], party: str) -> None:
+    """A party's first statement on a sealed chain: a reveal of its own commitment, once both parties
+    committed or the commit deadline passed. Raises RuleError naming what is missing; writes nothing."""
+    seals = agreed.get("seals", {})
+    other = "seller" if party == "buyer" else "buyer"
+    name = _short(tid)
+    require(
+        "salt" in tx.body,
+        Reason.RULE_VIOLATION,
+        f"trade {name}: the genesis seals statements: the {party} commits first (`seal`), then reveals "
+        "what was delivered with its `salt`",
+    )
+    require(
+        party in seals,
+        Reason.RULE_VIOLATION,
+        f"trade {name}: the {party} reveals a statement it never committed to (`seal` first)",
+    )
+    if other not in seals and ctx.time < agreed["deadline"]:
+        raise RuleError(
+            Reason.RULE_VIOLATION,
+            f"trade {name}: the {party} reveals before the {other} committed; reveal once it did or after "
+            f"{agreed['deadline']} (block time {ctx.time})",
+        )
+    body = tx.body
+    short = int(body.get("short", 0))
+    opened = seal_of(ctx.genesis.chain, tid, tx.sender, body["delivered"], short, body["salt"])
+    if opened != seals[party]["seal"]:
+        raise RuleError(
+            Reason.INVALID,
+            f"trade {name}: the {party}'s reveal (delivered {body['delivered']}, short {short}) does not match "
+            "its commitment: a commitment is final",
+        )
+
+
+def silent_short(agreed: dict[str, Any], silent: str, gap: int, own: int) -> int:
+    """The shortfall presumed for a party that stayed silent until the deadline, `gap` being the Wh its
+    counterparty says were not delivered and `own` the counterparty's own shortfall. One that committed and
+    did not reveal owns all of the gap: it saw the other's reveal and could have opened its own, so it must
+    not gain by keeping it back (its honest shortfall is at most the gap). One that never committed (down,
+    say) owns what the other does not: none where the other owns it all, as on an unsealed chain."""
+    if silent in agreed.get("seals", {}):
+        return gap
+    return gap if own < gap else 0
+
+
+def _short(tid: bytes) -> str:
+    return tid.hex()[:16] + "…"
