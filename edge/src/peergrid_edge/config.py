@@ -151,6 +151,11 @@ class MarketSettings(StrictSettings):
     # coordinator's switch decides and every member follows the session as opened (clean or not, whatever its
     # own switch). Off by default.
     dayahead_clean: bool = False
+    # On a settle_by_both MGMC chain the coordinator opens the session only once the DSO's cover prices
+    # (market.tariff) of every member are on the chain for the intervals it trades, waiting at most this long
+    # (s; with the stage's deadline at most half the time left to its close); then it opens unpriced, saying
+    # so in one log line. Members wait that much longer for the opening: set every MGMC alike. 0: no wait.
+    dayahead_tariff_wait_s: float = Field(20.0, ge=0, allow_inf_nan=False)
     # The DSO server's API (e.g. http://127.0.0.1:8080), where this MGMC posts its sealed PCC readings when one
     # of its trades is disputed (settle_by_both: the DSO settles a dispute from both parties' readings, which the
     # chain holds only as a Merkle root: pcc_readings.py). None: a dispute is logged and left to the DSO.

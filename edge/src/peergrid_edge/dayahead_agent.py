@@ -19,6 +19,11 @@ half-posted iteration abandoned by the contract, and every agent reports it); an
 this MGMC's own computation. A coordinator that fails closes the session where it stands, if this process
 opened it. Restarts (review8 F3): an MGMC that starts again with the same session finds it on the chain and
 resumes, rejoins or takes the outcome it shows (`dayahead_restart`).
+Cover prices first (review12 F6): on a `settle_by_both` chain the coordinator opens only once the DSO's
+cover prices (`market.tariff`) of every member are on the chain for the intervals it trades (`priced`), or
+when its bounded wait ends (`tariff_wait_s`, and with a deadline at most `TARIFF_SHARE` of the time left to
+the close): then one warning line names what is unpriced, kept in `unpriced`, and the day goes on (a trade
+in an interval still unpriced when the clear closes it settles without imbalance compensation).
 The value stop, the genset phases and the owners' floors and caps are the rounds' (`dayahead_rounds`).
 A clean session (opened with `clean_prices`: `dayahead_clean`): the coordinator opens one exactly where
 `allocate` on the chain venue would (`DayAheadConfig.clean_book` and a clean-only member on the chain); every
@@ -65,6 +70,9 @@ from peergrid_ledger.contracts import exchange
 from peergrid_ledger.contracts.exchange import MAX_ITERATIONS
 
 log = logging.getLogger("peergrid.edge.dayahead")
+# with a deadline, the share of the time left until its close the coordinator may spend waiting for the DSO's
+# cover prices: the rest is the session's own (a day without prices beats a day without forward trades)
+TARIFF_SHARE = 0.5
 
 
 class DayAheadAgent:
@@ -85,6 +93,8 @@ class DayAheadAgent:
         deadline: Deadline | None = None,
         clock: Callable[[], float] = time.time,
         checkpoint: Path | None = None,
+        tariff_wait_s: float = 0.0,
+        priced: Sequence[int] | None = None,
     ) -> None:
         """`members`: every MGMC's trading key (public); `opening_prices` (currency per kWh, one per interval)
         are what the coordinator opens at (a member reads them off the chain); `timeout_s`: how long a
@@ -97,7 +107,10 @@ class DayAheadAgent:
         session); `clock`: wall time in seconds, on the scale of the chain's block time (ms ÷ 1000);
         `checkpoint`: a file in the MGMC's state directory where it keeps its side of the session before each
         post (`dayahead_state`), so that after a restart it resumes exactly (None: it rejoins from the chain
-        alone, anchored at its rounded post)."""
+        alone, anchored at its rounded post); `tariff_wait_s`: on a `settle_by_both` chain, how long the
+        coordinator waits for the DSO's cover prices of every member before it opens (0: it does not; every
+        member must be configured alike: a member waits that much longer for the opening), for the intervals
+        `priced` (those the MGMC trades, the forward clear's; None: the session's)."""
         self.key, self.mg, self.dt = key, mg, interval_hours
         self.members = list(members)
         self.session, self.first_interval = session, first_interval
@@ -116,6 +129,11 @@ class DayAheadAgent:
         self.opened_here = False
         self.rejoined = False  # this MGMC found its session under way on the chain (it restarted)
         self.checkpoint = checkpoint
+        self.tariff_wait_s = tariff_wait_s
+        self.priced = list(range(first_interval, first_interval + mg.intervals) if priced is None else priced)
+        # per member, the intervals of `priced` the DSO had not priced when the coordinator opened after its
+        # wait ({}: all priced; None: it did not wait: not the coordinator, no wait set, or not settle_by_both)
+        self.unpriced: dict[bytes, tuple[int, ...]] | None = None
         self.own: tuple[float, ...] = ()  # its last unrounded answer (kWh): its private anchor
         self.relaxed = phases  # in the relaxed phase (with the genset phases)
         self.commitment: tuple[tuple[bool, ...], ...] | None = None  # its genset on/off, once decided
@@ -225,8 +243,10 @@ class DayAheadAgent:
                 raise SessionFailed(
                     f"refused up front: the session is a clean one and {clean_refusal(self.cfg)}"
                 )
+            await self._await_tariffs()
             self.opened_here = await self.submitter.open(clean)
-        record = await self.view.opened()
+        # without a deadline a member waits for the opening one phase timeout, and the coordinator's wait more
+        record = await self.view.opened(self._tariff_wait() if self.deadline is None else 0.0)
         self.rules.join(self.ledger.state(ROLE), record["members"], self.key.public, self.first_interval)
         if record.get("clean"):
             self._clean_session()
@@ -242,6 +262,40 @@ class DayAheadAgent:
         self.own, posted = answer(model, book.price_floats, self.rules.bounds(), self.rules.fees())
         await self._post(0, posted)
         return await play_phases(self, model, self.own, 0)
+
+    def _tariff_wait(self) -> float:
+        """How long the coordinator may wait for the DSO's cover prices now (0: none expected here)."""
+        if self.tariff_wait_s <= 0 or not self.view.expects_tariffs():
+            return 0.0
+        if self.deadline is None:
+            return self.tariff_wait_s
+        return min(self.tariff_wait_s, max(0.0, TARIFF_SHARE * (self.deadline.close_s - self.clock())))
+
+    async def _await_tariffs(self) -> None:
+        """The coordinator, before it opens: wait (bounded) for every member's cover prices for `priced`
+        (review12 F6: a DSO node that starts late left the forward day unpriced); on time out one warning
+        line, what is missing kept in `unpriced`, and the session opens all the same."""
+        if self.tariff_wait_s <= 0 or not self.view.expects_tariffs():
+            return
+        self.unpriced = self.view.unpriced(self.priced)
+        if not self.unpriced:
+            return
+        started = time.monotonic()
+        self.unpriced = missing = await self.view.await_tariffs(
+            self.priced, self._tariff_wait(), self.before_submit
+        )
+        waited = time.monotonic() - started
+        if not missing:
+            log.info("day-ahead session %s: the DSO's cover prices are on the chain after %.1f s; opening",
+                     self.session, waited)  # fmt: skip
+            return
+        first = min(t for ts in missing.values() for t in ts)
+        log.warning(
+            "day-ahead session %s: no DSO cover prices after waiting %.1f s for %d of %d members (%d member-"
+            "intervals, the first interval %d): opening unpriced; forward trades in intervals still unpriced "
+            "at the clear settle without imbalance compensation",
+            self.session, waited, len(missing), len(self.members), sum(map(len, missing.values())), first,
+        )  # fmt: skip
 
     def _clean_session(self) -> None:
         """The session is a clean one (whoever opened it: a member follows the chain): the book, this MG's

@@ -4,7 +4,9 @@ Promises: `SessionView` answers what the agent asks of the chain about its sessi
 open, the session as opened checked against this MGMC's own idea of it (`opened`), each step or close of an
 iteration in a final block (`stepped`), every member's post of an iteration (`posts`: the one the step priced
 once it is stepped, review7 F1), whether every post of an iteration said settled (`all_settled`), and the
-chain's prices and ρ checked against this MGMC's own book (`check`). What it cannot find in time, or finds
+chain's prices and ρ checked against this MGMC's own book (`check`), and, before the coordinator opens on a
+`settle_by_both` chain, the DSO's cover prices of every member for the intervals it trades (`unpriced`,
+`await_tariffs`: bounded, what is still missing returned, never a failure). What it cannot find in time, or finds
 other than this MGMC computes, is `SessionFailed` with a message naming both. How long it waits is the
 stage's: one phase timeout, or with a deadline until its close (`start_wait`).
 Read-only: it never submits, never changes the agent's state (the caller takes what it returns), never
@@ -20,7 +22,7 @@ from typing import Any
 from peergrid_controller.dayexchange import Book, DayAheadConfig, nano, unfollowed
 from peergrid_edge.dayahead_clean import post_positions, sellers, session_prices
 from peergrid_edge.exchange_io import ROLE, Deadline, Replica, SessionFailed, short
-from peergrid_ledger.contracts import exchange
+from peergrid_ledger.contracts import exchange, market
 
 
 class SessionView:
@@ -62,11 +64,45 @@ class SessionView:
             return self.timeout_s
         return max(self.timeout_s, self.deadline.close_s - self.clock())
 
-    async def opened(self) -> dict[str, Any]:
+    def expects_tariffs(self) -> bool:
+        """Whether the DSO prices the members' cover on this chain: only a `settle_by_both` genesis lets it
+        (`market.tariff`; such a genesis always names a `dso` account)."""
+        return bool(self.ledger.replicas[ROLE].app.genesis.params.settle_by_both)
+
+    def unpriced(self, intervals: Sequence[int]) -> dict[bytes, tuple[int, ...]]:
+        """Per member (its trading key, the account the DSO prices), those of `intervals` the chain holds no
+        cover prices for and has not closed (a closed interval can no longer be priced, and a clear skips
+        it: waiting for it would be waiting for nothing). Members with none missing are left out."""
+        state = self.ledger.state(ROLE)
+        open_ = [t for t in intervals if not market.closed(state, t)]
+        missing = {m: tuple(t for t in open_ if market.tariff(state, m, t) is None) for m in self.members}
+        return {m: ts for m, ts in missing.items() if ts}
+
+    async def await_tariffs(
+        self, intervals: Sequence[int], wait_s: float, stop_check: Callable[[], None] = lambda: None
+    ) -> dict[bytes, tuple[int, ...]]:
+        """Wait (at most `wait_s`, on final blocks) until every member is priced for `intervals`; what is
+        still unpriced then ({}: all priced). A price once set stays set, so each block re-reads only the
+        (member, interval) pairs still missing, not the whole day for every member. `stop_check` is called
+        at every block (the daemon's stop check may raise: a stopping MGMC does not sit out the wait)."""
+        pending = {(m, t) for m, ts in self.unpriced(intervals).items() for t in ts}
+
+        def priced(state: Any) -> bool:
+            stop_check()
+            done = {(m, t) for m, t in pending if market.closed(state, t) or market.tariff(state, m, t)}
+            pending.difference_update(done)
+            return not pending
+
+        if pending and wait_s > 0:
+            await self.ledger.wait_for(ROLE, priced, wait_s)
+        return self.unpriced(intervals)
+
+    async def opened(self, extra_s: float = 0.0) -> dict[str, Any]:
         """The session as opened, once this replica holds it final, checked against this MGMC's own idea of
         it (a restarted MGMC finds it under way or closed: its iteration, ρ and prices are then the
-        chain's, and judged as it goes on)."""
-        wait = self.start_wait()
+        chain's, and judged as it goes on). `extra_s`: longer than the stage's first step by how long the
+        coordinator may wait for the DSO's cover prices before it opens (`await_tariffs`)."""
+        wait = self.start_wait() + extra_s
         if not await self.ledger.wait_for(ROLE, lambda s: exchange.session(s, self.session) is not None,
                                           wait):  # fmt: skip
             raise SessionFailed(f"no session {self.session!r} opened within {wait:g} s")
