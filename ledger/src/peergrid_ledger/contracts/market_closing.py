@@ -8,8 +8,9 @@ on the first party's word, or with genesis `settle_by_both` on what both parties
 agree within `settle_tolerance_wh` and the lower is paid, else the trade is disputed and only the DSO
 settles it - no other authority, since on the MGMC chain each MGMC's node key is one; the DSO may settle any
 trade first; a party that stated settles on its lone statement by sending it again once `settle_wait_ms`
-passed after it), never on one party's statement alone before that deadline, and with the genesis' interval
-clock (`settle_interval_ms`) nobody's `settle` before the trade's interval ended, so no word given before
+passed after it), never on one party's statement alone before that deadline (with genesis
+`sealed_statements` each is committed first and revealed later: `market_sealed`), and with the genesis'
+interval clock (`settle_interval_ms`) nobody's `settle` before the trade's interval ended, so no word given before
 the delivery starts the other party's wait; on a trade both of whose parties the DSO priced (`market.tariff`)
 the same settlement moves the imbalance compensation (`market_state.compensation`; `settle_pay`: what the
 payer can within its credit limit, the rest recorded as `owed`, never holding the energy payment back) from
@@ -34,7 +35,7 @@ from ..machine import BlockContext, require, require_role
 from ..results import Event, Reason, RuleError
 from ..state import Overlay, read_obj
 from ..tx import Tx
-from .market_sealed import check_body, check_reveal, commit, silent_short
+from .market_sealed import check_body, check_reveal, commit, withheld
 from .market_state import (
     allocate,
     bid,
@@ -321,10 +322,13 @@ def _lapse(
     )
     # what was not delivered is the larger shortfall: one the stating party does not own is the silent
     # party's; one it owns leaves the silent party's unknown, and without its word none is presumed, so the
-    # party at fault cannot shift what it owes onto a counterparty that is down - unless the silent party
-    # committed to a statement it kept back (market_sealed.silent_short)
+    # party at fault cannot shift what it owes onto a counterparty that is down; a silent party that
+    # committed and kept its reveal back is taken at its worst instead (market_sealed.withheld)
+    terms = withheld(agreed, other, own)
+    if terms is not None:
+        return pay(view, ctx, tx, tid, agreed, terms[0], "withheld", terms[1])
     gap = int(agreed["quantity"]) - stated
-    silent = silent_short(agreed, other, gap, own)
+    silent = gap if own < gap else 0
     shorts = (own, silent) if party == "seller" else (silent, own)
     return pay(view, ctx, tx, tid, agreed, stated, "lapsed", shorts)
 

@@ -6,16 +6,17 @@ seal}, seal = `seal_of(chain, trade, party key, delivered, short, salt)` with a 
 reveals it, `settle` {trade, delivered[, short], salt}, only once both parties committed or the first
 commitment's `settle_wait_ms` passed without the other's: nobody states knowing the other's figures.
 
-Promises (`commit`, `check_reveal`, `silent_short`; `market_closing.settle` calls them):
+Promises (`commit`, `check_reveal`, `withheld`; `market_closing.settle` calls them):
 - a commitment is a party's only one (a second is `duplicate`) and lands before the commit deadline (the
   first commitment's time + `settle_wait_ms`); the second commitment opens the reveal window, `settle_wait_ms`
   from it (the trade's `deadline`); with only one commitment the deadline stays the commit deadline;
 - a reveal is refused, naming why, before both committed and the commit deadline passed, without a
   commitment of its party, or when it does not hash to that commitment; a party's revealed statement is then
   handled as any statement (`market_closing._state`: agree, dispute, lone statement, the DSO's final word);
-- a party that committed but never revealed is silent, and the undelivered rest is presumed all its own
-  shortfall (`silent_short`), so withholding a reveal after seeing the other's is never better than
-  revealing honestly; a party that never committed stays silent as on an unsealed chain.
+- a party that committed but never revealed by the deadline is taken at its worst (`withheld`: a seller
+  delivered nothing and owns the whole quantity short, a buyer took it all), so keeping a reveal back after
+  seeing the other's is never better than revealing honestly; a party that never committed is silent as on
+  an unsealed chain (it chose blind, before any statement was public).
 What it does not do: a party's own `short` is still its own word; the seal takes away the second party's
 knowledge of the first's statement, not the possibility of under-stating one's own shortfall blind.
 Pure; no I/O. The records are in the trade's `seals` ({party: {seal, time, txid}}).
@@ -131,15 +132,20 @@ def check_reveal(ctx: BlockContext, tx: Tx, tid: bytes, agreed: dict[str, Any], 
         )
 
 
-def silent_short(agreed: dict[str, Any], silent: str, gap: int, own: int) -> int:
-    """The shortfall presumed for a party that stayed silent until the deadline, `gap` being the Wh its
-    counterparty says were not delivered and `own` the counterparty's own shortfall. One that committed and
-    did not reveal owns all of the gap: it saw the other's reveal and could have opened its own, so it must
-    not gain by keeping it back (its honest shortfall is at most the gap). One that never committed (down,
-    say) owns what the other does not: none where the other owns it all, as on an unsealed chain."""
-    if silent in agreed.get("seals", {}):
-        return gap
-    return gap if own < gap else 0
+def withheld(agreed: dict[str, Any], silent: str, own: int) -> tuple[int, tuple[int, int]] | None:
+    """(Wh delivered, (seller's, buyer's) shortfall) a lone statement settles on when the silent party
+    committed and kept its reveal back; None when it never committed (then the old rule: market_closing).
+    The worst case for the silent party, as the DSO takes a party that could be metered and is not: a seller
+    delivered nothing and owns the whole quantity short (the stating buyer keeps its own `own`), a buyer took
+    all of it. Why not the stating party's figures: it saw them before choosing to keep its own back, so it
+    would keep it back exactly when they favour it (a buyer's over-statement, a seller's under-statement, a
+    shortfall the other owns), and no honest statement of its own settles better than this."""
+    if silent not in agreed.get("seals", {}):
+        return None
+    quantity = int(agreed["quantity"])
+    if silent == "seller":
+        return 0, (quantity, own)
+    return quantity, (0, 0)
 
 
 def _short(tid: bytes) -> str:
