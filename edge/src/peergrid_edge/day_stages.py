@@ -22,7 +22,8 @@ from peergrid_controller.dayahead import starting_prices
 from peergrid_controller.dayexchange import DayAheadConfig
 from peergrid_edge.dayahead_agent import DayAheadAgent
 from peergrid_edge.exchange_io import Deadline, SessionOutcome
-from peergrid_edge.forward_agent import DEADLINE_MARGIN_S, ForwardAgent, ForwardOutcome, margin_s
+from peergrid_edge.forward_agent import ForwardAgent
+from peergrid_edge.forward_chain import DEADLINE_MARGIN_S, ForwardOutcome, margin_s
 from peergrid_ledger.contracts.exchange_state import reserved_name
 
 if TYPE_CHECKING:

@@ -19,8 +19,8 @@ with zeros as its round 1, or, when the failed accept landed after all, as its n
 posts the clear again until the chain holds it complete (a session past the contract's bound clears in
 parts). A member that sees no clear `clear_wait_s` past the deadline (the coordinator is gone) clears itself,
 as the contract lets any member then. Every MGMC reads its forward trades from its own replica: the market
-contract's trades of the intervals the clear closed (`forward_session` and `forward_plan` read them there
-per interval too, so an MGMC that gave up waiting still trades by a clear that came later).
+contract's trades of the intervals the clear closed (`forward_chain`'s readers, which the trader uses per
+interval too, so an MGMC that gave up waiting still trades by a clear that came later).
 An MGMC restarted after its accept finds it on the chain, posts no other first accept (review8 F3; the
 decision "earlier") and resumes the rounds where `due` says. The chain's genesis `accept_rounds` and
 `accept_wait_ms` are read from the replica and passed to the contract's readers. The result is typed
@@ -49,19 +49,23 @@ from __future__ import annotations
 import logging
 import math
 import time
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable
 from typing import Any
 
 from peergrid_controller.baselines import conventional as conventional_costs
 from peergrid_controller.forward import Acceptance, Recheck, accept_alone, recheck
 from peergrid_controller.model import Microgrid, Scenario
-from peergrid_edge.chain_bargaining import position
 from peergrid_edge.dayahead_clean import post_positions
 from peergrid_edge.exchange_io import ROLE, NotFinal, Replica, SessionFailed, submit_final
+from peergrid_edge.forward_chain import DEADLINE_MARGIN_S as DEADLINE_MARGIN_S
+from peergrid_edge.forward_chain import ForwardOutcome as ForwardOutcome
+from peergrid_edge.forward_chain import cleared_net, genesis_params
+from peergrid_edge.forward_chain import forward_plan as forward_plan
+from peergrid_edge.forward_chain import forward_session as forward_session
+from peergrid_edge.forward_chain import margin_s as margin_s
 from peergrid_edge.forward_clean import accept_body, accept_books, closing_books, standing_books
 from peergrid_edge.replicas import NONCE_TAKEN
-from peergrid_ledger import keys, query
+from peergrid_ledger import keys
 from peergrid_ledger.contracts import exchange
 from peergrid_ledger.contracts.exchange_clearing import accepted, accepts_at, cleared, due, rounds
 from peergrid_ledger.genesis import Params
@@ -69,11 +73,6 @@ from peergrid_ledger.results import Reason
 
 log = logging.getLogger("peergrid.edge.forward")
 
-# the least margin past the chain's deadline on this clock before a round or a clear is posted: block time is
-# the proposer's wall clock, so a transaction sent at the deadline to the millisecond can land in a block
-# stamped before it. The margin is the chain's genesis `block_max_future_ms` when larger (`margin_s`): the
-# clock difference the chain tolerates between its nodes (a block may lead a validator's clock by that much)
-DEADLINE_MARGIN_S = 0.25
 # the re-checks that may reduce an accept (rounds 2 to 5), then a failing MG declines: `commit`'s reductions
 REDUCTIONS = 4
 # refusals of a round's answer that a later block may not repeat: the round not open yet at the block's time
@@ -81,58 +80,6 @@ REDUCTIONS = 4
 RETRIED = (Reason.DUPLICATE.value, NONCE_TAKEN)
 # the longest the rounds' loop sleeps without a final block (the deadline and the stops are woken for)
 POLL_S = 1.0
-
-
-@dataclass(frozen=True)
-class ForwardOutcome:
-    session: str
-    cleared: bool
-    # why there are no forward trades (the intervals are bargained intraday) or, when cleared, why this MG
-    # has none (its accept failed: it trades nothing forward); "" otherwise
-    reason: str
-    # this MG's accept: "whole", "reduced", "declined", "nothing" (no position), "earlier" (posted before this
-    # MGMC restarted: the chain keeps the first), "" (none posted); a re-check that reduced or declined it
-    # in a later round says so
-    decision: str
-    accepted: tuple[int, ...]  # Wh per session interval (+ sale): this MG's latest accept
-    # its day cost with what its latest check found (its latest re-check: the clear's cut of the accepts it
-    # re-checked; round 1: its accept traded in full), payments included; NaN after a reduction not yet
-    # re-checked
-    day_cost: float
-    conventional: float  # its conventional day cost
-    members_accepted: int  # accepts the clear counted
-    intervals: tuple[int, ...]  # chain intervals the clear closed (with any trade)
-    net_wh: tuple[int, ...]  # this MG's cleared net export per session interval (+ sale)
-    rounds: int = 0  # the round of this MG's latest accept this process saw (0: none)
-
-
-def margin_s(params: Params) -> float:
-    """How far past the chain's deadline (block time) this MGMC's clock must be before it counts on a
-    transaction landing after it: the chain's tolerance for clock differences (genesis `block_max_future_ms`),
-    at least `DEADLINE_MARGIN_S`."""
-    return max(DEADLINE_MARGIN_S, params.block_max_future_ms / 1000)
-
-
-def forward_session(state: Any, interval: int) -> str | None:
-    """The exchange session whose clear closed chain `interval` (public), or None: not forward-traded."""
-    record = query.interval(state, interval)
-    session = record.get("session")
-    return str(session) if record["closed"] and session is not None else None
-
-
-def forward_plan(state: Any, me: bytes, intervals: Sequence[int], dt: float) -> list[float] | None:
-    """This MG's net P2P export (kW) fixed by forward trades in each of `intervals` (0 where none), or None
-    when it has none there: what the trader's day plan holds fixed."""
-    plan = [
-        position(state, t, me)[1] / dt if forward_session(state, t) is not None else 0.0 for t in intervals
-    ]
-    return plan if any(plan) else None
-
-
-def genesis_params(ledger: Replica) -> Params:
-    """The MGMC chain's genesis parameters (`accept_rounds`, `accept_wait_ms`), as the replica holds them."""
-    params: Params = ledger.replicas[ROLE].app.genesis.params
-    return params
 
 
 class ForwardAgent:
@@ -213,8 +160,8 @@ class ForwardAgent:
         inside = [self.window is None or first + t % n in self.window for t in range(n * books)]
         kwh = [q / 1000 if keep else 0.0 for q, keep in zip(stepped, inside, strict=True)]
         if books == 2:
-            return accept_books(self.mg, self.dt, _prices(record), kwh)
-        return accept_alone(self.mg, self.dt, _prices(record), kwh)
+            return accept_books(self.mg, self.dt, closing_books(record), kwh)
+        return accept_alone(self.mg, self.dt, closing_books(record), kwh)
 
     async def _accept(self, record: dict[str, Any]) -> None:
         if self._accepted_before():
@@ -391,7 +338,7 @@ class ForwardAgent:
                 rows = {m.hex(): row for m, row in standing.items()}
                 conventional = self._conventional_row()
                 checked = recheck(
-                    self.mg, self.dt, _prices(record), rows, self.key.public.hex(), conventional,
+                    self.mg, self.dt, closing_books(record), rows, self.key.public.hex(), conventional,
                     may_reduce=k <= REDUCTIONS,
                 )  # fmt: skip
                 positions, decision = checked.positions, checked.decision
@@ -459,14 +406,8 @@ class ForwardAgent:
         state = self.ledger.state(ROLE)
         summary = cleared(state, self.session)
         assert summary is not None
-        first, me = record["first_interval"], self.key.public
-        closed, net = [], []
-        for t in range(record["intervals"]):
-            ours = forward_session(state, first + t) == self.session
-            if ours:
-                closed.append(first + t)
-            net.append(round(position(state, first + t, me)[1] * 1000) if ours else 0)
-        return self._outcome(True, reason, summary["accepted"], tuple(closed), tuple(net))
+        closed, net = cleared_net(state, record, self.session, self.key.public)
+        return self._outcome(True, reason, summary["accepted"], closed, net)
 
     def _outcome(
         self, done: bool, reason: str, members: int, intervals: tuple[int, ...], net: tuple[int, ...]
@@ -475,12 +416,6 @@ class ForwardAgent:
             self.session, done, reason, self.decision, self.posted, *self.costs, members, intervals, net,
             self.round,
         )  # fmt: skip
-
-
-def _prices(record: dict[str, Any]) -> list[float]:
-    """The session's closing prices, currency per kWh (exact to the nano); on a clean session both books'
-    (`forward_clean.closing_books`)."""
-    return closing_books(record)
 
 
 def _why(exc: Exception, session: str) -> str:

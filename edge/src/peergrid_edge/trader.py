@@ -73,7 +73,7 @@ from peergrid_edge.config import MarketSettings
 from peergrid_edge.day_stages import dayahead_deadline  # noqa: F401 - T1's test_edge_forward_skew imports it here
 from peergrid_edge.dso_answers import DsoAnswers, Market
 from peergrid_edge.exchange_io import SessionOutcome
-from peergrid_edge.forward_agent import ForwardOutcome, forward_plan, forward_session
+from peergrid_edge.forward_chain import ForwardOutcome, forward_plan, forward_session
 from peergrid_edge.pcc_readings import MgMetering
 from peergrid_edge.planning import schedule_from_plan
 from peergrid_edge.replicas import Submission
