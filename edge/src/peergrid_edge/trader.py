@@ -66,8 +66,7 @@ from peergrid_controller.builder import MgState
 from peergrid_controller.moves import BargainingConfig, Participant, role_at_mid
 from peergrid_controller.scenario import load_scenario
 from peergrid_controller.schedule import MgSchedule, Plan
-from peergrid_edge import agent_settlement, day_stages, dso_verdicts, interval_plan
-from peergrid_edge.actuation import view_of
+from peergrid_edge import agent_dispatch, agent_settlement, day_stages, dso_verdicts, interval_plan
 from peergrid_edge.chain_bargaining import bargain, close_interval, opening_price, position
 from peergrid_edge.config import MarketSettings
 from peergrid_edge.day_stages import dayahead_deadline  # noqa: F401 - T1's test_edge_forward_skew imports it here
@@ -75,7 +74,6 @@ from peergrid_edge.dso_answers import DsoAnswers, Market
 from peergrid_edge.exchange_io import SessionOutcome
 from peergrid_edge.forward_chain import ForwardOutcome, forward_plan, forward_session
 from peergrid_edge.pcc_readings import MgMetering
-from peergrid_edge.planning import schedule_from_plan
 from peergrid_edge.replicas import Submission
 from peergrid_edge.resume import (
     PLAN_CONFIRMED,
@@ -388,28 +386,12 @@ class MarketAgent:
         return await dso_verdicts.open_contract(self, t, iteration)
 
     async def _dispatch(self, t: int, plan: Any) -> int:
-        now, wall = self.d.clock.monotonic(), self.d.clock.wall()
-        views = {n: v for n, s in self.d.states.items() if (v := view_of(s, now)) is not None}
-        available = sum(p.available_kw[t] for p in self.mg.pv)
-        schedule = schedule_from_plan(plan, 0, views, t, wall, wall + 4 * self.s.interval_s + 30, available)
+        """Dispatch interval t's plan to the DERs (`agent_dispatch`): the writes confirmed; keeps the setpoints
+        written (`dispatched`) and whether the plan was held in full (`held`)."""
+        schedule, views = agent_dispatch.plan_schedule(self.d, self.mg, self.s.interval_s, t, plan)
         self.d.set_schedule(schedule)
         self.dispatched = schedule.setpoints
-        actuator = self.d.actuator
-        before, writes, alarms = (
-            actuator.confirmed_total,
-            actuator.writes_total,
-            sum(actuator.alarms_total.values()),
-        )
-        await self.d.dispatch_once(self.d.settings.dispatch.period_s)
-        confirmed = int(actuator.confirmed_total - before)
-        # held in full: every controllable device fresh, no alarm, and its writes confirmed or none needed (the
-        # devices already report the setpoints: an interval planned as the one before writes nothing)
-        fresh = bool(views) and not any(v.stale for v in views.values())
-        self.held = (
-            fresh
-            and sum(actuator.alarms_total.values()) == alarms
-            and (confirmed > 0 or actuator.writes_total == writes)
-        )
+        confirmed, self.held = await agent_dispatch.dispatch_held(self.d, views)
         return confirmed
 
     # --- settlement on both parties' statements --------------------------------------------------------
