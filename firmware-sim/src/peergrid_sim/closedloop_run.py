@@ -3,22 +3,24 @@
 Promises: `ClosedLoop.sim_scenario` writes a copy of the scenario whose clock starts so that the first trading
 interval begins, in simulated time, when the MGMCs start it (the physics and the market see the same hour);
 `start` creates keys and geneses, starts the DSO - one process, `peergrid-dso serve` with a `loop:` section,
-which is the DSO node of the loop and its console (through the testbed's `start_dso`) - and one edge daemon
-per MG (each its own process and session, through the testbed's `spawn`) right after it, never waiting for
-the DSO (with settle-by-both their DSO API is a socket the lab bound, forwarded once the DSO listens); `poll`
-reads the records the nodes append and returns one summary line per finished interval. Never edits files the
-nodes write; reads them only.
+which is the DSO node of the loop and its console (through the testbed's `start_dso`) - waits until its node
+is ready (`dso_ready.wait_ready`), and only then, if that left them `need_s` before t0, one edge daemon per MG
+(each its own process and session, through the testbed's `spawn`), so no MGMC trades an interval before the
+DSO node runs; too late for that, it raises `TestbedError` with one line saying what was late and by how much,
+and starts no MGMC (t0 cannot move: the MGMC genesis' settlement clock and the devices' clock were fixed on it
+before the DSO could start, which reads that genesis and the relays firmware-sim serves). The start's times
+go to `<records>/start.json` (`StartTimes`). `poll` reads the records the nodes append and returns one
+summary line per finished interval. Never edits files the nodes write; reads them only.
 """
 
 from __future__ import annotations
 
-import contextlib
 import datetime as dt
 import math
 import socket
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -36,7 +38,7 @@ from peergrid_sim.closedloop import (
     quiesced,
     settles_by_both,
 )
-from peergrid_sim.ports import wait_for_listener
+from peergrid_sim.dso_ready import StartTimes, late, wait_ready
 from peergrid_sim.processes import TestbedError, tool
 from peergrid_sim.report import json_lines
 
@@ -55,13 +57,26 @@ def rebargained(rec: dict[str, Any]) -> str:
 # (edge trader.dayahead_deadline; 8.25 s at the lab's 2-s phases). The session took about 7 s for 6 MGMCs x
 # 96 intervals at 200-ms blocks (load 3-4). With the plain warm-up the daemons came up about 9 s before the
 # first interval, past that deadline, so every MGMC refused the stage and traded intraday: the warm-up grows
-# by this much (45 s in all, measured to work). The default; `--lead-s` sets the whole lead. T2 measured, in s
+# by this much (45 s in all, measured to work; 55 s since the DSO starts first, L6). The default; `--lead-s` sets the whole lead. T2 measured, in s
 # after the testbed's start (ieee33, 2 intervals): at load 5 the MGMCs up at 4-5, the session and its forward
 # stage done at 10-10.5, t0 at 45; at load 10 up at 14-17, done at 25-25.4, t0 at 48 (the testbed's own start
 # 3 s); the session's close deadline is t0 - 12.5 s in the lab (4 phases and the clear's 4.5-s margin), so
 # the stage needed a lead of about 35 s at load 10. An MGMC killed and restarted mid-session (its imports
 # again) missed that deadline with the 45 s at load 11.7.
 DAYAHEAD_LEAD_S = 30.0
+# What the MGMCs need between the DSO node's readiness, when the lab starts them, and t0 (`ClosedLoop.need_s`;
+# with less the lab fails at once, saying by how much, rather than run a first interval late). L6 measured an
+# MGMC's start (spawn to its broker connection; its first poll cycle done 2 s later), ieee33: 2.2 s at load 4,
+# 4.8-5.4 s at load 7 (two labs at once); T2 saw MGMCs up 11-14 s after their start at load 10, where an MGMC
+# starts its first interval late but in the DSO's sight (the DSO waits for its injections). With --dayahead
+# the session on top (about 6 s after the MGMCs are up at load 5, 9-11 s at load 10, T2) and its close
+# deadline, 12.5 s before t0 in the lab.
+MGMC_START_S = 5.0
+DAYAHEAD_STAGE_S = 10.0 + 12.5
+# The default lead (`warmup_s`) is the lab's start to t0 with the DSO started first: firmware-sim (1.3-1.5 s),
+# the DSO node's start-up (3.3 s at load 4, 8.3-10.2 s at load 5-7 with two labs at once; 12 s seen before
+# with two labs on two cores) and MGMC_START_S, with room for a suite's load: 15 s failed both labs at load
+# 5 (ready 4.4 and 4.6 s before t0), so 25
 
 
 @dataclass
@@ -70,7 +85,7 @@ class ClosedLoop:
     first_interval: int = 36
     interval_s: float = 6.0
     block_period_ms: int = 200
-    warmup_s: float = 15.0
+    warmup_s: float = 25.0
     timing: LoopTiming | None = None
     chains: LabChains | None = None
     shown: int = 0
@@ -83,12 +98,24 @@ class ClosedLoop:
     lead: float | None = (
         None  # wall s from the start to the first interval (--lead-s); None: `lead_s`'s default
     )
+    dso_start_delay_s: float = 0.0  # tests: the DSO's process starts this much later (a slow DSO start)
+    start_times: StartTimes | None = None  # what the start took (`start`), relative to t0 in the report
 
     def __post_init__(self) -> None:
         if self.lead is not None and not (math.isfinite(self.lead) and self.lead > 0):
             raise ValueError(
                 f"the lead to the first interval must be a positive number of seconds: {self.lead!r}"
             )
+        if not (math.isfinite(self.dso_start_delay_s) and self.dso_start_delay_s >= 0):
+            raise ValueError(
+                f"the DSO's start delay must be a number of seconds >= 0: {self.dso_start_delay_s!r}"
+            )
+
+    @property
+    def need_s(self) -> float:
+        """Wall seconds the MGMCs need between the DSO node's readiness (when they are started) and t0: their
+        own start-up, and with the day-ahead session that stage, which must close before t0."""
+        return MGMC_START_S + (DAYAHEAD_STAGE_S if self.dayahead else 0.0)
 
     @property
     def lead_s(self) -> float:
@@ -148,6 +175,8 @@ class ClosedLoop:
         return path
 
     def start(self, bed: Any, endpoints: list[dict[str, Any]], endpoints_file: Path) -> None:
+        """The DSO first, the MGMCs only once it is ready (`dso_ready.wait_ready`) and only if that left them
+        `need_s` before t0; else `TestbedError` with the one line saying what was late and by how much."""
         workdir = Path(bed.workdir)
         feeder = bed.scenario.feeder
         self.chains = LabChains.create(workdir / "keys", feeder, bed.scenario_path)
@@ -164,34 +193,22 @@ class ClosedLoop:
             records, case, ties, self.dso_extra,
         )  # fmt: skip
         (workdir / "nodes" / "dso").mkdir(parents=True, exist_ok=True)
-        dso = bed.start_dso(self.dso_loop_section(dso_cfg, workdir))
-        with contextlib.ExitStack() as held:
-            api = (
-                held.enter_context(socket.create_server((LOOPBACK, 0)))
-                if settles_by_both(self.chains)
-                else None
-            )
-            dso_api_url = None if api is None else f"http://{LOOPBACK}:{api.getsockname()[1]}"
-            self._start_mgmcs(bed, endpoints, broker, records, dso_api_url)
-            if api is not None:
-                self._forward_dso_api(bed, dso, api)
-
-    def _forward_dso_api(self, bed: Any, dso: Any, api: socket.socket) -> None:
-        """The MGMCs post their sealed PCC readings to the DSO's API when a trade is disputed, to `api`, a socket
-        the lab bound before their configs were written: forwarded to the DSO's own port once it listens. With
-        --http-port 0 the DSO binds a free port itself, known only then (12 s after its start with two labs on
-        two cores); the MGMCs used to be started only after that, past their first interval's start, which
-        they then could not meter (no PCC reading before it) and never stated. A post made before the forward
-        runs waits in the socket's backlog (in the lab they come intervals later, after a dispute)."""
-        assert self.chains is not None
-        port = wait_for_listener(dso.process, bed.http_port, 30 + 3 * len(self.chains.mgs))
-        if port is None:
-            raise TestbedError(f"the DSO server did not start listening; see {dso.log}")
-        bed.http_port = port
-        never = Path(bed.workdir) / "control" / "cut-dso-api"  # netcut's cable, never pulled here
-        bed.spawn("dso-api", [sys.executable, "-m", "peergrid_sim.netcut", "--listen-fd", str(api.fileno()),
-                              "--to", f"{LOOPBACK}:{port}", "--cut-file", str(never)],
-                  pass_fds=(api.fileno(),))  # fmt: skip
+        dso_started = time.time()
+        dso = bed.start_dso(self.dso_loop_section(dso_cfg, workdir), delay_s=self.dso_start_delay_s)
+        timeout = self.dso_start_delay_s + 30 + 3 * len(self.chains.mgs)
+        bed.http_port = wait_ready(dso.process, bed.http_port, Path(dso_cfg["status_file"]), timeout, dso.log)
+        self.start_times = StartTimes(
+            self.fix_t0(), getattr(bed, "started", None) or dso_started, dso_started, time.time(), self.need_s
+        )
+        self.start_times.write(records)
+        line = late(self.start_times, self.lead_s)
+        if line is not None:
+            raise TestbedError(line)
+        # the DSO listens: the MGMCs post their sealed PCC readings for a disputed trade to its own port
+        dso_api_url = f"http://{LOOPBACK}:{bed.http_port}" if settles_by_both(self.chains) else None
+        self._start_mgmcs(bed, endpoints, broker, records, dso_api_url)
+        self.start_times = replace(self.start_times, mgmcs_started=time.time())
+        self.start_times.write(records)
 
     def _start_mgmcs(
         self, bed: Any, endpoints: list[dict[str, Any]], broker: tuple[str, int], records: Path,

@@ -59,6 +59,7 @@ class Testbed:
     broker: MosquittoBroker | None = None
     loop: Any = None  # closedloop_run.ClosedLoop when the MGMCs trade (scenarios with two or more MGs)
     restartable: set[str] = field(default_factory=set)  # children a fault test may kill and restart
+    started: float | None = None  # wall time `start` began
 
     def spawn(self, name: str, argv: list[str], pass_fds: tuple[int, ...] = ()) -> Child:
         log = self.workdir / "logs" / f"{name}.log"
@@ -84,6 +85,7 @@ class Testbed:
         (self.workdir / "pids.json").write_text(json.dumps(pids, indent=1), encoding="utf-8")
 
     def start(self) -> None:
+        self.started = time.time()  # the lab's start, for the report's start times
         self.broker = MosquittoBroker(self.workdir / "broker").start()
         endpoints_file = self.workdir / "endpoints.json"
         sim_scenario = self.scenario_path if self.loop is None else self.loop.sim_scenario(self)
@@ -133,9 +135,9 @@ class Testbed:
         tmp.write_text(json.dumps(ports), encoding="utf-8")
         os.replace(tmp, self.workdir / "ports.json")
 
-    def start_dso(self, loop: dict[str, Any] | None = None) -> Child:
+    def start_dso(self, loop: dict[str, Any] | None = None, delay_s: float = 0.0) -> Child:
         """The DSO server and its console: with `loop` (the closed loop's DSO node settings) it is the DSO of
-        the loop; without, the console's lab mode."""
+        the loop; without, the console's lab mode. `delay_s`: its process starts that much later (tests)."""
         assert self.broker is not None
         dso_config = self.workdir / "config" / "dso.yaml"
         dso_config.parent.mkdir(parents=True, exist_ok=True)
@@ -168,9 +170,10 @@ class Testbed:
         if loop is not None:
             config["loop"] = loop
         dso_config.write_text(yaml.safe_dump(config, sort_keys=False), encoding="utf-8")
-        return self.spawn(
-            "dso", [tool("peergrid-dso"), "serve", "--config", str(dso_config), "--log-level", "warning"]
-        )
+        from peergrid_sim.dso_ready import delayed
+
+        serve = [tool("peergrid-dso"), "serve", "--config", str(dso_config), "--log-level", "warning"]
+        return self.spawn("dso", delayed(serve, delay_s))
 
     def _wait_for_endpoints(self, path: Path, sim: Child, timeout: float = 30) -> list[dict[str, Any]]:
         deadline = time.monotonic() + timeout

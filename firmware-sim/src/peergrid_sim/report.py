@@ -5,10 +5,12 @@ status; `write_report(bed, dir)` (after they stopped: it opens every LevelDB sto
 DSO's interval records and the ledger stores and writes the figures — prices per bargaining round, trades,
 each MG's cost under P2P and under the conventional market, welfare against the centralised optimum over
 the same intervals, voltage profiles before and after reconfiguration, switch operations, ledger heights,
-block times, round changes, device faults, each interval's pacing against its slot on the accelerated clock
-and the end-of-run quiesce — plus `checks`: every replica of each chain ends on the identical head (same
-height, same hash), every store passes `peergrid-ledger verify`, every settled trade's settlement has an inclusion proof that verifies,
-the executed topology was always secure, and no MG paid more under P2P than it would have conventionally.
+block times, round changes, device faults, each interval's pacing against its slot on the accelerated clock,
+the lab's start (when the DSO node was ready relative to t0: `start_section`) and the end-of-run quiesce —
+plus `checks`: every replica of each chain ends on the identical head (same height, same hash), every store
+passes `peergrid-ledger verify`, every settled trade's settlement has an inclusion proof that verifies, the
+executed topology was always secure, no MG paid more under P2P than it would have conventionally, and the
+DSO node was ready before any MGMC started.
 Never changes a store (opens them read-only in effect: only reads). The page is drawn by `report_html` from
 report.json's document alone.
 """
@@ -234,6 +236,20 @@ def rebargaining(dso: list[dict[str, Any]], edges: dict[str, list[dict[str, Any]
     return out
 
 
+def start_section(records: Path) -> dict[str, Any]:
+    """The lab's start relative to t0 (`dso_ready.StartTimes`, s; negative: before t0): when the testbed, the
+    DSO server's process and the MGMCs started, when the DSO node was ready and how long before t0 that was,
+    and whether every MGMC was started only after it; `{"error": ...}` for a lab that wrote none (one from
+    before the DSO was started first)."""
+    from peergrid_sim.dso_ready import START_FILE
+
+    doc = _json(records / START_FILE)
+    if not isinstance(doc, dict) or not isinstance(doc.get("dso_ready"), (int, float)):
+        return {"error": f"no start times in {START_FILE}"}
+    started = doc.get("mgmcs_started")
+    return doc | {"dso_ready_before_mgmcs": isinstance(started, (int, float)) and doc["dso_ready"] <= started}
+
+
 def write_report(bed: Any, out_dir: Path) -> Path:
     workdir = Path(bed.workdir)
     records = workdir / "records"
@@ -300,6 +316,7 @@ def write_report(bed: Any, out_dir: Path) -> Path:
         for r in dso if timing is not None
     ]  # fmt: skip
     quiesce = _json(records / "quiesce.json")
+    start = start_section(records)
     consensus = _json(records / "consensus-stats.json") or {}
     for role, figures in ledger.items():  # round timeouts each replica counted (the chain id names its role)
         per_node: dict[str, Any] = next((v for c, v in consensus.items() if c.startswith(role + "-")), {})
@@ -315,6 +332,7 @@ def write_report(bed: Any, out_dir: Path) -> Path:
             not r.get("after", {}).get("violations", ["?"]) for r in dso if "error" not in r
         ),
         "p2p_not_dearer": all(cost_p2p[mg] <= cost_conv[mg] + 1e-6 for mg in cost_p2p),
+        "dso_ready_before_mgmcs": start.get("dso_ready_before_mgmcs"),
     }
     report = {
         "scenario": str(bed.scenario_path),
@@ -349,6 +367,7 @@ def write_report(bed: Any, out_dir: Path) -> Path:
         "pacing": paced,
         "overruns": sum(1 for p in paced if p["overrun_s"]),
         "quiesce": quiesce,
+        "start": start,
         "device_faults": faults,
         "rebargaining": rebargaining(dso, edges),
         # per MG and interval: agreed, stated delivered, short statements, the dispatch's lateness in its slot

@@ -53,6 +53,16 @@ def _lead_s(text: str) -> float:
     return lead
 
 
+def _delay_s(text: str) -> float:
+    try:
+        delay = float(text)
+    except ValueError:
+        delay = math.nan
+    if not (math.isfinite(delay) and delay >= 0):
+        raise argparse.ArgumentTypeError(f"not a number of seconds >= 0: {text!r}")
+    return delay
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog=PROGRAM, description="run the peergrid lab testbed on this machine")
     parser.add_argument(
@@ -105,7 +115,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--lead-s", type=_lead_s, default=None,
         help="wall seconds from the start to the first interval: the processes' start-up and, with --dayahead, "
         "the day-ahead stage, whose session must close 4 phase timeouts and the clear's margin before it (12.5 s in "
-        "the lab) (default 15; 45 with --dayahead)",
+        "the lab) (default 25; 55 with --dayahead: the DSO node starts first, the MGMCs once it is ready)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--dso-start-delay-s", type=_delay_s, default=0.0,
+        help="tests: the DSO server's process starts this many seconds late (a slow DSO start); the MGMCs "
+        "still wait for it, and the lab fails at once if that leaves them too little time before the first interval",
     )  # fmt: skip
     parser.add_argument(
         "--settle-by-both", dest="settle_by_both", action="store_true",
@@ -133,7 +148,7 @@ def lab_loop(args: argparse.Namespace, workdir: Path, scenario: Any) -> ClosedLo
 
     loop = ClosedLoop(args.intervals or 96 - args.first_interval, args.first_interval, args.interval_s,
                       args.block_period_ms, cuttable=tuple(args.cuttable), dayahead=args.dayahead,
-                      lead=args.lead_s)  # fmt: skip
+                      lead=args.lead_s, dso_start_delay_s=args.dso_start_delay_s)  # fmt: skip
     t0 = loop.fix_t0()  # (after `dayahead` and `lead`: they set the lead)
     by_both = SettleByBoth.for_lab(args.interval_s, args.first_interval, t0) if args.settle_by_both else None
     LabChains.create(workdir / "keys", scenario.feeder, args.scenario, by_both)
@@ -178,6 +193,13 @@ def main(argv: list[str] | None = None) -> int:
         print(f"  MQTT broker:  mqtt://{bed.broker.host}:{bed.broker.port}", flush=True)
         print(f"  logs:         {workdir / 'logs'}", flush=True)
         print(f"  console login: user and password in {workdir / 'console-admin.txt'}", flush=True)
+        started = None if bed.loop is None else bed.loop.start_times
+        if started is not None:
+            print(
+                f"  DSO node ready {started.t0 - started.dso_ready:.1f} s before the first interval "
+                f"(its start-up {started.dso_ready - started.dso_started:.1f} s); then the MGMCs started",
+                flush=True,
+            )
         print(
             "Ctrl-C stops every process it started."
             if args.duration is None

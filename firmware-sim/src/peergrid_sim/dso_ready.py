@@ -1,0 +1,143 @@
+"""When the lab's DSO node is ready, and whether it was ready in time for the loop's t0.
+
+Promises: `wait_ready(process, port, status_file, timeout)` returns the port once the DSO server's own process
+listens on it (`ports.wait_for_listener`: uvicorn listens only after its lifespan assembled the DSO node - key,
+geneses, stores, feeder, relays, tariff file), its `/api/health` says `ok` with the loop running, and the
+node's status file (`loop.status_file`, written by the ledger node's ticker every 0.2 s once its replicas run)
+exists; it raises `TestbedError` with one line naming what was missing when the process exits or the
+timeout passes. That is all "ready" can honestly mean before the MGMCs start: the DSO's enrolments (on the
+DSO chain, whose authorities are the DSO and every MGMC: 1 of 7 finalises nothing) and its tariffs (on the
+MGMC chain, the MGMCs' alone) become final only once the MGMCs run. `late(...)` is the one line the lab
+fails with when the DSO was ready too late to leave the MGMCs their start before t0, or None; `StartTimes`
+is what the start took, relative to t0, written to `<records>/start.json` for the report. `delayed(argv, s)`
+is a slow DSO start for the tests (`--dso-start-delay-s`): the same process, after `s` seconds.
+Binds nothing; reads the DSO's health over loopback HTTP only.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from peergrid_sim.broker import LOOPBACK
+from peergrid_sim.ports import wait_for_listener
+from peergrid_sim.processes import TestbedError
+
+START_FILE = "start.json"
+
+
+def health(port: int, timeout: float = 2.0) -> dict[str, Any] | None:
+    """The DSO server's `/api/health` document, or None while it does not answer one."""
+    try:
+        with urllib.request.urlopen(f"http://{LOOPBACK}:{port}/api/health", timeout=timeout) as answer:
+            doc = json.loads(answer.read())
+    except (OSError, ValueError, urllib.error.URLError):
+        return None
+    return doc if isinstance(doc, dict) else None
+
+
+def is_ready(doc: dict[str, Any] | None) -> bool:
+    """The health of a DSO server whose closed-loop node runs (a dead node says `degraded`)."""
+    loop = (doc or {}).get("loop")
+    return bool(doc and doc.get("status") == "ok" and isinstance(loop, dict) and loop.get("running"))
+
+
+def wait_ready(
+    process: subprocess.Popen[bytes], port: int, status_file: Path, timeout: float, log: Path
+) -> int:
+    """The DSO server's HTTP port once its loop's node is ready (see the module's contract)."""
+    deadline = time.monotonic() + timeout
+    bound = wait_for_listener(process, port, timeout)
+    if bound is None:
+        if process.poll() is None:
+            raise TestbedError(f"the DSO server did not listen within {timeout:.0f} s; see {log}")
+        text = log.read_text(encoding="utf-8", errors="replace").lower() if log.exists() else ""
+        taken = f": port {port} is taken by another process" if "address already in use" in text else ""
+        raise TestbedError(f"the DSO server exited with {process.returncode}{taken}; see {log}")
+    missing = "a health answer"
+    while time.monotonic() < deadline and process.poll() is None:
+        if not is_ready(health(bound)):
+            missing = "its node running in /api/health"
+        elif not status_file.exists():
+            missing = f"its ledger node's status file ({status_file.name})"
+        else:
+            return bound
+        time.sleep(0.1)
+    gone = f" (it exited with {process.returncode})" if process.poll() is not None else ""
+    raise TestbedError(f"the DSO server listened but never showed {missing}{gone}; see {log}")
+
+
+@dataclass(frozen=True)
+class StartTimes:
+    """Wall times (epoch s) of the lab's start: the testbed's, the DSO's spawn and readiness, the MGMCs' spawn
+    (None until then), and the first interval's t0; `need_s`, what the MGMCs were to have before t0."""
+
+    t0: float
+    started: float
+    dso_started: float
+    dso_ready: float
+    need_s: float
+    mgmcs_started: float | None = None
+
+    def relative(self) -> dict[str, Any]:
+        """Each moment in s relative to t0 (negative: before it), and the DSO's own start-up."""
+        doc: dict[str, Any] = {
+            k: None if v is None else round(v - self.t0, 3)
+            for k, v in asdict(self).items()
+            if k not in ("t0", "need_s")
+        }
+        doc |= {
+            "t0": self.t0,
+            "need_s": self.need_s,
+            "dso_start_up_s": round(self.dso_ready - self.dso_started, 3),
+            "dso_ready_before_t0_s": round(self.t0 - self.dso_ready, 3),
+        }
+        return doc
+
+    def write(self, records: Path) -> Path:
+        path = records / START_FILE
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(self.relative()), encoding="utf-8")
+        os.replace(tmp, path)
+        return path
+
+
+def late(times: StartTimes, lead_s: float) -> str | None:
+    """The lab's one line when the DSO node was ready later than `need_s` before t0 (the MGMCs, started only
+    after it, could not be up for the first interval, which would then run unseen or late), else None."""
+    left = times.t0 - times.dso_ready
+    if left >= times.need_s:
+        return None
+    took = times.dso_ready - times.started
+    when = f"{-left:.1f} s after t0" if left < 0 else f"only {left:.1f} s before t0"
+    short = times.need_s - left
+    return (
+        f"the DSO node was ready {when} ({took:.1f} s after the lab's start, its own start-up "
+        f"{times.dso_ready - times.dso_started:.1f} s); the MGMCs need {times.need_s:.1f} s before t0: late by "
+        f"{short:.1f} s; no interval was run (a --lead-s of at least {math.ceil(lead_s + short)} s would have held)"
+    )
+
+
+def delayed(argv: list[str], seconds: float) -> list[str]:
+    """`argv` started `seconds` later in the same process (it execs): a slow DSO start for the tests."""
+    if seconds <= 0:
+        return argv
+    return [sys.executable, "-m", "peergrid_sim.dso_ready", str(seconds), *argv]
+
+
+def _main(args: list[str]) -> None:  # python -m peergrid_sim.dso_ready SECONDS ARGV...
+    time.sleep(float(args[0]))
+    os.execvp(args[1], args[1:])
+
+
+if __name__ == "__main__":
+    _main(sys.argv[1:])

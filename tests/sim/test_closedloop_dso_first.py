@@ -1,0 +1,217 @@
+"""The lab starts its DSO node first and its MGMCs only once that node is ready, in time for t0 (L6).
+
+Before, the MGMCs started right after the DSO's process, never waiting for it, and under load the DSO node came
+up after t0: the first interval ran without its enrolments, tariffs and network check. t0 cannot move (the
+MGMC genesis' settlement clock and the devices' clock are fixed on it before the DSO can start), so the lab
+waits for the DSO node's readiness (it listens, `/api/health` says its loop runs, its ledger node writes its
+status file) and then starts the MGMCs only if they still have `need_s` before t0; else it fails at once with
+one line saying what was late and by how much, and runs no interval. A stand-in DSO (a tiny HTTP server,
+slow to start and slower to say it is ready) shows the wait and the early failure without the real stack;
+one real lab, its DSO delayed past what its lead allows, shows the line from `peergrid-testbed` itself.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+import yaml
+
+from peergrid_ledger.tied import tied_popen
+from peergrid_sim.closedloop import LabChains, SettleByBoth
+from peergrid_sim.closedloop_run import MGMC_START_S, ClosedLoop
+from peergrid_sim.dso_ready import START_FILE, StartTimes, delayed, health, is_ready, late
+from peergrid_sim.processes import TestbedError as LabError
+from peergrid_sim.report import start_section
+from peergrid_sim.scenario import load_scenario
+from peergrid_sim.testbed import build_parser
+
+SCENARIO = Path(__file__).resolve().parents[2] / "firmware-sim" / "scenarios" / "ieee33.yaml"
+MGMCS = [f"mgmc-mg{i}" for i in range(1, 7)]
+
+pytestmark = pytest.mark.skipif(not Path("/proc/self/net/tcp").exists(), reason="needs Linux /proc")
+
+# argv: STATUS_FILE DEGRADED_S EXIT_S. Listens on any free loopback port at once, answers /api/health with a
+# loop that is not running for DEGRADED_S, then running, and only then writes the status file (as the ledger
+# node's ticker does); EXIT_S > 0: exits that long after it started, never ready if DEGRADED_S is longer
+STAND_IN_DSO = """
+import http.server, json, pathlib, sys, threading, time, os
+status_file, degraded_s, exit_s = pathlib.Path(sys.argv[1]), float(sys.argv[2]), float(sys.argv[3])
+began = time.monotonic()
+class Answer(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        running = time.monotonic() - began >= degraded_s
+        doc = {"status": "ok" if running else "degraded", "node": "dso", "loop": {"running": running}}
+        body = json.dumps(doc).encode()
+        self.send_response(200); self.send_header("Content-Length", str(len(body))); self.end_headers()
+        self.wfile.write(body)
+    def log_message(self, *args):
+        pass
+server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Answer)
+threading.Thread(target=server.serve_forever, daemon=True).start()
+while True:
+    if time.monotonic() - began >= degraded_s and not status_file.exists():
+        status_file.write_text(json.dumps({"chains": {}}))
+    if exit_s > 0 and time.monotonic() - began >= exit_s:
+        os._exit(3)
+    time.sleep(0.02)
+"""
+
+
+class Bed:
+    """What `ClosedLoop.start` uses of the testbed: `start_dso` runs the stand-in (through `delayed`, as the
+    testbed does), `spawn` records each MGMC and whether the DSO node was ready when it was started."""
+
+    def __init__(self, workdir: Path, degraded_s: float = 0.0, exit_s: float = 0.0) -> None:
+        self.workdir, self.scenario_path, self.scenario = workdir, SCENARIO, load_scenario(SCENARIO)
+        self.broker = SimpleNamespace(host="127.0.0.1", port=1883)
+        self.http_port = 0
+        self.started = time.time()
+        self.restartable: set[str] = set()
+        self.stand_in = (degraded_s, exit_s)
+        self.spawned: list[tuple[str, bool]] = []  # name, whether the DSO node was ready then
+        self.processes: list[subprocess.Popen[bytes]] = []
+        (workdir / "config").mkdir()  # as the testbed's start makes it
+
+    def start_dso(self, loop: dict[str, Any], delay_s: float = 0.0) -> Any:
+        self.status_file = Path(loop["status_file"])
+        argv = [sys.executable, "-c", STAND_IN_DSO, str(self.status_file), *map(str, self.stand_in)]
+        process = tied_popen(delayed(argv, delay_s))
+        self.processes.append(process)
+        return SimpleNamespace(process=process, log=self.workdir / "dso.log")
+
+    def spawn(self, name: str, argv: list[str], pass_fds: tuple[int, ...] = ()) -> Any:
+        ready = bool(self.http_port) and is_ready(health(self.http_port)) and self.status_file.exists()
+        self.spawned.append((name, ready))
+        return SimpleNamespace(process=None, log=self.workdir / f"{name}.log")
+
+    def stop(self) -> None:
+        for process in self.processes:
+            process.kill()
+            process.wait(10)
+
+
+def _start(tmp_path: Path, loop: ClosedLoop, bed: Bed) -> None:
+    LabChains.create(tmp_path / "keys", "ieee33", SCENARIO, SettleByBoth.for_lab(6.0, 36, loop.fix_t0()))
+    try:
+        loop.start(bed, [], tmp_path / "endpoints.json")
+    finally:
+        bed.stop()
+
+
+def _start_times(tmp_path: Path) -> dict[str, Any]:
+    doc: dict[str, Any] = json.loads((tmp_path / "records" / START_FILE).read_text())
+    return doc
+
+
+def test_the_mgmcs_start_only_once_the_dso_node_is_ready(tmp_path: Path) -> None:
+    # its process starts 1 s late (--dso-start-delay-s), listens at once, says its loop runs 1.5 s later
+    bed = Bed(tmp_path, degraded_s=1.5)
+    loop = ClosedLoop(intervals=1, lead=60.0, dso_start_delay_s=1.0)
+    _start(tmp_path, loop, bed)
+    assert bed.spawned == [(name, True) for name in MGMCS]  # all six, each after the DSO node was ready
+    urls = {
+        yaml.safe_load((tmp_path / "config" / f"{n}.yaml").read_text())["market"]["dso_api_url"]
+        for n in MGMCS
+    }
+    assert urls == {f"http://127.0.0.1:{bed.http_port}"}  # the DSO's own port: it listened before them
+    start = _start_times(tmp_path)
+    assert start["dso_start_up_s"] >= 2.5  # the delay and the degraded health were waited out
+    assert start["dso_started"] <= start["dso_ready"] <= start["mgmcs_started"] < 0  # all before t0
+    assert start["dso_ready_before_t0_s"] == -start["dso_ready"] >= MGMC_START_S
+    section = start_section(tmp_path / "records")  # what the report says of it
+    assert section["dso_ready_before_mgmcs"] is True and section["dso_ready"] == start["dso_ready"]
+
+
+def test_a_dso_node_ready_too_late_for_t0_fails_the_lab_at_once_and_starts_no_mgmc(tmp_path: Path) -> None:
+    bed = Bed(tmp_path, degraded_s=0.5)
+    loop = ClosedLoop(intervals=1, lead=3.0)  # less than the MGMCs' own start: never in time
+    with pytest.raises(LabError) as failed:
+        _start(tmp_path, loop, bed)
+    line = str(failed.value)
+    assert "\n" not in line and line.startswith("the DSO node was ready ")
+    assert (
+        f"the MGMCs need {MGMC_START_S:.1f} s before t0: late by " in line and "no interval was run" in line
+    )
+    assert bed.spawned == []
+    start = _start_times(tmp_path)
+    assert start["mgmcs_started"] is None and start["dso_ready_before_t0_s"] < MGMC_START_S
+    short = MGMC_START_S - start["dso_ready_before_t0_s"]
+    assert f"late by {short:.1f} s" in line  # by how much, as measured
+    assert start_section(tmp_path / "records")["dso_ready_before_mgmcs"] is False
+
+
+def test_a_dso_that_listens_but_never_runs_its_node_is_a_clear_error(tmp_path: Path) -> None:
+    bed = Bed(tmp_path, degraded_s=3600.0, exit_s=1.5)  # degraded until it dies
+    with pytest.raises(LabError, match=r"never showed its node running in /api/health \(it exited with 3\)"):
+        _start(tmp_path, ClosedLoop(intervals=1, lead=60.0), bed)
+    assert bed.spawned == [] and not (tmp_path / "records" / START_FILE).exists()
+
+
+def test_the_late_line_says_what_was_late_and_by_how_much() -> None:
+    t0 = 1000.0
+    on_time = StartTimes(t0, started=975.0, dso_started=977.0, dso_ready=990.0, need_s=5.0)
+    assert late(on_time, 25.0) is None and late(StartTimes(t0, 975.0, 977.0, 995.0, 5.0), 25.0) is None
+    before = late(StartTimes(t0, 985.0, 986.0, 997.5, 5.0), 15.0)
+    assert before == (
+        "the DSO node was ready only 2.5 s before t0 (12.5 s after the lab's start, its own start-up 11.5 s); "
+        "the MGMCs need 5.0 s before t0: late by 2.5 s; no interval was run (a --lead-s of at least 18 s "
+        "would have held)"
+    )
+    after = late(StartTimes(t0, 985.0, 986.0, 1004.0, 5.0), 15.0)
+    assert after is not None and after.startswith("the DSO node was ready 4.0 s after t0 (19.0 s after")
+    assert "late by 9.0 s" in after and "at least 24 s" in after
+    doc = StartTimes(t0, 985.0, 986.0, 997.5, 5.0, mgmcs_started=997.75).relative()
+    assert doc == {"started": -15.0, "dso_started": -14.0, "dso_ready": -2.5, "mgmcs_started": -2.25, "t0": t0,
+                   "need_s": 5.0, "dso_start_up_s": 11.5, "dso_ready_before_t0_s": 2.5}  # fmt: skip
+
+
+def test_the_report_says_when_a_lab_wrote_no_start_times(tmp_path: Path) -> None:
+    assert start_section(tmp_path) == {"error": f"no start times in {START_FILE}"}
+    (tmp_path / START_FILE).write_text("{not json")
+    assert "error" in start_section(tmp_path)
+
+
+def test_a_delayed_start_is_the_same_program_later(tmp_path: Path) -> None:
+    argv = [sys.executable, "-c", "import sys; print(sys.argv[1:])", "a b", "c"]
+    assert delayed(argv, 0.0) == argv
+    began = time.monotonic()
+    done = subprocess.run(delayed(argv, 0.3), capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0 and done.stdout.strip() == "['a b', 'c']", done.stderr
+    assert time.monotonic() - began >= 0.3
+
+
+def test_the_dso_start_delay_option_takes_seconds_only(capsys: pytest.CaptureFixture[str]) -> None:
+    assert build_parser().parse_args([]).dso_start_delay_s == 0.0
+    assert build_parser().parse_args(["--dso-start-delay-s", "2.5"]).dso_start_delay_s == 2.5
+    for bad in ("-1", "nan", "inf", "soon"):
+        with pytest.raises(SystemExit):
+            build_parser().parse_args(["--dso-start-delay-s", bad])
+        assert "--dso-start-delay-s: not a number of seconds >= 0" in capsys.readouterr().err
+    with pytest.raises(ValueError, match="start delay"):
+        ClosedLoop(1, dso_start_delay_s=-1.0)
+
+
+def test_a_real_lab_whose_dso_starts_too_late_fails_with_one_line_before_any_interval(tmp_path: Path) -> None:
+    # the DSO's process starts 1 s late and the first interval is 4 s away: the MGMCs could never have their
+    # 5 s, whatever the load; the lab says so and ends without starting them
+    workdir = tmp_path / "bed"
+    argv = [
+        str(Path(sys.executable).parent / "peergrid-testbed"), "--scenario", str(SCENARIO), "--intervals", "1",
+        "--workdir", str(workdir), "--http-port", "0", "--lead-s", "4", "--dso-start-delay-s", "1",
+    ]  # fmt: skip
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=180)
+    assert done.returncode == 1, done.stdout[-2000:] + done.stderr[-2000:]
+    (line,) = [ln for ln in done.stderr.splitlines() if ln.startswith("peergrid-testbed: ")]
+    assert line.startswith("peergrid-testbed: the DSO node was ready ") and "late by " in line, line
+    start = json.loads((workdir / "records" / START_FILE).read_text())
+    assert start["dso_start_up_s"] >= 1 and start["mgmcs_started"] is None
+    assert f"{start['dso_start_up_s']:.1f} s)" in line  # the line's figures are the measured ones
+    assert not list((workdir / "logs").glob("mgmc-*.log"))  # no MGMC was started
+    assert not (workdir / "records" / "dso.jsonl").exists()  # and no interval ran
