@@ -46,6 +46,7 @@ from ..schema import HASH, INTERVAL, KEY, PRICE, QUANTITY, ROUND, Bool, Int, Lis
 from ..state import Overlay, read_obj
 from ..tx import Tx
 from .market_closing import agree_trades, reopen, settle
+from .market_sealed import SETTLE_SHAPE
 from .market_state import (  # re-exported: callers import the contract's records from here
     DEMANDS,
     MAX_DEMANDS,
@@ -307,24 +308,9 @@ KINDS: dict[str, KindSpec] = {
         move,
     ),
     "trade": KindSpec(Map({"interval": INTERVAL}), agree_trades),
-    # a party may add its own side's shortfall, the DSO both sides' (only on a trade the DSO priced)
-    "settle": KindSpec(
-        OneOf(
-            (
-                Map({"trade": HASH, "delivered": QUANTITY}),
-                Map({"trade": HASH, "delivered": QUANTITY, "short": QUANTITY}),
-                Map(
-                    {
-                        "trade": HASH,
-                        "delivered": QUANTITY,
-                        "seller_short": QUANTITY,
-                        "buyer_short": QUANTITY,
-                    }
-                ),
-            )
-        ),
-        settle,
-    ),
+    # a party may add its own side's shortfall, the DSO both sides' (only on a trade the DSO priced); on a
+    # sealed_statements chain a party commits ({trade, seal}) and then reveals (with its salt): market_sealed
+    "settle": KindSpec(SETTLE_SHAPE, settle),
     "market.tariff": KindSpec(
         Map(
             {
