@@ -5,9 +5,9 @@ side that fell short more. Before, a payer that could pay for the energy but not
 whole settlement refused (`insufficient-funds`), so the seller that delivered was paid nothing for as long as
 the buyer at fault stayed short - on purpose, by draining its balance, too. Now the energy settles whenever it
 alone is payable; the payer pays what it can of the compensation within its credit limit and the rest is
-recorded on the settlement as `owed` {payer, amount} (recorded only: nothing collects it later). A settlement
-that pays in full carries no `owed`, so its bytes are those of before; energy that is not payable is refused
-as before.
+recorded on the settlement as `owed` {payer, amount} (what was owed then; collecting it from the payer's later
+credits, and refusing it purchases meanwhile, is test_debts.py's). A settlement that pays in full carries no
+`owed`, so its bytes are those of before; energy that is not payable is refused as before.
 """
 
 from __future__ import annotations

@@ -10,6 +10,7 @@ from typing import Any
 
 from . import keyspace as ks
 from .contracts import auction as _auction
+from .contracts import funds as _funds
 from .contracts import market as _market
 from .core import authorities_at as authorities_at
 from .state import StateReader, read_obj
@@ -54,8 +55,21 @@ def settlement(state: StateReader, trade_id: bytes) -> dict[str, Any] | None:
     statements: {buyer/seller: {delivered, time, txid, short?}}, deadline (ms or None), settlement (or None):
     {amount, delivered, txid, basis?, compensation?}}. `short` is the party's own shortfall in Wh where its
     statement gave one; `compensation` {payer: seller | buyer, amount (micro-units, moved in the same
-    settlement), seller_short, buyer_short} is there on a trade whose parties the DSO priced (market.tariff)."""
+    settlement), seller_short, buyer_short} is there on a trade whose parties the DSO priced (market.tariff);
+    `owed` {payer, amount} where the payer could not pay all of it then: what was owed at the settlement, kept
+    as written however much of it was collected since (`debts` says what is still owed)."""
     return _market.settlement(state, trade_id)
+
+
+def debts(state: StateReader, key: bytes) -> list[dict[str, Any]]:
+    """What the account still owes, oldest first (the order later credits pay them): each {amount
+    (micro-units still unpaid), creditor, trade (the settlement that recorded it)}; [] when it owes nothing."""
+    return _funds.debts(state, key)
+
+
+def owed(state: StateReader, key: bytes) -> int:
+    """The account's unpaid debts in total (micro-units); above 0 it may not buy (contracts/funds.py)."""
+    return _funds.owed_total(state, key)
 
 
 def trades(state: StateReader, number: int) -> list[tuple[bytes, dict[str, Any]]]:

@@ -29,7 +29,8 @@ Flow of one session (the controller's dayahead.py is the computation mirrored he
       member can only ban or ask back its own sides, and the coordination (dayjudge.Coordination) counts
       a ban or an ask only as the member's rule on the chain allows it at the judged prices; fee changes
       count in at most one judgement per interval per session, all members together; its positions are
-      checked against its rules as ever.
+      checked against its rules as ever. A member that owes (`funds.refuse_debtor`) may post no purchase
+      (a negative position in either book), refused `insufficient-funds` naming the debt; it may sell.
   `exchange.step` (coordinator, once every member posted) computes the new prices itself: unchanged at
       iteration 0 (every member's first response to the opening prices), else `next_prices` with the
       session's current ρ; then ρ takes the body's value, within [ceil(ρ/2), 2ρ] (the coordinator's
@@ -101,6 +102,7 @@ from .exchange_state import (
     stepped_key,
     sums_key,
 )
+from .funds import refuse_debtor
 
 __all__ = [  # the state's names, imported here by the controller, the edge and exchange_clearing as before
     "KINDS",
@@ -283,6 +285,8 @@ def post_position(view: Overlay, tx: Tx, ctx: BlockContext, sender: ks.AccountRe
     if judged is not None:
         _check_judged(judged, record)
     fields = clean_book.post_fields(record, last, b)  # {clean, clean_positions} on a clean session
+    if min(positions) < 0 or min(fields.get("clean_positions") or [0]) < 0:
+        refuse_debtor(view, tx.sender, f"a purchase in exchange session {name!r}")
     seller = fields.get("clean", False)
     clean_book.check_positions(
         view, tx.sender, record["first_interval"], positions, fields.get("clean_positions"), seller

@@ -31,6 +31,10 @@ Flow for one trading interval (see docs/ledger-format.md):
       none of the interval's trades is settled and not after the reopening's own deadline `until` (block
       time). The closed trades stay, marked superseded (never deleted, never settled); positions stand,
       moves continue in later rounds, no new member may join, `trade` closes it again with new trade ids.
+  A member that owes (a priced settlement's `owed` it has not paid yet: `funds`) may not buy: its `bid`, and
+      a `move` that asks any seller for more than its standing bid did, are refused `insufficient-funds`
+      naming the debt; it may sell (`offer`, `move`) and cut its demands, since a sale's payment is what
+      pays its debts (FIFO, `funds.collect`).
 The positions' handlers are here; the closing's (`trade`, `settle`, `market.reopen`) in `market_closing`.
 Pure; no I/O.
 """
@@ -45,6 +49,7 @@ from ..results import Event, Reason, RuleError
 from ..schema import HASH, INTERVAL, KEY, PRICE, QUANTITY, ROUND, Bool, Int, List, Map, OneOf, check
 from ..state import Overlay, read_obj
 from ..tx import Tx
+from .funds import refuse_debtor
 from .market_closing import agree_trades, reopen, settle
 from .market_sealed import SETTLE_SHAPE
 from .market_state import (  # re-exported: callers import the contract's records from here
@@ -209,6 +214,7 @@ def post_bid(view: Overlay, tx: Tx, ctx: BlockContext, sender: ks.AccountRecord)
     key = bid_key(b["interval"], tx.sender)
     if view.get(key) is not None:
         raise RuleError(Reason.DUPLICATE, "bid already open: use a move")
+    refuse_debtor(view, tx.sender, f"a bid in interval {b['interval']}")
     _open_interval(view, b["interval"], tx.sender, "buyers")
     _check_demands(view, tx, b["interval"], b["demands"], bool(ctx.genesis.params.cap_on_fills))
     view.put_obj(key, {"demands": b["demands"], "round": b["round"]})
@@ -241,6 +247,9 @@ def move(view: Overlay, tx: Tx, ctx: BlockContext, sender: ks.AccountRecord) -> 
         require(position is not None, Reason.NOT_FOUND, "no open bid to revise")
         assert position is not None
         require(b["round"] > position["round"], Reason.RULE_VIOLATION, "a move must be for a later round")
+        standing = {d["seller"]: d["quantity"] for d in position["demands"]}
+        if any(d["quantity"] > standing.get(d["seller"], 0) for d in b["demands"]):
+            refuse_debtor(view, tx.sender, f"a move raising a demand in interval {interval}")
         _check_demands(view, tx, interval, b["demands"], bool(ctx.genesis.params.cap_on_fills))
         view.put_obj(bid_key(interval, tx.sender), {"demands": b["demands"], "round": b["round"]})
 

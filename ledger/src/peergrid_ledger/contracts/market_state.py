@@ -214,7 +214,7 @@ def settlement(state: StateReader, tid: bytes) -> dict[str, Any] | None:
     and the `settlement` ({amount, delivered, txid}, with `basis` under `settle_by_both` and, on a trade
     whose parties the DSO priced, `compensation` {payer, amount (what was moved), seller_short, buyer_short}
     and, where the payer could not pay all of it within its credit limit, `owed` {payer, amount} (the rest: a
-    recorded debt nothing collects, `settle_pay`); None unpaid)."""
+    debt, kept as written here while later credits collect it: `funds.debts`); None unpaid)."""
     record = trade(state, tid)
     if record is None:
         return None

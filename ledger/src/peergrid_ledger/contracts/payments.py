@@ -7,7 +7,9 @@ uplift payment); a second payment with the same (payer, payee, ref) is refused, 
 twice — a retry, a replay under a new nonce — moves money once. Refused: an amount outside
 [1, MAX_AMOUNT] (by the body's shape), paying oneself, a payee that is not a known account or whose key was
 revoked, a payer without the funds or credit. Each payment is kept under its key (`payment_key`) with its
-amount and txid, and announced by a `paid` event.
+amount and txid, and announced by a `paid` event. A payee that owes (a settlement's `owed`) has its oldest
+debts paid from the payment first (`funds.collect`: `owed_paid` events after `paid`, never more than the
+amount paid); the payment is recorded as made to the payee all the same.
 Pure; no I/O.
 """
 
@@ -44,9 +46,9 @@ def pay(view: Overlay, tx: Tx, ctx: BlockContext, sender: ks.AccountRecord) -> l
     require(view.get(ks.revoked(payee)) is None, Reason.FORBIDDEN, "the payee's key was revoked")
     key = payment_key(tx.sender, payee, ref)
     require(view.get(key) is None, Reason.DUPLICATE, f"already paid this payee for {ref!r}")
-    transfer(view, ctx, tx.sender, payee, amount, "payer")
+    collected = transfer(view, ctx, tx.sender, payee, amount, "payer")
     view.put_obj(key, {"amount": amount, "txid": tx.txid})
-    return [("paid", {"payer": tx.sender, "payee": payee, "amount": amount, "ref": ref})]
+    return [("paid", {"payer": tx.sender, "payee": payee, "amount": amount, "ref": ref}), *collected]
 
 
 def genesis_writes(genesis: Any) -> dict[bytes, bytes | None]:

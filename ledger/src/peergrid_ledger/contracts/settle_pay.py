@@ -10,10 +10,12 @@ that pays in full keeps its bytes). The energy payment is never held hostage by 
 F3): a seller that delivered is paid whenever the buyer can pay for the energy, however short the buyer is of
 the compensation, and a payer that drains its balance cannot block its counterparty's settlement.
 
-An `owed` is recorded only: it is a public debt on the trade record (`query.settlement`), which the DSO and
-the operator can read, and nothing on the chain collects it later - no later payment of the payer's is
-diverted to it and no settlement or trade of the payer's is refused because of it. Collecting it (a debt
-record per payer that later credits pay off, or a deposit held against the compensation) is not built.
+An `owed` on the trade record says what was owed at the settlement and stays as written (the venue reads
+moved + owed as the compensation due); the debt itself goes to the payer's debt list (`funds.record_debt`),
+paid off FIFO from every later credit the payer receives - this settlement's energy payment or
+compensation to it included, so a debtor that sells pays its older debts first (`funds.collect`, events
+`owed_paid` after `settled`) - and the payer may not buy while it owes (`funds.refuse_debtor`). Read it
+with `query.debts` / `query.owed`.
 Pure; no I/O.
 """
 
@@ -25,7 +27,7 @@ from ..machine import BlockContext
 from ..results import Event
 from ..state import Overlay
 from ..tx import Tx
-from .funds import room, transfer
+from .funds import record_debt, room, transfer
 from .market_state import compensation, cover_prices, trade_key
 
 
@@ -55,11 +57,11 @@ def pay(
     short more then pays the other the compensation for the excess (`shorts` the seller's and buyer's Wh),
     what it can within its credit limit, the rest recorded as `owed`."""
     amount = agreed["price"] * delivered
-    transfer(view, ctx, agreed["buyer"], agreed["seller"], amount, "buyer")
+    collected = transfer(view, ctx, agreed["buyer"], agreed["seller"], amount, "buyer")
     agreed["settlement"] = {"amount": amount, "delivered": delivered, "txid": tx.txid}
-    if basis is None:  # the rule before settle_by_both: its record keeps its bytes
+    if basis is None:  # the rule before settle_by_both: its record keeps its bytes (and nobody owes there)
         view.put_obj(trade_key(tid), agreed)
-        return []
+        return collected
     agreed["settlement"]["basis"] = basis
     settled: dict[str, Any] = {"trade": tid, "amount": amount, "delivered": delivered, "basis": basis}
     prices = cover_prices(view, agreed)
@@ -67,7 +69,9 @@ def pay(
         payer, due = compensation(agreed["price"], shorts[0], shorts[1], *prices)
         paid = payable(view, ctx, agreed[payer], due)
         if paid:
-            transfer(view, ctx, agreed[payer], agreed[other_side(payer)], paid, f"{payer} (compensation)")
+            collected += transfer(
+                view, ctx, agreed[payer], agreed[other_side(payer)], paid, f"{payer} (compensation)"
+            )
         agreed["settlement"]["compensation"] = {
             "payer": payer,
             "amount": paid,
@@ -78,5 +82,6 @@ def pay(
         if due > paid:  # only then: a settlement that pays in full keeps its bytes
             agreed["settlement"]["owed"] = {"payer": payer, "amount": due - paid}
             settled["owed"] = due - paid
+            record_debt(view, agreed[payer], agreed[other_side(payer)], due - paid, tid)
     view.put_obj(trade_key(tid), agreed)
-    return [("settled", settled)]
+    return [("settled", settled), *collected]

@@ -1,0 +1,415 @@
+"""What a priced settlement records as `owed` is collected, and a member that owes may not buy (contracts/funds.py).
+
+A payer that cannot pay a trade's compensation within its credit limit owes the rest (test_settle_owed.py). The
+debt goes on the payer's debt list, oldest first; every later credit the contracts make to it (a settlement's
+energy payment or compensation, a `pay`) pays its oldest debts first, never more than the credit, each part
+announced by `owed_paid`. While it owes, its bids, demand-raising moves and exchange purchases are refused
+`insufficient-funds` naming the debt; it may sell, which is what pays the debt. The trade record's `owed` stays
+what was owed at the settlement. A chain where nobody owes has no debt record (its bytes are as before).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from hypothesis import event, given, settings
+from hypothesis import strategies as st
+from ledger_fixtures import Keys, make_genesis, reason
+from test_settle_both import ENDED_LONG_AGO, PRICE, WAIT, Clock, events
+from test_settle_compensation import FEED_IN, RETAIL
+
+from peergrid_ledger import keyspace as ks
+from peergrid_ledger import query
+from peergrid_ledger.chain import LocalChain
+from peergrid_ledger.contracts.funds import collect, debts, debts_key, record_debt, refuse_debtor
+from peergrid_ledger.contracts.market_state import compensation
+from peergrid_ledger.genesis import Account, Params
+from peergrid_ledger.keys import Keypair
+from peergrid_ledger.results import Reason, RuleError
+from peergrid_ledger.state import Overlay, StateTree
+
+A, B, C = Keys.p1, Keys.p2, Keys.p3
+PLENTY = 10**7
+
+
+def debt_chain(
+    held: dict[Keypair, int], credit: int = 0, contracts: tuple[str, ...] = ("market", "payments")
+) -> tuple[LocalChain, Clock]:
+    """A settle_by_both chain whose parties hold `held`, every one priced (RETAIL, FEED_IN) for intervals 0-63."""
+    accounts = (
+        Account(Keys.dso.public, ("dso",), "dso"),
+        *(Account(k.public, ("anonym",), f"p{i}", balance=b) for i, (k, b) in enumerate(held.items(), 1)),
+    )
+    params = Params(credit_limit=credit, settle_by_both=1, settle_wait_ms=WAIT, **ENDED_LONG_AGO)
+    c = LocalChain(make_genesis(accounts=accounts, params=params, contracts=contracts), Keys.authority)
+    clock = Clock(c)
+    for k in held:
+        body = {"account": k.public, "first_interval": 0, "retail": [RETAIL] * 64, "feed_in": [FEED_IN] * 64}
+        assert clock.send(Keys.dso, body, "market.tariff").ok
+    return c, clock
+
+
+def offer(clock: Clock, seller: Keypair, interval: int, quantity: int, price: int = PRICE) -> Any:
+    body = {"interval": interval, "round": 0, "price": price, "quantity": quantity, "clean": True}
+    return clock.send(seller, body, "offer")
+
+
+def bid(clock: Clock, buyer: Keypair, seller: Keypair, interval: int, quantity: int) -> Any:
+    body = {"interval": interval, "round": 0, "demands": [{"seller": seller.public, "quantity": quantity}]}
+    return clock.send(buyer, body, "bid")
+
+
+def traded(
+    c: LocalChain, clock: Clock, seller: Keypair, buyer: Keypair, interval: int, quantity: int
+) -> bytes:
+    """`seller` sells `buyer` `quantity` Wh at PRICE in `interval`: the trade's id."""
+    assert offer(clock, seller, interval, quantity).ok
+    assert bid(clock, buyer, seller, interval, quantity).ok
+    assert clock.send(buyer, {"interval": interval}, "trade").ok
+    ((tid, _),) = query.trades(c.state, interval)
+    return tid
+
+
+def dso_settle(clock: Clock, tid: bytes, delivered: int, seller_short: int, buyer_short: int) -> Any:
+    body = {"trade": tid, "delivered": delivered, "seller_short": seller_short, "buyer_short": buyer_short}
+    return clock.send(Keys.dso, body)
+
+
+def balance(c: LocalChain, k: Keypair) -> int:
+    return query.balance(c.state, k.public)
+
+
+# a buyer that takes nothing of 400 Wh owes 400 x (PRICE - FEED_IN)
+OWES_400 = 400 * (PRICE - FEED_IN)
+
+
+def owing(held: dict[Keypair, int], contracts: tuple[str, ...] = ("market", "payments")) -> tuple[Any, ...]:
+    """B bought 400 Wh of A in interval 1, took none of it and holds nothing: it owes A OWES_400."""
+    c, clock = debt_chain(held, contracts=contracts)
+    tid = traded(c, clock, A, B, 1, 400)
+    settled = events(dso_settle(clock, tid, 0, 0, 400))
+    assert settled == [
+        ("settled", {"trade": tid, "amount": 0, "delivered": 0, "basis": "dso", "compensation": 0,
+                     "payer": "buyer", "owed": OWES_400}),
+    ]  # fmt: skip
+    return c, clock, tid
+
+
+def test_a_debt_is_listed_and_paid_by_the_debtors_next_sale_first() -> None:
+    c, clock, owed_tid = owing({A: PLENTY, B: 0, C: PLENTY})
+    assert query.owed(c.state, B.public) == OWES_400
+    assert query.debts(c.state, B.public) == [{"amount": OWES_400, "creditor": A.public, "trade": owed_tid}]
+    assert query.owed(c.state, A.public) == 0 and query.debts(c.state, A.public) == []
+    # B sells C 400 Wh, delivered in full: C pays 100,000, of which B's debt to A (80,000) is paid first ...
+    tid = traded(c, clock, B, C, 2, 400)
+    before = {k: balance(c, k) for k in (A, B, C)}
+    result = events(dso_settle(clock, tid, 400, 0, 0))
+    energy = 400 * PRICE
+    assert result[0] == ("settled", {"trade": tid, "amount": energy, "delivered": 400, "basis": "dso",
+                                     "compensation": 0, "payer": "seller"})  # fmt: skip
+    assert result[1:] == [
+        (
+            "owed_paid",
+            {"debtor": B.public, "creditor": A.public, "amount": OWES_400, "trade": owed_tid, "owed": 0},
+        )
+    ]
+    assert energy > OWES_400  # ... in full, and B keeps the rest
+    after = {k: balance(c, k) for k in (A, B, C)}
+    assert after[A] - before[A] == OWES_400
+    assert after[B] - before[B] == energy - OWES_400
+    assert after[C] - before[C] == -energy
+    assert query.owed(c.state, B.public) == 0 and query.debts(c.state, B.public) == []
+    assert c.state.get(debts_key(B.public)) is None  # paid: no record left
+    # the settlement that recorded it still says what was owed then
+    record = query.settlement(c.state, owed_tid)
+    assert record is not None and record["settlement"]["owed"] == {"payer": "buyer", "amount": OWES_400}
+    # and B may buy again
+    assert offer(clock, A, 3, 100).ok and bid(clock, B, A, 3, 100).ok
+
+
+def test_a_credit_smaller_than_the_debts_pays_the_oldest_first_and_never_more_than_it() -> None:
+    c, clock, first = owing({A: PLENTY, B: 0, C: PLENTY})
+    # B owes C too, recorded later (B may not buy while it owes, so as a seller): it sells C 100 Wh and
+    # delivers none, holding nothing
+    second = traded(c, clock, B, C, 2, 100)
+    settled = events(dso_settle(clock, second, 0, 100, 0))
+    due = 100 * (RETAIL - PRICE)
+    assert settled[0][1]["owed"] == due and settled[1:] == []  # no credit reached B: nothing collected
+    assert query.debts(c.state, B.public) == [
+        {"amount": OWES_400, "creditor": A.public, "trade": first},
+        {"amount": due, "creditor": C.public, "trade": second},
+    ]
+    # a pay of 50,000 to B: the oldest (A's) takes it all, C's waits
+    before = {k: balance(c, k) for k in (A, B, C)}
+    paid = events(clock.send(C, {"payee": B.public, "amount": 50_000, "ref": "gift"}, "pay"))
+    assert paid[1:] == [
+        ("owed_paid", {"debtor": B.public, "creditor": A.public, "amount": 50_000, "trade": first,
+                       "owed": OWES_400 + due - 50_000}),
+    ]  # fmt: skip
+    after = {k: balance(c, k) for k in (A, B, C)}
+    assert (after[A] - before[A], after[B] - before[B], after[C] - before[C]) == (50_000, 0, -50_000)
+    # the next pay finishes A's debt and starts on C's: two events, oldest first
+    rest = OWES_400 - 50_000
+    paid = events(clock.send(C, {"payee": B.public, "amount": rest + 2_000, "ref": "gift-2"}, "pay"))
+    assert paid[1:] == [
+        ("owed_paid", {"debtor": B.public, "creditor": A.public, "amount": rest, "trade": first,
+                       "owed": due}),
+        ("owed_paid", {"debtor": B.public, "creditor": C.public, "amount": 2_000, "trade": second,
+                       "owed": due - 2_000}),
+    ]  # fmt: skip
+    assert query.debts(c.state, B.public) == [{"amount": due - 2_000, "creditor": C.public, "trade": second}]
+
+
+def test_a_debtor_may_not_buy_but_may_sell_and_cut_its_demands() -> None:
+    c, clock, owed_tid = owing({A: PLENTY, B: 0, C: PLENTY})
+    assert offer(clock, A, 2, 500).ok
+    refused = bid(clock, B, A, 2, 100)
+    assert reason(refused) is Reason.INSUFFICIENT_FUNDS
+    text = str(refused)
+    assert f"owes {OWES_400} micro-units on 1 settlement(s)" in text and "a bid in interval 2" in text
+    assert A.public.hex()[:16] in text and owed_tid.hex()[:16] in text and "it may sell" in text
+    assert query.bid(c.state, 2, B.public) is None
+    assert offer(clock, B, 2, 50).ok  # selling stays open
+    # a bid it opened before it owed: it may cut it, not raise it or ask a new seller
+    c, clock = debt_chain({A: PLENTY, B: 0, C: PLENTY})
+    assert offer(clock, A, 2, 500).ok and offer(clock, C, 2, 500).ok
+    assert bid(clock, B, A, 2, 200).ok  # B does not owe yet
+    tid = traded(c, clock, A, B, 1, 400)
+    assert dso_settle(clock, tid, 0, 0, 400).ok  # now it does
+    move = {"interval": 2, "round": 1, "demands": [{"seller": A.public, "quantity": 300}]}
+    assert reason(clock.send(B, move, "move")) is Reason.INSUFFICIENT_FUNDS
+    move["demands"] = [{"seller": A.public, "quantity": 100}, {"seller": C.public, "quantity": 1}]
+    refused = clock.send(B, move, "move")
+    assert reason(refused) is Reason.INSUFFICIENT_FUNDS and "a move raising a demand" in str(refused)
+    move["demands"] = [{"seller": A.public, "quantity": 100}]
+    assert clock.send(B, move, "move").ok
+    assert query.bid(c.state, 2, B.public) == {"demands": move["demands"], "round": 1}
+
+
+def test_a_debtor_may_post_no_exchange_purchase_but_may_sell() -> None:
+    _, clock, _ = owing({A: PLENTY, B: 0, C: PLENTY}, contracts=("market", "payments", "exchange"))
+    session = {"session": "day-1", "first_interval": 100, "members": [A.public, B.public],
+               "prices": [50_000_000, 80_000_000], "rho": 5_000_000}  # fmt: skip
+    assert clock.send(Keys.dso, session, "exchange.open").ok
+    post = {"session": "day-1", "iteration": 0, "positions": [300, -200]}
+    refused = clock.send(B, post, "exchange.position")
+    assert reason(refused) is Reason.INSUFFICIENT_FUNDS
+    assert "a purchase in exchange session 'day-1'" in str(refused) and f"owes {OWES_400}" in str(refused)
+    assert clock.send(B, {**post, "positions": [300, 0]}, "exchange.position").ok
+    assert clock.send(A, {**post, "positions": [-300, -200]}, "exchange.position").ok  # A owes nothing
+
+
+def test_a_chain_where_nobody_owes_writes_no_debt_record() -> None:
+    c, clock = debt_chain({A: PLENTY, B: PLENTY, C: PLENTY})
+    tid = traded(c, clock, A, B, 1, 400)
+    result = events(dso_settle(clock, tid, 200, 0, 200))  # B pays the compensation in full
+    assert [name for name, _ in result] == ["settled"] and "owed" not in result[0][1]
+    assert not [k for k, _ in c.state.items() if k.startswith(b"owed/")]
+    assert events(clock.send(A, {"payee": B.public, "amount": 5, "ref": "r"}, "pay")) == [
+        ("paid", {"payer": A.public, "payee": B.public, "amount": 5, "ref": "r"})
+    ]
+
+
+# ---------------------------------------------------------------------------------------------- funds alone
+
+
+def _view(balances: dict[bytes, int]) -> Overlay:
+    view = Overlay(StateTree("test-chain"))
+    for k, b in balances.items():
+        view.put(ks.balance(k), ks.encode_int(b))
+    return view
+
+
+def test_money_collected_for_a_creditor_that_owes_is_not_collected_again() -> None:
+    # A owes B 100, B owes A 100: a credit to A pays B, whose own debt waits for B's next credit (a cycle of
+    # debts would otherwise pass the money round it one step after another)
+    view = _view({A.public: 0, B.public: 0})
+    record_debt(view, A.public, B.public, 100, b"t1")
+    record_debt(view, B.public, A.public, 100, b"t2")
+    view.put(ks.balance(A.public), ks.encode_int(30))  # A received 30
+    assert collect(view, A.public, 30) == [
+        ("owed_paid", {"debtor": A.public, "creditor": B.public, "amount": 30, "trade": b"t1", "owed": 70})
+    ]
+    balances = [ks.decode_int(view.get(ks.balance(k.public))) for k in (A, B)]
+    assert balances == [0, 30]
+    assert debts(view, B.public) == [{"amount": 100, "creditor": A.public, "trade": b"t2"}]
+
+
+def test_no_credit_collects_nothing_and_a_bad_debt_is_a_contract_bug() -> None:
+    view = _view({A.public: 0})
+    record_debt(view, A.public, B.public, 100, b"t1")
+    assert collect(view, A.public, 0) == [] and debts(view, A.public)[0]["amount"] == 100
+    assert collect(view, C.public, 50) == []  # C owes nothing
+    for amount, creditor in ((0, B.public), (-1, B.public), (5, A.public)):
+        with pytest.raises(AssertionError):
+            record_debt(view, A.public, creditor, amount, b"t2")
+    refuse_debtor(view, C.public, "a bid")  # no debt: nothing to refuse
+    with pytest.raises(RuleError) as refused:
+        refuse_debtor(view, A.public, "a bid")
+    assert refused.value.reason is Reason.INSUFFICIENT_FUNDS and "owes 100 micro-units" in str(refused.value)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(st.tuples(st.sampled_from([B, C]), st.integers(1, 10_000)), max_size=6),
+    st.integers(0, 40_000),
+)
+def test_collect_pays_fifo_up_to_the_credit_and_conserves_money(
+    owed: list[tuple[Keypair, int]], credit: int
+) -> None:
+    view = _view({A.public: credit, B.public: 0, C.public: 0})
+    for i, (creditor, amount) in enumerate(owed):
+        record_debt(view, A.public, creditor.public, amount, bytes([i]))
+    paid = collect(view, A.public, credit)
+    total = sum(a for _, a in owed)
+    assert sum(e[1]["amount"] for e in paid) == min(credit, total)
+    # FIFO: the parts paid are the debts in order, each in full but the last
+    expected, left = [], credit
+    for i, (creditor, amount) in enumerate(owed):
+        if left == 0:
+            break
+        part = min(left, amount)
+        expected.append((creditor.public, part, bytes([i])))
+        left -= part
+    assert [(e[1]["creditor"], e[1]["amount"], e[1]["trade"]) for e in paid] == expected
+    balances = {k: ks.decode_int(view.get(ks.balance(k.public))) for k in (A, B, C)}
+    assert sum(balances.values()) == credit and balances[A] == credit - min(credit, total) >= 0
+    remaining = total - min(credit, total)
+    assert sum(d["amount"] for d in debts(view, A.public)) == remaining
+    assert (view.get(debts_key(A.public)) is None) == (remaining == 0)
+
+
+# ---------------------------------------------------------------------------------------------- the model
+
+PARTIES = (A, B, C)
+CREDIT = 5_000
+
+trade_step = st.tuples(
+    st.just("trade"),
+    st.permutations(range(3)).map(lambda p: (p[0], p[1])),
+    st.integers(1, 200),  # quantity
+    st.integers(0, 200),  # gap (what was not delivered, cut to the quantity)
+    st.sampled_from(["seller", "buyer"]),  # whose shortfall is the gap
+    st.integers(0, 200),  # the other side's shortfall (cut to the gap)
+)
+pay_step = st.tuples(
+    st.just("pay"), st.permutations(range(3)).map(lambda p: (p[0], p[1])), st.integers(1, 60_000)
+)
+
+
+class Model:
+    """What the contracts should do, written apart from them: balances, debt lists, `owed_paid` events."""
+
+    def __init__(self, held: list[int]) -> None:
+        self.balance = {k.public: b for k, b in zip(PARTIES, held, strict=True)}
+        self.debts: dict[bytes, list[list[Any]]] = {k.public: [] for k in PARTIES}
+
+    def room(self, k: bytes) -> int:
+        return self.balance[k] + CREDIT
+
+    def move(self, payer: bytes, payee: bytes, amount: int) -> list[tuple[str, dict[str, Any]]]:
+        self.balance[payer] -= amount
+        self.balance[payee] += amount
+        paid, left, queue = [], amount, self.debts[payee]
+        while queue and left:
+            creditor, owed, tid = queue[0]
+            part = min(left, owed)
+            self.balance[payee] -= part
+            self.balance[creditor] += part
+            left -= part
+            queue[0][1] -= part
+            if queue[0][1] == 0:
+                queue.pop(0)
+            total = sum(d[1] for d in queue)
+            paid.append(("owed_paid", {"debtor": payee, "creditor": creditor, "amount": part, "trade": tid,
+                                       "owed": total}))  # fmt: skip
+        return paid
+
+
+@settings(max_examples=400, deadline=None)
+@given(
+    st.lists(st.integers(0, 60_000), min_size=3, max_size=3),
+    st.lists(st.one_of(trade_step, pay_step), min_size=1, max_size=10),
+)
+def test_settlements_and_payments_collect_debts_fifo_and_conserve_money(
+    held: list[int], steps: list[tuple[Any, ...]]
+) -> None:
+    c, clock = debt_chain(dict(zip(PARTIES, held, strict=True)), credit=CREDIT)
+    model = Model(held)
+    start = sum(held)
+    for interval, step in enumerate(steps, 1):
+        before = {k: [list(d) for d in v] for k, v in model.debts.items()}
+        if step[0] == "pay":
+            _, (i, j), amount = step
+            payer, payee = PARTIES[i], PARTIES[j]
+            result = clock.send(
+                payer, {"payee": payee.public, "amount": amount, "ref": f"r{interval}"}, "pay"
+            )
+            if amount > model.room(payer.public):
+                assert reason(result) is Reason.INSUFFICIENT_FUNDS
+            else:
+                assert events(result)[1:] == model.move(payer.public, payee.public, amount)
+        else:
+            _, (i, j), quantity, gap, fault, other = step
+            seller, buyer = PARTIES[i], PARTIES[j]
+            gap = min(gap, quantity)
+            other = min(other, gap)
+            assert offer(clock, seller, interval, quantity).ok  # a debtor may always sell
+            asked = bid(clock, buyer, seller, interval, quantity)
+            if model.debts[buyer.public]:
+                event("a debtor's bid refused")
+                assert reason(asked) is Reason.INSUFFICIENT_FUNDS and "owes" in str(asked)
+            else:
+                assert asked.ok and clock.send(buyer, {"interval": interval}, "trade").ok
+                ((tid, _),) = query.trades(c.state, interval)
+                shorts = (gap, other) if fault == "seller" else (other, gap)
+                result = dso_settle(clock, tid, quantity - gap, *shorts)
+                energy = PRICE * (quantity - gap)
+                if energy > model.room(buyer.public):
+                    event("energy not payable")
+                    assert reason(result) is Reason.INSUFFICIENT_FUNDS
+                else:
+                    expected = model.move(buyer.public, seller.public, energy)
+                    side, due = compensation(PRICE, *shorts, RETAIL, FEED_IN)
+                    payer, payee = (seller, buyer) if side == "seller" else (buyer, seller)
+                    paid = max(0, min(due, model.room(payer.public)))
+                    if paid:
+                        expected += model.move(payer.public, payee.public, paid)
+                    if due > paid:
+                        event("a debt recorded")
+                        model.debts[payer.public].append([payee.public, due - paid, tid])
+                    got = events(result)
+                    assert got[0][0] == "settled" and got[0][1].get("owed", 0) == due - paid
+                    assert got[1:] == expected
+        if any(sum(d[1] for d in before[k]) > sum(d[1] for d in model.debts[k]) for k in before):
+            event("a debt collected")
+        # the chain is the model: balances and debt lists
+        for k in PARTIES:
+            assert query.balance(c.state, k.public) == model.balance[k.public]
+            assert query.debts(c.state, k.public) == [
+                {"creditor": cr, "amount": a, "trade": t} for cr, a, t in model.debts[k.public]
+            ]
+            assert query.owed(c.state, k.public) == sum(d[1] for d in model.debts[k.public])
+            assert model.balance[k.public] >= -CREDIT  # never below the credit limit
+            # FIFO: what is left of the debts before is their tail (the first maybe cut), then new ones
+            now, then = model.debts[k.public], before[k.public]
+            kept = [d for d in now if any(d[2] == t[2] for t in then)]
+            cut = len(then) - len(kept)
+            assert [d[2] for d in kept] == [t[2] for t in then[cut:]]
+            assert all(d[1] == t[1] for d, t in zip(kept[1:], then[cut + 1 :], strict=True))
+            assert not kept or kept[0][1] <= then[cut][1]
+        assert sum(model.balance.values()) == start  # conserved
+
+
+def test_a_debtor_paid_off_within_its_credit_buys_again() -> None:
+    """Owed after paying what its credit allowed, refused a bid, paid off by a payment, then buying again."""
+    c, clock = debt_chain({A: 0, B: 0, C: PLENTY}, credit=CREDIT)
+    tid = traded(c, clock, A, B, 1, 400)
+    assert dso_settle(clock, tid, 0, 0, 400).ok  # B owes 80,000 less the 5,000 it paid within its credit
+    assert query.owed(c.state, B.public) == OWES_400 - CREDIT
+    assert offer(clock, C, 2, 10).ok and reason(bid(clock, B, C, 2, 10)) is Reason.INSUFFICIENT_FUNDS
+    paid = events(clock.send(C, {"payee": B.public, "amount": 90_000, "ref": "x"}, "pay"))
+    assert paid[1][1]["amount"] == OWES_400 - CREDIT and query.owed(c.state, B.public) == 0
+    assert balance(c, B) == -CREDIT + 90_000 - (OWES_400 - CREDIT)
+    assert bid(clock, B, C, 2, 10).ok
