@@ -5,7 +5,8 @@ Promises: with `market.dayahead`, before the first interval, `run_dayahead` runs
 (`dayahead_agent.py`) with this MGMC one member among every anonym of the MGMC chain's genesis, and
 `run_forward` its forward trades (`forward_agent.py`: this MG's own accept, the coordinator's clear). Both
 outcomes are recorded and shown in the agent's `status`; a failed stage changes nothing else (the MGMC trades
-intraday as before). An interval the clear closed is then traded by its forward trades (`trader.py`). A
+intraday as before). Each stage's record says when it started and ended (`stage_times`: wall s, beside the
+outcome, as an interval record's `times`) and its end is logged with how long it took. An interval the clear closed is then traded by its forward trades (`trader.py`). A
 trader restarted before the first interval runs the stages again, which resume the session from its
 checkpoint in the data directory (`DAYAHEAD_CHECKPOINT`), rejoin it or read its outcome (review8 F3). The
 stages end before the first interval they trade (`dayahead_deadline`, review7 F7).
@@ -14,9 +15,12 @@ Never reads another MG's private data.
 
 from __future__ import annotations
 
+import logging
 import math
+import time
+from collections.abc import Callable
 from dataclasses import asdict
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from peergrid_controller.dayahead import starting_prices
 from peergrid_controller.dayexchange import DayAheadConfig
@@ -39,6 +43,8 @@ CLEAR_BEFORE, ACCEPTS_BEFORE = 2, 2
 # in the daemon's data directory: its side of the day-ahead session, kept before each post (dayahead_state.py)
 DAYAHEAD_CHECKPOINT = "dayahead-checkpoint.json"
 
+log = logging.getLogger("peergrid.edge.stages")
+
 
 def dayahead_deadline(
     first_start_s: float, phase_timeout_s: float, margin: float = DEADLINE_MARGIN_S
@@ -58,10 +64,24 @@ def dayahead_config(s: MarketSettings) -> DayAheadConfig:
     return DayAheadConfig(clean_book=s.dayahead_clean)
 
 
-async def run_dayahead(agent: MarketAgent) -> SessionOutcome:
+def _record_stage(
+    agent: MarketAgent, stage: str, outcome: Any, started: float, ended: float, done: bool, why: str
+) -> None:
+    """The stage's record (its outcome, when it started and ended) and its log line."""
+    agent._record({stage: asdict(outcome), "stage_times": {"start": started, "end": ended}})
+    log.log(
+        logging.INFO if done else logging.WARNING,
+        "%s stage %s in %.2f s (started %.3f, ended %.3f)%s",
+        stage, "done" if done else "failed", ended - started, started, ended, f": {why}" if why else "",
+    )  # fmt: skip
+
+
+async def run_dayahead(agent: MarketAgent, clock: Callable[[], float] = time.time) -> SessionOutcome:
     """The day-ahead exchange session over the scenario's day, this MGMC one member among every anonym of
-    the MGMC chain's genesis (public): its outcome is recorded and shown in `status`; a failed stage
-    changes nothing else (this MGMC trades intraday as before). Its positions are not forward trades."""
+    the MGMC chain's genesis (public): its outcome is recorded with when it started and ended (`clock`, wall
+    s) and shown in `status`; a failed stage changes nothing else (this MGMC trades intraday as before). Its
+    positions are not forward trades."""
+    started = clock()
     s = agent.s
     agent.phase = "dayahead"
     genesis = agent.ledger.replicas["mgmc"].app.genesis
@@ -80,15 +100,17 @@ async def run_dayahead(agent: MarketAgent) -> SessionOutcome:
     )  # fmt: skip
     outcome = await stage.run()
     agent.dayahead = outcome
-    agent._record({"dayahead": asdict(outcome)})
+    _record_stage(agent, "dayahead", outcome, started, clock(), outcome.completed, outcome.reason)
     return outcome
 
 
-async def run_forward(agent: MarketAgent) -> ForwardOutcome:
+async def run_forward(agent: MarketAgent, clock: Callable[[], float] = time.time) -> ForwardOutcome:
     """The completed session's forward trades (`forward_agent.py`): this MGMC accepts what pays for its own
-    MG within the intervals it trades, the coordinator clears, and the outcome is recorded and shown in
-    `status`. The intervals the clear closed are then traded by their forward trades (`run_interval`)."""
+    MG within the intervals it trades, the coordinator clears, and the outcome is recorded with when it
+    started and ended (`clock`, wall s) and shown in `status`. The intervals the clear closed are then
+    traded by their forward trades (`run_interval`)."""
     assert agent.dayahead is not None and agent.dayahead.completed
+    started = clock()
     s = agent.s
     agent.phase = "forward"
     window = range(s.first_interval, agent._last_interval() + 1)
@@ -101,5 +123,5 @@ async def run_forward(agent: MarketAgent) -> ForwardOutcome:
     )  # fmt: skip
     outcome = await stage.run()
     agent.forward = outcome
-    agent._record({"forward": asdict(outcome)})
+    _record_stage(agent, "forward", outcome, started, clock(), outcome.cleared, outcome.reason)
     return outcome
