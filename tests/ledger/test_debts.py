@@ -248,6 +248,9 @@ def test_no_credit_collects_nothing_and_a_bad_debt_is_a_contract_bug() -> None:
     with pytest.raises(RuleError) as refused:
         refuse_debtor(view, A.public, "a bid")
     assert refused.value.reason is Reason.INSUFFICIENT_FUNDS and "owes 100 micro-units" in str(refused.value)
+    refuse_debtor(view, A.public, "a bid", limit=100)  # owing no more than the limit: may buy
+    with pytest.raises(RuleError, match="more than the 99 a member may owe"):
+        refuse_debtor(view, A.public, "a bid", limit=99)
 
 
 @settings(max_examples=200, deadline=None)

@@ -104,19 +104,19 @@ def collect(view: Overlay, debtor: bytes, credit: int) -> list[Event]:
     return events
 
 
-def refuse_debtor(state: StateReader, account: bytes, what: str) -> None:
+def refuse_debtor(state: StateReader, account: bytes, what: str, limit: int = OWED_LIMIT) -> None:
     """Refuse (`insufficient-funds`, naming the debt) `what` - a new purchase - when `account` owes more
-    than OWED_LIMIT. Selling stays open: a sale's payment is what collects the debt."""
+    than `limit`. Selling stays open: a sale's payment is what collects the debt."""
     if state.get(debts_key(account)) is None:  # the common case: one lookup
         return
     entries = debts(state, account)
     total = sum(int(d["amount"]) for d in entries)
-    if total > OWED_LIMIT:
+    if total > limit:
         oldest = entries[0]
         raise RuleError(
             Reason.INSUFFICIENT_FUNDS,
             f"{what}: {account.hex()[:16]}… owes {total} micro-units on {len(entries)} settlement(s) "
             f"(oldest {oldest['amount']} to {oldest['creditor'].hex()[:16]}… for trade "
-            f"{oldest['trade'].hex()[:16]}…), more than the {OWED_LIMIT} a member may owe and still buy: "
+            f"{oldest['trade'].hex()[:16]}…), more than the {limit} a member may owe and still buy: "
             "it may sell, and every payment to it pays its debts first",
         )
