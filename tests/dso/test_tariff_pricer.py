@@ -292,3 +292,15 @@ def test_the_runs_are_exactly_what_the_chain_lacks_in_order(
     assert sent == [t for t in window if t not in closed | priced | skip]  # each once, in order
     assert all(len(run) >= 1 and run.step == 1 for run in runs)
     assert all(a.stop < b.start for a, b in itertools.pairwise(runs))  # maximal: a gap between runs
+
+
+@given(data=st.data(), per_day=st.sampled_from([24, 96, 288, 1440]), intervals=st.integers(1, 3 * 1440))
+def test_the_first_pass_prices_every_interval_the_forward_day_trades(
+    data: st.DataObject, per_day: int, intervals: int
+) -> None:
+    """The DSO node's first pass, at its start (current None), covers every interval the MGMCs' forward day
+    trades (review12 F6: the day-ahead coordinator waits for exactly those): the edge trades from the loop's
+    first interval to the scenario day's last (`trader._last_interval`), the DSO prices the loop's first day."""
+    first = data.draw(st.integers(0, per_day - 1))
+    traded = range(first, min(per_day, first + intervals))  # the edge's window, the same first and count
+    assert set(traded) <= set(pricing_window(first, first + intervals, None, per_day))
