@@ -1,5 +1,7 @@
-"""A DSO transaction whose only gossip was lost still lands: the `ChainAdapter` gossips what it sent again
-(bounded back-off) until it is in a block, and learns that from the chain, never by assuming.
+"""A DSO transaction whose only gossip was lost still lands: the DSO's replica gossips what the `ChainAdapter`
+submitted to it again (`consensus.regossip`, its defaults: 2 s doubling to 16 s) until it is in a block, and
+the adapter learns that from the chain, never by assuming. The adapter has no re-gossip of its own any more
+(it kept a second schedule until every replica re-gossiped): this test is what shows it was redundant.
 
 Over a real Mosquitto, two in-process ledger nodes, each with its own MQTT connection: the MGMC chain's only
 authority (the proposer) and the DSO's non-voting follower (as in `live.DsoNode`). The DSO sends while the
@@ -85,8 +87,7 @@ def test_a_transaction_whose_first_gossip_was_lost_still_lands(tmp_path: Path, m
     async def run() -> tuple[Any, float, ChainAdapter, Net]:
         net = Net(tmp_path, mosquitto)
         await net.up("dso")  # the follower only: nobody else is subscribed, the publish is dropped
-        adapter = ChainAdapter(net.nodes["dso"][0], CHAIN, asyncio.get_running_loop(), net.changed,
-                               regossip_s=(0.5, 2.0))  # fmt: skip
+        adapter = ChainAdapter(net.nodes["dso"][0], CHAIN, asyncio.get_running_loop(), net.changed)
         try:
             waiting = asyncio.create_task(
                 adapter.submit(net.dso, "operator_action", action("switch 7"), timeout=30)
@@ -104,7 +105,7 @@ def test_a_transaction_whose_first_gossip_was_lost_still_lands(tmp_path: Path, m
     result, took, adapter, net = asyncio.run(run())
     assert result.ok, result  # (before: "timeout" after 30 s, the transaction pending until tx_max_age)
     assert net.replica("authority").stats["tx_accepted"] >= 1  # it reached the proposer by the gossip again
-    assert adapter.regossiped >= 1
+    assert net.replica("dso").stats["tx_regossiped"] >= 1  # the replica's re-gossip: the adapter has none
     for name in ("dso", "authority"):
         found = BlockStore.open(tmp_path / name)
         assert found.locate_tx(result.txid) is not None, name  # in a final block on both replicas
@@ -116,8 +117,7 @@ def test_a_nonce_another_transaction_used_is_not_reported_landed(tmp_path: Path,
     async def run() -> tuple[Any, bytes, Net]:
         net = Net(tmp_path, mosquitto)
         await net.up("dso")
-        adapter = ChainAdapter(net.nodes["dso"][0], CHAIN, asyncio.get_running_loop(), net.changed,
-                               regossip_s=(0.5, 2.0))  # fmt: skip
+        adapter = ChainAdapter(net.nodes["dso"][0], CHAIN, asyncio.get_running_loop(), net.changed)
         try:
             nonce = net.replica("dso").app.next_nonce(net.dso.public)
             waiting = asyncio.create_task(

@@ -14,11 +14,13 @@ Pipelined: up to `max_in_flight` transactions of one key may be in flight togeth
 each submit waiting only for its own; the pool takes each sender's in nonce order and never skips a gap
 (`Mempool.reap`), so a refused nonce below others in flight would strand them until they are too old: the
 adapter fills such a gap at once with an `operator_action` naming the refused transaction (a `dso` key's
-record; a key without that role cannot fill, and that is logged). A transaction sent and not yet in a block
-is gossiped again, after `regossip_s[0]` and then twice as long each time up to `regossip_s[1]`, until it
-leaves the pool (landed, or refused or too old: `tx_max_age_ms`): the replica gossips it once, and a
-proposer that was not subscribed then (a broker blip, a replica starting late) would otherwise never see
-it, while every later transaction of the key waited behind it. The same transaction asked again while it is
+record; a key without that role cannot fill, and that is logged), and checks for such gaps every
+`FILL_EVERY_S` while any of its transactions is in flight. A transaction sent and not yet in a block is
+gossiped again until it leaves the pool by the replica it was submitted to (`ChainReplica.submit` tracks it:
+`consensus.regossip`, 2 s doubling to 16 s), so a proposer that was not subscribed at the first publish (a
+broker blip, a replica starting late) still gets it; the adapter keeps no second schedule of its own (it
+did until every replica re-gossiped: each copy was only counted as a `tx_duplicate`). The same transaction
+asked again while it is
 in flight (same kind and body) is that one, adopted and waited for, never signed again; a nonce that a
 transaction this process did not send still holds (gossiped back after a restart) is waited for, block by
 block, within the submit's own timeout; the adapter never spins. Choosing a nonce, signing and handing the
@@ -48,9 +50,8 @@ log = logging.getLogger("peergrid_dso.node_chains")
 MAX_IN_FLIGHT = 64
 """A key's transactions sent and not yet in a block, at most: a pass of the cover pricer (one per MG) goes
 out together and lands in a block or two, not one block each (the pool takes up to 1,024 per sender)."""
-REGOSSIP_S = (2.0, 16.0)
-"""A transaction not in a block this long after it was sent is gossiped again, then after twice as long each
-time, at most the second figure (a block is due every period: normally it never is)."""
+FILL_EVERY_S = 1.0
+"""While any of the adapter's transactions is in flight, how often it looks for a gap below them to fill."""
 FILLER_OPERATOR = "dso-node"
 
 
@@ -69,15 +70,6 @@ class _Wait:
     answer: Submitted
 
 
-@dataclass
-class _Flight:
-    """One of our transactions in the pool, not in a block yet: when it is gossiped again."""
-
-    tx: Tx
-    due: float
-    every: float
-
-
 class ChainAdapter:
     """`sign_and_submit` for the DSO's ChainRecorder, callable from a worker thread: signs with a free nonce
     on the loop, waits for inclusion in a final block (see the module docstring)."""
@@ -89,14 +81,13 @@ class ChainAdapter:
         loop: asyncio.AbstractEventLoop,
         changed: Any,
         max_in_flight: int = MAX_IN_FLIGHT,
-        regossip_s: tuple[float, float] = REGOSSIP_S,
+        fill_every_s: float = FILL_EVERY_S,
     ) -> None:
         self.node, self.chain, self.loop, self.changed = node, chain, loop, changed
-        self.max_in_flight, self.regossip_s = max_in_flight, regossip_s
-        self._flights: dict[bytes, dict[int, _Flight]] = {}  # per key, by nonce: ours in the pool
+        self.max_in_flight, self.fill_every_s = max_in_flight, fill_every_s
+        self._flights: dict[bytes, dict[int, Tx]] = {}  # per key, by nonce: ours in the pool
         self._keys: dict[bytes, keys.Keypair] = {}  # to fill a gap under the key that left it
-        self._gossiper: asyncio.Task[None] | None = None
-        self.regossiped = 0  # transactions gossiped again
+        self._filler: asyncio.Task[None] | None = None
         self.filled = 0  # gaps filled
         self._said = Throttled(log)
 
@@ -141,9 +132,9 @@ class ChainAdapter:
         self._keys[keypair.public] = keypair
         live = self._live(keypair.public)
         wanted = encode(body)
-        for flight in live.values():
-            if flight.tx.kind == kind and encode(flight.tx.body) == wanted:
-                return flight.tx, True  # asked again while it is in flight: never signed again
+        for flying in live.values():
+            if flying.kind == kind and encode(flying.body) == wanted:
+                return flying, True  # asked again while it is in flight: never signed again
         if len(live) >= self.max_in_flight:
             self._said.warning("%s: the %s waits: %d transactions of the key in flight", self.chain, kind,
                                len(live))  # fmt: skip
@@ -170,19 +161,19 @@ class ChainAdapter:
         self._track(tx)
         return tx, False
 
-    def _live(self, sender: bytes) -> dict[int, _Flight]:
+    def _live(self, sender: bytes) -> dict[int, Tx]:
         """The key's transactions from this adapter still in the pool (those that landed or left forgotten)."""
         pool = self.node.replicas[self.chain].app.mempool
         flights = self._flights.setdefault(sender, {})
-        for nonce in [n for n, f in flights.items() if f.tx.txid not in pool]:
+        for nonce in [n for n, tx in flights.items() if tx.txid not in pool]:
             del flights[nonce]
         return flights
 
     def _track(self, tx: Tx) -> None:
-        first = self.regossip_s[0]
-        self._flights.setdefault(tx.sender, {})[tx.nonce] = _Flight(tx, time.monotonic() + first, first)
-        if self._gossiper is None or self._gossiper.done():
-            self._gossiper = self.loop.create_task(self._keep_gossiping())
+        """`tx` is in flight (the replica it was submitted to gossips it again until it leaves the pool)."""
+        self._flights.setdefault(tx.sender, {})[tx.nonce] = tx
+        if self._filler is None or self._filler.done():
+            self._filler = self.loop.create_task(self._keep_filling())
 
     async def _outcome(self, tx: Tx, deadline: float) -> Submitted | None:
         """Wait, block by block, until `tx` is in a final block (landed), its nonce was used by another
@@ -239,32 +230,19 @@ class ChainAdapter:
             )
         return sent
 
-    async def _keep_gossiping(self) -> None:
-        """While any of our transactions is in flight: gossip again each one that is due, fill any gap."""
+    async def _keep_filling(self) -> None:
+        """While any of our transactions is in flight: fill any gap below them (one whose submit already
+        returned, e.g. timed out, and that the pool then refused leaves one nobody else fills)."""
         while True:
             try:
                 senders = [s for s in list(self._flights) if self._live(s)]
                 if not senders:
                     return
-                now, due = time.monotonic(), []
-                for sender in senders:
-                    for flight in self._flights[sender].values():
-                        if flight.due <= now:
-                            due.append(flight)
-                            flight.every = min(2 * flight.every, self.regossip_s[1])
-                            flight.due = now + flight.every
-                if due:
-                    self._gossip([f.tx.raw for f in sorted(due, key=lambda f: (f.tx.sender, f.tx.nonce))])
-                    self.regossiped += len(due)
                 for sender in senders:
                     self.fill_gaps(sender)
             except Exception:  # it must outlive a bad moment (a replica closing): said, and tried again
-                log.exception("%s: gossiping pending transactions again failed", self.chain)
-            await asyncio.sleep(self.regossip_s[0] / 2)
-
-    def _gossip(self, raws: list[bytes]) -> None:
-        """Our pending transactions to every replica again, in the replica's own envelopes."""
-        self.node.replicas[self.chain].gossip(raws)
+                log.exception("%s: filling nonce gaps failed", self.chain)
+            await asyncio.sleep(self.fill_every_s)
 
     async def _next_block(self, deadline: float) -> bool:
         """Wait for the next final block (at most 0.5 s, never past `deadline`); False once it has passed."""
