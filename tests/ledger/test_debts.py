@@ -221,19 +221,52 @@ def _view(balances: dict[bytes, int]) -> Overlay:
     return view
 
 
-def test_money_collected_for_a_creditor_that_owes_is_not_collected_again() -> None:
-    # A owes B 100, B owes A 100: a credit to A pays B, whose own debt waits for B's next credit (a cycle of
-    # debts would otherwise pass the money round it one step after another)
-    view = _view({A.public: 0, B.public: 0})
+def _held(view: Overlay, *accounts: Keypair) -> list[int]:
+    return [ks.decode_int(view.get(ks.balance(k.public))) for k in accounts]
+
+
+def test_money_collected_for_a_creditor_that_owes_pays_its_debts_in_turn() -> None:
+    # A owes B 50, B owes C 100: a credit of 80 to A pays B 50, which B passes on to C
+    view = _view({A.public: 80, B.public: 0, C.public: 0})
+    record_debt(view, A.public, B.public, 50, b"t1")
+    record_debt(view, B.public, C.public, 100, b"t2")
+    assert collect(view, A.public, 80) == [
+        ("owed_paid", {"debtor": A.public, "creditor": B.public, "amount": 50, "trade": b"t1", "owed": 0}),
+        ("owed_paid", {"debtor": B.public, "creditor": C.public, "amount": 50, "trade": b"t2", "owed": 50}),
+    ]
+    assert _held(view, A, B, C) == [30, 0, 50]
+    assert debts(view, A.public) == [] and debts(view, B.public)[0]["amount"] == 50
+
+
+def test_a_cycle_of_debts_ends_where_it_comes_back_to_an_account_that_paid() -> None:
+    # A owes B 100, B owes A 100: a credit of 30 to A pays B, B pays A, and A, which already paid, keeps it
+    # (paying again would pass the same 30 round the cycle until both debts were gone, a step per turn)
+    view = _view({A.public: 30, B.public: 0})
     record_debt(view, A.public, B.public, 100, b"t1")
     record_debt(view, B.public, A.public, 100, b"t2")
-    view.put(ks.balance(A.public), ks.encode_int(30))  # A received 30
     assert collect(view, A.public, 30) == [
-        ("owed_paid", {"debtor": A.public, "creditor": B.public, "amount": 30, "trade": b"t1", "owed": 70})
+        ("owed_paid", {"debtor": A.public, "creditor": B.public, "amount": 30, "trade": b"t1", "owed": 70}),
+        ("owed_paid", {"debtor": B.public, "creditor": A.public, "amount": 30, "trade": b"t2", "owed": 70}),
     ]
-    balances = [ks.decode_int(view.get(ks.balance(k.public))) for k in (A, B)]
-    assert balances == [0, 30]
-    assert debts(view, B.public) == [{"amount": 100, "creditor": A.public, "trade": b"t2"}]
+    assert _held(view, A, B) == [30, 0]
+
+
+def test_an_account_paid_by_two_debtors_pays_once_from_both_parts() -> None:
+    # A owes B 10 and C 10 (B's first); B and C each owe D 15, D owes nobody: B's 10 and C's 10 reach D
+    D = Keys.p4
+    view = _view({A.public: 20, B.public: 0, C.public: 0, D.public: 0})
+    record_debt(view, A.public, B.public, 10, b"t1")
+    record_debt(view, A.public, C.public, 10, b"t2")
+    record_debt(view, B.public, D.public, 15, b"t3")
+    record_debt(view, C.public, D.public, 15, b"t4")
+    paid = collect(view, A.public, 20)
+    assert [(e[1]["debtor"], e[1]["creditor"], e[1]["amount"]) for e in paid] == [
+        (A.public, B.public, 10),
+        (A.public, C.public, 10),
+        (B.public, D.public, 10),
+        (C.public, D.public, 10),
+    ]
+    assert _held(view, A, B, C, D) == [0, 0, 0, 20]
 
 
 def test_no_credit_collects_nothing_and_a_bad_debt_is_a_contract_bug() -> None:
@@ -304,29 +337,44 @@ pay_step = st.tuples(
 class Model:
     """What the contracts should do, written apart from them: balances, debt lists, `owed_paid` events."""
 
-    def __init__(self, held: list[int]) -> None:
-        self.balance = {k.public: b for k, b in zip(PARTIES, held, strict=True)}
-        self.debts: dict[bytes, list[list[Any]]] = {k.public: [] for k in PARTIES}
+    def __init__(self, held: list[int], parties: tuple[Keypair, ...] = PARTIES) -> None:
+        self.balance = {k.public: b for k, b in zip(parties, held, strict=True)}
+        self.debts: dict[bytes, list[list[Any]]] = {k.public: [] for k in parties}
 
     def room(self, k: bytes) -> int:
         return self.balance[k] + CREDIT
 
     def move(self, payer: bytes, payee: bytes, amount: int) -> list[tuple[str, dict[str, Any]]]:
+        """`amount` from payer to payee; then each account in turn, in the order money first reached it,
+        pays its oldest debts from all it received before its turn, once (`collect`)."""
         self.balance[payer] -= amount
         self.balance[payee] += amount
-        paid, left, queue = [], amount, self.debts[payee]
-        while queue and left:
-            creditor, owed, tid = queue[0]
-            part = min(left, owed)
-            self.balance[payee] -= part
-            self.balance[creditor] += part
-            left -= part
-            queue[0][1] -= part
-            if queue[0][1] == 0:
-                queue.pop(0)
-            total = sum(d[1] for d in queue)
-            paid.append(("owed_paid", {"debtor": payee, "creditor": creditor, "amount": part, "trade": tid,
-                                       "owed": total}))  # fmt: skip
+        return self.collect(payee, amount)
+
+    def collect(self, payee: bytes, amount: int) -> list[tuple[str, dict[str, Any]]]:
+        paid: list[tuple[str, dict[str, Any]]] = []
+        order, received, turn = [payee], {payee: amount}, 0
+        while turn < len(order):
+            debtor = order[turn]
+            turn += 1
+            left, queue = received[debtor], self.debts[debtor]
+            while queue and left:
+                creditor, owed, tid = queue[0]
+                part = min(left, owed)
+                self.balance[debtor] -= part
+                self.balance[creditor] += part
+                left -= part
+                queue[0][1] -= part
+                if queue[0][1] == 0:
+                    queue.pop(0)
+                total = sum(d[1] for d in queue)
+                paid.append(("owed_paid", {"debtor": debtor, "creditor": creditor, "amount": part,
+                                           "trade": tid, "owed": total}))  # fmt: skip
+                if creditor not in order:
+                    order.append(creditor)
+                    received[creditor] = 0
+                if order.index(creditor) >= turn:  # its turn is still to come (one that paid keeps it)
+                    received[creditor] += part
         return paid
 
 
@@ -387,6 +435,8 @@ def test_settlements_and_payments_collect_debts_fifo_and_conserve_money(
                     assert got[1:] == expected
         if any(sum(d[1] for d in before[k]) > sum(d[1] for d in model.debts[k]) for k in before):
             event("a debt collected")
+        if sum(1 for k in before if sum(d[1] for d in before[k]) > sum(d[1] for d in model.debts[k])) > 1:
+            event("debts of two accounts collected in one step")
         # the chain is the model: balances and debt lists
         for k in PARTIES:
             assert query.balance(c.state, k.public) == model.balance[k.public]
@@ -416,3 +466,42 @@ def test_a_debtor_paid_off_within_its_credit_buys_again() -> None:
     assert paid[1][1]["amount"] == OWES_400 - CREDIT and query.owed(c.state, B.public) == 0
     assert balance(c, B) == -CREDIT + 90_000 - (OWES_400 - CREDIT)
     assert bid(clock, B, C, 2, 10).ok
+
+
+FOUR = (A, B, C, Keys.p4)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(
+        st.tuples(st.permutations(range(4)).map(lambda p: (p[0], p[1])), st.integers(1, 100)), max_size=10
+    ),
+    st.integers(0, 3),
+    st.integers(0, 300),
+)
+def test_collect_through_any_graph_of_debts_is_the_model_and_bounded(
+    owed: list[tuple[tuple[int, int], int]], target: int, credit: int
+) -> None:
+    held = [credit if i == target else 0 for i in range(4)]
+    view = _view({k.public: b for k, b in zip(FOUR, held, strict=True)})
+    model = Model(held, FOUR)
+    for n, ((i, j), amount) in enumerate(owed):
+        record_debt(view, FOUR[i].public, FOUR[j].public, amount, bytes([n]))
+        model.debts[FOUR[i].public].append([FOUR[j].public, amount, bytes([n])])
+    before = sum(a for _, a in owed)
+    paid = collect(view, FOUR[target].public, credit)
+    assert paid == model.collect(FOUR[target].public, credit)
+    for k in FOUR:
+        assert _held(view, k) == [model.balance[k.public]] and model.balance[k.public] >= 0  # none pays more
+        assert debts(view, k.public) == [
+            {"creditor": c, "amount": a, "trade": t} for c, a, t in model.debts[k.public]
+        ]
+    assert sum(_held(view, *FOUR)) == credit  # conserved
+    after = sum(d["amount"] for k in FOUR for d in debts(view, k.public))
+    assert before - after == sum(e[1]["amount"] for e in paid)
+    runs = [e[1]["debtor"] for e in paid]
+    assert len({d for d in runs}) == len(
+        [d for n, d in enumerate(runs) if n == 0 or runs[n - 1] != d]
+    )  # once each
+    if len(set(runs)) > 1:
+        event("a cascade")

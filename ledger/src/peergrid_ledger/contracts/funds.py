@@ -12,10 +12,11 @@ oldest debts (`collect`: FIFO in the order they were recorded, never more than t
 debtor's balance never ends below where it was before the credit), each part moved to its creditor and
 announced by an `owed_paid` event; a debt paid in full leaves the list, an empty list leaves the state, so
 an account that never owed (every chain before debts) has no record and keeps its bytes. Money that reaches
-a creditor as a collected debt is not itself collected, even if that creditor owes too: a cycle of debts
-would otherwise pass the same micro-units round it step by step, with no bound on one transaction's work;
-the creditor's own debts are collected from its next credit. `refuse_debtor` is the admission rule of the
-market and exchange contracts: a member owing more than OWED_LIMIT may not take a new purchase.
+a creditor that owes too pays that creditor's debts in turn, but each account pays at most once per credit:
+a cycle of debts (A owes B, B owes A) would otherwise pass the same micro-units round it step by step, with
+no bound on one transaction's work; what comes back to an account that already paid stays with it until its
+next credit. `refuse_debtor` is the admission rule of the market and exchange contracts: a member owing
+more than a limit (OWED_LIMIT) may not take a new purchase.
 Pure; no I/O.
 """
 
@@ -79,29 +80,49 @@ def record_debt(view: Overlay, debtor: bytes, creditor: bytes, amount: int, trad
 
 def collect(view: Overlay, debtor: bytes, credit: int) -> list[Event]:
     """Pay the debtor's oldest debts from a `credit` it just received, at most the credit, one `owed_paid`
-    event per debt (part) paid, `owed` what it still owes after it."""
-    raw = view.get(debts_key(debtor))
-    if raw is None or credit <= 0:  # the common case: no debts, one lookup
+    event per debt (part) paid, `owed` what the payer still owes after it. A creditor so paid that owes too
+    pays its own debts from what it received, in turn (breadth-first, in the order the parts were paid, an
+    account's receipts added up while it waits); each account pays at most once per credit, so a cycle of
+    debts ends where it comes back to an account that already paid, and the work is bounded by the debts."""
+    if credit <= 0 or view.get(debts_key(debtor)) is None:  # the common case: no debts, one lookup
         return []
+    events: list[Event] = []
+    waiting: dict[bytes, int] = {debtor: credit}  # insertion-ordered: the order the credits arrived
+    done: set[bytes] = set()
+    while waiting:
+        account = next(iter(waiting))
+        left = waiting.pop(account)
+        done.add(account)
+        for creditor, part in _pay_oldest(view, account, left, events):
+            if creditor not in done and view.get(debts_key(creditor)) is not None:
+                waiting[creditor] = waiting.get(creditor, 0) + part
+    return events
+
+
+def _pay_oldest(view: Overlay, debtor: bytes, credit: int, events: list[Event]) -> list[tuple[bytes, int]]:
+    """One account's turn of `collect`: its oldest debts paid from `credit`; the (creditor, part)s paid."""
     entries: list[dict[str, Any]] = debts(view, debtor)
+    if not entries:
+        return []
     owed = sum(int(d["amount"]) for d in entries)
     left = credit
-    events: list[Event] = []
+    paid: list[tuple[bytes, int]] = []
     while entries and left > 0:
         oldest = entries[0]
         part = min(left, int(oldest["amount"]))
         _move(view, debtor, oldest["creditor"], part)
         left, owed = left - part, owed - part
         oldest["amount"] -= part
-        paid = {"debtor": debtor, "creditor": oldest["creditor"], "amount": part, "trade": oldest["trade"]}
-        events.append(("owed_paid", {**paid, "owed": owed}))
+        record = {"debtor": debtor, "creditor": oldest["creditor"], "amount": part, "trade": oldest["trade"]}
+        events.append(("owed_paid", {**record, "owed": owed}))
+        paid.append((oldest["creditor"], part))
         if oldest["amount"] == 0:
             entries.pop(0)
     if entries:
         view.put_obj(debts_key(debtor), entries)
     else:
         view.delete(debts_key(debtor))
-    return events
+    return paid
 
 
 def refuse_debtor(state: StateReader, account: bytes, what: str, limit: int = OWED_LIMIT) -> None:
