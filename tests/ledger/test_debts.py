@@ -171,6 +171,13 @@ def test_a_debtor_may_not_buy_but_may_sell_and_cut_its_demands() -> None:
     assert A.public.hex()[:16] in text and owed_tid.hex()[:16] in text and "it may sell" in text
     assert query.bid(c.state, 2, B.public) is None
     assert offer(clock, B, 2, 50).ok  # selling stays open
+    # an empty bid buys nothing: a debtor joins an interval's bargaining with one (the edge's way to take part
+    # as neither side), but no later move of it may ask for energy
+    assert clock.send(B, {"interval": 3, "round": 0, "demands": []}, "bid").ok
+    assert offer(clock, A, 3, 500).ok
+    move = {"interval": 3, "round": 1, "demands": [{"seller": A.public, "quantity": 1}]}
+    assert reason(clock.send(B, move, "move")) is Reason.INSUFFICIENT_FUNDS
+    assert clock.send(B, {**move, "demands": []}, "move").ok
     # a bid it opened before it owed: it may cut it, not raise it or ask a new seller
     c, clock = debt_chain({A: PLENTY, B: 0, C: PLENTY})
     assert offer(clock, A, 2, 500).ok and offer(clock, C, 2, 500).ok

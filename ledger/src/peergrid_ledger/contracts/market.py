@@ -31,10 +31,10 @@ Flow for one trading interval (see docs/ledger-format.md):
       none of the interval's trades is settled and not after the reopening's own deadline `until` (block
       time). The closed trades stay, marked superseded (never deleted, never settled); positions stand,
       moves continue in later rounds, no new member may join, `trade` closes it again with new trade ids.
-  A member that owes (a priced settlement's `owed` it has not paid yet: `funds`) may not buy: its `bid`, and
-      a `move` that asks any seller for more than its standing bid did, are refused `insufficient-funds`
-      naming the debt; it may sell (`offer`, `move`) and cut its demands, since a sale's payment is what
-      pays its debts (FIFO, `funds.collect`).
+  A member that owes (a priced settlement's `owed` it has not paid yet: `funds`) may not buy: a `bid` with
+      any demand, and a `move` that asks any seller for more than its standing bid did, are refused
+      `insufficient-funds` naming the debt; it may join with an empty bid, sell (`offer`, `move`) and cut
+      its demands, since a sale's payment is what pays its debts (FIFO, `funds.collect`).
 The positions' handlers are here; the closing's (`trade`, `settle`, `market.reopen`) in `market_closing`.
 Pure; no I/O.
 """
@@ -214,7 +214,8 @@ def post_bid(view: Overlay, tx: Tx, ctx: BlockContext, sender: ks.AccountRecord)
     key = bid_key(b["interval"], tx.sender)
     if view.get(key) is not None:
         raise RuleError(Reason.DUPLICATE, "bid already open: use a move")
-    refuse_debtor(view, tx.sender, f"a bid in interval {b['interval']}")
+    if b["demands"]:  # an empty bid buys nothing: a debtor may still join the interval's bargaining with one
+        refuse_debtor(view, tx.sender, f"a bid in interval {b['interval']}")
     _open_interval(view, b["interval"], tx.sender, "buyers")
     _check_demands(view, tx, b["interval"], b["demands"], bool(ctx.genesis.params.cap_on_fills))
     view.put_obj(key, {"demands": b["demands"], "round": b["round"]})
