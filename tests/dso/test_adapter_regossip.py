@@ -84,7 +84,7 @@ def action(text: str) -> dict[str, Any]:
 
 
 def test_a_transaction_whose_first_gossip_was_lost_still_lands(tmp_path: Path, mosquitto: Any) -> None:
-    async def run() -> tuple[Any, float, ChainAdapter, Net]:
+    async def run() -> tuple[Any, float, Net]:
         net = Net(tmp_path, mosquitto)
         await net.up("dso")  # the follower only: nobody else is subscribed, the publish is dropped
         adapter = ChainAdapter(net.nodes["dso"][0], CHAIN, asyncio.get_running_loop(), net.changed)
@@ -98,11 +98,11 @@ def test_a_transaction_whose_first_gossip_was_lost_still_lands(tmp_path: Path, m
             started = time.monotonic()
             await net.up("authority")  # subscribed now; the first publish is gone for good
             result = await waiting
-            return result, time.monotonic() - started, adapter, net
+            return result, time.monotonic() - started, net
         finally:
             await net.down()
 
-    result, took, adapter, net = asyncio.run(run())
+    result, took, net = asyncio.run(run())
     assert result.ok, result  # (before: "timeout" after 30 s, the transaction pending until tx_max_age)
     assert net.replica("authority").stats["tx_accepted"] >= 1  # it reached the proposer by the gossip again
     assert net.replica("dso").stats["tx_regossiped"] >= 1  # the replica's re-gossip: the adapter has none
