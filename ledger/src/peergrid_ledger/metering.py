@@ -10,7 +10,11 @@ or linearly interpolated between the two readings around it when they are at mos
 exact (`Fraction`). `trade_share(energy, quantity, total)` is one trade's part of that energy, pro rata to the
 agreed quantities of the MG's trades on that side of the interval, floored, capped at its own;
 `meter_shares(energy, trades)` the shares of all of them by what the counterparties' meters prove where
-every counterparty is metered (else `trade_share`'s); and
+every counterparty is metered (else `trade_share`'s); `statements_take(quantity, settled, stated)` what a
+trade that is not disputed takes of its party's energy on the parties' word (what it settled at, or the most
+its statements can still settle it at) and `disputed_shares(energy, taken, trades, settled)` the party's
+disputed trades' `meter_shares` of what those left, so that a party's agreed and disputed trades of one
+interval never settle more than its meter shows (review12 F2), whatever order they settle in; and
 `commitment_intervals(window, commit_ms, max_gap_ms)` the commitment intervals whose readings may bracket the
 window's boundaries. `counting_leaves(leaves, party)` reads SunSpec's "not accumulated" (a counter at 0, which
 the edge's decoder leaves out of the leaf) as 0 where that never favours the party: a seller's export counter
@@ -200,6 +204,47 @@ def meter_shares(energy_wh: Fraction, trades: Sequence[tuple[int, Fraction | Non
             for q, w in zip(quantities, weights, strict=True)
         ]
     return [min(q, math.floor(part)) for q, part in zip(quantities, parts, strict=True)]
+
+
+def statements_take(quantity: int, settled: int | None, stated: Sequence[int]) -> int:
+    """What a party's trade that is not disputed takes of the party's metered energy: settled, what it
+    settled at (whatever the basis: the DSO's settle of it counts like the parties' word); not yet settled,
+    the most its statements can still settle it at: the least one given (two that agree settle at the lower,
+    a lone one at itself, and a second statement can only agree at or below the first or dispute it), its
+    quantity before any. Never negative, never above its quantity. Why the most and not a guess: the DSO
+    settles a disputed trade once, and a trade that agrees after must still fit in the meter."""
+    if quantity < 0 or any(s < 0 for s in stated) or (settled is not None and settled < 0):
+        raise ValueError(f"a trade of {quantity} Wh settled at {settled}, stated {list(stated)}")
+    if settled is not None:
+        return min(quantity, settled)
+    return min([quantity, *stated])
+
+
+def disputed_shares(
+    energy_wh: Fraction,
+    taken_wh: int,
+    trades: Sequence[tuple[int, Fraction | None]],
+    settled: Sequence[int | None],
+) -> list[int]:
+    """Each of a party's disputed trades' share of its metered energy over one side of an interval, where its
+    trades that are not disputed take `taken_wh` (`statements_take`, summed) on the parties' own word
+    (review12 F2: settled pro rata by statements beside disputed trades shared by the meters, a seller that
+    exported 500 Wh was settled for 583). The disputed trades share only the rest, max(0, E - taken): their
+    `meter_shares` (`trades`: (agreed quantity, proof), as there), all of them at once - those the DSO
+    settled already (`settled`: the Wh each settled at, None where not yet) with the others - so the order
+    in which the DSO settles them changes no share; and an unsettled one's share is capped at what the
+    settled ones left of the rest (rest - Σ settled), so the party's total never exceeds its meter even
+    where a share settled earlier was found on other proofs or a larger rest. A settled trade's entry is what
+    it settled at. Pure and deterministic: the party's settled total (taken plus these) is at most
+    max(E, taken) whatever the order of the settles."""
+    if len(trades) != len(settled):
+        raise ValueError(f"{len(trades)} disputed trades but {len(settled)} settlements")
+    if taken_wh < 0 or any(s is not None and s < 0 for s in settled):
+        raise ValueError(f"trades that take {taken_wh} Wh, disputed ones settled at {list(settled)}")
+    rest = max(Fraction(0), energy_wh - taken_wh)
+    left = math.floor(max(Fraction(0), rest - sum(s for s in settled if s is not None)))
+    joint = meter_shares(rest, trades)
+    return [min(share, left) if done is None else done for share, done in zip(joint, settled, strict=True)]
 
 
 def commitment_intervals(window: tuple[int, int], commit_ms: int, max_gap_ms: int) -> range:
