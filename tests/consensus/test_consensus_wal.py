@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from peergrid_ledger.consensus import node
-from peergrid_ledger.consensus.node import FileWal
+from peergrid_ledger.consensus import wal_file
+from peergrid_ledger.consensus.wal_file import FileWal
 
 
 def test_an_unsynced_record_never_replaces_the_synced_one(tmp_path: Path) -> None:
@@ -37,10 +37,10 @@ def test_short_writes_complete_and_a_synced_record_syncs_its_directory(
     real_write, real_fsync = os.write, os.fsync
     synced: list[str] = []
     monkeypatch.setattr(
-        node.os, "write", lambda fd, data: real_write(fd, bytes(data[:5]))
+        wal_file.os, "write", lambda fd, data: real_write(fd, bytes(data[:5]))
     )  # disk nearly full
     monkeypatch.setattr(
-        node.os,
+        wal_file.os,
         "fsync",
         lambda fd: (synced.append("dir" if stat.S_ISDIR(os.fstat(fd).st_mode) else "file"), real_fsync(fd)),
     )
