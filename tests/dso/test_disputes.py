@@ -336,16 +336,31 @@ class Case:
     seller_wh: int
     buyer_wh: int
     b2_wh: int | None = None  # b2's import (None: b2 never hands its readings over)
+    b2_trade: str = (
+        "disputed"  # s -> b2: "disputed" (b2 states 0, s q2), "agreed" (both a2), "open" (no word)
+    )
+    a2: int = 0  # what s -> b2 agrees at (capped at q2)
 
 
 cases = st.builds(
     Case, q1=st.integers(1, 2_000), q2=st.integers(0, 2_000), seller_wh=st.integers(0, 5_000),
     buyer_wh=st.integers(0, 5_000), b2_wh=st.one_of(st.none(), st.integers(0, 5_000)),
+    b2_trade=st.sampled_from(["disputed", "agreed", "open"]), a2=st.integers(0, 2_000),
 )  # fmt: skip
 
 
+def _b2_statements(case: Case) -> dict[tuple[str, str], tuple[int, int]]:
+    """s -> b2's statements (buyer's, seller's) as `case` has it."""
+    if not case.q2 or case.b2_trade == "open":
+        return {}
+    if case.b2_trade == "agreed":
+        return {("s", "b2"): (min(case.a2, case.q2),) * 2}
+    return {("s", "b2"): (0, case.q2)} if case.q2 else {}
+
+
 def _resolved(case: Case) -> tuple[Market, int | None]:
-    """s sells q1 to b1 (disputed) and q2 to b2 (maybe unmetered), resolved past the dispute's deadline."""
+    """s sells q1 to b1 (disputed) and q2 to b2 (maybe unmetered; disputed, agreed or never stated), resolved
+    past the dispute's deadline."""
     sales = {("s", "b1"): case.q1, **({("s", "b2"): case.q2} if case.q2 else {})}
     start, end = CLOCK.window(T)
     # readings exactly on the window's boundaries (and one outside each): the energy is exactly what was given
@@ -359,17 +374,22 @@ def _resolved(case: Case) -> tuple[Market, int | None]:
         "b1": importer(case.buyer_wh),
         **({"b2": importer(case.b2_wh)} if case.q2 and case.b2_wh is not None else {}),
     }
-    m = market(sales, {("s", "b1"): (0, case.q1)} if case.q1 > 0 else {}, readings=readings)
+    statements = {("s", "b1"): (0, case.q1), **_b2_statements(case)}
+    m = market(sales, statements, readings=readings)
     m.pass_time(m.chain.tip.time + m.chain.genesis.params.settle_wait_ms)
     decision = resolve(m.chain.state, m.trade_id("s", "b1"), CLOCK, m.node_of(), m.sealed, chain_time(m))
     return m, decision.delivered if isinstance(decision, Vouched) else None
 
 
 def _model(case: Case) -> int:
-    """An independent model of the rule for s -> b1: s's export shared by what its buyers' meters prove (each
+    """An independent model of the rule for s -> b1: what s -> b2 takes on the parties' word comes off s's
+    export first when it is not disputed (agreed: what it settled at; never stated: all of it, the most it can
+    still settle at: review12 F2); the rest shared by what the disputed trades' buyers' meters prove (each
     buyer has one trade: its import capped at agreed; b2 unmetered past the deadline: all it bought), a
     shortfall by the proofs, the rest by what was not proven; b1's own share is its import."""
     q2, e = case.q2, Fraction(case.seller_wh)
+    if q2 and case.b2_trade != "disputed":
+        e, q2 = max(Fraction(0), e - (min(case.a2, q2) if case.b2_trade == "agreed" else q2)), 0
     w = [min(case.q1, case.buyer_wh)] + ([q2 if case.b2_wh is None else min(q2, case.b2_wh)] if q2 else [])
     proven, total = sum(w), case.q1 + q2
     if e <= proven:
@@ -390,7 +410,8 @@ def test_resolved_energy_is_the_rule_never_above_agreed_and_monotone(
     again = resolve(m.chain.state, m.trade_id("s", "b1"), CLOCK, dict(reversed(m.node_of().items())),
                     dict(reversed(m.sealed.items())), chain_time(m))  # fmt: skip
     assert isinstance(again, Vouched) and again.delivered == delivered  # deterministic, whatever the order
-    more = Case(case.q1, case.q2, case.seller_wh + more_seller, case.buyer_wh + more_buyer, case.b2_wh)
+    more = Case(case.q1, case.q2, case.seller_wh + more_seller, case.buyer_wh + more_buyer, case.b2_wh,
+                case.b2_trade, case.a2)  # fmt: skip
     assert _resolved(more)[1] >= delivered  # type: ignore[operator]
 
 

@@ -281,9 +281,10 @@ def test_a_restarted_dso_finds_disputes_made_before_it_started() -> None:
         settler.offer_readings(m.nodes["x"].public, *next((b, v) for (n, b), v in m.sealed.items()
                                                           if n == m.nodes["x"].public))  # fmt: skip
     asyncio.run(settler.settle_due())
-    # b2's trade was agreed (300 = 300) and paid; b1's was disputed and settles on 600 × 600/(600 + 300)
+    # b2's trade was agreed (300 = 300) and paid; b1's was disputed and shares what that left of s's 600
+    # (review12 F2: shared over both by the buyers' meters it was 600 × 600/(600 + 300) = 400, so s settled 700)
     [(_, kind, body, _)] = adapter.sent
-    assert (kind, body) == ("settle", {"trade": m.trade_id("s", "b1"), "delivered": 400})
+    assert (kind, body) == ("settle", {"trade": m.trade_id("s", "b1"), "delivered": 300})
 
 
 def test_the_disputes_section_needs_the_mgmc_chain_and_builds_the_market_clock(tmp_path: Path) -> None:
@@ -321,14 +322,15 @@ def test_the_disputes_section_needs_the_mgmc_chain_and_builds_the_market_clock(t
 def test_readings_another_pending_dispute_needs_are_kept() -> None:
     """Two disputes of one interval share readings: s sold to b1 and b2, b2 bought from s and s2. s -> b1 reads
     s, b1 and b2 (s's buyers prove its shares) and settles; s -> b2 also reads s2 (b2's sellers prove b2's
-    shares) and waits for it, so settling the first keeps every reading the second reads; once s2's arrive it
-    settles, and afterwards all are dropped."""
+    shares) and waits, so settling the first keeps every reading the second reads; it waits for s2 -> b2 too,
+    which is not settled yet (what it takes comes off b2's import first: review12 F2); once s2's readings are
+    in and s2 -> b2 agrees it settles, and afterwards all are dropped."""
     readings = {"s": ramp(600.0, export=True), "b1": ramp(600.0, export=False), "b2": ramp(480.0, False),
                 "s2": ramp(200.0, export=True)}  # fmt: skip
     statements = {("s", "b1"): (100, 600), ("s", "b2"): (50, 300)}
     m = market({("s", "b1"): 600, ("s", "b2"): 300, ("s2", "b2"): 200}, statements, readings=readings)
     settler, adapter, _ = settler_for(m)
-    final_blocks(m, settler)
+    seen = final_blocks(m, settler)
     for mg in ("s", "b1", "b2"):
         hand_over(m, settler, mg)
     asyncio.run(settler.settle_due())
@@ -341,7 +343,13 @@ def test_readings_another_pending_dispute_needs_are_kept() -> None:
     assert kept == {m.nodes[mg].public for mg in ("s", "b1", "b2")}
     hand_over(m, settler, "s2")
     asyncio.run(settler.settle_due())
-    # b2's 480 is 80 more than s and s2 prove (200 each), all on s's trade (280); s's share 600 x 288/888: 194
+    still = settler.decision(m.trade_id("s", "b2"))
+    assert still is not None and still["outcome"] == "unresolved" and len(adapter.sent) == 1
+    assert f"its trade {m.trade_id('s2', 'b2').hex()[:16]}… with the buyer is not settled yet" in still["why"]
+    m.state("s2", "b2", 200, 200)  # agreed and paid: its 200 comes off b2's 480
+    final_blocks(m, settler, seen)
+    asyncio.run(settler.settle_due())
+    # b2's 280 left is 80 more than s proves (200), all on s's trade (280); s's share 600 x 288/888: 194
     assert adapter.sent[-1][2] == {"trade": m.trade_id("s", "b2"), "delivered": 194}
     assert settler.pending == {} and settler.sealed == {}
 

@@ -12,7 +12,8 @@ wait); the readings it held for a trade it no longer needs are dropped. Each dec
 the trade is still disputed, e.g. a buyer without funds), failed (a refusal no retry cures: `invalid`,
 `malformed`, `rule-violation` - logged once as an error and not tried again while it runs, so it never spins
 on one trade; a restart looks once more), or unresolved (why: readings missing, not the sealed
-ones, sealed late, a meter gap, ...; tried again when that party's readings or commitments arrive, and once a
+ones, sealed late, a meter gap, a sibling trade not settled yet, ...; tried again when that party's readings
+or commitments arrive or a `settle` of the same interval lands, and once a
 final block's time reaches the dispute's deadline, after which the resolver's deadline rule settles it: a
 dispute is never left waiting for ever on one party). It never settles on a guess and never sends for a trade
 that is not disputed on its replica. The chain's time it judges by is its replica's (the head block's time,
@@ -115,12 +116,15 @@ class DisputeSettler:
         """A final block of the MGMC chain: the trades its `settle` transactions name become candidates."""
         block = decode_block(committed.block)
         committed_readings: set[tuple[bytes, int]] = set()
+        settles: set[bytes] = set()
         for tx in block.txs:
             if tx.kind == "settle":
-                self.candidates.add(tx.body["trade"])
+                settles.add(tx.body["trade"])
             elif tx.kind == "der_commitment":  # it may complete a waiting dispute's metering
                 committed_readings.add((tx.sender, int(tx.body["interval"])))
+        self.candidates |= settles
         self._retry_unresolved(committed_readings)
+        self._retry_siblings(settles)
         for trade, until in self.deadlines.items():  # the chain's time reached a dispute's deadline
             if block.header.time >= until and self.pending.get(trade) == float("inf"):
                 self.pending[trade] = 0.0
@@ -167,6 +171,17 @@ class DisputeSettler:
         """Waiting disputes that read any of the `arrived` (node, commitment) readings are due again."""
         for trade, due in self.pending.items():
             if due == float("inf") and self.reads.get(trade, set()) & arrived:
+                self.pending[trade] = 0.0
+
+    def _retry_siblings(self, settles: set[bytes]) -> None:
+        """Waiting disputes of an interval in which a `settle` stated or settled a trade are due again: a
+        sibling trade not settled yet may be what they wait for (`dispute_shares`: what it takes comes off
+        its party's energy)."""
+        touched = [query.trade(self.state, tid) for tid in settles]
+        intervals = {int(t["interval"]) for t in touched if t is not None}
+        for trade, due in self.pending.items():
+            record = query.trade(self.state, trade) if due == float("inf") else None
+            if record is not None and int(record["interval"]) in intervals:
                 self.pending[trade] = 0.0
 
     def offer_readings_threadsafe(self, node: bytes, commitment: int, leaves: Sequence[bytes]) -> int:

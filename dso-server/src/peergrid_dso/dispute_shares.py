@@ -1,14 +1,19 @@
 """A party's share of one trade by what its counterparties' meters prove, and which counterparties are unmetered.
 
 Promises: `Meters` meters each party of one market interval once per resolve (its PCC energy on one side, or
-why not: `sealed_readings.pcc_energy`) and gives a party's share of a trade (`metering.meter_shares`; what a
-counterparty proves is its own energy pro rata to its agreed quantities, `metering.pro_rata`) together with the
-counterparties it could not meter, so the resolver can wait for them until the dispute's deadline. Past the
-deadline an unmetered counterparty is taken at what is least in its favour (a seller delivered nothing of the
-party's import, a buyer took all it bought of the party's export: `LEAST`); before it, or without the chain's
-time, the party's share is pro rata to the agreed quantities. An MG the DSO's config names meterless (no PCC meter:
-`loop_settings.MgEntry.meterless`) is never metered, readings or not (`METERLESS`), so it cannot choose when
-its readings count. Why: `disputes`' docstring. No I/O, no clock.
+why not: `sealed_readings.pcc_energy`) and gives a party's share of a disputed trade: what its trades that are
+not disputed take on the parties' word comes off its energy first (`metering.statements_take`: what each
+settled at, or the most its statements can still settle it at), and its disputed trades share the rest
+(`metering.disputed_shares`: `meter_shares` over all of them, the DSO's earlier settles among them; what a
+counterparty proves is its own energy pro rata to its agreed quantities, `metering.pro_rata`), so its agreed
+and disputed trades together never settle more than its meter shows (review12 F2: 583 Wh for an export of
+500). With the share come the counterparties to wait for until the dispute's deadline: those of its disputed
+trades it could not meter, and those whose trade with it is not settled yet (after the deadline it counts at
+the most it can still settle at). Past the deadline an unmetered counterparty is taken at what is least in
+its favour (a seller delivered nothing of the party's import, a buyer took all it bought of the party's
+export: `LEAST`); before it, or without the chain's time, the party's share is pro rata to the agreed
+quantities. An MG the DSO's config names meterless (no PCC meter: `loop_settings.MgEntry.meterless`) is never
+metered, readings or not (`METERLESS`), so it cannot choose when its readings count. Why: `disputes`' docstring. No I/O, no clock.
 """
 
 from __future__ import annotations
@@ -16,10 +21,11 @@ from __future__ import annotations
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from fractions import Fraction
+from typing import Any
 
 from peergrid_dso.sealed_readings import ChainTime, MeterClock, pcc_energy
 from peergrid_ledger import query
-from peergrid_ledger.metering import Unmetered, meter_shares, pro_rata
+from peergrid_ledger.metering import Unmetered, disputed_shares, pro_rata, statements_take
 from peergrid_ledger.state import StateReader
 
 SIDES = ("seller", "buyer")
@@ -29,15 +35,17 @@ LEAST = "counterparties' meters, the unmetered ones least in their favour"  # `M
 
 @dataclass(frozen=True)
 class Metered:
-    """One party's side: its PCC meter's energy over the window, its trades' agreed total, this trade's share,
-    and what it was shared by: "counterparties' meters"; past the deadline with one unmetered, `LEAST`;
-    without the chain's time and one unmetered, "agreed quantities"."""
+    """One party's side: its PCC meter's energy over the window, its disputed trades' agreed total, this
+    trade's share, what its other trades take on the parties' word (`taken_wh`), and what it was shared by:
+    "counterparties' meters"; past the deadline with one unmetered, `LEAST`; without the chain's time and one
+    unmetered, "agreed quantities"."""
 
     node: bytes
     energy_wh: Fraction
     agreed_total: int
     share_wh: int
     shared_by: str = "counterparties' meters"
+    taken_wh: int = 0  # what its trades that are not disputed take on the parties' word (`statements_take`)
 
 
 class Meters:
@@ -84,18 +92,35 @@ class Meters:
     def share(
         self, trade: bytes, side: str, energy: Fraction, lapsed: bool
     ) -> tuple[Metered, list[tuple[bytes, str]]]:
-        """The `side` party's share of `trade`, by what its counterparties' meters prove of each of its trades
-        (each counterparty's own pro-rata share, `metering.pro_rata`); and the counterparties that are not
-        metered, with why. One that is not: past the dispute's deadline (`lapsed`) it is taken at what is least
-        favourable to it (a seller delivered nothing, a buyer took all it bought: module docstring), else the
-        party's share is pro rata to the agreed quantities (`meter_shares` without its proof). A meterless one
-        is not waited for (no readings will come): it is taken at the least at once and not returned."""
+        """The `side` party's share of `trade`: what its trades that are not disputed take on the parties' word
+        (`metering.statements_take`) comes off its energy first, and its disputed trades share the rest
+        (`metering.disputed_shares`) by what its counterparties' meters prove of each (each counterparty's
+        own pro-rata share, `metering.pro_rata`); with the counterparties to wait for, with why: a disputed
+        trade's counterparty that is not metered, and one whose trade with the party is not settled yet (what
+        it takes is then the most its statements can still settle it at, not what it will settle at). A
+        counterparty that is not metered: past the dispute's deadline (`lapsed`) it is taken at what is
+        least favourable to it (a seller delivered nothing, a buyer took all it bought: module docstring),
+        else the party's share is pro rata to the agreed quantities (`meter_shares` without its proof). A
+        meterless one is not waited for (no readings will come): it is taken at the least at once and not
+        returned."""
         other = SIDES[1 - SIDES.index(side)]
         party = next(t[side] for tid, t in self.trades if tid == trade)
         mine = [(tid, t) for tid, t in self.trades if t[side] == party]
+        disputed = [(tid, t) for tid, t in mine if "disputed" in t]
+        taken = 0
+        unsettled: list[tuple[bytes, str]] = []  # counterparties whose trade with the party may still settle
+        for tid, t in mine:
+            if "disputed" in t:
+                continue
+            stated = [int(s["delivered"]) for s in t.get("statements", {}).values()]
+            take = statements_take(int(t["quantity"]), _settled(t), stated)
+            taken += take
+            if t["settlement"] is None:
+                unsettled.append((t[other], f"its trade {tid.hex()[:16]}… with the {side} is not settled yet "
+                                            f"(it may take up to {take} Wh of the {side}'s energy)"))  # fmt: skip
         proofs: list[tuple[int, Fraction | None]] = []
         lacking: list[tuple[bytes, str]] = []
-        for _, t in mine:
+        for _, t in disputed:
             counterparty, quantity = t[other], int(t["quantity"])
             found = self.energy(counterparty, other)
             if isinstance(found, str):
@@ -106,9 +131,9 @@ class Meters:
                 proofs.append((quantity, least if lapsed or never else None))
             else:
                 proofs.append((quantity, pro_rata(found, quantity, self.total(counterparty, other))))
-        shares = meter_shares(energy, proofs)
-        at = next(i for i, (tid, _) in enumerate(mine) if tid == trade)
-        never = any(t[other] in self.meterless for _, t in mine)
+        shares = disputed_shares(energy, taken, proofs, [_settled(t) for _, t in disputed])
+        at = next(i for i, (tid, _) in enumerate(disputed) if tid == trade)
+        never = any(t[other] in self.meterless for _, t in disputed)
         by = (
             "counterparties' meters"
             if not (lacking or never)
@@ -116,4 +141,11 @@ class Meters:
             if lapsed or not lacking
             else "agreed quantities"
         )
-        return Metered(self.nodes[party], energy, sum(q for q, _ in proofs), shares[at], by), lacking
+        quantities = sum(q for q, _ in proofs)
+        metered = Metered(self.nodes[party], energy, quantities, shares[at], by, taken)
+        return metered, lacking + unsettled
+
+
+def _settled(trade: Mapping[str, Any]) -> int | None:
+    """The Wh a trade settled at, None while it is not settled."""
+    return None if trade["settlement"] is None else int(trade["settlement"]["delivered"])

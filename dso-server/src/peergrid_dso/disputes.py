@@ -5,10 +5,10 @@ floored to whole Wh only at the end) and returns `Vouched` (the Wh to settle wit
 `Unresolved` (why the DSO does not settle now); never a guess. The energy it vouches for is
     min(seller's PCC export share, buyer's PCC import share), never above the agreed quantity,
 where a party's share of a trade is its PCC meter's energy over the trade's interval (export counter for the
-seller, import counter for the buyer) shared over all that party's trades of the interval (its latest
-closing's trades; superseded ones never settle) by what its counterparties' meters prove of each
-(`metering.meter_shares`; what a counterparty proves is its own energy pro rata to its agreed quantities,
-`metering.pro_rata`). So a seller that delivered nothing takes no part of its buyer's import from a seller
+seller, import counter for the buyer), less what its trades of the interval that are not disputed take on the
+parties' word (its latest closing's trades; superseded ones never settle), shared over its disputed trades by
+what its counterparties' meters prove of each (`dispute_shares`, `metering.disputed_shares`; what a
+counterparty proves is its own energy pro rata to its agreed quantities, `metering.pro_rata`). So a seller that delivered nothing takes no part of its buyer's import from a seller
 that did, and a buyer that took nothing no part of its seller's export to a buyer that did (review11 F2: pro
 rata to the agreed quantities, an honest seller whose buyer's other seller failed was paid for half of what
 three meters agreed it delivered, and a buyer could arrange that with a colluding seller).
@@ -33,7 +33,7 @@ share of a trade by its counterparties' meters is `dispute_shares`'; both are pu
 are made under anonyms; `nodes` maps each anonym to its MGMC's node key (the DSO enrolled both). It reads the two parties' readings and those of their
 counterparties in the interval (`read_nodes`). Unresolved when: the trade is not disputed (or unknown,
 settled, superseded), a party's anonym is not enrolled with a node key, a counterparty of either cannot be
-metered yet (until the deadline), a commitment that covers the window exists on the chain but
+metered yet or a trade of either that is not disputed is not settled yet (until the deadline), a commitment that covers the window exists on the chain but
 its leaves are not at the DSO or do not match its root and count, a leaf does not decode, an MG has more than
 one meter, no readings bracket a boundary within `max_gap_ms`, or a counter runs backwards (a reset or
 replaced meter: nothing the DSO can vouch for) or a meter reading is malformed. No I/O, no clock.
@@ -90,9 +90,15 @@ so delivered is below its share), it is named the whole gap, as an unmetered sid
 words, when one of them owns the gap; else both the gap. Still open: a seller that copies the buyer's public
 statement (buyer states 400, seller 400) gets R12's 80,000 without a dispute, so without the DSO (review12 F1
 part 1): closing it needs statements committed on the chain before they are revealed (the contract's part).
-Only disputed trades come here: a party's trades of one interval that its counterparties agreed settle
-at the edge's pro-rata statement, its disputed ones at the meters' shares, so together they can settle more
-than its meter shows (review12 F2: 583 Wh against an import of 500; open).
+Only disputed trades come here; a party's trades of one interval that its counterparties agreed settle at
+the edge's pro-rata statement. What those take comes off the party's energy before its disputed trades share
+it (review12 F2: agreed pro rata beside disputed by the meters, a seller that exported 500 Wh settled 583):
+settled, what each settled at; not settled yet, the most its statements can still settle it at (the lower of
+two, a lone one, or its quantity before any word), so one that agrees after the DSO settled still fits in the
+meter. Such a trade is waited for until the dispute's deadline like an unmetered counterparty (the DSO node
+looks again when a `settle` of the interval lands), so in the common case (every statement in by then) the
+order in which trades settle changes no share; the disputed trades share jointly, the DSO's earlier settles
+among them, and none beyond what those left (`metering.disputed_shares`).
 Neither metered names both the whole gap (a meterless side's word aside): equal shortfalls, no compensation
 either way; the DSO can prove neither side at fault. A metered or withholding party's stated `short` is not
 used: the DSO names what its metering shows, or the worst case for a side it could have metered.
@@ -261,7 +267,7 @@ def to_json(decision: Decision) -> dict[str, Any]:
         if m is None:
             return None
         return {"node": m.node.hex(), "energy_wh": float(m.energy_wh), "agreed_total": m.agreed_total,
-                "share_wh": m.share_wh, "shared_by": m.shared_by}  # fmt: skip
+                "share_wh": m.share_wh, "shared_by": m.shared_by, "taken_wh": m.taken_wh}  # fmt: skip
 
     return {"trade": decision.trade.hex(), "resolved": True, "delivered": decision.delivered,
             "agreed": decision.agreed, "seller": side(decision.seller), "buyer": side(decision.buyer),
