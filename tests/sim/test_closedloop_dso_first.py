@@ -28,7 +28,7 @@ from peergrid_sim.closedloop import LabChains, SettleByBoth
 from peergrid_sim.closedloop_run import MGMC_START_S, ClosedLoop
 from peergrid_sim.dso_ready import START_FILE, StartTimes, delayed, health, is_ready, late
 from peergrid_sim.processes import TestbedError as LabError
-from peergrid_sim.report import start_section
+from peergrid_sim.report import dso_postings, start_section
 from peergrid_sim.scenario import load_scenario
 from peergrid_sim.testbed import build_parser
 
@@ -215,3 +215,46 @@ def test_a_real_lab_whose_dso_starts_too_late_fails_with_one_line_before_any_int
     assert f"{start['dso_start_up_s']:.1f} s)" in line  # the line's figures are the measured ones
     assert not list((workdir / "logs").glob("mgmc-*.log"))  # no MGMC was started
     assert not (workdir / "records" / "dso.jsonl").exists()  # and no interval ran
+
+
+class Store:
+    """What `report.dso_postings` reads of a block store: blocks of (time ms, kinds of their transactions)."""
+
+    def __init__(self, blocks: list[tuple[int, list[str]]]) -> None:
+        self.blocks, self.closed = blocks, False
+
+    def head_height(self) -> int:
+        return len(self.blocks)
+
+    def block(self, height: int) -> Any:
+        time_ms, kinds = self.blocks[height - 1]
+        txs = [SimpleNamespace(kind=kind) for kind in kinds]
+        return SimpleNamespace(header=SimpleNamespace(time=time_ms), txs=txs)
+
+    def close(self) -> None:
+        self.closed = True
+
+
+def test_the_report_says_when_the_dsos_enrolments_and_tariffs_became_final(tmp_path: Path) -> None:
+    t0 = 1000.0
+    chains = {
+        "dso.db": Store([(990_000, []), (991_500, ["enrol", "enrol"]), (993_000, ["enrol", "injection"])]),
+        "mgmc.db": Store([(999_000, ["market.bid"]), (1_002_250, ["market.tariff"])]),
+    }
+    for name in chains:
+        (tmp_path / name).mkdir()
+    opened = []
+
+    def open_store(path: Path) -> Store:
+        opened.append(path.name)
+        return chains[path.name]
+
+    found = dso_postings(tmp_path, t0, open_store)
+    assert found == {
+        "enrol": {"count": 3, "first_s": -8.5, "last_s": -7.0},  # every MGMC enrolled 7 s before t0
+        "market.tariff": {"count": 1, "first_s": 2.25, "last_s": 2.25},  # priced only after the first began
+    }
+    assert all(store.closed for store in chains.values()) and sorted(opened) == ["dso.db", "mgmc.db"]
+    (tmp_path / "mgmc.db").rmdir()  # a DSO that follows no MGMC chain; one that posted nothing
+    chains["dso.db"] = Store([(990_000, ["injection"])])
+    assert dso_postings(tmp_path, t0, open_store) == {"enrol": {"count": 0}}

@@ -65,18 +65,18 @@ def rebargained(rec: dict[str, Any]) -> str:
 # again) missed that deadline with the 45 s at load 11.7.
 DAYAHEAD_LEAD_S = 30.0
 # What the MGMCs need between the DSO node's readiness, when the lab starts them, and t0 (`ClosedLoop.need_s`;
-# with less the lab fails at once, saying by how much, rather than run a first interval late). L6 measured an
-# MGMC's start (spawn to its broker connection; its first poll cycle done 2 s later), ieee33: 2.2 s at load 4,
-# 4.8-5.4 s at load 7 (two labs at once); T2 saw MGMCs up 11-14 s after their start at load 10, where an MGMC
-# starts its first interval late but in the DSO's sight (the DSO waits for its injections). With --dayahead
-# the session on top (about 6 s after the MGMCs are up at load 5, 9-11 s at load 10, T2) and its close
-# deadline, 12.5 s before t0 in the lab.
-MGMC_START_S = 5.0
+# with less the lab fails at once, saying by how much, rather than run a first interval late): their start
+# and the DSO's enrolments of them final on the DSO chain, which needs their votes (its tariffs on the MGMC
+# chain land beside them). L6 measured, ieee33, from the MGMCs' spawn to the last enrolment final: 6.5 s at
+# load 4, 6.9-7.1 s at load 7-11 (two labs at once), 11-14 s at load 17 (the MGMCs' own start, spawn to
+# broker connection: 2.2 s at load 4, about 5 s at load 7). With --dayahead the session on top (about 6 s
+# after the MGMCs are up at load 5, 9-11 s at load 10, T2) and its close deadline, 12.5 s before t0 in the lab.
+MGMC_START_S = 8.0
 DAYAHEAD_STAGE_S = 10.0 + 12.5
-# The default lead (`warmup_s`) is the lab's start to t0 with the DSO started first: firmware-sim (1.3-1.5 s),
-# the DSO node's start-up (3.3 s at load 4, 8.3-10.2 s at load 5-7 with two labs at once; 12 s seen before
-# with two labs on two cores) and MGMC_START_S, with room for a suite's load: 15 s failed both labs at load
-# 5 (ready 4.4 and 4.6 s before t0), so 25
+# The default lead (`warmup_s`) is the lab's start to t0 with the DSO started first: firmware-sim (1.1-2.3 s),
+# the DSO node's start-up (3.3 s at load 4, 6.4-10.2 s at load 5-11 with two labs at once, 12.9 s at load 17)
+# and MGMC_START_S, with room for a suite's load: 15 s failed both of two labs at load 5 (DSO ready 4.4 and
+# 4.6 s before t0), so 25
 
 
 @dataclass
