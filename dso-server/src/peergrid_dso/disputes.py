@@ -8,10 +8,11 @@ where a party's share of a trade is its PCC meter's energy over the trade's inte
 seller, import counter for the buyer), less what its trades of the interval that are not disputed take on the
 parties' word (its latest closing's trades; superseded ones never settle), shared over its disputed trades by
 what its counterparties' meters prove of each (`dispute_shares`, `metering.disputed_shares`; what a
-counterparty proves is its own energy pro rata to its agreed quantities, `metering.pro_rata`). So a seller that delivered nothing takes no part of its buyer's import from a seller
-that did, and a buyer that took nothing no part of its seller's export to a buyer that did (review11 F2: pro
-rata to the agreed quantities, an honest seller whose buyer's other seller failed was paid for half of what
-three meters agreed it delivered, and a buyer could arrange that with a colluding seller).
+counterparty proves is its own energy pro rata to its agreed quantities, `metering.pro_rata`). So a seller
+that delivered nothing takes no part of its buyer's import from a seller that did, and a buyer that took
+nothing no part of its seller's export to a buyer that did (review11 F2: pro rata to the agreed quantities, an
+honest seller whose buyer's other seller failed was paid for half of what three meters agreed it delivered,
+and a buyer could arrange that with a colluding seller).
 Why by the counterparties' meters: a PCC meter measures a
 microgrid's whole exchange with the feeder, not one trade; alone it cannot say which counterparty a shortfall
 hurt, but the counterparties' meters can. Where one of them cannot be metered (its readings not at the DSO,
@@ -30,13 +31,14 @@ vouches only for energy both meters confirm (the same rule the chain applies to 
 How a party is metered (its sealed readings checked whole against the chain's `der_commitment`, its PCC
 counter read at the window's boundaries, commitments sealed late not counted) is `sealed_readings`'; a party's
 share of a trade by its counterparties' meters is `dispute_shares`'; both are pure, as is this module. Trades
-are made under anonyms; `nodes` maps each anonym to its MGMC's node key (the DSO enrolled both). It reads the two parties' readings and those of their
-counterparties in the interval (`read_nodes`). Unresolved when: the trade is not disputed (or unknown,
-settled, superseded), a party's anonym is not enrolled with a node key, a counterparty of either cannot be
-metered yet or a trade of either that is not disputed is not settled yet (until the deadline), a commitment that covers the window exists on the chain but
-its leaves are not at the DSO or do not match its root and count, a leaf does not decode, an MG has more than
-one meter, no readings bracket a boundary within `max_gap_ms`, or a counter runs backwards (a reset or
-replaced meter: nothing the DSO can vouch for) or a meter reading is malformed. No I/O, no clock.
+are made under anonyms; `nodes` maps each anonym to its MGMC's node key (the DSO enrolled both). It reads the
+two parties' readings and those of their counterparties in the interval (`read_nodes`). Unresolved when: the
+trade is not disputed (or unknown, settled, superseded), a party's anonym is not enrolled with a node key, a
+counterparty of either cannot be metered yet or a trade of either that is not disputed is not settled yet
+(until the deadline), a commitment that covers the window exists on the chain but its leaves are not at the
+DSO or do not match its root and count, a leaf does not decode, an MG has more than one meter, no readings
+bracket a boundary within `max_gap_ms`, or a counter runs backwards (a reset or replaced meter: nothing the
+DSO can vouch for) or a meter reading is malformed. No I/O, no clock.
 
 Time (`ChainTime`, from the DSO's replica; without it only the metering rule above applies, as an MGMC checks
 its own statement: an unmetered counterparty is not waited for, its party's share is pro rata at once): a
