@@ -21,10 +21,11 @@ from peergrid_sim.closedloop_run import ClosedLoop
 from peergrid_sim.testbed import build_parser
 
 SCENARIO = Path(__file__).resolve().parents[2] / "firmware-sim" / "scenarios" / "ieee33.yaml"
-# the lab's lead to its first interval (--lead-s; the default is 45 s with --dayahead): the session must close
-# 12.5 s before it; measured (T2), the stage was done 10 s after the start at load 5 and 25 s at load 10, so
-# it needs about 35 s at load 10; 5 s more for a loaded CI machine
-LEAD_S = 40.0
+# the lab's lead to its first interval (--lead-s; the default is 55 s with --dayahead since the DSO node starts
+# first, ebce445): the MGMCs start only once the DSO is ready with MGMC_START_S + DAYAHEAD_STAGE_S (30.5 s)
+# left before t0, and the DSO is ready 7.5-12.5 s after the start at load 5-11 (L6), so 40 s (T2's figure
+# before the DSO went first: the stage alone needed about 35 s at load 10) left 9.5 s for it: too little
+LEAD_S = 55.0
 
 
 def _config(chains: LabChains, tmp_path: Path, timing: LoopTiming) -> EdgeSettings:
@@ -51,8 +52,8 @@ def test_the_mgmc_genesis_carries_the_exchange_and_the_option_turns_on_the_sessi
 def test_the_lead_to_the_first_interval_is_an_option_and_bad_leads_are_refused(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    # the default is today's: the warm-up, and with --dayahead the stage's 30 s more
-    assert ClosedLoop(2).lead_s == 15.0 and ClosedLoop(2, dayahead=True).lead_s == 45.0
+    # the default is today's: the warm-up (the DSO started first), and with --dayahead the stage's 30 s more
+    assert ClosedLoop(2).lead_s == 25.0 and ClosedLoop(2, dayahead=True).lead_s == 55.0
     args = build_parser().parse_args(["--dayahead", "--lead-s", "38.5"])
     loop = ClosedLoop(2, dayahead=args.dayahead, lead=args.lead_s)
     assert loop.lead_s == 38.5 and loop.fix_t0(now=1000.0) == 1038.5 and loop.loop_timing().t0 == 1038.5
