@@ -12,20 +12,33 @@ DSO settles with this MG's readings (it bought from the disputed trade's seller 
 posts them (`MgMetering.counterparty_disputes`), until every such trade settled. `settle_day` works the Settler past the day's last interval: refused settles
 retried, a silent counterparty waited for until its deadline and stated again, then the end of the day.
 Never settles another MG's trade.
+`SealedStatements` (genesis `sealed_statements`, `market_sealed`) stands between the Settler and the chain:
+a statement is first committed (its figures and a random salt written to `<data_dir>/seals/` and synced
+before the commitment is published, so a restarted agent reveals exactly what it committed to), revealed
+only once the local replica shows the counterparty committed or the commit deadline passed (never earlier: a
+reveal refused is still gossiped, and would show the counterparty the figures), and a lone statement sent
+again after the deadline repeats the one on record.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
+import os
 import time
+from collections.abc import Callable
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from peergrid_edge.config import MarketSettings
 from peergrid_edge.pcc_readings import MgMetering, counterparties_done, readings_needed
+from peergrid_edge.replicas import Submission
 from peergrid_edge.resume import recorded_verdicts
-from peergrid_edge.settlement import PendingSettle, Settlements, Settler, unsettled_trades
+from peergrid_edge.settlement import PendingSettle, Settlements, Settler, Submit, unsettled_trades
 from peergrid_ledger import query
+from peergrid_ledger.contracts.market_sealed import seal_of
 from peergrid_ledger.contracts.market_state import cover_prices
+from peergrid_ledger.genesis import Genesis
 
 if TYPE_CHECKING:
     from peergrid_edge.daemon import EdgeDaemon
@@ -34,8 +47,18 @@ if TYPE_CHECKING:
 
 def settler_for(agent: MarketAgent, daemon: EdgeDaemon, settings: MarketSettings) -> Settler:
     """The agent's Settler (made when the agent is: its replica is read only when it settles)."""
-    return Settler(
+
+    def genesis() -> Genesis:  # read when it settles, not now
+        return agent.ledger.replicas["mgmc"].app.genesis  # type: ignore[no-any-return]
+
+    sealed = SealedStatements(
         lambda body: agent._submit_outcome("mgmc", agent.anonym, "settle", body),
+        lambda: agent.ledger.state("mgmc"), lambda: genesis().chain, agent.anonym.public,
+        lambda: daemon.settings.data_dir / "seals", time.time,
+        lambda: bool(genesis().params.sealed_statements),
+    )  # fmt: skip
+    return Settler(
+        sealed,
         lambda tid: query.settlement(agent.ledger.state("mgmc"), tid),
         time.time, daemon._sleep, daemon.stopping.is_set, agent._record,
         Settlements(settings.phase_timeout_s, settings.interval_s),
@@ -137,3 +160,102 @@ async def settle_day(agent: MarketAgent) -> None:
     if not stopping.is_set():
         settler.end_of_day()
     agent.phase = "finished"
+
+
+class SealedStatements:
+    """The Settler's `submit` on a chain that may seal statements (`sealed()`: genesis `sealed_statements`):
+    there a statement body becomes this MG's commitment, then its reveal, then (the lone statement after the
+    deadline) the statement on record again; anything else, and every body elsewhere, goes as it is. While
+    its commitment stands unrevealed it answers landed, so the Settler waits on the trade's deadline (the
+    commit deadline, then the reveal window), keeps it past the day's end and asks again.
+    `kept` holds one file per committed trade: {delivered, short, salt}, written and synced before the
+    commitment goes out. A commitment whose file is gone cannot be revealed: refused `invalid`, which the
+    Settler takes as final (the contract then settles it as kept back: `market_sealed.withheld`)."""
+
+    def __init__(
+        self,
+        submit: Submit,
+        state: Callable[[], Any],
+        chain: Callable[[], str],
+        me: bytes,
+        kept: Path | Callable[[], Path],
+        now: Callable[[], float],
+        sealed: Callable[[], bool],
+    ) -> None:
+        """`kept`: the folder, or how to find it when first needed (the daemon's data_dir)."""
+        self._submit, self._state, self._chain, self.me = submit, state, chain, me
+        self._kept, self._now, self._sealed = kept, now, sealed
+
+    @property
+    def kept(self) -> Path:
+        return self._kept if isinstance(self._kept, Path) else self._kept()
+
+    async def __call__(self, body: dict[str, Any]) -> Submission:
+        tid = body["trade"]
+        record = query.trade(self._state(), tid) if self._sealed() else None
+        if record is None or record["settlement"] is not None or "delivered" not in body:
+            return await self._submit(body)
+        party = "buyer" if record["buyer"] == self.me else "seller"
+        other = "seller" if party == "buyer" else "buyer"
+        stated = record.get("statements", {}).get(party)
+        if stated is not None:  # the lone statement again, after the deadline: as the chain has it
+            again = {"trade": tid, "delivered": stated["delivered"]}
+            return await self._submit(again | ({"short": stated["short"]} if "short" in stated else {}))
+        seals = record.get("seals", {})
+        kept = self.load(tid)
+        if party not in seals:
+            if kept is None:
+                kept = {"delivered": body["delivered"], "salt": os.urandom(32)}
+                if "short" in body:
+                    kept["short"] = body["short"]
+                self.save(tid, kept)  # before the commitment is out: a restart still reveals it
+            seal = seal_of(self._chain(), tid, self.me, kept["delivered"], kept.get("short", 0), kept["salt"])
+            done = await self._submit({"trade": tid, "seal": seal})
+            # landed, the Settler waits on the trade's deadline (kept at the day's end) and reads it again
+            return done if not done.landed else Submission(True, "sealed: committed")
+        if kept is None:
+            return Submission(
+                False,
+                f"invalid: trade {tid.hex()[:16]}…: committed, but the salt kept in {self.kept} is gone: it "
+                "cannot be revealed",
+            )
+        if other not in seals and self._now() * 1000 < record["deadline"]:  # its commitment stands: wait
+            return Submission(True, f"sealed: the {other} may commit until {record['deadline']} ms")
+        reveal = {"trade": tid, "delivered": kept["delivered"], "salt": kept["salt"]}
+        return await self._submit(reveal | ({"short": kept["short"]} if "short" in kept else {}))
+
+    def _file(self, tid: bytes) -> Path:
+        return self.kept / f"{tid.hex()}.json"
+
+    def load(self, tid: bytes) -> dict[str, Any] | None:
+        """The statement this MG committed to for `tid`, or None. A file that does not read as one is our
+        own store corrupted: a loud ValueError naming it, never a guess."""
+        path = self._file(tid)
+        if not path.exists():
+            return None
+        try:
+            doc = json.loads(path.read_text())
+            kept: dict[str, Any] = {"delivered": int(doc["delivered"]), "salt": bytes.fromhex(doc["salt"])}
+            if "short" in doc:
+                kept["short"] = int(doc["short"])
+        except (ValueError, KeyError, TypeError) as exc:
+            raise ValueError(f"{path}: not a kept statement ({exc})") from exc
+        if len(kept["salt"]) != 32:
+            raise ValueError(f"{path}: not a kept statement (a salt of {len(kept['salt'])} bytes)")
+        return kept
+
+    def save(self, tid: bytes, kept: dict[str, Any]) -> None:
+        """Write the file whole or not at all (a temporary file synced, renamed, the folder synced)."""
+        self.kept.mkdir(parents=True, exist_ok=True)
+        path, doc = self._file(tid), {**kept, "salt": kept["salt"].hex()}
+        part = path.with_suffix(".part")
+        with part.open("w") as out:
+            out.write(json.dumps(doc, sort_keys=True))
+            out.flush()
+            os.fsync(out.fileno())
+        part.replace(path)
+        folder = os.open(self.kept, os.O_RDONLY)
+        try:
+            os.fsync(folder)
+        finally:
+            os.close(folder)
