@@ -1,7 +1,8 @@
 """The testbed's processes: the broker, firmware-sim, the MGMCs and the DSO server, started, watched, stopped.
 
 Promises: `Testbed.start()` returns once firmware-sim wrote its endpoints and the DSO server's own process
-listens on its HTTP port (with port 0: on any port it bound, read from that process's listening socket by
+listens on its HTTP port (with a closed loop: once its node was ready and the MGMCs were started after it,
+`closedloop_run`) (with port 0: on any port it bound, read from that process's listening socket by
 `peergrid_sim.ports`, so no port is picked here and bound there, where another process could take it in
 between), and writes the ports it got to `<workdir>/ports.json` (`{"dso_http": …, "broker": …}`); it raises
 `TestbedError` with the log to read when a part does not come up, e.g. a fixed port another process holds.
