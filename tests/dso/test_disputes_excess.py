@@ -176,3 +176,33 @@ def test_a_partys_trades_never_settle_more_than_its_meter_shows(
     assert all(0 <= t["settlement"]["delivered"] <= t["quantity"] for _, t in trades)
     for mg, wh in metered.items():
         assert settled_wh(m, mg, "seller" if mg.startswith("s") else "buyer") <= wh
+
+
+def test_the_order_in_which_the_dso_settles_a_partys_disputes_changes_no_share() -> None:
+    """s exported 900: s -> b3 agreed at s's pro-rata 300; s -> b1 and s -> b2 are disputed (b1 proves 600, b2
+    100). Whichever the DSO settles first, each settles what it would have settled at alone (the settled one
+    shares with the other, it does not leave it the whole rest), and s's total is at most its 900."""
+    readings = {
+        "s": ramp(900.0, export=True),
+        "b1": ramp(600.0, export=False),
+        "b2": ramp(100.0, export=False),
+        "b3": ramp(300.0, export=False),
+    }
+    sales = {("s", "b1"): 600, ("s", "b2"): 600, ("s", "b3"): 600}
+    s_says = edge_says(readings["s"], "seller", 600, 1800)
+    assert s_says == 300
+    statements = {("s", "b1"): (600, s_says), ("s", "b2"): (100, s_says), ("s", "b3"): (300, s_says)}
+    found = {}
+    for first, second in (("b1", "b2"), ("b2", "b1")):
+        m = market(sales, statements, readings=readings, wait_ms=WAIT_MS)
+        for buyer in (first, second):
+            tid = m.trade_id("s", buyer)
+            decision = resolve(m.chain.state, tid, CLOCK, m.node_of(), m.sealed, chain_time(m))
+            assert isinstance(decision, Vouched) and decision.seller is not None, decision
+            assert decision.seller.taken_wh == 300
+            m.do(m.dso, "settle", {"trade": tid, "delivered": decision.delivered})
+            found[(first, buyer)] = decision.delivered
+        assert settled_wh(m, "s", "seller") <= 900
+    # s's 600 left shared by the proofs 600 : 100 (514, 85), each capped by its buyer's import
+    assert found[("b1", "b1")] == found[("b2", "b1")] == 514
+    assert found[("b1", "b2")] == found[("b2", "b2")] == 85
