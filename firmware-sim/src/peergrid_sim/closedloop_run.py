@@ -58,8 +58,8 @@ def rebargained(rec: dict[str, Any]) -> str:
 # 96 intervals at 200-ms blocks (load 3-4). With the plain warm-up the daemons came up about 9 s before the
 # first interval, past that deadline, so every MGMC refused the stage and traded intraday: the warm-up grows
 # by this much (45 s in all, measured to work; 55 s since the DSO starts first, L6). The default; `--lead-s`
-# sets the whole lead. T2 measured, in s after the testbed's start (ieee33, 2 intervals): at load 5 the MGMCs up at 4-5, the session and its forward
-# stage done at 10-10.5, t0 at 45; at load 10 up at 14-17, done at 25-25.4, t0 at 48 (the testbed's own start
+# sets the whole lead. T2 measured, in s after the testbed's start (ieee33, 2 intervals): at load 5 the
+# MGMCs up at 4-5, the session and its forward stage done at 10-10.5, t0 at 45; at load 10 up at 14-17, done at 25-25.4, t0 at 48 (the testbed's own start
 # 3 s); the session's close deadline is t0 - 12.5 s in the lab (4 phases and the clear's 4.5-s margin), so
 # the stage needed a lead of about 35 s at load 10. An MGMC killed and restarted mid-session (its imports
 # again) missed that deadline with the 45 s at load 11.7.
