@@ -53,16 +53,16 @@ def rebargained(rec: dict[str, Any]) -> str:
 
 
 # With --dayahead the MGMCs run the day-ahead session and its forward trades before the first interval, and
-# the edge ends that stage by its own deadline: four phase timeouts and 0.25 s before the first interval
-# (edge trader.dayahead_deadline; 8.25 s at the lab's 2-s phases). The session took about 7 s for 6 MGMCs x
-# 96 intervals at 200-ms blocks (load 3-4). With the plain warm-up the daemons came up about 9 s before the
-# first interval, past that deadline, so every MGMC refused the stage and traded intraday: the warm-up grows
-# by this much (45 s in all, measured to work; 55 s since the DSO starts first, L6). The default; `--lead-s`
-# sets the whole lead. T2 measured, in s after the testbed's start (ieee33, 2 intervals): at load 5 the
-# MGMCs up at 4-5, the session and its forward stage done at 10-10.5, t0 at 45; at load 10 up at 14-17, done at 25-25.4, t0 at 48 (the testbed's own start
-# 3 s); the session's close deadline is t0 - 12.5 s in the lab (4 phases and the clear's 4.5-s margin), so
-# the stage needed a lead of about 35 s at load 10. An MGMC killed and restarted mid-session (its imports
-# again) missed that deadline with the 45 s at load 11.7.
+# the edge ends that stage by its own deadline: four phase timeouts and 0.25 s before the first interval (edge
+# trader.dayahead_deadline; 8.25 s at the lab's 2-s phases). The session took about 7 s for 6 MGMCs x 96
+# intervals at 200-ms blocks (load 3-4). With the plain warm-up the daemons came up about 9 s before the first
+# interval, past that deadline, so every MGMC refused the stage and traded intraday: the warm-up grows by this
+# much (45 s in all, measured to work; 55 s since the DSO starts first, L6). The default; `--lead-s` sets the
+# whole lead. T2 measured, in s after the testbed's start (ieee33, 2 intervals): at load 5 the MGMCs up at
+# 4-5, the session and its forward stage done at 10-10.5, t0 at 45; at load 10 up at 14-17, done at 25-25.4,
+# t0 at 48 (the testbed's own start 3 s); the session's close deadline is t0 - 12.5 s in the lab (4 phases and
+# the clear's 4.5-s margin), so the stage needed a lead of about 35 s at load 10. An MGMC killed and restarted
+# mid-session (its imports again) missed that deadline with the 45 s at load 11.7.
 DAYAHEAD_LEAD_S = 30.0
 # What the MGMCs need between the DSO node's readiness, when the lab starts them, and t0 (`ClosedLoop.need_s`;
 # with less the lab fails at once, saying by how much, rather than run a first interval late): their start
