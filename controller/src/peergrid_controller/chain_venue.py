@@ -28,7 +28,9 @@ deadline passed: the venue's chain has no clock (block time is logical, LocalCha
 empty block at the deadline and the party sends its statement again (basis "lapsed"). A trade counts as
 settled only when `query.settlement` says so; otherwise `settle` is a refusal naming the trade and where it
 stands (two silent parties: nobody stated). Without the rule (`settle_by_both=False`) the genesis is the one
-before it and the buyer's settle pays (the seller's when the buyer is silent).
+before it and the buyer's settle pays (the seller's when the buyer is silent). With `sealed_statements`
+(off by default, so the pinned runs keep their bytes and counts) each speaking party commits first and
+reveals after (market_sealed; a lone one from its commit deadline, which the venue seals a block at).
 Imbalance compensation (`compensate=True`, with `settle_by_both`; the CLI's chain, venues.chain_venue,
 wherever both state): the DSO prices every MG's cover on the chain (`market.tariff`, the scenario's retail
 and feed-in in micro-units per Wh, in the chain's first block, before any interval closes), the venue is
@@ -75,6 +77,7 @@ from peergrid_controller.uplift import Payment
 from peergrid_ledger import query
 from peergrid_ledger.chain import LocalChain
 from peergrid_ledger.contracts import market as contract
+from peergrid_ledger.contracts.market_sealed import seal_of
 from peergrid_ledger.genesis import Account, Genesis, Params
 from peergrid_ledger.keys import Keypair
 from peergrid_ledger.results import Accepted as ChainAccepted
@@ -106,11 +109,14 @@ class ChainVenue:
         meter_error_wh: Mapping[str, int] | None = None,
         compensate: bool = False,
         credit_limit: int = CREDIT_LIMIT,
+        sealed_statements: bool = False,
     ) -> None:
         if compensate and not settle_by_both:
             raise ValueError(
                 "the chain computes the compensation only with settle_by_both (each side states)"
             )
+        if sealed_statements and not settle_by_both:
+            raise ValueError("sealed statements need settle_by_both (each side states)")
         names = [mg.name for mg in scenario.microgrids]
         errors = dict(meter_error_wh or {})
         strangers = sorted((set(silent) | set(errors)) - set(names))
@@ -133,6 +139,7 @@ class ChainVenue:
                 # interval k ends at (k + 1) x the scenario's interval on the chain's clock (genesis time 0)
                 "settle_interval_ms": round(scenario.interval_hours * 3_600_000),
             }
+            | ({"sealed_statements": 1} if sealed_statements else {})
             if settle_by_both
             else {}
         )
@@ -146,7 +153,7 @@ class ChainVenue:
             # (closedloop.py): without it a capped buyer asking rationed sellers ended short (docs/market.md)
             params=Params(credit_limit=credit_limit, cap_on_fills=1, **settling),
         )
-        self.settle_by_both = settle_by_both
+        self.settle_by_both, self.sealed = settle_by_both, sealed_statements
         self.silent = frozenset(silent)
         self.meter_error_wh = errors
         self.settled: dict[str, int] = {}  # trades settled per basis (agreed, lapsed, dso; first: no rule)
@@ -294,8 +301,15 @@ class ChainVenue:
         speaking = [p for p in ("buyer", "seller") if getattr(trade, p) not in self.silent]
         if not speaking:
             return Rejected(f"chain: {what}: neither party states what was delivered (both MGMCs silent)")
+        if self.sealed:  # each commits before either reveals; a lone one reveals from its commit deadline
+            for party in speaking:
+                verdict = self.statement(trade, party, delivered, carry, "seal")
+                if isinstance(verdict, Rejected):
+                    return Rejected(f"{verdict.reason} ({what}, the {party}'s commitment)")
+            if len(speaking) == 1:
+                self._wait_until(self._standing(tid)["deadline"])
         for party in speaking if self.settle_by_both else speaking[:1]:
-            verdict = self.statement(trade, party, delivered, carry)
+            verdict = self.statement(trade, party, delivered, carry, "salt" if self.sealed else None)
             if isinstance(verdict, Rejected):
                 return Rejected(f"{verdict.reason} ({what}, the {party}'s statement)")
         standing = self._standing(tid)
@@ -370,11 +384,19 @@ class ChainVenue:
         return tuple(Payment(payer, payee, amount) for (payer, payee), amount in sorted(self.unpaid.items()))
 
     def statement(
-        self, trade: Trade, party: str, delivered: int, carry: Callable[[], None] | None = None
+        self,
+        trade: Trade,
+        party: str,
+        delivered: int,
+        carry: Callable[[], None] | None = None,
+        sealed: str | None = None,
     ) -> Verdict:
         """The trade's `party` ("buyer" or "seller") sends `settle` with what its own meter reads of
         `delivered` Wh: its meter's error added, within 0 … the agreed quantity; not before the trade's
-        interval ended on the chain's clock (the venue moves its logical block time there first)."""
+        interval ended on the chain's clock (the venue moves its logical block time there first). `sealed`
+        (genesis sealed_statements): "seal" commits to that statement, "salt" reveals it; the salt is
+        derived from the MG and the trade so the same scenario gives the same chain bytes (the venue's keys
+        are derived from the scenario too: it simulates the rule, it keeps no secret)."""
         name: str = getattr(trade, party)
         tid = self.trade_id(trade)
         agreed = contract.trade(self.chain.view, tid)
@@ -389,6 +411,11 @@ class ChainVenue:
         if carry is not None:
             carry()
         body = {"trade": tid, "delivered": reading} | ({"short": short} if self.compensate else {})
+        if sealed is not None:
+            salt = hashlib.sha256(b"chain-venue/salt/" + name.encode() + b"/" + tid).digest()
+            key = self.keys[name].public
+            seal = seal_of(self.chain.genesis.chain, tid, key, reading, short if self.compensate else 0, salt)
+            body = {"trade": tid, "seal": seal} if sealed == "seal" else body | {"salt": salt}
         return self._do(name, "settle", body)
 
     def _standing(self, tid: bytes) -> dict[str, Any]:
