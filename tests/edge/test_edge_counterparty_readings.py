@@ -2,8 +2,9 @@
 
 The DSO shares a party's metered energy over its trades by what its counterparties' meters prove, and waits
 for an unmetered counterparty until the dispute's deadline (the chain's `settle_wait_ms`, an hour here), then
-takes it least in its favour. Buyer b bought from sellers s and c; b and s state differently (disputed), b and
-c agree (settled). Before, only s and b posted: the DSO waited for c's meter until the deadline. Now c's
+takes it least in its favour. Buyer b bought from sellers s and c; b states differently from both
+(two disputes: an agreed trade would come off b's meter at what it settled, review12 F2, and leave the DSO
+nothing to ask c's meter for). Before, only s and b posted: the DSO waited for c's meter until the deadline. Now c's
 agent (`agent_settlement.counterparty_readings`, over the chain the DSO reads) sees the dispute in a block and
 posts its sealed readings over real HTTP to the DSO server's disputes API (the real routes and
 `DisputeSettler`, the fixture of test_edge_settle_both_dso), and the dispute settles by the counterparties'
@@ -42,8 +43,8 @@ READINGS = {
 @pytest.fixture
 def dso_api() -> Iterator[tuple[str, Market, Any]]:
     """The DSO server's disputes API on a loopback port over a settler of the market's chain: s -> b disputed
-    (b states 300, s 500), c -> b and c -> d agreed and settled."""
-    statements = {("s", "b"): (300, 500), ("c", "b"): (500, 500), ("c", "d"): (200, 200)}
+    (b states 300, s 500), c -> b disputed (b 450, c 500), c -> d agreed and settled."""
+    statements = {("s", "b"): (300, 500), ("c", "b"): (450, 500), ("c", "d"): (200, 200)}
     m = market(SALES, statements, readings=READINGS)
     with served_disputes(m) as (url, settler):
         yield url, m, settler
@@ -128,7 +129,7 @@ def test_a_counterpartys_readings_reach_the_dso_and_the_dispute_settles_before_i
     url, m, settler = dso_api
     tid = m.trade_id("s", "b")
     assert query.settlement(m.chain.state, tid)["state"] == "disputed"
-    assert query.settlement(m.chain.state, m.trade_id("c", "b"))["state"] == "settled"
+    assert query.settlement(m.chain.state, m.trade_id("c", "b"))["state"] == "disputed"
     window = CLOCK.window(T)
 
     def dso_round() -> None:  # the DSO node's own loop: look at the chain and settle what it can

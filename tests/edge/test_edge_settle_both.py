@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import json
+import math
 import threading
 import time
 from fractions import Fraction
@@ -419,7 +420,13 @@ def test_an_mgmc_states_for_a_disputed_trade_what_the_dso_vouches_for_its_side(
         assert isinstance(decision, Unresolved) and "metering" in decision.why
     else:
         assert isinstance(decision, Vouched)
-        assert (decision.seller.share_wh, decision.buyer.share_wh) == (seller, buyer)
+        # the never-stated s -> c sale comes off the seller's meter first at its full quantity (metering's
+        # rest rule, review12 F2): the DSO's seller share is the rest, the edge's statement its pro-rata share
+        assert decision.buyer.share_wh == buyer and decision.seller is not None
+        energy = decision.seller.energy_wh
+        assert decision.seller.taken_wh == other_sale
+        assert decision.seller.share_wh == min(quantity, math.floor(max(0, energy - other_sale)))
+        assert seller == trade_share(energy, quantity, quantity + other_sale)
 
 
 def test_a_stored_leaf_that_is_no_reading_is_refused_not_skipped() -> None:
