@@ -6,28 +6,26 @@ energy payment or compensation, a `pay`) pays its oldest debts first, never more
 announced by `owed_paid`. While it owes, its bids, demand-raising moves and exchange purchases are refused
 `insufficient-funds` naming the debt; it may sell, which is what pays the debt. The trade record's `owed` stays
 what was owed at the settlement. A chain where nobody owes has no debt record (its bytes are as before).
+Collection alone (chains and cycles of debts, any graph of them) is test_debts_collect.py's.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-import pytest
 from hypothesis import event, given, settings
 from hypothesis import strategies as st
 from ledger_fixtures import Keys, make_genesis, reason
 from test_settle_both import ENDED_LONG_AGO, PRICE, WAIT, Clock, events
 from test_settle_compensation import FEED_IN, RETAIL
 
-from peergrid_ledger import keyspace as ks
 from peergrid_ledger import query
 from peergrid_ledger.chain import LocalChain
-from peergrid_ledger.contracts.funds import collect, debts, debts_key, record_debt, refuse_debtor
+from peergrid_ledger.contracts.funds import debts_key
 from peergrid_ledger.contracts.market_state import compensation
 from peergrid_ledger.genesis import Account, Params
 from peergrid_ledger.keys import Keypair
-from peergrid_ledger.results import Reason, RuleError
-from peergrid_ledger.state import Overlay, StateTree
+from peergrid_ledger.results import Reason
 
 A, B, C = Keys.p1, Keys.p2, Keys.p3
 PLENTY = 10**7
@@ -218,111 +216,6 @@ def test_a_chain_where_nobody_owes_writes_no_debt_record() -> None:
     ]
 
 
-# ---------------------------------------------------------------------------------------------- funds alone
-
-
-def _view(balances: dict[bytes, int]) -> Overlay:
-    view = Overlay(StateTree("test-chain"))
-    for k, b in balances.items():
-        view.put(ks.balance(k), ks.encode_int(b))
-    return view
-
-
-def _held(view: Overlay, *accounts: Keypair) -> list[int]:
-    return [ks.decode_int(view.get(ks.balance(k.public))) for k in accounts]
-
-
-def test_money_collected_for_a_creditor_that_owes_pays_its_debts_in_turn() -> None:
-    # A owes B 50, B owes C 100: a credit of 80 to A pays B 50, which B passes on to C
-    view = _view({A.public: 80, B.public: 0, C.public: 0})
-    record_debt(view, A.public, B.public, 50, b"t1")
-    record_debt(view, B.public, C.public, 100, b"t2")
-    assert collect(view, A.public, 80) == [
-        ("owed_paid", {"debtor": A.public, "creditor": B.public, "amount": 50, "trade": b"t1", "owed": 0}),
-        ("owed_paid", {"debtor": B.public, "creditor": C.public, "amount": 50, "trade": b"t2", "owed": 50}),
-    ]
-    assert _held(view, A, B, C) == [30, 0, 50]
-    assert debts(view, A.public) == [] and debts(view, B.public)[0]["amount"] == 50
-
-
-def test_a_cycle_of_debts_ends_where_it_comes_back_to_an_account_that_paid() -> None:
-    # A owes B 100, B owes A 100: a credit of 30 to A pays B, B pays A, and A, which already paid, keeps it
-    # (paying again would pass the same 30 round the cycle until both debts were gone, a step per turn)
-    view = _view({A.public: 30, B.public: 0})
-    record_debt(view, A.public, B.public, 100, b"t1")
-    record_debt(view, B.public, A.public, 100, b"t2")
-    assert collect(view, A.public, 30) == [
-        ("owed_paid", {"debtor": A.public, "creditor": B.public, "amount": 30, "trade": b"t1", "owed": 70}),
-        ("owed_paid", {"debtor": B.public, "creditor": A.public, "amount": 30, "trade": b"t2", "owed": 70}),
-    ]
-    assert _held(view, A, B) == [30, 0]
-
-
-def test_an_account_paid_by_two_debtors_pays_once_from_both_parts() -> None:
-    # A owes B 10 and C 10 (B's first); B and C each owe D 15, D owes nobody: B's 10 and C's 10 reach D
-    D = Keys.p4
-    view = _view({A.public: 20, B.public: 0, C.public: 0, D.public: 0})
-    record_debt(view, A.public, B.public, 10, b"t1")
-    record_debt(view, A.public, C.public, 10, b"t2")
-    record_debt(view, B.public, D.public, 15, b"t3")
-    record_debt(view, C.public, D.public, 15, b"t4")
-    paid = collect(view, A.public, 20)
-    assert [(e[1]["debtor"], e[1]["creditor"], e[1]["amount"]) for e in paid] == [
-        (A.public, B.public, 10),
-        (A.public, C.public, 10),
-        (B.public, D.public, 10),
-        (C.public, D.public, 10),
-    ]
-    assert _held(view, A, B, C, D) == [0, 0, 0, 20]
-
-
-def test_no_credit_collects_nothing_and_a_bad_debt_is_a_contract_bug() -> None:
-    view = _view({A.public: 0})
-    record_debt(view, A.public, B.public, 100, b"t1")
-    assert collect(view, A.public, 0) == [] and debts(view, A.public)[0]["amount"] == 100
-    assert collect(view, C.public, 50) == []  # C owes nothing
-    for amount, creditor in ((0, B.public), (-1, B.public), (5, A.public)):
-        with pytest.raises(AssertionError):
-            record_debt(view, A.public, creditor, amount, b"t2")
-    refuse_debtor(view, C.public, "a bid")  # no debt: nothing to refuse
-    with pytest.raises(RuleError) as refused:
-        refuse_debtor(view, A.public, "a bid")
-    assert refused.value.reason is Reason.INSUFFICIENT_FUNDS and "owes 100 micro-units" in str(refused.value)
-    refuse_debtor(view, A.public, "a bid", limit=100)  # owing no more than the limit: may buy
-    with pytest.raises(RuleError, match="more than the 99 a member may owe"):
-        refuse_debtor(view, A.public, "a bid", limit=99)
-
-
-@settings(max_examples=200, deadline=None)
-@given(
-    st.lists(st.tuples(st.sampled_from([B, C]), st.integers(1, 10_000)), max_size=6),
-    st.integers(0, 40_000),
-)
-def test_collect_pays_fifo_up_to_the_credit_and_conserves_money(
-    owed: list[tuple[Keypair, int]], credit: int
-) -> None:
-    view = _view({A.public: credit, B.public: 0, C.public: 0})
-    for i, (creditor, amount) in enumerate(owed):
-        record_debt(view, A.public, creditor.public, amount, bytes([i]))
-    paid = collect(view, A.public, credit)
-    total = sum(a for _, a in owed)
-    assert sum(e[1]["amount"] for e in paid) == min(credit, total)
-    # FIFO: the parts paid are the debts in order, each in full but the last
-    expected, left = [], credit
-    for i, (creditor, amount) in enumerate(owed):
-        if left == 0:
-            break
-        part = min(left, amount)
-        expected.append((creditor.public, part, bytes([i])))
-        left -= part
-    assert [(e[1]["creditor"], e[1]["amount"], e[1]["trade"]) for e in paid] == expected
-    balances = {k: ks.decode_int(view.get(ks.balance(k.public))) for k in (A, B, C)}
-    assert sum(balances.values()) == credit and balances[A] == credit - min(credit, total) >= 0
-    remaining = total - min(credit, total)
-    assert sum(d["amount"] for d in debts(view, A.public)) == remaining
-    assert (view.get(debts_key(A.public)) is None) == (remaining == 0)
-
-
 # ---------------------------------------------------------------------------------------------- the model
 
 PARTIES = (A, B, C)
@@ -473,42 +366,3 @@ def test_a_debtor_paid_off_within_its_credit_buys_again() -> None:
     assert paid[1][1]["amount"] == OWES_400 - CREDIT and query.owed(c.state, B.public) == 0
     assert balance(c, B) == -CREDIT + 90_000 - (OWES_400 - CREDIT)
     assert bid(clock, B, C, 2, 10).ok
-
-
-FOUR = (A, B, C, Keys.p4)
-
-
-@settings(max_examples=300, deadline=None)
-@given(
-    st.lists(
-        st.tuples(st.permutations(range(4)).map(lambda p: (p[0], p[1])), st.integers(1, 100)), max_size=10
-    ),
-    st.integers(0, 3),
-    st.integers(0, 300),
-)
-def test_collect_through_any_graph_of_debts_is_the_model_and_bounded(
-    owed: list[tuple[tuple[int, int], int]], target: int, credit: int
-) -> None:
-    held = [credit if i == target else 0 for i in range(4)]
-    view = _view({k.public: b for k, b in zip(FOUR, held, strict=True)})
-    model = Model(held, FOUR)
-    for n, ((i, j), amount) in enumerate(owed):
-        record_debt(view, FOUR[i].public, FOUR[j].public, amount, bytes([n]))
-        model.debts[FOUR[i].public].append([FOUR[j].public, amount, bytes([n])])
-    before = sum(a for _, a in owed)
-    paid = collect(view, FOUR[target].public, credit)
-    assert paid == model.collect(FOUR[target].public, credit)
-    for k in FOUR:
-        assert _held(view, k) == [model.balance[k.public]] and model.balance[k.public] >= 0  # none pays more
-        assert debts(view, k.public) == [
-            {"creditor": c, "amount": a, "trade": t} for c, a, t in model.debts[k.public]
-        ]
-    assert sum(_held(view, *FOUR)) == credit  # conserved
-    after = sum(d["amount"] for k in FOUR for d in debts(view, k.public))
-    assert before - after == sum(e[1]["amount"] for e in paid)
-    runs = [e[1]["debtor"] for e in paid]
-    assert len({d for d in runs}) == len(
-        [d for n, d in enumerate(runs) if n == 0 or runs[n - 1] != d]
-    )  # once each
-    if len(set(runs)) > 1:
-        event("a cascade")
