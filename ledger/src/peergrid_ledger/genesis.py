@@ -34,6 +34,7 @@ LATE_PARAMS = frozenset(
         "settle_epoch_ms",
         "settle_interval_ms",
         "sealed_statements",
+        "owed_limit",
         "accept_rounds",
         "accept_wait_ms",
         "accept_window_ms",
@@ -47,11 +48,13 @@ SETTLE_PARAMS = (
     "settle_epoch_ms",
     "settle_interval_ms",
     "sealed_statements",
+    "owed_limit",  # debts arise only from priced settlements, so only with settle_by_both
 )
 ACCEPT_ROUNDS = (1, 2)  # a settled round 2 already means every member re-checked the accepts cleared
 MAX_ACCEPT_WAIT_MS = 24 * 3600 * 1000  # a day: a day-ahead stage has no use for a longer round
 MAX_SETTLE_WAIT_MS = 366 * 24 * 3600 * 1000  # a year: a deadline (block time + wait) stays far inside 64 bits
 MAX_SETTLE_INTERVAL_MS = 24 * 3600 * 1000  # a day: no market interval is longer
+MAX_OWED_LIMIT = 10**15  # micro-units: far beyond any MG's credit, far inside 64 bits
 
 
 class GenesisError(ValueError):
@@ -97,6 +100,10 @@ class Params:
     # (`market_sealed`), so the second party cannot tailor its statement to the first (review12 F1). Only
     # with settle_by_both. 0 (the default, and every genesis written before it): statements are public.
     sealed_statements: int = 0
+    # a member owing more than this (micro-units: a priced settlement's unpaid `owed`) may not buy - a bid with
+    # demands, a move raising a demand, an exchange purchase (`funds.refuse_debtor`). 0 (the default, and every
+    # genesis written before it): any debt. Only with settle_by_both; encoded only when not the default.
+    owed_limit: int = 0
     # the exchange contract's accept round a clear needs settled (`exchange_clearing`): 1 (the default, and
     # every genesis written before it) clears round 1 at once, as before rounds; 2: every member still
     # trading re-checked the clear's pro-rata cut of exactly the accepts cleared (round 2 or later, nobody
@@ -132,6 +139,8 @@ class Params:
             raise GenesisError("params.accept_window_ms: only with accept_rounds 2")
         if not 0 <= self.accept_window_ms <= MAX_ACCEPT_WAIT_MS:
             raise GenesisError(f"params.accept_window_ms: expected 0 to {MAX_ACCEPT_WAIT_MS} ms")
+        if not 0 <= self.owed_limit <= MAX_OWED_LIMIT:
+            raise GenesisError(f"params.owed_limit: expected 0 to {MAX_OWED_LIMIT} micro-units")
         if not 1 <= self.settle_wait_ms <= MAX_SETTLE_WAIT_MS:
             raise GenesisError(f"params.settle_wait_ms: expected 1 to {MAX_SETTLE_WAIT_MS} ms")
         if not 0 <= self.settle_epoch_ms < 2**63:  # as from_value reads it: a genesis written is one read
