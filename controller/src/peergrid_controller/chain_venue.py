@@ -42,8 +42,8 @@ compensation, netted per pair as delivery.py nets it (`compensation`), and refus
 they differ; `flush` raises CompensationError if the settlements hold a compensation no such `pay` confirmed.
 The settlements' compensation is the contract's: what it moved plus what the payer could not pay within its
 credit limit and the settlement records as `owed` (settle_pay; none with the venue's default `credit_limit`,
-which no MG reaches); `owed` gives that unpaid part per (payer, payee), not netted (recorded only: nothing on
-the chain collects it). A silent party
+which no MG reaches); `owed` gives that unpaid part per (payer, payee), not netted, as the settlements
+recorded it (the contract collects it later from the payer's credits: funds.py). A silent party
 states no shortfall: the contract takes it as the undelivered rest its counterparty does not own, none where
 that owns it all, so where a silent MG fell short too, and no more than its counterparty, the chain's figure
 is larger than delivery.py's and the check refuses the day's `pay` naming both (the words on the chain cannot
