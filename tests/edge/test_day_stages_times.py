@@ -37,9 +37,11 @@ class _Stage:
     outcome: Any = None
     took = 0.0
     clock: Any = None
+    unpriced: dict[bytes, tuple[int, ...]] = {}  # the class is the fake's configuration
+    made: dict[str, Any] = {}  # what the last one was made with
 
-    def __init__(self, *_args: Any, **_kwargs: Any) -> None:
-        pass
+    def __init__(self, *_args: Any, **kwargs: Any) -> None:
+        type(self).made = kwargs
 
     async def run(self) -> Any:
         self.clock.advance(self.took)
@@ -66,6 +68,7 @@ def _agent(tmp_path: Path) -> MarketAgent:
     agent.s = SimpleNamespace(  # type: ignore[assignment]
         t0=1_700_000_000.0, first_interval=36, intervals=2, interval_s=6.0, phase_timeout_s=2.0,
         dayahead_gensets=False, dayahead_clean=False, record_file=tmp_path / "mgmc.jsonl",
+        dayahead_tariff_wait_s=20.0,
     )  # fmt: skip
     agent.d = SimpleNamespace(  # type: ignore[assignment]
         ledger=ledger, stopping=asyncio.Event(), settings=SimpleNamespace(data_dir=tmp_path)
@@ -161,3 +164,20 @@ def test_a_forward_stage_cleared_without_this_mgs_accept_is_done_and_says_why(
     assert line["stage_times"]["start"] == line["stage_times"]["end"] == 1_700_000_100.0
     (record,) = caplog.records
     assert record.levelno == logging.INFO and record.getMessage().endswith(": its accept failed: refused")
+
+
+def test_the_stage_waits_for_the_dsos_tariffs_of_the_traded_intervals_and_records_what_stayed_unpriced(
+    tmp_path: Path, stages: tuple[type[_Stage], type[_Stage], _Clock]
+) -> None:
+    """The daemon hands the coordinator its tariff wait and the intervals this run trades (not the scenario's
+    whole day: the DSO prices only the loop's), and a day opened without every member's tariffs is recorded
+    with what stayed unpriced (review12 F6)."""
+    session, _forward_stage, clock = stages
+    member = Keypair.generate().public
+    session.outcome, session.unpriced = _session(True), {member: (37,)}
+    agent = _agent(tmp_path)
+    asyncio.run(day_stages.run_dayahead(agent, clock))
+    assert session.made["tariff_wait_s"] == 20.0 and session.made["priced"] == range(36, 38)
+    first, unpriced = _lines(agent)
+    assert next(iter(first)) == "dayahead"
+    assert unpriced == {"dayahead_unpriced": {member.hex(): [37]}}

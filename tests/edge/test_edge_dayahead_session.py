@@ -393,6 +393,8 @@ def market_agent(
         interval_s=60.0,
         phase_timeout_s=1.0,
         record_file=record,
+        intervals=None,
+        dayahead_tariff_wait_s=0.0,  # no DSO on these chains (tests/edge/test_edge_dayahead_tariffs.py waits)
     )
     data_dir = record.parent / f"{mg}-data"  # its daemon's own (the day-ahead checkpoint goes there)
     data_dir.mkdir(exist_ok=True)

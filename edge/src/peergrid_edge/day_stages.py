@@ -97,10 +97,14 @@ async def run_dayahead(agent: MarketAgent, clock: Callable[[], float] = time.tim
         opening_prices=starting_prices(agent.scenario), config=dayahead_config(s), timeout_s=s.phase_timeout_s,
         before_submit=agent._stopped, phases=s.dayahead_gensets, deadline=deadline,
         checkpoint=agent.d.settings.data_dir / DAYAHEAD_CHECKPOINT,
+        # review12 F6: the coordinator opens once the DSO priced every member for the intervals traded here
+        tariff_wait_s=s.dayahead_tariff_wait_s, priced=range(s.first_interval, agent._last_interval() + 1),
     )  # fmt: skip
     outcome = await stage.run()
     agent.dayahead = outcome
     _record_stage(agent, "dayahead", outcome, started, clock(), outcome.completed, outcome.reason)
+    if stage.unpriced:  # the coordinator opened without them: those forward trades carry no compensation
+        agent._record({"dayahead_unpriced": {k.hex(): list(v) for k, v in sorted(stage.unpriced.items())}})
     return outcome
 
 
