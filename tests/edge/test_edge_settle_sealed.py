@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -22,24 +21,10 @@ from test_settlement import KWH, Node
 from peergrid_edge.agent_settlement import SealedStatements
 from peergrid_edge.replicas import Submission
 from peergrid_edge.settlement import Settler
-from peergrid_ledger import machine, query
-from peergrid_ledger.contracts.market_sealed import SETTLE_SHAPE, seal_of
+from peergrid_ledger import query
+from peergrid_ledger.contracts.market_sealed import seal_of
 from peergrid_ledger.genesis import Account, Genesis, Params
 from peergrid_ledger.keys import Keypair
-from peergrid_ledger.schema import compile_shape
-
-
-@pytest.fixture(autouse=True)
-def _sealed_shapes() -> Iterator[None]:
-    """`settle` checked against market_sealed.SETTLE_SHAPE until market.py's KINDS uses it (N5's file;
-    tests/ledger/test_settle_sealed.py::test_the_market_contract_takes_the_sealed_bodies pins that)."""
-    table = machine.kinds()
-    spec = table["settle"]
-    table["settle"] = machine.KindSpec(SETTLE_SHAPE, spec.handler, spec.contract, compile_shape(SETTLE_SHAPE))
-    try:
-        yield
-    finally:
-        table["settle"] = spec
 
 
 def sealed_chain(seller: Keypair, buyer: Keypair, authority: Keypair) -> Genesis:

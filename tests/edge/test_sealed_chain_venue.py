@@ -9,28 +9,11 @@ scenario gives the same chain bytes.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
 from controller.test_ctl_settle_both import DAY, INTRADAY, agreed, day, payments, standing, tiny
 
 from peergrid_controller.chain_venue import ChainVenue
 from peergrid_controller.market import Rejected
-from peergrid_ledger import machine
-from peergrid_ledger.contracts.market_sealed import SETTLE_SHAPE
-from peergrid_ledger.schema import compile_shape
-
-
-@pytest.fixture(autouse=True)
-def _sealed_shapes() -> Iterator[None]:
-    """`settle` checked against market_sealed.SETTLE_SHAPE until market.py's KINDS uses it (N5's file)."""
-    table = machine.kinds()
-    spec = table["settle"]
-    table["settle"] = machine.KindSpec(SETTLE_SHAPE, spec.handler, spec.contract, compile_shape(SETTLE_SHAPE))
-    try:
-        yield
-    finally:
-        table["settle"] = spec
 
 
 def test_both_commit_then_reveal_and_the_trade_settles_once() -> None:

@@ -1,40 +1,17 @@
-"""Helpers for the sealed-statement tests (genesis `sealed_statements`): chains, commit and reveal.
-
-`sealed_shapes()` checks `settle` bodies against `market_sealed.SETTLE_SHAPE` while market.py's KINDS does
-not use it yet (N5 owns market.py this session; S5's report asks for the one-line change):
-test_settle_sealed.test_the_market_contract_takes_the_sealed_bodies fails until it lands.
-"""
+"""Helpers for the sealed-statement tests (genesis `sealed_statements`): chains, commit and reveal."""
 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Any
 
 from test_settle_both import Clock, both_chain, trades_of
 from test_settle_compensation import priced
 
-from peergrid_ledger import machine
 from peergrid_ledger.chain import LocalChain
-from peergrid_ledger.contracts.market_sealed import SETTLE_SHAPE, seal_of
+from peergrid_ledger.contracts.market_sealed import seal_of
 from peergrid_ledger.keys import Keypair
 from peergrid_ledger.results import Accepted, Rejected
-from peergrid_ledger.schema import compile_shape
-
-
-@contextmanager
-def sealed_shapes() -> Iterator[None]:
-    table = machine.kinds()
-    spec = table["settle"]
-    if spec.shape is SETTLE_SHAPE:
-        yield
-        return
-    table["settle"] = machine.KindSpec(SETTLE_SHAPE, spec.handler, spec.contract, compile_shape(SETTLE_SHAPE))
-    try:
-        yield
-    finally:
-        table["settle"] = spec
 
 
 def sealed_setup(

@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 from ledger_fixtures import Keys, make_genesis, reason
-from sealed_fixtures import commit, reveal, salt_for, sealed_setup, sealed_shapes, state
+from sealed_fixtures import commit, reveal, salt_for, sealed_setup, state
 from test_settle_both import BUYER, PRICE, SELLER, WAIT, Clock, balances, events
 from test_settle_compensation import FEED_IN, RETAIL
 
@@ -28,12 +28,6 @@ from peergrid_ledger.contracts import market
 from peergrid_ledger.contracts.market_sealed import SETTLE_SHAPE, seal_of
 from peergrid_ledger.genesis import Genesis, GenesisError, Params
 from peergrid_ledger.results import Reason
-
-
-@pytest.fixture(autouse=True)
-def _shapes() -> Any:
-    with sealed_shapes():
-        yield
 
 
 def seller_net(c: LocalChain, before: dict[bytes, int]) -> int:

@@ -17,7 +17,7 @@ from typing import Any
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from ledger_fixtures import Keys
-from sealed_fixtures import commit, reveal, sealed_setup, sealed_shapes
+from sealed_fixtures import commit, reveal, sealed_setup
 from test_settle_both import BUYER, SELLER, WAIT, balances
 
 from peergrid_ledger import query
@@ -116,8 +116,7 @@ def run(actions: list[tuple[Any, ...]]) -> tuple[dict[bytes, int], list[str]]:
 def test_any_order_of_commits_reveals_waits_and_the_dso_keeps_the_rules(
     actions: list[tuple[Any, ...]],
 ) -> None:
-    with sealed_shapes():
-        run(actions)
+    run(actions)
 
 
 @settings(max_examples=40, deadline=None)
@@ -136,9 +135,8 @@ def test_keeping_a_reveal_back_never_nets_more_than_revealing_it(
     theirs = gap if own < gap else min(mine[other][1], gap)
     sides = (own, theirs) if keeper == "seller" else (theirs, own)
     dso = ("dso", (delivered, *sides), None, None)
-    with sealed_shapes():
-        revealed, _ = run([*base, ("reveal", keeper, mine[keeper], b""), dso])
-        kept, bases = run([*base, ("wait", WAIT, None, None), ("reveal", other, mine[other], b"")])
+    revealed, _ = run([*base, ("reveal", keeper, mine[keeper], b""), dso])
+    kept, bases = run([*base, ("wait", WAIT, None, None), ("reveal", other, mine[other], b"")])
     assert bases == ["withheld"]
     key = PARTIES[keeper].public
     assert kept[key] <= revealed[key], (kept[key], revealed[key])
