@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 from ledger_fixtures import Keys, make_genesis, reason
 from sealed_fixtures import commit, reveal, salt_for, sealed_setup, state
-from test_settle_both import BUYER, PRICE, SELLER, WAIT, Clock, balances, events
+from test_settle_both import BUYER, PRICE, SELLER, WAIT, Clock, balances, clocked_chain, events, trades_of
 from test_settle_compensation import FEED_IN, RETAIL
 
 from peergrid_ledger import query
@@ -265,3 +265,17 @@ def test_the_param_needs_settle_by_both_and_its_default_is_not_encoded() -> None
     assert sealed.to_value()["sealed_statements"] == 1
     genesis = make_genesis(params=sealed)
     assert Genesis.decode(genesis.encode()).params.sealed_statements == 1
+
+
+def test_no_commitment_lands_before_the_trades_interval_ended() -> None:
+    """A commitment starts the commit deadline: made before the delivery, it would shorten the other party's
+    window as an early statement did (review9 F1), so the interval clock refuses it the same way."""
+    c, end = clocked_chain(sealed_statements=1)
+    clock = Clock(c)
+    tid, _ = trades_of(c, clock)
+    early = commit(clock, SELLER, tid, 400)
+    assert reason(early) is Reason.RULE_VIOLATION and f"before interval 1 ended at {end}" in str(early)
+    record = query.trade(c.state, tid)
+    assert record is not None and "seals" not in record and "deadline" not in record
+    clock.now = end
+    assert commit(clock, SELLER, tid, 400).ok

@@ -17,8 +17,9 @@ Promises (`commit`, `check_reveal`, `withheld`; `market_closing.settle` calls th
   delivered nothing and owns the whole quantity short, a buyer took it all), so keeping a reveal back after
   seeing the other's is never better than revealing honestly; a party that never committed is silent as on
   an unsealed chain (it chose blind, before any statement was public).
-What it does not do: a party's own `short` is still its own word; the seal takes away the second party's
-knowledge of the first's statement, not the possibility of under-stating one's own shortfall blind.
+What it does not do: each party's figures are still its own word; the seal takes away the second party's
+knowledge of the first's statement, not the possibility of under-stating one's own shortfall blind, nor of
+stating what an honest counterparty predictably states (review13 F2: a short seller's "agreed, short 0").
 Pure; no I/O. The records are in the trade's `seals` ({party: {seal, time, txid}}).
 """
 
