@@ -205,6 +205,44 @@ def test_a_debtor_may_post_no_exchange_purchase_but_may_sell() -> None:
     assert clock.send(A, {**post, "positions": [-300, -200]}, "exchange.position").ok  # A owes nothing
 
 
+def test_a_member_that_came_to_owe_after_its_last_position_accepts_no_purchase() -> None:
+    """`exchange.position` refuses a debtor's purchases, but a member can come to owe between its last
+    position and its first accept: that accept may not buy either (a re-accept only shrinks a purchase)."""
+    c, clock = debt_chain({A: PLENTY, B: 0, C: PLENTY}, contracts=("market", "payments", "exchange"))
+    session = {"session": "day-1", "first_interval": 100, "members": [A.public, B.public],
+               "prices": [50_000_000, 80_000_000], "rho": 5_000_000}  # fmt: skip
+    assert clock.send(Keys.dso, session, "exchange.open").ok
+    for k, positions in ((A, [200, 100]), (B, [-200, -100])):
+        assert clock.send(
+            k, {"session": "day-1", "iteration": 0, "positions": positions}, "exchange.position"
+        ).ok
+    assert clock.send(Keys.dso, {"session": "day-1", "iteration": 0, "rho": 5_000_000}, "exchange.step").ok
+    assert clock.send(Keys.dso, {"session": "day-1", "iteration": 1}, "exchange.close").ok
+    tid = traded(c, clock, A, B, 1, 400)  # B takes none of it and holds nothing: it owes A OWES_400
+    assert events(dso_settle(clock, tid, 0, 0, 400))[0][1]["owed"] == OWES_400
+    accept = {"session": "day-1", "positions": [-200, 0], "clean": False}
+    refused = clock.send(B, accept, "exchange.accept")
+    assert reason(refused) is Reason.INSUFFICIENT_FUNDS
+    assert "a purchase accepted in exchange session 'day-1'" in str(refused)
+    assert f"owes {OWES_400}" in str(refused)
+    assert clock.send(B, {**accept, "positions": [0, 0]}, "exchange.accept").ok  # declining is open
+    assert clock.send(A, {**accept, "positions": [200, 100]}, "exchange.accept").ok  # A owes nothing
+
+
+def test_a_debtors_auction_proceeds_pay_its_debt_first() -> None:
+    """The auction example's proceeds are a credit like any other: a debtor selling a lot pays its debts."""
+    c, clock, _ = owing({A: PLENTY, B: 0, C: PLENTY}, contracts=("market", "payments", "auction"))
+    before = balance(c, A)
+    close = c.height + 3
+    lot = {"auction": "lot-1", "quantity": 10, "reserve": 5, "close_height": close}
+    assert clock.send(B, lot, "auction.open").ok
+    assert clock.send(C, {"auction": "lot-1", "amount": OWES_400 + 7}, "auction.bid").ok
+    while c.height < close:
+        clock.send(C, {"auction": "lot-1", "amount": 1}, "auction.bid")  # refused (too low): a block passes
+    assert query.owed(c.state, B.public) == 0 and query.debts(c.state, B.public) == []
+    assert balance(c, A) == before + OWES_400 and balance(c, B) == 7
+
+
 def test_a_chain_where_nobody_owes_writes_no_debt_record() -> None:
     c, clock = debt_chain({A: PLENTY, B: PLENTY, C: PLENTY})
     tid = traded(c, clock, A, B, 1, 400)

@@ -18,6 +18,7 @@ from ..results import Event, Reason
 from ..schema import LABEL, PRICE, QUANTITY, Int, Map
 from ..state import Overlay, StateReader, read_obj
 from ..tx import Tx
+from .funds import collect
 
 
 def auction_key(auction_id: str) -> bytes:
@@ -105,6 +106,10 @@ def close_due_auctions(view: Overlay, ctx: BlockContext) -> list[Event]:
             record["result"] = {"amount": 0, "winner": None}
         view.put_obj(auction_key(auction_id), record)
         events.append(("auction-closed", {"auction": auction_id, **record["result"]}))
+        if (
+            winner is not None
+        ):  # the proceeds are a credit like a settlement's: they pay the seller's debts first
+            events += collect(view, record["seller"], winner[1])
     if due:
         view.delete(closing_key(ctx.height))
     return events

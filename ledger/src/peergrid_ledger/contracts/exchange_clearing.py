@@ -86,6 +86,7 @@ from .exchange_rounds import (
     rounds_key,
 )
 from .exchange_state import clean_prices_key
+from .funds import refuse_debtor
 from .market_state import last_interval_key, rules_for
 
 __all__ = [  # the rounds' names, imported from here by the controller, the edge and the tests as before
@@ -205,6 +206,9 @@ def accept(view: Overlay, tx: Tx, ctx: BlockContext, sender: ks.AccountRecord) -
     )
     first, clean = record["first_interval"], tx.body["clean"]
     cleans = clean_book.book_of(record, tx.body, tx.kind)  # None off a clean session
+    if previous is None and (min(positions) < 0 or min(cleans or [0]) < 0):
+        # a member that came to owe since its last position buys nothing more (a re-accept only shrinks)
+        refuse_debtor(view, tx.sender, f"a purchase accepted in exchange session {name!r}")
     if previous is not None:
         _reduce_only(previous, positions, clean, first, params.accept_rounds, cleans)
     finals = final["positions"] or [0] * intervals  # none stepped: it may only decline
