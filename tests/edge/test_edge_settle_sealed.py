@@ -185,3 +185,27 @@ def test_a_lost_salt_is_a_final_refusal_and_a_corrupt_file_a_loud_error(tmp_path
 
     lost, folder = run_chain(tmp_path, sealed_chain(seller, buyer, authority), authority, day)
     assert not lost.landed and lost.reason.startswith("invalid:") and folder in lost.reason
+
+
+def test_the_days_end_prunes_the_kept_statements_of_settled_trades(tmp_path: Path) -> None:
+    seller, buyer, authority = (Keypair.generate() for _ in range(3))
+
+    async def day(node: Node) -> tuple[int, int, list[str]]:
+        tid = await node.agree(1, seller, buyer)
+        tid2 = await node.agree(2, seller, buyer)
+        s, sealed = sealed_settler(node, seller, tmp_path / "s", {tid: KWH, tid2: KWH}, [])
+        b, _ = sealed_settler(node, buyer, tmp_path / "b", {tid: KWH}, [])
+        await s.settle(1, trades_of(node, 1), seller.public, 0.0)
+        await s.settle(2, trades_of(node, 2), seller.public, 0.0)
+        await b.settle(1, trades_of(node, 1), buyer.public, 0.0)
+        await asyncio.gather(settle_within(s, 1), settle_within(b, 8))
+        (tmp_path / "s" / "notes.json").write_text("{}")
+        state = node.ledger.state("mgmc")
+        assert query.settlement(state, tid)["state"] == "settled"  # type: ignore[index]
+        assert query.settlement(state, tid2)["state"] == "open"  # type: ignore[index]
+        first = sealed.prune(state)
+        return first, sealed.prune(state), sorted(p.name for p in (tmp_path / "s").iterdir())
+
+    first, second, left = run_chain(tmp_path, sealed_chain(seller, buyer, authority), authority, day)
+    assert (first, second) == (1, 0)
+    assert len(left) == 2 and "notes.json" in left  # the unsettled trade's commitment is kept

@@ -159,6 +159,8 @@ async def settle_day(agent: MarketAgent) -> None:
             break
     if not stopping.is_set():
         settler.end_of_day()
+        if isinstance(settler._submit, SealedStatements):
+            settler._submit.prune(agent.ledger.state("mgmc"))
     agent.phase = "finished"
 
 
@@ -223,6 +225,24 @@ class SealedStatements:
             return Submission(True, f"sealed: the {other} may commit until {record['deadline']} ms")
         reveal = {"trade": tid, "delivered": kept["delivered"], "salt": kept["salt"]}
         return await self._submit(reveal | ({"short": kept["short"]} if "short" in kept else {}))
+
+    def prune(self, state: Any) -> int:
+        """Delete the kept statements of trades the chain shows settled or superseded (nothing is left to
+        reveal for them); how many. A file whose name is no trade id is left alone."""
+        folder = self.kept
+        if not folder.is_dir():
+            return 0
+        gone = 0
+        for path in folder.glob("*.json"):
+            try:
+                tid = bytes.fromhex(path.stem)
+            except ValueError:
+                continue
+            record = query.trade(state, tid)
+            if record is not None and (record["settlement"] is not None or "superseded" in record):
+                path.unlink()
+                gone += 1
+        return gone
 
     def _file(self, tid: bytes) -> Path:
         return self.kept / f"{tid.hex()}.json"
