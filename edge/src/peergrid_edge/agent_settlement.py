@@ -228,7 +228,10 @@ class SealedStatements:
 
     def prune(self, state: Any) -> int:
         """Delete the kept statements of trades the chain shows settled or superseded (nothing is left to
-        reveal for them); how many. A file whose name is no trade id is left alone."""
+        reveal for them); how many. A file whose name is no trade id is left alone. Nothing on a chain
+        without sealed statements (none were kept)."""
+        if not self._sealed():
+            return 0
         folder = self.kept
         if not folder.is_dir():
             return 0
