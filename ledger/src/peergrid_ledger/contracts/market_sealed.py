@@ -10,8 +10,8 @@ Promises (`commit`, `check_reveal`, `withheld`; `market_closing.settle` calls th
 - a commitment is a party's only one (a second is `duplicate`) and lands before the commit deadline (the
   first commitment's time + `settle_wait_ms`); the second commitment opens the reveal window, `settle_wait_ms`
   from it (the trade's `deadline`); with only one commitment the deadline stays the commit deadline;
-- a reveal is refused, naming why, before both committed and the commit deadline passed, without a
-  commitment of its party, or when it does not hash to that commitment; a party's revealed statement is then
+- a reveal is refused, naming why, while the other party has not committed and the commit deadline has not
+  passed, without a commitment of its party, or when it does not hash to that commitment; a party's revealed statement is then
   handled as any statement (`market_closing._state`: agree, dispute, lone statement, the DSO's final word);
 - a party that committed but never revealed by the deadline is taken at its worst (`withheld`: a seller
   delivered nothing and owns the whole quantity short, a buyer took it all), so keeping a reveal back after
