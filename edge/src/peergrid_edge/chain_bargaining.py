@@ -23,6 +23,10 @@ case and seeded 5-MG owner-rules markets 1-3 match (tests/edge/test_edge_owner_r
 notes/review5.md F6); seed 9 parts at round 16 as the buyers' band widens (27 rounds against 23), and still
 stops on a repeated round with a stable outcome (that test; docs/market.md). With no price call on the chain
 the trader opens sellers at the previous interval's agreed price (`opening_price`, public).
+A buyer that owes (`debts.barring_debt`: the chain refuses a debtor's purchases) joins with its empty bid and
+moves asking nothing, logging why once per interval; a move refused while it owes is posted again asking
+nothing. Either way every peer's barrier sees its move and no phase waits a timeout out for it; it sells as
+ever (a sale's payment pays its debts first) and buys again once it is paid off.
 """
 
 from __future__ import annotations
@@ -43,6 +47,7 @@ from peergrid_controller.moves import (  # the controller's public per-MGMC move
     prices_kept,
     same_requests,
 )
+from peergrid_edge import debts
 from peergrid_ledger import query
 from peergrid_ledger.contracts import market as contract
 from peergrid_ledger.schema import PRICE
@@ -235,10 +240,9 @@ async def _rounds(
     prev_prices: dict[str, float] | None = None
     # read once the interval has sellers (nothing to bid on otherwise): every MGMC reads the same members'
     # rules and the same genesis, so all move by the same terms
+    genesis = agent.ledger.replicas["mgmc"].app.genesis
     terms = (
-        market_terms(
-            agent.ledger.state("mgmc"), agent.ledger.replicas["mgmc"].app.genesis, t, sellers | buyers
-        )
+        market_terms(agent.ledger.state("mgmc"), genesis, t, sellers | buyers)
         if sellers
         else MarketTerms(False, False)
     )
@@ -265,7 +269,14 @@ async def _rounds(
         held = prev_prices is not None and prices_kept(prev_prices, prices)
         if seen is not None:
             fill = expected.observe(*seen, held)
-        if agent.anonym.public in buyers:
+        owed = debts.barring_debt(agent.ledger.state("mgmc"), genesis, agent.anonym.public)
+        if agent.anonym.public in buyers and owed:
+            # the chain refuses a debtor's purchase: it asks for nothing (an empty move, accepted), so the
+            # round's barrier does not wait for it; the DSO covers what it would have bought
+            debts.note(agent, t, owed)
+            posted = None
+            await _move_demands(agent, t, r, [])
+        elif agent.anonym.public in buyers:
             public = [Offer(s.hex(), t, p / 1000, q / 1000, c) for s, (p, q, c, _) in offers.items()]
             # `bargain` stops once no seller moves and no buyer would ask differently in the round's band;
             # here that shows as a round that repeats the last one, so a buyer whose last bid still stands
@@ -279,7 +290,8 @@ async def _rounds(
             posted = bid
             wanted = sorted((bytes.fromhex(s), wh(q)) for s, q in bid.requests if wh(q) > 0)
             demands = [{"seller": seller, "quantity": quantity} for seller, quantity in wanted]
-            await agent._submit("mgmc", agent.anonym, "move", {"interval": t, "round": r, "demands": demands})
+            if not await _move_demands(agent, t, r, demands):
+                posted = None  # not on the chain: the next round bids anew
         buyers = await _barrier(agent, t, "buyers", r, buyers)
         bids = bids_on_chain(agent.ledger.state("mgmc"), t)
         asked_by: dict[bytes, int] = {}
@@ -311,6 +323,20 @@ async def _rounds(
     # left open would hold no trades for some MGs and others' trades later)
     await close_interval(agent, t, min(sellers) if sellers else min(buyers, default=None))
     return history
+
+
+async def _move_demands(agent: MarketAgent, t: int, r: int, demands: list[dict[str, Any]]) -> bool:
+    """Post this buyer's move of round r asking `demands`; True once it landed as asked. Refused while this
+    MG owes anything (a debt landed after it read its own, or the contract's limit is below the genesis's),
+    it posts the round's move asking nothing instead, so no peer waits its barrier out for this MG."""
+    body = {"interval": t, "round": r, "demands": demands}
+    if await agent._submit("mgmc", agent.anonym, "move", body) or not demands:
+        return True
+    owed = query.owed(agent.ledger.state("mgmc"), agent.anonym.public)
+    if owed > 0:
+        debts.note(agent, t, owed)
+        await agent._submit("mgmc", agent.anonym, "move", {**body, "demands": []})
+    return False
 
 
 async def close_interval(agent: MarketAgent, t: int, closer: bytes | None) -> bool:

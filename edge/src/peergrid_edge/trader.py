@@ -17,7 +17,8 @@ Promises, per interval t (starting at `t0 + (t - first_interval) * interval_s` o
        each bargaining phase waits for the peers' moves in a FINAL block (sellers move, then buyers), so every
        MGMC decides from the same chain state; rounds end when a round repeats the previous one (no one
        moved) or at `max_rounds`; then the lowest-keyed seller submits `trade` and the contract computes the
-       agreed trades (anyone closes after a timeout);
+       agreed trades (anyone closes after a timeout). While this MG owes on the chain it asks for nothing
+       (`debts.py`; the record's `owed`): it buys nothing, and steps 5-8 plan and dispatch it so;
   5.   submits its equivalent injection (one number) to the DSO chain, signed by its node key, and at once
        dispatches its DERs to the agreed plan (read-back confirmed by the actuator), without waiting for the
        DSO: the slot is metered from its start, and until a dispatch the DERs would run the previous
@@ -94,6 +95,8 @@ class MarketAgent:
     dispatched: Any = None  # the setpoints of the agent's last dispatch (`_dispatch`); None: none yet
     # the last dispatch left its plan confirmed in full (`_dispatch`); None: a dispatch that does not say
     held: bool | None = None
+    # (interval, owed): the last interval this MG bought nothing in because it owed (`debts.note`); None: none
+    debt_noted: tuple[int, int] | None = None
 
     def __init__(self, daemon: EdgeDaemon, settings: MarketSettings) -> None:
         self.d, self.s = daemon, settings
@@ -350,7 +353,7 @@ class MarketAgent:
                 "injection_kw": injection_kw, "final_injection_kw": final_kw, "limits": answers.limits,
                 "adjustments": [{"met": a.met, "injection_kw": a.injection_kw, "reason": a.reason}
                                 for a in adjustments],
-                "rebargains": answers.rebargains, "closed": closed,
+                "rebargains": answers.rebargains, "closed": closed, "owed": self._owed_in(t),
                 "verdict": verdict is not None, "secure": (verdict or {}).get("secure"),
                 "unmet": (verdict or {}).get("unmet"),
                 "dispatch_confirmed": confirmed, PLAN_CONFIRMED: metering.confirmed[t], "settled": settled,
@@ -360,6 +363,10 @@ class MarketAgent:
                 "conv_state": asdict(self.conv_state),
             }
         )  # fmt: skip
+
+    def _owed_in(self, t: int) -> int:
+        """What this MG owed when its debt kept it from buying in interval t (micro-units; 0: it did not)."""
+        return self.debt_noted[1] if self.debt_noted is not None and self.debt_noted[0] == t else 0
 
     def _schedule(self, t: int, fixed: list[float] | None) -> tuple[MgSchedule, Plan]:
         """The MG's day from interval t and its state with the forward trades of t on fixed
