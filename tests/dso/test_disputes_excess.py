@@ -61,7 +61,7 @@ def test_r12_f2_agreed_and_disputed_trades_settle_no_more_than_the_sellers_expor
     assert decision.delivered == 250  # was 333: 583 Wh settled for s's 500
     settler, adapter, _ = settler_for(m)
     final_blocks(m, settler)
-    for mg in ("s", "b1", "b2"):
+    for mg in ("s", "b2"):  # not b1: s -> b1 agreed, so its meter is not read (D10)
         hand_over(m, settler, mg)
     asyncio.run(settler.settle_due())
     assert [(body["trade"], body["delivered"]) for _, _, body, _ in adapter.sent] == [(s_b2, 250)]
@@ -81,7 +81,7 @@ def test_a_dispute_before_its_sibling_settles_waits_for_it_then_fits_the_meter()
         m.do(m.anonyms["s"], "settle", {"trade": s_b1, "delivered": 250})
         settler, adapter, _ = settler_for(m)
         seen = final_blocks(m, settler)
-        for mg in ("s", "b1", "b2"):
+        for mg in ("s", "b2"):  # not b1: s -> b1 is not disputed, its meter is not read (D10)
             hand_over(m, settler, mg)
         asyncio.run(settler.settle_due())
         waiting = settler.decision(s_b2)

@@ -273,13 +273,14 @@ def test_a_restarted_dso_finds_disputes_made_before_it_started() -> None:
     m = market({("s", "b1"): 600, ("s", "b2"): 300, ("x", "y"): 50}, statements, readings=readings)
     settler, adapter, _ = settler_for(m)  # no block handed over: only the state
     settler.look_everywhere()
-    # b2's trade is not disputed, but the seller's share of b1's goes by what its buyers' meters prove (review11
-    # F2): the dispute reads b2's readings too; an MG no dispute involves is still not read
-    for mg in ("s", "b1", "b2"):
+    # b2's trade is not disputed: it takes what it settled at on the parties' word (review12 F2), so b2's
+    # meter is not read (D10), nor that of an MG no dispute involves
+    for mg in ("s", "b1"):
         hand_over(m, settler, mg)
-    with pytest.raises(ReadingsNotNeeded):
-        settler.offer_readings(m.nodes["x"].public, *next((b, v) for (n, b), v in m.sealed.items()
-                                                          if n == m.nodes["x"].public))  # fmt: skip
+    for mg in ("b2", "x"):
+        with pytest.raises(ReadingsNotNeeded):
+            settler.offer_readings(m.nodes[mg].public, *next((b, v) for (n, b), v in m.sealed.items()
+                                                             if n == m.nodes[mg].public))  # fmt: skip
     asyncio.run(settler.settle_due())
     # b2's trade was agreed (300 = 300) and paid; b1's was disputed and shares what that left of s's 600
     # (review12 F2: shared over both by the buyers' meters it was 600 × 600/(600 + 300) = 400, so s settled 700)
@@ -321,10 +322,11 @@ def test_the_disputes_section_needs_the_mgmc_chain_and_builds_the_market_clock(t
 
 def test_readings_another_pending_dispute_needs_are_kept() -> None:
     """Two disputes of one interval share readings: s sold to b1 and b2, b2 bought from s and s2. s -> b1 reads
-    s, b1 and b2 (s's buyers prove its shares) and settles; s -> b2 also reads s2 (b2's sellers prove b2's
-    shares) and waits, so settling the first keeps every reading the second reads; it waits for s2 -> b2 too,
-    which is not settled yet (what it takes comes off b2's import first: review12 F2); once s2's readings are
-    in and s2 -> b2 agrees it settles, and afterwards all are dropped."""
+    s, b1 and b2 (s's disputed sales: its buyers prove its shares) and settles; s -> b2 reads the same three
+    and waits, so settling the first keeps every reading the second reads; it waits for s2 -> b2, which is
+    not settled yet (what it takes comes off b2's import first: review12 F2), but not for s2's meter: that
+    trade is not disputed, so s2's readings are not read (D10) and not kept; once s2 -> b2 agrees it
+    settles, and afterwards all are dropped."""
     readings = {"s": ramp(600.0, export=True), "b1": ramp(600.0, export=False), "b2": ramp(480.0, False),
                 "s2": ramp(200.0, export=True)}  # fmt: skip
     statements = {("s", "b1"): (100, 600), ("s", "b2"): (50, 300)}
@@ -341,7 +343,8 @@ def test_readings_another_pending_dispute_needs_are_kept() -> None:
     assert waiting is not None and "the buyer's counterparty" in waiting["why"]
     kept = {node for node, _ in settler.sealed}
     assert kept == {m.nodes[mg].public for mg in ("s", "b1", "b2")}
-    hand_over(m, settler, "s2")
+    with pytest.raises(ReadingsNotNeeded):
+        hand_over(m, settler, "s2")
     asyncio.run(settler.settle_due())
     still = settler.decision(m.trade_id("s", "b2"))
     assert still is not None and still["outcome"] == "unresolved" and len(adapter.sent) == 1

@@ -15,9 +15,11 @@ from __future__ import annotations
 
 import asyncio
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from peergrid_dso.dispute_node import ReadingsNotNeeded
 from peergrid_dso.dispute_shares import LEAST
 from peergrid_dso.disputes import Vouched, read_nodes, resolve
 from peergrid_edge.pcc_readings import statement_wh
@@ -147,11 +149,15 @@ def test_a_buyer_that_covered_the_missing_delivery_from_the_grid_is_compensated_
     s_b, c_b = m.trade_id("s", "b"), m.trade_id("c", "b")
     assert query.settlement(m.chain.state, s_b)["state"] == "settled"  # type: ignore[index]
     assert query.settlement(m.chain.state, c_b)["state"] == "disputed"  # type: ignore[index]
-    assert m.nodes["s"].public in read_nodes(m.chain.state, c_b, m.node_of())
+    # s -> b agreed: it takes its settled 500 of b's import on the parties' word, s's meter is not read (D10)
+    assert m.nodes["s"].public not in read_nodes(m.chain.state, c_b, m.node_of())
     settler, adapter, _ = settler_for(m)
     final_blocks(m, settler)
-    for mg in ("s", "c", "b"):  # s has no dispute; its readings are read all the same (b's seller)
+    for mg in ("c", "b"):
         hand_over(m, settler, mg)
+    s_node = m.nodes["s"].public
+    with pytest.raises(ReadingsNotNeeded):  # offered all the same, they are not kept
+        settler.offer_readings(s_node, *next((k[1], v) for k, v in m.sealed.items() if k[0] == s_node))
     asyncio.run(settler.settle_due())
     [(_, _, body, _)] = adapter.sent
     assert body == {"trade": c_b, "delivered": 0, "seller_short": 500, "buyer_short": 0}

@@ -9,7 +9,8 @@ agent (`agent_settlement.counterparty_readings`, over the chain the DSO reads) s
 posts its sealed readings over real HTTP to the DSO server's disputes API (the real routes and
 `DisputeSettler`, the fixture of test_edge_settle_both_dso), and the dispute settles by the counterparties'
 meters, long before its deadline. Which MGs are asked is exactly whose readings the DSO reads
-(`disputes.read_nodes`).
+(`disputes.read_nodes`; both `metering.meters_read`): a counterparty's meter only where its trade with the
+party is disputed too (D10; tests/edge/test_pcc_meters_read.py checks it against what the DSO meters).
 """
 
 from __future__ import annotations
@@ -104,23 +105,35 @@ def agent_of(url: str, m: Market, mg: str) -> Any:
 
 def test_the_mgs_asked_for_a_counterpartys_dispute_are_those_whose_readings_the_dso_reads() -> None:
     m = market(SALES, {("s", "b"): (300, 500)})  # c -> b and c -> d not stated yet
-    trades = query.trades(m.chain.state, T)
     disputed = m.trade_id("s", "b")
-    nodes = read_nodes(m.chain.state, disputed, m.node_of())
-    for mg, anonym in m.anonyms.items():
-        asked = readings_needed(trades, anonym.public) == [disputed]
-        party = mg in ("s", "b")
-        assert asked == (m.nodes[mg].public in nodes and not party), mg  # c only: b's other seller
-    # each watches until every trade whose dispute would read it settled: d (c's other buyer) c -> b's
+
+    def asked(mg: str) -> bool:
+        return readings_needed(query.trades(m.chain.state, T), m.anonyms[mg].public) == [disputed]
+
+    def read() -> set[str]:
+        nodes = read_nodes(m.chain.state, disputed, m.node_of())
+        return {mg for mg in m.nodes if m.nodes[mg].public in nodes}
+
+    # c -> b is not disputed (yet): b's purchase from c would take what it settles at on the parties' word, so
+    # c's meter is not read for s -> b, and nobody but the parties is asked (D10; before, c was asked)
+    assert read() == {"s", "b"} and not any(asked(mg) for mg in m.anonyms)
+    # each watches until no trade that could read it can any more: c's c -> b may still be disputed
     trades = query.trades(m.chain.state, T)
     assert not counterparties_done(trades, m.anonyms["c"].public)
-    assert not counterparties_done(trades, m.anonyms["d"].public)
-    m.state("c", "b", 500, 500)
-    m.state("c", "d", 200, 200)
+    assert not counterparties_done(trades, m.anonyms["d"].public)  # c -> d beside c -> b, both unsettled
+    m.state("c", "b", 450, 500)  # disputed too: b's share of s -> b now goes by c's meter
+    assert read() == {"s", "b", "c"}
+    assert [mg for mg in sorted(m.anonyms) if asked(mg)] == ["c"]  # exactly the MG the DSO reads, no party
+    c_b = m.trade_id("c", "b")
+    assert {mg for mg in m.nodes if m.nodes[mg].public in read_nodes(m.chain.state, c_b, m.node_of())} == {
+        "s",
+        "b",
+        "c",
+    }  # not d: c -> d is not disputed
+    m.state("c", "d", 200, 200)  # agreed and settled: d's meter is never read for c's disputes
     trades = query.trades(m.chain.state, T)
-    assert counterparties_done(trades, m.anonyms["d"].public)
+    assert counterparties_done(trades, m.anonyms["d"].public) and not asked("d")
     assert not counterparties_done(trades, m.anonyms["c"].public)  # s -> b is still with the DSO
-    assert readings_needed(trades, m.anonyms["d"].public) == []
 
 
 def test_a_counterpartys_readings_reach_the_dso_and_the_dispute_settles_before_its_deadline(

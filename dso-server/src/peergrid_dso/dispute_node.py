@@ -82,7 +82,7 @@ class DisputeSettler:
         self.sealed: dict[tuple[bytes, int], Sequence[bytes]] = {}
         self.candidates: set[bytes] = set()  # trades a final block touched since the last pass
         self.pending: dict[bytes, float] = {}  # disputed, not settled yet: when to try again (monotonic s)
-        # each pending trade's (node, commitment) readings: its parties' and their counterparties'
+        # each pending trade's (node, commitment) readings: its parties' and their disputed trades' counterparties'
         self.reads: dict[bytes, set[tuple[bytes, int]]] = {}
         self.deadlines: dict[bytes, int] = {}  # an unresolved trade's deadline (chain ms)
         self.decisions: dict[bytes, dict[str, Any]] = {}  # the latest decision on each trade
@@ -176,13 +176,19 @@ class DisputeSettler:
     def _retry_siblings(self, settles: set[bytes]) -> None:
         """Waiting disputes of an interval in which a `settle` stated or settled a trade are due again: a
         sibling trade not settled yet may be what they wait for (`dispute_shares`: what it takes comes off
-        its party's energy)."""
+        its party's energy). And every pending dispute of that interval reads again whose readings it needs:
+        a sibling that became disputed has its counterparty's meter read too (`disputes.read_nodes`), whose
+        readings would otherwise be refused as needed by no dispute, or dropped when another settles."""
         touched = [query.trade(self.state, tid) for tid in settles]
         intervals = {int(t["interval"]) for t in touched if t is not None}
+        if not intervals:
+            return
         for trade, due in self.pending.items():
-            record = query.trade(self.state, trade) if due == float("inf") else None
+            record = query.trade(self.state, trade)
             if record is not None and int(record["interval"]) in intervals:
-                self.pending[trade] = 0.0
+                self.reads[trade] = self._readings_of(trade)
+                if due == float("inf"):
+                    self.pending[trade] = 0.0
 
     def offer_readings_threadsafe(self, node: bytes, commitment: int, leaves: Sequence[bytes]) -> int:
         """`offer_readings` on the node's event loop, from another thread (the web server's)."""
@@ -279,7 +285,7 @@ class DisputeSettler:
         record = query.trade(self.state, trade)
         if record is None:
             return set()
-        # its parties' and their counterparties' readings: the shares go by the counterparties' meters
+        # its parties' and their disputed trades' counterparties': those shares go by the counterparties' meters
         nodes = read_nodes(self.state, trade, self.nodes)
         return {(n, k) for n in nodes for k in self.clock.commitments(int(record["interval"]))}
 

@@ -32,7 +32,7 @@ How a party is metered (its sealed readings checked whole against the chain's `d
 counter read at the window's boundaries, commitments sealed late not counted) is `sealed_readings`'; a party's
 share of a trade by its counterparties' meters is `dispute_shares`'; both are pure, as is this module. Trades
 are made under anonyms; `nodes` maps each anonym to its MGMC's node key (the DSO enrolled both). It reads the
-two parties' readings and those of their counterparties in the interval (`read_nodes`). Unresolved when: the
+two parties' readings and those of the counterparties of their disputed trades in the interval (`read_nodes`). Unresolved when: the
 trade is not disputed (or unknown, settled, superseded), a party's anonym is not enrolled with a node key, a
 counterparty of either cannot be metered yet or a trade of either that is not disputed is not settled yet
 (until the deadline), a commitment that covers the window exists on the chain but its leaves are not at the
@@ -116,6 +116,7 @@ from peergrid_dso.dispute_shares import SIDES, Metered, Meters
 from peergrid_dso.sealed_readings import ChainTime, MeterClock
 from peergrid_ledger import query
 from peergrid_ledger.contracts.market_state import cover_prices
+from peergrid_ledger.metering import meters_read
 from peergrid_ledger.state import StateReader
 
 
@@ -222,16 +223,14 @@ def _deadline(where: Mapping[str, Any], chain: ChainTime) -> int:
 
 
 def read_nodes(state: StateReader, trade: bytes, nodes: Mapping[bytes, bytes]) -> set[bytes]:
-    """The node keys whose sealed readings resolving `trade` reads: its two parties' and those of every
-    counterparty of their trades in its interval (empty for an unknown trade; anonyms not enrolled left out)."""
+    """The node keys whose sealed readings resolving `trade` reads (`metering.meters_read`, the rule the edge
+    posts by): its two parties' and the counterparties of their other disputed trades in its interval - not
+    those of trades that agreed, which settle on the parties' word (empty for an unknown or superseded
+    trade; anonyms not enrolled left out)."""
     agreed = query.trade(state, trade)
     if agreed is None:
         return set()
-    anonyms = {agreed["seller"], agreed["buyer"]}
-    for _, t in query.trades(state, int(agreed["interval"])):
-        if t["seller"] == agreed["seller"] or t["buyer"] == agreed["buyer"]:
-            anonyms |= {t["seller"], t["buyer"]}
-    return {nodes[a] for a in anonyms if a in nodes}
+    return {nodes[a] for a in meters_read(query.trades(state, int(agreed["interval"])), trade) if a in nodes}
 
 
 def _shorts(

@@ -15,7 +15,8 @@ delivered in full, the two rules give the same Wh and honest statements agree (t
 bodies `{node, interval, leaves}` for the sealed ones. Pure: no I/O, no clock; `DisputeReadings` is the thin I/O
 shell that posts them (stdlib HTTP, in a thread: the Pi carries no web client), and `MgMetering` the trading
 agent's: its statements from the edge store, and a dispute's readings posted to the DSO, for its own disputes
-and for those that read its readings though it is no party (`readings_needed`: the DSO's `read_nodes`).
+and for those that read its readings though it is no party (`readings_needed`: the DSO's `read_nodes`, one
+rule in `metering.meters_read`).
 Never states from a guess: no reading after the window's end yet means `Unmetered`, not a number. A window
 read past its end whose start (or end) no readings bracket — the MGMC's first reading came after the
 interval started: it started or restarted in it — is stated only as far as the meter proves without
@@ -49,6 +50,7 @@ from peergrid_ledger.metering import (
     counter_at,
     counting_leaves,
     metered,
+    meters_read,
     samples,
     trade_share,
 )
@@ -128,36 +130,30 @@ def readings_bodies(node: bytes, sealed: Iterable[tuple[int, Sequence[bytes]]]) 
 
 def readings_needed(trades: Iterable[tuple[bytes, dict[str, Any]]], me: bytes) -> list[bytes]:
     """The disputed trades of an interval (`trades`: its latest closing) that the DSO settles with `me`'s PCC
-    readings though `me` is no party: it reads those of every counterparty of the two parties in the
-    interval (dso-server `disputes.read_nodes`), i.e. of `me` where it bought from the disputed trade's seller
-    or sold to its buyer. Only trades still waiting for the DSO (disputed, not settled, not superseded)."""
+    readings though `me` is no party: those whose readings it reads are `metering.meters_read`'s (dso-server
+    `disputes.read_nodes` reads by the same rule), i.e. `me`'s where `me`'s own purchase from the disputed
+    trade's seller, or sale to its buyer, is disputed too; an agreed one settles on the parties' word and
+    its counterparty's meter is not read. Only trades still waiting for the DSO (disputed, not settled, not
+    superseded)."""
     trades = list(trades)
     return [
         tid
         for tid, d in trades
         if d.get("disputed") and d.get("settlement") is None and "superseded" not in d
-        and me not in (d["seller"], d["buyer"])
-        and any(me in (tr["seller"], tr["buyer"]) for _, tr in _beside(trades, d))
+        and me not in (d["seller"], d["buyer"]) and me in meters_read(trades, tid)
     ]  # fmt: skip
 
 
 def counterparties_done(trades: Iterable[tuple[bytes, dict[str, Any]]], me: bytes) -> bool:
     """True when no trade of the interval but `me`'s own can still need `me`'s readings: every trade that
-    shares a seller with one `me` bought or a buyer with one `me` sold is settled or superseded."""
+    could read them (`metering.meters_read` counting the trades that may still be disputed: one beside a
+    trade of `me`'s that is disputed or not settled yet) is settled or superseded."""
     trades = list(trades)
-    mine = [tr for _, tr in trades if me in (tr["seller"], tr["buyer"])]
     return all(
         d.get("settlement") is not None or "superseded" in d
-        for _, d in trades
-        if me not in (d["seller"], d["buyer"]) and any(tr in mine for _, tr in _beside(trades, d))
+        for tid, d in trades
+        if me not in (d["seller"], d["buyer"]) and me in meters_read(trades, tid, may_dispute=True)
     )
-
-
-def _beside(
-    trades: list[tuple[bytes, dict[str, Any]]], d: dict[str, Any]
-) -> list[tuple[bytes, dict[str, Any]]]:
-    """The trades whose parties' readings resolving `d` reads: those with its seller or its buyer."""
-    return [(tid, tr) for tid, tr in trades if tr["seller"] == d["seller"] or tr["buyer"] == d["buyer"]]
 
 
 def readings_missing(decision: dict[str, Any] | None) -> bool:

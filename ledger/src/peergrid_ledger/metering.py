@@ -16,7 +16,9 @@ its statements can still settle it at) and `disputed_shares(energy, taken, trade
 disputed trades' `meter_shares` of what those left, so that a party's agreed and disputed trades of one
 interval never settle more than its meter shows (review12 F2), whatever order they settle in; and
 `commitment_intervals(window, commit_ms, max_gap_ms)` the commitment intervals whose readings may bracket the
-window's boundaries. `counting_leaves(leaves, party)` reads SunSpec's "not accumulated" (a counter at 0, which
+window's boundaries. `meters_read(trades, trade)` is whose PCC readings settling a disputed trade uses: the one
+rule by which the DSO asks for readings (dso-server `disputes.read_nodes`) and an MGMC posts them (edge
+`pcc_readings.readings_needed`). `counting_leaves(leaves, party)` reads SunSpec's "not accumulated" (a counter at 0, which
 the edge's decoder leaves out of the leaf) as 0 where that never favours the party: a seller's export counter
 always, a buyer's import counter only where some reading shows it (edge `pcc_readings` says why). Exact rational arithmetic throughout, deterministic, pure: no clock, no I/O.
 Raises `Unmetered` (never a guess) when a leaf does not decode, is not a reading leaf, or a meter reading's
@@ -33,10 +35,10 @@ nature}`; the PCC meter has nature `meter` (edge natures.yaml), one per MG.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from fractions import Fraction
 from itertools import pairwise
-from typing import TypeGuard
+from typing import Any, TypeGuard
 
 from peergrid_ledger.codec import DecodeError, decode, encode
 
@@ -253,3 +255,33 @@ def commitment_intervals(window: tuple[int, int], commit_ms: int, max_gap_ms: in
         raise ValueError("commit_ms and max_gap_ms must be positive")
     start, end = window
     return range((start - max_gap_ms) // commit_ms, (end + max_gap_ms) // commit_ms + 1)
+
+
+def meters_read(
+    trades: Sequence[tuple[bytes, Mapping[str, Any]]], trade: bytes, *, may_dispute: bool = False
+) -> set[bytes]:
+    """The anonyms whose PCC readings settling the disputed `trade` uses, among `trades` (its interval's latest
+    closing, `query.trades`; empty when `trade` is not among them): its two parties' (their own energy), and
+    the counterparty of each of their other disputed trades on the same side - the buyer of a disputed sale of
+    its seller, the seller of a disputed purchase of its buyer - whose meter proves what that trade took
+    (`meter_shares`). A party's trades that are not disputed take what they settle at on the parties' word
+    (`statements_take`), so their counterparties' meters are never read (D8: asked for all the same, such an
+    MG posted readings nobody used, and the DSO kept them). `may_dispute`: also count the sibling trades that
+    may still become disputed (not settled, not superseded), for an MGMC asking whether any trade could
+    still read it; a dispute is marked on the trade for good, settled or not."""
+    found = dict(trades)
+    if trade not in found:
+        return set()
+    agreed = found[trade]
+    read = {agreed["seller"], agreed["buyer"]}
+    for tid, other in trades:
+        disputed = bool(other.get("disputed")) or (
+            may_dispute and other.get("settlement") is None and "superseded" not in other
+        )
+        if tid == trade or not disputed:
+            continue
+        if other["seller"] == agreed["seller"]:
+            read.add(other["buyer"])
+        if other["buyer"] == agreed["buyer"]:
+            read.add(other["seller"])
+    return read
