@@ -50,6 +50,12 @@ def test_the_cli_writes_the_parameter_only_when_asked(
     assert status == 2 and err.count("\n") == 1 and "settle_tolerance_wh" in err
     status, _, err = run(capsys, *base, "--settle-by-both", *clock, "--settle-wait-ms", "0")
     assert status == 2 and err.count("\n") == 1 and "settle_wait_ms" in err
+    # sealed statements: written only when asked, and only with the rule
+    status, out_text, _ = run(capsys, *base, "--settle-by-both", *clock, "--sealed-statements")
+    sealed = Genesis.from_json(json.loads(out_text))
+    assert status == 0 and sealed.params.sealed_statements == 1 and sealed.hash != genesis.hash
+    status, _, err = run(capsys, *base, "--sealed-statements")
+    assert status == 2 and err.count("\n") == 1 and "--sealed-statements: only with --settle-by-both" in err
     # the rule without the interval clock: one line naming both clock parameters, nothing written
     status, out_text, err = run(capsys, *base, "--settle-by-both", "--settle-tolerance-wh", "2")
     assert status == 2 and err.count("\n") == 1 and not out_text

@@ -78,6 +78,8 @@ def _settle_params(args: argparse.Namespace) -> dict[str, int]:
         "settle_interval_ms": args.settle_interval_ms,
     }
     given = {k: v for k, v in numbers.items() if v is not None}
+    if args.sealed_statements:
+        given["sealed_statements"] = 1
     if given and not args.settle_by_both:
         flags = ", ".join("--" + k.replace("_", "-") for k in given)
         raise UsageError(f"{flags}: only with --settle-by-both")
@@ -136,6 +138,12 @@ def add_genesis_parser(sub: Any) -> None:
         action="store_true",
         help="a trade settles on what both parties state (genesis settle_by_both 1; needs --settle-interval-ms"
         " and an account with role dso; default: on the first party's settle, and the old genesis bytes)",
+    )
+    p.add_argument(
+        "--sealed-statements",
+        action="store_true",
+        help="with --settle-by-both: each party commits to its settle statement before either reveals it, so"
+        " neither can tailor its own to the other's (genesis sealed_statements 1)",
     )
     p.add_argument(
         "--settle-tolerance-wh",
