@@ -10,7 +10,7 @@ scenario gives the same chain bytes.
 from __future__ import annotations
 
 import pytest
-from controller.test_ctl_settle_both import DAY, INTRADAY, agreed, day, payments, standing, tiny
+from test_ctl_settle_both import DAY, INTRADAY, agreed, day, payments, standing, tiny
 
 from peergrid_controller.chain_venue import ChainVenue
 from peergrid_controller.market import Rejected
