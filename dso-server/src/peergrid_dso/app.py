@@ -3,6 +3,10 @@
 Promises: `create_app(settings)` builds nothing at import time; heavy objects (MQTT listener, the network
 model, the DSO services, and with a `loop:` section the closed loop's DSO node with its ledger replicas and
 relays) are made in `lifespan`, stored on `app.state` and reached through `Depends`, and stopped with it.
+`GET /api/health` says `ok` (with a loop, `degraded` once its node died), and with a loop its section: the
+node `running`, the `interval` it works on, and what is final of its start's postings (`live.readiness`):
+`enrolled` (the MGs enrolled on the DSO chain), `pricing` and `tariffs_through` (the last interval through
+which every MG's cover prices are final on the MGMC chain, or null) - what the lab waits for before t0.
 """
 
 from __future__ import annotations
@@ -77,6 +81,9 @@ def create_app(settings: DsoSettings, *, listen: bool = True) -> FastAPI:
         if loop is not None:  # the closed loop's DSO node: a dead one is not a healthy DSO
             doc["loop"] = {"running": loop.running, "interval": loop.node.loop.current}
             doc["status"] = "ok" if loop.running else "degraded"
+            # what is final of its start's postings: the MGs enrolled (DSO chain), the cover priced (MGMC
+            # chain); left out while the node cannot say (not running, or too busy to answer in time)
+            doc["loop"] |= loop.readiness() or {}
         return doc
 
     @app.get("/api/nodes")
