@@ -72,6 +72,20 @@ def test_a_day_ahead_day_differs_only_in_the_chains_transaction_count_whatever_t
     assert cleared == n and chain["both"]["transactions"] == chain["first"]["transactions"] + n + 4
 
 
+def test_sealed_statements_settle_the_same_day_with_two_more_transactions_a_trade(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """--sealed: each party commits, then reveals (genesis sealed_statements); the day and how each trade
+    settled are the same, the chain carries one commitment more per statement."""
+    both, by_both = run(capsys)
+    sealed, by_sealed = run(capsys, "--sealed")
+    n = trades(both)
+    assert n > 0 and by_sealed == by_both == {"agreed": n}
+    chain = {name: doc["total"].pop("chain") for name, doc in (("both", both), ("sealed", sealed))}
+    assert both == sealed
+    assert chain["sealed"]["transactions"] == chain["both"]["transactions"] + 2 * n
+
+
 def test_both_parties_silent_is_one_line_naming_the_trade_and_exit_3(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
@@ -92,6 +106,11 @@ def test_both_parties_silent_is_one_line_naming_the_trade_and_exit_3(
         (["--meter-error", "mg001"], "'' is not a whole number of Wh"),
         (["--meter-error", "mg001:1", "--meter-error", "mg001:2"], "mg001's meter is given twice"),
         (["--venue", "memory", "--settle", "first"], "need the chain venue"),
+        (["--venue", "memory", "--sealed"], "need the chain venue"),
+        (
+            ["--settle", "first", "--sealed"],
+            "--sealed: the parties seal their statements only with --settle both",
+        ),
     ],
 )
 def test_options_the_run_cannot_take_are_one_line_and_exit_2(

@@ -55,11 +55,16 @@ class OptionError(ValueError):
 
 
 def chain_options(args: argparse.Namespace, scenario: Scenario) -> dict[str, Any]:
-    """ChainVenue's settlement options from `--settle`, `--silent` and `--meter-error` ({} when none given)."""
+    """ChainVenue's settlement options from `--settle`, `--sealed`, `--silent` and `--meter-error` ({} when none
+    given)."""
     names = {mg.name for mg in scenario.microgrids}
     options: dict[str, Any] = {}
     if args.settle is not None:
         options["settle_by_both"] = args.settle == "both"
+    if args.sealed:
+        if args.settle == "first":
+            raise OptionError("--sealed: the parties seal their statements only with --settle both")
+        options["sealed_statements"] = True
     for name in args.silent:
         if name not in names:
             raise OptionError(f"--silent {name}: no microgrid named {name!r}")
@@ -242,6 +247,12 @@ def _parser() -> argparse.ArgumentParser:
         "sent, the buyer's",
     )
     sim.add_argument(
+        "--sealed",
+        action="store_true",
+        help="chain venue, --settle both: each party commits to its statement before either reveals it "
+        "(genesis sealed_statements: neither can tailor its own to the other's; two more transactions a trade)",
+    )
+    sim.add_argument(
         "--silent",
         action="append",
         default=[],
@@ -301,7 +312,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if options:
         if args.venue not in (None, "chain") or "chain" not in VENUES:
             print(
-                "peergrid-market: --settle, --silent and --meter-error need the chain venue", file=sys.stderr
+                "peergrid-market: --settle, --sealed, --silent and --meter-error need the chain venue",
+                file=sys.stderr,
             )
             return 2
         # the chain computes the compensation wherever both parties state (it needs each side's statement)
