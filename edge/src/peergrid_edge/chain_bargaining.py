@@ -240,7 +240,7 @@ async def _rounds(
     prev_prices: dict[str, float] | None = None
     # read once the interval has sellers (nothing to bid on otherwise): every MGMC reads the same members'
     # rules and the same genesis, so all move by the same terms
-    genesis = agent.ledger.replicas["mgmc"].app.genesis
+    genesis = agent.ledger.replicas["mgmc"].app.genesis if sellers else None  # no sellers: no round is played
     terms = (
         market_terms(agent.ledger.state("mgmc"), genesis, t, sellers | buyers)
         if sellers
