@@ -241,6 +241,8 @@ def move(view: Overlay, tx: Tx, ctx: BlockContext, sender: ks.AccountRecord) -> 
             position.update(quantity=0, round=b["round"])
         else:
             _check_offer(view, tx, interval, b["price"], b["quantity"], opening=False)
+            if b["price"] > position["price"]:
+                _stamp_demands(view, interval, tx.sender, int(position["price"]))
             position.update(price=b["price"], quantity=b["quantity"], round=b["round"])
         view.put_obj(offer_key(interval, tx.sender), position)
     else:
@@ -253,6 +255,24 @@ def move(view: Overlay, tx: Tx, ctx: BlockContext, sender: ks.AccountRecord) -> 
             refuse_debtor(view, tx.sender, f"a move raising a demand in interval {interval}")
         _check_demands(view, tx, interval, b["demands"], bool(ctx.genesis.params.cap_on_fills))
         view.put_obj(bid_key(interval, tx.sender), {"demands": b["demands"], "round": b["round"]})
+
+
+def _stamp_demands(view: Overlay, interval: int, seller: bytes, before: int) -> None:
+    """A seller raises its price: every standing demand on it that did not see a raise yet keeps, in its
+    bid's `stamps` ([seller, price] pairs, by seller), the price `before` the raise - at most the price standing
+    when the demand landed (only cuts came between). `agree_trades` counts the demand only while the seller's
+    price is back at or below it: the buyer must ask again at the new price (review13 F1: a seller could raise
+    to the buyer's cap and close in one block). A bid or move writes its record afresh, without stamps, so
+    bargaining where buyers answer every round ends with none; a chain where no seller raises keeps its bytes."""
+    for buyer in members(view, interval, "buyers"):
+        position = bid(view, interval, buyer)
+        if position is None or all(d["seller"] != seller for d in position["demands"]):
+            continue
+        stamps = position.get("stamps", [])
+        if any(s == seller for s, _ in stamps):
+            continue  # stamped at an earlier raise: that price is the lower one
+        position["stamps"] = sorted([*stamps, [seller, before]])
+        view.put_obj(bid_key(interval, buyer), position)
 
 
 def set_tariff(view: Overlay, tx: Tx, ctx: BlockContext, sender: ks.AccountRecord) -> list[Event]:

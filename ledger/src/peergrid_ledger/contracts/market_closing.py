@@ -72,10 +72,14 @@ def agree_trades(view: Overlay, tx: Tx, ctx: BlockContext, sender: ks.AccountRec
     demand_by_seller: dict[bytes, list[tuple[bytes, int]]] = {}
     for buyer in members(view, interval, "buyers"):
         rules = rules_for(view, buyer, interval)
-        for demand in (bid(view, interval, buyer) or {"demands": []})["demands"]:
+        position = bid(view, interval, buyer) or {"demands": []}
+        seen = {seller: price for seller, price in position.get("stamps", [])}
+        for demand in position["demands"]:
             standing = offer(view, interval, demand["seller"])
             if standing is None or standing["price"] > buyer_limit(rules, standing["clean"]):
                 continue  # the seller's final price is beyond this buyer's cap: no trade
+            if standing["price"] > seen.get(demand["seller"], standing["price"]):
+                continue  # the seller raised its price since the buyer asked (market._stamp_demands)
             if rules["clean_only"] and not standing["clean"]:
                 continue
             demand_by_seller.setdefault(demand["seller"], []).append((buyer, demand["quantity"]))
