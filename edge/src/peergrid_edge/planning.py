@@ -4,11 +4,15 @@ Promises: `schedule_from_plan(plan, step, views, ...)` splits interval `step` of
 `Plan` over this MG's devices — battery power and genset output in proportion to each device's rating, PV
 curtailment as a per-inverter export limit in proportion to rating (no limit below the rating when the plan uses
 all available PV), genset start/stop for every genset, and load shedding by switching off sheddable loads, largest
-sheddable part first, until the planned shed is covered. Pure; reads only the attributes it names.
+sheddable part first, until the planned shed is covered. A device's rating that is not a finite number above zero
+(a NaN or Infinity a device reported, a negative one) counts as no rating: it falls back to the configured
+`max_w`, then to an equal share, so one bad reading never turns its siblings' shares into NaN. Pure; reads only
+the attributes it names.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from typing import Any
 
@@ -17,8 +21,17 @@ from peergrid_edge.dispatch import DeviceView, Schedule
 KW = 1000.0
 
 
+def _usable(watts: float | None) -> float | None:
+    """A rating to weigh by: finite and above zero, else None."""
+    return watts if watts is not None and math.isfinite(watts) and watts > 0.0 else None
+
+
+def _rating(view: DeviceView) -> float | None:
+    return _usable(view.reading.get("rating_w"))
+
+
 def _share(total_w: float, views: list[DeviceView]) -> dict[str, float]:
-    ratings = {v.name: v.reading.get("rating_w") or v.control.max_w or 0.0 for v in views}
+    ratings = {v.name: _rating(v) or _usable(v.control.max_w) or 0.0 for v in views}
     whole = sum(ratings.values())
     if whole <= 0:
         return {v.name: total_w / len(views) for v in views} if views else {}
@@ -48,7 +61,7 @@ def schedule_from_plan(
     used_kw = plan.pv_used_kw[step]
     curtailed = pv_available_kw is not None and used_kw < pv_available_kw - 1e-6
     for name, watts in _share(used_kw * KW, pvs).items():
-        rating = next(v for v in pvs if v.name == name).reading.get("rating_w") or watts
+        rating = _rating(next(v for v in pvs if v.name == name)) or watts
         setpoints.setdefault(name, {})["limit_w"] = watts if curtailed else max(watts, rating)
     to_shed = plan.shed_kw[step] * KW
     sheddable = sorted(

@@ -3,7 +3,9 @@
 Topics (firmware-sim's MQTT sensors and real ones configured alike): telemetry on `<topic>` as JSON
 `{"t": epoch s, "seq": n, "readings": {...}}`, commands to `<topic>/set` as a JSON object of settings.
 Promises: `read_all` returns the latest telemetry as a Snapshot, `ok=False` ("no telemetry") when none arrived
-within the device's stale window — it never waits on the network; malformed telemetry is counted and dropped.
+within the device's stale window — it never waits on the network; malformed telemetry is counted, logged and
+dropped. A message holding a number that is not finite (NaN, Infinity, -Infinity, or one too large for a float,
+such as 1e999: Python's json takes them all) is malformed as a whole: no reading of it is taken.
 `write` publishes the same control points a Modbus device would get, by their setting names; confirmation is
 the dispatcher's read-back from later telemetry, as for Modbus.
 """
@@ -11,6 +13,8 @@ the dispatcher's read-back from later telemetry, as for Modbus.
 from __future__ import annotations
 
 import json
+import logging
+import math
 import time
 from typing import Any
 
@@ -18,6 +22,8 @@ from peergrid_edge import natures
 from peergrid_edge.config import DeviceSettings
 from peergrid_edge.drivers import DeviceError, Snapshot
 from peergrid_edge.link import MqttLink
+
+log = logging.getLogger(__name__)
 
 # Telemetry reading names -> nature quantities.
 QUANTITIES = {
@@ -51,16 +57,31 @@ SETTINGS = {
 }
 
 
+def _refuse_constant(name: str) -> float:
+    raise ValueError(f"telemetry holds {name}, not a finite number")
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError(f"telemetry holds {text[:40]}, not a finite number")
+    return value
+
+
 def parse_telemetry(payload: bytes) -> dict[str, float]:
-    """Pure: the nature quantities in one telemetry message; ValueError if it is not telemetry."""
-    message = json.loads(payload)
+    """Pure: the nature quantities in one telemetry message; ValueError if it is not telemetry or if any number in
+    it is not finite (NaN, Infinity, a literal beyond a float's range)."""
+    message = json.loads(payload, parse_constant=_refuse_constant, parse_float=_finite_float)
     if not isinstance(message, dict) or not isinstance(message.get("readings"), dict):
         raise ValueError("telemetry must be a JSON object with a 'readings' object")
     out: dict[str, float] = {}
     for name, value in message["readings"].items():
         quantity = QUANTITIES.get(name)
         if quantity is not None and isinstance(value, int | float) and not isinstance(value, bool):
-            out[quantity] = float(value)
+            try:
+                out[quantity] = float(value)
+            except OverflowError:  # an integer literal beyond a float's range
+                raise ValueError(f"telemetry reading {name} is too large for a float") from None
     return out
 
 
@@ -79,8 +100,12 @@ class MqttTelemetryDriver:
             return
         try:
             self.latest = parse_telemetry(payload)
-        except (ValueError, UnicodeDecodeError):
+        except (ValueError, UnicodeDecodeError) as exc:  # JSONDecodeError is a ValueError
             self.malformed += 1
+            log.warning(
+                "%s: dropped malformed telemetry on %s (%d so far): %s",
+                self.settings.name, topic, self.malformed, str(exc)[:200],
+            )  # fmt: skip
             return
         self.latest_at = time.monotonic()
 
