@@ -31,8 +31,8 @@ the chain's wait, and the buyer reads it settled. (Before, both waited for a rea
 and the trade was never stated by either.) Where neither can state (the seller has no reading in the
 interval at all), the trade stays unsettled and each gives it up at the day's end, as before.
 On a trade both of whose parties the DSO priced (`market.tariff`; `priced` says so from the replica,
-`market_state.cover_prices` not None; the trading agent does not pass it yet) the statement also names this
-side's own shortfall, `short` = agreed − min(delivered stated, agreed), frozen with it and repeated unchanged after the deadline (the contract refuses a
+`market_state.cover_prices` not None; the trading agent's `agent_settlement.settler_for` passes it) the
+statement also names this side's own shortfall, `short` = agreed − min(delivered stated, agreed), frozen with it and repeated unchanged after the deadline (the contract refuses a
 repeat with another `short`; after a restart both are read back from the chain). From the PCC meter that is the
 very figure the DSO names for this side (dso-server `disputes`: agreed − min(its share, agreed)), so two honest
 MGMCs agree without a dispute and a lapse charges the silent party only the rest this side does not own. Where
