@@ -32,14 +32,19 @@ PLENTY = 10**7
 
 
 def debt_chain(
-    held: dict[Keypair, int], credit: int = 0, contracts: tuple[str, ...] = ("market", "payments")
+    held: dict[Keypair, int],
+    credit: int = 0,
+    contracts: tuple[str, ...] = ("market", "payments"),
+    owed_limit: int = 0,
 ) -> tuple[LocalChain, Clock]:
     """A settle_by_both chain whose parties hold `held`, every one priced (RETAIL, FEED_IN) for intervals 0-63."""
     accounts = (
         Account(Keys.dso.public, ("dso",), "dso"),
         *(Account(k.public, ("anonym",), f"p{i}", balance=b) for i, (k, b) in enumerate(held.items(), 1)),
     )
-    params = Params(credit_limit=credit, settle_by_both=1, settle_wait_ms=WAIT, **ENDED_LONG_AGO)
+    params = Params(
+        credit_limit=credit, settle_by_both=1, settle_wait_ms=WAIT, owed_limit=owed_limit, **ENDED_LONG_AGO
+    )
     c = LocalChain(make_genesis(accounts=accounts, params=params, contracts=contracts), Keys.authority)
     clock = Clock(c)
     for k in held:
@@ -82,9 +87,11 @@ def balance(c: LocalChain, k: Keypair) -> int:
 OWES_400 = 400 * (PRICE - FEED_IN)
 
 
-def owing(held: dict[Keypair, int], contracts: tuple[str, ...] = ("market", "payments")) -> tuple[Any, ...]:
+def owing(
+    held: dict[Keypair, int], contracts: tuple[str, ...] = ("market", "payments"), owed_limit: int = 0
+) -> tuple[Any, ...]:
     """B bought 400 Wh of A in interval 1, took none of it and holds nothing: it owes A OWES_400."""
-    c, clock = debt_chain(held, contracts=contracts)
+    c, clock = debt_chain(held, contracts=contracts, owed_limit=owed_limit)
     tid = traded(c, clock, A, B, 1, 400)
     settled = events(dso_settle(clock, tid, 0, 0, 400))
     assert settled == [
@@ -241,6 +248,18 @@ def test_a_debtors_auction_proceeds_pay_its_debt_first() -> None:
         clock.send(C, {"auction": "lot-1", "amount": 1}, "auction.bid")  # refused (too low): a block passes
     assert query.owed(c.state, B.public) == 0 and query.debts(c.state, B.public) == []
     assert balance(c, A) == before + OWES_400 and balance(c, B) == 7
+
+
+def test_an_exchange_purchase_within_the_genesis_owed_limit_is_taken() -> None:
+    """genesis owed_limit: a member owing at most that may still buy on the exchange, one more unit may not."""
+    session = {"session": "day-1", "first_interval": 100, "members": [A.public, B.public],
+               "prices": [50_000_000, 80_000_000], "rho": 5_000_000}  # fmt: skip
+    post = {"session": "day-1", "iteration": 0, "positions": [300, -200]}
+    for limit, taken in ((OWES_400, True), (OWES_400 - 1, False)):
+        contracts = ("market", "payments", "exchange")
+        _, clock, _ = owing({A: PLENTY, B: 0, C: PLENTY}, contracts=contracts, owed_limit=limit)
+        assert clock.send(Keys.dso, session, "exchange.open").ok
+        assert clock.send(B, post, "exchange.position").ok is taken
 
 
 def test_a_chain_where_nobody_owes_writes_no_debt_record() -> None:

@@ -286,7 +286,9 @@ def post_position(view: Overlay, tx: Tx, ctx: BlockContext, sender: ks.AccountRe
         _check_judged(judged, record)
     fields = clean_book.post_fields(record, last, b)  # {clean, clean_positions} on a clean session
     if min(positions) < 0 or min(fields.get("clean_positions") or [0]) < 0:
-        refuse_debtor(view, tx.sender, f"a purchase in exchange session {name!r}")
+        refuse_debtor(
+            view, tx.sender, f"a purchase in exchange session {name!r}", ctx.genesis.params.owed_limit
+        )
     seller = fields.get("clean", False)
     clean_book.check_positions(
         view, tx.sender, record["first_interval"], positions, fields.get("clean_positions"), seller

@@ -208,7 +208,7 @@ def accept(view: Overlay, tx: Tx, ctx: BlockContext, sender: ks.AccountRecord) -
     cleans = clean_book.book_of(record, tx.body, tx.kind)  # None off a clean session
     if previous is None and (min(positions) < 0 or min(cleans or [0]) < 0):
         # a member that came to owe since its last position buys nothing more (a re-accept only shrinks)
-        refuse_debtor(view, tx.sender, f"a purchase accepted in exchange session {name!r}")
+        refuse_debtor(view, tx.sender, f"a purchase accepted in exchange session {name!r}", params.owed_limit)
     if previous is not None:
         _reduce_only(previous, positions, clean, first, params.accept_rounds, cleans)
     finals = final["positions"] or [0] * intervals  # none stepped: it may only decline
