@@ -17,7 +17,7 @@ from peergrid_edge.config import ControlSettings, DeviceSettings
 from peergrid_edge.dispatch import DeviceView
 from peergrid_edge.planning import schedule_from_plan
 from peergrid_edge.quality import implausible
-from peergrid_edge.telemetry import MqttTelemetryDriver, parse_telemetry
+from peergrid_edge.telemetry import MqttTelemetryDriver, NotFinite, loads_finite, parse_telemetry
 from peergrid_ledger import keys
 from peergrid_ledger.codec import DecodeError, decode, encode
 from peergrid_ledger.tx import decode_tx, sign_tx
@@ -42,6 +42,15 @@ def test_a_non_finite_number_anywhere_makes_the_message_malformed(literal: str, 
 def test_an_integer_beyond_a_float_is_malformed_not_an_overflow() -> None:
     with pytest.raises(ValueError, match="too large for a float"):
         parse_telemetry(b'{"readings": {"ac_w": 1' + b"0" * 400 + b"}}")
+
+
+@pytest.mark.parametrize("literal", NON_FINITE)
+def test_loads_finite_refuses_what_json_loads_takes(literal: str) -> None:
+    doc = f'{{"a": [1, {{"b": {literal}}}]}}'
+    assert not math.isfinite(json.loads(doc)["a"][1]["b"])  # Python's json takes it
+    with pytest.raises(NotFinite, match=f"holds {literal}, not a finite number"):
+        loads_finite(doc)
+    assert loads_finite('{"a": [1, 2.5, -0.0, 10000000000000000000000]}') == {"a": [1, 2.5, -0.0, 10**22]}
 
 
 def test_finite_extremes_still_parse() -> None:
@@ -123,10 +132,13 @@ def test_the_driver_counts_logs_and_drops_non_finite_telemetry(caplog: pytest.Lo
         driver._on_telemetry("tel/b1", b'{"readings": {"ac_w": Infinity}}')
     assert driver.malformed == 2
     assert driver.latest == {"power_w": 100.0, "rating_w": 5000.0}  # the last good reading stays
+    with caplog.at_level(logging.WARNING, logger="peergrid_edge.telemetry"):
+        driver._on_telemetry("tel/b1", b"{")
     lines = [r.getMessage() for r in caplog.records]
-    assert len(lines) == 2
+    assert len(lines) == 3 and driver.malformed == 3
     assert "b1: dropped malformed telemetry on tel/b1 (1 so far): telemetry holds NaN" in lines[0]
     assert "(2 so far): telemetry holds Infinity" in lines[1]
+    assert "(3 so far): telemetry is not JSON: Expecting" in lines[2]
 
 
 # ------------------------------------------------------------------------------------------- quality

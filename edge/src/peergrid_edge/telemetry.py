@@ -57,21 +57,37 @@ SETTINGS = {
 }
 
 
+class NotFinite(ValueError):
+    """A JSON document holding a number that is not finite."""
+
+
 def _refuse_constant(name: str) -> float:
-    raise ValueError(f"telemetry holds {name}, not a finite number")
+    raise NotFinite(f"holds {name}, not a finite number")
 
 
 def _finite_float(text: str) -> float:
     value = float(text)
     if not math.isfinite(value):
-        raise ValueError(f"telemetry holds {text[:40]}, not a finite number")
+        raise NotFinite(f"holds {text[:40]}, not a finite number")
     return value
+
+
+def loads_finite(payload: bytes | str) -> Any:
+    """Pure: `json.loads`, but a document holding NaN, Infinity, -Infinity or a float literal beyond a float's range
+    (1e999) raises `NotFinite` ("holds NaN, not a finite number"), a ValueError like any other malformed JSON. For every JSON
+    ingress of the edge (an integer stays an int: its users convert it)."""
+    return json.loads(payload, parse_constant=_refuse_constant, parse_float=_finite_float)
 
 
 def parse_telemetry(payload: bytes) -> dict[str, float]:
     """Pure: the nature quantities in one telemetry message; ValueError if it is not telemetry or if any number in
     it is not finite (NaN, Infinity, a literal beyond a float's range)."""
-    message = json.loads(payload, parse_constant=_refuse_constant, parse_float=_finite_float)
+    try:
+        message = loads_finite(payload)
+    except NotFinite as exc:
+        raise NotFinite(f"telemetry {exc}") from None
+    except ValueError as exc:  # UnicodeDecodeError and JSONDecodeError are ValueErrors
+        raise ValueError(f"telemetry is not JSON: {exc}") from None
     if not isinstance(message, dict) or not isinstance(message.get("readings"), dict):
         raise ValueError("telemetry must be a JSON object with a 'readings' object")
     out: dict[str, float] = {}
