@@ -73,6 +73,11 @@ class SettleByBoth:
             and {"settle_epoch_ms", "settle_interval_ms"} <= known
         ):
             out |= {"settle_epoch_ms": self.epoch_ms, "settle_interval_ms": self.interval_ms}
+            if "close_on_clock" in known:
+                # no `trade` before the interval starts (review13 F1b: any key pre-closed future intervals with
+                # a 1-Wh offer); the edge bargains interval t from the lab's start of t (trader.run), never
+                # earlier, and the chain's interval starts at most 1 ms before the lab's (`for_lab`)
+                out["close_on_clock"] = 1
         return out
 
 

@@ -35,12 +35,14 @@ LATE_PARAMS = frozenset(
         "settle_interval_ms",
         "sealed_statements",
         "owed_limit",
+        "close_on_clock",
+        "close_after_ms",
         "accept_rounds",
         "accept_wait_ms",
         "accept_window_ms",
     }
 )
-FLAG_PARAMS = frozenset({"cap_on_fills", "settle_by_both", "sealed_statements"})  # 0 or 1
+FLAG_PARAMS = frozenset({"cap_on_fills", "settle_by_both", "sealed_statements", "close_on_clock"})  # 0 or 1
 # meaningful only with settle_by_both 1
 SETTLE_PARAMS = (
     "settle_tolerance_wh",
@@ -49,6 +51,8 @@ SETTLE_PARAMS = (
     "settle_interval_ms",
     "sealed_statements",
     "owed_limit",  # debts arise only from priced settlements, so only with settle_by_both
+    "close_on_clock",  # a close rule on the interval clock, which only settle_by_both chains have
+    "close_after_ms",
 )
 ACCEPT_ROUNDS = (1, 2)  # a settled round 2 already means every member re-checked the accepts cleared
 MAX_ACCEPT_WAIT_MS = 24 * 3600 * 1000  # a day: a day-ahead stage has no use for a longer round
@@ -104,6 +108,13 @@ class Params:
     # demands, a move raising a demand, an exchange purchase (`funds.refuse_debtor`). 0 (the default, and every
     # genesis written before it): any debt. Only with settle_by_both; encoded only when not the default.
     owed_limit: int = 0
+    # 1: no `trade` closes interval k before it starts on the interval clock (epoch + k x interval), plus
+    # `close_after_ms`, the bargaining window (restarted by a `market.reopen`, whose record then keeps its
+    # block time `at`), so no key pre-closes a future interval with a 1-Wh offer (review13 F1b), nor closes a
+    # reopened one before anyone re-bargained. 0 (the default, and every genesis written before it): `trade`
+    # at any time, as before. Only with settle_by_both (the clock); each encoded only when not the default.
+    close_on_clock: int = 0
+    close_after_ms: int = 0
     # the exchange contract's accept round a clear needs settled (`exchange_clearing`): 1 (the default, and
     # every genesis written before it) clears round 1 at once, as before rounds; 2: every member still
     # trading re-checked the clear's pro-rata cut of exactly the accepts cleared (round 2 or later, nobody
@@ -139,6 +150,10 @@ class Params:
             raise GenesisError("params.accept_window_ms: only with accept_rounds 2")
         if not 0 <= self.accept_window_ms <= MAX_ACCEPT_WAIT_MS:
             raise GenesisError(f"params.accept_window_ms: expected 0 to {MAX_ACCEPT_WAIT_MS} ms")
+        if self.close_after_ms and not self.close_on_clock:
+            raise GenesisError("params.close_after_ms: only with close_on_clock 1")
+        if not 0 <= self.close_after_ms <= MAX_SETTLE_INTERVAL_MS:
+            raise GenesisError(f"params.close_after_ms: expected 0 to {MAX_SETTLE_INTERVAL_MS} ms")
         if not 0 <= self.owed_limit <= MAX_OWED_LIMIT:
             raise GenesisError(f"params.owed_limit: expected 0 to {MAX_OWED_LIMIT} micro-units")
         if not 1 <= self.settle_wait_ms <= MAX_SETTLE_WAIT_MS:
@@ -156,6 +171,12 @@ class Params:
                 "params.settle_by_both: needs the market interval clock, settle_interval_ms (1 to "
                 f"{MAX_SETTLE_INTERVAL_MS} ms) and settle_epoch_ms (when interval 0 starts; default 0)"
             )
+
+    def interval_start(self, interval: int) -> int | None:
+        """When (block time, ms) trading interval `interval` starts on the genesis' clock; None without one."""
+        if not self.settle_interval_ms:
+            return None
+        return self.settle_epoch_ms + interval * self.settle_interval_ms
 
     def interval_end(self, interval: int) -> int | None:
         """When (block time, ms) trading interval `interval` ends on the genesis' clock; None without one."""

@@ -69,6 +69,7 @@ def agree_trades(view: Overlay, tx: Tx, ctx: BlockContext, sender: ks.AccountRec
         Reason.FORBIDDEN,
         "only its participants or an authority close an interval",
     )
+    _bargained(view, ctx, interval)
     demand_by_seller: dict[bytes, list[tuple[bytes, int]]] = {}
     for buyer in members(view, interval, "buyers"):
         rules = rules_for(view, buyer, interval)
@@ -130,6 +131,27 @@ def agree_trades(view: Overlay, tx: Tx, ctx: BlockContext, sender: ks.AccountRec
             )
     view.put_obj(interval_key(interval), {"closed": True, "trades": trade_ids})
     return events
+
+
+def _bargained(view: Overlay, ctx: BlockContext, interval: int) -> None:
+    """With genesis `close_on_clock`, refuse a `trade` before the interval started plus the genesis'
+    `close_after_ms`, and, after a reopening that kept its time, before that time plus it: otherwise any
+    key pre-closes a future interval with a 1-Wh offer, or closes a reopened one before anyone re-bargained
+    (review13 F1b)."""
+    params = ctx.genesis.params
+    start = params.interval_start(interval)
+    if not params.close_on_clock or start is None:  # close_on_clock needs the clock (settle_by_both)
+        return
+    window = params.close_after_ms
+    earliest, since = start + window, f"interval {interval} starts at {start}"
+    again = reopening(view, interval)
+    if again is not None and "at" in again and again["at"] + window > earliest:
+        earliest, since = again["at"] + window, f"interval {interval} was reopened at {again['at']}"
+    if ctx.time < earliest:
+        raise RuleError(
+            Reason.RULE_VIOLATION,
+            f"{since} and bargains for {window} ms: no trade closes it before {earliest} (block time {ctx.time})",
+        )
 
 
 def settle(view: Overlay, tx: Tx, ctx: BlockContext, sender: ks.AccountRecord) -> list[Event]:
@@ -391,6 +413,8 @@ def reopen(view: Overlay, tx: Tx, ctx: BlockContext, sender: ks.AccountRecord) -
     history = {"by": tx.sender, "iteration": iteration, "ref": ref, "trades": current["trades"]}
     view.put_obj(superseded_key(interval, done), history)
     record = {"by": tx.sender, "iteration": iteration, "ref": ref, "reopens": done + 1, "round": top}
+    if ctx.genesis.params.close_on_clock:  # only then: a reopening on any other chain keeps its bytes
+        record["at"] = ctx.time  # its re-bargaining window starts here (`_bargained`)
     view.put_obj(reopen_key(interval), record)
     view.delete(interval_key(interval))
     return [("reopened", {"interval": interval, "iteration": iteration, "reopens": done + 1, "round": top})]
