@@ -78,6 +78,10 @@ class SettleByBoth:
                 # a 1-Wh offer); the edge bargains interval t from the lab's start of t (trader.run), never
                 # earlier, and the chain's interval starts at most 1 ms before the lab's (`for_lab`)
                 out["close_on_clock"] = 1
+        if "unpaid_as_debt" in known:
+            # a buyer short of credit owes the rest of an agreed payment instead of losing the statement
+            # (review13 F6; moot at the lab's credit limit, set so the lab runs the deployed rule)
+            out["unpaid_as_debt"] = 1
         return out
 
 

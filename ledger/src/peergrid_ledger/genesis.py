@@ -37,12 +37,15 @@ LATE_PARAMS = frozenset(
         "owed_limit",
         "close_on_clock",
         "close_after_ms",
+        "unpaid_as_debt",
         "accept_rounds",
         "accept_wait_ms",
         "accept_window_ms",
     }
 )
-FLAG_PARAMS = frozenset({"cap_on_fills", "settle_by_both", "sealed_statements", "close_on_clock"})  # 0 or 1
+FLAG_PARAMS = frozenset(  # 0 or 1
+    {"cap_on_fills", "settle_by_both", "sealed_statements", "close_on_clock", "unpaid_as_debt"}
+)
 # meaningful only with settle_by_both 1
 SETTLE_PARAMS = (
     "settle_tolerance_wh",
@@ -53,6 +56,7 @@ SETTLE_PARAMS = (
     "owed_limit",  # debts arise only from priced settlements, so only with settle_by_both
     "close_on_clock",  # a close rule on the interval clock, which only settle_by_both chains have
     "close_after_ms",
+    "unpaid_as_debt",  # a settlement's energy payment on credit: only settle_by_both settles on statements
 )
 ACCEPT_ROUNDS = (1, 2)  # a settled round 2 already means every member re-checked the accepts cleared
 MAX_ACCEPT_WAIT_MS = 24 * 3600 * 1000  # a day: a day-ahead stage has no use for a longer round
@@ -115,6 +119,11 @@ class Params:
     # at any time, as before. Only with settle_by_both (the clock); each encoded only when not the default.
     close_on_clock: int = 0
     close_after_ms: int = 0
+    # 1: a settlement the buyer cannot pay in full within its credit still settles: the rest of the energy
+    # payment is the buyer's debt to the seller (`settle_pay.pay`, `funds`), so an agreeing statement is not
+    # refused and lost, and the debtor stops buying (review13 F6). 0 (the default, and every genesis written
+    # before it): the whole settlement is refused (`insufficient-funds`). Only with settle_by_both.
+    unpaid_as_debt: int = 0
     # the exchange contract's accept round a clear needs settled (`exchange_clearing`): 1 (the default, and
     # every genesis written before it) clears round 1 at once, as before rounds; 2: every member still
     # trading re-checked the clear's pro-rata cut of exactly the accepts cleared (round 2 or later, nobody

@@ -2,7 +2,10 @@
 
 Promises: `pay` moves price × delivered from the buyer to the seller, once, within the genesis
 `credit_limit`, or refuses the whole settlement (`insufficient-funds`) and writes nothing; the trade is then
-still unsettled and the same `settle` may be sent again. On a trade whose parties the DSO priced
+still unsettled and the same `settle` may be sent again. With genesis `unpaid_as_debt` (settle_by_both) it
+refuses nothing: the buyer pays what it can and the rest is the settlement's `unpaid`, recorded as the
+buyer's debt to the seller (`funds.record_debt`: collected from its next credits; it may not buy meanwhile),
+so an agreeing statement is never lost for the buyer's want of money (review13 F6). On a trade whose parties the DSO priced
 (`market.tariff`) it then moves the imbalance compensation (`market_state.compensation`) from the side that
 fell short more - as much of it as that payer can pay within its credit limit after the energy payment - and
 records the rest in the settlement as `owed` {payer, amount} (absent when nothing is owed, so a settlement
@@ -57,13 +60,23 @@ def pay(
     short more then pays the other the compensation for the excess (`shorts` the seller's and buyer's Wh),
     what it can within its credit limit, the rest recorded as `owed`."""
     amount = agreed["price"] * delivered
-    collected = transfer(view, ctx, agreed["buyer"], agreed["seller"], amount, "buyer")
+    unpaid = 0
+    if basis is not None and ctx.genesis.params.unpaid_as_debt:
+        # the energy is delivered and its figure agreed: what the buyer cannot pay within its credit is its
+        # debt to the seller, not a refusal that loses the statement (review13 F6)
+        unpaid = amount - payable(view, ctx, agreed["buyer"], amount)
+    collected: list[Event] = []
+    if amount > unpaid or not unpaid:  # a buyer with no room left pays nothing now: all of it is owed
+        collected = transfer(view, ctx, agreed["buyer"], agreed["seller"], amount - unpaid, "buyer")
     agreed["settlement"] = {"amount": amount, "delivered": delivered, "txid": tx.txid}
     if basis is None:  # the rule before settle_by_both: its record keeps its bytes (and nobody owes there)
         view.put_obj(trade_key(tid), agreed)
         return collected
     agreed["settlement"]["basis"] = basis
     settled: dict[str, Any] = {"trade": tid, "amount": amount, "delivered": delivered, "basis": basis}
+    if unpaid:  # only then: a settlement paid in full keeps its bytes
+        agreed["settlement"]["unpaid"] = settled["unpaid"] = unpaid
+        record_debt(view, agreed["buyer"], agreed["seller"], unpaid, tid)
     prices = cover_prices(view, agreed)
     if prices is not None:  # only then: an unpriced trade's record keeps its bytes
         payer, due = compensation(agreed["price"], shorts[0], shorts[1], *prices)
