@@ -5,8 +5,11 @@ up after t0: the first interval ran without its enrolments, tariffs and network 
 MGMC genesis' settlement clock and the devices' clock are fixed on it before the DSO can start), so the lab
 waits for the DSO node's readiness (it listens, `/api/health` says its loop runs, its ledger node writes its
 status file) and then starts the MGMCs only if they still have `need_s` before t0; else it fails at once with
-one line saying what was late and by how much, and runs no interval. A stand-in DSO (a tiny HTTP server,
-slow to start and slower to say it is ready) shows the wait and the early failure without the real stack;
+one line saying what was late and by how much, and runs no interval. Then, until t0 at most, it waits for the
+DSO's health to show every MG enrolled and the first interval priced (D10: both final only once the MGMCs
+run), else it fails at t0 with one line saying what lacked; start.json's `final` (the report's start section)
+says when each became final. A stand-in DSO (a tiny HTTP server, slow to start and slower to say it is ready,
+its postings final some time after the MGMCs start) shows the waits and the failures without the real stack;
 one real lab, its DSO delayed past what its lead allows, shows the line from `peergrid-testbed` itself.
 """
 
@@ -16,6 +19,7 @@ import json
 import subprocess
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -26,9 +30,9 @@ import yaml
 from peergrid_ledger.tied import tied_popen
 from peergrid_sim.closedloop import LabChains, SettleByBoth
 from peergrid_sim.closedloop_run import MGMC_START_S, ClosedLoop
-from peergrid_sim.dso_ready import START_FILE, StartTimes, delayed, health, is_ready, late
+from peergrid_sim.dso_ready import START_FILE, Postings, StartTimes, delayed, health, is_ready, late, unposted
 from peergrid_sim.processes import TestbedError as LabError
-from peergrid_sim.report import dso_postings, start_section
+from peergrid_sim.report import start_section
 from peergrid_sim.scenario import load_scenario
 from peergrid_sim.testbed import build_parser
 
@@ -37,17 +41,27 @@ MGMCS = [f"mgmc-mg{i}" for i in range(1, 7)]
 
 pytestmark = pytest.mark.skipif(not Path("/proc/self/net/tcp").exists(), reason="needs Linux /proc")
 
-# argv: STATUS_FILE DEGRADED_S EXIT_S. Listens on any free loopback port at once, answers /api/health with a
-# loop that is not running for DEGRADED_S, then running, and only then writes the status file (as the ledger
-# node's ticker does); EXIT_S > 0: exits that long after it started, never ready if DEGRADED_S is longer
+# argv: STATUS_FILE DEGRADED_S EXIT_S MGMCS_FILE ENROL_S ENROLLED PRICE_S THROUGH. Listens on any free loopback
+# port at once, answers /api/health with a loop that is not running for DEGRADED_S, then running, and only then
+# writes the status file (as the ledger node's ticker does); EXIT_S > 0: exits that long after it started,
+# never ready if DEGRADED_S is longer. Its postings become final only once the MGMCs run (MGMCS_FILE exists,
+# written by the bed's first spawn): the MGs ENROLLED (comma-separated) ENROL_S after that, tariffs through
+# THROUGH PRICE_S after it (a negative delay: never)
 STAND_IN_DSO = """
 import http.server, json, pathlib, sys, threading, time, os
 status_file, degraded_s, exit_s = pathlib.Path(sys.argv[1]), float(sys.argv[2]), float(sys.argv[3])
+mgmcs_file, enrol_s, enrolled = pathlib.Path(sys.argv[4]), float(sys.argv[5]), sys.argv[6].split(",")
+price_s, through = float(sys.argv[7]), int(sys.argv[8])
 began = time.monotonic()
+mgmcs = []
+def after(delay):
+    return delay >= 0 and bool(mgmcs) and time.monotonic() - mgmcs[0] >= delay
 class Answer(http.server.BaseHTTPRequestHandler):
     def do_GET(self):
         running = time.monotonic() - began >= degraded_s
-        doc = {"status": "ok" if running else "degraded", "node": "dso", "loop": {"running": running}}
+        loop = {"running": running, "interval": None, "enrolled": enrolled if after(enrol_s) else [],
+                "pricing": True, "tariffs_through": through if after(price_s) else None}
+        doc = {"status": "ok" if running else "degraded", "node": "dso", "loop": loop}
         body = json.dumps(doc).encode()
         self.send_response(200); self.send_header("Content-Length", str(len(body))); self.end_headers()
         self.wfile.write(body)
@@ -58,30 +72,39 @@ threading.Thread(target=server.serve_forever, daemon=True).start()
 while True:
     if time.monotonic() - began >= degraded_s and not status_file.exists():
         status_file.write_text(json.dumps({"chains": {}}))
+    if not mgmcs and mgmcs_file.exists():
+        mgmcs.append(time.monotonic())
     if exit_s > 0 and time.monotonic() - began >= exit_s:
         os._exit(3)
     time.sleep(0.02)
 """
+ALL = ",".join(f"mg{i}" for i in range(1, 7))
 
 
 class Bed:
     """What `ClosedLoop.start` uses of the testbed: `start_dso` runs the stand-in (through `delayed`, as the
     testbed does), `spawn` records each MGMC and whether the DSO node was ready when it was started."""
 
-    def __init__(self, workdir: Path, degraded_s: float = 0.0, exit_s: float = 0.0) -> None:
+    def __init__(
+        self, workdir: Path, degraded_s: float = 0.0, exit_s: float = 0.0,
+        postings: tuple[float, str, float, int] = (0.3, ALL, 0.5, 36),
+    ) -> None:  # fmt: skip
         self.workdir, self.scenario_path, self.scenario = workdir, SCENARIO, load_scenario(SCENARIO)
         self.broker = SimpleNamespace(host="127.0.0.1", port=1883)
         self.http_port = 0
         self.started = time.time()
         self.restartable: set[str] = set()
         self.stand_in = (degraded_s, exit_s)
+        self.postings = postings  # ENROL_S ENROLLED PRICE_S THROUGH (the stand-in's argv)
+        self.mgmcs_file = workdir / "mgmcs-started"
         self.spawned: list[tuple[str, bool]] = []  # name, whether the DSO node was ready then
         self.processes: list[subprocess.Popen[bytes]] = []
         (workdir / "config").mkdir()  # as the testbed's start makes it
 
     def start_dso(self, loop: dict[str, Any], delay_s: float = 0.0) -> Any:
         self.status_file = Path(loop["status_file"])
-        argv = [sys.executable, "-c", STAND_IN_DSO, str(self.status_file), *map(str, self.stand_in)]
+        argv = [sys.executable, "-c", STAND_IN_DSO, str(self.status_file), *map(str, self.stand_in),
+                str(self.mgmcs_file), *map(str, self.postings)]  # fmt: skip
         process = tied_popen(delayed(argv, delay_s))
         self.processes.append(process)
         return SimpleNamespace(process=process, log=self.workdir / "dso.log")
@@ -89,6 +112,7 @@ class Bed:
     def spawn(self, name: str, argv: list[str], pass_fds: tuple[int, ...] = ()) -> Any:
         ready = bool(self.http_port) and is_ready(health(self.http_port)) and self.status_file.exists()
         self.spawned.append((name, ready))
+        self.mgmcs_file.touch()
         return SimpleNamespace(process=None, log=self.workdir / f"{name}.log")
 
     def stop(self) -> None:
@@ -127,6 +151,13 @@ def test_the_mgmcs_start_only_once_the_dso_node_is_ready(tmp_path: Path) -> None
     assert start["dso_ready_before_t0_s"] == -start["dso_ready"] >= MGMC_START_S
     section = start_section(tmp_path / "records")  # what the report says of it
     assert section["dso_ready_before_mgmcs"] is True and section["dso_ready"] == start["dso_ready"]
+    # and start() returned only once its health showed every MG enrolled and interval 36 priced for all,
+    # which the stand-in says 0.3 and 0.5 s after the MGMCs started: before t0
+    final = section["final"]
+    assert final["in_time"] is True and (final["enrolled"], final["mgs"], final["missing"]) == (6, 6, [])
+    assert (final["pricing"], final["priced_from"], final["tariffs_through"]) == (True, 36, 36)
+    assert start["mgmcs_started"] + 0.3 <= final["enrolled_s"] < 0
+    assert start["mgmcs_started"] + 0.5 <= final["priced_s"] < 0
 
 
 def test_a_dso_node_ready_too_late_for_t0_fails_the_lab_at_once_and_starts_no_mgmc(tmp_path: Path) -> None:
@@ -152,6 +183,76 @@ def test_a_dso_that_listens_but_never_runs_its_node_is_a_clear_error(tmp_path: P
     with pytest.raises(LabError, match=r"never showed its node running in /api/health \(it exited with 3\)"):
         _start(tmp_path, ClosedLoop(intervals=1, lead=60.0), bed)
     assert bed.spawned == [] and not (tmp_path / "records" / START_FILE).exists()
+
+
+def test_postings_not_final_by_t0_fail_the_lab_at_t0_with_one_line(tmp_path: Path) -> None:
+    # mg6 is never enrolled and nothing is priced: the lab waits until t0, not longer, and says what lacked
+    bed = Bed(tmp_path, postings=(0.2, "mg1,mg2,mg3,mg4,mg5", -1.0, 36))
+    loop = ClosedLoop(intervals=1, lead=11.0)  # the stand-in is ready in well under the 3 s this leaves
+    with pytest.raises(LabError) as failed:
+        _start(tmp_path, loop, bed)
+    raised = time.time()
+    assert loop.t0 is not None and loop.t0 <= raised < loop.t0 + 3.0  # bounded by t0
+    line = str(failed.value)
+    assert "\n" not in line and line.startswith(
+        "the DSO node's postings were not final by t0: 5 of 6 MGs enrolled (not mg6); cover prices none, "
+        "interval 36 not priced for every MG; the MGMCs started "
+    ), line
+    assert line.endswith("s before it; no interval was run (a longer --lead-s gives them more time)")
+    assert bed.spawned == [(name, True) for name in MGMCS]  # they were started (the testbed stops them)
+    final = _start_times(tmp_path)["final"]
+    assert final["in_time"] is False and final["missing"] == ["mg6"] and final["enrolled"] == 5
+    assert final["enrolled_s"] is None and final["priced_s"] is None and final["tariffs_through"] is None
+
+
+def test_a_dso_that_exits_while_the_mgmcs_start_is_a_clear_error(tmp_path: Path) -> None:
+    bed = Bed(tmp_path, exit_s=3.0, postings=(-1.0, ALL, -1.0, 36))  # ready at once, dies 3 s in
+    with pytest.raises(LabError, match=r"^the DSO server exited with 3 while the MGMCs started; see "):
+        _start(tmp_path, ClosedLoop(intervals=1, lead=60.0), bed)
+    assert bed.spawned == [(name, True) for name in MGMCS]
+
+
+def test_what_the_dsos_health_says_of_its_postings_is_followed_and_told() -> None:
+    t0, mgs = 1000.0, ("mg1", "mg2", "mg3")
+    found = Postings(mgs, 36)
+    assert not found.done and found.missing == ["mg1", "mg2", "mg3"]
+    for doc in (None, {"status": "ok"}, {"loop": {"running": True}}, {"loop": {"enrolled": "mg1"}}):
+        assert found.seen(doc, 990.0) == found  # an answer without the fields changes nothing
+
+    def health(enrolled: list[str], through: Any) -> dict[str, Any]:
+        return {"status": "ok", "loop": {"running": True, "enrolled": enrolled, "tariffs_through": through}}
+
+    found = found.seen(health(["mg1", "mg3"], 35), 991.0)  # priced through 35 only: not the first, 36
+    assert (found.missing, found.all_enrolled, found.priced, found.tariffs_through) == (
+        ["mg2"],
+        None,
+        None,
+        35,
+    )
+    found = found.seen(health(["mg1", "mg2", "mg3"], True), 992.0)  # (a bool is no interval)
+    assert found.all_enrolled == 992.0 and found.tariffs_through is None and not found.done
+    found = found.seen(health(["mg1", "mg2", "mg3"], 37), 993.5)
+    assert found.done and (found.all_enrolled, found.priced) == (992.0, 993.5)  # the first time each showed
+    assert found.seen(health(["mg1", "mg2", "mg3"], 38), 995.0).priced == 993.5
+    times = StartTimes(t0, 975.0, 977.0, 985.0, 8.0, mgmcs_started=985.5, postings=found)
+    assert unposted(times) is None
+    assert times.relative()["final"] == {
+        "enrolled": 3, "mgs": 3, "missing": [], "enrolled_s": -8.0, "pricing": True, "priced_from": 36,
+        "tariffs_through": 37, "priced_s": -6.5, "in_time": True,
+    }  # fmt: skip
+    short = replace(times, postings=Postings(mgs, 36, ("mg1",), 35, None, None))
+    assert unposted(short) == (
+        "the DSO node's postings were not final by t0: 1 of 3 MGs enrolled (not mg2, mg3); cover prices "
+        "through 35, interval 36 not priced for every MG; the MGMCs started 14.5 s before it; no interval "
+        "was run (a longer --lead-s gives them more time)"
+    )
+    unpriced = Postings(mgs, None, mgs, None, 990.0, None)  # a DSO that prices nothing: enrolment alone
+    assert unpriced.done and unposted(replace(times, postings=unpriced)) is None
+    assert replace(times, postings=unpriced).relative()["final"]["pricing"] is False
+    assert (
+        unposted(replace(times, postings=None)) is None
+        and "final" not in replace(times, postings=None).relative()
+    )
 
 
 def test_the_late_line_says_what_was_late_and_by_how_much() -> None:
@@ -215,46 +316,3 @@ def test_a_real_lab_whose_dso_starts_too_late_fails_with_one_line_before_any_int
     assert f"{start['dso_start_up_s']:.1f} s)" in line  # the line's figures are the measured ones
     assert not list((workdir / "logs").glob("mgmc-*.log"))  # no MGMC was started
     assert not (workdir / "records" / "dso.jsonl").exists()  # and no interval ran
-
-
-class Store:
-    """What `report.dso_postings` reads of a block store: blocks of (time ms, kinds of their transactions)."""
-
-    def __init__(self, blocks: list[tuple[int, list[str]]]) -> None:
-        self.blocks, self.closed = blocks, False
-
-    def head_height(self) -> int:
-        return len(self.blocks)
-
-    def block(self, height: int) -> Any:
-        time_ms, kinds = self.blocks[height - 1]
-        txs = [SimpleNamespace(kind=kind) for kind in kinds]
-        return SimpleNamespace(header=SimpleNamespace(time=time_ms), txs=txs)
-
-    def close(self) -> None:
-        self.closed = True
-
-
-def test_the_report_says_when_the_dsos_enrolments_and_tariffs_became_final(tmp_path: Path) -> None:
-    t0 = 1000.0
-    chains = {
-        "dso.db": Store([(990_000, []), (991_500, ["enrol", "enrol"]), (993_000, ["enrol", "injection"])]),
-        "mgmc.db": Store([(999_000, ["market.bid"]), (1_002_250, ["market.tariff"])]),
-    }
-    for name in chains:
-        (tmp_path / name).mkdir()
-    opened = []
-
-    def open_store(path: Path) -> Store:
-        opened.append(path.name)
-        return chains[path.name]
-
-    found = dso_postings(tmp_path, t0, open_store)
-    assert found == {
-        "enrol": {"count": 3, "first_s": -8.5, "last_s": -7.0},  # every MGMC enrolled 7 s before t0
-        "market.tariff": {"count": 1, "first_s": 2.25, "last_s": 2.25},  # priced only after the first began
-    }
-    assert all(store.closed for store in chains.values()) and sorted(opened) == ["dso.db", "mgmc.db"]
-    (tmp_path / "mgmc.db").rmdir()  # a DSO that follows no MGMC chain; one that posted nothing
-    chains["dso.db"] = Store([(990_000, ["injection"])])
-    assert dso_postings(tmp_path, t0, open_store) == {"enrol": {"count": 0}}

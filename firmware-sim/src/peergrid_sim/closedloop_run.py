@@ -8,8 +8,11 @@ is ready (`dso_ready.wait_ready`), and only then, if that left them `need_s` bef
 (each its own process and session, through the testbed's `spawn`), so no MGMC trades an interval before the
 DSO node runs; too late for that, it raises `TestbedError` with one line saying what was late and by how much,
 and starts no MGMC (t0 cannot move: the MGMC genesis' settlement clock and the devices' clock were fixed on it
-before the DSO could start, which reads that genesis and the relays firmware-sim serves). The start's times
-go to `<records>/start.json` (`StartTimes`). `poll` reads the records the nodes append and returns one
+before the DSO could start, which reads that genesis and the relays firmware-sim serves). With the MGMCs
+started it waits, at most until t0, for the DSO's health to show every MG enrolled and (where it prices the
+cover) the first interval priced for all (`dso_ready.wait_postings`); not final by t0, it raises
+`TestbedError` with the one line saying what was missing (`dso_ready.unposted`), as for a late DSO. The
+start's times and what was final when go to `<records>/start.json` (`StartTimes`). `poll` reads the records the nodes append and returns one
 summary line per finished interval. Never edits files the nodes write; reads them only.
 """
 
@@ -38,7 +41,7 @@ from peergrid_sim.closedloop import (
     quiesced,
     settles_by_both,
 )
-from peergrid_sim.dso_ready import StartTimes, late, wait_ready
+from peergrid_sim.dso_ready import StartTimes, late, unposted, wait_postings, wait_ready
 from peergrid_sim.processes import TestbedError, tool
 from peergrid_sim.report import json_lines
 
@@ -177,7 +180,9 @@ class ClosedLoop:
 
     def start(self, bed: Any, endpoints: list[dict[str, Any]], endpoints_file: Path) -> None:
         """The DSO first, the MGMCs only once it is ready (`dso_ready.wait_ready`) and only if that left them
-        `need_s` before t0; else `TestbedError` with the one line saying what was late and by how much."""
+        `need_s` before t0; else `TestbedError` with the one line saying what was late and by how much. Then
+        until t0 at most, the DSO's enrolments and cover prices final (`dso_ready.wait_postings`); else
+        `TestbedError` with one line (`dso_ready.unposted`)."""
         workdir = Path(bed.workdir)
         feeder = bed.scenario.feeder
         self.chains = LabChains.create(workdir / "keys", feeder, bed.scenario_path)
@@ -210,6 +215,17 @@ class ClosedLoop:
         self._start_mgmcs(bed, endpoints, broker, records, dso_api_url)
         self.start_times = replace(self.start_times, mgmcs_started=time.time())
         self.start_times.write(records)
+        # and, before t0, the DSO's enrolments of them (DSO chain) and its cover prices for the first interval
+        # (MGMC chain) final, as its health says: both need the MGMCs' votes, so only now can they be
+        priced_from = self.first_interval if dso_cfg.get("tariff_file") is not None else None
+        postings = wait_postings(
+            dso.process, bed.http_port, tuple(self.chains.mgs), priced_from, self.fix_t0(), dso.log
+        )
+        self.start_times = replace(self.start_times, postings=postings)
+        self.start_times.write(records)
+        line = unposted(self.start_times)
+        if line is not None:
+            raise TestbedError(line)
 
     def _start_mgmcs(
         self, bed: Any, endpoints: list[dict[str, Any]], broker: tuple[str, int], records: Path,

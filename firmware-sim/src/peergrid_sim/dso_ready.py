@@ -9,9 +9,14 @@ timeout passes. That is all "ready" can honestly mean before the MGMCs start: th
 DSO chain, whose authorities are the DSO and every MGMC: 1 of 7 finalises nothing) and its tariffs (on the
 MGMC chain, the MGMCs' alone) become final only once the MGMCs run. `late(...)` is the one line the lab
 fails with when the DSO was ready too late to leave the MGMCs their start before t0, or None; `StartTimes`
-is what the start took, relative to t0, written to `<records>/start.json` for the report. `delayed(argv, s)`
-is a slow DSO start for the tests (`--dso-start-delay-s`): the same process, after `s` seconds.
-Binds nothing; reads the DSO's health over loopback HTTP only.
+is what the start took, relative to t0, written to `<records>/start.json` for the report. Once the MGMCs run,
+`wait_postings(process, port, mgs, priced_from, until, log)` follows the same health until its loop section
+shows every MG `enrolled` and, where the DSO prices the cover (`priced_from`: the loop's first interval),
+`tariffs_through` at least that interval, or `until` (t0) comes, and returns what it saw (`Postings`: when
+each became final, by the lab's clock); `unposted(times)` is the lab's one line when either was not final by
+t0 (the first interval would run without the DSO's sight of an MG or without its cover prices), else None.
+`delayed(argv, s)` is a slow DSO start for the tests (`--dso-start-delay-s`): the same process, after `s`
+seconds. Binds nothing; reads the DSO's health over loopback HTTP only.
 """
 
 from __future__ import annotations
@@ -24,7 +29,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -77,6 +82,100 @@ def wait_ready(
 
 
 @dataclass(frozen=True)
+class Postings:
+    """What the DSO node's `/api/health` showed final of its start's postings while the lab waited: the lab's
+    MGs, the interval every MG's cover must be priced through (`priced_from`, the loop's first; None where the
+    DSO prices none), the MGs it last said `enrolled` and its last `tariffs_through`, and when (wall epoch s)
+    it first showed every MG enrolled and the cover priced (None: not by the end of the wait)."""
+
+    mgs: tuple[str, ...]
+    priced_from: int | None
+    enrolled: tuple[str, ...] = ()
+    tariffs_through: int | None = None
+    all_enrolled: float | None = None
+    priced: float | None = None
+
+    @property
+    def missing(self) -> list[str]:
+        return sorted(set(self.mgs) - set(self.enrolled))
+
+    @property
+    def done(self) -> bool:
+        return self.all_enrolled is not None and (self.priced_from is None or self.priced is not None)
+
+    def seen(self, doc: dict[str, Any] | None, now: float) -> Postings:
+        """These postings after one health answer at `now` (one without the fields changes nothing)."""
+        loop = (doc or {}).get("loop")
+        if not isinstance(loop, dict) or not isinstance(loop.get("enrolled"), list):
+            return self
+        enrolled = tuple(str(mg) for mg in loop["enrolled"])
+        through = loop.get("tariffs_through")
+        through = through if isinstance(through, int) and not isinstance(through, bool) else None
+        found = replace(self, enrolled=enrolled, tariffs_through=through)
+        if found.all_enrolled is None and not found.missing:
+            found = replace(found, all_enrolled=now)
+        wanted = found.priced_from
+        if found.priced is None and wanted is not None and through is not None and through >= wanted:
+            found = replace(found, priced=now)
+        return found
+
+    def relative(self, t0: float) -> dict[str, Any]:
+        """For start.json: how many MGs were enrolled of how many, which were not, the tariffs' last interval,
+        and when each became final in s relative to t0 (None: not by t0)."""
+
+        def rel(at: float | None) -> float | None:
+            return None if at is None else round(at - t0, 3)
+
+        return {
+            "enrolled": len(self.enrolled), "mgs": len(self.mgs), "missing": self.missing,
+            "enrolled_s": rel(self.all_enrolled), "pricing": self.priced_from is not None,
+            "priced_from": self.priced_from, "tariffs_through": self.tariffs_through, "priced_s": rel(self.priced),
+            "in_time": self.done,
+        }  # fmt: skip
+
+
+def wait_postings(
+    process: subprocess.Popen[bytes], port: int, mgs: tuple[str, ...], priced_from: int | None, until: float,
+    log: Path, period_s: float = 0.2,
+) -> Postings:  # fmt: skip
+    """Follow the DSO's health until every MG is enrolled and (with `priced_from`) the cover priced through
+    that interval, or until `until` (wall epoch s: t0); what it saw (`Postings`). A DSO process that exits
+    meanwhile is `TestbedError` at once, with one line."""
+    found = Postings(tuple(mgs), priced_from)
+    while True:
+        found = found.seen(health(port, max(0.2, min(2.0, until - time.time()))), time.time())
+        if found.done or time.time() >= until:
+            return found
+        if process.poll() is not None:
+            raise TestbedError(
+                f"the DSO server exited with {process.returncode} while the MGMCs started; see {log}"
+            )
+        time.sleep(max(0.0, min(period_s, until - time.time())))
+
+
+def unposted(times: StartTimes) -> str | None:
+    """The lab's one line when the DSO's enrolments or cover prices were not final by t0, else None."""
+    found = times.postings
+    if found is None or found.done:
+        return None
+    lacking = []
+    if found.all_enrolled is None:
+        lacking.append(
+            f"{len(found.mgs) - len(found.missing)} of {len(found.mgs)} MGs enrolled "
+            f"(not {', '.join(found.missing)})"
+        )
+    if found.priced_from is not None and found.priced is None:
+        through = "none" if found.tariffs_through is None else f"through {found.tariffs_through}"
+        lacking.append(f"cover prices {through}, interval {found.priced_from} not priced for every MG")
+    began = times.mgmcs_started
+    started = "" if began is None else f"; the MGMCs started {times.t0 - began:.1f} s before it"
+    return (
+        f"the DSO node's postings were not final by t0: {'; '.join(lacking)}{started}; no interval was run "
+        f"(a longer --lead-s gives them more time)"
+    )
+
+
+@dataclass(frozen=True)
 class StartTimes:
     """Wall times (epoch s) of the lab's start: the testbed's, the DSO's spawn and readiness, the MGMCs' spawn
     (None until then), and the first interval's t0; `need_s`, what the MGMCs were to have before t0."""
@@ -87,13 +186,15 @@ class StartTimes:
     dso_ready: float
     need_s: float
     mgmcs_started: float | None = None
+    postings: Postings | None = None  # what the DSO's health showed final before t0 (`wait_postings`)
 
     def relative(self) -> dict[str, Any]:
-        """Each moment in s relative to t0 (negative: before it), and the DSO's own start-up."""
+        """Each moment in s relative to t0 (negative: before it), the DSO's own start-up, and (once the lab
+        waited for them) its postings as `final` (`Postings.relative`)."""
         doc: dict[str, Any] = {
             k: None if v is None else round(v - self.t0, 3)
             for k, v in asdict(self).items()
-            if k not in ("t0", "need_s")
+            if k not in ("t0", "need_s", "postings")
         }
         doc |= {
             "t0": self.t0,
@@ -101,6 +202,8 @@ class StartTimes:
             "dso_start_up_s": round(self.dso_ready - self.dso_started, 3),
             "dso_ready_before_t0_s": round(self.t0 - self.dso_ready, 3),
         }
+        if self.postings is not None:
+            doc["final"] = self.postings.relative(self.t0)
         return doc
 
     def write(self, records: Path) -> Path:

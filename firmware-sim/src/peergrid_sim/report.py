@@ -6,8 +6,8 @@ DSO's interval records and the ledger stores and writes the figures — prices p
 each MG's cost under P2P and under the conventional market, welfare against the centralised optimum over
 the same intervals, voltage profiles before and after reconfiguration, switch operations, ledger heights,
 block times, round changes, device faults, each interval's pacing against its slot on the accelerated clock,
-the lab's start (when the DSO node was ready relative to t0, `start_section`, and when its enrolments and
-tariffs became final, `dso_postings`) and the end-of-run quiesce —
+the lab's start (when the DSO node was ready relative to t0 and when its enrolments and tariffs became
+final, as its health showed them while the lab waited before t0: `start_section`) and the end-of-run quiesce —
 plus `checks`: every replica of each chain ends on the identical head (same height, same hash), every store
 passes `peergrid-ledger verify`, every settled trade's settlement has an inclusion proof that verifies, the
 executed topology was always secure, no MG paid more under P2P than it would have conventionally, and the
@@ -240,8 +240,10 @@ def rebargaining(dso: list[dict[str, Any]], edges: dict[str, list[dict[str, Any]
 def start_section(records: Path) -> dict[str, Any]:
     """The lab's start relative to t0 (`dso_ready.StartTimes`, s; negative: before t0): when the testbed, the
     DSO server's process and the MGMCs started, when the DSO node was ready and how long before t0 that was,
-    and whether every MGMC was started only after it; `{"error": ...}` for a lab that wrote none (one from
-    before the DSO was started first)."""
+    whether every MGMC was started only after it, and `final`: when the DSO's health first showed every MG
+    enrolled and the first interval priced for all (`dso_ready.Postings.relative`; a lab from before it
+    waited for them has none); `{"error": ...}` for a lab that wrote none (one from before the DSO was
+    started first)."""
     from peergrid_sim.dso_ready import START_FILE
 
     doc = _json(records / START_FILE)
@@ -249,40 +251,6 @@ def start_section(records: Path) -> dict[str, Any]:
         return {"error": f"no start times in {START_FILE}"}
     started = doc.get("mgmcs_started")
     return doc | {"dso_ready_before_mgmcs": isinstance(started, (int, float)) and doc["dso_ready"] <= started}
-
-
-# what the DSO node posts at its start, per chain of its own stores: enrolments (DSO chain), cover prices
-POSTINGS = {"dso.db": "enrol", "mgmc.db": "market.tariff"}
-
-
-def dso_postings(dso_node: Path, t0: float, open_store: Any = None) -> dict[str, Any]:
-    """When the DSO node's first postings became final, s relative to t0 (block time; negative: before):
-    per kind, how many there are and the first and last (the last enrolment before t0: every MGMC was
-    enrolled before the first interval; the tariffs likewise priced it). Kinds whose store is missing are
-    left out; a kind never posted is `{"count": 0}`. `open_store`: how a store is opened (`BlockStore.open`)."""
-    if open_store is None:
-        from peergrid_ledger.store import BlockStore
-
-        open_store = BlockStore.open
-    out: dict[str, Any] = {}
-    for name, kind in POSTINGS.items():
-        if not (dso_node / name).exists():
-            continue
-        store = open_store(dso_node / name)
-        try:
-            times = [
-                block.header.time / 1000 - t0
-                for block in (store.block(h) for h in range(1, store.head_height() + 1))
-                for tx in block.txs
-                if tx.kind == kind
-            ]
-        finally:
-            store.close()
-        found: dict[str, Any] = {"count": len(times)}
-        if times:
-            found |= {"first_s": round(min(times), 3), "last_s": round(max(times), 3)}
-        out[kind] = found
-    return out
 
 
 def write_report(bed: Any, out_dir: Path) -> Path:
@@ -352,8 +320,6 @@ def write_report(bed: Any, out_dir: Path) -> Path:
     ]  # fmt: skip
     quiesce = _json(records / "quiesce.json")
     start = start_section(records)
-    if "t0" in start:  # the DSO's enrolments and tariffs against the first interval
-        start["final"] = dso_postings(workdir / "nodes" / "dso", float(start["t0"]))
     consensus = _json(records / "consensus-stats.json") or {}
     for role, figures in ledger.items():  # round timeouts each replica counted (the chain id names its role)
         per_node: dict[str, Any] = next((v for c, v in consensus.items() if c.startswith(role + "-")), {})
