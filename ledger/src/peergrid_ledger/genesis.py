@@ -38,6 +38,7 @@ LATE_PARAMS = frozenset(
         "close_on_clock",
         "close_after_ms",
         "unpaid_as_debt",
+        "settle_tolerance_permille",
         "accept_rounds",
         "accept_wait_ms",
         "accept_window_ms",
@@ -57,6 +58,7 @@ SETTLE_PARAMS = (
     "close_on_clock",  # a close rule on the interval clock, which only settle_by_both chains have
     "close_after_ms",
     "unpaid_as_debt",  # a settlement's energy payment on credit: only settle_by_both settles on statements
+    "settle_tolerance_permille",
 )
 ACCEPT_ROUNDS = (1, 2)  # a settled round 2 already means every member re-checked the accepts cleared
 MAX_ACCEPT_WAIT_MS = 24 * 3600 * 1000  # a day: a day-ahead stage has no use for a longer round
@@ -97,6 +99,12 @@ class Params:
     # parties' statements".
     settle_by_both: int = 0
     settle_tolerance_wh: int = 0  # Wh the two statements may differ by and still agree (default: exactly)
+    # > 0: the tolerance is relative-capped, min(settle_tolerance_wh, this ‰ of the trade's agreed Wh), and the
+    # undelivered Wh nobody's statement owns must be exactly 0 on a priced trade: an absolute allowance was
+    # one side's to take (a trade <= the tolerance settled for nothing, its compensation waived; review13
+    # F3). 0 (the default, and every genesis written before it): the absolute tolerance for both. Only with
+    # settle_by_both; at most 1000.
+    settle_tolerance_permille: int = 0
     settle_wait_ms: int = 3_600_000  # after the first statement, how long the other party has to state
     # the market interval clock (required with settle_by_both): interval k ends at epoch + (k + 1) * interval
     # (block time, ms), and no `settle` of an interval's trade lands before it ended, so a word given before
@@ -159,6 +167,8 @@ class Params:
             raise GenesisError("params.accept_window_ms: only with accept_rounds 2")
         if not 0 <= self.accept_window_ms <= MAX_ACCEPT_WAIT_MS:
             raise GenesisError(f"params.accept_window_ms: expected 0 to {MAX_ACCEPT_WAIT_MS} ms")
+        if not 0 <= self.settle_tolerance_permille <= 1000:
+            raise GenesisError("params.settle_tolerance_permille: expected 0 to 1000")
         if self.close_after_ms and not self.close_on_clock:
             raise GenesisError("params.close_after_ms: only with close_on_clock 1")
         if not 0 <= self.close_after_ms <= MAX_SETTLE_INTERVAL_MS:

@@ -301,19 +301,29 @@ def _state(
         view.put_obj(trade_key(tid), agreed)
         return events
     buyer, seller = int(statements["buyer"]["delivered"]), int(statements["seller"]["delivered"])
-    tolerance = ctx.genesis.params.settle_tolerance_wh
+    tolerance, unowned_tolerance = _tolerances(ctx, int(agreed["quantity"]))
     shorts = (int(statements["seller"].get("short", 0)), int(statements["buyer"].get("short", 0)))
     # on a priced trade somebody's own shortfall must account for what was not delivered, or the side at
     # fault would owe nothing by keeping quiet about it: the DSO's metering settles it
     unowned = agreed["quantity"] - min(buyer, seller) - max(shorts) if _priced(view, agreed) else 0
-    if abs(buyer - seller) <= tolerance and unowned <= tolerance:
+    if abs(buyer - seller) <= tolerance and unowned <= unowned_tolerance:
         return events + pay(view, ctx, tx, tid, agreed, min(buyer, seller), "agreed", shorts)
     agreed["disputed"] = True
     view.put_obj(trade_key(tid), agreed)
     disputed = {"trade": tid, "buyer": buyer, "seller": seller}
-    if unowned > tolerance:
+    if unowned > unowned_tolerance:
         disputed["unowned"] = unowned
     return [*events, ("disputed", disputed)]
+
+
+def _tolerances(ctx: BlockContext, quantity: int) -> tuple[int, int]:
+    """(Wh two statements may differ by, Wh of undelivered energy they may leave unowned) and still agree:
+    the absolute `settle_tolerance_wh` for both, or with `settle_tolerance_permille` the lower of it and that
+    ‰ of the trade, and none unowned (review13 F3: an absolute allowance is one side's to take)."""
+    params = ctx.genesis.params
+    if not params.settle_tolerance_permille:
+        return params.settle_tolerance_wh, params.settle_tolerance_wh
+    return min(params.settle_tolerance_wh, quantity * params.settle_tolerance_permille // 1000), 0
 
 
 def _priced(view: Overlay, agreed: dict[str, Any]) -> bool:
