@@ -14,6 +14,7 @@ state `decide` would choose. No I/O, no clock: time comes in as arguments.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Literal
@@ -195,34 +196,53 @@ class ScheduleError(ValueError):
     """A schedule message that does not parse or does not make sense."""
 
 
+def _finite(value: object, what: str) -> float:
+    """`value` as a finite float: a JSON number (not a bool, not a string such as "inf"), never NaN, Infinity or an
+    integer beyond a float's range."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ScheduleError(f"{what} must be a number")
+    try:
+        number = float(value)
+    except OverflowError:
+        raise ScheduleError(f"{what} is too large for a float") from None
+    if not math.isfinite(number):
+        raise ScheduleError(f"{what} must be a finite number")
+    return number
+
+
 def parse_schedule(payload: bytes) -> Schedule:
-    """A schedule from its JSON message: {"interval", "valid_from", "valid_until", "setpoints": {dev: {sp: v}}}."""
-    import json
+    """A schedule from its JSON message: {"interval", "valid_from", "valid_until", "setpoints": {dev: {sp: v}}}.
+    Times and setpoints are finite numbers: a "valid_until" of Infinity would be a schedule that never ends, a NaN
+    setpoint a write no device can take; such a message, or one holding NaN/Infinity anywhere, is a ScheduleError."""
+    # the edge's finite-only JSON loader lives with the telemetry shell; imported here, where it is used, so this
+    # pure module does not load the MQTT client with it
+    from peergrid_edge.telemetry import NotFinite, loads_finite
 
     try:
-        message = json.loads(payload)
-    except (ValueError, UnicodeDecodeError):
+        message = loads_finite(payload)
+    except NotFinite as exc:
+        raise ScheduleError(f"schedule {exc}") from None
+    except ValueError:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
         raise ScheduleError("schedule is not JSON") from None
     if not isinstance(message, dict):
         raise ScheduleError("schedule must be a JSON object")
     try:
         interval = int(message["interval"])
-        valid_from, valid_until = float(message["valid_from"]), float(message["valid_until"])
-        raw = message["setpoints"]
+        times, raw = (message["valid_from"], message["valid_until"]), message["setpoints"]
     except (KeyError, TypeError, ValueError) as exc:
         raise ScheduleError(f"schedule field missing or wrong: {exc}") from None
+    valid_from, valid_until = _finite(times[0], "valid_from"), _finite(times[1], "valid_until")
     if not valid_from < valid_until:
         raise ScheduleError("schedule ends before it starts")
     if not isinstance(raw, dict):
         raise ScheduleError("setpoints must be an object")
+    known = {s for sps in natures.SETPOINTS.values() for s in sps}
     setpoints: dict[str, dict[str, float]] = {}
     for device, values in raw.items():
         if not isinstance(values, dict):
             raise ScheduleError(f"setpoints of {device} must be an object")
-        for name, value in values.items():
-            if name not in {s for sps in natures.SETPOINTS.values() for s in sps}:
+        for name in values:
+            if name not in known:
                 raise ScheduleError(f"unknown setpoint {name!r} for {device}")
-            if isinstance(value, bool) or not isinstance(value, int | float) or value != value:
-                raise ScheduleError(f"setpoint {device}.{name} must be a number")
-        setpoints[str(device)] = {str(k): float(v) for k, v in values.items()}
+        setpoints[str(device)] = {str(k): _finite(v, f"setpoint {device}.{k}") for k, v in values.items()}
     return Schedule(interval, valid_from, valid_until, setpoints)
