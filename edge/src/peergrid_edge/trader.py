@@ -56,7 +56,6 @@ curve or DER data (only positions, the injection, and commitments).
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import time
 from dataclasses import asdict
@@ -76,12 +75,8 @@ from peergrid_edge.exchange_io import SessionOutcome
 from peergrid_edge.forward_chain import ForwardOutcome, forward_plan, forward_session
 from peergrid_edge.pcc_readings import MgMetering
 from peergrid_edge.replicas import Submission
-from peergrid_edge.resume import (
-    PLAN_CONFIRMED,
-    initial_state,
-    resume_interval,
-    resumed_counterfactual,
-)
+from peergrid_edge.resume import PLAN_CONFIRMED, initial_state, resume_interval, resumed_counterfactual
+from peergrid_edge.telemetry import NotFinite, loads_finite
 from peergrid_ledger import keys
 from peergrid_ledger.records import append_record
 
@@ -89,6 +84,22 @@ if TYPE_CHECKING:
     from peergrid_edge.daemon import EdgeDaemon
 
 log = logging.getLogger("peergrid.edge.trader")
+
+
+def parse_verdict(payload: bytes) -> dict[str, Any]:
+    """Pure: the DSO's verdict, a JSON object holding no NaN/Infinity whose "interval" and "iteration" are integers
+    and "final" a boolean (what the agent files and orders verdicts by); ValueError naming the fault if not."""
+    try:
+        doc = loads_finite(payload)
+    except NotFinite as exc:
+        raise ValueError(f"verdict {exc}") from None
+    except ValueError as exc:  # JSONDecodeError, UnicodeDecodeError
+        raise ValueError(f"verdict is not JSON: {exc}") from None
+    kinds = {"interval": int, "iteration": int, "final": bool}  # exactly: True is no interval
+    wrong = not isinstance(doc, dict) or any(type(doc.get(k, t())) is not t for k, t in kinds.items())
+    if wrong or "interval" not in doc:
+        raise ValueError(f"a verdict needs an integer interval and iteration, a boolean final: {doc!r:.100}")
+    return dict(doc)
 
 
 class MarketAgent:
@@ -146,8 +157,12 @@ class MarketAgent:
         return doc
 
     def _on_verdict(self, _topic: str, payload: bytes) -> None:
-        doc = json.loads(payload)
-        t = int(doc["interval"])
+        try:
+            doc = parse_verdict(payload)
+        except ValueError as exc:  # one clear line; the link's handler would log a traceback
+            log.warning("ignored a verdict: %s", str(exc)[:200])
+            return
+        t = doc["interval"]
         old = self.verdicts.get(t)
         if old is None or (doc.get("iteration", 0), doc.get("final", False)) >= (
             old.get("iteration", 0),
