@@ -6,11 +6,14 @@ Promises: `reading(nature, points)` turns decoded SunSpec models into the nature
 `watchdog_s`, `fallback_w`) into the SunSpec point values that carry it, and `achieved(nature, setpoint,
 reading)` reads the setpoint back from the device's own control points, so a write is confirmed by what the
 device reports, not by what we sent.
-Pure; reads the bundled map once. Raises `NatureError` for a setpoint a device cannot take.
+Pure; reads the bundled map once. Raises `NatureError` for a setpoint a device cannot take, and for a value (or
+the rating a percentage is taken of) that is not a finite number: NaN would otherwise turn into a full rate, a set
+flag or a NaN register, so no point of such a write is ever produced.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import cache
@@ -87,7 +90,16 @@ def unsupported(nature: str, model_ids: list[int]) -> list[str]:
     return problems
 
 
+def _is_finite(value: float) -> bool:
+    try:
+        return math.isfinite(value)
+    except OverflowError:  # an int beyond a float's range
+        return False
+
+
 def _pct(value: float, of: float | None) -> float:
+    if of is not None and not _is_finite(of):
+        raise NatureError(f"the device reports a rating of {of}, not a finite number of watts")
     if not of or of <= 0:
         raise NatureError("the device reports no rating to turn watts into a percentage")
     return max(0.0, min(100.0, 100.0 * value / of))
@@ -101,6 +113,8 @@ def point_writes(
     control = spec.get("controls", {}).get(setpoint) or spec.get("watchdog", {}).get(setpoint)
     if control is None:
         raise NatureError(f"a {nature} has no setpoint {setpoint!r}")
+    if not _is_finite(value):
+        raise NatureError(f"{setpoint} of a {nature} must be a finite number, not {value!r}")
     if "seconds" in control:
         model, point = _split(control["seconds"])
         return [PointWrite(int(model), point, round(value))]
