@@ -196,6 +196,30 @@ def _check_demands(
         )
 
 
+OPENING_SLACK = 1000  # rounds an opening may lead the interval's highest (simulators open at 2 or 5)
+
+
+def _check_round(view: Overlay, interval: int, round_: int, own: int | None) -> None:
+    """A move's round is at most one past the interval's highest round so far, an opening's (`own` None) at
+    most OPENING_SLACK past it: one position at the schema's last round would otherwise push every
+    re-bargaining move, numbered on from the highest (the reopening's `round`), out of range (review13 F5).
+    So the highest round grows by at most 1 a move and OPENING_SLACK a member: the schema's 1,000,000 takes
+    a thousand members or a million transactions. A move one past its own last round, or a round within the
+    slack, needs no look at the others (the common case)."""
+    step = 1 if own is not None else OPENING_SLACK
+    if round_ <= (own if own is not None else 0) + step:
+        return
+    top = 0
+    for side, read in (("sellers", offer), ("buyers", bid)):
+        for member in members(view, interval, side):
+            top = max(top, int((read(view, interval, member) or {"round": 0})["round"]))
+    if round_ > top + step:
+        raise RuleError(
+            Reason.RULE_VIOLATION,
+            f"round {round_} skips ahead: interval {interval}'s highest round is {top}, so at most {top + step}",
+        )
+
+
 def post_offer(view: Overlay, tx: Tx, ctx: BlockContext, sender: ks.AccountRecord) -> None:
     require_participant(sender, tx.kind)
     b = tx.body
@@ -203,6 +227,7 @@ def post_offer(view: Overlay, tx: Tx, ctx: BlockContext, sender: ks.AccountRecor
     if view.get(key) is not None:
         raise RuleError(Reason.DUPLICATE, "offer already open: use a move")
     _check_offer(view, tx, b["interval"], b["price"], b["quantity"], opening=True)
+    _check_round(view, b["interval"], b["round"], None)
     _open_interval(view, b["interval"], tx.sender, "sellers")
     position = {"clean": b["clean"], "price": b["price"], "quantity": b["quantity"], "round": b["round"]}
     view.put_obj(key, position)
@@ -216,6 +241,7 @@ def post_bid(view: Overlay, tx: Tx, ctx: BlockContext, sender: ks.AccountRecord)
         raise RuleError(Reason.DUPLICATE, "bid already open: use a move")
     if b["demands"]:  # an empty bid buys nothing: a debtor may still join the interval's bargaining with one
         refuse_debtor(view, tx.sender, f"a bid in interval {b['interval']}")
+    _check_round(view, b["interval"], b["round"], None)
     _open_interval(view, b["interval"], tx.sender, "buyers")
     _check_demands(view, tx, b["interval"], b["demands"], bool(ctx.genesis.params.cap_on_fills))
     view.put_obj(key, {"demands": b["demands"], "round": b["round"]})
@@ -235,6 +261,7 @@ def move(view: Overlay, tx: Tx, ctx: BlockContext, sender: ks.AccountRecord) -> 
         require(position is not None, Reason.NOT_FOUND, "no open offer to revise")
         assert position is not None
         require(b["round"] > position["round"], Reason.RULE_VIOLATION, "a move must be for a later round")
+        _check_round(view, interval, b["round"], position["round"])
         if b["quantity"] == 0:
             # a withdrawal: nothing is for sale, so its price means nothing and the standing price stays
             # (a price below the floor never stands); buyers' demands on it are granted nothing
@@ -250,6 +277,7 @@ def move(view: Overlay, tx: Tx, ctx: BlockContext, sender: ks.AccountRecord) -> 
         require(position is not None, Reason.NOT_FOUND, "no open bid to revise")
         assert position is not None
         require(b["round"] > position["round"], Reason.RULE_VIOLATION, "a move must be for a later round")
+        _check_round(view, interval, b["round"], position["round"])
         standing = {d["seller"]: d["quantity"] for d in position["demands"]}
         if any(d["quantity"] > standing.get(d["seller"], 0) for d in b["demands"]):
             refuse_debtor(view, tx.sender, f"a move raising a demand in interval {interval}")
