@@ -39,13 +39,21 @@ LATE_PARAMS = frozenset(
         "close_after_ms",
         "unpaid_as_debt",
         "settle_tolerance_permille",
+        "seller_vouched",
         "accept_rounds",
         "accept_wait_ms",
         "accept_window_ms",
     }
 )
 FLAG_PARAMS = frozenset(  # 0 or 1
-    {"cap_on_fills", "settle_by_both", "sealed_statements", "close_on_clock", "unpaid_as_debt"}
+    {
+        "cap_on_fills",
+        "settle_by_both",
+        "sealed_statements",
+        "close_on_clock",
+        "unpaid_as_debt",
+        "seller_vouched",
+    }
 )
 # meaningful only with settle_by_both 1
 SETTLE_PARAMS = (
@@ -59,6 +67,7 @@ SETTLE_PARAMS = (
     "close_after_ms",
     "unpaid_as_debt",  # a settlement's energy payment on credit: only settle_by_both settles on statements
     "settle_tolerance_permille",
+    "seller_vouched",
 )
 ACCEPT_ROUNDS = (1, 2)  # a settled round 2 already means every member re-checked the accepts cleared
 MAX_ACCEPT_WAIT_MS = 24 * 3600 * 1000  # a day: a day-ahead stage has no use for a longer round
@@ -132,6 +141,11 @@ class Params:
     # refused and lost, and the debtor stops buying (review13 F6). 0 (the default, and every genesis written
     # before it): the whole settlement is refused (`insufficient-funds`). Only with settle_by_both.
     unpaid_as_debt: int = 0
+    # 1: two agreeing statements do not pay at once: the agreed figures wait `settle_wait_ms` for the DSO's
+    # word on the seller's side (its `settle` then is final), then either party's repeated statement pays them
+    # (`market_vouch`; review13 F2: the buyer's PCC meter cannot show that the seller delivered). 0 (the
+    # default, and every genesis written before it): agreeing statements pay. Only with settle_by_both.
+    seller_vouched: int = 0
     # the exchange contract's accept round a clear needs settled (`exchange_clearing`): 1 (the default, and
     # every genesis written before it) clears round 1 at once, as before rounds; 2: every member still
     # trading re-checked the clear's pro-rata cut of exactly the accepts cleared (round 2 or later, nobody

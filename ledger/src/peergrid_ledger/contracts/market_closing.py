@@ -54,6 +54,7 @@ from .market_state import (
     trade_id,
     trade_key,
 )
+from .market_vouch import hold, release
 from .settle_pay import other_side, pay
 
 
@@ -307,7 +308,7 @@ def _state(
     # fault would owe nothing by keeping quiet about it: the DSO's metering settles it
     unowned = agreed["quantity"] - min(buyer, seller) - max(shorts) if _priced(view, agreed) else 0
     if abs(buyer - seller) <= tolerance and unowned <= unowned_tolerance:
-        return events + pay(view, ctx, tx, tid, agreed, min(buyer, seller), "agreed", shorts)
+        return events + hold(view, ctx, tx, tid, agreed, min(buyer, seller), shorts)
     agreed["disputed"] = True
     view.put_obj(trade_key(tid), agreed)
     disputed = {"trade": tid, "buyer": buyer, "seller": seller}
@@ -336,6 +337,8 @@ def _lapse(
     """A party's `settle` after its own statement: refused (`duplicate`: a statement is final) unless the
     other party stayed silent until the deadline and it repeats its statement: then it settles on it, so a
     silent counterparty cannot hold the payment back for ever."""
+    if "vouch" in agreed:  # both agreed; the seller's side waits for the DSO (seller_vouched)
+        return release(view, ctx, tx, tid, agreed, party, delivered)
     statements = agreed["statements"]
     stated, other = int(statements[party]["delivered"]), other_side(party)
     said = f"trade {_short(tid)}: the {party} already stated {stated} Wh"

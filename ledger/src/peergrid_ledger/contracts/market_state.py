@@ -203,12 +203,14 @@ def compensation(
     return "seller", 0
 
 
-SETTLEMENT_STATES = ("open", "stated", "disputed", "settled", "superseded")
+SETTLEMENT_STATES = ("open", "stated", "disputed", "vouching", "settled", "superseded")
 
 
 def settlement(state: StateReader, tid: bytes) -> dict[str, Any] | None:
     """Where a trade's settlement stands, or None when there is no such trade: `state` (one of
-    `SETTLEMENT_STATES`: no statement yet, one, two that disagree, paid, or superseded by a reopening),
+    `SETTLEMENT_STATES`: no statement yet, one, two that disagree, two that agree and wait for the DSO's
+    word (genesis `seller_vouched`: then also `vouch` {delivered, seller_short, buyer_short, until}), paid, or
+    superseded by a reopening),
     the parties' `statements` ({"buyer"/"seller": {delivered, time, txid, short?}}, `settle_by_both`),
     the `deadline` from which a lone statement settles it (sent again by its party; None before any)
     and the `settlement` ({amount, delivered, txid}, with `basis` under `settle_by_both` and, on a trade
@@ -225,14 +227,19 @@ def settlement(state: StateReader, tid: bytes) -> dict[str, Any] | None:
         where = "settled"
     elif "disputed" in record:
         where = "disputed"
+    elif "vouch" in record:
+        where = "vouching"
     else:
         where = "stated" if statements else "open"
-    return {
+    out = {
         "state": where,
         "statements": statements,
         "deadline": record.get("deadline"),
         "settlement": record["settlement"],
     }
+    if "vouch" in record:  # only then (seller_vouched): every other answer keeps its keys
+        out["vouch"] = record["vouch"]
+    return out
 
 
 def buyer_limit(rules: Mapping[str, Any], clean: bool) -> int:

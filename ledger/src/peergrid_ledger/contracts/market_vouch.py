@@ -1,0 +1,69 @@
+"""Agreed statements that wait for the DSO's word on the seller's side (genesis `seller_vouched`; review13 F2).
+
+The buyer's PCC meter counts its whole import from the feeder, so it cannot show that a P2P seller delivered:
+a seller that states "delivered = agreed, short 0" agrees with an honest buyer whatever it delivered. With
+`seller_vouched` two agreeing statements do not pay: `hold` records the agreed figures on the trade as
+`vouch` {delivered, seller_short, buyer_short, until} (until = block time + `settle_wait_ms`), and the trade
+waits (settlement state `vouching`). Within the window the DSO's `settle` (from its meters of the seller's
+side) is final, as for any unsettled trade; after `until` either party's `settle` repeating its own statement
+exactly pays the held figures (`release`, basis `agreed`), as a lone statement lapses. Without the param (the
+default, and every genesis written before it) agreeing statements pay at once and no record changes.
+Pure; no I/O.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..machine import BlockContext, require
+from ..results import Event, Reason, RuleError
+from ..state import Overlay
+from ..tx import Tx
+from .market_state import trade_key
+from .settle_pay import pay
+
+
+def hold(
+    view: Overlay,
+    ctx: BlockContext,
+    tx: Tx,
+    tid: bytes,
+    agreed: dict[str, Any],
+    delivered: int,
+    shorts: tuple[int, int],
+) -> list[Event]:
+    """Two statements agreed on `delivered` and `shorts` (seller's, buyer's): pay now, or with
+    `seller_vouched` keep them on the trade for the DSO's window."""
+    if not ctx.genesis.params.seller_vouched:
+        return pay(view, ctx, tx, tid, agreed, delivered, "agreed", shorts)
+    until = ctx.time + ctx.genesis.params.settle_wait_ms
+    agreed["vouch"] = {
+        "delivered": delivered,
+        "seller_short": shorts[0],
+        "buyer_short": shorts[1],
+        "until": until,
+    }
+    view.put_obj(trade_key(tid), agreed)
+    return [("vouching", {"trade": tid, "delivered": delivered, "until": until})]
+
+
+def release(
+    view: Overlay, ctx: BlockContext, tx: Tx, tid: bytes, agreed: dict[str, Any], party: str, delivered: int
+) -> list[Event]:
+    """A party's `settle` on a trade whose agreement waits (`hold`): refused before `until` (the DSO's
+    window); after it, the party's own statement repeated exactly pays the held figures."""
+    vouch, own = agreed["vouch"], agreed["statements"][party]
+    said = f"trade {tid.hex()[:16]}…: the {party} already stated {own['delivered']} Wh and the parties agree"
+    if ctx.time < vouch["until"]:
+        raise RuleError(
+            Reason.DUPLICATE,
+            f"{said}; the DSO vouches for the seller's side until {vouch['until']} (block time {ctx.time}), "
+            f"then the {party}'s settle of {own['delivered']} Wh again settles on the agreed figures",
+        )
+    require(
+        delivered == own["delivered"] and tx.body.get("short", 0) == own.get("short", 0),
+        Reason.DUPLICATE,
+        f"{said}: a statement is final, repeat it as it was",
+    )
+    shorts = (int(vouch["seller_short"]), int(vouch["buyer_short"]))
+    return pay(view, ctx, tx, tid, agreed, int(vouch["delivered"]), "agreed", shorts)
