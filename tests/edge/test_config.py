@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 from pydantic import ValidationError
 
 from peergrid_controller.moves import BargainingConfig
-from peergrid_edge.config import ROUNDS_SHARE, EdgeSettings, MarketSettings, rounds_that_fit
+from peergrid_edge.config import ROUNDS_SHARE, ControlSettings, EdgeSettings, MarketSettings, rounds_that_fit
 from peergrid_edge.telemetry import parse_telemetry
 from peergrid_ledger.genesis import Genesis, Params
 from peergrid_ledger.keys import Keypair
@@ -248,3 +248,12 @@ def test_the_dso_api_url_is_an_http_url_or_a_clear_error(url: str, expected: str
             MarketSettings(**base, dso_api_url=url)  # type: ignore[arg-type]
     else:
         assert MarketSettings(**base, dso_api_url=url).dso_api_url == expected  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf"), float("-inf")])
+def test_a_config_float_that_is_not_finite_is_an_error_naming_its_key(bad: float) -> None:
+    """Every config model (ledger settings.StrictSettings) refuses NaN and Infinity: a NaN safe_w would be refused
+    at every write (an alarm each tick, the device never safe), an infinite max_w bounds nothing."""
+    with pytest.raises(ValidationError) as caught:
+        ControlSettings(safe_w=bad)
+    assert "safe_w" in str(caught.value) and "finite" in str(caught.value)

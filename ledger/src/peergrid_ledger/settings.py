@@ -16,9 +16,10 @@ from pydantic import BaseModel, ConfigDict, ValidationError, model_validator
 
 
 class StrictSettings(BaseModel):
-    """Base for every config model: unknown keys are errors, values are not coerced silently."""
+    """Base for every config model: unknown keys are errors, values are not coerced silently, and a float is
+    finite (NaN or Infinity in a config is an error naming the key, not a setpoint that never settles)."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 class BrokerTlsSettings(StrictSettings):
