@@ -33,11 +33,13 @@ def test_agreeing_statements_wait_for_the_dso() -> None:
     assert status is not None and status["state"] == "vouching" and status["settlement"] is None
     assert status["vouch"] == {"delivered": 400, "seller_short": 0, "buyer_short": 0, "until": until}
     assert balances(c) == before
+    assert [tid_ for tid_, _t in query.vouching(c.state, 1)] == [tid] and query.vouching(c.state, 2) == []
     early = clock.state(SELLER, tid, 400)
     assert reason(early) is Reason.DUPLICATE and f"until {until}" in str(early)
     # the DSO metered the seller's side: 250 Wh delivered; its word is final
     settled = clock.send(Keys.dso, {"trade": tid, "delivered": 250})
     assert events(settled)[0][1]["basis"] == "dso"
+    assert query.vouching(c.state, 1) == []
     assert balances(c)[SELLER.public] - before[SELLER.public] == PRICE * 250
     clock.now = until
     assert reason(clock.state(SELLER, tid, 400)) is Reason.ALREADY_SETTLED

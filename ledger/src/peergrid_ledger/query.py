@@ -51,14 +51,32 @@ def trade(state: StateReader, trade_id: bytes) -> dict[str, Any] | None:
 
 
 def settlement(state: StateReader, trade_id: bytes) -> dict[str, Any] | None:
-    """Where one trade's settlement stands: {state: open | stated | disputed | settled | superseded,
+    """Where one trade's settlement stands: {state: open | stated | disputed | vouching | settled | superseded,
     statements: {buyer/seller: {delivered, time, txid, short?}}, deadline (ms or None), settlement (or None):
     {amount, delivered, txid, basis?, compensation?}}. `short` is the party's own shortfall in Wh where its
     statement gave one; `compensation` {payer: seller | buyer, amount (micro-units, moved in the same
     settlement), seller_short, buyer_short} is there on a trade whose parties the DSO priced (market.tariff);
     `owed` {payer, amount} where the payer could not pay all of it then: what was owed at the settlement, kept
-    as written however much of it was collected since (`debts` says what is still owed)."""
+    as written however much of it was collected since (`debts` says what is still owed); `unpaid` (genesis
+    unpaid_as_debt) the part of the energy payment the buyer owes. `vouching` (genesis seller_vouched): both
+    parties agreed and the trade waits for the DSO; then `vouch` {delivered, seller_short, buyer_short, until}
+    is there too (`vouching` below)."""
     return _market.settlement(state, trade_id)
+
+
+def vouching(state: StateReader, number: int) -> list[tuple[bytes, dict[str, Any]]]:
+    """The trades of closed interval `number` whose agreeing statements wait for the DSO's word on the seller's
+    side (genesis seller_vouched, contracts/market_vouch.py), as (trade id, trade) pairs in agreed order: each
+    unsettled with a `vouch` {delivered, seller_short, buyer_short, until (block time, ms)}. The DSO's
+    `settle` {trade, delivered[, seller_short, buyer_short]} before `until` is final; after it either party's
+    repeated statement pays the vouch's figures. [] on an open interval or any other chain."""
+    if not _market.closed(state, number):
+        return []
+    return [
+        (tid, t)
+        for tid, t in trades(state, number)
+        if "vouch" in t and t["settlement"] is None and "superseded" not in t
+    ]
 
 
 def debts(state: StateReader, key: bytes) -> list[dict[str, Any]]:
