@@ -291,13 +291,16 @@ def _switch(
 ) -> bool:
     """Clean seller i decides alone, once, where it sells clean (cleanbook.py's switch), as a genset MG its
     on/off: its MILP at the prices found with its proximal term at `commit_weight`·ρ (the plan nearest its
-    relaxed position that pays), then LPs with the switch fixed. True if that changed its model."""
+    relaxed position that pays), then LPs with the switch fixed. True if that changed its switch. Its model
+    is the decision's, fresh, even where the switch stands, as an edge member's is
+    (`dayahead_rounds.switch`): a warm model and a fresh one of the same LP can answer different optimal
+    vertices where the proximal term ties, and keeping the warm one here took a five-MG clean day one
+    iteration apart from the edge's once the runs between decisions were shorter (docs/market.md, R5)."""
     on, model = decide_switch(
         mg, ex.dt, ex.price_floats, ex.rho_float, ex.bounds(i), ex.fees(i), ex.anchor(i),
         cfg.commit_weight, cfg.resolution_kwh,
     )  # fmt: skip
     ex.solves += 1
-    if switched.get(i) == on:
-        return False
+    changed = switched.get(i) != on
     switched[i], models[i] = on, model
-    return True
+    return changed
