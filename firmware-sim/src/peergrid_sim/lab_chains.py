@@ -39,11 +39,13 @@ class SettleByBoth:
     # the slot before the MGMCs dispatch the new plan; a first interval dispatched late differs by half, a
     # dispute for the DSO. The absolute 500 Wh alone was an allowance one side could take (review13 F3: a
     # buyer under-stating by up to 500 Wh still agreed, a trade of at most 500 Wh went free), so it is capped
-    # at 2 % of each trade (`tolerance_permille`, just above the 1.6 % measured): 10 Wh on a 500 Wh trade,
-    # 480 on 24 kWh; and on a priced trade the undelivered Wh must be owned exactly (each edge states its
-    # own `short` = agreed - delivered, so honest statements leave none unowned)
+    # at 3 % of each trade (`tolerance_permille`): 15 Wh on a 500 Wh trade, the 500 Wh cap from 16.7 kWh up.
+    # Measured again 2026-12-05 22:58 UTC (ieee33, 3 intervals, 24 trades): the seller's statement fell
+    # 0.1-2.3 % below the buyer's on trades dispatched in time (2 % sent 4 of them to the DSO), a late one
+    # 11-14 %; on a priced trade the undelivered Wh must also be owned exactly (each edge states its own
+    # `short` = agreed - delivered, so honest statements leave none unowned)
     tolerance_wh: int = 500
-    tolerance_permille: int = 20
+    tolerance_permille: int = 30
     # a silent counterparty's window after the first statement: the MGMCs state in the next interval's settle
     # phase, one that runs late (a DSO overrun) still within it; the agent waits for it after the day's last
     # interval (edge settlement.py), so it is short enough for the lab to end soon after
