@@ -72,6 +72,9 @@ def create_app(settings: DsoSettings, *, listen: bool = True) -> FastAPI:
     from peergrid_dso.routes.dso import install_dso_api
 
     install_dso_api(app)
+    from peergrid_dso.request_errors import install_request_errors
+
+    install_request_errors(app)  # after install_console: wraps its 422 handler; NaN/Infinity bodies -> 422
 
     @app.get("/api/health")
     def health(request: Request) -> dict[str, Any]:
