@@ -248,6 +248,13 @@ def test_what_the_dsos_health_says_of_its_postings_is_followed_and_told() -> Non
     )
     unpriced = Postings(mgs, None, mgs, None, 990.0, None)  # a DSO that prices nothing: enrolment alone
     assert unpriced.done and unposted(replace(times, postings=unpriced)) is None
+    # the testbed's line under its DSO-ready line
+    assert (
+        found.banner(t0) == "  every MG enrolled 8.0 s and interval 36 priced 6.5 s before the first interval"
+    )
+    assert unpriced.banner(t0) == "  every MG enrolled 10.0 s before the first interval"
+    assert short.postings is not None
+    assert short.postings.banner(t0) == "  MGs not enrolled by the first interval: mg2, mg3"
     assert replace(times, postings=unpriced).relative()["final"]["pricing"] is False
     assert (
         unposted(replace(times, postings=None)) is None

@@ -119,6 +119,15 @@ class Postings:
             found = replace(found, priced=now)
         return found
 
+    def banner(self, t0: float) -> str:
+        """The testbed's line under its DSO-ready line: when every MG was enrolled and the cover priced."""
+        if self.all_enrolled is None:
+            return f"  MGs not enrolled by the first interval: {', '.join(self.missing)}"
+        line = f"  every MG enrolled {t0 - self.all_enrolled:.1f} s"
+        if self.priced is not None:
+            line += f" and interval {self.priced_from} priced {t0 - self.priced:.1f} s"
+        return line + " before the first interval"
+
     def relative(self, t0: float) -> dict[str, Any]:
         """For start.json: how many MGs were enrolled of how many, which were not, the tariffs' last interval,
         and when each became final in s relative to t0 (None: not by t0)."""

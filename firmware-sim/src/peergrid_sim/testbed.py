@@ -200,6 +200,8 @@ def main(argv: list[str] | None = None) -> int:
                 f"(its start-up {started.dso_ready - started.dso_started:.1f} s); then the MGMCs started",
                 flush=True,
             )
+            if started.postings is not None:
+                print(started.postings.banner(started.t0), flush=True)
         print(
             "Ctrl-C stops every process it started."
             if args.duration is None
