@@ -31,6 +31,8 @@ ever (a sale's payment pays its debts first) and buys again once it is paid off.
 
 from __future__ import annotations
 
+import asyncio
+import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -339,8 +341,24 @@ async def _move_demands(agent: MarketAgent, t: int, r: int, demands: list[dict[s
     return False
 
 
+def earliest_close_ms(state: Any, genesis: Any, t: int) -> int | None:
+    """The first block time (ms) at which the chain takes a `trade` of interval t: with genesis
+    `close_on_clock` its start on the interval clock + `close_after_ms`, or a reopening's time + it when
+    later (`market_closing._bargained`); None where `trade` has no time rule."""
+    params = genesis.params
+    if not getattr(params, "close_on_clock", 0):
+        return None
+    window = int(params.close_after_ms)
+    earliest = int(params.interval_start(t)) + window
+    again = contract.reopening(state, t)
+    if again is not None and "at" in again:
+        earliest = max(earliest, int(again["at"]) + window)
+    return earliest
+
+
 async def close_interval(agent: MarketAgent, t: int, closer: bytes | None) -> bool:
-    """Close interval t: `closer` (if it is this MG) submits `trade` at once; if it is not closed in a final
+    """Close interval t: `closer` (if it is this MG) submits `trade` at once (not before the chain takes one:
+    `earliest_close_ms`, genesis `close_on_clock`); if it is not closed in a final
     block within a phase timeout, this MG submits `trade` itself (any participant may: the closer is gone).
     True once closed in a final block; a timed-out wait never counts as closed. An interval without any
     offer has no trades and nothing to close (False)."""
@@ -354,6 +372,11 @@ async def close_interval(agent: MarketAgent, t: int, closer: bytes | None) -> bo
         return True
     if not contract.members(state, t, "sellers"):
         return False
+    replicas = getattr(agent.ledger, "replicas", None)  # a stand-in ledger without them: no genesis, no rule
+    genesis = replicas["mgmc"].app.genesis if replicas is not None else None
+    earliest = earliest_close_ms(state, genesis, t) if genesis is not None else None
+    if earliest is not None and earliest / 1000 > time.time():  # the chain refuses a `trade` before it
+        await asyncio.sleep(earliest / 1000 - time.time())
     if closer == agent.anonym.public:
         await agent._submit("mgmc", agent.anonym, "trade", {"interval": t})
     if await agent.ledger.wait_for("mgmc", done, agent.s.phase_timeout_s):
