@@ -262,6 +262,17 @@ def test_an_exchange_purchase_within_the_genesis_owed_limit_is_taken() -> None:
         assert clock.send(B, post, "exchange.position").ok is taken
 
 
+def test_a_bid_and_a_demand_raise_within_the_genesis_owed_limit_are_taken() -> None:
+    """genesis owed_limit on the intraday market: owing at most that, a member still bids and raises a demand."""
+    for limit, taken in ((OWES_400, True), (OWES_400 - 1, False)):
+        _, clock, _ = owing({A: PLENTY, B: 0, C: PLENTY}, owed_limit=limit)
+        assert offer(clock, A, 2, 500).ok
+        assert bid(clock, B, A, 2, 100).ok is taken
+        if taken:
+            move = {"interval": 2, "round": 1, "demands": [{"seller": A.public, "quantity": 200}]}
+            assert clock.send(B, move, "move").ok
+
+
 def test_a_chain_where_nobody_owes_writes_no_debt_record() -> None:
     c, clock = debt_chain({A: PLENTY, B: PLENTY, C: PLENTY})
     tid = traded(c, clock, A, B, 1, 400)

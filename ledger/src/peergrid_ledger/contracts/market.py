@@ -240,7 +240,7 @@ def post_bid(view: Overlay, tx: Tx, ctx: BlockContext, sender: ks.AccountRecord)
     if view.get(key) is not None:
         raise RuleError(Reason.DUPLICATE, "bid already open: use a move")
     if b["demands"]:  # an empty bid buys nothing: a debtor may still join the interval's bargaining with one
-        refuse_debtor(view, tx.sender, f"a bid in interval {b['interval']}")
+        refuse_debtor(view, tx.sender, f"a bid in interval {b['interval']}", ctx.genesis.params.owed_limit)
     _check_round(view, b["interval"], b["round"], None)
     _open_interval(view, b["interval"], tx.sender, "buyers")
     _check_demands(view, tx, b["interval"], b["demands"], bool(ctx.genesis.params.cap_on_fills))
@@ -280,7 +280,8 @@ def move(view: Overlay, tx: Tx, ctx: BlockContext, sender: ks.AccountRecord) -> 
         _check_round(view, interval, b["round"], position["round"])
         standing = {d["seller"]: d["quantity"] for d in position["demands"]}
         if any(d["quantity"] > standing.get(d["seller"], 0) for d in b["demands"]):
-            refuse_debtor(view, tx.sender, f"a move raising a demand in interval {interval}")
+            limit = ctx.genesis.params.owed_limit
+            refuse_debtor(view, tx.sender, f"a move raising a demand in interval {interval}", limit)
         _check_demands(view, tx, interval, b["demands"], bool(ctx.genesis.params.cap_on_fills))
         view.put_obj(bid_key(interval, tx.sender), {"demands": b["demands"], "round": b["round"]})
 
