@@ -1,7 +1,8 @@
 """The DSO node settles disputed trades on the MGMC chain (design step 8; genesis `settle_by_both`).
 
 Promises: `DisputeSettler` follows the final blocks of the DSO's non-voting MGMC-chain replica (`on_commit`):
-every `settle` transaction in a final block names a trade that may now be disputed; at `run` start it also
+every `settle` transaction in a final block names a trade that may now be disputed, or stand on one
+statement (taken up like a dispute from `disputes.LONE_FROM` of the wait on, review13 F4); at `run` start it also
 looks through the replica's whole state once, so disputes from before a restart are found. For each disputed
 trade it asks the pure resolver (`disputes.resolve`) for the energy both parties' sealed PCC readings confirm
 and sends `settle {trade, delivered}` (on a trade whose parties the DSO priced with `market.tariff`, also
@@ -38,7 +39,7 @@ from collections.abc import Callable, Collection, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from peergrid_dso.disputes import Unresolved, Vouched, read_nodes, resolve, to_json
+from peergrid_dso.disputes import Unresolved, Vouched, is_lone, read_nodes, resolve, to_json
 from peergrid_dso.sealed_readings import ChainTime, MeterClock, sealed_late, verified_leaves
 from peergrid_ledger import keys, query
 from peergrid_ledger.block import decode_block
@@ -225,13 +226,13 @@ class DisputeSettler:
             where = query.settlement(self.state, trade)
             if where is None or trade in self.failed or trade in self.pending:
                 continue
-            if where["state"] == "disputed":
+            if where["state"] == "disputed" or is_lone(where):  # one statement: a dispute from LONE_FROM on
                 self.pending[trade] = 0.0
                 self.reads[trade] = self._readings_of(trade)
 
     async def settle_one(self, trade: bytes) -> None:
         where = query.settlement(self.state, trade)
-        if where is None or where["state"] != "disputed":  # settled by an authority, superseded, ...
+        if where is None or not (where["state"] == "disputed" or is_lone(where)):  # settled, agreed, ...
             self.done(trade)
             if where is not None and trade in self.decisions and not self.decisions[trade]["settled"]:
                 self.decide(trade, {"settled": False, "outcome": f"no longer disputed: {where['state']}"})

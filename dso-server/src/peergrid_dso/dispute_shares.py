@@ -106,11 +106,12 @@ class Meters:
         other = SIDES[1 - SIDES.index(side)]
         party = next(t[side] for tid, t in self.trades if tid == trade)
         mine = [(tid, t) for tid, t in self.trades if t[side] == party]
-        disputed = [(tid, t) for tid, t in mine if "disputed" in t]
+        # the trade the DSO settles shares like a disputed one, disputed or on one statement (review13 F4)
+        disputed = [(tid, t) for tid, t in mine if "disputed" in t or tid == trade]
         taken = 0
         unsettled: list[tuple[bytes, str]] = []  # counterparties whose trade with the party may still settle
         for tid, t in mine:
-            if "disputed" in t:
+            if "disputed" in t or tid == trade:
                 continue
             stated = [int(s["delivered"]) for s in t.get("statements", {}).values()]
             take = statements_take(int(t["quantity"]), _settled(t), stated)

@@ -92,7 +92,16 @@ so delivered is below its share), it is named the whole gap, as an unmetered sid
 words, when one of them owns the gap; else both the gap. Still open: a seller that copies the buyer's public
 statement (buyer states 400, seller 400) gets R12's 80,000 without a dispute, so without the DSO (review12 F1
 part 1): closing it needs statements committed on the chain before they are revealed (the contract's part).
-Only disputed trades come here; a party's trades of one interval that its counterparties agreed settle at
+A trade that stands on one statement comes here too (review13 F4: its party's repeated statement settles it
+alone after the contract's wait, naming the silent party's shortfall, and an honest edge is silent on purpose
+when its meter cannot prove the interval, `pcc_readings.Unprovable`): the DSO meters it like a dispute from
+`LONE_FROM` (half) of the contract's wait on, and its deadline rules apply from `LONE_RULE` (three quarters),
+so its settle lands before the lapse can, with a quarter of the wait left for the chain and retries; until
+`LONE_FROM` the other party may still join it (an agreement is not pre-empted: the edge states right after the
+interval, well within half the wait). A lone statement is no agreement: the trade shares its party's energy
+with the disputed ones (`dispute_shares`); the silent side's missing statement bounds nothing (its quantity
+in the rules above), its `short` is never taken as a meterless side's word.
+Only disputed (or lone-statement) trades come here; a party's trades of one interval that its counterparties agreed settle at
 the edge's pro-rata statement. What those take comes off the party's energy before its disputed trades share
 it (review12 F2: agreed pro rata beside disputed by the meters, a seller that exported 500 Wh settled 583):
 settled, what each settled at; not settled yet, the most its statements can still settle it at (the lower of
@@ -108,8 +117,10 @@ used: the DSO names what its metering shows, or the worst case for a side it cou
 
 from __future__ import annotations
 
+import math
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
+from fractions import Fraction
 from typing import Any
 
 from peergrid_dso.dispute_shares import SIDES, Metered, Meters
@@ -143,6 +154,10 @@ class Unresolved:
 
 
 Decision = Vouched | Unresolved
+# a trade on one statement (review13 F4): the DSO meters it from LONE_FROM of the contract's wait (its lapse,
+# when the stater's repeated statement settles it alone) and applies the deadline rules from LONE_RULE
+LONE_FROM = Fraction(1, 2)
+LONE_RULE = Fraction(3, 4)
 
 
 def resolve(
@@ -159,8 +174,16 @@ def resolve(
     where = query.settlement(state, trade)
     if where is None:
         return Unresolved(trade, "no such trade on the MGMC chain")
-    if where["state"] != "disputed":
+    lone = is_lone(where)
+    if where["state"] != "disputed" and not lone:
         return Unresolved(trade, f"the trade is {where['state']}, not disputed")
+    if lone:  # the other party may still join it; the DSO meters it from a part of the wait on (LONE_FROM)
+        if chain is None:
+            return Unresolved(trade, "one statement: the DSO settles it only by the chain's time")
+        start = lone_from(where)
+        if chain.now_ms < start:
+            why = f"one statement: its counterparty may still state; from chain time {start} ms the DSO meters it"
+            return Unresolved(trade, why, start)
     agreed = query.trade(state, trade)
     assert agreed is not None  # settlement() found it
     for side in SIDES:
@@ -202,7 +225,8 @@ def resolve(
     awaited = waiting or any(agreed[s] not in meterless for s in unmetered)
     if chain.now_ms < until and awaited:
         return Unresolved(trade, f"{why}; from chain time {until} ms the DSO settles without it", until)
-    stated = {s: int(statements[s]["delivered"]) for s in SIDES}
+    # a silent side (a lone statement) said nothing that bounds it: its quantity
+    stated = {s: int(statements[s]["delivered"]) if s in statements else quantity for s in SIDES}
     if seller is not None:
         delivered, rule = min(seller.share_wh, stated["seller"]), "seller metered only"
     elif agreed["seller"] not in meterless:  # it could have been metered and was not: none proven delivered
@@ -212,14 +236,34 @@ def resolve(
     else:
         delivered, rule = min(stated["seller"], stated["buyer"]), "neither metered"
     delivered = min(delivered, quantity)
-    own = {s: int(statements[s].get("short", 0)) for s in SIDES if agreed[s] in meterless}
+    own = {s: int(statements[s].get("short", 0)) for s in SIDES if agreed[s] in meterless and s in statements}
     shorts = _shorts(quantity, delivered, sides, priced, own)
     return Vouched(trade, delivered, quantity, seller, buyer, rule, unmetered, shorts)
 
 
 def _deadline(where: Mapping[str, Any], chain: ChainTime) -> int:
-    """The dispute's deadline (chain ms): `wait_ms` after the later of the two statements."""
+    """The dispute's deadline (chain ms): `wait_ms` after the later of the two statements; a lone statement's
+    at LONE_RULE of its wait, before the contract's lapse."""
+    if is_lone(where):
+        return _part(where, LONE_RULE)
     return max(int(where["statements"][s]["time"]) for s in SIDES) + chain.wait_ms
+
+
+def is_lone(where: Mapping[str, Any]) -> bool:
+    """The trade stands on one party's statement (`query.settlement`): not settled, not disputed, not vouching."""
+    return where["state"] == "stated" and len(where["statements"]) == 1 and where["deadline"] is not None
+
+
+def lone_from(where: Mapping[str, Any]) -> int:
+    """Chain ms from which the DSO meters a trade that stands on one statement (LONE_FROM of its wait)."""
+    return _part(where, LONE_FROM)
+
+
+def _part(where: Mapping[str, Any], part: Fraction) -> int:
+    """The chain ms `part` of the way from the lone statement to the contract's deadline (its lapse)."""
+    [said] = where["statements"].values()
+    start, end = int(said["time"]), int(where["deadline"])
+    return start + math.floor(max(0, end - start) * part)
 
 
 def read_nodes(state: StateReader, trade: bytes, nodes: Mapping[bytes, bytes]) -> set[bytes]:
