@@ -172,7 +172,7 @@ def test_health_carries_the_fields_in_its_loop_section(tmp_path: Path) -> None:
         None,  # too busy to answer in time: the fields are left out, the rest stands
     ]
     fake = SimpleNamespace(running=True, node=SimpleNamespace(loop=SimpleNamespace(current=36)))
-    fake.readiness = lambda: answers.pop(0)
+    fake.readiness = lambda timeout: answers.pop(0)  # the route bounds its wait
     with TestClient(create_app(settings, listen=False), base_url="http://127.0.0.1:8080") as client:
         assert client.get("/api/health").json().get("loop") is None  # no loop section: no loop
         client.app.state.loop = fake  # type: ignore[attr-defined]

@@ -85,8 +85,9 @@ def create_app(settings: DsoSettings, *, listen: bool = True) -> FastAPI:
             doc["loop"] = {"running": loop.running, "interval": loop.node.loop.current}
             doc["status"] = "ok" if loop.running else "degraded"
             # what is final of its start's postings: the MGs enrolled (DSO chain), the cover priced (MGMC
-            # chain); left out while the node cannot say (not running, or too busy to answer in time)
-            doc["loop"] |= loop.readiness() or {}
+            # chain); left out while the node cannot say (not running, or too busy to answer in time: half a
+            # second, well within a poller's patience, so a node busy at its start still shows it runs)
+            doc["loop"] |= loop.readiness(timeout=0.5) or {}
         return doc
 
     @app.get("/api/nodes")

@@ -40,7 +40,7 @@ from peergrid_sim.processes import TestbedError
 START_FILE = "start.json"
 
 
-def health(port: int, timeout: float = 2.0) -> dict[str, Any] | None:
+def health(port: int, timeout: float = 5.0) -> dict[str, Any] | None:
     """The DSO server's `/api/health` document, or None while it does not answer one."""
     try:
         with urllib.request.urlopen(f"http://{LOOPBACK}:{port}/api/health", timeout=timeout) as answer:
