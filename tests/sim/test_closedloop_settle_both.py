@@ -109,7 +109,7 @@ def test_the_lab_settles_trades_on_both_mgmcs_statements(tmp_path: Path) -> None
     done = subprocess.run(argv, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     chains = LabChains.create(workdir / "keys", "ieee33", SCENARIO)
-    assert _params(chains).settle_by_both == 1
+    assert _params(chains).settle_by_both == 1 and _params(chains).sealed_statements == 1
     trades = [t for t in _trades(workdir) if "superseded" not in t]
     assert trades, "the lab agreed no trade"
     stated = [t for t in trades if set(t.get("statements", {})) == {"buyer", "seller"}]
@@ -132,6 +132,10 @@ def test_the_lab_settles_trades_on_both_mgmcs_statements(tmp_path: Path) -> None
     # the lab's end waited for the last interval's statements: every trade stated by both; each disputed one
     # settled by the DSO from both MGMCs' sealed PCC readings, which they posted to its API (dso_api_url)
     assert len(stated) == len(trades) and summary["unsettled"] == 0, summary
+    # sealed statements (review12 F1): both parties committed before either revealed
+    assert all(set(t.get("seals", {})) == {"buyer", "seller"} for t in stated), [
+        t.get("seals") for t in stated
+    ]
     assert summary["settled_by_dso"] == summary["disputed"], summary
     # no statement exceeds its trade
     assert all(
