@@ -199,3 +199,47 @@ def test_a_counterpartys_readings_reach_the_dso_and_the_dispute_settles_before_i
     # b's 800 Wh shared by its sellers' meters (s 300, c 500), not c taken least in s's favour
     assert shown["buyer"]["shared_by"] == "counterparties' meters"
     assert where["settlement"]["delivered"] == 300
+
+
+def test_a_sellers_readings_reach_the_dso_for_its_own_trade_on_one_statement() -> None:
+    """review13 F4: the buyer is silent (its meter cannot prove the interval), the seller states alone; its
+    agent's watch posts its readings for its own trade that stands on one statement, and the DSO node settles
+    it from them (the seller's 100 of 400, equal shortfalls) before the lapse; the watch ends once it settled."""
+    m = market(
+        {("s", "b"): 400}, {}, readings={"s": ramp(100.0, export=True)}, wait_ms=120_000, cover=(300, 50)
+    )
+    tid = m.trade_id("s", "b")
+    m.do(
+        m.anonyms["s"], "settle", {"trade": tid, "delivered": 100, "short": 0}, max(m.now, CLOCK.window(T)[1])
+    )
+    lapse = int(query.settlement(m.chain.state, tid)["deadline"])  # type: ignore[index]
+    s_node = m.nodes["s"].public
+    with served_disputes(m) as (url, settler):
+        rounds_done = threading.Event()
+
+        async def dso_round() -> (
+            None
+        ):  # on the node's loop: the chain's time moves on once s's readings are in
+            if any(node == s_node for node, _ in settler.sealed) and m.chain.tip.time < lapse - 1:
+                m.pass_time(lapse - 1)  # the DSO's part of the wait has passed, the lapse has not
+                settler.on_commit(SimpleNamespace(block=m.chain.block(m.chain.height).encode()))
+            settler.look_everywhere()
+            await settler.settle_due()
+
+        def dso_rounds() -> None:
+            while not rounds_done.is_set():
+                asyncio.run_coroutine_threadsafe(dso_round(), settler.adapter.loop).result(10)
+                time.sleep(0.05)
+
+        rounds = threading.Thread(target=dso_rounds)
+        rounds.start()
+        try:
+            asyncio.run(
+                asyncio.wait_for(agent_settlement.counterparty_readings(agent_of(url, m, "s"), T), 10)
+            )
+        finally:
+            rounds_done.set()
+            rounds.join(10)
+    where = query.settlement(m.chain.state, tid)
+    assert where is not None and where["state"] == "settled" and where["settlement"]["basis"] == "dso"
+    assert where["settlement"]["delivered"] == 100 and where["settlement"]["compensation"]["amount"] == 0

@@ -110,3 +110,29 @@ def test_the_rule_by_hand() -> None:
     assert readings_needed(trades, c) == [b"sb1"] and readings_needed(trades, s) == [b"cb1"]
     assert counterparties_done(trades, b2)  # its trade agreed and settled: never read for s's disputes
     assert not counterparties_done(trades, b3)  # c -> b3 may still be disputed beside c -> b1
+
+
+def test_a_trade_on_one_statement_reads_its_parties_and_its_disputed_siblings_counterparties() -> None:
+    """review13 F4: the DSO meters a trade that stands on one statement like a dispute, so its parties post
+    their readings for it (the stater and the silent one), and so does the counterparty of a disputed sibling
+    of either party; once the other party states (agreed) or it settled, nobody posts for it."""
+    s, c, b1, b2 = (bytes([k]) * 32 for k in range(1, 5))
+    said = {"seller": {"delivered": 100, "time": 1}}
+    trades = [
+        (b"sb1", {"seller": s, "buyer": b1, "statements": said, "settlement": None}),
+        (b"cb1", {"seller": c, "buyer": b1, "disputed": True, "settlement": None}),
+        (b"sb2", {"seller": s, "buyer": b2, "settlement": None}),
+    ]
+    assert readings_needed(trades, s) == [
+        b"sb1"
+    ]  # its own lone trade; cb1 (no sibling of s disputed) reads not s
+    assert readings_needed(trades, b1) == [b"sb1"]  # silent, its own; cb1 is its own dispute: posted by it
+    assert readings_needed(trades, c) == [b"sb1"]  # b1's disputed purchase from c shares b1's import
+    assert readings_needed(trades, b2) == []  # s's trade with b2 is not disputed: its meter is not read
+    both = {**said, "buyer": {"delivered": 100, "time": 2}}
+    agreed = [(b"sb1", {**trades[0][1], "statements": both}), *trades[1:]]
+    assert readings_needed(agreed, s) == [] and readings_needed(agreed, c) == []
+    vouching = [(b"sb1", {**trades[0][1], "vouch": {"delivered": 100}}), *trades[1:]]
+    assert readings_needed(vouching, s) == []
+    settled = [(b"sb1", {**trades[0][1], "settlement": {"delivered": 100}}), *trades[1:]]
+    assert readings_needed(settled, s) == [] and readings_needed(settled, b1) == []

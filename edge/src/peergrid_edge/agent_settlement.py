@@ -119,7 +119,8 @@ def watch_counterparties(agent: MarketAgent, t: int) -> asyncio.Task[None] | Non
 
 async def counterparty_readings(agent: MarketAgent, t: int) -> None:
     """On every final block, post this MG's readings for each newly disputed trade of interval t that reads
-    them though this MG is no party (D5: the DSO waits for an unmetered counterparty until the dispute's
+    them though this MG is no party, and for each that stands on one statement (its own or not: review13 F4,
+    the DSO meters it like a dispute) (D5: the DSO waits for an unmetered counterparty until the dispute's
     deadline, an hour by default, and then takes it least in its favour), until every trade that could read
     them settled or superseded, the daemon stops, or the latest such dispute's deadline passed: its last
     statement may come a `settle_wait_ms` after the interval and the dispute lasts as long again."""
@@ -128,9 +129,13 @@ async def counterparty_readings(agent: MarketAgent, t: int) -> None:
     until = max(agent._start_of(t + 1), time.time()) + 2 * wait_s + 10 * s.interval_s
     followed: set[bytes] = set()
 
+    def done(trades: list[tuple[bytes, dict[str, Any]]]) -> bool:  # its own trades too: one may stand alone
+        own = [d for _, d in trades if me in (d["seller"], d["buyer"]) and "superseded" not in d]
+        return counterparties_done(trades, me) and all(d.get("settlement") is not None for d in own)
+
     def news(state: Any) -> bool:
         trades = query.trades(state, t)
-        return bool(set(readings_needed(trades, me)) - followed) or counterparties_done(trades, me)
+        return bool(set(readings_needed(trades, me)) - followed) or done(trades)
 
     while not agent.d.stopping.is_set() and time.time() < until:
         if not await agent.ledger.wait_for("mgmc", news, until - time.time()):
@@ -138,7 +143,7 @@ async def counterparty_readings(agent: MarketAgent, t: int) -> None:
         trades = query.trades(agent.ledger.state("mgmc"), t)
         followed |= set(readings_needed(trades, me))
         metering.counterparty_disputes(t, s.interval_s, until, time.time, agent.d._sleep)
-        if counterparties_done(trades, me):
+        if done(trades):
             return
 
 

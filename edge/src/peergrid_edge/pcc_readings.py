@@ -15,8 +15,8 @@ delivered in full, the two rules give the same Wh and honest statements agree (t
 bodies `{node, interval, leaves}` for the sealed ones. Pure: no I/O, no clock; `DisputeReadings` is the thin I/O
 shell that posts them (stdlib HTTP, in a thread: the Pi carries no web client), and `MgMetering` the trading
 agent's: its statements from the edge store, and a dispute's readings posted to the DSO, for its own disputes
-and for those that read its readings though it is no party (`readings_needed`: the DSO's `read_nodes`, one
-rule in `metering.meters_read`).
+and for those that read its readings though it is no party, or that stand on one statement (`readings_needed`:
+the DSO's `read_nodes`, one rule in `metering.meters_read`).
 Never states from a guess: no reading after the window's end yet means `Unmetered`, not a number. A window
 read past its end whose start (or end) no readings bracket — the MGMC's first reading came after the
 interval started: it started or restarted in it — is stated only as far as the meter proves without
@@ -129,19 +129,32 @@ def readings_bodies(node: bytes, sealed: Iterable[tuple[int, Sequence[bytes]]]) 
 
 
 def readings_needed(trades: Iterable[tuple[bytes, dict[str, Any]]], me: bytes) -> list[bytes]:
-    """The disputed trades of an interval (`trades`: its latest closing) that the DSO settles with `me`'s PCC
-    readings though `me` is no party: those whose readings it reads are `metering.meters_read`'s (dso-server
-    `disputes.read_nodes` reads by the same rule), i.e. `me`'s where `me`'s own purchase from the disputed
-    trade's seller, or sale to its buyer, is disputed too; an agreed one settles on the parties' word and
-    its counterparty's meter is not read. Only trades still waiting for the DSO (disputed, not settled, not
-    superseded)."""
+    """The trades of an interval (`trades`: its latest closing) that the DSO settles with `me`'s PCC readings
+    and that `me` posts them for here: a disputed one though `me` is no party (a party posts for its own
+    disputes, `MgMetering.disputed`), and one that stands on one statement (review13 F4: the DSO meters it
+    like a dispute from half the wait on, dso-server `disputes.LONE_FROM`), `me` a party or not. Whose
+    readings the DSO reads is `metering.meters_read`'s (dso-server `disputes.read_nodes` reads by the same
+    rule): the parties', and `me`'s where `me`'s own purchase from the trade's seller, or sale to its buyer,
+    is disputed too; an agreed one settles on the parties' word and its counterparty's meter is not read.
+    Only trades still waiting for the DSO (not settled, not superseded)."""
     trades = list(trades)
     return [
         tid
         for tid, d in trades
-        if d.get("disputed") and d.get("settlement") is None and "superseded" not in d
-        and me not in (d["seller"], d["buyer"]) and me in meters_read(trades, tid)
+        if d.get("settlement") is None and "superseded" not in d
+        and (lone(d) or (d.get("disputed") and me not in (d["seller"], d["buyer"])))
+        and me in meters_read(trades, tid)
     ]  # fmt: skip
+
+
+def lone(trade: dict[str, Any]) -> bool:
+    """The trade stands on one party's statement: not disputed, not agreed (vouching), not settled."""
+    return (
+        len(trade.get("statements") or {}) == 1
+        and not trade.get("disputed")
+        and "vouch" not in trade
+        and trade.get("settlement") is None
+    )
 
 
 def counterparties_done(trades: Iterable[tuple[bytes, dict[str, Any]]], me: bytes) -> bool:
@@ -359,7 +372,7 @@ class MgMetering:
             if trade in self.counterparty_followed:
                 continue
             self.counterparty_followed.add(trade)
-            log.info("interval %d: trade %s of a counterparty is disputed: posting this MG's readings",
+            log.info("interval %d: trade %s waits for the DSO: posting this MG's readings",
                      interval, trade.hex()[:16])  # fmt: skip
             started.append(self.follow(interval, trade, every_s, until, now, sleep))
         return started
