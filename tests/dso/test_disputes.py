@@ -115,6 +115,7 @@ def market(
     readings: dict[str, Sequence[tuple[float, float, float]]] | None = None,
     wait_ms: int | None = None,
     cover: tuple[int, int] | None = None,
+    params: dict[str, int] | None = None,
 ) -> Market:
     """Sellers offer, buyers bid `sales` (seller, buyer) -> Wh before interval T, the interval closes; each MG
     in `readings` seals its PCC readings in time (each commitment a second after its interval ended, handed to
@@ -128,6 +129,7 @@ def market(
     extra: dict[str, int] = {"settle_tolerance_wh": tolerance} if tolerance else {}
     if wait_ms is not None:
         extra["settle_wait_ms"] = wait_ms
+    extra.update(params or {})  # more genesis params (e.g. seller_vouched)
     genesis = Genesis(
         chain="mgmc", time=0, authorities=(authority.public,),
         accounts=(Account(dso.public, ("dso",)),

@@ -2,7 +2,8 @@
 
 Promises: `DisputeSettler` follows the final blocks of the DSO's non-voting MGMC-chain replica (`on_commit`):
 every `settle` transaction in a final block names a trade that may now be disputed, or stand on one
-statement (taken up like a dispute from `disputes.LONE_FROM` of the wait on, review13 F4); at `run` start it also
+statement (taken up like a dispute from `disputes.LONE_FROM` of the wait on, review13 F4), or wait agreed
+for its word on the seller's side (`vouching`, genesis seller_vouched, review13 F2: settled at once); at `run` start it also
 looks through the replica's whole state once, so disputes from before a restart are found. For each disputed
 trade it asks the pure resolver (`disputes.resolve`) for the energy both parties' sealed PCC readings confirm
 and sends `settle {trade, delivered}` (on a trade whose parties the DSO priced with `market.tariff`, also
@@ -103,12 +104,15 @@ class DisputeSettler:
     def chain_time(self) -> ChainTime:
         """The replica's time for the resolver: its store, its head's time, the bounds in ms."""
         store = self.replica.store
-        wait = int(store.genesis.params.settle_wait_ms)
+        params = store.genesis.params
+        wait = int(params.settle_wait_ms)
         return ChainTime(
             store,
             int(self.replica.app.tip.time),
             wait if self.seal_within_ms is None else self.seal_within_ms,
             wait if self.wait_ms is None else self.wait_ms,
+            int(params.settle_tolerance_wh),
+            int(params.settle_tolerance_permille),
         )
 
     # --- what arrives ---------------------------------------------------------------------------------------
@@ -226,13 +230,13 @@ class DisputeSettler:
             where = query.settlement(self.state, trade)
             if where is None or trade in self.failed or trade in self.pending:
                 continue
-            if where["state"] == "disputed" or is_lone(where):  # one statement: a dispute from LONE_FROM on
+            if _with_dso(where):
                 self.pending[trade] = 0.0
                 self.reads[trade] = self._readings_of(trade)
 
     async def settle_one(self, trade: bytes) -> None:
         where = query.settlement(self.state, trade)
-        if where is None or not (where["state"] == "disputed" or is_lone(where)):  # settled, agreed, ...
+        if where is None or not _with_dso(where):  # settled, agreed, superseded, ...
             self.done(trade)
             if where is not None and trade in self.decisions and not self.decisions[trade]["settled"]:
                 self.decide(trade, {"settled": False, "outcome": f"no longer disputed: {where['state']}"})
@@ -318,6 +322,12 @@ class DisputeSettler:
         with self._lock:
             found = self.decisions.get(trade)
             return None if found is None else dict(found)
+
+
+def _with_dso(where: dict[str, Any]) -> bool:
+    """The trade waits for the DSO's word: disputed, on one statement (a dispute from `disputes.LONE_FROM`
+    of the wait on, review13 F4), or agreed and vouching (genesis seller_vouched, review13 F2)."""
+    return where["state"] in ("disputed", "vouching") or is_lone(where)
 
 
 def _same(a: dict[str, Any], b: dict[str, Any]) -> bool:

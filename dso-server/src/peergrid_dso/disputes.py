@@ -101,7 +101,12 @@ so its settle lands before the lapse can, with a quarter of the wait left for th
 interval, well within half the wait). A lone statement is no agreement: the trade shares its party's energy
 with the disputed ones (`dispute_shares`); the silent side's missing statement bounds nothing (its quantity
 in the rules above), its `short` is never taken as a meterless side's word.
-Only disputed (or lone-statement) trades come here; a party's trades of one interval that its counterparties agreed settle at
+An agreed trade that waits for the DSO (genesis `seller_vouched`, state `vouching`; review13 F2: the buyer's
+meter cannot show that a P2P seller delivered, so a seller stating the agreed quantity agreed with every honest
+buyer) is metered on the seller's side only (`_vouch`): the agreed figures where its share covers them within
+the chain's tolerance, else its share with the gap its own; an unmetered seller is settled at 0 from
+`VOUCH_RULE` of the window (D7), a meterless one at the agreement.
+Only disputed (or lone-statement, or vouching) trades come here; a party's trades of one interval that its counterparties agreed settle at
 the edge's pro-rata statement. What those take comes off the party's energy before its disputed trades share
 it (review12 F2: agreed pro rata beside disputed by the meters, a seller that exported 500 Wh settled 583):
 settled, what each settled at; not settled yet, the most its statements can still settle it at (the lower of
@@ -158,6 +163,9 @@ Decision = Vouched | Unresolved
 # when the stater's repeated statement settles it alone) and applies the deadline rules from LONE_RULE
 LONE_FROM = Fraction(1, 2)
 LONE_RULE = Fraction(3, 4)
+# an agreement waiting for the DSO's word (seller_vouched): an unmetered seller is waited for until this part of
+# its window, then settled at 0 (D7), a quarter of the window before the parties' repeat pays the held figures
+VOUCH_RULE = Fraction(3, 4)
 
 
 def resolve(
@@ -175,6 +183,8 @@ def resolve(
     if where is None:
         return Unresolved(trade, "no such trade on the MGMC chain")
     lone = is_lone(where)
+    if where["state"] == "vouching":
+        return _vouch(state, trade, where, clock, nodes, sealed, chain, meterless)
     if where["state"] != "disputed" and not lone:
         return Unresolved(trade, f"the trade is {where['state']}, not disputed")
     if lone:  # the other party may still join it; the DSO meters it from a part of the wait on (LONE_FROM)
@@ -247,6 +257,54 @@ def _deadline(where: Mapping[str, Any], chain: ChainTime) -> int:
     if is_lone(where):
         return _part(where, LONE_RULE)
     return max(int(where["statements"][s]["time"]) for s in SIDES) + chain.wait_ms
+
+
+def _vouch(
+    state: StateReader,
+    trade: bytes,
+    where: Mapping[str, Any],
+    clock: MeterClock,
+    nodes: Mapping[bytes, bytes],
+    sealed: Mapping[tuple[bytes, int], Sequence[bytes]],
+    chain: ChainTime | None,
+    meterless: Collection[bytes],
+) -> Decision:
+    """The DSO's word on an agreed trade that waits for it (genesis `seller_vouched`, review13 F2): the seller's
+    side metered as for a dispute (its export shared over its trades, the buyer taken at its agreement: it
+    took all it bought, `lapsed`); the agreed figures when the seller's share covers the agreed delivery
+    within the chain's tolerance, else the share delivered with the whole gap the seller's (the buyer's
+    shortfall as it stated). A seller that cannot be metered is waited for until VOUCH_RULE of the window,
+    then settled at 0 (D7: "seller not metered"); a meterless seller at the parties' agreement at once."""
+    agreed = query.trade(state, trade)
+    assert agreed is not None
+    vouch = where["vouch"]
+    if agreed["seller"] not in nodes:
+        return Unresolved(trade, f"the seller {agreed['seller'].hex()[:16]}… is not enrolled with a node key")
+    if chain is None:
+        return Unresolved(trade, "an agreement waiting for the DSO is settled only by the chain's time")
+    quantity, held = int(agreed["quantity"]), int(vouch["delivered"])
+    priced = cover_prices(state, agreed) is not None
+    figures = (int(vouch["seller_short"]), int(vouch["buyer_short"])) if priced else None
+    meters = Meters(state, clock, int(agreed["interval"]), nodes, sealed, chain, meterless)
+    energy = meters.energy(agreed["seller"], "seller")
+    if isinstance(energy, str):
+        if agreed["seller"] in meterless:  # nothing to meter: the parties' word
+            return Vouched(trade, held, quantity, None, None, "seller meterless", {"seller": energy}, figures)
+        start = max(int(s["time"]) for s in where["statements"].values())
+        until = start + math.floor(max(0, int(vouch["until"]) - start) * VOUCH_RULE)
+        why = f"the seller's metering: {energy}"
+        if chain.now_ms < until:
+            return Unresolved(trade, f"{why}; from chain time {until} ms the DSO settles without it", until)
+        shorts = (quantity, min(int(vouch["buyer_short"]), quantity)) if priced else None
+        return Vouched(trade, 0, quantity, None, None, "seller not metered", {"seller": energy}, shorts)
+    seller, _ = meters.share(trade, "seller", energy, True)
+    if seller.share_wh + chain.tolerance(quantity) >= held:
+        return Vouched(trade, held, quantity, seller, None, "seller metered, agreement covered", {}, figures)
+    delivered = min(seller.share_wh, quantity)
+    shorts = (quantity - delivered, min(int(vouch["buyer_short"]), quantity - delivered)) if priced else None
+    return Vouched(
+        trade, delivered, quantity, seller, None, "seller metered short of the agreement", {}, shorts
+    )
 
 
 def is_lone(where: Mapping[str, Any]) -> bool:
