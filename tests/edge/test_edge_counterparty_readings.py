@@ -243,3 +243,36 @@ def test_a_sellers_readings_reach_the_dso_for_its_own_trade_on_one_statement() -
     where = query.settlement(m.chain.state, tid)
     assert where is not None and where["state"] == "settled" and where["settlement"]["basis"] == "dso"
     assert where["settlement"]["delivered"] == 100 and where["settlement"]["compensation"]["amount"] == 0
+
+
+def test_a_sellers_readings_reach_the_dso_for_its_own_agreed_trade_that_waits_for_its_word() -> None:
+    """review13 F2: on a seller_vouched chain the parties agree (400) and the trade waits for the DSO's word
+    on the seller's side; the seller's watch posts its readings (its meter shows 250) and the DSO settles 250
+    from them, the 150 the seller's, within the window; the watch ends once it settled."""
+    readings = {"s": ramp(250.0, export=True)}
+    m = market({("s", "b"): 400}, {("s", "b"): (400, 400)}, readings=readings, wait_ms=120_000,
+               cover=(300, 50), params={"seller_vouched": 1})  # fmt: skip
+    tid = m.trade_id("s", "b")
+    until = query.settlement(m.chain.state, tid)["vouch"]["until"]  # type: ignore[index]
+    with served_disputes(m) as (url, settler):
+        rounds_done = threading.Event()
+
+        def dso_rounds() -> None:
+            while not rounds_done.is_set():
+                settler.look_everywhere()
+                asyncio.run_coroutine_threadsafe(settler.settle_due(), settler.adapter.loop).result(10)
+                time.sleep(0.05)
+
+        rounds = threading.Thread(target=dso_rounds)
+        rounds.start()
+        try:
+            asyncio.run(
+                asyncio.wait_for(agent_settlement.counterparty_readings(agent_of(url, m, "s"), T), 10)
+            )
+        finally:
+            rounds_done.set()
+            rounds.join(10)
+    where = query.settlement(m.chain.state, tid)
+    assert where is not None and where["state"] == "settled" and where["settlement"]["basis"] == "dso"
+    assert where["settlement"]["delivered"] == 250 and m.chain.tip.time < until
+    assert where["settlement"]["compensation"]["seller_short"] == 150

@@ -132,7 +132,8 @@ def test_a_trade_on_one_statement_reads_its_parties_and_its_disputed_siblings_co
     both = {**said, "buyer": {"delivered": 100, "time": 2}}
     agreed = [(b"sb1", {**trades[0][1], "statements": both}), *trades[1:]]
     assert readings_needed(agreed, s) == [] and readings_needed(agreed, c) == []
-    vouching = [(b"sb1", {**trades[0][1], "vouch": {"delivered": 100}}), *trades[1:]]
-    assert readings_needed(vouching, s) == []
+    vouching = [(b"sb1", {**trades[0][1], "statements": both, "vouch": {"delivered": 100}}), *trades[1:]]
+    # agreed, waiting for the DSO's word on the seller's side (seller_vouched, R13 F2): the seller posts
+    assert readings_needed(vouching, s) == [b"sb1"] and readings_needed(vouching, b1) == []
     settled = [(b"sb1", {**trades[0][1], "settlement": {"delivered": 100}}), *trades[1:]]
     assert readings_needed(settled, s) == [] and readings_needed(settled, b1) == []

@@ -132,7 +132,8 @@ def readings_needed(trades: Iterable[tuple[bytes, dict[str, Any]]], me: bytes) -
     """The trades of an interval (`trades`: its latest closing) that the DSO settles with `me`'s PCC readings
     and that `me` posts them for here: a disputed one though `me` is no party (a party posts for its own
     disputes, `MgMetering.disputed`), and one that stands on one statement (review13 F4: the DSO meters it
-    like a dispute from half the wait on, dso-server `disputes.LONE_FROM`), `me` a party or not. Whose
+    like a dispute from half the wait on, dso-server `disputes.LONE_FROM`), `me` a party or not, and `me`'s
+    own sale that agreed and waits for the DSO's word on its side (`vouched_by`, review13 F2). Whose
     readings the DSO reads is `metering.meters_read`'s (dso-server `disputes.read_nodes` reads by the same
     rule): the parties', and `me`'s where `me`'s own purchase from the trade's seller, or sale to its buyer,
     is disputed too; an agreed one settles on the parties' word and its counterparty's meter is not read.
@@ -142,9 +143,15 @@ def readings_needed(trades: Iterable[tuple[bytes, dict[str, Any]]], me: bytes) -
         tid
         for tid, d in trades
         if d.get("settlement") is None and "superseded" not in d
-        and (lone(d) or (d.get("disputed") and me not in (d["seller"], d["buyer"])))
+        and (lone(d) or (d.get("disputed") and me not in (d["seller"], d["buyer"])) or vouched_by(d, me))
         and me in meters_read(trades, tid)
     ]  # fmt: skip
+
+
+def vouched_by(trade: dict[str, Any], me: bytes) -> bool:
+    """`me` sold on an agreed trade that waits for the DSO's word on the seller's side (genesis seller_vouched,
+    review13 F2: the DSO meters the seller's export before the agreement pays)."""
+    return "vouch" in trade and trade.get("settlement") is None and trade["seller"] == me
 
 
 def lone(trade: dict[str, Any]) -> bool:
