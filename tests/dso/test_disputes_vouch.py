@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import asyncio
 
-from peergrid_dso.disputes import VOUCH_RULE
+from peergrid_dso.disputes import VOUCH_RULE, Unresolved, Vouched, resolve
+from peergrid_dso.sealed_readings import ChainTime
 from peergrid_ledger import query
 
-from .test_disputes import PRICE, Market, market, ramp
+from .test_disputes import CLOCK, PRICE, Market, chain_time, market, ramp
 from .test_disputes_node import final_blocks, hand_over, settler_for
 
 RETAIL, FEED_IN = 300, 50
@@ -97,3 +98,30 @@ def test_a_seller_that_withholds_its_readings_is_settled_at_zero_from_its_part_o
         {"trade": tid, "delivered": 0, "seller_short": 400, "buyer_short": 0}
     ]
     assert query.settlement(m.chain.state, tid)["settlement"]["basis"] == "dso"  # type: ignore[index]
+
+
+def chain_with_tolerance(m: Market, wh: int) -> ChainTime:
+    """The chain's time as the DSO node gives it, with the chain's agreement tolerance (`chain_time` has none)."""
+    wait = m.chain.genesis.params.settle_wait_ms
+    return ChainTime(m.chain, m.chain.tip.time, wait, wait, wh)
+
+
+def test_the_sellers_share_covers_the_agreement_within_the_chains_tolerance_only() -> None:
+    """Agreed 400: a seller metered 395 is within a 10-Wh tolerance (the agreed figures stand, as two meters
+    that far apart would agree); one metered 385 is not (385 delivered, the 15 the seller's)."""
+    for metered, delivered, shorts in ((395.0, 400, (0, 0)), (385.0, 385, (15, 0))):
+        m = agreed(metered, 400, 400)
+        tid = m.trade_id("s", "b")
+        decision = resolve(m.chain.state, tid, CLOCK, m.node_of(), m.sealed, chain_with_tolerance(m, 10))
+        assert isinstance(decision, Vouched), decision
+        assert (decision.delivered, decision.shorts) == (delivered, shorts), metered
+
+
+def test_a_meterless_seller_is_taken_at_the_agreement_at_once() -> None:
+    m = agreed(0.0, 400, 400)
+    tid = m.trade_id("s", "b")
+    seller = m.anonyms["s"].public
+    decision = resolve(m.chain.state, tid, CLOCK, m.node_of(), {}, chain_time(m), meterless={seller})
+    assert isinstance(decision, Vouched) and decision.rule == "seller meterless"
+    assert (decision.delivered, decision.shorts) == (400, (0, 0))
+    assert isinstance(resolve(m.chain.state, tid, CLOCK, m.node_of(), m.sealed), Unresolved)  # no chain time
