@@ -11,7 +11,9 @@ from __future__ import annotations
 import asyncio
 
 from peergrid_dso.disputes import LONE_FROM, LONE_RULE
+from peergrid_edge.pcc_readings import readings_needed
 from peergrid_ledger import query
+from peergrid_ledger.contracts.market_sealed import seal_of
 
 from .test_disputes import END_MS, PRICE, Market, market, ramp
 from .test_disputes_node import final_blocks, hand_over, settler_for
@@ -120,3 +122,25 @@ def test_a_lone_statement_the_other_party_joins_in_time_settles_by_the_parties()
     assert adapter.sent == [] and settler.pending == {} and settler.sealed == {}
     done = query.settlement(m.chain.state, tid)
     assert done is not None and done["state"] == "settled" and done["settlement"]["basis"] != "dso"
+
+
+def test_on_a_sealed_chain_a_silent_party_that_committed_is_left_to_the_withheld_rule() -> None:
+    """With sealed_statements a party that committed and keeps its reveal back is taken at its worst by the
+    contract (`market_sealed.withheld`), which no metering improves on for the party that revealed: the DSO
+    leaves that trade alone; the edge posts nothing for it either."""
+    m = market({("s", "b"): 400}, {}, readings={"s": ramp(100.0, export=True)}, wait_ms=WAIT_MS,
+               cover=(RETAIL, FEED_IN), params={"sealed_statements": 1})  # fmt: skip
+    tid, salt = m.trade_id("s", "b"), bytes(32)
+    for mg in ("s", "b"):
+        seal = seal_of(m.chain.genesis.chain, tid, m.anonyms[mg].public, 100, 0, salt)
+        m.do(m.anonyms[mg], "settle", {"trade": tid, "seal": seal}, max(m.now, END_MS))
+    m.do(m.anonyms["s"], "settle", {"trade": tid, "delivered": 100, "short": 0, "salt": salt})
+    where = query.settlement(m.chain.state, tid)
+    assert where is not None and where["state"] == "stated" and list(where["statements"]) == ["seller"]
+    settler, adapter, _ = settler_for(m)
+    final_blocks(m, settler)
+    m.pass_time(int(where["deadline"]) - 1)
+    final_blocks(m, settler)
+    asyncio.run(settler.settle_due())
+    assert adapter.sent == [] and settler.pending == {}
+    assert readings_needed(query.trades(m.chain.state, 9), m.anonyms["s"].public) == []

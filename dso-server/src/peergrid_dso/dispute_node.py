@@ -230,13 +230,13 @@ class DisputeSettler:
             where = query.settlement(self.state, trade)
             if where is None or trade in self.failed or trade in self.pending:
                 continue
-            if _with_dso(where):
+            if _with_dso(where, query.trade(self.state, trade)):
                 self.pending[trade] = 0.0
                 self.reads[trade] = self._readings_of(trade)
 
     async def settle_one(self, trade: bytes) -> None:
         where = query.settlement(self.state, trade)
-        if where is None or not _with_dso(where):  # settled, agreed, superseded, ...
+        if where is None or not _with_dso(where, query.trade(self.state, trade)):  # settled, agreed, ...
             self.done(trade)
             if where is not None and trade in self.decisions and not self.decisions[trade]["settled"]:
                 self.decide(trade, {"settled": False, "outcome": f"no longer disputed: {where['state']}"})
@@ -324,10 +324,10 @@ class DisputeSettler:
             return None if found is None else dict(found)
 
 
-def _with_dso(where: dict[str, Any]) -> bool:
+def _with_dso(where: dict[str, Any], record: dict[str, Any] | None) -> bool:
     """The trade waits for the DSO's word: disputed, on one statement (a dispute from `disputes.LONE_FROM`
     of the wait on, review13 F4), or agreed and vouching (genesis seller_vouched, review13 F2)."""
-    return where["state"] in ("disputed", "vouching") or is_lone(where)
+    return where["state"] in ("disputed", "vouching") or is_lone(where, (record or {}).get("seals", {}))
 
 
 def _same(a: dict[str, Any], b: dict[str, Any]) -> bool:

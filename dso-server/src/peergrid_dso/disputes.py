@@ -182,7 +182,7 @@ def resolve(
     where = query.settlement(state, trade)
     if where is None:
         return Unresolved(trade, "no such trade on the MGMC chain")
-    lone = is_lone(where)
+    lone = is_lone(where, (query.trade(state, trade) or {}).get("seals", {}))
     if where["state"] == "vouching":
         return _vouch(state, trade, where, clock, nodes, sealed, chain, meterless)
     if where["state"] != "disputed" and not lone:
@@ -254,7 +254,7 @@ def resolve(
 def _deadline(where: Mapping[str, Any], chain: ChainTime) -> int:
     """The dispute's deadline (chain ms): `wait_ms` after the later of the two statements; a lone statement's
     at LONE_RULE of its wait, before the contract's lapse."""
-    if is_lone(where):
+    if where["state"] == "stated":  # resolve takes only a lone one (`is_lone`)
         return _part(where, LONE_RULE)
     return max(int(where["statements"][s]["time"]) for s in SIDES) + chain.wait_ms
 
@@ -307,9 +307,15 @@ def _vouch(
     )
 
 
-def is_lone(where: Mapping[str, Any]) -> bool:
-    """The trade stands on one party's statement (`query.settlement`): not settled, not disputed, not vouching."""
-    return where["state"] == "stated" and len(where["statements"]) == 1 and where["deadline"] is not None
+def is_lone(where: Mapping[str, Any], seals: Collection[str] = ()) -> bool:
+    """The trade stands on one party's statement (`query.settlement`): not settled, not disputed, not vouching,
+    and the silent party never committed a sealed statement (`seals`: the trade's; one that committed and
+    keeps its reveal back is taken at its worst by the contract, `market_sealed.withheld`, which no metering
+    improves on for the party that revealed)."""
+    if where["state"] != "stated" or len(where["statements"]) != 1 or where["deadline"] is None:
+        return False
+    [stater] = where["statements"]
+    return ("buyer" if stater == "seller" else "seller") not in seals
 
 
 def lone_from(where: Mapping[str, Any]) -> int:

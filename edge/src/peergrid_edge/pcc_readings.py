@@ -155,13 +155,19 @@ def vouched_by(trade: dict[str, Any], me: bytes) -> bool:
 
 
 def lone(trade: dict[str, Any]) -> bool:
-    """The trade stands on one party's statement: not disputed, not agreed (vouching), not settled."""
-    return (
-        len(trade.get("statements") or {}) == 1
-        and not trade.get("disputed")
-        and "vouch" not in trade
-        and trade.get("settlement") is None
-    )
+    """The trade stands on one party's statement: not disputed, not agreed (vouching), not settled, and the
+    silent party never committed a sealed one (the contract takes that at its worst; dso-server
+    `disputes.is_lone`, the same rule)."""
+    statements = trade.get("statements") or {}
+    if (
+        len(statements) != 1
+        or trade.get("disputed")
+        or "vouch" in trade
+        or trade.get("settlement") is not None
+    ):
+        return False
+    [stater] = statements
+    return ("buyer" if stater == "seller" else "seller") not in (trade.get("seals") or {})
 
 
 def counterparties_done(trades: Iterable[tuple[bytes, dict[str, Any]]], me: bytes) -> bool:
