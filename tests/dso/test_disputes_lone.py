@@ -144,3 +144,37 @@ def test_on_a_sealed_chain_a_silent_party_that_committed_is_left_to_the_withheld
     asyncio.run(settler.settle_due())
     assert adapter.sent == [] and settler.pending == {}
     assert readings_needed(query.trades(m.chain.state, 9), m.anonyms["s"].public) == []
+
+
+def test_on_a_sealed_chain_the_dso_meters_a_commitment_whose_counterparty_never_committed() -> None:
+    """The lab's chains seal statements: the seller commits, the buyer (Unprovable) never does. After the
+    commit deadline the seller's reveal and its repeat would lapse at once (buyer paying 300 Wh of
+    compensation); the DSO meters the trade from LONE_FROM of the commit window instead: 100, no
+    compensation, and the seller's late reveal is refused as settled."""
+    m = market({("s", "b"): 400}, {}, readings={"s": ramp(100.0, export=True)}, wait_ms=WAIT_MS,
+               cover=(RETAIL, FEED_IN), params={"sealed_statements": 1})  # fmt: skip
+    tid, salt = m.trade_id("s", "b"), bytes(32)
+    seal = seal_of(m.chain.genesis.chain, tid, m.anonyms["s"].public, 100, 0, salt)
+    m.do(m.anonyms["s"], "settle", {"trade": tid, "seal": seal}, max(m.now, END_MS))
+    at = m.chain.tip.time
+    where = query.settlement(m.chain.state, tid)
+    assert where is not None and where["state"] == "open" and where["deadline"] == at + WAIT_MS
+    assert readings_needed(query.trades(m.chain.state, 9), m.anonyms["s"].public) == [tid]
+    settler, adapter, _ = settler_for(m)
+    seen = final_blocks(m, settler)
+    hand_over(m, settler, "s")
+    m.pass_time(at + int(WAIT_MS * LONE_FROM) - 1)
+    seen = final_blocks(m, settler, seen)
+    asyncio.run(settler.settle_due())
+    assert adapter.sent == []  # the buyer may still commit
+    m.pass_time(at + int(WAIT_MS * LONE_RULE))
+    final_blocks(m, settler, seen)
+    asyncio.run(settler.settle_due())
+    assert [body for _, _, body, _ in adapter.sent] == [
+        {"trade": tid, "delivered": 100, "seller_short": 300, "buyer_short": 300}
+    ]
+    done = query.settlement(m.chain.state, tid)
+    assert done is not None and done["settlement"]["compensation"]["amount"] == 0
+    late = m.chain.sign_and_submit(m.anonyms["s"], "settle", {"trade": tid, "delivered": 100, "short": 0,
+                                                              "salt": salt}, at + WAIT_MS)  # fmt: skip
+    assert not late.ok

@@ -182,7 +182,8 @@ def resolve(
     where = query.settlement(state, trade)
     if where is None:
         return Unresolved(trade, "no such trade on the MGMC chain")
-    lone = is_lone(where, (query.trade(state, trade) or {}).get("seals", {}))
+    since = lone_since(where, (query.trade(state, trade) or {}).get("seals", {}))
+    lone = since is not None
     if where["state"] == "vouching":
         return _vouch(state, trade, where, clock, nodes, sealed, chain, meterless)
     if where["state"] != "disputed" and not lone:
@@ -190,7 +191,8 @@ def resolve(
     if lone:  # the other party may still join it; the DSO meters it from a part of the wait on (LONE_FROM)
         if chain is None:
             return Unresolved(trade, "one statement: the DSO settles it only by the chain's time")
-        start = lone_from(where)
+        assert since is not None
+        start = _part(since, int(where["deadline"]), LONE_FROM)
         if chain.now_ms < start:
             why = f"one statement: its counterparty may still state; from chain time {start} ms the DSO meters it"
             return Unresolved(trade, why, start)
@@ -204,7 +206,7 @@ def resolve(
     sides: dict[str, Metered] = {}
     unmetered: dict[str, str] = {}
     waiting: list[str] = []  # the metered sides' counterparties that are not (yet) metered
-    lapsed = chain is not None and chain.now_ms >= _deadline(where, chain)
+    lapsed = chain is not None and chain.now_ms >= _deadline(where, chain, since)
     for side in SIDES:
         energy = meters.energy(agreed[side], side)
         if isinstance(energy, str):
@@ -219,7 +221,7 @@ def resolve(
         # chain's time there is none: the party's share is pro rata at once, as `meter_shares` gives it)
         if waiting and chain is not None and not lapsed:
             why = f"a share by the counterparties' meters waits for {'; '.join(waiting)}"
-            until = _deadline(where, chain)
+            until = _deadline(where, chain, since)
             return Unresolved(trade, f"{why}; from chain time {until} ms the DSO shares without them", until)
         delivered = min(seller.share_wh, buyer.share_wh, quantity)
         return Vouched(
@@ -230,7 +232,7 @@ def resolve(
     statements = where["statements"]
     if chain is None:
         return Unresolved(trade, why)
-    until = _deadline(where, chain)
+    until = _deadline(where, chain, since)
     # a meterless side has no readings to wait for: only the others' (and the metered side's counterparties')
     awaited = waiting or any(agreed[s] not in meterless for s in unmetered)
     if chain.now_ms < until and awaited:
@@ -251,11 +253,11 @@ def resolve(
     return Vouched(trade, delivered, quantity, seller, buyer, rule, unmetered, shorts)
 
 
-def _deadline(where: Mapping[str, Any], chain: ChainTime) -> int:
-    """The dispute's deadline (chain ms): `wait_ms` after the later of the two statements; a lone statement's
-    at LONE_RULE of its wait, before the contract's lapse."""
-    if where["state"] == "stated":  # resolve takes only a lone one (`is_lone`)
-        return _part(where, LONE_RULE)
+def _deadline(where: Mapping[str, Any], chain: ChainTime, since: int | None = None) -> int:
+    """The dispute's deadline (chain ms): `wait_ms` after the later of the two statements; a lone word's (one
+    that landed at `since`) at LONE_RULE of the contract's wait, before its lapse."""
+    if since is not None:
+        return _part(since, int(where["deadline"]), LONE_RULE)
     return max(int(where["statements"][s]["time"]) for s in SIDES) + chain.wait_ms
 
 
@@ -307,26 +309,32 @@ def _vouch(
     )
 
 
-def is_lone(where: Mapping[str, Any], seals: Collection[str] = ()) -> bool:
-    """The trade stands on one party's statement (`query.settlement`): not settled, not disputed, not vouching,
-    and the silent party never committed a sealed statement (`seals`: the trade's; one that committed and
-    keeps its reveal back is taken at its worst by the contract, `market_sealed.withheld`, which no metering
-    improves on for the party that revealed)."""
-    if where["state"] != "stated" or len(where["statements"]) != 1 or where["deadline"] is None:
-        return False
-    [stater] = where["statements"]
-    return ("buyer" if stater == "seller" else "seller") not in seals
+def is_lone(where: Mapping[str, Any], seals: Mapping[str, Any]) -> bool:
+    """The trade stands on one party's word (`lone_since`)."""
+    return lone_since(where, seals) is not None
 
 
-def lone_from(where: Mapping[str, Any]) -> int:
-    """Chain ms from which the DSO meters a trade that stands on one statement (LONE_FROM of its wait)."""
-    return _part(where, LONE_FROM)
+def lone_since(where: Mapping[str, Any], seals: Mapping[str, Any]) -> int | None:
+    """The chain ms at which the one party's word on the trade landed, None when it does not stand on one
+    (`where`: `query.settlement`; `seals`: the trade's sealed commitments, party -> {time, ...}): one statement
+    (not settled, disputed or vouching) whose silent party never committed a sealed one - one that committed
+    and keeps its reveal back is taken at its worst by the contract (`market_sealed.withheld`), which no
+    metering improves on for the party that revealed -, or on a sealed chain one party's commitment and no
+    statement (the silent party never committed: after the commit deadline the committer's reveal and its
+    repeat lapse at once, so the DSO must come within the commit window)."""
+    if where["deadline"] is None:
+        return None
+    if where["state"] == "stated" and len(where["statements"]) == 1:
+        [(stater, said)] = where["statements"].items()
+        return None if ("buyer" if stater == "seller" else "seller") in seals else int(said["time"])
+    if where["state"] == "open" and len(seals) == 1:
+        [sealed] = seals.values()
+        return int(sealed["time"])
+    return None
 
 
-def _part(where: Mapping[str, Any], part: Fraction) -> int:
-    """The chain ms `part` of the way from the lone statement to the contract's deadline (its lapse)."""
-    [said] = where["statements"].values()
-    start, end = int(said["time"]), int(where["deadline"])
+def _part(start: int, end: int, part: Fraction) -> int:
+    """The chain ms `part` of the way from the lone word (`start`) to the contract's deadline (`end`)."""
     return start + math.floor(max(0, end - start) * part)
 
 

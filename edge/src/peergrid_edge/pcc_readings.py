@@ -155,19 +155,16 @@ def vouched_by(trade: dict[str, Any], me: bytes) -> bool:
 
 
 def lone(trade: dict[str, Any]) -> bool:
-    """The trade stands on one party's statement: not disputed, not agreed (vouching), not settled, and the
-    silent party never committed a sealed one (the contract takes that at its worst; dso-server
-    `disputes.is_lone`, the same rule)."""
-    statements = trade.get("statements") or {}
-    if (
-        len(statements) != 1
-        or trade.get("disputed")
-        or "vouch" in trade
-        or trade.get("settlement") is not None
-    ):
+    """The trade stands on one party's word: one statement (not disputed, agreed or settled) whose silent
+    party never committed a sealed one (the contract takes that at its worst), or on a sealed chain one
+    party's commitment and no statement (dso-server `disputes.lone_since`, the same rule)."""
+    statements, seals = trade.get("statements") or {}, trade.get("seals") or {}
+    if trade.get("disputed") or "vouch" in trade or trade.get("settlement") is not None:
         return False
-    [stater] = statements
-    return ("buyer" if stater == "seller" else "seller") not in (trade.get("seals") or {})
+    if len(statements) == 1:
+        [stater] = statements
+        return ("buyer" if stater == "seller" else "seller") not in seals
+    return not statements and len(seals) == 1
 
 
 def counterparties_done(trades: Iterable[tuple[bytes, dict[str, Any]]], me: bytes) -> bool:
