@@ -92,7 +92,8 @@ so delivered is below its share), it is named the whole gap, as an unmetered sid
 words, when one of them owns the gap; else both the gap. Still open: a seller that copies the buyer's public
 statement (buyer states 400, seller 400) gets R12's 80,000 without a dispute, so without the DSO (review12 F1
 part 1): closing it needs statements committed on the chain before they are revealed (the contract's part).
-A trade that stands on one statement comes here too (review13 F4: its party's repeated statement settles it
+A trade that stands on one statement (or, on a sealed chain, on one commitment whose counterparty never
+committed: `lone_since`) comes here too (review13 F4: its party's repeated statement settles it
 alone after the contract's wait, naming the silent party's shortfall, and an honest edge is silent on purpose
 when its meter cannot prove the interval, `pcc_readings.Unprovable`): the DSO meters it like a dispute from
 `LONE_FROM` (half) of the contract's wait on, and its deadline rules apply from `LONE_RULE` (three quarters),
