@@ -95,13 +95,23 @@ def judge(
         where = standing["state"]
         if where in ("settled", "superseded", "disputed"):
             return where  # type: ignore[no-any-return]
-        if where == "stated" and party in standing["statements"]:
-            return "wait"
+        if where in ("stated", "vouching") and party in standing["statements"]:
+            return "wait"  # vouching (seller_vouched): agreed, the DSO's word until the vouch's `until`
     if submission is None:
         return "permanent" if standing is None else "retry"
     if submission.landed:  # a landed statement is on record (`wait` above), a landed settle without it paid
         return "wait" if by_both else "settled"
     return "permanent" if permanent(submission.reason) else "retry"
+
+
+def _until(standing: dict[str, Any] | None) -> int | None:
+    """Chain ms from which this MG's statement on record settles the trade when sent again: a lone statement's
+    deadline, or an agreement's vouch `until` (genesis seller_vouched: the DSO's window)."""
+    if standing is None:
+        return None
+    if standing["state"] == "vouching":
+        return int(standing["vouch"]["until"])
+    return None if standing["deadline"] is None else int(standing["deadline"])
 
 
 @dataclass
@@ -332,9 +342,11 @@ class Settler:
             mine = standing["statements"][pending.party]
             pending.delivered = int(mine["delivered"])
             pending.short = int(mine["short"]) if "short" in mine else None  # repeated as it was stated
-        silent = standing is not None and standing["deadline"] is not None
-        if step == "wait" and silent and self.now() * 1000 >= standing["deadline"]:  # type: ignore[index]
-            step = "retry"  # the counterparty stayed silent until the deadline: the same body settles on ours
+        until = _until(standing)
+        if step == "wait" and until is not None and self.now() * 1000 >= until:
+            # the counterparty stayed silent until the deadline, or the DSO never vouched by `until`: the same
+            # body settles on ours (lapsed), or pays the agreed figures (review13 F2)
+            step = "retry"
         if step == "retry" and pending.delivered is None:
             pending.delivered = None if self._metering is None else self._metering(pending)
             if pending.delivered is None:
@@ -355,7 +367,8 @@ class Settler:
                 pending.interval, pending.trade.hex()[:16], pending.attempts, reason,
                 self.book.wait_after(pending.attempts),
             )  # fmt: skip
-        deadline = None if standing is None or standing["deadline"] is None else standing["deadline"] / 1000
+        until = _until(standing)  # read again: a statement just sent may have set it
+        deadline = None if until is None else until / 1000
         ended = self.book.after(pending, step, reason, self.now(), deadline)
         if ended is not None and step == "disputed" and self._on_dispute is not None:
             self._on_dispute(pending)
