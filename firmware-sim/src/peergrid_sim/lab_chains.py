@@ -89,6 +89,10 @@ class SettleByBoth:
             # each MGMC commits to its statement before either reveals it (review12 F1: the second could tailor
             # its own to the first's); S5 measured the lab's 24 trades sealed and settled alike, 52.4 -> 54.5 s
             out["sealed_statements"] = 1
+        if "seller_vouched" in known:
+            # agreeing statements wait for the DSO's word on the seller's side (review13 F2: the buyer's PCC meter
+            # counts its whole import, so it cannot show a P2P seller delivered): the DSO node meters the seller
+            out["seller_vouched"] = 1
         if "settle_tolerance_permille" in known:
             out["settle_tolerance_permille"] = self.tolerance_permille
         if "unpaid_as_debt" in known:
