@@ -56,6 +56,26 @@ def test_the_cli_writes_the_parameter_only_when_asked(
     assert status == 0 and sealed.params.sealed_statements == 1 and sealed.hash != genesis.hash
     status, _, err = run(capsys, *base, "--sealed-statements")
     assert status == 2 and err.count("\n") == 1 and "--sealed-statements: only with --settle-by-both" in err
+    # review13's rules: each written only when asked, only with the rule, refused out of range
+    asked = ["--seller-vouched", "--close-on-clock", "--close-after-ms", "4000", "--unpaid-as-debt",
+             "--settle-tolerance-permille", "30", "--owed-limit", "7"]  # fmt: skip
+    status, out_text, _ = run(capsys, *base, "--settle-by-both", *clock, *asked)
+    p = Genesis.from_json(json.loads(out_text)).params
+    assert status == 0 and (p.seller_vouched, p.close_on_clock, p.close_after_ms, p.unpaid_as_debt) == (
+        1,
+        1,
+        4000,
+        1,
+    )
+    assert (p.settle_tolerance_permille, p.owed_limit) == (30, 7)
+    status, _, err = run(capsys, *base, "--seller-vouched", "--owed-limit", "7")
+    assert (
+        status == 2
+        and err.count("\n") == 1
+        and "--seller-vouched, --owed-limit: only with --settle-by-both" in err
+    )
+    status, _, err = run(capsys, *base, "--settle-by-both", *clock, "--settle-tolerance-permille", "1001")
+    assert status == 2 and err.count("\n") == 1 and "settle_tolerance_permille" in err
     # the rule without the interval clock: one line naming both clock parameters, nothing written
     status, out_text, err = run(capsys, *base, "--settle-by-both", "--settle-tolerance-wh", "2")
     assert status == 2 and err.count("\n") == 1 and not out_text

@@ -78,8 +78,12 @@ def _settle_params(args: argparse.Namespace) -> dict[str, int]:
         "settle_interval_ms": args.settle_interval_ms,
     }
     given = {k: v for k, v in numbers.items() if v is not None}
-    if args.sealed_statements:
-        given["sealed_statements"] = 1
+    for flag in ("sealed_statements", "seller_vouched", "close_on_clock", "unpaid_as_debt"):
+        if getattr(args, flag):
+            given[flag] = 1
+    for number in ("settle_tolerance_permille", "close_after_ms", "owed_limit"):
+        if getattr(args, number) is not None:
+            given[number] = getattr(args, number)
     if given and not args.settle_by_both:
         flags = ", ".join("--" + k.replace("_", "-") for k in given)
         raise UsageError(f"{flags}: only with --settle-by-both")
@@ -144,6 +148,39 @@ def add_genesis_parser(sub: Any) -> None:
         action="store_true",
         help="with --settle-by-both: each party commits to its settle statement before either reveals it, so"
         " neither can tailor its own to the other's (genesis sealed_statements 1)",
+    )
+    p.add_argument(
+        "--seller-vouched",
+        action="store_true",
+        help="with --settle-by-both: statements that agree wait for the DSO's word on the seller's side, from its"
+        " meter, until settle_wait_ms passed (genesis seller_vouched 1: a buyer's meter cannot show a P2P seller"
+        " delivered)",
+    )
+    p.add_argument(
+        "--close-on-clock",
+        action="store_true",
+        help="with --settle-by-both: no trade closes an interval before it starts plus --close-after-ms, nor a"
+        " reopened one before its reopening plus that (genesis close_on_clock 1)",
+    )
+    p.add_argument(
+        "--close-after-ms", type=int, help="with --close-on-clock: the bargaining window (default 0)"
+    )
+    p.add_argument(
+        "--unpaid-as-debt",
+        action="store_true",
+        help="with --settle-by-both: what a buyer cannot pay of an agreed trade within its credit becomes its debt"
+        " to the seller (genesis unpaid_as_debt 1)",
+    )
+    p.add_argument(
+        "--settle-tolerance-permille",
+        type=int,
+        help="with --settle-by-both: the statements' agreement tolerance is at most this share of the trade"
+        " (per mille; default 0: the Wh tolerance alone)",
+    )
+    p.add_argument(
+        "--owed-limit",
+        type=int,
+        help="with --settle-by-both: micro-units a member may owe and still buy (default 0: any debt bars it)",
     )
     p.add_argument(
         "--settle-tolerance-wh",
