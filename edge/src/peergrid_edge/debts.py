@@ -13,15 +13,15 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from peergrid_ledger import query
+from peergrid_ledger.contracts import funds
 
 log = logging.getLogger("peergrid.edge.trader")
 
 
 def barring_debt(state: Any, genesis: Any, key: bytes) -> int:
-    """What `key` owes (micro-units) when it owes more than the chain lets a buyer owe; else 0."""
-    owed = query.owed(state, key)
-    return owed if owed > int(genesis.params.owed_limit) else 0
+    """What `key` owes (micro-units) when it owes more than the chain lets a buyer owe; else 0: the contract's
+    own rule (`funds.barring_debt`) at the genesis' `owed_limit`."""
+    return funds.barring_debt(state, key, int(genesis.params.owed_limit))
 
 
 def note(agent: Any, t: int, owed: int) -> None:

@@ -125,14 +125,21 @@ def _pay_oldest(view: Overlay, debtor: bytes, credit: int, events: list[Event]) 
     return paid
 
 
+def barring_debt(state: StateReader, account: bytes, limit: int = OWED_LIMIT) -> int:
+    """What `account` owes when that is more than `limit`, so it may not buy; 0 while it may. The one rule the
+    contracts refuse by (`refuse_debtor`) and an MGMC reads before it bids (edge `debts.barring_debt`)."""
+    if state.get(debts_key(account)) is None:  # the common case: one lookup
+        return 0
+    total = owed_total(state, account)
+    return total if total > limit else 0
+
+
 def refuse_debtor(state: StateReader, account: bytes, what: str, limit: int = OWED_LIMIT) -> None:
     """Refuse (`insufficient-funds`, naming the debt) `what` - a new purchase - when `account` owes more
-    than `limit`. Selling stays open: a sale's payment is what collects the debt."""
-    if state.get(debts_key(account)) is None:  # the common case: one lookup
-        return
-    entries = debts(state, account)
-    total = sum(int(d["amount"]) for d in entries)
-    if total > limit:
+    than `limit` (`barring_debt`). Selling stays open: a sale's payment is what collects the debt."""
+    total = barring_debt(state, account, limit)
+    if total:
+        entries = debts(state, account)
         oldest = entries[0]
         raise RuleError(
             Reason.INSUFFICIENT_FUNDS,
