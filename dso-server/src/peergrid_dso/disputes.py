@@ -294,7 +294,7 @@ def _vouch(
         if agreed["seller"] in meterless:  # nothing to meter: the parties' word
             return Vouched(trade, held, quantity, None, None, "seller meterless", {"seller": energy}, figures)
         start = max(int(s["time"]) for s in where["statements"].values())
-        until = start + math.floor(max(0, int(vouch["until"]) - start) * VOUCH_RULE)
+        until = _part(start, int(vouch["until"]), VOUCH_RULE)
         why = f"the seller's metering: {energy}"
         if chain.now_ms < until:
             return Unresolved(trade, f"{why}; from chain time {until} ms the DSO settles without it", until)
@@ -335,7 +335,8 @@ def lone_since(where: Mapping[str, Any], seals: Mapping[str, Any]) -> int | None
 
 
 def _part(start: int, end: int, part: Fraction) -> int:
-    """The chain ms `part` of the way from the lone word (`start`) to the contract's deadline (`end`)."""
+    """The chain ms `part` of the way from `start` (the lone word, or the agreement) to `end` (the contract's
+    deadline, or the vouch's `until`)."""
     return start + math.floor(max(0, end - start) * part)
 
 
