@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from peergrid_edge.config import MarketSettings
+from peergrid_edge.files import write_whole
 from peergrid_edge.pcc_readings import MgMetering, counterparties_done, readings_needed
 from peergrid_edge.replicas import Submission
 from peergrid_edge.resume import recorded_verdicts
@@ -275,15 +276,5 @@ class SealedStatements:
     def save(self, tid: bytes, kept: dict[str, Any]) -> None:
         """Write the file whole or not at all (a temporary file synced, renamed, the folder synced)."""
         self.kept.mkdir(parents=True, exist_ok=True)
-        path, doc = self._file(tid), {**kept, "salt": kept["salt"].hex()}
-        part = path.with_suffix(".part")
-        with part.open("w") as out:
-            out.write(json.dumps(doc, sort_keys=True))
-            out.flush()
-            os.fsync(out.fileno())
-        part.replace(path)
-        folder = os.open(self.kept, os.O_RDONLY)
-        try:
-            os.fsync(folder)
-        finally:
-            os.close(folder)
+        doc = {**kept, "salt": kept["salt"].hex()}
+        write_whole(self._file(tid), json.dumps(doc, sort_keys=True), sync_folder=True)

@@ -16,10 +16,11 @@ from __future__ import annotations
 
 import json
 import math
-import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
+
+from peergrid_edge.files import write_whole
 
 
 class CheckpointError(ValueError):
@@ -51,12 +52,7 @@ class Checkpoint:
 
 def save(path: Path, checkpoint: Checkpoint) -> None:
     """Write `checkpoint` to `path` atomically: the old one stays whole until the new one is."""
-    tmp = path.with_name(path.name + ".tmp")
-    with tmp.open("w", encoding="utf-8") as out:
-        json.dump(asdict(checkpoint), out, separators=(",", ":"))
-        out.flush()
-        os.fsync(out.fileno())
-    os.replace(tmp, path)
+    write_whole(path, json.dumps(asdict(checkpoint), separators=(",", ":")))
 
 
 def load(path: Path, session: str) -> Checkpoint | None:
