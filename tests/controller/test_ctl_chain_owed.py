@@ -92,23 +92,23 @@ TRADE = Trade(0, "s", "b", 4.0, 0.1)
 def test_an_owed_without_a_compensation_is_refused_loudly_and_nothing_is_counted() -> None:
     venue = ChainVenue(SCENARIO, compensate=True)
     with pytest.raises(CompensationError, match=r"records owed .* but no compensation"):
-        venue._read_compensation(TRADE, {"amount": 0, "owed": {"payer": "seller", "amount": 5}})
-    assert venue.due == {} == venue.unpaid
+        venue.settlement.read_compensation(TRADE, {"amount": 0, "owed": {"payer": "seller", "amount": 5}})
+    assert venue.settlement.due == {} == venue.settlement.unpaid
 
 
 def test_an_owed_by_the_other_side_than_the_compensations_payer_is_refused_loudly() -> None:
     venue = ChainVenue(SCENARIO, compensate=True)
     record = {"compensation": {"payer": "buyer", "amount": 3}, "owed": {"payer": "seller", "amount": 5}}
     with pytest.raises(CompensationError, match="owed by the seller, compensation by the buyer"):
-        venue._read_compensation(TRADE, record)
-    assert venue.due == {} == venue.unpaid
+        venue.settlement.read_compensation(TRADE, record)
+    assert venue.settlement.due == {} == venue.settlement.unpaid
 
 
 def test_a_hand_made_record_the_buyer_owes_counts_moved_plus_owed_for_the_buyer() -> None:
     venue = ChainVenue(SCENARIO, compensate=True)
-    venue._read_compensation(
+    venue.settlement.read_compensation(
         TRADE, {"compensation": {"payer": "buyer", "amount": 3}, "owed": {"payer": "buyer", "amount": 5}}
     )
-    venue._read_compensation(TRADE, {"compensation": {"payer": "seller", "amount": 2}})
+    venue.settlement.read_compensation(TRADE, {"compensation": {"payer": "seller", "amount": 2}})
     assert venue.compensation() == (Payment("b", "s", 6),)  # 8 one way, 2 the other, netted
     assert venue.owed() == (Payment("b", "s", 5),)

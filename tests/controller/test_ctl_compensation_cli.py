@@ -82,7 +82,7 @@ def test_the_faulted_day_on_the_computing_chain_is_the_off_chain_day_but_for_the
     assert on["total"]["dayahead"]["delivery"]["compensation"] == PINNED
     # what the chain moved is the day's figure, confirmed pair by pair, and nothing was posted for it
     moved = on_chain.compensation()
-    assert moved and on_chain.confirmed == {(p.payer, p.payee) for p in moved}
+    assert moved and on_chain.settlement.confirmed == {(p.payer, p.payee) for p in moved}
     assert "(moved by the chain in the settlements)" in on_err and "moved by the chain" not in off_err
     n = trades(on)
     counts = on["total"].pop("chain"), off["total"].pop("chain")
@@ -108,7 +108,7 @@ def test_over_a_lossy_transport_the_faulted_day_completes_the_same_and_every_tra
     assert stats["lost"] > 0 and stats["late"] == stats["left_out"] == 0
     # each MGMC transaction crossed once it arrived; the day's compensation, checked, crossed nothing
     assert stats["sent"] - stats["lost"] == chains[-1].transactions - TARIFFS
-    assert chains[-1].confirmed
+    assert chains[-1].settlement.confirmed
 
 
 def test_over_a_lossy_transport_disputes_and_a_silent_mg_settle_with_the_same_figures(
@@ -174,7 +174,7 @@ def test_the_lossy_transport_hands_the_shortfalls_to_a_metering_venue_and_sends_
     venue = LossyVenue(inner, seed=1, loss=0.5)
     assert metering_venue(inner) is inner and metering_venue(venue) is venue
     venue.metered({(2, names[0], names[1]): (40, 7)})
-    assert inner.shortfalls == {(2, names[0], names[1]): (40, 7)}
+    assert inner.settlement.shortfalls == {(2, names[0], names[1]): (40, 7)}
     # the day's compensation is checked against the chain (nothing moved here), not sent
     verdict = venue.pay(Payment(names[0], names[1], 5), COMPENSATION_REF)
     assert isinstance(verdict, Rejected) and "moved 0 micro-units" in verdict.reason

@@ -1,6 +1,5 @@
 """The controller's chain venue with genesis `sealed_statements` (ChainVenue(sealed_statements=True)).
 
-(A controller test; it sits under tests/edge/ because tests/controller/ is not S5's this session: move it.)
 Each speaking party commits, then both reveal: two agree and pay once; meters that disagree are disputed and
 the DSO settles; a silent buyer leaves the seller to reveal from its commit deadline and settle on its lone
 statement; a whole simulated day pays every trade what the day on public statements pays, and the same
