@@ -1,7 +1,10 @@
 """DER data commitments, pure: readings become canonical leaves, an interval's leaves become one Merkle root.
 
 Promises: `reading_leaf` encodes one good reading as the ledger's canonical bytes (integers only: quantities in
-milli-units, time in ms), so the same reading always gives the same leaf on any machine; `interval_of` buckets
+milli-units, time in ms), so the same reading always gives the same leaf on any machine; a PCC meter that signs
+its readings (`meter_signed`) has its signed reading carried whole in the leaf's `signed` field (or, where its
+block did not hold one, `unsigned`: why), beside the fields every leaf has, so old leaves decode as before and
+a leaf without a signed reading is byte for byte what it was; `interval_of` buckets
 wall-clock time into commitment intervals; `commitment_body` is the body of the ledger's `der_commitment`
 transaction (`interval`, `root`, `readings`); `prove`/`check` give and check an RFC 6962 inclusion proof that
 a third party verifies with only the committed root. No I/O, no clock.
@@ -14,8 +17,10 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from peergrid_edge.meter_signed import Unsigned
 from peergrid_ledger import merkle
 from peergrid_ledger.codec import decode, encode
+from peergrid_ledger.meter_signing import FIELD, SignedReading, signed_field
 
 DER_COMMITMENT = "der_commitment"
 
@@ -24,13 +29,25 @@ def interval_of(wall_s: float, interval_s: float) -> int:
     return math.floor(wall_s / interval_s)
 
 
-def reading_leaf(device: str, nature: str, at_s: float, reading: Mapping[str, float | None]) -> bytes:
+def reading_leaf(
+    device: str,
+    nature: str,
+    at_s: float,
+    reading: Mapping[str, float | None],
+    signed: SignedReading | Unsigned | None = None,
+) -> bytes:
+    """One reading's leaf; `signed`: the meter's signed reading polled with it (`meter_signed.meter_signed`)."""
     milli = {
         quantity: round(value * 1000)
         for quantity, value in sorted(reading.items())
         if value is not None and math.isfinite(value)
     }
-    return encode({"at_ms": round(at_s * 1000), "device": device, "milli": milli, "nature": nature})
+    fields: dict[str, Any] = {"at_ms": round(at_s * 1000), "device": device, "milli": milli, "nature": nature}
+    if isinstance(signed, SignedReading):
+        fields[FIELD] = signed_field(signed)
+    elif isinstance(signed, Unsigned):
+        fields["unsigned"] = signed.why[:200]
+    return encode(fields)
 
 
 def leaf_record(leaf: bytes) -> dict[str, Any]:
@@ -38,12 +55,17 @@ def leaf_record(leaf: bytes) -> dict[str, Any]:
     fields = decode(leaf)
     assert isinstance(fields, dict)
     values = {k: v / 1000 for k, v in fields["milli"].items()}
-    return {
+    record = {
         "device": fields["device"],
         "nature": fields["nature"],
         "at": fields["at_ms"] / 1000,
         "values": values,
     }
+    if isinstance(fields.get(FIELD), dict):
+        record[FIELD] = {k: v.hex() if isinstance(v, bytes) else v for k, v in fields[FIELD].items()}
+    if "unsigned" in fields:
+        record["unsigned"] = fields["unsigned"]
+    return record
 
 
 def commitment_body(interval: int, leaves: Sequence[bytes]) -> dict[str, Any]:

@@ -3,7 +3,8 @@
 Promises: `decode_model(model_id, registers)` turns one model block (starting at its ID register) into
 `{point: value}` with scale factors applied and "not implemented" sentinels mapped to None. The point layout
 comes from SunSpec's own model definitions (the JSON files pysunspec2 ships) and, for the peergrid vendor
-models 64201 (controllable load) and 64202 (genset), from the vendor definitions in maps/models.
+models 64201 (controllable load), 64202 (genset), 64203 (fallback) and 64204 (the meter's signed reading:
+`meter_signed`), from the vendor definitions in maps/models.
 Pure: no I/O beyond reading those bundled definition files once. Repeating groups are not decoded here.
 """
 
@@ -31,6 +32,8 @@ _UNIMPLEMENTED = {
     "acc32": 0,
     "enum32": 0xFFFFFFFF,
     "bitfield32": 0xFFFFFFFF,
+    "uint64": 0xFFFFFFFFFFFFFFFF,
+    "int64": 0x8000000000000000,
 }
 
 
@@ -107,6 +110,8 @@ def _raw(point: PointDef, registers: list[int]) -> int | str | None:
         value -= 0x10000
     elif point.type == "int32" and value >= 0x80000000:
         value -= 0x100000000
+    elif point.type == "int64" and value >= 1 << 63:
+        value -= 1 << 64
     return value
 
 

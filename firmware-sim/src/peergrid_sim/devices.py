@@ -3,6 +3,10 @@
 Promises: a `SunSpecDevice` answers Modbus holding-register reads and writes exactly as its image says,
 applies accepted writes to its physics at once (so a read-back sees them), and re-renders its image from
 physics on `refresh`. Coils, discrete inputs and input registers are ILLEGAL_FUNCTION on a SunSpec device.
+A PCC meter given a `key_seed` param signs what it reports at each render (`meter_signer`, vendor model
+64204 in `maps/meter_signed.yaml`): a render writes the whole image before any read is answered (one event
+loop, no await between), so a read of the 64204 block never mixes one reading's values with another's
+signature; without the param the meter's image is today's, byte for byte.
 Assumes the runtime advances physics. Never touches sockets or clocks; faults are data read by the shells.
 """
 
@@ -12,7 +16,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from . import physics, physics_site
-from .image import ILLEGAL_FUNCTION, ILLEGAL_VALUE, MapError, RegisterImage, load_map
+from .image import DEVICE_FAILURE, ILLEGAL_FUNCTION, ILLEGAL_VALUE, MapError, RegisterImage, load_map
+from .meter_signer import SEED_PARAM, SIGNED_READINGS, MeterSigner
 from .modbus import READ_HOLDING
 
 PHYSICS = {
@@ -36,6 +41,7 @@ class Faults:
     down_until: float = 0.0  # monotonic seconds: rebooting until then
     relay_fail: str | None = None  # "no_operation" | "wrong_status"
     ignore_setpoints: bool = False  # writes are acknowledged and read back, but the device does not follow
+    exception_model: int | None = None  # reads touching this SunSpec model's block get DEVICE_FAILURE (4)
 
     def describe(self) -> dict[str, Any]:
         return {k: v for k, v in self.__dict__.items() if v not in (False, 0.0, None)}
@@ -54,25 +60,35 @@ class SunSpecDevice:
     forced: dict[str, Any] = field(
         default_factory=dict
     )  # reading name -> value reported instead of the truth
+    signer: MeterSigner | None = None  # a PCC meter that signs its readings (64204)
 
     @classmethod
     def create(cls, name: str, mg: str, kind: str, unit_id: int, params: dict[str, Any]) -> SunSpecDevice:
         model_cls, map_name = PHYSICS[kind]
+        params = dict(params)
+        seed = params.pop(SEED_PARAM, None)
+        if seed is not None and kind != "meter":
+            raise TypeError(f"only a PCC meter signs its readings ({SEED_PARAM} on a {kind})")
         model = model_cls(**params)
+        serial = f"{mg}-{name}"
+        signer = None if seed is None else MeterSigner.from_seed(seed, mg, name, serial)
+        if signer is not None:
+            map_name = "meter_signed"
         identity = {
             "manufacturer": "peergrid",
             "model_name": f"sim-{kind}",
             "version": "0.1.0",
-            "serial": f"{mg}-{name}",
+            "serial": serial,
             "unit_id": unit_id,
         }
         image = RegisterImage.build(load_map(map_name), identity, model.peaks())
-        unknown = sorted({e.read for e in image.dynamic if e.read} - set(model.readings()))
+        known = set(model.readings()) | (set(SIGNED_READINGS) if signer is not None else set())
+        unknown = sorted({e.read for e in image.dynamic if e.read} - known)
         if unknown:
             raise MapError(
                 f"device map {map_name}: no reading named {', '.join(unknown)} in the {kind} physics"
             )
-        device = cls(name, mg, kind, unit_id, model, image)
+        device = cls(name, mg, kind, unit_id, model, image, signer=signer)
         device.refresh()
         return device
 
@@ -93,8 +109,12 @@ class SunSpecDevice:
         return dict(self.model.readings())
 
     def reported_readings(self) -> dict[str, Any]:
-        """What the device reports: the truth with any stuck or forced values laid over it."""
-        return {**self.model.readings(), **self.forced}
+        """What the device reports: the truth with any stuck or forced values laid over it; a signing meter
+        signs that (a forced counter is signed too: the meter itself reports it)."""
+        reported = {**self.model.readings(), **self.forced}
+        if self.signer is not None:
+            reported.update(self.signer.readings(reported))
+        return reported
 
     def reboot(self) -> None:
         """Registers and settings back to power-on defaults (energy counters are non-volatile)."""
@@ -111,8 +131,18 @@ class SunSpecDevice:
     def read_registers(self, table: int, address: int, count: int) -> list[int] | int:
         if table != READ_HOLDING:
             return ILLEGAL_FUNCTION
+        if self.faults.exception_model is not None and self._touches(
+            self.faults.exception_model, address, count
+        ):
+            return DEVICE_FAILURE
         self.sync()
         return self.image.read(address, count)
+
+    def _touches(self, model_id: int, address: int, count: int) -> bool:
+        """The read [address, address + count) overlaps model `model_id`'s block (its ID register to its end)."""
+        block = [e.address + n for e in self.image.entries if e.key.split(".")[0] == str(model_id)
+                 for n in range(e.point.size)]  # fmt: skip
+        return bool(block) and address <= max(block) and min(block) < address + count
 
     def write_bits(self, address: int, values: list[int]) -> int | None:
         return ILLEGAL_FUNCTION

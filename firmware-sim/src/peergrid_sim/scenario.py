@@ -166,6 +166,8 @@ class Scenario(StrictSettings):
                 raise ValueError(f"microgrid {mg.name}: device names must be unique")
             if sum(d.kind == "meter" for d in mg.devices) > 1:
                 raise ValueError(f"microgrid {mg.name}: at most one PCC meter")
+            for device in mg.devices:
+                _check_meter_key(f"{mg.name}.{device.name}", device)
         wired: list[tuple[str, Device | Relay]] = [
             (f"{mg.name}.{d.name}", d) for mg in self.microgrids for d in mg.devices
         ]
@@ -200,6 +202,18 @@ class Scenario(StrictSettings):
     def start_epoch(self) -> float:
         start = self.start if self.start.tzinfo else self.start.replace(tzinfo=dt.UTC)
         return start.timestamp()
+
+
+def _check_meter_key(label: str, device: Device) -> None:
+    """`key_seed` (a PCC meter that signs its readings, `meter_signer`): a meter's only, a whole number >= 0
+    (the lab derives the meter's key from it, and the DSO's copy of the public key: `meter_signing`)."""
+    seed = device.params.get("key_seed")
+    if seed is None:
+        return
+    if device.kind != "meter":
+        raise ValueError(f"{label}: key_seed is a PCC meter's (it signs its readings), not a {device.kind}'s")
+    if seed < 0 or seed != int(seed) or seed >= 2**53:
+        raise ValueError(f"{label}: key_seed must be a whole number in 0..2**53, got {seed}")
 
 
 def load_scenario(path: str | Path) -> Scenario:
