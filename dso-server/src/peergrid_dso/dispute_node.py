@@ -21,7 +21,9 @@ dispute is never left waiting for ever on one party). It never settles on a gues
 that is not disputed on its replica. The chain's time it judges by is its replica's (the head block's time,
 each commitment's block time from the store's transaction index); both bounds are the chain's
 `settle_wait_ms` unless the DSO gives its own (`seal_within_ms`, `wait_ms`); `meterless` names the anonyms
-of MGs without a PCC meter (the DSO's config), which the resolver never meters and takes at their word. Readings reach it through
+of MGs without a PCC meter (the DSO's config), which the resolver never meters and takes at their word;
+`signing` the PCC meters enrolled as signing (`signing_meters`: each MG's `meter_key`), whose MGs it meters from
+meter-signed readings only. Readings reach it through
 `offer_readings` (the REST API's POST /api/dso/disputes/readings), accepted only as the whole set a
 `der_commitment` on the chain sealed in time, and only for a (node, commitment interval) that a pending
 dispute reads (`ReadingsNotNeeded` otherwise): what it keeps is bounded by the disputes it waits on, each of
@@ -41,7 +43,7 @@ from pathlib import Path
 from typing import Any
 
 from peergrid_dso.disputes import Unresolved, Vouched, is_lone, read_nodes, resolve, to_json
-from peergrid_dso.sealed_readings import ChainTime, MeterClock, sealed_late, verified_leaves
+from peergrid_dso.sealed_readings import ChainTime, MeterClock, SigningMeters, sealed_late, verified_leaves
 from peergrid_ledger import keys, query
 from peergrid_ledger.block import decode_block
 from peergrid_ledger.contracts.market_state import trade_key
@@ -76,11 +78,13 @@ class DisputeSettler:
         seal_within_ms: int | None = None,  # None: the chain's settle_wait_ms
         wait_ms: int | None = None,  # None: the chain's settle_wait_ms
         meterless: Collection[bytes] = frozenset(),  # anonyms of MGs without a PCC meter (MgEntry.meterless)
+        signing: SigningMeters | None = None,  # PCC meters enrolled as signing (`signing_meters`)
     ) -> None:
         self.adapter, self.dso_key, self.clock, self.nodes = adapter, dso_key, clock, dict(nodes)
         self.record_file, self.retry_s, self.now = record_file, retry_s, now
         self.seal_within_ms, self.wait_ms = seal_within_ms, wait_ms
         self.meterless = frozenset(meterless)
+        self.signing = signing
         self.sealed: dict[tuple[bytes, int], Sequence[bytes]] = {}
         self.candidates: set[bytes] = set()  # trades a final block touched since the last pass
         self.pending: dict[bytes, float] = {}  # disputed, not settled yet: when to try again (monotonic s)
@@ -242,7 +246,14 @@ class DisputeSettler:
                 self.decide(trade, {"settled": False, "outcome": f"no longer disputed: {where['state']}"})
             return
         decision = resolve(
-            self.state, trade, self.clock, self.nodes, self.sealed, self.chain_time(), self.meterless
+            self.state,
+            trade,
+            self.clock,
+            self.nodes,
+            self.sealed,
+            self.chain_time(),
+            self.meterless,
+            self.signing,
         )
         if isinstance(decision, Unresolved):
             self.pending[trade] = float("inf")  # until its readings arrive or the chain reaches its deadline
@@ -322,6 +333,15 @@ class DisputeSettler:
         with self._lock:
             found = self.decisions.get(trade)
             return None if found is None else dict(found)
+
+
+def signing_meters(mgs: Mapping[str, Any], bound_s: float) -> SigningMeters | None:
+    """The PCC meters enrolled as signing from the loop's `mgs` (`loop_settings.MgEntry`: node key -> its
+    `meter_key`), with the `disputes` section's `meter_time_bound_s`; None when no MG has one."""
+    found = {
+        bytes.fromhex(e.node): bytes.fromhex(e.meter_key) for e in mgs.values() if e.meter_key is not None
+    }
+    return SigningMeters(found, round(bound_s * 1000)) if found else None
 
 
 def _with_dso(where: dict[str, Any], record: dict[str, Any] | None) -> bool:

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from fractions import Fraction
 from typing import Any
 
-from peergrid_dso.sealed_readings import ChainTime, MeterClock, pcc_energy
+from peergrid_dso.sealed_readings import ChainTime, MeterClock, SigningMeters, pcc_energy
 from peergrid_ledger import query
 from peergrid_ledger.metering import Unmetered, disputed_shares, pro_rata, statements_take
 from peergrid_ledger.state import StateReader
@@ -61,10 +61,12 @@ class Meters:
         sealed: Mapping[tuple[bytes, int], Sequence[bytes]],
         chain: ChainTime | None,
         meterless: Collection[bytes] = frozenset(),  # anonyms of MGs without a PCC meter (the DSO's config)
+        signing: SigningMeters | None = None,  # PCC meters enrolled as signing (`sealed_readings`)
     ) -> None:
         self.state, self.clock, self.interval, self.nodes, self.sealed, self.chain = (
             state, clock, interval, nodes, sealed, chain,
         )  # fmt: skip
+        self.signing = signing
         self.meterless = frozenset(meterless)
         # the interval's latest closing (superseded trades never settle): a disputed trade is one of them
         self.trades = query.trades(state, interval)
@@ -79,7 +81,7 @@ class Meters:
                 if anonym in self.meterless:  # never metered, so it cannot pick when its readings count
                     raise Unmetered(METERLESS)
                 energy: Fraction | str = pcc_energy(
-                    self.state, node, self.clock, self.interval, self.sealed, side, self.chain
+                    self.state, node, self.clock, self.interval, self.sealed, side, self.chain, self.signing
                 )
             except Unmetered as exc:
                 energy = str(exc)

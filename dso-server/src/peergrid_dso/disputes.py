@@ -69,7 +69,9 @@ its meter shows). Neither metered with a meterless seller settles on the lower s
 buyer facing a seller without a PCC meter would gain by withholding (0 instead of its own statement); with
 the lower statement withholding never takes a buyer below its own word. The readings are the parties' own: without meter-signed
 or DSO-taken readings an MGMC can still seal false readings in time; the bound stops only readings made after
-the fact.
+the fact. An MG whose PCC meter is enrolled as signing (`signing`, `sealed_readings.SigningMeters`) is metered
+from its meter-signed readings only: a forged, unsigned or replayed meter reading leaves it unmetered, with the
+reason, and the rules above for an unmetered side apply.
 
 Shortfalls (`Vouched.shorts`, only on a trade whose parties the DSO priced with `market.tariff`, i.e.
 `market_state.cover_prices` is not None; None otherwise, and the DSO's settle stays `{trade, delivered}`): the
@@ -130,7 +132,7 @@ from fractions import Fraction
 from typing import Any
 
 from peergrid_dso.dispute_shares import SIDES, Metered, Meters
-from peergrid_dso.sealed_readings import ChainTime, MeterClock
+from peergrid_dso.sealed_readings import ChainTime, MeterClock, SigningMeters
 from peergrid_ledger import query
 from peergrid_ledger.contracts.market_state import cover_prices
 from peergrid_ledger.metering import meters_read
@@ -177,16 +179,18 @@ def resolve(
     sealed: Mapping[tuple[bytes, int], Sequence[bytes]],
     chain: ChainTime | None = None,
     meterless: Collection[bytes] = frozenset(),
+    signing: SigningMeters | None = None,
 ) -> Decision:
     """The Wh the DSO settles `trade` with, or why it does not (module docstring); `meterless`: the anonyms of
-    MGs without a PCC meter (the DSO's config, `loop_settings.MgEntry.meterless`)."""
+    MGs without a PCC meter (the DSO's config, `loop_settings.MgEntry.meterless`); `signing`: the PCC meters
+    enrolled as signing, whose MGs are metered from meter-signed readings only (`sealed_readings`)."""
     where = query.settlement(state, trade)
     if where is None:
         return Unresolved(trade, "no such trade on the MGMC chain")
     since = lone_since(where, (query.trade(state, trade) or {}).get("seals", {}))
     lone = since is not None
     if where["state"] == "vouching":
-        return _vouch(state, trade, where, clock, nodes, sealed, chain, meterless)
+        return _vouch(state, trade, where, clock, nodes, sealed, chain, meterless, signing)
     if where["state"] != "disputed" and not lone:
         return Unresolved(trade, f"the trade is {where['state']}, not disputed")
     if lone:  # the other party may still join it; the DSO meters it from a part of the wait on (LONE_FROM)
@@ -203,7 +207,7 @@ def resolve(
         if agreed[side] not in nodes:  # the DSO's own configuration, not the party's doing: no deadline rule
             return Unresolved(trade, f"the {side} {agreed[side].hex()[:16]}… is not enrolled with a node key")
     quantity = int(agreed["quantity"])
-    meters = Meters(state, clock, int(agreed["interval"]), nodes, sealed, chain, meterless)
+    meters = Meters(state, clock, int(agreed["interval"]), nodes, sealed, chain, meterless, signing)
     sides: dict[str, Metered] = {}
     unmetered: dict[str, str] = {}
     waiting: list[str] = []  # the metered sides' counterparties that are not (yet) metered
@@ -271,6 +275,7 @@ def _vouch(
     sealed: Mapping[tuple[bytes, int], Sequence[bytes]],
     chain: ChainTime | None,
     meterless: Collection[bytes],
+    signing: SigningMeters | None = None,
 ) -> Decision:
     """The DSO's word on an agreed trade that waits for it (genesis `seller_vouched`, review13 F2): the seller's
     side metered as for a dispute (its export shared over its trades, the buyer taken at its agreement: it
@@ -288,7 +293,7 @@ def _vouch(
     quantity, held = int(agreed["quantity"]), int(vouch["delivered"])
     priced = cover_prices(state, agreed) is not None
     figures = (int(vouch["seller_short"]), int(vouch["buyer_short"])) if priced else None
-    meters = Meters(state, clock, int(agreed["interval"]), nodes, sealed, chain, meterless)
+    meters = Meters(state, clock, int(agreed["interval"]), nodes, sealed, chain, meterless, signing)
     energy = meters.energy(agreed["seller"], "seller")
     if isinstance(energy, str):
         if agreed["seller"] in meterless:  # nothing to meter: the parties' word

@@ -26,6 +26,16 @@ class MgEntry(StrictSettings):
     # a dispute and settles without its readings; any other MG that withholds them is settled at its worst
     # (`disputes`). Set by whoever writes the DSO's `loop.mgs` (the lab's dso_node_config, the Ansible role).
     meterless: bool = False
+    # its PCC meter signs its readings (vendor model 64204): the meter's Ed25519 public key (hex). The DSO then
+    # counts only meter readings signed under it (`sealed_readings.SigningMeters`); unset, its readings are
+    # read as before, the MGMC's own word sealed in time. Where the lab sets it: /work/notes/P6_lab.md.
+    meter_key: str | None = Field(None, pattern=r"^[0-9a-f]{64}$")
+
+    @model_validator(mode="after")
+    def _meter_key_needs_a_meter(self) -> MgEntry:
+        if self.meter_key is not None and self.meterless:
+            raise ValueError("meter_key: a meterless MG has no PCC meter to sign its readings")
+        return self
 
 
 class DisputeSettings(StrictSettings):
@@ -38,6 +48,9 @@ class DisputeSettings(StrictSettings):
     commit_interval_s: float = Field(gt=0)
     max_gap_s: float = Field(gt=0)  # the longest gap between two PCC readings that still measures a boundary
     retry_s: float = Field(30.0, gt=0)  # a settle the chain refused is tried again after this
+    # how far a meter-signed reading's time may lie from its leaf's time (an MG with a `meter_key`): the meter's
+    # clock against the MGMC's, plus the time between the meter's last signature and the poll
+    meter_time_bound_s: float = Field(2.0, gt=0)
     record_file: Path | None = None  # one JSON line per decision
 
 

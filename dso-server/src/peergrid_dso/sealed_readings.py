@@ -28,6 +28,14 @@ a dispute is known and the bound has passed) cannot decide it. Within the bound 
 known soon after the interval's end, before the bound of its last commitment intervals has run out. The block
 time comes from the replica's transaction index (the record's `txid`), so the ledger's state records stay as
 they are. `ChainTime` also carries the dispute's deadline bound (`wait_ms`, `disputes`).
+
+Meter-signed readings (`SigningMeters`, from the DSO's config: `loop_settings.MgEntry.meter_key`): the leaves
+are the MGMC's, so an MGMC that lies about its own meter as it reads it is believed, unless its meter signs.
+For an MG whose PCC meter is enrolled as signing, only meter readings whose meter-signed reading verifies under
+the enrolled key and was signed within `bound_ms` of the leaf's `at_ms` count, at the meter's time and with the
+meter's counters (`peergrid_ledger.meter_signing.signed_leaves`); one unsigned, badly signed or replayed meter
+reading among the leaves makes the party `Unmetered` with the reason, never a silent number. An MG without an
+enrolled meter key is read as before.
 """
 
 from __future__ import annotations
@@ -38,6 +46,7 @@ from fractions import Fraction
 from typing import Any, Protocol
 
 from peergrid_ledger import merkle, query
+from peergrid_ledger.meter_signing import signed_leaves
 from peergrid_ledger.metering import COUNTER, Unmetered, commitment_intervals, counting_leaves, metered
 from peergrid_ledger.state import StateReader
 
@@ -98,6 +107,20 @@ class ChainTime:
             raise ValueError("seal_within_ms and wait_ms must not be negative")
 
 
+@dataclass(frozen=True)
+class SigningMeters:
+    """The PCC meters enrolled as signing: the MGMC's node key -> its meter's Ed25519 public key, and how far
+    (ms) a signed reading's time may lie from its leaf's `at_ms` (the meter's clock against the MGMC's, plus
+    the time between the meter's last render and the poll)."""
+
+    keys: Mapping[bytes, bytes]
+    bound_ms: int
+
+    def __post_init__(self) -> None:
+        if self.bound_ms < 0:
+            raise ValueError("bound_ms must not be negative")
+
+
 def verified_leaves(
     state: StateReader, node: bytes, commitment: int, sealed: Mapping[tuple[bytes, int], Sequence[bytes]]
 ) -> Sequence[bytes]:
@@ -142,12 +165,13 @@ def pcc_energy(
     sealed: Mapping[tuple[bytes, int], Sequence[bytes]],
     side: str,
     chain: ChainTime | None = None,
+    signing: SigningMeters | None = None,
 ) -> Fraction:
     """Wh the PCC meter's counter of `side` (seller: export, buyer: import) advanced over the market interval's
     window (exact), read from the sealed readings of every commitment interval that may bracket its boundaries
     (`peergrid_ledger.metering`; a counter at SunSpec's "not accumulated" read as 0 where that never favours
     the side, `counting_leaves`, as the MGMC states it); with `chain`, a commitment sealed late counts as never
-    made (`sealed_late`)."""
+    made (`sealed_late`); with `signing` naming the node's meter, only its meter-signed readings count."""
     leaves: list[bytes] = []
     late: list[str] = []
     for c in clock.commitments(interval):
@@ -157,6 +181,8 @@ def pcc_energy(
             continue
         leaves.extend(verified_leaves(state, node, c, sealed))
     try:
+        if signing is not None and node in signing.keys:
+            leaves = signed_leaves(leaves, signing.keys[node], signing.bound_ms)
         return metered(counting_leaves(leaves, side), clock.window(interval), COUNTER[side], clock.max_gap_ms)
     except Unmetered as exc:
         if late:

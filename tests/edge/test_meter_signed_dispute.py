@@ -1,0 +1,175 @@
+"""A dispute decided from meter-signed readings, end to end: the emulated PCC meter (firmware-sim, key from the
+scenario's `key_seed`) served over real Modbus TCP on loopback, polled by the edge's own driver, each poll made
+into the leaf the daemon seals (`commitments.reading_leaf` with `meter_signed`), committed on a real MGMC chain;
+the DSO (`disputes.resolve` with `SigningMeters` from its config, `dispute_node.signing_meters`) counts only
+the meter's signed readings. A seller MGMC that inflates its export (the signature kept), replays an old signed
+reading, or whose meter fails the signed block, is not metered: the reason is given, and past the dispute's
+deadline the seller is settled at 0 rather than at its own numbers."""
+
+from __future__ import annotations
+
+import asyncio
+import types
+from collections.abc import Sequence
+
+import pytest
+from dso.test_disputes import CLOCK, Market, chain_time, market, ramp
+
+from peergrid_dso.dispute_node import signing_meters
+from peergrid_dso.disputes import Unresolved, Vouched, resolve
+from peergrid_dso.loop_settings import MgEntry
+from peergrid_dso.sealed_readings import SigningMeters
+from peergrid_edge import modbus as edge_modbus
+from peergrid_edge.commitments import commitment_body, interval_of, reading_leaf
+from peergrid_edge.config import DeviceSettings
+from peergrid_edge.meter_signed import meter_signed
+from peergrid_ledger.codec import decode, encode
+from peergrid_ledger.meter_signing import meter_keypair
+from peergrid_ledger.settings import ConfigError
+from peergrid_sim.devices import SunSpecDevice
+from peergrid_sim.server import ModbusTcpServer
+
+SEED = 11
+METER_KEY = meter_keypair(SEED, "s", "pcc").public
+
+
+def polled_leaves(
+    readings: Sequence[tuple[float, float, float]], monkeypatch: pytest.MonkeyPatch, fail_block: bool = False
+) -> list[bytes]:
+    """The seller's PCC meter polled over Modbus TCP at each (at s, export Wh, import Wh): the emulator's
+    counters set to the values, its clock and the edge's at those times; the leaves the edge daemon seals."""
+    now = [0.0]
+    monkeypatch.setattr(edge_modbus, "time", types.SimpleNamespace(time=lambda: now[0]))
+    device = SunSpecDevice.create("pcc", "s", "meter", 1, {"rating_w": 10_000.0, "key_seed": float(SEED)})
+    assert device.signer is not None
+    device.signer.wall = lambda: now[0] + 0.05  # the meter signs a little after the poll started
+    device.faults.exception_model = 64204 if fail_block else None
+
+    async def run() -> list[bytes]:
+        server = ModbusTcpServer("127.0.0.1", 0, {1: device})
+        port = await server.start()
+        driver = edge_modbus.SunSpecModbusDriver(
+            DeviceSettings(name="pcc", nature="meter", port=port, timeout_s=2)
+        )
+        leaves = []
+        try:
+            for at_s, export_wh, import_wh in readings:
+                now[0] = at_s
+                device.model.export_wh, device.model.import_wh = export_wh, import_wh
+                device.mark_stale()
+                snap = await driver.read_all()
+                if snap.ok:  # a failed poll seals nothing, as the daemon's _on_poll
+                    leaf = reading_leaf(
+                        snap.device, snap.nature, snap.at, snap.reading, meter_signed(snap.points)
+                    )
+                    leaves.append(leaf)
+                else:
+                    assert fail_block and "exception code 4" in str(snap.error)
+        finally:
+            driver.close()
+            await server.close()
+        return leaves
+
+    return asyncio.run(run())
+
+
+def commit(m: Market, mg: str, leaves: Sequence[bytes]) -> None:
+    """Seal the MG's leaves per commitment interval on the chain (now, in time) and hand them to the DSO."""
+    buckets: dict[int, list[bytes]] = {}
+    for leaf in leaves:
+        buckets.setdefault(interval_of(decode(leaf)["at_ms"] / 1000, CLOCK.commit_ms / 1000), []).append(leaf)
+    for bucket, sealed in sorted(buckets.items()):
+        m.do(m.nodes[mg], "der_commitment", commitment_body(bucket, sealed))
+        m.sealed[(m.nodes[mg].public, bucket)] = sealed
+
+
+def dispute(seller_leaves: Sequence[bytes]) -> tuple[Market, bytes]:
+    """A 500 Wh trade disputed (buyer states 300, seller 500); the buyer's (unsigned) meter imported 455.5 Wh."""
+    m = market({("s", "b"): 500}, {("s", "b"): (300, 500)}, readings={"b": ramp(455.5, export=False)})
+    commit(m, "s", seller_leaves)
+    return m, m.trade_id("s", "b")
+
+
+def signing(m: Market) -> SigningMeters:
+    """The DSO's signing meters as its config gives them: the seller's MG enrolled with its meter's key."""
+    mgs = {
+        "s": MgEntry(
+            node=m.nodes["s"].public.hex(),
+            anonym=m.anonyms["s"].public.hex(),
+            bus=2,
+            meter_key=METER_KEY.hex(),
+        ),
+        "b": MgEntry(node=m.nodes["b"].public.hex(), anonym=m.anonyms["b"].public.hex(), bus=3),
+    }
+    found = signing_meters(mgs, 2.0)
+    assert found == SigningMeters({m.nodes["s"].public: METER_KEY}, 2_000)
+    return found
+
+
+def forged(leaves: Sequence[bytes], factor: float) -> list[bytes]:
+    """A lying seller MGMC: every export counter (its 203 one and the signed one) inflated, signature kept."""
+    out = []
+    for leaf in leaves:
+        f = decode(leaf)
+        signed = {**f["signed"], "export_wh": round(f["signed"]["export_wh"] * factor)}
+        milli = {**f["milli"], "energy_wh": round(f["milli"]["energy_wh"] * factor)}
+        out.append(encode({**f, "milli": milli, "signed": signed}))
+    return out
+
+
+def test_a_dispute_is_decided_from_the_meters_signed_readings(monkeypatch: pytest.MonkeyPatch) -> None:
+    leaves = polled_leaves(ramp(300.0, export=True), monkeypatch)  # the seller's meter: 300 Wh left
+    assert all("signed" in decode(leaf) for leaf in leaves)
+    m, tid = dispute(leaves)
+    decision = resolve(m.chain.state, tid, CLOCK, m.node_of(), m.sealed, chain_time(m), signing=signing(m))
+    assert isinstance(decision, Vouched) and decision.rule == "both metered"
+    assert (decision.seller.share_wh, decision.buyer.share_wh, decision.delivered) == (300, 455, 300)  # type: ignore[union-attr]
+
+
+def test_a_forged_export_counter_is_refused_and_settles_the_seller_at_nothing(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    leaves = forged(polled_leaves(ramp(300.0, export=True), monkeypatch), 1.5)
+    m, tid = dispute(leaves)
+    # without the meter's key (today's rule) the MGMC's word is believed: 450 Wh of export
+    today = resolve(m.chain.state, tid, CLOCK, m.node_of(), m.sealed, chain_time(m))
+    assert isinstance(today, Vouched) and today.seller.share_wh == 450  # type: ignore[union-attr]
+    decision = resolve(m.chain.state, tid, CLOCK, m.node_of(), m.sealed, chain_time(m), signing=signing(m))
+    assert isinstance(decision, Unresolved)
+    assert "the seller's metering: the meter reading at" in decision.why
+    assert "its signature does not verify under the meter's key" in decision.why
+    assert decision.until_ms is not None
+    m.pass_time(decision.until_ms)  # the dispute's deadline: the seller could have been metered and was not
+    late = resolve(m.chain.state, tid, CLOCK, m.node_of(), m.sealed, chain_time(m), signing=signing(m))
+    assert isinstance(late, Vouched) and (late.rule, late.delivered) == ("seller not metered", 0)
+    assert "does not verify" in late.unmetered["seller"]
+
+
+def test_a_replayed_old_signed_reading_is_caught_by_the_time_bound(monkeypatch: pytest.MonkeyPatch) -> None:
+    leaves = polled_leaves(ramp(300.0, export=True), monkeypatch)
+    # the window's end sealed with a signed reading from 40 s earlier (its counter lower: less import shown
+    # would help a buyer; any old reading is refused whichever way it helps)
+    last, old = decode(leaves[-1]), decode(leaves[-5])
+    leaves[-1] = encode({**last, "signed": old["signed"], "milli": old["milli"]})
+    m, tid = dispute(leaves)
+    decision = resolve(m.chain.state, tid, CLOCK, m.node_of(), m.sealed, chain_time(m), signing=signing(m))
+    assert isinstance(decision, Unresolved) and "more than 2000 ms away" in decision.why
+
+
+def test_a_meter_that_fails_its_signed_block_leaves_its_mg_unmetered(monkeypatch: pytest.MonkeyPatch) -> None:
+    leaves = polled_leaves(ramp(300.0, export=True), monkeypatch, fail_block=True)
+    assert all("signed" not in decode(leaf) for leaf in leaves)  # nothing signed is sealed
+    m, tid = dispute(leaves)
+    decision = resolve(m.chain.state, tid, CLOCK, m.node_of(), m.sealed, chain_time(m), signing=signing(m))
+    assert isinstance(decision, Unresolved) and decision.why.startswith("the seller's metering: ")
+
+
+def test_the_dsos_config_names_a_signing_meter_by_its_public_key() -> None:
+    node, anonym = "aa" * 32, "bb" * 32
+    assert MgEntry(node=node, anonym=anonym, bus=2).meter_key is None
+    assert signing_meters({"x": MgEntry(node=node, anonym=anonym, bus=2)}, 2.0) is None  # today's behaviour
+    for bad in ("ab" * 31, "AB" * 32, "zz" * 32):
+        with pytest.raises((ConfigError, ValueError), match="meter_key"):
+            MgEntry(node=node, anonym=anonym, bus=2, meter_key=bad)
+    with pytest.raises((ConfigError, ValueError), match="meterless MG has no PCC meter"):
+        MgEntry(node=node, anonym=anonym, bus=2, meter_key="ab" * 32, meterless=True)
