@@ -24,6 +24,11 @@ cover prices (`market.tariff`) of every member are on the chain for the interval
 when its bounded wait ends (`tariff_wait_s`, and with a deadline at most `TARIFF_SHARE` of the time left to
 the close): then one warning line names what is unpriced, kept in `unpriced`, and the day goes on (a trade
 in an interval still unpriced when the clear closes it settles without imbalance compensation).
+A member that owes (review13 N5's debts: `debts.owed_on`, more than genesis `owed_limit`) may post no
+purchase (the chain refuses it, and a refused post fails its stage after the coordinator waited for it):
+while its replica shows it so, its answers are solved with its buying side closed (`_bounds`) and its posts
+carry no purchase (`_post`: a debt that landed after the answer), so it sells or stays out; paid off, it
+buys again from its next answer. One log line each way.
 The value stop, the genset phases and the owners' floors and caps are the rounds' (`dayahead_rounds`).
 A clean session (opened with `clean_prices`: `dayahead_clean`): the coordinator opens one exactly where
 `allocate` on the chain venue would (`DayAheadConfig.clean_book` and a clean-only member on the chain); every
@@ -39,7 +44,7 @@ another MG's private data; never blocks the loop longer than one MG solve.
 The parts: what it reads of its session on its replica (`dayahead_view`), how it writes to the chain
 (`dayahead_submit`), the rounds and their stop rules (`dayahead_rounds`), a restart (`dayahead_restart`,
 `dayahead_rejoin`, `dayahead_state`), its own floors and caps (`dayahead_rules`). This module holds the
-agent's state and its seams (`_post`, `_judged`, `_stop_at`, `_judge`, `_finish`, `_first_model`: every
+agent's state and its seams (`_post`, `_bounds`, `_judged`, `_stop_at`, `_judge`, `_finish`, `_first_model`: every
 part goes through them, so a subclass overriding one is obeyed).
 """
 
@@ -55,6 +60,7 @@ from peergrid_controller.dayahead import model_for
 from peergrid_controller.dayexchange import Book, DayAheadConfig, answer
 from peergrid_controller.daymodel import DayModel
 from peergrid_controller.model import Microgrid
+from peergrid_edge import debts
 from peergrid_edge.dayahead_clean import declares_clean, opens_clean, session_prices
 from peergrid_edge.dayahead_clean import refusal as clean_refusal
 from peergrid_edge.dayahead_clean import side as clean_side
@@ -135,6 +141,7 @@ class DayAheadAgent:
         # wait ({}: all priced; None: it did not wait: not the coordinator, no wait set, or not settle_by_both)
         self.unpriced: dict[bytes, tuple[int, ...]] | None = None
         self.own: tuple[float, ...] = ()  # its last unrounded answer (kWh): its private anchor
+        self.owed = 0  # what it owed at its last read when that barred its purchases (`debts`); 0: it may buy
         self.relaxed = phases  # in the relaxed phase (with the genset phases)
         self.commitment: tuple[tuple[bool, ...], ...] | None = None  # its genset on/off, once decided
         # a clean session (opened with clean_prices: `dayahead_clean`): the book over both books' 2n, and a
@@ -259,7 +266,7 @@ class DayAheadAgent:
             return await rejoin(self, record)
         book = self.book = Book(self.cfg, session_prices(record), len(self.members))
         model = self._first_model()
-        self.own, posted = answer(model, book.price_floats, self.rules.bounds(), self.rules.fees())
+        self.own, posted = answer(model, book.price_floats, self._bounds(), self.rules.fees())
         await self._post(0, posted)
         return await play_phases(self, model, self.own, 0)
 
@@ -329,7 +336,31 @@ class DayAheadAgent:
         """This MG's verdict and rules judgement on the iteration just stepped (`dayahead_rounds.judge`)."""
         judge(self, moves, tolerance)
 
+    def _bounds(self) -> tuple[list[float], list[float]]:
+        """This MG's range for its next answer (`SessionRules.bounds`), its buying side closed while it owes
+        more than the chain lets a buyer owe (`_owes`)."""
+        bounds = self.rules.bounds()
+        return debts.sales_only_bounds(bounds) if self._owes() else bounds
+
+    def _owes(self) -> int:
+        """What this MG owes when its replica shows that bars its purchases (`debts.owed_on`), else 0; logs
+        once when that starts and once when it ends."""
+        owed = debts.owed_on(self.ledger, self.key.public)
+        if owed and not self.owed:
+            log.warning("day-ahead session %s: this MG owes %d micro-units on the MGMC chain and may not buy "
+                        "while it does: its positions carry no purchase (it may sell; its sales pay the debt "
+                        "first)", self.session, owed)  # fmt: skip
+        elif self.owed and not owed:
+            log.info("day-ahead session %s: this MG's debt is paid off: it may buy again", self.session)
+        self.owed = owed
+        return owed
+
     async def _post(self, k: int, positions: tuple[int, ...], says_settled: bool = False) -> None:
+        if min(positions, default=0) < 0 and self._owes():  # a debt that landed after its answer was solved
+            log.warning("day-ahead session %s: iteration %d's answer buys, and this MG owes: posted without "
+                        "its purchases", self.session, k)  # fmt: skip
+            positions = debts.sales_only(positions)
+            self.own = debts.sales_only(self.own)  # its anchor: what it posts
         self.iteration = k
         if self.checkpoint is not None:  # before the post: a restart finds what it answered and against what
             book = self.book

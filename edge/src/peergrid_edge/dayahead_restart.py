@@ -159,7 +159,7 @@ def model_for(agent: DayAheadAgent, book: Book) -> DayModel:
         model = dayahead.model_for(
             agent.mg, agent.dt, agent.clean, side(agent.cfg), commitment=agent.commitment
         )
-    answer(model, book.price_floats, agent.rules.bounds(), agent.rules.fees())
+    answer(model, book.price_floats, agent._bounds(), agent.rules.fees())
     return model
 
 

@@ -4,18 +4,24 @@ Promises: `barring_debt` is what this MG's trading account owes when that bars i
 (more than the genesis's `owed_limit`; 0 while it may buy), read from this MGMC's own replica: public state,
 so a debtor posts no purchase the chain would refuse (a refused move would leave it out of the interval's
 later phases after one phase timeout, costing every member that wait). `note` logs why a buyer posts no
-purchase, once per interval. Never submits anything; a debt is paid by the debtor's sales (`funds.collect`),
-which stay open to it.
+purchase, once per interval. The day-ahead stage reads the same rule off its replica (`owed_on`): while it
+bars, a member's answers keep no purchase (`sales_only_bounds`: its range's buying side closed, so its own
+solve sells or stays out) and what it posts or accepts carries none (`sales_only`: each negative position
+zero; a debt that landed after its answer was solved). Never submits anything; a debt is paid by the
+debtor's sales (`funds.collect`), which stay open to it.
 """
 
 from __future__ import annotations
 
 import logging
-from typing import Any
+from collections.abc import Sequence
+from typing import Any, TypeVar
 
 from peergrid_ledger.contracts import funds
 
 log = logging.getLogger("peergrid.edge.trader")
+ROLE = "mgmc"  # the chain whose funds and debts these read
+Q = TypeVar("Q", int, float)
 
 
 def barring_debt(state: Any, genesis: Any, key: bytes) -> int:
@@ -37,3 +43,24 @@ def note(agent: Any, t: int, owed: int) -> None:
         t,
         owed,
     )
+
+
+def owed_on(ledger: Any, key: bytes) -> int:
+    """`barring_debt` of `key` on this MGMC's replica of the MGMC chain, at that chain's own genesis (read only
+    when `key` has a debt on it: a replica owing nothing is asked one lookup)."""
+    state = ledger.state(ROLE)
+    if state.get(funds.debts_key(key)) is None:
+        return 0
+    return barring_debt(state, ledger.replicas[ROLE].app.genesis, key)
+
+
+def sales_only(positions: Sequence[Q]) -> tuple[Q, ...]:
+    """`positions` (+ a sale, - a purchase; either book of a clean session) with every purchase zero: what a
+    debtor may post or accept (a negative one in either book is what the chain refuses)."""
+    return tuple(q if q > 0 else type(q)(0) for q in positions)
+
+
+def sales_only_bounds(bounds: tuple[list[float], list[float]]) -> tuple[list[float], list[float]]:
+    """An MG's (lo, hi) range (kW of net export per interval, lo <= 0 <= hi) with its buying side closed."""
+    lo, hi = bounds
+    return [max(v, 0.0) for v in lo], hi

@@ -4,8 +4,9 @@ Promises: `ForwardAgent.run()`, after a completed session (`dayahead_agent`), ha
 its own MG and the chain, what it accepts: its final stepped position (`exchange.stepped`, public) at the
 session's closing prices on the tick, checked with its own day MILP against its conventional day
 (`forward.accept_alone`: the whole position if it pays, else the largest part that does, else zeros — it
-declines); intervals outside `window` (the chain intervals this MGMC will trade) are accepted as zeros. It
-posts that as `exchange.accept` (clean when the MG has no genset, as the simulation posts it): its round 1.
+declines; while it owes, its sales alone: `debts`); intervals outside `window` (the chain intervals this MGMC
+will trade) are accepted as zeros. It posts that as `exchange.accept` (clean when the MG has no genset, as the
+simulation posts it): its round 1.
 Then the accept rounds (exchange_rounds.py): at each final block it asks the contract's `due` which round k
 it should answer and, when one is due, re-checks its accept against the clear's cut of the set round k left
 (`accepts_at`; `forward.recheck` with its conventional day computed once: unchanged if its day with what it
@@ -55,6 +56,7 @@ from typing import Any
 from peergrid_controller.baselines import conventional as conventional_costs
 from peergrid_controller.forward import Acceptance, Recheck, accept_alone, recheck
 from peergrid_controller.model import Microgrid, Scenario
+from peergrid_edge import debts
 from peergrid_edge.dayahead_clean import post_positions
 from peergrid_edge.exchange_io import ROLE, NotFinal, Replica, SessionFailed, submit_final
 from peergrid_edge.forward_chain import DEADLINE_MARGIN_S as DEADLINE_MARGIN_S
@@ -114,9 +116,8 @@ class ForwardAgent:
         self.costs = (float("nan"), float("nan"))
         self.round = 0  # the round of this MG's latest accept (0: none seen)
         self.declining = False  # its accept failed but landed: its next round posts zeros
-        self.refused: set[int] = (
-            set()
-        )  # rounds k the chain moved past (or refused for good): never posted again
+        # rounds k the chain moved past (or refused for good): never posted again
+        self.refused: set[int] = set()
         # round k -> the chain's height when its answer was refused as not open yet: posted again only after a
         # later final block (the round opens by block time, which may run behind this MGMC's clock)
         self.early: dict[int, int] = {}
@@ -150,7 +151,8 @@ class ForwardAgent:
         return record
 
     def _decide(self, record: dict[str, Any]) -> Acceptance:
-        """What this MG accepts: its final stepped position within the window, by its own check."""
+        """What this MG accepts: its final stepped position within the window, by its own check; its sales
+        alone while it owes (`debts.owed_on`: the chain refuses a debtor's first accept with a purchase)."""
         final = exchange.stepped(self.ledger.state(ROLE), self.session, self.key.public)
         if final is None:
             raise SessionFailed(f"this MGMC is not a member of session {self.session!r}")
@@ -159,6 +161,10 @@ class ForwardAgent:
         stepped = post_positions(final) or [0] * n * books
         inside = [self.window is None or first + t % n in self.window for t in range(n * books)]
         kwh = [q / 1000 if keep else 0.0 for q, keep in zip(stepped, inside, strict=True)]
+        if min(kwh) < 0 and (owed := debts.owed_on(self.ledger, self.key.public)):
+            log.warning("forward trades of %s: this MG owes %d micro-units and may not buy: it accepts its "
+                        "sales alone", self.session, owed)  # fmt: skip
+            kwh = list(debts.sales_only(kwh))
         if books == 2:
             return accept_books(self.mg, self.dt, closing_books(record), kwh)
         return accept_alone(self.mg, self.dt, closing_books(record), kwh)
