@@ -9,23 +9,26 @@ deadline the seller is settled at 0 rather than at its own numbers."""
 from __future__ import annotations
 
 import asyncio
+import json
 import types
 from collections.abc import Sequence
+from pathlib import Path
 
 import pytest
 from dso.test_disputes import CLOCK, Market, chain_time, market, ramp
 
-from peergrid_dso.dispute_node import signing_meters
+from peergrid_dso.dispute_node import DisputeSettler, signing_meters
 from peergrid_dso.disputes import Unresolved, Vouched, resolve
-from peergrid_dso.loop_settings import MgEntry
+from peergrid_dso.loop_settings import IntervalNodeSettings, MgEntry
 from peergrid_dso.sealed_readings import SigningMeters
 from peergrid_edge import modbus as edge_modbus
 from peergrid_edge.commitments import commitment_body, interval_of, reading_leaf
 from peergrid_edge.config import DeviceSettings
 from peergrid_edge.meter_signed import meter_signed
 from peergrid_ledger.codec import decode, encode
+from peergrid_ledger.keys import Keypair
 from peergrid_ledger.meter_signing import meter_keypair
-from peergrid_ledger.settings import ConfigError
+from peergrid_ledger.settings import ConfigError, load_settings
 from peergrid_sim.devices import SunSpecDevice
 from peergrid_sim.server import ModbusTcpServer
 
@@ -173,3 +176,50 @@ def test_the_dsos_config_names_a_signing_meter_by_its_public_key() -> None:
             MgEntry(node=node, anonym=anonym, bus=2, meter_key=bad)
     with pytest.raises((ConfigError, ValueError), match="meterless MG has no PCC meter"):
         MgEntry(node=node, anonym=anonym, bus=2, meter_key="ab" * 32, meterless=True)
+
+
+def test_the_dso_node_settles_from_the_signed_readings_and_says_why_it_refuses_forged_ones(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The node's `DisputeSettler` (its replica a LocalChain, final at once) with the config's signing meters:
+    offered a forged seller's sealed readings it waits and says why; offered the honest ones it settles."""
+    from dso.test_disputes_node import MarketAdapter, final_blocks
+
+    honest = polled_leaves(ramp(300.0, export=True), monkeypatch)
+    for leaves, outcome in ((forged(honest, 1.5), "unresolved"), (honest, "settled")):
+        m, tid = dispute(leaves)
+        adapter = MarketAdapter(m)
+        settler = DisputeSettler(adapter, m.dso, CLOCK, m.node_of(), retry_s=30.0, signing=signing(m))
+        final_blocks(m, settler)
+        for (node, bucket), sealed in sorted(m.sealed.items()):
+            assert settler.offer_readings(node, bucket, sealed) == len(sealed)  # the sealed set: kept
+        asyncio.run(settler.settle_due())
+        decision = settler.decision(tid)
+        assert decision is not None and decision["outcome"] == outcome
+        if outcome == "unresolved":
+            assert adapter.sent == [] and "its signature does not verify" in decision["why"]
+        else:
+            assert [body for _, _, body, _ in adapter.sent] == [{"trade": tid, "delivered": 300}]
+
+
+def test_the_dso_config_file_enrols_a_signing_meter(tmp_path: Path) -> None:
+    """`loop.mgs.<mg>.meter_key` and `loop.disputes.meter_time_bound_s` in the node's config file."""
+    chain = {"genesis": str(tmp_path / "g.json"), "data_dir": str(tmp_path / "d")}
+    node, anonym = Keypair.generate(), Keypair.generate()
+    raw = {
+        "key_file": str(tmp_path / "dso.key"), "dso_chain": chain, "mgmc_chain": chain,
+        "mgs": {"mg1": {"node": node.public.hex(), "anonym": anonym.public.hex(), "bus": 18,
+                        "meter_key": METER_KEY.hex()}},
+        "disputes": {"t0": 0, "interval_s": 6.0, "commit_interval_s": 6.0, "max_gap_s": 3.0,
+                     "meter_time_bound_s": 0.5},
+    }  # fmt: skip
+    config = tmp_path / "node.json"
+    config.write_text(json.dumps(raw))
+    settings = load_settings(config, IntervalNodeSettings)
+    assert settings.disputes is not None
+    found = signing_meters(settings.mgs, settings.disputes.meter_time_bound_s)
+    assert found == SigningMeters({node.public: METER_KEY}, 500)
+    raw["mgs"]["mg1"]["meter_key"] = METER_KEY.hex()[:-2]  # type: ignore[index]
+    config.write_text(json.dumps(raw))
+    with pytest.raises(ConfigError, match="meter_key"):
+        load_settings(config, IntervalNodeSettings)
