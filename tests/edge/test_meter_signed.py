@@ -136,11 +136,12 @@ def test_the_leaf_carries_the_signed_reading_and_an_unsigned_one_says_why() -> N
 def test_a_meter_can_fail_its_signed_block_alone() -> None:
     device = meter()
     device.faults.exception_model = 64204
-    assert device.read_registers(READ_HOLDING, device.image.by_key["64204.ID"].address, 10) == DEVICE_FAILURE
-    assert (
-        device.read_registers(READ_HOLDING, device.image.by_key["64204.ID"].address - 4, 5) == DEVICE_FAILURE
-    )
+    at = device.image.by_key["64204.ID"].address
+    assert device.read_registers(READ_HOLDING, at, 110) == DEVICE_FAILURE  # the block, as the edge reads it
+    assert device.read_registers(READ_HOLDING, at + 109, 1) == DEVICE_FAILURE  # its last register
+    assert device.read_registers(READ_HOLDING, at, 2) == [64204, 108]  # its header: discovery still lists it
     assert isinstance(device.read_registers(READ_HOLDING, device.image.by_key["203.ID"].address, 10), list)
+    assert isinstance(device.read_registers(READ_HOLDING, at + 110, 2), list)  # the end model after it
 
 
 def test_the_scenario_gives_a_meter_and_only_a_meter_a_whole_key_seed() -> None:

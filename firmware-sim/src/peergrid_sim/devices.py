@@ -41,7 +41,7 @@ class Faults:
     down_until: float = 0.0  # monotonic seconds: rebooting until then
     relay_fail: str | None = None  # "no_operation" | "wrong_status"
     ignore_setpoints: bool = False  # writes are acknowledged and read back, but the device does not follow
-    exception_model: int | None = None  # reads touching this SunSpec model's block get DEVICE_FAILURE (4)
+    exception_model: int | None = None  # reads touching this SunSpec model's points get DEVICE_FAILURE (4)
 
     def describe(self) -> dict[str, Any]:
         return {k: v for k, v in self.__dict__.items() if v not in (False, 0.0, None)}
@@ -139,10 +139,17 @@ class SunSpecDevice:
         return self.image.read(address, count)
 
     def _touches(self, model_id: int, address: int, count: int) -> bool:
-        """The read [address, address + count) overlaps model `model_id`'s block (its ID register to its end)."""
-        block = [e.address + n for e in self.image.entries if e.key.split(".")[0] == str(model_id)
-                 for n in range(e.point.size)]  # fmt: skip
-        return bool(block) and address <= max(block) and min(block) < address + count
+        """The read [address, address + count) overlaps model `model_id`'s points (not its ID and L header,
+        which a client's discovery walks: the device still lists the model, and fails reading it)."""
+        body = [
+            e
+            for e in self.image.entries
+            if e.key.split(".")[0] == str(model_id) and e.point.name not in ("ID", "L")
+        ]
+        if not body:
+            return False
+        first, last = body[0].address, body[-1].address + body[-1].point.size - 1
+        return address <= last and first < address + count
 
     def write_bits(self, address: int, values: list[int]) -> int | None:
         return ILLEGAL_FUNCTION
