@@ -25,6 +25,7 @@ from peergrid_edge import modbus as edge_modbus
 from peergrid_edge.commitments import commitment_body, interval_of, reading_leaf
 from peergrid_edge.config import DeviceSettings
 from peergrid_edge.meter_signed import meter_signed
+from peergrid_ledger import query
 from peergrid_ledger.codec import decode, encode
 from peergrid_ledger.keys import Keypair
 from peergrid_ledger.meter_signing import meter_keypair
@@ -223,3 +224,30 @@ def test_the_dso_config_file_enrols_a_signing_meter(tmp_path: Path) -> None:
     config.write_text(json.dumps(raw))
     with pytest.raises(ConfigError, match="meter_key"):
         load_settings(config, IntervalNodeSettings)
+
+
+def test_r13_f2_a_seller_that_forges_its_export_to_cover_an_agreement_is_not_vouched_for(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Review13 F2's seller (its meter shows 250 of 400 agreed, it states 400 and the honest buyer agrees, so
+    the DSO vouches for the seller's side) that also seals its export counter inflated to 400: on its own
+    readings the DSO vouches for the agreed 400; with its meter enrolled as signing it refuses the forged
+    readings with the reason and, from VOUCH_RULE of the window, settles the seller at 0."""
+    leaves = forged(polled_leaves(ramp(250.0, export=True), monkeypatch), 1.6)
+    m = market({("s", "b"): 400}, {("s", "b"): (400, 400)}, readings={"b": ramp(400.0, export=False)},
+               cover=(300, 50), params={"seller_vouched": 1})  # fmt: skip
+    commit(m, "s", leaves)
+    tid = m.trade_id("s", "b")
+    assert query.settlement(m.chain.state, tid)["state"] == "vouching"  # type: ignore[index]
+    today = resolve(m.chain.state, tid, CLOCK, m.node_of(), m.sealed, chain_time(m))
+    assert isinstance(today, Vouched) and (today.rule, today.delivered) == (
+        "seller metered, agreement covered",
+        400,
+    )
+    decision = resolve(m.chain.state, tid, CLOCK, m.node_of(), m.sealed, chain_time(m), signing=signing(m))
+    assert isinstance(decision, Unresolved) and "its signature does not verify" in decision.why
+    assert decision.until_ms is not None
+    m.pass_time(decision.until_ms)
+    late = resolve(m.chain.state, tid, CLOCK, m.node_of(), m.sealed, chain_time(m), signing=signing(m))
+    assert isinstance(late, Vouched) and (late.rule, late.delivered) == ("seller not metered", 0)
+    assert late.shorts == (400, 0)
