@@ -75,8 +75,12 @@ def _finite_float(text: str) -> float:
 def loads_finite(payload: bytes | str) -> Any:
     """Pure: `json.loads`, but a document holding NaN, Infinity, -Infinity or a float literal beyond a float's range
     (1e999) raises `NotFinite` ("holds NaN, not a finite number"), a ValueError like any other malformed JSON. For every JSON
-    ingress of the edge (an integer stays an int: its users convert it)."""
-    return json.loads(payload, parse_constant=_refuse_constant, parse_float=_finite_float)
+    ingress of the edge (an integer stays an int: its users convert it). A document nested deeper than json reads
+    (a payload of 100,000 "[") is a ValueError too, not the RecursionError json raises, which no caller catches."""
+    try:
+        return json.loads(payload, parse_constant=_refuse_constant, parse_float=_finite_float)
+    except RecursionError:
+        raise ValueError("nested too deeply to read") from None
 
 
 def parse_telemetry(payload: bytes) -> dict[str, float]:
