@@ -2,7 +2,8 @@
 
 Promises: `families(daemon)` renders poll latency (histogram), per-device errors, quarantines, quarantined and
 stale flags, the number of stale devices, dispatch mode and alarms, queued and submitted ledger transactions
-and ledger heights (when a replica reports them). Reads daemon state only; never blocks, never raises.
+and ledger heights (when a replica reports them), and, given the daemon's schedule intake, the schedules it
+ignored by reason (`schedules_ignored`). Reads daemon state only; never blocks, never raises.
 """
 
 from __future__ import annotations
@@ -13,11 +14,21 @@ from peergrid_edge.metrics import Family, render
 
 if TYPE_CHECKING:
     from peergrid_edge.daemon import EdgeDaemon
+    from peergrid_edge.schedule_intake import ScheduleIntake
 
 P = "peergrid_edge_"
 
 
-def families(daemon: EdgeDaemon) -> str:
+def schedules_ignored(intake: ScheduleIntake) -> Family:
+    """The schedule messages the daemon ignored (`schedule_intake`), one sample per reason, zeros too: a rate
+    query sees the series from the daemon's start."""
+    name = P + "schedules_ignored_total"
+    samples = [(name, {"reason": reason}, float(n)) for reason, n in sorted(intake.ignored.items())]
+    return Family(name, "counter", "Schedule messages ignored (logged, not taken), by reason.", samples)
+
+
+def families(daemon: EdgeDaemon, schedules: ScheduleIntake | None = None) -> str:
+    """`schedules`: the daemon's schedule intake (None: its family is left out)."""
     now = daemon.clock.monotonic()
     states = daemon.states.values()
 
@@ -143,4 +154,6 @@ def families(daemon: EdgeDaemon) -> str:
             [(P + "broker_connected", {}, float(daemon.link.client.is_connected()))],
         ),
     ]
+    if schedules is not None:
+        out.append(schedules_ignored(schedules))
     return render(out)

@@ -1,0 +1,119 @@
+"""Schedules the edge ignores are counted by reason (`schedule_intake.ScheduleIntake`) and exposed on /metrics
+(`exposition.schedules_ignored`: `peergrid_edge_schedules_ignored_total{reason}`)."""
+
+from __future__ import annotations
+
+import json
+import logging
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from peergrid_edge.dispatch import Schedule
+from peergrid_edge.exposition import families, schedules_ignored
+from peergrid_edge.metrics import Histogram, render
+from peergrid_edge.schedule_intake import REASONS, ScheduleIntake, reason_of
+
+GOOD = {"interval": 3, "valid_from": 100.0, "valid_until": 200.0, "setpoints": {"pv1": {"limit_w": 5000.0}}}
+DEEP = b"[" * 100_000  # deeper than json reads (telemetry.loads_finite: a ValueError)
+
+
+def doc(**changes: Any) -> bytes:
+    return json.dumps({**GOOD, **changes}).encode()
+
+
+CASES = {
+    "not_json": [b"not json", b"\xff\xfe", b"", DEEP, b'{"a":' * 100_000],
+    "not_finite": [
+        doc(valid_until=float("inf")),  # Python writes Infinity
+        doc(setpoints={"pv1": {"limit_w": float("nan")}}),
+        doc().replace(b"200.0", b"1e999"),
+        doc().replace(b"200.0", b"9" * 400),  # an integer no float holds
+    ],
+    "invalid": [
+        json.dumps({k: v for k, v in GOOD.items() if k != "interval"}).encode(),
+        doc(valid_until="inf"),  # a time that is no number
+        doc(valid_until=50.0),  # ends before it starts
+        doc(setpoints={"pv1": {"volume": 1.0}}),  # no such setpoint
+        b"[1, 2]",
+        b"3",
+    ],
+}
+
+
+@pytest.mark.parametrize("reason", REASONS)
+def test_each_ignored_schedule_is_logged_and_counted_by_its_reason(
+    reason: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    intake = ScheduleIntake()
+    with caplog.at_level(logging.WARNING, logger="peergrid.edge.daemon"):
+        taken = [intake.take(payload) for payload in CASES[reason]]
+    assert taken == [None] * len(CASES[reason])
+    assert intake.ignored == {r: len(CASES[reason]) if r == reason else 0 for r in REASONS}
+    assert intake.ignored_total == len(CASES[reason])
+    messages = [r.getMessage() for r in caplog.records]
+    assert len(messages) == len(CASES[reason]) and all(m.startswith("ignored a schedule: ") for m in messages)
+
+
+def test_a_good_schedule_is_taken_and_counts_nothing(caplog: pytest.LogCaptureFixture) -> None:
+    intake = ScheduleIntake()
+    with caplog.at_level(logging.WARNING, logger="peergrid.edge"):
+        schedule = intake.take(doc())
+    assert isinstance(schedule, Schedule) and schedule.setpoints == {"pv1": {"limit_w": 5000.0}}
+    assert intake.ignored_total == 0 and caplog.records == []
+    # a huge integer is only a reason when it made the parse fail: an unknown extra field is ignored as before
+    assert isinstance(intake.take(doc(extra=10**400)), Schedule) and intake.ignored_total == 0
+
+
+@given(st.binary(max_size=200))
+def test_any_bytes_are_taken_or_counted_once_never_raised(raw: bytes) -> None:
+    intake = ScheduleIntake()
+    taken = intake.take(raw)
+    assert intake.ignored_total == (taken is None)
+
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=5),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8), inner, max_size=3),
+    max_leaves=12,
+)
+
+
+@given(st.dictionaries(st.sampled_from([*GOOD, "x"]), json_values, max_size=5))
+def test_any_json_document_is_taken_or_counted_once_with_a_reason(document: dict[str, Any]) -> None:
+    payload = json.dumps({**GOOD, **document}).encode()
+    intake = ScheduleIntake()
+    taken = intake.take(payload)
+    assert intake.ignored_total == (taken is None)
+    if taken is None:
+        assert reason_of(payload) in REASONS
+
+
+def fake_daemon() -> Any:
+    """What `families` reads of a daemon with no devices, no chain and no schedule."""
+    return SimpleNamespace(
+        clock=SimpleNamespace(monotonic=lambda: 0.0), states={}, latency=Histogram(), mode="safe",
+        schedule=None, actuator=SimpleNamespace(writes_total=0, confirmed_total=0, alarms_total={}),
+        store=SimpleNamespace(queued=lambda: 0, submitted=0), ledger_heights={},
+        link=SimpleNamespace(client=SimpleNamespace(is_connected=lambda: True)),
+    )  # fmt: skip
+
+
+def test_the_counts_are_on_the_metrics_page_one_series_per_reason() -> None:
+    intake = ScheduleIntake()
+    for payload in (b"not json", CASES["not_finite"][0], CASES["not_finite"][1], doc()):
+        intake.take(payload)
+    text = families(fake_daemon(), intake)
+    assert render([schedules_ignored(intake)]) in text
+    lines = [line for line in text.splitlines() if "schedules_ignored" in line]
+    assert lines == [
+        "# HELP peergrid_edge_schedules_ignored_total Schedule messages ignored (logged, not taken), by reason.",
+        "# TYPE peergrid_edge_schedules_ignored_total counter",
+        'peergrid_edge_schedules_ignored_total{reason="invalid"} 0',
+        'peergrid_edge_schedules_ignored_total{reason="not_finite"} 2',
+        'peergrid_edge_schedules_ignored_total{reason="not_json"} 1',
+    ]
+    assert "schedules_ignored" not in families(fake_daemon())  # a daemon that keeps no intake: left out
