@@ -159,3 +159,17 @@ def test_the_scenario_gives_a_meter_and_only_a_meter_a_whole_key_seed() -> None:
     ):
         with pytest.raises((ConfigError, ValueError), match=why):
             scenario(kind, seed)
+
+
+@pytest.mark.parametrize("forced", [-5.0, float("nan"), float("inf"), 2.0**65])
+def test_a_counter_the_meter_cannot_sign_leaves_the_block_unsigned_not_clipped(forced: float) -> None:
+    """A fault forcing a counter out of what a meter can sign (firmware-sim `faults` "value"): the read goes
+    on, the 64204 block shows nothing signed, and the edge's reading is Unsigned (the DSO: not signed)."""
+    device = meter()
+    device.forced["export_wh"] = forced
+    device.refresh()
+    found = meter_signed({"64204": decode_model(64204, block(device))})
+    assert isinstance(found, Unsigned) and "signature" in found.why
+    device.forced.clear()
+    device.refresh()
+    assert isinstance(meter_signed({"64204": decode_model(64204, block(device))}), SignedReading)

@@ -9,16 +9,20 @@ When it signs: at every render of the image, which the device does lazily on the
 moved (`SunSpecDevice.sync`), so a meter signs at most once per read and never a reading nobody reads (Ed25519
 signing costs ~22 us here, a render far more). The meter's clock is its own real-time clock (injected; the
 wall clock by default, as a field meter keeps legal time), not the accelerated physics clock: the MGMC stamps
-its readings with its own wall clock, and the DSO compares the two.
+its readings with its own wall clock, and the DSO compares the two. A counter it cannot sign (a fault forcing
+it negative, not finite or past uint64) leaves the whole block not implemented, never a signature over a
+clipped value: the reading is then unsigned, and the DSO says so.
 """
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeGuard
 
+from peergrid_ledger.codec import UINT64_MAX
 from peergrid_ledger.keys import Keypair
 from peergrid_ledger.meter_signing import meter_keypair, sign_reading
 
@@ -43,7 +47,10 @@ class MeterSigner:
         return self.keypair.public
 
     def readings(self, reported: Mapping[str, Any]) -> dict[str, Any]:
-        export_wh, import_wh = round(reported["export_wh"]), round(reported["import_wh"])
+        exported, imported = reported.get("export_wh"), reported.get("import_wh")
+        if not (_signable(exported) and _signable(imported)):
+            return dict.fromkeys(SIGNED_READINGS)  # not implemented: nothing signed
+        export_wh, import_wh = round(exported), round(imported)
         at_ms = round(self.wall() * 1000)
         signed = sign_reading(self.keypair, self.meter, at_ms, export_wh, import_wh)
         return {
@@ -53,3 +60,10 @@ class MeterSigner:
             "signed_meter": self.meter,
             "signature": signed.signature.hex(),
         }
+
+
+def _signable(value: object) -> TypeGuard[float]:
+    """A counter a meter can sign: a finite number that rounds into 0..2**64-1."""
+    if not isinstance(value, int | float) or isinstance(value, bool) or not math.isfinite(value):
+        return False
+    return 0 <= round(value) <= UINT64_MAX
