@@ -12,13 +12,14 @@ from __future__ import annotations
 import asyncio
 import time
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
 from test_edge_settle_both import DSO, WAIT_MS, party_settler, run_chain, settle_within, trades_of
 from test_settlement import KWH, Node
 
-from peergrid_edge.agent_settlement import SealedStatements
+from peergrid_edge.agent_settlement import SealedStatements, settle_day
 from peergrid_edge.replicas import Submission
 from peergrid_edge.settlement import Settler
 from peergrid_ledger import query
@@ -209,3 +210,33 @@ def test_the_days_end_prunes_the_kept_statements_of_settled_trades(tmp_path: Pat
     first, second, left = run_chain(tmp_path, sealed_chain(seller, buyer, authority), authority, day)
     assert (first, second) == (1, 0)
     assert len(left) == 2 and "notes.json" in left  # the unsettled trade's commitment is kept
+
+
+@pytest.mark.parametrize("keeps", [True, False], ids=["the agent keeps its statements", "control: none kept"])
+def test_settle_day_prunes_through_the_agents_own_statements(tmp_path: Path, keeps: bool) -> None:
+    """`settle_day` reaches the kept statements through the agent's public `sealed` (`agent_settlement.
+    sealed_for`), not the Settler's private submit: the settled trade's file is pruned at the day's end; an
+    agent that keeps none (`sealed` None: its Settler states as it is) prunes nothing."""
+    seller, buyer, authority = (Keypair.generate() for _ in range(3))
+
+    async def day(node: Node) -> tuple[list[str], list[str]]:
+        tid = await node.agree(1, seller, buyer)
+        s, sealed = sealed_settler(node, seller, tmp_path / "s", {tid: KWH}, [])
+        b, _ = sealed_settler(node, buyer, tmp_path / "b", {tid: KWH}, [])
+        await s.settle(1, trades_of(node, 1), seller.public, 0.0)
+        await b.settle(1, trades_of(node, 1), buyer.public, 0.0)
+        await asyncio.gather(settle_within(s, 8), settle_within(b, 8))
+        assert query.settlement(node.ledger.state("mgmc"), tid)["state"] == "settled"  # type: ignore[index]
+        before = sorted(p.name for p in (tmp_path / "s").iterdir())
+        agent = SimpleNamespace(
+            s=SimpleNamespace(interval_s=0.05, phase_timeout_s=0.05), settler=s, phase="settling",
+            d=SimpleNamespace(stopping=asyncio.Event()), ledger=node.ledger, _start_of=lambda t: 0.0,
+            _last_interval=lambda: 1, sealed=sealed if keeps else None,
+        )  # fmt: skip
+        await settle_day(agent)  # type: ignore[arg-type]
+        assert agent.phase == "finished"
+        return before, sorted(p.name for p in (tmp_path / "s").iterdir())
+
+    before, after = run_chain(tmp_path, sealed_chain(seller, buyer, authority), authority, day)
+    assert len(before) == 1  # its commitment's salt, kept until the trade settled
+    assert after == ([] if keeps else before)

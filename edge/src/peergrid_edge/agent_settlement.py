@@ -2,9 +2,10 @@
 wired to the agent's replica, records, clock and the daemon's store, what a restarted agent picks up, and the
 day's end.
 
-Promises: `settler_for` gives the agent's Settler: settles signed with its anonym on the MGMC chain, a
-statement on a trade whose parties the DSO priced (`market.tariff`) names this side's own shortfall, a
-dispute posts the sealed PCC readings (`on_dispute`). `pick_up` hands the Settler what the agent's last run
+Promises: `settler_for` gives the agent's Settler, submitting through the agent's own `SealedStatements`
+(`sealed_for`; kept as `MarketAgent.sealed`, which the day's end prunes): settles signed with its anonym on
+the MGMC chain, a statement on a trade whose parties the DSO priced (`market.tariff`) names this side's own
+shortfall, a dispute posts the sealed PCC readings (`on_dispute`). `pick_up` hands the Settler what the agent's last run
 left unsettled before interval t (with genesis `settle_by_both`, a meterless MG states what its recorded
 dispatch verdicts confirm). `metering_for` is the MG's metering (`pcc_readings.MgMetering`) over the
 daemon's store and meters. `watch_counterparties` follows interval t's disputes between other MGs that the
@@ -46,18 +47,25 @@ if TYPE_CHECKING:
     from peergrid_edge.trader import MarketAgent
 
 
-def settler_for(agent: MarketAgent, daemon: EdgeDaemon, settings: MarketSettings) -> Settler:
-    """The agent's Settler (made when the agent is: its replica is read only when it settles)."""
+def sealed_for(agent: MarketAgent, daemon: EdgeDaemon) -> SealedStatements:
+    """The agent's statements as the chain takes them (`SealedStatements`: committed and revealed where genesis
+    `sealed_statements` says so, else sent as they are), kept by the agent: its Settler submits through them
+    (`settler_for`) and the day's end prunes them (`settle_day`). Its replica is read only when it settles."""
 
     def genesis() -> Genesis:  # read when it settles, not now
         return agent.ledger.replicas["mgmc"].app.genesis  # type: ignore[no-any-return]
 
-    sealed = SealedStatements(
+    return SealedStatements(
         lambda body: agent._submit_outcome("mgmc", agent.anonym, "settle", body),
         lambda: agent.ledger.state("mgmc"), lambda: genesis().chain, agent.anonym.public,
         lambda: daemon.settings.data_dir / "seals", time.time,
         lambda: bool(genesis().params.sealed_statements),
     )  # fmt: skip
+
+
+def settler_for(agent: MarketAgent, settings: MarketSettings, sealed: SealedStatements) -> Settler:
+    """The agent's Settler, submitting through its statements `sealed` (`sealed_for`), made when the agent is."""
+    daemon = agent.d
     return Settler(
         sealed,
         lambda tid: query.settlement(agent.ledger.state("mgmc"), tid),
@@ -165,8 +173,8 @@ async def settle_day(agent: MarketAgent) -> None:
             break
     if not stopping.is_set():
         settler.end_of_day()
-        if isinstance(settler._submit, SealedStatements):
-            settler._submit.prune(agent.ledger.state("mgmc"))
+        if agent.sealed is not None:  # (it keeps nothing on a chain that does not seal statements)
+            agent.sealed.prune(agent.ledger.state("mgmc"))
     agent.phase = "finished"
 
 

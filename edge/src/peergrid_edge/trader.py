@@ -81,6 +81,7 @@ from peergrid_ledger import keys
 from peergrid_ledger.records import append_record
 
 if TYPE_CHECKING:
+    from peergrid_edge.agent_settlement import SealedStatements
     from peergrid_edge.daemon import EdgeDaemon
 
 log = logging.getLogger("peergrid.edge.trader")
@@ -108,6 +109,8 @@ class MarketAgent:
     held: bool | None = None
     # (interval, owed): the last interval this MG bought nothing in because it owed (`debts.note`); None: none
     debt_noted: tuple[int, int] | None = None
+    # what its Settler states through (`agent_settlement.sealed_for`), pruned at the day's end; None: no such
+    sealed: SealedStatements | None = None
 
     def __init__(self, daemon: EdgeDaemon, settings: MarketSettings) -> None:
         self.d, self.s = daemon, settings
@@ -132,7 +135,8 @@ class MarketAgent:
         self.dayahead: SessionOutcome | None = None  # the day-ahead stage's outcome (`run_dayahead`)
         self.forward: ForwardOutcome | None = None  # its forward trades' accept and clear (`run_forward`)
         self.forward_traded: list[int] = []  # intervals traded by their forward trades, not bargained
-        self.settler = agent_settlement.settler_for(self, daemon, settings)
+        self.sealed = agent_settlement.sealed_for(self, daemon)
+        self.settler = agent_settlement.settler_for(self, settings, self.sealed)
         self.metering: MgMetering | None = None  # `_metering()`
         # the dispatch verdicts of the intervals before a restart, read back from their records (`run`)
         self.recalled: dict[int, bool] = {}
