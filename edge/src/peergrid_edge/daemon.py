@@ -27,6 +27,7 @@ from peergrid_edge.config import EdgeSettings
 from peergrid_edge.dispatch import Schedule, ScheduleError, decide, parse_schedule
 from peergrid_edge.drivers import Driver, make_driver
 from peergrid_edge.link import MqttLink, MqttTxSink, TxSink
+from peergrid_edge.meter_signed import meter_signed
 from peergrid_edge.metrics import Histogram, serve_metrics
 from peergrid_edge.notify import Notifier
 from peergrid_edge.polling import DeviceHealth, DeviceState, poll_device
@@ -138,7 +139,9 @@ class EdgeDaemon:
         interval = commitments.interval_of(snapshot.at, self.settings.ledger.commit_interval_s)
         if self.store.is_sealed(interval):
             return  # a reading that arrived after its interval was sealed (clock step): not committed
-        leaf = commitments.reading_leaf(snapshot.device, snapshot.nature, snapshot.at, snapshot.reading)
+        leaf = commitments.reading_leaf(
+            snapshot.device, snapshot.nature, snapshot.at, snapshot.reading, meter_signed(snapshot.points)
+        )
         self.store.add_reading(interval, leaf)
 
     def first_cycle_done(self) -> bool:

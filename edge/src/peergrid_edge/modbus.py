@@ -22,6 +22,7 @@ from pymodbus.exceptions import ModbusException
 from peergrid_edge import natures
 from peergrid_edge.config import DeviceSettings
 from peergrid_edge.drivers import DeviceError, Snapshot
+from peergrid_edge.meter_signed import MODEL as SIGNED_MODEL
 from peergrid_edge.sunspec import (
     BASE_ADDRESSES,
     END_MODEL_ID,
@@ -165,7 +166,18 @@ class SunSpecModbusDriver:
             self.mismatch = problems
         points: dict[str, dict[str, Any]] = {}
         for model_id, address, length in self.models:
-            registers = await self._read_block(address, length + 2)
+            try:
+                registers = await self._read_block(address, length + 2)
+            except DeviceError as exc:
+                if str(model_id) != SIGNED_MODEL:
+                    raise
+                # the meter answered, only its signed block failed: keep the poll (its 203 counters), unsigned
+                log.warning(
+                    "device %s: its signed-reading block failed (%s); this reading is unsigned",
+                    self.settings.name,
+                    exc,
+                )
+                continue
             try:
                 points[str(model_id)] = decode_model(model_id, registers)
             except SunSpecError as exc:
