@@ -1,10 +1,15 @@
 """Run a firmware-sim scenario in a background thread so that synchronous clients (pysunspec2, mbpoll,
-raw sockets) can talk to it from the test; every listener is on a free loopback port."""
+raw sockets) can talk to it from the test; every listener is on a free loopback port. And one settle-by-both
+lab run (`settle_by_both_lab`) that the lab tests reading its MGMC chain share."""
 
 from __future__ import annotations
 
 import copy
+import subprocess
+import sys
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -123,3 +128,36 @@ def modbus_tcp_request(host: str, port: int, unit: int, pdu: bytes, timeout: flo
 @pytest.fixture
 def modbus_call() -> Callable[..., bytes | None]:
     return modbus_tcp_request
+
+
+LAB_SCENARIO = Path(__file__).resolve().parents[2] / "firmware-sim" / "scenarios" / "ieee33.yaml"
+
+
+@dataclass(frozen=True)
+class LabRun:
+    """A finished `peergrid-testbed` run: its workdir (records, nodes' stores), how many intervals it traded
+    from which, and its output."""
+
+    workdir: Path
+    intervals: int
+    first_interval: int
+    output: str
+
+
+@pytest.fixture(scope="session")
+def settle_by_both_lab(tmp_path_factory: pytest.TempPathFactory) -> LabRun:
+    """`peergrid-testbed --settle-by-both --intervals 3` over real processes (broker, devices, six MGMC
+    daemons, the DSO), run once for every test that reads its chain: the settle-both test (statements, seals,
+    vouching) and the tariff test (cover prices, compensation) ran the same lab apart, 3 and 2 intervals, and
+    each paid the lab's lead and end (about 55 s) for it. Both are in the "system" xdist_group, so under
+    `--dist loadgroup` one worker runs them and builds this once. A run that fails fails every test using it,
+    with the lab's output."""
+    workdir = tmp_path_factory.mktemp("settle-by-both-lab") / "bed"
+    intervals = 3
+    argv = [
+        str(Path(sys.executable).parent / "peergrid-testbed"), "--scenario", str(LAB_SCENARIO),
+        "--intervals", str(intervals), "--workdir", str(workdir), "--http-port", "0", "--settle-by-both",
+    ]  # fmt: skip
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    return LabRun(workdir, intervals, 36, done.stdout)

@@ -5,8 +5,6 @@ the whole lab and reads the MGMC chain for trades settled on both MGMCs' stateme
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 import time
 from dataclasses import fields
 from pathlib import Path
@@ -98,16 +96,12 @@ def _trades(workdir: Path) -> list[dict[str, Any]]:
 
 @pytest.mark.system
 @pytest.mark.xdist_group("system")
-def test_the_lab_settles_trades_on_both_mgmcs_statements(tmp_path: Path) -> None:
-    # real processes (broker, devices, six MGMC daemons, the DSO), three intervals: each trade is stated by
-    # its buyer and its seller once the interval ended and their PCC meters were read after it
-    workdir = tmp_path / "bed"
-    argv = [
-        str(Path(sys.executable).parent / "peergrid-testbed"), "--scenario", str(SCENARIO), "--intervals", "3",
-        "--workdir", str(workdir), "--http-port", "0", "--settle-by-both",
-    ]  # fmt: skip
-    done = subprocess.run(argv, capture_output=True, text=True, timeout=300)
-    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+def test_the_lab_settles_trades_on_both_mgmcs_statements(settle_by_both_lab: Any) -> None:  # conftest.LabRun
+    # real processes (broker, devices, six MGMC daemons, the DSO), three intervals (the run the tariff test
+    # reads too, tests/sim/conftest.py): each trade is stated by its buyer and its seller once the interval
+    # ended and their PCC meters were read after it
+    workdir = settle_by_both_lab.workdir
+    assert settle_by_both_lab.intervals == 3
     chains = LabChains.create(workdir / "keys", "ieee33", SCENARIO)
     assert _params(chains).settle_by_both == 1 and _params(chains).sealed_statements == 1
     trades = [t for t in _trades(workdir) if "superseded" not in t]
@@ -123,7 +117,7 @@ def test_the_lab_settles_trades_on_both_mgmcs_statements(tmp_path: Path) -> None
         "settled_by_dso": sum(1 for t in trades if (t["settlement"] or {}).get("basis") == "dso"),
         "unsettled": sum(1 for t in trades if t["settlement"] is None),
     }
-    print(f"\nlab, 3 intervals, settle_by_both: {summary}")
+    print(f"\nlab, {settle_by_both_lab.intervals} intervals, settle_by_both: {summary}")
     # seller_vouched (review13 F2): statements that agree wait for the DSO's word on the seller's side, which
     # it gives from the seller's sealed export: the agreed figures where its meter covers them, else less
     vouched = [t for t in stated if "vouch" in t]

@@ -8,8 +8,6 @@ contract computes."""
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -78,17 +76,13 @@ def _chain(workdir: Path) -> tuple[dict[bytes, Any], dict[str, Any]]:
 
 @pytest.mark.system
 @pytest.mark.xdist_group("system")
-def test_the_lab_prices_every_mg_and_settles_priced_trades_with_compensation(tmp_path: Path) -> None:
-    # real processes (broker, devices, six MGMC daemons, the DSO), two intervals (the settle-both lab test runs
-    # three): the DSO prices each MG from its start
-    workdir = tmp_path / "bed"
-    intervals = 2
-    argv = [
-        str(Path(sys.executable).parent / "peergrid-testbed"), "--scenario", str(SCENARIO),
-        "--intervals", str(intervals), "--workdir", str(workdir), "--http-port", "0", "--settle-by-both",
-    ]  # fmt: skip
-    done = subprocess.run(argv, capture_output=True, text=True, timeout=300)
-    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+def test_the_lab_prices_every_mg_and_settles_priced_trades_with_compensation(
+    settle_by_both_lab: Any,
+) -> None:  # conftest.LabRun
+    # real processes (broker, devices, six MGMC daemons, the DSO), the settle-by-both lab's run that the
+    # settle-both test reads too (tests/sim/conftest.py; three intervals): the DSO prices each MG from its start
+    workdir, intervals = settle_by_both_lab.workdir, settle_by_both_lab.intervals
+    assert settle_by_both_lab.first_interval == FIRST and intervals >= 2  # a first and a later interval
     chains = LabChains.create(workdir / "keys", "ieee33", SCENARIO)
     state, first = _chain(workdir)
     from peergrid_ledger.contracts.market_state import tariff_key
