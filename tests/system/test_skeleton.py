@@ -1,14 +1,17 @@
-"""The walking skeleton end to end: `peergrid-testbed --duration 20` with real processes.
+"""The walking skeleton end to end: `peergrid-testbed` with real processes.
 
 A PV inverter emulated by firmware-sim serves SunSpec over Modbus TCP, an edge daemon polls it and
 publishes health over a real Mosquitto, and the DSO server shows the reading through its API and console.
-When the duration is up every process the testbed started is gone.
+Stopped with SIGTERM (as systemd stops it) once that was seen, every process the testbed started is gone.
+It ran with `--duration 20` and waited that out after its checks (15-18 s idle); the duration's own stop
+is tested in test_testbed_ports, and here it only caps the run.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -50,7 +53,7 @@ def test_inverter_reading_reaches_the_dso(tmp_path: Path) -> None:
         [
             str(BIN / "peergrid-testbed"),
             "--duration",
-            "20",
+            "60",
             "--http-port",
             "0",
             "--workdir",
@@ -90,6 +93,7 @@ def test_inverter_reading_reaches_the_dso(tmp_path: Path) -> None:
         )
         with urllib.request.urlopen(login, timeout=5) as response:
             assert json.loads(response.read())["role"] == "admin"
+        bed.send_signal(signal.SIGTERM)
         output, _ = bed.communicate(timeout=60)
     finally:
         if bed.poll() is None:
@@ -97,6 +101,7 @@ def test_inverter_reading_reaches_the_dso(tmp_path: Path) -> None:
             bed.wait()
     assert bed.returncode == 0, output
     assert f"http://127.0.0.1:{port}/" in output
+    assert "peergrid testbed stopped (SIGTERM)" in output  # by the signal, not the duration's cap
     pids = json.loads((workdir / "pids.json").read_text())
     assert {"firmware-sim", "dso", "mosquitto"} <= set(pids)
     assert not [name for name, pid in pids.items() if _alive(pid)], "the testbed left processes running"
