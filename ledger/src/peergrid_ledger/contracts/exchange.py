@@ -58,7 +58,7 @@ the close); members see all of them on the chain and must judge them (a member c
 the coordinator steps and closes: one that is gone before the close leaves the session open, holding nothing (no interval is reserved; the members bargain intraday). Positions are posted in the clear, so a member posting late in an iteration can read the sum so far:
 before a shared live chain this wants commit–reveal per iteration. The bounds, the price arithmetic
 (`next_prices`, `rho_bounds`, `micro_per_wh`), the keys and the readers are exchange_state.py's, imported
-here under the same names. Pure; no I/O.
+here under the same names; the `exchange.open` handler is exchange_open.py's. Pure; no I/O.
 """
 
 from __future__ import annotations
@@ -69,12 +69,13 @@ from typing import Any
 
 from .. import keyspace as ks
 from ..machine import BlockContext, KindSpec, require
-from ..results import Event, Reason, RuleError
+from ..results import Event, Reason
 from ..schema import INTERVAL, KEY, LABEL, Bool, Int, List, Map, OneOf, Shape
 from ..state import Overlay, read_obj
 from ..tx import Tx
 from . import exchange_clean as clean_book
 from . import exchange_clearing
+from .exchange_open import open_exchange
 from .exchange_state import (
     MAX_INTERVALS,
     MAX_ITERATIONS,
@@ -158,72 +159,6 @@ def _coordinator_only(record: dict[str, Any], tx: Tx) -> None:
 
 
 # ---------------------------------------------------------------------------------------------- handlers
-
-
-def open_exchange(view: Overlay, tx: Tx, ctx: BlockContext, sender: ks.AccountRecord) -> list[Event]:
-    require(sender.authorised, Reason.NOT_AUTHORISED, f"{tx.kind}: sender is not authorised")
-    b = tx.body
-    name, members, prices = b["session"], b["members"], b["prices"]
-    owner = name_owner(name)
-    require(
-        owner is None or tx.sender.hex().startswith(owner),
-        Reason.FORBIDDEN,
-        f"exchange session name {name!r} is reserved to the key {owner}…: only it opens it",
-    )
-    require(view.get(session_key(name)) is None, Reason.DUPLICATE, f"exchange session {name!r} exists")
-    require(
-        MIN_MEMBERS <= len(members) <= MAX_MEMBERS,
-        Reason.INVALID,
-        f"{len(members)} members, a session needs {MIN_MEMBERS} to {MAX_MEMBERS}",
-    )
-    require(len(set(members)) == len(members), Reason.INVALID, "a member appears twice")
-    for member in members:
-        raw = view.get(ks.account(member))
-        if raw is None:
-            raise RuleError(Reason.NOT_FOUND, f"member {member.hex()[:16]}… is not a known account")
-        if view.get(ks.revoked(member)) is not None:
-            raise RuleError(Reason.FORBIDDEN, f"member {member.hex()[:16]}…'s key was revoked")
-        # a member that could never post (post_position refuses it) could only stall the session
-        if not ks.AccountRecord.decode(raw).authorised:
-            raise RuleError(Reason.NOT_AUTHORISED, f"member {member.hex()[:16]}… is not authorised")
-    require(
-        1 <= len(prices) <= MAX_INTERVALS,
-        Reason.INVALID,
-        f"{len(prices)} prices, a session has 1 to {MAX_INTERVALS} intervals",
-    )
-    intervals = len(prices)
-    deadline = b.get("deadline")
-    require(
-        deadline is None or deadline > ctx.time,
-        Reason.INVALID,
-        f"deadline {deadline} is not after the open's block time {ctx.time}",
-    )
-    accept_rounds = ctx.genesis.params.accept_rounds
-    require(
-        deadline is not None or accept_rounds < 2,
-        Reason.RULE_VIOLATION,
-        f"no deadline: the chain's genesis accept_rounds {accept_rounds} needs one (without it a member that "
-        "never accepts, or stops answering the rounds, would hold the clear for ever)",
-    )
-    record: dict[str, Any] = {
-        "closed": False,
-        "coordinator": tx.sender,
-        "first_interval": b["first_interval"],
-        "intervals": intervals,
-        "iteration": 0,
-        "rho": b["rho"],
-        "size": len(members),
-    }
-    if deadline is not None:  # absent without one, so that the sessions opened before it keep their bytes
-        record["deadline"] = deadline
-    record.update(clean_book.open_book(view, name, b, intervals))  # `clean` only on a clean session
-    view.put_obj(session_key(name), record)
-    view.put_obj(members_key(name), members)
-    view.put_obj(prices_key(name), prices)
-    view.put_obj(sums_key(name), {"posted": 0, "sums": [0] * intervals})
-    for member in members:
-        view.put_obj(post_key(member, name), {"iteration": -1, "positions": [], "txid": b""})
-    return [("exchange_opened", {"session": name, "coordinator": tx.sender, "members": len(members)})]
 
 
 def _check_judged(judged: dict[str, Any], record: dict[str, Any]) -> None:
