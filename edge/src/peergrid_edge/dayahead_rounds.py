@@ -45,8 +45,9 @@ coordinator steps, or goes on where it closes, fails the stage naming it. The ge
 judgement on the last relaxed step goes with the first committed posts (with `value_per_kwh` 0 the day is
 `allocate`'s; with the value stop the relaxed phase ends one iteration later, as above).
 Each function acts on the agent's side of the session (its book, anchor, verdict, phase, iteration) and
-goes through the agent's seams (`_post`, `_stop_at`, `_judge`, `_finish`), so that a subclass overriding
-one is obeyed. Never reads another MG's private data; never blocks the loop longer than one MG solve.
+goes through the agent's seams (`_post`, `_bounds`, `_stop_at`, `_judge`, `_finish`), so that a subclass
+overriding one is obeyed (`_bounds`: its range closed to purchases while it owes, `dayahead_agent`).
+Never reads another MG's private data; never blocks the loop longer than one MG solve.
 """
 
 from __future__ import annotations
@@ -144,7 +145,7 @@ async def iterate(
                 )
             k = book.iterations + 1
             proximal = (book.rho_float, anchor(own, book.mean), agent.cfg.resolution_kwh)
-            bounds, fees = agent.rules.bounds(), agent.rules.fees()
+            bounds, fees = agent._bounds(), agent.rules.fees()
             agent.own, posted = answer(model, book.price_floats, bounds, fees, proximal)
             own = agent.own
             await agent._post(k, posted, says_settled=agent.values and k >= 2 and agent.verdict)
@@ -168,7 +169,7 @@ def commit(agent: DayAheadAgent, own: tuple[float, ...]) -> DayModel:
     book, cfg = agent.book, agent.cfg
     assert book is not None
     fresh = model_for(agent.mg, agent.dt, agent.clean, side(cfg))
-    fresh.trade(book.price_floats, *agent.rules.bounds(), *agent.rules.fees())
+    fresh.trade(book.price_floats, *agent._bounds(), *agent.rules.fees())
     at = anchor(own, book.mean)
     fresh.proximal(
         book.price_floats, cfg.commit_weight * book.rho_float, at, cfg.resolution_kwh, recommit=True
@@ -183,7 +184,7 @@ def switch(agent: DayAheadAgent, own: tuple[float, ...]) -> DayModel:
     phase and after each re-decision run)."""
     book = agent.book
     assert book is not None
-    bounds, fees = agent.rules.bounds(), agent.rules.fees()
+    bounds, fees = agent._bounds(), agent.rules.fees()
     cfg = agent.cfg
     agent.switch, model = decide_switch(
         agent.mg, agent.dt, book.price_floats, book.rho_float, bounds, fees, anchor(own, book.mean),
