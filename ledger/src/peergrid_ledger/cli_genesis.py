@@ -81,7 +81,7 @@ def _settle_params(args: argparse.Namespace) -> dict[str, int]:
     for flag in ("sealed_statements", "seller_vouched", "close_on_clock", "unpaid_as_debt"):
         if getattr(args, flag):
             given[flag] = 1
-    for number in ("settle_tolerance_permille", "close_after_ms", "owed_limit"):
+    for number in ("settle_tolerance_permille", "close_after_ms", "close_quiet_ms", "owed_limit"):
         if getattr(args, number) is not None:
             given[number] = getattr(args, number)
     if given and not args.settle_by_both:
@@ -164,6 +164,13 @@ def add_genesis_parser(sub: Any) -> None:
     )
     p.add_argument(
         "--close-after-ms", type=int, help="with --close-on-clock: the bargaining window (default 0)"
+    )
+    p.add_argument(
+        "--close-quiet-ms",
+        type=int,
+        help="with --close-on-clock: no trade closes an interval while its book (its start, a reopening, any"
+        " offer, bid or move) changed within this many ms of block time, until the interval's end (genesis"
+        " close_quiet_ms; at most --settle-interval-ms; a few block periods; default 0: no such rule)",
     )
     p.add_argument(
         "--unpaid-as-debt",

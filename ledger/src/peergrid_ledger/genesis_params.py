@@ -28,6 +28,7 @@ LATE_PARAMS = frozenset(
         "owed_limit",
         "close_on_clock",
         "close_after_ms",
+        "close_quiet_ms",
         "unpaid_as_debt",
         "settle_tolerance_permille",
         "seller_vouched",
@@ -56,6 +57,7 @@ SETTLE_PARAMS = (
     "owed_limit",  # debts arise only from priced settlements, so only with settle_by_both
     "close_on_clock",  # a close rule on the interval clock, which only settle_by_both chains have
     "close_after_ms",
+    "close_quiet_ms",
     "unpaid_as_debt",  # a settlement's energy payment on credit: only settle_by_both settles on statements
     "settle_tolerance_permille",
     "seller_vouched",
@@ -127,6 +129,11 @@ class Params:
     # at any time, as before. Only with settle_by_both (the clock); each encoded only when not the default.
     close_on_clock: int = 0
     close_after_ms: int = 0
+    # > 0 (with close_on_clock): no `trade` either while interval k's book changed (its start, a reopening, any
+    # offer, bid or move) within the last close_quiet_ms of block time, until its end on the clock (a late
+    # reopening: once, for close_quiet_ms), so nobody closes it while the MGMCs still move
+    # (`market_close_time`). 0 (the default, and every genesis written before it): no such rule.
+    close_quiet_ms: int = 0
     # 1: a settlement the buyer cannot pay in full within its credit still settles: the rest of the energy
     # payment is the buyer's debt to the seller (`settle_pay.pay`, `funds`), so an agreeing statement is not
     # refused and lost, and the debtor stops buying (review13 F6). 0 (the default, and every genesis written
@@ -178,6 +185,12 @@ class Params:
             raise GenesisError("params.close_after_ms: only with close_on_clock 1")
         if not 0 <= self.close_after_ms <= MAX_SETTLE_INTERVAL_MS:
             raise GenesisError(f"params.close_after_ms: expected 0 to {MAX_SETTLE_INTERVAL_MS} ms")
+        if self.close_quiet_ms and not self.close_on_clock:
+            raise GenesisError("params.close_quiet_ms: only with close_on_clock 1")
+        if not 0 <= self.close_quiet_ms <= self.settle_interval_ms:  # longer: every close after its interval
+            raise GenesisError(
+                f"params.close_quiet_ms: expected 0 to the interval, settle_interval_ms ({self.settle_interval_ms})"
+            )
         if not 0 <= self.owed_limit <= MAX_OWED_LIMIT:
             raise GenesisError(f"params.owed_limit: expected 0 to {MAX_OWED_LIMIT} micro-units")
         if not 1 <= self.settle_wait_ms <= MAX_SETTLE_WAIT_MS:

@@ -12,7 +12,9 @@ Flow for one trading interval (see docs/ledger-format.md):
       clean offers), a clean-only buyer taking non-clean energy, more than the maximum quantity or more than
       a seller offered: all rejected.
   `trade` closes the interval and computes the agreed trades deterministically from the final positions (an
-      oversubscribed seller is shared pro rata, rounded down); `settle` pays one trade once, for the energy
+      oversubscribed seller is shared pro rata, rounded down; with genesis `close_on_clock` not before the
+      interval's start + `close_after_ms`, and with `close_quiet_ms` only once its book stood still that long
+      or its end came: `market_close_time`, which every offer, bid and move tells); `settle` pays one trade once, for the energy
       delivered, from buyer to seller, within the genesis credit limit: on the first party's word, or with
       genesis `settle_by_both` on both parties' statements (`market_closing.settle`: the DSO or an
       authority decides a dispute; a lone statement settles after a deadline). With genesis `cap_on_fills`
@@ -35,7 +37,8 @@ Flow for one trading interval (see docs/ledger-format.md):
       any demand, and a `move` that asks any seller for more than its standing bid did, are refused
       `insufficient-funds` naming the debt; it may join with an empty bid, sell (`offer`, `move`) and cut
       its demands, since a sale's payment is what pays its debts (FIFO, `funds.collect`).
-The positions' handlers are here; the closing's (`trade`, `settle`, `market.reopen`) in `market_closing`.
+The positions' handlers are here; the closing's (`trade`, `settle`) in `market_closing`, when a `trade` may
+come in `market_close_time`, `market.reopen` in `market_reopen`.
 Pure; no I/O.
 """
 
@@ -50,7 +53,9 @@ from ..schema import HASH, INTERVAL, KEY, PRICE, QUANTITY, ROUND, Bool, Int, Lis
 from ..state import Overlay, read_obj
 from ..tx import Tx
 from .funds import refuse_debtor
-from .market_closing import agree_trades, reopen, settle
+from .market_close_time import note_move
+from .market_closing import agree_trades, settle
+from .market_reopen import reopen
 from .market_sealed import SETTLE_SHAPE
 from .market_state import (  # re-exported: callers import the contract's records from here
     DEMANDS,
@@ -231,6 +236,7 @@ def post_offer(view: Overlay, tx: Tx, ctx: BlockContext, sender: ks.AccountRecor
     _open_interval(view, b["interval"], tx.sender, "sellers")
     position = {"clean": b["clean"], "price": b["price"], "quantity": b["quantity"], "round": b["round"]}
     view.put_obj(key, position)
+    note_move(view, ctx, b["interval"])
 
 
 def post_bid(view: Overlay, tx: Tx, ctx: BlockContext, sender: ks.AccountRecord) -> None:
@@ -245,6 +251,7 @@ def post_bid(view: Overlay, tx: Tx, ctx: BlockContext, sender: ks.AccountRecord)
     _open_interval(view, b["interval"], tx.sender, "buyers")
     _check_demands(view, tx, b["interval"], b["demands"], bool(ctx.genesis.params.cap_on_fills))
     view.put_obj(key, {"demands": b["demands"], "round": b["round"]})
+    note_move(view, ctx, b["interval"])
 
 
 def move(view: Overlay, tx: Tx, ctx: BlockContext, sender: ks.AccountRecord) -> None:
@@ -284,6 +291,7 @@ def move(view: Overlay, tx: Tx, ctx: BlockContext, sender: ks.AccountRecord) -> 
             refuse_debtor(view, tx.sender, f"a move raising a demand in interval {interval}", limit)
         _check_demands(view, tx, interval, b["demands"], bool(ctx.genesis.params.cap_on_fills))
         view.put_obj(bid_key(interval, tx.sender), {"demands": b["demands"], "round": b["round"]})
+    note_move(view, ctx, interval)
 
 
 def _stamp_demands(view: Overlay, interval: int, seller: bytes, before: int) -> None:

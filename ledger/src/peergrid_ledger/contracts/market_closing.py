@@ -1,9 +1,10 @@
-"""The market contract's closing: agreed trades from the final positions, their settlement, and the DSO's
-reopening of a closed interval (the `trade`, `settle` and `market.reopen` handlers of `market.KINDS`).
+"""The market contract's closing: agreed trades from the final positions and their settlement (the `trade` and
+`settle` handlers of `market.KINDS`; when a `trade` may come is `market_close_time`'s rule, the DSO's
+`market.reopen` is `market_reopen`).
 
 Promises: `agree_trades` closes an interval and records its trades, computed only from the final positions
 (`market_state.allocate`: pro rata when a seller is over-asked, capped per buyer with genesis
-`cap_on_fills`); `settle` pays one trade once, for the energy delivered, within the genesis credit limit:
+`cap_on_fills`), never before `market_close_time.earliest_close` (genesis `close_on_clock`); `settle` pays one trade once, for the energy delivered, within the genesis credit limit:
 on the first party's word, or with genesis `settle_by_both` on what both parties state (each once; they
 agree within `settle_tolerance_wh` and the lower is paid, else the trade is disputed and only the DSO
 settles it - no other authority, since on the MGMC chain each MGMC's node key is one; the DSO may settle any
@@ -17,9 +18,7 @@ payer can within its credit limit, the rest recorded as `owed`, never holding th
 the shortfalls stated: each party's own (`short`, none: 0), a silent party's the undelivered rest the other does not
 own (none if it owns it all), the DSO's word on
 both sides (`seller_short`, `buyer_short`) final; statements that leave part of the undelivered energy owned
-by nobody (beyond the tolerance) dispute the trade;
-`reopen` marks a closed interval's trades superseded (kept, never settled) and opens it again for the next
-iteration (not an interval whose trades an exchange session cleared: those have no positions to re-bargain).
+by nobody (beyond the tolerance) dispute the trade; a reopened interval's superseded trades never settle.
 An exchange session's forward trades (`exchange_clearing.clear`) are recorded in the same records. Assumes
 the positions were admitted by `market`'s handlers, which own the bargaining rules. The whole flow is in
 `market`'s docstring and docs/ledger-format.md.
@@ -31,10 +30,11 @@ from __future__ import annotations
 from typing import Any
 
 from .. import keyspace as ks
-from ..machine import BlockContext, require, require_role
+from ..machine import BlockContext, require
 from ..results import Event, Reason, RuleError
-from ..state import Overlay, read_obj
+from ..state import Overlay
 from ..tx import Tx
+from .market_close_time import check_close
 from .market_sealed import check_body, check_reveal, commit, withheld
 from .market_state import (
     allocate,
@@ -46,10 +46,7 @@ from .market_state import (
     interval_key,
     members,
     offer,
-    reopen_key,
-    reopening,
     rules_for,
-    superseded_key,
     trade,
     trade_id,
     trade_key,
@@ -70,7 +67,7 @@ def agree_trades(view: Overlay, tx: Tx, ctx: BlockContext, sender: ks.AccountRec
         Reason.FORBIDDEN,
         "only its participants or an authority close an interval",
     )
-    _bargained(view, ctx, interval)
+    check_close(view, ctx, interval)  # market_close_time: not before the book stood still
     demand_by_seller: dict[bytes, list[tuple[bytes, int]]] = {}
     for buyer in members(view, interval, "buyers"):
         rules = rules_for(view, buyer, interval)
@@ -132,27 +129,6 @@ def agree_trades(view: Overlay, tx: Tx, ctx: BlockContext, sender: ks.AccountRec
             )
     view.put_obj(interval_key(interval), {"closed": True, "trades": trade_ids})
     return events
-
-
-def _bargained(view: Overlay, ctx: BlockContext, interval: int) -> None:
-    """With genesis `close_on_clock`, refuse a `trade` before the interval started plus the genesis'
-    `close_after_ms`, and, after a reopening that kept its time, before that time plus it: otherwise any
-    key pre-closes a future interval with a 1-Wh offer, or closes a reopened one before anyone re-bargained
-    (review13 F1b)."""
-    params = ctx.genesis.params
-    start = params.interval_start(interval)
-    if not params.close_on_clock or start is None:  # close_on_clock needs the clock (settle_by_both)
-        return
-    window = params.close_after_ms
-    earliest, since = start + window, f"interval {interval} starts at {start}"
-    again = reopening(view, interval)
-    if again is not None and "at" in again and again["at"] + window > earliest:
-        earliest, since = again["at"] + window, f"interval {interval} was reopened at {again['at']}"
-    if ctx.time < earliest:
-        raise RuleError(
-            Reason.RULE_VIOLATION,
-            f"{since} and bargains for {window} ms: no trade closes it before {earliest} (block time {ctx.time})",
-        )
 
 
 def settle(view: Overlay, tx: Tx, ctx: BlockContext, sender: ks.AccountRecord) -> list[Event]:
@@ -370,64 +346,3 @@ def _lapse(
     silent = gap if own < gap else 0
     shorts = (own, silent) if party == "seller" else (silent, own)
     return pay(view, ctx, tx, tid, agreed, stated, "lapsed", shorts)
-
-
-def reopen(view: Overlay, tx: Tx, ctx: BlockContext, sender: ks.AccountRecord) -> list[Event]:
-    """Reopen a closed interval for re-bargaining (the DSO only): its trades become superseded history (kept,
-    marked, never settled); positions stand and later rounds' moves revise them; `trade` closes it again."""
-    require_role(sender, {ks.ROLE_DSO}, tx.kind)
-    interval, iteration = tx.body["interval"], tx.body["iteration"]
-    require(
-        ctx.time <= tx.body["until"],
-        Reason.CLOSED,
-        f"the reopening's deadline {tx.body['until']} passed (block time {ctx.time})",
-    )
-    current = read_obj(view, interval_key(interval))
-    require(current is not None, Reason.RULE_VIOLATION, f"interval {interval} is open: nothing to reopen")
-    assert current is not None
-    if "session" in current:  # exchange_clearing.clear: the forward trades have no positions to re-bargain
-        raise RuleError(
-            Reason.RULE_VIOLATION,
-            f"interval {interval}'s trades are exchange session {current['session']!r}'s forward trades: "
-            "no market positions to re-bargain",
-        )
-    last = reopening(view, interval)
-    done = 0 if last is None else int(last["reopens"])
-    previous = 0 if last is None else int(last["iteration"])
-    if iteration <= previous:
-        raise RuleError(
-            Reason.DUPLICATE, f"iteration {iteration} is not after the last reopening's {previous}"
-        )
-    require(
-        iteration == previous + 1,
-        Reason.RULE_VIOLATION,
-        f"iteration {iteration} skips ahead: the next reopening of interval {interval} is {previous + 1}",
-    )
-    limit = ctx.genesis.params.max_reopens
-    require(
-        done < limit,
-        Reason.RULE_VIOLATION,
-        f"interval {interval} was reopened {done} times (at most {limit})",
-    )
-    agreed = [(tid, trade(view, tid)) for tid in current["trades"]]
-    for _tid, record in agreed:
-        assert record is not None, "an interval's trade list names a trade that is not in state"
-        require(record["settlement"] is None, Reason.ALREADY_SETTLED, "a trade of this interval is settled")
-    for tid, record in agreed:
-        assert record is not None
-        record["superseded"] = done
-        view.put_obj(trade_key(tid), record)
-    top = 0
-    for seller in members(view, interval, "sellers"):
-        top = max(top, (offer(view, interval, seller) or {"round": 0})["round"])
-    for buyer in members(view, interval, "buyers"):
-        top = max(top, (bid(view, interval, buyer) or {"round": 0})["round"])
-    ref = tx.body["ref"]
-    history = {"by": tx.sender, "iteration": iteration, "ref": ref, "trades": current["trades"]}
-    view.put_obj(superseded_key(interval, done), history)
-    record = {"by": tx.sender, "iteration": iteration, "ref": ref, "reopens": done + 1, "round": top}
-    if ctx.genesis.params.close_on_clock:  # only then: a reopening on any other chain keeps its bytes
-        record["at"] = ctx.time  # its re-bargaining window starts here (`_bargained`)
-    view.put_obj(reopen_key(interval), record)
-    view.delete(interval_key(interval))
-    return [("reopened", {"interval": interval, "iteration": iteration, "reopens": done + 1, "round": top})]

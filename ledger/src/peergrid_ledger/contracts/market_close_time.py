@@ -1,0 +1,101 @@
+"""When a `trade` may close a trading interval: the market contract's close rule on the genesis' interval clock
+(review13 F1b), one function for the contract (`market_closing.agree_trades` refuses a `trade` before it) and
+for the edge's closer (edge chain_bargaining.close_interval waits for it instead of being refused).
+
+The rule, only on a chain whose genesis sets `close_on_clock` 1 (which needs `settle_by_both`, so the clock):
+  opened = interval k's start (settle_epoch_ms + k x settle_interval_ms), or the block time `at` of its last
+           `market.reopen` when later (kept in the reopening's record on such chains);
+  no `trade` before opened + `close_after_ms` (a fixed bargaining window), and with `close_quiet_ms` Q > 0
+  none before min(last + Q, hard) either, where
+    last = the later of opened and the block time of the interval's last accepted `offer`, `bid` or `move`
+           (`moved`, written only on a chain with Q, so every other chain keeps its state bytes), and
+    hard = the later of the interval's end on the clock and opened + Q.
+So only a book that stood still for Q closes: while the MGMCs move at least once in Q - the edge's phases
+land a block apart - nobody closes the interval under them, at its start or at once after the DSO reopened it
+(the book counts as changed then), and the closer the rule names waits for the quiet instead.
+Why so, against an attacker holding one MGMC's keys (its node key, an authority, and its anonym):
+- every accepted position counts, changed or not: an edge's last round re-posts what stood, and counting only
+  changes would leave a book "quiet" through a phase in which every member confirmed but one still had to
+  move; a no-op move buys the attacker nothing that alternating two prices would not.
+- it can keep a book from being quiet by moving once per Q (each move one round past the interval's highest at
+  most, `market._check_round`: a 15-min interval at a move per 500-ms block takes 1,800 of the schema's
+  1,000,000 rounds), so the rule binds only until the interval's end: after it the energy was delivered,
+  nothing is left to bargain and anyone may close.
+  Its worst is then to hold the interval unclosed to its end, the same loss as a pre-close (F1b) but at one
+  transaction per Q, on the record, against its own position (a price it moves is the one it sells at).
+- a reopening later than the interval's end (a slow DSO) waits Q once (hard = opened + Q): its members can
+  answer the reopening, and nobody holds a closed-out interval open for ever.
+- block time is the proposer's: one block without honest moves may be a late phase or a proposer (the
+  attacker's node, in rotation) leaving them out, so Q should span more than two block periods; a `trade`
+  ordered before the moves in the block that ends the quiet still closes on the positions before them.
+Pure; no I/O.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from .. import keyspace as ks
+from ..machine import BlockContext
+from ..results import Reason, RuleError
+from ..state import Overlay, StateReader
+from .market_state import reopening
+
+if TYPE_CHECKING:
+    from ..genesis import Params
+
+
+def moved_key(interval: int) -> bytes:
+    """`mkt/moved/<u64 interval>`: the block time of the interval's last accepted offer, bid or move."""
+    return b"mkt/moved/" + ks.u64(interval)
+
+
+def note_move(view: Overlay, ctx: BlockContext, interval: int) -> None:
+    """An offer, bid or move of `interval` landed: its book changed at this block's time (only on a chain
+    with genesis `close_quiet_ms`; every other chain keeps its state bytes)."""
+    if ctx.genesis.params.close_quiet_ms:
+        view.put(moved_key(interval), ks.encode_int(ctx.time))
+
+
+def moved(state: StateReader, interval: int) -> int | None:
+    """The block time of the interval's last offer, bid or move on a chain with `close_quiet_ms`, else None."""
+    raw = state.get(moved_key(interval))
+    return None if raw is None else ks.decode_int(raw)
+
+
+def earliest_close(state: StateReader, params: Params, interval: int) -> tuple[int, str] | None:
+    """(the first block time at which a `trade` of `interval` is taken, why not before) on this state, or
+    None where `trade` has no time rule (no `close_on_clock`). A later offer, bid or move (or reopening) can
+    only move it later, never past the interval's end (a late reopening: past its time + close_quiet_ms)."""
+    start = params.interval_start(interval)
+    end = params.interval_end(interval)
+    if not params.close_on_clock or start is None or end is None:  # close_on_clock needs the clock
+        return None
+    opened, since = start, f"interval {interval} starts at {start}"
+    again = reopening(state, interval)
+    if again is not None and "at" in again and int(again["at"]) > start:
+        opened, since = int(again["at"]), f"interval {interval} was reopened at {again['at']}"
+    window = params.close_after_ms
+    earliest, why = opened + window, f"{since} and bargains for {window} ms"
+    quiet = params.close_quiet_ms
+    if quiet:
+        last = max(opened, moved(state, interval) or 0)
+        hard = max(end, opened + quiet)
+        if min(last + quiet, hard) > earliest:
+            earliest = min(last + quiet, hard)
+            why = (
+                f"{since}; its book last changed at {last}: it closes once the book stood still for "
+                f"close_quiet_ms {quiet}, or at {hard} whatever moves"
+            )
+    return earliest, why
+
+
+def check_close(view: Overlay, ctx: BlockContext, interval: int) -> None:
+    """Refuse (`rule-violation`, naming the rule and when it may close) a `trade` of `interval` that comes
+    before `earliest_close`."""
+    rule = earliest_close(view, ctx.genesis.params, interval)
+    if rule is not None and ctx.time < rule[0]:
+        raise RuleError(
+            Reason.RULE_VIOLATION,
+            f"{rule[1]}: no trade closes it before {rule[0]} (block time {ctx.time})",
+        )
