@@ -239,3 +239,16 @@ def test_the_cli_writes_close_quiet_ms_only_when_asked(capsys: pytest.CaptureFix
     for bad in ("-5", "900001", str(2**64)):
         status, out, err = run(capsys, *base, *rule, "--close-quiet-ms", bad)
         assert status == 2 and err.count("\n") == 1 and "close_quiet_ms" in err and not out
+
+
+def test_the_lab_sets_two_and_a_half_block_periods() -> None:
+    """The lab's MGMC genesis sets the rule at its block period (200 ms unless the testbed is told otherwise),
+    within the interval; a lab without the clock names none."""
+    from peergrid_sim.lab_chains import SettleByBoth
+
+    lab = SettleByBoth.for_lab(6.0, 36, 1000.5).params()
+    assert lab["close_on_clock"] == 1 and lab["close_quiet_ms"] == 500
+    assert Params(**lab).close_quiet_ms == 500  # a genesis takes it
+    assert SettleByBoth.for_lab(6.0, 36, 1000.5, block_period_ms=1_000).params()["close_quiet_ms"] == 2_500
+    assert SettleByBoth.for_lab(1.0, 36, 1000.5, block_period_ms=1_000).params()["close_quiet_ms"] == 1_000
+    assert "close_quiet_ms" not in SettleByBoth().params()  # no clock, no close rule

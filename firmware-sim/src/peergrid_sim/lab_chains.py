@@ -55,19 +55,32 @@ class SettleByBoth:
     # None: not named
     epoch_ms: int | None = None
     interval_ms: int | None = None
+    # genesis close_quiet_ms (with the clock): no `trade` while the interval's book changed within it (review13
+    # F1b: a key closed an interval in its first block, or a reopened one at once, under the moving MGMCs).
+    # Two and a half block periods: the edge's phases land a block apart, and one block without moves (a late
+    # phase, or a proposer leaving them out) must not make the book look quiet, two in a row do. Measured
+    # 2026-12-06 01:02 UTC (ieee33, --dso-vmin 0.91: two reopenings an interval, load 18): each bargaining's
+    # `trade` landed 500-634 ms after its last move instead of 200, the interval's last close at 5.7-5.9 s of
+    # 6 instead of 4.4 (the DSO then overran by 0-0.3 s); no `trade` refused, the same trades
+    quiet_ms: int = 500
 
     @classmethod
-    def for_lab(cls, interval_s: float, first_interval: int, t0_s: float) -> SettleByBoth:
+    def for_lab(
+        cls, interval_s: float, first_interval: int, t0_s: float, block_period_ms: int = 200
+    ) -> SettleByBoth:
         """A three-interval window (at least 3 s) and the clock of a lab whose first interval starts at `t0_s`
         (wall s: the loop's t0, `ClosedLoop.fix_t0`, fixed before the genesis is written and the same the
         MGMCs and the DSO are given): the chain's interval k ends when the lab's does (at most 1 ms before:
         never after, so an MGMC stating after its real end is never refused, and none can state before it).
-        The wait needs no relation to the lab's warm-up: the lead is not in the clock (review10 F2)."""
+        The wait needs no relation to the lab's warm-up: the lead is not in the clock (review10 F2). The quiet
+        period is two and a half of the MGMC chain's block periods (`block_period_ms`, the testbed's default
+        200), within the interval."""
         interval_ms = round(interval_s * 1000)
         return cls(
             wait_ms=max(3_000, 3 * interval_ms),
             epoch_ms=math.floor(t0_s * 1000) - first_interval * interval_ms,
             interval_ms=interval_ms,
+            quiet_ms=min(interval_ms, 5 * block_period_ms // 2),
         )
 
     def params(self) -> dict[str, int]:
@@ -85,6 +98,8 @@ class SettleByBoth:
                 # a 1-Wh offer); the edge bargains interval t from the lab's start of t (trader.run), never
                 # earlier, and the chain's interval starts at most 1 ms before the lab's (`for_lab`)
                 out["close_on_clock"] = 1
+                if "close_quiet_ms" in known and self.quiet_ms:  # nobody closes while the MGMCs still move
+                    out["close_quiet_ms"] = min(self.quiet_ms, self.interval_ms)
         if "sealed_statements" in known:
             # each MGMC commits to its statement before either reveals it (review12 F1: the second could tailor
             # its own to the first's); S5 measured the lab's 24 trades sealed and settled alike, 52.4 -> 54.5 s
