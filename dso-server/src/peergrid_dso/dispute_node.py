@@ -23,7 +23,9 @@ each commitment's block time from the store's transaction index); both bounds ar
 `settle_wait_ms` unless the DSO gives its own (`seal_within_ms`, `wait_ms`); `meterless` names the anonyms
 of MGs without a PCC meter (the DSO's config), which the resolver never meters and takes at their word;
 `signing` the PCC meters enrolled as signing (`signing_meters`: each MG's `meter_key`), whose MGs it meters from
-meter-signed readings only. Readings reach it through
+meter-signed readings only. A trade it takes up with a party that is no anonym in `nodes` (review14 K1: an
+MGMC trading under its node key) is logged once per run as an error naming the key; the resolver takes that
+side as unmetered under its deadline rules. Readings reach it through
 `offer_readings` (the REST API's POST /api/dso/disputes/readings), accepted only as the whole set a
 `der_commitment` on the chain sealed in time, and only for a (node, commitment interval) that a pending
 dispute reads (`ReadingsNotNeeded` otherwise): what it keeps is bounded by the disputes it waits on, each of
@@ -93,6 +95,7 @@ class DisputeSettler:
         self.deadlines: dict[bytes, int] = {}  # an unresolved trade's deadline (chain ms)
         self.decisions: dict[bytes, dict[str, Any]] = {}  # the latest decision on each trade
         self.failed: set[bytes] = set()  # settles the chain refused for good: not taken up again this run
+        self.unmapped: set[bytes] = set()  # trades with a party the DSO has no node key for: logged once
         self.history: list[dict[str, Any]] = []  # every decision in order (bounded)
         self._lock = threading.Lock()  # decisions/history are read by the web server's threads
         self._wake = asyncio.Event()
@@ -115,8 +118,6 @@ class DisputeSettler:
             int(self.replica.app.tip.time),
             wait if self.seal_within_ms is None else self.seal_within_ms,
             wait if self.wait_ms is None else self.wait_ms,
-            int(params.settle_tolerance_wh),
-            int(params.settle_tolerance_permille),
         )
 
     # --- what arrives ---------------------------------------------------------------------------------------
@@ -234,9 +235,25 @@ class DisputeSettler:
             where = query.settlement(self.state, trade)
             if where is None or trade in self.failed or trade in self.pending:
                 continue
-            if _with_dso(where, query.trade(self.state, trade)):
+            record = query.trade(self.state, trade)
+            if _with_dso(where, record):
                 self.pending[trade] = 0.0
                 self.reads[trade] = self._readings_of(trade)
+                self._warn_unmapped(trade, record)
+
+    def _warn_unmapped(self, trade: bytes, record: dict[str, Any] | None) -> None:
+        """Log once per run, as an error, a trade the DSO takes up whose party it cannot map to a node key
+        (review14 K1: an MGMC trading under its node key, or an anonym missing from the DSO's config): the
+        resolver takes that side as unmetered (a seller settles at 0 at the deadline), which the operator
+        should hear about rather than find in the records."""
+        if record is None or trade in self.unmapped:
+            return
+        for side in ("seller", "buyer"):
+            if record[side] not in self.nodes:
+                self.unmapped.add(trade)
+                log.error("trade %s: its %s %s is no anonym the DSO enrolled (an MGMC trading under its node key, "
+                          "or one missing from the DSO's config): the DSO cannot read its meter and settles it as "
+                          "an unmetered side at the deadline", trade.hex(), side, record[side].hex())  # fmt: skip
 
     async def settle_one(self, trade: bytes) -> None:
         where = query.settlement(self.state, trade)

@@ -30,6 +30,8 @@ from peergrid_ledger.state import StateReader
 
 SIDES = ("seller", "buyer")
 METERLESS = "no PCC meter (meterless in the DSO's config)"  # why a meterless MG is not metered
+# why a party the DSO cannot map to a node key is not metered (review14 K1: e.g. an MGMC trading under its node key)
+NOT_ENROLLED = "not an anonym the DSO enrolled: no node key to read its PCC meter by"
 LEAST = "counterparties' meters, the unmetered ones least in their favour"  # `Metered.shared_by` past the deadline
 
 
@@ -77,7 +79,7 @@ class Meters:
             node = self.nodes.get(anonym)
             try:
                 if node is None:
-                    raise Unmetered("not enrolled with a node key")
+                    raise Unmetered(NOT_ENROLLED)
                 if anonym in self.meterless:  # never metered, so it cannot pick when its readings count
                     raise Unmetered(METERLESS)
                 energy: Fraction | str = pcc_energy(

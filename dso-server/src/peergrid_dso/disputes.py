@@ -31,9 +31,12 @@ vouches only for energy both meters confirm (the same rule the chain applies to 
 How a party is metered (its sealed readings checked whole against the chain's `der_commitment`, its PCC
 counter read at the window's boundaries, commitments sealed late not counted) is `sealed_readings`'; a party's
 share of a trade by its counterparties' meters is `dispute_shares`'; both are pure, as is this module. Trades
-are made under anonyms; `nodes` maps each anonym to its MGMC's node key (the DSO enrolled both). It reads the
+are made under anonyms; `nodes` maps each anonym to its MGMC's node key (the DSO enrolled both). A party the
+DSO cannot map to a node key (not an anonym it enrolled: e.g. an MGMC trading under its node key, review14 K1)
+has no meter the DSO can read: it is an unmetered side under the deadline rules below (a seller at 0, a buyer
+"seller metered only"), never left unresolved for ever, whatever the contract lets trade. It reads the
 two parties' readings and those of the counterparties of their disputed trades in the interval (`read_nodes`). Unresolved when: the
-trade is not disputed (or unknown, settled, superseded), a party's anonym is not enrolled with a node key, a
+trade is not disputed (or unknown, settled, superseded), a
 counterparty of either cannot be metered yet or a trade of either that is not disputed is not settled yet
 (until the deadline), a commitment that covers the window exists on the chain but its leaves are not at the
 DSO or do not match its root and count, a leaf does not decode, an MG has more than one meter, no readings
@@ -106,9 +109,12 @@ with the disputed ones (`dispute_shares`); the silent side's missing statement b
 in the rules above), its `short` is never taken as a meterless side's word.
 An agreed trade that waits for the DSO (genesis `seller_vouched`, state `vouching`; review13 F2: the buyer's
 meter cannot show that a P2P seller delivered, so a seller stating the agreed quantity agreed with every honest
-buyer) is metered on the seller's side only (`_vouch`): the agreed figures where its share covers them within
-the chain's tolerance, else its share with the gap its own; an unmetered seller is settled at 0 from
-`VOUCH_RULE` of the window (D7), a meterless one at the agreement.
+buyer) is metered on the seller's side only (`_vouch`): `min(held, share)` delivered, the metered gap the
+seller's shortfall (review14 K5: no statement tolerance on the meter's own word, which would pay the seller up
+to it compensation-free), the buyer's as it stated; where neither owns the whole gap (an agreement that left
+part of it unowned within an absolute tolerance) the seller is named it (K7: else the contract refuses the
+DSO's settle for good); an unmetered seller is settled at 0 from `VOUCH_RULE` of the window (D7), a meterless
+one at the agreement.
 Only disputed (or lone-statement, or vouching) trades come here; a party's trades of one interval that its counterparties agreed settle at
 the edge's pro-rata statement. What those take comes off the party's energy before its disputed trades share
 it (review12 F2: agreed pro rata beside disputed by the meters, a seller that exported 500 Wh settled 583):
@@ -203,9 +209,6 @@ def resolve(
             return Unresolved(trade, why, start)
     agreed = query.trade(state, trade)
     assert agreed is not None  # settlement() found it
-    for side in SIDES:
-        if agreed[side] not in nodes:  # the DSO's own configuration, not the party's doing: no deadline rule
-            return Unresolved(trade, f"the {side} {agreed[side].hex()[:16]}… is not enrolled with a node key")
     quantity = int(agreed["quantity"])
     meters = Meters(state, clock, int(agreed["interval"]), nodes, sealed, chain, meterless, signing)
     sides: dict[str, Metered] = {}
@@ -279,15 +282,12 @@ def _vouch(
 ) -> Decision:
     """The DSO's word on an agreed trade that waits for it (genesis `seller_vouched`, review13 F2): the seller's
     side metered as for a dispute (its export shared over its trades, the buyer taken at its agreement: it
-    took all it bought, `lapsed`); the agreed figures when the seller's share covers the agreed delivery
-    within the chain's tolerance, else the share delivered with the whole gap the seller's (the buyer's
-    shortfall as it stated). A seller that cannot be metered is waited for until VOUCH_RULE of the window,
+    took all it bought, `lapsed`); `min(held, share)` delivered, the seller's shortfall its metered gap and
+    the buyer's as it stated, the seller's the whole gap where neither owns it (module docstring). A seller that cannot be metered is waited for until VOUCH_RULE of the window,
     then settled at 0 (D7: "seller not metered"); a meterless seller at the parties' agreement at once."""
     agreed = query.trade(state, trade)
     assert agreed is not None
     vouch = where["vouch"]
-    if agreed["seller"] not in nodes:
-        return Unresolved(trade, f"the seller {agreed['seller'].hex()[:16]}… is not enrolled with a node key")
     if chain is None:
         return Unresolved(trade, "an agreement waiting for the DSO is settled only by the chain's time")
     quantity, held = int(agreed["quantity"]), int(vouch["delivered"])
@@ -306,13 +306,18 @@ def _vouch(
         shorts = (quantity, min(int(vouch["buyer_short"]), quantity)) if priced else None
         return Vouched(trade, 0, quantity, None, None, "seller not metered", {"seller": energy}, shorts)
     seller, _ = meters.share(trade, "seller", energy, True)
-    if seller.share_wh + chain.tolerance(quantity) >= held:
-        return Vouched(trade, held, quantity, seller, None, "seller metered, agreement covered", {}, figures)
-    delivered = min(seller.share_wh, quantity)
-    shorts = (quantity - delivered, min(int(vouch["buyer_short"]), quantity - delivered)) if priced else None
-    return Vouched(
-        trade, delivered, quantity, seller, None, "seller metered short of the agreement", {}, shorts
+    delivered = min(held, seller.share_wh)  # the seller's meter decides, the agreement caps it
+    rule = (
+        "seller metered, agreement covered" if delivered == held else "seller metered short of the agreement"
     )
+    shorts = None
+    if priced:
+        gap = quantity - delivered
+        own, buyer_short = quantity - min(seller.share_wh, quantity), min(int(vouch["buyer_short"]), gap)
+        # the gap neither the seller's meter nor the buyer's word owns is the seller's (review14 K7): the
+        # contract refuses a settle whose larger shortfall is not the gap, and the seller's word made it
+        shorts = (gap if max(own, buyer_short) < gap else own, buyer_short)
+    return Vouched(trade, delivered, quantity, seller, None, rule, {}, shorts)
 
 
 def is_lone(where: Mapping[str, Any], seals: Mapping[str, Any]) -> bool:

@@ -91,16 +91,6 @@ class ChainTime:
     now_ms: int
     seal_within_ms: int  # a commitment counts when sealed at most this long after its interval ended
     wait_ms: int  # after the second statement, how long a side may stay unmetered before it loses the min
-    # Wh two statements may differ by and still agree (the chain's settle_tolerance_wh, capped by
-    # settle_tolerance_permille of the trade where set): how far a vouched seller's share may fall short
-    tolerance_wh: int = 0
-    tolerance_permille: int = 0
-
-    def tolerance(self, quantity: int) -> int:
-        """The chain's agreement tolerance on a trade of `quantity` Wh (market_closing._tolerances' first)."""
-        if not self.tolerance_permille:
-            return self.tolerance_wh
-        return min(self.tolerance_wh, quantity * self.tolerance_permille // 1000)
 
     def __post_init__(self) -> None:
         if self.seal_within_ms < 0 or self.wait_ms < 0:
