@@ -1,5 +1,6 @@
 """Schedules the edge ignores are counted by reason (`schedule_intake.ScheduleIntake`) and exposed on /metrics
-(`exposition.schedules_ignored`: `peergrid_edge_schedules_ignored_total{reason}`)."""
+(`exposition.schedules_ignored`: `peergrid_edge_schedules_ignored_total{reason}`), as is the malformed telemetry
+each MQTT device dropped (`peergrid_edge_telemetry_malformed_total{device}`)."""
 
 from __future__ import annotations
 
@@ -12,10 +13,12 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from peergrid_edge.config import DeviceSettings
 from peergrid_edge.dispatch import Schedule
 from peergrid_edge.exposition import families, schedules_ignored
 from peergrid_edge.metrics import Histogram, render
 from peergrid_edge.schedule_intake import REASONS, ScheduleIntake, reason_of
+from peergrid_edge.telemetry import MqttTelemetryDriver
 
 GOOD = {"interval": 3, "valid_from": 100.0, "valid_until": 200.0, "setpoints": {"pv1": {"limit_w": 5000.0}}}
 DEEP = b"[" * 100_000  # deeper than json reads (telemetry.loads_finite: a ValueError)
@@ -92,10 +95,12 @@ def test_any_json_document_is_taken_or_counted_once_with_a_reason(document: dict
         assert reason_of(payload) in REASONS
 
 
-def fake_daemon() -> Any:
-    """What `families` reads of a daemon with no devices, no chain and no schedule."""
+def fake_daemon(drivers: dict[str, Any] | None = None) -> Any:
+    """What `families` reads of a daemon with no polled devices (`drivers`: none by default), no chain and no
+    schedule."""
     return SimpleNamespace(
-        clock=SimpleNamespace(monotonic=lambda: 0.0), states={}, latency=Histogram(), mode="safe",
+        clock=SimpleNamespace(monotonic=lambda: 0.0), states={}, drivers=drivers or {}, latency=Histogram(),
+        mode="safe",
         schedule=None, actuator=SimpleNamespace(writes_total=0, confirmed_total=0, alarms_total={}),
         store=SimpleNamespace(queued=lambda: 0, submitted=0), ledger_heights={},
         link=SimpleNamespace(client=SimpleNamespace(is_connected=lambda: True)),
@@ -117,3 +122,27 @@ def test_the_counts_are_on_the_metrics_page_one_series_per_reason() -> None:
         'peergrid_edge_schedules_ignored_total{reason="not_json"} 1',
     ]
     assert "schedules_ignored" not in families(fake_daemon())  # a daemon that keeps no intake: left out
+
+
+class FakeLink:
+    def __init__(self) -> None:
+        self.handlers: dict[str, Any] = {}
+
+    def subscribe(self, topic: str, handler: Any) -> None:
+        self.handlers[topic] = handler
+
+
+def test_the_malformed_telemetry_each_mqtt_device_dropped_is_on_the_metrics_page() -> None:
+    link: Any = FakeLink()  # what the driver uses of `MqttLink`
+    battery = MqttTelemetryDriver(
+        DeviceSettings(name="b1", nature="battery", protocol="mqtt"), link, "tel/b1"
+    )
+    pv = MqttTelemetryDriver(DeviceSettings(name="pv1", nature="pv", protocol="mqtt"), link, "tel/pv1")
+    for payload in (b"{", b'{"readings": {"ac_w": NaN}}', b'{"readings": {"ac_w": 100}}'):
+        link.handlers["tel/b1"]("tel/b1", payload)
+    modbus = SimpleNamespace()  # a Modbus device has no telemetry to drop: no series
+    text = families(fake_daemon({"pv1": pv, "b1": battery, "m1": modbus}))
+    assert [line for line in text.splitlines() if line.startswith("peergrid_edge_telemetry_malformed")] == [
+        'peergrid_edge_telemetry_malformed_total{device="b1"} 2',
+        'peergrid_edge_telemetry_malformed_total{device="pv1"} 0',
+    ]

@@ -1,9 +1,10 @@
 """The daemon's Prometheus metrics: what an operator of a fleet of Pis needs to see at a glance.
 
 Promises: `families(daemon)` renders poll latency (histogram), per-device errors, quarantines, quarantined and
-stale flags, the number of stale devices, dispatch mode and alarms, queued and submitted ledger transactions
-and ledger heights (when a replica reports them), and, given the daemon's schedule intake, the schedules it
-ignored by reason (`schedules_ignored`). Reads daemon state only; never blocks, never raises.
+stale flags, the number of stale devices, the malformed telemetry each MQTT device dropped, dispatch mode and
+alarms, queued and submitted ledger transactions and ledger heights (when a replica reports them), and, given
+the daemon's schedule intake, the schedules it ignored by reason (`schedules_ignored`). Reads daemon state
+only; never blocks, never raises.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from peergrid_edge.metrics import Family, render
+from peergrid_edge.telemetry import MqttTelemetryDriver
 
 if TYPE_CHECKING:
     from peergrid_edge.daemon import EdgeDaemon
@@ -83,6 +85,16 @@ def families(daemon: EdgeDaemon, schedules: ScheduleIntake | None = None) -> str
             "counter",
             "Good reads whose values no device could produce (see quality.py).",
             named(P + "device_implausible_total", per_device(lambda s: s.implausible_total)),
+        ),
+        Family(
+            P + "telemetry_malformed_total",
+            "counter",
+            "MQTT telemetry messages dropped as malformed, per MQTT device.",
+            [
+                (P + "telemetry_malformed_total", {"device": name}, float(driver.malformed))
+                for name, driver in sorted(daemon.drivers.items())
+                if isinstance(driver, MqttTelemetryDriver)
+            ],
         ),
         Family(
             P + "stale_devices",
