@@ -4,7 +4,8 @@
 
 Promises: `agree_trades` closes an interval and records its trades, computed only from the final positions
 (`market_state.allocate`: pro rata when a seller is over-asked, capped per buyer with genesis
-`cap_on_fills`), never before `market_close_time.earliest_close` (genesis `close_on_clock`); `settle` pays one trade once, for the energy delivered, within the genesis credit limit:
+`cap_on_fills`), never before `market_close_time.earliest_close` (genesis `close_on_clock`); `settle` pays
+one trade once, for the energy delivered, within the genesis credit limit:
 on the first party's word, or with genesis `settle_by_both` on what both parties state (each once; they
 agree within `settle_tolerance_wh` and the lower is paid, else the trade is disputed and only the DSO
 settles it - no other authority, since on the MGMC chain each MGMC's node key is one; the DSO may settle any
