@@ -1,6 +1,7 @@
 """Meter-signed PCC readings (`peergrid_ledger.meter_signing`): the one canonical message a meter signs, and what
-the DSO counts of an MG whose meter signs (`signed_leaves`): the meter's counters at the meter's time, or
-`Unmetered` with the reason for a forged, unsigned, malformed, foreign or replayed meter reading."""
+the DSO counts of an MG whose meter signs (`signed_leaves`, `counted_leaves`): the meter's counters at the
+meter's time, an unsigned meter reading left out (the gap rule then decides), or `Unmetered` with the reason for
+a forged, malformed, foreign or replayed meter reading."""
 
 from __future__ import annotations
 
@@ -11,12 +12,14 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from peergrid_edge.commitments import reading_leaf
+from peergrid_edge.meter_signed import Unsigned
 from peergrid_ledger import hashing
 from peergrid_ledger.codec import decode, encode
 from peergrid_ledger.keys import Keypair
 from peergrid_ledger.meter_signing import (
     FIELD,
     SignedReading,
+    counted_leaves,
     meter_keypair,
     reading_digest,
     sign_reading,
@@ -103,14 +106,63 @@ def test_a_replayed_old_signed_reading_is_caught_by_the_time_check() -> None:
     assert signed_leaves([replay], METER.public, 30_000)  # within a (generous) bound it counts
 
 
-def test_unsigned_foreign_and_malformed_meter_readings_leave_the_party_unmetered() -> None:
-    unsigned = reading_leaf("pcc", "meter", 1.0, {"energy_wh": 1.0})
-    with pytest.raises(Unmetered, match="not signed by the meter, which signs"):
-        signed_leaves([unsigned], METER.public, 2_000)
+def test_an_unsigned_meter_reading_is_left_out_and_the_gap_rule_decides() -> None:
+    """One poll whose signed block failed is sealed unsigned (its 203 counters only, and why): it is left out,
+    not believed and not refused, so the signed readings around it still measure the window when they are
+    close enough (`max_gap_ms`), and do not when the gap it leaves is too long."""
+    leaves = [signed_leaf(t, 1000 + t // 1000, 50) for t in range(0, 70_001, 5_000)]
+    leaves[6] = reading_leaf(
+        "pcc", "meter", 30.0, {"energy_wh": 9e6}, Unsigned("64204 failed: exception code 4")
+    )
+    counted = counted_leaves(leaves, METER.public, 2_000)
+    assert counted.unsigned_at == (30_000,) and len(counted.leaves) == len(leaves) - 1
+    assert "the MGMC says '64204 failed: exception code 4'" in counted.why_unsigned()
+    assert metered(counted.leaves, (10_000, 60_000), "energy_wh", 15_000) == 50  # its 9e6 never counted
+    unsigned_all = [
+        reading_leaf("pcc", "meter", t / 1000, {"energy_wh": 1e3}) for t in range(0, 70_001, 5_000)
+    ]
+    assert counted_leaves(unsigned_all, METER.public, 2_000).leaves == []  # nothing the meter signed
+    around_start = [  # the polls at 5, 10 and 15 s unsigned: 20 s without a signed reading around the start
+        reading_leaf("pcc", "meter", t / 1000, {"energy_wh": 1.0})
+        if 5_000 <= t <= 15_000
+        else signed_leaf(t, 1000 + t // 1000, 50)
+        for t in range(0, 70_001, 5_000)
+    ]
+    with pytest.raises(Unmetered, match="at most 15000 ms apart around 10000 ms"):
+        metered(signed_leaves(around_start, METER.public, 2_000), (10_000, 60_000), "energy_wh", 15_000)
+
+
+@given(st.lists(st.booleans(), min_size=15, max_size=15))
+def test_leaving_unsigned_readings_out_never_counts_more_than_the_meter_signed(unsigned: list[bool]) -> None:
+    """Whichever polls come unsigned (their 203 counters inflated), what is counted is either the meter's signed
+    advance over the window or no measurement: never a number the MGMC's own counters made."""
+    times = range(0, 70_001, 5_000)
+    leaves = [
+        reading_leaf("pcc", "meter", t / 1000, {"energy_wh": 9e6 + t})
+        if off
+        else signed_leaf(t, 1000 + t // 1000, 50)
+        for t, off in zip(times, unsigned, strict=True)
+    ]
+    counted = counted_leaves(leaves, METER.public, 2_000)
+    assert counted.unsigned_at == tuple(t for t, off in zip(times, unsigned, strict=True) if off)
+    try:
+        assert metered(counted.leaves, (10_000, 60_000), "energy_wh", 15_000) == 50
+    except Unmetered as exc:
+        assert "apart around" in str(exc)
+
+
+def test_forged_foreign_and_malformed_meter_readings_leave_the_party_unmetered() -> None:
+    """Tampering refuses the party even among good signed readings: a signed reading that does not verify, or
+    is malformed, is evidence, not a missing reading."""
     foreign = signed_leaf(1_000, 1, 1, key=meter_keypair(9, "mg1", "pcc"))
     with pytest.raises(Unmetered, match="does not verify"):
         signed_leaves([foreign], METER.public, 2_000)
     good = signed_leaf(1_000, 1, 1)
+    unsigned = reading_leaf("pcc", "meter", 2.0, {"energy_wh": 1.0})
+    with pytest.raises(Unmetered, match="at 3000 ms: its signature does not verify"):
+        signed_leaves(
+            [good, unsigned, with_field(signed_leaf(3_000, 1, 1), export_wh=2)], METER.public, 2_000
+        )
     for change, why in (
         ({"sig": b"\0" * 63}, "not 64 bytes"),
         ({"sig": "ab" * 64}, "not 64 bytes"),

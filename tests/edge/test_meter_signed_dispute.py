@@ -3,15 +3,16 @@ scenario's `key_seed`) served over real Modbus TCP on loopback, polled by the ed
 into the leaf the daemon seals (`commitments.reading_leaf` with `meter_signed`), committed on a real MGMC chain;
 the DSO (`disputes.resolve` with `SigningMeters` from its config, `dispute_node.signing_meters`) counts only
 the meter's signed readings. A seller MGMC that inflates its export (the signature kept), replays an old signed
-reading, or whose meter fails the signed block, is not metered: the reason is given, and past the dispute's
-deadline the seller is settled at 0 rather than at its own numbers."""
+reading is not metered: the reason is given, and past the dispute's deadline the seller is settled at 0 rather
+than at its own numbers. A poll whose signed block failed is sealed unsigned and left out (no stronger evidence
+than a reading never sealed): the signed polls around it decide, by the gap rule."""
 
 from __future__ import annotations
 
 import asyncio
 import json
 import types
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from pathlib import Path
 
 import pytest
@@ -38,16 +39,19 @@ METER_KEY = meter_keypair(SEED, "s", "pcc").public
 
 
 def polled_leaves(
-    readings: Sequence[tuple[float, float, float]], monkeypatch: pytest.MonkeyPatch, fail_block: bool = False
+    readings: Sequence[tuple[float, float, float]],
+    monkeypatch: pytest.MonkeyPatch,
+    fail_block: bool = False,
+    fail_at: Collection[int] = (),
 ) -> list[bytes]:
     """The seller's PCC meter polled over Modbus TCP at each (at s, export Wh, import Wh): the emulator's
-    counters set to the values, its clock and the edge's at those times; the leaves the edge daemon seals."""
+    counters set to the values, its clock and the edge's at those times; the leaves the edge daemon seals.
+    `fail_block`: the meter's signed block (64204) fails at every poll; `fail_at`: at those polls only."""
     now = [0.0]
     monkeypatch.setattr(edge_modbus, "time", types.SimpleNamespace(time=lambda: now[0]))
     device = SunSpecDevice.create("pcc", "s", "meter", 1, {"rating_w": 10_000.0, "key_seed": float(SEED)})
     assert device.signer is not None
     device.signer.wall = lambda: now[0] + 0.05  # the meter signs a little after the poll started
-    device.faults.exception_model = 64204 if fail_block else None
 
     async def run() -> list[bytes]:
         server = ModbusTcpServer("127.0.0.1", 0, {1: device})
@@ -57,8 +61,9 @@ def polled_leaves(
         )
         leaves = []
         try:
-            for at_s, export_wh, import_wh in readings:
+            for i, (at_s, export_wh, import_wh) in enumerate(readings):
                 now[0] = at_s
+                device.faults.exception_model = 64204 if fail_block or i in fail_at else None
                 device.model.export_wh, device.model.import_wh = export_wh, import_wh
                 device.mark_stale()
                 snap = await driver.read_all()
@@ -68,7 +73,7 @@ def polled_leaves(
                     )
                     leaves.append(leaf)
                 else:
-                    assert fail_block and "exception code 4" in str(snap.error)
+                    raise AssertionError(f"the poll failed whole: {snap.error}")  # edge modbus keeps it
         finally:
             driver.close()
             await server.close()
@@ -161,11 +166,66 @@ def test_a_replayed_old_signed_reading_is_caught_by_the_time_bound(monkeypatch: 
 
 
 def test_a_meter_that_fails_its_signed_block_leaves_its_mg_unmetered(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every poll unsigned: nothing the meter signed is left to measure the window (the reason says which
+    readings were left out and why), never the MGMC's own counters."""
     leaves = polled_leaves(ramp(300.0, export=True), monkeypatch, fail_block=True)
-    assert all("signed" not in decode(leaf) for leaf in leaves)  # nothing signed is sealed
+    assert all("signed" not in decode(leaf) for leaf in leaves)  # every poll sealed unsigned
     m, tid = dispute(leaves)
     decision = resolve(m.chain.state, tid, CLOCK, m.node_of(), m.sealed, chain_time(m), signing=signing(m))
     assert isinstance(decision, Unresolved) and decision.why.startswith("the seller's metering: ")
+    assert f"{len(leaves)} meter reading(s) the meter did not sign not counted" in decision.why
+
+
+def window_start_poll(readings: Sequence[tuple[float, float, float]]) -> int:
+    """The index of the poll made exactly at interval T's start."""
+    [at] = [i for i, (at_s, _, _) in enumerate(readings) if round(at_s * 1000) == CLOCK.window(9)[0]]
+    return at
+
+
+def test_a_poll_whose_signed_block_failed_is_left_out_and_the_signed_ones_around_it_decide(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The meter's signed block fails at one poll, the one at the window's start (the daemon seals that poll
+    unsigned, its 203 counters only). It used to make the seller Unmetered for the window; now it is left
+    out, as a reading the MGMC never sealed, and the signed polls 5 s either side (within max_gap_ms) measure
+    the start: the dispute is decided from the meter's signed readings, by the DSO node too."""
+    from dso.test_disputes_node import MarketAdapter, final_blocks
+
+    readings = ramp(300.0, export=True, every_s=5.0)
+    at = window_start_poll(readings)
+    leaves = polled_leaves(readings, monkeypatch, fail_at={at})
+    assert [i for i, leaf in enumerate(leaves) if "signed" not in decode(leaf)] == [at]
+    m, tid = dispute(leaves)
+    decision = resolve(m.chain.state, tid, CLOCK, m.node_of(), m.sealed, chain_time(m), signing=signing(m))
+    assert isinstance(decision, Vouched) and decision.rule == "both metered"
+    assert (decision.seller.share_wh, decision.delivered) == (300, 300)  # type: ignore[union-attr]
+    settler = DisputeSettler(MarketAdapter(m), m.dso, CLOCK, m.node_of(), retry_s=30.0, signing=signing(m))
+    final_blocks(m, settler)
+    for (node, bucket), sealed in sorted(m.sealed.items()):
+        settler.offer_readings(node, bucket, sealed)
+    asyncio.run(settler.settle_due())
+    assert settler.decision(tid)["outcome"] == "settled"  # type: ignore[index]
+    assert query.settlement(m.chain.state, tid)["settlement"]["delivered"] == 300  # type: ignore[index]
+
+
+def test_unsigned_polls_that_leave_the_start_unmeasured_say_so_and_a_forged_one_still_refuses(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Three unsigned polls around the start leave 20 s without a signed reading (max_gap_ms 15 s): no
+    measurement, and the reason names the readings left out. A forged signed reading beside an unsigned one
+    is tampering: the party is refused with that reason, not metered from the rest."""
+    readings = ramp(300.0, export=True, every_s=5.0)
+    at = window_start_poll(readings)
+    leaves = polled_leaves(readings, monkeypatch, fail_at={at - 1, at, at + 1})
+    m, tid = dispute(leaves)
+    decision = resolve(m.chain.state, tid, CLOCK, m.node_of(), m.sealed, chain_time(m), signing=signing(m))
+    assert isinstance(decision, Unresolved) and "apart around" in decision.why
+    assert "3 meter reading(s) the meter did not sign not counted" in decision.why
+    leaves = polled_leaves(readings, monkeypatch, fail_at={at})
+    leaves[at + 3] = forged([leaves[at + 3]], 1.5)[0]
+    m, tid = dispute(leaves)
+    decision = resolve(m.chain.state, tid, CLOCK, m.node_of(), m.sealed, chain_time(m), signing=signing(m))
+    assert isinstance(decision, Unresolved) and "its signature does not verify" in decision.why
 
 
 def test_the_dsos_config_names_a_signing_meter_by_its_public_key() -> None:

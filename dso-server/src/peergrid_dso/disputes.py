@@ -73,8 +73,8 @@ buyer facing a seller without a PCC meter would gain by withholding (0 instead o
 the lower statement withholding never takes a buyer below its own word. The readings are the parties' own: without meter-signed
 or DSO-taken readings an MGMC can still seal false readings in time; the bound stops only readings made after
 the fact. An MG whose PCC meter is enrolled as signing (`signing`, `sealed_readings.SigningMeters`) is metered
-from its meter-signed readings only: a forged, unsigned or replayed meter reading leaves it unmetered, with the
-reason, and the rules above for an unmetered side apply.
+from its meter-signed readings only (an unsigned one left out, the gap rule deciding): a forged or replayed
+meter reading leaves it unmetered, with the reason, and the rules above for an unmetered side apply.
 
 Shortfalls (`Vouched.shorts`, only on a trade whose parties the DSO priced with `market.tariff`, i.e.
 `market_state.cover_prices` is not None; None otherwise, and the DSO's settle stays `{trade, delivered}`): the

@@ -33,9 +33,11 @@ Meter-signed readings (`SigningMeters`, from the DSO's config: `loop_settings.Mg
 are the MGMC's, so an MGMC that lies about its own meter as it reads it is believed, unless its meter signs.
 For an MG whose PCC meter is enrolled as signing, only meter readings whose meter-signed reading verifies under
 the enrolled key and was signed within `bound_ms` of the leaf's `at_ms` count, at the meter's time and with the
-meter's counters (`peergrid_ledger.meter_signing.signed_leaves`); one unsigned, badly signed or replayed meter
-reading among the leaves makes the party `Unmetered` with the reason, never a silent number. An MG without an
-enrolled meter key is read as before.
+meter's counters (`peergrid_ledger.meter_signing.counted_leaves`); one badly signed or replayed meter reading
+among the leaves makes the party `Unmetered` with the reason (tampering), never a silent number. An unsigned
+one (a poll whose signed block failed) is left out, as a reading the MGMC never sealed would be: the gap rule
+(`max_gap_ms`) decides whether the signed ones still measure the window, and if not the reason names the
+readings left out. An MG without an enrolled meter key is read as before.
 """
 
 from __future__ import annotations
@@ -46,7 +48,7 @@ from fractions import Fraction
 from typing import Any, Protocol
 
 from peergrid_ledger import merkle, query
-from peergrid_ledger.meter_signing import signed_leaves
+from peergrid_ledger.meter_signing import counted_leaves
 from peergrid_ledger.metering import COUNTER, Unmetered, commitment_intervals, counting_leaves, metered
 from peergrid_ledger.state import StateReader
 
@@ -163,18 +165,20 @@ def pcc_energy(
     the side, `counting_leaves`, as the MGMC states it); with `chain`, a commitment sealed late counts as never
     made (`sealed_late`); with `signing` naming the node's meter, only its meter-signed readings count."""
     leaves: list[bytes] = []
-    late: list[str] = []
+    notes: list[str] = []  # what was left out, named when what is left does not measure the window
     for c in clock.commitments(interval):
         why = None if chain is None else sealed_late(state, node, c, clock.commit_ms, chain)
         if why is not None:
-            late.append(why)
+            notes.append(why)
             continue
         leaves.extend(verified_leaves(state, node, c, sealed))
     try:
         if signing is not None and node in signing.keys:
-            leaves = signed_leaves(leaves, signing.keys[node], signing.bound_ms)
+            counted = counted_leaves(leaves, signing.keys[node], signing.bound_ms)
+            leaves = counted.leaves
+            notes += [counted.why_unsigned()] if counted.unsigned_at else []
         return metered(counting_leaves(leaves, side), clock.window(interval), COUNTER[side], clock.max_gap_ms)
     except Unmetered as exc:
-        if late:
-            raise Unmetered(f"{exc} ({'; '.join(late)})") from None
+        if notes:
+            raise Unmetered(f"{exc} ({'; '.join(notes)})") from None
         raise

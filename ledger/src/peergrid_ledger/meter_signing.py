@@ -7,10 +7,12 @@ and `verify_reading` sign and check it with Ed25519 (`keys`); `meter_keypair(see
 deterministic meter key (the emulator holds the private half, the DSO is given the public one). `signed_field`
 / `signed_from_field` put a `SignedReading` into a reading leaf's `signed` field and read it back (a leaf
 without the field is an unsigned reading: old leaves still decode). `signed_leaves(leaves, public_key,
-bound_ms)` is what the DSO counts of an MG whose meter is enrolled as signing: each PCC meter reading leaf must
-carry a signed reading that verifies under the meter's key and was signed within `bound_ms` of the leaf's
-`at_ms`; the leaf is then counted at the meter's time with the meter's counters (the MGMC's own `milli`
-counters and time are not believed), else `Unmetered` says which leaf and why. Pure: no clock, no I/O.
+bound_ms)` is what the DSO counts of an MG whose meter is enrolled as signing (`counted_leaves` also says
+which readings it left out): a PCC meter reading leaf that carries a signed reading counts when it verifies
+under the meter's key and was signed within `bound_ms` of the leaf's `at_ms`, at the meter's time with the
+meter's counters (the MGMC's own `milli` counters and time are not believed), else `Unmetered` says which leaf
+and why (forged, malformed, foreign, replayed: tampering refuses the party); one without a signed reading is
+left out (no stronger evidence than a reading left out, which an MGMC can always do). Pure: no clock, no I/O.
 Assumes the counters are whole Wh and the time ms on the meter's clock, all uint64; anything else is refused
 (`ValueError` when signing, `Unmetered` when counting), never rounded.
 """
@@ -108,15 +110,46 @@ def signed_from_field(field: object) -> SignedReading:
     return SignedReading(meter, at_ms, export_wh, import_wh, sig)
 
 
+@dataclass(frozen=True)
+class Counted:
+    """What the DSO counts of a signing meter's leaves (`counted_leaves`): the leaves, each meter reading at its
+    meter's values, and the `at_ms` of the meter readings left out because the meter signed none of them."""
+
+    leaves: list[bytes]
+    unsigned_at: tuple[int, ...] = ()
+    said: str | None = None  # the first of them's `unsigned` field: why the MGMC says the meter signed none
+
+    def why_unsigned(self) -> str:
+        """A note naming the meter readings left out (empty when none were): for a reason that they made."""
+        if not self.unsigned_at:
+            return ""
+        at = ", ".join(str(t) for t in self.unsigned_at[:5]) + (", ..." if len(self.unsigned_at) > 5 else "")
+        said = "" if self.said is None else f", the MGMC says {self.said[:200]!r}"
+        return (
+            f"{len(self.unsigned_at)} meter reading(s) the meter did not sign not counted (at {at} ms{said})"
+        )
+
+
 def signed_leaves(leaves: Iterable[bytes], public_key: bytes, bound_ms: int) -> list[bytes]:
-    """`leaves` as the DSO counts them for an MG whose PCC meter signs with `public_key`: every PCC meter
+    """`counted_leaves(...).leaves`: the leaves the DSO counts of a signing meter."""
+    return counted_leaves(leaves, public_key, bound_ms).leaves
+
+
+def counted_leaves(leaves: Iterable[bytes], public_key: bytes, bound_ms: int) -> Counted:
+    """`leaves` as the DSO counts them for an MG whose PCC meter signs with `public_key`: every signed PCC meter
     reading leaf with its counters and time replaced by the ones its meter signed (only for counting: a leaf
-    changed so is never sealed, posted or proven). Raises `Unmetered` for a meter reading that is unsigned,
-    malformed, signed by another key or over other values, or signed more than `bound_ms` away from the
-    leaf's `at_ms` (an old signed reading sealed again: a replay). Other readings pass as they are."""
+    changed so is never sealed, posted or proven), and every unsigned one left out (`Counted.unsigned_at`).
+    Why an unsigned reading is dropped, not refused: a meter whose signed block failed one poll leaves that
+    poll unsigned (edge `modbus`: the poll is kept whole), and an MGMC can leave any reading out of what it
+    seals anyway, so an unsigned reading is no stronger evidence than none: the gap rules (`max_gap_ms`) then
+    decide whether what is left still measures the window. Raises `Unmetered` for a meter reading whose
+    signed reading is malformed, signed by another key or over other values, or signed more than `bound_ms`
+    away from the leaf's `at_ms` (an old signed reading sealed again: a replay): that is evidence of tampering,
+    and the party is refused with the reason. Other readings pass as they are."""
     if bound_ms < 0:
         raise ValueError("bound_ms must not be negative")
-    counted = []
+    counted, unsigned = [], []
+    said: str | None = None
     for leaf in leaves:
         try:
             fields = decode(leaf)
@@ -130,8 +163,9 @@ def signed_leaves(leaves: Iterable[bytes], public_key: bytes, bound_ms: int) -> 
             raise Unmetered("a meter reading is not a reading leaf")
         if FIELD not in fields:
             why = fields.get("unsigned")
-            said = f": the MGMC says {why[:200]!r}" if isinstance(why, str) else ""
-            raise Unmetered(f"the meter reading at {at} ms is not signed by the meter, which signs{said}")
+            said = why if said is None and isinstance(why, str) else said
+            unsigned.append(at)
+            continue
         try:
             signed = signed_from_field(fields[FIELD])
         except ValueError as exc:
@@ -154,4 +188,4 @@ def signed_leaves(leaves: Iterable[bytes], public_key: bytes, bound_ms: int) -> 
             COUNTER["buyer"]: signed.import_wh * 1000,
         }
         counted.append(encode({**fields, "at_ms": signed.at_ms, "milli": milli}))
-    return counted
+    return Counted(counted, tuple(unsigned), said)
