@@ -1,16 +1,16 @@
 """The lab's day-ahead option: the MGMC genesis carries the exchange contract, the option (off by default)
 turns on `market.dayahead` in every MGMC's edge config, which the edge daemon accepts, and a lab directory
 made before the exchange contract keeps its genesis (no processes); and, with real processes, the lab with
-`--dayahead` runs the session and trades its intervals by the forward trades end to end."""
+`--dayahead` runs the session and trades its intervals by the forward trades end to end (the day-ahead lab
+run of tests/conftest.py, `dayahead_lab`, which the restart test of tests/edge reads too: two daemons are
+killed and restarted in its stage, four never are)."""
 
 from __future__ import annotations
 
 import json
 import math
-import resource
-import subprocess
-import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -21,11 +21,6 @@ from peergrid_sim.closedloop_run import ClosedLoop
 from peergrid_sim.testbed import build_parser
 
 SCENARIO = Path(__file__).resolve().parents[2] / "firmware-sim" / "scenarios" / "ieee33.yaml"
-# the lab's lead to its first interval (--lead-s; the default is 55 s with --dayahead since the DSO node starts
-# first, ebce445): the MGMCs start only once the DSO is ready with MGMC_START_S + DAYAHEAD_STAGE_S (30.5 s)
-# left before t0, and the DSO is ready 7.5-12.5 s after the start at load 5-11 (L6), so 40 s (T2's figure
-# before the DSO went first: the stage alone needed about 35 s at load 10) left 9.5 s for it: too little
-LEAD_S = 55.0
 
 
 def _config(chains: LabChains, tmp_path: Path, timing: LoopTiming) -> EdgeSettings:
@@ -78,25 +73,18 @@ def test_a_lab_directory_made_before_the_exchange_keeps_its_genesis(tmp_path: Pa
 
 @pytest.mark.system
 @pytest.mark.xdist_group("system")
-def test_the_lab_with_dayahead_trades_its_intervals_forward_end_to_end(tmp_path: Path) -> None:
+def test_the_lab_with_dayahead_trades_its_intervals_forward_end_to_end(dayahead_lab: Any) -> None:
     # real processes (broker, devices, six MGMC daemons, the DSO): the session, the accepts and the clear,
-    # then two intervals traded by their forward trades without bargaining, settled, and the run's checks
-    workdir, out = tmp_path / "bed", tmp_path / "report"
-    argv = [
-        str(Path(sys.executable).parent / "peergrid-testbed"), "--scenario", str(SCENARIO), "--intervals", "2",
-        "--workdir", str(workdir), "--http-port", "0", "--report", str(out), "--dayahead", "--lead-s", str(LEAD_S),
-    ]  # fmt: skip
-    before = resource.getrusage(resource.RUSAGE_CHILDREN)
-    done = subprocess.run(argv, capture_output=True, text=True, timeout=240)
-    after = resource.getrusage(resource.RUSAGE_CHILDREN)
-    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
-    cpu = after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime
-    print(f"\nlab with --dayahead, 2 intervals: {cpu:.1f} s CPU (the testbed and its processes)")
+    # then two intervals traded by their forward trades without bargaining, settled, and the run's checks; on
+    # the lab run whose stage also takes the restart test's two kills (tests/conftest.py, a 65-s lead)
+    workdir, out = dayahead_lab.workdir, dayahead_lab.report
+    print(f"\nlab with --dayahead, 2 intervals: {dayahead_lab.cpu_s:.1f} s CPU (the testbed and its processes,"
+          " two MGMC restarts included)")  # fmt: skip
     for mg in ("mg1", "mg2", "mg3", "mg4", "mg5", "mg6"):
         lines = [
             json.loads(line) for line in (workdir / "records" / f"mgmc-{mg}.jsonl").read_text().splitlines()
         ]
-        session = next(doc["dayahead"] for doc in lines if "dayahead" in doc)
+        session = [doc["dayahead"] for doc in lines if "dayahead" in doc][-1]  # a restarted MGMC's last
         forward = next(doc["forward"] for doc in lines if isinstance(doc.get("forward"), dict))
         assert session["completed"], session["reason"]
         assert forward["cleared"] and forward["reason"] == "" and forward["members_accepted"] == 6
