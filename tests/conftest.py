@@ -150,12 +150,13 @@ def dayahead_lab(tmp_path_factory: pytest.TempPathFactory) -> DayaheadLab:
     return DayaheadLab(workdir, report, output, coordinator, member, killed, cpu)
 
 
-# The longest tests outside an xdist_group, longest first (seconds each in the last full run, ci9c: 2 workers,
-# load about 2), by module or node id prefix. `make test` runs `-n 2 --dist loadgroup`: the scheduler hands
-# out whole xdist_groups first (largest first: "system", about 600 s, starts at once on one worker; see the
-# hook for why the groups needed help) and then the other tests one by one in collection order, so a 50-s
-# test collected near the end started in the last minute and the run ended when it did. Moved to the front
-# here they run while the other worker is in the "system" group, and the run ends on sub-second tests.
+# The longest tests outside an xdist_group, longest first (seconds each in a full run, ci9c, and ci11b for the
+# clean and DSO-first modules: 2 workers), by module or node id prefix. `make test` runs `-n 2 --dist
+# loadgroup`: the scheduler hands out whole xdist_groups first (largest first: "system", about 560 s since
+# session 12 shared its lab runs, 700 s before, starts at once on one worker; see the hook for why the groups
+# needed help) and then the other tests one by one in collection order, so a 50-s test collected near the end
+# started in the last minute and the run ended when it did. Moved to the front here they run while the other
+# worker is in the "system" group, and the run ends on sub-second tests.
 # loadgroup, loadscope and load keep this order (`--loadscope-reorder` sorts only by group size, stably);
 # worksteal splits the list into contiguous halves and would not. A new test over ~10 s belongs in this list.
 RUN_FIRST = (
@@ -166,7 +167,12 @@ RUN_FIRST = (
     "tests/ledger/test_ledger_crash.py",  # 23
     "tests/console/test_live_revocation.py",  # 20
     "tests/edge/test_crash.py",  # 17
+    "tests/edge/test_edge_clean_restart.py",  # 15, 4 x 14.5
     "tests/edge/test_edge_forward_rounds.py",  # 15, 12, 9, 9
+    "tests/edge/test_edge_clean_dayahead.py",  # 14.5, 14.4, 14.3, 14.3, 10, 9, 7
+    "tests/edge/test_edge_clean_forward.py",  # 14
+    "tests/edge/test_edge_clean_config.py",  # 14
+    "tests/sim/test_closedloop_dso_first.py",  # 13, 11, 4, 4 (collected near the end)
     "tests/edge/test_settlement.py",  # 12
     "tests/edge/test_edge_dayahead_deadline.py",  # 12, 7
     "tests/edge/test_islanded.py",  # 11, 7
