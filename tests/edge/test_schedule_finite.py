@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 
 from peergrid_edge.daemon import EdgeDaemon
 from peergrid_edge.dispatch import Schedule, ScheduleError, parse_schedule
+from peergrid_edge.schedule_intake import ScheduleIntake
 
 NON_FINITE = ["NaN", "Infinity", "-Infinity", "1e999", "-1e999", "2.5e308"]
 GOOD = {"interval": 3, "valid_from": 100.0, "valid_until": 200.0, "setpoints": {"pv1": {"limit_w": 5000.0}}}
@@ -117,6 +118,7 @@ def test_the_daemon_logs_and_ignores_a_non_finite_schedule_keeping_its_own(
 ) -> None:
     daemon = object.__new__(EdgeDaemon)
     daemon.schedule, daemon.schedule_at = None, None
+    daemon.schedule_intake = ScheduleIntake()
     daemon.clock = type("Clock", (), {"monotonic": staticmethod(lambda: 7.0)})()
     daemon._on_schedule("schedule", json.dumps(GOOD).encode())
     kept = daemon.schedule
@@ -124,6 +126,7 @@ def test_the_daemon_logs_and_ignores_a_non_finite_schedule_keeping_its_own(
     with caplog.at_level(logging.WARNING, logger="peergrid.edge"):
         daemon._on_schedule("schedule", _with("valid_until", "Infinity"))
     assert daemon.schedule is kept
+    assert daemon.schedule_intake.ignored == {"not_json": 0, "not_finite": 1, "invalid": 0}
     assert [r.getMessage() for r in caplog.records] == [
         "ignored a schedule: schedule holds Infinity, not a finite number"
     ]

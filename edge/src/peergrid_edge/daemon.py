@@ -24,7 +24,7 @@ from peergrid_edge import commitments
 from peergrid_edge.actuation import Actuator, view_of
 from peergrid_edge.clock import Clock, SystemClock
 from peergrid_edge.config import EdgeSettings
-from peergrid_edge.dispatch import Schedule, ScheduleError, decide, parse_schedule
+from peergrid_edge.dispatch import Schedule, decide
 from peergrid_edge.drivers import Driver, make_driver
 from peergrid_edge.link import MqttLink, MqttTxSink, TxSink
 from peergrid_edge.meter_signed import meter_signed
@@ -32,6 +32,7 @@ from peergrid_edge.metrics import Histogram, serve_metrics
 from peergrid_edge.notify import Notifier
 from peergrid_edge.polling import DeviceHealth, DeviceState, poll_device
 from peergrid_edge.quality import implausible
+from peergrid_edge.schedule_intake import ScheduleIntake
 from peergrid_edge.store import EdgeStore, Queued
 from peergrid_edge.summary import device_summary
 from peergrid_ledger.consensus.halt import HaltFile
@@ -77,6 +78,7 @@ class EdgeDaemon:
         self.keypair = load_or_create_key(settings.ledger.key_file or settings.data_dir / "node.key")
         self.schedule: Schedule | None = None
         self.schedule_at: float | None = None  # monotonic time the last valid schedule arrived
+        self.schedule_intake = ScheduleIntake()  # parses each schedule message, counts the ignored ones
         self.mode = "safe"
         self.latency = Histogram()
         self.ledger_heights: dict[str, int] = {}  # filled by an embedded ledger replica when one runs
@@ -189,12 +191,9 @@ class EdgeDaemon:
     # --- dispatch --------------------------------------------------------------------------------------
 
     def _on_schedule(self, topic: str, payload: bytes) -> None:
-        try:
-            schedule = parse_schedule(payload)
-        except ScheduleError as exc:
-            log.warning("ignored a schedule: %s", exc)
-            return
-        self.set_schedule(schedule)
+        schedule = self.schedule_intake.take(payload)  # None: logged, counted by reason and ignored
+        if schedule is not None:
+            self.set_schedule(schedule)
 
     def set_schedule(self, schedule: Schedule) -> None:
         self.schedule, self.schedule_at = schedule, self.clock.monotonic()
@@ -308,7 +307,7 @@ class EdgeDaemon:
     def metrics_text(self) -> str:
         from peergrid_edge.exposition import families
 
-        return families(self)
+        return families(self, self.schedule_intake)
 
     async def _sleep(self, seconds: float) -> None:
         sleep = asyncio.ensure_future(self.clock.sleep(seconds))
