@@ -2,7 +2,9 @@
 
 Promises: `DisputeSettler` follows the final blocks of the DSO's non-voting MGMC-chain replica (`on_commit`):
 every `settle` transaction in a final block names a trade that may now be disputed, or stand on one
-statement (taken up like a dispute from `disputes.LONE_FROM` of the wait on, review13 F4), or wait agreed
+statement (taken up like a dispute from `dispute_windows.LONE_FROM` of the wait on, review13 F4), or stand
+on two sealed commitments neither party revealed by the reveal deadline (review14 K3b: the trade is watched
+from the second commitment and taken up when a final block's time reaches the deadline), or wait agreed
 for its word on the seller's side (`vouching`, genesis seller_vouched, review13 F2: settled at once); at `run` start it also
 looks through the replica's whole state once, so disputes from before a restart are found. For each disputed
 trade it asks the pure resolver (`disputes.resolve`) for the energy both parties' sealed PCC readings confirm
@@ -44,7 +46,8 @@ from collections.abc import Callable, Collection, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from peergrid_dso.disputes import Unresolved, Vouched, is_lone, read_nodes, resolve, to_json
+from peergrid_dso.dispute_windows import is_lone, reveals_due, unrevealed_since
+from peergrid_dso.disputes import Unresolved, Vouched, read_nodes, resolve, to_json
 from peergrid_dso.sealed_readings import ChainTime, MeterClock, SigningMeters, sealed_late, verified_leaves
 from peergrid_ledger import keys, query
 from peergrid_ledger.block import decode_block
@@ -93,6 +96,9 @@ class DisputeSettler:
         # each pending trade's (node, commitment) readings: its parties' and their disputed trades' counterparties'
         self.reads: dict[bytes, set[tuple[bytes, int]]] = {}
         self.deadlines: dict[bytes, int] = {}  # an unresolved trade's deadline (chain ms)
+        # trades both parties committed to and neither revealed yet: their reveal deadline (chain ms), from which
+        # the DSO takes them up if still unrevealed (review14 K3b)
+        self.reveals: dict[bytes, int] = {}
         self.decisions: dict[bytes, dict[str, Any]] = {}  # the latest decision on each trade
         self.failed: set[bytes] = set()  # settles the chain refused for good: not taken up again this run
         self.unmapped: set[bytes] = set()  # trades with a party the DSO has no node key for: logged once
@@ -138,6 +144,10 @@ class DisputeSettler:
         for trade, until in self.deadlines.items():  # the chain's time reached a dispute's deadline
             if block.header.time >= until and self.pending.get(trade) == float("inf"):
                 self.pending[trade] = 0.0
+        for trade, due in list(self.reveals.items()):  # reveals due: look whether any came
+            if block.header.time >= due:
+                del self.reveals[trade]
+                self.candidates.add(trade)
         self._wake.set()
 
     def look_everywhere(self) -> None:
@@ -231,15 +241,20 @@ class DisputeSettler:
     def _take_candidates(self) -> None:
         """New candidates that are disputed join the pending ones, with the readings they read."""
         found, self.candidates = self.candidates, set()
+        now_ms = int(self.replica.app.tip.time)
         for trade in sorted(found):
             where = query.settlement(self.state, trade)
             if where is None or trade in self.failed or trade in self.pending:
                 continue
             record = query.trade(self.state, trade)
-            if _with_dso(where, record):
+            if _with_dso(where, record, now_ms):
                 self.pending[trade] = 0.0
                 self.reads[trade] = self._readings_of(trade)
                 self._warn_unmapped(trade, record)
+                continue
+            due = reveals_due(where, (record or {}).get("seals", {}))
+            if due is not None:  # both committed: taken up at the reveal deadline if neither revealed
+                self.reveals[trade] = due
 
     def _warn_unmapped(self, trade: bytes, record: dict[str, Any] | None) -> None:
         """Log once per run, as an error, a trade the DSO takes up whose party it cannot map to a node key
@@ -257,7 +272,10 @@ class DisputeSettler:
 
     async def settle_one(self, trade: bytes) -> None:
         where = query.settlement(self.state, trade)
-        if where is None or not _with_dso(where, query.trade(self.state, trade)):  # settled, agreed, ...
+        now_ms = int(self.replica.app.tip.time)
+        if where is None or not _with_dso(
+            where, query.trade(self.state, trade), now_ms
+        ):  # settled, agreed, ...
             self.done(trade)
             if where is not None and trade in self.decisions and not self.decisions[trade]["settled"]:
                 self.decide(trade, {"settled": False, "outcome": f"no longer disputed: {where['state']}"})
@@ -361,10 +379,14 @@ def signing_meters(mgs: Mapping[str, Any], bound_s: float) -> SigningMeters | No
     return SigningMeters(found, round(bound_s * 1000)) if found else None
 
 
-def _with_dso(where: dict[str, Any], record: dict[str, Any] | None) -> bool:
-    """The trade waits for the DSO's word: disputed, on one statement (a dispute from `disputes.LONE_FROM`
-    of the wait on, review13 F4), or agreed and vouching (genesis seller_vouched, review13 F2)."""
-    return where["state"] in ("disputed", "vouching") or is_lone(where, (record or {}).get("seals", {}))
+def _with_dso(where: dict[str, Any], record: dict[str, Any] | None, now_ms: int) -> bool:
+    """The trade waits for the DSO's word at chain time `now_ms`: disputed, on one statement (a dispute from
+    `dispute_windows.LONE_FROM` of the wait on, review13 F4), committed by both and revealed by neither by the
+    reveal deadline (review14 K3b), or agreed and vouching (genesis seller_vouched, review13 F2)."""
+    seals = (record or {}).get("seals", {})
+    if where["state"] in ("disputed", "vouching") or is_lone(where, seals):
+        return True
+    return unrevealed_since(where, seals, now_ms) is not None
 
 
 def _same(a: dict[str, Any], b: dict[str, Any]) -> bool:

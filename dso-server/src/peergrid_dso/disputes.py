@@ -106,7 +106,14 @@ so its settle lands before the lapse can, with a quarter of the wait left for th
 `LONE_FROM` the other party may still join it (an agreement is not pre-empted: the edge states right after the
 interval, well within half the wait). A lone statement is no agreement: the trade shares its party's energy
 with the disputed ones (`dispute_shares`); the silent side's missing statement bounds nothing (its quantity
-in the rules above), its `short` is never taken as a meterless side's word.
+in the rules above), its `short` is never taken as a meterless side's word. From which chain time
+the DSO takes up such trades, and applies its deadline rules, is `dispute_windows`' (pure).
+Two sealed commitments and no reveal by the reveal deadline (review14 K3b: `unrevealed_since`) come here too:
+the contract settles such a trade only on a party's late reveal and repeat, so it could stay open for ever,
+and a seller whose salt is lost was never paid while its buyer kept its reveal back. The DSO meters it like a
+dispute that became one at the reveal deadline: its deadline rules apply `wait_ms` after it, both sides silent
+(each bounded only by the quantity), so a seller metered is paid its share, one that could have been metered
+and was not 0, as above.
 An agreed trade that waits for the DSO (genesis `seller_vouched`, state `vouching`; review13 F2: the buyer's
 meter cannot show that a P2P seller delivered, so a seller stating the agreed quantity agreed with every honest
 buyer) is metered on the seller's side only (`_vouch`): `min(held, share)` delivered, the metered gap the
@@ -115,7 +122,7 @@ to it compensation-free), the buyer's as it stated; where neither owns the whole
 part of it unowned within an absolute tolerance) the seller is named it (K7: else the contract refuses the
 DSO's settle for good); an unmetered seller is settled at 0 from `VOUCH_RULE` of the window (D7), a meterless
 one at the agreement.
-Only disputed (or lone-statement, or vouching) trades come here; a party's trades of one interval that its counterparties agreed settle at
+Only disputed (or lone-statement, unrevealed, or vouching) trades come here; a party's trades of one interval that its counterparties agreed settle at
 the edge's pro-rata statement. What those take comes off the party's energy before its disputed trades share
 it (review12 F2: agreed pro rata beside disputed by the meters, a seller that exported 500 Wh settled 583):
 settled, what each settled at; not settled yet, the most its statements can still settle it at (the lower of
@@ -131,13 +138,12 @@ used: the DSO names what its metering shows, or the worst case for a side it cou
 
 from __future__ import annotations
 
-import math
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
-from fractions import Fraction
 from typing import Any
 
 from peergrid_dso.dispute_shares import SIDES, Metered, Meters
+from peergrid_dso.dispute_windows import LONE_FROM, LONE_RULE, VOUCH_RULE, lone_since, part, unrevealed_since
 from peergrid_dso.sealed_readings import ChainTime, MeterClock, SigningMeters
 from peergrid_ledger import query
 from peergrid_ledger.contracts.market_state import cover_prices
@@ -168,13 +174,6 @@ class Unresolved:
 
 
 Decision = Vouched | Unresolved
-# a trade on one statement (review13 F4): the DSO meters it from LONE_FROM of the contract's wait (its lapse,
-# when the stater's repeated statement settles it alone) and applies the deadline rules from LONE_RULE
-LONE_FROM = Fraction(1, 2)
-LONE_RULE = Fraction(3, 4)
-# an agreement waiting for the DSO's word (seller_vouched): an unmetered seller is waited for until this part of
-# its window, then settled at 0 (D7), a quarter of the window before the parties' repeat pays the held figures
-VOUCH_RULE = Fraction(3, 4)
 
 
 def resolve(
@@ -193,17 +192,19 @@ def resolve(
     where = query.settlement(state, trade)
     if where is None:
         return Unresolved(trade, "no such trade on the MGMC chain")
-    since = lone_since(where, (query.trade(state, trade) or {}).get("seals", {}))
+    seals = (query.trade(state, trade) or {}).get("seals", {})
+    since = lone_since(where, seals)
     lone = since is not None
     if where["state"] == "vouching":
         return _vouch(state, trade, where, clock, nodes, sealed, chain, meterless, signing)
-    if where["state"] != "disputed" and not lone:
+    hidden = None if chain is None else unrevealed_since(where, seals, chain.now_ms)  # review14 K3b
+    if where["state"] != "disputed" and not lone and hidden is None:
         return Unresolved(trade, f"the trade is {where['state']}, not disputed")
     if lone:  # the other party may still join it; the DSO meters it from a part of the wait on (LONE_FROM)
         if chain is None:
             return Unresolved(trade, "one statement: the DSO settles it only by the chain's time")
         assert since is not None
-        start = _part(since, int(where["deadline"]), LONE_FROM)
+        start = part(since, int(where["deadline"]), LONE_FROM)
         if chain.now_ms < start:
             why = f"one statement: its counterparty may still state; from chain time {start} ms the DSO meters it"
             return Unresolved(trade, why, start)
@@ -214,7 +215,7 @@ def resolve(
     sides: dict[str, Metered] = {}
     unmetered: dict[str, str] = {}
     waiting: list[str] = []  # the metered sides' counterparties that are not (yet) metered
-    lapsed = chain is not None and chain.now_ms >= _deadline(where, chain, since)
+    lapsed = chain is not None and chain.now_ms >= _deadline(where, chain, since, hidden)
     for side in SIDES:
         energy = meters.energy(agreed[side], side)
         if isinstance(energy, str):
@@ -229,7 +230,7 @@ def resolve(
         # chain's time there is none: the party's share is pro rata at once, as `meter_shares` gives it)
         if waiting and chain is not None and not lapsed:
             why = f"a share by the counterparties' meters waits for {'; '.join(waiting)}"
-            until = _deadline(where, chain, since)
+            until = _deadline(where, chain, since, hidden)
             return Unresolved(trade, f"{why}; from chain time {until} ms the DSO shares without them", until)
         delivered = min(seller.share_wh, buyer.share_wh, quantity)
         return Vouched(
@@ -240,7 +241,7 @@ def resolve(
     statements = where["statements"]
     if chain is None:
         return Unresolved(trade, why)
-    until = _deadline(where, chain, since)
+    until = _deadline(where, chain, since, hidden)
     # a meterless side has no readings to wait for: only the others' (and the metered side's counterparties')
     awaited = waiting or any(agreed[s] not in meterless for s in unmetered)
     if chain.now_ms < until and awaited:
@@ -261,11 +262,16 @@ def resolve(
     return Vouched(trade, delivered, quantity, seller, buyer, rule, unmetered, shorts)
 
 
-def _deadline(where: Mapping[str, Any], chain: ChainTime, since: int | None = None) -> int:
+def _deadline(
+    where: Mapping[str, Any], chain: ChainTime, since: int | None = None, hidden: int | None = None
+) -> int:
     """The dispute's deadline (chain ms): `wait_ms` after the later of the two statements; a lone word's (one
-    that landed at `since`) at LONE_RULE of the contract's wait, before its lapse."""
+    that landed at `since`) at LONE_RULE of the contract's wait, before its lapse; two unrevealed commitments'
+    `wait_ms` after their reveal deadline `hidden` (when the trade became one for the DSO)."""
     if since is not None:
-        return _part(since, int(where["deadline"]), LONE_RULE)
+        return part(since, int(where["deadline"]), LONE_RULE)
+    if hidden is not None:
+        return hidden + chain.wait_ms
     return max(int(where["statements"][s]["time"]) for s in SIDES) + chain.wait_ms
 
 
@@ -283,8 +289,9 @@ def _vouch(
     """The DSO's word on an agreed trade that waits for it (genesis `seller_vouched`, review13 F2): the seller's
     side metered as for a dispute (its export shared over its trades, the buyer taken at its agreement: it
     took all it bought, `lapsed`); `min(held, share)` delivered, the seller's shortfall its metered gap and
-    the buyer's as it stated, the seller's the whole gap where neither owns it (module docstring). A seller that cannot be metered is waited for until VOUCH_RULE of the window,
-    then settled at 0 (D7: "seller not metered"); a meterless seller at the parties' agreement at once."""
+    the buyer's as it stated, the seller's the whole gap where neither owns it (module docstring). A seller
+    that cannot be metered is waited for until VOUCH_RULE of the window, then settled at 0 (D7: "seller not
+    metered"); a meterless seller at the parties' agreement at once."""
     agreed = query.trade(state, trade)
     assert agreed is not None
     vouch = where["vouch"]
@@ -299,7 +306,7 @@ def _vouch(
         if agreed["seller"] in meterless:  # nothing to meter: the parties' word
             return Vouched(trade, held, quantity, None, None, "seller meterless", {"seller": energy}, figures)
         start = max(int(s["time"]) for s in where["statements"].values())
-        until = _part(start, int(vouch["until"]), VOUCH_RULE)
+        until = part(start, int(vouch["until"]), VOUCH_RULE)
         why = f"the seller's metering: {energy}"
         if chain.now_ms < until:
             return Unresolved(trade, f"{why}; from chain time {until} ms the DSO settles without it", until)
@@ -318,36 +325,6 @@ def _vouch(
         # contract refuses a settle whose larger shortfall is not the gap, and the seller's word made it
         shorts = (gap if max(own, buyer_short) < gap else own, buyer_short)
     return Vouched(trade, delivered, quantity, seller, None, rule, {}, shorts)
-
-
-def is_lone(where: Mapping[str, Any], seals: Mapping[str, Any]) -> bool:
-    """The trade stands on one party's word (`lone_since`)."""
-    return lone_since(where, seals) is not None
-
-
-def lone_since(where: Mapping[str, Any], seals: Mapping[str, Any]) -> int | None:
-    """The chain ms at which the one party's word on the trade landed, None when it does not stand on one
-    (`where`: `query.settlement`; `seals`: the trade's sealed commitments, party -> {time, ...}): one statement
-    (not settled, disputed or vouching) whose silent party never committed a sealed one - one that committed
-    and keeps its reveal back is taken at its worst by the contract (`market_sealed.withheld`), which no
-    metering improves on for the party that revealed -, or on a sealed chain one party's commitment and no
-    statement (the silent party never committed: after the commit deadline the committer's reveal and its
-    repeat lapse at once, so the DSO must come within the commit window)."""
-    if where["deadline"] is None:
-        return None
-    if where["state"] == "stated" and len(where["statements"]) == 1:
-        [(stater, said)] = where["statements"].items()
-        return None if ("buyer" if stater == "seller" else "seller") in seals else int(said["time"])
-    if where["state"] == "open" and len(seals) == 1:
-        [sealed] = seals.values()
-        return int(sealed["time"])
-    return None
-
-
-def _part(start: int, end: int, part: Fraction) -> int:
-    """The chain ms `part` of the way from `start` (the lone word, or the agreement) to `end` (the contract's
-    deadline, or the vouch's `until`)."""
-    return start + math.floor(max(0, end - start) * part)
 
 
 def read_nodes(state: StateReader, trade: bytes, nodes: Mapping[bytes, bytes]) -> set[bytes]:
