@@ -6,15 +6,15 @@ energy payment or compensation, a `pay`) pays its oldest debts first, never more
 announced by `owed_paid`. While it owes, its bids, demand-raising moves and exchange purchases are refused
 `insufficient-funds` naming the debt; it may sell, which is what pays the debt. The trade record's `owed` stays
 what was owed at the settlement. A chain where nobody owes has no debt record (its bytes are as before).
-Collection alone (chains and cycles of debts, any graph of them) is test_debts_collect.py's.
+Collection alone (chains and cycles of debts, any graph of them) is test_debts_collect.py's; the model of it all
+(settlements, payments, auctions) test_debts_model.py's; a debtor's refunds and own payments (review14 K6)
+test_debts_refunds.py's.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from hypothesis import event, given, settings
-from hypothesis import strategies as st
 from ledger_fixtures import Keys, make_genesis, reason
 from test_settle_both import ENDED_LONG_AGO, PRICE, WAIT, Clock, events
 from test_settle_compensation import FEED_IN, RETAIL
@@ -22,13 +22,13 @@ from test_settle_compensation import FEED_IN, RETAIL
 from peergrid_ledger import query
 from peergrid_ledger.chain import LocalChain
 from peergrid_ledger.contracts.funds import debts_key
-from peergrid_ledger.contracts.market_state import compensation
 from peergrid_ledger.genesis import Account, Params
 from peergrid_ledger.keys import Keypair
 from peergrid_ledger.results import Reason
 
 A, B, C = Keys.p1, Keys.p2, Keys.p3
 PLENTY = 10**7
+CREDIT = 5_000  # the credit limit of the chains that test paying within it
 
 
 def debt_chain(
@@ -36,6 +36,7 @@ def debt_chain(
     credit: int = 0,
     contracts: tuple[str, ...] = ("market", "payments"),
     owed_limit: int = 0,
+    unpaid_as_debt: int = 0,
 ) -> tuple[LocalChain, Clock]:
     """A settle_by_both chain whose parties hold `held`, every one priced (RETAIL, FEED_IN) for intervals 0-63."""
     accounts = (
@@ -43,7 +44,12 @@ def debt_chain(
         *(Account(k.public, ("anonym",), f"p{i}", balance=b) for i, (k, b) in enumerate(held.items(), 1)),
     )
     params = Params(
-        credit_limit=credit, settle_by_both=1, settle_wait_ms=WAIT, owed_limit=owed_limit, **ENDED_LONG_AGO
+        credit_limit=credit,
+        settle_by_both=1,
+        settle_wait_ms=WAIT,
+        owed_limit=owed_limit,
+        unpaid_as_debt=unpaid_as_debt,
+        **ENDED_LONG_AGO,
     )
     c = LocalChain(make_genesis(accounts=accounts, params=params, contracts=contracts), Keys.authority)
     clock = Clock(c)
@@ -282,145 +288,6 @@ def test_a_chain_where_nobody_owes_writes_no_debt_record() -> None:
     assert events(clock.send(A, {"payee": B.public, "amount": 5, "ref": "r"}, "pay")) == [
         ("paid", {"payer": A.public, "payee": B.public, "amount": 5, "ref": "r"})
     ]
-
-
-# ---------------------------------------------------------------------------------------------- the model
-
-PARTIES = (A, B, C)
-CREDIT = 5_000
-
-trade_step = st.tuples(
-    st.just("trade"),
-    st.permutations(range(3)).map(lambda p: (p[0], p[1])),
-    st.integers(1, 200),  # quantity
-    st.one_of(st.integers(0, 200), st.just(200)),  # gap (what was not delivered, cut to the quantity)
-    st.sampled_from(["seller", "buyer"]),  # whose shortfall is the gap
-    st.integers(0, 200),  # the other side's shortfall (cut to the gap)
-)
-pay_step = st.tuples(
-    st.just("pay"), st.permutations(range(3)).map(lambda p: (p[0], p[1])), st.integers(1, 60_000)
-)
-
-
-class Model:
-    """What the contracts should do, written apart from them: balances, debt lists, `owed_paid` events."""
-
-    def __init__(self, held: list[int], parties: tuple[Keypair, ...] = PARTIES) -> None:
-        self.balance = {k.public: b for k, b in zip(parties, held, strict=True)}
-        self.debts: dict[bytes, list[list[Any]]] = {k.public: [] for k in parties}
-
-    def room(self, k: bytes) -> int:
-        return self.balance[k] + CREDIT
-
-    def move(self, payer: bytes, payee: bytes, amount: int) -> list[tuple[str, dict[str, Any]]]:
-        """`amount` from payer to payee; then each account in turn, in the order money first reached it,
-        pays its oldest debts from all it received before its turn, once (`collect`)."""
-        self.balance[payer] -= amount
-        self.balance[payee] += amount
-        return self.collect(payee, amount)
-
-    def collect(self, payee: bytes, amount: int) -> list[tuple[str, dict[str, Any]]]:
-        paid: list[tuple[str, dict[str, Any]]] = []
-        order, received, turn = [payee], {payee: amount}, 0
-        while turn < len(order):
-            debtor = order[turn]
-            turn += 1
-            left, queue = received[debtor], self.debts[debtor]
-            while queue and left:
-                creditor, owed, tid = queue[0]
-                part = min(left, owed)
-                self.balance[debtor] -= part
-                self.balance[creditor] += part
-                left -= part
-                queue[0][1] -= part
-                if queue[0][1] == 0:
-                    queue.pop(0)
-                total = sum(d[1] for d in queue)
-                paid.append(("owed_paid", {"debtor": debtor, "creditor": creditor, "amount": part,
-                                           "trade": tid, "owed": total}))  # fmt: skip
-                if creditor not in order:
-                    order.append(creditor)
-                    received[creditor] = 0
-                if order.index(creditor) >= turn:  # its turn is still to come (one that paid keeps it)
-                    received[creditor] += part
-        return paid
-
-
-@settings(max_examples=400, deadline=None)
-@given(
-    st.lists(st.integers(0, 60_000), min_size=3, max_size=3),
-    st.lists(st.one_of(trade_step, trade_step, pay_step), min_size=1, max_size=12),
-)
-def test_settlements_and_payments_collect_debts_fifo_and_conserve_money(
-    held: list[int], steps: list[tuple[Any, ...]]
-) -> None:
-    c, clock = debt_chain(dict(zip(PARTIES, held, strict=True)), credit=CREDIT)
-    model = Model(held)
-    start = sum(held)
-    for interval, step in enumerate(steps, 1):
-        before = {k: [list(d) for d in v] for k, v in model.debts.items()}
-        if step[0] == "pay":
-            _, (i, j), amount = step
-            payer, payee = PARTIES[i], PARTIES[j]
-            result = clock.send(
-                payer, {"payee": payee.public, "amount": amount, "ref": f"r{interval}"}, "pay"
-            )
-            if amount > model.room(payer.public):
-                assert reason(result) is Reason.INSUFFICIENT_FUNDS
-            else:
-                assert events(result)[1:] == model.move(payer.public, payee.public, amount)
-        else:
-            _, (i, j), quantity, gap, fault, other = step
-            seller, buyer = PARTIES[i], PARTIES[j]
-            gap = min(gap, quantity)
-            other = min(other, gap)
-            assert offer(clock, seller, interval, quantity).ok  # a debtor may always sell
-            asked = bid(clock, buyer, seller, interval, quantity)
-            if model.debts[buyer.public]:
-                event("a debtor's bid refused")
-                assert reason(asked) is Reason.INSUFFICIENT_FUNDS and "owes" in str(asked)
-            else:
-                assert asked.ok and clock.send(buyer, {"interval": interval}, "trade").ok
-                ((tid, _),) = query.trades(c.state, interval)
-                shorts = (gap, other) if fault == "seller" else (other, gap)
-                result = dso_settle(clock, tid, quantity - gap, *shorts)
-                energy = PRICE * (quantity - gap)
-                if energy > model.room(buyer.public):
-                    event("energy not payable")
-                    assert reason(result) is Reason.INSUFFICIENT_FUNDS
-                else:
-                    expected = model.move(buyer.public, seller.public, energy)
-                    side, due = compensation(PRICE, *shorts, RETAIL, FEED_IN)
-                    payer, payee = (seller, buyer) if side == "seller" else (buyer, seller)
-                    paid = max(0, min(due, model.room(payer.public)))
-                    if paid:
-                        expected += model.move(payer.public, payee.public, paid)
-                    if due > paid:
-                        event("a debt recorded")
-                        model.debts[payer.public].append([payee.public, due - paid, tid])
-                    got = events(result)
-                    assert got[0][0] == "settled" and got[0][1].get("owed", 0) == due - paid
-                    assert got[1:] == expected
-        if any(sum(d[1] for d in before[k]) > sum(d[1] for d in model.debts[k]) for k in before):
-            event("a debt collected")
-        if sum(1 for k in before if sum(d[1] for d in before[k]) > sum(d[1] for d in model.debts[k])) > 1:
-            event("debts of two accounts collected in one step")
-        # the chain is the model: balances and debt lists
-        for k in PARTIES:
-            assert query.balance(c.state, k.public) == model.balance[k.public]
-            assert query.debts(c.state, k.public) == [
-                {"creditor": cr, "amount": a, "trade": t} for cr, a, t in model.debts[k.public]
-            ]
-            assert query.owed(c.state, k.public) == sum(d[1] for d in model.debts[k.public])
-            assert model.balance[k.public] >= -CREDIT  # never below the credit limit
-            # FIFO: what is left of the debts before is their tail (the first maybe cut), then new ones
-            now, then = model.debts[k.public], before[k.public]
-            kept = [d for d in now if any(d[2] == t[2] for t in then)]
-            cut = len(then) - len(kept)
-            assert [d[2] for d in kept] == [t[2] for t in then[cut:]]
-            assert all(d[1] == t[1] for d, t in zip(kept[1:], then[cut + 1 :], strict=True))
-            assert not kept or kept[0][1] <= then[cut][1]
-        assert sum(model.balance.values()) == start  # conserved
 
 
 def test_a_debtor_paid_off_within_its_credit_buys_again() -> None:

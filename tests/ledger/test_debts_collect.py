@@ -8,7 +8,8 @@ import pytest
 from hypothesis import event, given, settings
 from hypothesis import strategies as st
 from ledger_fixtures import Keys
-from test_debts import A, B, C, Model
+from test_debts import A, B, C
+from test_debts_model import Model
 
 from peergrid_ledger import keyspace as ks
 from peergrid_ledger.contracts.funds import collect, debts, debts_key, record_debt, refuse_debtor

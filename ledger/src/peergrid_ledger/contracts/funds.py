@@ -1,22 +1,26 @@
 """Moving money between two accounts' balances, and the debts a settlement records, for the contracts that
-do it (market settlement, payments).
+do it (market settlement, payments, auction refunds and proceeds).
 
 Promises: `transfer(view, ctx, payer, payee, amount, who)` debits `amount` micro-units from the payer's balance
 and credits the payee's, or raises (`insufficient-funds`, naming `who` and the amount) if the payer would go
 below −`credit_limit` of the genesis; it writes nothing then. `room(view, ctx, account)` is that bound: the most
 the account can pay now (balance + `credit_limit`, negative when it is already past it). Auctions escrow
-without credit and do not use it.
+without credit and do not use it; what they give back or pay out is a credit and is collected.
 Debts: `record_debt` appends what a payer could not pay within its credit (a settlement's `owed`) to the
-payer's debt list (`debts_key`, oldest first). Every credit `transfer` makes to a debtor first pays its
-oldest debts (`collect`: FIFO in the order they were recorded, never more than the credit received, so the
-debtor's balance never ends below where it was before the credit), each part moved to its creditor and
-announced by an `owed_paid` event; a debt paid in full leaves the list, an empty list leaves the state, so
-an account that never owed (every chain before debts) has no record and keeps its bytes. Money that reaches
-a creditor that owes too pays that creditor's debts in turn, but each account pays at most once per credit:
-a cycle of debts (A owes B, B owes A) would otherwise pass the same micro-units round it step by step, with
-no bound on one transaction's work; what comes back to an account that already paid stays with it until its
-next credit. `refuse_debtor` is the admission rule of the market and exchange contracts: a member owing
-more than a limit (OWED_LIMIT) may not take a new purchase.
+payer's debt list (`debts_key`, oldest first). Every credit a contract makes to a debtor - `transfer`'s, an
+auction's refund of escrow or its proceeds - first pays its oldest debts (`collect`: FIFO in the order they
+were recorded, never more than the credit received, so the debtor's balance never ends below where it was
+before the credit), each part moved to its creditor and announced by an `owed_paid` event; a debt paid in
+full leaves the list, an empty list leaves the state, so an account that never owed (every chain before
+debts) has no record and keeps its bytes. Money that reaches a creditor that owes too pays that creditor's
+debts in turn, but each account pays at most once per credit: a cycle of debts (A owes B, B owes A) would
+otherwise pass the same micro-units round it step by step, with no bound on one transaction's work; what
+comes back to an account that already paid stays with it until its next credit. `refuse_debtor` is the
+admission rule of the market, exchange and auction contracts: a member owing more than a limit (genesis
+`owed_limit`) may not take a new purchase. `pay_own_debts` is the rule of a debtor's own payment (`pay`):
+before it pays anyone, what it can pay (`room`) pays its debts, oldest first (`collect`), and the payment is
+refused (`insufficient-funds`, naming the debt) if it still owes after that: no money leaves a debtor past
+its creditors (review14 K6).
 Pure; no I/O.
 """
 
@@ -29,7 +33,7 @@ from ..machine import BlockContext, require
 from ..results import Event, Reason, RuleError
 from ..state import Overlay, StateReader, read_obj
 
-# A member owing more than this (micro-units) may not buy (`refuse_debtor`). 0: any debt. Meant to become
+# A member owing more than this (micro-units) may not buy (`refuse_debtor`). 0: any debt. The contracts pass
 # the genesis param `owed_limit` (default 0, so chains where nobody owes keep their bytes either way).
 OWED_LIMIT = 0
 
@@ -139,12 +143,41 @@ def refuse_debtor(state: StateReader, account: bytes, what: str, limit: int = OW
     than `limit` (`barring_debt`). Selling stays open: a sale's payment is what collects the debt."""
     total = barring_debt(state, account, limit)
     if total:
-        entries = debts(state, account)
-        oldest = entries[0]
         raise RuleError(
             Reason.INSUFFICIENT_FUNDS,
-            f"{what}: {account.hex()[:16]}… owes {total} micro-units on {len(entries)} settlement(s) "
-            f"(oldest {oldest['amount']} to {oldest['creditor'].hex()[:16]}… for trade "
-            f"{oldest['trade'].hex()[:16]}…), more than the {limit} a member may owe and still buy: "
+            f"{_owing(state, account, what, total)}, more than the {limit} a member may owe and still buy: "
             "it may sell, and every payment to it pays its debts first",
         )
+
+
+def pay_own_debts(view: Overlay, ctx: BlockContext, account: bytes, what: str) -> list[Event]:
+    """Before `account` pays anyone (`what`: its payment), its own debts are paid from what it can pay now
+    (`room`, its credit limit included), oldest first, as from a credit (`collect`: the `owed_paid`
+    events); if it still owes after that, `what` is refused (`insufficient-funds`, naming the debt as it
+    stood). A debtor's money goes to its creditors before anyone else; one that owes nothing pays as before
+    (one lookup, no write). Money a cycle of debts brings back to it while it pays stays with it
+    (`collect`)."""
+    if view.get(debts_key(account)) is None:  # the common case: no debts, one lookup
+        return []
+    owed = owed_total(view, account)
+    held = room(view, ctx, account)
+    text = _owing(view, account, what, owed)
+    events = collect(view, account, held)
+    if view.get(debts_key(account)) is not None:
+        raise RuleError(
+            Reason.INSUFFICIENT_FUNDS,
+            f"{text}, and can pay only {max(0, held)} of it: a member that owes pays its debts before it "
+            "pays anyone else (every payment to it pays them first)",
+        )
+    return events
+
+
+def _owing(state: StateReader, account: bytes, what: str, total: int) -> str:
+    """The refusal's words for a debtor: what it owes, on how many settlements, and the oldest debt."""
+    entries = debts(state, account)
+    oldest = entries[0]
+    return (
+        f"{what}: {account.hex()[:16]}… owes {total} micro-units on {len(entries)} settlement(s) "
+        f"(oldest {oldest['amount']} to {oldest['creditor'].hex()[:16]}… for trade "
+        f"{oldest['trade'].hex()[:16]}…)"
+    )

@@ -10,6 +10,17 @@ revoked, a payer without the funds or credit. Each payment is kept under its key
 amount and txid, and announced by a `paid` event. A payee that owes (a settlement's `owed`) has its oldest
 debts paid from the payment first (`funds.collect`: `owed_paid` events after `paid`, never more than the
 amount paid); the payment is recorded as made to the payee all the same.
+A payer that owes pays its own debts first (`funds.pay_own_debts`, review14 K6): what it can pay within its
+credit goes to its creditors, oldest first (their `owed_paid` events right after `paid`, before the payee's),
+and the payment is refused `insufficient-funds`, naming the debt, unless that clears every debt (and then
+`transfer` needs room for the amount as ever). The leak it closes: a debtor holding money its creditors did
+not get (kept through an auction's escrow, or handed back round a cycle of debts) paid it elsewhere while its
+creditor waited. Not "a debtor pays only its creditors" (it could pay a later creditor ahead of an older one,
+and would be refused an honest payment to anyone else though it had the money for its debts and it) nor "no
+payment while owing" (the same refusal): this rule refuses only what its creditors are owed first, as every
+credit to it does; a debtor with the money for both pays both in one transaction. The day-ahead uplift (`ref`
+`uplift/day-<d>`, controller chain_venue.pay) is such a payment; its venue's credit limit (10^15) lets nobody
+owe, so it is untouched. One that owes nothing pays as before, byte for byte (one lookup).
 Pure; no I/O.
 """
 
@@ -23,7 +34,7 @@ from ..results import Event, Reason
 from ..schema import KEY, LABEL, Int, Map
 from ..state import Overlay, StateReader, read_obj
 from ..tx import Tx
-from .funds import transfer
+from .funds import pay_own_debts, transfer
 
 MAX_AMOUNT = 10**15  # micro-units (10^9 currency units): far beyond a day's uplift, well inside 64 bits
 
@@ -46,9 +57,10 @@ def pay(view: Overlay, tx: Tx, ctx: BlockContext, sender: ks.AccountRecord) -> l
     require(view.get(ks.revoked(payee)) is None, Reason.FORBIDDEN, "the payee's key was revoked")
     key = payment_key(tx.sender, payee, ref)
     require(view.get(key) is None, Reason.DUPLICATE, f"already paid this payee for {ref!r}")
+    own = pay_own_debts(view, ctx, tx.sender, f"a payment of {amount} to {payee.hex()[:16]}… for {ref!r}")
     collected = transfer(view, ctx, tx.sender, payee, amount, "payer")
     view.put_obj(key, {"amount": amount, "txid": tx.txid})
-    return [("paid", {"payer": tx.sender, "payee": payee, "amount": amount, "ref": ref}), *collected]
+    return [("paid", {"payer": tx.sender, "payee": payee, "amount": amount, "ref": ref}), *own, *collected]
 
 
 def genesis_writes(genesis: Any) -> dict[bytes, bytes | None]:

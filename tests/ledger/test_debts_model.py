@@ -1,0 +1,353 @@
+"""The debts of a chain, against a model written apart from the contracts: settlements that record and collect
+debts, payments (a paying debtor pays its own debts first), auction bids, refunds and proceeds (review14 K6).
+
+Seeded by hypothesis: three parties trade, pay each other, open auctions and bid in them, blocks closing the
+auctions whenever they fall due. After every step the chain is the model (balances, debt lists, escrow, every
+event), money is conserved (balances plus what auctions hold in escrow), no balance goes below the credit
+limit, debts are paid oldest first, no credit stays with an account that still owes (beyond what a cycle of
+debts hands back to it, `funds.collect`) and no account that owed pays anyone while it still owes.
+Collection on a bare state is test_debts_collect.py's; the scenarios are test_debts.py's and
+test_debts_refunds.py's.
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+from hypothesis import event, given, settings
+from hypothesis import strategies as st
+from ledger_fixtures import reason
+from test_debts import CREDIT, A, B, C, bid, debt_chain, dso_settle, offer
+from test_settle_both import PRICE
+from test_settle_compensation import FEED_IN, RETAIL
+
+from peergrid_ledger import query
+from peergrid_ledger.contracts.market_state import compensation
+from peergrid_ledger.keys import Keypair
+from peergrid_ledger.results import Accepted, Reason, Rejected
+
+PARTIES = (A, B, C)
+Events = list[tuple[str, dict[str, Any]]]
+
+pair = st.permutations(range(3)).map(lambda p: (p[0], p[1]))
+trade_step = st.tuples(
+    st.just("trade"),
+    pair,
+    st.integers(1, 200),  # quantity
+    st.one_of(st.integers(0, 200), st.just(200)),  # gap (what was not delivered, cut to the quantity)
+    st.sampled_from(["seller", "buyer"]),  # whose shortfall is the gap
+    st.integers(0, 200),  # the other side's shortfall (cut to the gap)
+)
+pay_step = st.tuples(st.just("pay"), pair, st.integers(1, 60_000))
+open_step = st.tuples(
+    st.just("open"), st.integers(0, 2), st.integers(1, 24)
+)  # seller, blocks until it closes
+auction_bid_step = st.tuples(  # bidder, which of the auctions opened so far, amount
+    st.just("auction.bid"), st.integers(0, 2), st.integers(0, 7), st.integers(1, 60_000)
+)
+
+
+class Model:
+    """What the contracts should do, written apart from them: balances, debt lists, auctions' escrow and the
+    events (`owed_paid`, `paid`, `auction-closed`)."""
+
+    def __init__(self, held: list[int], parties: tuple[Keypair, ...] = PARTIES) -> None:
+        self.balance = {k.public: b for k, b in zip(parties, held, strict=True)}
+        self.debts: dict[bytes, list[list[Any]]] = {k.public: [] for k in parties}
+        self.auctions: dict[str, dict[str, Any]] = {}  # id -> seller, close (height), bids [[bidder, amount]]
+
+    def room(self, k: bytes) -> int:
+        return self.balance[k] + CREDIT
+
+    def owes(self, k: bytes) -> int:
+        return sum(d[1] for d in self.debts[k])
+
+    def escrow(self) -> int:
+        return sum(
+            a for auction in self.auctions.values() if not auction["closed"] for _, a in auction["bids"]
+        )
+
+    def move(self, payer: bytes, payee: bytes, amount: int) -> Events:
+        """`amount` from payer to payee; then each account in turn, in the order money first reached it,
+        pays its oldest debts from all it received before its turn, once (`collect`)."""
+        self.balance[payer] -= amount
+        self.balance[payee] += amount
+        return self.collect(payee, amount)
+
+    def collect(self, payee: bytes, amount: int) -> Events:
+        paid: Events = []
+        order, received, turn = [payee], {payee: amount}, 0
+        while turn < len(order):
+            debtor = order[turn]
+            turn += 1
+            left, queue = received[debtor], self.debts[debtor]
+            while queue and left > 0:
+                creditor, owed, tid = queue[0]
+                part = min(left, owed)
+                self.balance[debtor] -= part
+                self.balance[creditor] += part
+                left -= part
+                queue[0][1] -= part
+                if queue[0][1] == 0:
+                    queue.pop(0)
+                total = sum(d[1] for d in queue)
+                paid.append(("owed_paid", {"debtor": debtor, "creditor": creditor, "amount": part,
+                                           "trade": tid, "owed": total}))  # fmt: skip
+                if creditor not in order:
+                    order.append(creditor)
+                    received[creditor] = 0
+                if order.index(creditor) >= turn:  # its turn is still to come (one that paid keeps it)
+                    received[creditor] += part
+        return paid
+
+    def pay(self, payer: bytes, payee: bytes, amount: int, ref: str) -> Events | None:
+        """`pay`: a payer that owes first pays its debts from all it can pay (its room); refused (None, the model
+        unchanged) if it still owes then, or has no room left for the amount; the payee's debts collected."""
+        saved = copy.deepcopy((self.balance, self.debts))
+        own = self.collect(payer, self.room(payer)) if self.debts[payer] else []
+        if self.debts[payer] or amount > self.room(payer):
+            self.balance, self.debts = saved
+            return None
+        paid = ("paid", {"payer": payer, "payee": payee, "amount": amount, "ref": ref})
+        return [paid, *own, *self.move(payer, payee, amount)]
+
+    def settle(self, seller: bytes, buyer: bytes, energy: int, shorts: tuple[int, int], tid: bytes) -> Any:
+        """The DSO's settlement: None when the buyer cannot pay the energy (refused), else the events after
+        `settled` and what is owed (the compensation's payer pays what its room allows, the rest a debt)."""
+        if energy > self.room(buyer):
+            return None
+        expected = self.move(buyer, seller, energy)
+        side, due = compensation(PRICE, *shorts, RETAIL, FEED_IN)
+        payer, payee = (seller, buyer) if side == "seller" else (buyer, seller)
+        paid = max(0, min(due, self.room(payer)))
+        if paid:
+            expected += self.move(payer, payee, paid)
+        if due > paid:
+            self.debts[payer].append([payee, due - paid, tid])
+        return expected, due - paid
+
+    def bid(self, bidder: bytes, auction_id: str, amount: int, height: int) -> Reason | None:
+        """`auction.bid` in a block at `height`: the refusal's reason, or None (escrowed: the raise over the
+        bidder's previous bid from its balance, the bid moved to the end)."""
+        auction = self.auctions[auction_id]
+        if auction["closed"] or height >= auction["close"]:
+            return Reason.CLOSED
+        if bidder == auction["seller"]:
+            return Reason.FORBIDDEN
+        if self.debts[bidder]:
+            return Reason.INSUFFICIENT_FUNDS  # a purchase: refused while it owes (owed_limit 0)
+        previous = [a for b, a in auction["bids"] if b == bidder]
+        escrowed = previous[0] if previous else 0
+        if previous and amount <= escrowed:
+            return Reason.RULE_VIOLATION
+        if self.balance[bidder] + escrowed < amount:
+            return Reason.INSUFFICIENT_FUNDS
+        self.balance[bidder] -= amount - escrowed
+        auction["bids"] = [[b, a] for b, a in auction["bids"] if b != bidder] + [[bidder, amount]]
+        return None
+
+    def close_due(self, height: int) -> Events:
+        """The end of the block at `height`: each auction due (by id) goes to its highest bid (the earliest of
+        a tie); each loser's refund, then the seller's proceeds, pay their account's debts first."""
+        out: Events = []
+        for auction_id in sorted(a for a, auction in self.auctions.items() if auction["close"] == height):
+            auction = self.auctions[auction_id]
+            winner: list[Any] | None = None
+            for entry in auction["bids"]:
+                if winner is None or entry[1] > winner[1]:
+                    winner = entry
+            collected: Events = []
+            for bidder, amount in auction["bids"]:
+                if winner is None or bidder != winner[0]:
+                    if self.debts[bidder]:
+                        event("escrow refunded to a debtor (review14 K6)")
+                    self.balance[bidder] += amount
+                    collected += self.collect(bidder, amount)
+            if winner is not None:
+                self.balance[auction["seller"]] += winner[1]
+                collected += self.collect(auction["seller"], winner[1])
+            result = {"amount": winner[1], "winner": winner[0]} if winner else {"amount": 0, "winner": None}
+            out += [("auction-closed", {"auction": auction_id, **result}), *collected]
+            auction["closed"] = True
+        return out
+
+
+class Run:
+    """The chain and the model side by side: every transaction in a block of its own, whose end (the auctions
+    closing) the model repeats once the transaction's own effect is in it (`ended`)."""
+
+    def __init__(self, held: list[int]) -> None:
+        contracts = ("market", "payments", "auction")
+        self.c, self.clock = debt_chain(dict(zip(PARTIES, held, strict=True)), CREDIT, contracts)
+        self.model = Model(held)
+        self.start = sum(held)
+        self.hooked: Events = []
+        self.seen: Events = []  # every event of the current step, in order
+
+    def send(self, signer: Keypair, body: dict[str, Any], kind: str = "settle") -> Accepted | Rejected:
+        """One transaction sealed alone (as test_settle_both's Clock; test_debts' helpers send through it)."""
+        self.clock.now += 1
+        result = self.c.sign_and_submit(signer, kind, body, time_ms=self.clock.now)
+        _, outcome = self.c.seal(self.clock.now)
+        own = list(result.events) if isinstance(result, Accepted) else []
+        assert list(outcome.events[: len(own)]) == own
+        self.hooked = list(outcome.events[len(own) :])
+        self.seen += outcome.events
+        return result
+
+    def ended(self) -> None:
+        assert self.hooked == self.model.close_due(self.c.height)
+        if any(name == "owed_paid" for name, _ in self.hooked):
+            event("an auction's refund or proceeds paid a debt")
+
+    def check(self, before: dict[bytes, tuple[int, list[list[Any]]]]) -> None:
+        """The chain is the model, and the rules every step keeps (module docstring)."""
+        model, state = self.model, self.c.state
+        for k in PARTIES:
+            key = k.public
+            assert query.balance(state, key) == model.balance[key]
+            assert query.debts(state, key) == [
+                {"creditor": c, "amount": a, "trade": t} for c, a, t in model.debts[key]
+            ]
+            assert query.owed(state, key) == model.owes(key)
+            assert model.balance[key] >= -CREDIT  # never below the credit limit
+            # FIFO: what is left of the debts before is their tail (the first maybe cut), then new ones
+            now, then = model.debts[key], before[key][1]
+            kept = [d for d in now if any(d[2] == t[2] for t in then)]
+            cut = len(then) - len(kept)
+            assert [d[2] for d in kept] == [t[2] for t in then[cut:]]
+            assert all(d[1] == t[1] for d, t in zip(kept[1:], then[cut + 1 :], strict=True))
+            assert not kept or kept[0][1] <= then[cut][1]
+            if model.debts[key]:  # it still owes: no credit of this step stayed with it, but a cycle's return
+                returned = sum(
+                    e[1]["amount"] for e in self.seen if e[0] == "owed_paid" and e[1]["creditor"] == key
+                )
+                assert model.balance[key] - before[key][0] <= returned
+        for name, body in self.seen:  # a payer that owed paid its debts first, all of them
+            if name == "paid" and before[body["payer"]][1]:
+                assert not model.debts[body["payer"]]
+        escrow = 0
+        for auction_id, auction in model.auctions.items():
+            record = query.auction(state, auction_id)
+            assert record is not None and record["bids"] == auction["bids"]
+            assert (record["result"] is not None) == auction["closed"]
+            escrow += 0 if auction["closed"] else sum(a for _, a in auction["bids"])
+        assert escrow == model.escrow()
+        assert sum(model.balance.values()) + escrow == self.start  # conserved
+
+    def step(self, n: int, step: tuple[Any, ...]) -> None:
+        model = self.model
+        if step[0] == "pay":
+            _, (i, j), amount = step
+            payer, payee = PARTIES[i].public, PARTIES[j].public
+            owed = model.owes(payer)
+            result = self.send(PARTIES[i], {"payee": payee, "amount": amount, "ref": f"r{n}"}, "pay")
+            expected = model.pay(payer, payee, amount, f"r{n}")
+            if expected is None:
+                assert reason(result) is Reason.INSUFFICIENT_FUNDS
+                event("a debtor's payment refused" if owed else "a payment refused")
+            else:
+                assert isinstance(result, Accepted) and list(result.events) == expected
+                event("a debtor paid its debts, then the payee" if owed else "a payment")
+            self.ended()
+        elif step[0] == "open":
+            _, i, blocks = step
+            body = {
+                "auction": f"a{n:02d}",
+                "quantity": 1,
+                "reserve": 1,
+                "close_height": self.c.height + 1 + blocks,
+            }
+            assert self.send(PARTIES[i], body, "auction.open").ok
+            model.auctions[body["auction"]] = {
+                "seller": PARTIES[i].public, "close": body["close_height"], "bids": [], "closed": False
+            }  # fmt: skip
+            self.ended()
+        elif step[0] == "auction.bid":
+            _, i, which, amount = step
+            if not model.auctions:
+                return
+            auction_id = sorted(model.auctions)[which % len(model.auctions)]
+            bidder = PARTIES[i].public
+            result = self.send(PARTIES[i], {"auction": auction_id, "amount": amount}, "auction.bid")
+            refused = model.bid(bidder, auction_id, amount, self.c.height)
+            if refused is None:
+                assert result.ok, result
+            else:
+                assert reason(result) is refused, (refused, result)
+                if refused is Reason.INSUFFICIENT_FUNDS and model.debts[bidder]:
+                    assert "a bid in auction" in str(result) and "owes" in str(result)
+                    event("a debtor's auction bid refused")
+            self.ended()
+        else:
+            self.trade(n, step)
+
+    def trade(self, interval: int, step: tuple[Any, ...]) -> None:
+        _, (i, j), quantity, gap, fault, other = step
+        seller, buyer = PARTIES[i], PARTIES[j]
+        gap = min(gap, quantity)
+        other = min(other, gap)
+        assert offer(self, seller, interval, quantity).ok  # a debtor may always sell
+        self.ended()
+        asked = bid(self, buyer, seller, interval, quantity)
+        self.ended()
+        if self.model.debts[buyer.public]:
+            assert reason(asked) is Reason.INSUFFICIENT_FUNDS and "owes" in str(asked)
+            return
+        assert asked.ok and self.send(buyer, {"interval": interval}, "trade").ok
+        self.ended()
+        ((tid, _),) = query.trades(self.c.state, interval)
+        shorts = (gap, other) if fault == "seller" else (other, gap)
+        result = dso_settle(self, tid, quantity - gap, *shorts)
+        settled = self.model.settle(seller.public, buyer.public, PRICE * (quantity - gap), shorts, tid)
+        if settled is None:
+            assert reason(result) is Reason.INSUFFICIENT_FUNDS
+        else:
+            expected, owed = settled
+            assert isinstance(result, Accepted)
+            got = list(result.events)
+            assert got[0][0] == "settled" and got[0][1].get("owed", 0) == owed
+            assert got[1:] == expected
+            if owed:
+                event("a debt recorded")
+        self.ended()
+
+
+@st.composite
+def parked_escrow(draw: Any) -> list[tuple[Any, ...]]:
+    """review14 K6's moves, among the random ones: x bids in y's new auction, buys of y and takes none of
+    it (it may come to owe), and z outbids it before the close (its escrow refunded after its debt)."""
+    y, x, z = draw(st.permutations(range(3)))
+    quantity = draw(st.integers(1, 200))
+    return [
+        ("open", y, draw(st.integers(6, 12))),
+        ("auction.bid", x, -1, draw(st.integers(1, 30_000))),  # -1: the latest auction
+        ("trade", (y, x), quantity, quantity, "buyer", 0),
+        ("auction.bid", z, -1, draw(st.integers(1, 60_000))),
+    ]
+
+
+one_step = st.one_of(trade_step, trade_step, pay_step, open_step, auction_bid_step, auction_bid_step)
+steps = st.lists(st.one_of(one_step.map(lambda step: [step]), parked_escrow()), min_size=1, max_size=10).map(
+    lambda parts: [step for part in parts for step in part]
+)
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.lists(st.integers(0, 60_000), min_size=3, max_size=3), steps)
+def test_settlements_payments_and_auctions_keep_debts_fifo_collected_and_money_conserved(
+    held: list[int], steps: list[tuple[Any, ...]]
+) -> None:
+    run = Run(held)
+    for n, step in enumerate(steps, 1):
+        before = {
+            k.public: (run.model.balance[k.public], copy.deepcopy(run.model.debts[k.public])) for k in PARTIES
+        }
+        run.seen = []
+        run.step(n, step)
+        run.check(before)
+        if any(e[0] == "owed_paid" for e in run.seen):
+            event("a debt collected")
+        if any(run.model.debts[k] and run.model.room(k) > 0 for k in run.model.debts):
+            event("a debtor holding money (handed back by a creditor that owed it)")
