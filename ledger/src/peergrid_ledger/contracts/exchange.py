@@ -104,6 +104,7 @@ from .exchange_state import (
     sums_key,
 )
 from .funds import refuse_debtor
+from .market_state import require_anonym
 
 __all__ = [  # the state's names, imported here by the controller, the edge and exchange_clearing as before
     "KINDS",
@@ -196,6 +197,7 @@ def _check_judged(judged: dict[str, Any], record: dict[str, Any]) -> None:
 
 def post_position(view: Overlay, tx: Tx, ctx: BlockContext, sender: ks.AccountRecord) -> None:
     require(sender.authorised, Reason.NOT_AUTHORISED, f"{tx.kind}: sender is not authorised")
+    require_anonym(ctx.genesis.params.settle_by_both, sender.roles, f"{tx.sender.hex()[:16]}…", tx.kind)
     b = tx.body
     name, positions = b["session"], b["positions"]
     record = _open_session(view, name)

@@ -87,7 +87,7 @@ from .exchange_rounds import (
 )
 from .exchange_state import clean_prices_key
 from .funds import refuse_debtor
-from .market_state import last_interval_key, rules_for
+from .market_state import last_interval_key, require_anonym, rules_for
 
 __all__ = [  # the rounds' names, imported from here by the controller, the edge and the tests as before
     "MAX_CLEAR_CELLS",
@@ -165,6 +165,7 @@ def _check_accept(
 
 def accept(view: Overlay, tx: Tx, ctx: BlockContext, sender: ks.AccountRecord) -> list[Event]:
     require(sender.authorised, Reason.NOT_AUTHORISED, f"{tx.kind}: sender is not authorised")
+    require_anonym(ctx.genesis.params.settle_by_both, sender.roles, f"{tx.sender.hex()[:16]}…", tx.kind)
     name, positions = tx.body["session"], tx.body["positions"]
     record = _closed_session(view, name)
     final = xch.stepped(view, name, tx.sender)

@@ -3,7 +3,8 @@ flow): who may open a session and with what.
 
 Promises: an authorised sender opens a session under a name nobody holds yet, and a name reserved to a key
 (`exchange_state.reserved_name`) only that key opens; the members are 2..256 distinct known, unrevoked,
-authorised keys (one that could never post would only stall the session); 1..672 opening prices; a
+authorised keys (one that could never post would only stall the session), on a `settle_by_both` chain each
+an anonym (`market_state.require_anonym`: the DSO meters its forward trades by anonym); 1..672 opening prices; a
 `deadline`, when given, after the open's block time, and required on a chain whose genesis says
 `accept_rounds` 2. The sender becomes the coordinator; the session's record, members, prices, running sums
 and each member's empty post are written, a clean session's book by `exchange_clean.open_book`. Pure; no I/O.
@@ -30,6 +31,7 @@ from .exchange_state import (
     session_key,
     sums_key,
 )
+from .market_state import require_anonym
 
 
 def open_exchange(view: Overlay, tx: Tx, ctx: BlockContext, sender: ks.AccountRecord) -> list[Event]:
@@ -56,8 +58,12 @@ def open_exchange(view: Overlay, tx: Tx, ctx: BlockContext, sender: ks.AccountRe
         if view.get(ks.revoked(member)) is not None:
             raise RuleError(Reason.FORBIDDEN, f"member {member.hex()[:16]}…'s key was revoked")
         # a member that could never post (post_position refuses it) could only stall the session
-        if not ks.AccountRecord.decode(raw).authorised:
+        account = ks.AccountRecord.decode(raw)
+        if not account.authorised:
             raise RuleError(Reason.NOT_AUTHORISED, f"member {member.hex()[:16]}… is not authorised")
+        require_anonym(
+            ctx.genesis.params.settle_by_both, account.roles, f"member {member.hex()[:16]}…", tx.kind
+        )
     require(
         1 <= len(prices) <= MAX_INTERVALS,
         Reason.INVALID,

@@ -33,6 +33,9 @@ Flow for one trading interval (see docs/ledger-format.md):
       none of the interval's trades is settled and not after the reopening's own deadline `until` (block
       time). The closed trades stay, marked superseded (never deleted, never settled); positions stand,
       moves continue in later rounds, no new member may join, `trade` closes it again with new trade ids.
+  On a `settle_by_both` chain only an anonym trades (`offer`, `bid`, `move`, and an exchange session's
+      members: `market_state.require_anonym`, review14 K1/K2): the DSO meters, prices and holds debts by
+      anonym, so an MGMC's node key (role `mgmc`) is refused `forbidden`; elsewhere any participant trades.
   A member that owes (a priced settlement's `owed` it has not paid yet: `funds`) may not buy: a `bid` with
       any demand, and a `move` that asks any seller for more than its standing bid did, are refused
       `insufficient-funds` naming the debt; it may join with an empty bid, sell (`offer`, `move`) and cut
@@ -77,6 +80,7 @@ from .market_state import (  # re-exported: callers import the contract's record
     offer_key,
     reopen_key,
     reopening,
+    require_anonym,
     rules_for,
     rules_key,
     settlement,
@@ -122,6 +126,12 @@ def set_rules(view: Overlay, tx: Tx, ctx: BlockContext, sender: ks.AccountRecord
     )
     entries = [e for e in read_obj(view, rules_key(tx.sender)) or [] if e[0] < start]
     view.put_obj(rules_key(tx.sender), [*entries, [start, tx.body["rules"]]])
+
+
+def _trader(sender: ks.AccountRecord, tx: Tx, ctx: BlockContext) -> None:
+    """A participant, and on a `settle_by_both` chain an anonym (`market_state.require_anonym`)."""
+    require_participant(sender, tx.kind)
+    require_anonym(ctx.genesis.params.settle_by_both, sender.roles, f"{tx.sender.hex()[:16]}…", tx.kind)
 
 
 def _open_interval(view: Overlay, interval: int, sender: bytes, side: str) -> None:
@@ -226,7 +236,7 @@ def _check_round(view: Overlay, interval: int, round_: int, own: int | None) -> 
 
 
 def post_offer(view: Overlay, tx: Tx, ctx: BlockContext, sender: ks.AccountRecord) -> None:
-    require_participant(sender, tx.kind)
+    _trader(sender, tx, ctx)
     b = tx.body
     key = offer_key(b["interval"], tx.sender)
     if view.get(key) is not None:
@@ -240,7 +250,7 @@ def post_offer(view: Overlay, tx: Tx, ctx: BlockContext, sender: ks.AccountRecor
 
 
 def post_bid(view: Overlay, tx: Tx, ctx: BlockContext, sender: ks.AccountRecord) -> None:
-    require_participant(sender, tx.kind)
+    _trader(sender, tx, ctx)
     b = tx.body
     key = bid_key(b["interval"], tx.sender)
     if view.get(key) is not None:
@@ -255,7 +265,7 @@ def post_bid(view: Overlay, tx: Tx, ctx: BlockContext, sender: ks.AccountRecord)
 
 
 def move(view: Overlay, tx: Tx, ctx: BlockContext, sender: ks.AccountRecord) -> None:
-    require_participant(sender, tx.kind)
+    _trader(sender, tx, ctx)
     b = tx.body
     interval = b["interval"]
     require(

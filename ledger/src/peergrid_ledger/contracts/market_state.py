@@ -16,6 +16,7 @@ from typing import Any, TypeVar
 
 from .. import keyspace as ks
 from ..codec import decode
+from ..results import Reason, RuleError
 from ..schema import KEY, PRICE, QUANTITY, Bool, List, Map
 from ..state import StateReader, read_obj
 
@@ -50,6 +51,23 @@ MAX_TARIFF_INTERVALS = 1024  # intervals one `market.tariff` may price (a day of
 MAX_DEMANDS = 64  # sellers one bid or move may name (the controller's in-memory check uses it too)
 DEMANDS = List(Map({"seller": KEY, "quantity": QUANTITY}), MAX_DEMANDS)
 K = TypeVar("K", str, bytes)  # a participant: its key on the chain, its name in the controller's mirror
+
+
+ANONYMS_ONLY = "only an MGMC's anonym trades on this chain"
+
+
+def require_anonym(settle_by_both: int, roles: frozenset[str], who: str, kind: str) -> None:
+    """On a `settle_by_both` chain only an anonym holds a position or takes part in a trade (review14 K1, K2):
+    the DSO, which alone settles a dispute and vouches for a seller there, meters and prices each MG by its
+    anonym, and a debt is its anonym's; an MGMC's node key (role `mgmc`) that traded would escape the metering
+    (its trades unsettleable or settled on its own word) and buy while its anonym owes. Refused `forbidden`.
+    Without `settle_by_both` every participant trades, as before (nobody meters, nobody owes)."""
+    if settle_by_both and ks.ROLE_ANONYM not in roles:
+        raise RuleError(
+            Reason.FORBIDDEN,
+            f"{kind}: {ANONYMS_ONLY} (settle_by_both: the DSO meters and prices each MG by its anonym); "
+            f"{who} has the roles {sorted(roles)}",
+        )
 
 
 # ---------------------------------------------------------------------------------------------- keys & reads
