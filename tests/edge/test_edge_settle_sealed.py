@@ -4,7 +4,8 @@ out), reveals only once the counterparty committed or the commit deadline passed
 on record as the lone statement. On a real single-authority `EdgeLedger` (test_settlement.Node): both parties
 agree; an agent restarted between commit and reveal reveals what it committed to, not what it meters now; a
 crash between keeping the salt and publishing the commitment publishes the same commitment; a lone committer
-settles on its word after the deadlines; a lost salt is a final refusal; a corrupt kept file is a loud error.
+settles on its word after the deadlines; a lost salt is a final refusal, and so is a corrupt kept file, set
+aside for the operator (more in test_edge_settle_corrupt).
 """
 
 from __future__ import annotations
@@ -163,7 +164,7 @@ def test_a_lone_committer_reveals_after_the_commit_deadline_and_settles_on_its_w
     assert kinds(sent) == ["seal", "reveal", "statement"]
 
 
-def test_a_lost_salt_is_a_final_refusal_and_a_corrupt_file_a_loud_error(tmp_path: Path) -> None:
+def test_a_lost_salt_is_a_final_refusal_and_so_is_a_corrupt_file_set_aside(tmp_path: Path) -> None:
     seller, buyer, authority = (Keypair.generate() for _ in range(3))
 
     async def day(node: Node) -> tuple[Submission, str]:
@@ -178,9 +179,15 @@ def test_a_lost_salt_is_a_final_refusal_and_a_corrupt_file_a_loud_error(tmp_path
         assert (await sealed({"trade": tid, "delivered": KWH})).landed
         path = tmp_path / "s" / f"{tid.hex()}.json"
         path.write_text('{"delivered": 5, "salt": "00"}')
-        with pytest.raises(ValueError, match="not a kept statement"):
-            await sealed({"trade": tid, "delivered": KWH})
-        path.unlink()
+        corrupt = await sealed({"trade": tid, "delivered": KWH})  # a refusal, not a raise: the others go on
+        assert (
+            not corrupt.landed
+            and corrupt.reason.startswith("invalid:")
+            and "a salt of 1 bytes" in corrupt.reason
+        )
+        aside = path.with_name(path.name + ".corrupt")
+        assert not path.exists() and aside.read_text() == '{"delivered": 5, "salt": "00"}'
+        aside.unlink()  # the operator removed it
         lost = await sealed({"trade": tid, "delivered": KWH})
         return lost, str(path.parent)
 

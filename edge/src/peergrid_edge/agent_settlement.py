@@ -18,13 +18,18 @@ a statement is first committed (its figures and a random salt written to `<data_
 before the commitment is published, so a restarted agent reveals exactly what it committed to), revealed
 only once the local replica shows the counterparty committed or the commit deadline passed (never earlier: a
 reveal refused is still gossiped, and would show the counterparty the figures), and a lone statement sent
-again after the deadline repeats the one on record.
+again after the deadline repeats the one on record. A kept file that does not read as a statement (a bad
+block of the SD card) is a final refusal for that one trade, as a lost salt is: logged as an error naming it,
+set aside as `<trade>.json.corrupt` for the operator (never deleted, never overwritten by a new salt: no new
+commitment is ever made for that trade), and every other trade goes on. The Settler's work never ends the
+agent's loop (`work_settler`: its traceback logged, the time waited out without it).
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import os
 import time
 from collections.abc import Callable
@@ -45,6 +50,11 @@ from peergrid_ledger.genesis import Genesis
 if TYPE_CHECKING:
     from peergrid_edge.daemon import EdgeDaemon
     from peergrid_edge.trader import MarketAgent
+
+log = logging.getLogger("peergrid.edge.trader")
+
+CORRUPT = ".corrupt"
+"""The suffix a kept statement file that does not read as one is set aside with (`SealedStatements`)."""
 
 
 def sealed_for(agent: MarketAgent, daemon: EdgeDaemon) -> SealedStatements:
@@ -166,16 +176,31 @@ async def settle_day(agent: MarketAgent) -> None:
     day_end = max(agent._start_of(agent._last_interval() + 1), time.time() + s.interval_s)
     # the last interval's statements go after its end (settle_by_both): they get an interval of tries too
     day_end = max(day_end, (settler.book.last_due() or 0.0) + s.interval_s)
-    await settler.work_until(day_end, while_pending=True)
+    await work_settler(agent, day_end, while_pending=True)
     while (waiting := settler.book.waiting_until()) is not None and not stopping.is_set():
-        await settler.work_until(waiting + s.phase_timeout_s, while_pending=True)
+        await work_settler(agent, waiting + s.phase_timeout_s, while_pending=True)
         if time.time() >= waiting + s.phase_timeout_s:
             break
     if not stopping.is_set():
         settler.end_of_day()
-        if agent.sealed is not None:  # (it keeps nothing on a chain that does not seal statements)
-            agent.sealed.prune(agent.ledger.state("mgmc"))
+        try:  # housekeeping: a file it cannot delete must not fail the day (a restart would meet it again)
+            if agent.sealed is not None:  # (it keeps nothing on a chain that does not seal statements)
+                agent.sealed.prune(agent.ledger.state("mgmc"))
+        except OSError:
+            log.exception("the day's end could not prune the kept statements; they stay on disk")
     agent.phase = "finished"
+
+
+async def work_settler(agent: MarketAgent, until: float, while_pending: bool = False) -> None:
+    """The agent's Settler worked until `until` (time.time(); `Settler.work_until`). One trade's failure is
+    booked by the Settler itself (`Settler._try`); should the work raise all the same (a bug), the traceback is
+    logged and the time waited out without it: the agent's loop goes on and its next interval starts on time
+    (review14 K4: a raise here ended the agent's task, and the daemon polled on without trading)."""
+    try:
+        await agent.settler.work_until(until, while_pending)
+    except Exception:
+        log.exception("the Settler failed; the agent waits without it until %.3f", until)
+        await agent.d._sleep(max(0.0, until - time.time()))
 
 
 class SealedStatements:
@@ -186,7 +211,8 @@ class SealedStatements:
     commit deadline, then the reveal window), keeps it past the day's end and asks again.
     `kept` holds one file per committed trade: {delivered, short, salt}, written and synced before the
     commitment goes out. A commitment whose file is gone cannot be revealed: refused `invalid`, which the
-    Settler takes as final (the contract then settles it as kept back: `market_sealed.withheld`)."""
+    Settler takes as final (the contract then settles it as kept back: `market_sealed.withheld`); so is one
+    whose file does not read as a statement (`CorruptStatement`), which is set aside (`<name>.corrupt`)."""
 
     def __init__(
         self,
@@ -218,7 +244,10 @@ class SealedStatements:
             again = {"trade": tid, "delivered": stated["delivered"]}
             return await self._submit(again | ({"short": stated["short"]} if "short" in stated else {}))
         seals = record.get("seals", {})
-        kept = self.load(tid)
+        try:
+            kept = self.load(tid)
+        except CorruptStatement as exc:
+            return self._corrupt(tid, exc)
         if party not in seals:
             if kept is None:
                 kept = {"delivered": body["delivered"], "salt": os.urandom(32)}
@@ -239,6 +268,23 @@ class SealedStatements:
             return Submission(True, f"sealed: the {other} may commit until {record['deadline']} ms")
         reveal = {"trade": tid, "delivered": kept["delivered"], "salt": kept["salt"]}
         return await self._submit(reveal | ({"short": kept["short"]} if "short" in kept else {}))
+
+    def _corrupt(self, tid: bytes, exc: CorruptStatement) -> Submission:
+        """The final refusal for a trade whose kept file is corrupt: the file set aside for the operator (so
+        that it is never taken for a lost one, and no new salt is ever written over it), logged as an error."""
+        aside = exc.path
+        if aside.suffix != CORRUPT:
+            aside = exc.path.with_name(exc.path.name + CORRUPT)
+            try:
+                os.replace(exc.path, aside)
+            except OSError as failed:  # it stays where it is: refused again on every try, never overwritten
+                log.error("could not set %s aside: %s", exc.path, failed)
+                aside = exc.path
+        log.error(
+            "trade %s: its kept statement is corrupt (%s), set aside as %s for the operator: this side "
+            "cannot state it (the chain settles it without this side's figures)", tid.hex()[:16], exc, aside,
+        )  # fmt: skip
+        return Submission(False, f"invalid: trade {tid.hex()[:16]}…: {exc}; set aside as {aside}")
 
     def prune(self, state: Any) -> int:
         """Delete the kept statements of trades the chain shows settled or superseded (nothing is left to
@@ -265,9 +311,12 @@ class SealedStatements:
         return self.kept / f"{tid.hex()}.json"
 
     def load(self, tid: bytes) -> dict[str, Any] | None:
-        """The statement this MG committed to for `tid`, or None. A file that does not read as one is our
-        own store corrupted: a loud ValueError naming it, never a guess."""
+        """The statement this MG committed to for `tid`, or None. A file that does not read as one, or one
+        set aside as corrupt before, is our own store corrupted: `CorruptStatement` naming it, never a guess."""
         path = self._file(tid)
+        aside = path.with_name(path.name + CORRUPT)
+        if aside.exists():
+            raise CorruptStatement(aside, "set aside as corrupt before")
         if not path.exists():
             return None
         try:
@@ -275,10 +324,10 @@ class SealedStatements:
             kept: dict[str, Any] = {"delivered": int(doc["delivered"]), "salt": bytes.fromhex(doc["salt"])}
             if "short" in doc:
                 kept["short"] = int(doc["short"])
-        except (ValueError, KeyError, TypeError) as exc:
-            raise ValueError(f"{path}: not a kept statement ({exc})") from exc
+        except (ValueError, KeyError, TypeError, RecursionError) as exc:  # (json's too-deep nesting)
+            raise CorruptStatement(path, str(exc) or type(exc).__name__) from exc
         if len(kept["salt"]) != 32:
-            raise ValueError(f"{path}: not a kept statement (a salt of {len(kept['salt'])} bytes)")
+            raise CorruptStatement(path, f"a salt of {len(kept['salt'])} bytes")
         return kept
 
     def save(self, tid: bytes, kept: dict[str, Any]) -> None:
@@ -286,3 +335,11 @@ class SealedStatements:
         self.kept.mkdir(parents=True, exist_ok=True)
         doc = {**kept, "salt": kept["salt"].hex()}
         write_whole(self._file(tid), json.dumps(doc, sort_keys=True), sync_folder=True)
+
+
+class CorruptStatement(ValueError):
+    """A kept statement file that does not read as one (`SealedStatements.load`): `path` names it."""
+
+    def __init__(self, path: Path, why: str) -> None:
+        super().__init__(f"{path}: not a kept statement ({why})")
+        self.path = path

@@ -1,46 +1,48 @@
 """Settling this MG's trades (design step 8): each agreed trade is paid once, retried until it is.
 
-Promises: `Settler.settle(t, trades)` takes on the trades of interval t's latest closing that this MG is a party
-to. On a chain without genesis `settle_by_both` (the rule before it) it settles each purchase at once with the
-agreed quantity, as before: the buyer alone pays. With `settle_by_both` (`by_both`) it states each trade, bought
-or sold, once: not before the interval ended and its PCC meter was read (`not_before`, then `metering` gives
-the Wh it metered for that trade, frozen into the statement: the same body is sent again whenever it is sent),
-and reads `query.settlement(...)["state"]`: stated with its own statement on record, it reads the trade again
-every `first_wait_s` until its `deadline` (a silent counterparty), then sends the same body again, which
-settles it on its word; `disputed` ends it without a retry (the DSO settles it from both parties' sealed
-PCC readings; `on_dispute` hears of it); `settled`/`superseded` end it; a refusal because the chain's interval
-clock says the interval has not ended (`rule-violation`) is retried. The chain may refuse an attempt for a reason another party cures
-later — the buyer's balance (its income from its own sales) not yet on chain, a lost nonce, no verdict in
-time, a transaction too old to land, a full pool — and then it is retried with back-off (`first_wait_s`,
-doubling up to `max_wait_s`) whenever the agent is idle (`work_until`: before an interval starts, after the
-day's last one) and at each settle phase (`retry_due`), each retry logged with the reason, until it settles,
-the chain says it never will (`PERMANENT`: settled already, superseded by a reopening, not a party, too late
-to state, ...), or the day ends (`give_up`; a trade waiting for its deadline after the day's end is kept
-for the agent to wait for, `Settlements.waiting_until`). A trade that leaves the list is recorded with how it
-ended. Never double-settles: each attempt first reads the trade on chain and sends nothing for one that is
-settled, superseded, disputed or waiting on its deadline, and the contract refuses a second settlement
+Promises: `Settler.settle(t, trades)` takes on the trades of interval t's latest closing that this MG is a
+party to. On a chain without genesis `settle_by_both` (the rule before it) it settles each purchase at once
+with the agreed quantity, as before: the buyer alone pays. With `settle_by_both` (`by_both`) it states each
+trade, bought or sold, once: not before the interval ended and its PCC meter was read (`not_before`, then
+`metering` gives the Wh it metered for that trade, frozen into the statement: the same body is sent again
+whenever it is sent), and reads `query.settlement(...)["state"]`: stated with its own statement on record, it
+reads the trade again every `first_wait_s` until its `deadline` (a silent counterparty), then sends the same
+body again, which settles it on its word; `disputed` ends it without a retry (the DSO settles it from both
+parties' sealed PCC readings; `on_dispute` hears of it); `settled`/`superseded` end it; a refusal because the
+chain's interval clock says the interval has not ended (`rule-violation`) is retried. The chain may refuse an
+attempt for a reason another party cures later — the buyer's balance (its income from its own sales) not yet
+on chain, a lost nonce, no verdict in time, a transaction too old to land, a full pool — and then it is
+retried with back-off (`first_wait_s`, doubling up to `max_wait_s`) whenever the agent is idle (`work_until`:
+before an interval starts, after the day's last one) and at each settle phase (`retry_due`), each retry logged
+with the reason, until it settles, the chain says it never will (`PERMANENT`: settled already, superseded by a
+reopening, not a party, too late to state, ...), or the day ends (`give_up`; a trade waiting for its deadline
+after the day's end is kept for the agent to wait for, `Settlements.waiting_until`). An attempt that raises
+instead of answering (a disk error keeping a salt, a bug) is logged with its traceback and retried like a
+refusal the chain may cure (`Settler._try`); the other trades go on. A trade that leaves the list is recorded
+with how it ended. Never double-settles: each attempt first reads the trade on chain and sends nothing for one
+that is settled, superseded, disputed or waiting on its deadline, and the contract refuses a second settlement
 anyway. `judge` and `Settlements` are pure (no I/O, times passed in); `Settler` is the thin async shell over
 the agent's chain access.
 A trade whose interval started before this MGMC's first PCC reading (it started, or restarted, within the
-interval): the counter at the interval's start is unknown, so no side can meter the interval as the DSO
-does. Each states only what it can prove without favouring itself (`pcc_readings.provable_wh`): the seller
-what its meter shows left from its first reading in the interval to its end (the counter never runs
-backwards, so never more than left); the buyer nothing — a lower bound of what arrived would have it pay
-for less than it got — and it says so in its log; the seller's lone statement then settles the trade after
-the chain's wait, and the buyer reads it settled. (Before, both waited for a reading that could never come
-and the trade was never stated by either.) Where neither can state (the seller has no reading in the
-interval at all), the trade stays unsettled and each gives it up at the day's end, as before.
+interval): the counter at the interval's start is unknown, so no side can meter the interval as the DSO does.
+Each states only what it can prove without favouring itself (`pcc_readings.provable_wh`): the seller what its
+meter shows left from its first reading in the interval to its end (the counter never runs backwards, so never
+more than left); the buyer nothing — a lower bound of what arrived would have it pay for less than it got —
+and it says so in its log; the seller's lone statement then settles the trade after the chain's wait, and the
+buyer reads it settled. (Before, both waited for a reading that could never come and the trade was never
+stated by either.) Where neither can state (the seller has no reading in the interval at all), the trade stays
+unsettled and each gives it up at the day's end, as before.
 On a trade both of whose parties the DSO priced (`market.tariff`; `priced` says so from the replica,
 `market_state.cover_prices` not None; the trading agent's `agent_settlement.settler_for` passes it) the
-statement also names this side's own shortfall, `short` = agreed − min(delivered stated, agreed), frozen with it and repeated unchanged after the deadline (the contract refuses a
-repeat with another `short`; after a restart both are read back from the chain). From the PCC meter that is the
-very figure the DSO names for this side (dso-server `disputes`: agreed − min(its share, agreed)), so two honest
-MGMCs agree without a dispute and a lapse charges the silent party only the rest this side does not own. Where
-the side states a bound (a seller that started late: what its meter proves left, never more than left) its
-`short` is agreed − the bound: never less than its true shortfall, so never in its favour; an MG without a PCC
-meter states the agreed quantity only when dispatch confirmed it in full, `short` 0; a side that states nothing
-(`Unprovable`) states no `short` either. An unpriced trade's body stays `{trade, delivered}` (the chain refuses
-`short` there).
+statement also names this side's own shortfall, `short` = agreed − min(delivered stated, agreed), frozen with
+it and repeated unchanged after the deadline (the contract refuses a repeat with another `short`; after a
+restart both are read back from the chain). From the PCC meter that is the very figure the DSO names for this
+side (dso-server `disputes`: agreed − min(its share, agreed)), so two honest MGMCs agree without a dispute and
+a lapse charges the silent party only the rest this side does not own. Where the side states a bound (a seller
+that started late: what its meter proves left, never more than left) its `short` is agreed − the bound: never
+less than its true shortfall, so never in its favour; an MG without a PCC meter states the agreed quantity
+only when dispatch confirmed it in full, `short` 0; a side that states nothing (`Unprovable`) states no
+`short` either. An unpriced trade's body stays `{trade, delivered}` (the chain refuses `short` there).
 """
 
 from __future__ import annotations
@@ -192,17 +194,14 @@ class Settlements:
     def give_up(self, why: str, now: float | None = None) -> list[Ended]:
         """Drop what is still unsettled; with `now`, keep statements whose counterparty's deadline is after
         it (the agent waits for them: ending them would leave a trade this MG can still settle unpaid)."""
-        keep = {
-            t
-            for t, p in self.pending.items()
-            if now is not None and p.deadline is not None and p.deadline > now
-        }
-        ended = [
-            Ended(p, False, f"{why}; last refusal: {p.reason}")
-            for t, p in self.pending.items()
-            if t not in keep
-        ]
-        self.pending = {t: p for t, p in self.pending.items() if t in keep}
+        ended: list[Ended] = []
+        kept: dict[bytes, PendingSettle] = {}
+        for t, p in self.pending.items():
+            if now is not None and p.deadline is not None and p.deadline > now:
+                kept[t] = p
+            else:
+                ended.append(Ended(p, False, f"{why}; last refusal: {p.reason}"))
+        self.pending = kept
         return ended
 
 
@@ -282,7 +281,7 @@ class Settler:
                     continue
                 self.book.add(pending, not_before)
                 continue
-            ended = await self._attempt(PendingSettle(t, tid, int(tr["quantity"])))
+            ended = await self._try(PendingSettle(t, tid, int(tr["quantity"])))
             settled += ended is not None and ended.settled
         return settled
 
@@ -309,7 +308,7 @@ class Settler:
                     "interval %d: retrying the settlement of trade %s (attempt %d), refused before: %s",
                     pending.interval, pending.trade.hex()[:16], pending.attempts + 1, pending.reason,
                 )  # fmt: skip
-            await self._attempt(pending)
+            await self._try(pending)
 
     async def work_until(self, deadline: float, while_pending: bool = False) -> None:
         """Retry what is due until `deadline` (time.time()), sleeping between; with `while_pending`, return as
@@ -334,6 +333,17 @@ class Settler:
             self._report(e)
         return ended
 
+    async def _try(self, pending: PendingSettle) -> Ended | None:
+        """`_attempt`; one that raises (a disk error keeping a salt, a bug) is logged with its traceback and
+        booked refused, retried with back-off until the day's end, not final: a failing disk may cure, and a
+        retry reads the chain first (nothing is sent twice). The other trades go on."""
+        try:
+            return await self._attempt(pending)
+        except Exception as exc:
+            log.exception("interval %d: settling trade %s raised (attempt %d); it is retried later",
+                          pending.interval, pending.trade.hex()[:16], pending.attempts)  # fmt: skip
+            return self.book.after(pending, "retry", f"raised {type(exc).__name__}: {exc}", self.now())
+
     async def _attempt(self, pending: PendingSettle) -> Ended | None:
         standing = self._standing(pending.trade)
         step = judge(standing, None, pending.party, self.by_both)
@@ -350,9 +360,8 @@ class Settler:
         if step == "retry" and pending.delivered is None:
             pending.delivered = None if self._metering is None else self._metering(pending)
             if pending.delivered is None:
-                step, reason = "retry", "not metered yet (no PCC reading after the interval's end)"
-                ended = self.book.after(pending, step, reason, self.now())
-                return ended
+                why = "not metered yet (no PCC reading after the interval's end)"
+                return self.book.after(pending, "retry", why, self.now())
             if pending.priced:
                 pending.short = own_short(pending.quantity, pending.delivered)
         if step == "retry":  # on chain and neither settled, superseded nor waiting: send it
