@@ -27,19 +27,21 @@ Promises, per interval t (starting at `t0 + (t - first_interval) * interval_s` o
        agreed and final, and this plan's injection is the very one it checks; the previous interval's
        setpoints were never checked for this interval at all. Where the feeder cannot carry it the DSO's
        adjustment arrives in the same seconds as before and is dispatched at once after the verdict;
-  6.   waits for the DSO's verdict (MQTT, `peergrid/<feeder>/dso/verdict`), answering each iteration: its
-       adjustment contract of that iteration (DSO chain, sealed to its key) is opened, the interval the DSO
-       reopened is re-bargained, and a revised injection meets the limit (`dso_verdicts.py`,
-       `dso_answers.py`); after the final verdict the interval is closed (a backup closer) and its latest
-       closing read again, so every MG ends on the same trades;
+  6.   waits for the DSO's verdict (MQTT, `peergrid/<feeder>/dso/verdict`, filed by `verdict_inbox.py`; one
+       that does not parse is a log line), answering each iteration: its adjustment contract of that
+       iteration (DSO chain, sealed to its key) is opened, the interval the DSO reopened is re-bargained, and
+       a revised injection meets the limit (`dso_verdicts.py`, `dso_answers.py`); after the final verdict the
+       interval is closed (a backup closer) and its latest closing read again, so every MG ends on the same
+       trades;
   8.   dispatches its DERs again where the DSO's answer changed the plan (an adjustment, a re-bargain, a
        re-plan on a changed closing; never an adjusted plan left undispatched; an unchanged plan is not
        written twice; PLAN_CONFIRMED: the dispatch that carried the final plan left it held in full, every
        controllable device fresh, no alarm, each setpoint confirmed or already reported) and settles its trades
        (`agent_settlement.py`, `settlement.py`: a refused settle is retried with back-off while the agent is
        idle, until it settles, is refused for good, or the day ends; a restarted agent picks up what its last
-       run left unsettled from the chain). Without genesis `settle_by_both` it pays its purchases at once with the agreed quantity, as
-       before; with it, it states each trade it bought or sold once the interval ended and its PCC meter was
+       run left unsettled from the chain; a failure of the Settler is logged and never ends this loop).
+       Without genesis `settle_by_both` it pays its purchases at once with the agreed quantity, as before;
+       with it, it states each trade it bought or sold once the interval ended and its PCC meter was
        read after the end (`pcc_readings.py`: its meter's counter over the interval, its share pro rata over
        its trades of the interval on that side, the DSO's own rule; an MG without a PCC meter states the agreed
        quantity only when dispatch read-back confirmed the interval's plan in full), waits for a silent
@@ -76,7 +78,7 @@ from peergrid_edge.forward_chain import ForwardOutcome, forward_plan, forward_se
 from peergrid_edge.pcc_readings import MgMetering
 from peergrid_edge.replicas import Submission
 from peergrid_edge.resume import PLAN_CONFIRMED, initial_state, resume_interval, resumed_counterfactual
-from peergrid_edge.telemetry import NotFinite, loads_finite
+from peergrid_edge.verdict_inbox import file_verdict, parse_verdict  # noqa: F401 - test_json_depth imports it
 from peergrid_ledger import keys
 from peergrid_ledger.records import append_record
 
@@ -85,22 +87,6 @@ if TYPE_CHECKING:
     from peergrid_edge.daemon import EdgeDaemon
 
 log = logging.getLogger("peergrid.edge.trader")
-
-
-def parse_verdict(payload: bytes) -> dict[str, Any]:
-    """Pure: the DSO's verdict, a JSON object holding no NaN/Infinity whose "interval" and "iteration" are integers
-    and "final" a boolean (what the agent files and orders verdicts by); ValueError naming the fault if not."""
-    try:
-        doc = loads_finite(payload)
-    except NotFinite as exc:
-        raise ValueError(f"verdict {exc}") from None
-    except ValueError as exc:  # JSONDecodeError, UnicodeDecodeError
-        raise ValueError(f"verdict is not JSON: {exc}") from None
-    kinds = {"interval": int, "iteration": int, "final": bool}  # exactly: True is no interval
-    wrong = not isinstance(doc, dict) or any(type(doc.get(k, t())) is not t for k, t in kinds.items())
-    if wrong or "interval" not in doc:
-        raise ValueError(f"a verdict needs an integer interval and iteration, a boolean final: {doc!r:.100}")
-    return dict(doc)
 
 
 class MarketAgent:
@@ -161,20 +147,8 @@ class MarketAgent:
         return doc
 
     def _on_verdict(self, _topic: str, payload: bytes) -> None:
-        try:
-            doc = parse_verdict(payload)
-        except ValueError as exc:  # one clear line; the link's handler would log a traceback
-            log.warning("ignored a verdict: %s", str(exc)[:200])
-            return
-        t = doc["interval"]
-        old = self.verdicts.get(t)
-        if old is None or (doc.get("iteration", 0), doc.get("final", False)) >= (
-            old.get("iteration", 0),
-            old.get("final", False),
-        ):
-            self.verdicts[t] = doc
-        self._verdict_event.set()
-        self._verdict_event = asyncio.Event()
+        """A DSO verdict message (MQTT callback), filed newest per interval (`verdict_inbox.file_verdict`)."""
+        file_verdict(self, payload)
 
     async def _submit(self, role: str, key: keys.Keypair, kind: str, body: dict[str, Any]) -> bool:
         return (await self._submit_outcome(role, key, kind, body)).landed
@@ -232,7 +206,8 @@ class MarketAgent:
         if self.s.dayahead and t == self.s.first_interval and (await self.run_dayahead()).completed:
             await self.run_forward()
         while t <= self._last_interval() and not self.d.stopping.is_set():
-            await self.settler.work_until(self._start_of(t))  # idle: refused settlements retried meanwhile
+            # idle: refused settlements retried meanwhile; the Settler's failure never ends this loop
+            await agent_settlement.work_settler(self, self._start_of(t))
             await self._previous_cleared(t)
             if self.d.stopping.is_set():
                 return
