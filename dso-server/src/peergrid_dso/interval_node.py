@@ -159,28 +159,33 @@ class DsoLoop:
         self.transport.client.publish(topic, json.dumps(doc), qos=1, retain=True)
 
     async def enrol(self) -> None:
-        """Enrol each configured MG's anonym, once (a restart finds it enrolled). A submit that did not land
-        is tried again only after the next final block (the adapter waits for a pending one; nothing here
-        spins, whatever it answers); one the chain refuses for good (a revoked anonym, an anonym equal to its
-        MGMC's key) is logged and that MG left out: the DSO serves the others."""
+        """Enrol each configured MG's anonym, once (a restart finds it enrolled), all MGs at once: the adapter
+        pipelines them on consecutive nonces into a block or two (one after the other took a block each). A
+        submit that did not land is tried again only after the next final block (nothing here spins); one the
+        chain refuses for good (a revoked anonym, an anonym equal to its MGMC's key) is logged and that MG
+        left out (the adapter fills its nonce): the DSO serves the others."""
+        async with asyncio.TaskGroup() as group:  # in the MGs' order: their nonces too
+            for mg, entry in sorted(self.settings.mgs.items()):
+                group.create_task(self._enrol(mg, entry))
+
+    async def _enrol(self, mg: str, entry: Any) -> None:
         from peergrid_ledger.core import is_revoked
 
-        for mg, entry in sorted(self.settings.mgs.items()):
-            anonym = bytes.fromhex(entry.anonym)
-            if is_revoked(self.replica.app.state, bytes.fromhex(entry.node)):
-                continue  # revoked for good: it enrols again only with new keys
-            while query.account(self.replica.app.state, anonym) is None:
-                result = await self.adapter.submit(
-                    self.dso_key, "enrol", {"mgmc": bytes.fromhex(entry.node), "anonym": anonym, "label": mg}
-                )
-                if result.ok:
-                    continue
-                if result.reason == "refused":  # (unless an earlier one, pending meanwhile, enrolled it)
-                    if query.account(self.replica.app.state, anonym) is None:
-                        log.error("the DSO chain refuses to enrol %s: %s; not enrolled", mg, result.detail)
-                    break
-                self.said.warning("enrolment of %s not final yet: %s", mg, result.detail)
-                await self.changed.wait(ENROL_RETRY_S)
+        anonym = bytes.fromhex(entry.anonym)
+        if is_revoked(self.replica.app.state, bytes.fromhex(entry.node)):
+            return  # revoked for good: it enrols again only with new keys
+        while query.account(self.replica.app.state, anonym) is None:
+            result = await self.adapter.submit(
+                self.dso_key, "enrol", {"mgmc": bytes.fromhex(entry.node), "anonym": anonym, "label": mg}
+            )
+            if result.ok:
+                continue
+            if result.reason == "refused":  # (unless an earlier one, pending meanwhile, enrolled it)
+                if query.account(self.replica.app.state, anonym) is None:
+                    log.error("the DSO chain refuses to enrol %s: %s; not enrolled", mg, result.detail)
+                return
+            self.said.warning("enrolment of %s not final yet: %s", mg, result.detail)
+            await self.changed.wait(ENROL_RETRY_S)
 
     def active_mgs(self) -> set[str]:
         """The MGs the DSO waits for: its config's, less those revoked on the DSO chain (their injections
