@@ -297,7 +297,10 @@ def _state(
 def _tolerances(ctx: BlockContext, quantity: int) -> tuple[int, int]:
     """(Wh two statements may differ by, Wh of undelivered energy they may leave unowned) and still agree:
     the absolute `settle_tolerance_wh` for both, or with `settle_tolerance_permille` the lower of it and that
-    ‰ of the trade, and none unowned (review13 F3: an absolute allowance is one side's to take)."""
+    ‰ of the trade, and none unowned (review13 F3: an absolute allowance is one side's to take). With
+    `seller_vouched` and only the absolute tolerance an agreement may leave up to it unowned: the DSO's vouch
+    then names that part the seller's (review14 K7, dso-server `disputes._vouch`), which `_stated_shorts`
+    takes, since its larger shortfall is the whole gap."""
     params = ctx.genesis.params
     if not params.settle_tolerance_permille:
         return params.settle_tolerance_wh, params.settle_tolerance_wh
@@ -341,6 +344,10 @@ def _lapse(
     # party at fault cannot shift what it owes onto a counterparty that is down; a silent party that
     # committed and kept its reveal back is taken at its worst instead (market_sealed.withheld)
     terms = withheld(agreed, other, own)
+    if terms is not None and other == "buyer" and ctx.genesis.params.seller_vouched:
+        # a buyer that committed and is down past the reveal window (a reboot) did not choose to keep its
+        # statement back: the DSO meters the seller before the penalty pays (review14 K3, market_vouch)
+        return hold(view, ctx, tx, tid, agreed, terms[0], terms[1], "withheld")
     if terms is not None:
         return pay(view, ctx, tx, tid, agreed, terms[0], "withheld", terms[1])
     gap = int(agreed["quantity"]) - stated

@@ -8,6 +8,10 @@ waits (settlement state `vouching`). Within the window the DSO's `settle` (from 
 side) is final, as for any unsettled trade; after `until` either party's `settle` repeating its own statement
 exactly pays the held figures (`release`, basis `agreed`), as a lone statement lapses. Without the param (the
 default, and every genesis written before it) agreeing statements pay at once and no record changes.
+A crash is not a choice (review14 K3): a seller's lone statement whose buyer committed and never revealed
+is held the same way (`basis` "withheld": the buyer taken as having taken all, `market_sealed.withheld`), so
+the DSO meters the seller and pays min(its share, the quantity) instead of the whole quantity at once; the
+seller's repeat after `until` pays the held figures, the withholding penalty where the DSO did not vouch.
 Pure; no I/O.
 """
 
@@ -31,11 +35,13 @@ def hold(
     agreed: dict[str, Any],
     delivered: int,
     shorts: tuple[int, int],
+    basis: str = "agreed",
 ) -> list[Event]:
-    """Two statements agreed on `delivered` and `shorts` (seller's, buyer's): pay now, or with
+    """Two statements agreed on `delivered` and `shorts` (seller's, buyer's), or (`basis` "withheld") a
+    seller's lone statement whose buyer kept its sealed one back (`market_closing._lapse`): pay now, or with
     `seller_vouched` keep them on the trade for the DSO's window."""
     if not ctx.genesis.params.seller_vouched:
-        return pay(view, ctx, tx, tid, agreed, delivered, "agreed", shorts)
+        return pay(view, ctx, tx, tid, agreed, delivered, basis, shorts)
     until = ctx.time + ctx.genesis.params.settle_wait_ms
     agreed["vouch"] = {
         "delivered": delivered,
@@ -43,6 +49,8 @@ def hold(
         "buyer_short": shorts[1],
         "until": until,
     }
+    if basis != "agreed":  # only then: an agreement's vouch keeps its bytes
+        agreed["vouch"]["basis"] = basis
     view.put_obj(trade_key(tid), agreed)
     return [("vouching", {"trade": tid, "delivered": delivered, "until": until})]
 
@@ -66,4 +74,4 @@ def release(
         f"{said}: a statement is final, repeat it as it was",
     )
     shorts = (int(vouch["seller_short"]), int(vouch["buyer_short"]))
-    return pay(view, ctx, tx, tid, agreed, int(vouch["delivered"]), "agreed", shorts)
+    return pay(view, ctx, tx, tid, agreed, int(vouch["delivered"]), vouch.get("basis", "agreed"), shorts)

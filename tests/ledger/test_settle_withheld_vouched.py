@@ -1,0 +1,125 @@
+"""review14 K3 (1), the contract's side: on a `seller_vouched` chain a buyer that committed and never revealed
+(a Pi that rebooted past the reveal window) is not settled as a withholder at once. The seller's lone repeat
+after the deadline holds the withholding terms (delivered = the quantity: the buyer taken as having taken all;
+shortfalls (0, 0); vouch `basis` "withheld") for the DSO's window, so the DSO meters the seller and its word
+pays; after `until` the seller's repeat pays the held figures, basis "withheld" (the penalty stands where the
+DSO did not vouch). Without `seller_vouched`, and for a seller that kept its reveal back, nothing changed.
+Real contract (LocalChain); the DSO node's side of the same trade is in test_settle_vouched_dso.py.
+"""
+
+from __future__ import annotations
+
+import pytest
+from ledger_fixtures import Keys, reason
+from sealed_fixtures import commit, reveal, state
+from test_settle_both import BUYER, PRICE, SELLER, WAIT, Clock, balances, both_chain, events, trades_of
+from test_settle_compensation import priced
+
+from peergrid_ledger import query
+from peergrid_ledger.chain import LocalChain
+from peergrid_ledger.results import Reason
+
+QUANTITY = 400  # Wh: SELLER to BUYER (trades_of)
+
+
+def withheld_buyer(vouched: int = 1, price: bool = False) -> tuple[LocalChain, Clock, bytes]:
+    """Both commit (seller 100 of 400, buyer 400), only the seller reveals; the clock stands at the reveal
+    deadline. (chain, clock, trade)"""
+    c = (
+        both_chain(sealed_statements=1, seller_vouched=vouched)
+        if vouched
+        else both_chain(sealed_statements=1)
+    )
+    clock = Clock(c)
+    if price:
+        priced(c, clock)
+    tid, _ = trades_of(c, clock)
+    assert commit(clock, SELLER, tid, 100).ok
+    assert commit(clock, BUYER, tid, QUANTITY).ok  # then the buyer's Pi goes down
+    assert reveal(clock, SELLER, tid, 100).ok
+    where = query.settlement(c.state, tid)
+    assert where is not None and where["state"] == "stated"
+    clock.now = int(where["deadline"]) - 1  # the next block lands at the deadline
+    return c, clock, tid
+
+
+def test_the_sellers_repeat_holds_the_withholding_terms_for_the_dso() -> None:
+    c, clock, tid = withheld_buyer()
+    before = balances(c)
+    held = state(clock, SELLER, tid, 100)
+    until = clock.now + WAIT
+    assert events(held) == [("vouching", {"trade": tid, "delivered": QUANTITY, "until": until})]
+    where = query.settlement(c.state, tid)
+    assert where is not None and where["state"] == "vouching" and where["settlement"] is None
+    assert where["vouch"] == {
+        "delivered": QUANTITY, "seller_short": 0, "buyer_short": 0, "until": until, "basis": "withheld"
+    }  # fmt: skip
+    assert balances(c) == before
+    assert [t for t, _ in query.vouching(c.state, 1)] == [tid]
+    # the buyer is back: its reveal comes after the deadline, refused; the seller's repeat waits for the DSO
+    assert reason(reveal(clock, BUYER, tid, QUANTITY)) is Reason.CLOSED
+    assert reason(state(clock, SELLER, tid, 100)) is Reason.DUPLICATE
+    # the DSO metered the seller: 100 Wh; its word is final
+    settled = clock.send(Keys.dso, {"trade": tid, "delivered": 100})
+    assert events(settled)[0][1] == {"trade": tid, "amount": PRICE * 100, "delivered": 100, "basis": "dso"}
+    assert balances(c)[SELLER.public] - before[SELLER.public] == PRICE * 100
+    clock.now = until
+    assert reason(state(clock, SELLER, tid, 100)) is Reason.ALREADY_SETTLED
+
+
+def test_without_the_dsos_word_the_penalty_pays_after_the_window() -> None:
+    c, clock, tid = withheld_buyer()
+    before = balances(c)
+    assert state(clock, SELLER, tid, 100).ok
+    until = clock.now + WAIT
+    clock.now = until - 2
+    assert reason(state(clock, SELLER, tid, 100)) is Reason.DUPLICATE  # block time until - 1
+    assert reason(state(clock, SELLER, tid, 400)) is Reason.DUPLICATE  # after it, but not its statement
+    paid = state(clock, SELLER, tid, 100)
+    assert next(e for e in events(paid) if e[0] == "settled")[1] == {
+        "trade": tid, "amount": PRICE * QUANTITY, "delivered": QUANTITY, "basis": "withheld"
+    }  # fmt: skip
+    assert balances(c)[SELLER.public] - before[SELLER.public] == PRICE * QUANTITY
+
+
+def test_a_priced_withheld_buyer_is_metered_with_the_sellers_gap_as_its_shortfall() -> None:
+    """The DSO names the seller's metered gap (300 of 400 short: its meter shows 100); the contract takes
+    it, and the seller compensates the buyer for it."""
+    c, clock, tid = withheld_buyer(price=True)
+    assert state(clock, SELLER, tid, 100).ok
+    assert query.settlement(c.state, tid)["state"] == "vouching"  # type: ignore[index]
+    dso = clock.send(Keys.dso, {"trade": tid, "delivered": 100, "seller_short": 300, "buyer_short": 0})
+    settled = events(dso)[0][1]
+    assert (settled["delivered"], settled["basis"], settled["payer"]) == (100, "dso", "seller")
+    assert settled["compensation"] > 0
+
+
+@pytest.mark.parametrize("vouched", [0, 1])
+def test_a_seller_that_kept_its_reveal_back_is_still_taken_at_its_worst(vouched: int) -> None:
+    """Only a withheld buyer goes to the DSO: a seller that committed and kept its reveal back is paid
+    nothing at once, as before, whether or not the chain vouches for sellers."""
+    c = (
+        both_chain(sealed_statements=1, seller_vouched=vouched)
+        if vouched
+        else both_chain(sealed_statements=1)
+    )
+    clock = Clock(c)
+    tid, _ = trades_of(c, clock)
+    assert commit(clock, BUYER, tid, 300).ok
+    assert commit(clock, SELLER, tid, QUANTITY).ok
+    assert reveal(clock, BUYER, tid, 300).ok
+    clock.now = int(query.settlement(c.state, tid)["deadline"]) - 1  # type: ignore[index]
+    paid = state(clock, BUYER, tid, 300)
+    assert next(e for e in events(paid) if e[0] == "settled")[1]["basis"] == "withheld"
+    assert query.settlement(c.state, tid)["settlement"]["delivered"] == 0  # type: ignore[index]
+
+
+def test_without_seller_vouched_a_withheld_buyer_pays_everything_at_once_as_before() -> None:
+    c, clock, tid = withheld_buyer(vouched=0)
+    before = balances(c)
+    paid = state(clock, SELLER, tid, 100)
+    assert next(e for e in events(paid) if e[0] == "settled")[1] == {
+        "trade": tid, "amount": PRICE * QUANTITY, "delivered": QUANTITY, "basis": "withheld"
+    }  # fmt: skip
+    assert "vouch" not in query.trade(c.state, tid)  # type: ignore[operator]
+    assert balances(c)[SELLER.public] - before[SELLER.public] == PRICE * QUANTITY
