@@ -10,6 +10,9 @@ schedule arrived within `schedule_timeout_s`. Health goes to `peergrid/<feeder>/
 while every poll task makes progress, STOPPING=1 on SIGTERM/SIGINT followed by a clean shutdown: every task is
 cancelled until it has ended (`peergrid_ledger.consensus.shutdown`: one cancel can be lost), then the MQTT
 link stops accepting messages before the ledger and the store close, so nothing touches a closed database.
+A long-lived task that dies (an exception, or cancelled while the daemon runs) is logged as CRITICAL with its
+traceback and stops the daemon the same clean way, after which `run` raises `TaskDied`: the process exits
+non-zero and systemd restarts it (`task_watch`). The trading agent returning after its day's end is no death.
 """
 
 from __future__ import annotations
@@ -35,6 +38,7 @@ from peergrid_edge.quality import implausible
 from peergrid_edge.schedule_intake import ScheduleIntake
 from peergrid_edge.store import EdgeStore, Queued
 from peergrid_edge.summary import device_summary
+from peergrid_edge.task_watch import TaskDied, watch
 from peergrid_ledger.consensus.halt import HaltFile
 from peergrid_ledger.consensus.shutdown import cancel_until_done
 from peergrid_ledger.tx import sign_tx
@@ -338,34 +342,38 @@ class EdgeDaemon:
             "edge %s (mg %s) polling %d devices", self.settings.node_id, self.settings.mg, len(self.drivers)
         )
         count = max(1, len(self.states))
-        tasks = [  # spread first polls over the period: no burst of every request at the same instant
-            asyncio.create_task(
-                poll_device(
-                    self.drivers[n],
-                    s,
-                    self.clock,
-                    self.stopping,
-                    self._on_poll,
-                    i * s.settings.poll_interval_s / count,
-                )
+        loops = {  # first polls spread over the period: no burst of every request at the same instant
+            f"poll {n}": poll_device(
+                self.drivers[n],
+                s,
+                self.clock,
+                self.stopping,
+                self._on_poll,
+                i * s.settings.poll_interval_s / count,
             )
             for i, (n, s) in enumerate(self.states.items())
-        ]
-        tasks += [
-            asyncio.create_task(c) for c in (self._supervise(), self._publish_health(), self._commit_loop())
-        ]
+        }
+        loops |= {
+            "supervise": self._supervise(),
+            "health": self._publish_health(),
+            "commit": self._commit_loop(),
+        }
         if self.settings.dispatch.enabled:
-            tasks.append(asyncio.create_task(self._dispatch_loop()))
+            loops["dispatch"] = self._dispatch_loop()
         if self.ledger is not None:
-            tasks.append(asyncio.create_task(self._ledger_status_loop()))
+            loops["ledger status"] = self._ledger_status_loop()
         if self.agent is not None:
-            tasks.append(asyncio.create_task(self.agent.run()))
-        try:
-            await self.stopping.wait()
+            loops["trading agent"] = self.agent.run()
+        tasks = [asyncio.create_task(c, name=name) for name, c in loops.items()]
+        died = None
+        try:  # a task that dies stops the daemon, which exits non-zero: never polling on without it
+            died = await watch(tasks, self.stopping)
         finally:
             log.info("edge %s stopping", self.settings.node_id)
             self.notifier.stopping()
             await cancel_until_done(tasks)  # one cancel() may be lost; nothing runs on
+            # the agent's followers read the store: ended before it closes (a stand-in agent may have none)
+            await cancel_until_done(getattr(self.agent, "background", list)())
             if server is not None:
                 server.close()
             for driver in self.drivers.values():
@@ -374,6 +382,8 @@ class EdgeDaemon:
             if self.ledger is not None:
                 self.ledger.close()
             self.store.close()
+        if died is not None:
+            raise TaskDied(died) from (None if died.cancelled() else died.exception())
 
     def stop(self) -> None:
         self.stopping.set()

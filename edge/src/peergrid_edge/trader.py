@@ -403,6 +403,11 @@ class MarketAgent:
             self.metering = agent_settlement.metering_for(self)
         return self.metering
 
+    def background(self) -> list[asyncio.Task[Any]]:
+        """The tasks this agent started beside its own (dispute and counterparty followers, which read the
+        daemon's store): the daemon's shutdown ends them before the store closes."""
+        return [] if self.metering is None else list(self.metering.following)
+
     def _record(self, doc: dict[str, Any]) -> None:
         if self.s.record_file is None:
             return
