@@ -172,8 +172,8 @@ def test_a_forged_statement_is_refused_and_never_pays() -> None:
     assert not isinstance(stranger, ChainAccepted) and stranger.reason.value == "forbidden"
     assert standing(venue, trade)["state"] == "open"
     # a party stating twice: its first statement stands, the second (another number) is refused
-    assert not isinstance(venue.statement(trade, "buyer", 1000), Rejected)
-    twice = venue.statement(trade, "buyer", 4000)
+    assert not isinstance(venue.settlement.statement(trade, "buyer", 1000), Rejected)
+    twice = venue.settlement.statement(trade, "buyer", 4000)
     assert (
         isinstance(twice, Rejected)
         and "duplicate" in twice.reason

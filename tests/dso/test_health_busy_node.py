@@ -10,28 +10,16 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
 from fastapi.testclient import TestClient
 
 from .test_health_readiness import FIRST, MGS, Node, embedded
-
-
-@pytest.fixture
-def node_loop() -> Iterator[asyncio.AbstractEventLoop]:
-    loop = asyncio.new_event_loop()
-    thread = threading.Thread(target=loop.run_forever, daemon=True)
-    thread.start()
-    yield loop
-    loop.call_soon_threadsafe(loop.stop)
-    thread.join(10)
-    loop.close()
+from .test_health_readiness import running_loop as running_loop  # a fixture: the node's loop
 
 
 def test_health_answers_while_the_nodes_loop_is_held(
-    tmp_path: Path, node_loop: asyncio.AbstractEventLoop
+    tmp_path: Path, running_loop: asyncio.AbstractEventLoop
 ) -> None:
     from peergrid_dso.app import create_app
     from peergrid_dso.config import DsoSettings
@@ -40,7 +28,7 @@ def test_health_answers_while_the_nodes_loop_is_held(
     node.enrol("mg1")
     for mg in MGS:
         node.price(mg, FIRST, 1)
-    live = embedded(node, node_loop)
+    live = embedded(node, running_loop)
     settings = DsoSettings.model_validate(
         {"console": {"users_file": str(tmp_path / "users.json"), "lab_market": False, "lab_drift": False}}
     )
@@ -56,7 +44,7 @@ def test_health_answers_while_the_nodes_loop_is_held(
         assert free["loop"] == {
             "running": True, "interval": None, "enrolled": ["mg1"], "pricing": True, "tariffs_through": FIRST,
         }  # fmt: skip
-        node_loop.call_soon_threadsafe(hold)
+        running_loop.call_soon_threadsafe(hold)
         assert held.wait(10)
         try:
             busy = client.get("/api/health").json()

@@ -13,9 +13,9 @@ ledger's payments contract: the day-ahead make-whole uplift). `exchange` is the 
 recorder and forward clearing on this chain (chain_exchange.py). Genesis sets
 `cap_on_fills` (a buyer's maximum caps its allocation, as on the lab's chains) and `bargain` is told so.
 Same scenario, same chain bytes. Units: the chain's Wh and currency micro-units per Wh (market.wh, micro_per_wh).
-Settlement and the imbalance compensation are chain_settlement.py's (`settlement`: `settle`, `statement`,
-`metered`, `compensation`, `owed` and the check of a `pay` of the day's compensation go to it). Genesis
-names its rule: `settle_by_both` (default; with a DSO account, role `dso`, key `key_for(scenario, "dso")`,
+Settlement and the imbalance compensation are chain_settlement.py's (`settlement`, where each party's
+`statement` is made; `settle`, `metered`, `compensation`, `owed` and the check of a `pay` of the day's
+compensation go to it). Genesis names its rule: `settle_by_both` (default; with a DSO account, role `dso`, key `key_for(scenario, "dso")`,
 and the market interval clock), `sealed_statements`, and with `compensate` the DSO prices every MG's cover
 (`market.tariff`, the scenario's retail and feed-in in micro-units per Wh) in the chain's first block.
 Assumes the ledger's market contract semantics (ledger/src/peergrid_ledger/contracts/market.py). No sockets.
@@ -255,17 +255,6 @@ class ChainVenue:
     def settle(self, trade: Trade, delivered_kwh: float, carry: Callable[[], None] | None = None) -> Verdict:
         """Settle one agreed trade for `delivered_kwh` (ChainSettlement.settle)."""
         return self.settlement.settle(trade, delivered_kwh, carry)
-
-    def statement(
-        self,
-        trade: Trade,
-        party: str,
-        delivered: int,
-        carry: Callable[[], None] | None = None,
-        sealed: str | None = None,
-    ) -> Verdict:
-        """The trade's `party` states what its own meter reads of `delivered` Wh (ChainSettlement.statement)."""
-        return self.settlement.statement(trade, party, delivered, carry, sealed)
 
     def metered(self, shortfalls: Mapping[tuple[int, str, str], tuple[int, int]]) -> None:
         """Each trade's (seller's, buyer's) own shortfall in Wh, by (interval, seller, buyer)."""
