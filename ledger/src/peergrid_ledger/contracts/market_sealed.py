@@ -11,7 +11,8 @@ Promises (`commit`, `check_reveal`, `withheld`; `market_closing.settle` calls th
   first commitment's time + `settle_wait_ms`); the second commitment opens the reveal window, `settle_wait_ms`
   from it (the trade's `deadline`); with only one commitment the deadline stays the commit deadline;
 - a reveal is refused, naming why, while the other party has not committed and the commit deadline has not
-  passed, without a commitment of its party, or when it does not hash to that commitment; a party's revealed statement is then
+  passed, after the reveal window when both committed and neither revealed in it (`closed`: the DSO meters
+  that trade), without a commitment of its party, or when it does not hash to that commitment; a party's revealed statement is then
   handled as any statement (`market_closing._state`: agree, dispute, lone statement, the DSO's final word);
 - a party that committed but never revealed by the deadline is taken at its worst (`withheld`: a seller
   delivered nothing and owns the whole quantity short, a buyer took it all), so keeping a reveal back after
@@ -123,6 +124,15 @@ def check_reveal(ctx: BlockContext, tx: Tx, tid: bytes, agreed: dict[str, Any], 
             Reason.RULE_VIOLATION,
             f"trade {name}: the {party} reveals before the {other} committed; reveal once it did or after "
             f"{agreed['deadline']} (block time {ctx.time})",
+        )
+    if other in seals and other not in agreed.get("statements", {}) and ctx.time >= agreed["deadline"]:
+        # neither revealed in the window: a late first reveal followed at once by its repeat would take the
+        # other committer at its worst (`withheld`), e.g. a seller whose salt is lost; the DSO meters it
+        # instead (dso-server dispute_windows.unrevealed_since; review14 K3b, P7)
+        raise RuleError(
+            Reason.CLOSED,
+            f"trade {name}: neither party revealed by {agreed['deadline']} (block time {ctx.time}); the DSO "
+            "settles it from the meters",
         )
     body = tx.body
     short = int(body.get("short", 0))
