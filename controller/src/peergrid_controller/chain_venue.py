@@ -8,16 +8,17 @@ quantity limits and clean-only preferences. A round's offers, bids and moves are
 agreed trades are the ones the contract computed (read from its events: `trades`, shared with the
 exchange's clear); every seal checks the block kept every transaction accepted on submit (`seal`: a
 SealError, or the exchange's refusal, never an effect silently missing); `settle` pays each one once, on
-both parties' statements by default (genesis `settle_by_both`; chain_settlement.py); `pay` posts a plain payment (the
-ledger's payments contract: the day-ahead make-whole uplift). `exchange` is the day-ahead exchange's
-recorder and forward clearing on this chain (chain_exchange.py). Genesis sets
-`cap_on_fills` (a buyer's maximum caps its allocation, as on the lab's chains) and `bargain` is told so.
-Same scenario, same chain bytes. Units: the chain's Wh and currency micro-units per Wh (market.wh, micro_per_wh).
+both parties' statements by default (genesis `settle_by_both`); `pay` posts a plain payment (the ledger's
+payments contract: the day-ahead make-whole uplift). `exchange` is the day-ahead exchange's recorder and
+forward clearing on this chain (chain_exchange.py). Genesis sets `cap_on_fills` (a buyer's maximum caps its
+allocation, as on the lab's chains) and `bargain` is told so. Same scenario, same chain bytes. Units: the
+chain's Wh and currency micro-units per Wh (market.wh, micro_per_wh).
 Settlement and the imbalance compensation are chain_settlement.py's (`settlement`, where each party's
 `statement` is made; `settle`, `metered`, `compensation`, `owed` and the check of a `pay` of the day's
-compensation go to it). Genesis names its rule: `settle_by_both` (default; with a DSO account, role `dso`, key `key_for(scenario, "dso")`,
-and the market interval clock), `sealed_statements`, and with `compensate` the DSO prices every MG's cover
-(`market.tariff`, the scenario's retail and feed-in in micro-units per Wh) in the chain's first block.
+compensation go to it). Genesis names its rule: `settle_by_both` (default; with a DSO account, role `dso`,
+key `key_for(scenario, "dso")`, and the market interval clock), `sealed_statements`, and with `compensate`
+the DSO prices every MG's cover (`market.tariff`, the scenario's retail and feed-in in micro-units per Wh)
+in the chain's first block.
 Assumes the ledger's market contract semantics (ledger/src/peergrid_ledger/contracts/market.py). No sockets.
 """
 
