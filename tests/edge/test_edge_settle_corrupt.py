@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import string
 import time
 from pathlib import Path
 from typing import Any
@@ -73,10 +74,10 @@ def test_the_chain_settles_the_corrupt_trade_as_kept_back_and_the_other_as_agree
     committed but cannot reveal, is settled by the contract's withheld rule (what a lost salt gives)."""
     seller, buyer, authority = (Keypair.generate() for _ in range(3))
 
-    async def day(node: Node) -> tuple[dict[str, Any], dict[str, Any]]:
+    async def day(node: Node) -> tuple[dict[str, Any], dict[str, Any], list[str]]:
         t1 = await node.agree(1, seller, buyer)
         t2 = await node.agree(2, seller, buyer)
-        s, _ = sealed_settler(node, seller, tmp_path / "s", {t1: KWH, t2: KWH}, [])
+        s, sealed = sealed_settler(node, seller, tmp_path / "s", {t1: KWH, t2: KWH}, [])
         await s.settle(1, trades_of(node, 1), seller.public, 0.0)
         await s.retry_due()
         (tmp_path / "s" / f"{t1.hex()}.json").write_text(CORRUPT)
@@ -86,9 +87,12 @@ def test_the_chain_settles_the_corrupt_trade_as_kept_back_and_the_other_as_agree
         await b.settle(2, trades_of(node, 2), buyer.public, 0.0)
         await asyncio.gather(settle_within(s, 10), settle_within(b, 10))
         state = node.ledger.state("mgmc")
-        return query.trade(state, t1) or {}, query.trade(state, t2) or {}
+        sealed.prune(state)  # the day's end: trade 2's salt goes, the file set aside stays for the operator
+        left = sorted(p.name for p in (tmp_path / "s").iterdir())
+        assert left == [f"{t1.hex()}.json.corrupt"]
+        return query.trade(state, t1) or {}, query.trade(state, t2) or {}, left
 
-    first, second = run_chain(tmp_path, sealed_chain(seller, buyer, authority), authority, day)
+    first, second, _ = run_chain(tmp_path, sealed_chain(seller, buyer, authority), authority, day)
     assert second["settlement"]["basis"] == "agreed" and second["settlement"]["delivered"] == KWH
     assert set(first["seals"]) == {"seller", "buyer"} and set(first.get("statements", {})) == {"buyer"}
     assert first["settlement"] is not None and first["settlement"]["basis"] == "withheld"
@@ -125,25 +129,66 @@ def test_a_corrupt_file_before_the_commitment_is_refused_and_no_new_salt_is_ever
     assert (folder / f"{tid.hex()}.json.corrupt").read_bytes() == b"\x00" * 40
 
 
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(st.one_of(st.binary(max_size=80), st.text(max_size=80).map(str.encode),
-                 st.dictionaries(st.sampled_from(["delivered", "salt", "short"]),
-                                 st.one_of(st.integers(), st.text(max_size=70), st.none(), st.floats()),
-                                 ).map(lambda d: json.dumps(d).encode())))  # fmt: skip
-def test_a_kept_file_reads_as_a_statement_or_as_corrupt_never_anything_else(
-    tmp_path: Path, raw: bytes
-) -> None:
-    """`load` of any bytes: a statement with a 32-byte salt, or `CorruptStatement` naming the file."""
+FIGURE = st.one_of(
+    st.integers(-(2**70), 2**70),
+    st.floats(),
+    st.booleans(),
+    st.none(),
+    st.text(max_size=8),
+    st.integers(0, 10**6).map(str),
+)
+SALT = st.one_of(st.binary(min_size=30, max_size=34).map(bytes.hex), st.text(max_size=70), st.integers())
+STATEMENT = st.fixed_dictionaries(
+    {"delivered": FIGURE, "salt": SALT}, optional={"short": FIGURE, "other": st.integers()}
+)
+
+
+def well_formed(doc: dict[str, Any]) -> bool:
+    """What `save` writes: integer figures (no bool, float or text) and 32 bytes of hex."""
+    figures = [doc[k] for k in ("delivered", "short") if k in doc]
+    salt = doc["salt"]
+    return (
+        all(type(v) is int for v in figures)
+        and isinstance(salt, str)
+        and len(salt) == 64
+        and all(c in string.hexdigits for c in salt)
+    )
+
+
+def load_raw(folder: Path, raw: bytes) -> tuple[Path, dict[str, Any] | CorruptStatement | None]:
     tid = b"\x07" * 32
-    sealed = SealedStatements(None, lambda: None, lambda: "c", b"me", tmp_path, time.time, lambda: True)  # type: ignore[arg-type]
-    path = tmp_path / f"{tid.hex()}.json"
+    sealed = SealedStatements(None, lambda: None, lambda: "c", b"me", folder, time.time, lambda: True)  # type: ignore[arg-type]
+    path = folder / f"{tid.hex()}.json"
     path.write_bytes(raw)
     try:
-        kept = sealed.load(tid)
+        return path, sealed.load(tid)
     except CorruptStatement as exc:
-        assert exc.path == path and str(path) in str(exc)
-        return
-    assert kept is not None and len(kept["salt"]) == 32 and isinstance(kept["delivered"], int)
+        return path, exc
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(STATEMENT, st.integers(0, 3))
+def test_a_kept_statement_loads_exactly_when_it_is_what_save_writes(
+    tmp_path: Path, doc: dict[str, Any], cut: int
+) -> None:
+    """Any file of the kept statement's shape: loaded as written when well formed (whole), else refused as
+    corrupt naming the file (cut short: a bad block), never another exception, never a figure guessed."""
+    text = json.dumps(doc)
+    path, kept = load_raw(tmp_path, text[: len(text) - cut].encode())
+    if cut == 0 and well_formed(doc):
+        assert kept == {k: v for k, v in doc.items() if k in ("delivered", "short")} | {
+            "salt": bytes.fromhex(doc["salt"])
+        }
+    else:
+        assert isinstance(kept, CorruptStatement) and kept.path == path and str(path) in str(kept)
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.one_of(st.binary(max_size=80), st.text(max_size=80).map(str.encode)))
+def test_short_random_bytes_in_a_kept_file_read_as_corrupt(tmp_path: Path, raw: bytes) -> None:
+    path, kept = load_raw(tmp_path, raw)
+    # none is a statement: the shortest, {"delivered":0,"salt":"<64 hex>"}, takes 89 bytes
+    assert isinstance(kept, CorruptStatement) and kept.path == path
 
 
 def test_a_good_kept_file_round_trips_and_a_set_aside_one_is_never_read_as_lost(tmp_path: Path) -> None:

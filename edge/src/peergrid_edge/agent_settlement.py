@@ -311,8 +311,9 @@ class SealedStatements:
         return self.kept / f"{tid.hex()}.json"
 
     def load(self, tid: bytes) -> dict[str, Any] | None:
-        """The statement this MG committed to for `tid`, or None. A file that does not read as one, or one
-        set aside as corrupt before, is our own store corrupted: `CorruptStatement` naming it, never a guess."""
+        """The statement this MG committed to for `tid`, or None. A file that is not exactly what `save` writes
+        ({delivered, salt, short?}: integers and 32 bytes of hex), or one set aside as corrupt before, is our
+        own store corrupted: `CorruptStatement` naming it, never a guess (1.9 or "1_000" is no Wh figure)."""
         path = self._file(tid)
         aside = path.with_name(path.name + CORRUPT)
         if aside.exists():
@@ -321,14 +322,15 @@ class SealedStatements:
             return None
         try:
             doc = json.loads(path.read_text())
-            kept: dict[str, Any] = {"delivered": int(doc["delivered"]), "salt": bytes.fromhex(doc["salt"])}
-            if "short" in doc:
-                kept["short"] = int(doc["short"])
+            salt = bytes.fromhex(doc["salt"])
         except (ValueError, KeyError, TypeError, RecursionError) as exc:  # (json's too-deep nesting)
             raise CorruptStatement(path, str(exc) or type(exc).__name__) from exc
-        if len(kept["salt"]) != 32:
-            raise CorruptStatement(path, f"a salt of {len(kept['salt'])} bytes")
-        return kept
+        figures = {k: doc[k] for k in ("delivered", "short") if k in doc}
+        if "delivered" not in figures or any(type(v) is not int for v in figures.values()):
+            raise CorruptStatement(path, f"no integer figures: {figures!r:.80}")
+        if len(salt) != 32:
+            raise CorruptStatement(path, f"a salt of {len(salt)} bytes")
+        return {**figures, "salt": salt}
 
     def save(self, tid: bytes, kept: dict[str, Any]) -> None:
         """Write the file whole or not at all (a temporary file synced, renamed, the folder synced)."""
