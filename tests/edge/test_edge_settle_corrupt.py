@@ -197,6 +197,10 @@ def test_a_good_kept_file_round_trips_and_a_set_aside_one_is_never_read_as_lost(
     kept = {"delivered": 7, "short": 2, "salt": bytes(range(32))}
     sealed.save(tid, kept)
     assert sealed.load(tid) == kept
+    for bad in ({**kept, "delivered": 7.0}, {**kept, "short": True}, {**kept, "salt": b"x"}):
+        with pytest.raises(ValueError, match="not a statement to keep"):
+            sealed.save(b"\x02" * 32, bad)  # what load would refuse is never kept (nor committed to)
+    assert sorted(p.name for p in tmp_path.iterdir()) == [f"{tid.hex()}.json"]
     aside = tmp_path / f"{tid.hex()}.json.corrupt"
     aside.write_text(CORRUPT)
     with pytest.raises(CorruptStatement, match="set aside as corrupt before") as raised:

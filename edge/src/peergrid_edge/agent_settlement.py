@@ -333,7 +333,10 @@ class SealedStatements:
         return {**figures, "salt": salt}
 
     def save(self, tid: bytes, kept: dict[str, Any]) -> None:
-        """Write the file whole or not at all (a temporary file synced, renamed, the folder synced)."""
+        """Write the file whole or not at all (a temporary file synced, renamed, the folder synced). What `load`
+        would refuse is never written (a ValueError before anything is committed to it)."""
+        if any(type(kept.get(k, 0)) is not int for k in ("delivered", "short")) or len(kept["salt"]) != 32:
+            raise ValueError(f"not a statement to keep: {kept!r:.100}")
         self.kept.mkdir(parents=True, exist_ok=True)
         doc = {**kept, "salt": kept["salt"].hex()}
         write_whole(self._file(tid), json.dumps(doc, sort_keys=True), sync_folder=True)
