@@ -226,8 +226,9 @@ class DsoNode:
 
 def dispute_settler(settings: Any, mgmc: Any, dso_key: keys.Keypair) -> Any:
     """The node's `DisputeSettler` on its MGMC-chain adapter: the market clock from the `disputes` section,
-    each MG's anonym mapped to its node key from `mgs` (the DSO enrolled both)."""
-    from peergrid_dso.dispute_node import DisputeSettler
+    each MG's anonym mapped to its node key from `mgs` (the DSO enrolled both), and the MGs whose PCC meter signs
+    its readings (`mgs.<mg>.meter_key`): those are read from meter-signed readings only."""
+    from peergrid_dso.dispute_node import DisputeSettler, signing_meters
     from peergrid_dso.sealed_readings import MeterClock
 
     d = settings.disputes
@@ -240,8 +241,9 @@ def dispute_settler(settings: Any, mgmc: Any, dso_key: keys.Keypair) -> Any:
         bytes.fromhex(e.anonym) for e in settings.mgs.values() if e.meterless
     }  # no PCC meter (config)
     return DisputeSettler(
-        mgmc, dso_key, clock, nodes, record_file=d.record_file, retry_s=d.retry_s, meterless=meterless
-    )
+        mgmc, dso_key, clock, nodes, record_file=d.record_file, retry_s=d.retry_s, meterless=meterless,
+        signing=signing_meters(settings.mgs, d.meter_time_bound_s),
+    )  # fmt: skip
 
 
 def loop_enrolments(node: DsoNode) -> dict[bytes, Any]:
