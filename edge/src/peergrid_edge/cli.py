@@ -81,10 +81,15 @@ def main(argv: list[str] | None = None) -> int:
         return prove(settings, args.interval, args.index)
     from peergrid_edge.daemon import EdgeDaemon
     from peergrid_edge.notify import setup_logging
+    from peergrid_edge.task_watch import TaskDied
 
     setup_logging(args.log_level)
 
-    asyncio.run(EdgeDaemon(settings).run())
+    try:
+        asyncio.run(EdgeDaemon(settings).run())
+    except TaskDied as died:  # logged with its traceback (CRITICAL) as it died; systemd restarts on failure
+        print(f"{PROGRAM}: {died}", file=sys.stderr)
+        return 1
     return 0
 
 
