@@ -20,6 +20,16 @@ the curve (moves.make_bid asks no more than the curve demands at the level's pri
 than it supplies). The induction is exact for MGs without gensets; with a genset the alternative keeps the
 plan's commitment, which need not be the conventional optimum's, so there it is checked (tests, bench: no MG
 worse off), not proven. Never reads clocks or I/O.
+
+The budget may start above the conventional day cost by the owner's *risk allowance* X (simulate.py,
+`risk_allowance`): the same induction then bounds the day cost by the conventional one plus X, whatever the
+peers do (tests/controller/test_ctl_allowance.py plays peers that vanish). Why not a finer rule instead: at
+the start of the day every MG's budget equals the DSO-only value of where it stands, and that value is the
+least any dispatch can leave (the conventional optimum from here), so any step the plan takes away from it
+with no trade to pay for it (a battery charged for a peer's later purchase, a morning sale of stored energy
+the evening needs, a genset stopped at midday that must restart for the evening) exceeds the budget by what
+that step risks, exactly: `value` and `_value_after` are the LP (MILP) optimum, not a bound. The strict loss
+is that risk, refused until the MG's own savings cover it (docs/market.md, measured per MG and interval).
 """
 
 from __future__ import annotations

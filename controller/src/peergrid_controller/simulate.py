@@ -19,6 +19,7 @@ Assumes perfect forecasts (the scenario's profiles). Never reads clocks or I/O; 
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import replace
 
@@ -79,8 +80,18 @@ def simulate(
     config: SimulationConfig | None = None,
     venue_factory: Callable[[Scenario], Venue] = memory_venue,
     on_interval: Callable[[int], None] | None = None,
+    risk_allowance: float = 0.0,
 ) -> SimulationResult:
+    """`risk_allowance` (currency per MG per day, intraday strict mode only): how far above its conventional
+    day cost each MG's day may end in the worst case (rationality.py). 0, the default, is the exact
+    guarantee; a positive allowance lets an MG take, before it has saved anything, positions that pay only
+    if its peers keep trading (a battery's morning sale, a genset stopped at midday): the day-start slack the
+    strict guard lacks. Negative or not finite raises ValueError before the day is solved."""
     cfg = config or SimulationConfig()
+    if not (math.isfinite(risk_allowance) and risk_allowance >= 0.0):
+        raise ValueError(f"risk_allowance must be a finite amount >= 0, got {risk_allowance}")
+    if risk_allowance > 0.0 and (cfg.market != "intraday" or cfg.rationality != "strict"):
+        raise ValueError("risk_allowance applies to the intraday market's strict rationality only")
     n, dt = scenario.intervals, scenario.interval_hours
     conv = baselines.conventional(scenario)
     cent = baselines.central(scenario, cfg.central_time_limit_s) if cfg.with_central else None
@@ -104,8 +115,9 @@ def simulate(
         forecast = indicative_prices(scenario, cfg.forecast_iterations)
     states = {mg.name: MgState.initial(mg) for mg in scenario.microgrids}
     commitments: dict[str, tuple[int, tuple[tuple[bool, ...], ...]]] = {}
-    # what each MG may still spend and end no worse off than its conventional day (its own alternative)
-    budget = {name: sum(costs) for name, costs in conv.per_interval.items()}
+    # what each MG may still spend and end no worse off than its conventional day (its own alternative),
+    # plus the risk it accepts
+    budget = {name: sum(costs) + risk_allowance for name, costs in conv.per_interval.items()}
     results = []
     for t in range(n):
         if on_interval is not None:
