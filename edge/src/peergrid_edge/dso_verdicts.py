@@ -5,7 +5,9 @@ Promises: `previous_cleared` holds interval t until the DSO's final verdict of t
 intervals). `await_dso` waits (at most the market's `dso_timeout_s`) for the DSO's final verdict of interval t
 (MQTT, `peergrid/<feeder>/dso/verdict`, kept by the agent per interval, the newest iteration), answering the
 newest of its iterations once each (one published while this MG was busy is skipped for the next) through
-`dso_answers.answer_iteration`: an addressed MG opens its sealed adjustment contract of that iteration
+`dso_answers.answer_iteration`, or until a later interval's verdict shows the DSO is past t (it runs its
+intervals in order: an MG islanded while t's final verdict went out hears only the newest retained one, and
+the agreed plan stands, as on the timeout, without waiting it out): an addressed MG opens its sealed adjustment contract of that iteration
 (`open_contract`), every MG of the interval re-bargains a reopening and submits its revised injection; an
 answer that fails still gives the DSO the injection this MG holds. `open_contract` waits (3 phase timeouts
 at most) until this node's DSO-chain replica holds the contract, so a lagging replica never answers with
@@ -63,6 +65,11 @@ async def await_dso(
         agent._stopped()
         verdict = agent.verdicts.get(t)  # the newest: an iteration missed meanwhile is not answered
         if verdict is not None and verdict.get("final"):
+            return verdict
+        later = [i for i in agent.verdicts if i > t]
+        if later:  # the DSO is past t: its verdict went out while this MG could not hear it (islanded)
+            log.warning("interval %d: no DSO verdict heard, and the DSO is at interval %d: the agreed plan stands",
+                        t, max(later))  # fmt: skip
             return verdict
         iteration = int((verdict or {}).get("iteration", 0))
         if verdict is not None and iteration > 0 and iteration not in answered:
