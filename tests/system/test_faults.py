@@ -10,9 +10,10 @@ The others keep trading throughout; at the end every replica of both chains halt
 every store verifies, every settled trade is proven, and the executed topology stayed secure.
 
 Why mg3's cut comes first: the DSO's verdict on the interval mg3 was bargaining when its cable was pulled is
-published over MQTT while it is islanded, and its agent then waits out `dso_timeout_s` (80 s in the lab) for
-it, trading nothing, before it catches up interval by interval; every interval it misses waits for it (the
-DSO's injection wait and the MGMCs' phase timeouts). Cut last, that wait ran past the DSO's last interval
+published over MQTT while it is islanded, and its agent then waits, trading nothing, until it hears a later
+interval's verdict once it is back (before 1be540d it waited out `dso_timeout_s`, 80 s in the lab), before it
+catches up interval by interval; every interval it misses waits for it (the DSO's injection wait and the
+MGMCs' phase timeouts). Cut last, that wait ran past the DSO's last interval
 and the testbed waited for mg3's last record (220 s in all); cut first, it overlaps mg6's outage. mg6 is
 killed only once mg3's replica has caught up: two of six MGMC-chain authorities down halts the chain.
 """
