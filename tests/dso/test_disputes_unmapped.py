@@ -1,7 +1,9 @@
 """review14 K1, the DSO's side: a trade whose party the DSO cannot map to a node key (not an anonym it enrolled:
 an MGMC trading under its node key, or an anonym missing from the DSO's config) was `Unresolved` for ever, with
 no deadline rule: a node-key buyer disputed every purchase and its seller was never paid, a node-key seller's
-vouch or lone statement lapsed on its own word. Now such a party is an unmetered side under the deadline rules
+vouch or lone statement lapsed on its own word. The contract now lets only anonyms trade on a settle_by_both
+chain (C5); the DSO does not rely on it: a party missing from its `nodes` map (here an anonym left out of its
+config, the case the contract cannot rule out) is handled the same way. Now such a party is an unmetered side under the deadline rules
 (a seller settled at 0, a buyer "seller metered only") and the DSO node logs the trade once, as an error,
 naming the key. On a real MGMC chain (`LocalChain`) through the DSO node's settler; time is the chain's."""
 
@@ -14,23 +16,15 @@ import pytest
 
 from peergrid_dso.dispute_shares import NOT_ENROLLED
 from peergrid_dso.disputes import LONE_RULE, VOUCH_RULE, Unresolved, Vouched, resolve
-from peergrid_edge.commitments import commitment_body
 from peergrid_ledger import query
-from peergrid_ledger.chain import LocalChain
-from peergrid_ledger.genesis import Account, Genesis, Params
-from peergrid_ledger.keys import Keypair
 
 from .test_disputes import (
-    CHAIN_CLOCK,
     CLOCK,
     END_MS,
     PRICE,
-    Market,
-    T,
     chain_time,
     market,
     ramp,
-    sealed_buckets,
 )
 from .test_disputes_node import final_blocks, hand_over, settler_for
 
@@ -38,53 +32,22 @@ WAIT_MS = 120_000
 RETAIL, FEED_IN = 300, 50
 
 
-def node_key_buyer(seller_wh: float) -> tuple[Market, bytes]:
-    """A settle_by_both chain on which MG b buys 400 Wh under its NODE key (role mgmc, a participant role) from
-    s's anonym; both MGs seal their PCC readings in time. The DSO's `nodes` map holds anonyms only."""
-    dso, authority = Keypair.generate(), Keypair.generate()
-    anonyms = {mg: Keypair.generate() for mg in ("s", "b")}
-    nodes = {mg: Keypair.generate() for mg in ("s", "b")}
-    genesis = Genesis(
-        chain="mgmc", time=0, authorities=(authority.public,),
-        accounts=(Account(dso.public, ("dso",)),
-                  *(Account(anonyms[mg].public, ("anonym",), balance=10**9) for mg in anonyms),
-                  *(Account(nodes[mg].public, ("mgmc",), balance=10**9) for mg in nodes)),
-        contracts=("market", "payments"), params=Params(settle_by_both=1, settle_wait_ms=WAIT_MS, **CHAIN_CLOCK),
-    )  # fmt: skip
-    m = Market(LocalChain(genesis, authority), dso, authority, anonyms, nodes)
-    seller, buyer = anonyms["s"], nodes["b"]
-    m.do(seller, "offer", {"interval": T, "round": 1, "price": PRICE, "quantity": 400, "clean": False})
-    m.do(buyer, "bid", {"interval": T, "round": 1, "demands": [{"seller": seller.public, "quantity": 400}]})
-    m.do(buyer, "trade", {"interval": T})
-    readings = (("s", ramp(seller_wh, export=True)), ("b", ramp(400.0, export=False)))
-    for bucket, mg, leaves in sorted(
-        (b, mg, lv) for mg, r in readings for b, lv in sealed_buckets(r).items()
-    ):
-        m.do(
-            nodes[mg],
-            "der_commitment",
-            commitment_body(bucket, leaves),
-            (bucket + 1) * CLOCK.commit_ms + 1000,
-        )
-        m.sealed[(nodes[mg].public, bucket)] = leaves
-    [(tid, agreed)] = query.trades(m.chain.state, T)
-    assert agreed["buyer"] == buyer.public
-    return m, tid
-
-
-def test_a_node_key_buyer_disputing_a_purchase_is_settled_on_the_sellers_meter_at_the_deadline(
+def test_a_buyer_the_dso_cannot_map_disputing_a_purchase_is_settled_on_the_sellers_meter_at_the_deadline(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    """K1 (b): the honest seller delivered 400 (its meter), the node-key buyer states 0. The DSO waits for the
-    buyer's side until the dispute's deadline (as for one withholding its readings), then settles 400 by
-    "seller metered only"; the seller is paid, and the trade is logged once as one with an unmapped party."""
-    m, tid = node_key_buyer(400.0)
-    m.do(m.anonyms["s"], "settle", {"trade": tid, "delivered": 400}, END_MS)
-    m.do(m.nodes["b"], "settle", {"trade": tid, "delivered": 0})
+    """K1 (b): the honest seller delivered 400 (its meter), the buyer states 0 and is not among the DSO's
+    anonyms (the contract now lets only anonyms trade on a settle_by_both chain, so this is an anonym missing
+    from the DSO's config; the DSO does not rely on the contract's rule). The DSO waits for the buyer's side
+    until the dispute's deadline (as for one withholding its readings), then settles 400 by "seller metered
+    only"; the seller is paid, and the trade is logged once, naming the buyer's key."""
+    m = market({("s", "b"): 400}, {("s", "b"): (0, 400)}, wait_ms=WAIT_MS,
+               readings={"s": ramp(400.0, export=True), "b": ramp(400.0, export=False)})  # fmt: skip
+    tid = m.trade_id("s", "b")
     where = query.settlement(m.chain.state, tid)
     assert where is not None and where["state"] == "disputed"
     deadline = max(int(s["time"]) for s in where["statements"].values()) + WAIT_MS
     settler, adapter, _ = settler_for(m)
+    del settler.nodes[m.anonyms["b"].public]
     before = query.balance(m.chain.state, m.anonyms["s"].public)
     with caplog.at_level(logging.ERROR, logger="peergrid_dso.dispute_node"):
         seen = final_blocks(m, settler)
@@ -107,7 +70,7 @@ def test_a_node_key_buyer_disputing_a_purchase_is_settled_on_the_sellers_meter_a
     assert query.balance(m.chain.state, m.anonyms["s"].public) - before == 400 * PRICE
     assert settler.decision(tid)["rule"] == "seller metered only"  # type: ignore[index]
     logged = [r.getMessage() for r in caplog.records if tid.hex() in r.getMessage()]
-    assert len(logged) == 1 and m.nodes["b"].public.hex() in logged[0] and "buyer" in logged[0]
+    assert len(logged) == 1 and m.anonyms["b"].public.hex() in logged[0] and "buyer" in logged[0]
 
 
 def test_a_seller_the_dso_cannot_map_is_settled_at_zero_from_its_part_of_the_vouch_window() -> None:
