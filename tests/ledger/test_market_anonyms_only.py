@@ -13,6 +13,8 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from ledger_fixtures import T0, Keys, key, make_genesis, reason, submit_checked
 from test_settle_both import ENDED_LONG_AGO, accounts
 
@@ -177,3 +179,61 @@ def test_a_node_keys_position_and_accept_name_the_rule() -> None:
     accept = {"session": "day-1", "positions": [0, 0], "clean": False}
     anonyms_only(at.send(NODE, "exchange.accept", accept), "exchange.accept")
     assert at.send(SELLER, "exchange.accept", {**accept, "positions": [100, 0]}).ok
+
+
+# ---------------------------------------------------------------------------------------------- any order
+
+TRADERS = {"seller": SELLER, "buyer": BUYER, "other": OTHER, "node": NODE}
+Action = tuple[str, str, int, int]  # (who, what, quantity, round)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    both=st.booleans(),
+    actions=st.lists(
+        st.tuples(
+            st.sampled_from(sorted(TRADERS)),
+            st.sampled_from(["offer", "bid", "sell-move", "buy-move"]),
+            st.integers(0, 600),
+            st.integers(0, 3),
+        ),
+        max_size=12,
+    ),
+)
+def test_in_any_order_only_anonyms_are_parties_where_the_dso_meters(
+    both: bool, actions: list[Action]
+) -> None:
+    """Random offers, bids and moves of three anonyms and a node key, then the close: on a settle_by_both chain
+    no trade has the node key as a party and every one of its transactions was refused naming the rule; on a
+    default chain the node key's transactions meet only the rules they met before."""
+    c = chain(settle_by_both=both)
+    at = At(c)
+    node_refusals = 0
+    for who, what, quantity, round_ in actions:
+        key_ = TRADERS[who]
+        peer = TRADERS["seller" if who != "seller" else "other"]
+        body: dict[str, Any]
+        if what == "offer":
+            kind, body = "offer", offer(quantity=quantity, round_=round_)
+        elif what == "bid":
+            kind, body = "bid", demand(peer, quantity, round_=round_)
+            if not quantity:
+                body["demands"] = []  # an empty bid: joins the interval, buys nothing
+        elif what == "sell-move":
+            kind, body = "move", {"interval": 1, "round": round_, "price": PRICE, "quantity": quantity}
+        else:
+            kind, body = "move", demand(peer, max(quantity, 1), round_=round_)
+        result = at.send(key_, kind, body)
+        if who == "node" and both:
+            anonyms_only(result, kind)
+            node_refusals += 1
+        elif who == "node" and not result.ok:
+            assert ANONYMS_ONLY not in str(result)
+    if query.interval(c.state, 1)["sellers"]:
+        at.send(SELLER, "trade", {"interval": 1})
+    parties = {k for _, t in query.trades(c.state, 1) for k in (t["seller"], t["buyer"])}
+    if both:
+        assert NODE.public not in parties
+        assert node_refusals == sum(1 for who, *_ in actions if who == "node")
+        interval = query.interval(c.state, 1)
+        assert NODE.public not in interval["sellers"] + interval["buyers"]
