@@ -1,7 +1,8 @@
 """The contract and the DSO node on one `seller_vouched` chain (review14 K3 (1), K7): each decision the DSO node
 (`DisputeSettler.settle_due` over the chain's blocks, the MGs' sealed readings handed over) sends is one the
 contract takes. K3: a buyer that committed and was down past the reveal window is settled from the seller's
-meter, min(its share, the quantity), not at the whole quantity (R14's k3 case). K7: with only the absolute
+meter, min(its share, the quantity), not at the whole quantity (R14's k3 case); a seller that did is paid
+min(its share, the buyer's statement), not 0 with the whole quantity its shortfall. K7: with only the absolute
 `settle_tolerance_wh`, an agreement that leaves part of the gap unowned is vouched with that part named the
 seller's; the held (0, 0) repeated is refused, as the contract's rule says the larger shortfall is the gap.
 Fixtures: tests/dso (the DSO's chain market and settler).
@@ -73,6 +74,42 @@ def test_r14_k3_a_crashed_buyer_is_settled_from_the_sellers_meter(seller_says: i
     paid = query.balance(m.chain.state, m.anonyms["s"].public) - before
     # the seller is paid its 100 Wh; priced, it compensates the buyer for the 300 it did not deliver
     assert paid == 100 * PRICE - (300 * (RETAIL - PRICE) if priced else 0)
+
+
+def crashed_seller() -> tuple[Market, bytes]:
+    """The mirror: s metered 250 of 400 Wh, b states 300 short 0 (priced). Both commit, b reveals, s is down
+    past the reveal window; at the deadline b's edge repeats its lone statement."""
+    readings = {"s": ramp(250.0, export=True), "b": ramp(300.0, export=False)}
+    m = market({("s", "b"): 400}, {}, readings=readings, wait_ms=WAIT, cover=(RETAIL, FEED_IN),
+               params=SEALED_VOUCHED)  # fmt: skip
+    tid, chain = m.trade_id("s", "b"), m.chain.genesis.chain
+    s, b = m.anonyms["s"], m.anonyms["b"]
+    m.do(
+        b, "settle", {"trade": tid, "seal": seal_of(chain, tid, b.public, 300, 0, _salt(m, "b", tid))}, END_MS
+    )
+    m.do(s, "settle", {"trade": tid, "seal": seal_of(chain, tid, s.public, 400, 0, _salt(m, "s", tid))})
+    m.do(b, "settle", {"trade": tid, "delivered": 300, "short": 0, "salt": _salt(m, "b", tid)})
+    m.pass_time(int(query.settlement(m.chain.state, tid)["deadline"]))  # type: ignore[index]
+    m.do(b, "settle", {"trade": tid, "delivered": 300, "short": 0})
+    where = query.settlement(m.chain.state, tid)
+    assert where is not None and where["state"] == "vouching" and where["vouch"]["release"]["delivered"] == 0
+    return m, tid
+
+
+def test_r14_k3_a_crashed_seller_is_paid_from_its_meter_capped_by_the_buyers_word() -> None:
+    m, tid = crashed_seller()
+    before = query.balance(m.chain.state, m.anonyms["s"].public)
+    settler, adapter, _ = settler_for(m)
+    final_blocks(m, settler)
+    hand_over(m, settler, "s")
+    asyncio.run(settler.settle_due())
+    assert [body for _, _, body, _ in adapter.sent] == [
+        {"trade": tid, "delivered": 250, "seller_short": 150, "buyer_short": 0}
+    ]
+    done = query.settlement(m.chain.state, tid)
+    assert done is not None and (done["settlement"]["basis"], done["settlement"]["delivered"]) == ("dso", 250)
+    paid = query.balance(m.chain.state, m.anonyms["s"].public) - before
+    assert paid == 250 * PRICE - 150 * (RETAIL - PRICE)  # before: 0 delivered and 400 x (retail - price) owed
 
 
 def vouched_with_a_gap() -> tuple[Market, bytes]:

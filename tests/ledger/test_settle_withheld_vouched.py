@@ -1,15 +1,16 @@
-"""review14 K3 (1), the contract's side: on a `seller_vouched` chain a buyer that committed and never revealed
+"""review14 K3, the contract's side: on a `seller_vouched` chain a buyer that committed and never revealed
 (a Pi that rebooted past the reveal window) is not settled as a withholder at once. The seller's lone repeat
 after the deadline holds the withholding terms (delivered = the quantity: the buyer taken as having taken all;
 shortfalls (0, 0); vouch `basis` "withheld") for the DSO's window, so the DSO meters the seller and its word
 pays; after `until` the seller's repeat pays the held figures, basis "withheld" (the penalty stands where the
-DSO did not vouch). Without `seller_vouched`, and for a seller that kept its reveal back, nothing changed.
+DSO did not vouch). The mirror, a seller that committed and never revealed: the buyer's repeat holds the
+buyer's lone terms for the DSO (its meter of the seller capped by the buyer's word) and pays the seller's worst
+case (0 delivered, all of it the seller's short) only after `until`. Without `seller_vouched` nothing changed.
 Real contract (LocalChain); the DSO node's side of the same trade is in test_settle_vouched_dso.py.
 """
 
 from __future__ import annotations
 
-import pytest
 from ledger_fixtures import Keys, reason
 from sealed_fixtures import commit, reveal, state
 from test_settle_both import BUYER, PRICE, SELLER, WAIT, Clock, balances, both_chain, events, trades_of
@@ -94,24 +95,63 @@ def test_a_priced_withheld_buyer_is_metered_with_the_sellers_gap_as_its_shortfal
     assert settled["compensation"] > 0
 
 
-@pytest.mark.parametrize("vouched", [0, 1])
-def test_a_seller_that_kept_its_reveal_back_is_still_taken_at_its_worst(vouched: int) -> None:
-    """Only a withheld buyer goes to the DSO: a seller that committed and kept its reveal back is paid
-    nothing at once, as before, whether or not the chain vouches for sellers."""
+def withheld_seller(vouched: int = 1) -> tuple[LocalChain, Clock, bytes]:
+    """Both commit (buyer 300 short 0, seller 400), only the buyer reveals; the clock stands at the reveal
+    deadline (priced: the buyer's retail 300, the seller's feed-in 50). (chain, clock, trade)"""
     c = (
         both_chain(sealed_statements=1, seller_vouched=vouched)
         if vouched
         else both_chain(sealed_statements=1)
     )
     clock = Clock(c)
+    priced(c, clock)
     tid, _ = trades_of(c, clock)
-    assert commit(clock, BUYER, tid, 300).ok
-    assert commit(clock, SELLER, tid, QUANTITY).ok
-    assert reveal(clock, BUYER, tid, 300).ok
+    assert commit(clock, BUYER, tid, 300, 0).ok
+    assert commit(clock, SELLER, tid, QUANTITY).ok  # then the seller's Pi goes down
+    assert reveal(clock, BUYER, tid, 300, 0).ok
     clock.now = int(query.settlement(c.state, tid)["deadline"]) - 1  # type: ignore[index]
-    paid = state(clock, BUYER, tid, 300)
-    assert next(e for e in events(paid) if e[0] == "settled")[1]["basis"] == "withheld"
-    assert query.settlement(c.state, tid)["settlement"]["delivered"] == 0  # type: ignore[index]
+    return c, clock, tid
+
+
+def test_a_withheld_seller_is_metered_capped_by_the_buyers_word() -> None:
+    """The mirror: the buyer's repeat holds its lone terms (300 delivered, the other 100 the seller's) for the
+    DSO, with the withholding penalty (0 delivered, all 400 the seller's short) as what the repeat after
+    `until` pays; the DSO's meter of the seller within the window is final."""
+    c, clock, tid = withheld_seller()
+    before = balances(c)
+    held = state(clock, BUYER, tid, 300, 0)
+    until = clock.now + WAIT
+    assert events(held) == [("vouching", {"trade": tid, "delivered": 300, "until": until})]
+    vouch = query.settlement(c.state, tid)["vouch"]  # type: ignore[index]
+    assert vouch == {
+        "delivered": 300, "seller_short": 100, "buyer_short": 0, "until": until, "basis": "withheld",
+        "release": {"delivered": 0, "seller_short": QUANTITY, "buyer_short": 0},
+    }  # fmt: skip
+    assert balances(c) == before
+    # the seller is back: its reveal is after the buyer's deadline
+    assert reason(reveal(clock, SELLER, tid, QUANTITY)) is Reason.CLOSED
+    # the DSO metered the seller's export at 250 of the 300 the buyer states: 250, the seller 150 short
+    settled = clock.send(Keys.dso, {"trade": tid, "delivered": 250, "seller_short": 150, "buyer_short": 0})
+    assert (events(settled)[0][1]["delivered"], events(settled)[0][1]["basis"]) == (250, "dso")
+
+
+def test_without_the_dsos_word_a_withheld_seller_is_taken_at_its_worst_after_the_window() -> None:
+    c, clock, tid = withheld_seller()
+    assert state(clock, BUYER, tid, 300, 0).ok
+    clock.now += WAIT
+    paid = events(state(clock, BUYER, tid, 300, 0))
+    settled = next(e for e in paid if e[0] == "settled")[1]
+    assert (settled["delivered"], settled["basis"], settled["payer"]) == (0, "withheld", "seller")
+    done = query.settlement(c.state, tid)["settlement"]  # type: ignore[index]
+    assert (done["compensation"]["seller_short"], done["compensation"]["buyer_short"]) == (QUANTITY, 0)
+
+
+def test_without_seller_vouched_a_withheld_seller_is_taken_at_its_worst_at_once() -> None:
+    c, clock, tid = withheld_seller(vouched=0)
+    paid = events(state(clock, BUYER, tid, 300, 0))
+    settled = next(e for e in paid if e[0] == "settled")[1]
+    assert (settled["delivered"], settled["basis"]) == (0, "withheld")
+    assert "vouch" not in query.trade(c.state, tid)  # type: ignore[operator]
 
 
 def test_without_seller_vouched_a_withheld_buyer_pays_everything_at_once_as_before() -> None:

@@ -344,13 +344,16 @@ def _lapse(
     # party at fault cannot shift what it owes onto a counterparty that is down; a silent party that
     # committed and kept its reveal back is taken at its worst instead (market_sealed.withheld)
     terms = withheld(agreed, other, own)
-    if terms is not None and other == "buyer" and ctx.genesis.params.seller_vouched:
-        # a buyer that committed and is down past the reveal window (a reboot) did not choose to keep its
-        # statement back: the DSO meters the seller before the penalty pays (review14 K3, market_vouch)
-        return hold(view, ctx, tx, tid, agreed, terms[0], terms[1], "withheld")
-    if terms is not None:
-        return pay(view, ctx, tx, tid, agreed, terms[0], "withheld", terms[1])
     gap = int(agreed["quantity"]) - stated
     silent = gap if own < gap else 0
     shorts = (own, silent) if party == "seller" else (silent, own)
+    if terms is not None and ctx.genesis.params.seller_vouched:
+        # a party that committed and is down past the reveal window (a reboot) did not choose to keep its
+        # statement back: the DSO meters the seller before the penalty pays (review14 K3, market_vouch); a
+        # withheld buyer is held as having taken all, a withheld seller at the buyer's lone terms
+        if other == "buyer":
+            return hold(view, ctx, tx, tid, agreed, terms[0], terms[1], "withheld")
+        return hold(view, ctx, tx, tid, agreed, stated, shorts, "withheld", terms)
+    if terms is not None:
+        return pay(view, ctx, tx, tid, agreed, terms[0], "withheld", terms[1])
     return pay(view, ctx, tx, tid, agreed, stated, "lapsed", shorts)

@@ -16,9 +16,9 @@ Promises (`commit`, `check_reveal`, `withheld`; `market_closing.settle` calls th
   handled as any statement (`market_closing._state`: agree, dispute, lone statement, the DSO's final word);
 - a party that committed but never revealed by the deadline is taken at its worst (`withheld`: a seller
   delivered nothing and owns the whole quantity short, a buyer took it all), so keeping a reveal back after
-  seeing the other's is never better than revealing honestly; with `seller_vouched` a withheld buyer's terms
-  wait for the DSO's meter of the seller first (`market_vouch`: a buyer down past the window did not choose,
-  review14 K3); a party that never committed is silent as on an unsealed chain (it chose blind, before any
+  seeing the other's is never better than revealing honestly; with `seller_vouched` the DSO's meter of the
+  seller comes first (`market_vouch`: a party down past the window did not choose, review14 K3), and these
+  terms pay only where it did not vouch; a party that never committed is silent as on an unsealed chain (it chose blind, before any
   statement was public).
 What it does not do: each party's figures are still its own word; the seal takes away the second party's
 knowledge of the first's statement, not the possibility of under-stating one's own shortfall blind, nor of

@@ -228,7 +228,8 @@ def settlement(state: StateReader, tid: bytes) -> dict[str, Any] | None:
     """Where a trade's settlement stands, or None when there is no such trade: `state` (one of
     `SETTLEMENT_STATES`: no statement yet, one, two that disagree, two that agree and wait for the DSO's
     word (genesis `seller_vouched`: then also `vouch` {delivered, seller_short, buyer_short, until, and `basis`
-    "withheld" on a seller's lone statement whose buyer kept its seal's reveal back}), paid, or
+    "withheld" on a lone statement whose counterparty kept its seal's reveal back, with `release`
+    {delivered, seller_short, buyer_short} when that was the seller}), paid, or
     superseded by a reopening),
     the parties' `statements` ({"buyer"/"seller": {delivered, time, txid, short?}}, `settle_by_both`),
     the `deadline` from which a lone statement settles it (sent again by its party; None before any)

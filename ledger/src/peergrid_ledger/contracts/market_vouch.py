@@ -8,10 +8,12 @@ waits (settlement state `vouching`). Within the window the DSO's `settle` (from 
 side) is final, as for any unsettled trade; after `until` either party's `settle` repeating its own statement
 exactly pays the held figures (`release`, basis `agreed`), as a lone statement lapses. Without the param (the
 default, and every genesis written before it) agreeing statements pay at once and no record changes.
-A crash is not a choice (review14 K3): a seller's lone statement whose buyer committed and never revealed
-is held the same way (`basis` "withheld": the buyer taken as having taken all, `market_sealed.withheld`), so
-the DSO meters the seller and pays min(its share, the quantity) instead of the whole quantity at once; the
-seller's repeat after `until` pays the held figures, the withholding penalty where the DSO did not vouch.
+A crash is not a choice (review14 K3): a lone statement whose counterparty committed and never revealed is
+held the same way (`basis` "withheld"), so the DSO meters the seller before the withholding penalty
+(`market_sealed.withheld`) pays: a withheld buyer is held as having taken all (the DSO pays min(the seller's
+share, the quantity)); a withheld seller at the buyer's lone terms (the DSO pays min(its share, what the
+buyer stated)), with `release` {delivered 0, the whole quantity the seller's short}. The repeat after
+`until` pays the penalty (`release`, else the held figures) where the DSO did not vouch.
 Pure; no I/O.
 """
 
@@ -36,10 +38,13 @@ def hold(
     delivered: int,
     shorts: tuple[int, int],
     basis: str = "agreed",
+    release: tuple[int, tuple[int, int]] | None = None,
 ) -> list[Event]:
-    """Two statements agreed on `delivered` and `shorts` (seller's, buyer's), or (`basis` "withheld") a
-    seller's lone statement whose buyer kept its sealed one back (`market_closing._lapse`): pay now, or with
-    `seller_vouched` keep them on the trade for the DSO's window."""
+    """Two statements agreed on `delivered` and `shorts` (seller's, buyer's), or (`basis` "withheld") a lone
+    statement whose counterparty kept its sealed one back (`market_closing._lapse`): pay now, or with
+    `seller_vouched` keep them on the trade for the DSO's window. `release` (delivered, shorts), when given,
+    is what the repeat after `until` pays instead of the held figures (a withheld seller's worst case, while
+    the DSO's meter of it is capped by the buyer's word)."""
     if not ctx.genesis.params.seller_vouched:
         return pay(view, ctx, tx, tid, agreed, delivered, basis, shorts)
     until = ctx.time + ctx.genesis.params.settle_wait_ms
@@ -51,6 +56,12 @@ def hold(
     }
     if basis != "agreed":  # only then: an agreement's vouch keeps its bytes
         agreed["vouch"]["basis"] = basis
+    if release is not None:
+        agreed["vouch"]["release"] = {
+            "delivered": release[0],
+            "seller_short": release[1][0],
+            "buyer_short": release[1][1],
+        }
     view.put_obj(trade_key(tid), agreed)
     return [("vouching", {"trade": tid, "delivered": delivered, "until": until})]
 
@@ -73,5 +84,6 @@ def release(
         Reason.DUPLICATE,
         f"{said}: a statement is final, repeat it as it was",
     )
-    shorts = (int(vouch["seller_short"]), int(vouch["buyer_short"]))
-    return pay(view, ctx, tx, tid, agreed, int(vouch["delivered"]), vouch.get("basis", "agreed"), shorts)
+    terms = vouch.get("release", vouch)  # a withheld seller's worst case, else the held figures
+    shorts = (int(terms["seller_short"]), int(terms["buyer_short"]))
+    return pay(view, ctx, tx, tid, agreed, int(terms["delivered"]), vouch.get("basis", "agreed"), shorts)
