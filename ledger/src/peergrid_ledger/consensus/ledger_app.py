@@ -13,7 +13,11 @@ machine refuses at the tip's time but takes at block time max(tip + 1, tx.time) 
 runs ahead of the proposer's as its round or window opened by that clock, or dated ahead of the chain — is
 neither a strike nor discarded when a block is built: it waits (`Later`) until it lands or is too old.
 One refused at its own time too (true duplicates, spent nonces, bad signatures, rule violations, a window
-not open yet by the sender's own clock) goes as before. The pool takes no transaction dated more than
+not open yet by the sender's own clock) goes as before. The proposer judges so only a refused transaction that
+carries its sender's next nonce (`refused_in_time` runs on the committed state); one refused behind its
+sender's own earlier transactions in the block is left to the recheck after the block commits, which judges
+it on the state they made (on the committed state alone it was a nonce gap, discarded with that reason also
+when it only waited for its time). The pool takes no transaction dated more than
 `tx_max_future_ms + tx_max_age_ms` ahead of the node's clock, so a flood of future-dated ones cannot fill it.
 The authority set of height h is read from the state after h − 1 (`core.authorities_at`).
 Assumes one process owns the store. Must never commit a block `validate` did not accept.
@@ -167,10 +171,13 @@ class LedgerApp:
             self.state, self.tip, self.genesis, txs, timestamp_ms, self.keypair, round_, self._verified
         )
         for tx, result in zip(txs, outcome.results, strict=False):
-            if isinstance(result, LedgerRejected) and result.reason.value not in WAITING_CURES:
-                never = self.refused_in_time(tx)  # None: taken once block time reaches its time: it waits
-                if never is not None:
-                    self.mempool.discard(tx.sender, tx.nonce, f"{never.reason.value}: {never.detail}")
+            if not isinstance(result, LedgerRejected) or result.reason.value in WAITING_CURES:
+                continue
+            if tx.nonce != self.next_nonce(tx.sender):
+                continue  # behind its sender's own earlier ones in this block: the recheck judges it after them
+            never = self.refused_in_time(tx)  # None: taken once block time reaches its time: it waits
+            if never is not None:
+                self.mempool.discard(tx.sender, tx.nonce, f"{never.reason.value}: {never.detail}")
         raw = block.encode()
         self._remember(raw, block, outcome)
         return raw
