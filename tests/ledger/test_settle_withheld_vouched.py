@@ -11,6 +11,8 @@ Real contract (LocalChain); the DSO node's side of the same trade is in test_set
 
 from __future__ import annotations
 
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from ledger_fixtures import Keys, reason
 from sealed_fixtures import commit, reveal, state
 from test_settle_both import BUYER, PRICE, SELLER, WAIT, Clock, balances, both_chain, events, trades_of
@@ -163,3 +165,55 @@ def test_without_seller_vouched_a_withheld_buyer_pays_everything_at_once_as_befo
     }  # fmt: skip
     assert "vouch" not in query.trade(c.state, tid)  # type: ignore[operator]
     assert balances(c)[SELLER.public] - before[SELLER.public] == PRICE * QUANTITY
+
+
+# ---------------------------------------------------------------------------------------------- any figures
+
+figures = st.integers(0, QUANTITY).flatmap(lambda d: st.tuples(st.just(d), st.integers(0, QUANTITY - d)))
+
+
+def _net(keeper: str, buyer: tuple[int, int], seller: tuple[int, int], keep_back: bool) -> int:
+    """Both commit (priced, seller_vouched, the DSO silent unless a dispute needs it); the other party reveals;
+    the keeper reveals its figures (a dispute then settled by the DSO at the keeper's figures, the other
+    owning the rest of the gap) or keeps them back. Every lone or agreed statement is repeated after its
+    deadline and its vouch's `until`, so whatever the chain holds pays. The keeper's net."""
+    c = both_chain(sealed_statements=1, seller_vouched=1)
+    clock = Clock(c)
+    priced(c, clock)
+    tid, _ = trades_of(c, clock)
+    mine = {"buyer": buyer, "seller": seller}
+    keys = {"buyer": BUYER, "seller": SELLER}
+    other = "seller" if keeper == "buyer" else "buyer"
+    before = balances(c)[keys[keeper].public]
+    assert commit(clock, BUYER, tid, *buyer).ok and commit(clock, SELLER, tid, *seller).ok
+    assert reveal(clock, keys[other], tid, *mine[other]).ok
+    speaker = other
+    if not keep_back:
+        assert reveal(clock, keys[keeper], tid, *mine[keeper]).ok
+        speaker = keeper
+    if query.settlement(c.state, tid)["state"] == "disputed":  # type: ignore[index]
+        delivered, own = mine[keeper]
+        gap = QUANTITY - delivered
+        theirs = gap if own < gap else min(mine[other][1], gap)
+        sides = (own, theirs) if keeper == "seller" else (theirs, own)
+        body = {"trade": tid, "delivered": delivered, "seller_short": sides[0], "buyer_short": sides[1]}
+        assert clock.send(Keys.dso, body).ok
+    for _ in range(2):  # past the deadline (a lone statement), then past the vouch's until
+        where = query.settlement(c.state, tid)
+        assert where is not None
+        if where["state"] == "settled":
+            break
+        clock.now = max(clock.now, int(where["vouch"]["until"] if "vouch" in where else where["deadline"]))
+        assert state(clock, keys[speaker], tid, *mine[speaker]).ok
+    assert query.settlement(c.state, tid)["state"] == "settled"  # type: ignore[index]
+    return balances(c)[keys[keeper].public] - before
+
+
+@settings(max_examples=30, deadline=None)
+@given(buyer=figures, seller=figures, keeper=st.sampled_from(["buyer", "seller"]))
+def test_where_the_dso_does_not_vouch_keeping_a_reveal_back_never_nets_more(
+    buyer: tuple[int, int], seller: tuple[int, int], keeper: str
+) -> None:
+    """K3's vouch keeps test_settle_sealed's rule where the DSO is silent: the repeat after `until` pays the
+    withholding penalty, never better for the keeper than revealing."""
+    assert _net(keeper, buyer, seller, True) <= _net(keeper, buyer, seller, False)
