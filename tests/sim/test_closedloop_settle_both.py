@@ -140,6 +140,67 @@ def test_the_lab_settles_trades_on_both_mgmcs_statements(settle_by_both_lab: Any
     assert all(
         int(s["delivered"]) <= int(t["quantity"]) for t in trades for s in t.get("statements", {}).values()
     )
+    # the PCC meters sign (the lab's default): the DSO enrolled every MG's meter key, and each trade it settled
+    # went by its decision over the sealed readings, in which it counts only those its meters signed; none was
+    # refused for a bad signature
+    signed = _signed_meter_readings(workdir)
+    decisions = [
+        json.loads(line) for line in (workdir / "records" / "disputes.jsonl").read_text().splitlines()
+    ]
+    said = " ".join(str(d.get("why", "")) + json.dumps(d.get("unmetered", {})) for d in decisions)
+    assert not [w for w in ("does not verify", "malformed signed", "was signed at") if w in said], said
+    settled = {d["txid"]: d for d in decisions if d.get("settled")}
+    by_dso = [t["settlement"] for t in trades if t["settlement"]["basis"] == "dso"]
+    assert all(s["txid"].hex() in settled for s in by_dso), (len(by_dso), len(settled))
+    sellers = sum(settled[s["txid"].hex()]["seller"] is not None for s in by_dso)
+    print(f"lab: meter readings per MG (signed, unsigned): {signed}; DSO settles {len(by_dso)}, seller metered "
+          f"{sellers}")  # fmt: skip
+    assert by_dso and sellers, (len(by_dso), sellers)
+
+
+def _signed_meter_readings(workdir: Path) -> dict[str, tuple[int, int]]:
+    """MG -> (signed, unsigned) PCC meter readings in the commitment intervals its edge sealed, each checked
+    as the DSO counts them under the meter key its config enrolled (`meter_signing.counted_leaves`: a forged,
+    malformed or replayed one raises); every MG's meter must sign, in each interval it sealed readings of."""
+    import yaml
+
+    from peergrid_edge.store import EdgeStore
+    from peergrid_ledger.codec import decode
+    from peergrid_ledger.meter_signing import counted_leaves
+    from peergrid_sim.closedloop import lab_meter_seed, meter_keys, pcc_meter_seeds
+
+    loop = yaml.safe_load((workdir / "config" / "dso.yaml").read_text())["loop"]
+    enrolled = {mg: entry.get("meter_key") for mg, entry in loop["mgs"].items()}
+    lab = meter_keys(pcc_meter_seeds(load_scenario(SCENARIO), lab_meter_seed(workdir / "keys")))
+    assert enrolled == lab and len(lab) == 6, (
+        enrolled
+    )  # each MG's meter, the key its emulated meter signs with
+    bound_ms = round(1000 * loop["disputes"].get("meter_time_bound_s", 2.0))
+    found = {}
+    for mg, key in sorted(enrolled.items()):
+        store = EdgeStore(workdir / "nodes" / f"mgmc-{mg}" / "edge.db")
+        try:
+            sealed = [k for k in range(*_commitments(store)) if store.is_sealed(k)]
+            meters = {k: [decode(leaf) for leaf in store.leaves(k)] for k in sealed}
+            meters = {k: [f for f in fs if f["nature"] == "meter"] for k, fs in meters.items()}
+            for k in sealed:  # raises Unmetered for a reading the DSO would refuse the party for
+                counted_leaves(store.leaves(k), bytes.fromhex(key), bound_ms)
+        finally:
+            store.close()
+        readings = [f for fs in meters.values() for f in fs]
+        found[mg] = (sum("signed" in f for f in readings), sum("signed" not in f for f in readings))
+        assert all("signed" in f or isinstance(f.get("unsigned"), str) for f in readings), mg  # or says why
+        assert all(any("signed" in f for f in fs) for fs in meters.values() if fs), (mg, found[mg])
+    assert all(signed for signed, _ in found.values()), found
+    return found
+
+
+def _commitments(store: Any) -> tuple[int, int]:
+    """The range of commitment intervals an edge store holds readings of."""
+    import struct
+
+    held = [struct.unpack(">Q", key[2:10])[0] for key in store.db.iterator(prefix=b"r/", include_value=False)]
+    return (min(held), max(held) + 1) if held else (0, 0)
 
 
 def test_the_end_waits_for_the_last_statements_then_halts(tmp_path: Path) -> None:

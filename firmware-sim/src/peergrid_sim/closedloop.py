@@ -7,17 +7,24 @@ Promises: the lab's keys and geneses are `lab_chains`' (`LabChains`, `SettleByBo
 settles a disputed trade from both parties' PCC readings, and names the lab's `tariff.yaml` (`tariff_file`),
 so the DSO node posts each MG's cover prices as `market.tariff`. `edge_config` and `dso_node_config` return
 the YAML documents the daemons load; `edge_devices` the MGMCs' device entries with each DER's safe state.
-`quiesced(loop, bed)`, the end of a run, lives in `quiesce` (re-exported here). Assumes the controller's
-scenario reader accepts the firmware-sim scenario. Starts nothing.
+`quiesced(loop, bed)`, the end of a run, lives in `quiesce` (re-exported here). The PCC meters sign their
+readings: `pcc_meter_seeds` gives each MG's one Modbus meter a `key_seed` (the lab's `lab_meter_seed`, kept
+beside its keys) and `meter_keys` the public keys the DSO node's config enrols (`mgs.<mg>.meter_key`), so the
+DSO counts only meter-signed readings of those MGs (dso-server `sealed_readings.SigningMeters`). Assumes the
+controller's scenario reader accepts the firmware-sim scenario. Starts nothing.
 """
 
 from __future__ import annotations
 
 import json
+import os
+import secrets
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from peergrid_ledger.meter_signing import meter_keypair
 from peergrid_sim.lab_chains import CREDIT_LIMIT as CREDIT_LIMIT
 from peergrid_sim.lab_chains import DSO_ITERATIONS as DSO_ITERATIONS
 from peergrid_sim.lab_chains import TARIFF_FILE as TARIFF_FILE
@@ -208,9 +215,12 @@ def _dayahead(scenario_path: Path) -> dict[str, bool]:
 def dso_node_config(
     chains: LabChains, feeder: str, broker: tuple[str, int], data_dir: Path, scenario: Any,
     endpoints_file: Path, timing: LoopTiming, records: Path, case: str = "case33bw", ties: Path | None = None,
-    dso_extra: dict[str, Any] | None = None,
+    dso_extra: dict[str, Any] | None = None, meter_keys: Mapping[str, str] | None = None,
 ) -> dict[str, Any]:  # fmt: skip
+    """The DSO node's settings; `meter_keys`: MG -> its signing PCC meter's public key (hex, `meter_keys`),
+    enrolled as `mgs.<mg>.meter_key`."""
     buses = {mg.name: mg.bus for mg in scenario.microgrids}
+    signing = meter_keys or {}
     return {
         "key_file": str(chains.root / "dso.key"),
         "feeder": feeder,
@@ -236,6 +246,7 @@ def dso_node_config(
                 "node": chains.nodes[mg].public.hex(),
                 "anonym": chains.anonyms[mg].public.hex(),
                 "bus": buses[mg],
+                **({"meter_key": signing[mg]} if mg in signing else {}),
             }
             for mg in chains.mgs
         },
@@ -252,6 +263,49 @@ def dso_node_config(
         "status_file": str(data_dir / "ledger-status.json"),
         "halt_file": str(halt_file(records)),  # it halts with the MGMCs, at the block period
     }
+
+
+METER_SEED_FILE = "meter-seed"  # in the lab's keys directory: the seed of its PCC meters' keys
+METER_SEEDS = 2**53  # firmware-sim's key_seed range (a whole number a YAML float still holds exactly)
+
+
+def lab_meter_seed(root: Path) -> int:
+    """The lab's meter seed, kept in `root` (the lab's keys directory) as one decimal line: made at random the
+    first time, read ever after, so a second start of a lab directory signs with the meter keys its DSO
+    config enrols, and whoever holds the directory derives them again. A file that holds no whole number in
+    0..2**53-1 is refused (`ValueError` naming it), never replaced: the meters would sign with new keys."""
+    path = root / METER_SEED_FILE
+    if not path.exists():
+        root.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(path.name + ".tmp")
+        tmp.write_text(f"{secrets.randbelow(METER_SEEDS)}\n", encoding="ascii")
+        os.replace(tmp, path)  # never half a seed: a reader sees the whole line or no file
+    text = path.read_text(encoding="ascii", errors="replace").strip()
+    if not (text.isascii() and text.isdigit() and int(text) < METER_SEEDS):
+        raise ValueError(
+            f"{path}: the lab's meter seed must be a whole number in 0..2**53-1, not {text[:40]!r}"
+        )
+    return int(text)
+
+
+def pcc_meter_seeds(scenario: Any, seed: int) -> dict[str, tuple[str, int]]:
+    """MG -> (its PCC meter's device name, the `key_seed` it signs with) for every MG of the firmware-sim
+    `scenario` whose PCC meter can sign: its device of kind meter (the scenario allows one), read over Modbus
+    (an MQTT meter's telemetry carries no signed reading). Its key_seed is the scenario's own where it gives
+    one, else the lab's `seed` (`meter_keypair` mixes in the MG's and the meter's names: one seed, a key per
+    meter). A meterless MG is left out: nothing of it signs, and the DSO enrols no key for it."""
+    found: dict[str, tuple[str, int]] = {}
+    for mg in scenario.microgrids:
+        for meter in (d for d in mg.devices if d.kind == "meter" and d.protocol != "mqtt"):
+            own = meter.params.get("key_seed")
+            found[mg.name] = (meter.name, seed if own is None else int(own))
+    return found
+
+
+def meter_keys(seeds: Mapping[str, tuple[str, int]]) -> dict[str, str]:
+    """MG -> its PCC meter's public key (hex) from `pcc_meter_seeds`: the key the emulated meter signs with
+    (firmware-sim `meter_signer`, the same derivation), for the DSO node's `mgs.<mg>.meter_key`."""
+    return {mg: meter_keypair(seed, mg, device).public.hex() for mg, (device, seed) in seeds.items()}
 
 
 def _tariff(chains: LabChains) -> dict[str, Any]:

