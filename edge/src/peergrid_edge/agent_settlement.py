@@ -9,7 +9,8 @@ shortfall, a dispute posts the sealed PCC readings (`on_dispute`). `pick_up` han
 left unsettled before interval t (with genesis `settle_by_both`, a meterless MG states what its recorded
 dispatch verdicts confirm). `metering_for` is the MG's metering (`pcc_readings.MgMetering`) over the
 daemon's store and meters. `watch_counterparties` follows interval t's disputes between other MGs that the
-DSO settles with this MG's readings (it bought from the disputed trade's seller or sold to its buyer) and
+DSO settles with this MG's readings (it bought from the disputed trade's seller or sold to its buyer), and
+the trades of t that stand on one word or on two sealed commitments neither party revealed in time, and
 posts them (`MgMetering.counterparty_disputes`), until every such trade settled. `settle_day` works the Settler past the day's last interval: refused settles
 retried, a silent counterparty waited for until its deadline and stated again, then the end of the day.
 Never settles another MG's trade.
@@ -138,11 +139,19 @@ def watch_counterparties(agent: MarketAgent, t: int) -> asyncio.Task[None] | Non
 
 async def counterparty_readings(agent: MarketAgent, t: int) -> None:
     """On every final block, post this MG's readings for each newly disputed trade of interval t that reads
-    them though this MG is no party, and for each that stands on one statement (its own or not: review13 F4,
-    the DSO meters it like a dispute) (D5: the DSO waits for an unmetered counterparty until the dispute's
-    deadline, an hour by default, and then takes it least in its favour), until every trade that could read
-    them settled or superseded, the daemon stops, or the latest such dispute's deadline passed: its last
-    statement may come a `settle_wait_ms` after the interval and the dispute lasts as long again."""
+    them though this MG is no party, for each that stands on one statement (its own or not: review13 F4, the
+    DSO meters it like a dispute) and for each that two sealed commitments and no reveal left to the DSO at
+    the reveal deadline (its own or not: review14 K3b, `pcc_readings.unrevealed`) (D5: the DSO waits for an
+    unmetered counterparty until the dispute's deadline, an hour by default, and then takes it least in its
+    favour), until every trade that could read them settled or superseded, the daemon stops, or the latest
+    such dispute's deadline passed: its last statement may come a `settle_wait_ms` after the interval and
+    the dispute lasts as long again (an unrevealed trade's reveal deadline is at most two waits after the
+    first commitment).
+    The reveal deadline passing changes no state: it is read against the chain's time, its head block's
+    (`chain_ms`, as the DSO node judges by and takes such a trade up on the same block), which `news` reads
+    on every final block; an idle chain still seals an empty block every heartbeat (the engine's
+    `heartbeat_ms`), so the first block at or past the deadline wakes the loop, and before one there is
+    nothing to wake for (by that time the trade is not unrevealed yet, for the DSO either)."""
     s, metering, me = agent.s, agent._metering(), agent.anonym.public
     wait_s = agent.ledger.replicas["mgmc"].app.genesis.params.settle_wait_ms / 1000
     until = max(agent._start_of(t + 1), time.time()) + 2 * wait_s + 10 * s.interval_s
@@ -154,16 +163,22 @@ async def counterparty_readings(agent: MarketAgent, t: int) -> None:
 
     def news(state: Any) -> bool:
         trades = query.trades(state, t)
-        return bool(set(readings_needed(trades, me)) - followed) or done(trades)
+        return bool(set(readings_needed(trades, me, chain_ms(agent))) - followed) or done(trades)
 
     while not agent.d.stopping.is_set() and time.time() < until:
         if not await agent.ledger.wait_for("mgmc", news, until - time.time()):
             return
-        trades = query.trades(agent.ledger.state("mgmc"), t)
-        followed |= set(readings_needed(trades, me))
-        metering.counterparty_disputes(t, s.interval_s, until, time.time, agent.d._sleep)
+        trades, now_ms = query.trades(agent.ledger.state("mgmc"), t), chain_ms(agent)
+        followed |= set(readings_needed(trades, me, now_ms))
+        metering.counterparty_disputes(t, s.interval_s, until, time.time, agent.d._sleep, now_ms)
         if done(trades):
             return
+
+
+def chain_ms(agent: MarketAgent) -> int:
+    """The MGMC chain's time as this replica knows it: its head block's (ms), what the DSO node judges a
+    trade's deadlines by (its own replica's head)."""
+    return int(agent.ledger.replicas["mgmc"].app.tip.time)
 
 
 async def settle_day(agent: MarketAgent) -> None:
@@ -211,8 +226,10 @@ class SealedStatements:
     commit deadline, then the reveal window), keeps it past the day's end and asks again.
     `kept` holds one file per committed trade: {delivered, short, salt}, written and synced before the
     commitment goes out. A commitment whose file is gone cannot be revealed: refused `invalid`, which the
-    Settler takes as final (the contract then settles it as kept back: `market_sealed.withheld`); so is one
-    whose file does not read as a statement (`CorruptStatement`), which is set aside (`<name>.corrupt`)."""
+    Settler takes as final; so is one whose file does not read as a statement (`CorruptStatement`), which is
+    set aside (`<name>.corrupt`). Where the counterparty reveals, the contract then settles the trade with
+    this side kept back (`market_sealed.withheld`); where neither reveals, the DSO meters it from the reveal
+    deadline on, this MG's readings posted for it (`counterparty_readings`, review14 K3b)."""
 
     def __init__(
         self,

@@ -15,8 +15,9 @@ delivered in full, the two rules give the same Wh and honest statements agree (t
 bodies `{node, interval, leaves}` for the sealed ones. Pure: no I/O, no clock; `DisputeReadings` is the thin I/O
 shell that posts them (stdlib HTTP, in a thread: the Pi carries no web client), and `MgMetering` the trading
 agent's: its statements from the edge store, and a dispute's readings posted to the DSO, for its own disputes
-and for those that read its readings though it is no party, or that stand on one statement (`readings_needed`:
-the DSO's `read_nodes`, one rule in `metering.meters_read`).
+and for those that read its readings though it is no party, or that stand on one statement or on two sealed
+commitments neither party revealed by the reveal deadline (`unrevealed`, by the chain's time): `readings_needed`
+(the DSO's `read_nodes`, one rule in `metering.meters_read`).
 Never states from a guess: no reading after the window's end yet means `Unmetered`, not a number. A window
 read past its end whose start (or end) no readings bracket — the MGMC's first reading came after the
 interval started: it started or restarted in it — is stated only as far as the meter proves without
@@ -128,12 +129,16 @@ def readings_bodies(node: bytes, sealed: Iterable[tuple[int, Sequence[bytes]]]) 
     ]
 
 
-def readings_needed(trades: Iterable[tuple[bytes, dict[str, Any]]], me: bytes) -> list[bytes]:
+def readings_needed(
+    trades: Iterable[tuple[bytes, dict[str, Any]]], me: bytes, now_ms: int | None = None
+) -> list[bytes]:
     """The trades of an interval (`trades`: its latest closing) that the DSO settles with `me`'s PCC readings
     and that `me` posts them for here: a disputed one though `me` is no party (a party posts for its own
     disputes, `MgMetering.disputed`), and one that stands on one statement (review13 F4: the DSO meters it
-    like a dispute from half the wait on, dso-server `disputes.LONE_FROM`), `me` a party or not, and `me`'s
-    own sale that agreed and waits for the DSO's word on its side (`vouched_by`, review13 F2). Whose
+    like a dispute from half the wait on, dso-server `disputes.LONE_FROM`), `me` a party or not, one whose
+    parties both committed and neither revealed by the reveal deadline at the chain's time `now_ms`
+    (`unrevealed`, review14 K3b; None: no chain time, so none such), `me` a party or not, and `me`'s own sale
+    that agreed and waits for the DSO's word on its side (`vouched_by`, review13 F2). Whose
     readings the DSO reads is `metering.meters_read`'s (dso-server `disputes.read_nodes` reads by the same
     rule): the parties', and `me`'s where `me`'s own purchase from the trade's seller, or sale to its buyer,
     is disputed too; an agreed one settles on the parties' word and its counterparty's meter is not read.
@@ -143,7 +148,8 @@ def readings_needed(trades: Iterable[tuple[bytes, dict[str, Any]]], me: bytes) -
         tid
         for tid, d in trades
         if d.get("settlement") is None and "superseded" not in d
-        and (lone(d) or (d.get("disputed") and me not in (d["seller"], d["buyer"])) or vouched_by(d, me))
+        and (lone(d) or unrevealed(d, now_ms) or (d.get("disputed") and me not in (d["seller"], d["buyer"]))
+             or vouched_by(d, me))
         and me in meters_read(trades, tid)
     ]  # fmt: skip
 
@@ -165,6 +171,21 @@ def lone(trade: dict[str, Any]) -> bool:
         [stater] = statements
         return ("buyer" if stater == "seller" else "seller") not in seals
     return not statements and len(seals) == 1
+
+
+def unrevealed(trade: dict[str, Any], now_ms: int | None) -> bool:
+    """Both parties committed sealed statements, neither revealed, and the chain's time `now_ms` (its head
+    block's, as the DSO judges by; None: unknown) reached the reveal deadline (the trade's `deadline`, set by
+    the second commitment): dso-server `dispute_windows.unrevealed_since`, the same rule (review14 K3b). The
+    contract then takes no first reveal (`market_sealed.check_reveal`) and the DSO meters the trade like a
+    dispute: each party's readings decide its side, and a seller whose readings never come is settled at 0
+    (an honest seller whose salt file was lost cannot reveal, but its meter shows what it sent)."""
+    statements, seals = trade.get("statements") or {}, trade.get("seals") or {}
+    return (
+        now_ms is not None and not statements and len(seals) == 2 and trade.get("settlement") is None
+        and "superseded" not in trade and trade.get("deadline") is not None
+        and now_ms >= int(trade["deadline"])
+    )  # fmt: skip
 
 
 def counterparties_done(trades: Iterable[tuple[bytes, dict[str, Any]]], me: bytes) -> bool:
@@ -368,17 +389,19 @@ class MgMetering:
 
     def counterparty_disputes(
         self, interval: int, every_s: float, until: float, now: Callable[[], float],
-        sleep: Callable[[float], Awaitable[None]],
+        sleep: Callable[[float], Awaitable[None]], now_ms: int | None = None,
     ) -> list[asyncio.Task[bool]]:  # fmt: skip
-        """Follow (`follow`) each disputed trade of `interval` that the DSO settles with this MG's readings
-        though it is no party (`readings_needed`: a counterparty's dispute), once per trade; the new tasks.
+        """Follow (`follow`) each trade of `interval` that the DSO settles with this MG's readings and that no
+        dispute of its own brings there (`readings_needed` at the chain's time `now_ms`: a counterparty's
+        dispute, a lone statement, an unrevealed sealed trade, its vouched sale), once per trade: the new
+        tasks.
         Why: the DSO shares a party's energy by what its counterparties' meters prove and waits for an
         unmetered one until the dispute's deadline (an hour by default), then takes it least in its favour;
         an MG whose own trades all agreed would otherwise never post, and the dispute would wait it out."""
         if not self.dso_url:
             return []
         started = []
-        for trade in readings_needed(self.trades(interval), self.me):
+        for trade in readings_needed(self.trades(interval), self.me, now_ms):
             if trade in self.counterparty_followed:
                 continue
             self.counterparty_followed.add(trade)

@@ -1,0 +1,271 @@
+"""review14 K3b at the edge: a sealed trade both parties committed to and neither revealed by the reveal
+deadline is the DSO's to meter (dso-server `dispute_windows.unrevealed_since`), and the edges post their PCC
+readings for it (`pcc_readings.unrevealed`, `readings_needed` at the chain's time; the agent's
+`agent_settlement.counterparty_readings` wakes on the block that reaches the deadline, though no state
+changed). Without that post an honest seller whose salt file was lost (it cannot reveal) was settled at 0 at
+the DSO's deadline though its meter shows what it sent.
+
+On a real sealed MGMC chain (`LocalChain`, tests/dso's market) with the DSO server's disputes API served over
+loopback HTTP (the real routes and `DisputeSettler`); the seller's side is the edge's own `SealedStatements`,
+`MgMetering` and `counterparty_readings`; time is the chain's.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import time
+from collections.abc import Callable, Coroutine
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+from dso.test_disputes import CLOCK, END_MS, PRICE, Market, T, market, ramp
+from dso.test_disputes_node import final_blocks, served_disputes
+from dso.test_disputes_unrevealed import FEED_IN, RETAIL, WAIT_MS, both_commit
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from peergrid_dso.dispute_node import DisputeSettler
+from peergrid_dso.dispute_windows import unrevealed_since
+from peergrid_edge.agent_settlement import SealedStatements, counterparty_readings
+from peergrid_edge.pcc_readings import MgMetering, readings_needed, unrevealed
+from peergrid_edge.replicas import Submission
+from peergrid_ledger import query
+from peergrid_ledger.contracts.market_sealed import seal_of
+
+
+def needed(m: Market, mg: str, now_ms: int | None) -> list[bytes]:
+    return readings_needed(query.trades(m.chain.state, T), m.anonyms[mg].public, now_ms)
+
+
+def test_both_parties_need_their_readings_posted_from_the_reveal_deadline_on() -> None:
+    m, tid, due = both_commit(400.0, 400.0)
+    assert [needed(m, mg, due - 1) for mg in ("s", "b")] == [[], []]  # the parties may still reveal
+    assert [needed(m, mg, None) for mg in ("s", "b")] == [[], []]  # no chain time: nothing is judged
+    m.pass_time(due)
+    assert [needed(m, mg, due) for mg in ("s", "b")] == [[tid], [tid]]
+    assert [needed(m, mg, due + 10 * WAIT_MS) for mg in ("s", "b")] == [[tid], [tid]]
+    m.do(m.dso, "settle", {"trade": tid, "delivered": 400, "seller_short": 0, "buyer_short": 0})
+    assert [needed(m, mg, due + 10 * WAIT_MS) for mg in ("s", "b")] == [[], []]  # the DSO settled it
+
+
+def test_a_reveal_in_time_leaves_the_trade_to_the_contract_and_nothing_is_posted() -> None:
+    m, tid, due = both_commit(400.0, 400.0)
+    m.do(m.anonyms["s"], "settle", {"trade": tid, "delivered": 400, "short": 0, "salt": bytes([1]) * 32})
+    m.pass_time(due + WAIT_MS)
+    assert [needed(m, mg, now) for mg in ("s", "b") for now in (due, due + WAIT_MS)] == [[], [], [], []]
+
+
+@functools.cache
+def chain_steps() -> tuple[tuple[dict[str, Any], dict[str, Any], dict[str, Any]], ...]:
+    """One sealed trade's (trade record, settlement, seals) at each step: one commitment, two, then the
+    seller's reveal (before the deadline), and two commitments on a trade the DSO then settled."""
+    m = market(
+        {("s", "b"): 400}, {}, wait_ms=WAIT_MS, cover=(RETAIL, FEED_IN), params={"sealed_statements": 1}
+    )
+    tid = m.trade_id("s", "b")
+    steps = []
+
+    def snap(chain: Any) -> None:
+        record, where = query.trade(chain.state, tid), query.settlement(chain.state, tid)
+        assert record is not None and where is not None
+        steps.append((record, where, record.get("seals", {})))
+
+    salts = {"s": bytes([1]) * 32, "b": bytes([2]) * 32}
+    for mg in ("s", "b"):
+        seal = seal_of(m.chain.genesis.chain, tid, m.anonyms[mg].public, 400, 0, salts[mg])
+        m.do(m.anonyms[mg], "settle", {"trade": tid, "seal": seal}, max(m.now, END_MS))
+        snap(m.chain)
+    settled, _, _ = both_commit(400.0, 400.0)
+    done = settled.trade_id("s", "b")
+    settled.do(settled.dso, "settle", {"trade": done, "delivered": 400, "seller_short": 0, "buyer_short": 0})
+    record, where = query.trade(settled.chain.state, done), query.settlement(settled.chain.state, done)
+    assert record is not None and where is not None
+    m.do(m.anonyms["s"], "settle", {"trade": tid, "delivered": 400, "short": 0, "salt": salts["s"]})
+    snap(m.chain)
+    return (*steps, (record, where, record["seals"]))
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.integers(0, 3), st.integers(-2 * WAIT_MS, 2 * WAIT_MS))
+def test_the_edges_rule_is_the_dsos_rule(step: int, offset: int) -> None:
+    """`pcc_readings.unrevealed` on the edge's trade record says what the DSO's `unrevealed_since` says on its
+    settlement view, at any chain time around the deadline and in every state of the trade."""
+    record, where, seals = chain_steps()[step]
+    now_ms = int(record["deadline"]) + offset
+    assert unrevealed(record, now_ms) == (unrevealed_since(where, seals, now_ms) is not None)
+    assert not unrevealed(record, None)
+
+
+class ChainView:
+    """The seller's replica for `counterparty_readings`, over the market's chain: its state, head and genesis,
+    and `wait_for` woken on every final block (`block`), as `replicas.EdgeLedger.wait_for` is."""
+
+    def __init__(self, m: Market) -> None:
+        self.m = m
+        self.replicas = {"mgmc": SimpleNamespace(app=self)}
+        self._changed = asyncio.Event()
+
+    @property
+    def tip(self) -> Any:
+        return self.m.chain.tip
+
+    @property
+    def genesis(self) -> Any:
+        return self.m.chain.genesis
+
+    def state(self, role: str) -> Any:
+        return self.m.chain.state
+
+    def block(self) -> None:
+        self._changed.set()
+        self._changed = asyncio.Event()
+
+    async def wait_for(self, role: str, predicate: Callable[[Any], bool], timeout_s: float) -> bool:
+        deadline = time.monotonic() + timeout_s
+        while not predicate(self.state(role)):
+            if time.monotonic() >= deadline:
+                return False
+            try:
+                await asyncio.wait_for(self._changed.wait(), deadline - time.monotonic())
+            except TimeoutError:
+                return bool(predicate(self.state(role)))
+        return True
+
+
+class SealedReadings:
+    """The seller's edge store: the readings it sealed (the market's, for its node key)."""
+
+    def __init__(self, m: Market, mg: str) -> None:
+        self.m, self.node = m, m.nodes[mg].public
+
+    def leaves(self, interval: int) -> list[bytes]:
+        return list(self.m.sealed.get((self.node, interval), []))
+
+    def is_sealed(self, interval: int) -> bool:
+        return (self.node, interval) in self.m.sealed
+
+
+class DsoNode:
+    """The DSO node's side: once it runs, the chain is written on its loop only (its settles, and here the
+    chain's heartbeats), each final block handed to its settler (`on_commit`) and then to the seller's
+    replica view, a settler pass after each; waited for from the edge's loop without blocking it."""
+
+    def __init__(self, m: Market, settler: DisputeSettler, view: ChainView) -> None:
+        self.m, self.settler, self.view, self.seen = m, settler, view, 1
+
+    async def on_loop(self, work: Callable[[], Coroutine[Any, Any, Any]]) -> Any:
+        loop = self.settler.adapter.loop
+        return await asyncio.to_thread(lambda: asyncio.run_coroutine_threadsafe(work(), loop).result(10))
+
+    async def settle(self) -> None:
+        await self.on_loop(self.settler.settle_due)
+
+    async def blocks(self, until_ms: int, step_ms: int) -> None:
+        """Empty blocks every `step_ms` of chain time up to `until_ms` (an idle chain's heartbeats)."""
+        at = self.m.chain.tip.time
+        while at < until_ms:
+            at = min(until_ms, at + step_ms)
+            await self.on_loop(functools.partial(self._beat, at))
+            await self.settle()
+            self.view.block()
+            await asyncio.sleep(0.01)
+
+    async def _beat(self, at: int) -> None:
+        self.m.pass_time(at)
+        self.seen = final_blocks(self.m, self.settler, self.seen)
+
+
+async def until_true(check: Callable[[], bool], what: str, within_s: float = 10.0) -> None:
+    ends = time.monotonic() + within_s
+    while not check():
+        assert time.monotonic() < ends, what
+        await asyncio.sleep(0.02)
+
+
+@pytest.mark.parametrize("edge_posts", [True, False], ids=["edge-posts", "nobody-posts"])
+def test_a_seller_that_lost_its_salt_is_settled_from_its_meter_not_at_zero(
+    tmp_path: Path, edge_posts: bool
+) -> None:
+    """R14 K3b's case: 400 Wh agreed, the seller's meter shows 300 left; both commit through their edges, the
+    seller's salt file is then lost (it cannot reveal: a final refusal), the buyer keeps its reveal and its
+    readings back. The seller's edge sees the block that reaches the reveal deadline, posts its readings, and
+    the DSO settles at its deadline by "seller metered only": 300 paid, the 100 the seller's shortfall. Had no
+    edge posted (the edge before this change), the seller would be settled at 0."""
+    readings = {"s": ramp(300.0, export=True), "b": ramp(400.0, export=False)}
+    m = market({("s", "b"): 400}, {}, readings=readings, wait_ms=WAIT_MS, cover=(RETAIL, FEED_IN),
+               params={"sealed_statements": 1})  # fmt: skip
+    tid, seller = m.trade_id("s", "b"), m.anonyms["s"]
+
+    async def submit(body: dict[str, Any]) -> Submission:
+        at = max(m.now, END_MS, m.chain.tip.time + 1)
+        result = m.chain.sign_and_submit(seller, "settle", body, at)
+        if not result.ok:
+            return Submission(False, f"{result.reason.value}: {result.detail}")
+        m.chain.seal(at)
+        m.now = at + 1
+        return Submission(True)
+
+    sealed = SealedStatements(submit, lambda: m.chain.state, lambda: m.chain.genesis.chain, seller.public,
+                              tmp_path / "seals", lambda: m.now / 1000, lambda: True)  # fmt: skip
+
+    async def statements() -> Submission:
+        assert (await sealed({"trade": tid, "delivered": 300, "short": 100})).landed  # the seller commits
+        salt = bytes([7]) * 32  # the buyer commits, and never reveals
+        seal = seal_of(m.chain.genesis.chain, tid, m.anonyms["b"].public, 400, 0, salt)
+        m.do(m.anonyms["b"], "settle", {"trade": tid, "seal": seal})
+        (tmp_path / "seals" / f"{tid.hex()}.json").unlink()  # the salt file is lost
+        return await sealed({"trade": tid, "delivered": 300, "short": 100})
+
+    lost = asyncio.run(statements())
+    assert not lost.landed and lost.reason.startswith("invalid:") and "is gone" in lost.reason
+    due = int(query.settlement(m.chain.state, tid)["deadline"])  # type: ignore[index]
+    before = query.balance(m.chain.state, seller.public)
+    with served_disputes(m) as (url, settler):
+        trades = lambda t: query.trades(m.chain.state, t)  # noqa: E731
+        metering = MgMetering(SealedReadings(m, "s"), 5.0, CLOCK.commit_ms / 1000, CLOCK.window, trades,
+                              seller.public, m.nodes["s"].public, url)  # fmt: skip
+        view = ChainView(m)
+        dso = DsoNode(m, settler, view)
+        agent: Any = SimpleNamespace(
+            s=SimpleNamespace(interval_s=0.05), anonym=seller, ledger=view, _metering=lambda: metering,
+            d=SimpleNamespace(stopping=asyncio.Event(), _sleep=asyncio.sleep),
+            _start_of=lambda k: CLOCK.window(k)[0] / 1000,
+        )  # fmt: skip
+
+        async def day() -> None:
+            watcher = asyncio.ensure_future(counterparty_readings(agent, T)) if edge_posts else None
+            await dso.blocks(due - 1, WAIT_MS // 4)  # before the deadline: nothing to post, the DSO watches
+            assert metering.counterparty_followed == set() and settler.reveals == {tid: due}
+            await dso.blocks(due, 1)  # the block that reaches the deadline: no state of the trade changed
+            assert settler.reveals == {} and tid in settler.pending
+            if edge_posts:
+                await until_true(lambda: metering.counterparty_followed == {tid}, "the edge woke for it")
+                node = m.nodes["s"].public
+                read = {key for key in settler.reads[tid] if key[0] == node}  # all the DSO reads of it
+                await until_true(lambda: read <= set(settler.sealed), "the seller's readings posted")
+            await dso.settle()
+            waiting = settler.decision(tid)
+            assert waiting is not None and waiting["outcome"] == "unresolved"
+            silent = "buyer" if edge_posts else "seller"  # the side whose readings the DSO waits for
+            assert waiting["until_ms"] == due + WAIT_MS and f"the {silent}'s metering" in waiting["why"]
+            await dso.blocks(due + WAIT_MS, WAIT_MS // 4)  # the DSO's deadline: it settles without the buyer
+            assert query.settlement(m.chain.state, tid)["state"] == "settled"  # type: ignore[index]
+            if watcher is not None:  # its own trade settled: the watcher and its follower end
+                await asyncio.wait_for(watcher, 10)
+                # the follower saw the DSO's decision resolved (its `until` is minutes away)
+                await until_true(lambda: not metering.following, "the follower ended")
+
+        asyncio.run(day())
+        rule = settler.decision(tid)["rule"]
+    where = query.settlement(m.chain.state, tid)
+    assert where is not None and where["settlement"]["basis"] == "dso"
+    paid = query.balance(m.chain.state, seller.public) - before
+    if edge_posts:
+        assert (where["settlement"]["delivered"], rule) == (300, "seller metered only")
+        assert paid == 300 * PRICE  # both named the 100 short: no compensation either way
+    else:
+        assert (where["settlement"]["delivered"], rule) == (0, "seller not metered")
+        assert paid <= 0, paid
