@@ -1,12 +1,12 @@
 """One MGMC's forward trades from the closed day-ahead session: its accepts, the coordinator's clear, the trades.
 
 Promises: `ForwardAgent.run()`, after a completed session (`dayahead_agent`), has this MGMC decide alone, from
-its own MG and the chain, what it accepts: its final stepped position (`exchange.stepped`, public) at the
-session's closing prices on the tick, checked with its own day MILP against its conventional day
-(`forward.accept_alone`: the whole position if it pays, else the largest part that does, else zeros — it
-declines; while it owes, its sales alone: `debts`); intervals outside `window` (the chain intervals this MGMC
-will trade) are accepted as zeros. It posts that as `exchange.accept` (clean when the MG has no genset, as the
-simulation posts it): its round 1.
+its own MG and the chain, what it accepts (`forward_first.first_accept`): its final stepped position
+(`exchange.stepped`, public) at the session's closing prices on the tick, checked with its own day MILP
+against its conventional day (`forward.accept_alone`: the whole position if it pays, else the largest part
+that does, else zeros — it declines; while it owes, its sales alone: `debts`); intervals outside `window` (the
+chain intervals this MGMC will trade) are accepted as zeros. It posts that as `exchange.accept` (clean when
+the MG has no genset, as the simulation posts it): its round 1.
 Then the accept rounds (exchange_rounds.py): at each final block it asks the contract's `due` which round k
 it should answer and, when one is due, re-checks its accept against the clear's cut of the set round k left
 (`accepts_at`; `forward.recheck` with its conventional day computed once: unchanged if its day with what it
@@ -54,9 +54,8 @@ from collections.abc import Callable
 from typing import Any
 
 from peergrid_controller.baselines import conventional as conventional_costs
-from peergrid_controller.forward import Acceptance, Recheck, accept_alone, recheck
+from peergrid_controller.forward import Acceptance, Recheck, recheck
 from peergrid_controller.model import Microgrid, Scenario
-from peergrid_edge import debts
 from peergrid_edge.dayahead_clean import post_positions
 from peergrid_edge.exchange_io import ROLE, NotFinal, Replica, SessionFailed, submit_final
 from peergrid_edge.forward_chain import DEADLINE_MARGIN_S as DEADLINE_MARGIN_S
@@ -65,7 +64,8 @@ from peergrid_edge.forward_chain import cleared_net, genesis_params
 from peergrid_edge.forward_chain import forward_plan as forward_plan
 from peergrid_edge.forward_chain import forward_session as forward_session
 from peergrid_edge.forward_chain import margin_s as margin_s
-from peergrid_edge.forward_clean import accept_body, accept_books, closing_books, standing_books
+from peergrid_edge.forward_clean import accept_body, closing_books, standing_books
+from peergrid_edge.forward_first import first_accept
 from peergrid_edge.replicas import NONCE_TAKEN
 from peergrid_ledger import keys
 from peergrid_ledger.contracts import exchange
@@ -151,23 +151,9 @@ class ForwardAgent:
         return record
 
     def _decide(self, record: dict[str, Any]) -> Acceptance:
-        """What this MG accepts: its final stepped position within the window, by its own check; its sales
-        alone while it owes (`debts.owed_on`: the chain refuses a debtor's first accept with a purchase)."""
-        final = exchange.stepped(self.ledger.state(ROLE), self.session, self.key.public)
-        if final is None:
-            raise SessionFailed(f"this MGMC is not a member of session {self.session!r}")
-        n, first = record["intervals"], record["first_interval"]
-        books = 2 if record.get("clean") else 1  # a clean session: both books, general then clean
-        stepped = post_positions(final) or [0] * n * books
-        inside = [self.window is None or first + t % n in self.window for t in range(n * books)]
-        kwh = [q / 1000 if keep else 0.0 for q, keep in zip(stepped, inside, strict=True)]
-        if min(kwh) < 0 and (owed := debts.owed_on(self.ledger, self.key.public)):
-            log.warning("forward trades of %s: this MG owes %d micro-units and may not buy: it accepts its "
-                        "sales alone", self.session, owed)  # fmt: skip
-            kwh = list(debts.sales_only(kwh))
-        if books == 2:
-            return accept_books(self.mg, self.dt, closing_books(record), kwh)
-        return accept_alone(self.mg, self.dt, closing_books(record), kwh)
+        """What this MG accepts as its round 1 (`forward_first.first_accept`)."""
+        key = self.key.public
+        return first_accept(self.ledger, key, self.mg, self.dt, self.session, self.window, record)
 
     async def _accept(self, record: dict[str, Any]) -> None:
         if self._accepted_before():

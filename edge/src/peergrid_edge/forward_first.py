@@ -1,0 +1,54 @@
+"""One MGMC's first forward accept (round 1) of a closed day-ahead session: what it accepts alone.
+
+Promises: `first_accept` is what this MG accepts after a completed session (`forward_agent.ForwardAgent`
+posts it): its final stepped position (`exchange.stepped`, public) within `window` (the chain intervals this
+MGMC will trade; outside it zeros), checked with its own day MILP against its conventional day at the
+session's closing prices (`forward.accept_alone`: the whole position if it pays, else the largest part that
+does, else zeros; a clean session both books, `forward_clean.accept_books`); while it owes more than the chain
+lets a buyer owe, its sales alone (`debts.owed_on`: the chain refuses a debtor's first accept with a
+purchase). Reads only public chain state and this MG's own model; posts nothing. `SessionFailed` when this
+MGMC is no member of the session.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from peergrid_controller.forward import Acceptance, accept_alone
+from peergrid_controller.model import Microgrid
+from peergrid_edge import debts
+from peergrid_edge.dayahead_clean import post_positions
+from peergrid_edge.exchange_io import ROLE, Replica, SessionFailed
+from peergrid_edge.forward_clean import accept_books, closing_books
+from peergrid_ledger.contracts import exchange
+
+log = logging.getLogger("peergrid.edge.forward")
+
+
+def first_accept(
+    ledger: Replica,
+    key: bytes,
+    mg: Microgrid,
+    interval_hours: float,
+    session: str,
+    window: range | None,
+    record: dict[str, Any],
+) -> Acceptance:
+    """What the MG with trading key `key` accepts of closed `session` (`record`: the chain's session record)
+    as its round 1 (module docstring); `window` None: all of the session's intervals."""
+    final = exchange.stepped(ledger.state(ROLE), session, key)
+    if final is None:
+        raise SessionFailed(f"this MGMC is not a member of session {session!r}")
+    n, first = record["intervals"], record["first_interval"]
+    books = 2 if record.get("clean") else 1  # a clean session: both books, general then clean
+    stepped = post_positions(final) or [0] * n * books
+    inside = [window is None or first + t % n in window for t in range(n * books)]
+    kwh = [q / 1000 if keep else 0.0 for q, keep in zip(stepped, inside, strict=True)]
+    if min(kwh) < 0 and (owed := debts.owed_on(ledger, key)):
+        log.warning("forward trades of %s: this MG owes %d micro-units and may not buy: it accepts its "
+                    "sales alone", session, owed)  # fmt: skip
+        kwh = list(debts.sales_only(kwh))
+    if books == 2:
+        return accept_books(mg, interval_hours, closing_books(record), kwh)
+    return accept_alone(mg, interval_hours, closing_books(record), kwh)
