@@ -29,7 +29,7 @@ from hypothesis import strategies as st
 
 from peergrid_dso.dispute_node import DisputeSettler
 from peergrid_dso.dispute_windows import unrevealed_since
-from peergrid_edge.agent_settlement import SealedStatements, counterparty_readings
+from peergrid_edge.agent_settlement import SealedStatements, counterparty_readings, pick_up
 from peergrid_edge.pcc_readings import MgMetering, readings_needed, unrevealed
 from peergrid_edge.replicas import Submission
 from peergrid_ledger import query
@@ -185,15 +185,14 @@ async def until_true(check: Callable[[], bool], what: str, within_s: float = 10.
         await asyncio.sleep(0.02)
 
 
-@pytest.mark.parametrize("edge_posts", [True, False], ids=["edge-posts", "nobody-posts"])
-def test_a_seller_that_lost_its_salt_is_settled_from_its_meter_not_at_zero(
-    tmp_path: Path, edge_posts: bool
-) -> None:
+@pytest.mark.parametrize("edge", ["watching", "restarted", "silent"])
+def test_a_seller_that_lost_its_salt_is_settled_from_its_meter_not_at_zero(tmp_path: Path, edge: str) -> None:
     """R14 K3b's case: 400 Wh agreed, the seller's meter shows 300 left; both commit through their edges, the
     seller's salt file is then lost (it cannot reveal: a final refusal), the buyer keeps its reveal and its
     readings back. The seller's edge sees the block that reaches the reveal deadline, posts its readings, and
-    the DSO settles at its deadline by "seller metered only": 300 paid, the 100 the seller's shortfall. Had no
-    edge posted (the edge before this change), the seller would be settled at 0."""
+    the DSO settles at its deadline by "seller metered only": 300 paid, the 100 the seller's shortfall. So
+    does an edge restarted after the commitments (`pick_up` watches the intervals its last run left
+    unsettled). Had no edge posted (`silent`: the edge before this change), the seller would be paid 0."""
     readings = {"s": ramp(300.0, export=True), "b": ramp(400.0, export=False)}
     m = market({("s", "b"): 400}, {}, readings=readings, wait_ms=WAIT_MS, cover=(RETAIL, FEED_IN),
                params={"sealed_statements": 1})  # fmt: skip
@@ -229,14 +228,24 @@ def test_a_seller_that_lost_its_salt_is_settled_from_its_meter_not_at_zero(
                               seller.public, m.nodes["s"].public, url)  # fmt: skip
         view = ChainView(m)
         dso = DsoNode(m, settler, view)
+        picked: list[tuple[int, bytes, dict[str, Any]]] = []
         agent: Any = SimpleNamespace(
-            s=SimpleNamespace(interval_s=0.05), anonym=seller, ledger=view, _metering=lambda: metering,
+            s=SimpleNamespace(interval_s=0.05, first_interval=T, record_file=None, dso_api_url=url),
+            anonym=seller, ledger=view, _metering=lambda: metering, recalled={},
             d=SimpleNamespace(stopping=asyncio.Event(), _sleep=asyncio.sleep),
             _start_of=lambda k: CLOCK.window(k)[0] / 1000,
+            settler=SimpleNamespace(by_both=False, pick_up=lambda unsettled, me: picked.extend(unsettled)),
         )  # fmt: skip
+        edge_posts = edge != "silent"
 
         async def day() -> None:
-            watcher = asyncio.ensure_future(counterparty_readings(agent, T)) if edge_posts else None
+            watcher: asyncio.Future[Any] | None = None
+            if edge == "watching":
+                watcher = asyncio.ensure_future(counterparty_readings(agent, T))
+            if edge == "restarted":  # the agent resumes at T + 1: its trade of T is left to settle
+                pick_up(agent, T + 1)
+                assert [(t, trade) for t, trade, _ in picked] == [(T, tid)] and agent.settler.by_both
+                [watcher] = metering.following
             await dso.blocks(due - 1, WAIT_MS // 4)  # before the deadline: nothing to post, the DSO watches
             assert metering.counterparty_followed == set() and settler.reveals == {tid: due}
             await dso.blocks(due, 1)  # the block that reaches the deadline: no state of the trade changed

@@ -5,14 +5,16 @@ day's end.
 Promises: `settler_for` gives the agent's Settler, submitting through the agent's own `SealedStatements`
 (`sealed_for`; kept as `MarketAgent.sealed`, which the day's end prunes): settles signed with its anonym on
 the MGMC chain, a statement on a trade whose parties the DSO priced (`market.tariff`) names this side's own
-shortfall, a dispute posts the sealed PCC readings (`on_dispute`). `pick_up` hands the Settler what the agent's last run
-left unsettled before interval t (with genesis `settle_by_both`, a meterless MG states what its recorded
-dispatch verdicts confirm). `metering_for` is the MG's metering (`pcc_readings.MgMetering`) over the
-daemon's store and meters. `watch_counterparties` follows interval t's disputes between other MGs that the
-DSO settles with this MG's readings (it bought from the disputed trade's seller or sold to its buyer), and
-the trades of t that stand on one word or on two sealed commitments neither party revealed in time, and
-posts them (`MgMetering.counterparty_disputes`), until every such trade settled. `settle_day` works the Settler past the day's last interval: refused settles
-retried, a silent counterparty waited for until its deadline and stated again, then the end of the day.
+shortfall, a dispute posts the sealed PCC readings (`on_dispute`). `pick_up` hands the Settler what the
+agent's last run left unsettled before interval t (with genesis `settle_by_both`, a meterless MG states what
+its recorded dispatch verdicts confirm), and watches those intervals again (`watch_counterparties`).
+`metering_for` is the MG's metering (`pcc_readings.MgMetering`) over the daemon's store and meters.
+`watch_counterparties` follows interval t's disputes between other MGs that the DSO settles with this MG's
+readings (it bought from the disputed trade's seller or sold to its buyer), and the trades of t that stand
+on one word or on two sealed commitments neither party revealed in time, and posts them
+(`MgMetering.counterparty_disputes`), until every such trade settled. `settle_day` works the Settler past
+the day's last interval: refused settles retried, a silent counterparty waited for until its deadline and
+stated again, then the end of the day.
 Never settles another MG's trade.
 `SealedStatements` (genesis `sealed_statements`, `market_sealed`) stands between the Settler and the chain:
 a statement is first committed (its figures and a random salt written to `<data_dir>/seals/` and synced
@@ -91,7 +93,11 @@ def settler_for(agent: MarketAgent, settings: MarketSettings, sealed: SealedStat
 
 def pick_up(agent: MarketAgent, t: int) -> None:
     """The trades of the intervals before t (where a restarted agent resumes) that its last run left
-    unsettled, from the chain, to the Settler; the chain's genesis says whether both parties state."""
+    unsettled, from the chain, to the Settler; the chain's genesis says whether both parties state. Where
+    they do, each such interval is watched again for the trades the DSO settles with this MG's readings
+    (`watch_counterparties`): the last run's watchers ended with it, and its own trade that stands on one
+    word, or on two commitments neither party revealed (its salt file lost or corrupt, so the Settler cannot
+    reveal it), would be settled without this MG's meter (a seller at 0)."""
     settler = agent.settler
     settler.by_both = bool(agent.ledger.replicas["mgmc"].app.genesis.params.settle_by_both)
     me = agent.anonym.public
@@ -100,6 +106,9 @@ def pick_up(agent: MarketAgent, t: int) -> None:
     if unsettled and settler.by_both:  # a meterless MG states what its recorded verdicts confirm
         agent.recalled = recorded_verdicts(agent.s.record_file, before)
     settler.pick_up(unsettled, me)
+    if settler.by_both and agent.s.dso_api_url:  # (its metering made after `recalled`: it copies them)
+        for interval in sorted({interval for interval, _, _ in unsettled}):
+            watch_counterparties(agent, interval)
 
 
 def metering_for(agent: MarketAgent) -> MgMetering:
