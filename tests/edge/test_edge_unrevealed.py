@@ -26,14 +26,18 @@ from dso.test_disputes_node import final_blocks, served_disputes
 from dso.test_disputes_unrevealed import FEED_IN, RETAIL, WAIT_MS, both_commit
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from test_edge_settle_both import run_chain
+from test_edge_settle_sealed import sealed_chain
+from test_settlement import Node
 
 from peergrid_dso.dispute_node import DisputeSettler
 from peergrid_dso.dispute_windows import unrevealed_since
-from peergrid_edge.agent_settlement import SealedStatements, counterparty_readings, pick_up
+from peergrid_edge.agent_settlement import SealedStatements, chain_ms, counterparty_readings, pick_up
 from peergrid_edge.pcc_readings import MgMetering, readings_needed, unrevealed
 from peergrid_edge.replicas import Submission
 from peergrid_ledger import query
 from peergrid_ledger.contracts.market_sealed import seal_of
+from peergrid_ledger.keys import Keypair
 
 
 def needed(m: Market, mg: str, now_ms: int | None) -> list[bytes]:
@@ -97,6 +101,25 @@ def test_the_edges_rule_is_the_dsos_rule(step: int, offset: int) -> None:
     now_ms = int(record["deadline"]) + offset
     assert unrevealed(record, now_ms) == (unrevealed_since(where, seals, now_ms) is not None)
     assert not unrevealed(record, None)
+
+
+def test_the_watcher_reads_the_replicas_head_time_which_an_idle_chain_moves_on(tmp_path: Path) -> None:
+    """`agent_settlement.chain_ms` is the edge replica's head block time, and the replica's `wait_for` wakes on
+    a block that changes nothing but the time: an idle chain's heartbeat (the engine's `heartbeat_ms`), which
+    is what lets `counterparty_readings` see a reveal deadline pass (a real single-authority `EdgeLedger`)."""
+    seller, buyer, authority = (Keypair.generate() for _ in range(3))
+
+    async def idle(node: Node) -> tuple[int, int]:
+        agent = SimpleNamespace(ledger=node.ledger)
+        await until_true(lambda: node.ledger.replicas["mgmc"].app.tip.height >= 1, "a first block", 10)
+        first = chain_ms(agent)  # type: ignore[arg-type]
+        assert first == node.ledger.replicas["mgmc"].app.head().timestamp_ms
+        moved = await node.ledger.wait_for("mgmc", lambda _: chain_ms(agent) > first, 10)  # type: ignore[arg-type]
+        assert moved
+        return first, chain_ms(agent)  # type: ignore[arg-type]
+
+    first, later = run_chain(tmp_path, sealed_chain(seller, buyer, authority), authority, idle)
+    assert later > first
 
 
 class ChainView:
