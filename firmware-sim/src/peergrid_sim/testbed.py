@@ -183,7 +183,10 @@ def meters_line(bed: Testbed) -> str:
     if not signing:
         return "PCC meters: unsigned (the DSO reads the MGMCs' own sealed readings)"
     mgs = len(bed.scenario.microgrids)
-    return f"PCC meters sign: {len(signing)} of {mgs} MGs ({' '.join(signing)}); the DSO counts only signed readings"
+    return (
+        f"PCC meters sign: {len(signing)} of {mgs} MGs ({' '.join(signing)}), their keys enrolled with the DSO "
+        "(a dispute counts only their signed readings)"
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
