@@ -174,12 +174,10 @@ def lone(trade: dict[str, Any]) -> bool:
 
 
 def unrevealed(trade: dict[str, Any], now_ms: int | None) -> bool:
-    """Both parties committed sealed statements, neither revealed, and the chain's time `now_ms` (its head
-    block's, as the DSO judges by; None: unknown) reached the reveal deadline (the trade's `deadline`, set by
-    the second commitment): dso-server `dispute_windows.unrevealed_since`, the same rule (review14 K3b). The
-    contract then takes no first reveal (`market_sealed.check_reveal`) and the DSO meters the trade like a
-    dispute: each party's readings decide its side, and a seller whose readings never come is settled at 0
-    (an honest seller whose salt file was lost cannot reveal, but its meter shows what it sent)."""
+    """Both parties committed sealed statements and neither revealed by the reveal deadline (`deadline`, set
+    by the second commitment) at the chain's time `now_ms` (its head block's; None: unknown): dso-server
+    `dispute_windows.unrevealed_since`, the same rule (review14 K3b). The DSO meters it like a dispute and
+    settles a seller whose readings never come at 0 (one whose salt file was lost cannot reveal)."""
     statements, seals = trade.get("statements") or {}, trade.get("seals") or {}
     return (
         now_ms is not None and not statements and len(seals) == 2 and trade.get("settlement") is None
