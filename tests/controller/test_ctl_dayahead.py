@@ -272,6 +272,8 @@ def test_same_seed_gives_byte_identical_json(capsys: pytest.CaptureFixture[str])
         ("rho_max", 10_001.0),  # beyond the exchange contract's 10^13 nano per kWh²
         ("value_per_kwh", -0.001),
         ("value_per_kwh", math.nan),
+        ("value_floor_kwh", 0.0),
+        ("value_floor_kwh", math.inf),
     ],
 )
 def test_bad_config_is_refused_with_its_name(field: str, value: float) -> None:

@@ -136,8 +136,9 @@ def run_members(
         near, judging = book.rules_near(), public.judging(book.prices)
         for i, m in enumerate(members):
             m.verdict = cfg.value_per_kwh > 0 and settled(
-                m.spread, moves[i], book.q[i], ratios, cfg.value_per_kwh, cfg.tolerance_kwh, size / 2000
-            )
+                m.spread, moves[i], book.q[i], ratios, cfg.value_per_kwh, cfg.tolerance_kwh, size / 2000,
+                cfg.value_floor_kwh,
+            )  # fmt: skip
             m.mine = judge_own(m.rules, book.prices, book.q[i], near=near, settled=m.verdict, judging=judging)
         assert k < cfg.max_iterations
 

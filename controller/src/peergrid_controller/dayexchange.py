@@ -112,6 +112,10 @@ class DayAheadConfig:
     # tick, the stability check's default tolerance (`BargainingConfig.price_tolerance`, a separate
     # setting); 0 turns it off
     value_per_kwh: float = PRICE_TICK
+    # ... of its positions, or of this many kWh where it trades fewer (`settled`): a small MG's allowance
+    # (1 kWh before) was mostly spent on the mean's motion, and one such MG alone held the 20-MG rules day of
+    # seed 1 five iterations that moved its share by 0.0001 (docs/market.md, M7)
+    value_floor_kwh: float = 100.0
     # the owners' rules are judged once both residuals are within this (0.1 before the fee margin: a fee
     # dropped a tick above its rule came back, ~300 a day; with the margin almost none do, so judging early
     # overlaps the re-settling with the first convergence: 20-MG rules day seed 1, 177 -> 80 iterations)
@@ -161,6 +165,8 @@ class DayAheadConfig:
             raise DayAheadError(f"fee_margin must be finite and >= 0, got {self.fee_margin}")
         if not (math.isfinite(self.value_per_kwh) and self.value_per_kwh >= 0):
             raise DayAheadError(f"value_per_kwh must be finite and >= 0, got {self.value_per_kwh}")
+        if not (math.isfinite(self.value_floor_kwh) and self.value_floor_kwh > 0):
+            raise DayAheadError(f"value_floor_kwh must be finite and > 0, got {self.value_floor_kwh}")
         if not (math.isfinite(self.resolution_kwh) and self.resolution_kwh > 0):
             raise DayAheadError(f"resolution_kwh must be finite and > 0, got {self.resolution_kwh}")
         if self.recommits < 1:
@@ -335,16 +341,21 @@ def settled(
     value_per_kwh: float,
     tolerance_kwh: float = 0.0,
     rounding_kwh: float = 0.0,
+    floor_kwh: float = 1.0,
 ) -> bool:
     """One MG's verdict on a stepped iteration, computed by the MG alone (the public `moves` and `ratios` of
     `Book`, its own `spread` and `position`): what is still moving is worth no more than `value_per_kwh` per
-    kWh of its positions (at least 1 kWh), by `at_stake`. It posts the verdict with its next position (the
-    exchange contract's `settled`); the value stop is every MG's verdict settled. Or it alone meets the kWh
-    stop (its moves within `tolerance_kwh` and its share of each imbalance within it plus `rounding_kwh`):
-    an MG trading under a kWh all day is allowed one tick, less than one proximal step of 0.01 kWh in one
-    interval at its spread, and such an MG (a clean-only buyer of seed 3's 20-MG rules day) kept the value
-    stop off for ever."""
-    if at_stake(spread, moves, position, ratios) <= value_per_kwh * max(sum(map(abs, position)), 1.0):
+    kWh of its positions, or of `floor_kwh` where it trades fewer (`DayAheadConfig.value_floor_kwh`), by
+    `at_stake`. It posts the verdict with its next position (the exchange contract's `settled`); the value
+    stop is every MG's verdict settled. The floor: `at_stake` charges every MG the mean's motion at its own
+    spread, the same kWh for all, so a small MG's allowance went mostly on it (seed 1's 20-MG rules day: mg005,
+    67 kWh a day, 0.02 of its 0.067) and it alone held the stop while nothing it did moved the share
+    (docs/market.md, M7). Or it alone meets the kWh stop (its moves within `tolerance_kwh` and its share of
+    each imbalance within it plus `rounding_kwh`): with a floor of 1 kWh, an MG trading under a kWh all day
+    was allowed one tick, less than one proximal step of 0.01 kWh in one interval at its spread, and such an
+    MG (a clean-only buyer of seed 3's 20-MG rules day) kept the value stop off for ever."""
+    allowance = value_per_kwh * max(sum(map(abs, position)), floor_kwh)
+    if at_stake(spread, moves, position, ratios) <= allowance:
         return True
     return (
         tolerance_kwh > 0

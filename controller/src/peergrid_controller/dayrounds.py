@@ -320,7 +320,14 @@ class Exchange(Book):
             ratios = self.imbalance_ratios()
             self.verdicts = [
                 settled(
-                    self.spread[i], moves[i], qi, ratios, cfg.value_per_kwh, tolerance, len(self.q) / 2000
+                    self.spread[i],
+                    moves[i],
+                    qi,
+                    ratios,
+                    cfg.value_per_kwh,
+                    tolerance,
+                    len(self.q) / 2000,
+                    cfg.value_floor_kwh,
                 )
                 for i, qi in enumerate(self.q)
             ]

@@ -289,9 +289,11 @@ def judge(agent: DayAheadAgent, moves: list[list[float]], tolerance: float) -> N
     else:
         ratios = book.imbalance_ratios()
         rounding = len(book.q) / 2000  # half a Wh per member: what posting whole Wh alone makes
+        cfg = agent.cfg
         agent.verdict = settled(
-            agent.spread, moves[me], book.q[me], ratios, agent.cfg.value_per_kwh, tolerance, rounding
-        )
+            agent.spread, moves[me], book.q[me], ratios, cfg.value_per_kwh, tolerance, rounding,
+            cfg.value_floor_kwh,
+        )  # fmt: skip
     agent.rules.judge(book, me, agent.verdict)
 
 
