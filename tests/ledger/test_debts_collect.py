@@ -1,6 +1,6 @@
 """contracts/funds.py's collection alone, on a bare state: FIFO, at most the credit, through chains and cycles
-of debts (each account pays at most once per credit), and refuse_debtor's limit. The contracts' use of it,
-on a chain, is test_debts.py's."""
+of debts (each account pays at most once per credit), cycles of oldest debts set off (N6), and refuse_debtor's
+limit. The contracts' use of it, on a chain, is test_debts.py's (and test_debts_setoff.py's)."""
 
 from __future__ import annotations
 
@@ -42,17 +42,76 @@ def test_money_collected_for_a_creditor_that_owes_pays_its_debts_in_turn() -> No
     assert debts(view, A.public) == [] and debts(view, B.public)[0]["amount"] == 50
 
 
-def test_a_cycle_of_debts_ends_where_it_comes_back_to_an_account_that_paid() -> None:
-    # A owes B 100, B owes A 100: a credit of 30 to A pays B, B pays A, and A, which already paid, keeps it
-    # (paying again would pass the same 30 round the cycle until both debts were gone, a step per turn)
+def test_opposite_debts_set_off_when_each_is_the_others_oldest() -> None:
+    # A owes B 100, then B comes to owe A 60: each is the other's oldest debt, so 60 of each is set off
+    # (no money moves) and A owes B 40; a credit of 30 to A then pays B, which keeps it (N6: before, the
+    # 30 went to B, back to A, and A kept it while it owed)
     view = _view({A.public: 30, B.public: 0})
-    record_debt(view, A.public, B.public, 100, b"t1")
-    record_debt(view, B.public, A.public, 100, b"t2")
-    assert collect(view, A.public, 30) == [
-        ("owed_paid", {"debtor": A.public, "creditor": B.public, "amount": 30, "trade": b"t1", "owed": 70}),
-        ("owed_paid", {"debtor": B.public, "creditor": A.public, "amount": 30, "trade": b"t2", "owed": 70}),
+    assert record_debt(view, A.public, B.public, 100, b"t1") == []
+    assert record_debt(view, B.public, A.public, 60, b"t2") == [
+        ("owed_set_off", {"debtor": B.public, "creditor": A.public, "amount": 60, "trade": b"t2", "owed": 0}),
+        (
+            "owed_set_off",
+            {"debtor": A.public, "creditor": B.public, "amount": 60, "trade": b"t1", "owed": 40},
+        ),
     ]
-    assert _held(view, A, B) == [30, 0]
+    assert _held(view, A, B) == [30, 0] and view.get(debts_key(B.public)) is None
+    assert collect(view, A.public, 30) == [
+        ("owed_paid", {"debtor": A.public, "creditor": B.public, "amount": 30, "trade": b"t1", "owed": 10}),
+    ]
+    assert _held(view, A, B) == [0, 30]
+
+
+def test_a_debt_behind_an_older_one_to_a_third_is_not_set_off_until_that_one_is_paid() -> None:
+    # B owes C 20 (older) and A 50; A comes to owe B 50: B's oldest is C's, so setting off would pay A
+    # ahead of C: nothing is set off. A credit of 20 to B pays C in full; B's oldest is A's now, and A's is
+    # B's: the 50 of each are set off before any more money moves, so B keeps the rest of its credit
+    view = _view({A.public: 0, B.public: 35, C.public: 0})
+    record_debt(view, B.public, C.public, 20, b"t1")
+    record_debt(view, B.public, A.public, 50, b"t2")
+    assert record_debt(view, A.public, B.public, 50, b"t3") == []
+    assert collect(view, B.public, 35) == [
+        ("owed_paid", {"debtor": B.public, "creditor": C.public, "amount": 20, "trade": b"t1", "owed": 50}),
+        ("owed_set_off", {"debtor": B.public, "creditor": A.public, "amount": 50, "trade": b"t2", "owed": 0}),
+        ("owed_set_off", {"debtor": A.public, "creditor": B.public, "amount": 50, "trade": b"t3", "owed": 0}),
+    ]
+    assert _held(view, A, B, C) == [0, 15, 20]
+    assert all(view.get(debts_key(k.public)) is None for k in (A, B, C))
+
+
+def test_a_cycle_of_oldest_debts_round_three_is_set_off_by_its_smallest() -> None:
+    view = _view({})
+    record_debt(view, A.public, B.public, 70, b"t1")
+    record_debt(view, B.public, C.public, 30, b"t2")
+    set_off = record_debt(view, C.public, A.public, 50, b"t3")  # closes A -> B -> C -> A: 30 each
+    assert [(e[0], e[1]["debtor"], e[1]["amount"], e[1]["trade"], e[1]["owed"]) for e in set_off] == [
+        ("owed_set_off", C.public, 30, b"t3", 20),
+        ("owed_set_off", A.public, 30, b"t1", 40),
+        ("owed_set_off", B.public, 30, b"t2", 0),
+    ]
+    assert [debts(view, k.public) for k in (A, B, C)] == [
+        [{"amount": 40, "creditor": B.public, "trade": b"t1"}],
+        [],
+        [{"amount": 20, "creditor": A.public, "trade": b"t3"}],
+    ]
+
+
+def test_a_cycle_of_debts_ends_where_it_comes_back_to_an_account_that_paid() -> None:
+    # A owes B 10, then C 100; B owes D 5, then A 20 (no cycle of oldest debts). A credit of 10 to A pays B;
+    # B pays D 5 and A 5, and A, which already paid, keeps it though it owes C (paying again would pass the
+    # same money round a cycle until its debts were gone, a step per turn)
+    D = Keys.p4
+    view = _view({A.public: 10, B.public: 0, C.public: 0, D.public: 0})
+    record_debt(view, A.public, B.public, 10, b"t1")
+    record_debt(view, A.public, C.public, 100, b"t2")
+    record_debt(view, B.public, D.public, 5, b"t3")
+    assert record_debt(view, B.public, A.public, 20, b"t4") == []
+    assert collect(view, A.public, 10) == [
+        ("owed_paid", {"debtor": A.public, "creditor": B.public, "amount": 10, "trade": b"t1", "owed": 100}),
+        ("owed_paid", {"debtor": B.public, "creditor": D.public, "amount": 5, "trade": b"t3", "owed": 20}),
+        ("owed_paid", {"debtor": B.public, "creditor": A.public, "amount": 5, "trade": b"t4", "owed": 15}),
+    ]
+    assert _held(view, A, B, C, D) == [5, 0, 0, 5]
 
 
 def test_an_account_paid_by_two_debtors_pays_once_from_both_parts() -> None:
@@ -138,9 +197,11 @@ def test_collect_through_any_graph_of_debts_is_the_model_and_bounded(
     view = _view({k.public: b for k, b in zip(FOUR, held, strict=True)})
     model = Model(held, FOUR)
     for n, ((i, j), amount) in enumerate(owed):
-        record_debt(view, FOUR[i].public, FOUR[j].public, amount, bytes([n]))
-        model.debts[FOUR[i].public].append([FOUR[j].public, amount, bytes([n])])
-    before = sum(a for _, a in owed)
+        set_off = record_debt(view, FOUR[i].public, FOUR[j].public, amount, bytes([n]))
+        assert set_off == model.record(FOUR[i].public, FOUR[j].public, amount, bytes([n]))
+        if set_off:
+            event("debts set off")
+    before = sum(d["amount"] for k in FOUR for d in debts(view, k.public))
     paid = collect(view, FOUR[target].public, credit)
     assert paid == model.collect(FOUR[target].public, credit)
     for k in FOUR:
@@ -151,7 +212,7 @@ def test_collect_through_any_graph_of_debts_is_the_model_and_bounded(
     assert sum(_held(view, *FOUR)) == credit  # conserved
     after = sum(d["amount"] for k in FOUR for d in debts(view, k.public))
     assert before - after == sum(e[1]["amount"] for e in paid)
-    runs = [e[1]["debtor"] for e in paid]
+    runs = [e[1]["debtor"] for e in paid if e[0] == "owed_paid"]  # money moved: each account once
     assert len({d for d in runs}) == len(
         [d for n, d in enumerate(runs) if n == 0 or runs[n - 1] != d]
     )  # once each

@@ -1,11 +1,15 @@
 """The debts of a chain, against a model written apart from the contracts: settlements that record and collect
-debts, payments (a paying debtor pays its own debts first), auction bids, refunds and proceeds (review14 K6).
+debts, payments (a paying debtor pays its own debts first), auction bids, refunds and proceeds (review14 K6),
+opposite debts set off (N6).
 
-Seeded by hypothesis: three parties trade, pay each other, open auctions and bid in them, blocks closing the
-auctions whenever they fall due. After every step the chain is the model (balances, debt lists, escrow, every
-event), money is conserved (balances plus what auctions hold in escrow), no balance goes below the credit
-limit, debts are paid oldest first, no credit stays with an account that still owes (beyond what a cycle of
-debts hands back to it, `funds.collect`) and no account that owed pays anyone while it still owes.
+Seeded by hypothesis: three parties trade (the energy refused or, with genesis unpaid_as_debt, owed where the
+buyer cannot pay it), pay each other, open auctions and bid in them, blocks closing the auctions whenever they
+fall due; among the random steps, N6's: two parties come to owe each other. After every step the chain is the
+model (balances, debt lists, escrow, every event), money is conserved (balances plus what auctions hold in
+escrow), no balance goes below the credit limit, debts are paid oldest first, no cycle of oldest debts is
+left (set off), an account that owes holds no more than it held owing before plus what a collection brought
+it after its own turn (`funds.collect`: once per credit; so a payer that comes to owe keeps nothing its payee
+hands back) and no account that owed pays anyone while it still owes.
 Collection on a bare state is test_debts_collect.py's; the scenarios are test_debts.py's and
 test_debts_refunds.py's.
 """
@@ -55,6 +59,8 @@ class Model:
     def __init__(self, held: list[int], parties: tuple[Keypair, ...] = PARTIES) -> None:
         self.balance = {k.public: b for k, b in zip(parties, held, strict=True)}
         self.debts: dict[bytes, list[list[Any]]] = {k.public: [] for k in parties}
+        # what reached each account in a collection after its own turn (it keeps it: once per credit)
+        self.kept: dict[bytes, int] = {k.public: 0 for k in parties}
         self.auctions: dict[str, dict[str, Any]] = {}  # id -> seller, close (height), bids [[bidder, amount]]
 
     def room(self, k: bytes) -> int:
@@ -75,6 +81,35 @@ class Model:
         self.balance[payee] += amount
         return self.collect(payee, amount)
 
+    def record(self, debtor: bytes, creditor: bytes, amount: int, tid: bytes) -> Events:
+        """A new debt, paid after the debtor's older ones; then the cycles of oldest debts it closes, set off."""
+        self.debts[debtor].append([creditor, amount, tid])
+        return self.set_off(debtor)
+
+    def set_off(self, start: bytes) -> Events:
+        """While following oldest debts from an account (its oldest debt's creditor, that one's, ...) comes
+        back to it, each debt on that round is reduced by the smallest of them, no money moving; an account
+        whose oldest debt so ends is looked at again (its next debt is the oldest now)."""
+        out: Events = []
+        look = [start]
+        while look:
+            first = look.pop(0)
+            cycle = [first]
+            while self.debts[cycle[-1]] and self.debts[cycle[-1]][0][0] not in cycle:
+                cycle.append(self.debts[cycle[-1]][0][0])
+            if not self.debts[cycle[-1]] or self.debts[cycle[-1]][0][0] != first:
+                continue
+            smallest = min(self.debts[k][0][1] for k in cycle)
+            for k in cycle:
+                creditor, _, tid = self.debts[k][0]
+                self.debts[k][0][1] -= smallest
+                if self.debts[k][0][1] == 0:
+                    self.debts[k].pop(0)
+                    look.append(k)
+                out.append(("owed_set_off", {"debtor": k, "creditor": creditor, "amount": smallest,
+                                             "trade": tid, "owed": self.owes(k)}))  # fmt: skip
+        return out
+
     def collect(self, payee: bytes, amount: int) -> Events:
         paid: Events = []
         order, received, turn = [payee], {payee: amount}, 0
@@ -89,7 +124,8 @@ class Model:
                 self.balance[creditor] += part
                 left -= part
                 queue[0][1] -= part
-                if queue[0][1] == 0:
+                ended = queue[0][1] == 0
+                if ended:
                     queue.pop(0)
                 total = sum(d[1] for d in queue)
                 paid.append(("owed_paid", {"debtor": debtor, "creditor": creditor, "amount": part,
@@ -99,6 +135,10 @@ class Model:
                     received[creditor] = 0
                 if order.index(creditor) >= turn:  # its turn is still to come (one that paid keeps it)
                     received[creditor] += part
+                else:
+                    self.kept[creditor] += part
+                if ended and queue:  # a new oldest debt: the cycle it may close is set off first
+                    paid += self.set_off(debtor)
         return paid
 
     def pay(self, payer: bytes, payee: bytes, amount: int, ref: str) -> Events | None:
@@ -112,20 +152,27 @@ class Model:
         paid = ("paid", {"payer": payer, "payee": payee, "amount": amount, "ref": ref})
         return [paid, *own, *self.move(payer, payee, amount)]
 
-    def settle(self, seller: bytes, buyer: bytes, energy: int, shorts: tuple[int, int], tid: bytes) -> Any:
-        """The DSO's settlement: None when the buyer cannot pay the energy (refused), else the events after
-        `settled` and what is owed (the compensation's payer pays what its room allows, the rest a debt)."""
-        if energy > self.room(buyer):
+    def settle(
+        self, seller: bytes, buyer: bytes, energy: int, shorts: tuple[int, int], tid: bytes, as_debt: bool
+    ) -> Any:
+        """The DSO's settlement: None when the buyer cannot pay the energy (refused; with `as_debt`, genesis
+        unpaid_as_debt, what it cannot pay is its debt to the seller instead), else the events after
+        `settled`, what the energy left unpaid and what is owed (the compensation's payer pays what its room
+        allows, the rest a debt). A debt is recorded before the money moves (N6)."""
+        if not as_debt and energy > self.room(buyer):
             return None
-        expected = self.move(buyer, seller, energy)
+        unpaid = energy - max(0, min(energy, self.room(buyer))) if as_debt else 0
+        expected = self.record(buyer, seller, unpaid, tid) if unpaid else []
+        if energy > unpaid or not unpaid:
+            expected += self.move(buyer, seller, energy - unpaid)
         side, due = compensation(PRICE, *shorts, RETAIL, FEED_IN)
         payer, payee = (seller, buyer) if side == "seller" else (buyer, seller)
         paid = max(0, min(due, self.room(payer)))
+        if due > paid:
+            expected += self.record(payer, payee, due - paid, tid)
         if paid:
             expected += self.move(payer, payee, paid)
-        if due > paid:
-            self.debts[payer].append([payee, due - paid, tid])
-        return expected, due - paid
+        return expected, unpaid, due - paid
 
     def bid(self, bidder: bytes, auction_id: str, amount: int, height: int) -> Reason | None:
         """`auction.bid` in a block at `height`: the refusal's reason, or None (escrowed: the raise over the
@@ -177,9 +224,11 @@ class Run:
     """The chain and the model side by side: every transaction in a block of its own, whose end (the auctions
     closing) the model repeats once the transaction's own effect is in it (`ended`)."""
 
-    def __init__(self, held: list[int]) -> None:
+    def __init__(self, held: list[int], as_debt: bool = False) -> None:
         contracts = ("market", "payments", "auction")
-        self.c, self.clock = debt_chain(dict(zip(PARTIES, held, strict=True)), CREDIT, contracts)
+        parties = dict(zip(PARTIES, held, strict=True))
+        self.c, self.clock = debt_chain(parties, CREDIT, contracts, unpaid_as_debt=int(as_debt))
+        self.as_debt = as_debt
         self.model = Model(held)
         self.start = sum(held)
         self.hooked: Events = []
@@ -219,11 +268,17 @@ class Run:
             assert [d[2] for d in kept] == [t[2] for t in then[cut:]]
             assert all(d[1] == t[1] for d, t in zip(kept[1:], then[cut + 1 :], strict=True))
             assert not kept or kept[0][1] <= then[cut][1]
-            if model.debts[key]:  # it still owes: no credit of this step stayed with it, but a cycle's return
-                returned = sum(
-                    e[1]["amount"] for e in self.seen if e[0] == "owed_paid" and e[1]["creditor"] == key
-                )
-                assert model.balance[key] - before[key][0] <= returned
+            if model.debts[key]:  # it still owes: it holds no more than it held owing before, and what a
+                # collection brought it after its own turn (a cycle's return, once per credit); so money
+                # that came to it before it came to owe was paid to its creditor (N6: before, a payer short
+                # of a compensation kept what its payee, owing it, handed straight back)
+                held_before = max(0, before[key][0] + CREDIT) if before[key][1] else 0
+                assert max(0, model.room(key)) <= held_before + model.kept[key]
+            # no cycle of oldest debts is left (A's oldest to B, B's oldest to A, or round three): set off
+            path = [key]
+            while model.debts[path[-1]] and model.debts[path[-1]][0][0] not in path:
+                path.append(model.debts[path[-1]][0][0])
+            assert not model.debts[path[-1]] or model.debts[path[-1]][0][0] != key, "a cycle of oldest debts"
         for name, body in self.seen:  # a payer that owed paid its debts first, all of them
             if name == "paid" and before[body["payer"]][1]:
                 assert not model.debts[body["payer"]]
@@ -300,16 +355,18 @@ class Run:
         ((tid, _),) = query.trades(self.c.state, interval)
         shorts = (gap, other) if fault == "seller" else (other, gap)
         result = dso_settle(self, tid, quantity - gap, *shorts)
-        settled = self.model.settle(seller.public, buyer.public, PRICE * (quantity - gap), shorts, tid)
+        energy = PRICE * (quantity - gap)
+        settled = self.model.settle(seller.public, buyer.public, energy, shorts, tid, self.as_debt)
         if settled is None:
             assert reason(result) is Reason.INSUFFICIENT_FUNDS
         else:
-            expected, owed = settled
+            expected, unpaid, owed = settled
             assert isinstance(result, Accepted)
             got = list(result.events)
             assert got[0][0] == "settled" and got[0][1].get("owed", 0) == owed
+            assert got[0][1].get("unpaid", 0) == unpaid
             assert got[1:] == expected
-            if owed:
+            if owed or unpaid:
                 event("a debt recorded")
         self.ended()
 
@@ -328,26 +385,42 @@ def parked_escrow(draw: Any) -> list[tuple[Any, ...]]:
     ]
 
 
+@st.composite
+def opposite_debts(draw: Any) -> list[tuple[Any, ...]]:
+    """N6's moves, among the random ones: y sells x and x takes none of it (x owes y), z pays x something,
+    then x sells y and y takes none (y owes x: the debts are opposite; before, what y paid x of it came
+    straight back to y, which kept it while it owed)."""
+    x, y, z = draw(st.permutations(range(3)))
+    return [
+        ("trade", (y, x), draw(st.integers(1, 200)), 200, "buyer", 0),
+        ("pay", (z, x), draw(st.integers(1, 30_000))),
+        ("trade", (x, y), draw(st.integers(1, 200)), 200, "buyer", 0),
+    ]
+
+
 one_step = st.one_of(trade_step, trade_step, pay_step, open_step, auction_bid_step, auction_bid_step)
-steps = st.lists(st.one_of(one_step.map(lambda step: [step]), parked_escrow()), min_size=1, max_size=10).map(
-    lambda parts: [step for part in parts for step in part]
-)
+steps = st.lists(
+    st.one_of(one_step.map(lambda step: [step]), parked_escrow(), opposite_debts()), min_size=1, max_size=10
+).map(lambda parts: [step for part in parts for step in part])
 
 
 @settings(max_examples=500, deadline=None)
-@given(st.lists(st.integers(0, 60_000), min_size=3, max_size=3), steps)
+@given(st.lists(st.integers(0, 60_000), min_size=3, max_size=3), steps, st.booleans())
 def test_settlements_payments_and_auctions_keep_debts_fifo_collected_and_money_conserved(
-    held: list[int], steps: list[tuple[Any, ...]]
+    held: list[int], steps: list[tuple[Any, ...]], as_debt: bool
 ) -> None:
-    run = Run(held)
+    run = Run(held, as_debt)
     for n, step in enumerate(steps, 1):
         before = {
             k.public: (run.model.balance[k.public], copy.deepcopy(run.model.debts[k.public])) for k in PARTIES
         }
         run.seen = []
+        run.model.kept = dict.fromkeys(run.model.kept, 0)
         run.step(n, step)
         run.check(before)
         if any(e[0] == "owed_paid" for e in run.seen):
             event("a debt collected")
+        if any(e[0] == "owed_set_off" for e in run.seen):
+            event("opposite debts set off")
         if any(run.model.debts[k] and run.model.room(k) > 0 for k in run.model.debts):
             event("a debtor holding money (handed back by a creditor that owed it)")

@@ -15,7 +15,13 @@ full leaves the list, an empty list leaves the state, so an account that never o
 debts) has no record and keeps its bytes. Money that reaches a creditor that owes too pays that creditor's
 debts in turn, but each account pays at most once per credit: a cycle of debts (A owes B, B owes A) would
 otherwise pass the same micro-units round it step by step, with no bound on one transaction's work; what
-comes back to an account that already paid stays with it until its next credit. `refuse_debtor` is the
+comes back to an account that already paid stays with it until its next credit. Opposite debts set off
+(`set_off`, N6): where each of a cycle of accounts' oldest debt is to the next (A's oldest to B, B's oldest
+to A; or round three or more), each of those debts is reduced by the smallest of them, no money moving, an
+`owed_set_off` event per debt; checked whenever an account's oldest debt changes (`record_debt` of a first
+debt, a debt paid in full by `collect`, a debt set off), so no such cycle stays in the state. Only oldest
+debts: that is what `collect` would do with the same value (each pays its oldest creditor from what its
+debtor pays it), so no debt skips ahead of an older one to a third party. `refuse_debtor` is the
 admission rule of the market, exchange and auction contracts: a member owing more than a limit (genesis
 `owed_limit`) may not take a new purchase. `pay_own_debts` is the rule of a debtor's own payment (`pay`):
 before it pays anyone, what it can pay (`room`) pays its debts, oldest first (`collect`), and the payment is
@@ -74,12 +80,74 @@ def owed_total(state: StateReader, debtor: bytes) -> int:
     return sum(int(d["amount"]) for d in debts(state, debtor))
 
 
-def record_debt(view: Overlay, debtor: bytes, creditor: bytes, amount: int, trade: bytes) -> None:
-    """Append a debt of `amount` > 0 from `debtor` to `creditor` for `trade`: it is paid after the older ones."""
+def record_debt(view: Overlay, debtor: bytes, creditor: bytes, amount: int, trade: bytes) -> list[Event]:
+    """Append a debt of `amount` > 0 from `debtor` to `creditor` for `trade`: it is paid after the older ones.
+    If it is the debtor's oldest and closes a cycle of oldest debts (the creditor's oldest is to the debtor,
+    or on round to it), the cycle is set off (`set_off`): its `owed_set_off` events."""
     if amount <= 0 or debtor == creditor:  # a contract bug, never a transaction's data
         raise AssertionError(f"a debt of {amount} from {debtor.hex()[:16]}… to {creditor.hex()[:16]}…")
     entries = debts(view, debtor)
     view.put_obj(debts_key(debtor), [*entries, {"amount": amount, "creditor": creditor, "trade": trade}])
+    return set_off(view, debtor)
+
+
+def _oldest_creditor(view: Overlay, account: bytes) -> bytes | None:
+    entries = debts(view, account)
+    return entries[0]["creditor"] if entries else None
+
+
+def _oldest_cycle(view: Overlay, start: bytes) -> list[bytes]:
+    """The accounts of the cycle of oldest debts through `start` (start's oldest creditor, its oldest
+    creditor, ... back to start), in that order; [] when the links end or close elsewhere."""
+    path = [start]
+    account = _oldest_creditor(view, start)
+    while account is not None and account not in path:
+        path.append(account)
+        account = _oldest_creditor(view, account)
+    return path if account == start else []
+
+
+def set_off(view: Overlay, start: bytes) -> list[Event]:
+    """Cancel every cycle of oldest debts through `start`, and those its cancelling closes: where each
+    account's oldest debt is to the next and the last's to the first (A owes B, B owes A), each of those
+    debts is reduced by the smallest of them, no money moving, one `owed_set_off` event per debt (as
+    `owed_paid`: debtor, creditor, amount, trade, owed after). Why it is fair to every other creditor: it is
+    what `collect` would do with the same value - each account pays its oldest debt from what its own debtor
+    pays it - so nobody skips ahead of an older creditor; a debt behind an older one to a third party is not
+    set off (its turn comes when that one is paid: `_pay_oldest` calls this as a debt leaves a list).
+    Why at all: without it a payment along the cycle comes back to its payer, which keeps it while it owes
+    (`collect` lets each account pay once per credit), and its creditors wait (N6). Bounded: each cancelling
+    ends at least one debt."""
+    events: list[Event] = []
+    todo = [start]
+    while todo:
+        cycle = _oldest_cycle(view, todo.pop(0))
+        if not cycle:
+            continue
+        lists = [debts(view, account) for account in cycle]
+        amount = min(int(entries[0]["amount"]) for entries in lists)
+        for account, entries in zip(cycle, lists, strict=True):
+            oldest = entries[0]
+            oldest["amount"] -= amount
+            record = {
+                "debtor": account,
+                "creditor": oldest["creditor"],
+                "amount": amount,
+                "trade": oldest["trade"],
+            }
+            if oldest["amount"] == 0:
+                entries.pop(0)
+                todo.append(account)  # a new oldest debt: it may close another cycle
+            _keep(view, account, entries)
+            events.append(("owed_set_off", {**record, "owed": sum(int(d["amount"]) for d in entries)}))
+    return events
+
+
+def _keep(view: Overlay, debtor: bytes, entries: list[dict[str, Any]]) -> None:
+    if entries:
+        view.put_obj(debts_key(debtor), entries)
+    else:
+        view.delete(debts_key(debtor))
 
 
 def collect(view: Overlay, debtor: bytes, credit: int) -> list[Event]:
@@ -104,28 +172,28 @@ def collect(view: Overlay, debtor: bytes, credit: int) -> list[Event]:
 
 
 def _pay_oldest(view: Overlay, debtor: bytes, credit: int, events: list[Event]) -> list[tuple[bytes, int]]:
-    """One account's turn of `collect`: its oldest debts paid from `credit`; the (creditor, part)s paid."""
-    entries: list[dict[str, Any]] = debts(view, debtor)
-    if not entries:
-        return []
-    owed = sum(int(d["amount"]) for d in entries)
+    """One account's turn of `collect`: its oldest debts paid from `credit`; the (creditor, part)s paid. A
+    debt paid in full leaves its next one the oldest, which may close a cycle: set off (`set_off`) before
+    any more money moves."""
     left = credit
     paid: list[tuple[bytes, int]] = []
-    while entries and left > 0:
+    while left > 0:
+        entries: list[dict[str, Any]] = debts(view, debtor)
+        if not entries:
+            break
         oldest = entries[0]
         part = min(left, int(oldest["amount"]))
         _move(view, debtor, oldest["creditor"], part)
-        left, owed = left - part, owed - part
+        left -= part
         oldest["amount"] -= part
-        record = {"debtor": debtor, "creditor": oldest["creditor"], "amount": part, "trade": oldest["trade"]}
-        events.append(("owed_paid", {**record, "owed": owed}))
-        paid.append((oldest["creditor"], part))
         if oldest["amount"] == 0:
             entries.pop(0)
-    if entries:
-        view.put_obj(debts_key(debtor), entries)
-    else:
-        view.delete(debts_key(debtor))
+        _keep(view, debtor, entries)
+        record = {"debtor": debtor, "creditor": oldest["creditor"], "amount": part, "trade": oldest["trade"]}
+        events.append(("owed_paid", {**record, "owed": sum(int(d["amount"]) for d in entries)}))
+        paid.append((oldest["creditor"], part))
+        if oldest["amount"] == 0 and entries:
+            events += set_off(view, debtor)
     return paid
 
 

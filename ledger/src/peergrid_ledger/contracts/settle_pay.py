@@ -18,7 +18,11 @@ moved + owed as the compensation due); the debt itself goes to the payer's debt 
 paid off FIFO from every later credit the payer receives - this settlement's energy payment or
 compensation to it included, so a debtor that sells pays its older debts first (`funds.collect`, events
 `owed_paid` after `settled`) - and the payer may not buy while it owes (`funds.refuse_debtor`). Read it
-with `query.debts` / `query.owed`.
+with `query.debts` / `query.owed`. A debt (unpaid energy, owed compensation) is recorded before the part
+paid moves (N6): where the payee owes the payer, the new debt is set off against the payee's
+(`funds.set_off`, if each is its debtor's oldest), and what the payment lets the payee pay its creditors
+and comes back to the payer is collected for the payer's debts; before, recorded after, it came straight
+back to a payer that did not owe yet, which then kept it owing, its creditor waiting.
 Pure; no I/O.
 """
 
@@ -66,8 +70,10 @@ def pay(
         # debt to the seller, not a refusal that loses the statement (review13 F6)
         unpaid = amount - payable(view, ctx, agreed["buyer"], amount)
     collected: list[Event] = []
+    if unpaid:  # the debt first, then the money: see the module's docstring (N6)
+        collected += record_debt(view, agreed["buyer"], agreed["seller"], unpaid, tid)
     if amount > unpaid or not unpaid:  # a buyer with no room left pays nothing now: all of it is owed
-        collected = transfer(view, ctx, agreed["buyer"], agreed["seller"], amount - unpaid, "buyer")
+        collected += transfer(view, ctx, agreed["buyer"], agreed["seller"], amount - unpaid, "buyer")
     agreed["settlement"] = {"amount": amount, "delivered": delivered, "txid": tx.txid}
     if basis is None:  # the rule before settle_by_both: its record keeps its bytes (and nobody owes there)
         view.put_obj(trade_key(tid), agreed)
@@ -76,11 +82,12 @@ def pay(
     settled: dict[str, Any] = {"trade": tid, "amount": amount, "delivered": delivered, "basis": basis}
     if unpaid:  # only then: a settlement paid in full keeps its bytes
         agreed["settlement"]["unpaid"] = settled["unpaid"] = unpaid
-        record_debt(view, agreed["buyer"], agreed["seller"], unpaid, tid)
     prices = cover_prices(view, agreed)
     if prices is not None:  # only then: an unpriced trade's record keeps its bytes
         payer, due = compensation(agreed["price"], shorts[0], shorts[1], *prices)
         paid = payable(view, ctx, agreed[payer], due)
+        if due > paid:  # the debt first, then the money (N6)
+            collected += record_debt(view, agreed[payer], agreed[other_side(payer)], due - paid, tid)
         if paid:
             collected += transfer(
                 view, ctx, agreed[payer], agreed[other_side(payer)], paid, f"{payer} (compensation)"
@@ -95,6 +102,5 @@ def pay(
         if due > paid:  # only then: a settlement that pays in full keeps its bytes
             agreed["settlement"]["owed"] = {"payer": payer, "amount": due - paid}
             settled["owed"] = due - paid
-            record_debt(view, agreed[payer], agreed[other_side(payer)], due - paid, tid)
     view.put_obj(trade_key(tid), agreed)
     return [("settled", settled), *collected]
