@@ -13,9 +13,10 @@ were recorded, never more than the credit received, so the debtor's balance neve
 before the credit), each part moved to its creditor and announced by an `owed_paid` event; a debt paid in
 full leaves the list, an empty list leaves the state, so an account that never owed (every chain before
 debts) has no record and keeps its bytes. Money that reaches a creditor that owes too pays that creditor's
-debts in turn, but each account pays at most once per credit: a cycle of debts (A owes B, B owes A) would
-otherwise pass the same micro-units round it step by step, with no bound on one transaction's work; what
-comes back to an account that already paid stays with it until its next credit. Opposite debts set off
+debts in turn, but each account pays at most once per credit: a cycle of debts (A owes B, B owes A behind
+an older debt to C, so not set off) would otherwise pass the same micro-units round it step by step, with no
+bound on one transaction's work; what comes back to an account that already paid stays with it until its
+next credit. Opposite debts set off
 (`set_off`, N6): where each of a cycle of accounts' oldest debt is to the next (A's oldest to B, B's oldest
 to A; or round three or more), each of those debts is reduced by the smallest of them, no money moving, an
 `owed_set_off` event per debt; checked whenever an account's oldest debt changes (`record_debt` of a first
