@@ -81,6 +81,7 @@ def run_members(
         ruled=any(binds(rules_for(venue.chain.view, key, t)) for key in keys for t in range(n)),
     )
     book = Book(cfg, [nano(p) for p in prices or starting_prices(scenario)], size)
+    book.final_phase = True  # one phase, no decision after it (as `allocate` and the edge set it)
     assert not isinstance(chain.open(names, book.prices, book.rho), Rejected)
 
     def posted(k: int) -> list[tuple[int, ...]]:
@@ -137,7 +138,7 @@ def run_members(
         for i, m in enumerate(members):
             m.verdict = cfg.value_per_kwh > 0 and settled(
                 m.spread, moves[i], book.q[i], ratios, cfg.value_per_kwh, cfg.tolerance_kwh, size / 2000,
-                cfg.value_floor_kwh,
+                cfg.value_floor_kwh if book.final_phase else 1.0,
             )  # fmt: skip
             m.mine = judge_own(m.rules, book.prices, book.q[i], near=near, settled=m.verdict, judging=judging)
         assert k < cfg.max_iterations

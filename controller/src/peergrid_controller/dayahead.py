@@ -199,9 +199,12 @@ def _allocate(scenario: Scenario, cfg: DayAheadConfig, ex: Exchange) -> Allocati
         math.isfinite(mg.tariff.max_import_kw) or math.isfinite(mg.tariff.max_export_kw) for mg in mgs
     )
     by_value = not limited
+    # the clean sellers' re-decisions that follow the phase after the first decision (by count)
+    redecisions = cfg.clean_decisions - 1 if sellers else 0
     if gensets:
         converged = ex.run(models, cfg.relaxed_iterations, cfg.relaxed_tolerance_kwh, by_value)
     else:
+        ex.final_phase = True  # no decision follows: the value stop's floor applies (`Book.final_phase`)
         converged = ex.run(models, cfg.max_iterations, tolerance, by_value)
     relaxed_iterations = ex.iterations if gensets else 0
     # 2. each genset MG commits alone: its own MILP at those prices with its proximal term (the plan nearest
@@ -235,15 +238,17 @@ def _allocate(scenario: Scenario, cfg: DayAheadConfig, ex: Exchange) -> Allocati
                 changed = True
         if not changed:
             break
+        ex.final_phase = recommits == cfg.recommits and not redecisions
         converged = ex.run(models, cfg.max_iterations, tolerance, by_value)
     # each seller decides again at the prices found (a switch decided at the relaxed prices can be wrong at
     # the final ones, and then deviating pays), `clean_decisions` times in all, each followed by a run
     # whether or not a switch changed: who changed is private, so the phases are public only by count (a
     # run where nothing changed stops after an iteration or two)
-    for _ in range(cfg.clean_decisions - 1 if sellers else 0):
+    for done in range(redecisions):
         for i, mg in enumerate(mgs):
             if clean_kind(mg) == "seller":
                 _switch(ex, cfg, models, switched, i, mg)
+        ex.final_phase = done == redecisions - 1
         converged = ex.run(models, cfg.max_iterations, tolerance, by_value)
     ex.close(models)
     n = scenario.intervals

@@ -115,6 +115,8 @@ class DayAheadConfig:
     # ... of its positions, or of this many kWh where it trades fewer (`settled`): a small MG's allowance
     # (1 kWh before) was mostly spent on the mean's motion, and one such MG alone held the 20-MG rules day of
     # seed 1 five iterations that moved its share by 0.0001 (docs/market.md, M7)
+    # (in the session's last phase only: before a commitment or a switch decision the prices found decide a
+    # MILP, and there the floor moved a clean seller's switch on seed 3's day, 0.9971 -> 0.9956)
     value_floor_kwh: float = 100.0
     # the owners' rules are judged once both residuals are within this (0.1 before the fee margin: a fee
     # dropped a tick above its rule came back, ~300 a day; with the margin almost none do, so judging early
@@ -200,6 +202,9 @@ class Book:
         self.q_wh: list[tuple[int, ...]] = []
         self.q: list[tuple[float, ...]] = []  # the same positions in kWh
         self.mean: list[float] = [0.0] * self.n
+        # the session's last phase: no genset commitment or clean switch decision follows it (public, by
+        # count: both drivers set it); only there is a verdict's allowance floored at `value_floor_kwh`
+        self.final_phase = False
 
     @property
     def price_floats(self) -> list[float]:

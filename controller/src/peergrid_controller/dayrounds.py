@@ -327,7 +327,7 @@ class Exchange(Book):
                     cfg.value_per_kwh,
                     tolerance,
                     len(self.q) / 2000,
-                    cfg.value_floor_kwh,
+                    cfg.value_floor_kwh if self.final_phase else 1.0,
                 )
                 for i, qi in enumerate(self.q)
             ]

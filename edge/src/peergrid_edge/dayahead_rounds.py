@@ -104,6 +104,7 @@ async def play_phases(agent: DayAheadAgent, model: DayModel, own: tuple[float, .
             model = switch(agent, own)
         agent.redecided += 1
         agent.final_from, agent.kwh = book.iterations + 1, False
+    book.final_phase = True  # no decision follows: the value stop's floor applies, as in `allocate`
     await iterate(agent, model, own, cfg.max_iterations, tolerance, first=k)
     return await agent._finish()
 
@@ -292,7 +293,7 @@ def judge(agent: DayAheadAgent, moves: list[list[float]], tolerance: float) -> N
         cfg = agent.cfg
         agent.verdict = settled(
             agent.spread, moves[me], book.q[me], ratios, cfg.value_per_kwh, tolerance, rounding,
-            cfg.value_floor_kwh,
+            cfg.value_floor_kwh if book.final_phase else 1.0,
         )  # fmt: skip
     agent.rules.judge(book, me, agent.verdict)
 
