@@ -64,13 +64,25 @@ class Store:
         return (self.node, interval) in self.m.sealed
 
 
+class ChainApp:
+    """The MGMC replica's app as the watch reads it: the chain's genesis and its head (`tip`, whose time is the
+    chain's time the agent judges reveal deadlines by: agent_settlement.chain_ms)."""
+
+    def __init__(self, m: Market) -> None:
+        self.m, self.genesis = m, m.chain.genesis
+
+    @property
+    def tip(self) -> Any:
+        return self.m.chain.tip
+
+
 class ChainLedger:
     """The agent's ledger over the market's chain (`EdgeLedger.state`, `wait_for` and the MGMC replica's
-    genesis): final at once, so waiting is polling."""
+    genesis and head): final at once, so waiting is polling."""
 
     def __init__(self, m: Market) -> None:
         self.m = m
-        self.replicas = {"mgmc": SimpleNamespace(app=SimpleNamespace(genesis=m.chain.genesis))}
+        self.replicas = {"mgmc": SimpleNamespace(app=ChainApp(m))}
 
     def state(self, _role: str) -> Any:
         return self.m.chain.state
