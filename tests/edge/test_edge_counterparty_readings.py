@@ -18,7 +18,8 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from types import SimpleNamespace
 from typing import Any
 
@@ -115,6 +116,26 @@ def agent_of(url: str, m: Market, mg: str) -> Any:
     return agent
 
 
+@contextmanager
+def dso_rounds(dso_round: Callable[[], None], finished: Callable[[], bool] = lambda: False) -> Iterator[None]:
+    """The DSO node's rounds (`dso_round`, every 0.05 s) on a thread of their own while the body runs the
+    agent's watch, until the body ends or `finished`."""
+    stop = threading.Event()
+
+    def run() -> None:
+        while not stop.is_set() and not finished():
+            dso_round()
+            time.sleep(0.05)
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join(10)
+
+
 def test_the_mgs_asked_for_a_counterpartys_dispute_are_those_whose_readings_the_dso_reads() -> None:
     m = market(SALES, {("s", "b"): (300, 500)})  # c -> b and c -> d not stated yet
     disputed = m.trade_id("s", "b")
@@ -181,27 +202,14 @@ def test_a_counterpartys_readings_reach_the_dso_and_the_dispute_settles_before_i
     assert query.settlement(m.chain.state, tid)["state"] == "disputed"  # waiting for c's meter
     deadline_ms = query.settlement(m.chain.state, tid)["deadline"]
 
-    rounds_done = threading.Event()
-
-    def dso_rounds() -> None:
-        while not rounds_done.is_set() and query.settlement(m.chain.state, tid)["state"] != "settled":
-            dso_round()
-            time.sleep(0.05)
-
-    rounds = threading.Thread(target=dso_rounds)
-    rounds.start()
-
     async def c_watches() -> list[bool]:
         c = agent_of(url, m, "c")
         metering = c._metering()
         await asyncio.wait_for(agent_settlement.counterparty_readings(c, T), 10)  # the dispute settled
         return [await task for task in list(metering.following)]
 
-    try:
+    with dso_rounds(dso_round, lambda: query.settlement(m.chain.state, tid)["state"] == "settled"):
         followed = asyncio.run(c_watches())
-    finally:
-        rounds_done.set()
-        rounds.join(10)
     where = query.settlement(m.chain.state, tid)
     assert where["state"] == "settled" and where["settlement"]["basis"] == "dso"
     assert m.chain.tip.time < deadline_ms  # long before the dispute's deadline
@@ -227,7 +235,6 @@ def test_a_sellers_readings_reach_the_dso_for_its_own_trade_on_one_statement() -
     lapse = int(query.settlement(m.chain.state, tid)["deadline"])  # type: ignore[index]
     s_node = m.nodes["s"].public
     with served_disputes(m) as (url, settler):
-        rounds_done = threading.Event()
 
         async def dso_round() -> (
             None
@@ -238,20 +245,13 @@ def test_a_sellers_readings_reach_the_dso_for_its_own_trade_on_one_statement() -
             settler.look_everywhere()
             await settler.settle_due()
 
-        def dso_rounds() -> None:
-            while not rounds_done.is_set():
-                asyncio.run_coroutine_threadsafe(dso_round(), settler.adapter.loop).result(10)
-                time.sleep(0.05)
+        def on_node_loop() -> None:
+            asyncio.run_coroutine_threadsafe(dso_round(), settler.adapter.loop).result(10)
 
-        rounds = threading.Thread(target=dso_rounds)
-        rounds.start()
-        try:
+        with dso_rounds(on_node_loop):
             asyncio.run(
                 asyncio.wait_for(agent_settlement.counterparty_readings(agent_of(url, m, "s"), T), 10)
             )
-        finally:
-            rounds_done.set()
-            rounds.join(10)
     where = query.settlement(m.chain.state, tid)
     assert where is not None and where["state"] == "settled" and where["settlement"]["basis"] == "dso"
     assert where["settlement"]["delivered"] == 100 and where["settlement"]["compensation"]["amount"] == 0
@@ -267,23 +267,15 @@ def test_a_sellers_readings_reach_the_dso_for_its_own_agreed_trade_that_waits_fo
     tid = m.trade_id("s", "b")
     until = query.settlement(m.chain.state, tid)["vouch"]["until"]  # type: ignore[index]
     with served_disputes(m) as (url, settler):
-        rounds_done = threading.Event()
 
-        def dso_rounds() -> None:
-            while not rounds_done.is_set():
-                settler.look_everywhere()
-                asyncio.run_coroutine_threadsafe(settler.settle_due(), settler.adapter.loop).result(10)
-                time.sleep(0.05)
+        def dso_round() -> None:
+            settler.look_everywhere()
+            asyncio.run_coroutine_threadsafe(settler.settle_due(), settler.adapter.loop).result(10)
 
-        rounds = threading.Thread(target=dso_rounds)
-        rounds.start()
-        try:
+        with dso_rounds(dso_round):
             asyncio.run(
                 asyncio.wait_for(agent_settlement.counterparty_readings(agent_of(url, m, "s"), T), 10)
             )
-        finally:
-            rounds_done.set()
-            rounds.join(10)
     where = query.settlement(m.chain.state, tid)
     assert where is not None and where["state"] == "settled" and where["settlement"]["basis"] == "dso"
     assert where["settlement"]["delivered"] == 250 and m.chain.tip.time < until
