@@ -26,6 +26,7 @@ from dso.test_disputes_node import final_blocks, served_disputes
 from dso.test_disputes_unrevealed import FEED_IN, RETAIL, WAIT_MS, both_commit
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from test_edge_counterparty_readings import Store
 from test_edge_settle_both import run_chain
 from test_edge_settle_sealed import sealed_chain
 from test_settlement import Node
@@ -158,19 +159,6 @@ class ChainView:
         return True
 
 
-class SealedReadings:
-    """The seller's edge store: the readings it sealed (the market's, for its node key)."""
-
-    def __init__(self, m: Market, mg: str) -> None:
-        self.m, self.node = m, m.nodes[mg].public
-
-    def leaves(self, interval: int) -> list[bytes]:
-        return list(self.m.sealed.get((self.node, interval), []))
-
-    def is_sealed(self, interval: int) -> bool:
-        return (self.node, interval) in self.m.sealed
-
-
 class DsoNode:
     """The DSO node's side: once it runs, the chain is written on its loop only (its settles, and here the
     chain's heartbeats), each final block handed to its settler (`on_commit`) and then to the seller's
@@ -247,7 +235,7 @@ def test_a_seller_that_lost_its_salt_is_settled_from_its_meter_not_at_zero(tmp_p
     before = query.balance(m.chain.state, seller.public)
     with served_disputes(m) as (url, settler):
         trades = lambda t: query.trades(m.chain.state, t)  # noqa: E731
-        metering = MgMetering(SealedReadings(m, "s"), 5.0, CLOCK.commit_ms / 1000, CLOCK.window, trades,
+        metering = MgMetering(Store(m, "s"), 5.0, CLOCK.commit_ms / 1000, CLOCK.window, trades,
                               seller.public, m.nodes["s"].public, url)  # fmt: skip
         view = ChainView(m)
         dso = DsoNode(m, settler, view)
