@@ -49,10 +49,27 @@ def test_opposite_debts_set_off_when_each_is_the_others_oldest() -> None:
     view = _view({A.public: 30, B.public: 0})
     assert record_debt(view, A.public, B.public, 100, b"t1") == []
     assert record_debt(view, B.public, A.public, 60, b"t2") == [
-        ("owed_set_off", {"debtor": B.public, "creditor": A.public, "amount": 60, "trade": b"t2", "owed": 0}),
         (
             "owed_set_off",
-            {"debtor": A.public, "creditor": B.public, "amount": 60, "trade": b"t1", "owed": 40},
+            {
+                "debtor": B.public,
+                "creditor": A.public,
+                "amount": 60,
+                "trade": b"t2",
+                "counter_trade": b"t1",
+                "owed": 0,
+            },
+        ),
+        (
+            "owed_set_off",
+            {
+                "debtor": A.public,
+                "creditor": B.public,
+                "amount": 60,
+                "trade": b"t1",
+                "counter_trade": b"t2",
+                "owed": 40,
+            },
         ),
     ]
     assert _held(view, A, B) == [30, 0] and view.get(debts_key(B.public)) is None
@@ -72,8 +89,28 @@ def test_a_debt_behind_an_older_one_to_a_third_is_not_set_off_until_that_one_is_
     assert record_debt(view, A.public, B.public, 50, b"t3") == []
     assert collect(view, B.public, 35) == [
         ("owed_paid", {"debtor": B.public, "creditor": C.public, "amount": 20, "trade": b"t1", "owed": 50}),
-        ("owed_set_off", {"debtor": B.public, "creditor": A.public, "amount": 50, "trade": b"t2", "owed": 0}),
-        ("owed_set_off", {"debtor": A.public, "creditor": B.public, "amount": 50, "trade": b"t3", "owed": 0}),
+        (
+            "owed_set_off",
+            {
+                "debtor": B.public,
+                "creditor": A.public,
+                "amount": 50,
+                "trade": b"t2",
+                "counter_trade": b"t3",
+                "owed": 0,
+            },
+        ),
+        (
+            "owed_set_off",
+            {
+                "debtor": A.public,
+                "creditor": B.public,
+                "amount": 50,
+                "trade": b"t3",
+                "counter_trade": b"t2",
+                "owed": 0,
+            },
+        ),
     ]
     assert _held(view, A, B, C) == [0, 15, 20]
     assert all(view.get(debts_key(k.public)) is None for k in (A, B, C))
@@ -84,10 +121,15 @@ def test_a_cycle_of_oldest_debts_round_three_is_set_off_by_its_smallest() -> Non
     record_debt(view, A.public, B.public, 70, b"t1")
     record_debt(view, B.public, C.public, 30, b"t2")
     set_off = record_debt(view, C.public, A.public, 50, b"t3")  # closes A -> B -> C -> A: 30 each
-    assert [(e[0], e[1]["debtor"], e[1]["amount"], e[1]["trade"], e[1]["owed"]) for e in set_off] == [
-        ("owed_set_off", C.public, 30, b"t3", 20),
-        ("owed_set_off", A.public, 30, b"t1", 40),
-        ("owed_set_off", B.public, 30, b"t2", 0),
+    # each debt names the one owed to its debtor that cancelled it: C's (t3) was met by B's debt to C (t2),
+    # A's (t1) by C's debt to A (t3), B's (t2) by A's debt to B (t1)
+    assert [
+        (e[0], e[1]["debtor"], e[1]["amount"], e[1]["trade"], e[1]["counter_trade"], e[1]["owed"])
+        for e in set_off
+    ] == [
+        ("owed_set_off", C.public, 30, b"t3", b"t2", 20),
+        ("owed_set_off", A.public, 30, b"t1", b"t3", 40),
+        ("owed_set_off", B.public, 30, b"t2", b"t1", 0),
     ]
     assert [debts(view, k.public) for k in (A, B, C)] == [
         [{"amount": 40, "creditor": B.public, "trade": b"t1"}],
@@ -218,3 +260,38 @@ def test_collect_through_any_graph_of_debts_is_the_model_and_bounded(
     )  # once each
     if len(set(runs)) > 1:
         event("a cascade")
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(
+        st.tuples(st.permutations(range(4)).map(lambda p: (p[0], p[1])), st.integers(1, 100)), max_size=12
+    ),
+    st.integers(0, 3),
+    st.integers(0, 300),
+)
+def test_an_auditor_pairs_every_set_off_with_the_debt_that_cancelled_it(
+    owed: list[tuple[tuple[int, int], int]], target: int, credit: int
+) -> None:
+    """Each `owed_set_off` names the trade of the debt owed to its debtor that cancelled it (N6 residual): in
+    the events of the same transaction there is a set-off of that trade, of the same amount, whose creditor
+    is this debtor (trades here are unique per debt, so naming the wrong one finds none)."""
+    view = _view({k.public: credit if i == target else 0 for i, k in enumerate(FOUR)})
+    batches = [
+        record_debt(view, FOUR[i].public, FOUR[j].public, amount, bytes([n]))
+        for n, ((i, j), amount) in enumerate(owed)
+    ]
+    batches.append(collect(view, FOUR[target].public, credit))
+    for batch in batches:
+        set_offs = [body for name, body in batch if name == "owed_set_off"]
+        for body in set_offs:
+            counterparts = [
+                other
+                for other in set_offs
+                if other["trade"] == body["counter_trade"]
+                and other["creditor"] == body["debtor"]
+                and other["amount"] == body["amount"]
+            ]
+            assert len(counterparts) >= 1, body
+        if len(set_offs) > 2:
+            event("a cycle of three or more set off")

@@ -100,6 +100,8 @@ class Model:
             if not self.debts[cycle[-1]] or self.debts[cycle[-1]][0][0] != first:
                 continue
             smallest = min(self.debts[k][0][1] for k in cycle)
+            # the debt on the round owed to k (its creditor is k) is what cancelled k's: its trade
+            owed_to = {self.debts[k][0][0]: self.debts[k][0][2] for k in cycle}
             for k in cycle:
                 creditor, _, tid = self.debts[k][0]
                 self.debts[k][0][1] -= smallest
@@ -107,7 +109,8 @@ class Model:
                     self.debts[k].pop(0)
                     look.append(k)
                 out.append(("owed_set_off", {"debtor": k, "creditor": creditor, "amount": smallest,
-                                             "trade": tid, "owed": self.owes(k)}))  # fmt: skip
+                                             "trade": tid, "counter_trade": owed_to[k],
+                                             "owed": self.owes(k)}))  # fmt: skip
         return out
 
     def collect(self, payee: bytes, amount: int) -> Events:

@@ -39,8 +39,9 @@ def test_a_payer_short_of_a_compensation_its_payee_owed_it_keeps_nothing_back() 
     )  # fmt: skip
     assert settled[1:] == [
         ("owed_set_off", {"debtor": A.public, "creditor": B.public, "amount": 20_000, "trade": t2,
-                          "owed": due - 30_000}),
-        ("owed_set_off", {"debtor": B.public, "creditor": A.public, "amount": 20_000, "trade": t1, "owed": 0}),
+                          "counter_trade": t1, "owed": due - 30_000}),
+        ("owed_set_off", {"debtor": B.public, "creditor": A.public, "amount": 20_000, "trade": t1,
+                          "counter_trade": t2, "owed": 0}),
     ]  # fmt: skip
     assert [query.balance(c.state, k.public) for k in (A, B)] == [0, 10_000]
     assert query.debts(c.state, A.public) == [{"amount": due - 30_000, "creditor": B.public, "trade": t2}]

@@ -16,11 +16,11 @@ debts) has no record and keeps its bytes. Money that reaches a creditor that owe
 debts in turn, but each account pays at most once per credit: a cycle of debts (A owes B, B owes A behind
 an older debt to C, so not set off) would otherwise pass the same micro-units round it step by step, with no
 bound on one transaction's work; what comes back to an account that already paid stays with it until its
-next credit. Opposite debts set off
-(`set_off`, N6): where each of a cycle of accounts' oldest debt is to the next (A's oldest to B, B's oldest
-to A; or round three or more), each of those debts is reduced by the smallest of them, no money moving, an
-`owed_set_off` event per debt; checked whenever an account's oldest debt changes (`record_debt` of a first
-debt, a debt paid in full by `collect`, a debt set off), so no such cycle stays in the state. Only oldest
+next credit. Opposite debts set off (`set_off`, N6): where each of a cycle of accounts' oldest debt is to
+the next (A's oldest to B, B's oldest to A; or round three or more), each of those debts is reduced by the
+smallest of them, no money moving, an `owed_set_off` event per debt naming its own trade and the
+`counter_trade` whose debt cancelled it; checked whenever an account's oldest debt changes (`record_debt` of
+a first debt, a debt paid in full by `collect`, a debt set off), so no such cycle stays in the state. Only oldest
 debts: that is what `collect` would do with the same value (each pays its oldest creditor from what its
 debtor pays it), so no debt skips ahead of an older one to a third party. `refuse_debtor` is the
 admission rule of the market, exchange and auction contracts: a member owing more than a limit (genesis
@@ -112,7 +112,9 @@ def set_off(view: Overlay, start: bytes) -> list[Event]:
     """Cancel every cycle of oldest debts through `start`, and those its cancelling closes: where each
     account's oldest debt is to the next and the last's to the first (A owes B, B owes A), each of those
     debts is reduced by the smallest of them, no money moving, one `owed_set_off` event per debt (as
-    `owed_paid`: debtor, creditor, amount, trade, owed after). Why it is fair to every other creditor: it is
+    `owed_paid`: debtor, creditor, amount, trade, owed after; and `counter_trade`, the trade of the debt owed
+    to the debtor that cancelled it - the cycle's previous account's oldest, for A and B each other's - so
+    an auditor reading the events pairs each set-off with its counterpart). Why it is fair to every other creditor: it is
     what `collect` would do with the same value - each account pays its oldest debt from what its own debtor
     pays it - so nobody skips ahead of an older creditor; a debt behind an older one to a third party is not
     set off (its turn comes when that one is paid: `_pay_oldest` calls this as a debt leaves a list).
@@ -127,7 +129,9 @@ def set_off(view: Overlay, start: bytes) -> list[Event]:
             continue
         lists = [debts(view, account) for account in cycle]
         amount = min(int(entries[0]["amount"]) for entries in lists)
-        for account, entries in zip(cycle, lists, strict=True):
+        # the debt owed to cycle[i] is cycle[i - 1]'s oldest: its trade is the counter-trade of cycle[i]'s
+        trades = [entries[0]["trade"] for entries in lists]
+        for i, (account, entries) in enumerate(zip(cycle, lists, strict=True)):
             oldest = entries[0]
             oldest["amount"] -= amount
             record = {
@@ -135,6 +139,7 @@ def set_off(view: Overlay, start: bytes) -> list[Event]:
                 "creditor": oldest["creditor"],
                 "amount": amount,
                 "trade": oldest["trade"],
+                "counter_trade": trades[i - 1],
             }
             if oldest["amount"] == 0:
                 entries.pop(0)
