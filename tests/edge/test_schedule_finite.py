@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -119,14 +120,23 @@ def test_the_daemon_logs_and_ignores_a_non_finite_schedule_keeping_its_own(
     daemon = object.__new__(EdgeDaemon)
     daemon.schedule, daemon.schedule_at = None, None
     daemon.schedule_intake = ScheduleIntake()
-    daemon.clock = type("Clock", (), {"monotonic": staticmethod(lambda: 7.0)})()
+    daemon.clock = type(
+        "Clock", (), {"monotonic": staticmethod(lambda: 7.0), "wall": staticmethod(lambda: 150.0)}
+    )()
+    daemon.settings = SimpleNamespace(dispatch=SimpleNamespace(schedule_timeout_s=120.0))
     daemon._on_schedule("schedule", json.dumps(GOOD).encode())
     kept = daemon.schedule
     assert isinstance(kept, Schedule) and kept.valid_until == 200.0
     with caplog.at_level(logging.WARNING, logger="peergrid.edge"):
         daemon._on_schedule("schedule", _with("valid_until", "Infinity"))
     assert daemon.schedule is kept
-    assert daemon.schedule_intake.ignored == {"not_json": 0, "not_finite": 1, "invalid": 0}
+    assert daemon.schedule_intake.ignored == {
+        "not_json": 0,
+        "not_finite": 1,
+        "invalid": 0,
+        "expired": 0,
+        "stale": 0,
+    }
     assert [r.getMessage() for r in caplog.records] == [
         "ignored a schedule: schedule holds Infinity, not a finite number"
     ]

@@ -14,13 +14,14 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from peergrid_edge.config import DeviceSettings
-from peergrid_edge.dispatch import Schedule
+from peergrid_edge.dispatch import Schedule, ScheduleError, parse_schedule
 from peergrid_edge.exposition import families, schedules_ignored
 from peergrid_edge.metrics import Histogram, render
 from peergrid_edge.schedule_intake import REASONS, ScheduleIntake, reason_of
 from peergrid_edge.telemetry import MqttTelemetryDriver
 
 GOOD = {"interval": 3, "valid_from": 100.0, "valid_until": 200.0, "setpoints": {"pv1": {"limit_w": 5000.0}}}
+NOW = 150.0  # inside GOOD's window (the daemon's wall clock)
 DEEP = b"[" * 100_000  # deeper than json reads (telemetry.loads_finite: a ValueError)
 
 
@@ -44,16 +45,18 @@ CASES = {
         b"[1, 2]",
         b"3",
     ],
+    # well-formed, over at NOW (test_schedule_late.py: these, and `stale`, against the schedule held)
+    "expired": [doc(valid_from=10.0, valid_until=20.0), doc(valid_until=NOW)],
 }
 
 
-@pytest.mark.parametrize("reason", REASONS)
+@pytest.mark.parametrize("reason", list(CASES))
 def test_each_ignored_schedule_is_logged_and_counted_by_its_reason(
     reason: str, caplog: pytest.LogCaptureFixture
 ) -> None:
     intake = ScheduleIntake()
     with caplog.at_level(logging.WARNING, logger="peergrid.edge.daemon"):
-        taken = [intake.take(payload) for payload in CASES[reason]]
+        taken = [intake.take(payload, NOW) for payload in CASES[reason]]
     assert taken == [None] * len(CASES[reason])
     assert intake.ignored == {r: len(CASES[reason]) if r == reason else 0 for r in REASONS}
     assert intake.ignored_total == len(CASES[reason])
@@ -64,17 +67,17 @@ def test_each_ignored_schedule_is_logged_and_counted_by_its_reason(
 def test_a_good_schedule_is_taken_and_counts_nothing(caplog: pytest.LogCaptureFixture) -> None:
     intake = ScheduleIntake()
     with caplog.at_level(logging.WARNING, logger="peergrid.edge"):
-        schedule = intake.take(doc())
+        schedule = intake.take(doc(), NOW)
     assert isinstance(schedule, Schedule) and schedule.setpoints == {"pv1": {"limit_w": 5000.0}}
     assert intake.ignored_total == 0 and caplog.records == []
     # a huge integer is only a reason when it made the parse fail: an unknown extra field is ignored as before
-    assert isinstance(intake.take(doc(extra=10**400)), Schedule) and intake.ignored_total == 0
+    assert isinstance(intake.take(doc(extra=10**400), NOW), Schedule) and intake.ignored_total == 0
 
 
 @given(st.binary(max_size=200))
 def test_any_bytes_are_taken_or_counted_once_never_raised(raw: bytes) -> None:
     intake = ScheduleIntake()
-    taken = intake.take(raw)
+    taken = intake.take(raw, NOW)
     assert intake.ignored_total == (taken is None)
 
 
@@ -89,10 +92,14 @@ json_values = st.recursive(
 def test_any_json_document_is_taken_or_counted_once_with_a_reason(document: dict[str, Any]) -> None:
     payload = json.dumps({**GOOD, **document}).encode()
     intake = ScheduleIntake()
-    taken = intake.take(payload)
+    taken = intake.take(payload, NOW)
     assert intake.ignored_total == (taken is None)
-    if taken is None:
-        assert reason_of(payload) in REASONS
+    if taken is None:  # one reason: the parse's, else the schedule is over at NOW (nothing held: never stale)
+        try:
+            reason = "expired" if parse_schedule(payload).valid_until <= NOW else "?"
+        except ScheduleError:
+            reason = reason_of(payload)
+        assert intake.ignored == {r: int(r == reason) for r in REASONS}
 
 
 def fake_daemon(drivers: dict[str, Any] | None = None) -> Any:
@@ -110,16 +117,18 @@ def fake_daemon(drivers: dict[str, Any] | None = None) -> Any:
 def test_the_counts_are_on_the_metrics_page_one_series_per_reason() -> None:
     intake = ScheduleIntake()
     for payload in (b"not json", CASES["not_finite"][0], CASES["not_finite"][1], doc()):
-        intake.take(payload)
+        intake.take(payload, NOW)
     text = families(fake_daemon(), intake)
     assert render([schedules_ignored(intake)]) in text
     lines = [line for line in text.splitlines() if "schedules_ignored" in line]
     assert lines == [
         "# HELP peergrid_edge_schedules_ignored_total Schedule messages ignored (logged, not taken), by reason.",
         "# TYPE peergrid_edge_schedules_ignored_total counter",
+        'peergrid_edge_schedules_ignored_total{reason="expired"} 0',
         'peergrid_edge_schedules_ignored_total{reason="invalid"} 0',
         'peergrid_edge_schedules_ignored_total{reason="not_finite"} 2',
         'peergrid_edge_schedules_ignored_total{reason="not_json"} 1',
+        'peergrid_edge_schedules_ignored_total{reason="stale"} 0',
     ]
     assert "schedules_ignored" not in families(fake_daemon())  # a daemon that keeps no intake: left out
 

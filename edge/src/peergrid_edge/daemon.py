@@ -195,7 +195,10 @@ class EdgeDaemon:
     # --- dispatch --------------------------------------------------------------------------------------
 
     def _on_schedule(self, topic: str, payload: bytes) -> None:
-        schedule = self.schedule_intake.take(payload)  # None: logged, counted by reason and ignored
+        # None: logged, counted by reason and ignored, the schedule held kept - also one over already or older
+        # than it (a late or replayed message), which would have sent the devices to their safe state
+        quiet = self.schedule is not None and self.current_schedule() is None  # the controller went quiet
+        schedule = self.schedule_intake.take(payload, self.clock.wall(), self.schedule, quiet)
         if schedule is not None:
             self.set_schedule(schedule)
 
