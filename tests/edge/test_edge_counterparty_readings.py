@@ -31,6 +31,7 @@ from peergrid_dso.disputes import read_nodes
 from peergrid_edge import agent_settlement
 from peergrid_edge.pcc_readings import DisputeReadings, MgMetering, counterparties_done, readings_needed
 from peergrid_ledger import query
+from peergrid_ledger.metering import commitment_intervals
 
 SALES = {("s", "b"): 500, ("c", "b"): 500, ("c", "d"): 200}
 # b's import 800 Wh: 300 from s (its meter shows 300 exported), 500 from c (c exported 700: 500 to b, 200 to d)
@@ -234,12 +235,17 @@ def test_a_sellers_readings_reach_the_dso_for_its_own_trade_on_one_statement() -
     )
     lapse = int(query.settlement(m.chain.state, tid)["deadline"])  # type: ignore[index]
     s_node = m.nodes["s"].public
+    # each commitment interval of s's readings that brackets interval T: its watch posts them one request each
+    around = commitment_intervals(CLOCK.window(T), CLOCK.commit_ms, CLOCK.max_gap_ms)
+    s_readings = {(s_node, c) for c in around if (s_node, c) in m.sealed}
+    assert len(s_readings) == 3
     with served_disputes(m) as (url, settler):
 
-        async def dso_round() -> (
-            None
-        ):  # on the node's loop: the chain's time moves on once s's readings are in
-            if any(node == s_node for node, _ in settler.sealed) and m.chain.tip.time < lapse - 1:
+        async def dso_round() -> None:
+            # on the node's loop, as offer_readings: the chain's time moves on once all of s's readings are in.
+            # Not on the first of them: a round between two posts then passed the DSO's part of the wait with s
+            # half metered, and the DSO settled s's statement at 0 (seen under load)
+            if s_readings <= settler.sealed.keys() and m.chain.tip.time < lapse - 1:
                 m.pass_time(lapse - 1)  # the DSO's part of the wait has passed, the lapse has not
                 settler.on_commit(SimpleNamespace(block=m.chain.block(m.chain.height).encode()))
             settler.look_everywhere()
