@@ -1,7 +1,7 @@
 """What a simulated day takes and gives back (simulate.py): its configuration and its results.
 
 Promises: frozen records and nothing else — `SimulationConfig` in; per interval an `IntervalResult`; for the day a
-`SimulationResult` (with a `DayAheadSummary` in day-ahead mode) whose `totals()` sums the intervals. cli.py
+`SimulationResult` (with a `DayAheadSummary` in day-ahead mode) whose `totals()` sums the intervals. cli_output.py
 builds its JSON from these fields by name. Neither market's runner is here, so both (simulate.py,
 simulate_dayahead.py) import these without importing each other. Never reads clocks or I/O.
 """
