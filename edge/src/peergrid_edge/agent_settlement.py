@@ -194,17 +194,24 @@ async def settle_day(agent: MarketAgent) -> None:
     """The day's end: the Settler worked until the start of the interval after the last, or one interval
     after this agent finished its last one, whichever is later (a purchase of the last interval gets retries
     while peers settle theirs), and past the last statement's due time; then each statement whose
-    counterparty may still state is waited for until its deadline and stated again (settle_by_both)."""
+    counterparty may still state is waited for until its deadline and stated again (settle_by_both), and
+    waited for again while a deadline moved later meanwhile (review15 M6: a sealed trade's second commitment
+    moves its deadline from the commit deadline to the reveal deadline; a buyer that committed just before
+    the first and never revealed was left `stated` for ever, the seller gone before it could repeat). Bounded:
+    the day's end waits only for a deadline later than the one it waited out, and a trade's deadline moves
+    at most twice (the second commitment; the DSO's vouch window on a seller_vouched chain)."""
     s, settler, stopping = agent.s, agent.settler, agent.d.stopping
     agent.phase = "settling"
     day_end = max(agent._start_of(agent._last_interval() + 1), time.time() + s.interval_s)
     # the last interval's statements go after its end (settle_by_both): they get an interval of tries too
     day_end = max(day_end, (settler.book.last_due() or 0.0) + s.interval_s)
     await work_settler(agent, day_end, while_pending=True)
+    waited: float | None = None  # the latest deadline waited out (time.time())
     while (waiting := settler.book.waiting_until()) is not None and not stopping.is_set():
+        if waited is not None and waiting <= waited:
+            break  # no deadline moved past the one waited out: what is left is given up below
         await work_settler(agent, waiting + s.phase_timeout_s, while_pending=True)
-        if time.time() >= waiting + s.phase_timeout_s:
-            break
+        waited = waiting
     if not stopping.is_set():
         settler.end_of_day()
         try:  # housekeeping: a file it cannot delete must not fail the day (a restart would meet it again)
