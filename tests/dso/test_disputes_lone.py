@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import asyncio
 
-from peergrid_dso.disputes import LONE_FROM, LONE_RULE
 from peergrid_edge.pcc_readings import readings_needed
 from peergrid_ledger import query
 from peergrid_ledger.contracts.market_sealed import seal_of
+from peergrid_ledger.takeup import LONE_FROM, LONE_RULE
 
 from .test_disputes import END_MS, PRICE, Market, market, ramp
 from .test_disputes_node import final_blocks, hand_over, settler_for

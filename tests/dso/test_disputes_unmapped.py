@@ -15,8 +15,9 @@ import logging
 import pytest
 
 from peergrid_dso.dispute_shares import NOT_ENROLLED
-from peergrid_dso.disputes import LONE_RULE, VOUCH_RULE, Unresolved, Vouched, resolve
+from peergrid_dso.disputes import Unresolved, Vouched, resolve
 from peergrid_ledger import query
+from peergrid_ledger.takeup import LONE_RULE, VOUCH_RULE
 
 from .test_disputes import (
     CLOCK,

@@ -2,17 +2,17 @@
 contract settles such a trade only on a party's late reveal and repeat, so it stayed open for ever (a seller
 whose salt file is gone was never paid while its buyer kept its reveal back). The DSO node now watches such a
 trade from the second commitment, takes it up when a final block's time reaches the reveal deadline, and
-meters it like a dispute that became one then (`dispute_windows.unrevealed_since`; its deadline rules `wait_ms`
-after it). On a real sealed MGMC chain (`LocalChain`) through the DSO node's settler; time is the chain's."""
+meters it like a dispute that became one then (`peergrid_ledger.takeup.unrevealed_since`; its deadline rules
+`wait_ms` after it). On a real sealed MGMC chain (`LocalChain`) through the DSO node's settler; time is the chain's."""
 
 from __future__ import annotations
 
 import asyncio
 
-from peergrid_dso.dispute_windows import reveals_due, unrevealed_since
 from peergrid_dso.disputes import Unresolved, Vouched, resolve
 from peergrid_ledger import query
 from peergrid_ledger.contracts.market_sealed import seal_of
+from peergrid_ledger.takeup import reveals_due, unrevealed_since
 
 from .test_disputes import CLOCK, END_MS, PRICE, Market, chain_time, market, ramp
 from .test_disputes_node import final_blocks, hand_over, settler_for
@@ -107,10 +107,9 @@ def test_a_restarted_dso_finds_an_unrevealed_trade_past_its_deadline_and_the_rul
     None
 ):
     m, tid, due = both_commit(400.0, 400.0)
-    where = query.settlement(m.chain.state, tid)
-    seals = query.trade(m.chain.state, tid)["seals"]  # type: ignore[index]
-    assert where is not None and reveals_due(where, seals) == due
-    assert unrevealed_since(where, seals, due - 1) is None and unrevealed_since(where, seals, due) == due
+    record = query.trade(m.chain.state, tid)
+    assert record is not None and reveals_due(record) == due
+    assert unrevealed_since(record, due - 1) is None and unrevealed_since(record, due) == due
     assert isinstance(resolve(m.chain.state, tid, CLOCK, m.node_of(), m.sealed), Unresolved)  # no chain time
     m.pass_time(due + 10)
     decision = resolve(m.chain.state, tid, CLOCK, m.node_of(), m.sealed, chain_time(m))

@@ -13,8 +13,9 @@ import asyncio
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from peergrid_dso.disputes import VOUCH_RULE, Unresolved, Vouched, resolve
+from peergrid_dso.disputes import Unresolved, Vouched, resolve
 from peergrid_ledger import query
+from peergrid_ledger.takeup import VOUCH_RULE
 
 from .test_disputes import CLOCK, END_MS, PRICE, Market, chain_time, market, ramp
 from .test_disputes_node import final_blocks, hand_over, settler_for

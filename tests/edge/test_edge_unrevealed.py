@@ -1,6 +1,6 @@
 """review14 K3b at the edge: a sealed trade both parties committed to and neither revealed by the reveal
-deadline is the DSO's to meter (dso-server `dispute_windows.unrevealed_since`), and the edges post their PCC
-readings for it (`pcc_readings.unrevealed`, `readings_needed` at the chain's time; the agent's
+deadline is the DSO's to meter (`peergrid_ledger.takeup.with_dso`, the rule the DSO node takes it up by), and
+the edges post their PCC readings for it (`pcc_readings.readings_needed` at the chain's time; the agent's
 `agent_settlement.counterparty_readings` wakes on the block that reaches the deadline, though no state
 changed). Without that post an honest seller whose salt file was lost (it cannot reveal) was settled at 0 at
 the DSO's deadline though its meter shows what it sent.
@@ -24,17 +24,14 @@ import pytest
 from dso.test_disputes import CLOCK, END_MS, PRICE, Market, T, market, ramp
 from dso.test_disputes_node import final_blocks, served_disputes
 from dso.test_disputes_unrevealed import FEED_IN, RETAIL, WAIT_MS, both_commit
-from hypothesis import given, settings
-from hypothesis import strategies as st
 from test_edge_counterparty_readings import Store
 from test_edge_settle_both import run_chain
 from test_edge_settle_sealed import sealed_chain
 from test_settlement import Node
 
 from peergrid_dso.dispute_node import DisputeSettler
-from peergrid_dso.dispute_windows import unrevealed_since
 from peergrid_edge.agent_settlement import SealedStatements, chain_ms, counterparty_readings, pick_up
-from peergrid_edge.pcc_readings import MgMetering, readings_needed, unrevealed
+from peergrid_edge.pcc_readings import MgMetering, readings_needed
 from peergrid_edge.replicas import Submission
 from peergrid_ledger import query
 from peergrid_ledger.contracts.market_sealed import seal_of
@@ -61,47 +58,6 @@ def test_a_reveal_in_time_leaves_the_trade_to_the_contract_and_nothing_is_posted
     m.do(m.anonyms["s"], "settle", {"trade": tid, "delivered": 400, "short": 0, "salt": bytes([1]) * 32})
     m.pass_time(due + WAIT_MS)
     assert [needed(m, mg, now) for mg in ("s", "b") for now in (due, due + WAIT_MS)] == [[], [], [], []]
-
-
-@functools.cache
-def chain_steps() -> tuple[tuple[dict[str, Any], dict[str, Any], dict[str, Any]], ...]:
-    """One sealed trade's (trade record, settlement, seals) at each step: one commitment, two, then the
-    seller's reveal (before the deadline), and two commitments on a trade the DSO then settled."""
-    m = market(
-        {("s", "b"): 400}, {}, wait_ms=WAIT_MS, cover=(RETAIL, FEED_IN), params={"sealed_statements": 1}
-    )
-    tid = m.trade_id("s", "b")
-    steps = []
-
-    def snap(chain: Any) -> None:
-        record, where = query.trade(chain.state, tid), query.settlement(chain.state, tid)
-        assert record is not None and where is not None
-        steps.append((record, where, record.get("seals", {})))
-
-    salts = {"s": bytes([1]) * 32, "b": bytes([2]) * 32}
-    for mg in ("s", "b"):
-        seal = seal_of(m.chain.genesis.chain, tid, m.anonyms[mg].public, 400, 0, salts[mg])
-        m.do(m.anonyms[mg], "settle", {"trade": tid, "seal": seal}, max(m.now, END_MS))
-        snap(m.chain)
-    settled, _, _ = both_commit(400.0, 400.0)
-    done = settled.trade_id("s", "b")
-    settled.do(settled.dso, "settle", {"trade": done, "delivered": 400, "seller_short": 0, "buyer_short": 0})
-    record, where = query.trade(settled.chain.state, done), query.settlement(settled.chain.state, done)
-    assert record is not None and where is not None
-    m.do(m.anonyms["s"], "settle", {"trade": tid, "delivered": 400, "short": 0, "salt": salts["s"]})
-    snap(m.chain)
-    return (*steps, (record, where, record["seals"]))
-
-
-@settings(max_examples=60, deadline=None)
-@given(st.integers(0, 3), st.integers(-2 * WAIT_MS, 2 * WAIT_MS))
-def test_the_edges_rule_is_the_dsos_rule(step: int, offset: int) -> None:
-    """`pcc_readings.unrevealed` on the edge's trade record says what the DSO's `unrevealed_since` says on its
-    settlement view, at any chain time around the deadline and in every state of the trade."""
-    record, where, seals = chain_steps()[step]
-    now_ms = int(record["deadline"]) + offset
-    assert unrevealed(record, now_ms) == (unrevealed_since(where, seals, now_ms) is not None)
-    assert not unrevealed(record, None)
 
 
 def test_the_watcher_reads_the_replicas_head_time_which_an_idle_chain_moves_on(tmp_path: Path) -> None:

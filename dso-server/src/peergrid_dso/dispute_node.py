@@ -1,11 +1,12 @@
 """The DSO node settles disputed trades on the MGMC chain (design step 8; genesis `settle_by_both`).
 
 Promises: `DisputeSettler` follows the final blocks of the DSO's non-voting MGMC-chain replica (`on_commit`):
-every `settle` transaction in a final block names a trade that may now be disputed, or stand on one
-statement (taken up like a dispute from `dispute_windows.LONE_FROM` of the wait on, review13 F4), or stand
-on two sealed commitments neither party revealed by the reveal deadline (review14 K3b: the trade is watched
-from the second commitment and taken up when a final block's time reaches the deadline), or wait agreed
-for its word on the seller's side (`vouching`, genesis seller_vouched, review13 F2: settled at once); at `run` start it also
+every `settle` transaction in a final block names a trade that may now wait for the DSO's word
+(`peergrid_ledger.takeup.with_dso`, the rule the edges post their readings by): disputed, or standing on one
+statement (taken up like a dispute from `takeup.LONE_FROM` of the wait on, review13 F4), or on two sealed
+commitments neither party revealed by the reveal deadline (review14 K3b: the trade is watched from the second
+commitment, `takeup.reveals_due`, and taken up when a final block's time reaches the deadline), or agreed and
+waiting for its word on the seller's side (`vouching`, genesis seller_vouched, review13 F2: settled at once); at `run` start it also
 looks through the replica's whole state once, so disputes from before a restart are found. For each disputed
 trade it asks the pure resolver (`disputes.resolve`) for the energy both parties' sealed PCC readings confirm
 and sends `settle {trade, delivered}` (on a trade whose parties the DSO priced with `market.tariff`, also
@@ -46,7 +47,6 @@ from collections.abc import Callable, Collection, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from peergrid_dso.dispute_windows import is_lone, reveals_due, unrevealed_since
 from peergrid_dso.disputes import Unresolved, Vouched, read_nodes, resolve, to_json
 from peergrid_dso.sealed_readings import ChainTime, MeterClock, SigningMeters, sealed_late, verified_leaves
 from peergrid_ledger import keys, query
@@ -55,6 +55,7 @@ from peergrid_ledger.contracts.market_state import trade_key
 from peergrid_ledger.metering import Unmetered
 from peergrid_ledger.records import append_record
 from peergrid_ledger.results import Reason
+from peergrid_ledger.takeup import reveals_due, with_dso
 
 log = logging.getLogger("peergrid_dso.dispute_node")
 TRADE_PREFIX = trade_key(b"")
@@ -247,12 +248,12 @@ class DisputeSettler:
             if where is None or trade in self.failed or trade in self.pending:
                 continue
             record = query.trade(self.state, trade)
-            if _with_dso(where, record, now_ms):
+            if record is not None and with_dso(record, now_ms) is not None:
                 self.pending[trade] = 0.0
                 self.reads[trade] = self._readings_of(trade)
                 self._warn_unmapped(trade, record)
                 continue
-            due = reveals_due(where, (record or {}).get("seals", {}))
+            due = None if record is None else reveals_due(record)
             if due is not None:  # both committed: taken up at the reveal deadline if neither revealed
                 self.reveals[trade] = due
 
@@ -271,11 +272,9 @@ class DisputeSettler:
                           "an unmetered side at the deadline", trade.hex(), side, record[side].hex())  # fmt: skip
 
     async def settle_one(self, trade: bytes) -> None:
-        where = query.settlement(self.state, trade)
+        where, record = query.settlement(self.state, trade), query.trade(self.state, trade)
         now_ms = int(self.replica.app.tip.time)
-        if where is None or not _with_dso(
-            where, query.trade(self.state, trade), now_ms
-        ):  # settled, agreed, ...
+        if where is None or record is None or with_dso(record, now_ms) is None:  # settled, agreed, ...
             self.done(trade)
             if where is not None and trade in self.decisions and not self.decisions[trade]["settled"]:
                 self.decide(trade, {"settled": False, "outcome": f"no longer disputed: {where['state']}"})
@@ -377,16 +376,6 @@ def signing_meters(mgs: Mapping[str, Any], bound_s: float) -> SigningMeters | No
         bytes.fromhex(e.node): bytes.fromhex(e.meter_key) for e in mgs.values() if e.meter_key is not None
     }
     return SigningMeters(found, round(bound_s * 1000)) if found else None
-
-
-def _with_dso(where: dict[str, Any], record: dict[str, Any] | None, now_ms: int) -> bool:
-    """The trade waits for the DSO's word at chain time `now_ms`: disputed, on one statement (a dispute from
-    `dispute_windows.LONE_FROM` of the wait on, review13 F4), committed by both and revealed by neither by the
-    reveal deadline (review14 K3b), or agreed and vouching (genesis seller_vouched, review13 F2)."""
-    seals = (record or {}).get("seals", {})
-    if where["state"] in ("disputed", "vouching") or is_lone(where, seals):
-        return True
-    return unrevealed_since(where, seals, now_ms) is not None
 
 
 def _same(a: dict[str, Any], b: dict[str, Any]) -> bool:

@@ -98,17 +98,18 @@ words, when one of them owns the gap; else both the gap. Still open: a seller th
 statement (buyer states 400, seller 400) gets R12's 80,000 without a dispute, so without the DSO (review12 F1
 part 1): closing it needs statements committed on the chain before they are revealed (the contract's part).
 A trade that stands on one statement (or, on a sealed chain, on one commitment whose counterparty never
-committed: `lone_since`) comes here too (review13 F4: its party's repeated statement settles it
+committed: `takeup.lone_since`) comes here too (review13 F4: its party's repeated statement settles it
 alone after the contract's wait, naming the silent party's shortfall, and an honest edge is silent on purpose
 when its meter cannot prove the interval, `pcc_readings.Unprovable`): the DSO meters it like a dispute from
-`LONE_FROM` (half) of the contract's wait on, and its deadline rules apply from `LONE_RULE` (three quarters),
+`takeup.LONE_FROM` (half) of the contract's wait on, and its deadline rules apply from `LONE_RULE` (three quarters),
 so its settle lands before the lapse can, with a quarter of the wait left for the chain and retries; until
 `LONE_FROM` the other party may still join it (an agreement is not pre-empted: the edge states right after the
 interval, well within half the wait). A lone statement is no agreement: the trade shares its party's energy
 with the disputed ones (`dispute_shares`); the silent side's missing statement bounds nothing (its quantity
-in the rules above), its `short` is never taken as a meterless side's word. From which chain time
-the DSO takes up such trades, and applies its deadline rules, is `dispute_windows`' (pure).
-Two sealed commitments and no reveal by the reveal deadline (review14 K3b: `unrevealed_since`) come here too:
+in the rules above), its `short` is never taken as a meterless side's word. Which trades the DSO takes up,
+from which chain time, and from when its deadline rules apply is `peergrid_ledger.takeup`'s (`with_dso`,
+`TakeUp.rules_from`: the one rule, by which the edges post their readings too).
+Two sealed commitments and no reveal by the reveal deadline (review14 K3b: `takeup.unrevealed_since`) come here too:
 the contract settles such a trade only on a party's late reveal and repeat, so it could stay open for ever,
 and a seller whose salt is lost was never paid while its buyer kept its reveal back. The DSO meters it like a
 dispute that became one at the reveal deadline: its deadline rules apply `wait_ms` after it, both sides silent
@@ -120,8 +121,8 @@ buyer) is metered on the seller's side only (`_vouch`): `min(held, share)` deliv
 seller's shortfall (review14 K5: no statement tolerance on the meter's own word, which would pay the seller up
 to it compensation-free), the buyer's as it stated; where neither owns the whole gap (an agreement that left
 part of it unowned within an absolute tolerance) the seller is named it (K7: else the contract refuses the
-DSO's settle for good); an unmetered seller is settled at 0 from `VOUCH_RULE` of the window (D7), a meterless
-one at the agreement.
+DSO's settle for good); an unmetered seller is settled at 0 from `takeup.VOUCH_RULE` of the window (D7), a
+meterless one at the agreement.
 Only disputed (or lone-statement, unrevealed, or vouching) trades come here; a party's trades of one interval that its counterparties agreed settle at
 the edge's pro-rata statement. What those take comes off the party's energy before its disputed trades share
 it (review12 F2: agreed pro rata beside disputed by the meters, a seller that exported 500 Wh settled 583):
@@ -143,12 +144,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from peergrid_dso.dispute_shares import SIDES, Metered, Meters
-from peergrid_dso.dispute_windows import LONE_FROM, LONE_RULE, VOUCH_RULE, lone_since, part, unrevealed_since
 from peergrid_dso.sealed_readings import ChainTime, MeterClock, SigningMeters
 from peergrid_ledger import query
 from peergrid_ledger.contracts.market_state import cover_prices
 from peergrid_ledger.metering import meters_read
 from peergrid_ledger.state import StateReader
+from peergrid_ledger.takeup import TakeUp, with_dso
 
 
 @dataclass(frozen=True)
@@ -189,33 +190,26 @@ def resolve(
     """The Wh the DSO settles `trade` with, or why it does not (module docstring); `meterless`: the anonyms of
     MGs without a PCC meter (the DSO's config, `loop_settings.MgEntry.meterless`); `signing`: the PCC meters
     enrolled as signing, whose MGs are metered from meter-signed readings only (`sealed_readings`)."""
-    where = query.settlement(state, trade)
-    if where is None:
+    where, agreed = query.settlement(state, trade), query.trade(state, trade)
+    if where is None or agreed is None:
         return Unresolved(trade, "no such trade on the MGMC chain")
-    seals = (query.trade(state, trade) or {}).get("seals", {})
-    since = lone_since(where, seals)
-    lone = since is not None
-    if where["state"] == "vouching":
-        return _vouch(state, trade, where, clock, nodes, sealed, chain, meterless, signing)
-    hidden = None if chain is None else unrevealed_since(where, seals, chain.now_ms)  # review14 K3b
-    if where["state"] != "disputed" and not lone and hidden is None:
+    up = with_dso(agreed, None if chain is None else chain.now_ms)  # the one rule (peergrid_ledger.takeup)
+    if up is None:
         return Unresolved(trade, f"the trade is {where['state']}, not disputed")
-    if lone:  # the other party may still join it; the DSO meters it from a part of the wait on (LONE_FROM)
-        if chain is None:
-            return Unresolved(trade, "one statement: the DSO settles it only by the chain's time")
-        assert since is not None
-        start = part(since, int(where["deadline"]), LONE_FROM)
-        if chain.now_ms < start:
-            why = f"one statement: its counterparty may still state; from chain time {start} ms the DSO meters it"
-            return Unresolved(trade, why, start)
-    agreed = query.trade(state, trade)
-    assert agreed is not None  # settlement() found it
+    if up.kind == "vouching":
+        return _vouch(state, trade, agreed, up, clock, nodes, sealed, chain, meterless, signing)
+    if up.kind == "lone" and chain is None:
+        return Unresolved(trade, "one statement: the DSO settles it only by the chain's time")
+    if chain is not None and chain.now_ms < up.meters_from_ms:  # a lone word: the other party may still join
+        start = up.meters_from_ms
+        why = f"one statement: its counterparty may still state; from chain time {start} ms the DSO meters it"
+        return Unresolved(trade, why, start)
     quantity = int(agreed["quantity"])
     meters = Meters(state, clock, int(agreed["interval"]), nodes, sealed, chain, meterless, signing)
     sides: dict[str, Metered] = {}
     unmetered: dict[str, str] = {}
     waiting: list[str] = []  # the metered sides' counterparties that are not (yet) metered
-    lapsed = chain is not None and chain.now_ms >= _deadline(where, chain, since, hidden)
+    lapsed = chain is not None and chain.now_ms >= up.rules_from(chain.wait_ms)
     for side in SIDES:
         energy = meters.energy(agreed[side], side)
         if isinstance(energy, str):
@@ -230,18 +224,17 @@ def resolve(
         # chain's time there is none: the party's share is pro rata at once, as `meter_shares` gives it)
         if waiting and chain is not None and not lapsed:
             why = f"a share by the counterparties' meters waits for {'; '.join(waiting)}"
-            until = _deadline(where, chain, since, hidden)
+            until = up.rules_from(chain.wait_ms)
             return Unresolved(trade, f"{why}; from chain time {until} ms the DSO shares without them", until)
         delivered = min(seller.share_wh, buyer.share_wh, quantity)
-        return Vouched(
-            trade, delivered, quantity, seller, buyer, shorts=_shorts(quantity, delivered, sides, priced)
-        )
+        shorts = _shorts(quantity, delivered, sides, priced)
+        return Vouched(trade, delivered, quantity, seller, buyer, shorts=shorts)
     side = next(s for s in SIDES if s in unmetered)
     why = f"the {side}'s metering: {unmetered[side]}"
     statements = where["statements"]
     if chain is None:
         return Unresolved(trade, why)
-    until = _deadline(where, chain, since, hidden)
+    until = up.rules_from(chain.wait_ms)
     # a meterless side has no readings to wait for: only the others' (and the metered side's counterparties')
     awaited = waiting or any(agreed[s] not in meterless for s in unmetered)
     if chain.now_ms < until and awaited:
@@ -262,23 +255,11 @@ def resolve(
     return Vouched(trade, delivered, quantity, seller, buyer, rule, unmetered, shorts)
 
 
-def _deadline(
-    where: Mapping[str, Any], chain: ChainTime, since: int | None = None, hidden: int | None = None
-) -> int:
-    """The dispute's deadline (chain ms): `wait_ms` after the later of the two statements; a lone word's (one
-    that landed at `since`) at LONE_RULE of the contract's wait, before its lapse; two unrevealed commitments'
-    `wait_ms` after their reveal deadline `hidden` (when the trade became one for the DSO)."""
-    if since is not None:
-        return part(since, int(where["deadline"]), LONE_RULE)
-    if hidden is not None:
-        return hidden + chain.wait_ms
-    return max(int(where["statements"][s]["time"]) for s in SIDES) + chain.wait_ms
-
-
 def _vouch(
     state: StateReader,
     trade: bytes,
-    where: Mapping[str, Any],
+    agreed: Mapping[str, Any],
+    up: TakeUp,
     clock: MeterClock,
     nodes: Mapping[bytes, bytes],
     sealed: Mapping[tuple[bytes, int], Sequence[bytes]],
@@ -292,9 +273,7 @@ def _vouch(
     the buyer's as it stated, the seller's the whole gap where neither owns it (module docstring). A seller
     that cannot be metered is waited for until VOUCH_RULE of the window, then settled at 0 (D7: "seller not
     metered"); a meterless seller at the parties' agreement at once."""
-    agreed = query.trade(state, trade)
-    assert agreed is not None
-    vouch = where["vouch"]
+    vouch = agreed["vouch"]
     if chain is None:
         return Unresolved(trade, "an agreement waiting for the DSO is settled only by the chain's time")
     quantity, held = int(agreed["quantity"]), int(vouch["delivered"])
@@ -305,8 +284,7 @@ def _vouch(
     if isinstance(energy, str):
         if agreed["seller"] in meterless:  # nothing to meter: the parties' word
             return Vouched(trade, held, quantity, None, None, "seller meterless", {"seller": energy}, figures)
-        start = max(int(s["time"]) for s in where["statements"].values())
-        until = part(start, int(vouch["until"]), VOUCH_RULE)
+        until = up.rules_from(chain.wait_ms)  # VOUCH_RULE of the vouch's window
         why = f"the seller's metering: {energy}"
         if chain.now_ms < until:
             return Unresolved(trade, f"{why}; from chain time {until} ms the DSO settles without it", until)

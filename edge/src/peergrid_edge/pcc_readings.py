@@ -16,8 +16,9 @@ bodies `{node, interval, leaves}` for the sealed ones. Pure: no I/O, no clock; `
 shell that posts them (stdlib HTTP, in a thread: the Pi carries no web client), and `MgMetering` the trading
 agent's: its statements from the edge store, and a dispute's readings posted to the DSO, for its own disputes
 and for those that read its readings though it is no party, or that stand on one statement or on two sealed
-commitments neither party revealed by the reveal deadline (`unrevealed`, by the chain's time): `readings_needed`
-(the DSO's `read_nodes`, one rule in `metering.meters_read`).
+commitments neither party revealed by the reveal deadline (by the chain's time): `readings_needed`. Which
+trades wait for the DSO is `peergrid_ledger.takeup.waits_for_dso`'s, whose readings it reads
+`metering.meters_read`'s: the rules the DSO node goes by (dso-server `dispute_node`, `disputes.read_nodes`).
 Never states from a guess: no reading after the window's end yet means `Unmetered`, not a number. A window
 read past its end whose start (or end) no readings bracket — the MGMC's first reading came after the
 interval started: it started or restarted in it — is stated only as far as the meter proves without
@@ -55,6 +56,7 @@ from peergrid_ledger.metering import (
     samples,
     trade_share,
 )
+from peergrid_ledger.takeup import Kind, waits_for_dso
 
 log = logging.getLogger("peergrid.edge.trader")
 
@@ -133,57 +135,33 @@ def readings_needed(
     trades: Iterable[tuple[bytes, dict[str, Any]]], me: bytes, now_ms: int | None = None
 ) -> list[bytes]:
     """The trades of an interval (`trades`: its latest closing) that the DSO settles with `me`'s PCC readings
-    and that `me` posts them for here: a disputed one though `me` is no party (a party posts for its own
-    disputes, `MgMetering.disputed`), and one that stands on one statement (review13 F4: the DSO meters it
-    like a dispute from half the wait on, dso-server `disputes.LONE_FROM`), `me` a party or not, one whose
-    parties both committed and neither revealed by the reveal deadline at the chain's time `now_ms`
-    (`unrevealed`, review14 K3b; None: no chain time, so none such), `me` a party or not, and `me`'s own sale
-    that agreed and waits for the DSO's word on its side (`vouched_by`, review13 F2). Whose
-    readings the DSO reads is `metering.meters_read`'s (dso-server `disputes.read_nodes` reads by the same
-    rule): the parties', and `me`'s where `me`'s own purchase from the trade's seller, or sale to its buyer,
-    is disputed too; an agreed one settles on the parties' word and its counterparty's meter is not read.
-    Only trades still waiting for the DSO (not settled, not superseded)."""
+    and that `me` posts them for here: those that wait for the DSO's word at the chain's time `now_ms`
+    (`peergrid_ledger.takeup.waits_for_dso`, the one rule the DSO node takes them up by; None: no chain time, so
+    no unrevealed one) - a disputed one though `me` is no party (a party posts for its own disputes,
+    `MgMetering.disputed`), one on one party's word (review13 F4: the DSO meters it from `takeup.LONE_FROM`
+    of the wait on) or two sealed commitments neither revealed by the reveal deadline (review14 K3b), `me` a
+    party or not, and `me`'s own sale that agreed and waits for the DSO's word on its side (vouching,
+    review13 F2). Whose readings the DSO reads is `metering.meters_read`'s (dso-server `disputes.read_nodes`
+    reads by the same rule): the parties', and `me`'s where `me`'s own purchase from the trade's seller, or
+    sale to its buyer, is disputed too; an agreed one settles on the parties' word and its counterparty's
+    meter is not read."""
     trades = list(trades)
     return [
         tid
         for tid, d in trades
-        if d.get("settlement") is None and "superseded" not in d
-        and (lone(d) or unrevealed(d, now_ms) or (d.get("disputed") and me not in (d["seller"], d["buyer"]))
-             or vouched_by(d, me))
-        and me in meters_read(trades, tid)
-    ]  # fmt: skip
+        if _posts_for(waits_for_dso(d, now_ms), d, me) and me in meters_read(trades, tid)
+    ]
 
 
-def vouched_by(trade: dict[str, Any], me: bytes) -> bool:
-    """`me` sold on an agreed trade that waits for the DSO's word on the seller's side (genesis seller_vouched,
-    review13 F2: the DSO meters the seller's export before the agreement pays)."""
-    return "vouch" in trade and trade.get("settlement") is None and trade["seller"] == me
-
-
-def lone(trade: dict[str, Any]) -> bool:
-    """The trade stands on one party's word: one statement (not disputed, agreed or settled) whose silent
-    party never committed a sealed one (the contract takes that at its worst), or on a sealed chain one
-    party's commitment and no statement (dso-server `disputes.lone_since`, the same rule)."""
-    statements, seals = trade.get("statements") or {}, trade.get("seals") or {}
-    if trade.get("disputed") or "vouch" in trade or trade.get("settlement") is not None:
+def _posts_for(kind: Kind | None, trade: dict[str, Any], me: bytes) -> bool:
+    """`me` posts its readings for a trade that waits for the DSO for `kind` (`readings_needed`)."""
+    if kind is None:
         return False
-    if len(statements) == 1:
-        [stater] = statements
-        return ("buyer" if stater == "seller" else "seller") not in seals
-    return not statements and len(seals) == 1
-
-
-def unrevealed(trade: dict[str, Any], now_ms: int | None) -> bool:
-    """Both parties committed sealed statements and neither revealed by the reveal deadline (`deadline`, set
-    by the second commitment) at the chain's time `now_ms` (its head block's; None: unknown): dso-server
-    `dispute_windows.unrevealed_since`, the same rule (review14 K3b). The DSO meters it like a dispute and
-    settles a seller whose readings never come at 0 (one whose salt file was lost cannot reveal)."""
-    statements, seals = trade.get("statements") or {}, trade.get("seals") or {}
-    return (
-        now_ms is not None and not statements and len(seals) == 2 and trade.get("settlement") is None
-        and "superseded" not in trade and trade.get("deadline") is not None
-        and now_ms >= int(trade["deadline"])
-    )  # fmt: skip
+    if kind == "disputed":
+        return me not in (trade["seller"], trade["buyer"])
+    if kind == "vouching":
+        return bool(trade["seller"] == me)
+    return True  # lone or unrevealed
 
 
 def counterparties_done(trades: Iterable[tuple[bytes, dict[str, Any]]], me: bytes) -> bool:
