@@ -30,6 +30,23 @@ DSO_ITERATIONS = 3  # adjustment iterations per interval, each re-bargained by t
 CREDIT_LIMIT = 10**15  # micro-units: MGs settle with the DSO off-chain; the chain only moves balances
 
 
+EDGE_ROUNDS_CAP = (
+    50  # the edge's default rounds per bargaining where the interval holds them (BargainingConfig)
+)
+EDGE_ROUNDS_SHARE = 0.75  # the share of an interval an edge's rounds may take (edge config.ROUNDS_SHARE)
+
+
+def bargaining_rounds(interval_s: float, block_period_ms: int) -> int:
+    """The rounds per bargaining the lab's MGMCs play (edge `EdgeSettings._rounds` with no explicit
+    `market.max_rounds`, which the lab never sets): the fewest 2, at most 50, else as many as fit the first
+    bargaining and the DSO_ITERATIONS re-bargainings, each round two block periods, in 75 % of the interval.
+    firmware-sim does not depend on the edge, so its rule is restated here; tests/ledger/
+    test_market_close_rounds.py pins the two equal."""
+    bargainings = 1 + DSO_ITERATIONS
+    fit = int(interval_s * 1000 * EDGE_ROUNDS_SHARE // (bargainings * 2 * block_period_ms))
+    return max(2, min(EDGE_ROUNDS_CAP, fit))
+
+
 @dataclass(frozen=True)
 class SettleByBoth:
     """The MGMC genesis' settlement on both parties' statements, as the lab sets it."""
@@ -63,6 +80,12 @@ class SettleByBoth:
     # `trade` landed 500-634 ms after its last move instead of 200, the interval's last close at 5.7-5.9 s of
     # 6 instead of 4.4 (the DSO then overran by 0-0.3 s); no `trade` refused, the same trades
     quiet_ms: int = 500
+    # genesis max_rounds (with the quiet rule): the rounds one bargaining may take on the chain, so one key
+    # moving once per quiet period holds an interval's close at most max_rounds + 1 quiet periods past the
+    # MGMCs' last move, not to its end (review13 F1b residual). The cap is the rounds the lab's MGMCs play
+    # (`bargaining_rounds`, the edge's own budget: 2 at 6-s intervals, 200-ms blocks and three
+    # re-bargainings), so no honest move is refused; 0: none
+    max_rounds: int = 0
 
     @classmethod
     def for_lab(
@@ -81,6 +104,7 @@ class SettleByBoth:
             epoch_ms=math.floor(t0_s * 1000) - first_interval * interval_ms,
             interval_ms=interval_ms,
             quiet_ms=min(interval_ms, 5 * block_period_ms // 2),
+            max_rounds=bargaining_rounds(interval_s, block_period_ms),
         )
 
     def params(self) -> dict[str, int]:
@@ -100,6 +124,8 @@ class SettleByBoth:
                 out["close_on_clock"] = 1
                 if "close_quiet_ms" in known and self.quiet_ms:  # nobody closes while the MGMCs still move
                     out["close_quiet_ms"] = min(self.quiet_ms, self.interval_ms)
+                    if "max_rounds" in known and self.max_rounds:  # ... nor holds it open to its end
+                        out["max_rounds"] = self.max_rounds
         if "sealed_statements" in known:
             # each MGMC commits to its statement before either reveals it (review12 F1: the second could tailor
             # its own to the first's); S5 measured the lab's 24 trades sealed and settled alike, 52.4 -> 54.5 s

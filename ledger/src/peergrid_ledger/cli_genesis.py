@@ -81,7 +81,13 @@ def _settle_params(args: argparse.Namespace) -> dict[str, int]:
     for flag in ("sealed_statements", "seller_vouched", "close_on_clock", "unpaid_as_debt"):
         if getattr(args, flag):
             given[flag] = 1
-    for number in ("settle_tolerance_permille", "close_after_ms", "close_quiet_ms", "owed_limit"):
+    for number in (
+        "settle_tolerance_permille",
+        "close_after_ms",
+        "close_quiet_ms",
+        "max_rounds",
+        "owed_limit",
+    ):
         if getattr(args, number) is not None:
             given[number] = getattr(args, number)
     if given and not args.settle_by_both:
@@ -171,6 +177,14 @@ def add_genesis_parser(sub: Any) -> None:
         help="with --close-on-clock: no trade closes an interval while its book (its start, a reopening, any"
         " offer, bid or move) changed within this many ms of block time, until the interval's end (genesis"
         " close_quiet_ms; at most --settle-interval-ms; a few block periods; default 0: no such rule)",
+    )
+    p.add_argument(
+        "--max-rounds",
+        type=int,
+        help="with --close-quiet-ms: the rounds one bargaining of an interval may take (2 to 1000; at least the"
+        " MGMCs' market.max_rounds): an offer, bid or move past its opening's or reopening's round plus this is"
+        " refused, so one key cannot hold a quiet close to the interval's end (genesis max_rounds; default: no"
+        " cap)",
     )
     p.add_argument(
         "--unpaid-as-debt",

@@ -29,6 +29,7 @@ LATE_PARAMS = frozenset(
         "close_on_clock",
         "close_after_ms",
         "close_quiet_ms",
+        "max_rounds",
         "unpaid_as_debt",
         "settle_tolerance_permille",
         "seller_vouched",
@@ -58,6 +59,7 @@ SETTLE_PARAMS = (
     "close_on_clock",  # a close rule on the interval clock, which only settle_by_both chains have
     "close_after_ms",
     "close_quiet_ms",
+    "max_rounds",
     "unpaid_as_debt",  # a settlement's energy payment on credit: only settle_by_both settles on statements
     "settle_tolerance_permille",
     "seller_vouched",
@@ -66,6 +68,7 @@ ACCEPT_ROUNDS = (1, 2)  # a settled round 2 already means every member re-checke
 MAX_ACCEPT_WAIT_MS = 24 * 3600 * 1000  # a day: a day-ahead stage has no use for a longer round
 MAX_SETTLE_WAIT_MS = 366 * 24 * 3600 * 1000  # a year: a deadline (block time + wait) stays far inside 64 bits
 MAX_SETTLE_INTERVAL_MS = 24 * 3600 * 1000  # a day: no market interval is longer
+MAX_ROUNDS = 1000  # rounds one bargaining may take (the edge's own cap is at most 200, market.max_rounds)
 MAX_OWED_LIMIT = 10**15  # micro-units: far beyond any MG's credit, far inside 64 bits
 
 
@@ -134,6 +137,14 @@ class Params:
     # reopening: once, for close_quiet_ms), so nobody closes it while the MGMCs still move
     # (`market_close_time`). 0 (the default, and every genesis written before it): no such rule.
     close_quiet_ms: int = 0
+    # > 0 (with close_quiet_ms): the rounds one bargaining of an interval may take - an offer, bid or move at a
+    # round past its opening's (0, or a reopening's `round`) + max_rounds is refused, and a re-bargaining's
+    # moves are numbered on from the reopening's round - so one key moving once per close_quiet_ms holds an
+    # interval's close at most max_rounds + 1 quiet periods past the honest MGMCs' last move, not to its end
+    # (review13 F1b residual; `market_close_time.check_rounds`). At least 2 (the fewest an edge's bargaining stops on), at
+    # most MAX_ROUNDS; the MGMCs' own cap (edge market.max_rounds) must not exceed it. 0 (the default, and
+    # every genesis written before it): no cap beyond the schema's.
+    max_rounds: int = 0
     # 1: a settlement the buyer cannot pay in full within its credit still settles: the rest of the energy
     # payment is the buyer's debt to the seller (`settle_pay.pay`, `funds`), so an agreeing statement is not
     # refused and lost, and the debtor stops buying (review13 F6). 0 (the default, and every genesis written
@@ -191,6 +202,10 @@ class Params:
             raise GenesisError(
                 f"params.close_quiet_ms: expected 0 to the interval, settle_interval_ms ({self.settle_interval_ms})"
             )
+        if self.max_rounds and not self.close_quiet_ms:
+            raise GenesisError("params.max_rounds: only with close_quiet_ms (the quiet rule it bounds)")
+        if self.max_rounds and not 2 <= self.max_rounds <= MAX_ROUNDS:
+            raise GenesisError(f"params.max_rounds: expected 0 (no cap) or 2 to {MAX_ROUNDS} rounds")
         if not 0 <= self.owed_limit <= MAX_OWED_LIMIT:
             raise GenesisError(f"params.owed_limit: expected 0 to {MAX_OWED_LIMIT} micro-units")
         if not 1 <= self.settle_wait_ms <= MAX_SETTLE_WAIT_MS:

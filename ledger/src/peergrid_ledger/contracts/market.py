@@ -14,7 +14,8 @@ Flow for one trading interval (see docs/ledger-format.md):
   `trade` closes the interval and computes the agreed trades deterministically from the final positions (an
       oversubscribed seller is shared pro rata, rounded down; with genesis `close_on_clock` not before the
       interval's start + `close_after_ms`, and with `close_quiet_ms` only once its book stood still that long
-      or its end came: `market_close_time`, which every offer, bid and move tells); `settle` pays one trade once, for the energy
+      or its end came: `market_close_time`, which every offer, bid and move tells, and whose `max_rounds`
+      caps one bargaining's rounds); `settle` pays one trade once, for the energy
       delivered, from buyer to seller, within the genesis credit limit: on the first party's word, or with
       genesis `settle_by_both` on both parties' statements (`market_closing.settle`: the DSO or an
       authority decides a dispute; a lone statement settles after a deadline). With genesis `cap_on_fills`
@@ -56,7 +57,7 @@ from ..schema import HASH, INTERVAL, KEY, PRICE, QUANTITY, ROUND, Bool, Int, Lis
 from ..state import Overlay, read_obj
 from ..tx import Tx
 from .funds import refuse_debtor
-from .market_close_time import note_move
+from .market_close_time import check_rounds, note_move
 from .market_closing import agree_trades, settle
 from .market_reopen import reopen
 from .market_sealed import SETTLE_SHAPE
@@ -244,6 +245,7 @@ def post_offer(view: Overlay, tx: Tx, ctx: BlockContext, sender: ks.AccountRecor
     _check_offer(view, tx, b["interval"], b["price"], b["quantity"], opening=True)
     _check_round(view, b["interval"], b["round"], None)
     _open_interval(view, b["interval"], tx.sender, "sellers")
+    check_rounds(view, ctx, b["interval"], b["round"])
     position = {"clean": b["clean"], "price": b["price"], "quantity": b["quantity"], "round": b["round"]}
     view.put_obj(key, position)
     note_move(view, ctx, b["interval"])
@@ -259,6 +261,7 @@ def post_bid(view: Overlay, tx: Tx, ctx: BlockContext, sender: ks.AccountRecord)
         refuse_debtor(view, tx.sender, f"a bid in interval {b['interval']}", ctx.genesis.params.owed_limit)
     _check_round(view, b["interval"], b["round"], None)
     _open_interval(view, b["interval"], tx.sender, "buyers")
+    check_rounds(view, ctx, b["interval"], b["round"])
     _check_demands(view, tx, b["interval"], b["demands"], bool(ctx.genesis.params.cap_on_fills))
     view.put_obj(key, {"demands": b["demands"], "round": b["round"]})
     note_move(view, ctx, b["interval"])
@@ -279,6 +282,7 @@ def move(view: Overlay, tx: Tx, ctx: BlockContext, sender: ks.AccountRecord) -> 
         assert position is not None
         require(b["round"] > position["round"], Reason.RULE_VIOLATION, "a move must be for a later round")
         _check_round(view, interval, b["round"], position["round"])
+        check_rounds(view, ctx, interval, b["round"])
         if b["quantity"] == 0:
             # a withdrawal: nothing is for sale, so its price means nothing and the standing price stays
             # (a price below the floor never stands); buyers' demands on it are granted nothing
@@ -295,6 +299,7 @@ def move(view: Overlay, tx: Tx, ctx: BlockContext, sender: ks.AccountRecord) -> 
         assert position is not None
         require(b["round"] > position["round"], Reason.RULE_VIOLATION, "a move must be for a later round")
         _check_round(view, interval, b["round"], position["round"])
+        check_rounds(view, ctx, interval, b["round"])
         standing = {d["seller"]: d["quantity"] for d in position["demands"]}
         if any(d["quantity"] > standing.get(d["seller"], 0) for d in b["demands"]):
             limit = ctx.genesis.params.owed_limit

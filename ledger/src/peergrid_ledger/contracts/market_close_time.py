@@ -20,14 +20,26 @@ Why so, against an attacker holding one MGMC's keys (its node key, an authority,
 - it can keep a book from being quiet by moving once per Q (each move one round past the interval's highest at
   most, `market._check_round`: a 15-min interval at a move per 500-ms block takes 1,800 of the schema's
   1,000,000 rounds), so the rule binds only until the interval's end: after it the energy was delivered,
-  nothing is left to bargain and anyone may close.
-  Its worst is then to hold the interval unclosed to its end, the same loss as a pre-close (F1b) but at one
-  transaction per Q, on the record, against its own position (a price it moves is the one it sells at).
+  nothing is left to bargain and anyone may close. Without more, its worst is to hold the interval unclosed
+  to its end, the whole interval's P2P trading lost at one transaction per Q.
+- so genesis `max_rounds` R (`check_rounds`) caps the rounds of one bargaining: no offer, bid or move past
+  its opening's round (0, or the reopening's `round`, the interval's highest when the DSO reopened it) + R,
+  and a re-bargaining's moves numbered on from the reopening's round (as the edge numbers them). A key's
+  every move is a later round than its last, so it posts at most R + 1 times an opening (its opening and R
+  moves; after a reopening R), and a `trade` lands Q after the book's last change: one key keeps the book
+  from being quiet at most R + 1 quiet periods past the honest MGMCs' last move (k colluding keys k x
+  (R + 1)), not to the interval's end. Honest MGMCs never
+  reach it while their own cap (edge `market.max_rounds`: rounds 1 .. max_rounds, or the reopening's
+  round + 1 .. + max_rounds) is at most R. Refused, not merely left out of `moved`: the book then stands
+  still, and nobody spends state on moves that bargain nothing.
 - a reopening later than the interval's end (a slow DSO) waits Q once (hard = opened + Q): its members can
   answer the reopening, and nobody holds a closed-out interval open for ever.
 - block time is the proposer's: one block without honest moves may be a late phase or a proposer (the
   attacker's node, in rotation) leaving them out, so Q should span more than two block periods; a `trade`
   ordered before the moves in the block that ends the quiet still closes on the positions before them.
+  No ordering rule closes that: the book was already quiet for Q (the moves in that block are the first for
+  Q), and a proposer that may order them after its `trade` may as well leave them out of its block, which no
+  rule on one block's order can see; only Q spanning more blocks than one proposer makes in a row does.
 Pure; no I/O.
 """
 
@@ -61,6 +73,30 @@ def moved(state: StateReader, interval: int) -> int | None:
     """The block time of the interval's last offer, bid or move on a chain with `close_quiet_ms`, else None."""
     raw = state.get(moved_key(interval))
     return None if raw is None else ks.decode_int(raw)
+
+
+def check_rounds(view: Overlay, ctx: BlockContext, interval: int, round_: int) -> None:
+    """On a chain with genesis `max_rounds` R, refuse (`rule-violation`, naming the cap) an offer, bid or move
+    of `interval` at a round past its bargaining's opening + R, and after a reopening a move not past the
+    reopening's round: one bargaining takes at most R rounds. Other chains: nothing (one lookup of a field)."""
+    cap = ctx.genesis.params.max_rounds
+    if not cap:
+        return
+    again = reopening(view, interval)
+    base = 0 if again is None else int(again["round"])
+    opening = "its opening" if again is None else f"its reopening's round {base}"
+    if round_ > base + cap:
+        raise RuleError(
+            Reason.RULE_VIOLATION,
+            f"round {round_} is past interval {interval}'s bargaining: max_rounds {cap} from {opening}, "
+            f"so at most round {base + cap}",
+        )
+    if again is not None and round_ <= base:
+        raise RuleError(
+            Reason.RULE_VIOLATION,
+            f"round {round_}: interval {interval} was reopened at round {base}, its re-bargaining's rounds "
+            f"are {base + 1} to {base + cap} (max_rounds {cap})",
+        )
 
 
 def earliest_close(state: StateReader, params: Params, interval: int) -> tuple[int, str] | None:
