@@ -5,7 +5,10 @@ piecewise-linear over the day), `microgrids[].name/profile/devices[].kind/params
 — and validates them strictly (types, signs, references), raising `ScenarioError` with one line naming the key.
 Keys it does not use (relays, serial lines, broker, meters, protocols...) are ignored, so the same file drives
 firmware-sim and the market. An optional top-level `market:` section sets the DSO tariff, interval length and each
-MG's contract rules; without it, defaults below apply. The genset fuel curve is HOMER's linear one
+MG's contract rules; without it, defaults below apply. It may also set the owners' risk allowance (currency per
+MG per day, the intraday strict guard's, SimulationConfig.risk_allowance): `risk_allowance` every MG's,
+`mg_risk_allowance: {MG: X}` an MG's own. It is not a contract rule (the chain never sees it, the MGMC's own
+guard keeps it), so it sits beside `rules`, not in them; `load_scenario_file` returns it beside the Scenario. The genset fuel curve is HOMER's linear one
 (0.08145 l/h per rated kW + 0.246 l/kWh) at the device's fuel price.
 Never touches devices or clocks.
 """
@@ -14,8 +17,9 @@ from __future__ import annotations
 
 import itertools
 import math
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
@@ -122,6 +126,10 @@ class _Market(_Tolerant):
     feed_in: float = Field(default=0.05, ge=0)
     rules: _Rules = Field(default_factory=_Rules)  # every MG's unless it has its own
     mg_rules: dict[str, _Rules] = Field(default_factory=dict)
+    risk_allowance: float = Field(default=0.0, ge=0, allow_inf_nan=False)  # every MG's unless it has its own
+    mg_risk_allowance: dict[str, Annotated[float, Field(ge=0, allow_inf_nan=False)]] = Field(
+        default_factory=dict
+    )
 
 
 class _File(_Tolerant):
@@ -148,7 +156,20 @@ def step(curve: Curve, hour: float) -> float:
     return value
 
 
+@dataclass(frozen=True)
+class ScenarioFile:
+    """A scenario file's day and the owners' risk allowance beside it (0 and {} where the file sets none)."""
+
+    scenario: Scenario
+    risk_allowance: float
+    mg_risk_allowance: dict[str, float]
+
+
 def load_scenario(path: str | Path) -> Scenario:
+    return load_scenario_file(path).scenario
+
+
+def load_scenario_file(path: str | Path) -> ScenarioFile:
     path = Path(path)
     try:
         raw = yaml.safe_load(path.read_text(encoding="utf-8"))
@@ -159,7 +180,7 @@ def load_scenario(path: str | Path) -> Scenario:
     if not isinstance(raw, dict):
         raise ScenarioError(f"{path}: expected a mapping at the top level")
     try:
-        return build_scenario(raw)
+        return build_scenario_file(raw)
     except ValidationError as exc:
         first = exc.errors()[0]
         where = ".".join(str(p) for p in first["loc"]) or "(top level)"
@@ -169,6 +190,10 @@ def load_scenario(path: str | Path) -> Scenario:
 
 
 def build_scenario(raw: dict[str, Any]) -> Scenario:
+    return build_scenario_file(raw).scenario
+
+
+def build_scenario_file(raw: dict[str, Any]) -> ScenarioFile:
     spec = _File.model_validate(raw)
     market = spec.market
     dt = market.interval_minutes / 60.0
@@ -178,9 +203,10 @@ def build_scenario(raw: dict[str, Any]) -> Scenario:
     names = [mg.name for mg in spec.microgrids]
     if len(set(names)) != len(names):
         raise ScenarioError("microgrid names must be unique")
-    unknown = sorted(set(market.mg_rules) - set(names))
-    if unknown:
-        raise ScenarioError(f"market.mg_rules names unknown microgrid '{unknown[0]}'")
+    for key, named in (("mg_rules", market.mg_rules), ("mg_risk_allowance", market.mg_risk_allowance)):
+        unknown = sorted(set(named) - set(names))
+        if unknown:
+            raise ScenarioError(f"market.{key} names unknown microgrid '{unknown[0]}'")
     microgrids = []
     for index, mg in enumerate(spec.microgrids):
         if mg.profile not in spec.profiles:
@@ -235,7 +261,8 @@ def build_scenario(raw: dict[str, Any]) -> Scenario:
         )
         validate_microgrid(microgrid)
         microgrids.append(microgrid)
-    return Scenario(spec.name, dt, tuple(microgrids))
+    scenario = Scenario(spec.name, dt, tuple(microgrids))
+    return ScenarioFile(scenario, market.risk_allowance, dict(market.mg_risk_allowance))
 
 
 def _genset(name: str, p: _GensetParams, dt: float) -> Genset:

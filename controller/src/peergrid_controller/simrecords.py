@@ -3,11 +3,14 @@
 Promises: frozen records and nothing else — `SimulationConfig` in; per interval an `IntervalResult`; for the day a
 `SimulationResult` (with a `DayAheadSummary` in day-ahead mode) whose `totals()` sums the intervals. cli_output.py
 builds its JSON from these fields by name. Neither market's runner is here, so both (simulate.py,
-simulate_dayahead.py) import these without importing each other. Never reads clocks or I/O.
+simulate_dayahead.py) import these without importing each other. A config the market cannot take raises
+`ConfigError` when it is made (a risk allowance that is negative, not finite, or given where it does not
+apply). Never reads clocks or I/O.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -15,6 +18,10 @@ from peergrid_controller.bargaining import BargainingConfig
 from peergrid_controller.dayexchange import DayAheadConfig
 from peergrid_controller.delivery import DeliveryFault
 from peergrid_controller.market import Trade
+
+
+class ConfigError(ValueError):
+    """A simulation config the market cannot take; the message names the field and why."""
 
 
 @dataclass(frozen=True)
@@ -50,6 +57,30 @@ class SimulationConfig:
     delivery_faults: tuple[DeliveryFault, ...] = ()
     random_faults: int = 0
     fault_seed: int = 0
+    # the owner's risk allowance (rationality.py; intraday market, strict rationality only), currency per MG
+    # per day: the MG's day budget starts this far above its conventional day cost, so its day ends at most
+    # this far above it whatever its peers do. `risk_allowance` is every MG's but those `mg_risk_allowance`
+    # names (each owner sets its own risk; names checked against the scenario by simulate). 0 everywhere,
+    # the default, is the exact guarantee.
+    risk_allowance: float = 0.0
+    mg_risk_allowance: dict[str, float] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        given = [("risk_allowance", self.risk_allowance)]
+        given += [(f"mg_risk_allowance[{name!r}]", x) for name, x in sorted(self.mg_risk_allowance.items())]
+        for label, x in given:
+            amount = isinstance(x, int | float) and not isinstance(x, bool)
+            if not (amount and math.isfinite(x) and x >= 0.0):
+                raise ConfigError(f"{label} must be a finite amount >= 0, got {x!r}")
+        if any(x > 0.0 for _, x in given) and (self.market != "intraday" or self.rationality != "strict"):
+            raise ConfigError(
+                "risk_allowance applies to the intraday market's strict rationality only "
+                f"(market {self.market}, rationality {self.rationality})"
+            )
+
+    def allowance(self, mg: str) -> float:
+        """The risk allowance of MG `mg`: its own where it has one, else every MG's."""
+        return self.mg_risk_allowance.get(mg, self.risk_allowance)
 
 
 @dataclass(frozen=True)
@@ -123,6 +154,8 @@ class SimulationResult:
     intervals: tuple[IntervalResult, ...]
     central_mip_gap: float
     dayahead: DayAheadSummary | None = None
+    # the risk allowance each MG's day was run with (SimulationConfig.allowance); empty when every MG's is 0
+    risk_allowance: dict[str, float] = field(default_factory=dict)
 
     def totals(self) -> dict[str, object]:
         names = sorted(self.intervals[0].mg_cost_p2p) if self.intervals else []

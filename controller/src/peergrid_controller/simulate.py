@@ -19,7 +19,6 @@ Assumes perfect forecasts (the scenario's profiles). Never reads clocks or I/O; 
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 from dataclasses import replace
 
@@ -35,13 +34,20 @@ from peergrid_controller.model import Microgrid, Scenario, Tariff
 from peergrid_controller.rationality import Guarded
 from peergrid_controller.schedule import MgSchedule
 from peergrid_controller.settling import UPLIFT_REF, SettlementError, pay_uplift, settle_interval
-from peergrid_controller.simrecords import DayAheadSummary, IntervalResult, SimulationConfig, SimulationResult
+from peergrid_controller.simrecords import (
+    ConfigError,
+    DayAheadSummary,
+    IntervalResult,
+    SimulationConfig,
+    SimulationResult,
+)
 from peergrid_controller.simulate_dayahead import play_day
 from peergrid_controller.stability import check
 from peergrid_controller.venues import exchange_recorder, memory_venue
 
 __all__ = [
     "UPLIFT_REF",
+    "ConfigError",
     "DayAheadSummary",
     "IntervalResult",
     "SettlementError",
@@ -80,18 +86,26 @@ def simulate(
     config: SimulationConfig | None = None,
     venue_factory: Callable[[Scenario], Venue] = memory_venue,
     on_interval: Callable[[int], None] | None = None,
-    risk_allowance: float = 0.0,
+    risk_allowance: float | None = None,
 ) -> SimulationResult:
-    """`risk_allowance` (currency per MG per day, intraday strict mode only): how far above its conventional
-    day cost each MG's day may end in the worst case (rationality.py). 0, the default, is the exact
-    guarantee; a positive allowance lets an MG take, before it has saved anything, positions that pay only
-    if its peers keep trading (a battery's morning sale, a genset stopped at midday): the day-start slack the
-    strict guard lacks. Negative or not finite raises ValueError before the day is solved."""
+    """The owner's risk allowance is the config's (`SimulationConfig.risk_allowance`, per MG
+    `mg_risk_allowance`; intraday strict mode only): how far above its conventional day cost each MG's day
+    may end in the worst case (rationality.py). 0, the default, is the exact guarantee; a positive allowance
+    lets an MG take, before it has saved anything, positions that pay only if its peers keep trading (a
+    battery's morning sale, a genset stopped at midday): the day-start slack the strict guard lacks. The
+    keyword `risk_allowance`, its way in before the config had it, sets the config's every-MG value (a config
+    that already has another raises ConfigError). A bad allowance or one naming an MG the scenario lacks
+    raises ConfigError (a ValueError) before the day is solved."""
     cfg = config or SimulationConfig()
-    if not (math.isfinite(risk_allowance) and risk_allowance >= 0.0):
-        raise ValueError(f"risk_allowance must be a finite amount >= 0, got {risk_allowance}")
-    if risk_allowance > 0.0 and (cfg.market != "intraday" or cfg.rationality != "strict"):
-        raise ValueError("risk_allowance applies to the intraday market's strict rationality only")
+    if risk_allowance is not None and risk_allowance != cfg.risk_allowance:
+        if cfg.risk_allowance != 0.0:
+            raise ConfigError(
+                f"risk_allowance {risk_allowance} given beside the config's {cfg.risk_allowance}: give it once"
+            )
+        cfg = replace(cfg, risk_allowance=risk_allowance)  # validated as the config is made
+    unknown = sorted(set(cfg.mg_risk_allowance) - {mg.name for mg in scenario.microgrids})
+    if unknown:
+        raise ConfigError(f"mg_risk_allowance names unknown microgrid {unknown[0]!r}")
     n, dt = scenario.intervals, scenario.interval_hours
     conv = baselines.conventional(scenario)
     cent = baselines.central(scenario, cfg.central_time_limit_s) if cfg.with_central else None
@@ -117,7 +131,7 @@ def simulate(
     commitments: dict[str, tuple[int, tuple[tuple[bool, ...], ...]]] = {}
     # what each MG may still spend and end no worse off than its conventional day (its own alternative),
     # plus the risk it accepts
-    budget = {name: sum(costs) + risk_allowance for name, costs in conv.per_interval.items()}
+    budget = {name: sum(costs) + cfg.allowance(name) for name, costs in conv.per_interval.items()}
     results = []
     for t in range(n):
         if on_interval is not None:
@@ -212,4 +226,10 @@ def simulate(
             )
         )
     venue.flush()
-    return SimulationResult(scenario.name, tuple(results), cent.mip_gap if cent else float("nan"))
+    allowances = {mg.name: cfg.allowance(mg.name) for mg in scenario.microgrids}
+    return SimulationResult(
+        scenario.name,
+        tuple(results),
+        cent.mip_gap if cent else float("nan"),
+        risk_allowance=allowances if any(allowances.values()) else {},
+    )
