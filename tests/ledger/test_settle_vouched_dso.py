@@ -2,7 +2,8 @@
 (`DisputeSettler.settle_due` over the chain's blocks, the MGs' sealed readings handed over) sends is one the
 contract takes. K3: a buyer that committed and was down past the reveal window is settled from the seller's
 meter, min(its share, the quantity), not at the whole quantity (R14's k3 case); a seller that did is paid
-min(its share, the buyer's statement), not 0 with the whole quantity its shortfall. K7: with only the absolute
+min(its share, the quantity), not 0 with the whole quantity its shortfall (nor, review15 M4, capped by the
+buyer's statement: test_settle_vouched_review15.py). K7: with only the absolute
 `settle_tolerance_wh`, an agreement that leaves part of the gap unowned is vouched with that part named the
 seller's; the held (0, 0) repeated is refused, as the contract's rule says the larger shortfall is the gap.
 Fixtures: tests/dso (the DSO's chain market and settler).
@@ -93,10 +94,13 @@ def crashed_seller() -> tuple[Market, bytes]:
     m.do(b, "settle", {"trade": tid, "delivered": 300, "short": 0})
     where = query.settlement(m.chain.state, tid)
     assert where is not None and where["state"] == "vouching" and where["vouch"]["release"]["delivered"] == 0
+    assert (
+        where["vouch"]["delivered"] == 400
+    )  # held at the quantity: the seller's meter decides (review15 M4)
     return m, tid
 
 
-def test_r14_k3_a_crashed_seller_is_paid_from_its_meter_capped_by_the_buyers_word() -> None:
+def test_r14_k3_a_crashed_seller_is_paid_from_its_meter() -> None:
     m, tid = crashed_seller()
     before = query.balance(m.chain.state, m.anonyms["s"].public)
     settler, adapter, _ = settler_for(m)

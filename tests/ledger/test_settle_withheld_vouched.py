@@ -4,8 +4,9 @@ after the deadline holds the withholding terms (delivered = the quantity: the bu
 shortfalls (0, 0); vouch `basis` "withheld") for the DSO's window, so the DSO meters the seller and its word
 pays; after `until` the seller's repeat pays the held figures, basis "withheld" (the penalty stands where the
 DSO did not vouch). The mirror, a seller that committed and never revealed: the buyer's repeat holds the
-buyer's lone terms for the DSO (its meter of the seller capped by the buyer's word) and pays the seller's worst
-case (0 delivered, all of it the seller's short) only after `until`. Without `seller_vouched` nothing changed.
+trade as delivered in full for the DSO too (its meter of the seller alone decides; the buyer's word moves
+nothing but its own shortfall, review15 M4) and pays the seller's worst case (0 delivered, all of it the
+seller's short) only after `until`. Without `seller_vouched` nothing changed.
 Real contract (LocalChain); the DSO node's side of the same trade is in test_settle_vouched_dso.py.
 """
 
@@ -97,9 +98,10 @@ def test_a_priced_withheld_buyer_is_metered_with_the_sellers_gap_as_its_shortfal
     assert settled["compensation"] > 0
 
 
-def withheld_seller(vouched: int = 1) -> tuple[LocalChain, Clock, bytes]:
-    """Both commit (buyer 300 short 0, seller 400), only the buyer reveals; the clock stands at the reveal
-    deadline (priced: the buyer's retail 300, the seller's feed-in 50). (chain, clock, trade)"""
+def withheld_seller(vouched: int = 1, buyer: tuple[int, int] = (300, 0)) -> tuple[LocalChain, Clock, bytes]:
+    """Both commit (the buyer `buyer` (delivered, short), the seller 400), only the buyer reveals; the clock
+    stands at the reveal deadline (priced: the buyer's retail 300, the seller's feed-in 50). (chain, clock,
+    trade)"""
     c = (
         both_chain(sealed_statements=1, seller_vouched=vouched)
         if vouched
@@ -108,33 +110,49 @@ def withheld_seller(vouched: int = 1) -> tuple[LocalChain, Clock, bytes]:
     clock = Clock(c)
     priced(c, clock)
     tid, _ = trades_of(c, clock)
-    assert commit(clock, BUYER, tid, 300, 0).ok
+    assert commit(clock, BUYER, tid, *buyer).ok
     assert commit(clock, SELLER, tid, QUANTITY).ok  # then the seller's Pi goes down
-    assert reveal(clock, BUYER, tid, 300, 0).ok
+    assert reveal(clock, BUYER, tid, *buyer).ok
     clock.now = int(query.settlement(c.state, tid)["deadline"]) - 1  # type: ignore[index]
     return c, clock, tid
 
 
-def test_a_withheld_seller_is_metered_capped_by_the_buyers_word() -> None:
-    """The mirror: the buyer's repeat holds its lone terms (300 delivered, the other 100 the seller's) for the
-    DSO, with the withholding penalty (0 delivered, all 400 the seller's short) as what the repeat after
-    `until` pays; the DSO's meter of the seller within the window is final."""
+def test_a_withheld_seller_is_held_at_the_quantity_for_the_dsos_meter() -> None:
+    """The mirror: the buyer's repeat holds the trade as delivered in full (400, shortfalls (0, 0): the buyer's
+    300 moves nothing, review15 M4) for the DSO, with the withholding penalty (0 delivered, all 400 the
+    seller's short) as what the repeat after `until` pays; the DSO's meter of the seller within the window is
+    final."""
     c, clock, tid = withheld_seller()
     before = balances(c)
     held = state(clock, BUYER, tid, 300, 0)
     until = clock.now + WAIT
-    assert events(held) == [("vouching", {"trade": tid, "delivered": 300, "until": until})]
+    assert events(held) == [("vouching", {"trade": tid, "delivered": QUANTITY, "until": until})]
     vouch = query.settlement(c.state, tid)["vouch"]  # type: ignore[index]
     assert vouch == {
-        "delivered": 300, "seller_short": 100, "buyer_short": 0, "until": until, "basis": "withheld",
+        "delivered": QUANTITY, "seller_short": 0, "buyer_short": 0, "until": until, "basis": "withheld",
         "release": {"delivered": 0, "seller_short": QUANTITY, "buyer_short": 0},
     }  # fmt: skip
     assert balances(c) == before
     # the seller is back: its reveal is after the buyer's deadline
     assert reason(reveal(clock, SELLER, tid, QUANTITY)) is Reason.CLOSED
-    # the DSO metered the seller's export at 250 of the 300 the buyer states: 250, the seller 150 short
+    # the DSO metered the seller's export at 250 of the 400: 250, the seller 150 short
     settled = clock.send(Keys.dso, {"trade": tid, "delivered": 250, "seller_short": 150, "buyer_short": 0})
     assert (events(settled)[0][1]["delivered"], events(settled)[0][1]["basis"]) == (250, "dso")
+
+
+@given(buyer=st.integers(0, QUANTITY).flatmap(lambda d: st.tuples(st.just(d), st.integers(0, QUANTITY - d))))
+@settings(max_examples=15, deadline=None)
+def test_the_buyers_statement_moves_the_held_figures_only_by_its_own_shortfall(
+    buyer: tuple[int, int],
+) -> None:
+    """Whatever the buyer states, the held trade is the quantity delivered; the buyer's own shortfall (an
+    admission against itself: it lowers what the seller's metered gap pays it) is kept, the rest of its word
+    is not; the penalty after `until` is the seller's worst case with the buyer's own shortfall."""
+    c, clock, tid = withheld_seller(buyer=buyer)
+    assert events(state(clock, BUYER, tid, *buyer))[0][1]["delivered"] == QUANTITY
+    vouch = query.settlement(c.state, tid)["vouch"]  # type: ignore[index]
+    assert (vouch["delivered"], vouch["seller_short"], vouch["buyer_short"]) == (QUANTITY, 0, buyer[1])
+    assert vouch["release"] == {"delivered": 0, "seller_short": QUANTITY, "buyer_short": buyer[1]}
 
 
 def test_without_the_dsos_word_a_withheld_seller_is_taken_at_its_worst_after_the_window() -> None:

@@ -349,11 +349,13 @@ def _lapse(
     shorts = (own, silent) if party == "seller" else (silent, own)
     if terms is not None and ctx.genesis.params.seller_vouched:
         # a party that committed and is down past the reveal window (a reboot) did not choose to keep its
-        # statement back: the DSO meters the seller before the penalty pays (review14 K3, market_vouch); a
-        # withheld buyer is held as having taken all, a withheld seller at the buyer's lone terms
+        # statement back: the DSO meters the seller before the penalty pays (review14 K3, market_vouch).
+        # Either withheld party is held as having delivered all (the buyer its own shortfall kept), so the
+        # seller's meter alone decides, min(its share, the quantity), and the stater's word moves nothing
+        # (review15 M4: held at the buyer's word, a buyer that stated 0 took a crashed seller's export free)
         if other == "buyer":
             return hold(view, ctx, tx, tid, agreed, terms[0], terms[1], "withheld")
-        return hold(view, ctx, tx, tid, agreed, stated, shorts, "withheld", terms)
+        return hold(view, ctx, tx, tid, agreed, int(agreed["quantity"]), (0, own), "withheld", terms)
     if terms is not None:
         return pay(view, ctx, tx, tid, agreed, terms[0], "withheld", terms[1])
     return pay(view, ctx, tx, tid, agreed, stated, "lapsed", shorts)

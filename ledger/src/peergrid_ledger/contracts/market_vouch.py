@@ -10,10 +10,12 @@ exactly pays the held figures (`release`, basis `agreed`), as a lone statement l
 default, and every genesis written before it) agreeing statements pay at once and no record changes.
 A crash is not a choice (review14 K3): a lone statement whose counterparty committed and never revealed is
 held the same way (`basis` "withheld"), so the DSO meters the seller before the withholding penalty
-(`market_sealed.withheld`) pays: a withheld buyer is held as having taken all (the DSO pays min(the seller's
-share, the quantity)); a withheld seller at the buyer's lone terms (the DSO pays min(its share, what the
-buyer stated)), with `release` {delivered 0, the whole quantity the seller's short}. The repeat after
-`until` pays the penalty (`release`, else the held figures) where the DSO did not vouch.
+(`market_sealed.withheld`) pays, and either is held as having delivered all, so the seller's meter alone
+decides (the DSO pays min(the seller's share, the quantity)): a withheld buyer with shortfalls (0, 0); a
+withheld seller with the buyer's own shortfall kept, (0, its `short`), and `release` {delivered 0, the whole
+quantity the seller's short}. Not at the buyer's word (review15 M4): a buyer that stated 0 took a crashed
+seller's metered export free and was paid compensation on it. The repeat after `until` pays the penalty
+(`release`, else the held figures) where the DSO did not vouch.
 Pure; no I/O.
 """
 
@@ -43,8 +45,8 @@ def hold(
     """Two statements agreed on `delivered` and `shorts` (seller's, buyer's), or (`basis` "withheld") a lone
     statement whose counterparty kept its sealed one back (`market_closing._lapse`): pay now, or with
     `seller_vouched` keep them on the trade for the DSO's window. `release` (delivered, shorts), when given,
-    is what the repeat after `until` pays instead of the held figures (a withheld seller's worst case, while
-    the DSO's meter of it is capped by the buyer's word)."""
+    is what the repeat after `until` pays instead of the held figures (a withheld seller's worst case, where
+    the DSO did not vouch)."""
     if not ctx.genesis.params.seller_vouched:
         return pay(view, ctx, tx, tid, agreed, delivered, basis, shorts)
     until = ctx.time + ctx.genesis.params.settle_wait_ms
