@@ -17,7 +17,11 @@ market's imbalance compensation (chain_venue `compensate`: the DSO's tariffs, ea
 its statement) and the simulation's figure is checked against it, not posted; a chain that moved other
 figures stops the day (exit 3, naming both). `--loss P` sends every MGMC's messages across a seeded lossy
 transport (netsim.py, seeded with `--seed`): each dropped with probability P and resent; a line on stderr
-counts them. Output is byte-identical for the same inputs.
+counts them. `--risk-allowance X` (or `MG:X`, an MG's own; intraday strict only) lets each MG's day end at most X
+above its conventional day whatever its peers do (rationality.py); it overrides the scenario file's
+`market.risk_allowance` / `mg_risk_allowance`, the JSON total then records each MG's (`risk_allowance`) and a
+line on stderr names whose day ended above its conventional one; a bad allowance, or one for another market or
+rationality, exits 2. Output is byte-identical for the same inputs.
 This module runs the day: the options are cli_args.py's, the output cli_output.py's.
 """
 
@@ -28,16 +32,16 @@ from collections.abc import Sequence
 
 from peergrid_controller.bargaining import Venue
 from peergrid_controller.chain_venue import ChainVenue, CompensationError, SealError
-from peergrid_controller.cli_args import OptionError, chain_options, parser
+from peergrid_controller.cli_args import OptionError, chain_options, parser, risk_allowance
 from peergrid_controller.cli_output import chain_counts, chain_of, report, result_json
 from peergrid_controller.dayexchange import DayAheadConfig, DayAheadError
 from peergrid_controller.delivery import FaultError, parse_fault
 from peergrid_controller.forward import ForwardError
 from peergrid_controller.model import ModelError, Scenario
 from peergrid_controller.netsim import LossyVenue
-from peergrid_controller.scenario import ScenarioError, load_scenario
+from peergrid_controller.scenario import ScenarioError, ScenarioFile, load_scenario_file
 from peergrid_controller.schedule import ScheduleError
-from peergrid_controller.simulate import SettlementError, SimulationConfig, simulate, truncate
+from peergrid_controller.simulate import ConfigError, SettlementError, SimulationConfig, simulate, truncate
 from peergrid_controller.synth import synthetic_scenario
 from peergrid_controller.venues import VENUES, default_venue
 
@@ -56,9 +60,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.clean_book and args.market != "dayahead":
         print("peergrid-market: --clean-book needs --market dayahead", file=sys.stderr)
         return 2
+    file: ScenarioFile | None = None
     try:
         if args.scenario:
-            scenario = load_scenario(args.scenario)
+            file = load_scenario_file(args.scenario)
+            scenario = file.scenario
         else:
             if args.synthetic <= 1:
                 print("peergrid-market: --synthetic needs at least 2 microgrids", file=sys.stderr)
@@ -72,6 +78,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     venue = VENUES[args.venue] if args.venue else default_venue()
     try:
         options = chain_options(args, scenario)
+        allowance, own_allowance = risk_allowance(args, file, scenario)
     except OptionError as exc:
         print(f"peergrid-market: {exc}", file=sys.stderr)
         return 2
@@ -103,10 +110,12 @@ def main(argv: Sequence[str] | None = None) -> int:
                 random_faults=args.random_faults,
                 fault_seed=args.fault_seed,
                 dayahead=DayAheadConfig(clean_book=True) if args.clean_book else DayAheadConfig(),
+                risk_allowance=allowance,
+                mg_risk_allowance=own_allowance,
             ),
             venue_factory=made,
         )
-    except FaultError as exc:
+    except (FaultError, ConfigError) as exc:
         print(f"peergrid-market: {exc}", file=sys.stderr)
         return 2
     except DayAheadError as exc:

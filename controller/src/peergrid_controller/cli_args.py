@@ -2,17 +2,21 @@
 
 Promises: `parser(description)` builds the argument parser (every option and its help text; argparse itself
 exits 2 on an unknown option or a choice outside its list); `chain_options(args, scenario)` turns the chain
-venue's settlement options into ChainVenue keywords, raising `OptionError` (one line naming the option and
-why) for an option the scenario or the other options cannot take. Runs nothing and prints nothing: cli.py
+venue's settlement options into ChainVenue keywords and `risk_allowance(args, file, scenario)` the owners'
+risk allowance (the command line's over the scenario file's) into SimulationConfig's two fields, each raising
+`OptionError` (one line naming the option and why) for an option the scenario or the other options cannot
+take. Runs nothing and prints nothing: cli.py
 runs the day, cli_output.py writes it.
 """
 
 from __future__ import annotations
 
 import argparse
+import math
 from typing import Any
 
 from peergrid_controller.model import Scenario
+from peergrid_controller.scenario import ScenarioFile
 from peergrid_controller.venues import VENUES
 
 
@@ -50,6 +54,53 @@ def chain_options(args: argparse.Namespace, scenario: Scenario) -> dict[str, Any
     if errors:
         options["meter_error_wh"] = errors
     return options
+
+
+def _amount(option: str, text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise OptionError(f"{option}: {text!r} is not an amount") from None
+    if not (math.isfinite(value) and value >= 0.0):
+        raise OptionError(f"{option}: the allowance must be a finite amount >= 0, got {text}")
+    return value
+
+
+def risk_allowance(
+    args: argparse.Namespace, file: ScenarioFile | None, scenario: Scenario
+) -> tuple[float, dict[str, float]]:
+    """(every MG's allowance, each MG's own) from `--risk-allowance X` / `MG:X` and the scenario file's
+    `market.risk_allowance` / `mg_risk_allowance`. An MG's allowance is, first found: its own on the command
+    line, the command line's every-MG value, its own in the file, the file's every-MG value (0 without any):
+    the command line overrides the whole file, so `--risk-allowance 0` runs a file's day without one."""
+    names = {mg.name for mg in scenario.microgrids}
+    everyone: float | None = None
+    own: dict[str, float] = {}
+    for text in args.risk_allowance:
+        option = f"--risk-allowance {text}"
+        name, colon, value = text.rpartition(":")
+        if not colon:
+            if everyone is not None:
+                raise OptionError(f"{option}: every MG's allowance is given twice")
+            everyone = _amount(option, value)
+            continue
+        if name not in names:
+            raise OptionError(f"{option}: no microgrid named {name!r} (expected X or MG:X)")
+        if name in own:
+            raise OptionError(f"{option}: {name}'s allowance is given twice")
+        own[name] = _amount(option, value)
+    given = (everyone or 0.0) > 0.0 or any(own.values())  # a positive allowance on the command line
+    if everyone is None and file is not None:
+        everyone, own = file.risk_allowance, {**file.mg_risk_allowance, **own}
+    everyone = everyone or 0.0
+    if (everyone > 0.0 or any(own.values())) and (args.market, args.rationality) != ("intraday", "strict"):
+        source = "--risk-allowance" if given else "the scenario's market.risk_allowance / mg_risk_allowance"
+        raise OptionError(
+            f"{source}: a risk allowance applies to the intraday market's strict rationality only, not to "
+            f"--market {args.market} --rationality {args.rationality}"
+            + ("" if given else "; --risk-allowance 0 runs the day without it")
+        )
+    return everyone, own
 
 
 def parser(description: str) -> argparse.ArgumentParser:
@@ -149,5 +200,15 @@ def parser(description: str) -> argparse.ArgumentParser:
         metavar="P",
         help="every MGMC's messages cross a seeded lossy transport (seed: --seed): each dropped with "
         "probability P in [0, 1) and resent, delayed up to 200 ms; a move not in its round in time is left out",
+    )
+    sim.add_argument(
+        "--risk-allowance",
+        action="append",
+        default=[],
+        metavar="[MG:]X",
+        help="intraday, strict: each MG's day may end at most X (currency) above its conventional day, "
+        "whatever its peers do, so it may take positions that pay only if they keep trading; X: every MG's, "
+        "MG:X: one MG's own (repeatable); overrides the scenario's market.risk_allowance and "
+        "mg_risk_allowance; default 0: never above",
     )
     return parser

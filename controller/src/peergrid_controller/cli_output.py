@@ -2,8 +2,9 @@
 
 Promises: `result_json(result, chain)` is the JSON document, built from the result records (simrecords.py) by
 field name with floats rounded to 6 places (non-finite: null), keys in a fixed order, so the same result gives
-the same bytes; `report(...)` prints it (or a short summary) and then one stderr line each on stability, the
-chain's settlements, the lossy transport and the day-ahead stage. Reads no clocks and runs nothing.
+the same bytes (a day run with a risk allowance adds `total.risk_allowance`, each MG's; without one the
+document is as before it existed); `report(...)` prints it (or a short summary) and then one stderr line each on
+stability, the chain's settlements, the lossy transport, the risk allowance and the day-ahead stage. Reads no clocks and runs nothing.
 """
 
 from __future__ import annotations
@@ -83,6 +84,8 @@ def result_json(result: SimulationResult, chain: dict[str, int] | None = None) -
         "mg_cost_p2p": {k: _num(v) for k, v in sorted(totals["mg_cost_p2p"].items())},  # type: ignore[attr-defined]
         "mg_cost_conventional": {k: _num(v) for k, v in sorted(totals["mg_cost_conventional"].items())},  # type: ignore[attr-defined]
     }
+    if result.risk_allowance:  # the allowance each MG ran with (intraday strict; none: the key is absent)
+        total["risk_allowance"] = {k: _num(v) for k, v in sorted(result.risk_allowance.items())}
     d = result.dayahead
     if d is not None:  # the day-ahead stage's stability check and its make-whole payments
         total["dayahead"] = {
@@ -113,6 +116,23 @@ def result_json(result: SimulationResult, chain: dict[str, int] | None = None) -
         if chain is not None:  # beside `dayahead`, whose keys are fixed
             total["chain"] = chain
     return {"intervals": intervals, "total": total}
+
+
+def allowance_line(result: SimulationResult) -> str:
+    """Each MG's risk allowance and whose day ended above its conventional one (by how much, and whether
+    within the allowance: the bound rationality.py proves without a genset and checks with one)."""
+    totals = result.totals()
+    p2p, conventional = totals["mg_cost_p2p"], totals["mg_cost_conventional"]
+    assert isinstance(p2p, dict) and isinstance(conventional, dict)
+    above = {k: p2p[k] - conventional[k] for k in sorted(p2p) if p2p[k] - conventional[k] > 1e-6}
+    beyond = [k for k, x in above.items() if x > result.risk_allowance.get(k, 0.0) + 1e-6]
+    return (
+        "risk allowance per MG per day "
+        + ", ".join(f"{k} {v:.4f}" for k, v in sorted(result.risk_allowance.items()))
+        + "; day above its conventional one: "
+        + (", ".join(f"{k} {x:.4f}" for k, x in above.items()) or "none")
+        + (f" — BEYOND the allowance: {', '.join(beyond)}" if beyond else "")
+    )
 
 
 def report(
@@ -152,6 +172,8 @@ def report(
             f"{stats.lost} lost, {stats.late} late, {stats.undelivered_moves} moves left out of their round",
             file=sys.stderr,
         )
+    if result.risk_allowance:
+        print(f"peergrid-market: {allowance_line(result)}", file=sys.stderr)
     d = result.dayahead
     if d is not None:
         paid = (
