@@ -144,7 +144,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from peergrid_dso.dispute_shares import SIDES, Metered, Meters
-from peergrid_dso.sealed_readings import ChainTime, MeterClock, SigningMeters
+from peergrid_dso.sealed_readings import ChainTime, MeterClock, ReadingsCount, SigningMeters
 from peergrid_ledger import query
 from peergrid_ledger.contracts.market_state import cover_prices
 from peergrid_ledger.metering import meters_read
@@ -155,7 +155,8 @@ from peergrid_ledger.takeup import TakeUp, with_dso
 @dataclass(frozen=True)
 class Vouched:
     """The Wh the DSO settles with: both sides metered (`rule` "both metered": the smaller share), or after
-    the dispute's deadline the rule for the side(s) that could not be metered (`unmetered`: side -> why)."""
+    the dispute's deadline the rule for the side(s) that could not be metered (`unmetered`: side -> why);
+    `readings`: each party's meter readings the DSO verified (signed, unsigned, refused and why)."""
 
     trade: bytes
     delivered: int
@@ -165,6 +166,8 @@ class Vouched:
     rule: str = "both metered"
     unmetered: Mapping[str, str] = field(default_factory=dict)
     shorts: tuple[int, int] | None = None  # (seller's, buyer's) Wh on a priced trade (module docstring)
+    # side -> the PCC meter readings the DSO verified of that party (None: none read, e.g. meterless)
+    readings: Mapping[str, ReadingsCount | None] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -228,7 +231,7 @@ def resolve(
             return Unresolved(trade, f"{why}; from chain time {until} ms the DSO shares without them", until)
         delivered = min(seller.share_wh, buyer.share_wh, quantity)
         shorts = _shorts(quantity, delivered, sides, priced)
-        return Vouched(trade, delivered, quantity, seller, buyer, shorts=shorts)
+        return Vouched(trade, delivered, quantity, seller, buyer, shorts=shorts, readings=meters.of(agreed))
     side = next(s for s in SIDES if s in unmetered)
     why = f"the {side}'s metering: {unmetered[side]}"
     statements = where["statements"]
@@ -252,7 +255,7 @@ def resolve(
     delivered = min(delivered, quantity)
     own = {s: int(statements[s].get("short", 0)) for s in SIDES if agreed[s] in meterless and s in statements}
     shorts = _shorts(quantity, delivered, sides, priced, own)
-    return Vouched(trade, delivered, quantity, seller, buyer, rule, unmetered, shorts)
+    return Vouched(trade, delivered, quantity, seller, buyer, rule, unmetered, shorts, meters.of(agreed))
 
 
 def _vouch(
@@ -283,13 +286,15 @@ def _vouch(
     energy = meters.energy(agreed["seller"], "seller")
     if isinstance(energy, str):
         if agreed["seller"] in meterless:  # nothing to meter: the parties' word
-            return Vouched(trade, held, quantity, None, None, "seller meterless", {"seller": energy}, figures)
+            return Vouched(trade, held, quantity, None, None, "seller meterless", {"seller": energy}, figures,
+                           meters.of(agreed))  # fmt: skip
         until = up.rules_from(chain.wait_ms)  # VOUCH_RULE of the vouch's window
         why = f"the seller's metering: {energy}"
         if chain.now_ms < until:
             return Unresolved(trade, f"{why}; from chain time {until} ms the DSO settles without it", until)
         shorts = (quantity, min(int(vouch["buyer_short"]), quantity)) if priced else None
-        return Vouched(trade, 0, quantity, None, None, "seller not metered", {"seller": energy}, shorts)
+        return Vouched(trade, 0, quantity, None, None, "seller not metered", {"seller": energy}, shorts,
+                       meters.of(agreed))  # fmt: skip
     seller, _ = meters.share(trade, "seller", energy, True)
     delivered = min(held, seller.share_wh)  # the seller's meter decides, the agreement caps it
     rule = (
@@ -302,7 +307,7 @@ def _vouch(
         # the gap neither the seller's meter nor the buyer's word owns is the seller's (review14 K7): the
         # contract refuses a settle whose larger shortfall is not the gap, and the seller's word made it
         shorts = (gap if max(own, buyer_short) < gap else own, buyer_short)
-    return Vouched(trade, delivered, quantity, seller, None, rule, {}, shorts)
+    return Vouched(trade, delivered, quantity, seller, None, rule, {}, shorts, meters.of(agreed))
 
 
 def read_nodes(state: StateReader, trade: bytes, nodes: Mapping[bytes, bytes]) -> set[bytes]:
@@ -356,5 +361,6 @@ def to_json(decision: Decision) -> dict[str, Any]:
     return {"trade": decision.trade.hex(), "resolved": True, "delivered": decision.delivered,
             "agreed": decision.agreed, "seller": side(decision.seller), "buyer": side(decision.buyer),
             "rule": decision.rule, "unmetered": dict(decision.unmetered),
+            "readings": {s: None if r is None else r.to_json() for s, r in decision.readings.items()},
             **({} if decision.shorts is None else
                {"seller_short": decision.shorts[0], "buyer_short": decision.shorts[1]})}  # fmt: skip

@@ -1,9 +1,11 @@
 """A party's PCC meter energy over a market interval, read from its sealed readings checked against the chain.
 
-Promises: `pcc_energy` is pure and deterministic (exact rational arithmetic) and either returns the Wh the
-party's PCC counter advanced over the interval's window or raises `Unmetered` saying why not; it reads only
-leaves that are the whole committed set of their commitment interval (`verified_leaves`) and, given the chain's
-time, only commitments sealed in time (`sealed_late`). No I/O, no clock. `disputes.resolve` is its user.
+Promises: `pcc_energy` is pure and deterministic (exact rational arithmetic) and gives either the Wh the
+party's PCC counter advanced over the interval's window or why not (`PccEnergy`), with the tally of the meter
+readings it verified (`ReadingsCount`: signed, unsigned, refused and why, which the DSO's decision records);
+it reads only leaves that are the whole committed set of their commitment interval (`verified_leaves`) and,
+given the chain's time, only commitments sealed in time (`sealed_late`). No I/O, no clock.
+`disputes.resolve` (through `dispute_shares.Meters`) is its user.
 
 What the chain holds and what it does not: a `der_commitment` (`der/<node><interval>`) is the RFC 6962 root of
 one commitment interval's reading leaves and their count, signed by the MGMC's node key; the leaves themselves
@@ -48,8 +50,9 @@ from fractions import Fraction
 from typing import Any, Protocol
 
 from peergrid_ledger import merkle, query
-from peergrid_ledger.meter_signing import counted_leaves
-from peergrid_ledger.metering import COUNTER, Unmetered, commitment_intervals, counting_leaves, metered
+from peergrid_ledger.codec import DecodeError, decode
+from peergrid_ledger.meter_signing import Counted, counted_leaves
+from peergrid_ledger.metering import COUNTER, METER, Unmetered, commitment_intervals, counting_leaves, metered
 from peergrid_ledger.state import StateReader
 
 
@@ -149,6 +152,75 @@ def sealed_late(
     return None
 
 
+REFUSED_NAMED = 5  # refused readings whose reasons a decision record names (`ReadingsCount.to_json`)
+
+
+@dataclass(frozen=True)
+class ReadingsCount:
+    """The PCC meter readings of one MG that the DSO verified for a decision: those of the commitment intervals
+    it read, each interval's set checked whole against the chain (`verified_leaves`). `signed`: meter
+    readings whose meter signature verified under the enrolled key (the ones counted); `unsigned`: meter
+    readings without one, left out where the meter is enrolled as signing (`signing`) and counted on the
+    MGMC's word where it is not (the DSO holds no key to check one by: all of them are counted so);
+    `refused`: why each meter reading was refused (a signature that does not verify, a malformed signed
+    reading, a replay, a leaf that does not decode: one refuses the party). Empty when the readings of some
+    commitment interval it reads are not at the DSO or are not the sealed ones (nothing verified)."""
+
+    signing: bool
+    signed: int = 0
+    unsigned: int = 0
+    refused: tuple[str, ...] = ()
+
+    def to_json(self) -> dict[str, Any]:
+        """As the decision records it: the counts, and the reasons of the first `REFUSED_NAMED` refused (an
+        MGMC sealing thousands of forged readings must not grow every record of the DSO's by thousands)."""
+        return {"signing": self.signing, "signed": self.signed, "unsigned": self.unsigned,
+                "refused": len(self.refused), "refused_why": list(self.refused[:REFUSED_NAMED])}  # fmt: skip
+
+
+@dataclass(frozen=True)
+class PccEnergy:
+    """`pcc_energy`'s answer: the Wh the PCC counter advanced over the window, or why it cannot be told (str),
+    with the meter readings the DSO verified to find it."""
+
+    energy: Fraction | str
+    readings: ReadingsCount
+
+
+def count_readings(
+    leaves: Sequence[bytes], key: bytes | None, bound_ms: int
+) -> tuple[Counted, ReadingsCount]:
+    """What the DSO counts of `leaves` (`meter_signing.counted_leaves` where the meter signs with `key`; None:
+    not enrolled as signing, every leaf as it is) and the tally of its meter readings (`ReadingsCount`). Each
+    leaf is judged alone, so that every refused reading is named, not only the first."""
+    kept: list[bytes] = []
+    unsigned_at: list[int] = []
+    said: str | None = None
+    signed, unsigned, refused = 0, 0, []
+    for leaf in leaves:
+        try:
+            fields = decode(leaf)
+        except DecodeError:
+            fields = None
+        meter = isinstance(fields, dict) and fields.get("nature") == METER
+        if key is None:
+            kept.append(leaf)
+            unsigned += int(meter)
+            continue
+        try:
+            one = counted_leaves([leaf], key, bound_ms)
+        except Unmetered as exc:
+            refused.append(str(exc))
+            continue
+        kept += one.leaves
+        unsigned_at += one.unsigned_at
+        said = one.said if said is None else said
+        signed += int(meter and bool(one.leaves))  # a meter reading kept by a signing meter's rule is signed
+        unsigned += len(one.unsigned_at)
+    tally = ReadingsCount(key is not None, signed, unsigned, tuple(refused))
+    return Counted(kept, tuple(unsigned_at), said), tally
+
+
 def pcc_energy(
     state: StateReader,
     node: bytes,
@@ -158,27 +230,36 @@ def pcc_energy(
     side: str,
     chain: ChainTime | None = None,
     signing: SigningMeters | None = None,
-) -> Fraction:
+) -> PccEnergy:
     """Wh the PCC meter's counter of `side` (seller: export, buyer: import) advanced over the market interval's
     window (exact), read from the sealed readings of every commitment interval that may bracket its boundaries
     (`peergrid_ledger.metering`; a counter at SunSpec's "not accumulated" read as 0 where that never favours
     the side, `counting_leaves`, as the MGMC states it); with `chain`, a commitment sealed late counts as never
-    made (`sealed_late`); with `signing` naming the node's meter, only its meter-signed readings count."""
+    made (`sealed_late`); with `signing` naming the node's meter, only its meter-signed readings count (the
+    first refused one, in leaf order, is the reason). Or why not (`PccEnergy.energy` a str), with the tally of
+    the meter readings it verified either way."""
+    key = None if signing is None else signing.keys.get(node)
+    readings = ReadingsCount(key is not None)
     leaves: list[bytes] = []
     notes: list[str] = []  # what was left out, named when what is left does not measure the window
-    for c in clock.commitments(interval):
-        why = None if chain is None else sealed_late(state, node, c, clock.commit_ms, chain)
-        if why is not None:
-            notes.append(why)
-            continue
-        leaves.extend(verified_leaves(state, node, c, sealed))
     try:
-        if signing is not None and node in signing.keys:
-            counted = counted_leaves(leaves, signing.keys[node], signing.bound_ms)
+        for c in clock.commitments(interval):
+            why = None if chain is None else sealed_late(state, node, c, clock.commit_ms, chain)
+            if why is not None:
+                notes.append(why)
+                continue
+            leaves.extend(verified_leaves(state, node, c, sealed))
+    except Unmetered as exc:
+        return PccEnergy(str(exc), readings)
+    counted, readings = count_readings(leaves, key, 0 if signing is None else signing.bound_ms)
+    try:
+        if key is not None:
+            if readings.refused:
+                raise Unmetered(readings.refused[0])
             leaves = counted.leaves
             notes += [counted.why_unsigned()] if counted.unsigned_at else []
-        return metered(counting_leaves(leaves, side), clock.window(interval), COUNTER[side], clock.max_gap_ms)
+        window = clock.window(interval)
+        energy = metered(counting_leaves(leaves, side), window, COUNTER[side], clock.max_gap_ms)
     except Unmetered as exc:
-        if notes:
-            raise Unmetered(f"{exc} ({'; '.join(notes)})") from None
-        raise
+        return PccEnergy(f"{exc} ({'; '.join(notes)})" if notes else str(exc), readings)
+    return PccEnergy(energy, readings)
