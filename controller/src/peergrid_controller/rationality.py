@@ -21,9 +21,11 @@ than it supplies). The induction is exact for MGs without gensets; with a genset
 plan's commitment, which need not be the conventional optimum's, so there it is checked (tests, bench: no MG
 worse off), not proven. Never reads clocks or I/O.
 
-The budget may start above the conventional day cost by the owner's *risk allowance* X (simulate.py,
-`risk_allowance`): the same induction then bounds the day cost by the conventional one plus X, whatever the
-peers do (tests/controller/test_ctl_allowance.py plays peers that vanish). Why not a finer rule instead: at
+The budget may start above the conventional day cost by the owner's *risk allowance* X (simulate.py; per MG,
+`SimulationConfig.risk_allowance` / `mg_risk_allowance`, the scenario file's `market.risk_allowance` /
+`mg_risk_allowance`, `peergrid-market simulate --risk-allowance`): the same induction then bounds the day cost
+by the conventional one plus X, whatever the peers do (tests/controller/test_ctl_allowance.py plays peers that
+vanish, test_ctl_risk_cli.py the same through the CLI). Why not a finer rule instead: at
 the start of the day every MG's budget equals the DSO-only value of where it stands, and that value is the
 least any dispatch can leave (the conventional optimum from here), so any step the plan takes away from it
 with no trade to pay for it (a battery charged for a peer's later purchase, a morning sale of stored energy
