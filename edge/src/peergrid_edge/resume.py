@@ -10,12 +10,19 @@ meter, which states a trade only where it says the plan was confirmed (review10 
 restart lost them and the MG never stated the trades it had dispatched). A record it cannot read is logged
 as an error and its interval has no verdict: that MG then states nothing for it, never a guess. Pure apart
 from reading the record file; never writes anything.
+The start-up reads are best effort (review15 M3: one damaged line raised out of the agent's start, and the
+edge crash-looped under systemd): `record_lines` reads the file's lines one by one, a byte that is not UTF-8
+replaced (the records are written as ASCII: such a byte is damage, logged once per line); a line that is not
+a well-formed record is skipped and logged once, naming the file and its line, and every good line is kept.
+A file that cannot be read at all is logged and read as empty; carrying the counterfactual that fails is
+logged and the agent starts it afresh. None of them raises.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import math
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import replace
 from pathlib import Path
@@ -28,6 +35,10 @@ from peergrid_edge.forward_agent import forward_session
 from peergrid_ledger.contracts import market as contract
 
 log = logging.getLogger("peergrid.edge.trader")
+
+REPLACED = "\ufffd"
+"""What `record_lines` puts for a byte that is not UTF-8 (the records are ASCII JSON: it is damage)."""
+_DAMAGED = " (it holds bytes that are not UTF-8: the file is damaged)"
 
 PLAN_CONFIRMED = "plan_confirmed"
 """The interval record's key for its dispatch verdict: read-back confirmed the plan, with the P2P net the
@@ -69,37 +80,113 @@ def initial_state(mg: Microgrid, devices: Mapping[str, Any]) -> MgState:
 def resumed_counterfactual(
     record_file: Path | None, mg: Microgrid, dt: float, intervals: int, t: int
 ) -> MgState | None:
-    """The conventional counterfactual's state at interval t: where the last record before t left it, carried
-    through the intervals missed since (None: no record to start from)."""
-    if record_file is None or not record_file.exists():
-        return None
-    last = None
-    for line in record_file.read_text(encoding="utf-8").splitlines():
-        try:
-            doc = json.loads(line)
-        except json.JSONDecodeError:
-            continue
-        if "conv_state" in doc and doc["interval"] < t:
-            last = doc
+    """The conventional counterfactual's state at interval t: where the last well-formed record before t left
+    it, carried through the intervals missed since (None: no record to start from, or carrying it failed:
+    logged, and the agent starts the counterfactual from its own state)."""
+    lines = record_lines(record_file)
+    last, errors = counterfactual_of(lines, t, mg)
+    for error in errors:
+        log.warning("record %s: %s", record_file, error)
     if last is None:
         return None
-    c = last["conv_state"]
-    state = MgState(tuple(c["soc_kwh"]), tuple(c["genset_on"]), tuple(c["genset_kw"]),
-                    tuple(c["genset_intervals_in_state"]))  # fmt: skip
-    for k in range(int(last["interval"]) + 1, t):
-        conv = MgSchedule(mg, dt, start=k, horizon=intervals - k, state=state)
-        conv.solve()
-        conv.dispatch(0.0)
-        _, state = conv.first_interval_cost_and_state()
+    start, state = last
+    try:
+        for k in range(start + 1, t):
+            conv = MgSchedule(mg, dt, start=k, horizon=intervals - k, state=state)
+            conv.solve()
+            conv.dispatch(0.0)
+            _, state = conv.first_interval_cost_and_state()
+    except Exception:  # a comparison's start, never worth the agent's start (review15 M3)
+        log.exception(
+            "record %s: the conventional counterfactual of interval %d could not be carried to interval %d; "
+            "it starts afresh", record_file, start, t,
+        )  # fmt: skip
+        return None
     return state
+
+
+def counterfactual_of(
+    lines: Iterable[str], t: int, mg: Microgrid
+) -> tuple[tuple[int, MgState] | None, list[str]]:
+    """The last (interval, state) before t that the records' `conv_state` lines hold for `mg` (its batteries
+    and gensets), and why a line that may have held one was skipped or is damaged (one entry per line)."""
+    last: tuple[int, MgState] | None = None
+    errors: list[str] = []
+    for number, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        found, why = _conv_line(line, t, mg)
+        damaged = _DAMAGED if REPLACED in line else ""
+        if why is not None or damaged:
+            errors.append(f"line {number}{damaged}: {why or 'read as it stands'}")
+        if found is not None:
+            last = found
+    return last, errors
+
+
+def _conv_line(line: str, t: int, mg: Microgrid) -> tuple[tuple[int, MgState] | None, str | None]:
+    """One record line's (interval, conventional state) if it holds one before t, and why it was skipped."""
+    try:
+        doc = json.loads(line)
+    except (ValueError, RecursionError) as exc:
+        return None, f"it is not JSON ({exc}): skipped"
+    if not isinstance(doc, dict):
+        return None, "it is not a JSON object: skipped"
+    if "conv_state" not in doc:
+        return None, None
+    k = doc.get("interval")
+    if not isinstance(k, int) or isinstance(k, bool):
+        return None, f"a conv_state of interval {k!r:.40}, not an interval number: skipped"
+    if k >= t:
+        return None, None
+    state = _mg_state(doc["conv_state"], mg)
+    if isinstance(state, str):
+        return None, f"interval {k}'s conv_state {state}: skipped"
+    return (k, state), None
+
+
+def _mg_state(c: Any, mg: Microgrid) -> MgState | str:
+    """`conv_state` (`asdict(MgState)`) as an MgState of `mg`, or what is wrong with it."""
+    shape = {
+        "soc_kwh": (len(mg.batteries), _finite),
+        "genset_on": (len(mg.gensets), lambda v: isinstance(v, bool)),
+        "genset_kw": (len(mg.gensets), _finite),
+        "genset_intervals_in_state": (len(mg.gensets), lambda v: type(v) is int),
+    }
+    if not isinstance(c, dict):
+        return "is not an object"
+    for name, (size, good) in shape.items():
+        values = c.get(name)
+        if not isinstance(values, list) or len(values) != size or not all(good(v) for v in values):
+            return f"has no {name} of {size} for this MG ({values!r:.60})"
+    return MgState(tuple(c["soc_kwh"]), tuple(c["genset_on"]), tuple(c["genset_kw"]),
+                   tuple(c["genset_intervals_in_state"]))  # fmt: skip
+
+
+def _finite(value: Any) -> bool:
+    return type(value) in (int, float) and math.isfinite(value)
+
+
+def record_lines(record_file: Path | None) -> list[str]:
+    """The record file's lines (split at each newline, so numbered as the file is), each decoded on its own:
+    a byte that is not UTF-8 becomes U+FFFD (`REPLACED`), and the line's reader says so. Empty when there is
+    no file, or it cannot be read (logged as an error: the agent starts without what it held)."""
+    if record_file is None:
+        return []
+    try:
+        raw = record_file.read_bytes()
+    except FileNotFoundError:
+        return []
+    except OSError as exc:
+        log.error("record %s cannot be read (%s): the agent starts without its records", record_file, exc)
+        return []
+    return [line.decode("utf-8", errors="replace") for line in raw.split(b"\n")]
 
 
 def recorded_verdicts(record_file: Path | None, intervals: range) -> dict[int, bool]:
     """The dispatch verdicts (`PLAN_CONFIRMED`) the agent's records hold for `intervals`; an interval without
     one (not recorded, or its record unreadable: logged as an error) is left out."""
-    if record_file is None or not record_file.exists():
-        return {}
-    verdicts, errors = verdicts_of(record_file.read_text(encoding="utf-8").splitlines(), intervals)
+    verdicts, errors = verdicts_of(record_lines(record_file), intervals)
     for error in errors:
         log.error("record %s: %s", record_file, error)
     return verdicts
@@ -115,27 +202,39 @@ def verdicts_of(lines: Iterable[str], intervals: range) -> tuple[dict[int, bool]
     for number, line in enumerate(lines, 1):
         if not line.strip():
             continue
-        try:
-            doc = json.loads(line)
-        except ValueError as exc:
-            errors.append(f"line {number} is not JSON ({exc}): a dispatch verdict it held is lost")
-            continue
-        if not isinstance(doc, dict):
-            errors.append(f"line {number} is not a JSON object: a dispatch verdict it held is lost")
-            continue
-        if PLAN_CONFIRMED not in doc:
-            continue
-        t, verdict = doc.get("interval"), doc[PLAN_CONFIRMED]
-        if not isinstance(t, int) or isinstance(t, bool):
-            errors.append(f"line {number}: {PLAN_CONFIRMED} of interval {t!r}, not an interval number")
-            continue
-        if t not in intervals:
-            continue
-        if not isinstance(verdict, bool):
-            errors.append(f"line {number}: interval {t}'s {PLAN_CONFIRMED} is {verdict!r}, not true or false")
-            spoilt.add(t)
-        elif verdicts.get(t, verdict) != verdict:
-            errors.append(f"line {number}: interval {t}'s {PLAN_CONFIRMED} contradicts an earlier record")
-            spoilt.add(t)
-        verdicts.setdefault(t, verdict)
-    return {t: v for t, v in verdicts.items() if t not in spoilt and isinstance(v, bool)}, errors
+        damaged = _DAMAGED if REPLACED in line else ""
+        found, why = _verdict_line(line, intervals)
+        if found is not None:
+            t, verdict = found
+            if verdict is None:
+                spoilt.add(t)
+            elif verdicts.get(t, verdict) != verdict:
+                why = f"interval {t}'s {PLAN_CONFIRMED} contradicts an earlier record"
+                spoilt.add(t)
+            else:
+                verdicts[t] = verdict
+        if why is not None or damaged:  # once per line: a verdict read from a damaged line stands (the
+            # damage hit a string: the writer's JSON is ASCII), one it held may be lost
+            errors.append(f"line {number}{damaged}: {why or 'read as it stands'}")
+    return {t: v for t, v in verdicts.items() if t not in spoilt}, errors
+
+
+def _verdict_line(line: str, intervals: range) -> tuple[tuple[int, bool | None] | None, str | None]:
+    """One record line's (interval, verdict) if it holds one of `intervals` (verdict None: not a bool), and
+    why it could not be read. A line that is not a JSON object may have held one: that is an error too."""
+    try:
+        doc = json.loads(line)
+    except (ValueError, RecursionError) as exc:
+        return None, f"it is not JSON ({exc}): a dispatch verdict it held is lost"
+    if not isinstance(doc, dict):
+        return None, "it is not a JSON object: a dispatch verdict it held is lost"
+    if PLAN_CONFIRMED not in doc:
+        return None, None
+    t, verdict = doc.get("interval"), doc[PLAN_CONFIRMED]
+    if not isinstance(t, int) or isinstance(t, bool):
+        return None, f"{PLAN_CONFIRMED} of interval {t!r:.40}, not an interval number"
+    if t not in intervals:
+        return None, None
+    if not isinstance(verdict, bool):
+        return (t, None), f"interval {t}'s {PLAN_CONFIRMED} is {verdict!r:.40}, not true or false"
+    return (t, verdict), None
