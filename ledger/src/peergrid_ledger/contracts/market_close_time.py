@@ -28,10 +28,14 @@ Why so, against an attacker holding one MGMC's keys (its node key, an authority,
   every move is a later round than its last, so it posts at most R + 1 times an opening (its opening and R
   moves; after a reopening R), and a `trade` lands Q after the book's last change: one key keeps the book
   from being quiet at most R + 1 quiet periods past the honest MGMCs' last move (k colluding keys k x
-  (R + 1)), not to the interval's end. Honest MGMCs never
-  reach it while their own cap (edge `market.max_rounds`: rounds 1 .. max_rounds, or the reopening's
-  round + 1 .. + max_rounds) is at most R. Refused, not merely left out of `moved`: the book then stands
-  still, and nobody spends state on moves that bargain nothing.
+  (R + 1)), not to the interval's end. Honest MGMCs never reach it while their own cap (edge
+  `market.max_rounds`: rounds 1 .. max_rounds, or the reopening's round + 1 .. + max_rounds) is at most R.
+  Refused, not merely left out of `moved`: the book then stands still, and nobody spends state on moves
+  that bargain nothing. Not a per-party rule instead (a move that runs ahead of every other member not
+  counting): a key that sat at a low round catches up one round a move, each within the others' rounds and
+  so counted, and a rule that also discounted moves behind the highest would let a key racing its own
+  rounds ahead (one past its own is always allowed) make every honest move look behind: the close under
+  the moving MGMCs again.
 - a reopening later than the interval's end (a slow DSO) waits Q once (hard = opened + Q): its members can
   answer the reopening, and nobody holds a closed-out interval open for ever.
 - block time is the proposer's: one block without honest moves may be a late phase or a proposer (the
