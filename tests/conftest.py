@@ -1,5 +1,6 @@
-"""Fixtures shared by every test tier: real Mosquitto brokers on free loopback ports; and the day-ahead lab
-run (`dayahead_lab`) that the lab tests of tests/sim and tests/edge read.
+"""Fixtures shared by every test tier: real Mosquitto brokers on free loopback ports; the day-ahead lab run
+(`dayahead_lab`) that the lab tests of tests/sim and tests/edge read; and the lab lane (`lab_run`): the
+testbed runs of the `lab_ahead` tests, started in the background while their xdist_group's other labs run.
 
 Each broker is started from a config generated into the test's temp dir and stopped by its PID at
 teardown; no test assumes port 1883 is free or that any service is already running.
@@ -13,9 +14,11 @@ import resource
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from concurrent.futures import Future
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
@@ -67,7 +70,8 @@ DAYAHEAD_LAB_LEAD_S = 65.0
 class DayaheadLab:
     """The finished day-ahead lab run: its workdir and report dir, the testbed's output, the coordinator and
     the member whose daemons were killed and restarted (wall time of each kill), and the CPU seconds the
-    testbed and its processes used."""
+    testbed and its processes used (children of pytest that ended meanwhile: a lab lane's run starts only
+    after this lab's lead and lasts longer than its end, so none of it counts)."""
 
     workdir: Path
     report: Path
@@ -107,7 +111,7 @@ def _polled(log: Path) -> int:
 
 
 @pytest.fixture(scope="session")
-def dayahead_lab(tmp_path_factory: pytest.TempPathFactory) -> DayaheadLab:
+def dayahead_lab(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> DayaheadLab:
     """`peergrid-testbed --dayahead --intervals 2 --report` over real processes (broker, devices, six MGMC
     daemons each on its own replica, the DSO; the session runs the genset phases), with the coordinator's
     daemon SIGKILLed 2 s after its first poll cycle and restarted 3 s later through the testbed's control
@@ -115,7 +119,8 @@ def dayahead_lab(tmp_path_factory: pytest.TempPathFactory) -> DayaheadLab:
     run for the lab tests of the day-ahead option: the restart test (tests/edge) and the end-to-end test
     (tests/sim), which were three runs of this lab (two restart cases and one without), 70 s each, mostly
     the lead; the faults act on the running lab, its settings are the same. Both tests are in the "system"
-    xdist_group: one worker builds it once. A failed run fails both, with the lab's output."""
+    xdist_group: one worker builds it once. A failed run fails both, with the lab's output. The lab lane of
+    its group waits until this lab's lead is over (`LabLane`): the session and both restarts happen in it."""
     workdir = tmp_path_factory.mktemp("dayahead-lab") / "bed"
     report = workdir.parent / "report"
     argv = [
@@ -124,7 +129,11 @@ def dayahead_lab(tmp_path_factory: pytest.TempPathFactory) -> DayaheadLab:
         "--lead-s", str(DAYAHEAD_LAB_LEAD_S),
     ]  # fmt: skip
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    gate = request.config.stash.setdefault(LANE_GATE, threading.Event())
+    opener = threading.Timer(DAYAHEAD_LAB_LEAD_S, gate.set)  # the lead over: the first interval runs
+    opener.daemon = True
     bed = tied_popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    opener.start()
     try:
         keys = workdir / "keys"
         _lab_wait("the anonym keys", lambda: all((keys / f"anonym-{mg}.key").exists() for mg in LAB_MGS), bed)
@@ -141,6 +150,8 @@ def dayahead_lab(tmp_path_factory: pytest.TempPathFactory) -> DayaheadLab:
         killed[member] = _kill_and_restart(workdir, member)
         output, _ = bed.communicate(timeout=300)
     finally:
+        opener.cancel()
+        gate.set()  # over (or failed) before its lead was: the lane need not wait for it any more
         if bed.poll() is None:
             bed.kill()
             bed.communicate()
@@ -148,6 +159,178 @@ def dayahead_lab(tmp_path_factory: pytest.TempPathFactory) -> DayaheadLab:
     assert bed.returncode == 0, output[-3000:]
     cpu = after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime
     return DayaheadLab(workdir, report, output, coordinator, member, killed, cpu)
+
+
+# The lab lane. A lab run is mostly waiting on its accelerated clock: the 2-interval re-bargaining lab used 31
+# CPU seconds in 57 s (0.55 of a core, load 13), so a worker that runs one lab after another ("system", about
+# 490 s in ci12b) leaves half a core idle while the other worker is busy. The testbed runs of the `lab_ahead`
+# tests (a fixed argv, checked only once done) are started in one background thread on the worker that runs
+# their group, one after another, while the group's other labs run in the foreground; their tests come last
+# in the group and read the finished runs (`lab_run`). The group runs two labs at once at most; none beside the
+# day-ahead lab's lead (its session and both restarts: the most timing-bound part of any lab), which the lane
+# waits out when that lab's tests are in the group. Without xdist, or with --dist loadgroup, one process runs
+# the whole group, so the lane starts at its first test; otherwise each test runs its own lab when it needs it.
+LANE_GATE = pytest.StashKey[threading.Event]()
+LANES = pytest.StashKey[dict[str | None, "LabLane | None"]]()
+
+
+@dataclass(frozen=True)
+class LabRun:
+    """A finished `peergrid-testbed` run of a `lab_ahead` test: its workdir and report dir, its exit status
+    (None: it did not end by itself, `why` says what happened), its output, and its wall time (s)."""
+
+    workdir: Path
+    report: Path
+    returncode: int | None
+    stdout: str
+    stderr: str
+    wall_s: float
+    why: str = ""
+
+
+@dataclass
+class LabLane:
+    """The `lab_ahead` runs of one xdist_group, by node id, run one at a time in a background thread after
+    `gate` (if any) is set; `result(nodeid)` waits for one. `close()` stops the lane and its running testbed."""
+
+    runs: dict[str, tuple[list[str], float, Path, Path]]  # node id -> argv, timeout, workdir, report dir
+    gate: threading.Event | None
+    results: dict[str, Future[LabRun]] = field(default_factory=dict)
+    stopped: threading.Event = field(default_factory=threading.Event)
+    running: subprocess.Popen[str] | None = None
+
+    def start(self) -> LabLane:
+        self.results = {nodeid: Future() for nodeid in self.runs}
+        threading.Thread(target=self._work, name="lab-lane", daemon=True).start()
+        return self
+
+    def _work(self) -> None:
+        if self.gate is not None:
+            self.gate.wait(DAYAHEAD_LAB_LEAD_S + 60)  # bounded: a day-ahead lab never started opens no gate
+        for nodeid, (argv, timeout, workdir, report) in self.runs.items():
+            if self.stopped.is_set():
+                self.results[nodeid].set_result(
+                    LabRun(workdir, report, None, "", "", 0.0, "the session ended")
+                )
+                continue
+            started = time.monotonic()
+            out = err = why = ""
+            code: int | None = None
+            try:
+                self.running = bed = tied_popen(
+                    argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+                )
+                try:
+                    out, err = bed.communicate(timeout=timeout)
+                    code = bed.returncode
+                except subprocess.TimeoutExpired:
+                    bed.kill()  # as subprocess.run's timeout did
+                    out, err = bed.communicate()
+                    why = f"the testbed did not end within {timeout:.0f} s"
+            except Exception as exc:  # its test says so; the lane goes on with the next run
+                why = f"the lane could not run it: {type(exc).__name__}: {exc}"
+            self.results[nodeid].set_result(
+                LabRun(workdir, report, code, out, err, time.monotonic() - started, why)
+            )
+
+    def result(self, nodeid: str) -> LabRun:
+        return self.results[nodeid].result()
+
+    def close(self) -> None:
+        self.stopped.set()
+        if self.gate is not None:
+            self.gate.set()
+        if self.running is not None and self.running.poll() is None:
+            # not SIGTERM, on which it would still write its report: its children are tied to it (the
+            # testbed's `tied_popen`) and die with it, as when pytest-timeout kills a foreground testbed
+            self.running.kill()
+            self.running.wait(30)
+
+
+# A lane run's lead to its first interval (--lead-s; the testbed's default is 25 s): it starts beside another
+# lab, whose intervals, end and report (14 `peergrid-ledger verify` processes) share the cores with its DSO
+# node's start-up, the part of a lab that fails it when late (the DSO ready less than 8 s before t0). Beside
+# the day-ahead lab's end at load 12-15 (other engineers' tests) that start-up took 21 s; alone at load 9-13,
+# 16.6 s. The lane has the slack for it (its runs end before the group's other labs do).
+LANE_LEAD_S = 40.0
+
+
+def testbed_argv(
+    workdir: Path, report: Path, intervals: int, interval_s: float, extra: list[str]
+) -> list[str]:
+    """`peergrid-testbed` for a `lab_ahead` test: ieee33, --block-period-ms 150, the DSO on any free port, the
+    lane's lead."""
+    return [
+        str(Path(sys.executable).parent / "peergrid-testbed"), "--scenario", str(LAB_SCENARIO), "--intervals",
+        str(intervals), "--interval-s", str(interval_s), "--block-period-ms", "150", "--workdir", str(workdir),
+        "--http-port", "0", "--report", str(report), "--lead-s", str(LANE_LEAD_S), *extra,
+    ]  # fmt: skip
+
+
+def _lane_run(item: pytest.Item, tmp: pytest.TempPathFactory) -> tuple[list[str], float, Path, Path]:
+    """The run `item`'s `lab_ahead` mark asks for (intervals, interval_s, extra), in a fresh temp dir."""
+    mark = item.get_closest_marker("lab_ahead")
+    assert mark is not None
+    intervals, interval_s = int(mark.kwargs["intervals"]), float(mark.kwargs.get("interval_s", 5.0))
+    base = tmp.mktemp(item.name[:30])
+    workdir, report = base / "bed", base / "report"
+    argv = testbed_argv(workdir, report, intervals, interval_s, list(mark.kwargs.get("extra", [])))
+    return argv, LANE_LEAD_S + 35 + 12 * intervals, workdir, report  # 60 + 12 per interval at the 25-s lead
+
+
+def _lane_allowed(config: pytest.Config) -> bool:
+    """Whether the process that runs a group's first test runs all of it: no xdist, or --dist loadgroup."""
+    return bool(getattr(config.option, "loadgroup", False)) or getattr(config.option, "dist", "no") == "no"
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    """At a group's first test, its lab lane starts (see LANES' comment) with every `lab_ahead` test of it."""
+    lanes = item.config.stash.setdefault(LANES, {})
+    group = _xdist_group(item)
+    if group in lanes:
+        return
+    lanes[group] = None
+    if not _lane_allowed(item.config) or (group is None and hasattr(item.config, "workerinput")):
+        return
+    members = [it for it in item.session.items if _xdist_group(it) == group]
+    ahead = [it for it in members if it.get_closest_marker("lab_ahead") is not None]
+    if not ahead:
+        return
+    tmp = item.config._tmp_path_factory  # type: ignore[attr-defined]
+    gated = any("dayahead_lab" in getattr(it, "fixturenames", ()) for it in members)
+    gate = item.config.stash.setdefault(LANE_GATE, threading.Event()) if gated else None
+    lane = LabLane({it.nodeid: _lane_run(it, tmp) for it in ahead}, gate).start()
+    lanes[group] = lane
+    item.config.add_cleanup(lane.close)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    stat = Path(f"/proc/{pid}/stat")
+    return stat.exists() and stat.read_text().split()[2] != "Z"
+
+
+@pytest.fixture
+def lab_run(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> LabRun:
+    """The finished testbed run of this `lab_ahead` test: from its group's lab lane, or run now when no lane
+    runs it; its exit status 0 and no process it started left running."""
+    item = request.node
+    lane = request.config.stash.get(LANES, {}).get(_xdist_group(item))
+    if lane is not None and item.nodeid in lane.results:
+        run = lane.result(item.nodeid)
+    else:
+        argv, timeout, workdir, report = _lane_run(item, tmp_path_factory)
+        started = time.monotonic()
+        done = subprocess.run(argv, capture_output=True, text=True, timeout=timeout)
+        run = LabRun(workdir, report, done.returncode, done.stdout, done.stderr, time.monotonic() - started)
+    assert run.returncode == 0, f"{run.why}\n{run.stdout[-3000:]}{run.stderr[-3000:]}"
+    pids = json.loads((run.workdir / "pids.json").read_text())
+    assert not [name for name, pid in pids.items() if _alive(pid)], "the testbed left processes running"
+    return run
 
 
 # The longest tests outside an xdist_group, longest first (seconds each in a full run, ci9c, and ci11b for the
@@ -192,8 +375,9 @@ def _xdist_group(item: pytest.Item) -> str | None:
 
 @pytest.hookimpl(trylast=True)  # after pytest-xdist's own hook, whose group suffix this checks for
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Known-long tests first (RUN_FIRST's order), every other test after them in collection order; and on a
-    loadgroup worker, each xdist_group's tests tied to one worker again.
+    """Known-long tests first (RUN_FIRST's order), every other test after them in collection order, and the
+    `lab_ahead` tests last (their group's lab lane runs their labs meanwhile); and on a loadgroup worker, each
+    xdist_group's tests tied to one worker again.
 
     pytest-xdist 3.8 tells its loadgroup scheduler a test's group by appending "@<group>" to the test's
     `_nodeid`; pytest 9.2 reads node ids from a structured `_id` instead, so the suffix never arrives and
@@ -203,6 +387,8 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     missing it is set here the way that fix does; where xdist set it, nothing changes."""
 
     def rank(item: pytest.Item) -> int:
+        if item.get_closest_marker("lab_ahead") is not None:  # last: they read what the lab lane ran
+            return len(RUN_FIRST) + 1
         return next(
             (i for i, prefix in enumerate(RUN_FIRST) if item.nodeid.startswith(prefix)), len(RUN_FIRST)
         )

@@ -11,54 +11,31 @@ market would have (over the day: what the run incurred plus the rest of the day 
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 BIN = Path(sys.executable).parent
-SCENARIO = Path(__file__).resolve().parents[2] / "firmware-sim" / "scenarios" / "ieee33.yaml"
 pytestmark = [pytest.mark.system, pytest.mark.xdist_group("system")]
-# real seconds per 15-minute interval here (test_rebargain's two intervals keep run_testbed's 5): the run is
-# the 15-s warm-up, 24 slots and the ~12-s quiesce and report, and an interval's bargaining, DSO check and
+# real seconds per 15-minute interval here (test_rebargain's two intervals keep the lane's 5): the run is
+# the lane's 40-s lead, 24 slots and the ~12-s quiesce and report, and an interval's bargaining, DSO check and
 # switching took 1.1-2.9 s of a 5-s slot at load 2 (4.3 s for the first, which reconfigures); one that
 # overruns its slot is late, not lost, and the test asserts the report says so exactly when it happens
 INTERVAL_S = 4.0
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    stat = Path(f"/proc/{pid}/stat")
-    return stat.exists() and stat.read_text().split()[2] != "Z"
-
-
-def run_testbed(
-    workdir: Path, report: Path, intervals: int, extra: list[str] | None = None, interval_s: float = 5.0
-) -> str:
-    argv = [
-        str(BIN / "peergrid-testbed"), "--scenario", str(SCENARIO), "--intervals", str(intervals),
-        "--interval-s", str(interval_s), "--block-period-ms", "150", "--workdir", str(workdir),
-        "--http-port", "0", "--report", str(report), *(extra or []),
-    ]  # fmt: skip
-    done = subprocess.run(argv, capture_output=True, text=True, timeout=60 + 12 * intervals)
-    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
-    pids = json.loads((workdir / "pids.json").read_text())
-    assert not [name for name, pid in pids.items() if _alive(pid)], "the testbed left processes running"
-    return done.stdout
 
 
 def report_overruns(out: Path) -> int:
     return int(json.loads((out / "report.json").read_text())["overruns"])
 
 
-def test_24_intervals_closed_loop(tmp_path: Path) -> None:
-    workdir, out = tmp_path / "bed", tmp_path / "report"
-    stdout = run_testbed(workdir, out, 24, interval_s=INTERVAL_S)
+@pytest.mark.lab_ahead(intervals=24, interval_s=INTERVAL_S)
+def test_24_intervals_closed_loop(lab_run: Any, tmp_path: Path) -> None:  # conftest.LabRun
+    # the run comes from the system group's lab lane (tests/conftest.py), which ran it beside other labs
+    workdir, out, stdout = lab_run.workdir, lab_run.report, lab_run.stdout
+    print(f"\n24 intervals of {INTERVAL_S} s: the testbed ran {lab_run.wall_s:.1f} s")
     assert stdout.count("\ninterval ") >= 24 and "24/24 intervals" in stdout
     assert stdout.count("switched at +") >= 24  # each summary line places its interval against its slot
     assert ("OVERRAN +" in stdout) == (report_overruns(out) > 0)

@@ -12,22 +12,22 @@ replica of both chains, every store verifying.
 from __future__ import annotations
 
 import json
-from pathlib import Path
+from typing import Any
 
 import pytest
 
 from peergrid_ledger.codec import decode
 from peergrid_ledger.store import BlockStore
 
-from .test_closed_loop import run_testbed
-
 pytestmark = [pytest.mark.system, pytest.mark.xdist_group("system")]
 MGS = {f"mg{i}" for i in range(1, 7)}
 
 
-def test_an_adjustment_contract_reopens_the_interval_and_the_mgmcs_rebargain(tmp_path: Path) -> None:
-    workdir, out = tmp_path / "bed", tmp_path / "report"
-    stdout = run_testbed(workdir, out, 2, ["--dso-vmin", "0.91"])
+@pytest.mark.lab_ahead(intervals=2, interval_s=5.0, extra=["--dso-vmin", "0.91"])
+def test_an_adjustment_contract_reopens_the_interval_and_the_mgmcs_rebargain(
+    lab_run: Any,  # conftest.LabRun: from the system group's lab lane (tests/conftest.py)
+) -> None:
+    workdir, out, stdout = lab_run.workdir, lab_run.report, lab_run.stdout
     assert "2/2 intervals" in stdout and "rebargained x" in stdout, stdout[-2000:]
     report = json.loads((out / "report.json").read_text())
     checks = report["checks"]
