@@ -17,7 +17,7 @@ from pydantic import ValidationError
 from peergrid_controller.moves import BargainingConfig
 from peergrid_edge.config import ROUNDS_SHARE, ControlSettings, EdgeSettings, MarketSettings, rounds_that_fit
 from peergrid_edge.telemetry import parse_telemetry
-from peergrid_ledger.genesis import Genesis, Params
+from peergrid_ledger.genesis import Account, Genesis, Params
 from peergrid_ledger.keys import Keypair
 
 BIN = Path(sys.executable).parent
@@ -80,11 +80,15 @@ def market_config(
     )
 
 
-def mgmc_genesis(tmp_path: Path, max_reopens: int) -> Path:
-    """A real MGMC genesis allowing `max_reopens` re-bargainings per interval (the lab's has 3)."""
-    genesis = Genesis(chain="mgmc-t", time=0, authorities=(Keypair.generate().public,),
-                      params=Params(max_reopens=max_reopens))  # fmt: skip
-    path = tmp_path / f"mgmc-genesis-{max_reopens}.json"
+def mgmc_genesis(tmp_path: Path, max_reopens: int, max_rounds: int = 0) -> Path:
+    """A real MGMC genesis allowing `max_reopens` re-bargainings per interval (the lab's has 3) and, with
+    `max_rounds`, capping each bargaining's rounds (only on a chain closing quiet books on the clock)."""
+    capped = {"settle_by_both": 1, "settle_interval_ms": 900_000, "close_on_clock": 1, "close_quiet_ms": 500,
+              "max_rounds": max_rounds} if max_rounds else {}  # fmt: skip
+    dso = (Account(Keypair.generate().public, ("dso",)),) if max_rounds else ()  # settle_by_both needs one
+    genesis = Genesis(chain="mgmc-t", time=0, authorities=(Keypair.generate().public,), accounts=dso,
+                      params=Params(max_reopens=max_reopens, **capped))  # fmt: skip
+    path = tmp_path / f"mgmc-genesis-{max_reopens}-{max_rounds}.json"
     path.write_text(json.dumps(genesis.to_json()))
     return path
 
@@ -120,6 +124,28 @@ def test_the_default_cap_is_the_simulations_where_the_interval_holds_it_and_what
     # an owner's explicit cap is kept when the interval can hold it
     assert rounds_of(market_config(900, 200, "30", lab)) == 30
     assert rounds_of(market_config(6, 150, "3", lab)) == 3
+
+
+def test_the_default_cap_stays_within_the_chains_max_rounds_and_a_cap_above_it_is_refused(
+    tmp_path: Path,
+) -> None:
+    capped = mgmc_genesis(tmp_path, 3, max_rounds=3)  # the chain refuses any position past round 3
+    # a 15-min interval holds the simulation's 50 rounds, but the chain takes 3: the agent plays what it takes
+    assert rounds_of(market_config(900, genesis=capped)) == 3
+    # a cap below the chain's and the interval's is the owner's to set
+    assert rounds_of(market_config(900, 200, "2", capped)) == 2
+    # where the interval holds fewer than the chain allows, the interval bounds it as before
+    assert rounds_of(market_config(6, 200, genesis=mgmc_genesis(tmp_path, 3, max_rounds=40))) == 2
+    with pytest.raises(ValidationError, match="more than the MGMC genesis' max_rounds 3"):
+        settings_of(market_config(900, 200, "4", capped))
+    # through check-config too: one line, exit 2
+    config = tmp_path / "capped.yaml"
+    config.write_text(market_config(900, 200, "4", capped))
+    result = subprocess.run(
+        [str(BIN / "peergrid-edge"), "check-config", "--config", str(config)], capture_output=True, text=True
+    )
+    assert result.returncode == 2
+    assert result.stderr.strip().count("\n") == 0 and "max_rounds 3" in result.stderr, result.stderr
 
 
 @given(

@@ -198,19 +198,22 @@ def rounds_that_fit(interval_s: float, block_period_ms: int, bargainings: int) -
     return int(interval_s * 1000 * ROUNDS_SHARE // (bargainings * 2 * block_period_ms))
 
 
-def genesis_reopens(genesis: Path) -> int | None:
-    """The re-bargainings per interval the MGMC chain's genesis allows (`Params.max_reopens`); None when the
-    file is not there (yet: `check-config` before the genesis is installed; the daemon cannot start without
-    it). A genesis that is there but unreadable or malformed is an error: the daemon would trip over it."""
+def genesis_bargaining(genesis: Path) -> tuple[int, int] | None:
+    """What the MGMC chain's genesis allows each interval's bargaining: (re-bargainings, `Params.max_reopens`;
+    rounds one bargaining may take, `Params.max_rounds`, 0 for no cap: the chain refuses a position past it).
+    None when the file is not there (yet: `check-config` before the genesis is installed; the daemon cannot
+    start without it). A genesis that is there but unreadable or malformed is an error: the daemon would trip
+    over it."""
     from peergrid_ledger.consensus.node_cli import load_genesis
     from peergrid_ledger.settings import ConfigError
 
     if not genesis.exists():
         return None
     try:
-        return load_genesis(genesis).params.max_reopens
+        params = load_genesis(genesis).params
     except ConfigError as exc:
         raise ValueError(str(exc)) from None
+    return params.max_reopens, params.max_rounds
 
 
 class EdgeSettings(StrictSettings):
@@ -246,10 +249,18 @@ class EdgeSettings(StrictSettings):
         if market is None or ledger is None or ledger.replicas is None:
             return market  # no market, or the rule that it needs replicas names the mistake
         block_ms = ledger.replicas.mgmc.block_period_ms
-        reopens = genesis_reopens(ledger.replicas.mgmc.genesis)
+        allowed = genesis_bargaining(ledger.replicas.mgmc.genesis)
+        reopens, chain_cap = allowed or (None, 0)
         fit = rounds_that_fit(market.interval_s, block_ms, 1 + (reopens or 0))
         if market.max_rounds is None:
-            return market.model_copy(update={"max_rounds": max(2, min(BargainingConfig().max_rounds, fit))})
+            default = max(2, min(BargainingConfig().max_rounds, fit))
+            # the chain's cap is at least 2 (genesis_params), so the floor of 2 stays within it
+            return market.model_copy(update={"max_rounds": min(default, chain_cap) if chain_cap else default})
+        if chain_cap and market.max_rounds > chain_cap:
+            raise ValueError(
+                f"market.max_rounds {market.max_rounds} is more than the MGMC genesis' max_rounds {chain_cap}: "
+                f"the chain refuses any offer, bid or move past round {chain_cap} of a bargaining"
+            )
         if market.max_rounds > fit:
             counted = (
                 "the first bargaining only (the MGMC genesis is not there to say how many re-bargainings)"
