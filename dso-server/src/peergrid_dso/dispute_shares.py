@@ -23,9 +23,16 @@ from dataclasses import dataclass
 from fractions import Fraction
 from typing import Any
 
-from peergrid_dso.sealed_readings import ChainTime, MeterClock, ReadingsCount, SigningMeters, pcc_energy
+from peergrid_dso.sealed_readings import (
+    ChainTime,
+    MeterClock,
+    ReadingsCount,
+    SigningMeters,
+    pcc_energy,
+    readings_count,
+)
 from peergrid_ledger import query
-from peergrid_ledger.metering import disputed_shares, pro_rata, statements_take
+from peergrid_ledger.metering import Unmetered, disputed_shares, pro_rata, statements_take
 from peergrid_ledger.state import StateReader
 
 SIDES = ("seller", "buyer")
@@ -73,25 +80,38 @@ class Meters:
         # the interval's latest closing (superseded trades never settle): a disputed trade is one of them
         self.trades = query.trades(state, interval)
         self.found: dict[tuple[bytes, str], Fraction | str] = {}
-        self.readings: dict[bytes, ReadingsCount] = {}  # anonym -> the meter readings verified of it
 
     def energy(self, anonym: bytes, side: str) -> Fraction | str:
         if (anonym, side) not in self.found:
             node = self.nodes.get(anonym)
-            if node is None:
-                self.found[(anonym, side)] = NOT_ENROLLED
-            elif anonym in self.meterless:  # never metered, so it cannot pick when its readings count
-                self.found[(anonym, side)] = METERLESS
-            else:
-                found = pcc_energy(
+            try:
+                if node is None:
+                    raise Unmetered(NOT_ENROLLED)
+                if anonym in self.meterless:  # never metered, so it cannot pick when its readings count
+                    raise Unmetered(METERLESS)
+                energy: Fraction | str = pcc_energy(
                     self.state, node, self.clock, self.interval, self.sealed, side, self.chain, self.signing
                 )
-                self.found[(anonym, side)], self.readings[anonym] = found.energy, found.readings
+            except Unmetered as exc:
+                energy = str(exc)
+            self.found[(anonym, side)] = energy
         return self.found[(anonym, side)]
 
     def of(self, agreed: Mapping[str, Any]) -> dict[str, ReadingsCount | None]:
-        """Side -> the meter readings verified of the trade's party on that side (None: none were read)."""
-        return {side: self.readings.get(agreed[side]) for side in SIDES}
+        """Side -> the tally of the meter readings read of the trade's party on that side
+        (`sealed_readings.readings_count`; None: none verified: meterless, not enrolled, or its readings
+        not at the DSO or not the sealed ones). Counted only here, for a decision the DSO settles by."""
+        found: dict[str, ReadingsCount | None] = {}
+        for side in SIDES:
+            anonym, node = agreed[side], self.nodes.get(agreed[side])
+            found[side] = (
+                None
+                if node is None or anonym in self.meterless
+                else readings_count(
+                    self.state, node, self.clock, self.interval, self.sealed, self.chain, self.signing
+                )
+            )
+        return found
 
     def total(self, anonym: bytes, side: str) -> int:
         return sum(int(t["quantity"]) for _, t in self.trades if t[side] == anonym)

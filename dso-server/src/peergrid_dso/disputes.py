@@ -166,7 +166,7 @@ class Vouched:
     rule: str = "both metered"
     unmetered: Mapping[str, str] = field(default_factory=dict)
     shorts: tuple[int, int] | None = None  # (seller's, buyer's) Wh on a priced trade (module docstring)
-    # side -> the PCC meter readings the DSO verified of that party (None: none read, e.g. meterless)
+    # side -> the PCC meter readings the DSO verified of that party (None: none, e.g. meterless, or not at the DSO)
     readings: Mapping[str, ReadingsCount | None] = field(default_factory=dict)
 
 

@@ -1,11 +1,11 @@
 """A party's PCC meter energy over a market interval, read from its sealed readings checked against the chain.
 
-Promises: `pcc_energy` is pure and deterministic (exact rational arithmetic) and gives either the Wh the
-party's PCC counter advanced over the interval's window or why not (`PccEnergy`), with the tally of the meter
-readings it verified (`ReadingsCount`: signed, unsigned, refused and why, which the DSO's decision records);
-it reads only leaves that are the whole committed set of their commitment interval (`verified_leaves`) and,
-given the chain's time, only commitments sealed in time (`sealed_late`). No I/O, no clock.
-`disputes.resolve` (through `dispute_shares.Meters`) is its user.
+Promises: `pcc_energy` is pure and deterministic (exact rational arithmetic) and either returns the Wh the
+party's PCC counter advanced over the interval's window or raises `Unmetered` saying why not; it reads only
+leaves that are the whole committed set of their commitment interval (`verified_leaves`) and, given the chain's
+time, only commitments sealed in time (`sealed_late`): `sealed_leaves`. `readings_count` is the tally of the
+meter readings it read (`ReadingsCount`: signed, unsigned, refused and why), which the DSO's decision records.
+No I/O, no clock. `disputes.resolve` (through `dispute_shares.Meters`) is their user.
 
 What the chain holds and what it does not: a `der_commitment` (`der/<node><interval>`) is the RFC 6962 root of
 one commitment interval's reading leaves and their count, signed by the MGMC's node key; the leaves themselves
@@ -51,7 +51,7 @@ from typing import Any, Protocol
 
 from peergrid_ledger import merkle, query
 from peergrid_ledger.codec import DecodeError, decode
-from peergrid_ledger.meter_signing import Counted, counted_leaves
+from peergrid_ledger.meter_signing import FIELD, counted_leaves
 from peergrid_ledger.metering import COUNTER, METER, Unmetered, commitment_intervals, counting_leaves, metered
 from peergrid_ledger.state import StateReader
 
@@ -152,19 +152,68 @@ def sealed_late(
     return None
 
 
+def sealed_leaves(
+    state: StateReader,
+    node: bytes,
+    clock: MeterClock,
+    interval: int,
+    sealed: Mapping[tuple[bytes, int], Sequence[bytes]],
+    chain: ChainTime | None = None,
+) -> tuple[list[bytes], list[str]]:
+    """The party's sealed leaves of every commitment interval that may bracket the market interval's window,
+    each interval's set checked whole against the chain (`verified_leaves`, raising `Unmetered`), and with
+    `chain` those sealed late left out (`sealed_late`): (leaves, why each commitment was left out)."""
+    leaves: list[bytes] = []
+    notes: list[str] = []
+    for c in clock.commitments(interval):
+        why = None if chain is None else sealed_late(state, node, c, clock.commit_ms, chain)
+        if why is not None:
+            notes.append(why)
+            continue
+        leaves.extend(verified_leaves(state, node, c, sealed))
+    return leaves, notes
+
+
+def pcc_energy(
+    state: StateReader,
+    node: bytes,
+    clock: MeterClock,
+    interval: int,
+    sealed: Mapping[tuple[bytes, int], Sequence[bytes]],
+    side: str,
+    chain: ChainTime | None = None,
+    signing: SigningMeters | None = None,
+) -> Fraction:
+    """Wh the PCC meter's counter of `side` (seller: export, buyer: import) advanced over the market interval's
+    window (exact), read from the sealed readings of every commitment interval that may bracket its boundaries
+    (`peergrid_ledger.metering`; a counter at SunSpec's "not accumulated" read as 0 where that never favours
+    the side, `counting_leaves`, as the MGMC states it); with `chain`, a commitment sealed late counts as never
+    made (`sealed_late`); with `signing` naming the node's meter, only its meter-signed readings count."""
+    leaves, notes = sealed_leaves(state, node, clock, interval, sealed, chain)
+    try:
+        if signing is not None and node in signing.keys:
+            counted = counted_leaves(leaves, signing.keys[node], signing.bound_ms)
+            leaves = counted.leaves
+            notes += [counted.why_unsigned()] if counted.unsigned_at else []
+        return metered(counting_leaves(leaves, side), clock.window(interval), COUNTER[side], clock.max_gap_ms)
+    except Unmetered as exc:
+        if notes:
+            raise Unmetered(f"{exc} ({'; '.join(notes)})") from None
+        raise
+
+
 REFUSED_NAMED = 5  # refused readings whose reasons a decision record names (`ReadingsCount.to_json`)
 
 
 @dataclass(frozen=True)
 class ReadingsCount:
     """The PCC meter readings of one MG that the DSO verified for a decision: those of the commitment intervals
-    it read, each interval's set checked whole against the chain (`verified_leaves`). `signed`: meter
-    readings whose meter signature verified under the enrolled key (the ones counted); `unsigned`: meter
-    readings without one, left out where the meter is enrolled as signing (`signing`) and counted on the
-    MGMC's word where it is not (the DSO holds no key to check one by: all of them are counted so);
-    `refused`: why each meter reading was refused (a signature that does not verify, a malformed signed
-    reading, a replay, a leaf that does not decode: one refuses the party). Empty when the readings of some
-    commitment interval it reads are not at the DSO or are not the sealed ones (nothing verified)."""
+    it read (`sealed_leaves`). `signed`: meter readings whose meter signature verified under the enrolled
+    key (the ones counted); `unsigned`: meter readings without one, left out where the meter is enrolled as
+    signing (`signing`), counted on the MGMC's word where it is not (the DSO holds no key to check one by);
+    `refused`: why each reading the DSO refused was refused: one whose signed reading it did not count (does
+    not verify, malformed, or whatever `meter_signing.counted_leaves` refuses or leaves out of a reading that
+    carries one), or that does not decode."""
 
     signing: bool
     signed: int = 0
@@ -178,88 +227,50 @@ class ReadingsCount:
                 "refused": len(self.refused), "refused_why": list(self.refused[:REFUSED_NAMED])}  # fmt: skip
 
 
-@dataclass(frozen=True)
-class PccEnergy:
-    """`pcc_energy`'s answer: the Wh the PCC counter advanced over the window, or why it cannot be told (str),
-    with the meter readings the DSO verified to find it."""
-
-    energy: Fraction | str
-    readings: ReadingsCount
-
-
-def count_readings(
-    leaves: Sequence[bytes], key: bytes | None, bound_ms: int
-) -> tuple[Counted, ReadingsCount]:
-    """What the DSO counts of `leaves` (`meter_signing.counted_leaves` where the meter signs with `key`; None:
-    not enrolled as signing, every leaf as it is) and the tally of its meter readings (`ReadingsCount`). Each
-    leaf is judged alone, so that every refused reading is named, not only the first."""
-    kept: list[bytes] = []
-    unsigned_at: list[int] = []
-    said: str | None = None
+def count_readings(leaves: Sequence[bytes], key: bytes | None, bound_ms: int) -> ReadingsCount:
+    """The tally of `leaves`' meter readings (`ReadingsCount`) for a meter that signs with `key` (None: not
+    enrolled as signing). Each leaf is judged alone by `meter_signing.counted_leaves`, the rule `pcc_energy`
+    counts by, so every refused reading is counted and named, not only the first."""
     signed, unsigned, refused = 0, 0, []
     for leaf in leaves:
         try:
             fields = decode(leaf)
-        except DecodeError:
-            fields = None
-        meter = isinstance(fields, dict) and fields.get("nature") == METER
+        except DecodeError as exc:
+            refused.append(f"a reading does not decode ({exc})")
+            continue
+        if not isinstance(fields, dict) or fields.get("nature") != METER:
+            continue
         if key is None:
-            kept.append(leaf)
-            unsigned += int(meter)
+            unsigned += 1
             continue
         try:
             one = counted_leaves([leaf], key, bound_ms)
         except Unmetered as exc:
             refused.append(str(exc))
             continue
-        kept += one.leaves
-        unsigned_at += one.unsigned_at
-        said = one.said if said is None else said
-        signed += int(meter and bool(one.leaves))  # a meter reading kept by a signing meter's rule is signed
-        unsigned += len(one.unsigned_at)
-    tally = ReadingsCount(key is not None, signed, unsigned, tuple(refused))
-    return Counted(kept, tuple(unsigned_at), said), tally
+        if one.leaves:
+            signed += 1
+        elif FIELD in fields:  # it carries a signed reading, and the DSO did not count it
+            refused.append(one.why_unsigned())
+        else:
+            unsigned += 1
+    return ReadingsCount(key is not None, signed, unsigned, tuple(refused))
 
 
-def pcc_energy(
+def readings_count(
     state: StateReader,
     node: bytes,
     clock: MeterClock,
     interval: int,
     sealed: Mapping[tuple[bytes, int], Sequence[bytes]],
-    side: str,
     chain: ChainTime | None = None,
     signing: SigningMeters | None = None,
-) -> PccEnergy:
-    """Wh the PCC meter's counter of `side` (seller: export, buyer: import) advanced over the market interval's
-    window (exact), read from the sealed readings of every commitment interval that may bracket its boundaries
-    (`peergrid_ledger.metering`; a counter at SunSpec's "not accumulated" read as 0 where that never favours
-    the side, `counting_leaves`, as the MGMC states it); with `chain`, a commitment sealed late counts as never
-    made (`sealed_late`); with `signing` naming the node's meter, only its meter-signed readings count (the
-    first refused one, in leaf order, is the reason). Or why not (`PccEnergy.energy` a str), with the tally of
-    the meter readings it verified either way."""
+) -> ReadingsCount | None:
+    """The tally of the meter readings `pcc_energy` reads of `node` (`count_readings` over `sealed_leaves`);
+    None when it verified none (a commitment interval's readings not at the DSO, or not the sealed ones)."""
+    try:
+        leaves, _ = sealed_leaves(state, node, clock, interval, sealed, chain)
+    except Unmetered:
+        return None
     key = None if signing is None else signing.keys.get(node)
-    readings = ReadingsCount(key is not None)
-    leaves: list[bytes] = []
-    notes: list[str] = []  # what was left out, named when what is left does not measure the window
-    try:
-        for c in clock.commitments(interval):
-            why = None if chain is None else sealed_late(state, node, c, clock.commit_ms, chain)
-            if why is not None:
-                notes.append(why)
-                continue
-            leaves.extend(verified_leaves(state, node, c, sealed))
-    except Unmetered as exc:
-        return PccEnergy(str(exc), readings)
-    counted, readings = count_readings(leaves, key, 0 if signing is None else signing.bound_ms)
-    try:
-        if key is not None:
-            if readings.refused:
-                raise Unmetered(readings.refused[0])
-            leaves = counted.leaves
-            notes += [counted.why_unsigned()] if counted.unsigned_at else []
-        window = clock.window(interval)
-        energy = metered(counting_leaves(leaves, side), window, COUNTER[side], clock.max_gap_ms)
-    except Unmetered as exc:
-        return PccEnergy(f"{exc} ({'; '.join(notes)})" if notes else str(exc), readings)
-    return PccEnergy(energy, readings)
+    return count_readings(leaves, key, 0 if signing is None else signing.bound_ms)
