@@ -96,7 +96,7 @@ def test_a_dispute_before_its_sibling_settles_waits_for_it_then_fits_the_meter()
         asyncio.run(settler.settle_due())
         sent = sorted((body["trade"], body["delivered"]) for _, _, body, _ in adapter.sent)
         # b1 silent: s -> b1 stood on s's statement past its part of the wait, so the DSO meters it too
-        # (review13 F4, `disputes.LONE_FROM`): from s's meter, what s -> b2 left, 250 - not b1's lapse
+        # (review13 F4, `takeup.LONE_FROM`): from s's meter, what s -> b2 left, 250 - not b1's lapse
         assert sent == (sorted([(s_b2, 250)]) if b1_states else sorted([(s_b2, 250), (s_b1, 250)]))
         assert settled_wh(m, "s", "seller") == 500
 

@@ -2,7 +2,7 @@
 
 A lone statement settles the trade alone when its party repeats it after the contract's wait (`_lapse`),
 naming the silent party's shortfall; an honest edge buyer is silent when its meter cannot prove the interval
-(`pcc_readings.Unprovable`). The DSO node now meters such a trade like a dispute from `disputes.LONE_FROM` of
+(`pcc_readings.Unprovable`). The DSO node now meters such a trade like a dispute from `takeup.LONE_FROM` of
 the wait on (the deadline rules from `LONE_RULE`), before the lapse can; a counterparty that joins in time
 still settles it by the parties. Time is the chain's (blocks the test seals), never the wall clock."""
 

@@ -3,7 +3,7 @@ real MGMC chain: two agreeing statements wait (`vouching`) and the DSO settles t
 export before `until` - the agreed figures where the seller's meter covers them, else the metered delivery
 with the gap the seller's (review14 K5: min(held, share), the metered gap the seller's, no tolerance on the
 meter's own word; K7: a gap nobody owns is the seller's, so the contract takes the settle); a seller whose
-readings never come is settled at 0 from `disputes.VOUCH_RULE` of
+readings never come is settled at 0 from `takeup.VOUCH_RULE` of
 the window (D7). Time is the chain's, driven by the test."""
 
 from __future__ import annotations
