@@ -3,8 +3,9 @@
 Promises: `meter_signed(points)` is the `SignedReading` the meter's 64204 block carries (`peergrid_ledger.
 meter_signing`: meter id, the meter's clock in ms, export and import counters in whole Wh, the 64-byte
 signature), `Unsigned(why)` when the block is there but is not a whole signed reading (a point not implemented,
-a signature that is not 128 hex characters, ...), or None when the device has no such block (a meter that does
-not sign; its leaves stay as they were). It never checks the signature: the edge is not the one to believe it,
+a signature that is not 128 hex characters, ...) or the poll could not read it (the driver's `unread(why)` in
+its place: an exception reply, a timeout; the rest of the poll kept), or None when the device has no such block
+(a meter that does not sign; its leaves stay as they were). It never checks the signature: the edge is not the one to believe it,
 the DSO is (`meter_signing.signed_leaves`); the edge only carries it into its reading leaf
 (`commitments.reading_leaf`). Pure: no I/O, no clock.
 """
@@ -19,7 +20,15 @@ from typing import Any
 from peergrid_ledger.meter_signing import SignedReading, signed_from_field
 
 MODEL = "64204"
+UNREAD = "(unread)"
+"""The key of a signed block the poll could not read (`unread`): no SunSpec point is named so."""
 _HEX_SIGNATURE = re.compile(r"[0-9a-f]{128}")
+
+
+def unread(why: str) -> dict[str, Any]:
+    """What a driver puts in a poll's points for a signed block it could not read, and why (review15 M5:
+    the leaf's `unsigned` field then says why, for the DSO's note)."""
+    return {UNREAD: why}
 
 
 @dataclass(frozen=True)
@@ -33,6 +42,8 @@ def meter_signed(points: Mapping[str, Mapping[str, Any]]) -> SignedReading | Uns
     block = points.get(MODEL)
     if block is None:
         return None
+    if UNREAD in block:
+        return Unsigned(f"the meter's signed block was not read: {block[UNREAD]}")
     signature, meter = block.get("Sig"), block.get("MtrId")
     if not isinstance(signature, str) or not _HEX_SIGNATURE.fullmatch(signature):
         return Unsigned("the meter's signature is not 128 hex characters")

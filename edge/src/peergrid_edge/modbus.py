@@ -3,7 +3,12 @@
 Promises: discovery finds the "SunS" marker (40000, 0 or 50000) and walks the model chain to the end model,
 once per connection; each poll then reads every model block in one contiguous request (blocks longer than the
 125-register Modbus limit are read in consecutive chunks). After a failed read the connection is dropped and
-discovery repeats, so a rebooted device that comes back with a different layout is read correctly.
+discovery repeats, so a rebooted device that comes back with a different layout is read correctly; except
+for a meter's signed-reading block (vendor model 64204) alone: an exception reply, a short read or a timeout
+there leaves the poll whole and that reading unsigned, saying why (`meter_signed.unread`; review15 M5: a
+timeout failed the poll, lost its 203 counters and forced rediscovery every poll). After a timeout there the
+TCP connection is opened afresh, so a late answer can never be taken for the next request's (on a serial
+bus, shared, it is not reopened: a late answer there fails the request it meets by its length).
 Devices on one serial port share one client and take turns on the line (a bus carries one request at a time:
 a dead device on an RS-485 bus costs its neighbours its timeout, which only separate ports avoid).
 Never raises from `read_all`; `write` raises `DeviceError`.
@@ -17,12 +22,13 @@ import time
 from typing import Any
 
 from pymodbus.client import AsyncModbusSerialClient, AsyncModbusTcpClient
-from pymodbus.exceptions import ModbusException
+from pymodbus.exceptions import ModbusException, ModbusIOException
 
 from peergrid_edge import natures
 from peergrid_edge.config import DeviceSettings
 from peergrid_edge.drivers import DeviceError, Snapshot
 from peergrid_edge.meter_signed import MODEL as SIGNED_MODEL
+from peergrid_edge.meter_signed import unread
 from peergrid_edge.sunspec import (
     BASE_ADDRESSES,
     END_MODEL_ID,
@@ -114,8 +120,9 @@ class SunSpecModbusDriver:
         rr = await self.client.read_holding_registers(address, count=count, device_id=self.settings.unit_id)
         if rr.isError():
             raise DeviceError(f"exception code {getattr(rr, 'exception_code', '?')} reading {address}")
-        if len(rr.registers) < count:
-            raise DeviceError(f"short read at {address}: {len(rr.registers)} of {count} registers")
+        # more than asked for is no answer to this request either (a late one, on a serial bus)
+        if len(rr.registers) != count:
+            raise DeviceError(f"read at {address}: {len(rr.registers)} registers, not the {count} asked for")
         return list(rr.registers)
 
     async def _read_block(self, address: int, count: int) -> list[int]:
@@ -168,15 +175,11 @@ class SunSpecModbusDriver:
         for model_id, address, length in self.models:
             try:
                 registers = await self._read_block(address, length + 2)
-            except DeviceError as exc:
+            except (DeviceError, ModbusException, TimeoutError) as exc:
                 if str(model_id) != SIGNED_MODEL:
                     raise
-                # the meter answered, only its signed block failed: keep the poll (its 203 counters), unsigned
-                log.warning(
-                    "device %s: its signed-reading block failed (%s); this reading is unsigned",
-                    self.settings.name,
-                    exc,
-                )
+                # only its signed block failed: keep the poll (its 203 counters), unsigned, saying why
+                points[SIGNED_MODEL] = unread(await self._signed_block_failed(exc))
                 continue
             try:
                 points[str(model_id)] = decode_model(model_id, registers)
@@ -185,6 +188,27 @@ class SunSpecModbusDriver:
                     raise DeviceError(str(exc)) from None
                 continue  # a model we have no definition for: skip it, read the rest
         return points
+
+    async def _signed_block_failed(self, exc: Exception) -> str:
+        """Why the signed block was not read (logged); after anything but an answer (an exception reply, a
+        short read) the TCP connection is opened afresh: a late answer must not meet the next request."""
+        if isinstance(exc, DeviceError):
+            why = str(exc)
+        elif isinstance(exc, TimeoutError) or (
+            isinstance(exc, ModbusIOException) and "No response" in str(exc)
+        ):
+            why = f"timed out: no answer within {self.settings.timeout_s:g} s"
+        else:
+            why = str(exc) or type(exc).__name__
+        log.warning(
+            "device %s: its signed-reading block failed (%s); this reading is unsigned",
+            self.settings.name,
+            why,
+        )
+        if not isinstance(exc, DeviceError) and self._tcp is not None:
+            self._tcp.close()
+            await self._connect()
+        return why
 
     async def read_all(self) -> Snapshot:
         started = time.time()
