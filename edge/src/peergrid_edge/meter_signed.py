@@ -4,10 +4,10 @@ Promises: `meter_signed(points)` is the `SignedReading` the meter's 64204 block 
 meter_signing`: meter id, the meter's clock in ms, export and import counters in whole Wh, the 64-byte
 signature), `Unsigned(why)` when the block is there but is not a whole signed reading (a point not implemented,
 a signature that is not 128 hex characters, ...) or the poll could not read it (the driver's `unread(why)` in
-its place: an exception reply, a timeout; the rest of the poll kept), or None when the device has no such block
-(a meter that does not sign; its leaves stay as they were). It never checks the signature: the edge is not the one to believe it,
-the DSO is (`meter_signing.signed_leaves`); the edge only carries it into its reading leaf
-(`commitments.reading_leaf`). Pure: no I/O, no clock.
+its place: an exception reply, a timeout; the rest of the poll kept), or None when the device has no such
+block (a meter that does not sign; its leaves stay as they were). It never checks the signature: the edge is
+not the one to believe it, the DSO is (`meter_signing.signed_leaves`); the edge only carries it into its
+reading leaf (`commitments.reading_leaf`). Pure: no I/O, no clock.
 """
 
 from __future__ import annotations
