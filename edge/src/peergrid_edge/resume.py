@@ -1,8 +1,9 @@
 """Where a (re)started trading agent picks up: the interval to join, the state its models start from.
 
 Promises: `resume_interval` is the first interval nobody has started trading in (a restarted agent never joins
-one midway; a forward-traded interval counts as started once its slot is over); `initial_state` is the model's start state with each battery's stored energy from its own fresh
-reading (a reading outside 0-100 % is not believed); `resumed_counterfactual` carries the conventional
+one midway; a forward-traded interval counts as started once its slot is over); `initial_state` is the
+model's start state with each battery's stored energy from its own fresh reading (a reading outside 0-100 %
+is not believed); `resumed_counterfactual` carries the conventional
 counterfactual from the agent's last record through the intervals it missed, so the comparison with the
 DSO-only market does not forget what each path did to the batteries; `recorded_verdicts` reads back each
 interval's dispatch verdict (`PLAN_CONFIRMED`, written with the interval's record) for an MG without a PCC
