@@ -1,14 +1,16 @@
 """Meter-signed PCC readings (`peergrid_ledger.meter_signing`): the one canonical message a meter signs, and what
 the DSO counts of an MG whose meter signs (`signed_leaves`, `counted_leaves`): the meter's counters at the
-meter's time, an unsigned meter reading left out (the gap rule then decides), or `Unmetered` with the reason for
-a forged, malformed, foreign or replayed meter reading."""
+meter's time; a meter reading the meter did not sign (none carried, or a forged, malformed or foreign one) left
+out with its reason, the gap rule then deciding, never a refusal of the party (review15 M1); a replayed one
+counted at its true time, its offset from the MGMC's stamp noted."""
 
 from __future__ import annotations
 
 import hashlib
+import re
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from peergrid_edge.commitments import reading_leaf
@@ -91,19 +93,46 @@ def test_signed_readings_count_at_the_meters_values_not_the_mgmcs() -> None:
     assert signed_leaves([other], METER.public, 2_000) == [other]  # other natures pass as they are
 
 
-def test_a_forged_counter_with_the_signature_kept_is_refused_with_the_reason() -> None:
+def test_a_forged_counter_with_the_signature_kept_is_left_out_with_the_reason() -> None:
     leaves = [signed_leaf(t, 1000 + t // 1000, 50) for t in range(0, 70_001, 10_000)]
     leaves[3] = with_field(leaves[3], export_wh=5000)  # a seller reporting more export than it had
-    with pytest.raises(Unmetered, match="at 30000 ms: its signature does not verify"):
-        signed_leaves(leaves, METER.public, 2_000)
+    counted = counted_leaves(leaves, METER.public, 2_000)
+    assert counted.unsigned_at == (30_000,) and len(counted.leaves) == len(leaves) - 1
+    assert counted.bad_signed == (
+        (30_000, "does not verify under the meter's key (values changed after signing, or another meter)"),
+    )
+    assert "at 30000 ms does not verify under the meter's key" in counted.why_unsigned()
+    # the signed readings either side (20 s apart, max_gap 25 s) still measure the window: the meter's 50
+    assert metered(counted.leaves, (10_000, 60_000), "energy_wh", 25_000) == 50
+    with pytest.raises(Unmetered, match="at most 15000 ms apart around 30000 ms"):  # too far apart
+        metered(counted.leaves, (10_000, 30_000), "energy_wh", 15_000)
 
 
-def test_a_replayed_old_signed_reading_is_caught_by_the_time_check() -> None:
+def test_a_replayed_old_signed_reading_counts_at_its_true_time_and_is_noted() -> None:
+    """An old signed reading sealed again 30 s later is a true point of the meter's counter curve, counted
+    where the meter signed it: it changes no measurement. Its distance from the MGMC's stamp is only noted
+    (the stamp is the MGMC's own: an MGMC that set it to the signed time would pass any bound on it)."""
+    leaves = [signed_leaf(t, 1000 + t // 1000, 50) for t in range(0, 70_001, 10_000)]
     old = sign_reading(METER, "mg1-pcc", 10_000, 1010, 50)
     replay = reading_leaf("pcc", "meter", 40.0, {"energy_wh": 1010.0}, old)  # sealed again at 40 s
-    with pytest.raises(Unmetered, match="at 40000 ms was signed at 10000 ms, more than 2000 ms away"):
-        signed_leaves([signed_leaf(0, 1000, 50), replay], METER.public, 2_000)
-    assert signed_leaves([replay], METER.public, 30_000)  # within a (generous) bound it counts
+    counted = counted_leaves([*leaves, replay], METER.public, 2_000)
+    assert counted.unsigned_at == () and counted.off_clock == ((40_000, 10_000),)
+    assert "stamped 40000 ms, signed 10000 ms, -30000 ms" in counted.why_off_clock()
+    assert metered(counted.leaves, (10_000, 60_000), "energy_wh", 15_000) == 50
+    assert counted_leaves([replay], METER.public, 30_000).off_clock == ()  # within the bound: no note
+
+
+@pytest.mark.parametrize("drift_ms", [1_900, 2_100, -2_500, 30_000])
+def test_a_meter_clock_off_the_mgmcs_settles_alike_within_or_past_the_bound(drift_ms: int) -> None:
+    """review15 M1: a meter clock 2.1 s (or 30 s) off the Pi's used to refuse the party as tampering, 1.9 s
+    not. Both now count at the meter's time: the window is measured on the meter's clock, the same 50 Wh."""
+    leaves = [
+        signed_leaf(t - drift_ms, 1000 + t // 1000, 50, signed_at=t) for t in range(40_000, 150_001, 10_000)
+    ]
+    counted = counted_leaves(leaves, METER.public, 2_000)
+    assert counted.unsigned_at == () and len(counted.leaves) == len(leaves)
+    assert bool(counted.off_clock) is (abs(drift_ms) > 2_000)
+    assert metered(counted.leaves, (60_000, 110_000), "energy_wh", 15_000) == 50
 
 
 def test_an_unsigned_meter_reading_is_left_out_and_the_gap_rule_decides() -> None:
@@ -151,18 +180,24 @@ def test_leaving_unsigned_readings_out_never_counts_more_than_the_meter_signed(u
         assert "apart around" in str(exc)
 
 
-def test_forged_foreign_and_malformed_meter_readings_leave_the_party_unmetered() -> None:
-    """Tampering refuses the party even among good signed readings: a signed reading that does not verify, or
-    is malformed, is evidence, not a missing reading."""
+def test_forged_foreign_and_malformed_signed_readings_are_left_out_each_with_its_reason() -> None:
+    """A signed reading that does not verify, or is malformed, is no stronger evidence than none (an MGMC can
+    leave any reading out by sealing it unsigned): left out with the reason, never a refusal of the party.
+    A leaf that does not decode is the MGMC's own encoding: still `Unmetered`."""
     foreign = signed_leaf(1_000, 1, 1, key=meter_keypair(9, "mg1", "pcc"))
-    with pytest.raises(Unmetered, match="does not verify"):
-        signed_leaves([foreign], METER.public, 2_000)
+    counted = counted_leaves([foreign], METER.public, 2_000)
+    assert (
+        counted.leaves == []
+        and counted.unsigned_at == (1_000,)
+        and "does not verify" in counted.bad_signed[0][1]
+    )
     good = signed_leaf(1_000, 1, 1)
     unsigned = reading_leaf("pcc", "meter", 2.0, {"energy_wh": 1.0})
-    with pytest.raises(Unmetered, match="at 3000 ms: its signature does not verify"):
-        signed_leaves(
-            [good, unsigned, with_field(signed_leaf(3_000, 1, 1), export_wh=2)], METER.public, 2_000
-        )
+    counted = counted_leaves(
+        [good, unsigned, with_field(signed_leaf(3_000, 1, 1), export_wh=2)], METER.public, 2_000
+    )
+    assert len(counted.leaves) == 1 and counted.unsigned_at == (2_000, 3_000)
+    assert [at for at, _ in counted.bad_signed] == [3_000]
     for change, why in (
         ({"sig": b"\0" * 63}, "not 64 bytes"),
         ({"sig": "ab" * 64}, "not 64 bytes"),
@@ -170,13 +205,66 @@ def test_forged_foreign_and_malformed_meter_readings_leave_the_party_unmetered()
         ({"at_ms": "1000"}, r"0\.\.2"),
         ({"meter": ""}, "meter id"),
     ):
-        with pytest.raises(Unmetered, match=f"malformed signed reading: .*{why}"):
-            signed_leaves([with_field(good, **change)], METER.public, 2_000)
+        [(at, reason)] = counted_leaves([with_field(good, **change)], METER.public, 2_000).bad_signed
+        assert at == 1_000 and re.search(f"is malformed: .*{why}", reason), reason
     fields = decode(good)
     missing = encode({**fields, FIELD: {k: v for k, v in fields[FIELD].items() if k != "sig"}})
-    with pytest.raises(Unmetered, match="malformed signed reading: the signed reading is not"):
-        signed_leaves([missing], METER.public, 2_000)
+    [(_, reason)] = counted_leaves([missing], METER.public, 2_000).bad_signed
+    assert "is malformed: the signed reading is not" in reason
     with pytest.raises(Unmetered, match="does not decode"):
         signed_leaves([good[:-1]], METER.public, 2_000)
     with pytest.raises(ValueError, match="bound_ms"):
         signed_leaves([good], METER.public, -1)
+
+
+# the MGMC's ways with one meter reading: the meter's own, unsigned (its 203 counters inflated), a signed
+# value changed (the signature kept), signed under its own key, malformed, an honest reading of another time
+# sealed again (a replay, of a whole second: the meter's curve is 1 Wh a second), stamped at any time
+WAYS = ("honest", "unsigned", "forged", "foreign", "malformed", "replayed")
+
+
+def _reading(way: str, t: int, stamp: int, replay_of: int) -> bytes:
+    inflated = 9_000_000 + t
+    if way == "unsigned":
+        return reading_leaf("pcc", "meter", stamp / 1000, {"energy_wh": float(inflated)})
+    if way == "foreign":
+        return signed_leaf(stamp, inflated, 50, signed_at=t, key=meter_keypair(9, "mg1", "pcc"))
+    if way == "replayed":
+        return signed_leaf(stamp, 1000 + replay_of // 1000, 50, signed_at=replay_of)
+    leaf = signed_leaf(stamp, 1000 + t // 1000, 50, signed_at=t)
+    if way == "forged":
+        return with_field(leaf, export_wh=inflated)
+    if way == "malformed":
+        return with_field(leaf, export_wh=-inflated)
+    return leaf
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    st.lists(
+        st.tuples(
+            st.sampled_from(WAYS), st.integers(-60_000, 60_000), st.integers(0, 70).map(lambda k: k * 1000)
+        ),
+        min_size=15,
+        max_size=15,
+    )
+)
+def test_what_is_counted_is_the_meters_signed_curve_never_the_mgmcs_counters(
+    polls: list[tuple[str, int, int]],
+) -> None:
+    """Whatever the MGMC does with each poll (hypothesis: 15 polls, 5 s apart, each one of WAYS, stamped off
+    by up to a minute, a replay of any time), the counted energy is the meter's own linear advance (50 Wh over
+    the window) or no measurement: never a number the MGMC's own counters or its key made, and never a
+    refusal of the party."""
+    leaves = [
+        _reading(way, t, max(0, t + stamp_off), replay_of)
+        for (way, stamp_off, replay_of), t in zip(polls, range(0, 70_001, 5_000), strict=True)
+    ]
+    counted = counted_leaves(leaves, METER.public, 2_000)
+    left_out = [way in ("unsigned", "forged", "foreign", "malformed") for way, _, _ in polls]
+    assert len(counted.unsigned_at) == sum(left_out) and len(counted.leaves) == len(leaves) - sum(left_out)
+    assert len(counted.bad_signed) == sum(way in ("forged", "foreign", "malformed") for way, _, _ in polls)
+    try:
+        assert metered(counted.leaves, (10_000, 60_000), "energy_wh", 15_000) == 50
+    except Unmetered as exc:
+        assert "apart around" in str(exc)

@@ -2,10 +2,13 @@
 scenario's `key_seed`) served over real Modbus TCP on loopback, polled by the edge's own driver, each poll made
 into the leaf the daemon seals (`commitments.reading_leaf` with `meter_signed`), committed on a real MGMC chain;
 the DSO (`disputes.resolve` with `SigningMeters` from its config, `dispute_node.signing_meters`) counts only
-the meter's signed readings. A seller MGMC that inflates its export (the signature kept), replays an old signed
-reading is not metered: the reason is given, and past the dispute's deadline the seller is settled at 0 rather
-than at its own numbers. A poll whose signed block failed is sealed unsigned and left out (no stronger evidence
-than a reading never sealed): the signed polls around it decide, by the gap rule."""
+the meter's signed readings. A reading the meter did not sign is left out (no stronger evidence than a reading
+never sealed, which an MGMC can always do; review15 M1): a poll whose signed block failed, sealed unsigned, and
+a signed reading that does not verify (an export inflated with the signature kept). The signed polls around
+it decide, by the gap rule; where none are left the reason names the readings left out, and past the
+dispute's deadline the seller is settled at 0 rather than at its own numbers. An old signed reading sealed
+again counts where the meter signed it (a true point of its counter curve), and a meter clock off the Pi's
+by 2.1 s settles as one off by 1.9 s."""
 
 from __future__ import annotations
 
@@ -43,15 +46,17 @@ def polled_leaves(
     monkeypatch: pytest.MonkeyPatch,
     fail_block: bool = False,
     fail_at: Collection[int] = (),
+    meter_clock_s: float = 0.0,
 ) -> list[bytes]:
     """The seller's PCC meter polled over Modbus TCP at each (at s, export Wh, import Wh): the emulator's
     counters set to the values, its clock and the edge's at those times; the leaves the edge daemon seals.
-    `fail_block`: the meter's signed block (64204) fails at every poll; `fail_at`: at those polls only."""
+    `fail_block`: the meter's signed block (64204) fails at every poll; `fail_at`: at those polls only;
+    `meter_clock_s`: how far the meter's clock is ahead of the edge's (drift: 64204 has no point to set it)."""
     now = [0.0]
     monkeypatch.setattr(edge_modbus, "time", types.SimpleNamespace(time=lambda: now[0]))
     device = SunSpecDevice.create("pcc", "s", "meter", 1, {"rating_w": 10_000.0, "key_seed": float(SEED)})
     assert device.signer is not None
-    device.signer.wall = lambda: now[0] + 0.05  # the meter signs a little after the poll started
+    device.signer.wall = lambda: now[0] + 0.05 + meter_clock_s  # it signs a little after the poll started
 
     async def run() -> list[bytes]:
         server = ModbusTcpServer("127.0.0.1", 0, {1: device})
@@ -135,7 +140,7 @@ def test_a_dispute_is_decided_from_the_meters_signed_readings(monkeypatch: pytes
     assert (decision.seller.share_wh, decision.buyer.share_wh, decision.delivered) == (300, 455, 300)  # type: ignore[union-attr]
 
 
-def test_a_forged_export_counter_is_refused_and_settles_the_seller_at_nothing(
+def test_a_forged_export_counter_is_left_out_and_settles_the_seller_at_nothing(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     leaves = forged(polled_leaves(ramp(300.0, export=True), monkeypatch), 1.5)
@@ -144,25 +149,52 @@ def test_a_forged_export_counter_is_refused_and_settles_the_seller_at_nothing(
     today = resolve(m.chain.state, tid, CLOCK, m.node_of(), m.sealed, chain_time(m))
     assert isinstance(today, Vouched) and today.seller.share_wh == 450  # type: ignore[union-attr]
     decision = resolve(m.chain.state, tid, CLOCK, m.node_of(), m.sealed, chain_time(m), signing=signing(m))
-    assert isinstance(decision, Unresolved)
-    assert "the seller's metering: the meter reading at" in decision.why
-    assert "its signature does not verify under the meter's key" in decision.why
+    assert isinstance(decision, Unresolved) and decision.why.startswith(
+        "the seller's metering: no meter readings"
+    )
+    assert f"{len(leaves)} meter reading(s) the meter did not sign not counted" in decision.why
+    assert "does not verify under the meter's key" in decision.why  # the reason, in the DSO's note
     assert decision.until_ms is not None
     m.pass_time(decision.until_ms)  # the dispute's deadline: the seller could have been metered and was not
     late = resolve(m.chain.state, tid, CLOCK, m.node_of(), m.sealed, chain_time(m), signing=signing(m))
     assert isinstance(late, Vouched) and (late.rule, late.delivered) == ("seller not metered", 0)
-    assert "does not verify" in late.unmetered["seller"]
+    assert "the meter did not sign not counted" in late.unmetered["seller"]
 
 
-def test_a_replayed_old_signed_reading_is_caught_by_the_time_bound(monkeypatch: pytest.MonkeyPatch) -> None:
-    leaves = polled_leaves(ramp(300.0, export=True), monkeypatch)
-    # the window's end sealed with a signed reading from 40 s earlier (its counter lower: less import shown
-    # would help a buyer; any old reading is refused whichever way it helps)
-    last, old = decode(leaves[-1]), decode(leaves[-5])
-    leaves[-1] = encode({**last, "signed": old["signed"], "milli": old["milli"]})
+def test_a_replayed_old_signed_reading_counts_where_the_meter_signed_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The last poll sealed with a signed reading from 40 s earlier, its leaf's time kept or set to the signed
+    time (the MGMC writes it): either way a true point of the meter's curve, counted at the meter's time, so
+    the window measures the meter's 300 Wh (review15 M1: the first used to refuse the seller as tampering,
+    the second passed; the bound on the MGMC's stamp guarded nothing)."""
+    honest = polled_leaves(ramp(300.0, export=True), monkeypatch)
+    last, old = decode(honest[-1]), decode(honest[-5])
+    for stamp in (last["at_ms"], old["signed"]["at_ms"]):
+        leaves = [
+            *honest[:-1],
+            encode({**last, "signed": old["signed"], "milli": old["milli"], "at_ms": stamp}),
+        ]
+        m, tid = dispute(leaves)
+        decision = resolve(
+            m.chain.state, tid, CLOCK, m.node_of(), m.sealed, chain_time(m), signing=signing(m)
+        )
+        assert isinstance(decision, Vouched) and (decision.rule, decision.delivered) == ("both metered", 300)
+
+
+@pytest.mark.parametrize("meter_clock_s", [1.9, 2.1, -2.5])
+def test_a_meter_clock_off_the_edges_settles_alike_within_or_past_the_bound(
+    meter_clock_s: float, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """review15 M1: the meter's clock 2.1 s (or -2.5 s) off the Pi's used to refuse the honest seller as
+    tampering (an old signed reading sealed again) and settle it at 0; 1.9 s did not. All settle alike now,
+    counted on the meter's clock: the meter's 300 Wh."""
+    leaves = polled_leaves(ramp(300.0, export=True), monkeypatch, meter_clock_s=meter_clock_s)
+    offsets = {decode(leaf)["signed"]["at_ms"] - decode(leaf)["at_ms"] for leaf in leaves}
+    assert offsets == {round((0.05 + meter_clock_s) * 1000)}
     m, tid = dispute(leaves)
     decision = resolve(m.chain.state, tid, CLOCK, m.node_of(), m.sealed, chain_time(m), signing=signing(m))
-    assert isinstance(decision, Unresolved) and "more than 2000 ms away" in decision.why
+    assert isinstance(decision, Vouched) and (decision.rule, decision.delivered) == ("both metered", 300)
 
 
 def test_a_meter_that_fails_its_signed_block_leaves_its_mg_unmetered(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -208,12 +240,12 @@ def test_a_poll_whose_signed_block_failed_is_left_out_and_the_signed_ones_around
     assert query.settlement(m.chain.state, tid)["settlement"]["delivered"] == 300  # type: ignore[index]
 
 
-def test_unsigned_polls_that_leave_the_start_unmeasured_say_so_and_a_forged_one_still_refuses(
+def test_unsigned_polls_that_leave_the_start_unmeasured_say_so_and_a_forged_one_is_left_out_too(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """Three unsigned polls around the start leave 20 s without a signed reading (max_gap_ms 15 s): no
     measurement, and the reason names the readings left out. A forged signed reading beside an unsigned one
-    is tampering: the party is refused with that reason, not metered from the rest."""
+    is left out as well (review15 M1: it used to refuse the party): the signed polls left still decide."""
     readings = ramp(300.0, export=True, every_s=5.0)
     at = window_start_poll(readings)
     leaves = polled_leaves(readings, monkeypatch, fail_at={at - 1, at, at + 1})
@@ -225,7 +257,14 @@ def test_unsigned_polls_that_leave_the_start_unmeasured_say_so_and_a_forged_one_
     leaves[at + 3] = forged([leaves[at + 3]], 1.5)[0]
     m, tid = dispute(leaves)
     decision = resolve(m.chain.state, tid, CLOCK, m.node_of(), m.sealed, chain_time(m), signing=signing(m))
-    assert isinstance(decision, Unresolved) and "its signature does not verify" in decision.why
+    assert isinstance(decision, Vouched) and (decision.rule, decision.delivered) == ("both metered", 300)
+    for i in (at - 1, at + 1):  # forged too: now 20 s without a counted reading around the start
+        leaves[i] = forged([leaves[i]], 1.5)[0]
+    m, tid = dispute(leaves)
+    decision = resolve(m.chain.state, tid, CLOCK, m.node_of(), m.sealed, chain_time(m), signing=signing(m))
+    assert isinstance(decision, Unresolved) and "apart around" in decision.why
+    assert "4 meter reading(s) the meter did not sign not counted (at" in decision.why
+    assert "3 of them carry a signed reading that does not count" in decision.why
 
 
 def test_the_dsos_config_names_a_signing_meter_by_its_public_key() -> None:
@@ -239,7 +278,7 @@ def test_the_dsos_config_names_a_signing_meter_by_its_public_key() -> None:
         MgEntry(node=node, anonym=anonym, bus=2, meter_key="ab" * 32, meterless=True)
 
 
-def test_the_dso_node_settles_from_the_signed_readings_and_says_why_it_refuses_forged_ones(
+def test_the_dso_node_settles_from_the_signed_readings_and_says_why_it_leaves_forged_ones_out(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """The node's `DisputeSettler` (its replica a LocalChain, final at once) with the config's signing meters:
@@ -258,7 +297,7 @@ def test_the_dso_node_settles_from_the_signed_readings_and_says_why_it_refuses_f
         decision = settler.decision(tid)
         assert decision is not None and decision["outcome"] == outcome
         if outcome == "unresolved":
-            assert adapter.sent == [] and "its signature does not verify" in decision["why"]
+            assert adapter.sent == [] and "the meter did not sign not counted" in decision["why"]
         else:
             assert [body for _, _, body, _ in adapter.sent] == [{"trade": tid, "delivered": 300}]
 
@@ -291,8 +330,8 @@ def test_r13_f2_a_seller_that_forges_its_export_to_cover_an_agreement_is_not_vou
 ) -> None:
     """Review13 F2's seller (its meter shows 250 of 400 agreed, it states 400 and the honest buyer agrees, so
     the DSO vouches for the seller's side) that also seals its export counter inflated to 400: on its own
-    readings the DSO vouches for the agreed 400; with its meter enrolled as signing it refuses the forged
-    readings with the reason and, from VOUCH_RULE of the window, settles the seller at 0."""
+    readings the DSO vouches for the agreed 400; with its meter enrolled as signing it leaves the forged
+    readings out, naming them, and, from VOUCH_RULE of the window, settles the seller at 0."""
     leaves = forged(polled_leaves(ramp(250.0, export=True), monkeypatch), 1.6)
     m = market({("s", "b"): 400}, {("s", "b"): (400, 400)}, readings={"b": ramp(400.0, export=False)},
                cover=(300, 50), params={"seller_vouched": 1})  # fmt: skip
@@ -305,7 +344,7 @@ def test_r13_f2_a_seller_that_forges_its_export_to_cover_an_agreement_is_not_vou
         400,
     )
     decision = resolve(m.chain.state, tid, CLOCK, m.node_of(), m.sealed, chain_time(m), signing=signing(m))
-    assert isinstance(decision, Unresolved) and "its signature does not verify" in decision.why
+    assert isinstance(decision, Unresolved) and "the meter did not sign not counted" in decision.why
     assert decision.until_ms is not None
     m.pass_time(decision.until_ms)
     late = resolve(m.chain.state, tid, CLOCK, m.node_of(), m.sealed, chain_time(m), signing=signing(m))

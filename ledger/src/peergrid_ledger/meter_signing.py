@@ -8,13 +8,19 @@ deterministic meter key (the emulator holds the private half, the DSO is given t
 / `signed_from_field` put a `SignedReading` into a reading leaf's `signed` field and read it back (a leaf
 without the field is an unsigned reading: old leaves still decode). `signed_leaves(leaves, public_key,
 bound_ms)` is what the DSO counts of an MG whose meter is enrolled as signing (`counted_leaves` also says
-which readings it left out): a PCC meter reading leaf that carries a signed reading counts when it verifies
-under the meter's key and was signed within `bound_ms` of the leaf's `at_ms`, at the meter's time with the
-meter's counters (the MGMC's own `milli` counters and time are not believed), else `Unmetered` says which leaf
-and why (forged, malformed, foreign, replayed: tampering refuses the party); one without a signed reading is
-left out (no stronger evidence than a reading left out, which an MGMC can always do). Pure: no clock, no I/O.
+which readings it left out and why): a PCC meter reading leaf that carries a signed reading that verifies
+under the meter's key counts, at the meter's time with the meter's counters (the MGMC's own `milli` counters
+and time are not believed); one without a signed reading, or whose signed reading is malformed or does not
+verify (values changed, another meter's key, a garbled register), is left out with its reason, and the gap
+rule (`metering`'s `max_gap_ms`) decides whether the rest still measures the window. Never a refusal of the
+party (review15 M1): an MGMC can leave any reading out at no cost (seal it unsigned), so a bad signature is
+no stronger evidence than none, and refusing on it bound only honest MGs (a garbled block, a replaced meter
+under the old key). Nor is a signed time far from the leaf's `at_ms` refused: that stamp is the MGMC's own,
+and the reading counts at the meter's time, so an old signed reading sealed again is only a true point of the
+meter's counter curve; one signed more than `bound_ms` away is noted (`Counted.off_clock`: a drifting meter
+clock, which no 64204 point can set, or a slow meter), never dropped. Pure: no clock, no I/O.
 Assumes the counters are whole Wh and the time ms on the meter's clock, all uint64; anything else is refused
-(`ValueError` when signing, `Unmetered` when counting), never rounded.
+when signing (`ValueError`) and left out when counting, never rounded.
 """
 
 from __future__ import annotations
@@ -113,20 +119,44 @@ def signed_from_field(field: object) -> SignedReading:
 @dataclass(frozen=True)
 class Counted:
     """What the DSO counts of a signing meter's leaves (`counted_leaves`): the leaves, each meter reading at its
-    meter's values, and the `at_ms` of the meter readings left out because the meter signed none of them."""
+    meter's values; `unsigned_at`, the `at_ms` of every meter reading left out because its meter did not sign
+    it: none carried (`said`: the first one's `unsigned` field, why the MGMC says so) or the one carried is
+    malformed or does not verify, those also in `bad_signed` as (`at_ms`, why); `off_clock`, (`at_ms`, signed
+    `at_ms`) of counted ones the meter signed more than the bound away from the MGMC's stamp (a note only)."""
 
     leaves: list[bytes]
     unsigned_at: tuple[int, ...] = ()
-    said: str | None = None  # the first of them's `unsigned` field: why the MGMC says the meter signed none
+    said: str | None = (
+        None  # the first unsigned one's `unsigned` field: why the MGMC says the meter signed none
+    )
+    bad_signed: tuple[tuple[int, str], ...] = ()
+    off_clock: tuple[tuple[int, int], ...] = ()
 
     def why_unsigned(self) -> str:
-        """A note naming the meter readings left out (empty when none were): for a reason that they made."""
+        """A note naming the meter readings left out, those with a signed reading that does not verify with
+        their reasons (empty when none were left out): for a reason that they made."""
         if not self.unsigned_at:
             return ""
         at = ", ".join(str(t) for t in self.unsigned_at[:5]) + (", ..." if len(self.unsigned_at) > 5 else "")
         said = "" if self.said is None else f", the MGMC says {self.said[:200]!r}"
+        bad = ""
+        if self.bad_signed:
+            first = "; ".join(f"at {t} ms {why}" for t, why in self.bad_signed[:3])
+            more = "; ..." if len(self.bad_signed) > 3 else ""
+            bad = (
+                f"; {len(self.bad_signed)} of them carry a signed reading that does not count: {first}{more}"
+            )
+        return f"{len(self.unsigned_at)} meter reading(s) the meter did not sign not counted (at {at} ms{said}{bad})"
+
+    def why_off_clock(self) -> str:
+        """A note on the meter's clock against the MGMC's stamps (empty when every signed time was within the
+        bound): the largest offset, so an operator sees a drifting or slow meter."""
+        if not self.off_clock:
+            return ""
+        at, signed = max(self.off_clock, key=lambda pair: abs(pair[1] - pair[0]))
         return (
-            f"{len(self.unsigned_at)} meter reading(s) the meter did not sign not counted (at {at} ms{said})"
+            f"{len(self.off_clock)} meter reading(s) signed off the MGMC's stamp, counted at the meter's time "
+            f"(the largest: stamped {at} ms, signed {signed} ms, {signed - at:+} ms)"
         )
 
 
@@ -136,19 +166,16 @@ def signed_leaves(leaves: Iterable[bytes], public_key: bytes, bound_ms: int) -> 
 
 
 def counted_leaves(leaves: Iterable[bytes], public_key: bytes, bound_ms: int) -> Counted:
-    """`leaves` as the DSO counts them for an MG whose PCC meter signs with `public_key`: every signed PCC meter
-    reading leaf with its counters and time replaced by the ones its meter signed (only for counting: a leaf
-    changed so is never sealed, posted or proven), and every unsigned one left out (`Counted.unsigned_at`).
-    Why an unsigned reading is dropped, not refused: a meter whose signed block failed one poll leaves that
-    poll unsigned (edge `modbus`: the poll is kept whole), and an MGMC can leave any reading out of what it
-    seals anyway, so an unsigned reading is no stronger evidence than none: the gap rules (`max_gap_ms`) then
-    decide whether what is left still measures the window. Raises `Unmetered` for a meter reading whose
-    signed reading is malformed, signed by another key or over other values, or signed more than `bound_ms`
-    away from the leaf's `at_ms` (an old signed reading sealed again: a replay): that is evidence of tampering,
-    and the party is refused with the reason. Other readings pass as they are."""
+    """`leaves` as the DSO counts them for an MG whose PCC meter signs with `public_key`: every PCC meter reading
+    leaf whose signed reading verifies with its counters and time replaced by the ones its meter signed (only
+    for counting: a leaf changed so is never sealed, posted or proven), every other meter reading left out
+    (`Counted.unsigned_at`, `Counted.bad_signed`; module docstring: why left out, not refused), and the
+    counted ones signed more than `bound_ms` from the leaf's `at_ms` noted (`Counted.off_clock`). Raises
+    `Unmetered` only for a leaf that does not decode or a meter reading that is not a reading leaf: the MGMC's
+    own encoding, not its meter's. Other readings pass as they are."""
     if bound_ms < 0:
         raise ValueError("bound_ms must not be negative")
-    counted, unsigned = [], []
+    counted, unsigned, bad, off = [], [], [], []
     said: str | None = None
     for leaf in leaves:
         try:
@@ -169,23 +196,21 @@ def counted_leaves(leaves: Iterable[bytes], public_key: bytes, bound_ms: int) ->
         try:
             signed = signed_from_field(fields[FIELD])
         except ValueError as exc:
-            raise Unmetered(
-                f"the meter reading at {at} ms carries a malformed signed reading: {exc}"
-            ) from None
+            unsigned.append(at)
+            bad.append((at, f"is malformed: {exc}"))
+            continue
         if not verify_reading(public_key, signed):
-            raise Unmetered(
-                f"the meter reading at {at} ms: its signature does not verify under the meter's key "
-                "(values changed after signing, or another meter)"
+            unsigned.append(at)
+            bad.append(
+                (at, "does not verify under the meter's key (values changed after signing, or another meter)")
             )
+            continue
         if abs(signed.at_ms - at) > bound_ms:
-            raise Unmetered(
-                f"the meter reading at {at} ms was signed at {signed.at_ms} ms, more than {bound_ms} ms away "
-                "(an old signed reading sealed again)"
-            )
+            off.append((at, signed.at_ms))
         milli = {
             **fields["milli"],
             COUNTER["seller"]: signed.export_wh * 1000,
             COUNTER["buyer"]: signed.import_wh * 1000,
         }
         counted.append(encode({**fields, "at_ms": signed.at_ms, "milli": milli}))
-    return Counted(counted, tuple(unsigned), said)
+    return Counted(counted, tuple(unsigned), said, tuple(bad), tuple(off))
