@@ -13,8 +13,8 @@ its recorded dispatch verdicts confirm), and watches those intervals again (`wat
 readings (it bought from the disputed trade's seller or sold to its buyer), and the trades of t that stand
 on one word or on two sealed commitments neither party revealed in time, and posts them
 (`MgMetering.counterparty_disputes`), until every such trade settled. `settle_day` works the Settler past
-the day's last interval: refused settles retried, a silent counterparty waited for until its deadline and
-stated again, then the end of the day.
+the day's last interval: refused settles retried, a silent counterparty waited for until its deadline (and
+again while a deadline moved later meanwhile) and stated again, then the end of the day.
 Never settles another MG's trade.
 `SealedStatements` (genesis `sealed_statements`, `market_sealed`) stands between the Settler and the chain:
 a statement is first committed (its figures and a random salt written to `<data_dir>/seals/` and synced
