@@ -23,6 +23,8 @@ from typing import Any
 
 import pytest
 from edge_helpers import pv_battery_schedule
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from test_edge_settle_both import both_chain, run_chain
 from test_settlement import KWH, Node
 
@@ -87,6 +89,27 @@ def test_the_start_up_reads_skip_a_damaged_line_once_and_keep_the_good_ones(
     assert state_lines or verdict_lines
     if damage == "two damaged lines around a good one":
         assert verdicts == {36: True, 30: False} and verdict_lines == [3, 5]
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.lists(st.tuples(st.integers(0, 3), st.binary(max_size=40)), max_size=6))
+def test_no_damage_raises_and_no_good_line_is_lost(tmp_path: Path, damage: list[tuple[int, bytes]]) -> None:
+    """Arbitrary bytes (newlines too) put between the good lines: both readers return, the good verdicts and
+    the last good conv_state are kept (unless the bytes themselves read as a record of that interval)."""
+    mg, _ = pv_battery_schedule(40)
+    good = [verdict(35, True), conv(35, MgState((41.0,), (), (), ())), verdict(36, False), conv(36, RECORDED)]
+    for at, junk in sorted(damage, key=lambda d: -d[0]):
+        good.insert(at, junk + b"\n")
+    records = tmp_path / "market.jsonl"
+    records.write_bytes(b"".join(good))
+    forged = any(b"interval" in junk for _, junk in damage)  # (random bytes hardly ever: then anything goes)
+    verdicts = recorded_verdicts(records, range(30, 40))
+    state = resumed_counterfactual(records, mg, 1.0, 40, 37)
+    if not forged:
+        assert verdicts == {35: True, 36: False} and state == RECORDED
+
+
+RECORDED = MgState((42.0,), (), (), ())
 
 
 def lines_logged(caplog: pytest.LogCaptureFixture, records: Path) -> list[int]:
