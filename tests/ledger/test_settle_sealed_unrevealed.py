@@ -1,5 +1,5 @@
 """review14 K3b, the contract's side (P7's /work/notes/p7_contract.md): two commitments and no reveal in the
-window is the DSO's to meter (dso-server dispute_windows.unrevealed_since); a party's first reveal after the
+window is the DSO's to meter (peergrid_ledger.takeup.unrevealed_since); a party's first reveal after the
 window is refused `closed`. Before, a late reveal followed at once by its repeat took the other committer at its
 worst (`withheld`): a buyer that saw its seller could not reveal (salt file lost) took the energy for nothing
 and the seller owned the whole quantity short. A reveal against a party that never committed keeps its rule
