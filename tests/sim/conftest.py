@@ -145,18 +145,19 @@ class LabRun:
 
 
 @pytest.fixture(scope="session")
-def settle_by_both_lab(tmp_path_factory: pytest.TempPathFactory) -> LabRun:
+def settle_by_both_lab(tmp_path_factory: pytest.TempPathFactory, lab_lead_s: float) -> LabRun:
     """`peergrid-testbed --settle-by-both --intervals 3` over real processes (broker, devices, six MGMC
     daemons, the DSO), run once for every test that reads its chain: the settle-both test (statements, seals,
     vouching) and the tariff test (cover prices, compensation) ran the same lab apart, 3 and 2 intervals, and
     each paid the lab's lead and end (about 55 s) for it. Both are in the "system" xdist_group, so under
     `--dist loadgroup` one worker runs them and builds this once. A run that fails fails every test using it,
-    with the lab's output."""
+    with the lab's output. Its lead is the lab lane's (`lab_lead_s`): it starts beside the lane's lab."""
     workdir = tmp_path_factory.mktemp("settle-by-both-lab") / "bed"
     intervals = 3
     argv = [
         str(Path(sys.executable).parent / "peergrid-testbed"), "--scenario", str(LAB_SCENARIO),
         "--intervals", str(intervals), "--workdir", str(workdir), "--http-port", "0", "--settle-by-both",
+        "--lead-s", str(lab_lead_s),
     ]  # fmt: skip
     done = subprocess.run(argv, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]

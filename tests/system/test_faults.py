@@ -108,12 +108,13 @@ def _safe(api: int, mg: str) -> list[str]:
     return unsafe
 
 
-def test_kill_an_edge_a_dead_device_and_a_broker_restart(tmp_path: Path) -> None:
+def test_kill_an_edge_a_dead_device_and_a_broker_restart(tmp_path: Path, lab_lead_s: float) -> None:
     workdir, out = tmp_path / "bed", tmp_path / "report"
     argv = [
         str(BIN / "peergrid-testbed"), "--scenario", str(SCENARIO), "--intervals", str(INTERVALS),
         "--interval-s", "5", "--block-period-ms", "150", "--workdir", str(workdir),
         "--http-port", "0", "--report", str(out), "--cuttable", "mg3",
+        "--lead-s", str(lab_lead_s),  # it starts beside the system group's lab lane (tests/conftest.py)
     ]  # fmt: skip
     bed = tied_popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     records = workdir / "records"
