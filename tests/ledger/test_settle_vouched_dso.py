@@ -101,19 +101,60 @@ def crashed_seller() -> tuple[Market, bytes]:
 
 
 def test_r14_k3_a_crashed_seller_is_paid_from_its_meter() -> None:
+    """Metered as a dispute in which the seller said nothing (review15 M4): both meters, min(250, 300); the
+    buyer's meter shows it took 300 of 400 (its 'short 0' is not used), so the seller owes compensation on
+    the 50 Wh of its 150 short that the buyer's own 100 does not cover."""
     m, tid = crashed_seller()
     before = query.balance(m.chain.state, m.anonyms["s"].public)
     settler, adapter, _ = settler_for(m)
     final_blocks(m, settler)
     hand_over(m, settler, "s")
     asyncio.run(settler.settle_due())
+    waiting = settler.decision(tid)
+    assert adapter.sent == [] and waiting is not None and waiting["outcome"] == "unresolved"
+    assert "buyer's metering" in waiting["why"]  # the buyer's readings are waited for, until VOUCH_RULE
+    hand_over(m, settler, "b")
+    asyncio.run(settler.settle_due())
     assert [body for _, _, body, _ in adapter.sent] == [
-        {"trade": tid, "delivered": 250, "seller_short": 150, "buyer_short": 0}
+        {"trade": tid, "delivered": 250, "seller_short": 150, "buyer_short": 100}
     ]
     done = query.settlement(m.chain.state, tid)
     assert done is not None and (done["settlement"]["basis"], done["settlement"]["delivered"]) == ("dso", 250)
     paid = query.balance(m.chain.state, m.anonyms["s"].public) - before
-    assert paid == 250 * PRICE - 150 * (RETAIL - PRICE)  # before: 0 delivered and 400 x (retail - price) owed
+    assert paid == 250 * PRICE - 50 * (RETAIL - PRICE)  # before: 0 delivered and 400 x (retail - price) owed
+
+
+def test_r14_k3_a_crashed_seller_whose_buyer_never_posts_is_paid_from_its_meter_at_the_deadline() -> None:
+    """The buyer's readings never reach the DSO: it waits for them until `takeup.VOUCH_RULE` of the vouch's
+    window (a quarter of it before the buyer's repeat could pay the release), then settles on the seller's
+    meter alone ('seller metered only': min(250, the quantity)), the buyer unmetered owning the whole gap, so
+    no compensation either way: the crashed seller is still paid its metered 250, before the release."""
+    m, tid = crashed_seller()
+    before = query.balance(m.chain.state, m.anonyms["s"].public)
+    settler, adapter, _ = settler_for(m)
+    since = final_blocks(m, settler)
+    hand_over(m, settler, "s")
+    asyncio.run(settler.settle_due())
+    waiting = settler.decision(tid)
+    assert adapter.sent == [] and waiting is not None and waiting["outcome"] == "unresolved"
+    where = query.settlement(m.chain.state, tid)
+    assert where is not None
+    until, vouch_ends = int(waiting["until_ms"]), int(where["vouch"]["until"])
+    assert m.now < until < vouch_ends
+    m.pass_time(until - 1)  # not yet: still waiting for the buyer's readings
+    since = final_blocks(m, settler, since)
+    asyncio.run(settler.settle_due())
+    assert adapter.sent == []
+    m.pass_time(until)
+    final_blocks(m, settler, since)
+    asyncio.run(settler.settle_due())
+    assert [body for _, _, body, _ in adapter.sent] == [
+        {"trade": tid, "delivered": 250, "seller_short": 150, "buyer_short": 150}
+    ]
+    shown = settler.decision(tid)
+    assert shown is not None and shown["rule"] == "seller metered only" and "buyer" in shown["unmetered"]
+    paid = query.balance(m.chain.state, m.anonyms["s"].public) - before
+    assert paid == 250 * PRICE
 
 
 def vouched_with_a_gap() -> tuple[Market, bytes]:

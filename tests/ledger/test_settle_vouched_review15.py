@@ -112,37 +112,46 @@ def test_r15_m4_a_crashed_seller_metered_short_owes_its_metered_gap_only() -> No
     assert seller == 250 * PRICE - 150 * (RETAIL - PRICE) and buyer == -seller
 
 
-# K3's property (keeping a reveal back never nets more than revealing) with the DSO vouching: held at the
-# quantity, the DSO's `_vouch` pays min(the seller's share, the quantity). Two cases need the DSO's half of
-# the fix (dso-server disputes._vouch, not this contract's file; V1's report gives the change):
+# K3's property (keeping a reveal back never nets more than revealing) with the DSO vouching: a withheld
+# seller's hold carries `release`, and the DSO meters it as a dispute in which the seller said nothing (both
+# meters, the buyer's readings posted by its edge), or pays a meterless one the `release` (dso-server
+# disputes.resolve/_vouch).
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="needs disputes._vouch: a meterless withheld seller (vouch basis 'withheld' with 'release') is paid "
-    "the release terms, not the held quantity (V1 report, review15 M4)",
+@pytest.mark.parametrize(
+    ("delivered", "buyer_says", "seller_reveals", "revealing"),
+    [
+        (0, (0, 0), (0, QUANTITY), -QUANTITY * (RETAIL - PRICE)),  # nothing delivered: as revealing
+        # 300 of 400, its buyer says short 0: revealing "300, short 100" agrees and compensates the buyer's 100
+        (300, (300, 0), (300, 100), 300 * PRICE - 100 * (RETAIL - PRICE)),
+        (QUANTITY, (QUANTITY, 0), (QUANTITY, 0), QUANTITY * PRICE),  # all of it: no meter, no word, no pay
+    ],
+    ids=["nothing", "300-short-100", "all"],
 )
-def test_k3_a_meterless_seller_gains_nothing_by_keeping_its_reveal_back() -> None:
-    """A seller without a PCC meter (the DSO's config) that delivered nothing: revealing "0, short 400" it
-    nets -40,000; keeping its reveal back must not net more (with the DSO as it is it is paid the held 400)."""
-    revealed = settled_by_the_dso(
-        0, True, seller_wh=0, buyer_wh=0, meterless={"s"}, seller_says=(0, QUANTITY)
-    )
-    kept = settled_by_the_dso(0, False, seller_wh=0, buyer_wh=0, meterless={"s"}, seller_says=(0, QUANTITY))
-    assert revealed[3] == -QUANTITY * (RETAIL - PRICE)
-    assert kept[3] <= revealed[3]
+def test_k3_a_meterless_seller_gains_nothing_by_keeping_its_reveal_back(
+    delivered: int, buyer_says: tuple[int, int], seller_reveals: tuple[int, int], revealing: int
+) -> None:
+    """A seller without a PCC meter (the DSO's config): revealing what it delivered it nets `revealing`;
+    keeping its reveal back it is paid its `release` (0, the whole quantity its shortfall, the buyer's own
+    kept), never more (the held 400 paid one that delivered nothing +80,000)."""
+
+    def run(up: bool) -> tuple[str, list[dict[str, int]], dict[str, object], int, int]:
+        return settled_by_the_dso(buyer_says[0], up, seller_wh=0, buyer_wh=delivered, meterless={"s"},
+                                  buyer_short=buyer_says[1], seller_says=seller_reveals)  # fmt: skip
+
+    revealed, kept = run(True), run(False)
+    assert revealed[3] == revealing
+    assert kept[0] == "vouching"
+    assert kept[1] == [{"delivered": 0, "seller_short": QUANTITY, "buyer_short": buyer_says[1]}]
+    assert kept[3] == -QUANTITY * (RETAIL - PRICE) + buyer_says[1] * (RETAIL - PRICE) <= revealed[3]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="needs the DSO to meter a withheld seller's buyer as in a dispute (min of both shares) and the "
-    "buyer's edge to post its readings for it (V1 report, review15 M4)",
-)
 def test_k3_a_seller_gains_nothing_by_keeping_its_reveal_back_when_its_buyer_took_less() -> None:
     """The buyer took 300 of the seller's 400 and says so (300, short 100): revealing, the seller is metered
     in a dispute, 300 and the buyer's 100 compensated at the price less the feed-in: 75,000. Keeping its
-    reveal back must not net more (with the DSO as it is, 80,000: the buyer's meter is never read)."""
+    reveal back it is metered the same way, both meters (it netted 80,000: the buyer's meter was not read)."""
     revealed = settled_by_the_dso(300, True, buyer_wh=300, buyer_short=100)
     kept = settled_by_the_dso(300, False, buyer_wh=300, buyer_short=100)
     assert revealed[3] == 300 * PRICE + 100 * (PRICE - FEED_IN)
-    assert kept[3] <= revealed[3]
+    assert kept[0] == "vouching" and kept[1] == [{"delivered": 300, "seller_short": 0, "buyer_short": 100}]
+    assert kept[3] == revealed[3]

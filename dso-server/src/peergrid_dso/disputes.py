@@ -123,6 +123,18 @@ to it compensation-free), the buyer's as it stated; where neither owns the whole
 part of it unowned within an absolute tolerance) the seller is named it (K7: else the contract refuses the
 DSO's settle for good); an unmetered seller is settled at 0 from `takeup.VOUCH_RULE` of the window (D7), a
 meterless one at the agreement.
+A withheld seller's hold (its `vouch` carries `release`, `market_vouch`: a seller that committed and never
+revealed, held at the quantity) is metered as a dispute in which the seller said nothing (its quantity bounds
+it; review15 M4): both meters, the buyer's readings waited for until `VOUCH_RULE` of the window (its edge
+posts them, `pcc_readings`), then the deadline rules above (a buyer that never posts: "seller metered only",
+owning the whole gap). Why not the vouch: the seller's meter alone paid it for what its buyer never took, so
+keeping a reveal back netted more than revealing (K3; 80,000 against 75,000 where the buyer took 300 of 400
+and said so). A withheld seller the config names meterless is paid its `release` at once (0 delivered, the
+whole quantity its shortfall, the buyer's own kept: the contract's penalty without seller_vouched,
+`market_sealed.withheld`). Why not the agreement's meterless rule: the hold's figures are the quantity, so one
+that delivered nothing netted +80,000 instead of -40,000; nor the dispute's "buyer metered only": one that
+delivered 300 of 400 would keep back its honest "300, short 100" (an agreement with its buyer's "300, short
+0", compensating the buyer) to be named only the gap the buyer's meter shows too.
 Only disputed (or lone-statement, unrevealed, or vouching) trades come here; a party's trades of one interval that its counterparties agreed settle at
 the edge's pro-rata statement. What those take comes off the party's energy before its disputed trades share
 it (review12 F2: agreed pro rata beside disputed by the meters, a seller that exported 500 Wh settled 583):
@@ -199,8 +211,10 @@ def resolve(
     up = with_dso(agreed, None if chain is None else chain.now_ms)  # the one rule (peergrid_ledger.takeup)
     if up is None:
         return Unresolved(trade, f"the trade is {where['state']}, not disputed")
-    if up.kind == "vouching":
+    withheld_seller = up.kind == "vouching" and "release" in agreed["vouch"]  # market_vouch: its worst case
+    if up.kind == "vouching" and not (withheld_seller and agreed["seller"] not in meterless):
         return _vouch(state, trade, agreed, up, clock, nodes, sealed, chain, meterless, signing)
+    # a withheld seller that has a meter is metered as a dispute in which it said nothing (review15 M4)
     if up.kind == "lone" and chain is None:
         return Unresolved(trade, "one statement: the DSO settles it only by the chain's time")
     if chain is not None and chain.now_ms < up.meters_from_ms:  # a lone word: the other party may still join
@@ -275,7 +289,8 @@ def _vouch(
     took all it bought, `lapsed`); `min(held, share)` delivered, the seller's shortfall its metered gap and
     the buyer's as it stated, the seller's the whole gap where neither owns it (module docstring). A seller
     that cannot be metered is waited for until VOUCH_RULE of the window, then settled at 0 (D7: "seller not
-    metered"); a meterless seller at the parties' agreement at once."""
+    metered"); a meterless seller at the parties' agreement at once, a withheld one (`release`) at its
+    `release`."""
     vouch = agreed["vouch"]
     if chain is None:
         return Unresolved(trade, "an agreement waiting for the DSO is settled only by the chain's time")
@@ -285,6 +300,11 @@ def _vouch(
     meters = Meters(state, clock, int(agreed["interval"]), nodes, sealed, chain, meterless, signing)
     energy = meters.energy(agreed["seller"], "seller")
     if isinstance(energy, str):
+        if agreed["seller"] in meterless and "release" in vouch:  # withheld: it gave no word to take
+            terms = vouch["release"]  # its worst case, the contract's penalty (module docstring)
+            shorts = (int(terms["seller_short"]), int(terms["buyer_short"])) if priced else None
+            return Vouched(trade, int(terms["delivered"]), quantity, None, None, "seller meterless, withheld",
+                           {"seller": energy}, shorts, meters.of(agreed))  # fmt: skip
         if agreed["seller"] in meterless:  # nothing to meter: the parties' word
             return Vouched(trade, held, quantity, None, None, "seller meterless", {"seller": energy}, figures,
                            meters.of(agreed))  # fmt: skip

@@ -140,8 +140,9 @@ def readings_needed(
     no unrevealed one) - a disputed one though `me` is no party (a party posts for its own disputes,
     `MgMetering.disputed`), one on one party's word (review13 F4: the DSO meters it from `takeup.LONE_FROM`
     of the wait on) or two sealed commitments neither revealed by the reveal deadline (review14 K3b), `me` a
-    party or not, and `me`'s own sale that agreed and waits for the DSO's word on its side (vouching,
-    review13 F2). Whose readings the DSO reads is `metering.meters_read`'s (dso-server `disputes.read_nodes`
+    party or not, `me`'s own sale that agreed and waits for the DSO's word on its side (vouching,
+    review13 F2), and `me`'s own purchase whose seller kept its reveal back (a vouch with `release`: the DSO
+    meters it as a dispute, both sides, review15 M4). Whose readings the DSO reads is `metering.meters_read`'s (dso-server `disputes.read_nodes`
     reads by the same rule): the parties', and `me`'s where `me`'s own purchase from the trade's seller, or
     sale to its buyer, is disputed too; an agreed one settles on the parties' word and its counterparty's
     meter is not read."""
@@ -159,8 +160,8 @@ def _posts_for(kind: Kind | None, trade: dict[str, Any], me: bytes) -> bool:
         return False
     if kind == "disputed":
         return me not in (trade["seller"], trade["buyer"])
-    if kind == "vouching":
-        return bool(trade["seller"] == me)
+    if kind == "vouching":  # the seller's side; a withheld seller's hold (`release`) is metered as a dispute
+        return bool(trade["seller"] == me or ("release" in trade["vouch"] and trade["buyer"] == me))
     return True  # lone or unrevealed
 
 
