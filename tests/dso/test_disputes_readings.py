@@ -149,3 +149,51 @@ def test_counting_judges_each_leaf_and_counts_meter_readings_only() -> None:
     assert "does not decode" in tally.refused[0]
     plain = count_readings(leaves, None, 2_000)
     assert (plain.signing, plain.signed, plain.unsigned, len(plain.refused)) == (False, 0, 3, 1)
+
+
+def drifted_leaves(readings: Sequence[tuple[float, float, float]], drift_ms: int) -> list[bytes]:
+    """The seller's PCC meter readings as its edge seals them (stamped at the poll), signed by a meter whose
+    clock runs `drift_ms` ahead of the Pi's: the meter's counters at the poll, its time the poll's + drift."""
+    leaves = []
+    for at_s, export_wh, import_wh in readings:
+        at_ms = round(at_s * 1000)
+        signed = sign_reading(METER, "s-pcc", at_ms + drift_ms, round(export_wh), round(import_wh))
+        quantities = {"power_w": 0.0, "energy_wh": export_wh, "import_wh": import_wh}
+        leaves.append(reading_leaf("pcc", "meter", at_s, quantities, signed))
+    return leaves
+
+
+def test_a_meter_clock_off_the_pis_is_noted_in_every_decision_it_settles() -> None:
+    """review15 M1: a meter clock 3 s ahead of its Pi (past the 2-s bound) is no refusal: the seller is
+    metered at its meter's time (300 Wh, both metered). The decision's tally of its readings says so, with
+    the largest offset, so an operator sees the drift before it leaves a window unmeasured; 1 s adds nothing
+    to the record (its bytes as before)."""
+    for drift_ms, noted in ((3_000, True), (1_000, False)):
+        m, tid, signing = dispute(drifted_leaves(ramp(300.0, export=True), drift_ms))
+        decision = resolve(m.chain.state, tid, CLOCK, m.node_of(), m.sealed, chain_time(m), signing=signing)
+        assert isinstance(decision, Vouched) and decision.rule == "both metered" and decision.delivered == 300
+        seller = decision.readings["seller"]
+        assert seller is not None and (seller.signed, seller.unsigned, seller.refused) == (11, 0, ())
+        doc = to_json(decision)["readings"]["seller"]
+        if noted:
+            assert seller.off_clock.startswith("11 meter reading(s) signed off the MGMC's stamp")
+            assert seller.off_clock.endswith("+3000 ms)") and doc["off_clock"] == seller.off_clock
+        else:
+            assert seller.off_clock == "" and "off_clock" not in doc
+        assert to_json(decision)["readings"]["buyer"] == {
+            "signing": False, "signed": 0, "unsigned": 11, "refused": 0, "refused_why": []
+        }  # fmt: skip
+
+
+def test_a_meter_clock_too_far_off_to_measure_the_window_says_so_in_the_reason() -> None:
+    """A meter clock an hour ahead (set to another zone): counted at its own time, its signed readings no
+    longer bracket the window, so the seller is not metered; the reason names the offset, not only the gap,
+    and past the deadline the seller is settled at 0 with it."""
+    m, tid, signing = dispute(drifted_leaves(ramp(300.0, export=True), 3_600_000))
+    waiting = resolve(m.chain.state, tid, CLOCK, m.node_of(), m.sealed, chain_time(m), signing=signing)
+    assert not isinstance(waiting, Vouched) and "signed off the MGMC's stamp" in waiting.why
+    assert "+3600000 ms" in waiting.why
+    m.pass_time(m.chain.tip.time + WAIT_MS)
+    decision = resolve(m.chain.state, tid, CLOCK, m.node_of(), m.sealed, chain_time(m), signing=signing)
+    assert isinstance(decision, Vouched) and decision.rule == "seller not metered" and decision.delivered == 0
+    assert "+3600000 ms" in decision.unmetered["seller"]

@@ -34,12 +34,15 @@ they are. `ChainTime` also carries the dispute's deadline bound (`wait_ms`, `dis
 Meter-signed readings (`SigningMeters`, from the DSO's config: `loop_settings.MgEntry.meter_key`): the leaves
 are the MGMC's, so an MGMC that lies about its own meter as it reads it is believed, unless its meter signs.
 For an MG whose PCC meter is enrolled as signing, only meter readings whose meter-signed reading verifies under
-the enrolled key and was signed within `bound_ms` of the leaf's `at_ms` count, at the meter's time and with the
-meter's counters (`peergrid_ledger.meter_signing.counted_leaves`); one badly signed or replayed meter reading
-among the leaves makes the party `Unmetered` with the reason (tampering), never a silent number. An unsigned
-one (a poll whose signed block failed) is left out, as a reading the MGMC never sealed would be: the gap rule
-(`max_gap_ms`) decides whether the signed ones still measure the window, and if not the reason names the
-readings left out. An MG without an enrolled meter key is read as before.
+the enrolled key count, at the meter's time and with the meter's counters
+(`peergrid_ledger.meter_signing.counted_leaves`). One unsigned (a poll whose signed block failed), or whose
+signed reading is malformed or does not verify (review15 M1: no refusal of the party, which bound only honest
+MGs), is left out, as a reading the MGMC never sealed would be: the gap rule (`max_gap_ms`) decides whether
+the signed ones still measure the window, and if not the reason names the readings left out. One signed more
+than `bound_ms` from the leaf's `at_ms` (the meter's clock against the MGMC's) counts all the same, and is
+noted: in that reason, and in every decision's tally (`ReadingsCount.off_clock`), so an operator sees a
+drifting meter clock before it leaves a window unmeasured. An MG without an enrolled meter key is read as
+before.
 """
 
 from __future__ import annotations
@@ -51,7 +54,7 @@ from typing import Any, Protocol
 
 from peergrid_ledger import merkle, query
 from peergrid_ledger.codec import DecodeError, decode
-from peergrid_ledger.meter_signing import FIELD, counted_leaves
+from peergrid_ledger.meter_signing import FIELD, Counted, counted_leaves
 from peergrid_ledger.metering import COUNTER, METER, Unmetered, commitment_intervals, counting_leaves, metered
 from peergrid_ledger.state import StateReader
 
@@ -106,7 +109,7 @@ class ChainTime:
 class SigningMeters:
     """The PCC meters enrolled as signing: the MGMC's node key -> its meter's Ed25519 public key, and how far
     (ms) a signed reading's time may lie from its leaf's `at_ms` (the meter's clock against the MGMC's, plus
-    the time between the meter's last render and the poll)."""
+    the time between the meter's last render and the poll) before it is noted (never left out for it)."""
 
     keys: Mapping[bytes, bytes]
     bound_ms: int
@@ -194,7 +197,7 @@ def pcc_energy(
         if signing is not None and node in signing.keys:
             counted = counted_leaves(leaves, signing.keys[node], signing.bound_ms)
             leaves = counted.leaves
-            notes += [counted.why_unsigned()] if counted.unsigned_at else []
+            notes += [note for note in (counted.why_unsigned(), counted.why_off_clock()) if note]
         return metered(counting_leaves(leaves, side), clock.window(interval), COUNTER[side], clock.max_gap_ms)
     except Unmetered as exc:
         if notes:
@@ -213,18 +216,21 @@ class ReadingsCount:
     signing (`signing`), counted on the MGMC's word where it is not (the DSO holds no key to check one by);
     `refused`: why each reading the DSO refused was refused: one whose signed reading it did not count (does
     not verify, malformed, or whatever `meter_signing.counted_leaves` refuses or leaves out of a reading that
-    carries one), or that does not decode."""
+    carries one), or that does not decode. `off_clock`: the note on counted ones signed more than the bound
+    from their leaf's time (`meter_signing.Counted.why_off_clock`: how many, the largest offset), "" if none."""
 
     signing: bool
     signed: int = 0
     unsigned: int = 0
     refused: tuple[str, ...] = ()
+    off_clock: str = ""
 
     def to_json(self) -> dict[str, Any]:
         """As the decision records it: the counts, and the reasons of the first `REFUSED_NAMED` refused (an
         MGMC sealing thousands of forged readings must not grow every record of the DSO's by thousands)."""
         return {"signing": self.signing, "signed": self.signed, "unsigned": self.unsigned,
-                "refused": len(self.refused), "refused_why": list(self.refused[:REFUSED_NAMED])}  # fmt: skip
+                "refused": len(self.refused), "refused_why": list(self.refused[:REFUSED_NAMED]),
+                **({"off_clock": self.off_clock} if self.off_clock else {})}  # fmt: skip
 
 
 def count_readings(leaves: Sequence[bytes], key: bytes | None, bound_ms: int) -> ReadingsCount:
@@ -232,6 +238,7 @@ def count_readings(leaves: Sequence[bytes], key: bytes | None, bound_ms: int) ->
     enrolled as signing). Each leaf is judged alone by `meter_signing.counted_leaves`, the rule `pcc_energy`
     counts by, so every refused reading is counted and named, not only the first."""
     signed, unsigned, refused = 0, 0, []
+    off_clock: list[tuple[int, int]] = []
     for leaf in leaves:
         try:
             fields = decode(leaf)
@@ -250,11 +257,13 @@ def count_readings(leaves: Sequence[bytes], key: bytes | None, bound_ms: int) ->
             continue
         if one.leaves:
             signed += 1
+            off_clock.extend(one.off_clock)
         elif FIELD in fields:  # it carries a signed reading, and the DSO did not count it
             refused.append(one.why_unsigned())
         else:
             unsigned += 1
-    return ReadingsCount(key is not None, signed, unsigned, tuple(refused))
+    note = Counted([], off_clock=tuple(off_clock)).why_off_clock()  # the same note pcc_energy's reason gives
+    return ReadingsCount(key is not None, signed, unsigned, tuple(refused), note)
 
 
 def readings_count(
