@@ -26,6 +26,8 @@ from peergrid_ledger.tx import sign_tx
 
 from .test_disputes import PRICE, T, ramp, sealed_buckets
 
+LONE = {"why": "one statement"}  # no decision yet reads as the lone one: wait on
+
 
 def test_a_running_dso_node_settles_a_dispute_on_the_mgmc_chain(tmp_path: Path, mosquitto: Any) -> None:
     dso, authority = Keypair.generate(), Keypair.generate()
@@ -118,7 +120,11 @@ def test_a_running_dso_node_settles_a_dispute_on_the_mgmc_chain(tmp_path: Path, 
             await land(b, "settle", {"trade": tid, "delivered": 300})
             await land(s, "settle", {"trade": tid, "delivered": 500})  # disputed
             await until(lambda: (query.settlement(follower.app.state, tid) or {}).get("state") == "disputed")
-            await until(lambda: node.disputes.decision(tid) is not None)
+            # its decision on the dispute, not the one it recorded while b's statement stood alone (the DSO
+            # takes a lone word up at once and meters it from LONE_FROM: peergrid_ledger.takeup)
+            await until(
+                lambda: not str((node.disputes.decision(tid) or LONE).get("why")).startswith("one statement")
+            )
             waiting = node.disputes.decision(tid)
             for mg, buckets in readings.items():  # what the MGMCs post to /api/dso/disputes/readings
                 for bucket, leaves in buckets.items():
