@@ -15,7 +15,7 @@ and sends `settle {trade, delivered}` (on a trade whose parties the DSO priced w
 (`node_chains.ChainAdapter`: judged on the committed state first, so a refusal comes back at once with the chain's reason, never as a
 wait); the readings it held for a trade it no longer needs are dropped. Each decision is recorded once per change (`decisions`, and a JSON line in `record_file`): settled
 (with the metering it rests on, each party's meter readings it verified - `readings` {signed, unsigned,
-refused, refused_why}: `sealed_readings.ReadingsCount` - and the txid), refused (the chain's reason; tried again after `retry_s` while
+refused, refused_why[, off_clock]}: `sealed_readings.ReadingsCount` - and the txid), refused (the chain's reason; tried again after `retry_s` while
 the trade is still disputed, e.g. a buyer without funds), failed (a refusal no retry cures: `invalid`,
 `malformed`, `rule-violation` - logged once as an error and not tried again while it runs, so it never spins
 on one trade; a restart looks once more), or unresolved (why: readings missing, not the sealed
