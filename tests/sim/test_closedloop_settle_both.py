@@ -153,15 +153,23 @@ def test_the_lab_settles_trades_on_both_mgmcs_statements(settle_by_both_lab: Any
     by_dso = [t["settlement"] for t in trades if t["settlement"]["basis"] == "dso"]
     assert all(s["txid"].hex() in settled for s in by_dso), (len(by_dso), len(settled))
     sellers = sum(settled[s["txid"].hex()]["seller"] is not None for s in by_dso)
-    print(f"lab: meter readings per MG (signed, unsigned): {signed}; DSO settles {len(by_dso)}, seller metered "
-          f"{sellers}")  # fmt: skip
+    # what the DSO itself counted (its record, c24fb6c): each party it read has a signing meter, readings it
+    # verified and none it refused; every seller it settled from was read. A null entry is a party whose
+    # readings the DSO did not read (a vouch's buyer posts none for an agreed trade)
+    read = [(side, r) for s in by_dso for side, r in settled[s["txid"].hex()]["readings"].items() if r]
+    assert read and all(r["signing"] and r["signed"] > 0 and r["refused"] == 0 for _, r in read), read
+    assert all(settled[s["txid"].hex()]["readings"]["seller"] for s in by_dso), by_dso
+    totals = {k: sum(r[k] for _, r in read) for k in ("signed", "unsigned", "refused")}
+    print(f"lab: meter readings per MG (signed, unsigned): {signed}; the DSO's records: {len(read)} party "
+          f"readings verified {totals}; DSO settles {len(by_dso)}, seller metered {sellers}")  # fmt: skip
     assert by_dso and sellers, (len(by_dso), sellers)
 
 
 def _signed_meter_readings(workdir: Path) -> dict[str, tuple[int, int]]:
     """MG -> (signed, unsigned) PCC meter readings in the commitment intervals its edge sealed, each checked
-    as the DSO counts them under the meter key its config enrolled (`meter_signing.counted_leaves`: a forged,
-    malformed or replayed one raises); every MG's meter must sign, in each interval it sealed readings of."""
+    as the DSO counts them under the meter key its config enrolled (`meter_signing.counted_leaves`: none may
+    carry a signed reading that is malformed or does not verify, `Counted.bad_signed`; a leaf that does not
+    decode still raises); every MG's meter must sign, in each interval it sealed readings of."""
     import yaml
 
     from peergrid_edge.store import EdgeStore
@@ -183,8 +191,9 @@ def _signed_meter_readings(workdir: Path) -> dict[str, tuple[int, int]]:
             sealed = [k for k in range(*_commitments(store)) if store.is_sealed(k)]
             meters = {k: [decode(leaf) for leaf in store.leaves(k)] for k in sealed}
             meters = {k: [f for f in fs if f["nature"] == "meter"] for k, fs in meters.items()}
-            for k in sealed:  # raises Unmetered for a reading the DSO would refuse the party for
-                counted_leaves(store.leaves(k), bytes.fromhex(key), bound_ms)
+            for k in sealed:  # a signed reading left out (review15 M1: no longer a raise) fails here
+                counted = counted_leaves(store.leaves(k), bytes.fromhex(key), bound_ms)
+                assert not counted.bad_signed, (mg, k, counted.why_unsigned())
         finally:
             store.close()
         readings = [f for fs in meters.values() for f in fs]
