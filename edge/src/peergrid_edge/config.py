@@ -68,11 +68,24 @@ class DeviceSettings(StrictSettings):
     quarantine_max_s: float = Field(300.0, gt=0)
     stale_after_s: float | None = Field(None, gt=0)  # default: 3 poll intervals + timeout
     control: ControlSettings | None = None  # None: read-only device, never written
+    # The PCC meter's Ed25519 public key (64 lowercase hex), the one the DSO enrols as `mgs.<mg>.meter_key`:
+    # each poll's signed reading (SunSpec vendor model 64204) is then verified and its clock compared with this
+    # Pi's, for the operator only (`meter_signed.MeterWatch`, /metrics); the reading leaf is sealed as before.
+    # None: nothing verified. Only on a Modbus meter (an MQTT meter's telemetry carries no signed reading).
+    meter_key: str | None = Field(None, pattern=r"^[0-9a-f]{64}$")
+    # How far the meter's signed time may be from this Pi's before a warning: the DSO's default note bound
+    # (its `disputes.meter_time_bound_s`).
+    meter_time_bound_s: float = Field(2.0, gt=0, allow_inf_nan=False)
 
     @model_validator(mode="after")
     def _protocol_fields(self) -> DeviceSettings:
         if self.protocol == "modbus-rtu" and not self.serial_port:
             raise ValueError(f"device {self.name}: modbus-rtu needs serial_port")
+        if self.meter_key is not None and (self.nature != "meter" or self.protocol == "mqtt"):
+            raise ValueError(
+                f"device {self.name}: meter_key is for a Modbus SunSpec meter (nature meter, modbus-tcp or "
+                f"modbus-rtu), not a {self.nature} over {self.protocol}: nothing else carries a signed reading"
+            )
         return self
 
     @property

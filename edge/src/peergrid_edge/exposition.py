@@ -3,8 +3,9 @@
 Promises: `families(daemon)` renders poll latency (histogram), per-device errors, quarantines, quarantined and
 stale flags, the number of stale devices, the malformed telemetry each MQTT device dropped, dispatch mode and
 alarms, queued and submitted ledger transactions and ledger heights (when a replica reports them), and, given
-the daemon's schedule intake, the schedules it ignored by reason (`schedules_ignored`). Reads daemon state
-only; never blocks, never raises.
+the daemon's schedule intake, the schedules it ignored by reason (`schedules_ignored`), and for each device
+whose config names its `meter_key` its polls by signed-reading result and its clock offset (`meter_watch`; no
+such family without one). Reads daemon state only; never blocks, never raises.
 """
 
 from __future__ import annotations
@@ -15,7 +16,10 @@ from peergrid_edge.metrics import Family, render
 from peergrid_edge.telemetry import MqttTelemetryDriver
 
 if TYPE_CHECKING:
+    from collections.abc import Iterable
+
     from peergrid_edge.daemon import EdgeDaemon
+    from peergrid_edge.polling import DeviceState
     from peergrid_edge.schedule_intake import ScheduleIntake
 
 P = "peergrid_edge_"
@@ -27,6 +31,29 @@ def schedules_ignored(intake: ScheduleIntake) -> Family:
     name = P + "schedules_ignored_total"
     samples = [(name, {"reason": reason}, float(n)) for reason, n in sorted(intake.ignored.items())]
     return Family(name, "counter", "Schedule messages ignored (logged, not taken), by reason.", samples)
+
+
+def meter_watch(states: Iterable[DeviceState]) -> list[Family]:
+    """The watched signing meters (`meter_signed.MeterWatch`): polls by result, zeros too, and the last
+    verified offset of the meter's clock (left out until a reading verified). Empty when none is watched."""
+    watched = [(s.settings.name, s.watch) for s in states if s.watch is not None]
+    if not watched:
+        return []
+    signed, offset = P + "meter_signed_total", P + "meter_clock_offset_seconds"
+    return [
+        Family(
+            signed,
+            "counter",
+            "Good polls of a meter with meter_key, by its signed reading: ok, bad_signature, unsigned.",
+            [(signed, {"device": d, "result": r}, float(n)) for d, w in watched for r, n in w.counts.items()],
+        ),
+        Family(
+            offset,
+            "gauge",
+            "The meter's signed time minus the poll's time, last reading that verified (s).",
+            [(offset, {"device": d}, w.offset_s) for d, w in watched if w.offset_s is not None],
+        ),
+    ]
 
 
 def families(daemon: EdgeDaemon, schedules: ScheduleIntake | None = None) -> str:
@@ -168,4 +195,5 @@ def families(daemon: EdgeDaemon, schedules: ScheduleIntake | None = None) -> str
     ]
     if schedules is not None:
         out.append(schedules_ignored(schedules))
+    out.extend(meter_watch(states))
     return render(out)

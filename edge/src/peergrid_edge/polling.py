@@ -5,7 +5,9 @@ consecutive failed polls a device is quarantined for `quarantine_s`, and every f
 the back-off up to `quarantine_max_s`; one good read clears it. `DeviceState.is_stale(now)` is true when the
 last good reading is older than `stale_after` (or there never was one). `poll_device` runs one device: each
 poll is bounded by the device's timeout (times its retries), so a black-holed device never delays another
-device's task; missed slots are skipped, never bursted. Assumes the driver's `read_all` never raises.
+device's task; missed slots are skipped, never bursted. A device whose config names its `meter_key` has a
+`MeterWatch` (`DeviceState.watch`) that each good poll's signed reading goes through, its changes of state
+logged once each. Assumes the driver's `read_all` never raises.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from dataclasses import dataclass, field
 from peergrid_edge.clock import Clock
 from peergrid_edge.config import DeviceSettings
 from peergrid_edge.drivers import Driver, Snapshot
+from peergrid_edge.meter_signed import MeterWatch
 
 log = logging.getLogger("peergrid.edge.poll")
 
@@ -73,6 +76,19 @@ class DeviceState:
     doubts: tuple[str, ...] = ()  # what quality.implausible said about the last good reading
     last_poll_mono: float | None = None  # when the last attempt (good or not) finished
     latencies: list[float] = field(default_factory=list)  # drained by the metrics collector
+    watch: MeterWatch | None = None  # the signing meter's check (default: from settings.meter_key)
+
+    def __post_init__(self) -> None:
+        key = self.settings.meter_key
+        if self.watch is None and key is not None:
+            self.watch = MeterWatch.from_hex(key, self.settings.meter_time_bound_s)
+
+    def watch_meter(self, snapshot: Snapshot) -> None:
+        """A good poll's signed reading through the watch (if any), each change of state logged once."""
+        if self.watch is None:
+            return
+        for level, message in self.watch.observe(snapshot.points, snapshot.at):
+            log.log(level, "device %s: %s", self.settings.name, message)
 
     def is_stale(self, now_mono: float) -> bool:
         if self.last_good_mono is None:
@@ -124,6 +140,7 @@ async def poll_device(
         if snapshot.ok:
             state.health.record_success()
             state.last_good, state.last_good_mono = snapshot, finished
+            state.watch_meter(snapshot)
         else:
             was_quarantined = state.health.quarantined_until is not None
             state.health.record_failure(finished)

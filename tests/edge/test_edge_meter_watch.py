@@ -1,0 +1,198 @@
+"""review15 M1, the MG's side: the edge watches its own signing meter (`DeviceSettings.meter_key`).
+
+The emulated signing meter over real Modbus TCP on loopback, polled by the edge's own driver through
+`polling.poll_device` (the daemon's poll loop): each good poll's signed reading is verified under the key
+the config names and counted by result, the meter's signed time is compared with the poll's, and a change of
+state is logged once, not per poll. /metrics shows both (`exposition.meter_watch`); without a key nothing is
+watched and no such family is shown. A malformed key, or one on a device that carries no signed reading, is
+refused at check-config (one line, exit 2).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from pydantic import ValidationError
+
+from peergrid_edge import modbus as edge_modbus
+from peergrid_edge.clock import SystemClock
+from peergrid_edge.config import DeviceSettings
+from peergrid_edge.exposition import meter_watch
+from peergrid_edge.meter_signed import MeterWatch
+from peergrid_edge.metrics import render
+from peergrid_edge.polling import DeviceHealth, DeviceState, poll_device
+from peergrid_ledger.meter_signing import meter_keypair
+from peergrid_sim.devices import SunSpecDevice
+from peergrid_sim.server import ModbusTcpServer
+
+BIN = Path(sys.executable).parent
+SEED, MG, NAME = 13, "mg1", "pcc"
+KEY = meter_keypair(SEED, MG, NAME).public.hex()
+OTHER_KEY = meter_keypair(SEED + 1, MG, NAME).public.hex()  # a replaced meter's old key, say
+
+
+def meter(signs: bool = True, clock_off_s: float = 0.0) -> SunSpecDevice:
+    params = {"rating_w": 10_000.0, **({"key_seed": float(SEED)} if signs else {})}
+    device = SunSpecDevice.create(NAME, MG, "meter", 1, params)
+    device.model.export_wh, device.model.import_wh = 1234.0, 56.0
+    if device.signer is not None and clock_off_s:
+        device.signer.wall = lambda: time.time() + clock_off_s  # the meter's own real-time clock
+    return device
+
+
+def watched_polls(device: SunSpecDevice, n: int, **settings: object) -> DeviceState:
+    """`n` polls of `device` through the daemon's poll loop; the device's state at the end."""
+
+    async def run() -> DeviceState:
+        server = ModbusTcpServer("127.0.0.1", 0, {1: device})
+        port = await server.start()
+        config = DeviceSettings.model_validate(
+            {
+                "name": NAME,
+                "nature": "meter",
+                "port": port,
+                "timeout_s": 2,
+                "poll_interval_s": 0.02,
+                **settings,
+            }
+        )
+        driver = edge_modbus.SunSpecModbusDriver(config)
+        state = DeviceState(config, DeviceHealth.for_device(config))
+        stopping = asyncio.Event()
+
+        def on_poll(state: DeviceState) -> None:
+            device.mark_stale()  # a fresh render (and signature) for the next read
+            if state.polls >= n:
+                stopping.set()
+
+        try:
+            await asyncio.wait_for(poll_device(driver, state, SystemClock(), stopping, on_poll), 30)
+        finally:
+            driver.close()
+            await server.close()
+        return state
+
+    return asyncio.run(run())
+
+
+def watch_lines(caplog: pytest.LogCaptureFixture) -> list[str]:
+    return [r.getMessage() for r in caplog.records if r.name == "peergrid.edge.poll"]
+
+
+def test_good_polls_count_ok_and_the_offset_is_near_zero(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO)
+    state = watched_polls(meter(), 4, meter_key=KEY)
+    assert state.health.errors_total == 0
+    assert state.watch is not None
+    assert state.watch.counts == {"ok": 4, "bad_signature": 0, "unsigned": 0}
+    assert state.watch.offset_s is not None and abs(state.watch.offset_s) < 1.0  # read time, ms on loopback
+    assert not state.watch.off_clock and watch_lines(caplog) == []
+    text = render(meter_watch([state]))
+    assert 'peergrid_edge_meter_signed_total{device="pcc",result="ok"} 4' in text
+    assert 'peergrid_edge_meter_signed_total{device="pcc",result="bad_signature"} 0' in text
+    assert 'peergrid_edge_meter_clock_offset_seconds{device="pcc"}' in text
+
+
+def test_a_wrong_key_counts_bad_signature_and_logs_once(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO)
+    state = watched_polls(meter(), 4, meter_key=OTHER_KEY)
+    assert state.watch is not None
+    assert state.watch.counts == {"ok": 0, "bad_signature": 4, "unsigned": 0}
+    assert state.watch.offset_s is None  # no reading verified: nothing said about the meter's clock
+    lines = watch_lines(caplog)
+    assert len(lines) == 1 and "bad_signature" in lines[0] and "does not verify" in lines[0], lines
+    text = render(meter_watch([state]))
+    assert 'result="bad_signature"} 4' in text and "meter_clock_offset_seconds{" not in text
+
+
+def test_a_meter_clock_set_off_shows_its_offset_and_warns_once(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO)
+    state = watched_polls(meter(clock_off_s=5.0), 3, meter_key=KEY)
+    assert state.watch is not None and state.watch.counts["ok"] == 3
+    assert state.watch.offset_s is not None and 4.0 < state.watch.offset_s < 6.0
+    lines = watch_lines(caplog)
+    assert len(lines) == 1 and "+5.0 s off" in lines[0] and "bound 2 s" in lines[0], lines
+    # the bound is the config's: 10 s takes a 5-s offset without a word
+    caplog.clear()
+    state = watched_polls(meter(clock_off_s=-5.0), 2, meter_key=KEY, meter_time_bound_s=10)
+    assert state.watch is not None and state.watch.offset_s is not None and state.watch.offset_s < -4.0
+    assert not state.watch.off_clock and watch_lines(caplog) == []
+
+
+def test_a_meter_that_does_not_sign_counts_unsigned(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO)
+    state = watched_polls(meter(signs=False), 3, meter_key=KEY)
+    assert state.watch is not None
+    assert state.watch.counts == {"ok": 0, "bad_signature": 0, "unsigned": 3}
+    lines = watch_lines(caplog)
+    assert len(lines) == 1 and "unsigned" in lines[0] and "64204" in lines[0], lines
+
+
+def test_without_a_key_nothing_is_watched_and_no_family_is_shown() -> None:
+    state = watched_polls(meter(), 2)
+    assert state.watch is None and state.polls == 2
+    assert meter_watch([state]) == []
+
+
+def test_each_change_of_state_is_one_line_back_and_forth() -> None:
+    """The watch alone, on decoded points: ok -> bad -> bad -> ok logs a warning and an info, nothing more;
+    a clock drifting out and back likewise."""
+    signer = meter().signer
+    assert signer is not None
+    now = time.time()
+
+    def points(off_s: float = 0.0, garble: bool = False) -> dict[str, dict[str, object]]:
+        signer.wall = lambda: now + off_s
+        r = signer.readings({"export_wh": 10.0, "import_wh": 2.0})
+        sig = r["signature"] if not garble else ("00" + r["signature"][2:])
+        block = {"Sig": sig, "MtrId": r["signed_meter"], "Tms": r["signed_ms"]}
+        return {"64204": {**block, "TotWhExp": r["signed_export_wh"], "TotWhImp": r["signed_import_wh"]}}
+
+    watch = MeterWatch.from_hex(KEY, 2.0)
+    levels = [[level for level, _ in watch.observe(p, now)] for p in
+              (points(), points(garble=True), points(garble=True), points(), points(3.0), points(3.5), points())]  # fmt: skip
+    assert levels == [[], [logging.WARNING], [], [logging.INFO], [logging.WARNING], [], [logging.INFO]]
+    assert watch.counts == {"ok": 5, "bad_signature": 2, "unsigned": 0}
+
+
+@pytest.mark.parametrize(
+    ("entry", "expected"),
+    [
+        ({"nature": "meter", "meter_key": KEY.upper()}, "meter_key"),
+        ({"nature": "meter", "meter_key": KEY[:-2]}, "meter_key"),
+        ({"nature": "pv", "meter_key": KEY}, "meter_key is for a Modbus SunSpec meter"),
+        ({"nature": "meter", "protocol": "mqtt", "meter_key": KEY}, "not a meter over mqtt"),
+        ({"nature": "meter", "meter_key": KEY, "meter_time_bound_s": 0}, "meter_time_bound_s"),
+    ],
+)
+def test_a_bad_meter_key_is_refused_at_check_config(
+    tmp_path: Path, entry: dict[str, object], expected: str
+) -> None:
+    with pytest.raises(ValidationError, match=expected):
+        DeviceSettings.model_validate({"name": "pcc", **entry})
+    config = tmp_path / "edge.yaml"
+    fields = ", ".join(f"{k}: {json.dumps(v)}" for k, v in entry.items())  # JSON: YAML reads hex as hex
+    config.write_text(f"node_id: n1\nmg: mg1\ndevices:\n  - {{name: pcc, {fields}}}\n")
+    result = subprocess.run(
+        [str(BIN / "peergrid-edge"), "check-config", "--config", str(config)], capture_output=True, text=True
+    )
+    assert result.returncode == 2
+    assert len(result.stderr.strip().splitlines()) == 1 and expected in result.stderr, result.stderr
+
+
+def test_a_good_meter_key_passes_check_config(tmp_path: Path) -> None:
+    config = tmp_path / "edge.yaml"
+    config.write_text(
+        f"node_id: n1\nmg: mg1\ndevices:\n  - {{name: pcc, nature: meter, meter_key: '{KEY}'}}\n"
+    )
+    result = subprocess.run(
+        [str(BIN / "peergrid-edge"), "check-config", "--config", str(config)], capture_output=True, text=True
+    )
+    assert result.returncode == 0, result.stderr
