@@ -122,10 +122,17 @@ def rebargain_wait_s(timing: LoopTiming, mgs: int) -> float:
 def edge_config(
     chains: LabChains, mg: str, feeder: str, broker: tuple[str, int], data_dir: Path, devices: list[dict[str, Any]],
     scenario_path: Path, timing: LoopTiming, records: Path, dso_api_url: str | None = None,
+    meter_key: tuple[str, str] | None = None,
 ) -> dict[str, Any]:  # fmt: skip
-    """An MGMC's config; `dso_api_url`: where it posts its sealed PCC readings for a disputed trade."""
+    """An MGMC's config; `dso_api_url`: where it posts its sealed PCC readings for a disputed trade;
+    `meter_key`: (its PCC meter's device name, the meter's public key in hex, `meter_keys`), given to that
+    device so the edge verifies each poll's signed reading and shows its meter's clock offset (/metrics), as the
+    DSO enrols it; a device of that name missing from `devices` is an error (the key would go unused)."""
     period = timing.block_period_ms
     poll_s = poll_period_s(timing.interval_s)
+    if meter_key is not None and all(d.get("name") != meter_key[0] for d in devices):
+        raise ValueError(f"{mg}: no device {meter_key[0]!r} to give the meter key to")
+    keyed = {} if meter_key is None else {meter_key[0]: {"meter_key": meter_key[1]}}
     return {
         "node_id": f"mgmc-{mg}",
         "mg": mg,
@@ -133,7 +140,7 @@ def edge_config(
         "broker": {"host": broker[0], "port": broker[1], "keepalive_s": 5},
         "data_dir": str(data_dir),
         "health_period_s": poll_s,
-        "devices": [{**d, "poll_interval_s": poll_s} for d in devices],
+        "devices": [{**d, "poll_interval_s": poll_s, **keyed.get(str(d.get("name")), {})} for d in devices],
         "dispatch": {
             "period_s": max(0.5, timing.interval_s / 3),
             "schedule_timeout_s": 4 * timing.interval_s + 30,

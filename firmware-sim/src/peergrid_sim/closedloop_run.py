@@ -260,6 +260,8 @@ class ClosedLoop:
         workdir, feeder = Path(bed.workdir), bed.scenario.feeder
         # battery watchdog: three intervals of simulated time without a rate write and it holds 0 W
         devices = edge_devices(endpoints, bed.scenario, round(3 * self.interval_min * 60))
+        seeds = self.meter_seeds(bed)
+        keys = meter_keys(seeds)  # the ones the DSO node enrols: each edge watches its own meter against it
         for mg in self.chains.mgs:
             node = f"mgmc-{mg}"
             edge_broker = broker
@@ -276,6 +278,7 @@ class ClosedLoop:
             config = edge_config(
                 self.chains, mg, feeder, edge_broker, workdir / "nodes" / node, devices.get(mg, []),
                 Path(bed.scenario_path).resolve(), self.timing, records, dso_api_url,
+                (seeds[mg][0], keys[mg]) if mg in keys else None,
             )  # fmt: skip
             cfg_path = workdir / "config" / f"{node}.yaml"
             cfg_path.write_text(yaml.safe_dump(config, sort_keys=False), encoding="utf-8")
