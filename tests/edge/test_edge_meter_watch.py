@@ -17,13 +17,16 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
+from edge_helpers import edge_settings, run_for
 from pydantic import ValidationError
 
 from peergrid_edge import modbus as edge_modbus
 from peergrid_edge.clock import SystemClock
-from peergrid_edge.config import DeviceSettings
+from peergrid_edge.config import DeviceSettings, EdgeSettings
+from peergrid_edge.daemon import EdgeDaemon
 from peergrid_edge.exposition import meter_watch
 from peergrid_edge.meter_signed import MeterWatch
 from peergrid_edge.metrics import render
@@ -196,3 +199,40 @@ def test_a_good_meter_key_passes_check_config(tmp_path: Path) -> None:
         [str(BIN / "peergrid-edge"), "check-config", "--config", str(config)], capture_output=True, text=True
     )
     assert result.returncode == 0, result.stderr
+
+
+def test_the_daemon_shows_its_watched_meter_on_metrics(run_sim: Any, tmp_path: Path) -> None:
+    """The whole daemon (its own poll loop and /metrics text) on firmware-sim's signing meter: the watched
+    meter's families, ok counting up, and no series for the unwatched PV."""
+    sim = run_sim(
+        [{"name": "pv1", "kind": "pv"}, {"name": "meter", "kind": "meter", "params": {"key_seed": SEED}}]
+    )
+    base = edge_settings(tmp_path, sim).model_dump(mode="json")
+    key = meter_keypair(SEED, "mg1", "meter").public.hex()
+    for device in base["devices"]:
+        if device["name"] == "meter":
+            device["meter_key"] = key
+    daemon = EdgeDaemon(EdgeSettings.model_validate(base))
+
+    async def body() -> str:
+        watch = daemon.states["meter"].watch
+        assert watch is not None and daemon.states["pv1"].watch is None
+        for _ in range(100):
+            if watch.counts["ok"] >= 2:
+                break
+            await asyncio.sleep(0.1)
+        return daemon.metrics_text()
+
+    try:
+        text = asyncio.run(run_for(daemon, body))
+    finally:
+        daemon.store.close()
+    lines = [line for line in text.splitlines() if line.startswith("peergrid_edge_meter_")]
+    assert [line.rsplit(" ", 1)[0] for line in lines] == [
+        'peergrid_edge_meter_signed_total{device="meter",result="ok"}',
+        'peergrid_edge_meter_signed_total{device="meter",result="bad_signature"}',
+        'peergrid_edge_meter_signed_total{device="meter",result="unsigned"}',
+        'peergrid_edge_meter_clock_offset_seconds{device="meter"}',
+    ]
+    values = [float(line.rsplit(" ", 1)[1]) for line in lines]
+    assert values[0] >= 2 and values[1:3] == [0, 0] and abs(values[3]) < 1.0, lines
