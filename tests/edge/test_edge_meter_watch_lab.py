@@ -27,7 +27,7 @@ TIMING = LoopTiming(t0=1000.0, interval_s=6.0, first_interval=36, intervals=2)
 def endpoints() -> list[dict[str, Any]]:
     """What firmware-sim would list for mg1 and mg2 (each device over Modbus TCP on its own port)."""
     scenario = load_scenario(SCENARIO)
-    found = []
+    found: list[dict[str, Any]] = []
     for mg in scenario.microgrids[:2]:
         for i, d in enumerate(mg.devices):
             found.append({"mg": mg.name, "device": d.name, "kind": d.kind, "protocol": "modbus-tcp",
