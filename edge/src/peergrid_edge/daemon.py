@@ -5,7 +5,8 @@ reading goes into the local LevelDB under its commitment interval, each closed i
 `der_commitment` transaction queued on disk and submitted in order, one at a time, only while the broker
 acknowledges (islanded: polling and dispatch go on, the queue grows, nothing is lost); dispatch runs
 `decide` on a frozen snapshot every `dispatch.period_s`, falling back to each device's safe state when no valid
-schedule arrived within `schedule_timeout_s`. Health goes to `peergrid/<feeder>/health/<node>` as JSON
+schedule arrived within `schedule_timeout_s`; one that arrives before its start waits for it, the schedule in
+force running on until then (`set_schedule`). Health goes to `peergrid/<feeder>/health/<node>` as JSON
 {node, mg, at, devices: [...]}. systemd: READY=1 after the first poll cycle with a good reading, WATCHDOG=1 only
 while every poll task makes progress, STOPPING=1 on SIGTERM/SIGINT followed by a clean shutdown: every task is
 cancelled until it has ended (`peergrid_ledger.consensus.shutdown`: one cancel can be lost), then the MQTT
@@ -61,6 +62,10 @@ def _opt(path: Path | None) -> str | None:
 
 
 class EdgeDaemon:
+    # class defaults: a daemon built without __init__ (a test's stand-in) holds no next schedule either
+    next_schedule: Schedule | None = None  # one taken before its start: in force from it on
+    next_at: float | None = None  # monotonic time the next one was taken
+
     def __init__(
         self, settings: EdgeSettings, clock: Clock | None = None, tx_sink: TxSink | None = None
     ) -> None:
@@ -80,8 +85,8 @@ class EdgeDaemon:
         self.actuator = Actuator(self.drivers, self.states, settings.dispatch, self.clock)
         self.store = EdgeStore(settings.data_dir / "edge.db")
         self.keypair = load_or_create_key(settings.ledger.key_file or settings.data_dir / "node.key")
-        self.schedule: Schedule | None = None
-        self.schedule_at: float | None = None  # monotonic time the last valid schedule arrived
+        self.schedule: Schedule | None = None  # the schedule in force: dispatch follows it while valid
+        self.schedule_at: float | None = None  # monotonic time the last schedule was taken (either kind)
         self.schedule_intake = ScheduleIntake()  # parses each schedule message, counts the ignored ones
         self.mode = "safe"
         self.latency = Histogram()
@@ -197,15 +202,38 @@ class EdgeDaemon:
     def _on_schedule(self, topic: str, payload: bytes) -> None:
         # None: logged, counted by reason and ignored, the schedule held kept - also one over already or older
         # than it (a late or replayed message), which would have sent the devices to their safe state
+        self._advance()  # judged against the schedules as they stand now, a next whose start came in force
         quiet = self.schedule is not None and self.current_schedule() is None  # the controller went quiet
-        schedule = self.schedule_intake.take(payload, self.clock.wall(), self.schedule, quiet)
+        timeout = self.settings.dispatch.schedule_timeout_s
+        ahead_quiet = self.next_at is not None and self.clock.monotonic() - self.next_at > timeout
+        schedule = self.schedule_intake.take(
+            payload, self.clock.wall(), self.schedule, quiet, self.next_schedule, ahead_quiet
+        )
         if schedule is not None:
             self.set_schedule(schedule)
 
     def set_schedule(self, schedule: Schedule) -> None:
-        self.schedule, self.schedule_at = schedule, self.clock.monotonic()
+        """In force now, or, when it starts after the wall clock, held as the next one (replacing the one held)
+        while the schedule in force runs on until its start: a controller that sends the next interval's
+        schedule early no longer throws the MG into the safe state for the rest of this one. Either way a
+        sign of the controller's life: its silence timer restarts."""
+        self._advance()  # a next whose start came must not later replace this one
+        now = self.clock.monotonic()
+        if schedule.valid_from > self.clock.wall():
+            self.next_schedule, self.next_at = schedule, now
+        else:
+            self.schedule = schedule
+        self.schedule_at = now
+
+    def _advance(self) -> None:
+        """The next schedule in force once the wall clock reaches its start (its start is in it)."""
+        following = self.next_schedule
+        if following is not None and following.valid_from <= self.clock.wall():
+            self.schedule, self.next_schedule, self.next_at = following, None, None
+            log.info("schedule %d in force", following.interval)
 
     def current_schedule(self) -> Schedule | None:
+        self._advance()
         if self.schedule is None or self.schedule_at is None:
             return None
         if self.clock.monotonic() - self.schedule_at > self.settings.dispatch.schedule_timeout_s:
@@ -314,6 +342,7 @@ class EdgeDaemon:
     def metrics_text(self) -> str:
         from peergrid_edge.exposition import families
 
+        self._advance()  # the schedule interval shown is the one in force now
         return families(self, self.schedule_intake)
 
     async def _sleep(self, seconds: float) -> None:

@@ -13,8 +13,13 @@ be valid, and taking it would throw a running MGMC out of its good schedule into
 starts before `held`, which has not ended: older than the schedule in force, a late or replayed message).
 A message carries no issue time or sequence, so its start is its age: a controller's next schedule starts no
 earlier than the one before it, and a revision of an interval starts with it and is taken (so is a replay of
-the schedule in force itself: it changes nothing but the controller's silence timer). Never raises on any
-bytes; never keeps or sets a schedule (the caller keeps the one it had).
+the schedule in force itself: it changes nothing but the controller's silence timer). One that starts after
+`now` is also judged against `ahead`, the next schedule the daemon holds for its start (E19), by the same
+rule: the same start is a revision and is taken, a later one too (the controller's newest word: it replaces
+`ahead`), an earlier one is stale (a controller's schedules come in start order: one starting between now and
+the next held is a late or replayed message), unless `ahead` has waited longer than `schedule_timeout_s`
+(`ahead_quiet`): a next dated far ahead by a wrong clock keeps no later correction out for good. Never raises
+on any bytes; never keeps or sets a schedule (the caller keeps the ones it had).
 """
 
 from __future__ import annotations
@@ -90,16 +95,25 @@ class ScheduleIntake:
         self.ignored: dict[str, int] = dict.fromkeys(REASONS, 0)
 
     def take(
-        self, payload: bytes, now: float, held: Schedule | None = None, quiet: bool = False
+        self,
+        payload: bytes,
+        now: float,
+        held: Schedule | None = None,
+        quiet: bool = False,
+        ahead: Schedule | None = None,
+        ahead_quiet: bool = False,
     ) -> Schedule | None:
-        """`now`: the daemon's wall clock (s), the time `decide` judges validity by; `held`: the last schedule
-        the daemon took (None: none); `quiet`: that one came more than `schedule_timeout_s` ago."""
+        """`now`: the daemon's wall clock (s), the time `decide` judges validity by; `held`: the schedule in
+        force (None: none); `quiet`: that one came more than `schedule_timeout_s` ago; `ahead`: the next one
+        held for its start (None: none), `ahead_quiet`: taken more than `schedule_timeout_s` ago."""
         try:
             schedule = parse_schedule(payload)
         except ScheduleError as exc:
             self._ignore(reason_of(payload), str(exc))
             return None
         late = lateness(schedule, now, held, quiet)
+        if late is None and schedule.valid_from > now:
+            late = lateness(schedule, now, ahead, ahead_quiet)  # an early one is ordered by the next too
         if late is not None:
             self._ignore(*late)
             return None

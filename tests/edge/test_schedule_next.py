@@ -1,0 +1,312 @@
+"""A schedule that arrives before its start waits for it; the schedule in force runs on until then (E19).
+
+Before, an early schedule (the next interval's, sent ahead as any controller does) replaced the one in force,
+and dispatch (`decide` at the wall clock) went to the devices' safe state until the new one started. Now the
+daemon holds it as the next schedule and puts it in force at its start exactly, logging "schedule N in force".
+A real `EdgeDaemon` on a `ManualClock`, as tests/edge/test_schedule_late.py drives it.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from peergrid_edge.clock import ManualClock
+from peergrid_edge.config import EdgeSettings
+from peergrid_edge.daemon import EdgeDaemon
+from peergrid_edge.dispatch import Schedule, decide
+from peergrid_edge.schedule_intake import REASONS, ScheduleIntake
+
+TIMEOUT_S = 60.0
+START = 1_000.0  # the clock's wall time at the start (wall offset 0: its steps are exact floats)
+
+
+def message(interval: int, valid_from: float, valid_until: float, limit_w: float = 5000.0) -> bytes:
+    body: dict[str, Any] = {
+        "interval": interval,
+        "valid_from": valid_from,
+        "valid_until": valid_until,
+        "setpoints": {"pv1": {"limit_w": limit_w}},
+    }
+    return json.dumps(body).encode()
+
+
+@contextmanager
+def edge(data_dir: Path, clock: ManualClock, timeout_s: float = TIMEOUT_S) -> Iterator[EdgeDaemon]:
+    dispatch = {"schedule_timeout_s": timeout_s}
+    settings = EdgeSettings.model_validate(
+        {"node_id": "n", "mg": "mg1", "data_dir": str(data_dir), "dispatch": dispatch}
+    )
+    daemon = EdgeDaemon(settings, clock)
+    try:
+        yield daemon
+    finally:
+        daemon.store.close()
+
+
+def send(daemon: EdgeDaemon, payload: bytes) -> None:
+    daemon._on_schedule(daemon.schedule_topic, payload)
+
+
+def dispatching(daemon: EdgeDaemon) -> str:
+    """The next dispatch tick's reason: 'schedule <interval>' while it follows one, else why it is safe."""
+    return decide({}, daemon.current_schedule(), daemon.clock.wall(), 1.0).reason
+
+
+def counts(**reasons: int) -> dict[str, int]:
+    return {reason: reasons.get(reason, 0) for reason in REASONS}
+
+
+def switches(caplog: pytest.LogCaptureFixture) -> list[str]:
+    return [r.getMessage() for r in caplog.records if r.getMessage().endswith("in force")]
+
+
+def test_the_schedule_in_force_runs_on_while_the_next_waits_and_the_switch_is_at_its_start_exactly(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    clock = ManualClock(START, wall_offset=0.0)
+    with edge(tmp_path, clock) as daemon, caplog.at_level(logging.INFO, logger="peergrid.edge"):
+        send(daemon, message(5, 900.0, 1100.0))
+        clock.now = 1050.0
+        send(daemon, message(6, 1100.0, 1200.0, limit_w=3000.0))  # the next interval's, 50 s early
+        assert daemon.schedule is not None and daemon.schedule.interval == 5
+        assert daemon.next_schedule is not None and daemon.next_schedule.interval == 6
+        assert daemon.schedule_at == 1050.0  # the early message is a sign of the controller's life
+        assert dispatching(daemon) == "schedule 5" and switches(caplog) == []
+        clock.now = math.nextafter(1100.0, -math.inf)  # the last instant of schedule 5
+        assert dispatching(daemon) == "schedule 5" and daemon.next_schedule is not None
+        clock.now = (
+            1100.0  # schedule 5's end is schedule 6's start: no instant between them in the safe state
+        )
+        assert dispatching(daemon) == "schedule 6"
+        assert daemon.next_schedule is None and daemon.schedule is not None
+        assert daemon.schedule.setpoints == {"pv1": {"limit_w": 3000.0}}
+        assert dispatching(daemon) == "schedule 6"
+        assert switches(caplog) == ["schedule 6 in force"]  # once, at the switch
+        metric = [
+            ln for ln in daemon.metrics_text().splitlines() if ln.startswith("peergrid_edge_market_schedule")
+        ]
+        assert metric == ["peergrid_edge_market_schedule_interval 6"]
+        assert daemon.schedule_intake.ignored_total == 0
+
+
+def test_the_metrics_show_the_schedule_in_force_not_the_one_waiting_and_switch_without_a_dispatch_tick(
+    tmp_path: Path,
+) -> None:
+    clock = ManualClock(START, wall_offset=0.0)
+    with edge(tmp_path, clock) as daemon:
+        send(daemon, message(5, 900.0, 1100.0))
+        send(daemon, message(6, 1100.0, 1200.0))
+
+        def shown() -> list[str]:
+            return [
+                ln
+                for ln in daemon.metrics_text().splitlines()
+                if ln.startswith("peergrid_edge_market_schedule")
+            ]
+
+        assert shown() == ["peergrid_edge_market_schedule_interval 5"]
+        clock.now = 1100.0  # no dispatch tick ran: a scrape at the start already shows the next in force
+        assert shown() == ["peergrid_edge_market_schedule_interval 6"]
+
+
+def test_a_next_held_is_replaced_by_its_revision_and_by_a_later_one_an_earlier_one_is_stale(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    clock = ManualClock(START, wall_offset=0.0)
+    with edge(tmp_path, clock, timeout_s=1000.0) as daemon:  # no quiet here
+        send(daemon, message(5, 900.0, 1100.0))
+        send(daemon, message(7, 1200.0, 1300.0))
+        send(daemon, message(7, 1200.0, 1300.0, limit_w=1000.0))  # a revision: the same start
+        assert daemon.next_schedule is not None
+        assert daemon.next_schedule.setpoints == {"pv1": {"limit_w": 1000.0}}
+        with caplog.at_level(logging.WARNING, logger="peergrid.edge.daemon"):
+            send(daemon, message(6, 1100.0, 1200.0))  # starts after now, before the next held: stale
+        assert [r.getMessage() for r in caplog.records] == [
+            "ignored a schedule: stale: schedule 6 starts at 1100.000, before schedule 7 (from 1200.000), which "
+            "has not ended"
+        ]
+        assert daemon.schedule_intake.ignored == counts(stale=1)
+        assert daemon.next_schedule.interval == 7 and dispatching(daemon) == "schedule 5"
+        send(daemon, message(8, 1300.0, 1400.0))  # later still: the controller's newest word replaces it
+        assert daemon.next_schedule is not None and daemon.next_schedule.interval == 8
+        # a revision of the schedule in force is taken in force and leaves the next held alone
+        send(daemon, message(5, 900.0, 1100.0, limit_w=2000.0))
+        assert daemon.schedule is not None and daemon.schedule.setpoints == {"pv1": {"limit_w": 2000.0}}
+        assert daemon.next_schedule.interval == 8
+        clock.now = 1300.0
+        assert dispatching(daemon) == "schedule 8"
+
+
+def test_a_revision_arriving_after_the_next_started_but_before_any_tick_stays_in_force(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The switch is made before a message is judged, not only at a dispatch tick: the next held, once started,
+    must not later replace the revision of itself that came in between."""
+    clock = ManualClock(START, wall_offset=0.0)
+    with edge(tmp_path, clock) as daemon, caplog.at_level(logging.INFO, logger="peergrid.edge"):
+        send(daemon, message(6, 1100.0, 1200.0))  # nothing in force yet: held
+        assert dispatching(daemon) == "no schedule" and daemon.next_schedule is not None
+        clock.now = 1110.0
+        send(daemon, message(6, 1100.0, 1200.0, limit_w=1500.0))  # no tick since its start; a revision
+        assert switches(caplog) == ["schedule 6 in force"] and daemon.next_schedule is None
+        assert dispatching(daemon) == "schedule 6"
+        assert daemon.schedule is not None and daemon.schedule.setpoints == {"pv1": {"limit_w": 1500.0}}
+
+
+def test_the_controller_going_quiet_with_a_next_held_goes_safe_and_its_next_message_recovers(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    clock = ManualClock(START, wall_offset=0.0)
+    with edge(tmp_path, clock) as daemon, caplog.at_level(logging.INFO, logger="peergrid.edge"):
+        send(daemon, message(5, 990.0, 1300.0))
+        clock.now = 1010.0
+        send(daemon, message(6, 1100.0, 1400.0))  # the last word before the controller goes quiet
+        clock.now = 1010.0 + TIMEOUT_S  # 70 s after schedule 5 came, 60 after the next: not quiet yet
+        assert dispatching(daemon) == "schedule 5"
+        clock.now = math.nextafter(1010.0 + TIMEOUT_S, math.inf)
+        assert dispatching(daemon) == "no schedule"  # quiet: safe although schedule 5 is valid
+        clock.now = 1100.0
+        assert dispatching(daemon) == "no schedule"  # the switch is made, the quiet still holds
+        assert daemon.next_schedule is None and daemon.schedule is not None and daemon.schedule.interval == 6
+        assert switches(caplog) == ["schedule 6 in force"]
+        clock.now = 1120.0
+        send(daemon, message(6, 1100.0, 1400.0))  # the controller speaks again: a replay of the one in force
+        assert dispatching(daemon) == "schedule 6" and daemon.schedule_at == 1120.0
+
+
+def test_a_far_ahead_next_keeps_the_next_correct_one_out_only_while_its_controller_is_not_quiet(
+    tmp_path: Path,
+) -> None:
+    clock = ManualClock(START, wall_offset=0.0)
+    with edge(tmp_path, clock) as daemon:
+        send(daemon, message(5, 990.0, 2000.0))
+        send(daemon, message(9, 4e9, 4e9 + 900))  # a wrong clock's schedule, far ahead
+        clock.now = 1030.0
+        send(daemon, message(6, 1100.0, 1200.0))  # before the far one: stale while it is fresh
+        assert daemon.schedule_intake.ignored == counts(stale=1)
+        send(daemon, message(5, 990.0, 2000.0))  # the controller keeps its current one alive meanwhile
+        clock.now = 1000.0 + TIMEOUT_S + 1.0  # the far one has waited longer than the silence timeout
+        send(daemon, message(6, 1100.0, 1200.0))
+        assert daemon.next_schedule is not None and daemon.next_schedule.interval == 6
+        assert daemon.schedule_intake.ignored == counts(stale=1) and dispatching(daemon) == "schedule 5"
+        clock.now = 1100.0
+        assert dispatching(daemon) == "schedule 6"
+
+
+def test_a_restart_holds_nothing_until_the_controller_sends_again(tmp_path: Path) -> None:
+    """Nothing of the schedules is persisted: a restarted daemon is in the safe state until a message comes,
+    as it always was; the next held before the restart is lost with the one in force, and a resend of it
+    waits for its start again."""
+    clock = ManualClock(START, wall_offset=0.0)
+    with edge(tmp_path, clock) as daemon:
+        send(daemon, message(5, 900.0, 1100.0))
+        send(daemon, message(6, 1100.0, 1200.0))
+        assert dispatching(daemon) == "schedule 5"
+    clock.now = 1050.0
+    with edge(tmp_path, clock) as restarted:
+        assert restarted.schedule is None and restarted.next_schedule is None
+        assert dispatching(restarted) == "no schedule"
+        send(restarted, message(6, 1100.0, 1200.0))  # the controller resends the next one early
+        assert dispatching(restarted) == "no schedule" and restarted.next_schedule is not None
+        send(restarted, message(5, 900.0, 1100.0))  # and the current one
+        assert dispatching(restarted) == "schedule 5"
+        clock.now = 1100.0
+        assert dispatching(restarted) == "schedule 6"
+
+
+INTERVAL_S = 100.0
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    leads=st.lists(st.floats(0.0, INTERVAL_S, exclude_max=True), min_size=1, max_size=6),
+    resend=st.lists(st.booleans(), min_size=6, max_size=6),
+    ticks=st.lists(st.floats(0.0, 1.0, exclude_max=True), min_size=1, max_size=20),
+)
+def test_a_controller_sending_each_schedule_early_never_leaves_a_gap(
+    leads: list[float], resend: list[bool], ticks: list[float]
+) -> None:
+    """Schedule k covers [k*L, (k+1)*L) and is sent anywhere up to one interval early (some twice): at every
+    instant from the first one's start to the last one's end the schedule in force is the one valid then."""
+    n = len(leads)
+    sends = sorted(
+        [(k * INTERVAL_S - lead, k) for k, lead in enumerate(leads, 1)]
+        + [(k * INTERVAL_S - lead / 2, k) for k, lead in enumerate(leads, 1) if resend[k - 1]]
+    )
+    end = (n + 1) * INTERVAL_S  # the last one's end (excluded: a tick rounded onto it is dropped)
+    checks = [at for t in ticks if (at := INTERVAL_S + t * n * INTERVAL_S) < end]
+    checks += [float(k) * INTERVAL_S for k in range(1, n + 1)]  # every clock edge
+    events = sorted([(at, 0, k) for at, k in sends] + [(at, 1, 0) for at in checks])
+    with tempfile.TemporaryDirectory() as data_dir:
+        clock = ManualClock(0.0, wall_offset=0.0)
+        with edge(Path(data_dir), clock, timeout_s=2 * INTERVAL_S) as daemon:  # it speaks within 2 L
+            for at, kind, k in events:
+                clock.now = at
+                if kind == 0:
+                    send(daemon, message(k, k * INTERVAL_S, (k + 1) * INTERVAL_S))
+                    continue
+                in_force = daemon.current_schedule()
+                assert in_force is not None and in_force.valid_at(at)
+                assert in_force.interval == int(at // INTERVAL_S)
+                held = daemon.next_schedule
+                assert held is None or held.valid_from > at
+            assert daemon.schedule_intake.ignored_total == 0
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    st.lists(
+        st.tuples(st.floats(0.0, 50.0), st.floats(-100.0, 300.0), st.floats(1.0, 200.0)),
+        min_size=1,
+        max_size=8,
+    )
+)
+def test_at_any_time_the_schedule_in_force_has_started_and_a_next_held_has_not(
+    messages: list[tuple[float, float, float]],
+) -> None:
+    """Any messages at any times, in any order of their windows (late, stale, early, revisions): the daemon
+    never puts in force a schedule before its start and never holds as next one that has started."""
+    with tempfile.TemporaryDirectory() as data_dir:
+        clock = ManualClock(0.0, wall_offset=0.0)
+        with edge(Path(data_dir), clock) as daemon:
+            for i, (step, start, length) in enumerate(messages):
+                clock.now += step
+                send(daemon, message(i, start, start + length))
+                in_force, held = daemon.current_schedule(), daemon.next_schedule
+                assert in_force is None or in_force.valid_from <= clock.wall()
+                assert held is None or held.valid_from > clock.wall()
+
+
+TIMES = st.floats(-1e6, 1e6, allow_nan=False)
+
+
+@given(TIMES, TIMES, TIMES, TIMES, TIMES, st.booleans())
+def test_the_next_held_orders_only_early_schedules_and_only_while_it_is_fresh(
+    a: float, b: float, c: float, d: float, now: float, ahead_quiet: bool
+) -> None:
+    """Judged with a next held (`ahead`): a schedule starting by now is judged as without it; an early one
+    that is taken starts no earlier than the next held, unless that one has waited past the timeout."""
+    (start, end), (ahead_start, ahead_end) = sorted((a, b)), sorted((c, d))
+    if start >= end or ahead_start >= ahead_end or ahead_start <= now:
+        return  # malformed (test_schedule_late covers it), or no next: a next held has not started
+    ahead = Schedule(1, ahead_start, ahead_end, {})
+    with_ahead, without = ScheduleIntake(), ScheduleIntake()
+    taken = with_ahead.take(message(2, start, end), now, None, False, ahead, ahead_quiet)
+    if start <= now:
+        assert (taken is None) == (without.take(message(2, start, end), now) is None)
+        assert with_ahead.ignored == without.ignored
+    elif taken is None:
+        assert with_ahead.ignored == counts(stale=1) and not ahead_quiet and start < ahead_start
+    else:
+        assert ahead_quiet or start >= ahead_start
