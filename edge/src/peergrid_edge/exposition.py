@@ -138,7 +138,7 @@ def families(daemon: EdgeDaemon, schedules: ScheduleIntake | None = None) -> str
         Family(
             P + "market_schedule_interval",
             "gauge",
-            "Interval of the last schedule received (-1: none).",
+            "Interval of the schedule in force (-1: none).",
             [
                 (
                     P + "market_schedule_interval",
