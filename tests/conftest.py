@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
+from helpers_proc import alive
 
 from peergrid_ledger.keys import read_keyfile
 from peergrid_ledger.tied import tied_popen
@@ -312,15 +313,6 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
     item.config.add_cleanup(lane.close)
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    stat = Path(f"/proc/{pid}/stat")
-    return stat.exists() and stat.read_text().split()[2] != "Z"
-
-
 @pytest.fixture
 def lab_run(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> LabRun:
     """The finished testbed run of this `lab_ahead` test: from its group's lab lane, or run now when no lane
@@ -336,7 +328,7 @@ def lab_run(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFac
         run = LabRun(workdir, report, done.returncode, done.stdout, done.stderr, time.monotonic() - started)
     assert run.returncode == 0, f"{run.why}\n{run.stdout[-3000:]}{run.stderr[-3000:]}"
     pids = json.loads((run.workdir / "pids.json").read_text())
-    assert not [name for name, pid in pids.items() if _alive(pid)], "the testbed left processes running"
+    assert not [name for name, pid in pids.items() if alive(pid)], "the testbed left processes running"
     return run
 
 

@@ -16,6 +16,7 @@ import asyncio
 from typing import Any
 
 import pytest
+from test_meter_signed_poll import poll_once
 
 from peergrid_edge import modbus as edge_modbus
 from peergrid_edge.commitments import leaf_record, reading_leaf
@@ -116,22 +117,7 @@ def test_a_silent_counter_block_still_fails_the_poll(monkeypatch: pytest.MonkeyP
 
 
 def test_an_exception_on_the_signed_block_says_why_in_the_leaf() -> None:
-    device = SunSpecDevice.create("pcc", "s", "meter", 1, {"rating_w": 10_000.0, "key_seed": 11.0})
-    device.faults.exception_model = 64204
-
-    async def run() -> Snapshot:
-        server = ModbusTcpServer("127.0.0.1", 0, {1: device})
-        port = await server.start()
-        driver = edge_modbus.SunSpecModbusDriver(
-            DeviceSettings(name="pcc", nature="meter", port=port, timeout_s=2)
-        )
-        try:
-            return await driver.read_all()
-        finally:
-            driver.close()
-            await server.close()
-
-    snap = asyncio.run(run())
+    snap = poll_once(64204)  # the emulator answering its signed block with Modbus exception 4
     unsigned = meter_signed(snap.points)
     assert snap.ok and isinstance(unsigned, Unsigned) and "exception code 4" in unsigned.why
     leaf = reading_leaf(snap.device, snap.nature, snap.at, snap.reading, unsigned)

@@ -10,7 +10,6 @@ is tested in test_testbed_ports, and here it only caps the run.
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -19,6 +18,7 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+from helpers_proc import alive
 
 from peergrid_ledger.tied import tied_popen
 
@@ -29,16 +29,6 @@ pytestmark = [pytest.mark.system, pytest.mark.xdist_group("system")]
 def _get(url: str) -> object:
     with urllib.request.urlopen(url, timeout=2) as response:
         return json.loads(response.read())
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    # A zombie is dead for our purposes; its parent has not reaped it yet.
-    stat = Path(f"/proc/{pid}/stat")
-    return stat.exists() and stat.read_text().split()[2] != "Z"
 
 
 def _dso_port(workdir: Path) -> int | None:
@@ -104,4 +94,4 @@ def test_inverter_reading_reaches_the_dso(tmp_path: Path) -> None:
     assert "peergrid testbed stopped (SIGTERM)" in output  # by the signal, not the duration's cap
     pids = json.loads((workdir / "pids.json").read_text())
     assert {"firmware-sim", "dso", "mosquitto"} <= set(pids)
-    assert not [name for name, pid in pids.items() if _alive(pid)], "the testbed left processes running"
+    assert not [name for name, pid in pids.items() if alive(pid)], "the testbed left processes running"
