@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import logging
 import math
-from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -16,7 +15,7 @@ from hypothesis import strategies as st
 
 from peergrid_edge.daemon import EdgeDaemon
 from peergrid_edge.dispatch import Schedule, ScheduleError, parse_schedule
-from peergrid_edge.schedule_intake import ScheduleIntake
+from peergrid_edge.schedule_holder import ScheduleHolder
 
 NON_FINITE = ["NaN", "Infinity", "-Infinity", "1e999", "-1e999", "2.5e308"]
 GOOD = {"interval": 3, "valid_from": 100.0, "valid_until": 200.0, "setpoints": {"pv1": {"limit_w": 5000.0}}}
@@ -118,12 +117,8 @@ def test_the_daemon_logs_and_ignores_a_non_finite_schedule_keeping_its_own(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     daemon = object.__new__(EdgeDaemon)
-    daemon.schedule, daemon.schedule_at = None, None
-    daemon.schedule_intake = ScheduleIntake()
-    daemon.clock = type(
-        "Clock", (), {"monotonic": staticmethod(lambda: 7.0), "wall": staticmethod(lambda: 150.0)}
-    )()
-    daemon.settings = SimpleNamespace(dispatch=SimpleNamespace(schedule_timeout_s=120.0))
+    clock = type("Clock", (), {"monotonic": staticmethod(lambda: 7.0), "wall": staticmethod(lambda: 150.0)})()
+    daemon.schedules = ScheduleHolder(clock, 120.0)
     daemon._on_schedule("schedule", json.dumps(GOOD).encode())
     kept = daemon.schedule
     assert isinstance(kept, Schedule) and kept.valid_until == 200.0

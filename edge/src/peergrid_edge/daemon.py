@@ -36,6 +36,7 @@ from peergrid_edge.metrics import Histogram, serve_metrics
 from peergrid_edge.notify import Notifier
 from peergrid_edge.polling import DeviceHealth, DeviceState, poll_device
 from peergrid_edge.quality import implausible
+from peergrid_edge.schedule_holder import ScheduleHolder
 from peergrid_edge.schedule_intake import ScheduleIntake
 from peergrid_edge.store import EdgeStore, Queued
 from peergrid_edge.summary import device_summary
@@ -62,10 +63,6 @@ def _opt(path: Path | None) -> str | None:
 
 
 class EdgeDaemon:
-    # class defaults: a daemon built without __init__ (a test's stand-in) holds no next schedule either
-    next_schedule: Schedule | None = None  # one taken before its start: in force from it on
-    next_at: float | None = None  # monotonic time the next one was taken
-
     def __init__(
         self, settings: EdgeSettings, clock: Clock | None = None, tx_sink: TxSink | None = None
     ) -> None:
@@ -85,9 +82,8 @@ class EdgeDaemon:
         self.actuator = Actuator(self.drivers, self.states, settings.dispatch, self.clock)
         self.store = EdgeStore(settings.data_dir / "edge.db")
         self.keypair = load_or_create_key(settings.ledger.key_file or settings.data_dir / "node.key")
-        self.schedule: Schedule | None = None  # the schedule in force: dispatch follows it while valid
-        self.schedule_at: float | None = None  # monotonic time the last schedule was taken (either kind)
-        self.schedule_intake = ScheduleIntake()  # parses each schedule message, counts the ignored ones
+        # the schedule in force, the next held for its start, the controller's silence timer, the intake
+        self.schedules = ScheduleHolder(self.clock, settings.dispatch.schedule_timeout_s)
         self.mode = "safe"
         self.latency = Histogram()
         self.ledger_heights: dict[str, int] = {}  # filled by an embedded ledger replica when one runs
@@ -199,46 +195,32 @@ class EdgeDaemon:
 
     # --- dispatch --------------------------------------------------------------------------------------
 
+    # the daemon's names for `schedules`: `exposition` reads `schedule`, the trading agent calls `set_schedule`
+    @property
+    def schedule(self) -> Schedule | None:
+        return self.schedules.schedule
+
+    @property
+    def schedule_at(self) -> float | None:
+        return self.schedules.schedule_at
+
+    @property
+    def next_schedule(self) -> Schedule | None:
+        return self.schedules.next_schedule
+
+    @property
+    def schedule_intake(self) -> ScheduleIntake:
+        return self.schedules.intake
+
     def _on_schedule(self, topic: str, payload: bytes) -> None:
-        # None: logged, counted by reason and ignored, the schedule held kept - also one over already or older
-        # than it (a late or replayed message), which would have sent the devices to their safe state
-        self._advance()  # judged against the schedules as they stand now, a next whose start came in force
-        quiet = self.schedule is not None and self.current_schedule() is None  # the controller went quiet
-        timeout = self.settings.dispatch.schedule_timeout_s
-        ahead_quiet = self.next_at is not None and self.clock.monotonic() - self.next_at > timeout
-        schedule = self.schedule_intake.take(
-            payload, self.clock.wall(), self.schedule, quiet, self.next_schedule, ahead_quiet
-        )
-        if schedule is not None:
-            self.set_schedule(schedule)
+        self.schedules.take(payload)
 
     def set_schedule(self, schedule: Schedule) -> None:
-        """In force now, or, when it starts after the wall clock, held as the next one (replacing the one held)
-        while the schedule in force runs on until its start: a controller that sends the next interval's
-        schedule early no longer throws the MG into the safe state for the rest of this one. Either way a
-        sign of the controller's life: its silence timer restarts."""
-        self._advance()  # a next whose start came must not later replace this one
-        now = self.clock.monotonic()
-        if schedule.valid_from > self.clock.wall():
-            self.next_schedule, self.next_at = schedule, now
-        else:
-            self.schedule = schedule
-        self.schedule_at = now
-
-    def _advance(self) -> None:
-        """The next schedule in force once the wall clock reaches its start (its start is in it)."""
-        following = self.next_schedule
-        if following is not None and following.valid_from <= self.clock.wall():
-            self.schedule, self.next_schedule, self.next_at = following, None, None
-            log.info("schedule %d in force", following.interval)
+        """In force now, or held as the next one until its start (`ScheduleHolder.set`)."""
+        self.schedules.set(schedule)
 
     def current_schedule(self) -> Schedule | None:
-        self._advance()
-        if self.schedule is None or self.schedule_at is None:
-            return None
-        if self.clock.monotonic() - self.schedule_at > self.settings.dispatch.schedule_timeout_s:
-            return None  # the controller went quiet
-        return self.schedule
+        return self.schedules.current()
 
     async def dispatch_once(self, dt: float) -> None:
         now = self.clock.monotonic()
@@ -342,8 +324,8 @@ class EdgeDaemon:
     def metrics_text(self) -> str:
         from peergrid_edge.exposition import families
 
-        self._advance()  # the schedule interval shown is the one in force now
-        return families(self, self.schedule_intake)
+        self.schedules.advance()  # the schedule interval shown is the one in force now
+        return families(self, self.schedules.intake)
 
     async def _sleep(self, seconds: float) -> None:
         sleep = asyncio.ensure_future(self.clock.sleep(seconds))
