@@ -275,10 +275,14 @@ class ClosedLoop:
                                                "--to", f"{broker[0]}:{broker[1]}", "--cut-file", str(cut)],
                               pass_fds=(fd,))  # fmt: skip
                     edge_broker = (broker[0], int(listener.getsockname()[1]))
+            polled = devices.get(mg, [])
+            # the key goes to the meter this edge polls; a lab started without device endpoints (the DSO-first
+            # tests) gives its edges none to poll, so no key either
+            metered = mg in keys and any(d.get("name") == seeds[mg][0] for d in polled)
             config = edge_config(
-                self.chains, mg, feeder, edge_broker, workdir / "nodes" / node, devices.get(mg, []),
+                self.chains, mg, feeder, edge_broker, workdir / "nodes" / node, polled,
                 Path(bed.scenario_path).resolve(), self.timing, records, dso_api_url,
-                (seeds[mg][0], keys[mg]) if mg in keys else None,
+                (seeds[mg][0], keys[mg]) if metered else None,
             )  # fmt: skip
             cfg_path = workdir / "config" / f"{node}.yaml"
             cfg_path.write_text(yaml.safe_dump(config, sort_keys=False), encoding="utf-8")
