@@ -41,12 +41,22 @@ def counts(**reasons: int) -> dict[str, int]:
     return {reason: reasons.get(reason, 0) for reason in REASONS}
 
 
+def ignored_lines(caplog: pytest.LogCaptureFixture) -> list[str]:
+    """The daemon's "ignored a schedule" lines caplog caught: its handler also catches any other logger's
+    warnings, e.g. a thread an earlier test in the same worker left behind (seen once in a full run)."""
+    return [
+        r.getMessage()
+        for r in caplog.records
+        if r.name == "peergrid.edge.daemon" and r.getMessage().startswith("ignored a schedule")
+    ]
+
+
 def test_an_expired_schedule_is_ignored_logged_once_and_counted(caplog: pytest.LogCaptureFixture) -> None:
     intake = ScheduleIntake()
     with caplog.at_level(logging.WARNING, logger="peergrid.edge.daemon"):
         assert intake.take(message(6, 20.0, 90.0), 150.0, HELD) is None
     assert intake.ignored == counts(expired=1)
-    assert [r.getMessage() for r in caplog.records] == [
+    assert ignored_lines(caplog) == [
         "ignored a schedule: expired: schedule 6 ended at 90.000, 60.000 s before now (150.000)"
     ]
 
@@ -73,7 +83,7 @@ def test_a_schedule_older_than_the_one_held_is_stale_even_one_valid_now(
     with caplog.at_level(logging.WARNING, logger="peergrid.edge.daemon"):
         assert intake.take(message(6, 90.0, 300.0), 150.0, HELD) is None  # a replay of the schedule before
     assert intake.ignored == counts(stale=1)
-    assert [r.getMessage() for r in caplog.records] == [
+    assert ignored_lines(caplog) == [
         "ignored a schedule: stale: schedule 6 starts at 90.000, before schedule 7 (from 100.000), which has "
         "not ended"
     ]
@@ -178,7 +188,7 @@ def test_the_daemon_keeps_its_schedule_through_late_and_replayed_messages_and_ta
             daemon.schedule is good and daemon.schedule_at == arrived
         )  # kept; no sign of the controller's life
         assert dispatching() == "schedule 5"
-        assert [r.getMessage().split(":")[1] for r in caplog.records] == [" expired", " expired", " stale"]
+        assert [line.split(":")[1] for line in ignored_lines(caplog)] == [" expired", " expired", " stale"]
         assert daemon.schedule_intake.ignored == counts(expired=2, stale=1)
         lines = [
             line for line in daemon.metrics_text().splitlines() if line.startswith("peergrid_edge_schedules")

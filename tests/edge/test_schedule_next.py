@@ -20,6 +20,7 @@ from typing import Any
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from test_schedule_late import ignored_lines
 
 from peergrid_edge.clock import ManualClock
 from peergrid_edge.config import EdgeSettings
@@ -132,7 +133,7 @@ def test_a_next_held_is_replaced_by_its_revision_and_by_a_later_one_an_earlier_o
         assert daemon.next_schedule.setpoints == {"pv1": {"limit_w": 1000.0}}
         with caplog.at_level(logging.WARNING, logger="peergrid.edge.daemon"):
             send(daemon, message(6, 1100.0, 1200.0))  # starts after now, before the next held: stale
-        assert [r.getMessage() for r in caplog.records] == [
+        assert ignored_lines(caplog) == [
             "ignored a schedule: stale: schedule 6 starts at 1100.000, before schedule 7 (from 1200.000), which "
             "has not ended"
         ]
