@@ -142,7 +142,7 @@ def watch_counterparties(agent: MarketAgent, t: int) -> asyncio.Task[None] | Non
         return None
     task = asyncio.ensure_future(counterparty_readings(agent, t))
     metering.following.add(task)  # type: ignore[arg-type]  # kept alive with the dispute followers
-    task.add_done_callback(metering.following.discard)  # type: ignore[arg-type]
+    task.add_done_callback(metering.following.discard)
     return task
 
 

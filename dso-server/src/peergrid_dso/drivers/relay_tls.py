@@ -93,7 +93,7 @@ def tls_client(host: str, port: int, tls: RelayTls, timeout_s: float) -> Any:
             f"Modbus/TCP Security to {host}:{port}: cannot load the DSO's certificates: {exc}"
         ) from None
 
-    class RelayTlsClient(ModbusTlsClient):  # type: ignore[misc]
+    class RelayTlsClient(ModbusTlsClient):
         def connect(self) -> bool:
             if super().connect():  # type: ignore[no-untyped-call]
                 return True
