@@ -1,7 +1,8 @@
 """A party's share of one trade by what its counterparties' meters prove, and which counterparties are unmetered.
 
-Promises: `Meters` meters each party of one market interval once per resolve (its PCC energy on one side, or
-why not: `sealed_readings.pcc_energy`) and gives a party's share of a disputed trade: what its trades that are
+Promises: `Meters` reads each party of one market interval once per resolve (`sealed_readings.read_party`: its
+sealed leaves checked against the chain and its meter's signatures verified once, giving both its PCC energy
+on either side, or why not, and the tally of its readings a decision records) and gives a party's share of a disputed trade: what its trades that are
 not disputed take on the parties' word comes off its energy first (`metering.statements_take`: what each
 settled at, or the most its statements can still settle it at), and its disputed trades share the rest
 (`metering.disputed_shares`: `meter_shares` over all of them, the DSO's earlier settles among them; what a
@@ -26,10 +27,10 @@ from typing import Any
 from peergrid_dso.sealed_readings import (
     ChainTime,
     MeterClock,
+    PartyReadings,
     ReadingsCount,
     SigningMeters,
-    pcc_energy,
-    readings_count,
+    read_party,
 )
 from peergrid_ledger import query
 from peergrid_ledger.metering import Unmetered, disputed_shares, pro_rata, statements_take
@@ -80,37 +81,46 @@ class Meters:
         # the interval's latest closing (superseded trades never settle): a disputed trade is one of them
         self.trades = query.trades(state, interval)
         self.found: dict[tuple[bytes, str], Fraction | str] = {}
+        self.read: dict[bytes, PartyReadings | str] = {}  # anonym -> its readings, or why none were read
 
-    def energy(self, anonym: bytes, side: str) -> Fraction | str:
-        if (anonym, side) not in self.found:
+    def readings(self, anonym: bytes) -> PartyReadings | str:
+        """The party's sealed readings, read once (`sealed_readings.read_party`), or why not: not enrolled,
+        meterless (never read, so it cannot pick when its readings count), or its leaves not the sealed ones."""
+        if anonym not in self.read:
             node = self.nodes.get(anonym)
             try:
                 if node is None:
                     raise Unmetered(NOT_ENROLLED)
-                if anonym in self.meterless:  # never metered, so it cannot pick when its readings count
+                if anonym in self.meterless:
                     raise Unmetered(METERLESS)
-                energy: Fraction | str = pcc_energy(
-                    self.state, node, self.clock, self.interval, self.sealed, side, self.chain, self.signing
+                found: PartyReadings | str = read_party(
+                    self.state, node, self.clock, self.interval, self.sealed, self.chain, self.signing
                 )
+            except Unmetered as exc:
+                found = str(exc)
+            self.read[anonym] = found
+        return self.read[anonym]
+
+    def energy(self, anonym: bytes, side: str) -> Fraction | str:
+        if (anonym, side) not in self.found:
+            read = self.readings(anonym)
+            try:
+                if isinstance(read, str):
+                    raise Unmetered(read)
+                energy: Fraction | str = read.energy(self.clock, self.interval, side)
             except Unmetered as exc:
                 energy = str(exc)
             self.found[(anonym, side)] = energy
         return self.found[(anonym, side)]
 
     def of(self, agreed: Mapping[str, Any]) -> dict[str, ReadingsCount | None]:
-        """Side -> the tally of the meter readings read of the trade's party on that side
-        (`sealed_readings.readings_count`; None: none verified: meterless, not enrolled, or its readings
-        not at the DSO or not the sealed ones). Counted only here, for a decision the DSO settles by."""
+        """Side -> the tally of the meter readings read of the trade's party on that side (`PartyReadings.tally`,
+        from the same reading its energy came from; None: none verified: meterless, not enrolled, or its
+        readings not at the DSO or not the sealed ones). Recorded only for a decision the DSO settles by."""
         found: dict[str, ReadingsCount | None] = {}
         for side in SIDES:
-            anonym, node = agreed[side], self.nodes.get(agreed[side])
-            found[side] = (
-                None
-                if node is None or anonym in self.meterless
-                else readings_count(
-                    self.state, node, self.clock, self.interval, self.sealed, self.chain, self.signing
-                )
-            )
+            read = self.readings(agreed[side])
+            found[side] = None if isinstance(read, str) else read.tally
         return found
 
     def total(self, anonym: bytes, side: str) -> int:

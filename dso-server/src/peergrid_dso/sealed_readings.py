@@ -5,7 +5,9 @@ party's PCC counter advanced over the interval's window or raises `Unmetered` sa
 leaves that are the whole committed set of their commitment interval (`verified_leaves`) and, given the chain's
 time, only commitments sealed in time (`sealed_late`): `sealed_leaves`. `readings_count` is the tally of the
 meter readings it read (`ReadingsCount`: signed, unsigned, refused and why), which the DSO's decision records.
-No I/O, no clock. `disputes.resolve` (through `dispute_shares.Meters`) is their user.
+`read_party` reads a party once for both (its leaves fetched and checked against the chain once, each signed
+reading verified once: `PartyReadings`). No I/O, no clock. `disputes.resolve` (through `dispute_shares.Meters`)
+is their user.
 
 What the chain holds and what it does not: a `der_commitment` (`der/<node><interval>`) is the RFC 6962 root of
 one commitment interval's reading leaves and their count, signed by the MGMC's node key; the leaves themselves
@@ -177,34 +179,6 @@ def sealed_leaves(
     return leaves, notes
 
 
-def pcc_energy(
-    state: StateReader,
-    node: bytes,
-    clock: MeterClock,
-    interval: int,
-    sealed: Mapping[tuple[bytes, int], Sequence[bytes]],
-    side: str,
-    chain: ChainTime | None = None,
-    signing: SigningMeters | None = None,
-) -> Fraction:
-    """Wh the PCC meter's counter of `side` (seller: export, buyer: import) advanced over the market interval's
-    window (exact), read from the sealed readings of every commitment interval that may bracket its boundaries
-    (`peergrid_ledger.metering`; a counter at SunSpec's "not accumulated" read as 0 where that never favours
-    the side, `counting_leaves`, as the MGMC states it); with `chain`, a commitment sealed late counts as never
-    made (`sealed_late`); with `signing` naming the node's meter, only its meter-signed readings count."""
-    leaves, notes = sealed_leaves(state, node, clock, interval, sealed, chain)
-    try:
-        if signing is not None and node in signing.keys:
-            counted = counted_leaves(leaves, signing.keys[node], signing.bound_ms)
-            leaves = counted.leaves
-            notes += [note for note in (counted.why_unsigned(), counted.why_off_clock()) if note]
-        return metered(counting_leaves(leaves, side), clock.window(interval), COUNTER[side], clock.max_gap_ms)
-    except Unmetered as exc:
-        if notes:
-            raise Unmetered(f"{exc} ({'; '.join(notes)})") from None
-        raise
-
-
 REFUSED_NAMED = 5  # refused readings whose reasons a decision record names (`ReadingsCount.to_json`)
 
 
@@ -266,6 +240,89 @@ def count_readings(leaves: Sequence[bytes], key: bytes | None, bound_ms: int) ->
     return ReadingsCount(key is not None, signed, unsigned, tuple(refused), note)
 
 
+def tally_of(counted: Counted) -> ReadingsCount:
+    """The tally of a signing meter's readings from the one pass `counted_leaves` made over them: the same
+    `ReadingsCount`, byte for byte in the record, that `count_readings` gives judging each leaf alone (each
+    refused one named as its own `Counted` names it)."""
+    refused = tuple(Counted([], (at,), None, ((at, why),)).why_unsigned() for at, why in counted.bad_signed)
+    unsigned = len(counted.unsigned_at) - len(counted.bad_signed)
+    return ReadingsCount(True, counted.verified, unsigned, refused, counted.why_off_clock())
+
+
+@dataclass(frozen=True)
+class PartyReadings:
+    """One party's sealed readings of a market interval, read once for both its energy and its tally
+    (`read_party`): the leaves as counted (a signing meter's readings at its meter's values, the others as
+    sealed), the notes on what was left out (commitments sealed late; with a signing meter the readings it did
+    not sign and those signed off the clock), `broken` when the leaves cannot be counted at all (one does not
+    decode, a meter reading is not a reading leaf: the MGMC's own encoding), and the tally the DSO records."""
+
+    leaves: list[bytes]
+    notes: tuple[str, ...]
+    tally: ReadingsCount
+    broken: str | None = None
+
+    def energy(self, clock: MeterClock, interval: int, side: str) -> Fraction:
+        """`pcc_energy` of these readings: the Wh the `side`'s counter advanced over the window, or `Unmetered`
+        saying why not (with the notes where there are any)."""
+        try:
+            if self.broken is not None:
+                raise Unmetered(self.broken)
+            window = clock.window(interval)
+            return metered(counting_leaves(self.leaves, side), window, COUNTER[side], clock.max_gap_ms)
+        except Unmetered as exc:
+            if self.notes:
+                raise Unmetered(f"{exc} ({'; '.join(self.notes)})") from None
+            raise
+
+
+def read_party(
+    state: StateReader,
+    node: bytes,
+    clock: MeterClock,
+    interval: int,
+    sealed: Mapping[tuple[bytes, int], Sequence[bytes]],
+    chain: ChainTime | None = None,
+    signing: SigningMeters | None = None,
+) -> PartyReadings:
+    """The party's sealed leaves fetched and checked against the chain once (`sealed_leaves`, raising
+    `Unmetered` when a commitment interval's set is not at the DSO or not the sealed one), and with `signing`
+    naming its meter, each meter-signed reading verified once (`meter_signing.counted_leaves`): the one
+    `Counted` gives both the leaves its energy is read from and the decision's tally (`tally_of`). Only
+    where the leaves cannot be counted at all does the tally judge them one by one (`count_readings`: every
+    refused one named, not only the first)."""
+    leaves, notes = sealed_leaves(state, node, clock, interval, sealed, chain)
+    key = None if signing is None else signing.keys.get(node)
+    if key is None or signing is None:
+        return PartyReadings(leaves, tuple(notes), count_readings(leaves, None, 0))
+    try:
+        counted = counted_leaves(leaves, key, signing.bound_ms)
+    except Unmetered as exc:
+        return PartyReadings(leaves, tuple(notes), count_readings(leaves, key, signing.bound_ms), str(exc))
+    more = [note for note in (counted.why_unsigned(), counted.why_off_clock()) if note]
+    return PartyReadings(counted.leaves, (*notes, *more), tally_of(counted))
+
+
+def pcc_energy(
+    state: StateReader,
+    node: bytes,
+    clock: MeterClock,
+    interval: int,
+    sealed: Mapping[tuple[bytes, int], Sequence[bytes]],
+    side: str,
+    chain: ChainTime | None = None,
+    signing: SigningMeters | None = None,
+) -> Fraction:
+    """Wh the PCC meter's counter of `side` (seller: export, buyer: import) advanced over the market interval's
+    window (exact), read from the sealed readings of every commitment interval that may bracket its boundaries
+    (`peergrid_ledger.metering`; a counter at SunSpec's "not accumulated" read as 0 where that never favours
+    the side, `counting_leaves`, as the MGMC states it); with `chain`, a commitment sealed late counts as never
+    made (`sealed_late`); with `signing` naming the node's meter, only its meter-signed readings count.
+    (`read_party(...).energy(...)`: a caller that also wants the tally reads the party once.)"""
+    read = read_party(state, node, clock, interval, sealed, chain, signing)
+    return read.energy(clock, interval, side)
+
+
 def readings_count(
     state: StateReader,
     node: bytes,
@@ -275,11 +332,9 @@ def readings_count(
     chain: ChainTime | None = None,
     signing: SigningMeters | None = None,
 ) -> ReadingsCount | None:
-    """The tally of the meter readings `pcc_energy` reads of `node` (`count_readings` over `sealed_leaves`);
-    None when it verified none (a commitment interval's readings not at the DSO, or not the sealed ones)."""
+    """The tally of the meter readings `pcc_energy` reads of `node` (`read_party(...).tally`); None when it
+    verified none (a commitment interval's readings not at the DSO, or not the sealed ones)."""
     try:
-        leaves, _ = sealed_leaves(state, node, clock, interval, sealed, chain)
+        return read_party(state, node, clock, interval, sealed, chain, signing).tally
     except Unmetered:
         return None
-    key = None if signing is None else signing.keys.get(node)
-    return count_readings(leaves, key, 0 if signing is None else signing.bound_ms)

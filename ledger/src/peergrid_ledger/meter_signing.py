@@ -122,7 +122,9 @@ class Counted:
     meter's values; `unsigned_at`, the `at_ms` of every meter reading left out because its meter did not sign
     it: none carried (`said`: the first one's `unsigned` field, why the MGMC says so) or the one carried is
     malformed or does not verify, those also in `bad_signed` as (`at_ms`, why); `off_clock`, (`at_ms`, signed
-    `at_ms`) of counted ones the meter signed more than the bound away from the MGMC's stamp (a note only)."""
+    `at_ms`) of counted ones the meter signed more than the bound away from the MGMC's stamp (a note only);
+    `verified`, how many meter readings counted (their signed reading verified), so that one pass over the
+    leaves gives the DSO's tally of them too (dso-server `sealed_readings.ReadingsCount`)."""
 
     leaves: list[bytes]
     unsigned_at: tuple[int, ...] = ()
@@ -131,6 +133,7 @@ class Counted:
     )
     bad_signed: tuple[tuple[int, str], ...] = ()
     off_clock: tuple[tuple[int, int], ...] = ()
+    verified: int = 0
 
     def why_unsigned(self) -> str:
         """A note naming the meter readings left out, those with a signed reading that does not verify with
@@ -177,6 +180,7 @@ def counted_leaves(leaves: Iterable[bytes], public_key: bytes, bound_ms: int) ->
         raise ValueError("bound_ms must not be negative")
     counted, unsigned, bad, off = [], [], [], []
     said: str | None = None
+    verified = 0
     for leaf in leaves:
         try:
             fields = decode(leaf)
@@ -213,4 +217,5 @@ def counted_leaves(leaves: Iterable[bytes], public_key: bytes, bound_ms: int) ->
             COUNTER["buyer"]: signed.import_wh * 1000,
         }
         counted.append(encode({**fields, "at_ms": signed.at_ms, "milli": milli}))
-    return Counted(counted, tuple(unsigned), said, tuple(bad), tuple(off))
+        verified += 1
+    return Counted(counted, tuple(unsigned), said, tuple(bad), tuple(off), verified)
