@@ -50,6 +50,9 @@ The rule (all amounts in exact integer currency micro-units, 10⁻⁶):
 - **Unfunded.** If the payers' total surplus is below the total owed, nothing is paid (a part payment would
   make nobody whole) and the outcome is reported NOT stable with the shortfall: never silently.
 `transfers` turns credits and charges into payer → payee payments (north-west corner over names, exact).
+The integer arithmetic (funding, withholding, transfers) is the ledger's `contracts/uplift_rule.py`, which the
+uplift contract runs on the edge MGMCs' claims: this module decides what is owed and each surplus from its
+floats (its tolerance, its rounding) and calls it, so the simulation and the chain pay by one rule.
 Pure: no solver, no I/O, no clocks.
 """
 
@@ -59,7 +62,20 @@ import math
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 
+from peergrid_ledger.contracts import uplift_rule
 from peergrid_ledger.contracts.pairing import largest_remainder, north_west
+
+__all__ = [
+    "MICRO",
+    "Payment",
+    "Uplift",
+    "earns",
+    "largest_remainder",
+    "make_whole",
+    "north_west",
+    "transfers",
+    "withhold",
+]
 
 MICRO = 1_000_000  # micro-units per currency unit (the chain's amounts)
 # a gain within this of the tolerance is no gain: the MILPs behind it are exact to their 1e-6 relative gap
@@ -111,12 +127,10 @@ class Uplift:
 
 def transfers(credits: Mapping[str, int], charges: Mapping[str, int]) -> tuple[Payment, ...]:
     """Payer → payee payments whose sums are exactly each payer's charge and each payee's credit (north-west
-    corner, both sides in name order: at most payers + payees − 1 payments)."""
-    if sum(credits.values()) != sum(charges.values()):
-        raise ValueError("credits and charges differ: money would not be conserved")
-    payees = [(n, a) for n, a in sorted(credits.items()) if a > 0]
-    payers = [(n, a) for n, a in sorted(charges.items()) if a > 0]
-    return tuple(Payment(payer, payee, amount) for payer, payee, amount in north_west(payers, payees))
+    corner, both sides in name order: at most payers + payees − 1 payments; the ledger's `uplift_rule`)."""
+    return tuple(
+        Payment(payer, payee, amount) for payer, payee, amount in uplift_rule.transfers(credits, charges)
+    )
 
 
 def make_whole(
@@ -141,33 +155,30 @@ def make_whole(
         for name in sorted(trading)
         if name not in owed
     }
-    surplus = {name: s for name, s in surplus.items() if s > 0}
-    total_owed, total_surplus = sum(owed.values()), sum(surplus.values())
-    if total_owed == 0:
-        return Uplift({}, {}, True, 0, total_surplus)
-    if total_owed > total_surplus:
-        return Uplift({}, {}, False, total_owed, total_surplus)
-    charges = {name: c for name, c in largest_remainder(surplus, total_owed).items() if c > 0}
-    return Uplift(owed, charges, True, total_owed, total_surplus, transfers(owed, charges))
+    # the integer rule is the ledger's (uplift_rule.split): the uplift contract funds the edge's claims by it
+    paid = uplift_rule.split(owed, surplus)
+    if not paid.credits:
+        return Uplift({}, {}, paid.funded, paid.owed, paid.surplus)
+    return Uplift(
+        paid.credits, paid.charges, True, paid.owed, paid.surplus, transfers(paid.credits, paid.charges)
+    )
 
 
 def withhold(uplift: Uplift, defaulted: Collection[str]) -> Uplift:
     """The uplift as paid after delivery: the credits of the payees in `defaulted` (MGs that did not
     deliver all their own committed energy) withheld, and the payers' charges cut by exactly the withheld
     total (see the module's rule). Unchanged when no payee defaulted; an unfunded uplift pays nothing."""
-    withheld = {name: c for name, c in sorted(uplift.credits.items()) if name in defaulted}
-    if not withheld:
+    split = uplift_rule.Split(uplift.credits, uplift.charges, uplift.funded, uplift.owed, uplift.surplus)
+    paid = uplift_rule.withhold(split, defaulted)
+    if paid is split:
         return uplift
-    credits = {name: c for name, c in uplift.credits.items() if name not in withheld}
-    refunds = {n: r for n, r in largest_remainder(uplift.charges, sum(withheld.values())).items() if r > 0}
-    charges = {n: c - refunds.get(n, 0) for n, c in uplift.charges.items() if c > refunds.get(n, 0)}
     return Uplift(
-        credits,
-        charges,
+        paid.credits,
+        paid.charges,
         uplift.funded,
         uplift.owed,
         uplift.surplus,
-        transfers(credits, charges),
-        withheld,
-        refunds,
+        transfers(paid.credits, paid.charges),
+        paid.withheld,
+        paid.refunds,
     )
