@@ -36,6 +36,7 @@ LATE_PARAMS = frozenset(
         "accept_rounds",
         "accept_wait_ms",
         "accept_window_ms",
+        "uplift_claim_ms",
     }
 )
 FLAG_PARAMS = frozenset(  # 0 or 1
@@ -172,6 +173,12 @@ class Params:
     # at the close let any member clear what stood before the others could accept). 0 (the default, and every
     # genesis written before it): no floor, the open's deadline as it is. Only with accept_rounds 2.
     accept_window_ms: int = 0
+    # the uplift contract's claim window (`contracts/uplift.py`): a member's `uplift.claim` lands no later than
+    # this after its exchange session's deadline, and `uplift.settle` need not wait for a silent member's claim
+    # after it. 0 (the default, and every genesis written before it): no time limit - claims are taken until the
+    # session's uplift is settled, which then waits for every member's claim only until the day's trades are
+    # settled (a session without a deadline is always so). Encoded only when not the default.
+    uplift_claim_ms: int = 0
 
     def __post_init__(self) -> None:
         for name in FLAG_PARAMS:
@@ -190,6 +197,8 @@ class Params:
             raise GenesisError("params.accept_window_ms: only with accept_rounds 2")
         if not 0 <= self.accept_window_ms <= MAX_ACCEPT_WAIT_MS:
             raise GenesisError(f"params.accept_window_ms: expected 0 to {MAX_ACCEPT_WAIT_MS} ms")
+        if not 0 <= self.uplift_claim_ms <= MAX_SETTLE_WAIT_MS:
+            raise GenesisError(f"params.uplift_claim_ms: expected 0 to {MAX_SETTLE_WAIT_MS} ms")
         if not 0 <= self.settle_tolerance_permille <= 1000:
             raise GenesisError("params.settle_tolerance_permille: expected 0 to 1000")
         if self.close_after_ms and not self.close_on_clock:

@@ -10,11 +10,12 @@ from __future__ import annotations
 
 from types import ModuleType
 
-from . import auction, exchange, market, payments
+from . import auction, exchange, market, payments, uplift
 
 CONTRACTS: dict[str, ModuleType] = {
     "auction": auction,
     "exchange": exchange,
     "market": market,
     "payments": payments,
+    "uplift": uplift,
 }

@@ -1,0 +1,265 @@
+"""The uplift contract: the day-ahead make-whole payments of a cleared exchange session, claimed and paid on chain.
+
+Why: with gensets the day's uniform prices may not support a genset MG's commitment (it would gain by deviating
+alone); the make-whole rule (`uplift_rule`, the simulation's too) pays it that lost opportunity from the other
+members' gains over the conventional market. Only each MG knows its own gain and surplus (they need its DER
+model), so each claims them, signed; the chain bounds what it can, applies the rule and moves the money.
+
+  `uplift.claim` {session, gain, surplus} (micro-units, 0 … 10^15; a member of the exchange session, once):
+      gain, its deviation gain at the closing prices valued at its own rules, rounded up (0: none); surplus, its
+      conventional day cost less its committed day cost, rounded down (0 when not positive). Refused: no such
+      session (`not-found`), not a member (`forbidden`), before the session's clear (`rule-violation`), a
+      second claim (`duplicate`), after the session's uplift was settled or, with genesis `uplift_claim_ms`
+      W > 0 and a session deadline D, after D + W (`closed`: late), a gain above `gain_bound` (`rule-violation`,
+      naming the bound). Event `uplift_claimed`.
+  `uplift.settle` {session} (a member, once; `duplicate` after): once every trade the clear recorded for the
+      session is settled (or superseded by a reopening) and its claim window is over (every member claimed; or
+      W > 0 and the block time is past D + W; or W = 0), refused `rule-violation` naming what it waits for
+      before that. Then: owed, each claim whose gain exceeds its tolerance (`tolerance`: one chain tick, 1
+      micro-unit per Wh, per Wh it traded in the session, at least 1000, plus the controller's 1 micro-unit of
+      slack); payers, the members with trades that are owed nothing, each funding by its claimed surplus (a
+      member that never claimed: 0); `uplift_rule.split`; the credits of payees that did not deliver all their
+      own committed energy withheld (`defaulted`) and the charges cut (`uplift_rule.withhold`); each transfer
+      (`uplift_rule.transfers`) moved payer → payee within the payer's credit (`funds.transfer`), the part it
+      cannot pay recorded as its debt to the payee first (`funds.record_debt`, the trade `uplift_ref`), so a
+      drained payer holds up nobody. The outcome is kept (`outcome`); events `uplift_settled` and one
+      `uplift_paid` per transfer (with `owed` where part of it became a debt).
+`gain_bound`: deviating alone an MG trades some x_t at the closing price λ_t; doing that with the DSO instead
+costs it at most |x_t| · max(retail_t − λ_t, λ_t − feed-in_t, 0), so its gain is at most the sum over the
+session's intervals of its `max_quantity` rule × that spread at the DSO's cover prices (`market.tariff`). Where
+the DSO priced no interval for it the chain cannot bound the gain (None). What stays open is said in
+docs/market.md: an over-claim within the bound takes at most the payers' claimed surplus (no honest payer pays
+beyond its own), and a surplus claimed low shifts a charge onto the other payers or leaves the uplift unfunded.
+Pure; no I/O.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Any
+
+from .. import keyspace as ks
+from ..machine import BlockContext, KindSpec, require
+from ..results import Event, Reason
+from ..schema import LABEL, Int, Map
+from ..state import Overlay, StateReader, read_obj
+from ..tx import Tx
+from . import exchange_state as xch
+from . import uplift_rule
+from .exchange_clearing import cleared
+from .funds import record_debt, room, transfer
+from .market_state import interval_key, rules_for, tariff, trade
+from .payments import MAX_AMOUNT
+
+AMOUNT = Int(0, MAX_AMOUNT)
+# the tolerance: one chain tick (1 micro-unit per Wh) per Wh traded, at least a kWh's worth, plus the slack
+# the controller's `uplift.earns` allows (1e-6 currency: 1 micro-unit) - its price_tolerance 0.001 per kWh
+MIN_TOLERANCE = 1000
+SLACK = 1
+
+
+def claim_key(name: str, member: bytes) -> bytes:
+    """Fixed-width member key first, the variable-length session name last."""
+    return b"upl/claim/" + member + name.encode()
+
+
+def done_key(name: str) -> bytes:
+    return b"upl/done/" + name.encode()
+
+
+def claim(state: StateReader, name: str, member: bytes) -> dict[str, Any] | None:
+    """`{gain, surplus, txid}` of the member's claim on the session, or None."""
+    value: dict[str, Any] | None = read_obj(state, claim_key(name, member))
+    return value
+
+
+def outcome(state: StateReader, name: str) -> dict[str, Any] | None:
+    """The session's settled uplift, or None before: `{funded, owed, surplus, credits, charges, withheld,
+    refunds, payments, txid}`, each of credits … refunds a list of [key, micro-units] in key order, payments a
+    list of [payer, payee, amount, owed] (owed: the part that became the payer's debt)."""
+    value: dict[str, Any] | None = read_obj(state, done_key(name))
+    return value
+
+
+def uplift_ref(name: str) -> bytes:
+    """The id a debt for the session's uplift is recorded under (a debt names the trade it is for)."""
+    return hashlib.sha256(b"peergrid/uplift" + name.encode()).digest()
+
+
+def tolerance(traded_wh: int) -> int:
+    """The gain (micro-units) within which an MG that traded `traded_wh` is owed nothing: a gain is owed only
+    above this (the controller's `earns`, on the chain's integers)."""
+    return max(traded_wh, MIN_TOLERANCE) + SLACK
+
+
+def gain_bound(state: StateReader, record: dict[str, Any], member: bytes) -> int | None:
+    """The most the member's deviation gain can be (module contract), or None where the chain cannot say."""
+    prices = [xch.micro_per_wh(p) for p in record["prices"]]
+    clean = [xch.micro_per_wh(p) for p in record.get("clean_prices", ())]
+    bound = 0
+    for t in range(record["intervals"]):
+        interval = record["first_interval"] + t
+        cover = tariff(state, member, interval)
+        if cover is None:
+            return None
+        retail, feed_in = cover
+        spread = max(max(retail - p, p - feed_in, 0) for p in [prices[t], *clean[t : t + 1]])
+        bound += int(rules_for(state, member, interval)["max_quantity"]) * spread
+    return bound
+
+
+def session_trades(state: StateReader, record: dict[str, Any], name: str) -> list[dict[str, Any]]:
+    """The trades the session's clear recorded that still stand: those of every interval whose latest closing
+    is the session's (a reopened interval's were superseded and traded again intraday)."""
+    out = []
+    for t in range(record["intervals"]):
+        closing = read_obj(state, interval_key(record["first_interval"] + t))
+        if closing is not None and closing.get("session") == name:
+            out += [trade(state, tid) for tid in closing["trades"]]
+    return [agreed for agreed in out if agreed is not None and "superseded" not in agreed]
+
+
+def defaulted(trades: list[dict[str, Any]]) -> set[bytes]:
+    """The parties that fell short of their own side of a settled trade: the settlement's compensation record
+    names each side's own shortfall (a priced trade); without it a trade settled for less than agreed is
+    counted against both parties (the chain cannot tell whose it was: a payee's credit is withheld rather
+    than paid for energy it may not have delivered)."""
+    out: set[bytes] = set()
+    for agreed in trades:
+        done = agreed["settlement"]
+        if done is None:
+            continue
+        shorts = done.get("compensation")
+        if shorts is not None:
+            out |= {agreed["seller"]} if shorts["seller_short"] > 0 else set()
+            out |= {agreed["buyer"]} if shorts["buyer_short"] > 0 else set()
+        elif done["delivered"] < agreed["quantity"]:
+            out |= {agreed["seller"], agreed["buyer"]}
+    return out
+
+
+def _session(view: Overlay, tx: Tx, sender: ks.AccountRecord) -> tuple[str, dict[str, Any]]:
+    """The named session, its sender a member, cleared: (name, record)."""
+    require(sender.authorised, Reason.NOT_AUTHORISED, f"{tx.kind}: sender is not authorised")
+    name = tx.body["session"]
+    record = xch.session(view, name)
+    require(record is not None, Reason.NOT_FOUND, f"no exchange session {name!r}")
+    assert record is not None
+    require(tx.sender in record["members"], Reason.FORBIDDEN, f"not a member of exchange session {name!r}")
+    require(
+        cleared(view, name) is not None,
+        Reason.RULE_VIOLATION,
+        f"exchange session {name!r} is not cleared yet: an uplift claim is of the cleared day",
+    )
+    return name, record
+
+
+def _window_end(record: dict[str, Any], ctx: BlockContext) -> int | None:
+    """The block time after which no claim lands (None: until the settle)."""
+    window = ctx.genesis.params.uplift_claim_ms
+    deadline = record.get("deadline")
+    return None if not window or deadline is None else int(deadline) + window
+
+
+def claim_uplift(view: Overlay, tx: Tx, ctx: BlockContext, sender: ks.AccountRecord) -> list[Event]:
+    name, record = _session(view, tx, sender)
+    gain, surplus = tx.body["gain"], tx.body["surplus"]
+    require(view.get(done_key(name)) is None, Reason.CLOSED, f"late: the uplift of {name!r} is settled")
+    end = _window_end(record, ctx)
+    require(
+        end is None or ctx.time <= end,
+        Reason.CLOSED,
+        f"late: claims on {name!r} closed at {end} (block time {ctx.time})",
+    )
+    require(view.get(claim_key(name, tx.sender)) is None, Reason.DUPLICATE, f"already claimed on {name!r}")
+    bound = gain_bound(view, record, tx.sender)
+    require(
+        bound is None or gain <= bound,
+        Reason.RULE_VIOLATION,
+        f"gain {gain} above {bound}, the most deviating could gain: max_quantity x the spread between the "
+        "closing price and the DSO's cover prices, over the session's intervals",
+    )
+    view.put_obj(claim_key(name, tx.sender), {"gain": gain, "surplus": surplus, "txid": tx.txid})
+    return [("uplift_claimed", {"session": name, "member": tx.sender, "gain": gain, "surplus": surplus})]
+
+
+def _ready(view: Overlay, ctx: BlockContext, record: dict[str, Any], name: str, trades: list[Any]) -> None:
+    """Refuse the settle while a trade is unsettled or the claim window still waits for a member."""
+    waiting = [agreed for agreed in trades if agreed["settlement"] is None]
+    require(
+        not waiting,
+        Reason.RULE_VIOLATION,
+        f"{len(waiting)} of the {len(trades)} trades of {name!r} not settled yet (the first in interval "
+        f"{waiting[0]['interval'] if waiting else 0}): withholding needs every delivery",
+    )
+    silent = [m for m in record["members"] if view.get(claim_key(name, m)) is None]
+    end = _window_end(record, ctx)
+    require(
+        not silent or end is None or ctx.time > end,
+        Reason.RULE_VIOLATION,
+        f"{len(silent)} member(s) of {name!r} have not claimed and claims are open until {end} "
+        f"(block time {ctx.time})",
+    )
+
+
+def settle_uplift(view: Overlay, tx: Tx, ctx: BlockContext, sender: ks.AccountRecord) -> list[Event]:
+    name, record = _session(view, tx, sender)
+    require(view.get(done_key(name)) is None, Reason.DUPLICATE, f"the uplift of {name!r} is already settled")
+    trades = session_trades(view, record, name)
+    _ready(view, ctx, record, name, trades)
+    traded: dict[bytes, int] = {}
+    for agreed in trades:
+        for party in (agreed["seller"], agreed["buyer"]):
+            traded[party] = traded.get(party, 0) + int(agreed["quantity"])
+    claims = {m: c for m in record["members"] if (c := claim(view, name, m)) is not None}
+    owed = {m: c["gain"] for m, c in claims.items() if c["gain"] > tolerance(traded.get(m, 0))}
+    surplus = {m: claims[m]["surplus"] if m in claims else 0 for m in traded if m not in owed}
+    paid = uplift_rule.withhold(uplift_rule.split(owed, surplus), defaulted(trades))
+    events: list[Event] = []
+    payments = []
+    ref = uplift_ref(name)
+    for payer, payee, amount in uplift_rule.transfers(paid.credits, paid.charges):
+        now = max(0, min(amount, room(view, ctx, payer)))
+        collected: list[Event] = []
+        if amount > now:  # the debt first, then the money (settle_pay's order, N6)
+            collected += record_debt(view, payer, payee, amount - now, ref)
+        if now:
+            collected += transfer(view, ctx, payer, payee, now, "payer (uplift)")
+        payments.append([payer, payee, amount, amount - now])
+        paid_event = {"session": name, "payer": payer, "payee": payee, "amount": amount}
+        events += [
+            ("uplift_paid", {**paid_event, **({"owed": amount - now} if amount > now else {})}),
+            *collected,
+        ]
+    done = {
+        "funded": paid.funded,
+        "owed": paid.owed,
+        "surplus": paid.surplus,
+        "credits": [[k, v] for k, v in sorted(paid.credits.items())],
+        "charges": [[k, v] for k, v in sorted(paid.charges.items())],
+        "withheld": [[k, v] for k, v in sorted(paid.withheld.items())],
+        "refunds": [[k, v] for k, v in sorted(paid.refunds.items())],
+        "payments": payments,
+        "txid": tx.txid,
+    }
+    view.put_obj(done_key(name), done)
+    settled = {
+        "session": name,
+        "funded": paid.funded,
+        "owed": paid.owed,
+        "surplus": paid.surplus,
+        "paid": sum(paid.credits.values()),
+        "withheld": sum(paid.withheld.values()),
+    }
+    return [("uplift_settled", settled), *events]
+
+
+def genesis_writes(genesis: Any) -> dict[bytes, bytes | None]:
+    return {}
+
+
+KINDS: dict[str, KindSpec] = {
+    "uplift.claim": KindSpec(Map({"session": LABEL, "gain": AMOUNT, "surplus": AMOUNT}), claim_uplift),
+    "uplift.settle": KindSpec(Map({"session": LABEL}), settle_uplift),
+}
+END_BLOCK = None

@@ -1,0 +1,319 @@
+"""The uplift contract: members of a cleared exchange session claim their deviation gain and surplus, the chain
+bounds the gain, waits for every delivery, pays by the make-whole rule (`uplift_rule`) and refuses, naming why,
+a claim too early, too late, twice, over the bound or malformed, and a settle too early or twice."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from ledger_fixtures import T0, Keys, make_genesis, reason
+from test_settle_both import WAIT, Clock
+
+from peergrid_ledger import query
+from peergrid_ledger.chain import LocalChain
+from peergrid_ledger.contracts import exchange_state, market, uplift, uplift_rule
+from peergrid_ledger.contracts.funds import debts
+from peergrid_ledger.genesis import Account, Genesis, GenesisError, Params
+from peergrid_ledger.keys import Keypair
+from peergrid_ledger.results import Accepted, Reason, Rejected
+
+P1, P2, P3, P4 = Keys.p1, Keys.p2, Keys.p3, Keys.p4
+FIRST = 100
+PRICES = [100_000_000, 120_000_000]  # nano per kWh: 100 and 120 micro-units per Wh
+RETAIL, FEED_IN = 300, 50  # micro-units per Wh, every party, both intervals
+# P1 (the genset MG) and P2 sell, P3 and P4 buy: the clear's trades (Wh) are P1→P3 1000 and P2→P4 500 in
+# interval 100, P1→P3 1000 and P1→P4 500 in 101 (largest sellers to largest buyers)
+POSITIONS = {P1: [1000, 1500], P2: [500, 0], P3: [-1000, -1000], P4: [-500, -500]}
+BALANCE = 10**9
+NAME = "day-1"
+
+
+def day(
+    window: int = 0,
+    deadline: int | None = None,
+    priced: bool = True,
+    max_quantity: int | None = None,
+    balance: int = BALANCE,
+    credit: int = 0,
+) -> tuple[LocalChain, Clock]:
+    """A settle_by_both chain with the uplift contract, the DSO's cover prices (`priced`), P1's max_quantity
+    rule, and the session `day-1` opened, posted, stepped, closed, accepted and cleared."""
+    rules = None if max_quantity is None else {**market.NO_RULES, "max_quantity": max_quantity}
+    accounts = (
+        Account(Keys.dso.public, ("dso",), "dso"),
+        *(
+            Account(k.public, ("anonym",), f"p{i}", balance=balance, rules=rules if k is P1 else None)
+            for i, k in enumerate((P1, P2, P3, P4), 1)
+        ),
+        Account(Keys.stranger.public, ("anonym",), "stranger", balance=balance),
+    )
+    params = Params(
+        credit_limit=credit,
+        settle_by_both=1,
+        settle_wait_ms=WAIT,
+        settle_interval_ms=900_000,
+        uplift_claim_ms=window,
+        unpaid_as_debt=1,
+    )
+    chain = LocalChain(
+        make_genesis(accounts=accounts, params=params, contracts=("market", "exchange", "uplift")),
+        Keys.authority,
+    )
+    clock = Clock(chain)
+    if priced:
+        for k in POSITIONS:
+            tariff = {
+                "account": k.public,
+                "first_interval": FIRST,
+                "retail": [RETAIL] * 2,
+                "feed_in": [FEED_IN] * 2,
+            }
+            assert clock.send(Keys.dso, tariff, "market.tariff").ok
+    opening: dict[str, Any] = {
+        "session": NAME,
+        "first_interval": FIRST,
+        "members": [k.public for k in POSITIONS],
+        "prices": PRICES,
+        "rho": 5_000_000,
+    }
+    if deadline is not None:
+        opening["deadline"] = deadline
+    ok(clock.send(Keys.dso, opening, "exchange.open"))
+    for k, positions in POSITIONS.items():
+        body = {"session": NAME, "iteration": 0, "positions": positions}
+        ok(clock.send(k, body, "exchange.position"))
+    ok(clock.send(Keys.dso, {"session": NAME, "iteration": 0, "rho": 5_000_000}, "exchange.step"))
+    ok(clock.send(Keys.dso, {"session": NAME, "iteration": 1}, "exchange.close"))
+    return chain, clock
+
+
+def clear(clock: Clock) -> None:
+    for k, positions in POSITIONS.items():
+        ok(clock.send(k, {"session": NAME, "positions": positions, "clean": False}, "exchange.accept"))
+    ok(clock.send(Keys.dso, {"session": NAME}, "exchange.clear"))
+
+
+def ok(result: Accepted | Rejected) -> Accepted:
+    assert isinstance(result, Accepted), result
+    return result
+
+
+def refused(clock: Clock, who: Keypair, kind: str, body: dict[str, Any]) -> tuple[Reason, str]:
+    result = clock.send(who, body, kind)
+    return reason(result), str(result)
+
+
+def claim(clock: Clock, who: Keypair, gain: int, surplus: int) -> Accepted | Rejected:
+    return clock.send(who, {"session": NAME, "gain": gain, "surplus": surplus}, "uplift.claim")
+
+
+def trades(chain: LocalChain) -> list[tuple[bytes, dict[str, Any]]]:
+    return [tr for t in (FIRST, FIRST + 1) for tr in query.trades(chain.state, t)]
+
+
+def deliver(chain: LocalChain, clock: Clock, short: dict[bytes, int] | None = None) -> None:
+    """Both parties state every trade: all of it delivered, but for the seller named in `short` (its Wh)."""
+    keys = {k.public: k for k in (P1, P2, P3, P4)}
+    for tid, tr in trades(chain):
+        missing = (short or {}).get(tr["seller"], 0)
+        delivered = tr["quantity"] - missing
+        ok(clock.send(keys[tr["seller"]], {"trade": tid, "delivered": delivered, "short": missing}))
+        ok(clock.send(keys[tr["buyer"]], {"trade": tid, "delivered": delivered}))
+        assert market.settlement(chain.state, tid)["state"] == "settled"  # type: ignore[index]
+
+
+def balances(chain: LocalChain) -> dict[bytes, int]:
+    return {k.public: query.balance(chain.state, k.public) for k in (P1, P2, P3, P4)}
+
+
+# P1's gain of 40,000 micro-units (0.04) is far above its tolerance (its 2500 Wh traded + 1); P2, P3 and P4
+# fund it by their surplus 30,000 : 60,000 : 10,000 -> 12,000, 24,000 and 4,000
+CLAIMS = {P1: (40_000, 0), P2: (0, 30_000), P3: (0, 60_000), P4: (0, 10_000)}
+
+
+def test_the_owed_genset_is_paid_by_the_payers_in_proportion_to_their_surplus_once_the_day_settled() -> None:
+    chain, clock = day()
+    clear(clock)
+    for k, (gain, surplus) in CLAIMS.items():
+        event = ok(claim(clock, k, gain, surplus)).events
+        assert event == (
+            ("uplift_claimed", {"session": NAME, "member": k.public, "gain": gain, "surplus": surplus}),
+        )
+    assert uplift.claim(chain.state, NAME, P1.public) is not None
+    why, text = refused(clock, P2, "uplift.settle", {"session": NAME})
+    assert why is Reason.RULE_VIOLATION and "4 of the 4 trades" in text and "not settled yet" in text
+    deliver(chain, clock)
+    before = balances(chain)
+    result = ok(clock.send(P3, {"session": NAME}, "uplift.settle"))
+    moved = {k: balances(chain)[k] - before[k] for k in before}
+    assert moved == {P1.public: 40_000, P2.public: -12_000, P3.public: -24_000, P4.public: -4_000}
+    want = uplift_rule.split({P1.public: 40_000}, {P2.public: 30_000, P3.public: 60_000, P4.public: 10_000})
+    assert want.charges == {P2.public: 12_000, P3.public: 24_000, P4.public: 4_000}
+    kinds = [kind for kind, _ in result.events]
+    assert kinds == ["uplift_settled", "uplift_paid", "uplift_paid", "uplift_paid"]
+    assert result.events[0][1] == {
+        "session": NAME,
+        "funded": True,
+        "owed": 40_000,
+        "surplus": 100_000,
+        "paid": 40_000,
+        "withheld": 0,
+    }
+    done = uplift.outcome(chain.state, NAME)
+    assert done is not None and done["credits"] == [[P1.public, 40_000]] and done["funded"]
+    # once: a second settle is a duplicate, and a claim now is late
+    why, text = refused(clock, P1, "uplift.settle", {"session": NAME})
+    assert why is Reason.DUPLICATE and "already settled" in text
+    why, text = refused(clock, Keys.stranger, "uplift.settle", {"session": NAME})
+    assert why is Reason.FORBIDDEN and "not a member" in text
+
+
+def test_a_gain_within_the_tolerance_is_owed_nothing_and_an_unfunded_uplift_moves_nothing() -> None:
+    chain, clock = day()
+    clear(clock)
+    ok(claim(clock, P1, 2_501, 0))  # 2500 Wh traded: its tolerance is 2500 + 1
+    ok(claim(clock, P2, 0, 1_000))
+    deliver(chain, clock)
+    before = balances(chain)
+    result = ok(clock.send(P2, {"session": NAME}, "uplift.settle"))
+    assert balances(chain) == before and result.events[0][1]["owed"] == 0
+    # one micro-unit more is owed; the payers' 1,000 cannot fund 2,502: nothing paid, the shortfall named
+    chain, clock = day()
+    clear(clock)
+    ok(claim(clock, P1, 2_502, 0))
+    ok(claim(clock, P2, 0, 1_000))
+    deliver(chain, clock)
+    before = balances(chain)
+    settled = ok(clock.send(P2, {"session": NAME}, "uplift.settle")).events[0][1]
+    assert balances(chain) == before
+    assert (settled["funded"], settled["owed"], settled["surplus"], settled["paid"]) == (
+        False,
+        2_502,
+        1_000,
+        0,
+    )
+
+
+def test_a_payee_short_of_its_own_delivery_forfeits_its_credit_and_its_payers_pay_nothing() -> None:
+    chain, clock = day()
+    clear(clock)
+    for k, (gain, surplus) in CLAIMS.items():
+        ok(claim(clock, k, gain, surplus))
+    deliver(chain, clock, short={P1.public: 1})  # one Wh of its own, in each of its trades
+    before = balances(chain)
+    settled = ok(clock.send(P4, {"session": NAME}, "uplift.settle")).events[0][1]
+    assert balances(chain) == before and (settled["paid"], settled["withheld"]) == (0, 40_000)
+    done = uplift.outcome(chain.state, NAME)
+    assert done is not None and done["withheld"] == [[P1.public, 40_000]] and done["charges"] == []
+
+
+def test_a_payer_short_of_its_delivery_still_pays_its_charge() -> None:
+    chain, clock = day()
+    clear(clock)
+    for k, (gain, surplus) in CLAIMS.items():
+        ok(claim(clock, k, gain, surplus))
+    deliver(chain, clock, short={P2.public: 100})
+    before = balances(chain)
+    ok(clock.send(P1, {"session": NAME}, "uplift.settle"))
+    assert balances(chain)[P1.public] - before[P1.public] == 40_000
+
+
+def test_a_payer_without_the_money_owes_the_rest_and_holds_up_nobody() -> None:
+    chain, clock = day(balance=0, credit=0)
+    clear(clock)
+    for k, (gain, surplus) in CLAIMS.items():
+        ok(claim(clock, k, gain, surplus))
+    deliver(chain, clock)
+    before = balances(chain)
+    events = ok(clock.send(P1, {"session": NAME}, "uplift.settle")).events
+    # P3 started with nothing and already owes its energy: its 24,000 is all a debt to P1, after those
+    assert balances(chain)[P3.public] == before[P3.public]
+    paid = [e for kind, e in events if kind == "uplift_paid" and e["payer"] == P3.public]
+    assert paid and paid[0]["owed"] == 24_000
+    owed = debts(chain.state, P3.public)
+    assert len(owed) > 1 and all(d["trade"] != uplift.uplift_ref(NAME) for d in owed[:-1])
+    assert owed[-1] == {"amount": 24_000, "creditor": P1.public, "trade": uplift.uplift_ref(NAME)}
+    assert [P3.public, P1.public, 24_000, 24_000] in uplift.outcome(chain.state, NAME)["payments"]  # type: ignore[index]
+
+
+def test_claim_refusals_name_why_and_change_nothing() -> None:
+    chain, clock = day(max_quantity=2_000)
+    body = {"session": NAME, "gain": 10, "surplus": 0}
+    why, text = refused(clock, P1, "uplift.claim", body)
+    assert why is Reason.RULE_VIOLATION and "not cleared yet" in text
+    clear(clock)
+    why, text = refused(clock, P1, "uplift.claim", {**body, "session": "day-2"})
+    assert why is Reason.NOT_FOUND and "no exchange session 'day-2'" in text
+    why, text = refused(clock, Keys.stranger, "uplift.claim", body)
+    assert why is Reason.FORBIDDEN and "not a member" in text
+    # the bound: max_quantity 2000 Wh x the widest spread, max(300 - 100, 100 - 50) = 200 and
+    # max(300 - 120, 120 - 50) = 180: 2000 x 380 = 760,000
+    assert uplift.gain_bound(chain.state, uplift_session(chain), P1.public) == 760_000
+    why, text = refused(clock, P1, "uplift.claim", {**body, "gain": 760_001})
+    assert why is Reason.RULE_VIOLATION and "above 760000" in text
+    for bad in ({**body, "gain": -1}, {**body, "surplus": 10**15 + 1}, {"session": NAME, "gain": 5}):
+        assert refused(clock, P1, "uplift.claim", bad)[0] is Reason.MALFORMED
+    ok(clock.send(P1, {**body, "gain": 760_000}, "uplift.claim"))
+    why, text = refused(clock, P1, "uplift.claim", body)
+    assert why is Reason.DUPLICATE and "already claimed" in text
+    assert uplift.claim(chain.state, NAME, P1.public)["gain"] == 760_000  # type: ignore[index]
+
+
+def uplift_session(chain: LocalChain) -> dict[str, Any]:
+    record = exchange_state.session(chain.state, NAME)
+    assert record is not None
+    return record
+
+
+def test_without_the_dsos_cover_prices_the_chain_cannot_bound_a_gain() -> None:
+    chain, clock = day(priced=False, max_quantity=2_000)
+    clear(clock)
+    assert uplift.gain_bound(chain.state, uplift_session(chain), P1.public) is None
+    ok(claim(clock, P1, 10**15, 0))
+
+
+def test_the_claim_window_closes_claims_and_lets_the_settle_go_without_a_silent_member() -> None:
+    deadline = T0 + 1_000_000
+    chain, clock = day(window=50_000, deadline=deadline)
+    clear(clock)
+    for k in (P1, P2, P3):
+        ok(claim(clock, k, *CLAIMS[k]))
+    deliver(chain, clock)
+    why, text = refused(clock, P1, "uplift.settle", {"session": NAME})
+    assert (
+        why is Reason.RULE_VIOLATION and "1 member(s)" in text and f"open until {deadline + 50_000}" in text
+    )
+    clock.now = deadline + 50_000  # the window's end: the next block (now + 1) is past it
+    why, text = refused(clock, P4, "uplift.claim", {"session": NAME, "gain": 0, "surplus": 10_000})
+    assert why is Reason.CLOSED and "late" in text
+    before = balances(chain)
+    ok(clock.send(P1, {"session": NAME}, "uplift.settle"))
+    # the silent P4 funds nothing: P2 and P3 share the 40,000 by 30,000 : 60,000 (13,333.3 and 26,666.7: the
+    # micro-unit left to the larger remainder)
+    moved = {k: balances(chain)[k] - before[k] for k in before}
+    assert moved == {P1.public: 40_000, P2.public: -13_333, P3.public: -26_667, P4.public: 0}
+
+
+@pytest.mark.parametrize("late_by", [0, 1])
+def test_a_claim_lands_up_to_the_windows_end_and_not_after(late_by: int) -> None:
+    deadline = T0 + 1_000_000
+    _, clock = day(window=50_000, deadline=deadline)
+    clear(clock)
+    clock.now = deadline + 50_000 + late_by - 1  # Clock.send seals at now + 1
+    result = claim(clock, P4, 0, 10_000)
+    assert result.ok is (late_by == 0)
+    if late_by:
+        assert reason(result) is Reason.CLOSED and f"closed at {deadline + 50_000}" in str(result)
+
+
+def test_the_claim_window_parameter_is_encoded_only_when_set_and_bounded() -> None:
+    plain = make_genesis()
+    assert "uplift_claim_ms" not in plain.params.to_value()
+    windowed = make_genesis(params=Params(uplift_claim_ms=60_000))
+    assert windowed.params.to_value()["uplift_claim_ms"] == 60_000
+    assert Genesis.decode(windowed.encode()).params.uplift_claim_ms == 60_000 and windowed.hash != plain.hash
+    with pytest.raises(GenesisError, match="uplift_claim_ms: expected 0 to"):
+        Params(uplift_claim_ms=-1)
+    with pytest.raises(GenesisError, match="uplift_claim_ms: 0 is the default"):
+        Params.from_value({**plain.params.to_value(), "uplift_claim_ms": 0})
