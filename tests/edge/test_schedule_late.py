@@ -194,10 +194,12 @@ def test_the_daemon_keeps_its_schedule_through_late_and_replayed_messages_and_ta
             line for line in daemon.metrics_text().splitlines() if line.startswith("peergrid_edge_schedules")
         ]
         assert lines == [
+            'peergrid_edge_schedules_ignored_total{reason="ahead_full"} 0',
             'peergrid_edge_schedules_ignored_total{reason="expired"} 2',
             'peergrid_edge_schedules_ignored_total{reason="invalid"} 0',
             'peergrid_edge_schedules_ignored_total{reason="not_finite"} 0',
             'peergrid_edge_schedules_ignored_total{reason="not_json"} 0',
+            'peergrid_edge_schedules_ignored_total{reason="replayed"} 0',
             'peergrid_edge_schedules_ignored_total{reason="stale"} 1',
         ]
         daemon._on_schedule(daemon.schedule_topic, message(6, w, w + 300))  # the next good one is taken

@@ -26,7 +26,8 @@ from peergrid_edge.clock import ManualClock
 from peergrid_edge.config import EdgeSettings
 from peergrid_edge.daemon import EdgeDaemon
 from peergrid_edge.dispatch import Schedule, decide
-from peergrid_edge.schedule_intake import REASONS, ScheduleIntake
+from peergrid_edge.schedule_holder import log as holder_log
+from peergrid_edge.schedule_intake import AHEAD_MAX, REASONS, ScheduleIntake
 
 TIMEOUT_S = 60.0
 START = 1_000.0  # the clock's wall time at the start (wall offset 0: its steps are exact floats)
@@ -69,7 +70,13 @@ def counts(**reasons: int) -> dict[str, int]:
 
 
 def switches(caplog: pytest.LogCaptureFixture) -> list[str]:
-    return [r.getMessage() for r in caplog.records if r.getMessage().endswith("in force")]
+    """The holder's "schedule N in force" lines: its logger only, as caplog's handler also catches a stray
+    thread's record from an earlier test in the same worker."""
+    return [
+        r.getMessage()
+        for r in caplog.records
+        if r.name == holder_log.name and r.getMessage().endswith("in force")
+    ]
 
 
 def test_the_schedule_in_force_runs_on_while_the_next_waits_and_the_switch_is_at_its_start_exactly(
@@ -121,7 +128,7 @@ def test_the_metrics_show_the_schedule_in_force_not_the_one_waiting_and_switch_w
         assert shown() == ["peergrid_edge_market_schedule_interval 6"]
 
 
-def test_a_next_held_is_replaced_by_its_revision_and_by_a_later_one_an_earlier_one_is_stale(
+def test_a_next_held_is_replaced_by_its_revision_a_later_one_waits_after_it_an_earlier_one_is_stale(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     clock = ManualClock(START, wall_offset=0.0)
@@ -139,14 +146,20 @@ def test_a_next_held_is_replaced_by_its_revision_and_by_a_later_one_an_earlier_o
         ]
         assert daemon.schedule_intake.ignored == counts(stale=1)
         assert daemon.next_schedule.interval == 7 and dispatching(daemon) == "schedule 5"
-        send(daemon, message(8, 1300.0, 1400.0))  # later still: the controller's newest word replaces it
-        assert daemon.next_schedule is not None and daemon.next_schedule.interval == 8
-        # a revision of the schedule in force is taken in force and leaves the next held alone
+        # later still: it waits after the next held (E20; with one slot it replaced it and interval 7 was lost)
+        send(daemon, message(8, 1300.0, 1400.0))
+        assert [s.interval for s in daemon.schedules.ahead] == [7, 8]
+        # a revision of the schedule in force is taken in force and leaves those held alone
         send(daemon, message(5, 900.0, 1100.0, limit_w=2000.0))
         assert daemon.schedule is not None and daemon.schedule.setpoints == {"pv1": {"limit_w": 2000.0}}
-        assert daemon.next_schedule.interval == 8
+        assert [s.interval for s in daemon.schedules.ahead] == [7, 8]
+        clock.now = 1200.0
+        assert dispatching(daemon) == "schedule 7" and daemon.schedule.setpoints == {
+            "pv1": {"limit_w": 1000.0}
+        }
         clock.now = 1300.0
-        assert dispatching(daemon) == "schedule 8"
+        assert dispatching(daemon) == "schedule 8" and daemon.schedules.ahead == ()
+        assert daemon.schedule_intake.ignored == counts(stale=1)
 
 
 def test_a_revision_arriving_after_the_next_started_but_before_any_tick_stays_in_force(
@@ -227,31 +240,36 @@ def test_a_restart_holds_nothing_until_the_controller_sends_again(tmp_path: Path
 
 
 INTERVAL_S = 100.0
+LEAD_MAX = (AHEAD_MAX - 1) * INTERVAL_S  # the farthest ahead a schedule is sent: AHEAD_MAX are held at most
 
 
 @settings(max_examples=40, deadline=None)
 @given(
-    leads=st.lists(st.floats(0.0, INTERVAL_S, exclude_max=True), min_size=1, max_size=6),
+    leads=st.lists(st.floats(0.0, LEAD_MAX, exclude_max=True), min_size=1, max_size=6),
     resend=st.lists(st.booleans(), min_size=6, max_size=6),
     ticks=st.lists(st.floats(0.0, 1.0, exclude_max=True), min_size=1, max_size=20),
 )
 def test_a_controller_sending_each_schedule_early_never_leaves_a_gap(
     leads: list[float], resend: list[bool], ticks: list[float]
 ) -> None:
-    """Schedule k covers [k*L, (k+1)*L) and is sent anywhere up to one interval early (some twice): at every
-    instant from the first one's start to the last one's end the schedule in force is the one valid then."""
+    """Schedule k covers [k*L, (k+1)*L) and is sent anywhere up to AHEAD_MAX - 1 intervals early, in start
+    order (some again later, a revision): at every instant from the first one's start to the last one's end
+    the schedule in force is the one valid then. With E19's one slot, k+1 sent before k started was lost."""
     n = len(leads)
-    sends = sorted(
-        [(k * INTERVAL_S - lead, k) for k, lead in enumerate(leads, 1)]
-        + [(k * INTERVAL_S - lead / 2, k) for k, lead in enumerate(leads, 1) if resend[k - 1]]
-    )
+    firsts, sent = [], -math.inf
+    for k, lead in enumerate(leads, 1):
+        sent = max(sent, k * INTERVAL_S - lead)  # a controller sends its schedules in start order
+        firsts.append((sent, k))
+    again = [((at + k * INTERVAL_S) / 2, k) for at, k in firsts if resend[k - 1]]
+    sends = sorted(firsts + again)
     end = (n + 1) * INTERVAL_S  # the last one's end (excluded: a tick rounded onto it is dropped)
     checks = [at for t in ticks if (at := INTERVAL_S + t * n * INTERVAL_S) < end]
     checks += [float(k) * INTERVAL_S for k in range(1, n + 1)]  # every clock edge
     events = sorted([(at, 0, k) for at, k in sends] + [(at, 1, 0) for at in checks])
     with tempfile.TemporaryDirectory() as data_dir:
         clock = ManualClock(0.0, wall_offset=0.0)
-        with edge(Path(data_dir), clock, timeout_s=2 * INTERVAL_S) as daemon:  # it speaks within 2 L
+        # it speaks at least once in AHEAD_MAX + 1 intervals: never quiet here
+        with edge(Path(data_dir), clock, timeout_s=(AHEAD_MAX + 1) * INTERVAL_S) as daemon:
             for at, kind, k in events:
                 clock.now = at
                 if kind == 0:
@@ -260,8 +278,8 @@ def test_a_controller_sending_each_schedule_early_never_leaves_a_gap(
                 in_force = daemon.current_schedule()
                 assert in_force is not None and in_force.valid_at(at)
                 assert in_force.interval == int(at // INTERVAL_S)
-                held = daemon.next_schedule
-                assert held is None or held.valid_from > at
+                held = [s.valid_from for s in daemon.schedules.ahead]
+                assert held == sorted(set(held)) and all(start > at for start in held)
             assert daemon.schedule_intake.ignored_total == 0
 
 
@@ -292,22 +310,38 @@ def test_at_any_time_the_schedule_in_force_has_started_and_a_next_held_has_not(
 TIMES = st.floats(-1e6, 1e6, allow_nan=False)
 
 
-@given(TIMES, TIMES, TIMES, TIMES, TIMES, st.booleans())
-def test_the_next_held_orders_only_early_schedules_and_only_while_it_is_fresh(
-    a: float, b: float, c: float, d: float, now: float, ahead_quiet: bool
+@given(
+    TIMES,
+    TIMES,
+    TIMES,
+    st.lists(st.tuples(TIMES, st.floats(1.0, 1e3), st.booleans()), max_size=AHEAD_MAX + 1),
+)
+def test_those_held_ahead_order_only_early_schedules_and_only_while_they_are_fresh(
+    a: float, b: float, now: float, held: list[tuple[float, float, bool]]
 ) -> None:
-    """Judged with a next held (`ahead`): a schedule starting by now is judged as without it; an early one
-    that is taken starts no earlier than the next held, unless that one has waited past the timeout."""
-    (start, end), (ahead_start, ahead_end) = sorted((a, b)), sorted((c, d))
-    if start >= end or ahead_start >= ahead_end or ahead_start <= now:
-        return  # malformed (test_schedule_late covers it), or no next: a next held has not started
-    ahead = Schedule(1, ahead_start, ahead_end, {})
+    """Judged with schedules held ahead (`ahead`, each with whether it is quiet): a schedule starting by now is
+    judged as without them; an early one is refused only as stale (a fresh one held starts after it, none with
+    its start) or as ahead_full (AHEAD_MAX held start before it, none with its start); else it is taken."""
+    start, end = sorted((a, b))
+    starts = sorted({s for s, _, _ in held if s > now})  # held ahead: after now, one per start
+    by_start = {s: (length, quiet) for s, length, quiet in held}
+    ahead = [(Schedule(i, s, s + by_start[s][0], {}), by_start[s][1]) for i, s in enumerate(starts)]
+    if start >= end:
+        return  # malformed: test_schedule_late covers it
     with_ahead, without = ScheduleIntake(), ScheduleIntake()
-    taken = with_ahead.take(message(2, start, end), now, None, False, ahead, ahead_quiet)
+    taken = with_ahead.take(message(99, start, end), now, None, False, ahead)
     if start <= now:
-        assert (taken is None) == (without.take(message(2, start, end), now) is None)
+        assert (taken is None) == (without.take(message(99, start, end), now) is None)
         assert with_ahead.ignored == without.ignored
-    elif taken is None:
-        assert with_ahead.ignored == counts(stale=1) and not ahead_quiet and start < ahead_start
+        return
+    same = start in starts
+    fresh_later = [
+        s for s, quiet in zip(starts, (q for _, q in ahead), strict=True) if s > start and not quiet
+    ]
+    before = [s for s in starts if s < start]
+    if taken is not None:
+        assert same or (not fresh_later and len(before) < AHEAD_MAX)
+    elif fresh_later and not same:
+        assert with_ahead.ignored == counts(stale=1)
     else:
-        assert ahead_quiet or start >= ahead_start
+        assert not same and len(before) >= AHEAD_MAX and with_ahead.ignored == counts(ahead_full=1)

@@ -28,12 +28,15 @@ BOOLEAN_SETPOINTS = ("on", "connected")
 
 @dataclass(frozen=True)
 class Schedule:
-    """Setpoints for one interval from the controller: device -> setpoint -> value (W, or 1/0)."""
+    """Setpoints for one interval from the controller: device -> setpoint -> value (W, or 1/0). `seq`: the
+    message's place in what its controller sent (None: the message carried none), how the edge tells a newer
+    revision of an interval from a replay of an older one (`schedule_intake.replay`)."""
 
     interval: int
     valid_from: float  # wall-clock seconds
     valid_until: float
     setpoints: Mapping[str, Mapping[str, float]]
+    seq: int | None = None
 
     def valid_at(self, now: float) -> bool:
         return self.valid_from <= now < self.valid_until
@@ -210,10 +213,22 @@ def _finite(value: object, what: str) -> float:
     return number
 
 
+SEQ_MAX = 2**63 - 1  # a seq is a counter any controller keeps in a signed 64-bit integer
+
+
+def _seq(value: object) -> int:
+    """A message's `seq`: a JSON integer from 0 to SEQ_MAX (not a bool, not 3.0: a count, not a measure)."""
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= SEQ_MAX:
+        raise ScheduleError(f"seq must be an integer from 0 to {SEQ_MAX}")
+    return value
+
+
 def parse_schedule(payload: bytes) -> Schedule:
-    """A schedule from its JSON message: {"interval", "valid_from", "valid_until", "setpoints": {dev: {sp: v}}}.
-    Times and setpoints are finite numbers: a "valid_until" of Infinity would be a schedule that never ends, a NaN
-    setpoint a write no device can take; such a message, or one holding NaN/Infinity anywhere, is a ScheduleError."""
+    """A schedule from its JSON message: {"interval", "valid_from", "valid_until", "setpoints": {dev: {sp: v}}}
+    and, optionally, "seq": an integer its controller makes larger with every message it sends (a message
+    without one is judged as before there was a seq). Times and setpoints are finite numbers: a "valid_until" of
+    Infinity would be a schedule that never ends, a NaN setpoint a write no device can take; such a message, or
+    one holding NaN/Infinity anywhere, is a ScheduleError, as is a seq that is no such integer."""
     # the edge's finite-only JSON loader lives with the telemetry shell; imported here, where it is used, so this
     # pure module does not load the MQTT client with it
     from peergrid_edge.telemetry import NotFinite, loads_finite
@@ -245,4 +260,5 @@ def parse_schedule(payload: bytes) -> Schedule:
             if name not in known:
                 raise ScheduleError(f"unknown setpoint {name!r} for {device}")
         setpoints[str(device)] = {str(k): _finite(v, f"setpoint {device}.{k}") for k, v in values.items()}
-    return Schedule(interval, valid_from, valid_until, setpoints)
+    seq = _seq(message["seq"]) if "seq" in message else None
+    return Schedule(interval, valid_from, valid_until, setpoints, seq)
