@@ -6,8 +6,9 @@ reading goes into the local LevelDB under its commitment interval, each closed i
 acknowledges (islanded: polling and dispatch go on, the queue grows, nothing is lost); dispatch runs
 `decide` on a frozen snapshot every `dispatch.period_s`, falling back to each device's safe state when no valid
 schedule arrived within `schedule_timeout_s`; one that arrives before its start waits for it, the schedule in
-force running on until then (`set_schedule`; a replay of a schedule held is no sign of life: `schedule_holder`). Health goes to `peergrid/<feeder>/health/<node>` as JSON
-{node, mg, at, devices: [...]}. systemd: READY=1 after the first poll cycle with a good reading, WATCHDOG=1 only
+force running on until then (`set_schedule`), and a replay of a schedule held is no sign of the controller's
+life (`schedule_holder`). Health goes to `peergrid/<feeder>/health/<node>` as JSON {node, mg, at, devices:
+[...]}. systemd: READY=1 after the first poll cycle with a good reading, WATCHDOG=1 only
 while every poll task makes progress, STOPPING=1 on SIGTERM/SIGINT followed by a clean shutdown: every task is
 cancelled until it has ended (`peergrid_ledger.consensus.shutdown`: one cancel can be lost), then the MQTT
 link stops accepting messages before the ledger and the store close, so nothing touches a closed database.
