@@ -9,8 +9,10 @@ DSO-only market does not forget what each path did to the batteries; `recorded_v
 interval's dispatch verdict (`PLAN_CONFIRMED`, written with the interval's record) for an MG without a PCC
 meter, which states a trade only where it says the plan was confirmed (review10 F5: kept in memory only, a
 restart lost them and the MG never stated the trades it had dispatched). A record it cannot read is logged
-as an error and its interval has no verdict: that MG then states nothing for it, never a guess. Pure apart
-from reading the record file; never writes anything.
+as an error and its interval has no verdict: that MG then states nothing for it, never a guess;
+`resumed_budget` reads back the rationality guard's day budget and what the recorded intervals before the
+resumed one cost (their `cost_p2p`), so a restarted agent never starts a fresh allowance mid-day. Pure apart
+from reading the record file; never writes anything. Every reader parses a line with `_record_object`.
 The start-up reads are best effort (review15 M3: one damaged line raised out of the agent's start, and the
 edge crash-looped under systemd): `record_lines` reads the file's lines one by one, a byte that is not UTF-8
 replaced (the records are written as ASCII: such a byte is damage, logged once per line); a line that is not
@@ -127,12 +129,9 @@ def counterfactual_of(
 
 def _conv_line(line: str, t: int, mg: Microgrid) -> tuple[tuple[int, MgState] | None, str | None]:
     """One record line's (interval, conventional state) if it holds one before t, and why it was skipped."""
-    try:
-        doc = json.loads(line)
-    except (ValueError, RecursionError) as exc:
-        return None, f"it is not JSON ({exc}): skipped"
-    if not isinstance(doc, dict):
-        return None, "it is not a JSON object: skipped"
+    doc, refused = _record_object(line)
+    if doc is None:
+        return None, f"{refused}: skipped"
     if "conv_state" not in doc:
         return None, None
     k = doc.get("interval")
@@ -223,12 +222,9 @@ def verdicts_of(lines: Iterable[str], intervals: range) -> tuple[dict[int, bool]
 def _verdict_line(line: str, intervals: range) -> tuple[tuple[int, bool | None] | None, str | None]:
     """One record line's (interval, verdict) if it holds one of `intervals` (verdict None: not a bool), and
     why it could not be read. A line that is not a JSON object may have held one: that is an error too."""
-    try:
-        doc = json.loads(line)
-    except (ValueError, RecursionError) as exc:
-        return None, f"it is not JSON ({exc}): a dispatch verdict it held is lost"
-    if not isinstance(doc, dict):
-        return None, "it is not a JSON object: a dispatch verdict it held is lost"
+    doc, refused = _record_object(line)
+    if doc is None:
+        return None, f"{refused}: a dispatch verdict it held is lost"
     if PLAN_CONFIRMED not in doc:
         return None, None
     t, verdict = doc.get("interval"), doc[PLAN_CONFIRMED]
@@ -239,3 +235,58 @@ def _verdict_line(line: str, intervals: range) -> tuple[tuple[int, bool | None] 
     if not isinstance(verdict, bool):
         return (t, None), f"interval {t}'s {PLAN_CONFIRMED} is {verdict!r:.40}, not true or false"
     return (t, verdict), None
+
+
+def _record_object(line: str) -> tuple[dict[str, Any] | None, str]:
+    """One record line as its JSON object, or None and why not (not JSON, or JSON but not an object): the
+    two refusals every reader of the record shares; each says what the refusal costs it."""
+    try:
+        doc = json.loads(line)
+    except (ValueError, RecursionError) as exc:
+        return None, f"it is not JSON ({exc})"
+    if not isinstance(doc, dict):
+        return None, "it is not a JSON object"
+    return doc, ""
+
+
+def resumed_budget(record_file: Path | None, t: int) -> tuple[float, float] | None:
+    """What the rationality guard's day budget was at the day's start (`BUDGET_DAY`, the same in every
+    record of the day) and what the agent's records say the day cost before interval t (the sum of each
+    interval's `cost_p2p`, the last record of an interval counting): a restarted agent goes on with the
+    budget it left, never a fresh allowance mid-day. None: no record before t holds the day's budget (the
+    agent starts one afresh from where the MG stands). Best effort per line, as the other start-up reads."""
+    found, errors = budget_of(record_lines(record_file), t)
+    for error in errors:
+        log.warning("record %s: %s", record_file, error)
+    return found
+
+
+BUDGET_DAY = "budget_day"
+"""The interval record's key for the guard's budget at the day's start (conventional day cost + allowance)."""
+
+
+def budget_of(lines: Iterable[str], t: int) -> tuple[tuple[float, float] | None, list[str]]:
+    """(the day's budget at its start, the sum of `cost_p2p` of the records before t) from the record's lines,
+    or None when none before t holds the day's budget; and why a line that may have held either was skipped."""
+    day: float | None = None
+    costs: dict[int, float] = {}
+    errors: list[str] = []
+    for number, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        doc, refused = _record_object(line)
+        damaged = _DAMAGED if REPLACED in line else ""
+        why = f"{refused}: a cost it held is not counted" if doc is None else None
+        if doc is not None and (BUDGET_DAY in doc or "cost_p2p" in doc):
+            k, budget, cost = doc.get("interval"), doc.get(BUDGET_DAY), doc.get("cost_p2p")
+            if type(k) is not int:
+                why = f"a budget or cost of interval {k!r:.40}, not an interval number: skipped"
+            elif not all(v is None or _finite(v) for v in (budget, cost)):
+                why = f"interval {k}'s budget or cost is not a number ({budget!r:.20}, {cost!r:.20}): skipped"
+            elif k < t:
+                day = day if budget is None else float(budget)
+                if cost is not None:
+                    costs[k] = float(cost)
+        if why is not None or damaged:
+            errors.append(f"line {number}{damaged}: {why or 'read as it stands'}")
+    return (None if day is None else (day, sum(costs.values()))), errors
