@@ -173,6 +173,33 @@ class MarketSettings(StrictSettings):
     # of its trades is disputed (settle_by_both: the DSO settles a dispute from both parties' readings, which the
     # chain holds only as a Merkle root: pcc_readings.py). None: a dispute is logged and left to the DSO.
     dso_api_url: str | None = None
+    # The owner's individual rationality in the intraday bargaining (`guard.py`, the simulation's rationality.py):
+    # "strict" keeps the day's cost within its conventional (DSO-only) cost plus `risk_allowance` whatever the
+    # peers do; "trades" lets each trade only what the conventional alternative would; "off" (the default, the
+    # edge as before) guards nothing. `forecast` is what the day is planned on: "none" (as before: no peer
+    # prices, the plan never leans on peers) or "market": the day-ahead session's final prices when it
+    # completed, else the chain's latest agreed price (every MGMC derives the same from its replica).
+    rationality: Literal["strict", "trades", "off"] = "off"
+    forecast: Literal["none", "market"] = "none"
+    # How far above its conventional day cost this owner lets its day end in the worst case (currency per day;
+    # the strict guard's slack at the day's start, the simulation's `risk_allowance`). 0: the exact guarantee.
+    risk_allowance: float = Field(0.0, ge=0, allow_inf_nan=False)
+
+    @model_validator(mode="after")
+    def _allowance_acts(self) -> MarketSettings:
+        """A positive allowance is refused where it cannot act: it loosens the strict guard's budget only, and
+        only a plan that leans on a price forecast has anything to spend it on."""
+        if self.risk_allowance > 0 and self.rationality != "strict":
+            raise ValueError(
+                f"market.risk_allowance {self.risk_allowance:g} needs market.rationality strict (it is the strict "
+                f"guard's slack): with rationality {self.rationality} it would be accepted and never used"
+            )
+        if self.risk_allowance > 0 and self.forecast == "none":
+            raise ValueError(
+                f"market.risk_allowance {self.risk_allowance:g} needs market.forecast market: without a price "
+                f"forecast the plan never leans on peers, so the allowance has nothing to pay for"
+            )
+        return self
 
     @field_validator("dso_api_url")
     @classmethod
