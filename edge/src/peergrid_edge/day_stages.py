@@ -1,5 +1,6 @@
-"""The trading agent's stages before its first interval (split from `trader.py`, which runs them): the day-ahead
-exchange session and, once it completed, its forward trades.
+"""The trading agent's stages around its day (split from `trader.py`, which runs them): before its first interval
+the day-ahead exchange session and, once it completed, its forward trades and this MG's make-whole (uplift)
+claim; after its last interval the uplift's payments.
 
 Promises: with `market.dayahead`, before the first interval, `run_dayahead` runs the day-ahead session
 (`dayahead_agent.py`) with this MGMC one member among every anonym of the MGMC chain's genesis, and
@@ -10,6 +11,11 @@ outcome, as an interval record's `times`) and its end is logged with how long it
 trader restarted before the first interval runs the stages again, which resume the session from its
 checkpoint in the data directory (`DAYAHEAD_CHECKPOINT`), rejoin it or read its outcome (review8 F3). The
 stages end before the first interval they trade (`dayahead_deadline`, review7 F7).
+Uplift (`dayahead_uplift.py`): once the clear recorded its forward trades, `run_forward` posts this MG's claim
+(its deviation gain and surplus, from its own model: a few of its own MILPs before the first interval) and
+records it (`uplift_claim`); after the day `run_uplift` has the chain settle the session's uplift once every
+forward trade settled and records this MG's credit, charge and withheld credit (`uplift`). A restart posts no
+second claim and reads a settled uplift. A chain without the uplift contract records why it was skipped.
 Never reads another MG's private data.
 """
 
@@ -25,9 +31,11 @@ from typing import TYPE_CHECKING, Any
 from peergrid_controller.dayahead import starting_prices
 from peergrid_controller.dayexchange import DayAheadConfig
 from peergrid_edge.dayahead_agent import DayAheadAgent
-from peergrid_edge.exchange_io import Deadline, SessionOutcome
+from peergrid_edge.dayahead_uplift import UpliftClaim, UpliftOutcome, UpliftStage, enabled
+from peergrid_edge.exchange_io import ROLE, Deadline, SessionOutcome
 from peergrid_edge.forward_agent import ForwardAgent
-from peergrid_edge.forward_chain import DEADLINE_MARGIN_S, ForwardOutcome, margin_s
+from peergrid_edge.forward_chain import DEADLINE_MARGIN_S, ForwardOutcome, forward_session, margin_s
+from peergrid_ledger.contracts import uplift
 from peergrid_ledger.contracts.exchange_state import reserved_name
 
 if TYPE_CHECKING:
@@ -128,4 +136,49 @@ async def run_forward(agent: MarketAgent, clock: Callable[[], float] = time.time
     outcome = await stage.run()
     agent.forward = outcome
     _record_stage(agent, "forward", outcome, started, clock(), outcome.cleared, outcome.reason)
+    if outcome.cleared:
+        await run_uplift_claim(agent, clock)
+    return outcome
+
+
+def _uplift_stage(agent: MarketAgent, session: str) -> UpliftStage:
+    s = agent.s
+    return UpliftStage(
+        agent.ledger, agent.anonym, agent.mg, agent.dt, session, timeout_s=s.phase_timeout_s,
+        before_submit=agent._stopped, wait_s=FORWARD_TIMEOUTS * s.phase_timeout_s, grace_s=s.phase_timeout_s,
+    )  # fmt: skip
+
+
+async def run_uplift_claim(
+    agent: MarketAgent, clock: Callable[[], float] = time.time, session: str | None = None
+) -> UpliftClaim:
+    """This MG's make-whole claim on the cleared session (`dayahead_uplift`), posted once and recorded."""
+    if session is None:
+        assert agent.forward is not None
+        session = agent.forward.session
+    started = clock()
+    agent.phase = "uplift-claim"
+    claim = await _uplift_stage(agent, session).claim()
+    _record_stage(agent, "uplift_claim", claim, started, clock(), not claim.reason, claim.reason)
+    return claim
+
+
+async def run_uplift(agent: MarketAgent, clock: Callable[[], float] = time.time) -> UpliftOutcome | None:
+    """After the day (once its trades settled: `agent_settlement.settle_day`): the session's uplift settled on
+    the chain and this MG's part of it recorded; None when no day-ahead clear closed the first interval (nothing
+    to pay). The session is read off the chain when this run did not clear it (a restart), and a claim this MG
+    never posted (it restarted between the clear and its claim) is posted first: claims land until the settle."""
+    if agent.forward is not None and agent.forward.cleared:
+        session: str | None = agent.forward.session
+    else:
+        session = forward_session(agent.ledger.state(ROLE), agent.s.first_interval)
+    if session is None:
+        return None
+    stage = _uplift_stage(agent, session)
+    if enabled(agent.ledger) and uplift.claim(agent.ledger.state(ROLE), session, agent.anonym.public) is None:
+        await run_uplift_claim(agent, clock, session)
+    started = clock()
+    agent.phase = "uplift"
+    outcome = await stage.settle()
+    _record_stage(agent, "uplift", outcome, started, clock(), outcome.settled, outcome.reason)
     return outcome
