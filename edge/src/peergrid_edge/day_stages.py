@@ -15,7 +15,8 @@ Uplift (`dayahead_uplift.py`): once the clear recorded its forward trades, `run_
 (its deviation gain and surplus, from its own model: a few of its own MILPs before the first interval) and
 records it (`uplift_claim`); after the day `run_uplift` has the chain settle the session's uplift once every
 forward trade settled and records this MG's credit, charge and withheld credit (`uplift`). A restart posts no
-second claim and reads a settled uplift. A chain without the uplift contract records why it was skipped.
+second claim and reads a settled uplift. On a chain whose genesis does not enable the uplift contract neither
+stage runs nor records anything (the day's records are as before the contract).
 Never reads another MG's private data.
 """
 
@@ -136,7 +137,7 @@ async def run_forward(agent: MarketAgent, clock: Callable[[], float] = time.time
     outcome = await stage.run()
     agent.forward = outcome
     _record_stage(agent, "forward", outcome, started, clock(), outcome.cleared, outcome.reason)
-    if outcome.cleared:
+    if outcome.cleared and enabled(agent.ledger):  # a chain without the uplift contract: no stage, no record
         await run_uplift_claim(agent, clock)
     return outcome
 
@@ -166,8 +167,11 @@ async def run_uplift_claim(
 async def run_uplift(agent: MarketAgent, clock: Callable[[], float] = time.time) -> UpliftOutcome | None:
     """After the day (once its trades settled: `agent_settlement.settle_day`): the session's uplift settled on
     the chain and this MG's part of it recorded; None when no day-ahead clear closed the first interval (nothing
-    to pay). The session is read off the chain when this run did not clear it (a restart), and a claim this MG
-    never posted (it restarted between the clear and its claim) is posted first: claims land until the settle."""
+    to pay) or the chain has no uplift contract. The session is read off the chain when this run did not clear
+    it (a restart), and a claim this MG never posted (it restarted between the clear and its claim) is posted
+    first: claims land until the settle."""
+    if not enabled(agent.ledger):
+        return None
     if agent.forward is not None and agent.forward.cleared:
         session: str | None = agent.forward.session
     else:
@@ -175,7 +179,7 @@ async def run_uplift(agent: MarketAgent, clock: Callable[[], float] = time.time)
     if session is None:
         return None
     stage = _uplift_stage(agent, session)
-    if enabled(agent.ledger) and uplift.claim(agent.ledger.state(ROLE), session, agent.anonym.public) is None:
+    if uplift.claim(agent.ledger.state(ROLE), session, agent.anonym.public) is None:
         await run_uplift_claim(agent, clock, session)
     started = clock()
     agent.phase = "uplift"
