@@ -222,3 +222,25 @@ def test_a_file_s_allowance_where_it_does_not_apply_says_how_to_run_without_it(
     assert err.endswith("; --risk-allowance 0 runs the day without it\n")
     out, _ = run(capsys, *args, "--risk-allowance", "0")
     assert "dayahead" in json.loads(out)["total"]
+
+
+@pytest.mark.parametrize(
+    ("market", "field"),
+    [
+        ({"risk_allowance": True}, "market.risk_allowance"),  # YAML `yes`
+        ({"risk_allowance": "3"}, "market.risk_allowance"),
+        ({"mg_risk_allowance": {"seller": True}}, "market.mg_risk_allowance.seller"),
+        ({"mg_risk_allowance": {"seller": "0.5"}}, "market.mg_risk_allowance.seller"),
+    ],
+)
+def test_a_file_s_allowance_that_is_no_amount_is_refused_naming_the_field(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], market: dict[str, Any], field: str
+) -> None:
+    """R16 L1: pydantic's lax floats read YAML `yes` as 1.0 and "3" as 3.0, while the config and the CLI refuse
+    both; the file refuses them too, naming the field (an int is still an amount)."""
+    err = one_line_error(capsys, "--scenario", scenario_file(tmp_path, **market), "--intervals", "1")
+    assert field in err, err
+    out, _ = run(
+        capsys, "--scenario", scenario_file(tmp_path, risk_allowance=2), "--intervals", "1", "--no-central"
+    )
+    assert json.loads(out)["total"]["risk_allowance"] == {"buyer": 2.0, "seller": 2.0}

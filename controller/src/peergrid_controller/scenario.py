@@ -126,8 +126,11 @@ class _Market(_Tolerant):
     feed_in: float = Field(default=0.05, ge=0)
     rules: _Rules = Field(default_factory=_Rules)  # every MG's unless it has its own
     mg_rules: dict[str, _Rules] = Field(default_factory=dict)
-    risk_allowance: float = Field(default=0.0, ge=0, allow_inf_nan=False)  # every MG's unless it has its own
-    mg_risk_allowance: dict[str, Annotated[float, Field(ge=0, allow_inf_nan=False)]] = Field(
+    # an amount of money, strictly: YAML `yes` (a bool) or a quoted "3" is refused naming the field, not read as 1.0 / 3.0
+    risk_allowance: float = Field(
+        default=0.0, ge=0, allow_inf_nan=False, strict=True
+    )  # every MG's unless its own
+    mg_risk_allowance: dict[str, Annotated[float, Field(ge=0, allow_inf_nan=False, strict=True)]] = Field(
         default_factory=dict
     )
 
