@@ -3,10 +3,11 @@
 Promises (amounts in currency micro-units; ids anything that sorts: MG names in the simulation, public keys on
 the chain, so both break every tie the same way):
 - `split(owed, surplus)`: who pays what is owed. `owed` each payee's credit (> 0), `surplus` each payer's gain
-  over the conventional market (at most 0: it pays nothing; a payee is never a payer: left out). Funded when the payers' total surplus
-  covers the total owed: the charges are the total owed shared in proportion to surplus (`largest_remainder`:
-  floors, then one more to the largest remainders, a tie to the smaller id), so each is at most its payer's
-  surplus and they sum exactly to the credits. Unfunded: nothing is paid (a part payment makes nobody whole).
+  over the conventional market (at most 0: it pays nothing; a payee is never a payer: it is left out). Funded
+  when the payers' total surplus covers the total owed: the charges are the total owed shared in proportion to
+  surplus (`largest_remainder`: floors, then one more to the largest remainders, a tie to the smaller id), so
+  each is at most its payer's surplus and they sum exactly to the credits. Unfunded: nothing is paid (a part
+  payment makes nobody whole).
 - `withhold(split, defaulted)`: the split as paid after delivery: a defaulted payee's credit withheld and the
   payers' charges cut by exactly the withheld total, shared in proportion to each charge (largest remainder), so
   no charge grows and the charges still sum to the credits paid.
