@@ -7,6 +7,8 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from ledger_fixtures import T0, Keys, make_genesis, reason
 from test_settle_both import WAIT, Clock
 
@@ -317,3 +319,45 @@ def test_the_claim_window_parameter_is_encoded_only_when_set_and_bounded() -> No
         Params(uplift_claim_ms=-1)
     with pytest.raises(GenesisError, match="uplift_claim_ms: 0 is the default"):
         Params.from_value({**plain.params.to_value(), "uplift_claim_ms": 0})
+
+
+@settings(max_examples=25, deadline=None)
+@given(
+    claims=st.fixed_dictionaries(
+        {
+            k.public: st.tuples(st.sampled_from([0, 2_000, 2_502, 50_000, 700_000]), st.integers(0, 200_000))
+            for k in (P1, P2, P3, P4)
+        }
+    ),
+    silent=st.sets(st.sampled_from([P2.public, P3.public, P4.public]), max_size=2),
+    short=st.dictionaries(st.sampled_from([P1.public, P2.public]), st.integers(1, 400), max_size=2),
+)
+def test_any_claims_and_deliveries_pay_the_rule_exactly_and_conserve_money(
+    claims: dict[bytes, tuple[int, int]], silent: set[bytes], short: dict[bytes, int]
+) -> None:
+    chain, clock = day()
+    clear(clock)
+    keys = {k.public: k for k in (P1, P2, P3, P4)}
+    for member, (gain, surplus) in claims.items():
+        if member not in silent:
+            ok(claim(clock, keys[member], gain, surplus))
+    deliver(chain, clock, short)
+    traded: dict[bytes, int] = {}
+    for _, tr in trades(chain):
+        for party in (tr["seller"], tr["buyer"]):
+            traded[party] = traded.get(party, 0) + tr["quantity"]
+    owed = {m: g for m, (g, _) in claims.items() if m not in silent and g > max(traded.get(m, 0), 1000) + 1}
+    surplus = {m: (0 if m in silent else s) for m, (_, s) in claims.items() if m in traded and m not in owed}
+    want = uplift_rule.withhold(uplift_rule.split(owed, surplus), set(short))
+    before = balances(chain)
+    ok(clock.send(P1, {"session": NAME}, "uplift.settle"))
+    moved = {k: balances(chain)[k] - before[k] for k in before}
+    assert sum(moved.values()) == 0
+    assert moved == {k: want.credits.get(k, 0) - want.charges.get(k, 0) for k in before}
+    done = uplift.outcome(chain.state, NAME)
+    assert (
+        done is not None
+        and done["funded"] == want.funded
+        and done["withheld"] == sorted(map(list, want.withheld.items()))
+    )
+    assert all(c <= surplus[m] for m, c in want.charges.items())  # no payer beyond its claimed surplus
