@@ -16,11 +16,12 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+import math
 from pathlib import Path
 from typing import Any
 
 import pytest
-from test_edge_dayahead_session import CONFIG, SESSION, ledger_for
+from test_edge_dayahead_session import CONFIG, SESSION, free_day, ledger_for, market_agent, run_on
 from test_edge_forward import trading_agent
 
 from peergrid_controller.chain_venue import ChainVenue, chain_rules, key_for
@@ -233,3 +234,32 @@ def test_a_chain_without_the_contract_skips_the_stage_and_an_unknown_session_is_
     claim, outcome = asyncio.run(skipped())
     assert not claim.posted and "does not enable the uplift contract" in claim.reason
     assert not outcome.settled and "does not enable the uplift contract" in outcome.reason
+
+
+def test_the_trading_agents_forward_stage_posts_each_mgs_claim_after_the_clear_and_records_it(
+    tmp_path: Path,
+) -> None:
+    scenario = free_day(3, 4)
+    ledger, keys_ = uplift_ledger(tmp_path / "chain", scenario)
+    agents = {n: market_agent(ledger, k, scenario, n, tmp_path / f"{n}.jsonl") for n, k in keys_.items()}
+
+    async def play() -> list[ForwardOutcome]:
+        sessions = await asyncio.gather(*(a.run_dayahead() for a in agents.values()))
+        assert all(o.completed for o in sessions)
+        return await asyncio.gather(*(a.run_forward() for a in agents.values()))
+
+    outcomes = run_on(ledger, play)
+    state = ledger.state("mgmc")
+    for (name, key), outcome in zip(keys_.items(), outcomes, strict=True):
+        assert outcome.cleared
+        docs = read_records(tmp_path / f"{name}.jsonl")
+        assert [next(iter(doc)) for doc in docs] == ["dayahead", "forward", "uplift_claim"]
+        recorded = docs[2]["uplift_claim"]
+        on_chain = uplift.claim(state, outcome.session, key.public)
+        assert on_chain is not None and recorded["posted"] and recorded["reason"] == ""
+        assert (on_chain["gain"], on_chain["surplus"]) == (recorded["gain"], recorded["surplus"])
+        # its surplus is its conventional day less its committed one, as its forward stage measured them
+        assert recorded["surplus"] == max(
+            0, math.floor(round((outcome.conventional - outcome.day_cost) * MICRO, 3))
+        )
+        assert set(docs[2]["stage_times"]) == {"start", "end"}
