@@ -8,6 +8,7 @@ Promises:
   deliver from its state (to a watt); the rest is its imbalance. Raises when it cannot even trade nothing.
 - `meet_limit`: interval t re-planned with its trades fixed within the DSO's injection limits, if any;
   says plainly when they are not met.
+- `counterfactual`: the conventional counterfactual's interval (no P2P, within the DSO's limit if any).
 - `cost_to_go`: the conventional cost of the rest of the day from a state (0 at the day's end).
 Never reads clocks, devices or the chain; logs under the trader's name, as before the split.
 """
@@ -34,13 +35,17 @@ def plan_day(
     state: MgState | None,
     fixed: list[float] | None,
     schedule: Callable[..., MgSchedule] = MgSchedule,
+    p2p_prices: list[float] | None = None,
 ) -> tuple[MgSchedule, Plan]:
     """The MG's day from interval t (of `intervals`) and its `state`, planned with the forward trades of t on
     fixed (`fixed`, kW). They were accepted on the day planned from its start (`forward.accept_alone`); from
     the state this MG is in now (review8 F2) they may not all be met: then with t's alone (each later one is
     held when its interval comes), and if even t's cannot be met (less stored energy than planned, PV
     short), without P2P: t's trade is then delivered as far as the MG can (`deliver`). Raises only when the
-    MG has no plan at all. `schedule` makes the model (`MgSchedule`; the trader passes its own name)."""
+    MG has no plan at all. `schedule` makes the model (`MgSchedule`; the trader passes its own name).
+    `p2p_prices`: the peer prices forecast for intervals t on (`guard.market_forecast`), which the plan may
+    lean on in later intervals; a plan holding forward trades leans on none (`MgSchedule` opens P2P only
+    where nothing is fixed)."""
     tries: list[list[float] | None] = [fixed]
     if fixed is not None and any(fixed[1:]):
         tries.append([fixed[0]] + [0.0] * (len(fixed) - 1))
@@ -48,7 +53,8 @@ def plan_day(
         tries.append(None)
     horizon = intervals - t
     for held in tries:
-        sched = schedule(mg, dt, start=t, horizon=horizon, state=state, p2p_fixed=held)
+        prices = p2p_prices if fixed is None else None  # "without P2P" means without a forecast too
+        sched = schedule(mg, dt, start=t, horizon=horizon, state=state, p2p_fixed=held, p2p_prices=prices)
         try:
             return sched, sched.solve()
         except ScheduleError as exc:
@@ -96,6 +102,33 @@ def meet_limit(t: int, sched: MgSchedule, p2p_net_kw: float, limit: dict[str, An
     else:
         log.warning("interval %d: DSO limit %s not met: %s", t, limit, adjustment.reason)
     return adjustment
+
+
+def counterfactual(
+    mg: Microgrid,
+    dt: float,
+    intervals: int,
+    t: int,
+    state: MgState,
+    limit: tuple[float | None, float | None] | None,
+    last: MgState | None = None,
+) -> tuple[float, MgState, dict[str, float]]:
+    """The conventional counterfactual's interval t (same MG, no P2P, from its own `state`): its cost, the
+    state it leaves and, on the agent's last interval (`last`: the state the P2P path leaves; None: not the
+    last), the stored energy each path leaves valued by the rest of the day (`cost_to_go`; {} otherwise).
+    The DSO's limit (kW, None: no contract) is the network's, not the market's: it faces it too."""
+    conv = MgSchedule(mg, dt, start=t, horizon=intervals - t, state=state)
+    conv.solve()
+    if limit is not None:
+        meet(conv, 0.0, *limit)
+    else:
+        conv.dispatch(0.0)
+    cost, after = conv.first_interval_cost_and_state()
+    to_go: dict[str, float] = {}
+    if last is not None:
+        to_go = {"p2p": cost_to_go(mg, dt, intervals, t + 1, last),
+                 "conventional": cost_to_go(mg, dt, intervals, t + 1, after)}  # fmt: skip
+    return cost, after, to_go
 
 
 def cost_to_go(mg: Microgrid, dt: float, intervals: int, start: int, state: MgState) -> float:

@@ -12,7 +12,9 @@ Promises, per interval t (starting at `t0 + (t - first_interval) * interval_s` o
   1-3. schedules this MG with the controller (state from its own battery readings when it (re)starts, then
        from the plan it dispatched), derives its price-quantity curve and its role (seller, buyer, neither) at
        the mid price; a seller opens at the previous interval's agreed price on the chain (`opening_price`;
-       mid-bounds when there is none);
+       mid-bounds when there is none); with `market.rationality` strict or trades the curve (and, strict, the
+       dispatch of the agreed trade) is held by the owner's individual-rationality guard (`guard.py`: the day
+       ends within its conventional cost plus `risk_allowance`; the budget kept across restarts);
   4.   bargains on the MGMC chain under its anonym (`chain_bargaining.py`): every offer, bid and move is a signed transaction, and
        each bargaining phase waits for the peers' moves in a FINAL block (sellers move, then buyers), so every
        MGMC decides from the same chain state; rounds end when a round repeats the previous one (no one
@@ -63,12 +65,12 @@ import time
 from dataclasses import asdict
 from typing import TYPE_CHECKING, Any
 
-from peergrid_controller.adjustment import Adjustment, meet
+from peergrid_controller.adjustment import Adjustment
 from peergrid_controller.builder import MgState
 from peergrid_controller.moves import BargainingConfig, Participant, role_at_mid
 from peergrid_controller.scenario import load_scenario
 from peergrid_controller.schedule import MgSchedule, Plan
-from peergrid_edge import agent_dispatch, agent_settlement, day_stages, dso_verdicts, interval_plan
+from peergrid_edge import agent_dispatch, agent_settlement, day_stages, dso_verdicts, guard, interval_plan
 from peergrid_edge.chain_bargaining import bargain, close_interval, opening_price, position
 from peergrid_edge.config import MarketSettings
 from peergrid_edge.day_stages import dayahead_deadline  # noqa: F401 - T1's test_edge_forward_skew imports it here
@@ -77,7 +79,13 @@ from peergrid_edge.exchange_io import SessionOutcome
 from peergrid_edge.forward_chain import ForwardOutcome, forward_plan, forward_session
 from peergrid_edge.pcc_readings import MgMetering
 from peergrid_edge.replicas import Submission
-from peergrid_edge.resume import PLAN_CONFIRMED, initial_state, resume_interval, resumed_counterfactual
+from peergrid_edge.resume import (
+    PLAN_CONFIRMED,
+    initial_state,
+    resume_interval,
+    resumed_budget,
+    resumed_counterfactual,
+)
 from peergrid_edge.verdict_inbox import file_verdict, parse_verdict  # noqa: F401 - test_json_depth imports it
 from peergrid_ledger import keys
 from peergrid_ledger.records import append_record
@@ -97,6 +105,8 @@ class MarketAgent:
     debt_noted: tuple[int, int] | None = None
     # what its Settler states through (`agent_settlement.sealed_for`), pruned at the day's end; None: no such
     sealed: SealedStatements | None = None
+    # the individual-rationality guard's day budget (`guard.py`), started at the first interval run; None: not yet
+    budget: guard.DayBudget | None = None
 
     def __init__(self, daemon: EdgeDaemon, settings: MarketSettings) -> None:
         self.d, self.s = daemon, settings
@@ -144,6 +154,8 @@ class MarketAgent:
             f = self.forward
             doc["forward"] = {"cleared": f.cleared, "reason": f.reason, "decision": f.decision,
                               "intervals": list(f.intervals), "traded": list(self.forward_traded)}  # fmt: skip
+        if self.budget is not None:
+            doc["rationality"] = self.budget.status()
         return doc
 
     def _on_verdict(self, _topic: str, payload: bytes) -> None:
@@ -217,6 +229,7 @@ class MarketAgent:
                     resumed_counterfactual(self.s.record_file, self.mg, self.dt, self.scenario.intervals, t)
                     or self.state
                 )
+                self._start_budget(t, resumed_budget(self.s.record_file, t))
             self.interval = t
             try:
                 await self.run_interval(t)
@@ -244,13 +257,13 @@ class MarketAgent:
         chain = self.ledger.state("mgmc")
         forward = forward_session(chain, t)
         fixed = forward_plan(chain, self.anonym.public, range(t, sc.intervals), self.dt)
+        budget = self.budget or self._start_budget(t, None)
         sched, plan = self._schedule(t, fixed)
         premium = max(m.rules.clean_premium for m in sc.microgrids)
         feed_in = min(m.tariff.feed_in[t] for m in sc.microgrids)
         retail = max(m.tariff.retail[t] for m in sc.microgrids)
-        curve = sched.response_curve(
-            mg.tariff.feed_in[t], mg.tariff.retail[t] + premium, limit_kw=mg.rules.max_quantity_kwh / self.dt
-        )
+        # its curve, held by the rationality guard while no forward trade is held (`guard.py`)
+        curve, fallback = guard.interval_curve(self, t, budget, sched, fixed is not None, premium)
         me = Participant(self.name, curve, mg.rules, clean=plan.genset_kw[0] <= 1e-6)
         role = role_at_mid(me, feed_in, retail)
         opening = opening_price(self.ledger.state("mgmc"), t, feed_in, retail + premium)
@@ -263,7 +276,8 @@ class MarketAgent:
         self.phase = "trades"
         mine, net_kwh, money = position(self.ledger.state("mgmc"), t, self.anonym.public)
         agreed_kw = net_kwh / self.dt
-        plan2, delivered_kw = interval_plan.deliver(t, sched, agreed_kw)
+        chosen = guard.choose(budget, fallback, t, sched, agreed_kw, money, forward_held=fixed is not None)
+        sched, plan2, delivered_kw = chosen.sched, chosen.plan, chosen.delivered_kw  # the DSO re-plans on it
         injection_kw = plan2.p2p_net_export[0] + plan2.dso_net_export[0]
         self.phase = "injection"
         await self._submit(
@@ -315,22 +329,16 @@ class MarketAgent:
         if mine:  # a counterparty's dispute may need this MG's readings too
             agent_settlement.watch_counterparties(self, t)
         await self.settler.retry_due()  # earlier refusals get a try each interval, even with no idle time
-        cost, self.state = sched.first_interval_cost_and_state()
-        conv = MgSchedule(mg, self.dt, start=t, horizon=sc.intervals - t, state=self.conv_state)
-        conv.solve()
-        # the DSO's limit is the network's, not the market's: the counterfactual MG faces it too
-        lo, hi = answers.limit_kw()
-        if answers.limit is not None:
-            meet(conv, 0.0, lo, hi)
+        # the guard's booked cost and state where the plan it chose ran on (a mix of two plans is no schedule's)
+        if plan3 is plan2 and chosen.cost is not None and chosen.state is not None:
+            cost, self.state = chosen.cost, chosen.state
         else:
-            conv.dispatch(0.0)
-        conv_cost, self.conv_state = conv.first_interval_cost_and_state()
-        to_go: dict[str, float] = {}
-        if t == self._last_interval():  # the stored energy each path leaves, valued by the rest of the day
-            to_go = {
-                "p2p": interval_plan.cost_to_go(mg, self.dt, sc.intervals, t + 1, self.state),
-                "conventional": interval_plan.cost_to_go(mg, self.dt, sc.intervals, t + 1, self.conv_state),
-            }
+            cost, self.state = sched.first_interval_cost_and_state()
+        budget.charge(cost - money)
+        conv_cost, self.conv_state, to_go = interval_plan.counterfactual(
+            mg, self.dt, sc.intervals, t, self.conv_state, None if answers.limit is None else answers.limit_kw(),
+            self.state if t == self._last_interval() else None,
+        )  # fmt: skip
         self.phase = "done"
         self.last = {"interval": t, "role": role, "rounds": len(rounds), "trades": len(mine)}
         self._record(
@@ -354,7 +362,7 @@ class MarketAgent:
                 "times": {"start": started, "bargained": bargained, "dispatched": dispatched_at,
                           "dso_done": dso_done, "end": time.time()},
                 "heights": self.ledger.heights(), "cost_to_go": to_go,
-                "conv_state": asdict(self.conv_state),
+                "conv_state": asdict(self.conv_state), **guard.record(budget, chosen, cost - money),
             }
         )  # fmt: skip
 
@@ -365,8 +373,14 @@ class MarketAgent:
     def _schedule(self, t: int, fixed: list[float] | None) -> tuple[MgSchedule, Plan]:
         """The MG's day from interval t and its state with the forward trades of t on fixed
         (`interval_plan.plan_day`)."""
-        intervals = self.scenario.intervals
-        return interval_plan.plan_day(self.mg, self.dt, intervals, t, self.state, fixed, MgSchedule)
+        prices = guard.forecast_for(self, t)
+        return interval_plan.plan_day(self.mg, self.dt, self.scenario.intervals, t, self.state, fixed, MgSchedule,
+                                      prices)  # fmt: skip
+
+    def _start_budget(self, t: int, resumed: tuple[float, float] | None) -> guard.DayBudget:
+        """The guard's day budget from interval t (`guard.start_budget`), kept as `budget`."""
+        self.budget = guard.start_budget(self, t, resumed)
+        return self.budget
 
     # --- the DSO, dispatch, records --------------------------------------------------------------------
 

@@ -1,0 +1,258 @@
+"""The intraday agent's individual-rationality guard: the simulation's strict (and trades) mode per interval,
+with the owner's risk allowance, on the deployed edge (controller rationality.py does the judging).
+
+Promises:
+- `market_forecast`: the peer prices the day is planned on with `market.forecast` "market" — the day-ahead
+  session's final prices where it completed, else the latest agreed price on the MGMC chain (flat over the
+  rest of the day), else None (no forecast: the plan does not lean on peers and the guard holds it against
+  the conventional day only). Every MGMC derives the same from its own replica.
+- `DayBudget`: what the MG may still spend this day and end no worse off than its conventional (DSO-only)
+  day plus the allowance: it starts at the conventional cost of the day from the agent's first interval and
+  state plus the allowance, and each interval is charged with its `cost_p2p` as it was actually dispatched
+  and paid; a restarted agent goes on from its records (`resume.resumed_budget`), never a fresh allowance.
+- `guard_curve`: strict — the plan's curve within the budget (`Guarded.fallback`, `Guarded.curve`); trades —
+  within what the conventional alternative trades (`per_trade_curve`); off — the plan's curve as it is.
+- `choose`: strict — the dispatch the guard picks for the agreed trade (`Guarded.dispatch`: the plan when it
+  fits, else the largest share of it that fits, else the conventional alternative), with the plan that goes
+  to the DERs; otherwise the plan's own dispatch (`interval_plan.deliver`).
+What the guard does not steer, and records as such: an interval while forward trades are held (this one or a
+later one: the day-ahead stage accepted them on its own rationality check, and the DSO-only fallback would
+not keep them), and a change the DSO makes after the guard chose (an adjustment, a re-bargain, a changed
+closing: the DSO's; the budget is charged with what was dispatched and paid, and the record names the part
+that was the DSO's). An owed interval needs nothing of its own: the debtor's bid asks nothing, so its trade
+is a sale within the guarded curve. Pure apart from the chain state it is given; never reads clocks or I/O.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from peergrid_controller.builder import MgState
+from peergrid_controller.commitment import Options
+from peergrid_controller.curve import ResponseCurve
+from peergrid_controller.model import Microgrid
+from peergrid_controller.rationality import Guarded
+from peergrid_controller.schedule import MgSchedule, Plan, ScheduleError
+from peergrid_edge import interval_plan
+from peergrid_edge.chain_bargaining import previous_price
+
+log = logging.getLogger("peergrid.edge.trader")
+
+NANO = 1e9  # the exchange's prices are nano-currency per kWh
+
+
+def market_forecast(
+    session_prices: Sequence[int] | None, state: Any, t: int, intervals: int
+) -> list[float] | None:
+    """Expected peer prices (currency per kWh) for intervals t .. `intervals` - 1: the completed day-ahead
+    session's final prices (one per interval of the day; a clean session's general book first), else the
+    latest interval before t with agreed trades on the chain, its price held flat, else None."""
+    if session_prices is not None and len(session_prices) >= intervals:
+        return [p / NANO for p in session_prices[t:intervals]]
+    for k in range(t, 0, -1):
+        price = previous_price(state, k)
+        if price is not None:
+            return [price] * (intervals - t)
+    return None
+
+
+@dataclass
+class DayBudget:
+    """The guard's budget for one MG's day (currency): `day` at its start (conventional cost + allowance),
+    `spent` the `cost_p2p` charged since (physical cost less P2P money)."""
+
+    mode: str  # "strict", "trades" or "off": the config's `market.rationality`
+    allowance: float
+    day: float
+    spent: float = 0.0
+
+    @property
+    def left(self) -> float:
+        return self.day - self.spent
+
+    def charge(self, cost_p2p: float) -> None:
+        self.spent += cost_p2p
+
+    def status(self) -> dict[str, Any]:
+        return {"mode": self.mode, "risk_allowance": self.allowance, "budget_day": self.day,
+                "budget_left": self.left}  # fmt: skip
+
+
+def day_budget(
+    mode: str,
+    allowance: float,
+    mg: Microgrid,
+    dt: float,
+    t: int,
+    state: MgState,
+    resumed: tuple[float, float] | None,
+) -> DayBudget:
+    """The day's budget from interval t: where the records left it (`resumed`: the day's budget and what the
+    intervals before t cost), else afresh — the conventional cost of the rest of the day from `state` (the
+    conventional optimum, `interval_plan.cost_to_go`) plus the allowance."""
+    if resumed is not None:
+        day, spent = resumed
+        return DayBudget(mode, allowance, day, spent)
+    return DayBudget(mode, allowance, interval_plan.cost_to_go(mg, dt, mg.intervals, t, state) + allowance)
+
+
+def forecast_for(agent: Any, t: int) -> list[float] | None:
+    """`market_forecast` for the trading agent's interval t where its `market.forecast` is "market" (its
+    completed day-ahead session's prices, else its replica's MGMC chain); None otherwise. A test's stand-in
+    settings that do not name the field plan without one, as before."""
+    if _setting(agent, "forecast", "none") != "market":
+        return None
+    session = agent.dayahead.prices if agent.dayahead is not None and agent.dayahead.completed else None
+    return market_forecast(session, agent.ledger.state("mgmc"), t, agent.scenario.intervals)
+
+
+def start_budget(agent: Any, t: int, resumed: tuple[float, float] | None) -> DayBudget:
+    """`day_budget` for the trading agent from interval t, at its config's `rationality` and `risk_allowance`
+    (a test's stand-in settings that name neither: off, none)."""
+    assert agent.state is not None
+    mode, allowance = _setting(agent, "rationality", "off"), _setting(agent, "risk_allowance", 0.0)
+    return day_budget(mode, allowance, agent.mg, agent.dt, t, agent.state, resumed)
+
+
+def _setting(agent: Any, name: str, default: Any) -> Any:
+    """The agent's `market.<name>`; `default` (the edge before the guard) where a test's stand-in agent has
+    no settings or its stand-in settings do not name it (MarketSettings always does)."""
+    return getattr(getattr(agent, "s", None), name, default)
+
+
+def interval_curve(
+    agent: Any, t: int, budget: DayBudget, sched: MgSchedule, forward_held: bool, premium: float
+) -> tuple[ResponseCurve, Guarded | None]:
+    """The trading agent's curve for interval t from its day plan `sched` (on its own price bounds: feed-in
+    to retail plus the feeder's clean premium, within its owner's quantity limit), held by `guard_curve`
+    unless forward trades are held (`forward_held`: the plan's curve as it is, no alternative)."""
+    mg = agent.mg
+    lo, hi = mg.tariff.feed_in[t], mg.tariff.retail[t] + premium
+    limit_kw = mg.rules.max_quantity_kwh / agent.dt
+    curve = sched.response_curve(lo, hi, limit_kw=limit_kw)
+    if forward_held:
+        return curve, None
+    return guard_curve(budget, mg, agent.dt, t, agent.state, sched, curve, lo, hi, limit_kw)
+
+
+def guard_curve(
+    budget: DayBudget,
+    mg: Microgrid,
+    dt: float,
+    t: int,
+    state: MgState,
+    sched: MgSchedule,
+    curve: ResponseCurve,
+    lo: float,
+    hi: float,
+    limit_kw: float,
+) -> tuple[ResponseCurve, Guarded | None]:
+    """The curve this MG bargains with in interval t and the conventional alternative that bounds it (None:
+    mode off). Prices [lo, hi]: the MG's own bounds, as the simulation's."""
+    if budget.mode == "strict":
+        fallback = Guarded.fallback(mg, dt, t, state, sched.commitment(), budget.left)
+        return fallback.curve(curve, lo, hi, limit_kw, budget.left), fallback
+    if budget.mode == "trades":
+        fallback = Guarded.build(mg, dt, t, state, sched.commitment())
+        return fallback.per_trade_curve(curve, lo, hi, limit_kw), fallback
+    return curve, None
+
+
+@dataclass
+class Chosen:
+    """The interval's dispatch as chosen: the schedule that carries it (the DSO's answers re-plan on it), the
+    plan for the DERs, the P2P net it delivers (kW), how it was chosen, and the cost and state the guard
+    booked for it (None: the schedule's own last dispatch says)."""
+
+    sched: MgSchedule
+    plan: Plan
+    delivered_kw: float
+    how: str  # "plan", "fallback", "mixed" (strict), "unguarded" (trades, off), "forward", "undeliverable"
+    cost: float | None = None
+    state: MgState | None = None
+    booked: dict[str, float] = field(default_factory=dict)  # cost and money the guard chose with
+
+
+def choose(
+    budget: DayBudget,
+    fallback: Guarded | None,
+    t: int,
+    sched: MgSchedule,
+    agreed_kw: float,
+    money: float,
+    forward_held: bool = False,
+) -> Chosen:
+    """Interval t's dispatch for the agreed trade (kW, + export) and the money it brings: in strict mode the
+    guard's (`Guarded.dispatch`), else the plan's own (`interval_plan.deliver`; "forward" where the guard
+    is on but forward trades are held)."""
+    if fallback is None or budget.mode != "strict":
+        plan, delivered = interval_plan.deliver(t, sched, agreed_kw)
+        return Chosen(
+            sched, plan, delivered, "forward" if forward_held and budget.mode != "off" else "unguarded"
+        )
+    try:
+        picked, cost, state = fallback.dispatch(Options(sched, None), agreed_kw, money, budget.left)
+    except ScheduleError as exc:  # a trade within the guarded curve is deliverable: this is not expected
+        log.warning("interval %d: the guard cannot dispatch the agreed trade (%s): the plan delivers what it "
+                    "can", t, exc)  # fmt: skip
+        plan, delivered = interval_plan.deliver(t, sched, agreed_kw)
+        return Chosen(sched, plan, delivered, "undeliverable")
+    booked = {"cost": cost, "money": money}
+    plan = picked.dispatch(agreed_kw)  # the same LP again (warm): the plan the guard's pick dispatched
+    own_cost, own_state = picked.first_interval_cost_and_state()
+    if picked is sched:
+        return Chosen(sched, plan, agreed_kw, "plan", own_cost, own_state, booked)
+    if abs(own_cost - cost) <= 1e-9 and _same(own_state, state):
+        return Chosen(picked, plan, agreed_kw, "fallback", own_cost, own_state, booked)
+    # a share of the plan mixed with the alternative (no genset): the DERs get the same mix of both plans
+    optimistic = sched.dispatch(agreed_kw)
+    plan_cost, _ = sched.first_interval_cost_and_state()
+    share = (cost - own_cost) / (plan_cost - own_cost) if abs(plan_cost - own_cost) > 1e-12 else 0.0
+    mixed = mix(optimistic, plan, min(max(share, 0.0), 1.0))
+    return Chosen(picked, mixed, agreed_kw, "mixed", cost, state, booked)
+
+
+def _same(a: MgState, b: MgState) -> bool:
+    return all(abs(x - y) <= 1e-9 for x, y in zip(a.soc_kwh, b.soc_kwh, strict=True)) and (
+        a.genset_on == b.genset_on
+    )
+
+
+def mix(a: Plan, b: Plan, share: float) -> Plan:
+    """`share` of plan a and the rest of plan b, interval by interval (both meet the same trade from the same
+    state without a genset, so the mix is a dispatch too; its cost mixes linearly)."""
+
+    def of(x: Sequence[float], y: Sequence[float]) -> tuple[float, ...]:
+        return tuple(share * p + (1 - share) * q for p, q in zip(x, y, strict=True))
+
+    parts = {k: share * a.cost_parts.get(k, 0.0) + (1 - share) * b.cost_parts.get(k, 0.0)
+             for k in sorted(set(a.cost_parts) | set(b.cost_parts))}  # fmt: skip
+    return Plan(
+        cost=share * a.cost + (1 - share) * b.cost,
+        p2p_net_export=of(a.p2p_net_export, b.p2p_net_export),
+        dso_net_export=of(a.dso_net_export, b.dso_net_export),
+        genset_kw=of(a.genset_kw, b.genset_kw),
+        genset_on=b.genset_on,
+        battery_soc_kwh=of(a.battery_soc_kwh, b.battery_soc_kwh),
+        battery_kw=of(a.battery_kw, b.battery_kw),
+        shed_kw=of(a.shed_kw, b.shed_kw),
+        pv_used_kw=of(a.pv_used_kw, b.pv_used_kw),
+        cost_parts=parts,
+    )
+
+
+def record(budget: DayBudget, chosen: Chosen, cost_p2p: float) -> dict[str, Any]:
+    """The interval record's guard fields: the budget after it, the allowance, and how it was dispatched with
+    what the guard booked and the part of the actual `cost_p2p` that was not the guard's (the DSO's change,
+    or a changed closing: `dso_cost`)."""
+    doc: dict[str, Any] = {"budget_left": budget.left, "risk_allowance": budget.allowance,
+                           "budget_day": budget.day}  # fmt: skip
+    entry: dict[str, Any] = {"mode": budget.mode, "dispatch": chosen.how}
+    if chosen.booked:
+        guarded = chosen.booked["cost"] - chosen.booked["money"]
+        entry.update(cost_p2p=guarded, dso_cost=cost_p2p - guarded)
+    doc["guard"] = entry
+    return doc
