@@ -93,6 +93,7 @@ def test_a_seller_the_dso_cannot_map_is_settled_at_zero_from_its_part_of_the_vou
     settler.nodes = dict(nodes)
     m.pass_time(rule)
     final_blocks(m, settler)
+    hand_over(m, settler, "b")  # the buyer's edge posts for its vouching purchase (D2)
     asyncio.run(settler.settle_due())
     assert [body for _, _, body, _ in adapter.sent] == [
         {"trade": tid, "delivered": 0, "seller_short": 400, "buyer_short": 0}

@@ -4,7 +4,9 @@ export before `until` - the agreed figures where the seller's meter covers them,
 with the gap the seller's (review14 K5: min(held, share), the metered gap the seller's, no tolerance on the
 meter's own word; K7: a gap nobody owns is the seller's, so the contract takes the settle); a seller whose
 readings never come is settled at 0 from `takeup.VOUCH_RULE` of
-the window (D7). Time is the chain's, driven by the test."""
+the window (D7). On a priced trade with a gap the buyer's meter names its own shortfall too (D2: the larger
+of its word and its metered gap; both edges post their readings for a vouch), and a buyer whose readings
+never come is named the whole gap from VOUCH_RULE. Time is the chain's, driven by the test."""
 
 from __future__ import annotations
 
@@ -38,7 +40,7 @@ def gains(m: Market, run: object) -> int:
     return query.balance(m.chain.state, m.anonyms["s"].public) - before
 
 
-def dso_settles(m: Market, give: tuple[str, ...] = ("s",)) -> list[dict[str, object]]:
+def dso_settles(m: Market, give: tuple[str, ...] = ("s", "b")) -> list[dict[str, object]]:
     settler, adapter, _ = settler_for(m)
     final_blocks(m, settler)
     for mg in give:
@@ -86,6 +88,7 @@ def test_a_seller_that_withholds_its_readings_is_settled_at_zero_from_its_part_o
     assert where is not None
     settler, adapter, _ = settler_for(m)
     seen = final_blocks(m, settler)
+    hand_over(m, settler, "b")  # the buyer's edge posts for its vouching purchase (its meter: 400 taken)
     asyncio.run(settler.settle_due())
     waiting = settler.decision(tid)
     assert adapter.sent == [] and waiting is not None and "seller's metering" in waiting["why"]
@@ -174,6 +177,7 @@ def test_r14_k7_an_unowned_gap_within_an_absolute_tolerance_is_the_sellers_and_t
     settler, adapter, _ = settler_for(m)
     final_blocks(m, settler)
     hand_over(m, settler, "s")
+    hand_over(m, settler, "b")
     asyncio.run(settler.settle_due())
     assert [body for _, _, body, _ in adapter.sent] == [
         {"trade": tid, "delivered": 390, "seller_short": 10, "buyer_short": 0}

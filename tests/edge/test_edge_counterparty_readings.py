@@ -264,10 +264,11 @@ def test_a_sellers_readings_reach_the_dso_for_its_own_trade_on_one_statement() -
 
 
 def test_a_sellers_readings_reach_the_dso_for_its_own_agreed_trade_that_waits_for_its_word() -> None:
-    """review13 F2: on a seller_vouched chain the parties agree (400) and the trade waits for the DSO's word
-    on the seller's side; the seller's watch posts its readings (its meter shows 250) and the DSO settles 250
-    from them, the 150 the seller's, within the window; the watch ends once it settled."""
-    readings = {"s": ramp(250.0, export=True)}
+    """review13 F2: on a seller_vouched chain the parties agree (400) and the trade waits for the DSO's word;
+    the seller's watch posts its readings (its meter shows 250) and the buyer's its own (400 taken: D2, its
+    meter names its shortfall, none), and the DSO settles 250 from them, the 150 the seller's, within the
+    window; the watches end once it settled."""
+    readings = {"s": ramp(250.0, export=True), "b": ramp(400.0, export=False)}
     m = market({("s", "b"): 400}, {("s", "b"): (400, 400)}, readings=readings, wait_ms=120_000,
                cover=(300, 50), params={"seller_vouched": 1})  # fmt: skip
     tid = m.trade_id("s", "b")
@@ -278,11 +279,14 @@ def test_a_sellers_readings_reach_the_dso_for_its_own_agreed_trade_that_waits_fo
             settler.look_everywhere()
             asyncio.run_coroutine_threadsafe(settler.settle_due(), settler.adapter.loop).result(10)
 
+        async def both_watch() -> None:
+            watches = [agent_settlement.counterparty_readings(agent_of(url, m, mg), T) for mg in ("s", "b")]
+            await asyncio.wait_for(asyncio.gather(*watches), 10)
+
         with dso_rounds(dso_round):
-            asyncio.run(
-                asyncio.wait_for(agent_settlement.counterparty_readings(agent_of(url, m, "s"), T), 10)
-            )
+            asyncio.run(both_watch())
     where = query.settlement(m.chain.state, tid)
     assert where is not None and where["state"] == "settled" and where["settlement"]["basis"] == "dso"
     assert where["settlement"]["delivered"] == 250 and m.chain.tip.time < until
     assert where["settlement"]["compensation"]["seller_short"] == 150
+    assert where["settlement"]["compensation"]["buyer_short"] == 0

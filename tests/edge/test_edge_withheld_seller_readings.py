@@ -5,8 +5,8 @@ is held at the trade's quantity, with `release` (its worst case) on the hold; th
 in which the seller said nothing: min(the seller's share, the buyer's metered share), so keeping a reveal
 back never nets more than revealing (K3) where the buyer took less than the seller exported. That needs the
 buyer's meter: its agent's watch (`agent_settlement.counterparty_readings`, `pcc_readings.readings_needed`)
-posts its readings for such a hold, not for an ordinary agreement waiting for the seller's side (the DSO
-reads only the seller's meter there). The seller's meter shows 400 exported, the buyer's 300 imported; the
+posts its readings for such a hold, as for an ordinary agreement waiting for the DSO (D2: there the buyer's
+meter names its own shortfall on a priced trade short of the agreement). The seller's meter shows 400 exported, the buyer's 300 imported; the
 buyer states 300, short 100; price 200, retail 300, feed-in 50. Over real HTTP to the DSO server's disputes
 API (`served_disputes`), each MG's watch as its agent runs it (`agent_of`).
 """
@@ -59,7 +59,7 @@ def withheld_seller() -> tuple[Market, bytes]:
     return m, tid
 
 
-def test_the_buyer_posts_for_a_withheld_sellers_hold_and_not_for_an_ordinary_agreement() -> None:
+def test_the_buyer_posts_for_a_withheld_sellers_hold_and_for_an_ordinary_agreement() -> None:
     m, tid = withheld_seller()
     trades, now = query.trades(m.chain.state, T), m.chain.tip.time
     assert readings_needed(trades, m.anonyms["b"].public, now) == [tid]
@@ -69,7 +69,9 @@ def test_the_buyer_posts_for_a_withheld_sellers_hold_and_not_for_an_ordinary_agr
     trades, now = query.trades(agreed.chain.state, T), agreed.chain.tip.time
     [(held, record)] = trades
     assert "release" not in record["vouch"]
-    assert readings_needed(trades, agreed.anonyms["b"].public, now) == []  # only the seller's meter is read
+    assert readings_needed(trades, agreed.anonyms["b"].public, now) == [
+        held
+    ]  # its shortfall by its meter (D2)
     assert readings_needed(trades, agreed.anonyms["s"].public, now) == [held]
 
 

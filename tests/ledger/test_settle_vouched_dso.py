@@ -61,11 +61,14 @@ def crashed_buyer(seller_says: int, priced: bool) -> tuple[Market, bytes]:
 @pytest.mark.parametrize("seller_says", [100, 400])
 @pytest.mark.parametrize("priced", [False, True], ids=["unpriced", "priced"])
 def test_r14_k3_a_crashed_buyer_is_settled_from_the_sellers_meter(seller_says: int, priced: bool) -> None:
+    """The buyer's edge, back up, posts its readings for the vouch (D2: its meter names its own shortfall on a
+    priced trade: it took 400, none)."""
     m, tid = crashed_buyer(seller_says, priced)
     before = query.balance(m.chain.state, m.anonyms["s"].public)
     settler, adapter, _ = settler_for(m)
     final_blocks(m, settler)
     hand_over(m, settler, "s")
+    hand_over(m, settler, "b")
     asyncio.run(settler.settle_due())
     shorts = {"seller_short": 300, "buyer_short": 0} if priced else {}
     assert [body for _, _, body, _ in adapter.sent] == [{"trade": tid, "delivered": 100, **shorts}]
@@ -75,6 +78,31 @@ def test_r14_k3_a_crashed_buyer_is_settled_from_the_sellers_meter(seller_says: i
     paid = query.balance(m.chain.state, m.anonyms["s"].public) - before
     # the seller is paid its 100 Wh; priced, it compensates the buyer for the 300 it did not deliver
     assert paid == 100 * PRICE - (300 * (RETAIL - PRICE) if priced else 0)
+
+
+def test_a_crashed_buyer_that_never_posts_its_readings_owns_the_whole_gap_from_vouch_rule() -> None:
+    """Priced, the buyer stays down: the DSO waits for its readings until `takeup.VOUCH_RULE` of the vouch's
+    window, then names it the whole gap, as a dispute names a side it could have metered and did not (D2): the
+    seller's 100 of 400 paid, no compensation either way (with the buyer's meter, 30,000 to the buyer)."""
+    m, tid = crashed_buyer(100, True)
+    before = query.balance(m.chain.state, m.anonyms["s"].public)
+    settler, adapter, _ = settler_for(m)
+    since = final_blocks(m, settler)
+    hand_over(m, settler, "s")
+    asyncio.run(settler.settle_due())
+    waiting = settler.decision(tid)
+    assert adapter.sent == [] and waiting is not None and "the buyer's metering" in waiting["why"]
+    until = int(waiting["until_ms"])
+    assert until < int(query.settlement(m.chain.state, tid)["vouch"]["until"])  # type: ignore[index]
+    m.pass_time(until)
+    final_blocks(m, settler, since)
+    asyncio.run(settler.settle_due())
+    assert [body for _, _, body, _ in adapter.sent] == [
+        {"trade": tid, "delivered": 100, "seller_short": 300, "buyer_short": 300}
+    ]
+    shown = settler.decision(tid)
+    assert shown is not None and shown["buyer"] is None and "buyer" in shown["unmetered"]
+    assert query.balance(m.chain.state, m.anonyms["s"].public) - before == 100 * PRICE
 
 
 def crashed_seller() -> tuple[Market, bytes]:
@@ -186,6 +214,7 @@ def test_r14_k7_the_dsos_vouch_names_the_unowned_gap_the_sellers_and_the_contrac
     settler, adapter, _ = settler_for(m)
     final_blocks(m, settler)
     hand_over(m, settler, "s")
+    hand_over(m, settler, "b")
     asyncio.run(settler.settle_due())
     assert [body for _, _, body, _ in adapter.sent] == [
         {"trade": tid, "delivered": 390, "seller_short": 10, "buyer_short": 0}

@@ -38,11 +38,13 @@ def settled_by_the_dso(
     meterless: Collection[str] = (),
     buyer_short: int = 0,
     seller_says: tuple[int, int] = (QUANTITY, 0),
+    silent: Collection[str] = (),
 ) -> tuple[str, list[dict[str, int]], dict[str, object], int, int]:
     """Both commit after the interval (the seller `seller_says`, the buyer `buyer_says` `buyer_short`); the buyer
     reveals; the seller reveals too (`seller_up`) or its Pi is down past the reveal deadline, where the buyer's
     edge repeats its lone statement. Then the DSO node settles what waits for it (rounds a half window
-    apart). (state before the DSO, what the DSO sent, the settlement, the seller's and the buyer's net)"""
+    apart), every MG's readings handed over but the meterless' and the `silent` ones'. (state before the DSO,
+    what the DSO sent, the settlement, the seller's and the buyer's net)"""
     readings = {mg: ramp(wh, export=mg == "s") for mg, wh in (("s", seller_wh), ("b", buyer_wh))}
     m = market({("s", "b"): QUANTITY}, {}, readings=readings, wait_ms=WAIT, cover=(RETAIL, FEED_IN),
                params={"seller_vouched": 1, "sealed_statements": 1})  # fmt: skip
@@ -69,7 +71,7 @@ def settled_by_the_dso(
                              meterless=frozenset(m.anonyms[mg].public for mg in meterless))  # fmt: skip
     since = final_blocks(m, settler)
     for mg in ("s", "b"):
-        if mg not in meterless:
+        if mg not in meterless and mg not in silent:
             hand_over(m, settler, mg)
     for _ in range(4):
         asyncio.run(settler.settle_due())

@@ -6,8 +6,9 @@ every `settle` transaction in a final block names a trade that may now wait for 
 statement (taken up like a dispute from `takeup.LONE_FROM` of the wait on, review13 F4), or on two sealed
 commitments neither party revealed by the reveal deadline (review14 K3b: the trade is watched from the second
 commitment, `takeup.reveals_due`, and taken up when a final block's time reaches the deadline), or agreed and
-waiting for its word on the seller's side (`vouching`, genesis seller_vouched, review13 F2: settled at once; a
-withheld seller's hold, review15 M4, once its buyer's readings are in too, or at its deadline); at `run` start it also
+waiting for its word (`vouching`, genesis seller_vouched, review13 F2: settled at once where the trade is unpriced or
+the seller's metered delivery is the whole quantity, else once the buyer's readings are in too, D2, as for a withheld
+seller's hold, review15 M4, or at its deadline); at `run` start it also
 looks through the replica's whole state once, so disputes from before a restart are found. For each disputed
 trade it asks the pure resolver (`disputes.resolve`) for the energy both parties' sealed PCC readings confirm
 and sends `settle {trade, delivered}` (on a trade whose parties the DSO priced with `market.tariff`, also

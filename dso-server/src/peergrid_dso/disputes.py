@@ -117,9 +117,13 @@ dispute that became one at the reveal deadline: its deadline rules apply `wait_m
 and was not 0, as above.
 An agreed trade that waits for the DSO (genesis `seller_vouched`, state `vouching`; review13 F2: the buyer's
 meter cannot show that a P2P seller delivered, so a seller stating the agreed quantity agreed with every honest
-buyer) is metered on the seller's side only (`_vouch`): `min(held, share)` delivered, the metered gap the
-seller's shortfall (review14 K5: no statement tolerance on the meter's own word, which would pay the seller up
-to it compensation-free), the buyer's as it stated; where neither owns the whole gap (an agreement that left
+buyer) is metered on the seller's side for what was delivered (`_vouch`): `min(held, share)` delivered, the
+metered gap the seller's shortfall (review14 K5: no statement tolerance on the meter's own word, which would
+pay the seller up to it compensation-free); on a priced trade with a gap the buyer's the larger of its word
+and its own metered gap (`_buyer_short`, D2: on its word alone a buyer understating its shortfall had an
+honest seller compensate it, so keeping a reveal back, metered as a dispute, netted more: 60,000 against
+50,000 where both meters showed 300 of 400 and the buyer said "short 0"), waited for until `VOUCH_RULE`,
+then the whole gap (a meterless buyer: its word); where neither owns the whole gap (an agreement that left
 part of it unowned within an absolute tolerance) the seller is named it (K7: else the contract refuses the
 DSO's settle for good); an unmetered seller is settled at 0 from `takeup.VOUCH_RULE` of the window (D7), a
 meterless one at the agreement.
@@ -287,10 +291,10 @@ def _vouch(
     """The DSO's word on an agreed trade that waits for it (genesis `seller_vouched`, review13 F2): the seller's
     side metered as for a dispute (its export shared over its trades, the buyer taken at its agreement: it
     took all it bought, `lapsed`); `min(held, share)` delivered, the seller's shortfall its metered gap and
-    the buyer's as it stated, the seller's the whole gap where neither owns it (module docstring). A seller
-    that cannot be metered is waited for until VOUCH_RULE of the window, then settled at 0 (D7: "seller not
-    metered"); a meterless seller at the parties' agreement at once, a withheld one (`release`) at its
-    `release`."""
+    the buyer's by its meter too (`_buyer_short`, D2), the seller's the whole gap where neither owns it
+    (module docstring). A seller that cannot be metered is waited for until VOUCH_RULE of the window, then
+    settled at 0 (D7: "seller not metered"); a meterless seller at the parties' agreement at once, a withheld
+    one (`release`) at its `release`."""
     vouch = agreed["vouch"]
     if chain is None:
         return Unresolved(trade, "an agreement waiting for the DSO is settled only by the chain's time")
@@ -312,22 +316,55 @@ def _vouch(
         why = f"the seller's metering: {energy}"
         if chain.now_ms < until:
             return Unresolved(trade, f"{why}; from chain time {until} ms the DSO settles without it", until)
-        shorts = (quantity, min(int(vouch["buyer_short"]), quantity)) if priced else None
-        return Vouched(trade, 0, quantity, None, None, "seller not metered", {"seller": energy}, shorts,
+        shorts, buyer, unmetered = None, None, {"seller": energy}
+        if priced:  # past VOUCH_RULE: the buyer's shortfall never waits (`_buyer_short`)
+            found = _buyer_short(meters, trade, agreed, quantity, int(vouch["buyer_short"]), True)
+            assert not isinstance(found, str)
+            shorts, buyer = (quantity, found[0]), found[1]
+            unmetered.update(found[2])
+        return Vouched(trade, 0, quantity, None, buyer, "seller not metered", unmetered, shorts,
                        meters.of(agreed))  # fmt: skip
     seller, _ = meters.share(trade, "seller", energy, True)
     delivered = min(held, seller.share_wh)  # the seller's meter decides, the agreement caps it
     rule = (
         "seller metered, agreement covered" if delivered == held else "seller metered short of the agreement"
     )
-    shorts = None
+    shorts, buyer, unmetered = None, None, {}
     if priced:
-        gap = quantity - delivered
-        own, buyer_short = quantity - min(seller.share_wh, quantity), min(int(vouch["buyer_short"]), gap)
-        # the gap neither the seller's meter nor the buyer's word owns is the seller's (review14 K7): the
-        # contract refuses a settle whose larger shortfall is not the gap, and the seller's word made it
+        gap, until = quantity - delivered, up.rules_from(chain.wait_ms)
+        found = _buyer_short(meters, trade, agreed, gap, int(vouch["buyer_short"]), chain.now_ms >= until)
+        if isinstance(found, str):
+            why = f"the buyer's metering (its own shortfall of the {gap} Wh gap): {found}"
+            return Unresolved(
+                trade, f"{why}; from chain time {until} ms the DSO names it the whole gap", until
+            )
+        buyer_short, buyer, unmetered = found
+        own = quantity - min(seller.share_wh, quantity)
+        # the gap neither the seller's meter nor the buyer's word or meter owns is the seller's (review14 K7):
+        # the contract refuses a settle whose larger shortfall is not the gap, and the seller's word made it
         shorts = (gap if max(own, buyer_short) < gap else own, buyer_short)
-    return Vouched(trade, delivered, quantity, seller, None, rule, {}, shorts, meters.of(agreed))
+    return Vouched(trade, delivered, quantity, seller, buyer, rule, unmetered, shorts, meters.of(agreed))
+
+
+def _buyer_short(
+    meters: Meters, trade: bytes, agreed: Mapping[str, Any], gap: int, word: int, lapsed: bool
+) -> tuple[int, Metered | None, dict[str, str]] | str:
+    """The buyer's own shortfall the DSO names on a priced vouch (module docstring, D2): none without a gap;
+    the larger of its word and its metered gap (its import shared like a dispute's, its other sellers that
+    cannot be metered taken as delivering nothing of it: `lapsed` as for the seller's side), at most the gap;
+    a meterless buyer's word; a buyer that could be metered and is not, the whole gap once `lapsed`
+    (VOUCH_RULE of the window), else why the DSO waits for it (str). With the buyer's Metered side and
+    `unmetered` entry for the decision."""
+    if gap <= 0:
+        return 0, None, {}
+    energy = meters.energy(agreed["buyer"], "buyer")
+    if isinstance(energy, str):
+        if agreed["buyer"] in meters.meterless:  # nothing to meter: its word, as today
+            return min(word, gap), None, {}
+        return (gap, None, {"buyer": energy}) if lapsed else energy
+    buyer, _ = meters.share(trade, "buyer", energy, True)
+    quantity = int(agreed["quantity"])
+    return min(gap, max(word, quantity - min(buyer.share_wh, quantity))), buyer, {}
 
 
 def read_nodes(state: StateReader, trade: bytes, nodes: Mapping[bytes, bytes]) -> set[bytes]:

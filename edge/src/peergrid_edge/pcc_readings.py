@@ -140,9 +140,10 @@ def readings_needed(
     no unrevealed one) - a disputed one though `me` is no party (a party posts for its own disputes,
     `MgMetering.disputed`), one on one party's word (review13 F4: the DSO meters it from `takeup.LONE_FROM`
     of the wait on) or two sealed commitments neither revealed by the reveal deadline (review14 K3b), `me` a
-    party or not, `me`'s own sale that agreed and waits for the DSO's word on its side (vouching,
-    review13 F2), and `me`'s own purchase whose seller kept its reveal back (a vouch with `release`: the DSO
-    meters it as a dispute, both sides, review15 M4). Whose readings the DSO reads is `metering.meters_read`'s (dso-server `disputes.read_nodes`
+    party or not, and `me`'s own trade that waits for the DSO's vouch (vouching, review13 F2), sale or
+    purchase: the DSO meters the seller for what it delivered and, on a priced trade short of the agreement,
+    the buyer for its own shortfall (D2: its word alone let a buyer understate it, K3's residual), and a
+    withheld seller's hold (`release`) as a dispute, both sides (review15 M4). Whose readings the DSO reads is `metering.meters_read`'s (dso-server `disputes.read_nodes`
     reads by the same rule): the parties', and `me`'s where `me`'s own purchase from the trade's seller, or
     sale to its buyer, is disputed too; an agreed one settles on the parties' word and its counterparty's
     meter is not read."""
@@ -160,8 +161,8 @@ def _posts_for(kind: Kind | None, trade: dict[str, Any], me: bytes) -> bool:
         return False
     if kind == "disputed":
         return me not in (trade["seller"], trade["buyer"])
-    if kind == "vouching":  # the seller's side; a withheld seller's hold (`release`) is metered as a dispute
-        return bool(trade["seller"] == me or ("release" in trade["vouch"] and trade["buyer"] == me))
+    if kind == "vouching":  # both sides' meters (`readings_needed`): its own sale or purchase
+        return me in (trade["seller"], trade["buyer"])
     return True  # lone or unrevealed
 
 
@@ -370,7 +371,7 @@ class MgMetering:
     ) -> list[asyncio.Task[bool]]:  # fmt: skip
         """Follow (`follow`) each trade of `interval` that the DSO settles with this MG's readings and that no
         dispute of its own brings there (`readings_needed` at the chain's time `now_ms`: a counterparty's
-        dispute, a lone statement, an unrevealed sealed trade, its vouched sale), once per trade: the new
+        dispute, a lone statement, an unrevealed sealed trade, its own vouched trade), once per trade: the new
         tasks.
         Why: the DSO shares a party's energy by what its counterparties' meters prove and waits for an
         unmetered one until the dispute's deadline (an hour by default), then takes it least in its favour;

@@ -10,8 +10,10 @@ call them on that one record, so the DSO meters the trades whose readings the MG
   `with_dso` the same with its times (`TakeUp`). The kinds, in the order the chain reads the record
   (`market_state.settlement`'s states):
   - "disputed": two statements that disagree; since the later one.
-  - "vouching": an agreement waiting for the DSO's word on the seller's side (genesis seller_vouched,
-    review13 F2; also a withheld party's lone word, basis "withheld"); since the later statement.
+  - "vouching": an agreement waiting for the DSO's word (genesis seller_vouched, review13 F2; also a
+    withheld party's lone word, basis "withheld"); since the later statement. The DSO reads both parties'
+    meters: the seller's for what was delivered, the buyer's for its own shortfall on a priced trade (D2), so
+    both edges post their readings for it.
   - "lone": the trade stands on one party's word (review13 F4; `lone_since`).
   - "unrevealed": both parties committed sealed statements and neither revealed by the reveal deadline
     (review14 K3b; `unrevealed_since`); only once `now_ms` reached it, so never at an unknown time.
@@ -21,7 +23,7 @@ call them on that one record, so the DSO meters the trades whose readings the MG
   two" rule (dso-server `disputes`' deadline rules): a dispute and an unrevealed trade `wait_ms` after
   `since_ms` (the chain's `settle_wait_ms` unless the DSO sets its own), a lone word at `LONE_RULE` of the
   contract's wait (before the stater's repeat can lapse it alone), a vouching agreement at `VOUCH_RULE` of
-  its window (a quarter of it before the parties' repeat pays the held figures).
+  its window (a quarter of it before the parties' repeat pays the held figures), for either side's meter.
 - `reveals_due(trade)`: the reveal deadline of a trade both parties committed to and neither revealed yet,
   whatever the time: when to look again (the DSO node watches it until then).
 `with_dso` raises `ValueError` for a record the chain never writes (a dispute without its statements, a word
@@ -51,7 +53,8 @@ from typing import Any, Literal
 LONE_FROM = Fraction(1, 2)
 LONE_RULE = Fraction(3, 4)
 # an agreement waiting for the DSO's word (seller_vouched): an unmetered seller is waited for until this part of
-# its window, then settled at 0 (D7), a quarter of the window before the parties' repeat pays the held figures
+# its window, then settled at 0 (D7), a quarter of the window before the parties' repeat pays the held figures;
+# so is an unmetered buyer, then named the whole gap its shortfall (D2)
 VOUCH_RULE = Fraction(3, 4)
 
 Kind = Literal["disputed", "vouching", "lone", "unrevealed"]
