@@ -54,7 +54,7 @@ def test_a_trading_agent_that_raises_stops_the_daemon_which_raises_task_died(
     with caplog.at_level(logging.INFO, logger="peergrid.edge"):
         daemon, died = asyncio.run(main())
     assert "trading agent" in str(died) and isinstance(died.__cause__, KeyError)
-    (critical,) = [r for r in caplog.records if r.levelno == logging.CRITICAL]
+    (critical,) = [r for r in caplog.records if r.levelno == logging.CRITICAL and r.name == "peergrid.edge"]
     assert "task trading agent died" in critical.getMessage() and critical.exc_info is not None
     assert isinstance(critical.exc_info[1], KeyError)
     assert daemon.stopping.is_set() and "edge mgmc-test stopping" in caplog.text  # the clean shutdown ran

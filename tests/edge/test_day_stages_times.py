@@ -126,7 +126,7 @@ def test_both_stages_record_when_they_started_and_ended(
     assert first["stage_times"] == {"start": 1_700_000_100.0, "end": 1_700_000_104.5}
     assert next(iter(second)) == "forward" and second["forward"]["cleared"]
     assert second["stage_times"] == {"start": 1_700_000_105.0, "end": 1_700_000_107.25}
-    logged = [(r.levelno, r.getMessage()) for r in caplog.records]
+    logged = [(r.levelno, r.getMessage()) for r in caplog.records if r.name == "peergrid.edge.stages"]
     assert logged == [
         (logging.INFO, "dayahead stage done in 4.50 s (started 1700000100.000, ended 1700000104.500)"),
         (logging.INFO, "forward stage done in 2.25 s (started 1700000105.000, ended 1700000107.250)"),
@@ -145,7 +145,7 @@ def test_a_failed_stage_records_its_times_and_logs_why(
     (line,) = _lines(agent)
     assert line["dayahead"]["reason"] == "the coordinator never opened it"
     assert line["stage_times"] == {"start": 1_700_000_100.0, "end": 1_700_000_130.0}
-    (record,) = caplog.records
+    (record,) = [r for r in caplog.records if r.name == "peergrid.edge.stages"]
     assert record.levelno == logging.WARNING
     assert record.getMessage().endswith("failed in 30.00 s (started 1700000100.000, ended 1700000130.000)"
                                         ": the coordinator never opened it")  # fmt: skip
@@ -162,7 +162,7 @@ def test_a_forward_stage_cleared_without_this_mgs_accept_is_done_and_says_why(
     asyncio.run(day_stages.run_forward(agent, clock))
     (line,) = _lines(agent)
     assert line["stage_times"]["start"] == line["stage_times"]["end"] == 1_700_000_100.0
-    (record,) = caplog.records
+    (record,) = [r for r in caplog.records if r.name == "peergrid.edge.stages"]
     assert record.levelno == logging.INFO and record.getMessage().endswith(": its accept failed: refused")
 
 

@@ -252,7 +252,7 @@ def test_a_submit_that_raises_books_its_trade_refused_and_the_others_settle(
     assert settled == 1 and why == "raised OSError: [Errno 28] No space left on device"
     assert left == 0 and chain.state[a]["state"] == "settled" and chain.sent == [a, b, a, a]
     assert [r["settlement"]["attempts"] for r in records] == [3]  # a: settled at its third attempt
-    tracebacks = [r for r in caplog.records if r.exc_info]
+    tracebacks = [r for r in caplog.records if r.exc_info and r.name == "peergrid.edge.trader"]
     assert len(tracebacks) == 2 and "No space left" in caplog.text
 
 

@@ -91,7 +91,11 @@ def test_an_unreadable_verdict_is_an_error_and_nothing_is_stated(
     with caplog.at_level(logging.INFO, logger="peergrid.edge.trader"):
         metering.confirmed.update(recorded_verdicts(records, range(0, 10)))
         assert metering.statement(PendingSettle(7, b"t" * 32, None, party="seller")) is None
-    errors = [r.getMessage() for r in caplog.records if r.levelno == logging.ERROR]
+    errors = [
+        r.getMessage()
+        for r in caplog.records
+        if r.levelno == logging.ERROR and r.name == "peergrid.edge.trader"
+    ]
     assert errors and why in errors[0]
     assert any("no dispatch verdict" in r.getMessage() for r in caplog.records)
 

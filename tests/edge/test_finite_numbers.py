@@ -134,7 +134,7 @@ def test_the_driver_counts_logs_and_drops_non_finite_telemetry(caplog: pytest.Lo
     assert driver.latest == {"power_w": 100.0, "rating_w": 5000.0}  # the last good reading stays
     with caplog.at_level(logging.WARNING, logger="peergrid_edge.telemetry"):
         driver._on_telemetry("tel/b1", b"{")
-    lines = [r.getMessage() for r in caplog.records]
+    lines = [r.getMessage() for r in caplog.records if r.name == "peergrid_edge.telemetry"]
     assert len(lines) == 3 and driver.malformed == 3
     assert "b1: dropped malformed telemetry on tel/b1 (1 so far): telemetry holds NaN" in lines[0]
     assert "(2 so far): telemetry holds Infinity" in lines[1]
