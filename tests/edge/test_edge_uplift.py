@@ -30,7 +30,7 @@ from peergrid_controller.model import Scenario
 from peergrid_controller.simrecords import SimulationConfig
 from peergrid_controller.simulate import simulate
 from peergrid_controller.synth import synthetic_scenario
-from peergrid_edge import day_stages
+from peergrid_edge import day_stages, dayahead_uplift
 from peergrid_edge.dayahead_agent import DayAheadAgent
 from peergrid_edge.dayahead_uplift import UpliftStage, claim_for
 from peergrid_edge.exchange_io import SessionFailed, submit_final
@@ -263,3 +263,23 @@ def test_the_trading_agents_forward_stage_posts_each_mgs_claim_after_the_clear_a
             0, math.floor(round((outcome.conventional - outcome.day_cost) * MICRO, 3))
         )
         assert set(docs[2]["stage_times"]) == {"start", "end"}
+
+
+def test_a_solver_error_leaves_no_claim_and_is_the_stages_reason_never_raised(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    scenario = owed_day()
+    ledger, keys_ = uplift_ledger(tmp_path / "chain", scenario)
+
+    def infeasible(*_args: Any) -> Any:
+        raise RuntimeError("the MG's day MILP is infeasible")
+
+    monkeypatch.setattr(dayahead_uplift, "claim_for", infeasible)
+
+    async def play() -> Any:
+        stage = UpliftStage(ledger, keys_["mg003"], scenario.microgrids[2], 6.0, SESSION, wait_s=0.3)
+        return await stage.claim(), await stage.settle()
+
+    claim, outcome = run_on(ledger, play)
+    assert not claim.posted and claim.reason == "RuntimeError: the MG's day MILP is infeasible"
+    assert not outcome.settled and outcome.reason == f"no exchange session {SESSION!r} on this replica"

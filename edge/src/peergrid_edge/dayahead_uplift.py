@@ -166,6 +166,9 @@ class UpliftStage:
         except (SessionFailed, ValueError) as exc:
             log.warning("uplift of %s: no claim: %s", self.session, exc)
             return _with(empty, reason=str(exc))
+        except Exception as exc:  # a solver or replica error: no claim, and the day goes on
+            log.exception("uplift of %s: no claim: unexpected error", self.session)
+            return _with(empty, reason=f"{type(exc).__name__}: {exc}")
         log.info("uplift of %s: claimed gain %d, surplus %d micro-units (deviation gain %.6f, tolerance %.6f)",
                  self.session, claimed.gain, claimed.surplus, claimed.deviation_gain, claimed.tolerance)  # fmt: skip
         return _with(claimed, posted=True)
@@ -179,7 +182,15 @@ class UpliftStage:
         return record is not None and all(agreed["settlement"] is not None for agreed in trades)
 
     async def settle(self) -> UpliftOutcome:
-        """After the day: the session's uplift settled (by this MGMC or another) and this MG's part of it."""
+        """After the day: the session's uplift settled (by this MGMC or another) and this MG's part of it; an
+        unexpected error (a replica's) is its reason, never raised."""
+        try:
+            return await self._settle()
+        except Exception as exc:
+            log.exception("uplift of %s: not settled: unexpected error", self.session)
+            return _outcome(self.session, None, self.key.public, f"{type(exc).__name__}: {exc}")
+
+    async def _settle(self) -> UpliftOutcome:
         if not enabled(self.ledger):
             return _outcome(
                 self.session,
@@ -189,7 +200,11 @@ class UpliftStage:
             )
         until = time.monotonic() + self.wait_s
         record = exchange_state.session(self._state(), self.session)
-        first = record is not None and bool(record["members"]) and min(record["members"]) == self.key.public
+        if record is None:
+            return _outcome(
+                self.session, None, self.key.public, f"no exchange session {self.session!r} on this replica"
+            )
+        first = min(record["members"]) == self.key.public
         if not await self.ledger.wait_for(ROLE, self._ready, self.wait_s):
             return _outcome(
                 self.session,
