@@ -109,11 +109,15 @@ def test_a_seller_that_withholds_its_readings_is_settled_at_zero_from_its_part_o
 
 
 def stated(
-    seller_wh: float, by_seller: tuple[int, int], by_buyer: tuple[int, int], tolerance: dict[str, int]
+    seller_wh: float,
+    by_seller: tuple[int, int],
+    by_buyer: tuple[int, int],
+    tolerance: dict[str, int],
+    buyer_wh: float = 400.0,
 ) -> Market:
     """400 Wh agreed on a priced seller_vouched chain with the given tolerance params; the buyer then the seller
-    state (delivered, short) after the interval; the seller's meter shows `seller_wh`, the buyer's 400."""
-    readings = {"s": ramp(seller_wh, export=True), "b": ramp(400.0, export=False)}
+    state (delivered, short) after the interval; the seller's meter shows `seller_wh`, the buyer's `buyer_wh`."""
+    readings = {"s": ramp(seller_wh, export=True), "b": ramp(buyer_wh, export=False)}
     m = market({("s", "b"): 400}, {}, readings=readings, wait_ms=WAIT_MS, cover=(RETAIL, FEED_IN),
                params={**VOUCHED, **tolerance})  # fmt: skip
     tid = m.trade_id("s", "b")
@@ -207,16 +211,17 @@ def agreements(draw: st.DrawFn) -> tuple[tuple[int, int], tuple[int, int], bool]
 
 
 @settings(max_examples=40, deadline=None)
-@given(seller_wh=st.integers(0, 450), statements=agreements())
+@given(seller_wh=st.integers(0, 450), buyer_wh=st.integers(0, 450), statements=agreements())
 def test_every_vouch_is_a_settle_the_contract_takes_and_never_above_the_sellers_meter(
-    seller_wh: int, statements: tuple[tuple[int, int], tuple[int, int], bool]
+    seller_wh: int, buyer_wh: int, statements: tuple[tuple[int, int], tuple[int, int], bool]
 ) -> None:
-    """Whatever agreement the statements reach (an absolute tolerance or the lab's), the DSO's vouch is a settle
-    the contract accepts (checked by submitting it), delivered never above the seller's share nor the held
-    agreement, and the seller's shortfall at least its metered gap."""
+    """Whatever agreement the statements reach (an absolute tolerance or the lab's) and whatever the buyer's
+    meter shows, the DSO's vouch is a settle the contract accepts (checked by submitting it), delivered never
+    above the seller's share nor the held agreement, the seller's shortfall at least its metered gap, and the
+    buyer's the larger of its word and its metered gap, at most the gap (D2)."""
     by_seller, by_buyer, absolute = statements
     tolerance = {"settle_tolerance_wh": 30, **({} if absolute else {"settle_tolerance_permille": 75})}
-    m = stated(float(seller_wh), by_seller, by_buyer, tolerance)
+    m = stated(float(seller_wh), by_seller, by_buyer, tolerance, float(buyer_wh))
     tid = m.trade_id("s", "b")
     where = query.settlement(m.chain.state, tid)
     assert where is not None and where["state"] == "vouching", (where, statements)
@@ -225,6 +230,10 @@ def test_every_vouch_is_a_settle_the_contract_takes_and_never_above_the_sellers_
     share = decision.seller.share_wh
     assert decision.delivered == min(share, int(where["vouch"]["delivered"]))
     assert decision.shorts[0] >= 400 - min(share, 400)
+    gap = 400 - decision.delivered
+    assert decision.buyer is not None or gap == 0
+    metered_gap = 0 if decision.buyer is None else 400 - min(decision.buyer.share_wh, 400)
+    assert decision.shorts[1] == min(gap, max(int(where["vouch"]["buyer_short"]), metered_gap))
     body = {"trade": tid, "delivered": decision.delivered, "seller_short": decision.shorts[0],
             "buyer_short": decision.shorts[1]}  # fmt: skip
     result = m.chain.sign_and_submit(m.dso, "settle", body, m.chain.tip.time + 1)
