@@ -3,7 +3,8 @@
 Before, the daemon took any well-formed schedule: one already over when it arrived (a late or replayed message)
 replaced the good one and dispatch went to the safe state. Now `schedule_intake` ignores, logs once and counts
 a schedule whose end is not after the daemon's wall clock (`expired`) and one that starts before the schedule
-held while that has not ended (`stale`: older than it; a message carries no issue time, its start is its age).
+held while that has not ended (`stale`: older than it; a message's start is its age, then its optional seq:
+test_schedule_replay.py).
 """
 
 from __future__ import annotations

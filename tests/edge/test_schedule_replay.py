@@ -170,6 +170,26 @@ def test_without_a_seq_a_resend_still_restarts_the_timer_as_before(tmp_path: Pat
         assert daemon.schedule_intake.ignored_total == 0
 
 
+def test_after_a_restart_one_replay_of_a_message_is_taken_once_then_it_is_replayed_again() -> None:
+    """Nothing is persisted (schedule_holder's docstring says why): a restarted daemon has no seq to compare the
+    first replay with, so it buys one silence window; the next replay of it, or of an older one, is refused."""
+    last, older = message(5, 900.0, 5000.0, 41), message(5, 900.0, 5000.0, 40)
+    schedules, clock = holder()
+    schedules.take(last)
+    restarted = ScheduleHolder(clock, TIMEOUT_S)  # the same clock, a new process's holder: nothing held
+    clock.now += 30.0
+    restarted.take(last)  # a replay: nothing held to know it by
+    assert (
+        restarted.schedule is not None and restarted.schedule.seq == 41 and restarted.schedule_at == clock.now
+    )
+    clock.now += 30.0
+    restarted.take(last)
+    restarted.take(older)
+    assert restarted.intake.ignored == counts(replayed=2) and restarted.schedule_at == clock.now - 30.0
+    clock.now += TIMEOUT_S
+    assert restarted.current() is None  # safe one silence window after the one replay it took
+
+
 # --- the queue ahead -------------------------------------------------------------------------------------------
 
 
