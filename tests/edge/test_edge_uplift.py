@@ -36,7 +36,7 @@ from peergrid_edge.dayahead_uplift import UpliftStage, claim_for
 from peergrid_edge.exchange_io import SessionFailed, submit_final
 from peergrid_edge.forward_agent import ForwardAgent, ForwardOutcome
 from peergrid_edge.link import MqttLink
-from peergrid_edge.replicas import ChainSpec, EdgeLedger
+from peergrid_edge.replicas import ChainSpec, EdgeLedger, Submission
 from peergrid_ledger import query
 from peergrid_ledger.contracts import uplift
 from peergrid_ledger.genesis import Account, Genesis, Params
@@ -283,3 +283,76 @@ def test_a_solver_error_leaves_no_claim_and_is_the_stages_reason_never_raised(
     claim, outcome = run_on(ledger, play)
     assert not claim.posted and claim.reason == "RuntimeError: the MG's day MILP is infeasible"
     assert not outcome.settled and outcome.reason == f"no exchange session {SESSION!r} on this replica"
+
+
+class NeverFinal:
+    """A replica whose `uplift.settle` lands but is reported not final in time (it may still land)."""
+
+    def __init__(self, ledger: EdgeLedger) -> None:
+        self.inner = ledger
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+    async def submit(self, role: str, raw: bytes, timeout_s: float) -> Submission:
+        landed = await self.inner.submit(role, raw, timeout_s)
+        return Submission(False, "not final within 0.1 s", final=False) if landed.landed else landed
+
+
+async def hand_day(ledger: EdgeLedger, keys_: dict[str, Keypair], delivered: int) -> None:
+    """mg001 sells mg002 1000 Wh at 100 micro-units per Wh in chain intervals 0 and 1 (the exchange, by hand);
+    mg001 claims a gain of 50,000, mg002 a surplus of 80,000; mg002 settles both trades for `delivered`."""
+    seller, buyer = keys_["mg001"], keys_["mg002"]
+
+    async def send(key: Keypair, kind: str, body: dict[str, Any]) -> None:
+        await submit_final(ledger, key, kind, body, 10.0, lambda: None)
+
+    opener = min((seller, buyer), key=lambda k: k.public)
+    members = sorted(k.public for k in (seller, buyer))
+    prices = [100_000_000, 100_000_000]
+    opening = {
+        "session": SESSION,
+        "first_interval": 0,
+        "members": members,
+        "prices": prices,
+        "rho": 5_000_000,
+    }
+    await send(opener, "exchange.open", opening)
+    for key, q in ((seller, 1000), (buyer, -1000)):
+        await send(key, "exchange.position", {"session": SESSION, "iteration": 0, "positions": [q, q]})
+    await send(opener, "exchange.step", {"session": SESSION, "iteration": 0, "rho": 5_000_000})
+    await send(opener, "exchange.close", {"session": SESSION, "iteration": 1})
+    for key, q in ((seller, 1000), (buyer, -1000)):
+        await send(key, "exchange.accept", {"session": SESSION, "positions": [q, q], "clean": False})
+    await send(opener, "exchange.clear", {"session": SESSION})
+    await send(seller, "uplift.claim", {"session": SESSION, "gain": 50_000, "surplus": 0})
+    await send(buyer, "uplift.claim", {"session": SESSION, "gain": 0, "surplus": 80_000})
+    for t in (0, 1):
+        for tid, _ in query.trades(ledger.state("mgmc"), t):
+            await send(buyer, "settle", {"trade": tid, "delivered": delivered})
+
+
+@pytest.mark.parametrize("delivered", [1000, 999])
+def test_a_settle_not_final_in_time_is_read_off_the_chain_and_a_short_delivery_withholds_the_credit(
+    tmp_path: Path, delivered: int
+) -> None:
+    scenario = free_day(2, 2)
+    ledger, keys_ = uplift_ledger(tmp_path / "chain", scenario)
+    slow = NeverFinal(ledger)
+
+    async def play() -> Any:
+        await hand_day(ledger, keys_, delivered)
+        before = balances(ledger, keys_)
+        stages = [UpliftStage(slow, keys_[n], mg, 12.0, SESSION, wait_s=5.0, grace_s=0.2)  # type: ignore[arg-type]
+                  for n, mg in zip(("mg001", "mg002"), scenario.microgrids, strict=True)]  # fmt: skip
+        outcomes = await asyncio.gather(*(stage.settle() for stage in stages))
+        return before, balances(ledger, keys_), outcomes
+
+    before, after, (payee, payer) = run_on(ledger, play)
+    assert payee.settled and payer.settled and not payee.by_us and not payer.by_us  # landed, never "final"
+    if delivered == 1000:
+        assert (payee.credit, payee.withheld, payer.charge) == (50_000, 0, 50_000)
+        assert after["mg001"] - before["mg001"] == 50_000 == before["mg002"] - after["mg002"]
+    else:  # one Wh short on a chain without cover prices: counted against both, so mg001's credit is withheld
+        assert (payee.credit, payee.withheld, payer.charge) == (0, 50_000, 0)
+        assert after == before

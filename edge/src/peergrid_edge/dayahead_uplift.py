@@ -39,7 +39,7 @@ from peergrid_controller.matching import net_by_interval
 from peergrid_controller.model import Microgrid, Scenario
 from peergrid_controller.moves import BargainingConfig
 from peergrid_controller.uplift import MICRO, earns
-from peergrid_edge.exchange_io import ROLE, Replica, SessionFailed, submit_final
+from peergrid_edge.exchange_io import ROLE, NotFinal, Replica, SessionFailed, submit_final
 from peergrid_ledger import keys
 from peergrid_ledger.contracts import exchange_state, uplift
 
@@ -173,6 +173,9 @@ class UpliftStage:
                  self.session, claimed.gain, claimed.surplus, claimed.deviation_gain, claimed.tolerance)  # fmt: skip
         return _with(claimed, posted=True)
 
+    def _settled(self, state: Any) -> bool:
+        return uplift.outcome(state, self.session) is not None
+
     def _ready(self, state: Any) -> bool:
         """Every trade of the session settled (what the contract's settle waits for), or the uplift settled."""
         if uplift.outcome(state, self.session) is not None:
@@ -213,15 +216,17 @@ class UpliftStage:
                 f"the session's trades were not all settled within {self.wait_s:.0f} s",
             )
         if not first:  # the lowest-keyed member settles; the others are its backup
-            await self.ledger.wait_for(
-                ROLE, lambda s: uplift.outcome(s, self.session) is not None, self.grace_s
-            )
+            await self.ledger.wait_for(ROLE, self._settled, self.grace_s)
         by_us, why = False, ""
         while uplift.outcome(self._state(), self.session) is None:
             try:
                 await submit_final(self.ledger, self.key, "uplift.settle", {"session": self.session},
                                    self.timeout_s, self.before_submit)  # fmt: skip
                 by_us = True
+            except NotFinal as exc:  # it may still land: the chain's outcome says, within the wait
+                why = str(exc)
+                if not await self.ledger.wait_for(ROLE, self._settled, max(0.0, until - time.monotonic())):
+                    return _outcome(self.session, None, self.key.public, why)
             except SessionFailed as exc:
                 why = str(exc)
                 if "already settled" in why:
