@@ -310,24 +310,36 @@ def test_at_any_time_the_schedule_in_force_has_started_and_a_next_held_has_not(
 TIMES = st.floats(-1e6, 1e6, allow_nan=False)
 
 
+OFFSETS = st.floats(1e-3, 1e3)  # after now: a schedule held ahead has not started
+
+
+def at(which: int, starts: list[float], now: float) -> float:
+    """The start of the `which`th held (-1: one second after the last one held, or after now)."""
+    if which == -1:
+        return max([now, *starts]) + 1.0
+    return starts[which] if which < len(starts) else now
+
+
 @given(
     TIMES,
-    TIMES,
-    TIMES,
-    st.lists(st.tuples(TIMES, st.floats(1.0, 1e3), st.booleans()), max_size=AHEAD_MAX + 1),
+    st.lists(st.tuples(OFFSETS, st.floats(1.0, 1e3), st.booleans()), max_size=AHEAD_MAX + 1),
+    # where it starts: from now, or at one held's start (-1: just after the last one held)
+    st.floats(-1e3, 1e3) | st.integers(-1, AHEAD_MAX),
+    st.floats(1.0, 1e3),
 )
 def test_those_held_ahead_order_only_early_schedules_and_only_while_they_are_fresh(
-    a: float, b: float, now: float, held: list[tuple[float, float, bool]]
+    now: float, held: list[tuple[float, float, bool]], where: float | int, length: float
 ) -> None:
     """Judged with schedules held ahead (`ahead`, each with whether it is quiet): a schedule starting by now is
     judged as without them; an early one is refused only as stale (a fresh one held starts after it, none with
     its start) or as ahead_full (AHEAD_MAX held start before it, none with its start); else it is taken."""
-    start, end = sorted((a, b))
-    starts = sorted({s for s, _, _ in held if s > now})  # held ahead: after now, one per start
-    by_start = {s: (length, quiet) for s, length, quiet in held}
+    by_start = {now + offset: (span, quiet) for offset, span, quiet in held}
+    starts = sorted(s for s in by_start if s > now)  # held ahead: after now, one per start
     ahead = [(Schedule(i, s, s + by_start[s][0], {}), by_start[s][1]) for i, s in enumerate(starts)]
-    if start >= end:
-        return  # malformed: test_schedule_late covers it
+    start = now + where if isinstance(where, float) else at(where, starts, now)
+    end = start + length
+    if not start < end:
+        return  # a far time and a short length round to one float: malformed, test_schedule_late covers it
     with_ahead, without = ScheduleIntake(), ScheduleIntake()
     taken = with_ahead.take(message(99, start, end), now, None, False, ahead)
     if start <= now:
@@ -335,9 +347,7 @@ def test_those_held_ahead_order_only_early_schedules_and_only_while_they_are_fre
         assert with_ahead.ignored == without.ignored
         return
     same = start in starts
-    fresh_later = [
-        s for s, quiet in zip(starts, (q for _, q in ahead), strict=True) if s > start and not quiet
-    ]
+    fresh_later = [s for s, quiet in ahead if s.valid_from > start and not quiet]
     before = [s for s in starts if s < start]
     if taken is not None:
         assert same or (not fresh_later and len(before) < AHEAD_MAX)
