@@ -133,7 +133,8 @@ def test_a_trade_on_one_statement_reads_its_parties_and_its_disputed_siblings_co
     agreed = [(b"sb1", {**trades[0][1], "statements": both}), *trades[1:]]
     assert readings_needed(agreed, s) == [] and readings_needed(agreed, c) == []
     vouching = [(b"sb1", {**trades[0][1], "statements": both, "vouch": {"delivered": 100}}), *trades[1:]]
-    # agreed, waiting for the DSO's word on the seller's side (seller_vouched, R13 F2): the seller posts
-    assert readings_needed(vouching, s) == [b"sb1"] and readings_needed(vouching, b1) == []
+    # agreed, waiting for the DSO's vouch (seller_vouched, R13 F2): both parties post (D2: the buyer's meter
+    # names its own shortfall)
+    assert readings_needed(vouching, s) == [b"sb1"] and readings_needed(vouching, b1) == [b"sb1"]
     settled = [(b"sb1", {**trades[0][1], "settlement": {"delivered": 100}}), *trades[1:]]
     assert readings_needed(settled, s) == [] and readings_needed(settled, b1) == []
