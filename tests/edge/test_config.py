@@ -4,6 +4,7 @@ agent's rounds per bargaining and their default."""
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -177,7 +178,7 @@ def test_market_settings_alone_leave_the_cap_to_the_agent() -> None:
         (900, 200, "0", None, "greater than or equal to 2"),
         (900, 200, "-3", None, "greater than or equal to 2"),
         (900, 200, "500", None, "less than or equal to 200"),
-        (900, 200, "many", None, "valid integer"),
+        (900, 200, "many", None, "must be a number (int), got 'many'"),
         (900, 200, "12.5", None, "fractional part"),
         (
             6,
@@ -283,3 +284,23 @@ def test_a_config_float_that_is_not_finite_is_an_error_naming_its_key(bad: float
     with pytest.raises(ValidationError) as caught:
         ControlSettings(safe_w=bad)
     assert "safe_w" in str(caught.value) and "finite" in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    ("key", "text"), [("interval_s", "yes"), ("interval_s", '"900"'), ("max_rounds", "true")]
+)
+def test_a_number_spelled_as_a_bool_or_a_string_is_refused_naming_the_key(
+    tmp_path: Path, key: str, text: str
+) -> None:
+    """R16 L1: pydantic's lax mode read YAML `yes` as 1 and a quoted "900" as 900 for a number field, though
+    StrictSettings promises no silent coercion; every daemon's config (they share the base) now refuses it."""
+    config = tmp_path / "edge.yaml"
+    good = market_config(900, 200, "4", None)
+    spelled, n = re.subn(rf"\b{key}: [0-9]+", f"{key}: {text}", good)
+    assert n == 1, good
+    config.write_text(spelled)
+    result = subprocess.run(
+        [str(BIN / "peergrid-edge"), "check-config", "--config", str(config)], capture_output=True, text=True
+    )
+    assert result.returncode == 2
+    assert key in result.stderr and "must be a number" in result.stderr, result.stderr

@@ -8,11 +8,12 @@ line naming the file and the first offending key. Assumes each daemon defines on
 from __future__ import annotations
 
 import sys
+import types
 from pathlib import Path
-from typing import NoReturn, TypeVar
+from typing import Any, NoReturn, TypeVar, Union, get_args, get_origin
 
 import yaml
-from pydantic import BaseModel, ConfigDict, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, ValidationError, ValidationInfo, field_validator, model_validator
 
 
 class StrictSettings(BaseModel):
@@ -20,6 +21,28 @@ class StrictSettings(BaseModel):
     finite (NaN or Infinity in a config is an error naming the key, not a setpoint that never settles)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _numbers_are_numbers(cls, value: Any, info: ValidationInfo) -> Any:
+        # pydantic's lax mode reads YAML `yes` as 1 / 1.0 and a quoted "3" as 3 for a number field (R16 L1):
+        # a typo or a template's quoting would become a setpoint without a word. A number field takes numbers.
+        # (Not the model-wide `strict`: that would also refuse a path or an enum spelled as a string.)
+        if isinstance(value, bool | str) and info.field_name is not None:
+            kinds = _number_kinds(cls.model_fields[info.field_name].annotation)
+            if kinds:
+                wanted = " or ".join(sorted(kinds))
+                raise ValueError(f"must be a number ({wanted}), got {value!r}")
+        return value
+
+
+def _number_kinds(annotation: Any) -> set[str]:
+    """The names of the number types a field is (int, float; None aside), or empty when it may be anything else."""
+    members = get_args(annotation) if get_origin(annotation) in (Union, types.UnionType) else (annotation,)
+    members = tuple(m for m in members if m is not type(None))
+    if members and all(m in (int, float) for m in members):
+        return {m.__name__ for m in members}
+    return set()
 
 
 class BrokerTlsSettings(StrictSettings):
