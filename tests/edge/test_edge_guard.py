@@ -24,6 +24,7 @@ from test_edge_forward import FakeDso, trading_agent, venue_keys
 
 from peergrid_controller.model import Scenario
 from peergrid_controller.moves import BargainingConfig
+from peergrid_edge.dso_answers import DsoAnswers
 from peergrid_edge.replicas import EdgeLedger
 from peergrid_edge.resume import resumed_budget, resumed_counterfactual
 from peergrid_edge.trader import MarketAgent
@@ -41,17 +42,27 @@ def agent_for(
     record: Path,
     mode: str,
     allowance: float,
+    adjust: dict[int, float] | None = None,
 ) -> MarketAgent:
-    """A trading agent for MG `name` with the guard's settings, its DSO a stand-in (every injection lands,
-    no verdict) and its dispatch a stand-in that confirms."""
+    """A trading agent for MG `name` with the guard's settings, its DSO a stand-in (every injection lands; no
+    verdict, or in the intervals of `adjust` a limit: its injection at least that many kW above what it
+    submitted, met by `meet_limit`'s re-plan as the agent's own answer does) and its dispatch a stand-in that
+    confirms."""
     mg = next(m for m in scenario.microgrids if m.name == name)
     agent = trading_agent(FakeDso(ledger), key, scenario, mg, record)
     settings: Any = agent.s
     settings.rationality, settings.forecast, settings.risk_allowance = mode, "market", allowance
     agent.cfg = BargainingConfig(max_rounds=30)
 
-    async def no_verdict(*_args: Any) -> None:
-        return None
+    async def no_verdict(t: int, sched: Any, _market: Any, answers: DsoAnswers) -> dict[str, Any] | None:
+        if t not in (adjust or {}):
+            return None
+        limit = {"min_injection_w": round((answers.injection_kw + (adjust or {})[t]) * 1000)}
+        answers.limit = limit
+        adjustment = agent.meet_limit(t, sched, answers.p2p_net_kw, limit)
+        answers.adjustments.append(adjustment)
+        answers.plan, answers.injection_kw = adjustment.plan, adjustment.injection_kw
+        return {"interval": t, "final": True, "secure": True}
 
     async def dispatched(*_args: Any) -> int:
         return 1
@@ -69,16 +80,19 @@ def play_day(
     vanish_at: int | None = None,
     vanishing: frozenset[str] = frozenset(),
     restart_at: dict[str, int] | None = None,
+    adjust: dict[str, dict[int, float]] | None = None,
 ) -> dict[str, list[dict[str, Any]]]:
     """Every MG's agent trades `scenario`'s day interval by interval, concurrently; from `vanish_at` on the
     MGs in `vanishing` no longer run. `restart_at`: an MG whose agent is replaced by a fresh one at that
-    interval, starting as a restarted agent does (its budget from its records). Returns each MG's records."""
+    interval, starting as a restarted agent does (its budget from its records). `adjust`: the DSO's limits on
+    an MG (`agent_for`). Returns each MG's records."""
     credit = Params(credit_limit=10**12)  # a buyer pays before any income of its own
     ledger, keys_ = ledger_for(tmp_path, scenario, key_of=venue_keys(scenario), params=credit)
     records = {mg.name: tmp_path / f"{mg.name}.jsonl" for mg in scenario.microgrids}
 
     def fresh(name: str) -> MarketAgent:
-        return agent_for(ledger, keys_[name], scenario, name, records[name], mode, allowance)
+        return agent_for(ledger, keys_[name], scenario, name, records[name], mode, allowance,
+                         (adjust or {}).get(name))  # fmt: skip
 
     agents = {mg.name: fresh(mg.name) for mg in scenario.microgrids}
 
@@ -176,3 +190,27 @@ def test_an_agent_restarted_mid_day_goes_on_with_the_budget_its_records_left(tmp
     for name in stays:
         p2p, conventional = day_costs(days[name])
         assert p2p <= conventional + 3.0 + TOLERANCE, name
+
+
+def test_a_dso_change_after_the_guard_chose_is_the_dsos_recorded_and_charged_as_dispatched(
+    tmp_path: Path,
+) -> None:
+    """The DSO makes two MGs import less (their injection at least 5 kW above the plan the guard chose) in
+    three intervals: each is re-planned towards the limit, the budget is charged with the re-planned interval's
+    cost (what was dispatched and paid), and the record names the part that was not the guard's."""
+    limits = {name: {2: 5.0, 3: 5.0, 5: 5.0} for name in ("mg001", "mg003")}
+    days = play_day(tmp_path, SCENARIO, "strict", 0.0, adjust=limits)
+    changed = 0
+    for name, lines in days.items():
+        spent = 0.0
+        for r in lines:
+            spent += r["cost_p2p"]
+            assert r["budget_left"] == pytest.approx(r["budget_day"] - spent)
+            entry = r["guard"]
+            assert entry["dso_cost"] == pytest.approx(r["cost_p2p"] - entry["cost_p2p"])
+            if r["interval"] in limits.get(name, {}):
+                assert r["adjustments"] and r["final_injection_kw"] > r["injection_kw"] + 1.0
+                changed += abs(entry["dso_cost"]) > 1e-6
+            else:
+                assert entry["dso_cost"] == pytest.approx(0.0, abs=1e-9)  # the guard's own choice stood
+    assert changed >= 4  # the DSO's limits changed what those intervals cost

@@ -74,6 +74,9 @@ def test_off_and_trades_dispatch_the_plan_and_record_it_so() -> None:
         assert chosen.plan.p2p_net_export[0] == pytest.approx(3.0)
         held = choose(budget, None, 0, sched, 3.0, 0.45, forward_held=True)
         assert held.how == ("unguarded" if mode == "off" else "forward")
+    assert DayBudget("strict", 2.0, 10.0, 4.0).status() == {
+        "mode": "strict", "risk_allowance": 2.0, "budget_day": 10.0, "budget_left": 6.0,
+    }  # fmt: skip
     assert record(DayBudget("off", 0.0, 10.0, 4.0), chosen, 1.0) == {
         "budget_left": 6.0, "risk_allowance": 0.0, "budget_day": 10.0,
         "guard": {"mode": "off", "dispatch": "unguarded"},
