@@ -113,7 +113,7 @@ class Byzantine:
             info = app.inspect(message.block)
             if not hasattr(info, "timestamp_ms"):
                 return None
-            block = app.build_block(message.vote.height, 0, info.timestamp_ms + 1, self.key.public)  # type: ignore[union-attr]
+            block = app.build_block(message.vote.height, 0, info.timestamp_ms + 1, self.key.public)
             twin = app.inspect(block)
             return self._resign(message, twin.block_hash, block)  # type: ignore[union-attr]
         return self._resign(message, self.rng.randbytes(32), None)
