@@ -6,7 +6,8 @@ enrolment and (de)authorisation, DER data commitments, a schedule contract, equi
 encrypted adjustment contract, a switching plan with its executed steps and its result, market rules,
 offers, bids, bargaining moves, agreed trades, the DSO reopening the interval for re-bargaining (the second
 closing's trades settle), a plain payment (mg3 pays mg1 a make-whole uplift), the day-ahead exchange (mg1
-and mg2 post, one step, closed, both accept, the chain clears their forward trades), the auction example
+and mg2 post, one step, closed, both accept, the chain clears their forward trades, both claim the make-whole
+and, the trades settled, the chain pays mg1's credit from mg2), the auction example
 (1 sells; 2, 3, 4 bid 30, 20, 25; 2 wins and pays 1), and equivocation evidence. Keys come from fixed
 seeds, so apart from the sealed-box ciphertext the chain is the same every time. With fewer than three blocks the early phases share blocks; every kind still appears.
 """
@@ -69,7 +70,7 @@ def demo_genesis(keys: dict[str, Keypair]) -> Genesis:
             settle_epoch_ms=0,
             settle_interval_ms=1_000,
         ),
-        contracts=("market", "auction", "payments", "exchange"),
+        contracts=("market", "auction", "payments", "exchange", "uplift"),
     )
 
 
@@ -155,7 +156,16 @@ def _phase_bargain(d: Demo) -> None:
     d.do("dso", "exchange.close", {"session": "day-2", "iteration": 1})
     d.do("mg1", "exchange.accept", {"session": "day-2", "positions": [1200, 500], "clean": True})
     d.do("mg2", "exchange.accept", {"session": "day-2", "positions": [-1000, -500], "clean": False})
-    d.do("dso", "exchange.clear", {"session": "day-2"})
+    cleared = d.do("dso", "exchange.clear", {"session": "day-2"})
+    # the day-ahead make-whole: mg1 claims a lost opportunity, mg2 its gain over the conventional market; once
+    # both forward trades settled, the chain pays mg1 from mg2 (contracts/uplift.py)
+    d.do("mg1", "uplift.claim", {"session": "day-2", "gain": 5_000, "surplus": 0})
+    d.do("mg2", "uplift.claim", {"session": "day-2", "gain": 0, "surplus": 8_000})
+    for kind, event in cleared.events:
+        if kind == "trade":
+            for party in ("mg2", "mg1"):
+                d.do(party, "settle", {"trade": event["id"], "delivered": event["quantity"]})
+    d.do("mg2", "uplift.settle", {"session": "day-2"})
     for step, (switch, close) in enumerate((("s33", True), ("s7", False))):
         status = "closed" if close else "open"
         d.do("dso", "switching_step", {"plan": "plan-1", "step": step, "switch": switch, "close": close, "ok": True,
