@@ -105,7 +105,7 @@ def play_day(
                     new.conv_state = resumed_counterfactual(
                         records[name], new.mg, new.dt, scenario.intervals, t
                     )
-                    new._start_budget(t, resumed_budget(records[name], t))
+                    new.resumed = resumed_budget(records[name], t)
                     agents[name] = new
             running = [
                 a for n, a in agents.items() if vanish_at is None or t < vanish_at or n not in vanishing

@@ -107,6 +107,7 @@ class MarketAgent:
     sealed: SealedStatements | None = None
     # the individual-rationality guard's day budget (`guard.py`), started at the first interval run; None: not yet
     budget: guard.DayBudget | None = None
+    resumed: tuple[float, float] | None = None  # (the day's budget, spent) its records held at its start
 
     def __init__(self, daemon: EdgeDaemon, settings: MarketSettings) -> None:
         self.d, self.s = daemon, settings
@@ -229,7 +230,7 @@ class MarketAgent:
                     resumed_counterfactual(self.s.record_file, self.mg, self.dt, self.scenario.intervals, t)
                     or self.state
                 )
-                self._start_budget(t, resumed_budget(self.s.record_file, t))
+                self.resumed = resumed_budget(self.s.record_file, t)  # the budget starts in the interval
             self.interval = t
             try:
                 await self.run_interval(t)
@@ -257,7 +258,9 @@ class MarketAgent:
         chain = self.ledger.state("mgmc")
         forward = forward_session(chain, t)
         fixed = forward_plan(chain, self.anonym.public, range(t, sc.intervals), self.dt)
-        budget = self.budget or self._start_budget(t, None)
+        budget = self.budget or self._start_budget(
+            t, self.resumed
+        )  # a solve: failing fails the interval only
         sched, plan = self._schedule(t, fixed)
         premium = max(m.rules.clean_premium for m in sc.microgrids)
         feed_in = min(m.tariff.feed_in[t] for m in sc.microgrids)

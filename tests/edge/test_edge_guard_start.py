@@ -1,0 +1,68 @@
+"""A (re)started trading agent's guard budget through `MarketAgent.run` itself: on a real single-authority chain,
+with a record file from an earlier run of the day, the agent joins at its first interval nobody traded and
+goes on with the day's budget its records left (`resume.resumed_budget`: the day's budget less the recorded
+`cost_p2p`), read once at its start; a damaged line is skipped. Its intervals are stubbed to start the budget as
+`run_interval` does (`budget or _start_budget(t, resumed)`) and to record what they found."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+from test_edge_settle_both import both_chain, run_chain
+from test_settlement import Node
+
+from peergrid_edge.config import MarketSettings
+from peergrid_edge.trader import MarketAgent
+from peergrid_ledger.keys import Keypair, write_keyfile
+
+SCENARIO = Path(__file__).resolve().parents[2] / "firmware-sim" / "scenarios" / "ieee33.yaml"
+
+
+def test_a_restarted_agent_goes_on_with_the_days_budget_its_records_left(tmp_path: Path) -> None:
+    seller, buyer, authority = (Keypair.generate() for _ in range(3))
+    write_keyfile(tmp_path / "anonym.key", seller)
+    records = tmp_path / "market.jsonl"
+    earlier = [
+        {"interval": 3, "cost_p2p": 1.5, "budget_day": 123.0, "budget_left": 121.5},
+        {"interval": 4, "cost_p2p": 2.0, "budget_day": 123.0, "budget_left": 119.5},
+    ]
+    records.write_text(json.dumps(earlier[0]) + "\n{torn\n" + json.dumps(earlier[1]) + "\n")
+    seen: list[dict[str, Any]] = []
+
+    async def day(node: Node) -> MarketAgent:
+        settings = MarketSettings(scenario=SCENARIO, anonym_key_file=tmp_path / "anonym.key",
+                                  t0=time.time() + 0.3, interval_s=0.3, first_interval=5, intervals=2,
+                                  phase_timeout_s=0.1, record_file=records, rationality="strict",
+                                  forecast="market", risk_allowance=4.0)  # fmt: skip
+        daemon = SimpleNamespace(
+            settings=SimpleNamespace(mg="mg4", topic=lambda *parts: "/".join(parts)),
+            link=SimpleNamespace(subscribe=lambda topic, handler: None), states={},
+            stopping=asyncio.Event(), _sleep=asyncio.sleep, ledger=node.ledger,
+        )  # fmt: skip
+        agent = MarketAgent(daemon, settings)  # type: ignore[arg-type]
+
+        async def interval(t: int) -> None:
+            budget = agent.budget or agent._start_budget(t, agent.resumed)  # as run_interval starts it
+            budget.charge(10.0)
+            seen.append({"interval": t, **budget.status()})
+
+        async def cleared(t: int) -> None:
+            return None
+
+        agent.run_interval = interval  # type: ignore[method-assign]
+        agent._previous_cleared = cleared  # type: ignore[method-assign]
+        await asyncio.wait_for(agent.run(), 20)
+        return agent
+
+    agent = run_chain(tmp_path, both_chain(seller, buyer, authority), authority, day)
+    # the day's budget from its records, not a fresh one (the conventional day from interval 5 plus 4.0)
+    assert seen == [
+        {"interval": 5, "mode": "strict", "risk_allowance": 4.0, "budget_day": 123.0, "budget_left": 109.5},
+        {"interval": 6, "mode": "strict", "risk_allowance": 4.0, "budget_day": 123.0, "budget_left": 99.5},
+    ]
+    assert agent.status()["rationality"]["budget_left"] == 99.5
