@@ -4,7 +4,7 @@
 a gateway dropping the one long request) still failed the whole poll: its 203 counters were lost, the driver
 forgot the models and rediscovered, and timed out again, every poll. The emulated meter over real Modbus TCP
 on loopback, the edge's own driver; the meter is made silent (or late) for reads of its 64204 block's body
-only, test-locally around the emulator's `answer` (the emulator has no per-model silence fault): each poll
+only, by the emulator's own fault (`Faults.silent_model`, `silent_model_late_s`): each poll
 keeps its counters and says why its reading is unsigned, no rediscovery, and once the block answers again
 the poll is signed (the connection opened afresh after the timeout, so a late answer never meets a later
 request). A silent 203 block still fails the poll; an exception reply on 64204 now says why too.
@@ -13,7 +13,6 @@ request). A silent 203 block still fails the poll; an exception reply on 64204 n
 from __future__ import annotations
 
 import asyncio
-from typing import Any
 
 import pytest
 from test_meter_signed_poll import poll_once
@@ -24,44 +23,19 @@ from peergrid_edge.config import DeviceSettings
 from peergrid_edge.drivers import Snapshot
 from peergrid_edge.meter_signed import Unsigned, meter_signed
 from peergrid_ledger.meter_signing import SignedReading
-from peergrid_sim import server as sim_server
 from peergrid_sim.devices import SunSpecDevice
 from peergrid_sim.server import ModbusTcpServer
 
 TIMEOUT_S = 0.5
 
 
-class Quiet:
-    """The emulator's answers, except reads of one model's body (not its ID and L header, which discovery
-    walks), found in the driver's discovered models: those stay silent or come `late_s` after the request."""
-
-    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
-        self.body: tuple[int, int] | None = None  # [first, end) registers
-        self.how = "answer"
-        self.late_s = 0.0
-        self.real = sim_server.answer
-        monkeypatch.setattr(sim_server, "answer", self.answer)
-
-    def quiet(self, driver: edge_modbus.SunSpecModbusDriver, model: int, how: str) -> None:
-        address, length = next((a, n) for m, a, n in driver.models if m == model)
-        self.body, self.how = (address + 2, address + 2 + length), how
-
-    async def answer(self, device: Any, pdu: bytes) -> bytes | None:
-        if self.how != "answer" and self.body is not None and pdu[:1] == b"\x03":
-            first, count = int.from_bytes(pdu[1:3], "big"), int.from_bytes(pdu[3:5], "big")
-            if first < self.body[1] and self.body[0] < first + count:
-                if self.how == "silent":
-                    return None
-                await asyncio.sleep(self.late_s)
-        return await self.real(device, pdu)
-
-
-def polls(quiet: Quiet, model: int, how: str, n: int = 2) -> tuple[list[Snapshot], list[int], int]:
-    """A normal poll, then `n` with `model`'s body quiet, then one with it answering again: the snapshots,
-    the requests each poll sent, and the models known at the end."""
+def polls(model: int, how: str, n: int = 2) -> tuple[list[Snapshot], list[int], int]:
+    """A normal poll, then `n` with `model`'s body quiet (firmware-sim's `Faults.silent_model`: no answer, or
+    with `silent_model_late_s` one after the driver's timeout), then one with it answering again: the
+    snapshots, the requests each poll sent, and the models known at the end."""
     device = SunSpecDevice.create("pcc", "s", "meter", 1, {"rating_w": 10_000.0, "key_seed": 11.0})
     device.model.export_wh, device.model.import_wh = 1234.0, 56.0
-    quiet.late_s = 2 * TIMEOUT_S
+    late_s = 2 * TIMEOUT_S
 
     async def run() -> tuple[list[Snapshot], list[int], int]:
         server = ModbusTcpServer("127.0.0.1", 0, {1: device})
@@ -73,10 +47,11 @@ def polls(quiet: Quiet, model: int, how: str, n: int = 2) -> tuple[list[Snapshot
         try:
             for i in range(n + 2):
                 if i == 1:
-                    quiet.quiet(driver, model, how)
+                    device.faults.silent_model = model
+                    device.faults.silent_model_late_s = late_s if how == "late" else 0.0
                 if i == n + 1:
-                    quiet.how = "answer"
-                    await asyncio.sleep(quiet.late_s)  # any late answer is out by now
+                    device.faults.silent_model = None
+                    await asyncio.sleep(late_s)  # any late answer is out by now
                 device.mark_stale()
                 before = driver.requests
                 snaps.append(await driver.read_all())
@@ -90,10 +65,8 @@ def polls(quiet: Quiet, model: int, how: str, n: int = 2) -> tuple[list[Snapshot
 
 
 @pytest.mark.parametrize("how", ["silent", "late"])
-def test_a_signed_block_that_times_out_keeps_the_poll_whole_and_says_why(
-    monkeypatch: pytest.MonkeyPatch, how: str
-) -> None:
-    snaps, sent, known = polls(Quiet(monkeypatch), 64204, how)
+def test_a_signed_block_that_times_out_keeps_the_poll_whole_and_says_why(how: str) -> None:
+    snaps, sent, known = polls(64204, how)
     first, *quiet, after = snaps
     assert first.ok and isinstance(meter_signed(first.points), SignedReading)
     models = sent[-1]  # one request per model block: 1, 203, 64204
@@ -110,8 +83,8 @@ def test_a_signed_block_that_times_out_keeps_the_poll_whole_and_says_why(
     assert known == models
 
 
-def test_a_silent_counter_block_still_fails_the_poll(monkeypatch: pytest.MonkeyPatch) -> None:
-    snaps, _, known = polls(Quiet(monkeypatch), 203, "silent", n=1)
+def test_a_silent_counter_block_still_fails_the_poll() -> None:
+    snaps, _, known = polls(203, "silent", n=1)
     assert snaps[0].ok and not snaps[1].ok and snaps[2].ok
     assert known > 0  # rediscovered after the failed poll
 

@@ -80,3 +80,42 @@ def test_pysunspec2_reads_a_signed_reading_that_verifies_under_the_meters_enroll
         meter_block.TotWhImp.cvalue in (None, reading.import_wh)
         or reading.import_wh >= meter_block.TotWhImp.cvalue - 1
     )
+
+
+def test_a_silent_model_leaves_its_body_unanswered_and_its_header_and_the_other_models_answer(
+    run_sim, modbus_call
+) -> None:
+    """`Faults.silent_model = 64204`: reads touching the signed block's points get no answer (the client
+    times out), its ID and L header still answer (discovery lists it), model 203 answers; with
+    `silent_model_late_s` the answer comes that late instead of never; cleared, the block answers again."""
+    import struct
+
+    sim = run_sim(SCENARIO, speed=0.0)
+    [e] = [e for e in sim.endpoints if e["device"] == "meter"]
+    meter = sim.app.sim.device("mg1/meter")
+    header = meter.image.by_key["64204.ID"].address
+    counters = meter.image.by_key["203.TotWhExp"].address
+
+    def read(address: int, count: int, timeout: float = 0.3) -> bytes | None:
+        return modbus_call(
+            e["host"], e["port"], e["unit_id"], struct.pack(">BHH", 3, address, count), timeout
+        )
+
+    def fault(model: int | None, late_s: float = 0.0) -> None:
+        meter.faults.silent_model, meter.faults.silent_model_late_s = model, late_s
+
+    body = read(header + 2, 20, timeout=5)
+    assert body is not None and body[:2] == bytes([3, 40])  # answering before the fault
+    sim.call(lambda: fault(64204))
+    assert read(header, 2, timeout=5) == bytes([3, 4]) + struct.pack(">HH", 64204, 108)  # the header answers
+    assert read(header + 2, 20) is None  # the body does not
+    assert read(header, 3) is None  # nor a read that reaches into it
+    assert read(counters, 2, timeout=5) is not None  # model 203 answers
+    sim.call(lambda: fault(64204, late_s=0.3))
+    began = time.monotonic()
+    late = read(header + 2, 20, timeout=30)  # late, but an answer (its block signs a fresh wall clock)
+    assert late is not None and late[:2] == body[:2] and time.monotonic() - began >= 0.3
+    sim.call(lambda: fault(None))
+    again = read(header + 2, 20, timeout=5)
+    assert again is not None and again[:2] == body[:2]
+    assert meter.faults.describe() == {}  # cleared

@@ -42,6 +42,8 @@ class Faults:
     relay_fail: str | None = None  # "no_operation" | "wrong_status"
     ignore_setpoints: bool = False  # writes are acknowledged and read back, but the device does not follow
     exception_model: int | None = None  # reads touching this SunSpec model's points get DEVICE_FAILURE (4)
+    silent_model: int | None = None  # reads touching this SunSpec model's points get no answer (a timeout)
+    silent_model_late_s: float = 0.0  # > 0: those reads are answered this many seconds late instead of never
 
     def describe(self) -> dict[str, Any]:
         return {k: v for k, v in self.__dict__.items() if v not in (False, 0.0, None)}
@@ -137,6 +139,14 @@ class SunSpecDevice:
             return DEVICE_FAILURE
         self.sync()
         return self.image.read(address, count)
+
+    def silent_for(self, pdu: bytes) -> bool:
+        """Whether the request `pdu` is a holding-register read touching `faults.silent_model`'s points (not its
+        ID and L header: discovery still lists the model), which `server.answer` leaves unanswered."""
+        model = self.faults.silent_model
+        if model is None or len(pdu) < 5 or pdu[0] != READ_HOLDING:
+            return False
+        return self._touches(model, int.from_bytes(pdu[1:3], "big"), int.from_bytes(pdu[3:5], "big"))
 
     def _touches(self, model_id: int, address: int, count: int) -> bool:
         """The read [address, address + count) overlaps model `model_id`'s points (not its ID and L header,

@@ -37,6 +37,13 @@ async def answer(device: Any, pdu: bytes) -> bytes | None:
     faults = device.faults
     if faults.no_response or time.monotonic() < faults.down_until:
         return None
+    silent_for = getattr(
+        device, "silent_for", None
+    )  # SunSpec devices: one model's reads (Faults.silent_model)
+    if silent_for is not None and silent_for(pdu):
+        if faults.silent_model_late_s <= 0:
+            return None
+        await asyncio.sleep(faults.silent_model_late_s)  # after the client gave up: a late answer
     if faults.delay_s > 0:
         await asyncio.sleep(faults.delay_s)
     function = pdu[0] if pdu else 0
