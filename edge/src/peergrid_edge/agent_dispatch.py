@@ -2,10 +2,13 @@
 
 Promises: `plan_schedule` turns the controller's plan for interval t into the daemon's schedule over the
 controllable devices it sees now (valid four intervals and 30 s, the PV setpoints capped at the scenario's
-available PV); `dispatch_held` runs one dispatch tick and says how many writes the actuator confirmed and
-whether the plan was held in full: every controllable device fresh, no new alarm, and its writes confirmed or
-none needed (the devices already report the setpoints: an interval planned as the one before writes
-nothing). Writes only this MG's devices, through the daemon's actuator (read-back confirmed there). Split
+available PV); set as the agent's plan (`EdgeDaemon.set_schedule`), it is followed for that long or until the
+next plan, whatever `dispatch.schedule_timeout_s` (an MQTT controller's silence allowed, not this agent's:
+its liveness is its task's, `schedule_holder`), so its validity is how long a live agent that sends no new
+plan is followed before the safe state; `dispatch_held` runs one dispatch tick and says how many writes the
+actuator confirmed and whether the plan was held in full: every controllable device fresh, no new alarm, and
+its writes confirmed or none needed (the devices already report the setpoints: an interval planned as the
+one before writes nothing). Writes only this MG's devices, through the daemon's actuator (read-back confirmed there). Split
 from trader.py, whose `MarketAgent._dispatch` calls both and keeps what they return.
 """
 

@@ -3,16 +3,17 @@
 Promises: each device is polled by its own task, so one slow or dead device never delays the others; every good
 reading goes into the local LevelDB under its commitment interval, each closed interval is sealed into a signed
 `der_commitment` transaction queued on disk and submitted in order, one at a time, only while the broker
-acknowledges (islanded: polling and dispatch go on, the queue grows, nothing is lost); dispatch runs
-`decide` on a frozen snapshot every `dispatch.period_s`, falling back to each device's safe state when no valid
-schedule arrived within `schedule_timeout_s`; one that arrives before its start waits for it, the schedule in
-force running on until then (`set_schedule`), and a replay of a schedule held is no sign of the controller's
-life (`schedule_holder`). Health goes to `peergrid/<feeder>/health/<node>` as JSON {node, mg, at, devices:
-[...]}. systemd: READY=1 after the first poll cycle with a good reading, WATCHDOG=1 only
-while every poll task makes progress, STOPPING=1 on SIGTERM/SIGINT followed by a clean shutdown: every task is
-cancelled until it has ended (`peergrid_ledger.consensus.shutdown`: one cancel can be lost), then the MQTT
-link stops accepting messages before the ledger and the store close, so nothing touches a closed database.
-A long-lived task that dies (an exception, or cancelled while the daemon runs) is logged as CRITICAL with its
+acknowledges (islanded: polling and dispatch go on, the queue grows, nothing is lost); dispatch runs `decide` on
+a frozen snapshot every `dispatch.period_s`, falling back to each device's safe state when no valid schedule
+arrived within `schedule_timeout_s`; one that arrives before its start waits for it, the schedule in force
+running on until then, and a replay of a schedule held is no sign of the controller's life (`schedule_holder`).
+The trading agent's plan (`set_schedule`) is not judged by that timer: it is followed while valid and while the
+agent's task lives, ahead of an MQTT controller's schedules. Health goes to `peergrid/<feeder>/health/<node>` as
+JSON {node, mg, at, devices: [...]}. systemd: READY=1 after the first poll cycle with a good reading, WATCHDOG=1
+only while every poll task makes progress, STOPPING=1 on SIGTERM/SIGINT followed by a clean shutdown: every task
+is cancelled until it has ended (`peergrid_ledger.consensus.shutdown`: one cancel can be lost), then the MQTT
+link stops accepting messages before the ledger and the store close, so nothing touches a closed database. A
+long-lived task that dies (an exception, or cancelled while the daemon runs) is logged as CRITICAL with its
 traceback and stops the daemon the same clean way, after which `run` raises `TaskDied`: the process exits
 non-zero and systemd restarts it (`task_watch`). The trading agent returning after its day's end is no death.
 """
@@ -20,6 +21,7 @@ non-zero and systemd restarts it (`task_watch`). The trading agent returning aft
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import logging
 import signal
@@ -61,6 +63,11 @@ def load_or_create_key(path: Path):  # type: ignore[no-untyped-def]
 
 def _opt(path: Path | None) -> str | None:
     return None if path is None else str(path)
+
+
+def _not_dead(task: asyncio.Task[None]) -> bool:
+    """Running, or returned (the trading agent after its day's end); not raised or cancelled (`task_watch`)."""
+    return not task.done() or (not task.cancelled() and task.exception() is None)
 
 
 class EdgeDaemon:
@@ -199,7 +206,8 @@ class EdgeDaemon:
     # the daemon's names for `schedules`: `exposition` reads `schedule`, the trading agent calls `set_schedule`
     @property
     def schedule(self) -> Schedule | None:
-        return self.schedules.schedule
+        """The schedule in force: the agent's plan while it rules, else the controller's (timer aside)."""
+        return self.schedules.in_force
 
     @property
     def schedule_at(self) -> float | None:
@@ -217,8 +225,9 @@ class EdgeDaemon:
         self.schedules.take(payload)
 
     def set_schedule(self, schedule: Schedule) -> None:
-        """In force now, or held ahead until its start (`ScheduleHolder.set`)."""
-        self.schedules.set(schedule)
+        """The in-process trading agent's plan (`ScheduleHolder.set_plan`): followed while it is valid and the
+        agent's task lives, never by the controller-silence timer (review16 N1)."""
+        self.schedules.set_plan(schedule)
 
     def current_schedule(self) -> Schedule | None:
         return self.schedules.current()
@@ -380,6 +389,9 @@ class EdgeDaemon:
         if self.agent is not None:
             loops["trading agent"] = self.agent.run()
         tasks = [asyncio.create_task(c, name=name) for name, c in loops.items()]
+        for task in tasks:
+            if task.get_name() == "trading agent":  # its plan is followed only while it has not died
+                self.schedules.agent_alive = functools.partial(_not_dead, task)
         died = None
         try:  # a task that dies stops the daemon, which exits non-zero: never polling on without it
             died = await watch(tasks, self.stopping)

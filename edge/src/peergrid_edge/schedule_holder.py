@@ -1,31 +1,47 @@
 """The schedules the edge daemon holds: the one dispatch follows, the ones waiting for their start.
 
-Promises: `ScheduleHolder.current()` is the schedule in force while the controller speaks, None once it has
-been silent for longer than `timeout_s` (its silence timer: the monotonic time `schedule_at` of the last
-schedule taken, in force or ahead), so dispatch falls back to the devices' safe state. `take(payload)` is the
-intake of one schedule message: judged by `ScheduleIntake` against the schedules as they stand at that moment
-(one whose start came is in force first), taken through `set`, or logged, counted by reason and ignored, the
-schedules held and the silence timer left as they were: a replay of a message taken before (`replayed`, by
-its seq) is no sign of the controller's life. `set(schedule)` puts one in force now, or, when it starts after
-the wall clock, holds it `ahead` (at most `AHEAD_MAX`, in start order; one with the start of one held replaces
-it) while the one in force runs on until the first one's start: a controller that sends the next intervals'
-schedules early neither throws the MG into the safe state for the rest of this one (E19) nor loses the next
-one because the one after it came too (E20). A schedule held ahead is put in force once the wall clock
-reaches its start (`advance`, called by every reader; if several started since, the last of them), logged as
-"schedule N in force" on the daemon's logger. Assumes: the clock the daemon runs on.
+Two sources, kept apart. A controller's schedules come as MQTT messages (`take`) and are judged by its silence
+timer; the trading agent in this process sets its plan (`set_plan`) and is judged by the plan's own validity
+and its task's life. `current()` is the schedule dispatch follows now: the agent's plan while it is valid at
+the wall clock and the agent's task has not died (`agent_alive`), else the controller's, else the agent's plan
+that has not started or has run out (`decide` then says "schedule N not valid now"), else None, so dispatch
+falls back to the devices' safe state. The agent wins while its plan is valid because that plan carries the
+trades the MG agreed on the chain and the DSO checked: a schedule from elsewhere would leave them undelivered
+and metered short; the controller's schedules are what dispatch follows before the agent's first plan, once
+its plan ran out with no new one, and if its task died (the daemon then stops anyway: `task_watch`). (Before
+E21 both shared one slot, the last set won and the agent's plan fell to the safe state `schedule_timeout_s`
+after each dispatch: 13 of every 15 minutes at the default, review16 N1.)
+The controller's side: its schedule in force is None once it has been silent for longer than `timeout_s`
+(its silence timer: the monotonic time `schedule_at` of the last of its schedules taken, in force or ahead;
+the agent's plans never restart it, as a live agent says nothing of a dead controller). `take(payload)` is the
+intake of one schedule message: judged by `ScheduleIntake` against the controller's schedules as they stand at
+that moment (one whose start came is in force first; the agent's plan is no part of the controller's
+sequence), taken through `set`, or logged, counted by reason and ignored, the schedules held and the silence
+timer left as they were: a replay of a message taken before (`replayed`, by its seq) is no sign of the
+controller's life. `set(schedule)` puts one in force now, or, when it starts after the wall clock, holds it
+`ahead` (at most `AHEAD_MAX`, in start order; one with the start of one held replaces it) while the one in
+force runs on until the first one's start: a controller that sends the next intervals' schedules early neither
+throws the MG into the safe state for the rest of this one (E19) nor loses the next one because the one after
+it came too (E20). A schedule held ahead is put in force once the wall clock reaches its start (`advance`,
+called by every reader; if several started since, the last of them), logged as "schedule N in force" on the
+daemon's logger. The agent's side: `set_plan` replaces its plan (its latest word, never judged: it is this
+process's own); its `valid_until` (`agent_dispatch.plan_schedule`: four intervals and 30 s) bounds how long a
+live agent that sends no new plan is followed. Assumes: the clock the daemon runs on.
 Nothing is persisted, on purpose: a restarted daemon holds nothing and is in the safe state until its
-controller sends again. The silence timer is the monotonic clock of this process; a schedule read back from
-disk would be in force with no sign that its controller still lives, which is what the safe state is for, and
-a controller that keeps a Pi under a schedule sends within `schedule_timeout_s` anyway. What a restart also
-loses is the seq of the schedules held: with nothing held, the first replay of a message still in its window is
-taken, and after it only one with a larger seq, so a replayer buys at most one silence window per message its
-controller sent for that interval, in the order they were sent, and none past the interval's end.
+controller sends again or its agent dispatches. The silence timer is the monotonic clock of this process; a
+schedule read back from disk would be in force with no sign that its controller still lives, which is what the
+safe state is for, and a controller that keeps a Pi under a schedule sends within `schedule_timeout_s` anyway.
+What a restart also loses is the seq of the schedules held: with nothing held, the first replay of a message
+still in its window is taken, and after it only one with a larger seq, so a replayer buys at most one silence
+window per message its controller sent for that interval, in the order they were sent, and none past the
+interval's end.
 Never raises on any bytes.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 
 from peergrid_edge.clock import Clock
 from peergrid_edge.dispatch import Schedule
@@ -33,6 +49,10 @@ from peergrid_edge.schedule_intake import AHEAD_MAX, ScheduleIntake
 
 # the daemon's logger: "schedule N in force" stays where an operator's journal filter has found it
 log = logging.getLogger("peergrid.edge")
+
+
+def _alive() -> bool:
+    return True  # no agent task to watch (none runs, or the daemon's `run` has not started it)
 
 
 class ScheduleHolder:
@@ -45,6 +65,9 @@ class ScheduleHolder:
         # taken before their start, in start order, each with the monotonic time it was taken
         self.held_ahead: list[tuple[Schedule, float]] = []
         self.intake = ScheduleIntake()  # parses each schedule message, counts the ignored ones
+        self.plan: Schedule | None = None  # the trading agent's latest plan (`set_plan`): no silence timer
+        # whether the agent's task has not died: the daemon's `run` wires it to the task it starts
+        self.agent_alive: Callable[[], bool] = _alive
 
     @property
     def ahead(self) -> tuple[Schedule, ...]:
@@ -61,7 +84,7 @@ class ScheduleHolder:
         # than one held or a replay of one (a late or replayed message), which would have sent the devices to
         # their safe state or kept them out of it
         self.advance()  # judged against the schedules as they stand now, one whose start came in force
-        quiet = self.schedule is not None and self.current() is None  # the controller went quiet
+        quiet = self.schedule is not None and self.controller_current() is None  # the controller went quiet
         now = self.clock.monotonic()
         ahead = [(schedule, now - at > self.timeout_s) for schedule, at in self.held_ahead]
         schedule = self.intake.take(payload, self.clock.wall(), self.schedule, quiet, ahead, self.ahead_max)
@@ -112,10 +135,38 @@ class ScheduleHolder:
             self.schedule = started[-1]
             log.info("schedule %d in force", started[-1].interval)
 
-    def current(self) -> Schedule | None:
+    def set_plan(self, plan: Schedule) -> None:
+        """The trading agent's plan, in place of its last one: followed while it is valid at the wall clock and
+        the agent's task lives, ahead of the controller's schedules; the controller's silence timer left alone."""
+        self.plan = plan
+
+    def plan_rules(self) -> bool:
+        """Whether dispatch follows the agent's plan now: it is valid at the wall clock, the agent's task lives."""
+        plan = self.plan
+        return plan is not None and plan.valid_at(self.clock.wall()) and self.agent_alive()
+
+    @property
+    def in_force(self) -> Schedule | None:
+        """The schedule in force by its source (the agent's plan while it rules, else the controller's), the
+        silence timer aside: what /metrics names as the schedule interval."""
+        self.advance()
+        return self.plan if self.plan_rules() else self.schedule
+
+    def controller_current(self) -> Schedule | None:
+        """The controller's schedule in force, None once the controller has been silent for `timeout_s`."""
         self.advance()
         if self.schedule is None or self.schedule_at is None:
             return None
         if self.clock.monotonic() - self.schedule_at > self.timeout_s:
             return None  # the controller went quiet
         return self.schedule
+
+    def current(self) -> Schedule | None:
+        """The schedule dispatch follows now (the module's contract: the agent's plan first)."""
+        self.advance()  # the controller's side moves on at its starts whoever is followed ("schedule N in force")
+        if self.plan_rules():
+            return self.plan
+        controller = self.controller_current()
+        if controller is not None or not self.agent_alive():
+            return controller
+        return self.plan  # not started or run out: `decide` names it ("not valid now") and goes safe

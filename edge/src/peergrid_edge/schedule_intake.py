@@ -154,8 +154,9 @@ class ScheduleIntake:
         ahead: Sequence[tuple[Schedule, bool]] = (),
         ahead_max: int = AHEAD_MAX,
     ) -> Schedule | None:
-        """`now`: the daemon's wall clock (s), the time `decide` judges validity by; `held`: the schedule in
-        force (None: none); `quiet`: that one came more than `schedule_timeout_s` ago; `ahead`: the ones held
+        """`now`: the daemon's wall clock (s), the time `decide` judges validity by; `held`: the controller's
+        schedule in force (None: none; the trading agent's plan is no part of the controller's sequence and is
+        never passed here: `schedule_holder`); `quiet`: that one came more than `schedule_timeout_s` ago; `ahead`: the ones held
         for their start, in start order, each with whether it came more than `schedule_timeout_s` ago."""
         try:
             schedule = parse_schedule(payload)

@@ -1,0 +1,368 @@
+"""The trading agent's plan is not judged by the controller-silence timer (review16 N1, E21).
+
+Before, the agent's schedule (`agent_dispatch.plan_schedule`: valid from its dispatch for four intervals and
+30 s, set at most twice an interval) went into the slot an MQTT controller's schedule goes into, and the
+holder's silence timer counted it like one: `current()` was None `dispatch.schedule_timeout_s` (default 120 s)
+after each dispatch. At real 15-minute intervals an edge dispatched its plan for 2 minutes and sat in the safe
+state for the other 13. Now the agent's plan is followed while it is valid and its task lives, ahead of an
+MQTT controller's schedules, which keep their timer. A real `EdgeDaemon` on a `ManualClock` (wall = monotonic),
+the agent's plan set by the trader's own `MarketAgent._dispatch`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from peergrid_controller.schedule import Plan
+from peergrid_edge.clock import ManualClock
+from peergrid_edge.config import EdgeSettings, MarketSettings
+from peergrid_edge.daemon import EdgeDaemon
+from peergrid_edge.dispatch import Decision, Schedule, decide
+from peergrid_edge.drivers import Snapshot
+from peergrid_edge.schedule_holder import ScheduleHolder
+from peergrid_edge.task_watch import TaskDied
+from peergrid_edge.trader import MarketAgent
+
+START = 1_000_000.0
+INTERVAL_S = 900.0  # a deployed market's interval
+PLAN_S = 4 * INTERVAL_S + 30  # how long `plan_schedule` makes the agent's plan valid
+
+
+def market(tmp_path: Path) -> MarketSettings:
+    """The market section of an edge trading at real 15-minute intervals (only `interval_s` is read here)."""
+    return MarketSettings.model_validate(
+        {"scenario": str(tmp_path / "s.yaml"), "anonym_key_file": str(tmp_path / "a.key"), "t0": START,
+         "interval_s": INTERVAL_S}
+    )  # fmt: skip
+
+
+@contextmanager
+def edge(data_dir: Path, clock: ManualClock, dispatch: dict[str, Any] | None = None) -> Iterator[EdgeDaemon]:
+    """An edge with one battery (fresh for the whole test, reporting 0 W) and the default dispatch settings
+    unless `dispatch` says otherwise."""
+    device = {"name": "bat1", "nature": "battery", "host": "127.0.0.1", "port": 9, "stale_after_s": 10_000,
+              "control": {"max_w": 5000, "ramp_w_per_s": 0, "safe_w": 0}}  # fmt: skip
+    doc = {"node_id": "n", "mg": "mg1", "data_dir": str(data_dir), "devices": [device]}
+    daemon = EdgeDaemon(
+        EdgeSettings.model_validate({**doc, **({"dispatch": dispatch} if dispatch else {})}), clock
+    )
+    state = daemon.states["bat1"]
+    reading: dict[str, float | None] = {
+        "power_w": 0.0,
+        "setpoint_w": 0.0,
+        "rating_w": 5000.0,
+        "soc_pct": 50.0,
+    }
+    state.last_good = Snapshot("bat1", "battery", True, clock.wall(), reading=reading)
+    state.last_good_mono = clock.monotonic()
+    try:
+        yield daemon
+    finally:
+        daemon.store.close()
+
+
+def plan(battery_kw: float) -> Plan:
+    zero = (0.0,)
+    return Plan(0.0, zero, zero, zero, (False,), zero, (battery_kw,), zero, zero, {})
+
+
+def agent_dispatch(daemon: EdgeDaemon, settings: MarketSettings, t: int, battery_kw: float) -> list[Decision]:
+    """The trader's own `_dispatch` of interval t's plan (plan_schedule, set_schedule, one dispatch tick) on a
+    stand-in agent; the actuator records the tick's decision instead of writing over Modbus."""
+    decisions = record_decisions(daemon)
+    agent = SimpleNamespace(d=daemon, mg=SimpleNamespace(pv=[]), s=settings)
+    asyncio.run(MarketAgent._dispatch(agent, t, plan(battery_kw)))  # type: ignore[arg-type]
+    return decisions
+
+
+def record_decisions(daemon: EdgeDaemon) -> list[Decision]:
+    decisions: list[Decision] = []
+
+    async def perform(decision: Decision) -> None:
+        decisions.append(decision)
+
+    async def feed(_views: Any) -> None:
+        return None
+
+    daemon.actuator.perform = perform  # type: ignore[method-assign]
+    daemon.actuator.feed = feed  # type: ignore[method-assign]
+    return decisions
+
+
+def tick(daemon: EdgeDaemon) -> Decision:
+    """One dispatch tick, as the daemon's loop runs it: the decision its actuator would perform."""
+    decisions = record_decisions(daemon)
+    asyncio.run(daemon.dispatch_once(daemon.settings.dispatch.period_s))
+    (decision,) = decisions
+    return decision
+
+
+def writes(decision: Decision) -> dict[str, float]:
+    return {f"{w.device}.{w.setpoint}": w.value for w in decision.writes}
+
+
+def dispatching(daemon: EdgeDaemon) -> str:
+    """The next tick's reason: 'schedule N' while dispatch follows one, else why it is safe."""
+    return decide({}, daemon.current_schedule(), daemon.clock.wall(), 1.0).reason
+
+
+def message(interval: int, valid_from: float, valid_until: float, power_w: float = 3000.0) -> bytes:
+    body = {"interval": interval, "valid_from": valid_from, "valid_until": valid_until,
+            "setpoints": {"bat1": {"power_w": power_w}}}  # fmt: skip
+    return json.dumps(body).encode()
+
+
+def send(daemon: EdgeDaemon, payload: bytes) -> None:
+    daemon._on_schedule(daemon.schedule_topic, payload)
+
+
+# --- R16's script: 900-s intervals, the default timeout -----------------------------------------------------
+
+
+def test_the_agents_plan_at_900_s_intervals_is_in_force_899_s_after_its_dispatch_at_the_default_timeout(
+    tmp_path: Path,
+) -> None:
+    clock = ManualClock(START, wall_offset=0.0)
+    settings = market(tmp_path)
+    with edge(tmp_path, clock) as daemon:
+        assert daemon.settings.dispatch.schedule_timeout_s == 120.0  # the default, the README's example
+        (first,) = agent_dispatch(daemon, settings, 7, -2.0)
+        assert first.mode == "schedule" and writes(first) == {"bat1.power_w": -2000.0}
+        plan_7 = daemon.current_schedule()
+        assert plan_7 is not None and (plan_7.valid_from, plan_7.valid_until) == (START, START + PLAN_S)
+        for after in (0.0, 60.0, 119.0, 121.0, 300.0, 899.0, PLAN_S - 0.5):
+            clock.now = START + after
+            decision = tick(daemon)
+            assert (decision.mode, decision.reason) == ("schedule", "schedule 7"), after
+            assert writes(decision) == {"bat1.power_w": -2000.0}, after  # the battery still reports 0 W
+        assert daemon.schedule is plan_7  # /metrics' schedule interval: the plan in force
+        # the plan runs out with no new one (a live agent stuck somewhere): the safe state at its valid_until
+        clock.now = START + PLAN_S
+        decision = tick(daemon)
+        assert (decision.mode, decision.reason) == ("safe", "schedule 7 not valid now")
+        assert writes(decision) == {"bat1.power_w": 0.0}  # its safe_w
+
+
+def test_the_agents_next_plan_replaces_the_last_one_and_carries_dispatch_on(tmp_path: Path) -> None:
+    clock = ManualClock(START, wall_offset=0.0)
+    settings = market(tmp_path)
+    with edge(tmp_path, clock) as daemon:
+        agent_dispatch(daemon, settings, 7, -2.0)
+        for t in (8, 9, 10):  # one dispatch an interval, each 900 s after the last: never a safe tick
+            clock.now += INTERVAL_S - 1
+            assert dispatching(daemon) == f"schedule {t - 1}"
+            clock.now += 1
+            (decision,) = agent_dispatch(daemon, settings, t, -0.1 * t)
+            assert decision.reason == f"schedule {t}" and writes(decision) == {
+                "bat1.power_w": pytest.approx(-100.0 * t)
+            }
+        assert daemon.schedule_at is None  # the agent's plans never started a controller's silence timer
+
+
+def test_a_controllers_schedule_still_goes_safe_after_the_silence_timer(tmp_path: Path) -> None:
+    """The same schedule as R16's (valid 3630 s), from an MQTT controller that then goes quiet."""
+    clock = ManualClock(START, wall_offset=0.0)
+    with edge(tmp_path, clock) as daemon:
+        send(daemon, message(7, START, START + PLAN_S, -2000.0))
+        for after, reason in ((0.0, "schedule 7"), (119.0, "schedule 7"), (120.0, "schedule 7"),
+                              (120.5, "no schedule"), (899.0, "no schedule")):  # fmt: skip
+            clock.now = START + after
+            decision = tick(daemon)
+            assert decision.reason == reason, after
+        assert decision.mode == "safe" and writes(decision) == {"bat1.power_w": 0.0}
+
+
+# --- the two sources on one edge ------------------------------------------------------------------------------
+
+
+def test_the_agents_plan_wins_over_a_controllers_schedule_while_it_is_valid_and_the_controller_is_fallback(
+    tmp_path: Path,
+) -> None:
+    clock = ManualClock(START, wall_offset=0.0)
+    settings = market(tmp_path)
+    with edge(tmp_path, clock, {"schedule_timeout_s": 60.0}) as daemon:
+        # before the agent's first plan the controller's schedule is followed
+        send(daemon, message(1, START, START + 10_000.0, 3000.0))
+        assert dispatching(daemon) == "schedule 1"
+        clock.now += 10
+        (decision,) = agent_dispatch(daemon, settings, 7, -2.0)
+        assert decision.reason == "schedule 7" and writes(decision) == {"bat1.power_w": -2000.0}
+        # the agent's set is no sign of the controller's life: its timer runs from its last message
+        assert daemon.schedule_at == START
+        # a controller's message is judged against the controller's own schedules, not the agent's plan
+        # (which started 10 s after it): taken, its timer restarted, and the agent's plan still followed
+        send(daemon, message(1, START, START + 10_000.0, 2500.0))
+        assert daemon.schedule_intake.ignored_total == 0 and daemon.schedule_at == clock.now
+        assert dispatching(daemon) == "schedule 7" and daemon.schedule is not None
+        assert daemon.schedule.interval == 7 and daemon.schedules.schedule is not None
+        assert daemon.schedules.schedule.setpoints == {"bat1": {"power_w": 2500.0}}
+        # the agent's plan runs out while the controller still speaks: the controller's schedule takes over
+        clock.now = START + 10 + PLAN_S - 30
+        send(daemon, message(1, START, START + 10_000.0, 2400.0))
+        clock.now = START + 10 + PLAN_S
+        decision = tick(daemon)
+        assert decision.reason == "schedule 1" and writes(decision) == {"bat1.power_w": 2400.0}
+        # the controller falls silent too: the safe state (naming the agent's plan that ran out)
+        clock.now += 61
+        assert dispatching(daemon) == "schedule 7 not valid now"
+
+
+def test_a_controller_quiet_behind_the_agents_plan_is_not_followed_once_the_plan_runs_out(
+    tmp_path: Path,
+) -> None:
+    clock = ManualClock(START, wall_offset=0.0)
+    settings = market(tmp_path)
+    with edge(tmp_path, clock, {"schedule_timeout_s": 60.0}) as daemon:
+        send(daemon, message(1, START, START + 100_000.0, 3000.0))
+        agent_dispatch(daemon, settings, 7, -2.0)
+        for t in (8, 9):  # the agent dispatches every interval; the controller said nothing since
+            clock.now += INTERVAL_S
+            agent_dispatch(daemon, settings, t, -2.0)
+            assert dispatching(daemon) == f"schedule {t}"
+        clock.now += PLAN_S  # the agent's last plan ran out: a dead controller's schedule is no fallback
+        assert dispatching(daemon) == "schedule 9 not valid now"
+
+
+# --- the agent's task -----------------------------------------------------------------------------------------
+
+
+class Agent:
+    """A trading agent that dispatches a plan valid for an hour and then raises, or returns (its day done)."""
+
+    def __init__(self, daemon: EdgeDaemon, raises: bool) -> None:
+        self.daemon, self.raises = daemon, raises
+        self.followed: list[str] = []
+
+    async def run(self) -> None:
+        wall = self.daemon.clock.wall()
+        self.daemon.set_schedule(Schedule(7, wall, wall + 3600.0, {}))
+        await asyncio.sleep(0.05)
+        self.followed.append(dispatching(self.daemon))
+        if self.raises:
+            raise KeyError("a bug mid-interval")
+
+    def status(self) -> dict[str, Any]:
+        return {}
+
+
+def settings_for(tmp_path: Path) -> EdgeSettings:
+    return EdgeSettings.model_validate({
+        "node_id": "mgmc-test", "mg": "mg1", "data_dir": str(tmp_path / "data"),
+        "broker": {"host": "127.0.0.1", "port": 9}, "dispatch": {"enabled": False},
+    })  # fmt: skip
+
+
+def test_the_agents_plan_is_not_followed_once_its_task_died(tmp_path: Path) -> None:
+    async def main() -> tuple[EdgeDaemon, Agent]:
+        daemon = EdgeDaemon(settings_for(tmp_path))
+        agent = Agent(daemon, raises=True)
+        daemon.agent = agent  # type: ignore[assignment]
+        with pytest.raises(TaskDied):
+            await asyncio.wait_for(daemon.run(install_signals=False), 10)
+        return daemon, agent
+
+    daemon, agent = asyncio.run(main())
+    assert agent.followed == ["schedule 7"]  # followed while its task lived
+    plan_7 = daemon.schedules.plan
+    assert plan_7 is not None and plan_7.valid_at(daemon.clock.wall())  # still valid by its own times
+    assert daemon.current_schedule() is None and dispatching(daemon) == "no schedule"
+
+
+def test_the_plan_of_an_agent_whose_day_ended_is_followed_until_its_valid_until(tmp_path: Path) -> None:
+    """Its task returned, no death (`task_watch`): the last interval's plan runs on, as the agent left it."""
+
+    async def main() -> tuple[Agent, str]:
+        daemon = EdgeDaemon(settings_for(tmp_path))
+        agent = Agent(daemon, raises=False)
+        daemon.agent = agent  # type: ignore[assignment]
+        run = asyncio.create_task(daemon.run(install_signals=False))
+        await asyncio.sleep(0.4)
+        after = dispatching(daemon)
+        daemon.stop()
+        await asyncio.wait_for(run, 10)
+        return agent, after
+
+    agent, after = asyncio.run(main())
+    assert agent.followed == ["schedule 7"] and after == "schedule 7"
+
+
+# --- any order of both sources' events ------------------------------------------------------------------------
+
+TIMEOUT_S = 60.0
+events = st.lists(
+    st.one_of(
+        st.tuples(st.just("advance"), st.floats(0.0, 200.0)),
+        # a controller's message: its start and length relative to now
+        st.tuples(st.just("controller"), st.floats(-100.0, 100.0), st.floats(1.0, 300.0)),
+        st.tuples(st.just("agent"), st.floats(-10.0, 10.0), st.floats(1.0, 300.0)),
+        st.tuples(st.just("agent dies")),
+    ),
+    max_size=30,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(events)
+def test_the_agents_plans_never_touch_the_controllers_schedules_and_win_exactly_while_valid_and_alive(
+    script: list[tuple[Any, ...]],
+) -> None:
+    """Beside a twin holder fed the controller's messages only: the controller's schedules, their silence timer
+    and the intake's counts are the twin's at every step, and the holder follows the agent's plan exactly while
+    it is valid and the agent lives, else the twin's schedule (or, with none, the plan that is not valid now)."""
+    clock = ManualClock(START, wall_offset=0.0)
+    mixed, twin = ScheduleHolder(clock, TIMEOUT_S), ScheduleHolder(clock, TIMEOUT_S)
+    alive = [True]
+    mixed.agent_alive = lambda: alive[0]
+    plan_: Schedule | None = None
+    for n, event in enumerate(script):
+        if event[0] == "advance":
+            clock.now += event[1]
+        elif event[0] == "controller":
+            payload = message(n, clock.now + event[1], clock.now + event[1] + event[2])
+            mixed.take(payload)
+            twin.take(payload)
+        elif event[0] == "agent":
+            plan_ = Schedule(1000 + n, clock.now + event[1], clock.now + event[1] + event[2], {})
+            mixed.set_plan(plan_)
+        else:
+            alive[0] = False
+        current, controllers = mixed.current(), twin.current()
+        assert mixed.schedule == twin.schedule and mixed.ahead == twin.ahead
+        assert mixed.schedule_at == twin.schedule_at and mixed.intake.ignored == twin.intake.ignored
+        rules = plan_ is not None and plan_.valid_at(clock.now) and alive[0]
+        if rules:
+            assert current is plan_
+        elif controllers is not None or not alive[0]:
+            assert current == controllers
+        else:
+            assert current is plan_
+
+
+def test_one_script_follows_the_controller_then_the_plan_then_the_run_out_plan_then_nothing() -> None:
+    """Each branch of the property's rule in one fixed script: the property passes on none vacuously."""
+    clock = ManualClock(START, wall_offset=0.0)
+    holder = ScheduleHolder(clock, TIMEOUT_S)
+    alive = [True]
+    holder.agent_alive = lambda: alive[0]
+    holder.take(message(1, START, START + 1000.0))
+    plan_ = Schedule(2, START + 5.0, START + 100.0, {})
+    holder.set_plan(plan_)
+    seen = [holder.current()]  # the plan has not started: the controller's
+    clock.now += 10
+    seen.append(holder.current())  # the plan
+    clock.now += 100
+    seen.append(holder.current())  # the plan ran out: the controller's, quiet for 110 s: the plan (not valid)
+    alive[0] = False
+    seen.append(holder.current())
+    assert [None if s is None else s.interval for s in seen] == [1, 2, 2, None]
+    assert not plan_.valid_at(clock.now)
