@@ -242,8 +242,10 @@ class Agent:
     def __init__(self, daemon: EdgeDaemon, raises: bool) -> None:
         self.daemon, self.raises = daemon, raises
         self.followed: list[str] = []
+        self.task: asyncio.Task[Any] | None = None
 
     async def run(self) -> None:
+        self.task = asyncio.current_task()
         wall = self.daemon.clock.wall()
         self.daemon.set_schedule(Schedule(7, wall, wall + 3600.0, {}))
         await asyncio.sleep(0.05)
@@ -281,12 +283,17 @@ def test_the_agents_plan_is_not_followed_once_its_task_died(tmp_path: Path) -> N
 def test_the_plan_of_an_agent_whose_day_ended_is_followed_until_its_valid_until(tmp_path: Path) -> None:
     """Its task returned, no death (`task_watch`): the last interval's plan runs on, as the agent left it."""
 
+    async def returned(agent: Agent) -> None:
+        while agent.task is None or not agent.task.done():
+            await asyncio.sleep(0.01)
+
     async def main() -> tuple[Agent, str]:
         daemon = EdgeDaemon(settings_for(tmp_path))
         agent = Agent(daemon, raises=False)
         daemon.agent = agent  # type: ignore[assignment]
         run = asyncio.create_task(daemon.run(install_signals=False))
-        await asyncio.sleep(0.4)
+        await asyncio.wait_for(returned(agent), 10)  # its task returned while the daemon runs on
+        assert not run.done()
         after = dispatching(daemon)
         daemon.stop()
         await asyncio.wait_for(run, 10)
