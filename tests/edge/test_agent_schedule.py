@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -30,6 +31,7 @@ from peergrid_edge.daemon import EdgeDaemon
 from peergrid_edge.dispatch import Decision, Schedule, decide
 from peergrid_edge.drivers import Snapshot
 from peergrid_edge.schedule_holder import ScheduleHolder
+from peergrid_edge.schedule_holder import log as holder_log
 from peergrid_edge.task_watch import TaskDied
 from peergrid_edge.trader import MarketAgent
 
@@ -186,11 +188,14 @@ def test_a_controllers_schedule_still_goes_safe_after_the_silence_timer(tmp_path
 
 
 def test_the_agents_plan_wins_over_a_controllers_schedule_while_it_is_valid_and_the_controller_is_fallback(
-    tmp_path: Path,
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     clock = ManualClock(START, wall_offset=0.0)
     settings = market(tmp_path)
-    with edge(tmp_path, clock, {"schedule_timeout_s": 60.0}) as daemon:
+    with (
+        edge(tmp_path, clock, {"schedule_timeout_s": 60.0}) as daemon,
+        caplog.at_level(logging.INFO, logger=holder_log.name),
+    ):
         # before the agent's first plan the controller's schedule is followed
         send(daemon, message(1, START, START + 10_000.0, 3000.0))
         assert dispatching(daemon) == "schedule 1"
@@ -206,6 +211,14 @@ def test_the_agents_plan_wins_over_a_controllers_schedule_while_it_is_valid_and_
         assert dispatching(daemon) == "schedule 7" and daemon.schedule is not None
         assert daemon.schedule.interval == 7 and daemon.schedules.schedule is not None
         assert daemon.schedules.schedule.setpoints == {"bat1": {"power_w": 2500.0}}
+        # said once in the journal: taken, not followed (the first message, before the plan, said nothing)
+        said = [
+            r.getMessage() for r in caplog.records if r.name == holder_log.name and "taken" in r.getMessage()
+        ]
+        assert said == [
+            f"schedule 1 from the controller taken; dispatch follows the trading agent's plan 7 until "
+            f"{START + 10 + PLAN_S:.3f}"
+        ]
         # the agent's plan runs out while the controller still speaks: the controller's schedule takes over
         clock.now = START + 10 + PLAN_S - 30
         send(daemon, message(1, START, START + 10_000.0, 2400.0))

@@ -90,6 +90,15 @@ class ScheduleHolder:
         schedule = self.intake.take(payload, self.clock.wall(), self.schedule, quiet, ahead, self.ahead_max)
         if schedule is not None:
             self.set(schedule)
+            # taken but not followed: said in the journal, where an operator looks for the controller's schedules
+            if self.plan is not None and self.plan_rules():
+                log.info(
+                    "schedule %d from the controller taken; dispatch follows the trading agent's plan %d "
+                    "until %.3f",
+                    schedule.interval,
+                    self.plan.interval,
+                    self.plan.valid_until,
+                )
 
     def set(self, schedule: Schedule) -> None:
         """In force now, or held ahead when it starts after the wall clock: in place of the one held with its
