@@ -24,10 +24,12 @@ from test_edge_forward import FakeDso, trading_agent, venue_keys
 
 from peergrid_controller.model import Scenario
 from peergrid_controller.moves import BargainingConfig
+from peergrid_edge import debts
 from peergrid_edge.dso_answers import DsoAnswers
 from peergrid_edge.replicas import EdgeLedger
 from peergrid_edge.resume import resumed_budget, resumed_counterfactual
 from peergrid_edge.trader import MarketAgent
+from peergrid_ledger.contracts import market as contract
 from peergrid_ledger.genesis import Params
 from peergrid_ledger.keys import Keypair
 
@@ -214,3 +216,30 @@ def test_a_dso_change_after_the_guard_chose_is_the_dsos_recorded_and_charged_as_
             else:
                 assert entry["dso_cost"] == pytest.approx(0.0, abs=1e-9)  # the guard's own choice stood
     assert changed >= 4  # the DSO's limits changed what those intervals cost
+
+
+def test_an_owed_interval_buys_nothing_under_the_guard_and_every_day_stays_within_its_bound(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """mg004 (the day's big buyer in intervals 3 and 4) owes from interval 4 on (`debts.barring_debt`, the
+    chain's rule, answered here for its key: the agent's own reading of it): it posts no purchase (`debts.py`),
+    the guard needs nothing of its own for that, and every MG's day still ends within its bound."""
+    keys_ = {mg.name: venue_keys(SCENARIO)(mg.name).public for mg in SCENARIO.microgrids}
+    real = debts.barring_debt
+    owing_from = 4
+
+    def barring(state: Any, genesis: Any, key: bytes) -> int:
+        interval = max(
+            (t for t in range(SCENARIO.intervals) if contract.members(state, t, "buyers")), default=0
+        )
+        if key == keys_["mg004"] and interval >= owing_from:
+            return 5_000_000
+        return real(state, genesis, key)
+
+    monkeypatch.setattr(debts, "barring_debt", barring)
+    days = play_day(tmp_path, SCENARIO, "strict")
+    owed = {r["interval"]: r for r in days["mg004"] if r["owed"]}
+    assert owed and min(owed) == owing_from and all(r["net_p2p_kwh"] >= 0 for r in owed.values())
+    for name, lines in days.items():
+        p2p, conventional = day_costs(lines)
+        assert p2p <= conventional + TOLERANCE, name
