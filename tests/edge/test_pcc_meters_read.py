@@ -138,3 +138,35 @@ def test_a_trade_on_one_statement_reads_its_parties_and_its_disputed_siblings_co
     assert readings_needed(vouching, s) == [b"sb1"] and readings_needed(vouching, b1) == [b"sb1"]
     settled = [(b"sb1", {**trades[0][1], "settlement": {"delivered": 100}}), *trades[1:]]
     assert readings_needed(settled, s) == [] and readings_needed(settled, b1) == []
+
+
+def test_a_withheld_sellers_hold_is_disputed_for_its_siblings() -> None:
+    """review16 M1: a withheld seller's hold (`vouch` with `release`) is one of its parties' disputed trades,
+    settled or not (`metering.metered_as_dispute`), so resolving a sibling reads its buyer's meter and that
+    buyer posts for the sibling too; an ordinary agreement waiting for the DSO (no `release`) is not."""
+    s, b1, b2, b3 = (bytes([k]) * 32 for k in range(1, 5))
+    said = {"buyer": {"delivered": 0, "time": 1}}
+    hold = {"delivered": 100, "seller_short": 0, "buyer_short": 0, "until": 9, "basis": "withheld",
+            "release": {"delivered": 0, "seller_short": 100, "buyer_short": 0}}  # fmt: skip
+    agreed = {"delivered": 100, "seller_short": 0, "buyer_short": 0, "until": 9}
+    trades = [
+        (b"sb1", {"seller": s, "buyer": b1, "statements": said, "vouch": hold, "settlement": None}),
+        (b"sb2", {"seller": s, "buyer": b2, "statements": said, "vouch": hold, "settlement": None}),
+        (b"sb3", {"seller": s, "buyer": b3, "statements": said, "vouch": agreed, "settlement": None}),
+    ]
+    assert meters_read(trades, b"sb1") == {s, b1, b2}  # b2's hold shares s's export by b2's meter; not b3
+    assert meters_read(trades, b"sb3") == {
+        s,
+        b3,
+        b1,
+        b2,
+    }  # the agreement's seller side shares with both holds
+    assert readings_needed(trades, b2) == [b"sb1", b"sb2", b"sb3"] and readings_needed(trades, b3) == [b"sb3"]
+    assert not counterparties_done(trades, b2)
+    settled = [
+        (tid, {**t, "settlement": {"delivered": 50}}) if tid == b"sb2" else (tid, t) for tid, t in trades
+    ]
+    assert meters_read(settled, b"sb1") == {s, b1, b2}  # a settled hold still shares (its settled figure)
+    assert readings_needed(settled, b2) == [b"sb1", b"sb3"]  # its own is settled; the siblings still read it
+    done = [(tid, {**t, "settlement": {"delivered": 50}}) for tid, t in trades]
+    assert counterparties_done(done, b2) and readings_needed(done, b2) == []

@@ -3,7 +3,8 @@
 Promises: `Meters` reads each party of one market interval once per resolve (`sealed_readings.read_party`: its
 sealed leaves checked against the chain and its meter's signatures verified once, giving both its PCC energy
 on either side, or why not, and the tally of its readings a decision records) and gives a party's share of a disputed trade: what its trades that are
-not disputed take on the parties' word comes off its energy first (`metering.statements_take`: what each
+not disputed (`metering.metered_as_dispute`: a withheld seller's hold is disputed) take on the parties' word
+comes off its energy first (`metering.statements_take`: what each
 settled at, or the most its statements can still settle it at), and its disputed trades share the rest
 (`metering.disputed_shares`: `meter_shares` over all of them, the DSO's earlier settles among them; what a
 counterparty proves is its own energy pro rata to its agreed quantities, `metering.pro_rata`), so its agreed
@@ -33,7 +34,13 @@ from peergrid_dso.sealed_readings import (
     read_party,
 )
 from peergrid_ledger import query
-from peergrid_ledger.metering import Unmetered, disputed_shares, pro_rata, statements_take
+from peergrid_ledger.metering import (
+    Unmetered,
+    disputed_shares,
+    metered_as_dispute,
+    pro_rata,
+    statements_take,
+)
 from peergrid_ledger.state import StateReader
 
 SIDES = ("seller", "buyer")
@@ -143,12 +150,13 @@ class Meters:
         other = SIDES[1 - SIDES.index(side)]
         party = next(t[side] for tid, t in self.trades if tid == trade)
         mine = [(tid, t) for tid, t in self.trades if t[side] == party]
-        # the trade the DSO settles shares like a disputed one, disputed or on one statement (review13 F4)
-        disputed = [(tid, t) for tid, t in mine if "disputed" in t or tid == trade]
+        # the trade the DSO settles shares like a disputed one, disputed or on one statement (review13 F4); a
+        # withheld seller's hold is a disputed one, never taken at its buyer's word (review16 M1)
+        disputed = [(tid, t) for tid, t in mine if metered_as_dispute(t) or tid == trade]
         taken = 0
         unsettled: list[tuple[bytes, str]] = []  # counterparties whose trade with the party may still settle
         for tid, t in mine:
-            if "disputed" in t or tid == trade:
+            if metered_as_dispute(t) or tid == trade:
                 continue
             stated = [int(s["delivered"]) for s in t.get("statements", {}).values()]
             take = statements_take(int(t["quantity"]), _settled(t), stated)

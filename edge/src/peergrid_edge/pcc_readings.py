@@ -145,8 +145,9 @@ def readings_needed(
     the buyer for its own shortfall (D2: its word alone let a buyer understate it, K3's residual), and a
     withheld seller's hold (`release`) as a dispute, both sides (review15 M4). Whose readings the DSO reads is `metering.meters_read`'s (dso-server `disputes.read_nodes`
     reads by the same rule): the parties', and `me`'s where `me`'s own purchase from the trade's seller, or
-    sale to its buyer, is disputed too; an agreed one settles on the parties' word and its counterparty's
-    meter is not read."""
+    sale to its buyer, is disputed too (`metering.metered_as_dispute`: a withheld seller's hold is, so each
+    buyer of a crashed seller posts for its sibling holds too, review16 M1); an agreed one settles on the
+    parties' word and its counterparty's meter is not read."""
     trades = list(trades)
     return [
         tid
@@ -161,9 +162,10 @@ def _posts_for(kind: Kind | None, trade: dict[str, Any], me: bytes) -> bool:
         return False
     if kind == "disputed":
         return me not in (trade["seller"], trade["buyer"])
-    if kind == "vouching":  # both sides' meters (`readings_needed`): its own sale or purchase
-        return me in (trade["seller"], trade["buyer"])
-    return True  # lone or unrevealed
+    # vouching: its own sale or purchase (both sides' meters), and a sibling's counterparty where `meters_read`
+    # names it (a withheld seller's holds share its export by their buyers' meters, review16 M1); lone,
+    # unrevealed: a party or a sibling's counterparty alike
+    return True
 
 
 def counterparties_done(trades: Iterable[tuple[bytes, dict[str, Any]]], me: bytes) -> bool:

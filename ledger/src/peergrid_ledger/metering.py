@@ -13,7 +13,7 @@ agreed quantities of the MG's trades on that side of the interval, floored, capp
 every counterparty is metered (else `trade_share`'s); `statements_take(quantity, settled, stated)` what a
 trade that is not disputed takes of its party's energy on the parties' word (what it settled at, or the most
 its statements can still settle it at) and `disputed_shares(energy, taken, trades, settled)` the party's
-disputed trades' `meter_shares` of what those left, so that a party's agreed and disputed trades of one
+disputed trades' (`metered_as_dispute`: a withheld seller's hold is one) `meter_shares` of what those left, so that a party's agreed and disputed trades of one
 interval never settle more than its meter shows (review12 F2), whatever order they settle in; and
 `commitment_intervals(window, commit_ms, max_gap_ms)` the commitment intervals whose readings may bracket the
 window's boundaries. `meters_read(trades, trade)` is whose PCC readings settling a disputed trade uses: the one
@@ -257,13 +257,25 @@ def commitment_intervals(window: tuple[int, int], commit_ms: int, max_gap_ms: in
     return range((start - max_gap_ms) // commit_ms, (end + max_gap_ms) // commit_ms + 1)
 
 
+def metered_as_dispute(trade: Mapping[str, Any]) -> bool:
+    """The trade is one of its parties' disputed trades for good, settled or not: two statements that
+    disagreed (`disputed`), or a withheld seller's hold (its `vouch` carries `release`, `market_vouch`: a
+    seller that committed and never revealed, held at the quantity), which the DSO meters as a dispute in
+    which the seller said nothing (dso-server `disputes`, review15 M4). Why the hold (review16 M1): its
+    buyer's word no longer bounds what it settles at, so taken at `statements_take` beside a sibling hold of
+    the same crashed seller it gave the seller's export wholly to whichever the DSO resolved first, and a
+    buyer stating 0 always to the other; shared by `disputed_shares`, each takes its part by the meters."""
+    return "disputed" in trade or "release" in (trade.get("vouch") or {})
+
+
 def meters_read(
     trades: Sequence[tuple[bytes, Mapping[str, Any]]], trade: bytes, *, may_dispute: bool = False
 ) -> set[bytes]:
     """The anonyms whose PCC readings settling the disputed `trade` uses, among `trades` (its interval's latest
     closing, `query.trades`; empty when `trade` is not among them): its two parties' (their own energy), and
-    the counterparty of each of their other disputed trades on the same side - the buyer of a disputed sale of
-    its seller, the seller of a disputed purchase of its buyer - whose meter proves what that trade took
+    the counterparty of each of their other disputed trades on the same side (`metered_as_dispute`: a
+    withheld seller's hold too) - the buyer of a disputed sale of its seller, the seller of a disputed
+    purchase of its buyer - whose meter proves what that trade took
     (`meter_shares`). A party's trades that are not disputed take what they settle at on the parties' word
     (`statements_take`), so their counterparties' meters are never read (D8: asked for all the same, such an
     MG posted readings nobody used, and the DSO kept them). `may_dispute`: also count the sibling trades that
@@ -275,7 +287,7 @@ def meters_read(
     agreed = found[trade]
     read = {agreed["seller"], agreed["buyer"]}
     for tid, other in trades:
-        disputed = bool(other.get("disputed")) or (
+        disputed = metered_as_dispute(other) or (
             may_dispute and other.get("settlement") is None and "superseded" not in other
         )
         if tid == trade or not disputed:
