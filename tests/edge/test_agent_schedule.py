@@ -360,6 +360,7 @@ def test_the_agents_plans_never_touch_the_controllers_schedules_and_win_exactly_
         assert mixed.schedule == twin.schedule and mixed.ahead == twin.ahead
         assert mixed.schedule_at == twin.schedule_at and mixed.intake.ignored == twin.intake.ignored
         rules = plan_ is not None and plan_.valid_at(clock.now) and alive[0]
+        assert mixed.in_force is (plan_ if rules else mixed.schedule)  # what /metrics shows
         if rules:
             assert current is plan_
         elif controllers is not None or not alive[0]:
