@@ -29,8 +29,20 @@ import yaml
 
 from peergrid_ledger.tied import tied_popen
 from peergrid_sim.closedloop import LabChains, SettleByBoth
-from peergrid_sim.closedloop_run import MGMC_START_S, ClosedLoop
-from peergrid_sim.dso_ready import START_FILE, Postings, StartTimes, delayed, health, is_ready, late, unposted
+from peergrid_sim.closedloop_run import ClosedLoop
+from peergrid_sim.dso_ready import (
+    MGMC_START_LOADED_S,
+    MGMC_START_S,
+    START_FILE,
+    Postings,
+    StartTimes,
+    delayed,
+    health,
+    is_ready,
+    late,
+    moved_t0,
+    unposted,
+)
 from peergrid_sim.processes import TestbedError as LabError
 from peergrid_sim.report import start_section
 from peergrid_sim.scenario import load_scenario
@@ -178,6 +190,36 @@ def test_a_dso_node_ready_too_late_for_t0_fails_the_lab_at_once_and_starts_no_mg
     assert start_section(tmp_path / "records")["dso_ready_before_mgmcs"] is False
 
 
+def test_a_dso_node_ready_late_moves_t0_and_the_devices_day_with_it(tmp_path: Path, run_sim: Any) -> None:
+    # a lab whose chains hold no interval clock (no --settle-by-both): its DSO says its loop runs 4 s after
+    # its start, which leaves the MGMCs less than their need before the 18-s lead's t0: the lab moves t0 by
+    # what they lacked, and firmware-sim's clock (a real one, in this process), stopped where their need
+    # begins, reads that again the need before the new t0, so the devices' first interval is the new t0
+    bed = Bed(tmp_path, degraded_s=4.0)
+    loop = ClosedLoop(intervals=1, lead=18.0)
+    LabChains.create(tmp_path / "keys", "ieee33", SCENARIO)  # the testbed's without --settle-by-both
+    before_t0 = loop.fix_t0()
+    sim = run_sim(load_scenario(loop.sim_scenario(bed)), speed=bed.speed)  # devices anchored on that t0
+    try:
+        loop.start(bed, sim.endpoints, tmp_path / "endpoints.json")
+    finally:
+        bed.stop()
+    start = _start_times(tmp_path)
+    assert loop.t0_moves and loop.need_s == MGMC_START_LOADED_S
+    assert start["moved_s"] > 0 and loop.t0 == pytest.approx(before_t0 + start["moved_s"], abs=1e-3)
+    assert start["dso_ready_before_t0_s"] == pytest.approx(MGMC_START_LOADED_S, abs=1e-3)  # just the need
+    assert bed.spawned == [(name, True) for name in MGMCS] and start["final"]["in_time"] is True
+    for node in MGMCS:  # what the MGMCs were given is the moved t0
+        assert yaml.safe_load((tmp_path / "config" / f"{node}.yaml").read_text())["market"]["t0"] == loop.t0
+    assert loop.first_sim is not None
+    before = time.time()
+    now_sim = sim.call(lambda: (sim.app.sim.tick(), sim.app.sim.t)[1])  # the clock's reading then
+    after = time.time()
+    # bracketed by the request's own wall times, not a tolerance (a loaded machine cannot fail it)
+    assert loop.first_sim + (before - loop.t0) * bed.speed - 1e-3 <= now_sim
+    assert now_sim <= loop.first_sim + (after - loop.t0) * bed.speed + 1e-3
+
+
 def test_a_dso_that_listens_but_never_runs_its_node_is_a_clear_error(tmp_path: Path) -> None:
     bed = Bed(tmp_path, degraded_s=3600.0, exit_s=1.5)  # degraded until it dies
     with pytest.raises(LabError, match=r"never showed its node running in /api/health \(it exited with 3\)"):
@@ -277,7 +319,13 @@ def test_the_late_line_says_what_was_late_and_by_how_much() -> None:
     assert "late by 9.0 s" in after and "at least 24 s" in after
     doc = StartTimes(t0, 985.0, 986.0, 997.5, 5.0, mgmcs_started=997.75).relative()
     assert doc == {"started": -15.0, "dso_started": -14.0, "dso_ready": -2.5, "mgmcs_started": -2.25, "t0": t0,
-                   "need_s": 5.0, "dso_start_up_s": 11.5, "dso_ready_before_t0_s": 2.5}  # fmt: skip
+                   "need_s": 5.0, "moved_s": 0.0, "dso_start_up_s": 11.5, "dso_ready_before_t0_s": 2.5}  # fmt: skip
+    # where t0 may move, a late node moves it by just what the MGMCs lacked; on time, it stays
+    assert (
+        moved_t0(t0, 997.5, 5.0) == 1002.5
+        and moved_t0(t0, 990.0, 5.0) == t0
+        and moved_t0(t0, 995.0, 5.0) == t0
+    )
 
 
 def test_the_report_says_when_a_lab_wrote_no_start_times(tmp_path: Path) -> None:
@@ -308,11 +356,13 @@ def test_the_dso_start_delay_option_takes_seconds_only(capsys: pytest.CaptureFix
 
 def test_a_real_lab_whose_dso_starts_too_late_fails_with_one_line_before_any_interval(tmp_path: Path) -> None:
     # the DSO's process starts 1 s late and the first interval is 4 s away: the MGMCs could never have their
-    # 5 s, whatever the load; the lab says so and ends without starting them
+    # 8 s, whatever the load; with --settle-by-both the chain's interval clock holds t0 (it cannot move), so the
+    # lab says so and ends without starting them
     workdir = tmp_path / "bed"
     argv = [
         str(Path(sys.executable).parent / "peergrid-testbed"), "--scenario", str(SCENARIO), "--intervals", "1",
         "--workdir", str(workdir), "--http-port", "0", "--lead-s", "4", "--dso-start-delay-s", "1",
+        "--settle-by-both",
     ]  # fmt: skip
     done = subprocess.run(argv, capture_output=True, text=True, timeout=180)
     assert done.returncode == 1, done.stdout[-2000:] + done.stderr[-2000:]

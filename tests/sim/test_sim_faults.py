@@ -209,3 +209,26 @@ def test_feeder_voltage_set_from_outside_reaches_every_device_of_the_mg(run_sim,
     assert control(sim, "/devices/mg1/pv1")[1]["points"]["103.PhVphA"] == 218.5
     control(sim, "/environment", {"mg": "mg1", "voltage_pu": None})
     assert control(sim, "/devices/mg1/load1")[1]["points"]["203.PhVphA"] == 230.0
+
+
+def test_the_clock_stops_and_resumes_through_the_control_api_and_refuses_bad_times(run_sim, all_kinds):
+    # the lab's start (closedloop_run): the devices' day stands still where the MGMCs' need begins, and reads
+    # it again when the moved first interval leaves them that need
+    sim = run_sim(all_kinds, speed=60.0)
+    status, stopped = control(sim, "/clock", {"stop_at": control(sim, "/state")[1]["t"]})
+    assert status == 200 and stopped["speed"] == 60.0
+    time.sleep(0.05)
+    assert control(sim, "/state")[1]["t"] == stopped["t"]  # it stands still
+    for bad in (
+        {"stop_at": "soon"},
+        {"stop_at": True},
+        {"resume_at": None},
+        {"resume_at": time.time() + 90000},
+    ):
+        status, reply = control(sim, "/clock", bad)
+        assert status == 400 and next(iter(bad)) in reply["error"], (bad, reply)
+    assert control(sim, "/state")[1]["t"] == stopped["t"]  # a refused request changed nothing
+    status, resumed = control(sim, "/clock", {"resume_at": time.time() - 10})  # ten real s ago
+    assert status == 200 and resumed["t"] >= stopped["t"] + 600  # on at once, from the stop, since then
+    status, reply = control(sim, "/clock", {"resume_at": time.time()})
+    assert status == 400 and "without a stop_at" in reply["error"]

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from peergrid_sim.clock import SimClock
 from peergrid_sim.physics import Battery, Environment, PvInverter
@@ -139,6 +141,88 @@ def test_sim_clock_speed_freeze_and_advance():
     assert clock.now() == 1150.0
     with pytest.raises(ValueError):
         clock.advance(-1)
+
+
+def test_a_stopped_clock_stands_still_at_its_stop_and_resumes_reading_it_when_told():
+    now = [100.0]
+    clock = SimClock(1000.0, speed=60, monotonic=lambda: now[0])
+    clock.stop_at(1120.0)  # the lab's start: two real seconds ahead
+    now[0] += 1
+    assert clock.now() == 1060.0  # on its way
+    now[0] += 3
+    assert clock.now() == 1120.0  # standing at the stop
+    clock.resume_at(106.0)  # the DSO node was ready late: the first interval moved 2 s later
+    now[0] += 1.5
+    assert clock.now() == 1120.0  # still, until the resume
+    now[0] += 1.5
+    assert clock.now() == 1120.0 + 60 * 1.0  # then on from the stop: 2 real s (120 simulated) behind
+    clock.stop_at(2000.0)
+    clock.resume_at(now[0] + 10)  # a resume before the stop is reached: it runs on, then stands, then on
+    now[0] += 2
+    assert clock.now() == 1180.0 + 120.0
+    clock.stop_at(None)  # no stop after all: on as it would have run
+    now[0] += 20
+    assert clock.now() == 1300.0 + 1200.0
+    clock.stop_at(10.0)  # a stop already passed: it stands still where it is, never goes back
+    assert clock.now() == 2500.0
+    clock.resume_at(now[0] - 1)  # a resume already past: forward at once, to where it would be by now
+    assert clock.now() == 2560.0
+    with pytest.raises(ValueError, match="without a stop_at"):
+        clock.resume_at(now[0])
+    for bad in (float("nan"), float("inf")):
+        with pytest.raises(ValueError, match="stop_at must be"):
+            clock.stop_at(bad)
+        clock.stop_at(3000.0)
+        with pytest.raises(ValueError, match="resume_at must be"):
+            clock.resume_at(bad)
+        clock.stop_at(None)
+    assert clock.now() == 2560.0  # nothing refused changed it
+
+
+STEPS = st.lists(
+    st.tuples(
+        st.sampled_from(["wait", "speed", "advance", "stop", "unstop", "resume"]),
+        st.floats(min_value=0, max_value=50, allow_nan=False),
+    ),
+    max_size=25,
+)
+
+
+@given(STEPS, st.floats(min_value=0, max_value=30))
+def test_the_clock_never_goes_backwards_and_a_resumed_stop_is_read_at_its_resume(steps, late):
+    """Any sequence of waits, speed changes, jumps, stops and resumes never reads below the reading before;
+    and a clock stopped ahead and resumed `late` s after it reached the stop reads the stop at the resume
+    and runs on from it, `late * speed` behind a clock never stopped."""
+    now = [0.0]
+    clock = SimClock(1000.0, speed=60, monotonic=lambda: now[0])
+    last = clock.now()
+    for op, x in steps:
+        if op == "wait":
+            now[0] += x
+        elif op == "speed":
+            clock.set_speed(x)
+        elif op == "advance":
+            clock.advance(x)
+        elif op == "stop":  # ahead of it or (x < 25) behind it
+            clock.stop_at(clock.now() + (x - 25) * 60)
+        elif op == "unstop":
+            clock.stop_at(None)
+        else:
+            clock.stop_at(clock.now() + x)
+            clock.resume_at(now[0] + x)
+        assert clock.now() >= last
+        last = clock.now()
+    clock.stop_at(None)
+    clock.set_speed(60)
+    twin = SimClock(clock.now(), speed=60, monotonic=lambda: now[0])
+    stop = clock.now() + 600  # ten real seconds ahead
+    clock.stop_at(stop)
+    now[0] += 10 + late  # it reached the stop `late` s ago
+    assert clock.now() == stop
+    clock.resume_at(now[0])
+    now[0] += 5
+    assert clock.now() == pytest.approx(stop + 300)
+    assert clock.now() == pytest.approx(twin.now() - late * 60)
 
 
 def test_revert_timers_drop_a_stale_limit_and_a_stale_battery_rate():

@@ -6,15 +6,19 @@ and whose PCC meters sign their readings (`signed_meters`, on by default: each M
 `closedloop.pcc_meter_seeds`), the same meters `start` enrols with the DSO node by their public keys;
 `start` creates keys and geneses, starts the DSO - one process, `peergrid-dso serve` with a `loop:` section,
 which is the DSO node of the loop and its console (through the testbed's `start_dso`) - waits until its node
-is ready (`dso_ready.wait_ready`), and only then, if that left them `need_s` before t0, one edge daemon per MG
-(each its own process and session, through the testbed's `spawn`), so no MGMC trades an interval before the
-DSO node runs; too late for that, it raises `TestbedError` with one line saying what was late and by how much,
-and starts no MGMC (t0 cannot move: the MGMC genesis' settlement clock and the devices' clock were fixed on it
-before the DSO could start, which reads that genesis and the relays firmware-sim serves). With the MGMCs
-started it waits, at most until t0, for the DSO's health to show every MG enrolled and (where it prices the
-cover) the first interval priced for all (`dso_ready.wait_postings`); not final by t0, it raises
-`TestbedError` with the one line saying what was missing (`dso_ready.unposted`), as for a late DSO. The
-start's times and what was final when go to `<records>/start.json` (`StartTimes`). `poll` reads the records the nodes append and returns one
+is ready (`dso_ready.wait_ready`), and only then one edge daemon per MG (each its own process and session,
+through the testbed's `spawn`), so no MGMC trades an interval before the DSO node runs. Ready less than
+`need_s` before t0, the node moves t0 later by what it lacked (`move_t0`: a loaded machine's slow start is a
+wait, not a failure): firmware-sim's clock, stopped `need_s` before the devices' first interval before the
+DSO started, reads that stop again `need_s` before the new t0 (`dso_ready.clock_devices`; on time, it runs
+through it), so the devices' first interval moves with it; nothing else was given t0 yet. Not so with
+`--settle-by-both`: its MGMC genesis' interval clock and the DSO's `disputes` t0 were fixed on it before the
+DSO could start (it reads both), so there a late node raises `TestbedError` with one line saying what was
+late and by how much, and no MGMC starts. With the MGMCs started it waits, at most until t0, for the DSO's
+health to show every MG enrolled and (where it prices the cover) the first interval priced for all
+(`dso_ready.wait_postings`); not final by t0, it raises `TestbedError` with the one line saying what was
+missing (`dso_ready.unposted`), as for a late DSO. The start's times, how far t0 moved and what was final
+when go to `<records>/start.json` (`StartTimes`). `poll` reads the records the nodes append and returns one
 summary line per finished interval. Never edits files the nodes write; reads them only.
 """
 
@@ -46,7 +50,19 @@ from peergrid_sim.closedloop import (
     quiesced,
     settles_by_both,
 )
-from peergrid_sim.dso_ready import StartTimes, late, unposted, wait_postings, wait_ready
+from peergrid_sim.dso_ready import (
+    DAYAHEAD_LEAD_S,
+    DAYAHEAD_STAGE_S,
+    MGMC_START_LOADED_S,
+    MGMC_START_S,
+    StartTimes,
+    clock_devices,
+    late,
+    moved_t0,
+    unposted,
+    wait_postings,
+    wait_ready,
+)
 from peergrid_sim.processes import TestbedError, tool
 from peergrid_sim.report import json_lines
 
@@ -58,33 +74,6 @@ def rebargained(rec: dict[str, Any]) -> str:
         return ""
     addressed = list(dict.fromkeys(a["mg"] for a in rec.get("adjustments", []) if "mg" in a))
     return f" | rebargained x{len(rounds)} ({' '.join(addressed)})"
-
-
-# With --dayahead the MGMCs run the day-ahead session and its forward trades before the first interval, and
-# the edge ends that stage by its own deadline: four phase timeouts and 0.25 s before the first interval (edge
-# trader.dayahead_deadline; 8.25 s at the lab's 2-s phases). The session took about 7 s for 6 MGMCs x 96
-# intervals at 200-ms blocks (load 3-4). With the plain warm-up the daemons came up about 9 s before the first
-# interval, past that deadline, so every MGMC refused the stage and traded intraday: the warm-up grows by this
-# much (45 s in all, measured to work; 55 s since the DSO starts first, L6). The default; `--lead-s` sets the
-# whole lead. T2 measured, in s after the testbed's start (ieee33, 2 intervals): at load 5 the MGMCs up at
-# 4-5, the session and its forward stage done at 10-10.5, t0 at 45; at load 10 up at 14-17, done at 25-25.4,
-# t0 at 48 (the testbed's own start 3 s); the session's close deadline is t0 - 12.5 s in the lab (4 phases and
-# the clear's 4.5-s margin), so the stage needed a lead of about 35 s at load 10. An MGMC killed and restarted
-# mid-session (its imports again) missed that deadline with the 45 s at load 11.7.
-DAYAHEAD_LEAD_S = 30.0
-# What the MGMCs need between the DSO node's readiness, when the lab starts them, and t0 (`ClosedLoop.need_s`;
-# with less the lab fails at once, saying by how much, rather than run a first interval late): their start
-# and the DSO's enrolments of them final on the DSO chain, which needs their votes (its tariffs on the MGMC
-# chain land beside them). L6 measured, ieee33, from the MGMCs' spawn to the last enrolment final: 6.5 s at
-# load 4, 6.9-7.1 s at load 7-11 (two labs at once), 11-14 s at load 17 (the MGMCs' own start, spawn to
-# broker connection: 2.2 s at load 4, about 5 s at load 7). With --dayahead the session on top (about 6 s
-# after the MGMCs are up at load 5, 9-11 s at load 10, T2) and its close deadline, 12.5 s before t0 in the lab.
-MGMC_START_S = 8.0
-DAYAHEAD_STAGE_S = 10.0 + 12.5
-# The default lead (`warmup_s`) is the lab's start to t0 with the DSO started first: firmware-sim (1.1-2.3 s),
-# the DSO node's start-up (3.3 s at load 4, 6.4-10.2 s at load 5-11 with two labs at once, 12.9 s at load 17)
-# and MGMC_START_S, with room for a suite's load: 15 s failed both of two labs at load 5 (DSO ready 4.4 and
-# 4.6 s before t0), so 25
 
 
 @dataclass
@@ -112,6 +101,10 @@ class ClosedLoop:
     # meter signs (only its signature shows the DSO what the meter saw, not what the MGMC says it saw), so
     # the lab runs as the field would; False (--unsigned-meters): no meter is given a key nor enrolled
     signed_meters: bool = True
+    # t0 moves later when the DSO node is ready late (`move_t0`): set by `start`, false where the chains' clock
+    # was fixed on t0 before the DSO started (settle-by-both)
+    t0_moves: bool = False
+    first_sim: float | None = None  # the devices' simulated epoch s of the first interval (`sim_scenario`)
 
     def __post_init__(self) -> None:
         if self.lead is not None and not (math.isfinite(self.lead) and self.lead > 0):
@@ -126,9 +119,10 @@ class ClosedLoop:
     @property
     def need_s(self) -> float:
         """Wall seconds the MGMCs need between the DSO node's readiness (when they are started) and t0: their
-        start and the DSO's enrolments of them final, and with the day-ahead session that stage, which must
-        close before t0."""
-        return MGMC_START_S + (DAYAHEAD_STAGE_S if self.dayahead else 0.0)
+        start and the DSO's enrolments of them final (under load where t0 moves), and with the day-ahead
+        session that stage, which must close before t0."""
+        mgmcs = MGMC_START_LOADED_S if self.t0_moves else MGMC_START_S
+        return mgmcs + (DAYAHEAD_STAGE_S if self.dayahead else 0.0)
 
     @property
     def lead_s(self) -> float:
@@ -188,7 +182,9 @@ class ClosedLoop:
         # delivered less than the interval's forecast)
         now = time.time()
         lead = max(0.0, self.fix_t0() - now)
-        start = day + dt.timedelta(minutes=self.first_interval * interval_min, seconds=-lead * speed)
+        first = day + dt.timedelta(minutes=self.first_interval * interval_min)
+        self.first_sim = first.timestamp()
+        start = first - dt.timedelta(seconds=lead * speed)
         raw["start"] = start.isoformat().replace("+00:00", "Z")
         seeds = self.meter_seeds(bed, load_sim_scenario(bed.scenario_path))
         for mg in raw.get("microgrids") or []:
@@ -204,10 +200,10 @@ class ClosedLoop:
         return path
 
     def start(self, bed: Any, endpoints: list[dict[str, Any]], endpoints_file: Path) -> None:
-        """The DSO first, the MGMCs only once it is ready (`dso_ready.wait_ready`) and only if that left them
-        `need_s` before t0; else `TestbedError` with the one line saying what was late and by how much. Then
-        until t0 at most, the DSO's enrolments and cover prices final (`dso_ready.wait_postings`); else
-        `TestbedError` with one line (`dso_ready.unposted`)."""
+        """The DSO first, the MGMCs only once it is ready (`dso_ready.wait_ready`), `need_s` before t0 at the
+        latest: t0 moves later where it may (`move_t0`), else `TestbedError` with the one line saying what was
+        late and by how much. Then until t0 at most, the DSO's enrolments and cover prices final
+        (`dso_ready.wait_postings`); else `TestbedError` with one line (`dso_ready.unposted`)."""
         workdir = Path(bed.workdir)
         feeder = bed.scenario.feeder
         self.chains = LabChains.create(workdir / "keys", feeder, bed.scenario_path)
@@ -224,13 +220,19 @@ class ClosedLoop:
             records, case, ties, self.dso_extra, meter_keys(self.meter_seeds(bed)),
         )  # fmt: skip
         (workdir / "nodes" / "dso").mkdir(parents=True, exist_ok=True)
+        self.t0_moves = not settles_by_both(self.chains)
+        if self.t0_moves and self.first_sim is not None:  # where the MGMCs' need begins, unless resumed
+            clock_devices(endpoints, {"stop_at": self.first_sim - self.need_s * bed.speed})
         dso_started = time.time()
         dso = bed.start_dso(self.dso_loop_section(dso_cfg, workdir), delay_s=self.dso_start_delay_s)
         timeout = self.dso_start_delay_s + 30 + 3 * len(self.chains.mgs)
         bed.http_port = wait_ready(dso.process, bed.http_port, Path(dso_cfg["status_file"]), timeout, dso.log)
+        ready = time.time()
+        moved = self.move_t0(ready, endpoints) if self.t0_moves else 0.0
         self.start_times = StartTimes(
-            self.fix_t0(), getattr(bed, "started", None) or dso_started, dso_started, time.time(), self.need_s
-        )
+            self.fix_t0(), getattr(bed, "started", None) or dso_started, dso_started, ready, self.need_s,
+            moved_s=moved,
+        )  # fmt: skip
         self.start_times.write(records)
         line = late(self.start_times, self.lead_s)
         if line is not None:
@@ -251,6 +253,18 @@ class ClosedLoop:
         line = unposted(self.start_times)
         if line is not None:
             raise TestbedError(line)
+
+    def move_t0(self, ready: float, endpoints: list[dict[str, Any]]) -> float:
+        """A DSO node ready at `ready`, less than `need_s` before t0, moves t0 later by just what it lacked
+        (`dso_ready.moved_t0`); the devices' clock, stopped `need_s` before their first interval, reads that
+        `need_s` before t0 (moved or not: on time, it never stood still); how far t0 moved (s, 0: not)."""
+        assert self.t0 is not None
+        moved = moved_t0(self.t0, ready, self.need_s) - self.t0
+        self.t0 += moved
+        self.timing = self.loop_timing()
+        if self.first_sim is not None:
+            clock_devices(endpoints, {"resume_at": self.t0 - self.need_s})
+        return moved
 
     def _start_mgmcs(
         self, bed: Any, endpoints: list[dict[str, Any]], broker: tuple[str, int], records: Path,

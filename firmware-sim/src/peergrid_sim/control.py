@@ -7,7 +7,8 @@ Routes (all JSON; errors are 4xx with {"error": reason}, never a crash):
   GET  /devices/<relay>                one relay's status
   POST /faults        {"device": "mg1/pv1", "fault": "delay", "seconds": 2}    see faults.py for kinds
   POST /faults/clear  {"device": "mg1/pv1", "fault": "delay"}                  omit "fault" to clear all
-  POST /clock         {"speed": 60} or {"advance": 3600}
+  POST /clock         {"speed": 60}, {"advance": 3600}, {"stop_at": T} (simulated epoch s: stand still there;
+                      null: no stop) or {"resume_at": W} (wall epoch s: read the stop then and run on)
   POST /environment   {"mg": "mg1", "irradiance_w_m2": 500, "voltage_pu": 0.97}  null restores the profile
   POST /relays/<name> {"action": "open" | "close" | "lockout" | "reset"}      as a local operator would
 Promises: one request per connection, bodies up to 64 KiB, nothing here can stop the simulator.
@@ -30,6 +31,17 @@ class HttpError(Exception):
     def __init__(self, status: int, reason: str):
         super().__init__(reason)
         self.status = status
+
+
+def _number(request: dict[str, Any], key: str) -> float:
+    """`request[key]` as a number, else a 400 naming the key (a bool or null is no number of seconds)."""
+    value = request[key]
+    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+        raise HttpError(400, f"{key} must be a number, not {value!r}")
+    try:
+        return float(value)
+    except ValueError:
+        raise HttpError(400, f"{key} must be a number, not {value!r}") from None
 
 
 class ControlApi:
@@ -113,9 +125,16 @@ class ControlApi:
             return self.describe(device)
         if path == "/clock":
             if "speed" in request:
-                sim.clock.set_speed(float(request["speed"]))
+                sim.clock.set_speed(_number(request, "speed"))
             if "advance" in request:
-                sim.clock.advance(float(request["advance"]))
+                sim.clock.advance(_number(request, "advance"))
+            if "stop_at" in request:  # the lab's start: stand still there unless resumed in time
+                sim.clock.stop_at(None if request["stop_at"] is None else _number(request, "stop_at"))
+            if "resume_at" in request:  # wall epoch s: when the clock reads its stop and runs on
+                wall = _number(request, "resume_at")
+                if not abs(wall - time.time()) <= 86400:
+                    raise HttpError(400, f"resume_at must be a wall time within a day of now, not {wall!r}")
+                sim.clock.resume_at(time.monotonic() + (wall - time.time()))
             sim.tick()
             return {"t": sim.t, "speed": sim.clock.speed}
         if path == "/environment":

@@ -16,7 +16,10 @@ shows every MG `enrolled` and, where the DSO prices the cover (`priced_from`: th
 each became final, by the lab's clock); `unposted(times)` is the lab's one line when either was not final by
 t0 (the first interval would run without the DSO's sight of an MG or without its cover prices), else None.
 `delayed(argv, s)` is a slow DSO start for the tests (`--dso-start-delay-s`): the same process, after `s`
-seconds. Binds nothing; reads the DSO's health over loopback HTTP only.
+seconds. `moved_t0(t0, ready, need_s)` is the lab's first interval when a DSO node ready late moves it (a lab
+whose chains hold no interval clock): never earlier than `t0`, and `need_s` after the node's readiness at the
+earliest; `clock_devices` stops and resumes firmware-sim's clock (its control API), so the devices' first
+interval moves with it. Binds nothing; speaks HTTP over loopback only.
 """
 
 from __future__ import annotations
@@ -38,6 +41,37 @@ from peergrid_sim.ports import wait_for_listener
 from peergrid_sim.processes import TestbedError
 
 START_FILE = "start.json"
+
+# With --dayahead the MGMCs run the day-ahead session and its forward trades before the first interval, and
+# the edge ends that stage by its own deadline: four phase timeouts and 0.25 s before the first interval (edge
+# trader.dayahead_deadline; 8.25 s at the lab's 2-s phases). The session took about 7 s for 6 MGMCs x 96
+# intervals at 200-ms blocks (load 3-4). With the plain warm-up the daemons came up about 9 s before the first
+# interval, past that deadline, so every MGMC refused the stage and traded intraday: the warm-up grows by this
+# much (45 s in all, measured to work; 55 s since the DSO starts first, L6). The default; `--lead-s` sets the
+# whole lead. T2 measured, in s after the testbed's start (ieee33, 2 intervals): at load 5 the MGMCs up at
+# 4-5, the session and its forward stage done at 10-10.5, t0 at 45; at load 10 up at 14-17, done at 25-25.4,
+# t0 at 48 (the testbed's own start 3 s); the session's close deadline is t0 - 12.5 s in the lab (4 phases and
+# the clear's 4.5-s margin), so the stage needed a lead of about 35 s at load 10. An MGMC killed and restarted
+# mid-session (its imports again) missed that deadline with the 45 s at load 11.7.
+DAYAHEAD_LEAD_S = 30.0
+# What the MGMCs need between the DSO node's readiness, when the lab starts them, and t0 (`ClosedLoop.need_s`;
+# with less a lab whose t0 may not move fails at once, saying by how much, rather than run a first interval
+# late, and any other moves t0: `moved_t0`, with MGMC_START_LOADED_S): their start
+# and the DSO's enrolments of them final on the DSO chain, which needs their votes (its tariffs on the MGMC
+# chain land beside them). L6 measured, ieee33, from the MGMCs' spawn to the last enrolment final: 6.5 s at
+# load 4, 6.9-7.1 s at load 7-11 (two labs at once), 11-14 s at load 17 (the MGMCs' own start, spawn to
+# broker connection: 2.2 s at load 4, about 5 s at load 7). With --dayahead the session on top (about 6 s
+# after the MGMCs are up at load 5, 9-11 s at load 10, T2) and its close deadline, 12.5 s before t0 in the lab.
+MGMC_START_S = 8.0
+# ... and where the lab may move t0 (`ClosedLoop.t0_moves`): a DSO node ready late means a loaded machine, on
+# which the MGMCs start slower too (L6: 11-14 s at load 17; T5, load 16-20: 8 s left none of six enrolled in
+# one of four runs), and the margin costs wall only when the node was late
+MGMC_START_LOADED_S = 16.0
+DAYAHEAD_STAGE_S = 10.0 + 12.5
+# The default lead (`warmup_s`) is the lab's start to t0 with the DSO started first: firmware-sim (1.1-2.3 s),
+# the DSO node's start-up (3.3 s at load 4, 6.4-10.2 s at load 5-11 with two labs at once, 12.9 s at load 17)
+# and MGMC_START_S, with room for a suite's load: 15 s failed both of two labs at load 5 (DSO ready 4.4 and
+# 4.6 s before t0), so 25
 
 
 def health(port: int, timeout: float = 5.0) -> dict[str, Any] | None:
@@ -196,18 +230,22 @@ class StartTimes:
     need_s: float
     mgmcs_started: float | None = None
     postings: Postings | None = None  # what the DSO's health showed final before t0 (`wait_postings`)
+    moved_s: float = (
+        0.0  # how much later than the lead set it t0 is: the DSO node was ready late (`moved_t0`)
+    )
 
     def relative(self) -> dict[str, Any]:
-        """Each moment in s relative to t0 (negative: before it), the DSO's own start-up, and (once the lab
-        waited for them) its postings as `final` (`Postings.relative`)."""
+        """Each moment in s relative to t0 (negative: before it), the DSO's own start-up, how far t0 moved,
+        and (once the lab waited for them) its postings as `final` (`Postings.relative`)."""
         doc: dict[str, Any] = {
             k: None if v is None else round(v - self.t0, 3)
             for k, v in asdict(self).items()
-            if k not in ("t0", "need_s", "postings")
+            if k not in ("t0", "need_s", "postings", "moved_s")
         }
         doc |= {
             "t0": self.t0,
             "need_s": self.need_s,
+            "moved_s": round(self.moved_s, 3),
             "dso_start_up_s": round(self.dso_ready - self.dso_started, 3),
             "dso_ready_before_t0_s": round(self.t0 - self.dso_ready, 3),
         }
@@ -237,6 +275,34 @@ def late(times: StartTimes, lead_s: float) -> str | None:
         f"{times.dso_ready - times.dso_started:.1f} s); the MGMCs need {times.need_s:.1f} s before t0: late by "
         f"{short:.1f} s; no interval was run (a --lead-s of at least {math.ceil(lead_s + short)} s would have held)"
     )
+
+
+def moved_t0(t0: float, ready: float, need_s: float) -> float:
+    """The first interval's start once the DSO node was ready at `ready`: `t0` (what the lead set) when that
+    left the MGMCs, started now, their `need_s`; else `ready + need_s`, later by just what the node's start
+    was late. Only for a lab whose t0 nothing fixed before the node started (no interval clock in the MGMC
+    genesis, no `disputes` t0 in the DSO's config: `closedloop.settles_by_both` false)."""
+    return max(t0, ready + need_s)
+
+
+def clock_devices(endpoints: list[dict[str, Any]], request: dict[str, Any], timeout: float = 10.0) -> None:
+    """One `POST /clock` to firmware-sim's control API, the control entry of its `endpoints` (`stop_at`: the
+    devices' day stands still there; `resume_at`: it reads that at the wall time given and runs on). No
+    control entry (a lab started without devices): nothing to do. Refused or unanswered: `TestbedError`."""
+    control = next((e for e in endpoints if e.get("kind") == "control"), None)
+    if control is None:
+        return
+    url = f"http://{control['host']}:{control['port']}/clock"
+    sent = urllib.request.Request(url, data=json.dumps(request).encode())
+    sent.add_header("Content-Type", "application/json")
+    try:
+        with urllib.request.urlopen(sent, timeout=timeout) as answer:
+            answer.read()
+    except urllib.error.HTTPError as err:
+        reason = err.read().decode("utf-8", errors="replace")[:200]
+        raise TestbedError(f"firmware-sim refused {request} on its clock: {reason}") from None
+    except OSError as err:
+        raise TestbedError(f"firmware-sim's control API ({url}) did not take {request}: {err}") from None
 
 
 def delayed(argv: list[str], seconds: float) -> list[str]:

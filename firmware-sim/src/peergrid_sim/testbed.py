@@ -1,20 +1,20 @@
 """`peergrid-testbed`: the whole lab on one machine — broker, emulated devices, MGMCs, DSO server.
 
 Promises: every process it starts (`peergrid_sim.processes.Testbed`) runs in its own session and is stopped
-(SIGTERM, then SIGKILL of its process group) when the testbed ends — by Ctrl-C, SIGTERM, SIGHUP (its
-terminal closed), `--duration`, or a child dying early — so it leaves no orphan; killed itself (SIGKILL, e.g. a
-test's timeout) or crashing, the kernel kills them (`peergrid_ledger.tied`). Prints the URLs to look at; the ports it got are also in
-`<workdir>/ports.json` (`--http-port 0`: the DSO server binds any free port itself). With `--intervals` it
-trades that many intervals, halts the chains, and writes the report. With `--settle-by-both` a new lab
-directory's MGMC genesis names `settle_by_both` (each trade settles on both parties' metered statements, a
-disputed one by the DSO from their PCC readings; `closedloop.SettleByBoth`); off by default: under the full
-suite's load (two workers, every lab test) the DSO's start before the MGMCs and the end's wait for the last
-statements made the lab tests miss their windows; a lab directory made before keeps its genesis either way.
-Each MG's PCC meter signs its readings and the DSO node meters it from the signatures only, as a field meter
-would (`closedloop_run.ClosedLoop.signed_meters`); `--unsigned-meters` leaves the meters unsigned and the DSO
-reading the MGMCs' own sealed readings. Assumes the console scripts of the other components are on PATH
-beside it (one venv).
-Binds loopback only.
+(SIGTERM, then SIGKILL of its process group) when the testbed ends — by Ctrl-C, SIGTERM, SIGHUP (its terminal
+closed), `--duration`, or a child dying early — so it leaves no orphan; killed itself (SIGKILL, e.g. a test's
+timeout) or crashing, the kernel kills them (`peergrid_ledger.tied`). Prints the URLs to look at; the ports it
+got are also in `<workdir>/ports.json` (`--http-port 0`: the DSO server binds any free port itself). With
+`--intervals` it trades that many intervals, halts the chains, and writes the report; a DSO node ready late
+moves its first interval later (`closedloop_run.ClosedLoop.move_t0`), except with `--settle-by-both`, whose
+chain clock holds it. With `--settle-by-both` a new lab directory's MGMC genesis names `settle_by_both` (each
+trade settles on both parties' metered statements, a disputed one by the DSO from their PCC readings;
+`closedloop.SettleByBoth`); off by default: under the full suite's load (two workers, every lab test) the
+DSO's start before the MGMCs and the end's wait for the last statements made the lab tests miss their windows;
+a lab directory made before keeps its genesis either way. Each MG's PCC meter signs its readings and the DSO
+node meters it from the signatures only, as a field meter would (`closedloop_run.ClosedLoop.signed_meters`);
+`--unsigned-meters` leaves the meters unsigned and the DSO reading the MGMCs' own sealed readings. Assumes the
+console scripts of the other components are on PATH beside it (one venv). Binds loopback only.
 """
 
 from __future__ import annotations
@@ -119,12 +119,14 @@ def build_parser() -> argparse.ArgumentParser:
         "--lead-s", type=_lead_s, default=None,
         help="wall seconds from the start to the first interval: the processes' start-up and, with --dayahead, "
         "the day-ahead stage, whose session must close 4 phase timeouts and the clear's margin before it (12.5 s in "
-        "the lab) (default 25; 55 with --dayahead: the DSO node starts first, the MGMCs once it is ready)",
+        "the lab) (default 25; 55 with --dayahead: the DSO node starts first, the MGMCs once it is ready); a DSO "
+        "node ready late moves the first interval later, except with --settle-by-both, where the lab then fails",
     )  # fmt: skip
     parser.add_argument(
         "--dso-start-delay-s", type=_delay_s, default=0.0,
         help="tests: the DSO server's process starts this many seconds late (a slow DSO start); the MGMCs "
-        "still wait for it, and the lab fails at once if that leaves them too little time before the first interval",
+        "still wait for it, and if that leaves them too little time before the first interval, it moves later (with "
+        "--settle-by-both the lab fails at once)",
     )  # fmt: skip
     parser.add_argument(
         "--settle-by-both", dest="settle_by_both", action="store_true",
@@ -226,6 +228,12 @@ def main(argv: list[str] | None = None) -> int:
                 f"(its start-up {started.dso_ready - started.dso_started:.1f} s); then the MGMCs started",
                 flush=True,
             )
+            if started.moved_s > 0:  # a loaded machine: the start waited for the DSO node
+                print(
+                    f"  the first interval moved {started.moved_s:.1f} s later: the DSO node was ready late, "
+                    f"and the MGMCs have their {started.need_s:.0f} s",
+                    flush=True,
+                )
             if started.postings is not None:
                 print(started.postings.banner(started.t0), flush=True)
             print(f"  {meters_line(bed)}", flush=True)
