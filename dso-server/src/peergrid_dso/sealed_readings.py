@@ -14,9 +14,12 @@ one commitment interval's reading leaves and their count, signed by the MGMC's n
 (edge `commitments.reading_leaf`: {at_ms, device, milli{quantity: value × 1000}, nature}) stay on the MGMC. So
 the DSO needs each party's leaves (`sealed`, keyed by (node key, commitment interval)), and accepts them only
 when they are the whole committed set: their root and count equal the chain's, so a party can neither forge a
-reading nor leave one out. Trades are made under anonyms; `nodes` maps each anonym to its MGMC's node key (the
-DSO enrolled both). Commitment intervals are buckets of wall-clock time (`floor(ms / commit_ms)`), market
-intervals slots of `MeterClock` (`t0_ms + (t - first_interval) × interval_ms`): the clock maps one to the other.
+reading nor leave one out; nor pad it: a commitment interval holding more PCC meter readings than a meter
+polled every `MIN_POLL_MS` makes refuses the party before one is verified (review16 P1: each cost the DSO's
+event loop a signature check, for nothing). Trades are made under anonyms; `nodes` maps each anonym to its
+MGMC's node key (the DSO enrolled both). Commitment intervals are buckets of wall-clock time (`floor(ms /
+commit_ms)`), market intervals slots of `MeterClock` (`t0_ms + (t - first_interval) × interval_ms`): the clock
+maps one to the other.
 
 A PCC meter (nature `meter`; one per MG) reports cumulative counters: `energy_wh` (TotWhExp, export) and
 `import_wh` (TotWhImp). The counter at the interval's start and end is read at a reading made exactly then or
@@ -60,6 +63,12 @@ from peergrid_ledger.meter_signing import FIELD, Counted, counted_leaves
 from peergrid_ledger.metering import COUNTER, METER, Unmetered, commitment_intervals, counting_leaves, metered
 from peergrid_ledger.state import StateReader
 
+# The fastest PCC meter poll whose readings the DSO counts (review16 P1): at most commit_ms // MIN_POLL_MS + 1
+# meter readings in one commitment interval, checked before any is decoded for counting or verified. Ten a
+# second, ten times the edge's default poll (1 s; the lab's are slower): a meter's energy registers move about
+# once a second, so faster polls only repeat a reading. A bound on the padding, not a rate anyone should run.
+MIN_POLL_MS = 100
+
 
 @dataclass(frozen=True)
 class MeterClock:
@@ -82,6 +91,11 @@ class MeterClock:
     def commitments(self, interval: int) -> range:
         """The commitment intervals whose readings may bracket the window's boundaries."""
         return commitment_intervals(self.window(interval), self.commit_ms, self.max_gap_ms)
+
+    @property
+    def most_meter_readings(self) -> int:
+        """The most PCC meter readings one commitment interval can hold: one per poll at `MIN_POLL_MS`."""
+        return self.commit_ms // MIN_POLL_MS + 1
 
 
 class Blocks(Protocol):
@@ -157,6 +171,30 @@ def sealed_late(
     return None
 
 
+def meter_readings(leaves: Sequence[bytes], most: int) -> list[bytes] | None:
+    """The `leaves` metering reads: all of them when there are at most `most` (none decoded); else each PCC
+    meter reading and each leaf that is no well-formed reading (which metering refuses), the readings of other
+    natures left out (metering passes them by, as `counted_leaves` and the tally do: nothing they give
+    changes, only the decoding of them in every later pass). None: more than `most` PCC meter readings."""
+    if len(leaves) <= most:
+        return list(leaves)
+    kept, found = [], 0
+    for leaf in leaves:
+        try:
+            fields = decode(leaf)
+        except DecodeError:
+            kept.append(leaf)
+            continue
+        if isinstance(fields, dict) and fields.get("nature") == METER:
+            found += 1
+            if found > most:
+                return None
+            kept.append(leaf)
+        elif not isinstance(fields, dict) or not isinstance(fields.get("milli"), dict):
+            kept.append(leaf)
+    return kept
+
+
 def sealed_leaves(
     state: StateReader,
     node: bytes,
@@ -166,8 +204,11 @@ def sealed_leaves(
     chain: ChainTime | None = None,
 ) -> tuple[list[bytes], list[str]]:
     """The party's sealed leaves of every commitment interval that may bracket the market interval's window,
-    each interval's set checked whole against the chain (`verified_leaves`, raising `Unmetered`), and with
-    `chain` those sealed late left out (`sealed_late`): (leaves, why each commitment was left out)."""
+    each interval's set checked whole against the chain (`verified_leaves`, raising `Unmetered`) and refused
+    (`Unmetered`) when it holds more PCC meter readings than a meter makes in it (`most_meter_readings`:
+    review16 P1, padding that each cost the DSO a signature check) before any is verified, and read as
+    metering reads them (`meter_readings`); with `chain` those sealed late left out (`sealed_late`): (leaves,
+    why each commitment was left out)."""
     leaves: list[bytes] = []
     notes: list[str] = []
     for c in clock.commitments(interval):
@@ -175,7 +216,14 @@ def sealed_leaves(
         if why is not None:
             notes.append(why)
             continue
-        leaves.extend(verified_leaves(state, node, c, sealed))
+        found = meter_readings(verified_leaves(state, node, c, sealed), clock.most_meter_readings)
+        if found is None:
+            raise Unmetered(
+                f"commitment interval {c} holds more than {clock.most_meter_readings} PCC meter readings, more "
+                f"than a meter polled at most every {MIN_POLL_MS} ms makes in {clock.commit_ms} ms: the MG's "
+                "readings are not counted"
+            )
+        leaves.extend(found)
     return leaves, notes
 
 
