@@ -240,6 +240,8 @@ class MarketAgent:
             self.done += 1
             t += 1
         await agent_settlement.settle_day(self)
+        if not self.d.stopping.is_set():  # the day-ahead make-whole, once the day's trades settled (U1)
+            await day_stages.run_uplift(self)
 
     async def run_dayahead(self) -> SessionOutcome:
         """The day-ahead exchange session before the first interval (`day_stages.run_dayahead`)."""
