@@ -52,7 +52,7 @@ def test_a_damaged_line_is_logged_and_skipped_and_every_good_line_kept(
     records.write_text("\n".join([line(3, 2.0), damaged, line(5, 1.5)]) + "\n")
     with caplog.at_level(logging.WARNING, logger="peergrid.edge.trader"):
         assert resumed_budget(records, 6) == (50.0, 3.5)
-    (warning,) = [r.getMessage() for r in caplog.records]
+    (warning,) = [r.getMessage() for r in caplog.records if r.name == "peergrid.edge.trader"]
     assert f"record {records}: line 2" in warning and why in warning
 
 
