@@ -3,10 +3,10 @@
 Promises: `pcc_energy` is pure and deterministic (exact rational arithmetic) and either returns the Wh the
 party's PCC counter advanced over the interval's window or raises `Unmetered` saying why not; it reads only
 leaves that are the whole committed set of their commitment interval (`verified_leaves`) and, given the chain's
-time, only commitments sealed in time (`sealed_late`): `sealed_leaves`. `readings_count` is the tally of the
-meter readings it read (`ReadingsCount`: signed, unsigned, refused and why), which the DSO's decision records.
-`read_party` reads a party once for both (its leaves fetched and checked against the chain once, each signed
-reading verified once: `PartyReadings`). No I/O, no clock. `disputes.resolve` (through `dispute_shares.Meters`)
+time, only commitments sealed in time (`sealed_late`): `sealed_leaves`. `read_party` reads a party once for
+it and for the tally of the meter readings it read (`PartyReadings.tally`, a `ReadingsCount`: signed, unsigned,
+refused and why), which the DSO's decision records: its leaves fetched and checked against the chain once,
+each signed reading verified once. No I/O, no clock. `disputes.resolve` (through `dispute_shares.Meters`)
 is their user.
 
 What the chain holds and what it does not: a `der_commitment` (`der/<node><interval>`) is the RFC 6962 root of
@@ -46,13 +46,14 @@ MGs), is left out, as a reading the MGMC never sealed would be: the gap rule (`m
 the signed ones still measure the window, and if not the reason names the readings left out. One signed more
 than `bound_ms` from the leaf's `at_ms` (the meter's clock against the MGMC's) counts all the same, and is
 noted: in that reason, and in every decision's tally (`ReadingsCount.off_clock`), so an operator sees a
-drifting meter clock before it leaves a window unmeasured. An MG without an enrolled meter key is read as
-before.
+drifting meter clock before it leaves a window unmeasured. Where it does (the readings were chosen by the
+MGMC's stamps, counted at the meter's time: review16 C1), the commitment intervals that far further are read
+too, up to `CLOCK_REACH_COMMITS` (`_read_for_clock`). An MG without an enrolled meter key is read as before.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from fractions import Fraction
 from typing import Any, Protocol
@@ -68,6 +69,10 @@ from peergrid_ledger.state import StateReader
 # second, ten times the edge's default poll (1 s; the lab's are slower): a meter's energy registers move about
 # once a second, so faster polls only repeat a reading. A bound on the padding, not a rate anyone should run.
 MIN_POLL_MS = 100
+# How far beyond a window's commitment intervals the DSO reads for a signing meter whose clock is off the
+# MGMC's (review16 C1), in commitment intervals: a few minutes at the deployed 60 s, a week or three of a
+# 100-ppm RTC's drift after the edge's 2-s warning. Uncapped, a claimed offset would make it read a day.
+CLOCK_REACH_COMMITS = 3
 
 
 @dataclass(frozen=True)
@@ -88,9 +93,21 @@ class MeterClock:
         start = self.t0_ms + (interval - self.first_interval) * self.interval_ms
         return start, start + self.interval_ms
 
-    def commitments(self, interval: int) -> range:
-        """The commitment intervals whose readings may bracket the window's boundaries."""
-        return commitment_intervals(self.window(interval), self.commit_ms, self.max_gap_ms)
+    def commitments(self, interval: int, reach: tuple[int, int] = (0, 0)) -> range:
+        """The commitment intervals whose readings may bracket the window's boundaries; `reach`: (ms before,
+        ms after) further, for a meter whose clock is behind or ahead of the MGMC's stamps (`read_party`)."""
+        start, end = self.window(interval)
+        return commitment_intervals((start - reach[0], end + reach[1]), self.commit_ms, self.max_gap_ms)
+
+    @property
+    def reach_cap_ms(self) -> int:
+        """The furthest `read_party` reads beyond a window's readings for a meter's clock (ms)."""
+        return CLOCK_REACH_COMMITS * self.commit_ms
+
+    def reachable(self, interval: int) -> range:
+        """Every commitment interval a decision on `interval` may read: the window's, and as far as a meter's
+        clock may take it (`reach_cap_ms` each way). What the dispute node should accept readings of."""
+        return self.commitments(interval, (self.reach_cap_ms, self.reach_cap_ms))
 
     @property
     def most_meter_readings(self) -> int:
@@ -202,16 +219,17 @@ def sealed_leaves(
     interval: int,
     sealed: Mapping[tuple[bytes, int], Sequence[bytes]],
     chain: ChainTime | None = None,
+    commitments: Iterable[int] | None = None,
 ) -> tuple[list[bytes], list[str]]:
-    """The party's sealed leaves of every commitment interval that may bracket the market interval's window,
-    each interval's set checked whole against the chain (`verified_leaves`, raising `Unmetered`) and refused
-    (`Unmetered`) when it holds more PCC meter readings than a meter makes in it (`most_meter_readings`:
-    review16 P1, padding that each cost the DSO a signature check) before any is verified, and read as
-    metering reads them (`meter_readings`); with `chain` those sealed late left out (`sealed_late`): (leaves,
-    why each commitment was left out)."""
+    """The party's sealed leaves of every commitment interval that may bracket the market interval's window
+    (or of `commitments`), each interval's set checked whole against the chain (`verified_leaves`, raising
+    `Unmetered`) and refused (`Unmetered`) when it holds more PCC meter readings than a meter makes in it
+    (`MeterClock.most_meter_readings`: review16 P1, padding that each cost the DSO a signature check) before
+    any is verified, and read as metering reads them (`meter_readings`); with `chain` those sealed late left
+    out (`sealed_late`): (leaves, why each commitment was left out)."""
     leaves: list[bytes] = []
     notes: list[str] = []
-    for c in clock.commitments(interval):
+    for c in clock.commitments(interval) if commitments is None else commitments:
         why = None if chain is None else sealed_late(state, node, c, clock.commit_ms, chain)
         if why is not None:
             notes.append(why)
@@ -347,8 +365,51 @@ def read_party(
         counted = counted_leaves(leaves, key, signing.bound_ms)
     except Unmetered as exc:
         return PartyReadings(leaves, tuple(notes), count_readings(leaves, key, signing.bound_ms), str(exc))
+    further, clock_notes = _read_for_clock(state, node, clock, interval, sealed, chain, signing, counted)
+    counted = counted.joined(further)
     more = [note for note in (counted.why_unsigned(), counted.why_off_clock()) if note]
-    return PartyReadings(counted.leaves, (*notes, *more), tally_of(counted))
+    return PartyReadings(counted.leaves, (*clock_notes, *notes, *more), tally_of(counted))
+
+
+def _read_for_clock(
+    state: StateReader,
+    node: bytes,
+    clock: MeterClock,
+    interval: int,
+    sealed: Mapping[tuple[bytes, int], Sequence[bytes]],
+    chain: ChainTime | None,
+    signing: SigningMeters,
+    counted: Counted,
+) -> tuple[Counted, tuple[str, ...]]:
+    """review16 C1: where the signing meter's clock is off the MGMC's stamps (`counted.off_clock`) and its
+    readings, at the meter's time, leave a window end unmeasured, the commitment intervals further by the
+    largest offset each way (capped at `MeterClock.reach_cap_ms`), read and counted as the others (whole,
+    in time, not padded; `Unmetered` when they are not at the DSO or cannot be counted, saying why they were
+    read): (them counted, notes naming what was read for the clock and, past the cap, the offset plainly).
+    Nothing more is read for a window the readings measure: it is measured as before, record bytes and all."""
+    ahead, behind = counted.clock_offsets()
+    if not (ahead or behind) or counted.brackets(clock.window(interval), clock.max_gap_ms):
+        return Counted([]), ()
+    cap = clock.reach_cap_ms
+    offset = f"{ahead / 1000:.1f} s ahead of" if ahead >= behind else f"{behind / 1000:.1f} s behind"
+    notes: list[str] = []
+    if max(ahead, behind) > cap:
+        notes.append(
+            f"the meter's clock is {offset} the MGMC's stamps, more than the {cap / 1000:.0f} s "
+            f"({CLOCK_REACH_COMMITS} commitment intervals) the DSO reads beyond a window for a meter's clock: "
+            "set the meter's clock"
+        )
+    read = clock.commitments(interval)
+    extra = [c for c in clock.commitments(interval, (min(ahead, cap), min(behind, cap))) if c not in read]
+    if not extra:
+        return Counted([]), tuple(notes)
+    listed = ", ".join(map(str, extra))
+    why = f"commitment intervals {listed} read as the meter's clock is {offset} the MGMC's stamps"
+    try:
+        leaves, late = sealed_leaves(state, node, clock, interval, sealed, chain, extra)
+        return counted_leaves(leaves, signing.keys[node], signing.bound_ms), (*notes, why, *late)
+    except Unmetered as exc:
+        raise Unmetered(f"{exc} ({why})") from None
 
 
 def pcc_energy(
@@ -369,20 +430,3 @@ def pcc_energy(
     (`read_party(...).energy(...)`: a caller that also wants the tally reads the party once.)"""
     read = read_party(state, node, clock, interval, sealed, chain, signing)
     return read.energy(clock, interval, side)
-
-
-def readings_count(
-    state: StateReader,
-    node: bytes,
-    clock: MeterClock,
-    interval: int,
-    sealed: Mapping[tuple[bytes, int], Sequence[bytes]],
-    chain: ChainTime | None = None,
-    signing: SigningMeters | None = None,
-) -> ReadingsCount | None:
-    """The tally of the meter readings `pcc_energy` reads of `node` (`read_party(...).tally`); None when it
-    verified none (a commitment interval's readings not at the DSO, or not the sealed ones)."""
-    try:
-        return read_party(state, node, clock, interval, sealed, chain, signing).tally
-    except Unmetered:
-        return None

@@ -162,6 +162,44 @@ class Counted:
             f"(the largest: stamped {at} ms, signed {signed} ms, {signed - at:+} ms)"
         )
 
+    def clock_offsets(self) -> tuple[int, int]:
+        """(ahead, behind): how far (ms, >= 0) the meter signed its off-clock readings after and before the
+        MGMC's stamps, the largest of each way (0 where none). A window is measured at the meter's time, so a
+        meter ahead needs readings stamped that much earlier, one behind readings stamped that much later
+        (dso-server `sealed_readings` reads that much further, capped)."""
+        ahead = max((signed - at for at, signed in self.off_clock), default=0)
+        behind = max((at - signed for at, signed in self.off_clock), default=0)
+        return max(0, ahead), max(0, behind)
+
+    def brackets(self, window: tuple[int, int], max_gap_ms: int) -> bool:
+        """Whether the counted PCC meter readings (at the meter's time) bracket both ends of `window` within
+        `max_gap_ms`, as `metering.counter_at` needs them to (their times only: the counters are not judged)."""
+        times = [t for t in (_meter_time(leaf) for leaf in self.leaves) if t is not None]
+        for at in window:
+            before, after = [t for t in times if t <= at], [t for t in times if t >= at]
+            if not before or not after or min(after) - max(before) > max_gap_ms:
+                return False
+        return True
+
+    def joined(self, more: Counted) -> Counted:
+        """These leaves counted with `more` (more commitment intervals' leaves, counted alike): one `Counted`,
+        as one pass over all of them would give (`said`: the first one's)."""
+        return Counted(
+            [*self.leaves, *more.leaves],
+            (*self.unsigned_at, *more.unsigned_at),
+            self.said if self.said is not None else more.said,
+            (*self.bad_signed, *more.bad_signed),
+            (*self.off_clock, *more.off_clock),
+            self.verified + more.verified,
+        )
+
+
+def _meter_time(leaf: bytes) -> int | None:
+    """A counted leaf's time (ms) when it is a PCC meter reading, else None."""
+    fields = decode(leaf)
+    at = fields.get("at_ms") if isinstance(fields, dict) and fields.get("nature") == METER else None
+    return at if isinstance(at, int) else None
+
 
 def signed_leaves(leaves: Iterable[bytes], public_key: bytes, bound_ms: int) -> list[bytes]:
     """`counted_leaves(...).leaves`: the leaves the DSO counts of a signing meter."""
