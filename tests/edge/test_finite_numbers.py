@@ -10,7 +10,7 @@ import struct
 from typing import Any
 
 import pytest
-from hypothesis import given
+from hypothesis import example, given
 from hypothesis import strategies as st
 
 from peergrid_edge.config import ControlSettings, DeviceSettings
@@ -202,6 +202,10 @@ def test_all_bad_ratings_split_equally_and_pv_limits_stay_finite() -> None:
 
 
 @given(st.lists(st.floats() | st.none(), min_size=1, max_size=4), st.floats(-50, 50))
+@example(
+    ratings=[1.797693134862316e305], battery_kw=1.0
+)  # total x rating overflowed to inf (found by Hypothesis)
+@example(ratings=[1.7e308, 1.7e308], battery_kw=-3.0)  # so did the ratings' sum
 def test_the_split_is_finite_whatever_the_ratings(ratings: list[float | None], battery_kw: float) -> None:
     views = {f"b{i}": _view(f"b{i}", "battery", r) for i, r in enumerate(ratings)}
     s = schedule_from_plan(_Plan(battery_kw, 0.0), 0, views, 1, 0.0, 60.0)

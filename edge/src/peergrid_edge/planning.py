@@ -32,10 +32,14 @@ def _rating(view: DeviceView) -> float | None:
 
 def _share(total_w: float, views: list[DeviceView]) -> dict[str, float]:
     ratings = {v.name: _rating(v) or _usable(v.control.max_w) or 0.0 for v in views}
-    whole = sum(ratings.values())
-    if whole <= 0:
+    top = max(ratings.values(), default=0.0)
+    if top <= 0:
         return {v.name: total_w / len(views) for v in views} if views else {}
-    return {name: total_w * rating / whole for name, rating in ratings.items()}
+    # each rating as a fraction of the largest first: a rating near the float's limit overflowed
+    # total_w * rating (and a sum of two such) to inf, a non-finite setpoint
+    weights = {name: rating / top for name, rating in ratings.items()}
+    whole = sum(weights.values())
+    return {name: total_w * (weight / whole) for name, weight in weights.items()}
 
 
 def schedule_from_plan(
