@@ -14,9 +14,8 @@ import pytest
 
 from peergrid_dso import sealed_readings
 from peergrid_dso.disputes import Unresolved, Vouched, resolve
-from peergrid_dso.sealed_readings import CLOCK_REACH_COMMITS
 from peergrid_edge.commitments import reading_leaf
-from peergrid_ledger.meter_signing import sign_reading
+from peergrid_ledger.meter_signing import CLOCK_REACH_COMMITS, sign_reading
 from peergrid_ledger.state import StateReader
 
 from .test_disputes import CLOCK, START_MS, T, chain_time

@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 
 from peergrid_edge.commitments import reading_leaf
 from peergrid_ledger.codec import decode, encode
-from peergrid_ledger.meter_signing import FIELD, counted_leaves, meter_keypair, sign_reading
+from peergrid_ledger.meter_signing import FIELD, counted_leaves, meter_keypair, sign_reading, stamp_offsets
 from peergrid_ledger.metering import Unmetered, metered
 
 METER = meter_keypair(11, "mg1", "pcc")
@@ -35,9 +35,8 @@ def leaf(kind: str, at_ms: int, off_ms: int) -> bytes:
 
 
 Drawn = tuple[str, int, int]  # (kind, at_ms, the meter's clock off by, ms)
-LEAVES = st.lists(
-    st.tuples(st.sampled_from(KINDS), st.integers(10**6, 10**7), st.integers(-(10**6), 10**6)), max_size=10
-)
+LEAVES_AT_OFF = (st.integers(10**6, 10**7), st.integers(-(10**6), 10**6))
+LEAVES = st.lists(st.tuples(st.sampled_from(KINDS), *LEAVES_AT_OFF), max_size=10)
 
 
 @settings(max_examples=80, deadline=None)
@@ -57,6 +56,19 @@ def test_the_clock_offsets_are_the_largest_off_clock_each_way(drawn: list[Drawn]
     counted = counted_leaves([leaf(*one) for one in drawn], METER.public, BOUND_MS)
     offsets = [off for kind, _, off in drawn if kind == "signed" and abs(off) > BOUND_MS]
     assert counted.clock_offsets() == (max([0, *offsets]), max([0, *(-off for off in offsets)]))
+
+
+@settings(max_examples=80, deadline=None)
+@given(
+    st.lists(st.tuples(st.sampled_from(("signed", "unsigned", "said", "pv", "malformed")), *LEAVES_AT_OFF))
+)
+def test_an_mgmcs_own_reading_of_its_meters_offsets_is_the_dsos(drawn: list[Drawn]) -> None:
+    """Where every signed reading is its meter's (an honest MGMC's leaves, or a garbled block), the offsets an
+    MGMC reads without checking signatures are those the DSO finds counting them (`clock_offsets`), so both
+    read the same commitment intervals further."""
+    leaves = [leaf(*one) for one in drawn]
+    assert stamp_offsets(leaves, BOUND_MS) == counted_leaves(leaves, METER.public, BOUND_MS).clock_offsets()
+    assert stamp_offsets([b"\xff", encode([1]), encode({"at_ms": 1})], 0) == (0, 0)
 
 
 @settings(max_examples=120, deadline=None)

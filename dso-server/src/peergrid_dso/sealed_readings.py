@@ -48,7 +48,7 @@ than `bound_ms` from the leaf's `at_ms` (the meter's clock against the MGMC's) c
 noted: in that reason, and in every decision's tally (`ReadingsCount.off_clock`), so an operator sees a
 drifting meter clock before it leaves a window unmeasured. Where it does (the readings were chosen by the
 MGMC's stamps, counted at the meter's time: review16 C1), the commitment intervals that far further are read
-too, up to `CLOCK_REACH_COMMITS` (`_read_for_clock`). An MG without an enrolled meter key is read as before.
+too, up to `meter_signing.CLOCK_REACH_COMMITS` (`_read_for_clock`). An MG without an enrolled meter key is read as before.
 """
 
 from __future__ import annotations
@@ -60,7 +60,7 @@ from typing import Any, Protocol
 
 from peergrid_ledger import merkle, query
 from peergrid_ledger.codec import DecodeError, decode
-from peergrid_ledger.meter_signing import FIELD, Counted, counted_leaves
+from peergrid_ledger.meter_signing import CLOCK_REACH_COMMITS, FIELD, Counted, counted_leaves
 from peergrid_ledger.metering import COUNTER, METER, Unmetered, commitment_intervals, counting_leaves, metered
 from peergrid_ledger.state import StateReader
 
@@ -69,10 +69,6 @@ from peergrid_ledger.state import StateReader
 # second, ten times the edge's default poll (1 s; the lab's are slower): a meter's energy registers move about
 # once a second, so faster polls only repeat a reading. A bound on the padding, not a rate anyone should run.
 MIN_POLL_MS = 100
-# How far beyond a window's commitment intervals the DSO reads for a signing meter whose clock is off the
-# MGMC's (review16 C1), in commitment intervals: a few minutes at the deployed 60 s, a week or three of a
-# 100-ppm RTC's drift after the edge's 2-s warning. Uncapped, a claimed offset would make it read a day.
-CLOCK_REACH_COMMITS = 3
 
 
 @dataclass(frozen=True)

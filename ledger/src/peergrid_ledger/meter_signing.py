@@ -38,6 +38,11 @@ SIGNED_READING = "peergrid/meter-reading/1"  # the domain tag of a meter's signe
 METER_KEY = "peergrid/meter-key/1"  # the domain tag of the lab's meter key derivation
 MAX_METER_ID = 64  # characters of a meter id (the SunSpec serial number is 32 registers: 64 bytes)
 FIELD = "signed"  # the reading leaf's field that carries the signed reading
+# How many commitment intervals beyond a window's the DSO reads for a signing meter whose clock is off the
+# MGMC's stamps (review16 C1: dso-server `sealed_readings`), and so how far an MGMC posts its readings for a
+# dispute (`stamp_offsets`): a few minutes at the deployed 60 s, a week or three of a 100-ppm RTC's drift after
+# the edge's 2-s warning. Uncapped, a claimed offset would make the DSO read a day of commitments.
+CLOCK_REACH_COMMITS = 3
 
 
 @dataclass(frozen=True)
@@ -199,6 +204,24 @@ def _meter_time(leaf: bytes) -> int | None:
     fields = decode(leaf)
     at = fields.get("at_ms") if isinstance(fields, dict) and fields.get("nature") == METER else None
     return at if isinstance(at, int) else None
+
+
+def stamp_offsets(leaves: Iterable[bytes], bound_ms: int) -> tuple[int, int]:
+    """(ahead, behind): `Counted.clock_offsets` as an MGMC reads its own meter's leaves, the signatures not
+    checked: how far (ms, >= 0) the signed readings among `leaves` were signed after and before their leaves'
+    `at_ms`, the largest each way past `bound_ms` (0 where none). What an MGMC posts further for a dispute
+    (edge `pcc_readings`), as the DSO reads further (`CLOCK_REACH_COMMITS`). A leaf that does not decode or
+    carries no well-formed signed reading is passed by."""
+    ahead = behind = 0
+    for leaf in leaves:
+        try:
+            fields = decode(leaf)
+            at, signed = fields["at_ms"], signed_from_field(fields[FIELD])
+        except (DecodeError, ValueError, KeyError, TypeError):
+            continue
+        if isinstance(at, int) and abs(signed.at_ms - at) > bound_ms:
+            ahead, behind = max(ahead, signed.at_ms - at), max(behind, at - signed.at_ms)
+    return ahead, behind
 
 
 def signed_leaves(leaves: Iterable[bytes], public_key: bytes, bound_ms: int) -> list[bytes]:
