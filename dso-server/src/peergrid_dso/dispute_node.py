@@ -34,8 +34,9 @@ MGMC trading under its node key) is logged once per run as an error naming the k
 side as unmetered under its deadline rules. Readings reach it through
 `offer_readings` (the REST API's POST /api/dso/disputes/readings), accepted only as the whole set a
 `der_commitment` on the chain sealed in time, and only for a (node, commitment interval) that a pending
-dispute reads (`ReadingsNotNeeded` otherwise): what it keeps is bounded by the disputes it waits on, each of
-which ends by its deadline, and is dropped when they end.
+dispute may read (`ReadingsNotNeeded` otherwise: the window's, and up to `CLOCK_REACH_COMMITS` further each
+way for a signing meter's clock, `MeterClock.reachable`): what it keeps is bounded by the disputes it waits
+on, each of which ends by its deadline, and is dropped when they end.
 State is read and `settle` sent on the node's event loop only; `snapshot` and `offer_readings_threadsafe` may
 be called from the web server's threads.
 """
@@ -334,13 +335,16 @@ class DisputeSettler:
                 self.sealed.pop(key, None)
 
     def _readings_of(self, trade: bytes) -> set[tuple[bytes, int]]:
-        """The (node, commitment interval) readings that resolving `trade` reads (`disputes.read_nodes`)."""
+        """The (node, commitment interval) readings that resolving `trade` may read (`disputes.read_nodes`): the
+        window's commitment intervals and as far beyond as a signing meter's clock may take the resolver
+        (`MeterClock.reachable`, review16 C1: `sealed_readings._read_for_clock`), so at most
+        2 x `CLOCK_REACH_COMMITS` more per node, held only while the dispute is pending."""
         record = query.trade(self.state, trade)
         if record is None:
             return set()
         # its parties' and their disputed trades' counterparties': those shares go by the counterparties' meters
         nodes = read_nodes(self.state, trade, self.nodes)
-        return {(n, k) for n in nodes for k in self.clock.commitments(int(record["interval"]))}
+        return {(n, k) for n in nodes for k in self.clock.reachable(int(record["interval"]))}
 
     def decide(self, trade: bytes, doc: dict[str, Any]) -> None:
         """Record a decision when it says something new about the trade (not every retry of the same)."""
