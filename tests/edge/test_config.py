@@ -304,3 +304,33 @@ def test_a_number_spelled_as_a_bool_or_a_string_is_refused_naming_the_key(
     )
     assert result.returncode == 2
     assert key in result.stderr and "must be a number" in result.stderr, result.stderr
+
+
+@pytest.mark.parametrize(
+    ("devices", "expected"),
+    [
+        ("devices:\n  - {name: pcc, nature: meter, poll_interval_s: 0.05}\n", "polled every 0.05 s"),
+        ("devices:\n  - {name: pcc, nature: meter, poll_interval_s: 0.099}\n", "polled every 0.099 s"),
+        ("devices:\n  - {name: pcc, nature: meter, poll_interval_s: 0.1}\n", None),
+        # the DSO bounds the PCC meter's readings only
+        ("devices:\n  - {name: pv1, nature: pv, poll_interval_s: 0.05}\n", None),
+    ],
+)
+def test_a_pcc_meter_polled_faster_than_the_dso_counts_is_refused_in_one_line(
+    tmp_path: Path, devices: str, expected: str | None
+) -> None:
+    """review16 P1: the DSO refuses an MG whose commitment interval holds more PCC meter readings than one per
+    `meter_signing.MIN_POLL_MS` (100 ms) as padding, so a meter polled faster would never count: check-config
+    says so in one line naming the DSO's bound (exit 2). At the bound, and any other device, it is fine."""
+    config = tmp_path / "edge.yaml"
+    config.write_text(BASE + devices)
+    result = subprocess.run(
+        [str(BIN / "peergrid-edge"), "check-config", "--config", str(config)], capture_output=True, text=True
+    )
+    if expected is None:
+        assert result.returncode == 0, result.stderr
+        return
+    assert result.returncode == 2
+    [line] = result.stderr.strip().splitlines()
+    assert expected in line and "one per 100 ms, peergrid_ledger.meter_signing.MIN_POLL_MS" in line, line
+    assert "set poll_interval_s to 0.1 or more" in line

@@ -60,15 +60,9 @@ from typing import Any, Protocol
 
 from peergrid_ledger import merkle, query
 from peergrid_ledger.codec import DecodeError, decode
-from peergrid_ledger.meter_signing import CLOCK_REACH_COMMITS, FIELD, Counted, counted_leaves
+from peergrid_ledger.meter_signing import CLOCK_REACH_COMMITS, FIELD, MIN_POLL_MS, Counted, counted_leaves
 from peergrid_ledger.metering import COUNTER, METER, Unmetered, commitment_intervals, counting_leaves, metered
 from peergrid_ledger.state import StateReader
-
-# The fastest PCC meter poll whose readings the DSO counts (review16 P1): at most commit_ms // MIN_POLL_MS + 1
-# meter readings in one commitment interval, checked before any is decoded for counting or verified. Ten a
-# second, ten times the edge's default poll (1 s; the lab's are slower): a meter's energy registers move about
-# once a second, so faster polls only repeat a reading. A bound on the padding, not a rate anyone should run.
-MIN_POLL_MS = 100
 
 
 @dataclass(frozen=True)

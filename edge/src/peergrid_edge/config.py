@@ -13,6 +13,7 @@ from typing import Literal
 from pydantic import Field, ValidationInfo, field_validator, model_validator
 
 from peergrid_controller.moves import BargainingConfig
+from peergrid_ledger.meter_signing import MIN_POLL_MS
 from peergrid_ledger.settings import BrokerTlsSettings, StrictSettings
 
 Nature = Literal["pv", "battery", "genset", "load", "meter"]
@@ -85,6 +86,13 @@ class DeviceSettings(StrictSettings):
             raise ValueError(
                 f"device {self.name}: meter_key is for a Modbus SunSpec meter (nature meter, modbus-tcp or "
                 f"modbus-rtu), not a {self.nature} over {self.protocol}: nothing else carries a signed reading"
+            )
+        # the DSO refuses a commitment interval holding more PCC meter readings than one per MIN_POLL_MS (review16 P1)
+        if self.nature == "meter" and self.poll_interval_s < MIN_POLL_MS / 1000:
+            raise ValueError(
+                f"device {self.name}: a PCC meter polled every {self.poll_interval_s:g} s seals more readings "
+                f"than the DSO counts (one per {MIN_POLL_MS} ms, peergrid_ledger.meter_signing.MIN_POLL_MS): it "
+                f"would refuse this MG's readings as padding; set poll_interval_s to {MIN_POLL_MS / 1000:g} or more"
             )
         return self
 

@@ -43,6 +43,12 @@ FIELD = "signed"  # the reading leaf's field that carries the signed reading
 # dispute (`stamp_offsets`): a few minutes at the deployed 60 s, a week or three of a 100-ppm RTC's drift after
 # the edge's 2-s warning. Uncapped, a claimed offset would make the DSO read a day of commitments.
 CLOCK_REACH_COMMITS = 3
+# The fastest PCC meter poll whose readings the DSO counts (review16 P1: dso-server `sealed_readings` refuses
+# a commitment interval holding more than commit_ms // MIN_POLL_MS + 1 meter readings before verifying one),
+# and so the fastest an edge may poll its PCC meter (edge `config.DeviceSettings`). Ten a second, ten times
+# the edge's default poll (1 s; the lab's are slower): a meter's energy registers move about once a second,
+# so faster polls only repeat a reading. A bound on the padding, not a rate anyone should run.
+MIN_POLL_MS = 100
 
 
 @dataclass(frozen=True)
