@@ -190,13 +190,17 @@ def test_a_dso_node_ready_too_late_for_t0_fails_the_lab_at_once_and_starts_no_mg
     assert start_section(tmp_path / "records")["dso_ready_before_mgmcs"] is False
 
 
-def test_a_dso_node_ready_late_moves_t0_and_the_devices_day_with_it(tmp_path: Path, run_sim: Any) -> None:
-    # a lab whose chains hold no interval clock (no --settle-by-both): its DSO says its loop runs 4 s after
-    # its start, which leaves the MGMCs less than their need before the 18-s lead's t0: the lab moves t0 by
+@pytest.mark.parametrize(("lead", "degraded_s"), [(18.0, 4.0), (3.0, 0.5)])
+def test_a_dso_node_ready_late_moves_t0_and_the_devices_day_with_it(
+    tmp_path: Path, run_sim: Any, lead: float, degraded_s: float
+) -> None:
+    # a lab whose chains hold no interval clock (no --settle-by-both): its DSO says its loop runs `degraded_s`
+    # after its start, which leaves the MGMCs less than their need before the lead's t0: the lab moves t0 by
     # what they lacked, and firmware-sim's clock (a real one, in this process), stopped where their need
-    # begins, reads that again the need before the new t0, so the devices' first interval is the new t0
-    bed = Bed(tmp_path, degraded_s=4.0)
-    loop = ClosedLoop(intervals=1, lead=18.0)
+    # begins, reads that stop again as long before the new t0, so the devices' first interval is the new t0;
+    # with a lead shorter than the need the clock was past that stop already and stands where it was instead
+    bed = Bed(tmp_path, degraded_s=degraded_s)
+    loop = ClosedLoop(intervals=1, lead=lead)
     LabChains.create(tmp_path / "keys", "ieee33", SCENARIO)  # the testbed's without --settle-by-both
     before_t0 = loop.fix_t0()
     sim = run_sim(load_scenario(loop.sim_scenario(bed)), speed=bed.speed)  # devices anchored on that t0
@@ -211,10 +215,16 @@ def test_a_dso_node_ready_late_moves_t0_and_the_devices_day_with_it(tmp_path: Pa
     assert bed.spawned == [(name, True) for name in MGMCS] and start["final"]["in_time"] is True
     for node in MGMCS:  # what the MGMCs were given is the moved t0
         assert yaml.safe_load((tmp_path / "config" / f"{node}.yaml").read_text())["market"]["t0"] == loop.t0
-    assert loop.first_sim is not None
+    assert loop.first_sim is not None and loop.devices_stop_s is not None
+    short = lead < MGMC_START_LOADED_S  # the devices' clock was past the stop when told to stop there
+    assert loop.devices_stop_s < lead if short else loop.devices_stop_s == pytest.approx(MGMC_START_LOADED_S)
     before = time.time()
     now_sim = sim.call(lambda: (sim.app.sim.tick(), sim.app.sim.t)[1])  # the clock's reading then
     after = time.time()
+    if short:  # standing where it was when told to stop, until that stop's time before the moved t0
+        stop = sim.call(lambda: sim.app.sim.clock.stop)
+        assert now_sim == stop == pytest.approx(loop.first_sim - loop.devices_stop_s * bed.speed, abs=1e-3)
+        return
     # bracketed by the request's own wall times, not a tolerance (a loaded machine cannot fail it)
     assert loop.first_sim + (before - loop.t0) * bed.speed - 1e-3 <= now_sim
     assert now_sim <= loop.first_sim + (after - loop.t0) * bed.speed + 1e-3

@@ -217,6 +217,7 @@ def test_the_clock_stops_and_resumes_through_the_control_api_and_refuses_bad_tim
     sim = run_sim(all_kinds, speed=60.0)
     status, stopped = control(sim, "/clock", {"stop_at": control(sim, "/state")[1]["t"]})
     assert status == 200 and stopped["speed"] == 60.0
+    assert stopped["stop"] == stopped["t"]  # told a stop it had passed: it stands where it is, and says so
     time.sleep(0.05)
     assert control(sim, "/state")[1]["t"] == stopped["t"]  # it stands still
     for bad in (
@@ -230,5 +231,6 @@ def test_the_clock_stops_and_resumes_through_the_control_api_and_refuses_bad_tim
     assert control(sim, "/state")[1]["t"] == stopped["t"]  # a refused request changed nothing
     status, resumed = control(sim, "/clock", {"resume_at": time.time() - 10})  # ten real s ago
     assert status == 200 and resumed["t"] >= stopped["t"] + 600  # on at once, from the stop, since then
+    assert resumed["stop"] is None  # resumed: no stop any more
     status, reply = control(sim, "/clock", {"resume_at": time.time()})
     assert status == 400 and "without a stop_at" in reply["error"]

@@ -148,7 +148,7 @@ def test_a_stopped_clock_stands_still_at_its_stop_and_resumes_reading_it_when_to
     clock = SimClock(1000.0, speed=60, monotonic=lambda: now[0])
     clock.stop_at(1120.0)  # the lab's start: two real seconds ahead
     now[0] += 1
-    assert clock.now() == 1060.0  # on its way
+    assert clock.now() == 1060.0 and clock.stop == 1120.0  # on its way
     now[0] += 3
     assert clock.now() == 1120.0  # standing at the stop
     clock.resume_at(106.0)  # the DSO node was ready late: the first interval moved 2 s later
@@ -156,6 +156,7 @@ def test_a_stopped_clock_stands_still_at_its_stop_and_resumes_reading_it_when_to
     assert clock.now() == 1120.0  # still, until the resume
     now[0] += 1.5
     assert clock.now() == 1120.0 + 60 * 1.0  # then on from the stop: 2 real s (120 simulated) behind
+    assert clock.stop is None  # resumed: no stop any more
     clock.stop_at(2000.0)
     clock.resume_at(now[0] + 10)  # a resume before the stop is reached: it runs on, then stands, then on
     now[0] += 2
@@ -164,7 +165,7 @@ def test_a_stopped_clock_stands_still_at_its_stop_and_resumes_reading_it_when_to
     now[0] += 20
     assert clock.now() == 1300.0 + 1200.0
     clock.stop_at(10.0)  # a stop already passed: it stands still where it is, never goes back
-    assert clock.now() == 2500.0
+    assert clock.now() == 2500.0 == clock.stop
     clock.resume_at(now[0] - 1)  # a resume already past: forward at once, to where it would be by now
     assert clock.now() == 2560.0
     with pytest.raises(ValueError, match="without a stop_at"):

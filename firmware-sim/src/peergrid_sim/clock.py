@@ -57,6 +57,12 @@ class SimClock:
         self._anchor_sim, self._anchor_real = self.now(), self._monotonic()
         self.speed = float(speed)
 
+    @property
+    def stop(self) -> float | None:
+        """The simulated time it stands still at (`stop_at`), None without a stop."""
+        self._settle()
+        return self._stop
+
     def stop_at(self, at: float | None) -> None:
         """Stand still once the clock reads `at` (at once if it is past it already) until `resume_at`;
         None: no stop (a resume set goes with it), the clock runs on as it would have."""

@@ -105,6 +105,7 @@ class ClosedLoop:
     # was fixed on t0 before the DSO started (settle-by-both)
     t0_moves: bool = False
     first_sim: float | None = None  # the devices' simulated epoch s of the first interval (`sim_scenario`)
+    devices_stop_s: float | None = None  # s before t0 the devices' clock stands still until resumed (`start`)
 
     def __post_init__(self) -> None:
         if self.lead is not None and not (math.isfinite(self.lead) and self.lead > 0):
@@ -222,7 +223,11 @@ class ClosedLoop:
         (workdir / "nodes" / "dso").mkdir(parents=True, exist_ok=True)
         self.t0_moves = not settles_by_both(self.chains)
         if self.t0_moves and self.first_sim is not None:  # where the MGMCs' need begins, unless resumed
-            clock_devices(endpoints, {"stop_at": self.first_sim - self.need_s * bed.speed})
+            answer = clock_devices(endpoints, {"stop_at": self.first_sim - self.need_s * bed.speed})
+            stop = None if answer is None else answer.get("stop")
+            # how long before the first interval the devices stand (the need, or less with a lead shorter
+            # than it: the clock was past that stop already and stands where it was)
+            self.devices_stop_s = None if stop is None else (self.first_sim - float(stop)) / bed.speed
         dso_started = time.time()
         dso = bed.start_dso(self.dso_loop_section(dso_cfg, workdir), delay_s=self.dso_start_delay_s)
         timeout = self.dso_start_delay_s + 30 + 3 * len(self.chains.mgs)
@@ -256,14 +261,15 @@ class ClosedLoop:
 
     def move_t0(self, ready: float, endpoints: list[dict[str, Any]]) -> float:
         """A DSO node ready at `ready`, less than `need_s` before t0, moves t0 later by just what it lacked
-        (`dso_ready.moved_t0`); the devices' clock, stopped `need_s` before their first interval, reads that
-        `need_s` before t0 (moved or not: on time, it never stood still); how far t0 moved (s, 0: not)."""
+        (`dso_ready.moved_t0`); the devices' clock, stopped `devices_stop_s` before their first interval (the
+        need, less with a shorter lead), reads that stop as long before t0 (moved or not: on time, it never
+        stood still); how far t0 moved (s, 0: not)."""
         assert self.t0 is not None
         moved = moved_t0(self.t0, ready, self.need_s) - self.t0
         self.t0 += moved
         self.timing = self.loop_timing()
-        if self.first_sim is not None:
-            clock_devices(endpoints, {"resume_at": self.t0 - self.need_s})
+        if self.devices_stop_s is not None:
+            clock_devices(endpoints, {"resume_at": self.t0 - self.devices_stop_s})
         return moved
 
     def _start_mgmcs(

@@ -136,7 +136,7 @@ class ControlApi:
                     raise HttpError(400, f"resume_at must be a wall time within a day of now, not {wall!r}")
                 sim.clock.resume_at(time.monotonic() + (wall - time.time()))
             sim.tick()
-            return {"t": sim.t, "speed": sim.clock.speed}
+            return {"t": sim.t, "speed": sim.clock.speed, "stop": sim.clock.stop}
         if path == "/environment":
             mg = sim.microgrids.get(request.get("mg"))
             if mg is None:

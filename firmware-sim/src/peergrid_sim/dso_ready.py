@@ -285,24 +285,28 @@ def moved_t0(t0: float, ready: float, need_s: float) -> float:
     return max(t0, ready + need_s)
 
 
-def clock_devices(endpoints: list[dict[str, Any]], request: dict[str, Any], timeout: float = 10.0) -> None:
+def clock_devices(
+    endpoints: list[dict[str, Any]], request: dict[str, Any], timeout: float = 10.0
+) -> dict[str, Any] | None:
     """One `POST /clock` to firmware-sim's control API, the control entry of its `endpoints` (`stop_at`: the
-    devices' day stands still there; `resume_at`: it reads that at the wall time given and runs on). No
-    control entry (a lab started without devices): nothing to do. Refused or unanswered: `TestbedError`."""
+    devices' day stands still there; `resume_at`: it reads that at the wall time given and runs on), and its
+    answer (`t`, `speed`, `stop`: where it stands still, later than asked when it was past that already). No
+    control entry (a lab started without devices): nothing to do, None. Refused or unanswered: `TestbedError`."""
     control = next((e for e in endpoints if e.get("kind") == "control"), None)
     if control is None:
-        return
+        return None
     url = f"http://{control['host']}:{control['port']}/clock"
     sent = urllib.request.Request(url, data=json.dumps(request).encode())
     sent.add_header("Content-Type", "application/json")
     try:
         with urllib.request.urlopen(sent, timeout=timeout) as answer:
-            answer.read()
+            doc = json.loads(answer.read())
     except urllib.error.HTTPError as err:
         reason = err.read().decode("utf-8", errors="replace")[:200]
         raise TestbedError(f"firmware-sim refused {request} on its clock: {reason}") from None
-    except OSError as err:
+    except (OSError, ValueError) as err:
         raise TestbedError(f"firmware-sim's control API ({url}) did not take {request}: {err}") from None
+    return doc if isinstance(doc, dict) else None
 
 
 def delayed(argv: list[str], seconds: float) -> list[str]:
