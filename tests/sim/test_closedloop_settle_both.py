@@ -165,6 +165,34 @@ def test_the_lab_settles_trades_on_both_mgmcs_statements(settle_by_both_lab: Any
     assert by_dso and sellers, (len(by_dso), sellers)
 
 
+@pytest.mark.system
+@pytest.mark.xdist_group("system")
+def test_each_lab_edge_shows_its_signing_meter_verified_on_its_metrics(settle_by_both_lab: Any) -> None:
+    # the same run: every lab edge serves /metrics on a loopback port of its own (`lab_metrics`), and the
+    # testbed kept one scrape of each at the end; each edge watches its own signing PCC meter (its meter_key,
+    # E18), so its polls of that meter counted as verified (result "ok"), none with a bad signature
+    import re
+
+    from peergrid_sim.lab_metrics import METRICS_FILE
+
+    scraped = json.loads((settle_by_both_lab.workdir / "records" / METRICS_FILE).read_text())
+    assert sorted(scraped) == [f"mgmc-mg{i}" for i in range(1, 7)], scraped.keys()
+    ports = set()
+    for node, found in sorted(scraped.items()):
+        assert "text" in found, (node, found)
+        ports.add(found["port"])
+        counts = {
+            m["result"]: float(m["n"])
+            for m in re.finditer(
+                r'^peergrid_edge_meter_signed_total\{device="meter",result="(?P<result>\w+)"\} (?P<n>\S+)$',
+                found["text"],
+                re.M,
+            )
+        }
+        assert counts.get("ok", 0) > 0 and counts.get("bad_signature") == 0, (node, counts)
+    assert len(ports) == 6  # a port each
+
+
 def _signed_meter_readings(workdir: Path) -> dict[str, tuple[int, int]]:
     """MG -> (signed, unsigned) PCC meter readings in the commitment intervals its edge sealed, each checked
     as the DSO counts them under the meter key its config enrolled (`meter_signing.counted_leaves`: none may

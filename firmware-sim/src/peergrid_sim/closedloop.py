@@ -6,12 +6,13 @@ Promises: the lab's keys and geneses are `lab_chains`' (`LabChains`, `SettleByBo
 (where the market intervals lie on the wall clock and how the MGMCs bucket their sealed readings), so it
 settles a disputed trade from both parties' PCC readings, and names the lab's `tariff.yaml` (`tariff_file`),
 so the DSO node posts each MG's cover prices as `market.tariff`. `edge_config` and `dso_node_config` return
-the YAML documents the daemons load; `edge_devices` the MGMCs' device entries with each DER's safe state.
-`quiesced(loop, bed)`, the end of a run, lives in `quiesce` (re-exported here). The PCC meters sign their
-readings: `pcc_meter_seeds` gives each MG's one Modbus meter a `key_seed` (the lab's `lab_meter_seed`, kept
-beside its keys) and `meter_keys` the public keys the DSO node's config enrols (`mgs.<mg>.meter_key`), so the
-DSO counts only meter-signed readings of those MGs (dso-server `sealed_readings.SigningMeters`). Assumes the
-controller's scenario reader accepts the firmware-sim scenario. Starts nothing.
+the YAML documents the daemons load (each edge's /metrics on a free loopback port, `lab_metrics`);
+`edge_devices` the MGMCs' device entries with each DER's safe state. `quiesced(loop, bed)`, the end of a run,
+lives in `quiesce` (re-exported here). The PCC meters sign their readings: `pcc_meter_seeds` gives each MG's
+one Modbus meter a `key_seed` (the lab's `lab_meter_seed`, kept beside its keys) and `meter_keys` the public
+keys the DSO node's config enrols (`mgs.<mg>.meter_key`), so the DSO counts only meter-signed readings of
+those MGs (dso-server `sealed_readings.SigningMeters`). Assumes the controller's scenario reader accepts the
+firmware-sim scenario. Starts nothing.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from peergrid_sim.lab_chains import TARIFF_FILE as TARIFF_FILE
 from peergrid_sim.lab_chains import LabChains as LabChains
 from peergrid_sim.lab_chains import SettleByBoth as SettleByBoth
 from peergrid_sim.lab_chains import write_tariff_file as write_tariff_file
+from peergrid_sim.lab_metrics import edge_metrics_settings
 from peergrid_sim.quiesce import HALT_FILE as HALT_FILE
 from peergrid_sim.quiesce import halt_file as halt_file
 from peergrid_sim.quiesce import quiesced as quiesced
@@ -140,6 +142,7 @@ def edge_config(
         "broker": {"host": broker[0], "port": broker[1], "keepalive_s": 5},
         "data_dir": str(data_dir),
         "health_period_s": poll_s,
+        "metrics": edge_metrics_settings(),  # each lab edge's /metrics, on loopback (`lab_metrics`)
         "devices": [{**d, "poll_interval_s": poll_s, **keyed.get(str(d.get("name")), {})} for d in devices],
         "dispatch": {
             "period_s": max(0.5, timing.interval_s / 3),

@@ -5,16 +5,18 @@ Promises: every process it starts (`peergrid_sim.processes.Testbed`) runs in its
 closed), `--duration`, or a child dying early — so it leaves no orphan; killed itself (SIGKILL, e.g. a test's
 timeout) or crashing, the kernel kills them (`peergrid_ledger.tied`). Prints the URLs to look at; the ports it
 got are also in `<workdir>/ports.json` (`--http-port 0`: the DSO server binds any free port itself). With
-`--intervals` it trades that many intervals, halts the chains, and writes the report; a DSO node ready late
-moves its first interval later (`closedloop_run.ClosedLoop.move_t0`), except with `--settle-by-both`, whose
-chain clock holds it. With `--settle-by-both` a new lab directory's MGMC genesis names `settle_by_both` (each
-trade settles on both parties' metered statements, a disputed one by the DSO from their PCC readings;
-`closedloop.SettleByBoth`); off by default: under the full suite's load (two workers, every lab test) the
-DSO's start before the MGMCs and the end's wait for the last statements made the lab tests miss their windows;
-a lab directory made before keeps its genesis either way. Each MG's PCC meter signs its readings and the DSO
-node meters it from the signatures only, as a field meter would (`closedloop_run.ClosedLoop.signed_meters`);
-`--unsigned-meters` leaves the meters unsigned and the DSO reading the MGMCs' own sealed readings. Assumes the
-console scripts of the other components are on PATH beside it (one venv). Binds loopback only.
+`--intervals` it trades that many intervals, halts the chains, keeps one scrape of each MGMC's /metrics (every
+lab edge serves it on a loopback port of its own: `lab_metrics`, `<workdir>/records/metrics.json`), and writes
+the report; a DSO node ready late moves its first interval later (`closedloop_run.ClosedLoop.move_t0`), except
+with `--settle-by-both`, whose chain clock holds it. With `--settle-by-both` a new lab directory's MGMC
+genesis names `settle_by_both` (each trade settles on both parties' metered statements, a disputed one by the
+DSO from their PCC readings; `closedloop.SettleByBoth`); off by default: under the full suite's load (two
+workers, every lab test) the DSO's start before the MGMCs and the end's wait for the last statements made the
+lab tests miss their windows; a lab directory made before keeps its genesis either way. Each MG's PCC meter
+signs its readings and the DSO node meters it from the signatures only, as a field meter would
+(`closedloop_run.ClosedLoop.signed_meters`); `--unsigned-meters` leaves the meters unsigned and the DSO
+reading the MGMCs' own sealed readings. Assumes the console scripts of the other components are on PATH beside
+it (one venv). Binds loopback only.
 """
 
 from __future__ import annotations
@@ -256,6 +258,9 @@ def main(argv: list[str] | None = None) -> int:
                     for line in bed.loop.poll(bed, force=True):
                         print(line, flush=True)
                         print(bed.loop.progress_bar(), flush=True)
+                    from peergrid_sim.lab_metrics import keep_edge_metrics
+
+                    keep_edge_metrics(bed)  # each edge's /metrics as it ended, for the tests
                     if args.report is not None:
                         from peergrid_sim.report import collect_live
 
