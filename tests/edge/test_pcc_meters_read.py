@@ -115,7 +115,8 @@ def test_the_rule_by_hand() -> None:
 def test_a_trade_on_one_statement_reads_its_parties_and_its_disputed_siblings_counterparties() -> None:
     """review13 F4: the DSO meters a trade that stands on one statement like a dispute, so its parties post
     their readings for it (the stater and the silent one), and so does the counterparty of a disputed sibling
-    of either party; once the other party states (agreed) or it settled, nobody posts for it."""
+    of either party, and the other way round (a lone sibling shares like a disputed one); once the other
+    party states (agreed) or it settled, nobody posts for it."""
     s, c, b1, b2 = (bytes([k]) * 32 for k in range(1, 5))
     said = {"seller": {"delivered": 100, "time": 1}}
     trades = [
@@ -123,15 +124,16 @@ def test_a_trade_on_one_statement_reads_its_parties_and_its_disputed_siblings_co
         (b"cb1", {"seller": c, "buyer": b1, "disputed": True, "settlement": None}),
         (b"sb2", {"seller": s, "buyer": b2, "settlement": None}),
     ]
-    assert readings_needed(trades, s) == [
-        b"sb1"
-    ]  # its own lone trade; cb1 (no sibling of s disputed) reads not s
+    # its own lone trade, and cb1: b1's purchase from s stands on s's word, which the DSO takes up and shares
+    # by s's meter beside cb1 (review16 M1), never at s's word
+    assert readings_needed(trades, s) == [b"sb1", b"cb1"]
     assert readings_needed(trades, b1) == [b"sb1"]  # silent, its own; cb1 is its own dispute: posted by it
     assert readings_needed(trades, c) == [b"sb1"]  # b1's disputed purchase from c shares b1's import
     assert readings_needed(trades, b2) == []  # s's trade with b2 is not disputed: its meter is not read
     both = {**said, "buyer": {"delivered": 100, "time": 2}}
     agreed = [(b"sb1", {**trades[0][1], "statements": both}), *trades[1:]]
     assert readings_needed(agreed, s) == [] and readings_needed(agreed, c) == []
+    assert meters_read(agreed, b"cb1") == {c, b1}  # an agreed sibling takes its word: s no longer read
     vouching = [(b"sb1", {**trades[0][1], "statements": both, "vouch": {"delivered": 100}}), *trades[1:]]
     # agreed, waiting for the DSO's vouch (seller_vouched, R13 F2): both parties post (D2: the buyer's meter
     # names its own shortfall)
@@ -146,27 +148,25 @@ def test_a_withheld_sellers_hold_is_disputed_for_its_siblings() -> None:
     buyer posts for the sibling too; an ordinary agreement waiting for the DSO (no `release`) is not."""
     s, b1, b2, b3 = (bytes([k]) * 32 for k in range(1, 5))
     said = {"buyer": {"delivered": 0, "time": 1}}
-    hold = {"delivered": 100, "seller_short": 0, "buyer_short": 0, "until": 9, "basis": "withheld",
+    hold: dict[str, Any] = {"delivered": 100, "seller_short": 0, "buyer_short": 0, "until": 9, "basis": "withheld",
             "release": {"delivered": 0, "seller_short": 100, "buyer_short": 0}}  # fmt: skip
     agreed = {"delivered": 100, "seller_short": 0, "buyer_short": 0, "until": 9}
-    trades = [
+    trades: list[tuple[bytes, dict[str, Any]]] = [
         (b"sb1", {"seller": s, "buyer": b1, "statements": said, "vouch": hold, "settlement": None}),
         (b"sb2", {"seller": s, "buyer": b2, "statements": said, "vouch": hold, "settlement": None}),
         (b"sb3", {"seller": s, "buyer": b3, "statements": said, "vouch": agreed, "settlement": None}),
     ]
     assert meters_read(trades, b"sb1") == {s, b1, b2}  # b2's hold shares s's export by b2's meter; not b3
-    assert meters_read(trades, b"sb3") == {
-        s,
-        b3,
-        b1,
-        b2,
-    }  # the agreement's seller side shares with both holds
+    # the agreement's seller side shares with both holds
+    assert meters_read(trades, b"sb3") == {s, b3, b1, b2}
     assert readings_needed(trades, b2) == [b"sb1", b"sb2", b"sb3"] and readings_needed(trades, b3) == [b"sb3"]
     assert not counterparties_done(trades, b2)
-    settled = [
+    settled: list[tuple[bytes, dict[str, Any]]] = [
         (tid, {**t, "settlement": {"delivered": 50}}) if tid == b"sb2" else (tid, t) for tid, t in trades
     ]
     assert meters_read(settled, b"sb1") == {s, b1, b2}  # a settled hold still shares (its settled figure)
     assert readings_needed(settled, b2) == [b"sb1", b"sb3"]  # its own is settled; the siblings still read it
-    done = [(tid, {**t, "settlement": {"delivered": 50}}) for tid, t in trades]
+    done: list[tuple[bytes, dict[str, Any]]] = [
+        (tid, {**t, "settlement": {"delivered": 50}}) for tid, t in trades
+    ]
     assert counterparties_done(done, b2) and readings_needed(done, b2) == []

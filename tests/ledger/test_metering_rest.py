@@ -16,7 +16,13 @@ import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from peergrid_ledger.metering import disputed_shares, meter_shares, statements_take, trade_share
+from peergrid_ledger.metering import (
+    disputed_shares,
+    meter_shares,
+    metered_as_dispute,
+    statements_take,
+    trade_share,
+)
 
 
 def test_r12_f2_the_agreed_trade_comes_off_first() -> None:
@@ -166,3 +172,24 @@ def test_a_partys_settled_total_never_exceeds_its_meter_in_any_order(
     assert all(t.settled is not None for t in trades)
     if not any(t.on_others_word for t in trades):  # every word on the party's side was its meter's
         assert sum(t.settled or 0 for t in trades) <= energy
+
+
+def test_which_trades_share_like_a_disputed_one() -> None:
+    """`metering.metered_as_dispute` (review16 M1): a dispute and a withheld seller's hold for good; a lone word
+    from when the DSO takes it up (`takeup.LONE_FROM` of the wait, never at an unknown time) and, once the DSO
+    settled it, for good; an agreement waiting for the DSO's vouch, one settled on the parties' word and a
+    lone word before it is taken up are not (they take at most what their statements can settle at)."""
+    word = {"buyer": {"delivered": 0, "time": 1_000}}
+    lone = {"seller": b"s", "buyer": b"b", "statements": word, "deadline": 5_000, "settlement": None}
+    vouch = {"delivered": 100, "seller_short": 0, "buyer_short": 0, "until": 9_000}
+    hold = {**vouch, "basis": "withheld", "release": {"delivered": 0, "seller_short": 100, "buyer_short": 0}}
+    by_dso = {"amount": 0, "delivered": 0, "txid": b"t", "basis": "dso"}
+    assert metered_as_dispute({**lone, "disputed": True})
+    assert metered_as_dispute({**lone, "vouch": hold}) and metered_as_dispute({**lone, "vouch": hold}, 0)
+    assert metered_as_dispute({**lone, "vouch": hold, "settlement": {**by_dso, "basis": "agreed"}})
+    assert not metered_as_dispute({**lone, "vouch": vouch}, 10**9)  # an agreement's vouch: its word bounds it
+    assert not metered_as_dispute({**lone, "vouch": vouch, "settlement": by_dso})
+    assert not metered_as_dispute(lone) and not metered_as_dispute(lone, 2_999)  # the other may still join
+    assert metered_as_dispute(lone, 3_000) and metered_as_dispute(lone, 10**9)  # LONE_FROM: half the wait
+    assert metered_as_dispute({**lone, "settlement": by_dso})  # settled by the meters: shared for good
+    assert not metered_as_dispute({**lone, "settlement": {**by_dso, "basis": "lapsed"}}, 10**9)  # at its word

@@ -3,7 +3,8 @@
 Promises: `Meters` reads each party of one market interval once per resolve (`sealed_readings.read_party`: its
 sealed leaves checked against the chain and its meter's signatures verified once, giving both its PCC energy
 on either side, or why not, and the tally of its readings a decision records) and gives a party's share of a disputed trade: what its trades that are
-not disputed (`metering.metered_as_dispute`: a withheld seller's hold is disputed) take on the parties' word
+not disputed (`metering.metered_as_dispute`: a withheld seller's hold is disputed, and a lone or unrevealed
+trade the DSO took up by the chain's time) take on the parties' word
 comes off its energy first (`metering.statements_take`: what each
 settled at, or the most its statements can still settle it at), and its disputed trades share the rest
 (`metering.disputed_shares`: `meter_shares` over all of them, the DSO's earlier settles among them; what a
@@ -151,12 +152,15 @@ class Meters:
         party = next(t[side] for tid, t in self.trades if tid == trade)
         mine = [(tid, t) for tid, t in self.trades if t[side] == party]
         # the trade the DSO settles shares like a disputed one, disputed or on one statement (review13 F4); a
-        # withheld seller's hold is a disputed one, never taken at its buyer's word (review16 M1)
-        disputed = [(tid, t) for tid, t in mine if metered_as_dispute(t) or tid == trade]
+        # withheld seller's hold is a disputed one, and a lone or unrevealed one the DSO took up: never taken
+        # at a buyer's word, which does not bound them (review16 M1)
+        now = None if self.chain is None else self.chain.now_ms
+        shared = {tid for tid, t in mine if tid == trade or metered_as_dispute(t, now)}
+        disputed = [(tid, t) for tid, t in mine if tid in shared]
         taken = 0
         unsettled: list[tuple[bytes, str]] = []  # counterparties whose trade with the party may still settle
         for tid, t in mine:
-            if metered_as_dispute(t) or tid == trade:
+            if tid in shared:
                 continue
             stated = [int(s["delivered"]) for s in t.get("statements", {}).values()]
             take = statements_take(int(t["quantity"]), _settled(t), stated)

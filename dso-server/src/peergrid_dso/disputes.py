@@ -139,9 +139,9 @@ whole quantity its shortfall, the buyer's own kept: the contract's penalty witho
 that delivered nothing netted +80,000 instead of -40,000; nor the dispute's "buyer metered only": one that
 delivered 300 of 400 would keep back its honest "300, short 100" (an agreement with its buyer's "300, short
 0", compensating the buyer) to be named only the gap the buyer's meter shows too. Beside its party's other
-trades such a hold is one of the disputed ones (`metering.metered_as_dispute`), shared by the meters, never
-taken at its buyer's word, which no longer bounds it (review16 M1: a crashed seller's export went to one hold
-by trade id, and to the other of a buyer stating 0).
+trades such a hold is one of the disputed ones (`metering.metered_as_dispute`), as is a lone or unrevealed
+trade the DSO took up: shared by the meters, never taken at a buyer's word, which bounds none of them
+(review16 M1: a crashed seller's export went to one of its buyers by trade id, never to one stating 0).
 Only disputed (or lone-statement, unrevealed, or vouching) trades come here; a party's trades of one interval that its counterparties agreed settle at
 the edge's pro-rata statement. What those take comes off the party's energy before its disputed trades share
 it (review12 F2: agreed pro rata beside disputed by the meters, a seller that exported 500 Wh settled 583):

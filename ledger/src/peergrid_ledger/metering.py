@@ -13,7 +13,8 @@ agreed quantities of the MG's trades on that side of the interval, floored, capp
 every counterparty is metered (else `trade_share`'s); `statements_take(quantity, settled, stated)` what a
 trade that is not disputed takes of its party's energy on the parties' word (what it settled at, or the most
 its statements can still settle it at) and `disputed_shares(energy, taken, trades, settled)` the party's
-disputed trades' (`metered_as_dispute`: a withheld seller's hold is one) `meter_shares` of what those left, so that a party's agreed and disputed trades of one
+disputed trades' (`metered_as_dispute`: a withheld seller's hold is one, and a lone or unrevealed trade
+once the DSO takes it up) `meter_shares` of what those left, so that a party's agreed and disputed trades of one
 interval never settle more than its meter shows (review12 F2), whatever order they settle in; and
 `commitment_intervals(window, commit_ms, max_gap_ms)` the commitment intervals whose readings may bracket the
 window's boundaries. `meters_read(trades, trade)` is whose PCC readings settling a disputed trade uses: the one
@@ -41,9 +42,12 @@ from itertools import pairwise
 from typing import Any, TypeGuard
 
 from peergrid_ledger.codec import DecodeError, decode, encode
+from peergrid_ledger.takeup import lone_since, reveals_due, takes_up, waits_for_dso
 
 METER = "meter"
 COUNTER = {"seller": "energy_wh", "buyer": "import_wh"}  # TotWhExp for what left, TotWhImp for what arrived
+# the kinds of trade the DSO meters like a dispute once it takes them up (`takeup.waits_for_dso`)
+UNSPOKEN = ("lone", "unrevealed")
 
 
 class Unmetered(Exception):
@@ -257,15 +261,24 @@ def commitment_intervals(window: tuple[int, int], commit_ms: int, max_gap_ms: in
     return range((start - max_gap_ms) // commit_ms, (end + max_gap_ms) // commit_ms + 1)
 
 
-def metered_as_dispute(trade: Mapping[str, Any]) -> bool:
-    """The trade is one of its parties' disputed trades for good, settled or not: two statements that
-    disagreed (`disputed`), or a withheld seller's hold (its `vouch` carries `release`, `market_vouch`: a
+def metered_as_dispute(trade: Mapping[str, Any], now_ms: int | None = None) -> bool:
+    """The trade is one of its parties' disputed trades: for good, settled or not, two statements that
+    disagreed (`disputed`) or a withheld seller's hold (its `vouch` carries `release`, `market_vouch`: a
     seller that committed and never revealed, held at the quantity), which the DSO meters as a dispute in
-    which the seller said nothing (dso-server `disputes`, review15 M4). Why the hold (review16 M1): its
-    buyer's word no longer bounds what it settles at, so taken at `statements_take` beside a sibling hold of
-    the same crashed seller it gave the seller's export wholly to whichever the DSO resolved first, and a
-    buyer stating 0 always to the other; shared by `disputed_shares`, each takes its part by the meters."""
-    return "disputed" in trade or "release" in (trade.get("vouch") or {})
+    which the seller said nothing (dso-server `disputes`, review15 M4); at the chain's time `now_ms` (None:
+    unknown, not these) one the DSO has taken up on one party's word or on two commitments nobody revealed
+    (`takeup.takes_up`: from `LONE_FROM` of the wait, from the reveal deadline), which it meters the same way,
+    and for good once the DSO settled it (basis "dso", no `vouch`: nothing else the DSO settles has neither).
+    Why (review16 M1): what such a trade settles at is the meters', not bounded by a buyer's word, so taken at
+    `statements_take` beside a sibling of the same crashed seller (held, or silent: never committed) it gave
+    the seller's export wholly to whichever the DSO resolved first, and a buyer stating 0 always to the
+    other; shared by `disputed_shares`, each takes its part by the meters whatever the order (the DSO's
+    earlier settles among them, which is why it stays one once settled)."""
+    if "disputed" in trade or "release" in (trade.get("vouch") or {}):
+        return True
+    if (trade.get("settlement") or {}).get("basis") == "dso" and "vouch" not in trade:
+        return True
+    return now_ms is not None and waits_for_dso(trade, now_ms) in UNSPOKEN and takes_up(trade, now_ms)
 
 
 def meters_read(
@@ -274,7 +287,8 @@ def meters_read(
     """The anonyms whose PCC readings settling the disputed `trade` uses, among `trades` (its interval's latest
     closing, `query.trades`; empty when `trade` is not among them): its two parties' (their own energy), and
     the counterparty of each of their other disputed trades on the same side (`metered_as_dispute`: a
-    withheld seller's hold too) - the buyer of a disputed sale of its seller, the seller of a disputed
+    withheld seller's hold too, and one on one party's word or on two unrevealed commitments at any time:
+    the DSO takes it up later) - the buyer of a disputed sale of its seller, the seller of a disputed
     purchase of its buyer - whose meter proves what that trade took
     (`meter_shares`). A party's trades that are not disputed take what they settle at on the parties' word
     (`statements_take`), so their counterparties' meters are never read (D8: asked for all the same, such an
@@ -287,8 +301,10 @@ def meters_read(
     agreed = found[trade]
     read = {agreed["seller"], agreed["buyer"]}
     for tid, other in trades:
-        disputed = metered_as_dispute(other) or (
-            may_dispute and other.get("settlement") is None and "superseded" not in other
+        disputed = (
+            metered_as_dispute(other)
+            or _may_be_taken_up(other)
+            or (may_dispute and other.get("settlement") is None and "superseded" not in other)
         )
         if tid == trade or not disputed:
             continue
@@ -297,3 +313,10 @@ def meters_read(
         if other["buyer"] == agreed["buyer"]:
             read.add(other["seller"])
     return read
+
+
+def _may_be_taken_up(trade: Mapping[str, Any]) -> bool:
+    """A trade on one party's word or on two commitments nobody revealed yet, whatever the time: the DSO takes
+    it up from `LONE_FROM` of the wait or the reveal deadline (`metered_as_dispute` at that time), so a
+    sibling's dispute reads its counterparty's meter from the start (a reading kept early, never one short)."""
+    return lone_since(trade) is not None or reveals_due(trade) is not None
