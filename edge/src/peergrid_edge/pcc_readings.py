@@ -45,6 +45,7 @@ from fractions import Fraction
 from typing import Any, Protocol
 
 from peergrid_edge.settlement import PendingSettle
+from peergrid_ledger.meter_signing import CLOCK_REACH_COMMITS, stamp_offsets
 from peergrid_ledger.metering import (
     COUNTER,
     Unmetered,
@@ -204,9 +205,19 @@ class DisputeReadings:
         self.commit_ms, self.max_gap_ms, self.timeout_s = commit_ms, max_gap_ms, timeout_s
 
     def bodies(self, window: tuple[int, int]) -> list[dict[str, Any]]:
-        return readings_bodies(
-            self.node, self._sealed(commitment_intervals(window, self.commit_ms, self.max_gap_ms))
-        )
+        """The bodies of the sealed commitment intervals around `window` and, where this MG's signing meter
+        signed off its stamps, as far further as the DSO reads for the meter's clock (review16 C1: it counts
+        signed readings at the meter's time, `meter_signing.stamp_offsets`), at most `CLOCK_REACH_COMMITS` each
+        way: what the DSO node takes (`MeterClock.reachable`). Every offset counts here, not only those past
+        the DSO's note bound (its config, not the edge's), so it posts at least what the DSO reads; an honest
+        meter's sub-second offset now and then adds an interval, which the DSO takes and does not read."""
+        sealed = self._sealed(commitment_intervals(window, self.commit_ms, self.max_gap_ms))
+        ahead, behind = stamp_offsets((leaf for _, leaves in sealed for leaf in leaves), 0)
+        if ahead or behind:  # a meter ahead is read at earlier stamps, one behind at later ones
+            cap = CLOCK_REACH_COMMITS * self.commit_ms
+            wider = (window[0] - min(ahead, cap), window[1] + min(behind, cap))
+            sealed = self._sealed(commitment_intervals(wider, self.commit_ms, self.max_gap_ms))
+        return readings_bodies(self.node, sealed)
 
     async def post(self, window: tuple[int, int]) -> int:
         """Post every sealed commitment interval around `window`; returns how many the DSO accepted. An
