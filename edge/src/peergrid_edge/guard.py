@@ -5,7 +5,8 @@ Promises:
 - `market_forecast`: the peer prices the day is planned on with `market.forecast` "market" — the day-ahead
   session's final prices where it completed, else the latest agreed price on the MGMC chain (flat over the
   rest of the day), else None (no forecast: the plan does not lean on peers and the guard holds it against
-  the conventional day only). Every MGMC derives the same from its own replica.
+  the conventional day only). Every MGMC derives the same from its own replica; `forecast_for` holds each
+  interval's price within the MG's own [feed-in, retail + premium] (a price outside is never its trade).
 - `DayBudget`: what the MG may still spend this day and end no worse off than its conventional (DSO-only)
   day plus the allowance: it starts at the conventional cost of the day from the agent's first interval and
   state plus the allowance, and each interval is charged with its `cost_p2p` as it was actually dispatched
@@ -101,12 +102,25 @@ def day_budget(
 
 def forecast_for(agent: Any, t: int) -> list[float] | None:
     """`market_forecast` for the trading agent's interval t where its `market.forecast` is "market" (its
-    completed day-ahead session's prices, else its replica's MGMC chain); None otherwise. A test's stand-in
-    settings that do not name the field plan without one, as before."""
+    completed day-ahead session's prices, else its replica's MGMC chain), each interval's price held within
+    the MG's own bounds (`within_bounds`); None otherwise. A test's stand-in settings that do not name the
+    field plan without one, as before."""
     if _setting(agent, "forecast", "none") != "market":
         return None
     session = agent.dayahead.prices if agent.dayahead is not None and agent.dayahead.completed else None
-    return market_forecast(session, agent.ledger.state("mgmc"), t, agent.scenario.intervals)
+    forecast = market_forecast(session, agent.ledger.state("mgmc"), t, agent.scenario.intervals)
+    premium = max(m.rules.clean_premium for m in agent.scenario.microgrids)  # the feeder's, as the curve's
+    return None if forecast is None else within_bounds(forecast, agent.mg, t, premium)
+
+
+def within_bounds(forecast: Sequence[float], mg: Microgrid, t: int, premium: float) -> list[float]:
+    """The forecast for intervals t on, each price held within the MG's own bounds of its interval, [feed-in,
+    retail + the feeder's clean premium] (`interval_curve`'s; `chain_bargaining.opening_price` holds the same
+    figure so): a price outside them can never be this MG's P2P trade. Without it one MGMC trading with
+    itself at any price (its node key and its anonym, on a chain that does not bind trades to anonyms) set
+    every honest MG's forecast, and they withheld supply to sell "later" at it (review17 K-B)."""
+    return [min(max(price, mg.tariff.feed_in[t + i]), mg.tariff.retail[t + i] + premium)
+            for i, price in enumerate(forecast)]  # fmt: skip
 
 
 def start_budget(agent: Any, t: int, resumed: tuple[float, float] | None) -> DayBudget:
