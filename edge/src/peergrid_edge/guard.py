@@ -10,7 +10,8 @@ Promises:
 - `DayBudget`: what the MG may still spend this day and end no worse off than its conventional (DSO-only)
   day plus the allowance: it starts at the conventional cost of the day from the agent's first interval and
   state plus the allowance, and each interval is charged with its `cost_p2p` as it was actually dispatched
-  and paid; a restarted agent goes on from its records (`resume.resumed_budget`), never a fresh allowance.
+  and paid; a restarted agent goes on from its records (`resume.resumed_budget`), never a fresh allowance,
+  and with none left where they cannot say what the day cost so far (`resume.unknown_spend`: fail closed).
 - `guard_curve`: strict — the plan's curve within the budget (`Guarded.fallback`, `Guarded.curve`); trades —
   within what the conventional alternative trades (`per_trade_curve`); off — the plan's curve as it is.
 - `choose`: strict — the dispatch the guard picks for the agreed trade (`Guarded.dispatch`: the plan when it
@@ -37,7 +38,7 @@ from peergrid_controller.curve import ResponseCurve
 from peergrid_controller.model import Microgrid
 from peergrid_controller.rationality import Guarded
 from peergrid_controller.schedule import MgSchedule, Plan, ScheduleError
-from peergrid_edge import interval_plan
+from peergrid_edge import interval_plan, resume
 from peergrid_edge.chain_bargaining import previous_price
 
 log = logging.getLogger("peergrid.edge.trader")
@@ -90,10 +91,20 @@ def day_budget(
     t: int,
     state: MgState,
     resumed: tuple[float, float] | None,
+    spend_unknown: bool = False,
 ) -> DayBudget:
     """The day's budget from interval t: where the records left it (`resumed`: the day's budget and what the
     intervals before t cost), else afresh — the conventional cost of the rest of the day from `state` (the
-    conventional optimum, `interval_plan.cost_to_go`) plus the allowance."""
+    conventional optimum, `interval_plan.cost_to_go`) plus the allowance. `spend_unknown` (the records
+    cannot say what the day cost before t: `resume.unknown_spend`): fail closed, no allowance left — what
+    is left is the conventional rest of the day from `state`, which the strict guard keeps the day's true
+    left at or above (the records' known costs are no bound: the lost one may have been an income), and
+    the day's budget the records' where they hold one (every record of the day carries the same
+    `budget_day`; the spend is what that leaves)."""
+    if spend_unknown:
+        to_go = interval_plan.cost_to_go(mg, dt, mg.intervals, t, state)
+        day = to_go if resumed is None else resumed[0]
+        return DayBudget(mode, allowance, day, day - to_go)
     if resumed is not None:
         day, spent = resumed
         return DayBudget(mode, allowance, day, spent)
@@ -125,10 +136,27 @@ def within_bounds(forecast: Sequence[float], mg: Microgrid, t: int, premium: flo
 
 def start_budget(agent: Any, t: int, resumed: tuple[float, float] | None) -> DayBudget:
     """`day_budget` for the trading agent from interval t, at its config's `rationality` and `risk_allowance`
-    (a test's stand-in settings that name neither: off, none)."""
+    (a test's stand-in settings that name neither: off, none), with no allowance left where its records
+    cannot say what the day cost before t (`resume.unknown_spend` over its replica's MGMC chain: logged
+    once, naming the interval). Going on from them would give back what the lost interval cost, or a fresh
+    allowance mid-day where it was the only record (review17 K-A)."""
     assert agent.state is not None
     mode, allowance = _setting(agent, "rationality", "off"), _setting(agent, "risk_allowance", 0.0)
-    return day_budget(mode, allowance, agent.mg, agent.dt, t, agent.state, resumed)
+    unknown = _unknown_spend(agent, t)
+    budget = day_budget(mode, allowance, agent.mg, agent.dt, t, agent.state, resumed, unknown is not None)
+    if unknown is not None:
+        log.warning("interval %d: what the day cost before it is unknown: %s; the guard resumes with no "
+                    "allowance left (budget_left %.4f, the conventional rest of the day)", t, unknown,
+                    budget.left)  # fmt: skip
+    return budget
+
+
+def _unknown_spend(agent: Any, t: int) -> str | None:
+    """`resume.unknown_spend` for the trading agent's records and its anonym's part on its MGMC chain."""
+    first = _setting(agent, "first_interval", 0)
+    chain, me = agent.ledger.state("mgmc"), agent.anonym.public
+    lines = resume.record_lines(_setting(agent, "record_file", None))
+    return resume.unknown_spend(lines, t, first, lambda k: resume.took_part(chain, k, me))
 
 
 def _setting(agent: Any, name: str, default: Any) -> Any:

@@ -11,8 +11,10 @@ meter, which states a trade only where it says the plan was confirmed (review10 
 restart lost them and the MG never stated the trades it had dispatched). A record it cannot read is logged
 as an error and its interval has no verdict: that MG then states nothing for it, never a guess;
 `resumed_budget` reads back the rationality guard's day budget and what the recorded intervals before the
-resumed one cost (their `cost_p2p`), so a restarted agent never starts a fresh allowance mid-day. Pure apart
-from reading the record file; never writes anything. Every reader parses a line with `_record_object`.
+resumed one cost (their `cost_p2p`), so a restarted agent never starts a fresh allowance mid-day, and
+`unknown_spend` says when they cannot (a torn line, an interval this MG ran with no recorded cost): the guard
+then resumes with no allowance left. Pure apart from reading the record file; never writes anything. Every
+reader parses a line with `_record_object`.
 The start-up reads are best effort (review15 M3: one damaged line raised out of the agent's start, and the
 edge crash-looped under systemd): `record_lines` reads the file's lines one by one, a byte that is not UTF-8
 replaced (the records are written as ASCII: such a byte is damage, logged once per line); a line that is not
@@ -26,6 +28,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import replace
 from pathlib import Path
@@ -35,6 +38,7 @@ from peergrid_controller.builder import MgState
 from peergrid_controller.model import Microgrid
 from peergrid_controller.schedule import MgSchedule
 from peergrid_edge.forward_agent import forward_session
+from peergrid_ledger import query
 from peergrid_ledger.contracts import market as contract
 
 log = logging.getLogger("peergrid.edge.trader")
@@ -274,19 +278,81 @@ def budget_of(lines: Iterable[str], t: int) -> tuple[tuple[float, float] | None,
     for number, line in enumerate(lines, 1):
         if not line.strip():
             continue
-        doc, refused = _record_object(line)
+        found, why = _budget_line(line)
         damaged = _DAMAGED if REPLACED in line else ""
-        why = f"{refused}: a cost it held is not counted" if doc is None else None
-        if doc is not None and (BUDGET_DAY in doc or "cost_p2p" in doc):
-            k, budget, cost = doc.get("interval"), doc.get(BUDGET_DAY), doc.get("cost_p2p")
-            if type(k) is not int:
-                why = f"a budget or cost of interval {k!r:.40}, not an interval number: skipped"
-            elif not all(v is None or _finite(v) for v in (budget, cost)):
-                why = f"interval {k}'s budget or cost is not a number ({budget!r:.20}, {cost!r:.20}): skipped"
-            elif k < t:
-                day = day if budget is None else float(budget)
-                if cost is not None:
-                    costs[k] = float(cost)
+        if found is not None and found[0] < t:
+            k, budget, cost = found
+            day = day if budget is None else budget
+            if cost is not None:
+                costs[k] = cost
         if why is not None or damaged:
             errors.append(f"line {number}{damaged}: {why or 'read as it stands'}")
     return (None if day is None else (day, sum(costs.values()))), errors
+
+
+def _budget_line(line: str) -> tuple[tuple[int, float | None, float | None] | None, str | None]:
+    """One record line's (interval, day's budget, cost) where it holds either, and why it was skipped."""
+    doc, refused = _record_object(line)
+    if doc is None:
+        return None, f"{refused}: a cost it held is not counted"
+    if BUDGET_DAY not in doc and "cost_p2p" not in doc:
+        return None, None
+    k, budget, cost = doc.get("interval"), doc.get(BUDGET_DAY), doc.get("cost_p2p")
+    if type(k) is not int:
+        return None, f"a budget or cost of interval {k!r:.40}, not an interval number: skipped"
+    if not all(v is None or _finite(v) for v in (budget, cost)):
+        return None, f"interval {k}'s budget or cost is not a number ({budget!r:.20}, {cost!r:.20}): skipped"
+    return (k, None if budget is None else float(budget), None if cost is None else float(cost)), None
+
+
+def took_part(state: Any, t: int, me: bytes) -> bool:
+    """Whether the MGMC chain shows `me` (this MG's trading key) in interval t: a seller or buyer of its
+    bargaining, or a party to one of its agreed trades (a forward trade too). Only its agent posts with it."""
+    return (
+        me in contract.members(state, t, "sellers")
+        or me in contract.members(state, t, "buyers")
+        or any(me in (trade["seller"], trade["buyer"]) for _, trade in query.trades(state, t))
+    )
+
+
+def unknown_spend(lines: Iterable[str], t: int, first: int, traded: Callable[[int], bool]) -> str | None:
+    """Why the records cannot say what the day cost before interval t, naming the interval (None: they can),
+    so that the guard resumes with no allowance left instead of giving a cost back (review17 K-A):
+    - a line that cannot be read: a crash tears the last line written, the record of the interval just
+      dispatched and paid (its interval is named where its start is still legible);
+    - an interval before t with no readable `cost_p2p` although the day's budget had started by it (a record
+      holds `budget_day` for it or an earlier one: a crash between the interval's close and its record, or
+      intervals missed while the agent was down), or one from `first` on where the chain shows this MG took
+      part in it (`traded(k)`: the day's only record lost). An interval the records say failed holds no cost
+      either: what it cost is unknown alike.
+    An interval before the first record with no part on the chain is one the agent did not run (it started
+    later): nothing to know there."""
+    costs: set[int] = set()
+    start: int | None = None
+    for number, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        found, why = _budget_line(line)
+        if why is not None:
+            legible = _INTERVAL_AT_START.match(line)
+            named = f"interval {legible.group(1)}'s record" if legible else "a record of an unknown interval"
+            return f"{named} (line {number}) cannot be read ({why})"
+        if found is None or found[0] >= t:
+            continue
+        k, budget, cost = found
+        if budget is not None:
+            start = k if start is None else min(start, k)
+        if cost is not None:
+            costs.add(k)
+    for k in range(first if start is None else min(first, start), t):
+        if k in costs:
+            continue
+        if start is not None and k >= start:
+            return f"interval {k} has no recorded cost (the day's budget started at interval {start})"
+        if traded(k):
+            return f"interval {k} has no recorded cost (the chain shows this MG took part in it)"
+    return None
+
+
+_INTERVAL_AT_START = re.compile(r'\s*\{"interval":\s*(\d+)[,}]')
+"""The trader writes each record's interval first: legible in a line torn after it."""
