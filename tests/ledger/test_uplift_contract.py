@@ -4,7 +4,9 @@ a claim too early, too late, twice, over the bound or malformed, and a settle to
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
+from unittest.mock import ANY
 
 import pytest
 from hypothesis import given, settings
@@ -35,17 +37,18 @@ def day(
     window: int = 0,
     deadline: int | None = None,
     priced: bool = True,
-    max_quantity: int | None = None,
+    max_quantity: int | None = 1_000_000,
     balance: int = BALANCE,
     credit: int = 0,
 ) -> tuple[LocalChain, Clock]:
     """A settle_by_both chain with the uplift contract, the DSO's cover prices (`priced`), P1's max_quantity
-    rule, and the session `day-1` opened, posted, stepped, closed, accepted and cleared."""
+    rule (None: none; the others' 1,000,000 Wh), and the session `day-1` opened, posted, stepped, closed, accepted and cleared."""
     rules = None if max_quantity is None else {**market.NO_RULES, "max_quantity": max_quantity}
+    others = {**market.NO_RULES, "max_quantity": 1_000_000}  # a rule, so a gain of theirs is bounded (U-C)
     accounts = (
         Account(Keys.dso.public, ("dso",), "dso"),
         *(
-            Account(k.public, ("anonym",), f"p{i}", balance=balance, rules=rules if k is P1 else None)
+            Account(k.public, ("anonym",), f"p{i}", balance=balance, rules=rules if k is P1 else others)
             for i, k in enumerate((P1, P2, P3, P4), 1)
         ),
         Account(Keys.stranger.public, ("anonym",), "stranger", balance=balance),
@@ -262,6 +265,24 @@ def test_claim_refusals_name_why_and_change_nothing() -> None:
     assert uplift.claim(chain.state, NAME, P1.public)["gain"] == 760_000  # type: ignore[index]
 
 
+@pytest.mark.parametrize("priced", [True, False])
+def test_a_gain_from_a_member_without_a_max_quantity_rule_is_refused_its_surplus_taken(priced: bool) -> None:
+    """Review17 U-C: without the rule `gain_bound` is ~10^12 Wh x the spread, no bound, so a payer claiming last
+    could take every payer's surplus or void the honest make-whole; its claim of gain 0 still counts."""
+    chain, clock = day(max_quantity=None, priced=priced)
+    clear(clock)
+    record = uplift_session(chain)
+    assert uplift.unbounded_interval(chain.state, record, P1.public) == record["first_interval"]
+    assert uplift.unbounded_interval(chain.state, record, P2.public) is None
+    before = chain.state.get(uplift.claim_key(NAME, P1.public))
+    why, text = refused(clock, P1, "uplift.claim", {"session": NAME, "gain": 1, "surplus": 0})
+    assert why is Reason.RULE_VIOLATION and "no max_quantity for interval" in text and "claim gain 0" in text
+    assert chain.state.get(uplift.claim_key(NAME, P1.public)) is before is None
+    ok(claim(clock, P1, 0, 7_000))
+    ok(claim(clock, P2, 50_000, 0))  # a member with the rule may claim a gain
+    assert uplift.claim(chain.state, NAME, P1.public) == {"gain": 0, "surplus": 7_000, "txid": ANY}
+
+
 def uplift_session(chain: LocalChain) -> dict[str, Any]:
     record = exchange_state.session(chain.state, NAME)
     assert record is not None
@@ -295,6 +316,42 @@ def test_the_claim_window_closes_claims_and_lets_the_settle_go_without_a_silent_
     # micro-unit left to the larger remainder)
     moved = {k: balances(chain)[k] - before[k] for k in before}
     assert moved == {P1.public: 40_000, P2.public: -13_333, P3.public: -26_667, P4.public: 0}
+
+
+def test_ready_by_is_when_the_chains_own_rules_have_settled_every_trade_and_closed_the_window() -> None:
+    """Review17 U-A: what the edges wait for instead of a fixed 12 s. A trade nobody stated: its interval's end
+    on the clock + the wait for a first word + the wait for the DSO; a stated one: its deadline + the DSO's
+    wait (a dispute before the deadline is ruled by then); with W > 0 and a member silent, the window's end."""
+    deadline = T0 + 1_000_000
+    chain, clock = day(window=50_000, deadline=deadline)
+    clear(clock)
+    record = uplift_session(chain)
+    params = chain.genesis.params
+
+    def by(windowed: bool = False) -> int | None:  # the trades' part alone unless `windowed`
+        window = params if windowed else dataclasses.replace(params, uplift_claim_ms=0)
+        return uplift.ready_by(chain.state, window, record, NAME)
+
+    def why() -> str | None:
+        return uplift.waiting_for(chain.state, params, record, NAME, clock.now)
+
+    assert by() == (FIRST + 2) * 900_000 + 2 * WAIT  # the later interval's end (epoch 0) + both waits
+    assert by(windowed=True) == deadline + 50_000 + 1  # nobody claimed yet: the window's end is later
+    assert "not settled yet (the first in interval 100)" in (why() or "")
+    keys = {k.public: k for k in (P1, P2, P3, P4)}
+    for tid, tr in trades(chain):  # the sellers state; the deadline is the first word + the wait
+        ok(clock.send(keys[tr["seller"]], {"trade": tid, "delivered": tr["quantity"], "short": 0}))
+    last_word = clock.now
+    assert by() == last_word + 2 * WAIT
+    for tid, tr in trades(chain):
+        ok(clock.send(keys[tr["buyer"]], {"trade": tid, "delivered": tr["quantity"]}))
+    for k in (P1, P2, P3):
+        ok(claim(clock, k, *CLAIMS[k]))
+    assert by() == 0 and by(windowed=True) == deadline + 50_000 + 1  # settled: P4's silence holds it
+    assert f"open until {deadline + 50_000}" in (why() or "")
+    clock.now = deadline + 50_000
+    assert uplift.waiting_for(chain.state, params, record, NAME, deadline + 50_001) is None
+    ok(clock.send(P1, {"session": NAME}, "uplift.settle"))
 
 
 @pytest.mark.parametrize("late_by", [0, 1])

@@ -10,12 +10,15 @@ model), so each claims them, signed; the chain bounds what it can, applies the r
       conventional day cost less its committed day cost, rounded down (0 when not positive). Refused: no such
       session (`not-found`), not a member (`forbidden`), before the session's clear (`rule-violation`), a
       second claim (`duplicate`), after the session's uplift was settled or, with genesis `uplift_claim_ms`
-      W > 0 and a session deadline D, after D + W (`closed`: late), a gain above `gain_bound` (`rule-violation`,
-      naming the bound). Event `uplift_claimed`.
+      W > 0 and a session deadline D, after D + W (`closed`: late), a gain above 0 from a member whose rules
+      set no `max_quantity` for an interval of the session (`rule-violation`: no bound; review17 U-C), a gain
+      above `gain_bound` (`rule-violation`, naming the bound). Event `uplift_claimed`.
   `uplift.settle` {session} (a member, once; `duplicate` after): once every trade the clear recorded for the
       session is settled (or superseded by a reopening) and its claim window is over (every member claimed; or
       W > 0 and the block time is past D + W; or W = 0), refused `rule-violation` naming what it waits for
-      before that. Then: owed, each claim whose gain exceeds its tolerance (`tolerance`: one chain tick, 1
+      before that (`waiting_for`; `ready_by`: the block time by which the chain's own rules make it so). W = 0
+      closes claims at the first settle: a member's claim not on the chain by then is `closed` (the edges'
+      settling member waits for every claim a while first). Then: owed, each claim whose gain exceeds its tolerance (`tolerance`: one chain tick, 1
       micro-unit per Wh, per Wh it traded in the session, at least 1000, plus the controller's 1 micro-unit of
       slack); payers, the members with trades that are owed nothing, each funding by its claimed surplus (a
       member that never claimed: 0); `uplift_rule.split`; the credits of payees that did not deliver all their
@@ -48,7 +51,7 @@ from . import exchange_state as xch
 from . import uplift_rule
 from .exchange_clearing import cleared
 from .funds import record_debt, room, transfer
-from .market_state import interval_key, rules_for, tariff, trade
+from .market_state import NO_RULES, interval_key, rules_for, tariff, trade
 from .payments import MAX_AMOUNT
 
 AMOUNT = Int(0, MAX_AMOUNT)
@@ -108,6 +111,16 @@ def gain_bound(state: StateReader, record: dict[str, Any], member: bytes) -> int
     return bound
 
 
+def unbounded_interval(state: StateReader, record: dict[str, Any], member: bytes) -> int | None:
+    """The first chain interval of the session in which the member's rules set no `max_quantity` (its
+    no-rule value), or None: each has one. Without it `gain_bound` is no bound at all (review17 U-C)."""
+    for t in range(record["intervals"]):
+        interval: int = record["first_interval"] + t
+        if int(rules_for(state, member, interval)["max_quantity"]) >= int(NO_RULES["max_quantity"]):
+            return interval
+    return None
+
+
 def session_trades(state: StateReader, record: dict[str, Any], name: str) -> list[dict[str, Any]]:
     """The trades the session's clear recorded that still stand: those of every interval whose latest closing
     is the session's (a reopened interval's were superseded and traded again intraday)."""
@@ -154,9 +167,9 @@ def _session(view: Overlay, tx: Tx, sender: ks.AccountRecord) -> tuple[str, dict
     return name, record
 
 
-def _window_end(record: dict[str, Any], ctx: BlockContext) -> int | None:
+def _window_end(record: dict[str, Any], params: Any) -> int | None:
     """The block time after which no claim lands (None: until the settle)."""
-    window = ctx.genesis.params.uplift_claim_ms
+    window = params.uplift_claim_ms
     deadline = record.get("deadline")
     return None if not window or deadline is None else int(deadline) + window
 
@@ -165,13 +178,21 @@ def claim_uplift(view: Overlay, tx: Tx, ctx: BlockContext, sender: ks.AccountRec
     name, record = _session(view, tx, sender)
     gain, surplus = tx.body["gain"], tx.body["surplus"]
     require(view.get(done_key(name)) is None, Reason.CLOSED, f"late: the uplift of {name!r} is settled")
-    end = _window_end(record, ctx)
+    end = _window_end(record, ctx.genesis.params)
     require(
         end is None or ctx.time <= end,
         Reason.CLOSED,
         f"late: claims on {name!r} closed at {end} (block time {ctx.time})",
     )
     require(view.get(claim_key(name, tx.sender)) is None, Reason.DUPLICATE, f"already claimed on {name!r}")
+    unbounded = unbounded_interval(view, record, tx.sender) if gain > 0 else None
+    require(
+        unbounded is None,
+        Reason.RULE_VIOLATION,
+        f"gain {gain} from a member whose rules set no max_quantity for interval {unbounded}: the chain bounds "
+        "a gain only by max_quantity x the spread (without the rule a claim may take every payer's surplus); "
+        "claim gain 0",
+    )
     bound = gain_bound(view, record, tx.sender)
     require(
         bound is None or gain <= bound,
@@ -183,30 +204,63 @@ def claim_uplift(view: Overlay, tx: Tx, ctx: BlockContext, sender: ks.AccountRec
     return [("uplift_claimed", {"session": name, "member": tx.sender, "gain": gain, "surplus": surplus})]
 
 
-def _ready(view: Overlay, ctx: BlockContext, record: dict[str, Any], name: str, trades: list[Any]) -> None:
-    """Refuse the settle while a trade is unsettled or the claim window still waits for a member."""
+def waiting_for(
+    state: StateReader, params: Any, record: dict[str, Any], name: str, now_ms: int
+) -> str | None:
+    """Why `uplift.settle` of the session is refused `rule-violation` at block time `now_ms` (a trade
+    unsettled, or the claim window still open for a silent member), or None: it would be taken."""
+    trades = session_trades(state, record, name)
     waiting = [agreed for agreed in trades if agreed["settlement"] is None]
-    require(
-        not waiting,
-        Reason.RULE_VIOLATION,
-        f"{len(waiting)} of the {len(trades)} trades of {name!r} not settled yet (the first in interval "
-        f"{waiting[0]['interval'] if waiting else 0}): withholding needs every delivery",
-    )
-    silent = [m for m in record["members"] if view.get(claim_key(name, m)) is None]
-    end = _window_end(record, ctx)
-    require(
-        not silent or end is None or ctx.time > end,
-        Reason.RULE_VIOLATION,
-        f"{len(silent)} member(s) of {name!r} have not claimed and claims are open until {end} "
-        f"(block time {ctx.time})",
-    )
+    if waiting:
+        return (
+            f"{len(waiting)} of the {len(trades)} trades of {name!r} not settled yet (the first in interval "
+            f"{waiting[0]['interval']}): withholding needs every delivery"
+        )
+    silent = [m for m in record["members"] if state.get(claim_key(name, m)) is None]
+    end = _window_end(record, params)
+    if silent and end is not None and now_ms <= end:
+        return (
+            f"{len(silent)} member(s) of {name!r} have not claimed and claims are open until {end} "
+            f"(block time {now_ms})"
+        )
+    return None
+
+
+def ready_by(state: StateReader, params: Any, record: dict[str, Any], name: str) -> int | None:
+    """The block time (ms) by which the chain's own rules have every trade of the session settled and its claim
+    window over, if the parties and the DSO act within them; None where nothing on the chain bounds it (a trade
+    unsettled with no statement on a chain without the interval clock). An unsettled trade with a statement:
+    its `deadline` (the first statement's or commitment's, + `settle_wait_ms`) + `settle_wait_ms` more, by
+    when the DSO's deadline rule settles a dispute, a lapsed or unrevealed word, or a vouch's window ended
+    (`takeup`); one without a statement: its interval's end on the clock + both waits. With `uplift_claim_ms`
+    and a member that has not claimed: the window's end too. Past it an uplift still not ready waits for
+    something no rule makes happen (a party that never states again): whoever settles it later, after a
+    restart, still may."""
+    wait = int(params.settle_wait_ms)
+    by: int = 0
+    for agreed in session_trades(state, record, name):
+        if agreed["settlement"] is not None:
+            continue
+        if "deadline" in agreed:
+            stated_by = int(agreed["deadline"])
+        elif params.settle_interval_ms:
+            ends = params.settle_epoch_ms + (int(agreed["interval"]) + 1) * params.settle_interval_ms
+            stated_by = ends + wait
+        else:
+            return None
+        by = max(by, stated_by + wait)
+    end = _window_end(record, params)
+    if end is not None and any(state.get(claim_key(name, m)) is None for m in record["members"]):
+        by = max(by, end + 1)
+    return by
 
 
 def settle_uplift(view: Overlay, tx: Tx, ctx: BlockContext, sender: ks.AccountRecord) -> list[Event]:
     name, record = _session(view, tx, sender)
     require(view.get(done_key(name)) is None, Reason.DUPLICATE, f"the uplift of {name!r} is already settled")
+    why = waiting_for(view, ctx.genesis.params, record, name, ctx.time)
+    require(why is None, Reason.RULE_VIOLATION, why or "")
     trades = session_trades(view, record, name)
-    _ready(view, ctx, record, name, trades)
     traded: dict[bytes, int] = {}
     for agreed in trades:
         for party in (agreed["seller"], agreed["buyer"]):
