@@ -22,6 +22,7 @@ Never reads another MG's private data.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import math
 import time
@@ -36,7 +37,7 @@ from peergrid_edge.dayahead_uplift import UpliftClaim, UpliftOutcome, UpliftStag
 from peergrid_edge.exchange_io import ROLE, Deadline, SessionOutcome
 from peergrid_edge.forward_agent import ForwardAgent
 from peergrid_edge.forward_chain import DEADLINE_MARGIN_S, ForwardOutcome, forward_session, margin_s
-from peergrid_ledger.contracts import uplift
+from peergrid_ledger.contracts import exchange_state, uplift
 from peergrid_ledger.contracts.exchange_state import reserved_name
 
 if TYPE_CHECKING:
@@ -49,6 +50,10 @@ FORWARD_TIMEOUTS = 4
 # the day-ahead stage's deadline before the first interval it trades, in phase timeouts: the clear's (after
 # which a member whose coordinator is gone waits one more and clears itself), and before it the accepts'
 CLEAR_BEFORE, ACCEPTS_BEFORE = 2, 2
+# on a chain without a claim window (uplift_claim_ms 0) the first settle closes the claims: the settling member
+# waits this many phase timeouts after the trades settled for a member's missing claim (its after-day stage
+# posts it once its own day's settlements ended: review17 U-B)
+CLAIM_WAIT_TIMEOUTS = 10
 # in the daemon's data directory: its side of the day-ahead session, kept before each post (dayahead_state.py)
 DAYAHEAD_CHECKPOINT = "dayahead-checkpoint.json"
 
@@ -147,7 +152,98 @@ def _uplift_stage(agent: MarketAgent, session: str) -> UpliftStage:
     return UpliftStage(
         agent.ledger, agent.anonym, agent.mg, agent.dt, session, timeout_s=s.phase_timeout_s,
         before_submit=agent._stopped, wait_s=FORWARD_TIMEOUTS * s.phase_timeout_s, grace_s=s.phase_timeout_s,
+        claim_wait_s=CLAIM_WAIT_TIMEOUTS * s.phase_timeout_s,
     )  # fmt: skip
+
+
+def claim_missing(agent: MarketAgent) -> bool:
+    """This MG's claim on the day's cleared session is not on the chain and may still land (the uplift not
+    settled, not refused for good by this run): what `retry_uplift_claim` posts."""
+    if agent.forward is None or not agent.forward.cleared or agent.uplift_claim_refused:
+        return False
+    if not enabled(agent.ledger):
+        return False
+    state, session = agent.ledger.state(ROLE), agent.forward.session
+    return (
+        uplift.claim(state, session, agent.anonym.public) is None and uplift.outcome(state, session) is None
+    )
+
+
+async def retry_uplift_claim(
+    agent: MarketAgent, clock: Callable[[], float] = time.time
+) -> UpliftClaim | None:
+    """In the day's idle time: post this MG's claim again where the forward stage's did not land (not final
+    in time, or the MGMC restarted before it: review17 U-B), so a settle after the day finds it; None when
+    nothing is missing. A refusal other than "not final" is not tried again this run (it would be refused
+    again; the after-day stage tries once more)."""
+    if not claim_missing(agent):
+        return None
+    claim = await run_uplift_claim(agent, clock)
+    agent.uplift_claim_refused = bool(claim.reason) and "not final" not in claim.reason
+    return claim
+
+
+def unsettled_sessions(state: Any, me: bytes, intervals: range, skip: str | None) -> list[str]:
+    """The cleared exchange sessions that closed any of chain `intervals`, with this MG a member and their
+    uplift not settled (an earlier day's, or one whose after-day stage gave up), in interval order."""
+    found: list[str] = []
+    for t in intervals:
+        session = forward_session(state, t)
+        if (
+            session is None
+            or session == skip
+            or session in found
+            or uplift.outcome(state, session) is not None
+        ):
+            continue
+        record = exchange_state.session(state, session)
+        if record is not None and me in record["members"]:
+            found.append(session)
+    return found
+
+
+async def retry_unsettled(
+    agent: MarketAgent, intervals: range, skip: str | None, clock: Callable[[], float] = time.time
+) -> list[UpliftOutcome]:
+    """After a (re)start, beside the day: each unsettled uplift of a session that closed one of `intervals`
+    (`unsettled_sessions`) settled as after its day, its claim first if missing, each outcome recorded. An
+    uplift still not ready waits within its stage's bound (the chain's `ready_by`) and is tried again at the
+    next start."""
+    if not enabled(agent.ledger):
+        return []
+    outcomes = []
+    for session in unsettled_sessions(agent.ledger.state(ROLE), agent.anonym.public, intervals, skip):
+        outcomes.append(await _settle_session(agent, session, clock))
+    return outcomes
+
+
+def retry_in_background(agent: MarketAgent) -> asyncio.Task[list[UpliftOutcome]] | None:
+    """`retry_unsettled` over the scenario day's chain intervals but today's session (its own after-day stage
+    settles it) as a task beside the trading loop, or None on a chain without the contract. Never raises:
+    a failure is logged."""
+    if not enabled(agent.ledger):
+        return None
+    today = forward_session(agent.ledger.state(ROLE), agent.s.first_interval)
+
+    async def retry() -> list[UpliftOutcome]:
+        try:
+            return await retry_unsettled(agent, range(agent._last_interval() + 1), today)
+        except Exception:  # the day's trading goes on whatever happens here
+            log.exception("retrying the unsettled uplifts of earlier sessions failed")
+            return []
+
+    return asyncio.get_running_loop().create_task(retry(), name="uplift retry")
+
+
+async def _settle_session(agent: MarketAgent, session: str, clock: Callable[[], float]) -> UpliftOutcome:
+    """This MG's claim on `session` posted if missing, the uplift settled and this MG's part recorded."""
+    stage = _uplift_stage(agent, session)
+    if uplift.claim(agent.ledger.state(ROLE), session, agent.anonym.public) is None:
+        await run_uplift_claim(agent, clock, session)
+    started = clock()
+    outcome = await stage.settle()
+    _record_stage(agent, "uplift", outcome, started, clock(), outcome.settled, outcome.reason)
+    return outcome
 
 
 async def run_uplift_claim(
@@ -178,11 +274,5 @@ async def run_uplift(agent: MarketAgent, clock: Callable[[], float] = time.time)
         session = forward_session(agent.ledger.state(ROLE), agent.s.first_interval)
     if session is None:
         return None
-    stage = _uplift_stage(agent, session)
-    if uplift.claim(agent.ledger.state(ROLE), session, agent.anonym.public) is None:
-        await run_uplift_claim(agent, clock, session)
-    started = clock()
     agent.phase = "uplift"
-    outcome = await stage.settle()
-    _record_stage(agent, "uplift", outcome, started, clock(), outcome.settled, outcome.reason)
-    return outcome
+    return await _settle_session(agent, session, clock)

@@ -45,6 +45,7 @@ from peergrid_ledger.contracts import exchange_state, uplift
 
 log = logging.getLogger("peergrid.edge.uplift")
 POLL_S = 0.5  # how often a waiting stage looks at its replica again
+WAIT_STEP_S = 5.0  # the longest a waiting stage sleeps before it reads the chain's readiness and bound again
 
 
 @dataclass(frozen=True)
@@ -117,6 +118,11 @@ def claim_for(
     if earns(gain, tolerance) and own_rule_fees(mg, prices) != (None, None):  # valued at its own rules
         gain = deviation_gains(alone, commitment, own_rules=True)[mg.name]
     owed = math.ceil(round(gain * MICRO, 3)) if earns(gain, tolerance) else 0
+    unbounded = uplift.unbounded_interval(state, record, me) if owed else None
+    if unbounded is not None:  # the chain refuses it (review17 U-C): its surplus still counts with gain 0
+        log.warning("uplift of %s: a gain of %d micro-units not claimed: this MG's rules set no max_quantity for "
+                    "interval %d, and the chain takes no gain without it", session, owed, unbounded)  # fmt: skip
+        owed = 0
     surplus = max(0, math.floor(round((sum(conventional) - day_cost) * MICRO, 3)))
     return UpliftClaim(session, False, "", owed, surplus, gain, day_cost, sum(conventional), tolerance)
 
@@ -133,10 +139,14 @@ class UpliftStage:
         before_submit: Callable[[], None] = lambda: None,
         wait_s: float = 60.0,
         grace_s: float = 5.0,
+        claim_wait_s: float = 0.0,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         """`timeout_s`: how long one transaction is waited for in a final block; `wait_s`: how long `settle`
-        waits for the day's trades to settle (and retries a settle refused as early); `grace_s`: how long a
-        member other than the lowest-keyed waits for that one's settle before it sends its own."""
+        waits past the chain's own `ready_by` (and at least, from its start); `grace_s`: how long a member other
+        than the lowest-keyed waits for that one's settle before it sends its own; `claim_wait_s`: on a chain
+        without a claim window (uplift_claim_ms 0), how long the settling member waits for a member's claim
+        missing once the trades settled; `clock`: wall s (chain ms / 1000)."""
         self.ledger, self.key, self.mg, self.dt, self.session = ledger, key, mg, interval_hours, session
         self.timeout_s, self.before_submit, self.wait_s, self.grace_s = (
             timeout_s,
@@ -144,6 +154,7 @@ class UpliftStage:
             wait_s,
             grace_s,
         )
+        self.claim_wait_s, self.clock = claim_wait_s, clock
 
     def _state(self) -> Any:
         return self.ledger.state(ROLE)
@@ -163,9 +174,10 @@ class UpliftStage:
             await submit_final(
                 self.ledger, self.key, "uplift.claim", body, self.timeout_s, self.before_submit
             )
-        except (SessionFailed, ValueError) as exc:
-            log.warning("uplift of %s: no claim: %s", self.session, exc)
-            return _with(empty, reason=str(exc))
+        except (SessionFailed, ValueError) as exc:  # a claim not final may still land: said so, tried again
+            why = f"not final: {exc}" if isinstance(exc, NotFinal) else str(exc)
+            log.warning("uplift of %s: no claim: %s", self.session, why)
+            return _with(empty, reason=why)
         except Exception as exc:  # a solver or replica error: no claim, and the day goes on
             log.exception("uplift of %s: no claim: unexpected error", self.session)
             return _with(empty, reason=f"{type(exc).__name__}: {exc}")
@@ -177,12 +189,30 @@ class UpliftStage:
         return uplift.outcome(state, self.session) is not None
 
     def _ready(self, state: Any) -> bool:
-        """Every trade of the session settled (what the contract's settle waits for), or the uplift settled."""
+        """The chain would take a settle now (`uplift.waiting_for`), or the uplift is settled."""
         if uplift.outcome(state, self.session) is not None:
             return True
         record = exchange_state.session(state, self.session)
-        trades = [] if record is None else uplift.session_trades(state, record, self.session)
-        return record is not None and all(agreed["settlement"] is not None for agreed in trades)
+        now_ms = int(self.clock() * 1000)
+        return record is not None and uplift.waiting_for(state, _params(self.ledger), record, self.session,
+                                                         now_ms) is None  # fmt: skip
+
+    def _changed(self, record: dict[str, Any], silent: list[bytes]) -> Callable[[Any], bool]:
+        """What ends a wait: the uplift settled, or the chain would take a settle and every member it waited
+        for (`silent`) claimed."""
+
+        def changed(state: Any) -> bool:
+            claimed = all(uplift.claim(state, self.session, m) is not None for m in silent)
+            return self._settled(state) or (self._ready(state) and claimed)
+
+        return changed
+
+    def _gives_up_at(self, state: Any, record: dict[str, Any], started: float) -> float:
+        """When (wall s) this stage stops waiting: `wait_s` after the chain's `ready_by` (the parties' repeat
+        and the DSO's decision land by then), never before `wait_s` from its start; where the chain bounds
+        nothing (a trade nobody stated on a chain without the interval clock) `wait_s` from its start."""
+        by = uplift.ready_by(state, _params(self.ledger), record, self.session)
+        return started + self.wait_s if by is None else max(started + self.wait_s, by / 1000 + self.wait_s)
 
     async def settle(self) -> UpliftOutcome:
         """After the day: the session's uplift settled (by this MGMC or another) and this MG's part of it; an
@@ -194,49 +224,63 @@ class UpliftStage:
             return _outcome(self.session, None, self.key.public, f"{type(exc).__name__}: {exc}")
 
     async def _settle(self) -> UpliftOutcome:
+        me = self.key.public
         if not enabled(self.ledger):
             return _outcome(
-                self.session,
-                None,
-                self.key.public,
-                "the MGMC chain's genesis does not enable the uplift contract",
+                self.session, None, me, "the MGMC chain's genesis does not enable the uplift contract"
             )
-        until = time.monotonic() + self.wait_s
+        started = self.clock()
         record = exchange_state.session(self._state(), self.session)
         if record is None:
-            return _outcome(
-                self.session, None, self.key.public, f"no exchange session {self.session!r} on this replica"
+            return _outcome(self.session, None, me, f"no exchange session {self.session!r} on this replica")
+        first = min(record["members"]) == me
+        by_us, why, claims_from = False, "", None
+        while not self._settled(self._state()):
+            state = self._state()
+            waiting = uplift.waiting_for(
+                state, _params(self.ledger), record, self.session, int(self.clock() * 1000)
             )
-        first = min(record["members"]) == self.key.public
-        if not await self.ledger.wait_for(ROLE, self._ready, self.wait_s):
-            return _outcome(
-                self.session,
-                None,
-                self.key.public,
-                f"the session's trades were not all settled within {self.wait_s:.0f} s",
-            )
-        if not first:  # the lowest-keyed member settles; the others are its backup
-            await self.ledger.wait_for(ROLE, self._settled, self.grace_s)
-        by_us, why = False, ""
-        while uplift.outcome(self._state(), self.session) is None:
+            until = self._gives_up_at(state, record, started)
+            silent = [m for m in record["members"] if uplift.claim(state, self.session, m) is None]
+            if waiting is None and silent and not _params(self.ledger).uplift_claim_ms:
+                # W = 0: the first settle closes the claims, so a member's claim not on the chain yet (it
+                # restarted, or its claim did not land: it posts it again after its day) waits a while (U-B)
+                claims_from = self.clock() if claims_from is None else claims_from
+                until = max(until, claims_from + self.claim_wait_s)
+                if self.clock() < claims_from + self.claim_wait_s:
+                    waiting = f"{len(silent)} member(s) of {self.session!r} have not claimed yet"
+            if waiting is not None:
+                if self.clock() >= until:
+                    return _outcome(self.session, None, me, f"{waiting}; nothing the chain's rules still make "
+                                    "happen settles it: retried at the trading agent's next start")  # fmt: skip
+                step = min(WAIT_STEP_S, max(0.0, until - self.clock()))
+                await self.ledger.wait_for(ROLE, self._changed(record, silent if claims_from else []), step)
+                continue
+            if not first:  # the lowest-keyed member settles; the others are its backup
+                await self.ledger.wait_for(ROLE, self._settled, self.grace_s)
+                if self._settled(self._state()):
+                    break
             try:
                 await submit_final(self.ledger, self.key, "uplift.settle", {"session": self.session},
                                    self.timeout_s, self.before_submit)  # fmt: skip
                 by_us = True
             except NotFinal as exc:  # it may still land: the chain's outcome says, within the wait
                 why = str(exc)
-                if not await self.ledger.wait_for(ROLE, self._settled, max(0.0, until - time.monotonic())):
-                    return _outcome(self.session, None, self.key.public, why)
+                if not await self.ledger.wait_for(ROLE, self._settled, max(0.0, until - self.clock())):
+                    return _outcome(self.session, None, me, why)
             except SessionFailed as exc:
                 why = str(exc)
                 if "already settled" in why:
                     break
-                if "rule-violation" not in why or time.monotonic() >= until:  # not merely early: give up
-                    return _outcome(self.session, None, self.key.public, why)
+                if "rule-violation" not in why or self.clock() >= until:  # not merely early: give up
+                    return _outcome(self.session, None, me, why)
                 await asyncio.sleep(POLL_S)
-        return _outcome(
-            self.session, uplift.outcome(self._state(), self.session), self.key.public, why, by_us
-        )
+        return _outcome(self.session, uplift.outcome(self._state(), self.session), me, why, by_us)
+
+
+def _params(ledger: Replica) -> Any:
+    """The MGMC chain's genesis parameters (settle_wait_ms, the interval clock, uplift_claim_ms)."""
+    return ledger.replicas[ROLE].app.genesis.params
 
 
 def _with(claim: UpliftClaim, **changes: Any) -> UpliftClaim:

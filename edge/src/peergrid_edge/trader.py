@@ -108,6 +108,8 @@ class MarketAgent:
     # the individual-rationality guard's day budget (`guard.py`), started at the first interval run; None: not yet
     budget: guard.DayBudget | None = None
     resumed: tuple[float, float] | None = None  # (the day's budget, spent) its records held at its start
+    uplift_claim_refused = False  # its claim refused for good this run: not retried (`day_stages`)
+    uplift_retry: asyncio.Task[Any] | None = None  # unsettled earlier uplifts (`day_stages`)
 
     def __init__(self, daemon: EdgeDaemon, settings: MarketSettings) -> None:
         self.d, self.s = daemon, settings
@@ -216,11 +218,13 @@ class MarketAgent:
             self.ledger.state("mgmc"), self.s.first_interval, lambda k: time.time() >= self._start_of(k + 1)
         )
         agent_settlement.pick_up(self, t)
+        self.uplift_retry = day_stages.retry_in_background(self)  # an uplift an earlier run left unpaid (U-A)
         if self.s.dayahead and t == self.s.first_interval and (await self.run_dayahead()).completed:
             await self.run_forward()
         while t <= self._last_interval() and not self.d.stopping.is_set():
             # idle: refused settlements retried meanwhile; the Settler's failure never ends this loop
             await agent_settlement.work_settler(self, self._start_of(t))
+            await day_stages.retry_uplift_claim(self)  # a claim that did not land, before any settle (U-B)
             await self._previous_cleared(t)
             if self.d.stopping.is_set():
                 return
@@ -425,7 +429,8 @@ class MarketAgent:
     def background(self) -> list[asyncio.Task[Any]]:
         """The tasks this agent started beside its own (dispute and counterparty followers, which read the
         daemon's store): the daemon's shutdown ends them before the store closes."""
-        return [] if self.metering is None else list(self.metering.following)
+        retry = [] if self.uplift_retry is None else [self.uplift_retry]
+        return retry + ([] if self.metering is None else list(self.metering.following))
 
     def _record(self, doc: dict[str, Any]) -> None:
         if self.s.record_file is None:
