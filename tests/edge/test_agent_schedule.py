@@ -7,6 +7,11 @@ after each dispatch. At real 15-minute intervals an edge dispatched its plan for
 state for the other 13. Now the agent's plan is followed while it is valid and its task lives, ahead of an
 MQTT controller's schedules, which keep their timer. A real `EdgeDaemon` on a `ManualClock` (wall = monotonic),
 the agent's plan set by the trader's own `MarketAgent._dispatch`.
+
+Review17 S-A: the plan of interval t is followed until the end of t + 1 (the day's last interval: its own end),
+not four intervals and 30 s whatever came after, so after the day or an interval that failed before its
+dispatch a live controller's schedule (or the safe state) takes over within an interval; an agent behind its
+slots keeps d926202's four intervals and 30 s from its dispatch (`agent_dispatch.plan_valid_until`).
 """
 
 from __future__ import annotations
@@ -14,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -25,7 +31,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from peergrid_controller.schedule import Plan
-from peergrid_edge.clock import ManualClock
+from peergrid_edge import agent_dispatch as agent_dispatch_module
+from peergrid_edge.agent_dispatch import plan_valid_until
+from peergrid_edge.clock import ManualClock, SystemClock
 from peergrid_edge.config import EdgeSettings, MarketSettings
 from peergrid_edge.daemon import EdgeDaemon
 from peergrid_edge.dispatch import Decision, Schedule, decide
@@ -37,15 +45,25 @@ from peergrid_edge.trader import MarketAgent
 
 START = 1_000_000.0
 INTERVAL_S = 900.0  # a deployed market's interval
-PLAN_S = 4 * INTERVAL_S + 30  # how long `plan_schedule` makes the agent's plan valid
+FIRST = 7  # the market's first interval, whose slot starts at START
+R16_S = 4 * INTERVAL_S + 30  # R16's schedule length (and `plan_schedule`'s before review17 S-A)
+NEXT_END = 2 * INTERVAL_S  # interval 7's plan, dispatched in its slot: followed until interval 8's end
+SCENARIO_INTERVALS = 96  # the stand-in MG's day (`Microgrid.intervals`): interval 95 is its last
 
 
-def market(tmp_path: Path) -> MarketSettings:
-    """The market section of an edge trading at real 15-minute intervals (only `interval_s` is read here)."""
+def market(tmp_path: Path, intervals: int | None = None) -> MarketSettings:
+    """The market section of an edge trading at real 15-minute intervals from interval 7 at START (`t0`,
+    `interval_s`, `first_interval` and `intervals` are read here); `intervals` 1 makes 7 the day's last."""
     return MarketSettings.model_validate(
         {"scenario": str(tmp_path / "s.yaml"), "anonym_key_file": str(tmp_path / "a.key"), "t0": START,
-         "interval_s": INTERVAL_S}
+         "interval_s": INTERVAL_S, "first_interval": FIRST, "intervals": intervals}
     )  # fmt: skip
+
+
+def with_market(daemon: EdgeDaemon, settings: MarketSettings) -> None:
+    """The daemon's market section, the one its agent trades by (`MarketAgent(daemon, settings.market)`), set
+    after construction so the daemon makes no agent of its own."""
+    daemon.settings = daemon.settings.model_copy(update={"market": settings})
 
 
 @contextmanager
@@ -82,7 +100,8 @@ def agent_dispatch(daemon: EdgeDaemon, settings: MarketSettings, t: int, battery
     """The trader's own `_dispatch` of interval t's plan (plan_schedule, set_schedule, one dispatch tick) on a
     stand-in agent; the actuator records the tick's decision instead of writing over Modbus."""
     decisions = record_decisions(daemon)
-    agent = SimpleNamespace(d=daemon, mg=SimpleNamespace(pv=[]), s=settings)
+    with_market(daemon, settings)
+    agent = SimpleNamespace(d=daemon, mg=SimpleNamespace(pv=[], intervals=SCENARIO_INTERVALS), s=settings)
     asyncio.run(MarketAgent._dispatch(agent, t, plan(battery_kw)))  # type: ignore[arg-type]
     return decisions
 
@@ -141,15 +160,15 @@ def test_the_agents_plan_at_900_s_intervals_is_in_force_899_s_after_its_dispatch
         (first,) = agent_dispatch(daemon, settings, 7, -2.0)
         assert first.mode == "schedule" and writes(first) == {"bat1.power_w": -2000.0}
         plan_7 = daemon.current_schedule()
-        assert plan_7 is not None and (plan_7.valid_from, plan_7.valid_until) == (START, START + PLAN_S)
-        for after in (0.0, 60.0, 119.0, 121.0, 300.0, 899.0, PLAN_S - 0.5):
+        assert plan_7 is not None and (plan_7.valid_from, plan_7.valid_until) == (START, START + NEXT_END)
+        for after in (0.0, 60.0, 119.0, 121.0, 300.0, 899.0, NEXT_END - 0.5):
             clock.now = START + after
             decision = tick(daemon)
             assert (decision.mode, decision.reason) == ("schedule", "schedule 7"), after
             assert writes(decision) == {"bat1.power_w": -2000.0}, after  # the battery still reports 0 W
         assert daemon.schedule is plan_7  # /metrics' schedule interval: the plan in force
         # the plan runs out with no new one (a live agent stuck somewhere): the safe state at its valid_until
-        clock.now = START + PLAN_S
+        clock.now = START + NEXT_END
         decision = tick(daemon)
         assert (decision.mode, decision.reason) == ("safe", "schedule 7 not valid now")
         assert writes(decision) == {"bat1.power_w": 0.0}  # its safe_w
@@ -175,7 +194,7 @@ def test_a_controllers_schedule_still_goes_safe_after_the_silence_timer(tmp_path
     """The same schedule as R16's (valid 3630 s), from an MQTT controller that then goes quiet."""
     clock = ManualClock(START, wall_offset=0.0)
     with edge(tmp_path, clock) as daemon:
-        send(daemon, message(7, START, START + PLAN_S, -2000.0))
+        send(daemon, message(7, START, START + R16_S, -2000.0))
         for after, reason in ((0.0, "schedule 7"), (119.0, "schedule 7"), (120.0, "schedule 7"),
                               (120.5, "no schedule"), (899.0, "no schedule")):  # fmt: skip
             clock.now = START + after
@@ -217,12 +236,12 @@ def test_the_agents_plan_wins_over_a_controllers_schedule_while_it_is_valid_and_
         ]
         assert said == [
             f"schedule 1 from the controller taken; dispatch follows the trading agent's plan 7 until "
-            f"{START + 10 + PLAN_S:.3f}"
+            f"{START + NEXT_END:.3f}"
         ]
         # the agent's plan runs out while the controller still speaks: the controller's schedule takes over
-        clock.now = START + 10 + PLAN_S - 30
+        clock.now = START + NEXT_END - 30
         send(daemon, message(1, START, START + 10_000.0, 2400.0))
-        clock.now = START + 10 + PLAN_S
+        clock.now = START + NEXT_END
         decision = tick(daemon)
         assert decision.reason == "schedule 1" and writes(decision) == {"bat1.power_w": 2400.0}
         # the controller falls silent too: the safe state (naming the agent's plan that ran out)
@@ -242,25 +261,190 @@ def test_a_controller_quiet_behind_the_agents_plan_is_not_followed_once_the_plan
             clock.now += INTERVAL_S
             agent_dispatch(daemon, settings, t, -2.0)
             assert dispatching(daemon) == f"schedule {t}"
-        clock.now += PLAN_S  # the agent's last plan ran out: a dead controller's schedule is no fallback
+        clock.now += NEXT_END  # the agent's last plan ran out: a dead controller's schedule is no fallback
         assert dispatching(daemon) == "schedule 9 not valid now"
+
+
+# --- review17 S-A: no plan outlives the day or a failed interval by more than one interval -------------------
+
+
+def test_an_interval_that_fails_before_its_dispatch_leaves_the_plan_before_it_until_its_own_end(
+    tmp_path: Path,
+) -> None:
+    """Interval 8 fails before its dispatch ("interval 8 failed", the loop goes on): interval 7's setpoints run
+    through interval 8 (its bargaining and DSO verdict, as on any interval) and end with it."""
+    clock = ManualClock(START, wall_offset=0.0)
+    settings = market(tmp_path)
+    with edge(tmp_path, clock, {"schedule_timeout_s": 60.0}) as daemon:
+        clock.now = START + 60  # interval 7 bargained for a minute, then dispatched
+        agent_dispatch(daemon, settings, 7, -2.0)
+        plan_7 = daemon.current_schedule()
+        assert plan_7 is not None and plan_7.valid_until == START + NEXT_END
+        clock.now = START + NEXT_END - 0.5  # interval 8 failed: no plan of its own
+        assert dispatching(daemon) == "schedule 7"
+        send(daemon, message(20, clock.now, clock.now + 600, power_w=1500.0))  # a live controller
+        clock.now = START + NEXT_END  # interval 8 over: the controller's schedule, not 7's setpoints
+        decision = tick(daemon)
+        assert decision.reason == "schedule 20" and writes(decision) == {"bat1.power_w": 1500.0}
+        clock.now += 61  # the controller quiet too: the safe state, naming the plan that ran out
+        decision = tick(daemon)
+        assert (decision.mode, decision.reason) == ("safe", "schedule 7 not valid now")
+        assert writes(decision) == {"bat1.power_w": 0.0}
+
+
+def test_the_days_last_interval_is_followed_until_its_own_end(tmp_path: Path) -> None:
+    clock = ManualClock(START, wall_offset=0.0)
+    settings = market(tmp_path, intervals=1)  # interval 7 is the day's last
+    with edge(tmp_path, clock) as daemon:
+        clock.now = START + 60
+        (decision,) = agent_dispatch(daemon, settings, 7, -2.0)
+        assert decision.reason == "schedule 7" and writes(decision) == {"bat1.power_w": -2000.0}
+        plan_7 = daemon.current_schedule()
+        assert plan_7 is not None and plan_7.valid_until == START + INTERVAL_S
+        clock.now = START + INTERVAL_S - 0.5
+        assert tick(daemon).reason == "schedule 7"
+        clock.now = START + INTERVAL_S  # the day's trading is over: settle_day, the uplift - no setpoints
+        decision = tick(daemon)
+        assert (decision.mode, decision.reason) == ("safe", "schedule 7 not valid now")
+        assert writes(decision) == {"bat1.power_w": 0.0}
+
+
+def test_r17_a_live_controller_is_followed_once_the_days_last_plan_ended(tmp_path: Path) -> None:
+    """R17's script (s1_stale_plan.py): the day's last interval's plan, a live controller sending +1.5 kW at
+    1.2 and 2.0 intervals after its start. Before, interval 7's -2 kW ran on at all four instants."""
+    clock = ManualClock(START, wall_offset=0.0)
+    settings = market(tmp_path, intervals=1)
+    with edge(tmp_path, clock) as daemon:
+        agent_dispatch(daemon, settings, 7, -2.0)
+        clock.now = START + 1.2 * INTERVAL_S  # interval 7 over; the agent lives (settle_day), sends no plan
+        send(daemon, message(9, clock.wall(), clock.wall() + 600, power_w=1500.0))
+        seen = []
+        for after in (1.2, 2.0, 3.0, 4.0):
+            clock.now = START + after * INTERVAL_S
+            if after == 2.0:
+                send(daemon, message(10, clock.wall(), clock.wall() + 600, power_w=1500.0))
+            decision = tick(daemon)
+            seen.append((decision.mode, decision.reason, writes(decision)))
+        follows = {"bat1.power_w": 1500.0}
+        assert seen == [
+            ("schedule", "schedule 9", follows),
+            ("schedule", "schedule 10", follows),
+            ("safe", "schedule 7 not valid now", {"bat1.power_w": 0.0}),  # the controller quiet (120 s)
+            ("safe", "schedule 7 not valid now", {"bat1.power_w": 0.0}),
+        ]
+
+
+def test_an_agent_behind_its_slots_keeps_its_plan_until_its_next_dispatch(tmp_path: Path) -> None:
+    """d926202's need: with 30 MGMCs an interval's work outlasted two slots and each interval starts when the
+    one before ended; a plan dispatched after its slot ended is followed four intervals and 30 s from its
+    dispatch, so the agent's next plan, one interval's work later, takes over from it with no safe tick."""
+    clock = ManualClock(START, wall_offset=0.0)
+    settings = market(tmp_path)
+    with edge(tmp_path, clock) as daemon:
+        clock.now = START + 2.5 * INTERVAL_S  # interval 7 dispatched 2.5 slots late
+        agent_dispatch(daemon, settings, 7, -2.0)
+        plan_7 = daemon.current_schedule()
+        assert plan_7 is not None and plan_7.valid_until == START + 2.5 * INTERVAL_S + R16_S
+        clock.now += 2.4 * INTERVAL_S  # its work and interval 8's bargaining took 2.4 slots
+        assert dispatching(daemon) == "schedule 7"
+        (decision,) = agent_dispatch(daemon, settings, 8, -1.0)
+        assert decision.reason == "schedule 8" and writes(decision) == {"bat1.power_w": -1000.0}
+
+
+def test_the_days_last_interval_dispatched_after_its_end_is_not_followed_nor_held(tmp_path: Path) -> None:
+    """Behind its slots on the day's last interval: its trades were metered over a slot that is over, so its
+    plan drives nothing (the safe state here), and the dispatch does not say it was held in full (PLAN_CONFIRMED,
+    what a meterless MG states by), though the safe setpoint it wrote was confirmed."""
+    clock = ManualClock(START, wall_offset=0.0)
+    settings = market(tmp_path, intervals=1)
+    with edge(tmp_path, clock) as daemon:
+        clock.now = START + INTERVAL_S + 5
+        agent = SimpleNamespace(
+            d=daemon, mg=SimpleNamespace(pv=[], intervals=SCENARIO_INTERVALS), s=settings, held=None
+        )
+        decisions = record_decisions(daemon)
+        with_market(daemon, settings)
+        asyncio.run(MarketAgent._dispatch(agent, 7, plan(-2.0)))  # type: ignore[arg-type]
+        (decision,) = decisions
+        assert (decision.mode, decision.reason) == ("safe", "schedule 7 not valid now")
+        assert agent.held is False
+
+
+def test_the_plan_needs_the_daemons_market_section(tmp_path: Path) -> None:
+    """The plan is timed by the market's slots: a daemon without the market section its agent trades by (or
+    with another interval) is refused plainly, not given some validity."""
+    clock = ManualClock(START, wall_offset=0.0)
+    with edge(tmp_path, clock) as daemon:
+        mg: Any = SimpleNamespace(pv=[], intervals=SCENARIO_INTERVALS)
+        with pytest.raises(ValueError, match="market section"):
+            agent_dispatch_module.plan_schedule(daemon, mg, INTERVAL_S, 7, plan(-2.0))
+        with_market(daemon, market(tmp_path))
+        with pytest.raises(ValueError, match="market section"):
+            agent_dispatch_module.plan_schedule(daemon, mg, 60.0, 7, plan(-2.0))
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.floats(0.0, 2e9),  # t0
+    st.floats(0.5, 3600.0),  # interval_s
+    st.integers(0, 90),  # first_interval
+    st.one_of(st.none(), st.integers(1, 96)),  # market.intervals
+    st.integers(0, 120),  # t past first_interval
+    st.floats(0.001, 0.999),  # the dispatch's place in its slot (off its bounds: float rounding)
+    st.integers(0, 3),  # slots behind
+)
+def test_no_plan_outlives_its_next_interval_nor_the_day_unless_the_agent_is_behind(
+    t0: float, interval_s: float, first: int, intervals: int | None, k: int, at: float, behind: int
+) -> None:
+    """Dispatched in its slot, interval t's plan covers the rest of t and, unless t is the day's last, all of
+    t + 1, and ends by then; behind its slots, four intervals and 30 s from the dispatch, never past the end
+    of the day's last interval when it is the last."""
+    s = MarketSettings.model_validate(
+        {"scenario": "s.yaml", "anonym_key_file": "a.key", "t0": t0, "interval_s": interval_s,
+         "first_interval": first, "intervals": intervals}
+    )  # fmt: skip
+    day = 96
+    last = day - 1 if intervals is None else min(day - 1, first + intervals - 1)
+    t = first + k
+    if t > last:
+        return
+
+    def start(j: int) -> float:
+        return t0 + (j - first) * interval_s
+
+    wall = start(t) + (at + behind) * interval_s
+    until = plan_valid_until(s, day, t, wall)
+    if t == last:
+        assert until == start(t + 1)  # never past the day
+    elif behind == 0:
+        assert until == start(t + 2) and until - wall >= interval_s  # all of the next interval covered
+    else:
+        assert until == wall + 4 * interval_s + 30  # d926202's bound
 
 
 # --- the agent's task -----------------------------------------------------------------------------------------
 
 
 class Agent:
-    """A trading agent that dispatches a plan valid for an hour and then raises, or returns (its day done)."""
+    """A trading agent that dispatches interval 7's plan (through the trader's own `_dispatch`, one minute into
+    its slot; the day's last when `last`) and then raises, or returns (its day done)."""
 
-    def __init__(self, daemon: EdgeDaemon, raises: bool) -> None:
-        self.daemon, self.raises = daemon, raises
+    def __init__(self, daemon: EdgeDaemon, tmp_path: Path, raises: bool, last: bool = False) -> None:
+        self.daemon, self.tmp_path, self.raises, self.last = daemon, tmp_path, raises, last
         self.followed: list[str] = []
         self.task: asyncio.Task[Any] | None = None
 
     async def run(self) -> None:
         self.task = asyncio.current_task()
         wall = self.daemon.clock.wall()
-        self.daemon.set_schedule(Schedule(7, wall, wall + 3600.0, {}))
+        settings = MarketSettings.model_validate(
+            {"scenario": str(self.tmp_path / "s.yaml"), "anonym_key_file": str(self.tmp_path / "a.key"),
+             "t0": wall - 60, "interval_s": INTERVAL_S, "first_interval": FIRST,
+             "intervals": 1 if self.last else None}
+        )  # fmt: skip
+        with_market(self.daemon, settings)
+        stand_in = SimpleNamespace(d=self.daemon, mg=SimpleNamespace(pv=[], intervals=96), s=settings)
+        await MarketAgent._dispatch(stand_in, 7, plan(-2.0))  # type: ignore[arg-type]
         await asyncio.sleep(0.05)
         self.followed.append(dispatching(self.daemon))
         if self.raises:
@@ -268,6 +452,15 @@ class Agent:
 
     def status(self) -> dict[str, Any]:
         return {}
+
+
+class ShiftedClock(SystemClock):
+    """The system clock with a wall the test moves on (the daemon's loops sleep in real time)."""
+
+    shift = 0.0
+
+    def wall(self) -> float:
+        return time.time() + self.shift
 
 
 def settings_for(tmp_path: Path) -> EdgeSettings:
@@ -280,7 +473,7 @@ def settings_for(tmp_path: Path) -> EdgeSettings:
 def test_the_agents_plan_is_not_followed_once_its_task_died(tmp_path: Path) -> None:
     async def main() -> tuple[EdgeDaemon, Agent]:
         daemon = EdgeDaemon(settings_for(tmp_path))
-        agent = Agent(daemon, raises=True)
+        agent = Agent(daemon, tmp_path, raises=True)
         daemon.agent = agent  # type: ignore[assignment]
         with pytest.raises(TaskDied):
             await asyncio.wait_for(daemon.run(install_signals=False), 10)
@@ -293,27 +486,33 @@ def test_the_agents_plan_is_not_followed_once_its_task_died(tmp_path: Path) -> N
     assert daemon.current_schedule() is None and dispatching(daemon) == "no schedule"
 
 
-def test_the_plan_of_an_agent_whose_day_ended_is_followed_until_its_valid_until(tmp_path: Path) -> None:
-    """Its task returned, no death (`task_watch`): the last interval's plan runs on, as the agent left it."""
+def test_the_plan_of_an_agent_whose_day_ended_is_followed_until_the_last_intervals_end(
+    tmp_path: Path,
+) -> None:
+    """Its task returned, no death (`task_watch`): the last interval's plan runs on as the agent left it until
+    that interval's end, then the safe state (a live controller's schedule, were there one: the R17 test)."""
 
     async def returned(agent: Agent) -> None:
         while agent.task is None or not agent.task.done():
             await asyncio.sleep(0.01)
 
-    async def main() -> tuple[Agent, str]:
-        daemon = EdgeDaemon(settings_for(tmp_path))
-        agent = Agent(daemon, raises=False)
+    async def main() -> tuple[Agent, list[str]]:
+        clock = ShiftedClock()
+        daemon = EdgeDaemon(settings_for(tmp_path), clock)
+        agent = Agent(daemon, tmp_path, raises=False, last=True)
         daemon.agent = agent  # type: ignore[assignment]
         run = asyncio.create_task(daemon.run(install_signals=False))
         await asyncio.wait_for(returned(agent), 10)  # its task returned while the daemon runs on
         assert not run.done()
-        after = dispatching(daemon)
+        after = [dispatching(daemon)]  # a minute into its 15-minute slot
+        clock.shift = INTERVAL_S - 60  # the last interval ended
+        after.append(dispatching(daemon))
         daemon.stop()
         await asyncio.wait_for(run, 10)
         return agent, after
 
     agent, after = asyncio.run(main())
-    assert agent.followed == ["schedule 7"] and after == "schedule 7"
+    assert agent.followed == ["schedule 7"] and after == ["schedule 7", "schedule 7 not valid now"]
 
 
 # --- any order of both sources' events ------------------------------------------------------------------------

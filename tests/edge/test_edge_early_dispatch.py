@@ -101,7 +101,9 @@ def test_the_agreed_plan_is_dispatched_before_the_dso_answers_and_again_only_whe
 class Daemon:
     """The parts of `EdgeDaemon` the agent's `_dispatch` uses: one battery (fresh, or stale), its actuator's
     counters, and a dispatch tick that does what `dispatch.decide` + `Actuator.perform` would: write (and
-    confirm) the setpoint unless the battery already reports it; with `alarm`, the write is not confirmed."""
+    confirm) the setpoint unless the battery already reports it; with `alarm`, the write is not confirmed. Its
+    market section (interval 0 starting now, 6-s intervals) times the plan, which is followed while valid
+    (`ScheduleHolder.plan_rules`, the agent alive)."""
 
     def __init__(self, reports_w: float, stale: bool = False, alarm: bool = False) -> None:
         control = ControlSettings(max_w=100_000.0)
@@ -112,9 +114,15 @@ class Daemon:
         self.states = {"bat": SimpleNamespace(settings=settings, last_good=snapshot,
                                               is_stale=lambda _now: stale)}  # fmt: skip
         self.clock = SimpleNamespace(monotonic=lambda: 0.0, wall=time.time)
-        self.settings = SimpleNamespace(dispatch=SimpleNamespace(period_s=1.0))
+        market = SimpleNamespace(t0=time.time(), interval_s=6.0, first_interval=0, intervals=None)
+        self.settings = SimpleNamespace(dispatch=SimpleNamespace(period_s=1.0), market=market)
         self.actuator = SimpleNamespace(confirmed_total=0, writes_total=0, alarms_total={})
-        self.reports_w, self.alarm, self.schedule = reports_w, alarm, None
+        self.reports_w, self.alarm = reports_w, alarm
+        self.schedule: Any = None
+        self.schedules = SimpleNamespace(plan_rules=self.plan_rules)
+
+    def plan_rules(self) -> bool:
+        return bool(self.schedule.valid_at(self.clock.wall()))
 
     def set_schedule(self, schedule: Any) -> None:
         self.schedule = schedule
@@ -147,8 +155,8 @@ def test_an_interval_planned_as_the_one_before_writes_nothing_and_is_still_confi
     each setpoint confirmed or already reported."""
     agent = object.__new__(MarketAgent)
     agent.d = Daemon(reports_w, stale, alarm)  # type: ignore[assignment]
-    agent.s = SimpleNamespace(interval_s=6.0)  # type: ignore[assignment]
-    agent.mg = SimpleNamespace(pv=())  # type: ignore[assignment]
+    agent.s = agent.d.settings.market  # type: ignore[assignment]
+    agent.mg = SimpleNamespace(pv=(), intervals=96)  # type: ignore[assignment]
     plan = SimpleNamespace(battery_kw=(25.0,), genset_kw=(0.0,), genset_on=(False,), pv_used_kw=(0.0,),
                            shed_kw=(0.0,))  # fmt: skip
     confirmed = asyncio.run(agent._dispatch(0, plan))
