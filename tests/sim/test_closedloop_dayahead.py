@@ -1,9 +1,10 @@
-"""The lab's day-ahead option: the MGMC genesis carries the exchange contract, the option (off by default)
+"""The lab's day-ahead option: the MGMC genesis carries the exchange and uplift contracts, the option (off by default)
 turns on `market.dayahead` in every MGMC's edge config, which the edge daemon accepts, and a lab directory
 made before the exchange contract keeps its genesis (no processes); and, with real processes, the lab with
 `--dayahead` runs the session and trades its intervals by the forward trades end to end (the day-ahead lab
 run of tests/conftest.py, `dayahead_lab`, which the restart test of tests/edge reads too: two daemons are
-killed and restarted in its stage, four never are)."""
+killed and restarted in its stage, four never are), and pays the day's make-whole on the chain: every MGMC's
+claim after the clear, the chain's settle after the day, the balances it moved as the outcome records them."""
 
 from __future__ import annotations
 
@@ -34,7 +35,8 @@ def _config(chains: LabChains, tmp_path: Path, timing: LoopTiming) -> EdgeSettin
 def test_the_mgmc_genesis_carries_the_exchange_and_the_option_turns_on_the_session(tmp_path: Path) -> None:
     chains = LabChains.create(tmp_path / "keys", "ieee33", SCENARIO)
     genesis = Genesis.from_json(json.loads(chains.mgmc_genesis.read_text()))
-    assert set(genesis.contracts) == {"market", "exchange"}
+    assert set(genesis.contracts) == {"market", "exchange", "uplift"}  # the session's make-whole too
+    assert genesis.params.uplift_claim_ms == 0  # no claim window: the settle waits for the trades only
     off = _config(chains, tmp_path, LoopTiming(1000.0, 6.0, 36, 4))
     assert off.market is not None and off.market.dayahead is False  # the default lab trades intraday
     on = _config(chains, tmp_path, LoopTiming(1000.0, 6.0, 36, 4, dayahead=True))
@@ -97,3 +99,61 @@ def test_the_lab_with_dayahead_trades_its_intervals_forward_end_to_end(dayahead_
     checks = json.loads((out / "report.json").read_text())["checks"]
     assert checks["intervals_done"] == 2 and checks["replicas_agree"] and checks["settled_trades_proven"]
     assert checks["topology_secure"] and checks["p2p_not_dearer"]
+
+
+def _lines(path: Path) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+@pytest.mark.system
+@pytest.mark.xdist_group("system")
+def test_the_lab_with_dayahead_pays_the_make_whole_on_the_chain(dayahead_lab: Any) -> None:
+    # the same lab run: each MGMC claimed its deviation gain and surplus after the clear (a restarted one
+    # found its claim on the chain), one settled the session's uplift after the day's trades settled, every
+    # MGMC recorded its part, and the report's replay of the chain shows the settle moved exactly what the
+    # outcome records (the lab's credit limit leaves nothing owed as a debt)
+    workdir = dayahead_lab.workdir
+    report = json.loads((dayahead_lab.report / "report.json").read_text())
+    section = report["uplift"]
+    assert "error" not in section, section
+    [paid] = section["sessions"]
+    mgs = ["mg1", "mg2", "mg3", "mg4", "mg5", "mg6"]
+    assert paid["settled"] and sorted(paid["claims"]) == mgs, paid  # every member claimed before the settle
+    claim_s, settle_s = [], []
+    for mg in mgs:
+        lines = _lines(workdir / "records" / f"mgmc-{mg}.jsonl")
+        forward = next(doc["forward"] for doc in lines if isinstance(doc.get("forward"), dict))
+        assert paid["session"] == forward["session"]
+        claims = [doc for doc in lines if "uplift_claim" in doc]
+        assert claims, f"{mg} recorded no uplift_claim stage"
+        claim = claims[-1]["uplift_claim"]  # a restarted MGMC's last: it found its claim on the chain
+        assert claim["posted"] or claim["reason"] == "", claim
+        assert (claim["gain"], claim["surplus"]) == tuple(paid["claims"][mg].values()), (mg, claim)
+        claim_s.append(claims[-1]["stage_times"]["end"] - claims[-1]["stage_times"]["start"])
+        [done] = [doc for doc in lines if "uplift" in doc]
+        outcome = done["uplift"]
+        assert outcome["settled"] and outcome["reason"] == "", outcome
+        assert outcome["funded"] == paid["funded"]
+        assert (outcome["credit"], outcome["charge"], outcome["withheld"], outcome["owed"]) == (
+            paid["credits"].get(mg, 0),
+            paid["charges"].get(mg, 0),
+            paid["withheld"].get(mg, 0),
+            0,
+        ), (mg, outcome, paid)
+        assert paid["moved"].get(mg, 0) == outcome["credit"] - outcome["charge"]  # its balance, by the settle
+        settle_s.append(done["stage_times"]["end"] - done["stage_times"]["start"])
+    settlers = [mg for mg in mgs for doc in _lines(workdir / "records" / f"mgmc-{mg}.jsonl")
+                if doc.get("uplift", {}).get("by_us")]  # fmt: skip
+    assert len(settlers) <= 1, settlers  # one settle lands; a backup's is refused as already settled
+    assert paid["balances_match"], paid
+    if paid["credits"]:  # someone was owed and paid: by the payers' charges, one payment each way at most
+        assert paid["funded"] and sum(paid["credits"].values()) == sum(paid["charges"].values())
+        assert sum(p["amount"] for p in paid["payments"]) == sum(paid["credits"].values())
+        assert all(p["owed"] == 0 for p in paid["payments"]) and set(paid["moved"]) <= set(mgs)
+    else:  # the day owes nobody, or its payers' surplus could not cover what is owed: nothing moved
+        assert paid["payments"] == [] and paid["moved"] == {} and paid["charges"] == {}
+        assert paid["funded"] == (paid["owed"] == 0)
+    print(f"\nuplift: owed {paid['owed']}, surplus {paid['surplus']}, funded {paid['funded']}, credits "
+          f"{paid['credits']}, charges {paid['charges']}; claim stage {min(claim_s):.2f}-{max(claim_s):.2f} s "
+          f"before t0, settle stage {min(settle_s):.2f}-{max(settle_s):.2f} s after the day, the end's "
+          f"quiesce {report['quiesce']['waited_s']} s")  # fmt: skip

@@ -5,6 +5,7 @@ interval against its slot on the accelerated clock."""
 from __future__ import annotations
 
 import json
+import time
 import types
 from pathlib import Path
 
@@ -68,3 +69,39 @@ def test_pacing_against_the_slot() -> None:
     assert late["started_late_s"] == 2.5 and late["overrun_s"] == 4.0
     assert pacing_text(late) == "late +2.5 s, switched at +9.0 s, OVERRAN +4.0 s"
     assert pacing(timing, 39, [], None)["overrun_s"] is None  # nothing recorded: nothing claimed
+
+
+def test_quiesce_waits_for_the_make_whole_each_mgmc_claimed_then_its_bound(tmp_path: Path) -> None:
+    from peergrid_sim.quiesce import unpaid_uplift
+
+    genesis = tmp_path / "mgmc-genesis.json"
+    genesis.write_text(json.dumps({"contracts": ["exchange", "market", "uplift"], "params": {}}))
+    chains = types.SimpleNamespace(mgmc_genesis=genesis)
+    loop = types.SimpleNamespace(block_period_ms=1000, interval_s=6.0, chains=chains, dayahead=True)
+    bed = types.SimpleNamespace(workdir=tmp_path)
+    records = tmp_path / "records"
+    records.mkdir()
+    (records / "mgmc-mg1.jsonl").write_text('{"uplift_claim": {"posted": true}}\n{"interval": 36}\n')
+    (records / "mgmc-mg2.jsonl").write_text('{"forward": {"cleared": false}}\n{"interval": 36}\n')  # no clear
+    _status(tmp_path, "mgmc-mg1", {"mgmc-x": (10, "aa", 0)})
+    assert unpaid_uplift(records) == ["mgmc-mg1"]
+    assert not quiesced(loop, bed) and not (tmp_path / "control" / HALT_FILE).exists()  # its settle is due
+    with (records / "mgmc-mg1.jsonl").open("a") as f:
+        f.write('{"uplift": {"settled": true}}\n')
+    assert unpaid_uplift(records) == []
+    assert not quiesced(loop, bed) and (tmp_path / "control" / HALT_FILE).exists()  # paid: the halt
+    # a chain without the contract, or a lab without the session, waits for no record; one that never comes
+    # is waited for two intervals and six phases (12 + 12 s here) from the end's start, then the halt
+    for contracts, dayahead in ((["exchange", "market"], True), (["exchange", "market", "uplift"], False)):
+        genesis.write_text(json.dumps({"contracts": contracts, "params": {}}))
+        (tmp_path / "control" / HALT_FILE).unlink()
+        (records / "mgmc-mg1.jsonl").write_text('{"uplift_claim": {"posted": true}}\n')
+        fresh = types.SimpleNamespace(block_period_ms=1000, interval_s=6.0, chains=chains, dayahead=dayahead)
+        assert not quiesced(fresh, bed) and (tmp_path / "control" / HALT_FILE).exists()
+    genesis.write_text(json.dumps({"contracts": ["exchange", "market", "uplift"], "params": {}}))
+    (tmp_path / "control" / HALT_FILE).unlink()
+    late = types.SimpleNamespace(block_period_ms=1000, interval_s=6.0, chains=chains, dayahead=True)
+    late._quiesce_from = time.time() - 12.0  # half the bound
+    assert not quiesced(late, bed) and not (tmp_path / "control" / HALT_FILE).exists()
+    late._quiesce_from = time.time() - 36.0  # half as much again past it
+    assert not quiesced(late, bed) and (tmp_path / "control" / HALT_FILE).exists()

@@ -4,7 +4,9 @@ Promises: `LabChains.create(dir, feeder, scenario)` writes (once; reused on a se
 one anonym key per MG and the DSO key, all 0600, and two geneses: the MGMC chain (authorities: the MGMCs;
 accounts: the DSO, each MGMC, each anonym with its owner's market rules preset from the scenario) and the
 DSO chain (authorities: the DSO and every MGMC as co-validator; the DSO enrols each MGMC's anonym on it when
-its node starts). The MGMC chain carries the market and exchange contracts. With `SettleByBoth`
+its node starts). The MGMC chain carries the market, exchange and uplift contracts (the day-ahead session,
+its forward trades and their make-whole: with `--dayahead` each MGMC claims after the clear and the chain pays
+after the day; no `uplift_claim_ms`, so the settle waits for the trades only). With `SettleByBoth`
 (`peergrid-testbed --settle-by-both` passes it) the MGMC genesis names `settle_by_both`: a trade settles on
 both parties' metered statements. `tariff.yaml` beside the keys holds each MG's retail and feed-in from the
 scenario (the prices its MGMC schedules with), in the DSO's tariff-file format (docs/closed-loop.md "Who
@@ -207,8 +209,9 @@ class LabChains:
                     *(Account(anonyms[mg].public, ("anonym",), f"anonym-{i}", rules=rules[mg])
                       for i, mg in enumerate(mgs)),
                 ),
-                # exchange: the day-ahead session and its forward trades (`LoopTiming.dayahead`)
-                contracts=("market", "exchange"),
+                # exchange: the day-ahead session and its forward trades (`LoopTiming.dayahead`); uplift: their
+                # make-whole (edge day_stages.run_uplift_claim after the clear, run_uplift after the day)
+                contracts=("market", "exchange", "uplift"),
                 params=mgmc_params,
             )  # fmt: skip
             dso_chain = Genesis(

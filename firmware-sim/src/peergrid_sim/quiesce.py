@@ -1,7 +1,8 @@
 """The end of a lab run (`quiesced`): once no transaction is pending anywhere (or a few seconds of blocks
 passed) - and, on a settle_by_both chain, every trade the MGMCs recorded has its settlement recorded by one of
 its parties (or the counterparty's window and a few intervals passed: the last interval is stated after its
-end) - it halts both chains a few blocks above the highest head (`control/halt.json`, which every MGMC and the
+end), and on a chain with the uplift contract every MGMC that claimed the day-ahead make-whole recorded its
+payment (`unpaid_uplift`: the edge settles it after the day's settlements; bounded by `_uplift_s`) - it halts both chains a few blocks above the highest head (`control/halt.json`, which every MGMC and the
 DSO node read), then says True when every replica reports that height and the same head on both chains, or
 when the bounded wait is over; what it found (heads per node, transactions still pending) goes to
 `records/quiesce.json`. Reads the nodes' status files and records only; starts nothing. Moved out of
@@ -63,6 +64,36 @@ def unsettled_in_records(records: Path) -> list[str]:
     return sorted((traded - ended) | (disputed - decided))
 
 
+def unpaid_uplift(records: Path) -> list[str]:
+    """The MGMCs whose records hold the day-ahead make-whole's claim stage (`uplift_claim`, edge day_stages)
+    but not yet its payment stage (`uplift`, recorded once the chain settled it or the stage gave up), by
+    record file name; none when no MGMC claimed (no clear, or a chain without the uplift contract)."""
+    out = []
+    for path in sorted(records.glob("mgmc-*.jsonl")):
+        docs = json_lines(path)
+        if any("uplift_claim" in doc for doc in docs) and not any("uplift" in doc for doc in docs):
+            out.append(path.stem)
+    return out
+
+
+def _uplift_s(loop: Any) -> float | None:
+    """How long the end waits for the make-whole's payment (None: the MGMC chain has no uplift contract), from
+    when every MGMC recorded the last interval: the edge's day end (an interval at least past its last one,
+    `settle_day`), the stage's wait for the day's trades to settle (four phases, day_stages), the backup
+    members' grace (a phase) and the settle's own final block (a phase), with an interval to spare. What the
+    end waits for are the records (`unpaid_uplift`); this only bounds it when one never comes."""
+    chains = getattr(loop, "chains", None)
+    if chains is None or not getattr(loop, "dayahead", False):
+        return None
+    contracts = json.loads(chains.mgmc_genesis.read_text(encoding="utf-8")).get("contracts", [])
+    if "uplift" not in contracts:
+        return None
+    from peergrid_sim.closedloop import phase_timeout_s
+
+    interval = float(loop.interval_s)
+    return 2 * interval + 6 * phase_timeout_s(interval)
+
+
 def _settling_s(loop: Any) -> float | None:
     """How long the end waits for the last statements and disputes (None: the chain does not settle by both),
     from when every MGMC recorded the last interval: that interval's statements go after its end and a meter
@@ -105,6 +136,9 @@ def quiesced(loop: Any, bed: Any, bound_s: float | None = None) -> bool:
         settling = _settling_s(loop)
         if settling is not None and now - started < settling and unsettled_in_records(workdir / "records"):
             return False  # the last interval's trades are stated after its end: let them settle or dispute
+        paying = _uplift_s(loop)
+        if paying is not None and now - started < paying and unpaid_uplift(workdir / "records"):
+            return False  # the day's make-whole is settled after the day's trades: let it land
         if pending and now - started < max(3.0, 10 * period_s):
             return (
                 False  # let what is in flight land first (a tx the chain refuses may never leave a mempool)

@@ -10,8 +10,9 @@ the lab's start (when the DSO node was ready relative to t0 and when its enrolme
 final, as its health showed them while the lab waited before t0: `start_section`) and the end-of-run quiesce —
 plus `checks`: every replica of each chain ends on the identical head (same height, same hash), every store
 passes `peergrid-ledger verify`, every settled trade's settlement has an inclusion proof that verifies, the
-executed topology was always secure, no MG paid more under P2P than it would have conventionally, and the
-DSO node was ready before any MGMC started.
+executed topology was always secure, no MG paid more under P2P than it would have conventionally plus the risk
+allowance its owner accepted (`report_bound`, its `rationality` section beside), and the DSO node was ready
+before any MGMC started; and the day-ahead make-whole as the MGMC chain settled it (`report_uplift`).
 Never changes a store (opens them read-only in effect: only reads). The page is drawn by `report_html` from
 report.json's document alone.
 """
@@ -27,7 +28,9 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from peergrid_sim.report_bound import owner_bound
 from peergrid_sim.report_html import html
+from peergrid_sim.report_uplift import uplift_section
 
 
 def json_lines(path: Path) -> list[dict[str, Any]]:
@@ -324,6 +327,7 @@ def write_report(bed: Any, out_dir: Path) -> Path:
     for role, figures in ledger.items():  # round timeouts each replica counted (the chain id names its role)
         per_node: dict[str, Any] = next((v for c, v in consensus.items() if c.startswith(role + "-")), {})
         figures["round_timeouts"] = {node: st.get("round_timeouts", 0) for node, st in per_node.items()}
+    within_bound, rationality = owner_bound(edges, cost_p2p, cost_conv)
     checks = {
         "intervals_done": len([r for r in dso if "error" not in r]),
         "replicas_agree": bool(ledger) and all(c["identical_heads"] for c in ledger.values()),
@@ -334,7 +338,8 @@ def write_report(bed: Any, out_dir: Path) -> Path:
         "topology_secure": all(
             not r.get("after", {}).get("violations", ["?"]) for r in dso if "error" not in r
         ),
-        "p2p_not_dearer": all(cost_p2p[mg] <= cost_conv[mg] + 1e-6 for mg in cost_p2p),
+        # within its conventional day plus the risk allowance its owner accepted (`report_bound`)
+        "p2p_not_dearer": within_bound,
         "dso_ready_before_mgmcs": start.get("dso_ready_before_mgmcs"),
     }
     report = {
@@ -349,6 +354,8 @@ def write_report(bed: Any, out_dir: Path) -> Path:
         "trades": sorted(trades.values(), key=lambda tr: (tr["interval"], tr["seller"], tr["buyer"])),
         "mg_cost_p2p": cost_p2p,
         "mg_cost_conventional": cost_conv,
+        "rationality": rationality,  # per MG: allowance, bound, within, guard mode, dso_cost, budget
+        "uplift": uplift_section(workdir),  # the day-ahead make-whole on the MGMC chain (`report_uplift`)
         "welfare": {
             "p2p": p2p_welfare,
             "conventional": conv_welfare,

@@ -1,0 +1,159 @@
+"""The testbed report's `uplift` section: the day-ahead make-whole as the lab's MGMC chain holds it.
+
+Promises: `uplift_section(workdir)` (after the processes stopped: it opens one MGMC chain store) lists every
+exchange session with an uplift claim or outcome on that chain: each member's claim (gain, surplus;
+micro-units) by MG name (the lab's anonym keys in `<workdir>/keys`; a key it does not know by its hex), and
+once settled the outcome (funded, owed, surplus, credits, charges, withheld, refunds, the payments payer ->
+payee with the part that became a debt) and `moved`: how much each account's balance changed in the one
+transaction that settled it, replayed from genesis (`validate_block`, as `peergrid-ledger verify` replays).
+`balances_match` says whether that is exactly what the outcome records: each payee its credit, each payer
+its charge, less any part owed as a debt instead, and no other balance touched. A store it cannot read, or a
+chain that does not replay, is `{"error": ...}`: the report is written all the same. Never writes a store.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+CLAIM_PREFIX, DONE_PREFIX = b"upl/claim/", b"upl/done/"
+KEY_BYTES = 32  # a member key in a claim's state key (Ed25519 public key)
+
+
+def mgmc_store(workdir: Path) -> Path | None:
+    """One replica of the lab's MGMC chain: the DSO node's, else the first MGMC's (the report checks they
+    agree)."""
+    nodes = Path(workdir) / "nodes"
+    found = [nodes / "dso" / "mgmc.db", *sorted(nodes.glob("mgmc-*/mgmc.db"))]
+    return next((p for p in found if p.exists()), None)
+
+
+def anonym_names(keys_dir: Path) -> dict[bytes, str]:
+    """The lab's anonym public keys -> MG names (`anonym-<mg>.key`); a file it cannot read is left out."""
+    from peergrid_ledger.keys import KeyFileError, read_keyfile
+
+    names: dict[bytes, str] = {}
+    for path in sorted(Path(keys_dir).glob("anonym-*.key")):
+        try:
+            names[read_keyfile(path).public] = path.stem.removeprefix("anonym-")
+        except (OSError, ValueError, KeyFileError):
+            continue
+    return names
+
+
+def settle_moves(store: Any, targets: dict[bytes, int]) -> dict[bytes, dict[bytes, int]]:
+    """Per settle txid in `targets` (txid -> its height), each account's balance change in that transaction
+    alone: the chain replayed from genesis to its block, the block's earlier transactions' writes before it."""
+    from peergrid_ledger import keyspace as ks
+    from peergrid_ledger.block import Tip, validate_block
+    from peergrid_ledger.results import Accepted
+
+    genesis = store.genesis
+    state, tip = genesis.initial_state(), Tip.of_genesis(genesis)
+    out: dict[bytes, dict[bytes, int]] = {}
+    for height in range(1, max(targets.values(), default=0) + 1):
+        block = store.block(height)
+        outcome = validate_block(state, tip, genesis, block)
+        for txid in (t for t, h in targets.items() if h == height):
+            before: dict[bytes, bytes | None] = {}
+            for result in outcome.results:
+                assert isinstance(result, Accepted)  # a stored block holds only accepted transactions
+                if result.txid == txid:
+                    out[txid] = {
+                        key[len(b"bal/") :]: ks.decode_int(new)
+                        - ks.decode_int(before[key] if key in before else state.get(key))
+                        for key, new in result.writes.items()
+                        if key.startswith(b"bal/")
+                    }
+                    break
+                before.update(result.writes)
+        state.commit(outcome.writes)
+        tip = Tip.of(block.header)
+    return out
+
+
+def expected_moves(done: dict[str, Any]) -> dict[bytes, int]:
+    """What the outcome says each balance moves by: each payment's amount less its part owed as a debt, from
+    the payer to the payee (`payments`: [payer, payee, amount, owed])."""
+    moved: dict[bytes, int] = {}
+    for payer, payee, amount, owed in done["payments"]:
+        paid = int(amount) - int(owed)
+        moved[payer] = moved.get(payer, 0) - paid
+        moved[payee] = moved.get(payee, 0) + paid
+    return {k: v for k, v in moved.items() if v}
+
+
+def _sessions(items: list[tuple[bytes, bytes]]) -> tuple[dict[str, dict[bytes, Any]], dict[str, Any]]:
+    """Claims per session (member -> claim) and outcomes per session, from the chain's state entries."""
+    from peergrid_ledger.codec import decode
+
+    claims: dict[str, dict[bytes, Any]] = {}
+    done: dict[str, Any] = {}
+    for key, raw in items:
+        if key.startswith(CLAIM_PREFIX):
+            rest = key[len(CLAIM_PREFIX) :]
+            member, name = rest[:KEY_BYTES], rest[KEY_BYTES:].decode()
+            claims.setdefault(name, {})[member] = decode(raw)
+        elif key.startswith(DONE_PREFIX):
+            done[key[len(DONE_PREFIX) :].decode()] = decode(raw)
+    return claims, done
+
+
+def uplift_section(workdir: Path) -> dict[str, Any]:
+    """The section (module contract)."""
+    from peergrid_ledger.store import BlockStore
+
+    path = mgmc_store(Path(workdir))
+    if path is None:
+        return {"sessions": [], "error": "no MGMC chain store in the lab's nodes"}
+    names = anonym_names(Path(workdir) / "keys")
+
+    def name(key: bytes) -> str:
+        return names.get(key, key.hex()[:16])
+
+    def by_name(rows: list[list[Any]]) -> dict[str, int]:
+        return {name(k): int(v) for k, v in rows}
+
+    try:
+        store = BlockStore.open(path)
+    except Exception as exc:
+        return {"sessions": [], "error": f"{path}: {type(exc).__name__}: {exc}"[:300]}
+    try:
+        claims, done = _sessions(list(store.state_items()))
+        heights = {str(s): store.locate_tx(d["txid"]) for s, d in done.items()}
+        targets = {done[s]["txid"]: where[0] for s, where in heights.items() if where is not None}
+        moves = settle_moves(store, targets)
+    except Exception as exc:  # a store that does not replay: said, not raised (the verify check fails too)
+        return {"sessions": [], "error": f"{type(exc).__name__}: {exc}"[:300]}
+    finally:
+        store.close()
+    sessions = []
+    for session in sorted(claims.keys() | done.keys()):
+        entry: dict[str, Any] = {
+            "session": session,
+            "claims": {name(m): {"gain": c["gain"], "surplus": c["surplus"]} for m, c in sorted(claims.get(session, {}).items())},
+            "settled": session in done,
+        }  # fmt: skip
+        outcome = done.get(session)
+        if outcome is not None:
+            moved = moves.get(outcome["txid"], {})
+            expected = expected_moves(outcome)
+            entry |= {
+                "height": (heights.get(session) or (None,))[0],
+                "funded": bool(outcome["funded"]),
+                "owed": int(outcome["owed"]),
+                "surplus": int(outcome["surplus"]),
+                "credits": by_name(outcome["credits"]),
+                "charges": by_name(outcome["charges"]),
+                "withheld": by_name(outcome["withheld"]),
+                "refunds": by_name(outcome["refunds"]),
+                "payments": [
+                    {"payer": name(p), "payee": name(q), "amount": int(a), "owed": int(o)}
+                    for p, q, a, o in outcome["payments"]
+                ],
+                "moved": {name(k): v for k, v in sorted(moved.items()) if v},
+                "balances_match": outcome["txid"] in moves
+                and {k: v for k, v in moved.items() if v} == expected,
+            }
+        sessions.append(entry)
+    return {"sessions": sessions}
