@@ -16,6 +16,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import pytest
 from test_edge_dayahead_session import SESSION, free_day, run_on
 from test_edge_forward import trading_agent
 from test_edge_uplift import balances, bounded, read_records
@@ -25,7 +26,7 @@ from peergrid_edge.config import MarketSettings
 from peergrid_edge.dayahead_uplift import UpliftStage
 from peergrid_edge.exchange_io import submit_final
 from peergrid_edge.link import MqttLink
-from peergrid_edge.replicas import ChainSpec, EdgeLedger
+from peergrid_edge.replicas import ChainSpec, EdgeLedger, Submission
 from peergrid_ledger import query
 from peergrid_ledger.contracts import uplift
 from peergrid_ledger.genesis import Account, Genesis, Params
@@ -194,3 +195,53 @@ def test_the_settling_member_waits_for_a_claim_not_on_the_chain_yet_and_the_paye
     assert after["mg001"] - before["mg001"] == 50_000 == before["mg002"] - after["mg002"]
     done = uplift.outcome(ledger.state("mgmc"), SESSION)
     assert done is not None and done["funded"]
+
+
+class RefusesFirstClaim:
+    """A replica whose first `uplift.claim` does not land: reported not final (`final` False: it may still land,
+    so it is tried again) or refused by the chain (`final` True: not tried again this run)."""
+
+    def __init__(self, ledger: EdgeLedger, final: bool) -> None:
+        self.inner, self.final, self.refused = ledger, final, 0
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+    async def submit(self, role: str, raw: bytes, timeout_s: float) -> Submission:
+        if not self.refused and b"uplift.claim" in raw:
+            self.refused += 1
+            why = "rule-violation: refused by hand" if self.final else "not final within 1.0 s"
+            return Submission(False, why, final=self.final)
+        return await self.inner.submit(role, raw, timeout_s)
+
+
+@pytest.mark.parametrize("final", [False, True])
+def test_a_claim_that_did_not_land_is_posted_again_in_the_days_idle_time(tmp_path: Path, final: bool) -> None:
+    """U-B: the payee's claim after the clear did not land; `retry_uplift_claim` (each interval's start in
+    `trader.run`) posts it again, so it is on the chain before any settle; a chain refusal is not repeated."""
+    ledger, keys_ = chain(tmp_path, both=False)
+    scenario = free_day(2, 2)
+    flaky = RefusesFirstClaim(ledger, final)
+    agent = trading_agent(flaky, keys_["mg001"], scenario, scenario.microgrids[0], tmp_path / "mg001.jsonl")
+
+    async def play() -> Any:
+        await cleared_day(ledger, keys_, payee_claims=False)
+        first = await day_stages.retry_uplift_claim(agent)
+        second = await day_stages.retry_uplift_claim(agent)
+        third = await day_stages.retry_uplift_claim(agent)
+        return first, second, third, uplift.claim(ledger.state("mgmc"), SESSION, keys_["mg001"].public)
+
+    first, second, third, on_chain = run_on(ledger, play)
+    assert flaky.refused == 1 and first is not None and not first.posted
+    if final:  # refused for good: never sent again this run (the after-day stage tries once more)
+        assert "refused by hand" in first.reason and agent.uplift_claim_refused
+        assert second is None and third is None and on_chain is None
+    else:
+        assert first.reason.startswith("not final: ") and not agent.uplift_claim_refused
+        assert second is not None and second.posted and not second.reason and third is None
+        assert on_chain is not None and (on_chain["gain"], on_chain["surplus"]) == (
+            second.gain,
+            second.surplus,
+        )
+    recorded = [d["uplift_claim"] for d in read_records(tmp_path / "mg001.jsonl") if "uplift_claim" in d]
+    assert [r["posted"] for r in recorded] == ([False] if final else [False, True])

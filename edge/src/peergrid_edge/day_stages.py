@@ -159,14 +159,23 @@ def _uplift_stage(agent: MarketAgent, session: str) -> UpliftStage:
 def claim_missing(agent: MarketAgent) -> bool:
     """This MG's claim on the day's cleared session is not on the chain and may still land (the uplift not
     settled, not refused for good by this run): what `retry_uplift_claim` posts."""
-    if agent.forward is None or not agent.forward.cleared or agent.uplift_claim_refused:
+    if agent.uplift_claim_refused or not enabled(agent.ledger):
         return False
-    if not enabled(agent.ledger):
-        return False
-    state, session = agent.ledger.state(ROLE), agent.forward.session
+    session = _todays_session(agent)
+    state = agent.ledger.state(ROLE)
     return (
-        uplift.claim(state, session, agent.anonym.public) is None and uplift.outcome(state, session) is None
+        session is not None
+        and uplift.claim(state, session, agent.anonym.public) is None
+        and uplift.outcome(state, session) is None
     )
+
+
+def _todays_session(agent: MarketAgent) -> str | None:
+    """The day's cleared session: this run's forward stage's, or (a restart) the one that closed its first
+    interval on the chain."""
+    if agent.forward is not None and agent.forward.cleared:
+        return agent.forward.session
+    return forward_session(agent.ledger.state(ROLE), agent.s.first_interval)
 
 
 async def retry_uplift_claim(
@@ -178,7 +187,7 @@ async def retry_uplift_claim(
     again; the after-day stage tries once more)."""
     if not claim_missing(agent):
         return None
-    claim = await run_uplift_claim(agent, clock)
+    claim = await run_uplift_claim(agent, clock, _todays_session(agent))
     agent.uplift_claim_refused = bool(claim.reason) and "not final" not in claim.reason
     return claim
 
@@ -223,7 +232,7 @@ def retry_in_background(agent: MarketAgent) -> asyncio.Task[list[UpliftOutcome]]
     a failure is logged."""
     if not enabled(agent.ledger):
         return None
-    today = forward_session(agent.ledger.state(ROLE), agent.s.first_interval)
+    today = _todays_session(agent)
 
     async def retry() -> list[UpliftOutcome]:
         try:
@@ -268,10 +277,7 @@ async def run_uplift(agent: MarketAgent, clock: Callable[[], float] = time.time)
     first: claims land until the settle."""
     if not enabled(agent.ledger):
         return None
-    if agent.forward is not None and agent.forward.cleared:
-        session: str | None = agent.forward.session
-    else:
-        session = forward_session(agent.ledger.state(ROLE), agent.s.first_interval)
+    session = _todays_session(agent)
     if session is None:
         return None
     agent.phase = "uplift"

@@ -264,9 +264,12 @@ class UpliftStage:
                 await submit_final(self.ledger, self.key, "uplift.settle", {"session": self.session},
                                    self.timeout_s, self.before_submit)  # fmt: skip
                 by_us = True
-            except NotFinal as exc:  # it may still land: the chain's outcome says, within the wait
+            except NotFinal as exc:  # it may still land: the chain's outcome says; else it is sent again
                 why = str(exc)
-                if not await self.ledger.wait_for(ROLE, self._settled, max(0.0, until - self.clock())):
+                landed = await self.ledger.wait_for(
+                    ROLE, self._settled, min(self.wait_s, until - self.clock())
+                )
+                if not landed and self.clock() >= until:
                     return _outcome(self.session, None, me, why)
             except SessionFailed as exc:
                 why = str(exc)
