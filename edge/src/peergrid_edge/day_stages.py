@@ -13,9 +13,12 @@ checkpoint in the data directory (`DAYAHEAD_CHECKPOINT`), rejoin it or read its 
 stages end before the first interval they trade (`dayahead_deadline`, review7 F7).
 Uplift (`dayahead_uplift.py`): once the clear recorded its forward trades, `run_forward` posts this MG's claim
 (its deviation gain and surplus, from its own model: a few of its own MILPs before the first interval) and
-records it (`uplift_claim`); after the day `run_uplift` has the chain settle the session's uplift once every
-forward trade settled and records this MG's credit, charge and withheld credit (`uplift`). A restart posts no
-second claim and reads a settled uplift. On a chain whose genesis does not enable the uplift contract neither
+records it (`uplift_claim`); a claim that did not land is posted again at each interval's start
+(`retry_uplift_claim`; a chain refusal once); after the day `run_uplift` has the chain settle the session's
+uplift once every forward trade settled (waiting as long as the chain's rules may still settle them:
+`UpliftStage.settle`) and records this MG's credit, charge and withheld credit (`uplift`). A restart posts no
+second claim and reads a settled uplift; each (re)start settles, beside its day, an uplift of an earlier
+session on the scenario's chain intervals still unsettled (`retry_in_background`: review17 U-A). On a chain whose genesis does not enable the uplift contract neither
 stage runs nor records anything (the day's records are as before the contract).
 Never reads another MG's private data.
 """

@@ -8,13 +8,20 @@ Promises:
   (`deviation.deviation_gains` on a one-MG scenario; valued at its own floor or cap where that is the price), its
   tolerance (one price tick per kWh it trades, at least one kWh's); gain rounded up to a micro-unit when it
   exceeds the tolerance (else 0), surplus (conventional less committed) rounded down (0 when not positive).
-  Nothing of its model leaves it but these two figures.
+  Nothing of its model leaves it but these two figures. A gain the chain would refuse because this MG's rules
+  set no `max_quantity` for an interval of the session (review17 U-C) is claimed as 0, logged.
 - `UpliftStage.claim()`: posts `uplift.claim` once: a restarted MGMC finds its claim on the chain and posts none
-  (the contract refuses a second anyway). `UpliftStage.settle()` after the day: waits (bounded, `wait_s`) until
-  every trade of the session is settled on its replica, then the lowest member key sends `uplift.settle` at once
-  and every other member after `grace_s` if the chain still shows none (a refusal because the day is not
-  ready yet is retried until `wait_s` ends; one because it is already settled is read as done), and reads
-  this MG's credit, charge, withheld credit and any part of its charge that became a debt from the chain.
+  (the contract refuses a second anyway); one not final in time says so (`not final: ...`: it may be posted
+  again). `UpliftStage.settle()` after the day: waits until the chain would take a settle
+  (`uplift.waiting_for`: every trade settled, the claim window over), for as long as the chain's own rules may
+  still make it so (`uplift.ready_by`, the trades' deadlines + the DSO's wait, or the window's end) + `wait_s`,
+  at least `wait_s` (review17 U-A: not a fixed 12 s); on a chain without a claim window (W = 0: the first
+  settle closes the claims) a member's claim missing then is waited for up to `claim_wait_s` (U-B); then the
+  lowest member key sends `uplift.settle` at once and every other member after `grace_s` if the chain still
+  shows none (a refusal because the day is not ready yet is retried within the bound; one because it is
+  already settled is read as done; a settle not final is waited for and sent again), and reads this MG's
+  credit, charge, withheld credit and any part of its charge that became a debt from the chain. Past the
+  bound it gives up naming what the chain still waits for; a later start settles it (`day_stages`).
 - Both return typed outcomes (`UpliftClaim`, `UpliftOutcome`: done, or not with why); a chain whose genesis does
   not enable the uplift contract skips both with that reason. A failure never raises past the stage.
 Never reads another MG's private data; solves only this MG's MILPs.
