@@ -2,7 +2,8 @@
 
 Promises: the lab's keys and geneses are `lab_chains`' (`LabChains`, `SettleByBoth`, re-exported here);
 `LoopTiming.dayahead` (off by default) turns on the MGMCs' day-ahead session and forward trades
-(`market.dayahead`). With a settle-by-both MGMC genesis the DSO node's config gets its `disputes` section
+(`market.dayahead`), `LoopTiming.guard` (None by default) their owner guard (`OwnerGuard`: `market.rationality`,
+`market.forecast` market, `market.risk_allowance`). With a settle-by-both MGMC genesis the DSO node's config gets its `disputes` section
 (where the market intervals lie on the wall clock and how the MGMCs bucket their sealed readings), so it
 settles a disputed trade from both parties' PCC readings, and names the lab's `tariff.yaml` (`tariff_file`),
 so the DSO node posts each MG's cover prices as `market.tariff`. `edge_config` and `dso_node_config` return
@@ -40,6 +41,21 @@ from peergrid_sim.quiesce import unsettled_in_records as unsettled_in_records
 
 
 @dataclass(frozen=True)
+class OwnerGuard:
+    """The lab edges' intraday individual-rationality guard (edge `market.rationality`, `market.forecast`,
+    `market.risk_allowance`; off by default): every MGMC plans on the market's price forecast and keeps its
+    owner's day within its conventional cost plus `risk_allowance` (strict) or trades only what the
+    conventional alternative would (trades). The edge's config refuses an allowance without strict."""
+
+    rationality: str = "strict"  # "strict" | "trades"
+    risk_allowance: float = 0.0  # currency per day, every MG alike
+
+    def market(self) -> dict[str, Any]:
+        """The edge config's `market` keys it sets."""
+        return {"rationality": self.rationality, "forecast": "market", "risk_allowance": self.risk_allowance}
+
+
+@dataclass(frozen=True)
 class LoopTiming:
     t0: float  # wall time the first interval starts
     interval_s: float
@@ -51,6 +67,8 @@ class LoopTiming:
     # contract (a lab directory made before it has none: the session is refused there and the MGMCs trade
     # intraday as before)
     dayahead: bool = False
+    # the MGMCs' owner guard (`OwnerGuard`); None: the edge's default, rationality off and no forecast
+    guard: OwnerGuard | None = None
 
 
 # The safe state of each DER when no MGMC is in charge (its schedule lapsed, or the daemon died and the device's
@@ -174,6 +192,7 @@ def edge_config(
             * (rebargain_wait_s(timing, len(chains.mgs)) + dso_wait_s(timing, len(chains.mgs))),
             "record_file": str(records / f"mgmc-{mg}.jsonl"),
             **(_dayahead(scenario_path) if timing.dayahead else {}),
+            **(timing.guard.market() if timing.guard is not None else {}),
             **({"dso_api_url": dso_api_url} if dso_api_url else {}),
         },
     }

@@ -39,6 +39,7 @@ from peergrid_sim.broker import LOOPBACK, BrokerError
 from peergrid_sim.closedloop import (
     LabChains,
     LoopTiming,
+    OwnerGuard,
     dso_node_config,
     edge_config,
     edge_devices,
@@ -91,6 +92,7 @@ class ClosedLoop:
     dso_extra: dict[str, Any] = field(default_factory=dict)  # DSO node settings (e.g. vmin_pu)
     interval_min: float = 15.0
     dayahead: bool = False  # the MGMCs' day-ahead session and forward trades (LoopTiming.dayahead)
+    guard: OwnerGuard | None = None  # the MGMCs' owner guard (LoopTiming.guard); None: the edge's default
     t0: float | None = None  # wall time the first interval starts (`fix_t0`)
     lead: float | None = (
         None  # wall s from the start to the first interval (--lead-s); None: `lead_s`'s default
@@ -151,6 +153,7 @@ class ClosedLoop:
             self.intervals,
             self.block_period_ms,
             self.dayahead,
+            self.guard,
         )
 
     def meter_seeds(self, bed: Any, scenario: Any = None) -> dict[str, tuple[str, int]]:

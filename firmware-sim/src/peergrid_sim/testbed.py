@@ -69,6 +69,16 @@ def _delay_s(text: str) -> float:
     return delay
 
 
+def _allowance(text: str) -> float:
+    try:
+        allowance = float(text)
+    except ValueError:
+        allowance = math.nan
+    if not (math.isfinite(allowance) and allowance >= 0):
+        raise argparse.ArgumentTypeError(f"not a currency amount >= 0: {text!r}")
+    return allowance
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog=PROGRAM, description="run the peergrid lab testbed on this machine")
     parser.add_argument(
@@ -141,6 +151,16 @@ def build_parser() -> argparse.ArgumentParser:
         "own sealed readings); default: each MG's meter signs and the DSO counts only its signed readings",
     )  # fmt: skip
     parser.add_argument(
+        "--rationality", choices=("strict", "trades"), default=None,
+        help="the MGMCs guard their owners' individual rationality in the intraday bargaining on the market's "
+        "price forecast (edge market.rationality, market.forecast market); default: off, no forecast",
+    )  # fmt: skip
+    parser.add_argument(
+        "--risk-allowance", type=_allowance, default=0.0,
+        help="with --rationality strict: currency per day each MG's day may end above its conventional cost "
+        "(edge market.risk_allowance); default 0",
+    )  # fmt: skip
+    parser.add_argument(
         "--no-market", action="store_true", help="devices, edges and DSO only: no ledger replicas, no trading"
     )
     return parser
@@ -148,6 +168,18 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _default_http_port() -> int:
     return 8080 if not wait_for_port(LOOPBACK, 8080, 0.05) else 0
+
+
+def owner_guard(args: argparse.Namespace) -> Any:
+    """The MGMCs' owner guard from --rationality and --risk-allowance (`closedloop.OwnerGuard`; None: off).
+    An allowance without strict is refused here, as the edge's config would refuse it in every MGMC."""
+    from peergrid_sim.closedloop import OwnerGuard
+
+    if args.risk_allowance and args.rationality != "strict":
+        raise SystemExit(
+            f"{PROGRAM}: --risk-allowance needs --rationality strict (it is the strict guard's slack)"
+        )
+    return None if args.rationality is None else OwnerGuard(args.rationality, args.risk_allowance)
 
 
 def lab_loop(args: argparse.Namespace, workdir: Path, scenario: Any) -> ClosedLoop | None:
@@ -162,7 +194,7 @@ def lab_loop(args: argparse.Namespace, workdir: Path, scenario: Any) -> ClosedLo
     loop = ClosedLoop(args.intervals or 96 - args.first_interval, args.first_interval, args.interval_s,
                       args.block_period_ms, cuttable=tuple(args.cuttable), dayahead=args.dayahead,
                       lead=args.lead_s, dso_start_delay_s=args.dso_start_delay_s,
-                      signed_meters=not args.unsigned_meters)  # fmt: skip
+                      signed_meters=not args.unsigned_meters, guard=owner_guard(args))  # fmt: skip
     t0 = loop.fix_t0()  # (after `dayahead` and `lead`: they set the lead)
     by_both = (
         SettleByBoth.for_lab(args.interval_s, args.first_interval, t0, block_period_ms=args.block_period_ms)
