@@ -1,7 +1,8 @@
 """The forecast the guarded agent plans on (`guard.forecast_for`) holds each interval's price within the MG's own
 bounds [feed-in, retail + the feeder's clean premium] (review17 K-B): an MGMC that trades with itself at any
 price (its node key offering, its anonym buying, on a chain that does not bind trades to anonyms) no longer
-sets every honest MG's forecast beyond a price it could ever trade at; an honest forecast is unchanged."""
+sets every honest MG's forecast beyond a price it could ever trade at, and on a chain that enrols anonyms its
+node key's trade does not count at all; an honest forecast is unchanged."""
 
 from __future__ import annotations
 
@@ -31,13 +32,17 @@ def priced_mg(premium: float = 0.0) -> Microgrid:
     return replace(mg, tariff=Tariff(RETAIL, FEED_IN), rules=replace(mg.rules, clean_premium=premium))
 
 
-def agent(state: Any, mg: Microgrid, peer_premium: float = 0.0, forecast: str = "market") -> SimpleNamespace:
-    """A stand-in trading agent: the fields `forecast_for` reads (its settings, day-ahead stage, replica, MG
-    and the feeder's scenario, whose largest clean premium is the curve's)."""
+def agent(
+    state: Any, mg: Microgrid, peer_premium: float = 0.0, forecast: str = "market", genesis: Any = None
+) -> SimpleNamespace:
+    """A stand-in trading agent: the fields `forecast_for` reads (its settings, day-ahead stage, replica with
+    its MGMC chain's genesis where given, MG and the feeder's scenario, whose largest clean premium is the
+    curve's)."""
     peer = replace(mg, name="peer", rules=ContractRules(clean_premium=peer_premium))
+    replicas = {} if genesis is None else {"mgmc": SimpleNamespace(app=SimpleNamespace(genesis=genesis))}
     return SimpleNamespace(
         s=SimpleNamespace(forecast=forecast), dayahead=None, mg=mg,
-        ledger=SimpleNamespace(state=lambda role: state),
+        ledger=SimpleNamespace(state=lambda role: state, replicas=replicas),
         scenario=SimpleNamespace(intervals=N, microgrids=(mg, peer)),
     )  # fmt: skip
 
@@ -77,10 +82,24 @@ def test_a_self_trade_at_any_price_moves_no_forecast_past_retail_plus_premium() 
     assert got == pytest.approx([RETAIL[k] + 0.03 for k in range(4, N)])
 
 
+def test_on_a_chain_that_enrols_anonyms_a_node_keys_trade_does_not_count() -> None:
+    """Honest MGMCs trade under their anonyms there: the node key's trade with its own anonym is left out,
+    and the forecast is the honest trade's 0.120 (within every interval's bounds)."""
+    chain = self_traded_chain(3)
+    got = forecast_for(agent(chain.state, priced_mg(), genesis=chain.genesis), 4)
+    assert got == pytest.approx([0.120] * (N - 4))
+    # the same trades on a chain whose genesis enrols no anonym (its MGMCs trade under their node keys): all
+    # count, held within the bounds
+    bare = replace(chain.genesis, accounts=tuple(replace(a, roles=("mgmc",)) for a in chain.genesis.accounts))
+    got = forecast_for(agent(chain.state, priced_mg(), genesis=bare), 4)
+    assert got == pytest.approx([RETAIL[k] for k in range(4, N)])
+
+
 def test_the_honest_forecast_is_unchanged() -> None:
     chain, _ = traded_chain(7)  # 0.130 per kWh agreed in interval 7
     mg = priced_mg()
     assert forecast_for(agent(chain.state, mg), 9) == pytest.approx([0.130] * (N - 9))
+    assert forecast_for(agent(chain.state, mg, genesis=chain.genesis), 9) == pytest.approx([0.130] * (N - 9))
     assert forecast_for(agent(chain.state, mg), 7) is None  # nothing agreed before: still no forecast
     assert forecast_for(agent(chain.state, mg, forecast="none"), 9) is None
 

@@ -5,8 +5,9 @@ Promises:
 - `market_forecast`: the peer prices the day is planned on with `market.forecast` "market" — the day-ahead
   session's final prices where it completed, else the latest agreed price on the MGMC chain (flat over the
   rest of the day), else None (no forecast: the plan does not lean on peers and the guard holds it against
-  the conventional day only). Every MGMC derives the same from its own replica; `forecast_for` holds each
-  interval's price within the MG's own [feed-in, retail + premium] (a price outside is never its trade).
+  the conventional day only). Every MGMC derives the same from its own replica; `forecast_for` counts only
+  trades between anonyms on a chain that enrols them (a node key's trade is an MGMC trading with itself) and
+  holds each interval's price within the MG's own [feed-in, retail + premium] (never its trade outside).
 - `DayBudget`: what the MG may still spend this day and end no worse off than its conventional (DSO-only)
   day plus the allowance: it starts at the conventional cost of the day from the agent's first interval and
   state plus the allowance, and each interval is charged with its `cost_p2p` as it was actually dispatched
@@ -28,18 +29,21 @@ is a sale within the guarded curve. Pure apart from the chain state it is given;
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from peergrid_controller.builder import MgState
 from peergrid_controller.commitment import Options
 from peergrid_controller.curve import ResponseCurve
+from peergrid_controller.market import price_tick
 from peergrid_controller.model import Microgrid
 from peergrid_controller.rationality import Guarded
 from peergrid_controller.schedule import MgSchedule, Plan, ScheduleError
 from peergrid_edge import interval_plan, resume
 from peergrid_edge.chain_bargaining import previous_price
+from peergrid_ledger import keyspace as ks
+from peergrid_ledger import query
 
 log = logging.getLogger("peergrid.edge.trader")
 
@@ -47,18 +51,48 @@ NANO = 1e9  # the exchange's prices are nano-currency per kWh
 
 
 def market_forecast(
-    session_prices: Sequence[int] | None, state: Any, t: int, intervals: int
+    session_prices: Sequence[int] | None,
+    state: Any,
+    t: int,
+    intervals: int,
+    counted: Callable[[dict[str, Any]], bool] | None = None,
 ) -> list[float] | None:
     """Expected peer prices (currency per kWh) for intervals t .. `intervals` - 1: the completed day-ahead
     session's final prices (one per interval of the day; a clean session's general book first), else the
-    latest interval before t with agreed trades on the chain, its price held flat, else None."""
+    latest interval before t with agreed trades on the chain, its price held flat, else None. `counted`:
+    which agreed trades count (`anonym_trades`; None: all, `previous_price`'s figure)."""
     if session_prices is not None and len(session_prices) >= intervals:
         return [p / NANO for p in session_prices[t:intervals]]
     for k in range(t, 0, -1):
-        price = previous_price(state, k)
+        price = previous_price(state, k) if counted is None else _agreed_price(state, k - 1, counted)
         if price is not None:
             return [price] * (intervals - t)
     return None
+
+
+def _agreed_price(state: Any, k: int, counted: Callable[[dict[str, Any]], bool]) -> float | None:
+    """`previous_price`'s figure for interval k (volume-weighted, on the chain's tick) over its counted trades."""
+    trades = [trade for _, trade in query.trades(state, k) if counted(trade)]
+    volume = sum(trade["quantity"] for trade in trades)
+    if volume <= 0:
+        return None
+    return price_tick(sum(trade["price"] * trade["quantity"] for trade in trades) / volume / 1000)
+
+
+def anonym_trades(genesis: Any, state: Any) -> Callable[[dict[str, Any]], bool] | None:
+    """On an MGMC chain whose genesis enrols anonyms, only a trade between two anonyms counts for the
+    forecast: every honest MGMC trades under its anonym there, so a trade with an MGMC's node key (role
+    mgmc) is one MGMC trading with itself at a price of its choosing (review17 K-B: the contract takes it
+    where settle_by_both is off). None (every trade counts) on a chain that enrols none: its MGMCs trade
+    under their node keys. Roles are read off the state, so an anonym enrolled since genesis counts too."""
+    if not any(ks.ROLE_ANONYM in account.roles for account in genesis.accounts):
+        return None
+
+    def anonym(key: bytes) -> bool:
+        account = query.account(state, key)
+        return account is not None and ks.ROLE_ANONYM in account.roles
+
+    return lambda trade: anonym(trade["seller"]) and anonym(trade["buyer"])
 
 
 @dataclass
@@ -113,13 +147,17 @@ def day_budget(
 
 def forecast_for(agent: Any, t: int) -> list[float] | None:
     """`market_forecast` for the trading agent's interval t where its `market.forecast` is "market" (its
-    completed day-ahead session's prices, else its replica's MGMC chain), each interval's price held within
-    the MG's own bounds (`within_bounds`); None otherwise. A test's stand-in settings that do not name the
+    completed day-ahead session's prices, else its replica's MGMC chain: trades between anonyms only where
+    the chain enrols them, `anonym_trades`), each interval's price held within the MG's own bounds
+    (`within_bounds`); None otherwise. A test's stand-in settings that do not name the
     field plan without one, as before."""
     if _setting(agent, "forecast", "none") != "market":
         return None
     session = agent.dayahead.prices if agent.dayahead is not None and agent.dayahead.completed else None
-    forecast = market_forecast(session, agent.ledger.state("mgmc"), t, agent.scenario.intervals)
+    state = agent.ledger.state("mgmc")
+    replicas = getattr(agent.ledger, "replicas", {})  # a test's stand-in replica may have none: all count
+    counted = anonym_trades(replicas["mgmc"].app.genesis, state) if "mgmc" in replicas else None
+    forecast = market_forecast(session, state, t, agent.scenario.intervals, counted)
     premium = max(m.rules.clean_premium for m in agent.scenario.microgrids)  # the feeder's, as the curve's
     return None if forecast is None else within_bounds(forecast, agent.mg, t, premium)
 
