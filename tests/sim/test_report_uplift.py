@@ -1,8 +1,9 @@
 """The testbed report's `uplift` section (`report_uplift`): the balance change of one transaction alone, replayed
 from a real store (the block's earlier transactions counted before it, later ones not), what an outcome's
 payments say each balance moves by (a part owed as a debt moves nothing), and a lab without a store, or whose
-chain holds no uplift, said rather than raised. The section on a settled uplift is read by the day-ahead lab
-test (tests/sim/test_closedloop_dayahead.py) on the lab's own chain."""
+chain holds no uplift, said rather than raised; and the whole section on a funded uplift settled on a real
+chain (the lab's own day owes nobody since review17 U-C: its anonyms set no max_quantity rule, so the day-ahead
+lab test, tests/sim/test_closedloop_dayahead.py, reads a settled uplift that moved nothing)."""
 
 from __future__ import annotations
 
@@ -75,3 +76,75 @@ def test_the_lab_anonyms_are_named_by_their_key_files(tmp_path: Path) -> None:
     (tmp_path / "anonym-mg8.key").write_text("garbage")
     (tmp_path / "anonym-mg8.key").chmod(0o600)  # private but no key
     assert anonym_names(tmp_path) == {B.public: "mg2"}
+
+
+def _settled_day(path: Path) -> dict[str, bytes]:
+    """A real MGMC-like chain in a store: an exchange session over two intervals (p1 sells 1000 Wh in each, p2
+    and p3 buy 600 and 400), cleared; p1 claims a gain of 40,000 micro-units, p2 and p3 surpluses of 30,000 and
+    10,000; the buyers settle the four trades on their word; p2 settles the uplift, paying p1 30,000 + 10,000.
+    The lab's keys directory beside the store names p1..p3 as mg1..mg3."""
+    from peergrid_ledger.contracts.market_state import NO_RULES
+
+    dso, p1, p2, p3, sealer = (keys.Keypair.generate() for _ in range(5))
+    rules = {**NO_RULES, "max_quantity": 1_000_000}  # a gain is claimed only with a max_quantity rule (U-C)
+    genesis = Genesis(
+        chain="mgmc-report", time=int(time.time() * 1000) - 60_000, authorities=(sealer.public,),
+        accounts=(Account(dso.public, ("dso",), "dso"),
+                  *(Account(k.public, ("anonym",), f"anonym-{i}", balance=10**9, rules=rules)
+                    for i, k in enumerate((p1, p2, p3)))),
+        contracts=("market", "exchange", "uplift"), params=Params(credit_limit=0),
+    )  # fmt: skip
+    (path / "nodes" / "dso").mkdir(parents=True)
+    store = BlockStore.create(path / "nodes" / "dso" / "mgmc.db", genesis)
+    chain = LocalChain(genesis, sealer, store)
+    now = [genesis.time + 1000]
+
+    def send(who: keys.Keypair, kind: str, body: dict[str, object]) -> None:
+        now[0] += 10
+        result = chain.sign_and_submit(who, kind, body, time_ms=now[0])
+        assert isinstance(result, Accepted), (kind, result)
+        chain.seal(now[0])
+
+    members, positions = (p1, p2, p3), {p1: [1000, 1000], p2: [-600, -600], p3: [-400, -400]}
+    members_key = [k.public for k in members]
+    opening = {"session": "day", "first_interval": 36, "members": members_key, "prices": [100_000_000] * 2,
+               "rho": 5_000_000}  # fmt: skip
+    send(dso, "exchange.open", opening)
+    for k in members:
+        send(k, "exchange.position", {"session": "day", "iteration": 0, "positions": positions[k]})
+    send(dso, "exchange.step", {"session": "day", "iteration": 0, "rho": 5_000_000})
+    send(dso, "exchange.close", {"session": "day", "iteration": 1})
+    for k in members:
+        send(k, "exchange.accept", {"session": "day", "positions": positions[k], "clean": False})
+    send(dso, "exchange.clear", {"session": "day"})
+    for k, gain, surplus in ((p1, 40_000, 0), (p2, 0, 30_000), (p3, 0, 10_000)):
+        send(k, "uplift.claim", {"session": "day", "gain": gain, "surplus": surplus})
+    from peergrid_ledger import query
+
+    for interval in (36, 37):
+        for tid, trade in query.trades(chain.state, interval):
+            buyer = p2 if trade["buyer"] == p2.public else p3
+            send(buyer, "settle", {"trade": tid, "delivered": trade["quantity"]})
+    send(p2, "uplift.settle", {"session": "day"})
+    store.close()
+    for name, k in (("mg1", p1), ("mg2", p2), ("mg3", p3)):
+        keys.write_keyfile(path / "keys" / f"anonym-{name}.key", k)
+    return {"mg1": p1.public, "mg2": p2.public, "mg3": p3.public}
+
+
+def test_a_settled_uplift_on_a_real_chain_is_reported_with_the_balances_it_moved(tmp_path: Path) -> None:
+    (tmp_path / "keys").mkdir()
+    _settled_day(tmp_path)
+    [paid] = uplift_section(tmp_path)["sessions"]
+    assert paid["claims"] == {
+        "mg1": {"gain": 40_000, "surplus": 0},
+        "mg2": {"gain": 0, "surplus": 30_000},
+        "mg3": {"gain": 0, "surplus": 10_000},
+    }
+    assert (paid["settled"], paid["funded"], paid["owed"], paid["surplus"]) == (True, True, 40_000, 40_000)
+    assert paid["credits"] == {"mg1": 40_000} and paid["charges"] == {"mg2": 30_000, "mg3": 10_000}
+    assert sorted((p["payer"], p["payee"], p["amount"], p["owed"]) for p in paid["payments"]) == [
+        ("mg2", "mg1", 30_000, 0), ("mg3", "mg1", 10_000, 0),
+    ]  # fmt: skip
+    # the settle alone, replayed: not the trades' payments settled in the blocks before it
+    assert paid["moved"] == {"mg1": 40_000, "mg2": -30_000, "mg3": -10_000} and paid["balances_match"]
