@@ -1,7 +1,8 @@
 """The testbed report's page: report.json's document drawn as one self-contained report.html.
 
 Promises: `html(report)` returns the page for a document as `report.write_report` builds it - checks, welfare,
-each MG's cost, prices per bargaining round, voltage profiles, block times, the ledger table and the end-of-run
+each MG's cost and its bound (the `rationality` section), the day-ahead make-whole (`uplift`), prices per
+bargaining round, voltage profiles, block times, the ledger table and the end-of-run
 quiesce, pacing, re-bargaining, switch operations, device faults, trades - with inline SVG charts
 (`report_svg`), no script and no network. Pure: reads nothing but its argument.
 """
@@ -79,6 +80,20 @@ def html(report: dict[str, Any]) -> str:
         for rb in report.get("rebargaining", [])
         for it in rb["iterations"]
     )
+    bound_rows = "".join(
+        f"<tr><td>{h.escape(mg)}</td><td>{e['risk_allowance']:.2f}</td><td>{_num(e.get('bound'))}</td>"
+        f"<td>{_num(e.get('cost_p2p'))}</td><td>{e.get('within', '')}</td><td>{h.escape(str(e['guard_mode']))}</td>"
+        f"<td>{e['dso_cost']:.2f}</td><td>{_num(e.get('budget_left'))}</td></tr>"
+        for mg, e in sorted((report.get("rationality") or {}).get("mgs", {}).items())
+    )
+    uplift = report.get("uplift") or {}
+    uplift_rows = "".join(
+        f"<tr><td>{h.escape(u['session'])}</td><td>{u['settled']}</td><td>{u.get('funded', '')}</td>"
+        f"<td>{_micro(u.get('owed'))}</td><td>{_micro(u.get('surplus'))}</td><td>{_by_mg(u['claims'], 'gain')}</td>"
+        f"<td>{_by_mg(u.get('credits', {}))}</td><td>{_by_mg(u.get('charges', {}))}</td>"
+        f"<td>{_by_mg(u.get('moved', {}))}</td><td>{u.get('balances_match', '')}</td></tr>"
+        for u in uplift.get("sessions", [])
+    )
     return f"""<!doctype html><html><head><meta charset="utf-8"><title>peergrid testbed report</title>
 <style>body{{font-family:sans-serif;margin:2em;max-width:1100px}}table{{border-collapse:collapse}}
 td,th{{border:1px solid #ccc;padding:2px 6px;font-size:13px}}</style></head><body>
@@ -89,6 +104,12 @@ td,th{{border:1px solid #ccc;padding:2px 6px;font-size:13px}}</style></head><bod
 {welfare["central"] if welfare["central"] is None else round(welfare["central"], 2)} (P2P / central:
 {welfare["p2p_over_central"] if welfare["p2p_over_central"] is None else round(welfare["p2p_over_central"], 4)})</p>
 <h2>Each MG's cost: P2P vs conventional</h2>{bars(mgs, {"P2P": [report["mg_cost_p2p"][m] for m in mgs], "conventional": [report["mg_cost_conventional"][m] for m in mgs]})}
+<h2>Each MG's bound: conventional day + its owner's risk allowance</h2><table><tr><th>MG</th><th>allowance</th>
+<th>bound</th><th>P2P day</th><th>within</th><th>guard</th><th>DSO's part (dso_cost)</th><th>budget left</th></tr>{bound_rows}</table>
+<p>{h.escape("; ".join((report.get("rationality") or {}).get("errors", [])))}</p>
+<h2>Day-ahead make-whole (uplift, currency)</h2><table><tr><th>session</th><th>settled</th><th>funded</th><th>owed</th>
+<th>payers' surplus</th><th>gains claimed</th><th>credits</th><th>charges</th><th>balances moved</th><th>as recorded</th></tr>
+{uplift_rows}</table><p>{h.escape(str(uplift.get("error", "")))}</p>
 <h2>Prices per bargaining round</h2>{lines(price_series, "round (all intervals)", "price / kWh")}
 <h2>Voltage profiles</h2>{lines(volt, "bus", "voltage (pu)")}
 <h2>Block times (ms, MGMC chain)</h2>{lines({"block gap": list(enumerate(chains.get("mgmc", {}).get("block_times_series", [])))}, "block", "ms")}
@@ -103,3 +124,18 @@ td,th{{border:1px solid #ccc;padding:2px 6px;font-size:13px}}</style></head><bod
 <h2>Device faults</h2><pre>{h.escape(json.dumps(report["device_faults"], indent=1))}</pre>
 <h2>Trades</h2><table><tr><th>interval</th><th>seller</th><th>buyer</th><th>kWh</th><th>price</th></tr>{rows}</table>
 </body></html>"""
+
+
+def _num(value: Any) -> str:
+    return "" if not isinstance(value, (int, float)) else f"{value:.2f}"
+
+
+def _micro(value: Any) -> str:
+    """Micro-units as currency."""
+    return "" if not isinstance(value, int) else f"{value / 1e6:.6f}"
+
+
+def _by_mg(values: dict[str, Any], key: str | None = None) -> str:
+    """'mg1 0.04, mg2 -0.03' from micro-units per MG (or each entry's `key`); zeros left out."""
+    shown = {mg: (v.get(key) if key is not None else v) for mg, v in sorted(values.items())}
+    return h.escape(", ".join(f"{mg} {_micro(v)}" for mg, v in shown.items() if v))
