@@ -174,3 +174,12 @@ def test_records_of_other_keys_or_blank_lines_change_nothing() -> None:
     day: list[Any] = [*lines_of(2), "", json.dumps({"dayahead": {"completed": True}})]
     assert unknown_spend(day, 2, 0, lambda k: True) is None
     assert unknown_spend([], 2, 0, lambda k: False) is None  # the agent never ran before interval 2
+
+
+def test_a_torn_line_of_an_earlier_day_costs_the_days_first_start_nothing() -> None:
+    """At the day's first interval no record before it carries a budget: a damaged line there is an earlier
+    day's (the same file), and the day starts with its whole allowance; once the day started it counts."""
+    earlier = [lines_of(3)[0], lines_of(3)[1][:30]]
+    assert unknown_spend(earlier, 0, 0, lambda k: False) is None
+    # the agent's records before interval 2 carry this day's budget: the torn line counts
+    assert unknown_spend(earlier, 2, 2, lambda k: False) is not None

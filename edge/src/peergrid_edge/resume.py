@@ -326,17 +326,19 @@ def unknown_spend(lines: Iterable[str], t: int, first: int, traded: Callable[[in
       part in it (`traded(k)`: the day's only record lost). An interval the records say failed holds no cost
       either: what it cost is unknown alike.
     An interval before the first record with no part on the chain is one the agent did not run (it started
-    later): nothing to know there."""
+    later): nothing to know there; nor at the day's first interval when no record before it holds a budget
+    (a damaged line there is an earlier day's: it charges this one nothing)."""
     costs: set[int] = set()
     start: int | None = None
+    torn: str | None = None
     for number, line in enumerate(lines, 1):
         if not line.strip():
             continue
         found, why = _budget_line(line)
-        if why is not None:
+        if why is not None and torn is None:
             legible = _INTERVAL_AT_START.match(line)
             named = f"interval {legible.group(1)}'s record" if legible else "a record of an unknown interval"
-            return f"{named} (line {number}) cannot be read ({why})"
+            torn = f"{named} (line {number}) cannot be read ({why})"
         if found is None or found[0] >= t:
             continue
         k, budget, cost = found
@@ -344,6 +346,8 @@ def unknown_spend(lines: Iterable[str], t: int, first: int, traded: Callable[[in
             start = k if start is None else min(start, k)
         if cost is not None:
             costs.add(k)
+    if torn is not None and (t > first or start is not None):  # a day's first start owes nothing to it
+        return torn
     for k in range(first if start is None else min(first, start), t):
         if k in costs:
             continue
