@@ -105,3 +105,13 @@ def test_quiesce_waits_for_the_make_whole_each_mgmc_claimed_then_its_bound(tmp_p
     assert not quiesced(late, bed) and not (tmp_path / "control" / HALT_FILE).exists()
     late._quiesce_from = time.time() - 36.0  # half as much again past it
     assert not quiesced(late, bed) and (tmp_path / "control" / HALT_FILE).exists()
+    # on a settle_by_both chain the make-whole waits for the trades' settling first: its bound comes after that
+    # one's (an interval, a poll, the 18-s window and three phases: 31.5 s here), 55.5 s in all
+    genesis.write_text(json.dumps({"contracts": ["exchange", "market", "uplift"],
+                                   "params": {"settle_by_both": 1, "settle_wait_ms": 18_000}}))  # fmt: skip
+    (tmp_path / "control" / HALT_FILE).unlink()
+    both = types.SimpleNamespace(block_period_ms=1000, interval_s=6.0, chains=chains, dayahead=True)
+    both._quiesce_from = time.time() - 40.0  # past the 24 s alone
+    assert not quiesced(both, bed) and not (tmp_path / "control" / HALT_FILE).exists()
+    both._quiesce_from = time.time() - 70.0
+    assert not quiesced(both, bed) and (tmp_path / "control" / HALT_FILE).exists()

@@ -80,8 +80,9 @@ def _uplift_s(loop: Any) -> float | None:
     """How long the end waits for the make-whole's payment (None: the MGMC chain has no uplift contract), from
     when every MGMC recorded the last interval: the edge's day end (an interval at least past its last one,
     `settle_day`), the stage's wait for the day's trades to settle (four phases, day_stages), the backup
-    members' grace (a phase) and the settle's own final block (a phase), with an interval to spare. What the
-    end waits for are the records (`unpaid_uplift`); this only bounds it when one never comes."""
+    members' grace (a phase) and the settle's own final block (a phase), with an interval to spare; on a
+    settle_by_both chain after the bound of the trades' own settling (`_settling_s`), which it waits for. What
+    the end waits for are the records (`unpaid_uplift`); this only bounds it when one never comes."""
     chains = getattr(loop, "chains", None)
     if chains is None or not getattr(loop, "dayahead", False):
         return None
@@ -136,7 +137,8 @@ def quiesced(loop: Any, bed: Any, bound_s: float | None = None) -> bool:
         settling = _settling_s(loop)
         if settling is not None and now - started < settling and unsettled_in_records(workdir / "records"):
             return False  # the last interval's trades are stated after its end: let them settle or dispute
-        paying = _uplift_s(loop)
+        paying = _uplift_s(loop)  # after the trades' settling, which the make-whole waits for (settle_by_both)
+        paying = None if paying is None else paying + (settling or 0.0)
         if paying is not None and now - started < paying and unpaid_uplift(workdir / "records"):
             return False  # the day's make-whole is settled after the day's trades: let it land
         if pending and now - started < max(3.0, 10 * period_s):
