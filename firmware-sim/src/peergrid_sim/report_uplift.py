@@ -129,11 +129,14 @@ def uplift_section(workdir: Path) -> dict[str, Any]:
         store.close()
     sessions = []
     for session in sorted(claims.keys() | done.keys()):
+        claimed = {
+            name(m): {"gain": c["gain"], "surplus": c["surplus"]} for m, c in claims.get(session, {}).items()
+        }
         entry: dict[str, Any] = {
             "session": session,
-            "claims": {name(m): {"gain": c["gain"], "surplus": c["surplus"]} for m, c in sorted(claims.get(session, {}).items())},
+            "claims": dict(sorted(claimed.items())),
             "settled": session in done,
-        }  # fmt: skip
+        }
         outcome = done.get(session)
         if outcome is not None:
             moved = moves.get(outcome["txid"], {})
