@@ -37,6 +37,7 @@ LATE_PARAMS = frozenset(
         "accept_wait_ms",
         "accept_window_ms",
         "uplift_claim_ms",
+        "anonyms_only",
     }
 )
 FLAG_PARAMS = frozenset(  # 0 or 1
@@ -47,6 +48,7 @@ FLAG_PARAMS = frozenset(  # 0 or 1
         "close_on_clock",
         "unpaid_as_debt",
         "seller_vouched",
+        "anonyms_only",
     }
 )
 # meaningful only with settle_by_both 1
@@ -179,6 +181,13 @@ class Params:
     # session's uplift is settled, which then waits for every member's claim only until the day's trades are
     # settled (a session without a deadline is always so). Encoded only when not the default.
     uplift_claim_ms: int = 0
+    # 1: only an MGMC's anonym trades - offers, bids, moves, an exchange session's members, positions and accepts
+    # (`market_state.require_anonym`) - as on every settle_by_both chain, here without it too: on a chain whose
+    # genesis names each MGMC's anonym a node key that traded could only be an MGMC trading with itself and
+    # setting the price the others forecast from (review17 K-B). 0 (the default, and every genesis written
+    # before it): every participant trades unless settle_by_both. A consensus rule, so chosen by genesis only: a
+    # chain whose history holds a node key's trade would replay to a different state. Encoded only when 1.
+    anonyms_only: int = 0
 
     def __post_init__(self) -> None:
         for name in FLAG_PARAMS:

@@ -165,7 +165,8 @@ def _check_accept(
 
 def accept(view: Overlay, tx: Tx, ctx: BlockContext, sender: ks.AccountRecord) -> list[Event]:
     require(sender.authorised, Reason.NOT_AUTHORISED, f"{tx.kind}: sender is not authorised")
-    require_anonym(ctx.genesis.params.settle_by_both, sender.roles, f"{tx.sender.hex()[:16]}…", tx.kind)
+    params, who = ctx.genesis.params, f"{tx.sender.hex()[:16]}…"
+    require_anonym(params.settle_by_both, sender.roles, who, tx.kind, anonyms_only=params.anonyms_only)
     name, positions = tx.body["session"], tx.body["positions"]
     record = _closed_session(view, name)
     final = xch.stepped(view, name, tx.sender)

@@ -3,8 +3,9 @@ flow): who may open a session and with what.
 
 Promises: an authorised sender opens a session under a name nobody holds yet, and a name reserved to a key
 (`exchange_state.reserved_name`) only that key opens; the members are 2..256 distinct known, unrevoked,
-authorised keys (one that could never post would only stall the session), on a `settle_by_both` chain each
-an anonym (`market_state.require_anonym`: the DSO meters its forward trades by anonym); 1..672 opening prices; a
+authorised keys (one that could never post would only stall the session), on a `settle_by_both` or
+`anonyms_only` chain each an anonym (`market_state.require_anonym`: the DSO meters its forward trades by anonym;
+the genesis names each MGMC's anonym); 1..672 opening prices; a
 `deadline`, when given, after the open's block time, and required on a chain whose genesis says
 `accept_rounds` 2. The sender becomes the coordinator; the session's record, members, prices, running sums
 and each member's empty post are written, a clean session's book by `exchange_clean.open_book`. Pure; no I/O.
@@ -62,7 +63,11 @@ def open_exchange(view: Overlay, tx: Tx, ctx: BlockContext, sender: ks.AccountRe
         if not account.authorised:
             raise RuleError(Reason.NOT_AUTHORISED, f"member {member.hex()[:16]}… is not authorised")
         require_anonym(
-            ctx.genesis.params.settle_by_both, account.roles, f"member {member.hex()[:16]}…", tx.kind
+            ctx.genesis.params.settle_by_both,
+            account.roles,
+            f"member {member.hex()[:16]}…",
+            tx.kind,
+            anonyms_only=ctx.genesis.params.anonyms_only,
         )
     require(
         1 <= len(prices) <= MAX_INTERVALS,

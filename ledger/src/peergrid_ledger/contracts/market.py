@@ -36,7 +36,8 @@ Flow for one trading interval (see docs/ledger-format.md):
       moves continue in later rounds, no new member may join, `trade` closes it again with new trade ids.
   On a `settle_by_both` chain only an anonym trades (`offer`, `bid`, `move`, and an exchange session's
       members: `market_state.require_anonym`, review14 K1/K2): the DSO meters, prices and holds debts by
-      anonym, so an MGMC's node key (role `mgmc`) is refused `forbidden`; elsewhere any participant trades.
+      anonym, so an MGMC's node key (role `mgmc`) is refused `forbidden`; so too with genesis `anonyms_only`
+      (review17 K-B: no MGMC trades with itself through its node key); elsewhere any participant trades.
   A member that owes (a priced settlement's `owed` it has not paid yet: `funds`) may not buy: a `bid` with
       any demand, and a `move` that asks any seller for more than its standing bid did, are refused
       `insufficient-funds` naming the debt; it may join with an empty bid, sell (`offer`, `move`) and cut
@@ -130,9 +131,11 @@ def set_rules(view: Overlay, tx: Tx, ctx: BlockContext, sender: ks.AccountRecord
 
 
 def _trader(sender: ks.AccountRecord, tx: Tx, ctx: BlockContext) -> None:
-    """A participant, and on a `settle_by_both` chain an anonym (`market_state.require_anonym`)."""
+    """A participant, and on a `settle_by_both` or `anonyms_only` chain an anonym (`market_state.require_anonym`)."""
     require_participant(sender, tx.kind)
-    require_anonym(ctx.genesis.params.settle_by_both, sender.roles, f"{tx.sender.hex()[:16]}…", tx.kind)
+    params = ctx.genesis.params
+    who = f"{tx.sender.hex()[:16]}…"
+    require_anonym(params.settle_by_both, sender.roles, who, tx.kind, anonyms_only=params.anonyms_only)
 
 
 def _open_interval(view: Overlay, interval: int, sender: bytes, side: str) -> None:

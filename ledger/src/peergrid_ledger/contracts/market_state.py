@@ -56,17 +56,25 @@ K = TypeVar("K", str, bytes)  # a participant: its key on the chain, its name in
 ANONYMS_ONLY = "only an MGMC's anonym trades on this chain"
 
 
-def require_anonym(settle_by_both: int, roles: frozenset[str], who: str, kind: str) -> None:
-    """On a `settle_by_both` chain only an anonym holds a position or takes part in a trade (review14 K1, K2):
-    the DSO, which alone settles a dispute and vouches for a seller there, meters and prices each MG by its
-    anonym, and a debt is its anonym's; an MGMC's node key (role `mgmc`) that traded would escape the metering
-    (its trades unsettleable or settled on its own word) and buy while its anonym owes. Refused `forbidden`.
-    Without `settle_by_both` every participant trades, as before (nobody meters, nobody owes)."""
-    if settle_by_both and ks.ROLE_ANONYM not in roles:
+def require_anonym(
+    settle_by_both: int, roles: frozenset[str], who: str, kind: str, *, anonyms_only: int = 0
+) -> None:
+    """On a chain with genesis `settle_by_both` or `anonyms_only` 1 only an anonym holds a position or takes part
+    in a trade. With `settle_by_both` (review14 K1, K2): the DSO, which alone settles a dispute and vouches for a
+    seller there, meters and prices each MG by its anonym, and a debt is its anonym's; an MGMC's node key (role
+    `mgmc`) that traded would escape the metering (its trades unsettleable or settled on its own word) and buy
+    while its anonym owes. With `anonyms_only` (review17 K-B): the genesis names each MGMC's anonym, so a node
+    key's trade could only be an MGMC trading with itself to set the price the others forecast from. Refused
+    `forbidden`, naming the flag. Otherwise every participant trades, as before (nobody meters, nobody owes).
+    A caller that passes no `anonyms_only` checks `settle_by_both` alone."""
+    if (settle_by_both or anonyms_only) and ks.ROLE_ANONYM not in roles:
+        why = (
+            "settle_by_both: the DSO meters and prices each MG by its anonym"
+            if settle_by_both
+            else "anonyms_only: each MGMC trades under the anonym its genesis names"
+        )
         raise RuleError(
-            Reason.FORBIDDEN,
-            f"{kind}: {ANONYMS_ONLY} (settle_by_both: the DSO meters and prices each MG by its anonym); "
-            f"{who} has the roles {sorted(roles)}",
+            Reason.FORBIDDEN, f"{kind}: {ANONYMS_ONLY} ({why}); {who} has the roles {sorted(roles)}"
         )
 
 
