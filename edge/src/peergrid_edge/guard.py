@@ -12,7 +12,8 @@ Promises:
   day plus the allowance: it starts at the conventional cost of the day from the agent's first interval and
   state plus the allowance, and each interval is charged with its `cost_p2p` as it was actually dispatched
   and paid; a restarted agent goes on from its records (`resume.resumed_budget`), never a fresh allowance,
-  and with none left where they cannot say what the day cost so far (`resume.unknown_spend`: fail closed).
+  and with none left where they cannot say what the day cost so far (`resume.unknown_spend`: fail closed), as
+  the running agent has none left once an interval failed (`fail_closed_after`).
 - `guard_curve`: strict — the plan's curve within the budget (`Guarded.fallback`, `Guarded.curve`); trades —
   within what the conventional alternative trades (`per_trade_curve`); off — the plan's curve as it is.
 - `choose`: strict — the dispatch the guard picks for the agreed trade (`Guarded.dispatch`: the plan when it
@@ -187,6 +188,27 @@ def start_budget(agent: Any, t: int, resumed: tuple[float, float] | None) -> Day
                     "allowance left (budget_left %.4f, the conventional rest of the day)", t, unknown,
                     budget.left)  # fmt: skip
     return budget
+
+
+def fail_closed_after(agent: Any, t: int) -> None:
+    """The running agent's budget once its interval t failed (`MarketAgent.run`'s except branch): what t cost is
+    unknown (the failure may come after `choose`, once it traded, dispatched and was paid), so, as a restart over
+    its records does (`start_budget`: the failed interval's record holds no cost), no allowance is left - what is
+    left is the conventional rest of the day from t + 1 and the agent's state, the day's budget unchanged
+    (review17 K-A). Where the failure came before `run_interval` moved the state on, that state is the one
+    before t (a restart reads its batteries afresh). A budget not started yet is `start_budget`'s to start,
+    which fails closed on the failed record. Logged, never raised: one bad interval must not end trading."""
+    budget, state = agent.budget, agent.state
+    if budget is None or state is None:
+        return
+    try:
+        to_go = interval_plan.cost_to_go(agent.mg, agent.dt, agent.mg.intervals, t + 1, state)
+    except Exception:  # the next interval's solve will say so too; this one's budget stays as it was
+        log.exception("interval %d failed and the conventional rest of the day could not be solved", t)
+        return
+    budget.spent = budget.day - to_go
+    log.warning("interval %d failed: what it cost is unknown; the guard goes on with no allowance left "
+                "(budget_left %.4f, the conventional rest of the day)", t, budget.left)  # fmt: skip
 
 
 def _unknown_spend(agent: Any, t: int) -> str | None:

@@ -241,6 +241,7 @@ class MarketAgent:
             except Exception:  # one bad interval must not end trading: log, record, go on
                 log.exception("interval %d failed", t)
                 self._record({"interval": t, "error": "failed; see the log"})
+                guard.fail_closed_after(self, t)  # its cost unknown: no allowance left, as a restart (K-A)
             self.done += 1
             t += 1
         await agent_settlement.settle_day(self)
