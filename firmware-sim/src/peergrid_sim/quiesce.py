@@ -137,9 +137,8 @@ def quiesced(loop: Any, bed: Any, bound_s: float | None = None) -> bool:
         settling = _settling_s(loop)
         if settling is not None and now - started < settling and unsettled_in_records(workdir / "records"):
             return False  # the last interval's trades are stated after its end: let them settle or dispute
-        paying = _uplift_s(
-            loop
-        )  # after the trades' settling, which the make-whole waits for (settle_by_both)
+        # the make-whole after the trades' settling, which it waits for (settle_by_both)
+        paying = _uplift_s(loop)
         paying = None if paying is None else paying + (settling or 0.0)
         if paying is not None and now - started < paying and unpaid_uplift(workdir / "records"):
             return False  # the day's make-whole is settled after the day's trades: let it land
