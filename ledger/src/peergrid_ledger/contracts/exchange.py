@@ -197,7 +197,8 @@ def _check_judged(judged: dict[str, Any], record: dict[str, Any]) -> None:
 
 def post_position(view: Overlay, tx: Tx, ctx: BlockContext, sender: ks.AccountRecord) -> None:
     require(sender.authorised, Reason.NOT_AUTHORISED, f"{tx.kind}: sender is not authorised")
-    require_anonym(ctx.genesis.params.settle_by_both, sender.roles, f"{tx.sender.hex()[:16]}…", tx.kind)
+    params, who = ctx.genesis.params, f"{tx.sender.hex()[:16]}…"
+    require_anonym(params.settle_by_both, sender.roles, who, tx.kind, anonyms_only=params.anonyms_only)
     b = tx.body
     name, positions = b["session"], b["positions"]
     record = _open_session(view, name)
