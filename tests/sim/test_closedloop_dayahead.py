@@ -37,6 +37,7 @@ def test_the_mgmc_genesis_carries_the_exchange_and_the_option_turns_on_the_sessi
     genesis = Genesis.from_json(json.loads(chains.mgmc_genesis.read_text()))
     assert set(genesis.contracts) == {"market", "exchange", "uplift"}  # the session's make-whole too
     assert genesis.params.uplift_claim_ms == 0  # no claim window: the settle waits for the trades only
+    assert genesis.params.anonyms_only == 1  # only the named anonyms trade (review17 K-B)
     off = _config(chains, tmp_path, LoopTiming(1000.0, 6.0, 36, 4))
     assert off.market is not None and off.market.dayahead is False  # the default lab trades intraday
     on = _config(chains, tmp_path, LoopTiming(1000.0, 6.0, 36, 4, dayahead=True))

@@ -195,6 +195,9 @@ class LabChains:
                 accept_rounds=2,
                 accept_wait_ms=1_000,
                 accept_window_ms=4_000,
+                # only the anonyms the genesis names trade (review17 K-B: no MGMC trades with itself through its
+                # node key to set the price the others forecast from); the lab's edges trade as anonym-<mg>
+                anonyms_only=1,
             )
             if settle_by_both is not None:  # each party states what its PCC meter says (edge settlement.py)
                 mgmc_params = replace(mgmc_params, **settle_by_both.params())
