@@ -6,7 +6,8 @@ accounts: the DSO, each MGMC, each anonym with its owner's market rules preset f
 DSO chain (authorities: the DSO and every MGMC as co-validator; the DSO enrols each MGMC's anonym on it when
 its node starts). The MGMC chain carries the market, exchange and uplift contracts (the day-ahead session,
 its forward trades and their make-whole: with `--dayahead` each MGMC claims after the clear and the chain pays
-after the day; no `uplift_claim_ms`, so the settle waits for the trades only). With `SettleByBoth`
+after the day; no `uplift_claim_ms`, so the settle waits for the trades only), and only the anonyms it names
+trade (`anonyms_only`: no MGMC trades through its node key). With `SettleByBoth`
 (`peergrid-testbed --settle-by-both` passes it) the MGMC genesis names `settle_by_both`: a trade settles on
 both parties' metered statements. `tariff.yaml` beside the keys holds each MG's retail and feed-in from the
 scenario (the prices its MGMC schedules with), in the DSO's tariff-file format (docs/closed-loop.md "Who
