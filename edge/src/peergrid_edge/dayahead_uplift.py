@@ -1,17 +1,14 @@
 """The deployed edge's day-ahead make-whole (uplift): this MGMC's claim after the clear, the payments after the day.
 
 Promises:
-- `claim_for(mg, dt, state, session, me, window=None)`: this MG's claim from public chain state (the session's
-  closing prices and the forward trades its clear recorded) and its own model only, by the simulation's rule
-  (simulate_dayahead.py) over the session's intervals in its `window` (the chain intervals it trades, from the
-  session's first, never short of its last trade; None: all): its day truncated there as `simulate.truncate`
-  cuts a shorter day, so nothing is claimed for intervals it was never part of (U3). Its committed day
-  (`forward_accept.dispatch` with its trades fixed, payments at the trades' prices), its conventional day (its
-  own baseline), its deviation gain at the closing prices (`deviation.deviation_gains` on a one-MG scenario;
-  valued at its own floor or cap where that is the price), its tolerance (one price tick per kWh it trades, at
-  least one kWh's); gain rounded up to a micro-unit when it exceeds the tolerance (else 0), surplus
-  (conventional less committed) rounded down (0 when not positive). Nothing of its model leaves it but these
-  two figures. A gain the chain would refuse because this MG's rules
+- `claim_for(mg, dt, state, session, me)`: this MG's claim from public chain state (the session's closing prices
+  and the forward trades its clear recorded) and its own model only, by the simulation's rule
+  (simulate_dayahead.py): its committed day (`forward_accept.dispatch` with its trades fixed, payments at the
+  trades' prices), its conventional day (its own baseline), its deviation gain at the closing prices
+  (`deviation.deviation_gains` on a one-MG scenario; valued at its own floor or cap where that is the price), its
+  tolerance (one price tick per kWh it trades, at least one kWh's); gain rounded up to a micro-unit when it
+  exceeds the tolerance (else 0), surplus (conventional less committed) rounded down (0 when not positive).
+  Nothing of its model leaves it but these two figures. A gain the chain would refuse because this MG's rules
   set no `max_quantity` for an interval of the session (review17 U-C) is claimed as 0, logged.
 - `UpliftStage.claim()`: posts `uplift.claim` once: a restarted MGMC finds its claim on the chain and posts none
   (the contract refuses a second anyway); one not final in time says so (`not final: ...`: it may be posted
@@ -48,7 +45,6 @@ from peergrid_controller.market import Trade
 from peergrid_controller.matching import net_by_interval
 from peergrid_controller.model import Microgrid, Scenario
 from peergrid_controller.moves import BargainingConfig
-from peergrid_controller.simulate import truncate
 from peergrid_controller.uplift import MICRO, earns
 from peergrid_edge.exchange_io import ROLE, NotFinal, Replica, SessionFailed, submit_final
 from peergrid_ledger import keys
@@ -106,43 +102,18 @@ def committed_trades(
     return tuple(tuple(day) for day in per)
 
 
-def window_length(record: dict[str, Any], window: range | None, trades: tuple[tuple[Trade, ...], ...]) -> int:
-    """How many of the session's first intervals this MG's claim counts: its `window` (chain intervals it
-    trades; None: the session's) cut to the session, never short of its last forward trade. ValueError for a
-    window that does not start at the session's first interval or holds none of it."""
-    n, first = int(record["intervals"]), int(record["first_interval"])
-    if window is None:
-        return n
-    if window.step != 1 or window.start != first or len(window) == 0:
-        raise ValueError(f"window {window!r} is not a run of the session's intervals from its first, {first}")
-    last_trade = max((t + 1 for t, day in enumerate(trades) if day), default=0)
-    return min(n, max(len(window), last_trade))
-
-
 def claim_for(
-    mg: Microgrid,
-    dt: float,
-    state: Any,
-    session: str,
-    me: bytes,
-    price_tolerance: float | None = None,
-    window: range | None = None,
+    mg: Microgrid, dt: float, state: Any, session: str, me: bytes, price_tolerance: float | None = None
 ) -> UpliftClaim:
-    """This MG's claim (module contract) over the session's intervals in `window` (the chain intervals this
-    MGMC trades, from the session's first; None: all). ValueError when the session is not on the chain or the
-    window is not such a run."""
+    """This MG's claim (module contract). ValueError when the session is not on the chain."""
     record = exchange_state.session(state, session)
     if record is None:
         raise ValueError(f"no exchange session {session!r} on this replica")
     tick = BargainingConfig().price_tolerance if price_tolerance is None else price_tolerance
     trades = committed_trades(state, record, session, me, mg.name)
-    # its day ends with its window (U3): no gain for "trading at the closing prices" where it never trades
-    n = window_length(record, window, trades)
-    trades = trades[:n]
-    prices = tuple(exchange_state.micro_per_wh(p) / 1000 for p in record["prices"][:n])
-    clean = tuple(exchange_state.micro_per_wh(p) / 1000 for p in record.get("clean_prices", ())[:n])
-    alone = truncate(Scenario(mg.name, dt, (mg,)), n)
-    mg = alone.microgrids[0]
+    prices = tuple(exchange_state.micro_per_wh(p) / 1000 for p in record["prices"])
+    clean = tuple(exchange_state.micro_per_wh(p) / 1000 for p in record.get("clean_prices", ()))
+    alone = Scenario(mg.name, dt, (mg,))
     conventional = conventional_costs(alone).per_interval[mg.name]
     kwh, money = net_by_interval(trades, mg.name)
     physical = dispatch(mg, dt, kwh).physical if any(kwh) else conventional
@@ -177,14 +148,12 @@ class UpliftStage:
         grace_s: float = 5.0,
         claim_wait_s: float = 0.0,
         clock: Callable[[], float] = time.time,
-        window: range | None = None,
     ) -> None:
         """`timeout_s`: how long one transaction is waited for in a final block; `wait_s`: how long `settle`
         waits past the chain's own `ready_by` (and at least, from its start); `grace_s`: how long a member other
         than the lowest-keyed waits for that one's settle before it sends its own; `claim_wait_s`: on a chain
         without a claim window (uplift_claim_ms 0), how long the settling member waits for a member's claim
-        missing once the trades settled; `clock`: wall s (chain ms / 1000); `window`: the chain intervals this
-        MGMC trades (its claim counts those alone, `claim_for`; None: all of the session's)."""
+        missing once the trades settled; `clock`: wall s (chain ms / 1000)."""
         self.ledger, self.key, self.mg, self.dt, self.session = ledger, key, mg, interval_hours, session
         self.timeout_s, self.before_submit, self.wait_s, self.grace_s = (
             timeout_s,
@@ -192,7 +161,7 @@ class UpliftStage:
             wait_s,
             grace_s,
         )
-        self.claim_wait_s, self.clock, self.window = claim_wait_s, clock, window
+        self.claim_wait_s, self.clock = claim_wait_s, clock
 
     def _state(self) -> Any:
         return self.ledger.state(ROLE)
@@ -207,9 +176,7 @@ class UpliftStage:
             return _with(empty, gain=earlier["gain"], surplus=earlier["surplus"])  # posted by an earlier run
         try:
             await asyncio.sleep(0)  # the MILPs below are this MG's own: one after another, never the loop's
-            claimed = claim_for(
-                self.mg, self.dt, self._state(), self.session, self.key.public, window=self.window
-            )
+            claimed = claim_for(self.mg, self.dt, self._state(), self.session, self.key.public)
             body = {"session": self.session, "gain": claimed.gain, "surplus": claimed.surplus}
             await submit_final(
                 self.ledger, self.key, "uplift.claim", body, self.timeout_s, self.before_submit
