@@ -42,6 +42,8 @@ def cmd_genesis(args: argparse.Namespace) -> int:
                 max_reopens=args.max_reopens,
                 cap_on_fills=int(args.cap_on_fills),
                 accept_rounds=args.accept_rounds,
+                anonyms_only=int(args.anonyms_only),
+                uplift_claim_ms=args.uplift_claim_ms,
                 **_accept_wait(args),
                 **_settle_params(args),
             ).to_value()
@@ -142,6 +144,21 @@ def add_genesis_parser(sub: Any) -> None:
         help="with --accept-rounds 2: the least time every member has after a session's close to accept"
         " before its deadline (a close raises an earlier deadline to this; genesis accept_window_ms; default"
         " 0: none, the coordinator's deadline as it set it - a live chain wants minutes)",
+    )
+    p.add_argument(
+        "--anonyms-only",
+        action="store_true",
+        help="only an MGMC's anonym trades (offers, bids, moves, exchange members, positions, accepts), also"
+        " without --settle-by-both: no MGMC trades with itself through its node key (genesis anonyms_only 1;"
+        " needs an anonym account or a dso account to enrol one; default: the old rule, and the old bytes)",
+    )
+    p.add_argument(
+        "--uplift-claim-ms",
+        type=int,
+        default=0,
+        help="with the uplift contract: day-ahead make-whole claims land until the session's deadline plus this"
+        " (genesis uplift_claim_ms; default 0: until the session's uplift is settled, the first settle closes"
+        " them)",
     )
     p.add_argument(
         "--settle-by-both",

@@ -78,6 +78,13 @@ class Genesis:
         if self.params.settle_by_both and not any(ks.ROLE_DSO in a.roles for a in self.accounts):
             # only the DSO settles a dispute (market_closing.settle): without one it would stay unpaid
             raise GenesisError("params.settle_by_both: needs an account with role dso (it settles disputes)")
+        if self.params.anonyms_only and not any(
+            ks.ROLE_ANONYM in a.roles or ks.ROLE_DSO in a.roles for a in self.accounts
+        ):
+            # only an anonym trades there, and only the DSO enrols one: without either nobody ever could
+            raise GenesisError(
+                "params.anonyms_only: needs an account with role anonym, or one with role dso to enrol one"
+            )
         unknown = sorted(set(self.contracts) - set(CONTRACTS))
         if unknown:
             raise GenesisError(f"contracts: unknown contract modules {unknown}")
