@@ -70,12 +70,17 @@ def uplift_ledger(tmp_path: Path, scenario: Scenario) -> tuple[EdgeLedger, dict[
                     for mg in scenario.microgrids)),
         contracts=("market", "exchange", "uplift"), params=Params(credit_limit=10**15),
     )  # fmt: skip
+    return ledger_on(genesis, authority, tmp_path), keys_
+
+
+def ledger_on(genesis: Genesis, authority: Keypair, tmp_path: Path) -> EdgeLedger:
+    """An edge's replica of the MGMC chain `genesis` describes (50-ms blocks, no broker: one authority)."""
     tmp_path.mkdir(parents=True, exist_ok=True)
     path = tmp_path / "mgmc-genesis.json"
     path.write_text(json.dumps(genesis.to_json()))
     spec = ChainSpec(name="mgmc", genesis=path, data_dir=tmp_path / "mgmc.db", block_period_ms=50,
                      round_timeout_ms=500, wal_fsync=False)  # fmt: skip
-    return EdgeLedger(authority, MqttLink("test", "127.0.0.1", 9), "feeder", [spec]), keys_
+    return EdgeLedger(authority, MqttLink("test", "127.0.0.1", 9), "feeder", [spec])
 
 
 async def session_and_forward(

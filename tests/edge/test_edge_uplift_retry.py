@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import json
 import time
 from pathlib import Path
 from typing import Any
@@ -19,14 +18,13 @@ from typing import Any
 import pytest
 from test_edge_dayahead_session import SESSION, free_day, run_on
 from test_edge_forward import trading_agent
-from test_edge_uplift import balances, bounded, read_records
+from test_edge_uplift import balances, bounded, ledger_on, read_records
 
 from peergrid_edge import day_stages
 from peergrid_edge.config import MarketSettings
 from peergrid_edge.dayahead_uplift import UpliftStage
 from peergrid_edge.exchange_io import submit_final
-from peergrid_edge.link import MqttLink
-from peergrid_edge.replicas import ChainSpec, EdgeLedger, Submission
+from peergrid_edge.replicas import EdgeLedger, Submission
 from peergrid_ledger import query
 from peergrid_ledger.contracts import uplift
 from peergrid_ledger.genesis import Account, Genesis, Params
@@ -57,12 +55,7 @@ def chain(tmp_path: Path, both: bool, wait_ms: int = 3_600_000) -> tuple[EdgeLed
                     for mg in scenario.microgrids)),
         contracts=("market", "exchange", "uplift"), params=params,
     )  # fmt: skip
-    tmp_path.mkdir(parents=True, exist_ok=True)
-    path = tmp_path / "mgmc-genesis.json"
-    path.write_text(json.dumps(genesis.to_json()))
-    spec = ChainSpec(name="mgmc", genesis=path, data_dir=tmp_path / "mgmc.db", block_period_ms=50,
-                     round_timeout_ms=500, wal_fsync=False)  # fmt: skip
-    return EdgeLedger(authority, MqttLink("test", "127.0.0.1", 9), "feeder", [spec]), keys_
+    return ledger_on(genesis, authority, tmp_path), keys_
 
 
 async def send(ledger: EdgeLedger, key: Keypair, kind: str, body: dict[str, Any]) -> None:
