@@ -284,16 +284,21 @@ def test_a_solver_error_leaves_no_claim_and_is_the_stages_reason_never_raised(
     scenario = owed_day()
     ledger, keys_ = uplift_ledger(tmp_path / "chain", scenario)
 
-    def infeasible(*_args: Any) -> Any:
+    windows: list[Any] = []
+
+    def infeasible(*_args: Any, window: range | None = None) -> Any:
+        windows.append(window)
         raise RuntimeError("the MG's day MILP is infeasible")
 
     monkeypatch.setattr(dayahead_uplift, "claim_for", infeasible)
 
     async def play() -> Any:
-        stage = UpliftStage(ledger, keys_["mg003"], scenario.microgrids[2], 6.0, SESSION, wait_s=0.3)
+        stage = UpliftStage(ledger, keys_["mg003"], scenario.microgrids[2], 6.0, SESSION, wait_s=0.3,
+                            window=range(1, 3))  # fmt: skip
         return await stage.claim(), await stage.settle()
 
     claim, outcome = run_on(ledger, play)
+    assert windows == [range(1, 3)]  # the stage claims over its own window (test_edge_uplift_window.py)
     assert not claim.posted and claim.reason == "RuntimeError: the MG's day MILP is infeasible"
     assert not outcome.settled and outcome.reason == f"no exchange session {SESSION!r} on this replica"
 

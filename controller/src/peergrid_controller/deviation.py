@@ -61,6 +61,7 @@ def deviation_gains(
     uplift: Uplift | None = None,
     own_rules: bool = False,
     names: Collection[str] | None = None,
+    window: Collection[int] | None = None,
 ) -> dict[str, float]:
     """Per MG (those in `names`; None: all): how much less its day would cost had it deviated alone from its
     forward trades, trading whatever it liked at the final prices within its owner's rules (its own day
@@ -74,13 +75,17 @@ def deviation_gains(
     With `uplift` (uplift.py) the payoff includes the MG's credit and charge, and the best response is
     re-solved under the payments' own rules: the charge is due whatever it does (it took part), the credit
     only if it delivers exactly its committed positions — a binary in its MILP that, when on, holds every
-    interval's net P2P export at the committed one (`_earn_if_delivered`) and is worth the credit."""
+    interval's net P2P export at the committed one (`_earn_if_delivered`) and is worth the credit.
+
+    With `window` (the day's intervals the MG takes part in; None: all) it trades nothing in the others: an
+    MGMC that joined the session for part of its day could never have traded at the closing prices outside
+    it, so deviating there is no gain its commitment cost it (the deployed edge's claim, dayahead_uplift)."""
     dt = scenario.interval_hours
     gains = {}
     for mg in scenario.microgrids:
         if names is not None and mg.name not in names:
             continue
-        model, pairs = _deviator(mg, dt, commitment)
+        model, pairs = _deviator(mg, dt, commitment, window)
         kwh, _ = net_by_interval(commitment.trades, mg.name)
         if own_rules:
             _beyond_commitment(model, [q / dt for q in kwh], own_rule_fees(mg, commitment.prices))
@@ -93,13 +98,17 @@ def deviation_gains(
     return gains
 
 
-def _deviator(mg: Microgrid, dt: float, commitment: Commitment) -> tuple[DayModel, list[tuple[float, float]]]:
+def _deviator(
+    mg: Microgrid, dt: float, commitment: Commitment, window: Collection[int] | None = None
+) -> tuple[DayModel, list[tuple[float, float]]]:
     """MG `mg`'s day trading freely at the commitment's prices within its owner's rules, and its net export
-    bounds (kW) per interval. On a clean session both books (cleanbook.py, its switch a binary: where it sells
-    clean is its own choice): a clean seller's sale allowed where its floor clears either price, a clean-only
-    buyer's purchase where the clean price is within its cap + premium."""
+    bounds (kW) per interval (none outside `window`). On a clean session both books (cleanbook.py, its switch
+    a binary: where it sells clean is its own choice): a clean seller's sale allowed where its floor clears
+    either price, a clean-only buyer's purchase where the clean price is within its cap + premium."""
     n = len(commitment.prices)
     pairs = [limits_kw(mg, t, commitment.prices[t], dt) for t in range(n)]
+    if window is not None:
+        pairs = [pair if t in window else (0.0, 0.0) for t, pair in enumerate(pairs)]
     if not commitment.clean_prices:
         model = DayModel(mg, dt)
         model.trade(commitment.prices, [lo for lo, _ in pairs], [hi for _, hi in pairs])
@@ -112,7 +121,7 @@ def _deviator(mg: Microgrid, dt: float, commitment: Commitment) -> tuple[DayMode
             hi = limits_kw(mg, t, max(commitment.prices[t], clean[t]), dt)[1]
         if kind == "buyer":
             lo = limits_kw(free, t, math.nan, dt)[0] if clean[t] >= 0 and takes_clean(mg, clean[t]) else 0.0
-        pairs[t] = (lo, hi)
+        pairs[t] = (lo, hi) if window is None or t in window else (0.0, 0.0)
     model = CleanDayModel(mg, dt, side="exact")
     model.trade(commitment.prices + clean, [lo for lo, _ in pairs], [hi for _, hi in pairs])
     return model, pairs

@@ -156,6 +156,7 @@ def _uplift_stage(agent: MarketAgent, session: str) -> UpliftStage:
         agent.ledger, agent.anonym, agent.mg, agent.dt, session, timeout_s=s.phase_timeout_s,
         before_submit=agent._stopped, wait_s=FORWARD_TIMEOUTS * s.phase_timeout_s, grace_s=s.phase_timeout_s,
         claim_wait_s=CLAIM_WAIT_TIMEOUTS * s.phase_timeout_s,
+        window=range(s.first_interval, agent._last_interval() + 1),  # its claim deviates only there (L8)
     )  # fmt: skip
 
 

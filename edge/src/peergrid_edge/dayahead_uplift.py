@@ -1,9 +1,12 @@
 """The deployed edge's day-ahead make-whole (uplift): this MGMC's claim after the clear, the payments after the day.
 
 Promises:
-- `claim_for(mg, dt, state, session, me)`: this MG's claim from public chain state (the session's closing prices
-  and the forward trades its clear recorded) and its own model only, by the simulation's rule
-  (simulate_dayahead.py): its committed day (`forward_accept.dispatch` with its trades fixed, payments at the
+- `claim_for(mg, dt, state, session, me, window=None)`: this MG's claim from public chain state (the session's
+  closing prices and the forward trades its clear recorded) and its own model only, by the simulation's rule
+  (simulate_dayahead.py), its deviation trading only in the chain intervals of `window` it trades (and where
+  it holds a trade; None: the whole session): an MGMC that takes part in a run of the day inside the session
+  could never have traded at the closing prices outside it (L8: a lab MG trading 2 of 96 intervals claimed
+  318.45 for the other 94). Its committed day (`forward_accept.dispatch` with its trades fixed, payments at the
   trades' prices), its conventional day (its own baseline), its deviation gain at the closing prices
   (`deviation.deviation_gains` on a one-MG scenario; valued at its own floor or cap where that is the price), its
   tolerance (one price tick per kWh it trades, at least one kWh's); gain rounded up to a micro-unit when it
@@ -103,9 +106,16 @@ def committed_trades(
 
 
 def claim_for(
-    mg: Microgrid, dt: float, state: Any, session: str, me: bytes, price_tolerance: float | None = None
+    mg: Microgrid,
+    dt: float,
+    state: Any,
+    session: str,
+    me: bytes,
+    price_tolerance: float | None = None,
+    window: range | None = None,
 ) -> UpliftClaim:
-    """This MG's claim (module contract). ValueError when the session is not on the chain."""
+    """This MG's claim (module contract); `window`: the chain intervals this MGMC trades. ValueError when the
+    session is not on the chain."""
     record = exchange_state.session(state, session)
     if record is None:
         raise ValueError(f"no exchange session {session!r} on this replica")
@@ -121,9 +131,11 @@ def claim_for(
     commitment = Commitment(prices, trades, (), {mg.name: physical}, {mg.name: tuple(money)},
                             {mg.name: day_cost}, 0, clean_prices=clean)  # fmt: skip
     tolerance = tick * max(sum(abs(tr.quantity_kwh) for day in trades for tr in day), 1.0)
-    gain = deviation_gains(alone, commitment)[mg.name]
+    first = int(record["first_interval"])
+    part = None if window is None else {t for t in range(len(prices)) if first + t in window or trades[t]}
+    gain = deviation_gains(alone, commitment, window=part)[mg.name]
     if earns(gain, tolerance) and own_rule_fees(mg, prices) != (None, None):  # valued at its own rules
-        gain = deviation_gains(alone, commitment, own_rules=True)[mg.name]
+        gain = deviation_gains(alone, commitment, own_rules=True, window=part)[mg.name]
     owed = math.ceil(round(gain * MICRO, 3)) if earns(gain, tolerance) else 0
     unbounded = uplift.unbounded_interval(state, record, me) if owed else None
     if unbounded is not None:  # the chain refuses it (review17 U-C): its surplus still counts with gain 0
@@ -148,13 +160,17 @@ class UpliftStage:
         grace_s: float = 5.0,
         claim_wait_s: float = 0.0,
         clock: Callable[[], float] = time.time,
+        window: range | None = None,
     ) -> None:
-        """`timeout_s`: how long one transaction is waited for in a final block; `wait_s`: how long `settle`
+        """`window`: the chain intervals this MGMC trades (its claim's deviation trades there only, `claim_for`;
+        None: the whole session); `timeout_s`: how long one transaction is waited for in a final block;
+        `wait_s`: how long `settle`
         waits past the chain's own `ready_by` (and at least, from its start); `grace_s`: how long a member other
         than the lowest-keyed waits for that one's settle before it sends its own; `claim_wait_s`: on a chain
         without a claim window (uplift_claim_ms 0), how long the settling member waits for a member's claim
         missing once the trades settled; `clock`: wall s (chain ms / 1000)."""
         self.ledger, self.key, self.mg, self.dt, self.session = ledger, key, mg, interval_hours, session
+        self.window = window
         self.timeout_s, self.before_submit, self.wait_s, self.grace_s = (
             timeout_s,
             before_submit,
@@ -176,7 +192,9 @@ class UpliftStage:
             return _with(empty, gain=earlier["gain"], surplus=earlier["surplus"])  # posted by an earlier run
         try:
             await asyncio.sleep(0)  # the MILPs below are this MG's own: one after another, never the loop's
-            claimed = claim_for(self.mg, self.dt, self._state(), self.session, self.key.public)
+            claimed = claim_for(
+                self.mg, self.dt, self._state(), self.session, self.key.public, window=self.window
+            )
             body = {"session": self.session, "gain": claimed.gain, "surplus": claimed.surplus}
             await submit_final(
                 self.ledger, self.key, "uplift.claim", body, self.timeout_s, self.before_submit
