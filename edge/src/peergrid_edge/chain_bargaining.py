@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -89,12 +90,15 @@ def position(state: Any, t: int, me: bytes) -> tuple[list[tuple[bytes, dict[str,
     return mine, net_kwh, money
 
 
-def previous_price(state: Any, t: int) -> float | None:
+def previous_price(
+    state: Any, t: int, counted: Callable[[dict[str, Any]], bool] | None = None
+) -> float | None:
     """The price (per kWh, on the chain's tick) of interval t - 1's agreed trades, weighted by their quantities:
-    public, the latest closing's; None when that interval holds no trades (none yet, none agreed, or t is 0)."""
+    public, the latest closing's; None when that interval holds no trades (none yet, none agreed, or t is 0).
+    `counted`: which trades count (the guard's forecast: `guard.anonym_trades`; None: all)."""
     if t <= 0:
         return None
-    trades = [tr for _, tr in query.trades(state, t - 1)]
+    trades = [tr for _, tr in query.trades(state, t - 1) if counted is None or counted(tr)]
     volume = sum(tr["quantity"] for tr in trades)
     if volume <= 0:
         return None

@@ -37,7 +37,6 @@ from typing import Any
 from peergrid_controller.builder import MgState
 from peergrid_controller.commitment import Options
 from peergrid_controller.curve import ResponseCurve
-from peergrid_controller.market import price_tick
 from peergrid_controller.model import Microgrid
 from peergrid_controller.rationality import Guarded
 from peergrid_controller.schedule import MgSchedule, Plan, ScheduleError
@@ -65,19 +64,10 @@ def market_forecast(
     if session_prices is not None and len(session_prices) >= intervals:
         return [p / NANO for p in session_prices[t:intervals]]
     for k in range(t, 0, -1):
-        price = previous_price(state, k) if counted is None else _agreed_price(state, k - 1, counted)
+        price = previous_price(state, k, counted)
         if price is not None:
             return [price] * (intervals - t)
     return None
-
-
-def _agreed_price(state: Any, k: int, counted: Callable[[dict[str, Any]], bool]) -> float | None:
-    """`previous_price`'s figure for interval k (volume-weighted, on the chain's tick) over its counted trades."""
-    trades = [trade for _, trade in query.trades(state, k) if counted(trade)]
-    volume = sum(trade["quantity"] for trade in trades)
-    if volume <= 0:
-        return None
-    return price_tick(sum(trade["price"] * trade["quantity"] for trade in trades) / volume / 1000)
 
 
 def anonym_trades(genesis: Any, state: Any) -> Callable[[dict[str, Any]], bool] | None:
