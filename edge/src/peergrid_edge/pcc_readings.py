@@ -61,6 +61,9 @@ from peergrid_ledger.takeup import Kind, waits_for_dso
 
 log = logging.getLogger("peergrid.edge.trader")
 
+# whether the DSO priced both parties of a trade (`market_state.cover_prices` on the MG's replica)
+Priced = Callable[[dict[str, Any]], bool]
+
 
 class Unprovable(Unmetered):
     """The window is read past its end but a boundary is not bracketed (the meter's first reading came after
@@ -133,8 +136,9 @@ def readings_bodies(node: bytes, sealed: Iterable[tuple[int, Sequence[bytes]]]) 
 
 
 def readings_needed(
-    trades: Iterable[tuple[bytes, dict[str, Any]]], me: bytes, now_ms: int | None = None
-) -> list[bytes]:
+    trades: Iterable[tuple[bytes, dict[str, Any]]], me: bytes, now_ms: int | None = None,
+    priced: Priced | None = None,
+) -> list[bytes]:  # fmt: skip
     """The trades of an interval (`trades`: its latest closing) that the DSO settles with `me`'s PCC readings
     and that `me` posts them for here: those that wait for the DSO's word at the chain's time `now_ms`
     (`peergrid_ledger.takeup.waits_for_dso`, the one rule the DSO node takes them up by; None: no chain time, so
@@ -143,8 +147,8 @@ def readings_needed(
     of the wait on) or two sealed commitments neither revealed by the reveal deadline (review14 K3b), `me` a
     party or not, and `me`'s own trade that waits for the DSO's vouch (vouching, review13 F2), sale or
     purchase: the DSO meters the seller for what it delivered and, on a priced trade short of the agreement,
-    the buyer for its own shortfall (D2: its word alone let a buyer understate it, K3's residual), and a
-    withheld seller's hold (`release`) as a dispute, both sides (review15 M4). Whose readings the DSO reads is `metering.meters_read`'s (dso-server `disputes.read_nodes`
+    the buyer for its own shortfall (D2) - so a buyer posts for it only where `priced(trade)` (D3; None: not
+    known, it posts) - and a withheld seller's hold (`release`) as a dispute, both sides, priced or not. Whose readings the DSO reads is `metering.meters_read`'s (dso-server `disputes.read_nodes`
     reads by the same rule): the parties', and `me`'s where `me`'s own purchase from the trade's seller, or
     sale to its buyer, is disputed too (`metering.metered_as_dispute`: a withheld seller's hold is, so each
     buyer of a crashed seller posts for its sibling holds too, review16 M1); an agreed one settles on the
@@ -153,16 +157,20 @@ def readings_needed(
     return [
         tid
         for tid, d in trades
-        if _posts_for(waits_for_dso(d, now_ms), d, me) and me in meters_read(trades, tid)
+        if _posts_for(waits_for_dso(d, now_ms), d, me, priced) and me in meters_read(trades, tid)
     ]
 
 
-def _posts_for(kind: Kind | None, trade: dict[str, Any], me: bytes) -> bool:
+def _posts_for(kind: Kind | None, trade: dict[str, Any], me: bytes, priced: Priced | None) -> bool:
     """`me` posts its readings for a trade that waits for the DSO for `kind` (`readings_needed`)."""
     if kind is None:
         return False
     if kind == "disputed":
         return me not in (trade["seller"], trade["buyer"])
+    if kind == "vouching" and me == trade["buyer"] and "release" not in trade["vouch"] and priced is not None:
+        # an unpriced vouch settles from the seller's meter alone (dso-server `disputes._vouch`): the buyer's
+        # readings never count there (D3; before, every buyer posted them for each vouched purchase)
+        return priced(trade)
     # vouching: its own sale or purchase (both sides' meters), and a sibling's counterparty where `meters_read`
     # names it (a withheld seller's holds share its export by their buyers' meters, review16 M1); lone,
     # unrevealed: a party or a sibling's counterparty alike
@@ -306,15 +314,17 @@ class MgMetering:
     `meter_poll_s` is the PCC meter's poll period (0: the MG has no PCC meter); a boundary is measured by two
     readings at most three polls apart (one missed poll on either side; the lab gives the DSO the same,
     `closedloop.disputes_section`). `trades(t)` is interval t's latest closing, `window_of(t)` its wall-clock
-    window (ms), `dso_url` the DSO server's base URL (None: disputes are logged, no readings posted)."""
+    window (ms), `dso_url` the DSO server's base URL (None: disputes are logged, no readings posted),
+    `priced` whether the DSO priced a trade's parties on the replica (`readings_needed`; None: not known)."""
 
     def __init__(
         self, store: ReadingStore, meter_poll_s: float, commit_interval_s: float,
         window_of: Callable[[int], tuple[int, int]], trades: Callable[[int], list[tuple[bytes, dict[str, Any]]]],
-        me: bytes, node: bytes, dso_url: str | None,
+        me: bytes, node: bytes, dso_url: str | None, priced: Priced | None = None,
     ) -> None:  # fmt: skip
         self.store, self.poll_s, self.commit_s = store, meter_poll_s, commit_interval_s
         self.window_of, self.trades, self.me, self.node, self.dso_url = window_of, trades, me, node, dso_url
+        self.priced = priced
         self.max_gap_ms = max(1, round(3 * meter_poll_s * 1000))
         # interval -> dispatch read-back confirmed its plan in full (the trader fills it at dispatch and, after
         # a restart, from the verdicts its interval records kept: resume.recorded_verdicts)
@@ -392,7 +402,7 @@ class MgMetering:
         if not self.dso_url:
             return []
         started = []
-        for trade in readings_needed(self.trades(interval), self.me, now_ms):
+        for trade in readings_needed(self.trades(interval), self.me, now_ms, self.priced):
             if trade in self.counterparty_followed:
                 continue
             self.counterparty_followed.add(trade)
