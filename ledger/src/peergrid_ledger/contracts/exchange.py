@@ -47,7 +47,8 @@ Flow of one session (the controller's dayahead.py is the computation mirrored he
       deadline passed; the coordinator also before that on a session without a deadline; in parts for a
       big session) then turn the closed session into the day's forward trades, recorded as the market
       contract's trades at the closing prices on its tick (`micro_per_wh`): `exchange_clearing` has their
-      rules.
+      rules. A member's first accept may state its trading window (`window` [first, last]): the chain
+      intervals it trades in, which bound its make-whole gain (`uplift`).
 A session opened with `clean_prices` also trades clean energy in a second book per interval
 (`clean_positions`, a member's `clean` declaration, a second price list moved with the same ρ, clean trades
 first in the clear): exchange_clean.py has its rules; a session opened without keeps today's bytes.
@@ -369,7 +370,11 @@ KINDS: dict[str, KindSpec] = {
     ),
     "exchange.step": KindSpec(Map({"session": LABEL, "iteration": ITERATION, "rho": RHO}), step),
     "exchange.close": KindSpec(Map({"session": LABEL, "iteration": ITERATION}), close),
-    "exchange.accept": KindSpec(_optional(_ACCEPT_BODY, _CLEAN_POSITIONS), exchange_clearing.accept),
+    # `clean_positions` (a clean session's) and `window` (the member's trading window, [first, last]: none
+    # when absent, the whole session) are optional
+    "exchange.accept": KindSpec(
+        _optional(_ACCEPT_BODY, _CLEAN_POSITIONS, {"window": List(INTERVAL, 2)}), exchange_clearing.accept
+    ),
     "exchange.clear": KindSpec(Map({"session": LABEL}), exchange_clearing.clear),
 }
 END_BLOCK = None

@@ -8,7 +8,13 @@ Promises (the `exchange.accept` and `exchange.clear` handlers of `exchange.KINDS
       (`exchange.micro_per_wh`): no sale below its floor, no purchase above its cap or at a negative price
       (the market contract has none), |q| ≤ `max_quantity`, a `clean_only` member never buys. It also
       freezes the member's rules up to the session's last interval it trades in, as a market position does
-      (`market.rules` may change only after it).
+      (`market.rules` may change only after it). An optional `window` [first, last] (chain intervals, on the
+      member's first accept only; a re-accept may only repeat it) states the member's trading window: within
+      the session, first ≤ last, every nonzero position (either book) inside it (`malformed`, `invalid`,
+      `rule-violation` naming which). It is kept (`trading_window`; absent: none, the whole session, and the
+      accept's record and event keep their bytes), its rules freeze up to its last interval too, and the
+      uplift contract bounds the member's make-whole gain over it (`uplift.gain_bound`): stated before the
+      clear and never after, a window cannot be widened once the day's prices and trades are known.
       Accept rounds (exchange_rounds.py): a member accepts again, reduce-only, to re-check what the clear
       would give it; its round k + 1 opens once every member accepted (or the deadline passed) and every
       member still trading posted round k, refused `duplicate` before that.
@@ -85,7 +91,7 @@ from .exchange_rounds import (
     rounds,
     rounds_key,
 )
-from .exchange_state import clean_prices_key
+from .exchange_state import clean_prices_key, trading_window, window_key
 from .funds import refuse_debtor
 from .market_state import last_interval_key, require_anonym, rules_for
 
@@ -163,6 +169,43 @@ def _check_accept(
         )
 
 
+def _stated_window(
+    view: Overlay, record: dict[str, Any], tx: Tx, books: list[list[int]], again: bool
+) -> range | None:
+    """The accept's trading window (`window` [first, last], chain intervals) as a range, or None when it states
+    none: two intervals, the first not after the last, both within the session, every nonzero position of
+    `books` (the accept's) inside it; stated once, with the member's first accept (`again`: a re-accept,
+    which may only repeat it): a window stated later could widen its make-whole bound (`uplift.gain_bound`)."""
+    stated, name = tx.body.get("window"), tx.body["session"]
+    if stated is None:
+        return None
+    require(len(stated) == 2, Reason.MALFORMED, f"window {stated}: a window is [first, last], two intervals")
+    low, high = stated
+    require(low <= high, Reason.INVALID, f"window {stated}: its first interval is after its last")
+    first, last = record["first_interval"], record["first_interval"] + record["intervals"] - 1
+    require(
+        first <= low and high <= last,
+        Reason.INVALID,
+        f"window {stated}: outside the session's chain intervals {first}..{last}",
+    )
+    window = range(low, high + 1)
+    require(
+        not again or trading_window(view, name, tx.sender) == window,
+        Reason.RULE_VIOLATION,
+        f"window {stated}: a member states its trading window once, with its first accept (a re-accept may "
+        "only repeat it): a later one could widen its make-whole bound",
+    )
+    outside = [first + t for t, held in enumerate(zip(*books, strict=True)) if any(held)]
+    outside = [interval for interval in outside if interval not in window]
+    if outside:
+        raise RuleError(
+            Reason.RULE_VIOLATION,
+            f"a position accepted in interval {outside[0]}, outside its window {stated}: a member trades "
+            "only within the window it states",
+        )
+    return window
+
+
 def accept(view: Overlay, tx: Tx, ctx: BlockContext, sender: ks.AccountRecord) -> list[Event]:
     require(sender.authorised, Reason.NOT_AUTHORISED, f"{tx.kind}: sender is not authorised")
     params, who = ctx.genesis.params, f"{tx.sender.hex()[:16]}…"
@@ -208,6 +251,8 @@ def accept(view: Overlay, tx: Tx, ctx: BlockContext, sender: ks.AccountRecord) -
     )
     first, clean = record["first_interval"], tx.body["clean"]
     cleans = clean_book.book_of(record, tx.body, tx.kind)  # None off a clean session
+    books = [positions] if cleans is None else [positions, cleans]
+    window = _stated_window(view, record, tx, books, previous is not None)
     if previous is None and (min(positions) < 0 or min(cleans or [0]) < 0):
         # a member that came to owe since its last position buys nothing more (a re-accept only shrinks)
         refuse_debtor(view, tx.sender, f"a purchase accepted in exchange session {name!r}", params.owed_limit)
@@ -259,16 +304,21 @@ def accept(view: Overlay, tx: Tx, ctx: BlockContext, sender: ks.AccountRecord) -
             rounds_now["last"] = ctx.time  # the latest accept: a round completes no earlier
         view.put_obj(rounds_key(name), rounds_now)
     view.put_obj(accept_key(tx.sender, name), value)
-    books = [positions] if cleans is None else [positions, cleans]
     traded = [t for t in range(intervals) if any(book[t] for book in books)]
-    if traded:  # its rules hold for what it accepted: changed only after, as for a market position
+    reach = [first + traded[-1]] if traded else []
+    if window is not None and previous is None:  # kept; its rules bound its gain there (`uplift.gain_bound`)
+        view.put_obj(window_key(tx.sender, name), [window[0], window[-1]])
+        reach.append(window[-1])
+    if reach:  # its rules hold for what it accepted and its window: changed only after, as for a position
         last_key = last_interval_key(tx.sender)
         last = view.get(last_key)
-        if last is None or first + traded[-1] > ks.decode_int(last):
-            view.put(last_key, ks.encode_int(first + traded[-1]))
+        if last is None or max(reach) > ks.decode_int(last):
+            view.put(last_key, ks.encode_int(max(reach)))
     event: dict[str, Any] = {"session": name, "member": tx.sender, "declined": not traded}
     if round_ > 1:
         event.update({"round": round_, "changed": changed})
+    if window is not None and previous is None:  # absent without one: today's event bytes
+        event["window"] = [window[0], window[-1]]
     return [*events, ("exchange_accepted", event)]
 
 

@@ -5,10 +5,10 @@ Promises: `next_prices` is the one price rule, `rho_bounds` the one ρ rule and 
 conversion onto the market contract's tick, exact in integers; the controller imports them, so the two sides
 compute the same integers. `reserved_name` and `name_owner` are the one rule of which session names only one
 key may open. The readers (`session`, `position`, `stepped`, `posted`, `settled_count`,
-`judgements`) read a session as the handlers keep it and never write. A clean session (exchange_clean.py)
-keeps its second book under keys of its own (`clean_prices_key`, `clean_sums_key`); every other session
-has none of them. Everything here is importable from
-`peergrid_ledger.contracts.exchange` as before. Pure; no I/O.
+`judgements`, `trading_window`) read a session as the handlers keep it and never write. A clean session
+(exchange_clean.py) keeps its second book under keys of its own (`clean_prices_key`, `clean_sums_key`); every
+other session has none of them. Everything here is importable from `peergrid_ledger.contracts.exchange` as
+before. Pure; no I/O.
 """
 
 from __future__ import annotations
@@ -131,6 +131,19 @@ def post_key(member: bytes, name: str) -> bytes:
 def stepped_key(member: bytes, name: str) -> bytes:
     """The member's post before its last one, kept when it posts again (that post was stepped then)."""
     return b"xch/stepped/" + member + name.encode()
+
+
+def window_key(member: bytes, name: str) -> bytes:
+    """The trading window a member stated with its first `exchange.accept` (absent: it stated none)."""
+    return b"xch/window/" + member + name.encode()
+
+
+def trading_window(state: StateReader, name: str, member: bytes) -> range | None:
+    """The chain intervals of the trading window `member` stated with its first accept of session `name`
+    (`exchange.accept`'s `window` [first, last]: every interval it may trade in, hence deviate in: the
+    uplift contract bounds its make-whole gain over them), or None: it stated none (the whole session)."""
+    value = read_obj(state, window_key(member, name))
+    return None if value is None else range(int(value[0]), int(value[1]) + 1)
 
 
 def session(state: StateReader, name: str) -> dict[str, Any] | None:

@@ -11,8 +11,9 @@ model), so each claims them, signed; the chain bounds what it can, applies the r
       session (`not-found`), not a member (`forbidden`), before the session's clear (`rule-violation`), a
       second claim (`duplicate`), after the session's uplift was settled or, with genesis `uplift_claim_ms`
       W > 0 and a session deadline D, after D + W (`closed`: late), a gain above 0 from a member whose rules
-      set no `max_quantity` for an interval of the session (`rule-violation`: no bound; review17 U-C), a gain
-      above `gain_bound` (`rule-violation`, naming the bound). Event `uplift_claimed`.
+      set no `max_quantity` for an interval of the session within its trading window (`rule-violation`: no
+      bound; review17 U-C), a gain above `gain_bound` over that window (`rule-violation`, naming the bound and
+      the window). Event `uplift_claimed`.
   `uplift.settle` {session} (a member, once; `duplicate` after): once every trade the clear recorded for the
       session is settled (or superseded by a reopening) and its claim window is over (every member claimed; or
       W > 0 and the block time is past D + W; or W = 0), refused `rule-violation` naming what it waits for
@@ -29,8 +30,12 @@ model), so each claims them, signed; the chain bounds what it can, applies the r
       `uplift_paid` per transfer (with `owed` where part of it became a debt).
 `gain_bound`: deviating alone an MG trades some x_t at the closing price λ_t; doing that with the DSO instead
 costs it at most |x_t| · max(retail_t − λ_t, λ_t − feed-in_t, 0), so its gain is at most the sum over the
-session's intervals of its `max_quantity` rule × that spread at the DSO's cover prices (`market.tariff`). Where
-the DSO priced no interval for it the chain cannot bound the gain (None). What stays open is said in
+session's intervals of its `max_quantity` rule × that spread at the DSO's cover prices (`market.tariff`),
+summed only over its trading window where it stated one with its first `exchange.accept`
+(`exchange_state.trading_window`): an MGMC that trades a run inside the session (the lab's 36–37 of 96)
+could deviate nowhere else, and a window is stated before the clear and never widened after it, its rules
+frozen through it (no window: every interval of the session, as before). Where the DSO left an interval of
+it unpriced for the member the chain cannot bound the gain (None). What stays open is said in
 docs/market.md: an over-claim within the bound takes at most the payers' claimed surplus (no honest payer pays
 beyond its own), and a surplus claimed low shifts a charge onto the other payers or leaves the uplift unfunded.
 Pure; no I/O.
@@ -95,13 +100,24 @@ def tolerance(traded_wh: int) -> int:
     return max(traded_wh, MIN_TOLERANCE) + SLACK
 
 
-def gain_bound(state: StateReader, record: dict[str, Any], member: bytes) -> int | None:
-    """The most the member's deviation gain can be (module contract), or None where the chain cannot say."""
+def bound_intervals(record: dict[str, Any], window: range | None = None) -> range:
+    """The chain intervals a member's gain is bounded over: those of the session inside `window` (its stated
+    trading window, `exchange_state.trading_window`), every one of the session's when None."""
+    first = int(record["first_interval"])
+    session = range(first, first + int(record["intervals"]))
+    return session if window is None else range(max(first, window.start), min(session.stop, window.stop))
+
+
+def gain_bound(
+    state: StateReader, record: dict[str, Any], member: bytes, window: range | None = None
+) -> int | None:
+    """The most the member's deviation gain can be (module contract) over the session's intervals inside
+    `window` (the member's stated trading window; None: every interval), or None where the chain cannot say."""
     prices = [xch.micro_per_wh(p) for p in record["prices"]]
     clean = [xch.micro_per_wh(p) for p in record.get("clean_prices", ())]
     bound = 0
-    for t in range(record["intervals"]):
-        interval = record["first_interval"] + t
+    for interval in bound_intervals(record, window):
+        t = interval - int(record["first_interval"])
         cover = tariff(state, member, interval)
         if cover is None:
             return None
@@ -111,11 +127,13 @@ def gain_bound(state: StateReader, record: dict[str, Any], member: bytes) -> int
     return bound
 
 
-def unbounded_interval(state: StateReader, record: dict[str, Any], member: bytes) -> int | None:
-    """The first chain interval of the session in which the member's rules set no `max_quantity` (its
-    no-rule value), or None: each has one. Without it `gain_bound` is no bound at all (review17 U-C)."""
-    for t in range(record["intervals"]):
-        interval: int = record["first_interval"] + t
+def unbounded_interval(
+    state: StateReader, record: dict[str, Any], member: bytes, window: range | None = None
+) -> int | None:
+    """The first chain interval of the session inside `window` (as `gain_bound`'s) in which the member's rules
+    set no `max_quantity` (its no-rule value), or None: each has one. Without it `gain_bound` is no bound at
+    all (review17 U-C)."""
+    for interval in bound_intervals(record, window):
         if int(rules_for(state, member, interval)["max_quantity"]) >= int(NO_RULES["max_quantity"]):
             return interval
     return None
@@ -185,7 +203,8 @@ def claim_uplift(view: Overlay, tx: Tx, ctx: BlockContext, sender: ks.AccountRec
         f"late: claims on {name!r} closed at {end} (block time {ctx.time})",
     )
     require(view.get(claim_key(name, tx.sender)) is None, Reason.DUPLICATE, f"already claimed on {name!r}")
-    unbounded = unbounded_interval(view, record, tx.sender) if gain > 0 else None
+    window = xch.trading_window(view, name, tx.sender)  # stated with its first accept; None: the session
+    unbounded = unbounded_interval(view, record, tx.sender, window) if gain > 0 else None
     require(
         unbounded is None,
         Reason.RULE_VIOLATION,
@@ -193,12 +212,13 @@ def claim_uplift(view: Overlay, tx: Tx, ctx: BlockContext, sender: ks.AccountRec
         "a gain only by max_quantity x the spread (without the rule a claim may take every payer's surplus); "
         "claim gain 0",
     )
-    bound = gain_bound(view, record, tx.sender)
+    bound = gain_bound(view, record, tx.sender, window)
+    over = "the session's intervals" if window is None else f"its trading window {window[0]}..{window[-1]}"
     require(
         bound is None or gain <= bound,
         Reason.RULE_VIOLATION,
         f"gain {gain} above {bound}, the most deviating could gain: max_quantity x the spread between the "
-        "closing price and the DSO's cover prices, over the session's intervals",
+        f"closing price and the DSO's cover prices, over {over}",
     )
     view.put_obj(claim_key(name, tx.sender), {"gain": gain, "surplus": surplus, "txid": tx.txid})
     return [("uplift_claimed", {"session": name, "member": tx.sender, "gain": gain, "surplus": surplus})]
