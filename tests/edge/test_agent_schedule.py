@@ -22,17 +22,18 @@ import logging
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import replace
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from peergrid_controller.schedule import Plan
 from peergrid_edge import agent_dispatch as agent_dispatch_module
-from peergrid_edge.agent_dispatch import plan_valid_until
+from peergrid_edge.agent_dispatch import bridge_until, plan_valid_until
 from peergrid_edge.clock import ManualClock, SystemClock
 from peergrid_edge.config import EdgeSettings, MarketSettings
 from peergrid_edge.daemon import EdgeDaemon
@@ -96,13 +97,24 @@ def plan(battery_kw: float) -> Plan:
     return Plan(0.0, zero, zero, zero, (False,), zero, (battery_kw,), zero, zero, {})
 
 
-def agent_dispatch(daemon: EdgeDaemon, settings: MarketSettings, t: int, battery_kw: float) -> list[Decision]:
-    """The trader's own `_dispatch` of interval t's plan (plan_schedule, set_schedule, one dispatch tick) on a
-    stand-in agent; the actuator records the tick's decision instead of writing over Modbus."""
-    decisions = record_decisions(daemon)
+def stand_in(daemon: EdgeDaemon, settings: MarketSettings, working: int | None = None) -> SimpleNamespace:
+    """A trading agent with what `MarketAgent._dispatch` reads, on the daemon's market section; `working_on`
+    (the interval its loop is on) is what the test sets: None, as here by default, says nothing of its work,
+    so its plans are followed by their own times alone."""
     with_market(daemon, settings)
-    agent = SimpleNamespace(d=daemon, mg=SimpleNamespace(pv=[], intervals=SCENARIO_INTERVALS), s=settings)
-    asyncio.run(MarketAgent._dispatch(agent, t, plan(battery_kw)))  # type: ignore[arg-type]
+    mg = SimpleNamespace(pv=[], intervals=SCENARIO_INTERVALS)
+    return SimpleNamespace(d=daemon, mg=mg, s=settings, working_on=working, held=None)
+
+
+def agent_dispatch(
+    daemon: EdgeDaemon, settings: MarketSettings, t: int, battery_kw: float, agent: Any = None
+) -> list[Decision]:
+    """The trader's own `_dispatch` of interval t's plan (plan_schedule, set_plan, one dispatch tick) on a
+    stand-in agent (`agent`, else one that says nothing of its work); the actuator records the tick's decision
+    instead of writing over Modbus."""
+    decisions = record_decisions(daemon)
+    agent = stand_in(daemon, settings) if agent is None else agent
+    asyncio.run(MarketAgent._dispatch(agent, t, plan(battery_kw)))
     return decisions
 
 
@@ -336,36 +348,143 @@ def test_r17_a_live_controller_is_followed_once_the_days_last_plan_ended(tmp_pat
 
 def test_an_agent_behind_its_slots_keeps_its_plan_until_its_next_dispatch(tmp_path: Path) -> None:
     """d926202's need: with 30 MGMCs an interval's work outlasted two slots and each interval starts when the
-    one before ended; a plan dispatched after its slot ended is followed four intervals and 30 s from its
-    dispatch, so the agent's next plan, one interval's work later, takes over from it with no safe tick."""
+    one before ended; a plan dispatched after its slot ended is followed while the agent works on its interval
+    and the next, so the agent's next plan, one interval's work later, takes over from it with no safe tick."""
     clock = ManualClock(START, wall_offset=0.0)
     settings = market(tmp_path)
     with edge(tmp_path, clock) as daemon:
+        agent = stand_in(daemon, settings, working=7)
         clock.now = START + 2.5 * INTERVAL_S  # interval 7 dispatched 2.5 slots late
-        agent_dispatch(daemon, settings, 7, -2.0)
+        agent_dispatch(daemon, settings, 7, -2.0, agent)
         plan_7 = daemon.current_schedule()
-        assert plan_7 is not None and plan_7.valid_until == START + 2.5 * INTERVAL_S + R16_S
+        assert (
+            plan_7 is not None and plan_7.valid_until == START + 2.5 * INTERVAL_S + R16_S
+        )  # its bridge's end
+        assert daemon.schedules.plan is not None and daemon.schedules.plan.valid_until == START + NEXT_END
+        agent.working_on = 8
         clock.now += 2.4 * INTERVAL_S  # its work and interval 8's bargaining took 2.4 slots
         assert dispatching(daemon) == "schedule 7"
-        (decision,) = agent_dispatch(daemon, settings, 8, -1.0)
+        (decision,) = agent_dispatch(daemon, settings, 8, -1.0, agent)
         assert decision.reason == "schedule 8" and writes(decision) == {"bat1.power_w": -1000.0}
 
 
-def test_the_days_last_interval_dispatched_after_its_end_is_not_followed_nor_held(tmp_path: Path) -> None:
-    """Behind its slots on the day's last interval: its trades were metered over a slot that is over, so its
-    plan drives nothing (the safe state here), and the dispatch does not say it was held in full (PLAN_CONFIRMED,
-    what a meterless MG states by), though the safe setpoint it wrote was confirmed."""
+LAB_S = 2.5  # E22's lab: 2.5-s slots from interval 36
+
+
+def test_an_agent_that_first_falls_behind_its_slots_has_no_safe_tick(tmp_path: Path) -> None:
+    """E22's gap (slot 38 of a 2.5-s lab run): interval 37 dispatched in its slot is valid by the clock to the
+    end of 38, but interval 38's work (started late) dispatches it 1 s into slot 39; before, dispatch sat in the
+    safe state for that second. Now plan 37 is followed while the agent works on 38, 38's plan (behind) while
+    it works on 39, and every tick of the run follows a plan. Ticks every 0.1 s on a manual clock."""
+    clock = ManualClock(START, wall_offset=0.0)
+    settings = MarketSettings.model_validate(
+        {"scenario": str(tmp_path / "s.yaml"), "anonym_key_file": str(tmp_path / "a.key"), "t0": START,
+         "interval_s": LAB_S, "first_interval": 36, "intervals": 4}
+    )  # fmt: skip
+
+    def at(k: int, into: float) -> float:  # `into` seconds after interval k's slot starts
+        return START + (k - 36) * LAB_S + into
+
+    script = [  # (when, the interval the agent's loop is on, the interval it dispatches then or None)
+        (at(36, 0.0), 36, None), (at(36, 0.8), 36, 36), (at(37, 0.0), 37, None), (at(37, 0.9), 37, 37),
+        (at(37, 2.3), 38, None),  # 37's DSO verdict and settle took to the end of its slot: 38 starts late
+        (at(39, 1.0), 38, 38),  # ... and is dispatched 1 s into slot 39: behind its slots from here
+        (at(39, 2.2), 39, None), (at(40, 1.9), 39, 39),  # 39 dispatched 1.9 s into the day's end slot 40
+    ]  # fmt: skip
+    with edge(tmp_path, clock) as daemon:
+        agent = stand_in(daemon, settings)
+        seen: list[tuple[float, str]] = []
+        now = at(36, 0.0)
+        for when, working, dispatched in script:
+            while now < when - 1e-9:  # the daemon's ticks until the agent's next step
+                clock.now = now
+                seen.append((round(now - START, 1), tick(daemon).reason))
+                now = round(now + 0.1, 6)
+            clock.now = when
+            agent.working_on = working
+            if dispatched is not None:
+                (decision,) = agent_dispatch(daemon, settings, dispatched, -0.1 * dispatched, agent)
+                seen.append((round(when - START, 1), decision.reason))
+    followed = [reason for when, reason in seen if when >= 0.8]  # from the first dispatch on
+    assert followed and all(r.startswith("schedule ") and "not valid" not in r for r in followed)
+    by_time = dict(seen)  # the last word at each tenth of a second from START
+    assert (
+        by_time[7.5] == by_time[8.4] == "schedule 37"
+    )  # slot 39 until 38's dispatch (before: the safe state)
+    assert by_time[8.5] == by_time[10.0] == by_time[11.8] == "schedule 38"  # behind: through 39's work
+    assert by_time[11.9] == "schedule 39"  # the day's last, dispatched 1.9 s after its end
+
+
+def test_a_plan_past_its_slots_is_bridged_only_while_the_agent_works_on_its_interval_or_the_next(
+    tmp_path: Path,
+) -> None:
+    """Interval 7's plan (dispatched in its slot) past the end of 8: followed while the agent is on 7 or 8, up
+    to four intervals and 30 s from its dispatch; never once it moved on to 9 (8 failed before its dispatch: a
+    live controller's schedule, else the safe state, as by the clock alone), nor after its day ended, nor past
+    the bridge's end."""
+    clock = ManualClock(START, wall_offset=0.0)
+    settings = market(tmp_path)
+    with edge(tmp_path, clock, {"schedule_timeout_s": 60.0}) as daemon:
+        agent = stand_in(daemon, settings, working=7)
+        clock.now = START + 60
+        agent_dispatch(daemon, settings, 7, -2.0, agent)
+        bridge_end = START + 60 + R16_S
+        seen = []
+        for now, working in ((NEXT_END + 1, 7), (NEXT_END + 1, 8), (bridge_end - START - 1, 8),
+                             (bridge_end - START, 8), (NEXT_END + 1, 9), (NEXT_END + 1, None)):  # fmt: skip
+            clock.now, agent.working_on = START + now, working
+            decision = tick(daemon)
+            current = daemon.current_schedule()
+            seen.append((working, decision.reason, None if current is None else current.valid_until))
+        assert seen == [
+            (7, "schedule 7", bridge_end),  # its own interval's DSO answer came late: the latest plan
+            (8, "schedule 7", bridge_end),  # the next one's dispatch is late (E22's gap)
+            (8, "schedule 7", bridge_end),
+            (8, "schedule 7 not valid now", START + NEXT_END),  # a live agent stuck on 8: not for ever
+            (9, "schedule 7 not valid now", START + NEXT_END),  # interval 8 failed: the clock's rule
+            (None, "schedule 7 not valid now", START + NEXT_END),  # its day is over
+        ]
+        assert daemon.schedule_at is None  # the bridge never touched the controller's silence timer
+        clock.now, agent.working_on = START + NEXT_END + 1, 9  # 8 failed, and a live controller speaks
+        send(daemon, message(20, clock.now, clock.now + 600, power_w=1500.0))
+        assert tick(daemon).reason == "schedule 20"
+
+
+def test_the_days_last_interval_dispatched_after_its_end_is_followed_and_held_while_the_agent_is_on_it(
+    tmp_path: Path,
+) -> None:
+    """Behind its slots on the day's last interval: dispatched 5 s after its end while the agent works on it,
+    it is followed and held in full as any interval dispatched behind its slot (PLAN_CONFIRMED, what a
+    meterless MG states by: before, the safe state and False); once the agent is done with its day (settle_day,
+    the uplift stage) the plan is not followed."""
     clock = ManualClock(START, wall_offset=0.0)
     settings = market(tmp_path, intervals=1)
     with edge(tmp_path, clock) as daemon:
         clock.now = START + INTERVAL_S + 5
-        agent = SimpleNamespace(
-            d=daemon, mg=SimpleNamespace(pv=[], intervals=SCENARIO_INTERVALS), s=settings, held=None
-        )
-        decisions = record_decisions(daemon)
-        with_market(daemon, settings)
-        asyncio.run(MarketAgent._dispatch(agent, 7, plan(-2.0)))  # type: ignore[arg-type]
-        (decision,) = decisions
+        agent = stand_in(daemon, settings, working=7)
+        (decision,) = agent_dispatch(daemon, settings, 7, -2.0, agent)
+        assert (decision.mode, decision.reason) == ("schedule", "schedule 7")
+        assert writes(decision) == {"bat1.power_w": -2000.0} and agent.held is True
+        clock.now += 30  # its DSO verdict and settle
+        assert tick(daemon).reason == "schedule 7"
+        agent.working_on = None  # its loop ended: settle_day
+        decision = tick(daemon)
+        assert (decision.mode, decision.reason) == ("safe", "schedule 7 not valid now")
+        assert writes(decision) == {"bat1.power_w": 0.0}
+
+
+def test_the_days_last_interval_dispatched_after_its_end_by_an_agent_that_says_nothing_is_not_followed(
+    tmp_path: Path,
+) -> None:
+    """By the clock alone (an agent that does not say what it works on) the day's last interval's plan ends
+    with its slot: dispatched after it, its plan drives nothing (the safe state here), and the dispatch does not
+    say it was held in full, though the safe setpoint it wrote was confirmed."""
+    clock = ManualClock(START, wall_offset=0.0)
+    settings = market(tmp_path, intervals=1)
+    with edge(tmp_path, clock) as daemon:
+        clock.now = START + INTERVAL_S + 5
+        agent = stand_in(daemon, settings)
+        (decision,) = agent_dispatch(daemon, settings, 7, -2.0, agent)
         assert (decision.mode, decision.reason) == ("safe", "schedule 7 not valid now")
         assert agent.held is False
 
@@ -393,12 +512,12 @@ def test_the_plan_needs_the_daemons_market_section(tmp_path: Path) -> None:
     st.floats(0.001, 0.999),  # the dispatch's place in its slot (off its bounds: float rounding)
     st.integers(0, 3),  # slots behind
 )
-def test_no_plan_outlives_its_next_interval_nor_the_day_unless_the_agent_is_behind(
+def test_no_plan_outlives_its_next_interval_nor_the_day_by_the_clock_and_its_bridge_is_bounded(
     t0: float, interval_s: float, first: int, intervals: int | None, k: int, at: float, behind: int
 ) -> None:
-    """Dispatched in its slot, interval t's plan covers the rest of t and, unless t is the day's last, all of
-    t + 1, and ends by then; behind its slots, four intervals and 30 s from the dispatch, never past the end
-    of the day's last interval when it is the last."""
+    """By the clock, interval t's plan covers the rest of t and, unless t is the day's last, all of t + 1, and
+    ends by then, wherever it was dispatched; its bridge (followed while the agent works on t or t + 1) ends
+    four intervals and 30 s from the dispatch."""
     s = MarketSettings.model_validate(
         {"scenario": "s.yaml", "anonym_key_file": "a.key", "t0": t0, "interval_s": interval_s,
          "first_interval": first, "intervals": intervals}
@@ -413,13 +532,14 @@ def test_no_plan_outlives_its_next_interval_nor_the_day_unless_the_agent_is_behi
         return t0 + (j - first) * interval_s
 
     wall = start(t) + (at + behind) * interval_s
-    until = plan_valid_until(s, day, t, wall)
+    until = plan_valid_until(s, day, t)
     if t == last:
         assert until == start(t + 1)  # never past the day
-    elif behind == 0:
-        assert until == start(t + 2) and until - wall >= interval_s  # all of the next interval covered
     else:
-        assert until == wall + 4 * interval_s + 30  # d926202's bound
+        assert until == start(t + 2)
+        if behind == 0:
+            assert until - wall >= interval_s  # all of the next interval covered
+    assert bridge_until(s, wall) == wall + 4 * interval_s + 30  # d926202's bound
 
 
 # --- the agent's task -----------------------------------------------------------------------------------------
@@ -443,12 +563,17 @@ class Agent:
              "intervals": 1 if self.last else None}
         )  # fmt: skip
         with_market(self.daemon, settings)
-        stand_in = SimpleNamespace(d=self.daemon, mg=SimpleNamespace(pv=[], intervals=96), s=settings)
-        await MarketAgent._dispatch(stand_in, 7, plan(-2.0))  # type: ignore[arg-type]
+        # on interval 7 while it runs (so its plan would be bridged: only the task's death ends it when it raises);
+        # its day done, on none, as the trader's loop leaves it
+        agent = SimpleNamespace(
+            d=self.daemon, mg=SimpleNamespace(pv=[], intervals=96), s=settings, working_on=7
+        )
+        await MarketAgent._dispatch(agent, 7, plan(-2.0))  # type: ignore[arg-type]
         await asyncio.sleep(0.05)
         self.followed.append(dispatching(self.daemon))
         if self.raises:
             raise KeyError("a bug mid-interval")
+        agent.working_on = None
 
     def status(self) -> dict[str, Any]:
         return {}
@@ -523,7 +648,15 @@ events = st.lists(
         st.tuples(st.just("advance"), st.floats(0.0, 200.0)),
         # a controller's message: its start and length relative to now
         st.tuples(st.just("controller"), st.floats(-100.0, 100.0), st.floats(1.0, 300.0)),
-        st.tuples(st.just("agent"), st.floats(-10.0, 10.0), st.floats(1.0, 300.0)),
+        # the agent's plan: its start and length relative to now, and how far its bridge reaches past its end
+        st.tuples(
+            st.just("agent"),
+            st.floats(-10.0, 10.0),
+            st.floats(1.0, 300.0),
+            st.one_of(st.none(), st.floats(-50.0, 400.0)),
+        ),
+        # the interval the agent says it works on, relative to its last plan's (None: none)
+        st.tuples(st.just("working"), st.one_of(st.none(), st.integers(-1, 2))),
         st.tuples(st.just("agent dies")),
     ),
     max_size=30,
@@ -532,17 +665,23 @@ events = st.lists(
 
 @settings(max_examples=300, deadline=None)
 @given(events)
+# the bridge's branches for sure: followed past its end on its interval and the next, then not once on a later one
+@example([("agent", 0.0, 10.0, 100.0), ("working", 0), ("advance", 20.0), ("working", 1), ("working", 2)])
+@example([("controller", 0.0, 200.0), ("agent", 0.0, 10.0, 100.0), ("working", 1), ("advance", 20.0),
+          ("agent dies",)])  # fmt: skip
 def test_the_agents_plans_never_touch_the_controllers_schedules_and_win_exactly_while_valid_and_alive(
     script: list[tuple[Any, ...]],
 ) -> None:
     """Beside a twin holder fed the controller's messages only: the controller's schedules, their silence timer
     and the intake's counts are the twin's at every step, and the holder follows the agent's plan exactly while
-    it is valid and the agent lives, else the twin's schedule (or, with none, the plan that is not valid now)."""
+    it is valid and the agent lives, bridged to its bridge's end while the agent works on its interval or the
+    next, else the twin's schedule (or, with none, the plan that is not valid now)."""
     clock = ManualClock(START, wall_offset=0.0)
     mixed, twin = ScheduleHolder(clock, TIMEOUT_S), ScheduleHolder(clock, TIMEOUT_S)
-    alive = [True]
+    alive, working = [True], [None]
     mixed.agent_alive = lambda: alive[0]
     plan_: Schedule | None = None
+    bridge: float | None = None
     for n, event in enumerate(script):
         if event[0] == "advance":
             clock.now += event[1]
@@ -552,16 +691,26 @@ def test_the_agents_plans_never_touch_the_controllers_schedules_and_win_exactly_
             twin.take(payload)
         elif event[0] == "agent":
             plan_ = Schedule(1000 + n, clock.now + event[1], clock.now + event[1] + event[2], {})
-            mixed.set_plan(plan_)
+            bridge = None if event[3] is None else plan_.valid_until + event[3]
+            mixed.set_plan(plan_, bridge, lambda: working[0])
+        elif event[0] == "working":
+            working[0] = None if event[1] is None or plan_ is None else plan_.interval + event[1]
         else:
             alive[0] = False
         current, controllers = mixed.current(), twin.current()
         assert mixed.schedule == twin.schedule and mixed.ahead == twin.ahead
         assert mixed.schedule_at == twin.schedule_at and mixed.intake.ignored == twin.intake.ignored
-        rules = plan_ is not None and plan_.valid_at(clock.now) and alive[0]
-        assert mixed.in_force is (plan_ if rules else mixed.schedule)  # what /metrics shows
-        if rules:
-            assert current is plan_
+        ruling: Schedule | None = None
+        if plan_ is not None and alive[0]:
+            on_it = working[0] is not None and working[0] - plan_.interval in (0, 1)
+            if plan_.valid_at(clock.now):
+                ruling = plan_
+            elif bridge is not None and plan_.valid_until <= clock.now < bridge and on_it:
+                ruling = replace(plan_, valid_until=bridge)  # followed past its end: valid to its bridge's
+        assert mixed.in_force == (ruling or mixed.schedule)  # what /metrics shows
+        assert mixed.plan_rules() is (ruling is not None)
+        if ruling is not None:
+            assert current == ruling and current is not None and current.valid_at(clock.now)
         elif controllers is not None or not alive[0]:
             assert current == controllers
         else:

@@ -119,13 +119,13 @@ class Daemon:
         self.actuator = SimpleNamespace(confirmed_total=0, writes_total=0, alarms_total={})
         self.reports_w, self.alarm = reports_w, alarm
         self.schedule: Any = None
-        self.schedules = SimpleNamespace(plan_rules=self.plan_rules)
+        self.schedules = SimpleNamespace(plan_rules=self.plan_rules, set_plan=self.set_plan)
 
     def plan_rules(self) -> bool:
         return bool(self.schedule.valid_at(self.clock.wall()))
 
-    def set_schedule(self, schedule: Any) -> None:
-        self.schedule = schedule
+    def set_plan(self, schedule: Any, _bridge_until: float, _working: Any) -> None:
+        self.schedule = schedule  # dispatched in its slot: followed by its own times (no bridge needed)
 
     async def dispatch_once(self, _dt: float) -> None:
         wanted = self.schedule.setpoints["bat"]["power_w"]

@@ -3,24 +3,28 @@
 Promises: `plan_schedule` turns the controller's plan for interval t into the daemon's schedule over the
 controllable devices it sees now (the PV setpoints capped at the scenario's available PV), valid until
 `plan_valid_until`: the end of interval t + 1 (the next interval's bargaining and DSO verdict covered, until
-whose dispatch the DERs run t's setpoints), the day's last interval only until its own end, so no plan drives
-the DERs more than one interval past its own when the day ended or the next interval failed before its dispatch
-(review17 S-A; before, four intervals and 30 s whatever came after). An agent behind its slots (t dispatched
-after t's slot ended: it starts each interval when the one before ended, at 30 MGMCs an interval's work outlasted
-two slots, d926202) keeps four intervals and 30 s from the dispatch, so its plan still bridges to its next one.
-Set as the agent's plan (`EdgeDaemon.set_schedule`), it is followed until then or the next plan, whatever
+whose dispatch the DERs run t's setpoints), the day's last interval only until its own end, so by the clock no
+plan drives the DERs more than one interval past its own when the day ended or the next interval failed before
+its dispatch (review17 S-A; before, four intervals and 30 s whatever came after). `set_plan` hands it to the
+daemon's holder with its bridge (`bridge_until`: four intervals and 30 s from its dispatch, d926202's bound)
+and the agent's word on which interval it works on: past its `valid_until` the plan is followed while the agent
+still works on t or t + 1, never once it moved past t + 1 or its day ended (`schedule_holder`). So an agent
+behind its slots (it starts each interval when the one before ended; at 30 MGMCs an interval's work outlasted
+two slots) is followed from plan to plan with no safe-state gap, also where it first falls behind (E22: ~1 s of
+safe state in slot 38 of a 2.5-s lab, plan 37 run out at the end of 38 before 38's late dispatch), and the
+day's last interval dispatched after its end until the agent is done with it. The plan is followed so whatever
 `dispatch.schedule_timeout_s` (an MQTT controller's silence allowed, not this agent's: its liveness is its
 task's, `schedule_holder`); after it a live controller's schedule, else the safe state. `dispatch_held` runs one
 dispatch tick and says how many writes the actuator confirmed and whether the plan was held in full: the tick
 followed it (not a plan past its end), every controllable device fresh, no new alarm, and its writes confirmed
 or none needed (the devices already report the setpoints: an interval planned as the one before writes
 nothing). Writes only this MG's devices, through the daemon's actuator (read-back confirmed there). Split
-from trader.py, whose `MarketAgent._dispatch` calls both and keeps what they return.
+from trader.py, whose `MarketAgent._dispatch` calls them and keeps what they return.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from peergrid_controller.model import Microgrid
@@ -33,14 +37,14 @@ if TYPE_CHECKING:
     from peergrid_edge.daemon import EdgeDaemon
 
 
-# an agent behind its slots: its plan is followed this long from its dispatch (d926202's bound), in intervals + s
+# a plan past its slots is followed at most this long from its dispatch while the agent works on its interval or
+# the next (d926202's bound, which an agent 2 slots behind at 30 MGMCs needed), in intervals + s
 BEHIND_INTERVALS, BEHIND_S = 4, 30.0
 
 
-def plan_valid_until(market: MarketSettings, intervals: int, t: int, wall: float) -> float:
-    """Until when interval t's plan, dispatched at `wall`, is followed with no newer plan: the end of t + 1, the
-    day's last interval's own end; dispatched after t's slot ended (the agent behind its slots), four intervals
-    and 30 s from `wall` (never for the day's last). `intervals`: the scenario's (the agent's `_last_interval`)."""
+def plan_valid_until(market: MarketSettings, intervals: int, t: int) -> float:
+    """Until when interval t's plan is followed by the clock alone with no newer plan: the end of t + 1, the
+    day's last interval's own end. `intervals`: the scenario's (the agent's `_last_interval`)."""
 
     def start(k: int) -> float:  # the wall time interval k's slot starts (the agent's `_start_of`)
         return market.t0 + (k - market.first_interval) * market.interval_s
@@ -48,10 +52,13 @@ def plan_valid_until(market: MarketSettings, intervals: int, t: int, wall: float
     last = intervals - 1
     if market.intervals is not None:
         last = min(last, market.first_interval + market.intervals - 1)
-    if t >= last:
-        return start(t + 1)
-    if wall < start(t + 1):
-        return start(t + 2)
+    return start(t + 1) if t >= last else start(t + 2)
+
+
+def bridge_until(market: MarketSettings, wall: float) -> float:
+    """How long a plan dispatched at `wall` may be followed past its `plan_valid_until` while the agent still
+    works on its interval or the next: four intervals and 30 s from its dispatch (a live agent stuck on them
+    is not followed for ever)."""
     return wall + BEHIND_INTERVALS * market.interval_s + BEHIND_S
 
 
@@ -65,8 +72,16 @@ def plan_schedule(
     now, wall = daemon.clock.monotonic(), daemon.clock.wall()
     views = {n: v for n, s in daemon.states.items() if (v := view_of(s, now)) is not None}
     available = sum(p.available_kw[t] for p in mg.pv)
-    until = plan_valid_until(market, mg.intervals, t, wall)
+    until = plan_valid_until(market, mg.intervals, t)
     return schedule_from_plan(plan, 0, views, t, wall, until, available), views
+
+
+def set_plan(daemon: EdgeDaemon, schedule: Schedule, working: Callable[[], int | None]) -> None:
+    """`schedule` (`plan_schedule`'s) as the agent's plan in the daemon's holder, bridged from its dispatch (its
+    `valid_from`) while `working()`, the interval the agent is on, is its interval or the next."""
+    market = daemon.settings.market
+    assert market is not None  # `plan_schedule` made it by the market section
+    daemon.schedules.set_plan(schedule, bridge_until(market, schedule.valid_from), working)
 
 
 async def dispatch_held(daemon: EdgeDaemon, views: Mapping[str, DeviceView]) -> tuple[int, bool]:

@@ -3,9 +3,9 @@
 Two sources, kept apart. A controller's schedules come as MQTT messages (`take`) and are judged by its silence
 timer; the trading agent in this process sets its plan (`set_plan`) and is judged by the plan's own validity
 and its task's life. `current()` is the schedule dispatch follows now: the agent's plan while it is valid at
-the wall clock and the agent's task has not died (`agent_alive`), else the controller's, else the agent's plan
-that has not started or has run out (`decide` then says "schedule N not valid now"), else None, so dispatch
-falls back to the devices' safe state. The agent wins while its plan is valid because that plan carries the
+the wall clock (or bridged, below) and the agent's task has not died (`agent_alive`), else the controller's,
+else the agent's plan that has not started or has run out (`decide` then says "schedule N not valid now"),
+else None, so dispatch falls back to the devices' safe state. The agent wins while its plan is valid because that plan carries the
 trades the MG agreed on the chain and the DSO checked: a schedule from elsewhere would leave them undelivered
 and metered short; the controller's schedules are what dispatch follows before the agent's first plan, once
 its plan ran out with no new one, and if its task died (the daemon then stops anyway: `task_watch`). (Before
@@ -25,8 +25,16 @@ throws the MG into the safe state for the rest of this one (E19) nor loses the n
 it came too (E20). A schedule held ahead is put in force once the wall clock reaches its start (`advance`,
 called by every reader; if several started since, the last of them), logged as "schedule N in force" on the
 daemon's logger. The agent's side: `set_plan` replaces its plan (its latest word, never judged: it is this
-process's own); its `valid_until` (`agent_dispatch.plan_schedule`: four intervals and 30 s) bounds how long a
-live agent that sends no new plan is followed. Assumes: the clock the daemon runs on.
+process's own); its `valid_until` (`agent_dispatch.plan_valid_until`: the end of the next interval, the day's
+last interval its own end) bounds how long it is followed by the clock alone. Past it the plan is bridged,
+up to its `bridge_until` (`agent_dispatch.bridge_until`: four intervals and 30 s from its dispatch), while the
+agent lives and says it still works on the plan's interval or the next one (`working`, read at each look):
+an agent that falls behind its slots is followed until its next plan with no safe-state gap between (E22's
+1 s in slot 38 of a 2.5-s lab), and the day's last interval dispatched after its end is followed until the
+agent is done with it (its dispatch then says held, as any behind interval's: E22's `plan_confirmed` false);
+never once the agent moved past the next interval (one failed before its dispatch), its day is over or its
+task died. A bridged plan is the plan with `valid_until` at its bridge's end (what `decide` and /metrics see
+while it rules). Assumes: the clock the daemon runs on.
 Nothing is persisted, on purpose: a restarted daemon holds nothing and is in the safe state until its
 controller sends again or its agent dispatches. The silence timer is the monotonic clock of this process; a
 schedule read back from disk would be in force with no sign that its controller still lives, which is what the
@@ -42,6 +50,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from dataclasses import replace
 
 from peergrid_edge.clock import Clock
 from peergrid_edge.dispatch import Schedule
@@ -55,6 +64,10 @@ def _alive() -> bool:
     return True  # no agent task to watch (none runs, or the daemon's `run` has not started it)
 
 
+def _nowhere() -> int | None:
+    return None  # an agent that says nothing of its work: its plan is followed by its own times alone
+
+
 class ScheduleHolder:
     def __init__(self, clock: Clock, timeout_s: float, ahead_max: int = AHEAD_MAX) -> None:
         self.clock = clock
@@ -66,6 +79,10 @@ class ScheduleHolder:
         self.held_ahead: list[tuple[Schedule, float]] = []
         self.intake = ScheduleIntake()  # parses each schedule message, counts the ignored ones
         self.plan: Schedule | None = None  # the trading agent's latest plan (`set_plan`): no silence timer
+        # the plan as followed past its valid_until while the agent works on its interval or the next (None: never)
+        self.bridged: Schedule | None = None
+        # the interval the agent's loop is on (None: none), given with its plan (`set_plan`)
+        self.agent_working: Callable[[], int | None] = _nowhere
         # whether the agent's task has not died: the daemon's `run` wires it to the task it starts
         self.agent_alive: Callable[[], bool] = _alive
 
@@ -91,13 +108,14 @@ class ScheduleHolder:
         if schedule is not None:
             self.set(schedule)
             # taken but not followed: said in the journal, where an operator looks for the controller's schedules
-            if self.plan is not None and self.plan_rules():
+            ruling = self.agent_plan()
+            if ruling is not None:
                 log.info(
                     "schedule %d from the controller taken; dispatch follows the trading agent's plan %d "
                     "until %.3f",
                     schedule.interval,
-                    self.plan.interval,
-                    self.plan.valid_until,
+                    ruling.interval,
+                    ruling.valid_until,
                 )
 
     def set(self, schedule: Schedule) -> None:
@@ -144,22 +162,46 @@ class ScheduleHolder:
             self.schedule = started[-1]
             log.info("schedule %d in force", started[-1].interval)
 
-    def set_plan(self, plan: Schedule) -> None:
+    def set_plan(
+        self,
+        plan: Schedule,
+        bridge_until: float | None = None,
+        working: Callable[[], int | None] | None = None,
+    ) -> None:
         """The trading agent's plan, in place of its last one: followed while it is valid at the wall clock and
-        the agent's task lives, ahead of the controller's schedules; the controller's silence timer left alone."""
+        the agent's task lives, ahead of the controller's schedules; the controller's silence timer left alone.
+        `bridge_until`: past its `valid_until`, it is followed up to then while `working()` (the interval the
+        agent is on, None: none) is the plan's interval or the next (None: never past `valid_until`)."""
         self.plan = plan
+        ends = plan.valid_until if bridge_until is None else bridge_until
+        self.bridged = replace(plan, valid_until=ends) if ends > plan.valid_until else None
+        self.agent_working = _nowhere if working is None else working
+
+    def agent_plan(self) -> Schedule | None:
+        """The agent's plan as dispatch follows it now (the module's contract), None when it does not rule: valid
+        at the wall clock, or bridged while the agent works on its interval or the next; its task alive."""
+        plan = self.plan
+        if plan is None or not self.agent_alive():
+            return None
+        wall = self.clock.wall()
+        if plan.valid_at(wall):
+            return plan
+        bridged = self.bridged
+        if bridged is None or not bridged.valid_at(wall):
+            return None
+        return bridged if self.agent_working() in (plan.interval, plan.interval + 1) else None
 
     def plan_rules(self) -> bool:
-        """Whether dispatch follows the agent's plan now: it is valid at the wall clock, the agent's task lives."""
-        plan = self.plan
-        return plan is not None and plan.valid_at(self.clock.wall()) and self.agent_alive()
+        """Whether dispatch follows the agent's plan now (`agent_plan`)."""
+        return self.agent_plan() is not None
 
     @property
     def in_force(self) -> Schedule | None:
         """The schedule in force by its source (the agent's plan while it rules, else the controller's), the
         silence timer aside: what /metrics names as the schedule interval."""
         self.advance()
-        return self.plan if self.plan_rules() else self.schedule
+        ruling = self.agent_plan()
+        return self.schedule if ruling is None else ruling
 
     def controller_current(self) -> Schedule | None:
         """The controller's schedule in force, None once the controller has been silent for `timeout_s`."""
@@ -173,8 +215,9 @@ class ScheduleHolder:
     def current(self) -> Schedule | None:
         """The schedule dispatch follows now (the module's contract: the agent's plan first)."""
         self.advance()  # the controller's side moves on at its starts whoever is followed ("schedule N in force")
-        if self.plan_rules():
-            return self.plan
+        ruling = self.agent_plan()
+        if ruling is not None:
+            return ruling
         controller = self.controller_current()
         if controller is not None or not self.agent_alive():
             return controller

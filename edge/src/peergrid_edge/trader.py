@@ -110,6 +110,9 @@ class MarketAgent:
     resumed: tuple[float, float] | None = None  # (the day's budget, spent) its records held at its start
     uplift_claim_refused = False  # its claim refused for good this run: not retried (`day_stages`)
     uplift_retry: asyncio.Task[Any] | None = None  # unsettled earlier uplifts (`day_stages`)
+    # the interval its loop is on, from its idle wait to its record (None: before the first, after the day): the
+    # schedule holder bridges a plan past its slots while this is its interval or the next (`agent_dispatch`)
+    working_on: int | None = None
 
     def __init__(self, daemon: EdgeDaemon, settings: MarketSettings) -> None:
         self.d, self.s = daemon, settings
@@ -221,13 +224,27 @@ class MarketAgent:
         self.uplift_retry = day_stages.retry_in_background(self)  # an uplift an earlier run left unpaid (U-A)
         if self.s.dayahead and t == self.s.first_interval and (await self.run_dayahead()).completed:
             await self.run_forward()
+        try:
+            stopped = await self._trade_day(t)
+        finally:
+            self.working_on = None  # its day's plans no longer bridged: settle_day, the uplift stage, a stop
+        if stopped:
+            return
+        await agent_settlement.settle_day(self)
+        if not self.d.stopping.is_set():  # the day-ahead make-whole, once the day's trades settled (U1)
+            await day_stages.run_uplift(self)
+
+    async def _trade_day(self, t: int) -> bool:
+        """The day's intervals from t (`run`), each when the one before ended and its slot came, saying which
+        one it works on (`working_on`); True: the daemon stopped it while it waited for one."""
         while t <= self._last_interval() and not self.d.stopping.is_set():
+            self.working_on = t
             # idle: refused settlements retried meanwhile; the Settler's failure never ends this loop
             await agent_settlement.work_settler(self, self._start_of(t))
             await day_stages.retry_uplift_claim(self)  # a claim that did not land, before any settle (U-B)
             await self._previous_cleared(t)
             if self.d.stopping.is_set():
-                return
+                return True
             if self.state is None:
                 self.state = initial_state(self.mg, self.d.states)
                 self.conv_state = (
@@ -244,9 +261,7 @@ class MarketAgent:
                 guard.fail_closed_after(self, t)  # its cost unknown: no allowance left, as a restart (K-A)
             self.done += 1
             t += 1
-        await agent_settlement.settle_day(self)
-        if not self.d.stopping.is_set():  # the day-ahead make-whole, once the day's trades settled (U1)
-            await day_stages.run_uplift(self)
+        return False
 
     async def run_dayahead(self) -> SessionOutcome:
         """The day-ahead exchange session before the first interval (`day_stages.run_dayahead`)."""
@@ -414,7 +429,8 @@ class MarketAgent:
         """Dispatch interval t's plan to the DERs (`agent_dispatch`): the writes confirmed; keeps the setpoints
         written (`dispatched`) and whether the plan was held in full (`held`)."""
         schedule, views = agent_dispatch.plan_schedule(self.d, self.mg, self.s.interval_s, t, plan)
-        self.d.set_schedule(schedule)
+        # followed past its slots while the agent works on t or t + 1 (`agent_dispatch.set_plan`)
+        agent_dispatch.set_plan(self.d, schedule, lambda: self.working_on)
         self.dispatched = schedule.setpoints
         confirmed, self.held = await agent_dispatch.dispatch_held(self.d, views)
         return confirmed
