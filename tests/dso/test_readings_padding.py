@@ -185,15 +185,18 @@ def outcome(read: Callable[[], object]) -> object:
 def test_the_bound_counts_pcc_meter_readings_and_reads_as_metering_would(kinds: list[str], most: int) -> None:
     """Any mix of meter readings (signed, unsigned, broken), other natures' readings (well-formed or not)
     and leaves that are no reading: over the bound exactly when the meter readings outnumber it (the others
-    never count, whatever their number); under it, what is kept gives the same energy or the same reason,
-    the same `counted_leaves` and the same tally as all the leaves would."""
+    never count, whatever their number); under it, what is kept (the other natures' well-formed readings
+    left out, at any number) gives the same energy or the same reason, the same `counted_leaves` and the
+    same tally as all the leaves would, and the pass's own tally is `count_readings`' without a key."""
     leaves = [LEAF_KINDS[kind] for kind in kinds]
     meters = sum(kind.startswith("meter") or kind == "unsigned" for kind in kinds)
-    kept = meter_readings(leaves, most)
-    assert (kept is None) is (meters > most)
-    if kept is None:
+    found = meter_readings(leaves, most)
+    assert (found is None) is (meters > most)
+    if found is None:
         return
-    assert kept == leaves if len(leaves) <= most else len(kept) == len(leaves) - kinds.count("pv")
+    kept, plain = found
+    assert len(kept) == len(leaves) - kinds.count("pv")  # under the bound too (D3: before, all were kept)
+    assert plain == count_readings(leaves, None, 0)  # the tally of a meter that does not sign, same pass
     key = METER.public
     for side in ("seller", "buyer"):
         assert outcome(energy(kept, side)) == outcome(energy(leaves, side))

@@ -178,19 +178,20 @@ def sealed_late(
     return None
 
 
-def meter_readings(leaves: Sequence[bytes], most: int) -> list[bytes] | None:
-    """The `leaves` metering reads: all of them when there are at most `most` (none decoded); else each PCC
-    meter reading and each leaf that is no well-formed reading (which metering refuses), the readings of other
-    natures left out (metering passes them by, as `counted_leaves` and the tally do: nothing they give
-    changes, only the decoding of them in every later pass). None: more than `most` PCC meter readings."""
-    if len(leaves) <= most:
-        return list(leaves)
-    kept, found = [], 0
+def meter_readings(leaves: Sequence[bytes], most: int) -> tuple[list[bytes], ReadingsCount] | None:
+    """The `leaves` metering reads, from one decoding of each: every PCC meter reading and every leaf that is
+    no well-formed reading (which metering refuses), the readings of other natures left out (metering passes
+    them by, as `counted_leaves` and the tally do: nothing they give changes, only the decoding of them again
+    in every later pass, P9/D3); with the tally of a meter that does not sign, `count_readings(leaves, None,
+    0)`, from the same pass. None: more than `most` PCC meter readings."""
+    kept: list[bytes] = []
+    found, refused = 0, list[str]()
     for leaf in leaves:
         try:
             fields = decode(leaf)
-        except DecodeError:
+        except DecodeError as exc:
             kept.append(leaf)
+            refused.append(f"a reading does not decode ({exc})")
             continue
         if isinstance(fields, dict) and fields.get("nature") == METER:
             found += 1
@@ -199,7 +200,7 @@ def meter_readings(leaves: Sequence[bytes], most: int) -> list[bytes] | None:
             kept.append(leaf)
         elif not isinstance(fields, dict) or not isinstance(fields.get("milli"), dict):
             kept.append(leaf)
-    return kept
+    return kept, ReadingsCount(False, unsigned=found, refused=tuple(refused))
 
 
 def sealed_leaves(
@@ -210,15 +211,17 @@ def sealed_leaves(
     sealed: Mapping[tuple[bytes, int], Sequence[bytes]],
     chain: ChainTime | None = None,
     commitments: Iterable[int] | None = None,
-) -> tuple[list[bytes], list[str]]:
+) -> tuple[list[bytes], list[str], ReadingsCount]:
     """The party's sealed leaves of every commitment interval that may bracket the market interval's window
     (or of `commitments`), each interval's set checked whole against the chain (`verified_leaves`, raising
     `Unmetered`) and refused (`Unmetered`) when it holds more PCC meter readings than a meter makes in it
     (`MeterClock.most_meter_readings`: review16 P1, padding that each cost the DSO a signature check) before
-    any is verified, and read as metering reads them (`meter_readings`); with `chain` those sealed late left
-    out (`sealed_late`): (leaves, why each commitment was left out)."""
+    any is verified, and read as metering reads them (`meter_readings`, each leaf decoded once); with `chain`
+    those sealed late left out (`sealed_late`): (leaves, why each commitment was left out, the tally of them
+    for a meter that does not sign)."""
     leaves: list[bytes] = []
     notes: list[str] = []
+    unsigned, refused = 0, list[str]()
     for c in clock.commitments(interval) if commitments is None else commitments:
         why = None if chain is None else sealed_late(state, node, c, clock.commit_ms, chain)
         if why is not None:
@@ -231,8 +234,9 @@ def sealed_leaves(
                 f"than a meter polled at most every {MIN_POLL_MS} ms makes in {clock.commit_ms} ms: the MG's "
                 "readings are not counted"
             )
-        leaves.extend(found)
-    return leaves, notes
+        leaves.extend(found[0])
+        unsigned, refused = unsigned + found[1].unsigned, [*refused, *found[1].refused]
+    return leaves, notes, ReadingsCount(False, unsigned=unsigned, refused=tuple(refused))
 
 
 REFUSED_NAMED = 5  # refused readings whose reasons a decision record names (`ReadingsCount.to_json`)
@@ -342,15 +346,17 @@ def read_party(
     signing: SigningMeters | None = None,
 ) -> PartyReadings:
     """The party's sealed leaves fetched and checked against the chain once (`sealed_leaves`, raising
-    `Unmetered` when a commitment interval's set is not at the DSO or not the sealed one), and with `signing`
+    `Unmetered` when a commitment interval's set is not at the DSO or not the sealed one; each leaf decoded
+    once there, other natures' readings left out, `meter_readings`, which also gives the tally of a meter
+    that does not sign), and with `signing`
     naming its meter, each meter-signed reading verified once (`meter_signing.counted_leaves`): the one
     `Counted` gives both the leaves its energy is read from and the decision's tally (`tally_of`). Only
     where the leaves cannot be counted at all does the tally judge them one by one (`count_readings`: every
     refused one named, not only the first)."""
-    leaves, notes = sealed_leaves(state, node, clock, interval, sealed, chain)
+    leaves, notes, plain = sealed_leaves(state, node, clock, interval, sealed, chain)
     key = None if signing is None else signing.keys.get(node)
     if key is None or signing is None:
-        return PartyReadings(leaves, tuple(notes), count_readings(leaves, None, 0))
+        return PartyReadings(leaves, tuple(notes), plain)
     try:
         counted = counted_leaves(leaves, key, signing.bound_ms)
     except Unmetered as exc:
@@ -396,7 +402,7 @@ def _read_for_clock(
     listed = ", ".join(map(str, extra))
     why = f"commitment intervals {listed} read as the meter's clock is {offset} the MGMC's stamps"
     try:
-        leaves, late = sealed_leaves(state, node, clock, interval, sealed, chain, extra)
+        leaves, late, _ = sealed_leaves(state, node, clock, interval, sealed, chain, extra)
         return counted_leaves(leaves, signing.keys[node], signing.bound_ms), (*notes, why, *late)
     except Unmetered as exc:
         raise Unmetered(f"{exc} ({why})") from None

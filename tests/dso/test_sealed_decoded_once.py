@@ -1,0 +1,75 @@
+"""A decision decodes each leaf of another nature once (D3, P9's noticed): `sealed_readings.meter_readings`
+reads every commitment interval's leaves in one pass that leaves the other natures' readings out whatever
+their number (before, only past the padding bound: under it a PV or battery leaf went on through
+`counted_leaves` or the tally, and the energy's passes, decoded in each), and gives a meter that does not
+sign its tally from that pass (before, `count_readings` decoded every leaf again; the tally is checked equal
+to it in test_readings_padding).
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from peergrid_dso import sealed_readings
+from peergrid_dso.disputes import Vouched, resolve, to_json
+from peergrid_edge.commitments import reading_leaf
+from peergrid_ledger import codec, meter_signing, metering
+from peergrid_ledger.codec import decode
+
+from .test_disputes import CLOCK, chain_time, ramp
+from .test_disputes_readings import dispute, signed_leaves
+
+
+def pv_leaves(readings: list[bytes], n: int) -> list[bytes]:
+    """`n` PV readings spread over the span of `readings` (another device of the seller's MG)."""
+    times = [decode(leaf)["at_ms"] for leaf in readings]
+    lo, hi = min(times), max(times)
+    return [
+        reading_leaf("pv1", "pv", (lo + (hi - lo) * k // n) / 1000, {"power_w": float(k)}) for k in range(n)
+    ]
+
+
+def counting_decodes(monkeypatch: pytest.MonkeyPatch) -> Counter[bytes]:
+    """Every decode the DSO's reading and the ledger's metering make, by the bytes decoded."""
+    seen: Counter[bytes] = Counter()
+
+    def counted(raw: bytes) -> Any:
+        seen[bytes(raw)] += 1
+        return codec.decode(raw)
+
+    for module in (sealed_readings, metering, meter_signing):
+        monkeypatch.setattr(module, "decode", counted)
+    return seen
+
+
+def decided(signing: bool, pv: int) -> tuple[Callable[[], Any], list[bytes]]:
+    honest = signed_leaves(ramp(300.0, export=True))
+    others = pv_leaves(honest, pv)
+    m, tid, meters = dispute(honest + others)
+    chain, key = chain_time(m), meters if signing else None
+    return lambda: resolve(m.chain.state, tid, CLOCK, m.node_of(), m.sealed, chain, signing=key), others
+
+
+def record(decision: Any) -> dict[str, Any]:
+    """The decision's record without what differs between two markets (keys, trade ids)."""
+    doc = to_json(decision)
+    return {k: {**v, "node": ""} if k in ("seller", "buyer") else v for k, v in doc.items() if k != "trade"}
+
+
+@pytest.mark.parametrize("signing", [True, False])
+def test_each_pv_leaf_is_decoded_once_per_decision(signing: bool, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The seller's MG seals 60 PV readings beside its eleven meter readings (under the bound of 601 per
+    commitment interval): deciding the dispute decodes each PV leaf once (before: 3 or more each), and the
+    decision is the one it was without them, record and all."""
+    plain, _ = decided(signing, 0)
+    resolve_it, others = decided(signing, 60)
+    seen = counting_decodes(monkeypatch)
+    decision = resolve_it()
+    assert isinstance(decision, Vouched) and decision.rule == "both metered"
+    assert {seen[leaf] for leaf in others} == {1}
+    monkeypatch.undo()
+    assert record(decision) == record(plain())
