@@ -27,7 +27,7 @@ from peergrid_controller.moves import BargainingConfig
 from peergrid_edge import debts
 from peergrid_edge.dso_answers import DsoAnswers
 from peergrid_edge.replicas import EdgeLedger
-from peergrid_edge.resume import resumed_budget, resumed_counterfactual
+from peergrid_edge.resume import recorded_spend, resumed_counterfactual
 from peergrid_edge.trader import MarketAgent
 from peergrid_ledger.contracts import market as contract
 from peergrid_ledger.genesis import Params
@@ -107,7 +107,7 @@ def play_day(
                     new.conv_state = resumed_counterfactual(
                         records[name], new.mg, new.dt, scenario.intervals, t
                     )
-                    new.resumed = resumed_budget(records[name], t)
+                    new.resumed = recorded_spend(records[name], t)
                     agents[name] = new
             running = [
                 a for n, a in agents.items() if vanish_at is None or t < vanish_at or n not in vanishing

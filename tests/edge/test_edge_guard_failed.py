@@ -31,7 +31,7 @@ from test_settlement import Node
 from peergrid_controller.builder import MgState
 from peergrid_edge import guard, interval_plan
 from peergrid_edge.config import MarketSettings
-from peergrid_edge.resume import initial_state, resumed_budget
+from peergrid_edge.resume import initial_state, recorded_spend
 from peergrid_edge.trader import MarketAgent
 from peergrid_ledger import query
 from peergrid_ledger.genesis import Params
@@ -92,7 +92,7 @@ def restart_at(agent: MarketAgent, t: int, state: MgState) -> guard.DayBudget:
     """The budget a restart at interval t over the agent's records starts with, its batteries at `state`."""
     fresh = SimpleNamespace(s=agent.s, mg=agent.mg, dt=agent.dt, state=state, anonym=agent.anonym,
                             ledger=agent.ledger)  # fmt: skip
-    return guard.start_budget(fresh, t, resumed_budget(agent.s.record_file, t))
+    return guard.start_budget(fresh, t, recorded_spend(agent.s.record_file, t))
 
 
 def failures(caplog: pytest.LogCaptureFixture) -> list[str]:

@@ -1,7 +1,7 @@
 """A (re)started trading agent's guard budget through `MarketAgent.run` itself: on a real single-authority chain,
 with a record file from an earlier run of the day, the agent joins at its first interval nobody traded and
-goes on with the day's budget its records left (`resume.resumed_budget`: the day's budget less the recorded
-`cost_p2p`), read once at its start; a torn line makes what the day cost unknown, and it goes on with no
+goes on with the day's budget its records left (`resume.recorded_spend`: the day's budget less the recorded
+`cost_p2p`), read once at its start, one pass for the budget and what is unknown of it; a torn line makes what the day cost unknown, and it goes on with no
 allowance left (review17 K-A: the conventional rest of the day). Its intervals are stubbed to start the budget as
 `run_interval` does (`budget or _start_budget(t, resumed)`) and to record what they found."""
 
@@ -19,7 +19,7 @@ import pytest
 from test_edge_settle_both import both_chain, run_chain
 from test_settlement import Node
 
-from peergrid_edge import interval_plan
+from peergrid_edge import interval_plan, resume
 from peergrid_edge.config import MarketSettings
 from peergrid_edge.resume import initial_state
 from peergrid_edge.trader import MarketAgent
@@ -96,3 +96,29 @@ def test_a_torn_line_resumes_the_day_with_no_allowance_left(
     (warning,) = [r.getMessage() for r in caplog.records
                   if r.name == "peergrid.edge.trader" and "no allowance left" in r.getMessage()]  # fmt: skip
     assert warning.startswith("interval 5: ") and "interval 4's record (line 2) cannot be read" in warning
+
+
+@pytest.mark.parametrize("torn", [False, True])
+def test_the_restarted_agent_parses_each_record_line_once_for_its_budget(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, torn: bool
+) -> None:
+    """One pass over the record file gives both the budget the records left and whether what the day cost is
+    unknown (`resume.recorded_spend`): each line's budget and cost parsed once. Before, `resumed_budget` at the
+    agent's start and `unknown_spend` in `guard.start_budget` parsed every line twice."""
+    parsed: list[str] = []
+    budget_line = resume._budget_line
+
+    def counted(line: str) -> Any:
+        parsed.append(line)
+        return budget_line(line)
+
+    monkeypatch.setattr(resume, "_budget_line", counted)
+    lines = [json.dumps(r) for r in EARLIER]
+    if torn:
+        lines[1] = lines[1][:30]
+    _, seen = restarted_day(tmp_path, "\n".join(lines) + "\n")
+    assert len(seen) == 2 and sorted(parsed) == sorted(lines)  # interval 6 goes on with 5's budget: no read
+    if torn:  # the one pass still finds the torn line: no allowance left, not what the intact line leaves
+        assert seen[0]["budget_left"] != pytest.approx(123.0 - 1.5 - 10.0)
+    else:
+        assert seen[0]["budget_left"] == 109.5

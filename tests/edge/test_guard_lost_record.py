@@ -3,7 +3,7 @@ the line a crash tears is the last one written (the interval just dispatched and
 interval's close on the chain and its record leaves no line at all, and either may be the day's only record.
 Before, each gave the restarted agent that interval's cost back, or a fresh allowance mid-day. Through
 `guard.start_budget` on R17's three rows (a real MG's conventional day as the recorded costs, a real chain for
-the MG's part) and `resume.unknown_spend` on its own, with a property: losing any line of a day it ran, or
+the MG's part) and `RecordedSpend.unknown` on its own, with a property: losing any line of a day it ran, or
 tearing one anywhere, is always noticed."""
 
 from __future__ import annotations
@@ -23,11 +23,16 @@ from test_trader import traded_chain
 from peergrid_controller.builder import MgState
 from peergrid_edge import interval_plan
 from peergrid_edge.guard import DayBudget, start_budget
-from peergrid_edge.resume import resumed_budget, took_part, unknown_spend
+from peergrid_edge.resume import recorded_spend, spend_of, took_part
 from peergrid_ledger.chain import LocalChain
 from peergrid_ledger.keys import Keypair
 
 DT, ALLOW = 4.0, 3.0
+
+
+def unknown_spend(lines: list[Any], t: int, first: int, traded: Any) -> str | None:
+    """Why the records' lines cannot say what the day cost before t (`RecordedSpend.unknown` of one pass)."""
+    return spend_of(lines, t)[0].unknown(first, traded)
 
 
 def conventional_day() -> tuple[list[float], list[MgState], float]:
@@ -57,13 +62,14 @@ def lines_of(upto: int) -> list[str]:
     return out
 
 
-def restarted(path: Path, t: int, chain: LocalChain, me: Keypair) -> DayBudget:
-    """A restarted agent's budget at interval t, as `MarketAgent.run` and `run_interval` start it."""
+def restarted(path: Path, t: int, chain: LocalChain, me: Keypair, read_at: int | None = None) -> DayBudget:
+    """A restarted agent's budget at interval t, as `MarketAgent.run` and `run_interval` start it, its records
+    read at its start for interval `read_at` (t unless given)."""
     agent = SimpleNamespace(
         s=SimpleNamespace(rationality="strict", risk_allowance=ALLOW, first_interval=0, record_file=path),
         mg=MG, dt=DT, state=STATES[t], anonym=me, ledger=SimpleNamespace(state=lambda role: chain.state),
     )  # fmt: skip
-    return start_budget(agent, t, resumed_budget(path, t))
+    return start_budget(agent, t, recorded_spend(path, t if read_at is None else read_at))
 
 
 def true_left(t: int) -> float:
@@ -130,6 +136,27 @@ def test_a_lost_cost_resumes_with_no_allowance_left_logged_once_naming_the_inter
         assert budget.day == pytest.approx(DAY)
     (warning,) = unknown_warnings(caplog)
     assert f"interval {t}: " in warning and named in warning and "no allowance left" in warning
+
+
+def test_records_read_for_an_earlier_interval_are_read_again_where_the_budget_starts_later(
+    tmp_path: Path, chain: tuple[LocalChain, Keypair], caplog: pytest.LogCaptureFixture
+) -> None:
+    """The agent reads its records at its start (interval 2 here); its first interval fails before the budget
+    starts and records the failure, so the budget starts at 3: `start_budget` reads them again for 3 (one
+    pass), and the failed interval's missing cost leaves no allowance, as a restart at 3 does. Reading at 2
+    alone would resume the intact budget."""
+    path = tmp_path / "market.jsonl"
+    path.write_text("\n".join(lines_of(2)) + "\n")
+    early = recorded_spend(path, 2)
+    with path.open("a") as records:
+        records.write(json.dumps({"interval": 2, "error": "failed; see the log"}) + "\n")
+    assert early.unknown(0, lambda k: True) is None and early.resumed == (DAY, sum(COSTS[:2]))
+    with caplog.at_level(logging.WARNING, logger="peergrid.edge.trader"):
+        budget = restarted(path, 3, *chain, read_at=2)
+    (warning,) = unknown_warnings(caplog)
+    assert "interval 2 has no recorded cost" in warning
+    assert budget.left == pytest.approx(interval_plan.cost_to_go(MG, DT, N, 3, STATES[3]))
+    assert budget == restarted(path, 3, *chain)
 
 
 def test_an_agent_that_starts_late_and_took_no_part_before_gets_the_whole_allowance(

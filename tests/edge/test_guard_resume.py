@@ -1,6 +1,6 @@
-"""A restarted agent's guard budget from its records (`resume.resumed_budget`): the day's budget and the sum of
-the recorded `cost_p2p` before the interval it resumes at, read best effort line by line (review15 M3), and
-the record readers' one shared parse (`_record_object`)."""
+"""A restarted agent's guard budget from its records (`resume.recorded_spend`, `RecordedSpend.resumed`): the
+day's budget and the sum of the recorded `cost_p2p` before the interval it resumes at, read best effort line by
+line (review15 M3), and the record readers' one shared parse (`_record_object`)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,17 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from peergrid_edge.resume import _record_object, budget_of, resumed_budget
+from peergrid_edge.resume import _record_object, recorded_spend, spend_of
+
+
+def resumed_budget(records: Path | None, t: int) -> tuple[float, float] | None:
+    return recorded_spend(records, t).resumed
+
+
+def budget_of(lines: list[str], t: int) -> tuple[tuple[float, float] | None, list[str]]:
+    """The budget one pass over the lines finds (`spend_of`) and why it skipped a line."""
+    spend, errors = spend_of(lines, t)
+    return spend.resumed, errors
 
 
 def line(t: int, cost: object = 1.0, day: object = 50.0, **more: object) -> str:

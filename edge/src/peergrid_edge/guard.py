@@ -11,8 +11,9 @@ Promises:
 - `DayBudget`: what the MG may still spend this day and end no worse off than its conventional (DSO-only)
   day plus the allowance: it starts at the conventional cost of the day from the agent's first interval and
   state plus the allowance, and each interval is charged with its `cost_p2p` as it was actually dispatched
-  and paid; a restarted agent goes on from its records (`resume.resumed_budget`), never a fresh allowance,
-  and with none left where they cannot say what the day cost so far (`resume.unknown_spend`: fail closed), as
+  and paid; a restarted agent goes on from its records (`resume.recorded_spend`, read once), never a fresh
+  allowance, and with none left where they cannot say what the day cost so far (`RecordedSpend.unknown`: fail
+  closed), as
   the running agent has none left once an interval failed (`fail_closed_after`).
 - `guard_curve`: strict — the plan's curve within the budget (`Guarded.fallback`, `Guarded.curve`); trades —
   within what the conventional alternative trades (`per_trade_curve`); off — the plan's curve as it is.
@@ -121,7 +122,7 @@ def day_budget(
     """The day's budget from interval t: where the records left it (`resumed`: the day's budget and what the
     intervals before t cost), else afresh — the conventional cost of the rest of the day from `state` (the
     conventional optimum, `interval_plan.cost_to_go`) plus the allowance. `spend_unknown` (the records
-    cannot say what the day cost before t: `resume.unknown_spend`): fail closed, no allowance left — what
+    cannot say what the day cost before t: `RecordedSpend.unknown`): fail closed, no allowance left — what
     is left is the conventional rest of the day from `state`, which the strict guard keeps the day's true
     left at or above (the records' known costs are no bound: the lost one may have been an income), and
     the day's budget the records' where they hold one (every record of the day carries the same
@@ -163,16 +164,22 @@ def within_bounds(forecast: Sequence[float], mg: Microgrid, t: int, premium: flo
             for i, price in enumerate(forecast)]  # fmt: skip
 
 
-def start_budget(agent: Any, t: int, resumed: tuple[float, float] | None) -> DayBudget:
+def start_budget(agent: Any, t: int, recorded: resume.RecordedSpend | None = None) -> DayBudget:
     """`day_budget` for the trading agent from interval t, at its config's `rationality` and `risk_allowance`
-    (a test's stand-in settings that name neither: off, none), with no allowance left where its records
-    cannot say what the day cost before t (`resume.unknown_spend` over its replica's MGMC chain: logged
-    once, naming the interval). Going on from them would give back what the lost interval cost, or a fresh
-    allowance mid-day where it was the only record (review17 K-A)."""
+    (a test's stand-in settings that name neither: off, none), from what its records say of the day before t
+    (`recorded`, read at its start, `MarketAgent.run`; read here where it is not that of t, as after an
+    interval that failed before its budget started), with no allowance left where they cannot say what the day
+    cost before t (`RecordedSpend.unknown` over its replica's MGMC chain: logged once, naming the interval).
+    Going on from them would give back what the lost interval cost, or a fresh allowance mid-day where it was
+    the only record (review17 K-A)."""
     assert agent.state is not None
     mode, allowance = _setting(agent, "rationality", "off"), _setting(agent, "risk_allowance", 0.0)
-    unknown = _unknown_spend(agent, t)
-    budget = day_budget(mode, allowance, agent.mg, agent.dt, t, agent.state, resumed, unknown is not None)
+    if recorded is None or recorded.t != t:
+        recorded = resume.recorded_spend(_setting(agent, "record_file", None), t)
+    unknown = _unknown_spend(agent, recorded)
+    budget = day_budget(
+        mode, allowance, agent.mg, agent.dt, t, agent.state, recorded.resumed, unknown is not None
+    )
     if unknown is not None:
         log.warning("interval %d: what the day cost before it is unknown: %s; the guard resumes with no "
                     "allowance left (budget_left %.4f, the conventional rest of the day)", t, unknown,
@@ -201,12 +208,11 @@ def fail_closed_after(agent: Any, t: int) -> None:
                 "(budget_left %.4f, the conventional rest of the day)", t, budget.left)  # fmt: skip
 
 
-def _unknown_spend(agent: Any, t: int) -> str | None:
-    """`resume.unknown_spend` for the trading agent's records and its anonym's part on its MGMC chain."""
+def _unknown_spend(agent: Any, recorded: resume.RecordedSpend) -> str | None:
+    """`RecordedSpend.unknown` for the trading agent's records and its anonym's part on its MGMC chain."""
     first = _setting(agent, "first_interval", 0)
     chain, me = agent.ledger.state("mgmc"), agent.anonym.public
-    lines = resume.record_lines(_setting(agent, "record_file", None))
-    return resume.unknown_spend(lines, t, first, lambda k: resume.took_part(chain, k, me))
+    return recorded.unknown(first, lambda k: resume.took_part(chain, k, me))
 
 
 def _setting(agent: Any, name: str, default: Any) -> Any:

@@ -10,11 +10,12 @@ interval's dispatch verdict (`PLAN_CONFIRMED`, written with the interval's recor
 meter, which states a trade only where it says the plan was confirmed (review10 F5: kept in memory only, a
 restart lost them and the MG never stated the trades it had dispatched). A record it cannot read is logged
 as an error and its interval has no verdict: that MG then states nothing for it, never a guess;
-`resumed_budget` reads back the rationality guard's day budget and what the recorded intervals before the
-resumed one cost (their `cost_p2p`), so a restarted agent never starts a fresh allowance mid-day, and
-`unknown_spend` says when they cannot (a torn line, an interval this MG ran with no recorded cost): the guard
-then resumes with no allowance left. Pure apart from reading the record file; never writes anything. Every
-reader parses a line with `_record_object`.
+`recorded_spend` reads, in one pass over the lines, the rationality guard's day budget and what the recorded
+intervals before the resumed one cost (their `cost_p2p`: `RecordedSpend.resumed`), so a restarted agent never
+starts a fresh allowance mid-day, and what `RecordedSpend.unknown` needs to say when they cannot (a torn line,
+an interval this MG ran with no recorded cost): the guard then resumes with no allowance left. (Before, the
+budget and the unknown spend were two passes, each line parsed twice.) Pure apart from reading the record file;
+never writes anything. Every reader parses a line with `_record_object`.
 The start-up reads are best effort (review15 M3: one damaged line raised out of the agent's start, and the
 edge crash-looped under systemd): `record_lines` reads the file's lines one by one, a byte that is not UTF-8
 replaced (the records are written as ASCII: such a byte is damage, logged once per line); a line that is not
@@ -30,7 +31,7 @@ import logging
 import math
 import re
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -253,41 +254,94 @@ def _record_object(line: str) -> tuple[dict[str, Any] | None, str]:
     return doc, ""
 
 
-def resumed_budget(record_file: Path | None, t: int) -> tuple[float, float] | None:
-    """What the rationality guard's day budget was at the day's start (`BUDGET_DAY`, the same in every
-    record of the day) and what the agent's records say the day cost before interval t (the sum of each
-    interval's `cost_p2p`, the last record of an interval counting): a restarted agent goes on with the
-    budget it left, never a fresh allowance mid-day. None: no record before t holds the day's budget (the
-    agent starts one afresh from where the MG stands). Best effort per line, as the other start-up reads."""
-    found, errors = budget_of(record_lines(record_file), t)
-    for error in errors:
-        log.warning("record %s: %s", record_file, error)
-    return found
-
-
 BUDGET_DAY = "budget_day"
 """The interval record's key for the guard's budget at the day's start (conventional day cost + allowance)."""
 
 
-def budget_of(lines: Iterable[str], t: int) -> tuple[tuple[float, float] | None, list[str]]:
-    """(the day's budget at its start, the sum of `cost_p2p` of the records before t) from the record's lines,
-    or None when none before t holds the day's budget; and why a line that may have held either was skipped."""
+@dataclass(frozen=True)
+class RecordedSpend:
+    """What the agent's records say of the day's spend before interval `t` (`spend_of`): the day's budget at its
+    start (`BUDGET_DAY`, the same in every record of the day; None: no record before t holds it), each interval's
+    `cost_p2p` before t (the last record of an interval counting), the first interval before t whose record
+    holds the day's budget, and the first line that cannot be read (named; None: every line reads)."""
+
+    t: int
+    day: float | None
+    costs: Mapping[int, float]
+    started: int | None
+    torn: str | None
+
+    @property
+    def resumed(self) -> tuple[float, float] | None:
+        """(the day's budget at its start, what the records before t cost), the budget a restarted agent goes
+        on with, never a fresh allowance mid-day; None: no record before t holds it (one starts afresh)."""
+        return None if self.day is None else (self.day, sum(self.costs.values()))
+
+    def unknown(self, first: int, traded: Callable[[int], bool]) -> str | None:
+        """Why the records cannot say what the day cost before t, naming the interval (None: they can), so
+        that the guard resumes with no allowance left instead of giving a cost back (review17 K-A):
+        - a line that cannot be read: a crash tears the last line written, the record of the interval just
+          dispatched and paid (its interval is named where its start is still legible);
+        - an interval before t with no readable `cost_p2p` although the day's budget had started by it (a
+          record holds `budget_day` for it or an earlier one: a crash between the interval's close and its
+          record, or intervals missed while the agent was down), or one from `first` on where the chain shows
+          this MG took part in it (`traded(k)`: the day's only record lost). An interval the records say
+          failed holds no cost either: what it cost is unknown alike.
+        An interval before the first record with no part on the chain is one the agent did not run (it started
+        later): nothing to know there; nor at the day's first interval when no record before it holds a budget
+        (a damaged line there is an earlier day's: it charges this one nothing)."""
+        start, t = self.started, self.t
+        if self.torn is not None and (
+            t > first or start is not None
+        ):  # a day's first start owes nothing to it
+            return self.torn
+        for k in range(first if start is None else min(first, start), t):
+            if k in self.costs:
+                continue
+            if start is not None and k >= start:
+                return f"interval {k} has no recorded cost (the day's budget started at interval {start})"
+            if traded(k):
+                return f"interval {k} has no recorded cost (the chain shows this MG took part in it)"
+        return None
+
+
+def recorded_spend(record_file: Path | None, t: int) -> RecordedSpend:
+    """`spend_of` the record file before interval t, best effort per line as the other start-up reads (a line
+    that may have held a budget or a cost and was skipped is logged once)."""
+    spend, errors = spend_of(record_lines(record_file), t)
+    for error in errors:
+        log.warning("record %s: %s", record_file, error)
+    return spend
+
+
+def spend_of(lines: Iterable[str], t: int) -> tuple[RecordedSpend, list[str]]:
+    """What the record's lines say of the day's spend before t, each line parsed once, and why a line that may
+    have held a budget or a cost was skipped (one entry per line)."""
     day: float | None = None
     costs: dict[int, float] = {}
+    started: int | None = None
+    torn: str | None = None
     errors: list[str] = []
     for number, line in enumerate(lines, 1):
         if not line.strip():
             continue
         found, why = _budget_line(line)
         damaged = _DAMAGED if REPLACED in line else ""
-        if found is not None and found[0] < t:
-            k, budget, cost = found
-            day = day if budget is None else budget
-            if cost is not None:
-                costs[k] = cost
         if why is not None or damaged:
             errors.append(f"line {number}{damaged}: {why or 'read as it stands'}")
-    return (None if day is None else (day, sum(costs.values()))), errors
+        if why is not None and torn is None:
+            legible = _INTERVAL_AT_START.match(line)
+            named = f"interval {legible.group(1)}'s record" if legible else "a record of an unknown interval"
+            torn = f"{named} (line {number}) cannot be read ({why})"
+        if found is None or found[0] >= t:
+            continue
+        k, budget, cost = found
+        if budget is not None:
+            day = budget
+            started = k if started is None else min(started, k)
+        if cost is not None:
+            costs[k] = cost
+    return RecordedSpend(t, day, costs, started, torn), errors
 
 
 def _budget_line(line: str) -> tuple[tuple[int, float | None, float | None] | None, str | None]:
@@ -313,49 +367,6 @@ def took_part(state: Any, t: int, me: bytes) -> bool:
         or me in contract.members(state, t, "buyers")
         or any(me in (trade["seller"], trade["buyer"]) for _, trade in query.trades(state, t))
     )
-
-
-def unknown_spend(lines: Iterable[str], t: int, first: int, traded: Callable[[int], bool]) -> str | None:
-    """Why the records cannot say what the day cost before interval t, naming the interval (None: they can),
-    so that the guard resumes with no allowance left instead of giving a cost back (review17 K-A):
-    - a line that cannot be read: a crash tears the last line written, the record of the interval just
-      dispatched and paid (its interval is named where its start is still legible);
-    - an interval before t with no readable `cost_p2p` although the day's budget had started by it (a record
-      holds `budget_day` for it or an earlier one: a crash between the interval's close and its record, or
-      intervals missed while the agent was down), or one from `first` on where the chain shows this MG took
-      part in it (`traded(k)`: the day's only record lost). An interval the records say failed holds no cost
-      either: what it cost is unknown alike.
-    An interval before the first record with no part on the chain is one the agent did not run (it started
-    later): nothing to know there; nor at the day's first interval when no record before it holds a budget
-    (a damaged line there is an earlier day's: it charges this one nothing)."""
-    costs: set[int] = set()
-    start: int | None = None
-    torn: str | None = None
-    for number, line in enumerate(lines, 1):
-        if not line.strip():
-            continue
-        found, why = _budget_line(line)
-        if why is not None and torn is None:
-            legible = _INTERVAL_AT_START.match(line)
-            named = f"interval {legible.group(1)}'s record" if legible else "a record of an unknown interval"
-            torn = f"{named} (line {number}) cannot be read ({why})"
-        if found is None or found[0] >= t:
-            continue
-        k, budget, cost = found
-        if budget is not None:
-            start = k if start is None else min(start, k)
-        if cost is not None:
-            costs.add(k)
-    if torn is not None and (t > first or start is not None):  # a day's first start owes nothing to it
-        return torn
-    for k in range(first if start is None else min(first, start), t):
-        if k in costs:
-            continue
-        if start is not None and k >= start:
-            return f"interval {k} has no recorded cost (the day's budget started at interval {start})"
-        if traded(k):
-            return f"interval {k} has no recorded cost (the chain shows this MG took part in it)"
-    return None
 
 
 _INTERVAL_AT_START = re.compile(r'\s*\{"interval":\s*(\d+)[,}]')

@@ -81,9 +81,10 @@ from peergrid_edge.pcc_readings import MgMetering
 from peergrid_edge.replicas import Submission
 from peergrid_edge.resume import (
     PLAN_CONFIRMED,
+    RecordedSpend,
     initial_state,
+    recorded_spend,
     resume_interval,
-    resumed_budget,
     resumed_counterfactual,
 )
 from peergrid_edge.verdict_inbox import file_verdict, parse_verdict  # noqa: F401 - test_json_depth imports it
@@ -107,7 +108,7 @@ class MarketAgent:
     sealed: SealedStatements | None = None
     # the individual-rationality guard's day budget (`guard.py`), started at the first interval run; None: not yet
     budget: guard.DayBudget | None = None
-    resumed: tuple[float, float] | None = None  # (the day's budget, spent) its records held at its start
+    resumed: RecordedSpend | None = None  # what its records said of the day's spend at its start (`guard`)
     uplift_claim_refused = False  # its claim refused for good this run: not retried (`day_stages`)
     uplift_retry: asyncio.Task[Any] | None = None  # unsettled earlier uplifts (`day_stages`)
     # the interval its loop is on, from its idle wait to its record (None: before the first, after the day): the
@@ -251,7 +252,7 @@ class MarketAgent:
                     resumed_counterfactual(self.s.record_file, self.mg, self.dt, self.scenario.intervals, t)
                     or self.state
                 )
-                self.resumed = resumed_budget(self.s.record_file, t)  # the budget starts in the interval
+                self.resumed = recorded_spend(self.s.record_file, t)  # the budget starts in the interval
             self.interval = t
             try:
                 await self.run_interval(t)
@@ -402,7 +403,7 @@ class MarketAgent:
         return interval_plan.plan_day(self.mg, self.dt, self.scenario.intervals, t, self.state, fixed, MgSchedule,
                                       prices)  # fmt: skip
 
-    def _start_budget(self, t: int, resumed: tuple[float, float] | None) -> guard.DayBudget:
+    def _start_budget(self, t: int, resumed: RecordedSpend | None) -> guard.DayBudget:
         """The guard's day budget from interval t (`guard.start_budget`), kept as `budget`."""
         self.budget = guard.start_budget(self, t, resumed)
         return self.budget
