@@ -47,7 +47,7 @@ from peergrid_edge.settlement import Settlements, Settler
 from peergrid_edge.trader import MarketAgent
 from peergrid_ledger import query
 from peergrid_ledger.contracts import exchange_clearing
-from peergrid_ledger.contracts.exchange_state import reserved_name
+from peergrid_ledger.contracts.exchange_state import reserved_name, trading_window
 from peergrid_ledger.genesis import Params
 from peergrid_ledger.keys import Keypair
 
@@ -488,6 +488,8 @@ def test_the_trading_agent_accepts_after_a_completed_session_and_records_the_cle
         assert lines[1]["forward"]["accepted"] == list(outcome.accepted)
         status = agent.status()["forward"]
         assert status["cleared"] and status["intervals"] == list(outcome.intervals) and status["traded"] == []
+        # its first accept stated the chain intervals it trades: the chain bounds its make-whole gain there
+        assert trading_window(ledger.state("mgmc"), outcome.session, agent.anonym.public) == range(0, 3)
     # the clear closed exactly the traded intervals where the accepts pair a sale with a purchase (with the
     # trader's default value stop this day's interval 1 has none: it stays intraday)
     pairs = {

@@ -38,6 +38,7 @@ def chain(monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
         dayahead_uplift.exchange_state, "session", lambda _s, name: record if name == "S" else None
     )
     monkeypatch.setattr(dayahead_uplift.uplift, "unbounded_interval", lambda *_a: None)
+    monkeypatch.setattr(dayahead_uplift.exchange_state, "trading_window", lambda *_a: None)  # none stated
 
     def trades(_state: Any, _record: Any, _name: str) -> list[dict[str, Any]]:
         return [{"seller": ME, "buyer": PEER, "interval": k, "quantity": wh, "price": 200}

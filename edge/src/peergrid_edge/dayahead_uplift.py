@@ -3,16 +3,18 @@
 Promises:
 - `claim_for(mg, dt, state, session, me, window=None)`: this MG's claim from public chain state (the session's
   closing prices and the forward trades its clear recorded) and its own model only, by the simulation's rule
-  (simulate_dayahead.py), its deviation trading only in the chain intervals of `window` it trades (and where
-  it holds a trade; None: the whole session): an MGMC that takes part in a run of the day inside the session
-  could never have traded at the closing prices outside it (L8: a lab MG trading 2 of 96 intervals claimed
-  318.45 for the other 94). Its committed day (`forward_accept.dispatch` with its trades fixed, payments at the
-  trades' prices), its conventional day (its own baseline), its deviation gain at the closing prices
-  (`deviation.deviation_gains` on a one-MG scenario; valued at its own floor or cap where that is the price), its
-  tolerance (one price tick per kWh it trades, at least one kWh's); gain rounded up to a micro-unit when it
-  exceeds the tolerance (else 0), surplus (conventional less committed) rounded down (0 when not positive).
-  Nothing of its model leaves it but these two figures. A gain the chain would refuse because this MG's rules
-  set no `max_quantity` for an interval of the session (review17 U-C) is claimed as 0, logged.
+  (simulate_dayahead.py), its deviation trading only in the chain intervals of its trading window (and where
+  it holds a trade): the window its first accept stated on the chain (`exchange_state.trading_window`, which
+  the chain bounds its gain over: `uplift.gain_bound`), else `window` (None: the whole session): an MGMC that
+  takes part in a run of the day inside the session could never have traded at the closing prices outside it
+  (L8: a lab MG trading 2 of 96 intervals claimed 318.45 for the other 94). Its committed day
+  (`forward_accept.dispatch` with its trades fixed, payments at the trades' prices), its conventional day
+  (its own baseline), its deviation gain at the closing prices (`deviation.deviation_gains` on a one-MG
+  scenario; valued at its own floor or cap where that is the price), its tolerance (one price tick per kWh it
+  trades, at least one kWh's); gain rounded up to a micro-unit when it exceeds the tolerance (else 0), surplus
+  (conventional less committed) rounded down (0 when not positive). Nothing of its model leaves it but these
+  two figures. A gain the chain would refuse because this MG's rules set no `max_quantity` for an interval of
+  the session inside its window (review17 U-C) is claimed as 0, logged.
 - `UpliftStage.claim()`: posts `uplift.claim` once: a restarted MGMC finds its claim on the chain and posts none
   (the contract refuses a second anyway); one not final in time says so (`not final: ...`: it may be posted
   again). `UpliftStage.settle()` after the day: waits until the chain would take a settle
@@ -114,8 +116,8 @@ def claim_for(
     price_tolerance: float | None = None,
     window: range | None = None,
 ) -> UpliftClaim:
-    """This MG's claim (module contract); `window`: the chain intervals this MGMC trades. ValueError when the
-    session is not on the chain."""
+    """This MG's claim (module contract); `window`: the chain intervals this MGMC trades, where its accept
+    stated none on the chain. ValueError when the session is not on the chain."""
     record = exchange_state.session(state, session)
     if record is None:
         raise ValueError(f"no exchange session {session!r} on this replica")
@@ -132,12 +134,15 @@ def claim_for(
                             {mg.name: day_cost}, 0, clean_prices=clean)  # fmt: skip
     tolerance = tick * max(sum(abs(tr.quantity_kwh) for day in trades for tr in day), 1.0)
     first = int(record["first_interval"])
+    # the window this MG stated with its first accept is the one the chain bounds its gain over: its claim
+    # deviates over that one, so the two agree (`window` only where it stated none)
+    window = exchange_state.trading_window(state, session, me) or window
     part = None if window is None else {t for t in range(len(prices)) if first + t in window or trades[t]}
     gain = deviation_gains(alone, commitment, window=part)[mg.name]
     if earns(gain, tolerance) and own_rule_fees(mg, prices) != (None, None):  # valued at its own rules
         gain = deviation_gains(alone, commitment, own_rules=True, window=part)[mg.name]
     owed = math.ceil(round(gain * MICRO, 3)) if earns(gain, tolerance) else 0
-    unbounded = uplift.unbounded_interval(state, record, me) if owed else None
+    unbounded = uplift.unbounded_interval(state, record, me, window) if owed else None
     if unbounded is not None:  # the chain refuses it (review17 U-C): its surplus still counts with gain 0
         log.warning("uplift of %s: a gain of %d micro-units not claimed: this MG's rules set no max_quantity for "
                     "interval %d, and the chain takes no gain without it", session, owed, unbounded)  # fmt: skip
@@ -162,8 +167,8 @@ class UpliftStage:
         clock: Callable[[], float] = time.time,
         window: range | None = None,
     ) -> None:
-        """`window`: the chain intervals this MGMC trades (its claim's deviation trades there only, `claim_for`;
-        None: the whole session); `timeout_s`: how long one transaction is waited for in a final block;
+        """`window`: the chain intervals this MGMC trades (its claim's deviation trades there only where its
+        accept stated no window on the chain, `claim_for`; None: the whole session); `timeout_s`: how long one transaction is waited for in a final block;
         `wait_s`: how long `settle`
         waits past the chain's own `ready_by` (and at least, from its start); `grace_s`: how long a member other
         than the lowest-keyed waits for that one's settle before it sends its own; `claim_wait_s`: on a chain

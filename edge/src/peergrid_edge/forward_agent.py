@@ -6,7 +6,9 @@ its own MG and the chain, what it accepts (`forward_first.first_accept`): its fi
 against its conventional day (`forward.accept_alone`: the whole position if it pays, else the largest part
 that does, else zeros — it declines; while it owes, its sales alone: `debts`); intervals outside `window` (the
 chain intervals this MGMC will trade) are accepted as zeros. It posts that as `exchange.accept` (clean when
-the MG has no genset, as the simulation posts it): its round 1.
+the MG has no genset, as the simulation posts it), stating `window` as its trading window (`window` [first,
+last] within the session: the chain bounds its make-whole gain over it; its zeros of a decline too): its
+round 1.
 Then the accept rounds (exchange_rounds.py): at each final block it asks the contract's `due` which round k
 it should answer and, when one is due, re-checks its accept against the clear's cut of the set round k left
 (`accepts_at`; `forward.recheck` with its conventional day computed once: unchanged if its day with what it
@@ -65,7 +67,7 @@ from peergrid_edge.forward_chain import forward_plan as forward_plan
 from peergrid_edge.forward_chain import forward_session as forward_session
 from peergrid_edge.forward_chain import margin_s as margin_s
 from peergrid_edge.forward_clean import accept_body, closing_books, standing_books
-from peergrid_edge.forward_first import first_accept
+from peergrid_edge.forward_first import first_accept, with_window
 from peergrid_edge.replicas import NONCE_TAKEN
 from peergrid_ledger import keys
 from peergrid_ledger.contracts import exchange
@@ -161,6 +163,7 @@ class ForwardAgent:
         choice = self._decide(record)
         self.decision, self.costs = choice.decision, (choice.day_cost, choice.conventional)
         body = accept_body(self.session, choice.positions, not self.mg.gensets, bool(record.get("clean")))
+        body = with_window(body, self.window, record)
         try:
             await submit_final(
                 self.ledger, self.key, "exchange.accept", body, self.timeout_s, self.before_submit
@@ -194,7 +197,7 @@ class ForwardAgent:
             return "; declining with zeros in its next accept round"
         books = bool(record.get("clean"))
         zeros = (0,) * record["intervals"] * (2 if books else 1)
-        body = accept_body(self.session, zeros, not self.mg.gensets, books)
+        body = with_window(accept_body(self.session, zeros, not self.mg.gensets, books), self.window, record)
         try:
             await submit_final(
                 self.ledger, self.key, "exchange.accept", body, self.timeout_s, self.before_submit

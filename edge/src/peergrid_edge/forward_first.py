@@ -7,7 +7,10 @@ session's closing prices (`forward.accept_alone`: the whole position if it pays,
 does, else zeros; a clean session both books, `forward_clean.accept_books`); while it owes more than the chain
 lets a buyer owe, its sales alone (`debts.owed_on`: the chain refuses a debtor's first accept with a
 purchase). Reads only public chain state and this MG's own model; posts nothing. `SessionFailed` when this
-MGMC is no member of the session.
+MGMC is no member of the session. `stated_window` (`with_window`: on the accept's body) is the trading window its first accept states on the chain
+(`exchange.accept`'s `window`: `window` clipped to the session, [first, last]), over which the chain bounds its
+make-whole gain (`uplift.gain_bound`) and its claim deviates (`dayahead_uplift.claim_for`): the accept above
+is zeros outside it, so the chain takes it.
 """
 
 from __future__ import annotations
@@ -24,6 +27,23 @@ from peergrid_edge.forward_clean import accept_books, closing_books
 from peergrid_ledger.contracts import exchange
 
 log = logging.getLogger("peergrid.edge.forward")
+
+
+def stated_window(window: range | None, record: dict[str, Any]) -> list[int] | None:
+    """[first, last]: the chain intervals of `window` inside the session `record` describes, or None where
+    there is nothing to state (no window: the whole session; or none of the session's intervals in it, where
+    this MG accepts only zeros and the chain has no empty window)."""
+    if window is None:
+        return None
+    first = int(record["first_interval"])
+    inside = range(max(first, window.start), min(first + int(record["intervals"]), window.stop))
+    return [inside[0], inside[-1]] if inside else None
+
+
+def with_window(body: dict[str, Any], window: range | None, record: dict[str, Any]) -> dict[str, Any]:
+    """A first `exchange.accept` body stating `window` (`stated_window`) where there is one to state."""
+    stated = stated_window(window, record)
+    return body if stated is None else {**body, "window": stated}
 
 
 def first_accept(
