@@ -17,7 +17,9 @@ from hypothesis import strategies as st
 from test_trader import traded_chain
 
 from peergrid_controller.model import ContractRules, Microgrid, Tariff
-from peergrid_edge.guard import forecast_for, market_forecast, within_bounds
+from peergrid_edge import guard
+from peergrid_edge.chain_bargaining import previous_price
+from peergrid_edge.guard import forecast_for, lookback_intervals, market_forecast, within_bounds
 from peergrid_ledger.chain import LocalChain
 from peergrid_ledger.genesis import Account, Genesis, Params
 from peergrid_ledger.keys import Keypair
@@ -33,15 +35,20 @@ def priced_mg(premium: float = 0.0) -> Microgrid:
 
 
 def agent(
-    state: Any, mg: Microgrid, peer_premium: float = 0.0, forecast: str = "market", genesis: Any = None
+    state: Any,
+    mg: Microgrid,
+    peer_premium: float = 0.0,
+    forecast: str = "market",
+    genesis: Any = None,
+    dt: float = 0.25,
 ) -> SimpleNamespace:
     """A stand-in trading agent: the fields `forecast_for` reads (its settings, day-ahead stage, replica with
     its MGMC chain's genesis where given, MG and the feeder's scenario, whose largest clean premium is the
-    curve's)."""
+    curve's, and its interval's hours: 15 minutes, a day's lookback of 96 intervals, unless `dt`)."""
     peer = replace(mg, name="peer", rules=ContractRules(clean_premium=peer_premium))
     replicas = {} if genesis is None else {"mgmc": SimpleNamespace(app=SimpleNamespace(genesis=genesis))}
     return SimpleNamespace(
-        s=SimpleNamespace(forecast=forecast), dayahead=None, mg=mg,
+        s=SimpleNamespace(forecast=forecast), dayahead=None, mg=mg, dt=dt,
         ledger=SimpleNamespace(state=lambda role: state, replicas=replicas),
         scenario=SimpleNamespace(intervals=N, microgrids=(mg, peer)),
     )  # fmt: skip
@@ -120,3 +127,41 @@ def test_every_price_is_within_its_intervals_bounds_and_one_within_them_stays(
         lo, hi = FEED_IN[t + i], RETAIL[t + i] + premium
         assert lo <= got <= hi
         assert got == price or not lo <= price <= hi
+
+
+def test_the_latest_agreed_price_is_looked_for_a_day_back_at_most() -> None:
+    """The scan for the latest agreed price reads a day's intervals before t (`lookback_intervals`), not every
+    one back to 0: at 6-h intervals a day is 4, so interval 7's 0.130 is the forecast up to interval 11, and
+    from 12 on (7 is 5 intervals back) there is none. At today's 15 minutes (96) nothing in a 12-interval
+    day changes: the honest forecast above."""
+    chain, _ = traded_chain(7)
+    mg = priced_mg()
+    assert lookback_intervals(6.0) == 4 and lookback_intervals(0.25) == 96 and lookback_intervals(48.0) == 1
+    assert forecast_for(agent(chain.state, mg, dt=6.0), 11) == pytest.approx([0.130])
+    long_day = replace(mg, tariff=Tariff(RETAIL * 2, FEED_IN * 2))
+    stand_in = agent(chain.state, long_day, dt=6.0)
+    stand_in.scenario.intervals = 2 * N
+    assert forecast_for(stand_in, 12) is None
+    assert market_forecast(None, chain.state, 12, 2 * N) == pytest.approx([0.130] * 12)  # unbounded: found
+    assert market_forecast(None, chain.state, 12, 2 * N, lookback=5) == pytest.approx([0.130] * 12)
+    assert market_forecast(None, chain.state, 12, 2 * N, lookback=4) is None
+
+
+def test_a_forecast_on_a_long_chain_reads_a_days_intervals_not_all_of_them(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """On a 2,000-interval day whose only trades are in interval 0, the forecast at interval 1999 reads 96
+    intervals' trades at 15 minutes (before: 1,999, the scan back to interval 0, E23's measure)."""
+    chain, _ = traded_chain(0)
+    read: list[int] = []
+
+    def counting(state: Any, k: int, counted: Any = None) -> float | None:
+        read.append(k - 1)
+        return previous_price(state, k, counted)
+
+    monkeypatch.setattr(guard, "previous_price", counting)
+    assert market_forecast(None, chain.state, 1999, 2000, lookback=lookback_intervals(0.25)) is None
+    assert read == list(range(1998, 1998 - 96, -1))
+    read.clear()
+    assert market_forecast(None, chain.state, 96, 2000, lookback=96) == pytest.approx([0.130] * 1904)
+    assert read == list(range(95, -1, -1))  # interval 0 is the 96th back: still read

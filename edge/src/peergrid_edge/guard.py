@@ -3,8 +3,8 @@ with the owner's risk allowance, on the deployed edge (controller rationality.py
 
 Promises:
 - `market_forecast`: the peer prices the day is planned on with `market.forecast` "market" — the day-ahead
-  session's final prices where it completed, else the latest agreed price on the MGMC chain (flat over the
-  rest of the day), else None (no forecast: the plan does not lean on peers and the guard holds it against
+  session's final prices where it completed, else the latest agreed price on the MGMC chain within a day's
+  intervals before t (flat over the rest of the day; `FORECAST_LOOKBACK_H`), else None (no forecast: the plan does not lean on peers and the guard holds it against
   the conventional day only). Every MGMC derives the same from its own replica; `forecast_for` counts only
   trades between anonyms on a chain that enrols them (a node key's trade is an MGMC trading with itself) and
   holds each interval's price within the MG's own [feed-in, retail + premium] (never its trade outside).
@@ -31,6 +31,7 @@ is a sale within the guarded curve. Pure apart from the chain state it is given;
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -50,6 +51,17 @@ log = logging.getLogger("peergrid.edge.trader")
 
 NANO = 1e9  # the exchange's prices are nano-currency per kWh
 
+FORECAST_LOOKBACK_H = 24.0
+"""How far back the forecast looks for the latest agreed price: a day of the scenario's intervals. A price
+older than the day it would be planned over says nothing of it, and the scan stays bounded on a long chain
+(before, it read every interval back to 0 on each forecast: on a 2,000-interval chain whose only trades were
+in interval 0, 5.4 ms a forecast, 7.2 s over the day's 1,999; E23)."""
+
+
+def lookback_intervals(dt: float) -> int:
+    """The intervals of `FORECAST_LOOKBACK_H` at `dt` hours an interval (at least one)."""
+    return max(1, math.ceil(FORECAST_LOOKBACK_H / dt - 1e-9))
+
 
 def market_forecast(
     session_prices: Sequence[int] | None,
@@ -57,14 +69,17 @@ def market_forecast(
     t: int,
     intervals: int,
     counted: Callable[[dict[str, Any]], bool] | None = None,
+    lookback: int | None = None,
 ) -> list[float] | None:
     """Expected peer prices (currency per kWh) for intervals t .. `intervals` - 1: the completed day-ahead
     session's final prices (one per interval of the day; a clean session's general book first), else the
-    latest interval before t with agreed trades on the chain, its price held flat, else None. `counted`:
-    which agreed trades count (`anonym_trades`; None: all, `previous_price`'s figure)."""
+    latest interval before t, and at most `lookback` before it (None: back to interval 0), with agreed trades
+    on the chain, its price held flat, else None. `counted`: which agreed trades count (`anonym_trades`; None:
+    all, `previous_price`'s figure)."""
     if session_prices is not None and len(session_prices) >= intervals:
         return [p / NANO for p in session_prices[t:intervals]]
-    for k in range(t, 0, -1):
+    oldest = 0 if lookback is None else max(0, t - lookback)  # the earliest interval read
+    for k in range(t, oldest, -1):  # `previous_price(k)` is interval k - 1's
         price = previous_price(state, k, counted)
         if price is not None:
             return [price] * (intervals - t)
@@ -140,16 +155,17 @@ def day_budget(
 def forecast_for(agent: Any, t: int) -> list[float] | None:
     """`market_forecast` for the trading agent's interval t where its `market.forecast` is "market" (its
     completed day-ahead session's prices, else its replica's MGMC chain: trades between anonyms only where
-    the chain enrols them, `anonym_trades`), each interval's price held within the MG's own bounds
-    (`within_bounds`); None otherwise. A test's stand-in settings that do not name the
-    field plan without one, as before."""
+    the chain enrols them, `anonym_trades`, within a day's intervals before t, `lookback_intervals` of its
+    `dt`), each interval's price held within the MG's own bounds (`within_bounds`); None otherwise. A test's
+    stand-in settings that do not name the field plan without one, as before."""
     if _setting(agent, "forecast", "none") != "market":
         return None
     session = agent.dayahead.prices if agent.dayahead is not None and agent.dayahead.completed else None
     state = agent.ledger.state("mgmc")
     replicas = getattr(agent.ledger, "replicas", {})  # a test's stand-in replica may have none: all count
     counted = anonym_trades(replicas["mgmc"].app.genesis, state) if "mgmc" in replicas else None
-    forecast = market_forecast(session, state, t, agent.scenario.intervals, counted)
+    lookback = lookback_intervals(agent.dt)
+    forecast = market_forecast(session, state, t, agent.scenario.intervals, counted, lookback)
     premium = max(m.rules.clean_premium for m in agent.scenario.microgrids)  # the feeder's, as the curve's
     return None if forecast is None else within_bounds(forecast, agent.mg, t, premium)
 
