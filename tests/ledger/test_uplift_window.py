@@ -115,6 +115,12 @@ def test_the_gain_bound_sums_over_the_stated_window_alone() -> None:
     assert uplift.gain_bound(chain.state, record, P1.public) == 760_000  # the session's: what it was
     window = exchange_state.trading_window(chain.state, NAME, P1.public)
     assert uplift.gain_bound(chain.state, record, P1.public, window) == 360_000
+    # after the clear no accept lands, so no window is widened once the prices and trades are known
+    why, text = refused(clock, P1, "exchange.accept", accept([0, 1500], [FIRST, FIRST + 1]))
+    assert why is Reason.CLOSED and "is cleared" in text
+    assert (
+        exchange_state.trading_window(chain.state, NAME, P1.public) == window == range(FIRST + 1, FIRST + 2)
+    )
     why, text = refused(clock, P1, "uplift.claim", {"session": NAME, "gain": 360_001, "surplus": 0})
     assert why is Reason.RULE_VIOLATION and "above 360000" in text and "trading window 101..101" in text
     assert uplift.claim(chain.state, NAME, P1.public) is None
