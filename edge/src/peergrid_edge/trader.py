@@ -1,6 +1,7 @@
 """The MGMC's trading agent: the design's trading interval, one after another, on the accelerated clock.
 
-Promises, per interval t (starting at `t0 + (t - first_interval) * interval_s` or when the previous one ended):
+Promises, per interval t (starting at `t0 + (t - first_interval) * interval_s` or when the previous one ended;
+the day around its intervals, where a restarted agent joins and what follows the last, is `agent_day.py`'s):
   0.   with `market.dayahead`, before the first interval: the day-ahead session and, once it completed, its
        forward trades (`day_stages.py`). An interval the clear closed is traded by its forward trades:
        planned with them fixed (every later forward trade is fixed in the day's plan too), not bargained
@@ -70,7 +71,15 @@ from peergrid_controller.builder import MgState
 from peergrid_controller.moves import BargainingConfig, Participant, role_at_mid
 from peergrid_controller.scenario import load_scenario
 from peergrid_controller.schedule import MgSchedule, Plan
-from peergrid_edge import agent_dispatch, agent_settlement, day_stages, dso_verdicts, guard, interval_plan
+from peergrid_edge import (
+    agent_day,
+    agent_dispatch,
+    agent_settlement,
+    day_stages,
+    dso_verdicts,
+    guard,
+    interval_plan,
+)
 from peergrid_edge.chain_bargaining import bargain, close_interval, opening_price, position
 from peergrid_edge.config import MarketSettings
 from peergrid_edge.day_stages import dayahead_deadline  # noqa: F401 - T1's test_edge_forward_skew imports it here
@@ -79,14 +88,7 @@ from peergrid_edge.exchange_io import SessionOutcome
 from peergrid_edge.forward_chain import ForwardOutcome, forward_plan, forward_session
 from peergrid_edge.pcc_readings import MgMetering
 from peergrid_edge.replicas import Submission
-from peergrid_edge.resume import (
-    PLAN_CONFIRMED,
-    RecordedSpend,
-    initial_state,
-    recorded_spend,
-    resume_interval,
-    resumed_counterfactual,
-)
+from peergrid_edge.resume import PLAN_CONFIRMED, RecordedSpend
 from peergrid_edge.verdict_inbox import file_verdict, parse_verdict  # noqa: F401 - test_json_depth imports it
 from peergrid_ledger import keys
 from peergrid_ledger.records import append_record
@@ -199,16 +201,6 @@ class MarketAgent:
             n = min(n, self.s.first_interval + self.s.intervals)
         return n - 1
 
-    async def _caught_up(self) -> None:
-        """Wait until both replicas hold blocks made in the last few seconds (catch-up sync is done)."""
-        for _ in range(600):
-            fresh = all(
-                time.time() * 1000 - r.app.head().timestamp_ms < 3000 for r in self.ledger.replicas.values()
-            )
-            if fresh:
-                return
-            await asyncio.sleep(0.1)
-
     async def _previous_cleared(self, t: int) -> None:
         """Start interval t only once the DSO's final verdict for t - 1 is out (`dso_verdicts`)."""
         await dso_verdicts.previous_cleared(self, t)
@@ -216,53 +208,8 @@ class MarketAgent:
     # --- the loop --------------------------------------------------------------------------------------
 
     async def run(self) -> None:
-        self.d.link.subscribe(self.d.settings.topic("dso", "verdict"), self._on_verdict)
-        await self._caught_up()
-        t = resume_interval(
-            self.ledger.state("mgmc"), self.s.first_interval, lambda k: time.time() >= self._start_of(k + 1)
-        )
-        agent_settlement.pick_up(self, t)
-        self.uplift_retry = day_stages.retry_in_background(self)  # an uplift an earlier run left unpaid (U-A)
-        if self.s.dayahead and t == self.s.first_interval and (await self.run_dayahead()).completed:
-            await self.run_forward()
-        try:
-            stopped = await self._trade_day(t)
-        finally:
-            self.working_on = None  # its day's plans no longer bridged: settle_day, the uplift stage, a stop
-        if stopped:
-            return
-        await agent_settlement.settle_day(self)
-        if not self.d.stopping.is_set():  # the day-ahead make-whole, once the day's trades settled (U1)
-            await day_stages.run_uplift(self)
-
-    async def _trade_day(self, t: int) -> bool:
-        """The day's intervals from t (`run`), each when the one before ended and its slot came, saying which
-        one it works on (`working_on`); True: the daemon stopped it while it waited for one."""
-        while t <= self._last_interval() and not self.d.stopping.is_set():
-            self.working_on = t
-            # idle: refused settlements retried meanwhile; the Settler's failure never ends this loop
-            await agent_settlement.work_settler(self, self._start_of(t))
-            await day_stages.retry_uplift_claim(self)  # a claim that did not land, before any settle (U-B)
-            await self._previous_cleared(t)
-            if self.d.stopping.is_set():
-                return True
-            if self.state is None:
-                self.state = initial_state(self.mg, self.d.states)
-                self.conv_state = (
-                    resumed_counterfactual(self.s.record_file, self.mg, self.dt, self.scenario.intervals, t)
-                    or self.state
-                )
-                self.resumed = recorded_spend(self.s.record_file, t)  # the budget starts in the interval
-            self.interval = t
-            try:
-                await self.run_interval(t)
-            except Exception:  # one bad interval must not end trading: log, record, go on
-                log.exception("interval %d failed", t)
-                self._record({"interval": t, "error": "failed; see the log"})
-                guard.fail_closed_after(self, t)  # its cost unknown: no allowance left, as a restart (K-A)
-            self.done += 1
-            t += 1
-        return False
+        """The agent's day: its intervals one after another from where it joins (`agent_day.run_day`)."""
+        await agent_day.run_day(self)
 
     async def run_dayahead(self) -> SessionOutcome:
         """The day-ahead exchange session before the first interval (`day_stages.run_dayahead`)."""
@@ -281,9 +228,8 @@ class MarketAgent:
         chain = self.ledger.state("mgmc")
         forward = forward_session(chain, t)
         fixed = forward_plan(chain, self.anonym.public, range(t, sc.intervals), self.dt)
-        budget = self.budget or self._start_budget(
-            t, self.resumed
-        )  # a solve: failing fails the interval only
+        # the guard's budget, started in the first interval run (a solve: failing fails the interval only)
+        budget = self.budget or self._start_budget(t, self.resumed)
         sched, plan = self._schedule(t, fixed)
         premium = max(m.rules.clean_premium for m in sc.microgrids)
         feed_in = min(m.tariff.feed_in[t] for m in sc.microgrids)

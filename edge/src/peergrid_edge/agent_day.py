@@ -1,0 +1,97 @@
+"""The trading agent's day: where a (re)started agent joins, its intervals one after another, what follows them.
+
+Promises: `run_day` subscribes to the DSO's verdicts, waits until both replicas caught up, and joins at the
+first interval nobody has started trading in (`resume.resume_interval`: a restarted agent never joins one
+midway; a forward-traded interval once its slot is over); it picks up what its last run left unsettled and an
+uplift it left unpaid, runs the day-ahead stage before the day's first interval (`market.dayahead`), then each
+interval from there to the day's last, each when the one before ended: idle until its slot (refused
+settlements retried meanwhile), a make-whole claim that did not land retried, after the DSO's final verdict for
+the one before (`dso_verdicts.previous_cleared`), the first with its start state from its own battery readings
+and its records (`resume`: the conventional counterfactual, and in one pass the guard's budget and what is
+unknown of it). It says which interval it works on (`MarketAgent.working_on`: from its wait for the slot to its
+record; None once the loop ended, on a stop or a raise too), which the schedule holder bridges its last plan by
+(`agent_dispatch.set_plan`): a plan past its slots is followed only while the agent is on its interval or the
+next. An interval that fails is logged and recorded as failed, its cost unknown (`guard.fail_closed_after`), and
+the day goes on. After the last: the day's settlements (`agent_settlement.settle_day`) and, unless the daemon
+is stopping, the day-ahead make-whole (`day_stages.run_uplift`); a stop while it waits for an interval ends
+the day there. Split from trader.py (E23), whose `MarketAgent.run` calls it; it reaches the agent's stages
+through the agent (`run_interval`, `_previous_cleared`, `run_dayahead`, `run_forward`), which tests stub.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from typing import TYPE_CHECKING
+
+from peergrid_edge import agent_settlement, day_stages, guard
+from peergrid_edge.resume import initial_state, recorded_spend, resume_interval, resumed_counterfactual
+
+if TYPE_CHECKING:
+    from peergrid_edge.trader import MarketAgent
+
+log = logging.getLogger("peergrid.edge.trader")
+
+
+async def run_day(agent: MarketAgent) -> None:
+    """The agent's day (the module's contract)."""
+    agent.d.link.subscribe(agent.d.settings.topic("dso", "verdict"), agent._on_verdict)
+    await caught_up(agent)
+    t = resume_interval(
+        agent.ledger.state("mgmc"), agent.s.first_interval, lambda k: time.time() >= agent._start_of(k + 1)
+    )
+    agent_settlement.pick_up(agent, t)
+    agent.uplift_retry = day_stages.retry_in_background(agent)  # an uplift an earlier run left unpaid (U-A)
+    if agent.s.dayahead and t == agent.s.first_interval and (await agent.run_dayahead()).completed:
+        await agent.run_forward()
+    try:
+        stopped = await intervals(agent, t)
+    finally:
+        agent.working_on = None  # its day's plans no longer bridged: settle_day, the uplift stage, a stop
+    if stopped:
+        return
+    await agent_settlement.settle_day(agent)
+    if not agent.d.stopping.is_set():  # the day-ahead make-whole, once the day's trades settled (U1)
+        await day_stages.run_uplift(agent)
+
+
+async def intervals(agent: MarketAgent, t: int) -> bool:
+    """The day's intervals from t, each when the one before ended and its slot came, saying which one it works
+    on (`working_on`); True: the daemon stopped it while it waited for one."""
+    while t <= agent._last_interval() and not agent.d.stopping.is_set():
+        agent.working_on = t
+        # idle: refused settlements retried meanwhile; the Settler's failure never ends this loop
+        await agent_settlement.work_settler(agent, agent._start_of(t))
+        await day_stages.retry_uplift_claim(agent)  # a claim that did not land, before any settle (U-B)
+        await agent._previous_cleared(t)
+        if agent.d.stopping.is_set():
+            return True
+        if agent.state is None:
+            agent.state = initial_state(agent.mg, agent.d.states)
+            agent.conv_state = (
+                resumed_counterfactual(agent.s.record_file, agent.mg, agent.dt, agent.scenario.intervals, t)
+                or agent.state
+            )
+            agent.resumed = recorded_spend(agent.s.record_file, t)  # the budget starts in the interval
+        agent.interval = t
+        try:
+            await agent.run_interval(t)
+        except Exception:  # one bad interval must not end trading: log, record, go on
+            log.exception("interval %d failed", t)
+            agent._record({"interval": t, "error": "failed; see the log"})
+            guard.fail_closed_after(agent, t)  # its cost unknown: no allowance left, as a restart (K-A)
+        agent.done += 1
+        t += 1
+    return False
+
+
+async def caught_up(agent: MarketAgent) -> None:
+    """Wait until both replicas hold blocks made in the last few seconds (catch-up sync is done)."""
+    for _ in range(600):
+        fresh = all(
+            time.time() * 1000 - r.app.head().timestamp_ms < 3000 for r in agent.ledger.replicas.values()
+        )
+        if fresh:
+            return
+        await asyncio.sleep(0.1)
