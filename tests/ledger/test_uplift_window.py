@@ -215,3 +215,18 @@ def test_on_a_clean_session_the_window_holds_both_books() -> None:
     assert exchange_state.trading_window(chain.state, "day-1", P3.public) == range(
         CLEAN_FIRST, CLEAN_FIRST + 2
     )
+
+
+def test_a_window_the_dso_priced_is_bounded_where_the_session_was_not() -> None:
+    """The DSO prices a member for the intervals it trades (the edge's coordinator waits for exactly those): over
+    the session, an unpriced interval left the gain unbounded (any claim taken); over the window it is bounded."""
+    chain, clock = day(priced=False, max_quantity=2_000)
+    cover = {"account": P1.public, "first_interval": FIRST + 1, "retail": [300], "feed_in": [50]}
+    ok(clock.send(Keys.dso, cover, "market.tariff"))
+    clear_with(clock, {P1: [FIRST + 1, FIRST + 1]}, {P1: [0, 1500]})
+    record = uplift_session(chain)
+    assert uplift.gain_bound(chain.state, record, P1.public) is None  # interval 100 unpriced: no bound
+    assert uplift.gain_bound(chain.state, record, P1.public, range(FIRST + 1, FIRST + 2)) == 360_000
+    why, text = refused(clock, P1, "uplift.claim", {"session": NAME, "gain": 10**12, "surplus": 0})
+    assert why is Reason.RULE_VIOLATION and "above 360000" in text
+    ok(claim(clock, P1, 360_000, 0))
