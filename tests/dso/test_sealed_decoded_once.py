@@ -13,15 +13,20 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from peergrid_dso import sealed_readings
 from peergrid_dso.disputes import Vouched, resolve, to_json
 from peergrid_edge.commitments import reading_leaf
 from peergrid_ledger import codec, meter_signing, metering
 from peergrid_ledger.codec import decode
+from peergrid_ledger.meter_signing import counted_leaves
+from peergrid_ledger.metering import COUNTER, counting_leaves, metered
 
 from .test_disputes import CLOCK, chain_time, ramp
-from .test_disputes_readings import dispute, signed_leaves
+from .test_disputes_readings import METER, dispute, signed_leaves
+from .test_readings_padding import LEAF_KINDS, outcome
 
 
 def pv_leaves(readings: list[bytes], n: int) -> list[bytes]:
@@ -73,3 +78,38 @@ def test_each_pv_leaf_is_decoded_once_per_decision(signing: bool, monkeypatch: p
     assert {seen[leaf] for leaf in others} == {1}
     monkeypatch.undo()
     assert record(decision) == record(plain())
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.sampled_from(sorted(LEAF_KINDS)), max_size=20), st.sampled_from(["seller", "buyer"]))
+def test_a_signing_meters_counted_leaves_are_read_without_counting_leaves(
+    kinds: list[str], side: str
+) -> None:
+    """Any mix of leaves a signing meter's MGMC may seal: where `counted_leaves` counts them, its leaves read
+    alike with and without `counting_leaves` (each counted meter reading carries both counters), the same
+    energy or the same reason, so `PartyReadings.energy` skips that pass for them."""
+    leaves = [LEAF_KINDS[kind] for kind in kinds]
+    try:
+        counted = counted_leaves(leaves, METER.public, 2_000).leaves
+    except Exception:  # the MGMC's own encoding: the party is `broken`, never read this way
+        return
+    window = (1_004_000, 1_015_000)
+
+    def read(skip: bool) -> object:
+        found = counted if skip else counting_leaves(counted, side)
+        return metered(found, window, COUNTER[side], 30_000)
+
+    assert outcome(lambda: read(True)) == outcome(lambda: read(False))
+
+
+def test_a_signing_meters_readings_are_decoded_three_times_at_most(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Eleven signed readings of the seller's meter: the pass (`meter_readings`), `counted_leaves` and the
+    energy's `samples` decode each (a counted reading whose meter signed the MGMC's own time and values is
+    the same bytes again): three times, not four (`counting_leaves` too)."""
+    resolve_it, _ = decided(True, 0)
+    seen = counting_decodes(monkeypatch)
+    decision = resolve_it()
+    assert isinstance(decision, Vouched) and decision.readings["seller"] is not None
+    assert decision.readings["seller"].signed == 11
+    honest = [leaf for leaf in seen if decode(leaf).get("device") == "pcc" and "signed" in decode(leaf)]
+    assert len(honest) == 11 and max(seen[leaf] for leaf in honest) == 3
