@@ -24,7 +24,7 @@ from test_exchange_clean_clear import closed_clean
 from test_uplift_contract import FIRST, NAME, POSITIONS, claim, day, ok, refused, uplift_session
 
 from peergrid_ledger.codec import encode
-from peergrid_ledger.contracts import exchange_state, market, uplift
+from peergrid_ledger.contracts import exchange_state, market, market_state, uplift
 from peergrid_ledger.contracts.exchange_clearing import accept_key
 from peergrid_ledger.contracts.market_state import rules_key, tariff_key
 from peergrid_ledger.results import Reason
@@ -230,3 +230,33 @@ def test_a_window_the_dso_priced_is_bounded_where_the_session_was_not() -> None:
     why, text = refused(clock, P1, "uplift.claim", {"session": NAME, "gain": 10**12, "surplus": 0})
     assert why is Reason.RULE_VIOLATION and "above 360000" in text
     ok(claim(clock, P1, 360_000, 0))
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    window=st.one_of(st.none(), st.lists(st.integers(FIRST - 2, FIRST + 3), max_size=3)),
+    keep=st.tuples(st.booleans(), st.booleans()),
+)
+def test_an_accept_with_a_window_lands_exactly_when_the_window_holds_its_positions(
+    window: list[int] | None, keep: tuple[bool, bool]
+) -> None:
+    """The first accept's transition: taken iff no window, or two intervals in order, within the session and
+    holding every nonzero position; taken, its window is kept as stated; refused, the state is unchanged."""
+    chain, clock = day()
+    positions = [q if kept else 0 for q, kept in zip(POSITIONS[P1], keep, strict=True)]
+    held = [FIRST + t for t, q in enumerate(positions) if q]
+    valid = window is None or (
+        len(window) == 2 and FIRST <= window[0] <= window[1] <= FIRST + 1
+        and all(window[0] <= t <= window[1] for t in held)
+    )  # fmt: skip
+    root = chain.state.root
+    result = clock.send(P1, accept(positions, window), "exchange.accept")
+    assert result.ok == valid, (window, positions, result)
+    stated = exchange_state.trading_window(chain.state, NAME, P1.public)
+    if not valid:
+        assert chain.state.root == root and stated is None
+    else:
+        assert stated == (None if window is None else range(window[0], window[1] + 1))
+        last = read_obj(chain.state, market_state.last_interval_key(P1.public))
+        reach = held + ([] if window is None else [window[1]])
+        assert last == (max(reach) if reach else None)  # the rules freeze through the window too
