@@ -10,8 +10,12 @@ the agent's plan set by the trader's own `MarketAgent._dispatch`.
 
 Review17 S-A: the plan of interval t is followed until the end of t + 1 (the day's last interval: its own end),
 not four intervals and 30 s whatever came after, so after the day or an interval that failed before its
-dispatch a live controller's schedule (or the safe state) takes over within an interval; an agent behind its
-slots keeps d926202's four intervals and 30 s from its dispatch (`agent_dispatch.plan_valid_until`).
+dispatch a live controller's schedule (or the safe state) takes over within an interval
+(`agent_dispatch.plan_valid_until`). E23: past that end a plan is bridged while the agent says it works on the
+plan's interval or the next (`MarketAgent.working_on`), at most d926202's four intervals and 30 s from its
+dispatch (`agent_dispatch.set_plan`): an agent behind its slots is followed from plan to plan with no safe tick,
+also where it first falls behind (E22's gap in slot 38), and the day's last interval dispatched after its end
+until the agent is done with it.
 """
 
 from __future__ import annotations
