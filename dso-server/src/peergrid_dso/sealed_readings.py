@@ -352,10 +352,10 @@ def read_party(
 ) -> PartyReadings:
     """The party's sealed leaves fetched and checked against the chain once (`sealed_leaves`, raising
     `Unmetered` when a commitment interval's set is not at the DSO or not the sealed one; each leaf decoded
-    once there, other natures' readings left out, `meter_readings`, which also gives the tally of a meter
-    that does not sign), and with `signing`
-    naming its meter, each meter-signed reading verified once (`meter_signing.counted_leaves`): the one
-    `Counted` gives both the leaves its energy is read from and the decision's tally (`tally_of`). Only
+    once there, other natures' readings left out, and the tally of a meter that does not sign from that
+    pass: `meter_readings`), and with `signing` naming its meter, each meter-signed reading verified once
+    (`meter_signing.counted_leaves`): the one `Counted` gives both the leaves its energy is read from and
+    the decision's tally (`tally_of`). Only
     where the leaves cannot be counted at all does the tally judge them one by one (`count_readings`: every
     refused one named, not only the first)."""
     leaves, notes, plain = sealed_leaves(state, node, clock, interval, sealed, chain)
