@@ -179,11 +179,10 @@ def sealed_late(
 
 
 def meter_readings(leaves: Sequence[bytes], most: int) -> tuple[list[bytes], ReadingsCount] | None:
-    """The `leaves` metering reads, from one decoding of each: every PCC meter reading and every leaf that is
-    no well-formed reading (which metering refuses), the readings of other natures left out (metering passes
-    them by, as `counted_leaves` and the tally do: nothing they give changes, only the decoding of them again
-    in every later pass, P9/D3); with the tally of a meter that does not sign, `count_readings(leaves, None,
-    0)`, from the same pass. None: more than `most` PCC meter readings."""
+    """The `leaves` metering reads, each decoded once: every PCC meter reading and every leaf that is no
+    well-formed reading (which metering refuses), other natures' readings left out (metering passes them by:
+    only their decoding in every later pass would change, P9/D3); with the tally of a meter that does not
+    sign (`count_readings(leaves, None, 0)`). None: more than `most` PCC meter readings."""
     kept: list[bytes] = []
     found, refused = 0, list[str]()
     for leaf in leaves:
@@ -316,9 +315,8 @@ class PartyReadings:
     sealed), the notes on what was left out (commitments sealed late; with a signing meter the readings it did
     not sign and those signed off the clock), `broken` when the leaves cannot be counted at all (one does not
     decode, a meter reading is not a reading leaf: the MGMC's own encoding), and the tally the DSO records.
-    `signed`: the leaves are `counted_leaves`', each meter reading carrying both counters from its signed
-    reading, so `counting_leaves` would change none (nothing "not accumulated" to read as 0) and is not run:
-    one decoding of each fewer, the same energy or reason (D3; tests/dso/test_sealed_decoded_once.py)."""
+    `signed`: the leaves are `counted_leaves`' (each meter reading with both counters signed), which
+    `counting_leaves` would not change: it is not run (D3; tests/dso/test_sealed_decoded_once.py)."""
 
     leaves: list[bytes]
     notes: tuple[str, ...]
