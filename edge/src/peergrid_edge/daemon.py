@@ -7,7 +7,7 @@ acknowledges (islanded: polling and dispatch go on, the queue grows, nothing is 
 a frozen snapshot every `dispatch.period_s`, falling back to each device's safe state when no valid schedule
 arrived within `schedule_timeout_s`; one that arrives before its start waits for it, the schedule in force
 running on until then, and a replay of a schedule held is no sign of the controller's life (`schedule_holder`).
-The trading agent's plan (`set_schedule`) is not judged by that timer: it is followed while valid and while the
+The trading agent's plan (`agent_dispatch.set_plan`) is not judged by that timer: it is followed while valid and while the
 agent's task lives, ahead of an MQTT controller's schedules. Health goes to `peergrid/<feeder>/health/<node>` as
 JSON {node, mg, at, devices: [...]}. systemd: READY=1 after the first poll cycle with a good reading, WATCHDOG=1
 only while every poll task makes progress, STOPPING=1 on SIGTERM/SIGINT followed by a clean shutdown: every task
@@ -203,7 +203,7 @@ class EdgeDaemon:
 
     # --- dispatch --------------------------------------------------------------------------------------
 
-    # the daemon's names for `schedules`: `exposition` reads `schedule`, the trading agent calls `set_schedule`
+    # the daemon's names for `schedules`: `exposition` reads `schedule`; the trading agent sets its plan through `agent_dispatch.set_plan`
     @property
     def schedule(self) -> Schedule | None:
         """The schedule in force: the agent's plan while it rules, else the controller's (timer aside)."""
@@ -225,8 +225,9 @@ class EdgeDaemon:
         self.schedules.take(payload)
 
     def set_schedule(self, schedule: Schedule) -> None:
-        """The in-process trading agent's plan (`ScheduleHolder.set_plan`): followed while it is valid and the
-        agent's task lives, never by the controller-silence timer (review16 N1)."""
+        """A plan without the agent's bridge (`ScheduleHolder.set_plan`): followed while it is valid, never by the
+        controller-silence timer (review16 N1). The trading agent sets its own through `agent_dispatch.set_plan`,
+        which adds the bridge over its slots (E23)."""
         self.schedules.set_plan(schedule)
 
     def current_schedule(self) -> Schedule | None:
