@@ -40,9 +40,11 @@ def day(
     max_quantity: int | None = 1_000_000,
     balance: int = BALANCE,
     credit: int = 0,
+    max_spread: int = 0,
 ) -> tuple[LocalChain, Clock]:
-    """A settle_by_both chain with the uplift contract, the DSO's cover prices (`priced`), P1's max_quantity
-    rule (None: none; the others' 1,000,000 Wh), and the session `day-1` opened, posted, stepped, closed, accepted and cleared."""
+    """A settle_by_both chain with the uplift contract (genesis `uplift_max_spread` = `max_spread`), the DSO's
+    cover prices (`priced`), P1's max_quantity rule (None: none; the others' 1,000,000 Wh), and the session
+    `day-1` opened, posted, stepped and closed (`clear` accepts and clears it)."""
     rules = None if max_quantity is None else {**market.NO_RULES, "max_quantity": max_quantity}
     others = {**market.NO_RULES, "max_quantity": 1_000_000}  # a rule, so a gain of theirs is bounded (U-C)
     accounts = (
@@ -60,6 +62,7 @@ def day(
         settle_interval_ms=900_000,
         uplift_claim_ms=window,
         unpaid_as_debt=1,
+        uplift_max_spread=max_spread,
     )
     chain = LocalChain(
         make_genesis(accounts=accounts, params=params, contracts=("market", "exchange", "uplift")),
@@ -279,7 +282,8 @@ def test_a_gain_from_a_member_without_a_max_quantity_rule_is_refused_its_surplus
     assert why is Reason.RULE_VIOLATION and "no max_quantity for interval" in text and "claim gain 0" in text
     assert chain.state.get(uplift.claim_key(NAME, P1.public)) is before is None
     ok(claim(clock, P1, 0, 7_000))
-    ok(claim(clock, P2, 50_000, 0))  # a member with the rule may claim a gain
+    # a member with the rule may claim a gain within its bound (unpriced, this chain's spread is 0: none)
+    assert (claim(clock, P2, 50_000, 0).ok, claim(clock, P2, 0, 0).ok) == (priced, not priced)
     assert uplift.claim(chain.state, NAME, P1.public) == {"gain": 0, "surplus": 7_000, "txid": ANY}
 
 
@@ -289,11 +293,77 @@ def uplift_session(chain: LocalChain) -> dict[str, Any]:
     return record
 
 
-def test_without_the_dsos_cover_prices_the_chain_cannot_bound_a_gain() -> None:
+def test_without_the_dsos_cover_prices_the_bound_is_the_chains_own_spread_and_none_by_default() -> None:
+    """Review18 U-1: an unpriced interval left the gain unbounded, so a member with the rule claimed 10^15 and
+    voided the honest make-whole. Now it counts genesis `uplift_max_spread` there (0 by default: no gain)."""
     chain, clock = day(priced=False, max_quantity=2_000)
     clear(clock)
-    assert uplift.gain_bound(chain.state, uplift_session(chain), P1.public) is None
-    ok(claim(clock, P1, 10**15, 0))
+    assert uplift.gain_bound(chain.state, uplift_session(chain), P1.public) == 0
+    for gain in (10**15, 1):
+        before = chain.state.get(uplift.claim_key(NAME, P1.public))
+        why, text = refused(clock, P1, "uplift.claim", {"session": NAME, "gain": gain, "surplus": 0})
+        assert (
+            why is Reason.RULE_VIOLATION and f"gain {gain} above 0" in text and "uplift_max_spread, 0" in text
+        )
+        assert chain.state.get(uplift.claim_key(NAME, P1.public)) is before is None
+    ok(claim(clock, P1, 0, 5_000))  # its surplus still counts
+    # the chain's own spread, 250 per Wh: 2000 Wh x 250 in each of the two intervals
+    chain, clock = day(priced=False, max_quantity=2_000, max_spread=250)
+    clear(clock)
+    assert uplift.gain_bound(chain.state, uplift_session(chain), P1.public, None, 250) == 1_000_000
+    why, text = refused(clock, P1, "uplift.claim", {"session": NAME, "gain": 1_000_001, "surplus": 0})
+    assert (
+        why is Reason.RULE_VIOLATION and "above 1000000" in text and "uplift_max_spread, 250 per Wh" in text
+    )
+    ok(claim(clock, P1, 1_000_000, 0))
+    # where the DSO priced the member its cover prices count, not the chain's spread: 760,000 as priced
+    chain, clock = day(max_quantity=2_000, max_spread=250)
+    clear(clock)
+    assert uplift.gain_bound(chain.state, uplift_session(chain), P1.public, None, 250) == 760_000
+
+
+def test_review18_u1_an_inflated_claim_drops_itself_and_the_honest_genset_is_paid() -> None:
+    """R18 U-1's row (/work/notes/r18/unpriced_bound.py): on an unpriced day P2, a payer with a rule, claimed
+    10^15 and nobody was paid. Now its claim is refused (bound 0), it claims gain 0 with its surplus, and the
+    genset P1 (priced by the chain's spread) is paid 40,000 by P2, P3 and P4 in proportion to their surplus."""
+    chain, clock = day(priced=False, max_spread=100)
+    clear(clock)
+    for k in (P1, P3, P4):
+        ok(claim(clock, k, *CLAIMS[k]))
+    assert reason(claim(clock, P2, 10**15, 0)) is Reason.RULE_VIOLATION
+    ok(claim(clock, P2, 0, 30_000))
+    keys = {k.public: k for k in (P1, P2, P3, P4)}
+    for tid, tr in trades(chain):  # unpriced: no `short`, each side states what was delivered
+        for side in ("seller", "buyer"):
+            ok(clock.send(keys[tr[side]], {"trade": tid, "delivered": tr["quantity"]}))
+    before = balances(chain)
+    ok(clock.send(P2, {"session": NAME}, "uplift.settle"))
+    moved = {k: balances(chain)[k] - before[k] for k in before}
+    assert moved == {P1.public: 40_000, P2.public: -12_000, P3.public: -24_000, P4.public: -4_000}
+
+
+def test_an_unfunded_uplift_pays_the_smallest_claims_that_fit_and_drops_the_inflated_one() -> None:
+    """Option 2 (U2_uc2.md) on the chain: P2 claims a gain within its bound but above the payers' surplus; P1's
+    honest 40,000 is paid (by P3 and P4: 60,000 : 10,000), P2's is not, and the outcome says unfunded."""
+    chain, clock = day()
+    clear(clock)
+    ok(claim(clock, P1, 40_000, 0))
+    ok(claim(clock, P2, 100_000, 0))  # within its bound (1,000,000 Wh x the spread)
+    ok(claim(clock, P3, 0, 60_000))
+    ok(claim(clock, P4, 0, 10_000))
+    deliver(chain, clock)
+    before = balances(chain)
+    settled = ok(clock.send(P4, {"session": NAME}, "uplift.settle")).events[0][1]
+    moved = {k: balances(chain)[k] - before[k] for k in before}
+    assert moved == {P1.public: 40_000, P2.public: 0, P3.public: -34_286, P4.public: -5_714}
+    assert (settled["funded"], settled["owed"], settled["surplus"], settled["paid"]) == (
+        False,
+        140_000,
+        70_000,
+        40_000,
+    )
+    done = uplift.outcome(chain.state, NAME)
+    assert done is not None and done["credits"] == [[P1.public, 40_000]]
 
 
 def test_the_claim_window_closes_claims_and_lets_the_settle_go_without_a_silent_member() -> None:
@@ -376,6 +446,20 @@ def test_the_claim_window_parameter_is_encoded_only_when_set_and_bounded() -> No
         Params(uplift_claim_ms=-1)
     with pytest.raises(GenesisError, match="uplift_claim_ms: 0 is the default"):
         Params.from_value({**plain.params.to_value(), "uplift_claim_ms": 0})
+
+
+def test_the_chains_spread_is_encoded_only_when_set_and_bounded() -> None:
+    """A genesis without `uplift_max_spread` keeps its bytes and hash (review18 U-1 adds it)."""
+    plain = make_genesis()
+    assert "uplift_max_spread" not in plain.params.to_value()
+    spread = make_genesis(params=Params(uplift_max_spread=250))
+    assert spread.params.to_value()["uplift_max_spread"] == 250 and spread.hash != plain.hash
+    assert Genesis.decode(spread.encode()).params.uplift_max_spread == 250
+    for bad in (-1, 10**12 + 1):
+        with pytest.raises(GenesisError, match="uplift_max_spread: expected 0 to 1000000000000"):
+            Params(uplift_max_spread=bad)
+    with pytest.raises(GenesisError, match="uplift_max_spread: 0 is the default"):
+        Params.from_value({**plain.params.to_value(), "uplift_max_spread": 0})
 
 
 @settings(max_examples=25, deadline=None)

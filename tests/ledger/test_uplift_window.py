@@ -219,13 +219,14 @@ def test_on_a_clean_session_the_window_holds_both_books() -> None:
 
 def test_a_window_the_dso_priced_is_bounded_where_the_session_was_not() -> None:
     """The DSO prices a member for the intervals it trades (the edge's coordinator waits for exactly those): over
-    the session, an unpriced interval left the gain unbounded (any claim taken); over the window it is bounded."""
+    the session, an unpriced interval left the gain unbounded (any claim taken: before review18 U-1; now it
+    adds the chain's `uplift_max_spread` x max_quantity, 0 here); over the window it is the window's."""
     chain, clock = day(priced=False, max_quantity=2_000)
     cover = {"account": P1.public, "first_interval": FIRST + 1, "retail": [300], "feed_in": [50]}
     ok(clock.send(Keys.dso, cover, "market.tariff"))
     clear_with(clock, {P1: [FIRST + 1, FIRST + 1]}, {P1: [0, 1500]})
     record = uplift_session(chain)
-    assert uplift.gain_bound(chain.state, record, P1.public) is None  # interval 100 unpriced: no bound
+    assert uplift.gain_bound(chain.state, record, P1.public) == 360_000  # interval 100 unpriced: adds 0
     assert uplift.gain_bound(chain.state, record, P1.public, range(FIRST + 1, FIRST + 2)) == 360_000
     why, text = refused(clock, P1, "uplift.claim", {"session": NAME, "gain": 10**12, "surplus": 0})
     assert why is Reason.RULE_VIOLATION and "above 360000" in text
@@ -260,3 +261,51 @@ def test_an_accept_with_a_window_lands_exactly_when_the_window_holds_its_positio
         last = read_obj(chain.state, market_state.last_interval_key(P1.public))
         reach = held + ([] if window is None else [window[1]])
         assert last == (max(reach) if reach else None)  # the rules freeze through the window too
+
+
+@settings(max_examples=200, deadline=None)
+@given(session=sessions(), data=st.data())
+def test_an_unpriced_interval_adds_max_quantity_times_the_chains_spread(
+    session: tuple[Store, dict[str, Any]], data: st.DataObject
+) -> None:
+    """Review18 U-1: the bound is a number on every chain. Where the DSO did not price the member, an interval
+    adds its max_quantity x genesis `uplift_max_spread` (0 by default: nothing), a priced one what it did."""
+    store, record = session
+    first, n = record["first_interval"], record["intervals"]
+    unpriced = data.draw(st.sets(st.integers(first, first + n - 1)))
+    spread = data.draw(st.integers(0, 10**6))
+    each = {t: uplift.gain_bound(store, record, MEMBER, range(t, t + 1)) for t in range(first, first + n)}
+    quantity = {t: int(market_state.rules_for(store, MEMBER, t)["max_quantity"]) for t in each}
+    partly = Store({k: v for k, v in store.items() if k not in {tariff_key(MEMBER, t) for t in unpriced}})
+    priced_part = sum(b for t, b in each.items() if t not in unpriced)
+    assert uplift.gain_bound(partly, record, MEMBER) == priced_part
+    assert uplift.gain_bound(partly, record, MEMBER, None, spread) == priced_part + spread * sum(
+        quantity[t] for t in unpriced
+    )
+
+
+@settings(max_examples=200, deadline=None)
+@given(data=st.data())
+def test_the_widest_retail_less_feed_in_as_the_chains_spread_never_bounds_tighter_than_the_dso(
+    data: st.DataObject,
+) -> None:
+    """The genesis advice (genesis_params `uplift_max_spread`): with every closing price between the member's
+    feed-in and retail, that spread bounds at least what the DSO's prices bound, so no gain the DSO's prices
+    would take is refused on a chain where they are missing."""
+    n = data.draw(st.integers(1, 8))
+    first = data.draw(st.integers(0, 1000))
+    store, prices, widest = Store(), [], 0
+    for t in range(n):
+        feed_in = data.draw(st.integers(0, 1000))
+        retail = data.draw(st.integers(feed_in, 3000))
+        micro = data.draw(st.integers(feed_in, retail))
+        prices.append(micro * 1_000_000)  # nano per kWh: exactly `micro` micro-units per Wh
+        store[tariff_key(MEMBER, first + t)] = encode([retail, feed_in])
+        widest = max(widest, retail - feed_in)
+    q = data.draw(st.integers(0, 10**6))
+    store[rules_key(MEMBER)] = encode([[first, {**market.NO_RULES, "max_quantity": q}]])
+    record = {"first_interval": first, "intervals": n, "prices": prices}
+    unpriced = Store({k: v for k, v in store.items() if k == rules_key(MEMBER)})
+    assert uplift.gain_bound(unpriced, record, MEMBER, None, widest) >= uplift.gain_bound(
+        store, record, MEMBER
+    )

@@ -38,6 +38,7 @@ LATE_PARAMS = frozenset(
         "accept_window_ms",
         "uplift_claim_ms",
         "anonyms_only",
+        "uplift_max_spread",
     }
 )
 FLAG_PARAMS = frozenset(  # 0 or 1
@@ -73,6 +74,7 @@ MAX_SETTLE_WAIT_MS = 366 * 24 * 3600 * 1000  # a year: a deadline (block time + 
 MAX_SETTLE_INTERVAL_MS = 24 * 3600 * 1000  # a day: no market interval is longer
 MAX_ROUNDS = 1000  # rounds one bargaining may take (the edge's own cap is at most 200, market.max_rounds)
 MAX_OWED_LIMIT = 10**15  # micro-units: far beyond any MG's credit, far inside 64 bits
+MAX_SPREAD = 10**12  # micro-units per Wh: the market's largest price (schema PRICE)
 
 
 class GenesisError(ValueError):
@@ -188,6 +190,13 @@ class Params:
     # before it): every participant trades unless settle_by_both. A consensus rule, so chosen by genesis only: a
     # chain whose history holds a node key's trade would replay to a different state. Encoded only when 1.
     anonyms_only: int = 0
+    # the uplift contract's spread (micro-units per Wh) where the DSO priced no cover for a member's interval
+    # (`uplift.gain_bound`): its make-whole gain there is at most its max_quantity x this. Set it to the widest
+    # retail - feed-in the DSO charges its MGs (a closing price between them leaves a deviating MG no more per
+    # Wh). 0 (the default, and every genesis written before it): an unpriced interval bounds the gain by 0 - the
+    # chain pays no gain it cannot bound (review18 U-1; before, one unpriced interval left it unbounded).
+    # A consensus rule, so chosen by genesis only. Encoded only when not the default.
+    uplift_max_spread: int = 0
 
     def __post_init__(self) -> None:
         for name in FLAG_PARAMS:
@@ -208,6 +217,8 @@ class Params:
             raise GenesisError(f"params.accept_window_ms: expected 0 to {MAX_ACCEPT_WAIT_MS} ms")
         if not 0 <= self.uplift_claim_ms <= MAX_SETTLE_WAIT_MS:
             raise GenesisError(f"params.uplift_claim_ms: expected 0 to {MAX_SETTLE_WAIT_MS} ms")
+        if not 0 <= self.uplift_max_spread <= MAX_SPREAD:
+            raise GenesisError(f"params.uplift_max_spread: expected 0 to {MAX_SPREAD} micro-units per Wh")
         if not 0 <= self.settle_tolerance_permille <= 1000:
             raise GenesisError("params.settle_tolerance_permille: expected 0 to 1000")
         if self.close_after_ms and not self.close_on_clock:

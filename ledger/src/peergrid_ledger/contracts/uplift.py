@@ -13,7 +13,7 @@ model), so each claims them, signed; the chain bounds what it can, applies the r
       W > 0 and a session deadline D, after D + W (`closed`: late), a gain above 0 from a member whose rules
       set no `max_quantity` for an interval of the session within its trading window (`rule-violation`: no
       bound; review17 U-C), a gain above `gain_bound` over that window (`rule-violation`, naming the bound and
-      the window). Event `uplift_claimed`.
+      the window; an interval the DSO did not price counts genesis `uplift_max_spread`, 0 by default). Event `uplift_claimed`.
   `uplift.settle` {session} (a member, once; `duplicate` after): once every trade the clear recorded for the
       session is settled (or superseded by a reopening) and its claim window is over (every member claimed; or
       W > 0 and the block time is past D + W; or W = 0), refused `rule-violation` naming what it waits for
@@ -35,9 +35,13 @@ summed only over its trading window where it stated one with its first `exchange
 (`exchange_state.trading_window`): an MGMC that trades a run inside the session (the lab's 36–37 of 96)
 could deviate nowhere else, and a window is stated before the clear and never widened after it, its rules
 frozen through it (no window: every interval of the session, as before). Where the DSO left an interval of
-it unpriced for the member the chain cannot bound the gain (None). What stays open is said in
-docs/market.md: an over-claim within the bound takes at most the payers' claimed surplus (no honest payer pays
-beyond its own), and a surplus claimed low shifts a charge onto the other payers or leaves the uplift unfunded.
+it unpriced for the member, the spread there is the chain's own genesis `uplift_max_spread` (0 by default:
+that interval adds nothing), so a bound exists on every chain and no claim above it is taken (review18
+U-1: before, one unpriced interval - every interval on a chain without settle_by_both, where the DSO cannot
+price - left the gain unbounded and a claim of 10^15 voided the honest make-whole). What stays open is
+said in docs/market.md: an over-claim within the bound takes at most the payers' claimed surplus (no honest
+payer pays beyond its own), and a surplus claimed low shifts a charge onto the other payers or leaves the
+uplift unfunded.
 Pure; no I/O.
 """
 
@@ -109,10 +113,15 @@ def bound_intervals(record: dict[str, Any], window: range | None = None) -> rang
 
 
 def gain_bound(
-    state: StateReader, record: dict[str, Any], member: bytes, window: range | None = None
-) -> int | None:
+    state: StateReader,
+    record: dict[str, Any],
+    member: bytes,
+    window: range | None = None,
+    max_spread: int = 0,
+) -> int:
     """The most the member's deviation gain can be (module contract) over the session's intervals inside
-    `window` (the member's stated trading window; None: every interval), or None where the chain cannot say."""
+    `window` (the member's stated trading window; None: every interval), `max_spread` (genesis
+    `uplift_max_spread`) the spread in an interval the DSO left unpriced for it."""
     prices = [xch.micro_per_wh(p) for p in record["prices"]]
     clean = [xch.micro_per_wh(p) for p in record.get("clean_prices", ())]
     bound = 0
@@ -120,9 +129,10 @@ def gain_bound(
         t = interval - int(record["first_interval"])
         cover = tariff(state, member, interval)
         if cover is None:
-            return None
-        retail, feed_in = cover
-        spread = max(max(retail - p, p - feed_in, 0) for p in [prices[t], *clean[t : t + 1]])
+            spread = max_spread
+        else:
+            retail, feed_in = cover
+            spread = max(max(retail - p, p - feed_in, 0) for p in [prices[t], *clean[t : t + 1]])
         bound += int(rules_for(state, member, interval)["max_quantity"]) * spread
     return bound
 
@@ -212,13 +222,15 @@ def claim_uplift(view: Overlay, tx: Tx, ctx: BlockContext, sender: ks.AccountRec
         "a gain only by max_quantity x the spread (without the rule a claim may take every payer's surplus); "
         "claim gain 0",
     )
-    bound = gain_bound(view, record, tx.sender, window)
+    spread = int(ctx.genesis.params.uplift_max_spread)
+    bound = gain_bound(view, record, tx.sender, window, spread)
     over = "the session's intervals" if window is None else f"its trading window {window[0]}..{window[-1]}"
     require(
-        bound is None or gain <= bound,
+        gain <= bound,
         Reason.RULE_VIOLATION,
         f"gain {gain} above {bound}, the most deviating could gain: max_quantity x the spread between the "
-        f"closing price and the DSO's cover prices, over {over}",
+        f"closing price and the DSO's cover prices (where unpriced: genesis uplift_max_spread, {spread} per "
+        f"Wh), over {over}",
     )
     view.put_obj(claim_key(name, tx.sender), {"gain": gain, "surplus": surplus, "txid": tx.txid})
     return [("uplift_claimed", {"session": name, "member": tx.sender, "gain": gain, "surplus": surplus})]
