@@ -5,8 +5,9 @@ delivered and, only on a trade whose parties the DSO priced (`market_state.cover
 both in the interval), the buyer for its own shortfall (D2, dso-server `disputes._vouch`). Before, every buyer
 posted its readings for each vouched purchase, on an unpriced chain too, where the DSO never reads them. Now
 the edge asks its replica (`MgMetering.priced`, `pcc_readings.readings_needed`): an unpriced vouch's buyer
-posts nothing, a priced one's as before; the seller posts either way, and a withheld seller's hold (`release`,
-metered as a dispute on both sides) has its buyer post priced or not.
+posts nothing unless its seller has a disputed sale beside it (then the DSO shares the seller's export by each
+buyer's meter), a priced one's as before; the seller posts either way, and a withheld seller's hold
+(`release`, metered as a dispute on both sides) has its buyer post priced or not.
 """
 
 from __future__ import annotations
@@ -43,6 +44,18 @@ def test_a_buyer_posts_for_its_vouched_purchase_only_where_it_is_priced() -> Non
     assert readings_needed(trades, S, priced=lambda t: False) == [b"sb"]
     assert readings_needed(trades, S, priced=lambda t: True) == [b"sb"]
     assert readings_needed(trades, C, priced=lambda t: True) == []  # no party, no disputed sibling
+
+
+def test_an_unpriced_vouchs_buyer_posts_where_its_seller_has_a_disputed_sale_too() -> None:
+    """Beside a disputed sale of the same seller the DSO shares the seller's export over both by what each
+    buyer's meter proves (`dispute_shares`: alone, the vouch's share is the seller's meter whatever the
+    buyer's), so the buyer's meter counts there, priced or not; a disputed sale of another seller does not
+    make it count (/work/notes/d3/vouch_buyer_present.py: 200 with its readings, 266 without)."""
+    disputed = {"buyer": {"delivered": 150, "time": 1}, "seller": {"delivered": 200, "time": 2}}
+    sibling = (b"sc", {"seller": S, "buyer": C, "statements": disputed, "disputed": True, "settlement": None})
+    assert readings_needed([*vouched(), sibling], B, priced=lambda t: False) == [b"sb"]
+    other = (b"xc", {**sibling[1], "seller": bytes([9]) * 32})
+    assert readings_needed([*vouched(), other], B, priced=lambda t: False) == []
 
 
 def test_a_withheld_sellers_hold_has_its_buyer_post_priced_or_not() -> None:

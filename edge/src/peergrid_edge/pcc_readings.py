@@ -11,26 +11,20 @@ its own meter (the others' readings stay on their MGMCs, only roots are on the c
 statement is its word, not its meter; so the edge keeps the rule it can prove, and where a counterparty fell
 short (its statement then differs) the DSO decides from all the meters. In the common case, every trade
 delivered in full, the two rules give the same Wh and honest statements agree (tests/edge/test_pcc_share.py).
-`readings_bodies` are the `POST /api/dso/disputes/readings`
-bodies `{node, interval, leaves}` for the sealed ones. Pure: no I/O, no clock; `DisputeReadings` is the thin I/O
-shell that posts them (stdlib HTTP, in a thread: the Pi carries no web client), and `MgMetering` the trading
-agent's: its statements from the edge store, and a dispute's readings posted to the DSO, for its own disputes
-and for those that read its readings though it is no party, or that stand on one statement or on two sealed
-commitments neither party revealed by the reveal deadline (by the chain's time): `readings_needed`. Which
-trades wait for the DSO is `peergrid_ledger.takeup.waits_for_dso`'s, whose readings it reads
-`metering.meters_read`'s: the rules the DSO node goes by (dso-server `dispute_node`, `disputes.read_nodes`).
+`readings_bodies` are the `POST /api/dso/disputes/readings` bodies `{node, interval, leaves}` for the sealed
+ones. Pure: no I/O, no clock; `DisputeReadings` is the thin I/O shell that posts them (stdlib HTTP, in a
+thread: the Pi carries no web client), and `MgMetering` the trading agent's: its statements from the edge
+store, and the readings posted to the DSO for every trade the DSO settles with them (`readings_needed`: by
+`takeup.waits_for_dso` and `metering.meters_read`, the rules the DSO node goes by, `disputes.read_nodes`).
 Never states from a guess: no reading after the window's end yet means `Unmetered`, not a number. A window
 read past its end whose start (or end) no readings bracket — the MGMC's first reading came after the
 interval started: it started or restarted in it — is stated only as far as the meter proves without
 favouring this side (`provable_wh`): a seller the counter from its first reading in the window, a buyer
 nothing (`Unprovable`, logged once), leaving the trade to the seller's lone statement after the chain's wait.
 A counter that never counted is not a missing reading: SunSpec says an accumulator's 0 as "not accumulated"
-(the edge's decoder gives None, and the leaf leaves the quantity out), so the PCC of an MG that has never
-exported carries no export counter at all, read every poll all the same. `counting_leaves` reads it as 0 in a
-PCC meter reading without it where that is never in this side's favour, or proven: a seller always (0 left is
-the least it can state), a buyer only where some reading shows its import counter (it is implemented, so its
-absence was a 0); a buyer whose meter, read past the end, never counted an import states nothing
-(`Unprovable`). Before, such a seller said "not metered yet" at every try until the day ended.
+(the leaf leaves the quantity out); `counting_leaves` reads it as 0 where that is never in this side's favour,
+or proven: a seller always, a buyer only where some reading shows its import counter; a buyer whose meter,
+read past the end, never counted an import states nothing (`Unprovable`).
 """
 
 from __future__ import annotations
@@ -53,6 +47,7 @@ from peergrid_ledger.metering import (
     counter_at,
     counting_leaves,
     metered,
+    metered_as_dispute,
     meters_read,
     samples,
     trade_share,
@@ -141,40 +136,43 @@ def readings_needed(
 ) -> list[bytes]:  # fmt: skip
     """The trades of an interval (`trades`: its latest closing) that the DSO settles with `me`'s PCC readings
     and that `me` posts them for here: those that wait for the DSO's word at the chain's time `now_ms`
-    (`peergrid_ledger.takeup.waits_for_dso`, the one rule the DSO node takes them up by; None: no chain time, so
-    no unrevealed one) - a disputed one though `me` is no party (a party posts for its own disputes,
-    `MgMetering.disputed`), one on one party's word (review13 F4: the DSO meters it from `takeup.LONE_FROM`
-    of the wait on) or two sealed commitments neither revealed by the reveal deadline (review14 K3b), `me` a
-    party or not, and `me`'s own trade that waits for the DSO's vouch (vouching, review13 F2), sale or
-    purchase: the DSO meters the seller for what it delivered and, on a priced trade short of the agreement,
-    the buyer for its own shortfall (D2) - so a buyer posts for it only where `priced(trade)` (D3; None: not
-    known, it posts) - and a withheld seller's hold (`release`) as a dispute, both sides, priced or not. Whose readings the DSO reads is `metering.meters_read`'s (dso-server `disputes.read_nodes`
-    reads by the same rule): the parties', and `me`'s where `me`'s own purchase from the trade's seller, or
-    sale to its buyer, is disputed too (`metering.metered_as_dispute`: a withheld seller's hold is, so each
-    buyer of a crashed seller posts for its sibling holds too, review16 M1); an agreed one settles on the
-    parties' word and its counterparty's meter is not read."""
+    (`peergrid_ledger.takeup.waits_for_dso`, the rule the DSO node takes them up by; None: no chain time, so
+    no unrevealed one) - a disputed one though `me` is no party (a party posts for its own, `MgMetering.
+    disputed`), one on one party's word (review13 F4) or on two sealed commitments neither revealed by the
+    reveal deadline (review14 K3b), `me` a party or not, and `me`'s own sale or purchase waiting for the DSO's
+    vouch (review13 F2): the seller's meter for what it delivered, the buyer's where the DSO reads it
+    (`_buyer_read`, D2/D3; `priced` None: not known, it posts), both for a withheld seller's hold (review15
+    M4). Whose readings the DSO reads is `metering.meters_read`'s (dso-server `disputes.read_nodes` alike):
+    the parties', and `me`'s where `me`'s own purchase from the trade's seller, or sale to its buyer, is
+    disputed too (`metering.metered_as_dispute`: a withheld seller's hold is, review16 M1); an agreed one
+    settles on the parties' word and its counterparty's meter is not read."""
     trades = list(trades)
     return [
         tid
         for tid, d in trades
-        if _posts_for(waits_for_dso(d, now_ms), d, me, priced) and me in meters_read(trades, tid)
+        if _posts_for(waits_for_dso(d, now_ms), d, me)
+        and me in meters_read(trades, tid)
+        and (priced is None or _buyer_read(tid, d, me, trades, priced, now_ms))
     ]
 
 
-def _posts_for(kind: Kind | None, trade: dict[str, Any], me: bytes, priced: Priced | None) -> bool:
-    """`me` posts its readings for a trade that waits for the DSO for `kind` (`readings_needed`)."""
-    if kind is None:
-        return False
-    if kind == "disputed":
-        return me not in (trade["seller"], trade["buyer"])
-    if kind == "vouching" and me == trade["buyer"] and "release" not in trade["vouch"] and priced is not None:
-        # an unpriced vouch settles from the seller's meter alone (dso-server `disputes._vouch`): the buyer's
-        # readings never count there (D3; before, every buyer posted them for each vouched purchase)
-        return priced(trade)
-    # vouching: its own sale or purchase (both sides' meters), and a sibling's counterparty where `meters_read`
-    # names it (a withheld seller's holds share its export by their buyers' meters, review16 M1); lone,
-    # unrevealed: a party or a sibling's counterparty alike
-    return True
+def _buyer_read(tid: bytes, trade: dict[str, Any], me: bytes, trades: list[Any], priced: Priced,
+                now_ms: int | None) -> bool:  # fmt: skip
+    """Whether the DSO reads `me`'s meter for its own vouched purchase (no `release`): for its own shortfall
+    where it priced the trade (D2), for the seller's share where the seller has another trade shared by the
+    meters (`metering.metered_as_dispute`; alone, the seller's share is its meter's whatever the buyer's);
+    else never (D3: before, every buyer posted for each vouched purchase, on an unpriced chain too)."""
+    if "vouch" not in trade or "release" in trade["vouch"] or me != trade["buyer"] or priced(trade):
+        return True
+    seller = trade["seller"]
+    return any(t["seller"] == seller and metered_as_dispute(t, now_ms) for other, t in trades if other != tid)
+
+
+def _posts_for(kind: Kind | None, trade: dict[str, Any], me: bytes) -> bool:
+    """`me` posts its readings for a trade that waits for the DSO for `kind` (`readings_needed`): a dispute
+    where it is no party (a party posts for its own), every other kind (vouching, lone, unrevealed) a party
+    or a sibling's counterparty alike, where `meters_read` names it (and `_buyer_read` for a vouch's buyer)."""
+    return kind is not None and (kind != "disputed" or me not in (trade["seller"], trade["buyer"]))
 
 
 def counterparties_done(trades: Iterable[tuple[bytes, dict[str, Any]]], me: bytes) -> bool:
