@@ -94,7 +94,7 @@ def test_a_failed_interval_is_recorded_and_the_next_one_is_worked_on(
     agent, seen = day(tmp_path, monkeypatch, fails=6)
     assert seen["running"] == [(5, 5), (6, 6), (7, 7)]  # on 7 after 6 failed: 5's plan is not bridged there
     records = [json.loads(line) for line in (tmp_path / "market.jsonl").read_text().splitlines()]
-    assert records == [{"interval": 6, "error": "failed; see the log"}]
+    assert records == [{"interval": 6, "day": agent.day, "error": "failed; see the log"}]
     assert agent.working_on is None and seen["settle_day"] == [None]
 
 

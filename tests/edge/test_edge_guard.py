@@ -105,9 +105,9 @@ def play_day(
                     old, new = agents[name], fresh(name)
                     new.state = old.state  # what its battery readings say
                     new.conv_state = resumed_counterfactual(
-                        records[name], new.mg, new.dt, scenario.intervals, t
+                        records[name], new.mg, new.dt, scenario.intervals, t, new.day
                     )
-                    new.resumed = recorded_spend(records[name], t)
+                    new.resumed = recorded_spend(records[name], t, new.day)  # its own day's lines
                     agents[name] = new
             running = [
                 a for n, a in agents.items() if vanish_at is None or t < vanish_at or n not in vanishing

@@ -92,7 +92,7 @@ def restart_at(agent: MarketAgent, t: int, state: MgState) -> guard.DayBudget:
     """The budget a restart at interval t over the agent's records starts with, its batteries at `state`."""
     fresh = SimpleNamespace(s=agent.s, mg=agent.mg, dt=agent.dt, state=state, anonym=agent.anonym,
                             ledger=agent.ledger)  # fmt: skip
-    return guard.start_budget(fresh, t, recorded_spend(agent.s.record_file, t))
+    return guard.start_budget(fresh, t, recorded_spend(agent.s.record_file, t, agent.day))
 
 
 def failures(caplog: pytest.LogCaptureFixture) -> list[str]:
@@ -120,6 +120,7 @@ def test_an_interval_failing_after_its_state_moved_leaves_the_conventional_rest_
     to_go = interval_plan.cost_to_go(mg, dt, mg.intervals, 7, seen["state"])
     assert [r["interval"] for r in lines] == [5, 6, 7] and lines[1] == {
         "interval": 6,
+        "day": agent.day,
         "error": "failed; see the log",
     }
     assert [r.get("budget_day") for r in lines] == pytest.approx([day, None, day])
@@ -148,7 +149,7 @@ def test_an_interval_failing_before_its_budget_started_is_left_to_start_budget(
         agent, lines = run_day(tmp_path, {5: fails_at_once})
     day = interval_plan.cost_to_go(agent.mg, agent.dt, agent.mg.intervals, 6, initial_state(agent.mg, {}))
     day += ALLOWANCE
-    assert lines[0] == {"interval": 5, "error": "failed; see the log"}
+    assert lines[0] == {"interval": 5, "day": agent.day, "error": "failed; see the log"}
     assert [r["budget_day"] for r in lines[1:]] == pytest.approx([day, day])
     assert [r["budget_left"] for r in lines[1:]] == pytest.approx([day - CHARGE, day - 2 * CHARGE])
     assert failures(caplog) == [] and not any("unknown" in r.getMessage() for r in caplog.records)
@@ -235,7 +236,7 @@ def test_on_a_real_day_an_interval_failing_after_the_guard_chose_leaves_no_allow
         agent = agents[name]
         lines = [json.loads(line) for line in records[name].read_text().splitlines()]
         assert [r["interval"] for r in lines] == list(range(SCENARIO.intervals))
-        assert lines[at] == {"interval": at, "error": "failed; see the log"}
+        assert lines[at] == {"interval": at, "day": agent.day, "error": "failed; see the log"}
         after = lines[at + 1]
         to_go = interval_plan.cost_to_go(agent.mg, agent.dt, agent.mg.intervals, at + 1, states[name])
         assert after["budget_day"] == pytest.approx(lines[0]["budget_day"])

@@ -70,10 +70,14 @@ async def intervals(agent: MarketAgent, t: int) -> bool:
         if agent.state is None:
             agent.state = initial_state(agent.mg, agent.d.states)
             agent.conv_state = (
-                resumed_counterfactual(agent.s.record_file, agent.mg, agent.dt, agent.scenario.intervals, t)
+                resumed_counterfactual(
+                    agent.s.record_file, agent.mg, agent.dt, agent.scenario.intervals, t, agent.day
+                )
                 or agent.state
-            )
-            agent.resumed = recorded_spend(agent.s.record_file, t)  # the budget starts in the interval
+            )  # the day's own records only (`MarketAgent.day`): the file serves every day (review18 K-1)
+            agent.resumed = recorded_spend(
+                agent.s.record_file, t, agent.day
+            )  # the budget starts in the interval
         agent.interval = t
         try:
             await agent.run_interval(t)

@@ -191,7 +191,7 @@ def start_budget(agent: Any, t: int, recorded: resume.RecordedSpend | None = Non
     assert agent.state is not None
     mode, allowance = _setting(agent, "rationality", "off"), _setting(agent, "risk_allowance", 0.0)
     if recorded is None or recorded.t != t:
-        recorded = resume.recorded_spend(_setting(agent, "record_file", None), t)
+        recorded = resume.recorded_spend(_setting(agent, "record_file", None), t, _day(agent))
     unknown = _unknown_spend(agent, recorded)
     budget = day_budget(
         mode, allowance, agent.mg, agent.dt, t, agent.state, recorded.resumed, unknown is not None
@@ -229,6 +229,13 @@ def _unknown_spend(agent: Any, recorded: resume.RecordedSpend) -> str | None:
     first = _setting(agent, "first_interval", 0)
     chain, me = agent.ledger.state("mgmc"), agent.anonym.public
     return recorded.unknown(first, lambda k: resume.took_part(chain, k, me))
+
+
+def _day(agent: Any) -> str | None:
+    """The trading agent's day (`MarketAgent.day`); None where a test's stand-in agent names no t0 (every line
+    of its record file read, as before the stamp)."""
+    t0 = _setting(agent, "t0", None)
+    return None if t0 is None else resume.record_day(t0, _setting(agent, "first_interval", 0))
 
 
 def _setting(agent: Any, name: str, default: Any) -> Any:

@@ -16,6 +16,12 @@ starts a fresh allowance mid-day, and what `RecordedSpend.unknown` needs to say 
 an interval this MG ran with no recorded cost): the guard then resumes with no allowance left. (Before, the
 budget and the unknown spend were two passes, each line parsed twice.) Pure apart from reading the record file;
 never writes anything. Every reader parses a line with `_record_object`.
+One record file serves every day (one path, appended to: review18 K-1), so each record carries its day (`DAY`:
+`record_day`, the agent's t0 and first interval, the pair its day-ahead session is named by; `stamped`) and each
+reader given a day reads only that day's lines: another day's budget, costs, counterfactual and verdicts are
+never today's. A line with no stamp (written before the stamp) is another day's: never resumed, so a restart
+mid-day across the upgrade resumes with the chain's word only (`RecordedSpend.unknown` fails closed on any
+interval the MG took part in). `day` None reads every line (a file known to hold one day: tests).
 The start-up reads are best effort (review15 M3: one damaged line raised out of the agent's start, and the
 edge crash-looped under systemd): `record_lines` reads the file's lines one by one, a byte that is not UTF-8
 replaced (the records are written as ASCII: such a byte is damage, logged once per line); a line that is not
@@ -47,6 +53,30 @@ log = logging.getLogger("peergrid.edge.trader")
 REPLACED = "\ufffd"
 """What `record_lines` puts for a byte that is not UTF-8 (the records are ASCII JSON: it is damage)."""
 _DAMAGED = " (it holds bytes that are not UTF-8: the file is damaged)"
+
+DAY = "day"
+"""Every record's key for the day it belongs to (`record_day`), written second, after its interval."""
+
+
+def record_day(t0: float, first_interval: int) -> str:
+    """The stamp of the trading agent's day: the wall second its first interval starts and that interval's number
+    (its day-ahead session's name holds the same pair). A restart within the day runs the same config and so the
+    same day; another day differs in one of them: a new chain per day starts at another t0 (its interval numbers
+    repeat), a long-lived chain at a later first interval (and t0)."""
+    return f"{int(t0)}/{first_interval}"
+
+
+def stamped(doc: dict[str, Any], day: str) -> dict[str, Any]:
+    """The record `doc` stamped with its day, the interval (where it names one) first and the day next, so a line
+    torn after them still says both (`_LEGIBLE`)."""
+    head = {"interval": doc["interval"]} if "interval" in doc else {}
+    return {**head, DAY: day, **doc}
+
+
+def _of_day(doc: dict[str, Any], day: str | None) -> bool:
+    """Whether a record is of `day` (None: any day). A record with no stamp is another day's."""
+    return day is None or doc.get(DAY) == day
+
 
 PLAN_CONFIRMED = "plan_confirmed"
 """The interval record's key for its dispatch verdict: read-back confirmed the plan, with the P2P net the
@@ -86,13 +116,13 @@ def initial_state(mg: Microgrid, devices: Mapping[str, Any]) -> MgState:
 
 
 def resumed_counterfactual(
-    record_file: Path | None, mg: Microgrid, dt: float, intervals: int, t: int
+    record_file: Path | None, mg: Microgrid, dt: float, intervals: int, t: int, day: str | None = None
 ) -> MgState | None:
-    """The conventional counterfactual's state at interval t: where the last well-formed record before t left
-    it, carried through the intervals missed since (None: no record to start from, or carrying it failed:
-    logged, and the agent starts the counterfactual from its own state)."""
+    """The conventional counterfactual's state at interval t: where the last well-formed record of `day` before
+    t left it, carried through the intervals missed since (None: no record to start from, or carrying it
+    failed: logged, and the agent starts the counterfactual from its own state)."""
     lines = record_lines(record_file)
-    last, errors = counterfactual_of(lines, t, mg)
+    last, errors = counterfactual_of(lines, t, mg, day)
     for error in errors:
         log.warning("record %s: %s", record_file, error)
     if last is None:
@@ -114,16 +144,16 @@ def resumed_counterfactual(
 
 
 def counterfactual_of(
-    lines: Iterable[str], t: int, mg: Microgrid
+    lines: Iterable[str], t: int, mg: Microgrid, day: str | None = None
 ) -> tuple[tuple[int, MgState] | None, list[str]]:
-    """The last (interval, state) before t that the records' `conv_state` lines hold for `mg` (its batteries
-    and gensets), and why a line that may have held one was skipped or is damaged (one entry per line)."""
+    """The last (interval, state) before t that the records' `conv_state` lines of `day` hold for `mg` (its
+    batteries and gensets), and why a line that may have held one was skipped or is damaged (one per line)."""
     last: tuple[int, MgState] | None = None
     errors: list[str] = []
     for number, line in enumerate(lines, 1):
         if not line.strip():
             continue
-        found, why = _conv_line(line, t, mg)
+        found, why = _conv_line(line, t, mg, day)
         damaged = _DAMAGED if REPLACED in line else ""
         if why is not None or damaged:
             errors.append(f"line {number}{damaged}: {why or 'read as it stands'}")
@@ -132,12 +162,15 @@ def counterfactual_of(
     return last, errors
 
 
-def _conv_line(line: str, t: int, mg: Microgrid) -> tuple[tuple[int, MgState] | None, str | None]:
-    """One record line's (interval, conventional state) if it holds one before t, and why it was skipped."""
+def _conv_line(
+    line: str, t: int, mg: Microgrid, day: str | None
+) -> tuple[tuple[int, MgState] | None, str | None]:
+    """One record line's (interval, conventional state) if it holds one of `day` before t, and why it was
+    skipped."""
     doc, refused = _record_object(line)
     if doc is None:
         return None, f"{refused}: skipped"
-    if "conv_state" not in doc:
+    if "conv_state" not in doc or not _of_day(doc, day):
         return None, None
     k = doc.get("interval")
     if not isinstance(k, int) or isinstance(k, bool):
@@ -188,17 +221,19 @@ def record_lines(record_file: Path | None) -> list[str]:
     return [line.decode("utf-8", errors="replace") for line in raw.split(b"\n")]
 
 
-def recorded_verdicts(record_file: Path | None, intervals: range) -> dict[int, bool]:
-    """The dispatch verdicts (`PLAN_CONFIRMED`) the agent's records hold for `intervals`; an interval without
-    one (not recorded, or its record unreadable: logged as an error) is left out."""
-    verdicts, errors = verdicts_of(record_lines(record_file), intervals)
+def recorded_verdicts(record_file: Path | None, intervals: range, day: str | None = None) -> dict[int, bool]:
+    """The dispatch verdicts (`PLAN_CONFIRMED`) the agent's records of `day` hold for `intervals`; an interval
+    without one (not recorded, or its record unreadable: logged as an error) is left out."""
+    verdicts, errors = verdicts_of(record_lines(record_file), intervals, day)
     for error in errors:
         log.error("record %s: %s", record_file, error)
     return verdicts
 
 
-def verdicts_of(lines: Iterable[str], intervals: range) -> tuple[dict[int, bool], list[str]]:
-    """The `PLAN_CONFIRMED` verdicts of `intervals` in the record's lines, and why any line could not be
+def verdicts_of(
+    lines: Iterable[str], intervals: range, day: str | None = None
+) -> tuple[dict[int, bool], list[str]]:
+    """The `PLAN_CONFIRMED` verdicts of `intervals` in the record's lines of `day`, and why any line could not be
     read. An interval whose verdict is not a bool, or whose records disagree, has none (never a guess); a line
     that is not a JSON object may have held one, so it is an error too, whichever interval it was."""
     verdicts: dict[int, bool] = {}
@@ -208,7 +243,7 @@ def verdicts_of(lines: Iterable[str], intervals: range) -> tuple[dict[int, bool]
         if not line.strip():
             continue
         damaged = _DAMAGED if REPLACED in line else ""
-        found, why = _verdict_line(line, intervals)
+        found, why = _verdict_line(line, intervals, day)
         if found is not None:
             t, verdict = found
             if verdict is None:
@@ -224,13 +259,15 @@ def verdicts_of(lines: Iterable[str], intervals: range) -> tuple[dict[int, bool]
     return {t: v for t, v in verdicts.items() if t not in spoilt}, errors
 
 
-def _verdict_line(line: str, intervals: range) -> tuple[tuple[int, bool | None] | None, str | None]:
+def _verdict_line(
+    line: str, intervals: range, day: str | None
+) -> tuple[tuple[int, bool | None] | None, str | None]:
     """One record line's (interval, verdict) if it holds one of `intervals` (verdict None: not a bool), and
     why it could not be read. A line that is not a JSON object may have held one: that is an error too."""
     doc, refused = _record_object(line)
     if doc is None:
         return None, f"{refused}: a dispatch verdict it held is lost"
-    if PLAN_CONFIRMED not in doc:
+    if PLAN_CONFIRMED not in doc or not _of_day(doc, day):
         return None, None
     t, verdict = doc.get("interval"), doc[PLAN_CONFIRMED]
     if not isinstance(t, int) or isinstance(t, bool):
@@ -305,18 +342,19 @@ class RecordedSpend:
         return None
 
 
-def recorded_spend(record_file: Path | None, t: int) -> RecordedSpend:
-    """`spend_of` the record file before interval t, best effort per line as the other start-up reads (a line
-    that may have held a budget or a cost and was skipped is logged once)."""
-    spend, errors = spend_of(record_lines(record_file), t)
+def recorded_spend(record_file: Path | None, t: int, day: str | None = None) -> RecordedSpend:
+    """`spend_of` the record file's lines of `day` before interval t, best effort per line as the other start-up
+    reads (a line that may have held a budget or a cost and was skipped is logged once)."""
+    spend, errors = spend_of(record_lines(record_file), t, day)
     for error in errors:
         log.warning("record %s: %s", record_file, error)
     return spend
 
 
-def spend_of(lines: Iterable[str], t: int) -> tuple[RecordedSpend, list[str]]:
-    """What the record's lines say of the day's spend before t, each line parsed once, and why a line that may
-    have held a budget or a cost was skipped (one entry per line)."""
+def spend_of(lines: Iterable[str], t: int, stamp: str | None = None) -> tuple[RecordedSpend, list[str]]:
+    """What the record's lines of the day `stamp` say of its spend before t, each line parsed once, and why a
+    line that may have held a budget or a cost was skipped (one entry per line). A line that cannot be read is
+    the day's torn line unless what is legible of it names another day."""
     day: float | None = None
     costs: dict[int, float] = {}
     started: int | None = None
@@ -325,12 +363,13 @@ def spend_of(lines: Iterable[str], t: int) -> tuple[RecordedSpend, list[str]]:
     for number, line in enumerate(lines, 1):
         if not line.strip():
             continue
-        found, why = _budget_line(line)
+        found, why = _budget_line(line, stamp)
         damaged = _DAMAGED if REPLACED in line else ""
         if why is not None or damaged:
             errors.append(f"line {number}{damaged}: {why or 'read as it stands'}")
-        if why is not None and torn is None:
-            legible = _INTERVAL_AT_START.match(line)
+        legible = _LEGIBLE.match(line)
+        another = stamp is not None and legible is not None and legible.group(2) not in (None, stamp)
+        if why is not None and torn is None and not another:
             named = f"interval {legible.group(1)}'s record" if legible else "a record of an unknown interval"
             torn = f"{named} (line {number}) cannot be read ({why})"
         if found is None or found[0] >= t:
@@ -344,12 +383,15 @@ def spend_of(lines: Iterable[str], t: int) -> tuple[RecordedSpend, list[str]]:
     return RecordedSpend(t, day, costs, started, torn), errors
 
 
-def _budget_line(line: str) -> tuple[tuple[int, float | None, float | None] | None, str | None]:
-    """One record line's (interval, day's budget, cost) where it holds either, and why it was skipped."""
+def _budget_line(
+    line: str, stamp: str | None
+) -> tuple[tuple[int, float | None, float | None] | None, str | None]:
+    """One record line's (interval, day's budget, cost) where a record of the day `stamp` holds either, and why
+    it was skipped."""
     doc, refused = _record_object(line)
     if doc is None:
         return None, f"{refused}: a cost it held is not counted"
-    if BUDGET_DAY not in doc and "cost_p2p" not in doc:
+    if (BUDGET_DAY not in doc and "cost_p2p" not in doc) or not _of_day(doc, stamp):
         return None, None
     k, budget, cost = doc.get("interval"), doc.get(BUDGET_DAY), doc.get("cost_p2p")
     if type(k) is not int:
@@ -369,5 +411,6 @@ def took_part(state: Any, t: int, me: bytes) -> bool:
     )
 
 
-_INTERVAL_AT_START = re.compile(r'\s*\{"interval":\s*(\d+)[,}]')
-"""The trader writes each record's interval first: legible in a line torn after it."""
+_LEGIBLE = re.compile(r'\s*\{"interval":\s*(\d+)[,}](?:\s*"day":\s*"([^"\\]*)"[,}])?')
+"""The trader writes each record's interval first and its day next (`stamped`): legible in a line torn after
+them (group 1 the interval, group 2 the day where it is whole)."""

@@ -88,7 +88,7 @@ from peergrid_edge.exchange_io import SessionOutcome
 from peergrid_edge.forward_chain import ForwardOutcome, forward_plan, forward_session
 from peergrid_edge.pcc_readings import MgMetering
 from peergrid_edge.replicas import Submission
-from peergrid_edge.resume import PLAN_CONFIRMED, RecordedSpend
+from peergrid_edge.resume import PLAN_CONFIRMED, RecordedSpend, record_day, stamped
 from peergrid_edge.verdict_inbox import file_verdict, parse_verdict  # noqa: F401 - test_json_depth imports it
 from peergrid_ledger import keys
 from peergrid_ledger.records import append_record
@@ -191,6 +191,11 @@ class MarketAgent:
         transaction, DSO wait and dispatch, so a lost cancellation ends the task at the next of them."""
         if self.d.stopping.is_set():
             raise asyncio.CancelledError("the daemon is stopping")
+
+    @property
+    def day(self) -> str:
+        """The day its records are stamped with and read back by (`resume.record_day`: t0, first interval)."""
+        return record_day(self.s.t0, self.s.first_interval)
 
     def _start_of(self, t: int) -> float:
         return self.s.t0 + (t - self.s.first_interval) * self.s.interval_s
@@ -397,6 +402,8 @@ class MarketAgent:
         return retry + ([] if self.metering is None else list(self.metering.following))
 
     def _record(self, doc: dict[str, Any]) -> None:
+        """One line of the record file, stamped with the agent's day (`resume.stamped`: the file serves every
+        day, and a restart reads back only its own day's lines, review18 K-1)."""
         if self.s.record_file is None:
             return
-        append_record(self.s.record_file, doc)
+        append_record(self.s.record_file, stamped(doc, self.day))
