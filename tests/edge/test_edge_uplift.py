@@ -39,6 +39,7 @@ from peergrid_edge.link import MqttLink
 from peergrid_edge.replicas import ChainSpec, EdgeLedger, Submission
 from peergrid_ledger import query
 from peergrid_ledger.contracts import uplift
+from peergrid_ledger.contracts.market_state import price_tick
 from peergrid_ledger.genesis import Account, Genesis, Params
 from peergrid_ledger.keys import Keypair
 
@@ -60,7 +61,9 @@ def uplift_ledger(tmp_path: Path, scenario: Scenario) -> tuple[EdgeLedger, dict[
     """A single-authority MGMC chain with the market, exchange and uplift contracts; the MGs' keys are the
     chain venue's (`key_for`), so the clear breaks ties as the simulation's does. Each MG's chain rules set a
     max_quantity (its own, or 10^9 Wh an interval: it binds nothing), without which the chain takes no gain
-    claim (review17 U-C)."""
+    claim (review17 U-C). The DSO prices no cover here, so the genesis names the chain's own spread,
+    `uplift_max_spread`: the widest retail - feed-in of the day (`widest_spread`); without it the chain's bound
+    is 0 and every gain is claimed at 0 (review18 U-1)."""
     authority = Keypair.from_seed(hashlib.sha256(b"edge-uplift/authority").digest())
     keys_ = {mg.name: key_for(scenario.name, mg.name) for mg in scenario.microgrids}
     genesis = Genesis(
@@ -68,9 +71,19 @@ def uplift_ledger(tmp_path: Path, scenario: Scenario) -> tuple[EdgeLedger, dict[
         accounts=(Account(authority.public, ("mgmc",)),
                   *(Account(keys_[mg.name].public, ("anonym",), mg.name, rules=bounded(mg))
                     for mg in scenario.microgrids)),
-        contracts=("market", "exchange", "uplift"), params=Params(credit_limit=10**15),
+        contracts=("market", "exchange", "uplift"),
+        params=Params(credit_limit=10**15, uplift_max_spread=widest_spread(scenario)),
     )  # fmt: skip
     return ledger_on(genesis, authority, tmp_path), keys_
+
+
+def widest_spread(scenario: Scenario) -> int:
+    """The widest retail - feed-in of any MG in any interval, micro-units per Wh (the market's tick)."""
+    return max(
+        price_tick(r) - price_tick(f)
+        for mg in scenario.microgrids
+        for r, f in zip(mg.tariff.retail, mg.tariff.feed_in, strict=True)
+    )
 
 
 def ledger_on(genesis: Genesis, authority: Keypair, tmp_path: Path) -> EdgeLedger:
@@ -266,7 +279,8 @@ def test_the_trading_agents_forward_stage_posts_each_mgs_claim_after_the_clear_a
     for (name, key), outcome in zip(keys_.items(), outcomes, strict=True):
         assert outcome.cleared
         docs = read_records(tmp_path / f"{name}.jsonl")
-        assert [next(iter(doc)) for doc in docs] == ["dayahead", "forward", "uplift_claim"]
+        # each line's stage (a `day` stamp beside it is the record file's, review18 K-1)
+        assert [next(k for k in doc if k != "day") for doc in docs] == ["dayahead", "forward", "uplift_claim"]
         recorded = docs[2]["uplift_claim"]
         on_chain = uplift.claim(state, outcome.session, key.public)
         assert on_chain is not None and recorded["posted"] and recorded["reason"] == ""
@@ -286,11 +300,15 @@ def test_a_solver_error_leaves_no_claim_and_is_the_stages_reason_never_raised(
 
     windows: list[Any] = []
 
-    def infeasible(*_args: Any, window: range | None = None) -> Any:
-        windows.append(window)
+    def figures(*args: Any) -> Any:
+        windows.append(args[4])  # (state, session, me, name, window, max_spread)
+        return args
+
+    def infeasible(*_args: Any) -> Any:
         raise RuntimeError("the MG's day MILP is infeasible")
 
-    monkeypatch.setattr(dayahead_uplift, "claim_for", infeasible)
+    monkeypatch.setattr(dayahead_uplift, "chain_figures", figures)
+    monkeypatch.setattr(dayahead_uplift, "claim_from", infeasible)
 
     async def play() -> Any:
         stage = UpliftStage(ledger, keys_["mg003"], scenario.microgrids[2], 6.0, SESSION, wait_s=0.3,

@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 from test_edge_dayahead_session import SESSION, free_day, run_on
 from test_edge_forward import trading_agent
-from test_edge_uplift import balances, bounded, ledger_on, read_records
+from test_edge_uplift import balances, bounded, ledger_on, read_records, widest_spread
 
 from peergrid_edge import day_stages
 from peergrid_edge.config import MarketSettings
@@ -35,19 +35,22 @@ PHASE_S = MarketSettings.model_fields["phase_timeout_s"].default
 
 
 def chain(tmp_path: Path, both: bool, wait_ms: int = 3_600_000) -> tuple[EdgeLedger, dict[str, Keypair]]:
-    """mg001 and mg002 (max_quantity rules) on an MGMC chain with the uplift contract; `both`: settle_by_both
-    with `wait_ms` and 1-s intervals from 1970 (all long ended), the DSO an account."""
+    """mg001 and mg002 (max_quantity rules) on an MGMC chain with the uplift contract and its own spread
+    (`uplift_max_spread`); `both`: settle_by_both with `wait_ms` and 1-s intervals from 1970 (all long ended),
+    the DSO an account."""
     scenario = free_day(2, 2)
     authority = Keypair.from_seed(hashlib.sha256(b"edge-uplift-retry/authority").digest())
     dso = Keypair.from_seed(hashlib.sha256(b"edge-uplift-retry/dso").digest())
     keys_ = {
         mg.name: Keypair.from_seed(hashlib.sha256(mg.name.encode()).digest()) for mg in scenario.microgrids
     }
+    spread = widest_spread(scenario)  # nobody prices the cover here: the chain's own (review18 U-1)
     params = (
-        Params(credit_limit=10**15, settle_by_both=1, settle_wait_ms=wait_ms, settle_interval_ms=1000)
+        Params(credit_limit=10**15, settle_by_both=1, settle_wait_ms=wait_ms, settle_interval_ms=1000,
+               uplift_max_spread=spread)
         if both
-        else Params(credit_limit=10**15)
-    )
+        else Params(credit_limit=10**15, uplift_max_spread=spread)
+    )  # fmt: skip
     genesis = Genesis(
         chain="mgmc-uplift-retry", time=0, authorities=(authority.public,),
         accounts=(Account(authority.public, ("mgmc",)), Account(dso.public, ("dso",)),
@@ -158,6 +161,33 @@ def test_an_uplift_the_stage_gave_up_on_is_settled_by_the_agents_next_start(tmp_
     assert len(retried) == 1 and retried[0].settled and retried[0].credit == 50_000
     part = [d["uplift"] for d in read_records(tmp_path / "mg001.jsonl") if "uplift" in d]
     assert len(part) == 1 and part[0]["settled"] and part[0]["credit"] == 50_000
+
+
+def test_an_earlier_sessions_missing_claim_is_not_posted_from_todays_model_and_its_uplift_settles(
+    tmp_path: Path,
+) -> None:
+    """Review18 C-3: the payee's claim on an earlier session never landed; the agent's next start settles that
+    uplift (`retry_unsettled`) without posting it - its gain and surplus would be today's model's, not that
+    day's - and without waiting for its own claim: it is settled with the payer's claim alone, nothing owed."""
+    ledger, keys_ = chain(tmp_path, both=False)
+    scenario = free_day(2, 2)
+
+    async def play() -> Any:
+        for tid in await cleared_day(ledger, keys_, payee_claims=False):
+            await send(ledger, keys_["mg002"], "settle", {"trade": tid, "delivered": 1000})
+        agent = trading_agent(
+            ledger, keys_["mg001"], scenario, scenario.microgrids[0], tmp_path / "mg001.jsonl"
+        )
+        retried = await day_stages.retry_unsettled(agent, range(2), None)
+        return retried, uplift.claim(ledger.state("mgmc"), SESSION, keys_["mg001"].public)
+
+    retried, claim = run_on(ledger, play)
+    assert claim is None  # not posted
+    assert len(retried) == 1 and retried[0].settled and (retried[0].credit, retried[0].charge) == (0, 0)
+    done = uplift.outcome(ledger.state("mgmc"), SESSION)
+    assert done is not None and done["owed"] == 0 and done["payments"] == []
+    docs = read_records(tmp_path / "mg001.jsonl")
+    assert not [d for d in docs if "uplift_claim" in d] and len([d for d in docs if "uplift" in d]) == 1
 
 
 def test_the_settling_member_waits_for_a_claim_not_on_the_chain_yet_and_the_payee_is_paid(

@@ -38,6 +38,7 @@ def chain(monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
         dayahead_uplift.exchange_state, "session", lambda _s, name: record if name == "S" else None
     )
     monkeypatch.setattr(dayahead_uplift.uplift, "unbounded_interval", lambda *_a: None)
+    monkeypatch.setattr(dayahead_uplift.uplift, "gain_bound", lambda *_a: 10**15)  # far above any gain here
     monkeypatch.setattr(dayahead_uplift.exchange_state, "trading_window", lambda *_a: None)  # none stated
 
     def trades(_state: Any, _record: Any, _name: str) -> list[dict[str, Any]]:
@@ -76,3 +77,19 @@ def test_a_window_that_holds_no_interval_of_the_session_and_no_trade_claims_no_g
     chain["trades"] = []
     claim = claim_for(solo(), 1.0, None, "S", ME, window=range(36, 40))
     assert claim.gain == 0 and claim.deviation_gain == pytest.approx(0.0, abs=1e-6)
+
+
+def test_a_gain_over_the_chains_bound_is_claimed_at_it_and_an_unbounded_one_at_zero(
+    chain: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Review18 C-2: the chain refuses a gain above its bound whole, so the claim is capped at the bound (0 on
+    a chain whose DSO priced nothing and that names no `uplift_max_spread`); the surplus is claimed as it is.
+    A member without a max_quantity rule claims 0 whatever the bound (review17 U-C)."""
+    whole = claim_for(solo(), 1.0, None, "S", ME)
+    for bound in (1_000_000, 0):
+        monkeypatch.setattr(dayahead_uplift.uplift, "gain_bound", lambda *_a, b=bound: b)
+        capped = claim_for(solo(), 1.0, None, "S", ME)
+        assert (capped.gain, capped.bound, capped.surplus) == (bound, bound, whole.surplus)
+    monkeypatch.setattr(dayahead_uplift.uplift, "gain_bound", lambda *_a: 10**15)
+    monkeypatch.setattr(dayahead_uplift.uplift, "unbounded_interval", lambda *_a: 0)
+    assert claim_for(solo(), 1.0, None, "S", ME).gain == 0

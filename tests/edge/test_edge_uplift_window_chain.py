@@ -14,6 +14,7 @@ claims when it counts intervals it never trades) was taken; now it is refused an
 from __future__ import annotations
 
 import hashlib
+import logging
 from dataclasses import dataclass
 from typing import Any
 
@@ -72,10 +73,11 @@ def ok(result: Accepted | Rejected) -> Accepted:
     return result
 
 
-def cleared_day(shape: Shape, state_window: bool) -> LocalChain:
+def cleared_day(shape: Shape, state_window: bool, chain_wh: int = MAX_WH) -> LocalChain:
     """The session opened, posted, stepped, closed, accepted (SOLO stating its window when `state_window`, as
-    the edge's first accept does) and cleared: SOLO sells SOLD_WH to PEER in `shape.sold_in`."""
-    rules = {**market.NO_RULES, "max_quantity": MAX_WH}
+    the edge's first accept does) and cleared: SOLO sells SOLD_WH to PEER in `shape.sold_in`; `chain_wh` each
+    one's max_quantity rule on the chain."""
+    rules = {**market.NO_RULES, "max_quantity": chain_wh}
     genesis = Genesis(
         chain="edge-uplift-window", time=0, authorities=(AUTHORITY.public,),
         accounts=(Account(DSO.public, ("dso",), "dso"),
@@ -153,7 +155,13 @@ def test_the_honest_claim_over_the_stated_window_is_paid_and_the_whole_sessions_
     assert isinstance(refused, Rejected) and f"above {bound}" in refused.detail
     assert f"trading window {shape.window[0]}..{shape.window[-1]}" in refused.detail
     assert uplift.claim(chain.state, NAME, SOLO.public) is None
-    ok(post_claim(chain, SOLO, honest.gain, honest.surplus))
+    assert paid(chain, shape, honest.gain, honest.surplus) == honest.gain
+
+
+def paid(chain: LocalChain, shape: Shape, gain: int, surplus: int) -> int:
+    """SOLO claims `gain` and `surplus`, PEER funds it, both settle the sale and the uplift is settled: what
+    SOLO received."""
+    ok(post_claim(chain, SOLO, gain, surplus))
     ok(post_claim(chain, PEER, 0, 10**8))  # the payer's claimed surplus funds it
     after = 10_000  # block time (ms) past the interval's end on the chain's 1-ms interval clock
     for tid, agreed in query.trades(chain.state, shape.sold_in):  # both state all of it delivered
@@ -164,6 +172,23 @@ def test_the_honest_claim_over_the_stated_window_is_paid_and_the_whole_sessions_
     paid_before = query.balance(chain.state, SOLO.public)
     ok(chain.sign_and_submit(PEER, "uplift.settle", {"session": NAME}))
     chain.seal()
-    assert query.balance(chain.state, SOLO.public) - paid_before == honest.gain
     done = uplift.outcome(chain.state, NAME)
-    assert done is not None and done["credits"] == [[SOLO.public, honest.gain]]
+    assert done is not None and done["credits"] == [[SOLO.public, gain]]
+    return query.balance(chain.state, SOLO.public) - paid_before
+
+
+def test_an_honest_gain_over_the_chains_bound_is_claimed_at_the_bound_and_paid_it(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Review18 C-2: the chain refuses a gain above its bound whole (and the MG was paid nothing); its rule here
+    is 2 kWh an interval while its PV could deviate with 10 (a connection smaller than its DERs), so its honest
+    gain 2.85 is above the bound 2000 Wh x 150 x 2 intervals = 0.6: it claims 0.6, logged, and is paid it."""
+    shape = HAND
+    chain = cleared_day(shape, state_window=True, chain_wh=2_000)
+    bound = uplift.gain_bound(chain.state, record_of(chain), SOLO.public, shape.window)
+    assert bound == 2_000 * SPREAD * len(shape.window) == 600_000
+    with caplog.at_level(logging.WARNING, logger="peergrid.edge.uplift"):
+        claim = claim_for(pv_mg(shape), shape.hours, chain.state, NAME, SOLO.public)
+    assert claim.deviation_gain == pytest.approx(9 * 0.15 + 10 * 0.15) and claim.gain == claim.bound == bound
+    assert "a gain of 2850000 micro-units claimed at 600000, the chain's bound" in caplog.text
+    assert paid(chain, shape, claim.gain, claim.surplus) == bound

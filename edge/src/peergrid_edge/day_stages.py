@@ -18,7 +18,8 @@ records it (`uplift_claim`); a claim that did not land is posted again at each i
 uplift once every forward trade settled (waiting as long as the chain's rules may still settle them:
 `UpliftStage.settle`) and records this MG's credit, charge and withheld credit (`uplift`). A restart posts no
 second claim and reads a settled uplift; each (re)start settles, beside its day, an uplift of an earlier
-session on the scenario's chain intervals still unsettled (`retry_in_background`: review17 U-A). On a chain whose genesis does not enable the uplift contract neither
+session on the scenario's chain intervals still unsettled (`retry_in_background`: review17 U-A), posting no
+claim of this MG missing there (review18 C-3: today's model is not that day's). On a chain whose genesis does not enable the uplift contract neither
 stage runs nor records anything (the day's records are as before the contract).
 Never reads another MG's private data.
 """
@@ -150,13 +151,14 @@ async def run_forward(agent: MarketAgent, clock: Callable[[], float] = time.time
     return outcome
 
 
-def _uplift_stage(agent: MarketAgent, session: str) -> UpliftStage:
+def _uplift_stage(agent: MarketAgent, session: str, claims: bool = True) -> UpliftStage:
     s = agent.s
     return UpliftStage(
         agent.ledger, agent.anonym, agent.mg, agent.dt, session, timeout_s=s.phase_timeout_s,
         before_submit=agent._stopped, wait_s=FORWARD_TIMEOUTS * s.phase_timeout_s, grace_s=s.phase_timeout_s,
         claim_wait_s=CLAIM_WAIT_TIMEOUTS * s.phase_timeout_s,
         window=range(s.first_interval, agent._last_interval() + 1),  # its claim deviates only there (L8)
+        claims=claims,
     )  # fmt: skip
 
 
@@ -219,14 +221,15 @@ async def retry_unsettled(
     agent: MarketAgent, intervals: range, skip: str | None, clock: Callable[[], float] = time.time
 ) -> list[UpliftOutcome]:
     """After a (re)start, beside the day: each unsettled uplift of a session that closed one of `intervals`
-    (`unsettled_sessions`) settled as after its day, its claim first if missing, each outcome recorded. An
-    uplift still not ready waits within its stage's bound (the chain's `ready_by`) and is tried again at the
-    next start."""
+    (`unsettled_sessions`) settled as after its day, each outcome recorded; this MG posts no claim missing on
+    one (review18 C-3: its figures would be today's model's, not that day's; its surplus counts 0 and its
+    gain none). An uplift still not ready waits within its stage's bound (the chain's `ready_by`) and is
+    tried again at the next start."""
     if not enabled(agent.ledger):
         return []
     outcomes = []
     for session in unsettled_sessions(agent.ledger.state(ROLE), agent.anonym.public, intervals, skip):
-        outcomes.append(await _settle_session(agent, session, clock))
+        outcomes.append(await _settle_session(agent, session, clock, claims=False))
     return outcomes
 
 
@@ -248,11 +251,18 @@ def retry_in_background(agent: MarketAgent) -> asyncio.Task[list[UpliftOutcome]]
     return asyncio.get_running_loop().create_task(retry(), name="uplift retry")
 
 
-async def _settle_session(agent: MarketAgent, session: str, clock: Callable[[], float]) -> UpliftOutcome:
-    """This MG's claim on `session` posted if missing, the uplift settled and this MG's part recorded."""
-    stage = _uplift_stage(agent, session)
-    if uplift.claim(agent.ledger.state(ROLE), session, agent.anonym.public) is None:
+async def _settle_session(
+    agent: MarketAgent, session: str, clock: Callable[[], float], claims: bool = True
+) -> UpliftOutcome:
+    """This MG's claim on `session` posted if missing (`claims`: today's session only), the uplift settled and
+    this MG's part recorded."""
+    stage = _uplift_stage(agent, session, claims)
+    missing = uplift.claim(agent.ledger.state(ROLE), session, agent.anonym.public) is None
+    if missing and claims:
         await run_uplift_claim(agent, clock, session)
+    elif missing:
+        log.warning("uplift of %s: no claim posted for an earlier session (its gain and surplus would be today's "
+                    "model's, not that day's): settled without it", session)  # fmt: skip
     started = clock()
     outcome = await stage.settle()
     _record_stage(agent, "uplift", outcome, started, clock(), outcome.settled, outcome.reason)

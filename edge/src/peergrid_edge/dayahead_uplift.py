@@ -14,12 +14,15 @@ Promises:
   trades, at least one kWh's); gain rounded up to a micro-unit when it exceeds the tolerance (else 0), surplus
   (conventional less committed) rounded down (0 when not positive). Nothing of its model leaves it but these
   two figures. A gain the chain would refuse because this MG's rules set no `max_quantity` for an interval of
-  the session inside its window (review17 U-C) is claimed as 0, logged.
+  the session inside its window (review17 U-C) is claimed as 0, logged; one above the chain's bound
+  (`uplift.gain_bound` over the window the chain holds, genesis `uplift_max_spread` where the DSO did not
+  price it) is claimed at the bound, logged with both (review18 C-2: refused whole it was paid nothing).
+  `chain_figures` reads what it needs off the chain, `claim_from` computes it from those alone.
 - `UpliftStage.claim()`: posts `uplift.claim` once: a restarted MGMC finds its claim on the chain and posts none
   (the contract refuses a second anyway); one not final in time says so (`not final: ...`: it may be posted
-  again). `UpliftStage.settle()` after the day: waits until the chain would take a settle
-  (`uplift.waiting_for`: every trade settled, the claim window over), for as long as the chain's own rules may
-  still make it so (`uplift.ready_by`, the trades' deadlines + the DSO's wait, or the window's end) + `wait_s`,
+  again). Its chain figures are read on the event loop, its MILPs run in a thread (review18 C-3).
+  `UpliftStage.settle()` after the day: waits until the chain would take a settle (`uplift.waiting_for`:
+  every trade settled, the claim window over), for as long as the chain's own rules may still make it so (`uplift.ready_by`, the trades' deadlines + the DSO's wait, or the window's end) + `wait_s`,
   at least `wait_s` (review17 U-A: not a fixed 12 s); on a chain without a claim window (W = 0: the first
   settle closes the claims) a member's claim missing then is waited for up to `claim_wait_s` (U-B); then the
   lowest member key sends `uplift.settle` at once and every other member after `grace_s` if the chain still
@@ -71,6 +74,7 @@ class UpliftClaim:
     day_cost: float  # its committed day cost, payments included
     conventional: float  # its conventional day cost
     tolerance: float  # currency: the gain owed nothing
+    bound: int | None = None  # micro-units: the chain's bound on its gain (None: not read, no claim computed)
 
 
 @dataclass(frozen=True)
@@ -107,6 +111,79 @@ def committed_trades(
     return tuple(tuple(day) for day in per)
 
 
+@dataclass(frozen=True)
+class ClaimFigures:
+    """What a claim reads off the chain (`chain_figures`, on the event loop), so that its MILPs (`claim_from`)
+    run on plain data in a thread."""
+
+    session: str
+    first: int  # the session's first chain interval
+    prices: tuple[float, ...]  # closing prices, currency per kWh
+    clean: tuple[float, ...]
+    trades: tuple[tuple[Trade, ...], ...]  # this MG's forward trades per session interval
+    window: range | None  # the chain intervals its deviation trades in (None: the whole session)
+    unbounded: int | None  # the first interval of the chain's window without its max_quantity rule
+    bound: int  # micro-units: the most the chain takes (`uplift.gain_bound` over the window it holds)
+
+
+def chain_figures(
+    state: Any, session: str, me: bytes, name: str, window: range | None = None, max_spread: int = 0
+) -> ClaimFigures:
+    """The claim's chain figures (`ClaimFigures`); `window` where this MG's accept stated none on the chain,
+    `max_spread` the genesis `uplift_max_spread`. ValueError when the session is not on the chain."""
+    record = exchange_state.session(state, session)
+    if record is None:
+        raise ValueError(f"no exchange session {session!r} on this replica")
+    # the window this MG stated with its first accept is the one the chain bounds its gain over: its claim
+    # deviates over that one, so the two agree (`window` only where it stated none)
+    stated = exchange_state.trading_window(state, session, me)
+    return ClaimFigures(
+        session,
+        int(record["first_interval"]),
+        tuple(exchange_state.micro_per_wh(p) / 1000 for p in record["prices"]),
+        tuple(exchange_state.micro_per_wh(p) / 1000 for p in record.get("clean_prices", ())),
+        committed_trades(state, record, session, me, name),
+        stated or window,
+        uplift.unbounded_interval(state, record, me, stated),
+        uplift.gain_bound(state, record, me, stated, max_spread),
+    )
+
+
+def claim_from(
+    mg: Microgrid, dt: float, chain: ClaimFigures, price_tolerance: float | None = None
+) -> UpliftClaim:
+    """This MG's claim (module contract) from its chain figures and its own model: its MILPs, no chain read."""
+    tick = BargainingConfig().price_tolerance if price_tolerance is None else price_tolerance
+    trades, prices, session = chain.trades, chain.prices, chain.session
+    alone = Scenario(mg.name, dt, (mg,))
+    conventional = conventional_costs(alone).per_interval[mg.name]
+    kwh, money = net_by_interval(trades, mg.name)
+    physical = dispatch(mg, dt, kwh).physical if any(kwh) else conventional
+    day_cost = sum(physical) - sum(money)
+    commitment = Commitment(prices, trades, (), {mg.name: physical}, {mg.name: tuple(money)},
+                            {mg.name: day_cost}, 0, clean_prices=chain.clean)  # fmt: skip
+    tolerance = tick * max(sum(abs(tr.quantity_kwh) for day in trades for tr in day), 1.0)
+    window = chain.window
+    part = (
+        None if window is None else {t for t in range(len(prices)) if chain.first + t in window or trades[t]}
+    )
+    gain = deviation_gains(alone, commitment, window=part)[mg.name]
+    if earns(gain, tolerance) and own_rule_fees(mg, prices) != (None, None):  # valued at its own rules
+        gain = deviation_gains(alone, commitment, own_rules=True, window=part)[mg.name]
+    owed = math.ceil(round(gain * MICRO, 3)) if earns(gain, tolerance) else 0
+    if owed and chain.unbounded is not None:  # the chain refuses it (review17 U-C): its surplus still counts
+        log.warning("uplift of %s: a gain of %d micro-units not claimed: this MG's rules set no max_quantity for "
+                    "interval %d, and the chain takes no gain without it", session, owed, chain.unbounded)  # fmt: skip
+        owed = 0
+    elif owed > chain.bound:  # review18 C-2: the chain refuses more whole; at its bound it is paid that much
+        log.warning("uplift of %s: a gain of %d micro-units claimed at %d, the chain's bound (max_quantity x the "
+                    "spread to the cover prices over its window)", session, owed, chain.bound)  # fmt: skip
+        owed = chain.bound
+    surplus = max(0, math.floor(round((sum(conventional) - day_cost) * MICRO, 3)))
+    return UpliftClaim(session, False, "", owed, surplus, gain, day_cost, sum(conventional), tolerance,
+                       chain.bound)  # fmt: skip
+
+
 def claim_for(
     mg: Microgrid,
     dt: float,
@@ -115,40 +192,13 @@ def claim_for(
     me: bytes,
     price_tolerance: float | None = None,
     window: range | None = None,
+    max_spread: int = 0,
 ) -> UpliftClaim:
-    """This MG's claim (module contract); `window`: the chain intervals this MGMC trades, where its accept
-    stated none on the chain. ValueError when the session is not on the chain."""
-    record = exchange_state.session(state, session)
-    if record is None:
-        raise ValueError(f"no exchange session {session!r} on this replica")
-    tick = BargainingConfig().price_tolerance if price_tolerance is None else price_tolerance
-    trades = committed_trades(state, record, session, me, mg.name)
-    prices = tuple(exchange_state.micro_per_wh(p) / 1000 for p in record["prices"])
-    clean = tuple(exchange_state.micro_per_wh(p) / 1000 for p in record.get("clean_prices", ()))
-    alone = Scenario(mg.name, dt, (mg,))
-    conventional = conventional_costs(alone).per_interval[mg.name]
-    kwh, money = net_by_interval(trades, mg.name)
-    physical = dispatch(mg, dt, kwh).physical if any(kwh) else conventional
-    day_cost = sum(physical) - sum(money)
-    commitment = Commitment(prices, trades, (), {mg.name: physical}, {mg.name: tuple(money)},
-                            {mg.name: day_cost}, 0, clean_prices=clean)  # fmt: skip
-    tolerance = tick * max(sum(abs(tr.quantity_kwh) for day in trades for tr in day), 1.0)
-    first = int(record["first_interval"])
-    # the window this MG stated with its first accept is the one the chain bounds its gain over: its claim
-    # deviates over that one, so the two agree (`window` only where it stated none)
-    window = exchange_state.trading_window(state, session, me) or window
-    part = None if window is None else {t for t in range(len(prices)) if first + t in window or trades[t]}
-    gain = deviation_gains(alone, commitment, window=part)[mg.name]
-    if earns(gain, tolerance) and own_rule_fees(mg, prices) != (None, None):  # valued at its own rules
-        gain = deviation_gains(alone, commitment, own_rules=True, window=part)[mg.name]
-    owed = math.ceil(round(gain * MICRO, 3)) if earns(gain, tolerance) else 0
-    unbounded = uplift.unbounded_interval(state, record, me, window) if owed else None
-    if unbounded is not None:  # the chain refuses it (review17 U-C): its surplus still counts with gain 0
-        log.warning("uplift of %s: a gain of %d micro-units not claimed: this MG's rules set no max_quantity for "
-                    "interval %d, and the chain takes no gain without it", session, owed, unbounded)  # fmt: skip
-        owed = 0
-    surplus = max(0, math.floor(round((sum(conventional) - day_cost) * MICRO, 3)))
-    return UpliftClaim(session, False, "", owed, surplus, gain, day_cost, sum(conventional), tolerance)
+    """This MG's claim (module contract) read off `state` and computed at once (`chain_figures`, then
+    `claim_from`); `window`: the chain intervals this MGMC trades, where its accept stated none on the chain;
+    `max_spread`: the chain's genesis `uplift_max_spread`. ValueError when the session is not on the chain."""
+    figures = chain_figures(state, session, me, mg.name, window, max_spread)
+    return claim_from(mg, dt, figures, price_tolerance)
 
 
 class UpliftStage:
@@ -166,8 +216,10 @@ class UpliftStage:
         claim_wait_s: float = 0.0,
         clock: Callable[[], float] = time.time,
         window: range | None = None,
+        claims: bool = True,
     ) -> None:
-        """`window`: the chain intervals this MGMC trades (its claim's deviation trades there only where its
+        """`claims`: False where this MGMC posts no claim on the session (an earlier day's: `day_stages`), so its
+        settle waits for no claim of its own; `window`: the chain intervals this MGMC trades (its claim's deviation trades there only where its
         accept stated no window on the chain, `claim_for`; None: the whole session); `timeout_s`: how long one transaction is waited for in a final block;
         `wait_s`: how long `settle`
         waits past the chain's own `ready_by` (and at least, from its start); `grace_s`: how long a member other
@@ -183,6 +235,7 @@ class UpliftStage:
             grace_s,
         )
         self.claim_wait_s, self.clock = claim_wait_s, clock
+        self.claims = claims
 
     def _state(self) -> Any:
         return self.ledger.state(ROLE)
@@ -196,10 +249,11 @@ class UpliftStage:
             earlier = uplift.claim(self._state(), self.session, self.key.public) or {}
             return _with(empty, gain=earlier["gain"], surplus=earlier["surplus"])  # posted by an earlier run
         try:
-            await asyncio.sleep(0)  # the MILPs below are this MG's own: one after another, never the loop's
-            claimed = claim_for(
-                self.mg, self.dt, self._state(), self.session, self.key.public, window=self.window
-            )
+            spread = int(getattr(_params(self.ledger), "uplift_max_spread", 0))
+            figures = chain_figures(self._state(), self.session, self.key.public, self.mg.name, self.window,
+                                    spread)  # fmt: skip
+            # its MILPs (up to a second on a Pi) on plain data in a thread, never on the event loop (R18 C-3)
+            claimed = await asyncio.to_thread(claim_from, self.mg, self.dt, figures)
             body = {"session": self.session, "gain": claimed.gain, "surplus": claimed.surplus}
             await submit_final(
                 self.ledger, self.key, "uplift.claim", body, self.timeout_s, self.before_submit
@@ -211,8 +265,9 @@ class UpliftStage:
         except Exception as exc:  # a solver or replica error: no claim, and the day goes on
             log.exception("uplift of %s: no claim: unexpected error", self.session)
             return _with(empty, reason=f"{type(exc).__name__}: {exc}")
-        log.info("uplift of %s: claimed gain %d, surplus %d micro-units (deviation gain %.6f, tolerance %.6f)",
-                 self.session, claimed.gain, claimed.surplus, claimed.deviation_gain, claimed.tolerance)  # fmt: skip
+        log.info("uplift of %s: claimed gain %d, surplus %d micro-units (deviation gain %.6f, tolerance %.6f, the "
+                 "chain's bound %d)", self.session, claimed.gain, claimed.surplus, claimed.deviation_gain,
+                 claimed.tolerance, claimed.bound)  # fmt: skip
         return _with(claimed, posted=True)
 
     def _settled(self, state: Any) -> bool:
@@ -271,7 +326,8 @@ class UpliftStage:
                 state, _params(self.ledger), record, self.session, int(self.clock() * 1000)
             )
             until = self._gives_up_at(state, record, started)
-            silent = [m for m in record["members"] if uplift.claim(state, self.session, m) is None]
+            silent = [m for m in record["members"] if uplift.claim(state, self.session, m) is None
+                      and (self.claims or m != me)]  # fmt: skip
             if waiting is None and silent and not _params(self.ledger).uplift_claim_ms:
                 # W = 0: the first settle closes the claims, so a member's claim not on the chain yet (it
                 # restarted, or its claim did not land: it posts it again after its day) waits a while (U-B)
