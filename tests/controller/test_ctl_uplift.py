@@ -31,7 +31,7 @@ from peergrid_controller.dayexchange import DayAheadConfig
 from peergrid_controller.delivery import DeliveryFault, FaultError
 from peergrid_controller.forward import Commitment, commit, deviation_gains, own_rule_fees
 from peergrid_controller.market import Accepted, Rejected, Trade
-from peergrid_controller.model import ContractRules, CostSegment, Genset, Load, Microgrid, Scenario
+from peergrid_controller.model import ContractRules, CostSegment, Genset, Load, Microgrid, Scenario, Tariff
 from peergrid_controller.simulate import (
     UPLIFT_REF,
     SettlementError,
@@ -49,6 +49,7 @@ from peergrid_controller.uplift import (
     make_whole,
     north_west,
     transfers,
+    widest_spread,
     withhold,
 )
 from peergrid_controller.venues import MemoryMarket, memory_venue
@@ -624,3 +625,11 @@ def test_a_genset_at_its_own_floor_in_one_hour_is_paid_only_the_other_hours_lost
     # re-solved with its credit: delivering is worth it by its own valuation (0 left), and the plain
     # re-solve's 2.28 is the rationed part already reported
     assert summary.stable and summary.max_deviation_gain_with_uplift <= TOLERANCE
+
+
+def test_the_widest_spread_is_the_largest_retail_less_feed_in_on_the_markets_tick() -> None:
+    """What a chain whose DSO prices no cover names as genesis `uplift_max_spread` (review18 U-1)."""
+    a = Microgrid("a", Tariff((0.30, 0.25), (0.05, 0.12)))
+    b = Microgrid("b", Tariff((0.28, 0.40), (0.10, 0.08)))
+    assert widest_spread([a]) == 250 and widest_spread([a, b]) == 320  # 0.40 - 0.08 per kWh, per Wh x 10^6
+    assert widest_spread([]) == 0

@@ -30,6 +30,7 @@ from peergrid_controller.model import Microgrid, Scenario
 from peergrid_controller.simrecords import SimulationConfig
 from peergrid_controller.simulate import simulate
 from peergrid_controller.synth import synthetic_scenario
+from peergrid_controller.uplift import widest_spread
 from peergrid_edge import day_stages, dayahead_uplift
 from peergrid_edge.dayahead_agent import DayAheadAgent
 from peergrid_edge.dayahead_uplift import UpliftStage, claim_for
@@ -39,7 +40,6 @@ from peergrid_edge.link import MqttLink
 from peergrid_edge.replicas import ChainSpec, EdgeLedger, Submission
 from peergrid_ledger import query
 from peergrid_ledger.contracts import uplift
-from peergrid_ledger.contracts.market_state import price_tick
 from peergrid_ledger.genesis import Account, Genesis, Params
 from peergrid_ledger.keys import Keypair
 
@@ -62,8 +62,8 @@ def uplift_ledger(tmp_path: Path, scenario: Scenario) -> tuple[EdgeLedger, dict[
     chain venue's (`key_for`), so the clear breaks ties as the simulation's does. Each MG's chain rules set a
     max_quantity (its own, or 10^9 Wh an interval: it binds nothing), without which the chain takes no gain
     claim (review17 U-C). The DSO prices no cover here, so the genesis names the chain's own spread,
-    `uplift_max_spread`: the widest retail - feed-in of the day (`widest_spread`); without it the chain's bound
-    is 0 and every gain is claimed at 0 (review18 U-1)."""
+    `uplift_max_spread`: the widest retail - feed-in of the day (controller `uplift.widest_spread`); without
+    it the chain's bound is 0 and every gain is claimed at 0 (review18 U-1)."""
     authority = Keypair.from_seed(hashlib.sha256(b"edge-uplift/authority").digest())
     keys_ = {mg.name: key_for(scenario.name, mg.name) for mg in scenario.microgrids}
     genesis = Genesis(
@@ -72,18 +72,9 @@ def uplift_ledger(tmp_path: Path, scenario: Scenario) -> tuple[EdgeLedger, dict[
                   *(Account(keys_[mg.name].public, ("anonym",), mg.name, rules=bounded(mg))
                     for mg in scenario.microgrids)),
         contracts=("market", "exchange", "uplift"),
-        params=Params(credit_limit=10**15, uplift_max_spread=widest_spread(scenario)),
+        params=Params(credit_limit=10**15, uplift_max_spread=widest_spread(scenario.microgrids)),
     )  # fmt: skip
     return ledger_on(genesis, authority, tmp_path), keys_
-
-
-def widest_spread(scenario: Scenario) -> int:
-    """The widest retail - feed-in of any MG in any interval, micro-units per Wh (the market's tick)."""
-    return max(
-        price_tick(r) - price_tick(f)
-        for mg in scenario.microgrids
-        for r, f in zip(mg.tariff.retail, mg.tariff.feed_in, strict=True)
-    )
 
 
 def ledger_on(genesis: Genesis, authority: Keypair, tmp_path: Path) -> EdgeLedger:

@@ -18,8 +18,9 @@ from typing import Any
 import pytest
 from test_edge_dayahead_session import SESSION, free_day, run_on
 from test_edge_forward import trading_agent
-from test_edge_uplift import balances, bounded, ledger_on, read_records, widest_spread
+from test_edge_uplift import balances, bounded, ledger_on, read_records
 
+from peergrid_controller.uplift import widest_spread
 from peergrid_edge import day_stages
 from peergrid_edge.config import MarketSettings
 from peergrid_edge.dayahead_uplift import UpliftStage
@@ -44,7 +45,9 @@ def chain(tmp_path: Path, both: bool, wait_ms: int = 3_600_000) -> tuple[EdgeLed
     keys_ = {
         mg.name: Keypair.from_seed(hashlib.sha256(mg.name.encode()).digest()) for mg in scenario.microgrids
     }
-    spread = widest_spread(scenario)  # nobody prices the cover here: the chain's own (review18 U-1)
+    spread = widest_spread(
+        scenario.microgrids
+    )  # nobody prices the cover here: the chain's own (review18 U-1)
     params = (
         Params(credit_limit=10**15, settle_by_both=1, settle_wait_ms=wait_ms, settle_interval_ms=1000,
                uplift_max_spread=spread)

@@ -64,10 +64,12 @@ Pure: no solver, no I/O, no clocks.
 from __future__ import annotations
 
 import math
-from collections.abc import Collection, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 
+from peergrid_controller.model import Microgrid
 from peergrid_ledger.contracts import uplift_rule
+from peergrid_ledger.contracts.market_state import price_tick
 from peergrid_ledger.contracts.pairing import largest_remainder, north_west
 
 __all__ = [
@@ -79,6 +81,7 @@ __all__ = [
     "make_whole",
     "north_west",
     "transfers",
+    "widest_spread",
     "withhold",
 ]
 
@@ -130,6 +133,21 @@ class Uplift:
     def net(self, name: str) -> float:
         """Currency the MG receives (negative: pays)."""
         return (self.credits.get(name, 0) - self.charges.get(name, 0)) / MICRO
+
+
+def widest_spread(microgrids: Iterable[Microgrid]) -> int:
+    """The widest retail - feed-in of any of `microgrids` in any interval, micro-units per Wh on the market's
+    tick (0 when none is wider): what a chain whose DSO prices no cover names as genesis `uplift_max_spread`,
+    the make-whole bound's spread there (review18 U-1). With the closing price between an MG's feed-in and
+    retail no MG gains more per Wh by deviating alone."""
+    return max(
+        (
+            price_tick(r) - price_tick(f)
+            for mg in microgrids
+            for r, f in zip(mg.tariff.retail, mg.tariff.feed_in, strict=True)
+        ),
+        default=0,
+    )
 
 
 def transfers(credits: Mapping[str, int], charges: Mapping[str, int]) -> tuple[Payment, ...]:
