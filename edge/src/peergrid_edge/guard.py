@@ -111,6 +111,9 @@ class DayBudget:
     allowance: float
     day: float
     spent: float = 0.0
+    # how far below the conventional value of the MG's state what was left stood at the last interval's start
+    # (`note_value`): a change the guard does not steer (the DSO's) took it there; 0 while the guard holds
+    short: float = 0.0
 
     @property
     def left(self) -> float:
@@ -118,6 +121,11 @@ class DayBudget:
 
     def charge(self, cost_p2p: float) -> None:
         self.spent += cost_p2p
+
+    def note_value(self, value: float) -> None:
+        """The conventional value of the MG's state at an interval's start (`Guarded.value`): `short` is what is
+        left below it (`fail_closed_after` keeps it)."""
+        self.short = max(0.0, value - self.left)
 
     def status(self) -> dict[str, Any]:
         return {"mode": self.mode, "risk_allowance": self.allowance, "budget_day": self.day,
@@ -141,7 +149,8 @@ def day_budget(
     is left is the conventional rest of the day from `state`, which the strict guard keeps the day's true
     left at or above (the records' known costs are no bound: the lost one may have been an income), and
     the day's budget the records' where they hold one (every record of the day carries the same
-    `budget_day`; the spend is what that leaves)."""
+    `budget_day`; the spend is what that leaves). A shortfall an earlier DSO change left (`DayBudget.short`)
+    is not in the records: a restart does not know it (the running agent keeps it, `fail_closed_after`)."""
     if spend_unknown:
         to_go = interval_plan.cost_to_go(mg, dt, mg.intervals, t, state)
         day = to_go if resumed is None else resumed[0]
@@ -208,9 +217,11 @@ def fail_closed_after(agent: Any, t: int) -> None:
     unknown (the failure may come after `choose`, once it traded, dispatched and was paid), so, as a restart over
     its records does (`start_budget`: the failed interval's record holds no cost), no allowance is left - what is
     left is the conventional rest of the day from t + 1 and the agent's state, the day's budget unchanged
-    (review17 K-A). Where the failure came before `run_interval` moved the state on, that state is the one
-    before t (a restart reads its batteries afresh). A budget not started yet is `start_budget`'s to start,
-    which fails closed on the failed record. Logged, never raised: one bad interval must not end trading."""
+    (review17 K-A), less the shortfall a DSO change had already left (`DayBudget.short`, noted at the start of
+    the last interval the guard judged; failing closed never gives it back: review18's K-A nit. What was spent
+    before t is no bound: t may have been an income). Where the failure came before `run_interval` moved the
+    state on, that state is the one before t (a restart reads its batteries afresh). A budget not started yet
+    is `start_budget`'s to start, which fails closed on the failed record. Logged, never raised: one bad interval must not end trading."""
     budget, state = agent.budget, agent.state
     if budget is None or state is None:
         return
@@ -219,9 +230,9 @@ def fail_closed_after(agent: Any, t: int) -> None:
     except Exception:  # the next interval's solve will say so too; this one's budget stays as it was
         log.exception("interval %d failed and the conventional rest of the day could not be solved", t)
         return
-    budget.spent = budget.day - to_go
+    budget.spent = budget.day - (to_go - budget.short)
     log.warning("interval %d failed: what it cost is unknown; the guard goes on with no allowance left "
-                "(budget_left %.4f, the conventional rest of the day)", t, budget.left)  # fmt: skip
+                "(budget_left %.4f, at most the conventional rest of the day)", t, budget.left)  # fmt: skip
 
 
 def _unknown_spend(agent: Any, recorded: resume.RecordedSpend) -> str | None:

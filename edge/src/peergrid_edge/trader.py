@@ -241,6 +241,9 @@ class MarketAgent:
         retail = max(m.tariff.retail[t] for m in sc.microgrids)
         # its curve, held by the rationality guard while no forward trade is held (`guard.py`)
         curve, fallback = guard.interval_curve(self, t, budget, sched, fixed is not None, premium)
+        # what a DSO change left below the state's conventional value, kept if the interval fails (`guard`)
+        if fallback is not None:
+            budget.note_value(fallback.value)
         me = Participant(self.name, curve, mg.rules, clean=plan.genset_kw[0] <= 1e-6)
         role = role_at_mid(me, feed_in, retail)
         opening = opening_price(self.ledger.state("mgmc"), t, feed_in, retail + premium)
