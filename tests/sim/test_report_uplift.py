@@ -82,7 +82,8 @@ def _settled_day(path: Path) -> dict[str, bytes]:
     """A real MGMC-like chain in a store: an exchange session over two intervals (p1 sells 1000 Wh in each, p2
     and p3 buy 600 and 400), cleared; p1 claims a gain of 40,000 micro-units, p2 and p3 surpluses of 30,000 and
     10,000; the buyers settle the four trades on their word; p2 settles the uplift, paying p1 30,000 + 10,000.
-    The lab's keys directory beside the store names p1..p3 as mg1..mg3."""
+    p1's accept states its trading window [36, 37]. The lab's keys directory beside the store names p1..p3 as
+    mg1..mg3."""
     from peergrid_ledger.contracts.market_state import NO_RULES
 
     dso, p1, p2, p3, sealer = (keys.Keypair.generate() for _ in range(5))
@@ -92,7 +93,8 @@ def _settled_day(path: Path) -> dict[str, bytes]:
         accounts=(Account(dso.public, ("dso",), "dso"),
                   *(Account(k.public, ("anonym",), f"anonym-{i}", balance=10**9, rules=rules)
                     for i, k in enumerate((p1, p2, p3)))),
-        contracts=("market", "exchange", "uplift"), params=Params(credit_limit=0),
+        # nobody prices the cover: the chain's own spread bounds the gain (review18 U-1)
+        contracts=("market", "exchange", "uplift"), params=Params(credit_limit=0, uplift_max_spread=250),
     )  # fmt: skip
     (path / "nodes" / "dso").mkdir(parents=True)
     store = BlockStore.create(path / "nodes" / "dso" / "mgmc.db", genesis)
@@ -114,8 +116,9 @@ def _settled_day(path: Path) -> dict[str, bytes]:
         send(k, "exchange.position", {"session": "day", "iteration": 0, "positions": positions[k]})
     send(dso, "exchange.step", {"session": "day", "iteration": 0, "rho": 5_000_000})
     send(dso, "exchange.close", {"session": "day", "iteration": 1})
-    for k in members:
-        send(k, "exchange.accept", {"session": "day", "positions": positions[k], "clean": False})
+    for k in members:  # p1 states its trading window (as the edge's first accept does), the others none
+        window = {"window": [36, 37]} if k is p1 else {}
+        send(k, "exchange.accept", {"session": "day", "positions": positions[k], "clean": False, **window})
     send(dso, "exchange.clear", {"session": "day"})
     for k, gain, surplus in ((p1, 40_000, 0), (p2, 0, 30_000), (p3, 0, 10_000)):
         send(k, "uplift.claim", {"session": "day", "gain": gain, "surplus": surplus})
@@ -141,6 +144,7 @@ def test_a_settled_uplift_on_a_real_chain_is_reported_with_the_balances_it_moved
         "mg2": {"gain": 0, "surplus": 30_000},
         "mg3": {"gain": 0, "surplus": 10_000},
     }
+    assert paid["windows"] == {"mg1": [36, 37]}  # a member that stated none is absent: the session's bound
     assert (paid["settled"], paid["funded"], paid["owed"], paid["surplus"]) == (True, True, 40_000, 40_000)
     assert paid["credits"] == {"mg1": 40_000} and paid["charges"] == {"mg2": 30_000, "mg3": 10_000}
     assert sorted((p["payer"], p["payee"], p["amount"], p["owed"]) for p in paid["payments"]) == [

@@ -2,7 +2,9 @@
 
 Promises: `uplift_section(workdir)` (after the processes stopped: it opens one MGMC chain store) lists every
 exchange session with an uplift claim or outcome on that chain: each member's claim (gain, surplus;
-micro-units) by MG name (the lab's anonym keys in `<workdir>/keys`; a key it does not know by its hex), and
+micro-units) by MG name (the lab's anonym keys in `<workdir>/keys`; a key it does not know by its hex), each
+member's trading window as its first accept stated it (`windows`: [first, last] chain intervals, over which
+the chain bounds its gain; a member that stated none is absent: its bound is the whole session's), and
 once settled the outcome (funded, owed, surplus, credits, charges, withheld, refunds, the payments payer ->
 payee with the part that became a debt) and `moved`: how much each account's balance changed in the one
 transaction that settled it, replayed from genesis (`validate_block`, as `peergrid-ledger verify` replays).
@@ -17,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 CLAIM_PREFIX, DONE_PREFIX = b"upl/claim/", b"upl/done/"
+WINDOW_PREFIX = b"xch/window/"  # a member's stated trading window (`exchange_state.trading_window`)
 KEY_BYTES = 32  # a member key in a claim's state key (Ed25519 public key)
 
 
@@ -83,12 +86,16 @@ def expected_moves(done: dict[str, Any]) -> dict[bytes, int]:
     return {k: v for k, v in moved.items() if v}
 
 
-def _sessions(items: list[tuple[bytes, bytes]]) -> tuple[dict[str, dict[bytes, Any]], dict[str, Any]]:
-    """Claims per session (member -> claim) and outcomes per session, from the chain's state entries."""
+def _sessions(
+    items: list[tuple[bytes, bytes]],
+) -> tuple[dict[str, dict[bytes, Any]], dict[str, Any], dict[str, dict[bytes, list[int]]]]:
+    """Claims per session (member -> claim), outcomes per session and stated trading windows per session
+    (member -> [first, last]), from the chain's state entries."""
     from peergrid_ledger.codec import decode
 
     claims: dict[str, dict[bytes, Any]] = {}
     done: dict[str, Any] = {}
+    windows: dict[str, dict[bytes, list[int]]] = {}
     for key, raw in items:
         if key.startswith(CLAIM_PREFIX):
             rest = key[len(CLAIM_PREFIX) :]
@@ -96,7 +103,11 @@ def _sessions(items: list[tuple[bytes, bytes]]) -> tuple[dict[str, dict[bytes, A
             claims.setdefault(name, {})[member] = decode(raw)
         elif key.startswith(DONE_PREFIX):
             done[key[len(DONE_PREFIX) :].decode()] = decode(raw)
-    return claims, done
+        elif key.startswith(WINDOW_PREFIX):
+            rest = key[len(WINDOW_PREFIX) :]
+            member, name = rest[:KEY_BYTES], rest[KEY_BYTES:].decode()
+            windows.setdefault(name, {})[member] = [int(x) for x in decode(raw)]
+    return claims, done, windows
 
 
 def uplift_section(workdir: Path) -> dict[str, Any]:
@@ -119,7 +130,7 @@ def uplift_section(workdir: Path) -> dict[str, Any]:
     except Exception as exc:
         return {"sessions": [], "error": f"{path}: {type(exc).__name__}: {exc}"[:300]}
     try:
-        claims, done = _sessions(list(store.state_items()))
+        claims, done, windows = _sessions(list(store.state_items()))
         heights = {str(s): store.locate_tx(d["txid"]) for s, d in done.items()}
         targets = {done[s]["txid"]: where[0] for s, where in heights.items() if where is not None}
         moves = settle_moves(store, targets)
@@ -135,6 +146,7 @@ def uplift_section(workdir: Path) -> dict[str, Any]:
         entry: dict[str, Any] = {
             "session": session,
             "claims": dict(sorted(claimed.items())),
+            "windows": dict(sorted((name(m), w) for m, w in windows.get(session, {}).items())),
             "settled": session in done,
         }
         outcome = done.get(session)
