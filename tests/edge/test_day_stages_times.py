@@ -97,9 +97,12 @@ def stages(monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[type[_Stage], type
 
 
 def _lines(agent: MarketAgent) -> list[dict[str, Any]]:
+    """The agent's record lines without the day each is stamped with (`resume.stamped`, review18 K-1)."""
     path = agent.s.record_file
     assert path is not None
-    return [json.loads(line) for line in path.read_text().splitlines()]
+    lines = [json.loads(line) for line in path.read_text().splitlines()]
+    assert all(line.pop("day") == agent.day for line in lines)
+    return lines
 
 
 def test_both_stages_record_when_they_started_and_ended(
