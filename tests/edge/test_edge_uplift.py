@@ -17,6 +17,7 @@ import asyncio
 import hashlib
 import json
 import math
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -293,9 +294,14 @@ def test_a_solver_error_leaves_no_claim_and_is_the_stages_reason_never_raised(
 
     def figures(*args: Any) -> Any:
         windows.append(args[4])  # (state, session, me, name, window, max_spread)
+        loop_threads.append(threading.get_ident())
         return args
 
+    threads: list[int] = []
+    loop_threads: list[int] = []
+
     def infeasible(*_args: Any) -> Any:
+        threads.append(threading.get_ident())
         raise RuntimeError("the MG's day MILP is infeasible")
 
     monkeypatch.setattr(dayahead_uplift, "chain_figures", figures)
@@ -308,6 +314,8 @@ def test_a_solver_error_leaves_no_claim_and_is_the_stages_reason_never_raised(
 
     claim, outcome = run_on(ledger, play)
     assert windows == [range(1, 3)]  # the stage claims over its own window (test_edge_uplift_window.py)
+    # its MILPs ran in a thread, never on the event loop's (review18 C-3; the chain figures are read there)
+    assert len(threads) == 1 and loop_threads and threads[0] != loop_threads[0]
     assert not claim.posted and claim.reason == "RuntimeError: the MG's day MILP is infeasible"
     assert not outcome.settled and outcome.reason == f"no exchange session {SESSION!r} on this replica"
 

@@ -13,10 +13,16 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from peergrid_controller.model import Load, Microgrid, PvArray, Tariff
 from peergrid_edge import dayahead_uplift
 from peergrid_edge.dayahead_uplift import claim_for
+from peergrid_ledger.codec import encode
+from peergrid_ledger.contracts import market
+from peergrid_ledger.contracts.market_state import rules_key, tariff_key
+from peergrid_ledger.contracts.uplift import gain_bound
 
 ME, PEER = b"\x01" * 32, b"\x02" * 32
 NANO = 10**9  # nano-currency per currency unit (the session's prices: nano per kWh)
@@ -93,3 +99,51 @@ def test_a_gain_over_the_chains_bound_is_claimed_at_it_and_an_unbounded_one_at_z
     monkeypatch.setattr(dayahead_uplift.uplift, "gain_bound", lambda *_a: 10**15)
     monkeypatch.setattr(dayahead_uplift.uplift, "unbounded_interval", lambda *_a: 0)
     assert claim_for(solo(), 1.0, None, "S", ME).gain == 0
+
+
+class Store(dict[bytes, bytes]):
+    """A state reader over a plain dict (`get` is dict's): the member's cover prices and rules."""
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(data=st.data())
+def test_an_honest_claim_is_never_above_the_chains_bound(data: st.DataObject) -> None:
+    """The bound's soundness on random days: a PV and load MG (no owner rule) whose chain rule covers its net
+    (max_quantity = its largest |PV - load| in Wh), closing prices on the tick between its feed-in and retail
+    (the DSO's cover prices), an IR sale of part of its surplus in one interval: its honest gain, uncapped, is
+    at most `uplift.gain_bound` - so the edge's cap (review18 C-2) takes nothing from an MG whose rule covers its
+    DERs, and `widest_spread` as the chain's spread bounds it too."""
+    n = 4
+    pv = data.draw(st.lists(st.integers(0, 10), min_size=n, max_size=n))
+    load = data.draw(st.lists(st.integers(0, 6), min_size=n, max_size=n))
+    micro = data.draw(st.lists(st.integers(50, 300), min_size=n, max_size=n))  # micro-units per Wh
+    mg = Microgrid(
+        "solo", Tariff((0.30,) * n, (0.05,) * n), pv=(PvArray("pv", tuple(map(float, pv))),),
+        loads=(Load("load", tuple(map(float, load)), (0.0,) * n),),
+    )  # fmt: skip
+    surplus = [t for t in range(n) if pv[t] > load[t]]
+    sale = []
+    if surplus:
+        t = data.draw(st.sampled_from(surplus))
+        sale = [(t, data.draw(st.integers(1, (pv[t] - load[t]) * 1000)))]
+    record = {
+        "intervals": n,
+        "first_interval": 0,
+        "prices": [m * 10**6 for m in micro],
+        "members": [ME, PEER],
+    }
+    store = Store({tariff_key(ME, t): encode([300, 50]) for t in range(n)})
+    quantity = max(max(abs(p - q) for p, q in zip(pv, load, strict=True)) * 1000, 1)
+    store[rules_key(ME)] = encode([[0, {**market.NO_RULES, "max_quantity": quantity}]])
+    trades = [
+        {"seller": ME, "buyer": PEER, "interval": t, "quantity": wh, "price": micro[t]} for t, wh in sale
+    ]
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(dayahead_uplift.exchange_state, "session", lambda _s, _name: record)
+        patch.setattr(dayahead_uplift.exchange_state, "trading_window", lambda *_a: None)
+        patch.setattr(dayahead_uplift.uplift, "session_trades", lambda *_a: trades)
+        patch.setattr(dayahead_uplift.uplift, "unbounded_interval", lambda *_a: None)
+        patch.setattr(dayahead_uplift.uplift, "gain_bound", lambda *_a: 10**15)  # uncapped: the honest figure
+        honest = claim_for(mg, 1.0, store, "S", ME)
+    assert honest.gain <= gain_bound(store, record, ME)
+    assert honest.gain <= gain_bound(Store({rules_key(ME): store[rules_key(ME)]}), record, ME, None, 250)
