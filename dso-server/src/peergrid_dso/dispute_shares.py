@@ -1,12 +1,12 @@
 """A party's share of one trade by what its counterparties' meters prove, and which counterparties are unmetered.
 
 Promises: `Meters` reads each party of one market interval once per resolve (`sealed_readings.read_party`: its
-sealed leaves checked against the chain and its meter's signatures verified once, giving both its PCC energy
-on either side, or why not, and the tally of its readings a decision records) and gives a party's share of a disputed trade: what its trades that are
-not disputed (`metering.metered_as_dispute`: a withheld seller's hold is disputed, and a lone or unrevealed
-trade the DSO took up by the chain's time) take on the parties' word
-comes off its energy first (`metering.statements_take`: what each
-settled at, or the most its statements can still settle it at), and its disputed trades share the rest
+sealed leaves checked against the chain and its meter's signatures verified once, giving both its PCC energy on
+either side, or why not, and the tally of its readings a decision records) and gives a party's share of a disputed
+trade: what its trades that are not disputed (`metering.metered_as_dispute`: a withheld seller's or buyer's hold is
+disputed, and a lone or unrevealed trade the DSO took up by the chain's time) take on the parties' word comes off
+its energy first (`metering.statements_take`: what each settled at, or the most its statements can still settle it
+at), and its disputed trades share the rest
 (`metering.disputed_shares`: `meter_shares` over all of them, the DSO's earlier settles among them; what a
 counterparty proves is its own energy pro rata to its agreed quantities, `metering.pro_rata`), so its agreed
 and disputed trades together never settle more than its meter shows (review12 F2: 583 Wh for an export of
@@ -152,8 +152,8 @@ class Meters:
         party = next(t[side] for tid, t in self.trades if tid == trade)
         mine = [(tid, t) for tid, t in self.trades if t[side] == party]
         # the trade the DSO settles shares like a disputed one, disputed or on one statement (review13 F4); a
-        # withheld seller's hold is a disputed one, and a lone or unrevealed one the DSO took up: never taken
-        # at a buyer's word, which does not bound them (review16 M1)
+        # withheld party's hold is a disputed one (D3: a buyer's too), and a lone or unrevealed one the DSO took
+        # up: never taken at a buyer's word, which does not bound them (review16 M1)
         now = None if self.chain is None else self.chain.now_ms
         shared = {tid for tid, t in mine if tid == trade or metered_as_dispute(t, now)}
         disputed = [(tid, t) for tid, t in mine if tid in shared]

@@ -141,7 +141,10 @@ delivered 300 of 400 would keep back its honest "300, short 100" (an agreement w
 0", compensating the buyer) to be named only the gap the buyer's meter shows too. Beside its party's other
 trades such a hold is one of the disputed ones (`metering.metered_as_dispute`), as is a lone or unrevealed
 trade the DSO took up: shared by the meters, never taken at a buyer's word, which bounds none of them
-(review16 M1: a crashed seller's export went to one of its buyers by trade id, never to one stating 0).
+(review16 M1: a crashed seller's export went to one of its buyers by trade id, never to one stating 0); so
+is a withheld buyer's hold (its seller's lone word held at the quantity, no `release`), beside its buyer's
+other purchases and its seller's other sales (D3: at its seller's word, which bounds nothing it settles at,
+one seller's word moved the buyer's import between its holds, and withholding netted the buyer more).
 Only disputed (or lone-statement, unrevealed, or vouching) trades come here; a party's trades of one interval that its counterparties agreed settle at
 the edge's pro-rata statement. What those take comes off the party's energy before its disputed trades share
 it (review12 F2: agreed pro rata beside disputed by the meters, a seller that exported 500 Wh settled 583):

@@ -263,9 +263,11 @@ def commitment_intervals(window: tuple[int, int], commit_ms: int, max_gap_ms: in
 
 def metered_as_dispute(trade: Mapping[str, Any], now_ms: int | None = None) -> bool:
     """The trade is one of its parties' disputed trades: for good, settled or not, two statements that
-    disagreed (`disputed`) or a withheld seller's hold (its `vouch` carries `release`, `market_vouch`: a
-    seller that committed and never revealed, held at the quantity), which the DSO meters as a dispute in
-    which the seller said nothing (dso-server `disputes`, review15 M4); at the chain's time `now_ms` (None:
+    disagreed (`disputed`) or a withheld party's hold (its `vouch` basis "withheld", `market_vouch`: a party
+    that committed and never revealed, its counterparty's lone word held at the quantity): a withheld
+    seller's (with `release`) the DSO meters as a dispute in which the seller said nothing (dso-server
+    `disputes`, review15 M4), a withheld buyer's from the seller's meter and, priced, the buyer's own
+    shortfall from its import shared over its purchases (D3); at the chain's time `now_ms` (None:
     unknown, not these) one the DSO has taken up on one party's word or on two commitments nobody revealed
     (`takeup.takes_up`: from `LONE_FROM` of the wait, from the reveal deadline), which it meters the same way,
     and for good once the DSO settled it (basis "dso", no `vouch`: nothing else the DSO settles has neither).
@@ -273,8 +275,11 @@ def metered_as_dispute(trade: Mapping[str, Any], now_ms: int | None = None) -> b
     `statements_take` beside a sibling of the same crashed seller (held, or silent: never committed) it gave
     the seller's export wholly to whichever the DSO resolved first, and a buyer stating 0 always to the
     other; shared by `disputed_shares`, each takes its part by the meters whatever the order (the DSO's
-    earlier settles among them, which is why it stays one once settled)."""
-    if "disputed" in trade or "release" in (trade.get("vouch") or {}):
+    earlier settles among them, which is why it stays one once settled). Alike a withheld buyer's hold (D3):
+    at its seller's word, which bounds nothing the hold settles at, one seller's word moved the buyer's
+    import between its holds by the DSO's order, and the buyer netted more withholding than revealing
+    (tests/dso/test_dispute_withheld_buyer.py: -40,000 against -60,000 where both meters were read)."""
+    if "disputed" in trade or (trade.get("vouch") or {}).get("basis") == "withheld":
         return True
     if (trade.get("settlement") or {}).get("basis") == "dso" and "vouch" not in trade:
         return True
