@@ -123,6 +123,8 @@ def metering_for(agent: MarketAgent) -> MgMetering:
         lambda t: (round(agent._start_of(t) * 1000), round(agent._start_of(t + 1) * 1000)),
         lambda t: query.trades(agent.ledger.state("mgmc"), t), agent.anonym.public, d.keypair.public,
         s.dso_api_url,
+        # whether the DSO priced a trade: a vouched purchase's readings go only where it reads them (D3)
+        lambda trade: cover_prices(agent.ledger.state("mgmc"), trade) is not None,
     )  # fmt: skip
     metering.confirmed.update(agent.recalled)
     return metering
@@ -172,13 +174,14 @@ async def counterparty_readings(agent: MarketAgent, t: int) -> None:
 
     def news(state: Any) -> bool:
         trades = query.trades(state, t)
-        return bool(set(readings_needed(trades, me, chain_ms(agent))) - followed) or done(trades)
+        needed = readings_needed(trades, me, chain_ms(agent), metering.priced)
+        return bool(set(needed) - followed) or done(trades)
 
     while not agent.d.stopping.is_set() and time.time() < until:
         if not await agent.ledger.wait_for("mgmc", news, until - time.time()):
             return
         trades, now_ms = query.trades(agent.ledger.state("mgmc"), t), chain_ms(agent)
-        followed |= set(readings_needed(trades, me, now_ms))
+        followed |= set(readings_needed(trades, me, now_ms, metering.priced))
         metering.counterparty_disputes(t, s.interval_s, until, time.time, agent.d._sleep, now_ms)
         if done(trades):
             return
