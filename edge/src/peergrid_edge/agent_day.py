@@ -4,9 +4,10 @@ Promises: `run_day` subscribes to the DSO's verdicts, waits until both replicas 
 first interval nobody has started trading in (`resume.resume_interval`: a restarted agent never joins one
 midway; a forward-traded interval once its slot is over); it picks up what its last run left unsettled and an
 uplift it left unpaid, runs the day-ahead stage before the day's first interval (`market.dayahead`), then each
-interval from there to the day's last, each when the one before ended: idle until its slot (refused
-settlements retried meanwhile), a make-whole claim that did not land retried, after the DSO's final verdict for
-the one before (`dso_verdicts.previous_cleared`), the first with its start state from its own battery readings
+interval from there to the day's last, each when the one before ended: idle until its slot (`idle`: a make-whole
+claim that did not land retried first where the idle left holds an attempt, cut at the slot's start should it
+overrun - never on the interval's own time, review18 C-1 - then refused settlements until the slot), after the
+DSO's final verdict for the one before (`dso_verdicts.previous_cleared`), the first with its start state from its own battery readings
 and its records (`resume`: the conventional counterfactual, and in one pass the guard's budget and what is
 unknown of it). It says which interval it works on (`MarketAgent.working_on`: from its wait for the slot to its
 record; None once the loop ended, on a stop or a raise too), which the schedule holder bridges its last plan by
@@ -61,9 +62,7 @@ async def intervals(agent: MarketAgent, t: int) -> bool:
     on (`working_on`); True: the daemon stopped it while it waited for one."""
     while t <= agent._last_interval() and not agent.d.stopping.is_set():
         agent.working_on = t
-        # idle: refused settlements retried meanwhile; the Settler's failure never ends this loop
-        await agent_settlement.work_settler(agent, agent._start_of(t))
-        await day_stages.retry_uplift_claim(agent)  # a claim that did not land, before any settle (U-B)
+        await idle(agent, agent._start_of(t))
         await agent._previous_cleared(t)
         if agent.d.stopping.is_set():
             return True
@@ -88,6 +87,44 @@ async def intervals(agent: MarketAgent, t: int) -> bool:
         agent.done += 1
         t += 1
     return False
+
+
+# an attempt at the make-whole claim is started only where the idle left holds what the last one took (its MILPs
+# and its wait for a final block), and before any has been timed, this many phase timeouts
+CLAIM_FIRST_NEED = 2
+
+
+async def idle(agent: MarketAgent, start: float) -> None:
+    """The idle before an interval's slot (`start`, wall s): a make-whole claim that did not land (U-B) posted
+    again where the idle holds it (`claim_in_idle`), then refused settlements retried until the slot (the
+    Settler's failure never ends the day's loop: `work_settler`)."""
+    await claim_in_idle(agent, start)
+    await agent_settlement.work_settler(agent, start)
+
+
+async def claim_in_idle(agent: MarketAgent, start: float) -> None:
+    """This MG's claim on the day's session posted again (`day_stages.retry_uplift_claim`) where it is missing
+    and the idle left before `start` holds an attempt (`MarketAgent.claim_needs_s`: what the last attempt
+    took, `CLAIM_FIRST_NEED` phase timeouts before any): never on an interval's own time. Before (review18
+    C-1) it ran after the idle, so a claim the chain did not finalise delayed every interval's start by its
+    MILPs and a phase timeout. An attempt that overruns is cut at `start` (its MILPs' thread finishes unheard;
+    a transaction sent may still land, which the next check reads off the chain) and the next one needs twice
+    what it had. No room: the next idle tries, and the after-day stage posts it before the settle
+    (`day_stages.run_uplift`)."""
+    if not day_stages.claim_missing(agent):
+        return
+    began = time.time()
+    need = agent.claim_needs_s or CLAIM_FIRST_NEED * agent.s.phase_timeout_s
+    if start - began < need:
+        return
+    try:
+        await asyncio.wait_for(day_stages.retry_uplift_claim(agent), start - began)
+    except TimeoutError:
+        agent.claim_needs_s = 2 * (time.time() - began)
+        log.warning("the make-whole claim's retry did not end by the slot's start (%.2f s in): cut; the next "
+                    "idle tries with %.2f s of idle", time.time() - began, agent.claim_needs_s)  # fmt: skip
+    else:
+        agent.claim_needs_s = time.time() - began
 
 
 async def caught_up(agent: MarketAgent) -> None:

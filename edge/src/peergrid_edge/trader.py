@@ -112,6 +112,9 @@ class MarketAgent:
     budget: guard.DayBudget | None = None
     resumed: RecordedSpend | None = None  # what its records said of the day's spend at its start (`guard`)
     uplift_claim_refused = False  # its claim refused for good this run: not retried (`day_stages`)
+    uplift_claim_said: str | None = None  # the claim outcome (reason) this run recorded last (`day_stages`)
+    # what its last retry of the claim took (s; None: none timed): the idle it needs (`agent_day.claim_in_idle`)
+    claim_needs_s: float | None = None
     uplift_retry: asyncio.Task[Any] | None = None  # unsettled earlier uplifts (`day_stages`)
     # the interval its loop is on, from its idle wait to its record (None: before the first, after the day): the
     # schedule holder bridges a plan past its slots while this is its interval or the next (`agent_dispatch`)
