@@ -13,7 +13,8 @@ model), so each claims them, signed; the chain bounds what it can, applies the r
       W > 0 and a session deadline D, after D + W (`closed`: late), a gain above 0 from a member whose rules
       set no `max_quantity` for an interval of the session within its trading window (`rule-violation`: no
       bound; review17 U-C), a gain above `gain_bound` over that window (`rule-violation`, naming the bound and
-      the window; an interval the DSO did not price counts genesis `uplift_max_spread`, 0 by default). Event `uplift_claimed`.
+      the window; an interval the DSO did not price counts genesis `uplift_max_spread`, 0 by default).
+      Event `uplift_claimed`.
   `uplift.settle` {session} (a member, once; `duplicate` after): once every trade the clear recorded for the
       session is settled (or superseded by a reopening) and its claim window is over (every member claimed; or
       W > 0 and the block time is past D + W; or W = 0), refused `rule-violation` naming what it waits for
