@@ -22,8 +22,9 @@ Promises:
   (the contract refuses a second anyway); one not final in time says so (`not final: ...`: it may be posted
   again). Its chain figures are read on the event loop, its MILPs run in a thread (review18 C-3).
   `UpliftStage.settle()` after the day: waits until the chain would take a settle (`uplift.waiting_for`:
-  every trade settled, the claim window over), for as long as the chain's own rules may still make it so (`uplift.ready_by`, the trades' deadlines + the DSO's wait, or the window's end) + `wait_s`,
-  at least `wait_s` (review17 U-A: not a fixed 12 s); on a chain without a claim window (W = 0: the first
+  every trade settled, the claim window over), for as long as the chain's own rules may still make it so
+  (`uplift.ready_by`, the trades' deadlines + the DSO's wait, or the window's end) + `wait_s`, at least
+  `wait_s` (review17 U-A: not a fixed 12 s); on a chain without a claim window (W = 0: the first
   settle closes the claims) a member's claim missing then is waited for up to `claim_wait_s` (U-B); then the
   lowest member key sends `uplift.settle` at once and every other member after `grace_s` if the chain still
   shows none (a refusal because the day is not ready yet is retried within the bound; one because it is
@@ -219,13 +220,13 @@ class UpliftStage:
         claims: bool = True,
     ) -> None:
         """`claims`: False where this MGMC posts no claim on the session (an earlier day's: `day_stages`), so its
-        settle waits for no claim of its own; `window`: the chain intervals this MGMC trades (its claim's deviation trades there only where its
-        accept stated no window on the chain, `claim_for`; None: the whole session); `timeout_s`: how long one transaction is waited for in a final block;
-        `wait_s`: how long `settle`
-        waits past the chain's own `ready_by` (and at least, from its start); `grace_s`: how long a member other
-        than the lowest-keyed waits for that one's settle before it sends its own; `claim_wait_s`: on a chain
-        without a claim window (uplift_claim_ms 0), how long the settling member waits for a member's claim
-        missing once the trades settled; `clock`: wall s (chain ms / 1000)."""
+        settle waits for no claim of its own; `window`: the chain intervals this MGMC trades (its claim's
+        deviation trades there only where its accept stated no window on the chain, `claim_for`; None: the
+        whole session); `timeout_s`: how long one transaction is waited for in a final block; `wait_s`: how
+        long `settle` waits past the chain's own `ready_by` (and at least, from its start); `grace_s`: how long a
+        member other than the lowest-keyed waits for that one's settle before it sends its own; `claim_wait_s`:
+        on a chain without a claim window (uplift_claim_ms 0), how long the settling member waits for a
+        member's claim missing once the trades settled; `clock`: wall s (chain ms / 1000)."""
         self.ledger, self.key, self.mg, self.dt, self.session = ledger, key, mg, interval_hours, session
         self.window = window
         self.timeout_s, self.before_submit, self.wait_s, self.grace_s = (
