@@ -98,7 +98,8 @@ def test_a_gain_over_the_chains_bound_is_claimed_at_it_and_an_unbounded_one_at_z
         assert (capped.gain, capped.bound, capped.surplus) == (bound, bound, whole.surplus)
     monkeypatch.setattr(dayahead_uplift.uplift, "gain_bound", lambda *_a: 10**15)
     monkeypatch.setattr(dayahead_uplift.uplift, "unbounded_interval", lambda *_a: 0)
-    assert claim_for(solo(), 1.0, None, "S", ME).gain == 0
+    unbounded = claim_for(solo(), 1.0, None, "S", ME)
+    assert (unbounded.gain, unbounded.bound, unbounded.surplus) == (0, None, whole.surplus)
 
 
 class Store(dict[bytes, bytes]):

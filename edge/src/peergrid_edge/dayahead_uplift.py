@@ -75,7 +75,8 @@ class UpliftClaim:
     day_cost: float  # its committed day cost, payments included
     conventional: float  # its conventional day cost
     tolerance: float  # currency: the gain owed nothing
-    bound: int | None = None  # micro-units: the chain's bound on its gain (None: not read, no claim computed)
+    # micro-units: the chain's bound on its gain (None: no claim computed, or no max_quantity rule: no bound)
+    bound: int | None = None
 
 
 @dataclass(frozen=True)
@@ -181,8 +182,8 @@ def claim_from(
                     "spread to the cover prices over its window)", session, owed, chain.bound)  # fmt: skip
         owed = chain.bound
     surplus = max(0, math.floor(round((sum(conventional) - day_cost) * MICRO, 3)))
-    return UpliftClaim(session, False, "", owed, surplus, gain, day_cost, sum(conventional), tolerance,
-                       chain.bound)  # fmt: skip
+    bound = None if chain.unbounded is not None else chain.bound  # without the rule the figure bounds nothing
+    return UpliftClaim(session, False, "", owed, surplus, gain, day_cost, sum(conventional), tolerance, bound)
 
 
 def claim_for(
