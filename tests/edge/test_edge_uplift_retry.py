@@ -271,3 +271,44 @@ def test_a_claim_that_did_not_land_is_posted_again_in_the_days_idle_time(tmp_pat
         )
     recorded = [d["uplift_claim"] for d in read_records(tmp_path / "mg001.jsonl") if "uplift_claim" in d]
     assert [r["posted"] for r in recorded] == ([False] if final else [False, True])
+
+
+class NeverFinal:
+    """A replica that never finalises this MG's uplift.claim (R18's claim_retry_blocks.py): it waits the submit's
+    whole timeout, as EdgeLedger.submit does, and reports not final; the rest goes to the real chain."""
+
+    def __init__(self, ledger: EdgeLedger) -> None:
+        self.inner, self.sent = ledger, 0
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+    async def submit(self, role: str, raw: bytes, timeout_s: float) -> Submission:
+        if b"uplift.claim" in raw:
+            self.sent += 1
+            await asyncio.sleep(timeout_s)
+            return Submission(False, f"not final within {timeout_s} s", final=False)
+        return await self.inner.submit(role, raw, timeout_s)
+
+
+def test_a_claim_retried_not_final_again_writes_one_record_line_per_outcome(tmp_path: Path) -> None:
+    """Review18 C-1 (K5's patch, /work/notes/K5_day_stages.patch): three retries on a real chain that never
+    finalises the claim send three claims and write one record line (the outcome did not change); once the
+    chain takes it, the posted claim is a second line."""
+    ledger, keys_ = chain(tmp_path, both=False)
+    scenario = free_day(2, 2)
+    slow = NeverFinal(ledger)
+    agent = trading_agent(slow, keys_["mg001"], scenario, scenario.microgrids[0], tmp_path / "mg001.jsonl")
+    agent.s.phase_timeout_s = 0.2
+
+    async def play() -> list[Any]:
+        await cleared_day(ledger, keys_, payee_claims=False)
+        claims = [await day_stages.retry_uplift_claim(agent) for _ in range(3)]
+        slow.submit = ledger.submit  # type: ignore[method-assign] - the chain finalises it now
+        return [*claims, await day_stages.retry_uplift_claim(agent)]
+
+    claims = run_on(ledger, play)
+    assert slow.sent == 3 and all(c is not None and c.reason.startswith("not final") for c in claims[:3])
+    assert claims[3] is not None and claims[3].posted
+    recorded = [d["uplift_claim"] for d in read_records(tmp_path / "mg001.jsonl") if "uplift_claim" in d]
+    assert [(r["posted"], r["reason"][:9]) for r in recorded] == [(False, "not final"), (True, "")]

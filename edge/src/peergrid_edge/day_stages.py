@@ -13,8 +13,10 @@ checkpoint in the data directory (`DAYAHEAD_CHECKPOINT`), rejoin it or read its 
 stages end before the first interval they trade (`dayahead_deadline`, review7 F7).
 Uplift (`dayahead_uplift.py`): once the clear recorded its forward trades, `run_forward` posts this MG's claim
 (its deviation gain and surplus, from its own model: a few of its own MILPs before the first interval) and
-records it (`uplift_claim`); a claim that did not land is posted again at each interval's start
-(`retry_uplift_claim`; a chain refusal once); after the day `run_uplift` has the chain settle the session's
+records it (`uplift_claim`); a claim that did not land is posted again in the idle before an interval's slot
+where the idle holds an attempt (`retry_uplift_claim` from `agent_day.claim_in_idle`; a chain refusal once;
+recorded where its outcome changed, not per retry: review18 C-1); after the day `run_uplift` has the chain
+settle the session's
 uplift once every forward trade settled (waiting as long as the chain's rules may still settle them:
 `UpliftStage.settle`) and records this MG's credit, charge and withheld credit (`uplift`). A restart posts no
 second claim and reads a settled uplift; each (re)start settles, beside its day, an uplift of an earlier
@@ -193,7 +195,7 @@ async def retry_uplift_claim(
     again; the after-day stage tries once more)."""
     if not claim_missing(agent):
         return None
-    claim = await run_uplift_claim(agent, clock, _todays_session(agent))
+    claim = await run_uplift_claim(agent, clock, _todays_session(agent), agent.uplift_claim_said)
     agent.uplift_claim_refused = bool(claim.reason) and "not final" not in claim.reason
     return claim
 
@@ -270,16 +272,23 @@ async def _settle_session(
 
 
 async def run_uplift_claim(
-    agent: MarketAgent, clock: Callable[[], float] = time.time, session: str | None = None
+    agent: MarketAgent,
+    clock: Callable[[], float] = time.time,
+    session: str | None = None,
+    said: str | None = None,
 ) -> UpliftClaim:
-    """This MG's make-whole claim on the cleared session (`dayahead_uplift`), posted once and recorded."""
+    """This MG's make-whole claim on the cleared session (`dayahead_uplift`), posted once and recorded, unless
+    its outcome is the one this run recorded last (`said`, its reason: `MarketAgent.uplift_claim_said`; a
+    retry that is "not final" again writes no line, review18 C-1)."""
     if session is None:
         assert agent.forward is not None
         session = agent.forward.session
     started = clock()
     agent.phase = "uplift-claim"
     claim = await _uplift_stage(agent, session).claim()
-    _record_stage(agent, "uplift_claim", claim, started, clock(), not claim.reason, claim.reason)
+    if said is None or claim.reason != said:
+        _record_stage(agent, "uplift_claim", claim, started, clock(), not claim.reason, claim.reason)
+    agent.uplift_claim_said = claim.reason
     return claim
 
 
