@@ -3,12 +3,17 @@ the DERs, `DayBudget.charge`), whatever the market does: each interval the MG pl
 market agrees any trade within its guarded curve at any price of its bounds (the contract never fills beyond
 a curve: sellers offer no more than it supplies, buyers ask no more than it demands), and after every interval
 the budget left still covers the conventional (DSO-only) value of where the MG stands — so the day ends within
-its conventional cost plus the allowance (rationality.py's promise, here through the edge's code)."""
+its conventional cost plus the allowance (rationality.py's promise, here through the edge's code).
+
+The pinned example (K5) was a real loss, not a tolerance: with nothing saved (allowance 0) the budget curve kept a
+1-kWh purchase for the whole step 0.050-0.051 that only its low end allows (`curve.budgeted`: the two ends'
+bounds did not meet), and the market agreed it at 0.0505 for energy worth 0.05 to the MG: 5.5e-4 over its
+conventional day. TOLERANCE stays: the LP's tolerance is ~1e-9, and a tick on a kWh is 1e-3."""
 
 from __future__ import annotations
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from peergrid_controller.builder import MgState
@@ -34,6 +39,9 @@ TOLERANCE = 1e-4  # currency: solver tolerance and the curve's quantities to the
     forecast=st.lists(st.floats(0.05, 0.30), min_size=N, max_size=N),
     market=st.lists(st.tuples(UNIT, UNIT), min_size=N, max_size=N),
     allowance=st.sampled_from([0.0, 0.5, 3.0]),
+)
+@example(  # a purchase between two ticks that only the lower allows (a loss of 5.5e-4 before the fix)
+    forecast=[0.25] * N, market=[(0.0, 0.0), (0.0078125, 1.0)] + [(0.0, 0.0)] * (N - 2), allowance=0.0
 )
 def test_whatever_the_market_agrees_the_budget_left_covers_the_conventional_value_of_the_state(
     forecast: list[float], market: list[tuple[float, float]], allowance: float
