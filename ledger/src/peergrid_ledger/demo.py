@@ -148,6 +148,11 @@ def _phase_bargain(d: Demo) -> None:
     # than it posted in interval 2, at or above its floor of 200) and the chain clears the forward trades
     # (mg1 → mg2: 1000 Wh at 250 in interval 2, 500 Wh at 300 in interval 3)
     members = [d.pk("mg1"), d.pk("mg2")]
+    # the DSO prices both members' cover for the session's intervals (the deployed coordinator waits for it):
+    # the make-whole bound's spread (`uplift.gain_bound`; unpriced, genesis `uplift_max_spread`, 0 here)
+    for mg in ("mg1", "mg2"):
+        cover = {"account": d.pk(mg), "first_interval": 2, "retail": [300, 300], "feed_in": [50, 50]}
+        d.do("dso", "market.tariff", cover)
     opening = {"prices": [250_000_000, 300_000_000], "rho": 5_000_000}
     d.do("dso", "exchange.open", {"session": "day-2", "first_interval": 2, "members": members, **opening})
     d.do("mg1", "exchange.position", {"session": "day-2", "iteration": 0, "positions": [1500, 500]})
