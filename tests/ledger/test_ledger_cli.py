@@ -207,21 +207,28 @@ def test_verify_a_locked_store_through_a_copy(
         assert status == 0 and out.startswith("OK: 5 blocks")
 
 
-def test_genesis_takes_anonyms_only_and_the_claim_window_only_when_asked(
+def test_genesis_takes_anonyms_only_the_claim_window_and_the_spread_only_when_asked(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    """K4's genesis `anonyms_only` and U1's `uplift_claim_ms` from the CLI: absent, the old bytes; asked, in the
-    document; an anonyms_only chain nobody could trade on (no anonym, no DSO to enrol one) is refused."""
+    """K4's genesis `anonyms_only`, U1's `uplift_claim_ms` and U5's `uplift_max_spread` from the CLI: absent, the
+    old bytes; asked, in the document; an anonyms_only chain nobody could trade on (no anonym, no DSO to enrol
+    one) is refused, and so is a spread that is negative or above the market's largest price."""
     authority, anonym = "cd" * 32, "ab" * 32
     base = ["genesis", "--chain", "mgmc-pilot", "--authority", authority, "--contract", "market"]
     status, old, _ = run(capsys, *base)
-    assert status == 0 and not {"anonyms_only", "uplift_claim_ms"} & set(json.loads(old)["params"])
+    asked = {"anonyms_only", "uplift_claim_ms", "uplift_max_spread"}
+    assert status == 0 and not asked & set(json.loads(old)["params"])
     status, out, _ = run(capsys, *base, "--contract", "exchange", "--contract", "uplift", "--account",
-                         f"{anonym}:anonym", "--anonyms-only", "--uplift-claim-ms", "60000")  # fmt: skip
+                         f"{anonym}:anonym", "--anonyms-only", "--uplift-claim-ms", "60000",
+                         "--uplift-max-spread", "250")  # fmt: skip
     assert status == 0
     genesis = Genesis.from_json(json.loads(out))
-    assert (genesis.params.anonyms_only, genesis.params.uplift_claim_ms) == (1, 60000)
+    params = genesis.params
+    assert (params.anonyms_only, params.uplift_claim_ms, params.uplift_max_spread) == (1, 60000, 250)
     status, _, err = run(capsys, *base, "--anonyms-only")
     assert status == 2 and err.count("\n") == 1 and "params.anonyms_only: needs an account" in err
     status, _, err = run(capsys, *base, "--uplift-claim-ms", "-1")
     assert status == 2 and err.count("\n") == 1 and "uplift_claim_ms" in err
+    for bad in ("-1", str(10**12 + 1)):
+        status, _, err = run(capsys, *base, "--uplift-max-spread", bad)
+        assert status == 2 and err.count("\n") == 1 and "params.uplift_max_spread" in err

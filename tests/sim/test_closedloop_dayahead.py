@@ -15,6 +15,8 @@ from typing import Any
 
 import pytest
 
+from peergrid_controller.scenario import load_scenario
+from peergrid_controller.uplift import widest_spread
 from peergrid_edge.config import EdgeSettings
 from peergrid_ledger.genesis import Genesis
 from peergrid_sim.closedloop import LabChains, LoopTiming, edge_config
@@ -38,6 +40,8 @@ def test_the_mgmc_genesis_carries_the_exchange_and_the_option_turns_on_the_sessi
     assert set(genesis.contracts) == {"market", "exchange", "uplift"}  # the session's make-whole too
     assert genesis.params.uplift_claim_ms == 0  # no claim window: the settle waits for the trades only
     assert genesis.params.anonyms_only == 1  # only the named anonyms trade (review17 K-B)
+    # the make-whole bound where the DSO prices no cover (review18 U-1): the scenario's widest spread
+    assert genesis.params.uplift_max_spread == widest_spread(load_scenario(SCENARIO).microgrids) > 0
     off = _config(chains, tmp_path, LoopTiming(1000.0, 6.0, 36, 4))
     assert off.market is not None and off.market.dayahead is False  # the default lab trades intraday
     on = _config(chains, tmp_path, LoopTiming(1000.0, 6.0, 36, 4, dayahead=True))

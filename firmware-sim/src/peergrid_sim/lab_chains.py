@@ -170,6 +170,7 @@ class LabChains:
     ) -> LabChains:
         from peergrid_controller.chain_venue import chain_rules
         from peergrid_controller.scenario import load_scenario
+        from peergrid_controller.uplift import widest_spread
 
         root.mkdir(parents=True, exist_ok=True)
         scenario = load_scenario(scenario_path)
@@ -199,6 +200,9 @@ class LabChains:
                 # only the anonyms the genesis names trade (review17 K-B: no MGMC trades with itself through its
                 # node key to set the price the others forecast from); the lab's edges trade as anonym-<mg>
                 anonyms_only=1,
+                # the make-whole bound's spread where the DSO prices no cover (review18 U-1: every interval of
+                # a chain without settle_by_both): the scenario's widest retail - feed-in
+                uplift_max_spread=widest_spread(scenario.microgrids),
             )
             if settle_by_both is not None:  # each party states what its PCC meter says (edge settlement.py)
                 mgmc_params = replace(mgmc_params, **settle_by_both.params())

@@ -44,6 +44,7 @@ def cmd_genesis(args: argparse.Namespace) -> int:
                 accept_rounds=args.accept_rounds,
                 anonyms_only=int(args.anonyms_only),
                 uplift_claim_ms=args.uplift_claim_ms,
+                uplift_max_spread=args.uplift_max_spread,
                 **_accept_wait(args),
                 **_settle_params(args),
             ).to_value()
@@ -159,6 +160,14 @@ def add_genesis_parser(sub: Any) -> None:
         help="with the uplift contract: day-ahead make-whole claims land until the session's deadline plus this"
         " (genesis uplift_claim_ms; default 0: until the session's uplift is settled, the first settle closes"
         " them)",
+    )
+    p.add_argument(
+        "--uplift-max-spread",
+        type=int,
+        default=0,
+        help="with the uplift contract: the make-whole gain bound's spread, micro-units per Wh, in an interval"
+        " the DSO prices no cover for (genesis uplift_max_spread; the widest retail - feed-in of the chain's"
+        " MGs; default 0: there no gain is paid, only the surplus counts)",
     )
     p.add_argument(
         "--settle-by-both",
