@@ -35,9 +35,8 @@ from .pairing import P, largest_remainder, north_west
 class Split(Generic[P]):
     credits: dict[P, int]  # owed to each payee and paid (after `withhold`: earned by delivering)
     charges: dict[P, int]  # each payer's charge
-    funded: (
-        bool  # False: the payers' surplus could not cover what is owed: only a smallest-first prefix is paid
-    )
+    # False: the payers' surplus could not cover what is owed: only a smallest-first prefix is paid
+    funded: bool
     owed: int  # owed in all (paid when funded, less what is withheld)
     surplus: int  # the payers' surplus in all
     withheld: dict[P, int] = field(default_factory=dict)  # credits forfeited by not delivering
