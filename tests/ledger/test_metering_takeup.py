@@ -33,6 +33,8 @@ from peergrid_ledger.takeup import (
     unrevealed_since,
     waits_for_dso,
     with_dso,
+    withheld_due,
+    withheld_since,
 )
 
 DSO_WAIT = 45_000  # the DSO's own wait_ms (config), unlike the chain's WAIT
@@ -103,17 +105,25 @@ def test_two_commitments_are_the_parties_until_the_reveal_deadline_then_the_dsos
     assert up.rules_from(DSO_WAIT) == due + DSO_WAIT and takes_up(trade, due)
 
 
-def test_a_reveal_in_time_leaves_the_trade_to_the_contract() -> None:
-    """The silent party committed and keeps its reveal back: the contract takes it at its worst
-    (`market_sealed.withheld`), no metering improves on that: neither lone nor unrevealed."""
+def test_a_reveal_in_time_is_the_contracts_until_the_deadline_then_the_dsos_while_nobody_repeats() -> None:
+    """The silent party committed and keeps its reveal back: until the reveal deadline it may still reveal,
+    so the trade is the parties' (neither lone nor unrevealed). From the deadline it can only settle on the
+    stater's repeat (the withholder at its worst, `market_sealed.withheld`) or the DSO's word: a stater that
+    never repeats left it "stated" for ever before (D4). Now it is "withheld" from the deadline, metered at
+    once; the stater's repeat still settles it (the chain's state then decides, not this kind)."""
     c, clock, tid, _ = sealed_setup()
     assert commit(clock, SELLER, tid, 400, 0).ok
     assert commit(clock, BUYER, tid, 400, 0).ok
     due = clock.now + WAIT
     assert reveal(clock, SELLER, tid, 400, 0).ok
     trade = record(c, tid)
-    assert reveals_due(trade) is None and lone_since(trade) is None
-    assert with_dso(trade, due) is None and with_dso(trade, due + 10 * WAIT) is None
+    assert reveals_due(trade) is None and lone_since(trade) is None and withheld_due(trade) == due
+    assert with_dso(trade, due - 1) is None and withheld_since(trade, None) is None
+    assert with_dso(trade, due) == TakeUp("withheld", due, due) == with_dso(trade, due + 10 * WAIT)
+    assert takes_up(trade, due) and with_dso(trade, due).rules_from(DSO_WAIT) == due + DSO_WAIT  # type: ignore[union-attr]
+    clock.now = max(clock.now, due)
+    assert clock.state(SELLER, tid, 400).ok  # the repeat: the contract's withheld rule pays
+    assert with_dso(record(c, tid), clock.now) is None
 
 
 def test_a_dispute_is_the_dsos_from_the_second_statement() -> None:
@@ -249,6 +259,13 @@ def test_the_rule_follows_the_chains_record_at_any_time(
         not trade.get("statements") and len(trade.get("seals") or {}) == 2 and now is not None and now >= base
     ):
         assert up is not None and up.kind == "unrevealed" and up.since_ms == base
+    elif (
+        len(trade.get("statements") or {}) == 1
+        and len(trade["seals"]) == 2
+        and now is not None
+        and now >= base
+    ):
+        assert up is not None and up.kind == "withheld" and up.since_ms == base  # a reveal kept back (D4)
     else:
         assert up is None
         return
@@ -304,6 +321,14 @@ def test_any_word_shape(
     )
     assert (up is not None and up.kind == "lone") == lone
     assert (up is not None and up.kind == "unrevealed") == hidden
-    assert up is None or lone or hidden
+    kept_back = (
+        len(statements) == 1
+        and len(seals) == 2
+        and now is not None
+        and last is not None
+        and now >= last + wait
+    )
+    assert (up is not None and up.kind == "withheld") == kept_back
+    assert up is None or lone or hidden or kept_back
     if lone:
         assert up is not None and up.since_ms == max(statements.values(), default=last)

@@ -42,12 +42,12 @@ from itertools import pairwise
 from typing import Any, TypeGuard
 
 from peergrid_ledger.codec import DecodeError, decode, encode
-from peergrid_ledger.takeup import lone_since, reveals_due, takes_up, waits_for_dso
+from peergrid_ledger.takeup import lone_since, reveals_due, takes_up, waits_for_dso, withheld_due
 
 METER = "meter"
 COUNTER = {"seller": "energy_wh", "buyer": "import_wh"}  # TotWhExp for what left, TotWhImp for what arrived
 # the kinds of trade the DSO meters like a dispute once it takes them up (`takeup.waits_for_dso`)
-UNSPOKEN = ("lone", "unrevealed")
+UNSPOKEN = ("lone", "unrevealed", "withheld")
 
 
 class Unmetered(Exception):
@@ -268,8 +268,9 @@ def metered_as_dispute(trade: Mapping[str, Any], now_ms: int | None = None) -> b
     seller's (with `release`) the DSO meters as a dispute in which the seller said nothing (dso-server
     `disputes`, review15 M4), a withheld buyer's from the seller's meter and, priced, the buyer's own
     shortfall from its import shared over its purchases (D3); at the chain's time `now_ms` (None:
-    unknown, not these) one the DSO has taken up on one party's word or on two commitments nobody revealed
-    (`takeup.takes_up`: from `LONE_FROM` of the wait, from the reveal deadline), which it meters the same way,
+    unknown, not these) one the DSO has taken up on one party's word, on two commitments nobody revealed, or
+    on a statement whose counterparty kept its reveal back and nobody repeated (`takeup.takes_up`: from
+    `LONE_FROM` of the wait, from the reveal deadline), which it meters the same way,
     and for good once the DSO settled it (basis "dso", no `vouch`: nothing else the DSO settles has neither).
     Why (review16 M1): what such a trade settles at is the meters', not bounded by a buyer's word, so taken at
     `statements_take` beside a sibling of the same crashed seller (held, or silent: never committed) it gave
@@ -321,7 +322,8 @@ def meters_read(
 
 
 def _may_be_taken_up(trade: Mapping[str, Any]) -> bool:
-    """A trade on one party's word or on two commitments nobody revealed yet, whatever the time: the DSO takes
-    it up from `LONE_FROM` of the wait or the reveal deadline (`metered_as_dispute` at that time), so a
-    sibling's dispute reads its counterparty's meter from the start (a reading kept early, never one short)."""
-    return lone_since(trade) is not None or reveals_due(trade) is not None
+    """A trade on one party's word, on two commitments nobody revealed yet, or on one revealed statement beside
+    a commitment kept back, whatever the time: the DSO takes it up from `LONE_FROM` of the wait or the reveal
+    deadline (`metered_as_dispute` at that time), so a sibling's dispute reads its
+    counterparty's meter from the start (a reading kept early, never one short)."""
+    return lone_since(trade) is not None or reveals_due(trade) is not None or withheld_due(trade) is not None

@@ -17,6 +17,8 @@ call them on that one record, so the DSO meters the trades whose readings the MG
   - "lone": the trade stands on one party's word (review13 F4; `lone_since`).
   - "unrevealed": both parties committed sealed statements and neither revealed by the reveal deadline
     (review14 K3b; `unrevealed_since`); only once `now_ms` reached it, so never at an unknown time.
+  - "withheld": both committed, one revealed and the other did not by the reveal deadline, and the stater
+    has not repeated its statement (`withheld_since`, D4); only once `now_ms` reached the deadline.
 - `TakeUp.meters_from_ms`: from when the DSO meters it (`takes_up`): a lone word from `LONE_FROM` of the
   contract's wait (until then the other party may still join it: an agreement is not pre-empted), every
   other kind at once. `TakeUp.rules_from(wait_ms)`: from when an unmetered side loses the "smaller of the
@@ -25,7 +27,8 @@ call them on that one record, so the DSO meters the trades whose readings the MG
   contract's wait (before the stater's repeat can lapse it alone), a vouching agreement at `VOUCH_RULE` of
   its window (a quarter of it before the parties' repeat pays the held figures), for either side's meter.
 - `reveals_due(trade)`: the reveal deadline of a trade both parties committed to and neither revealed yet,
-  whatever the time: when to look again (the DSO node watches it until then).
+  whatever the time: when to look again (the DSO node watches it until then); `withheld_due(trade)` the
+  same for a trade one of them revealed on.
 `with_dso` raises `ValueError` for a record the chain never writes (a dispute without its statements, a word
 without the contract's deadline): a corrupt record is no trade to guess a time for.
 Why a lone word is the DSO's and an unrevealed trade only from its deadline: one statement whose silent
@@ -38,6 +41,16 @@ Two commitments and no reveal are the parties' until the reveal deadline; after 
 such a trade only on a late reveal and repeat, which it refuses (`market_sealed.check_reveal`), so without
 the DSO it stays open for ever (a seller whose salt is gone is never paid when its buyer keeps its reveal
 back): the DSO meters it like a dispute that became one at the reveal deadline.
+A revealed statement whose counterparty committed and kept its reveal back settles on the stater's repeat
+(the withholder at its worst, or with seller_vouched held for the DSO's meter: `market_vouch`); a stater that
+never repeats (down after its reveal) left it "stated" for ever, nobody paid, and a sibling took it at that
+statement for good (D3, run by D4: s sold 400 to b, b withheld, and 200 to c, disputed; s's meter 400,
+b's and c's 200, priced: c's trade settled 0 delivered, s paid c 20,000 compensation for energy c took from s, b paid
+nothing). The DSO takes it up at the reveal deadline, as it does two commitments nobody revealed, and settles
+it as the stater's repeat would (dso-server `disputes`: with seller_vouched the hold's metering, else the
+contract's penalty), so its figure is the same whoever moves first; from then it is one of its parties'
+disputed trades (`metering.metered_as_dispute`), which a sibling waits for until its own deadline. Why at
+the deadline: a sibling's dispute, whose deadline runs from its second reveal, must find it taken up.
 """
 
 from __future__ import annotations
@@ -57,7 +70,7 @@ LONE_RULE = Fraction(3, 4)
 # so is an unmetered buyer, then named the whole gap its shortfall (D2)
 VOUCH_RULE = Fraction(3, 4)
 
-Kind = Literal["disputed", "vouching", "lone", "unrevealed"]
+Kind = Literal["disputed", "vouching", "lone", "unrevealed", "withheld"]
 
 
 @dataclass(frozen=True)
@@ -101,6 +114,8 @@ def waits_for_dso(trade: Mapping[str, Any], now_ms: int | None) -> Kind | None:
         return "lone"
     if unrevealed_since(trade, now_ms) is not None:
         return "unrevealed"
+    if withheld_since(trade, now_ms) is not None:
+        return "withheld"
     return None
 
 
@@ -117,7 +132,7 @@ def with_dso(trade: Mapping[str, Any], now_ms: int | None) -> TakeUp | None:
         word, deadline = lone_since(trade), _deadline(trade)
         assert word is not None  # waits_for_dso found the one word
         return TakeUp(kind, word, part(word, deadline, LONE_FROM), deadline)
-    if kind == "unrevealed":
+    if kind == "unrevealed" or kind == "withheld":
         due = _deadline(trade)
         return TakeUp(kind, due, due)
     return None
@@ -166,6 +181,22 @@ def unrevealed_since(trade: Mapping[str, Any], now_ms: int | None) -> int | None
     """The reveal deadline of a trade both of whose parties committed and neither revealed by it, once the
     chain's time `now_ms` reached it; None otherwise (and at an unknown time)."""
     due = reveals_due(trade)
+    return due if due is not None and now_ms is not None and now_ms >= due else None
+
+
+def withheld_due(trade: Mapping[str, Any]) -> int | None:
+    """The reveal deadline (chain ms) of a trade both of whose parties committed, one revealed (its statement)
+    and the other did not yet, still the parties'; None otherwise. After it the silent party can no longer
+    reveal (`market_closing._state`): only the stater's repeat or the DSO settles the trade."""
+    statements, seals = trade.get("statements") or {}, trade.get("seals") or {}
+    if not _parties(trade) or len(statements) != 1 or len(seals) != 2 or trade.get("deadline") is None:
+        return None
+    return int(trade["deadline"])
+
+
+def withheld_since(trade: Mapping[str, Any], now_ms: int | None) -> int | None:
+    """`withheld_due` once the chain's time `now_ms` reached it; None otherwise (and at an unknown time)."""
+    due = withheld_due(trade)
     return due if due is not None and now_ms is not None and now_ms >= due else None
 
 
