@@ -4,7 +4,7 @@ sellers' words (D3, the residual of review16 M1 that V3 left: /work/notes/d3/wit
 On a `sealed_statements` + `seller_vouched` chain a buyer that committed and never revealed has each purchase
 held with basis "withheld" at the quantity (`market_vouch`: its seller's meter alone decides what was
 delivered, its seller's word bounds nothing), and on a priced trade the DSO names the buyer's own shortfall
-from its meter, its import shared over its purchases (dso-server `disputes._buyer_short`). Before, a sibling
+from its meter, its import shared over its purchases (dso-server `disputes_vouch.buyer_shortfall`). Before, a sibling
 hold not settled yet was taken at its seller's word (`metering.statements_take`), so one seller's free word
 moved the buyer's shortfall on another seller's hold, by the DSO's order (b bought 400 + 400, each seller's
 meter 200, b's 600: s2 saying 400 named b 200 short on s's hold, 0 otherwise: s +20,000 from b), and a buyer

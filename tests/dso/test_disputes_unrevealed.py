@@ -88,19 +88,37 @@ def test_a_buyer_that_keeps_its_reveal_and_its_readings_back_pays_the_sellers_me
     assert query.balance(m.chain.state, m.anonyms["b"].public) - before == -300 * PRICE
 
 
-def test_a_reveal_in_time_leaves_the_trade_to_the_parties_and_the_contract() -> None:
-    """One party reveals before the deadline: the trade is no longer the DSO's (the contract's withheld rule
-    takes the silent committer at its worst), and it is not taken up at the deadline."""
+def test_a_reveal_in_time_nobody_repeats_is_taken_up_at_the_deadline_at_what_the_repeat_pays() -> None:
+    """One party reveals before the deadline, the other keeps its reveal back: the trade is the parties' (the
+    contract's withheld rule takes the silent committer at its worst on the stater's repeat) until the reveal
+    deadline. Nobody repeats (D4: before, it stayed "stated" for ever and the DSO never looked): the DSO
+    watches it and, at the deadline, settles what the repeat pays on this chain without seller_vouched - the
+    silent buyer took all 400, no shortfalls (`disputes._penalty`); a repeat first pays the same."""
     m, tid, due = both_commit(400.0, 400.0)
     settler, adapter, _ = settler_for(m)
     seen = final_blocks(m, settler)
     m.do(m.anonyms["s"], "settle", {"trade": tid, "delivered": 400, "short": 0, "salt": bytes([1]) * 32})
-    m.pass_time(due + WAIT_MS)
-    final_blocks(m, settler, seen)
+    seen = final_blocks(m, settler, seen)
     asyncio.run(settler.settle_due())
-    assert adapter.sent == [] and settler.pending == {} and settler.reveals == {}
+    assert adapter.sent == [] and settler.pending == {} and settler.reveals == {tid: due}
     decision = resolve(m.chain.state, tid, CLOCK, m.node_of(), m.sealed, chain_time(m))
     assert isinstance(decision, Unresolved) and "not disputed" in decision.why
+    m.pass_time(due)
+    final_blocks(m, settler, seen)
+    asyncio.run(settler.settle_due())
+    assert [body for _, _, body, _ in adapter.sent] == [
+        {"trade": tid, "delivered": 400, "seller_short": 0, "buyer_short": 0}
+    ]
+    assert settler.decision(tid)["rule"] == "buyer withheld"  # type: ignore[index]
+    repeated, rtid, rdue = both_commit(400.0, 400.0)
+    salt = {"salt": bytes([1]) * 32}
+    repeated.do(repeated.anonyms["s"], "settle", {"trade": rtid, "delivered": 400, "short": 0, **salt})
+    repeated.pass_time(rdue)
+    repeated.do(repeated.anonyms["s"], "settle", {"trade": rtid, "delivered": 400, "short": 0})
+    by_dso, by_repeat = query.settlement(m.chain.state, tid), query.settlement(repeated.chain.state, rtid)
+    assert by_dso is not None and by_repeat is not None
+    keep = ("delivered", "amount", "seller_short", "buyer_short")
+    assert {k: by_dso["settlement"].get(k) for k in keep} == {k: by_repeat["settlement"].get(k) for k in keep}
 
 
 def test_a_restarted_dso_finds_an_unrevealed_trade_past_its_deadline_and_the_rule_is_the_chains_time() -> (

@@ -5,7 +5,8 @@ every `settle` transaction in a final block names a trade that may now wait for 
 (`peergrid_ledger.takeup.with_dso`, the rule the edges post their readings by): disputed, or standing on one
 statement (taken up like a dispute from `takeup.LONE_FROM` of the wait on, review13 F4), or on two sealed
 commitments neither party revealed by the reveal deadline (review14 K3b: the trade is watched from the second
-commitment, `takeup.reveals_due`, and taken up when a final block's time reaches the deadline), or agreed and
+commitment, `takeup.reveals_due`, and taken up when a final block's time reaches the deadline; alike one
+party's revealed statement beside the other's commitment, `takeup.withheld_due`, D4), or agreed and
 waiting for its word (`vouching`, genesis seller_vouched, review13 F2: settled at once where the trade is unpriced or
 the seller's metered delivery is the whole quantity, else once the buyer's readings are in too, D2, as for a withheld
 seller's hold, review15 M4, or at its deadline); at `run` start it also
@@ -59,7 +60,7 @@ from peergrid_ledger.contracts.market_state import trade_key
 from peergrid_ledger.metering import Unmetered
 from peergrid_ledger.records import append_record
 from peergrid_ledger.results import Reason
-from peergrid_ledger.takeup import reveals_due, with_dso
+from peergrid_ledger.takeup import reveals_due, with_dso, withheld_due
 
 log = logging.getLogger("peergrid_dso.dispute_node")
 TRADE_PREFIX = trade_key(b"")
@@ -129,6 +130,7 @@ class DisputeSettler:
             int(self.replica.app.tip.time),
             wait if self.seal_within_ms is None else self.seal_within_ms,
             wait if self.wait_ms is None else self.wait_ms,
+            bool(params.seller_vouched),
         )
 
     # --- what arrives ---------------------------------------------------------------------------------------
@@ -257,8 +259,8 @@ class DisputeSettler:
                 self.reads[trade] = self._readings_of(trade)
                 self._warn_unmapped(trade, record)
                 continue
-            due = None if record is None else reveals_due(record)
-            if due is not None:  # both committed: taken up at the reveal deadline if neither revealed
+            due = None if record is None else reveals_due(record) or withheld_due(record)
+            if due is not None:  # both committed: taken up at the reveal deadline if either kept it back
                 self.reveals[trade] = due
 
     def _warn_unmapped(self, trade: bytes, record: dict[str, Any] | None) -> None:

@@ -136,13 +136,15 @@ class Meters:
 
     def share(
         self, trade: bytes, side: str, energy: Fraction, lapsed: bool
-    ) -> tuple[Metered, list[tuple[bytes, str]]]:
+    ) -> tuple[Metered, list[tuple[bytes, str]], list[tuple[bytes, str]]]:
         """The `side` party's share of `trade`: what its trades that are not disputed take on the parties' word
         (`metering.statements_take`) comes off its energy first, and its disputed trades share the rest
         (`metering.disputed_shares`) by what its counterparties' meters prove of each (each counterparty's
-        own pro-rata share, `metering.pro_rata`); with the counterparties to wait for, with why: a disputed
-        trade's counterparty that is not metered, and one whose trade with the party is not settled yet (what
-        it takes is then the most its statements can still settle it at, not what it will settle at). A
+        own pro-rata share, `metering.pro_rata`); with the counterparties to wait for, with why: first those
+        whose readings the share reads and does not have (a disputed trade's counterparty that is not
+        metered, where the party has more than one disputed trade: alone, its share is its meter's whatever
+        the counterparty proves), then those whose trade with the party is not settled yet (what it takes is
+        then the most its statements can still settle it at, not what it will settle at). A
         counterparty that is not metered: past the dispute's deadline (`lapsed`) it is taken at what is
         least favourable to it (a seller delivered nothing, a buyer took all it bought: module docstring),
         else the party's share is pro rata to the agreed quantities (`meter_shares` without its proof). A
@@ -193,7 +195,7 @@ class Meters:
         )
         quantities = sum(q for q, _ in proofs)
         metered = Metered(self.nodes[party], energy, quantities, shares[at], by, taken)
-        return metered, lacking + unsettled
+        return metered, lacking if len(disputed) > 1 else [], unsettled
 
 
 def _settled(trade: Mapping[str, Any]) -> int | None:

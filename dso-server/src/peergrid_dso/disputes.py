@@ -117,16 +117,21 @@ dispute that became one at the reveal deadline: its deadline rules apply `wait_m
 and was not 0, as above.
 An agreed trade that waits for the DSO (genesis `seller_vouched`, state `vouching`; review13 F2: the buyer's
 meter cannot show that a P2P seller delivered, so a seller stating the agreed quantity agreed with every honest
-buyer) is metered on the seller's side for what was delivered (`_vouch`): `min(held, share)` delivered, the
-metered gap the seller's shortfall (review14 K5: no statement tolerance on the meter's own word, which would
+buyer) is metered on the seller's side for what was delivered (`disputes_vouch.resolve_vouch`): `min(held,
+share)` delivered, the metered gap the seller's shortfall (review14 K5: no statement tolerance on the meter's own word, which would
 pay the seller up to it compensation-free); on a priced trade with a gap the buyer's the larger of its word
-and its own metered gap (`_buyer_short`, D2: on its word alone a buyer understating its shortfall had an
-honest seller compensate it, so keeping a reveal back, metered as a dispute, netted more: 60,000 against
+and its own metered gap (`disputes_vouch.buyer_shortfall`, D2: on its word alone a buyer understating its
+shortfall had an honest seller compensate it, so keeping a reveal back, metered as a dispute, netted more: 60,000 against
 50,000 where both meters showed 300 of 400 and the buyer said "short 0"), waited for until `VOUCH_RULE`,
 then the whole gap (a meterless buyer: its word); where neither owns the whole gap (an agreement that left
 part of it unowned within an absolute tolerance) the seller is named it (K7: else the contract refuses the
 DSO's settle for good); an unmetered seller is settled at 0 from `takeup.VOUCH_RULE` of the window (D7), a
-meterless one at the agreement.
+meterless one at the agreement. Either share by the counterparties' meters (the seller's export over its
+disputed trades, this vouch's buyer among them; a priced vouch's buyer's import over its disputed purchases)
+waits for the readings it reads until `VOUCH_RULE`, then takes the silent ones least in their favour, as a
+dispute does (D4: it took them so at once, so the figure was the order readings arrived in: s sold 400 to b,
+vouched, and 200 to c, disputed, s exported 400, b and c imported 200: 200 with b's readings, 266 without).
+A seller alone in its disputed trades reads no buyer's meter for its share (its meter's whatever they show).
 A withheld seller's hold (its `vouch` carries `release`, `market_vouch`: a seller that committed and never
 revealed, held at the quantity) is metered as a dispute in which the seller said nothing (its quantity bounds
 it; review15 M4): both meters, the buyer's readings waited for until `VOUCH_RULE` of the window (its edge
@@ -145,7 +150,12 @@ trade the DSO took up: shared by the meters, never taken at a buyer's word, whic
 is a withheld buyer's hold (its seller's lone word held at the quantity, no `release`), beside its buyer's
 other purchases and its seller's other sales (D3: at its seller's word, which bounds nothing it settles at,
 one seller's word moved the buyer's import between its holds, and withholding netted the buyer more).
-Only disputed (or lone-statement, unrevealed, or vouching) trades come here; a party's trades of one interval that its counterparties agreed settle at
+A revealed statement whose counterparty committed and kept its reveal back, which nobody repeated by the
+reveal deadline (`takeup` "withheld", D4: before, it stayed open for ever and a sibling took it at that
+statement), is settled as the stater's repeat would: with seller_vouched as the hold the repeat makes
+(`disputes_vouch.as_held`, the rules above), without it at the contract's penalty (`penalty`: a silent seller
+0 delivered and the quantity short, a silent buyer all of it), so its figure is the same whoever moves first.
+Only disputed (or lone-statement, unrevealed, withheld, or vouching) trades come here; a party's trades of one interval that its counterparties agreed settle at
 the edge's pro-rata statement. What those take comes off the party's energy before its disputed trades share
 it (review12 F2: agreed pro rata beside disputed by the meters, a seller that exported 500 Wh settled 583):
 settled, what each settled at; not settled yet, the most its statements can still settle it at (the lower of
@@ -162,44 +172,19 @@ used: the DSO names what its metering shows, or the worst case for a side it cou
 from __future__ import annotations
 
 from collections.abc import Collection, Mapping, Sequence
-from dataclasses import dataclass, field
-from typing import Any
 
+from peergrid_dso.dispute_decision import Decision as Decision
+from peergrid_dso.dispute_decision import Unresolved as Unresolved
+from peergrid_dso.dispute_decision import Vouched as Vouched
+from peergrid_dso.dispute_decision import to_json as to_json
 from peergrid_dso.dispute_shares import SIDES, Metered, Meters
-from peergrid_dso.sealed_readings import ChainTime, MeterClock, ReadingsCount, SigningMeters
+from peergrid_dso.disputes_vouch import as_held, penalty, resolve_vouch
+from peergrid_dso.sealed_readings import ChainTime, MeterClock, SigningMeters
 from peergrid_ledger import query
 from peergrid_ledger.contracts.market_state import cover_prices
 from peergrid_ledger.metering import meters_read
 from peergrid_ledger.state import StateReader
-from peergrid_ledger.takeup import TakeUp, with_dso
-
-
-@dataclass(frozen=True)
-class Vouched:
-    """The Wh the DSO settles with: both sides metered (`rule` "both metered": the smaller share), or after
-    the dispute's deadline the rule for the side(s) that could not be metered (`unmetered`: side -> why);
-    `readings`: each party's meter readings the DSO verified (signed, unsigned, refused and why)."""
-
-    trade: bytes
-    delivered: int
-    agreed: int
-    seller: Metered | None
-    buyer: Metered | None
-    rule: str = "both metered"
-    unmetered: Mapping[str, str] = field(default_factory=dict)
-    shorts: tuple[int, int] | None = None  # (seller's, buyer's) Wh on a priced trade (module docstring)
-    # side -> the PCC meter readings the DSO verified of that party (None: none, e.g. meterless, or not at the DSO)
-    readings: Mapping[str, ReadingsCount | None] = field(default_factory=dict)
-
-
-@dataclass(frozen=True)
-class Unresolved:
-    trade: bytes
-    why: str
-    until_ms: int | None = None  # chain time from which the deadline's rule settles it (None: no deadline)
-
-
-Decision = Vouched | Unresolved
+from peergrid_ledger.takeup import with_dso
 
 
 def resolve(
@@ -221,9 +206,19 @@ def resolve(
     up = with_dso(agreed, None if chain is None else chain.now_ms)  # the one rule (peergrid_ledger.takeup)
     if up is None:
         return Unresolved(trade, f"the trade is {where['state']}, not disputed")
-    withheld_seller = up.kind == "vouching" and "release" in agreed["vouch"]  # market_vouch: its worst case
-    if up.kind == "vouching" and not (withheld_seller and agreed["seller"] not in meterless):
-        return _vouch(state, trade, agreed, up, clock, nodes, sealed, chain, meterless, signing)
+    if up.kind == "withheld":  # nobody repeated: metered as the hold the stater's repeat makes (D4)
+        assert chain is not None  # takeup: only at a known time
+        if chain.now_ms < up.meters_from_ms:
+            start = up.meters_from_ms
+            why = f"a statement beside a commitment kept back: its party may repeat it; from chain time {start} ms"
+            return Unresolved(trade, f"{why} the DSO meters it", start)
+        if not chain.seller_vouched:  # the stater's repeat pays the withholder's worst case: so does the DSO
+            return penalty(state, trade, agreed)
+        agreed = as_held(agreed)
+    held = up.kind in ("vouching", "withheld")
+    withheld_seller = held and "release" in agreed["vouch"]  # market_vouch: its worst case
+    if held and not (withheld_seller and agreed["seller"] not in meterless):
+        return resolve_vouch(state, trade, agreed, up, clock, nodes, sealed, chain, meterless, signing)
     # a withheld seller that has a meter is metered as a dispute in which it said nothing (review15 M4)
     if up.kind == "lone" and chain is None:
         return Unresolved(trade, "one statement: the DSO settles it only by the chain's time")
@@ -242,8 +237,10 @@ def resolve(
         if isinstance(energy, str):
             unmetered[side] = energy
             continue
-        sides[side], lacking = meters.share(trade, side, energy, lapsed)
-        waiting.extend(f"the {side}'s counterparty {cp.hex()[:16]}…: {why}" for cp, why in lacking)
+        sides[side], lacking, unsettled = meters.share(trade, side, energy, lapsed)
+        waiting.extend(
+            f"the {side}'s counterparty {cp.hex()[:16]}…: {why}" for cp, why in lacking + unsettled
+        )
     seller, buyer = sides.get("seller"), sides.get("buyer")
     priced = cover_prices(state, agreed) is not None
     if seller is not None and buyer is not None:
@@ -282,97 +279,6 @@ def resolve(
     return Vouched(trade, delivered, quantity, seller, buyer, rule, unmetered, shorts, meters.of(agreed))
 
 
-def _vouch(
-    state: StateReader,
-    trade: bytes,
-    agreed: Mapping[str, Any],
-    up: TakeUp,
-    clock: MeterClock,
-    nodes: Mapping[bytes, bytes],
-    sealed: Mapping[tuple[bytes, int], Sequence[bytes]],
-    chain: ChainTime | None,
-    meterless: Collection[bytes],
-    signing: SigningMeters | None = None,
-) -> Decision:
-    """The DSO's word on an agreed trade that waits for it (genesis `seller_vouched`, review13 F2): the seller's
-    side metered as for a dispute (its export shared over its trades, the buyer taken at its agreement: it
-    took all it bought, `lapsed`); `min(held, share)` delivered, the seller's shortfall its metered gap and
-    the buyer's by its meter too (`_buyer_short`, D2), the seller's the whole gap where neither owns it
-    (module docstring). A seller that cannot be metered is waited for until VOUCH_RULE of the window, then
-    settled at 0 (D7: "seller not metered"); a meterless seller at the parties' agreement at once, a withheld
-    one (`release`) at its `release`."""
-    vouch = agreed["vouch"]
-    if chain is None:
-        return Unresolved(trade, "an agreement waiting for the DSO is settled only by the chain's time")
-    quantity, held = int(agreed["quantity"]), int(vouch["delivered"])
-    priced = cover_prices(state, agreed) is not None
-    figures = (int(vouch["seller_short"]), int(vouch["buyer_short"])) if priced else None
-    meters = Meters(state, clock, int(agreed["interval"]), nodes, sealed, chain, meterless, signing)
-    energy = meters.energy(agreed["seller"], "seller")
-    if isinstance(energy, str):
-        if agreed["seller"] in meterless and "release" in vouch:  # withheld: it gave no word to take
-            terms = vouch["release"]  # its worst case, the contract's penalty (module docstring)
-            shorts = (int(terms["seller_short"]), int(terms["buyer_short"])) if priced else None
-            return Vouched(trade, int(terms["delivered"]), quantity, None, None, "seller meterless, withheld",
-                           {"seller": energy}, shorts, meters.of(agreed))  # fmt: skip
-        if agreed["seller"] in meterless:  # nothing to meter: the parties' word
-            return Vouched(trade, held, quantity, None, None, "seller meterless", {"seller": energy}, figures,
-                           meters.of(agreed))  # fmt: skip
-        until = up.rules_from(chain.wait_ms)  # VOUCH_RULE of the vouch's window
-        why = f"the seller's metering: {energy}"
-        if chain.now_ms < until:
-            return Unresolved(trade, f"{why}; from chain time {until} ms the DSO settles without it", until)
-        shorts, buyer, unmetered = None, None, {"seller": energy}
-        if priced:  # past VOUCH_RULE: the buyer's shortfall never waits (`_buyer_short`)
-            found = _buyer_short(meters, trade, agreed, quantity, int(vouch["buyer_short"]), True)
-            assert not isinstance(found, str)
-            shorts, buyer = (quantity, found[0]), found[1]
-            unmetered.update(found[2])
-        return Vouched(trade, 0, quantity, None, buyer, "seller not metered", unmetered, shorts,
-                       meters.of(agreed))  # fmt: skip
-    seller, _ = meters.share(trade, "seller", energy, True)
-    delivered = min(held, seller.share_wh)  # the seller's meter decides, the agreement caps it
-    rule = (
-        "seller metered, agreement covered" if delivered == held else "seller metered short of the agreement"
-    )
-    shorts, buyer, unmetered = None, None, {}
-    if priced:
-        gap, until = quantity - delivered, up.rules_from(chain.wait_ms)
-        found = _buyer_short(meters, trade, agreed, gap, int(vouch["buyer_short"]), chain.now_ms >= until)
-        if isinstance(found, str):
-            why = f"the buyer's metering (its own shortfall of the {gap} Wh gap): {found}"
-            return Unresolved(
-                trade, f"{why}; from chain time {until} ms the DSO names it the whole gap", until
-            )
-        buyer_short, buyer, unmetered = found
-        own = quantity - min(seller.share_wh, quantity)
-        # the gap neither the seller's meter nor the buyer's word or meter owns is the seller's (review14 K7):
-        # the contract refuses a settle whose larger shortfall is not the gap, and the seller's word made it
-        shorts = (gap if max(own, buyer_short) < gap else own, buyer_short)
-    return Vouched(trade, delivered, quantity, seller, buyer, rule, unmetered, shorts, meters.of(agreed))
-
-
-def _buyer_short(
-    meters: Meters, trade: bytes, agreed: Mapping[str, Any], gap: int, word: int, lapsed: bool
-) -> tuple[int, Metered | None, dict[str, str]] | str:
-    """The buyer's own shortfall the DSO names on a priced vouch (module docstring, D2): none without a gap;
-    the larger of its word and its metered gap (its import shared like a dispute's, its other sellers that
-    cannot be metered taken as delivering nothing of it: `lapsed` as for the seller's side), at most the gap;
-    a meterless buyer's word; a buyer that could be metered and is not, the whole gap once `lapsed`
-    (VOUCH_RULE of the window), else why the DSO waits for it (str). With the buyer's Metered side and
-    `unmetered` entry for the decision."""
-    if gap <= 0:
-        return 0, None, {}
-    energy = meters.energy(agreed["buyer"], "buyer")
-    if isinstance(energy, str):
-        if agreed["buyer"] in meters.meterless:  # nothing to meter: its word, as today
-            return min(word, gap), None, {}
-        return (gap, None, {"buyer": energy}) if lapsed else energy
-    buyer, _ = meters.share(trade, "buyer", energy, True)
-    quantity = int(agreed["quantity"])
-    return min(gap, max(word, quantity - min(buyer.share_wh, quantity))), buyer, {}
-
-
 def read_nodes(state: StateReader, trade: bytes, nodes: Mapping[bytes, bytes]) -> set[bytes]:
     """The node keys whose sealed readings resolving `trade` reads (`metering.meters_read`, the rule the edge
     posts by): its two parties' and the counterparties of their other disputed trades in its interval - not
@@ -405,25 +311,3 @@ def _shorts(
     if word and max({**named, **word}.values()) == gap:  # the contract's pair rule holds on their word
         named.update(word)
     return named["seller"], named["buyer"]
-
-
-def to_json(decision: Decision) -> dict[str, Any]:
-    """A decision as plain JSON values (for the node's record and the API)."""
-    if isinstance(decision, Unresolved):
-        doc: dict[str, Any] = {"trade": decision.trade.hex(), "resolved": False, "why": decision.why}
-        if decision.until_ms is not None:
-            doc["until_ms"] = decision.until_ms
-        return doc
-
-    def side(m: Metered | None) -> dict[str, Any] | None:
-        if m is None:
-            return None
-        return {"node": m.node.hex(), "energy_wh": float(m.energy_wh), "agreed_total": m.agreed_total,
-                "share_wh": m.share_wh, "shared_by": m.shared_by, "taken_wh": m.taken_wh}  # fmt: skip
-
-    return {"trade": decision.trade.hex(), "resolved": True, "delivered": decision.delivered,
-            "agreed": decision.agreed, "seller": side(decision.seller), "buyer": side(decision.buyer),
-            "rule": decision.rule, "unmetered": dict(decision.unmetered),
-            "readings": {s: None if r is None else r.to_json() for s, r in decision.readings.items()},
-            **({} if decision.shorts is None else
-               {"seller_short": decision.shorts[0], "buyer_short": decision.shorts[1]})}  # fmt: skip

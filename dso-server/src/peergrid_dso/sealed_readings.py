@@ -116,12 +116,13 @@ class Blocks(Protocol):
 @dataclass(frozen=True)
 class ChainTime:
     """What the DSO reads of the chain's time for a dispute (module docstring): where each commitment landed,
-    the chain's time now (its head block's), and the two bounds in ms."""
+    the chain's time now (its head block's), the two bounds in ms, and the genesis' `seller_vouched`."""
 
     blocks: Blocks
     now_ms: int
     seal_within_ms: int  # a commitment counts when sealed at most this long after its interval ended
     wait_ms: int  # after the second statement, how long a side may stay unmetered before it loses the min
+    seller_vouched: bool = False  # a withheld statement settles as its hold, else its penalty (`disputes`)
 
     def __post_init__(self) -> None:
         if self.seal_within_ms < 0 or self.wait_ms < 0:
