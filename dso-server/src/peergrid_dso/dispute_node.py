@@ -9,7 +9,8 @@ commitment, `takeup.reveals_due`, and taken up when a final block's time reaches
 party's revealed statement beside the other's commitment, `takeup.withheld_due`, D4), or agreed and
 waiting for its word (`vouching`, genesis seller_vouched, review13 F2: settled at once where the trade is unpriced or
 the seller's metered delivery is the whole quantity, else once the buyer's readings are in too, D2, as for a withheld
-seller's hold, review15 M4, or at its deadline); at `run` start it also
+seller's hold, review15 M4, or at its deadline; beside its seller's or buyer's disputed trades, once their
+counterparties' readings are in too, D4); at `run` start it also
 looks through the replica's whole state once, so disputes from before a restart are found. For each disputed
 trade it asks the pure resolver (`disputes.resolve`) for the energy both parties' sealed PCC readings confirm
 and sends `settle {trade, delivered}` (on a trade whose parties the DSO priced with `market.tariff`, also

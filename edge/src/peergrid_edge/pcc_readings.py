@@ -138,8 +138,8 @@ def readings_needed(
     and that `me` posts them for here: those that wait for the DSO's word at the chain's time `now_ms`
     (`peergrid_ledger.takeup.waits_for_dso`, the rule the DSO node takes them up by; None: no chain time, so
     no unrevealed one) - a disputed one though `me` is no party (a party posts for its own, `MgMetering.
-    disputed`), one on one party's word (review13 F4) or on two sealed commitments neither revealed by the
-    reveal deadline (review14 K3b), `me` a party or not, and `me`'s own sale or purchase waiting for the DSO's
+    disputed`), one on one party's word (F4), on two commitments neither revealed by the reveal deadline
+    (K3b) or one revealed beside one kept back (D4), `me` a party or not, and `me`'s own trade on the DSO's
     vouch (review13 F2): the seller's meter for what it delivered, the buyer's where the DSO reads it
     (`_buyer_read`, D2/D3; `priced` None: not known, it posts), both for a withheld seller's hold (review15
     M4). Whose readings the DSO reads is `metering.meters_read`'s (dso-server `disputes.read_nodes` alike):
@@ -169,9 +169,9 @@ def _buyer_read(tid: bytes, trade: dict[str, Any], me: bytes, trades: list[Any],
 
 
 def _posts_for(kind: Kind | None, trade: dict[str, Any], me: bytes) -> bool:
-    """`me` posts its readings for a trade that waits for the DSO for `kind` (`readings_needed`): a dispute
-    where it is no party (a party posts for its own), every other kind (vouching, lone, unrevealed) a party
-    or a sibling's counterparty alike, where `meters_read` names it (and `_buyer_read` for a vouch's buyer)."""
+    """`me` posts its readings for a trade waiting for the DSO for `kind` (`readings_needed`): a dispute where
+    it is no party (a party posts for its own), every other kind (vouching, lone, unrevealed, withheld) a
+    party or a sibling's counterparty alike, where `meters_read` names it (and `_buyer_read`, a vouch's)."""
     return kind is not None and (kind != "disputed" or me not in (trade["seller"], trade["buyer"]))
 
 
