@@ -179,8 +179,7 @@ def report(
         paid = (
             f"make-whole uplift {d.uplift_total:.4f} paid"
             if d.uplift_funded
-            else f"make-whole uplift NOT funded (short {d.uplift_shortfall:.4f}), {d.uplift_total:.4f} paid to the "
-            "smallest claims that fit"
+            else f"make-whole uplift NOT funded (short {d.uplift_shortfall:.4f}), nothing paid"
         )
         rationed = (
             "; rationed at their own rule, not paid: "

@@ -47,13 +47,8 @@ The rule (all amounts in exact integer currency micro-units, 10⁻⁶):
   name), so the charges sum exactly to the credits.
 - **Tied to taking part.** The charge is due from every MG whose forward trades were recorded, whatever it
   then does: deviating alone does not avoid it, so it leaves a payer's deviation gain unchanged.
-- **Unfunded.** If the payers' total surplus is below the total owed, the payees are paid whole smallest
-  claim first (ties by name) while the surplus covers the next, the rest nothing (a part payment would make
-  nobody whole), shared among the payers as above, and the outcome is reported NOT stable with the
-  shortfall: never silently. Why (review17 U-C option 2, review18 U-1; until then nothing was paid): on the
-  chain a claim nobody can check that is inflated past the payers' surplus then drops itself instead of
-  voiding the honest make-whole; against paying nobody it pays no payee less and no payer beyond its
-  surplus. Its cost: where an honest large claim and a small one do not both fit, the small one is paid.
+- **Unfunded.** If the payers' total surplus is below the total owed, nothing is paid (a part payment would
+  make nobody whole) and the outcome is reported NOT stable with the shortfall: never silently.
 `transfers` turns credits and charges into payer → payee payments (north-west corner over names, exact).
 The integer arithmetic (funding, withholding, transfers) is the ledger's `contracts/uplift_rule.py`, which the
 uplift contract runs on the edge MGMCs' claims: this module decides what is owed and each surplus from its
@@ -106,9 +101,7 @@ class Payment:
 class Uplift:
     credits: dict[str, int]  # micro-units owed to each payee (earned by delivering its commitment)
     charges: dict[str, int]  # micro-units each payer funds (due from taking part)
-    funded: (
-        bool  # False: the payers' surplus could not cover what is owed: only a smallest-first prefix is paid
-    )
+    funded: bool  # False: the payers' surplus could not cover what is owed, and nothing is paid
     owed: int  # micro-units owed in all (paid when funded)
     surplus: int  # micro-units: the payers' gains over the conventional market, in all
     payments: tuple[Payment, ...] = field(default=())
@@ -185,19 +178,14 @@ def make_whole(
     if not paid.credits:
         return Uplift({}, {}, paid.funded, paid.owed, paid.surplus)
     return Uplift(
-        paid.credits,
-        paid.charges,
-        paid.funded,
-        paid.owed,
-        paid.surplus,
-        transfers(paid.credits, paid.charges),
+        paid.credits, paid.charges, True, paid.owed, paid.surplus, transfers(paid.credits, paid.charges)
     )
 
 
 def withhold(uplift: Uplift, defaulted: Collection[str]) -> Uplift:
     """The uplift as paid after delivery: the credits of the payees in `defaulted` (MGs that did not
     deliver all their own committed energy) withheld, and the payers' charges cut by exactly the withheld
-    total (see the module's rule). Unchanged when no payee defaulted."""
+    total (see the module's rule). Unchanged when no payee defaulted; an unfunded uplift pays nothing."""
     split = uplift_rule.Split(uplift.credits, uplift.charges, uplift.funded, uplift.owed, uplift.surplus)
     paid = uplift_rule.withhold(split, defaulted)
     if paid is split:

@@ -6,13 +6,8 @@ the chain, so both break every tie the same way):
   over the conventional market (at most 0: it pays nothing; a payee is never a payer: it is left out). Funded
   when the payers' total surplus covers the total owed: the charges are the total owed shared in proportion to
   surplus (`largest_remainder`: floors, then one more to the largest remainders, a tie to the smaller id), so
-  each is at most its payer's surplus and they sum exactly to the credits. Unfunded (review17 U-C option 2,
-  review18 U-1): the payees are paid whole in order of their claim, smallest first (ties by id), as long as
-  the surplus covers the next one: the largest such prefix is credited and charged as a funded split would
-  be, the rest is paid nothing (a part payment makes nobody whole), and `funded` stays False (the shortfall
-  reported). Why: a claim nobody can check that is inflated past the payers' surplus then drops itself
-  instead of voiding the honest ones; against paying nobody it never pays a payee less, and no payer more
-  than its surplus.
+  each is at most its payer's surplus and they sum exactly to the credits. Unfunded: nothing is paid (a part
+  payment makes nobody whole).
 - `withhold(split, defaulted)`: the split as paid after delivery: a defaulted payee's credit withheld and the
   payers' charges cut by exactly the withheld total, shared in proportion to each charge (largest remainder), so
   no charge grows and the charges still sum to the credits paid.
@@ -35,8 +30,7 @@ from .pairing import P, largest_remainder, north_west
 class Split(Generic[P]):
     credits: dict[P, int]  # owed to each payee and paid (after `withhold`: earned by delivering)
     charges: dict[P, int]  # each payer's charge
-    # False: the payers' surplus could not cover what is owed: only a smallest-first prefix is paid
-    funded: bool
+    funded: bool  # False: the payers' surplus could not cover what is owed, and nothing is paid
     owed: int  # owed in all (paid when funded, less what is withheld)
     surplus: int  # the payers' surplus in all
     withheld: dict[P, int] = field(default_factory=dict)  # credits forfeited by not delivering
@@ -53,17 +47,10 @@ def split(owed: Mapping[P, int], surplus: Mapping[P, int]) -> Split[P]:
     total_owed, total_surplus = sum(credits.values()), sum(payers.values())
     if total_owed == 0:
         return Split({}, {}, True, 0, total_surplus)
-    funded = total_owed <= total_surplus
-    if not funded:  # the fundable prefix, smallest claim first (module contract)
-        prefix: dict[P, int] = {}
-        for who, c in sorted(credits.items(), key=lambda item: (item[1], item[0])):
-            if sum(prefix.values()) + c > total_surplus:
-                break
-            prefix[who] = c
-        credits = dict(sorted(prefix.items()))
-    paid = sum(credits.values())
-    charges = {who: c for who, c in largest_remainder(payers, paid).items() if c > 0} if paid else {}
-    return Split(credits, charges, funded, total_owed, total_surplus)
+    if total_owed > total_surplus:
+        return Split({}, {}, False, total_owed, total_surplus)
+    charges = {who: c for who, c in largest_remainder(payers, total_owed).items() if c > 0}
+    return Split(credits, charges, True, total_owed, total_surplus)
 
 
 def withhold(paid: Split[P], defaulted: Collection[P]) -> Split[P]:
