@@ -121,7 +121,12 @@ def budgeted(
     lo_q, hi_q = _budget_bounds(q, f, budget, prices)
     quantities: list[float] = []
     for k, p in enumerate(points):
-        x = min(max(planned.at(p), float(lo_q[k + 1])), float(hi_q[k]))
+        # a trade within both ends' bounds holds at every price of the step (F(x) - p*x is linear in p); with
+        # the budget at or above standing still that is [lo at the high end, hi at the low end]. Where the ends
+        # do not meet (below standing still: a purchase that fits at the step's low end and not at its high
+        # end) it trades nothing: the low end's bound alone lost up to a tick on each kWh (K5)
+        low, high = max(float(lo_q[k]), float(lo_q[k + 1])), min(float(hi_q[k]), float(hi_q[k + 1]))
+        x = min(max(planned.at(p), low), high) if low <= high else 0.0
         quantities.append(max(x, quantities[-1]) if quantities else x)
     keep = [0] + [k for k in range(1, len(points)) if quantities[k] > quantities[k - 1] + 1e-9]
     return ResponseCurve(
