@@ -31,7 +31,13 @@ from test_settlement import KWH, Node
 from peergrid_controller.builder import MgState
 from peergrid_controller.scenario import load_scenario
 from peergrid_edge.config import MarketSettings
-from peergrid_edge.resume import PLAN_CONFIRMED, recorded_verdicts, resumed_counterfactual
+from peergrid_edge.resume import (
+    PLAN_CONFIRMED,
+    record_day,
+    recorded_verdicts,
+    resumed_counterfactual,
+    stamped,
+)
 from peergrid_edge.trader import MarketAgent
 from peergrid_ledger import query
 from peergrid_ledger.keys import Keypair, write_keyfile
@@ -178,16 +184,24 @@ def test_the_agent_starts_on_a_damaged_record_file_states_its_sale_and_trades(
     recorded = replace(initial, soc_kwh=tuple(soc / 2 for soc in initial.soc_kwh))
     assert recorded != initial
     records = tmp_path / "market.jsonl"
-    records.write_bytes(
-        verdict(5, True) + conv(5, recorded) + b'{"interval": 5, "note": "\xff"}\n' + b"null\n"
-        + line({"conv_state": {}})
-    )  # fmt: skip
     traded: list[int] = []
 
     async def day(node: Node) -> tuple[MarketAgent, dict[str, Any] | None]:
         tid = await node.agree(5, seller, buyer)  # interval 5 traded by the last run: the agent joins 6
+        t0 = time.time() - 0.4 + 0.3
+        today = record_day(
+            t0, 5
+        )  # the day's last run wrote them (the agent reads its own day's: review18 K-1)
+
+        def of_today(raw: bytes) -> bytes:
+            return line(stamped(json.loads(raw), today))
+
+        records.write_bytes(
+            of_today(verdict(5, True)) + of_today(conv(5, recorded)) + b'{"interval": 5, "note": "\xff"}\n'
+            + b"null\n" + of_today(line({"conv_state": {}}))
+        )  # fmt: skip
         settings = MarketSettings(scenario=SCENARIO, anonym_key_file=tmp_path / "anonym.key",
-                                  t0=time.time() - 0.4 + 0.3, interval_s=0.4, first_interval=5,
+                                  t0=t0, interval_s=0.4, first_interval=5,
                                   intervals=2, phase_timeout_s=0.1, record_file=records)  # fmt: skip
         daemon = SimpleNamespace(
             settings=SimpleNamespace(mg="mg6", topic=lambda *parts: "/".join(parts),

@@ -14,6 +14,7 @@ import asyncio
 import json
 import logging
 import time
+from collections.abc import Callable
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -25,7 +26,7 @@ from test_edge_settle_both import both_chain, run_chain
 from test_settlement import KWH, Node
 
 from peergrid_edge.pcc_readings import MgMetering
-from peergrid_edge.resume import PLAN_CONFIRMED, recorded_verdicts, verdicts_of
+from peergrid_edge.resume import PLAN_CONFIRMED, record_day, recorded_verdicts, stamped, verdicts_of
 from peergrid_edge.settlement import PendingSettle
 from peergrid_ledger import query
 from peergrid_ledger.keys import Keypair
@@ -47,8 +48,10 @@ def meterless() -> MgMetering:
                       lambda t: TRADES.get(t, []), ME, b"n" * 32, None)  # fmt: skip
 
 
-def record(t: int, verdict: Any) -> str:
-    return json.dumps({"interval": t, "mg": "mg4", "dispatch_confirmed": 3, PLAN_CONFIRMED: verdict})
+def record(t: int, verdict: Any, day: str | None = None) -> str:
+    """Interval t's record line with its dispatch verdict, stamped with `day` where given (as the agent writes)."""
+    doc = {"interval": t, "mg": "mg4", "dispatch_confirmed": 3, PLAN_CONFIRMED: verdict}
+    return json.dumps(doc if day is None else stamped(doc, day))
 
 
 def test_a_fresh_metering_states_what_the_recorded_verdict_confirms(tmp_path: Path) -> None:
@@ -134,9 +137,11 @@ def test_a_verdict_is_read_back_only_where_every_record_of_its_interval_says_it(
     assert bool(errors) == (unreadable or spoilt)
 
 
-def restarted_meterless_seller(tmp_path: Path, recorded: str) -> tuple[Any, dict[str, Any] | None]:
+def restarted_meterless_seller(
+    tmp_path: Path, recorded: Callable[[str], str]
+) -> tuple[Any, dict[str, Any] | None]:
     """The agent itself (its run loop) as a seller MG without a PCC meter, restarted after interval 5, whose
-    sale its last run dispatched (its record `recorded`) but did not state; the buyer stays silent. The
+    sale its last run dispatched (its record `recorded(day)`, the agent's day) but did not state; the buyer stays silent. The
     agent's records and the trade's settlement on chain after its day."""
     from peergrid_edge.config import MarketSettings
     from peergrid_edge.trader import MarketAgent
@@ -146,12 +151,13 @@ def restarted_meterless_seller(tmp_path: Path, recorded: str) -> tuple[Any, dict
     write_keyfile(tmp_path / "anonym.key", seller)
     scenario = Path(__file__).resolve().parents[2] / "firmware-sim" / "scenarios" / "ieee33.yaml"
     records = tmp_path / "market.jsonl"
-    records.write_text(recorded + "\n")
+    t0 = time.time() - 100
+    records.write_text(recorded(record_day(t0, 5)) + "\n")  # its own day's (review18 K-1)
 
     async def restart(node: Node) -> tuple[MarketAgent, dict[str, Any] | None]:
         tid = await node.agree(5, seller, buyer)
         settings = MarketSettings(scenario=scenario, anonym_key_file=tmp_path / "anonym.key",
-                                  t0=time.time() - 100, interval_s=3.0, first_interval=5, intervals=1,
+                                  t0=t0, interval_s=3.0, first_interval=5, intervals=1,
                                   phase_timeout_s=0.2, record_file=records)  # fmt: skip
         daemon = SimpleNamespace(
             settings=SimpleNamespace(mg="mg4", topic=lambda *parts: "/".join(parts),
@@ -169,7 +175,7 @@ def restarted_meterless_seller(tmp_path: Path, recorded: str) -> tuple[Any, dict
 
 
 def test_a_restarted_meterless_seller_states_the_sale_its_record_says_was_dispatched(tmp_path: Path) -> None:
-    [ended], standing = restarted_meterless_seller(tmp_path, record(5, True))
+    [ended], standing = restarted_meterless_seller(tmp_path, lambda day: record(5, True, day))
     assert ended["settlement"]["settled"] and ended["settlement"]["party"] == "seller"
     assert ended["settlement"]["delivered"] == KWH  # the agreed quantity: its plan was confirmed
     assert standing is not None and standing["state"] == "settled"
@@ -179,7 +185,7 @@ def test_a_restarted_meterless_seller_whose_record_is_torn_states_nothing(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     with caplog.at_level(logging.ERROR, logger="peergrid.edge.trader"):
-        [ended], standing = restarted_meterless_seller(tmp_path, record(5, True)[:-7])
+        [ended], standing = restarted_meterless_seller(tmp_path, lambda day: record(5, True, day)[:-7])
     assert any("is not JSON" in r.getMessage() for r in caplog.records)
     assert not ended["settlement"]["settled"] and ended["settlement"]["delivered"] is None
     assert standing is not None and "seller" not in standing.get("statements", {})

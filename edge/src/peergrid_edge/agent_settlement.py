@@ -104,7 +104,7 @@ def pick_up(agent: MarketAgent, t: int) -> None:
     before = range(agent.s.first_interval, t)
     unsettled = unsettled_trades(agent.ledger.state("mgmc"), me, before, settler.by_both)
     if unsettled and settler.by_both:  # a meterless MG states what its recorded verdicts confirm
-        agent.recalled = recorded_verdicts(agent.s.record_file, before)
+        agent.recalled = recorded_verdicts(agent.s.record_file, before, agent.day)  # its day's (review18 K-1)
     settler.pick_up(unsettled, me)
     if settler.by_both and agent.s.dso_api_url:  # (its metering made after `recalled`: it copies them)
         for interval in sorted({interval for interval, _, _ in unsettled}):
