@@ -225,6 +225,11 @@ def test_genesis_takes_anonyms_only_the_claim_window_and_the_spread_only_when_as
     genesis = Genesis.from_json(json.loads(out))
     params = genesis.params
     assert (params.anonyms_only, params.uplift_claim_ms, params.uplift_max_spread) == (1, 60000, 250)
+    uplift = ["--contract", "exchange", "--contract", "uplift"]
+    status, _, err = run(capsys, *base, *uplift)  # review19 F6: no gain could ever be paid on it
+    assert status == 0 and "warning: the uplift contract" in err and "--uplift-max-spread" in err
+    status, _, err = run(capsys, *base, *uplift, "--uplift-max-spread", "1")
+    assert status == 0 and "warning" not in err
     status, _, err = run(capsys, *base, "--anonyms-only")
     assert status == 2 and err.count("\n") == 1 and "params.anonyms_only: needs an account" in err
     status, _, err = run(capsys, *base, "--uplift-claim-ms", "-1")

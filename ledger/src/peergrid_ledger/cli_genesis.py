@@ -54,6 +54,14 @@ def cmd_genesis(args: argparse.Namespace) -> int:
     if args.db:
         BlockStore.create(args.db, genesis).close()
     print(f"genesis {genesis.hash.hex()} for chain {genesis.chain!r}", file=sys.stderr)
+    params = genesis.params
+    if "uplift" in genesis.contracts and not params.settle_by_both and not params.uplift_max_spread:
+        # review19 F6: a genesis cannot change later, and here every make-whole gain is bounded by 0
+        print(
+            "warning: the uplift contract on a chain without --settle-by-both (no DSO cover prices) and without"
+            " --uplift-max-spread pays no make-whole gain, only surplus counts",
+            file=sys.stderr,
+        )
     return 0
 
 
