@@ -13,6 +13,8 @@ from types import SimpleNamespace
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from test_edge_guard_property import MG, N
 from test_guard_lost_record import COSTS, DAY, DT, STATES, lines_of
 
@@ -118,6 +120,60 @@ def test_a_torn_line_is_todays_unless_what_is_legible_names_another_day() -> Non
     for torn in (todays[: todays.index("cost_p2p")], todays[:25], lines_of(3)[2][:30]):
         why = read([*today, torn], 3, 0, TODAY, lambda k: True)[1]
         assert why is not None and "(line 3) cannot be read" in why, torn
+
+
+def stage_line(day: str) -> str:
+    """A stage record as `day_stages` writes it last of a day: no interval, its day first."""
+    return json.dumps(
+        stamped({"uplift": {"gain": 0, "surplus": 0}, "stage_times": {"start": 0, "end": 1}}, day)
+    )
+
+
+def test_yesterdays_torn_stage_line_or_an_unstamped_torn_line_charges_today_nothing() -> None:
+    """R19 F4's rows (/work/notes/r19/torn_stage_line.py): a stage record (no interval) torn at yesterday's end,
+    and a torn line written before the stamp, were today's torn line on every later day, so each mid-day
+    restart failed closed ("... (line 3) cannot be read"); both now read as the file without them."""
+    yesterday = of_day(lines_of(3), YESTERDAY)
+    today = of_day(lines_of(2), TODAY)
+    clean = read([*yesterday, *today], 2, 0, TODAY, lambda k: True)
+    assert clean == ((DAY, sum(COSTS[:2])), None)
+    stage = stage_line(YESTERDAY)
+    assert stage.startswith('{"day": ')
+    unstamped = lines_of(3)[1][:30]
+    for lines in ([*yesterday, stage[:60], *today], [unstamped, *today], [*lines_of(3), unstamped, *today]):
+        assert read(lines, 2, 0, TODAY, lambda k: True) == clean, lines
+
+
+def test_todays_own_torn_line_is_still_caught() -> None:
+    """Today's torn line is the day's where its stamp is legible (an interval or a stage record), or, torn
+    before it, where the last whole line before it is today's; today's first record torn before its stamp
+    follows yesterday's lines and is not read as today's, but the chain's `traded` names the interval."""
+    yesterday = [*of_day(lines_of(3), YESTERDAY), stage_line(YESTERDAY)]
+    today = of_day(lines_of(3), TODAY)
+    cut = {"stamp legible": today[2][: today[2].index("cost_p2p")], "before it": today[2][:20]}
+    for name, torn in (*cut.items(), ("a stage line", stage_line(TODAY)[:40])):
+        why = read([*yesterday, *today[:2], torn], 2, 0, TODAY, lambda k: True)[1]
+        assert why is not None and "(line 7) cannot be read" in why, name
+    why = read([*yesterday, today[0][:10], *today[1:]], 3, 0, TODAY, lambda k: True)[1]
+    assert why == "interval 0 has no recorded cost (the chain shows this MG took part in it)"
+    assert read([*yesterday, today[0][:10], *today[1:]], 3, 0, TODAY, lambda k: k > 0)[1] is None
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.integers(0, 3), st.floats(0.0, 1.0), st.integers(0, 3), st.floats(0.0, 1.0))
+def test_a_torn_line_belongs_to_the_day_of_the_lines_it_follows(
+    ys: int, ycut: float, ts: int, tcut: float
+) -> None:
+    """Any line of yesterday (its stage record last) torn anywhere changes nothing today; any line of today
+    torn anywhere after its first is today's unknown, and its first is noticed by the chain where it traded."""
+    yesterday = [*of_day(lines_of(3), YESTERDAY), stage_line(YESTERDAY)]
+    today = of_day(lines_of(4), TODAY)
+    clean = read([*yesterday, *today], 4, 0, TODAY, lambda k: True)
+    assert clean == ((DAY, sum(COSTS[:4])), None)
+    yesterday[ys] = yesterday[ys][: 1 + int(ycut * (len(yesterday[ys]) - 2))]
+    assert read([*yesterday, *today], 4, 0, TODAY, lambda k: True) == clean
+    today[ts] = today[ts][: 1 + int(tcut * (len(today[ts]) - 2))]
+    assert read([*yesterday, *today], 4, 0, TODAY, lambda k: True)[1] is not None
 
 
 def test_the_counterfactual_and_the_verdicts_are_read_by_day(tmp_path: Path) -> None:

@@ -354,23 +354,29 @@ def recorded_spend(record_file: Path | None, t: int, day: str | None = None) -> 
 def spend_of(lines: Iterable[str], t: int, stamp: str | None = None) -> tuple[RecordedSpend, list[str]]:
     """What the record's lines of the day `stamp` say of its spend before t, each line parsed once, and why a
     line that may have held a budget or a cost was skipped (one entry per line). A line that cannot be read is
-    the day's torn line unless what is legible of it names another day."""
+    the day's torn line where it is legibly the day's (`_legible`) or, its day not legible, the last whole line
+    before it is (a crash tears the last line written; review19 F4: a torn stage record or unstamped line was
+    every later day's). The day's first record torn is not: `traded(k)` on the chain notices its interval."""
     day: float | None = None
     costs: dict[int, float] = {}
     started: int | None = None
     torn: str | None = None
     errors: list[str] = []
+    after_the_days = False  # the last whole line before this one is of the day `stamp`
     for number, line in enumerate(lines, 1):
         if not line.strip():
             continue
-        found, why = _budget_line(line, stamp)
+        found, why, whole = _budget_line(line, stamp)
         damaged = _DAMAGED if REPLACED in line else ""
         if why is not None or damaged:
             errors.append(f"line {number}{damaged}: {why or 'read as it stands'}")
-        legible = _LEGIBLE.match(line)
-        another = stamp is not None and legible is not None and legible.group(2) not in (None, stamp)
-        if why is not None and torn is None and not another:
-            named = f"interval {legible.group(1)}'s record" if legible else "a record of an unknown interval"
+        interval, legible_day = _legible(line)
+        if whole is not None:  # a whole line's day is its stamp's
+            the_days = after_the_days = whole
+        else:
+            the_days = stamp is None or (after_the_days if legible_day is None else legible_day == stamp)
+        if why is not None and torn is None and the_days:
+            named = "a record of an unknown interval" if interval is None else f"interval {interval}'s record"
             torn = f"{named} (line {number}) cannot be read ({why})"
         if found is None or found[0] >= t:
             continue
@@ -385,20 +391,23 @@ def spend_of(lines: Iterable[str], t: int, stamp: str | None = None) -> tuple[Re
 
 def _budget_line(
     line: str, stamp: str | None
-) -> tuple[tuple[int, float | None, float | None] | None, str | None]:
-    """One record line's (interval, day's budget, cost) where a record of the day `stamp` holds either, and why
-    it was skipped."""
+) -> tuple[tuple[int, float | None, float | None] | None, str | None, bool | None]:
+    """One record line's (interval, day's budget, cost) where a record of the day `stamp` holds either, why it
+    was skipped, and whether the line is a whole record of that day (None: it is not a JSON object)."""
     doc, refused = _record_object(line)
     if doc is None:
-        return None, f"{refused}: a cost it held is not counted"
-    if (BUDGET_DAY not in doc and "cost_p2p" not in doc) or not _of_day(doc, stamp):
-        return None, None
+        return None, f"{refused}: a cost it held is not counted", None
+    if not _of_day(doc, stamp):
+        return None, None, False
+    if BUDGET_DAY not in doc and "cost_p2p" not in doc:
+        return None, None, True
     k, budget, cost = doc.get("interval"), doc.get(BUDGET_DAY), doc.get("cost_p2p")
     if type(k) is not int:
-        return None, f"a budget or cost of interval {k!r:.40}, not an interval number: skipped"
+        return None, f"a budget or cost of interval {k!r:.40}, not an interval number: skipped", True
     if not all(v is None or _finite(v) for v in (budget, cost)):
-        return None, f"interval {k}'s budget or cost is not a number ({budget!r:.20}, {cost!r:.20}): skipped"
-    return (k, None if budget is None else float(budget), None if cost is None else float(cost)), None
+        why = f"interval {k}'s budget or cost is not a number ({budget!r:.20}, {cost!r:.20}): skipped"
+        return None, why, True
+    return (k, None if budget is None else float(budget), None if cost is None else float(cost)), None, True
 
 
 def took_part(state: Any, t: int, me: bytes) -> bool:
@@ -411,6 +420,13 @@ def took_part(state: Any, t: int, me: bytes) -> bool:
     )
 
 
-_LEGIBLE = re.compile(r'\s*\{"interval":\s*(\d+)[,}](?:\s*"day":\s*"([^"\\]*)"[,}])?')
-"""The trader writes each record's interval first and its day next (`stamped`): legible in a line torn after
-them (group 1 the interval, group 2 the day where it is whole)."""
+_LEGIBLE = re.compile(r'\s*\{(?:"interval":\s*(?P<interval>\d+)[,}]\s*)?(?:"day":\s*"(?P<day>[^"\\]*)"[,}])?')
+"""The trader writes each record's interval first (where it names one) and its day next (`stamped`), so a line
+torn after them still says both: an interval record `{"interval": k, "day": "...", ...}`, a stage record
+`{"day": "...", ...}` (review19 F4: it was read only after an interval)."""
+
+
+def _legible(line: str) -> tuple[str | None, str | None]:
+    """The interval and the day a (torn) line still says whole at its start (`_LEGIBLE`; None: not legible)."""
+    found = _LEGIBLE.match(line)
+    return (None, None) if found is None else (found.group("interval"), found.group("day"))
