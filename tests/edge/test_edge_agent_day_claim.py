@@ -64,7 +64,7 @@ def stub_day(
         s=SimpleNamespace(phase_timeout_s=PHASE), d=SimpleNamespace(stopping=asyncio.Event()),
         _start_of=lambda t: 1000.0 + (t - FIRST) * SLOT, _last_interval=lambda: LAST, state=object(),
         _previous_cleared=cleared, run_interval=run_interval, claim_needs_s=None, working_on=None,
-        interval=None, done=0,
+        interval=None, done=0, ledger=None, anonym=SimpleNamespace(public=bytes(32)),  # no pool to wait on
     )  # fmt: skip
     return agent, seen, clock
 

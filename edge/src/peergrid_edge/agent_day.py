@@ -24,10 +24,14 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from typing import TYPE_CHECKING
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
 
 from peergrid_edge import agent_settlement, day_stages, guard
 from peergrid_edge.resume import initial_state, recorded_spend, resume_interval, resumed_counterfactual
+from peergrid_ledger import keys
+from peergrid_ledger.codec import DecodeError
+from peergrid_ledger.tx import decode_tx
 
 if TYPE_CHECKING:
     from peergrid_edge.trader import MarketAgent
@@ -125,6 +129,45 @@ async def claim_in_idle(agent: MarketAgent, start: float) -> None:
                     "idle tries with %.2f s of idle", time.time() - began, agent.claim_needs_s)  # fmt: skip
     else:
         agent.claim_needs_s = time.time() - began
+    # an attempt not final in time (or cut after it sent) left its transaction pending on the anonym's next
+    # nonce: the rest of the idle waits for it to land or be evicted, so the slot's first move signs the next
+    # one (review19 F5; still pending at the slot, `MarketAgent._submit_outcome` waits for it)
+    await nonce_free(agent, "mgmc", agent.anonym, start - time.time())
+
+
+def own_pending(ledger: Any, role: str, sender: bytes) -> int | None:
+    """The sender's next nonce where this replica's pool holds a transaction of it there (sent by this MGMC and
+    neither final nor evicted yet: a make-whole claim not final in time, or cut); None where it holds none, or
+    the ledger has no pool (a stand-in)."""
+    replicas = getattr(ledger, "replicas", None)
+    replica = replicas.get(role) if isinstance(replicas, Mapping) else None
+    pool = getattr(getattr(replica, "app", None), "mempool", None)
+    if not pool:
+        return None
+    nonce = ledger.next_nonce(role, sender)
+    for raw in pool.raws():
+        try:
+            tx = decode_tx(raw)
+        except DecodeError:  # pragma: no cover - the pool decoded it to take it in
+            continue
+        if tx.sender == sender and tx.nonce == nonce:
+            return int(nonce)
+    return None
+
+
+async def nonce_free(agent: Any, role: str, key: keys.Keypair, timeout_s: float) -> bool:
+    """Wait, at most `timeout_s`, until this replica's pool holds no transaction of `key` at its next nonce
+    (`own_pending`: it landed, or the pool evicted it); True: none, so a transaction signed now with the next
+    nonce is not refused as "pending" and then lost to it (NONCE_TAKEN, review19 F5). Wakes on final blocks."""
+    ledger = agent.ledger
+    if own_pending(ledger, role, key.public) is None:
+        return True
+    if timeout_s <= 0:
+        return False
+    free = await ledger.wait_for(
+        role, lambda _state: own_pending(ledger, role, key.public) is None, timeout_s
+    )
+    return bool(free)
 
 
 async def caught_up(agent: MarketAgent) -> None:

@@ -33,6 +33,7 @@ ever (a sale's payment pays its debts first) and buys again once it is paid off.
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -59,6 +60,8 @@ from peergrid_ledger.schema import PRICE
 
 if TYPE_CHECKING:
     from peergrid_edge.trader import MarketAgent
+
+log = logging.getLogger("peergrid.edge.trader")
 
 
 def offers_on_chain(state: Any, t: int) -> dict[bytes, tuple[int, int, bool, int]]:
@@ -186,11 +189,11 @@ async def bargain(
         if wh(offer.quantity_kwh) <= 0:
             role, seller_state = "neither", None
         else:
-            await agent._submit("mgmc", agent.anonym, "offer", {
+            await _join(agent, t, "offer", {
                 "interval": t, "round": 1, "price": micro_per_wh(offer.price),
                 "quantity": wh(offer.quantity_kwh), "clean": offer.clean})  # fmt: skip
     if role != "seller":
-        await agent._submit("mgmc", agent.anonym, "bid", {"interval": t, "round": 0, "demands": []})
+        await _join(agent, t, "bid", {"interval": t, "round": 0, "demands": []})
     everyone = {a.key for a in agent.ledger.replicas["mgmc"].app.genesis.accounts if "anonym" in a.roles}
 
     def joined(state: Any) -> bool:
@@ -202,6 +205,18 @@ async def bargain(
     sellers = set(contract.members(state, t, "sellers"))
     buyers = set(contract.members(state, t, "buyers"))
     return await _rounds(agent, t, me, seller_state, sellers, buyers, 1)
+
+
+async def _join(agent: MarketAgent, t: int, kind: str, body: dict[str, Any]) -> None:
+    """This MG's first move of interval t; one that did not land (the chain's reason is the replica's warning
+    just before) is logged by name: the MG sits the interval out and its peers' join waits for it (review19
+    F5: it went unsaid)."""
+    if not await agent._submit("mgmc", agent.anonym, kind, body):
+        log.warning(
+            "interval %d: this MG's %s (its first move) did not land: unless it lands late it sits the interval out",
+            t,
+            kind,
+        )
 
 
 async def rebargain(

@@ -87,7 +87,7 @@ from peergrid_edge.dso_answers import DsoAnswers, Market
 from peergrid_edge.exchange_io import SessionOutcome
 from peergrid_edge.forward_chain import ForwardOutcome, forward_plan, forward_session
 from peergrid_edge.pcc_readings import MgMetering
-from peergrid_edge.replicas import Submission
+from peergrid_edge.replicas import NONCE_TAKEN, Submission
 from peergrid_edge.resume import PLAN_CONFIRMED, RecordedSpend, record_day, stamped
 from peergrid_edge.verdict_inbox import file_verdict, parse_verdict  # noqa: F401 - test_json_depth imports it
 from peergrid_ledger import keys
@@ -180,7 +180,24 @@ class MarketAgent:
     async def _submit_outcome(
         self, role: str, key: keys.Keypair, kind: str, body: dict[str, Any]
     ) -> Submission:
-        """Sign with the sender's next nonce and wait for a final block: landed, or the chain's reason why not."""
+        """Sign with the sender's next nonce and wait for a final block: landed, or the chain's reason why not.
+        Never on a nonce this MGMC's own pending transaction holds (a make-whole claim not final in time): it
+        waits up to a phase for that one to land or be evicted (`agent_day.nonce_free`); lost all the same to
+        another transaction of this sender (NONCE_TAKEN: it never lands), it is signed again once (review19
+        F5: an interval's first move was lost so and the MG sat the interval out)."""
+        outcome = await self._sign_and_submit(role, key, kind, body)
+        if not outcome.landed and outcome.reason.startswith(NONCE_TAKEN):
+            outcome = await self._sign_and_submit(role, key, kind, body)
+        return outcome
+
+    async def _sign_and_submit(
+        self, role: str, key: keys.Keypair, kind: str, body: dict[str, Any]
+    ) -> Submission:
+        self._stopped()
+        if not await agent_day.nonce_free(self, role, key, self.s.phase_timeout_s):
+            log.warning(
+                "a %s waited a phase for this MGMC's transaction pending on its nonce: sent anyway", kind
+            )
         self._stopped()
         nonce = self.ledger.next_nonce(role, key.public)
         raw = self.ledger.sign(role, key, kind, body, nonce)
