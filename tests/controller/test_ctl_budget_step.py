@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import itertools
 
+import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
@@ -39,6 +40,22 @@ def test_the_edge_guards_case_buys_nothing_between_the_ticks() -> None:
     assert all(q >= 0.0 for q in safe.quantities)
 
 
+def test_a_forced_purchase_is_not_lifted_past_the_band_it_fits() -> None:
+    """K5's case (found by Hypothesis): the budget 1 below standing still (a DSO deficit past the slack), so at
+    each price only a purchase of at least 1 / (0.6 - p) kWh fits (the fallback saves 0.6 on each of its 3 kWh).
+    The band narrows as the price rises; the curve's monotone rule lifted the 1.82 kWh that fit at 0.05 across
+    every step: at 0.25 it kept F - p*q = -0.64 against a budget of -1. Now it buys where the purchase fits and
+    nothing where the step before's purchase no longer does."""
+    fallback = ResponseCurve((0.0, 0.005), (-3.0, -3.0), 0.6)
+    planned = ResponseCurve((LO,), (0.0,), HI)
+    safe = budgeted(planned, fallback, 0.0, -1.0, TICKS)
+    assert safe.at(0.25) == 0.0  # before: -1.8214936247723135
+    assert safe.at(LO) == pytest.approx(-1 / (0.6 - 0.051))  # the step [0.05, 0.051) fits at both its ends
+    for price in (LO, 0.0505, 0.25, HI):
+        q = safe.at(price)
+        assert q == 0.0 or f(fallback, 0.0, q) - price * q <= -1.0 + 1e-9, price
+
+
 @st.composite
 def curves(draw: st.DrawFn, lo: float = LO, top: float = HI) -> ResponseCurve:
     n = draw(st.integers(1, 6))
@@ -53,7 +70,7 @@ def curves(draw: st.DrawFn, lo: float = LO, top: float = HI) -> ResponseCurve:
     curves(),
     curves(lo=0.0, top=0.6),
     st.floats(0.0, 200.0),
-    st.one_of(st.just(-SLACK), st.floats(0.0, 5.0)),
+    st.one_of(st.just(-SLACK), st.floats(0.0, 5.0), st.floats(-5.0, 0.0)),  # below: a DSO deficit
     st.floats(LO, HI),
 )
 @example(  # the edge's case at its slack
@@ -62,6 +79,9 @@ def curves(draw: st.DrawFn, lo: float = LO, top: float = HI) -> ResponseCurve:
     13.585207756232686,
     -SLACK,
     0.050546875,
+)
+@example(  # K5's forced purchase, lifted across the steps before
+    ResponseCurve((LO,), (0.0,), HI), ResponseCurve((0.0, 0.005), (-3.0, -3.0), 0.6), 0.0, -1.0, 0.25
 )
 @settings(max_examples=300, deadline=None)
 def test_a_trade_kept_fits_the_budget_at_every_price_of_its_step(

@@ -110,7 +110,9 @@ def budgeted(
     none of it. Quantities the fallback never reaches in its price range are refused. The result is a step
     function on `grid` (ascending prices, the market's ticks) and `planned`'s breakpoints; on each step it
     takes the bounds of the step's least favourable end (sellers: its lowest price, buyers: its highest), so
-    it holds at every price in the step. Stays non-decreasing.
+    it holds at every price in the step. Stays non-decreasing: a step keeps the trade of the step before where
+    that fits it too, and trades nothing where it does not (a budget below standing still allows only
+    purchases in a band that narrows as the price rises: a purchase is never kept past where it fits).
     """
     knots = sorted({0.0, *fallback.quantities})
     q = np.array(knots)
@@ -127,7 +129,14 @@ def budgeted(
         # end) it trades nothing: the low end's bound alone lost up to a tick on each kWh (K5)
         low, high = max(float(lo_q[k]), float(lo_q[k + 1])), min(float(hi_q[k]), float(hi_q[k + 1]))
         x = min(max(planned.at(p), low), high) if low <= high else 0.0
-        quantities.append(max(x, quantities[-1]) if quantities else x)
+        if quantities and x < quantities[-1]:
+            # the curve never exports less at a higher price: the step keeps the step before's trade where it
+            # fits here too. A purchase forced by a budget below standing still (a DSO deficit past the slack)
+            # is allowed over a band that narrows as the price rises: lifted past it, the purchase broke the
+            # budget (K5: budget value - 1, 1.82 kWh kept at 0.25 for -0.64); there the step trades nothing
+            before = quantities[-1]
+            x = before if low <= before <= high or before > 0.0 else 0.0
+        quantities.append(x)
     keep = [0] + [k for k in range(1, len(points)) if quantities[k] > quantities[k - 1] + 1e-9]
     return ResponseCurve(
         tuple(points[k] for k in keep), tuple(quantities[k] for k in keep), upper=planned.upper
