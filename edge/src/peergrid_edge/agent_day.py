@@ -113,7 +113,8 @@ async def claim_in_idle(agent: MarketAgent, start: float) -> None:
     C-1) it ran after the idle, so a claim the chain did not finalise delayed every interval's start by its
     MILPs and a phase timeout. An attempt that overruns is cut at `start` (its MILPs' thread finishes unheard;
     a transaction sent may still land, which the next check reads off the chain) and the next one needs twice
-    what it had. No room: the next idle tries, and the after-day stage posts it before the settle
+    what it had; a claim left pending on the anonym's next nonce is waited out for the rest of the idle
+    (`nonce_free`: review19 F5). No room: the next idle tries, and the after-day stage posts it before the settle
     (`day_stages.run_uplift`)."""
     if not day_stages.claim_missing(agent):
         return
