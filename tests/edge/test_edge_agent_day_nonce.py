@@ -36,7 +36,8 @@ from peergrid_ledger.genesis import Account, Genesis, Params
 from peergrid_ledger.keys import Keypair
 from peergrid_ledger.tx import decode_tx
 
-SUBMIT_S = 1.0  # the claim's submit timeout (its phase)
+SUBMIT_S = 1.0  # the claim's submit timeout
+PHASE_S = 5.0  # the agent's phase: what its move waits at most for the claim (a margin on a loaded machine)
 BLOCK_S = 0.05
 CHAIN = "mgmc-nonce"
 
@@ -78,7 +79,7 @@ def agent_on(chain: EdgeLedger, sent: list[tuple[int, Submission]]) -> Any:
 
     chain.submit = noted  # type: ignore[method-assign]
     agent = SimpleNamespace(
-        ledger=chain, anonym=ANONYM, s=SimpleNamespace(phase_timeout_s=SUBMIT_S), claim_needs_s=0.1,
+        ledger=chain, anonym=ANONYM, s=SimpleNamespace(phase_timeout_s=PHASE_S), claim_needs_s=0.1,
         d=SimpleNamespace(stopping=asyncio.Event()), phase="", cfg=None,
     )  # fmt: skip
     for name in ("_submit", "_submit_outcome", "_sign_and_submit", "_stopped"):
