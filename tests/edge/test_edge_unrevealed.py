@@ -33,6 +33,7 @@ from peergrid_dso.dispute_node import DisputeSettler
 from peergrid_edge.agent_settlement import SealedStatements, chain_ms, counterparty_readings, pick_up
 from peergrid_edge.pcc_readings import MgMetering, readings_needed
 from peergrid_edge.replicas import Submission
+from peergrid_edge.resume import record_day
 from peergrid_ledger import query
 from peergrid_ledger.contracts.market_sealed import seal_of
 from peergrid_ledger.keys import Keypair
@@ -53,11 +54,18 @@ def test_both_parties_need_their_readings_posted_from_the_reveal_deadline_on() -
     assert [needed(m, mg, due + 10 * WAIT_MS) for mg in ("s", "b")] == [[], []]  # the DSO settled it
 
 
-def test_a_reveal_in_time_leaves_the_trade_to_the_contract_and_nothing_is_posted() -> None:
+def test_a_reveal_in_time_is_the_contracts_until_the_deadline_then_both_post_while_nobody_repeats() -> None:
+    """One party revealed, the other kept its reveal back: the parties' until the reveal deadline; then, while
+    the stater has not repeated its statement, the DSO's (`takeup` "withheld", D4: before, it stayed open for
+    ever and nobody posted), so both parties post; the stater's repeat settles it and ends that."""
     m, tid, due = both_commit(400.0, 400.0)
     m.do(m.anonyms["s"], "settle", {"trade": tid, "delivered": 400, "short": 0, "salt": bytes([1]) * 32})
+    assert [needed(m, mg, due - 1) for mg in ("s", "b")] == [[], []]
     m.pass_time(due + WAIT_MS)
-    assert [needed(m, mg, now) for mg in ("s", "b") for now in (due, due + WAIT_MS)] == [[], [], [], []]
+    assert [needed(m, mg, now) for mg in ("s", "b") for now in (due, due + WAIT_MS)] == [[tid]] * 4
+    # the repeat: the penalty pays
+    m.do(m.anonyms["s"], "settle", {"trade": tid, "delivered": 400, "short": 0})
+    assert [needed(m, mg, due + WAIT_MS) for mg in ("s", "b")] == [[], []]
 
 
 def test_the_watcher_reads_the_replicas_head_time_which_an_idle_chain_moves_on(tmp_path: Path) -> None:
@@ -198,7 +206,7 @@ def test_a_seller_that_lost_its_salt_is_settled_from_its_meter_not_at_zero(tmp_p
         picked: list[tuple[int, bytes, dict[str, Any]]] = []
         agent: Any = SimpleNamespace(
             s=SimpleNamespace(interval_s=0.05, first_interval=T, record_file=None, dso_api_url=url),
-            anonym=seller, ledger=view, _metering=lambda: metering, recalled={},
+            anonym=seller, ledger=view, _metering=lambda: metering, recalled={}, day=record_day(0.0, T),
             d=SimpleNamespace(stopping=asyncio.Event(), _sleep=asyncio.sleep),
             _start_of=lambda k: CLOCK.window(k)[0] / 1000,
             settler=SimpleNamespace(by_both=False, pick_up=lambda unsettled, me: picked.extend(unsettled)),
