@@ -28,6 +28,8 @@ Flow for one trading interval (see docs/ledger-format.md):
       statement may add its own side's shortfall (`short`), and the settlement moves, once, price x delivered
       from buyer to seller and `market_state.compensation` from the side that fell short more to the other
       (`market_closing.settle`).
+  `market.capacity` (the DSO only, any chain): an account's connection capacity, Wh per interval, standing
+      from an interval it has not traded in: bounds its make-whole gain (`uplift.gain_bound`; market_capacity).
   `market.reopen` (design step 6: the DSO's adjustment contract makes the MGs re-bargain) reopens a closed
       interval. Only the DSO sends it (the `dso` role: the MGMCs cannot reopen a bargain on their own), for
       the next iteration (last + 1), at most genesis `max_reopens` times (0, the default, disables it), while
@@ -58,6 +60,7 @@ from ..schema import HASH, INTERVAL, KEY, PRICE, QUANTITY, ROUND, Bool, Int, Lis
 from ..state import Overlay, read_obj
 from ..tx import Tx
 from .funds import refuse_debtor
+from .market_capacity import KIND as CAPACITY_KIND
 from .market_close_time import check_rounds, note_move
 from .market_closing import agree_trades, settle
 from .market_reopen import reopen
@@ -72,6 +75,7 @@ from .market_state import (  # re-exported: callers import the contract's record
     bid,
     bid_key,
     buyer_limit,
+    capacity,
     closed,
     compensation,
     interval_record,
@@ -102,6 +106,7 @@ __all__ = [
     "allocate",
     "bid",
     "buyer_limit",
+    "capacity",
     "closed",
     "compensation",
     "genesis_writes",
@@ -407,6 +412,7 @@ KINDS: dict[str, KindSpec] = {
         ),
         set_tariff,
     ),
+    "market.capacity": CAPACITY_KIND,  # the DSO's connection capacity of an account: market_capacity
     "market.reopen": KindSpec(
         Map({"interval": INTERVAL, "iteration": Int(1, 1_000_000), "ref": HASH, "until": Int(0, 2**63 - 1)}),
         reopen,

@@ -116,6 +116,10 @@ def tariff_key(account: bytes, interval: int) -> bytes:
     return b"mkt/tariff/" + account + ks.u64(interval)
 
 
+def capacity_key(account: bytes) -> bytes:
+    return b"mkt/capacity/" + account
+
+
 def reopen_key(interval: int) -> bytes:
     return b"mkt/reopen/" + ks.u64(interval)
 
@@ -204,6 +208,17 @@ def tariff(state: StateReader, account: bytes, interval: int) -> tuple[int, int]
     """(retail, feed-in) in micro-units per Wh: the DSO's prices for `account` in `interval`, or None."""
     value = read_obj(state, tariff_key(account, interval))
     return None if value is None else (int(value[0]), int(value[1]))
+
+
+def capacity(state: StateReader, account: bytes, interval: int) -> int | None:
+    """The connection capacity (Wh per interval) the DSO posted for `account` that stands in `interval` (the
+    latest `market.capacity` entry effective at or before it), or None: none posted, no bound but the
+    account's own rules."""
+    current = None
+    for effective, wh in read_obj(state, capacity_key(account)) or ():
+        if int(effective) <= interval:
+            current = int(wh)
+    return current
 
 
 def cover_prices(state: StateReader, agreed: Mapping[str, Any]) -> tuple[int, int] | None:

@@ -11,8 +11,8 @@ model), so each claims them, signed; the chain bounds what it can, applies the r
       session (`not-found`), not a member (`forbidden`), before the session's clear (`rule-violation`), a
       second claim (`duplicate`), after the session's uplift was settled or, with genesis `uplift_claim_ms`
       W > 0 and a session deadline D, after D + W (`closed`: late), a gain above 0 from a member whose rules
-      set no `max_quantity` for an interval of the session within its trading window (`rule-violation`: no
-      bound; review17 U-C), a gain above `gain_bound` over that window (`rule-violation`, naming the bound and
+      set no `max_quantity` for an interval of the session within its trading window and for which the DSO
+      posted no capacity (`rule-violation`: no bound; review17 U-C), a gain above `gain_bound` over that window (`rule-violation`, naming the bound and
       the window; an interval the DSO did not price counts genesis `uplift_max_spread`, 0 by default).
       Event `uplift_claimed`.
   `uplift.settle` {session} (a member, once; `duplicate` after): once every trade the clear recorded for the
@@ -31,7 +31,9 @@ model), so each claims them, signed; the chain bounds what it can, applies the r
       `uplift_paid` per transfer (with `owed` where part of it became a debt).
 `gain_bound`: deviating alone an MG trades some x_t at the closing price λ_t; doing that with the DSO instead
 costs it at most |x_t| · max(retail_t − λ_t, λ_t − feed-in_t, 0), so its gain is at most the sum over the
-session's intervals of its `max_quantity` rule × that spread at the DSO's cover prices (`market.tariff`),
+session's intervals of its `max_quantity` rule (cut to the connection capacity the DSO posted for it,
+`market.capacity`, where there is one: a member may raise its own rule before the session, not its
+connection; review19 F1) × that spread at the DSO's cover prices (`market.tariff`),
 summed only over its trading window where it stated one with its first `exchange.accept`
 (`exchange_state.trading_window`): an MGMC that trades a run inside the session (the lab's 36–37 of 96)
 could deviate nowhere else, and a window is stated before the clear and never widened after it, its rules
@@ -61,7 +63,7 @@ from . import exchange_state as xch
 from . import uplift_rule
 from .exchange_clearing import cleared
 from .funds import record_debt, room, transfer
-from .market_state import NO_RULES, interval_key, rules_for, tariff, trade
+from .market_state import NO_RULES, capacity, interval_key, rules_for, tariff, trade
 from .payments import MAX_AMOUNT
 
 AMOUNT = Int(0, MAX_AMOUNT)
@@ -134,18 +136,26 @@ def gain_bound(
         else:
             retail, feed_in = cover
             spread = max(max(retail - p, p - feed_in, 0) for p in [prices[t], *clean[t : t + 1]])
-        bound += int(rules_for(state, member, interval)["max_quantity"]) * spread
+        bound += bound_quantity(state, member, interval) * spread
     return bound
+
+
+def bound_quantity(state: StateReader, member: bytes, interval: int) -> int:
+    """The most the member can deviate by in `interval` (Wh): its `max_quantity` rule, cut to the connection
+    capacity the DSO posted for it (`market.capacity`) where there is one - a figure the member cannot raise."""
+    quantity = int(rules_for(state, member, interval)["max_quantity"])
+    cap = capacity(state, member, interval)
+    return quantity if cap is None else min(quantity, cap)
 
 
 def unbounded_interval(
     state: StateReader, record: dict[str, Any], member: bytes, window: range | None = None
 ) -> int | None:
     """The first chain interval of the session inside `window` (as `gain_bound`'s) in which the member's rules
-    set no `max_quantity` (its no-rule value), or None: each has one. Without it `gain_bound` is no bound at
+    set no `max_quantity` (its no-rule value) and the DSO posted no capacity, or None: each has one. Without it `gain_bound` is no bound at
     all (review17 U-C)."""
     for interval in bound_intervals(record, window):
-        if int(rules_for(state, member, interval)["max_quantity"]) >= int(NO_RULES["max_quantity"]):
+        if bound_quantity(state, member, interval) >= int(NO_RULES["max_quantity"]):
             return interval
     return None
 
@@ -229,8 +239,8 @@ def claim_uplift(view: Overlay, tx: Tx, ctx: BlockContext, sender: ks.AccountRec
     require(
         gain <= bound,
         Reason.RULE_VIOLATION,
-        f"gain {gain} above {bound}, the most deviating could gain: max_quantity x the spread between the "
-        f"closing price and the DSO's cover prices (where unpriced: genesis uplift_max_spread, {spread} per "
+        f"gain {gain} above {bound}, the most deviating could gain: max_quantity (or the DSO's capacity, "
+        f"where lower) x the spread between the closing price and the DSO's cover prices (where unpriced: genesis uplift_max_spread, {spread} per "
         f"Wh), over {over}",
     )
     view.put_obj(claim_key(name, tx.sender), {"gain": gain, "surplus": surplus, "txid": tx.txid})
