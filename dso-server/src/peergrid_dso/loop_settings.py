@@ -30,6 +30,10 @@ class MgEntry(StrictSettings):
     # counts only meter readings signed under it (`sealed_readings.SigningMeters`); unset, its readings are
     # read as before, the MGMC's own word sealed in time. Where the lab sets it: /work/notes/P6_lab.md.
     meter_key: str | None = Field(None, pattern=r"^[0-9a-f]{64}$")
+    # its connection's capacity at the PCC (kW, the connection agreement): posted once as `market.capacity`
+    # (Wh per interval) on an MGMC chain with the uplift contract, it bounds the MG's make-whole claim by what
+    # it can carry, not only by its own rules (`tariff.CapacityPoster`); unset: nothing posted
+    capacity_kw: float | None = Field(None, gt=0, allow_inf_nan=False)
 
     @model_validator(mode="after")
     def _meter_key_needs_a_meter(self) -> MgEntry:

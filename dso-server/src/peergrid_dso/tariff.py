@@ -12,6 +12,12 @@ restart reads what is set and sends nothing twice), all of a pass at once (the a
 tariff the chain refuses is logged once with its reason and those intervals are never sent again by this
 process (no retry loop); one not final in time is sent again, the same body, at the next pass (the adapter
 waits for the pending one, never signs it twice).
+`CapacityPoster` posts, once at start, each MG's connection capacity its `loop.mgs` entry names
+(`capacity_kw`, as `market.capacity` Wh per interval, rounded up: never below what the connection carries) on
+an MGMC chain with the uplift contract (any chain: it settles nothing), from the first interval after the
+anonym's last traded one (and not before the loop's first), where the capacity standing there is not that
+figure (absent, or an older one): a restart sends nothing twice. Refused: logged with its reason, not sent
+again; not final in time: sent again after `PASS_S`.
 Assumes chain interval t is interval t mod (intervals per day) of the day, as in the lab (interval 0 starts
 at midnight). Never blocks the event loop; the window and the runs are pure.
 """
@@ -30,10 +36,11 @@ import yaml
 
 from peergrid_ledger import keys
 from peergrid_ledger.contracts import market
-from peergrid_ledger.contracts.market_state import MAX_TARIFF_INTERVALS, price_tick
+from peergrid_ledger.contracts.market_state import MAX_TARIFF_INTERVALS, last_interval_key, price_tick
 from peergrid_ledger.results import Reason
-from peergrid_ledger.schema import PRICE
+from peergrid_ledger.schema import PRICE, QUANTITY
 from peergrid_ledger.settings import ConfigError
+from peergrid_ledger.state import read_obj
 
 log = logging.getLogger("peergrid_dso.tariff")
 MINUTES_PER_DAY = 1440
@@ -242,6 +249,100 @@ class CoverPricer:
                 await self.price(current())
             except Exception:  # the loop goes on without prices rather than stop; said each pass it fails
                 log.exception("pricing the cover failed; trying again in %.0f s", PASS_S)
+            try:
+                await asyncio.wait_for(stop.wait(), PASS_S)
+            except TimeoutError:
+                pass
+
+
+def capacity_wh(kw: float, interval_minutes: float, where: str) -> int:
+    """A connection's capacity in kW as Wh per interval (what `market.capacity` takes), rounded up so the bound
+    is never below what the connection carries (to the micro-Wh first: 5 kW x 15 min is 1250, not 1251). A
+    figure beyond the chain's largest quantity is a `ConfigError` naming `where`."""
+    wh = math.ceil(round(kw * 1000 * interval_minutes / 60, 6))
+    if not 1 <= wh <= QUANTITY.high:
+        raise ConfigError(f"{where}: {kw} kW is {wh} Wh per interval, outside the chain's 1..{QUANTITY.high}")
+    return wh
+
+
+@dataclass
+class CapacityPoster:
+    """Posts `market.capacity` for every MG whose entry names one, through the MGMC-chain adapter (module)."""
+
+    capacities: Mapping[str, int]  # MG -> Wh per interval
+    accounts: Mapping[str, bytes]  # MG -> its anonym
+    adapter: Any  # node_chains.ChainAdapter on the MGMC chain
+    dso_key: keys.Keypair
+    first: int  # the loop's first interval: no capacity is posted from before it
+    refused: set[str] = field(default_factory=set)  # MGs whose capacity the chain refused: not sent again
+
+    @classmethod
+    def from_settings(cls, s: Any, adapter: Any, dso_key: keys.Keypair) -> CapacityPoster | None:
+        """The poster for `LoopSettings` `s` (None when no MG names a capacity); a bad figure: `ConfigError`."""
+        caps = {
+            mg: capacity_wh(e.capacity_kw, s.interval_minutes, f"loop.mgs.{mg}.capacity_kw")
+            for mg, e in s.mgs.items()
+            if e.capacity_kw is not None
+        }
+        accounts = {mg: bytes.fromhex(s.mgs[mg].anonym) for mg in caps}
+        return cls(caps, accounts, adapter, dso_key, s.first_interval) if caps else None
+
+    @property
+    def state(self) -> Any:
+        return self.adapter.node.replicas[self.adapter.chain].app.state
+
+    def applies(self) -> bool:
+        """The chain bounds a make-whole claim (the uplift contract) and takes the kind (the market contract)."""
+        contracts = self.adapter.node.replicas[self.adapter.chain].app.genesis.contracts
+        return "uplift" in contracts and "market" in contracts
+
+    def due(self) -> list[tuple[str, dict[str, Any]]]:
+        """(MG, `market.capacity` body) for each MG whose capacity does not stand on the chain from the first
+        interval it may still change in."""
+        out = []
+        for mg, wh in sorted(self.capacities.items()):
+            account = self.accounts[mg]
+            if mg in self.refused:
+                continue
+            last = read_obj(self.state, last_interval_key(account))
+            start = max(self.first, 0 if last is None else int(last) + 1)
+            if market.capacity(self.state, account, start) != wh:
+                out.append((mg, {"account": account, "from_interval": start, "wh": wh}))
+        return out
+
+    async def post(self) -> bool:
+        """One pass: every due capacity at once (the adapter pipelines them). True when none is left pending
+        (each landed or was refused: logged, not sent again)."""
+        due = self.due()
+        results = await asyncio.gather(
+            *(self.adapter.submit(self.dso_key, "market.capacity", body, precheck=True) for _, body in due)
+        )
+        pending = False
+        for (mg, body), result in zip(due, results, strict=True):
+            if result.ok:
+                log.info("%s's connection capacity posted: %d Wh per interval from interval %d", mg,
+                         body["wh"], body["from_interval"])  # fmt: skip
+            elif result.reason == "refused":
+                self.refused.add(mg)
+                log.error("the MGMC chain refuses %s's connection capacity (%d Wh from interval %d): %s; not "
+                          "sent again", mg, body["wh"], body["from_interval"], result.detail)  # fmt: skip
+            else:
+                pending = True
+                log.warning("%s's connection capacity not final yet: %s %s", mg, result.reason, result.detail)
+        return not pending
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Post at once, then again every `PASS_S` while one is not final, until done or `stop`. Nothing on a
+        chain without the uplift contract (no claim there for a capacity to bound)."""
+        if not self.applies():
+            log.info("the MGMC chain has no uplift contract: no connection capacity (market.capacity) posted")
+            return
+        while not stop.is_set():
+            try:
+                if await self.post():
+                    return
+            except Exception:
+                log.exception("posting the connection capacities failed; trying again in %.0f s", PASS_S)
             try:
                 await asyncio.wait_for(stop.wait(), PASS_S)
             except TimeoutError:
