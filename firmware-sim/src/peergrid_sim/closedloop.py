@@ -247,7 +247,8 @@ def dso_node_config(
     dso_extra: dict[str, Any] | None = None, meter_keys: Mapping[str, str] | None = None,
 ) -> dict[str, Any]:  # fmt: skip
     """The DSO node's settings; `meter_keys`: MG -> its signing PCC meter's public key (hex, `meter_keys`),
-    enrolled as `mgs.<mg>.meter_key`."""
+    enrolled as `mgs.<mg>.meter_key`; each MG's connection capacity where its scenario limits it
+    (`LabChains.capacity_kw`) as `mgs.<mg>.capacity_kw`."""
     buses = {mg.name: mg.bus for mg in scenario.microgrids}
     signing = meter_keys or {}
     return {
@@ -276,6 +277,7 @@ def dso_node_config(
                 "anonym": chains.anonyms[mg].public.hex(),
                 "bus": buses[mg],
                 **({"meter_key": signing[mg]} if mg in signing else {}),
+                **({"capacity_kw": chains.capacity_kw[mg]} if mg in chains.capacity_kw else {}),
             }
             for mg in chains.mgs
         },

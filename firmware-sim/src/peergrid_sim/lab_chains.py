@@ -20,7 +20,7 @@ from __future__ import annotations
 import json
 import math
 import time
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -163,6 +163,8 @@ class LabChains:
     dso_genesis: Path
     tariff_file: Path | None = None  # each MG's cover prices for the DSO (`write_tariff_file`)
     interval_minutes: float = 15.0  # the scenario's trading interval
+    # MG -> its connection capacity for the DSO (`connection_kw`; only MGs whose scenario limits both ways)
+    capacity_kw: dict[str, float] = field(default_factory=dict)
 
     @classmethod
     def create(
@@ -234,7 +236,16 @@ class LabChains:
             dso_genesis.write_text(json.dumps(dso_chain.to_json()), encoding="utf-8")
         tariff = write_tariff_file(root / TARIFF_FILE, scenario)
         minutes = scenario.interval_hours * 60
-        return cls(root, mgs, nodes, anonyms, dso, mgmc_genesis, dso_genesis, tariff, minutes)
+        capacity = {mg.name: kw for mg in scenario.microgrids if (kw := connection_kw(mg)) is not None}
+        return cls(root, mgs, nodes, anonyms, dso, mgmc_genesis, dso_genesis, tariff, minutes, capacity)
+
+
+def connection_kw(mg: Any) -> float | None:
+    """The MG's connection capacity the DSO posts (`market.capacity`, bounding its make-whole claim): the
+    larger of its scenario's max import and max export (a deviation trade goes either way), or None where
+    either is unbounded (the scenario gives no limit that way: the DSO names none)."""
+    limits = (float(mg.tariff.max_import_kw), float(mg.tariff.max_export_kw))
+    return max(limits) if all(map(math.isfinite, limits)) and max(limits) > 0 else None
 
 
 TARIFF_FILE = "tariff.yaml"
