@@ -13,10 +13,11 @@ Promises:
   scenario; valued at its own floor or cap where that is the price), its tolerance (one price tick per kWh it
   trades, at least one kWh's); gain rounded up to a micro-unit when it exceeds the tolerance (else 0), surplus
   (conventional less committed) rounded down (0 when not positive). Nothing of its model leaves it but these
-  two figures. A gain the chain would refuse because this MG's rules set no `max_quantity` for an interval of
-  the session inside its window (review17 U-C) is claimed as 0, logged; one above the chain's bound
-  (`uplift.gain_bound` over the window the chain holds, genesis `uplift_max_spread` where the DSO did not
-  price it) is claimed at the bound, logged with both (review18 C-2: refused whole it was paid nothing).
+  two figures. A gain the chain would refuse because this MG's rules set no `max_quantity` (and the DSO
+  posted no capacity) for an interval of the session inside its window (review17 U-C) is claimed as 0,
+  logged; one above the chain's bound (`uplift.gain_bound` over the window the chain holds: `max_quantity`
+  cut to the DSO's `market.capacity` where posted, genesis `uplift_max_spread` where the DSO did not price
+  it) is claimed at the bound, logged with both (review18 C-2: refused whole it was paid nothing).
   `chain_figures` reads what it needs off the chain, `claim_from` computes it from those alone.
 - `UpliftStage.claim()`: posts `uplift.claim` once: a restarted MGMC finds its claim on the chain and posts none
   (the contract refuses a second anyway); one not final in time says so (`not final: ...`: it may be posted
@@ -124,7 +125,7 @@ class ClaimFigures:
     clean: tuple[float, ...]
     trades: tuple[tuple[Trade, ...], ...]  # this MG's forward trades per session interval
     window: range | None  # the chain intervals its deviation trades in (None: the whole session)
-    unbounded: int | None  # the first interval of the chain's window without its max_quantity rule
+    unbounded: int | None  # the chain window's first interval with no max_quantity rule nor capacity
     bound: int  # micro-units: the most the chain takes (`uplift.gain_bound` over the window it holds)
 
 
@@ -174,12 +175,14 @@ def claim_from(
         gain = deviation_gains(alone, commitment, own_rules=True, window=part)[mg.name]
     owed = math.ceil(round(gain * MICRO, 3)) if earns(gain, tolerance) else 0
     if owed and chain.unbounded is not None:  # the chain refuses it (review17 U-C): its surplus still counts
-        log.warning("uplift of %s: a gain of %d micro-units not claimed: this MG's rules set no max_quantity for "
-                    "interval %d, and the chain takes no gain without it", session, owed, chain.unbounded)  # fmt: skip
+        log.warning("uplift of %s: a gain of %d micro-units not claimed: this MG's rules set no max_quantity (nor "
+                    "did the DSO post a capacity) for interval %d, and the chain takes no gain without it",
+                    session, owed, chain.unbounded)  # fmt: skip
         owed = 0
     elif owed > chain.bound:  # review18 C-2: the chain refuses more whole; at its bound it is paid that much
-        log.warning("uplift of %s: a gain of %d micro-units claimed at %d, the chain's bound (max_quantity x the "
-                    "spread to the cover prices over its window)", session, owed, chain.bound)  # fmt: skip
+        log.warning("uplift of %s: a gain of %d micro-units claimed at %d, the chain's bound (max_quantity, or the "
+                    "DSO's capacity where lower, x the spread to the cover prices over its window)",
+                    session, owed, chain.bound)  # fmt: skip
         owed = chain.bound
     surplus = max(0, math.floor(round((sum(conventional) - day_cost) * MICRO, 3)))
     bound = None if chain.unbounded is not None else chain.bound  # without the rule the figure bounds nothing
