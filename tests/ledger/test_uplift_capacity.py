@@ -19,6 +19,7 @@ from peergrid_edge import dayahead_uplift
 from peergrid_ledger.chain import LocalChain
 from peergrid_ledger.codec import encode
 from peergrid_ledger.contracts import market, market_state, uplift
+from peergrid_ledger.contracts.market_state import rules_key
 from peergrid_ledger.genesis import Account, Params
 from peergrid_ledger.keys import Keypair
 from peergrid_ledger.results import Reason
@@ -146,7 +147,16 @@ def test_a_posted_capacity_never_raises_the_bound_and_one_above_every_rule_chang
     capped[market_state.capacity_key(MEMBER)] = encode([list(e) for e in sorted(dict(entries).items())])
     with_cap = uplift.gain_bound(capped, record, MEMBER, max_spread=spread)
     assert 0 <= with_cap <= without
-    # exactly: per interval min(max_quantity, the standing capacity) x that interval's spread
+    # exactly the bound of a member whose rule in each interval is min(max_quantity, the standing capacity)
+    cut = []
+    for t in range(first, first + n):
+        standing = market_state.capacity(capped, MEMBER, t)
+        quantity = int(market_state.rules_for(store, MEMBER, t)["max_quantity"])
+        cut.append([t, {**market.NO_RULES, "max_quantity": min(quantity, standing or quantity)}])
+    as_rules = Store({k: v for k, v in store.items() if k != rules_key(MEMBER)})
+    as_rules[rules_key(MEMBER)] = encode(cut)
+    assert with_cap == uplift.gain_bound(as_rules, record, MEMBER, max_spread=spread)
+    # and per interval: additive over the session
     per_interval = [
         uplift.gain_bound(capped, record, MEMBER, range(t, t + 1), spread) for t in range(first, first + n)
     ]
