@@ -142,6 +142,7 @@ class DsoLoop:
     mgmc: ChainAdapter | None = None  # the MGMC chain (non-voting), where the DSO reopens intervals
     said: Throttled = field(default_factory=lambda: Throttled(log))  # retries' warnings, once per few s
     pricer: Any = None  # tariff.CoverPricer, with `tariff_file` (read at start: a bad file stops it there)
+    capacity: Any = None  # tariff.CapacityPoster, where an MG of `mgs` names its `capacity_kw`
 
     def __post_init__(self) -> None:
         s = self.settings
@@ -152,6 +153,10 @@ class DsoLoop:
             accounts = {mg: bytes.fromhex(entry.anonym) for mg, entry in s.mgs.items()}
             end = s.first_interval + s.intervals
             self.pricer = CoverPricer(tariff, accounts, self.mgmc, self.dso_key, s.first_interval, end)
+        if self.mgmc is not None and self.capacity is None:
+            from peergrid_dso.tariff import CapacityPoster
+
+            self.capacity = CapacityPoster.from_settings(s, self.mgmc, self.dso_key)
 
     def publish(self, doc: dict[str, Any]) -> None:
         # retained: an MGMC that (re)connects learns at once how far the DSO got
@@ -222,10 +227,10 @@ class DsoLoop:
         return self.injections(t)
 
     async def run(self, stop: asyncio.Event) -> None:
-        # the cover prices go out beside the enrolment (another chain): the first intervals close soon
-        pricing = (
-            None if self.pricer is None else asyncio.create_task(self.pricer.run(stop, lambda: self.current))
-        )
+        # the cover prices and the connection capacities go out beside the enrolment (another chain)
+        pricing = [asyncio.create_task(self.pricer.run(stop, lambda: self.current))] if self.pricer else []
+        if self.capacity is not None:
+            pricing.append(asyncio.create_task(self.capacity.run(stop)))
         try:
             await self.enrol()
             s = self.settings
@@ -239,8 +244,8 @@ class DsoLoop:
                     log.exception("DSO interval %d failed", t)
                     self.record({"interval": t, "error": "failed; see the DSO node log"})
         finally:
-            if pricing is not None:
-                await cancel_until_done([pricing])
+            if pricing:
+                await cancel_until_done(pricing)
 
     def switch(self, t: int, target: tuple[int, ...], planned_from: tuple[int, ...], injections: Any) -> Any:
         """Under the relays' lock: plan from the topology the relays confirmed now (operators may have moved
