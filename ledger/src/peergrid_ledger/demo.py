@@ -153,6 +153,9 @@ def _phase_bargain(d: Demo) -> None:
     for mg in ("mg1", "mg2"):
         cover = {"account": d.pk(mg), "first_interval": 2, "retail": [300, 300], "feed_in": [50, 50]}
         d.do("dso", "market.tariff", cover)
+    # and mg1's connection capacity (`market.capacity`, Wh per interval from interval 2, after its last trade
+    # in interval 1): its make-whole bound takes the smaller of it and its own max_quantity
+    d.do("dso", "market.capacity", {"account": d.pk("mg1"), "from_interval": 2, "wh": 5000})
     opening = {"prices": [250_000_000, 300_000_000], "rho": 5_000_000}
     d.do("dso", "exchange.open", {"session": "day-2", "first_interval": 2, "members": members, **opening})
     d.do("mg1", "exchange.position", {"session": "day-2", "iteration": 0, "positions": [1500, 500]})
