@@ -63,6 +63,17 @@ def test_duplicates_and_used_nonces_are_refused() -> None:
     assert "too far ahead" in mempool.add(tx(ALICE, 5000), 0).reason  # type: ignore[union-attr]
 
 
+def test_holds_says_whether_a_senders_nonce_is_pending_until_it_leaves_the_pool() -> None:
+    """What the edge asks before signing a move (agent_day.own_pending): one lookup, no decoding of the pool."""
+    mempool, committed = pool()
+    assert not mempool.holds(ALICE.public, 0)
+    assert isinstance(mempool.add(tx(ALICE, 0), 0), Accepted)
+    assert mempool.holds(ALICE.public, 0)
+    assert not mempool.holds(ALICE.public, 1) and not mempool.holds(BOB.public, 0)
+    committed[ALICE.public] = 1
+    assert mempool.remove() == 1 and not mempool.holds(ALICE.public, 0)
+
+
 def test_reap_keeps_nonce_order_without_gaps_and_is_fair() -> None:
     mempool, _ = pool()
     for nonce in (2, 0, 1, 4):  # 3 is missing: 4 must wait

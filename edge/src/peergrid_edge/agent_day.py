@@ -30,8 +30,6 @@ from typing import TYPE_CHECKING, Any
 from peergrid_edge import agent_settlement, day_stages, guard
 from peergrid_edge.resume import initial_state, recorded_spend, resume_interval, resumed_counterfactual
 from peergrid_ledger import keys
-from peergrid_ledger.codec import DecodeError
-from peergrid_ledger.tx import decode_tx
 
 if TYPE_CHECKING:
     from peergrid_edge.trader import MarketAgent
@@ -146,14 +144,7 @@ def own_pending(ledger: Any, role: str, sender: bytes) -> int | None:
     if not pool:
         return None
     nonce = ledger.next_nonce(role, sender)
-    for raw in pool.raws():
-        try:
-            tx = decode_tx(raw)
-        except DecodeError:  # pragma: no cover - the pool decoded it to take it in
-            continue
-        if tx.sender == sender and tx.nonce == nonce:
-            return int(nonce)
-    return None
+    return int(nonce) if pool.holds(sender, nonce) else None
 
 
 async def nonce_free(agent: Any, role: str, key: keys.Keypair, timeout_s: float) -> bool:

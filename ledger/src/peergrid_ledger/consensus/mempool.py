@@ -161,6 +161,10 @@ class Mempool:
         """Some sender's next transaction is here: a proposer has something to put in a block."""
         return any(self.next_nonce(sender) in pending for sender, pending in self._by_sender.items())
 
+    def holds(self, sender: bytes, nonce: int) -> bool:
+        """Whether a transaction of `sender` at `nonce` is pending here (the key `add` refuses a second one by)."""
+        return nonce in self._by_sender.get(sender, {})
+
     def raws(self) -> Iterator[bytes]:
         for pending in self._by_sender.values():
             for _tx_id, tx in pending.values():
