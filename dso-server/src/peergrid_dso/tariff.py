@@ -27,7 +27,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -244,15 +244,12 @@ class CoverPricer:
         if not self.settles_by_both():
             log.info("the MGMC chain does not settle by both: no cover prices (market.tariff) are posted")
             return
-        while not stop.is_set():
-            try:
-                await self.price(current())
-            except Exception:  # the loop goes on without prices rather than stop; said each pass it fails
-                log.exception("pricing the cover failed; trying again in %.0f s", PASS_S)
-            try:
-                await asyncio.wait_for(stop.wait(), PASS_S)
-            except TimeoutError:
-                pass
+
+        async def one_pass() -> bool:
+            await self.price(current())
+            return False  # the window moves on: priced again next pass
+
+        await passes(stop, one_pass, "pricing the cover")
 
 
 def capacity_wh(kw: float, interval_minutes: float, where: str) -> int:
@@ -337,16 +334,23 @@ class CapacityPoster:
         if not self.applies():
             log.info("the MGMC chain has no uplift contract: no connection capacity (market.capacity) posted")
             return
-        while not stop.is_set():
-            try:
-                if await self.post():
-                    return
-            except Exception:
-                log.exception("posting the connection capacities failed; trying again in %.0f s", PASS_S)
-            try:
-                await asyncio.wait_for(stop.wait(), PASS_S)
-            except TimeoutError:
-                pass
+        await passes(stop, self.post, "posting the connection capacities")
+
+
+async def passes(stop: asyncio.Event, one_pass: Callable[[], Awaitable[bool]], what: str) -> None:
+    """`one_pass` at once, then every `PASS_S` until it says it is done (True) or `stop`; a pass that raises is
+    logged (naming `what`) and tried again next pass: the DSO's loop goes on without what it posts rather than
+    stop. `CoverPricer.run` and `CapacityPoster.run` post through it."""
+    while not stop.is_set():
+        try:
+            if await one_pass():
+                return
+        except Exception:
+            log.exception("%s failed; trying again in %.0f s", what, PASS_S)
+        try:
+            await asyncio.wait_for(stop.wait(), PASS_S)
+        except TimeoutError:
+            pass
 
 
 def _span(intervals: list[int]) -> str:
