@@ -52,20 +52,20 @@ def test_a_bad_capacity_is_refused_naming_why_and_changes_nothing(
 
 def test_a_capacity_changes_only_after_the_accounts_last_traded_interval_and_stands_until_changed() -> None:
     chain, clock = day()
-    event = dict(ok(clock.send(Keys.dso, capacity(P1, 800, 50), "market.capacity")).events)["capacity"]
-    assert event == {"account": P1.public, "from_interval": 50, "wh": 800}
-    ok(clock.send(Keys.dso, capacity(P1, 500, FIRST + 1), "market.capacity"))
+    event = dict(ok(clock.send(Keys.dso, capacity(P1, 1800, 50), "market.capacity")).events)["capacity"]
+    assert event == {"account": P1.public, "from_interval": 50, "wh": 1800}
+    ok(clock.send(Keys.dso, capacity(P1, 1600, FIRST + 1), "market.capacity"))
     assert [market.capacity(chain.state, P1.public, t) for t in (49, 50, FIRST, FIRST + 1, 10**6)] == [
         None,
-        800,
-        800,
-        500,
-        500,
+        1800,
+        1800,
+        1600,
+        1600,
     ]
     # a later post from an earlier interval replaces the entries from it on
-    ok(clock.send(Keys.dso, capacity(P1, 700, FIRST), "market.capacity"))
-    assert [market.capacity(chain.state, P1.public, t) for t in (50, FIRST, FIRST + 1)] == [800, 700, 700]
-    clear(clock)  # P1 accepted through 101: the bound of its claim is fixed from here
+    ok(clock.send(Keys.dso, capacity(P1, 1500, FIRST), "market.capacity"))
+    assert [market.capacity(chain.state, P1.public, t) for t in (50, FIRST, FIRST + 1)] == [1800, 1500, 1500]
+    clear(clock)  # P1 accepted [1000, 1500] through 101: the bound of its claim is fixed from here
     before = chain.state.get(market_state.capacity_key(P1.public))
     why, text = refused(clock, Keys.dso, "market.capacity", capacity(P1, 1, FIRST + 1))
     assert why is Reason.RULE_VIOLATION and "up to interval 101" in text, text
@@ -84,16 +84,17 @@ def test_a_capacity_lands_on_a_chain_without_settle_by_both() -> None:
 
 
 def test_a_posted_capacity_cuts_the_bound_and_the_claim_the_chain_takes() -> None:
-    """P1's rule says 2000 Wh (bound 2000 x 380 = 760,000); its connection carries 500 (500 x 380 = 190,000)."""
+    """P1's rule says 2000 Wh (bound 2000 x 380 = 760,000); its connection carries 1500 (1500 x 380 = 570,000),
+    exactly its larger position (a position above the capacity is refused: test_market_capacity)."""
     chain, clock = day(max_quantity=2_000)
-    ok(clock.send(Keys.dso, capacity(P1, 500), "market.capacity"))
+    ok(clock.send(Keys.dso, capacity(P1, 1500), "market.capacity"))
     ok(clock.send(Keys.dso, capacity(P2, 10**9), "market.capacity"))  # above P2's rule: its rule bounds
     clear(clock)
     record = uplift_session(chain)
-    assert uplift.gain_bound(chain.state, record, P1.public) == 190_000
-    why, text = refused(clock, P1, "uplift.claim", {"session": NAME, "gain": 190_001, "surplus": 0})
-    assert why is Reason.RULE_VIOLATION and "above 190000" in text and "capacity" in text, text
-    ok(claim(clock, P1, 190_000, 0))
+    assert uplift.gain_bound(chain.state, record, P1.public) == 570_000
+    why, text = refused(clock, P1, "uplift.claim", {"session": NAME, "gain": 570_001, "surplus": 0})
+    assert why is Reason.RULE_VIOLATION and "above 570000" in text and "capacity" in text, text
+    ok(claim(clock, P1, 570_000, 0))
     assert uplift.gain_bound(chain.state, record, P2.public) == 1_000_000 * 380
     ok(claim(clock, P2, 380_000_000, 0))
 
@@ -108,24 +109,24 @@ def test_without_a_capacity_the_bound_is_todays() -> None:
 def test_a_capacity_bounds_a_member_without_a_max_quantity_rule() -> None:
     """Review17 U-C refused any gain from a member with no rule (no bound); the DSO's capacity is one."""
     chain, clock = day(max_quantity=None)
-    ok(clock.send(Keys.dso, capacity(P1, 300, FIRST + 1), "market.capacity"))
+    ok(clock.send(Keys.dso, capacity(P1, 1500, FIRST + 1), "market.capacity"))
     clear_with(clock, {P1: [FIRST + 1, FIRST + 1]}, {P1: [0, 1500]})
     record = uplift_session(chain)
     assert uplift.unbounded_interval(chain.state, record, P1.public) == FIRST  # no rule, no capacity
     window = range(FIRST + 1, FIRST + 2)
     assert uplift.unbounded_interval(chain.state, record, P1.public, window) is None
-    why, text = refused(clock, P1, "uplift.claim", {"session": NAME, "gain": 54_001, "surplus": 0})
-    assert why is Reason.RULE_VIOLATION and "above 54000" in text, text
-    ok(claim(clock, P1, 54_000, 0))
+    why, text = refused(clock, P1, "uplift.claim", {"session": NAME, "gain": 270_001, "surplus": 0})
+    assert why is Reason.RULE_VIOLATION and "above 270000" in text, text
+    ok(claim(clock, P1, 270_000, 0))
 
 
 def test_the_edges_claim_cap_reads_the_same_capacity() -> None:
     """The edge caps its claim at `ClaimFigures.bound` (6b5a1c7): the ledger's `gain_bound`, capacity and all."""
     chain, clock = day(max_quantity=2_000)
-    ok(clock.send(Keys.dso, capacity(P1, 500), "market.capacity"))
+    ok(clock.send(Keys.dso, capacity(P1, 1500), "market.capacity"))
     clear(clock)
     figures = dayahead_uplift.chain_figures(chain.state, NAME, P1.public, "p1")
-    assert figures.bound == 190_000 == uplift.gain_bound(chain.state, uplift_session(chain), P1.public)
+    assert figures.bound == 570_000 == uplift.gain_bound(chain.state, uplift_session(chain), P1.public)
     assert figures.unbounded is None
 
 

@@ -12,7 +12,8 @@ Flow of one session (the controller's dayahead.py is the computation mirrored he
       required (without one a member that never accepted would hold the clear for ever).
   `exchange.position` is one member's net position for every interval at the current iteration, once per
       iteration, each within the member's owner rules for that chain interval (`market_state.rules_for`:
-      |q| ≤ `max_quantity`; a `clean_only` member never buys). The chain keeps the iteration's running sum
+      |q| ≤ `max_quantity`; a `clean_only` member never buys) and the connection capacity the DSO posted
+      for it (`market.capacity`: market_capacity). The chain keeps the iteration's running sum
       per interval, so a step costs the same however many members posted. An optional `settled` (default
       false) is the member's verdict on the previous, stepped, iteration (the controller's value stop,
       judged with the member's own tariff spread: dayexchange.settled): true says what that iteration still
@@ -105,6 +106,7 @@ from .exchange_state import (
     sums_key,
 )
 from .funds import refuse_debtor
+from .market_capacity import within_capacity
 from .market_state import require_anonym
 
 __all__ = [  # the state's names, imported here by the controller, the edge and exchange_clearing as before
@@ -229,9 +231,10 @@ def post_position(view: Overlay, tx: Tx, ctx: BlockContext, sender: ks.AccountRe
             view, tx.sender, f"a purchase in exchange session {name!r}", ctx.genesis.params.owed_limit
         )
     seller = fields.get("clean", False)
-    clean_book.check_positions(
-        view, tx.sender, record["first_interval"], positions, fields.get("clean_positions"), seller
-    )
+    cleans = fields.get("clean_positions")
+    clean_book.check_positions(view, tx.sender, record["first_interval"], positions, cleans, seller)
+    nets = positions if cleans is None else [g + c for g, c in zip(positions, cleans, strict=True)]
+    within_capacity(view, tx.sender, record["first_interval"], nets, "net position")
     clean_book.add_sums(view, name, fields)
     progress = read_obj(view, sums_key(name))
     sums = [s + q for s, q in zip(progress["sums"], positions, strict=True)]

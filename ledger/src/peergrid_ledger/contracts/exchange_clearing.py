@@ -6,7 +6,8 @@ Promises (the `exchange.accept` and `exchange.clear` handlers of `exchange.KINDS
       (`exchange.stepped`) and no larger in size (0 declines the interval, all zeros the day), and within
       its owner rules for that chain interval at the session's closing price on the market contract's tick
       (`exchange.micro_per_wh`): no sale below its floor, no purchase above its cap or at a negative price
-      (the market contract has none), |q| ≤ `max_quantity`, a `clean_only` member never buys. It also
+      (the market contract has none), |q| ≤ `max_quantity` and the connection capacity the DSO posted
+      (`market.capacity`), a `clean_only` member never buys. It also
       freezes the member's rules up to the session's last interval it trades in, as a market position does
       (`market.rules` may change only after it). An optional `window` [first, last] (chain intervals, on the
       member's first accept only; a re-accept may only repeat it) states the member's trading window: within
@@ -93,6 +94,7 @@ from .exchange_rounds import (
 )
 from .exchange_state import clean_prices_key, trading_window, window_key
 from .funds import refuse_debtor
+from .market_capacity import within_capacity
 from .market_state import last_interval_key, require_anonym, rules_for
 
 __all__ = [  # the rounds' names, imported from here by the controller, the edge and the tests as before
@@ -271,6 +273,8 @@ def accept(view: Overlay, tx: Tx, ctx: BlockContext, sender: ks.AccountRecord) -
             if c != 0:
                 at = xch.micro_per_wh(clean_prices[t])
                 clean_book.check_accept(view, tx.sender, first + t, q, c, clean_finals[t], at, clean)
+    nets = positions if cleans is None else [q + c for q, c in zip(positions, cleans, strict=True)]
+    within_capacity(view, tx.sender, first, nets, "accepted net position")
     events: list[Event] = []
     for i, at in sorted(stood.items()):  # silent past the round's wait: their latest accepts stand in it
         theirs = accepted(view, name, members[i])

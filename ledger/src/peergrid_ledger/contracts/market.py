@@ -29,7 +29,8 @@ Flow for one trading interval (see docs/ledger-format.md):
       from buyer to seller and `market_state.compensation` from the side that fell short more to the other
       (`market_closing.settle`).
   `market.capacity` (the DSO only, any chain): an account's connection capacity, Wh per interval, standing
-      from an interval it has not traded in: bounds its make-whole gain (`uplift.gain_bound`; market_capacity).
+      from an interval it has not traded in: bounds what it trades wherever max_quantity does, and its
+      make-whole gain (`uplift.gain_bound`; market_capacity).
   `market.reopen` (design step 6: the DSO's adjustment contract makes the MGs re-bargain) reopens a closed
       interval. Only the DSO sends it (the `dso` role: the MGMCs cannot reopen a bargain on their own), for
       the next iteration (last + 1), at most genesis `max_reopens` times (0, the default, disables it), while
@@ -61,6 +62,7 @@ from ..state import Overlay, read_obj
 from ..tx import Tx
 from .funds import refuse_debtor
 from .market_capacity import KIND as CAPACITY_KIND
+from .market_capacity import within_capacity
 from .market_close_time import check_rounds, note_move
 from .market_closing import agree_trades, settle
 from .market_reopen import reopen
@@ -168,8 +170,8 @@ def _open_interval(view: Overlay, interval: int, sender: bytes, side: str) -> No
 
 
 def _check_offer(view: Overlay, tx: Tx, interval: int, price: int, quantity: int, opening: bool) -> None:
-    """The seller's own rules: price at or above its floor, quantity within its maximum (a move may withdraw
-    to zero; an opening offer must sell something)."""
+    """The seller's own rules: price at or above its floor, quantity within its maximum and its connection
+    capacity (a move may withdraw to zero; an opening offer must sell something)."""
     rules = rules_for(view, tx.sender, interval)
     if opening and quantity <= 0:
         raise RuleError(Reason.INVALID, "an offer needs a positive quantity")
@@ -181,6 +183,7 @@ def _check_offer(view: Overlay, tx: Tx, interval: int, price: int, quantity: int
         raise RuleError(
             Reason.RULE_VIOLATION, f"quantity {quantity} above the seller's maximum {rules['max_quantity']}"
         )
+    within_capacity(view, tx.sender, interval, (quantity,), "the seller's quantity")
 
 
 def _check_demands(
@@ -188,7 +191,7 @@ def _check_demands(
 ) -> None:
     """The buyer's rules against the current offers: each seller has an offer, no more than it offers, the
     clean-only preference, its price within the cap (plus the clean premium), the total within the maximum
-    (unless genesis `cap_on_fills`: then the maximum caps what the closing allocates: `allocate`)."""
+    and the connection capacity (unless genesis `cap_on_fills`: then both cap what the closing allocates)."""
     rules = rules_for(view, tx.sender, interval)
     if len({d["seller"] for d in demands}) != len(demands):
         raise RuleError(Reason.INVALID, "a seller appears twice in the bid")
@@ -214,10 +217,13 @@ def _check_demands(
         if standing["price"] > limit:
             raise RuleError(Reason.RULE_VIOLATION, f"price {standing['price']} above the cap {limit}")
         total += quantity
-    if total > rules["max_quantity"] and not cap_on_fills:
+    if cap_on_fills:
+        return  # the closing caps what it allocates the buyer, capacity and all
+    if total > rules["max_quantity"]:
         raise RuleError(
             Reason.RULE_VIOLATION, f"total demand {total} above the buyer's maximum {rules['max_quantity']}"
         )
+    within_capacity(view, tx.sender, interval, (total,), "the buyer's total demand")
 
 
 OPENING_SLACK = 1000  # rounds an opening may lead the interval's highest (simulators open at 2 or 5)

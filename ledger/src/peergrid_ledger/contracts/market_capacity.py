@@ -17,18 +17,30 @@ connection (its point of common coupling, the connection agreement): no MG devia
 Standing per account rather than per run of intervals like `market.tariff`: a connection is a physical fact
 that changes seldom (a new transformer, a new agreement), so the DSO posts it once per MG, not once a day;
 one record per account, read per interval by `market_state.capacity`.
+The capacity also bounds what the account may trade, wherever its `max_quantity` does (`within_capacity`,
+called after each max_quantity check, so the bound is min(max_quantity, capacity) and a refusal names the
+capacity only where it is the tighter): an `offer` or a seller's `move` (its quantity), a `bid` or a buyer's
+`move` (its total demand; with genesis `cap_on_fills` instead what the closing allocates it:
+`market_closing.agree_trades`), an `exchange.position` and an `exchange.accept` (per interval its net
+|general + clean|). Why: a position above its connection is a trade delivered short, or a day-ahead
+position that moves the prices and is then cut. A capacity is posted only from an interval after the
+account's last position (above), so a standing position is never made too big after the fact; an
+exchange post is not a position until accepted, so the next post and the accept meet a newer capacity.
+Without a capacity every check reads one absent key and refuses nothing: bytes as before.
 Pure; no I/O.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from .. import keyspace as ks
 from ..machine import BlockContext, KindSpec, require, require_role
-from ..results import Event, Reason
+from ..results import Event, Reason, RuleError
 from ..schema import INTERVAL, KEY, QUANTITY, Int, Map
-from ..state import Overlay, read_obj
+from ..state import Overlay, StateReader, read_obj
 from ..tx import Tx
-from .market_state import capacity_key, last_interval_key
+from .market_state import capacities, capacity_key, last_interval_key, standing_capacity
 
 CAPACITY_WH = Int(1, QUANTITY.high)
 
@@ -46,6 +58,26 @@ def set_capacity(view: Overlay, tx: Tx, ctx: BlockContext, sender: ks.AccountRec
     entries = [e for e in read_obj(view, capacity_key(account)) or [] if e[0] < start]
     view.put_obj(capacity_key(account), [*entries, [start, wh]])
     return [("capacity", {"account": account, "from_interval": start, "wh": wh})]
+
+
+def within_capacity(
+    state: StateReader, account: bytes, first: int, quantities: Sequence[int], what: str
+) -> None:
+    """Each of `quantities` (Wh, signed or not: its size counts), the account's in chain interval first + t,
+    within the connection capacity standing there; refused `rule-violation` naming the quantity, the interval
+    and the capacity. Called after the caller's max_quantity check, so an excess here is one over the tighter
+    bound. One read for all the intervals; none posted: nothing more."""
+    entries = capacities(state, account)
+    if not entries:
+        return
+    for t, quantity in enumerate(quantities):
+        cap = standing_capacity(entries, first + t)
+        if cap is not None and abs(quantity) > cap:
+            raise RuleError(
+                Reason.RULE_VIOLATION,
+                f"{what} {quantity} Wh in interval {first + t} above the connection capacity {cap} Wh the DSO "
+                "posted for it (market.capacity)",
+            )
 
 
 KIND = KindSpec(Map({"account": KEY, "from_interval": INTERVAL, "wh": CAPACITY_WH}), set_capacity)

@@ -3,26 +3,26 @@
 `market.reopen` is `market_reopen`).
 
 Promises: `agree_trades` closes an interval and records its trades, computed only from the final positions
-(`market_state.allocate`: pro rata when a seller is over-asked, capped per buyer with genesis
-`cap_on_fills`), never before `market_close_time.earliest_close` (genesis `close_on_clock`); `settle` pays
-one trade once, for the energy delivered, within the genesis credit limit:
-on the first party's word, or with genesis `settle_by_both` on what both parties state (each once; they
-agree within `settle_tolerance_wh` and the lower is paid, else the trade is disputed and only the DSO
-settles it - no other authority, since on the MGMC chain each MGMC's node key is one; the DSO may settle any
-trade first; a party that stated settles on its lone statement by sending it again once `settle_wait_ms`
-passed after it), never on one party's statement alone before that deadline (with genesis
-`sealed_statements` each is committed first and revealed later: `market_sealed`), and with the genesis'
-interval clock (`settle_interval_ms`) nobody's `settle` before the trade's interval ended, so no word given before
-the delivery starts the other party's wait; on a trade both of whose parties the DSO priced (`market.tariff`)
-the same settlement moves the imbalance compensation (`market_state.compensation`; `settle_pay`: what the
-payer can within its credit limit, the rest recorded as `owed`, never holding the energy payment back) from
-the shortfalls stated: each party's own (`short`, none: 0), a silent party's the undelivered rest the other does not
-own (none if it owns it all), the DSO's word on
-both sides (`seller_short`, `buyer_short`) final; statements that leave part of the undelivered energy owned
-by nobody (beyond the tolerance) dispute the trade; a reopened interval's superseded trades never settle.
-An exchange session's forward trades (`exchange_clearing.clear`) are recorded in the same records. Assumes
-the positions were admitted by `market`'s handlers, which own the bargaining rules. The whole flow is in
-`market`'s docstring and docs/ledger-format.md.
+(`market_state.allocate`: pro rata when a seller is over-asked, capped per buyer with genesis `cap_on_fills`
+at min(max_quantity, its connection capacity `market.capacity`)), never before
+`market_close_time.earliest_close` (genesis `close_on_clock`); `settle` pays one trade once, for the energy
+delivered, within the genesis credit limit: on the first party's word, or with genesis `settle_by_both` on
+what both parties state (each once; they agree within `settle_tolerance_wh` and the lower is paid, else the
+trade is disputed and only the DSO settles it - no other authority, since on the MGMC chain each MGMC's node
+key is one; the DSO may settle any trade first; a party that stated settles on its lone statement by sending
+it again once `settle_wait_ms` passed after it), never on one party's statement alone before that deadline
+(with genesis `sealed_statements` each is committed first and revealed later: `market_sealed`), and with the
+genesis' interval clock (`settle_interval_ms`) nobody's `settle` before the trade's interval ended, so no word
+given before the delivery starts the other party's wait; on a trade both of whose parties the DSO priced
+(`market.tariff`) the same settlement moves the imbalance compensation (`market_state.compensation`;
+`settle_pay`: what the payer can within its credit limit, the rest recorded as `owed`, never holding the
+energy payment back) from the shortfalls stated: each party's own (`short`, none: 0), a silent party's the
+undelivered rest the other does not own (none if it owns it all), the DSO's word on both sides
+(`seller_short`, `buyer_short`) final; statements that leave part of the undelivered energy owned by nobody
+(beyond the tolerance) dispute the trade; a reopened interval's superseded trades never settle. An exchange
+session's forward trades (`exchange_clearing.clear`) are recorded in the same records. Assumes the positions
+were admitted by `market`'s handlers, which own the bargaining rules. The whole flow is in `market`'s
+docstring and docs/ledger-format.md.
 Pure; no I/O.
 """
 
@@ -41,6 +41,7 @@ from .market_state import (
     allocate,
     bid,
     buyer_limit,
+    capacity,
     closed,
     closings,
     cover_prices,
@@ -94,7 +95,9 @@ def agree_trades(view: Overlay, tx: Tx, ctx: BlockContext, sender: ks.AccountRec
         limits = {}
         for b in members(view, interval, "buyers"):
             rules = rules_for(view, b, interval)
-            limits[b], premiums[b] = int(rules["max_quantity"]), int(rules["clean_premium"])
+            cap = capacity(view, b, interval)  # the connection's (market_capacity), where the DSO posted one
+            top = int(rules["max_quantity"]) if cap is None else min(int(rules["max_quantity"]), cap)
+            limits[b], premiums[b] = top, int(rules["clean_premium"])
     grants = allocate(standing_offers, demand_by_seller, limits, premiums)
     events: list[Event] = []
     trade_ids: list[bytes] = []

@@ -210,15 +210,33 @@ def tariff(state: StateReader, account: bytes, interval: int) -> tuple[int, int]
     return None if value is None else (int(value[0]), int(value[1]))
 
 
+@lru_cache(maxsize=1024)
+def _capacity_entries(raw: bytes) -> tuple[tuple[int, int], ...]:
+    """Decoded capacity entries, memoised by their bytes (read on every position of an account; never mutated)."""
+    return tuple((int(effective), int(wh)) for effective, wh in decode(raw))
+
+
+def capacities(state: StateReader, account: bytes) -> tuple[tuple[int, int], ...]:
+    """The account's `market.capacity` entries ((from_interval, wh), oldest first), () when none is posted:
+    read once for a position over many intervals, each interval's figure by `standing_capacity`."""
+    raw = state.get(capacity_key(account))
+    return () if raw is None else _capacity_entries(raw)
+
+
+def standing_capacity(entries: tuple[tuple[int, int], ...], interval: int) -> int | None:
+    """The capacity of `entries` (`capacities`) standing in `interval`: the latest effective at or before it."""
+    current = None
+    for effective, wh in entries:
+        if effective <= interval:
+            current = wh
+    return current
+
+
 def capacity(state: StateReader, account: bytes, interval: int) -> int | None:
     """The connection capacity (Wh per interval) the DSO posted for `account` that stands in `interval` (the
     latest `market.capacity` entry effective at or before it), or None: none posted, no bound but the
     account's own rules."""
-    current = None
-    for effective, wh in read_obj(state, capacity_key(account)) or ():
-        if int(effective) <= interval:
-            current = int(wh)
-    return current
+    return standing_capacity(capacities(state, account), interval)
 
 
 def cover_prices(state: StateReader, agreed: Mapping[str, Any]) -> tuple[int, int] | None:
