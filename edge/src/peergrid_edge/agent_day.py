@@ -84,7 +84,7 @@ async def intervals(agent: MarketAgent, t: int) -> bool:
             await agent.run_interval(t)
         except Exception:  # one bad interval must not end trading: log, record, go on
             log.exception("interval %d failed", t)
-            agent._record({"interval": t, "error": "failed; see the log"})
+            agent._record({"interval": t, "error": "failed; see the log", **guard.failed_record(agent)})
             guard.fail_closed_after(agent, t)  # its cost unknown: no allowance left, as a restart (K-A)
         agent.done += 1
         t += 1

@@ -13,8 +13,8 @@ Promises:
   state plus the allowance, and each interval is charged with its `cost_p2p` as it was actually dispatched
   and paid; a restarted agent goes on from its records (`resume.recorded_spend`, read once), never a fresh
   allowance, and with none left where they cannot say what the day cost so far (`RecordedSpend.unknown`: fail
-  closed), as
-  the running agent has none left once an interval failed (`fail_closed_after`).
+  closed), as the running agent has none left once an interval failed (`fail_closed_after`); a shortfall a DSO
+  change had left is kept by both (`DayBudget.short`, in the failed interval's record: `failed_record`).
 - `guard_curve`: strict — the plan's curve within the budget (`Guarded.fallback`, `Guarded.curve`); trades —
   within what the conventional alternative trades (`per_trade_curve`); off — the plan's curve as it is.
 - `choose`: strict — the dispatch the guard picks for the agreed trade (`Guarded.dispatch`: the plan when it
@@ -141,6 +141,7 @@ def day_budget(
     state: MgState,
     resumed: tuple[float, float] | None,
     spend_unknown: bool = False,
+    short: float = 0.0,
 ) -> DayBudget:
     """The day's budget from interval t: where the records left it (`resumed`: the day's budget and what the
     intervals before t cost), else afresh — the conventional cost of the rest of the day from `state` (the
@@ -149,12 +150,13 @@ def day_budget(
     is left is the conventional rest of the day from `state`, which the strict guard keeps the day's true
     left at or above (the records' known costs are no bound: the lost one may have been an income), and
     the day's budget the records' where they hold one (every record of the day carries the same
-    `budget_day`; the spend is what that leaves). A shortfall an earlier DSO change left (`DayBudget.short`)
-    is not in the records: a restart does not know it (the running agent keeps it, `fail_closed_after`)."""
+    `budget_day`; the spend is what that leaves), less the shortfall an earlier DSO change had left where an
+    interval failed (`short`: its record's `resume.BUDGET_SHORT`, `RecordedSpend.short`), as the running agent
+    keeps it (`fail_closed_after`): a restart never gives it back (before, it was not in the records)."""
     if spend_unknown:
         to_go = interval_plan.cost_to_go(mg, dt, mg.intervals, t, state)
         day = to_go if resumed is None else resumed[0]
-        return DayBudget(mode, allowance, day, day - to_go)
+        return DayBudget(mode, allowance, day, day - (to_go - short), short)
     if resumed is not None:
         day, spent = resumed
         return DayBudget(mode, allowance, day, spent)
@@ -203,7 +205,15 @@ def start_budget(agent: Any, t: int, recorded: resume.RecordedSpend | None = Non
         recorded = resume.recorded_spend(_setting(agent, "record_file", None), t, _day(agent))
     unknown = _unknown_spend(agent, recorded)
     budget = day_budget(
-        mode, allowance, agent.mg, agent.dt, t, agent.state, recorded.resumed, unknown is not None
+        mode,
+        allowance,
+        agent.mg,
+        agent.dt,
+        t,
+        agent.state,
+        recorded.resumed,
+        unknown is not None,
+        recorded.short,
     )
     if unknown is not None:
         log.warning("interval %d: what the day cost before it is unknown: %s; the guard resumes with no "
@@ -233,6 +243,14 @@ def fail_closed_after(agent: Any, t: int) -> None:
     budget.spent = budget.day - (to_go - budget.short)
     log.warning("interval %d failed: what it cost is unknown; the guard goes on with no allowance left "
                 "(budget_left %.4f, at most the conventional rest of the day)", t, budget.left)  # fmt: skip
+
+
+def failed_record(agent: Any) -> dict[str, float]:
+    """What a failed interval's record adds for the guard (`agent_day.intervals`): the shortfall a DSO change had
+    left (`DayBudget.short`, `resume.BUDGET_SHORT`) where there is one, so a restart keeps it as the running
+    agent does (`fail_closed_after`); nothing where none (the record's bytes as before the key)."""
+    budget = agent.budget
+    return {} if budget is None or budget.short <= 0 else {resume.BUDGET_SHORT: budget.short}
 
 
 def _unknown_spend(agent: Any, recorded: resume.RecordedSpend) -> str | None:

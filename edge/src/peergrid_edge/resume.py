@@ -11,8 +11,8 @@ meter, which states a trade only where it says the plan was confirmed (review10 
 restart lost them and the MG never stated the trades it had dispatched). A record it cannot read is logged
 as an error and its interval has no verdict: that MG then states nothing for it, never a guess;
 `recorded_spend` reads, in one pass over the lines, the rationality guard's day budget and what the recorded
-intervals before the resumed one cost (their `cost_p2p`: `RecordedSpend.resumed`), so a restarted agent never
-starts a fresh allowance mid-day, and what `RecordedSpend.unknown` needs to say when they cannot (a torn line,
+intervals before the resumed one cost (their `cost_p2p`: `RecordedSpend.resumed`) and the shortfall a DSO change
+had left where an interval failed (`BUDGET_SHORT`), so a restarted agent never starts a fresh allowance mid-day, and what `RecordedSpend.unknown` needs to say when they cannot (a torn line,
 an interval this MG ran with no recorded cost): the guard then resumes with no allowance left. (Before, the
 budget and the unknown spend were two passes, each line parsed twice.) Pure apart from reading the record file;
 never writes anything. Every reader parses a line with `_record_object`.
@@ -293,6 +293,10 @@ def _record_object(line: str) -> tuple[dict[str, Any] | None, str]:
 
 BUDGET_DAY = "budget_day"
 """The interval record's key for the guard's budget at the day's start (conventional day cost + allowance)."""
+BUDGET_SHORT = "budget_short"
+"""A failed interval's record key for the shortfall a DSO change had left (`guard.DayBudget.short`: how far the
+budget stood below the conventional value of the MG's state), which failing closed keeps; written only where it
+is above 0, so a record without it (0, or written before the key) reads as it did."""
 
 
 @dataclass(frozen=True)
@@ -300,13 +304,15 @@ class RecordedSpend:
     """What the agent's records say of the day's spend before interval `t` (`spend_of`): the day's budget at its
     start (`BUDGET_DAY`, the same in every record of the day; None: no record before t holds it), each interval's
     `cost_p2p` before t (the last record of an interval counting), the first interval before t whose record
-    holds the day's budget, and the first line that cannot be read (named; None: every line reads)."""
+    holds the day's budget, the first line that cannot be read (named; None: every line reads), and the shortfall
+    the day's last failed interval before t recorded (`BUDGET_SHORT`; 0: none, or a failed record without it)."""
 
     t: int
     day: float | None
     costs: Mapping[int, float]
     started: int | None
     torn: str | None
+    short: float = 0.0
 
     @property
     def resumed(self) -> tuple[float, float] | None:
@@ -356,11 +362,14 @@ def spend_of(lines: Iterable[str], t: int, stamp: str | None = None) -> tuple[Re
     line that may have held a budget or a cost was skipped (one entry per line). A line that cannot be read is
     the day's torn line where it is legibly the day's (`_legible`) or, its day not legible, the last whole line
     before it is (a crash tears the last line written; review19 F4: a torn stage record or unstamped line was
-    every later day's). The day's first record torn is not: `traded(k)` on the chain notices its interval."""
+    every later day's). The day's first record torn is not: `traded(k)` on the chain notices its interval. The
+    shortfall is the last failed record's before t (the latest interval; a torn one's is unknown, and a restart
+    goes on without it: the line's number may be torn short)."""
     day: float | None = None
     costs: dict[int, float] = {}
     started: int | None = None
     torn: str | None = None
+    failed: tuple[int, float] | None = None  # the latest failed interval before t and its recorded shortfall
     errors: list[str] = []
     after_the_days = False  # the last whole line before this one is of the day `stamp`
     for number, line in enumerate(lines, 1):
@@ -380,34 +389,47 @@ def spend_of(lines: Iterable[str], t: int, stamp: str | None = None) -> tuple[Re
             torn = f"{named} (line {number}) cannot be read ({why})"
         if found is None or found[0] >= t:
             continue
-        k, budget, cost = found
+        k, budget, cost, short = found
         if budget is not None:
             day = budget
             started = k if started is None else min(started, k)
         if cost is not None:
             costs[k] = cost
-    return RecordedSpend(t, day, costs, started, torn), errors
+        if short is not None and (failed is None or k >= failed[0]):
+            failed = (k, short)
+    return RecordedSpend(t, day, costs, started, torn, 0.0 if failed is None else failed[1]), errors
 
 
 def _budget_line(
     line: str, stamp: str | None
-) -> tuple[tuple[int, float | None, float | None] | None, str | None, bool | None]:
-    """One record line's (interval, day's budget, cost) where a record of the day `stamp` holds either, why it
-    was skipped, and whether the line is a whole record of that day (None: it is not a JSON object)."""
+) -> tuple[tuple[int, float | None, float | None, float | None] | None, str | None, bool | None]:
+    """One record line's (interval, day's budget, cost, shortfall) where a record of the day `stamp` holds a
+    budget or a cost, or says the interval failed (its shortfall, 0 where it names none; None: not a failed
+    record), why it was skipped, and whether the line is a whole record of that day (None: it is not a JSON
+    object)."""
     doc, refused = _record_object(line)
     if doc is None:
         return None, f"{refused}: a cost it held is not counted", None
     if not _of_day(doc, stamp):
         return None, None, False
-    if BUDGET_DAY not in doc and "cost_p2p" not in doc:
+    if BUDGET_DAY not in doc and "cost_p2p" not in doc and "error" not in doc:
         return None, None, True
     k, budget, cost = doc.get("interval"), doc.get(BUDGET_DAY), doc.get("cost_p2p")
+    failed, short = "error" in doc, doc.get(BUDGET_SHORT, 0.0)
     if type(k) is not int:
+        if BUDGET_DAY not in doc and "cost_p2p" not in doc:
+            return None, None, True  # a failed record naming no interval number: nothing it says is read
         return None, f"a budget or cost of interval {k!r:.40}, not an interval number: skipped", True
     if not all(v is None or _finite(v) for v in (budget, cost)):
         why = f"interval {k}'s budget or cost is not a number ({budget!r:.20}, {cost!r:.20}): skipped"
         return None, why, True
-    return (k, None if budget is None else float(budget), None if cost is None else float(cost)), None, True
+    if failed and not (_finite(short) and short >= 0):
+        return None, f"interval {k}'s {BUDGET_SHORT} is not a shortfall ({short!r:.20}): skipped", True
+    return (k, _number(budget), _number(cost), _number(short) if failed else None), None, True
+
+
+def _number(value: Any) -> float | None:
+    return None if value is None else float(value)
 
 
 def took_part(state: Any, t: int, me: bytes) -> bool:
