@@ -15,12 +15,20 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from peergrid_dso.disputes import Unresolved, Vouched, resolve, to_json
-from peergrid_dso.sealed_readings import MIN_POLL_MS, count_readings, meter_readings
+from peergrid_dso.sealed_readings import MIN_POLL_MS, count_decoded, count_readings, meter_readings
 from peergrid_edge.commitments import reading_leaf
 from peergrid_ledger import meter_signing
 from peergrid_ledger.codec import decode, encode
-from peergrid_ledger.meter_signing import FIELD, counted_leaves
-from peergrid_ledger.metering import COUNTER, Unmetered, counting_leaves, metered
+from peergrid_ledger.meter_signing import FIELD, counted_leaves, counted_readings
+from peergrid_ledger.metering import (
+    COUNTER,
+    Unmetered,
+    counting_leaves,
+    counting_readings,
+    metered,
+    metered_readings,
+    read_leaf,
+)
 
 from .test_disputes import CLOCK, chain_time, ramp
 from .test_disputes_readings import METER, WAIT_MS, dispute, signed_leaves
@@ -160,9 +168,13 @@ def _leaf_kinds() -> dict[str, bytes]:
 LEAF_KINDS = _leaf_kinds()
 
 
+WINDOW = (1_004_000, 1_015_000)  # a window the kinds' readings bracket
+PV = read_leaf(LEAF_KINDS["pv"])
+
+
 def energy(leaves: list[bytes], side: str) -> Callable[[], object]:
-    """The side's counter over a window the kinds' readings bracket, as metering reads it."""
-    return lambda: metered(counting_leaves(leaves, side), (1_004_000, 1_015_000), COUNTER[side], 30_000)
+    """The side's counter over `WINDOW`, as metering reads it."""
+    return lambda: metered(counting_leaves(leaves, side), WINDOW, COUNTER[side], 30_000)
 
 
 def counted(leaves: list[bytes]) -> Callable[[], object]:
@@ -185,9 +197,10 @@ def outcome(read: Callable[[], object]) -> object:
 def test_the_bound_counts_pcc_meter_readings_and_reads_as_metering_would(kinds: list[str], most: int) -> None:
     """Any mix of meter readings (signed, unsigned, broken), other natures' readings (well-formed or not)
     and leaves that are no reading: over the bound exactly when the meter readings outnumber it (the others
-    never count, whatever their number); under it, what is kept (the other natures' well-formed readings
-    left out, at any number) gives the same energy or the same reason, the same `counted_leaves` and the
-    same tally as all the leaves would, and the pass's own tally is `count_readings`' without a key."""
+    never count, whatever their number); under it, what is kept (decoded once, D5; the other natures'
+    well-formed readings left out, at any number) gives, read by the decoded entries, the same energy or the
+    same reason, the same counted leaves and the same tally as all the leaves would by the bytes entries,
+    and the pass's own tally is `count_readings`' without a key."""
     leaves = [LEAF_KINDS[kind] for kind in kinds]
     meters = sum(kind.startswith("meter") or kind == "unsigned" for kind in kinds)
     found = meter_readings(leaves, most)
@@ -195,11 +208,17 @@ def test_the_bound_counts_pcc_meter_readings_and_reads_as_metering_would(kinds: 
     if found is None:
         return
     kept, plain = found
-    assert len(kept) == len(leaves) - kinds.count("pv")  # under the bound too (D3: before, all were kept)
+    # decoded once (D5), the well-formed PV readings left out (D3: before, all were kept under the bound too)
+    assert kept == [read_leaf(leaf) for leaf, kind in zip(leaves, kinds, strict=True) if kind != "pv"]
     assert plain == count_readings(leaves, None, 0)  # the tally of a meter that does not sign, same pass
     key = METER.public
     for side in ("seller", "buyer"):
-        assert outcome(energy(kept, side)) == outcome(energy(leaves, side))
-    assert outcome(counted(kept)) == outcome(counted(leaves))
-    assert count_readings(kept, key, 2_000) == count_readings(leaves, key, 2_000)
-    assert count_readings(kept, None, 0) == count_readings(leaves, None, 0)
+        decoded = outcome(
+            lambda s=side: metered_readings(counting_readings(kept, s), WINDOW, COUNTER[s], 30_000)
+        )
+        assert decoded == outcome(energy(leaves, side))
+    assert outcome(lambda: [f for f in counted_readings(kept, key, 2_000).leaves if f != PV]) == outcome(
+        lambda: [read_leaf(leaf) for leaf in counted(leaves)()]
+    )
+    assert count_decoded(kept, key, 2_000) == count_readings(leaves, key, 2_000)
+    assert count_decoded(kept, None, 0) == count_readings(leaves, None, 0)

@@ -1,13 +1,16 @@
-"""A decision decodes each leaf of another nature once (D3, P9's noticed): `sealed_readings.meter_readings`
-reads every commitment interval's leaves in one pass that leaves the other natures' readings out whatever
-their number (before, only past the padding bound: under it a PV or battery leaf went on through
-`counted_leaves` or the tally, and the energy's passes, decoded in each), and gives a meter that does not
-sign its tally from that pass (before, `count_readings` decoded every leaf again; the tally is checked equal
-to it in test_readings_padding).
+"""A decision decodes each leaf once (D3, P9's noticed; D5): `sealed_readings.meter_readings` reads every
+commitment interval's leaves in one pass that leaves the other natures' readings out whatever their number
+(before, only past the padding bound: under it a PV or battery leaf went on through `counted_leaves` or the
+tally, and the energy's passes, decoded in each), and gives a meter that does not sign its tally from that
+pass (before, `count_readings` decoded every leaf again; the tally is checked equal to it in
+test_readings_padding). D5: the pass keeps its readings decoded and the ledger's metering and meter signing
+read them so (`counted_readings`, `counting_readings`, `metered_readings`), so a PCC meter reading is decoded
+once too (before: three times, the pass, `counted_leaves` or `counting_leaves`, and `samples`).
 """
 
 from __future__ import annotations
 
+import sys
 from collections import Counter
 from collections.abc import Callable
 from typing import Any
@@ -16,7 +19,6 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from peergrid_dso import sealed_readings
 from peergrid_dso.disputes import Vouched, resolve, to_json
 from peergrid_edge.commitments import reading_leaf
 from peergrid_ledger import codec, meter_signing, metering
@@ -39,14 +41,24 @@ def pv_leaves(readings: list[bytes], n: int) -> list[bytes]:
 
 
 def counting_decodes(monkeypatch: pytest.MonkeyPatch) -> Counter[bytes]:
-    """Every decode the DSO's reading and the ledger's metering make, by the bytes decoded."""
+    """Every decode the DSO's reading and the ledger's metering make, by the bytes decoded: `codec.decode` as
+    every DSO module imported it (the DSO's reading, wherever it is split to) and the ledger's metering and
+    meter signing (not the chain's state reads)."""
     seen: Counter[bytes] = Counter()
+    decode_ = codec.decode
 
-    def counted(raw: bytes) -> Any:
+    def counted(raw: bytes, *args: Any) -> Any:
         seen[bytes(raw)] += 1
-        return codec.decode(raw)
+        return decode_(raw, *args)
 
-    for module in (sealed_readings, metering, meter_signing):
+    patched = [
+        module
+        for name, module in list(sys.modules.items())
+        if (name.startswith("peergrid_dso.") or module in (metering, meter_signing))
+        and getattr(module, "decode", None) is decode_
+    ]
+    assert metering in patched  # the one decode a reading leaf goes through (`metering.read_leaf`)
+    for module in patched:
         monkeypatch.setattr(module, "decode", counted)
     return seen
 
@@ -102,14 +114,19 @@ def test_a_signing_meters_counted_leaves_are_read_without_counting_leaves(
     assert outcome(lambda: read(True)) == outcome(lambda: read(False))
 
 
-def test_a_signing_meters_readings_are_decoded_three_times_at_most(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Eleven signed readings of the seller's meter: the pass (`meter_readings`), `counted_leaves` and the
-    energy's `samples` decode each (a counted reading whose meter signed the MGMC's own time and values is
-    the same bytes again): three times, not four (`counting_leaves` too)."""
-    resolve_it, _ = decided(True, 0)
+@pytest.mark.parametrize("signing", [True, False])
+def test_each_meter_reading_is_decoded_once_per_decision(
+    signing: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Eleven readings of each party's meter (the seller's signed, read as signing or not; the buyer's not):
+    the pass (`meter_readings`) decodes each once and nothing decodes one again - neither the signing meter's
+    count (`counted_readings`), nor the unsigned side's counting (`counting_readings`), nor the energy
+    (`metered_readings`). Before D5 three times each, the last two on re-encoded bytes."""
+    resolve_it, _ = decided(signing, 0)
     seen = counting_decodes(monkeypatch)
     decision = resolve_it()
     assert isinstance(decision, Vouched) and decision.readings["seller"] is not None
-    assert decision.readings["seller"].signed == 11
-    honest = [leaf for leaf in seen if decode(leaf).get("device") == "pcc" and "signed" in decode(leaf)]
-    assert len(honest) == 11 and max(seen[leaf] for leaf in honest) == 3
+    assert decision.readings["seller"].signed == (11 if signing else 0)
+    meters = [leaf for leaf in seen if decode(leaf).get("device") == "pcc"]
+    assert len(meters) == 22 and {seen[leaf] for leaf in meters} == {1}
+    assert sum(seen.values()) == 22

@@ -40,7 +40,7 @@ Meter-signed readings (`SigningMeters`, from the DSO's config: `loop_settings.Mg
 are the MGMC's, so an MGMC that lies about its own meter as it reads it is believed, unless its meter signs.
 For an MG whose PCC meter is enrolled as signing, only meter readings whose meter-signed reading verifies under
 the enrolled key count, at the meter's time and with the meter's counters
-(`peergrid_ledger.meter_signing.counted_leaves`). One unsigned (a poll whose signed block failed), or whose
+(`peergrid_ledger.meter_signing.counted_readings`). One unsigned (a poll whose signed block failed), or whose
 signed reading is malformed or does not verify (review15 M1: no refusal of the party, which bound only honest
 MGs), is left out, as a reading the MGMC never sealed would be: the gap rule (`max_gap_ms`) decides whether
 the signed ones still measure the window, and if not the reason names the readings left out. One signed more
@@ -59,9 +59,18 @@ from fractions import Fraction
 from typing import Any, Protocol
 
 from peergrid_ledger import merkle, query
-from peergrid_ledger.codec import DecodeError, decode
-from peergrid_ledger.meter_signing import CLOCK_REACH_COMMITS, FIELD, MIN_POLL_MS, Counted, counted_leaves
-from peergrid_ledger.metering import COUNTER, METER, Unmetered, commitment_intervals, counting_leaves, metered
+from peergrid_ledger.codec import Value
+from peergrid_ledger.meter_signing import CLOCK_REACH_COMMITS, FIELD, MIN_POLL_MS, Counted, counted_readings
+from peergrid_ledger.metering import (
+    COUNTER,
+    METER,
+    Undecoded,
+    Unmetered,
+    commitment_intervals,
+    counting_readings,
+    metered_readings,
+    read_leaf,
+)
 from peergrid_ledger.state import StateReader
 
 
@@ -179,27 +188,28 @@ def sealed_late(
     return None
 
 
-def meter_readings(leaves: Sequence[bytes], most: int) -> tuple[list[bytes], ReadingsCount] | None:
-    """The `leaves` metering reads, each decoded once: every PCC meter reading and every leaf that is no
-    well-formed reading (which metering refuses), other natures' readings left out (metering passes them by:
-    only their decoding in every later pass would change, P9/D3); with the tally of a meter that does not
-    sign (`count_readings(leaves, None, 0)`). None: more than `most` PCC meter readings."""
-    kept: list[bytes] = []
+def meter_readings(leaves: Sequence[bytes], most: int) -> tuple[list[Value], ReadingsCount] | None:
+    """The `leaves` metering reads, each decoded once and kept decoded (`metering.read_leaf`: the ledger's
+    metering and meter signing read them so, D5, and decode none again): every PCC meter reading and every
+    leaf that is no well-formed reading (which metering refuses; one that does not decode as
+    `metering.Undecoded`), other natures' readings left out (metering passes them by, P9/D3); with the tally
+    of a meter that does not sign (`count_readings(leaves, None, 0)`). None: more than `most` PCC meter
+    readings."""
+    kept: list[Value] = []
     found, refused = 0, list[str]()
     for leaf in leaves:
-        try:
-            fields = decode(leaf)
-        except DecodeError as exc:
-            kept.append(leaf)
-            refused.append(f"a reading does not decode ({exc})")
+        fields = read_leaf(leaf)
+        if isinstance(fields, Undecoded):
+            kept.append(fields)
+            refused.append(f"a reading does not decode ({fields.why})")
             continue
         if isinstance(fields, dict) and fields.get("nature") == METER:
             found += 1
             if found > most:
                 return None
-            kept.append(leaf)
+            kept.append(fields)
         elif not isinstance(fields, dict) or not isinstance(fields.get("milli"), dict):
-            kept.append(leaf)
+            kept.append(fields)
     return kept, ReadingsCount(False, unsigned=found, refused=tuple(refused))
 
 
@@ -211,15 +221,15 @@ def sealed_leaves(
     sealed: Mapping[tuple[bytes, int], Sequence[bytes]],
     chain: ChainTime | None = None,
     commitments: Iterable[int] | None = None,
-) -> tuple[list[bytes], list[str], ReadingsCount]:
+) -> tuple[list[Value], list[str], ReadingsCount]:
     """The party's sealed leaves of every commitment interval that may bracket the market interval's window
     (or of `commitments`), each interval's set checked whole against the chain (`verified_leaves`, raising
     `Unmetered`) and refused (`Unmetered`) when it holds more PCC meter readings than a meter makes in it
     (`MeterClock.most_meter_readings`: review16 P1, padding that each cost the DSO a signature check) before
     any is verified, and read as metering reads them (`meter_readings`, each leaf decoded once); with `chain`
-    those sealed late left out (`sealed_late`): (leaves, why each commitment was left out, the tally of them
-    for a meter that does not sign)."""
-    leaves: list[bytes] = []
+    those sealed late left out (`sealed_late`): (the readings decoded, why each commitment was left out, the
+    tally of them for a meter that does not sign)."""
+    leaves: list[Value] = []
     notes: list[str] = []
     unsigned, refused = 0, list[str]()
     for c in clock.commitments(interval) if commitments is None else commitments:
@@ -271,13 +281,16 @@ def count_readings(leaves: Sequence[bytes], key: bytes | None, bound_ms: int) ->
     """The tally of `leaves`' meter readings (`ReadingsCount`) for a meter that signs with `key` (None: not
     enrolled as signing). Each leaf is judged alone by `meter_signing.counted_leaves`, the rule `pcc_energy`
     counts by, so every refused reading is counted and named, not only the first."""
+    return count_decoded([read_leaf(leaf) for leaf in leaves], key, bound_ms)
+
+
+def count_decoded(readings: Sequence[Value], key: bytes | None, bound_ms: int) -> ReadingsCount:
+    """`count_readings` of readings decoded once (`metering.read_leaf`): the same tally."""
     signed, unsigned, refused = 0, 0, []
     off_clock: list[tuple[int, int]] = []
-    for leaf in leaves:
-        try:
-            fields = decode(leaf)
-        except DecodeError as exc:
-            refused.append(f"a reading does not decode ({exc})")
+    for fields in readings:
+        if isinstance(fields, Undecoded):
+            refused.append(f"a reading does not decode ({fields.why})")
             continue
         if not isinstance(fields, dict) or fields.get("nature") != METER:
             continue
@@ -285,7 +298,7 @@ def count_readings(leaves: Sequence[bytes], key: bytes | None, bound_ms: int) ->
             unsigned += 1
             continue
         try:
-            one = counted_leaves([leaf], key, bound_ms)
+            one = counted_readings([fields], key, bound_ms)
         except Unmetered as exc:
             refused.append(str(exc))
             continue
@@ -300,7 +313,7 @@ def count_readings(leaves: Sequence[bytes], key: bytes | None, bound_ms: int) ->
     return ReadingsCount(key is not None, signed, unsigned, tuple(refused), note)
 
 
-def tally_of(counted: Counted) -> ReadingsCount:
+def tally_of(counted: Counted[Any]) -> ReadingsCount:
     """The tally of a signing meter's readings from the one pass `counted_leaves` made over them: the same
     `ReadingsCount`, byte for byte in the record, that `count_readings` gives judging each leaf alone (each
     refused one named as its own `Counted` names it)."""
@@ -312,14 +325,14 @@ def tally_of(counted: Counted) -> ReadingsCount:
 @dataclass(frozen=True)
 class PartyReadings:
     """One party's sealed readings of a market interval, read once for both its energy and its tally
-    (`read_party`): the leaves as counted (a signing meter's readings at its meter's values, the others as
+    (`read_party`): the leaves, decoded once (`meter_readings`), as counted (a signing meter's readings at its meter's values, the others as
     sealed), the notes on what was left out (commitments sealed late; with a signing meter the readings it did
     not sign and those signed off the clock), `broken` when the leaves cannot be counted at all (one does not
     decode, a meter reading is not a reading leaf: the MGMC's own encoding), and the tally the DSO records.
-    `signed`: the leaves are `counted_leaves`' (each meter reading with both counters signed), which
-    `counting_leaves` would not change: it is not run (D3; tests/dso/test_sealed_decoded_once.py)."""
+    `signed`: the leaves are `counted_readings`' (each meter reading with both counters signed), which
+    `counting_readings` would not change: it is not run (D3; tests/dso/test_sealed_decoded_once.py)."""
 
-    leaves: list[bytes]
+    leaves: list[Value]
     notes: tuple[str, ...]
     tally: ReadingsCount
     broken: str | None = None
@@ -332,8 +345,8 @@ class PartyReadings:
             if self.broken is not None:
                 raise Unmetered(self.broken)
             window = clock.window(interval)
-            leaves = self.leaves if self.signed else counting_leaves(self.leaves, side)
-            return metered(leaves, window, COUNTER[side], clock.max_gap_ms)
+            leaves = self.leaves if self.signed else counting_readings(self.leaves, side)
+            return metered_readings(leaves, window, COUNTER[side], clock.max_gap_ms)
         except Unmetered as exc:
             if self.notes:
                 raise Unmetered(f"{exc} ({'; '.join(self.notes)})") from None
@@ -353,18 +366,18 @@ def read_party(
     `Unmetered` when a commitment interval's set is not at the DSO or not the sealed one; each leaf decoded
     once there, other natures' readings left out, and the tally of a meter that does not sign from that
     pass: `meter_readings`), and with `signing` naming its meter, each meter-signed reading verified once
-    (`meter_signing.counted_leaves`): the one `Counted` gives both the leaves its energy is read from and
-    the decision's tally (`tally_of`). Only
-    where the leaves cannot be counted at all does the tally judge them one by one (`count_readings`: every
+    (`meter_signing.counted_readings`, over the pass's decoded readings): the one `Counted` gives both the
+    leaves its energy is read from and the decision's tally (`tally_of`). Only
+    where the leaves cannot be counted at all does the tally judge them one by one (`count_decoded`: every
     refused one named, not only the first)."""
     leaves, notes, plain = sealed_leaves(state, node, clock, interval, sealed, chain)
     key = None if signing is None else signing.keys.get(node)
     if key is None or signing is None:
         return PartyReadings(leaves, tuple(notes), plain)
     try:
-        counted = counted_leaves(leaves, key, signing.bound_ms)
+        counted = counted_readings(leaves, key, signing.bound_ms)
     except Unmetered as exc:
-        return PartyReadings(leaves, tuple(notes), count_readings(leaves, key, signing.bound_ms), str(exc))
+        return PartyReadings(leaves, tuple(notes), count_decoded(leaves, key, signing.bound_ms), str(exc))
     further, clock_notes = _read_for_clock(state, node, clock, interval, sealed, chain, signing, counted)
     counted = counted.joined(further)
     more = [note for note in (counted.why_unsigned(), counted.why_off_clock()) if note]
@@ -379,8 +392,8 @@ def _read_for_clock(
     sealed: Mapping[tuple[bytes, int], Sequence[bytes]],
     chain: ChainTime | None,
     signing: SigningMeters,
-    counted: Counted,
-) -> tuple[Counted, tuple[str, ...]]:
+    counted: Counted[Value],
+) -> tuple[Counted[Value], tuple[str, ...]]:
     """review16 C1: where the signing meter's clock is off the MGMC's stamps (`counted.off_clock`) and its
     readings, at the meter's time, leave a window end unmeasured, the commitment intervals further by the
     largest offset each way (capped at `MeterClock.reach_cap_ms`), read and counted as the others (whole,
@@ -407,7 +420,7 @@ def _read_for_clock(
     why = f"commitment intervals {listed} read as the meter's clock is {offset} the MGMC's stamps"
     try:
         leaves, late, _ = sealed_leaves(state, node, clock, interval, sealed, chain, extra)
-        return counted_leaves(leaves, signing.keys[node], signing.bound_ms), (*notes, why, *late)
+        return counted_readings(leaves, signing.keys[node], signing.bound_ms), (*notes, why, *late)
     except Unmetered as exc:
         raise Unmetered(f"{exc} ({why})") from None
 
@@ -425,7 +438,7 @@ def pcc_energy(
     """Wh the PCC meter's counter of `side` (seller: export, buyer: import) advanced over the market interval's
     window (exact), read from the sealed readings of every commitment interval that may bracket its boundaries
     (`peergrid_ledger.metering`; a counter at SunSpec's "not accumulated" read as 0 where that never favours
-    the side, `counting_leaves`, as the MGMC states it); with `chain`, a commitment sealed late counts as never
+    the side, `counting_readings`, as the MGMC states it); with `chain`, a commitment sealed late counts as never
     made (`sealed_late`); with `signing` naming the node's meter, only its meter-signed readings count.
     (`read_party(...).energy(...)`: a caller that also wants the tally reads the party once.)"""
     read = read_party(state, node, clock, interval, sealed, chain, signing)

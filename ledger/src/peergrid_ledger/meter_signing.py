@@ -8,7 +8,8 @@ deterministic meter key (the emulator holds the private half, the DSO is given t
 / `signed_from_field` put a `SignedReading` into a reading leaf's `signed` field and read it back (a leaf
 without the field is an unsigned reading: old leaves still decode). `signed_leaves(leaves, public_key,
 bound_ms)` is what the DSO counts of an MG whose meter is enrolled as signing (`counted_leaves` also says
-which readings it left out and why): a PCC meter reading leaf that carries a signed reading that verifies
+which readings it left out and why; `counted_readings` the same over readings decoded once,
+`metering.read_leaf`): a PCC meter reading leaf that carries a signed reading that verifies
 under the meter's key counts, at the meter's time with the meter's counters (the MGMC's own `milli` counters
 and time are not believed); one without a signed reading, or whose signed reading is malformed or does not
 verify (values changed, another meter's key, a garbled register), is left out with its reason, and the gap
@@ -28,11 +29,11 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 from peergrid_ledger import keys
-from peergrid_ledger.codec import UINT64_MAX, DecodeError, decode, encode
-from peergrid_ledger.metering import COUNTER, METER, Unmetered
+from peergrid_ledger.codec import UINT64_MAX, DecodeError, Value, decode, encode
+from peergrid_ledger.metering import COUNTER, METER, Undecoded, Unmetered, read_leaf
 
 SIGNED_READING = "peergrid/meter-reading/1"  # the domain tag of a meter's signed reading
 METER_KEY = "peergrid/meter-key/1"  # the domain tag of the lab's meter key derivation
@@ -49,6 +50,7 @@ CLOCK_REACH_COMMITS = 3
 # the edge's default poll (1 s; the lab's are slower): a meter's energy registers move about once a second,
 # so faster polls only repeat a reading. A bound on the padding, not a rate anyone should run.
 MIN_POLL_MS = 100
+L = TypeVar("L")  # the form of a `Counted`'s leaves: bytes (`counted_leaves`) or decoded (`counted_readings`)
 
 
 @dataclass(frozen=True)
@@ -128,16 +130,18 @@ def signed_from_field(field: object) -> SignedReading:
 
 
 @dataclass(frozen=True)
-class Counted:
-    """What the DSO counts of a signing meter's leaves (`counted_leaves`): the leaves, each meter reading at its
+class Counted(Generic[L]):
+    """What the DSO counts of a signing meter's leaves (`counted_leaves`; of decoded readings,
+    `counted_readings`): the leaves in the form given (bytes, or decoded readings), each meter reading at its
     meter's values; `unsigned_at`, the `at_ms` of every meter reading left out because its meter did not sign
     it: none carried (`said`: the first one's `unsigned` field, why the MGMC says so) or the one carried is
     malformed or does not verify, those also in `bad_signed` as (`at_ms`, why); `off_clock`, (`at_ms`, signed
     `at_ms`) of counted ones the meter signed more than the bound away from the MGMC's stamp (a note only);
     `verified`, how many meter readings counted (their signed reading verified), so that one pass over the
-    leaves gives the DSO's tally of them too (dso-server `sealed_readings.ReadingsCount`)."""
+    leaves gives the DSO's tally of them too (dso-server `sealed_readings.ReadingsCount`); `meter_times`, the
+    meter's time (ms) of each counted meter reading (`brackets` reads them, not the leaves)."""
 
-    leaves: list[bytes]
+    leaves: list[L]
     unsigned_at: tuple[int, ...] = ()
     said: str | None = (
         None  # the first unsigned one's `unsigned` field: why the MGMC says the meter signed none
@@ -145,6 +149,7 @@ class Counted:
     bad_signed: tuple[tuple[int, str], ...] = ()
     off_clock: tuple[tuple[int, int], ...] = ()
     verified: int = 0
+    meter_times: tuple[int, ...] = ()
 
     def why_unsigned(self) -> str:
         """A note naming the meter readings left out, those with a signed reading that does not verify with
@@ -185,14 +190,14 @@ class Counted:
     def brackets(self, window: tuple[int, int], max_gap_ms: int) -> bool:
         """Whether the counted PCC meter readings (at the meter's time) bracket both ends of `window` within
         `max_gap_ms`, as `metering.counter_at` needs them to (their times only: the counters are not judged)."""
-        times = [t for t in (_meter_time(leaf) for leaf in self.leaves) if t is not None]
+        times = self.meter_times
         for at in window:
             before, after = [t for t in times if t <= at], [t for t in times if t >= at]
             if not before or not after or min(after) - max(before) > max_gap_ms:
                 return False
         return True
 
-    def joined(self, more: Counted) -> Counted:
+    def joined(self, more: Counted[L]) -> Counted[L]:
         """These leaves counted with `more` (more commitment intervals' leaves, counted alike): one `Counted`,
         as one pass over all of them would give (`said`: the first one's)."""
         return Counted(
@@ -202,14 +207,8 @@ class Counted:
             (*self.bad_signed, *more.bad_signed),
             (*self.off_clock, *more.off_clock),
             self.verified + more.verified,
+            (*self.meter_times, *more.meter_times),
         )
-
-
-def _meter_time(leaf: bytes) -> int | None:
-    """A counted leaf's time (ms) when it is a PCC meter reading, else None."""
-    fields = decode(leaf)
-    at = fields.get("at_ms") if isinstance(fields, dict) and fields.get("nature") == METER else None
-    return at if isinstance(at, int) else None
 
 
 def stamp_offsets(leaves: Iterable[bytes], bound_ms: int) -> tuple[int, int]:
@@ -235,7 +234,7 @@ def signed_leaves(leaves: Iterable[bytes], public_key: bytes, bound_ms: int) -> 
     return counted_leaves(leaves, public_key, bound_ms).leaves
 
 
-def counted_leaves(leaves: Iterable[bytes], public_key: bytes, bound_ms: int) -> Counted:
+def counted_leaves(leaves: Iterable[bytes], public_key: bytes, bound_ms: int) -> Counted[bytes]:
     """`leaves` as the DSO counts them for an MG whose PCC meter signs with `public_key`: every PCC meter reading
     leaf whose signed reading verifies with its counters and time replaced by the ones its meter signed (only
     for counting: a leaf changed so is never sealed, posted or proven), every other meter reading left out
@@ -243,18 +242,37 @@ def counted_leaves(leaves: Iterable[bytes], public_key: bytes, bound_ms: int) ->
     counted ones signed more than `bound_ms` from the leaf's `at_ms` noted (`Counted.off_clock`). Raises
     `Unmetered` only for a leaf that does not decode or a meter reading that is not a reading leaf: the MGMC's
     own encoding, not its meter's. Other readings pass as they are."""
+    given = list(leaves)
+    readings = [read_leaf(leaf) for leaf in given]
+    counted = counted_readings(readings, public_key, bound_ms)
+    by_id = {id(fields): leaf for fields, leaf in zip(readings, given, strict=True)}
+    return Counted(
+        [by_id[id(fields)] if id(fields) in by_id else encode(fields) for fields in counted.leaves],
+        counted.unsigned_at,
+        counted.said,
+        counted.bad_signed,
+        counted.off_clock,
+        counted.verified,
+        counted.meter_times,
+    )
+
+
+def counted_readings(readings: Iterable[Value], public_key: bytes, bound_ms: int) -> Counted[Value]:
+    """`counted_leaves` of decoded readings (`metering.read_leaf`), each decoded once by its caller: the same
+    counting, refusals and notes, its leaves decoded readings (a counted meter reading a new mapping at its
+    meter's values, every other reading the very object given), so the energy is read from them
+    (`metering.metered_readings`) without decoding or encoding a leaf again."""
     if bound_ms < 0:
         raise ValueError("bound_ms must not be negative")
-    counted, unsigned, bad, off = [], [], [], []
+    counted: list[Value] = []
+    unsigned, bad, off, times = [], [], [], []
     said: str | None = None
     verified = 0
-    for leaf in leaves:
-        try:
-            fields = decode(leaf)
-        except DecodeError as exc:
-            raise Unmetered(f"a reading does not decode ({exc})") from None
+    for fields in readings:
+        if isinstance(fields, Undecoded):
+            raise Unmetered(f"a reading does not decode ({fields.why})")
         if not isinstance(fields, dict) or fields.get("nature") != METER:
-            counted.append(leaf)
+            counted.append(fields)
             continue
         at = fields.get("at_ms")
         if not isinstance(at, int) or isinstance(at, bool) or not isinstance(fields.get("milli"), dict):
@@ -283,6 +301,7 @@ def counted_leaves(leaves: Iterable[bytes], public_key: bytes, bound_ms: int) ->
             COUNTER["seller"]: signed.export_wh * 1000,
             COUNTER["buyer"]: signed.import_wh * 1000,
         }
-        counted.append(encode({**fields, "at_ms": signed.at_ms, "milli": milli}))
+        counted.append({**fields, "at_ms": signed.at_ms, "milli": milli})
+        times.append(signed.at_ms)
         verified += 1
-    return Counted(counted, tuple(unsigned), said, tuple(bad), tuple(off), verified)
+    return Counted(counted, tuple(unsigned), said, tuple(bad), tuple(off), verified, tuple(times))

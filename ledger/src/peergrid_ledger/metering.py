@@ -21,7 +21,12 @@ window's boundaries. `meters_read(trades, trade)` is whose PCC readings settling
 rule by which the DSO asks for readings (dso-server `disputes.read_nodes`) and an MGMC posts them (edge
 `pcc_readings.readings_needed`). `counting_leaves(leaves, party)` reads SunSpec's "not accumulated" (a counter at 0, which
 the edge's decoder leaves out of the leaf) as 0 where that never favours the party: a seller's export counter
-always, a buyer's import counter only where some reading shows it (edge `pcc_readings` says why). Exact rational arithmetic throughout, deterministic, pure: no clock, no I/O.
+always, a buyer's import counter only where some reading shows it (edge `pcc_readings` says why). Each reading
+entry has a twin over readings decoded once (`read_leaf`: a leaf's fields, or `Undecoded`): `samples_of`,
+`counting_readings`, `metered_readings` (and `meter_signing.counted_readings`), which the bytes entries call
+and which give the same values and refusals (tests/ledger/test_metering_decoded.py), so the DSO, which has
+decoded each leaf once already, decodes none again (D5). Exact rational arithmetic throughout, deterministic,
+pure: no clock, no I/O.
 Raises `Unmetered` (never a guess) when a leaf does not decode, is not a reading leaf, or a meter reading's
 time, device or counter is not a non-negative integer; when two meters report (which one is the PCC is then
 not known); when a counter runs backwards (a reset or a replaced meter: rollover is not undone, since an
@@ -37,11 +42,12 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from fractions import Fraction
 from itertools import pairwise
 from typing import Any, TypeGuard
 
-from peergrid_ledger.codec import DecodeError, decode, encode
+from peergrid_ledger.codec import DecodeError, Value, decode, encode
 from peergrid_ledger.takeup import lone_since, reveals_due, takes_up, waits_for_dso, withheld_due
 
 METER = "meter"
@@ -54,12 +60,28 @@ class Unmetered(Exception):
     """Why the metering of a window cannot be told (yet, or at all)."""
 
 
-def meter_sample(leaf: bytes, counter: str) -> tuple[str, int, int] | None:
-    """(device, at_ms, counter in mWh) of a PCC meter reading that has `counter`; None for any other reading."""
+@dataclass(frozen=True)
+class Undecoded:
+    """Where a decoded reading would stand, a leaf that does not decode, and why (`read_leaf`): metering
+    raises `Unmetered` on it where it would have decoded the leaf, so the decoded entries refuse what the
+    bytes entries refuse, at the same leaf and in the same words."""
+
+    why: str
+
+
+def read_leaf(leaf: bytes) -> Value:
+    """A reading leaf decoded once (`codec.decode`), or `Undecoded` saying why it does not decode: what the
+    decoded entries (`samples_of`, `counting_readings`, `metered_readings`) take."""
     try:
-        fields = decode(leaf)
+        return decode(leaf)
     except DecodeError as exc:
-        raise Unmetered(f"a reading does not decode ({exc})") from None
+        return Undecoded(str(exc))
+
+
+def sample_of(fields: Value, counter: str) -> tuple[str, int, int] | None:
+    """`meter_sample` of a decoded reading (`read_leaf`)."""
+    if isinstance(fields, Undecoded):
+        raise Unmetered(f"a reading does not decode ({fields.why})")
     if not isinstance(fields, dict) or not isinstance(fields.get("milli"), dict):
         raise Unmetered("a reading is not a reading leaf")
     value, at, device = fields["milli"].get(counter), fields.get("at_ms"), fields.get("device")
@@ -70,6 +92,11 @@ def meter_sample(leaf: bytes, counter: str) -> tuple[str, int, int] | None:
     raise Unmetered(f"a meter reading's time, device or {counter} counter is not what a meter reports")
 
 
+def meter_sample(leaf: bytes, counter: str) -> tuple[str, int, int] | None:
+    """(device, at_ms, counter in mWh) of a PCC meter reading that has `counter`; None for any other reading."""
+    return sample_of(read_leaf(leaf), counter)
+
+
 def _count(value: object) -> TypeGuard[int]:
     """A cumulative counter or a time in ms: an integer, not negative (bool is an int to Python, not to us)."""
     return isinstance(value, int) and not isinstance(value, bool) and value >= 0
@@ -77,10 +104,15 @@ def _count(value: object) -> TypeGuard[int]:
 
 def samples(leaves: Iterable[bytes], counter: str) -> list[tuple[int, int]]:
     """(at_ms, counter in mWh) of every PCC meter reading among `leaves` that has `counter`, in time order."""
+    return samples_of(map(read_leaf, leaves), counter)
+
+
+def samples_of(readings: Iterable[Value], counter: str) -> list[tuple[int, int]]:
+    """`samples` of decoded readings (`read_leaf`): the same list, or the same `Unmetered`."""
     found: list[tuple[int, int]] = []
     devices: set[str] = set()
-    for leaf in leaves:
-        sample = meter_sample(leaf, counter)
+    for fields in readings:
+        sample = sample_of(fields, counter)
         if sample is not None:
             devices.add(sample[0])
             found.append((sample[1], sample[2]))
@@ -100,20 +132,27 @@ def counting_leaves(leaves: list[bytes], party: str) -> list[bytes]:
     accumulated": nothing crossed that way yet): for a seller always (0 left is the least it can state), for a
     buyer only where some reading shows its import counter, so the meter has one (else as they are). Only for
     counting here: a leaf changed so is never sealed, posted or proven (its bytes are not the committed ones)."""
-    counter = COUNTER[party]
-    if party != "seller" and not any(meter_sample(leaf, counter) for leaf in leaves):
+    readings = [read_leaf(leaf) for leaf in leaves]
+    counted = counting_readings(readings, party)
+    if counted is readings:
         return leaves
+    return [
+        leaf if new is old else encode(new) for leaf, old, new in zip(leaves, readings, counted, strict=True)
+    ]
+
+
+def counting_readings(readings: list[Value], party: str) -> list[Value]:
+    """`counting_leaves` of decoded readings (`read_leaf`): the same readings, each one it changes a new
+    mapping (the others the very objects given; `readings` itself where none would change for a buyer)."""
+    counter = COUNTER[party]
+    if party != "seller" and not any(sample_of(fields, counter) for fields in readings):
+        return readings
     counted = []
-    for leaf in leaves:
-        if meter_sample(leaf, counter) is None:  # one that does not decode is raised here, as `samples` does
-            fields = decode(leaf)
-            if (
-                isinstance(fields, dict)
-                and fields.get("nature") == METER
-                and isinstance(fields.get("milli"), dict)
-            ):
-                leaf = encode({**fields, "milli": {**fields["milli"], counter: 0}})
-        counted.append(leaf)
+    for fields in readings:
+        # one that is no reading is raised here, as `samples_of` does; None: another nature, or no `counter`
+        if sample_of(fields, counter) is None and fields.get("nature") == METER:
+            fields = {**fields, "milli": {**fields["milli"], counter: 0}}
+        counted.append(fields)
     return counted
 
 
@@ -134,14 +173,26 @@ def counter_at(found: Sequence[tuple[int, int]], at: int, max_gap_ms: int) -> Fr
 
 def metered(leaves: Iterable[bytes], window: tuple[int, int], counter: str, max_gap_ms: int) -> Fraction:
     """Wh the PCC meter's `counter` advanced over `window` (ms), exact."""
+    _window(window)
+    return metered_readings([read_leaf(leaf) for leaf in leaves], window, counter, max_gap_ms)
+
+
+def metered_readings(
+    readings: Sequence[Value], window: tuple[int, int], counter: str, max_gap_ms: int
+) -> Fraction:
+    """`metered` of decoded readings (`read_leaf`): the same Wh, or the same `Unmetered`."""
+    start, end = _window(window)
+    found = samples_of(readings, counter)
+    if not found and any(sample_of(fields, c) for fields in readings for c in COUNTER.values()):
+        raise Unmetered(f"no PCC meter reading carries the {counter} counter")  # read, but never counted
+    return (counter_at(found, end, max_gap_ms) - counter_at(found, start, max_gap_ms)) / 1000
+
+
+def _window(window: tuple[int, int]) -> tuple[int, int]:
     start, end = window
     if end < start:
         raise ValueError(f"the window [{start}, {end}) ms ends before it starts")
-    leaves = list(leaves)
-    found = samples(leaves, counter)
-    if not found and any(meter_sample(leaf, c) for leaf in leaves for c in COUNTER.values()):
-        raise Unmetered(f"no PCC meter reading carries the {counter} counter")  # read, but never counted
-    return (counter_at(found, end, max_gap_ms) - counter_at(found, start, max_gap_ms)) / 1000
+    return start, end
 
 
 def pro_rata(energy_wh: Fraction, quantity: int, total: int) -> Fraction:
