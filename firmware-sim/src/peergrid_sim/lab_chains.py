@@ -163,7 +163,7 @@ class LabChains:
     dso_genesis: Path
     tariff_file: Path | None = None  # each MG's cover prices for the DSO (`write_tariff_file`)
     interval_minutes: float = 15.0  # the scenario's trading interval
-    # MG -> its connection capacity for the DSO (`connection_kw`; only MGs whose scenario limits both ways)
+    # MG -> its connection capacity for the DSO (`connection_kw`: its scenario's limits, else its devices')
     capacity_kw: dict[str, float] = field(default_factory=dict)
 
     @classmethod
@@ -241,11 +241,36 @@ class LabChains:
 
 
 def connection_kw(mg: Any) -> float | None:
-    """The MG's connection capacity the DSO posts (`market.capacity`, bounding its make-whole claim): the
-    larger of its scenario's max import and max export (a deviation trade goes either way), or None where
-    either is unbounded (the scenario gives no limit that way: the DSO names none)."""
+    """The MG's connection capacity the DSO posts (`market.capacity`, bounding its make-whole claim and, on
+    the chain, every position it takes), kW: the larger of what its connection carries each way (a deviation
+    trade goes either way), each way its scenario's max import or export where finite, else the most its
+    devices can put across the PCC that way over the scenario's day (`device_limits`: the controller's own
+    P2P limits, so no position its MGMC plans is above it), rounded up to a whole kW as a connection rating
+    is stated (and so that a solver's last digit never meets it). None where neither way carries anything:
+    the chain takes no 0. Why from the devices: the lab's scenarios limit neither way (the controller's
+    scenario file has no per-MG limit, and a finite one turns the day-ahead session's value stop off,
+    `dayahead.limited`: schedules would move), so without it the DSO posted no capacity, the make-whole had
+    no bound and every lab claim was 0 (review18 U-1)."""
+    export_kw, import_kw = device_limits(mg)
     limits = (float(mg.tariff.max_import_kw), float(mg.tariff.max_export_kw))
-    return max(limits) if all(map(math.isfinite, limits)) and max(limits) > 0 else None
+    import_kw = limits[0] if math.isfinite(limits[0]) else import_kw
+    export_kw = limits[1] if math.isfinite(limits[1]) else export_kw
+    kw = max(import_kw, export_kw)
+    return float(math.ceil(round(kw, 6))) if kw > 0 else None
+
+
+def device_limits(mg: Any) -> tuple[float, float]:
+    """(export, import) kW: the most the MG's devices can put across its PCC each way in any interval of the
+    scenario's day: PV available, every battery discharging and every genset at full output; every load at
+    its full demand and every battery charging (`builder.p2p_sell_limit` / `p2p_buy_limit`, the bounds of the
+    MGMC's own P2P columns)."""
+    from peergrid_controller.builder import p2p_buy_limit, p2p_sell_limit
+
+    days = range(len(mg.tariff.retail))
+    return (
+        max((p2p_sell_limit(mg, t) for t in days), default=0.0),
+        max((p2p_buy_limit(mg, t) for t in days), default=0.0),
+    )
 
 
 TARIFF_FILE = "tariff.yaml"
