@@ -247,8 +247,8 @@ def dso_node_config(
     dso_extra: dict[str, Any] | None = None, meter_keys: Mapping[str, str] | None = None,
 ) -> dict[str, Any]:  # fmt: skip
     """The DSO node's settings; `meter_keys`: MG -> its signing PCC meter's public key (hex, `meter_keys`),
-    enrolled as `mgs.<mg>.meter_key`; each MG's connection capacity where its scenario limits it
-    (`LabChains.capacity_kw`) as `mgs.<mg>.capacity_kw`."""
+    enrolled as `mgs.<mg>.meter_key`; each MG's connection capacity (`LabChains.capacity_kw`: its scenario's
+    limits, else its devices' rating, `lab_chains.connection_kw`) as `mgs.<mg>.capacity_kw`."""
     buses = {mg.name: mg.bus for mg in scenario.microgrids}
     signing = meter_keys or {}
     return {
