@@ -2,8 +2,8 @@
 from a real store (the block's earlier transactions counted before it, later ones not), what an outcome's
 payments say each balance moves by (a part owed as a debt moves nothing), and a lab without a store, or whose
 chain holds no uplift, said rather than raised; and the whole section on a funded uplift settled on a real
-chain (the lab's own day owes nobody since review17 U-C: its anonyms set no max_quantity rule, so the day-ahead
-lab test, tests/sim/test_closedloop_dayahead.py, reads a settled uplift that moved nothing)."""
+chain, with the capacities the DSO posted and each member's bound as the chain checked its claim (the lab's
+own day, paid since the DSO posts the lab MGs' capacities, is read by tests/sim/test_closedloop_dayahead.py)."""
 
 from __future__ import annotations
 
@@ -63,7 +63,7 @@ def test_a_lab_without_a_store_or_without_an_uplift_says_so(tmp_path: Path) -> N
     (tmp_path / "nodes" / "mgmc-mg1").mkdir(parents=True)
     store, _ = _store(tmp_path / "nodes" / "mgmc-mg1" / "mgmc.db")
     store.close()
-    assert uplift_section(tmp_path) == {"sessions": []}  # a chain that never claimed nor settled one
+    assert uplift_section(tmp_path) == {"sessions": [], "capacities": {}}  # never claimed nor settled one
     (tmp_path / "nodes" / "dso").mkdir()
     (tmp_path / "nodes" / "dso" / "mgmc.db").write_text("not a store")  # the DSO's replica first: unreadable
     section = uplift_section(tmp_path)
@@ -82,8 +82,9 @@ def _settled_day(path: Path) -> dict[str, bytes]:
     """A real MGMC-like chain in a store: an exchange session over two intervals (p1 sells 1000 Wh in each, p2
     and p3 buy 600 and 400), cleared; p1 claims a gain of 40,000 micro-units, p2 and p3 surpluses of 30,000 and
     10,000; the buyers settle the four trades on their word; p2 settles the uplift, paying p1 30,000 + 10,000.
-    p1's accept states its trading window [36, 37]. The lab's keys directory beside the store names p1..p3 as
-    mg1..mg3."""
+    p1's accept states its trading window [36, 37]. Before the session the DSO posts p1's connection capacity
+    (1,000 Wh from interval 36: below its 1,000,000-Wh rule) and p3's (500 Wh from 36, then 800 from 37); p2
+    has none. The lab's keys directory beside the store names p1..p3 as mg1..mg3."""
     from peergrid_ledger.contracts.market_state import NO_RULES
 
     dso, p1, p2, p3, sealer = (keys.Keypair.generate() for _ in range(5))
@@ -111,6 +112,8 @@ def _settled_day(path: Path) -> dict[str, bytes]:
     members_key = [k.public for k in members]
     opening = {"session": "day", "first_interval": 36, "members": members_key, "prices": [100_000_000] * 2,
                "rho": 5_000_000}  # fmt: skip
+    for k, start, wh in ((p1, 36, 1000), (p3, 36, 500), (p3, 37, 800)):
+        send(dso, "market.capacity", {"account": k.public, "from_interval": start, "wh": wh})
     send(dso, "exchange.open", opening)
     for k in members:
         send(k, "exchange.position", {"session": "day", "iteration": 0, "positions": positions[k]})
@@ -145,6 +148,8 @@ def test_a_settled_uplift_on_a_real_chain_is_reported_with_the_balances_it_moved
         "mg3": {"gain": 0, "surplus": 10_000},
     }
     assert paid["windows"] == {"mg1": [36, 37]}  # a member that stated none is absent: the session's bound
+    # each bound: min(max_quantity, capacity) x the genesis spread (nobody priced the cover) per interval
+    assert paid["bounds"] == {"mg1": 2 * 1000 * 250, "mg2": 2 * 1_000_000 * 250, "mg3": (500 + 800) * 250}
     assert (paid["settled"], paid["funded"], paid["owed"], paid["surplus"]) == (True, True, 40_000, 40_000)
     assert paid["credits"] == {"mg1": 40_000} and paid["charges"] == {"mg2": 30_000, "mg3": 10_000}
     assert sorted((p["payer"], p["payee"], p["amount"], p["owed"]) for p in paid["payments"]) == [
@@ -152,3 +157,4 @@ def test_a_settled_uplift_on_a_real_chain_is_reported_with_the_balances_it_moved
     ]  # fmt: skip
     # the settle alone, replayed: not the trades' payments settled in the blocks before it
     assert paid["moved"] == {"mg1": 40_000, "mg2": -30_000, "mg3": -10_000} and paid["balances_match"]
+    assert uplift_section(tmp_path)["capacities"] == {"mg1": [[36, 1000]], "mg3": [[36, 500], [37, 800]]}

@@ -4,13 +4,17 @@ Promises: `uplift_section(workdir)` (after the processes stopped: it opens one M
 exchange session with an uplift claim or outcome on that chain: each member's claim (gain, surplus;
 micro-units) by MG name (the lab's anonym keys in `<workdir>/keys`; a key it does not know by its hex), each
 member's trading window as its first accept stated it (`windows`: [first, last] chain intervals, over which
-the chain bounds its gain; a member that stated none is absent: its bound is the whole session's), and
+the chain bounds its gain; a member that stated none is absent: its bound is the whole session's), each
+member's bound (`bounds`, micro-units: `uplift.gain_bound` over its window on the final state, the most the
+chain takes as its gain: min(max_quantity, the DSO's capacity) x the spread per interval), and
 once settled the outcome (funded, owed, surplus, credits, charges, withheld, refunds, the payments payer ->
 payee with the part that became a debt) and `moved`: how much each account's balance changed in the one
 transaction that settled it, replayed from genesis (`validate_block`, as `peergrid-ledger verify` replays).
 `balances_match` says whether that is exactly what the outcome records: each payee its credit, each payer
-its charge, less any part owed as a debt instead, and no other balance touched. A store it cannot read, or a
-chain that does not replay, is `{"error": ...}`: the report is written all the same. Never writes a store.
+its charge, less any part owed as a debt instead, and no other balance touched. Beside the sessions,
+`capacities`: each account's connection capacity the DSO posted (`market.capacity`: [[from_interval, Wh per
+interval], ...]) by MG name. A store it cannot read, or a chain that does not replay, is `{"error": ...}`:
+the report is written all the same. Never writes a store.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 CLAIM_PREFIX, DONE_PREFIX = b"upl/claim/", b"upl/done/"
+CAPACITY_PREFIX = b"mkt/capacity/"  # the DSO's posted connection capacity (`market_state.capacity_key`)
 WINDOW_PREFIX = b"xch/window/"  # a member's stated trading window (`exchange_state.trading_window`)
 KEY_BYTES = 32  # a member key in a claim's state key (Ed25519 public key)
 
@@ -110,6 +115,37 @@ def _sessions(
     return claims, done, windows
 
 
+def member_bounds(
+    state: dict[bytes, bytes], claims: dict[str, dict[bytes, Any]], max_spread: int
+) -> dict[str, dict[bytes, int]]:
+    """Per session, each claiming member's bound (`uplift.gain_bound` over its stated window, `max_spread` the
+    genesis `uplift_max_spread`), as the chain checked its claim: its rules and capacity for the session's
+    intervals cannot change once it accepted, nor the cover prices once they closed."""
+    from peergrid_ledger.contracts import exchange_state, uplift
+
+    out: dict[str, dict[bytes, int]] = {}
+    for session, members in claims.items():
+        record = exchange_state.session(state, session)
+        if record is None:  # a claim names a session the chain holds (uplift._session): not on this store
+            continue
+        window = exchange_state.trading_window
+        out[session] = {
+            m: uplift.gain_bound(state, record, m, window(state, session, m), max_spread) for m in members
+        }
+    return out
+
+
+def _capacities(items: list[tuple[bytes, bytes]]) -> dict[bytes, list[list[int]]]:
+    """Each account's posted connection capacity entries ([from_interval, Wh], oldest first)."""
+    from peergrid_ledger.codec import decode
+
+    return {
+        key[len(CAPACITY_PREFIX) :]: [[int(start), int(wh)] for start, wh in decode(raw)]
+        for key, raw in items
+        if key.startswith(CAPACITY_PREFIX)
+    }
+
+
 def uplift_section(workdir: Path) -> dict[str, Any]:
     """The section (module contract)."""
     from peergrid_ledger.store import BlockStore
@@ -130,7 +166,9 @@ def uplift_section(workdir: Path) -> dict[str, Any]:
     except Exception as exc:
         return {"sessions": [], "error": f"{path}: {type(exc).__name__}: {exc}"[:300]}
     try:
-        claims, done, windows = _sessions(list(store.state_items()))
+        items = list(store.state_items())
+        claims, done, windows = _sessions(items)
+        bounds = member_bounds(dict(items), claims, int(store.genesis.params.uplift_max_spread))
         heights = {str(s): store.locate_tx(d["txid"]) for s, d in done.items()}
         targets = {done[s]["txid"]: where[0] for s, where in heights.items() if where is not None}
         moves = settle_moves(store, targets)
@@ -147,6 +185,7 @@ def uplift_section(workdir: Path) -> dict[str, Any]:
             "session": session,
             "claims": dict(sorted(claimed.items())),
             "windows": dict(sorted((name(m), w) for m, w in windows.get(session, {}).items())),
+            "bounds": dict(sorted((name(m), b) for m, b in bounds.get(session, {}).items())),
             "settled": session in done,
         }
         outcome = done.get(session)
@@ -171,4 +210,5 @@ def uplift_section(workdir: Path) -> dict[str, Any]:
                 and {k: v for k, v in moved.items() if v} == expected,
             }
         sessions.append(entry)
-    return {"sessions": sessions}
+    capacities = {name(k): v for k, v in _capacities(items).items()}
+    return {"sessions": sessions, "capacities": dict(sorted(capacities.items()))}
