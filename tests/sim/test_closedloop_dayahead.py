@@ -3,8 +3,9 @@ turns on `market.dayahead` in every MGMC's edge config, which the edge daemon ac
 made before the exchange contract keeps its genesis (no processes); and, with real processes, the lab with
 `--dayahead` runs the session and trades its intervals by the forward trades end to end (the day-ahead lab
 run of tests/conftest.py, `dayahead_lab`, which the restart test of tests/edge reads too: two daemons are
-killed and restarted in its stage, four never are), and pays the day's make-whole on the chain: every MGMC's
-claim after the clear, the chain's settle after the day, the balances it moved as the outcome records them."""
+killed and restarted in its stage, four never are), and pays the day's make-whole on the chain: the DSO's
+posted connection capacities bound each claim, every MGMC's claim after the clear is its true gain, the
+chain's settle after the day pays it, and the balances it moved are as the outcome records them."""
 
 from __future__ import annotations
 
@@ -16,11 +17,13 @@ from typing import Any
 import pytest
 
 from peergrid_controller.scenario import load_scenario
-from peergrid_controller.uplift import widest_spread
+from peergrid_controller.uplift import MICRO, earns, widest_spread
+from peergrid_dso.tariff import capacity_wh
 from peergrid_edge.config import EdgeSettings
 from peergrid_ledger.genesis import Genesis
 from peergrid_sim.closedloop import LabChains, LoopTiming, edge_config
 from peergrid_sim.closedloop_run import ClosedLoop
+from peergrid_sim.lab_chains import connection_kw
 from peergrid_sim.testbed import build_parser
 
 SCENARIO = Path(__file__).resolve().parents[2] / "firmware-sim" / "scenarios" / "ieee33.yaml"
@@ -113,10 +116,13 @@ def _lines(path: Path) -> list[dict[str, Any]]:
 @pytest.mark.system
 @pytest.mark.xdist_group("system")
 def test_the_lab_with_dayahead_pays_the_make_whole_on_the_chain(dayahead_lab: Any) -> None:
-    # the same lab run: each MGMC claimed its deviation gain and surplus after the clear (a restarted one
-    # found its claim on the chain), one settled the session's uplift after the day's trades settled, every
-    # MGMC recorded its part, and the report's replay of the chain shows the settle moved exactly what the
-    # outcome records (the lab's credit limit leaves nothing owed as a debt)
+    # the same lab run: the DSO posted each MG's connection capacity (from its devices: lab_chains.connection_kw)
+    # before the session, so each MGMC claimed its own deviation gain (capped only at the chain's bound, which
+    # now exists) and surplus after the clear (a restarted one found its claim on the chain), one settled the
+    # session's uplift after the day's trades settled, every MGMC recorded its part, and the report's replay of
+    # the chain shows the settle moved exactly what the outcome records (the lab's credit limit leaves nothing
+    # owed as a debt). Before the capacity every lab claim was 0 (review18 U-1: no bound) and nothing was paid;
+    # this day owes mg5 its deviation gain (about 0.114 above a tolerance of 0.093), paid by mg1's surplus
     workdir = dayahead_lab.workdir
     report = json.loads((dayahead_lab.report / "report.json").read_text())
     section = report["uplift"]
@@ -126,6 +132,16 @@ def test_the_lab_with_dayahead_pays_the_make_whole_on_the_chain(dayahead_lab: An
     assert paid["settled"] and sorted(paid["claims"]) == mgs, paid  # every member claimed before the settle
     # each stated the chain intervals it trades with its first accept: the chain bounds its gain over them (U4)
     assert paid["windows"] == {mg: [36, 37] for mg in mgs}, paid
+    # the chain holds each MG's connection capacity from the lab's first interval (posted before any accept:
+    # a capacity changes only after the account's last position), as the DSO config names it
+    scenario = load_scenario(SCENARIO)
+    capacity = {mg.name: capacity_wh(kw, scenario.interval_hours * 60, mg.name)
+                for mg in scenario.microgrids if (kw := connection_kw(mg)) is not None}  # fmt: skip
+    assert sorted(capacity) == mgs
+    assert section["capacities"] == {mg: [[36, wh]] for mg, wh in capacity.items()}
+    # no rule, no cover prices (no settle-by-both): each bound is capacity x the genesis spread per interval
+    spread = widest_spread(scenario.microgrids)
+    assert paid["bounds"] == {mg: 2 * capacity[mg] * spread for mg in mgs}, paid
     claim_s, settle_s = [], []
     for mg in mgs:
         lines = _lines(workdir / "records" / f"mgmc-{mg}.jsonl")
@@ -136,6 +152,12 @@ def test_the_lab_with_dayahead_pays_the_make_whole_on_the_chain(dayahead_lab: An
         claim = claims[-1]["uplift_claim"]  # a restarted MGMC's last: it found its claim on the chain
         assert claim["posted"] or claim["reason"] == "", claim
         assert (claim["gain"], claim["surplus"]) == tuple(paid["claims"][mg].values()), (mg, claim)
+        # the MG's true gain (the edge's rule: rounded up to a micro-unit above its tolerance), cut only where
+        # the chain's bound binds; the edge read the same bound the report replays
+        assert claim["bound"] == paid["bounds"][mg], (mg, claim)
+        true_gain = math.ceil(round(claim["deviation_gain"] * MICRO, 3))
+        owed = true_gain if earns(claim["deviation_gain"], claim["tolerance"]) else 0
+        assert claim["gain"] == min(owed, claim["bound"]), (mg, claim)
         claim_s.append(claims[-1]["stage_times"]["end"] - claims[-1]["stage_times"]["start"])
         [done] = [doc for doc in lines if "uplift" in doc]
         outcome = done["uplift"]
@@ -153,15 +175,19 @@ def test_the_lab_with_dayahead_pays_the_make_whole_on_the_chain(dayahead_lab: An
                 if doc.get("uplift", {}).get("by_us")]  # fmt: skip
     assert len(settlers) <= 1, settlers  # one settle lands; a backup's is refused as already settled
     assert paid["balances_match"], paid
-    if paid["credits"]:  # someone was owed and paid: by the payers' charges, one payment each way at most
-        assert paid["funded"]  # an unfunded day pays nobody (uplift_rule.split)
-        assert sum(paid["credits"].values()) == sum(paid["charges"].values()) <= paid["surplus"]
-        assert sum(p["amount"] for p in paid["payments"]) == sum(paid["credits"].values())
-        assert all(p["owed"] == 0 for p in paid["payments"]) and set(paid["moved"]) <= set(mgs)
-    else:  # the day owes nobody, or its payers' surplus could not cover what is owed: nothing moved
-        assert paid["payments"] == [] and paid["moved"] == {} and paid["charges"] == {}
-        assert paid["funded"] == (paid["owed"] == 0)
-    print(f"\nuplift: owed {paid['owed']}, surplus {paid['surplus']}, funded {paid['funded']}, credits "
-          f"{paid['credits']}, charges {paid['charges']}; claim stage {min(claim_s):.2f}-{max(claim_s):.2f} s "
-          f"before t0, settle stage {min(settle_s):.2f}-{max(settle_s):.2f} s after the day, the end's "
-          f"quiesce {report['quiesce']['waited_s']} s")  # fmt: skip
+    # someone was owed and paid: each payee its claimed gain (every one delivered: nothing withheld), by the
+    # payers' charges, each within its claimed surplus, one payment each way at most
+    gains = {mg: c["gain"] for mg, c in paid["claims"].items() if c["gain"] > 0}
+    assert gains and paid["credits"] == gains and paid["withheld"] == {}, paid
+    assert paid["funded"] and paid["owed"] == sum(gains.values())  # an unfunded day pays nobody
+    assert paid["charges"] and set(paid["charges"]).isdisjoint(gains), paid  # a payee never pays
+    assert all(0 < c <= paid["claims"][mg]["surplus"] for mg, c in paid["charges"].items()), paid
+    assert sum(paid["credits"].values()) == sum(paid["charges"].values()) <= paid["surplus"]
+    assert sum(p["amount"] for p in paid["payments"]) == sum(paid["credits"].values())
+    assert all(p["owed"] == 0 for p in paid["payments"]) and set(paid["moved"]) <= set(mgs)
+    assert paid["moved"] == {mg: paid["credits"].get(mg, 0) - paid["charges"].get(mg, 0)
+                             for mg in gains.keys() | paid["charges"].keys()}  # fmt: skip
+    print(f"\nuplift: claims {gains} (bounds {paid['bounds']}), owed {paid['owed']}, surplus {paid['surplus']}, "
+          f"funded {paid['funded']}, credits {paid['credits']}, charges {paid['charges']}; claim stage "
+          f"{min(claim_s):.2f}-{max(claim_s):.2f} s before t0, settle stage {min(settle_s):.2f}-"
+          f"{max(settle_s):.2f} s after the day, the end's quiesce {report['quiesce']['waited_s']} s")  # fmt: skip
