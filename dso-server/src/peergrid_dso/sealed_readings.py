@@ -7,7 +7,8 @@ time, only commitments sealed in time (`sealed_late`): `sealed_leaves`. `read_pa
 it and for the tally of the meter readings it read (`PartyReadings.tally`, a `ReadingsCount`: signed, unsigned,
 refused and why), which the DSO's decision records: its leaves fetched and checked against the chain once,
 each signed reading verified once. No I/O, no clock. `disputes.resolve` (through `dispute_shares.Meters`)
-is their user.
+is their user. The clock, chain time and signing meters are `meter_clock`'s, the tally `readings_tally`'s and
+the one pass over a commitment interval's leaves `sealed_pass`'s (split out, D5; importable from here).
 
 What the chain holds and what it does not: a `der_commitment` (`der/<node><interval>`) is the RFC 6962 root of
 one commitment interval's reading leaves and their count, signed by the MGMC's node key; the leaves themselves
@@ -56,100 +57,35 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from fractions import Fraction
-from typing import Any, Protocol
 
+from peergrid_dso.meter_clock import Blocks, ChainTime, MeterClock, SigningMeters
+from peergrid_dso.readings_tally import REFUSED_NAMED, ReadingsCount, count_decoded, count_readings, tally_of
+from peergrid_dso.sealed_pass import meter_readings
 from peergrid_ledger import merkle, query
 from peergrid_ledger.codec import Value
-from peergrid_ledger.meter_signing import CLOCK_REACH_COMMITS, FIELD, MIN_POLL_MS, Counted, counted_readings
-from peergrid_ledger.metering import (
-    COUNTER,
-    METER,
-    Undecoded,
-    Unmetered,
-    commitment_intervals,
-    counting_readings,
-    metered_readings,
-    read_leaf,
-)
+from peergrid_ledger.meter_signing import CLOCK_REACH_COMMITS, MIN_POLL_MS, Counted, counted_readings
+from peergrid_ledger.metering import COUNTER, Unmetered, counting_readings, metered_readings
 from peergrid_ledger.state import StateReader
 
-
-@dataclass(frozen=True)
-class MeterClock:
-    """Where market interval t lies on the wall clock (ms), and the commitments' bucket length."""
-
-    t0_ms: int  # the wall time interval `first_interval` starts
-    interval_ms: int
-    first_interval: int
-    commit_ms: int  # the MGMCs' `commit_interval_s` in ms
-    max_gap_ms: int  # the longest gap between two readings that still measures a boundary
-
-    def __post_init__(self) -> None:
-        if min(self.interval_ms, self.commit_ms, self.max_gap_ms) <= 0:
-            raise ValueError("interval_ms, commit_ms and max_gap_ms must be positive")
-
-    def window(self, interval: int) -> tuple[int, int]:
-        start = self.t0_ms + (interval - self.first_interval) * self.interval_ms
-        return start, start + self.interval_ms
-
-    def commitments(self, interval: int, reach: tuple[int, int] = (0, 0)) -> range:
-        """The commitment intervals whose readings may bracket the window's boundaries; `reach`: (ms before,
-        ms after) further, for a meter whose clock is behind or ahead of the MGMC's stamps (`read_party`)."""
-        start, end = self.window(interval)
-        return commitment_intervals((start - reach[0], end + reach[1]), self.commit_ms, self.max_gap_ms)
-
-    @property
-    def reach_cap_ms(self) -> int:
-        """The furthest `read_party` reads beyond a window's readings for a meter's clock (ms)."""
-        return CLOCK_REACH_COMMITS * self.commit_ms
-
-    def reachable(self, interval: int) -> range:
-        """Every commitment interval a decision on `interval` may read: the window's, and as far as a meter's
-        clock may take it (`reach_cap_ms` each way). What the dispute node should accept readings of."""
-        return self.commitments(interval, (self.reach_cap_ms, self.reach_cap_ms))
-
-    @property
-    def most_meter_readings(self) -> int:
-        """The most PCC meter readings one commitment interval can hold: one per poll at `MIN_POLL_MS`."""
-        return self.commit_ms // MIN_POLL_MS + 1
-
-
-class Blocks(Protocol):
-    """Where the replica's transactions landed: a `BlockStore` or a `LocalChain`."""
-
-    def locate_tx(self, txid: bytes) -> tuple[int, int] | None: ...
-
-    def header(self, height: int) -> Any: ...  # a block.Header: its `time` (ms)
-
-
-@dataclass(frozen=True)
-class ChainTime:
-    """What the DSO reads of the chain's time for a dispute (module docstring): where each commitment landed,
-    the chain's time now (its head block's), the two bounds in ms, and the genesis' `seller_vouched`."""
-
-    blocks: Blocks
-    now_ms: int
-    seal_within_ms: int  # a commitment counts when sealed at most this long after its interval ended
-    wait_ms: int  # after the second statement, how long a side may stay unmetered before it loses the min
-    seller_vouched: bool = False  # a withheld statement settles as its hold, else its penalty (`disputes`)
-
-    def __post_init__(self) -> None:
-        if self.seal_within_ms < 0 or self.wait_ms < 0:
-            raise ValueError("seal_within_ms and wait_ms must not be negative")
-
-
-@dataclass(frozen=True)
-class SigningMeters:
-    """The PCC meters enrolled as signing: the MGMC's node key -> its meter's Ed25519 public key, and how far
-    (ms) a signed reading's time may lie from its leaf's `at_ms` (the meter's clock against the MGMC's, plus
-    the time between the meter's last render and the poll) before it is noted (never left out for it)."""
-
-    keys: Mapping[bytes, bytes]
-    bound_ms: int
-
-    def __post_init__(self) -> None:
-        if self.bound_ms < 0:
-            raise ValueError("bound_ms must not be negative")
+__all__ = [  # what callers import from here, wherever it lives now (D5's split)
+    "MIN_POLL_MS",
+    "REFUSED_NAMED",
+    "Blocks",
+    "ChainTime",
+    "MeterClock",
+    "PartyReadings",
+    "ReadingsCount",
+    "SigningMeters",
+    "count_decoded",
+    "count_readings",
+    "meter_readings",
+    "pcc_energy",
+    "read_party",
+    "sealed_late",
+    "sealed_leaves",
+    "tally_of",
+    "verified_leaves",
+]
 
 
 def verified_leaves(
@@ -188,31 +124,6 @@ def sealed_late(
     return None
 
 
-def meter_readings(leaves: Sequence[bytes], most: int) -> tuple[list[Value], ReadingsCount] | None:
-    """The `leaves` metering reads, each decoded once and kept decoded (`metering.read_leaf`: the ledger's
-    metering and meter signing read them so, D5, and decode none again): every PCC meter reading and every
-    leaf that is no well-formed reading (which metering refuses; one that does not decode as
-    `metering.Undecoded`), other natures' readings left out (metering passes them by, P9/D3); with the tally
-    of a meter that does not sign (`count_readings(leaves, None, 0)`). None: more than `most` PCC meter
-    readings."""
-    kept: list[Value] = []
-    found, refused = 0, list[str]()
-    for leaf in leaves:
-        fields = read_leaf(leaf)
-        if isinstance(fields, Undecoded):
-            kept.append(fields)
-            refused.append(f"a reading does not decode ({fields.why})")
-            continue
-        if isinstance(fields, dict) and fields.get("nature") == METER:
-            found += 1
-            if found > most:
-                return None
-            kept.append(fields)
-        elif not isinstance(fields, dict) or not isinstance(fields.get("milli"), dict):
-            kept.append(fields)
-    return kept, ReadingsCount(False, unsigned=found, refused=tuple(refused))
-
-
 def sealed_leaves(
     state: StateReader,
     node: bytes,
@@ -247,79 +158,6 @@ def sealed_leaves(
         leaves.extend(found[0])
         unsigned, refused = unsigned + found[1].unsigned, [*refused, *found[1].refused]
     return leaves, notes, ReadingsCount(False, unsigned=unsigned, refused=tuple(refused))
-
-
-REFUSED_NAMED = 5  # refused readings whose reasons a decision record names (`ReadingsCount.to_json`)
-
-
-@dataclass(frozen=True)
-class ReadingsCount:
-    """The PCC meter readings of one MG that the DSO verified for a decision: those of the commitment intervals
-    it read (`sealed_leaves`). `signed`: meter readings whose meter signature verified under the enrolled
-    key (the ones counted); `unsigned`: meter readings without one, left out where the meter is enrolled as
-    signing (`signing`), counted on the MGMC's word where it is not (the DSO holds no key to check one by);
-    `refused`: why each reading the DSO refused was refused: one whose signed reading it did not count (does
-    not verify, malformed, or whatever `meter_signing.counted_leaves` refuses or leaves out of a reading that
-    carries one), or that does not decode. `off_clock`: the note on counted ones signed more than the bound
-    from their leaf's time (`meter_signing.Counted.why_off_clock`: how many, the largest offset), "" if none."""
-
-    signing: bool
-    signed: int = 0
-    unsigned: int = 0
-    refused: tuple[str, ...] = ()
-    off_clock: str = ""
-
-    def to_json(self) -> dict[str, Any]:
-        """As the decision records it: the counts, and the reasons of the first `REFUSED_NAMED` refused (an
-        MGMC sealing thousands of forged readings must not grow every record of the DSO's by thousands)."""
-        return {"signing": self.signing, "signed": self.signed, "unsigned": self.unsigned,
-                "refused": len(self.refused), "refused_why": list(self.refused[:REFUSED_NAMED]),
-                **({"off_clock": self.off_clock} if self.off_clock else {})}  # fmt: skip
-
-
-def count_readings(leaves: Sequence[bytes], key: bytes | None, bound_ms: int) -> ReadingsCount:
-    """The tally of `leaves`' meter readings (`ReadingsCount`) for a meter that signs with `key` (None: not
-    enrolled as signing). Each leaf is judged alone by `meter_signing.counted_leaves`, the rule `pcc_energy`
-    counts by, so every refused reading is counted and named, not only the first."""
-    return count_decoded([read_leaf(leaf) for leaf in leaves], key, bound_ms)
-
-
-def count_decoded(readings: Sequence[Value], key: bytes | None, bound_ms: int) -> ReadingsCount:
-    """`count_readings` of readings decoded once (`metering.read_leaf`): the same tally."""
-    signed, unsigned, refused = 0, 0, []
-    off_clock: list[tuple[int, int]] = []
-    for fields in readings:
-        if isinstance(fields, Undecoded):
-            refused.append(f"a reading does not decode ({fields.why})")
-            continue
-        if not isinstance(fields, dict) or fields.get("nature") != METER:
-            continue
-        if key is None:
-            unsigned += 1
-            continue
-        try:
-            one = counted_readings([fields], key, bound_ms)
-        except Unmetered as exc:
-            refused.append(str(exc))
-            continue
-        if one.leaves:
-            signed += 1
-            off_clock.extend(one.off_clock)
-        elif FIELD in fields:  # it carries a signed reading, and the DSO did not count it
-            refused.append(one.why_unsigned())
-        else:
-            unsigned += 1
-    note = Counted([], off_clock=tuple(off_clock)).why_off_clock()  # the same note pcc_energy's reason gives
-    return ReadingsCount(key is not None, signed, unsigned, tuple(refused), note)
-
-
-def tally_of(counted: Counted[Any]) -> ReadingsCount:
-    """The tally of a signing meter's readings from the one pass `counted_leaves` made over them: the same
-    `ReadingsCount`, byte for byte in the record, that `count_readings` gives judging each leaf alone (each
-    refused one named as its own `Counted` names it)."""
-    refused = tuple(Counted([], (at,), None, ((at, why),)).why_unsigned() for at, why in counted.bad_signed)
-    unsigned = len(counted.unsigned_at) - len(counted.bad_signed)
-    return ReadingsCount(True, counted.verified, unsigned, refused, counted.why_off_clock())
 
 
 @dataclass(frozen=True)
