@@ -2,7 +2,7 @@
 anonym's next nonce (review19 F5). Before, the interval's first move signed the same nonce, the pool refused it
 as "pending", `Replicas.submit` waited on it, and once the claim landed the move came back NONCE_TAKEN and the
 MG sat the interval out, unheard. Now the rest of the idle waits for the claim to land or be evicted
-(`agent_day.claim_in_idle` -> `nonce_free`), a move signed while it is still pending waits for it first
+(`agent_day.claim_in_idle` -> `own_nonce.nonce_free`), a move signed while it is still pending waits for it first
 (`MarketAgent._submit_outcome`), and a move lost all the same is signed again once.
 
 On a real single-authority MGMC chain (EdgeLedger, its own mempool and consensus): the chain is halted so the
@@ -25,7 +25,7 @@ from typing import Any
 
 import pytest
 
-from peergrid_edge import agent_day, chain_bargaining, day_stages
+from peergrid_edge import agent_day, chain_bargaining, day_stages, own_nonce
 from peergrid_edge.exchange_io import NotFinal, submit_final
 from peergrid_edge.link import MqttLink
 from peergrid_edge.replicas import NONCE_TAKEN, ChainSpec, EdgeLedger, Submission
@@ -82,7 +82,7 @@ def agent_on(chain: EdgeLedger, sent: list[tuple[int, Submission]]) -> Any:
         ledger=chain, anonym=ANONYM, s=SimpleNamespace(phase_timeout_s=PHASE_S), claim_needs_s=0.1,
         d=SimpleNamespace(stopping=asyncio.Event()), phase="", cfg=None,
     )  # fmt: skip
-    for name in ("_submit", "_submit_outcome", "_sign_and_submit", "_stopped"):
+    for name in ("_submit", "_submit_outcome", "_stopped"):
         setattr(agent, name, MethodType(getattr(MarketAgent, name), agent))
     return agent
 
@@ -144,7 +144,7 @@ def test_the_intervals_first_move_lands_after_a_claim_that_was_not_final_in_the_
             asyncio.get_running_loop().call_later(SUBMIT_S + 4 * BLOCK_S, chain.halt_at, {})
         start = time.time() + idle_s
         await agent_day.claim_in_idle(agent, start)
-        at_slot, early = agent_day.own_pending(chain, "mgmc", ANONYM.public), time.time() < start
+        at_slot, early = own_nonce.own_pending(chain, "mgmc", ANONYM.public), time.time() < start
         with caplog.at_level(logging.WARNING, "peergrid.edge.trader"):
             join = asyncio.ensure_future(chain_bargaining._join(agent, 1, "offer", offer(1)))
             await asyncio.sleep(4 * BLOCK_S)  # the offer is on its way while the claim still holds the nonce
@@ -181,7 +181,7 @@ def test_a_move_lost_to_another_transaction_of_the_mg_is_signed_again_and_a_lost
         other = chain.sign("mgmc", ANONYM, "offer", offer(0), chain.next_nonce("mgmc", ANONYM.public))
         assert isinstance(chain.replicas["mgmc"].submit(other, chain.clock()), Accepted)
         with monkeypatch.context() as patched:
-            patched.setattr(agent_day, "own_pending", lambda *args: None)  # the pool seen as empty
+            patched.setattr(own_nonce, "own_pending", lambda *args: None)  # the pool seen as empty
             await chain_bargaining._join(agent, 1, "offer", offer(1))
         with caplog.at_level(logging.WARNING, "peergrid.edge.trader"):
             await chain_bargaining._join(agent, 1, "offer", offer(1))  # already on the chain: refused

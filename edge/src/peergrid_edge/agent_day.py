@@ -24,12 +24,10 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-from peergrid_edge import agent_settlement, day_stages, guard
+from peergrid_edge import agent_settlement, day_stages, guard, own_nonce
 from peergrid_edge.resume import initial_state, recorded_spend, resume_interval, resumed_counterfactual
-from peergrid_ledger import keys
 
 if TYPE_CHECKING:
     from peergrid_edge.trader import MarketAgent
@@ -112,7 +110,7 @@ async def claim_in_idle(agent: MarketAgent, start: float) -> None:
     MILPs and a phase timeout. An attempt that overruns is cut at `start` (its MILPs' thread finishes unheard;
     a transaction sent may still land, which the next check reads off the chain) and the next one needs twice
     what it had; a claim left pending on the anonym's next nonce is waited out for the rest of the idle
-    (`nonce_free`: review19 F5). No room: the next idle tries, and the after-day stage posts it before the settle
+    (`own_nonce.nonce_free`: review19 F5). No room: the next idle tries, and the after-day stage posts it before the settle
     (`day_stages.run_uplift`)."""
     if not day_stages.claim_missing(agent):
         return
@@ -131,35 +129,7 @@ async def claim_in_idle(agent: MarketAgent, start: float) -> None:
     # an attempt not final in time (or cut after it sent) left its transaction pending on the anonym's next
     # nonce: the rest of the idle waits for it to land or be evicted, so the slot's first move signs the next
     # one (review19 F5; still pending at the slot, `MarketAgent._submit_outcome` waits for it)
-    await nonce_free(agent, "mgmc", agent.anonym, start - time.time())
-
-
-def own_pending(ledger: Any, role: str, sender: bytes) -> int | None:
-    """The sender's next nonce where this replica's pool holds a transaction of it there (sent by this MGMC and
-    neither final nor evicted yet: a make-whole claim not final in time, or cut); None where it holds none, or
-    the ledger has no pool (a stand-in)."""
-    replicas = getattr(ledger, "replicas", None)
-    replica = replicas.get(role) if isinstance(replicas, Mapping) else None
-    pool = getattr(getattr(replica, "app", None), "mempool", None)
-    if not pool:
-        return None
-    nonce = ledger.next_nonce(role, sender)
-    return int(nonce) if pool.holds(sender, nonce) else None
-
-
-async def nonce_free(agent: Any, role: str, key: keys.Keypair, timeout_s: float) -> bool:
-    """Wait, at most `timeout_s`, until this replica's pool holds no transaction of `key` at its next nonce
-    (`own_pending`: it landed, or the pool evicted it); True: none, so a transaction signed now with the next
-    nonce is not refused as "pending" and then lost to it (NONCE_TAKEN, review19 F5). Wakes on final blocks."""
-    ledger = agent.ledger
-    if own_pending(ledger, role, key.public) is None:
-        return True
-    if timeout_s <= 0:
-        return False
-    free = await ledger.wait_for(
-        role, lambda _state: own_pending(ledger, role, key.public) is None, timeout_s
-    )
-    return bool(free)
+    await own_nonce.nonce_free(agent.ledger, "mgmc", agent.anonym, start - time.time())
 
 
 async def caught_up(agent: MarketAgent) -> None:

@@ -1,8 +1,9 @@
 """What the edge's exchange agents share: the replica they use, the stage's deadline and outcome, and the
 one way they submit a transaction (`dayahead_agent` for the session, `forward_agent` for its forward trades).
 
-Promises: `submit_final` signs, submits and waits for a final block, and turns a refusal (or no final block
-in time: `NotFinal`, it may still land) into `SessionFailed` naming it, never retried. Pure data otherwise; no clocks, no I/O of its own.
+Promises: `submit_final` signs, submits and waits for a final block (by the rule every transaction of this MGMC's
+keys follows: `own_nonce.submit_own`), and turns a refusal (or no final block in time: `NotFinal`, it may still
+land) into `SessionFailed` naming it, never retried. Pure data otherwise; no clocks, no I/O of its own.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from peergrid_edge.own_nonce import submit_own
 from peergrid_edge.replicas import Submission
 from peergrid_ledger import keys
 
@@ -80,11 +82,10 @@ async def submit_final(
     before_submit: Callable[[], None],
 ) -> None:
     """Sign, submit and wait for a final block; a refusal (or no final block in time) is SessionFailed
-    naming it: never retried."""
-    before_submit()
-    nonce = ledger.next_nonce(ROLE, key.public)
-    raw = ledger.sign(ROLE, key, kind, body, nonce)
-    outcome = await ledger.submit(ROLE, raw, timeout_s)
+    naming it: never retried, but for the one rule of this MGMC's own nonces (`own_nonce.submit_own`: a
+    transaction of the same key pending in the pool waited for up to `timeout_s` first, one lost to it signed
+    again once)."""
+    outcome = await submit_own(ledger, ROLE, key, kind, body, timeout_s, timeout_s, before_submit)
     if not outcome.landed:
         at = f" of iteration {body['iteration']}" if "iteration" in body else ""
         failed = SessionFailed if outcome.final else NotFinal

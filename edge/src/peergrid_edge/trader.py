@@ -79,6 +79,7 @@ from peergrid_edge import (
     dso_verdicts,
     guard,
     interval_plan,
+    own_nonce,
 )
 from peergrid_edge.chain_bargaining import bargain, close_interval, opening_price, position
 from peergrid_edge.config import MarketSettings
@@ -87,7 +88,7 @@ from peergrid_edge.dso_answers import DsoAnswers, Market
 from peergrid_edge.exchange_io import SessionOutcome
 from peergrid_edge.forward_chain import ForwardOutcome, forward_plan, forward_session
 from peergrid_edge.pcc_readings import MgMetering
-from peergrid_edge.replicas import NONCE_TAKEN, Submission
+from peergrid_edge.replicas import Submission
 from peergrid_edge.resume import PLAN_CONFIRMED, RecordedSpend, record_day, stamped
 from peergrid_edge.verdict_inbox import file_verdict, parse_verdict  # noqa: F401 - test_json_depth imports it
 from peergrid_ledger import keys
@@ -181,27 +182,14 @@ class MarketAgent:
         self, role: str, key: keys.Keypair, kind: str, body: dict[str, Any]
     ) -> Submission:
         """Sign with the sender's next nonce and wait for a final block: landed, or the chain's reason why not.
-        Never on a nonce this MGMC's own pending transaction holds (a make-whole claim not final in time): it
-        waits up to a phase for that one to land or be evicted (`agent_day.nonce_free`); lost all the same to
-        another transaction of this sender (NONCE_TAKEN: it never lands), it is signed again once (review19
-        F5: an interval's first move was lost so and the MG sat the interval out)."""
-        outcome = await self._sign_and_submit(role, key, kind, body)
-        if not outcome.landed and outcome.reason.startswith(NONCE_TAKEN):
-            outcome = await self._sign_and_submit(role, key, kind, body)
-        return outcome
-
-    async def _sign_and_submit(
-        self, role: str, key: keys.Keypair, kind: str, body: dict[str, Any]
-    ) -> Submission:
-        self._stopped()
-        if not await agent_day.nonce_free(self, role, key, self.s.phase_timeout_s):
-            log.warning(
-                "a %s waited a phase for this MGMC's transaction pending on its nonce: sent anyway", kind
-            )
-        self._stopped()
-        nonce = self.ledger.next_nonce(role, key.public)
-        raw = self.ledger.sign(role, key, kind, body, nonce)
-        return await self.ledger.submit(role, raw, self.s.phase_timeout_s + 2.0)  # type: ignore[no-any-return]
+        Never on a nonce this MGMC's own pending transaction holds (a make-whole claim not final in time, the
+        background settle of an earlier uplift): it waits up to a phase for that one to land or be evicted; lost
+        all the same to another transaction of this sender (NONCE_TAKEN: it never lands), it is signed again once
+        (`own_nonce.submit_own`; review19 F5: an interval's first move was lost so and the MG sat it out)."""
+        timeout_s = self.s.phase_timeout_s
+        return await own_nonce.submit_own(
+            self.ledger, role, key, kind, body, timeout_s + 2.0, timeout_s, self._stopped
+        )
 
     def _stopped(self) -> None:
         """Raise CancelledError once the daemon is stopping. Its `stop()` cancels this task, but Python 3.11's
