@@ -18,8 +18,8 @@ Standing per account rather than per run of intervals like `market.tariff`: a co
 that changes seldom (a new transformer, a new agreement), so the DSO posts it once per MG, not once a day;
 one record per account, read per interval by `market_state.capacity`.
 The capacity also bounds what the account may trade, wherever its `max_quantity` does (`within_capacity`,
-called after each max_quantity check, so the bound is min(max_quantity, capacity) and a refusal names the
-capacity only where it is the tighter): an `offer` or a seller's `move` (its quantity), a `bid` or a buyer's
+called after each max_quantity check, so the bound is min(max_quantity, capacity); a quantity above the rule
+is refused in the rule's words as before, one within it but above the capacity naming the capacity): an `offer` or a seller's `move` (its quantity), a `bid` or a buyer's
 `move` (its total demand; with genesis `cap_on_fills` instead what the closing allocates it:
 `market_closing.agree_trades`), an `exchange.position` and an `exchange.accept` (per interval its net
 |general + clean|). Why: a position above its connection is a trade delivered short, or a day-ahead
@@ -65,8 +65,8 @@ def within_capacity(
 ) -> None:
     """Each of `quantities` (Wh, signed or not: its size counts), the account's in chain interval first + t,
     within the connection capacity standing there; refused `rule-violation` naming the quantity, the interval
-    and the capacity. Called after the caller's max_quantity check, so an excess here is one over the tighter
-    bound. One read for all the intervals; none posted: nothing more."""
+    and the capacity. Called after the caller's max_quantity check (whose words a quantity above the rule
+    keeps). One read for all the intervals; none posted: nothing more."""
     entries = capacities(state, account)
     if not entries:
         return
