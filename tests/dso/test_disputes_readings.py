@@ -50,13 +50,18 @@ def forge(leaf: bytes, export_wh: int) -> bytes:
     return encode({**fields, FIELD: {**fields[FIELD], "export_wh": export_wh}})
 
 
-def dispute(seller: list[bytes]) -> tuple[Market, bytes, SigningMeters]:
+def dispute(
+    seller: list[bytes], unstamped: Sequence[bytes] = (), bucket: int = 17
+) -> tuple[Market, bytes, SigningMeters]:
     """500 Wh agreed, disputed (buyer 300, seller 500) on a chain whose settle_wait_ms is WAIT_MS; the buyer's
-    meter (not signing) imported 455 Wh; the seller sealed `seller`; both in time, the leaves at the DSO."""
+    meter (not signing) imported 455 Wh; the seller sealed `seller` (each in the commitment interval of its
+    `at_ms`), and `unstamped` (leaves without a time to bucket them by) in `bucket`; both in time, the leaves
+    at the DSO."""
     m = market({("s", "b"): 500}, {}, wait_ms=WAIT_MS)
     buckets = {(k, "b"): leaves for k, leaves in sealed_buckets(ramp(455.0, export=False)).items()}
     for leaf in seller:
         buckets.setdefault((math.floor(decode(leaf)["at_ms"] / CLOCK.commit_ms), "s"), []).append(leaf)
+    buckets.setdefault((bucket, "s"), []).extend(unstamped)
     for (bucket, mg), leaves in sorted(buckets.items()):
         at = (bucket + 1) * CLOCK.commit_ms + 1000
         m.do(m.nodes[mg], "der_commitment", commitment_body(bucket, leaves), at)

@@ -21,11 +21,12 @@ metered, readings or not (`METERLESS`), so it cannot choose when its readings co
 
 from __future__ import annotations
 
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from fractions import Fraction
 from typing import Any
 
+from peergrid_dso.sealed_pass import Sealed
 from peergrid_dso.sealed_readings import (
     ChainTime,
     MeterClock,
@@ -76,7 +77,7 @@ class Meters:
         clock: MeterClock,
         interval: int,
         nodes: Mapping[bytes, bytes],
-        sealed: Mapping[tuple[bytes, int], Sequence[bytes]],
+        sealed: Sealed,
         chain: ChainTime | None,
         meterless: Collection[bytes] = frozenset(),  # anonyms of MGs without a PCC meter (the DSO's config)
         signing: SigningMeters | None = None,  # PCC meters enrolled as signing (`sealed_readings`)

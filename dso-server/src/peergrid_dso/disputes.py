@@ -171,7 +171,7 @@ used: the DSO names what its metering shows, or the worst case for a side it cou
 
 from __future__ import annotations
 
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Collection, Mapping
 
 from peergrid_dso.dispute_decision import Decision as Decision
 from peergrid_dso.dispute_decision import Unresolved as Unresolved
@@ -179,6 +179,7 @@ from peergrid_dso.dispute_decision import Vouched as Vouched
 from peergrid_dso.dispute_decision import to_json as to_json
 from peergrid_dso.dispute_shares import SIDES, Metered, Meters
 from peergrid_dso.disputes_vouch import as_held, penalty, resolve_vouch
+from peergrid_dso.sealed_pass import Sealed
 from peergrid_dso.sealed_readings import ChainTime, MeterClock, SigningMeters
 from peergrid_ledger import query
 from peergrid_ledger.contracts.market_state import cover_prices
@@ -192,7 +193,7 @@ def resolve(
     trade: bytes,
     clock: MeterClock,
     nodes: Mapping[bytes, bytes],
-    sealed: Mapping[tuple[bytes, int], Sequence[bytes]],
+    sealed: Sealed,
     chain: ChainTime | None = None,
     meterless: Collection[bytes] = frozenset(),
     signing: SigningMeters | None = None,

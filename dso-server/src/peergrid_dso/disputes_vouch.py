@@ -15,6 +15,7 @@ from typing import Any
 
 from peergrid_dso.dispute_decision import Decision, Unresolved, Vouched
 from peergrid_dso.dispute_shares import SIDES, Metered, Meters
+from peergrid_dso.sealed_pass import Sealed
 from peergrid_dso.sealed_readings import ChainTime, MeterClock, SigningMeters
 from peergrid_ledger.contracts.market_sealed import withheld
 from peergrid_ledger.contracts.market_state import cover_prices
@@ -29,7 +30,7 @@ def resolve_vouch(
     up: TakeUp,
     clock: MeterClock,
     nodes: Mapping[bytes, bytes],
-    sealed: Mapping[tuple[bytes, int], Sequence[bytes]],
+    sealed: Sealed,
     chain: ChainTime | None,
     meterless: Collection[bytes],
     signing: SigningMeters | None = None,

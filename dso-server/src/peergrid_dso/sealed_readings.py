@@ -60,7 +60,7 @@ from fractions import Fraction
 
 from peergrid_dso.meter_clock import Blocks, ChainTime, MeterClock, SigningMeters
 from peergrid_dso.readings_tally import REFUSED_NAMED, ReadingsCount, count_decoded, count_readings, tally_of
-from peergrid_dso.sealed_pass import meter_readings
+from peergrid_dso.sealed_pass import Sealed, SealedSet, meter_readings
 from peergrid_ledger import merkle, query
 from peergrid_ledger.codec import Value
 from peergrid_ledger.meter_signing import CLOCK_REACH_COMMITS, MIN_POLL_MS, Counted, counted_readings
@@ -76,6 +76,7 @@ __all__ = [  # what callers import from here, wherever it lives now (D5's split)
     "PartyReadings",
     "ReadingsCount",
     "SigningMeters",
+    "commitment_readings",
     "count_decoded",
     "count_readings",
     "meter_readings",
@@ -104,6 +105,28 @@ def verified_leaves(
     return leaves
 
 
+def commitment_readings(
+    state: StateReader, node: bytes, commitment: int, sealed: Sealed, most: int
+) -> tuple[Sequence[Value], ReadingsCount] | None:
+    """The pass's result (`sealed_pass.meter_readings`) over one commitment interval's committed leaves: kept
+    from the node's intake (a `SealedSet`: no leaf decoded or hashed again, its root and count checked against
+    the chain's record, so a set taken in for a commitment the chain does not hold so is not the sealed ones),
+    or made from the leaves handed over, checked whole against the chain (`verified_leaves`). `Unmetered` as
+    `verified_leaves` raises it; None: more than `most` PCC meter readings."""
+    entry = sealed.get((node, commitment))
+    if not isinstance(entry, SealedSet):
+        given = {} if entry is None else {(node, commitment): entry}
+        return meter_readings(verified_leaves(state, node, commitment, given), most)
+    record = query.der_commitment(state, node, commitment)
+    if record is None:
+        return meter_readings((), most)  # committed nothing then, as `verified_leaves` reads it
+    if entry.root != record["root"] or entry.count != int(record["readings"]):
+        raise Unmetered(f"the readings given for commitment interval {commitment} are not the sealed ones")
+    if entry.most != most:
+        raise ValueError(f"a set taken in at {entry.most} meter readings read at {most}")
+    return entry.found
+
+
 def sealed_late(
     state: StateReader, node: bytes, commitment: int, commit_ms: int, chain: ChainTime
 ) -> str | None:
@@ -129,7 +152,7 @@ def sealed_leaves(
     node: bytes,
     clock: MeterClock,
     interval: int,
-    sealed: Mapping[tuple[bytes, int], Sequence[bytes]],
+    sealed: Sealed,
     chain: ChainTime | None = None,
     commitments: Iterable[int] | None = None,
 ) -> tuple[list[Value], list[str], ReadingsCount]:
@@ -148,7 +171,7 @@ def sealed_leaves(
         if why is not None:
             notes.append(why)
             continue
-        found = meter_readings(verified_leaves(state, node, c, sealed), clock.most_meter_readings)
+        found = commitment_readings(state, node, c, sealed, clock.most_meter_readings)
         if found is None:
             raise Unmetered(
                 f"commitment interval {c} holds more than {clock.most_meter_readings} PCC meter readings, more "
@@ -196,7 +219,7 @@ def read_party(
     node: bytes,
     clock: MeterClock,
     interval: int,
-    sealed: Mapping[tuple[bytes, int], Sequence[bytes]],
+    sealed: Sealed,
     chain: ChainTime | None = None,
     signing: SigningMeters | None = None,
 ) -> PartyReadings:
@@ -227,7 +250,7 @@ def _read_for_clock(
     node: bytes,
     clock: MeterClock,
     interval: int,
-    sealed: Mapping[tuple[bytes, int], Sequence[bytes]],
+    sealed: Sealed,
     chain: ChainTime | None,
     signing: SigningMeters,
     counted: Counted[Value],
@@ -268,7 +291,7 @@ def pcc_energy(
     node: bytes,
     clock: MeterClock,
     interval: int,
-    sealed: Mapping[tuple[bytes, int], Sequence[bytes]],
+    sealed: Sealed,
     side: str,
     chain: ChainTime | None = None,
     signing: SigningMeters | None = None,
