@@ -1,6 +1,7 @@
 """Edge test helpers the test modules import by name (`from edge_helpers import ...`): edge settings for a
-running simulator and small asyncio helpers. Kept out of conftest.py, whose module name other test folders
-share, so `pytest tests/edge tests/sim` collects as well as the whole suite does.
+running simulator, small asyncio helpers, and the daemon a trading agent sees without one (`stand_in_daemon`).
+Kept out of conftest.py, whose module name other test folders share, so `pytest tests/edge tests/sim` collects
+as well as the whole suite does.
 """
 
 from __future__ import annotations
@@ -8,6 +9,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 from peergrid_controller.model import Battery, Load, Microgrid, PvArray, Tariff
@@ -58,6 +60,22 @@ def edge_settings(
         else:
             config[key] = value
     return EdgeSettings.model_validate(config)
+
+
+def stand_in_daemon(
+    ledger: Any, mg: str = "mg4", commit_interval_s: float | None = None, **extra: Any
+) -> SimpleNamespace:
+    """The daemon as a trading agent (`MarketAgent`) uses it in a test without a broker or devices: its MG's name
+    and topics (and its ledger settings' `commit_interval_s` where given), a link that subscribes to nothing, no
+    devices (`states`), a stop event and the real sleep, and `ledger` (the agent's replica); `extra` adds what a
+    test's agent needs beyond that (its node key, a store)."""
+    settings = SimpleNamespace(mg=mg, topic=lambda *parts: "/".join(parts))
+    if commit_interval_s is not None:
+        settings.ledger = SimpleNamespace(commit_interval_s=commit_interval_s)
+    return SimpleNamespace(
+        settings=settings, link=SimpleNamespace(subscribe=lambda topic, handler: None), states={},
+        stopping=asyncio.Event(), _sleep=asyncio.sleep, ledger=ledger, **extra,
+    )  # fmt: skip
 
 
 async def run_for(daemon: Any, body: Callable[[], Any]) -> Any:

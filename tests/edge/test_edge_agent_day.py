@@ -6,24 +6,17 @@ the day goes on; a stop while waiting for an interval ends the day there, with n
 
 from __future__ import annotations
 
-import asyncio
 import json
-import time
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any
 
 import pytest
-from test_edge_settle_both import both_chain, run_chain
-from test_settlement import Node
+from stubbed_day import DAY, run_stubbed
 
 from peergrid_edge import agent_settlement
-from peergrid_edge.config import MarketSettings
 from peergrid_edge.trader import MarketAgent
-from peergrid_ledger.keys import Keypair, write_keyfile
 
-SCENARIO = Path(__file__).resolve().parents[2] / "firmware-sim" / "scenarios" / "ieee33.yaml"
-FIRST, INTERVALS = 5, 3
+FIRST = DAY["first_interval"]
 
 
 def day(
@@ -33,12 +26,10 @@ def day(
     stop_at: int | None = None,
     seen: dict[str, list[Any]] | None = None,
 ) -> tuple[MarketAgent, dict[str, list[Any]]]:
-    """A MarketAgent run over intervals 5-7 (0.3-s slots) with stubbed intervals: the agent, what `working_on`
-    was at each interval's wait for the DSO (`_previous_cleared`) and inside it, whether settle_day ran and
-    what it saw (into `seen` where given). `fails`: that interval raises; `stop_at`: the daemon stops while the
-    agent waits for that interval."""
-    seller, buyer, authority = (Keypair.generate() for _ in range(3))
-    write_keyfile(tmp_path / "anonym.key", seller)
+    """A MarketAgent run over intervals 5-7 (0.3-s slots) with stubbed intervals (`stubbed_day`): the agent, what
+    `working_on` was at each interval's wait for the DSO (`_previous_cleared`) and inside it, whether settle_day
+    ran and what it saw (into `seen` where given). `fails`: that interval raises; `stop_at`: the daemon stops
+    while the agent waits for that interval."""
     seen = {"agent": [], "waiting": [], "running": [], "settle_day": []} if seen is None else seen
 
     async def settle_day(agent: MarketAgent) -> None:
@@ -46,22 +37,11 @@ def day(
 
     monkeypatch.setattr(agent_settlement, "settle_day", settle_day)
 
-    async def body(node: Node) -> MarketAgent:
-        settings = MarketSettings(scenario=SCENARIO, anonym_key_file=tmp_path / "anonym.key",
-                                  t0=time.time() + 0.3, interval_s=0.3, first_interval=FIRST,
-                                  intervals=INTERVALS, phase_timeout_s=0.1,
-                                  record_file=tmp_path / "market.jsonl")  # fmt: skip
-        daemon = SimpleNamespace(
-            settings=SimpleNamespace(mg="mg4", topic=lambda *parts: "/".join(parts)),
-            link=SimpleNamespace(subscribe=lambda topic, handler: None), states={},
-            stopping=asyncio.Event(), _sleep=asyncio.sleep, ledger=node.ledger,
-        )  # fmt: skip
-        agent = MarketAgent(daemon, settings)  # type: ignore[arg-type]
-
+    def stub(agent: MarketAgent) -> None:
         async def cleared(t: int) -> None:
             seen["waiting"].append((t, agent.working_on))
             if t == stop_at:
-                daemon.stopping.set()
+                agent.d.stopping.set()
 
         async def interval(t: int) -> None:
             seen["running"].append((t, agent.working_on))
@@ -71,10 +51,8 @@ def day(
         agent._previous_cleared = cleared  # type: ignore[method-assign]
         agent.run_interval = interval  # type: ignore[method-assign]
         seen["agent"].append(agent)
-        await asyncio.wait_for(agent.run(), 20)
-        return agent
 
-    return run_chain(tmp_path, both_chain(seller, buyer, authority), authority, body), seen
+    return run_stubbed(tmp_path, stub), seen
 
 
 def test_the_agent_says_which_interval_it_works_on_and_none_after_its_day(

@@ -15,35 +15,18 @@ from types import SimpleNamespace
 from typing import Any
 
 import pytest
-from test_edge_settle_both import both_chain, run_chain
-from test_settlement import Node
+from stubbed_day import run_stubbed
 
-from peergrid_edge.config import MarketSettings
 from peergrid_edge.trader import MarketAgent
-from peergrid_ledger.keys import Keypair, write_keyfile
-
-SCENARIO = Path(__file__).resolve().parents[2] / "firmware-sim" / "scenarios" / "ieee33.yaml"
 
 
 def test_the_agent_trades_every_interval_although_its_settler_raises(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    seller, buyer, authority = (Keypair.generate() for _ in range(3))
-    write_keyfile(tmp_path / "anonym.key", seller)
     started: list[tuple[int, float]] = []
     calls: list[float] = []
 
-    async def day(node: Node) -> MarketAgent:
-        settings = MarketSettings(scenario=SCENARIO, anonym_key_file=tmp_path / "anonym.key",
-                                  t0=time.time() + 0.5, interval_s=0.4, first_interval=5, intervals=3,
-                                  phase_timeout_s=0.1, record_file=tmp_path / "market.jsonl")  # fmt: skip
-        daemon = SimpleNamespace(
-            settings=SimpleNamespace(mg="mg4", topic=lambda *parts: "/".join(parts)),
-            link=SimpleNamespace(subscribe=lambda topic, handler: None), states={},
-            stopping=asyncio.Event(), _sleep=asyncio.sleep, ledger=node.ledger,
-        )  # fmt: skip
-        agent = MarketAgent(daemon, settings)  # type: ignore[arg-type]
-
+    def stub(agent: MarketAgent) -> None:
         async def broken(until: float, while_pending: bool = False) -> None:
             calls.append(until)
             raise RuntimeError("a bug in the Settler")
@@ -51,17 +34,11 @@ def test_the_agent_trades_every_interval_although_its_settler_raises(
         async def traded(t: int) -> None:
             started.append((t, time.time()))
 
-        async def cleared(t: int) -> None:
-            return None
-
         agent.settler.work_until = broken  # type: ignore[method-assign]
         agent.run_interval = traded  # type: ignore[method-assign]
-        agent._previous_cleared = cleared  # type: ignore[method-assign]
-        await asyncio.wait_for(agent.run(), 20)
-        return agent
 
     with caplog.at_level(logging.ERROR, logger="peergrid.edge.trader"):
-        agent = run_chain(tmp_path, both_chain(seller, buyer, authority), authority, day)
+        agent = run_stubbed(tmp_path, stub, start_in_s=0.5, interval_s=0.4)
     assert [t for t, _ in started] == [5, 6, 7] and agent.done == 3 and agent.phase == "finished"
     starts = [agent._start_of(t) for t in (5, 6, 7)]
     assert all(

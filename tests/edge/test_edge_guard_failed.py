@@ -15,53 +15,36 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
 import pytest
+from stubbed_day import run_stubbed
 from test_edge_dayahead_session import ledger_for, run_on
 from test_edge_forward import venue_keys
 from test_edge_guard import SCENARIO, TOLERANCE, agent_for
-from test_edge_settle_both import both_chain, run_chain
-from test_settlement import Node
 
 from peergrid_controller.builder import MgState
 from peergrid_edge import guard, interval_plan
-from peergrid_edge.config import MarketSettings
 from peergrid_edge.resume import initial_state, recorded_spend
 from peergrid_edge.trader import MarketAgent
 from peergrid_ledger import query
 from peergrid_ledger.genesis import Params
-from peergrid_ledger.keys import Keypair, write_keyfile
+from peergrid_ledger.keys import Keypair
 
-IEEE33 = Path(__file__).resolve().parents[2] / "firmware-sim" / "scenarios" / "ieee33.yaml"
 ALLOWANCE, CHARGE = 4.0, 10.0
 Interval = Callable[[MarketAgent, int], Awaitable[None]]
 
 
 def run_day(tmp_path: Path, stubs: dict[int, Interval]) -> tuple[MarketAgent, list[dict[str, Any]]]:
-    """A MarketAgent run from interval 5 over 3 intervals (mg4 of ieee33, strict, allowance 4.0), each interval
-    starting the budget as `run_interval` does, then `stubs[t]` (if any: it may raise), then charged 10.0 and
-    recorded with its budget. Returns the agent and its record lines."""
-    seller, buyer, authority = (Keypair.generate() for _ in range(3))
-    write_keyfile(tmp_path / "anonym.key", seller)
+    """A MarketAgent run from interval 5 over 3 intervals (mg4 of ieee33, strict, allowance 4.0; `stubbed_day`),
+    each interval starting the budget as `run_interval` does, then `stubs[t]` (if any: it may raise), then charged
+    10.0 and recorded with its budget. Returns the agent and its record lines."""
     path = tmp_path / "market.jsonl"
 
-    async def day(node: Node) -> MarketAgent:
-        settings = MarketSettings(scenario=IEEE33, anonym_key_file=tmp_path / "anonym.key",
-                                  t0=time.time() + 0.3, interval_s=0.3, first_interval=5, intervals=3,
-                                  phase_timeout_s=0.1, record_file=path, rationality="strict",
-                                  forecast="market", risk_allowance=ALLOWANCE)  # fmt: skip
-        daemon = SimpleNamespace(
-            settings=SimpleNamespace(mg="mg4", topic=lambda *parts: "/".join(parts)),
-            link=SimpleNamespace(subscribe=lambda topic, handler: None), states={},
-            stopping=asyncio.Event(), _sleep=asyncio.sleep, ledger=node.ledger,
-        )  # fmt: skip
-        agent = MarketAgent(daemon, settings)  # type: ignore[arg-type]
-
+    def stub(agent: MarketAgent) -> None:
         async def interval(t: int) -> None:
             if t in stubs:
                 await stubs[t](agent, t)
@@ -71,15 +54,10 @@ def run_day(tmp_path: Path, stubs: dict[int, Interval]) -> tuple[MarketAgent, li
                 {"interval": t, "cost_p2p": CHARGE, "budget_day": budget.day, "budget_left": budget.left}
             )
 
-        async def cleared(t: int) -> None:
-            return None
-
         agent.run_interval = interval  # type: ignore[method-assign]
-        agent._previous_cleared = cleared  # type: ignore[method-assign]
-        await asyncio.wait_for(agent.run(), 20)
-        return agent
 
-    agent = run_chain(tmp_path, both_chain(seller, buyer, authority), authority, day)
+    agent = run_stubbed(tmp_path, stub, record_file=path, rationality="strict", forecast="market",
+                        risk_allowance=ALLOWANCE)  # fmt: skip
     return agent, [json.loads(line) for line in path.read_text().splitlines()]
 
 

@@ -8,64 +8,40 @@ day: the lines of another day (or without a day: written before the stamp) start
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
-import time
 from collections.abc import Callable
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any
 
 import pytest
-from test_edge_settle_both import both_chain, run_chain
-from test_settlement import Node
+from stubbed_day import run_stubbed
 
 from peergrid_edge import interval_plan, resume
-from peergrid_edge.config import MarketSettings
-from peergrid_edge.resume import initial_state, record_day, stamped
+from peergrid_edge.resume import initial_state, stamped
 from peergrid_edge.trader import MarketAgent
-from peergrid_ledger.keys import Keypair, write_keyfile
-
-SCENARIO = Path(__file__).resolve().parents[2] / "firmware-sim" / "scenarios" / "ieee33.yaml"
 
 
 def restarted_day(tmp_path: Path, records: Callable[[str], str]) -> tuple[MarketAgent, list[dict[str, Any]]]:
-    """A MarketAgent run from interval 5 of 2 intervals over a record file holding `records(day)` (`day`: the
-    agent's, `MarketAgent.day`): the agent and each interval's budget status, each interval charged 10.0."""
-    seller, buyer, authority = (Keypair.generate() for _ in range(3))
-    write_keyfile(tmp_path / "anonym.key", seller)
+    """A MarketAgent run from interval 5 of 2 intervals (`stubbed_day`) over a record file holding `records(day)`
+    (`day`: the agent's, `MarketAgent.day`): the agent and each interval's budget status, each interval charged
+    10.0."""
     path = tmp_path / "market.jsonl"
     seen: list[dict[str, Any]] = []
 
-    async def day(node: Node) -> MarketAgent:
-        t0 = time.time() + 0.3
-        path.write_text(records(record_day(t0, 5)))  # the day's earlier run wrote them
-        settings = MarketSettings(scenario=SCENARIO, anonym_key_file=tmp_path / "anonym.key",
-                                  t0=t0, interval_s=0.3, first_interval=5, intervals=2,
-                                  phase_timeout_s=0.1, record_file=path, rationality="strict",
-                                  forecast="market", risk_allowance=4.0)  # fmt: skip
-        daemon = SimpleNamespace(
-            settings=SimpleNamespace(mg="mg4", topic=lambda *parts: "/".join(parts)),
-            link=SimpleNamespace(subscribe=lambda topic, handler: None), states={},
-            stopping=asyncio.Event(), _sleep=asyncio.sleep, ledger=node.ledger,
-        )  # fmt: skip
-        agent = MarketAgent(daemon, settings)  # type: ignore[arg-type]
+    def stub(agent: MarketAgent) -> None:
+        path.write_text(records(agent.day))  # the day's earlier run wrote them
 
         async def interval(t: int) -> None:
             budget = agent.budget or agent._start_budget(t, agent.resumed)  # as run_interval starts it
             budget.charge(10.0)
             seen.append({"interval": t, **budget.status()})
 
-        async def cleared(t: int) -> None:
-            return None
-
         agent.run_interval = interval  # type: ignore[method-assign]
-        agent._previous_cleared = cleared  # type: ignore[method-assign]
-        await asyncio.wait_for(agent.run(), 20)
-        return agent
 
-    return run_chain(tmp_path, both_chain(seller, buyer, authority), authority, day), seen
+    agent = run_stubbed(tmp_path, stub, intervals=2, record_file=path, rationality="strict", forecast="market",
+                        risk_allowance=4.0)  # fmt: skip
+    return agent, seen
 
 
 EARLIER = [

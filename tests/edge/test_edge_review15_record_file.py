@@ -18,11 +18,10 @@ import logging
 import time
 from dataclasses import asdict, replace
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any
 
 import pytest
-from edge_helpers import pv_battery_schedule
+from edge_helpers import pv_battery_schedule, stand_in_daemon
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from test_edge_settle_both import both_chain, run_chain
@@ -203,12 +202,9 @@ def test_the_agent_starts_on_a_damaged_record_file_states_its_sale_and_trades(
         settings = MarketSettings(scenario=SCENARIO, anonym_key_file=tmp_path / "anonym.key",
                                   t0=t0, interval_s=0.4, first_interval=5,
                                   intervals=2, phase_timeout_s=0.1, record_file=records)  # fmt: skip
-        daemon = SimpleNamespace(
-            settings=SimpleNamespace(mg="mg6", topic=lambda *parts: "/".join(parts),
-                                     ledger=SimpleNamespace(commit_interval_s=6.0)),
-            link=SimpleNamespace(subscribe=lambda topic, handler: None), stopping=asyncio.Event(),
-            _sleep=asyncio.sleep, ledger=node.ledger, states={}, store=NoReadings(), keypair=seller,
-        )  # fmt: skip
+        daemon = stand_in_daemon(
+            node.ledger, "mg6", commit_interval_s=6.0, store=NoReadings(), keypair=seller
+        )
         agent = MarketAgent(daemon, settings)  # type: ignore[arg-type]
 
         async def run_interval(t: int) -> None:

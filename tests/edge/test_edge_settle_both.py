@@ -23,6 +23,7 @@ from typing import Any
 
 import pytest
 from dso.test_disputes import CLOCK, T, market, sealed_buckets
+from edge_helpers import stand_in_daemon
 from hypothesis import event, given, settings
 from hypothesis import strategies as st
 from test_settlement import KWH, PRICE, Node
@@ -569,7 +570,6 @@ def test_a_restarted_agent_finds_its_sale_stated_on_chain_and_settles_it_after_t
     """The agent itself (its run loop): restarted after interval 5, whose sale its last run stated and whose
     buyer stays silent, it reads settle_by_both from the genesis, takes the sale up from the chain with its
     statement on record, waits out the buyer's window after the day's last interval and settles on it."""
-    from types import SimpleNamespace
 
     from peergrid_edge.config import MarketSettings
     from peergrid_edge.trader import MarketAgent
@@ -587,11 +587,7 @@ def test_a_restarted_agent_finds_its_sale_stated_on_chain_and_settles_it_after_t
         settings = MarketSettings(scenario=scenario, anonym_key_file=tmp_path / "anonym.key",
                                   t0=time.time() - 100, interval_s=3.0, first_interval=5, intervals=1,
                                   phase_timeout_s=0.2, record_file=tmp_path / "market.jsonl")  # fmt: skip
-        daemon = SimpleNamespace(
-            settings=SimpleNamespace(mg="mg4", topic=lambda *parts: "/".join(parts)),
-            link=SimpleNamespace(subscribe=lambda topic, handler: None),
-            stopping=asyncio.Event(), _sleep=asyncio.sleep, ledger=node.ledger,
-        )  # fmt: skip
+        daemon = stand_in_daemon(node.ledger)
         agent = MarketAgent(daemon, settings)  # type: ignore[arg-type]
         await agent.run()
         return agent, tid

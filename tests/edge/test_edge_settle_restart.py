@@ -10,16 +10,15 @@ interval has no verdict, so nothing is stated for it (never a guess).
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 import time
 from collections.abc import Callable
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any
 
 import pytest
+from edge_helpers import stand_in_daemon
 from hypothesis import given
 from hypothesis import strategies as st
 from test_edge_settle_both import both_chain, run_chain
@@ -159,12 +158,7 @@ def restarted_meterless_seller(
         settings = MarketSettings(scenario=scenario, anonym_key_file=tmp_path / "anonym.key",
                                   t0=t0, interval_s=3.0, first_interval=5, intervals=1,
                                   phase_timeout_s=0.2, record_file=records)  # fmt: skip
-        daemon = SimpleNamespace(
-            settings=SimpleNamespace(mg="mg4", topic=lambda *parts: "/".join(parts),
-                                     ledger=SimpleNamespace(commit_interval_s=6.0)),
-            link=SimpleNamespace(subscribe=lambda topic, handler: None), stopping=asyncio.Event(),
-            _sleep=asyncio.sleep, ledger=node.ledger, states={}, store=NoReadings(), keypair=seller,
-        )  # fmt: skip
+        daemon = stand_in_daemon(node.ledger, commit_interval_s=6.0, store=NoReadings(), keypair=seller)
         agent = MarketAgent(daemon, settings)  # type: ignore[arg-type]
         await agent.run()
         return agent, query.settlement(node.ledger.state("mgmc"), tid)

@@ -16,6 +16,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from edge_helpers import stand_in_daemon
 from hypothesis import given
 from hypothesis import strategies as st
 from test_edge_settle_both import DSO, both_chain, run_chain, settle_within, trades_of
@@ -315,7 +316,6 @@ def test_a_late_seller_states_its_bound_and_owns_the_rest_the_silent_buyer_none(
 def test_the_trading_agent_tells_its_settler_which_trades_the_dso_priced(tmp_path: Path) -> None:
     """The agent's own Settler (trader.py wires `priced` from its replica): a trade in an interval the DSO priced
     for both parties is priced, one in an interval it did not is not."""
-    from types import SimpleNamespace
 
     from peergrid_edge.config import MarketSettings
     from peergrid_edge.trader import MarketAgent
@@ -332,11 +332,7 @@ def test_the_trading_agent_tells_its_settler_which_trades_the_dso_priced(tmp_pat
         settings = MarketSettings(scenario=scenario, anonym_key_file=tmp_path / "anonym.key", t0=time.time(),
                                   interval_s=3.0, first_interval=1, intervals=4, phase_timeout_s=0.2,
                                   record_file=tmp_path / "market.jsonl")  # fmt: skip
-        daemon = SimpleNamespace(
-            settings=SimpleNamespace(mg="mg4", topic=lambda *parts: "/".join(parts)),
-            link=SimpleNamespace(subscribe=lambda topic, handler: None),
-            stopping=asyncio.Event(), _sleep=asyncio.sleep, ledger=node.ledger,
-        )  # fmt: skip
+        daemon = stand_in_daemon(node.ledger)
         agent = MarketAgent(daemon, settings)  # type: ignore[arg-type]
         priced = agent.settler._priced
         assert priced is not None

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from edge_helpers import stand_in_daemon
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -235,7 +236,6 @@ def test_a_restarted_agent_settles_what_its_last_run_left_unpaid_once_the_buyer_
     """The agent itself (its run loop, not only the settler): after a restart at interval 5, which its last run
     closed but never settled (refused: no funds), it picks the purchase up from the chain and retries it
     until its own income lands, before the day ends."""
-    from types import SimpleNamespace
 
     from peergrid_edge.config import MarketSettings
     from peergrid_edge.trader import MarketAgent
@@ -257,11 +257,7 @@ def test_a_restarted_agent_settles_what_its_last_run_left_unpaid_once_the_buyer_
             settings = MarketSettings(scenario=scenario, anonym_key_file=tmp_path / "anonym.key",
                                       t0=time.time() - 100, interval_s=5.0, first_interval=5, intervals=1,
                                       phase_timeout_s=0.2, record_file=record_file)  # fmt: skip
-            daemon = SimpleNamespace(
-                settings=SimpleNamespace(mg="mg4", topic=lambda *parts: "/".join(parts)),
-                link=SimpleNamespace(subscribe=lambda topic, handler: None),
-                stopping=asyncio.Event(), _sleep=asyncio.sleep, ledger=node.ledger,
-            )  # fmt: skip
+            daemon = stand_in_daemon(node.ledger)
             agent = MarketAgent(daemon, settings)  # type: ignore[arg-type]
 
             async def income_lands() -> None:  # once the restarted agent was refused for funds itself
