@@ -66,28 +66,17 @@ async def submit_own(
     """Sign `body` as `kind` with `key`'s next nonce and wait `timeout_s` for a final block: landed, or the chain's
     reason why not (the module's rule: a pending transaction of `key` waited for up to `wait_s` first, and one
     lost to NONCE_TAKEN signed again once). `before_submit` runs before each signing (the agent's stop check)."""
-    outcome = await _sign_and_submit(ledger, role, key, kind, body, timeout_s, wait_s, before_submit)
+
+    async def sign_and_submit() -> Submission:
+        before_submit()
+        if not await nonce_free(ledger, role, key, wait_s):
+            log.warning("a %s waited %.1f s for this MGMC's transaction pending on its nonce: sent anyway", kind,
+                        wait_s)  # fmt: skip
+        before_submit()
+        raw = ledger.sign(role, key, kind, body, ledger.next_nonce(role, key.public))
+        return await ledger.submit(role, raw, timeout_s)  # type: ignore[no-any-return]
+
+    outcome = await sign_and_submit()
     if not outcome.landed and outcome.reason.startswith(NONCE_TAKEN):
-        outcome = await _sign_and_submit(ledger, role, key, kind, body, timeout_s, wait_s, before_submit)
+        outcome = await sign_and_submit()
     return outcome
-
-
-async def _sign_and_submit(
-    ledger: Any,
-    role: str,
-    key: keys.Keypair,
-    kind: str,
-    body: dict[str, Any],
-    timeout_s: float,
-    wait_s: float,
-    before_submit: Callable[[], None],
-) -> Submission:
-    before_submit()
-    if not await nonce_free(ledger, role, key, wait_s):
-        log.warning(
-            "a %s waited %.1f s for this MGMC's transaction pending on its nonce: sent anyway", kind, wait_s
-        )
-    before_submit()
-    nonce = ledger.next_nonce(role, key.public)
-    raw = ledger.sign(role, key, kind, body, nonce)
-    return await ledger.submit(role, raw, timeout_s)  # type: ignore[no-any-return]
