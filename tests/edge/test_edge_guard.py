@@ -27,7 +27,8 @@ from peergrid_controller.moves import BargainingConfig
 from peergrid_edge import debts
 from peergrid_edge.dso_answers import DsoAnswers
 from peergrid_edge.replicas import EdgeLedger
-from peergrid_edge.resume import recorded_spend, resumed_counterfactual
+from peergrid_edge.resume import resumed_counterfactual
+from peergrid_edge.resume_spend import recorded_spend
 from peergrid_edge.trader import MarketAgent
 from peergrid_ledger.contracts import market as contract
 from peergrid_ledger.genesis import Params

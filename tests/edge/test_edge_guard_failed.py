@@ -28,7 +28,8 @@ from test_edge_guard import SCENARIO, TOLERANCE, agent_for
 
 from peergrid_controller.builder import MgState
 from peergrid_edge import guard, interval_plan
-from peergrid_edge.resume import initial_state, recorded_spend
+from peergrid_edge.resume import initial_state
+from peergrid_edge.resume_spend import recorded_spend
 from peergrid_edge.trader import MarketAgent
 from peergrid_ledger import query
 from peergrid_ledger.genesis import Params

@@ -3,12 +3,12 @@ did not steer (the DSO's) had left the day's budget below the conventional value
 (`DayBudget.note_value`: `short`), a failed interval leaves the conventional rest of the day less that shortfall
 (`fail_closed_after`, 872cfdd). The shortfall was not in the records, so a restart over them resumed with the
 conventional rest of the day: the shortfall given back. Now the failed interval's record carries it
-(`resume.BUDGET_SHORT`, written by `agent_day.intervals` through `guard.failed_record`) and the restart reads it
-back (`resume.spend_of` -> `RecordedSpend.short` -> `guard.day_budget`); a failed record without it (no shortfall,
+(`resume_spend.BUDGET_SHORT`, written by `agent_day.intervals` through `guard.failed_record`) and the restart reads it
+back (`resume_spend.spend_of` -> `RecordedSpend.short` -> `guard.day_budget`); a failed record without it (no shortfall,
 or written before the key) reads as before.
 
 Through `MarketAgent.run` (test_edge_guard_failed's day: a real single-authority chain, its intervals stubbed),
-its real record file and the real resume path (`resume.recorded_spend` -> `guard.start_budget`); the readers on
+its real record file and the real resume path (`resume_spend.recorded_spend` -> `guard.start_budget`); the readers on
 lines by hand for the older, torn and damaged records."""
 
 from __future__ import annotations
@@ -23,7 +23,8 @@ from hypothesis import strategies as st
 from test_edge_guard_failed import CHARGE, restart_at, run_day
 
 from peergrid_edge import interval_plan
-from peergrid_edge.resume import BUDGET_SHORT, record_day, spend_of, stamped
+from peergrid_edge.resume import record_day, stamped
+from peergrid_edge.resume_spend import BUDGET_SHORT, spend_of
 from peergrid_edge.trader import MarketAgent
 
 DSO_COST = 60.0  # what a DSO adjustment cost the MG in interval 5 beyond what the guard chose

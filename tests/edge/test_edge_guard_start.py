@@ -1,6 +1,6 @@
 """A (re)started trading agent's guard budget through `MarketAgent.run` itself: on a real single-authority chain,
 with a record file from an earlier run of the day, the agent joins at its first interval nobody traded and
-goes on with the day's budget its records left (`resume.recorded_spend`: the day's budget less the recorded
+goes on with the day's budget its records left (`resume_spend.recorded_spend`: the day's budget less the recorded
 `cost_p2p`), read once at its start, one pass for the budget and what is unknown of it; a torn line makes what the day cost unknown, and it goes on with no
 allowance left (review17 K-A: the conventional rest of the day). Its intervals are stubbed to start the budget as
 `run_interval` does (`budget or _start_budget(t, resumed)`) and to record what they found. The file serves every
@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 from stubbed_day import run_stubbed
 
-from peergrid_edge import interval_plan, resume
+from peergrid_edge import interval_plan, resume_spend
 from peergrid_edge.resume import initial_state, stamped
 from peergrid_edge.trader import MarketAgent
 
@@ -91,16 +91,16 @@ def test_the_restarted_agent_parses_each_record_line_once_for_its_budget(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, torn: bool
 ) -> None:
     """One pass over the record file gives both the budget the records left and whether what the day cost is
-    unknown (`resume.recorded_spend`): each line's budget and cost parsed once. Before, `resumed_budget` at the
+    unknown (`resume_spend.recorded_spend`): each line's budget and cost parsed once. Before, `resumed_budget` at the
     agent's start and `unknown_spend` in `guard.start_budget` parsed every line twice."""
     parsed: list[str] = []
-    budget_line = resume._budget_line
+    budget_line = resume_spend._budget_line
 
     def counted(line: str, day: str | None) -> Any:
         parsed.append(line)
         return budget_line(line, day)
 
-    monkeypatch.setattr(resume, "_budget_line", counted)
+    monkeypatch.setattr(resume_spend, "_budget_line", counted)
     written: list[str] = []
 
     def records(day: str) -> str:

@@ -28,12 +28,11 @@ from peergrid_edge.resume import (
     PLAN_CONFIRMED,
     counterfactual_of,
     record_day,
-    recorded_spend,
     resumed_counterfactual,
-    spend_of,
     stamped,
     verdicts_of,
 )
+from peergrid_edge.resume_spend import recorded_spend, spend_of
 
 YESTERDAY, TODAY = record_day(1764000000.0, 0), record_day(1764086400.0, 0)
 LATER = record_day(1764086400.0, 4)  # a long-lived chain: tomorrow on chain intervals from 4

@@ -23,7 +23,7 @@ from test_trader import traded_chain
 from peergrid_controller.builder import MgState
 from peergrid_edge import interval_plan
 from peergrid_edge.guard import DayBudget, start_budget
-from peergrid_edge.resume import recorded_spend, spend_of, took_part
+from peergrid_edge.resume_spend import recorded_spend, spend_of, took_part
 from peergrid_ledger.chain import LocalChain
 from peergrid_ledger.keys import Keypair
 

@@ -1,6 +1,6 @@
-"""A restarted agent's guard budget from its records (`resume.recorded_spend`, `RecordedSpend.resumed`): the
+"""A restarted agent's guard budget from its records (`resume_spend.recorded_spend`, `RecordedSpend.resumed`): the
 day's budget and the sum of the recorded `cost_p2p` before the interval it resumes at, read best effort line by
-line (review15 M3), and the record readers' one shared parse (`_record_object`)."""
+line (review15 M3), and the record readers' one shared parse (`record_object`)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from peergrid_edge.resume import _record_object, recorded_spend, spend_of
+from peergrid_edge.resume import record_object
+from peergrid_edge.resume_spend import recorded_spend, spend_of
 
 
 def resumed_budget(records: Path | None, t: int) -> tuple[float, float] | None:
@@ -74,11 +75,11 @@ def test_a_byte_that_is_not_utf8_is_named_and_the_line_read_as_it_stands(tmp_pat
 
 
 def test_the_shared_parse_refuses_what_is_not_a_json_object() -> None:
-    assert _record_object('{"interval": 1}') == ({"interval": 1}, "")
-    assert _record_object("[1]") == (None, "it is not a JSON object")
-    doc, why = _record_object("{")
+    assert record_object('{"interval": 1}') == ({"interval": 1}, "")
+    assert record_object("[1]") == (None, "it is not a JSON object")
+    doc, why = record_object("{")
     assert doc is None and why.startswith("it is not JSON (")
-    doc, why = _record_object("[" * 100_000)  # nested past the parser's depth
+    doc, why = record_object("[" * 100_000)  # nested past the parser's depth
     assert doc is None and why.startswith("it is not JSON (")
 
 

@@ -27,7 +27,8 @@ import time
 from typing import TYPE_CHECKING
 
 from peergrid_edge import agent_settlement, day_stages, guard, own_nonce
-from peergrid_edge.resume import initial_state, recorded_spend, resume_interval, resumed_counterfactual
+from peergrid_edge.resume import initial_state, resume_interval, resumed_counterfactual
+from peergrid_edge.resume_spend import recorded_spend
 
 if TYPE_CHECKING:
     from peergrid_edge.trader import MarketAgent

@@ -11,7 +11,7 @@ Promises:
 - `DayBudget`: what the MG may still spend this day and end no worse off than its conventional (DSO-only)
   day plus the allowance: it starts at the conventional cost of the day from the agent's first interval and
   state plus the allowance, and each interval is charged with its `cost_p2p` as it was actually dispatched
-  and paid; a restarted agent goes on from its records (`resume.recorded_spend`, read once), never a fresh
+  and paid; a restarted agent goes on from its records (`resume_spend.recorded_spend`, read once), never a fresh
   allowance, and with none left where they cannot say what the day cost so far (`RecordedSpend.unknown`: fail
   closed), as the running agent has none left once an interval failed (`fail_closed_after`); a shortfall a DSO
   change had left is kept by both (`DayBudget.short`, in the failed interval's record: `failed_record`).
@@ -42,7 +42,7 @@ from peergrid_controller.curve import ResponseCurve
 from peergrid_controller.model import Microgrid
 from peergrid_controller.rationality import Guarded
 from peergrid_controller.schedule import MgSchedule, Plan, ScheduleError
-from peergrid_edge import interval_plan, resume
+from peergrid_edge import interval_plan, resume, resume_spend
 from peergrid_edge.chain_bargaining import previous_price
 from peergrid_ledger import keyspace as ks
 from peergrid_ledger import query
@@ -151,7 +151,7 @@ def day_budget(
     left at or above (the records' known costs are no bound: the lost one may have been an income), and
     the day's budget the records' where they hold one (every record of the day carries the same
     `budget_day`; the spend is what that leaves), less the shortfall an earlier DSO change had left where an
-    interval failed (`short`: its record's `resume.BUDGET_SHORT`, `RecordedSpend.short`), as the running agent
+    interval failed (`short`: its record's `resume_spend.BUDGET_SHORT`, `RecordedSpend.short`), as the running agent
     keeps it (`fail_closed_after`): a restart never gives it back (before, it was not in the records)."""
     if spend_unknown:
         to_go = interval_plan.cost_to_go(mg, dt, mg.intervals, t, state)
@@ -191,7 +191,7 @@ def within_bounds(forecast: Sequence[float], mg: Microgrid, t: int, premium: flo
             for i, price in enumerate(forecast)]  # fmt: skip
 
 
-def start_budget(agent: Any, t: int, recorded: resume.RecordedSpend | None = None) -> DayBudget:
+def start_budget(agent: Any, t: int, recorded: resume_spend.RecordedSpend | None = None) -> DayBudget:
     """`day_budget` for the trading agent from interval t, at its config's `rationality` and `risk_allowance`
     (a test's stand-in settings that name neither: off, none), from what its records say of the day before t
     (`recorded`, read at its start, `MarketAgent.run`; read here where it is not that of t, as after an
@@ -202,7 +202,7 @@ def start_budget(agent: Any, t: int, recorded: resume.RecordedSpend | None = Non
     assert agent.state is not None
     mode, allowance = _setting(agent, "rationality", "off"), _setting(agent, "risk_allowance", 0.0)
     if recorded is None or recorded.t != t:
-        recorded = resume.recorded_spend(_setting(agent, "record_file", None), t, _day(agent))
+        recorded = resume_spend.recorded_spend(_setting(agent, "record_file", None), t, _day(agent))
     unknown = _unknown_spend(agent, recorded)
     budget = day_budget(
         mode,
@@ -247,17 +247,17 @@ def fail_closed_after(agent: Any, t: int) -> None:
 
 def failed_record(agent: Any) -> dict[str, float]:
     """What a failed interval's record adds for the guard (`agent_day.intervals`): the shortfall a DSO change had
-    left (`DayBudget.short`, `resume.BUDGET_SHORT`) where there is one, so a restart keeps it as the running
+    left (`DayBudget.short`, `resume_spend.BUDGET_SHORT`) where there is one, so a restart keeps it as the running
     agent does (`fail_closed_after`); nothing where none (the record's bytes as before the key)."""
     budget = agent.budget
-    return {} if budget is None or budget.short <= 0 else {resume.BUDGET_SHORT: budget.short}
+    return {} if budget is None or budget.short <= 0 else {resume_spend.BUDGET_SHORT: budget.short}
 
 
-def _unknown_spend(agent: Any, recorded: resume.RecordedSpend) -> str | None:
+def _unknown_spend(agent: Any, recorded: resume_spend.RecordedSpend) -> str | None:
     """`RecordedSpend.unknown` for the trading agent's records and its anonym's part on its MGMC chain."""
     first = _setting(agent, "first_interval", 0)
     chain, me = agent.ledger.state("mgmc"), agent.anonym.public
-    return recorded.unknown(first, lambda k: resume.took_part(chain, k, me))
+    return recorded.unknown(first, lambda k: resume_spend.took_part(chain, k, me))
 
 
 def _day(agent: Any) -> str | None:

@@ -1,4 +1,5 @@
-"""Where a (re)started trading agent picks up: the interval to join, the state its models start from.
+"""Where a (re)started trading agent picks up: the interval to join, the state its models start from, and the
+record file's lines read back by day.
 
 Promises: `resume_interval` is the first interval nobody has started trading in (a restarted agent never joins
 one midway; a forward-traded interval counts as started once its slot is over); `initial_state` is the
@@ -9,19 +10,16 @@ DSO-only market does not forget what each path did to the batteries; `recorded_v
 interval's dispatch verdict (`PLAN_CONFIRMED`, written with the interval's record) for an MG without a PCC
 meter, which states a trade only where it says the plan was confirmed (review10 F5: kept in memory only, a
 restart lost them and the MG never stated the trades it had dispatched). A record it cannot read is logged
-as an error and its interval has no verdict: that MG then states nothing for it, never a guess;
-`recorded_spend` reads, in one pass over the lines, the rationality guard's day budget and what the recorded
-intervals before the resumed one cost (their `cost_p2p`: `RecordedSpend.resumed`) and the shortfall a DSO change
-had left where an interval failed (`BUDGET_SHORT`), so a restarted agent never starts a fresh allowance mid-day, and what `RecordedSpend.unknown` needs to say when they cannot (a torn line,
-an interval this MG ran with no recorded cost): the guard then resumes with no allowance left. (Before, the
-budget and the unknown spend were two passes, each line parsed twice.) Pure apart from reading the record file;
-never writes anything. Every reader parses a line with `_record_object`.
+as an error and its interval has no verdict: that MG then states nothing for it, never a guess. What the
+records say of the day's spend (the guard's budget on a restart) is `resume_spend.py`'s, on the same lines.
+Pure apart from reading the record file; never writes anything. Every reader parses a line with
+`record_object`.
 One record file serves every day (one path, appended to: review18 K-1), so each record carries its day (`DAY`:
 `record_day`, the agent's t0 and first interval, the pair its day-ahead session is named by; `stamped`) and each
-reader given a day reads only that day's lines: another day's budget, costs, counterfactual and verdicts are
-never today's. A line with no stamp (written before the stamp) is another day's: never resumed, so a restart
-mid-day across the upgrade resumes with the chain's word only (`RecordedSpend.unknown` fails closed on any
-interval the MG took part in). `day` None reads every line (a file known to hold one day: tests).
+reader given a day reads only that day's lines (`of_day`): another day's budget, costs, counterfactual and
+verdicts are never today's. A line with no stamp (written before the stamp) is another day's: never resumed, so
+a restart mid-day across the upgrade resumes with the chain's word only (`RecordedSpend.unknown` fails closed on
+any interval the MG took part in). `day` None reads every line (a file known to hold one day: tests).
 The start-up reads are best effort (review15 M3: one damaged line raised out of the agent's start, and the
 edge crash-looped under systemd): `record_lines` reads the file's lines one by one, a byte that is not UTF-8
 replaced (the records are written as ASCII: such a byte is damage, logged once per line); a line that is not
@@ -35,9 +33,8 @@ from __future__ import annotations
 import json
 import logging
 import math
-import re
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -45,14 +42,13 @@ from peergrid_controller.builder import MgState
 from peergrid_controller.model import Microgrid
 from peergrid_controller.schedule import MgSchedule
 from peergrid_edge.forward_agent import forward_session
-from peergrid_ledger import query
 from peergrid_ledger.contracts import market as contract
 
 log = logging.getLogger("peergrid.edge.trader")
 
 REPLACED = "\ufffd"
 """What `record_lines` puts for a byte that is not UTF-8 (the records are ASCII JSON: it is damage)."""
-_DAMAGED = " (it holds bytes that are not UTF-8: the file is damaged)"
+DAMAGED = " (it holds bytes that are not UTF-8: the file is damaged)"
 
 DAY = "day"
 """Every record's key for the day it belongs to (`record_day`), written second, after its interval."""
@@ -73,7 +69,7 @@ def stamped(doc: dict[str, Any], day: str) -> dict[str, Any]:
     return {**head, DAY: day, **doc}
 
 
-def _of_day(doc: dict[str, Any], day: str | None) -> bool:
+def of_day(doc: dict[str, Any], day: str | None) -> bool:
     """Whether a record is of `day` (None: any day). A record with no stamp is another day's."""
     return day is None or doc.get(DAY) == day
 
@@ -154,7 +150,7 @@ def counterfactual_of(
         if not line.strip():
             continue
         found, why = _conv_line(line, t, mg, day)
-        damaged = _DAMAGED if REPLACED in line else ""
+        damaged = DAMAGED if REPLACED in line else ""
         if why is not None or damaged:
             errors.append(f"line {number}{damaged}: {why or 'read as it stands'}")
         if found is not None:
@@ -167,10 +163,10 @@ def _conv_line(
 ) -> tuple[tuple[int, MgState] | None, str | None]:
     """One record line's (interval, conventional state) if it holds one of `day` before t, and why it was
     skipped."""
-    doc, refused = _record_object(line)
+    doc, refused = record_object(line)
     if doc is None:
         return None, f"{refused}: skipped"
-    if "conv_state" not in doc or not _of_day(doc, day):
+    if "conv_state" not in doc or not of_day(doc, day):
         return None, None
     k = doc.get("interval")
     if not isinstance(k, int) or isinstance(k, bool):
@@ -186,9 +182,9 @@ def _conv_line(
 def _mg_state(c: Any, mg: Microgrid) -> MgState | str:
     """`conv_state` (`asdict(MgState)`) as an MgState of `mg`, or what is wrong with it."""
     shape = {
-        "soc_kwh": (len(mg.batteries), _finite),
+        "soc_kwh": (len(mg.batteries), finite),
         "genset_on": (len(mg.gensets), lambda v: isinstance(v, bool)),
-        "genset_kw": (len(mg.gensets), _finite),
+        "genset_kw": (len(mg.gensets), finite),
         "genset_intervals_in_state": (len(mg.gensets), lambda v: type(v) is int),
     }
     if not isinstance(c, dict):
@@ -201,7 +197,7 @@ def _mg_state(c: Any, mg: Microgrid) -> MgState | str:
                    tuple(c["genset_intervals_in_state"]))  # fmt: skip
 
 
-def _finite(value: Any) -> bool:
+def finite(value: Any) -> bool:
     return type(value) in (int, float) and math.isfinite(value)
 
 
@@ -242,7 +238,7 @@ def verdicts_of(
     for number, line in enumerate(lines, 1):
         if not line.strip():
             continue
-        damaged = _DAMAGED if REPLACED in line else ""
+        damaged = DAMAGED if REPLACED in line else ""
         found, why = _verdict_line(line, intervals, day)
         if found is not None:
             t, verdict = found
@@ -264,10 +260,10 @@ def _verdict_line(
 ) -> tuple[tuple[int, bool | None] | None, str | None]:
     """One record line's (interval, verdict) if it holds one of `intervals` (verdict None: not a bool), and
     why it could not be read. A line that is not a JSON object may have held one: that is an error too."""
-    doc, refused = _record_object(line)
+    doc, refused = record_object(line)
     if doc is None:
         return None, f"{refused}: a dispatch verdict it held is lost"
-    if PLAN_CONFIRMED not in doc or not _of_day(doc, day):
+    if PLAN_CONFIRMED not in doc or not of_day(doc, day):
         return None, None
     t, verdict = doc.get("interval"), doc[PLAN_CONFIRMED]
     if not isinstance(t, int) or isinstance(t, bool):
@@ -279,7 +275,7 @@ def _verdict_line(
     return (t, verdict), None
 
 
-def _record_object(line: str) -> tuple[dict[str, Any] | None, str]:
+def record_object(line: str) -> tuple[dict[str, Any] | None, str]:
     """One record line as its JSON object, or None and why not (not JSON, or JSON but not an object): the
     two refusals every reader of the record shares; each says what the refusal costs it."""
     try:
@@ -289,166 +285,3 @@ def _record_object(line: str) -> tuple[dict[str, Any] | None, str]:
     if not isinstance(doc, dict):
         return None, "it is not a JSON object"
     return doc, ""
-
-
-BUDGET_DAY = "budget_day"
-"""The interval record's key for the guard's budget at the day's start (conventional day cost + allowance)."""
-BUDGET_SHORT = "budget_short"
-"""A failed interval's record key for the shortfall a DSO change had left (`guard.DayBudget.short`: how far the
-budget stood below the conventional value of the MG's state), which failing closed keeps; written only where it
-is above 0, so a record without it (0, or written before the key) reads as it did."""
-
-
-@dataclass(frozen=True)
-class RecordedSpend:
-    """What the agent's records say of the day's spend before interval `t` (`spend_of`): the day's budget at its
-    start (`BUDGET_DAY`, the same in every record of the day; None: no record before t holds it), each interval's
-    `cost_p2p` before t (the last record of an interval counting), the first interval before t whose record
-    holds the day's budget, the first line that cannot be read (named; None: every line reads), and the shortfall
-    the day's last failed interval before t recorded (`BUDGET_SHORT`; 0: none, or a failed record without it)."""
-
-    t: int
-    day: float | None
-    costs: Mapping[int, float]
-    started: int | None
-    torn: str | None
-    short: float = 0.0
-
-    @property
-    def resumed(self) -> tuple[float, float] | None:
-        """(the day's budget at its start, what the records before t cost), the budget a restarted agent goes
-        on with, never a fresh allowance mid-day; None: no record before t holds it (one starts afresh)."""
-        return None if self.day is None else (self.day, sum(self.costs.values()))
-
-    def unknown(self, first: int, traded: Callable[[int], bool]) -> str | None:
-        """Why the records cannot say what the day cost before t, naming the interval (None: they can), so
-        that the guard resumes with no allowance left instead of giving a cost back (review17 K-A):
-        - a line that cannot be read: a crash tears the last line written, the record of the interval just
-          dispatched and paid (its interval is named where its start is still legible);
-        - an interval before t with no readable `cost_p2p` although the day's budget had started by it (a
-          record holds `budget_day` for it or an earlier one: a crash between the interval's close and its
-          record, or intervals missed while the agent was down), or one from `first` on where the chain shows
-          this MG took part in it (`traded(k)`: the day's only record lost). An interval the records say
-          failed holds no cost either: what it cost is unknown alike.
-        An interval before the first record with no part on the chain is one the agent did not run (it started
-        later): nothing to know there; nor at the day's first interval when no record before it holds a budget
-        (a damaged line there is an earlier day's: it charges this one nothing)."""
-        start, t = self.started, self.t
-        if self.torn is not None and (
-            t > first or start is not None
-        ):  # a day's first start owes nothing to it
-            return self.torn
-        for k in range(first if start is None else min(first, start), t):
-            if k in self.costs:
-                continue
-            if start is not None and k >= start:
-                return f"interval {k} has no recorded cost (the day's budget started at interval {start})"
-            if traded(k):
-                return f"interval {k} has no recorded cost (the chain shows this MG took part in it)"
-        return None
-
-
-def recorded_spend(record_file: Path | None, t: int, day: str | None = None) -> RecordedSpend:
-    """`spend_of` the record file's lines of `day` before interval t, best effort per line as the other start-up
-    reads (a line that may have held a budget or a cost and was skipped is logged once)."""
-    spend, errors = spend_of(record_lines(record_file), t, day)
-    for error in errors:
-        log.warning("record %s: %s", record_file, error)
-    return spend
-
-
-def spend_of(lines: Iterable[str], t: int, stamp: str | None = None) -> tuple[RecordedSpend, list[str]]:
-    """What the record's lines of the day `stamp` say of its spend before t, each line parsed once, and why a
-    line that may have held a budget or a cost was skipped (one entry per line). A line that cannot be read is
-    the day's torn line where it is legibly the day's (`_legible`) or, its day not legible, the last whole line
-    before it is (a crash tears the last line written; review19 F4: a torn stage record or unstamped line was
-    every later day's). The day's first record torn is not: `traded(k)` on the chain notices its interval. The
-    shortfall is the last failed record's before t (the latest interval; a torn one's is unknown, and a restart
-    goes on without it: the line's number may be torn short)."""
-    day: float | None = None
-    costs: dict[int, float] = {}
-    started: int | None = None
-    torn: str | None = None
-    failed: tuple[int, float] | None = None  # the latest failed interval before t and its recorded shortfall
-    errors: list[str] = []
-    after_the_days = False  # the last whole line before this one is of the day `stamp`
-    for number, line in enumerate(lines, 1):
-        if not line.strip():
-            continue
-        found, why, whole = _budget_line(line, stamp)
-        damaged = _DAMAGED if REPLACED in line else ""
-        if why is not None or damaged:
-            errors.append(f"line {number}{damaged}: {why or 'read as it stands'}")
-        interval, legible_day = _legible(line)
-        if whole is not None:  # a whole line's day is its stamp's
-            the_days = after_the_days = whole
-        else:
-            the_days = stamp is None or (after_the_days if legible_day is None else legible_day == stamp)
-        if why is not None and torn is None and the_days:
-            named = "a record of an unknown interval" if interval is None else f"interval {interval}'s record"
-            torn = f"{named} (line {number}) cannot be read ({why})"
-        if found is None or found[0] >= t:
-            continue
-        k, budget, cost, short = found
-        if budget is not None:
-            day = budget
-            started = k if started is None else min(started, k)
-        if cost is not None:
-            costs[k] = cost
-        if short is not None and (failed is None or k >= failed[0]):
-            failed = (k, short)
-    return RecordedSpend(t, day, costs, started, torn, 0.0 if failed is None else failed[1]), errors
-
-
-def _budget_line(
-    line: str, stamp: str | None
-) -> tuple[tuple[int, float | None, float | None, float | None] | None, str | None, bool | None]:
-    """One record line's (interval, day's budget, cost, shortfall) where a record of the day `stamp` holds a
-    budget or a cost, or says the interval failed (its shortfall, 0 where it names none; None: not a failed
-    record), why it was skipped, and whether the line is a whole record of that day (None: it is not a JSON
-    object)."""
-    doc, refused = _record_object(line)
-    if doc is None:
-        return None, f"{refused}: a cost it held is not counted", None
-    if not _of_day(doc, stamp):
-        return None, None, False
-    if BUDGET_DAY not in doc and "cost_p2p" not in doc and "error" not in doc:
-        return None, None, True
-    k, budget, cost = doc.get("interval"), doc.get(BUDGET_DAY), doc.get("cost_p2p")
-    failed, short = "error" in doc, doc.get(BUDGET_SHORT, 0.0)
-    if type(k) is not int:
-        if BUDGET_DAY not in doc and "cost_p2p" not in doc:
-            return None, None, True  # a failed record naming no interval number: nothing it says is read
-        return None, f"a budget or cost of interval {k!r:.40}, not an interval number: skipped", True
-    if not all(v is None or _finite(v) for v in (budget, cost)):
-        why = f"interval {k}'s budget or cost is not a number ({budget!r:.20}, {cost!r:.20}): skipped"
-        return None, why, True
-    if failed and not (_finite(short) and short >= 0):
-        return None, f"interval {k}'s {BUDGET_SHORT} is not a shortfall ({short!r:.20}): skipped", True
-    return (k, _number(budget), _number(cost), _number(short) if failed else None), None, True
-
-
-def _number(value: Any) -> float | None:
-    return None if value is None else float(value)
-
-
-def took_part(state: Any, t: int, me: bytes) -> bool:
-    """Whether the MGMC chain shows `me` (this MG's trading key) in interval t: a seller or buyer of its
-    bargaining, or a party to one of its agreed trades (a forward trade too). Only its agent posts with it."""
-    return (
-        me in contract.members(state, t, "sellers")
-        or me in contract.members(state, t, "buyers")
-        or any(me in (trade["seller"], trade["buyer"]) for _, trade in query.trades(state, t))
-    )
-
-
-_LEGIBLE = re.compile(r'\s*\{(?:"interval":\s*(?P<interval>\d+)[,}]\s*)?(?:"day":\s*"(?P<day>[^"\\]*)"[,}])?')
-"""The trader writes each record's interval first (where it names one) and its day next (`stamped`), so a line
-torn after them still says both: an interval record `{"interval": k, "day": "...", ...}`, a stage record
-`{"day": "...", ...}` (review19 F4: it was read only after an interval)."""
-
-
-def _legible(line: str) -> tuple[str | None, str | None]:
-    """The interval and the day a (torn) line still says whole at its start (`_LEGIBLE`; None: not legible)."""
-    found = _LEGIBLE.match(line)
-    return (None, None) if found is None else (found.group("interval"), found.group("day"))

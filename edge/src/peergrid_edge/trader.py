@@ -89,7 +89,8 @@ from peergrid_edge.exchange_io import SessionOutcome
 from peergrid_edge.forward_chain import ForwardOutcome, forward_plan, forward_session
 from peergrid_edge.pcc_readings import MgMetering
 from peergrid_edge.replicas import Submission
-from peergrid_edge.resume import PLAN_CONFIRMED, RecordedSpend, record_day, stamped
+from peergrid_edge.resume import PLAN_CONFIRMED, record_day, stamped
+from peergrid_edge.resume_spend import RecordedSpend
 from peergrid_edge.verdict_inbox import file_verdict, parse_verdict  # noqa: F401 - test_json_depth imports it
 from peergrid_ledger import keys
 from peergrid_ledger.records import append_record
