@@ -11,8 +11,10 @@ trade (`anonyms_only`: no MGMC trades through its node key). With `SettleByBoth`
 (`peergrid-testbed --settle-by-both` passes it) the MGMC genesis names `settle_by_both`: a trade settles on
 both parties' metered statements. `tariff.yaml` beside the keys holds each MG's retail and feed-in from the
 scenario (the prices its MGMC schedules with), in the DSO's tariff-file format (docs/closed-loop.md "Who
-prices the cover"), rewritten at every start. A genesis already there is never rewritten: its chain id and
-history hold. Split from closedloop.py (the daemons' configs), which re-exports these names. Starts nothing.
+prices the cover"), rewritten at every start. `capacity_kw` holds each MG's connection capacity for the DSO
+config (`connection_kw`: its scenario's limits, else its devices' rating; the DSO node posts it as
+`market.capacity`, the bound of its make-whole claim). A genesis already there is never rewritten: its chain
+id and history hold. Split from closedloop.py (the daemons' configs), which re-exports these names. Starts nothing.
 """
 
 from __future__ import annotations
