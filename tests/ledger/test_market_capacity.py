@@ -3,8 +3,8 @@ wherever `max_quantity` bounds one: an offer and a seller's move, a bid's and a 
 exchange post and an exchange accept (per interval, net of both books), and with genesis `cap_on_fills` the
 closing fills a buyer up to min(max_quantity, capacity). Each refusal is `rule-violation` naming the capacity
 and the interval, and changes nothing (`submit_checked`); a quantity above the member's own rule is refused
-naming the rule, as before (checked first). A capacity changes only from an interval after the account's last position,
-so it never makes a standing position too big; an exchange post is no position until accepted."""
+naming the rule, as before (checked first). A capacity changes only from an interval after the account's last
+position, so it never makes a standing position too big; an exchange post is no position until accepted."""
 
 from __future__ import annotations
 
@@ -116,7 +116,7 @@ def test_a_bid_whose_total_is_above_the_capacity_is_refused_and_so_is_a_move_rai
 
 
 def test_with_cap_on_fills_a_bid_may_ask_more_and_the_closing_fills_at_most_the_capacity() -> None:
-    """cap_on_fills: max_quantity caps the fills, not the asks; so does the capacity, the tighter of the two."""
+    """cap_on_fills: max_quantity caps the fills, not the asks; so does the capacity, the tighter here."""
     chain = chain_with({P3.public: rules(900)}, Params(credit_limit=10**12, cap_on_fills=1))
     for seller in (P1, P2):
         assert submit_checked(chain, seller, "offer", offer(1000))

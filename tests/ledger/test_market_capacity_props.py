@@ -45,7 +45,7 @@ def bound(state: StateReader, who: bytes, interval: int) -> int:
 
 
 def limits(data: st.DataObject, chain: LocalChain, intervals: tuple[int, ...]) -> None:
-    """A `market.rules` by a member or a `market.capacity` by the DSO, from one of `intervals` (may be refused)."""
+    """A `market.rules` by a member or a `market.capacity` by the DSO from one of `intervals` (or refused)."""
     who = data.draw(st.sampled_from(MEMBERS))
     start = data.draw(st.sampled_from(intervals))
     if data.draw(st.booleans()):
@@ -133,7 +133,7 @@ def test_no_intraday_position_nor_trade_exceeds_the_rule_or_the_capacity(
 
 
 def day_ahead(data: st.DataObject, chain: LocalChain) -> None:
-    """Open the session; posts, steps and limits at random; close (if a step came); then accepts and limits."""
+    """Open the session; posts, steps and limits at random; close; then accepts and limits at random."""
     opening = {
         "session": NAME,
         "first_interval": FIRST,

@@ -19,14 +19,14 @@ that changes seldom (a new transformer, a new agreement), so the DSO posts it on
 one record per account, read per interval by `market_state.capacity`.
 The capacity also bounds what the account may trade, wherever its `max_quantity` does (`within_capacity`,
 called after each max_quantity check, so the bound is min(max_quantity, capacity); a quantity above the rule
-is refused in the rule's words as before, one within it but above the capacity naming the capacity): an `offer` or a seller's `move` (its quantity), a `bid` or a buyer's
-`move` (its total demand; with genesis `cap_on_fills` instead what the closing allocates it:
-`market_closing.agree_trades`), an `exchange.position` and an `exchange.accept` (per interval its net
-|general + clean|). Why: a position above its connection is a trade delivered short, or a day-ahead
-position that moves the prices and is then cut. A capacity is posted only from an interval after the
-account's last position (above), so a standing position is never made too big after the fact; an
-exchange post is not a position until accepted, so the next post and the accept meet a newer capacity.
-Without a capacity every check reads one absent key and refuses nothing: bytes as before.
+is refused in the rule's words as before, one within it but above the capacity naming the capacity): an
+`offer` or a seller's `move` (its quantity), a `bid` or a buyer's `move` (its total demand; with genesis
+`cap_on_fills` instead what the closing allocates it: `market_closing.agree_trades`), an `exchange.position`
+and an `exchange.accept` (per interval its net |general + clean|). Why: a position above its connection is a
+trade delivered short, or a day-ahead position that moves the prices and is then cut. A capacity is posted
+only from an interval after the account's last position (above), so a standing position is never made too big
+after the fact; an exchange post is not a position until accepted, so the next post and the accept meet a
+newer capacity. Without a capacity every check reads one absent key and refuses nothing: bytes as before.
 Pure; no I/O.
 """
 
@@ -75,8 +75,8 @@ def within_capacity(
         if cap is not None and abs(quantity) > cap:
             raise RuleError(
                 Reason.RULE_VIOLATION,
-                f"{what} {quantity} Wh in interval {first + t} above the connection capacity {cap} Wh the DSO "
-                "posted for it (market.capacity)",
+                f"{what} {quantity} Wh in interval {first + t} above the connection capacity {cap} Wh "
+                "the DSO posted for it (market.capacity)",
             )
 
 

@@ -212,7 +212,7 @@ def tariff(state: StateReader, account: bytes, interval: int) -> tuple[int, int]
 
 @lru_cache(maxsize=1024)
 def _capacity_entries(raw: bytes) -> tuple[tuple[int, int], ...]:
-    """Decoded capacity entries, memoised by their bytes (read on every position of an account; never mutated)."""
+    """Decoded capacity entries, memoised by their bytes (read on every position; never mutated)."""
     return tuple((int(effective), int(wh)) for effective, wh in decode(raw))
 
 
@@ -224,7 +224,7 @@ def capacities(state: StateReader, account: bytes) -> tuple[tuple[int, int], ...
 
 
 def standing_capacity(entries: tuple[tuple[int, int], ...], interval: int) -> int | None:
-    """The capacity of `entries` (`capacities`) standing in `interval`: the latest effective at or before it."""
+    """The capacity of `entries` (`capacities`) standing in `interval`: the latest effective by then."""
     current = None
     for effective, wh in entries:
         if effective <= interval:
