@@ -135,9 +135,9 @@ def test_the_dso_settles_as_the_staters_repeat_would(silent: str) -> None:
 def test_without_seller_vouched_the_dso_settles_the_penalty_the_repeat_pays(silent: str) -> None:
     """Without seller_vouched the repeat pays the withholder's worst case (`market_sealed.withheld`): a silent
     buyer took all 400, a silent seller delivered nothing and owns the whole 400 short. The DSO settles the
-    trade the same, so taking it up changes no incentive of that chain. (Its sibling is not pinned here: on
-    such a chain a penalty is no meter reading, and a sibling the DSO settles first shares with the trade by
-    the meters - as before, where a sibling settled before the repeat took it at the statement.)"""
+    trade the same, so taking it up changes no incentive of that chain. (Its sibling: a sibling takes the
+    statement at this penalty from the moment the DSO takes it up, whoever settles first - D5,
+    tests/dso/test_disputes_withheld_orders.py.)"""
     m, tid, sib, start = kept_back(silent, repeat=False, vouched=False)
     r, rtid, rsib, rstart = kept_back(silent, repeat=True, vouched=False)
     done, _ = dso_settles(m, [tid, sib], start)

@@ -7,7 +7,8 @@ trade: what its trades that are not disputed (`metering.metered_as_dispute`: a w
 disputed, and a lone or unrevealed trade the DSO took up by the chain's time) take on the parties' word comes off
 its energy first (`metering.statements_take`: what each settled at, or the most its statements can still settle it
 at), and its disputed trades share the rest
-(`metering.disputed_shares`: `meter_shares` over all of them, the DSO's earlier settles among them; what a
+(`metering.disputed_shares`: `meter_shares` over all of them, the DSO's earlier settles among them, and a
+withheld statement the DSO took up without seller_vouched at its penalty, settled or not: `_standing`; what a
 counterparty proves is its own energy pro rata to its agreed quantities, `metering.pro_rata`), so its agreed
 and disputed trades together never settle more than its meter shows (review12 F2: 583 Wh for an export of
 500). With the share come the counterparties to wait for until the dispute's deadline: those of its disputed
@@ -36,6 +37,7 @@ from peergrid_dso.sealed_readings import (
     read_party,
 )
 from peergrid_ledger import query
+from peergrid_ledger.contracts.market_sealed import withheld
 from peergrid_ledger.metering import (
     Unmetered,
     disputed_shares,
@@ -44,6 +46,7 @@ from peergrid_ledger.metering import (
     statements_take,
 )
 from peergrid_ledger.state import StateReader
+from peergrid_ledger.takeup import waits_for_dso
 
 SIDES = ("seller", "buyer")
 METERLESS = "no PCC meter (meterless in the DSO's config)"  # why a meterless MG is not metered
@@ -184,7 +187,9 @@ class Meters:
                 proofs.append((quantity, least if lapsed or never else None))
             else:
                 proofs.append((quantity, pro_rata(found, quantity, self.total(counterparty, other))))
-        shares = disputed_shares(energy, taken, proofs, [_settled(t) for _, t in disputed])
+        vouched = self.chain is not None and self.chain.seller_vouched
+        standing = [_settled(t) if tid == trade else _standing(t, now, vouched) for tid, t in disputed]
+        shares = disputed_shares(energy, taken, proofs, standing)
         at = next(i for i, (tid, _) in enumerate(disputed) if tid == trade)
         never = any(t[other] in self.meterless for _, t in disputed)
         by = (
@@ -202,3 +207,25 @@ class Meters:
 def _settled(trade: Mapping[str, Any]) -> int | None:
     """The Wh a trade settled at, None while it is not settled."""
     return None if trade["settlement"] is None else int(trade["settlement"]["delivered"])
+
+
+def _standing(trade: Mapping[str, Any], now: int | None, seller_vouched: bool) -> int | None:
+    """What a party's disputed sibling stands at in its share: what it settled at, None while the meters still
+    decide it; and a withheld statement the DSO took up on a chain without seller_vouched (`takeup`
+    "withheld") at the contract's penalty, which is what it settles at whoever moves first (the stater's
+    repeat or the DSO: `disputes_vouch.penalty`). Why (D5, D4's order dependence): before, a sibling the DSO
+    resolved before that penalty landed shared the party's energy with it by the meters, after it under the
+    penalty's figure, so money moved by arrival order (s sold 400 to b, b withheld, and 200 to c; s exported
+    400, b and c imported 200, priced 300/50 at 200: c's trade settled 200 or 0 delivered, c netting -40,000 or
+    +20,000 and s +120,000 or +60,000). Now both are the second, the figures the stater's repeat gives too,
+    and the party's trades never settle more than its meter shows (review12 F2)."""
+    if (
+        trade["settlement"] is not None
+        or seller_vouched
+        or now is None
+        or waits_for_dso(trade, now) != "withheld"
+    ):
+        return _settled(trade)
+    [(stater, said)] = trade["statements"].items()
+    terms = withheld(dict(trade), SIDES[1 - SIDES.index(stater)], int(said.get("short", 0)))
+    return None if terms is None else terms[0]

@@ -154,7 +154,10 @@ A revealed statement whose counterparty committed and kept its reveal back, whic
 reveal deadline (`takeup` "withheld", D4: before, it stayed open for ever and a sibling took it at that
 statement), is settled as the stater's repeat would: with seller_vouched as the hold the repeat makes
 (`disputes_vouch.as_held`, the rules above), without it at the contract's penalty (`penalty`: a silent seller
-0 delivered and the quantity short, a silent buyer all of it), so its figure is the same whoever moves first.
+0 delivered and the quantity short, a silent buyer all of it), so its figure is the same whoever moves first;
+and a sibling of its party's takes it at that penalty from the moment the DSO takes it up, settled or not
+(`dispute_shares._standing`, D5: before, one resolved before the penalty landed shared with it by the meters,
+so the sibling's figure was the arrival order's).
 Only disputed (or lone-statement, unrevealed, withheld, or vouching) trades come here; a party's trades of one interval that its counterparties agreed settle at
 the edge's pro-rata statement. What those take comes off the party's energy before its disputed trades share
 it (review12 F2: agreed pro rata beside disputed by the meters, a seller that exported 500 Wh settled 583):
