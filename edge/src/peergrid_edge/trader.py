@@ -187,6 +187,7 @@ class MarketAgent:
         background settle of an earlier uplift): it waits up to a phase for that one to land or be evicted; lost
         all the same to another transaction of this sender (NONCE_TAKEN: it never lands), it is signed again once
         (`own_nonce.submit_own`; review19 F5: an interval's first move was lost so and the MG sat it out)."""
+        self._stopped()  # a stopped agent reads nothing of its ledger or settings (test_rebargain_live)
         timeout_s = self.s.phase_timeout_s
         return await own_nonce.submit_own(
             self.ledger, role, key, kind, body, timeout_s + 2.0, timeout_s, self._stopped
