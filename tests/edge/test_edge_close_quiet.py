@@ -17,7 +17,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "ledger"))
 
 from ledger_fixtures import T0, Keys, make_genesis
 
-from peergrid_edge.chain_bargaining import close_interval, earliest_close_ms
+from peergrid_edge.chain_closing import close_interval, earliest_close_ms
 from peergrid_edge.trader import MarketAgent
 from peergrid_ledger import query
 from peergrid_ledger.chain import LocalChain

@@ -10,7 +10,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "ledger"))
 
 from ledger_fixtures import T0, Keys, make_genesis
 
-from peergrid_edge.chain_bargaining import earliest_close_ms
+from peergrid_edge.chain_closing import earliest_close_ms
 from peergrid_ledger.chain import LocalChain
 from peergrid_ledger.genesis import Account, Params
 

@@ -23,7 +23,7 @@ from peergrid_controller.model import Microgrid
 from peergrid_controller.moves import BargainingConfig, Participant
 from peergrid_controller.schedule import MgSchedule
 from peergrid_edge import chain_bargaining, dso_answers
-from peergrid_edge.chain_bargaining import close_interval
+from peergrid_edge.chain_closing import close_interval
 from peergrid_edge.dso_answers import DsoAnswers, Market, answer_iteration
 from peergrid_edge.trader import MarketAgent
 from peergrid_ledger import keyspace as ks

@@ -4,8 +4,8 @@ Promises: `bargain(agent, t, ...)` joins interval t (an `offer` for round 1, or 
 then per round lets sellers `move` (`peergrid_controller.moves.adjust`) and buyers `move`
 (`moves.make_bid`), each phase waiting until every expected peer's move of that round is in a FINAL block,
 so every MGMC decides from the same chain state; a round that repeats the previous one ends it (or
-`max_rounds`); then `close_interval` has the lowest-keyed seller submit `trade` (anyone after a timeout; the
-lowest buyer when every seller dropped out), each waiting until the chain takes one (the genesis' close rule:
+`max_rounds`); then `close_interval` (`chain_closing.py`) has the lowest-keyed seller submit `trade` (anyone after a timeout;
+the lowest buyer when every seller dropped out), each waiting until the chain takes one (the genesis' close rule:
 with `close_quiet_ms` once the book stood still, so it is never refused for closing early). A peer that misses a phase is left out of the interval's later
 phases. Returns the public price history per round. `rebargain` plays more rounds of a reopened interval
 (`market.reopen` by the DSO, design step 6) the same way; the rest of the DSO's loop (its contracts, the
@@ -32,9 +32,7 @@ ever (a sale's payment pays its debts first) and buys again once it is paid off.
 
 from __future__ import annotations
 
-import asyncio
 import logging
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -53,9 +51,9 @@ from peergrid_controller.moves import (  # the controller's public per-MGMC move
     same_requests,
 )
 from peergrid_edge import debts
+from peergrid_edge.chain_closing import close_interval
 from peergrid_ledger import query
 from peergrid_ledger.contracts import market as contract
-from peergrid_ledger.contracts.market_close_time import earliest_close
 from peergrid_ledger.schema import PRICE
 
 if TYPE_CHECKING:
@@ -360,68 +358,3 @@ async def _move_demands(agent: MarketAgent, t: int, r: int, demands: list[dict[s
         debts.note(agent, t, owed)
         await agent._submit("mgmc", agent.anonym, "move", {**body, "demands": []})
     return False
-
-
-def earliest_close_ms(state: Any, genesis: Any, t: int) -> int | None:
-    """The first block time (ms) at which the chain takes a `trade` of interval t on this state: the contract's
-    own rule (`market_close_time.earliest_close`: genesis `close_on_clock`, its `close_after_ms` window from the
-    interval's start or reopening, and with `close_quiet_ms` only once the book stood still that long, at the
-    latest at the interval's end); None where `trade` has no time rule. A later move can only push it later."""
-    rule = earliest_close(state, genesis.params, t)
-    return None if rule is None else rule[0]
-
-
-async def _wait_for_rule(agent: MarketAgent, t: int, genesis: Any) -> None:
-    """Sleep until the chain takes a `trade` of interval t by this replica's state and this node's clock,
-    looking again after each sleep: a move that landed meanwhile moved the moment on (never past the
-    interval's end, where the rule stops binding). Returns at once without a genesis (a stand-in ledger) or
-    a rule, or once the interval is closed."""
-    while genesis is not None:
-        state = agent.ledger.state("mgmc")
-        earliest = earliest_close_ms(state, genesis, t)
-        if contract.closed(state, t) or earliest is None or earliest / 1000 <= time.time():
-            return
-        await asyncio.sleep(earliest / 1000 - time.time())
-
-
-async def _submit_close(agent: MarketAgent, t: int, genesis: Any) -> None:
-    """This MG's `trade` of interval t, sent once the chain takes one (`_wait_for_rule`), not to be refused;
-    refused all the same because the book moved before it landed (the rule's moment is later now), sent again
-    at the new moment. Ends once it landed, the interval is closed, or it was refused while the rule allowed
-    it (another reason: the caller's wait for a final closing says what became of the interval). Each round
-    waits until a strictly later moment, never past the interval's end: it ends."""
-    while True:
-        await _wait_for_rule(agent, t, genesis)
-        if await agent._submit("mgmc", agent.anonym, "trade", {"interval": t}):
-            return
-        state = agent.ledger.state("mgmc")
-        earliest = earliest_close_ms(state, genesis, t) if genesis is not None else None
-        if contract.closed(state, t) or earliest is None or earliest / 1000 <= time.time():
-            return
-
-
-async def close_interval(agent: MarketAgent, t: int, closer: bytes | None) -> bool:
-    """Close interval t: `closer` (if it is this MG) submits `trade` as soon as the chain takes one (its genesis'
-    close rule: `earliest_close_ms`; with `close_quiet_ms` once the book stood still, so the closer waits
-    out the quiet instead of being refused); if it is not closed in a final block within a phase timeout,
-    this MG submits `trade` itself (any participant may: the closer is gone), by the same rule.
-    True once closed in a final block; a timed-out wait never counts as closed. An interval without any
-    offer has no trades and nothing to close (False)."""
-    agent.phase = "close"
-
-    def done(state: Any) -> bool:
-        return contract.closed(state, t)
-
-    state = agent.ledger.state("mgmc")
-    if done(state):
-        return True
-    if not contract.members(state, t, "sellers"):
-        return False
-    replicas = getattr(agent.ledger, "replicas", None)  # a stand-in ledger without them: no genesis, no rule
-    genesis = replicas["mgmc"].app.genesis if replicas is not None else None
-    if closer == agent.anonym.public:
-        await _submit_close(agent, t, genesis)
-    if await agent.ledger.wait_for("mgmc", done, agent.s.phase_timeout_s):
-        return True
-    await _submit_close(agent, t, genesis)
-    return bool(await agent.ledger.wait_for("mgmc", done, agent.s.phase_timeout_s))

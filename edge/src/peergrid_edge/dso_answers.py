@@ -18,7 +18,8 @@ from typing import TYPE_CHECKING, Any
 from peergrid_controller.adjustment import Adjustment
 from peergrid_controller.moves import Participant
 from peergrid_controller.rebargain import curve_within
-from peergrid_edge.chain_bargaining import close_interval, position, rebargain
+from peergrid_edge.chain_bargaining import position, rebargain
+from peergrid_edge.chain_closing import close_interval
 from peergrid_ledger import keys, query
 from peergrid_ledger import keyspace as ks
 from peergrid_ledger.contracts import market as contract

@@ -81,7 +81,8 @@ from peergrid_edge import (
     interval_plan,
     own_nonce,
 )
-from peergrid_edge.chain_bargaining import bargain, close_interval, opening_price, position
+from peergrid_edge.chain_bargaining import bargain, opening_price, position
+from peergrid_edge.chain_closing import close_interval
 from peergrid_edge.config import MarketSettings
 from peergrid_edge.day_stages import dayahead_deadline  # noqa: F401 - T1's test_edge_forward_skew imports it here
 from peergrid_edge.dso_answers import DsoAnswers, Market
