@@ -20,7 +20,8 @@ with their trades kept. Switching holds `lock`
 to read-back; the topology lives in `live.open_set`, which operators may change between intervals.
 With `tariff_file` (and an MGMC chain that settles by both) it prices each MG's cover on the MGMC chain
 (`market.tariff`, a day ahead at a time, `tariff.CoverPricer`) beside the intervals, from the start.
-Its settings are `loop_settings`; submitting to its chains and the coordinated stop, `node_chains`.
+Its settings are `loop_settings`; submitting to its chains and the coordinated stop, `node_chains`; reopening
+an interval on the MGMC chain, `interval_reopen` (split out, D5).
 """
 
 from __future__ import annotations
@@ -35,9 +36,10 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any
 
 from peergrid_dso.broker_tls import check_broker
+from peergrid_dso.interval_reopen import REOPEN_WAIT_S, Reopening, forward_traded, reopen
 from peergrid_dso.loop_settings import IntervalNodeSettings, LoopSettings
 from peergrid_dso.node_chains import ChainAdapter, Changed, Throttled
 from peergrid_ledger import keys, query
@@ -48,7 +50,6 @@ from peergrid_ledger.settings import ConfigError, exit_with_config_error, load_s
 from peergrid_ledger.state import read_obj
 
 PROGRAM = "peergrid-dso-node"
-REOPEN_WAIT_S = 6.0  # a reopening not final by then never lands (its deadline): the MGMCs keep their trades
 ENROL_RETRY_S = 1.0  # a failed enrolment is tried again at the next final block, or after this at the latest
 log = logging.getLogger("peergrid_dso.interval_node")
 
@@ -104,24 +105,6 @@ class SecurityRounds:
     adjustments: list[dict[str, Any]] = field(default_factory=list)
     rounds: list[dict[str, Any]] = field(default_factory=list)
     iterations: int = 1  # AC analyses: the first, then one per re-bargaining
-
-
-class Reopening(NamedTuple):
-    """What `DsoLoop.reopen` did: the reopening's iteration on the MGMC chain, or None and why not."""
-
-    iteration: int | None
-    why: str | None = None
-
-
-def forward_traded(state: Any, t: int) -> str | None:
-    """Whether interval t's closing on the MGMC chain is a day-ahead exchange session's clear (its market
-    record names the session), said plainly, or None. The contract refuses to reopen such an interval (its
-    forward trades have no positions to re-bargain): the MGMCs meet the DSO's limits by re-planning with the
-    forward trades kept, so asking would only cost the reopening's wait."""
-    from peergrid_ledger.contracts import market
-
-    session = market.interval_record(state, t).get("session")
-    return None if session is None else f"forward-traded by exchange session {session!r}"
 
 
 @dataclass
@@ -366,44 +349,9 @@ class DsoLoop:
         return out
 
     async def reopen(self, t: int, ref: bytes) -> Reopening:
-        """Reopen interval t on the MGMC chain for this iteration's re-bargaining (`market.reopen`, only the
-        DSO may; ref = the iteration's first adjustment contract's txid). Waits (bounded) for a closing the
-        MGMCs may still be finishing; the transaction's deadline is when the DSO stops waiting for it, so it
-        never lands after the DSO moved on. Sends nothing for an interval a day-ahead clear closed
-        (`forward_traded`), nor what the contract refuses now (checked on the replica first, its reason
-        logged: no wait). Returns the reopening's iteration on that chain, or None with why not (no MGMC
-        chain configured, nothing closed to reopen, forward-traded, refused, not final): the MGMCs then
-        re-plan with their trades kept."""
-        from peergrid_ledger.contracts import market
-
-        if self.mgmc is None:
-            return Reopening(None, "no MGMC chain")
-        follower = self.mgmc.node.replicas[self.mgmc.chain]
-        deadline = time.monotonic() + self.settings.rebargain_wait_s
-        while not market.closed(follower.app.state, t) and time.monotonic() < deadline:
-            await self.mgmc.changed.wait(0.5)
-        if not market.closed(follower.app.state, t):
-            log.warning("interval %d is not closed on the MGMC chain: nothing to reopen", t)
-            return Reopening(None, "not closed")
-        forward = forward_traded(follower.app.state, t)
-        if forward is not None:
-            log.info("interval %d: %s; not reopened, the MGMCs re-plan with them kept", t, forward)
-            return Reopening(None, forward)
-        last = market.reopening(follower.app.state, t)
-        iteration = 1 if last is None else int(last["iteration"]) + 1
-        until = self.mgmc.node.clock() + round(REOPEN_WAIT_S * 1000)
-        body = {"interval": t, "iteration": iteration, "ref": ref, "until": until}
-        result = await self.mgmc.submit(
-            self.dso_key, "market.reopen", body, timeout=REOPEN_WAIT_S + 2.0, precheck=True
-        )
-        now = market.reopening(follower.app.state, t)
-        if now is not None and int(now["iteration"]) == iteration:
-            return Reopening(iteration)
-        if result.reason == "refused":
-            log.warning("interval %d: the MGMC chain refused reopening %d: %s", t, iteration, result.detail)
-            return Reopening(None, f"refused: {result.detail}")
-        log.warning("interval %d: reopening %d not final: %s %s", t, iteration, result.reason, result.detail)
-        return Reopening(None, f"{result.reason}: {result.detail}")
+        """Reopen interval t on the MGMC chain for this iteration's re-bargaining (`interval_reopen.reopen`;
+        ref = the iteration's first adjustment contract's txid): its iteration there, or None and why not."""
+        return await reopen(self.mgmc, self.dso_key, t, ref, self.settings.rebargain_wait_s)
 
     def record(self, doc: dict[str, Any]) -> None:
         if self.settings.record_file is not None:
@@ -429,6 +377,18 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as exc:
         exit_with_config_error(PROGRAM, exc)
     return 0
+
+
+__all__ = [
+    "REOPEN_WAIT_S",
+    "DsoLoop",
+    "Reopening",
+    "build_feeder",
+    "forward_traded",
+    "main",
+    "relay_driver",
+    "serve",
+]
 
 
 if __name__ == "__main__":
