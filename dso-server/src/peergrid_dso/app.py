@@ -6,7 +6,9 @@ relays) are made in `lifespan`, stored on `app.state` and reached through `Depen
 `GET /api/health` says `ok` (with a loop, `degraded` once its node died), and with a loop its section: the
 node `running`, the `interval` it works on, and what is final of its start's postings (`live.readiness`):
 `enrolled` (the MGs enrolled on the DSO chain), `pricing` and `tariffs_through` (the last interval through
-which every MG's cover prices are final on the MGMC chain, or null) - what the lab waits for before t0.
+which every MG's cover prices are final on the MGMC chain, or null), and where the node posts connection
+capacities `capacities` ({mg: the first interval from which its configured capacity stands on the MGMC chain,
+or null}) - what the lab waits for before t0.
 """
 
 from __future__ import annotations
@@ -84,8 +86,8 @@ def create_app(settings: DsoSettings, *, listen: bool = True) -> FastAPI:
         if loop is not None:  # the closed loop's DSO node: a dead one is not a healthy DSO
             doc["loop"] = {"running": loop.running, "interval": loop.node.loop.current}
             doc["status"] = "ok" if loop.running else "degraded"
-            # what is final of its start's postings: the MGs enrolled (DSO chain), the cover priced (MGMC
-            # chain); left out while the node cannot say (not running, or too busy to answer in time: half a
+            # what is final of its start's postings: the MGs enrolled (DSO chain), the cover priced and the
+            # connection capacities standing (MGMC chain); left out while the node cannot say (not running, or too busy to answer in time: half a
             # second, well within a poller's patience, so a node busy at its start still shows it runs)
             doc["loop"] |= loop.readiness(timeout=0.5) or {}
         return doc

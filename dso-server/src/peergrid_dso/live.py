@@ -15,8 +15,9 @@ standalone node does - on a thread of its own with its own event loop, and retur
 loop's MGs and revokes on both chains: the DSO, a non-voting follower of the MGMC chain, still has the `dso`
 role there and gossips its `gov.revoke` to the MGMCs' mempools (`DsoNode.mgmc_recorder`). `stop()` ends
 it and closes its stores. `call(fn)` runs `fn` on the node's loop (for reads of the live ledger state, which only that loop
-mutates); `readiness()` reads there what is final of the node's start's postings (`readiness`: the MGs
-enrolled on the DSO chain, `tariffs_through` on the MGMC chain) for `/api/health`. A start that fails (bad key file, a store of another chain) raises `ConfigError` in the caller.
+mutates); `readiness()` reads there what is final of the node's start's postings (`start_postings.readiness`:
+the MGs enrolled on the DSO chain, `tariffs_through` and the connection `capacities` on the MGMC chain) for
+`/api/health`. A start that fails (bad key file, a store of another chain) raises `ConfigError` in the caller.
 
 Why a thread of its own rather than the web server's event loop: the consensus timers (block period, round
 timeouts) and the MQTT inbox must keep time while the web server is busy (a power flow for a page, a slow
@@ -28,11 +29,14 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
-from peergrid_ledger import keys, query
+# `/api/health`'s reads of the start's postings (a module of their own; named here as before)
+from peergrid_dso.start_postings import readiness as readiness
+from peergrid_dso.start_postings import tariffs_through as tariffs_through
+from peergrid_ledger import keys
 from peergrid_ledger.consensus.node_cli import NodeSettings, build_node
 from peergrid_ledger.consensus.shutdown import cancel_until_done
 from peergrid_ledger.settings import ConfigError
@@ -260,47 +264,6 @@ def loop_enrolments(node: DsoNode) -> dict[bytes, Any]:
         status = "revoked" if is_revoked(state, mgmc) else "authorised"
         found[mgmc] = Enrolment(mgmc, anonym, mg, status)
     return found
-
-
-def tariffs_through(
-    state: Any, accounts: Iterable[bytes], first: int, end: int, known: int | None = None
-) -> int | None:
-    """The last interval t before `end` such that every account in `accounts` is priced (`market.tariff`,
-    final on `state`) for each interval from `first` to t; None when `first` is not. `known`: an earlier
-    answer over the same chain, from which the scan goes on (a price once final is never taken back)."""
-    from peergrid_ledger.contracts.market_state import tariff
-
-    wanted = list(accounts)
-    t = first if known is None else max(first, known + 1)
-    while t < end and all(tariff(state, account, t) is not None for account in wanted):
-        t += 1
-    return t - 1 if t > first else None
-
-
-def readiness(node: DsoNode, known: int | None = None) -> dict[str, Any]:
-    """What the node knows of its start's postings, final on its replicas (`/api/health`'s loop section): the
-    MGs of its config `enrolled` on the DSO chain (an account for the anonym, its MGMC not revoked: what
-    `DsoLoop.enrol` makes and waits for), whether it prices the cover (`pricing`: a tariff file and an MGMC
-    chain that settles by both) and `tariffs_through` (`tariffs_through` over every configured MG, from the
-    loop's first interval; None while that one is not priced for all, or when it prices nothing). Call on
-    the node's event loop (it reads the live ledger state); `known`: the last `tariffs_through` it gave."""
-    from peergrid_ledger.core import is_revoked
-
-    state = node.replica.app.state
-    enrolled = [
-        mg
-        for mg, entry in sorted(node.settings.mgs.items())
-        if query.account(state, bytes.fromhex(entry.anonym)) is not None
-        and not is_revoked(state, bytes.fromhex(entry.node))
-    ]
-    pricer = node.loop.pricer
-    pricing = pricer is not None and pricer.settles_by_both()
-    through = (
-        tariffs_through(pricer.state, pricer.accounts.values(), pricer.first, pricer.end, known)
-        if pricing
-        else None
-    )
-    return {"enrolled": enrolled, "pricing": pricing, "tariffs_through": through}
 
 
 class EmbeddedLoop:
