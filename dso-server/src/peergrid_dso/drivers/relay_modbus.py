@@ -1,8 +1,10 @@
 """Relays over Modbus TCP: one command coil write, status from one block of discrete inputs.
 
 Promises: `ModbusRelayDriver` implements the switching executor's `RelayDriver`; every failure (no
-connection, a Modbus exception such as 4 for locked-out/interlocked, a short reply) becomes `RelayError`
-with the reason, never a bare pymodbus exception. The register map is data (`data/relay_map.yaml`).
+connection, a connection reset or a TLS error mid-call, a Modbus exception such as 4 for
+locked-out/interlocked, a short reply) becomes `RelayError` with the reason, never a bare pymodbus or
+socket exception; a client whose call failed is closed, so the next call reconnects. The register map is
+data (`data/relay_map.yaml`).
 Assumes the relays' endpoints are known (branch -> host, port, unit id). Each call has a timeout.
 """
 
@@ -60,8 +62,14 @@ class ModbusRelayDriver:
             else:
                 client = ModbusTcpClient(ep.host, port=ep.port, timeout=self.timeout_s, retries=0)
             self._clients[key] = client
-        if not client.connected and not client.connect():
-            raise RelayError(f"cannot connect to {ep.host}:{ep.port}")
+        if not client.connected:
+            try:
+                connected = client.connect()
+            except OSError as exc:  # refused, unreachable, a TLS handshake torn (ssl.SSLError is an OSError)
+                client.close()
+                raise RelayError(f"cannot connect to {ep.host}:{ep.port}: {_why(exc)}") from None
+            if not connected:
+                raise RelayError(f"cannot connect to {ep.host}:{ep.port}")
         return client, ep
 
     def _call(self, branch: int, method: str, *args: Any, **kwargs: Any) -> Any:
@@ -70,9 +78,12 @@ class ModbusRelayDriver:
         client, ep = self._client(branch)
         try:
             response = getattr(client, method)(*args, device_id=ep.unit_id, **kwargs)
-        except ModbusException as exc:
+        except (ModbusException, OSError) as exc:
+            # pymodbus' sync client lets a reset connection (ConnectionResetError, BrokenPipeError) and a
+            # TLS relay's ssl.SSLError out as OSError: the relay's state after it is unknown, so the
+            # executor must see a failed step (and read back, roll back, record, alarm), never a crash.
             client.close()
-            raise RelayError(f"{method} to {ep.host}:{ep.port}: {exc}") from None
+            raise RelayError(f"{method} to {ep.host}:{ep.port}: {_why(exc)}") from None
         if response.isError():
             code = getattr(response, "exception_code", 0)
             raise RelayError(f"Modbus exception {code} ({MODBUS_EXCEPTIONS.get(code, 'unknown')})")
@@ -100,3 +111,8 @@ class ModbusRelayDriver:
         for client in self._clients.values():
             client.close()
         self._clients.clear()
+
+
+def _why(exc: BaseException) -> str:
+    """A Modbus error says what it is; a socket one needs its type ("[Errno 104] ..." alone does not)."""
+    return f"{type(exc).__name__}: {exc}" if isinstance(exc, OSError) else str(exc)

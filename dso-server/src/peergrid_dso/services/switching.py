@@ -11,6 +11,8 @@ Promises:
   expected position or a timeout. A timeout, refusal or wrong status aborts and rolls back the unfinished
   pair (and the failed relay itself when it does not read back where it was), returning to the last safe
   (radial, checked) topology, and raises an alarm.
+- Any exception out of the driver, not only `RelayError` (a driver bug, a socket error it let through), is
+  a failed step: logged with its traceback, then read back, rolled back, recorded and alarmed the same way.
 - Every plan, each executed step as it finishes (relay, action, read-back status, wall time) and the plan's
   result are handed to the injected `recorder` (the DSO chain), in that order.
 Pure apart from the injected `RelayDriver`, `recorder`, `sleep`, `clock` and `wall`.
@@ -18,6 +20,7 @@ Pure apart from the injected `RelayDriver`, `recorder`, `sleep`, `clock` and `wa
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable, Collection
 from dataclasses import dataclass, field, replace
@@ -32,6 +35,8 @@ from peergrid_dso.services.powerflow import (
     is_radial,
     net_injection_mw,
 )
+
+log = logging.getLogger("peergrid_dso.switching")
 
 
 class SwitchingPlanError(ValueError):
@@ -229,8 +234,8 @@ class SwitchingExecutor:
         for branch in sorted({op.branch for op in plan.operations}):
             try:
                 st = self.driver.status(branch)
-            except RelayError as exc:
-                problems.append(f"branch {branch} unreachable ({exc})")
+            except Exception as exc:  # any driver failure refuses the plan, never escapes
+                problems.append(f"branch {branch} unreachable ({_driver_error(exc)})")
                 continue
             if st.locked_out:
                 problems.append(f"branch {branch} locked out")
@@ -246,21 +251,22 @@ class SwitchingExecutor:
     def _read_back(self, branch: int) -> str:
         try:
             return _position(self.driver.status(branch))
-        except RelayError:
+        except Exception as exc:  # a read-back that fails reads "unknown"
+            _driver_error(exc)
             return "unknown"
 
     def _operate(self, op: RelayOperation) -> tuple[str | None, str]:
         """(problem or None, read-back position)."""
         try:
             self.driver.command(op.branch, op.close)
-        except RelayError as exc:
-            return f"command refused: {exc}", self._read_back(op.branch)
+        except Exception as exc:  # the relay may have moved: read back, let the caller undo
+            return f"command refused: {_driver_error(exc)}", self._read_back(op.branch)
         deadline = self.clock() + self.timeout_s
         while True:
             try:
                 st = self.driver.status(op.branch)
-            except RelayError as exc:
-                return f"read-back failed: {exc}", "unknown"
+            except Exception as exc:  # position unknown: a failed step, rolled back
+                return f"read-back failed: {_driver_error(exc)}", "unknown"
             seen = _position(st)
             if st.failed:
                 return "relay reports the operation failed", seen
@@ -277,6 +283,14 @@ class SwitchingExecutor:
             self.alarms.append(f"{plan.plan_id}: {alarm}")
         self.recorder.result(plan, steps)
         return ExecutionResult(plan.plan_id, alarm is None, final_open, tuple(steps), alarm)
+
+
+def _driver_error(exc: Exception) -> str:
+    """The reason for a step's record; anything but `RelayError` is a driver bug, logged with its trace."""
+    if isinstance(exc, RelayError):
+        return str(exc)
+    log.error("relay driver raised %s (treated as a failed step)", type(exc).__name__, exc_info=exc)
+    return f"{type(exc).__name__}: {exc}"
 
 
 def _position(st: RelayStatus) -> str:
