@@ -5,8 +5,10 @@ exactly one byte string, and `decode` accepts exactly the byte strings `encode` 
 accepted input `encode(decode(b)) == b` and hashes over encodings are unique. Anything else (truncated or
 trailing bytes, non-minimal lengths, indefinite lengths, tags, floats, undefined or simple values, invalid
 UTF-8, non-text map keys, unsorted or duplicate keys, nesting deeper than `MAX_DEPTH`, input over the size
-limit) raises `DecodeError` and nothing else. Assumes nothing about where the bytes came from.
-Must never do I/O, allocate more than a small multiple of the input size, or trust a length prefix.
+limit, more array items and map entries than the caller's `max_items`) raises `DecodeError` and nothing else.
+Assumes nothing about where the bytes came from.
+Must never do I/O, allocate more than a small multiple of the input size, or trust a length prefix (an item
+count is checked against the bytes left and the caller's item budget before a single item is built).
 
 Subset rules: integers in [-2**64, 2**64 - 1] with the shortest head; byte and text strings and arrays and
 maps with definite, shortest lengths; map keys are text strings sorted by their encoded bytes (for text
@@ -182,7 +184,7 @@ _KEY_CACHE: dict[bytes, str] = {}
 """Decoded map keys by their encoded bytes: the ledger uses a few dozen distinct keys (pure memo, bounded)."""
 
 
-def _decode_item(data: bytes, pos: int, end: int, depth: int) -> tuple[Value, int]:
+def _decode_item(data: bytes, pos: int, end: int, depth: int, room: list[int] | None) -> tuple[Value, int]:
     if pos >= end:
         raise DecodeError(f"truncated: expected an item at offset {pos}")
     initial = data[pos]
@@ -224,12 +226,19 @@ def _decode_item(data: bytes, pos: int, end: int, depth: int) -> tuple[Value, in
         raise DecodeError(f"nesting deeper than {MAX_DEPTH} at offset {pos}")
     if n > end - pos:  # every item takes at least one byte: refuse counts the input cannot hold
         raise DecodeError(f"truncated container at offset {pos}: {n} items announced, {end - pos} bytes left")
+    if room is not None:  # the caller's item budget: refuse the header before building any item
+        if n > room[0]:
+            what = "array" if major == 4 else "map"
+            raise DecodeError(
+                f"{what} of {n} items at offset {pos} exceeds the item limit ({room[0]} of {room[1]} left)"
+            )
+        room[0] -= n
     depth += 1
     if major == 4:
         items: list[Value] = []
         append = items.append
         for _ in range(n):
-            item, pos = _decode_item(data, pos, end, depth)
+            item, pos = _decode_item(data, pos, end, depth, room)
             append(item)
         return items, pos
     # major == 5: a map with text keys in strictly increasing encoded order
@@ -254,7 +263,7 @@ def _decode_item(data: bytes, pos: int, end: int, depth: int) -> tuple[Value, in
                 if len(_KEY_CACHE) < 4096:
                     _KEY_CACHE[encoded_key] = key
         elif head >> 5 == 3:
-            key, pos = _decode_item(data, pos, end, depth)
+            key, pos = _decode_item(data, pos, end, depth, room)
             encoded_key = data[key_start:pos]
         else:
             raise DecodeError(f"map key at offset {pos} is not a text string")
@@ -265,12 +274,19 @@ def _decode_item(data: bytes, pos: int, end: int, depth: int) -> tuple[Value, in
             result[key] = data[pos]
             pos += 1
         else:
-            result[key], pos = _decode_item(data, pos, end, depth)
+            result[key], pos = _decode_item(data, pos, end, depth, room)
     return result, pos
 
 
-def decode(data: bytes, max_size: int = MAX_OBJECT_BYTES) -> Value:
-    """The value whose canonical encoding is exactly `data`; raises `DecodeError` for anything else."""
+def decode(data: bytes, max_size: int = MAX_OBJECT_BYTES, max_items: int | None = None) -> Value:
+    """The value whose canonical encoding is exactly `data`; raises `DecodeError` for anything else.
+
+    `max_items` bounds the work as `max_size` bounds the bytes: the items of every array and the entries
+    of every map in the value, counted together, may be at most this many. A header announcing more than
+    what is left is refused before any of its items is built, so bytes from a stranger cost at most
+    `max_items` items however many they announce (None: only the size bounds them)."""
+    if max_items is not None and max_items < 0:
+        raise ValueError(f"max_items must not be negative, got {max_items}")
     if type(data) is not bytes:
         if isinstance(data, bytearray | memoryview):
             data = bytes(data)
@@ -280,7 +296,8 @@ def decode(data: bytes, max_size: int = MAX_OBJECT_BYTES) -> Value:
     if size > max_size or size > MAX_OBJECT_BYTES:
         raise DecodeError(f"object of {size} bytes exceeds the limit of {min(max_size, MAX_OBJECT_BYTES)}")
     try:
-        value, pos = _decode_item(data, 0, size, 0)
+        room = None if max_items is None else [max_items, max_items]
+        value, pos = _decode_item(data, 0, size, 0, room)
     except RecursionError:  # pragma: no cover - MAX_DEPTH keeps recursion far below Python's limit
         raise DecodeError("nesting too deep") from None
     if pos != size:
@@ -291,7 +308,7 @@ def decode(data: bytes, max_size: int = MAX_OBJECT_BYTES) -> Value:
 def decode_prefix(data: bytes, start: int, end: int) -> tuple[Value, int]:
     """One item of `data[start:end]` and the offset after it (for framing fast paths); `DecodeError` if bad."""
     try:
-        return _decode_item(data, start, end, 1)
+        return _decode_item(data, start, end, 1, None)
     except RecursionError:  # pragma: no cover
         raise DecodeError("nesting too deep") from None
 
