@@ -43,7 +43,8 @@ from peergrid_edge.forward_agent import ForwardAgent, ForwardOutcome, forward_pl
 from peergrid_edge.pcc_readings import MgMetering
 from peergrid_edge.replicas import EdgeLedger
 from peergrid_edge.resume import resume_interval
-from peergrid_edge.settlement import Settlements, Settler
+from peergrid_edge.settle_book import Settlements
+from peergrid_edge.settlement import Settler
 from peergrid_edge.trader import MarketAgent
 from peergrid_ledger import query
 from peergrid_ledger.contracts import exchange_clearing

@@ -1,7 +1,7 @@
 """review16 C1 from the edge to the DSO: the DSO counts a signing meter's readings at the meter's time and, for a
 meter whose clock is off the MGMC's stamps, reads up to `CLOCK_REACH_COMMITS` commitment intervals beyond the
 window's (dso-server `sealed_readings._read_for_clock`; the node keeps them: `MeterClock.reachable`). The
-edge's poster (`pcc_readings.DisputeReadings.bodies`) posts that far further by its meter's own offsets
+edge's poster (`dispute_readings.DisputeReadings.bodies`) posts that far further by its meter's own offsets
 (`meter_signing.stamp_offsets`), so the dispute settles at what was delivered instead of waiting "not at the
 DSO" until its deadline. The edge's follower (`MgMetering.follow`, as the trading agent runs it) posting over
 real HTTP to the DSO server's disputes API over a `DisputeSettler` of a real MGMC chain (tests/dso's market,
@@ -21,7 +21,8 @@ from dso.test_disputes_node import served_disputes
 from dso.test_disputes_readings import dispute
 from dso.test_meter_clock_offset import meter_polls
 
-from peergrid_edge.pcc_readings import DisputeReadings, MgMetering, readings_bodies
+from peergrid_edge.dispute_readings import DisputeReadings, readings_bodies
+from peergrid_edge.pcc_readings import MgMetering
 from peergrid_ledger import query
 from peergrid_ledger.meter_signing import CLOCK_REACH_COMMITS
 from peergrid_ledger.metering import commitment_intervals

@@ -30,15 +30,11 @@ from test_settlement import KWH, PRICE, Node
 
 from peergrid_dso.disputes import Unresolved, Vouched, resolve
 from peergrid_edge.commitments import reading_leaf
-from peergrid_edge.pcc_readings import (
-    DisputeReadings,
-    MgMetering,
-    readings_bodies,
-    readings_missing,
-    statement_wh,
-)
+from peergrid_edge.dispute_readings import DisputeReadings, readings_bodies, readings_missing
+from peergrid_edge.pcc_readings import MgMetering, statement_wh
 from peergrid_edge.replicas import Submission
-from peergrid_edge.settlement import PendingSettle, Settlements, Settler, judge, unsettled_trades
+from peergrid_edge.settle_book import PendingSettle, Settlements, judge, unsettled_trades
+from peergrid_edge.settlement import Settler
 from peergrid_ledger import query
 from peergrid_ledger.codec import encode
 from peergrid_ledger.genesis import Account, Genesis, Params

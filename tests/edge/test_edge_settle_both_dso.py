@@ -17,7 +17,8 @@ import pytest
 from dso.test_disputes import CLOCK, Market, market, ramp
 from dso.test_disputes_node import served_disputes
 
-from peergrid_edge.pcc_readings import DisputeReadings, statement_wh
+from peergrid_edge.dispute_readings import DisputeReadings
+from peergrid_edge.pcc_readings import statement_wh
 from peergrid_ledger import query
 
 

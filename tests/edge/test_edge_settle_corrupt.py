@@ -24,7 +24,8 @@ from test_settlement import KWH, Node
 
 from peergrid_edge.agent_settlement import CorruptStatement, SealedStatements
 from peergrid_edge.replicas import Submission
-from peergrid_edge.settlement import Settlements, Settler
+from peergrid_edge.settle_book import Settlements
+from peergrid_edge.settlement import Settler
 from peergrid_ledger import query
 from peergrid_ledger.keys import Keypair
 

@@ -26,7 +26,7 @@ from test_sunspec_decode import block
 from peergrid_edge import natures
 from peergrid_edge.commitments import reading_leaf
 from peergrid_edge.pcc_readings import MgMetering, Unprovable, counting_leaves, provable_wh, statement_wh
-from peergrid_edge.settlement import PendingSettle
+from peergrid_edge.settle_book import PendingSettle
 from peergrid_edge.sunspec import decode_model
 from peergrid_ledger.metering import Unmetered, metered
 

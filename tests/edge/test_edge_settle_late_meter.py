@@ -27,7 +27,8 @@ from test_settlement import Node
 
 from peergrid_edge.pcc_readings import MgMetering, Unprovable, provable_wh, statement_wh
 from peergrid_edge.replicas import Submission
-from peergrid_edge.settlement import Settlements, Settler
+from peergrid_edge.settle_book import Settlements
+from peergrid_edge.settlement import Settler
 from peergrid_ledger import query
 from peergrid_ledger.keys import Keypair
 from peergrid_ledger.metering import Unmetered, metered

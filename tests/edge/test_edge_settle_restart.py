@@ -26,7 +26,7 @@ from test_settlement import KWH, Node
 
 from peergrid_edge.pcc_readings import MgMetering
 from peergrid_edge.resume import PLAN_CONFIRMED, record_day, recorded_verdicts, stamped, verdicts_of
-from peergrid_edge.settlement import PendingSettle
+from peergrid_edge.settle_book import PendingSettle
 from peergrid_ledger import query
 from peergrid_ledger.keys import Keypair
 

@@ -23,14 +23,8 @@ from test_edge_settle_both import DSO, both_chain, run_chain, settle_within, tra
 from test_settlement import KWH, PRICE, Node
 
 from peergrid_edge.replicas import Submission
-from peergrid_edge.settlement import (
-    PendingSettle,
-    Settlements,
-    Settler,
-    own_short,
-    statement_body,
-    unsettled_trades,
-)
+from peergrid_edge.settle_book import PendingSettle, Settlements, own_short, statement_body, unsettled_trades
+from peergrid_edge.settlement import Settler
 from peergrid_ledger import query
 from peergrid_ledger.contracts.market_state import compensation, cover_prices
 from peergrid_ledger.keys import Keypair

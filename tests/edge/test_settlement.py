@@ -21,14 +21,8 @@ from hypothesis import strategies as st
 
 from peergrid_edge.link import MqttLink
 from peergrid_edge.replicas import LANDED, ChainSpec, EdgeLedger, Submission
-from peergrid_edge.settlement import (
-    PendingSettle,
-    Settlements,
-    Settler,
-    judge,
-    permanent,
-    unsettled_purchases,
-)
+from peergrid_edge.settle_book import PendingSettle, Settlements, judge, permanent, unsettled_purchases
+from peergrid_edge.settlement import Settler
 from peergrid_ledger import keyspace as ks
 from peergrid_ledger import query
 from peergrid_ledger.contracts import market as contract

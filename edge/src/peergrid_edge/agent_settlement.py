@@ -44,7 +44,8 @@ from peergrid_edge.files import write_whole
 from peergrid_edge.pcc_readings import MgMetering, counterparties_done, readings_needed
 from peergrid_edge.replicas import Submission
 from peergrid_edge.resume import recorded_verdicts
-from peergrid_edge.settlement import PendingSettle, Settlements, Settler, Submit, unsettled_trades
+from peergrid_edge.settle_book import PendingSettle, Settlements, unsettled_trades
+from peergrid_edge.settlement import Settler, Submit
 from peergrid_ledger import query
 from peergrid_ledger.contracts.market_sealed import seal_of
 from peergrid_ledger.contracts.market_state import cover_prices

@@ -11,11 +11,10 @@ its own meter (the others' readings stay on their MGMCs, only roots are on the c
 statement is its word, not its meter; so the edge keeps the rule it can prove, and where a counterparty fell
 short (its statement then differs) the DSO decides from all the meters. In the common case, every trade
 delivered in full, the two rules give the same Wh and honest statements agree (tests/edge/test_pcc_share.py).
-`readings_bodies` are the `POST /api/dso/disputes/readings` bodies `{node, interval, leaves}` for the sealed
-ones. Pure: no I/O, no clock; `DisputeReadings` is the thin I/O shell that posts them (stdlib HTTP, in a
-thread: the Pi carries no web client), and `MgMetering` the trading agent's: its statements from the edge
-store, and the readings posted to the DSO for every trade the DSO settles with them (`readings_needed`: by
-`takeup.waits_for_dso` and `metering.meters_read`, the rules the DSO node goes by, `disputes.read_nodes`).
+Pure: no I/O, no clock; `MgMetering` is the trading agent's thin shell: its statements from the edge store,
+and the readings posted to the DSO (`dispute_readings.DisputeReadings`) for every trade the DSO settles with
+them (`readings_needed`: by `takeup.waits_for_dso` and `metering.meters_read`, the rules the DSO node goes by,
+`disputes.read_nodes`).
 Never states from a guess: no reading after the window's end yet means `Unmetered`, not a number. A window
 read past its end whose start (or end) no readings bracket — the MGMC's first reading came after the
 interval started: it started or restarted in it — is stated only as far as the meter proves without
@@ -30,16 +29,13 @@ read past the end, never counted an import states nothing (`Unprovable`).
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
-import urllib.error
-import urllib.request
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable
 from fractions import Fraction
 from typing import Any, Protocol
 
-from peergrid_edge.settlement import PendingSettle
-from peergrid_ledger.meter_signing import CLOCK_REACH_COMMITS, stamp_offsets
+from peergrid_edge.dispute_readings import DisputeReadings
+from peergrid_edge.settle_book import PendingSettle
 from peergrid_ledger.metering import (
     COUNTER,
     Unmetered,
@@ -121,15 +117,6 @@ def _bracketed(found: list[tuple[int, int]], at: int, max_gap_ms: int, otherwise
         return Fraction(otherwise)
 
 
-def readings_bodies(node: bytes, sealed: Iterable[tuple[int, Sequence[bytes]]]) -> list[dict[str, Any]]:
-    """`POST /api/dso/disputes/readings` bodies: one per sealed commitment interval that holds readings."""
-    return [
-        {"node": node.hex(), "interval": interval, "leaves": [leaf.hex() for leaf in leaves]}
-        for interval, leaves in sealed
-        if leaves
-    ]
-
-
 def readings_needed(
     trades: Iterable[tuple[bytes, dict[str, Any]]], me: bytes, now_ms: int | None = None,
     priced: Priced | None = None,
@@ -185,116 +172,6 @@ def counterparties_done(trades: Iterable[tuple[bytes, dict[str, Any]]], me: byte
         for tid, d in trades
         if me not in (d["seller"], d["buyer"]) and me in meters_read(trades, tid, may_dispute=True)
     )
-
-
-def readings_missing(decision: dict[str, Any] | None) -> bool:
-    """True when the DSO's decision on a trade (GET /api/dso/disputes/{trade}; None: it decided nothing yet)
-    says that readings are not at the DSO, or are not the sealed ones: post them (again)."""
-    if decision is None:
-        return True
-    if decision.get("resolved"):
-        return False
-    why = str(decision.get("why", ""))
-    return "are not at the DSO" in why or "are not the sealed ones" in why
-
-
-class DisputeReadings:
-    """Posts this MG's sealed PCC readings around a disputed trade's interval to the DSO node, and again when
-    the DSO says they are missing. `sealed(window)` gives the (commitment interval, leaves) pairs the edge
-    store sealed in that range; `url` is the DSO server's base (http://host:port)."""
-
-    def __init__(
-        self, url: str, node: bytes, sealed: Callable[[range], list[tuple[int, list[bytes]]]],
-        commit_ms: int, max_gap_ms: int, timeout_s: float = 5.0,
-    ) -> None:  # fmt: skip
-        self.url, self.node, self._sealed = url.rstrip("/"), node, sealed
-        self.commit_ms, self.max_gap_ms, self.timeout_s = commit_ms, max_gap_ms, timeout_s
-
-    def bodies(self, window: tuple[int, int]) -> list[dict[str, Any]]:
-        """The bodies of the sealed commitment intervals around `window` and, where this MG's signing meter
-        signed off its stamps, as far further as the DSO reads for the meter's clock (review16 C1: it counts
-        signed readings at the meter's time, `meter_signing.stamp_offsets`), at most `CLOCK_REACH_COMMITS` each
-        way: what the DSO node takes (`MeterClock.reachable`). Every offset counts here, not only those past
-        the DSO's note bound (its config, not the edge's), so it posts at least what the DSO reads; an honest
-        meter's sub-second offset now and then adds an interval, which the DSO takes and does not read."""
-        sealed = self._sealed(commitment_intervals(window, self.commit_ms, self.max_gap_ms))
-        ahead, behind = stamp_offsets((leaf for _, leaves in sealed for leaf in leaves), 0)
-        if ahead or behind:  # a meter ahead is read at earlier stamps, one behind at later ones
-            cap = CLOCK_REACH_COMMITS * self.commit_ms
-            wider = (window[0] - min(ahead, cap), window[1] + min(behind, cap))
-            sealed = self._sealed(commitment_intervals(wider, self.commit_ms, self.max_gap_ms))
-        return readings_bodies(self.node, sealed)
-
-    async def post(self, window: tuple[int, int]) -> int:
-        """Post every sealed commitment interval around `window`; returns how many the DSO accepted. An
-        unreachable DSO or a refusal is logged, never raised: the next check posts again."""
-        accepted = 0
-        for body in self.bodies(window):
-            try:
-                status, answer = await asyncio.to_thread(self._request, "/api/dso/disputes/readings", body)
-            except OSError as exc:
-                log.warning("dispute readings: the DSO at %s is unreachable: %s", self.url, exc)
-                return accepted
-            if status == 201:
-                accepted += 1
-            else:
-                log.warning("dispute readings of commitment interval %d refused (%d): %s", body["interval"], status,
-                            answer.get("detail", answer))  # fmt: skip
-        return accepted
-
-    async def follow(
-        self,
-        trade: bytes,
-        window: tuple[int, int],
-        not_before: float,
-        every_s: float,
-        until: float,
-        now: Callable[[], float],
-        sleep: Callable[[float], Awaitable[None]],
-    ) -> bool:
-        """Post the readings around a disputed trade's `window` once they are sealed (`not_before`, wall s),
-        then ask the DSO every `every_s` and post again while it says they are missing; True once it decided
-        the trade with them (resolved), False when `until` came first."""
-        if now() < not_before:
-            await sleep(not_before - now())
-        await self.post(window)
-        while now() < until:
-            await sleep(every_s)
-            decision = await self.decision(trade)
-            if decision is not None and decision.get("resolved"):
-                return True
-            if readings_missing(decision):
-                await self.post(window)
-        return False
-
-    async def decision(self, trade: bytes) -> dict[str, Any] | None:
-        """The DSO's latest decision on `trade` (None: none yet, or the DSO unreachable)."""
-        try:
-            status, answer = await asyncio.to_thread(self._request, f"/api/dso/disputes/{trade.hex()}", None)
-        except OSError as exc:
-            log.warning("dispute of %s: the DSO at %s is unreachable: %s", trade.hex()[:16], self.url, exc)
-            return None
-        return answer if status == 200 else None
-
-    def _request(self, path: str, body: dict[str, Any] | None) -> tuple[int, dict[str, Any]]:
-        data = None if body is None else json.dumps(body).encode()
-        request = urllib.request.Request(
-            self.url + path, data=data, method="GET" if body is None else "POST",
-            headers={"Content-Type": "application/json", "Accept": "application/json"},
-        )  # fmt: skip
-        try:
-            with urllib.request.urlopen(request, timeout=self.timeout_s) as response:
-                return int(response.status), _json(response.read())
-        except urllib.error.HTTPError as exc:
-            return int(exc.code), _json(exc.read())
-
-
-def _json(raw: bytes) -> dict[str, Any]:
-    try:
-        doc = json.loads(raw)
-    except ValueError:
-        return {"detail": raw[:200].decode("utf-8", "replace")}
-    return doc if isinstance(doc, dict) else {"detail": doc}
 
 
 class ReadingStore(Protocol):
