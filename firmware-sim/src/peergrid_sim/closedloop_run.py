@@ -15,7 +15,8 @@ through it), so the devices' first interval moves with it; nothing else was give
 `--settle-by-both`: its MGMC genesis' interval clock and the DSO's `disputes` t0 were fixed on it before the
 DSO could start (it reads both), so there a late node raises `TestbedError` with one line saying what was
 late and by how much, and no MGMC starts. With the MGMCs started it waits, at most until t0, for the DSO's
-health to show every MG enrolled and (where it prices the cover) the first interval priced for all
+health to show every MG enrolled, (where it prices the cover) the first interval priced for all and (where
+its config names connection capacities) every capacity standing from the first interval
 (`dso_ready.wait_postings`); not final by t0, it raises `TestbedError` with the one line saying what was
 missing (`dso_ready.unposted`), as for a late DSO. The start's times, how far t0 moved and what was final
 when go to `<records>/start.json` (`StartTimes`). `poll` reads the records the nodes append and returns one
@@ -206,8 +207,8 @@ class ClosedLoop:
     def start(self, bed: Any, endpoints: list[dict[str, Any]], endpoints_file: Path) -> None:
         """The DSO first, the MGMCs only once it is ready (`dso_ready.wait_ready`), `need_s` before t0 at the
         latest: t0 moves later where it may (`move_t0`), else `TestbedError` with the one line saying what was
-        late and by how much. Then until t0 at most, the DSO's enrolments and cover prices final
-        (`dso_ready.wait_postings`); else `TestbedError` with one line (`dso_ready.unposted`)."""
+        late and by how much. Then until t0 at most, the DSO's enrolments, cover prices and connection
+        capacities final (`dso_ready.wait_postings`); else `TestbedError` with one line (`dso_ready.unposted`)."""
         workdir = Path(bed.workdir)
         feeder = bed.scenario.feeder
         self.chains = LabChains.create(workdir / "keys", feeder, bed.scenario_path)
@@ -253,9 +254,13 @@ class ClosedLoop:
         # and, before t0, the DSO's enrolments of them (DSO chain) and its cover prices for the first interval
         # (MGMC chain) final, as its health says: both need the MGMCs' votes, so only now can they be
         priced_from = self.first_interval if dso_cfg.get("tariff_file") is not None else None
+        # and the connection capacities it posts (MGMC chain) standing from the first interval: one that
+        # lands after an MG's first position (the day-ahead accept) bounds nothing before it
+        named = any(entry.get("capacity_kw") is not None for entry in dso_cfg["mgs"].values())
         postings = wait_postings(
-            dso.process, bed.http_port, tuple(self.chains.mgs), priced_from, self.fix_t0(), dso.log
-        )
+            dso.process, bed.http_port, tuple(self.chains.mgs), priced_from, self.fix_t0(), dso.log,
+            capacity_from=self.first_interval if named else None,
+        )  # fmt: skip
         self.start_times = replace(self.start_times, postings=postings)
         self.start_times.write(records)
         line = unposted(self.start_times)
