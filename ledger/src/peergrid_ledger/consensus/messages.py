@@ -31,6 +31,14 @@ MAX_WIRE_BYTES = 4 * 1024 * 1024
 MAX_VALIDATORS = 256
 MAX_SYNC_BLOCKS = 1024
 MAX_ROUND = 2**31
+MAX_VOTE_ITEMS = 6 + 7 + 2 * MAX_VALIDATORS * 8
+"""Items (array items and map entries) of the largest vote message: its 6 fields, the vote's 7, and a full
+justification and prepare certificate of `MAX_VALIDATORS` votes (8 each, with their place in the list)."""
+MAX_WIRE_ITEMS = 2**17
+"""Items any message within `MAX_WIRE_BYTES` that `decode_wire` accepts can hold: at most `MAX_VOTE_ITEMS` in a
+vote message; a sync response has 5 per block (at most `MAX_SYNC_BLOCKS`: 5,120) and 3 per commit seal, which
+takes 101 bytes (4 MiB / 101 x 3 = 124,581), so 129,704 at most. A body announcing more is refused at the
+header that crosses it, before it is built (review21 F1); `tests/consensus/test_wire_items.py` pins the sum."""
 HASH_BYTES = 32
 
 
@@ -275,10 +283,13 @@ def _vote_from_value(value: object) -> Vote:
     )
 
 
-def decode_wire(chain_id: str, data: bytes, max_size: int = MAX_WIRE_BYTES) -> WireMessage:
-    """The message in `data`; raises `MessageError` for anything malformed, oversized or of another chain."""
+def decode_wire(
+    chain_id: str, data: bytes, max_size: int = MAX_WIRE_BYTES, max_items: int = MAX_WIRE_ITEMS
+) -> WireMessage:
+    """The message in `data`; raises `MessageError` for anything malformed, oversized (in bytes or in items:
+    `max_items`) or of another chain."""
     try:
-        value = codec.decode(data, max_size)
+        value = codec.decode(data, max_size, max_items)
         if type(value) is not dict:
             raise DecodeError("expected a map")
         if value.get("c") != chain_id:

@@ -5,7 +5,9 @@ a sync request or reply) with the chain id, its kind and the sender's Ed25519 si
 (`read_envelope` then `check_envelope`) returns it only if it decodes, is within the size limit, names this chain and a known kind, and the
 signature verifies — otherwise it raises `EnvelopeError` whose `reason` is one of DROP_REASONS, so the
 caller counts the drop and carries on. Topics follow the design: peergrid/<feeder>/ledger/<chain>/{tx,
-consensus,block,sync/<node>}. Pure, apart from the `Transport` protocol it names.
+consensus,block,sync/<node>}. Decoding is bounded by bytes and by item count (`codec.decode`'s `max_items`:
+the envelope's 5, a transaction batch's `MAX_TX_BATCH`), so what a stranger sends costs at most one small
+parse. Pure, apart from the `Transport` protocol it names.
 """
 
 from __future__ import annotations
@@ -23,6 +25,9 @@ TX, CONSENSUS, BLOCK, SYNC = "tx", "consensus", "block", "sync"
 KINDS = (TX, CONSENSUS, BLOCK, SYNC)
 MAX_ENVELOPE_BYTES = 8 * 1024 * 1024
 MAX_TX_BATCH = 4096
+ENVELOPE_ITEMS = 5
+"""[chain, kind, sender, body, signature]: the item budget `read_envelope` decodes with, so an "envelope" of
+millions of one-byte items is refused at its first header (review21 F1)."""
 VerifyFn = Callable[[bytes, bytes, bytes], bool]
 DROP_REASONS = ("malformed", "oversized", "unsigned", "wrong-chain", "unknown-sender", "revoked")
 
@@ -58,7 +63,7 @@ def read_envelope(chain: str, data: bytes, max_size: int = MAX_ENVELOPE_BYTES) -
     if len(data) > max_size:
         raise EnvelopeError("oversized", f"{len(data)} bytes > {max_size}")
     try:
-        items = codec.expect_list(codec.decode(data, max_size), "envelope", 5)
+        items = codec.expect_list(codec.decode(data, max_size, ENVELOPE_ITEMS), "envelope", 5)
         if len(items) != 5:
             raise DecodeError("envelope: expected [chain, kind, sender, body, signature]")
         their_chain = codec.expect_str(items[0], "envelope chain", 64)
@@ -94,7 +99,9 @@ def encode_tx_batch(txs: Sequence[bytes]) -> bytes:
 
 def decode_tx_batch(body: bytes) -> list[bytes]:
     try:
-        items = codec.expect_list(codec.decode(body), "transaction batch", MAX_TX_BATCH)
+        items = codec.expect_list(
+            codec.decode(body, max_items=MAX_TX_BATCH), "transaction batch", MAX_TX_BATCH
+        )
         return [codec.expect_bytes(item, "transaction") for item in items]
     except DecodeError as exc:
         raise EnvelopeError("malformed", str(exc)) from None
