@@ -4,7 +4,8 @@ headers, body-size limits, counted 422s, and the optional guard on the DSO REST 
 Promises: `session` accepts a request only with a live session cookie and, for state-changing methods, the
 session's CSRF token in `X-CSRF-Token` and (when the browser sends one) an `Origin` equal to our own; `role(r)`
 adds the role check. Every refusal is an HTTPException with a reason, counted and logged in `SecurityLog`.
-`install_security(app)` adds the middleware and the 422 handler for every route of the app.
+`install_security(app)` adds the middleware and the 422 handler for every route of the app; body limits are
+`body_limit.BodyLimit`'s (per route, counted as the bytes arrive, not read from Content-Length alone).
 """
 
 from __future__ import annotations
@@ -18,10 +19,11 @@ from fastapi.exception_handlers import request_validation_exception_handler
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
+from peergrid_dso.auth.body_limit import MAX_BODY as MAX_BODY  # every route's but the readings' (re-exported)
+from peergrid_dso.auth.body_limit import BodyLimit
 from peergrid_dso.auth.sessions import Session, check_csrf
 
 COOKIE = "pg_session"
-MAX_BODY = 16 * 1024
 CSP = (
     "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; "
     "frame-ancestors 'none'; base-uri 'none'; form-action 'self'"
@@ -106,20 +108,14 @@ def _guard_dso_api(request: Request) -> Response | None:
 def install_security(app: FastAPI) -> None:
     """Security headers on every response, counted refusals of malformed requests (422) and oversized
     bodies (413) anywhere in the API, and the DSO API guard."""
+    # add_middleware puts each new one outermost: BodyLimit ends up just inside `guard` (so its 413s get the
+    # headers) and outside every middleware added before it or appended later (request_errors reads bodies).
+    app.add_middleware(BodyLimit)
 
     @app.middleware("http")
     async def guard(request: Request, call_next: Callable[[Request], Any]) -> Response:
-        length = request.headers.get("content-length")
-        if length is not None and (not length.isdigit() or int(length) > MAX_BODY):
-            console = getattr(request.app.state, "console", None)
-            if console is not None:
-                console.security.refuse(
-                    "malformed",
-                    f"{request.url.path}: body over {MAX_BODY} bytes",
-                    client=client_address(request),
-                )
-            response: Response = JSONResponse({"detail": f"request body over {MAX_BODY} bytes"}, 413)
-        elif (refusal := _guard_dso_api(request)) is not None:
+        response: Response
+        if (refusal := _guard_dso_api(request)) is not None:
             response = refusal
         else:
             response = await call_next(request)
