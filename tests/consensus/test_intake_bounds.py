@@ -67,7 +67,9 @@ class Calls:
         self.wire: list[int] = []
         self.items = 0
 
-        def wire(chain: str, data: bytes, max_size: int = MAX_WIRE_BYTES, max_items: int = MAX_WIRE_ITEMS):  # type: ignore[no-untyped-def]
+        def wire(
+            chain: str, data: bytes, max_size: int = MAX_WIRE_BYTES, max_items: int = MAX_WIRE_ITEMS
+        ) -> object:
             self.wire.append(max_items)
             return decode_wire(chain, data, max_size, max_items)
 

@@ -1,5 +1,5 @@
-"""`Node.run` (the DSO's and `peergrid-ledger node`'s ledger loop) outlives a message that makes `receive` raise:
-that message is logged and counted, the next one is taken (review21's hardening note: without the catch-all,
+"""`Node.run` (the DSO's and `peergrid-ledger node`'s ledger loop) outlives a message that makes `receive`
+raise: that message is logged and counted, the next one is taken (review21's hardening note: without the catch-all,
 the next codec or contract bug would end the node's loop)."""
 
 from __future__ import annotations

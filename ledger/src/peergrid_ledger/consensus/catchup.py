@@ -29,7 +29,7 @@ def request_sync(engine: Engine, peer: bytes) -> None:
     if target is None:
         return
     engine.stats["sync_requests"] += 1
-    request = SyncRequest(engine.s.height, engine.config.sync_batch)
+    request = SyncRequest(engine.s.height, engine.config.sync_batch, engine.now, target)
     engine._out.append(Send(target, encode_wire(engine.chain_id, request)))
     engine._out.append(SetTimer(Timer(SYNC_TIMER, engine.s.height, 0), engine.sync.busy_until))
 

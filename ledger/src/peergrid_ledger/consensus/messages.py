@@ -35,10 +35,11 @@ MAX_VOTE_ITEMS = 6 + 7 + 2 * MAX_VALIDATORS * 8
 """Items (array items and map entries) of the largest vote message: its 6 fields, the vote's 7, and a full
 justification and prepare certificate of `MAX_VALIDATORS` votes (8 each, with their place in the list)."""
 MAX_WIRE_ITEMS = 2**17
-"""Items any message within `MAX_WIRE_BYTES` that `decode_wire` accepts can hold: at most `MAX_VOTE_ITEMS` in a
-vote message; a sync response has 5 per block (at most `MAX_SYNC_BLOCKS`: 5,120) and 3 per commit seal, which
-takes 101 bytes (4 MiB / 101 x 3 = 124,581), so 129,704 at most. A body announcing more is refused at the
-header that crosses it, before it is built (review21 F1); `tests/consensus/test_wire_items.py` pins the sum."""
+"""Items any message within `MAX_WIRE_BYTES` that `decode_wire` accepts can hold: at most `MAX_VOTE_ITEMS`
+in a vote message; a sync response has 5 per block (at most `MAX_SYNC_BLOCKS`: 5,120) and 3 per commit
+seal, which takes 101 bytes (4 MiB / 101 x 3 = 124,581), so 129,704 at most. A body announcing more is
+refused at the header that crosses it, before it is built (review21 F1); pinned by a test
+(`tests/consensus/test_intake_bounds.py`)."""
 HASH_BYTES = 32
 
 
@@ -225,8 +226,14 @@ class ConsensusMessage:
 
 @dataclass(frozen=True, slots=True)
 class SyncRequest:
+    """Blocks from `from_height` on, at most `count`. `at_ms` (the requester's clock when it asked) and `to`
+    (the peer asked) bind a signed request to one moment and one server, so a captured one cannot be replayed
+    later or to others (`sync_guard`). Both None: the format before them, still decoded (and refused)."""
+
     from_height: int
     count: int
+    at_ms: int | None = None
+    to: bytes | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -235,6 +242,8 @@ class SyncResponse:
 
 
 WireMessage = ConsensusMessage | SyncRequest | SyncResponse
+SYNC_REQUEST_FIELDS = frozenset(["c", "t", "f", "n", "a", "o"])
+UNDATED_FIELDS = frozenset(["c", "t", "f", "n"])
 
 
 def encode_wire(chain_id: str, message: WireMessage) -> bytes:
@@ -249,6 +258,8 @@ def encode_wire(chain_id: str, message: WireMessage) -> bytes:
         }
     elif isinstance(message, SyncRequest):
         body = {"c": chain_id, "t": "sync-req", "f": message.from_height, "n": message.count}
+        if message.at_ms is not None or message.to is not None:
+            body.update(a=message.at_ms, o=message.to)
     else:
         body = {"c": chain_id, "t": "sync-resp", "b": [[blk, cert.value()] for blk, cert in message.blocks]}
     try:
@@ -312,10 +323,13 @@ def decode_wire(
                 ),
             )
         if kind == "sync-req":
-            fields = codec.expect_map(value, "sync request", ["c", "t", "f", "n"])
+            dated = "a" in value or "o" in value
+            fields = codec.expect_map(value, "sync request", SYNC_REQUEST_FIELDS if dated else UNDATED_FIELDS)
             return SyncRequest(
                 codec.expect_int(fields["f"], "from height", 1),
                 codec.expect_int(fields["n"], "count", 1, MAX_SYNC_BLOCKS),
+                codec.expect_int(fields["a"], "asked at") if dated else None,
+                codec.expect_bytes(fields["o"], "asked of", 32) if dated else None,
             )
         if kind == "sync-resp":
             fields = codec.expect_map(value, "sync response", ["c", "t", "b"])

@@ -3,25 +3,24 @@
 Promises: `ChainReplica` is everything one chain needs around the pure engine (signed envelopes, transaction
 batches, the WAL file (`wal_file.FileWal`), block announcements, evidence transactions) and does no I/O of
 its own beyond its store, WAL and the `Transport` it is given, so edge and dso-server embed it as a library;
-`Node` runs several replicas over one MQTT connection on one event loop. Every dropped message is counted in `stats` and
-logged (rate-limited), none raises; a key revoked on chain has its envelopes refused (`dropped_revoked`). A
-transaction submitted here is gossiped again until it leaves the pool (`regossip.Regossip`: bounded back-off
-and batches, on the replica's own timer once started); one that arrives already pooled or in a block is
-counted as `tx_duplicate`, not refused. Assumes the wall clock (ms) is roughly synchronised between nodes
-(block times are checked against it within the configured drift). Must never block the loop on the network.
+`Node` (`node_loop`, re-exported here) runs several replicas over one MQTT connection on one event loop.
+Every dropped message is counted in `stats` and logged (rate-limited), none raises. What a message costs is
+bounded before it is trusted: an envelope is parsed within its 5 items, and one from a key the chain does
+not know, or revoked on chain (`dropped_unknown-sender`, `dropped_revoked`), goes no further - its body is
+never decoded nor its signature checked; a member's body is decoded within an item budget (review21 F1).
+Sync requests are served as `sync_guard` allows (this node's sync topic only, dated, once, and a byte
+budget per requester: review21 F7). A transaction submitted here is gossiped again until it leaves the pool
+(`regossip.Regossip`: bounded back-off and batches, on the replica's own timer once started); one that
+arrives already pooled or in a block is counted as `tx_duplicate`, not refused. Assumes the wall clock (ms)
+is roughly synchronised between nodes (block times and sync requests are checked against it within the
+configured drift). Must never block the loop on the network.
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-import json
 import logging
-import os
-import time
 from collections import Counter
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 from .. import keys
@@ -38,13 +37,17 @@ from .messages import (
     MAX_VOTE_ITEMS,
     ConsensusMessage,
     MessageError,
+    SyncRequest,
     SyncResponse,
     WireMessage,
     decode_wire,
     encode_wire,
 )
+from .node_loop import Node as Node  # re-exported: node_cli and tests import it from here
+from .node_loop import wall_ms as wall_ms
 from .regossip import REGOSSIP_MS, Regossip
 from .sigcache import SignatureCache
+from .sync_guard import SyncGuard
 from .transport import (
     BLOCK,
     CONSENSUS,
@@ -82,10 +85,6 @@ ENGINE_REFUSALS = (
 `duplicates` are ordinary gossip and only counted."""
 
 
-def wall_ms() -> int:
-    return time.time_ns() // 1_000_000
-
-
 class ChainReplica:
     def __init__(
         self,
@@ -112,6 +111,13 @@ class ChainReplica:
         self._own_nonce = 0
         self._engine_logged: dict[str, int] = {}
         self.regossip = Regossip(self._arm_regossip, *regossip_ms)
+        self.sync_guard = SyncGuard(
+            keypair.public,
+            window_ms=config.sync_retry_ms,
+            budget_bytes=config.max_sync_response_bytes,
+            max_age_ms=config.sync_retry_ms + config.max_future_drift_ms,
+            max_drift_ms=config.max_future_drift_ms,
+        )
         self._started = False
 
     def start(self, now: int) -> None:
@@ -166,8 +172,10 @@ class ChainReplica:
             return
         stats = self.engine.stats
         before = sum(stats[k] for k in ENGINE_REFUSALS)
-        if message is None:
+        if message is None:  # a sync request always fits the peek: this is never one
             self._perform(self.engine.on_message(envelope.body, now, envelope.sender))
+        elif isinstance(message, SyncRequest):
+            self._serve_sync(message, kind, envelope.sender, now)
         else:
             self._perform(self.engine.on_decoded(message, now, envelope.sender))
         if sum(stats[k] for k in ENGINE_REFUSALS) != before:  # rare: only then find which one
@@ -183,6 +191,16 @@ class ChainReplica:
         except DecodeError:
             return False
         return txid in self.app.mempool or self.store.locate_tx(txid) is not None
+
+    def _serve_sync(self, request: SyncRequest, kind: str, requester: bytes, now: int) -> None:
+        """Answer a signed sync request if `sync_guard` takes it (review21 F7), counting what it refuses."""
+        refusal = self.sync_guard.admit(requester, request, kind == SYNC, now)
+        if refusal is not None:
+            self._refused(refusal, f"from {requester.hex()[:16]}, from height {request.from_height}")
+            return
+        actions = self.engine.on_decoded(request, now, requester)
+        self.sync_guard.served(requester, sum(len(a.data) for a in actions if isinstance(a, Send)))
+        self._perform(actions)
 
     def _peek(self, body: bytes) -> WireMessage | None:
         """A known sender's consensus body, decoded before its signature is checked so that a vote or block
@@ -305,103 +323,3 @@ class ChainReplica:
 
 def is_ledger_accepted(result: object) -> bool:
     return isinstance(result, LedgerAccepted)
-
-
-class Node:
-    """Several chain replicas sharing one transport and one event loop."""
-
-    def __init__(
-        self, keypair: keys.Keypair, status_file: Path | None = None, clock: Callable[[], int] = wall_ms
-    ) -> None:
-        self.keypair = keypair
-        self.status_file = status_file
-        self.clock = clock
-        self.replicas: dict[str, ChainReplica] = {}
-        self.stats: Counter[str] = Counter()
-        """The node's own counters (`receive_errors`), beside each replica's in `status()`."""
-        self._inbox: asyncio.Queue[tuple[str, str, bytes]] | None = None
-        self._loop: asyncio.AbstractEventLoop | None = None
-
-    def deliver(self, chain: str, kind: str, payload: bytes) -> None:
-        """Called from the transport's thread."""
-        if self._loop is not None and self._inbox is not None:
-            self._loop.call_soon_threadsafe(self._inbox.put_nowait, (chain, kind, payload))
-
-    def schedule_for(self, chain: str) -> Schedule:
-        def schedule(timer: Timer, at_ms: int) -> None:
-            assert self._loop is not None
-            delay = max(0.0, (at_ms - self.clock()) / 1000)
-            self._loop.call_later(delay, self._fire, chain, timer)
-
-        return schedule
-
-    def _fire(self, chain: str, timer: Timer) -> None:
-        self.replicas[chain].fire(timer, self.clock())
-
-    def attach_loop(self) -> None:
-        self._loop = asyncio.get_running_loop()
-        self._inbox = asyncio.Queue()
-
-    async def run(self, stop: asyncio.Event) -> None:
-        assert self._inbox is not None, "call attach_loop() first"
-        for replica in self.replicas.values():
-            replica.start(self.clock())
-        ticker = asyncio.create_task(self._tick(stop))
-        try:
-            while not stop.is_set():
-                getter = asyncio.ensure_future(self._inbox.get())
-                stopper = asyncio.ensure_future(stop.wait())
-                done, _ = await asyncio.wait({getter, stopper}, return_when=asyncio.FIRST_COMPLETED)
-                stopper.cancel()
-                if getter not in done:
-                    getter.cancel()
-                    break
-                item = getter.result()
-                while True:
-                    self._receive(*item)
-                    try:
-                        item = self._inbox.get_nowait()
-                    except asyncio.QueueEmpty:
-                        break
-        finally:
-            ticker.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await ticker
-            self.write_status()
-
-    def _receive(self, chain: str, kind: str, payload: bytes) -> None:
-        """One message into its replica. `receive` counts every refusal itself and raises nothing it knows of;
-        anything it does raise (a bug in a codec or contract) costs that message only: logged with its
-        traceback (the 1st, 2nd, 4th ... time) and counted as `receive_errors`, and the node goes on."""
-        replica = self.replicas.get(chain)
-        if replica is None:
-            return
-        try:
-            replica.receive(kind, payload, self.clock())
-        except Exception:
-            self.stats["receive_errors"] += 1
-            count = self.stats["receive_errors"]
-            if count & (count - 1) == 0:
-                log.exception("%s: a %s message raised in receive; dropped (%d so far)", chain, kind, count)
-
-    async def _tick(self, stop: asyncio.Event) -> None:
-        beat = 0
-        while not stop.is_set():
-            await asyncio.sleep(0.02)
-            for replica in self.replicas.values():
-                replica.flush()
-            beat += 1
-            if beat % 10 == 0:
-                self.write_status()
-
-    def write_status(self) -> None:
-        if self.status_file is None:
-            return
-        doc = {
-            "node": self.keypair.public.hex(),
-            "stats": dict(self.stats),
-            "chains": {c: r.status() for c, r in self.replicas.items()},
-        }
-        tmp = self.status_file.with_suffix(".tmp")
-        tmp.write_text(json.dumps(doc), encoding="utf-8")
-        os.replace(tmp, self.status_file)
