@@ -175,19 +175,24 @@ def disputes(request: Request, _: Session = Depends(viewer)) -> dict[str, Any]:
 
 
 def _reported_heads(report: Any, chain_id: str) -> tuple[int, str | None] | None:
-    """A node's health report `ledger` entry for one chain: a height, or {"height": h, "head": hex}."""
-    entry = report.get("ledger", {}).get(chain_id) if isinstance(report, dict) else None
+    """A node's health report `ledger` entry for one chain: a height, or {"height": h, "head": hex}; None
+    when it holds no readable one (not a whole number >= 0: a string, a bool, a float, negative)."""
+    ledger = report.get("ledger") if isinstance(report, dict) else None
+    entry: Any = ledger.get(chain_id) if isinstance(ledger, dict) else None
+    head: Any = None
     if isinstance(entry, dict):
-        height, head = entry.get("height"), entry.get("head")
-        return (height, head if isinstance(head, str) else None) if type(height) is int else None
-    return (entry, None) if type(entry) is int else None
+        entry, head = entry.get("height"), entry.get("head")
+    if type(entry) is not int or entry < 0:
+        return None
+    return entry, head if isinstance(head, str) else None
 
 
 @router.get("/console/api/ledger")
 def ledger_heads(request: Request, _: Session = Depends(viewer)) -> dict[str, Any]:
     """Each chain's replicas: this server's and those MGMC health reports name (also chains this server does
     not hold). Replicas agree when every one that reports a head hash at the top height reports the same;
-    lower heights are shown as behind."""
+    lower heights are shown as behind. A chain no replica reports a readable head of is not listed: one
+    node's malformed report must not break the view for every operator (review21 F8)."""
     state = console_state(request)
     nodes = request.app.state.board.snapshot()["nodes"]
     reported: set[str] = set()
@@ -208,6 +213,8 @@ def ledger_heads(request: Request, _: Session = Depends(viewer)) -> dict[str, An
             seen = _reported_heads(entry["report"], chain_id)
             if seen is not None:
                 replicas.append({"node": node, "chain": chain_id, "height": seen[0], "head": seen[1]})
+        if not replicas:  # named only in reports that hold no readable head for it
+            continue
         top = max(r["height"] for r in replicas)
         heads_at_top = {r["head"] for r in replicas if r["height"] == top and r["head"]}
         for r in replicas:
