@@ -3,7 +3,9 @@
 Promises: a synced block is committed only for the height being decided, with a certificate of a quorum of
 that height's authorities and a block `admission.check_block` accepts; the first block that fails either
 stops the batch (counted as `sync_bad_certificate` / `sync_invalid_block`). One request is in flight at a
-time (`sync.SyncPeers`); a full batch from a good peer pipelines the next request to it.
+time (`sync.SyncPeers`); a full batch from a good peer pipelines the next request to it. A request is sent to
+the peer's sync topic only, carrying the time it was asked and the peer asked, so the replica serving it
+(`ChainReplica` with `sync_guard`) can refuse a captured copy replayed later or to another node.
 Assumes the engine (`engine.Engine`) owns the height's state and commits; these functions act on it and
 append to its actions. Must never commit a block whose certificate or contents it did not check.
 """

@@ -2,7 +2,8 @@
 
 Promises: `serve_sync` answers a `SyncRequest` with consecutive committed blocks from the requested height,
 at most `batch` of them and about `max_bytes` in all (always at least one when any exists), so a node any
-number of blocks behind catches up in pipelined batches. The requesting side lives in `catchup.py` (for the engine): it checks
+number of blocks behind catches up in pipelined batches; which requests a replica serves at all (topic, date,
+replays, a byte budget per requester) is `sync_guard`'s. The requesting side lives in `catchup.py`: it checks
 each block's certificate against the authorities of that height before committing it.
 `SyncPeers` picks whom to ask: the peers that showed they are ahead, in turn, one request in flight at a
 time (retried after `retry_ms`), so no single (possibly Byzantine) peer can keep a replica waiting.
