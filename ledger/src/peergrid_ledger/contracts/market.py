@@ -63,6 +63,7 @@ from ..tx import Tx
 from .funds import refuse_debtor
 from .market_capacity import KIND as CAPACITY_KIND
 from .market_capacity import within_capacity
+from .market_clock import KIND as CLOCK_KIND
 from .market_close_time import check_rounds, note_move
 from .market_closing import agree_trades, settle
 from .market_reopen import reopen
@@ -419,6 +420,7 @@ KINDS: dict[str, KindSpec] = {
         set_tariff,
     ),
     "market.capacity": CAPACITY_KIND,  # the DSO's connection capacity of an account: market_capacity
+    "market.clock": CLOCK_KIND,  # the DSO's interval clock on a settle_by_both chain: market_clock
     "market.reopen": KindSpec(
         Map({"interval": INTERVAL, "iteration": Int(1, 1_000_000), "ref": HASH, "until": Int(0, 2**63 - 1)}),
         reopen,

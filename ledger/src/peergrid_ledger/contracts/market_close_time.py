@@ -3,8 +3,9 @@
 for the edge's closer (edge chain_bargaining.close_interval waits for it instead of being refused).
 
 The rule, only on a chain whose genesis sets `close_on_clock` 1 (which needs `settle_by_both`, so the clock):
-  opened = interval k's start (settle_epoch_ms + k x settle_interval_ms), or the block time `at` of its last
-           `market.reopen` when later (kept in the reopening's record on such chains);
+  opened = interval k's start (on the chain's clock, `market_clock`: epoch + k x settle_interval_ms), or the
+           block time `at` of its last `market.reopen` when later (kept in the reopening's record on such
+           chains);
   no `trade` before opened + `close_after_ms` (a fixed bargaining window), and with `close_quiet_ms` Q > 0
   none before min(last + Q, hard) either, where
     last = the later of opened and the block time of the interval's last accepted `offer`, `bid` or `move`
@@ -55,6 +56,7 @@ from .. import keyspace as ks
 from ..machine import BlockContext
 from ..results import Reason, RuleError
 from ..state import Overlay, StateReader
+from .market_clock import fix_clock, interval_end, interval_start
 from .market_state import reopening
 
 if TYPE_CHECKING:
@@ -68,7 +70,9 @@ def moved_key(interval: int) -> bytes:
 
 def note_move(view: Overlay, ctx: BlockContext, interval: int) -> None:
     """An offer, bid or move of `interval` landed: its book changed at this block's time (only on a chain
-    with genesis `close_quiet_ms`; every other chain keeps its state bytes)."""
+    with genesis `close_quiet_ms`; every other chain keeps its state bytes). It fixes a posted clock
+    (`market_clock.fix_clock`)."""
+    fix_clock(view, ctx, interval, "position")
     if ctx.genesis.params.close_quiet_ms:
         view.put(moved_key(interval), ks.encode_int(ctx.time))
 
@@ -107,8 +111,9 @@ def earliest_close(state: StateReader, params: Params, interval: int) -> tuple[i
     """(the first block time at which a `trade` of `interval` is taken, why not before) on this state, or
     None where `trade` has no time rule (no `close_on_clock`). A later offer, bid or move (or reopening) can
     only move it later, never past the interval's end (a late reopening: past its time + close_quiet_ms)."""
-    start = params.interval_start(interval)
-    end = params.interval_end(interval)
+    # the chain's clock (`market_clock`): a posted `market.clock`'s epoch, else the genesis'
+    start = interval_start(state, params, interval)
+    end = interval_end(state, params, interval)
     if not params.close_on_clock or start is None or end is None:  # close_on_clock needs the clock
         return None
     opened, since = start, f"interval {interval} starts at {start}"
@@ -132,10 +137,11 @@ def earliest_close(state: StateReader, params: Params, interval: int) -> tuple[i
 
 def check_close(view: Overlay, ctx: BlockContext, interval: int) -> None:
     """Refuse (`rule-violation`, naming the rule and when it may close) a `trade` of `interval` that comes
-    before `earliest_close`."""
+    before `earliest_close`; one taken fixes a posted clock (`market_clock.fix_clock`)."""
     rule = earliest_close(view, ctx.genesis.params, interval)
     if rule is not None and ctx.time < rule[0]:
         raise RuleError(
             Reason.RULE_VIOLATION,
             f"{rule[1]}: no trade closes it before {rule[0]} (block time {ctx.time})",
         )
+    fix_clock(view, ctx, interval, "trade")

@@ -35,6 +35,7 @@ from ..machine import BlockContext, require
 from ..results import Event, Reason, RuleError
 from ..state import Overlay
 from ..tx import Tx
+from .market_clock import fix_clock, interval_end
 from .market_close_time import check_close
 from .market_sealed import check_body, check_reveal, commit, withheld
 from .market_state import (
@@ -153,7 +154,7 @@ def settle(view: Overlay, tx: Tx, ctx: BlockContext, sender: ks.AccountRecord) -
     check_body(tx.body, sealed, party, who, tid)
     if "seal" in tx.body:  # check_body: a party's, on a sealed (so settle_by_both) chain
         assert party is not None
-        _ended(ctx, tid, agreed, who)
+        _ended(view, ctx, tid, agreed, who)
         return commit(view, ctx, tx, tid, agreed, party)
     delivered = tx.body["delivered"]
     require(
@@ -172,7 +173,7 @@ def settle(view: Overlay, tx: Tx, ctx: BlockContext, sender: ks.AccountRecord) -
         f"trade {_short(tid)}: {tx.sender.hex()[:16]}… is an authority, not a party or the DSO: on a "
         "settle_by_both chain only the DSO settles a trade its parties do not agree on",
     )
-    _ended(ctx, tid, agreed, who)
+    _ended(view, ctx, tid, agreed, who)
     if party is not None:  # a party's word is a statement, even when its key is also an authority's
         if sealed and party not in agreed.get("statements", {}):
             check_reveal(ctx, tx, tid, agreed, party)  # its first statement opens its commitment
@@ -180,14 +181,17 @@ def settle(view: Overlay, tx: Tx, ctx: BlockContext, sender: ks.AccountRecord) -
     return pay(view, ctx, tx, tid, agreed, delivered, "dso", shorts)
 
 
-def _ended(ctx: BlockContext, tid: bytes, agreed: dict[str, Any], who: str) -> None:
-    ended = ctx.genesis.params.interval_end(agreed["interval"])
+def _ended(view: Overlay, ctx: BlockContext, tid: bytes, agreed: dict[str, Any], who: str) -> None:
+    """No settle before the trade's interval ended on the chain's clock (`market_clock`); one taken fixes a
+    posted clock."""
+    ended = interval_end(view, ctx.genesis.params, agreed["interval"])
     require(
         ended is None or ctx.time >= ended,
         Reason.RULE_VIOLATION,
         f"trade {_short(tid)}: the {who}'s settle comes before interval {agreed['interval']} ended at "
         f"{ended} (block time {ctx.time}): nothing is metered before the delivery",
     )
+    fix_clock(view, ctx, int(agreed["interval"]), "settle")
 
 
 def _stated_shorts(

@@ -63,6 +63,7 @@ from . import exchange_state as xch
 from . import uplift_rule
 from .exchange_clearing import cleared
 from .funds import record_debt, room, transfer
+from .market_clock import epoch_ms
 from .market_state import NO_RULES, capacity, interval_key, rules_for, tariff, trade
 from .payments import MAX_AMOUNT
 
@@ -286,9 +287,10 @@ def ready_by(state: StateReader, params: Any, record: dict[str, Any], name: str)
             continue
         if "deadline" in agreed:
             stated_by = int(agreed["deadline"])
-        elif params.settle_interval_ms:
-            ends = params.settle_epoch_ms + (int(agreed["interval"]) + 1) * params.settle_interval_ms
-            stated_by = ends + wait
+        elif params.settle_interval_ms:  # the chain's clock: a posted `market.clock`, else the genesis'
+            stated_by = (
+                epoch_ms(state, params) + (int(agreed["interval"]) + 1) * params.settle_interval_ms + wait
+            )
         else:
             return None
         by = max(by, stated_by + wait)
