@@ -55,6 +55,7 @@ from pathlib import Path
 from typing import Any
 
 from peergrid_dso.disputes import Unresolved, Vouched, read_nodes, resolve, to_json
+from peergrid_dso.meter_clock import ChainClock
 from peergrid_dso.sealed_pass import SealedSet, take_in
 from peergrid_dso.sealed_readings import ChainTime, MeterClock, SigningMeters, sealed_late, verified_leaves
 from peergrid_ledger import keys, query
@@ -84,7 +85,7 @@ class DisputeSettler:
         self,
         adapter: Any,  # node_chains.ChainAdapter of the MGMC chain
         dso_key: keys.Keypair,
-        clock: MeterClock,
+        clock: MeterClock | ChainClock,  # ChainClock: its t0 read from the replica at first use
         nodes: Mapping[bytes, bytes],  # anonym -> the MGMC's node key
         record_file: Path | None = None,
         retry_s: float = 30.0,
@@ -94,7 +95,7 @@ class DisputeSettler:
         meterless: Collection[bytes] = frozenset(),  # anonyms of MGs without a PCC meter (MgEntry.meterless)
         signing: SigningMeters | None = None,  # PCC meters enrolled as signing (`signing_meters`)
     ) -> None:
-        self.adapter, self.dso_key, self.clock, self.nodes = adapter, dso_key, clock, dict(nodes)
+        self.adapter, self.dso_key, self._clock, self.nodes = adapter, dso_key, clock, dict(nodes)
         self.record_file, self.retry_s, self.now = record_file, retry_s, now
         self.seal_within_ms, self.wait_ms = seal_within_ms, wait_ms
         self.meterless = frozenset(meterless)
@@ -123,6 +124,14 @@ class DisputeSettler:
     @property
     def state(self) -> Any:
         return self.replica.app.state
+
+    @property
+    def clock(self) -> MeterClock:
+        """Where market intervals lie on the wall clock; with `disputes.t0: chain` read from the replica's
+        posted `market.clock` the first time a dispute needs it (`meter_clock.NoChainClock` if none by then)."""
+        if isinstance(self._clock, ChainClock):
+            self._clock = self._clock.resolve(self.state, self.replica.store.genesis.params)
+        return self._clock
 
     def chain_time(self) -> ChainTime:
         """The replica's time for the resolver: its store, its head's time, the bounds in ms."""

@@ -9,6 +9,7 @@ and `live` turn them into a running node.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Annotated, Literal
 
 from pydantic import Field, model_validator
 
@@ -47,7 +48,9 @@ class DisputeSettings(StrictSettings):
     and how the MGMCs bucket their sealed readings, as the MGMCs' own config says (`market.t0`,
     `market.interval_s`, `ledger.commit_interval_s`)."""
 
-    t0: float = Field(ge=0)  # wall s at which `first_interval` starts
+    # wall s at which `first_interval` starts, or 'chain': the MGMC chain's posted interval clock (`market.clock`),
+    # read at the first dispute (`meter_clock.ChainClock`; a lab whose t0 moves at the DSO's readiness)
+    t0: Annotated[float, Field(ge=0)] | Literal["chain"]
     interval_s: float = Field(gt=0)
     commit_interval_s: float = Field(gt=0)
     max_gap_s: float = Field(gt=0)  # the longest gap between two PCC readings that still measures a boundary

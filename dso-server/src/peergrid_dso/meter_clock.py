@@ -6,7 +6,8 @@ may bracket it (`metering.commitment_intervals`), as far as a signing meter's cl
 meter readings one commitment interval can hold (`most_meter_readings`, review16 P1); `ChainTime` is the
 chain's time a dispute is judged by (the DSO's replica: where each commitment landed, its head's time, the
 sealing and deadline bounds, the genesis' `seller_vouched`); `SigningMeters` the PCC meters enrolled as
-signing. Plain data, validated on construction (`ValueError`); no I/O, no clock. What they mean to a decision:
+signing; `ChainClock` a `MeterClock` whose t0 is the MGMC chain's posted interval clock (`loop.disputes.t0:
+chain`, `market_clock`), read from the replica's state at first use. Plain data, validated on construction (`ValueError`); no I/O, no clock. What they mean to a decision:
 `sealed_readings`' and `disputes`' module docstrings.
 """
 
@@ -16,6 +17,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from peergrid_ledger.contracts.market_clock import posted_epoch
 from peergrid_ledger.meter_signing import CLOCK_REACH_COMMITS, MIN_POLL_MS
 from peergrid_ledger.metering import commitment_intervals
 
@@ -58,6 +60,52 @@ class MeterClock:
     def most_meter_readings(self) -> int:
         """The most PCC meter readings one commitment interval can hold: one per poll at `MIN_POLL_MS`."""
         return self.commit_ms // MIN_POLL_MS + 1
+
+
+class NoChainClock(RuntimeError):
+    """`disputes.t0: chain` and the MGMC chain has no posted clock by the first dispute, or one whose
+    interval is not the config's."""
+
+
+@dataclass(frozen=True)
+class ChainClock:
+    """A `MeterClock` but for its t0, which is the MGMC chain's: the posted `market.clock` epoch + first_interval
+    x the genesis' `settle_interval_ms` (why: a lab or pilot whose start moves fixes t0 only once the DSO runs,
+    and posts it; the DSO's config was written before). `resolve` reads it; no I/O."""
+
+    interval_ms: int
+    first_interval: int
+    commit_ms: int
+    max_gap_ms: int
+
+    def resolve(self, state: Any, params: Any) -> MeterClock:
+        """The `MeterClock` on the chain's clock; `NoChainClock` (one line) when none is posted or its interval
+        is not `interval_ms`."""
+        epoch = posted_epoch(state)
+        if epoch is None:
+            raise NoChainClock(
+                "disputes.t0 is 'chain', but the MGMC chain has no interval clock posted (market.clock): "
+                "post it before the MGMCs trade, or give disputes.t0 in seconds"
+            )
+        if int(params.settle_interval_ms) != self.interval_ms:
+            raise NoChainClock(
+                f"disputes.interval_s is {self.interval_ms} ms, the MGMC chain's settle_interval_ms "
+                f"{params.settle_interval_ms}: the DSO would meter other windows than the chain settles"
+            )
+        t0 = epoch + self.first_interval * self.interval_ms
+        return MeterClock(t0, self.interval_ms, self.first_interval, self.commit_ms, self.max_gap_ms)
+
+
+def dispute_clock(settings: Any) -> MeterClock | ChainClock:
+    """The settler's market clock from the loop settings' `disputes` section (`loop_settings.DisputeSettings`):
+    t0 in seconds as given, or with `t0: chain` the MGMC chain's posted clock, read at first use."""
+    d = settings.disputes
+    interval_ms, commit_ms, gap_ms = (
+        round(s * 1000) for s in (d.interval_s, d.commit_interval_s, d.max_gap_s)
+    )
+    if d.t0 == "chain":
+        return ChainClock(interval_ms, settings.first_interval, commit_ms, gap_ms)
+    return MeterClock(round(d.t0 * 1000), interval_ms, settings.first_interval, commit_ms, gap_ms)
 
 
 class Blocks(Protocol):
