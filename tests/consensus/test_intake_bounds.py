@@ -7,6 +7,7 @@ Real replicas (`ChainReplica` over LevelDB) on the seeded in-memory network (`Le
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from collections.abc import Iterator
 from pathlib import Path
@@ -84,6 +85,7 @@ class Calls:
         monkeypatch.setattr(codec, "_decode_item", item)
 
 
+@functools.cache
 def hostile_body(size: int = MAX_WIRE_BYTES) -> bytes:
     """review21's body: a vote message whose justification announces ~4 M one-byte items (within 4 MiB)."""
     body = codec.encode({"c": CHAIN, "t": "vote", "v": [0] * 7, "b": None, "j": [0] * (size - 80), "p": []})
@@ -119,12 +121,17 @@ def test_a_revoked_key_is_refused_before_its_body_is_decoded(
     assert calls.wire == [] and calls.items == 6
 
 
+@functools.cache
+def eight_million_zeros() -> bytes:
+    return codec.encode([0] * (MAX_ENVELOPE_BYTES - 16))
+
+
 @pytest.mark.parametrize("kind", [CONSENSUS, TX, SYNC])
 def test_an_envelope_of_8_m_items_is_refused_at_its_first_header(
     net: LedgerNet, monkeypatch: pytest.MonkeyPatch, kind: str
 ) -> None:
     """review21 F1's second half: an 'envelope' that is an array of ~8 M zeros, on any topic."""
-    data = codec.encode([0] * (MAX_ENVELOPE_BYTES - 16))
+    data = eight_million_zeros()
     assert len(data) <= MAX_ENVELOPE_BYTES
     calls = Calls(monkeypatch)
     net.replicas["n0"].receive(kind, data, net.now)
