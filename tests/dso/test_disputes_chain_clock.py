@@ -13,7 +13,7 @@ from pydantic import ValidationError
 
 from peergrid_dso.dispute_node import DisputeSettler
 from peergrid_dso.loop_settings import DisputeSettings
-from peergrid_dso.meter_clock import ChainClock, MeterClock, NoChainClock, dispute_clock
+from peergrid_dso.meter_clock import ChainClock, MeterClock, NoChainClock, dispute_clock, on_chain
 from peergrid_ledger.chain import LocalChain
 from peergrid_ledger.genesis import Account, Genesis, Params
 from peergrid_ledger.keys import Keypair
@@ -91,3 +91,29 @@ def test_the_settler_reads_the_chain_clock_at_first_use_not_at_start() -> None:
     assert settler.clock.t0_ms == T0_MS and settler.clock.reachable(FIRST)  # resolved now, then kept
     post_clock(chain, T0_MS)  # (a later post would be the chain's business; the settler keeps what it read)
     assert settler.clock.t0_ms == T0_MS
+
+
+def test_a_configured_t0_follows_a_posted_clock_once_there_is_one(caplog: pytest.LogCaptureFixture) -> None:
+    """The lab's DSO config is written before its t0 moves; the chain settles on the clock the lab posts."""
+    chain = mgmc_chain()
+    replica = SimpleNamespace(
+        app=SimpleNamespace(state=chain.state), store=SimpleNamespace(genesis=chain.genesis)
+    )
+    adapter = SimpleNamespace(node=SimpleNamespace(replicas={"mgmc-lab": replica}), chain="mgmc-lab")
+    settler = DisputeSettler(adapter, DSO, dispute_clock(settings(T0_MS / 1000)), {})
+    assert settler.clock.t0_ms == T0_MS  # nothing posted: the config's
+    post_clock(chain, T0_MS - FIRST * INTERVAL_MS + 9_000)
+    replica.app.state = chain.state
+    with caplog.at_level("WARNING", logger="peergrid_dso.dispute_node"):
+        assert settler.clock == MeterClock(T0_MS + 9_000, INTERVAL_MS, FIRST, 6_000, 2_000)
+    assert f"disputes.t0 {T0_MS} ms; the MGMC chain's clock says {T0_MS + 9_000}" in caplog.text
+    other = mgmc_chain(interval_ms=2 * INTERVAL_MS)
+    post_clock(other, T0_MS)
+    with pytest.raises(NoChainClock, match="settle_interval_ms 12000"):
+        on_chain(MeterClock(T0_MS, INTERVAL_MS, FIRST, 6_000, 2_000), other.state, other.genesis.params)
+    assert (
+        on_chain(
+            MeterClock(T0_MS, INTERVAL_MS, FIRST, 6_000, 2_000), mgmc_chain().state, chain.genesis.params
+        )
+        is None
+    )

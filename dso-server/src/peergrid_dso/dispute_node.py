@@ -55,7 +55,7 @@ from pathlib import Path
 from typing import Any
 
 from peergrid_dso.disputes import Unresolved, Vouched, read_nodes, resolve, to_json
-from peergrid_dso.meter_clock import ChainClock
+from peergrid_dso.meter_clock import ChainClock, on_chain
 from peergrid_dso.sealed_pass import SealedSet, take_in
 from peergrid_dso.sealed_readings import ChainTime, MeterClock, SigningMeters, sealed_late, verified_leaves
 from peergrid_ledger import keys, query
@@ -96,6 +96,7 @@ class DisputeSettler:
         signing: SigningMeters | None = None,  # PCC meters enrolled as signing (`signing_meters`)
     ) -> None:
         self.adapter, self.dso_key, self._clock, self.nodes = adapter, dso_key, clock, dict(nodes)
+        self._clock_final = False  # read from the chain's posted clock (`clock`)
         self.record_file, self.retry_s, self.now = record_file, retry_s, now
         self.seal_within_ms, self.wait_ms = seal_within_ms, wait_ms
         self.meterless = frozenset(meterless)
@@ -127,10 +128,18 @@ class DisputeSettler:
 
     @property
     def clock(self) -> MeterClock:
-        """Where market intervals lie on the wall clock; with `disputes.t0: chain` read from the replica's
-        posted `market.clock` the first time a dispute needs it (`meter_clock.NoChainClock` if none by then)."""
+        """Where market intervals lie on the wall clock: with `disputes.t0: chain` the replica's posted
+        `market.clock`, read the first time a dispute needs it (`meter_clock.NoChainClock` if none by then);
+        with t0 in seconds that t0 until the chain has a posted clock, then the chain's (`on_chain`)."""
+        params = self.replica.store.genesis.params
         if isinstance(self._clock, ChainClock):
-            self._clock = self._clock.resolve(self.state, self.replica.store.genesis.params)
+            self._clock = self._clock.resolve(self.state, params)
+            self._clock_final = True
+        elif not self._clock_final and (posted := on_chain(self._clock, self.state, params)) is not None:
+            if posted != self._clock:  # a t0 configured before the start moved: the chain's rules
+                log.warning("disputes.t0 %d ms; the MGMC chain's clock says %d: metering on the chain's",
+                            self._clock.t0_ms, posted.t0_ms)  # fmt: skip
+            self._clock, self._clock_final = posted, True
         return self._clock
 
     def chain_time(self) -> ChainTime:

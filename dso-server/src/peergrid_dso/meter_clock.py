@@ -7,7 +7,8 @@ meter readings one commitment interval can hold (`most_meter_readings`, review16
 chain's time a dispute is judged by (the DSO's replica: where each commitment landed, its head's time, the
 sealing and deadline bounds, the genesis' `seller_vouched`); `SigningMeters` the PCC meters enrolled as
 signing; `ChainClock` a `MeterClock` whose t0 is the MGMC chain's posted interval clock (`loop.disputes.t0:
-chain`, `market_clock`), read from the replica's state at first use. Plain data, validated on construction (`ValueError`); no I/O, no clock. What they mean to a decision:
+chain`, `market_clock`), read from the replica's state at first use; `on_chain` moves a configured t0 to a
+posted clock (the chain settles on it: the DSO must meter the windows it settles). Plain data, validated on construction (`ValueError`); no I/O, no clock. What they mean to a decision:
 `sealed_readings`' and `disputes`' module docstrings.
 """
 
@@ -94,6 +95,17 @@ class ChainClock:
             )
         t0 = epoch + self.first_interval * self.interval_ms
         return MeterClock(t0, self.interval_ms, self.first_interval, self.commit_ms, self.max_gap_ms)
+
+
+def on_chain(clock: MeterClock, state: Any, params: Any) -> MeterClock | None:
+    """`clock` with its t0 moved to the MGMC chain's posted `market.clock` (the chain settles on it, so the DSO
+    meters the same windows: a config's t0 written before a lab's start moved), or None while none is posted.
+    `NoChainClock` when the chain's interval is not the config's."""
+    if posted_epoch(state) is None:
+        return None
+    return ChainClock(clock.interval_ms, clock.first_interval, clock.commit_ms, clock.max_gap_ms).resolve(
+        state, params
+    )
 
 
 def dispute_clock(settings: Any) -> MeterClock | ChainClock:
