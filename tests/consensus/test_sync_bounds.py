@@ -12,6 +12,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from peergrid_ledger import codec, keys
 from peergrid_ledger.consensus.ledger_net import CONFIG, LedgerNet
@@ -169,3 +171,56 @@ def test_the_guard_keeps_a_bounded_number_of_requesters_and_takes_a_pipelined_re
         guard.admit(i.to_bytes(4, "big"), SyncRequest(1, 1, 1100, b"me"), True, 1100)
     assert len(guard._requesters) == MAX_REQUESTERS
     assert b"r" not in guard._requesters  # the least recent went first
+
+
+asks = st.lists(
+    st.tuples(
+        st.sampled_from([b"r1", b"r2"]),  # requester
+        st.sampled_from([0, 0, 0, 1, 20, 400]),  # how far time moves on before this request (ms)
+        st.sampled_from([-70, -60, -5, 0, 0, 10, 11]),  # its asked-at, relative to now (fresh: -60..10)
+        st.integers(min_value=1, max_value=2),  # from height
+        st.booleans() | st.just(True),  # on the sync topic
+        st.sampled_from([b"me", b"me", b"me", b"other", None]),  # asked of (None: undated)
+        st.integers(min_value=0, max_value=40),  # bytes the answer takes
+    ),
+    max_size=120,
+)
+
+
+@given(asks)
+@settings(max_examples=400, deadline=None)
+def test_whatever_arrives_the_guard_serves_each_request_once_and_within_the_budget(
+    sequence: list[tuple[bytes, int, int, int, bool, bytes | None, int]],
+) -> None:
+    guard = SyncGuard(b"me", window_ms=300, budget_bytes=50, max_age_ms=60, max_drift_ms=10)
+    now = 1000
+    taken: set[tuple[bytes, int, int]] = set()
+    last: dict[bytes, tuple[int, int]] = {}
+    served: dict[bytes, list[tuple[int, int]]] = {}
+    window: dict[bytes, tuple[int, int]] = {}
+    for requester, step, offset, from_height, on_topic, to, size in sequence:
+        now += step
+        at = None if to is None else now + offset
+        refusal = guard.admit(requester, SyncRequest(from_height, 16, at, to), on_topic, now)
+        if refusal is not None:
+            continue
+        assert on_topic and to == b"me" and at is not None
+        assert now - 60 <= at <= now + 10
+        assert (requester, at, from_height) not in taken  # never twice, replayed or not
+        assert (at, from_height) > last.get(requester, (-1, 0))  # always newer than the last taken
+        taken.add((requester, at, from_height))
+        last[requester] = (at, from_height)
+        start, spent = window.get(requester, (-(10**9), 0))
+        if (
+            now >= start + 300
+        ):  # the requester's window: from the first request taken after the last one ended
+            start, spent = now, 0
+        assert spent < 50  # taken only while its window's budget is not spent
+        window[requester] = (start, spent + size)
+        guard.served(requester, size)
+        served.setdefault(requester, []).append((now, size))
+    # Any 300 ms meets at most two of the guard's windows, and each serves while less than the budget (50) is
+    # spent: at most 49 plus one answer (<= 40) that crosses it.
+    for answers in served.values():
+        for start, _ in answers:
+            assert sum(size for when, size in answers if start <= when < start + 300) <= 2 * (49 + 40)
