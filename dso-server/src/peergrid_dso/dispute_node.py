@@ -60,6 +60,7 @@ from peergrid_dso.sealed_pass import SealedSet, take_in
 from peergrid_dso.sealed_readings import ChainTime, MeterClock, SigningMeters, sealed_late, verified_leaves
 from peergrid_ledger import keys, query
 from peergrid_ledger.block import decode_block
+from peergrid_ledger.contracts.market_clock import posted_epoch
 from peergrid_ledger.contracts.market_state import trade_key
 from peergrid_ledger.metering import Unmetered
 from peergrid_ledger.records import append_record
@@ -131,11 +132,12 @@ class DisputeSettler:
         """Where market intervals lie on the wall clock: with `disputes.t0: chain` the replica's posted
         `market.clock`, read the first time a dispute needs it (`meter_clock.NoChainClock` if none by then);
         with t0 in seconds that t0 until the chain has a posted clock, then the chain's (`on_chain`)."""
-        params = self.replica.store.genesis.params
         if isinstance(self._clock, ChainClock):
-            self._clock = self._clock.resolve(self.state, params)
+            self._clock = self._clock.resolve(self.state, self.replica.store.genesis.params)
             self._clock_final = True
-        elif not self._clock_final and (posted := on_chain(self._clock, self.state, params)) is not None:
+        elif not self._clock_final and posted_epoch(self.state) is not None:
+            posted = on_chain(self._clock, self.state, self.replica.store.genesis.params)
+            assert posted is not None
             if posted != self._clock:  # a t0 configured before the start moved: the chain's rules
                 log.warning("disputes.t0 %d ms; the MGMC chain's clock says %d: metering on the chain's",
                             self._clock.t0_ms, posted.t0_ms)  # fmt: skip
