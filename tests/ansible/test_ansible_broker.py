@@ -7,11 +7,13 @@ import shutil
 import ssl
 import threading
 from collections.abc import Iterator
+from pathlib import Path
 
 import paho.mqtt.client as mqtt
 import pytest
 from peergrid_ansible_harness import HERE, run_tool
 
+from peergrid_ledger.consensus.transport import MAX_ENVELOPE_BYTES
 from peergrid_ledger.tied import tied_popen
 from peergrid_sim.broker import LOOPBACK, free_port
 from peergrid_sim.certs import LabPki
@@ -21,7 +23,8 @@ FEEDER = "f1"
 
 
 @pytest.fixture(scope="module")
-def role_broker(tmp_path_factory: pytest.TempPathFactory, test_pki: LabPki) -> Iterator[int]:
+def rendered(tmp_path_factory: pytest.TempPathFactory, test_pki: LabPki) -> tuple[Path, int]:
+    """The role's config rendered for this test (its conf dir, and the port it listens on)."""
     tmp_path = tmp_path_factory.mktemp("role-broker")
     conf_dir = tmp_path / "mosquitto"
     (conf_dir / "certs/peergrid").mkdir(parents=True)
@@ -48,6 +51,13 @@ def role_broker(tmp_path_factory: pytest.TempPathFactory, test_pki: LabPki) -> I
         tmp_path,
     )
     assert result.returncode == 0, result.stdout + result.stderr
+    return conf_dir, port
+
+
+@pytest.fixture(scope="module")
+def role_broker(rendered: tuple[Path, int]) -> Iterator[int]:
+    conf_dir, port = rendered
+    tmp_path = conf_dir.parent
     # Debian's mosquitto.conf includes conf.d/; here the rendered file is the whole config, run as this user.
     main = conf_dir / "main.conf"
     main.write_text(
@@ -76,21 +86,33 @@ def client(pki: LabPki, cn: str | None, client_id: str) -> mqtt.Client:
     return c
 
 
-def delivered(pki: LabPki, port: int, publisher: str, client_id: str, topic: str) -> bool:
+def delivered(
+    pki: LabPki, port: int, publisher: str, client_id: str, topic: str, payload: bytes = b"x"
+) -> bool:
     """Publishes as `publisher` (certificate CN) and says whether the DSO, subscribed to everything, got it."""
     arrived, subscribed = threading.Event(), threading.Event()
     sub = client(pki, "dso", f"watch-{client_id}")
     sub.on_subscribe = lambda *a: subscribed.set()
-    sub.on_message = lambda _c, _u, msg: arrived.set() if msg.topic == topic else None
+    sub.on_message = lambda _c, _u, msg: (
+        arrived.set() if msg.topic == topic and msg.payload == payload else None
+    )
     sub.connect(LOOPBACK, port)
     sub.loop_start()
     pub = client(pki, publisher, client_id)
+    refused = threading.Event()  # the broker disconnected the publisher (an oversized packet)
+    pub.on_disconnect = lambda *a: refused.set()
     try:
         sub.subscribe("peergrid/#", qos=1)
         assert subscribed.wait(5)
         pub.connect(LOOPBACK, port)
         pub.loop_start()
-        pub.publish(topic, b"x", qos=1).wait_for_publish(5)
+        info = pub.publish(topic, payload, qos=1)
+        if len(payload) < 1024:
+            info.wait_for_publish(5)
+        else:  # megabytes over TLS may take a moment: wait for the delivery or the broker's refusal
+            for _ in range(300):
+                if arrived.wait(0.1) or refused.is_set():
+                    break
         return arrived.wait(2)
     finally:
         for c in (pub, sub):
@@ -115,3 +137,16 @@ def test_node_publishes_under_its_own_name_only(role_broker: int, test_pki: LabP
 
 def test_any_node_may_gossip_ledger_transactions(role_broker: int, test_pki: LabPki) -> None:
     assert delivered(test_pki, role_broker, "mgmc-2", "mgmc-2", f"peergrid/{FEEDER}/ledger/mgmc/tx")
+
+
+def test_the_broker_refuses_packets_above_the_largest_envelope(
+    rendered: tuple[Path, int], role_broker: int, test_pki: LabPki
+) -> None:
+    """review21 F4: without max_packet_size Mosquitto takes 256 MiB and every subscriber copies it whole."""
+    conf = (rendered[0] / "peergrid.conf").read_text()
+    limit = int(next(line.split()[1] for line in conf.splitlines() if line.startswith("max_packet_size ")))
+    assert MAX_ENVELOPE_BYTES < limit <= MAX_ENVELOPE_BYTES + 64 * 1024
+    gossip = f"peergrid/{FEEDER}/ledger/mgmc/tx"
+    assert delivered(test_pki, role_broker, "mgmc-2", "mgmc-2", gossip, b"\x01" * MAX_ENVELOPE_BYTES)
+    assert not delivered(test_pki, role_broker, "mgmc-2", "mgmc-2", gossip, b"\x02" * limit)
+    assert delivered(test_pki, role_broker, "mgmc-2", "mgmc-2", gossip, b"after")  # the broker serves on

@@ -6,6 +6,9 @@ config generated here (plain, or TLS with client certificates whose CN is the MQ
 topic ACLs); `stop()` ends exactly the process it started, by its PID, and the process that started it dying
 any other way kills it too (`peergrid_ledger.tied`: a killed test leaves no broker behind). Never binds anything but loopback
 and never assumes port 1883 is free. Messages are not persisted: peergrid's gossip must not depend on it.
+A publish larger than `MAX_PACKET_BYTES` (a little above the ledger's largest envelope, which every replica
+refuses above anyway) is refused by the broker, which disconnects its sender: it never reaches a subscriber
+(Mosquitto's default allows 256 MiB, which each subscriber would copy whole; review21 F4).
 """
 
 from __future__ import annotations
@@ -18,11 +21,14 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from peergrid_ledger.consensus.transport import MAX_ENVELOPE_BYTES
 from peergrid_ledger.tied import tied_popen
 from peergrid_sim.certs import LabPki
 from peergrid_sim.ports import wait_for_listener
 
 LOOPBACK = "127.0.0.1"
+# The whole MQTT packet: the envelope plus the fixed header, topic, packet id and (MQTT 5) properties.
+MAX_PACKET_BYTES = MAX_ENVELOPE_BYTES + 64 * 1024
 
 
 class BrokerError(RuntimeError):
@@ -64,6 +70,7 @@ class BrokerConfig:
             "connection_messages true",
             "max_inflight_messages 1000",
             "max_queued_messages 100000",
+            f"max_packet_size {MAX_PACKET_BYTES}",
             # Without it QoS 0 messages wait ~19 ms for Nagle (see ARCHITECTURE.md field notes).
             "set_tcp_nodelay true",
             f"listener {self.port} {LOOPBACK}",
