@@ -6,14 +6,17 @@ from __future__ import annotations
 
 import logging
 import socket
+import ssl
 import struct
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import pytest
 
 from peergrid_dso.drivers.relay_modbus import ModbusRelayDriver, RelayEndpoint, load_relay_map
+from peergrid_dso.drivers.relay_tls import RelayTls
 from peergrid_dso.services.dso_chain import ChainRecorder
 from peergrid_dso.services.switching import (
     RelayError,
@@ -23,6 +26,7 @@ from peergrid_dso.services.switching import (
     SwitchingExecutor,
     SwitchingPlan,
 )
+from peergrid_sim.certs import make_lab_pki
 
 from .test_switching import Clock, FakeRelays, dso_chain
 from .test_switching_relays import chain_steps
@@ -48,6 +52,7 @@ class ResettingRelay:
     closed: bool
     resets: int = 0
     commands: list[bool] = field(default_factory=list)
+    tls: ssl.SSLContext | None = None  # Modbus/TCP Security: serve over TLS with this server context
 
     def __post_init__(self) -> None:
         self._armed = False
@@ -67,6 +72,12 @@ class ResettingRelay:
             threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
 
     def _serve(self, conn: socket.socket) -> None:
+        if self.tls is not None:
+            try:
+                conn = self.tls.wrap_socket(conn, server_side=True)
+            except OSError:
+                conn.close()
+                return
         with conn:
             while True:
                 try:
@@ -234,3 +245,36 @@ def test_a_driver_exception_while_checking_the_plan_refuses_it_with_nothing_oper
     assert "plan refused, no relay operated: branch 7 unreachable (ConnectionResetError" in (
         result.alarm or ""
     )
+
+
+def test_a_tls_relay_resetting_mid_call_or_failing_its_handshake_is_a_relay_error(tmp_path: Path) -> None:
+    """Modbus/TCP Security: a reset under TLS, and a handshake torn by a relay that is not speaking TLS,
+    are RelayErrors too (ssl.SSLError is an OSError), never a bare socket exception."""
+    pki = make_lab_pki(tmp_path / "pki", ["dso"], roles={"dso": "operator"}, servers=["relay-s33"])
+    server = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    server.load_cert_chain(pki.servers["relay-s33"].cert, pki.servers["relay-s33"].key)
+    server.load_verify_locations(pki.ca_cert)
+    server.verify_mode = ssl.CERT_REQUIRED
+    tls = RelayTls(ca_file=pki.ca_cert, cert_file=pki.clients["dso"].cert, key_file=pki.clients["dso"].key,
+                   server_name="relay-s33")  # fmt: skip
+    secure, plain = ResettingRelay(closed=False, resets=1, tls=server), ResettingRelay(closed=False)
+    driver = ModbusRelayDriver(
+        {
+            33: RelayEndpoint("127.0.0.1", secure.port, 1, tls),
+            7: RelayEndpoint("127.0.0.1", plain.port, 1, tls),
+        },
+        timeout_s=1.0,
+    )
+    try:
+        assert driver.status(33).closed is False  # the TLS relay works
+        driver.command(33, True)
+        with pytest.raises(RelayError, match=r"read_discrete_inputs to 127\.0\.0\.1"):
+            driver.status(33)  # reset under TLS
+        assert driver.status(33).closed is True  # a fresh TLS connection
+        with pytest.raises(RelayError, match=r"127\.0\.0\.1"):
+            driver.status(7)  # a plain Modbus server answering a TLS client: no handshake
+        assert plain.commands == []
+    finally:
+        driver.close()
+        secure.stop()
+        plain.stop()
