@@ -17,7 +17,13 @@ from hypothesis import strategies as st
 
 from peergrid_ledger import codec, keys
 from peergrid_ledger.consensus.ledger_net import CONFIG, LedgerNet
-from peergrid_ledger.consensus.messages import SyncRequest, SyncResponse, decode_wire, encode_wire
+from peergrid_ledger.consensus.messages import (
+    MessageError,
+    SyncRequest,
+    SyncResponse,
+    decode_wire,
+    encode_wire,
+)
 from peergrid_ledger.consensus.node import ChainReplica
 from peergrid_ledger.consensus.sync_guard import MAX_REQUESTERS, SyncGuard
 from peergrid_ledger.consensus.transport import BLOCK, CONSENSUS, SYNC, open_envelope, seal_envelope
@@ -125,6 +131,22 @@ def test_an_undated_request_still_decodes_and_is_refused(net: LedgerNet) -> None
     assert encode_wire(CHAIN, SyncRequest(1, 16)) == old
     replica.receive(SYNC, seal_envelope(CHAIN, SYNC, MEMBER, old), net.now)
     assert net.stats("n0")["sync_refused_undated"] == 1 and published.responses() == []
+
+
+def test_a_dated_request_round_trips_and_a_half_dated_one_is_malformed() -> None:
+    dated = SyncRequest(5, 16, T0 + 1234, AUTHORITIES[2].public)
+    raw = encode_wire(CHAIN, dated)
+    assert decode_wire(CHAIN, raw) == dated
+    assert set(codec.decode(raw)) == {"c", "t", "f", "n", "a", "o"}
+    for half in (
+        {"a": T0},
+        {"o": AUTHORITIES[2].public},
+        {"a": T0, "o": b"short"},
+        {"a": -1, "o": bytes(32)},
+    ):
+        body = codec.encode({"c": CHAIN, "t": "sync-req", "f": 5, "n": 16, **half})
+        with pytest.raises(MessageError):
+            decode_wire(CHAIN, body)
 
 
 def test_one_requester_is_served_about_one_full_response_per_window(net: LedgerNet) -> None:
