@@ -10,7 +10,9 @@ DSO's health to show every MG enrolled and the first interval priced (D10: both 
 run), else it fails at t0 with one line saying what lacked; start.json's `final` (the report's start section)
 says when each became final. A stand-in DSO (a tiny HTTP server, slow to start and slower to say it is ready,
 its postings final some time after the MGMCs start) shows the waits and the failures without the real stack;
-one real lab, its DSO delayed past what its lead allows, shows the line from `peergrid-testbed` itself.
+one real settle-by-both lab, its DSO delayed past what its lead allows, moves t0 and posts the moved t0's
+interval clock on chain (T6: `lab_clock`), where before it failed with the line; the stand-in's fixed-t0 path
+is a settle-by-both lab directory from before the lab's clock key.
 """
 
 from __future__ import annotations
@@ -134,7 +136,14 @@ class Bed:
 
 
 def _start(tmp_path: Path, loop: ClosedLoop, bed: Bed) -> None:
-    LabChains.create(tmp_path / "keys", "ieee33", SCENARIO, SettleByBoth.for_lab(6.0, 36, loop.fix_t0()))
+    """A settle-by-both lab directory from before the lab's clock key (`lab_clock.clock_key`): its genesis holds
+    t0 fixed, so a late node fails the lab (the stand-in has no broker to post a clock on)."""
+    chains = LabChains.create(
+        tmp_path / "keys", "ieee33", SCENARIO, SettleByBoth.for_lab(6.0, 36, loop.fix_t0())
+    )
+    doc = json.loads(chains.mgmc_genesis.read_text())
+    doc["accounts"] = [a for a in doc["accounts"] if a["label"] != "lab-clock"]
+    chains.mgmc_genesis.write_text(json.dumps(doc))
     try:
         loop.start(bed, [], tmp_path / "endpoints.json")
     finally:
@@ -364,22 +373,37 @@ def test_the_dso_start_delay_option_takes_seconds_only(capsys: pytest.CaptureFix
         ClosedLoop(1, dso_start_delay_s=-1.0)
 
 
-def test_a_real_lab_whose_dso_starts_too_late_fails_with_one_line_before_any_interval(tmp_path: Path) -> None:
+@pytest.mark.system
+@pytest.mark.xdist_group("system")
+def test_a_real_settle_by_both_lab_whose_dso_starts_late_moves_t0_and_posts_its_clock(tmp_path: Path) -> None:
     # the DSO's process starts 1 s late and the first interval is 4 s away: the MGMCs could never have their
-    # 8 s, whatever the load; with --settle-by-both the chain's interval clock holds t0 (it cannot move), so the
-    # lab says so and ends without starting them
+    # 16 s. With --settle-by-both the genesis' interval clock is provisional now (T6): t0 moves at the DSO's
+    # readiness, the lab posts the moved t0's clock (market.clock) before the MGMCs start, and the lab runs
     workdir = tmp_path / "bed"
     argv = [
         str(Path(sys.executable).parent / "peergrid-testbed"), "--scenario", str(SCENARIO), "--intervals", "1",
         "--workdir", str(workdir), "--http-port", "0", "--lead-s", "4", "--dso-start-delay-s", "1",
         "--settle-by-both",
     ]  # fmt: skip
-    done = subprocess.run(argv, capture_output=True, text=True, timeout=180)
-    assert done.returncode == 1, done.stdout[-2000:] + done.stderr[-2000:]
-    (line,) = [ln for ln in done.stderr.splitlines() if ln.startswith("peergrid-testbed: ")]
-    assert line.startswith("peergrid-testbed: the DSO node was ready ") and "late by " in line, line
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    assert "the first interval moved " in done.stdout
     start = json.loads((workdir / "records" / START_FILE).read_text())
-    assert start["dso_start_up_s"] >= 1 and start["mgmcs_started"] is None
-    assert f"{start['dso_start_up_s']:.1f} s)" in line  # the line's figures are the measured ones
-    assert not list((workdir / "logs").glob("mgmc-*.log"))  # no MGMC was started
-    assert not (workdir / "records" / "dso.jsonl").exists()  # and no interval ran
+    assert start["dso_start_up_s"] >= 1 and start["moved_s"] > 0 and start["mgmcs_started"] is not None
+    assert start["final"]["in_time"] is True
+    from peergrid_ledger.codec import decode
+    from peergrid_ledger.contracts import market_clock
+    from peergrid_ledger.store import BlockStore
+    from peergrid_sim.lab_clock import clock_epoch_ms
+
+    store = BlockStore.open(workdir / "nodes" / "mgmc-mg1" / "mgmc.db")
+    try:
+        state, genesis = dict(store.state_items()), store.genesis
+    finally:
+        store.close()
+    view = SimpleNamespace(get=state.get)
+    epoch = clock_epoch_ms(start["t0"], 36, 6.0)  # the moved t0's clock, on chain
+    assert market_clock.posted_epoch(view) == epoch and genesis.params.settle_epoch_ms < epoch  # provisional
+    assert market_clock.fixed(view) is not None  # and fixed by the first position after it
+    trades = [decode(raw) for key, raw in state.items() if key.startswith(b"mkt/trade/")]
+    assert trades and all(t["settlement"] is not None for t in trades)  # settled on the moved clock

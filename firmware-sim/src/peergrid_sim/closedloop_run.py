@@ -11,12 +11,13 @@ through the testbed's `spawn`), so no MGMC trades an interval before the DSO nod
 `need_s` before t0, the node moves t0 later by what it lacked (`move_t0`: a loaded machine's slow start is a
 wait, not a failure): firmware-sim's clock, stopped `need_s` before the devices' first interval before the
 DSO started, reads that stop again `need_s` before the new t0 (`dso_ready.clock_devices`; on time, it runs
-through it), so the devices' first interval moves with it; nothing else was given t0 yet. Not so with
-`--settle-by-both`: its MGMC genesis' interval clock and the DSO's `disputes` t0 were fixed on it before the
-DSO could start (it reads both), so there a late node raises `TestbedError` with one line saying what was
-late and by how much, and no MGMC starts. With the MGMCs started it waits, at most until t0, for the DSO's
-health to show every MG enrolled, (where it prices the cover) the first interval priced for all and (where
-its config names connection capacities) every capacity standing from the first interval
+through it), so the devices' first interval moves with it; nothing else was given t0 yet. With
+`--settle-by-both` the MGMC genesis' clock is provisional: the clock of the moved t0 is posted on chain
+(`lab_clock.post_clock`) from before the MGMCs start, in a block by t0 or `TestbedError` (one line), and the
+DSO's disputes meter on it (dso `meter_clock.on_chain`). A genesis from before the lab's clock key keeps its
+clock fixed: a late node raises `TestbedError` naming the delay. With the MGMCs started it waits, at most
+until t0, for the DSO's health to show every MG enrolled, (where it prices the cover) the first interval
+priced for all and (where its config names connection capacities) every capacity standing from the first interval
 (`dso_ready.wait_postings`); not final by t0, it raises `TestbedError` with the one line saying what was
 missing (`dso_ready.unposted`), as for a late DSO. The start's times, how far t0 moved and what was final
 when go to `<records>/start.json` (`StartTimes`). `poll` reads the records the nodes append and returns one
@@ -65,6 +66,7 @@ from peergrid_sim.dso_ready import (
     wait_postings,
     wait_ready,
 )
+from peergrid_sim.lab_clock import clock_key, clock_posted
 from peergrid_sim.processes import TestbedError, tool
 from peergrid_sim.report import json_lines
 
@@ -104,8 +106,8 @@ class ClosedLoop:
     # meter signs (only its signature shows the DSO what the meter saw, not what the MGMC says it saw), so
     # the lab runs as the field would; False (--unsigned-meters): no meter is given a key nor enrolled
     signed_meters: bool = True
-    # t0 moves later when the DSO node is ready late (`move_t0`): set by `start`, false where the chains' clock
-    # was fixed on t0 before the DSO started (settle-by-both)
+    # t0 moves later when the DSO node is ready late (`move_t0`): set by `start`; false only where the chain's
+    # clock was fixed on t0 in a genesis without the lab's clock key (`lab_clock.clock_key`: posted otherwise)
     t0_moves: bool = False
     first_sim: float | None = None  # the devices' simulated epoch s of the first interval (`sim_scenario`)
     devices_stop_s: float | None = None  # s before t0 the devices' clock stands still until resumed (`start`)
@@ -225,7 +227,7 @@ class ClosedLoop:
             records, case, ties, self.dso_extra, meter_keys(self.meter_seeds(bed)),
         )  # fmt: skip
         (workdir / "nodes" / "dso").mkdir(parents=True, exist_ok=True)
-        self.t0_moves = not settles_by_both(self.chains)
+        self.t0_moves = not settles_by_both(self.chains) or clock_key(self.chains) is not None
         if self.t0_moves and self.first_sim is not None:  # where the MGMCs' need begins, unless resumed
             answer = clock_devices(endpoints, {"stop_at": self.first_sim - self.need_s * bed.speed})
             stop = None if answer is None else answer.get("stop")
@@ -248,9 +250,13 @@ class ClosedLoop:
             raise TestbedError(line)
         # the DSO listens: the MGMCs post their sealed PCC readings for a disputed trade to its own port
         dso_api_url = f"http://{LOOPBACK}:{bed.http_port}" if settles_by_both(self.chains) else None
-        self._start_mgmcs(bed, endpoints, broker, records, dso_api_url)
-        self.start_times = replace(self.start_times, mgmcs_started=time.time())
-        self.start_times.write(records)
+        with clock_posted(self.chains, broker, feeder, self.timing) as clock:  # settle-by-both: t0's clock
+            self._start_mgmcs(bed, endpoints, broker, records, dso_api_url)
+            self.start_times = replace(self.start_times, mgmcs_started=time.time())
+            self.start_times.write(records)
+            line = None if clock is None else clock.wait(self.fix_t0())  # in a block by t0, or fail
+        if line is not None:
+            raise TestbedError(line)
         # and, before t0, the DSO's enrolments of them (DSO chain) and its cover prices for the first interval
         # (MGMC chain) final, as its health says: both need the MGMCs' votes, so only now can they be
         priced_from = self.first_interval if dso_cfg.get("tariff_file") is not None else None

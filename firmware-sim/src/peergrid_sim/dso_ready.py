@@ -345,8 +345,9 @@ def late(times: StartTimes, lead_s: float) -> str | None:
 def moved_t0(t0: float, ready: float, need_s: float) -> float:
     """The first interval's start once the DSO node was ready at `ready`: `t0` (what the lead set) when that
     left the MGMCs, started now, their `need_s`; else `ready + need_s`, later by just what the node's start
-    was late. Only for a lab whose t0 nothing fixed before the node started (no interval clock in the MGMC
-    genesis, no `disputes` t0 in the DSO's config: `closedloop.settles_by_both` false)."""
+    was late. Only for a lab whose t0 nothing fixed before the node started: no interval clock in the MGMC
+    genesis (`closedloop.settles_by_both` false), or a provisional one the lab replaces on chain with the
+    moved t0's (`lab_clock.clock_key`; the DSO's `disputes` then meter on the chain's clock)."""
     return max(t0, ready + need_s)
 
 

@@ -13,7 +13,9 @@ both parties' metered statements. `tariff.yaml` beside the keys holds each MG's 
 scenario (the prices its MGMC schedules with), in the DSO's tariff-file format (docs/closed-loop.md "Who
 prices the cover"), rewritten at every start. `capacity_kw` holds each MG's connection capacity for the DSO
 config (`connection_kw`: its scenario's limits, else its devices' rating; the DSO node posts it as
-`market.capacity`, the bound of its make-whole claim). A genesis already there is never rewritten: its chain
+`market.capacity`, the bound of its make-whole claim). With `SettleByBoth` the genesis' interval clock is
+provisional: the lab posts the clock of its t0 once fixed under `lab-clock.key` (`lab_clock`; an account of
+role dso). A genesis already there is never rewritten: its chain
 id and history hold. Split from closedloop.py (the daemons' configs), which re-exports these names. Starts nothing.
 """
 
@@ -97,8 +99,9 @@ class SettleByBoth:
         cls, interval_s: float, first_interval: int, t0_s: float, block_period_ms: int = 200
     ) -> SettleByBoth:
         """A three-interval window (at least 3 s) and the clock of a lab whose first interval starts at `t0_s`
-        (wall s: the loop's t0, `ClosedLoop.fix_t0`, fixed before the genesis is written and the same the
-        MGMCs and the DSO are given): the chain's interval k ends when the lab's does (at most 1 ms before:
+        (wall s: the loop's t0, `ClosedLoop.fix_t0`, before the genesis is written; provisional: where t0 moves
+        at the DSO's readiness the lab posts the moved one's, `lab_clock`, by the same rule): the chain's
+        interval k ends when the lab's does (at most 1 ms before:
         never after, so an MGMC stating after its real end is never refused, and none can state before it).
         The wait needs no relation to the lab's warm-up: the lead is not in the clock (review10 F2). The quiet
         period is two and a half of the MGMC chain's block periods (`block_period_ms`, the testbed's default
@@ -167,6 +170,9 @@ class LabChains:
     interval_minutes: float = 15.0  # the scenario's trading interval
     # MG -> its connection capacity for the DSO (`connection_kw`: its scenario's limits, else its devices')
     capacity_kw: dict[str, float] = field(default_factory=dict)
+    # the key that posts the interval clock once t0 is fixed (`lab_clock`), role dso on a settle_by_both MGMC
+    # chain: its own nonces, so it never races the DSO node's postings under the DSO key
+    clock: keys.Keypair | None = None
 
     @classmethod
     def create(
@@ -182,6 +188,7 @@ class LabChains:
         nodes = {mg: _key(root / f"mgmc-{mg}.key") for mg in mgs}
         anonyms = {mg: _key(root / f"anonym-{mg}.key") for mg in mgs}
         dso = _key(root / "dso.key")
+        clock = _key(root / "lab-clock.key")
         mgmc_genesis, dso_genesis = root / "mgmc-genesis.json", root / "dso-genesis.json"
         if not mgmc_genesis.exists():
             now = int(time.time() * 1000) - 1000
@@ -217,6 +224,7 @@ class LabChains:
                 authorities=tuple(nodes[mg].public for mg in mgs),
                 accounts=(
                     Account(dso.public, ("dso",), "dso"),
+                    *((Account(clock.public, ("dso",), "lab-clock"),) if settle_by_both is not None else ()),
                     *(Account(nodes[mg].public, ("mgmc",), mg) for mg in mgs),
                     *(Account(anonyms[mg].public, ("anonym",), f"anonym-{i}", rules=rules[mg])
                       for i, mg in enumerate(mgs)),
@@ -239,7 +247,9 @@ class LabChains:
         tariff = write_tariff_file(root / TARIFF_FILE, scenario)
         minutes = scenario.interval_hours * 60
         capacity = {mg.name: kw for mg in scenario.microgrids if (kw := connection_kw(mg)) is not None}
-        return cls(root, mgs, nodes, anonyms, dso, mgmc_genesis, dso_genesis, tariff, minutes, capacity)
+        return cls(
+            root, mgs, nodes, anonyms, dso, mgmc_genesis, dso_genesis, tariff, minutes, capacity, clock
+        )
 
 
 def connection_kw(mg: Any) -> float | None:
