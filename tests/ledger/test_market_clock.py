@@ -16,10 +16,12 @@ from hypothesis import strategies as st
 from ledger_fixtures import T0, Keys, make_genesis, reason, submit_checked
 from test_settle_both import BUYER, SELLER, WAIT, Clock, accounts, both_chain, trades_of
 
+from peergrid_ledger import query
 from peergrid_ledger.chain import LocalChain
 from peergrid_ledger.contracts import market_clock
 from peergrid_ledger.contracts.market_close_time import earliest_close
 from peergrid_ledger.genesis import Params
+from peergrid_ledger.keys import Keypair
 from peergrid_ledger.results import Reason
 
 INTERVAL = 900_000
@@ -109,25 +111,57 @@ def test_a_position_after_the_post_fixes_the_clock(kind: str) -> None:
     assert market_clock.epoch_ms(c.state, c.genesis.params) == T0 + SHIFT
 
 
+def test_a_genesis_anonyms_position_before_any_post_refuses_it() -> None:
+    for kind, body in (
+        ("offer", {"interval": 2, "round": 0, "price": 250, "quantity": 1000, "clean": True}),
+        ("bid", {"interval": 2, "round": 0, "demands": []}),
+    ):
+        c = clocked()
+        who = SELLER if kind == "offer" else BUYER
+        assert Clock(c).send(who, body, kind).ok
+        why, words = refusal(c, {"epoch_ms": T0 + SHIFT})
+        assert why is Reason.RULE_VIOLATION
+        assert f"anonym {who.public.hex()[:16]}… holds a position up to interval 2" in words
+        assert clock_keys(c) == []
+
+
+def enrolled(c: LocalChain, n: int) -> list[Keypair]:
+    """`n` anonyms the DSO enrols on chain (not in the genesis), each with its MGMC."""
+    anonyms = [Keypair.generate() for _ in range(n)]
+    for i, anonym in enumerate(anonyms):
+        body = {"mgmc": Keypair.generate().public, "anonym": anonym.public, "label": f"late-{i}"}
+        assert submit_checked(c, Keys.dso, "enrol", body)
+    c.seal()
+    return anonyms
+
+
 def test_a_trade_and_a_settle_after_the_post_fix_it_too() -> None:
+    """Positions of anonyms enrolled on chain before the first post do not refuse it (the module's limit): the
+    trade, or the first settle, after the post fixes the clock."""
     c = clocked()
     clock = Clock(c)
+    seller, buyer = enrolled(c, 2)
     offer = {"interval": 1, "round": 0, "price": 250, "quantity": 1000, "clean": True}
-    assert clock.send(SELLER, offer, "offer").ok
-    assert clock.send(
-        BUYER, {"interval": 1, "round": 0, "demands": [{"seller": SELLER.public, "quantity": 400}]}, "bid"
-    ).ok
-    assert post(c, T0 - 10 * INTERVAL)  # positions before any post fix nothing (module docstring's limit)
-    assert clock.send(BUYER, {"interval": 1}, "trade").ok
+    assert clock.send(seller, offer, "offer").ok
+    ask = {"interval": 1, "round": 0, "demands": [{"seller": seller.public, "quantity": 400}]}
+    assert clock.send(buyer, ask, "bid").ok
+    assert post(c, T0 - 10 * INTERVAL)
+    assert market_clock.fixed(c.state) is None
+    assert clock.send(buyer, {"interval": 1}, "trade").ok
     assert market_clock.fixed(c.state) == {"interval": 1, "kind": "trade"}
     assert refusal(c, {"epoch_ms": T0})[0] is Reason.RULE_VIOLATION
 
     s = clocked()  # traded before the post; the post lands; the first settle fixes it
     sclock = Clock(s)
-    tid, _ = trades_of(s, sclock)
+    seller, buyer = enrolled(s, 2)
+    assert sclock.send(seller, offer, "offer").ok
+    ask = {"interval": 1, "round": 0, "demands": [{"seller": seller.public, "quantity": 400}]}
+    assert sclock.send(buyer, ask, "bid").ok
+    assert sclock.send(buyer, {"interval": 1}, "trade").ok
     assert post(s, T0 - 10 * INTERVAL)
     assert market_clock.fixed(s.state) is None
-    assert sclock.state(SELLER, tid, 400).ok
+    (tid,) = [tid for tid, _ in query.trades(s.state, 1)]
+    assert sclock.state(seller, tid, 400).ok
     assert market_clock.fixed(s.state) == {"interval": 1, "kind": "settle"}
     why, words = refusal(s, {"epoch_ms": T0})
     assert why is Reason.RULE_VIOLATION and "a settle of interval 1" in words
@@ -209,21 +243,22 @@ OPS = st.lists(
 
 @settings(max_examples=40, deadline=None)
 @given(OPS)
-def test_a_post_is_taken_exactly_while_nothing_traded_since_a_clock_stood(ops: list[tuple[str, int]]) -> None:
-    """Model: the epoch is the last accepted post's (else the genesis'); a post is taken iff no offer or bid
-    was taken while a posted clock stood, and it differs from the standing post; positions are refused or
-    taken as on a chain without the clock (the post never changes what a position may do)."""
+def test_a_post_is_taken_exactly_while_nothing_traded(ops: list[tuple[str, int]]) -> None:
+    """Model: the epoch is the last accepted post's (else the genesis'); a post is taken iff no offer or bid of
+    the genesis' anonyms was taken before it and it differs from the standing post; the clock is marked fixed
+    iff one was taken while a posted clock stood; positions are refused or taken as on a chain without the
+    clock (the post never changes what a position may do)."""
     c = clocked()
     clock = Clock(c)
     posted: int | None = None
-    fixed = False
+    traded = fixed = False  # any position taken; one taken while a posted clock stood
     opened: set[tuple[str, int]] = set()
     for op, arg in ops:
         if op == "post":
             clock.now += 1
             took = submit_checked(c, Keys.dso, "market.clock", {"epoch_ms": arg})
             c.seal(clock.now)
-            assert took == (not fixed and arg != posted), (op, arg, posted, fixed)
+            assert took == (not traded and arg != posted), (op, arg, posted, traded)
             posted = arg if took else posted
             continue
         if op == "offer":
@@ -234,6 +269,7 @@ def test_a_post_is_taken_exactly_while_nothing_traded_since_a_clock_stood(ops: l
             took = clock.send(BUYER, body, "bid").ok
         assert took == ((op, arg) not in opened)
         opened.add((op, arg))
+        traded = traded or took
         fixed = fixed or (took and posted is not None)
     params = c.genesis.params
     assert market_clock.epoch_ms(c.state, params) == (T0 if posted is None else posted)

@@ -17,12 +17,14 @@ Rules of `market.clock`:
 - it is fixed by the first offer, bid, move, `trade` or `settle` after it (`fix_clock`: `mkt/clock/fixed` names
   the interval and the kind), and refused (`rule-violation`, naming them) from then on: the clock never moves
   under a traded interval, whose close and settle times it sets.
-Limit, said plainly: a FIRST `market.clock` on a chain that traded under its genesis' epoch is not refused.
-Telling would take a mark written at every chain's first position, changing the state bytes of every
-`settle_by_both` chain without a posted clock (pinned roots); a chain whose clock comes on chain should
-post it before its MGMCs start (the lab does), and an exchange session cleared before the post fixes
-nothing until its first `settle`. Without a posted clock nothing here writes: state bytes and behaviour are
-the genesis clock's, as before.
+- and refused (`rule-violation`, naming it) while an anonym the genesis names holds a position (its
+  `mkt/last`: an offer, bid or exchange accept), before any post too.
+Limit, said plainly: a position of an anonym enrolled on chain (`enrol`), or an exchange session cleared
+but not yet settled, taken before the FIRST post does not refuse it. Telling would take a mark written at
+every chain's first position, changing the state bytes of every `settle_by_both` chain without a posted
+clock (pinned roots), or a scan of state; a chain whose clock comes on chain posts it before its MGMCs
+start (the lab does, its anonyms all in genesis). Without a posted clock nothing here writes: state bytes
+and behaviour are the genesis clock's, as before.
 Pure; no I/O.
 """
 
@@ -36,6 +38,7 @@ from ..results import Event, Reason, RuleError
 from ..schema import Int, Map
 from ..state import Overlay, StateReader, read_obj
 from ..tx import Tx
+from .market_state import last_interval_key
 
 if TYPE_CHECKING:
     from ..genesis import Params
@@ -105,6 +108,14 @@ def set_clock(view: Overlay, tx: Tx, ctx: BlockContext, sender: ks.AccountRecord
             f"market.clock: the interval clock is fixed since a {held['kind']} of interval {held['interval']}: "
             "it never moves under a traded interval",
         )
+    for account in ctx.genesis.accounts:  # before any post nothing marks a position: what the genesis names
+        last = read_obj(view, last_interval_key(account.key)) if ks.ROLE_ANONYM in account.roles else None
+        if last is not None:
+            raise RuleError(
+                Reason.RULE_VIOLATION,
+                f"market.clock: anonym {account.key.hex()[:16]}… holds a position up to interval {last}: the "
+                "clock never moves under a traded interval",
+            )
     new, before = tx.body["epoch_ms"], posted_epoch(view)
     if before == new:
         raise RuleError(Reason.DUPLICATE, f"market.clock: the clock's epoch is {new} already")
