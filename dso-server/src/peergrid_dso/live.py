@@ -229,17 +229,15 @@ class DsoNode:
 
 
 def dispute_settler(settings: Any, mgmc: Any, dso_key: keys.Keypair) -> Any:
-    """The node's `DisputeSettler` on its MGMC-chain adapter: the market clock from the `disputes` section,
+    """The node's `DisputeSettler` on its MGMC-chain adapter: the market clock from the `disputes` section
+    (`meter_clock.dispute_clock`),
     each MG's anonym mapped to its node key from `mgs` (the DSO enrolled both), and the MGs whose PCC meter signs
     its readings (`mgs.<mg>.meter_key`): those are read from meter-signed readings only."""
     from peergrid_dso.dispute_node import DisputeSettler, signing_meters
-    from peergrid_dso.sealed_readings import MeterClock
+    from peergrid_dso.meter_clock import dispute_clock
 
     d = settings.disputes
-    clock = MeterClock(
-        t0_ms=round(d.t0 * 1000), interval_ms=round(d.interval_s * 1000), first_interval=settings.first_interval,
-        commit_ms=round(d.commit_interval_s * 1000), max_gap_ms=round(d.max_gap_s * 1000),
-    )  # fmt: skip
+    clock = dispute_clock(settings)  # t0 in s, or 'chain': the MGMC chain's market.clock at first use
     nodes = {bytes.fromhex(e.anonym): bytes.fromhex(e.node) for e in settings.mgs.values()}
     meterless = {
         bytes.fromhex(e.anonym) for e in settings.mgs.values() if e.meterless
