@@ -139,7 +139,7 @@ class Recorded:
 def tie_and_branch() -> Iterator[tuple[ResettingRelay, ResettingRelay, ModbusRelayDriver]]:
     tie, branch = ResettingRelay(closed=False, resets=1), ResettingRelay(closed=True)
     driver = ModbusRelayDriver(
-        {33: RelayEndpoint("127.0.0.1", tie.port), 7: RelayEndpoint("127.0.0.1", branch.port)}, timeout_s=1.0
+        {33: RelayEndpoint("127.0.0.1", tie.port), 7: RelayEndpoint("127.0.0.1", branch.port)}, timeout_s=5.0
     )
     yield tie, branch, driver
     driver.close()
@@ -160,7 +160,7 @@ def test_a_relay_resetting_after_the_command_is_rolled_back_recorded_and_alarmed
     tie, branch, driver = tie_and_branch
     chain, dso = dso_chain()
     recorder = Recorded(ChainRecorder(chain, dso))
-    executor = SwitchingExecutor(driver, recorder, timeout_s=2.0, poll_s=0.02)
+    executor = SwitchingExecutor(driver, recorder, timeout_s=5.0, poll_s=0.02)
     recorder.plan(PLAN)
     result = executor.execute(PLAN)  # never raises
     assert not result.ok and result.final_open == PLAN.from_open
@@ -182,7 +182,7 @@ def test_a_relay_that_keeps_resetting_fails_the_rollback_loudly_and_is_still_rec
     tie, branch, driver = tie_and_branch
     tie.resets = 1_000  # every read-back after a command resets: the undo cannot be confirmed either
     chain, dso = dso_chain()
-    executor = SwitchingExecutor(driver, ChainRecorder(chain, dso), timeout_s=2.0, poll_s=0.02)
+    executor = SwitchingExecutor(driver, ChainRecorder(chain, dso), timeout_s=5.0, poll_s=0.02)
     ChainRecorder(chain, dso).plan(PLAN)
     result = executor.execute(PLAN)
     assert not result.ok and "ROLLBACK FAILED at branch 33" in (result.alarm or "")
@@ -263,7 +263,7 @@ def test_a_tls_relay_resetting_mid_call_or_failing_its_handshake_is_a_relay_erro
             33: RelayEndpoint("127.0.0.1", secure.port, 1, tls),
             7: RelayEndpoint("127.0.0.1", plain.port, 1, tls),
         },
-        timeout_s=1.0,
+        timeout_s=3.0,
     )
     try:
         assert driver.status(33).closed is False  # the TLS relay works
