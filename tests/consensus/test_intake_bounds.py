@@ -30,8 +30,19 @@ from peergrid_ledger.consensus.messages import (
     encode_wire,
     sign_vote,
 )
-from peergrid_ledger.consensus.transport import CONSENSUS, MAX_ENVELOPE_BYTES, SYNC, TX, seal_envelope
+from peergrid_ledger.consensus.transport import (
+    CONSENSUS,
+    MAX_ENVELOPE_BYTES,
+    SYNC,
+    TX,
+    encode_tx_batch,
+    seal_envelope,
+)
 from peergrid_ledger.genesis import Account, Genesis
+from peergrid_ledger.machine import kinds
+from peergrid_ledger.schema import Bytes, Int, List, Map, OneOf, Shape, Str, max_items
+from peergrid_ledger.schema import check as schema_check
+from peergrid_ledger.tx import decode_tx, sign_tx
 
 T0 = 1_767_225_600_000
 CHAIN = "intake"
@@ -191,3 +202,68 @@ def test_the_item_bounds_hold_every_message_the_wire_accepts() -> None:
     response = decode_wire(CHAIN, body)
     assert isinstance(response, SyncResponse) and len(response.blocks) == 1024
     assert 125_000 < sum(3 * len(c.seals) + 5 for _, c in response.blocks) <= MAX_WIRE_ITEMS
+
+
+def test_a_members_transactions_are_decoded_within_a_body_bound_and_a_batch_budget(
+    net: LedgerNet, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Inside a signed batch each transaction is decoded by the pool: one body may hold at most what a valid
+    one can (`body_items`), and one batch's transactions at most `MAX_BATCH_ITEMS` together, so a member's
+    8 MiB of one-byte items is not built whole (it cost 5.9-14.3 s: notes/s1/f_member_tx_*.out)."""
+    replica = net.replicas["n0"]
+    assert replica.app.body_items == max(max_items(spec.shape) for spec in kinds().values())
+    now = net.now
+    big = [sign_tx(MEMBER, CHAIN, "equivalent_injection", n, now, {"x": [0] * 60_000}).raw for n in range(3)]
+    calls = Calls(monkeypatch)
+    replica.receive(TX, seal_envelope(CHAIN, TX, MEMBER, encode_tx_batch(big)), now)
+    assert net.stats("n0")["tx_rejected"] == 3 and "tx_accepted" not in net.stats("n0")
+    assert (
+        calls.items < 3 * 20
+    )  # each refused at its array's header, twice (the pool, then the duplicate check)
+    monkeypatch.setattr(node_module, "MAX_BATCH_ITEMS", 2_000)
+    small = [
+        sign_tx(MEMBER, CHAIN, "equivalent_injection", n, now, {"x": [0] * 400}).raw for n in range(3, 53)
+    ]
+    calls.items = 0
+    replica.receive(TX, seal_envelope(CHAIN, TX, MEMBER, encode_tx_batch(small)), now)
+    stats = net.stats("n0")
+    assert stats["tx_accepted"] == 2_000 // (
+        1 + 400
+    )  # what fits the budget (a body: its map entry, 400 items)
+    assert stats["tx_rejected"] == 3 + 50 - 4
+    assert calls.items < 2_000 + 50 * 20  # the budget's items, plus a few per transaction for its frame
+
+
+def test_every_kinds_fullest_valid_body_fits_the_pools_bound() -> None:
+    """`schema.max_items` is exact: for every registered kind, a body with every list at its longest (and the
+    fullest option of a choice) passes the kind's shape and holds exactly `max_items(shape)` items; the
+    pool's decode takes it."""
+
+    def fullest(shape: Shape) -> object:
+        if isinstance(shape, List):
+            return [fullest(shape.item) for _ in range(shape.max_len)]
+        if isinstance(shape, Map):
+            return {name: fullest(field) for name, field in shape.fields.items()}
+        if isinstance(shape, OneOf):
+            return fullest(max(shape.options, key=max_items))
+        if isinstance(shape, Int):
+            return shape.low
+        if isinstance(shape, Bytes):
+            return bytes(shape.size or 0)
+        if isinstance(shape, Str):
+            return "x" * shape.min_len
+        return False
+
+    bound = max(max_items(spec.shape) for spec in kinds().values())
+    for kind, spec in kinds().items():
+        body = fullest(spec.shape)
+        schema_check(spec.shape, body)
+        raw = codec.encode(body)
+        count = max_items(spec.shape)
+        assert codec.decode(raw, max_items=count) == body, kind
+        with pytest.raises(codec.DecodeError):
+            codec.decode(raw, max_items=count - 1) if count else codec.decode(
+                codec.encode([body]), max_items=0
+            )
+        tx = sign_tx(MEMBER, CHAIN, kind, 1, T0, body)  # type: ignore[arg-type]
+        assert decode_tx(tx.raw, 1 << 24, codec.item_budget(bound)).body == body, kind

@@ -285,8 +285,7 @@ def decode(data: bytes, max_size: int = MAX_OBJECT_BYTES, max_items: int | None 
     of every map in the value, counted together, may be at most this many. A header announcing more than
     what is left is refused before any of its items is built, so bytes from a stranger cost at most
     `max_items` items however many they announce (None: only the size bounds them)."""
-    if max_items is not None and max_items < 0:
-        raise ValueError(f"max_items must not be negative, got {max_items}")
+    room = None if max_items is None else item_budget(max_items)
     if type(data) is not bytes:
         if isinstance(data, bytearray | memoryview):
             data = bytes(data)
@@ -296,7 +295,6 @@ def decode(data: bytes, max_size: int = MAX_OBJECT_BYTES, max_items: int | None 
     if size > max_size or size > MAX_OBJECT_BYTES:
         raise DecodeError(f"object of {size} bytes exceeds the limit of {min(max_size, MAX_OBJECT_BYTES)}")
     try:
-        room = None if max_items is None else [max_items, max_items]
         value, pos = _decode_item(data, 0, size, 0, room)
     except RecursionError:  # pragma: no cover - MAX_DEPTH keeps recursion far below Python's limit
         raise DecodeError("nesting too deep") from None
@@ -305,10 +303,18 @@ def decode(data: bytes, max_size: int = MAX_OBJECT_BYTES, max_items: int | None 
     return value
 
 
-def decode_prefix(data: bytes, start: int, end: int) -> tuple[Value, int]:
-    """One item of `data[start:end]` and the offset after it (for framing fast paths); `DecodeError` if bad."""
+def item_budget(max_items: int) -> list[int]:
+    """A budget of `max_items` array items and map entries that several `decode_prefix` calls share."""
+    if max_items < 0:
+        raise ValueError(f"max_items must not be negative, got {max_items}")
+    return [max_items, max_items]
+
+
+def decode_prefix(data: bytes, start: int, end: int, budget: list[int] | None = None) -> tuple[Value, int]:
+    """One item of `data[start:end]` and the offset after it (for framing fast paths); `DecodeError` if bad.
+    With a `budget` (`item_budget`), its items are taken from it as `decode`'s `max_items` would."""
     try:
-        return _decode_item(data, start, end, 1, None)
+        return _decode_item(data, start, end, 1, budget)
     except RecursionError:  # pragma: no cover
         raise DecodeError("nesting too deep") from None
 

@@ -71,6 +71,18 @@ POWER = Int(-(10**12), 10**12)  # W, signed: injection positive
 LABEL = Str(64)
 
 
+def max_items(shape: Shape) -> int:
+    """The most array items and map entries a value `check` accepts for `shape` can hold: a bound a decoder
+    may refuse beyond before building anything (`codec.decode`'s `max_items`), since no more can be valid."""
+    if type(shape) is List:
+        return shape.max_len * (1 + max_items(shape.item))
+    if type(shape) is Map:
+        return sum(1 + max_items(field) for field in shape.fields.values())
+    if type(shape) is OneOf:
+        return max(max_items(option) for option in shape.options)
+    return 0
+
+
 def _fail(where: str, message: str) -> RuleError:
     return RuleError(Reason.MALFORMED, f"{where}: {message}")
 

@@ -90,7 +90,7 @@ def sign_tx(keypair: Keypair, chain: str, kind: str, nonce: int, time_ms: int, b
 _ENVELOPE_KEYS = (b"\xa6\x64body", b"\x64kind", b"\x64time", b"\x65chain", b"\x65nonce", b"\x66sender")
 
 
-def _envelope(payload: bytes) -> tuple[Any, ...] | None:
+def _envelope(payload: bytes, budget: list[int] | None) -> tuple[Any, ...] | None:
     """The payload's six values (body, kind, time, chain, nonce, sender) read in place, or None if its bytes
     are not laid out as the canonical encoding of such a map (the caller then decodes it generally). Since
     a canonical encoding is unique, this accepts exactly what the general path would."""
@@ -101,13 +101,16 @@ def _envelope(payload: bytes) -> tuple[Any, ...] | None:
         stop = pos + len(key)
         if payload[pos:stop] != key:
             return None
-        value, pos = decode_prefix(payload, stop, end)
+        value, pos = decode_prefix(payload, stop, end, budget)
         values.append(value)
     return tuple(values) if pos == end else None
 
 
-def decode_tx(raw: bytes, max_size: int = MAX_TX_BYTES) -> Tx:
-    """The transaction encoded by `raw`; `DecodeError` if it is not exactly a well-formed one."""
+def decode_tx(raw: bytes, max_size: int = MAX_TX_BYTES, budget: list[int] | None = None) -> Tx:
+    """The transaction encoded by `raw`; `DecodeError` if it is not exactly a well-formed one. With a
+    `budget` (`codec.item_budget`, shared by the caller across transactions), the body's array items and
+    map entries are taken from it, and a header announcing more than is left is refused before anything of
+    it is built (a transaction's bytes then cost a bounded decode: review21 F1)."""
     if len(raw) > max_size:
         raise DecodeError(f"transaction of {len(raw)} bytes exceeds the limit of {max_size}")
     end = len(raw) - 2 - SIGNATURE_BYTES
@@ -118,16 +121,19 @@ def decode_tx(raw: bytes, max_size: int = MAX_TX_BYTES) -> Tx:
             raise DecodeError("transaction: expected [payload, signature]")
         signature = raw[end + 2 :]
     else:
-        outer = decode(raw, max_size)
+        outer = decode(raw, max_size, None if budget is None else 2)
         if type(outer) is not list or len(outer) != 2:
             raise DecodeError("transaction: expected [payload, signature]")
         payload = expect_bytes(outer[0], "transaction payload")
         signature = expect_bytes(outer[1], "transaction signature", SIGNATURE_BYTES)
-    envelope = _envelope(payload)
+    envelope = _envelope(payload, budget)
     if envelope is not None:
         body, kind, time_ms, chain, nonce, sender = envelope
     else:  # not the usual layout: decode generally, which accepts the same set or says what is wrong
-        fields = expect_map(decode(payload, max_size), "transaction payload", PAYLOAD_FIELDS)
+        items = None if budget is None else len(PAYLOAD_FIELDS) + budget[0]
+        if budget is not None:
+            budget[0] = 0  # what it took is not counted: take all that was left
+        fields = expect_map(decode(payload, max_size, items), "transaction payload", PAYLOAD_FIELDS)
         chain, kind, sender = fields["chain"], fields["kind"], fields["sender"]
         nonce, time_ms, body = fields["nonce"], fields["time"], fields["body"]
     if not (  # one combined check on the hot path; the detailed one below names what is wrong

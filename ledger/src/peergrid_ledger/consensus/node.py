@@ -24,7 +24,7 @@ from collections.abc import Callable
 from typing import Any
 
 from .. import keys
-from ..codec import DecodeError
+from ..codec import DecodeError, item_budget
 from ..results import Accepted as LedgerAccepted
 from ..store import BlockStore
 from ..tx import decode_tx, sign_tx
@@ -65,6 +65,10 @@ from .wal_file import FileWal as FileWal  # re-exported: edge.replicas, node_cli
 
 Schedule = Callable[[Timer, int], None]
 GOSSIP_BATCH = 512
+MAX_BATCH_ITEMS = 2**17
+"""Array items and map entries the transactions of one received batch may hold together (a gossiped batch of
+`GOSSIP_BATCH` holds ~10-50 each; any valid one at most `LedgerApp.body_items`, 4,042): beyond it the rest
+of the batch is refused as malformed before it is built, and comes again with its submitter's regossip."""
 REGOSSIP_TIMER = "regossip"  # the replica's own timer kind, never handed to the engine
 log = logging.getLogger("peergrid_ledger.node")
 ENGINE_REFUSALS = (
@@ -151,21 +155,7 @@ class ChainReplica:
                     return  # decided already: nothing in it can change what we do, so no signature check
             check_envelope(envelope, signature, self.verify)
             if kind == TX:
-                accepted = 0
-                for raw in decode_tx_batch(envelope.body):
-                    verdict = self.app.mempool.add(raw, now)
-                    if isinstance(verdict, Accepted):
-                        self.stats["tx_accepted"] += 1
-                        accepted += 1
-                        continue
-                    if self._duplicate(raw):  # gossiped again (by its sender or a relay): nothing wrong
-                        self.stats["tx_duplicate"] += 1
-                        continue
-                    self._refused("tx_rejected", f"{verdict.reason}, relayed by {envelope.sender.hex()[:16]}")
-                    if verdict.reason == REVOKED_SENDER:
-                        self._refused("tx_refused_revoked", envelope.sender.hex()[:16])
-                if accepted:
-                    self._perform(self.engine.on_pending(now))
+                self._take_batch(decode_tx_batch(envelope.body), sender, now)
                 return
         except EnvelopeError as exc:
             self._refused(f"dropped_{exc.reason}", str(exc))
@@ -184,12 +174,34 @@ class ChainReplica:
                     self._engine_logged[counter] = stats[counter]
                     self._log_refusal(counter, stats[counter], f"from {envelope.sender.hex()[:16]}")
 
+    def _take_batch(self, raws: list[bytes], relay: bytes, now: int) -> None:
+        """A signed batch of transactions into the pool, decoded within `MAX_BATCH_ITEMS` items together."""
+        accepted = 0
+        self.app.intake = item_budget(MAX_BATCH_ITEMS)
+        try:
+            for raw in raws:
+                verdict = self.app.mempool.add(raw, now)
+                if isinstance(verdict, Accepted):
+                    self.stats["tx_accepted"] += 1
+                    accepted += 1
+                    continue
+                if self._duplicate(raw):  # gossiped again (by its sender or a relay): nothing wrong
+                    self.stats["tx_duplicate"] += 1
+                    continue
+                self._refused("tx_rejected", f"{verdict.reason}, relayed by {relay.hex()[:16]}")
+                if verdict.reason == REVOKED_SENDER:
+                    self._refused("tx_refused_revoked", relay.hex()[:16])
+        finally:
+            self.app.intake = None
+        if accepted:
+            self._perform(self.engine.on_pending(now))
+
     def _duplicate(self, raw: bytes) -> bool:
         """A refused transaction that this replica already holds: in its pool or in a block."""
         try:
-            txid = decode_tx(raw).txid
+            txid = self.app.decode_received(raw).txid
         except DecodeError:
-            return False
+            return False  # neither pooled nor in a block: both hold only well-formed transactions
         return txid in self.app.mempool or self.store.locate_tx(txid) is not None
 
     def _serve_sync(self, request: SyncRequest, kind: str, requester: bytes, now: int) -> None:
