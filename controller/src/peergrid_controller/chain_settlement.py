@@ -48,6 +48,7 @@ from peergrid_controller.market import Accepted, Rejected, Trade, Verdict, wh
 from peergrid_controller.uplift import Payment
 from peergrid_ledger import query
 from peergrid_ledger.contracts import market as contract
+from peergrid_ledger.contracts.market_clock import interval_end
 from peergrid_ledger.contracts.market_sealed import seal_of
 
 if TYPE_CHECKING:
@@ -138,15 +139,15 @@ class ChainSettlement:
     ) -> Verdict:
         """The trade's `party` ("buyer" or "seller") sends `settle` with what its own meter reads of
         `delivered` Wh: its meter's error added, within 0 … the agreed quantity; not before the trade's
-        interval ended on the chain's clock (the venue moves its logical block time there first). `sealed`
-        (genesis sealed_statements): "seal" commits to that statement, "salt" reveals it; the salt is
+        interval ended on the chain's clock (a posted `market.clock`, else the genesis'; the venue moves its
+        logical block time there first). `sealed` (genesis sealed_statements): "seal" commits to that statement, "salt" reveals it; the salt is
         derived from the MG and the trade so the same scenario gives the same chain bytes (the venue's keys
         are derived from the scenario too: it simulates the rule, it keeps no secret)."""
         venue, chain = self.venue, self.venue.chain
         name: str = getattr(trade, party)
         tid = venue.trade_id(trade)
         agreed = contract.trade(chain.view, tid)
-        ended = None if agreed is None else chain.genesis.params.interval_end(agreed["interval"])
+        ended = None if agreed is None else interval_end(chain.view, chain.genesis.params, agreed["interval"])
         if ended is not None and chain.tip.time < ended:  # a meter is read after the delivery: the
             self._wait_until(ended)  # chain refuses a statement before its interval ended (review9 F1)
         # its own shortfall, where the chain computes the compensation: its meter reads no more than its
