@@ -62,9 +62,11 @@ def ledger_for(
     rules: dict[str, ContractRules] | None = None,
     key_of: Callable[[str], Keypair] = trading_key,
     params: Params | None = None,
+    dso: Keypair | None = None,
 ) -> tuple[EdgeLedger, dict[str, Keypair]]:
     """A single-authority MGMC chain whose accounts are the MGs' trading keys (`key_of` each MG's name), each
-    with its owner's rules (`rules` overrides some, as a genesis that disagrees with the MGMC's own config)."""
+    with its owner's rules (`rules` overrides some, as a genesis that disagrees with the MGMC's own config);
+    with `dso` also that key's account, role dso (it posts the connection capacities)."""
     chain = {mg.name: (rules or {}).get(mg.name, mg.rules) for mg in scenario.microgrids}
     authority = Keypair.from_seed(hashlib.sha256(b"edge-dayahead/authority").digest())
     keys_ = {mg.name: key_of(mg.name) for mg in scenario.microgrids}
@@ -72,7 +74,8 @@ def ledger_for(
         chain="mgmc-dayahead", time=0, authorities=(authority.public,),
         accounts=(Account(authority.public, ("mgmc",)),
                   *(Account(keys_[mg.name].public, ("anonym",), mg.name, rules=chain_rules(chain[mg.name]))
-                    for mg in scenario.microgrids)),
+                    for mg in scenario.microgrids),
+                  *(() if dso is None else (Account(dso.public, ("dso",), "dso"),))),
         contracts=("market", "exchange"), params=params or Params(),
     )  # fmt: skip
     tmp_path.mkdir(parents=True, exist_ok=True)

@@ -28,7 +28,9 @@ A member that owes (review13 N5's debts: `debts.owed_on`, more than genesis `owe
 purchase (the chain refuses it, and a refused post fails its stage after the coordinator waited for it):
 while its replica shows it so, its answers are solved with its buying side closed (`_bounds`) and its posts
 carry no purchase (`_post`: a debt that landed after the answer), so it sells or stays out; paid off, it
-buys again from its next answer. One log line each way.
+buys again from its next answer. One log line each way. The same two places keep it within the connection
+capacity the DSO posted for its trading key (`connection.py`; the chain refuses a post above it): its range
+within ±capacity, and a post above one posted after the range was read cut to it (one warning line).
 The value stop, the genset phases and the owners' floors and caps are the rounds' (`dayahead_rounds`).
 A clean session (opened with `clean_prices`: `dayahead_clean`): the coordinator opens one exactly where
 `allocate` on the chain venue would (`DayAheadConfig.clean_book` and a clean-only member on the chain); every
@@ -61,6 +63,7 @@ from peergrid_controller.dayexchange import Book, DayAheadConfig, answer
 from peergrid_controller.daymodel import DayModel
 from peergrid_controller.model import Microgrid
 from peergrid_edge import debts
+from peergrid_edge.connection import capacity_row, connected_bounds, within_capacity
 from peergrid_edge.dayahead_clean import declares_clean, opens_clean, session_prices
 from peergrid_edge.dayahead_clean import refusal as clean_refusal
 from peergrid_edge.dayahead_clean import side as clean_side
@@ -337,10 +340,15 @@ class DayAheadAgent:
         judge(self, moves, tolerance)
 
     def _bounds(self) -> tuple[list[float], list[float]]:
-        """This MG's range for its next answer (`SessionRules.bounds`), its buying side closed while it owes
-        more than the chain lets a buyer owe (`_owes`)."""
-        bounds = self.rules.bounds()
+        """This MG's range for its next answer (`SessionRules.bounds`) within the connection capacity the DSO
+        posted for its trading key (`connection`), its buying side closed while it owes more than the chain
+        lets a buyer owe (`_owes`)."""
+        bounds = connected_bounds(self.rules.bounds(), self._capacities(), self.dt)
         return debts.sales_only_bounds(bounds) if self._owes() else bounds
+
+    def _capacities(self) -> list[int | None]:
+        """The connection capacity (Wh) standing for this MG's trading key in each interval of the session."""
+        return capacity_row(self.ledger.state(ROLE), self.key.public, self.first_interval, self.n)
 
     def _owes(self) -> int:
         """What this MG owes when its replica shows that bars its purchases (`debts.owed_on`), else 0; logs
@@ -361,6 +369,13 @@ class DayAheadAgent:
                         "its purchases", self.session, k)  # fmt: skip
             positions = debts.sales_only(positions)
             self.own = debts.sales_only(self.own)  # its anchor: what it posts
+        caps = self._capacities()  # a capacity the DSO posted after this answer's bounds were read
+        if (cut := within_capacity(positions, caps)) != positions:
+            log.warning("day-ahead session %s: iteration %d's answer is above this MG's connection capacity "
+                        "(market.capacity): posted within it", self.session, k)  # fmt: skip
+            positions = cut
+            if len(self.own) == len(cut):  # its anchor: what it posts (a rejoin may hold none)
+                self.own = within_capacity(self.own, caps, scale=1000)
         self.iteration = k
         if self.checkpoint is not None:  # before the post: a restart finds what it answered and against what
             book = self.book

@@ -104,7 +104,7 @@ async def answer_iteration(
     if answers.limit is not None:
         limited = curve_within(sched, lo, hi, agent.mg.tariff.feed_in[t],
                                agent.mg.tariff.retail[t] + market.premium, answers.injection_kw,
-                               limit_kw=agent.mg.rules.max_quantity_kwh / agent.dt)  # fmt: skip
+                               limit_kw=me.rules.max_quantity_kwh / agent.dt)  # fmt: skip
         me = replace(market.me, curve=limited.curve)
         entry["curve_met"], entry["curve_reason"] = limited.met, limited.reason
 

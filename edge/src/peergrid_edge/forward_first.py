@@ -4,7 +4,8 @@ Promises: `first_accept` is what this MG accepts after a completed session (`for
 posts it): its final stepped position (`exchange.stepped`, public) within `window` (the chain intervals this
 MGMC will trade; outside it zeros), checked with its own day MILP against its conventional day at the
 session's closing prices (`forward.accept_alone`: the whole position if it pays, else the largest part that
-does, else zeros; a clean session both books, `forward_clean.accept_books`); while it owes more than the chain
+does, else zeros; a clean session both books, `forward_clean.accept_books`), cut first to the connection
+capacity the DSO posted for `key` (`connection.within_capacity`: the chain refuses an accept above it); while it owes more than the chain
 lets a buyer owe, its sales alone (`debts.owed_on`: the chain refuses a debtor's first accept with a
 purchase). Reads only public chain state and this MG's own model; posts nothing. `SessionFailed` when this
 MGMC is no member of the session. `stated_window` (`with_window`: on the accept's body) is the trading window its first accept states on the chain
@@ -21,6 +22,7 @@ from typing import Any
 from peergrid_controller.forward import Acceptance, accept_alone
 from peergrid_controller.model import Microgrid
 from peergrid_edge import debts
+from peergrid_edge.connection import capacity_row, within_capacity
 from peergrid_edge.dayahead_clean import post_positions
 from peergrid_edge.exchange_io import ROLE, Replica, SessionFailed
 from peergrid_edge.forward_clean import accept_books, closing_books
@@ -63,6 +65,14 @@ def first_accept(
     n, first = record["intervals"], record["first_interval"]
     books = 2 if record.get("clean") else 1  # a clean session: both books, general then clean
     stepped = post_positions(final) or [0] * n * books
+    # within the connection capacity the DSO posted for the key: the chain refuses an accept above it, and an
+    # exchange post fixes no capacity (one posted during the session stands for the accept); cut toward zero,
+    # so the accept stays reduce-only against the final position
+    held = within_capacity(stepped, capacity_row(ledger.state(ROLE), key, first, n))
+    if held != tuple(stepped):
+        log.warning("forward trades of %s: the final position is above this MG's connection capacity "
+                    "(market.capacity): it accepts within it", session)  # fmt: skip
+        stepped = list(held)
     inside = [window is None or first + t % n in window for t in range(n * books)]
     kwh = [q / 1000 if keep else 0.0 for q, keep in zip(stepped, inside, strict=True)]
     if min(kwh) < 0 and (owed := debts.owed_on(ledger, key)):

@@ -39,7 +39,7 @@ from typing import Any
 from peergrid_controller.builder import MgState
 from peergrid_controller.commitment import Options
 from peergrid_controller.curve import ResponseCurve
-from peergrid_controller.model import Microgrid
+from peergrid_controller.model import ContractRules, Microgrid
 from peergrid_controller.rationality import Guarded
 from peergrid_controller.schedule import MgSchedule, Plan, ScheduleError
 from peergrid_edge import interval_plan, resume, resume_spend
@@ -274,14 +274,21 @@ def _setting(agent: Any, name: str, default: Any) -> Any:
 
 
 def interval_curve(
-    agent: Any, t: int, budget: DayBudget, sched: MgSchedule, forward_held: bool, premium: float
+    agent: Any,
+    t: int,
+    budget: DayBudget,
+    sched: MgSchedule,
+    forward_held: bool,
+    premium: float,
+    rules: ContractRules | None = None,
 ) -> tuple[ResponseCurve, Guarded | None]:
     """The trading agent's curve for interval t from its day plan `sched` (on its own price bounds: feed-in
-    to retail plus the feeder's clean premium, within its owner's quantity limit), held by `guard_curve`
-    unless forward trades are held (`forward_held`: the plan's curve as it is, no alternative)."""
+    to retail plus the feeder's clean premium, within its owner's quantity limit: `rules`', the owner's
+    within the DSO's connection capacity, else its own), held by `guard_curve` unless forward trades are
+    held (`forward_held`: the plan's curve as it is, no alternative)."""
     mg = agent.mg
     lo, hi = mg.tariff.feed_in[t], mg.tariff.retail[t] + premium
-    limit_kw = mg.rules.max_quantity_kwh / agent.dt
+    limit_kw = (mg.rules if rules is None else rules).max_quantity_kwh / agent.dt
     curve = sched.response_curve(lo, hi, limit_kw=limit_kw)
     if forward_held:
         return curve, None

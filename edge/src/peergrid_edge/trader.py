@@ -84,6 +84,7 @@ from peergrid_edge import (
 from peergrid_edge.chain_bargaining import bargain, opening_price, position
 from peergrid_edge.chain_closing import close_interval
 from peergrid_edge.config import MarketSettings
+from peergrid_edge.connection import connected_rules
 from peergrid_edge.day_stages import dayahead_deadline  # noqa: F401 - T1's test_edge_forward_skew imports it here
 from peergrid_edge.dso_answers import DsoAnswers, Market
 from peergrid_edge.exchange_io import SessionOutcome
@@ -251,11 +252,13 @@ class MarketAgent:
         feed_in = min(m.tariff.feed_in[t] for m in sc.microgrids)
         retail = max(m.tariff.retail[t] for m in sc.microgrids)
         # its curve, held by the rationality guard while no forward trade is held (`guard.py`)
-        curve, fallback = guard.interval_curve(self, t, budget, sched, fixed is not None, premium)
+        # the owner's rules within the DSO's connection capacity here: the chain refuses more (`connection`)
+        rules = connected_rules(mg.rules, chain, self.anonym.public, t)
+        curve, fallback = guard.interval_curve(self, t, budget, sched, fixed is not None, premium, rules)
         # what a DSO change left below the state's conventional value, kept if the interval fails (`guard`)
         if fallback is not None:
             budget.note_value(fallback.value)
-        me = Participant(self.name, curve, mg.rules, clean=plan.genset_kw[0] <= 1e-6)
+        me = Participant(self.name, curve, rules, clean=plan.genset_kw[0] <= 1e-6)
         role = role_at_mid(me, feed_in, retail)
         opening = opening_price(self.ledger.state("mgmc"), t, feed_in, retail + premium)
         if forward is None:
