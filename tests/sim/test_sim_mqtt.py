@@ -23,6 +23,9 @@ def test_parse_command_is_all_or_nothing():
     assert parse_command(b"\xff", pv)[1] == {"*": "payload is not JSON"}
     assert parse_command(b'{"limit_pct": "x"}', pv)[1] == {"limit_pct": "value must be a number"}
     assert parse_command(b"[]", pv)[0] == {}
+    # nested past the decoder's recursion limit: refused like any non-JSON payload, not raised into the
+    # device's command handler (review21's lab-only twin of the DSO health board's F2)
+    assert parse_command(b"[" * 100_000, pv) == ({}, {"*": "payload is not JSON"})
 
 
 def _first(inbox: queue.Queue[tuple[str, dict]], suffix: str, within_s: float = 10.0) -> tuple[str, dict]:

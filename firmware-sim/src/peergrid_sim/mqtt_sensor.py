@@ -29,7 +29,7 @@ def parse_command(payload: bytes, model: Any) -> tuple[dict[str, float], dict[st
     """Pure: a command payload -> (accepted settings, rejected with reasons); accepted is empty if any fail."""
     try:
         command = json.loads(payload)
-    except (json.JSONDecodeError, UnicodeDecodeError):
+    except (ValueError, RecursionError):  # not JSON, not UTF-8, or nested past the decoder's recursion limit
         return {}, {"*": "payload is not JSON"}
     if not isinstance(command, dict) or not command:
         return {}, {"*": "command must be a non-empty JSON object"}
