@@ -85,8 +85,12 @@ def main(argv: list[str] | None = None) -> int:
 
     setup_logging(args.log_level)
 
+    try:  # a store it cannot open (its own edge.db, a replica's): one line, exit 2 (`store.open_store`)
+        daemon = EdgeDaemon(settings)
+    except ConfigError as err:
+        exit_with_config_error(PROGRAM, err)
     try:
-        asyncio.run(EdgeDaemon(settings).run())
+        asyncio.run(daemon.run())
     except TaskDied as died:  # logged with its traceback (CRITICAL) as it died; systemd restarts on failure
         print(f"{PROGRAM}: {died}", file=sys.stderr)
         return 1

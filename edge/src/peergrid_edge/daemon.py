@@ -41,7 +41,7 @@ from peergrid_edge.polling import DeviceHealth, DeviceState, poll_device
 from peergrid_edge.quality import implausible
 from peergrid_edge.schedule_holder import ScheduleHolder
 from peergrid_edge.schedule_intake import ScheduleIntake
-from peergrid_edge.store import EdgeStore, Queued
+from peergrid_edge.store import Queued, open_store
 from peergrid_edge.summary import device_summary
 from peergrid_edge.task_watch import TaskDied, watch
 from peergrid_ledger.consensus.halt import HaltFile
@@ -88,7 +88,7 @@ class EdgeDaemon:
         }
         self.states = {d.name: DeviceState(d, DeviceHealth.for_device(d)) for d in settings.devices}
         self.actuator = Actuator(self.drivers, self.states, settings.dispatch, self.clock)
-        self.store = EdgeStore(settings.data_dir / "edge.db")
+        self.store = open_store(settings.data_dir / "edge.db")  # damaged or in use: one ConfigError (exit 2)
         self.keypair = load_or_create_key(settings.ledger.key_file or settings.data_dir / "node.key")
         # the schedule in force, the next held for its start, the controller's silence timer, the intake
         self.schedules = ScheduleHolder(self.clock, settings.dispatch.schedule_timeout_s)

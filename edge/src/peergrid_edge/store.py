@@ -7,7 +7,8 @@ entries are signed when they are submitted (so a commitment queued through hours
 time the chain accepts), always with their queued nonce; `mark_submitted(seq)` moves a durable cursor, so a
 restart resubmits at most the one transaction in flight, which the chain refuses as a replayed nonce.
 Any stored reading can be proven included.
-Assumes a single writer (the daemon). Corruption of our own store is a loud crash, never silently skipped.
+Assumes a single writer (the daemon). Corruption of our own store is a loud crash, never silently skipped;
+`open_store` (the daemon's way in) says so in one line naming the path, never repairing or recreating it.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ import plyvel
 from peergrid_edge import commitments
 from peergrid_edge.commitments import InclusionProof
 from peergrid_ledger.codec import decode, encode
+from peergrid_ledger.settings import ConfigError
 
 READING = b"r/"
 SEALED = b"c/"
@@ -47,6 +49,34 @@ def _u64(n: int) -> bytes:
 
 def _int(raw: bytes | None) -> int:
     return 0 if raw is None else struct.unpack(">Q", raw)[0]
+
+
+def _words(exc: Exception) -> str:
+    """LevelDB's own words (plyvel gives them as bytes)."""
+    said = exc.args[0] if exc.args else exc
+    return said.decode(errors="replace") if isinstance(said, bytes) else str(said)
+
+
+def open_store(path: Path) -> EdgeStore:
+    """The daemon's store at `path`, or a `ConfigError` naming the path where it cannot be opened, so that the
+    daemon ends with one line and exit status 2 rather than LevelDB's words in a traceback (review21 F9): one
+    LevelDB finds damaged (e.g. an empty CURRENT after a torn write on an SD card), one another process holds
+    (its LOCK: a second daemon or `peergrid-edge prove` on the data_dir), a folder it cannot create. The files
+    are left exactly as they are (no repair, no new store in their place): the readings and the outbox are the
+    operator's to recover (edge/README.md, "A damaged store")."""
+    try:
+        return EdgeStore(path)
+    except plyvel.IOError as exc:
+        raise ConfigError(
+            f"{path}: the edge store cannot be opened ({_words(exc)}): is another peergrid-edge (or its "
+            "prove command) using this data_dir?"
+        ) from None
+    except plyvel.Error as exc:
+        raise ConfigError(
+            f'{path}: the edge store is damaged ({_words(exc)}); see "A damaged store" in the edge README'
+        ) from None
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot create the edge store ({exc.strerror})") from None
 
 
 class EdgeStore:

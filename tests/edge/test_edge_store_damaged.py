@@ -1,0 +1,94 @@
+"""`peergrid-edge run` over an edge store it cannot open (review21 F9): LevelDB finds it damaged (an empty
+CURRENT, as a torn write on an SD card leaves it) or another process holds it. The daemon ends with one line
+naming the store's path and what is wrong, exit status 2 (a config error's: the unit's Restart= cannot mend it),
+no traceback, and the store's files untouched: its readings and outbox are still there once CURRENT is mended
+as edge/README.md's "A damaged store" says. Before, plyvel's own words came in a traceback with no path."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from peergrid_edge import cli
+from peergrid_edge.daemon import EdgeDaemon
+from peergrid_edge.store import EdgeStore
+
+
+def config(tmp_path: Path) -> Path:
+    path = tmp_path / "edge.yaml"
+    path.write_text(f"node_id: n1\nmg: mg1\ndata_dir: {tmp_path / 'data'}\n")
+    return path
+
+
+def stored(path: Path) -> None:
+    """A store with an interval sealed (its commitment queued in the outbox) and one still open."""
+    store = EdgeStore(path)
+    for i in range(20):
+        store.add_reading(7, b"leaf-%d" % i)
+    store.seal(7)
+    store.add_reading(8, b"leaf-x")
+    store.close()
+
+
+def contents(path: Path) -> tuple[list[int], int, int]:
+    store = EdgeStore(path)
+    try:
+        return store.open_intervals(), len(store.leaves(7)), store.queued()
+    finally:
+        store.close()
+
+
+def run_fails(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> str:
+    """`peergrid-edge run` must stop with exit 2 before the daemon runs; its stderr."""
+
+    async def never(self: EdgeDaemon) -> None:
+        raise AssertionError("the daemon ran over a store it could not open")
+
+    monkeypatch.setattr(EdgeDaemon, "run", never)
+    with pytest.raises(SystemExit) as exited:
+        cli.main(["run", "--config", str(config(tmp_path))])
+    assert exited.value.code == 2
+    return capsys.readouterr().err
+
+
+def test_an_empty_current_stops_the_daemon_with_one_line_naming_the_store_and_keeps_its_data(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "data" / "edge.db"
+    stored(path)
+    before = contents(path)
+    (path / "CURRENT").write_bytes(b"")
+    files = sorted(os.listdir(path))
+    err = run_fails(tmp_path, monkeypatch, capsys)
+    assert err.splitlines() == [
+        f"peergrid-edge: config error: {path}: the edge store is damaged (Corruption: CURRENT file does not "
+        'end with newline); see "A damaged store" in the edge README'
+    ]
+    assert "Traceback" not in err
+    assert sorted(os.listdir(path)) == files and (path / "CURRENT").read_bytes() == b""  # nothing touched
+    # the README's mend: CURRENT names the newest MANIFEST again; every reading and the outbox are back
+    (manifest,) = [name for name in files if name.startswith("MANIFEST-")]
+    (path / "CURRENT").write_text(manifest + "\n")
+    assert contents(path) == before == ([8], 20, 1)
+
+
+def test_a_store_another_process_holds_stops_the_daemon_with_one_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "data" / "edge.db"
+    stored(path)
+    holder = EdgeStore(path)  # LevelDB's LOCK: one process (here: one open) at a time
+    try:
+        err = run_fails(tmp_path, monkeypatch, capsys)
+    finally:
+        holder.close()
+    (line,) = err.splitlines()
+    assert line.startswith(
+        f"peergrid-edge: config error: {path}: the edge store cannot be opened (IO error: "
+    )
+    assert "LOCK" in line and line.endswith(
+        "is another peergrid-edge (or its prove command) using this data_dir?"
+    )
+    assert contents(path) == ([8], 20, 1)
