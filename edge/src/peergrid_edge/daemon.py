@@ -33,7 +33,7 @@ from peergrid_edge.clock import Clock, SystemClock
 from peergrid_edge.config import EdgeSettings
 from peergrid_edge.dispatch import Schedule, decide
 from peergrid_edge.drivers import Driver, make_driver
-from peergrid_edge.link import MqttLink, MqttTxSink, TxSink
+from peergrid_edge.link import MqttLink, MqttTxSink, NonceTaken, TxSink
 from peergrid_edge.meter_signed import meter_signed
 from peergrid_edge.metrics import Histogram, serve_metrics
 from peergrid_edge.notify import Notifier
@@ -295,7 +295,15 @@ class EdgeDaemon:
             return  # a coordinated stop: what is queued stays queued on disk
         for queued in list(self.store.pending()):
             raw = self._sign(queued)
-            if self.stopping.is_set() or not await self.tx_sink.submit(raw, timeout):
+            try:
+                taken = not self.stopping.is_set() and await self.tx_sink.submit(raw, timeout)
+            except NonceTaken as lost:  # another transaction of this key holds its nonce: never lands there
+                moved = self.store.renumber(queued.seq, lost.next_nonce)
+                log.warning("outbox: the %s of seq %d lost its nonce (%s): it and the %d queued after it are "
+                            "signed again from nonce %d", queued.kind, queued.seq, lost, moved - 1,
+                            lost.next_nonce)  # fmt: skip
+                return  # the next round signs them at their new nonces
+            if not taken:
                 return  # islanded: keep it queued, retry in order next round
             self.store.mark_submitted(queued.seq)
 

@@ -137,8 +137,19 @@ def _resolve(future: asyncio.Future[None]) -> None:
         future.set_result(None)
 
 
+class NonceTaken(Exception):
+    """A sink's word that the chain used this transaction's nonce for ANOTHER transaction of its sender (a store
+    restored from a backup, or started afresh, behind the chain): it never lands at that nonce, so the outbox
+    renumbers what it holds from `next_nonce`, the chain's next for the sender (`EdgeStore.renumber`)."""
+
+    def __init__(self, reason: str, next_nonce: int) -> None:
+        super().__init__(reason)
+        self.next_nonce = next_nonce
+
+
 class TxSink(Protocol):
-    """Where the outbox hands a signed transaction; True means "taken, move the cursor on"."""
+    """Where the outbox hands a signed transaction; True means "taken, move the cursor on"; it may raise
+    `NonceTaken` (one that knows the chain: `replicas.LedgerTxSink`)."""
 
     async def submit(self, raw: bytes, timeout_s: float) -> bool: ...
 

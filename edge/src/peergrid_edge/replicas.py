@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from peergrid_edge.link import MqttLink
+from peergrid_edge.link import MqttLink, NonceTaken
 from peergrid_ledger import codec, keys
 from peergrid_ledger.block import decode_block
 from peergrid_ledger.consensus.actions import Committed, Timer
@@ -39,7 +39,7 @@ from peergrid_ledger.consensus.node import ChainReplica, FileWal
 from peergrid_ledger.consensus.node_cli import load_genesis, open_store
 from peergrid_ledger.consensus.transport import BLOCK, CONSENSUS, SYNC, TX, topic
 from peergrid_ledger.store import BlockStore
-from peergrid_ledger.tx import sign_tx
+from peergrid_ledger.tx import decode_tx, sign_tx
 
 log = logging.getLogger("peergrid.edge.ledger")
 
@@ -240,8 +240,6 @@ class EdgeLedger:
         return (await self.submit(role, raw, timeout_s)).landed
 
     async def submit(self, role: str, raw: bytes, timeout_s: float) -> Submission:
-        from peergrid_ledger.tx import decode_tx
-
         replica = self.replicas[role]
         tx = decode_tx(raw)
         refused: list[str] = []
@@ -255,7 +253,7 @@ class EdgeLedger:
             return bool(refused)
 
         if tx.nonce < replica.app.next_nonce(tx.sender):
-            return LANDED  # its nonce was used before we got here: this (or an earlier signing of it) landed
+            return self._used(role, tx)  # its nonce was used before we got here: by it, or by another
         verdict = replica.submit(raw, self.clock())
         replica.flush()
         if not isinstance(verdict, Accepted) and not any(
@@ -276,6 +274,29 @@ class EdgeLedger:
             )  # fmt: skip
             return Submission(False, f"{NONCE_TAKEN}: nonce {tx.nonce} went to a {taken[0]}")
         return LANDED
+
+    def _used(self, role: str, tx: Any) -> Submission:
+        """A transaction whose nonce a final transaction of its sender already holds: LANDED where that one says
+        the same (this one, or an earlier signing of it: the outbox signs again after a restart), NONCE_TAKEN
+        where another took it (K7's finding: it was reported landed, and the outbox moved on without it)."""
+        used = self._landed[role].get((tx.sender, tx.nonce)) or self._used_on_chain(role, tx.sender, tx.nonce)
+        if used == _content(tx):
+            return LANDED
+        what = "one this replica does not hold" if used is None else f"a {used[0]}"
+        log.warning("%s chain: nonce %d of a %s was used by another transaction (%s); this one is lost",
+                    role, tx.nonce, tx.kind, what)  # fmt: skip
+        return Submission(False, f"{NONCE_TAKEN}: nonce {tx.nonce} went to {what}")
+
+    def _used_on_chain(self, role: str, sender: bytes, nonce: int) -> tuple[str, bytes] | None:
+        """What the sender's final transaction with `nonce` says, read back from the head (one that landed
+        before this process, beyond `_landed`): a sender's nonces grow with the height, so the scan ends at its
+        first transaction at or below `nonce` - after the one in flight at a restart, a block or two."""
+        store = self.replicas[role].store
+        for height in range(self.height(role), 0, -1):
+            for tx in reversed(store.block(height).txs):
+                if tx.sender == sender and tx.nonce <= nonce:
+                    return _content(tx) if tx.nonce == nonce else None
+        return None
 
     def transaction(self, role: str, txid: bytes) -> Any | None:
         """A final transaction of the `role` chain by its id (public chain data), or None if not held."""
@@ -337,4 +358,9 @@ class LedgerTxSink:
         self.ledger, self.role = ledger, role
 
     async def submit(self, raw: bytes, timeout_s: float) -> bool:
-        return await self.ledger.submit_and_wait(self.role, raw, timeout_s)
+        """Taken once in a final block; `NonceTaken` where another transaction of the sender holds its nonce."""
+        outcome = await self.ledger.submit(self.role, raw, timeout_s)
+        if outcome.reason.startswith(NONCE_TAKEN):
+            sender = decode_tx(raw).sender
+            raise NonceTaken(outcome.reason, self.ledger.next_nonce(self.role, sender))
+        return outcome.landed

@@ -177,6 +177,19 @@ class EdgeStore:
             entry = decode(value)
             yield Queued(struct.unpack(">Q", key[2:])[0], entry["kind"], entry["nonce"], entry["body"])
 
+    def renumber(self, seq: int, first: int) -> int:
+        """Give the outbox's entries from `seq` on the nonces first, first + 1, ... and the next seal the one
+        after, in ONE synced batch: the chain used their nonces for other transactions of this key (a store
+        restored from a backup, or started afresh, behind the chain: `link.NonceTaken`), so at those they would
+        never land, and an outbox retrying them would hold every later commitment back. Returns how many."""
+        entries = [q for q in self.pending() if q.seq >= seq]
+        last = _int(self.db.get(META_NONCE))
+        with self.db.write_batch(sync=True) as batch:
+            for i, q in enumerate(entries):
+                batch.put(OUTBOX + _u64(q.seq), encode({"body": q.body, "kind": q.kind, "nonce": first + i}))
+            batch.put(META_NONCE, _u64(max(last, first + len(entries) - 1)))
+        return len(entries)
+
     def queued(self) -> int:
         return _int(self.db.get(META_NEXT_SEQ)) - self.submitted
 
