@@ -64,7 +64,7 @@ def test_duplicates_and_used_nonces_are_refused() -> None:
 
 
 def test_holds_says_whether_a_senders_nonce_is_pending_until_it_leaves_the_pool() -> None:
-    """What the edge asks before signing a move (agent_day.own_pending): one lookup, no decoding of the pool."""
+    """What the edge asks before signing a move (own_nonce.own_pending): one lookup, no decoding of the pool."""
     mempool, committed = pool()
     assert not mempool.holds(ALICE.public, 0)
     assert isinstance(mempool.add(tx(ALICE, 0), 0), Accepted)

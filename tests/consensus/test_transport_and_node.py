@@ -136,6 +136,13 @@ def test_mqtt_transport_drops_oversized_and_reconnects(mosquitto) -> None:
         assert arrived.wait(5)
         assert got == [("c1", "sync", b"small")]
         assert transport.stats["dropped_oversized"] == 1
+        # one it would publish over the bound never leaves it (the broker's max_packet_size would disconnect
+        # it, and paho would send it again after every reconnect); the next one still goes out
+        transport.publish("c1", "sync", b"y" * 500, to=AUTHORITY.public)
+        assert transport.stats["dropped_outgoing_oversized"] == 1 and transport.stats["published_sync"] == 0
+        arrived.clear()
+        transport.publish("c1", "sync", b"fits", to=AUTHORITY.public)
+        assert arrived.wait(5) and got[-1] == ("c1", "sync", b"fits") and len(got) == 2
         sender.loop_stop()
         sender.disconnect()
         mosquitto.restart()

@@ -3,7 +3,10 @@
 Promises: subscribes, on every (re)connect, to each chain's tx, consensus and block topics and to this node's
 own sync topic; hands every arriving payload to `deliver(chain, kind, payload)` on paho's network thread (the
 caller moves it to its own loop); payloads over `max_payload` are dropped and counted here without being
-read further. Publishing while disconnected is queued by paho and sent after reconnecting; nothing depends
+read further, and one this node would publish over it is dropped and counted before it leaves
+(`dropped_outgoing_oversized`): every receiver would drop it, and the broker's `max_packet_size` (just above
+the largest envelope) would disconnect this node for it, paho sending it again on every reconnect. Publishing
+while disconnected is queued by paho and sent after reconnecting; nothing depends
 on the broker keeping messages. Reconnects back off from 0.1 s to `max_backoff_s`.
 Must never block the caller's event loop, and never raise from a callback.
 """
@@ -64,6 +67,9 @@ class MqttTransport:
         self.client.loop_stop()
 
     def publish(self, chain: str, kind: str, data: bytes, to: bytes | None = None) -> None:
+        if len(data) > self.max_payload:  # see the module's contract: never sent, never a reconnect loop
+            self.stats["dropped_outgoing_oversized"] += 1
+            return
         self.stats[f"published_{kind}"] += 1
         self.client.publish(topic(self.feeder, chain, kind, to), data, qos=1)
 
