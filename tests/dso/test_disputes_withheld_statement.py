@@ -135,13 +135,19 @@ def test_the_dso_settles_as_the_staters_repeat_would(silent: str) -> None:
 def test_without_seller_vouched_the_dso_settles_the_penalty_the_repeat_pays(silent: str) -> None:
     """Without seller_vouched the repeat pays the withholder's worst case (`market_sealed.withheld`): a silent
     buyer took all 400, a silent seller delivered nothing and owns the whole 400 short. The DSO settles the
-    trade the same, so taking it up changes no incentive of that chain. (Its sibling: a sibling takes the
-    statement at this penalty from the moment the DSO takes it up, whoever settles first - D5,
-    tests/dso/test_disputes_withheld_orders.py.)"""
+    trade the same, so taking it up changes no incentive of that chain. Its sibling counts it at what the
+    meters give it, whoever moved first (review22 F2, `dispute_shares.at_penalty`; 2191dc0 took it at the
+    penalty: c's trade 0): through the DSO node, which reads the withholder's meter for the sibling after
+    the stater's repeat too (`disputes.read_nodes`), c's trade settles 200 (b took 200 of s's 400) where b
+    withheld, 120 where s did (s's 300 shared over b's 300 and c's 200), and every MG nets the same."""
     m, tid, sib, start = kept_back(silent, repeat=False, vouched=False)
     r, rtid, rsib, rstart = kept_back(silent, repeat=True, vouched=False)
-    done, _ = dso_settles(m, [tid, sib], start)
-    by_repeat, _ = dso_settles(r, [rtid, rsib], rstart)
+    done, net = dso_settles(m, [tid, sib], start)
+    by_repeat, net_repeat = dso_settles(r, [rtid, rsib], rstart)
     assert _paid(done[tid])["delivered"] == (400 if silent == "buyer" else 0)
     assert done[tid]["settlement"]["basis"] == "dso"  # type: ignore[index]
     assert _paid(done[tid]) == _paid(by_repeat[rtid])
+    assert _paid(done[sib]) == _paid(by_repeat[rsib]) and _paid(done[sib])["delivered"] == (
+        200 if silent == "buyer" else 120
+    )
+    assert net == net_repeat

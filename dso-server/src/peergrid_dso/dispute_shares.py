@@ -8,8 +8,9 @@ disputed, and a lone or unrevealed trade the DSO took up by the chain's time) ta
 its energy first (`metering.statements_take`: what each settled at, or the most its statements can still settle it
 at), and its disputed trades share the rest
 (`metering.disputed_shares`: `meter_shares` over all of them, the DSO's earlier settles among them, and a
-withheld statement the DSO took up without seller_vouched at its penalty, settled or not: `_standing`; what a
-counterparty proves is its own energy pro rata to its agreed quantities, `metering.pro_rata`), so its agreed
+withheld statement at the contract's penalty by the meters, settled or not, whoever settled it: `at_penalty`,
+review22 F2; what a counterparty proves is its own energy pro rata to its agreed quantities,
+`metering.pro_rata`), so its agreed
 and disputed trades together never settle more than its meter shows (review12 F2: 583 Wh for an export of
 500). With the share come the counterparties to wait for until the dispute's deadline: those of its disputed
 trades it could not meter, and those whose trade with it is not settled yet (after the deadline it counts at
@@ -37,7 +38,6 @@ from peergrid_dso.sealed_readings import (
     read_party,
 )
 from peergrid_ledger import query
-from peergrid_ledger.contracts.market_sealed import withheld
 from peergrid_ledger.metering import (
     Unmetered,
     disputed_shares,
@@ -161,7 +161,12 @@ class Meters:
         # withheld party's hold is a disputed one (D3: a buyer's too), and a lone or unrevealed one the DSO took
         # up: never taken at a buyer's word, which does not bound them (review16 M1)
         now = None if self.chain is None else self.chain.now_ms
-        shared = {tid for tid, t in mine if tid == trade or metered_as_dispute(t, now)}
+        vouched = self.chain is not None and self.chain.seller_vouched
+        shared = {
+            tid
+            for tid, t in mine
+            if tid == trade or metered_as_dispute(t, now) or at_penalty(t, now, vouched)
+        }
         disputed = [(tid, t) for tid, t in mine if tid in shared]
         taken = 0
         unsettled: list[tuple[bytes, str]] = []  # counterparties whose trade with the party may still settle
@@ -187,7 +192,6 @@ class Meters:
                 proofs.append((quantity, least if lapsed or never else None))
             else:
                 proofs.append((quantity, pro_rata(found, quantity, self.total(counterparty, other))))
-        vouched = self.chain is not None and self.chain.seller_vouched
         standing = [_settled(t) if tid == trade else _standing(t, now, vouched) for tid, t in disputed]
         shares = disputed_shares(energy, taken, proofs, standing)
         at = next(i for i, (tid, _) in enumerate(disputed) if tid == trade)
@@ -211,21 +215,42 @@ def _settled(trade: Mapping[str, Any]) -> int | None:
 
 def _standing(trade: Mapping[str, Any], now: int | None, seller_vouched: bool) -> int | None:
     """What a party's disputed sibling stands at in its share: what it settled at, None while the meters still
-    decide it; and a withheld statement the DSO took up on a chain without seller_vouched (`takeup`
-    "withheld") at the contract's penalty, which is what it settles at whoever moves first (the stater's
-    repeat or the DSO: `disputes_vouch.penalty`). Why (D5, D4's order dependence): before, a sibling the DSO
-    resolved before that penalty landed shared the party's energy with it by the meters, after it under the
-    penalty's figure, so money moved by arrival order (s sold 400 to b, b withheld, and 200 to c; s exported
-    400, b and c imported 200, priced 300/50 at 200: c's trade settled 200 or 0 delivered, c netting -40,000 or
-    +20,000 and s +120,000 or +60,000). Now both are the second, the figures the stater's repeat gives too,
-    and the party's trades never settle more than its meter shows (review12 F2)."""
-    if (
-        trade["settlement"] is not None
-        or seller_vouched
-        or now is None
-        or waits_for_dso(trade, now) != "withheld"
-    ):
-        return _settled(trade)
-    [(stater, said)] = trade["statements"].items()
-    terms = withheld(dict(trade), SIDES[1 - SIDES.index(stater)], int(said.get("short", 0)))
-    return None if terms is None else terms[0]
+    decide it; and None too for a withheld statement at the contract's penalty (`at_penalty`), settled or
+    not: the meters decide what it took of the party's energy, the penalty is that trade's own money."""
+    return None if at_penalty(trade, now, seller_vouched) else _settled(trade)
+
+
+def at_penalty(trade: Mapping[str, Any], now: int | None, seller_vouched: bool) -> bool:
+    """The trade is a revealed statement whose counterparty committed and kept its reveal back, at the
+    contract's penalty (`market_sealed.withheld`: a silent buyer took all, a silent seller delivered nothing):
+    taken up by the DSO on a chain without seller_vouched (`takeup` "withheld" at `now`), settled by the DSO so
+    (basis "dso": one statement, the other party's seal), or by the stater's repeat (`repeated_at_penalty`).
+    For its parties' other trades it counts at what the meters give it (`Meters.share`, `_standing`), as
+    seller_vouched's hold does, in either order and whoever moved first. Why (review22 F2): taken at the
+    penalty (2191dc0), a withheld buyer's 400 Wh used up its seller's metered 400 though its own meter showed
+    200, so the co-buyer c that disputed settled at 0 below its own statement of 150 and its meter's 200 and
+    the honest seller paid it compensation (c +20,000 where it nets -40,000 when b reveals; b + c 20,000 up
+    on the seller), exactly when b withheld; and a withheld seller's 0 gave its whole export to its other
+    buyers (the repeat path). The penalty is money, not energy: its seller may be paid for more Wh than it
+    exported, by the withholder, as beside an agreed sibling."""
+    if "vouch" in trade or "disputed" in trade or "superseded" in trade:
+        return False  # with seller_vouched a withheld statement is a hold (`vouch`), metered as a dispute
+    if repeated_at_penalty(trade):
+        return True
+    if seller_vouched:
+        return False  # the DSO settled it as the hold (`disputes_vouch.as_held`): the meters' figure
+    if trade["settlement"] is None:
+        return now is not None and waits_for_dso(trade, now) == "withheld"
+    statements, seals = trade.get("statements") or {}, trade.get("seals") or {}
+    if trade["settlement"].get("basis") != "dso" or len(statements) != 1:
+        return False
+    [stater] = statements
+    return SIDES[1 - SIDES.index(stater)] in seals
+
+
+def repeated_at_penalty(trade: Mapping[str, Any]) -> bool:
+    """Settled by the stater's repeat at the withholder's penalty (basis "withheld" without a `vouch`: on a
+    chain without seller_vouched, `market_closing`), which the chain's own rule does not count as disputed
+    (`metering.metered_as_dispute`): `disputes.read_nodes` reads its counterparty's meter for its siblings."""
+    settlement = trade.get("settlement") or {}
+    return settlement.get("basis") == "withheld" and "vouch" not in trade

@@ -155,9 +155,13 @@ reveal deadline (`takeup` "withheld", D4: before, it stayed open for ever and a 
 statement), is settled as the stater's repeat would: with seller_vouched as the hold the repeat makes
 (`disputes_vouch.as_held`, the rules above), without it at the contract's penalty (`penalty`: a silent seller
 0 delivered and the quantity short, a silent buyer all of it), so its figure is the same whoever moves first;
-and a sibling of its party's takes it at that penalty from the moment the DSO takes it up, settled or not
-(`dispute_shares._standing`, D5: before, one resolved before the penalty landed shared with it by the meters,
-so the sibling's figure was the arrival order's).
+and a sibling of its party's counts it at what the meters give it from the moment the DSO takes it up,
+settled at the penalty or not, by the DSO or the stater's repeat (`dispute_shares.at_penalty`; `read_nodes`
+reads the withholder's meter after a repeat too), as a dispute of it would: the penalty is that trade's own
+money (review22 F2: D5's 2191dc0 took it at the penalty in both orders, so a withheld buyer's 400 used up its
+seller's metered 400 and the co-buyer that disputed settled at 0 below its own meter's 200, +20,000 instead
+of -40,000, paid by the honest seller; before D5 that was one of two arrival orders). Its seller may so be
+paid for more Wh than it exported, the excess the withholder's penalty, as beside an agreed sibling.
 Only disputed (or lone-statement, unrevealed, withheld, or vouching) trades come here; a party's trades of one interval that its counterparties agreed settle at
 the edge's pro-rata statement. What those take comes off the party's energy before its disputed trades share
 it (review12 F2: agreed pro rata beside disputed by the meters, a seller that exported 500 Wh settled 583):
@@ -180,7 +184,7 @@ from peergrid_dso.dispute_decision import Decision as Decision
 from peergrid_dso.dispute_decision import Unresolved as Unresolved
 from peergrid_dso.dispute_decision import Vouched as Vouched
 from peergrid_dso.dispute_decision import to_json as to_json
-from peergrid_dso.dispute_shares import SIDES, Metered, Meters
+from peergrid_dso.dispute_shares import SIDES, Metered, Meters, repeated_at_penalty
 from peergrid_dso.disputes_vouch import as_held, penalty, resolve_vouch
 from peergrid_dso.sealed_pass import Sealed
 from peergrid_dso.sealed_readings import ChainTime, MeterClock, SigningMeters
@@ -287,11 +291,21 @@ def read_nodes(state: StateReader, trade: bytes, nodes: Mapping[bytes, bytes]) -
     """The node keys whose sealed readings resolving `trade` reads (`metering.meters_read`, the rule the edge
     posts by): its two parties' and the counterparties of their other disputed trades in its interval - not
     those of trades that agreed, which settle on the parties' word (empty for an unknown or superseded
-    trade; anonyms not enrolled left out)."""
+    trade; anonyms not enrolled left out); and those of its parties' withheld statements the stater's repeat
+    settled at the penalty (`dispute_shares.repeated_at_penalty`, review22 F2: shared by the meters like the
+    one the DSO settles, so the repeat moves no sibling's figure)."""
     agreed = query.trade(state, trade)
     if agreed is None:
         return set()
-    return {nodes[a] for a in meters_read(query.trades(state, int(agreed["interval"])), trade) if a in nodes}
+    trades = query.trades(state, int(agreed["interval"]))
+    read = meters_read(trades, trade)
+    if read:
+        for tid, other in trades:
+            if tid != trade and repeated_at_penalty(other):
+                read |= {
+                    other[o] for s, o in (("seller", "buyer"), ("buyer", "seller")) if other[s] == agreed[s]
+                }
+    return {nodes[a] for a in read if a in nodes}
 
 
 def _shorts(
