@@ -193,3 +193,11 @@ def test_which_trades_share_like_a_disputed_one() -> None:
     assert metered_as_dispute(lone, 3_000) and metered_as_dispute(lone, 10**9)  # LONE_FROM: half the wait
     assert metered_as_dispute({**lone, "settlement": by_dso})  # settled by the meters: shared for good
     assert not metered_as_dispute({**lone, "settlement": {**by_dso, "basis": "lapsed"}}, 10**9)  # at its word
+    # a withheld statement the stater's repeat settled at the withholder's penalty (no seller_vouched): its
+    # siblings share by the meters, as with one the DSO took up (review22 F2), so its counterparty is read;
+    # on a seller_vouched chain that repeat is a hold the DSO vouches for (its `vouch`), above
+    repeated = {**by_dso, "basis": "withheld"}
+    assert metered_as_dispute({**lone, "settlement": repeated}) and metered_as_dispute(
+        {**lone, "settlement": repeated}, 0
+    )
+    assert not metered_as_dispute({**lone, "vouch": vouch, "settlement": repeated})

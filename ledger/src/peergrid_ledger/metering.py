@@ -330,9 +330,16 @@ def metered_as_dispute(trade: Mapping[str, Any], now_ms: int | None = None) -> b
     earlier settles among them, which is why it stays one once settled). Alike a withheld buyer's hold (D3):
     at its seller's word, which bounds nothing the hold settles at, one seller's word moved the buyer's
     import between its holds by the DSO's order, and the buyer netted more withholding than revealing
-    (tests/dso/test_dispute_withheld_buyer.py: -40,000 against -60,000 where both meters were read)."""
+    (tests/dso/test_dispute_withheld_buyer.py: -40,000 against -60,000 where both meters were read).
+    And a withheld statement the stater's repeat settled at the contract's penalty (basis "withheld" without
+    a `vouch`, a chain without seller_vouched): for its parties' other trades it counts at what the meters
+    give it, like one the DSO took up (dso-server `dispute_shares.at_penalty`, review22 F2: taken at the
+    penalty, a withheld buyer's 400 Wh used up its seller's metered 400 and a co-buyer that disputed
+    settled at 0 below its own meter), so whose readings its siblings read must name its counterparty."""
     if "disputed" in trade or (trade.get("vouch") or {}).get("basis") == "withheld":
         return True
+    if (trade.get("settlement") or {}).get("basis") == "withheld" and "vouch" not in trade:
+        return True  # the stater's repeat at a withholder's penalty (review22 F2)
     if (trade.get("settlement") or {}).get("basis") == "dso" and "vouch" not in trade:
         return True
     return now_ms is not None and waits_for_dso(trade, now_ms) in UNSPOKEN and takes_up(trade, now_ms)
