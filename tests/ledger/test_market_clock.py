@@ -1,6 +1,7 @@
 """`market.clock` (market_clock): the DSO sets a settle_by_both chain's interval epoch on chain, before anyone
 trades; every reader of the clock (the settle-after-delivery rule, the close rule, uplift's `ready_by`) reads
-it there, else the genesis'. Refused `forbidden` from anyone but the DSO, `rule-violation` on a chain without
+it there, else the genesis'. Refused `forbidden` from anyone but the DSO (or a `clock`-role key:
+test_market_clock_role), `rule-violation` on a chain without
 settle_by_both and once a position, `trade` or `settle` fixed it (naming the interval and the kind),
 `duplicate` for the epoch already standing, malformed bodies by the schema; every refusal changes nothing
 (`submit_checked`). Without a post nothing is written (`mkt/clock*` absent, the pinned roots stand)."""

@@ -16,7 +16,10 @@ ROLE_DSO = "dso"  # governance: authorities, enrolment, adjustment contracts, sw
 ROLE_AUTHORITY = "authority"  # signs blocks
 ROLE_MGMC = "mgmc"  # an enrolled microgrid master controller (identity key)
 ROLE_ANONYM = "anonym"  # the pseudonymous key an MGMC trades with
-ROLES = frozenset({ROLE_DSO, ROLE_AUTHORITY, ROLE_MGMC, ROLE_ANONYM})
+# posts the market's interval clock (`market.clock`) and nothing else: a key apart from the DSO's own (its own
+# nonces) that holds none of the DSO's other powers - capacity, tariff, reopen, gov.* (review23 F2)
+ROLE_CLOCK = "clock"
+ROLES = frozenset({ROLE_DSO, ROLE_AUTHORITY, ROLE_MGMC, ROLE_ANONYM, ROLE_CLOCK})
 PARTICIPANT_ROLES = frozenset({ROLE_MGMC, ROLE_ANONYM})
 
 AUTHSET = b"gov/authset"

@@ -9,8 +9,10 @@ Every reader of the clock reads it here (`interval_start`, `interval_end`: the c
 `market_close_time`, the settle-after-delivery rule `market_closing`, uplift's `ready_by`).
 
 Rules of `market.clock`:
-- only the `dso` role sends it (`forbidden` otherwise), only on a genesis `settle_by_both` chain
-  (`rule-violation`: elsewhere no contract reads an interval clock);
+- only the `dso` or the `clock` role sends it (`forbidden` otherwise), only on a genesis `settle_by_both`
+  chain (`rule-violation`: elsewhere no contract reads an interval clock). `clock` is a role for this kind
+  alone: a key that posts the clock apart from the DSO's (its own nonces: the lab's `lab-clock`) without the
+  DSO's other powers (capacity, tariff, reopen, every gov.* kind; review23 F2);
 - it may be posted again, each post replacing the epoch, until the clock is fixed; a post of the epoch that
   already stands is `duplicate`. Why more than once: nothing on chain reads the clock before a position, and a
   start that moves twice (a retried lab start) must not need a new chain;
@@ -94,7 +96,7 @@ def fix_clock(view: Overlay, ctx: BlockContext, interval: int, kind: str) -> Non
 
 
 def set_clock(view: Overlay, tx: Tx, ctx: BlockContext, sender: ks.AccountRecord) -> list[Event]:
-    require_role(sender, {ks.ROLE_DSO}, tx.kind)
+    require_role(sender, {ks.ROLE_DSO, ks.ROLE_CLOCK}, tx.kind)
     params = ctx.genesis.params
     require(
         bool(params.settle_by_both),
