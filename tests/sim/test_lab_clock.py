@@ -1,15 +1,22 @@
 """The settle-by-both lab's clock key and epoch (`lab_clock`): a new settle-by-both lab's MGMC genesis names the
-lab's clock key with role dso, so the lab may post the clock of a t0 moved at the DSO's readiness; a lab
-without settle_by_both, or a lab directory whose genesis predates the key, posts nothing (its t0 stays fixed
-where its genesis fixed the clock). The epoch is the genesis rule's (`SettleByBoth.for_lab`). The poster
+lab's clock key with role `clock` alone, not authorised to trade, so the lab may post the clock of a t0 moved
+at the DSO's readiness and that key holds none of the DSO's other powers (review23 F2: on a LocalChain of the
+lab's own genesis its clock lands, its market.capacity and gov.* are forbidden); a lab directory whose genesis
+gave the key role dso (written before the role) still posts with it; a lab without settle_by_both, or a lab
+directory whose genesis predates the key, posts nothing (its t0 stays fixed where its genesis fixed the clock). The epoch is the genesis rule's (`SettleByBoth.for_lab`). The poster
 itself runs in the lab test (`test_closedloop_dso_first`, a settle-by-both lab whose DSO starts late)."""
 
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
+from peergrid_ledger.chain import LocalChain
+from peergrid_ledger.contracts import market_clock
 from peergrid_ledger.genesis import Genesis
+from peergrid_ledger.keys import Keypair
+from peergrid_ledger.results import Reason, Rejected
 from peergrid_sim.closedloop import LabChains, SettleByBoth
 from peergrid_sim.lab_clock import clock_epoch_ms, clock_key
 
@@ -22,7 +29,7 @@ def test_clock_key_only_where_the_genesis_settles_by_both_and_names_it(tmp_path:
     assert key is not None and both.clock is not None and key.public == both.clock.public
     genesis = Genesis.from_json(json.loads(both.mgmc_genesis.read_text()))
     (account,) = [a for a in genesis.accounts if a.key == key.public]
-    assert account.roles == ("dso",) and account.label == "lab-clock"
+    assert account.roles == ("clock",) and account.label == "lab-clock" and not account.authorised
     assert clock_key(LabChains.create(tmp_path / "plain", "ieee33", SCENARIO)) is None  # no settle_by_both
     # a lab directory whose settle-by-both genesis was written without the key: nothing to post with
     old = LabChains.create(tmp_path / "old", "ieee33", SCENARIO, SettleByBoth.for_lab(6.0, 36, 1000.5))
@@ -30,6 +37,48 @@ def test_clock_key_only_where_the_genesis_settles_by_both_and_names_it(tmp_path:
     doc["accounts"] = [a for a in doc["accounts"] if a["label"] != "lab-clock"]
     old.mgmc_genesis.write_text(json.dumps(doc))
     assert clock_key(LabChains.create(tmp_path / "old", "ieee33", SCENARIO)) is None
+
+
+def test_a_lab_genesis_whose_clock_key_has_role_dso_still_posts(tmp_path: Path) -> None:
+    # written before the `clock` role (a genesis already there is never rewritten): market.clock takes dso too
+    chains = LabChains.create(tmp_path / "dso", "ieee33", SCENARIO, SettleByBoth.for_lab(6.0, 36, 1000.5))
+    doc = json.loads(chains.mgmc_genesis.read_text())
+    for account in doc["accounts"]:
+        if account["label"] == "lab-clock":
+            account["roles"], account["authorised"] = ["dso"], True
+    chains.mgmc_genesis.write_text(json.dumps(doc))
+    key = clock_key(LabChains.create(tmp_path / "dso", "ieee33", SCENARIO))
+    assert key is not None and chains.clock is not None and key.public == chains.clock.public
+    # a lab-clock account of neither role (an anonym, say): nothing it could post the clock with
+    for account in doc["accounts"]:
+        if account["label"] == "lab-clock":
+            account["roles"] = ["anonym"]
+    chains.mgmc_genesis.write_text(json.dumps(doc))
+    assert clock_key(LabChains.create(tmp_path / "dso", "ieee33", SCENARIO)) is None
+
+
+def test_the_lab_genesis_clock_key_posts_the_clock_and_nothing_the_dso_alone_may(tmp_path: Path) -> None:
+    chains = LabChains.create(tmp_path, "ieee33", SCENARIO, SettleByBoth.for_lab(6.0, 36, 1000.5))
+    genesis = Genesis.from_json(json.loads(chains.mgmc_genesis.read_text()))
+    # a LocalChain's proposer (the lab's authorities are its MGMCs' node keys)
+    authority = Keypair.from_seed(bytes(range(32)))
+    chain = LocalChain(replace(genesis, authorities=(authority.public,)), authority)
+    key = clock_key(chains)
+    assert key is not None
+    anonym = next(iter(chains.anonyms.values())).public
+    refused = {
+        "market.capacity": {"account": anonym, "from_interval": 0, "wh": 1},
+        "market.tariff": {"account": anonym, "first_interval": 50, "retail": [300], "feed_in": [50]},
+        "gov.add_authority": {"key": key.public},
+        "gov.revoke": {"key": anonym, "operator": "lab-clock"},
+    }
+    for kind, body in refused.items():
+        result = chain.sign_and_submit(key, kind, body)
+        assert isinstance(result, Rejected) and result.reason is Reason.FORBIDDEN, (kind, result)
+    epoch = clock_epoch_ms(1003.0, 36, 6.0)
+    assert chain.sign_and_submit(key, "market.clock", {"epoch_ms": epoch}).ok
+    chain.seal()
+    assert market_clock.posted_epoch(chain.state) == epoch
 
 
 def test_the_posted_epoch_is_the_genesis_rule_for_the_moved_t0() -> None:

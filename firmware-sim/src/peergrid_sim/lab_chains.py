@@ -15,7 +15,8 @@ prices the cover"), rewritten at every start. `capacity_kw` holds each MG's conn
 config (`connection_kw`: its scenario's limits, else its devices' rating; the DSO node posts it as
 `market.capacity`, the bound of its make-whole claim). With `SettleByBoth` the genesis' interval clock is
 provisional: the lab posts the clock of its t0 once fixed under `lab-clock.key` (`lab_clock`; an account of
-role dso). A genesis already there is never rewritten: its chain
+role `clock` alone, not authorised to trade: it may post `market.clock` and nothing else, none of the DSO's
+powers; review23 F2). A genesis already there is never rewritten: its chain
 id and history hold. Split from closedloop.py (the daemons' configs), which re-exports these names. Starts nothing.
 """
 
@@ -170,8 +171,9 @@ class LabChains:
     interval_minutes: float = 15.0  # the scenario's trading interval
     # MG -> its connection capacity for the DSO (`connection_kw`: its scenario's limits, else its devices')
     capacity_kw: dict[str, float] = field(default_factory=dict)
-    # the key that posts the interval clock once t0 is fixed (`lab_clock`), role dso on a settle_by_both MGMC
-    # chain: its own nonces, so it never races the DSO node's postings under the DSO key
+    # the key that posts the interval clock once t0 is fixed (`lab_clock`), role `clock` on a settle_by_both
+    # MGMC chain: its own nonces, so it never races the DSO node's postings under the DSO key, and none of the
+    # DSO's other powers (capacity, tariff, reopen, gov.*: a pilot copying the lab gets no second governance key)
     clock: keys.Keypair | None = None
 
     @classmethod
@@ -224,7 +226,8 @@ class LabChains:
                 authorities=tuple(nodes[mg].public for mg in mgs),
                 accounts=(
                     Account(dso.public, ("dso",), "dso"),
-                    *((Account(clock.public, ("dso",), "lab-clock"),) if settle_by_both is not None else ()),
+                    *((Account(clock.public, ("clock",), "lab-clock", authorised=False),)
+                      if settle_by_both is not None else ()),
                     *(Account(nodes[mg].public, ("mgmc",), mg) for mg in mgs),
                     *(Account(anonyms[mg].public, ("anonym",), f"anonym-{i}", rules=rules[mg])
                       for i, mg in enumerate(mgs)),

@@ -4,7 +4,8 @@ Why: a settle-by-both lab used to fix the MGMC chain's clock in its genesis, bef
 was known, so its t0 could not move when that node came up late (T5's note). Now the genesis keeps a
 provisional clock, t0 moves at the DSO's readiness as in every other lab (`dso_ready.moved_t0`), and
 `ClockPoster` sends `market.clock` {epoch_ms} for the moved t0 under the lab's clock key (`LabChains.clock`,
-role `dso` in the MGMC genesis: its own nonces, so it never races the DSO node's own postings) from before
+role `clock` in the MGMC genesis, which posts the clock and nothing else: its own nonces, so it never races
+the DSO node's own postings, and none of the DSO's other powers; review23 F2) from before
 the MGMCs start until a block holding it is announced; `wait` fails the lab with one line when none is by t0.
 The transaction is gossiped as the chain's replicas gossip theirs (a signed envelope on the chain's `tx`
 topic, sent again each `period_s`: nothing keeps it for authorities that are not up yet) and found in the
@@ -36,7 +37,11 @@ from peergrid_ledger.consensus.transport import (
     topic,
 )
 from peergrid_ledger.keys import Keypair
+from peergrid_ledger.keyspace import ROLE_CLOCK, ROLE_DSO
 from peergrid_ledger.tx import sign_tx
+
+# the roles `market.clock` takes (market_clock.set_clock); a new lab's genesis gives its clock key `clock` only
+CLOCK_ROLES = frozenset({ROLE_CLOCK, ROLE_DSO})
 
 
 def clock_epoch_ms(t0_s: float, first_interval: int, interval_s: float) -> int:
@@ -107,12 +112,16 @@ class ClockPoster:
 
 
 def clock_key(chains: Any) -> Keypair | None:
-    """The lab's clock key where its MGMC genesis settles by both and names it (role dso); None elsewhere, and
-    for a lab directory whose genesis was written before it did (its clock stays the genesis', t0 fixed)."""
+    """The lab's clock key where its MGMC genesis settles by both and names it with a role that posts the clock
+    (`clock`; `dso` in a lab directory whose genesis was written before that role, kept as written); None
+    elsewhere, and for a lab directory whose genesis was written before the key (its clock stays the
+    genesis', t0 fixed)."""
     doc = json.loads(chains.mgmc_genesis.read_text(encoding="utf-8"))
     if chains.clock is None or not doc.get("params", {}).get("settle_by_both"):
         return None
-    named = {bytes.fromhex(a["key"]) for a in doc.get("accounts", []) if "dso" in a.get("roles", ())}
+    named = {
+        bytes.fromhex(a["key"]) for a in doc.get("accounts", []) if CLOCK_ROLES & set(a.get("roles", ()))
+    }
     return chains.clock if chains.clock.public in named else None
 
 
