@@ -75,6 +75,13 @@ def test_the_lab_genesis_clock_key_posts_the_clock_and_nothing_the_dso_alone_may
     for kind, body in refused.items():
         result = chain.sign_and_submit(key, kind, body)
         assert isinstance(result, Rejected) and result.reason is Reason.FORBIDDEN, (kind, result)
+    # not authorised to trade: no exchange session of its own either (any authorised account may open one)
+    members = [k.public for k in chains.anonyms.values()]
+    deadline = genesis.time + 600_000
+    session = {"session": "day-1", "first_interval": 36, "members": members, "prices": [250_000_000], "rho": 5,
+               "deadline": deadline}  # fmt: skip
+    result = chain.sign_and_submit(key, "exchange.open", session)
+    assert isinstance(result, Rejected) and result.reason is Reason.NOT_AUTHORISED, result
     epoch = clock_epoch_ms(1003.0, 36, 6.0)
     assert chain.sign_and_submit(key, "market.clock", {"epoch_ms": epoch}).ok
     chain.seal()
