@@ -136,8 +136,10 @@ def test_a_trade_on_one_statement_reads_its_parties_and_its_disputed_siblings_co
     assert meters_read(agreed, b"cb1") == {c, b1}  # an agreed sibling takes its word: s no longer read
     vouching = [(b"sb1", {**trades[0][1], "statements": both, "vouch": {"delivered": 100}}), *trades[1:]]
     # agreed, waiting for the DSO's vouch (seller_vouched, R13 F2): both parties post (D2: the buyer's meter
-    # names its own shortfall)
-    assert readings_needed(vouching, s) == [b"sb1"] and readings_needed(vouching, b1) == [b"sb1"]
+    # names its own shortfall); and s posts for b1's dispute with c too (V4: was [b"sb1"] alone): the vouch is
+    # metered as a dispute, so b1's import is shared over both purchases by s's and c's meters
+    assert readings_needed(vouching, s) == [b"sb1", b"cb1"] and readings_needed(vouching, b1) == [b"sb1"]
+    assert meters_read(vouching, b"cb1") == {c, b1, s}
     settled = [(b"sb1", {**trades[0][1], "settlement": {"delivered": 100}}), *trades[1:]]
     assert readings_needed(settled, s) == [] and readings_needed(settled, b1) == []
 
@@ -145,7 +147,8 @@ def test_a_trade_on_one_statement_reads_its_parties_and_its_disputed_siblings_co
 def test_a_withheld_sellers_hold_is_disputed_for_its_siblings() -> None:
     """review16 M1: a withheld seller's hold (`vouch` with `release`) is one of its parties' disputed trades,
     settled or not (`metering.metered_as_dispute`), so resolving a sibling reads its buyer's meter and that
-    buyer posts for the sibling too; an ordinary agreement waiting for the DSO (no `release`) is not."""
+    buyer posts for the sibling too; and since V4 so is an ordinary agreement waiting for the DSO (no
+    `release`): the seller's vouches share its export by all their buyers' meters, whatever the order."""
     s, b1, b2, b3 = (bytes([k]) * 32 for k in range(1, 5))
     said = {"buyer": {"delivered": 0, "time": 1}}
     hold: dict[str, Any] = {"delivered": 100, "seller_short": 0, "buyer_short": 0, "until": 9, "basis": "withheld",
@@ -156,15 +159,19 @@ def test_a_withheld_sellers_hold_is_disputed_for_its_siblings() -> None:
         (b"sb2", {"seller": s, "buyer": b2, "statements": said, "vouch": hold, "settlement": None}),
         (b"sb3", {"seller": s, "buyer": b3, "statements": said, "vouch": agreed, "settlement": None}),
     ]
-    assert meters_read(trades, b"sb1") == {s, b1, b2}  # b2's hold shares s's export by b2's meter; not b3
+    # b2's hold shares s's export by b2's meter, and (V4: was not read) b3's agreement by b3's
+    assert meters_read(trades, b"sb1") == {s, b1, b2, b3}
     # the agreement's seller side shares with both holds
     assert meters_read(trades, b"sb3") == {s, b3, b1, b2}
-    assert readings_needed(trades, b2) == [b"sb1", b"sb2", b"sb3"] and readings_needed(trades, b3) == [b"sb3"]
+    # V4: b3 posts for the holds too (was [b"sb3"] alone: its agreement took s's export at its word)
+    assert readings_needed(trades, b2) == [b"sb1", b"sb2", b"sb3"]
+    assert readings_needed(trades, b3) == [b"sb1", b"sb2", b"sb3"]
     assert not counterparties_done(trades, b2)
     settled: list[tuple[bytes, dict[str, Any]]] = [
         (tid, {**t, "settlement": {"delivered": 50}}) if tid == b"sb2" else (tid, t) for tid, t in trades
     ]
-    assert meters_read(settled, b"sb1") == {s, b1, b2}  # a settled hold still shares (its settled figure)
+    # a settled hold still shares (its settled figure); V4: b3 too, as above
+    assert meters_read(settled, b"sb1") == {s, b1, b2, b3}
     assert readings_needed(settled, b2) == [b"sb1", b"sb3"]  # its own is settled; the siblings still read it
     done: list[tuple[bytes, dict[str, Any]]] = [
         (tid, {**t, "settlement": {"delivered": 50}}) for tid, t in trades

@@ -5,8 +5,8 @@ delivered and, only on a trade whose parties the DSO priced (`market_state.cover
 both in the interval), the buyer for its own shortfall (D2, dso-server `disputes._vouch`). Before, every buyer
 posted its readings for each vouched purchase, on an unpriced chain too, where the DSO never reads them. Now
 the edge asks its replica (`MgMetering.priced`, `pcc_readings.readings_needed`): an unpriced vouch's buyer
-posts nothing unless its seller has a disputed sale beside it (then the DSO shares the seller's export by each
-buyer's meter), a priced one's as before; the seller posts either way, and a withheld seller's hold
+posts nothing unless its seller has a disputed sale or (V4) another vouch beside it (then the DSO shares the
+seller's export by each buyer's meter), a priced one's as before; the seller posts either way, and a withheld seller's hold
 (`release`, metered as a dispute on both sides) has its buyer post priced or not.
 """
 
@@ -53,7 +53,20 @@ def test_an_unpriced_vouchs_buyer_posts_where_its_seller_has_a_disputed_sale_too
     make it count (/work/notes/d3/vouch_buyer_present.py: 200 with its readings, 266 without)."""
     disputed = {"buyer": {"delivered": 150, "time": 1}, "seller": {"delivered": 200, "time": 2}}
     sibling = (b"sc", {"seller": S, "buyer": C, "statements": disputed, "disputed": True, "settlement": None})
-    assert readings_needed([*vouched(), sibling], B, priced=lambda t: False) == [b"sb"]
+    # and for the dispute too (V4: was [b"sb"]): the vouch is metered as a dispute, so resolving sc shares
+    # S's export over both by B's meter as well as C's
+    assert readings_needed([*vouched(), sibling], B, priced=lambda t: False) == [b"sb", b"sc"]
+    other = (b"xc", {**sibling[1], "seller": bytes([9]) * 32})
+    assert readings_needed([*vouched(), other], B, priced=lambda t: False) == []
+
+
+def test_an_unpriced_vouchs_buyer_posts_where_its_seller_has_another_vouch() -> None:
+    """V4: two vouches of one seller share its export by their buyers' meters (`metering.metered_as_dispute`
+    counts every vouch), so each buyer posts for both, priced or not; a vouch of another seller does not make
+    it count (tests/dso/test_disputes_vouch_siblings.py: before, the DSO's settle order decided)."""
+    sibling = (b"sc", {"seller": S, "buyer": C, "statements": AGREED, "vouch": VOUCH, "settlement": None})
+    assert readings_needed([*vouched(), sibling], B, priced=lambda t: False) == [b"sb", b"sc"]
+    assert readings_needed([*vouched(), sibling], C, priced=lambda t: False) == [b"sb", b"sc"]
     other = (b"xc", {**sibling[1], "seller": bytes([9]) * 32})
     assert readings_needed([*vouched(), other], B, priced=lambda t: False) == []
 

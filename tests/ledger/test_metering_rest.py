@@ -175,10 +175,11 @@ def test_a_partys_settled_total_never_exceeds_its_meter_in_any_order(
 
 
 def test_which_trades_share_like_a_disputed_one() -> None:
-    """`metering.metered_as_dispute` (review16 M1): a dispute and a withheld seller's hold for good; a lone word
-    from when the DSO takes it up (`takeup.LONE_FROM` of the wait, never at an unknown time) and, once the DSO
-    settled it, for good; an agreement waiting for the DSO's vouch, one settled on the parties' word and a
-    lone word before it is taken up are not (they take at most what their statements can settle at)."""
+    """`metering.metered_as_dispute` (review16 M1): a dispute and any vouch (a withheld party's hold, and
+    since V4 an agreement waiting for the DSO's word) for good, settled or not; a lone word from when the DSO
+    takes it up (`takeup.LONE_FROM` of the wait, never at an unknown time) and, once the DSO settled it, for
+    good; one settled on the parties' word without a vouch and a lone word before it is taken up are not
+    (they take at most what their statements can settle at)."""
     word = {"buyer": {"delivered": 0, "time": 1_000}}
     lone = {"seller": b"s", "buyer": b"b", "statements": word, "deadline": 5_000, "settlement": None}
     vouch = {"delivered": 100, "seller_short": 0, "buyer_short": 0, "until": 9_000}
@@ -187,8 +188,14 @@ def test_which_trades_share_like_a_disputed_one() -> None:
     assert metered_as_dispute({**lone, "disputed": True})
     assert metered_as_dispute({**lone, "vouch": hold}) and metered_as_dispute({**lone, "vouch": hold}, 0)
     assert metered_as_dispute({**lone, "vouch": hold, "settlement": {**by_dso, "basis": "agreed"}})
-    assert not metered_as_dispute({**lone, "vouch": vouch}, 10**9)  # an agreement's vouch: its word bounds it
-    assert not metered_as_dispute({**lone, "vouch": vouch, "settlement": by_dso})
+    # V4: an agreement's vouch is one too, settled or not (it was not: each vouch took its seller's others at
+    # their agreements, so where the seller's meter fell short the one the DSO settled first, by trade id, got
+    # what the others left, whatever the buyers' meters showed; tests/dso/test_disputes_vouch_siblings.py)
+    agreement = {**lone, "vouch": vouch}
+    assert metered_as_dispute(agreement) and metered_as_dispute(agreement, 10**9)
+    assert metered_as_dispute({**agreement, "settlement": by_dso})
+    released = {**by_dso, "basis": "agreed"}  # the parties' repeat after `until`: the DSO did not vouch
+    assert metered_as_dispute({**agreement, "settlement": released})
     assert not metered_as_dispute(lone) and not metered_as_dispute(lone, 2_999)  # the other may still join
     assert metered_as_dispute(lone, 3_000) and metered_as_dispute(lone, 10**9)  # LONE_FROM: half the wait
     assert metered_as_dispute({**lone, "settlement": by_dso})  # settled by the meters: shared for good
@@ -200,4 +207,5 @@ def test_which_trades_share_like_a_disputed_one() -> None:
     assert metered_as_dispute({**lone, "settlement": repeated}) and metered_as_dispute(
         {**lone, "settlement": repeated}, 0
     )
-    assert not metered_as_dispute({**lone, "vouch": vouch, "settlement": repeated})
+    # V4: with a vouch it is one all the same (it was not: a vouch counted only with basis "withheld")
+    assert metered_as_dispute({**lone, "vouch": vouch, "settlement": repeated})

@@ -13,8 +13,8 @@ agreed quantities of the MG's trades on that side of the interval, floored, capp
 every counterparty is metered (else `trade_share`'s); `statements_take(quantity, settled, stated)` what a
 trade that is not disputed takes of its party's energy on the parties' word (what it settled at, or the most
 its statements can still settle it at) and `disputed_shares(energy, taken, trades, settled)` the party's
-disputed trades' (`metered_as_dispute`: a withheld seller's hold is one, and a lone or unrevealed trade
-once the DSO takes it up) `meter_shares` of what those left, so that a party's agreed and disputed trades of one
+disputed trades' (`metered_as_dispute`: any vouch - an agreement waiting for the DSO's word or a withheld
+party's hold - is one, and a lone or unrevealed trade once the DSO takes it up) `meter_shares` of what those left, so that a party's agreed and disputed trades of one
 interval never settle more than its meter shows (review12 F2), whatever order they settle in; and
 `commitment_intervals(window, commit_ms, max_gap_ms)` the commitment intervals whose readings may bracket the
 window's boundaries. `meters_read(trades, trade)` is whose PCC readings settling a disputed trade uses: the one
@@ -314,15 +314,22 @@ def commitment_intervals(window: tuple[int, int], commit_ms: int, max_gap_ms: in
 
 def metered_as_dispute(trade: Mapping[str, Any], now_ms: int | None = None) -> bool:
     """The trade is one of its parties' disputed trades: for good, settled or not, two statements that
-    disagreed (`disputed`) or a withheld party's hold (its `vouch` basis "withheld", `market_vouch`: a party
-    that committed and never revealed, its counterparty's lone word held at the quantity): a withheld
+    disagreed (`disputed`) or any trade on the DSO's vouch (`vouch`, genesis seller_vouched, `market_vouch`):
+    an agreement waiting for the DSO's word, or a withheld party's hold (basis "withheld": a party that
+    committed and never revealed, its counterparty's lone word held at the quantity). An agreement's vouch
+    (V4): the DSO settles it from its seller's meter, which its buyer's agreement does not bound either, so
+    taken at `statements_take` (its agreement, or what it settled at) beside a sibling vouch of the same
+    seller, the vouch the DSO settled first got what the others' agreements left of a short export (s sold
+    400 + 400, exported 500: 100 then 400 in trade-id order, whichever buyer's meter showed the energy;
+    tests/dso/test_disputes_vouch_siblings.py); shared by `disputed_shares`, the seller's vouches take its
+    export by their buyers' meters in any order, and `meters_read` names those buyers. A withheld
     seller's (with `release`) the DSO meters as a dispute in which the seller said nothing (dso-server
     `disputes`, review15 M4), a withheld buyer's from the seller's meter and, priced, the buyer's own
     shortfall from its import shared over its purchases (D3); at the chain's time `now_ms` (None:
     unknown, not these) one the DSO has taken up on one party's word, on two commitments nobody revealed, or
     on a statement whose counterparty kept its reveal back and nobody repeated (`takeup.takes_up`: from
     `LONE_FROM` of the wait, from the reveal deadline), which it meters the same way,
-    and for good once the DSO settled it (basis "dso", no `vouch`: nothing else the DSO settles has neither).
+    and for good once the DSO settled it (basis "dso"; a vouch it settled is one already).
     Why (review16 M1): what such a trade settles at is the meters', not bounded by a buyer's word, so taken at
     `statements_take` beside a sibling of the same crashed seller (held, or silent: never committed) it gave
     the seller's export wholly to whichever the DSO resolved first, and a buyer stating 0 always to the
@@ -332,16 +339,14 @@ def metered_as_dispute(trade: Mapping[str, Any], now_ms: int | None = None) -> b
     import between its holds by the DSO's order, and the buyer netted more withholding than revealing
     (tests/dso/test_dispute_withheld_buyer.py: -40,000 against -60,000 where both meters were read).
     And a withheld statement the stater's repeat settled at the contract's penalty (basis "withheld" without
-    a `vouch`, a chain without seller_vouched): for its parties' other trades it counts at what the meters
+    a `vouch`: a chain without seller_vouched): for its parties' other trades it counts at what the meters
     give it, like one the DSO took up (dso-server `dispute_shares.at_penalty`, review22 F2: taken at the
     penalty, a withheld buyer's 400 Wh used up its seller's metered 400 and a co-buyer that disputed
     settled at 0 below its own meter), so whose readings its siblings read must name its counterparty."""
-    if "disputed" in trade or (trade.get("vouch") or {}).get("basis") == "withheld":
-        return True
-    if (trade.get("settlement") or {}).get("basis") == "withheld" and "vouch" not in trade:
-        return True  # the stater's repeat at a withholder's penalty (review22 F2)
-    if (trade.get("settlement") or {}).get("basis") == "dso" and "vouch" not in trade:
-        return True
+    if "disputed" in trade or "vouch" in trade:
+        return True  # a vouch of either basis, settled or not (V4: an agreement's too)
+    if (trade.get("settlement") or {}).get("basis") in ("withheld", "dso"):
+        return True  # the stater's repeat at a withholder's penalty (review22 F2), or the DSO's settle
     return now_ms is not None and waits_for_dso(trade, now_ms) in UNSPOKEN and takes_up(trade, now_ms)
 
 
@@ -350,8 +355,8 @@ def meters_read(
 ) -> set[bytes]:
     """The anonyms whose PCC readings settling the disputed `trade` uses, among `trades` (its interval's latest
     closing, `query.trades`; empty when `trade` is not among them): its two parties' (their own energy), and
-    the counterparty of each of their other disputed trades on the same side (`metered_as_dispute`: a
-    withheld seller's hold too, and one on one party's word or on two unrevealed commitments at any time:
+    the counterparty of each of their other disputed trades on the same side (`metered_as_dispute`: any
+    vouch too, an agreement's or a withheld party's hold, and one on one party's word or on two unrevealed commitments at any time:
     the DSO takes it up later) - the buyer of a disputed sale of its seller, the seller of a disputed
     purchase of its buyer - whose meter proves what that trade took
     (`meter_shares`). A party's trades that are not disputed take what they settle at on the parties' word
