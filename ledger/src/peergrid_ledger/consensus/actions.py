@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .messages import Certificate, Evidence
+from .messages import Certificate, Evidence, SyncRequest
 
 ROUND_TIMER = "round"
 PROPOSE_TIMER = "propose"
@@ -33,10 +33,12 @@ class Broadcast:
 
 @dataclass(frozen=True, slots=True)
 class Send:
-    """Deliver to one replica, named by its public key (its sync topic)."""
+    """Deliver to one replica, named by its public key (its sync topic). `request`: the sync request `data`
+    encodes, for a driver that stamps it again when it actually goes out (`ChainReplica`)."""
 
     to: bytes
     data: bytes
+    request: SyncRequest | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -4,8 +4,9 @@ Promises: a synced block is committed only for the height being decided, with a 
 that height's authorities and a block `admission.check_block` accepts; the first block that fails either
 stops the batch (counted as `sync_bad_certificate` / `sync_invalid_block`). One request is in flight at a
 time (`sync.SyncPeers`); a full batch from a good peer pipelines the next request to it. A request is sent to
-the peer's sync topic only, carrying the time it was asked and the peer asked, so the replica serving it
-(`ChainReplica` with `sync_guard`) can refuse a captured copy replayed later or to another node.
+the peer's sync topic only, carrying the time it was asked (`Send.request`: a driver with a clock stamps it
+again as it goes out, after the commits of the batch that asked it) and the peer asked, so the replica serving
+it (`ChainReplica` with `sync_guard`) can refuse a captured copy replayed to it again or to another node.
 Assumes the engine (`engine.Engine`) owns the height's state and commits; these functions act on it and
 append to its actions. Must never commit a block whose certificate or contents it did not check.
 """
@@ -32,7 +33,7 @@ def request_sync(engine: Engine, peer: bytes) -> None:
         return
     engine.stats["sync_requests"] += 1
     request = SyncRequest(engine.s.height, engine.config.sync_batch, engine.now, target)
-    engine._out.append(Send(target, encode_wire(engine.chain_id, request)))
+    engine._out.append(Send(target, encode_wire(engine.chain_id, request), request))
     engine._out.append(SetTimer(Timer(SYNC_TIMER, engine.s.height, 0), engine.sync.busy_until))
 
 

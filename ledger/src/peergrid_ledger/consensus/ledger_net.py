@@ -3,15 +3,16 @@ in-memory network, for deterministic tests of the whole replica path (governance
 
 Promises: the same seed and calls give the same run; every envelope a replica publishes goes through
 `SimNetwork` (delay, loss, partitions) to the others' `ChainReplica.receive`, so envelope checks, mempool
-checks and the engine all run as in a daemon; virtual time is `genesis.time + 1000 + net.now` ms. A replica
-can be made `stale`: it ignores governance and keeps the genesis authority set (a revoked MGMC that goes on
-voting), so tests can check that what it sends is refused. Used by tests and tools; never by a daemon.
+checks and the engine all run as in a daemon; virtual time is `genesis.time + 1000 + net.now` ms, and a
+replica's clock that plus its `skew` (review23 F1). A replica can be made `stale`: it ignores governance and
+keeps the genesis authority set (a revoked MGMC that goes on voting), so tests can check that what it sends
+is refused. Used by tests and tools; never by a daemon.
 """
 
 from __future__ import annotations
 
 import random
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -64,8 +65,11 @@ class LedgerNet:
         config: EngineConfig = CONFIG,
         link: LinkModel | None = None,
         stale: Sequence[int] = (),
+        skew: Mapping[str, int] | None = None,
     ) -> None:
         self.genesis = genesis
+        self.skew = dict(skew or {})
+        """Replica name -> how far its clock runs ahead of the net's (ms; negative: behind)."""
         self.sim = SimNetwork(random.Random(seed))
         self.sim.link = link or LinkModel(2, 20)
         self.names = [f"n{i}" for i in range(len(node_keys))]
@@ -76,29 +80,40 @@ class LedgerNet:
         for i, (name, keypair) in enumerate(zip(self.names, node_keys, strict=True)):
             store = BlockStore.create(root / name, genesis)
             replica = ChainReplica(
-                store, keypair, config, _NetTransport(self, name), partial(self._schedule, name)
+                store,
+                keypair,
+                config,
+                _NetTransport(self, name),
+                partial(self._schedule, name),
+                clock=partial(self.now_of, name),
             )
             if i in stale:
                 replica.app.validators = _genesis_set(genesis)  # type: ignore[method-assign, assignment]
             replica.on_commit.append(self.committed[name].append)
             self.replicas[name] = replica
             self.sim.attach(name, partial(self._receive, name))
-        for replica in self.replicas.values():
-            replica.start(self.now)
+        for name, replica in self.replicas.items():
+            replica.start(self.now_of(name))
 
     @property
     def now(self) -> int:
         return self.genesis.time + 1000 + self.sim.now
 
+    def now_of(self, name: str) -> int:
+        """Replica `name`'s clock: the net's, set off by its `skew` (review23 F1)."""
+        return self.now + self.skew.get(name, 0)
+
     def _schedule(self, name: str, timer: Timer, at_ms: int) -> None:
-        self.sim.at(at_ms - self.genesis.time - 1000, partial(self._fire, name, timer))
+        self.sim.at(
+            at_ms - self.skew.get(name, 0) - self.genesis.time - 1000, partial(self._fire, name, timer)
+        )
 
     def _fire(self, name: str, timer: Timer) -> None:
         if self.sim.up[name]:
-            self.replicas[name].fire(timer, self.now)
+            self.replicas[name].fire(timer, self.now_of(name))
 
     def _receive(self, name: str, source: str, kind: str, data: bytes) -> None:
-        self.replicas[name].receive(kind, data, self.now)
+        self.replicas[name].receive(kind, data, self.now_of(name))
 
     def run(self, ms: int, step_ms: int = 20) -> None:
         """Advance virtual time by `ms`, flushing each replica's transaction gossip every `step_ms`."""

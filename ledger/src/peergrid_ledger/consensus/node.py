@@ -9,11 +9,12 @@ bounded before it is trusted: an envelope is parsed within its 5 items, and one 
 not know, or revoked on chain (`dropped_unknown-sender`, `dropped_revoked`), goes no further - its body is
 never decoded nor its signature checked; a member's body is decoded within an item budget (review21 F1).
 Sync requests are served as `sync_guard` allows (this node's sync topic only, dated, once, and a byte
-budget per requester: review21 F7). A transaction submitted here is gossiped again until it leaves the pool
+budget per requester: review21 F7; a requester's clock need not agree with ours: review23 F1), and stamped
+by `clock` as they go out. A transaction submitted here is gossiped again until it leaves the pool
 (`regossip.Regossip`: bounded back-off and batches, on the replica's own timer once started); one that
 arrives already pooled or in a block is counted as `tx_duplicate`, not refused. Assumes the wall clock (ms)
-is roughly synchronised between nodes (block times and sync requests are checked against it within the
-configured drift). Must never block the loop on the network.
+is roughly synchronised between nodes (block times are checked against it within the configured drift; sync
+requests only within `sync_guard.UNSEEN_MS`). Must never block the loop on the network.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from __future__ import annotations
 import logging
 from collections import Counter
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
 
 from .. import keys
@@ -47,7 +49,7 @@ from .node_loop import Node as Node  # re-exported: node_cli and tests import it
 from .node_loop import wall_ms as wall_ms
 from .regossip import REGOSSIP_MS, Regossip
 from .sigcache import SignatureCache
-from .sync_guard import SyncGuard
+from .sync_guard import MAX_REQUESTERS, SyncGuard
 from .transport import (
     BLOCK,
     CONSENSUS,
@@ -100,6 +102,7 @@ class ChainReplica:
         wal: FileWal | None = None,
         limits: MempoolLimits | None = None,
         regossip_ms: tuple[int, int] = REGOSSIP_MS,
+        clock: Callable[[], int] | None = None,
     ) -> None:
         self.store = store
         self.keypair = keypair
@@ -116,12 +119,11 @@ class ChainReplica:
         self._engine_logged: dict[str, int] = {}
         self.regossip = Regossip(self._arm_regossip, *regossip_ms)
         self.sync_guard = SyncGuard(
-            keypair.public,
-            window_ms=config.sync_retry_ms,
-            budget_bytes=config.max_sync_response_bytes,
-            max_age_ms=config.sync_retry_ms + config.max_future_drift_ms,
-            max_drift_ms=config.max_future_drift_ms,
+            keypair.public, window_ms=config.sync_retry_ms, budget_bytes=config.max_sync_response_bytes
         )
+        self.clock = clock
+        """Stamps our sync requests as they go out (`_perform`); None: the time of the event that asked."""
+        self._skew_logged: set[bytes] = set()
         self._started = False
 
     def start(self, now: int) -> None:
@@ -209,10 +211,29 @@ class ChainReplica:
         refusal = self.sync_guard.admit(requester, request, kind == SYNC, now)
         if refusal is not None:
             self._refused(refusal, f"from {requester.hex()[:16]}, from height {request.from_height}")
+            if refusal == "sync_refused_stale" and request.at_ms is not None:
+                self._log_skew(requester, request.at_ms - now)
             return
+        self._skew_logged.discard(requester)
         actions = self.engine.on_decoded(request, now, requester)
         self.sync_guard.served(requester, sum(len(a.data) for a in actions if isinstance(a, Send)))
         self._perform(actions)
+
+    def _log_skew(self, requester: bytes, offset_ms: int) -> None:
+        """Once per requester until it is served again: its clock is off, which no counter says (review23 F1)."""
+        if requester in self._skew_logged:
+            return
+        if len(self._skew_logged) >= MAX_REQUESTERS:
+            self._skew_logged.clear()
+        self._skew_logged.add(requester)
+        log.warning(
+            "%s: sync requests from %s refused for their date: its clock reads %+d ms from ours (taken up to "
+            "%d ms ahead, and as far behind from a requester not served lately); check its time sync",
+            self.chain,
+            requester.hex()[:16],
+            offset_ms,
+            self.sync_guard.unseen_ms,
+        )
 
     def _peek(self, body: bytes) -> WireMessage | None:
         """A known sender's consensus body, decoded before its signature is checked so that a vote or block
@@ -285,7 +306,11 @@ class ChainReplica:
                     self.chain, CONSENSUS, seal_envelope(self.chain, CONSENSUS, self.keypair, action.data)
                 )
             elif isinstance(action, Send):
-                envelope = seal_envelope(self.chain, SYNC, self.keypair, action.data)
+                data = action.data
+                if action.request is not None and action.request.at_ms is not None and self.clock is not None:
+                    at_ms = max(action.request.at_ms, self.clock())  # when it goes, after the batch's commits
+                    data = encode_wire(self.chain, replace(action.request, at_ms=at_ms))
+                envelope = seal_envelope(self.chain, SYNC, self.keypair, data)
                 self.transport.publish(self.chain, SYNC, envelope, to=action.to)
             elif isinstance(action, SetTimer):
                 self.schedule(action.timer, action.at_ms)

@@ -131,7 +131,7 @@ def build_node(settings: NodeSettings) -> tuple[Node, MqttTransport, list[BlockS
         )
         wal = FileWal(chain_settings.data_dir.parent / f"{chain_settings.data_dir.name}.wal")
         node.replicas[genesis.chain] = ChainReplica(
-            store, keypair, config, transport, node.schedule_for(genesis.chain), wal, limits
+            store, keypair, config, transport, node.schedule_for(genesis.chain), wal, limits, clock=node.clock
         )
     return node, transport, stores
 
