@@ -138,8 +138,15 @@ class EdgeLedger:
             wal_path = spec.data_dir.parent / f"{spec.data_dir.name}.wal"
             wal = FileWal(wal_path) if spec.wal_fsync else ProcessSafeWal(wal_path)
             limits = MempoolLimits(max_txs=50_000, rate_per_sender=1000.0, burst_per_sender=1000)
-            replica = ChainReplica(
-                store, keypair, config, self.transport, self._scheduler(spec.name), wal, limits
+            replica = ChainReplica(  # its clock stamps a sync request as it goes out (review23 F1)
+                store,
+                keypair,
+                config,
+                self.transport,
+                self._scheduler(spec.name),
+                wal,
+                limits,
+                clock=self.clock,
             )
             replica.on_commit.append(self._committed(spec.name))
             self.replicas[spec.name] = replica
