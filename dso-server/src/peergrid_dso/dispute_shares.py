@@ -3,10 +3,10 @@
 Promises: `Meters` reads each party of one market interval once per resolve (`sealed_readings.read_party`: its
 sealed leaves checked against the chain and its meter's signatures verified once, giving both its PCC energy on
 either side, or why not, and the tally of its readings a decision records) and gives a party's share of a disputed
-trade: what its trades that are not disputed (`metering.metered_as_dispute`: a withheld seller's or buyer's hold is
-disputed, and a lone or unrevealed trade the DSO took up by the chain's time) take on the parties' word comes off
-its energy first (`metering.statements_take`: what each settled at, or the most its statements can still settle it
-at), and its disputed trades share the rest
+trade: what its trades that are not disputed (`metering.metered_as_dispute`: any vouch - an agreement's, V4, or a
+withheld seller's or buyer's hold - is disputed, and a lone or unrevealed trade the DSO took up by the chain's
+time) take on the parties' word comes off its energy first (`metering.statements_take`: what each settled at,
+or the most its statements can still settle it at), and its disputed trades share the rest
 (`metering.disputed_shares`: `meter_shares` over all of them, the DSO's earlier settles among them, and a
 withheld statement at the contract's penalty by the meters, settled or not, whoever settled it: `at_penalty`,
 review22 F2; what a counterparty proves is its own energy pro rata to its agreed quantities,

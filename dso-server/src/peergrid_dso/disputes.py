@@ -149,7 +149,13 @@ trade the DSO took up: shared by the meters, never taken at a buyer's word, whic
 (review16 M1: a crashed seller's export went to one of its buyers by trade id, never to one stating 0); so
 is a withheld buyer's hold (its seller's lone word held at the quantity, no `release`), beside its buyer's
 other purchases and its seller's other sales (D3: at its seller's word, which bounds nothing it settles at,
-one seller's word moved the buyer's import between its holds, and withholding netted the buyer more).
+one seller's word moved the buyer's import between its holds, and withholding netted the buyer more); and so
+is an agreement's vouch, beside its seller's other vouches and its buyer's other purchases (V4): taken at its
+agreement, the vouch the DSO settled first got what the others' agreements left of a short export, in
+trade-id order (s sold 400 + 400 and exported 500: 100 then 400, whichever buyer's meter showed the energy);
+now shared by the buyers' meters, 250/250 or 400/100 as they show, in either order (tests/dso/
+test_disputes_vouch_siblings.py). A vouch waits for its sibling vouches' buyers' readings (above), never for
+their settles, so two vouches never wait for each other.
 A revealed statement whose counterparty committed and kept its reveal back, which nobody repeated by the
 reveal deadline (`takeup` "withheld", D4: before, it stayed open for ever and a sibling took it at that
 statement), is settled as the stater's repeat would: with seller_vouched as the hold the repeat makes
@@ -163,8 +169,8 @@ seller's metered 400 and the co-buyer that disputed settled at 0 below its own m
 of -40,000, paid by the honest seller; before D5 that was one of two arrival orders). Its seller may so be
 paid for more Wh than it exported, the excess the withholder's penalty, as beside an agreed sibling.
 Only disputed (or lone-statement, unrevealed, withheld, or vouching) trades come here; a party's trades of one interval that its counterparties agreed settle at
-the edge's pro-rata statement. What those take comes off the party's energy before its disputed trades share
-it (review12 F2: agreed pro rata beside disputed by the meters, a seller that exported 500 Wh settled 583):
+the edge's pro-rata statement (without seller_vouched: with it every agreement is a vouch, shared as
+above). What those take comes off the party's energy before its disputed trades share it (review12 F2: agreed pro rata beside disputed by the meters, a seller that exported 500 Wh settled 583):
 settled, what each settled at; not settled yet, the most its statements can still settle it at (the lower of
 two, a lone one, or its quantity before any word), so one that agrees after the DSO settled still fits in the
 meter. Such a trade is waited for until the dispute's deadline like an unmetered counterparty (the DSO node
