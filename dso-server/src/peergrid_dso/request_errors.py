@@ -97,7 +97,7 @@ class FiniteJsonBodies:
             size += len(message.get("body", b""))
             complete = not message.get("more_body", False)
         if complete and (found := non_finite(b"".join(m.get("body", b"") for m in messages))) is not None:
-            _count(scope, found)
+            count_malformed(scope, f"body holds {found}, not a finite number")
             await finite_number_response(found)(scope, receive, send)
             return
         await self.app(scope, _replay(messages, receive), send)
@@ -112,15 +112,14 @@ def _replay(messages: list[Message], receive: Receive) -> Receive:
     return replayed
 
 
-def _count(scope: Scope, found: str) -> None:
-    app = scope.get("app")
-    console = getattr(getattr(app, "state", None), "console", None)
+def count_malformed(scope: Scope, what: str) -> None:
+    """A refused request body counted `malformed` in the console's security log (where the app has a console),
+    named by its method, path and `what`; the body-size limit (`auth.body_limit`) counts its refusals here too."""
+    console = getattr(getattr(scope.get("app"), "state", None), "console", None)
     if console is not None:
         client = scope.get("client")
         console.security.refuse(
-            "malformed",
-            f"{scope['method']} {scope['path']}: body holds {found}, not a finite number",
-            client=client[0] if client else "-",
+            "malformed", f"{scope['method']} {scope['path']}: {what}", client=client[0] if client else "-"
         )
 
 

@@ -19,6 +19,7 @@ from starlette.exceptions import HTTPException
 from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from peergrid_dso.request_errors import count_malformed
 from peergrid_dso.routes.disputes import MAX_LEAF_HEX, MAX_LEAVES
 
 MAX_BODY = 16 * 1024
@@ -89,11 +90,4 @@ def _refusal(limit: int) -> JSONResponse:
 
 
 def _count(scope: Scope, limit: int, how: str) -> None:
-    console = getattr(getattr(scope.get("app"), "state", None), "console", None)
-    if console is not None:
-        client = scope.get("client")
-        console.security.refuse(
-            "malformed",
-            f"{scope['method']} {scope['path']}: body over {limit} bytes ({how})",
-            client=client[0] if client else "-",
-        )
+    count_malformed(scope, f"body over {limit} bytes ({how})")
