@@ -131,8 +131,9 @@ def readings_needed(
     (`_buyer_read`, D2/D3; `priced` None: not known, it posts), both for a withheld seller's hold (review15
     M4). Whose readings the DSO reads is `metering.meters_read`'s (dso-server `disputes.read_nodes` alike):
     the parties', and `me`'s where `me`'s own purchase from the trade's seller, or sale to its buyer, is
-    disputed too (`metering.metered_as_dispute`: a withheld party's hold is, review16 M1, D3); an agreed one
-    settles on the parties' word and its counterparty's meter is not read."""
+    disputed too (`metering.metered_as_dispute`: any vouch is - an agreement's, V4 9074113, or a withheld
+    party's hold, review16 M1, D3); without seller_vouched an agreed one settles on the parties' word and its
+    counterparty's meter is not read."""
     trades = list(trades)
     return [
         tid
