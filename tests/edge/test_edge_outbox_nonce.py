@@ -15,6 +15,7 @@ import asyncio
 import hashlib
 import json
 import logging
+import shutil
 import time
 from pathlib import Path
 from types import SimpleNamespace
@@ -23,7 +24,7 @@ from typing import Any
 import pytest
 
 from peergrid_edge.daemon import EdgeDaemon
-from peergrid_edge.link import MqttLink, NonceTaken
+from peergrid_edge.link import MqttLink, NonceTaken, Refused
 from peergrid_edge.replicas import ChainSpec, EdgeLedger, LedgerTxSink
 from peergrid_edge.store import EdgeStore
 from peergrid_ledger import keyspace
@@ -155,3 +156,100 @@ def test_the_sink_names_a_taken_nonce_and_an_earlier_signing_of_the_same_commitm
     again, taken = run(second, after_restart)
     assert again and taken.next_nonce == 2
     assert not committed(second, 2) and not committed(second, 3)
+
+
+def test_a_store_restored_from_a_backup_taken_while_an_interval_was_open_drains_its_outbox(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """R24 F1: the restored store seals the interval open at backup time again from fewer readings - another
+    root at the same nonce. The chain holds that interval for this key already: done, one WARNING, never renumbered
+    into a `duplicate` refusal retried every round (which held back every later commitment)."""
+    caplog.set_level(logging.WARNING)
+    ledger = ledger_at(tmp_path)
+    got: dict[str, Any] = {}
+
+    async def body() -> None:
+        old = EdgeStore(tmp_path / "edge.db")
+        old.add_reading(1, b"reading-1a")
+        old.close()
+        shutil.copytree(tmp_path / "edge.db", tmp_path / "backup.db")  # interval 1 open, one reading
+        old = EdgeStore(tmp_path / "edge.db")
+        old.add_reading(1, b"reading-1b")
+        old.seal(1)
+        await daemon(ledger, old)._submit_pending()
+        assert committed(ledger, 1)
+        old.close()
+        shutil.rmtree(tmp_path / "edge.db")
+        shutil.copytree(tmp_path / "backup.db", tmp_path / "edge.db")  # the operator restores the backup
+        store = EdgeStore(tmp_path / "edge.db")
+        store.seal(1)  # one reading: another root than the committed one
+        sealed(store, 2)
+        outbox = daemon(ledger, store)
+        await outbox._submit_pending()
+        got["after one round"] = (store.queued(), committed(ledger, 2))
+        sealed(store, 3)
+        await outbox._submit_pending()
+        got["later"] = (store.queued(), committed(ledger, 3))
+        store.close()
+
+    run(ledger, body)
+    assert got["after one round"] == (0, True) and got["later"] == (0, True)
+    warned = [
+        r.getMessage() for r in caplog.records if "committed already with another root" in r.getMessage()
+    ]
+    assert len(warned) == 1 and "interval 1 " in warned[0] and "proofs will fail" in warned[0]
+    assert not any("lost its nonce" in r.getMessage() for r in caplog.records)
+
+
+def test_a_final_refusal_is_dropped_once_and_the_commitments_after_it_land(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A refusal the chain never takes back (here `malformed`: readings past the schema's bound) is not retried
+    as if islanded: the sink raises `Refused`, the outbox logs it once, drops it and moves the ones after it
+    down into its unused nonce."""
+    caplog.set_level(logging.WARNING)
+    ledger = ledger_at(tmp_path)
+    store = EdgeStore(tmp_path / "edge.db")
+    sealed(store, 1, 2)
+    (bad, _) = store.pending()
+    got: dict[str, Any] = {}
+
+    async def body() -> None:
+        sink = LedgerTxSink(ledger)
+        raw = sign_tx(
+            NODE, CHAIN, bad.kind, bad.nonce, int(time.time() * 1000), {**bad.body, "readings": 10**7}
+        )
+        with pytest.raises(Refused) as refused:
+            await sink.submit(raw.raw, 5.0)
+        got["refused"] = refused.value
+        outbox = daemon(ledger, store)
+        real = outbox.tx_sink
+        calls: list[int] = []
+
+        class FirstRefused:  # the real sink, except the first entry carries the body the chain refuses
+            async def submit(self, raw: bytes, timeout_s: float) -> bool:
+                calls.append(1)
+                if len(calls) == 1:
+                    raise Refused(str(got["refused"]), ledger.next_nonce("mgmc", NODE.public))
+                return await real.submit(raw, timeout_s)
+
+        outbox.tx_sink = FirstRefused()
+        await outbox._submit_pending()
+        got["after drop"] = [(q.seq, q.nonce) for q in store.pending()]
+        await outbox._submit_pending()
+        sealed(store, 3)
+        got["next seal"] = [q.nonce for q in store.pending()]
+        calls.clear()  # interval 3, the last queued, refused: nothing after it, the next seal takes its nonce
+        await outbox._submit_pending()
+        sealed(store, 4)
+        got["after the last"] = [q.nonce for q in store.pending()]
+        await outbox._submit_pending()
+
+    run(ledger, body)
+    assert str(got["refused"]).startswith("malformed") and got["refused"].next_nonce == 1
+    assert got["after drop"] == [(2, 1)] and got["next seal"] == [2] and got["after the last"] == [2]
+    assert store.queued() == 0 and committed(ledger, 2) and committed(ledger, 4)
+    assert not committed(ledger, 1) and not committed(ledger, 3)
+    dropped = [r.getMessage() for r in caplog.records if "for good" in r.getMessage()]
+    assert len(dropped) == 2 and "interval 1 is never" in dropped[0] and "interval 3 is" in dropped[1]
+    store.close()

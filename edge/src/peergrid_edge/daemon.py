@@ -33,7 +33,7 @@ from peergrid_edge.clock import Clock, SystemClock
 from peergrid_edge.config import EdgeSettings
 from peergrid_edge.dispatch import Schedule, decide
 from peergrid_edge.drivers import Driver, make_driver
-from peergrid_edge.link import MqttLink, MqttTxSink, NonceTaken, TxSink
+from peergrid_edge.link import MqttLink, MqttTxSink, NonceTaken, Refused, TxSink
 from peergrid_edge.meter_signed import meter_signed
 from peergrid_edge.metrics import Histogram, serve_metrics
 from peergrid_edge.notify import Notifier
@@ -303,6 +303,12 @@ class EdgeDaemon:
                             "signed again from nonce %d", queued.kind, queued.seq, lost, moved - 1,
                             lost.next_nonce)  # fmt: skip
                 return  # the next round signs them at their new nonces
+            except Refused as refused:  # never lands: retried, it would hold back all queued after it
+                log.error("outbox: the chain refused the %s of seq %d for good (%s): dropped, interval %s is never "
+                          "committed", queued.kind, queued.seq, refused, queued.body.get("interval"))  # fmt: skip
+                self.store.mark_submitted(queued.seq)
+                self.store.renumber(queued.seq + 1, refused.next_nonce)
+                return  # the next round signs the rest at their nonces, moved down into the unused one
             if not taken:
                 return  # islanded: keep it queued, retry in order next round
             self.store.mark_submitted(queued.seq)

@@ -147,9 +147,18 @@ class NonceTaken(Exception):
         self.next_nonce = next_nonce
 
 
+class Refused(Exception):
+    """A sink's word that the chain refused this transaction for good (a refusal it never takes back, e.g.
+    `duplicate`): retrying it as if islanded would hold back everything queued after it, so the outbox drops it."""
+
+    def __init__(self, reason: str, next_nonce: int) -> None:
+        super().__init__(reason)
+        self.next_nonce = next_nonce  # the ones queued after it move down to it: its nonce was never used
+
+
 class TxSink(Protocol):
     """Where the outbox hands a signed transaction; True means "taken, move the cursor on"; it may raise
-    `NonceTaken` (one that knows the chain: `replicas.LedgerTxSink`)."""
+    `NonceTaken` or `Refused` (one that knows the chain: `replicas.LedgerTxSink`)."""
 
     async def submit(self, raw: bytes, timeout_s: float) -> bool: ...
 

@@ -27,8 +27,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from peergrid_edge.link import MqttLink, NonceTaken
-from peergrid_ledger import codec, keys
+from peergrid_edge.link import MqttLink, NonceTaken, Refused
+from peergrid_ledger import codec, keys, query
 from peergrid_ledger.block import decode_block
 from peergrid_ledger.consensus.actions import Committed, Timer
 from peergrid_ledger.consensus.app import Accepted
@@ -38,6 +38,7 @@ from peergrid_ledger.consensus.mempool import MempoolLimits
 from peergrid_ledger.consensus.node import ChainReplica, FileWal
 from peergrid_ledger.consensus.node_cli import load_genesis, open_store
 from peergrid_ledger.consensus.transport import BLOCK, CONSENSUS, SYNC, TX, topic
+from peergrid_ledger.results import Reason
 from peergrid_ledger.store import BlockStore
 from peergrid_ledger.tx import decode_tx, sign_tx
 
@@ -75,6 +76,12 @@ class Submission:
 LANDED = Submission(True)
 NONCE_TAKEN = "nonce-taken"
 """Another transaction of the same sender landed with this one's nonce: this one never will (sign it again)."""
+FINAL_REFUSALS = tuple(
+    r.value
+    for r in (Reason.DUPLICATE, Reason.INVALID, Reason.MALFORMED, Reason.RULE_VIOLATION, Reason.FORBIDDEN)
+)
+"""Contract refusals the chain never takes back: the same transaction signed again is refused again (`invalid`
+also covers `invalid-evidence`). Others (nonce, time, authorisation) may pass at a later signing."""
 
 
 class ProcessSafeWal(FileWal):
@@ -365,9 +372,37 @@ class LedgerTxSink:
         self.ledger, self.role = ledger, role
 
     async def submit(self, raw: bytes, timeout_s: float) -> bool:
-        """Taken once in a final block; `NonceTaken` where another transaction of the sender holds its nonce."""
+        """Taken once in a final block, or where the chain already holds this key's commitment of its interval
+        (`_held`: before renumbering and on a refusal); `NonceTaken` where another transaction of the sender
+        holds its nonce; `Refused` where the chain refused it for good (`FINAL_REFUSALS`)."""
+        tx = decode_tx(raw)
+        if self._held(tx):
+            return True
         outcome = await self.ledger.submit(self.role, raw, timeout_s)
+        if outcome.landed:
+            return True
+        if self._held(tx):
+            return True
         if outcome.reason.startswith(NONCE_TAKEN):
-            sender = decode_tx(raw).sender
-            raise NonceTaken(outcome.reason, self.ledger.next_nonce(self.role, sender))
-        return outcome.landed
+            raise NonceTaken(outcome.reason, self.ledger.next_nonce(self.role, tx.sender))
+        if outcome.final and outcome.reason.startswith(FINAL_REFUSALS):
+            raise Refused(outcome.reason, self.ledger.next_nonce(self.role, tx.sender))
+        return False
+
+    def _held(self, tx: Any) -> bool:
+        """A der_commitment whose interval the chain already holds for this sender is done (R24 F1: a store
+        restored from a backup seals the interval open at backup time again from fewer readings - another root
+        the chain refuses as `duplicate` at any nonce). Same root: it landed. Another root: one WARNING."""
+        if tx.kind != "der_commitment":
+            return False
+        interval = tx.body["interval"]
+        held = query.der_commitment(self.ledger.state(self.role), tx.sender, interval)
+        if held is None:
+            return False
+        if held["root"] != tx.body["root"]:
+            log.warning(
+                "%s chain: interval %d is committed already with another root (%d readings on chain, %d stored): "
+                "this store's readings of interval %d are not the committed ones, their proofs will fail; "
+                "not sent again", self.role, interval, held["readings"], tx.body["readings"], interval,
+            )  # fmt: skip
+        return True

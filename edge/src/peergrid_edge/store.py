@@ -183,11 +183,12 @@ class EdgeStore:
         restored from a backup, or started afresh, behind the chain: `link.NonceTaken`), so at those they would
         never land, and an outbox retrying them would hold every later commitment back. Returns how many."""
         entries = [q for q in self.pending() if q.seq >= seq]
-        last = _int(self.db.get(META_NONCE))
         with self.db.write_batch(sync=True) as batch:
             for i, q in enumerate(entries):
                 batch.put(OUTBOX + _u64(q.seq), encode({"body": q.body, "kind": q.kind, "nonce": first + i}))
-            batch.put(META_NONCE, _u64(max(last, first + len(entries) - 1)))
+            # the last entry's nonce is the store's last, also lower: the ones after a dropped refusal (none, or
+            # more) move down into its unused nonce, `first`, and the next seal follows them without a gap
+            batch.put(META_NONCE, _u64(first + len(entries) - 1))
         return len(entries)
 
     def queued(self) -> int:
