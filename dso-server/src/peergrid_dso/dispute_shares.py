@@ -9,7 +9,7 @@ time) take on the parties' word comes off its energy first (`metering.statements
 or the most its statements can still settle it at), and its disputed trades share the rest
 (`metering.disputed_shares`: `meter_shares` over all of them, the DSO's earlier settles among them, and a
 withheld statement at the contract's penalty by the meters, settled or not, whoever settled it: `at_penalty`,
-review22 F2; what a counterparty proves is its own energy pro rata to its agreed quantities,
+review22 F2, as is a vouch, review24 F2; what a counterparty proves is its own energy pro rata to its agreed quantities,
 `metering.pro_rata`), so its agreed
 and disputed trades together never settle more than its meter shows (review12 F2: 583 Wh for an export of
 500). With the share come the counterparties to wait for until the dispute's deadline: those of its disputed
@@ -216,7 +216,13 @@ def _settled(trade: Mapping[str, Any]) -> int | None:
 def _standing(trade: Mapping[str, Any], now: int | None, seller_vouched: bool) -> int | None:
     """What a party's disputed sibling stands at in its share: what it settled at, None while the meters still
     decide it; and None too for a withheld statement at the contract's penalty (`at_penalty`), settled or
-    not: the meters decide what it took of the party's energy, the penalty is that trade's own money."""
+    not: the meters decide what it took of the party's energy, the penalty is that trade's own money; and
+    None for a vouch, settled or not (review24 F2): its settled figure is its seller's share, by the seller's
+    meter, so on its buyer's side it would stand at the other party's figure and a buyer with vouches from two
+    sellers got a shortfall on the later one that depended on which the DSO settled first (396 or 364 Wh).
+    At the meters' joint figure every vouch counts alike for both its parties, in any order."""
+    if "vouch" in trade:
+        return None
     return None if at_penalty(trade, now, seller_vouched) else _settled(trade)
 
 
