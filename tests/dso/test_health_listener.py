@@ -65,8 +65,10 @@ def test_a_report_after_a_poisonous_one_is_still_taken(
             publish(json.dumps({"node": "mgmc-1", "devices": [], "at": 2.0}))  # the planted bug
             publish(json.dumps({"node": "mgmc-1", "devices": [], "at": 3.0}))
             assert wait_until(lambda: report_at(board) == 3.0)
-        assert listener.client._thread is not None and listener.client._thread.is_alive()
+        alive = listener.health()  # its network loop runs on, and still hears
+        assert alive["alive"] and alive["state"] == "listening"
         assert board.snapshot()["dropped"] == 2
+        assert (alive["dropped"], alive["malformed"]) == (2, 1)  # the '[' malformed, the planted bug not
         assert any("ingest raised" in r.getMessage() and r.exc_info for r in caplog.records)
     finally:
         publisher.loop_stop()

@@ -3,7 +3,10 @@
 Promises: `create_app(settings)` builds nothing at import time; heavy objects (MQTT listener, the network
 model, the DSO services, and with a `loop:` section the closed loop's DSO node with its ledger replicas and
 relays) are made in `lifespan`, stored on `app.state` and reached through `Depends`, and stopped with it.
-`GET /api/health` says `ok` (with a loop, `degraded` once its node died), and with a loop its section: the
+`GET /api/health` says `ok`, or `degraded` when the health listener does not hear the feeder (its section
+`health_listener`, `health_listener.listener_health`: dead, disconnected, its subscription not granted, or
+silent past the config's `health_listener.silent_after_s`; with its counts of reports taken, malformed and
+dropped) or, with a loop, once its node died; and with a loop its section: the
 node `running`, the `interval` it works on, and what is final of its start's postings (`live.readiness`):
 `enrolled` (the MGs enrolled on the DSO chain), `pricing` and `tariffs_through` (the last interval through
 which every MG's cover prices are final on the MGMC chain, or null), and where the node posts connection
@@ -24,6 +27,7 @@ from fastapi.responses import HTMLResponse
 
 from peergrid_dso.config import DsoSettings
 from peergrid_dso.services.health import MqttHealthListener, NodeBoard
+from peergrid_dso.services.health_listener import listener_settings
 
 
 def get_board(request: Request) -> NodeBoard:
@@ -36,10 +40,14 @@ def create_app(settings: DsoSettings, *, listen: bool = True) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         app.state.settings = settings
         app.state.board = NodeBoard(settings.feeder)
-        listener = None
+        listener = app.state.health_listener = None
         if listen:
-            listener = MqttHealthListener(
-                app.state.board, settings.broker.host, settings.broker.port, f"{settings.node_id}-health"
+            listener = app.state.health_listener = MqttHealthListener(
+                app.state.board,
+                settings.broker.host,
+                settings.broker.port,
+                f"{settings.node_id}-health",
+                silent_after_s=listener_settings(settings).silent_after_s,
             )
             if (tls := settings.broker.tls()) is not None:  # the pilot's broker: TLS, the DSO's certificate
                 tls.apply(listener.client)
@@ -82,10 +90,16 @@ def create_app(settings: DsoSettings, *, listen: bool = True) -> FastAPI:
     def health(request: Request) -> dict[str, Any]:
         s: DsoSettings = request.app.state.settings
         doc: dict[str, Any] = {"status": "ok", "node": s.node_id, "feeder": s.feeder}
+        listener = getattr(request.app.state, "health_listener", None)
+        if listener is not None:  # a listener that hears nothing leaves every node view stale
+            doc["health_listener"] = listener.health()
+            if not doc["health_listener"]["ok"]:
+                doc["status"] = "degraded"
         loop = getattr(request.app.state, "loop", None)
         if loop is not None:  # the closed loop's DSO node: a dead one is not a healthy DSO
             doc["loop"] = {"running": loop.running, "interval": loop.node.loop.current}
-            doc["status"] = "ok" if loop.running else "degraded"
+            if not loop.running:
+                doc["status"] = "degraded"
             # what is final of its start's postings: the MGs enrolled (DSO chain), the cover priced and the
             # connection capacities standing (MGMC chain); left out while the node cannot say (not running, or too busy to answer in time: half a
             # second, well within a poller's patience, so a node busy at its start still shows it runs)

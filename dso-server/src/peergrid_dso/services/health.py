@@ -3,29 +3,27 @@
 Promises: `NodeBoard.ingest(topic, payload)` accepts only well-formed health reports on
 `peergrid/<feeder>/health/<node>` whose body names the same node and nests at most `MAX_HEALTH_DEPTH`
 deep; anything else (bad UTF-8 or JSON, nesting that exhausts the decoder's recursion, an integer past
-Python's digit limit) is counted as dropped and never raises. Thread-safe (paho delivers on its own
-thread). Holds no sockets itself: `MqttHealthListener` is the I/O shell that feeds it; a report that
-still makes `ingest` raise (a bug) is logged and counted there, never allowed to end paho's network
-thread - one node's message must not stop the DSO hearing every other node.
+Python's digit limit) is counted as malformed (and dropped) and never raises. Thread-safe (paho delivers on
+its own thread). `counts()` gives how many reports it took, refused as malformed, and dropped in all (the
+malformed and those the listener dropped because `ingest` raised: `drop`). Holds no sockets itself:
+`health_listener.MqttHealthListener` (re-exported here) is the I/O shell that feeds it and says whether it
+still hears the feeder.
 """
 
 from __future__ import annotations
 
 import json
-import logging
 import threading
 import time
 from dataclasses import dataclass, field
 from typing import Any
 
-import paho.mqtt.client as mqtt
-from paho.mqtt.enums import CallbackAPIVersion
+from peergrid_dso.services.health_listener import MqttHealthListener as MqttHealthListener
 
 MAX_HEALTH_BYTES = 64 * 1024
 # A report is a few levels deep (report -> devices -> device -> value); a stored report nested hundreds
 # deep would pass json.loads and then fail every view that re-encodes it (GET /api/nodes, the console).
 MAX_HEALTH_DEPTH = 16
-log = logging.getLogger("peergrid_dso.health")
 
 
 @dataclass
@@ -33,34 +31,47 @@ class NodeBoard:
     feeder: str
     nodes: dict[str, dict[str, Any]] = field(default_factory=dict)
     dropped: int = 0
+    malformed: int = 0  # of `dropped`: refused by `ingest` itself
+    taken: int = 0
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def ingest(self, topic: str, payload: bytes, *, received_at: float | None = None) -> bool:
         parts = topic.split("/")
         if len(parts) != 4 or parts[0] != "peergrid" or parts[1] != self.feeder or parts[2] != "health":
-            return self.drop()
+            return self._refuse()
         if len(payload) > MAX_HEALTH_BYTES:
-            return self.drop()
+            return self._refuse()
         try:
             report = json.loads(payload)
         except (ValueError, RecursionError):  # UnicodeDecodeError and JSONDecodeError are ValueErrors
-            return self.drop()
+            return self._refuse()
         if (
             _too_deep(report)
             or not isinstance(report, dict)
             or report.get("node") != parts[3]
             or not isinstance(report.get("devices"), list)
         ):
-            return self.drop()
+            return self._refuse()
         with self._lock:
             self.nodes[parts[3]] = {"received_at": received_at or time.time(), "report": report}
+            self.taken += 1
         return True
 
+    def _refuse(self) -> bool:
+        with self._lock:
+            self.malformed += 1
+        return self.drop()
+
     def drop(self) -> bool:
-        """Count one report refused (also by the listener, for a report that made `ingest` raise)."""
+        """Count one report dropped (also by the listener, for a report that made `ingest` raise)."""
         with self._lock:
             self.dropped += 1
         return False
+
+    def counts(self) -> dict[str, int]:
+        """Reports taken, refused as malformed, and dropped in all (malformed or making `ingest` raise)."""
+        with self._lock:
+            return {"taken": self.taken, "malformed": self.malformed, "dropped": self.dropped}
 
     def snapshot(self) -> dict[str, Any]:
         with self._lock:
@@ -80,43 +91,3 @@ def _too_deep(value: Any) -> bool:
         if not level:
             return False
     return any(isinstance(item, (dict, list)) for item in level)
-
-
-class MqttHealthListener:
-    """Subscribes to every node's health topic on the feeder's broker and feeds a NodeBoard."""
-
-    def __init__(self, board: NodeBoard, host: str, port: int, client_id: str) -> None:
-        self.board = board
-        self.client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id)
-        self.client.on_connect = self._on_connect
-        self.client.on_message = self._on_message
-        self.client.reconnect_delay_set(min_delay=1, max_delay=30)
-        # paho re-raises a callback's exception out of its network thread, which then ends for good (the
-        # board keeps its last reports forever). `_on_message` catches its own; this keeps any other
-        # callback's from doing the same (paho then logs it to the logger below).
-        self.client.suppress_exceptions = True
-        self.client.enable_logger(logging.getLogger("peergrid_dso.health.paho"))
-        self.host, self.port = host, port
-
-    def _on_message(self, _client: mqtt.Client, _userdata: Any, msg: mqtt.MQTTMessage) -> None:
-        try:
-            self.board.ingest(msg.topic, bytes(msg.payload))
-        except Exception:
-            self.board.drop()
-            log.exception(
-                "health report on %s (%d bytes) dropped: ingest raised", msg.topic, len(msg.payload)
-            )
-
-    def _on_connect(
-        self, client: mqtt.Client, _u: object, _f: object, reason: Any, _p: object = None
-    ) -> None:
-        if not reason.is_failure:
-            client.subscribe(f"peergrid/{self.board.feeder}/health/+", qos=0)
-
-    def start(self) -> None:
-        self.client.connect_async(self.host, self.port, keepalive=30)
-        self.client.loop_start()
-
-    def stop(self) -> None:
-        self.client.loop_stop()
-        self.client.disconnect()
