@@ -20,8 +20,8 @@ until t0, for the DSO's health to show every MG enrolled, (where it prices the c
 priced for all and (where its config names connection capacities) every capacity standing from the first interval
 (`dso_ready.wait_postings`); not final by t0, it raises `TestbedError` with the one line saying what was
 missing (`dso_ready.unposted`), as for a late DSO. The start's times, how far t0 moved and what was final
-when go to `<records>/start.json` (`StartTimes`). `poll` reads the records the nodes append and returns one
-summary line per finished interval. Never edits files the nodes write; reads them only.
+when go to `<records>/start.json` (`StartTimes`). Following the run (`poll`, `finished`,
+`progress_bar`) is `closedloop_follow`'s, here as methods for the testbed. Never edits files the nodes write.
 """
 
 from __future__ import annotations
@@ -37,6 +37,7 @@ from typing import Any
 
 import yaml
 
+from peergrid_sim import closedloop_follow as follow
 from peergrid_sim.broker import LOOPBACK, BrokerError
 from peergrid_sim.closedloop import (
     LabChains,
@@ -47,10 +48,7 @@ from peergrid_sim.closedloop import (
     edge_devices,
     lab_meter_seed,
     meter_keys,
-    pacing,
-    pacing_text,
     pcc_meter_seeds,
-    quiesced,
     settles_by_both,
 )
 from peergrid_sim.dso_ready import (
@@ -68,16 +66,6 @@ from peergrid_sim.dso_ready import (
 )
 from peergrid_sim.lab_clock import clock_key, clock_posted
 from peergrid_sim.processes import TestbedError, tool
-from peergrid_sim.report import json_lines
-
-
-def rebargained(rec: dict[str, Any]) -> str:
-    """' | rebargained xN (mg5 mg4)' when the DSO's contracts had the interval re-bargained (design step 6)."""
-    rounds = rec.get("rebargain") or []
-    if not rounds:
-        return ""
-    addressed = list(dict.fromkeys(a["mg"] for a in rec.get("adjustments", []) if "mg" in a))
-    return f" | rebargained x{len(rounds)} ({' '.join(addressed)})"
 
 
 @dataclass
@@ -364,68 +352,18 @@ class ClosedLoop:
             request.unlink()
         return done
 
-    # --- following it ----------------------------------------------------------------------------------
+    # --- following it (closedloop_follow) ----------------------------------------------------------------
 
     def poll(self, bed: Any, force: bool = False) -> list[str]:
-        records = self.records_dir(bed)
-        dso = json_lines(records / "dso.jsonl")
-        lines = []
-        edges = [json_lines(p) for p in records.glob("mgmc-*.jsonl")]
-        while self.shown < len(dso):
-            rec = dso[self.shown]
-            t = rec.get("interval")
-            waited = time.time() - rec.get("times", {}).get("end", 0) > 5 * self.interval_s
-            expected = len(self.chains.mgs) if self.chains is not None else 1
-            recorded = len(edges) >= expected and all(any(d.get("interval") == t for d in e) for e in edges)
-            if not (waited or force or recorded):
-                break  # the MGMCs are still dispatching and settling it
-            self.shown += 1
-            lines.append(self.summary(rec, records))
-        return lines
+        """One summary line per interval finished since the last call (`closedloop_follow.poll`)."""
+        return follow.poll(self, bed, force)
 
     def summary(self, rec: dict[str, Any], records: Path) -> str:
-        t = int(rec["interval"])
-        if "error" in rec:
-            return f"interval {t}: DSO failed ({rec['error']})"
-        trades: dict[str, dict[str, Any]] = {}
-        rounds = 0
-        for path in records.glob("mgmc-*.jsonl"):
-            for doc in json_lines(path):
-                if doc.get("interval") == t and "trades" in doc:
-                    rounds = max(rounds, len(doc.get("rounds", [])))
-                    for tr in doc["trades"]:
-                        trades[tr["id"]] = tr
-        kwh = sum(tr["quantity_kwh"] for tr in trades.values())
-        price = (sum(tr["quantity_kwh"] * tr["price"] for tr in trades.values()) / kwh) if kwh else 0.0
-        hours = t * self.interval_min / 60
-        ops = len((rec.get("plan") or {}).get("operations", []))
-        before, after = rec.get("before", {}), rec.get("after", {})
-        starts = [d["times"]["start"] for p in records.glob("mgmc-*.jsonl") for d in json_lines(p)
-                  if d.get("interval") == t and "times" in d]  # fmt: skip
-        pace = (
-            pacing_text(pacing(self.timing, t, starts, rec["times"].get("switched"))) if self.timing else ""
-        )
-        return (
-            f"interval {t:3d} {int(hours):02d}:{int(hours * 60) % 60:02d} | {len(trades):2d} trades {kwh:7.1f} kWh"
-            f" @ {price:.3f} | rounds {rounds} | vmin {before.get('vmin_pu', 0):.3f}->{after.get('vmin_pu', 0):.3f}"
-            f" | open {after.get('open')} | switch ops {ops}{rebargained(rec)}"
-            f" | {'secure' if rec.get('secure') else 'INSECURE'}"
-            f" | dso height {rec.get('height')} | {pace}"
-        )
+        return follow.summary(self, rec, records)
 
     def finished(self, bed: Any) -> bool:
-        """The DSO has done every interval and each MGMC recorded the last one (or had a while to)."""
-        records = self.records_dir(bed)
-        dso = json_lines(records / "dso.jsonl")
-        if len(dso) < self.intervals:
-            return False
-        last = self.first_interval + self.intervals - 1
-        edges = [json_lines(p) for p in records.glob("mgmc-*.jsonl")]
-        grace = time.time() - dso[-1].get("times", {}).get("end", 0) > 6 * self.interval_s + 20
-        done = grace or all(any(d.get("interval") == last for d in e) for e in edges)
-        return done and quiesced(self, bed)  # and every replica ends on the same head
+        """The DSO has done every interval and each MGMC recorded the last one (`closedloop_follow.finished`)."""
+        return follow.finished(self, bed)
 
     def progress_bar(self, width: int = 30) -> str:
-        done = min(self.shown, self.intervals)
-        filled = int(width * done / max(1, self.intervals))
-        return f"[{'#' * filled}{'.' * (width - filled)}] {done}/{self.intervals} intervals"
+        return follow.progress_bar(self, width)

@@ -1,0 +1,94 @@
+"""Following the closed loop inside `peergrid-testbed`: one summary line per finished interval, the progress
+bar, and whether the run is over.
+
+Promises: `poll(loop, bed)` reads the records the nodes append (`<workdir>/records`: the DSO's `dso.jsonl`, each
+MGMC's `mgmc-<mg>.jsonl`) and returns one line per interval the DSO finished and every MGMC recorded (or had
+five intervals to); `finished` is true once the DSO did every interval, each MGMC recorded the last one (or had
+a grace to) and every replica ends on the same head (`quiesce.quiesced`, which also writes the halt file).
+`loop` is the `closedloop_run.ClosedLoop` being followed (its `shown` count is advanced here). Never edits
+files the nodes write; reads them only.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+from peergrid_sim.closedloop import pacing, pacing_text, quiesced
+from peergrid_sim.report import json_lines
+
+
+def rebargained(rec: dict[str, Any]) -> str:
+    """' | rebargained xN (mg5 mg4)' when the DSO's contracts had the interval re-bargained (design step 6)."""
+    rounds = rec.get("rebargain") or []
+    if not rounds:
+        return ""
+    addressed = list(dict.fromkeys(a["mg"] for a in rec.get("adjustments", []) if "mg" in a))
+    return f" | rebargained x{len(rounds)} ({' '.join(addressed)})"
+
+
+def poll(loop: Any, bed: Any, force: bool = False) -> list[str]:
+    records = loop.records_dir(bed)
+    dso = json_lines(records / "dso.jsonl")
+    lines = []
+    edges = [json_lines(p) for p in records.glob("mgmc-*.jsonl")]
+    while loop.shown < len(dso):
+        rec = dso[loop.shown]
+        t = rec.get("interval")
+        waited = time.time() - rec.get("times", {}).get("end", 0) > 5 * loop.interval_s
+        expected = len(loop.chains.mgs) if loop.chains is not None else 1
+        recorded = len(edges) >= expected and all(any(d.get("interval") == t for d in e) for e in edges)
+        if not (waited or force or recorded):
+            break  # the MGMCs are still dispatching and settling it
+        loop.shown += 1
+        lines.append(summary(loop, rec, records))
+    return lines
+
+
+def summary(loop: Any, rec: dict[str, Any], records: Path) -> str:
+    t = int(rec["interval"])
+    if "error" in rec:
+        return f"interval {t}: DSO failed ({rec['error']})"
+    trades: dict[str, dict[str, Any]] = {}
+    rounds = 0
+    for path in records.glob("mgmc-*.jsonl"):
+        for doc in json_lines(path):
+            if doc.get("interval") == t and "trades" in doc:
+                rounds = max(rounds, len(doc.get("rounds", [])))
+                for tr in doc["trades"]:
+                    trades[tr["id"]] = tr
+    kwh = sum(tr["quantity_kwh"] for tr in trades.values())
+    price = (sum(tr["quantity_kwh"] * tr["price"] for tr in trades.values()) / kwh) if kwh else 0.0
+    hours = t * loop.interval_min / 60
+    ops = len((rec.get("plan") or {}).get("operations", []))
+    before, after = rec.get("before", {}), rec.get("after", {})
+    starts = [d["times"]["start"] for p in records.glob("mgmc-*.jsonl") for d in json_lines(p)
+              if d.get("interval") == t and "times" in d]  # fmt: skip
+    pace = pacing_text(pacing(loop.timing, t, starts, rec["times"].get("switched"))) if loop.timing else ""
+    return (
+        f"interval {t:3d} {int(hours):02d}:{int(hours * 60) % 60:02d} | {len(trades):2d} trades {kwh:7.1f} kWh"
+        f" @ {price:.3f} | rounds {rounds} | vmin {before.get('vmin_pu', 0):.3f}->{after.get('vmin_pu', 0):.3f}"
+        f" | open {after.get('open')} | switch ops {ops}{rebargained(rec)}"
+        f" | {'secure' if rec.get('secure') else 'INSECURE'}"
+        f" | dso height {rec.get('height')} | {pace}"
+    )
+
+
+def finished(loop: Any, bed: Any) -> bool:
+    """The DSO has done every interval and each MGMC recorded the last one (or had a while to)."""
+    records = loop.records_dir(bed)
+    dso = json_lines(records / "dso.jsonl")
+    if len(dso) < loop.intervals:
+        return False
+    last = loop.first_interval + loop.intervals - 1
+    edges = [json_lines(p) for p in records.glob("mgmc-*.jsonl")]
+    grace = time.time() - dso[-1].get("times", {}).get("end", 0) > 6 * loop.interval_s + 20
+    done = grace or all(any(d.get("interval") == last for d in e) for e in edges)
+    return done and quiesced(loop, bed)  # and every replica ends on the same head
+
+
+def progress_bar(loop: Any, width: int = 30) -> str:
+    done = min(loop.shown, loop.intervals)
+    filled = int(width * done / max(1, loop.intervals))
+    return f"[{'#' * filled}{'.' * (width - filled)}] {done}/{loop.intervals} intervals"
