@@ -23,7 +23,10 @@ from peergrid_ledger.tx import sign_tx
 
 pytestmark = pytest.mark.system
 
-SETTINGS = {"block_period_ms": 250, "round_timeout_ms": 800, "max_backoff_exponent": 2}
+# heartbeat_ms: an idle chain makes a block every period, not every 2 s (the daemons' default): each wait for
+# "n more blocks" took 2 s a block (36 s of the test's 37, T8), and the halt's 4-s window below sees a chain
+# that should be halted but is not within a round timeout or two, where a 2-s heartbeat gave it two chances
+SETTINGS = {"block_period_ms": 250, "heartbeat_ms": 250, "round_timeout_ms": 800, "max_backoff_exponent": 2}
 NODE_COMMAND = [sys.executable, "-m", "peergrid_ledger.cli", "node"]
 
 
@@ -46,8 +49,24 @@ def _publish_txs(net: LabNet, port: int, count: int) -> None:
     publisher.loop_start()
     envelope = seal_envelope(LAB_CHAIN, TX, client, encode_tx_batch(txs))
     publisher.publish(topic("lab", LAB_CHAIN, TX), envelope, qos=1).wait_for_publish(5)
+    publisher.disconnect()  # before loop_stop: it wakes the network thread, which otherwise sleeps out 1 s
     publisher.loop_stop()
-    publisher.disconnect()
+
+
+def _settle(net: LabNet, nodes: range, quiet_s: float, timeout: float) -> dict[int, int]:
+    """The heights of `nodes` once they are all equal and none changed for `quiet_s` (status files are
+    rewritten every 0.2 s): what was final when the quorum went is everywhere, and nothing is in flight."""
+    last: dict[int, int] = {}
+    since = time.monotonic()
+    deadline = since + timeout
+    while time.monotonic() < deadline:
+        now = {i: net.height(i) for i in nodes}
+        if now != last:
+            last, since = now, time.monotonic()
+        elif len(set(now.values())) == 1 and time.monotonic() - since >= quiet_s:
+            return now
+        time.sleep(0.1)
+    raise AssertionError(f"the heights of {list(nodes)} never settled: {last}")
 
 
 def test_faults_halt_and_recovery_over_a_real_broker(tmp_path: Path, mosquitto) -> None:
@@ -68,8 +87,8 @@ def test_faults_halt_and_recovery_over_a_real_broker(tmp_path: Path, mosquitto) 
         )
 
         net.kill(1)  # a second one: 2 of 4 cannot finalise
-        time.sleep(3.0)  # let what was already final arrive everywhere
-        halted = {i: net.height(i) for i in range(2, 6)}
+        # let what was already final arrive everywhere (was a 3-s sleep): 1 s unchanged is four periods
+        halted = _settle(net, range(2, 6), 1.0, 15.0)
         time.sleep(4.0)
         after = {i: net.height(i) for i in range(2, 6)}
         assert all(after[i] <= max(halted.values()) for i in after), (halted, after)
