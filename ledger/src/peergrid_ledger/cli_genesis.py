@@ -45,6 +45,8 @@ def cmd_genesis(args: argparse.Namespace) -> int:
                 anonyms_only=int(args.anonyms_only),
                 uplift_claim_ms=args.uplift_claim_ms,
                 uplift_max_spread=args.uplift_max_spread,
+                exchange_fee=args.exchange_fee,
+                uplift_fund_cap=args.uplift_fund_cap,
                 **_accept_wait(args),
                 **_settle_params(args),
             ).to_value()
@@ -59,7 +61,7 @@ def cmd_genesis(args: argparse.Namespace) -> int:
         # review19 F6: a genesis cannot change later, and here every make-whole gain is bounded by 0
         print(
             "warning: the uplift contract on a chain without --settle-by-both (no DSO cover prices) and without"
-            " --uplift-max-spread pays no make-whole gain, only surplus counts",
+            " --uplift-max-spread pays no make-whole gain",
             file=sys.stderr,
         )
     return 0
@@ -176,6 +178,22 @@ def add_genesis_parser(sub: Any) -> None:
         help="with the uplift contract: the make-whole gain bound's spread, micro-units per Wh, in an interval"
         " the DSO prices no cover for (genesis uplift_max_spread; the widest retail - feed-in of the chain's"
         " MGs; default 0: there no gain is paid, only the surplus counts)",
+    )
+    p.add_argument(
+        "--exchange-fee",
+        type=int,
+        default=0,
+        help="with the exchange and uplift contracts: the fee on each side of every day-ahead trade, nano-currency"
+        " per kWh (10^6 = 1 micro-unit per Wh; at most 10^7), paid into the uplift fund, which alone funds the"
+        " make-whole (genesis exchange_fee; the DSO may change it with market.fee; default 0: no fee, the payers'"
+        " claimed surplus funds it, and the old genesis bytes)",
+    )
+    p.add_argument(
+        "--uplift-fund-cap",
+        type=int,
+        default=0,
+        help="with --exchange-fee: the most the uplift fund keeps after a session's payout, micro-units; the rest"
+        " goes back to that session's fee payers (genesis uplift_fund_cap; default 0: nothing carried over)",
     )
     p.add_argument(
         "--settle-by-both",

@@ -85,6 +85,9 @@ class Genesis:
             raise GenesisError(
                 "params.anonyms_only: needs an account with role anonym, or one with role dso to enrol one"
             )
+        if self.params.exchange_fee and not {"exchange", "uplift"} <= set(self.contracts):
+            # the fee is charged by the uplift contract on exchange sessions: elsewhere nothing would collect it
+            raise GenesisError("params.exchange_fee: needs the exchange and uplift contracts")
         unknown = sorted(set(self.contracts) - set(CONTRACTS))
         if unknown:
             raise GenesisError(f"contracts: unknown contract modules {unknown}")

@@ -13,6 +13,7 @@ from dataclasses import dataclass, fields, replace
 from typing import Any
 
 from .contracts.exchange_rounds import ACCEPT_WAIT_MS
+from .contracts.market_fee import MAX_FEE, MAX_FUND_CAP
 
 # added after format version 1: encoded only when not the default
 LATE_PARAMS = frozenset(
@@ -39,6 +40,8 @@ LATE_PARAMS = frozenset(
         "uplift_claim_ms",
         "anonyms_only",
         "uplift_max_spread",
+        "exchange_fee",
+        "uplift_fund_cap",
     }
 )
 FLAG_PARAMS = frozenset(  # 0 or 1
@@ -197,6 +200,17 @@ class Params:
     # chain pays no gain it cannot bound (review18 U-1; before, one unpriced interval left it unbounded).
     # A consensus rule, so chosen by genesis only. Encoded only when not the default.
     uplift_max_spread: int = 0
+    # the exchange fee (nano-currency per kWh per side of every day-ahead trade; 10^6 is one tick, 1 micro-unit
+    # per Wh) each exchange session opened before the DSO's first `market.fee` takes (`exchange.open` copies it
+    # into the session), paid at `uplift.settle` into the uplift fund, which alone then pays the make-whole
+    # (`uplift_fund`; the payers' claimed surplus no longer counts). Needs the exchange and uplift contracts.
+    # 0 (the default, and every genesis written before it): no fee, the payers' surplus funds it as before.
+    # At most 10^7. Encoded only when not the default.
+    exchange_fee: int = 0
+    # with exchange_fee > 0: the most the uplift fund keeps after a session's payout (micro-units); above it the
+    # session's fee payers are refunded in proportion to the fees they paid (0: the fund carries nothing over).
+    # At most 10^15. Encoded only when not the default.
+    uplift_fund_cap: int = 0
 
     def __post_init__(self) -> None:
         for name in FLAG_PARAMS:
@@ -219,6 +233,14 @@ class Params:
             raise GenesisError(f"params.uplift_claim_ms: expected 0 to {MAX_SETTLE_WAIT_MS} ms")
         if not 0 <= self.uplift_max_spread <= MAX_SPREAD:
             raise GenesisError(f"params.uplift_max_spread: expected 0 to {MAX_SPREAD} micro-units per Wh")
+        if not 0 <= self.exchange_fee <= MAX_FEE:
+            raise GenesisError(f"params.exchange_fee: expected 0 to {MAX_FEE} nano-currency per kWh per side")
+        if not 0 <= self.uplift_fund_cap <= MAX_FUND_CAP:
+            raise GenesisError(f"params.uplift_fund_cap: expected 0 to {MAX_FUND_CAP} micro-units")
+        if self.uplift_fund_cap and not self.exchange_fee:
+            raise GenesisError(
+                "params.uplift_fund_cap: only with exchange_fee > 0 (the DSO's market.fee carries its own cap)"
+            )
         if not 0 <= self.settle_tolerance_permille <= 1000:
             raise GenesisError("params.settle_tolerance_permille: expected 0 to 1000")
         if self.close_after_ms and not self.close_on_clock:

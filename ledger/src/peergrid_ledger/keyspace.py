@@ -7,6 +7,7 @@ Integers in keys are 8-byte big-endian. Pure; no I/O.
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from typing import Any
 
@@ -23,6 +24,11 @@ ROLES = frozenset({ROLE_DSO, ROLE_AUTHORITY, ROLE_MGMC, ROLE_ANONYM, ROLE_CLOCK}
 PARTICIPANT_ROLES = frozenset({ROLE_MGMC, ROLE_ANONYM})
 
 AUTHSET = b"gov/authset"
+# the exchange fee in force ({fee, fund_cap}: `market.fee`, contracts/market_fee.py); absent: the genesis'
+MARKET_FEE = b"upl/fee"
+# the uplift fund's account id (its balance at `balance(UPLIFT_FUND)`): a hash, not a key anybody holds the
+# secret of, and no `acct/` record, so no transaction is ever signed by it; only the uplift contract debits it
+UPLIFT_FUND = hashlib.sha256(b"peergrid/uplift/fund").digest()
 
 
 def u64(n: int) -> bytes:

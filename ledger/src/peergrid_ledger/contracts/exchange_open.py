@@ -8,7 +8,11 @@ authorised keys (one that could never post would only stall the session), on a `
 the genesis names each MGMC's anonym); 1..672 opening prices; a
 `deadline`, when given, after the open's block time, and required on a chain whose genesis says
 `accept_rounds` 2. The sender becomes the coordinator; the session's record, members, prices, running sums
-and each member's empty post are written, a clean session's book by `exchange_clean.open_book`. Pure; no I/O.
+and each member's empty post are written, a clean session's book by `exchange_clean.open_book`. The exchange
+fee in force (`market_fee.fee_in_force`: the DSO's latest `market.fee`, else the genesis') is copied into the
+record as `fee` (nano-currency per kWh per side) and `fund_cap` (micro-units) when the fee is above 0, so the
+members, the clear and the uplift read one figure, fixed at the open; a fee of 0 writes neither (the record's
+bytes as before the fee). Pure; no I/O.
 """
 
 from __future__ import annotations
@@ -32,6 +36,7 @@ from .exchange_state import (
     session_key,
     sums_key,
 )
+from .market_fee import fee_in_force
 from .market_state import require_anonym
 
 
@@ -99,6 +104,9 @@ def open_exchange(view: Overlay, tx: Tx, ctx: BlockContext, sender: ks.AccountRe
     }
     if deadline is not None:  # absent without one, so that the sessions opened before it keep their bytes
         record["deadline"] = deadline
+    fee, fund_cap = fee_in_force(view, ctx.genesis.params)
+    if fee:  # absent without one, so that a session without a fee keeps its bytes
+        record["fee"], record["fund_cap"] = fee, fund_cap
     record.update(clean_book.open_book(view, name, b, intervals))  # `clean` only on a clean session
     view.put_obj(session_key(name), record)
     view.put_obj(members_key(name), members)

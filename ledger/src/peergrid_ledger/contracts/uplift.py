@@ -29,6 +29,14 @@ model), so each claims them, signed; the chain bounds what it can, applies the r
       cannot pay recorded as its debt to the payee first (`funds.record_debt`, the trade `uplift_ref`), so a
       drained payer holds up nobody. The outcome is kept (`outcome`); events `uplift_settled` and one
       `uplift_paid` per transfer (with `owed` where part of it became a debt).
+      A session opened with an exchange fee (its record's `fee` > 0: `market_fee`) is funded by the fee
+      instead (`uplift_fund`): every member with trades pays ceil(fee x its cleared Wh / 10^6) into the
+      chain's uplift fund, the owed are paid from the fund all-or-nothing, the fund above the session's
+      `fund_cap` is refunded to the fee payers; the claims' `surplus` is ignored there (taken, stored, not
+      read: an edge that does not read the fee yet still gets its gain claim in). Without a fee: as above,
+      byte for byte.
+  `market.fee` {fee, fund_cap} (the DSO only): the exchange fee and fund cap for sessions opened after it
+      (`market_fee`; registered here, since only this contract collects the fee).
 `gain_bound`: deviating alone an MG trades some x_t at the closing price λ_t; doing that with the DSO instead
 costs it at most |x_t| · max(retail_t − λ_t, λ_t − feed-in_t, 0), so its gain is at most the sum over the
 session's intervals of its `max_quantity` rule (cut to the connection capacity the DSO posted for it,
@@ -64,8 +72,11 @@ from . import uplift_rule
 from .exchange_clearing import cleared
 from .funds import record_debt, room, transfer
 from .market_clock import epoch_ms
+from .market_fee import KIND as FEE_KIND
+from .market_fee import session_fee
 from .market_state import NO_RULES, capacity, interval_key, rules_for, tariff, trade
 from .payments import MAX_AMOUNT
+from .uplift_fund import settle_from_fund
 
 AMOUNT = Int(0, MAX_AMOUNT)
 # the tolerance: one chain tick (1 micro-unit per Wh) per Wh traded, at least a kWh's worth, plus the slack
@@ -312,6 +323,12 @@ def settle_uplift(view: Overlay, tx: Tx, ctx: BlockContext, sender: ks.AccountRe
             traded[party] = traded.get(party, 0) + int(agreed["quantity"])
     claims = {m: c for m in record["members"] if (c := claim(view, name, m)) is not None}
     owed = {m: c["gain"] for m, c in claims.items() if c["gain"] > tolerance(traded.get(m, 0))}
+    if session_fee(record):  # the fee's fund pays (uplift_fund); the claimed surplus is not read
+        done, fund_events = settle_from_fund(
+            view, ctx, name, record, traded, owed, defaulted(trades), uplift_ref(name)
+        )
+        view.put_obj(done_key(name), {**done, "txid": tx.txid})
+        return fund_events
     surplus = {m: claims[m]["surplus"] if m in claims else 0 for m in traded if m not in owed}
     paid = uplift_rule.withhold(uplift_rule.split(owed, surplus), defaulted(trades))
     events: list[Event] = []
@@ -360,5 +377,6 @@ def genesis_writes(genesis: Any) -> dict[bytes, bytes | None]:
 KINDS: dict[str, KindSpec] = {
     "uplift.claim": KindSpec(Map({"session": LABEL, "gain": AMOUNT, "surplus": AMOUNT}), claim_uplift),
     "uplift.settle": KindSpec(Map({"session": LABEL}), settle_uplift),
+    "market.fee": FEE_KIND,  # the DSO's exchange fee and fund cap for sessions opened after it: market_fee
 }
 END_BLOCK = None

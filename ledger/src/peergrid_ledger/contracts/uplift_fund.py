@@ -1,0 +1,123 @@
+"""The fee-funded make-whole: `uplift.settle` of an exchange session opened with an exchange fee (`market_fee`).
+
+Promises (amounts in micro-units; the session record's `fee` > 0, nano-currency per kWh per side):
+- Collection: each member with cleared trades in the session (`uplift.session_trades`, the clear's standing
+  trades: the cleared Wh, not the delivered - the fee is the price of taking part, and a shortfall buys no
+  discount) pays `market_fee.fee_for(fee, its cleared Wh)` = ceil(fee x Wh / 10^6) into the uplift fund
+  (`keyspace.UPLIFT_FUND`), in key order, within its credit (`funds.transfer`), the part it cannot pay
+  recorded first as its debt to the fund under `uplift.uplift_ref` (as a payer's charge was before the fee),
+  so a drained member holds up nobody. A payee pays its fee too.
+- Payout: owed as without the fee (each claim's gain above its tolerance; the claims' `surplus` is ignored).
+  Funded iff the fund's balance after this session's collection covers the total owed
+  (`uplift_rule.split` with the fund as the one payer); otherwise nobody is paid and the balance stays
+  (all-or-nothing: a part payment makes nobody whole, pro rata would reward an over-claim with a share). A
+  defaulted payee's credit is withheld (`uplift_rule.withhold`) and stays in the fund. Each credit moves
+  fund -> payee (`funds.transfer`, so the payee's debts are collected from it first).
+- Cap: after the payout what the fund holds above the session's `fund_cap` is refunded to this session's
+  fee payers in proportion to the fees they paid in money (`largest_remainder`, ties to the smaller key),
+  at most their total: a fee left as a debt is not in the fund to refund, and no refund exceeds the fee its
+  payer paid. What stays above the cap (a cap lowered after a fuller fund) shrinks by later sessions' refunds.
+- Only this module debits the fund, and never below 0 (the payout is checked against its balance, the
+  refund is below balance - cap). Money reaches it otherwise only from a member's fee, now or as a debt paid
+  later (`funds.collect`).
+- The outcome (`uplift.outcome`): {funded, owed, collected (the fees charged, paid or owed), fund_before
+  (before the collection), fund_after, fee, credits, charges (each member's fee), withheld, refunds (the cap's),
+  payments ([from, to, amount, owed] in the order moved: fees member -> fund with the part owed, credits and
+  refunds fund -> member), txid}. Events `uplift_settled`, one `uplift_fee` per member charged (with `owed`
+  where part of it became a debt), one `uplift_paid` per credit (payer: the fund), one `uplift_refund` per
+  refund.
+Pure; no I/O.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection
+from typing import Any
+
+from .. import keyspace as ks
+from ..machine import BlockContext
+from ..results import Event
+from ..state import Overlay, StateReader
+from . import uplift_rule
+from .funds import record_debt, room, transfer
+from .market_fee import fee_for, session_fee
+from .pairing import largest_remainder
+
+FUND = ks.UPLIFT_FUND
+
+
+def fund_balance(state: StateReader) -> int:
+    """What the uplift fund holds (micro-units)."""
+    return ks.decode_int(state.get(ks.balance(FUND)))
+
+
+def settle_from_fund(
+    view: Overlay,
+    ctx: BlockContext,
+    name: str,
+    record: dict[str, Any],
+    traded: dict[bytes, int],
+    owed: dict[bytes, int],
+    defaulted: Collection[bytes],
+    ref: bytes,
+) -> tuple[dict[str, Any], list[Event]]:
+    """Collect the session's fees, pay what is `owed` from the fund, refund above the cap (module contract):
+    the outcome record (without `txid`) and the events, `uplift_settled` first."""
+    fee = session_fee(record)
+    fund_before = fund_balance(view)
+    events: list[Event] = []
+    payments: list[list[Any]] = []
+    fees = {m: fee_for(fee, wh) for m, wh in sorted(traded.items()) if wh > 0}
+    paid_in: dict[bytes, int] = {}
+    for member, charge in fees.items():
+        now = max(0, min(charge, room(view, ctx, member)))
+        moved: list[Event] = []
+        if charge > now:  # the debt first, then the money (settle_pay's order, N6)
+            moved += record_debt(view, member, FUND, charge - now, ref)
+        if now:
+            moved += transfer(view, ctx, member, FUND, now, "member (exchange fee)")
+        paid_in[member] = now
+        payments.append([member, FUND, charge, charge - now])
+        part = {"owed": charge - now} if charge > now else {}
+        events += [("uplift_fee", {"session": name, "member": member, "fee": charge, **part}), *moved]
+    paid = uplift_rule.withhold(uplift_rule.split(owed, {FUND: fund_balance(view)}), defaulted)
+    for _, payee, amount in uplift_rule.transfers(paid.credits, paid.charges):
+        moved = transfer(view, ctx, FUND, payee, amount, "the uplift fund")
+        payments.append([FUND, payee, amount, 0])
+        events += [
+            ("uplift_paid", {"session": name, "payer": FUND, "payee": payee, "amount": amount}),
+            *moved,
+        ]
+    above = max(0, fund_balance(view) - int(record.get("fund_cap", 0)))
+    payers = {m: p for m, p in paid_in.items() if p > 0}
+    refunds = largest_remainder(payers, min(above, sum(payers.values())))
+    for member, amount in sorted(refunds.items()):
+        if amount:
+            moved = transfer(view, ctx, FUND, member, amount, "the uplift fund")
+            payments.append([FUND, member, amount, 0])
+            events += [("uplift_refund", {"session": name, "member": member, "amount": amount}), *moved]
+    done = {
+        "funded": paid.funded,
+        "owed": paid.owed,
+        "collected": sum(fees.values()),
+        "fund_before": fund_before,
+        "fund_after": fund_balance(view),
+        "fee": fee,
+        "credits": [[k, v] for k, v in sorted(paid.credits.items())],
+        "charges": [[k, v] for k, v in fees.items()],
+        "withheld": [[k, v] for k, v in sorted(paid.withheld.items())],
+        "refunds": [[k, v] for k, v in sorted(refunds.items()) if v],
+        "payments": payments,
+    }
+    settled = {
+        "session": name,
+        "funded": paid.funded,
+        "owed": paid.owed,
+        "collected": done["collected"],
+        "paid": sum(paid.credits.values()),
+        "withheld": sum(paid.withheld.values()),
+        "refunded": sum(refunds.values()),
+        "fund_before": fund_before,
+        "fund_after": done["fund_after"],
+    }
+    return done, [("uplift_settled", settled), *events]
