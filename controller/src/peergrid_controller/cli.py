@@ -21,7 +21,10 @@ counts them. `--risk-allowance X` (or `MG:X`, an MG's own; intraday strict only)
 above its conventional day whatever its peers do (rationality.py); it overrides the scenario file's
 `market.risk_allowance` / `mg_risk_allowance`, the JSON total then records each MG's (`risk_allowance`) and a
 line on stderr names whose day ended above its conventional one; a bad allowance, or one for another market or
-rationality, exits 2. Output is byte-identical for the same inputs.
+rationality, exits 2. `--exchange-fee NANO` (day-ahead, `--venue memory`) puts a fee of NANO nano-currency per
+kWh on each side of every day-ahead trade into every MG's model and pays the make-whole from the fund it fills
+(`--uplift-fund`, `--uplift-fund-cap`: its carried balance and cap, micro-units); the JSON total then carries
+`fee` (uplift_fund.py); a negative or non-whole fee exits 2. Output is byte-identical for the same inputs.
 This module runs the day: the options are cli_args.py's, the output cli_output.py's.
 """
 
@@ -32,7 +35,7 @@ from collections.abc import Sequence
 
 from peergrid_controller.bargaining import Venue
 from peergrid_controller.chain_venue import ChainVenue, CompensationError, SealError
-from peergrid_controller.cli_args import OptionError, chain_options, parser, risk_allowance
+from peergrid_controller.cli_args import OptionError, chain_options, fee_options, parser, risk_allowance
 from peergrid_controller.cli_output import chain_counts, chain_of, report, result_json
 from peergrid_controller.dayexchange import DayAheadConfig, DayAheadError
 from peergrid_controller.delivery import FaultError, parse_fault
@@ -79,6 +82,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         options = chain_options(args, scenario)
         allowance, own_allowance = risk_allowance(args, file, scenario)
+        fee = fee_options(args)
     except OptionError as exc:
         print(f"peergrid-market: {exc}", file=sys.stderr)
         return 2
@@ -109,9 +113,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                 delivery_faults=tuple(parse_fault(text) for text in args.fault),
                 random_faults=args.random_faults,
                 fault_seed=args.fault_seed,
-                dayahead=DayAheadConfig(clean_book=True) if args.clean_book else DayAheadConfig(),
+                dayahead=DayAheadConfig(clean_book=args.clean_book, exchange_fee=fee.pop("exchange_fee", 0)),
                 risk_allowance=allowance,
                 mg_risk_allowance=own_allowance,
+                **fee,
             ),
             venue_factory=made,
         )

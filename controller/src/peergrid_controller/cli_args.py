@@ -5,7 +5,7 @@ exits 2 on an unknown option or a choice outside its list); `chain_options(args,
 venue's settlement options into ChainVenue keywords and `risk_allowance(args, file, scenario)` the owners'
 risk allowance (the command line's over the scenario file's) into SimulationConfig's two fields, each raising
 `OptionError` (one line naming the option and why) for an option the scenario or the other options cannot
-take. Runs nothing and prints nothing: cli.py
+take; `fee_options(args)` the exchange fee and its fund. Runs nothing and prints nothing: cli.py
 runs the day, cli_output.py writes it.
 """
 
@@ -15,6 +15,7 @@ import argparse
 import math
 from typing import Any
 
+from peergrid_controller.exchange_fee import MAX_FEE
 from peergrid_controller.model import Scenario
 from peergrid_controller.scenario import ScenarioFile
 from peergrid_controller.venues import VENUES
@@ -101,6 +102,36 @@ def risk_allowance(
             + ("" if given else "; --risk-allowance 0 runs the day without it")
         )
     return everyone, own
+
+
+def fee_options(args: argparse.Namespace) -> dict[str, Any]:
+    """DayAheadConfig's `exchange_fee` and SimulationConfig's `uplift_fund` / `uplift_fund_cap` from
+    `--exchange-fee`, `--uplift-fund` and `--uplift-fund-cap` ({} when none given): whole numbers >= 0, the
+    fee within the chain's bound, day-ahead on the memory venue only."""
+    options: dict[str, Any] = {}
+    for option, key, text in (
+        ("--exchange-fee", "exchange_fee", args.exchange_fee),
+        ("--uplift-fund", "uplift_fund", args.uplift_fund),
+        ("--uplift-fund-cap", "uplift_fund_cap", args.uplift_fund_cap),
+    ):
+        if text is None:
+            continue
+        try:
+            value = int(text)
+        except ValueError:
+            raise OptionError(f"{option} {text}: {text!r} is not a whole number") from None
+        if value < 0:
+            raise OptionError(f"{option} {text}: must be >= 0")
+        if key == "exchange_fee" and value > MAX_FEE:
+            raise OptionError(f"{option} {text}: at most {MAX_FEE} nano per kWh per side (the chain's bound)")
+        options[key] = value
+    if options and args.market != "dayahead":
+        raise OptionError("--exchange-fee, --uplift-fund and --uplift-fund-cap need --market dayahead")
+    if options.get("exchange_fee") and args.venue != "memory":
+        raise OptionError("--exchange-fee needs --venue memory: the chain venue's genesis carries no fee yet")
+    if not options.get("exchange_fee") and ({"uplift_fund", "uplift_fund_cap"} & options.keys()):
+        raise OptionError("--uplift-fund and --uplift-fund-cap need --exchange-fee > 0 (no fee, no fund)")
+    return options
 
 
 def parser(description: str) -> argparse.ArgumentParser:
@@ -210,5 +241,26 @@ def parser(description: str) -> argparse.ArgumentParser:
         "whatever its peers do, so it may take positions that pay only if they keep trading; X: every MG's, "
         "MG:X: one MG's own (repeatable); overrides the scenario's market.risk_allowance and "
         "mg_risk_allowance; default 0: never above",
+    )
+    sim.add_argument(
+        "--exchange-fee",
+        default=None,
+        metavar="NANO",
+        help="day-ahead, memory venue: the exchange fee in nano-currency per kWh on each side of every trade "
+        "(10^6 = one micro-unit per Wh, the market tick), in every MG's model; the make-whole is then paid from "
+        "the fund it fills (default 0: no fee, the payers' surplus funds it)",
+    )
+    sim.add_argument(
+        "--uplift-fund",
+        default=None,
+        metavar="MICRO",
+        help="with --exchange-fee: the fund's balance carried over from earlier days (micro-units; default 0)",
+    )
+    sim.add_argument(
+        "--uplift-fund-cap",
+        default=None,
+        metavar="MICRO",
+        help="with --exchange-fee: what the fund holds above this after the payout goes back to the day's fee "
+        "payers by their fees (micro-units; default: no cap)",
     )
     return parser

@@ -3,7 +3,8 @@
 Promises: `result_json(result, chain)` is the JSON document, built from the result records (simrecords.py) by
 field name with floats rounded to 6 places (non-finite: null), keys in a fixed order, so the same result gives
 the same bytes (a day run with a risk allowance adds `total.risk_allowance`, each MG's; without one the
-document is as before it existed); `report(...)` prints it (or a short summary) and then one stderr line each on
+document is as before it existed; so does a day-ahead day with an exchange fee, `total.fee`: its fund);
+`report(...)` prints it (or a short summary) and then one stderr line each on
 stability, the chain's settlements, the lossy transport, the risk allowance and the day-ahead stage. Reads no clocks and runs nothing.
 """
 
@@ -113,6 +114,16 @@ def result_json(result: SimulationResult, chain: dict[str, int] | None = None) -
                 "compensation": {k: _num(v) for k, v in sorted(d.compensation.items())},
             },
         }
+        if d.exchange_fee:  # beside `dayahead`, whose keys are fixed; absent without a fee
+            total["fee"] = {
+                "exchange_fee_nano_per_kwh": d.exchange_fee,
+                "collected": _num(d.fee_collected),
+                "fund_before": _num(d.fund_before),
+                "fund_after": _num(d.fund_after),
+                "funded": d.uplift_funded,
+                "fee_paid": {k: _num(v) for k, v in sorted(d.fee_paid.items())},
+                "refund": {k: _num(v) for k, v in sorted(d.fund_refund.items())},
+            }
         if chain is not None:  # beside `dayahead`, whose keys are fixed
             total["chain"] = chain
     return {"intervals": intervals, "total": total}
@@ -181,6 +192,11 @@ def report(
             if d.uplift_funded
             else f"make-whole uplift NOT funded (short {d.uplift_shortfall:.4f}), nothing paid"
         )
+        if d.exchange_fee:
+            paid += (
+                f" from the fee's fund (fee {d.exchange_fee} nano/kWh/side: collected {d.fee_collected:.4f}, "
+                f"fund {d.fund_before:.4f} -> {d.fund_after:.4f}, refunded {sum(d.fund_refund.values()):.4f})"
+            )
         rationed = (
             "; rationed at their own rule, not paid: "
             + ", ".join(f"{k} {v:.4f}" for k, v in d.rationed_at_own_rule.items())

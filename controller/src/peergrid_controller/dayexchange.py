@@ -43,6 +43,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal, Protocol, TypeGuard
 
+from peergrid_controller import exchange_fee
 from peergrid_controller.dayjudge import Judgement
 from peergrid_controller.dayjudge import on_tick as on_tick  # re-exported: the edge imports it from here
 from peergrid_controller.daymodel import DayModel
@@ -142,8 +143,16 @@ class DayAheadConfig:
     # "fixed": times each seller decides its switch (again at the prices found, while any changes): 20-MG rules
     # day seed 3, 1 -> 3 decisions, worst deviation gain 9.23 -> 2.12 (today 0.89), share 0.9949 -> 0.9984
     clean_decisions: int = 3
+    # the exchange fee (exchange_fee.py; the chain's genesis `exchange_fee`, the session's `fee`): nano-currency
+    # per kWh on each side of every day-ahead trade, in every MG's model (its answers, commitment, switch,
+    # accept check and deviation); 0: none, every day as before to the byte
+    exchange_fee: int = 0
 
     def __post_init__(self) -> None:
+        try:
+            exchange_fee.check(self.exchange_fee)
+        except ValueError as exc:
+            raise DayAheadError(str(exc)) from None
         if not (math.isfinite(self.rho) and nano(self.rho) >= 1):
             raise DayAheadError(
                 f"rho must be finite and >= 1e-9 (the chain keeps it in nanos), got {self.rho}"

@@ -68,6 +68,7 @@ from peergrid_controller.dayjudge import (
 )
 from peergrid_controller.daymodel import DayModel
 from peergrid_controller.dayrules import Fees, chain_rules, clean_cap_fees
+from peergrid_controller.exchange_fee import with_fee
 from peergrid_controller.market import Rejected
 from peergrid_controller.model import Scenario
 
@@ -410,11 +411,11 @@ class Exchange(Book):
 
     def fees(self, i: int) -> Fees:
         """MG i's rule fees as they stand (dropped ones zero); a clean-only buyer's cap at cap + premium on a
-        clean session."""
+        clean session; the exchange fee on both sides (exchange_fee.with_fee)."""
         sell, buy = self.own_rules[i].fees()
         if i in self.clean_buy_kw:
             buy = clean_cap_fees(self.mgs[i], buy)
-        return sell, buy
+        return with_fee((sell, buy), self.cfg.exchange_fee, self.intervals)
 
 
 def _same(posted: Judgement | None, recorded: Judgement | None) -> bool:

@@ -18,7 +18,8 @@ Promises:
     bought at retail (after cutting its own export, which forgoes feed-in), energy not taken is sold at
     feed-in (after cutting its import). No foresight and no re-plan: the cost of being let down. A gap
     beyond the tariff's import or export limit raises FaultError (no scenario of ours sets those limits).
-  Money: the settled payments (delivered Wh at the agreed price) per MG and interval, and the imbalance
+  Money: the settled payments (delivered Wh at the agreed price, less the exchange fee on the agreed Wh:
+  the chain collects it on what cleared, exchange_fee.py) per MG and interval, and the imbalance
   compensation: the side whose shortfall cut a trade pays its counterparty the DSO's price of the cover — for
   each Wh not delivered the buyer's retail less the trade price, for each Wh not taken the trade price less
   the seller's feed-in (rounded up to a micro-unit, never negative), what the counterparty's cover costs it at
@@ -41,6 +42,7 @@ import random
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 
+from peergrid_controller import exchange_fee
 from peergrid_controller.forward import Commitment, dispatch, net_by_interval
 from peergrid_controller.market import Trade, micro_per_wh, wh
 from peergrid_controller.model import Microgrid, Scenario
@@ -243,7 +245,11 @@ def deliver(
         if gaps:
             covered[mg.name] = sum(abs(needs[t]) for t in gaps)
         physical[mg.name] = tuple(costs)
-        payments[mg.name] = tuple(m + c / MICRO for m, c in zip(money, compensated[mg.name], strict=True))
+        # the exchange fee is due on the cleared Wh, whatever was delivered (exchange_fee.py)
+        fee = exchange_fee.by_interval(commitment.fee, exchange_fee.traded_wh(commitment.trades, mg.name))
+        payments[mg.name] = tuple(
+            m + (c - f) / MICRO for m, c, f in zip(money, compensated[mg.name], fee, strict=True)
+        )
     return Delivery(
         trades,
         physical,

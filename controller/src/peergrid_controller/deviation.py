@@ -9,7 +9,9 @@ Promises:
   or cap is the price is valued at that rule (`own_rule_fees`): what being rationed at its own rule is worth to
   it by its own declaration, nothing (uplift.py pays no more than this gain). On a clean session it deviates
   in both books (cleanbook.py: where a clean seller sells clean is its own choice, a binary per interval).
-- `own_rule_fees(mg, prices)`: the MG's rule fees in the intervals whose price is its own floor or cap.
+- `own_rule_fees(mg, prices, fee)`: the MG's rule fees in the intervals whose price is its own floor or cap
+  (net of the exchange fee: exchange_fee.py).
+The MG's deviation trades at the commitment's exchange fee (`Commitment.fee`) on both sides, as its answers did.
 Reads the commitment (forward.py), never changes it. Deterministic. Never reads clocks or I/O.
 """
 
@@ -27,32 +29,46 @@ from peergrid_controller import lp as lpmod
 from peergrid_controller.cleanbook import CleanDayModel, clean_kind, takes_clean
 from peergrid_controller.daymodel import DayModel
 from peergrid_controller.dayrules import Fees, limits_kw, rule_fees
+from peergrid_controller.exchange_fee import with_fee
 from peergrid_controller.market import micro_per_wh
 from peergrid_controller.matching import net_by_interval
 from peergrid_controller.model import Microgrid, Scenario
 from peergrid_controller.uplift import Uplift
+from peergrid_ledger.contracts.exchange_state import NANO_PER_MICRO_WH
 
 if TYPE_CHECKING:  # forward.py imports this module to offer its names from there too
     from peergrid_controller.forward import Commitment
 
 
-def own_rule_fees(mg: Microgrid, prices: Sequence[float]) -> Fees:
+def own_rule_fees(mg: Microgrid, prices: Sequence[float], fee: int = 0) -> Fees:
     """The MG's rule fees (dayrules.rule_fees: its floor's excess over its feed-in per kWh sold, the retail
     price's excess over its cap per kWh bought) in the intervals whose price is its own floor (sell) or cap
     (buy) on the chain's tick, zero elsewhere; None for a side with no such interval. There the owner's
     rule is its declared valuation at the margin: it values a kWh sold at no more than its floor, bought at
-    no less than its cap, so being rationed there is worth nothing to it by its own declaration."""
+    no less than its cap, so being rationed there is worth nothing to it by its own declaration.
+    With an exchange `fee` (nano per kWh per side) the owner's floor and cap are net of it in the MG's
+    model (a kWh sold nets p − fee, a kWh bought costs p + fee), so its rule holds it back at every tick
+    from its floor up to the lowest whose net clears the floor, ceil((floor·10⁶ + fee) / 10⁶) micro-units
+    per Wh, and from the highest tick whose cost with the fee is within its cap, floor((cap·10⁶ − fee) /
+    10⁶), up to its cap: the chain's integers (the closing price of an interval whose price the fee's dead
+    band holds can round to any tick in that reach: a fee off the tick put it a tick short, and the MG's
+    rationing there was owed as uplift). Fee 0: the rule's own tick, as before."""
     sell, buy = rule_fees(mg)
+    floor = micro_per_wh(mg.rules.floor_price)
+    floor_reach = (floor, -(-(floor * NANO_PER_MICRO_WH + fee) // NANO_PER_MICRO_WH))
 
-    def at(fees: tuple[float, ...] | None, rule: float) -> tuple[float, ...] | None:
-        if fees is None:
+    def at(fees: tuple[float, ...] | None, reach: tuple[int, int] | None) -> tuple[float, ...] | None:
+        if fees is None or reach is None:
             return None
-        out = tuple(
-            f if micro_per_wh(p) == micro_per_wh(rule) else 0.0 for f, p in zip(fees, prices, strict=True)
-        )
+        low, high = reach
+        out = tuple(f if low <= micro_per_wh(p) <= high else 0.0 for f, p in zip(fees, prices, strict=True))
         return out if any(out) else None
 
-    return at(sell, mg.rules.floor_price), at(buy, mg.rules.cap_price)
+    cap_reach = None  # an infinite cap has no buy fee (rule_fees): nothing to test
+    if buy is not None:
+        cap = micro_per_wh(mg.rules.cap_price)
+        cap_reach = ((cap * NANO_PER_MICRO_WH - fee) // NANO_PER_MICRO_WH, cap)
+    return at(sell, floor_reach), at(buy, cap_reach)
 
 
 def deviation_gains(
@@ -88,7 +104,8 @@ def deviation_gains(
         model, pairs = _deviator(mg, dt, commitment, window)
         kwh, _ = net_by_interval(commitment.trades, mg.name)
         if own_rules:
-            _beyond_commitment(model, [q / dt for q in kwh], own_rule_fees(mg, commitment.prices))
+            fees = own_rule_fees(mg, commitment.prices, commitment.fee)
+            _beyond_commitment(model, [q / dt for q in kwh], fees)
         credit = uplift.credit(mg.name) if uplift is not None else 0.0
         charge = uplift.charge(mg.name) if uplift is not None else 0.0
         if credit > 0:
@@ -111,7 +128,8 @@ def _deviator(
         pairs = [pair if t in window else (0.0, 0.0) for t, pair in enumerate(pairs)]
     if not commitment.clean_prices:
         model = DayModel(mg, dt)
-        model.trade(commitment.prices, [lo for lo, _ in pairs], [hi for _, hi in pairs])
+        fees = with_fee((None, None), commitment.fee, n)
+        model.trade(commitment.prices, [lo for lo, _ in pairs], [hi for _, hi in pairs], *fees)
         return model, pairs
     clean, kind = commitment.clean_prices, clean_kind(mg)
     free = replace(mg, rules=replace(mg.rules, clean_only=False))
@@ -123,7 +141,8 @@ def _deviator(
             lo = limits_kw(free, t, math.nan, dt)[0] if clean[t] >= 0 and takes_clean(mg, clean[t]) else 0.0
         pairs[t] = (lo, hi) if window is None or t in window else (0.0, 0.0)
     model = CleanDayModel(mg, dt, side="exact")
-    model.trade(commitment.prices + clean, [lo for lo, _ in pairs], [hi for _, hi in pairs])
+    fees = with_fee((None, None), commitment.fee, n)
+    model.trade(commitment.prices + clean, [lo for lo, _ in pairs], [hi for _, hi in pairs], *fees)
     return model, pairs
 
 

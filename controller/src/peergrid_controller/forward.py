@@ -119,6 +119,9 @@ class Commitment:
     # which of `trades` are clean (at λᶜ_t; the others at `prices`); `accepted` then holds both books' rows
     clean_prices: tuple[float, ...] = ()
     clean_trades: tuple[tuple[Trade, ...], ...] = ()
+    # the session's exchange fee (exchange_fee.py: nano per kWh per side), in `payments` and `day_cost`, and
+    # in every MG's deviation (deviation.py); 0: none
+    fee: int = 0
 
 
 @runtime_checkable
@@ -202,11 +205,16 @@ def _verify(commitment: Commitment, conventional: BaselineCosts) -> None:
 
 
 def commit(
-    scenario: Scenario, allocation: Allocation, conventional: BaselineCosts, reductions: int = 4
+    scenario: Scenario,
+    allocation: Allocation,
+    conventional: BaselineCosts,
+    reductions: int = 4,
+    fee: int = 0,
 ) -> Commitment:
     """Rounds of `recheck`, every MG at once, from every MG accepting its whole position (`accepted_wh`):
     each round every MG re-checks the clear of the round before; the rounds end when every MG passed, i.e.
-    no accept changed (the chain's settled round); an MG that fails after `reductions` rounds declines."""
+    no accept changed (the chain's settled round); an MG that fails after `reductions` rounds declines.
+    `fee`: the session's exchange fee (nano per kWh per side), in each MG's check and payments."""
     n, dt = scenario.intervals, scenario.interval_hours
     keys = {mg.name: key_for(scenario.name, mg.name).public for mg in scenario.microgrids}
     accepts = book_accepts(scenario, allocation)
@@ -224,6 +232,7 @@ def commit(
                 conventional.per_interval[mg.name],
                 keys,
                 may_reduce=round_ <= reductions,
+                fee=fee,
             )
             for mg in scenario.microgrids
         }
@@ -252,6 +261,7 @@ def commit(
         accepted=accepts,
         clean_prices=tuple(closing_price(p) / 1000 for p in allocation.clean_prices),
         clean_trades=fold((*((),) * n, *books[n:]), n) if allocation.clean_positions else (),
+        fee=fee,
     )
     _verify(commitment, conventional)
     return commitment

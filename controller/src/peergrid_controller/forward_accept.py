@@ -27,14 +27,16 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Literal
 
+from peergrid_controller import exchange_fee
 from peergrid_controller.baselines import conventional as conventional_costs
 from peergrid_controller.baselines import interval_costs
 from peergrid_controller.dayahead import Allocation
 from peergrid_controller.daymodel import largest_within
-from peergrid_controller.market import quantize
+from peergrid_controller.market import Trade, quantize
 from peergrid_controller.matching import accepted_wh, closing_price, fold, net_by_interval, provisional
 from peergrid_controller.model import Microgrid, Scenario
 from peergrid_controller.schedule import MgSchedule, ScheduleError
+from peergrid_controller.uplift import MICRO
 
 __all__ = ["Acceptance", "Dispatch", "Recheck", "accept_alone", "dispatch", "recheck"]
 
@@ -110,6 +112,7 @@ def recheck(
     conventional: Sequence[float],
     keys: Mapping[str, bytes] | None = None,
     may_reduce: bool = True,
+    fee: int = 0,
 ) -> Recheck:
     """`prices`: the session's closing λ_t (currency per kWh, exact to the nano); `accepts`: every member's
     current accept (whole Wh per interval, + sale; the members that never accepted left out), this MG's
@@ -119,9 +122,13 @@ def recheck(
     part of what it got that passes (`_reduce`, whole Wh) — or, when not even nothing fits, that part is
     empty or its accept unchanged, or `may_reduce` is False, zeros (it declines). On the chain `accepts` is
     the set the round it answers left (`exchange_clearing.accepts_at`). Deterministic; solves this MG's own
-    MILPs only."""
+    MILPs only. With an exchange `fee` (nano per kWh per side, exchange_fee.py) its money is less the fee
+    the chain collects on the Wh it would clear (`exchange_fee.by_interval`, exact to the micro-unit) and
+    its reduction prices a sale at p − fee, a purchase at p + fee."""
     n = len(conventional)
-    kwh, money = net_by_interval(fold(provisional(accepts, prices, keys), n), me)
+    folded = fold(provisional(accepts, prices, keys), n)
+    kwh, gross = net_by_interval(folded, me)
+    money = _less_fee(gross, folded, me, fee)
     own = tuple(accepts[me])
     day, passes = _judge(mg, dt, kwh, money, conventional)
     checks = 0 if day is None else 1
@@ -132,8 +139,9 @@ def recheck(
     # go at two prices: the reduction sees each interval at its trades' mean price
     on_tick = [
         m / q if len(prices) > n and abs(q) > 1e-9 else closing_price(p) / 1000
-        for p, q, m in zip(prices[:n], kwh, money, strict=True)
+        for p, q, m in zip(prices[:n], kwh, gross, strict=True)
     ]
+    on_tick = exchange_fee.net_prices(on_tick, kwh, fee)
     reduced = _reduce(mg, dt, on_tick, kwh, sum(conventional)) if may_reduce else None
     if reduced is None:
         return Recheck(zeros, "declined", tuple(kwh), tuple(money), day, False, checks)
@@ -147,6 +155,15 @@ def recheck(
         row = zeros
     decision: Literal["reduced", "declined"] = "reduced" if any(row) else "declined"
     return Recheck(row, decision, tuple(kwh), tuple(money), day, False, checks + 1)
+
+
+def _less_fee(money: Sequence[float], trades: Sequence[Sequence[Trade]], me: str, fee: int) -> list[float]:
+    """`money` per interval less the exchange fee due on MG `me`'s cleared Wh there (its day's `due`, split
+    exactly: exchange_fee.by_interval); unchanged with no fee."""
+    if fee == 0:
+        return list(money)
+    parts = exchange_fee.by_interval(fee, exchange_fee.traded_wh(trades, me))
+    return [m - part / MICRO for m, part in zip(money, parts, strict=True)]
 
 
 def _scaled(own: Sequence[int], kwh: Sequence[float], reduced: Sequence[float]) -> tuple[int, ...]:
@@ -174,9 +191,12 @@ def accept_alone(
     prices: Sequence[float],
     positions_kwh: Sequence[float],
     reductions: int = 4,
+    fee: int = 0,
 ) -> Acceptance:
     """`prices`: the session's closing λ_t (currency per kWh, exact to the nano); `positions_kwh`: the MG's
-    final stepped position per interval (+ sale). Deterministic; solves only this MG's own MILPs."""
+    final stepped position per interval (+ sale); `fee`: the session's exchange fee (nano per kWh per side:
+    its cost is its payments less the fee due on its accepted Wh, its reduction at p ∓ fee). Deterministic;
+    solves only this MG's own MILPs."""
     alone = Scenario(mg.name, dt, (mg,))
     conventional = conventional_costs(alone)
     budget = sum(conventional.per_interval[mg.name])
@@ -193,9 +213,11 @@ def accept_alone(
         day = dispatch(mg, dt, kwh)
         checks += 1
         cost = day.cost - sum(q * p for q, p in zip(kwh, on_tick, strict=True))
+        cost += exchange_fee.due(fee, sum(map(abs, row))) / MICRO
         if cost <= _ceiling(conventional.per_interval[mg.name]):
             return Acceptance(row, decision, cost, budget, checks)
-        reduced = None if attempt == reductions else _reduce(mg, dt, on_tick, kwh, budget)
+        net = exchange_fee.net_prices(on_tick, kwh, fee)
+        reduced = None if attempt == reductions else _reduce(mg, dt, net, kwh, budget)
         if reduced is None:
             break
         checks += 1

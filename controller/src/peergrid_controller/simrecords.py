@@ -64,8 +64,18 @@ class SimulationConfig:
     # the default, is the exact guarantee.
     risk_allowance: float = 0.0
     mg_risk_allowance: dict[str, float] = field(default_factory=dict)
+    # day-ahead with an exchange fee (`dayahead.exchange_fee` > 0: uplift_fund.py): the make-whole is paid
+    # from the fund, which holds `uplift_fund` micro-units carried over from earlier days before this day's
+    # collection; what it holds above `uplift_fund_cap` (None: no cap) goes back to the day's fee payers
+    uplift_fund: int = 0
+    uplift_fund_cap: int | None = None
 
     def __post_init__(self) -> None:
+        funds = [("uplift_fund", self.uplift_fund)]
+        funds += [("uplift_fund_cap", self.uplift_fund_cap)] if self.uplift_fund_cap is not None else []
+        for label, amount in funds:
+            if isinstance(amount, bool) or not isinstance(amount, int) or amount < 0:
+                raise ConfigError(f"{label} must be a whole number of micro-units >= 0, got {amount!r}")
         given = [("risk_allowance", self.risk_allowance)]
         given += [(f"mg_risk_allowance[{name!r}]", x) for name, x in sorted(self.mg_risk_allowance.items())]
         for label, x in given:
@@ -146,6 +156,15 @@ class DayAheadSummary:
     uplift_refund: dict[str, float] = field(default_factory=dict)
     worse_than_conventional: dict[str, float] = field(default_factory=dict)
     compensation: dict[str, float] = field(default_factory=dict)
+    # the exchange fee (nano per kWh per side; 0: none, and the fields below stay empty): each MG's fee for
+    # the day and the fund (currency): before the day, collected, after the payout and the refund above the
+    # cap (per fee payer); the uplift fields above are then the fund's payout (no charges)
+    exchange_fee: int = 0
+    fee_paid: dict[str, float] = field(default_factory=dict)
+    fee_collected: float = 0.0
+    fund_before: float = 0.0
+    fund_after: float = 0.0
+    fund_refund: dict[str, float] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

@@ -43,7 +43,7 @@ from peergrid_controller.simrecords import (
 )
 from peergrid_controller.simulate_dayahead import play_day
 from peergrid_controller.stability import check
-from peergrid_controller.venues import exchange_recorder, memory_venue
+from peergrid_controller.venues import MemoryMarket, exchange_recorder, memory_venue
 
 __all__ = [
     "UPLIFT_REF",
@@ -115,6 +115,11 @@ def simulate(
         raise FaultError(f"random_faults must be >= 0, got {cfg.random_faults}")
     fractions(scenario, cfg.delivery_faults)  # a bad spec fails before the day is solved
     venue = venue_factory(scenario)
+    if cfg.dayahead.exchange_fee and (cfg.market != "dayahead" or not isinstance(venue, MemoryMarket)):
+        raise ConfigError(
+            "an exchange fee applies to the day-ahead market on the memory venue only (the chain venue's "
+            f"genesis carries no fee yet), not to market {cfg.market} on {type(venue).__name__}"
+        )
     if cfg.market == "dayahead":
         if on_interval is not None:
             on_interval(0)

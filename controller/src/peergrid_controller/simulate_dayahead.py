@@ -22,15 +22,16 @@ Assumes the scenario's profiles are the forecasts. Never reads clocks or I/O bey
 
 from __future__ import annotations
 
-from peergrid_controller import baselines
+from peergrid_controller import baselines, exchange_fee
 from peergrid_controller.bargaining import Venue
 from peergrid_controller.dayahead import Allocation
 from peergrid_controller.delivery import deliver, fractions, seeded_faults
 from peergrid_controller.forward import clear, commit, deviation_gains, own_rule_fees, post
 from peergrid_controller.model import Scenario
-from peergrid_controller.settling import UPLIFT_REF, pay_compensation, pay_uplift, settle_interval
+from peergrid_controller.settling import UPLIFT_REF, pay_compensation, pay_fund, pay_uplift, settle_interval
 from peergrid_controller.simrecords import DayAheadSummary, IntervalResult, SimulationConfig, SimulationResult
 from peergrid_controller.uplift import MICRO, earns, make_whole, withhold
+from peergrid_controller.uplift_fund import FundOutcome, fund_make_whole, settle_fund
 from peergrid_controller.venues import exchange_recorder, forward_clearing, metering_venue
 
 
@@ -44,7 +45,8 @@ def play_day(
 ) -> SimulationResult:
     """Forward trades for the day, committed before the first interval, delivered and settled interval by
     interval; every MG dispatches its day with its trades fixed (the check's own MILP)."""
-    committed = commit(scenario, allocation, conv)
+    fee = cfg.dayahead.exchange_fee
+    committed = commit(scenario, allocation, conv, fee=fee)
     clean = {mg.name: not mg.gensets for mg in scenario.microgrids}
     clearing = forward_clearing(venue)
     agreed = (
@@ -64,11 +66,19 @@ def play_day(
     at_rule = {
         mg.name
         for mg in scenario.microgrids
-        if earns(gains[mg.name], tolerance[mg.name]) and own_rule_fees(mg, committed.prices) != (None, None)
+        if earns(gains[mg.name], tolerance[mg.name])
+        and own_rule_fees(mg, committed.prices, fee) != (None, None)
     }
     valued = gains | deviation_gains(scenario, committed, own_rules=True, names=at_rule)
     conventional_day = {name: sum(costs) for name, costs in conv.per_interval.items()}
-    uplift = make_whole(valued, tolerance, committed.day_cost, conventional_day, trading)
+    # with an exchange fee the make-whole is paid from the fund it fills (uplift_fund.py), else by the payers
+    fees = {
+        name: exchange_fee.due(fee, sum(exchange_fee.traded_wh(agreed, name))) for name in sorted(trading)
+    }
+    if fee:
+        uplift = fund_make_whole(valued, tolerance, fees, cfg.uplift_fund)
+    else:
+        uplift = make_whole(valued, tolerance, committed.day_cost, conventional_day, trading)
     # stability with the payments: each payee's best response re-solved under the payments' rules; a
     # payer's charge is due whatever it does, so its model and gain are unchanged
     after = dict(valued)
@@ -93,7 +103,12 @@ def play_day(
     metering = metering_venue(venue)
     if metering is not None:  # a compensating chain computes it from each side's own shortfall
         metering.metered(delivery.shortfalls)
-    paid = withhold(uplift, delivery.defaulted)
+    fund: FundOutcome | None = None
+    if fee:
+        paid, fund = settle_fund(uplift, delivery.defaulted, fees, cfg.uplift_fund, cfg.uplift_fund_cap)
+    else:
+        paid = withhold(uplift, delivery.defaulted)
+    refund = {name: r / MICRO for name, r in fund.refunds.items()} if fund is not None else {}
     results = []
     for t in range(scenario.intervals):
         settle_interval(venue, t, agreed[t], delivery.delivered[t])
@@ -113,7 +128,7 @@ def play_day(
                 mg_cost_p2p={
                     name: delivery.physical_cost[name][t]
                     - delivery.payments[name][t]
-                    - (paid.net(name) if t == scenario.intervals - 1 else 0.0)
+                    - (paid.net(name) + refund.get(name, 0.0) if t == scenario.intervals - 1 else 0.0)
                     for name in sorted(delivery.physical_cost)
                 },
                 mg_cost_conventional={name: costs[t] for name, costs in conv.per_interval.items()},
@@ -121,8 +136,12 @@ def play_day(
                 delivered=delivery.delivered[t],
             )
         )
-    # earned by delivering every committed position: paid after the day, to those that did
-    pay_uplift(venue, paid, UPLIFT_REF)
+    # earned by delivering every committed position: paid after the day, to those that did (with a fee: the
+    # fees into the fund, the credits and the refunds out of it)
+    if fund is not None:
+        pay_fund(venue, fund)
+    else:
+        pay_uplift(venue, paid, UPLIFT_REF)
     # what the MGs at fault owe their counterparties for the cover (already in the interval costs above)
     pay_compensation(venue, delivery.compensation)
     venue.flush()
@@ -131,7 +150,9 @@ def play_day(
         compensation[p.payer] = compensation.get(p.payer, 0) - p.amount
         compensation[p.payee] = compensation.get(p.payee, 0) + p.amount
     worse = {
-        name: round(delivery.day_cost(name) - paid.net(name) - conventional_day[name], 9)
+        name: round(
+            delivery.day_cost(name) - paid.net(name) - refund.get(name, 0.0) - conventional_day[name], 9
+        )
         for name in sorted(delivery.physical_cost)
     }
     summary = DayAheadSummary(
@@ -163,5 +184,11 @@ def play_day(
         worse_than_conventional={
             name: w for name, w in worse.items() if w > 1e-6 * max(1.0, abs(conventional_day[name]))
         },
+        exchange_fee=fee,
+        fee_paid={name: f / MICRO for name, f in fund.fees.items()} if fund is not None else {},
+        fee_collected=fund.collected / MICRO if fund is not None else 0.0,
+        fund_before=fund.fund_before / MICRO if fund is not None else 0.0,
+        fund_after=fund.fund_after / MICRO if fund is not None else 0.0,
+        fund_refund=refund,
     )
     return SimulationResult(scenario.name, tuple(results), cent.mip_gap if cent else float("nan"), summary)

@@ -72,9 +72,11 @@ __all__ = [
     "Payment",
     "Uplift",
     "earns",
+    "finite",
     "largest_remainder",
     "make_whole",
     "north_west",
+    "owed_of",
     "transfers",
     "widest_spread",
     "withhold",
@@ -151,6 +153,22 @@ def transfers(credits: Mapping[str, int], charges: Mapping[str, int]) -> tuple[P
     )
 
 
+def finite(*figures: Mapping[str, float]) -> None:
+    """ValueError naming the first non-finite figure: nothing is paid on one."""
+    for name, value in (item for figure in figures for item in figure.items()):
+        if not math.isfinite(value):
+            raise ValueError(f"{name}: a non-finite figure ({value}) cannot be paid")
+
+
+def owed_of(gains: Mapping[str, float], tolerance: Mapping[str, float]) -> dict[str, int]:
+    """What is owed (micro-units, by name): each gain above its tolerance (`earns`), rounded up to a
+    micro-unit (in the payee's favour) after a thousandth of one for float noise."""
+    finite(gains, tolerance)
+    return {
+        name: math.ceil(round(g * MICRO, 3)) for name, g in sorted(gains.items()) if earns(g, tolerance[name])
+    }
+
+
 def make_whole(
     gains: Mapping[str, float],
     tolerance: Mapping[str, float],
@@ -161,13 +179,8 @@ def make_whole(
     """The uplift for a committed day: `gains` each MG's deviation gain at the final prices, `tolerance` its
     stability tolerance, `day_cost` its committed day cost (payments included), `conventional` its
     conventional day cost, `trading` the MGs with forward trades (currency units, floats in; micro-units out)."""
-    for name, value in (*gains.items(), *day_cost.items(), *conventional.items(), *tolerance.items()):
-        if not math.isfinite(value):
-            raise ValueError(f"{name}: a non-finite figure ({value}) cannot be paid")
-    # rounded up to a micro-unit (in the payee's favour), after a thousandth of one for float noise
-    owed = {
-        name: math.ceil(round(g * MICRO, 3)) for name, g in sorted(gains.items()) if earns(g, tolerance[name])
-    }
+    finite(gains, day_cost, conventional, tolerance)
+    owed = owed_of(gains, tolerance)
     surplus = {
         name: math.floor(round((conventional[name] - day_cost[name]) * MICRO, 3))  # down: IR
         for name in sorted(trading)

@@ -2,7 +2,8 @@
 
 Promises: `VENUES` maps a name to a factory `Scenario -> Venue`; `default_venue()` prefers the chain. Both
 venues also take plain payments (`PaymentVenue.pay`, the chain's payments contract; the day-ahead market's
-make-whole uplift): once per (payer, payee, reference), a positive amount, between two known MGs.
+make-whole uplift): once per (payer, payee, reference), a positive amount, between two known MGs (the memory
+venue also knows the exchange fee's fund, uplift_fund.FUND).
 `exchange_recorder(venue)` is the venue's recorder of the day-ahead exchange ADMM's moves (`ExchangeVenue`:
 the chain's exchange contract), or None where it keeps none (the memory venue: the allocation is unchanged).
 `forward_clearing(venue)` is the same exchange where it also clears the forward trades itself
@@ -28,6 +29,7 @@ from peergrid_controller.forward import ForwardClearing
 from peergrid_controller.market import Accepted, Rejected, Verdict
 from peergrid_controller.model import Scenario
 from peergrid_controller.uplift import MICRO, Payment
+from peergrid_controller.uplift_fund import FUND
 
 
 @runtime_checkable
@@ -75,7 +77,7 @@ class MemoryMarket(MemoryVenue):
             return Rejected(f"payment of {payment.amount} micro-units: the amount must be positive")
         if payment.payer == payment.payee:
             return Rejected(f"{payment.payer} cannot pay itself")
-        unknown = [name for name in (payment.payer, payment.payee) if name not in self.rules]
+        unknown = [name for name in (payment.payer, payment.payee) if name not in self.rules and name != FUND]
         if unknown:
             return Rejected(f"{unknown[0]} is not a known account")
         if where in self.paid:
