@@ -4,21 +4,33 @@ at the DSO's readiness and that key holds none of the DSO's other powers (review
 lab's own genesis its clock lands, its market.capacity and gov.* are forbidden); a lab directory whose genesis
 gave the key role dso (written before the role) still posts with it; a lab without settle_by_both, or a lab
 directory whose genesis predates the key, posts nothing (its t0 stays fixed where its genesis fixed the clock). The epoch is the genesis rule's (`SettleByBoth.for_lab`). The poster
-itself runs in the lab test (`test_closedloop_dso_first`, a settle-by-both lab whose DSO starts late)."""
+itself runs in the lab test (`test_closedloop_dso_first`, a settle-by-both lab whose DSO starts late); here, over a
+real Mosquitto, a position announced before its clock (a --dayahead lab's first accept) fails the lab at once,
+naming it, where before it waited for t0 and said only that the clock was not in a block."""
 
 from __future__ import annotations
 
 import json
+import time
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion
+
+from peergrid_ledger.block import Block, Header, tx_root
 from peergrid_ledger.chain import LocalChain
+from peergrid_ledger.consensus.messages import Certificate, SyncResponse, encode_wire
+from peergrid_ledger.consensus.transport import BLOCK, seal_envelope
+from peergrid_ledger.consensus.transport import topic as transport_topic
 from peergrid_ledger.contracts import market_clock
 from peergrid_ledger.genesis import Genesis
 from peergrid_ledger.keys import Keypair
 from peergrid_ledger.results import Reason, Rejected
-from peergrid_sim.closedloop import LabChains, SettleByBoth
-from peergrid_sim.lab_clock import clock_epoch_ms, clock_key
+from peergrid_ledger.tx import sign_tx
+from peergrid_sim.closedloop import LabChains, LoopTiming, SettleByBoth
+from peergrid_sim.lab_clock import clock_epoch_ms, clock_key, clock_news, clock_posted
 
 SCENARIO = Path(__file__).resolve().parents[2] / "firmware-sim" / "scenarios" / "ieee33.yaml"
 
@@ -92,3 +104,64 @@ def test_the_posted_epoch_is_the_genesis_rule_for_the_moved_t0() -> None:
     for t0 in (1000.5, 1_767_225_612.3456, 1_767_225_600.0):
         assert clock_epoch_ms(t0, 36, 6.0) == SettleByBoth.for_lab(6.0, 36, t0).epoch_ms
     assert clock_epoch_ms(1000.0, 0, 0.25) == 1_000_000
+
+
+def _announcement(chain: str, key: Keypair, height: int, txs: list[Any]) -> bytes:
+    """A committed block's announcement on the chain's `block` topic, as a replica sends it (the poster reads
+    the transactions only; the replicas check the header, the seals and the signatures)."""
+    header = Header(chain, height, bytes(32), 0, key.public, tx_root(txs), bytes(32))
+    raw = Block(header, bytes(64), tuple(txs)).encode()
+    body = encode_wire(chain, SyncResponse(((raw, Certificate(0, ((key.public, bytes(64)),))),)))
+    return seal_envelope(chain, BLOCK, key, body)
+
+
+def test_a_position_before_the_clock_fails_the_lab_at_once_naming_it(tmp_path: Path, mosquitto: Any) -> None:
+    # the MGMCs' first accept of a --dayahead lab in a block before the lab's clock post: market.clock is
+    # refused for good (an anonym holds a position), so the lab says so at once, not "not in a block by t0"
+    chains = LabChains.create(tmp_path, "ieee33", SCENARIO, SettleByBoth.for_lab(6.0, 36, 1000.5))
+    key = clock_key(chains)
+    assert key is not None
+    chain = json.loads(chains.mgmc_genesis.read_text())["chain"]
+    anonym = next(iter(chains.anonyms.values()))
+    accept = sign_tx(anonym, chain, "exchange.accept", 1, 1, {"session": "day-1"})
+    other = sign_tx(anonym, chain, "der_commitment", 2, 1, {"interval": 1})
+    broker = (mosquitto.host, mosquitto.port)
+    timing = LoopTiming(t0=time.time() + 60, interval_s=6.0, first_interval=36, intervals=1)
+    with clock_posted(chains, broker, "ieee33", timing) as poster:
+        assert poster is not None
+        assert clock_news([other], poster.txid) == (False, None)  # nothing that keeps it out
+        feed = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="replica")
+        feed.connect(*broker)
+        feed.loop_start()
+        try:
+            topic = transport_topic("ieee33", chain, BLOCK)
+            deadline = time.monotonic() + 20
+            while not poster.over.is_set() and time.monotonic() < deadline:  # until it subscribed and read it
+                feed.publish(topic, _announcement(chain, anonym, 7, [other]), qos=1).wait_for_publish(5)
+                feed.publish(topic, _announcement(chain, anonym, 8, [other, accept]), qos=1).wait_for_publish(
+                    5
+                )
+                time.sleep(0.1)
+        finally:
+            feed.loop_stop()
+            feed.disconnect()
+        began = time.monotonic()
+        line = poster.wait(timing.t0)
+    assert time.monotonic() - began < 5  # at once, not at t0 (60 s away)
+    assert line == (
+        f"the interval clock (market.clock, epoch {poster.epoch_ms} ms) cannot land on the MGMC chain: a "
+        "position (exchange.accept at height 8) came before it, and the chain refuses a clock while an anonym "
+        "holds a position: the chain would settle on its genesis' provisional clock"
+    )
+    assert not poster.landed.is_set()
+
+
+def test_the_clock_in_the_same_block_before_a_position_has_landed() -> None:
+    key = Keypair.from_seed(bytes(32))
+    clock = sign_tx(key, "c", "market.clock", 1, 1, {"epoch_ms": 5})
+    offer = sign_tx(key, "c", "offer", 2, 1, {"interval": 36})
+    bid = sign_tx(key, "c", "bid", 3, 1, {"interval": 36})
+    assert clock_news([clock, offer], clock.txid) == (True, None)
+    assert clock_news([offer, clock], clock.txid) == (False, "offer")  # refused: it was not applied first
+    assert clock_news([bid], clock.txid) == (False, "bid")
+    assert clock_news([], clock.txid) == (False, None)
