@@ -28,7 +28,7 @@ from test_edge_guard import agent_for
 
 from peergrid_controller.dayahead import starting_prices
 from peergrid_controller.model import Scenario
-from peergrid_edge import dayahead_agent, forward_first
+from peergrid_edge import chain_bargaining, dayahead_agent, forward_first
 from peergrid_edge import trader as trader_module
 from peergrid_edge.dayahead_agent import DayAheadAgent
 from peergrid_edge.exchange_io import ROLE, SessionOutcome
@@ -109,8 +109,10 @@ SELLER_CAP, BUYER_CAP = 100_000, 50_000  # Wh: well below both
 
 
 def blind_intraday(monkeypatch: pytest.MonkeyPatch) -> None:
-    """The edge before the cut: the owner's rules as they are."""
+    """The edge before the cut: the owner's rules as they are (where the trader reads them, and where the
+    bargaining cuts them again to the capacity standing at its join: `chain_bargaining.standing`)."""
     monkeypatch.setattr(trader_module, "connected_rules", lambda rules, *_args: rules)
+    monkeypatch.setattr(chain_bargaining, "connected_rules", lambda rules, *_args: rules)
 
 
 @pytest.mark.parametrize("blind", [False, True], ids=["within its capacity", "control: blind to it"])

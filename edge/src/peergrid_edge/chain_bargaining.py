@@ -24,6 +24,8 @@ case and seeded 5-MG owner-rules markets 1-3 match (tests/edge/test_edge_owner_r
 notes/review5.md F6); seed 9 parts at round 16 as the buyers' band widens (27 rounds against 23), and still
 stops on a repeated round with a stable outcome (that test; docs/market.md). With no price call on the chain
 the trader opens sellers at the previous interval's agreed price (`opening_price`, public).
+The opening offer is cut to the connection capacity standing as it is built, and one refused because a capacity
+landed ahead of it is offered once more at that capacity (`standing`, `_open`; the MG sat the interval out).
 A buyer that owes (`debts.barring_debt`: the chain refuses a debtor's purchases) joins with its empty bid and
 moves asking nothing, logging why once per interval; a move refused while it owes is posted again asking
 nothing. Either way every peer's barrier sees its move and no phase waits a timeout out for it; it sells as
@@ -34,7 +36,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 from peergrid_controller.market import Bid, Offer, micro_per_wh, price_tick, wh
@@ -52,6 +54,7 @@ from peergrid_controller.moves import (  # the controller's public per-MGMC move
 )
 from peergrid_edge import debts
 from peergrid_edge.chain_closing import close_interval
+from peergrid_edge.connection import connected_rules
 from peergrid_ledger import query
 from peergrid_ledger.contracts import market as contract
 from peergrid_ledger.schema import PRICE
@@ -181,15 +184,13 @@ async def bargain(
     agent.phase = "join"
     cfg = agent.cfg
     seller_state: SellerState | None = None
+    me = standing(agent, me, t)  # a capacity the DSO posted since the trader read its rules (`standing`)
     if role == "seller":
         seller_state = open_seller(me, feed_in, retail + premium, cfg, opening)
-        offer = make_offer(me, seller_state.price, t)
-        if wh(offer.quantity_kwh) <= 0:
+        if wh(make_offer(me, seller_state.price, t).quantity_kwh) <= 0:
             role, seller_state = "neither", None
         else:
-            await _join(agent, t, "offer", {
-                "interval": t, "round": 1, "price": micro_per_wh(offer.price),
-                "quantity": wh(offer.quantity_kwh), "clean": offer.clean})  # fmt: skip
+            me = await _open(agent, t, me, seller_state.price)
     if role != "seller":
         await _join(agent, t, "bid", {"interval": t, "round": 0, "demands": []})
     everyone = {a.key for a in agent.ledger.replicas["mgmc"].app.genesis.accounts if "anonym" in a.roles}
@@ -202,19 +203,65 @@ async def bargain(
     state = agent.ledger.state("mgmc")
     sellers = set(contract.members(state, t, "sellers"))
     buyers = set(contract.members(state, t, "buyers"))
+    # from its join on the chain takes no newer capacity for t: the rounds move within the one standing now
+    # (a buyer's empty bid joined whatever the capacity; its moves' totals are checked against it)
+    me = standing(agent, me, t)
     return await _rounds(agent, t, me, seller_state, sellers, buyers, 1)
+
+
+def standing(agent: MarketAgent, me: Participant, t: int) -> Participant:
+    """`me` with its rules cut to the connection capacity standing for its trading key in interval t on the chain
+    now (`connection.connected_rules`): the trader cut them where it read its rules, before its solves, and the
+    DSO may post a capacity since (the chain refuses an offer, or a buyer's move total, above it). Only ever
+    tighter: a capacity raised meanwhile is met at the figure read first. `me` itself where nothing changed."""
+    rules = connected_rules(me.rules, agent.ledger.state("mgmc"), agent.anonym.public, t)
+    return me if rules is me.rules else replace(me, rules=rules)
+
+
+async def _open(agent: MarketAgent, t: int, me: Participant, price: float) -> Participant:
+    """The seller's opening offer of interval t at `price`, cut to the capacity standing as it is built. One the
+    chain refused because a capacity landed ahead of it in the chain's order (the offer above it; the chain
+    takes a newer capacity for t only until this MG's first position there) is offered once more, cut to that
+    capacity, and never again: a second refusal is `_join`'s warning, as any first move that did not land.
+    Returns the participant the interval's rounds move with."""
+
+    def body(offer: Offer) -> dict[str, Any]:
+        return {"interval": t, "round": 1, "price": micro_per_wh(offer.price), "quantity": wh(offer.quantity_kwh),
+                "clean": offer.clean}  # fmt: skip
+
+    first = body(make_offer(me, price, t))
+    if await agent._submit("mgmc", agent.anonym, "offer", first):
+        return me
+    cut = standing(agent, me, t)
+    again = body(make_offer(cut, price, t))
+    # the chain's own rule read on its state: refused for the capacity where one now stands below the offer;
+    # any other refusal is not the capacity's (offered again, the same offer would meet it again)
+    if not 0 < again["quantity"] < first["quantity"]:
+        _not_joined(t, "offer")
+        return me
+    log.warning(
+        "interval %d: this MG's offer of %d Wh was refused above the connection capacity of %.0f Wh the DSO "
+        "posted meanwhile: offered once more at %d Wh",
+        t, first["quantity"], cut.rules.max_quantity_kwh * 1000, again["quantity"],
+    )  # fmt: skip
+    await _join(agent, t, "offer", again)
+    return cut
 
 
 async def _join(agent: MarketAgent, t: int, kind: str, body: dict[str, Any]) -> None:
     """This MG's first move of interval t; one that did not land (the chain's reason is the replica's warning
-    just before) is logged by name: the MG sits the interval out and its peers' join waits for it (review19
-    F5: it went unsaid)."""
+    just before) is logged by name (`_not_joined`)."""
     if not await agent._submit("mgmc", agent.anonym, kind, body):
-        log.warning(
-            "interval %d: this MG's %s (its first move) did not land: unless it lands late it sits the interval out",
-            t,
-            kind,
-        )
+        _not_joined(t, kind)
+
+
+def _not_joined(t: int, kind: str) -> None:
+    """The MG sits the interval out and its peers' join waits for it (review19 F5: it went unsaid)."""
+    log.warning(
+        "interval %d: this MG's %s (its first move) did not land: unless it lands late it sits the interval out",
+        t,
+        kind,
+    )
 
 
 async def rebargain(

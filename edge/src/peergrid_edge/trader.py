@@ -81,7 +81,7 @@ from peergrid_edge import (
     interval_plan,
     own_nonce,
 )
-from peergrid_edge.chain_bargaining import bargain, opening_price, position
+from peergrid_edge.chain_bargaining import bargain, opening_price, position, standing
 from peergrid_edge.chain_closing import close_interval
 from peergrid_edge.config import MarketSettings
 from peergrid_edge.connection import connected_rules
@@ -263,6 +263,7 @@ class MarketAgent:
         opening = opening_price(self.ledger.state("mgmc"), t, feed_in, retail + premium)
         if forward is None:
             rounds = await bargain(self, t, me, role, feed_in, retail, premium, opening)
+            me = standing(self, me, t)  # what `bargain` moved within: the DSO's re-bargains must too
         else:  # closed by the day-ahead clear: its trades are the forward trades, nothing to bargain
             rounds = []
             self.forward_traded.append(t)
