@@ -12,6 +12,7 @@ from pydantic import Field
 from peergrid_dso.broker_tls import BrokerTls
 from peergrid_dso.console.settings import ConsoleSettings
 from peergrid_dso.loop_settings import LoopSettings
+from peergrid_dso.services.health_listener import HealthListenerSettings
 from peergrid_ledger.settings import BrokerTlsSettings, StrictSettings
 
 
@@ -39,4 +40,6 @@ class DsoSettings(StrictSettings):
     broker: BrokerSettings = BrokerSettings()
     http: HttpSettings = HttpSettings()
     console: ConsoleSettings = ConsoleSettings()
+    # /api/health is not ok when the health listener heard nothing for `silent_after_s` (None: not judged)
+    health_listener: HealthListenerSettings = HealthListenerSettings()
     loop: LoopSettings | None = None  # the closed loop's DSO node (key, chains, feeder case, MGs, relays)
