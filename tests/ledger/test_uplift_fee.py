@@ -126,9 +126,10 @@ def test_a_fee_off_the_tick_is_rounded_up_once_per_member() -> None:
 def test_a_member_without_the_money_owes_its_fee_to_the_fund_and_its_next_credit_pays_it() -> None:
     """P2 and P4 start with nothing and no credit: P4 cannot pay for its energy (its debts to P1 and P2), so
     neither has the money for its fee; each owes it to the fund under the session's uplift id, and the fund
-    holds what P1 and P3 paid. A later payment to P2 pays its oldest debt first: the fund collects P2's fee."""
+    is refunded only to P1 and P3, who paid. A later payment to P2 pays its oldest debt first: the fund
+    collects P2's fee."""
     start = {P1.public: 10**9, P2.public: 0, P3.public: 10**9, P4.public: 0}
-    chain, clock = fee_chain(cap=10**6, balance=start)
+    chain, clock = fee_chain(cap=0, balance=start)
     result = run_session(chain, clock, "day-1", 100)
     fees = {e["member"]: e for kind, e in result.events if kind == "uplift_fee"}
     assert fees[P2.public] == {"session": "day-1", "member": P2.public, "fee": 500, "owed": 500}
@@ -136,12 +137,13 @@ def test_a_member_without_the_money_owes_its_fee_to_the_fund_and_its_next_credit
     ref = uplift.uplift_ref("day-1")
     assert debts(chain.state, P2.public) == [{"amount": 500, "creditor": UPLIFT_FUND, "trade": ref}]
     assert debts(chain.state, P4.public)[-1] == {"amount": 1_000, "creditor": UPLIFT_FUND, "trade": ref}
-    assert fund(chain) == 4_500  # P1's 2500 and P3's 2000; P2's and P4's fees owed
     done = uplift.outcome(chain.state, "day-1")
     assert done is not None and [P2.public, UPLIFT_FUND, 500, 500] in done["payments"]
-    assert done["refunds"] == []  # below the cap; and an owed fee is never refunded
+    # the fund held P1's 2500 and P3's 2000, all above the cap 0: refunded to them, who paid their whole fee;
+    # P2 and P4, owing theirs to the fund, are refunded nothing
+    assert done["refunds"] == sorted([[P1.public, 2_500], [P3.public, 2_000]]) and fund(chain) == 0
     ok(clock.send(P1, {"payee": P2.public, "amount": 700, "ref": "gift"}, "pay"))
-    assert fund(chain) == 5_000 and debts(chain.state, P2.public) == [] and balances(chain)[P2.public] == 200
+    assert fund(chain) == 500 and debts(chain.state, P2.public) == [] and balances(chain)[P2.public] == 200
 
 
 def test_a_fee_zero_session_keeps_todays_record_and_rule() -> None:

@@ -113,9 +113,22 @@ def ready_session(
     short: dict[bytes, int] | None = None,
     surplus: int = 0,
 ) -> None:
-    """A session up to its uplift's settle: opened and cleared, every member claims (`gains`, 0 by default;
-    each `surplus`), every trade delivered (`short` as `deliver`)."""
+    """A session up to its uplift's settle: opened and cleared (`open_session`), then `claim_and_deliver`."""
     open_session(clock, name, first)
+    claim_and_deliver(chain, clock, name, first, gains, short, surplus)
+
+
+def claim_and_deliver(
+    chain: LocalChain,
+    clock: Clock,
+    name: str,
+    first: int,
+    gains: dict[bytes, int] | None = None,
+    short: dict[bytes, int] | None = None,
+    surplus: int = 0,
+) -> None:
+    """Every member of the cleared session claims (`gains`, 0 by default; each `surplus`), every trade is
+    delivered (`short` as `deliver`)."""
     for k in MEMBERS:
         body = {"session": name, "gain": (gains or {}).get(k.public, 0), "surplus": surplus}
         ok(clock.send(k, body, "uplift.claim"))

@@ -14,9 +14,11 @@ Promises (amounts in micro-units; the session record's `fee` > 0, nano-currency 
   defaulted payee's credit is withheld (`uplift_rule.withhold`) and stays in the fund. Each credit moves
   fund -> payee (`funds.transfer`, so the payee's debts are collected from it first).
 - Cap: after the payout what the fund holds above the session's `fund_cap` is refunded to this session's
-  fee payers in proportion to the fees they paid in money (`largest_remainder`, ties to the smaller key),
-  at most their total: a fee left as a debt is not in the fund to refund, and no refund exceeds the fee its
-  payer paid. What stays above the cap (a cap lowered after a fuller fund) shrinks by later sessions' refunds.
+  fee payers in proportion to their fees (`largest_remainder`, ties to the smaller key), at most their total,
+  so no refund exceeds the fee its payer paid. Only to a member that paid its whole fee: one that left part of
+  it as a debt to the fund is refunded nothing (a refund would only go to its creditors, the fund among them,
+  while the fund is owed the fee that refund would be drawn on). A balance above the cap from before (a cap lowered after a fuller fund) is not refunded to
+  this session's payers - it was not theirs - and pays later sessions' make-whole.
 - Only this module debits the fund, and never below 0 (the payout is checked against its balance, the
   refund is below balance - cap). Money reaches it otherwise only from a member's fee, now or as a debt paid
   later (`funds.collect`).
@@ -89,7 +91,7 @@ def settle_from_fund(
             *moved,
         ]
     above = max(0, fund_balance(view) - int(record.get("fund_cap", 0)))
-    payers = {m: p for m, p in paid_in.items() if p > 0}
+    payers = {m: fees[m] for m, p in paid_in.items() if p == fees[m]}
     refunds = largest_remainder(payers, min(above, sum(payers.values())))
     for member, amount in sorted(refunds.items()):
         if amount:
