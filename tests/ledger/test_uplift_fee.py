@@ -5,9 +5,11 @@ carries the rest into the next session; a member without the money owes its fee 
 
 from __future__ import annotations
 
-from ledger_fixtures import Keys
+from ledger_fixtures import Keys, make_genesis
+from test_settle_both import WAIT, Clock
 from uplift_fee_fixtures import (
     KEYS,
+    MEMBERS,
     P1,
     P2,
     P3,
@@ -25,8 +27,10 @@ from uplift_fee_fixtures import (
     settle,
 )
 
-from peergrid_ledger.contracts import exchange_state, uplift
+from peergrid_ledger.chain import LocalChain
+from peergrid_ledger.contracts import exchange_state, market, uplift
 from peergrid_ledger.contracts.funds import debts
+from peergrid_ledger.genesis import Account, Params
 from peergrid_ledger.keyspace import UPLIFT_FUND
 
 FEES = {k: wh for k, wh in TRADED.items()}  # at one tick (10^6 nano/kWh) a member pays 1 per Wh it cleared
@@ -164,3 +168,29 @@ def test_a_fee_zero_session_keeps_todays_record_and_rule() -> None:
     assert moved == {P1.public: 40_000, P2.public: -12_000, P3.public: -24_000, P4.public: -4_000}
     done = uplift.outcome(chain.state, "day-1")
     assert done is not None and done["surplus"] == 100_000 and "collected" not in done and fund(chain) == 0
+
+
+def test_without_a_fee_a_whole_session_replays_to_its_state_root_from_before_the_fee() -> None:
+    """Fee 0, the default: no `fee` in genesis or the session record, the payers' surplus path, no fund - the
+    same genesis hash and state root as the same transactions give on 5ed2237's ledger, before the fee."""
+    rules = {**market.NO_RULES, "max_quantity": 1_000_000}
+    accounts = (
+        Account(Keys.dso.public, ("dso",), "dso"),
+        *(
+            Account(k.public, ("anonym",), f"p{i}", balance=10**9, rules=rules)
+            for i, k in enumerate(MEMBERS, 1)
+        ),
+    )
+    params = Params(settle_by_both=1, settle_wait_ms=WAIT, settle_interval_ms=900_000, unpaid_as_debt=1)
+    genesis = make_genesis(accounts=accounts, params=params, contracts=("market", "exchange", "uplift"))
+    assert genesis.hash.hex() == "9fd3ea081f86e6eb567bce4fdb375f197990083b804aeade1dc358e7cece62d5"
+    chain = LocalChain(genesis, Keys.authority)
+    clock = Clock(chain)
+    open_session(clock, "day-1", 100)
+    for k, (gain, surplus) in {P1: (40_000, 0), P2: (0, 30_000), P3: (0, 60_000), P4: (0, 10_000)}.items():
+        ok(clock.send(k, {"session": "day-1", "gain": gain, "surplus": surplus}, "uplift.claim"))
+    deliver(chain, clock, 100)
+    ok(clock.send(P1, {"session": "day-1"}, "uplift.settle"))
+    root = "89b4d28d0a6cf59c701618e48c2e5b5a55daffe520368fcddef2e95b3ac6ae24"
+    assert chain.committed().root.hex() == chain.header(chain.height).state_root.hex() == root
+    assert fund(chain) == 0

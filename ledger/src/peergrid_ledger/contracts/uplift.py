@@ -103,7 +103,10 @@ def claim(state: StateReader, name: str, member: bytes) -> dict[str, Any] | None
 def outcome(state: StateReader, name: str) -> dict[str, Any] | None:
     """The session's settled uplift, or None before: `{funded, owed, surplus, credits, charges, withheld,
     refunds, payments, txid}`, each of credits … refunds a list of [key, micro-units] in key order, payments a
-    list of [payer, payee, amount, owed] (owed: the part that became the payer's debt)."""
+    list of [payer, payee, amount, owed] (owed: the part that became the payer's debt). A session with an
+    exchange fee (`uplift_fund`): `{funded, owed, collected, fund_before, fund_after, fee, credits, charges
+    (each member's fee), withheld, refunds (the cap's), payments (fees member -> fund, credits and refunds
+    fund -> member), txid}` - no `surplus`."""
     value: dict[str, Any] | None = read_obj(state, done_key(name))
     return value
 
