@@ -57,6 +57,10 @@ def test_the_genesis_fee_and_cap_are_bounded_and_encoded_only_when_set() -> None
     )
     doc = plain.to_json()
     assert Genesis.from_json({**doc, "params": {**doc["params"], "exchange_fee": 0}}).hash == plain.hash
+    with pytest.raises(
+        GenesisError, match="params.exchange_fee: expected 0 to 10000000"
+    ):  # as a node loads it
+        Genesis.from_json({**doc, "params": {**doc["params"], "exchange_fee": 10**7 + 1}})
 
 
 @pytest.mark.parametrize("contracts", [("market",), ("market", "exchange"), ("market", "uplift")])
