@@ -71,7 +71,7 @@ def settle_from_fund(
     payments: list[list[Any]] = []
     fees = {m: fee_for(fee, wh) for m, wh in sorted(traded.items()) if wh > 0}
     paid_in: dict[bytes, int] = {}
-    for member, charge in fees.items():
+    for member, charge in fees.items():  # the collection
         now = max(0, min(charge, room(view, ctx, member)))
         moved: list[Event] = []
         if charge > now:  # the debt first, then the money (settle_pay's order, N6)
@@ -82,6 +82,7 @@ def settle_from_fund(
         payments.append([member, FUND, charge, charge - now])
         part = {"owed": charge - now} if charge > now else {}
         events += [("uplift_fee", {"session": name, "member": member, "fee": charge, **part}), *moved]
+    # the payout: the fund the one payer, all or nothing on its balance after the collection
     paid = uplift_rule.withhold(uplift_rule.split(owed, {FUND: fund_balance(view)}), defaulted)
     for _, payee, amount in uplift_rule.transfers(paid.credits, paid.charges):
         moved = transfer(view, ctx, FUND, payee, amount, "the uplift fund")
@@ -90,6 +91,7 @@ def settle_from_fund(
             ("uplift_paid", {"session": name, "payer": FUND, "payee": payee, "amount": amount}),
             *moved,
         ]
+    # the cap: what is above it back to the members that paid their whole fee, by their fees
     above = max(0, fund_balance(view) - int(record.get("fund_cap", 0)))
     payers = {m: fees[m] for m, p in paid_in.items() if p == fees[m]}
     refunds = largest_remainder(payers, min(above, sum(payers.values())))
