@@ -144,20 +144,33 @@ class LabRun:
     output: str
 
 
+# The settle-by-both lab's lead to its first interval (--lead-s): shorter than its start can be, so its t0 is
+# set by the DSO node's readiness, as the lab's gates need it (`ClosedLoop.move_t0`: ready + `need_s`, the
+# 16 s `dso_ready.MGMC_START_LOADED_S` the lab gives its MGMCs' start and the postings it waits for; the lab's
+# clock key posts the moved t0's interval clock on chain, `lab_clock`). It was the lab lane's 40 s, from
+# before the clock could move (T6): then the lab idled until a t0 fixed at its start. H4 measured, ieee33, 3
+# intervals, at load 4 (15:20 UTC) with the 40-s lead: the DSO node ready 5.0 s after its spawn; after the
+# MGMCs' spawn the clock in a block at 4.2 s, the cover prices and capacities final at 5.6 s, every MG
+# enrolled at 7.2 s (health saw it at 7.4 s), and t0 26.1 s after that. Under the suite's load the node's
+# start-up took 21-30 s (tests/conftest.py), so the 40 s left the MGMCs 10-19 s: never more than the 16.
+SETTLE_BY_BOTH_LEAD_S = 4.0
+
+
 @pytest.fixture(scope="session")
-def settle_by_both_lab(tmp_path_factory: pytest.TempPathFactory, lab_lead_s: float) -> LabRun:
+def settle_by_both_lab(tmp_path_factory: pytest.TempPathFactory) -> LabRun:
     """`peergrid-testbed --settle-by-both --intervals 3` over real processes (broker, devices, six MGMC
     daemons, the DSO), run once for every test that reads its chain: the settle-both test (statements, seals,
     vouching) and the tariff test (cover prices, compensation) ran the same lab apart, 3 and 2 intervals, and
     each paid the lab's lead and end (about 55 s) for it. Both are in the "system" xdist_group, so under
     `--dist loadgroup` one worker runs them and builds this once. A run that fails fails every test using it,
-    with the lab's output. Its lead is the lab lane's (`lab_lead_s`): it starts beside the lane's lab."""
+    with the lab's output. Its first interval comes `need_s` after its DSO node is ready
+    (`SETTLE_BY_BOTH_LEAD_S`), whatever else shares the machine."""
     workdir = tmp_path_factory.mktemp("settle-by-both-lab") / "bed"
     intervals = 3
     argv = [
         str(Path(sys.executable).parent / "peergrid-testbed"), "--scenario", str(LAB_SCENARIO),
         "--intervals", str(intervals), "--workdir", str(workdir), "--http-port", "0", "--settle-by-both",
-        "--lead-s", str(lab_lead_s),
+        "--lead-s", str(SETTLE_BY_BOTH_LEAD_S),
     ]  # fmt: skip
     done = subprocess.run(argv, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
