@@ -306,3 +306,37 @@ def test_the_cli_runs_a_fee_day_on_the_memory_venue(capsys: pytest.CaptureFixtur
     assert fee["exchange_fee_nano_per_kwh"] == TICK and fee["fund_after"] == 0.0
     assert fee["collected"] == pytest.approx(sum(fee["fee_paid"].values()))
     assert "from the fee's fund (fee 1000000 nano/kWh/side" in out.err
+
+
+def test_an_unwinding_move_is_worth_its_own_margin_and_every_other_move_its_spread() -> None:
+    # interval 0: a sale shrinks 10 -> 6 kWh at p = 0.05 with the fee 0.001, the MG's own marginal value 0.05
+    # before and 0.0495 after: its net price is 0.049, so a kWh of the move is worth at most 0.001 to it;
+    # 1: a purchase shrinks at p = 0.2 (net 0.201), marginal 0.2 / 0.19: at most 0.011; 2: a sale grows,
+    # 3: a position flips side, 4: a purchase grows: the spread (what any P2P kWh can be worth)
+    spread = (0.17,) * 5
+    marginal = ((0.05, 0.2, 0.05, 0.05, 0.2), (0.0495, 0.19, 0.06, 0.05, 0.2))
+    positions = ((10.0, -8.0, 3.0, 2.0, -1.0), (6.0, -5.0, 4.0, -1.0, -2.0))
+    prices = (0.05, 0.2, 0.05, 0.05, 0.2)
+    worth = exchange_fee.unwinding_worth(spread, marginal, positions, prices, TICK)
+    assert worth == pytest.approx([0.001, 0.011, 0.17, 0.17, 0.17])
+    assert exchange_fee.unwinding_worth(spread, marginal, positions, prices, 0) == list(spread)
+    assert exchange_fee.unwinding_worth(spread, None, positions, prices, TICK) == list(spread)
+    far = ((0.5,) * 5, (0.5,) * 5)  # never above the spread
+    assert exchange_fee.unwinding_worth(spread, far, positions, prices, TICK) == list(spread)
+
+
+def test_the_fee_s_dead_band_no_longer_holds_the_value_stop() -> None:
+    # the 6-MG free day of seed 1 at one tick per side: every MG unwound the energy it had traded at no margin
+    # one proximal step per iteration, each step valued at its spread (79 rounds against 20 without the fee;
+    # 111 at 750,000: notes/m10/study.md §2); valued at its own margin the value stop ends it near the
+    # fee-free day's count, stable, no MG declined or worse off
+    scenario = synthetic_scenario(6, 96, seed=1, interval_hours=0.25)
+    for fee in (750_000, TICK):
+        cfg = SimulationConfig(market="dayahead", dayahead=DayAheadConfig(exchange_fee=fee))
+        result = simulate(scenario, cfg, lambda s: MemoryMarket({mg.name: mg.rules for mg in s.microgrids}))
+        d = result.dayahead
+        assert d is not None and d.stop == "value" and d.iterations <= 30
+        assert d.stable and d.declined == () and d.worse_than_conventional == {}
+        totals = result.totals()
+        w, c, v = (float(totals[k]) for k in ("p2p_welfare", "central_welfare", "conventional_welfare"))  # type: ignore[arg-type]
+        assert (w - v) / (c - v) > 0.997

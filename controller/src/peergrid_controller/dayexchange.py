@@ -332,7 +332,11 @@ def unfollowed(chain: Sequence[int], ours: Sequence[int], iteration: int, whose:
 
 
 def at_stake(
-    spread: Sequence[float], moves: Sequence[float], position: Sequence[float], ratios: Sequence[float]
+    spread: Sequence[float],
+    moves: Sequence[float],
+    position: Sequence[float],
+    ratios: Sequence[float],
+    worth: Sequence[float] | None = None,
 ) -> float:
     """What is still moving, valued for one MG, per interval: its move relative to the mean (`moves`, its part
     of the dual residual, `Book.advance`) plus |its position| (kWh) times `ratios` (`Book.imbalance_ratios`:
@@ -343,8 +347,13 @@ def at_stake(
     long-side MG is charged up to twice its cut and a short-side MG is charged although it is not cut (exact
     pro-rata stopped the test's 8-MG day at 19 iterations instead of 21). What this iteration still changes
     for the MG, at its own worth: not what it would gain from the iterations to come, which the stability
-    check after the commitment measures."""
-    return sum(spread[t] * (abs(moves[t]) + abs(position[t]) * ratios[t]) for t in range(len(position)))
+    check after the commitment measures. `worth` (per interval, ≤ spread; None: the spread) values the move
+    alone: with an exchange fee, a move that only unwinds the MG's position is worth its own margin
+    (exchange_fee.unwinding_worth)."""
+    moved = spread if worth is None else worth
+    return sum(
+        moved[t] * abs(moves[t]) + spread[t] * abs(position[t]) * ratios[t] for t in range(len(position))
+    )
 
 
 def settled(
@@ -356,6 +365,7 @@ def settled(
     tolerance_kwh: float = 0.0,
     rounding_kwh: float = 0.0,
     floor_kwh: float = 1.0,
+    worth: Sequence[float] | None = None,
 ) -> bool:
     """One MG's verdict on a stepped iteration, computed by the MG alone (the public `moves` and `ratios` of
     `Book`, its own `spread` and `position`): what is still moving is worth no more than `value_per_kwh` per
@@ -367,9 +377,9 @@ def settled(
     (docs/market.md, M7). Or it alone meets the kWh stop (its moves within `tolerance_kwh` and its share of
     each imbalance within it plus `rounding_kwh`): with a floor of 1 kWh, an MG trading under a kWh all day
     was allowed one tick, less than one proximal step of 0.01 kWh in one interval at its spread, and such an
-    MG (a clean-only buyer of seed 3's 20-MG rules day) kept the value stop off for ever."""
+    MG (a clean-only buyer of seed 3's 20-MG rules day) kept the value stop off for ever. `worth`: `at_stake`'s."""
     allowance = value_per_kwh * max(sum(map(abs, position)), floor_kwh)
-    if at_stake(spread, moves, position, ratios) <= allowance:
+    if at_stake(spread, moves, position, ratios, worth) <= allowance:
         return True
     return (
         tolerance_kwh > 0

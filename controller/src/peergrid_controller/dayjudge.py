@@ -16,6 +16,7 @@ Promises:
   whether anything changed (so that the exchange goes on instead of stopping).
 - `encode`/`decode` are a judgement's chain form: cells 2·t (sale) and 2·t + 1 (purchase), ascending.
 - `demand`, `binds`, `forbids`: the coordination's questions of an owner's rules as the chain keeps them.
+- `same_judgement(posted, recorded)`: whether a recorder's judgement is the one posted, cells in any order.
 What a lying MG can do with it: only ban itself or ask itself back, and only as its own public rule says
 at the judged prices (a ban where it forbids the side, an ask where it permits it; otherwise its whole
 judgement, fees too, is ignored and `Outcome.ignored` names it). It cannot ban another MG, let another
@@ -382,3 +383,14 @@ def enact(own: OwnRules, member: int, judged: OwnJudgement | None, near: bool, o
     for i, cell in outcome.let_back:
         if i == member:
             own.let_back(cell)
+
+
+def same_judgement(posted: Judgement | None, recorded: Judgement | None) -> bool:
+    """Whether the recorder's judgement is the one posted, cells in any order."""
+    if posted is None or recorded is None:
+        return posted is recorded
+    return (
+        sorted(posted.banned) == sorted(recorded.banned)
+        and sorted(posted.asks) == sorted(recorded.asks)
+        and posted.fees == recorded.fees
+    )

@@ -142,6 +142,13 @@ class DayModel:
     def commitment(self) -> tuple[tuple[bool, ...], ...]:
         return self.schedule.commitment()
 
+    def marginal_values(self) -> tuple[float, ...] | None:
+        """The MG's own marginal value of energy per interval (currency per kWh: its balance rows' duals) at
+        the last solve; None where the solve gave none (a MILP)."""
+        s = self.schedule
+        duals = s.last_solution().row_duals
+        return tuple(duals[row] / s.dt for row in s.cols.balance_rows) if duals else None
+
 
 def largest_within(
     mg: Microgrid,

@@ -65,10 +65,11 @@ from peergrid_controller.dayjudge import (
     due,
     enact,
     judge_own,
+    same_judgement,
 )
 from peergrid_controller.daymodel import DayModel
 from peergrid_controller.dayrules import Fees, chain_rules, clean_cap_fees
-from peergrid_controller.exchange_fee import with_fee
+from peergrid_controller.exchange_fee import Margins, with_fee
 from peergrid_controller.market import Rejected
 from peergrid_controller.model import Scenario
 
@@ -131,6 +132,8 @@ class Exchange(Book):
         self.by_value = False
         self.verdict_round = False  # the session ended with a round that posted the verdicts, abandoned
         self.said = 0  # posts of the recorder's current iteration that said settled
+        # with an exchange fee, what each MG's moves are worth to it (private: its own marginal values)
+        self.margins = Margins(0 if clean else cfg.exchange_fee, self.spread)
 
     def bounds(self, i: int) -> tuple[list[float], list[float]]:
         lo, hi = self.own_rules[i].bounds()
@@ -250,7 +253,7 @@ class Exchange(Book):
                 f"the chain refused to read the judgements of iteration {iteration}: {theirs.reason}"
             )
         for mg, mine, recorded in zip(self.mgs, self.posted_judged, theirs, strict=True):
-            if not _same(mine, recorded):
+            if not same_judgement(mine, recorded):
                 raise DayAheadError(
                     f"the chain records {mg.name}'s judgement at iteration {iteration} as {recorded} where "
                     f"it posted {mine}: not followed"
@@ -311,14 +314,16 @@ class Exchange(Book):
     def step(self, models: list[DayModel], tolerance: float) -> bool:
         """One ADMM iteration (x-update of every MG, then the price update: `Book.advance`); True once both
         residuals are within `tolerance` (kWh) beyond what rounding every MG's answer to the Wh can make.
-        Then each MG's verdict on it (`settled`, with its own spread), and the value stop if every one is."""
+        Then each MG's verdict on it (`settled`, with its own spread; with an exchange fee a move that only
+        unwinds its position at its own margin: exchange_fee.Margins), and the value stop if every one is."""
         cfg = self.cfg
+        answered_at, before = self.price_floats, self.q
         answers = self._answers(models, self.iterations + 1)
         self._enact()
         self.own = [own for own, _ in answers]
         converged, moves = self.advance([posted for _, posted in answers], tolerance)
         if cfg.value_per_kwh > 0:
-            ratios = self.imbalance_ratios()
+            ratios, worth = self.imbalance_ratios(), self.margins.worth(models, answered_at, before, self.q)
             self.verdicts = [
                 settled(
                     self.spread[i],
@@ -329,6 +334,7 @@ class Exchange(Book):
                     tolerance,
                     len(self.q) / 2000,
                     cfg.value_floor_kwh if self.final_phase else 1.0,
+                    worth[i],
                 )
                 for i, qi in enumerate(self.q)
             ]
@@ -416,14 +422,3 @@ class Exchange(Book):
         if i in self.clean_buy_kw:
             buy = clean_cap_fees(self.mgs[i], buy)
         return with_fee((sell, buy), self.cfg.exchange_fee, self.intervals)
-
-
-def _same(posted: Judgement | None, recorded: Judgement | None) -> bool:
-    """Whether the recorder's judgement is the one posted, cells in any order."""
-    if posted is None or recorded is None:
-        return posted is recorded
-    return (
-        sorted(posted.banned) == sorted(recorded.banned)
-        and sorted(posted.asks) == sorted(recorded.asks)
-        and posted.fees == recorded.fees
-    )

@@ -17,6 +17,11 @@ Promises:
 - `traded_wh(trades, name)`: an MG's cleared Wh per interval, sales and purchases, from its trades.
 - `net_prices(prices, kwh, fee)`: each interval's price as the MG gets it, p − fee where it sells, p + fee
   where it buys (the accept check's reduction prices its trades there).
+- `unwinding_worth(spread, marginal, positions, prices, fee)`: per interval, what a kWh of an MG's move is
+  worth to it where the move only unwinds its position toward zero (the value stop's `worth` with a fee):
+  its own marginal value's gap to its net price, at most its spread (see the function).
+- `Margins(fee, spread)`: the simulation's MGs' own marginal values at their last answers, and `worth`, each
+  MG's `unwinding_worth` for the stepped iteration (dayrounds.Exchange.step).
 `Book` (the exchange's public arithmetic) knows nothing of the fee: it moves no price. Pure; no clocks, no I/O.
 """
 
@@ -24,6 +29,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from peergrid_controller.daymodel import DayModel
 from peergrid_controller.dayrules import Fees
 from peergrid_controller.market import Trade, wh
 
@@ -79,3 +85,71 @@ def traded_wh(trades: Sequence[Sequence[Trade]], name: str) -> tuple[int, ...]:
 def net_prices(prices: Sequence[float], kwh: Sequence[float], fee: int) -> list[float]:
     phi = per_kwh(fee)
     return [p - phi if q > 0 else p + phi if q < 0 else p for p, q in zip(prices, kwh, strict=True)]
+
+
+def unwinding_worth(
+    spread: Sequence[float],
+    marginal: tuple[Sequence[float], Sequence[float]] | None,
+    positions: tuple[Sequence[float], Sequence[float]],
+    prices: Sequence[float],
+    fee: int,
+) -> list[float]:
+    """Per interval, the most a kWh of one MG's move is worth to it, for the value stop (dayexchange.settled's
+    `worth`; private: its own marginal values). `spread` is the default (retail less feed-in: the most a
+    P2P kWh can be worth against the DSO); where the move only unwinds its position toward zero (a sale
+    smaller, a purchase smaller, same side) the bound is its own marginal value's gap to its net price,
+    |μ − (p − fee)| for a sale, |μ − (p + fee)| for a purchase, at the larger of the gaps at its positions
+    before and after (`marginal`: the balance duals of its last two answers, currency per kWh; None: none
+    known, the spread): its day cost is convex in its P2P positions (an LP, commitments fixed), so its
+    marginal value along the move lies between the two, and what the move gains it is the move times a gap
+    no larger. Why: with a fee every MG has a dead band (a sale nets p − fee, a purchase costs p + fee) and
+    the energy it traded at no margin without one (P2P or DSO at the same price) it now unwinds, one
+    proximal step (≈ gap/ρ) per iteration, each step valued at its spread until it is gone: the 100-MG day
+    took 51 rounds instead of 27 at one tick per side (notes/m10/study.md §2), while the moves were worth
+    the fee per kWh to the MG moving. `prices` are those its answers were made at, `positions` (before,
+    after) its posted ones (kWh)."""
+    if marginal is None or fee == 0:
+        return list(spread)
+    phi = per_kwh(fee)
+    before, after = marginal
+    old, new = positions
+    out = []
+    for t, cap in enumerate(spread):
+        a, b = new[t], old[t]
+        if a * b < 0 or abs(a) >= abs(b):
+            out.append(cap)
+            continue
+        net = prices[t] - phi if b > 0 else prices[t] + phi
+        out.append(min(cap, max(abs(before[t] - net), abs(after[t] - net))))
+    return out
+
+
+class Margins:
+    """Each MG's own marginal values at its last answer (private to it; the simulation holds every MG's), so
+    that its verdict can value its moves by `unwinding_worth`. Fee 0 keeps nothing: every move at its spread,
+    the value stop as without a fee."""
+
+    def __init__(self, fee: int, spread: Sequence[Sequence[float]]) -> None:
+        self.fee, self.spread = fee, spread
+        self.last: list[tuple[float, ...] | None] = []
+
+    def worth(
+        self,
+        models: Sequence[DayModel],
+        prices: Sequence[float],
+        before: Sequence[Sequence[float]],
+        after: Sequence[Sequence[float]],
+    ) -> list[list[float] | None]:
+        """Per MG, what a kWh of its move from `before` to `after` (its posted positions, kWh) is worth to it
+        at the `prices` it answered (None: its spread, where a solve gave no duals, a MILP). Call once per
+        answered iteration, after its answers."""
+        if not self.fee:
+            return [None] * len(models)
+        now = [model.marginal_values() for model in models]
+        last, self.last = self.last or now, now
+        return [
+            unwinding_worth(self.spread[i], (a, b), (before[i], after[i]), prices, self.fee)
+            if a is not None and b is not None
+            else None
+            for i, (a, b) in enumerate(zip(last, now, strict=True))
+        ]
