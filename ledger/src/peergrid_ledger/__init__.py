@@ -42,7 +42,8 @@ Quick API tour (full format: docs/ledger-format.md)::
 Transaction kinds (bodies in docs/ledger-format.md): gov.add_authority, gov.remove_authority,
 gov.rotate_authority, gov.revoke, enrol, authorise, operator_action, der_commitment, schedule_contract,
 equivalent_injection, adjustment_contract, switching_plan, switching_result, switching_step, evidence; market
-contract: market.rules, market.tariff, market.capacity, offer, bid, move, trade, settle, market.reopen; exchange
-contract: exchange.open, exchange.position, exchange.step, exchange.close, exchange.accept, exchange.clear;
-auction contract: auction.open, auction.bid; payments contract: pay.
+contract: market.rules, market.tariff, market.capacity, market.clock, offer, bid, move, trade, settle,
+market.reopen; exchange contract: exchange.open, exchange.position, exchange.step, exchange.close,
+exchange.accept, exchange.clear; uplift contract: uplift.claim, uplift.settle, market.fee; auction contract:
+auction.open, auction.bid; payments contract: pay.
 """
