@@ -4,6 +4,12 @@ Promises: `publish_confirmed` returns True only after the broker acknowledged th
 False when disconnected or on timeout — it never raises on network trouble; the caller keeps the message and
 tries again. Subscriptions survive reconnects (re-subscribed in `on_connect`). Message callbacks run on the
 event loop, never on paho's thread, and never after `stop()`. Assumes the broker may vanish at any time; paho reconnects with back-off.
+A payload above `max_payload` (the largest any of its handlers takes: the ledger's envelope bound, 8 MiB) is
+judged by its size before anything copies it: one arriving is dropped on paho's thread, never copied onto the
+loop (review21 F4: a 64 MiB publish reached a handler whole, +195 MiB), and one this daemon would publish is
+dropped before paho copies it into a packet (the broker's `max_packet_size` would disconnect the link for it and
+paho send it again on every reconnect); each is counted (`dropped_oversized`, `dropped_outgoing_oversized`) and
+logged once per topic.
 """
 
 from __future__ import annotations
@@ -15,6 +21,8 @@ from typing import Protocol
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
+
+from peergrid_ledger.consensus.transport import MAX_ENVELOPE_BYTES
 
 log = logging.getLogger("peergrid.edge.link")
 
@@ -29,8 +37,10 @@ class MqttLink:
         port: int,
         keepalive_s: int = 30,
         tls: tuple[str, str | None, str | None] | None = None,  # (ca, cert, key)
+        max_payload: int = MAX_ENVELOPE_BYTES,
     ) -> None:
         self.host, self.port, self.keepalive_s = host, port, keepalive_s
+        self.max_payload = max_payload
         self.client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id)
         if tls is not None:
             ca, cert, key = tls
@@ -47,6 +57,9 @@ class MqttLink:
         self.dropped = 0
         self.stopped = False
         self.dropped_after_stop = 0
+        self.dropped_oversized = 0  # arrived above `max_payload` (counted on paho's thread)
+        self.dropped_outgoing_oversized = 0
+        self._oversized_said: set[tuple[str, str]] = set()  # (direction, topic) logged already
 
     def start(self) -> None:
         self.loop = asyncio.get_running_loop()
@@ -66,12 +79,14 @@ class MqttLink:
             self.client.subscribe(topic, qos=1)
 
     def publish(self, topic: str, payload: bytes | str, qos: int = 0) -> bool:
-        if not self.client.is_connected():
+        if isinstance(payload, str):
+            payload = payload.encode()  # its size on the wire (the health JSON: small)
+        if self._outgoing_oversized(topic, payload) or not self.client.is_connected():
             return False
         return self.client.publish(topic, payload, qos=qos).rc == mqtt.MQTT_ERR_SUCCESS
 
     async def publish_confirmed(self, topic: str, payload: bytes, timeout_s: float) -> bool:
-        if self.loop is None or not self.client.is_connected():
+        if self._outgoing_oversized(topic, payload) or self.loop is None or not self.client.is_connected():
             return False
         future: asyncio.Future[None] = self.loop.create_future()
         # paho may call on_publish before publish() returns: register under its lock.
@@ -87,6 +102,21 @@ class MqttLink:
             return False
         finally:
             self._acks.pop(info.mid, None)
+
+    def _outgoing_oversized(self, topic: str, payload: bytes) -> bool:
+        """True (counted, logged once per topic): `payload` is above `max_payload` and is not to be sent."""
+        if len(payload) <= self.max_payload:
+            return False
+        self.dropped_outgoing_oversized += 1
+        self._say_oversized("outgoing", topic, len(payload))
+        return True
+
+    def _say_oversized(self, direction: str, topic: str, size: int) -> None:
+        if (direction, topic) in self._oversized_said:
+            return
+        self._oversized_said.add((direction, topic))
+        log.warning("dropped an %s payload of %d bytes on %s: above the link's %d (said once per topic)",
+                    direction, size, topic, self.max_payload)  # fmt: skip
 
     # --- paho thread ---------------------------------------------------------------------------------
 
@@ -117,6 +147,11 @@ class MqttLink:
             self._call(_resolve, future)
 
     def _on_message(self, client: mqtt.Client, userdata: object, message: mqtt.MQTTMessage) -> None:
+        size = len(message.payload)
+        if size > self.max_payload:  # judged before the copy below (paho's payload is a view of its packet)
+            self.dropped_oversized += 1
+            self._call(self._say_oversized, "incoming", message.topic, size)
+            return
         self._call(self._dispatch, message.topic, bytes(message.payload))
 
     def _dispatch(self, topic: str, payload: bytes) -> None:
