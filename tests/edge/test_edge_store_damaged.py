@@ -13,7 +13,7 @@ import pytest
 
 from peergrid_edge import cli
 from peergrid_edge.daemon import EdgeDaemon
-from peergrid_edge.store import EdgeStore
+from peergrid_edge.store import EdgeStore, StoreMissing
 
 
 def config(tmp_path: Path) -> Path:
@@ -92,3 +92,53 @@ def test_a_store_another_process_holds_stops_the_daemon_with_one_line(
         "is another peergrid-edge (or its prove command) using this data_dir?"
     )
     assert contents(path) == ([8], 20, 1)
+
+
+def test_a_missing_current_stops_the_daemon_and_the_store_is_not_started_afresh_over_its_tables(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """review25 F1: before, the store was opened with create_if_missing on every start, so a store whose
+    CURRENT was gone (a torn rename, or an operator who deleted an empty one) started as a new store and
+    LevelDB deleted the old tables: the readings and the queued commitment gone, exit 0, no word."""
+    path = tmp_path / "data" / "edge.db"
+    store = EdgeStore(path)
+    for i in range(2000):
+        store.add_reading(7, b"reading-%06d" % i)
+    store.seal(7)
+    store.add_reading(8, b"leaf-x")
+    store.db.compact_range()  # the readings in a table file, as hours of polling leave them
+    store.close()
+    before = contents(path)
+    (path / "CURRENT").unlink()
+    files = {name: (path / name).read_bytes() for name in os.listdir(path) if name not in ("LOG", "LOCK")}
+    assert any(name.endswith(".ldb") for name in files)
+    err = run_fails(tmp_path, monkeypatch, capsys)
+    assert err.splitlines() == [
+        f"peergrid-edge: config error: {path}: the edge store is damaged (its CURRENT file is missing beside "
+        f'{len(os.listdir(path))} other files; a new store there would delete them); see "A damaged store" '
+        "in the edge README"
+    ]
+    assert not (path / "CURRENT").exists()
+    assert {name: (path / name).read_bytes() for name in files} == files  # every table and log file as it was
+    (manifest,) = [name for name in files if name.startswith("MANIFEST-")]
+    (path / "CURRENT").write_text(manifest + "\n")
+    assert contents(path) == before == ([8], 2000, 1)
+
+
+def test_a_store_is_created_only_where_the_folder_is_missing_or_empty(tmp_path: Path) -> None:
+    """The daemon's first start still makes its store (a missing folder, or an empty one an image ships);
+    a reader (`create=False`) makes nothing, not even the folder."""
+    for path in (tmp_path / "new" / "edge.db", tmp_path / "empty"):
+        if path.name == "empty":
+            path.mkdir()
+        EdgeStore(path).close()
+        assert (path / "CURRENT").exists()
+    reader = tmp_path / "absent"
+    with pytest.raises(StoreMissing, match="there is no store here"):
+        EdgeStore(reader, create=False)
+    assert not reader.exists()
+    EdgeStore(tmp_path / "empty", create=False).close()  # an existing store opens for a reader too
+    (tmp_path / "bare").mkdir()
+    with pytest.raises(StoreMissing, match="there is no store here"):
+        EdgeStore(tmp_path / "bare", create=False)
+    assert os.listdir(tmp_path / "bare") == []

@@ -60,7 +60,8 @@ def _words(exc: Exception) -> str:
 def open_store(path: Path) -> EdgeStore:
     """The daemon's store at `path`, or a `ConfigError` naming the path where it cannot be opened, so that the
     daemon ends with one line and exit status 2 rather than LevelDB's words in a traceback (review21 F9): one
-    LevelDB finds damaged (e.g. an empty CURRENT after a torn write on an SD card), one another process holds
+    LevelDB finds damaged (e.g. an empty CURRENT after a torn write on an SD card), one whose CURRENT is missing
+    (`StoreMissing`: never recreated over its tables, review25 F1), one another process holds
     (its LOCK: a second daemon or `peergrid-edge prove` on the data_dir), a folder it cannot create. The files
     are left exactly as they are (no repair, no new store in their place): the readings and the outbox are the
     operator's to recover (edge/README.md, "A damaged store")."""
@@ -79,10 +80,39 @@ def open_store(path: Path) -> EdgeStore:
         raise ConfigError(f"{path}: cannot create the edge store ({exc.strerror})") from None
 
 
+class StoreMissing(plyvel.Error):  # type: ignore[misc]  # plyvel ships no types; callers catch its Error
+    """No store to open where one must exist: the folder is missing or empty (a reader's open), or its CURRENT
+    file is missing while other files are there (a damaged store; LevelDB's own words would say that the folder
+    "does not exist")."""
+
+
+def _fresh(path: Path) -> bool:
+    """A store may be created only where there is nothing: the folder does not exist or holds no file.
+    LevelDB asked to create a store whose CURRENT is missing writes a new manifest and deletes every table
+    and log file of the old one as obsolete (review25 F1: 2,000 readings and a queued commitment gone), so a
+    folder with anything in it is opened as an existing store, and a missing CURRENT is damage to report."""
+    try:
+        return not any(path.iterdir())
+    except FileNotFoundError:
+        return True
+
+
 class EdgeStore:
-    def __init__(self, path: Path) -> None:
-        path.mkdir(parents=True, exist_ok=True)
-        self.db = plyvel.DB(str(path), create_if_missing=True)
+    def __init__(self, path: Path, *, create: bool = True) -> None:
+        """Open the store at `path`; with `create` (the daemon) make a new one where the folder is missing or
+        empty, never over files already there. `create=False` (a reader such as `peergrid-edge prove`) opens
+        only a store that exists. A store that cannot be opened raises plyvel's error, its files untouched."""
+        make = create and _fresh(path)
+        if make:
+            path.mkdir(parents=True, exist_ok=True)
+        elif not path.is_dir() or _fresh(path):
+            raise StoreMissing("there is no store here")  # LevelDB would make the folder even so
+        elif not (path / "CURRENT").exists():
+            raise StoreMissing(
+                f"its CURRENT file is missing beside {sum(1 for _ in path.iterdir())} other files; "
+                "a new store there would delete them"
+            )
+        self.db = plyvel.DB(str(path), create_if_missing=make)
         self._next_index: dict[int, int] = {}
 
     def close(self) -> None:
