@@ -9,7 +9,7 @@ Promises:
   exchange fee added to both sides in all `n` intervals: sales and purchases then take a column each
   (DayModel.trade), so the wedge between them is the MG's own. Fee 0: `fees` unchanged (the same object).
 - `due(fee, wh)`: what a member pays for `wh` cleared Wh: ceil(fee · wh / 10**6) micro-units, one rounding
-  per member per session, as the uplift contract collects it (the member's cleared Wh: its sales and its
+  per member per session, as the uplift contract collects it (its `market_fee.fee_for`) (the member's cleared Wh: its sales and its
   purchases together, every trade it is a party to).
 - `by_interval(fee, wh)`: that same `due` split over the intervals in whole micro-units (each interval the
   growth of the ceiling of the running total), so the parts sum to `due` exactly and an MG's day with them
@@ -32,10 +32,12 @@ from collections.abc import Sequence
 from peergrid_controller.daymodel import DayModel
 from peergrid_controller.dayrules import Fees
 from peergrid_controller.market import Trade, wh
+from peergrid_ledger.contracts.market_fee import MAX_FEE as MAX_FEE  # re-exported: cli_args, the tests
+from peergrid_ledger.contracts.market_fee import fee_for
 
 NANO_PER_KWH = 10**9  # nano-currency per currency unit (the chain's per-kWh prices)
-MAX_FEE = 10**7  # nano per kWh per side: the chain's bound on `market.fee` (10 micro-units per Wh)
-_NANO_WH_PER_MICRO = 10**6  # nano/kWh × Wh = 10**-12 currency = 10**-6 micro-units
+# MAX_FEE: nano per kWh per side, the chain's bound on genesis `exchange_fee` and `market.fee` (10 micro-units
+# per Wh); `fee_for`: the uplift contract's collection (ledger contracts/market_fee.py), so both charge alike
 
 
 def check(fee: object, what: str = "exchange_fee") -> int:
@@ -63,8 +65,9 @@ def with_fee(fees: Fees, fee: int, n: int) -> Fees:
 
 
 def due(fee: int, traded: int) -> int:
-    """Micro-units for `traded` cleared Wh (≥ 0) at `fee` nano per kWh: rounded up, in the fund's favour."""
-    return -(-fee * traded // _NANO_WH_PER_MICRO)
+    """Micro-units for `traded` cleared Wh (≥ 0) at `fee` nano per kWh: rounded up, in the fund's favour (the
+    contract's own `fee_for`)."""
+    return fee_for(fee, traded)
 
 
 def by_interval(fee: int, traded: Sequence[int]) -> tuple[int, ...]:
