@@ -27,13 +27,13 @@ import logging
 import signal
 from pathlib import Path
 
-from peergrid_edge import commitments
+from peergrid_edge import commitments, daemon_ledger
 from peergrid_edge.actuation import Actuator, view_of
 from peergrid_edge.clock import Clock, SystemClock
 from peergrid_edge.config import EdgeSettings
 from peergrid_edge.dispatch import Schedule, decide
 from peergrid_edge.drivers import Driver, make_driver
-from peergrid_edge.link import MqttLink, MqttTxSink, NonceTaken, Refused, TxSink
+from peergrid_edge.link import MqttLink, MqttTxSink, TxSink
 from peergrid_edge.meter_signed import meter_signed
 from peergrid_edge.metrics import Histogram, serve_metrics
 from peergrid_edge.notify import Notifier
@@ -46,7 +46,6 @@ from peergrid_edge.summary import device_summary
 from peergrid_edge.task_watch import TaskDied, watch
 from peergrid_ledger.consensus.halt import HaltFile
 from peergrid_ledger.consensus.shutdown import cancel_until_done
-from peergrid_ledger.tx import sign_tx
 
 log = logging.getLogger("peergrid.edge")
 
@@ -98,32 +97,12 @@ class EdgeDaemon:
         self.health_topic = settings.topic("health", settings.node_id)
         self.tx_topic = settings.topic("ledger", settings.ledger.chain_id, "tx")
         self.schedule_topic = settings.topic("schedule", settings.node_id)
-        self.ledger = None
         self.halt_file = HaltFile(settings.ledger.halt_file)  # this daemon's own last good reading of it
         self.chain_id = settings.ledger.chain_id
-        replicas = settings.ledger.replicas
-        if replicas is not None:
-            from peergrid_edge.replicas import ChainSpec, EdgeLedger, LedgerTxSink
+        self.ledger = daemon_ledger.embedded_ledger(settings, self.keypair, self.link)
+        if self.ledger is not None:
+            from peergrid_edge.replicas import LedgerTxSink
 
-            specs = [
-                ChainSpec(
-                    name=name,
-                    genesis=chain.genesis,
-                    data_dir=settings.data_dir / f"{name}.db",
-                    block_period_ms=chain.block_period_ms,
-                    round_timeout_ms=chain.round_timeout_ms,
-                    wal_fsync=chain.wal_fsync,
-                )
-                for name, chain in (("mgmc", replicas.mgmc), ("dso", replicas.dso))
-                if chain is not None
-            ]
-            self.ledger = EdgeLedger(
-                self.keypair,
-                self.link,
-                settings.feeder,
-                specs,
-                status_file=settings.data_dir / "ledger-status.json",
-            )
             self.chain_id = self.ledger.replicas["mgmc"].chain
             self.tx_topic = settings.topic("ledger", self.chain_id, "tx")
             tx_sink = tx_sink or LedgerTxSink(self.ledger)  # the cursor moves on inclusion in a final block
@@ -256,62 +235,22 @@ class EdgeDaemon:
             if self.notifier.ready_sent or self.first_cycle_done():
                 await self.dispatch_once(period)
 
-    # --- ledger ----------------------------------------------------------------------------------------
+    # --- ledger: the outbox of DER commitments (`daemon_ledger`) ------------------------------------------
 
     def _sign(self, queued: Queued) -> bytes:
-        """Signed now, with the nonce fixed when the interval was sealed (the chain checks tx time)."""
-        time_ms = int(self.clock.wall() * 1000)
-        chain = self.chain_id
-        return sign_tx(self.keypair, chain, queued.kind, queued.nonce, time_ms, queued.body).raw
+        return daemon_ledger.sign(self, queued)
 
     def seal_closed_intervals(self) -> int:
-        current = commitments.interval_of(self.clock.wall(), self.settings.ledger.commit_interval_s)
-        sealed = 0
-        for interval in self.store.open_intervals():
-            if interval < current and self.store.seal(interval) is not None:
-                sealed += 1
-        return sealed
+        return daemon_ledger.seal_closed(self)
 
     def prune_old_readings(self) -> int:
-        days = self.settings.ledger.retention_days
-        if days is None:
-            return 0
-        interval_s = self.settings.ledger.commit_interval_s
-        return self.store.prune(commitments.interval_of(self.clock.wall() - days * 86_400, interval_s))
+        return daemon_ledger.prune_old(self)
 
     async def _commit_loop(self) -> None:
-        rounds = 0
-        while not self.stopping.is_set():
-            if rounds % 3600 == 0:
-                self.prune_old_readings()
-            rounds += 1
-            self.seal_closed_intervals()
-            await self._submit_pending()
-            await self._sleep(1.0)
+        await daemon_ledger.commit_loop(self)
 
     async def _submit_pending(self) -> None:
-        timeout = self.settings.ledger.submit_timeout_s
-        if self.ledger is not None and self.ledger.halted:
-            return  # a coordinated stop: what is queued stays queued on disk
-        for queued in list(self.store.pending()):
-            raw = self._sign(queued)
-            try:
-                taken = not self.stopping.is_set() and await self.tx_sink.submit(raw, timeout)
-            except NonceTaken as lost:  # another transaction of this key holds its nonce: never lands there
-                moved = self.store.renumber(queued.seq, lost.next_nonce)
-                log.warning("outbox: the %s of seq %d lost its nonce (%s): it and the %d queued after it are "
-                            "signed again from nonce %d", queued.kind, queued.seq, lost, moved - 1,
-                            lost.next_nonce)  # fmt: skip
-                return  # the next round signs them at their new nonces
-            except Refused as refused:  # never lands: retried, it would hold back all queued after it
-                log.error("outbox: the chain refused the %s of seq %d for good (%s): dropped, interval %s is never "
-                          "committed", queued.kind, queued.seq, refused, queued.body.get("interval"))  # fmt: skip
-                self.store.mark_submitted(queued.seq)
-                self.store.renumber(queued.seq + 1, refused.next_nonce)
-                return  # the next round signs the rest at their nonces, moved down into the unused one
-            if not taken:
-                return  # islanded: keep it queued, retry in order next round
-            self.store.mark_submitted(queued.seq)
+        await daemon_ledger.submit_pending(self)
 
     # --- health and metrics ----------------------------------------------------------------------------
 
