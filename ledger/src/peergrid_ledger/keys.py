@@ -4,15 +4,17 @@ Promises: a `Keypair` signs 32-byte digests (from `hashing.digest`) and never ex
 str or logging; `verify` returns a bool and never raises for malformed keys or signatures; `seal` encrypts to
 an Ed25519 public key (converted to X25519) so that only the holder of the matching private key can `unseal`.
 Key files are written with mode 0600 (created that way, never chmod-ed after the fact), never overwritten,
-and refused on read when group or others can read them.
+appear under their name whole or not at all, and are refused on read when group or others can read them.
 Assumes PyNaCl/libsodium (which rejects non-canonical signatures and small-order keys).
 Must never log, print or send a private key.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import secrets
 import stat
 from pathlib import Path
 
@@ -89,20 +91,51 @@ def seal(recipient_public: bytes, plaintext: bytes) -> bytes:
 
 
 def write_keyfile(path: str | Path, keypair: Keypair) -> None:
-    """Write `keypair` to a new file created with mode 0600; refuses to overwrite an existing file."""
+    """Write `keypair` to a new file with mode 0600; refuses to overwrite an existing file.
+
+    The key goes to a temporary file beside the name (created 0600), is synced, and only then linked to the
+    name (a link, like O_EXCL, refuses a name that exists), so the name never holds a part of a key: a power cut
+    leaves no key file (a node makes a new one) or the whole one, never the empty file a crash between create
+    and write left, on which the node would crash-loop (R25 F7)."""
     path = Path(path)
     seed = bytes(keypair._signing)
     body = json.dumps({"type": KEYFILE_TYPE, "public": keypair.public.hex(), "seed": seed.hex()}) + "\n"
+    if path.exists() or path.is_symlink():
+        raise KeyFileError(f"{path}: already exists; refusing to overwrite a key")
+    temporary = path.with_name(f".{path.name}.{secrets.token_hex(6)}.tmp")
     try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except OSError as exc:
+        raise KeyFileError(f"{path}: cannot create: {exc.strerror}") from None
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(body)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.link(temporary, path)
     except FileExistsError:
         raise KeyFileError(f"{path}: already exists; refusing to overwrite a key") from None
     except OSError as exc:
-        raise KeyFileError(f"{path}: cannot create: {exc.strerror}") from None
-    with os.fdopen(fd, "w", encoding="utf-8") as handle:
-        handle.write(body)
-        handle.flush()
-        os.fsync(handle.fileno())
+        raise KeyFileError(f"{path}: cannot write: {exc.strerror}") from None
+    finally:
+        with contextlib.suppress(OSError):
+            temporary.unlink()
+    _sync_directory(path.parent)
+
+
+def _sync_directory(directory: Path) -> None:
+    """Make the new name durable (the link is a directory entry); a file system that cannot sync a directory
+    keeps what it can: the key itself is synced already."""
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
 
 
 def read_keyfile(path: str | Path) -> Keypair:
@@ -115,6 +148,8 @@ def read_keyfile(path: str | Path) -> Keypair:
         raise KeyFileError(f"{path}: no such key file") from None
     except OSError as exc:
         raise KeyFileError(f"{path}: cannot read: {exc.strerror}") from None
+    except UnicodeDecodeError as exc:
+        raise KeyFileError(f"{path}: not UTF-8 text at byte {exc.start}") from None
     if mode & (stat.S_IRWXG | stat.S_IRWXO):
         raise KeyFileError(f"{path}: permissions {oct(mode & 0o777)} are too open; a key file must be 0600")
     try:

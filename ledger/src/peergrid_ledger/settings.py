@@ -1,8 +1,12 @@
-"""Typed daemon configuration loaded from a YAML file that Ansible renders.
+"""Typed daemon configuration loaded from a YAML file that Ansible renders, and the one strict YAML reader.
 
 Promises: `load_settings` returns a validated pydantic model or raises `ConfigError` whose message is one
-line naming the file and the first offending key. Assumes each daemon defines one pydantic model with
-`extra="forbid"` (see `StrictSettings`). Never mutates library globals and never reads the environment.
+line naming the file and the first offending key. `read_yaml_file` / `parse_yaml` (every peergrid YAML file an
+operator writes: daemon configs, scenarios, the DSO's tariff) refuse a key given twice in one mapping, which
+PyYAML's `safe_load` would settle silently by keeping the last (R25 F8), and text that is not UTF-8, with a
+`YamlTextError` naming the line or byte; the caller prefixes its file. Assumes each daemon defines one pydantic
+model with `extra="forbid"` (see `StrictSettings`). Never mutates library globals and never reads the
+environment.
 """
 
 from __future__ import annotations
@@ -66,23 +70,80 @@ class ConfigError(Exception):
     """A config file that is missing, unreadable, not YAML, or does not match its model."""
 
 
+class YamlTextError(ValueError):
+    """YAML text that is not UTF-8, does not parse, or gives a key twice in one mapping. The message names the
+    place in the text (a byte or a line) but not the file: each loader prefixes its own file (and key)."""
+
+
+class DuplicateKeyError(yaml.constructor.ConstructorError):
+    """A mapping that gives one key twice (a `yaml.YAMLError`, so a caller of the loader that catches those sees
+    it too)."""
+
+
+class StrictYamlLoader(yaml.SafeLoader):
+    """PyYAML's safe loader, except that a mapping giving a key twice is an error naming both lines: an
+    inventory variable rendered twice or a section appended by hand must not replace the first silently.
+    Merge keys (`<<: *anchor`) stay YAML's: a key written beside the merge overrides the merged one."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        first_line: dict[Any, int] = {}
+        for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":
+                continue
+            key = self.construct_object(key_node, deep=deep)
+            line = key_node.start_mark.line + 1
+            try:
+                seen = first_line.get(key)
+            except TypeError:  # unhashable: SafeConstructor's own error says so
+                break
+            if seen is not None:
+                where = f"on line {line}" if seen == line else f"lines {seen} and {line}"
+                raise DuplicateKeyError(None, None, f"key '{key}' given twice, {where}")
+            first_line[key] = line
+        return super().construct_mapping(node, deep=deep)
+
+
+def parse_yaml(text: str) -> Any:
+    """The document in `text` through `StrictYamlLoader`; `YamlTextError` for a repeated key or bad YAML."""
+    try:
+        return yaml.load(text, Loader=StrictYamlLoader)  # a SafeLoader subclass: no arbitrary objects
+    except DuplicateKeyError as exc:
+        raise YamlTextError(str(exc.problem)) from None
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark is not None else ""
+        raise YamlTextError(f"not valid YAML{where}") from None
+
+
+def decode_utf8(data: bytes) -> str:
+    """`data` as UTF-8 text; `YamlTextError` naming the first byte that is not (counted from 0, as `cmp` and
+    `hexdump` do) and its line: a latin-1 comment, a binary copied over the file."""
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data.count(b"\n", 0, exc.start) + 1
+        raise YamlTextError(f"not UTF-8 text at byte {exc.start} (line {line})") from None
+
+
+def read_yaml_file(path: str | Path) -> Any:
+    """The YAML document in `path`, strictly (see `parse_yaml`). `OSError` passes through unchanged: each
+    loader words a missing or unreadable file its own way."""
+    return parse_yaml(decode_utf8(Path(path).read_bytes()))
+
+
 M = TypeVar("M", bound=BaseModel)
 
 
 def load_settings(path: str | Path, model: type[M]) -> M:
     path = Path(path)
     try:
-        text = path.read_text(encoding="utf-8")
+        raw = read_yaml_file(path)
     except FileNotFoundError:
         raise ConfigError(f"{path}: no such config file") from None
     except OSError as exc:
         raise ConfigError(f"{path}: cannot read config: {exc.strerror}") from None
-    try:
-        raw = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" at line {mark.line + 1}" if mark is not None else ""
-        raise ConfigError(f"{path}: not valid YAML{where}") from None
+    except YamlTextError as exc:
+        raise ConfigError(f"{path}: {exc}") from None
     if raw is None:
         raw = {}
     if not isinstance(raw, dict):
