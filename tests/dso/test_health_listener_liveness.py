@@ -265,3 +265,23 @@ def test_a_subscription_the_broker_refuses_is_not_listening(mosquitto: Mosquitto
         )  # fmt: skip
     finally:
         listener.stop()
+
+
+def test_a_listener_that_never_reaches_its_broker_is_disconnected_and_stops_promptly() -> None:
+    from peergrid_sim.broker import free_port
+
+    listener = MqttHealthListener(NodeBoard("f1"), "127.0.0.1", free_port(), "dso-health")
+    assert listener.health()["state"] == "starting"
+    listener.start()
+    try:
+        time.sleep(0.3)  # its first connect was refused; it waits to retry
+        doc = listener.health()
+        assert (doc["state"], doc["ok"], doc["alive"], doc["connected"]) == (
+            "disconnected",
+            False,
+            True,
+            False,
+        )
+    finally:
+        listener.stop()  # its loop ends while it waits to reconnect (stop joins it): no longer alive
+    assert listener.health()["state"] == "dead" and "error" not in listener.health()

@@ -2,8 +2,8 @@
 
 Promises: `wait_ready(process, port, status_file, timeout)` returns the port once the DSO server's own process
 listens on it (`ports.wait_for_listener`: uvicorn listens only after its lifespan assembled the DSO node - key,
-geneses, stores, feeder, relays, tariff file), its `/api/health` says `ok` with the loop running, and the
-node's status file (`loop.status_file`, written by the ledger node's ticker every 0.2 s once its replicas run)
+geneses, stores, feeder, relays, tariff file), its `/api/health` says `ok` with the loop running (and, where
+it shows its health listener, that listener hearing the broker: dso `health_listener`), and the node's status file (`loop.status_file`, written by the ledger node's ticker every 0.2 s once its replicas run)
 exists; it raises `TestbedError` with one line naming what was missing when the process exits or the
 timeout passes. That is all "ready" can honestly mean before the MGMCs start: the DSO's enrolments (on the
 DSO chain, whose authorities are the DSO and every MGMC: 1 of 7 finalises nothing) and its tariffs (on the
@@ -91,9 +91,21 @@ def health(port: int, timeout: float = 5.0) -> dict[str, Any] | None:
 
 
 def is_ready(doc: dict[str, Any] | None) -> bool:
-    """The health of a DSO server whose closed-loop node runs (a dead node says `degraded`)."""
+    """The health of a DSO server whose closed-loop node runs (a dead node says `degraded`, and so does a
+    health listener that does not hear the broker)."""
     loop = (doc or {}).get("loop")
     return bool(doc and doc.get("status") == "ok" and isinstance(loop, dict) and loop.get("running"))
+
+
+def not_ready(doc: dict[str, Any] | None) -> str:
+    """What a health answer that is not `is_ready` lacks, for the lab's one line."""
+    loop = (doc or {}).get("loop")
+    if doc is None or not isinstance(loop, dict) or not loop.get("running"):
+        return "its node running in /api/health"
+    listener = doc.get("health_listener")
+    if isinstance(listener, dict) and listener.get("ok") is False:
+        return f"its health listener hearing the broker in /api/health (it is {listener.get('state')})"
+    return f"status ok in /api/health (it says {doc.get('status')!r})"
 
 
 def wait_ready(
@@ -110,8 +122,9 @@ def wait_ready(
         raise TestbedError(f"the DSO server exited with {process.returncode}{taken}; see {log}")
     missing = "a health answer"
     while time.monotonic() < deadline and process.poll() is None:
-        if not is_ready(health(bound)):
-            missing = "its node running in /api/health"
+        doc = health(bound)
+        if not is_ready(doc):
+            missing = not_ready(doc)
         elif not status_file.exists():
             missing = f"its ledger node's status file ({status_file.name})"
         else:
