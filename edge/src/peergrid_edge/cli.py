@@ -79,16 +79,22 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if args.command == "prove":
         return prove(settings, args.interval, args.index)
+    from peergrid_controller.scenario import ScenarioError
     from peergrid_edge.daemon import EdgeDaemon
     from peergrid_edge.notify import setup_logging
     from peergrid_edge.task_watch import TaskDied
+    from peergrid_ledger.keys import KeyFileError
 
     setup_logging(args.log_level)
 
-    try:  # a store it cannot open (its own edge.db, a replica's): one line, exit 2 (`store.open_store`)
+    # a store it cannot open (its own edge.db, a replica's: `store.open_store`), a key or a scenario it cannot use
+    # (each error names its file; review25 F7: those came as a traceback): one line, exit 2
+    try:
         daemon = EdgeDaemon(settings)
     except ConfigError as err:
         exit_with_config_error(PROGRAM, err)
+    except (KeyFileError, ScenarioError) as err:
+        exit_with_config_error(PROGRAM, ConfigError(str(err)))
     try:
         asyncio.run(daemon.run())
     except TaskDied as died:  # logged with its traceback (CRITICAL) as it died; systemd restarts on failure

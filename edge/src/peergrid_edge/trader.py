@@ -69,7 +69,7 @@ from typing import TYPE_CHECKING, Any
 from peergrid_controller.adjustment import Adjustment
 from peergrid_controller.builder import MgState
 from peergrid_controller.moves import BargainingConfig, Participant, role_at_mid
-from peergrid_controller.scenario import load_scenario
+from peergrid_controller.scenario import ScenarioError, load_scenario
 from peergrid_controller.schedule import MgSchedule, Plan
 from peergrid_edge import (
     agent_day,
@@ -127,7 +127,10 @@ class MarketAgent:
     def __init__(self, daemon: EdgeDaemon, settings: MarketSettings) -> None:
         self.d, self.s = daemon, settings
         self.scenario = load_scenario(settings.scenario)
-        self.mg = next(m for m in self.scenario.microgrids if m.name == daemon.settings.mg)
+        mgs, mg = {m.name: m for m in self.scenario.microgrids}, daemon.settings.mg
+        if mg not in mgs:  # one line naming both, not a bare StopIteration (review25 F7)
+            raise ScenarioError(f"{settings.scenario}: no mg {mg!r} (it has {', '.join(mgs)})")
+        self.mg = mgs[mg]
         self.dt = self.scenario.interval_hours
         self.anonym = keys.read_keyfile(settings.anonym_key_file)
         self.name = self.anonym.public.hex()
