@@ -22,7 +22,6 @@ from peergrid_dso.services.health_listener import (
     ListenerState,
     MqttHealthListener,
     listener_health,
-    listener_settings,
 )
 from peergrid_sim.broker import MosquittoBroker
 
@@ -98,8 +97,9 @@ def test_the_bound_comes_from_the_configs_section_and_must_be_positive() -> None
 
     from peergrid_dso.config import DsoSettings
 
-    assert listener_settings(DsoSettings()).silent_after_s is None  # without a section: shown, not judged
-    assert HealthListenerSettings.model_validate({"silent_after_s": 45}).silent_after_s == 45
+    assert DsoSettings().health_listener.silent_after_s is None  # without a section: shown, not judged
+    said = DsoSettings.model_validate({"health_listener": {"silent_after_s": 45}})
+    assert said.health_listener == HealthListenerSettings(silent_after_s=45)
     for bad in (0, -1, "30", float("nan")):
         with pytest.raises(ValidationError):
             HealthListenerSettings.model_validate({"silent_after_s": bad})
@@ -108,8 +108,7 @@ def test_the_bound_comes_from_the_configs_section_and_must_be_positive() -> None
 
 
 def _app_settings(tmp_path: Path, broker: MosquittoBroker, silent_after_s: float | None) -> Any:
-    """The server's config with its health_listener section (config.py's `health_listener`, where the model
-    has it; a model of this test's otherwise)."""
+    """The server's config with its health_listener section."""
     from peergrid_dso.config import DsoSettings
 
     doc: dict[str, Any] = {
@@ -117,14 +116,7 @@ def _app_settings(tmp_path: Path, broker: MosquittoBroker, silent_after_s: float
         "console": {"users_file": str(tmp_path / "users.json"), "lab_market": False, "lab_drift": False},
         "health_listener": {"silent_after_s": silent_after_s},
     }  # fmt: skip
-    model: Any = DsoSettings
-    if "health_listener" not in DsoSettings.model_fields:
-
-        class WithSection(DsoSettings):
-            health_listener: HealthListenerSettings = HealthListenerSettings()
-
-        model = WithSection
-    return model.model_validate(doc)
+    return DsoSettings.model_validate(doc)
 
 
 def test_api_health_says_ok_only_while_the_listener_hears_the_feeder(

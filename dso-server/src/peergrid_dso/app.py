@@ -27,7 +27,6 @@ from fastapi.responses import HTMLResponse
 
 from peergrid_dso.config import DsoSettings
 from peergrid_dso.services.health import MqttHealthListener, NodeBoard
-from peergrid_dso.services.health_listener import listener_settings
 
 
 def get_board(request: Request) -> NodeBoard:
@@ -47,7 +46,7 @@ def create_app(settings: DsoSettings, *, listen: bool = True) -> FastAPI:
                 settings.broker.host,
                 settings.broker.port,
                 f"{settings.node_id}-health",
-                silent_after_s=listener_settings(settings).silent_after_s,
+                silent_after_s=settings.health_listener.silent_after_s,
             )
             if (tls := settings.broker.tls()) is not None:  # the pilot's broker: TLS, the DSO's certificate
                 tls.apply(listener.client)

@@ -32,18 +32,11 @@ log = logging.getLogger("peergrid_dso.health")
 
 
 class HealthListenerSettings(StrictSettings):
-    """The server config's `health_listener` section: `silent_after_s`, how long the listener may hear no
+    """The server config's `health_listener` section (`DsoSettings.health_listener`): `silent_after_s`, how long the listener may hear no
     health message at all before `/api/health` says it is not ok (the MGMCs report every `health_period_s`,
     1 s by default; None: silence is shown, never judged - a lab console with no MGMC hears nothing)."""
 
     silent_after_s: float | None = Field(None, gt=0)
-
-
-def listener_settings(settings: Any) -> HealthListenerSettings:
-    """The `health_listener` section of the DSO server's config (`DsoSettings`), or its defaults where the
-    config model has no such section."""
-    found = getattr(settings, "health_listener", None)
-    return found if isinstance(found, HealthListenerSettings) else HealthListenerSettings()
 
 
 @dataclass(frozen=True)
