@@ -7,10 +7,16 @@ discovery repeats, so a rebooted device that comes back with a different layout 
 for a meter's signed-reading block (vendor model 64204) alone: an exception reply, a short read or a timeout
 there leaves the poll whole and that reading unsigned, saying why (`meter_signed.unread`; review15 M5: a
 timeout failed the poll, lost its 203 counters and forced rediscovery every poll). After a timeout there the
-TCP connection is opened afresh, so a late answer can never be taken for the next request's (on a serial
-bus, shared, it is not reopened: a late answer there fails the request it meets by its length).
+TCP connection is opened afresh, so a late answer can never be taken for the next request's.
 Devices on one serial port share one client and take turns on the line (a bus carries one request at a time:
-a dead device on an RS-485 bus costs its neighbours its timeout, which only separate ports avoid).
+a dead device on an RS-485 bus costs its neighbours its timeout, which only separate ports avoid). A serial
+line is not reopened: after a request that got no answer (or a wrong one) the device keeps the line one more
+timeout (`LATE_WINDOWS`), so that an answer arriving late lands while no request waits and is dropped, rather
+than in the neighbour's read, which pymodbus would then throw away with it (review25 F3): a device that times
+out costs its neighbours two timeouts per failed poll or write, a late one no readings.
+A setpoint whose scale factor the device reports as "not implemented" or out of range is not written, nor
+any other point of it (`write` raises `DeviceError`), never written as if the scale factor were 0
+(review25 F4).
 Never raises from `read_all`; `write` raises `DeviceError`.
 """
 
@@ -43,6 +49,18 @@ from peergrid_edge.sunspec import (
 log = logging.getLogger("peergrid.edge.modbus")
 MAX_READ = 125
 MAX_MODELS = 64
+LATE_WINDOWS = 1  # timeouts a serial device keeps the line after a request it did not answer (in time)
+
+
+class WrongAnswer(DeviceError):
+    """An answer that is not this request's (more or fewer registers): a late answer to an earlier one, so
+    this request's own may still be on its way."""
+
+
+def _unanswered(exc: BaseException) -> bool:
+    """The device may still be answering: the request timed out (pymodbus' no-response is a
+    ModbusIOException, the poll's budget a TimeoutError) or met another request's answer."""
+    return isinstance(exc, (TimeoutError, ModbusIOException, WrongAnswer))
 
 
 class _SerialBus:
@@ -56,6 +74,7 @@ class _SerialBus:
         self._client: AsyncModbusSerialClient | None = None
         self.lock = asyncio.Lock()
         self.users = 0
+        self.timeout_s = device.timeout_s  # the client's: every request on this line waits this long
 
     @property
     def client(self) -> AsyncModbusSerialClient:
@@ -122,7 +141,7 @@ class SunSpecModbusDriver:
             raise DeviceError(f"exception code {getattr(rr, 'exception_code', '?')} reading {address}")
         # more than asked for is no answer to this request either (a late one, on a serial bus)
         if len(rr.registers) != count:
-            raise DeviceError(f"read at {address}: {len(rr.registers)} registers, not the {count} asked for")
+            raise WrongAnswer(f"read at {address}: {len(rr.registers)} registers, not the {count} asked for")
         return list(rr.registers)
 
     async def _read_block(self, address: int, count: int) -> list[int]:
@@ -138,15 +157,23 @@ class SunSpecModbusDriver:
             raise DeviceError("cannot connect")
 
     async def discover(self) -> list[tuple[int, int, int]]:
+        refused: list[str] = []  # what the device answered where the marker was not
         for base in BASE_ADDRESSES:
             try:
                 marker = await self._read(base, 2)
-            except DeviceError:
+            except WrongAnswer:
+                raise
+            except DeviceError as exc:
+                refused.append(str(exc))  # an exception reply: the device answers, but not with registers
                 continue
             if tuple(marker) == SUNS_MARKER:
                 break
         else:
-            raise DeviceError("no SunS marker at 40000, 0 or 50000")
+            if len(refused) == len(BASE_ADDRESSES):
+                raise DeviceError(f"no SunS marker: every read refused ({'; '.join(refused)})")
+            raise DeviceError(
+                "no SunS marker at 40000, 0 or 50000" + (f" ({'; '.join(refused)})" if refused else "")
+            )
         models: list[tuple[int, int, int]] = []
         address = base + 2
         while len(models) < MAX_MODELS:
@@ -208,14 +235,25 @@ class SunSpecModbusDriver:
         if not isinstance(exc, DeviceError) and self._tcp is not None:
             self._tcp.close()
             await self._connect()
+        await self._late_window(exc)  # a serial line: its late answer must not meet the next block's read
         return why
+
+    async def _late_window(self, exc: BaseException) -> None:
+        """On a serial line, after a request the device did not answer (in time), keep the line (the caller
+        holds the bus lock) one more timeout: its answer, if it comes, then lands while no request waits."""
+        if self.bus is not None and _unanswered(exc):
+            await asyncio.sleep(self.bus.timeout_s * LATE_WINDOWS)
 
     async def read_all(self) -> Snapshot:
         started = time.time()
         name, nature = self.settings.name, self.settings.nature
         try:
             async with self.lock:
-                points = await asyncio.wait_for(self._read_models(), self._budget())
+                try:
+                    points = await asyncio.wait_for(self._read_models(), self._budget())
+                except Exception as exc:
+                    await self._late_window(exc)
+                    raise
         except (DeviceError, ModbusException, OSError, TimeoutError, ValueError) as exc:
             self._drop()
             return Snapshot(name, nature, False, started, error=str(exc) or type(exc).__name__)
@@ -253,27 +291,43 @@ class SunSpecModbusDriver:
             writes.insert(0, natures.PointWrite(124, "InOutWRte_RvrtTms", control.revert_s))
         try:
             async with self.lock:
-                await self._connect()
-                if not self.models:
-                    self.models = await asyncio.wait_for(self.discover(), self._budget())
-                for w in writes:
-                    await asyncio.wait_for(self._write_point(w), self.settings.timeout_s * 2)
+                try:
+                    await self._connect()
+                    if not self.models:
+                        self.models = await asyncio.wait_for(self.discover(), self._budget())
+                    # every value encoded before the first is sent: one refused (its scale factor unknown)
+                    # leaves the device as it was, not with a mode written and its rate not
+                    encoded = [(w, *self._encode(w)) for w in writes]
+                    for w, address, registers in encoded:
+                        await asyncio.wait_for(
+                            self._write_point(w, address, registers), self.settings.timeout_s * 2
+                        )
+                except Exception as exc:
+                    await self._late_window(exc)
+                    raise
         except (DeviceError, ModbusException, OSError, TimeoutError, SunSpecError) as exc:
-            self._drop()
+            if not isinstance(exc, SunSpecError):  # a value refused before sending: the connection is sound
+                self._drop()
             raise DeviceError(f"{setpoint}={value}: {exc or type(exc).__name__}") from None
 
-    async def _write_point(self, w: natures.PointWrite) -> None:
-        located = next(((a, n) for m, a, n in self.models if m == w.model), None)
+    def _encode(self, w: natures.PointWrite) -> tuple[int, list[int]]:
+        """The address and registers of one point write, at the scale factor the last read gave; a
+        `SunSpecError` where that scale factor is unknown (not implemented or out of range: review25 F4) or
+        the value does not fit the point."""
+        located = next((a for m, a, _ in self.models if m == w.model), None)
         if located is None:
             raise DeviceError(f"device exposes no model {w.model}")
         mdef = model_def(w.model)
         point = mdef.point(w.point)
-        sf = scale_factor(mdef, point, self.last_points.get(str(w.model), {}))
-        registers = encode_point(point, w.value, sf)
+        try:
+            sf = scale_factor(mdef, point, self.last_points.get(str(w.model), {}))
+        except SunSpecError as exc:
+            raise SunSpecError(f"{exc}; not written") from None
+        return located + point.offset, encode_point(point, w.value, sf)
+
+    async def _write_point(self, w: natures.PointWrite, address: int, registers: list[int]) -> None:
         self.requests += 1
-        rr = await self.client.write_registers(
-            located[0] + point.offset, registers, device_id=self.settings.unit_id
-        )
+        rr = await self.client.write_registers(address, registers, device_id=self.settings.unit_id)
         if rr.isError():
             code = getattr(rr, "exception_code", "?")
             raise DeviceError(f"exception code {code} writing {w.model}.{w.point}={w.value}")

@@ -135,9 +135,13 @@ def decode_model(model_id: int, registers: list[int]) -> dict[str, float | int |
 
 
 def encode_point(point: PointDef, value: float, sf: int | None) -> list[int]:
-    """Registers for writing `value` (engineering units) to `point`, given its scale factor (None = 0)."""
+    """Registers for writing `value` (engineering units) to `point`, given its scale factor (`scale_factor`;
+    None only for a point that has none). A point whose scale factor is unknown is never written: at an
+    assumed 0 the device would read 10^sf times the value meant (review25 F4)."""
     if point.type == "string" or point.type == "sunssf":
         raise SunSpecError(f"point {point.name} ({point.type}) is not a writable number")
+    if sf is None and point.sf is not None:
+        raise SunSpecError(f"point {point.name}: its scale factor {point.sf} is unknown; not written")
     raw = round(value / (10.0 ** (sf or 0)))
     bits = 16 * point.size
     signed = point.type in ("int16", "int32", "int64")
@@ -153,13 +157,19 @@ def encode_point(point: PointDef, value: float, sf: int | None) -> list[int]:
 def scale_factor(
     mdef: ModelDef, point: PointDef, raw_values: dict[str, float | int | str | None]
 ) -> int | None:
-    """The scale factor that applies to `point`, from the model's decoded values (SF points are raw ints)."""
+    """The scale factor that applies to `point`, from the model's decoded values (SF points are raw ints);
+    None for a point without one. An SF point the device reports as not implemented, or outside SunSpec's
+    -10..10, is a `SunSpecError` saying which (the read of the same points gives None for them)."""
     if point.sf is None:
         return None
     if isinstance(point.sf, int):
         return point.sf
     sf = raw_values.get(point.sf)
-    return sf if isinstance(sf, int) and -10 <= sf <= 10 else None
+    if sf is None:
+        raise SunSpecError(f"{mdef.id}.{point.name}: its scale factor {point.sf} is not implemented")
+    if not isinstance(sf, int) or not -10 <= sf <= 10:
+        raise SunSpecError(f"{mdef.id}.{point.name}: its scale factor {point.sf} is {sf}, outside -10..10")
+    return sf
 
 
 def model_length(model_id: int) -> int:
