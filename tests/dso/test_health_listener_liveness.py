@@ -79,6 +79,12 @@ def test_the_verdict_for_each_state_of_the_listener() -> None:
         (up, 30.0, "silent"),  # nothing since the subscription, 40 s ago
         (ListenerState(**{**up.__dict__, "last_message_at": 125.0}), 30.0, "listening"),  # 15 s ago
         (ListenerState(**{**up.__dict__, "last_message_at": 105.0}), 30.0, "silent"),  # 35 s ago
+        # reconnected 20 s ago after an outage: its last report 90 s old, yet silent only since the subscription
+        (
+            ListenerState(**{**up.__dict__, "subscribed_at": 120.0, "last_message_at": 50.0}),
+            30.0,
+            "listening",
+        ),
     ]
     for state, bound, expected in cases:
         doc = listener_health(state, counts(3, 1, 2), bound, 140.0)

@@ -6,10 +6,10 @@ loop - one node's message must not stop the DSO hearing every other node. It run
 thread of its own, so it knows when that loop ended and why. `health()` says whether it still hears
 (`listener_health`, pure): `alive` (its network loop runs), `connected` (to the broker), `subscribed` (the
 broker granted the health subscription on this connection), the age of the last message it received
-(`last_message_age_s`; none yet: null, silence counted from the subscription), the board's `taken`,
-`malformed` and `dropped` counts, and `state` - `listening` only when all of that holds and, where the config
-sets `silent_after_s`, something arrived within it; else `starting`, `dead`, `disconnected`, `unsubscribed` or
-`silent`. `/api/health` is not ok unless `listening`: while the listener is dead, cut off or deaf, the
+(`last_message_age_s`; none yet: null), how long it has heard nothing (`silent_s`: since that message or
+the subscription on this connection, whichever is later), the board's `taken`, `malformed` and `dropped`
+counts, and `state` - `listening` only when all of that holds and, where the config sets `silent_after_s`,
+`silent_s` is within it; else `starting`, `dead`, `disconnected`, `unsubscribed` or `silent`. `/api/health` is not ok unless `listening`: while the listener is dead, cut off or deaf, the
 console's node views are stale, and the DSO must not say it is well. Time is injected (`clock`, monotonic s).
 """
 
@@ -32,9 +32,10 @@ log = logging.getLogger("peergrid_dso.health")
 
 
 class HealthListenerSettings(StrictSettings):
-    """The server config's `health_listener` section (`DsoSettings.health_listener`): `silent_after_s`, how long the listener may hear no
-    health message at all before `/api/health` says it is not ok (the MGMCs report every `health_period_s`,
-    1 s by default; None: silence is shown, never judged - a lab console with no MGMC hears nothing)."""
+    """The server config's `health_listener` section (`DsoSettings.health_listener`): `silent_after_s`, how
+    long the listener may hear no health message at all before `/api/health` says it is not ok (the MGMCs
+    report every `health_period_s`, 1 s by default; None: silence is shown, never judged - a lab console with
+    no MGMC hears nothing)."""
 
     silent_after_s: float | None = Field(None, gt=0)
 
@@ -56,7 +57,9 @@ def listener_health(
     state: ListenerState, counts: dict[str, int], silent_after_s: float | None, now: float
 ) -> dict[str, Any]:
     """The listener's section of `/api/health` (see the module's contract); `ok` is whether it is `listening`."""
-    heard = state.last_message_at if state.last_message_at is not None else state.subscribed_at
+    # silence counts from the later of the last message and this connection's subscription: a listener back
+    # from an outage longer than the bound is not silent for the reports it could not hear while away
+    heard = max((t for t in (state.last_message_at, state.subscribed_at) if t is not None), default=None)
     quiet = None if heard is None else max(0.0, now - heard)
     if not state.started:
         status = "starting"
