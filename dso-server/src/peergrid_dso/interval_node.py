@@ -55,30 +55,37 @@ log = logging.getLogger("peergrid_dso.interval_node")
 
 
 def build_feeder(settings: LoopSettings) -> Any:
+    """The feeder of `settings.case` (+ `ties`) with the MGs' buses; a `ConfigError` naming the key that is
+    wrong (`loop.case`, `loop.ties`, `loop.mgs`), also in `live.preflight`, before the web server starts."""
+    from peergrid_dso.feeder.model import FeederDataError
+
     buses = {mg: entry.bus for mg, entry in settings.mgs.items()}
-    if settings.case == "case33bw":
-        from peergrid_dso.feeder.cases import case33bw
+    key = "loop.case"
+    try:
+        if settings.case == "case33bw":
+            from peergrid_dso.feeder.cases import case33bw
 
-        return case33bw(buses)
-    from peergrid_dso.feeder.cases import load_ties
-    from peergrid_dso.feeder.matpower import load_matpower
+            feeder = case33bw()
+        else:
+            from peergrid_dso.feeder.matpower import load_matpower
 
-    feeder = load_matpower(settings.case)
-    if settings.ties is not None:
-        feeder = load_ties(feeder, settings.ties)
-    return feeder.with_mg_buses(buses)
+            feeder = load_matpower(settings.case)
+        if settings.ties is not None:
+            from peergrid_dso.feeder.cases import load_ties
+
+            key = "loop.ties"
+            feeder = load_ties(feeder, settings.ties)
+        key = "loop.mgs"
+        return feeder.with_mg_buses(buses) if buses else feeder
+    except FeederDataError as exc:
+        raise ConfigError(f"{key}: {exc}") from None
 
 
 def relay_driver(settings: LoopSettings, feeder: Any) -> Any:
-    if settings.relays_file is None:
-        from peergrid_dso.drivers.relay_memory import InMemoryRelays
+    """The relays of `relays_file` (checked: `services.switching_relays.load_relays`), or in memory."""
+    from peergrid_dso.services.switching_relays import relay_driver as configured
 
-        return InMemoryRelays({b.number: b.closed for b in feeder.branches})
-    from peergrid_dso.drivers.relay_modbus import ModbusRelayDriver
-    from peergrid_dso.drivers.relay_tls import relay_endpoints
-
-    entries = json.loads(settings.relays_file.read_text(encoding="utf-8"))
-    return ModbusRelayDriver(relay_endpoints(entries, settings.relays_tls), timeout_s=1.0)
+    return configured(settings.relays_file, settings.relays_tls, feeder)
 
 
 async def serve(settings: IntervalNodeSettings) -> None:

@@ -8,7 +8,8 @@ OpenSSL host checking, so a relay presenting another relay's valid certificate i
 `RelayError` that says which identity was expected and why it failed, logged; it is never retried in plain.
 The relay decides what the DSO may do from the DSO certificate's Modbus Role (or its CN).
 `relay_endpoints` reads firmware-sim's endpoints JSON entries (`"protocol": "modbus-tls"` marks a relay that
-needs it). Never falls back to plain Modbus TCP for a relay configured for TLS.
+needs it) and refuses, with a `ConfigError` naming the entry, what the DSO could not drive or would misread.
+Never falls back to plain Modbus TCP for a relay configured for TLS.
 """
 
 from __future__ import annotations
@@ -109,29 +110,68 @@ def tls_client(host: str, port: int, tls: RelayTls, timeout_s: float) -> Any:
     return RelayTlsClient(host, port=port, sslctx=context, timeout=timeout_s, retries=0)
 
 
-def relay_endpoints(entries: list[dict[str, Any]], tls: RelayTls | None = None) -> dict[int, Any]:
+def relay_endpoints(
+    entries: Any, tls: RelayTls | None = None, n_branches: int | None = None
+) -> dict[int, Any]:
     """Branch -> `RelayEndpoint` for every Modbus TCP or Modbus/TCP Security relay in an endpoints JSON.
 
+    Other devices' entries (firmware-sim writes them all) and relays on a serial line, which the DSO does not
+    drive, are skipped. Anything else that cannot be a relay the DSO drives is a `ConfigError` naming the entry
+    (its index and device name): not a list, an entry that is not an object or has no `kind`, a relay with
+    another protocol, without a whole-number `branch` (at most `n_branches`, the feeder's, when given), a
+    `host` or a `port` in 1..65535, a `unit_id` outside 1..247, a second relay on one branch. Before, such an
+    entry was skipped or failed later inside the web server's start with a bare KeyError.
     A `modbus-tls` relay gets `tls`; without it that is a `ConfigError` (never a silent plain connection).
     """
     from peergrid_dso.drivers.relay_modbus import RelayEndpoint
 
+    if not isinstance(entries, list):
+        raise ConfigError(f"expected a JSON list of endpoints, got {_json_kind(entries)}")
     out: dict[int, Any] = {}
-    for e in entries:
-        if (
-            e.get("kind") != "relay"
-            or e.get("protocol") not in ("modbus-tcp", "modbus-tls")
-            or not e.get("branch")
-        ):
+    seen: dict[int, str] = {}
+    for index, e in enumerate(entries):
+        if not isinstance(e, dict):
+            raise ConfigError(f"entry {index}: expected an object, got {_json_kind(e)}")
+        at = f"entry {index}" + (f" ({e['device']!r})" if isinstance(e.get("device"), str) else "")
+        if "kind" not in e:
+            raise ConfigError(f'{at}: no "kind" (a relay\'s entry says "kind": "relay")')
+        if e["kind"] != "relay" or e.get("protocol") == "modbus-rtu":
             continue
-        secure = e.get("protocol") == "modbus-tls"
-        if secure and tls is None:
+        protocol = e.get("protocol")
+        if protocol not in ("modbus-tcp", "modbus-tls"):
             raise ConfigError(
-                f"relay on branch {e['branch']} needs Modbus/TCP Security: no DSO certificate given"
+                f"{at}: protocol {protocol!r}; the DSO drives relays over modbus-tcp or modbus-tls"
             )
-        branch = int(e["branch"])
+        branch = _whole(e, "branch", 1, n_branches, at)
+        host = e.get("host")
+        if not isinstance(host, str) or not host.strip():
+            raise ConfigError(f'{at}: "host" must be a host name or address, got {host!r}')
+        port = _whole(e, "port", 1, 65535, at)
+        unit_id = 1 if e.get("unit_id") is None else _whole(e, "unit_id", 1, 247, at)
+        if branch in seen:
+            raise ConfigError(f"{at}: branch {branch} has a relay already ({seen[branch]})")
+        seen[branch] = at
+        secure = protocol == "modbus-tls"
+        if secure and tls is None:
+            raise ConfigError(f"relay on branch {branch} needs Modbus/TCP Security: no DSO certificate given")
         relay_tls = None
         if secure and tls is not None:
             relay_tls = tls.model_copy(update={"server_name": tls.names.get(branch)})
-        out[branch] = RelayEndpoint(e["host"], int(e["port"]), int(e.get("unit_id") or 1), relay_tls)
+        out[branch] = RelayEndpoint(host, port, unit_id, relay_tls)
     return out
+
+
+def _whole(entry: dict[str, Any], key: str, low: int, high: int | None, at: str) -> int:
+    value = entry.get(key)
+    if isinstance(value, int) and not isinstance(value, bool) and low <= value <= (high or value):
+        return value
+    if value is None:
+        raise ConfigError(f'{at}: no "{key}"')
+    span = f"{low}..{high}" if high is not None else f"at least {low}"
+    span += " (the feeder's branches)" if key == "branch" and high is not None else ""
+    raise ConfigError(f'{at}: "{key}" must be a whole number {span}, got {value!r}')
+
+
+def _json_kind(value: Any) -> str:
+    names = {dict: "an object", list: "a list", str: "a string", bool: "true/false", type(None): "null"}
+    return names.get(type(value), "a number")

@@ -6,9 +6,13 @@ Promises:
   so the network is never left meshed. Every intermediate state (the brief mesh and the radial state after
   it) is checked by AC power flow against the voltage floor and ratings before it is accepted; if no order
   meets them, `SwitchingPlanError` says which step could not be made safe.
-- `SwitchingExecutor.execute` refuses a plan outright if any relay in it is locked out or interlocked (none
-  is operated); otherwise performs each operation as a command followed by status read-back until the
-  expected position or a timeout. A timeout, refusal or wrong status aborts and rolls back the unfinished
+- `SwitchingExecutor.execute` refuses a plan outright (no relay operated; recorded and alarmed) if any relay
+  in it is locked out or interlocked, or if any relay it reads - the plan's own and, when the driver names its
+  relays (`RelayInventory`), every one - reports a position other than the plan's starting topology says
+  (`from_open`, the DSO's whole open set: closed while listed open, open while listed closed, operating) or
+  cannot be read: a tie closed by hand, or a relay whose status inputs lie, would otherwise leave the feeder
+  meshed or a section dead while the DSO chain records a radial topology. Otherwise it performs each
+  operation as a command followed by status read-back until the expected position or a timeout. A timeout, refusal or wrong status aborts and rolls back the unfinished
   pair (and the failed relay itself when it does not read back where it was), returning to the last safe
   (radial, checked) topology, and raises an alarm.
 - Any exception out of the driver, not only `RelayError` (a driver bug, a socket error it let through), is
@@ -24,7 +28,7 @@ import logging
 import time
 from collections.abc import Callable, Collection
 from dataclasses import dataclass, field, replace
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 import numpy as np
 
@@ -74,6 +78,14 @@ class RelayDriver(Protocol):
     def status(self, branch: int) -> RelayStatus: ...
 
     def command(self, branch: int, close: bool) -> None: ...
+
+
+@runtime_checkable
+class RelayInventory(Protocol):
+    """A driver that can name every branch it has a relay for: the executor then reads them all before a plan,
+    not only the plan's own (a tie closed by hand elsewhere makes the plan's end state meshed)."""
+
+    def branches(self) -> Collection[int]: ...
 
 
 class Recorder(Protocol):
@@ -230,17 +242,27 @@ class SwitchingExecutor:
         return self._finish(plan, tuple(sorted(state)), steps, None)
 
     def _blocked(self, plan: SwitchingPlan) -> str:
+        """Why the plan must not start, read from the relays before any command; "" when it may. Every relay
+        read must report where `plan.from_open` puts it: the plan's pairs are radial and checked only from
+        that topology. A relay whose last operation failed but whose contacts report the expected position
+        is not refused: its contacts still say where it is, the read-back after its command catches a
+        repeat, and the flag clears only with a command."""
+        operated = {op.branch for op in plan.operations}
+        listed = set(self.driver.branches()) if isinstance(self.driver, RelayInventory) else set()
         problems = []
-        for branch in sorted({op.branch for op in plan.operations}):
+        for branch in sorted(operated | listed):
             try:
                 st = self.driver.status(branch)
             except Exception as exc:  # any driver failure refuses the plan, never escapes
                 problems.append(f"branch {branch} unreachable ({_driver_error(exc)})")
                 continue
-            if st.locked_out:
+            if branch in operated and st.locked_out:
                 problems.append(f"branch {branch} locked out")
-            if st.interlock:
+            if branch in operated and st.interlock:
                 problems.append(f"branch {branch} interlocked")
+            expected, seen = ("open" if branch in plan.from_open else "closed"), _position(st)
+            if seen != expected:
+                problems.append(f"branch {branch} reports {seen}, the plan starts from it {expected}")
         return ", ".join(problems)
 
     def _record(self, plan: SwitchingPlan, steps: list[StepRecord], step: StepRecord) -> None:
