@@ -43,6 +43,7 @@ from peergrid_edge.sunspec import (
     decode_model,
     encode_point,
     model_def,
+    refused_scales,
     scale_factor,
 )
 
@@ -122,6 +123,7 @@ class SunSpecModbusDriver:
         self.last_points: dict[str, dict[str, Any]] = {}
         self.requests = 0  # Modbus requests sent (tests count them: one per model block per poll)
         self.mismatch: list[str] = []  # what the discovered models lack for the configured nature
+        self.refused: tuple[str, ...] = ()  # the nature's points read as None for a refused scale factor
 
     @property
     def client(self) -> Any:
@@ -199,6 +201,7 @@ class SunSpecModbusDriver:
                 )
             self.mismatch = problems
         points: dict[str, dict[str, Any]] = {}
+        refused: list[str] = []
         for model_id, address, length in self.models:
             try:
                 registers = await self._read_block(address, length + 2)
@@ -210,11 +213,37 @@ class SunSpecModbusDriver:
                 continue
             try:
                 points[str(model_id)] = decode_model(model_id, registers)
+                refused += self._refused_scales(model_id, registers)
             except SunSpecError as exc:
                 if registers[0] != model_id:  # the layout moved under us (e.g. a reboot): rediscover
                     raise DeviceError(str(exc)) from None
                 continue  # a model we have no definition for: skip it, read the rest
+        self._say_refused(tuple(refused))
         return points
+
+    def _refused_scales(self, model_id: int, registers: list[int]) -> list[str]:
+        """This nature's points in one block that read as None because the device's scale factor for them was
+        refused (review25 F6: a PCC meter's counters gone from its readings, and so from the DSO's metering)."""
+        read = natures.read_points(self.settings.nature)
+        return [
+            f"{model_id}.{point} ({why})"
+            for point, why in refused_scales(model_id, registers).items()
+            if f"{model_id}.{point}" in read
+        ]
+
+    def _say_refused(self, refused: tuple[str, ...]) -> None:
+        """Log the refused scale factors once per change, not at every poll."""
+        if refused == self.refused:
+            return
+        if refused:
+            log.warning(
+                "device %s: scale factor refused, read as no value: %s",
+                self.settings.name,
+                "; ".join(refused),
+            )
+        else:
+            log.info("device %s: every scale factor it reports is in range again", self.settings.name)
+        self.refused = refused
 
     async def _signed_block_failed(self, exc: Exception) -> str:
         """Why the signed block was not read (logged); after anything but an answer (an exception reply, a

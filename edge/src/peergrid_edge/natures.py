@@ -75,6 +75,11 @@ def reading(nature: str, points: Points) -> Reading:
     return {quantity: _lookup(points, refs) for quantity, refs in spec.items()}
 
 
+def read_points(nature: str) -> frozenset[str]:
+    """Every SunSpec point ("203.TotWhExp") a reading of `nature` may come from."""
+    return frozenset(ref for refs in _map()[nature]["readings"].values() for ref in refs)
+
+
 def unsupported(nature: str, model_ids: list[int]) -> list[str]:
     """What a device of `nature` exposing `model_ids` cannot report or be told (empty when it fits)."""
     spec = _map()[nature]

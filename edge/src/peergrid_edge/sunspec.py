@@ -134,6 +134,26 @@ def decode_model(model_id: int, registers: list[int]) -> dict[str, float | int |
     return values
 
 
+def refused_scales(model_id: int, registers: list[int]) -> dict[str, str]:
+    """The points of a model block that `decode_model` gives as None only because their scale factor was
+    refused (the point itself implemented), each with why: {"TotWhExp": "TotWh_SF 11, outside -10..10"}.
+    A point that is itself "not implemented" is not listed, whatever its scale factor."""
+    if len(registers) < 2 or registers[0] != model_id:
+        raise SunSpecError(f"block does not start with model id {model_id}")
+    mdef = model_def(model_id)
+    raws = {p.name: _raw(p, registers) for p in mdef.points}
+    refused: dict[str, str] = {}
+    for p in mdef.points:
+        if p.type == "sunssf" or not isinstance(p.sf, str) or not isinstance(raws[p.name], int):
+            continue
+        sf = raws.get(p.sf)
+        if sf is None:
+            refused[p.name] = f"{p.sf} not implemented"
+        elif not isinstance(sf, int) or not -10 <= sf <= 10:
+            refused[p.name] = f"{p.sf} {sf}, outside -10..10"
+    return refused
+
+
 def encode_point(point: PointDef, value: float, sf: int | None) -> list[int]:
     """Registers for writing `value` (engineering units) to `point`, given its scale factor (`scale_factor`;
     None only for a point that has none). A point whose scale factor is unknown is never written: at an
