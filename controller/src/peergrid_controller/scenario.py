@@ -4,7 +4,11 @@ Promises: reads the keys the market needs — `profiles` (irradiance W/m², load
 piecewise-linear over the day), `microgrids[].name/profile/devices[].kind/params` for pv, battery, genset and load
 — and validates them strictly (types, signs, references), raising `ScenarioError` with one line naming the key.
 Keys it does not use (relays, serial lines, broker, meters, protocols...) are ignored, so the same file drives
-firmware-sim and the market. An optional top-level `market:` section sets the DSO tariff, interval length and each
+firmware-sim and the market; but `market:` is the controller's own section, so a key in it (or in its `rules`
+and `mg_rules`) that the controller does not know is an error naming its path: a misspelt `cap_prise` ran
+without its owner's cap and paid 14 % more (R25 F5); so is a device param that neither the controller nor
+firmware-sim's physics takes. The file is read strictly (`read_yaml_file`: a key given
+twice, text that is not UTF-8). An optional top-level `market:` section sets the DSO tariff, interval length and each
 MG's contract rules; without it, defaults below apply. It may also set the owners' risk allowance (currency per
 MG per day, the intraday strict guard's, SimulationConfig.risk_allowance): `risk_allowance` every MG's,
 `mg_risk_allowance: {MG: X}` an MG's own. It is not a contract rule (the chain never sees it, the MGMC's own
@@ -15,13 +19,13 @@ Never touches devices or clocks.
 
 from __future__ import annotations
 
+import difflib
 import itertools
 import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from peergrid_controller.model import (
@@ -37,6 +41,7 @@ from peergrid_controller.model import (
     Tariff,
     validate_microgrid,
 )
+from peergrid_ledger.settings import YamlTextError, read_yaml_file
 
 FUEL_NO_LOAD_L_PER_H_PER_KW = 0.08145
 FUEL_L_PER_KWH = 0.246
@@ -48,6 +53,12 @@ class ScenarioError(ValueError):
 
 class _Tolerant(BaseModel):
     model_config = ConfigDict(extra="ignore", frozen=True, strict=False)
+
+
+class _Own(BaseModel):
+    """A section only the controller reads: an unknown key is a typo, never firmware-sim's."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=False)
 
 
 Curve = list[tuple[float, float]]
@@ -98,6 +109,23 @@ class _LoadParams(_Tolerant):
     voll_per_kwh: float = Field(default=1.0, ge=0)
 
 
+# The params firmware-sim's physics takes for each kind the controller reads, beyond the controller's own
+# (peergrid_sim.scenario.device_params: firmware-sim refuses any other; tests/sim/test_r25_device_params.py keeps
+# the two equal). The controller ignores them; a key that is neither is a typo: `sheddable:` for `sheddable_w`
+# dropped the load's flexibility from the schedule without a word (R25 F5).
+_LAB_PARAM_NAMES = {
+    "pv": "ac_w ambient_c available_w cell_c connected dc_rating_w efficiency energy_wh limit_age_s limit_enabled"
+    " limit_pct limit_revert_s noct_c rating_w temp_coeff_per_c v_ph w_max",
+    "battery": "ac_w capacity_wh charge_efficiency charged_wh cycles discharge_efficiency discharged_wh in_pct"
+    " max_charge_w max_discharge_w mode nominal_v out_pct rate_age_s reserve_pct revert_s set_op soc_max_pct"
+    " soc_min_pct soc_pct v_ph w_cha_max",
+    "genset": "ac_w energy_wh fuel_cost fuel_l fuel_l_per_h_idle_per_kw fuel_l_per_kwh fuel_price_per_l min_load_pct"
+    " phase phase_elapsed_s ramp_w_per_s rating_w run run_hours start_delay_s stop_delay_s v_ph w_set",
+    "load": "critical_now_w critical_w energy_wh shed shed_pct sheddable_now_w sheddable_w v_ph",
+}
+LAB_PARAMS = {kind: frozenset(names.split()) for kind, names in _LAB_PARAM_NAMES.items()}
+
+
 class _Device(_Tolerant):
     name: str
     kind: str
@@ -110,7 +138,7 @@ class _Mg(_Tolerant):
     devices: list[_Device] = Field(default_factory=list)
 
 
-class _Rules(_Tolerant):
+class _Rules(_Own):
     floor_price: float = Field(default=0.0, ge=0)
     cap_price: float = Field(default=math.inf, ge=0)
     max_quantity_kwh: float = Field(default=math.inf, ge=0)
@@ -118,7 +146,7 @@ class _Rules(_Tolerant):
     clean_premium: float = Field(default=0.0, ge=0)
 
 
-class _Market(_Tolerant):
+class _Market(_Own):
     interval_minutes: int = Field(default=15, gt=0, le=60)
     retail: Curve = Field(
         default_factory=lambda: [(0.0, 0.14), (7.0, 0.22), (17.0, 0.30), (21.0, 0.14), (24.0, 0.14)]
@@ -175,21 +203,40 @@ def load_scenario(path: str | Path) -> Scenario:
 def load_scenario_file(path: str | Path) -> ScenarioFile:
     path = Path(path)
     try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+        raw = read_yaml_file(path)
     except OSError as exc:
         raise ScenarioError(f"{path}: cannot read scenario: {exc.strerror}") from None
-    except yaml.YAMLError:
-        raise ScenarioError(f"{path}: not valid YAML") from None
+    except YamlTextError as exc:
+        raise ScenarioError(f"{path}: {exc}") from None
     if not isinstance(raw, dict):
         raise ScenarioError(f"{path}: expected a mapping at the top level")
     try:
         return build_scenario_file(raw)
     except ValidationError as exc:
-        first = exc.errors()[0]
-        where = ".".join(str(p) for p in first["loc"]) or "(top level)"
-        raise ScenarioError(f"{path}: '{where}': {first['msg']}") from None
+        raise ScenarioError(f"{path}: {_describe(exc)}") from None
     except (ModelError, ScenarioError) as exc:
         raise ScenarioError(f"{path}: {exc}") from None
+
+
+def _describe(exc: ValidationError) -> str:
+    """The first error, `'key.path': reason`; an unknown key in the controller's own sections names the keys
+    that section takes (and the nearest, for a typo)."""
+    first = exc.errors()[0]
+    loc = tuple(str(p) for p in first["loc"])
+    where = ".".join(loc) or "(top level)"
+    if first["type"] != "extra_forbidden":
+        return f"'{where}': {first['msg']}"
+    known = sorted(_section_of(loc).model_fields)
+    near = difflib.get_close_matches(loc[-1], known, n=1)
+    hint = f"; did you mean '{near[0]}'?" if near else ""
+    return f"unknown key '{where}' (it takes {', '.join(known)}){hint}"
+
+
+def _section_of(loc: tuple[str, ...]) -> type[BaseModel]:
+    """The model of the section that holds the key at `loc` (market, market.rules or market.mg_rules.<MG>)."""
+    if loc[:2] == ("market", "rules") or loc[:2] == ("market", "mg_rules"):
+        return _Rules
+    return _Market
 
 
 def build_scenario(raw: dict[str, Any]) -> Scenario:
@@ -220,6 +267,7 @@ def build_scenario_file(raw: dict[str, Any]) -> ScenarioFile:
         pv, batteries, gensets, loads = [], [], [], []
         for d_index, device in enumerate(mg.devices):
             where = f"microgrids.{index}.devices.{d_index}.params"
+            _check_param_keys(where, device)
             try:
                 if device.kind == "pv":
                     p = _PvParams.model_validate(device.params)
@@ -266,6 +314,26 @@ def build_scenario_file(raw: dict[str, Any]) -> ScenarioFile:
         microgrids.append(microgrid)
     scenario = Scenario(spec.name, dt, tuple(microgrids))
     return ScenarioFile(scenario, market.risk_allowance, dict(market.mg_risk_allowance))
+
+
+_PARAM_MODELS: dict[str, type[BaseModel]] = {
+    "pv": _PvParams,
+    "battery": _BatteryParams,
+    "genset": _GensetParams,
+    "load": _LoadParams,
+}
+
+
+def _check_param_keys(where: str, device: _Device) -> None:
+    """A param of a kind the controller reads that neither it nor firmware-sim's physics takes: a typo."""
+    model = _PARAM_MODELS.get(device.kind)
+    if model is None:
+        return
+    known = sorted(set(model.model_fields) | LAB_PARAMS[device.kind])
+    for key in sorted(set(device.params) - set(known)):
+        near = difflib.get_close_matches(key, known, n=1)
+        hint = f"; did you mean '{near[0]}'?" if near else ""
+        raise ScenarioError(f"unknown key '{where}.{key}' (a {device.kind} takes {', '.join(known)}){hint}")
 
 
 def _genset(name: str, p: _GensetParams, dt: float) -> Genset:
