@@ -19,6 +19,7 @@ from . import physics, physics_site
 from .image import DEVICE_FAILURE, ILLEGAL_FUNCTION, ILLEGAL_VALUE, MapError, RegisterImage, load_map
 from .meter_signer import SEED_PARAM, SIGNED_READINGS, MeterSigner
 from .modbus import READ_HOLDING
+from .scenario import device_params_problem
 
 PHYSICS = {
     "pv": (physics.PvInverter, "pv_inverter"),
@@ -71,6 +72,9 @@ class SunSpecDevice:
         seed = params.pop(SEED_PARAM, None)
         if seed is not None and kind != "meter":
             raise TypeError(f"only a PCC meter signs its readings ({SEED_PARAM} on a {kind})")
+        problem = device_params_problem(kind, params)
+        if problem is not None:  # e.g. a 0 W rating, which the register image would divide by
+            raise TypeError(problem)  # the runtime names the device (`_build_mg`), as for the model's own
         model = model_cls(**params)
         serial = f"{mg}-{name}"
         signer = None if seed is None else MeterSigner.from_seed(seed, mg, name, serial)

@@ -2,22 +2,28 @@
 
 Promises: `load_scenario(path)` returns a validated, frozen `Scenario` or raises `ConfigError` with one
 line naming the offending key (unknown keys, bad kinds, duplicate names, unknown profile references and
-clashing unit ids are all caught here, before any socket is opened). Profiles are daily, piecewise-linear
+clashing unit ids are all caught here, before any socket is opened), and so are impossible device params
+(`device_params_problem`: a key the kind's physics does not take, a rating or capacity not above 0, a
+percentage outside 0..100, a negative delay: one line naming the device and the param, R25 F11). Profiles are daily, piecewise-linear
 in the hour of day (UTC). Never opens ports or starts anything.
 """
 
 from __future__ import annotations
 
 import bisect
+import dataclasses
 import datetime as dt
 import math
 import random
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Literal
 
 from pydantic import Field, ValidationError, model_validator
 
 from peergrid_ledger.settings import ConfigError, StrictSettings, describe_validation_error, load_settings
+
+from . import physics, physics_site
 
 Protocol = Literal["modbus-tcp", "modbus-rtu", "mqtt"]
 Kind = Literal["pv", "battery", "genset", "load", "meter"]
@@ -60,6 +66,121 @@ def at_hour(curve: list[tuple[float, float]], hour: float) -> float:
         return curve[-1][1]
     (h0, v0), (h1, v1) = curve[i - 1], curve[i]
     return v0 if h1 == h0 else v0 + (v1 - v0) * (hour - h0) / (h1 - h0)
+
+
+# Each kind's params are its physics model's fields (`SunSpecDevice.create` passes them on), with the range those
+# that say what the device is may take. A field not listed is state a scenario may preset (a counter, a setting
+# such as `mode`): any finite number.
+PHYSICS_MODELS: dict[str, type] = {
+    "pv": physics.PvInverter,
+    "battery": physics.Battery,
+    "genset": physics_site.Genset,
+    "load": physics_site.Load,
+    "meter": physics_site.PccMeter,
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class _Range:
+    """What a param may be: `low` (or above it, when `open_low`) up to `high`; `whole` for a 0/1 flag."""
+
+    low: float
+    high: float
+    said: str  # as the error puts it: "must be <said>"
+    open_low: bool = False
+    whole: bool = False
+
+    def admits(self, value: float) -> bool:
+        above = value > self.low if self.open_low else value >= self.low
+        return above and value <= self.high and (not self.whole or value == int(value))
+
+
+_ABOVE_0 = _Range(0.0, math.inf, "above 0", open_low=True)
+_AT_LEAST_0 = _Range(0.0, math.inf, "at least 0")
+_PERCENT = _Range(0.0, 100.0, "a percentage, 0..100")
+_SHARE = _Range(0.0, 1.0, "above 0 and at most 1", open_low=True)
+_FLAG = _Range(0.0, 1.0, "0 or 1", whole=True)
+_RANGES: dict[str, dict[str, _Range]] = {
+    "pv": {
+        "rating_w": _ABOVE_0,
+        "dc_rating_w": _ABOVE_0,
+        "efficiency": _SHARE,
+        "w_max": _AT_LEAST_0,  # 0: the rating
+        "limit_pct": _PERCENT,
+        "limit_revert_s": _AT_LEAST_0,
+        "connected": _FLAG,
+        "limit_enabled": _FLAG,
+        "v_ph": _ABOVE_0,
+    },
+    "battery": {
+        "capacity_wh": _ABOVE_0,
+        "max_charge_w": _ABOVE_0,
+        "max_discharge_w": _ABOVE_0,
+        "soc_pct": _PERCENT,
+        "soc_min_pct": _PERCENT,
+        "soc_max_pct": _PERCENT,
+        "reserve_pct": _PERCENT,
+        "in_pct": _PERCENT,
+        "out_pct": _PERCENT,
+        "charge_efficiency": _SHARE,
+        "discharge_efficiency": _SHARE,
+        "nominal_v": _ABOVE_0,
+        "w_cha_max": _AT_LEAST_0,  # 0: max_charge_w
+        "revert_s": _AT_LEAST_0,
+        "v_ph": _ABOVE_0,
+    },
+    "genset": {
+        "rating_w": _ABOVE_0,
+        "min_load_pct": _PERCENT,
+        "ramp_w_per_s": _AT_LEAST_0,  # 0: a tenth of the rating per second
+        "start_delay_s": _AT_LEAST_0,
+        "stop_delay_s": _AT_LEAST_0,
+        "fuel_l_per_h_idle_per_kw": _AT_LEAST_0,
+        "fuel_l_per_kwh": _AT_LEAST_0,
+        "fuel_price_per_l": _AT_LEAST_0,
+        "w_set": _AT_LEAST_0,
+        "run": _FLAG,
+        "v_ph": _ABOVE_0,
+    },
+    "load": {
+        "critical_w": _AT_LEAST_0,
+        "sheddable_w": _AT_LEAST_0,
+        "shed_pct": _PERCENT,
+        "shed": _FLAG,
+        "v_ph": _ABOVE_0,
+    },
+    "meter": {"rating_w": _ABOVE_0, "v_ph": _ABOVE_0},
+}
+_NOT_PARAMS = {"watchdog"}  # a model's part, not a number
+_OWN_PARAMS = {"meter": {"key_seed"}}  # read by the device, not its physics (`_check_meter_key`)
+
+
+def device_params(kind: str) -> list[str]:
+    """The params a device of `kind` takes: its physics model's fields (and its own, such as a meter's key_seed)."""
+    fields = [
+        f.name for f in dataclasses.fields(PHYSICS_MODELS[kind]) if f.init and f.name not in _NOT_PARAMS
+    ]
+    return sorted({*fields, *_OWN_PARAMS.get(kind, ())})
+
+
+def device_params_problem(kind: str, params: Mapping[str, float]) -> str | None:
+    """What is impossible about a `kind` device's `params` (one line naming the param), or None. A missing
+    required param is left to the physics model, which names it."""
+    known = device_params(kind)
+    for key in sorted(params):
+        if key not in known:
+            return f"params.{key}: no such param (it takes {', '.join(known)})"
+        value = params[key]
+        if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+            return f"params.{key} must be a finite number, got {value!r}"
+        rule = _RANGES[kind].get(key)
+        if rule is not None and not rule.admits(value):
+            return f"params.{key} must be {rule.said}, got {value:g}"
+    if kind == "battery":
+        low, high = params.get("soc_min_pct", 10.0), params.get("soc_max_pct", 95.0)
+        if low > high:
+            return f"params.soc_min_pct ({low:g}) is above params.soc_max_pct ({high:g})"
+    return None
 
 
 class Device(StrictSettings):
@@ -168,6 +289,9 @@ class Scenario(StrictSettings):
                 raise ValueError(f"microgrid {mg.name}: at most one PCC meter")
             for device in mg.devices:
                 _check_meter_key(f"{mg.name}.{device.name}", device)
+                problem = device_params_problem(device.kind, device.params)
+                if problem is not None:
+                    raise ValueError(f"{mg.name}.{device.name}: bad params for a {device.kind}: {problem}")
         wired: list[tuple[str, Device | Relay]] = [
             (f"{mg.name}.{d.name}", d) for mg in self.microgrids for d in mg.devices
         ]
