@@ -32,14 +32,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from peergrid_ledger import keys
 from peergrid_ledger.contracts import market
 from peergrid_ledger.contracts.market_state import MAX_TARIFF_INTERVALS, last_interval_key, price_tick
 from peergrid_ledger.results import Reason
 from peergrid_ledger.schema import PRICE, QUANTITY
-from peergrid_ledger.settings import ConfigError
+from peergrid_ledger.settings import ConfigError, YamlTextError, read_yaml_file
 from peergrid_ledger.state import read_obj
 
 log = logging.getLogger("peergrid_dso.tariff")
@@ -78,11 +76,11 @@ class CoverTariff:
 def load_tariff_file(path: Path, mgs: Iterable[str], interval_minutes: float) -> CoverTariff:
     """The tariff file, checked against the loop's MGs and interval length (see the module docstring)."""
     try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+        raw = read_yaml_file(path)  # strictly: an MG given twice is an error, not its second prices
     except OSError as exc:
         raise ConfigError(f"loop.tariff_file: {path}: cannot read: {exc.strerror}") from None
-    except yaml.YAMLError:
-        raise ConfigError(f"loop.tariff_file: {path}: not valid YAML") from None
+    except YamlTextError as exc:
+        raise ConfigError(f"loop.tariff_file: {path}: {exc}") from None
     return parse_tariff(raw, mgs, interval_minutes, f"loop.tariff_file: {path}")
 
 
