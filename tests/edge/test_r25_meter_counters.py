@@ -13,11 +13,13 @@ import logging
 from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from peergrid_edge import modbus as edge_modbus
 from peergrid_edge.config import DeviceSettings
 from peergrid_edge.quality import implausible
-from peergrid_edge.sunspec import refused_scales
+from peergrid_edge.sunspec import decode_model, model_def, refused_scales
 from peergrid_sim.devices import SunSpecDevice
 from peergrid_sim.server import ModbusTcpServer
 
@@ -116,3 +118,18 @@ def test_refused_scales_lists_only_implemented_points_whose_scale_factor_is_refu
     assert refused_scales(203, image.registers[start : start + length]) == {
         "TotWhExp": "TotWh_SF 11, outside -10..10"
     }
+
+
+@given(st.lists(st.integers(0, 0xFFFF), min_size=105, max_size=105))
+def test_every_point_refused_scales_lists_decodes_to_none_and_every_other_keeps_its_value(
+    regs: list[int],
+) -> None:
+    """The property behind the log line: a listed point is one `decode_model` gave no value for, and an
+    implemented point whose scale factor is fine is never listed."""
+    block = [203, 105, *regs]
+    values, refused = decode_model(203, block), refused_scales(203, block)
+    assert all(values[name] is None for name in refused)
+    for p in model_def(203).points:
+        if isinstance(p.sf, str) and p.name not in refused and p.type != "sunssf":
+            sf = values[p.sf]
+            assert values[p.name] is None or (isinstance(sf, int) and -10 <= sf <= 10)
