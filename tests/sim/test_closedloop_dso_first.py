@@ -10,9 +10,8 @@ DSO's health to show every MG enrolled and the first interval priced (D10: both 
 run), else it fails at t0 with one line saying what lacked; start.json's `final` (the report's start section)
 says when each became final. A stand-in DSO (a tiny HTTP server, slow to start and slower to say it is ready,
 its postings final some time after the MGMCs start) shows the waits and the failures without the real stack;
-one real settle-by-both --dayahead lab, its DSO delayed past what its lead allows, moves t0 and posts the moved t0's
-interval clock on chain (T6: `lab_clock`) before the session's first position, where before it failed with the line; the stand-in's fixed-t0 path
-is a settle-by-both lab directory from before the lab's clock key.
+the real lab whose DSO is delayed past what its lead allows is test_closedloop_late_dso_lab.py; the stand-in's
+fixed-t0 path is a settle-by-both lab directory from before the lab's clock key.
 """
 
 from __future__ import annotations
@@ -371,60 +370,3 @@ def test_the_dso_start_delay_option_takes_seconds_only(capsys: pytest.CaptureFix
         assert "--dso-start-delay-s: not a number of seconds >= 0" in capsys.readouterr().err
     with pytest.raises(ValueError, match="start delay"):
         ClosedLoop(1, dso_start_delay_s=-1.0)
-
-
-@pytest.mark.system
-@pytest.mark.xdist_group("system")
-def test_a_real_settle_by_both_dayahead_lab_whose_dso_starts_late_moves_t0_and_posts_its_clock_first(
-    tmp_path: Path,
-) -> None:
-    # the DSO's process starts 1 s late and the first interval is 4 s away: the MGMCs could never have their
-    # 16 s, nor the day-ahead stage its 22.5. With --settle-by-both the genesis' interval clock is provisional
-    # (T6): t0 moves at the DSO's readiness, the lab posts the moved t0's clock (market.clock) before the MGMCs
-    # start, and the lab runs. With --dayahead the MGMCs' session puts positions on the MGMC chain before t0,
-    # and a clock after a position is refused for good (lab_clock.clock_news fails the lab at once then): the
-    # clock lands first, the session clears and its forward trades settle on the moved clock (session 16's
-    # note: this lab was not run; H4 folded it into the late-DSO lab, +22 s, rather than a lab of its own)
-    workdir = tmp_path / "bed"
-    argv = [
-        str(Path(sys.executable).parent / "peergrid-testbed"), "--scenario", str(SCENARIO), "--intervals", "1",
-        "--workdir", str(workdir), "--http-port", "0", "--lead-s", "4", "--dso-start-delay-s", "1",
-        "--settle-by-both", "--dayahead",
-    ]  # fmt: skip
-    done = subprocess.run(argv, capture_output=True, text=True, timeout=300)
-    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
-    assert "the first interval moved " in done.stdout
-    start = json.loads((workdir / "records" / START_FILE).read_text())
-    assert start["dso_start_up_s"] >= 1 and start["moved_s"] > 0 and start["mgmcs_started"] is not None
-    assert start["final"]["in_time"] is True
-    from peergrid_ledger.codec import decode
-    from peergrid_ledger.contracts import market_clock
-    from peergrid_ledger.store import BlockStore
-    from peergrid_sim.lab_clock import POSITION_KINDS, clock_epoch_ms
-
-    store = BlockStore.open(workdir / "nodes" / "mgmc-mg1" / "mgmc.db")
-    try:
-        state, genesis = dict(store.state_items()), store.genesis
-        first: dict[str, int] = {}  # each kind's first height
-        for height in range(1, store.head_height() + 1):
-            for tx in store.block(height).txs:
-                first.setdefault(tx.kind, height)
-    finally:
-        store.close()
-    view = SimpleNamespace(get=state.get)
-    epoch = clock_epoch_ms(start["t0"], 36, 6.0)  # the moved t0's clock, on chain
-    assert market_clock.posted_epoch(view) == epoch and genesis.params.settle_epoch_ms < epoch  # provisional
-    assert market_clock.fixed(view) is not None  # and fixed by the first position after it
-    # before every position of the session: the accepts (and any offer or bid) came after it
-    assert "exchange.accept" in first and "exchange.clear" in first, first
-    assert all(first["market.clock"] < first[kind] for kind in POSITION_KINDS if kind in first), first
-    for mg in ("mg1", "mg6"):  # the session cleared with every member, for the lab's interval
-        lines = [
-            json.loads(line) for line in (workdir / "records" / f"mgmc-{mg}.jsonl").read_text().splitlines()
-        ]
-        forward = next(doc["forward"] for doc in lines if isinstance(doc.get("forward"), dict))
-        assert forward["cleared"] and forward["members_accepted"] == 6 and forward["intervals"] == [36], (
-            forward
-        )
-    trades = [decode(raw) for key, raw in state.items() if key.startswith(b"mkt/trade/")]
-    assert trades and all(t["settlement"] is not None for t in trades)  # settled on the moved clock
