@@ -16,6 +16,12 @@ def build_parser() -> argparse.ArgumentParser:
     serve = sub.add_parser("serve", help="run the DSO server (REST API and console)")
     serve.add_argument("--config", required=True, help="config file (YAML)")
     serve.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    check = sub.add_parser(
+        "check-config",
+        help="validate a config file and what its loop section names (key, geneses, tariff, feeder, relays), "
+        "without the broker; exit 0 'ok', or 2 with one line",
+    )
+    check.add_argument("--config", required=True, help="config file (YAML)")
     from peergrid_dso.commands import reconfigure
 
     reconfigure.add_arguments(
@@ -34,11 +40,12 @@ def serve(args: argparse.Namespace) -> int:
             ConsoleDb.open(state_file).close()  # a damaged console state file: one line and exit 2, untouched
         from peergrid_dso.live import preflight  # the closed loop's key, geneses, relays file
 
-        preflight(settings)
+        warnings = preflight(settings)
     except ConsoleStateError as err:
         exit_with_config_error(PROGRAM, ConfigError(str(err)))
     except ConfigError as err:
         exit_with_config_error(PROGRAM, err)
+    say_warnings(warnings)
     import uvicorn
 
     from peergrid_dso.app import create_app
@@ -47,6 +54,31 @@ def serve(args: argparse.Namespace) -> int:
         create_app(settings), host=settings.http.host, port=settings.http.port, log_level=args.log_level
     )
     return 0
+
+
+def check_config(args: argparse.Namespace) -> int:
+    """What `serve` checks before it starts, less the broker (Ansible validates a rendered dso.yaml with it
+    before it replaces the working one). Reads; never writes: the console state file, which `serve` opens
+    and creates, is not checked here."""
+    from peergrid_dso.config import DsoSettings
+    from peergrid_dso.live import preflight
+
+    try:
+        settings = load_settings(args.config, DsoSettings)
+        warnings = preflight(settings, broker=False)
+    except ConfigError as err:
+        exit_with_config_error(PROGRAM, err)
+    say_warnings(warnings)
+    loop = settings.loop
+    what = "no loop section" if loop is None else f"loop: {len(loop.mgs)} MGs on {loop.case}"
+    counted = f", {len(warnings)} warning{'s' if len(warnings) > 1 else ''}" if warnings else ""
+    print(f"{args.config}: ok ({what}{counted})")
+    return 0
+
+
+def say_warnings(warnings: list[str]) -> None:
+    for warning in warnings:
+        print(f"{PROGRAM}: WARNING: {warning}", file=sys.stderr)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -58,6 +90,8 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.command == "serve":
         return serve(args)
+    if args.command == "check-config":
+        return check_config(args)
     if args.command == "reconfigure":
         from peergrid_dso.commands import reconfigure
 

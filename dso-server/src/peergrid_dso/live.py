@@ -45,17 +45,19 @@ log = logging.getLogger("peergrid_dso.live")
 T = TypeVar("T")
 
 
-def preflight(settings: Any) -> None:
+def preflight(settings: Any, *, broker: bool = True) -> list[str]:
     """Fail fast, before the web server starts, on what the loop section names but cannot be read: the DSO
     key, the chains' geneses, the tariff file (read and checked as the node will: `tariff.load_tariff_file`),
-    and a broker that refuses the node for good (its TLS certificate, ACL login) (`ConfigError` with one line;
-    `peergrid-dso serve` exits 2)."""
+    the feeder and the relays file (built as the node builds them: `switching_relays.check_relays`; branches
+    without a relay are one WARNING), and, with `broker`, a broker that refuses the node for good (its TLS
+    certificate, ACL login) (`ConfigError` with one line; `peergrid-dso serve` and `check-config` exit 2).
+    Returns the warnings, for the caller to say (`cli`)."""
     from peergrid_ledger import keys
     from peergrid_ledger.consensus.node_cli import load_genesis
 
     loop = settings.loop
     if loop is None:
-        return
+        return []
     try:
         keys.read_keyfile(loop.key_file)
     except keys.KeyFileError as exc:
@@ -63,19 +65,22 @@ def preflight(settings: Any) -> None:
     for chain in [loop.dso_chain, loop.mgmc_chain]:
         if chain is not None:
             load_genesis(chain.genesis)
-    for name in ("relays_file", "ties"):
-        path = getattr(loop, name)
-        if path is not None and not path.is_file():
-            raise ConfigError(f"loop.{name}: {path}: no such file")
+    if loop.ties is not None and not loop.ties.is_file():
+        raise ConfigError(f"loop.ties: {loop.ties}: no such file")
     if loop.tariff_file is not None:  # else the node's start fails inside uvicorn's, with a traceback
         from peergrid_dso.tariff import load_tariff_file
 
         load_tariff_file(loop.tariff_file, loop.mgs, loop.interval_minutes)
-    from peergrid_dso.broker_tls import check_broker
+    from peergrid_dso.services.switching_relays import check_relays
 
-    check_broker(
-        settings.broker.host, settings.broker.port, settings.broker.tls(), f"{settings.node_id}-check"
-    )
+    warnings = check_relays(loop)
+    if broker:
+        from peergrid_dso.broker_tls import check_broker
+
+        check_broker(
+            settings.broker.host, settings.broker.port, settings.broker.tls(), f"{settings.node_id}-check"
+        )
+    return warnings
 
 
 class LockedExecutor:
