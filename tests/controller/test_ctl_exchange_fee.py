@@ -26,6 +26,7 @@ from peergrid_controller.chain_venue import ChainVenue
 from peergrid_controller.cli import main, result_json
 from peergrid_controller.dayahead import Allocation
 from peergrid_controller.dayexchange import DayAheadConfig, DayAheadError
+from peergrid_controller.dayrounds import Exchange
 from peergrid_controller.forward import commit, deviation_gains, own_rule_fees
 from peergrid_controller.forward_accept import accept_alone
 from peergrid_controller.model import ContractRules, Scenario
@@ -340,3 +341,31 @@ def test_the_fee_s_dead_band_no_longer_holds_the_value_stop() -> None:
         totals = result.totals()
         w, c, v = (float(totals[k]) for k in ("p2p_welfare", "central_welfare", "conventional_welfare"))  # type: ignore[arg-type]
         assert (w - v) / (c - v) > 0.997
+
+
+@pytest.mark.parametrize(
+    ("price", "fee", "dropped"),
+    [
+        (0.085, 0, True),
+        (0.085, 750_000, False),
+        (0.086, 750_000, True),
+        (0.086, TICK, True),
+        (0.086, 1_500_000, False),
+    ],
+)
+def test_a_rule_s_fee_is_dropped_only_where_the_price_net_of_the_exchange_fee_clears_it(
+    price: float, fee: int, dropped: bool
+) -> None:
+    # test_ctl_dayahead's floor 0.08 and fee margin 5 ticks, the floor net of the exchange fee: dropped only
+    # where p - fee >= 0.085 on the chain's integers (at 750,000 nano per kWh: from 0.086 on)
+    scenario = synthetic_scenario(3, 2, seed=0, interval_hours=12.0, rules=True)
+    mg = scenario.microgrids[0]
+    scenario = replace(
+        scenario,
+        microgrids=(replace(mg, rules=replace(mg.rules, floor_price=0.08)), *scenario.microgrids[1:]),
+    )
+    ex = Exchange(scenario, DayAheadConfig(exchange_fee=fee), [price, price])
+    ex.q = [(1.0, 1.0), (-0.5, -0.5), (-0.5, -0.5)]  # MG 0 sells
+    assert ex.own_rules[0].has_fee(0, "sell")
+    ex.judge_rules()
+    assert ((0, "sell") in ex.own_rules[0].fee_off) is dropped

@@ -43,6 +43,7 @@ from peergrid_controller import market
 from peergrid_controller.dayrules import Fees, chain_rules, limits_kw, rule_fees
 from peergrid_controller.model import Microgrid
 from peergrid_ledger.contracts.exchange import micro_per_wh
+from peergrid_ledger.contracts.exchange_state import NANO_PER_MICRO_WH
 from peergrid_ledger.schema import PRICE
 
 Side = Literal["sell", "buy"]
@@ -112,10 +113,19 @@ class OwnRules:
     rule, its physical limits where a side is open at all). `judge` is its whole judgement."""
 
     def __init__(
-        self, mg: Microgrid, dt: float, intervals: int, fee_margin: float, resolution: float
+        self,
+        mg: Microgrid,
+        dt: float,
+        intervals: int,
+        fee_margin: float,
+        resolution: float,
+        exchange_fee: int = 0,
     ) -> None:
+        """`exchange_fee` (nano per kWh per side, exchange_fee.py): the owner's floor and cap are net of it, so
+        a rule's fee is dropped only where the price less (plus) the exchange fee clears the rule by the
+        margin (0: the price itself, as before)."""
         self.mg, self.dt, self.n = mg, dt, intervals
-        self.fee_margin, self.resolution = fee_margin, resolution
+        self.fee_margin, self.resolution, self.exchange_fee = fee_margin, resolution, exchange_fee
         self.base = [limits_kw(mg, t, math.nan, dt) for t in range(intervals)]
         self.base_fees = rule_fees(mg)
         self.banned: set[Cell] = set()
@@ -163,11 +173,15 @@ class OwnRules:
                 if self.has_fee(t, side):
                     # the fee, not a ban, keeps the MG off a side its rule forbids (a sale an inch
                     # below the floor at the margin is cut by forward.match at the tick price)
-                    tick = market.micro_per_wh(price)
+                    # on the chain's integers: nano per kWh, the exchange fee taken off a sale, added to a
+                    # purchase (the rule is net of it)
+                    tick = market.micro_per_wh(price) * NANO_PER_MICRO_WH
                     clear = (
-                        tick >= market.micro_per_wh(rules.floor_price + self.fee_margin)
+                        tick - self.exchange_fee
+                        >= market.micro_per_wh(rules.floor_price + self.fee_margin) * NANO_PER_MICRO_WH
                         if side == "sell"
-                        else tick <= market.micro_per_wh(rules.cap_price - self.fee_margin)
+                        else tick + self.exchange_fee
+                        <= market.micro_per_wh(rules.cap_price - self.fee_margin) * NANO_PER_MICRO_WH
                     )
                     change = self.fee_change(cell, forbidden, clear)
                     if change is not None:

@@ -101,7 +101,8 @@ class Exchange(Book):
         self.solves = 0
         # each MG's own floors and caps (private: bounds, fees, bans), and their public coordination
         self.own_rules = [
-            OwnRules(mg, self.dt, self.intervals, cfg.fee_margin, cfg.resolution_kwh) for mg in self.mgs
+            OwnRules(mg, self.dt, self.intervals, cfg.fee_margin, cfg.resolution_kwh, cfg.exchange_fee)
+            for mg in self.mgs
         ]
         demands = [demand_on_tick(mg) for mg in self.mgs]
         self.coordination = Coordination(
