@@ -4,16 +4,16 @@ Promises: reads the keys the market needs — `profiles` (irradiance W/m², load
 piecewise-linear over the day), `microgrids[].name/profile/devices[].kind/params` for pv, battery, genset and load
 — and validates them strictly (types, signs, references), raising `ScenarioError` with one line naming the key.
 Keys it does not use (relays, serial lines, broker, meters, protocols...) are ignored, so the same file drives
-firmware-sim and the market; but `market:` is the controller's own section, so a key in it (or in its `rules`
-and `mg_rules`) that the controller does not know is an error naming its path: a misspelt `cap_prise` ran
-without its owner's cap and paid 14 % more (R25 F5); so is a device param that neither the controller nor
-firmware-sim's physics takes. The file is read strictly (`read_yaml_file`: a key given
-twice, text that is not UTF-8). An optional top-level `market:` section sets the DSO tariff, interval length and each
-MG's contract rules; without it, defaults below apply. It may also set the owners' risk allowance (currency per
-MG per day, the intraday strict guard's, SimulationConfig.risk_allowance): `risk_allowance` every MG's,
-`mg_risk_allowance: {MG: X}` an MG's own. It is not a contract rule (the chain never sees it, the MGMC's own
-guard keeps it), so it sits beside `rules`, not in them; `load_scenario_file` returns it beside the Scenario. The genset fuel curve is HOMER's linear one
-(0.08145 l/h per rated kW + 0.246 l/kWh) at the device's fuel price.
+firmware-sim and the market; but `market:` is the controller's own section, so a key in it (or in its `rules` and
+`mg_rules`) that the controller does not know is an error naming its path: a misspelt `cap_prise` ran without its
+owner's cap and paid 14 % more (R25 F5); so is a device param that neither the controller nor firmware-sim's
+physics takes. The file is read strictly (`read_yaml_file`: a key given twice, text that is not UTF-8). An
+optional top-level `market:` section sets the DSO tariff, interval length and each MG's contract rules; without
+it, defaults below apply. It may also set the owners' risk allowance (currency per MG per day, the intraday strict
+guard's, SimulationConfig.risk_allowance): `risk_allowance` every MG's, `mg_risk_allowance: {MG: X}` an MG's own.
+It is not a contract rule (the chain never sees it, the MGMC's own guard keeps it), so it sits beside `rules`, not
+in them; `load_scenario_file` returns it beside the Scenario. The genset fuel curve is HOMER's linear one (0.08145
+l/h per rated kW + 0.246 l/kWh) at the device's fuel price.
 Never touches devices or clocks.
 """
 
