@@ -4,8 +4,8 @@ Promises: `load_scenario(path)` returns a validated, frozen `Scenario` or raises
 line naming the offending key (unknown keys, bad kinds, duplicate names, unknown profile references and
 clashing unit ids are all caught here, before any socket is opened), and so are impossible device params
 (`device_params_problem`: a key the kind's physics does not take, a rating or capacity not above 0, a
-percentage outside 0..100, a negative delay: one line naming the device and the param, R25 F11). Profiles are daily, piecewise-linear
-in the hour of day (UTC). Never opens ports or starts anything.
+percentage outside 0..100, a negative delay: one line naming the device and the param, R25 F11). Profiles
+are daily, piecewise-linear in the hour of day (UTC). Never opens ports or starts anything.
 """
 
 from __future__ import annotations
