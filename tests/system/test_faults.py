@@ -37,6 +37,11 @@ BIN = Path(sys.executable).parent
 SCENARIO = Path(__file__).resolve().parents[2] / "firmware-sim" / "scenarios" / "ieee33.yaml"
 pytestmark = [pytest.mark.system, pytest.mark.xdist_group("system")]
 INTERVALS = 14
+# The first interval at 20 s, or later where the DSO node is ready less than the MGMCs' need (16 s) before it:
+# the testbed moves t0 for a lab without --settle-by-both (ed1f43f), so a DSO node slow beside the system
+# group's lab lane is waited for, not a failure. The lane's 40-s lead (2d395d7, before t0 could move) waited
+# ~14 s for nothing with the node ready 10.5 s in at load 5 (T8).
+LEAD_S = 20.0
 
 
 def _records(path: Path) -> list[dict[str, object]]:
@@ -108,13 +113,13 @@ def _safe(api: int, mg: str) -> list[str]:
     return unsafe
 
 
-def test_kill_an_edge_a_dead_device_and_a_broker_restart(tmp_path: Path, lab_lead_s: float) -> None:
+def test_kill_an_edge_a_dead_device_and_a_broker_restart(tmp_path: Path) -> None:
     workdir, out = tmp_path / "bed", tmp_path / "report"
     argv = [
         str(BIN / "peergrid-testbed"), "--scenario", str(SCENARIO), "--intervals", str(INTERVALS),
         "--interval-s", "5", "--block-period-ms", "150", "--workdir", str(workdir),
         "--http-port", "0", "--report", str(out), "--cuttable", "mg3",
-        "--lead-s", str(lab_lead_s),  # it starts beside the system group's lab lane (tests/conftest.py)
+        "--lead-s", str(LEAD_S),
     ]  # fmt: skip
     bed = tied_popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     records = workdir / "records"
@@ -132,8 +137,8 @@ def test_kill_an_edge_a_dead_device_and_a_broker_restart(tmp_path: Path, lab_lea
         (control / "cut-mgmc-mg3").touch()
         _wait("two intervals without mg3", lambda: dso_done(cut_at + 2), bed, 120)
         islanded = status.stat().st_mtime
-        time.sleep(1.5)
-        assert status.stat().st_mtime > islanded, "the islanded daemon stopped working"
+        # rewritten every second by a daemon at work: within 1.5 s, as the fixed sleep this was checked after
+        _wait("the islanded daemon's next status", lambda: status.stat().st_mtime > islanded, bed, 1.5)
         (control / "cut-mgmc-mg3").unlink()
         # mg3's MGMC-chain replica back on the others' height before a second authority goes down
         others = _height(workdir, "mgmc-mg1")
