@@ -265,13 +265,13 @@ class LabLane:
 
 
 # The lead to the first interval (--lead-s; the testbed's default is 25 s) of a lab in a group with a lab lane:
-# the lane's runs and the settle-by-both and fault labs, which start beside the lane's lab. A DSO node's
+# the lane's runs and the fault lab, which start beside the lane's lab (the settle-by-both lab takes its own 4-s
+# lead since H4, tests/sim/conftest.py SETTLE_BY_BOTH_LEAD_S). A DSO node's
 # start-up is the part of a lab that is late under load, and it shares the cores with the other lab's start,
 # intervals or report (14 `peergrid-ledger verify` processes): 21 s beside the day-ahead lab's end, 27-30 s for
 # two labs started at once, at load 11-15 (other engineers' tests); alone at load 9-13, 16.6 s. Since T5 a
-# late node moves t0 later (closedloop_run.ClosedLoop.move_t0) instead of failing the lab, except in the
-# settle-by-both lab, whose chain clock holds t0 (there ready less than 8 s before t0 fails it): the lead is
-# what the quiet runs of record took. The day-ahead lab keeps its own 65 s.
+# late node moves t0 later (closedloop_run.ClosedLoop.move_t0) instead of failing the lab (since T6 in a
+# settle-by-both lab too: its clock key posts the moved t0): the lead is what the quiet runs of record took. The day-ahead lab keeps its own 65 s.
 LANE_LEAD_S = 40.0
 
 

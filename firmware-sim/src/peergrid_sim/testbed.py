@@ -7,8 +7,9 @@ timeout) or crashing, the kernel kills them (`peergrid_ledger.tied`). Prints the
 got are also in `<workdir>/ports.json` (`--http-port 0`: the DSO server binds any free port itself). With
 `--intervals` it trades that many intervals, halts the chains, keeps one scrape of each MGMC's /metrics (every
 lab edge serves it on a loopback port of its own: `lab_metrics`, `<workdir>/records/metrics.json`), and writes
-the report; a DSO node ready late moves its first interval later (`closedloop_run.ClosedLoop.move_t0`), except
-with `--settle-by-both`, whose chain clock holds it. With `--settle-by-both` a new lab directory's MGMC
+the report; a DSO node ready late moves its first interval later (`closedloop_run.ClosedLoop.move_t0`), with
+`--settle-by-both` too (the lab's clock key posts the moved t0), except in a settle-by-both lab directory whose
+genesis predates the clock key. With `--settle-by-both` a new lab directory's MGMC
 genesis names `settle_by_both` (each trade settles on both parties' metered statements, a disputed one by the
 DSO from their PCC readings; `closedloop.SettleByBoth`); off by default: under the full suite's load (two
 workers, every lab test) the DSO's start before the MGMCs and the end's wait for the last statements made the
