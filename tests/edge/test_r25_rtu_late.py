@@ -16,6 +16,7 @@ from collections import Counter
 from peergrid_edge import modbus as edge_modbus
 from peergrid_edge.config import DeviceSettings
 from peergrid_edge.drivers import DeviceError
+from peergrid_edge.polling import poll_once
 from peergrid_sim.devices import SunSpecDevice
 from peergrid_sim.server import ModbusRtuLine
 
@@ -27,16 +28,22 @@ def battery(name: str, unit: int, soc: float) -> SunSpecDevice:
     return SunSpecDevice.create(name, "mg1", "battery", unit, {**BAT, "soc_pct": soc})
 
 
-def driver(name: str, unit: int, port: str) -> edge_modbus.SunSpecModbusDriver:
-    settings = DeviceSettings(
+def settings(
+    name: str, unit: int, port: str, timeout_s: float = TIMEOUT_S, retries: int = 1
+) -> DeviceSettings:
+    return DeviceSettings(
         name=name,
         nature="battery",
         protocol="modbus-rtu",
         serial_port=port,
         unit_id=unit,
-        timeout_s=TIMEOUT_S,
+        timeout_s=timeout_s,
+        retries=retries,
     )
-    return edge_modbus.SunSpecModbusDriver(settings)
+
+
+def driver(name: str, unit: int, port: str) -> edge_modbus.SunSpecModbusDriver:
+    return edge_modbus.SunSpecModbusDriver(settings(name, unit, port))
 
 
 async def on_a_line(late_s: float, polls: int, writes: int) -> tuple[Counter[str], Counter[str], list[str]]:
@@ -83,3 +90,34 @@ def test_a_neighbour_in_time_is_not_held() -> None:
     """The late-answer window is paid only after an unanswered request: a healthy line polls as before."""
     seen2, seen3, raised = asyncio.run(on_a_line(late_s=0.0, polls=3, writes=1))
     assert seen2 == {"soc 30.0": 3} and seen3 == {"soc 70.0": 4} and raised == ["None"]
+
+
+def test_two_silent_neighbours_never_fail_a_healthy_device_by_the_poll_bound() -> None:
+    """Each silent neighbour now keeps the line two timeouts (its own and the late-answer window), so a
+    healthy device polled with them waited four timeouts for the line: all of `poll_once`'s bound (4 x the
+    timeout), and its poll failed ("poll timed out") though it answered in time. The bound now adds the
+    neighbours' turns (`line_wait_s`); the silent ones still fail theirs."""
+
+    async def run() -> list[list[bool]]:
+        devices = [battery("b2", 2, 20.0), battery("b3", 3, 30.0), battery("b4", 4, 40.0)]
+        line = ModbusRtuLine("pty", 19200, {d.unit_id: d for d in devices})
+        port = await line.start()
+        configs = [settings(d.name, d.unit_id, port, timeout_s=0.3, retries=0) for d in devices]
+        drivers = [edge_modbus.SunSpecModbusDriver(c) for c in configs]
+        rounds = []
+        try:
+            assert all(s.ok for s in await asyncio.gather(*(d.read_all() for d in drivers)))
+            devices[0].faults.no_response = devices[1].faults.no_response = True
+            for _ in range(3):
+                snaps = await asyncio.gather(
+                    *(poll_once(d, c) for d, c in zip(drivers, configs, strict=True))
+                )
+                rounds.append([s.ok for s in snaps])
+            assert drivers[2].line_wait_s() == 2 * 2 * 0.3
+        finally:
+            for d in drivers:
+                d.close()
+            await line.close()
+        return rounds
+
+    assert asyncio.run(run()) == [[False, False, True]] * 3

@@ -289,6 +289,14 @@ class SunSpecModbusDriver:
         self.last_points = points
         return Snapshot(name, nature, True, started, points, reading=natures.reading(nature, points))
 
+    def line_wait_s(self) -> float:
+        """The longest this device's poll may wait for its serial line while each neighbour on it fails a
+        request and keeps the line its late-answer window (0 on a connection of its own); the poll loop
+        adds it to the poll's bound (`polling.poll_once`)."""
+        if self.bus is None:
+            return 0.0
+        return max(self.bus.users - 1, 0) * self.bus.timeout_s * (1 + LATE_WINDOWS)
+
     def _budget(self) -> float:
         # Each request is bounded by the client's timeout; the whole poll by a few of them.
         return self.settings.timeout_s * (2 + len(self.models or [()]))

@@ -5,7 +5,9 @@ consecutive failed polls a device is quarantined for `quarantine_s`, and every f
 the back-off up to `quarantine_max_s`; one good read clears it. `DeviceState.is_stale(now)` is true when the
 last good reading is older than `stale_after` (or there never was one). `poll_device` runs one device: each
 poll is bounded by the device's timeout (times its retries), so a black-holed device never delays another
-device's task; missed slots are skipped, never bursted. A device whose config names its `meter_key` has a
+device's task; on a shared serial line the bound also leaves room for the neighbours' turns (a driver's
+`line_wait_s`), so that neighbours failing their requests never fail a healthy device's poll by its bound
+alone; missed slots are skipped, never bursted. A device whose config names its `meter_key` has a
 `MeterWatch` (`DeviceState.watch`) that each good poll's signed reading goes through, its changes of state
 logged once each. Assumes the driver's `read_all` never raises.
 """
@@ -96,12 +98,22 @@ class DeviceState:
         return now_mono - self.last_good_mono > self.settings.stale_after
 
 
+def _line_wait_s(driver: Driver) -> float:
+    """How long the driver may wait for a line it shares before its own request goes out (0: none shared)."""
+    wait = getattr(driver, "line_wait_s", None)
+    return float(wait()) if callable(wait) else 0.0
+
+
 async def poll_once(driver: Driver, device: DeviceSettings) -> Snapshot:
-    """One poll with its retries; bounded by timeout x attempts even if the driver misbehaves."""
+    """One poll with its retries; bounded by timeout x attempts even if the driver misbehaves. On a shared
+    line each attempt's bound adds the neighbours' turns: with two silent neighbours a healthy device waited
+    four timeouts for the line (each neighbour's timeout and its late-answer window, review25 F3), its
+    whole bound, and failed while it answered in time."""
     snapshot: Snapshot | None = None
+    bound = device.timeout_s * 4 + _line_wait_s(driver)
     for _attempt in range(device.retries + 1):
         try:
-            snapshot = await asyncio.wait_for(driver.read_all(), device.timeout_s * 4)
+            snapshot = await asyncio.wait_for(driver.read_all(), bound)
         except TimeoutError:
             snapshot = None
         if snapshot is not None and snapshot.ok:
