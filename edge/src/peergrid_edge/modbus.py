@@ -9,11 +9,12 @@ there leaves the poll whole and that reading unsigned, saying why (`meter_signed
 timeout failed the poll, lost its 203 counters and forced rediscovery every poll). After a timeout there the
 TCP connection is opened afresh, so a late answer can never be taken for the next request's.
 Devices on one serial port share one client and take turns on the line (a bus carries one request at a time:
-a dead device on an RS-485 bus costs its neighbours its timeout, which only separate ports avoid). A serial
-line is not reopened: after a request that got no answer (or a wrong one) the device keeps the line one more
-timeout (`LATE_WINDOWS`), so that an answer arriving late lands while no request waits and is dropped, rather
-than in the neighbour's read, which pymodbus would then throw away with it (review25 F3): a device that times
-out costs its neighbours two timeouts per failed poll or write, a late one no readings.
+a dead device on an RS-485 bus costs its neighbours its time on the line, which only separate ports avoid). A
+serial line is not reopened: after a request that got no answer (or a wrong one) the device keeps the line one
+more timeout (`LATE_WINDOWS`), so that an answer arriving late lands while no request waits and is dropped,
+rather than in the neighbour's read, which pymodbus would then throw away with it (review25 F3): a device that
+times out costs its neighbours two timeouts per failed poll or write, a late one no readings; `line_wait_s`
+tells the poll loop how long a device may so wait for its line.
 A setpoint whose scale factor the device reports as "not implemented" or out of range is not written, nor
 any other point of it (`write` raises `DeviceError`), never written as if the scale factor were 0
 (review25 F4).
