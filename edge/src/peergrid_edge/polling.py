@@ -98,8 +98,9 @@ class DeviceState:
         return now_mono - self.last_good_mono > self.settings.stale_after
 
 
-def _line_wait_s(driver: Driver) -> float:
-    """How long the driver may wait for a line it shares before its own request goes out (0: none shared)."""
+def line_wait_s(driver: Driver) -> float:
+    """How long the driver may wait for a line it shares before its own request goes out (0: none shared);
+    a watchdog's budget for one poll needs it too."""
     wait = getattr(driver, "line_wait_s", None)
     return float(wait()) if callable(wait) else 0.0
 
@@ -110,7 +111,7 @@ async def poll_once(driver: Driver, device: DeviceSettings) -> Snapshot:
     four timeouts for the line (each neighbour's timeout and its late-answer window, review25 F3), its
     whole bound, and failed while it answered in time."""
     snapshot: Snapshot | None = None
-    bound = device.timeout_s * 4 + _line_wait_s(driver)
+    bound = device.timeout_s * 4 + line_wait_s(driver)
     for _attempt in range(device.retries + 1):
         try:
             snapshot = await asyncio.wait_for(driver.read_all(), bound)
