@@ -13,7 +13,8 @@ Then the accept rounds (exchange_rounds.py): at each final block it asks the con
 it should answer and, when one is due, re-checks its accept against the clear's cut of the set round k left
 (`accepts_at`; `forward.recheck` with its conventional day computed once: unchanged if its day with what it
 would get pays, else the largest part that does, else zeros; reductions in the first 4 re-checks, as
-`commit`) and posts that as its round k + 1, same `clean`. The coordinator (the session's, the lowest member
+`commit`; with the session's exchange fee: its money less the fee due on what it would clear) and posts that
+as its round k + 1, same `clean`. The coordinator (the session's, the lowest member
 key) posts `exchange.clear` once the rounds are settled at round 2 or later (or nobody trades); after the
 session's deadline (block time) once the members that accepted have settled; and at its hard stop however
 far they got (`clear_wait_s` / 2 after the deadline; without a deadline `timeout_s` after its own accept).
@@ -72,6 +73,7 @@ from peergrid_edge.replicas import NONCE_TAKEN
 from peergrid_ledger import keys
 from peergrid_ledger.contracts import exchange
 from peergrid_ledger.contracts.exchange_clearing import accepted, accepts_at, cleared, due, rounds
+from peergrid_ledger.contracts.market_fee import session_fee
 from peergrid_ledger.genesis import Params
 from peergrid_ledger.results import Reason
 
@@ -334,7 +336,7 @@ class ForwardAgent:
                 conventional = self._conventional_row()
                 checked = recheck(
                     self.mg, self.dt, closing_books(record), rows, self.key.public.hex(), conventional,
-                    may_reduce=k <= REDUCTIONS,
+                    may_reduce=k <= REDUCTIONS, fee=session_fee(record),
                 )  # fmt: skip
                 positions, decision = checked.positions, checked.decision
             except Exception as exc:  # its re-check failed (a solver error): it declines

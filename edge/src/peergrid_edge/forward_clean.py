@@ -6,7 +6,8 @@ Promises: on a clean session an accept is 2n Wh, the general book's n then the c
 byte). Round 1 (`accept_books`) is `commit`'s round 1 for this MG: its whole final stepped position in both
 books, cut to what its rules allow at each book's closing price (`book_accepts` of the MG alone: a clean sale
 within its floor and maximum, a clean purchase only by a clean-only MG within its cap + premium), with its own
-exact check of that accept traded in full at both prices (its day cost; `forward_accept`'s check). Its
+exact check of that accept traded in full at both prices (its day cost, the session's exchange fee on
+those Wh included where it has one; `forward_accept`'s check). Its
 re-checks in the accept rounds are `forward.recheck` over both books (`standing_books`: every member's
 general and clean accepts as the round left them, `closing_books`: both closing price lists), whose reductions
 cut each book within its previous accept (reduce-only per book, as the contract requires). Public data and
@@ -21,10 +22,12 @@ from typing import Any
 from peergrid_controller.baselines import conventional as conventional_costs
 from peergrid_controller.dayahead import Allocation
 from peergrid_controller.dayexchange import NANO
+from peergrid_controller.exchange_fee import by_interval
 from peergrid_controller.forward import Acceptance
 from peergrid_controller.forward_accept import _judge
 from peergrid_controller.matching import book_accepts, closing_price
 from peergrid_controller.model import Microgrid, Scenario
+from peergrid_controller.uplift import MICRO
 from peergrid_edge.dayahead_clean import session_prices
 from peergrid_ledger.contracts.exchange_clearing import accepts_at
 from peergrid_ledger.contracts.exchange_rounds import clean_accepts_at
@@ -37,7 +40,7 @@ def closing_books(record: Mapping[str, Any]) -> list[float]:
 
 
 def accept_books(
-    mg: Microgrid, dt: float, prices: Sequence[float], positions_kwh: Sequence[float]
+    mg: Microgrid, dt: float, prices: Sequence[float], positions_kwh: Sequence[float], fee: int = 0
 ) -> Acceptance:
     """This MG's round-1 accept of a clean session: `prices` both books' closing λ (2n), `positions_kwh` its
     final stepped positions in both books (2n, kWh, zeros outside its window); the whole of it as its rules
@@ -60,6 +63,9 @@ def accept_books(
         (row[t] * closing_price(prices[t]) + row[n + t] * closing_price(prices[n + t])) / 1e6
         for t in range(n)
     ]
+    # the exchange fee on the Wh it accepts in both books, as the chain collects it (`exchange_fee.by_interval`)
+    due = by_interval(fee, [abs(row[t]) + abs(row[n + t]) for t in range(n)])
+    money = [m - part / MICRO for m, part in zip(money, due, strict=True)]
     day, _ = _judge(mg, dt, kwh, money, conventional)
     cost = budget if day is None else day.cost - sum(money)
     return Acceptance(row, "whole", cost, budget, 0 if day is None else 1)

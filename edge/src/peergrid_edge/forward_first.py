@@ -7,7 +7,10 @@ session's closing prices (`forward.accept_alone`: the whole position if it pays,
 does, else zeros; a clean session both books, `forward_clean.accept_books`), cut first to the connection
 capacity the DSO posted for `key` (`connection.within_capacity`: the chain refuses an accept above it); while it owes more than the chain
 lets a buyer owe, its sales alone (`debts.owed_on`: the chain refuses a debtor's first accept with a
-purchase). Reads only public chain state and this MG's own model; posts nothing. `SessionFailed` when this
+purchase). With an exchange fee (the session record's `fee`, `market_fee.session_fee`) the check is net of it:
+the fee the chain collects on the Wh it accepts (ceil(fee × Wh / 10⁶) micro-units) is part of its day's cost,
+so it never accepts a day worse than its conventional one after the fee (individual rationality, exact), and
+a part it keeps is found at p − fee for a sale, p + fee for a purchase. Reads only public chain state and this MG's own model; posts nothing. `SessionFailed` when this
 MGMC is no member of the session. `stated_window` (`with_window`: on the accept's body) is the trading window its first accept states on the chain
 (`exchange.accept`'s `window`: `window` clipped to the session, [first, last]), over which the chain bounds its
 make-whole gain (`uplift.gain_bound`) and its claim deviates (`dayahead_uplift.claim_for`): the accept above
@@ -27,6 +30,7 @@ from peergrid_edge.dayahead_clean import post_positions
 from peergrid_edge.exchange_io import ROLE, Replica, SessionFailed
 from peergrid_edge.forward_clean import accept_books, closing_books
 from peergrid_ledger.contracts import exchange
+from peergrid_ledger.contracts.market_fee import session_fee
 
 log = logging.getLogger("peergrid.edge.forward")
 
@@ -79,6 +83,7 @@ def first_accept(
         log.warning("forward trades of %s: this MG owes %d micro-units and may not buy: it accepts its "
                     "sales alone", session, owed)  # fmt: skip
         kwh = list(debts.sales_only(kwh))
+    fee = session_fee(record)  # its day is checked with the exchange fee the chain collects (0: none)
     if books == 2:
-        return accept_books(mg, interval_hours, closing_books(record), kwh)
-    return accept_alone(mg, interval_hours, closing_books(record), kwh)
+        return accept_books(mg, interval_hours, closing_books(record), kwh, fee)
+    return accept_alone(mg, interval_hours, closing_books(record), kwh, fee=fee)
