@@ -13,7 +13,11 @@ Promises:
   scenario; valued at its own floor or cap where that is the price), its tolerance (one price tick per kWh it
   trades, at least one kWh's); gain rounded up to a micro-unit when it exceeds the tolerance (else 0), surplus
   (conventional less committed) rounded down (0 when not positive). Nothing of its model leaves it but these
-  two figures. A gain the chain would refuse because this MG's rules set no `max_quantity` (and the DSO
+  two figures. On a session opened with an exchange fee (its record's `fee`, `market_fee.session_fee`) the fee
+  is in every figure as the simulation has it (`Commitment.fee`): its committed day pays the fee the chain
+  collects on its cleared Wh (`exchange_fee.by_interval`), its deviation trades at p ∓ fee, its own floor and
+  cap are net of it (`own_rule_fees(..., fee)`), and its surplus is claimed as 0 (the fund pays, the chain
+  reads no surplus there: `uplift_fund`). A gain the chain would refuse because this MG's rules set no `max_quantity` (and the DSO
   posted no capacity) for an interval of the session inside its window (review17 U-C) is claimed as 0,
   logged; one above the chain's bound (`uplift.gain_bound` over the window the chain holds: `max_quantity`
   cut to the DSO's `market.capacity` where posted, genesis `uplift_max_spread` where the DSO did not price
@@ -30,7 +34,8 @@ Promises:
   lowest member key sends `uplift.settle` at once and every other member after `grace_s` if the chain still
   shows none (a refusal because the day is not ready yet is retried within the bound; one because it is
   already settled is read as done; a settle not final is waited for and sent again), and reads this MG's
-  credit, charge, withheld credit and any part of its charge that became a debt from the chain. Past the
+  credit, charge (with a fee: its fee into the fund), withheld credit, any part of its charge that became a
+  debt, and its refund from the fund above its cap, from the chain. Past the
   bound it gives up naming what the chain still waits for; a later start settles it (`day_stages`).
 - Both return typed outcomes (`UpliftClaim`, `UpliftOutcome`: done, or not with why); a chain whose genesis does
   not enable the uplift contract skips both with that reason. A failure never raises past the stage.
@@ -49,6 +54,7 @@ from typing import Any
 
 from peergrid_controller.baselines import conventional as conventional_costs
 from peergrid_controller.deviation import deviation_gains, own_rule_fees
+from peergrid_controller.exchange_fee import by_interval, traded_wh
 from peergrid_controller.forward import Commitment
 from peergrid_controller.forward_accept import dispatch
 from peergrid_controller.market import Trade
@@ -59,6 +65,7 @@ from peergrid_controller.uplift import MICRO, earns
 from peergrid_edge.exchange_io import ROLE, NotFinal, Replica, SessionFailed, submit_final
 from peergrid_ledger import keys
 from peergrid_ledger.contracts import exchange_state, uplift
+from peergrid_ledger.contracts.market_fee import session_fee
 
 log = logging.getLogger("peergrid.edge.uplift")
 POLL_S = 0.5  # how often a waiting stage looks at its replica again
@@ -91,6 +98,7 @@ class UpliftOutcome:
     withheld: int  # its credit withheld: it fell short of its own committed delivery
     owed: int  # of its charge, what became its debt (it could not pay it within its credit)
     by_us: bool  # this MGMC's settle landed it
+    refund: int = 0  # with an exchange fee: what the fund paid back to it above the session's cap
 
 
 def enabled(ledger: Replica) -> bool:
@@ -127,6 +135,7 @@ class ClaimFigures:
     window: range | None  # the chain intervals its deviation trades in (None: the whole session)
     unbounded: int | None  # the chain window's first interval with no max_quantity rule nor capacity
     bound: int  # micro-units: the most the chain takes (`uplift.gain_bound` over the window it holds)
+    fee: int = 0  # the session's exchange fee, nano per kWh per side (0: none)
 
 
 def chain_figures(
@@ -149,6 +158,7 @@ def chain_figures(
         stated or window,
         uplift.unbounded_interval(state, record, me, stated),
         uplift.gain_bound(state, record, me, stated, max_spread),
+        session_fee(record),
     )
 
 
@@ -160,18 +170,21 @@ def claim_from(
     trades, prices, session = chain.trades, chain.prices, chain.session
     alone = Scenario(mg.name, dt, (mg,))
     conventional = conventional_costs(alone).per_interval[mg.name]
-    kwh, money = net_by_interval(trades, mg.name)
+    kwh, gross = net_by_interval(trades, mg.name)
+    # the fee on its cleared Wh as the chain collects it: its committed day is the simulation's (Commitment.fee)
+    fee = chain.fee
+    money = [m - f / MICRO for m, f in zip(gross, by_interval(fee, traded_wh(trades, mg.name)), strict=True)]
     physical = dispatch(mg, dt, kwh).physical if any(kwh) else conventional
     day_cost = sum(physical) - sum(money)
     commitment = Commitment(prices, trades, (), {mg.name: physical}, {mg.name: tuple(money)},
-                            {mg.name: day_cost}, 0, clean_prices=chain.clean)  # fmt: skip
+                            {mg.name: day_cost}, 0, clean_prices=chain.clean, fee=fee)  # fmt: skip
     tolerance = tick * max(sum(abs(tr.quantity_kwh) for day in trades for tr in day), 1.0)
     window = chain.window
     part = (
         None if window is None else {t for t in range(len(prices)) if chain.first + t in window or trades[t]}
     )
     gain = deviation_gains(alone, commitment, window=part)[mg.name]
-    if earns(gain, tolerance) and own_rule_fees(mg, prices) != (None, None):  # valued at its own rules
+    if earns(gain, tolerance) and own_rule_fees(mg, prices, fee) != (None, None):  # valued at its own rules
         gain = deviation_gains(alone, commitment, own_rules=True, window=part)[mg.name]
     owed = math.ceil(round(gain * MICRO, 3)) if earns(gain, tolerance) else 0
     if owed and chain.unbounded is not None:  # the chain refuses it (review17 U-C): its surplus still counts
@@ -184,7 +197,8 @@ def claim_from(
                     "DSO's capacity where lower, x the spread to the cover prices over its window)",
                     session, owed, chain.bound)  # fmt: skip
         owed = chain.bound
-    surplus = max(0, math.floor(round((sum(conventional) - day_cost) * MICRO, 3)))
+    # with a fee the fund pays the make-whole and the chain reads no surplus: none is claimed
+    surplus = 0 if fee else max(0, math.floor(round((sum(conventional) - day_cost) * MICRO, 3)))
     bound = None if chain.unbounded is not None else chain.bound  # without the rule the figure bounds nothing
     return UpliftClaim(session, False, "", owed, surplus, gain, day_cost, sum(conventional), tolerance, bound)
 
@@ -393,4 +407,4 @@ def _outcome(
 
     owed = sum(int(p[3]) for p in done["payments"] if p[0] == me)
     return UpliftOutcome(session, True, "", bool(done["funded"]), mine(done["credits"]), mine(done["charges"]),
-                         mine(done["withheld"]), owed, by_us)  # fmt: skip
+                         mine(done["withheld"]), owed, by_us, mine(done.get("refunds", [])))  # fmt: skip
