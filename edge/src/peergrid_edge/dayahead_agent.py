@@ -37,6 +37,12 @@ A clean session (opened with `clean_prices`: `dayahead_clean`): the coordinator 
 member follows the session as opened: its book over both books, its clean model, `clean_positions` and its
 clean-seller declaration, each clean seller's switch decided after the relaxed phase and again after each
 of the `clean_decisions` − 1 re-decision runs (`dayahead_rounds.play_phases`).
+The exchange fee (issue #7's fee-funded make-whole): the session's record on the chain carries the fee it was
+opened with (`market_fee.session_fee`: `exchange.open` copies the one in force; absent = 0), which every member
+reads when it joins (`SessionRules.join`: a restarted MGMC too, so it resumes with the same fee) and puts on both sides
+of its answers, its genset commitment and its clean switch (`SessionRules.fees`), and into its value-stop
+verdict as `dayrounds.Exchange` does (`exchange_fee.unwinding_worth` from its own marginal values: `margins`,
+kept in its checkpoint). Fee 0: every answer and verdict as before, to the Wh and the nano.
 Scope, refused up front with the reason: its floor or cap on the chain other than its own config (the
 let-back queue is the chain's); a rejoin without a usable checkpoint past iteration 1 of a day where some
 floor or cap binds (its judgement state is in its checkpoint alone); a genset MG without `phases`, or `recommits` > 1 (whether another
@@ -77,6 +83,7 @@ from peergrid_edge.exchange_io import ROLE, Deadline, Replica, SessionFailed, Se
 from peergrid_ledger import keys
 from peergrid_ledger.contracts import exchange
 from peergrid_ledger.contracts.exchange import MAX_ITERATIONS
+from peergrid_ledger.contracts.market_fee import session_fee
 
 log = logging.getLogger("peergrid.edge.dayahead")
 # with a deadline, the share of the time left until its close the coordinator may spend waiting for the DSO's
@@ -173,6 +180,12 @@ class DayAheadAgent:
         limited = math.isfinite(mg.tariff.max_import_kw) or math.isfinite(mg.tariff.max_export_kw)
         self.values = self.cfg.value_per_kwh > 0 and not limited
         self.verdict = False
+        # with an exchange fee, this MG's own marginal values (balance duals, currency per kWh) at its answers of
+        # the last two steps (None: no step answered yet, or a solve gave none), and the prices it answered the
+        # step being judged at and its position before it: its verdict values a move that only unwinds its
+        # position at its own margin (`dayahead_rounds.judge`, `exchange_fee.unwinding_worth`)
+        self.margins: tuple[tuple[float, ...] | None, tuple[float, ...] | None] | None = None
+        self.answered: tuple[tuple[float, ...], tuple[float, ...]] | None = None
         # the first iteration of the phase whose value stop closes the session (after the commitment with
         # the phases): a close needs every verdict on an iteration of it, never on a relaxed one
         self.final_from = (
@@ -257,7 +270,9 @@ class DayAheadAgent:
             self.opened_here = await self.submitter.open(clean)
         # without a deadline a member waits for the opening one phase timeout, and the coordinator's wait more
         record = await self.view.opened(self._tariff_wait() if self.deadline is None else 0.0)
-        self.rules.join(self.ledger.state(ROLE), record["members"], self.key.public, self.first_interval)
+        # the chain's exchange fee of the session (its record's, never this MGMC's config): a restart reads it again
+        self.rules.join(self.ledger.state(ROLE), record["members"], self.key.public, self.first_interval,
+                        session_fee(record))  # fmt: skip
         if record.get("clean"):
             self._clean_session()
         if record["closed"]:  # this MGMC restarted after the close: the session ended as the chain shows
@@ -306,6 +321,11 @@ class DayAheadAgent:
             "at the clear settle without imbalance compensation",
             self.session, waited, len(missing), len(self.members), sum(map(len, missing.values())), first,
         )  # fmt: skip
+
+    @property
+    def fee(self) -> int:
+        """The session's exchange fee (nano per kWh per side; 0 before it joined or without one)."""
+        return self.rules.fee
 
     def _clean_session(self) -> None:
         """The session is a clean one (whoever opened it: a member follows the chain): the book, this MG's
@@ -384,7 +404,7 @@ class DayAheadAgent:
                 self.session, k, tuple(float(v) for v in self.own), tuple(positions), says_settled,
                 self.relaxed, self.final_from,
                 self.commitment if self.switch is None else (self.switch,), tuple(book.prices), book.rho,
-                tuple(book.q_wh) if k > 0 else (), self.rules.snapshot(), self.kwh, self.redecided,
+                tuple(book.q_wh) if k > 0 else (), self.rules.snapshot(), self.kwh, self.redecided, self.margins,
             ))  # fmt: skip
         judged = self._judged()
         clean = declares_clean(self.mg) if self.clean else None

@@ -7,7 +7,11 @@ re-decision runs done) and commitment as they were: the
 result to the Wh and the nano, the genset phases too); without one (or a stale or damaged one: logged, not
 used) it rejoins from the chain alone (`rejoin`: the public book rebuilt, `dayahead_rejoin`; anchored at its
 rounded post once, which moved the 4-MG day's result by at most a Wh and 2,500 nano/kWh in the tests; not a
-session with the genset phases past its first responses). Either way it posts from the current iteration
+session with the genset phases past its first responses). On a session with an exchange fee the resume keeps
+the fee (re-read from the session's record on the chain) and its own marginal values (its checkpoint's
+`margins`), but not to the Wh: its day LP with the fee has ties that its warm-started solver breaks by the
+process's own solve history (measured: within 241 Wh and 403,750 nano/kWh of the run without the restart, the
+same stop after the same iterations; tests/edge/test_edge_fee.py). Either way it posts from the current iteration
 on and, as coordinator, steps and closes at the stop, but never closes a failed session it did not open in
 this process. Closed (`found_closed`): it takes the outcome the chain shows (a stop: the forward stage
 follows; closed before any stop: the stage failed, `SessionFailed`).
@@ -137,6 +141,7 @@ async def resume(
         book.iterations = j - 1
     agent.relaxed, agent.final_from, agent.commitment = saved.relaxed, saved.final_from, saved.commitment
     agent.redecided = saved.redecided  # the re-decision runs done: it goes on in the one it was in
+    agent.margins = saved.margins  # with a fee, what its next verdict values its move by (its own duals)
     if agent.clean and declares_clean(agent.mg) and saved.commitment:  # a seller's switch (no genset)
         agent.switch, agent.commitment = saved.commitment[0], None
     agent.own, agent.posted, agent.iteration = saved.own, saved.posted, j

@@ -52,12 +52,14 @@ Never reads another MG's private data; never blocks the loop longer than one MG 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from peergrid_controller.cleanbook import decide_switch
 from peergrid_controller.dayahead import model_for
 from peergrid_controller.dayexchange import anchor, answer, settled
 from peergrid_controller.daymodel import DayModel
+from peergrid_controller.exchange_fee import unwinding_worth
 from peergrid_edge.dayahead_clean import declares_clean, phased, redecisions, side
 from peergrid_edge.exchange_io import SessionFailed
 from peergrid_ledger.contracts.exchange import MAX_ITERATIONS
@@ -149,6 +151,7 @@ async def iterate(
             bounds, fees = agent._bounds(), agent.rules.fees()
             agent.own, posted = answer(model, book.price_floats, bounds, fees, proximal)
             own = agent.own
+            margin(agent, model)
             await agent._post(k, posted, says_settled=agent.values and k >= 2 and agent.verdict)
             if agent.posted != posted:  # its earlier process's post of k landed instead: that one is priced
                 own = tuple(q / 1000 for q in agent.posted)
@@ -211,6 +214,8 @@ async def play_round(agent: DayAheadAgent, k: int, tolerance: float, until: int,
             book.take(positions)
             agent.kwh = False
             return
+        # what its verdict values its move by with a fee: the prices it answered at, its position before
+        agent.answered = (tuple(book.price_floats), tuple(book.q[agent.members.index(agent.key.public)]))
         agent.kwh, moves = book.advance(positions, tolerance)
         agent._judge(moves, tolerance)
 
@@ -293,9 +298,31 @@ def judge(agent: DayAheadAgent, moves: list[list[float]], tolerance: float) -> N
         cfg = agent.cfg
         agent.verdict = settled(
             agent.spread, moves[me], book.q[me], ratios, cfg.value_per_kwh, tolerance, rounding,
-            cfg.value_floor_kwh if book.final_phase else 1.0,
+            cfg.value_floor_kwh if book.final_phase else 1.0, worth(agent, book.q[me]),
         )  # fmt: skip
     agent.rules.judge(book, me, agent.verdict)
+
+
+def margin(agent: DayAheadAgent, model: DayModel) -> None:
+    """After its answer to a step, with an exchange fee (not on a clean session, as `dayrounds.Exchange`'s
+    `Margins`): this MG's own marginal values at it, beside those at its answer to the step before (at its
+    first step the same twice, as `Margins.worth` starts)."""
+    if agent.fee and not agent.clean:
+        now = model.marginal_values()
+        agent.margins = (now if agent.margins is None else agent.margins[1], now)
+
+
+def worth(agent: DayAheadAgent, after: Sequence[float]) -> list[float] | None:
+    """What a kWh of this MG's move to `after` (its position as stepped) is worth to it, for its verdict
+    (`exchange_fee.unwinding_worth`: a move that only unwinds its position at its own margin); None (its
+    spread) without a fee, on a clean session, or where a solve gave no marginal values (a MILP)."""
+    margins, answered = agent.margins, agent.answered
+    if not agent.fee or agent.clean or margins is None or answered is None or None in margins:
+        return None
+    before, now = margins
+    assert before is not None and now is not None
+    prices, position = answered
+    return unwinding_worth(agent.spread, (before, now), (position, after), prices, agent.fee)
 
 
 def closes_by_value(agent: DayAheadAgent, k: int) -> bool:

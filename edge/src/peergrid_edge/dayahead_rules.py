@@ -10,6 +10,9 @@ post of that next iteration is in, `settle` runs the coordination on the posted 
 in order) if they were `due`, and puts its own part and its let-backs in force (`enact`).
 `snapshot`/`restore` carry this state through the MGMC's checkpoint (`dayahead_state`), so that a restart
 resumes the judgement where it was; `restarted` says why a rejoin without one cannot.
+`fees()` is the MG's fee per kWh sold and bought for its answers: its rule fees as they stand, a clean-only
+buyer's cap at cap + premium on a clean session, and the session's exchange fee on both sides (`fee`, nano per
+kWh per side, the chain's record of the session: `exchange_fee.with_fee`, as `dayrounds.Exchange.fees`).
 `own_rules_differ` is the up-front check that the floor and cap this MGMC judges are the ones the chain holds
 for it (else its judgement and everyone's queue would disagree).
 What a judgement posted by another member can do: only what `Coordination.settle` lets it (its own sides;
@@ -42,6 +45,7 @@ from peergrid_controller.dayjudge import (
     judge_own,
 )
 from peergrid_controller.dayrules import Fees, chain_rules, clean_cap_fees
+from peergrid_controller.exchange_fee import with_fee
 from peergrid_controller.model import Microgrid
 from peergrid_edge.exchange_io import SessionFailed
 from peergrid_ledger.contracts.market_state import rules_for
@@ -84,6 +88,8 @@ class SessionRules:
         # clean) and its cap at cap + premium (`dayahead_clean`); None: its own bounds and fees
         self.clean_buy_kw: list[float] | None = None
         self.clean_cap: Microgrid | None = None
+        # the session's exchange fee (nano per kWh per side), read off its record when the MGMC joins it
+        self.fee = 0
 
     def clean_session(self, mg: Microgrid, dt: float) -> None:
         """The session is a clean one: a clean-only buyer's bounds and fees as `dayrounds.Exchange` has them
@@ -91,9 +97,16 @@ class SessionRules:
         self.clean_buy_kw = clean_buy_kw(mg, dt)
         self.clean_cap = mg if self.clean_buy_kw is not None else None
 
-    def join(self, state: Any, members: Sequence[bytes], me: bytes, first_interval: int) -> None:
+    def join(
+        self, state: Any, members: Sequence[bytes], me: bytes, first_interval: int, fee: int = 0
+    ) -> None:
         """The public side from the replica: every member's rules (members in the session's order, as the
-        chain keeps the judgements), read once, so that every MGMC orders let-backs alike."""
+        chain keeps the judgements), read once, so that every MGMC orders let-backs alike; `fee` the session's
+        exchange fee as its record holds it (`market_fee.session_fee`), on both sides of its answers (`fees`)."""
+        self.fee = fee
+        if fee:
+            log.info("day-ahead session: an exchange fee of %d nano/kWh on each side of every trade, in this MG's "
+                     "answers", fee)  # fmt: skip
         table: list[list[Mapping[str, Any]]] = [
             [rules_for(state, member, first_interval + t) for t in range(self.n)] for member in members
         ]
@@ -115,7 +128,7 @@ class SessionRules:
         sell, buy = self.own.fees()
         if self.clean_cap is not None:
             buy = clean_cap_fees(self.clean_cap, buy)
-        return sell, buy
+        return with_fee((sell, buy), self.fee, self.n)
 
     def judge(self, book: Book, mine: int, verdict: bool) -> None:
         """After a step: this MG's judgement on it (`judge_own`: near convergence its fees and bans are in

@@ -4,8 +4,9 @@ Promises: `save(path, checkpoint)` writes one small JSON file atomically (a temp
 each of this MGMC's posts: the iteration, its unrounded answer (its private anchor), the position and verdict
 it posts, its phase (relaxed or final, the final phase's first iteration, its genset commitment), the
 public book the answer was made against (prices, ρ, every member's positions of the iteration before) and
-its owner rules' state (its bans and fees, the coordination, its pending judgement, the kWh stop pending)
-and, on a clean session, how many re-decision runs are done (`redecided`).
+its owner rules' state (its bans and fees, the coordination, its pending judgement, the kWh stop pending),
+on a clean session how many re-decision runs are done (`redecided`), and with an exchange fee its own
+marginal values at its answers of the last two steps (`margins`, what its next verdict values its move by).
 `load(path, session)` returns it, or None when there is none or it is another session's;
 `CheckpointError` when the file is unreadable or malformed: never a guess. The caller checks a checkpoint
 against the chain (`dayahead_restart.resume`): one whose post the chain holds otherwise is stale, not used.
@@ -48,6 +49,9 @@ class Checkpoint:
     # on a clean session, how many of its re-decision runs (`clean_decisions` − 1) are done (the seller's
     # switch decided again after each): a restart resumes in the run it was in; absent in older ones: 0
     redecided: int = 0
+    # with an exchange fee: its own marginal values (currency per kWh) at its answers of the step before and of
+    # this one (`DayAheadAgent.margins`; an entry None where a solve gave none); None: none yet (or older ones)
+    margins: tuple[tuple[float, ...] | None, tuple[float, ...] | None] | None = None
 
 
 def save(path: Path, checkpoint: Checkpoint) -> None:
@@ -91,6 +95,7 @@ def _checked(doc: dict[str, Any]) -> Checkpoint:
         raise TypeError(f"rules {rules!r} is not an object")
     iteration, final_from, rho = _int(doc["iteration"]), _int(doc["final_from"]), _int(doc["rho"])
     redecided = _int(doc.get("redecided", 0))
+    margins = _margins(doc.get("margins"), n)
     if iteration < 0 or rho < 1 or final_from < 1 or bool(before) != (iteration > 0) or redecided < 0:
         raise ValueError(
             f"iteration {iteration}, rho {rho}, final_from {final_from}, {len(before)} rows before, "
@@ -98,8 +103,26 @@ def _checked(doc: dict[str, Any]) -> Checkpoint:
         )
     return Checkpoint(
         doc["session"], iteration, own, posted, _bool(doc["settled"]), _bool(doc["relaxed"]), final_from,
-        commitment, _ints(doc["prices"]), rho, before, rules, _bool(doc.get("kwh", False)), redecided,
+        commitment, _ints(doc["prices"]), rho, before, rules, _bool(doc.get("kwh", False)), redecided, margins,
     )  # fmt: skip
+
+
+def _margins(value: Any, n: int) -> tuple[tuple[float, ...] | None, tuple[float, ...] | None] | None:
+    """The checkpoint's `margins`: None, or two rows (each None or `n` finite numbers)."""
+    if value is None:
+        return None
+    if not isinstance(value, list) or len(value) != 2:
+        raise TypeError(f"margins {value!r} is not two rows")
+    rows = tuple(None if row is None else tuple(_number(v) for v in _list(row)) for row in value)
+    if any(row is not None and len(row) != n for row in rows):
+        raise ValueError(f"margins of {[None if r is None else len(r) for r in rows]} values for {n} prices")
+    return rows[0], rows[1]
+
+
+def _list(values: Any) -> list[Any]:
+    if not isinstance(values, list):
+        raise TypeError(f"{values!r} is not a list")
+    return values
 
 
 def _int(value: Any) -> int:
