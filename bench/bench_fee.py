@@ -97,7 +97,8 @@ def run(quick: bool = False) -> str:
             "The value stop values a move that only unwinds an MG's position at its own margin "
             "(`exchange_fee.unwinding_worth`); before it (M10, session 16, the same days, iterations + 1) the "
             "6 / 20 / 100-MG days took 112 / 43 / 42 rounds at 0.75 and 80 / 71 / 52 at 1 µ/Wh per side, the "
-            "rules day 115 / 102 (unchanged by it: its rounds are the owners' rules' judgements and ρ's path). "
+            "rules day 115 / 102 (its rounds are the owners' rules' judgements and ρ's path, which the "
+            "unwinding worth does not shorten; owner rules net of the fee since). "
             "*Owed*: the make-whole (unfunded: what was owed). "
             f"Load average {load:.1f} at the start, {load_end:.1f} at the end (2 cores shared).",
             "",
