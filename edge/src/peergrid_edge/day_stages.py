@@ -18,7 +18,8 @@ where the idle holds an attempt (`retry_uplift_claim` from `agent_day.claim_in_i
 recorded where its outcome changed, not per retry: review18 C-1); after the day `run_uplift` has the chain
 settle the session's
 uplift once every forward trade settled (waiting as long as the chain's rules may still settle them:
-`UpliftStage.settle`) and records this MG's credit, charge and withheld credit (`uplift`). A restart posts no
+`UpliftStage.settle`) and records this MG's credit, charge (with an exchange fee: its fee into the fund),
+withheld credit and refund above the fund's cap (`uplift`). A restart posts no
 second claim and reads a settled uplift; each (re)start settles, beside its day, an uplift of an earlier
 session on the scenario's chain intervals still unsettled (`retry_in_background`: review17 U-A), posting no
 claim of this MG missing there (review18 C-3: today's model is not that day's). On a chain whose genesis does not enable the uplift contract neither
