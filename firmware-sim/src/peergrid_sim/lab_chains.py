@@ -16,8 +16,12 @@ config (`connection_kw`: its scenario's limits, else its devices' rating; the DS
 `market.capacity`, the bound of its make-whole claim). With `SettleByBoth` the genesis' interval clock is
 provisional: the lab posts the clock of its t0 once fixed under `lab-clock.key` (`lab_clock`; an account of
 role `clock` alone, not authorised to trade: it may post `market.clock` and nothing else, none of the DSO's
-powers; review23 F2). A genesis already there is never rewritten: its chain
-id and history hold. Split from closedloop.py (the daemons' configs), which re-exports these names. Starts nothing.
+powers; review23 F2). With `ExchangeFee` (`peergrid-testbed --exchange-fee`, `--uplift-fund-cap`) the
+MGMC genesis names `exchange_fee` and `uplift_fund_cap`: every day-ahead session opens with that fee, which
+funds its make-whole (ledger `uplift_fund`); fee 0, the default, writes the genesis of a lab without it. A
+genesis already there is never rewritten: its chain id and history hold (a fee asked for that it does not
+carry is refused, `LabGenesisMismatch`, rather than run silently with the old one). Split from closedloop.py
+(the daemons' configs), which re-exports these names. Starts nothing.
 """
 
 from __future__ import annotations
@@ -152,6 +156,42 @@ class SettleByBoth:
         return out
 
 
+@dataclass(frozen=True)
+class ExchangeFee:
+    """The MGMC genesis' exchange fee, as the lab sets it (`peergrid-testbed --exchange-fee`, with `--dayahead`):
+    `fee` nano-currency per kWh per side of every day-ahead trade (10^6 is one tick, 1 micro-unit per Wh; at
+    most the chain's 10^7), paid at `uplift.settle` into the uplift fund that pays the session's make-whole;
+    `fund_cap` the micro-units the fund keeps after a session's payout, the rest refunded to that session's fee
+    payers (0: nothing carried over). A fee of 0 sets nothing: the genesis is byte for byte the one without."""
+
+    fee: int = 0
+    fund_cap: int = 0
+
+    def __post_init__(self) -> None:
+        from peergrid_ledger.contracts.market_fee import MAX_FEE, MAX_FUND_CAP
+
+        if not 0 <= self.fee <= MAX_FEE:
+            raise ValueError(
+                f"exchange fee: expected 0 to {MAX_FEE} nano-currency per kWh per side, got {self.fee}"
+            )
+        if not 0 <= self.fund_cap <= MAX_FUND_CAP:
+            raise ValueError(
+                f"uplift fund cap: expected 0 to {MAX_FUND_CAP} micro-units, got {self.fund_cap}"
+            )
+        if self.fund_cap and not self.fee:
+            raise ValueError(
+                "uplift fund cap: only with an exchange fee above 0 (without one there is no fund)"
+            )
+
+    def params(self) -> dict[str, int]:
+        """The genesis parameters it sets: none for a fee of 0 (`Params` encodes neither at its default)."""
+        return {"exchange_fee": self.fee, "uplift_fund_cap": self.fund_cap} if self.fee else {}
+
+
+class LabGenesisMismatch(ValueError):
+    """A lab directory's MGMC genesis, which is never rewritten, says other than the option asked for."""
+
+
 def _key(path: Path) -> keys.Keypair:
     if not path.exists():
         keys.write_keyfile(path, keys.Keypair.generate())
@@ -178,7 +218,12 @@ class LabChains:
 
     @classmethod
     def create(
-        cls, root: Path, feeder: str, scenario_path: Path, settle_by_both: SettleByBoth | None = None
+        cls,
+        root: Path,
+        feeder: str,
+        scenario_path: Path,
+        settle_by_both: SettleByBoth | None = None,
+        fee: ExchangeFee | None = None,
     ) -> LabChains:
         from peergrid_controller.chain_venue import chain_rules
         from peergrid_controller.scenario import load_scenario
@@ -192,6 +237,8 @@ class LabChains:
         dso = _key(root / "dso.key")
         clock = _key(root / "lab-clock.key")
         mgmc_genesis, dso_genesis = root / "mgmc-genesis.json", root / "dso-genesis.json"
+        if mgmc_genesis.exists() and fee is not None:
+            _same_fee(mgmc_genesis, fee)
         if not mgmc_genesis.exists():
             now = int(time.time() * 1000) - 1000
             params = Params(credit_limit=CREDIT_LIMIT, tx_max_age_ms=600_000, block_max_future_ms=5_000)
@@ -219,6 +266,8 @@ class LabChains:
             )
             if settle_by_both is not None:  # each party states what its PCC meter says (edge settlement.py)
                 mgmc_params = replace(mgmc_params, **settle_by_both.params())
+            if fee is not None:  # the day-ahead sessions' fee funds their make-whole (ledger uplift_fund)
+                mgmc_params = replace(mgmc_params, **fee.params())
             rules = {mg.name: chain_rules(mg.rules) for mg in scenario.microgrids}
             mgmc = Genesis(
                 chain=f"mgmc-{feeder}"[:64],
@@ -252,6 +301,18 @@ class LabChains:
         capacity = {mg.name: kw for mg in scenario.microgrids if (kw := connection_kw(mg)) is not None}
         return cls(
             root, mgs, nodes, anonyms, dso, mgmc_genesis, dso_genesis, tariff, minutes, capacity, clock
+        )
+
+
+def _same_fee(path: Path, fee: ExchangeFee) -> None:
+    """Refuse a fee the lab directory's existing MGMC genesis does not carry: the genesis is kept (its chain id
+    and history hold), so the lab would run with the old fee while the option said another."""
+    params = Genesis.from_json(json.loads(path.read_text(encoding="utf-8"))).params
+    held = ExchangeFee(int(params.exchange_fee), int(params.uplift_fund_cap))
+    if held != fee:
+        raise LabGenesisMismatch(
+            f"{path} was written with exchange fee {held.fee} and fund cap {held.fund_cap}, not {fee.fee} and "
+            f"{fee.fund_cap}: a lab's genesis is never rewritten; use a new --workdir for another fee"
         )
 
 

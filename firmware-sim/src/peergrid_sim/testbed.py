@@ -16,8 +16,10 @@ workers, every lab test) the DSO's start before the MGMCs and the end's wait for
 lab tests miss their windows; a lab directory made before keeps its genesis either way. Each MG's PCC meter
 signs its readings and the DSO node meters it from the signatures only, as a field meter would
 (`closedloop_run.ClosedLoop.signed_meters`); `--unsigned-meters` leaves the meters unsigned and the DSO
-reading the MGMCs' own sealed readings. Assumes the console scripts of the other components are on PATH beside
-it (one venv). Binds loopback only.
+reading the MGMCs' own sealed readings. With `--dayahead`, `--exchange-fee` (and `--uplift-fund-cap`) give a
+new lab directory's MGMC genesis an exchange fee that funds the session's make-whole (`lab_chains.ExchangeFee`);
+refused without `--dayahead`, and where the directory's genesis carries another. Assumes the console scripts
+of the other components are on PATH beside it (one venv). Binds loopback only.
 """
 
 from __future__ import annotations
@@ -80,7 +82,19 @@ def _allowance(text: str) -> float:
     return allowance
 
 
+def _bounded_int(what: str, top: int) -> Any:
+    def parse(text: str) -> int:
+        value = int(text) if text.isascii() and text.isdigit() else -1
+        if not 0 <= value <= top:
+            raise argparse.ArgumentTypeError(f"not {what} from 0 to {top}: {text!r}")
+        return value
+
+    return parse
+
+
 def build_parser() -> argparse.ArgumentParser:
+    from peergrid_ledger.contracts.market_fee import MAX_FEE, MAX_FUND_CAP
+
     parser = argparse.ArgumentParser(prog=PROGRAM, description="run the peergrid lab testbed on this machine")
     parser.add_argument(
         "--scenario", type=Path, default=SCENARIOS / "skeleton.yaml", help="firmware-sim scenario"
@@ -162,6 +176,19 @@ def build_parser() -> argparse.ArgumentParser:
         "(edge market.risk_allowance); default 0",
     )  # fmt: skip
     parser.add_argument(
+        "--exchange-fee", type=_bounded_int("a whole number of nano-currency per kWh", MAX_FEE), default=None,
+        metavar="NANO_PER_KWH",
+        help="with --dayahead: the MGMC genesis' exchange fee per kWh per side of every day-ahead trade (10^6 = 1 "
+        "micro-unit per Wh), paid into the uplift fund that pays the session's make-whole; default 0: no fee, the "
+        "payers' claimed surplus funds it. A lab directory keeps the genesis it was made with",
+    )  # fmt: skip
+    parser.add_argument(
+        "--uplift-fund-cap", type=_bounded_int("a whole number of micro-units", MAX_FUND_CAP), default=None,
+        metavar="MICRO",
+        help="with --exchange-fee above 0: the micro-units the uplift fund keeps after a session's payout, the rest "
+        "refunded to that session's fee payers by their fees; default 0",
+    )  # fmt: skip
+    parser.add_argument(
         "--no-market", action="store_true", help="devices, edges and DSO only: no ledger replicas, no trading"
     )
     return parser
@@ -183,14 +210,37 @@ def owner_guard(args: argparse.Namespace) -> Any:
     return None if args.rationality is None else OwnerGuard(args.rationality, args.risk_allowance)
 
 
+def exchange_fee(args: argparse.Namespace) -> Any:
+    """The MGMC genesis' exchange fee from --exchange-fee and --uplift-fund-cap (`lab_chains.ExchangeFee`; None:
+    neither given, the genesis has none). Refused where it would mean nothing: the fee is charged on the
+    day-ahead session's cleared Wh alone (without --dayahead no session opens), and the cap is the fee's fund's."""
+    from peergrid_sim.lab_chains import ExchangeFee
+
+    if args.exchange_fee is None and args.uplift_fund_cap is None:
+        return None
+    given = "--exchange-fee" if args.exchange_fee is not None else "--uplift-fund-cap"
+    if not args.dayahead or args.no_market:
+        raise SystemExit(
+            f"{PROGRAM}: {given} needs --dayahead (and the market): the fee is charged on the day-ahead "
+            "session's cleared energy and funds its make-whole; an intraday lab opens no session"
+        )
+    if args.uplift_fund_cap and not args.exchange_fee:
+        raise SystemExit(
+            f"{PROGRAM}: --uplift-fund-cap needs --exchange-fee above 0 (without a fee there is no fund)"
+        )
+    return ExchangeFee(args.exchange_fee or 0, args.uplift_fund_cap or 0)
+
+
 def lab_loop(args: argparse.Namespace, workdir: Path, scenario: Any) -> ClosedLoop | None:
     """The closed loop the testbed runs (`closedloop_run.ClosedLoop`; None: no market), with the lab's keys and
     geneses written once (a second start reuses them): its t0 is fixed here, before the MGMC genesis, whose
     settlement clock (with --settle-by-both) is the loop's own intervals, not ones a warm-up ahead."""
+    fee = exchange_fee(args)  # (refused before anything is written)
     if args.no_market or (args.intervals is None and len(scenario.microgrids) < 2):
         return None
     from peergrid_sim.closedloop import LabChains, SettleByBoth
     from peergrid_sim.closedloop_run import ClosedLoop
+    from peergrid_sim.lab_chains import LabGenesisMismatch
 
     loop = ClosedLoop(args.intervals or 96 - args.first_interval, args.first_interval, args.interval_s,
                       args.block_period_ms, cuttable=tuple(args.cuttable), dayahead=args.dayahead,
@@ -202,7 +252,10 @@ def lab_loop(args: argparse.Namespace, workdir: Path, scenario: Any) -> ClosedLo
         if args.settle_by_both
         else None
     )  # its quiet period is counted in the MGMC chain's blocks, which --block-period-ms sets
-    LabChains.create(workdir / "keys", scenario.feeder, args.scenario, by_both)
+    try:
+        LabChains.create(workdir / "keys", scenario.feeder, args.scenario, by_both, fee)
+    except LabGenesisMismatch as err:
+        raise SystemExit(f"{PROGRAM}: {err}") from None
     if args.dso_reconfigure_every is not None:  # e.g. 0: operators reconfigure from the console
         loop.dso_extra["reconfigure_every"] = max(0, args.dso_reconfigure_every)
     if args.dso_vmin is not None:  # a stricter floor: the DSO must send adjustment contracts
@@ -272,6 +325,13 @@ def main(argv: list[str] | None = None) -> int:
             if started.postings is not None:
                 print(started.postings.banner(started.t0), flush=True)
             print(f"  {meters_line(bed)}", flush=True)
+            if args.exchange_fee:
+                print(
+                    f"  exchange fee: {args.exchange_fee} nano-currency per kWh per side into the uplift fund "
+                    f"(fund cap {args.uplift_fund_cap or 0} micro-units), unless the lab directory's genesis "
+                    "predates it",
+                    flush=True,
+                )
         print(
             "Ctrl-C stops every process it started."
             if args.duration is None
