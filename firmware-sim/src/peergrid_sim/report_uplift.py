@@ -11,9 +11,15 @@ once settled the outcome (funded, owed, surplus, credits, charges, withheld, ref
 payee with the part that became a debt) and `moved`: how much each account's balance changed in the one
 transaction that settled it, replayed from genesis (`validate_block`, as `peergrid-ledger verify` replays).
 `balances_match` says whether that is exactly what the outcome records: each payee its credit, each payer
-its charge, less any part owed as a debt instead, and no other balance touched. Beside the sessions,
-`capacities`: each account's connection capacity the DSO posted (`market.capacity`: [[from_interval, Wh per
-interval], ...]) by MG name. A store it cannot read, or a chain that does not replay, is `{"error": ...}`:
+its charge, less any part owed as a debt instead, and no other balance touched. Each session's `fee`: the
+exchange fee its record carries (nano-currency per kWh per side; 0: none); a session settled with one (the
+ledger's `uplift_fund`: the fund, named `fund`, pays the make-whole) has `surplus` None, its charges are the
+members' fees, its payments the fees member -> fund and the credits and refunds fund -> member, and
+`fee_path` sets what the chain collected beside its own rule (`report_fee.fee_figures`: each member's cleared
+Wh, fee due and collected, the fund before and after, `fees_match`). Beside the sessions, `capacities`: each
+account's connection capacity the DSO posted (`market.capacity`: [[from_interval, Wh per interval], ...]) by
+MG name, and once an uplift settled, `day` (`report_fee.day_balances`): each account's balance change over the
+chain split into its settled trades and the uplifts' fee, charge, credit and refund, and whether they add up. A store it cannot read, or a chain that does not replay, is `{"error": ...}`:
 the report is written all the same. Never writes a store.
 """
 
@@ -21,6 +27,8 @@ from __future__ import annotations
 
 from pathlib import Path
 from typing import Any
+
+from peergrid_sim.report_fee import FUND, day_balances, fee_figures
 
 CLAIM_PREFIX, DONE_PREFIX = b"upl/claim/", b"upl/done/"
 CAPACITY_PREFIX = b"mkt/capacity/"  # the DSO's posted connection capacity (`market_state.capacity_key`)
@@ -148,12 +156,14 @@ def _capacities(items: list[tuple[bytes, bytes]]) -> dict[bytes, list[list[int]]
 
 def uplift_section(workdir: Path) -> dict[str, Any]:
     """The section (module contract)."""
+    from peergrid_ledger.contracts import exchange_state
+    from peergrid_ledger.contracts.market_fee import session_fee
     from peergrid_ledger.store import BlockStore
 
     path = mgmc_store(Path(workdir))
     if path is None:
         return {"sessions": [], "error": "no MGMC chain store in the lab's nodes"}
-    names = anonym_names(Path(workdir) / "keys")
+    names = anonym_names(Path(workdir) / "keys") | {FUND: "fund"}
 
     def name(key: bytes) -> str:
         return names.get(key, key.hex()[:16])
@@ -172,6 +182,10 @@ def uplift_section(workdir: Path) -> dict[str, Any]:
         heights = {str(s): store.locate_tx(d["txid"]) for s, d in done.items()}
         targets = {done[s]["txid"]: where[0] for s, where in heights.items() if where is not None}
         moves = settle_moves(store, targets)
+        state = dict(items)
+        day = day_balances(store.genesis.initial_state(), items, done.values(), name) if done else None
+        records = {s: exchange_state.session(state, s) for s in claims.keys() | done.keys()}
+        fees = {s: fee_figures(state, s, d, name) for s, d in done.items()}
     except Exception as exc:  # a store that does not replay: said, not raised (the verify check fails too)
         return {"sessions": [], "error": f"{type(exc).__name__}: {exc}"[:300]}
     finally:
@@ -187,6 +201,8 @@ def uplift_section(workdir: Path) -> dict[str, Any]:
             "windows": dict(sorted((name(m), w) for m, w in windows.get(session, {}).items())),
             "bounds": dict(sorted((name(m), b) for m, b in bounds.get(session, {}).items())),
             "settled": session in done,
+            # the exchange fee the session was opened with (nano per kWh per side; 0: none, the payer path)
+            "fee": session_fee(records[session] or {}),
         }
         outcome = done.get(session)
         if outcome is not None:
@@ -196,7 +212,7 @@ def uplift_section(workdir: Path) -> dict[str, Any]:
                 "height": (heights.get(session) or (None,))[0],
                 "funded": bool(outcome["funded"]),
                 "owed": int(outcome["owed"]),
-                "surplus": int(outcome["surplus"]),
+                "surplus": None if "surplus" not in outcome else int(outcome["surplus"]),  # none with a fee
                 "credits": by_name(outcome["credits"]),
                 "charges": by_name(outcome["charges"]),
                 "withheld": by_name(outcome["withheld"]),
@@ -209,6 +225,9 @@ def uplift_section(workdir: Path) -> dict[str, Any]:
                 "balances_match": outcome["txid"] in moves
                 and {k: v for k, v in moved.items() if v} == expected,
             }
+            if fees.get(session) is not None:  # the fee path: collected, the fund, its refunds (`report_fee`)
+                entry["fee_path"] = fees[session]
         sessions.append(entry)
     capacities = {name(k): v for k, v in _capacities(items).items()}
-    return {"sessions": sessions, "capacities": dict(sorted(capacities.items()))}
+    section: dict[str, Any] = {"sessions": sessions, "capacities": dict(sorted(capacities.items()))}
+    return section if day is None else section | {"day": day}
