@@ -133,7 +133,8 @@ class Exchange(Book):
         self.by_value = False
         self.verdict_round = False  # the session ended with a round that posted the verdicts, abandoned
         self.said = 0  # posts of the recorder's current iteration that said settled
-        # with an exchange fee, what each MG's moves are worth to it (private: its own marginal values)
+        # with an exchange fee, what each MG's moves are worth to it (private: its own marginal values); not
+        # on a clean session (2n positions, n balance rows): its moves stay at the spread
         self.margins = Margins(0 if clean else cfg.exchange_fee, self.spread)
 
     def bounds(self, i: int) -> tuple[list[float], list[float]]:

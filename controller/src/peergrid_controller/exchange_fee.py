@@ -110,7 +110,8 @@ def unwinding_worth(
     proximal step (≈ gap/ρ) per iteration, each step valued at its spread until it is gone: the 100-MG day
     took 51 rounds instead of 27 at one tick per side (notes/m10/study.md §2), while the moves were worth
     the fee per kWh to the MG moving. `prices` are those its answers were made at, `positions` (before,
-    after) its posted ones (kWh)."""
+    after) its posted ones (kWh). Across a genset commitment (its model replaced) the marginal value before is
+    the relaxed model's: that one iteration's bound is then approximate (the next ones are exact again)."""
     if marginal is None or fee == 0:
         return list(spread)
     phi = per_kwh(fee)
