@@ -3,7 +3,8 @@
 Promises: each device is polled by its own task, so one slow or dead device never delays the others; every good
 reading goes into the local LevelDB under its commitment interval, each closed interval is sealed into a signed
 `der_commitment` transaction queued on disk and submitted in order, one at a time, only while the broker
-acknowledges (islanded: polling and dispatch go on, the queue grows, nothing is lost); dispatch runs `decide` on
+acknowledges (islanded: polling and dispatch go on, the queue grows, nothing is lost; the outbox and the replicas
+it builds are `daemon_ledger.py`'s); dispatch runs `decide` on
 a frozen snapshot every `dispatch.period_s`, falling back to each device's safe state when no valid schedule
 arrived within `schedule_timeout_s`; one that arrives before its start waits for it, the schedule in force
 running on until then, and a replay of a schedule held is no sign of the controller's life (`schedule_holder`).
