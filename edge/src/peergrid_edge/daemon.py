@@ -38,7 +38,7 @@ from peergrid_edge.link import MqttLink, MqttTxSink, TxSink
 from peergrid_edge.meter_signed import meter_signed
 from peergrid_edge.metrics import Histogram, serve_metrics
 from peergrid_edge.notify import Notifier
-from peergrid_edge.polling import DeviceHealth, DeviceState, poll_device
+from peergrid_edge.polling import DeviceHealth, DeviceState, line_wait_s, poll_device
 from peergrid_edge.quality import implausible
 from peergrid_edge.schedule_holder import ScheduleHolder
 from peergrid_edge.schedule_intake import ScheduleIntake
@@ -147,12 +147,15 @@ class EdgeDaemon:
         )
 
     def progressing(self) -> bool:
-        """True when no poll task is stuck: each polled since the last check, is quarantined, or is not due."""
+        """True when no poll task is stuck: each polled since the last check, is quarantined, or is not due
+        (its period and the longest its poll may take: `polling.poll_once`'s bound per attempt, the wait for a
+        shared serial line included)."""
         now = self.clock.monotonic()
         ok = True
         for name, state in self.states.items():
             device = state.settings
-            budget = device.poll_interval_s + 4 * device.timeout_s * (device.retries + 1) + 1.0
+            attempt_s = 4 * device.timeout_s + line_wait_s(self.drivers[name])
+            budget = device.poll_interval_s + attempt_s * (device.retries + 1) + 1.0
             moved = state.polls != self._progress.get(name)
             self._progress[name] = state.polls
             recent = state.last_poll_mono is not None and now - state.last_poll_mono < budget
