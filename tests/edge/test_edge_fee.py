@@ -31,6 +31,7 @@ from typing import Any
 
 import pytest
 from test_edge_dayahead_restart import against_unrestarted, dies_at, roles
+from test_edge_dayahead_rules import assert_allocates, rules_day
 from test_edge_dayahead_session import SESSION, free_day, run_session, simulated, trading_key
 from test_edge_forward import trading_agent
 from test_edge_uplift import bounded, settle_every_trade
@@ -39,7 +40,8 @@ from peergrid_controller.baselines import conventional
 from peergrid_controller.chain_venue import chain_rules, key_for
 from peergrid_controller.dayahead import starting_prices
 from peergrid_controller.dayexchange import DayAheadConfig
-from peergrid_controller.model import CostSegment, Genset, Load, Microgrid, Scenario, Tariff
+from peergrid_controller.market import Trade
+from peergrid_controller.model import ContractRules, CostSegment, Genset, Load, Microgrid, Scenario, Tariff
 from peergrid_controller.simrecords import SimulationConfig
 from peergrid_controller.simulate import simulate
 from peergrid_controller.uplift import widest_spread
@@ -47,6 +49,7 @@ from peergrid_controller.venues import MemoryMarket
 from peergrid_edge import day_stages
 from peergrid_edge.dayahead_agent import DayAheadAgent
 from peergrid_edge.dayahead_state import Checkpoint, CheckpointError, load, save
+from peergrid_edge.dayahead_uplift import ClaimFigures, claim_from
 from peergrid_edge.exchange_io import submit_final
 from peergrid_edge.forward_agent import ForwardAgent, ForwardOutcome
 from peergrid_edge.forward_clean import accept_books
@@ -119,6 +122,22 @@ def test_the_session_is_allocates_with_the_chains_fee_to_the_nano_and_the_wh(
     # the fee moved the day: without it the same agents would have ended elsewhere
     _, plain, _ = simulated(scenario, VALUE)
     assert next(iter(outcomes.values())).prices != tuple(plain["prices"])
+
+
+def test_a_rules_day_judges_the_owners_floors_and_caps_net_of_the_fee_as_allocate_does(
+    tmp_path: Path,
+) -> None:
+    # 4 MGs with floors, caps, clean-only buyers and maximum quantities at 750,000 nano/kWh per side: a rule's
+    # fee is dropped only where the price net of the exchange fee clears the rule by the margin (dayjudge
+    # OwnRules); judged at the gross price, as at fee 0, `allocate` (memory venue) stops after 34 steps, not 37
+    scenario = rules_day()
+    config = dataclasses.replace(VALUE, exchange_fee=750_000)
+    keys_ = {mg.name: trading_key(mg.name) for mg in scenario.microgrids}
+    accounts = [(mg.name, keys_[mg.name], chain_rules(mg.rules)) for mg in scenario.microgrids]
+    ledger = fee_ledger(tmp_path, accounts, 750_000)
+    outcomes = run_session(ledger, keys_, scenario, config=VALUE, timeout_s=5.0)
+    assert_allocates(outcomes, scenario, config, simulated(scenario, config))
+    assert {o.iterations for o in outcomes.values()} == {37}  # steps (34 with the rules judged at fee 0)
 
 
 def test_a_member_restarted_from_its_checkpoint_resumes_with_the_same_fee(tmp_path: Path) -> None:
@@ -362,3 +381,25 @@ def test_a_clean_sessions_first_accept_costs_the_fee_on_its_wh_in_both_books() -
     assert free.positions == charged.positions == (-40_000, -40_000, 0, 0)
     # ceil(1,500,000 x 80,000 / 10^6) = 120,000 micro-units, once for the day
     assert charged.day_cost - free.day_cost == pytest.approx(0.12, abs=1e-9)
+
+
+def test_a_claim_values_the_genset_at_its_floor_net_of_the_fee() -> None:
+    # controller test_ctl_exchange_fee's genset at its net floor: g sells b 40 kWh at 0.188 then 0.2 with its
+    # floor 0.187 and one tick per side; 0.188 less the fee is its floor, so the first hour's deviation gain is
+    # its own rule's and not claimed, the second hour's (0.2 - 0.001 - 0.15) x 60 = 2.94 is, and the first
+    # hour's stop (40 kW cost 7.5, net 40 x 0.187 = 7.48): 2.96. Its committed day pays the fee on its 80 kWh
+    g, _ = hand_pair()
+    g = dataclasses.replace(g, rules=ContractRules(floor_price=0.187))
+    trades = ((Trade(0, "g", "b", 40.0, 0.188),), (Trade(1, "g", "b", 40.0, 0.2),))
+    figures = ClaimFigures(SESSION, 0, (0.188, 0.2), (), trades, None, None, 10**12, TICK)
+    claim = claim_from(g, 1.0, figures)
+    assert claim.deviation_gain == pytest.approx(2.96, abs=1e-6) and claim.gain == pytest.approx(
+        2_960_000, abs=1
+    )
+    assert claim.surplus == 0  # the fund pays: the chain reads no surplus
+    assert claim.day_cost == pytest.approx(15.0 - 15.52 + 0.08, abs=1e-9)
+    # without the fee (a chain without one) its floor 0.187 is never the price: both hours' whole gain, and its
+    # surplus (its conventional day 0 less its committed -0.52) claimed for the payers' path
+    plain = claim_from(g, 1.0, dataclasses.replace(figures, fee=0))
+    assert plain.deviation_gain == pytest.approx((0.188 - 0.15) * 60 + (0.2 - 0.15) * 60, abs=1e-6)
+    assert plain.surplus == 520_000 and plain.day_cost == pytest.approx(15.0 - 15.52, abs=1e-9)

@@ -13,6 +13,8 @@ resumes the judgement where it was; `restarted` says why a rejoin without one ca
 `fees()` is the MG's fee per kWh sold and bought for its answers: its rule fees as they stand, a clean-only
 buyer's cap at cap + premium on a clean session, and the session's exchange fee on both sides (`fee`, nano per
 kWh per side, the chain's record of the session: `exchange_fee.with_fee`, as `dayrounds.Exchange.fees`).
+Its judgement takes its floor and cap net of that fee (`OwnRules.exchange_fee`: a rule's fee is dropped only
+where the price less or plus the fee clears the rule by the margin), as `dayrounds.Exchange` builds them.
 `own_rules_differ` is the up-front check that the floor and cap this MGMC judges are the ones the chain holds
 for it (else its judgement and everyone's queue would disagree).
 What a judgement posted by another member can do: only what `Coordination.settle` lets it (its own sides;
@@ -104,6 +106,7 @@ class SessionRules:
         chain keeps the judgements), read once, so that every MGMC orders let-backs alike; `fee` the session's
         exchange fee as its record holds it (`market_fee.session_fee`), on both sides of its answers (`fees`)."""
         self.fee = fee
+        self.own.exchange_fee = fee  # its floor and cap net of it (dayjudge.OwnRules)
         if fee:
             log.info("day-ahead session: an exchange fee of %d nano/kWh on each side of every trade, in this MG's "
                      "answers", fee)  # fmt: skip
