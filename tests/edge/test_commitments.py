@@ -126,3 +126,22 @@ def test_prove_command_prints_a_proof_that_checks(tmp_path: Path) -> None:
         text=True,
     )
     assert missing.returncode == 1 and "not committed" in missing.stderr
+
+
+def test_prove_on_a_data_dir_without_a_store_makes_none(tmp_path: Path) -> None:
+    """`peergrid-edge prove` is a reader: pointed at a data_dir with no store it says so and leaves nothing behind
+    (before, it opened with the daemon's create and left an empty new store in the folder)."""
+    import subprocess
+    import sys
+
+    data = tmp_path / "data"
+    config = tmp_path / "edge.yaml"
+    config.write_text(f"node_id: n1\nmg: mg1\ndata_dir: {data}\n")
+    exe = str(Path(sys.executable).parent / "peergrid-edge")
+    out = subprocess.run(
+        [exe, "prove", "--config", str(config), "--interval", "1", "--index", "0"],
+        capture_output=True,
+        text=True,
+    )
+    assert out.returncode == 1 and "cannot open the store" in out.stderr, out.stderr
+    assert not (data / "edge.db").exists()

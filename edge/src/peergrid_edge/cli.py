@@ -44,7 +44,7 @@ def prove(settings: object, interval: int, index: int | None) -> int:
 
     assert isinstance(settings, EdgeSettings)
     try:
-        store = EdgeStore(settings.data_dir / "edge.db")
+        store = EdgeStore(settings.data_dir / "edge.db", create=False)  # a reader never makes a store
     except plyvel.Error as exc:
         print(f"{PROGRAM}: cannot open the store (is the daemon running?): {exc}", file=sys.stderr)
         return 1
