@@ -93,10 +93,9 @@ class MqttTransport:
             if route is None:
                 self.stats["dropped_unknown_topic"] += 1
                 return
-            payload = bytes(message.payload)
-            if len(payload) > self.max_payload:
+            if len(message.payload) > self.max_payload:  # judged before any copy (paho may hand a bytearray)
                 self.stats["dropped_oversized"] += 1
                 return
-            self.deliver(route[0], route[1], payload)
+            self.deliver(route[0], route[1], bytes(message.payload))
         except Exception:
             self.stats["dropped_delivery_error"] += 1
