@@ -26,7 +26,7 @@ from peergrid_ledger.genesis import Account, Genesis, Params
 from peergrid_ledger.keyspace import UPLIFT_FUND
 from peergrid_ledger.results import Accepted
 from peergrid_ledger.store import BlockStore
-from peergrid_sim.lab_chains import ExchangeFee, LabChains, LabGenesisMismatch
+from peergrid_sim.lab_chains import ExchangeFee, LabChains, LabGenesisMismatch, fee_coordinators
 from peergrid_sim.report_fee import day_balances, fee_figures
 from peergrid_sim.report_uplift import uplift_section
 from peergrid_sim.scenario import load_scenario
@@ -57,25 +57,36 @@ def test_the_fee_goes_into_the_lab_genesis_and_fee_0_writes_the_genesis_without_
     assert {
         k: v for k, v in docs["fee"]["params"].items() if k not in ("exchange_fee", "uplift_fund_cap")
     } == (docs["plain"]["params"])
-    assert {k: v for k, v in docs["fee"].items() if k != "params"} == {
+    fee_only = ("params", "fee_coordinators")  # the coordinator its sessions take the fee from, where named
+    assert {k: v for k, v in docs["fee"].items() if k not in fee_only} == {
         k: v for k, v in docs["plain"].items() if k != "params"
     }
+    if "fee_coordinators" in docs["fee"]:  # the lab's coordinator: the lowest anonym key (every MG a member)
+        assert docs["fee"]["fee_coordinators"] == [min(k.public for k in with_fee.anonyms.values()).hex()]
 
 
 def test_a_session_opened_on_the_lab_chain_carries_its_fee(tmp_path: Path) -> None:
     chains = LabChains.create(tmp_path, "ieee33", SCENARIO, fee=ExchangeFee(1_000_000, 5_000))
     genesis = Genesis.from_json(_genesis(chains))
     chain = LocalChain(genesis, chains.nodes[chains.mgs[0]])
-    coordinator = chains.anonyms[chains.mgs[0]]
-    opening = {
-        "session": "day", "first_interval": 36, "members": [chains.anonyms[mg].public for mg in chains.mgs],
-        "prices": [100_000_000] * 2, "rho": 5_000_000, "deadline": genesis.time + 10**9,
-    }  # fmt: skip
-    result = chain.sign_and_submit(coordinator, "exchange.open", opening)
-    assert isinstance(result, Accepted), result
+    members = sorted(chains.anonyms[mg].public for mg in chains.mgs)
+    by_key = {chains.anonyms[mg].public: chains.anonyms[mg] for mg in chains.mgs}
+    # the edge's coordinator is the session's lowest member key: every lab MG is a member
+    opened = {"lowest": by_key[members[0]], "other": by_key[members[1]]}
+    for name, opener in opened.items():
+        opening = {
+            "session": name, "first_interval": 36, "members": members, "prices": [100_000_000] * 2,
+            "rho": 5_000_000, "deadline": genesis.time + 10**9,
+        }  # fmt: skip
+        result = chain.sign_and_submit(opener, "exchange.open", opening)
+        assert isinstance(result, Accepted), result
     chain.seal()
-    record = exchange_state.session(chain.state, "day")
+    record = exchange_state.session(chain.state, "lowest")
     assert record is not None and (record["fee"], record["fund_cap"]) == (1_000_000, 5_000)
+    if hasattr(genesis, "fee_coordinators"):  # the ledger names the openers a fee reaches (review26 R26-1)
+        assert genesis.fee_coordinators == (members[0],)
+        other = exchange_state.session(chain.state, "other")
+        assert other is not None and "fee" not in other  # an opener the genesis did not name: no fee
 
 
 def test_an_existing_lab_genesis_with_another_fee_is_refused_not_run(tmp_path: Path) -> None:
@@ -185,6 +196,7 @@ def _fee_day(path: Path, mg3_spare: int = 500) -> dict[str, keys.Keypair]:
                     for i, k in enumerate((p1, p2, p3)))),
         contracts=("market", "exchange", "uplift"),
         params=Params(credit_limit=0, uplift_max_spread=250, exchange_fee=FEE, uplift_fund_cap=CAP),
+        **fee_coordinators(ExchangeFee(FEE, CAP), [p1.public]),  # (the DSO opens: sanctioned either way)
     )  # fmt: skip
     (path / "nodes" / "dso").mkdir(parents=True)
     store = BlockStore.create(path / "nodes" / "dso" / "mgmc.db", genesis)

@@ -18,7 +18,8 @@ provisional: the lab posts the clock of its t0 once fixed under `lab-clock.key` 
 role `clock` alone, not authorised to trade: it may post `market.clock` and nothing else, none of the DSO's
 powers; review23 F2). With `ExchangeFee` (`peergrid-testbed --exchange-fee`, `--uplift-fund-cap`) the
 MGMC genesis names `exchange_fee` and `uplift_fund_cap`: every day-ahead session opens with that fee, which
-funds its make-whole (ledger `uplift_fund`); fee 0, the default, writes the genesis of a lab without it. A
+funds its make-whole (ledger `uplift_fund`; the lab's coordinator named as the one whose sessions take it,
+`fee_coordinators`); fee 0, the default, writes the genesis of a lab without it. A
 genesis already there is never rewritten: its chain id and history hold (a fee asked for that it does not
 carry is refused, `LabGenesisMismatch`, rather than run silently with the old one). Split from closedloop.py
 (the daemons' configs), which re-exports these names. Starts nothing.
@@ -285,6 +286,7 @@ class LabChains:
                 # make-whole (edge day_stages.run_uplift_claim after the clear, run_uplift after the day)
                 contracts=("market", "exchange", "uplift"),
                 params=mgmc_params,
+                **fee_coordinators(fee, [anonyms[mg].public for mg in mgs]),
             )  # fmt: skip
             dso_chain = Genesis(
                 chain=f"dso-{feeder}"[:64],
@@ -302,6 +304,15 @@ class LabChains:
         return cls(
             root, mgs, nodes, anonyms, dso, mgmc_genesis, dso_genesis, tariff, minutes, capacity, clock
         )
+
+
+def fee_coordinators(fee: ExchangeFee | None, anonyms: list[bytes]) -> dict[str, tuple[bytes, ...]]:
+    """The genesis' `fee_coordinators` a fee needs, where this ledger's genesis knows them (the openers whose
+    sessions the fee reaches, review26 R26-1): the lab's one day-ahead coordinator, its session's lowest member
+    key (edge `dayahead_view`; every lab MG is a member, so the lowest anonym key). None without a fee."""
+    if fee is None or not fee.fee or "fee_coordinators" not in {f.name for f in fields(Genesis)}:
+        return {}
+    return {"fee_coordinators": (min(anonyms),)}
 
 
 def _same_fee(path: Path, fee: ExchangeFee) -> None:
