@@ -5,7 +5,10 @@ made before the exchange contract keeps its genesis (no processes); and, with re
 run of tests/conftest.py, `dayahead_lab`, which the restart test of tests/edge reads too: two daemons are
 killed and restarted in its stage, four never are), and pays the day's make-whole on the chain: the DSO's
 posted connection capacities bound each claim, every MGMC's claim after the clear is its true gain, the
-chain's settle after the day pays it, and the balances it moved are as the outcome records them."""
+chain's settle after the day pays it, and the balances it moved are as the outcome records them, over the
+whole chain too (each MG's balance change = its settled trades - its charge + its credit). That lab runs
+without an exchange fee: the payer path. The fee path (`--exchange-fee`) is tests/sim/test_lab_fee.py's,
+on a real chain without processes: on the lab's own day a fee declines every buyer (see that module)."""
 
 from __future__ import annotations
 
@@ -187,6 +190,17 @@ def test_the_lab_with_dayahead_pays_the_make_whole_on_the_chain(dayahead_lab: An
     assert all(p["owed"] == 0 for p in paid["payments"]) and set(paid["moved"]) <= set(mgs)
     assert paid["moved"] == {mg: paid["credits"].get(mg, 0) - paid["charges"].get(mg, 0)
                              for mg in gains.keys() | paid["charges"].keys()}  # fmt: skip
+    # the payer path: the lab's genesis names no exchange fee, so the session carries none and no fund pays
+    assert paid["fee"] == 0 and "fee_path" not in paid and isinstance(paid["surplus"], int), paid
+    assert "fund" not in paid["moved"]
+    # the whole chain replayed: each MG's balance change is its settled trades, less its charge, plus its credit
+    day = section["day"]
+    assert day["match"], day
+    assert sorted(day["accounts"]) == mgs, day  # only the MGs' anonyms moved money (no fund, no node key)
+    for mg, account in day["accounts"].items():
+        assert account.get("credit", 0) == paid["credits"].get(mg, 0), (mg, account)
+        assert account.get("charge", 0) == paid["charges"].get(mg, 0), (mg, account)
+        assert account["change"] == account["trades"] - account.get("charge", 0) + account.get("credit", 0)
     print(f"\nuplift: claims {gains} (bounds {paid['bounds']}), owed {paid['owed']}, surplus {paid['surplus']}, "
           f"funded {paid['funded']}, credits {paid['credits']}, charges {paid['charges']}; claim stage "
           f"{min(claim_s):.2f}-{max(claim_s):.2f} s before t0, settle stage {min(settle_s):.2f}-"
