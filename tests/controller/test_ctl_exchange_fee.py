@@ -369,3 +369,21 @@ def test_a_rule_s_fee_is_dropped_only_where_the_price_net_of_the_exchange_fee_cl
     assert ex.own_rules[0].has_fee(0, "sell")
     ex.judge_rules()
     assert ((0, "sell") in ex.own_rules[0].fee_off) is dropped
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.integers(0, exchange_fee.MAX_FEE), st.lists(st.integers(0, 10**7), max_size=96))
+def test_the_fee_split_over_the_intervals_sums_to_the_contract_s_one_rounding(
+    fee: int, traded: list[int]
+) -> None:
+    # the accept check charges per interval what the chain collects once per member per session
+    parts = exchange_fee.by_interval(fee, traded)
+    assert sum(parts) == exchange_fee.due(fee, sum(traded)) == -(-fee * sum(traded) // 10**6)
+    assert all(p >= 0 for p in parts) and all(p == 0 for p, w in zip(parts, traded, strict=True) if w == 0)
+    assert exchange_fee.with_fee((None, None), 0, len(traded)) == (None, None)
+    rule = (None, tuple(0.5 for _ in traded))
+    sell, buy = exchange_fee.with_fee(rule, fee, len(traded))
+    if fee == 0:
+        assert (sell, buy) == rule  # no fee: the owner-rule fees as they were (one column where none)
+    else:
+        assert sell == tuple(fee / 10**9 for _ in traded) and buy == tuple(0.5 + fee / 10**9 for _ in traded)
