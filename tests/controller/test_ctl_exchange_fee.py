@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import replace
+from typing import Any
 
 import pytest
 from helpers_ctl import load_only, pv_site
@@ -27,6 +28,7 @@ from peergrid_controller.cli import main, result_json
 from peergrid_controller.dayahead import Allocation
 from peergrid_controller.dayexchange import DayAheadConfig, DayAheadError
 from peergrid_controller.dayrounds import Exchange
+from peergrid_controller.delivery import DeliveryFault
 from peergrid_controller.forward import commit, deviation_gains, own_rule_fees
 from peergrid_controller.forward_accept import accept_alone
 from peergrid_controller.model import ContractRules, Scenario
@@ -44,7 +46,7 @@ def fee_day(
     allocation: Allocation,
     fee: int,
     scenario: Scenario | None = None,
-    **config: int | None,
+    **config: Any,
 ) -> tuple[simulate_module.SimulationResult, MemoryMarket]:
     monkeypatch.setattr(simulate_module, "allocate", lambda scenario, config, recorder=None: allocation)
     venues: list[MemoryMarket] = []
@@ -387,3 +389,26 @@ def test_the_fee_split_over_the_intervals_sums_to_the_contract_s_one_rounding(
         assert (sell, buy) == rule  # no fee: the owner-rule fees as they were (one column where none)
     else:
         assert sell == tuple(fee / 10**9 for _ in traded) and buy == tuple(0.5 + fee / 10**9 for _ in traded)
+
+
+def test_a_payee_that_falls_short_forfeits_its_credit_to_the_fund_and_the_fee_stays_due_on_the_cleared_wh(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # the hand day at 0.19 with one tick per side and 5.0 in the fund: g is owed 4.68 but supplies 30 of its
+    # 40 kWh in hour 1; its credit is withheld and stays in the fund, and each side's fee is still due on
+    # the 80 kWh that cleared (the fee is the price of taking part: a shortfall buys no discount)
+    fault = (DeliveryFault("g", 0.25, (1,)),)
+    result, venue = fee_day(
+        monkeypatch, hand_allocation(0.19), TICK, uplift_fund=5 * MICRO, delivery_faults=fault
+    )
+    d = result.dayahead
+    assert d is not None and d.uplift_funded
+    assert d.uplift_credit == {} and d.uplift_withheld == {"g": pytest.approx(4.68)}
+    assert d.fee_paid == {"b": 0.08, "g": 0.08}
+    assert d.fund_after == pytest.approx(5.0 + 0.16) and venue.balances[FUND] == pytest.approx(0.16)
+    costs = result.totals()["mg_cost_p2p"]
+    assert isinstance(costs, dict)
+    # b: 70 kWh at 0.19, 10 at retail 0.25 less g's compensation 0.6, and its fee: what 80 kWh at 0.19 cost
+    assert costs["b"] == pytest.approx(80 * 0.19 + 0.08, abs=1e-6)
+    # g: 40 kW (7.5) then 30 kW (6.0), paid for 70 kWh, the compensation and its fee on the 80 cleared
+    assert costs["g"] == pytest.approx(7.5 + 6.0 - 0.19 * 70 + 0.6 + 0.08, abs=1e-6)
