@@ -16,7 +16,10 @@ venue (`pay`, once: the uplift counted in the last interval's MG costs, the comp
 venue that meters (venues.metering_venue) is told each trade's own shortfalls before the settlements: on a
 compensating chain the settlements move the compensation and its `pay` is the check of the day's figure.
 `SimulationResult.dayahead` carries the stage's iterations, its day-level stability check, the uplift and per MG
-how far above its conventional day the faults left it. Deterministic: same inputs, same result.
+how far above its conventional day the faults left it. With an exchange fee (`cfg.dayahead.exchange_fee`) every
+MG's check and deviation price it, each member pays it on its cleared Wh, and the make-whole is paid from the fund
+it fills (uplift_fund.py: `cfg.uplift_fund` carried over, `cfg.uplift_fund_cap`), posted through the venue's fund
+account (`pay_fund`) instead of the payers' charges; the summary then carries the fees and the fund. Deterministic: same inputs, same result.
 Assumes the scenario's profiles are the forecasts. Never reads clocks or I/O beyond the venue it is given.
 """
 
