@@ -80,7 +80,11 @@ def fee_ledger(
     exchange fee `fee` and the fund's cap `cap`; `accounts` (name, key, chain rules) the MGs' anonyms;
     `max_spread` the chain's `uplift_max_spread` (its bound on a gain where the DSO priced no cover)."""
     authority = Keypair.from_seed(hashlib.sha256(b"edge-fee/authority").digest())
+    # the DSO sanctions the sessions that take the fee by their opener (review26 R26-1: genesis fee_coordinators,
+    # where the ledger has them): the edges' coordinator, the lowest member key
+    named = {"fee_coordinators": (min(key.public for _, key, _ in accounts),)}
     genesis = Genesis(
+        **(named if fee and "fee_coordinators" in Genesis.__dataclass_fields__ else {}),  # type: ignore[arg-type]
         chain="mgmc-fee", time=0, authorities=(authority.public,),
         accounts=(Account(authority.public, ("mgmc",)),
                   *(Account(key.public, ("anonym",), name, rules=rules) for name, key, rules in accounts)),
@@ -118,7 +122,7 @@ def test_the_session_is_allocates_with_the_chains_fee_to_the_nano_and_the_wh(
     ledger, keys_ = free_chain(tmp_path, scenario, TICK)
     outcomes = run_session(ledger, keys_, scenario, config=VALUE, timeout_s=5.0)
     assert against_unrestarted(outcomes, scenario, with_fee()) == (0, 0)
-    assert {o.stop for o in outcomes.values()} == {"value"}
+    assert {o.stop for o in outcomes.values()} == {"value"} and {o.fee for o in outcomes.values()} == {TICK}
     # the fee moved the day: without it the same agents would have ended elsewhere
     _, plain, _ = simulated(scenario, VALUE)
     assert next(iter(outcomes.values())).prices != tuple(plain["prices"])

@@ -424,5 +424,5 @@ class DayAheadAgent:
             assert priced is not None  # a member of the completed session
             positions = tuple(priced["positions"])
         return SessionOutcome(
-            self.session, completed, reason, self.is_coordinator, stepped, stop, prices, positions
+            self.session, completed, reason, self.is_coordinator, stepped, stop, prices, positions, self.fee
         )

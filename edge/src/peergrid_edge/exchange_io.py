@@ -63,6 +63,7 @@ class SessionOutcome:
     stop: str  # "kwh", "value", "cap", or "" when it failed
     prices: tuple[int, ...]  # the chain's prices when it ended (nano-currency per kWh)
     positions: tuple[int, ...]  # this MG's last stepped positions (Wh, + sell); its last posted on a failure
+    fee: int = 0  # the session's exchange fee as its record holds it (nano per kWh per side; 0: none)
 
 
 class SessionFailed(Exception):
