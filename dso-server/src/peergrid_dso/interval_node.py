@@ -65,16 +65,15 @@ def build_feeder(settings: LoopSettings) -> Any:
         if settings.case == "case33bw":
             from peergrid_dso.feeder.cases import case33bw
 
-            feeder = case33bw()
+            feeder = case33bw()  # its ties are its own: `ties` is for a MATPOWER case, as before
         else:
+            from peergrid_dso.feeder.cases import load_ties
             from peergrid_dso.feeder.matpower import load_matpower
 
             feeder = load_matpower(settings.case)
-        if settings.ties is not None:
-            from peergrid_dso.feeder.cases import load_ties
-
-            key = "loop.ties"
-            feeder = load_ties(feeder, settings.ties)
+            if settings.ties is not None:
+                key = "loop.ties"
+                feeder = load_ties(feeder, settings.ties)
         key = "loop.mgs"
         return feeder.with_mg_buses(buses) if buses else feeder
     except FeederDataError as exc:
