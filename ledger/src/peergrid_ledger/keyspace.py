@@ -24,8 +24,12 @@ ROLES = frozenset({ROLE_DSO, ROLE_AUTHORITY, ROLE_MGMC, ROLE_ANONYM, ROLE_CLOCK}
 PARTICIPANT_ROLES = frozenset({ROLE_MGMC, ROLE_ANONYM})
 
 AUTHSET = b"gov/authset"
-# the exchange fee in force ({fee, fund_cap}: `market.fee`, contracts/market_fee.py); absent: the genesis'
+# the exchange fee in force ({fee, fund_cap} and, with a fee, `coordinators`: `market.fee`,
+# contracts/market_fee.py); absent: the genesis'
 MARKET_FEE = b"upl/fee"
+# the part of the uplift fund's balance no refund returns: make-whole owed but not paid (a day left unfunded, a
+# defaulted payee's credit), kept for later sessions' payouts (contracts/uplift_fund.py); absent: 0
+UPLIFT_RESERVE = b"upl/reserve"
 # the uplift fund's account id (its balance at `balance(UPLIFT_FUND)`): a hash, not a key anybody holds the
 # secret of, and no `acct/` record, so no transaction is ever signed by it; only the uplift contract debits it
 UPLIFT_FUND = hashlib.sha256(b"peergrid/uplift/fund").digest()
