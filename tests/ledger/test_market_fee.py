@@ -58,7 +58,7 @@ def test_the_genesis_fee_and_cap_are_bounded_and_encoded_only_when_set() -> None
     doc = plain.to_json()
     assert Genesis.from_json({**doc, "params": {**doc["params"], "exchange_fee": 0}}).hash == plain.hash
     with pytest.raises(
-        GenesisError, match="params.exchange_fee: expected 0 to 10000000"
+        GenesisError, match=r"params\.exchange_fee: expected 0 to 10000000"
     ):  # as a node loads it
         Genesis.from_json({**doc, "params": {**doc["params"], "exchange_fee": 10**7 + 1}})
 
@@ -76,13 +76,22 @@ def test_the_cli_writes_the_fee_and_cap_only_when_asked(
     uplift = ["--contract", "exchange", "--contract", "uplift", "--uplift-max-spread", "250"]
     status, old, _ = run(capsys, *base, *uplift)
     assert status == 0 and not {"exchange_fee", "uplift_fund_cap"} & set(json.loads(old)["params"])
-    status, out, _ = run(capsys, *base, *uplift, "--exchange-fee", "1000000", "--uplift-fund-cap", "40000")
-    params = Genesis.from_json(json.loads(out)).params
-    assert status == 0 and (params.exchange_fee, params.uplift_fund_cap) == (1_000_000, 40_000)
+    named = ["--account", "ab" * 32 + ":anonym", "--fee-coordinator", "ab" * 32]
+    fee = ["--exchange-fee", "1000000", "--uplift-fund-cap", "40000"]
+    status, out, _ = run(capsys, *base, *uplift, *fee, *named)
+    genesis = Genesis.from_json(json.loads(out))
+    assert status == 0 and (genesis.params.exchange_fee, genesis.params.uplift_fund_cap) == (
+        1_000_000,
+        40_000,
+    )
+    assert genesis.fee_coordinators == (bytes.fromhex("ab" * 32),)
     for argv, words in (
-        ([*base, "--exchange-fee", "1000000"], "needs the exchange and uplift contracts"),
-        ([*base, *uplift, "--exchange-fee", str(10**7 + 1)], "params.exchange_fee: expected 0 to"),
+        ([*base, "--exchange-fee", "1000000", *named], "needs the exchange and uplift contracts"),
+        ([*base, *uplift, "--exchange-fee", str(10**7 + 1), *named], "params.exchange_fee: expected 0 to"),
         ([*base, *uplift, "--uplift-fund-cap", "5"], "uplift_fund_cap: only with exchange_fee > 0"),
+        ([*base, *uplift, *fee], "fee_coordinators: params.exchange_fee needs 1 to 16 keys"),
+        ([*base, *uplift, *fee, "--fee-coordinator", "ab" * 32], "each is the key of one of the genesis'"),
+        ([*base, *uplift, *named], "fee_coordinators: only with params.exchange_fee > 0"),
     ):
         status, _, err = run(capsys, *argv)
         assert status == 2 and err.count("\n") == 1 and words in err, err
@@ -90,7 +99,7 @@ def test_the_cli_writes_the_fee_and_cap_only_when_asked(
 
 def test_market_fee_is_the_dsos_and_refused_naming_why() -> None:
     chain, clock = fee_chain(fee=0)
-    body = {"fee": 750_000, "fund_cap": 20_000}
+    body = {"fee": 750_000, "fund_cap": 20_000, "coordinators": [P1.public]}
     for who in (P1, Keys.stranger, Keys.authority):
         result = clock.send(who, body, "market.fee")
         assert reason(result) is Reason.FORBIDDEN and "needs one of the roles ['dso']" in str(result)
@@ -101,6 +110,8 @@ def test_market_fee_is_the_dsos_and_refused_naming_why() -> None:
         {**body, "fee": "750000"},
         {"fee": 750_000},
         {**body, "extra": 1},
+        {**body, "coordinators": [b"\x01" * 31]},
+        {**body, "coordinators": [P1.public] * 17},
     ):
         assert reason(clock.send(Keys.dso, bad, "market.fee")) is Reason.MALFORMED, bad
     assert chain.state.get(b"upl/fee") is None
@@ -108,7 +119,8 @@ def test_market_fee_is_the_dsos_and_refused_naming_why() -> None:
     result = ok(clock.send(Keys.dso, body, "market.fee"))
     assert result.events == (("market_fee", body),)
     assert market_fee.fee_in_force(chain.state, chain.genesis.params) == (750_000, 20_000)
-    ok(clock.send(Keys.dso, {"fee": 10**7, "fund_cap": 10**15}, "market.fee"))  # the bounds themselves
+    bounds = {"fee": 10**7, "fund_cap": 10**15, "coordinators": [P1.public]}
+    ok(clock.send(Keys.dso, bounds, "market.fee"))  # the bounds themselves
 
 
 def test_market_fee_is_no_kind_on_a_chain_without_the_uplift_contract() -> None:
@@ -122,7 +134,7 @@ def test_a_session_takes_the_fee_in_force_at_its_open_and_keeps_it() -> None:
     for one already open (its members priced their answers with the old figure)."""
     chain, clock = fee_chain(fee=TICK_FEE, cap=7_000)
     open_session(clock, "day-1", 100)
-    ok(clock.send(Keys.dso, {"fee": 2_000_000, "fund_cap": 0}, "market.fee"))
+    ok(clock.send(Keys.dso, {"fee": 2_000_000, "fund_cap": 0, "coordinators": [P1.public]}, "market.fee"))
     open_session(clock, "day-2", 200)
     first, second = (exchange_state.session(chain.state, n) for n in ("day-1", "day-2"))
     assert first is not None and (first["fee"], first["fund_cap"]) == (TICK_FEE, 7_000)
@@ -136,7 +148,7 @@ def test_a_session_takes_the_fee_in_force_at_its_open_and_keeps_it() -> None:
 def test_a_fee_posted_during_a_session_does_not_change_what_it_collects() -> None:
     chain, clock = fee_chain(fee=TICK_FEE, cap=10**6)
     open_session(clock, "day-1", 100)  # opened at one tick
-    ok(clock.send(Keys.dso, {"fee": 3_000_000, "fund_cap": 0}, "market.fee"))
+    ok(clock.send(Keys.dso, {"fee": 3_000_000, "fund_cap": 0, "coordinators": [P1.public]}, "market.fee"))
     claim_and_deliver(chain, clock, "day-1", 100)
     first = settle(chain, clock, "day-1")[0].events[0][1]
     assert (first["collected"], first["refunded"], fund(chain)) == (6_000, 0, 6_000)  # 1 x 6000 Wh, cap 10^6

@@ -83,7 +83,9 @@ def test_fee_funded_settles_conserve_money_and_pay_by_the_rule(
             check_settle(chain, result.events, done, session_fee, session_cap, day, fund_before, held_before)
         if day["new_fee"] is not None:
             session_fee, session_cap = day["new_fee"]
-            ok(clock.send(Keys.dso, {"fee": session_fee, "fund_cap": session_cap}, "market.fee"))
+            session_cap = session_cap if session_fee else 0  # a cap without a fee is refused (R26-7)
+            named = {"coordinators": [P1.public]} if session_fee else {}
+            ok(clock.send(Keys.dso, {"fee": session_fee, "fund_cap": session_cap, **named}, "market.fee"))
         assert not clock.send(P2, {"session": name}, "uplift.settle").ok  # once
     assert total(chain) == money
 
@@ -119,7 +121,15 @@ def check_settle(
     back_in = sum(
         e["amount"] for kind, e in events[start:] if kind == "owed_paid" and e["creditor"] == UPLIFT_FUND
     )
-    assert refunded == min(max(0, fund(chain) + refunded - back_in - cap), sum(full.values()))
+    # the reserve: drawn only once the unreserved balance paid what it could, then what was owed and not
+    # paid (the unfunded day's owed, the withheld credits) is added, as far as the fund holds it; never refunded
+    reserve_before, reserve = done.get("reserve_before", 0), done.get("reserve_after", 0)
+    met = fund(chain) + refunded - back_in  # the fund after the payout
+    drawn = max(0, sum(credits.values()) - (fund_before + sum(paid_in.values()) - reserve_before))
+    unpaid = done["owed"] - sum(credits.values())
+    assert reserve == reserve_before - drawn + min(unpaid, met - (reserve_before - drawn))
+    assert 0 <= reserve <= fund(chain)
+    assert refunded == min(max(0, met - reserve - cap), sum(full.values()))
     # the fund and what is owed to it moved by exactly the fees less the payout and the refunds
     assert (
         fund(chain) + owed_to_fund(chain)

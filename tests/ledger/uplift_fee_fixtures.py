@@ -40,9 +40,12 @@ def fee_chain(
     cap: int = 0,
     balance: int | dict[bytes, int] = BALANCE,
     credit: int = 0,
+    coordinators: tuple[bytes, ...] = (P1.public,),
 ) -> tuple[LocalChain, Clock]:
-    """A settle_by_both chain with the exchange, uplift, market and payments contracts, genesis `exchange_fee` = `fee` and
-    `uplift_fund_cap` = `cap`; every member's max_quantity rule 1,000,000 Wh (so its gain is bounded)."""
+    """A settle_by_both chain with the exchange, uplift, market and payments contracts, genesis `exchange_fee` = `fee`,
+    `uplift_fund_cap` = `cap` and (with a fee) `fee_coordinators` = `coordinators` (the DSO, which opens
+    `open_session`'s sessions, is sanctioned anyway); every member's max_quantity rule 1,000,000 Wh (so its
+    gain is bounded)."""
     rules = {**market.NO_RULES, "max_quantity": 1_000_000}
     balances = balance if isinstance(balance, dict) else dict.fromkeys(KEYS, balance)
     accounts = (
@@ -63,7 +66,10 @@ def fee_chain(
         uplift_fund_cap=cap,
     )
     genesis = make_genesis(
-        accounts=accounts, params=params, contracts=("market", "exchange", "uplift", "payments")
+        accounts=accounts,
+        params=params,
+        contracts=("market", "exchange", "uplift", "payments"),
+        fee_coordinators=coordinators if fee else (),
     )
     chain = LocalChain(genesis, Keys.authority)
     return chain, Clock(chain)

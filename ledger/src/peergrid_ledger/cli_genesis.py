@@ -35,6 +35,7 @@ def cmd_genesis(args: argparse.Namespace) -> int:
         authorities=tuple(public_key(t) for t in args.authority),
         accounts=tuple(accounts.values()),
         contracts=tuple(args.contract) if args.contract else ("auction", "market"),
+        fee_coordinators=tuple(public_key(t) for t in args.fee_coordinator),
         # through from_value, so a negative limit is refused here rather than written into a genesis file
         params=Params.from_value(
             Params(
@@ -194,6 +195,15 @@ def add_genesis_parser(sub: Any) -> None:
         default=0,
         help="with --exchange-fee: the most the uplift fund keeps after a session's payout, micro-units; the rest"
         " goes back to that session's fee payers (genesis uplift_fund_cap; default 0: nothing carried over)",
+    )
+    p.add_argument(
+        "--fee-coordinator",
+        action="append",
+        default=[],
+        help="with --exchange-fee, at least once (at most 16): a key (hex or key file) whose exchange sessions take"
+        " the fee and so may draw on the uplift fund - the edges' day-ahead coordinator is its session's lowest"
+        " member key; also give it with --account (genesis fee_coordinators; any other opener's session opens"
+        " at fee 0)",
     )
     p.add_argument(
         "--settle-by-both",

@@ -3,6 +3,9 @@
 Promises: a `Genesis` has one canonical encoding and hash (`digest("genesis", chain, bytes)`); `initial_writes`
 is the state before block 1; JSON (`to_json`/`from_json`) is for people and tools and maps one-to-one onto the
 canonical form (byte strings as hex). Validation errors raise `GenesisError` with one line. Pure; no I/O.
+`fee_coordinators` (with `params.exchange_fee` > 0 only, then required): the keys whose exchange sessions take the
+genesis fee and so may draw on the uplift fund (`contracts/market_fee.sanctioned`) until the DSO posts a
+`market.fee`; encoded only when named, so every genesis without a fee keeps its bytes and hash.
 Contracts are named here and resolved to modules shipped with this package; code never comes from the chain.
 """
 
@@ -16,6 +19,7 @@ from . import keyspace as ks
 from .codec import DecodeError, EncodeError, decode, encode
 from .contracts import CONTRACTS
 from .contracts.market import RULES_SHAPE
+from .contracts.market_fee import MAX_COORDINATORS
 from .genesis_params import LATE_PARAMS, GenesisError, Params
 from .hashing import GENESIS, digest
 from .results import RuleError
@@ -45,6 +49,8 @@ class Genesis:
     accounts: tuple[Account, ...] = ()
     contracts: tuple[str, ...] = ("market", "auction")
     params: Params = field(default_factory=Params)
+    # the openers whose sessions the genesis' exchange fee reaches (module contract); () without a fee
+    fee_coordinators: tuple[bytes, ...] = ()
 
     def __post_init__(self) -> None:
         if not self.chain or len(self.chain) > 64:
@@ -88,6 +94,7 @@ class Genesis:
         if self.params.exchange_fee and not {"exchange", "uplift"} <= set(self.contracts):
             # the fee is charged by the uplift contract on exchange sessions: elsewhere nothing would collect it
             raise GenesisError("params.exchange_fee: needs the exchange and uplift contracts")
+        self._check_fee_coordinators(seen)
         unknown = sorted(set(self.contracts) - set(CONTRACTS))
         if unknown:
             raise GenesisError(f"contracts: unknown contract modules {unknown}")
@@ -96,8 +103,28 @@ class Genesis:
         except EncodeError as exc:
             raise GenesisError(f"genesis: a value has no canonical encoding ({exc})") from None
 
+    def _check_fee_coordinators(self, accounts: set[bytes]) -> None:
+        """A fee needs 1 … MAX_COORDINATORS distinct account keys to open the sessions it reaches; none
+        without one (review26 R26-1: a fee any key's session took let a sham session drain the fund)."""
+        named = self.fee_coordinators
+        if not self.params.exchange_fee:
+            if named:
+                raise GenesisError("fee_coordinators: only with params.exchange_fee > 0")
+            return
+        if not 1 <= len(named) <= MAX_COORDINATORS:
+            raise GenesisError(
+                f"fee_coordinators: params.exchange_fee needs 1 to {MAX_COORDINATORS} keys whose sessions "
+                "take the fee (an edge's day-ahead coordinator is its session's lowest member key)"
+            )
+        if len(set(named)) != len(named):
+            raise GenesisError("fee_coordinators: duplicate key")
+        for key in named:
+            if type(key) is not bytes or key not in accounts:
+                raise GenesisError("fee_coordinators: each is the key of one of the genesis' accounts")
+
     # -- canonical form
     def to_value(self) -> dict[str, Any]:
+        named = {"fee_coordinators": sorted(self.fee_coordinators)} if self.fee_coordinators else {}
         return {
             "accounts": [
                 {
@@ -113,6 +140,7 @@ class Genesis:
             "authorities": list(self.authorities),
             "chain": self.chain,
             "contracts": sorted(self.contracts),
+            **named,
             "params": self.params.to_value(),
             "time": self.time,
         }
@@ -149,6 +177,7 @@ class Genesis:
                 accounts=accounts,
                 contracts=tuple(value["contracts"]),
                 params=Params.from_value(value["params"]),
+                fee_coordinators=tuple(value.get("fee_coordinators", ())),
             )
         except (KeyError, TypeError) as exc:
             raise GenesisError(f"genesis: malformed ({exc})") from None
@@ -168,6 +197,8 @@ class Genesis:
     def to_json(self) -> dict[str, Any]:
         value = self.to_value()
         value["authorities"] = [k.hex() for k in self.authorities]
+        if self.fee_coordinators:
+            value["fee_coordinators"] = [k.hex() for k in sorted(self.fee_coordinators)]
         for acct in value["accounts"]:
             acct["key"] = acct["key"].hex()
         return value
@@ -177,6 +208,8 @@ class Genesis:
         try:
             doc = dict(doc)
             doc["authorities"] = [bytes.fromhex(k) for k in doc["authorities"]]
+            if "fee_coordinators" in doc:
+                doc["fee_coordinators"] = [bytes.fromhex(k) for k in doc["fee_coordinators"]]
             accounts = []
             for acct in doc.get("accounts", []):
                 acct = {"authorised": True, "balance": 0, "label": "", "rules": None, **acct}

@@ -10,9 +10,11 @@ the genesis names each MGMC's anonym); 1..672 opening prices; a
 `accept_rounds` 2. The sender becomes the coordinator; the session's record, members, prices, running sums
 and each member's empty post are written, a clean session's book by `exchange_clean.open_book`. The exchange
 fee in force (`market_fee.fee_in_force`: the DSO's latest `market.fee`, else the genesis') is copied into the
-record as `fee` (nano-currency per kWh per side) and `fund_cap` (micro-units) when the fee is above 0, so the
-members, the clear and the uplift read one figure, fixed at the open; a fee of 0 writes neither (the record's
-bytes as before the fee). Pure; no I/O.
+record as `fee` (nano-currency per kWh per side) and `fund_cap` (micro-units) when the fee is above 0 and the
+opener is sanctioned (`market_fee.sanctioned`: a coordinator the DSO named, or the DSO), so the members, the
+clear and the uplift read one figure, fixed at the open; a fee of 0, or an opener the DSO did not name, writes
+neither (the record's bytes as before the fee: the session funds its make-whole by its payers' surplus and
+never draws on the uplift fund - review26 R26-1, a sham session opened by any key drained it). Pure; no I/O.
 """
 
 from __future__ import annotations
@@ -36,7 +38,7 @@ from .exchange_state import (
     session_key,
     sums_key,
 )
-from .market_fee import fee_in_force
+from .market_fee import fee_in_force, sanctioned
 from .market_state import require_anonym
 
 
@@ -105,7 +107,9 @@ def open_exchange(view: Overlay, tx: Tx, ctx: BlockContext, sender: ks.AccountRe
     if deadline is not None:  # absent without one, so that the sessions opened before it keep their bytes
         record["deadline"] = deadline
     fee, fund_cap = fee_in_force(view, ctx.genesis.params)
-    if fee:  # absent without one, so that a session without a fee keeps its bytes
+    # absent without one, so that a session without a fee keeps its bytes; only a session the DSO sanctioned
+    # (its opener named) takes the fee and so draws on the fund
+    if fee and sanctioned(view, ctx.genesis, tx.sender, sender.roles):
         record["fee"], record["fund_cap"] = fee, fund_cap
     record.update(clean_book.open_book(view, name, b, intervals))  # `clean` only on a clean session
     view.put_obj(session_key(name), record)

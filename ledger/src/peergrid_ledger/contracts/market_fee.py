@@ -4,18 +4,26 @@ Why: the day-ahead make-whole (`uplift`) was funded by the payers' own claimed s
 whole charge by claiming 0 (study M10 §3: if every payer does, 9 of the bench's 11 days go unfunded). A fee on
 every cleared Wh, paid into a fund the chain holds (`uplift_fund`), leaves no payer figure to misreport.
 
-  `market.fee` {fee, fund_cap} (the DSO only; on a chain with the uplift contract): `fee` nano-currency per kWh
-      per side of every day-ahead trade (0 … 10^7, i.e. up to 10 micro-units per Wh: one market tick, 1
-      micro-unit per Wh, is 10^6), `fund_cap` the most the uplift fund keeps after a session's payout
-      (micro-units, 0 … 10^15). Standing from the next `exchange.open` on: `exchange.open` copies the pair in
-      force into the session's record (`fee`, `fund_cap`; both absent when the fee is 0, so a session without
-      a fee keeps today's bytes), and the session's members, its clear and its uplift read that figure alone -
-      never one posted after the open (every member's answers and accept check were priced with it).
+  `market.fee` {fee, fund_cap[, coordinators]} (the DSO only; on a chain with the uplift contract): `fee`
+      nano-currency per kWh per side of every day-ahead trade (0 … 10^7, i.e. up to 10 micro-units per Wh: one
+      market tick, 1 micro-unit per Wh, is 10^6), `fund_cap` the most the uplift fund keeps after a session's
+      payout (micro-units, 0 … 10^15), `coordinators` (with a fee only, then required: 1 … 16 distinct known
+      keys) the openers whose sessions the DSO sanctions to draw on the fund. Standing from the next
+      `exchange.open` on: `exchange.open` copies the pair in force into the session's record (`fee`,
+      `fund_cap`; both absent when the fee is 0, so a session without a fee keeps today's bytes) only when its
+      opener is sanctioned (`sanctioned`: a listed coordinator, or the DSO); any other session opens at fee 0
+      and funds its make-whole by its payers' surplus as before (review26 R26-1: any authorised key could open
+      a sham session, clear it, claim a gain and take the fund every honest member filled). The session's
+      members, its clear and its uplift read the record's figure alone - never one posted after the open
+      (every member's answers and accept check were priced with it).
       Refused: a sender without the dso role (`forbidden`), a fee above 10^7 or a cap above 10^15 or a
-      missing or extra field (`malformed`, by the schema). Event `market_fee`.
-Until the DSO posts one, the genesis' `exchange_fee` and `uplift_fund_cap` stand (both 0 by default: no fee).
-Why the DSO: it posts the tariffs and capacities already and is the market's regulator; the MGMCs co-validate,
-so the change is public. Pure; no I/O.
+      missing or extra field (`malformed`, by the schema), a fee without coordinators, coordinators or a cap
+      above 0 without a fee, a coordinator named twice (`invalid`; as the genesis refuses them), a coordinator
+      no account holds (`not-found`). Event `market_fee`.
+Until the DSO posts one, the genesis' `exchange_fee`, `uplift_fund_cap` and `fee_coordinators` stand (0, 0 and
+none by default: no fee). The edges' day-ahead coordinator is the session's lowest member key (edge
+`dayahead_view`), so the DSO names it. Why the DSO: it posts the tariffs and capacities already and is the
+market's regulator; the MGMCs co-validate, so the change is public. Pure; no I/O.
 """
 
 from __future__ import annotations
@@ -23,9 +31,9 @@ from __future__ import annotations
 from typing import Any
 
 from .. import keyspace as ks
-from ..machine import BlockContext, KindSpec, require_role
-from ..results import Event
-from ..schema import Int, Map
+from ..machine import BlockContext, KindSpec, require, require_role
+from ..results import Event, Reason, RuleError
+from ..schema import KEY, Int, List, Map, OneOf
 from ..state import Overlay, StateReader, read_obj
 from ..tx import Tx
 
@@ -33,6 +41,9 @@ from ..tx import Tx
 MAX_FEE = 10**7
 MAX_FUND_CAP = 10**15  # micro-units, as payments.MAX_AMOUNT: far beyond any fund, well inside 64 bits
 NANO_PER_MICRO_KWH = 10**6  # fee (nano/kWh) x Wh / this = micro-units: 10^-9 x 10^-3 / 10^-6
+MAX_COORDINATORS = (
+    16  # one per group of MGs trading a day-ahead session on the chain: far more than a feeder has
+)
 
 
 def fee_in_force(state: StateReader, params: Any) -> tuple[int, int]:
@@ -41,6 +52,22 @@ def fee_in_force(state: StateReader, params: Any) -> tuple[int, int]:
     if posted is None:
         return int(params.exchange_fee), int(params.uplift_fund_cap)
     return int(posted["fee"]), int(posted["fund_cap"])
+
+
+def coordinators_in_force(state: StateReader, genesis: Any) -> tuple[bytes, ...]:
+    """The openers a session opened now must be for the fee in force to reach it: the DSO's latest
+    `market.fee`'s coordinators, else the genesis' `fee_coordinators` (none while the fee is 0)."""
+    posted = read_obj(state, ks.MARKET_FEE)
+    if posted is None:
+        return tuple(genesis.fee_coordinators)
+    return tuple(posted.get("coordinators", ()))
+
+
+def sanctioned(state: StateReader, genesis: Any, opener: bytes, roles: frozenset[str]) -> bool:
+    """Whether a session `opener` (its account's `roles`) opens now takes the fee in force and so may draw on
+    the uplift fund: a coordinator the DSO named (`coordinators_in_force`), or the DSO itself (it names them:
+    sanctioning its own open adds no power)."""
+    return ks.ROLE_DSO in roles or opener in coordinators_in_force(state, genesis)
 
 
 def session_fee(record: dict[str, Any]) -> int:
@@ -57,8 +84,29 @@ def fee_for(fee: int, wh: int) -> int:
 def set_fee(view: Overlay, tx: Tx, ctx: BlockContext, sender: ks.AccountRecord) -> list[Event]:
     require_role(sender, {ks.ROLE_DSO}, tx.kind)
     fee, cap = tx.body["fee"], tx.body["fund_cap"]
-    view.put_obj(ks.MARKET_FEE, {"fee": fee, "fund_cap": cap})
-    return [("market_fee", {"fee": fee, "fund_cap": cap})]
+    coordinators = tx.body.get("coordinators")
+    if not fee:  # as the genesis: without a fee there is no fund to cap and no session to sanction (R26-7)
+        require(cap == 0, Reason.INVALID, f"fund_cap {cap} without a fee: a cap only with a fee above 0")
+        require(coordinators is None, Reason.INVALID, "coordinators without a fee: name them only with a fee")
+        view.put_obj(ks.MARKET_FEE, {"fee": fee, "fund_cap": cap})
+        return [("market_fee", {"fee": fee, "fund_cap": cap})]
+    require(
+        bool(coordinators),
+        Reason.INVALID,
+        f"a fee needs coordinators: 1 to {MAX_COORDINATORS} keys whose sessions may draw on the uplift fund",
+    )
+    assert coordinators is not None
+    require(len(set(coordinators)) == len(coordinators), Reason.INVALID, "a coordinator appears twice")
+    for key in coordinators:
+        if view.get(ks.account(key)) is None:
+            raise RuleError(Reason.NOT_FOUND, f"coordinator {key.hex()[:16]}… is not a known account")
+    named = sorted(coordinators)
+    view.put_obj(ks.MARKET_FEE, {"fee": fee, "fund_cap": cap, "coordinators": named})
+    return [("market_fee", {"fee": fee, "fund_cap": cap, "coordinators": named})]
 
 
-KIND = KindSpec(Map({"fee": Int(0, MAX_FEE), "fund_cap": Int(0, MAX_FUND_CAP)}), set_fee)
+_FEE = {"fee": Int(0, MAX_FEE), "fund_cap": Int(0, MAX_FUND_CAP)}
+KIND = KindSpec(
+    OneOf((Map(_FEE), Map({**_FEE, "coordinators": List(KEY, MAX_COORDINATORS)}))),
+    set_fee,
+)

@@ -29,12 +29,13 @@ model), so each claims them, signed; the chain bounds what it can, applies the r
       cannot pay recorded as its debt to the payee first (`funds.record_debt`, the trade `uplift_ref`), so a
       drained payer holds up nobody. The outcome is kept (`outcome`); events `uplift_settled` and one
       `uplift_paid` per transfer (with `owed` where part of it became a debt).
-      A session opened with an exchange fee (its record's `fee` > 0: `market_fee`) is funded by the fee
-      instead (`uplift_fund`): every member with trades pays ceil(fee x its cleared Wh / 10^6) into the
-      chain's uplift fund, the owed are paid from the fund all-or-nothing, the fund above the session's
-      `fund_cap` is refunded to the fee payers; the claims' `surplus` is ignored there (taken, stored, not
-      read: an edge that does not read the fee yet still gets its gain claim in). Without a fee: as above,
-      byte for byte.
+      A session opened with an exchange fee (its record's `fee` > 0: `market_fee`; only a session its
+      opener was sanctioned for) is funded by the fee instead (`uplift_fund`): every member with trades
+      pays ceil(fee x its cleared Wh / 10^6) into the chain's uplift fund, the owed with cleared Wh are paid
+      from the fund all-or-nothing, what was owed and not paid is reserved for later make-whole, the fund
+      above the reserve and the session's `fund_cap` is refunded to the fee payers; the claims' `surplus` is
+      ignored there (taken, stored, not read: an edge that does not read the fee yet still gets its gain
+      claim in). Without a fee: as above, byte for byte.
   `market.fee` {fee, fund_cap} (the DSO only): the exchange fee and fund cap for sessions opened after it
       (`market_fee`; registered here, since only this contract collects the fee).
 `gain_bound`: deviating alone an MG trades some x_t at the closing price λ_t; doing that with the DSO instead
