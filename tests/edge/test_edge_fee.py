@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from test_edge_clean_dayahead import CLEAN, clean_day, stepped_books, venue_day
 from test_edge_dayahead_restart import against_unrestarted, dies_at, roles
 from test_edge_dayahead_rules import assert_allocates, rules_day
 from test_edge_dayahead_session import SESSION, free_day, run_session, simulated, trading_key
@@ -142,6 +143,39 @@ def test_a_rules_day_judges_the_owners_floors_and_caps_net_of_the_fee_as_allocat
     outcomes = run_session(ledger, keys_, scenario, config=VALUE, timeout_s=5.0)
     assert_allocates(outcomes, scenario, config, simulated(scenario, config))
     assert {o.iterations for o in outcomes.values()} == {37}  # steps (34 with the rules judged at fee 0)
+
+
+def test_a_clean_session_is_allocates_with_the_fee_in_both_books(tmp_path: Path) -> None:
+    # the four-MG clean day (a clean-only buyer, clean sellers deciding their switch once; the kWh stops, which
+    # on the edge are `allocate`'s on a phased day) at one tick per side: both books' closing prices to the nano,
+    # every member's general and clean positions to the Wh (the fee on both sides of its answers in both books;
+    # no margin-valued verdict on a clean session, as `Exchange`'s)
+    scenario = clean_day(4, 6)
+    ledger, keys_ = free_chain(tmp_path, scenario, TICK)
+    outcomes = run_session(ledger, keys_, scenario, config=CLEAN, timeout_s=5.0)
+    allocation, venue, record = venue_day(scenario, with_fee(CLEAN))
+    assert allocation.clean_positions
+    n = scenario.intervals
+    books = stepped_books(venue.chain.view, venue.exchange.session, venue.keys)
+    for name, outcome in outcomes.items():
+        assert outcome.completed and outcome.fee == TICK, (name, outcome.reason)
+        assert outcome.stop == allocation.stop and outcome.prices == record["prices"]
+        assert outcome.positions == books[name][:n]
+    ledger, _, state = reopened_fee(tmp_path, scenario)
+    try:
+        edge = exchange.session(state, SESSION)
+        assert edge is not None and edge["clean_prices"] == record["clean_prices"]
+        assert stepped_books(state, SESSION, keys_) == books
+    finally:
+        ledger.close()
+    plain, _, _ = venue_day(scenario, CLEAN)
+    assert plain.prices != allocation.prices  # the fee moved the day
+
+
+def reopened_fee(where: Path, scenario: Scenario) -> tuple[EdgeLedger, dict[str, Keypair], Any]:
+    """The fee chain as a fresh EdgeLedger on the same store holds it (what the agents left final)."""
+    ledger, keys_ = free_chain(where, scenario, TICK)
+    return ledger, keys_, ledger.state("mgmc")
 
 
 def test_a_member_restarted_from_its_checkpoint_resumes_with_the_same_fee(tmp_path: Path) -> None:
