@@ -297,3 +297,22 @@ def test_a_collection_or_a_balance_the_rule_does_not_give_is_said(tmp_path: Path
     more = {**done, "payments": [*done["payments"], [UPLIFT_FUND, members["mg2"].public, 1, 0]]}
     assert not day_balances(initial, items, [more], name)["match"]  # a refund the balances never got
     assert not day_balances(initial, items, [], name)["match"]  # the settle's moves left out
+
+
+def test_the_report_page_shows_the_fee_path_and_the_day_replay(tmp_path: Path) -> None:
+    from peergrid_sim.report_html import html
+
+    _fee_day(tmp_path)
+    section = uplift_section(tmp_path)
+    doc = {
+        "scenario": "ieee33.yaml", "intervals": [36], "interval_s": 6.0, "checks": {}, "prices_per_round": {},
+        "voltages": [], "mg_cost_p2p": {"mg1": 1.0}, "mg_cost_conventional": {"mg1": 2.0},
+        "welfare": {"p2p": -1.0, "conventional": -2.0, "central": None, "p2p_over_central": None}, "ledger": {},
+        "trades": [], "switch_operations": [], "pacing": [], "device_faults": None, "uplift": section,
+    }  # fmt: skip
+    page = html(doc)
+    refunds = section["sessions"][0]["refunds"]
+    assert "1.5 per Wh a side; collected mg1 0.003000, mg2 0.001800, mg3 0.001200 (as due: True)" in page
+    assert f"refunds mg1 {refunds['mg1'] / 1e6:.6f}, mg2 {refunds['mg2'] / 1e6:.6f}" in page
+    assert "fund 0.000000 -&gt; 0.001000" in page
+    assert "trades - fee - charge + credit + refund: True" in page

@@ -91,8 +91,17 @@ def html(report: dict[str, Any]) -> str:
         f"<tr><td>{h.escape(u['session'])}</td><td>{u['settled']}</td><td>{u.get('funded', '')}</td>"
         f"<td>{_micro(u.get('owed'))}</td><td>{_micro(u.get('surplus'))}</td><td>{_by_mg(u['claims'], 'gain')}</td>"
         f"<td>{_by_mg(u.get('credits', {}))}</td><td>{_by_mg(u.get('charges', {}))}</td>"
-        f"<td>{_by_mg(u.get('moved', {}))}</td><td>{u.get('balances_match', '')}</td></tr>"
+        f"<td>{_by_mg(u.get('moved', {}))}</td><td>{u.get('balances_match', '')}</td>"
+        f"<td>{_fee_path(u)}</td></tr>"
         for u in uplift.get("sessions", [])
+    )
+    day = uplift.get("day")
+    day_line = (
+        ""
+        if day is None
+        else (
+            f"Each MG's balance change over the chain = its trades - fee - charge + credit + refund: {day['match']}"
+        )
     )
     return f"""<!doctype html><html><head><meta charset="utf-8"><title>peergrid testbed report</title>
 <style>body{{font-family:sans-serif;margin:2em;max-width:1100px}}table{{border-collapse:collapse}}
@@ -108,8 +117,9 @@ td,th{{border:1px solid #ccc;padding:2px 6px;font-size:13px}}</style></head><bod
 <th>bound</th><th>P2P day</th><th>within</th><th>guard</th><th>DSO's part (dso_cost)</th><th>budget left</th></tr>{bound_rows}</table>
 <p>{h.escape("; ".join((report.get("rationality") or {}).get("errors", [])))}</p>
 <h2>Day-ahead make-whole (uplift, currency)</h2><table><tr><th>session</th><th>settled</th><th>funded</th><th>owed</th>
-<th>payers' surplus</th><th>gains claimed</th><th>credits</th><th>charges</th><th>balances moved</th><th>as recorded</th></tr>
-{uplift_rows}</table><p>{h.escape(str(uplift.get("error", "")))}</p>
+<th>payers' surplus</th><th>gains claimed</th><th>credits</th><th>charges</th><th>balances moved</th><th>as recorded</th>
+<th>exchange fee: collected, refunds, fund</th></tr>
+{uplift_rows}</table><p>{h.escape(day_line)} {h.escape(str(uplift.get("error", "")))}</p>
 <h2>Prices per bargaining round</h2>{lines(price_series, "round (all intervals)", "price / kWh")}
 <h2>Voltage profiles</h2>{lines(volt, "bus", "voltage (pu)")}
 <h2>Block times (ms, MGMC chain)</h2>{lines({"block gap": list(enumerate(chains.get("mgmc", {}).get("block_times_series", [])))}, "block", "ms")}
@@ -124,6 +134,18 @@ td,th{{border:1px solid #ccc;padding:2px 6px;font-size:13px}}</style></head><bod
 <h2>Device faults</h2><pre>{h.escape(json.dumps(report["device_faults"], indent=1))}</pre>
 <h2>Trades</h2><table><tr><th>interval</th><th>seller</th><th>buyer</th><th>kWh</th><th>price</th></tr>{rows}</table>
 </body></html>"""
+
+
+def _fee_path(session: dict[str, Any]) -> str:
+    """A fee session's collection, refunds and fund (`report_fee.fee_figures`), escaped; '' without a fee."""
+    fee = session.get("fee_path")
+    if not fee:
+        return ""
+    refunds = _by_mg(session.get("refunds", {})) or "-"
+    return (
+        f"{fee['fee'] / 1e6:g} per Wh a side; collected {_by_mg(fee['collected'])} (as due: {fee['fees_match']}); "
+        f"refunds {refunds}; fund {_micro(fee['fund_before'])} {h.escape('->')} {_micro(fee['fund_after'])}"
+    )
 
 
 def _num(value: Any) -> str:
