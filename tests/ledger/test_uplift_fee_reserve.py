@@ -8,7 +8,9 @@ Every day here is test_uplift_fee's: fees 2500 / 500 / 2000 / 1000 at one tick (
 from __future__ import annotations
 
 import pytest
-from uplift_fee_fixtures import KEYS, P1, P2, P3, P4, fee_chain, fund, ready_session, settle
+from hypothesis import event, given, settings
+from hypothesis import strategies as st
+from uplift_fee_fixtures import KEYS, P1, P2, P3, P4, balances, fee_chain, fund, ready_session, settle
 
 from peergrid_ledger.contracts import uplift, uplift_fund
 
@@ -99,3 +101,36 @@ def test_a_withheld_credit_is_reserved_so_the_payers_refund_is_the_one_a_deliver
     assert paid["credits"] == [[P1.public, HONEST]] and withheld["withheld"] == [[P1.public, HONEST]]
     assert withheld["refunds"] == paid["refunds"] and sum(r for _, r in paid["refunds"]) == 6_000 - HONEST
     assert "reserve_after" not in paid and withheld["reserve_after"] == HONEST
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    fee=st.sampled_from([333_333, 750_000, 1_000_000, 2_000_000]),
+    cap=st.integers(0, 20_000),
+    owed=st.lists(st.sampled_from([0, 1_500, 2_600, 9_000, 20_000]), min_size=1, max_size=3),
+    void=st.integers(0, 2),
+    voider=st.sampled_from([P1.public, P2.public]),
+)
+def test_voiding_any_day_leaves_every_payer_where_paying_it_would_or_worse(
+    fee: int, cap: int, owed: list[int], void: int, voider: bytes
+) -> None:
+    """Property (every member solvent): over a run of days where P3 is honestly owed `owed[n]`, a payer that
+    voids day `void` with a gain no fund covers leaves every payer - itself included - with at most the
+    balance it has when every day is claimed honestly, at the end of every day after."""
+    void %= len(owed)
+    runs = []
+    for voided in (False, True):
+        chain, clock = fee_chain(fee=fee, cap=cap)
+        path = []
+        for n, gain in enumerate(owed):
+            gains = {P3.public: gain, **({voider: 10**7} if voided and n == void else {})}
+            ready_session(chain, clock, f"day-{n}", 100 + 10 * n, gains=gains)
+            settle(chain, clock, f"day-{n}")
+            path.append(balances(chain))
+            assert 0 <= uplift_fund.fund_reserve(chain.state) <= fund(chain)
+        runs.append(path)
+    honest, voided_path = runs
+    for n in range(void, len(owed)):
+        for payer in PAYERS:
+            assert voided_path[n][payer] <= honest[n][payer], (n, payer)
+    event(f"void day owed {owed[void] > 0}, later days {len(owed) - 1 - void}")
