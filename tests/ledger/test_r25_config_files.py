@@ -58,6 +58,30 @@ def test_a_key_given_twice_inside_a_section_or_a_flow_mapping_is_refused() -> No
         parse_yaml("devices:\n  - {name: b, port: 502, port: 503}\n")
 
 
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("on: 1\ntrue: 2\n", "key 'on' given twice, lines 1 and 2 ('true' on line 2: the same key to YAML)"),
+        (
+            "port: 1\n1: a\n0x1: b\n",
+            "key '1' given twice, lines 2 and 3 ('0x1' on line 3: the same key to YAML)",
+        ),
+        ("null: 1\n~: 2\n", "key 'null' given twice, lines 1 and 2 ('~' on line 2: the same key to YAML)"),
+        (
+            "{yes: 1, Yes: 2}\n",
+            "key 'yes' given twice, on line 1 ('Yes' the second time: the same key to YAML)",
+        ),
+        ("'a': 1\n\"a\": 2\n", "key 'a' given twice, lines 1 and 2"),
+    ],
+)
+def test_a_key_given_twice_is_named_as_the_file_writes_it(text: str, message: str) -> None:
+    # R27: the message named the key as YAML reads it ("key 'True' given twice" for `on:` then `true:`), a
+    # text the operator does not find in the file
+    with pytest.raises(YamlTextError) as caught:
+        parse_yaml(text)
+    assert str(caught.value) == message
+
+
 def test_equal_keys_in_different_mappings_and_merge_overrides_stay_yaml() -> None:
     text = "a: {x: 1}\nb: {x: 2}\nbase: &base {port: 502, unit_id: 1}\ndev:\n  <<: *base\n  port: 1502\n"
     assert parse_yaml(text) == {

@@ -86,21 +86,33 @@ class StrictYamlLoader(yaml.SafeLoader):
     Merge keys (`<<: *anchor`) stay YAML's: a key written beside the merge overrides the merged one."""
 
     def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
-        first_line: dict[Any, int] = {}
+        first: dict[Any, tuple[int, str]] = {}  # each key's first line and its text there
         for key_node, _ in node.value:
             if key_node.tag == "tag:yaml.org,2002:merge":
                 continue
             key = self.construct_object(key_node, deep=deep)
             line = key_node.start_mark.line + 1
+            written = _as_written(key_node, key)
             try:
-                seen = first_line.get(key)
+                seen = first.get(key)
             except TypeError:  # unhashable: SafeConstructor's own error says so
                 break
             if seen is not None:
-                where = f"on line {line}" if seen == line else f"lines {seen} and {line}"
-                raise DuplicateKeyError(None, None, f"key '{key}' given twice, {where}")
-            first_line[key] = line
+                seen_line, seen_written = seen
+                where = f"on line {line}" if seen_line == line else f"lines {seen_line} and {line}"
+                message = f"key '{seen_written}' given twice, {where}"
+                if written != seen_written:  # `on:` then `true:`, `1:` then `0x1:`: one key to YAML
+                    again = "the second time" if seen_line == line else f"on line {line}"
+                    message += f" ('{written}' {again}: the same key to YAML)"
+                raise DuplicateKeyError(None, None, message)
+            first[key] = (line, written)
         return super().construct_mapping(node, deep=deep)
+
+
+def _as_written(key_node: yaml.Node, key: Any) -> str:
+    """A key as the file writes it (`on`, `0x1`, `~`), not as YAML reads it (True, 1, None): the operator
+    searches the file for that text. A scalar's text (a quoted one without its quotes); anything else as read."""
+    return key_node.value if isinstance(key_node, yaml.ScalarNode) else str(key)
 
 
 def parse_yaml(text: str) -> Any:
