@@ -9,11 +9,13 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import plyvel
 import pytest
 
 from peergrid_edge import cli
 from peergrid_edge.daemon import EdgeDaemon
-from peergrid_edge.store import EdgeStore, StoreMissing
+from peergrid_edge.store import EdgeStore, StoreMissing, open_store
+from peergrid_ledger.settings import ConfigError
 
 
 def config(tmp_path: Path) -> Path:
@@ -142,3 +144,57 @@ def test_a_store_is_created_only_where_the_folder_is_missing_or_empty(tmp_path: 
     with pytest.raises(StoreMissing, match="there is no store here"):
         EdgeStore(tmp_path / "bare", create=False)
     assert os.listdir(tmp_path / "bare") == []
+
+
+def first_open_cut_off(path: Path, *, tries: int) -> list[str]:
+    """The folder a power cut in LevelDB's first open leaves: LOCK and the info log LOG (LOG.old too after a
+    second try), written before MANIFEST-000001 and CURRENT (built from a real first open, its store files
+    removed)."""
+    path.mkdir(parents=True)
+    for _ in range(tries):
+        plyvel.DB(str(path), create_if_missing=True).close()
+    for name in os.listdir(path):
+        if name not in ("LOCK", "LOG", "LOG.old"):
+            (path / name).unlink()
+    return sorted(os.listdir(path))
+
+
+@pytest.mark.parametrize("tries", [1, 2])
+def test_a_first_start_cut_off_before_the_store_was_made_starts_afresh_at_the_next(
+    tmp_path: Path, tries: int
+) -> None:
+    """R27-3: the folder holds no data, yet the daemon refused it at every start ("its CURRENT file is missing
+    beside 2 other files; a new store there would delete them") until someone moved it away by hand."""
+    path = tmp_path / "data" / "edge.db"
+    assert first_open_cut_off(path, tries=tries) == ["LOCK", "LOG", "LOG.old"][: tries + 1]
+    with pytest.raises(StoreMissing, match="there is no store here"):
+        EdgeStore(path, create=False)  # a reader still finds no store in it
+    store = open_store(path)
+    store.add_reading(7, b"leaf")
+    store.seal(7)
+    store.close()
+    assert (path / "CURRENT").exists()
+    assert contents(path) == ([], 1, 1)
+
+
+@pytest.mark.parametrize("kept", ["MANIFEST-", ".ldb", ".log"])
+def test_a_folder_with_a_manifest_a_table_or_a_log_beside_lock_and_log_is_still_refused(
+    tmp_path: Path, kept: str
+) -> None:
+    """Only LOCK, LOG and LOG.old make a folder fresh: one store file more, and it is a store whose CURRENT is
+    missing, left as it is (a new store there would delete that file as obsolete, review25 F1)."""
+    path = tmp_path / "data" / "edge.db"
+    store = EdgeStore(path)
+    for i in range(2000):
+        store.add_reading(7, b"reading-%06d" % i)
+    store.db.compact_range()  # a table file, beside the log the next reading goes to
+    store.add_reading(8, b"leaf-x")
+    store.close()
+    for name in os.listdir(path):
+        if name not in ("LOCK", "LOG", "LOG.old") and kept not in name:
+            (path / name).unlink()
+    files = {name: (path / name).read_bytes() for name in os.listdir(path)}
+    assert any(kept in name for name in files) and len(files) >= 3
+    with pytest.raises(ConfigError, match="its CURRENT file is missing beside"):
+        open_store(path)
+    assert {name: (path / name).read_bytes() for name in os.listdir(path)} == files

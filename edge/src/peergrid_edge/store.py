@@ -81,18 +81,25 @@ def open_store(path: Path) -> EdgeStore:
 
 
 class StoreMissing(plyvel.Error):  # type: ignore[misc]  # plyvel ships no types; callers catch its Error
-    """No store to open where one must exist: the folder is missing or empty (a reader's open), or its CURRENT
+    """No store to open where one must exist: the folder is missing or fresh (a reader's open), or its CURRENT
     file is missing while other files are there (a damaged store; LevelDB's own words would say that the folder
     "does not exist")."""
 
 
+# What LevelDB's first open writes before it makes the store (its info log, moved to LOG.old by the next try,
+# and the LOCK), then MANIFEST-000001 and CURRENT: a power cut in between leaves these and no data (R27-3)
+_BEFORE_A_STORE = frozenset({"LOCK", "LOG", "LOG.old"})
+
+
 def _fresh(path: Path) -> bool:
-    """A store may be created only where there is nothing: the folder does not exist or holds no file.
-    LevelDB asked to create a store whose CURRENT is missing writes a new manifest and deletes every table
-    and log file of the old one as obsolete (review25 F1: 2,000 readings and a queued commitment gone), so a
-    folder with anything in it is opened as an existing store, and a missing CURRENT is damage to report."""
+    """A store may be created only where there is no data: the folder does not exist, holds no file, or holds
+    only what a first open cut off before its MANIFEST left (`_BEFORE_A_STORE`), on which the daemon would
+    otherwise refuse to start for ever. LevelDB asked to create a store whose CURRENT is missing writes a new
+    manifest and deletes every table and log file of the old one as obsolete (review25 F1: 2,000 readings and a
+    queued commitment gone), so a folder with anything else in it (a MANIFEST-*, a table, a log) is opened as an
+    existing store, and a missing CURRENT is damage to report."""
     try:
-        return not any(path.iterdir())
+        return all(entry.name in _BEFORE_A_STORE for entry in path.iterdir())
     except FileNotFoundError:
         return True
 
@@ -100,7 +107,7 @@ def _fresh(path: Path) -> bool:
 class EdgeStore:
     def __init__(self, path: Path, *, create: bool = True) -> None:
         """Open the store at `path`; with `create` (the daemon) make a new one where the folder is missing or
-        empty, never over files already there. `create=False` (a reader such as `peergrid-edge prove`) opens
+        fresh (`_fresh`), never over a store's files. `create=False` (a reader such as `peergrid-edge prove`) opens
         only a store that exists. A store that cannot be opened raises plyvel's error, its files untouched."""
         make = create and _fresh(path)
         if make:
