@@ -3,8 +3,9 @@
 Promises: a `Keypair` signs 32-byte digests (from `hashing.digest`) and never exposes its seed through repr,
 str or logging; `verify` returns a bool and never raises for malformed keys or signatures; `seal` encrypts to
 an Ed25519 public key (converted to X25519) so that only the holder of the matching private key can `unseal`.
-Key files are written with mode 0600 (created that way, never chmod-ed after the fact), never overwritten,
-appear under their name whole or not at all, and are refused on read when group or others can read them.
+Key files are written with mode 0600 (created that way, never chmod-ed after the fact), never overwritten
+(but for one race on a file system with neither hard links nor RENAME_NOREPLACE: `write_keyfile`), appear
+under their name whole or not at all, and are refused on read when group or others can read them.
 Assumes PyNaCl/libsodium (which rejects non-canonical signatures and small-order keys).
 Must never log, print or send a private key.
 """
@@ -12,11 +13,18 @@ Must never log, print or send a private key.
 from __future__ import annotations
 
 import contextlib
+import ctypes
+import errno
+import functools
 import json
 import os
+import re
 import secrets
 import stat
+import sys
+from collections.abc import Callable
 from pathlib import Path
+from typing import cast
 
 import nacl.bindings
 import nacl.exceptions
@@ -93,14 +101,22 @@ def seal(recipient_public: bytes, plaintext: bytes) -> bytes:
 def write_keyfile(path: str | Path, keypair: Keypair) -> None:
     """Write `keypair` to a new file with mode 0600; refuses to overwrite an existing file.
 
-    The key goes to a temporary file beside the name (created 0600), is synced, and only then linked to the
-    name (a link, like O_EXCL, refuses a name that exists), so the name never holds a part of a key: a power cut
-    leaves no key file (a node makes a new one) or the whole one, never the empty file a crash between create
-    and write left, on which the node would crash-loop (R25 F7)."""
+    The key goes to a temporary file beside the name (created 0600), is synced, and only then given the name
+    by a hard link, which like O_EXCL refuses a name that exists, so the name never holds a part of a key: a
+    power cut leaves no key file (a node makes a new one) or the whole one, never the empty file a crash
+    between create and write left, on which the node would crash-loop (R25 F7). Where the file system has no
+    hard links (vfat/exFAT: a USB stick, the Pi's boot partition; some FUSE and SMB mounts; R27-2) the
+    temporary is renamed instead, as whole: with RENAME_NOREPLACE where Linux and the file system offer it
+    (vfat, exFAT, CIFS and FUSE do), else by a plain rename after checking that the name is free, which would
+    replace a key another writer put there in between: that needs two processes making the same key at one
+    instant (`keygen` racing a first start). A rename that fails says that the file system has no hard links.
+    A temporary a power cut left (`.<name>.<hex>.tmp`, a copy of a private seed) is removed by the next write
+    once the name exists (made by it, or found there): from then on no temporary can become the key."""
     path = Path(path)
     seed = bytes(keypair._signing)
     body = json.dumps({"type": KEYFILE_TYPE, "public": keypair.public.hex(), "seed": seed.hex()}) + "\n"
     if path.exists() or path.is_symlink():
+        _remove_temporaries(path)
         raise KeyFileError(f"{path}: already exists; refusing to overwrite a key")
     temporary = path.with_name(f".{path.name}.{secrets.token_hex(6)}.tmp")
     try:
@@ -112,15 +128,85 @@ def write_keyfile(path: str | Path, keypair: Keypair) -> None:
             handle.write(body)
             handle.flush()
             os.fsync(handle.fileno())
-        os.link(temporary, path)
-    except FileExistsError:
-        raise KeyFileError(f"{path}: already exists; refusing to overwrite a key") from None
+        _give_name(temporary, path)
     except OSError as exc:
+        # a name there now is another writer's key (which may have removed our temporary: ENOENT)
+        if isinstance(exc, FileExistsError) or path.exists() or path.is_symlink():
+            raise KeyFileError(f"{path}: already exists; refusing to overwrite a key") from None
         raise KeyFileError(f"{path}: cannot write: {exc.strerror}") from None
     finally:
         with contextlib.suppress(OSError):
             temporary.unlink()
     _sync_directory(path.parent)
+    _remove_temporaries(path)
+
+
+# link(2)'s answers where a file system has no hard links (vfat and exFAT: EPERM)
+_NO_HARD_LINKS = frozenset({errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.ENOSYS, errno.EXDEV})
+_AT_FDCWD = -100
+_RENAME_NOREPLACE = 1
+
+
+def _give_name(temporary: Path, path: Path) -> None:
+    """The synced `temporary` under `path`, whole; `FileExistsError` where the name is taken (see
+    `write_keyfile` for the one race a file system without hard links and RENAME_NOREPLACE leaves)."""
+    try:
+        os.link(temporary, path)
+        return
+    except OSError as exc:
+        if exc.errno not in _NO_HARD_LINKS:
+            raise
+        no_link = exc.strerror
+    try:
+        if not _rename_noreplace(temporary, path):
+            if path.exists() or path.is_symlink():
+                raise FileExistsError(errno.EEXIST, os.strerror(errno.EEXIST), str(path))
+            os.rename(temporary, path)
+    except FileExistsError:
+        raise
+    except OSError as exc:
+        said = f"{exc.strerror} (renaming it into place: this file system has no hard links, link said {no_link})"
+        raise OSError(exc.errno, said) from None
+
+
+def _rename_noreplace(source: Path, target: Path) -> bool:
+    """renameat2(RENAME_NOREPLACE) (Linux 3.15, glibc 2.28): `source` under `target` only if that name is
+    free, in one step. False where the C library or the file system has no such rename."""
+    renameat2 = _renameat2()
+    if renameat2 is None:
+        return False
+    if renameat2(_AT_FDCWD, os.fsencode(source), _AT_FDCWD, os.fsencode(target), _RENAME_NOREPLACE) == 0:
+        return True
+    code = ctypes.get_errno()
+    if code in (errno.EINVAL, errno.ENOSYS, errno.ENOTSUP, errno.EOPNOTSUPP):
+        return False
+    raise OSError(code, os.strerror(code), str(target))
+
+
+@functools.cache
+def _renameat2() -> Callable[..., int] | None:
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        function = ctypes.CDLL(None, use_errno=True).renameat2
+    except (OSError, AttributeError):
+        return None
+    function.argtypes = (ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_uint)
+    function.restype = ctypes.c_int
+    return cast(Callable[..., int], function)
+
+
+def _remove_temporaries(path: Path) -> None:
+    """Remove the temporaries of `path`'s key that writers cut off left (only once the name exists: a writer
+    still at work could not give its temporary the name any more, and fails as it would have)."""
+    pattern = re.compile(re.escape(f".{path.name}.") + r"[0-9a-f]{12}\.tmp")
+    try:
+        names = [entry.name for entry in os.scandir(path.parent) if pattern.fullmatch(entry.name)]
+    except OSError:
+        return
+    for name in names:
+        with contextlib.suppress(OSError):
+            (path.parent / name).unlink()
 
 
 def _sync_directory(directory: Path) -> None:
