@@ -176,14 +176,23 @@ class OwnRules:
                     # on the chain's integers: nano per kWh, the exchange fee taken off a sale, added to a
                     # purchase (the rule is net of it)
                     tick = market.micro_per_wh(price) * NANO_PER_MICRO_WH
-                    clear = (
-                        tick - self.exchange_fee
-                        >= market.micro_per_wh(rules.floor_price + self.fee_margin) * NANO_PER_MICRO_WH
-                        if side == "sell"
-                        else tick + self.exchange_fee
-                        <= market.micro_per_wh(rules.cap_price - self.fee_margin) * NANO_PER_MICRO_WH
-                    )
-                    change = self.fee_change(cell, forbidden, clear)
+                    if side == "sell":
+                        net = tick - self.exchange_fee
+                        crossed = net < market.micro_per_wh(rules.floor_price) * NANO_PER_MICRO_WH
+                        clear = (
+                            net
+                            >= market.micro_per_wh(rules.floor_price + self.fee_margin) * NANO_PER_MICRO_WH
+                        )
+                    else:
+                        net = tick + self.exchange_fee
+                        crossed = net > market.micro_per_wh(rules.cap_price) * NANO_PER_MICRO_WH
+                        clear = (
+                            net <= market.micro_per_wh(rules.cap_price - self.fee_margin) * NANO_PER_MICRO_WH
+                        )
+                    # taken back where the net price crosses the rule, as it is dropped (review26 R26-4: judged
+                    # on the gross price, a sale at a price in [floor, floor + fee) kept the fee dropped and
+                    # sold below the floor net); fee 0: `crossed` is `forbidden`'s price half, nothing moves
+                    change = self.fee_change(cell, forbidden or crossed, clear)
                     if change is not None:
                         (dropped if change else restored).append(cell)
                 elif cell not in self.banned and holds and forbidden:
@@ -205,10 +214,11 @@ class OwnRules:
         """The rule's fee (`rule_fees`) smooths the side's response where the price is near the rule; where
         the price found clears the rule (by `fee_margin`) it only distorts the MG's response (the fee is
         exact for its surplus, not for energy it would shift or produce at another cost), so it is dropped
-        there (True); if the price then crosses the rule, it comes back for good (False). Dropped at a price
-        within a few ticks of the rule, the MG's whole surplus came in at the rule, pushed the price back
-        across it and brought the fee back for good (about 300 of the 20-MG rules day's fees, each return
-        costing ADMM some 30 iterations): there the fee is what the rule is. None: no change."""
+        there (True); if the price (net of the exchange fee, `judge`) then crosses the rule, it comes back
+        for good (False). Dropped at a price within a few ticks of the rule, the MG's whole surplus came in
+        at the rule, pushed the price back across it and brought the fee back for good (about 300 of the
+        20-MG rules day's fees, each return costing ADMM some 30 iterations): there the fee is what the rule
+        is. None: no change."""
         if cell not in self.fee_off and not forbidden and clear and cell not in self.fee_back:
             return True
         if cell in self.fee_off and forbidden:
