@@ -264,21 +264,15 @@ class LabLane:
             self.running.wait(30)
 
 
-# The lead to the first interval (--lead-s; the testbed's default is 25 s) of a lab in a group with a lab lane:
-# the lane's runs and the fault lab, which start beside the lane's lab (the settle-by-both lab takes its own 4-s
-# lead since H4, tests/sim/conftest.py SETTLE_BY_BOTH_LEAD_S). A DSO node's
-# start-up is the part of a lab that is late under load, and it shares the cores with the other lab's start,
-# intervals or report (14 `peergrid-ledger verify` processes): 21 s beside the day-ahead lab's end, 27-30 s for
-# two labs started at once, at load 11-15 (other engineers' tests); alone at load 9-13, 16.6 s. Since T5 a
-# late node moves t0 later (closedloop_run.ClosedLoop.move_t0) instead of failing the lab (since T6 in a
-# settle-by-both lab too: its clock key posts the moved t0): the lead is what the quiet runs of record took. The day-ahead lab keeps its own 65 s.
+# The lead to the first interval (--lead-s; the testbed's default is 25 s) of the lab lane's runs, which start
+# beside another lab (the settle-by-both lab takes its own 4-s lead since H4, tests/sim/conftest.py
+# SETTLE_BY_BOTH_LEAD_S; the fault lab 20 s since T8, e479810). A DSO node's start-up is the part of a lab that is
+# late under load, and it shares the cores with the other lab's start, intervals or report (14 `peergrid-ledger
+# verify` processes): 21 s beside the day-ahead lab's end, 27-30 s for two labs started at once, at load 11-15
+# (other engineers' tests); alone at load 9-13, 16.6 s. Since T5 a late node moves t0 later
+# (closedloop_run.ClosedLoop.move_t0) instead of failing the lab (since T6 in a settle-by-both lab too: its clock
+# key posts the moved t0): the lead is what the quiet runs of record took. The day-ahead lab keeps its own 65 s.
 LANE_LEAD_S = 40.0
-
-
-@pytest.fixture(scope="session")
-def lab_lead_s() -> float:
-    """`LANE_LEAD_S`, for the labs of the system group that start beside the lab lane's runs."""
-    return LANE_LEAD_S
 
 
 def testbed_argv(
@@ -360,13 +354,13 @@ def lab_run(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFac
 # loadgroup, loadscope and load keep this order (`--loadscope-reorder` sorts only by group size, stably);
 # worksteal splits the list into contiguous halves and would not. A new test over ~10 s belongs in this list.
 RUN_FIRST = (
-    "tests/edge/test_rebargain_live.py",  # 49 + 15
-    "tests/consensus/test_replicas_over_mosquitto.py",  # 38
+    "tests/edge/test_rebargain_live.py",  # 43 + 13
     "tests/edge/test_edge_owner_rules.py",  # 33
     "tests/edge/test_edge_dayahead_rules.py",  # 29, 15, 13, 8, 8, 7
     "tests/ledger/test_ledger_crash.py",  # 23
     "tests/console/test_live_revocation.py",  # 20
     "tests/edge/test_crash.py",  # 17
+    "tests/consensus/test_replicas_over_mosquitto.py",  # 16
     "tests/edge/test_edge_clean_restart.py",  # 15, 4 x 14.5
     "tests/edge/test_edge_forward_rounds.py",  # 15, 12, 9, 9
     "tests/edge/test_edge_clean_dayahead.py",  # 14.5, 14.4, 14.3, 14.3, 10, 9, 7
