@@ -25,6 +25,10 @@ class BrokerSettings(BrokerTlsSettings):
     host: str = "127.0.0.1"
     port: int = Field(1883, ge=1, le=65535)
     keepalive_s: int = Field(30, ge=5)
+    # paho's reconnect back-off after a lost connection: 1 s, doubling up to this bound (s), so a broker back
+    # after an outage is found within it; below 1 s the broker's own restart is hammered, and above 10 min a
+    # daemon would sit islanded long after its broker returned. The lab sets its phase timeout (~2 s).
+    reconnect_max_s: float = Field(10.0, ge=1, le=600)
 
 
 class ControlSettings(StrictSettings):

@@ -3,7 +3,10 @@
 Promises: `publish_confirmed` returns True only after the broker acknowledged the QoS 1 message (PUBACK) and
 False when disconnected or on timeout — it never raises on network trouble; the caller keeps the message and
 tries again. Subscriptions survive reconnects (re-subscribed in `on_connect`). Message callbacks run on the
-event loop, never on paho's thread, and never after `stop()`. Assumes the broker may vanish at any time; paho reconnects with back-off.
+event loop, never on paho's thread, and never after `stop()`. Assumes the broker may vanish at any time; paho
+reconnects with back-off: `RECONNECT_MIN_S` after a lost connection, doubling up to `reconnect_max_s` (the
+config's `broker.reconnect_max_s`), so a broker back after an outage is found within that bound (T8: at the
+10 s hard-coded before, a lab MGMC rejoined 9.4 s after its cable came back).
 A payload above `max_payload` (the largest any of its handlers takes: the ledger's envelope bound, 8 MiB) is
 judged by its size before anything copies it: one arriving is dropped on paho's thread, never copied onto the
 loop (review21 F4: a 64 MiB publish reached a handler whole, +195 MiB), and one this daemon would publish is
@@ -27,6 +30,7 @@ from peergrid_ledger.consensus.transport import MAX_ENVELOPE_BYTES
 log = logging.getLogger("peergrid.edge.link")
 
 MessageHandler = Callable[[str, bytes], None]
+RECONNECT_MIN_S = 1.0  # paho's first wait after a lost connection (s); the bound is never below it
 
 
 class MqttLink:
@@ -38,14 +42,21 @@ class MqttLink:
         keepalive_s: int = 30,
         tls: tuple[str, str | None, str | None] | None = None,  # (ca, cert, key)
         max_payload: int = MAX_ENVELOPE_BYTES,
+        reconnect_max_s: float = 10.0,
     ) -> None:
+        if not RECONNECT_MIN_S <= reconnect_max_s < float("inf"):  # NaN fails too
+            raise ValueError(
+                f"reconnect_max_s {reconnect_max_s} is not a bound of at least {RECONNECT_MIN_S} s"
+            )
         self.host, self.port, self.keepalive_s = host, port, keepalive_s
+        self.reconnect_max_s = reconnect_max_s
         self.max_payload = max_payload
         self.client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id)
         if tls is not None:
             ca, cert, key = tls
             self.client.tls_set(ca_certs=ca, certfile=cert, keyfile=key)
-        self.client.reconnect_delay_set(min_delay=1, max_delay=10)
+        # paho annotates int seconds but only compares, doubles and sleeps them: a float bound works as given
+        self.client.reconnect_delay_set(min_delay=RECONNECT_MIN_S, max_delay=reconnect_max_s)  # type: ignore[arg-type]
         self.client.on_connect = self._on_connect
         self.client.on_disconnect = self._on_disconnect
         self.client.on_publish = self._on_publish
