@@ -157,7 +157,13 @@ def edge_config(
         "node_id": f"mgmc-{mg}",
         "mg": mg,
         "feeder": feeder,
-        "broker": {"host": broker[0], "port": broker[1], "keepalive_s": 5},
+        # back within a phase timeout of its broker (or its cable: test_faults' mg3) returning, not paho's 10 s
+        "broker": {
+            "host": broker[0],
+            "port": broker[1],
+            "keepalive_s": 5,
+            "reconnect_max_s": phase_timeout_s(timing.interval_s),
+        },
         "data_dir": str(data_dir),
         "health_period_s": poll_s,
         "metrics": edge_metrics_settings(),  # each lab edge's /metrics, on loopback (`lab_metrics`)
