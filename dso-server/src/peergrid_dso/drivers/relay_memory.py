@@ -1,4 +1,7 @@
-"""In-memory relays: the `RelayDriver` used when no Modbus relays are configured (and in unit tests)."""
+"""In-memory relays: the `RelayDriver` used when no Modbus relays are configured (and in unit tests).
+
+Names its relays (`branches`, a `switching.RelayInventory`): the executor reads every one before a plan, and a
+starting node or an operator can adopt what they report (`switching_adopt`)."""
 
 from __future__ import annotations
 
@@ -12,6 +15,9 @@ class InMemoryRelays:
     closed: dict[int, bool]
     locked: set[int] = field(default_factory=set)
     interlocked: set[int] = field(default_factory=set)
+
+    def branches(self) -> tuple[int, ...]:
+        return tuple(sorted(self.closed))
 
     def status(self, branch: int) -> RelayStatus:
         if branch not in self.closed:

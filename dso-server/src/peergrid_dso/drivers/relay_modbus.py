@@ -4,7 +4,8 @@ Promises: `ModbusRelayDriver` implements the switching executor's `RelayDriver`;
 connection, a connection reset or a TLS error mid-call, a Modbus exception such as 4 for
 locked-out/interlocked, a short reply) becomes `RelayError` with the reason, never a bare pymodbus or
 socket exception; a client whose call failed is closed, so the next call reconnects. The register map is
-data (`data/relay_map.yaml`).
+data (`data/relay_map.yaml`). It names its relays (`branches`, a `switching.RelayInventory`), so the executor
+reads every one before a plan and a node or an operator can adopt what they report (`switching_adopt`).
 Assumes the relays' endpoints are known (branch -> host, port, unit id). Each call has a timeout.
 """
 
@@ -47,6 +48,9 @@ class ModbusRelayDriver:
     timeout_s: float = 1.0
     relay_map: dict[str, dict[str, int]] = field(default_factory=load_relay_map)
     _clients: dict[tuple[str, int], Any] = field(default_factory=dict)
+
+    def branches(self) -> tuple[int, ...]:
+        return tuple(sorted(self.endpoints))
 
     def _client(self, branch: int) -> tuple[Any, RelayEndpoint]:
         from pymodbus.client import ModbusTcpClient

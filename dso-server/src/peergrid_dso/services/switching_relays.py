@@ -7,9 +7,9 @@ JSON, a shape `relay_tls.relay_endpoints` refuses, a branch the feeder does not 
 (leave `relays_file` out to run with relays in memory). `check_relays` builds what the node will build - the
 feeder (`interval_node.build_feeder`) and the relays - for `live.preflight` and `peergrid-dso check-config`,
 and returns the warnings: the feeder's branches without a relay, named in one line (a plan that switches one
-is refused at run time, "no relay configured for branch N"). `relay_driver` is the driver the node runs; it
-names its branches (`switching.RelayInventory`), so the executor reads every relay, not only the plan's,
-before a plan. Reads files; never writes one, never opens a connection.
+is refused at run time, "no relay configured for branch N"). `relay_driver` is the driver the node runs (Modbus, or in memory
+with one relay per branch); both name their branches (`switching.RelayInventory`), so the executor reads
+every relay, not only the plan's, before a plan. Reads files; never writes one, never opens a connection.
 """
 
 from __future__ import annotations
@@ -23,20 +23,6 @@ from peergrid_dso.drivers.relay_modbus import ModbusRelayDriver, RelayEndpoint
 from peergrid_dso.drivers.relay_tls import RelayTls, relay_endpoints
 from peergrid_dso.feeder.model import Feeder
 from peergrid_ledger.settings import ConfigError
-
-
-class ConfiguredRelays(ModbusRelayDriver):
-    """The Modbus relays of the relays file; names its branches for the executor's check before a plan."""
-
-    def branches(self) -> tuple[int, ...]:
-        return tuple(sorted(self.endpoints))
-
-
-class MemoryRelays(InMemoryRelays):
-    """Relays in memory (no relays file): one per feeder branch, named for the same check."""
-
-    def branches(self) -> tuple[int, ...]:
-        return tuple(sorted(self.closed))
 
 
 def load_relays(path: Path, tls: RelayTls | None, feeder: Feeder | None) -> dict[int, RelayEndpoint]:
@@ -69,8 +55,8 @@ def load_relays(path: Path, tls: RelayTls | None, feeder: Feeder | None) -> dict
 def relay_driver(path: Path | None, tls: RelayTls | None, feeder: Feeder | None) -> Any:
     if path is None:
         assert feeder is not None, "relays in memory need the feeder"
-        return MemoryRelays({b.number: b.closed for b in feeder.branches})
-    return ConfiguredRelays(load_relays(path, tls, feeder), timeout_s=1.0)
+        return InMemoryRelays({b.number: b.closed for b in feeder.branches})
+    return ModbusRelayDriver(load_relays(path, tls, feeder), timeout_s=1.0)
 
 
 def unrelayed(feeder: Feeder, endpoints: dict[int, RelayEndpoint]) -> tuple[int, ...]:
