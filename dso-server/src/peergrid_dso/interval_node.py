@@ -17,7 +17,9 @@ authority: the engine never votes with it, but its key holds the `dso` role ther
 market view reads and through which it reopens intervals; without it the MGMCs re-plan within their limits
 with their trades kept. Switching holds `lock`
 (shared with the console's operator actions: one writer per relay) from planning from the confirmed topology
-to read-back; the topology lives in `live.open_set`, which operators may change between intervals.
+to read-back; the topology lives in `live.open_set`, which operators may change between intervals. It starts
+from the positions the relays report where they can be adopted (`live.py`), recorded on the DSO chain
+(`start_records`) beside the enrolment, before the first interval.
 With `tariff_file` (and an MGMC chain that settles by both) it prices each MG's cover on the MGMC chain
 (`market.tariff`, a day ahead at a time, `tariff.CoverPricer`) beside the intervals, from the start.
 Its settings are `loop_settings`; submitting to its chains and the coordinated stop, `node_chains`; reopening
@@ -132,6 +134,7 @@ class DsoLoop:
     said: Throttled = field(default_factory=lambda: Throttled(log))  # retries' warnings, once per few s
     pricer: Any = None  # tariff.CoverPricer, with `tariff_file` (read at start: a bad file stops it there)
     capacity: Any = None  # tariff.CapacityPoster, where an MG of `mgs` names its `capacity_kw`
+    start_records: list[Any] = field(default_factory=list)  # switching_adopt: the start's adoption
 
     def __post_init__(self) -> None:
         s = self.settings
@@ -221,7 +224,7 @@ class DsoLoop:
         if self.capacity is not None:
             pricing.append(asyncio.create_task(self.capacity.run(stop)))
         try:
-            await self.enrol()
+            await asyncio.gather(self.enrol(), self.record_start())  # both before the first plan
             s = self.settings
             for t in range(s.first_interval, s.first_interval + s.intervals):
                 if stop.is_set():
@@ -235,6 +238,14 @@ class DsoLoop:
         finally:
             if pricing:
                 await cancel_until_done(pricing)
+
+    async def record_start(self) -> None:
+        """The relays' positions the node adopted at start, on the DSO chain (`switching_adopt`)."""
+        if self.start_records:
+            from peergrid_dso.services.switching_adopt import record_adoption
+
+            state = lambda: self.replica.app.state  # noqa: E731
+            await record_adoption(self.adapter, self.dso_key, self.start_records, state, self.changed)
 
     def switch(self, t: int, target: tuple[int, ...], planned_from: tuple[int, ...], injections: Any) -> Any:
         """Under the relays' lock: plan from the topology the relays confirmed now (operators may have moved

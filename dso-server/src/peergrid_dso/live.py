@@ -7,6 +7,10 @@ lock every writer holds (`LockedExecutor`), the interval planner and `interval_n
 serves until `stop`, cancels its tasks until each has ended (one cancel can be lost:
 `peergrid_ledger.consensus.shutdown`), then closes its stores (standalone: `interval_node.serve`). With `halt_file` set it reads
 the coordinated stop's heights every half second, as the MGMCs do, and its replicas finalise nothing above them.
+`assemble`, before anything runs, reads every relay and starts from the positions they report when all read, none
+is moving and they are radial, recorded on the DSO chain once the node runs (`switching_adopt`,
+`DsoLoop.start_records`); otherwise from the feeder's open set, with an alarm (logged, the executor's
+`alarms`, the console's) naming the relays that disagree or could not be read (`DsoNode.start`).
 `EmbeddedLoop(settings).start()` runs a `DsoNode` - the DSO-chain replica (an
 authority), the MGMC-chain replica (a non-voting follower, through which the loop reopens intervals for
 re-bargaining, and with a `disputes` section where it settles disputed trades: `dispute_node`) when configured, enrolment and the per-interval security check, adjustments and switching through the Modbus relays, writing `record_file` exactly as the
@@ -29,6 +33,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
@@ -123,6 +128,7 @@ class DsoNode:
     loop: Any  # interval_node.DsoLoop
     mgmc_recorder: Any = None  # ChainRecorder on the MGMC chain (gov.revoke goes there too), with mgmc_chain
     disputes: Any = None  # dispute_node.DisputeSettler, with mgmc_chain and a `disputes` section
+    start: Any = None  # services.switching_adopt.StartTopology: what the relays said at start
 
     @classmethod
     def assemble(cls, settings: Any, live: Any = None, lock: Any = None, client_id: str = "") -> DsoNode:
@@ -136,6 +142,12 @@ class DsoNode:
         from peergrid_dso.services.interval import IntervalPlanner
         from peergrid_dso.services.powerflow import net_injection_mw
         from peergrid_dso.services.switching import SwitchingExecutor, SwitchingService, check_state
+        from peergrid_dso.services.switching_adopt import (
+            adoption_id,
+            adoption_records,
+            start_topology,
+            summary,
+        )
 
         chains = [settings.dso_chain] + ([settings.mgmc_chain] if settings.mgmc_chain is not None else [])
         node_settings = NodeSettings(
@@ -157,7 +169,13 @@ class DsoNode:
         feeder = build_feeder(settings)
         if settings.vmin_pu is not None:
             feeder = replace(feeder, vmin_pu=settings.vmin_pu)
-        live = live if live is not None else LiveTopology(feeder.initially_open())
+        driver = relay_driver(settings, feeder)
+        start = start_topology(feeder, driver)  # the relays' positions, adopted when they can be (R27-1)
+        if start.alarm is not None:
+            log.error("%s", start.alarm)
+        elif start.adoption is not None:
+            log.info("relays at start: %s", summary(start.adoption))
+        live = live if live is not None else LiveTopology(start.open_set)
         lock = lock if lock is not None else threading.RLock()
         networked = NetworkedChain(adapter, replica.store)
         recorder = ChainRecorder(networked, dso_key)
@@ -178,18 +196,22 @@ class DsoNode:
             p, q = net_injection_mw(feeder, latest)
             return check_state(feeder, open_after, p, q, feeder.vmin_pu)
 
-        executor = SwitchingExecutor(
-            relay_driver(settings, feeder), recorder, timeout_s=3.0, step_check=step_check
-        )
+        executor = SwitchingExecutor(driver, recorder, timeout_s=3.0, step_check=step_check)
+        if start.alarm is not None:
+            executor.alarms.append(start.alarm)
+        records = []
+        if start.adoption is not None:  # recorded on the DSO chain once the node runs (`DsoLoop.run`)
+            plan_id = adoption_id(time.time(), "at start")
+            records = adoption_records(start.adoption, plan_id, settings.first_interval)
         switching = SwitchingService(LockedExecutor(executor, lock), auto=True)  # type: ignore[arg-type]
         planner = IntervalPlanner(
             feeder, tuple(live.open_set), settings.reconfigure_every,
             reconfigure_when_insecure=settings.reconfigure_when_insecure,
         )  # fmt: skip
         dso_loop = DsoLoop(settings, replica, adapter, changed, transport, recorder, switching, planner, dso_key,
-                           live, lock, mgmc=mgmc_adapter)  # fmt: skip
+                           live, lock, mgmc=mgmc_adapter, start_records=records)  # fmt: skip
         return cls(settings, node, transport, stores, replica, adapter, networked, feeder, recorder, switching,
-                   dso_loop, mgmc_recorder, disputes)  # fmt: skip
+                   dso_loop, mgmc_recorder, disputes, start)  # fmt: skip
 
     async def run(self, stop: asyncio.Event) -> None:
         self.node.attach_loop()

@@ -8,7 +8,9 @@ recorded or operated until an operator approves. Approval re-plans from the pres
 chain) and executes it with read-back and rollback (`SwitchingExecutor`); the result is recorded and the chain
 sealed, so every action is a final, provable block. A manual operation is first previewed and runs only with
 the one-time token of that preview, from the same user, within `CONFIRM_TTL_S`; one that would island load is
-refused (interlock). Every action ends with an `operator_action` record on the DSO chain naming the operator
+refused (interlock). An operator can adopt the positions the relays report as the DSO's open set (all read,
+none moving, radial, the open set the operator was shown): the way out of a refused plan or a ROLLBACK FAILED.
+Every action ends with an `operator_action` record on the DSO chain naming the operator
 and the transactions the action caused, sealed with them into one final block; enrolment records name the
 operator too. With a `ConsoleDb` the audit trail is also kept in the DSO's data directory across restarts.
 Callers check roles; this module trusts the user name it is given.
@@ -38,6 +40,13 @@ from peergrid_dso.services.switching import (
     SwitchingPlan,
     SwitchingPlanError,
     plan_switching,
+)
+from peergrid_dso.services.switching_adopt import (
+    AdoptRefused,
+    adopt,
+    adoption_id,
+    adoption_records,
+    read_relays,
 )
 
 CONFIRM_TTL_S = 120.0
@@ -261,6 +270,55 @@ class Operations:
                 self.grid.alarm(f"{label}: {result.alarm}")
             chain = self._seal(user, f"{'close' if close else 'open'} branch {branch}", before)
         return {"ok": result.ok, "steps": [_step(s) for s in result.steps], "chain": [chain], "plan": label}
+
+    # -- the relays' reported positions: read, and adopt them (after a refusal, a ROLLBACK FAILED, a restart)
+    def read_relays(self) -> dict[str, Any]:
+        """What every relay reports now beside the DSO's open set, and the open set an adoption would take
+        (or why it would be refused). Reads only; records nothing."""
+        with self.lock:
+            held = tuple(sorted(self.dso.open_set))
+            reading = read_relays(self.dso.switching.executor.driver)
+        view: dict[str, Any] = {"open_branches": list(held), "relays": {}, "unreadable": {}}
+        if reading is None:
+            return view | {"adoptable": False, "reason": "the relay driver names no relays", "changed": []}
+        view |= {"relays": {str(b): p for b, p in reading.positions.items()},
+                 "unreadable": {str(b): why for b, why in reading.unreadable.items()}}  # fmt: skip
+        try:
+            adoption = adopt(self.grid.feeder, held, reading)
+        except AdoptRefused as exc:
+            return view | {"adoptable": False, "reason": str(exc), "changed": list(reading.disagreeing(held))}
+        return view | {"adoptable": True, "reason": None, "adopt_open": list(adoption.open_set),
+                       "changed": list(adoption.changed)}  # fmt: skip
+
+    def adopt_relays(self, user: str, expected_open: tuple[int, ...]) -> dict[str, Any]:
+        """Adopt what the relays report as the DSO's open set, read again now: all read, none moving, radial
+        (`switching_adopt.adopt`), and the open set the operator saw (`read_relays`). Recorded on the DSO
+        chain (the adoption's plan and result, then who did it); a refusal is recorded there too, as an
+        `operator_action` naming no transaction, and raised."""
+        with self.lock:
+            before = self._pending()
+            held = tuple(sorted(self.dso.open_set))
+            reading = read_relays(self.dso.switching.executor.driver)
+            try:
+                if reading is None:
+                    raise AdoptRefused("relay positions not adopted: the relay driver names no relays")
+                adoption = adopt(self.grid.feeder, held, reading)
+                if adoption.open_set != tuple(sorted(expected_open)):
+                    raise AdoptRefused(
+                        f"relay positions not adopted: the relays now report open {list(adoption.open_set)}, "
+                        f"not the {sorted(expected_open)} given: read them again"
+                    )
+            except AdoptRefused as exc:
+                with contextlib.suppress(Exception):  # the refusal stands even if the chain does not take it
+                    self._seal(user, f"refused: {exc}", before)
+                raise OperationError(str(exc)) from None
+            plan_id = adoption_id(time.time(), f"by {user}")
+            for kind, body in adoption_records(adoption, plan_id, self.interval):
+                self.dso.recorder.submit(kind, body)
+            self.dso.open_set = adoption.open_set
+            chain = self._seal(user, f"adopt relay positions: open {list(adoption.open_set)}", before)
+        return {"ok": True, "plan": plan_id, "open_branches": list(adoption.open_set),
+                "changed": list(adoption.changed), "chain": [chain]}  # fmt: skip
 
     # -- enrolment (the DSO engineer's EnrolmentService; requests arrive signed over /api/dso/enrolment)
     def enrolment_view(self) -> list[dict[str, Any]]:

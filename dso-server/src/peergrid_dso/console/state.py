@@ -133,6 +133,8 @@ def build_console(settings: ConsoleSettings, dso: Any, loop: Any = None) -> Cons
     `loop`: the embedded closed-loop node (`peergrid_dso.live.EmbeddedLoop`), or None in the lab."""
     live = loop is not None
     grid = GridView(dso.feeder, DsoSwitchgear(dso), {} if live else lab_injections(dso.feeder))
+    for alarm in getattr(dso, "alarms", []):  # the node's start: relays it could not adopt
+        grid.alarm(alarm)
     db = ConsoleDb.open(path) if (path := console_db_path(settings.users_file)) is not None else None
     ops = Operations(grid, dso, db=db)
     explorers = {"dso": ChainExplorer("dso", dso.chain, None if live else ops.lock)}

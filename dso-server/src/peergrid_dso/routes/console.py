@@ -56,6 +56,10 @@ class PreviewBody(Body):
     close: bool
 
 
+class AdoptBody(Body):
+    open_branches: list[int] = Field(max_length=500)  # what the operator was shown (GET .../relays)
+
+
 class OperateBody(Body):
     close: bool
     confirm: str = Field(min_length=8, max_length=64)
@@ -318,6 +322,19 @@ def preview_switch(branch: int, body: PreviewBody, request: Request, s: Session 
 def operate_switch(branch: int, body: OperateBody, request: Request, s: Session = Depends(operator)) -> Any:
     ops = console_state(request).ops
     return _act(request, s, lambda: ops.operate_switch(s.user.name, branch, body.close, body.confirm))
+
+
+@router.get("/console/api/relays")
+def relays_view(request: Request, s: Session = Depends(operator)) -> Any:
+    """What every relay reports now beside the DSO's open set (reads the field: operators only)."""
+    ops = console_state(request).ops
+    return _act(request, s, ops.read_relays)
+
+
+@router.post("/console/api/relays/adopt")
+def adopt_relays(body: AdoptBody, request: Request, s: Session = Depends(operator)) -> Any:
+    ops = console_state(request).ops
+    return _act(request, s, lambda: ops.adopt_relays(s.user.name, tuple(body.open_branches)))
 
 
 @router.post("/console/api/enrolment/{mgmc}/{verb}")

@@ -320,7 +320,7 @@ def create_plan(body: PlanIn, request: Request, dso: DsoServices = Depends(get_d
         raise HTTPException(422, str(exc)) from None
     with recorded(request, f"REST plan {plan_id} to open {list(plan.to_open)}"):
         result = dso.switching.submit(plan)
-    if result is not None and result.ok:
+    if result is not None:  # where the relays ended, also after a rollback (review27 R27-4)
         dso.open_set = result.final_open
     return {
         **_plan_json(plan),

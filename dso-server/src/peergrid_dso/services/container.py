@@ -40,6 +40,7 @@ class DsoServices:
     plan_ids: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
     injection_gate: Any = None  # services.injections.InjectionGate, made by routes.dso on first use
     disputes: Any = None  # dispute_node.DisputeSettler of the closed loop's node (None: it settles none)
+    alarms: list[str] = field(default_factory=list)  # the node's start: relays it could not adopt
 
 
 def build_dso_services(
@@ -83,7 +84,8 @@ def live_services(node: Any) -> DsoServices:
     """The services of an embedded `interval_node.DsoNode`: the same feeder, chain, recorder and switching
     service its loop uses. The loop is pointed at these services for the topology and injections, so an
     operator's switching and the loop's see one open set. Operators get their own switching service on the
-    loop's executor (the same relays, the same lock) in approval mode: their plans wait for approval."""
+    loop's executor (the same relays, the same lock) in approval mode: their plans wait for approval. The
+    node's start alarm (relays it could not adopt) goes to the console's alarms."""
     services = DsoServices(
         feeder=node.feeder,
         open_set=tuple(node.loop.live.open_set),
@@ -94,6 +96,7 @@ def live_services(node: Any) -> DsoServices:
         switching=SwitchingService(node.switching.executor, auto=False),
         injections=node.loop.live.injections,
         disputes=node.disputes,
+        alarms=[start.alarm] if (start := getattr(node, "start", None)) is not None and start.alarm else [],
     )
     node.loop.live = services
     return services
