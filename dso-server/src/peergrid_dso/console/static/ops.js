@@ -1,4 +1,5 @@
-// Operations: enrolment queue, reconfiguration plans (before/after, approve and execute), the audit trail.
+// Operations: enrolment queue, reconfiguration plans (before/after, approve and execute), the relays' reported
+// positions (read, adopt), the audit trail.
 import { api, canOperate, el, svg, toast, fmt, short } from "./api.js";
 
 // Bus voltages before and after a plan, against the feeder's lower limit.
@@ -68,6 +69,13 @@ export class OperationsView {
               ? this.button("Approve and execute", { class: "approve", "data-plan": p.id }, (e) => { e.target.disabled = true; this.act(`/console/api/plans/${p.id}/approve`, `approve ${p.id}`); })
               : p.steps.length ? el("small", {}, `${p.steps.filter((s) => s.ok).length}/${p.steps.length} steps confirmed`) : ""))))),
         ops.plans.length ? this.voltageTable(ops.plans[0]) : ""),
+      el("div", { class: "card", id: "relay-positions" }, el("h2", {}, "Relay positions"),
+        el("p", { class: "hint" }, "A plan is refused while a relay reports another position than the DSO holds (after a restart, a hand operation, a failed rollback). Read the relays and adopt what they report: only when every relay reads, none is moving and the result is radial."),
+        this.button("Read the relays", { id: "read-relays" }, async () => {
+          try { this.relays = await api("/console/api/relays"); } catch (e) { toast(`read relays: ${e.message}`); }
+          await this.render();
+        }),
+        this.relays ? this.relayView(this.relays) : ""),
       el("div", { class: "card" }, el("h2", {}, "Enrolment queue"),
         ops.enrolment.length ? "" : el("p", { class: "hint" }, "No MGMC has asked to enrol yet (signed requests with a one-time token arrive on /api/dso/enrolment)."),
         el("table", { id: "enrolment" }, el("thead", {}, el("tr", {}, ["MGMC", "identity key", "anonym", "status", ""].map((h) => el("th", {}, h)))),
@@ -83,6 +91,25 @@ export class OperationsView {
         el("table", { id: "audit" }, el("thead", {}, el("tr", {}, ["height", "who", "action", "transactions"].map((h) => el("th", {}, h)))),
           el("tbody", {}, ops.audit.map((a) => el("tr", {}, el("td", { class: "num" }, a.height), el("td", {}, a.user), el("td", {}, a.action),
             el("td", { class: "hash" }, a.txids.map((t) => short(t)).join(" "))))))));
+  }
+
+  relayView(r) {
+    const off = r.changed.map((b) => `${b} ${r.relays[b] || "?"}`).join(", ") || "none";
+    const unreadable = Object.entries(r.unreadable).map(([b, why]) => `${b} (${why})`).join("; ");
+    return el("div", { id: "relay-reading" },
+      el("p", {}, `The DSO holds open ${r.open_branches.join(", ")}; relays reporting otherwise: ${off}.`),
+      unreadable ? el("p", { class: "failed" }, `Unreadable: ${unreadable}`) : "",
+      r.adoptable
+        ? this.button(`Adopt: open ${r.adopt_open.join(", ")}`, { id: "adopt-relays" }, async (e) => {
+          e.target.disabled = true;
+          try {
+            await api("/console/api/relays/adopt", { method: "POST", body: { open_branches: r.adopt_open } });
+            toast("adopt relay positions: done");
+          } catch (err) { toast(`adopt relay positions: ${err.message}`); }
+          this.relays = null;
+          await this.render();
+        })
+        : el("p", { class: "failed" }, r.reason));
   }
 
   voltageTable(plan) {
