@@ -204,8 +204,9 @@ def test_the_fund_pays_all_or_nothing_keeps_what_it_withholds_and_refunds_only_a
     assert paid.funded and paid.credits == {"a": 2_000_000, "c": 500_000} and paid.charges == {}
     after, fund = settle_fund(paid, {"c"}, fees, 1_500_000, 0)  # c defaulted: its credit stays in the fund
     assert after.credits == {"a": 2_000_000} and after.withheld == {"c": 500_000}
-    # 1.5 + 1.0 - 2.0 = 0.5 held (c's 0.5 among it), a cap of 0: all of it back by fees, 3 : 5 : 2
-    assert fund.refunds == {"a": 150_000, "b": 250_000, "c": 100_000} and fund.fund_after == 0
+    # 1.5 + 1.0 - 2.0 = 0.5 held, all of it c's withheld credit: reserved (review26 R26-2, the chain's
+    # 3dca9fb), so a cap of 0 refunds nothing - what a paid day would have refunded
+    assert fund.refunds == {} and fund.fund_after == 500_000 and fund.reserve_after == 500_000
     # 5.0 more held before: 6.5 + 1.0 - 2.5 = 5.0, of which only the 1.0 collected goes back
     _, older = settle_fund(paid, (), fees, 1_500_000 + 5 * MICRO, 0)
     assert older.refunds == fees and older.fund_after == 4 * MICRO
@@ -306,8 +307,15 @@ def test_the_cli_runs_a_fee_day_on_the_memory_venue(capsys: pytest.CaptureFixtur
     )
     out = capsys.readouterr()
     fee = json.loads(out.out)["total"]["fee"]
-    assert fee["exchange_fee_nano_per_kwh"] == TICK and fee["fund_after"] == 0.0
+    assert fee["exchange_fee_nano_per_kwh"] == TICK and fee["collected"] > 0
     assert fee["collected"] == pytest.approx(sum(fee["fee_paid"].values()))
+    # a cap of 0 keeps only the reserve: an unfunded day's collection is reserved for later days' make-whole,
+    # not refunded (review26 R26-2: a payer voiding the day must not get its fee back); a funded day (nothing
+    # withheld) refunds all it did not pay out
+    if fee["funded"]:
+        assert fee["fund_after"] == 0.0 and fee["refund"]
+    else:
+        assert fee["fund_after"] == fee["collected"] and fee["refund"] == {}
     assert "from the fee's fund (fee 1000000 nano/kWh/side" in out.err
 
 
