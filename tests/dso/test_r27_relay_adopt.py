@@ -221,6 +221,13 @@ def test_recording_the_start_adoption_counts_a_late_landing_and_stops_on_a_refus
     assert asyncio.run(asyncio.wait_for(record_adoption(adapter, adapter.dso, records, state, Changed()), 10))
     assert adapter.asked == ["switching_plan", "switching_result"]  # the plan that landed late: not again
     assert query.switching_plan(adapter.chain.state, "adopt-1 at start")["result"] is not None  # type: ignore[index]
+    from peergrid_dso.interval_node import DsoLoop
+
+    loop = DsoLoop(SimpleNamespace(tariff_file=None), SimpleNamespace(app=adapter.chain), adapter, Changed(),  # type: ignore[arg-type]
+                   None, None, None, None, adapter.dso, None, None,
+                   start_records=adoption_records(adoption, "adopt-3 at start", 0))  # fmt: skip
+    asyncio.run(asyncio.wait_for(loop.record_start(), 10))  # the node's own path, before its first interval
+    assert query.switching_plan(adapter.chain.state, "adopt-3 at start")["result"] is not None  # type: ignore[index]
     other = adoption_records(adoption, "adopt-2 at start", 0)
     other[0][1]["actions"] = []  # a plan the chain refuses
     adapter.asked.append("-")
@@ -357,7 +364,7 @@ def assembled(cfg: dict[str, Any]) -> Any:
         node = DsoNode.assemble(IntervalNodeSettings.model_validate(cfg))
         for store in node.stores:
             store.close()
-        node.switching.executor.driver.close()
+        getattr(node.switching.executor.driver, "close", lambda: None)()
         return node
 
     return asyncio.run(build())
@@ -381,6 +388,9 @@ def test_the_node_starts_from_what_its_relays_report_or_says_why_not(lab, tmp_pa
     assert node.switching.executor.alarms == [node.start.alarm] and "is not radial" in node.start.alarm
     node.loop.live = SimpleNamespace(open_set=node.loop.live.open_set, injections={})
     assert live_services(node).alarms == [node.start.alarm]  # the console shows it (console.state)
+    in_memory = config(tmp_path / "three") | {"relays_file": None}
+    node = assembled(in_memory)  # relays in memory start where the feeder says: nothing to record
+    assert node.loop.live.open_set == BASE and node.start.alarm is None and node.loop.start_records == []
 
 
 # ------------------------------------------------------------------------------------------ R27-4

@@ -136,6 +136,7 @@ class DsoNode:
         console when embedded; defaults make a standalone node."""
         from dataclasses import replace
 
+        from peergrid_dso.drivers.relay_memory import InMemoryRelays
         from peergrid_dso.interval_node import DsoLoop, build_feeder, relay_driver
         from peergrid_dso.node_chains import ChainAdapter, Changed
         from peergrid_dso.services.dso_chain import ChainRecorder, NetworkedChain
@@ -200,7 +201,8 @@ class DsoNode:
         if start.alarm is not None:
             executor.alarms.append(start.alarm)
         records = []
-        if start.adoption is not None:  # recorded on the DSO chain once the node runs (`DsoLoop.run`)
+        if start.adoption is not None and not isinstance(driver, InMemoryRelays):  # on the DSO chain once the
+            # node runs (`DsoLoop.run`); relays in memory start where the feeder says: nothing read in the field
             plan_id = adoption_id(time.time(), "at start")
             records = adoption_records(start.adoption, plan_id, settings.first_interval)
         switching = SwitchingService(LockedExecutor(executor, lock), auto=True)  # type: ignore[arg-type]
