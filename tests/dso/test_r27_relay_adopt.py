@@ -29,7 +29,12 @@ from peergrid_dso.config import DsoSettings
 from peergrid_dso.feeder.cases import case33bw
 from peergrid_dso.interval_node import relay_driver
 from peergrid_dso.services.dso_chain import ChainRecorder
-from peergrid_dso.services.switching import RelayStatus, SwitchingExecutor, plan_switching
+from peergrid_dso.services.switching import (
+    RelayStatus,
+    SwitchingExecutor,
+    SwitchingService,
+    plan_switching,
+)
 from peergrid_dso.services.switching_adopt import (
     AdoptRefused,
     adopt,
@@ -428,3 +433,44 @@ def test_the_rest_plan_adopts_where_a_rolled_back_plan_left_the_relays() -> None
     assert relays.open_set() == first_pair == app.state.dso.open_set  # the DSO holds where the relays are
     back = client.post("/api/dso/plans", json={"target_open": list(BASE)}).json()
     assert back["status"] == "done" and relays.open_set() == BASE  # before: refused, "branch ... reports"
+
+
+def test_adopting_is_the_way_out_of_a_rollback_failed() -> None:
+    """The first pair's open reports a failure although the relay moved; its undo goes, then the undo of the
+    pair's close fails although that relay moved too: ROLLBACK FAILED, the DSO holding a meshed open set that
+    no plan can start from ("the current topology is not radial") while the relays are radial again."""
+    from peergrid_dso.services.switching import RelayError, SwitchingPlanError
+
+    from .test_switching import Clock, FakeRelays
+
+    pairs = plan_switching(case33bw(), BASE, OPTIMUM, plan_id="x").operations
+    tie, branch = pairs[0].branch, pairs[1].branch
+    lying = {(branch, False), (tie, False)}
+
+    class Moves(FakeRelays):
+        def branches(self) -> tuple[int, ...]:
+            return tuple(sorted(self.closed))
+
+        def command(self, b: int, close: bool) -> None:
+            super().command(b, close)  # it moves, and may say it did not
+            if (b, close) in lying:
+                raise RelayError("no reply")
+
+    relays = Moves({b: b not in BASE for b in range(1, 38)})
+    chain, dso = dso_chain()
+    clock = Clock()
+    executor = SwitchingExecutor(
+        relays, ChainRecorder(chain, dso), timeout_s=1.0, sleep=clock.sleep, clock=clock
+    )
+    service = SwitchingService(executor, auto=True)  # records each plan before it runs
+    result = service.submit(plan_switching(case33bw(), BASE, OPTIMUM, plan_id="p"))
+    assert result is not None
+    assert "ROLLBACK FAILED" in (result.alarm or "") and result.final_open == tuple(sorted(set(BASE) - {tie}))
+    assert relays.open_set() == BASE  # the field is radial again; the DSO's record is meshed
+    with pytest.raises(SwitchingPlanError, match=r"the current topology .* is not radial"):
+        plan_switching(case33bw(), result.final_open, OPTIMUM, plan_id="stuck")
+    adoption = adopt(case33bw(), result.final_open, read_relays(relays))  # type: ignore[arg-type]
+    assert adoption.open_set == BASE and adoption.changed == (tie,)
+    lying.clear()
+    again = service.submit(plan_switching(case33bw(), adoption.open_set, OPTIMUM, plan_id="again"))
+    assert again is not None and again.ok and relays.open_set() == OPTIMUM
