@@ -28,7 +28,7 @@ from test_edge_guard import agent_for
 
 from peergrid_controller.dayahead import starting_prices
 from peergrid_controller.model import Scenario
-from peergrid_edge import chain_bargaining, dayahead_agent, forward_first
+from peergrid_edge import chain_bargaining, dayahead_agent, dayahead_capacity, forward_first
 from peergrid_edge import trader as trader_module
 from peergrid_edge.dayahead_agent import DayAheadAgent
 from peergrid_edge.exchange_io import ROLE, SessionOutcome
@@ -209,7 +209,8 @@ def test_a_day_ahead_session_with_a_member_capped_below_its_answer_completes_and
     cap = day_cap()
     if blind:
         monkeypatch.setattr(dayahead_agent, "connected_bounds", lambda bounds, *_args: bounds)
-        monkeypatch.setattr(dayahead_agent, "within_capacity", lambda row, *_args, **_kw: tuple(row))
+        monkeypatch.setattr(dayahead_capacity, "within_capacity", lambda row, *_args, **_kw: tuple(row))
+        monkeypatch.setattr(dayahead_capacity, "first_above", lambda *_args: None)  # nor a refusal's re-post
     chain = Chain(tmp_path, DAY)
     got: dict[str, Any] = {}
 

@@ -10,7 +10,10 @@ cuts a debtor's purchases (`debts.sales_only`):
                      controller's `make_offer`/`make_bid` then clip, and so do the DSO's re-bargains);
   `connected_bounds` the day-ahead answer range (kW per interval) within ±capacity;
   `within_capacity`  a post's or an accept's row (one book, or a clean session's both: general then clean),
-                     each interval's net cut to its capacity, reduce-only: toward zero, general book first.
+                     each interval's net cut to its capacity, reduce-only: toward zero, general book first;
+  `first_above`      the first interval where such a row is above the capacity standing now: the chain's own
+                     rule, read after a refusal to tell one for a capacity that landed ahead of the post (cut
+                     and sent once more) from any other (never retried).
 Where no capacity is posted every function returns its input unchanged (`connected_rules` and
 `connected_bounds` the very object), so nothing moves where the DSO posts none (the pinned runs).
 Assumes the state is the replica's MGMC chain state. Pure: reads the state it is given, no I/O, no clock.
@@ -89,3 +92,18 @@ def within_capacity(row: Sequence[Q], caps: Sequence[int | None], scale: int = 1
             out[i] = type(value)(value - sign * cut / scale)
             excess -= cut
     return tuple(out)
+
+
+def first_above(row: Sequence[int], caps: Sequence[int | None]) -> tuple[int, int, int] | None:
+    """(t, net Wh, capacity Wh) of the first interval t whose net (one book, or both: `within_capacity`'s
+    rows, in Wh) is above the capacity standing there, as the chain judges it (`market_capacity.
+    within_capacity`: |net| > capacity); None where every interval is within its own, or has none."""
+    n = len(caps)
+    if len(row) not in (n, 2 * n):
+        raise ValueError(f"a row of {len(row)} positions for {n} intervals (one book: n, two: 2n)")
+    two = len(row) == 2 * n
+    for t, cap in enumerate(caps):
+        net = row[t] + (row[n + t] if two else 0)
+        if cap is not None and abs(net) > cap:
+            return t, net, cap
+    return None

@@ -30,7 +30,8 @@ while its replica shows it so, its answers are solved with its buying side close
 carry no purchase (`_post`: a debt that landed after the answer), so it sells or stays out; paid off, it
 buys again from its next answer. One log line each way. The same two places keep it within the connection
 capacity the DSO posted for its trading key (`connection.py`; the chain refuses a post above it): its range
-within ±capacity, and a post above one posted after the range was read cut to it (one warning line).
+within ±capacity, and a post above one posted after the range was read cut to it (one warning line); a post
+the chain refused for a capacity that landed ahead of it is cut to it and posted once more (`dayahead_capacity`).
 The value stop, the genset phases and the owners' floors and caps are the rounds' (`dayahead_rounds`).
 A clean session (opened with `clean_prices`: `dayahead_clean`): the coordinator opens one exactly where
 `allocate` on the chain venue would (`DayAheadConfig.clean_book` and a clean-only member on the chain); every
@@ -69,7 +70,8 @@ from peergrid_controller.dayexchange import Book, DayAheadConfig, answer
 from peergrid_controller.daymodel import DayModel
 from peergrid_controller.model import Microgrid
 from peergrid_edge import debts
-from peergrid_edge.connection import capacity_row, connected_bounds, within_capacity
+from peergrid_edge.connection import capacity_row, connected_bounds
+from peergrid_edge.dayahead_capacity import cut_after_refusal, cut_as_built
 from peergrid_edge.dayahead_clean import declares_clean, opens_clean, session_prices
 from peergrid_edge.dayahead_clean import refusal as clean_refusal
 from peergrid_edge.dayahead_clean import side as clean_side
@@ -79,7 +81,7 @@ from peergrid_edge.dayahead_rules import SessionRules, own_rules_differ
 from peergrid_edge.dayahead_state import Checkpoint, save
 from peergrid_edge.dayahead_submit import Submitter
 from peergrid_edge.dayahead_view import SessionView
-from peergrid_edge.exchange_io import ROLE, Deadline, Replica, SessionFailed, SessionOutcome
+from peergrid_edge.exchange_io import ROLE, Deadline, NotFinal, Replica, SessionFailed, SessionOutcome
 from peergrid_ledger import keys
 from peergrid_ledger.contracts import exchange
 from peergrid_ledger.contracts.exchange import MAX_ITERATIONS
@@ -389,14 +391,17 @@ class DayAheadAgent:
                         "its purchases", self.session, k)  # fmt: skip
             positions = debts.sales_only(positions)
             self.own = debts.sales_only(self.own)  # its anchor: what it posts
-        caps = self._capacities()  # a capacity the DSO posted after this answer's bounds were read
-        if (cut := within_capacity(positions, caps)) != positions:
-            log.warning("day-ahead session %s: iteration %d's answer is above this MG's connection capacity "
-                        "(market.capacity): posted within it", self.session, k)  # fmt: skip
-            positions = cut
-            if len(self.own) == len(cut):  # its anchor: what it posts (a rejoin may hold none)
-                self.own = within_capacity(self.own, caps, scale=1000)
-        self.iteration = k
+        # a capacity the DSO posted after this answer's bounds were read, and one landing ahead of the post
+        positions = cut_as_built(self, k, positions)
+        try:
+            await self._send(k, positions, says_settled)
+        except SessionFailed as refused:  # not final (it may still land) or not the capacity's: never retried
+            if isinstance(refused, NotFinal) or (again := cut_after_refusal(self, k, positions)) is None:
+                raise
+            await self._send(k, again, says_settled)  # once: a second refusal is the stage's failure
+
+    async def _send(self, k: int, positions: tuple[int, ...], says_settled: bool) -> None:
+        self.iteration = k  # its side (the checkpoint) kept, then iteration k's `positions` posted
         if self.checkpoint is not None:  # before the post: a restart finds what it answered and against what
             book = self.book
             assert book is not None
