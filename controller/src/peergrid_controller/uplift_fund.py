@@ -47,13 +47,13 @@ class FundOutcome:
     owed: int
     collected: int  # the fees charged, paid or left owed (the chain's `collected`)
     fund_before: int
-    fund_after: int  # before + paid in − credits paid − refunds
+    # before + paid in − credits paid − refunds + what they paid back of their receivers' debts to the fund
+    fund_after: int
     credits: dict[str, int]  # paid
     withheld: dict[str, int]  # credits not paid (the payee defaulted); kept in the fund, reserved
     fees: dict[str, int]  # each member's fee this session
-    refunds: dict[str, int] = field(
-        default_factory=dict
-    )  # above the reserve and the cap, back to full payers
+    # above the reserve and the cap, back to the members that paid their whole fee
+    refunds: dict[str, int] = field(default_factory=dict)
     unpaid: dict[str, int] = field(default_factory=dict)  # the part of a fee left as a debt to the fund
     reserve_before: int = 0  # of fund_before, the part no refund returns
     reserve_after: int = 0  # of fund_after
