@@ -233,6 +233,13 @@ def test_recording_the_start_adoption_counts_a_late_landing_and_stops_on_a_refus
                    start_records=adoption_records(adoption, "adopt-3 at start", 0))  # fmt: skip
     asyncio.run(asyncio.wait_for(loop.record_start(), 10))  # the node's own path, before its first interval
     assert query.switching_plan(adapter.chain.state, "adopt-3 at start")["result"] is not None  # type: ignore[index]
+
+    async def broken(*_: Any) -> Any:
+        raise RuntimeError("the adapter broke")
+
+    loop.adapter = SimpleNamespace(submit=broken)  # type: ignore[assignment]
+    loop.start_records = adoption_records(adoption, "adopt-4 at start", 0)
+    asyncio.run(asyncio.wait_for(loop.record_start(), 10))  # logged; the node goes on to its intervals
     other = adoption_records(adoption, "adopt-2 at start", 0)
     other[0][1]["actions"] = []  # a plan the chain refuses
     adapter.asked.append("-")

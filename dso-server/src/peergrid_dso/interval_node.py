@@ -245,7 +245,10 @@ class DsoLoop:
             from peergrid_dso.services.switching_adopt import record_adoption
 
             state = lambda: self.replica.app.state  # noqa: E731
-            await record_adoption(self.adapter, self.dso_key, self.start_records, state, self.changed)
+            try:
+                await record_adoption(self.adapter, self.dso_key, self.start_records, state, self.changed)
+            except Exception:  # never stops the node: the topology is adopted all the same
+                log.exception("the relays' positions adopted at start were not recorded")
 
     def switch(self, t: int, target: tuple[int, ...], planned_from: tuple[int, ...], injections: Any) -> Any:
         """Under the relays' lock: plan from the topology the relays confirmed now (operators may have moved
