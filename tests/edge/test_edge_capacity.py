@@ -28,7 +28,7 @@ from test_edge_guard import agent_for
 
 from peergrid_controller.dayahead import starting_prices
 from peergrid_controller.model import Scenario
-from peergrid_edge import chain_bargaining, dayahead_agent, dayahead_capacity, forward_first
+from peergrid_edge import chain_bargaining, dayahead_agent, dayahead_capacity, forward_agent, forward_first
 from peergrid_edge import trader as trader_module
 from peergrid_edge.dayahead_agent import DayAheadAgent
 from peergrid_edge.exchange_io import ROLE, SessionOutcome
@@ -269,6 +269,8 @@ def test_a_capacity_posted_after_the_session_closed_cuts_the_forward_accept(
     cap = day_cap()
     if blind:
         monkeypatch.setattr(forward_first, "within_capacity", lambda row, *_args, **_kw: tuple(row))
+        # nor met after the decision or a refusal (forward_agent._accept)
+        monkeypatch.setattr(forward_agent, "above_capacity", lambda *_args: False)
     chain = Chain(tmp_path, DAY)
     got: dict[str, Any] = {}
 

@@ -11,6 +11,10 @@ forward accepts:
     posted once more, one WARNING naming the post's net and the capacity; the session completes (control,
     today's edge that never re-posts: the stage fails for every member);
   - a second one ahead of that re-post: refused again, never a third post, the stage fails as today;
+  - a capacity posted while the MG decides its accept: decided once more, cut to it, accepted (control:
+    refused, the MG declines the day with zeros);
+  - one landing ahead of the accept: refused, decided and accepted once more within it, one WARNING with both
+    figures, the day clears (control: refused, declined); a second one ahead of the re-accept: declined.
 Fee 0 and no capacity: the pinned sessions (test_edge_dayahead_session, test_edge_forward) are unchanged.
 """
 
@@ -22,11 +26,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from test_edge_capacity import CAPPED, DAY, REFUSED, Chain, posts
+from test_edge_capacity import CAPPED, DAY, REFUSED, Chain, day_cap, posts
 from test_edge_dayahead_session import CONFIG
 
 from peergrid_controller.dayahead import starting_prices
-from peergrid_edge import dayahead_capacity
+from peergrid_controller.forward import Acceptance
+from peergrid_edge import dayahead_capacity, forward_agent
 from peergrid_edge.dayahead_agent import DayAheadAgent
 from peergrid_edge.exchange_io import SessionOutcome
 from peergrid_edge.forward_agent import ForwardAgent, ForwardOutcome
@@ -36,6 +41,7 @@ from peergrid_ledger.tx import decode_tx
 CONTROL = ["met as it lands", "control: blind to it"]
 MID = 2  # the iteration whose post meets the capacity: mid-session (the session runs past it: asserted)
 AGAIN = "posted once more within it"
+ACCEPT_AGAIN = "it accepts once more within it"
 
 
 def blind_dayahead(monkeypatch: pytest.MonkeyPatch, at_build: bool) -> None:
@@ -210,3 +216,126 @@ def test_a_second_refusal_of_a_post_is_never_retried_and_fails_the_stage(
     failed_for_everyone(chain, got["session"], 2)
     assert len(warnings(caplog, AGAIN)) == 1
     assert "connection capacity" in got["session"][CAPPED].reason
+
+
+# --- the forward accept ----------------------------------------------------------------------------------------
+
+
+def blind_forward(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Today's edge (HEAD): its accept is decided once, never re-read against the capacity nor sent again."""
+    monkeypatch.setattr(forward_agent, "above_capacity", lambda *_args: False)
+
+
+def declined_the_day(chain: Chain, outcomes: dict[str, ForwardOutcome], refusals: int) -> None:
+    """Today's outcome: CAPPED's accept refused for the capacity, the MG declines the day with zeros."""
+    refused = [(who, kind) for who, kind, reason in chain.refused() if REFUSED in reason]
+    assert refused == [(CAPPED, "exchange.accept")] * refusals
+    assert outcomes[CAPPED].decision == "declined"
+    assert all(chain.traded(CAPPED, t) == (0, 0) for t in range(DAY.intervals))
+
+
+@pytest.mark.parametrize("is_blind", [False, True], ids=CONTROL)
+def test_a_capacity_posted_while_the_mg_decides_its_accept_is_met_by_deciding_once_more(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, is_blind: bool
+) -> None:
+    if is_blind:
+        blind_forward(monkeypatch)
+    cap = day_cap()
+    chain = Chain(tmp_path, DAY)
+    decided: list[Acceptance] = []
+
+    class PostedAsItDecides(ForwardAgent):
+        """Its first decision is the one it solved before the capacity landed (the DSO's post is final while
+        the MILP runs); any later one is decided on the chain as it stands."""
+
+        async def _accept(self, record: dict[str, Any]) -> None:
+            self.stale: Acceptance | None = super()._decide(record)
+            await chain.capacity(CAPPED, cap)
+            await super()._accept(record)
+
+        def _decide(self, record: dict[str, Any]) -> Acceptance:
+            choice, self.stale = self.stale or super()._decide(record), None
+            decided.append(choice)
+            return choice
+
+    got: dict[str, Any] = {}
+
+    async def day() -> None:
+        got["session"] = await session(chain, "dayahead/capacity-deciding")
+        got["forward"] = await forward(chain, "dayahead/capacity-deciding", PostedAsItDecides)
+
+    chain.run(day)
+    assert all(o.completed for o in got["session"].values())
+    assert max(abs(q) for q in decided[0].positions) > cap  # what it decided before the capacity is above it
+    if is_blind:
+        declined_the_day(chain, got["forward"], 1)
+        return
+    assert chain.refused() == [] and len(decided) == 2
+    (accept, *_) = posts(chain, CAPPED, "exchange.accept")
+    assert accept == list(decided[1].positions) and any(accept)
+    assert all(abs(a) <= cap for a in accept)
+    assert got["forward"][CAPPED].decision != "declined"
+    assert all(o.cleared for o in got["forward"].values()), got["forward"]
+    for t in range(DAY.intervals):
+        assert max(chain.traded(CAPPED, t)) <= cap
+
+
+@pytest.mark.parametrize("is_blind", [False, True], ids=CONTROL)
+def test_an_accept_refused_for_a_capacity_that_landed_ahead_of_it_is_accepted_once_more_within_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture, is_blind: bool
+) -> None:
+    caplog.set_level(logging.INFO, logger="peergrid.edge")
+    if is_blind:
+        blind_forward(monkeypatch)
+    chain = Chain(tmp_path, DAY)
+    got: dict[str, Any] = {}
+
+    async def day() -> None:
+        got["session"] = await session(chain, "dayahead/capacity-accept")
+        got["landed"] = ahead_of(chain, "exchange.accept", [None])
+        got["forward"] = await forward(chain, "dayahead/capacity-accept")
+
+    chain.run(day)
+    (cap,) = got["landed"]
+    (first, refused), *rest = chain.of(CAPPED, "exchange.accept")
+    assert max(abs(q) for q in first["positions"]) > cap and not refused.landed and REFUSED in refused.reason
+    if is_blind:  # today: declined with zeros, its day traded nothing forward
+        assert [body["positions"] for body, _ in rest][:1] == [[0] * DAY.intervals]
+        declined_the_day(chain, got["forward"], 1)
+        return
+    (again, ok), *_rounds = rest
+    assert ok.landed and any(again["positions"]) and all(abs(q) <= cap for q in again["positions"])
+    assert all(
+        a * q >= 0 and abs(a) <= abs(q) for a, q in zip(again["positions"], first["positions"], strict=True)
+    )
+    assert [(who, kind) for who, kind, _ in chain.refused()] == [(CAPPED, "exchange.accept")]
+    (said,) = warnings(caplog, ACCEPT_AGAIN)
+    t = next(t for t, q in enumerate(first["positions"]) if abs(q) > cap)
+    assert f"its accept (net {first['positions'][t]} Wh in chain interval {t})" in said
+    assert f"connection capacity of {cap} Wh" in said
+    assert got["forward"][CAPPED].decision != "declined"
+    assert all(o.cleared for o in got["forward"].values()), got["forward"]
+    for t in range(DAY.intervals):
+        assert max(chain.traded(CAPPED, t)) <= cap
+
+
+def test_a_second_refusal_of_the_accept_is_never_retried_and_declines(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="peergrid.edge")
+    chain = Chain(tmp_path, DAY)
+    got: dict[str, Any] = {}
+
+    async def day() -> None:
+        got["session"] = await session(chain, "dayahead/capacity-accept-twice")
+        got["landed"] = ahead_of(chain, "exchange.accept", [None, None])
+        got["forward"] = await forward(chain, "dayahead/capacity-accept-twice")
+
+    chain.run(day)
+    assert len(got["landed"]) == 2
+    accepts = chain.of(CAPPED, "exchange.accept")
+    # its accept and its one re-accept refused, then its zeros (today's decline): never a third decision
+    assert [o.landed for _, o in accepts[:3]] == [False, False, True]
+    assert accepts[2][0]["positions"] == [0] * DAY.intervals
+    declined_the_day(chain, got["forward"], 2)
+    assert len(warnings(caplog, ACCEPT_AGAIN)) == 1

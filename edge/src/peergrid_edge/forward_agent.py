@@ -68,7 +68,7 @@ from peergrid_edge.forward_chain import forward_plan as forward_plan
 from peergrid_edge.forward_chain import forward_session as forward_session
 from peergrid_edge.forward_chain import margin_s as margin_s
 from peergrid_edge.forward_clean import accept_body, closing_books, standing_books
-from peergrid_edge.forward_first import first_accept, with_window
+from peergrid_edge.forward_first import above_capacity, first_accept, with_window
 from peergrid_edge.replicas import NONCE_TAKEN
 from peergrid_ledger import keys
 from peergrid_ledger.contracts import exchange
@@ -160,9 +160,24 @@ class ForwardAgent:
         return first_accept(self.ledger, key, self.mg, self.dt, self.session, self.window, record)
 
     async def _accept(self, record: dict[str, Any]) -> None:
+        """Its round 1 within the capacity standing as it is sent: one posted while it decided is met by deciding
+        once more; an accept refused for one that landed ahead of it is decided and sent once more (one warning:
+        `forward_first.above_capacity`); any other refusal, or a second, fails its accept (it declines)."""
         if self._accepted_before():
             return
         choice = self._decide(record)
+        if above_capacity(self.ledger, self.key.public, record, choice.positions):  # posted as it decided
+            choice = self._decide(record)  # cut to it, its day checked again
+        try:
+            await self._send(record, choice)
+        except SessionFailed as refused:  # not final (it may still land) or not the capacity's: never retried
+            if isinstance(refused, NotFinal) or not above_capacity(
+                self.ledger, self.key.public, record, choice.positions, self.session
+            ):
+                raise
+            await self._send(record, self._decide(record))
+
+    async def _send(self, record: dict[str, Any], choice: Acceptance) -> None:
         self.decision, self.costs = choice.decision, (choice.day_cost, choice.conventional)
         body = accept_body(self.session, choice.positions, not self.mg.gensets, bool(record.get("clean")))
         body = with_window(body, self.window, record)

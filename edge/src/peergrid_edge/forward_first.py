@@ -14,7 +14,9 @@ a part it keeps is found at p − fee for a sale, p + fee for a purchase. Reads 
 MGMC is no member of the session. `stated_window` (`with_window`: on the accept's body) is the trading window its first accept states on the chain
 (`exchange.accept`'s `window`: `window` clipped to the session, [first, last]), over which the chain bounds its
 make-whole gain (`uplift.gain_bound`) and its claim deviates (`dayahead_uplift.claim_for`): the accept above
-is zeros outside it, so the chain takes it.
+is zeros outside it, so the chain takes it. `above_capacity` reads a decided accept against the capacity
+standing now (the chain's rule, `connection.first_above`): one the DSO posted while the MG decided, or ahead of
+its accept in the chain's order (`ForwardAgent._accept` then decides once more, cut to it).
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ from typing import Any
 from peergrid_controller.forward import Acceptance, accept_alone
 from peergrid_controller.model import Microgrid
 from peergrid_edge import debts
-from peergrid_edge.connection import capacity_row, within_capacity
+from peergrid_edge.connection import capacity_row, first_above, within_capacity
 from peergrid_edge.dayahead_clean import post_positions
 from peergrid_edge.exchange_io import ROLE, Replica, SessionFailed
 from peergrid_edge.forward_clean import accept_books, closing_books
@@ -87,3 +89,20 @@ def first_accept(
     if books == 2:
         return accept_books(mg, interval_hours, closing_books(record), kwh, fee)
     return accept_alone(mg, interval_hours, closing_books(record), kwh, fee=fee)
+
+
+def above_capacity(
+    ledger: Replica, key: bytes, record: dict[str, Any], positions: tuple[int, ...], refused: str = ""
+) -> bool:
+    """Whether `positions` (an accept of the session `record` describes, one book or both) is above the capacity
+    standing for `key` on the replica now (`connection.first_above`, the chain's rule). `refused`: the session
+    whose accept of `positions` the chain refused; where it is above, one warning names its first interval's
+    net and the capacity (it accepts once more within it)."""
+    first = record["first_interval"]
+    above = first_above(positions, capacity_row(ledger.state(ROLE), key, first, record["intervals"]))
+    if above is not None and refused:
+        t, net, cap = above
+        log.warning("forward trades of %s: its accept (net %d Wh in chain interval %d) was refused above the "
+                    "connection capacity of %d Wh the DSO posted meanwhile: it accepts once more within it",
+                    refused, net, first + t, cap)  # fmt: skip
+    return above is not None
