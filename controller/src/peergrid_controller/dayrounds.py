@@ -135,7 +135,7 @@ class Exchange(Book):
         self.said = 0  # posts of the recorder's current iteration that said settled
         # with an exchange fee, what each MG's moves are worth to it (private: its own marginal values); not
         # on a clean session (2n positions, n balance rows): its moves stay at the spread
-        self.margins = Margins(0 if clean else cfg.exchange_fee, self.spread)
+        self.margins = Margins(0 if clean else cfg.exchange_fee, self.spread, [mg.tariff for mg in self.mgs])
 
     def bounds(self, i: int) -> tuple[list[float], list[float]]:
         lo, hi = self.own_rules[i].bounds()
@@ -317,7 +317,8 @@ class Exchange(Book):
         """One ADMM iteration (x-update of every MG, then the price update: `Book.advance`); True once both
         residuals are within `tolerance` (kWh) beyond what rounding every MG's answer to the Wh can make.
         Then each MG's verdict on it (`settled`, with its own spread; with an exchange fee a move that only
-        unwinds its position at its own margin: exchange_fee.Margins), and the value stop if every one is."""
+        unwinds its position at its own margin: exchange_fee.Margins; in the last phase never while its position
+        loses against the DSO at the closing ticks, `Margins.loses`), and the value stop if every one is."""
         cfg = self.cfg
         answered_at, before = self.price_floats, self.q
         answers = self._answers(models, self.iterations + 1)
@@ -338,6 +339,7 @@ class Exchange(Book):
                     cfg.value_floor_kwh if self.final_phase else 1.0,
                     worth[i],
                 )
+                and not (self.final_phase and self.margins.loses(i, qi, self.prices))
                 for i, qi in enumerate(self.q)
             ]
         self.settled = cfg.value_per_kwh > 0 and all(self.verdicts)

@@ -128,7 +128,7 @@ def _deviator(
         pairs = [pair if t in window else (0.0, 0.0) for t, pair in enumerate(pairs)]
     if not commitment.clean_prices:
         model = DayModel(mg, dt)
-        fees = with_fee((None, None), commitment.fee, n)
+        fees = with_fee((None, None), commitment.fee, n, exact=True)
         model.trade(commitment.prices, [lo for lo, _ in pairs], [hi for _, hi in pairs], *fees)
         return model, pairs
     clean, kind = commitment.clean_prices, clean_kind(mg)
@@ -141,7 +141,7 @@ def _deviator(
             lo = limits_kw(free, t, math.nan, dt)[0] if clean[t] >= 0 and takes_clean(mg, clean[t]) else 0.0
         pairs[t] = (lo, hi) if window is None or t in window else (0.0, 0.0)
     model = CleanDayModel(mg, dt, side="exact")
-    fees = with_fee((None, None), commitment.fee, n)
+    fees = with_fee((None, None), commitment.fee, n, exact=True)
     model.trade(commitment.prices + clean, [lo for lo, _ in pairs], [hi for _, hi in pairs], *fees)
     return model, pairs
 

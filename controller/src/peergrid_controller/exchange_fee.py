@@ -5,9 +5,21 @@ Promises:
   per kWh on *each side* of every day-ahead trade (10**6 nano/kWh = one micro-unit per Wh = the market tick).
   A seller nets p − fee, a buyer pays p + fee; the fund collects both.
 - `per_kwh(fee)`: the fee in currency per kWh, as the MG models take prices.
-- `with_fee(fees, fee, n)`: an MG's per-kWh sell and buy fees (its owner-rule fees, dayrules.Fees) with the
-  exchange fee added to both sides in all `n` intervals: sales and purchases then take a column each
-  (DayModel.trade), so the wedge between them is the MG's own. Fee 0: `fees` unchanged (the same object).
+- `with_fee(fees, fee, n, exact=False)`: an MG's per-kWh sell and buy fees (its owner-rule fees,
+  dayrules.Fees) with the exchange fee added to both sides in all `n` intervals: sales and purchases then take
+  a column each (DayModel.trade), so the wedge between them is the MG's own. Its answers (and commitment, and
+  switch) take the fee as it meets it on the tick, `on_tick(fee)`; `exact`: the fee itself (its deviation at
+  the posted prices, deviation.py). Fee 0: `fees` unchanged (the same object).
+- `on_tick(fee)`: the fee rounded up to whole ticks (10**6 nano/kWh). Why: trades close on the chain's tick
+  (the closing price is λ rounded to the nearest tick), and where an MG's alternative price is on the tick
+  (its retail, feed-in, an owner's floor or cap) a tick c pays it net of the fee, c + fee ≤ retail, exactly
+  where c + on_tick(fee) ≤ retail. Priced at the bare fee the exchange's limit sat at retail − fee, within
+  half a tick of retail for a fee under half a tick, and closed at retail, where the buyer loses the fee on
+  every kWh and its exact check declines (ieee33: 0/96 stable and ~505 owed at 1,000 nano/kWh, 96/96 at 0).
+- `loses_to_dso(tariff, position, prices, fee)`: whether an MG's posted position, closed at the ticks of the
+  stepped prices with the fee, loses against the DSO over the day (the kWh bought above its retail, sold
+  below its feed-in, cost more than its other trades gain over its tariff): its value-stop verdict then
+  waits (a stop there closed trades its exact check cuts, on ieee33 the main buyer's and every seller's).
 - `due(fee, wh)`: what a member pays for `wh` cleared Wh: ceil(fee · wh / 10**6) micro-units, one rounding
   per member per session, as the uplift contract collects it (its `market_fee.fee_for`) (the member's cleared Wh: its sales and its
   purchases together, every trade it is a party to).
@@ -20,8 +32,9 @@ Promises:
 - `unwinding_worth(spread, marginal, positions, prices, fee)`: per interval, what a kWh of an MG's move is
   worth to it where the move only unwinds its position toward zero (the value stop's `worth` with a fee):
   its own marginal value's gap to its net price, at most its spread (see the function).
-- `Margins(fee, spread)`: the simulation's MGs' own marginal values at their last answers, and `worth`, each
-  MG's `unwinding_worth` for the stepped iteration (dayrounds.Exchange.step).
+- `Margins(fee, spread, tariffs)`: the simulation's MGs' own marginal values at their last answers, and `worth`,
+  each MG's `unwinding_worth` for the stepped iteration, and `loses`, its `loses_to_dso`
+  (dayrounds.Exchange.step).
 `Book` (the exchange's public arithmetic) knows nothing of the fee: it moves no price. Pure; no clocks, no I/O.
 """
 
@@ -32,6 +45,8 @@ from collections.abc import Sequence
 from peergrid_controller.daymodel import DayModel
 from peergrid_controller.dayrules import Fees
 from peergrid_controller.market import Trade, wh
+from peergrid_controller.model import Tariff
+from peergrid_ledger.contracts.exchange_state import NANO_PER_MICRO_WH, micro_per_wh
 from peergrid_ledger.contracts.market_fee import MAX_FEE as MAX_FEE  # re-exported: cli_args, the tests
 from peergrid_ledger.contracts.market_fee import fee_for
 
@@ -53,10 +68,14 @@ def per_kwh(fee: int) -> float:
     return fee / NANO_PER_KWH
 
 
-def with_fee(fees: Fees, fee: int, n: int) -> Fees:
+def on_tick(fee: int) -> int:
+    return -(-fee // NANO_PER_MICRO_WH) * NANO_PER_MICRO_WH
+
+
+def with_fee(fees: Fees, fee: int, n: int, exact: bool = False) -> Fees:
     if fee == 0:
         return fees
-    phi = per_kwh(fee)
+    phi = per_kwh(fee if exact else on_tick(fee))
 
     def add(side: Sequence[float] | None) -> tuple[float, ...]:
         return tuple((side[k] if side is not None else 0.0) + phi for k in range(n))
@@ -90,6 +109,31 @@ def net_prices(prices: Sequence[float], kwh: Sequence[float], fee: int) -> list[
     return [p - phi if q > 0 else p + phi if q < 0 else p for p, q in zip(prices, kwh, strict=True)]
 
 
+def loses_to_dso(tariff: Tariff, position: Sequence[float], prices: Sequence[int], fee: int) -> bool:
+    """Whether an MG's posted `position` (kWh per interval, + sale), closed at the ticks of the stepped
+    `prices` (nano per kWh, the book's) with the fee, loses against the DSO over the day: the kWh it would
+    buy with c + fee above its retail (sell with c − fee below its feed-in) cost it more than its other
+    trades gain over its tariff. Its exact check would then cut its position, on ieee33 the main buyer's
+    whole day, and every seller's trade with it; its value-stop verdict waits (dayrounds.Exchange.step).
+    A loss counts only where its answers see it too (λ + on_tick(fee) beyond the tariff): the verdict never
+    waits for a move ADMM does not make (a tariff off the tick may still close a tick the wrong way, left to
+    the exact check as without a fee). Whole Wh and nanos: exact. Fee 0: False."""
+    if fee == 0:
+        return False
+    seen = on_tick(fee)
+    net = 0  # nano·Wh per kWh: what its trades gain over the DSO, less the losses its answers see
+    for t, (q, p) in enumerate(zip(position, prices, strict=True)):
+        closing = micro_per_wh(p) * NANO_PER_MICRO_WH
+        retail, feed_in = round(tariff.retail[t] * NANO_PER_KWH), round(tariff.feed_in[t] * NANO_PER_KWH)
+        if q < 0:
+            gain = retail - closing - fee
+            net += wh(-q) * gain if gain >= 0 or p + seen > retail else 0
+        elif q > 0:
+            gain = closing - fee - feed_in
+            net += wh(q) * gain if gain >= 0 or p - seen < feed_in else 0
+    return net < 0
+
+
 def unwinding_worth(
     spread: Sequence[float],
     marginal: tuple[Sequence[float], Sequence[float]] | None,
@@ -101,9 +145,9 @@ def unwinding_worth(
     `worth`; private: its own marginal values). `spread` is the default (retail less feed-in: the most a
     P2P kWh can be worth against the DSO); where the move only unwinds its position toward zero (a sale
     smaller, a purchase smaller, same side) the bound is its own marginal value's gap to its net price,
-    |μ − (p − fee)| for a sale, |μ − (p + fee)| for a purchase, at the larger of the gaps at its positions
-    before and after (`marginal`: the balance duals of its last two answers, currency per kWh; None: none
-    known, the spread): its day cost is convex in its P2P positions (an LP, commitments fixed), so its
+    |μ − (p − fee)| for a sale, |μ − (p + fee)| for a purchase (the fee as its answers price it, `on_tick`),
+    at the larger of the gaps at its positions before and after (`marginal`: the balance duals of its last
+    two answers, currency per kWh; None: none known, the spread): its day cost is convex in its P2P positions (an LP, commitments fixed), so its
     marginal value along the move lies between the two, and what the move gains it is the move times a gap
     no larger. Why: with a fee every MG has a dead band (a sale nets p − fee, a purchase costs p + fee) and
     the energy it traded at no margin without one (P2P or DSO at the same price) it now unwinds, one
@@ -114,7 +158,7 @@ def unwinding_worth(
     the relaxed model's: that one iteration's bound is then approximate (the next ones are exact again)."""
     if marginal is None or fee == 0:
         return list(spread)
-    phi = per_kwh(fee)
+    phi = per_kwh(on_tick(fee))  # as its answers price it (`with_fee`)
     before, after = marginal
     old, new = positions
     out = []
@@ -133,9 +177,17 @@ class Margins:
     that its verdict can value its moves by `unwinding_worth`. Fee 0 keeps nothing: every move at its spread,
     the value stop as without a fee."""
 
-    def __init__(self, fee: int, spread: Sequence[Sequence[float]]) -> None:
-        self.fee, self.spread = fee, spread
+    def __init__(self, fee: int, spread: Sequence[Sequence[float]], tariffs: Sequence[Tariff] = ()) -> None:
+        self.fee, self.spread, self.tariffs = fee, spread, tariffs
         self.last: list[tuple[float, ...] | None] = []
+
+    def loses(self, i: int, position: Sequence[float], prices: Sequence[int]) -> bool:
+        """MG i's `loses_to_dso` with its own tariff (`tariffs`; none given: False)."""
+        return (
+            bool(self.fee)
+            and i < len(self.tariffs)
+            and loses_to_dso(self.tariffs[i], position, prices, self.fee)
+        )
 
     def worth(
         self,
