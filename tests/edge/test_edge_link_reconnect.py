@@ -23,6 +23,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 from pydantic import ValidationError
 
 from peergrid_edge.config import BrokerSettings, EdgeSettings
+from peergrid_edge.daemon import EdgeDaemon
 from peergrid_edge.link import RECONNECT_MIN_S, MqttLink
 from peergrid_sim.broker import MosquittoBroker
 from peergrid_sim.closedloop import LabChains, LoopTiming, edge_config, phase_timeout_s
@@ -111,3 +112,16 @@ def test_a_link_whose_broker_restarts_waits_at_most_its_bound_and_comes_back(tmp
 
     with MosquittoBroker(tmp_path / "broker") as broker:
         asyncio.run(main(broker))
+
+
+def test_the_daemon_hands_its_configs_bound_to_its_link(tmp_path: Path) -> None:
+    """The daemon builds its link with the config's `broker.reconnect_max_s` (10 s unless set)."""
+    for broker, bound in (({}, 10.0), ({"reconnect_max_s": 2.5}, 2.5)):
+        settings = EdgeSettings.model_validate(
+            {"node_id": "n", "mg": "mg1", "data_dir": str(tmp_path / str(bound)), "broker": broker}
+        )
+        daemon = EdgeDaemon(settings)
+        try:
+            assert daemon.link.client._reconnect_max_delay == bound
+        finally:
+            daemon.store.close()

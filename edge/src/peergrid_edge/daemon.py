@@ -82,7 +82,14 @@ class EdgeDaemon:
         tls = None
         if broker.ca_file is not None:
             tls = (str(broker.ca_file), _opt(broker.cert_file), _opt(broker.key_file))
-        self.link = MqttLink(settings.node_id, broker.host, broker.port, broker.keepalive_s, tls)
+        self.link = MqttLink(
+            settings.node_id,
+            broker.host,
+            broker.port,
+            broker.keepalive_s,
+            tls,
+            reconnect_max_s=broker.reconnect_max_s,
+        )
         self.drivers: dict[str, Driver] = {
             d.name: make_driver(d, settings, self.link) for d in settings.devices
         }
