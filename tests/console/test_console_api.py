@@ -7,6 +7,7 @@ nothing changed (switches, DSO chain height). Runs the DSO engineer's `create_ap
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -115,7 +116,7 @@ def test_bad_logins_are_refused_counted_and_throttled(client: TestClient) -> Non
     ("method", "path", "body"),
     [
         ("post", "/console/api/plans", None),
-        ("post", "/console/api/plans/plan-1/approve", None),
+        ("post", "/console/api/plans/plan-1765000000000/approve", None),
         ("post", "/console/api/switches/7/preview", {"close": False}),
         ("post", "/console/api/switches/7/operate", {"close": False, "confirm": "x" * 22}),
         ("post", f"/console/api/enrolment/{'ab' * 32}/approve", None),
@@ -204,7 +205,8 @@ def test_manual_switching_needs_a_fresh_confirmation_from_the_same_operator(clie
     preview = client.post("/console/api/switches/33/preview", headers=csrf, json={"close": True}).json()
     ok = {"close": True, "confirm": preview["confirm"]}
     r = client.post("/console/api/switches/33/operate", headers=csrf, json=ok).json()
-    assert r["ok"] and switches(client)[33] is True and r["plan"].endswith(" by olga")
+    assert r["ok"] and switches(client)[33] is True
+    assert re.fullmatch(r"manual-\d{13} by olga", r["plan"])  # wall ms: no restart reuses it (X6)
     assert client.post("/console/api/switches/33/operate", headers=csrf, json=ok).status_code == 409  # once
     block = client.get(f"/console/api/ledger/dso/blocks/{r['chain'][0]['height']}").json()
     assert block["transactions"][0]["kind"] == "switching_plan"
@@ -223,7 +225,7 @@ def test_a_plan_is_approved_executed_recorded_and_provable(client: TestClient) -
     csrf = login(client, "olga")
     plan = client.post("/console/api/plans", headers=csrf).json()
     assert plan["status"] == "pending" and plan["after"]["losses_kw"] < plan["before"]["losses_kw"]
-    assert plan["after"]["vmin_pu"] >= 0.9
+    assert plan["after"]["vmin_pu"] >= 0.9 and re.fullmatch(r"plan-\d{13}", plan["id"])
     done = client.post(f"/console/api/plans/{plan['id']}/approve", headers=csrf).json()
     assert done["status"] == "executed" and done["approved_by"] == "olga"
     states = switches(client)

@@ -8,7 +8,10 @@ recorded or operated until an operator approves. Approval re-plans from the pres
 chain) and executes it with read-back and rollback (`SwitchingExecutor`); the result is recorded and the chain
 sealed, so every action is a final, provable block. A manual operation is first previewed and runs only with
 the one-time token of that preview, from the same user, within `CONFIRM_TTL_S`; one that would island load is
-refused (interlock). An operator can adopt the positions the relays report as the DSO's open set (all read,
+refused (interlock). Plan and manual ids (`plan-<n>`, `manual-<n>`) are wall-clock milliseconds, each above the
+last, so a restarted server on a persistent DSO chain does not reuse one; a record the chain refuses all the
+same (a duplicate after the clock went back) is an `OperationError` naming the chain's reason, not a crash.
+An operator can adopt the positions the relays report as the DSO's open set (all read,
 none moving, radial, the open set the operator was shown): the way out of a refused plan or a ROLLBACK FAILED.
 Every action ends with an `operator_action` record on the DSO chain naming the operator
 and the transactions the action caused, sealed with them into one final block; enrolment records name the
@@ -32,6 +35,7 @@ from peergrid_dso.auth.store import ConsoleDb
 from peergrid_dso.console.chains import LABEL_MAX, by_label
 from peergrid_dso.console.grid import GridView
 from peergrid_dso.feeder.model import Feeder
+from peergrid_dso.services.dso_chain import ChainRejected
 from peergrid_dso.services.enrolment import EnrolmentRefused
 from peergrid_dso.services.powerflow import net_injection_mw
 from peergrid_dso.services.reconfiguration import ReconfigurationInfeasible, SolverFailure, reconfigure
@@ -73,7 +77,7 @@ class Plan:
     before: dict[str, Any]
     after: dict[str, Any]
     actions: list[dict[str, Any]]
-    status: str = "pending"  # pending -> executed | failed | superseded | nothing to do
+    status: str = "pending"  # -> executed | failed (also: refused by the chain) | superseded | nothing to do
     approved_by: str | None = None
     steps: list[dict[str, Any]] = field(default_factory=list)
     chain: list[dict[str, Any]] = field(default_factory=list)
@@ -103,6 +107,7 @@ class Operations:
         planner: Planner = milp_planner,
         interval: int = 0,
         db: ConsoleDb | None = None,
+        wall: Callable[[], float] = time.time,
     ) -> None:
         self.grid = grid
         self.dso = dso  # peergrid_dso.services.container.DsoServices
@@ -113,7 +118,28 @@ class Operations:
         self.audit: list[dict[str, Any]] = db.audit() if db is not None else []
         self.lock = threading.Lock()  # one operator action at a time; also guards sealing the DSO chain
         self._confirmations: dict[str, tuple[str, int, bool, float]] = {}
+        self.wall = wall  # plan ids from it: the DSO chain keeps every id across restarts
         self._seq = 0
+
+    def _next_id(self, prefix: str) -> str:
+        """`<prefix>-<n>`: n the wall clock in ms, or one above the last id when that is not below it (two in one
+        ms, a clock that stepped back while running). Counting from 1 in each life reused, after a restart,
+        the ids of the first life's plans on the persistent DSO chain, which refuses a plan id used before."""
+        self._seq = max(self._seq + 1, round(self.wall() * 1000))
+        return f"{prefix}-{self._seq}"
+
+    def _refused(self, user: str, action: str, before: set[bytes], exc: ChainRejected) -> OperationError:
+        """A record the DSO chain refused: what did land is still named by an `operator_action` (best effort),
+        and the operator is told the chain's reason and whether the relays may have moved."""
+        with contextlib.suppress(Exception):
+            self._seal(user, f"{action} (refused by the DSO chain)", before)
+        if str(exc).startswith("switching_plan "):  # the plan itself: nothing was commanded
+            return OperationError(f"the DSO chain refused the plan, nothing was operated: {exc}")
+        self.grid.alarm(f"{action}: the DSO chain refused a record during execution: {exc}")
+        return OperationError(
+            f"the DSO chain refused a record during execution ({exc}); the relays may have moved: "
+            "read and adopt their positions"
+        )
 
     def _injections_mw(self) -> tuple[np.ndarray, np.ndarray]:
         kw = self.grid.injections_kw
@@ -191,8 +217,7 @@ class Operations:
         if not after["ok"] or not after["radial"]:
             raise OperationError(f"the planner's configuration {list(target)} is not radial or islands load")
         with self.lock:
-            self._seq += 1
-            plan_id = f"plan-{self._seq}"
+            plan_id = self._next_id("plan")
             ops = self._plan(plan_id, target).operations if target != tuple(before["open_branches"]) else ()
             for other in self.plans.values():
                 if other.status == "pending":
@@ -216,10 +241,15 @@ class Operations:
                 raise OperationError(f"the switches moved since {plan_id} was computed; propose a new plan")
             switching = self._plan(by_label(plan.id, user), tuple(plan.after["open_branches"]))
             plan.approved_by, plan.status = user, "executing"
-            self.dso.switching.submit(switching)  # records the switching_plan (auto mode runs it at once)
-            result = self.dso.switching.results.get(switching.plan_id)
-            if result is None:
-                result = self.dso.switching.approve(switching.plan_id)
+            try:
+                self.dso.switching.submit(switching)  # records the switching_plan (auto mode runs it at once)
+                result = self.dso.switching.results.get(switching.plan_id)
+                if result is None:
+                    result = self.dso.switching.approve(switching.plan_id)
+            except ChainRejected as exc:
+                refused = self._refused(user, f"approve and execute {plan.id}", before, exc)
+                plan.status, plan.alarm = "failed", str(refused)
+                raise refused from None
             self.dso.open_set = result.final_open
             plan.steps = [_step(s) for s in result.steps]
             plan.status, plan.alarm = ("executed", None) if result.ok else ("failed", result.alarm)
@@ -255,20 +285,23 @@ class Operations:
             raise OperationError("the confirmation is for another operation or user")
         with self.lock:
             before = self._pending()
-            self._seq += 1
-            label = by_label(f"manual-{self._seq}", user)
+            label = by_label(self._next_id("manual"), user)
             open_now = tuple(sorted(self.dso.open_set))
             open_after = tuple(sorted(set(open_now) - {branch} if close else set(open_now) | {branch}))
             if not self.grid.check(open_after)["ok"]:  # the network may have moved since the preview
                 raise OperationError("interlock: the operation would now island load")
             plan = SwitchingPlan(label, self.interval, open_now, open_after, (RelayOperation(branch, close),))
             executor = self.dso.switching.executor
-            executor.recorder.plan(plan)
-            result = executor.execute(plan)  # command, read-back; records the switching_result
+            action = f"{'close' if close else 'open'} branch {branch}"
+            try:
+                executor.recorder.plan(plan)
+                result = executor.execute(plan)  # command, read-back; records the switching_result
+            except ChainRejected as exc:
+                raise self._refused(user, action, before, exc) from None
             self.dso.open_set = result.final_open
             if result.alarm:
                 self.grid.alarm(f"{label}: {result.alarm}")
-            chain = self._seal(user, f"{'close' if close else 'open'} branch {branch}", before)
+            chain = self._seal(user, action, before)
         return {"ok": result.ok, "steps": [_step(s) for s in result.steps], "chain": [chain], "plan": label}
 
     # -- the relays' reported positions: read, and adopt them (after a refusal, a ROLLBACK FAILED, a restart)
