@@ -385,6 +385,15 @@ class EmbeddedLoop:
         self._priced_through = found["tariffs_through"]
         return found
 
+    @property
+    def start_alarm(self) -> str | None:
+        """The node's start alarm while it stands, for `/api/health`: the relays it could not adopt at start
+        (`switching_adopt.start_topology`: unreadable, moving, or not radial), which refuses every plan until an
+        operator adopts the relays' positions (`Operations.adopt_relays` lifts it). None when the node adopted
+        them at start or had no relay to read. Read off the console's services, not the node's event loop."""
+        standing = getattr(getattr(self, "services", None), "alarms", None) or []
+        return str(standing[0]) if standing else None
+
     def replica(self, role: str) -> Any:
         """The node's replica of the `dso` or `mgmc` chain, or None when it does not follow that chain."""
         if self.node is None:

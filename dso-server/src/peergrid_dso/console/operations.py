@@ -12,7 +12,8 @@ refused (interlock). Plan and manual ids (`plan-<n>`, `manual-<n>`) are wall-clo
 last, so a restarted server on a persistent DSO chain does not reuse one; a record the chain refuses all the
 same (a duplicate after the clock went back) is an `OperationError` naming the chain's reason, not a crash.
 An operator can adopt the positions the relays report as the DSO's open set (all read,
-none moving, radial, the open set the operator was shown): the way out of a refused plan or a ROLLBACK FAILED.
+none moving, radial, the open set the operator was shown): the way out of a refused plan or a ROLLBACK FAILED,
+and what lifts the node's start alarm (`EmbeddedLoop.start_alarm`, `/api/health`).
 Every action ends with an `operator_action` record on the DSO chain naming the operator
 and the transactions the action caused, sealed with them into one final block; enrolment records name the
 operator too. With a `ConsoleDb` the audit trail is also kept in the DSO's data directory across restarts.
@@ -349,6 +350,8 @@ class Operations:
             for kind, body in adoption_records(adoption, plan_id, self.interval):
                 self.dso.recorder.submit(kind, body)
             self.dso.open_set = adoption.open_set
+            with contextlib.suppress(AttributeError):  # the node's start alarm stood until an adoption
+                self.dso.alarms.clear()  # (`/api/health`'s loop.start_alarm); the console's log keeps it
             chain = self._seal(user, f"adopt relay positions: open {list(adoption.open_set)}", before)
         return {"ok": True, "plan": plan_id, "open_branches": list(adoption.open_set),
                 "changed": list(adoption.changed), "chain": [chain]}  # fmt: skip
