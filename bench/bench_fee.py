@@ -99,6 +99,10 @@ def run(quick: bool = False) -> str:
             "6 / 20 / 100-MG days took 112 / 43 / 42 rounds at 0.75 and 80 / 71 / 52 at 1 µ/Wh per side, the "
             "rules day 115 / 102 (its rounds are the owners' rules' judgements and ρ's path, which the "
             "unwinding worth does not shorten; owner rules net of the fee since). "
+            "The MGs' answers price the fee rounded up to the tick (`exchange_fee.on_tick`, F6: trades close on "
+            "the tick), so 0.75 allocates as 1 µ/Wh (before F6: 23 / 39 / 30 rounds, rules day 102, shares "
+            "0.99706 / 0.99614 / 0.99900 / 0.98974), and no MG says settled while its position loses against "
+            "the DSO at the closing ticks (`exchange_fee.loses_to_dso`: no row moved at 1 µ/Wh). "
             "*Owed*: the make-whole (unfunded: what was owed). "
             f"Load average {load:.1f} at the start, {load_end:.1f} at the end (2 cores shared).",
             "",
