@@ -155,7 +155,10 @@ def test_the_owner_s_floor_and_cap_are_net_of_the_fee_on_the_chain_s_integers(
         assert lowest == floor and highest == cap
 
 
-@pytest.mark.parametrize(("fee", "price"), [(750_000, 0.08), (TICK, 0.081), (1_500_000, 0.081)])
+# the MGs price the fee as they meet it on the tick (exchange_fee.on_tick): 750,000 as one tick, 1,500,000 as
+# two, so the price settles at the lowest tick whose net clears the floor (before F6: 0.08 at 750,000, a's
+# sale at 0.07925 net, and that day was not stable; 0.081 at 1,500,000, a's net 0.0795 below its floor)
+@pytest.mark.parametrize(("fee", "price"), [(750_000, 0.081), (TICK, 0.081), (1_500_000, 0.082)])
 def test_an_mg_rationed_at_its_net_floor_is_paid_nothing(fee: int, price: float) -> None:
     # test_ctl_uplift's floor day with the fee: a's floor 0.08 is net of it, so the price settles within
     # its rule's reach (0.08 to the lowest tick whose net clears 0.08), a is rationed there, and by its own
@@ -396,7 +399,10 @@ def test_the_fee_split_over_the_intervals_sums_to_the_contract_s_one_rounding(
     if fee == 0:
         assert (sell, buy) == rule  # no fee: the owner-rule fees as they were (one column where none)
     else:
-        assert sell == tuple(fee / 10**9 for _ in traded) and buy == tuple(0.5 + fee / 10**9 for _ in traded)
+        seen = exchange_fee.on_tick(fee) / 10**9  # the answers' fee: on the tick (F6)
+        assert sell == tuple(seen for _ in traded) and buy == tuple(0.5 + seen for _ in traded)
+        exact = exchange_fee.with_fee(rule, fee, len(traded), exact=True)  # the deviation's: the fee itself
+        assert exact == (tuple(fee / 10**9 for _ in traded), tuple(0.5 + fee / 10**9 for _ in traded))
 
 
 def test_a_payee_that_falls_short_forfeits_its_credit_to_the_fund_and_the_fee_stays_due_on_the_cleared_wh(

@@ -13,7 +13,6 @@ one tick below retail (0.219), nothing is declined, and the welfare is the fee-0
 
 from __future__ import annotations
 
-from dataclasses import replace
 from functools import cache
 from pathlib import Path
 
@@ -21,33 +20,15 @@ import pytest
 
 from peergrid_controller import exchange_fee
 from peergrid_controller.dayexchange import DayAheadConfig
-from peergrid_controller.model import Microgrid, Scenario, Tariff
+from peergrid_controller.model import Tariff
 from peergrid_controller.scenario import load_scenario
 from peergrid_controller.simrecords import SimulationResult
-from peergrid_controller.simulate import SimulationConfig, simulate
+from peergrid_controller.simulate import SimulationConfig, simulate, window
 from peergrid_controller.venues import MemoryMarket
 
 IEEE33 = Path(__file__).resolve().parents[2] / "firmware-sim" / "scenarios" / "ieee33.yaml"
 TICK = 10**6  # nano per kWh: one micro-unit per Wh
 NANO = 10**9
-
-
-def window(scenario: Scenario, start: int, stop: int) -> Scenario:
-    """Intervals [start, stop) of the day as a day of their own (batteries from their start, as a cut day)."""
-
-    def cut(mg: Microgrid) -> Microgrid:
-        t = mg.tariff
-        return replace(
-            mg,
-            tariff=Tariff(t.retail[start:stop], t.feed_in[start:stop], t.max_import_kw, t.max_export_kw),
-            pv=tuple(replace(p, available_kw=p.available_kw[start:stop]) for p in mg.pv),
-            loads=tuple(
-                replace(ld, critical_kw=ld.critical_kw[start:stop], sheddable_kw=ld.sheddable_kw[start:stop])
-                for ld in mg.loads
-            ),
-        )
-
-    return replace(scenario, microgrids=tuple(cut(mg) for mg in scenario.microgrids))
 
 
 @cache

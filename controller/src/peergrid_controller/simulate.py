@@ -55,6 +55,7 @@ __all__ = [
     "SimulationResult",
     "simulate",
     "truncate",
+    "window",
 ]
 
 _pay_uplift = pay_uplift  # its name here before settling.py (tests post payments through it)
@@ -64,16 +65,20 @@ def truncate(scenario: Scenario, intervals: int) -> Scenario:
     """The first `intervals` intervals of a scenario (its day ends there: batteries return to their start)."""
     if intervals >= scenario.intervals:
         return scenario
+    return window(scenario, 0, intervals)
+
+
+def window(scenario: Scenario, start: int, stop: int) -> Scenario:
+    """Intervals [start, stop) of the day as a day of their own (batteries from their start, as a cut day)."""
 
     def cut(mg: Microgrid) -> Microgrid:
-        n = intervals
         t = mg.tariff
         return replace(
             mg,
-            tariff=Tariff(t.retail[:n], t.feed_in[:n], t.max_import_kw, t.max_export_kw),
-            pv=tuple(replace(p, available_kw=p.available_kw[:n]) for p in mg.pv),
+            tariff=Tariff(t.retail[start:stop], t.feed_in[start:stop], t.max_import_kw, t.max_export_kw),
+            pv=tuple(replace(p, available_kw=p.available_kw[start:stop]) for p in mg.pv),
             loads=tuple(
-                replace(ld, critical_kw=ld.critical_kw[:n], sheddable_kw=ld.sheddable_kw[:n])
+                replace(ld, critical_kw=ld.critical_kw[start:stop], sheddable_kw=ld.sheddable_kw[start:stop])
                 for ld in mg.loads
             ),
         )

@@ -59,7 +59,7 @@ from peergrid_controller.cleanbook import decide_switch
 from peergrid_controller.dayahead import model_for
 from peergrid_controller.dayexchange import anchor, answer, settled
 from peergrid_controller.daymodel import DayModel
-from peergrid_controller.exchange_fee import unwinding_worth
+from peergrid_controller.exchange_fee import loses_to_dso, unwinding_worth
 from peergrid_edge.dayahead_clean import declares_clean, phased, redecisions, side
 from peergrid_edge.exchange_io import SessionFailed
 from peergrid_ledger.contracts.exchange import MAX_ITERATIONS
@@ -299,6 +299,11 @@ def judge(agent: DayAheadAgent, moves: list[list[float]], tolerance: float) -> N
         agent.verdict = settled(
             agent.spread, moves[me], book.q[me], ratios, cfg.value_per_kwh, tolerance, rounding,
             cfg.value_floor_kwh if book.final_phase else 1.0, worth(agent, book.q[me]),
+        ) and not (
+            # with a fee, never while its position loses against the DSO at the closing ticks, as
+            # `Exchange.step` (`Margins.loses`): in the last phase, not on a clean session
+            book.final_phase and agent.fee and not agent.clean
+            and loses_to_dso(agent.mg.tariff, book.q[me], book.prices, agent.fee)
         )  # fmt: skip
     agent.rules.judge(book, me, agent.verdict)
 
