@@ -42,7 +42,8 @@ def test_health_answers_while_the_nodes_loop_is_held(
         client.app.state.loop = live  # type: ignore[attr-defined]
         free = client.get("/api/health").json()
         assert free["loop"] == {
-            "running": True, "interval": None, "enrolled": ["mg1"], "pricing": True, "tariffs_through": FIRST,
+            "running": True, "interval": None, "start_alarm": None, "enrolled": ["mg1"], "pricing": True,
+            "tariffs_through": FIRST,
         }  # fmt: skip
         running_loop.call_soon_threadsafe(hold)
         assert held.wait(10)
@@ -50,7 +51,11 @@ def test_health_answers_while_the_nodes_loop_is_held(
             busy = client.get("/api/health").json()
         finally:
             release.set()
-        assert busy["status"] == "ok" and busy["loop"] == {"running": True, "interval": None}
+        assert busy["status"] == "ok" and busy["loop"] == {
+            "running": True,
+            "interval": None,
+            "start_alarm": None,
+        }
         again = client.get("/api/health").json()
         assert again["loop"] == free["loop"]
         client.app.state.loop = None  # type: ignore[attr-defined]

@@ -171,14 +171,21 @@ def test_health_carries_the_fields_in_its_loop_section(tmp_path: Path) -> None:
         {"enrolled": ["mg1", "mg2"], "pricing": True, "tariffs_through": 37},
         None,  # too busy to answer in time: the fields are left out, the rest stands
     ]
-    fake = SimpleNamespace(running=True, node=SimpleNamespace(loop=SimpleNamespace(current=36)))
+    fake = SimpleNamespace(
+        running=True, node=SimpleNamespace(loop=SimpleNamespace(current=36)), start_alarm=None
+    )
     fake.readiness = lambda timeout: answers.pop(0)  # the route bounds its wait
     with TestClient(create_app(settings, listen=False), base_url="http://127.0.0.1:8080") as client:
         assert client.get("/api/health").json().get("loop") is None  # no loop section: no loop
         client.app.state.loop = fake  # type: ignore[attr-defined]
         doc = client.get("/api/health").json()
         assert doc["status"] == "ok" and doc["loop"] == {
-            "running": True, "interval": 36, "enrolled": ["mg1", "mg2"], "pricing": True, "tariffs_through": 37,
+            "running": True, "interval": 36, "start_alarm": None, "enrolled": ["mg1", "mg2"], "pricing": True,
+            "tariffs_through": 37,
         }  # fmt: skip
-        assert client.get("/api/health").json()["loop"] == {"running": True, "interval": 36}
+        assert client.get("/api/health").json()["loop"] == {
+            "running": True,
+            "interval": 36,
+            "start_alarm": None,
+        }
         client.app.state.loop = None  # type: ignore[attr-defined]

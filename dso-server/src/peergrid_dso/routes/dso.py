@@ -18,6 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from peergrid_dso.services.acvalidate import ValidationMismatch, cross_check, validate_ac
 from peergrid_dso.services.container import DsoServices
+from peergrid_dso.services.dso_chain import ChainRejected
 from peergrid_dso.services.enrolment import EnrolmentRefused
 from peergrid_dso.services.injections import InjectionGate, InjectionRefused
 from peergrid_dso.services.powerflow import IslandedLoadError
@@ -318,8 +319,11 @@ def create_plan(body: PlanIn, request: Request, dso: DsoServices = Depends(get_d
         )
     except SwitchingPlanError as exc:
         raise HTTPException(422, str(exc)) from None
-    with recorded(request, f"REST plan {plan_id} to open {list(plan.to_open)}"):
-        result = dso.switching.submit(plan)
+    try:
+        with recorded(request, f"REST plan {plan_id} to open {list(plan.to_open)}"):
+            result = dso.switching.submit(plan)
+    except ChainRejected as exc:  # e.g. a plan id the chain already holds: the reason, never a 500
+        raise HTTPException(409, f"the DSO chain refused plan {plan_id}: {exc}") from None
     if result is not None:  # where the relays ended, also after a rollback (review27 R27-4)
         dso.open_set = result.final_open
     return {

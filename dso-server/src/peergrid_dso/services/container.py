@@ -10,6 +10,7 @@ Modbus relays and executor behind the relays' lock, its topology and injections 
 from __future__ import annotations
 
 import itertools
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -37,7 +38,8 @@ class DsoServices:
     injections: dict[int, dict[str, tuple[float, float]]] = field(default_factory=dict)
     last_reconfiguration: dict[str, Any] | None = None
     last_opf: dict[str, Any] | None = None
-    plan_ids: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
+    # REST plan ids from the wall clock in ms at start: the DSO chain keeps every id across restarts (X6)
+    plan_ids: itertools.count[int] = field(default_factory=lambda: itertools.count(round(time.time() * 1000)))
     injection_gate: Any = None  # services.injections.InjectionGate, made by routes.dso on first use
     disputes: Any = None  # dispute_node.DisputeSettler of the closed loop's node (None: it settles none)
     alarms: list[str] = field(default_factory=list)  # the node's start: relays it could not adopt
