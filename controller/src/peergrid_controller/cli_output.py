@@ -3,7 +3,8 @@
 Promises: `result_json(result, chain)` is the JSON document, built from the result records (simrecords.py) by
 field name with floats rounded to 6 places (non-finite: null), keys in a fixed order, so the same result gives
 the same bytes (a day run with a risk allowance adds `total.risk_allowance`, each MG's; without one the
-document is as before it existed; so does a day-ahead day with an exchange fee, `total.fee`: its fund);
+document is as before it existed; so does a day-ahead day with an exchange fee, `total.fee`: its fund, and
+its reserve where there is one);
 `report(...)` prints it (or a short summary) and then one stderr line each on
 stability, the chain's settlements, the lossy transport, the risk allowance and the day-ahead stage. Reads no clocks and runs nothing.
 """
@@ -124,6 +125,9 @@ def result_json(result: SimulationResult, chain: dict[str, int] | None = None) -
                 "fee_paid": {k: _num(v) for k, v in sorted(d.fee_paid.items())},
                 "refund": {k: _num(v) for k, v in sorted(d.fund_refund.items())},
             }
+            if d.fund_reserve_before or d.fund_reserve_after:  # absent: none (the bytes as before it)
+                total["fee"]["reserve_before"] = _num(d.fund_reserve_before)
+                total["fee"]["reserve_after"] = _num(d.fund_reserve_after)
         if chain is not None:  # beside `dayahead`, whose keys are fixed
             total["chain"] = chain
     return {"intervals": intervals, "total": total}
@@ -195,7 +199,13 @@ def report(
         if d.exchange_fee:
             paid += (
                 f" from the fee's fund (fee {d.exchange_fee} nano/kWh/side: collected {d.fee_collected:.4f}, "
-                f"fund {d.fund_before:.4f} -> {d.fund_after:.4f}, refunded {sum(d.fund_refund.values()):.4f})"
+                f"fund {d.fund_before:.4f} -> {d.fund_after:.4f}, refunded {sum(d.fund_refund.values()):.4f}"
+                + (
+                    f", reserved {d.fund_reserve_after:.4f}"
+                    if d.fund_reserve_before or d.fund_reserve_after
+                    else ""
+                )
+                + ")"
             )
         rationed = (
             "; rationed at their own rule, not paid: "

@@ -51,8 +51,10 @@ def pay_uplift(venue: Venue, uplift: Uplift, ref: str) -> None:
 
 def pay_fund(venue: Venue, fund: FundOutcome) -> None:
     """A fee-funded day's money through the venue (uplift_fund.py): each member's fee into the fund, then
-    the credits and the refunds above the cap out of it, each once."""
-    _pay(venue, [Payment(name, FUND, f) for name, f in fund.fees.items() if f], FEE_REF, "exchange fee")
+    the credits and the refunds above the cap out of it, each once. A fee's part left owed to the fund
+    (`FundOutcome.unpaid`: the member could not pay it) is not moved."""
+    fees = {name: f - fund.unpaid.get(name, 0) for name, f in fund.fees.items()}
+    _pay(venue, [Payment(name, FUND, f) for name, f in fees.items() if f], FEE_REF, "exchange fee")
     _pay(venue, [Payment(FUND, name, c) for name, c in fund.credits.items()], UPLIFT_REF, "uplift")
     _pay(venue, [Payment(FUND, name, r) for name, r in fund.refunds.items()], REFUND_REF, "fund refund")
 

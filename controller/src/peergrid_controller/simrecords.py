@@ -66,16 +66,24 @@ class SimulationConfig:
     mg_risk_allowance: dict[str, float] = field(default_factory=dict)
     # day-ahead with an exchange fee (`dayahead.exchange_fee` > 0: uplift_fund.py): the make-whole is paid
     # from the fund, which holds `uplift_fund` micro-units carried over from earlier days before this day's
-    # collection; what it holds above `uplift_fund_cap` (None: no cap) goes back to the day's fee payers
+    # collection, `uplift_reserve` of them reserved by an earlier day (owed and not paid: no refund returns
+    # it); what it holds above the reserve and `uplift_fund_cap` goes back to the day's fee payers (None: no
+    # cap, nothing goes back - the chain's cap at its bound 10^15; the chain's genesis default 0 refunds all)
     uplift_fund: int = 0
     uplift_fund_cap: int | None = None
+    uplift_reserve: int = 0
 
     def __post_init__(self) -> None:
         funds = [("uplift_fund", self.uplift_fund)]
         funds += [("uplift_fund_cap", self.uplift_fund_cap)] if self.uplift_fund_cap is not None else []
+        funds += [("uplift_reserve", self.uplift_reserve)]
         for label, amount in funds:
             if isinstance(amount, bool) or not isinstance(amount, int) or amount < 0:
                 raise ConfigError(f"{label} must be a whole number of micro-units >= 0, got {amount!r}")
+        if self.uplift_reserve > self.uplift_fund:
+            raise ConfigError(
+                f"uplift_reserve ({self.uplift_reserve}) is part of uplift_fund ({self.uplift_fund}): at most it"
+            )
         given = [("risk_allowance", self.risk_allowance)]
         given += [(f"mg_risk_allowance[{name!r}]", x) for name, x in sorted(self.mg_risk_allowance.items())]
         for label, x in given:
@@ -165,6 +173,9 @@ class DayAheadSummary:
     fund_before: float = 0.0
     fund_after: float = 0.0
     fund_refund: dict[str, float] = field(default_factory=dict)
+    # of the fund, the part reserved (owed and not paid: uplift_fund.py) before and after the day
+    fund_reserve_before: float = 0.0
+    fund_reserve_after: float = 0.0
 
 
 @dataclass(frozen=True)

@@ -18,7 +18,7 @@ compensating chain the settlements move the compensation and its `pay` is the ch
 `SimulationResult.dayahead` carries the stage's iterations, its day-level stability check, the uplift and per MG
 how far above its conventional day the faults left it. With an exchange fee (`cfg.dayahead.exchange_fee`) every
 MG's check and deviation price it, each member pays it on its cleared Wh, and the make-whole is paid from the fund
-it fills (uplift_fund.py: `cfg.uplift_fund` carried over, `cfg.uplift_fund_cap`), posted through the venue's fund
+it fills (uplift_fund.py: `cfg.uplift_fund` carried over, `cfg.uplift_reserve` of it reserved, `cfg.uplift_fund_cap`), posted through the venue's fund
 account (`pay_fund`) instead of the payers' charges; the summary then carries the fees and the fund. Deterministic: same inputs, same result.
 Assumes the scenario's profiles are the forecasts. Never reads clocks or I/O beyond the venue it is given.
 """
@@ -108,7 +108,14 @@ def play_day(
         metering.metered(delivery.shortfalls)
     fund: FundOutcome | None = None
     if fee:
-        paid, fund = settle_fund(uplift, delivery.defaulted, fees, cfg.uplift_fund, cfg.uplift_fund_cap)
+        paid, fund = settle_fund(
+            uplift,
+            delivery.defaulted,
+            fees,
+            cfg.uplift_fund,
+            cfg.uplift_fund_cap,
+            reserve_before=cfg.uplift_reserve,
+        )
     else:
         paid = withhold(uplift, delivery.defaulted)
     refund = {name: r / MICRO for name, r in fund.refunds.items()} if fund is not None else {}
@@ -193,5 +200,7 @@ def play_day(
         fund_before=fund.fund_before / MICRO if fund is not None else 0.0,
         fund_after=fund.fund_after / MICRO if fund is not None else 0.0,
         fund_refund=refund,
+        fund_reserve_before=fund.reserve_before / MICRO if fund is not None else 0.0,
+        fund_reserve_after=fund.reserve_after / MICRO if fund is not None else 0.0,
     )
     return SimulationResult(scenario.name, tuple(results), cent.mip_gap if cent else float("nan"), summary)
