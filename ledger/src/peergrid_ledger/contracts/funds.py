@@ -67,6 +67,20 @@ def transfer(
     return collect(view, payee, amount)
 
 
+def pay_or_owe(
+    view: Overlay, ctx: BlockContext, payer: bytes, payee: bytes, amount: int, trade: bytes, who: str
+) -> tuple[int, list[Event]]:
+    """Pay what of `amount` the payer's room allows and record the rest as its debt to the payee under `trade`:
+    the debt first, then the money (settle_pay's order, N6). Returns what was paid now and the events."""
+    now = max(0, min(amount, room(view, ctx, payer)))
+    events: list[Event] = []
+    if amount > now:
+        events += record_debt(view, payer, payee, amount - now, trade)
+    if now:
+        events += transfer(view, ctx, payer, payee, now, who)
+    return now, events
+
+
 def debts_key(debtor: bytes) -> bytes:
     return b"owed/" + debtor
 

@@ -71,7 +71,7 @@ from ..tx import Tx
 from . import exchange_state as xch
 from . import uplift_rule
 from .exchange_clearing import cleared
-from .funds import record_debt, room, transfer
+from .funds import pay_or_owe
 from .market_clock import epoch_ms
 from .market_fee import KIND as FEE_KIND
 from .market_fee import session_fee
@@ -339,12 +339,7 @@ def settle_uplift(view: Overlay, tx: Tx, ctx: BlockContext, sender: ks.AccountRe
     payments = []
     ref = uplift_ref(name)
     for payer, payee, amount in uplift_rule.transfers(paid.credits, paid.charges):
-        now = max(0, min(amount, room(view, ctx, payer)))
-        collected: list[Event] = []
-        if amount > now:  # the debt first, then the money (settle_pay's order, N6)
-            collected += record_debt(view, payer, payee, amount - now, ref)
-        if now:
-            collected += transfer(view, ctx, payer, payee, now, "payer (uplift)")
+        now, collected = pay_or_owe(view, ctx, payer, payee, amount, ref, "payer (uplift)")
         payments.append([payer, payee, amount, amount - now])
         paid_event = {"session": name, "payer": payer, "payee": payee, "amount": amount}
         events += [

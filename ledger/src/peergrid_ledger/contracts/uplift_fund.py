@@ -51,7 +51,7 @@ from ..machine import BlockContext
 from ..results import Event
 from ..state import Overlay, StateReader
 from . import uplift_rule
-from .funds import record_debt, room, transfer
+from .funds import pay_or_owe, transfer
 from .market_fee import fee_for, session_fee
 from .pairing import largest_remainder
 
@@ -87,12 +87,7 @@ def settle_from_fund(
     fees = {m: fee_for(fee, wh) for m, wh in sorted(traded.items()) if wh > 0}
     paid_in: dict[bytes, int] = {}
     for member, charge in fees.items():  # the collection
-        now = max(0, min(charge, room(view, ctx, member)))
-        moved: list[Event] = []
-        if charge > now:  # the debt first, then the money (settle_pay's order, N6)
-            moved += record_debt(view, member, FUND, charge - now, ref)
-        if now:
-            moved += transfer(view, ctx, member, FUND, now, "member (exchange fee)")
+        now, moved = pay_or_owe(view, ctx, member, FUND, charge, ref, "member (exchange fee)")
         paid_in[member] = now
         payments.append([member, FUND, charge, charge - now])
         part = {"owed": charge - now} if charge > now else {}
