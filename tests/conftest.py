@@ -359,7 +359,10 @@ def lab_run(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFac
 # worksteal splits the list into contiguous halves and would not. A new test over ~10 s belongs in this list.
 RUN_FIRST = (
     "tests/edge/test_rebargain_live.py",  # 43 + 13
+    "tests/sim/test_closedloop_late_dso_lab.py",  # 71 (collected near the end)
     "tests/edge/test_edge_owner_rules.py",  # 33
+    "tests/edge/test_edge_fee.py",  # 24, 9, 8 ...
+    "tests/dso/test_r27_relay_adopt.py",  # 11 tests against Modbus relays, ~45 in all
     "tests/edge/test_edge_dayahead_rules.py",  # 29, 15, 13, 8, 8, 7
     "tests/ledger/test_ledger_crash.py",  # 23
     "tests/console/test_live_revocation.py",  # 20
