@@ -6,8 +6,8 @@ every cleared Wh, paid into a fund the chain holds (`uplift_fund`), leaves no pa
 
   `market.fee` {fee, fund_cap[, coordinators]} (the DSO only; on a chain with the uplift contract): `fee`
       nano-currency per kWh per side of every day-ahead trade (0 … 10^7, i.e. up to 10 micro-units per Wh: one
-      market tick, 1 micro-unit per Wh, is 10^6), `fund_cap` the most the uplift fund keeps after a session's
-      payout (micro-units, 0 … 10^15), `coordinators` (with a fee only, then required: 1 … 16 distinct known
+      market tick, 1 micro-unit per Wh, is 10^6), `fund_cap` the most of the uplift fund's refundable
+      balance kept after a session's payout (micro-units, 0 … 10^15; the reserve is kept beyond it: `uplift_fund`), `coordinators` (with a fee only, then required: 1 … 16 distinct known
       keys) the openers whose sessions the DSO sanctions to draw on the fund. Standing from the next
       `exchange.open` on: `exchange.open` copies the pair in force into the session's record (`fee`,
       `fund_cap`; both absent when the fee is 0, so a session without a fee keeps today's bytes) only when its

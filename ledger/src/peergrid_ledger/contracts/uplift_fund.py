@@ -15,12 +15,15 @@ Promises (amounts in micro-units; the session record's `fee` > 0, nano-currency 
   nobody whole, pro rata would reward an over-claim with a share). A defaulted payee's credit is withheld
   (`uplift_rule.withhold`) and stays in the fund. Each credit moves fund -> payee (`funds.transfer`, so the
   payee's debts are collected from it first), drawn from the unreserved balance first, then the reserve.
-- Reserve (`keyspace.UPLIFT_RESERVE`, at most the fund's balance): what was owed and not paid - the whole owed
-  of a day left unfunded, a withheld credit - is moved out of the refundable balance into the reserve, which
-  only pays later sessions' make-whole. So the refund is what it would have been had every owed credit been
-  paid, and the balance no refund reads (fund - reserve) follows the same path whether a day was paid or
-  voided: voiding the day - a payer claiming a gain beyond the fund - gains no payer anything, neither now
-  nor through a later refund (review26 R26-2: the cap's refund handed the payers what the payee was owed).
+- Reserve (`keyspace.UPLIFT_RESERVE`, at most the fund's balance): what was owed and not paid - the whole owed of
+  a day left unfunded, a withheld credit - is moved out of the refundable balance into the reserve, which only
+  pays later sessions' make-whole. So the refund is what it would have been had every owed credit been paid, and
+  the balance no refund reads (fund - reserve) follows the same path whether a day was paid or voided: voiding the
+  day - a payer claiming a gain beyond the fund - gains a pure payer nothing, neither now nor through a later
+  refund (review26 R26-2: the cap's refund handed the payers what the payee was owed). Not closed (review28
+  R28-1): a voider itself owed on a later day its fees alone do not cover is paid from this reserve. The reserve
+  has no cap of its own (review28 R28-2): every unfunded day moves the whole refundable balance into it, so
+  `fund_cap` bounds the refundable part only.
 - Cap: after the payout what the fund holds above the reserve and the session's `fund_cap` is refunded to
   this session's fee payers in proportion to their fees (`largest_remainder`, ties to the smaller key), at
   most their total, so no refund exceeds the fee its payer paid. Only to a member that paid its whole fee: one
