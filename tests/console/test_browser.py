@@ -229,8 +229,19 @@ def test_an_operator_closes_a_tie_by_hand_after_confirming(browser: Any, bed: Li
     page.click("#confirm-switch")
     page.locator(f'rect[data-branch="{tie}"][data-closed="true"]').wait_for(timeout=30_000)
     assert bed.relays()[tie] is True
-    audit = fetch(page, "/console/api/operations")["audit"]
-    assert audit[0]["user"] == "olga" and f"close branch {tie}" in audit[0]["action"]
+    # the relay's new position reaches the page over SSE before the action is sealed on the chain and
+    # audited (the POST answers after both): wait for the audit entry, newest first
+    audit = _wait(
+        f"the audit entry of closing branch {tie}",
+        lambda: [
+            a
+            for a in fetch(page, "/console/api/operations")["audit"][:1]
+            if f"close branch {tie}" in a["action"]
+        ],
+        30,
+        bed,
+    )
+    assert audit[0]["user"] == "olga"
     page.screenshot(path=str(ARTIFACTS / "live-manual-switch.png"), full_page=True)
     page.context.close()
 
