@@ -111,7 +111,8 @@ def write_keyfile(path: str | Path, keypair: Keypair) -> None:
     replace a key another writer put there in between: that needs two processes making the same key at one
     instant (`keygen` racing a first start). A rename that fails says that the file system has no hard links.
     A temporary a power cut left (`.<name>.<hex>.tmp`, a copy of a private seed) is removed by the next write
-    once the name exists (made by it, or found there): from then on no temporary can become the key."""
+    once the name exists (made by it, found there, or found taken when this write's link or rename is refused):
+    from then on no temporary can become the key."""
     path = Path(path)
     seed = bytes(keypair._signing)
     body = json.dumps({"type": KEYFILE_TYPE, "public": keypair.public.hex(), "seed": seed.hex()}) + "\n"
@@ -130,8 +131,10 @@ def write_keyfile(path: str | Path, keypair: Keypair) -> None:
             os.fsync(handle.fileno())
         _give_name(temporary, path)
     except OSError as exc:
-        # a name there now is another writer's key (which may have removed our temporary: ENOENT)
+        # a name there now is another writer's key (which may have removed our temporary: ENOENT); from now
+        # on no temporary can become the key, so those a power cut left go now, not at some later write
         if isinstance(exc, FileExistsError) or path.exists() or path.is_symlink():
+            _remove_temporaries(path)
             raise KeyFileError(f"{path}: already exists; refusing to overwrite a key") from None
         raise KeyFileError(f"{path}: cannot write: {exc.strerror}") from None
     finally:
