@@ -3,7 +3,8 @@
 `python -m bench fee` runs the bench's day-ahead days (synthetic seed 1, 96 quarter-hours: 6, 20 and 100 MGs
 free, the 20-MG owner-rules day) on the memory venue at each fee of `FEES` (nano-currency per kWh per side;
 10**6 = one micro-unit per Wh) and reports per day and fee the rounds and their ratio to the same day's fee-0
-rounds, the share of the central gain and its change, the day-ahead volume, what is owed (the make-whole),
+rounds, the share of the central gain and its change, the largest deviation gain over its MG's tolerance
+before the make-whole (and how many MGs gain above theirs), the day-ahead volume, what is owed (the make-whole),
 what the fee collected, whether the day alone funds it (fund empty before, no cap), stability, declines and
 MGs worse off than conventional, and the wall time. `--quick`: the 6- and 20-MG days of 24 intervals.
 """
@@ -44,6 +45,10 @@ def _day(scenario: Scenario, fee: int) -> dict[str, Any]:
         "funded": d.uplift_funded,
         "collected": d.fee_collected,
         "stable": d.stable,
+        # before the make-whole (review28 R28-3): the largest deviation gain over its MG's tolerance and how
+        # many MGs gain more than theirs (what `stable`, after the payments, does not show)
+        "ratio": d.max_gain_ratio,
+        "earning": len(d.earning),
         "declined": len(d.declined),
         "worse": len(d.worse_than_conventional),
         "rationed": len(d.rationed_at_own_rule),
@@ -61,7 +66,8 @@ def _rows(days: list[tuple[str, Scenario]]) -> list[str]:
             owed = f"{r['owed']:.3f}" + ("" if r["funded"] else " (unfunded)")
             out.append(
                 f"| {name} | {fee / 10**6:g} | {r['rounds']} ({r['stop']}) | {r['rounds'] / base['rounds']:.2f} | "
-                f"{r['share']:.5f} | {r['share'] - base['share']:+.5f} | {r['volume']:.0f} | "
+                f"{r['share']:.5f} | {r['share'] - base['share']:+.5f} | {r['ratio']:.2f} ({r['earning']}) | "
+                f"{r['volume']:.0f} | "
                 f"{owed} | {r['collected']:.3f} | "
                 f"{'–' if not fee else 'yes' if r['funded'] else 'NO'} | {'yes' if r['stable'] else 'NO'} | "
                 f"{r['declined']} / {r['worse']} | {r['rationed']} | {r['wall']:.0f} s |"
@@ -82,8 +88,8 @@ def run(quick: bool = False) -> str:
     load_end = os.getloadavg()[0]
     head = (
         "| MGs | fee µ/Wh per side | rounds (stop) | rounds ÷ fee 0 | share of central gain | Δ share | "
-        "volume kWh | owed | collected | day alone funds it | stable | declined / worse off | "
-        "rationed at own rule | wall |"
+        "gain ÷ tolerance (MGs above) | volume kWh | owed | collected | day alone funds it | stable | "
+        "declined / worse off | rationed at own rule | wall |"
     )
     return "\n".join(
         [
@@ -103,6 +109,10 @@ def run(quick: bool = False) -> str:
             "the tick), so 0.75 allocates as 1 µ/Wh (before F6: 23 / 39 / 30 rounds, rules day 102, shares "
             "0.99706 / 0.99614 / 0.99900 / 0.98974), and no MG says settled while its position loses against "
             "the DSO at the closing ticks (`exchange_fee.loses_to_dso`: no row moved at 1 µ/Wh). "
+            "*Gain ÷ tolerance*: before the make-whole, the largest gain of one MG deviating alone at the "
+            "closing prices over its tolerance (one tick per kWh it trades), and how many MGs gain more than "
+            "theirs: the make-whole pays them (`stable` is after it), so it shows how far the stop left the day "
+            "(review28 R28-3). "
             "*Owed*: the make-whole (unfunded: what was owed). "
             f"Load average {load:.1f} at the start, {load_end:.1f} at the end (2 cores shared).",
             "",

@@ -176,6 +176,11 @@ class DayAheadSummary:
     # of the fund, the part reserved (owed and not paid: uplift_fund.py) before and after the day
     fund_reserve_before: float = 0.0
     fund_reserve_after: float = 0.0
+    # before the make-whole: the largest of each MG's deviation gain (max_deviation_gain's) over its
+    # tolerance, and the MGs whose gain exceeds it (uplift.earns): how far the allocation's stop left the
+    # day from stable before the payments (review28 R28-3: `stable` is after them)
+    max_gain_ratio: float = 0.0
+    earning: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)

@@ -25,6 +25,8 @@ Assumes the scenario's profiles are the forecasts. Never reads clocks or I/O bey
 
 from __future__ import annotations
 
+import math
+
 from peergrid_controller import baselines, exchange_fee
 from peergrid_controller.bargaining import Venue
 from peergrid_controller.dayahead import Allocation
@@ -176,6 +178,8 @@ def play_day(
         dual_residual=allocation.dual_residual,
         declined=committed.declined,
         max_deviation_gain=max(gains.values()),
+        max_gain_ratio=max(_ratio(gains[name], tolerance[name]) for name in gains),
+        earning=tuple(name for name in sorted(gains) if earns(gains[name], tolerance[name])),
         prices=committed.prices,
         uplift_total=paid.total / MICRO,
         uplift_funded=uplift.funded,
@@ -204,3 +208,11 @@ def play_day(
         fund_reserve_after=fund.reserve_after / MICRO if fund is not None else 0.0,
     )
     return SimulationResult(scenario.name, tuple(results), cent.mip_gap if cent else float("nan"), summary)
+
+
+def _ratio(gain: float, tolerance: float) -> float:
+    """An MG's deviation gain over its tolerance (a tolerance of 0, a price_tolerance set to 0: inf where it
+    earns, else 0)."""
+    if tolerance > 0:
+        return gain / tolerance
+    return math.inf if earns(gain, tolerance) else 0.0
