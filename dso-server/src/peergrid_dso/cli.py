@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import shutil
 import sys
+import tempfile
+from pathlib import Path
 
 from peergrid_ledger.settings import ConfigError, exit_with_config_error, load_settings
 
@@ -58,13 +61,16 @@ def serve(args: argparse.Namespace) -> int:
 
 def check_config(args: argparse.Namespace) -> int:
     """What `serve` checks before it starts, less the broker (Ansible validates a rendered dso.yaml with it
-    before it replaces the working one). Reads; never writes: the console state file, which `serve` opens
-    and creates, is not checked here."""
+    before it replaces the working one): the console state file too (`check_console_state`). Reads; never
+    writes, creates or removes a file beside the config's."""
+    from peergrid_dso.auth.store import console_db_path
     from peergrid_dso.config import DsoSettings
     from peergrid_dso.live import preflight
 
     try:
         settings = load_settings(args.config, DsoSettings)
+        if (state_file := console_db_path(settings.console.users_file)) is not None:
+            check_console_state(state_file)
         warnings = preflight(settings, broker=False)
     except ConfigError as err:
         exit_with_config_error(PROGRAM, err)
@@ -74,6 +80,39 @@ def check_config(args: argparse.Namespace) -> int:
     counted = f", {len(warnings)} warning{'s' if len(warnings) > 1 else ''}" if warnings else ""
     print(f"{args.config}: ok ({what}{counted})")
     return 0
+
+
+def check_console_state(path: Path) -> None:
+    """`ConfigError` with `serve`'s own line (`ConsoleDb.open`'s verdict) when the console state file (the
+    sessions, security log and operators' audit trail `serve` keeps in the DSO's data dir) is one `serve`
+    would refuse: not SQLite, damaged, or not the console's. Judged on a copy in a temporary directory, the
+    file and its write-ahead log as found: SQLite, even read-only, makes `-wal`/`-shm` files beside a WAL
+    database, and `ConsoleDb.open` itself writes. Missing or empty is fine (`serve` makes it). A copy taken
+    while a running server checkpoints may be torn: a refused copy is taken and judged once more."""
+    from peergrid_dso.auth.store import ConsoleDb, ConsoleStateError
+
+    if not path.exists() and not path.is_symlink():
+        return
+    wal = path.with_name(path.name + "-wal")
+    refused = ""
+    for _attempt in range(2 if wal.is_file() else 1):
+        with tempfile.TemporaryDirectory(prefix="peergrid-dso-check-") as scratch:
+            copy = Path(scratch) / path.name
+            try:
+                shutil.copyfile(path, copy)
+                if wal.is_file():
+                    shutil.copyfile(wal, copy.with_name(copy.name + "-wal"))
+            except OSError as exc:
+                why = exc.strerror or exc
+                raise ConfigError(f"{path}: cannot read the console state file: {why}") from None
+            if copy.stat().st_size == 0:
+                return
+            try:
+                ConsoleDb.open(copy).close()
+                return
+            except ConsoleStateError as err:
+                refused = f"{path}{str(err).removeprefix(str(copy))}"
+    raise ConfigError(refused)
 
 
 def say_warnings(warnings: list[str]) -> None:
