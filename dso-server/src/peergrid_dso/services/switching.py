@@ -11,7 +11,8 @@ Promises:
   relays (`RelayInventory`), every one - reports a position other than the plan's starting topology says
   (`from_open`, the DSO's whole open set: closed while listed open, open while listed closed, operating) or
   cannot be read: a tie closed by hand, or a relay whose status inputs lie, would otherwise leave the feeder
-  meshed or a section dead while the DSO chain records a radial topology. Otherwise it performs each
+  meshed or a section dead while the DSO chain records a radial topology. Those reads are made at once where
+  the driver can (`read_statuses`: silent relays cost one timeout together). Otherwise it performs each
   operation as a command followed by status read-back until the expected position or a timeout. A timeout, refusal or wrong status aborts and rolls back the unfinished
   pair (and the failed relay itself when it does not read back where it was), returning to the last safe
   (radial, checked) topology, and raises an alarm.
@@ -250,11 +251,9 @@ class SwitchingExecutor:
         operated = {op.branch for op in plan.operations}
         listed = set(self.driver.branches()) if isinstance(self.driver, RelayInventory) else set()
         problems = []
-        for branch in sorted(operated | listed):
-            try:
-                st = self.driver.status(branch)
-            except Exception as exc:  # any driver failure refuses the plan, never escapes
-                problems.append(f"branch {branch} unreachable ({_driver_error(exc)})")
+        for branch, st in sorted(read_statuses(self.driver, operated | listed).items()):
+            if isinstance(st, Exception):  # any driver failure refuses the plan, never escapes
+                problems.append(f"branch {branch} unreachable ({_driver_error(st)})")
                 continue
             if branch in operated and st.locked_out:
                 problems.append(f"branch {branch} locked out")
@@ -305,6 +304,26 @@ class SwitchingExecutor:
             self.alarms.append(f"{plan.plan_id}: {alarm}")
         self.recorder.result(plan, steps)
         return ExecutionResult(plan.plan_id, alarm is None, final_open, tuple(steps), alarm)
+
+
+def read_statuses(driver: RelayDriver, branches: Collection[int]) -> dict[int, RelayStatus | Exception]:
+    """Each relay's status, or the exception its read raised (never raised here): all at once through a
+    driver that reads every relay it names together (`read_every`: one worker per connection, so silent
+    relays cost one timeout together), else one after the other."""
+    wanted = set(branches)
+    read_every = getattr(driver, "read_every", None)
+    found: dict[int, RelayStatus | Exception] = {}
+    if read_every is not None and isinstance(driver, RelayInventory) and wanted & set(driver.branches()):
+        try:
+            found = {b: v for b, v in read_every().items() if b in wanted}
+        except Exception as exc:  # a driver bug: logged (with its trace), then read one by one
+            _driver_error(exc)
+    for branch in sorted(wanted - set(found)):
+        try:
+            found[branch] = driver.status(branch)
+        except Exception as exc:  # the caller names the relay with it
+            found[branch] = exc
+    return found
 
 
 def _driver_error(exc: Exception) -> str:

@@ -1,7 +1,9 @@
 """Adopting the relays' reported positions as the DSO's topology: at node start, and by an operator.
 
-Promises: `read_relays(driver)` reads every relay a `RelayInventory` driver names, one status each, and never
-raises for a relay (an unreadable one is named with its reason); None for a driver that names no relays.
+Promises: `read_relays(driver)` reads every relay a `RelayInventory` driver names, one status each (all at once
+where the driver can: `switching.read_statuses`, so silent relays at start cost one timeout together, not one
+each), and never raises for a relay (an unreadable one is named with its reason); None for a driver that
+names no relays.
 `adopt(feeder, current_open, reading)` returns the open set the relays report (`Adoption`) - the read
 relays' positions, the branches without a relay as `current_open` has them (nothing can switch those) - only
 when every relay read, none is operating and that open set is radial (the feeder's own `is_radial`: every
@@ -27,7 +29,7 @@ from typing import Any
 from peergrid_dso.feeder.model import Feeder
 from peergrid_dso.services.dso_chain import switch_name
 from peergrid_dso.services.powerflow import closed_mask, is_radial
-from peergrid_dso.services.switching import RelayInventory, _driver_error, _position
+from peergrid_dso.services.switching import RelayInventory, _driver_error, _position, read_statuses
 from peergrid_ledger import query
 
 ADOPT_PREFIX = "adopt-"
@@ -71,11 +73,11 @@ def read_relays(driver: Any) -> RelayReading | None:
     relays: Any = driver  # a RelayDriver too
     positions: dict[int, str] = {}
     unreadable: dict[int, str] = {}
-    for branch in sorted(driver.branches()):
-        try:
-            positions[branch] = _position(relays.status(branch))
-        except Exception as exc:  # any driver failure names the relay, never escapes
-            unreadable[branch] = _driver_error(exc)
+    for branch, status in sorted(read_statuses(relays, driver.branches()).items()):
+        if isinstance(status, Exception):  # any driver failure names the relay, never escapes
+            unreadable[branch] = _driver_error(status)
+        else:
+            positions[branch] = _position(status)
     return RelayReading(positions, unreadable)
 
 
