@@ -19,7 +19,9 @@ with their trades kept. Switching holds `lock`
 (shared with the console's operator actions: one writer per relay) from planning from the confirmed topology
 to read-back; the topology lives in `live.open_set`, which operators may change between intervals. It starts
 from the positions the relays report where they can be adopted (`live.py`), recorded on the DSO chain
-(`start_records`) beside the enrolment, before the first interval.
+(`start_records`) beside the enrolment, before the first interval. After each interval, a plan or none, it
+reads every relay against that topology (`watch`, `services.switching_watch`): alarmed and recorded on the
+DSO chain once per change, never adopted.
 With `tariff_file` (and an MGMC chain that settles by both) it prices each MG's cover on the MGMC chain
 (`market.tariff`, a day ahead at a time, `tariff.CoverPricer`) beside the intervals, from the start.
 Its settings are `loop_settings`; submitting to its chains and the coordinated stop, `node_chains`; reopening
@@ -135,6 +137,7 @@ class DsoLoop:
     pricer: Any = None  # tariff.CoverPricer, with `tariff_file` (read at start: a bad file stops it there)
     capacity: Any = None  # tariff.CapacityPoster, where an MG of `mgs` names its `capacity_kw`
     start_records: list[Any] = field(default_factory=list)  # switching_adopt: the start's adoption
+    watch: Any = None  # switching_watch.RelayWatch: every relay read after each interval, a plan or none
 
     def __post_init__(self) -> None:
         s = self.settings
@@ -235,6 +238,8 @@ class DsoLoop:
                 except Exception:  # keep serving the next interval; the record says it failed
                     log.exception("DSO interval %d failed", t)
                     self.record({"interval": t, "error": "failed; see the DSO node log"})
+                if self.watch is not None:  # a tie closed by hand is found now, not at the next plan
+                    await self.watch.check(self.live)
         finally:
             if pricing:
                 await cancel_until_done(pricing)

@@ -10,7 +10,8 @@ the coordinated stop's heights every half second, as the MGMCs do, and its repli
 `assemble`, before anything runs, reads every relay and starts from the positions they report when all read, none
 is moving and they are radial, recorded on the DSO chain once the node runs (`switching_adopt`,
 `DsoLoop.start_records`); otherwise from the feeder's open set, with an alarm (logged, the executor's
-`alarms`, the console's) naming the relays that disagree or could not be read (`DsoNode.start`).
+`alarms`, the console's) naming the relays that disagree or could not be read (`DsoNode.start`). After each
+interval the loop reads every relay again (`switching_watch.RelayWatch`, `EmbeddedLoop.relay_alarm`).
 `EmbeddedLoop(settings).start()` runs a `DsoNode` - the DSO-chain replica (an
 authority), the MGMC-chain replica (a non-voting follower, through which the loop reopens intervals for
 re-bargaining, and with a `disputes` section where it settles disputed trades: `dispute_node`) when configured, enrolment and the per-interval security check, adjustments and switching through the Modbus relays, writing `record_file` exactly as the
@@ -149,6 +150,7 @@ class DsoNode:
             start_topology,
             summary,
         )
+        from peergrid_dso.services.switching_watch import RelayWatch
 
         chains = [settings.dso_chain] + ([settings.mgmc_chain] if settings.mgmc_chain is not None else [])
         node_settings = NodeSettings(
@@ -210,8 +212,9 @@ class DsoNode:
             feeder, tuple(live.open_set), settings.reconfigure_every,
             reconfigure_when_insecure=settings.reconfigure_when_insecure,
         )  # fmt: skip
+        watch = RelayWatch(driver, lock, lambda kind, body: adapter.submit(dso_key, kind, body))
         dso_loop = DsoLoop(settings, replica, adapter, changed, transport, recorder, switching, planner, dso_key,
-                           live, lock, mgmc=mgmc_adapter, start_records=records)  # fmt: skip
+                           live, lock, mgmc=mgmc_adapter, start_records=records, watch=watch)  # fmt: skip
         return cls(settings, node, transport, stores, replica, adapter, networked, feeder, recorder, switching,
                    dso_loop, mgmc_recorder, disputes, start)  # fmt: skip
 
@@ -393,6 +396,13 @@ class EmbeddedLoop:
         them at start or had no relay to read. Read off the console's services, not the node's event loop."""
         standing = getattr(getattr(self, "services", None), "alarms", None) or []
         return str(standing[0]) if standing else None
+
+    @property
+    def relay_alarm(self) -> str | None:
+        """While it stands, what the node's read of every relay after an interval found (`switching_watch`): the
+        relays that report another position than the DSO holds, or cannot be read; None when all agree."""
+        watch = getattr(getattr(self.node, "loop", None), "watch", None)
+        return getattr(watch, "alarm", None)
 
     def replica(self, role: str) -> Any:
         """The node's replica of the `dso` or `mgmc` chain, or None when it does not follow that chain."""

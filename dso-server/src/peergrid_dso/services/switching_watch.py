@@ -1,0 +1,144 @@
+"""Every relay read between plans, each interval: a tie closed by hand or a relay that dropped out is noticed
+within the interval, not when the next plan is refused.
+
+Promises: `RelayWatch.check(topology)` reads every relay the driver names (`switching_adopt.read_relays`: all
+at once where the driver can) under the relays' lock (one writer per relay: read during an operator's
+switching, a relay would seem to move by itself), and judges the reading against the open set the DSO holds
+at that moment (`topology.open_set`, read under the same lock): a relay that reports another position
+(closed while held open, open while held closed, operating) or cannot be read is found (`WatchFinding`).
+While a finding stands, `alarm` names each such relay and what it reports, for `/api/health` and the log; it
+clears once every relay reads where the DSO holds it. Each change of what is found - which relays and what
+they report, not the wording of a read error - is recorded once on the DSO chain, not every interval: an
+`operator_action` by the node (`WATCH_OPERATOR`) naming no transaction, whose action (128 characters at
+most) says the relays and what they report, or that they agree again. A change is read once more before it
+is recorded (a writer that moved a relay and set the open set in two steps is not a change). A record the
+chain refuses or does not make final in time is not sent again; one whose submit raised is, at the next check.
+Never commands a relay and never adopts: the DSO's open set changes only by a plan, the start's rule or an
+operator's adoption (`switching_adopt`). `check` never raises: a failed read is logged, the node goes on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+from peergrid_dso.services.dso_chain import switch_name
+from peergrid_dso.services.switching_adopt import read_relays
+
+WATCH_OPERATOR = "dso-node"  # the node itself, as the chain adapter's gap fillers name it
+ACTION_CHARS = 128  # the ledger's `operator_action` action: Str(128)
+log = logging.getLogger("peergrid_dso.switching")
+
+
+@dataclass(frozen=True)
+class WatchFinding:
+    """The relays read against the open set the DSO held then."""
+
+    held_open: tuple[int, ...]
+    off: tuple[tuple[int, str], ...] = ()  # (branch, what it reports) where the DSO holds it otherwise
+    unreadable: tuple[tuple[int, str], ...] = ()  # (branch, why it could not be read)
+
+    @property
+    def standing(self) -> bool:
+        return bool(self.off or self.unreadable)
+
+    @property
+    def key(self) -> tuple[Any, ...]:
+        """What a change is: the relays and what they report (an error's wording changes every time)."""
+        return self.off, tuple(b for b, _ in self.unreadable)
+
+    def held(self, branch: int) -> str:
+        return "open" if branch in self.held_open else "closed"
+
+    def alarm(self) -> str | None:
+        if not self.standing:
+            return None
+        told = [f"branch {b} reports {seen}, the DSO holds it {self.held(b)}" for b, seen in self.off]
+        told += [f"branch {b} unreachable ({why})" for b, why in self.unreadable]
+        return (
+            f"relays read between plans: {', '.join(told)}; the DSO holds open {list(self.held_open)} and "
+            "adopts nothing: every switching plan is refused until the field is put right or an operator "
+            "adopts the relays' positions"
+        )
+
+    def action(self) -> str:
+        """The DSO chain's record of this finding, within `ACTION_CHARS`."""
+        if not self.standing:
+            agree = f"relay watch: every relay reads as the DSO holds it (open {list(self.held_open)})"
+            return agree[:ACTION_CHARS]
+        told = [f"{switch_name(b)} {seen} (held {self.held(b)})" for b, seen in self.off]
+        told += [f"{switch_name(b)} unreadable" for b, _ in self.unreadable]
+        head = "relay watch, not adopted: "
+        for shown in range(len(told), 0, -1):
+            more = f" +{len(told) - shown} more" if shown < len(told) else ""
+            text = head + ", ".join(told[:shown]) + more
+            if len(text) <= ACTION_CHARS:
+                return text
+        return (head + f"{len(told)} relays off the DSO's open set")[:ACTION_CHARS]
+
+
+def judge(reading: Any, held_open: tuple[int, ...]) -> WatchFinding:
+    """`reading` (`switching_adopt.RelayReading`) against the open set the DSO holds."""
+    off = tuple((b, reading.positions[b]) for b in reading.disagreeing(held_open))
+    return WatchFinding(tuple(sorted(held_open)), off, tuple(sorted(reading.unreadable.items())))
+
+
+@dataclass
+class RelayWatch:
+    driver: Any  # the node's relay driver (a `switching.RelayInventory`)
+    lock: Any  # the relays' lock every writer holds
+    submit: Callable[
+        [str, dict[str, Any]], Awaitable[Any]
+    ]  # to the DSO chain (`ChainAdapter.submit`, signed)
+    alarm: str | None = None  # while a finding stands
+    finding: WatchFinding | None = None  # the last reading judged
+    recorded: tuple[Any, ...] = ((), ())  # the key of what the chain says last (nothing: every relay agrees)
+
+    def read(self, topology: Any) -> WatchFinding | None:
+        """Every relay against the DSO's open set, both read under the lock; None: no relay named."""
+        with self.lock:
+            held = tuple(sorted(topology.open_set))
+            reading = read_relays(self.driver)
+        if reading is None or not (reading.positions or reading.unreadable):
+            return None
+        return judge(reading, held)
+
+    async def check(self, topology: Any) -> WatchFinding | None:
+        """Read and judge every relay now; alarm while a finding stands; record each change once."""
+        try:
+            found = await asyncio.to_thread(self.read, topology)
+            if found is not None and found.key != self.recorded:  # a change: read once more before it counts
+                again = await asyncio.to_thread(self.read, topology)
+                if again is None or (again.key != found.key and again.key != self.recorded):
+                    return None  # still moving: judged at the next check
+                found = again
+        except Exception:  # a read must never stop the node: the next interval reads again
+            log.exception("reading the relays between plans failed")
+            return None
+        if found is None:
+            return None
+        self.finding, self.alarm = found, found.alarm()
+        if found.key != self.recorded:
+            if self.alarm is not None:
+                log.error("%s", self.alarm)
+            else:
+                log.warning("relays read between plans: every relay reads as the DSO holds it again")
+            await self._record(found)
+        return found
+
+    async def _record(self, found: WatchFinding) -> None:
+        body = {"operator": WATCH_OPERATOR, "action": found.action(), "txs": []}
+        try:
+            result = await self.submit("operator_action", body)
+        except Exception:  # sent again at the next check
+            log.exception("the relay watch's record was not sent: %s", body["action"])
+            return
+        self.recorded = found.key
+        if not getattr(result, "ok", False):
+            log.error(
+                "the DSO chain did not take the relay watch's record (%s: %s): %s",
+                getattr(result, "reason", "?"), getattr(result, "detail", ""), body["action"],
+            )  # fmt: skip
