@@ -9,6 +9,8 @@ Promises:
   or cap is the price is valued at that rule (`own_rule_fees`): what being rationed at its own rule is worth to
   it by its own declaration, nothing (uplift.py pays no more than this gain). On a clean session it deviates
   in both books (cleanbook.py: where a clean seller sells clean is its own choice, a binary per interval).
+- With `window` it deviates there alone; outside it trades nothing, or with `held` keeps its net P2P export at
+  `held` there (its session positions: what it answered for the intervals it does not trade, L12).
 - `own_rule_fees(mg, prices, fee)`: the MG's rule fees in the intervals whose price is its own floor or cap
   (net of the exchange fee: exchange_fee.py).
 The MG's deviation trades at the commitment's exchange fee (`Commitment.fee`) on both sides, as its answers did.
@@ -78,6 +80,7 @@ def deviation_gains(
     own_rules: bool = False,
     names: Collection[str] | None = None,
     window: Collection[int] | None = None,
+    held: Sequence[float] | None = None,
 ) -> dict[str, float]:
     """Per MG (those in `names`; None: all): how much less its day would cost had it deviated alone from its
     forward trades, trading whatever it liked at the final prices within its owner's rules (its own day
@@ -95,14 +98,22 @@ def deviation_gains(
 
     With `window` (the day's intervals the MG takes part in; None: all) it trades nothing in the others: an
     MGMC that joined the session for part of its day could never have traded at the closing prices outside
-    it, so deviating there is no gain its commitment cost it (the deployed edge's claim, dayahead_uplift)."""
+    it, so deviating there is no gain its commitment cost it (the deployed edge's claim, dayahead_uplift).
+    With `held` (kWh per interval: one MG's, so a one-MG scenario or `names` naming it; not on a clean
+    session) its net P2P export outside `window` is held there instead, exactly (sales and purchases fixed):
+    it answered the session for those intervals too, so a position inside the window that its plan outside
+    made worth it (a battery filled for a later sale) is not valued as a loss against a day that trades
+    nothing outside (L12: mg5's 8.02 on the lab's day with a fee); `commitment.day_cost` must then be its
+    day with those positions."""
     dt = scenario.interval_hours
     gains = {}
     for mg in scenario.microgrids:
         if names is not None and mg.name not in names:
             continue
-        model, pairs = _deviator(mg, dt, commitment, window)
+        model, pairs = _deviator(mg, dt, commitment, window, held)
         kwh, _ = net_by_interval(commitment.trades, mg.name)
+        if held is not None and window is not None:  # the rule's fee is on what it sells beyond its position
+            kwh = [q if t in window else held[t] for t, q in enumerate(kwh)]
         if own_rules:
             fees = own_rule_fees(mg, commitment.prices, commitment.fee)
             _beyond_commitment(model, [q / dt for q in kwh], fees)
@@ -116,20 +127,35 @@ def deviation_gains(
 
 
 def _deviator(
-    mg: Microgrid, dt: float, commitment: Commitment, window: Collection[int] | None = None
+    mg: Microgrid,
+    dt: float,
+    commitment: Commitment,
+    window: Collection[int] | None = None,
+    held: Sequence[float] | None = None,
 ) -> tuple[DayModel, list[tuple[float, float]]]:
     """MG `mg`'s day trading freely at the commitment's prices within its owner's rules, and its net export
-    bounds (kW) per interval (none outside `window`). On a clean session both books (cleanbook.py, its switch
-    a binary: where it sells clean is its own choice): a clean seller's sale allowed where its floor clears
-    either price, a clean-only buyer's purchase where the clean price is within its cap + premium."""
+    bounds (kW) per interval (none outside `window`, or exactly `held` kWh there). On a clean session both
+    books (cleanbook.py, its switch a binary: where it sells clean is its own choice): a clean seller's sale
+    allowed where its floor clears either price, a clean-only buyer's purchase where the clean price is
+    within its cap + premium."""
     n = len(commitment.prices)
+    if held is not None and (commitment.clean_prices or len(held) != n):
+        raise ValueError(f"held positions: one book of {n} intervals (got {len(held)}, clean: "
+                         f"{bool(commitment.clean_prices)})")  # fmt: skip
     pairs = [limits_kw(mg, t, commitment.prices[t], dt) for t in range(n)]
     if window is not None:
-        pairs = [pair if t in window else (0.0, 0.0) for t, pair in enumerate(pairs)]
+        outside = [(0.0, 0.0)] * n if held is None else [(q / dt, q / dt) for q in held]
+        pairs = [pair if t in window else outside[t] for t, pair in enumerate(pairs)]
     if not commitment.clean_prices:
         model = DayModel(mg, dt)
         fees = with_fee((None, None), commitment.fee, n, exact=True)
         model.trade(commitment.prices, [lo for lo, _ in pairs], [hi for _, hi in pairs], *fees)
+        if held is not None and window is not None and commitment.fee:  # split columns: fix both sides
+            s = model.schedule
+            for t in (t for t in range(n) if t not in window):
+                sale = pairs[t][0]
+                s.highs().changeColBounds(s.cols.p2p_sell[t], max(sale, 0.0), max(sale, 0.0))
+                s.highs().changeColBounds(s.cols.p2p_buy[t], max(-sale, 0.0), max(-sale, 0.0))
         return model, pairs
     clean, kind = commitment.clean_prices, clean_kind(mg)
     free = replace(mg, rules=replace(mg.rules, clean_only=False))
