@@ -39,6 +39,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
+from peergrid_dso.live_reconnect import ledger_reconnect, loop_setting
+
 # `/api/health`'s reads of the start's postings (a module of their own; named here as before)
 from peergrid_dso.start_postings import readiness as readiness
 from peergrid_dso.start_postings import tariffs_through as tariffs_through
@@ -162,6 +164,7 @@ class DsoNode:
         node, transport, stores = build_node(node_settings)
         if tls is not None:  # the pilot's broker: TLS, this node's client certificate
             transport.client.tls_set_context(tls)
+        ledger_reconnect(transport, getattr(settings, "broker_reconnect_max_s", None))  # the config's bound
         chain = next(iter(node.replicas))  # the DSO chain comes first
         replica = node.replicas[chain]
         changed = Changed()
@@ -309,6 +312,7 @@ class EmbeddedLoop:
                 "broker_port": settings.broker.port,
                 "broker_tls": settings.broker.tls(),
             }
+            | loop_setting(settings.broker)
         )
         self.client_id = f"{settings.node_id}-loop"
         self.lock = threading.RLock()  # every writer to the relays holds it: the loop, operators, the API

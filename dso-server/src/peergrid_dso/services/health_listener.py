@@ -11,6 +11,9 @@ the subscription on this connection, whichever is later), the board's `taken`, `
 counts, and `state` - `listening` only when all of that holds and, where the config sets `silent_after_s`,
 `silent_s` is within it; else `starting`, `dead`, `disconnected`, `unsubscribed` or `silent`. `/api/health` is not ok unless `listening`: while the listener is dead, cut off or deaf, the
 console's node views are stale, and the DSO must not say it is well. Time is injected (`clock`, monotonic s).
+After a lost connection paho waits 1 s, doubling up to `reconnect_max_s` (the config's
+`broker.reconnect_max_s`, else 10 s, the edge's bound: `live_reconnect`), so a broker back after an outage
+is heard within it (before: up to 30 s, hard-coded).
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 from pydantic import Field
 
+from peergrid_dso.live_reconnect import LISTENER_RECONNECT_MAX_S, RECONNECT_MIN_S, reconnect_bound
 from peergrid_ledger.settings import StrictSettings
 
 log = logging.getLogger("peergrid_dso.health")
@@ -90,16 +94,18 @@ class MqttHealthListener:
 
     def __init__(
         self, board: Any, host: str, port: int, client_id: str, *, silent_after_s: float | None = None,
-        clock: Callable[[], float] = time.monotonic,
+        clock: Callable[[], float] = time.monotonic, reconnect_max_s: float | None = None,
     ) -> None:  # fmt: skip
         self.board = board  # health.NodeBoard
         self.silent_after_s, self.clock = silent_after_s, clock
+        self.reconnect_max_s = reconnect_bound(reconnect_max_s, LISTENER_RECONNECT_MAX_S)
         self.client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id)
         self.client.on_connect = self._on_connect
         self.client.on_disconnect = self._on_disconnect
         self.client.on_subscribe = self._on_subscribe
         self.client.on_message = self._on_message
-        self.client.reconnect_delay_set(min_delay=1, max_delay=30)
+        # paho annotates int seconds but only compares, doubles and sleeps them: a float bound works as given
+        self.client.reconnect_delay_set(min_delay=RECONNECT_MIN_S, max_delay=self.reconnect_max_s)  # type: ignore[arg-type]
         # paho re-raises a callback's exception out of its network loop, which then ends for good (the board
         # keeps its last reports forever). `_on_message` catches its own; this keeps any other callback's from
         # doing the same (paho then logs it to the logger below). Should the loop end all the same, `health`
