@@ -210,8 +210,18 @@ def test_an_approved_plan_moves_the_relays(browser: Any, bed: LiveTestbed) -> No
     assert sorted(b for b, closed in relays.items() if not closed) == target  # read back from firmware-sim
     for branch in target:
         watcher.locator(f'rect[data-branch="{branch}"][data-closed="false"]').wait_for(timeout=15_000)
-    executed = next(p for p in fetch(ops, "/console/api/operations")["plans"] if p["id"] == plan_id)
-    assert executed["approved_by"] == "olga" and executed["chain"]
+    # the page's 3-s poll can show the plan executed before the console sealed its operator_action (status
+    # first, then the seal, which waits a final block: the POST answers after both): wait for the chain entry
+    executed = _wait(
+        f"{plan_id}'s chain entry",
+        lambda: next(
+            (p for p in fetch(ops, "/console/api/operations")["plans"] if p["id"] == plan_id and p["chain"]),
+            None,
+        ),
+        30,
+        bed,
+    )
+    assert executed["approved_by"] == "olga" and executed["status"] == "executed"
     watcher.screenshot(path=str(ARTIFACTS / "live-feeder-after-plan.png"), full_page=True)
     ops.screenshot(path=str(ARTIFACTS / "live-plan-executed.png"), full_page=True)
     assert not watcher.errors

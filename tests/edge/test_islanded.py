@@ -90,7 +90,14 @@ def test_commitments_queue_while_the_broker_is_down_and_arrive_exactly_once(
         mosquitto.stop()
         chain.disconnect()
         polls_before = sum(s.polls for s in daemon.states.values())
-        await asyncio.sleep(4.0)
+        # islanded until 3 commitments queued and 10 polls were made (about 4 s; longer on a loaded host)
+        await wait_until(
+            lambda: (
+                daemon.store.queued() >= 3
+                and sum(s.polls for s in daemon.states.values()) - polls_before >= 10
+            ),
+            timeout=20,
+        )
         queued_while_down.append(daemon.store.queued())
         polls_while_down.append(sum(s.polls for s in daemon.states.values()) - polls_before)
         mosquitto.restart()

@@ -83,7 +83,9 @@ class Testbed:
         pids = {c.name: c.process.pid for c in self.children}
         if self.broker is not None and self.broker.process is not None:
             pids["mosquitto"] = self.broker.process.pid
-        (self.workdir / "pids.json").write_text(json.dumps(pids, indent=1), encoding="utf-8")
+        tmp = self.workdir / "pids.json.tmp"  # rewritten at each (re)start while tests read it
+        tmp.write_text(json.dumps(pids, indent=1), encoding="utf-8")
+        os.replace(tmp, self.workdir / "pids.json")
 
     def start(self) -> None:
         self.started = time.time()  # the lab's start, for the report's start times
