@@ -108,7 +108,10 @@ def test_the_finding_follows_the_open_set_the_dso_holds() -> None:
     relays.relays.closed.update({37: True, 7: False})  # a plan's end the DSO has not taken (yet)
     check(watch, topology)
     assert watch.finding is not None and watch.finding.off == ((7, "open"), (37, "closed"))
+    assert watch.alarm is not None
     topology.open_set = (7, 33, 34, 35, 36)  # an operator adopts what the relays report
+    assert watch.alarm is None  # at once: /api/health need not wait for the next interval's read
+    assert len(chain.actions) == 1
     check(watch, topology)
     assert watch.alarm is None and len(chain.actions) == 2
     assert chain.actions[-1].startswith("relay watch: every relay reads as the DSO holds it (open [7, 33")

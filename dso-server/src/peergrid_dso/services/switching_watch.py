@@ -7,7 +7,8 @@ switching, a relay would seem to move by itself), and judges the reading against
 at that moment (`topology.open_set`, read under the same lock): a relay that reports another position
 (closed while held open, open while held closed, operating) or cannot be read is found (`WatchFinding`).
 While a finding stands, `alarm` names each such relay and what it reports, for `/api/health` and the log; it
-clears once every relay reads where the DSO holds it. Each change of what is found - which relays and what
+clears once every relay reads where the DSO holds it, or once the DSO holds another open set (a plan or an
+adoption, each of which read every relay first) until the next read. Each change of what is found - which relays and what
 they report, not the wording of a read error - is recorded once on the DSO chain, not every interval: an
 `operator_action` by the node (`WATCH_OPERATOR`) naming no transaction, whose action (128 characters at
 most) says the relays and what they report, or that they agree again. A change is read once more before it
@@ -93,9 +94,19 @@ class RelayWatch:
     submit: Callable[
         [str, dict[str, Any]], Awaitable[Any]
     ]  # to the DSO chain (`ChainAdapter.submit`, signed)
-    alarm: str | None = None  # while a finding stands
     finding: WatchFinding | None = None  # the last reading judged
     recorded: tuple[Any, ...] = ((), ())  # the key of what the chain says last (nothing: every relay agrees)
+    topology: Any = None  # what `finding` was judged against (its open set may change before the next read)
+
+    @property
+    def alarm(self) -> str | None:
+        """The last finding's alarm while it stands and the DSO still holds the open set it was judged
+        against: a plan or an adoption that changed it read every relay first (and refuses or alarms on its
+        own), so the finding no longer says anything until the next read (an operator's adoption lifts it)."""
+        found, topology = self.finding, self.topology
+        if found is None or topology is None or tuple(sorted(topology.open_set)) != found.held_open:
+            return None
+        return found.alarm()
 
     def read(self, topology: Any) -> WatchFinding | None:
         """Every relay against the DSO's open set, both read under the lock; None: no relay named."""
@@ -120,10 +131,10 @@ class RelayWatch:
             return None
         if found is None:
             return None
-        self.finding, self.alarm = found, found.alarm()
+        self.finding, self.topology = found, topology
         if found.key != self.recorded:
-            if self.alarm is not None:
-                log.error("%s", self.alarm)
+            if found.standing:
+                log.error("%s", found.alarm())
             else:
                 log.warning("relays read between plans: every relay reads as the DSO holds it again")
             await self._record(found)
