@@ -110,9 +110,10 @@ def run(quick: bool = False) -> str:
             "0.99706 / 0.99614 / 0.99900 / 0.98974), and no MG says settled while its position loses against "
             "the DSO at the closing ticks (`exchange_fee.loses_to_dso`: no row moved at 1 µ/Wh). "
             "*Gain ÷ tolerance*: before the make-whole, the largest gain of one MG deviating alone at the "
-            "closing prices over its tolerance (one tick per kWh it trades), and how many MGs gain more than "
-            "theirs: the make-whole pays them (`stable` is after it), so it shows how far the stop left the day "
-            "(review28 R28-3). "
+            "closing prices over its tolerance (one tick per kWh it trades), valued at its own rules as the "
+            "make-whole values it (rationing at an own floor or cap is the *rationed* column), and how many MGs "
+            "gain more than theirs: the make-whole pays them (`stable` is after it), so it shows how far the "
+            "stop left the day (review28 R28-3). "
             "*Owed*: the make-whole (unfunded: what was owed). "
             f"Load average {load:.1f} at the start, {load_end:.1f} at the end (2 cores shared).",
             "",

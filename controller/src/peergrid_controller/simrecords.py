@@ -176,9 +176,11 @@ class DayAheadSummary:
     # of the fund, the part reserved (owed and not paid: uplift_fund.py) before and after the day
     fund_reserve_before: float = 0.0
     fund_reserve_after: float = 0.0
-    # before the make-whole: the largest of each MG's deviation gain (max_deviation_gain's) over its
-    # tolerance, and the MGs whose gain exceeds it (uplift.earns): how far the allocation's stop left the
-    # day from stable before the payments (review28 R28-3: `stable` is after them)
+    # before the make-whole: the largest of each MG's deviation gain over its tolerance, and the MGs whose
+    # gain exceeds it (uplift.earns; what the make-whole owes them): how far the allocation's stop left the
+    # day from stable before the payments (review28 R28-3: `stable` is after them). The gain is valued at
+    # the MG's own rules as the make-whole values it (max_deviation_gain is not): being rationed at its own
+    # floor or cap is worth nothing by its owner's declaration (rationed_at_own_rule reports it apart)
     max_gain_ratio: float = 0.0
     earning: tuple[str, ...] = ()
 
