@@ -280,26 +280,39 @@ LANE_TIMEOUT_FROM_S = 40.0
 
 
 def testbed_argv(
-    workdir: Path, report: Path, intervals: int, interval_s: float, extra: list[str]
+    workdir: Path,
+    report: Path | None,
+    intervals: int,
+    interval_s: float,
+    extra: list[str],
+    lead_s: float = LANE_LEAD_S,
+    block_period_ms: int = 150,
 ) -> list[str]:
     """`peergrid-testbed` for a `lab_ahead` test: ieee33, --block-period-ms 150, the DSO on any free port, the
-    lane's lead."""
+    lane's lead, a report (unless the mark sets others: `_lane_run`)."""
     return [
         str(Path(sys.executable).parent / "peergrid-testbed"), "--scenario", str(LAB_SCENARIO), "--intervals",
-        str(intervals), "--interval-s", str(interval_s), "--block-period-ms", "150", "--workdir", str(workdir),
-        "--http-port", "0", "--report", str(report), "--lead-s", str(LANE_LEAD_S), *extra,
+        str(intervals), "--interval-s", str(interval_s), "--block-period-ms", str(block_period_ms),
+        "--workdir", str(workdir), "--http-port", "0", *(["--report", str(report)] if report else []),
+        "--lead-s", str(lead_s), *extra,
     ]  # fmt: skip
 
 
 def _lane_run(item: pytest.Item, tmp: pytest.TempPathFactory) -> tuple[list[str], float, Path, Path]:
-    """The run `item`'s `lab_ahead` mark asks for (intervals, interval_s, extra), in a fresh temp dir."""
+    """The run `item`'s `lab_ahead` mark asks for (intervals, interval_s, extra; and where a lab is not the
+    lane's kind: lead_s, block_period_ms, report=False, timeout_s), in a fresh temp dir."""
     mark = item.get_closest_marker("lab_ahead")
     assert mark is not None
-    intervals, interval_s = int(mark.kwargs["intervals"]), float(mark.kwargs.get("interval_s", 5.0))
+    kw = mark.kwargs
+    intervals, interval_s = int(kw["intervals"]), float(kw.get("interval_s", 5.0))
     base = tmp.mktemp(item.name[:30])
     workdir, report = base / "bed", base / "report"
-    argv = testbed_argv(workdir, report, intervals, interval_s, list(mark.kwargs.get("extra", [])))
-    return argv, LANE_TIMEOUT_FROM_S + 35 + 12 * intervals, workdir, report  # as at the 40-s lead
+    argv = testbed_argv(
+        workdir, report if kw.get("report", True) else None, intervals, interval_s, list(kw.get("extra", [])),
+        float(kw.get("lead_s", LANE_LEAD_S)), int(kw.get("block_period_ms", 150)),
+    )  # fmt: skip
+    timeout = float(kw.get("timeout_s", LANE_TIMEOUT_FROM_S + 35 + 12 * intervals))  # as at the 40-s lead
+    return argv, timeout, workdir, report
 
 
 def _lane_allowed(config: pytest.Config) -> bool:
@@ -359,7 +372,6 @@ def lab_run(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFac
 # worksteal splits the list into contiguous halves and would not. A new test over ~10 s belongs in this list.
 RUN_FIRST = (
     "tests/edge/test_rebargain_live.py",  # 43 + 13
-    "tests/sim/test_closedloop_late_dso_lab.py",  # 71 (collected near the end)
     "tests/edge/test_edge_owner_rules.py",  # 33
     "tests/edge/test_edge_fee.py",  # 24, 9, 8 ...
     "tests/dso/test_r27_relay_adopt.py",  # 11 tests against Modbus relays, ~45 in all

@@ -2,27 +2,30 @@
 stand-in DSO shows the waits and failures without the real stack): t0 moves at the DSO node's readiness and the
 lab posts the moved t0's interval clock on chain (T6: `lab_clock`) before the day-ahead session's first
 position, where before T6 it failed with the late line; the session clears and its forward trades settle on the
-moved clock (H4, session 17: a settle-by-both --dayahead lab had never been run)."""
+moved clock (H4, session 17: a settle-by-both --dayahead lab had never been run). Its run is a fixed argv
+checked once done, so the "system" group's lab lane runs it (`lab_ahead`, tests/conftest.py) beside the
+group's other labs (T11: 67 s of the group's foreground in ci17c); its argv is the testbed's defaults it ran
+with before (6-s intervals, 200-ms blocks, no report)."""
 
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
-from pathlib import Path
 from types import SimpleNamespace
+from typing import Any
 
 import pytest
 
 from peergrid_sim.dso_ready import START_FILE
 
-SCENARIO = Path(__file__).resolve().parents[2] / "firmware-sim" / "scenarios" / "ieee33.yaml"
-
 
 @pytest.mark.system
 @pytest.mark.xdist_group("system")
+@pytest.mark.lab_ahead(
+    intervals=1, interval_s=6.0, block_period_ms=200, lead_s=4.0, report=False, timeout_s=300,
+    extra=["--dso-start-delay-s", "1", "--settle-by-both", "--dayahead"],
+)  # fmt: skip
 def test_a_real_settle_by_both_dayahead_lab_whose_dso_starts_late_moves_t0_and_posts_its_clock_first(
-    tmp_path: Path,
+    lab_run: Any,  # conftest.LabRun
 ) -> None:
     # the DSO's process starts 1 s late and the first interval is 4 s away: the MGMCs could never have their
     # 16 s, nor the day-ahead stage its 22.5. With --settle-by-both the genesis' interval clock is provisional
@@ -31,15 +34,8 @@ def test_a_real_settle_by_both_dayahead_lab_whose_dso_starts_late_moves_t0_and_p
     # and a clock after a position is refused for good (lab_clock.clock_news fails the lab at once then): the
     # clock lands first, the session clears and its forward trades settle on the moved clock (session 16's
     # note: this lab was not run; H4 folded it into the late-DSO lab, +22 s, rather than a lab of its own)
-    workdir = tmp_path / "bed"
-    argv = [
-        str(Path(sys.executable).parent / "peergrid-testbed"), "--scenario", str(SCENARIO), "--intervals", "1",
-        "--workdir", str(workdir), "--http-port", "0", "--lead-s", "4", "--dso-start-delay-s", "1",
-        "--settle-by-both", "--dayahead",
-    ]  # fmt: skip
-    done = subprocess.run(argv, capture_output=True, text=True, timeout=300)
-    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
-    assert "the first interval moved " in done.stdout
+    workdir = lab_run.workdir  # exit status 0 and no process left running (the fixture)
+    assert "the first interval moved " in lab_run.stdout
     start = json.loads((workdir / "records" / START_FILE).read_text())
     assert start["dso_start_up_s"] >= 1 and start["moved_s"] > 0 and start["mgmcs_started"] is not None
     assert start["final"]["in_time"] is True
