@@ -118,14 +118,17 @@ def _lines(path: Path) -> list[dict[str, Any]]:
 
 @pytest.mark.system
 @pytest.mark.xdist_group("system")
-def test_the_lab_with_dayahead_pays_the_make_whole_on_the_chain(dayahead_lab: Any) -> None:
+def test_the_lab_with_dayahead_settles_its_make_whole_on_the_chain(dayahead_lab: Any) -> None:
     # the same lab run: the DSO posted each MG's connection capacity (from its devices: lab_chains.connection_kw)
     # before the session, so each MGMC claimed its own deviation gain (capped only at the chain's bound, which
     # now exists) and surplus after the clear (a restarted one found its claim on the chain), one settled the
     # session's uplift after the day's trades settled, every MGMC recorded its part, and the report's replay of
     # the chain shows the settle moved exactly what the outcome records (the lab's credit limit leaves nothing
     # owed as a debt). Before the capacity every lab claim was 0 (review18 U-1: no bound) and nothing was paid;
-    # this day owes mg5 its deviation gain (about 0.114 above a tolerance of 0.093), paid by mg1's surplus
+    # this day owes nobody (L12): mg5's 0.114 was its battery, filled at 36-37 for its sales at 0.30 in 68-72,
+    # valued against a day that trades nothing outside its window; both days now hold the positions it
+    # answered there (edge dayahead_uplift_claim) and its gain is 0.000. The paid path on a real chain:
+    # tests/edge/test_edge_uplift.py and test_edge_fee_claim.py (rationed inside its window)
     workdir = dayahead_lab.workdir
     report = json.loads((dayahead_lab.report / "report.json").read_text())
     section = report["uplift"]
@@ -178,18 +181,11 @@ def test_the_lab_with_dayahead_pays_the_make_whole_on_the_chain(dayahead_lab: An
                 if doc.get("uplift", {}).get("by_us")]  # fmt: skip
     assert len(settlers) <= 1, settlers  # one settle lands; a backup's is refused as already settled
     assert paid["balances_match"], paid
-    # someone was owed and paid: each payee its claimed gain (every one delivered: nothing withheld), by the
-    # payers' charges, each within its claimed surplus, one payment each way at most
+    # nobody owed: the settle pays nobody, charges nobody and moves nothing; the payers' surplus is every claim's
     gains = {mg: c["gain"] for mg, c in paid["claims"].items() if c["gain"] > 0}
-    assert gains and paid["credits"] == gains and paid["withheld"] == {}, paid
-    assert paid["funded"] and paid["owed"] == sum(gains.values())  # an unfunded day pays nobody
-    assert paid["charges"] and set(paid["charges"]).isdisjoint(gains), paid  # a payee never pays
-    assert all(0 < c <= paid["claims"][mg]["surplus"] for mg, c in paid["charges"].items()), paid
-    assert sum(paid["credits"].values()) == sum(paid["charges"].values()) <= paid["surplus"]
-    assert sum(p["amount"] for p in paid["payments"]) == sum(paid["credits"].values())
-    assert all(p["owed"] == 0 for p in paid["payments"]) and set(paid["moved"]) <= set(mgs)
-    assert paid["moved"] == {mg: paid["credits"].get(mg, 0) - paid["charges"].get(mg, 0)
-                             for mg in gains.keys() | paid["charges"].keys()}  # fmt: skip
+    assert gains == {} and paid["credits"] == {} and paid["charges"] == {} and paid["withheld"] == {}, paid
+    assert paid["funded"] and paid["owed"] == 0 and paid["payments"] == [] and paid["moved"] == {}, paid
+    assert paid["surplus"] == sum(c["surplus"] for c in paid["claims"].values()) > 0, paid
     # the payer path: the lab's genesis names no exchange fee, so the session carries none and no fund pays
     assert paid["fee"] == 0 and "fee_path" not in paid and isinstance(paid["surplus"], int), paid
     assert "fund" not in paid["moved"]
