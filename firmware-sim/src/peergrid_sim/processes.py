@@ -61,6 +61,9 @@ class Testbed:
     loop: Any = None  # closedloop_run.ClosedLoop when the MGMCs trade (scenarios with two or more MGs)
     restartable: set[str] = field(default_factory=set)  # children a fault test may kill and restart
     started: float | None = None  # wall time `start` began
+    # the console admin's `peergrid-dso user add`, started with the broker (`_add_console_admin`): an
+    # interpreter start and an argon2 hash (2.9 s at load 15) no longer wait in line before the DSO's spawn
+    admin_adding: tuple[subprocess.Popen[bytes], str] | None = None
 
     def spawn(self, name: str, argv: list[str], pass_fds: tuple[int, ...] = ()) -> Child:
         log = self.workdir / "logs" / f"{name}.log"
@@ -89,6 +92,7 @@ class Testbed:
 
     def start(self) -> None:
         self.started = time.time()  # the lab's start, for the report's start times
+        self._add_console_admin()  # runs while the broker and firmware-sim start; `start_dso` waits for it
         self.broker = MosquittoBroker(self.workdir / "broker").start()
         endpoints_file = self.workdir / "endpoints.json"
         sim_scenario = self.scenario_path if self.loop is None else self.loop.sim_scenario(self)
@@ -144,25 +148,7 @@ class Testbed:
         assert self.broker is not None
         dso_config = self.workdir / "config" / "dso.yaml"
         dso_config.parent.mkdir(parents=True, exist_ok=True)
-        users_file = self.workdir / "config" / "console-users.json"
-        if not users_file.exists():  # a lab admin for the console; name and password in console-admin.txt
-            password = os.urandom(12).hex()
-            add = [
-                tool("peergrid-dso"),
-                "user",
-                "--users",
-                str(users_file),
-                "add",
-                "admin",
-                "--role",
-                "admin",
-            ]
-            subprocess.run(
-                [*add, "--password-stdin"], input=password.encode(), check=True, capture_output=True
-            )
-            admin_file = self.workdir / "console-admin.txt"
-            admin_file.touch(mode=0o600)
-            admin_file.write_text(f"admin {password}\n", encoding="utf-8")
+        users_file = self._console_users()
         config: dict[str, Any] = {
             "node_id": "dso",
             "feeder": self.scenario.feeder,
@@ -177,6 +163,50 @@ class Testbed:
 
         serve = [tool("peergrid-dso"), "serve", "--config", str(dso_config), "--log-level", "warning"]
         return self.spawn("dso", delayed(serve, delay_s))
+
+    def _users_file(self) -> Path:
+        return self.workdir / "config" / "console-users.json"
+
+    def _add_console_admin(self) -> None:
+        """Start adding a lab admin for the console (name and password in console-admin.txt once added) where
+        the lab directory has no users file yet; `_console_users` waits for it."""
+        users_file = self._users_file()
+        if users_file.exists() or self.admin_adding is not None:
+            return
+        users_file.parent.mkdir(parents=True, exist_ok=True)
+        password = os.urandom(12).hex()
+        add = [tool("peergrid-dso"), "user", "--users", str(users_file), "add", "admin", "--role", "admin"]
+        # tied as every child is: a testbed killed meanwhile leaves no process of its own behind
+        proc = tied_popen(
+            [*add, "--password-stdin"],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+        )
+        assert proc.stdin is not None
+        proc.stdin.write(password.encode())
+        proc.stdin.close()
+        self.admin_adding = (proc, password)
+
+    def _console_users(self) -> Path:
+        """The console's users file with the lab admin in it (added now if `start` did not begin it), its
+        password written to console-admin.txt; a failed add raises CalledProcessError, as it did when run here."""
+        self._add_console_admin()
+        users_file = self._users_file()
+        if self.admin_adding is None:  # the file was there before this start
+            return users_file
+        proc, password = self.admin_adding
+        assert proc.stdout is not None
+        with proc.stdout:  # one pipe for both streams: read to its end, then the exit status
+            output = proc.stdout.read()
+        proc.wait()
+        self.admin_adding = None
+        if proc.returncode != 0:
+            raise subprocess.CalledProcessError(proc.returncode, proc.args, output)
+        admin_file = self.workdir / "console-admin.txt"
+        admin_file.touch(mode=0o600)
+        admin_file.write_text(f"admin {password}\n", encoding="utf-8")
+        return users_file
 
     def _wait_for_endpoints(self, path: Path, sim: Child, timeout: float = 30) -> list[dict[str, Any]]:
         deadline = time.monotonic() + timeout
