@@ -42,7 +42,8 @@ def test_health_answers_while_the_nodes_loop_is_held(
         client.app.state.loop = live  # type: ignore[attr-defined]
         free = client.get("/api/health").json()
         assert free["loop"] == {
-            "running": True, "interval": None, "start_alarm": None, "enrolled": ["mg1"], "pricing": True,
+            "running": True, "interval": None, "start_alarm": None, "relay_alarm": None,
+            "enrolled": ["mg1"], "pricing": True,
             "tariffs_through": FIRST,
         }  # fmt: skip
         running_loop.call_soon_threadsafe(hold)
@@ -55,6 +56,7 @@ def test_health_answers_while_the_nodes_loop_is_held(
             "running": True,
             "interval": None,
             "start_alarm": None,
+            "relay_alarm": None,
         }
         again = client.get("/api/health").json()
         assert again["loop"] == free["loop"]

@@ -180,12 +180,14 @@ def test_health_carries_the_fields_in_its_loop_section(tmp_path: Path) -> None:
         client.app.state.loop = fake  # type: ignore[attr-defined]
         doc = client.get("/api/health").json()
         assert doc["status"] == "ok" and doc["loop"] == {
-            "running": True, "interval": 36, "start_alarm": None, "enrolled": ["mg1", "mg2"], "pricing": True,
+            "running": True, "interval": 36, "start_alarm": None, "relay_alarm": None,
+            "enrolled": ["mg1", "mg2"], "pricing": True,
             "tariffs_through": 37,
         }  # fmt: skip
         assert client.get("/api/health").json()["loop"] == {
             "running": True,
             "interval": 36,
             "start_alarm": None,
+            "relay_alarm": None,
         }
         client.app.state.loop = None  # type: ignore[attr-defined]

@@ -6,10 +6,12 @@ relays) are made in `lifespan`, stored on `app.state` and reached through `Depen
 `GET /api/health` says `ok`, or `degraded` when the health listener does not hear the feeder (its section
 `health_listener`, `health_listener.listener_health`: dead, disconnected, its subscription not granted, or
 silent past the config's `health_listener.silent_after_s`; with its counts of reports taken, malformed and
-dropped) or, with a loop, once its node died or while its start alarm stands; and with a loop its section:
-the node `running`, the `interval` it works on, its `start_alarm` (`EmbeddedLoop.start_alarm`: the relays it
-could not adopt at start, until an operator adopts them; null when it adopted them or had none to read), and
-what is final of its start's postings (`live.readiness`):
+dropped) or, with a loop, once its node died or while its start alarm or its relay alarm stands; and with a
+loop its section: the node `running`, the `interval` it works on, its `start_alarm` (`EmbeddedLoop.start_alarm`:
+the relays it could not adopt at start, until an operator adopts them; null when it adopted them or had none to
+read), its `relay_alarm` (`EmbeddedLoop.relay_alarm`: what its read of every relay after the last interval
+found - each relay that reports another position than the DSO holds, and what it reports, or that cannot be
+read; null when every relay agrees), and what is final of its start's postings (`live.readiness`):
 `enrolled` (the MGs enrolled on the DSO chain), `pricing` and `tariffs_through` (the last interval through
 which every MG's cover prices are final on the MGMC chain, or null), and where the node posts connection
 capacities `capacities` ({mg: the first interval from which its configured capacity stands on the MGMC chain,
@@ -49,6 +51,7 @@ def create_app(settings: DsoSettings, *, listen: bool = True) -> FastAPI:
                 settings.broker.port,
                 f"{settings.node_id}-health",
                 silent_after_s=settings.health_listener.silent_after_s,
+                reconnect_max_s=settings.broker.reconnect_max_s,  # None: 10 s (live_reconnect)
             )
             if (tls := settings.broker.tls()) is not None:  # the pilot's broker: TLS, the DSO's certificate
                 tls.apply(listener.client)
@@ -100,7 +103,8 @@ def create_app(settings: DsoSettings, *, listen: bool = True) -> FastAPI:
         if loop is not None:  # the closed loop's DSO node: a dead one is not a healthy DSO
             doc["loop"] = {"running": loop.running, "interval": loop.node.loop.current}
             doc["loop"]["start_alarm"] = loop.start_alarm  # every plan is refused while it stands
-            if not loop.running or doc["loop"]["start_alarm"] is not None:
+            doc["loop"]["relay_alarm"] = getattr(loop, "relay_alarm", None)  # relays off the DSO's open set
+            if not loop.running or doc["loop"]["start_alarm"] is not None or doc["loop"]["relay_alarm"]:
                 doc["status"] = "degraded"
             # what is final of its start's postings: the MGs enrolled (DSO chain), the cover priced and the
             # connection capacities standing (MGMC chain); left out while the node cannot say (not running, or too busy to answer in time: half a

@@ -105,3 +105,4 @@ class IntervalNodeSettings(LoopSettings):
     broker_host: str = "127.0.0.1"
     broker_port: int = Field(1883, ge=1, le=65535)
     broker_tls: BrokerTls | None = None  # the pilot's broker: TLS with the DSO's client certificate
+    broker_reconnect_max_s: float | None = Field(None, ge=1, le=600)  # the server's broker.reconnect_max_s
