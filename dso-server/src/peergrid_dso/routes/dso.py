@@ -5,6 +5,9 @@ typed errors (`EnrolmentRefused`, `SwitchingPlanError`, `SecurityInfeasible`, ..
 Heavy work (power flow, MILP) runs in FastAPI's thread pool (plain `def` routes). Injections are accepted
 only signed by an enrolled, authorised MGMC (`services.injections`); refusals are counted and listed at
 GET /api/dso/injections/refusals.
+A switching plan is executed, and the DSO's open set judged and set, under the relays' lock (the console's
+`Operations.acting`, the lock the closed loop and the node's relay watch hold), as the console's own
+operations do: a watch read never sees relays a plan moved beside the open set from before it.
 """
 
 from __future__ import annotations
@@ -322,10 +325,10 @@ def create_plan(body: PlanIn, request: Request, dso: DsoServices = Depends(get_d
     try:
         with recorded(request, f"REST plan {plan_id} to open {list(plan.to_open)}"):
             result = dso.switching.submit(plan)
+            if result is not None:  # where the relays ended, also after a rollback (review27 R27-4)
+                dso.open_set = result.final_open  # under the relays' lock, with the relays it moved
     except ChainRejected as exc:  # e.g. a plan id the chain already holds: the reason, never a 500
         raise HTTPException(409, f"the DSO chain refused plan {plan_id}: {exc}") from None
-    if result is not None:  # where the relays ended, also after a rollback (review27 R27-4)
-        dso.open_set = result.final_open
     return {
         **_plan_json(plan),
         "status": "pending" if result is None else ("done" if result.ok else "failed"),
@@ -345,15 +348,15 @@ def plans(dso: DsoServices = Depends(get_dso)) -> dict[str, Any]:
 
 @router.post("/plans/{plan_id}/approve")
 def approve_plan(plan_id: str, request: Request, dso: DsoServices = Depends(get_dso)) -> dict[str, Any]:
-    plan = dso.switching.pending.get(plan_id)
-    if plan is None:
-        raise HTTPException(404, f"no plan {plan_id!r} awaiting approval")
-    if tuple(sorted(plan.from_open)) != tuple(sorted(dso.open_set)):
-        dso.switching.pending.pop(plan_id)
-        raise HTTPException(409, "the network changed since this plan was made; plan withdrawn")
-    with recorded(request, f"REST approve and execute {plan_id}"):
+    with recorded(request, f"REST approve and execute {plan_id}"):  # the open set judged and set under it
+        plan = dso.switching.pending.get(plan_id)
+        if plan is None:
+            raise HTTPException(404, f"no plan {plan_id!r} awaiting approval")
+        if tuple(sorted(plan.from_open)) != tuple(sorted(dso.open_set)):
+            dso.switching.pending.pop(plan_id)
+            raise HTTPException(409, "the network changed since this plan was made; plan withdrawn")
         result = dso.switching.approve(plan_id)
-    dso.open_set = result.final_open
+        dso.open_set = result.final_open
     steps = [
         {"branch": s.branch, "close": s.close, "ok": s.ok, "detail": s.detail, "rollback": s.rollback}
         for s in result.steps
