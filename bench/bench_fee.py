@@ -4,7 +4,8 @@
 free, the 20-MG owner-rules day) on the memory venue at each fee of `FEES` (nano-currency per kWh per side;
 10**6 = one micro-unit per Wh) and reports per day and fee the rounds and their ratio to the same day's fee-0
 rounds, the share of the central gain and its change, the largest deviation gain over its MG's tolerance
-before the make-whole (and how many MGs gain above theirs), the day-ahead volume, what is owed (the make-whole),
+before the make-whole (and how many MGs gain above theirs, and the same with their gensets held at their
+committed on/off), the day-ahead volume, what is owed (the make-whole),
 what the fee collected, whether the day alone funds it (fund empty before, no cap), stability, declines and
 MGs worse off than conventional, and the wall time. `--quick`: the 6- and 20-MG days of 24 intervals.
 """
@@ -49,6 +50,7 @@ def _day(scenario: Scenario, fee: int) -> dict[str, Any]:
         # many MGs gain more than theirs (what `stable`, after the payments, does not show)
         "ratio": d.max_gain_ratio,
         "earning": len(d.earning),
+        "held": d.max_gain_ratio_held,
         "declined": len(d.declined),
         "worse": len(d.worse_than_conventional),
         "rationed": len(d.rationed_at_own_rule),
@@ -66,7 +68,7 @@ def _rows(days: list[tuple[str, Scenario]]) -> list[str]:
             owed = f"{r['owed']:.3f}" + ("" if r["funded"] else " (unfunded)")
             out.append(
                 f"| {name} | {fee / 10**6:g} | {r['rounds']} ({r['stop']}) | {r['rounds'] / base['rounds']:.2f} | "
-                f"{r['share']:.5f} | {r['share'] - base['share']:+.5f} | {r['ratio']:.2f} ({r['earning']}) | "
+                f"{r['share']:.5f} | {r['share'] - base['share']:+.5f} | {r['ratio']:.2f} ({r['earning']}) | {r['held']:.2f} | "
                 f"{r['volume']:.0f} | "
                 f"{owed} | {r['collected']:.3f} | "
                 f"{'–' if not fee else 'yes' if r['funded'] else 'NO'} | {'yes' if r['stable'] else 'NO'} | "
@@ -88,7 +90,7 @@ def run(quick: bool = False) -> str:
     load_end = os.getloadavg()[0]
     head = (
         "| MGs | fee µ/Wh per side | rounds (stop) | rounds ÷ fee 0 | share of central gain | Δ share | "
-        "gain ÷ tolerance (MGs above) | volume kWh | owed | collected | day alone funds it | stable | "
+        "gain ÷ tolerance (MGs above) | … gensets held | volume kWh | owed | collected | day alone funds it | stable | "
         "declined / worse off | rationed at own rule | wall |"
     )
     return "\n".join(
@@ -113,7 +115,10 @@ def run(quick: bool = False) -> str:
             "closing prices over its tolerance (one tick per kWh it trades), valued at its own rules as the "
             "make-whole values it (rationing at an own floor or cap is the *rationed* column), and how many MGs "
             "gain more than theirs: the make-whole pays them (`stable` is after it), so it shows how far the "
-            "stop left the day (review28 R28-3). "
+            "stop left the day (review28 R28-3). *… gensets held*: the same largest ratio among those MGs with "
+            "each one's gensets held at its committed on/off (`deviation.at_own_commitment`): what the value stop "
+            "can reach (the last phase runs at fixed commitments); the rest is re-committing them, which no "
+            "uniform price supports. "
             "*Owed*: the make-whole (unfunded: what was owed). "
             f"Load average {load:.1f} at the start, {load_end:.1f} at the end (2 cores shared).",
             "",

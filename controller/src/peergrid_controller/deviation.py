@@ -11,6 +11,8 @@ Promises:
   in both books (cleanbook.py: where a clean seller sells clean is its own choice, a binary per interval).
 - With `window` it deviates there alone; outside it trades nothing, or with `held` keeps its net P2P export at
   `held` there (its session positions: what it answered for the intervals it does not trade, L12).
+- `at_own_commitment(scenario, commitment, names)`: a genset MG's deviation gain with its gensets' on/off
+  held where its committed day runs them: the part of its gain that is not re-committing them.
 - `own_rule_fees(mg, prices, fee)`: the MG's rule fees in the intervals whose price is its own floor or cap
   (net of the exchange fee: exchange_fee.py).
 The MG's deviation trades at the commitment's exchange fee (`Commitment.fee`) on both sides, as its answers did.
@@ -126,12 +128,37 @@ def deviation_gains(
     return gains
 
 
+def at_own_commitment(scenario: Scenario, commitment: Commitment, names: Collection[str]) -> dict[str, float]:
+    """Per genset MG in `names` (none on a clean session): its deviation gain with its gensets' on/off held
+    where its committed day runs them (its day MILP with its trades fixed, as the accept check solves it),
+    trading whatever it likes at the final prices as in `deviation_gains`: what moving alone gains it at its
+    own commitment, the part the exchange's iterations can reach (its model there is an LP, the commitment
+    fixed). `deviation_gains` less this is what re-committing its gensets adds, which no uniform price
+    supports (the make-whole's; review28 R28-3 and docs/market.md: on the bench's fee days the MGs owed were
+    genset MGs owed mostly for that, while at their own commitment every MG was within its tolerance)."""
+    if commitment.clean_prices:
+        return {}
+    dt = scenario.interval_hours
+    gains = {}
+    for mg in scenario.microgrids:
+        if mg.name not in names or not mg.gensets:
+            continue
+        kw = [q / dt for q in net_by_interval(commitment.trades, mg.name)[0]]
+        committed = DayModel(mg, dt)
+        committed.trade(commitment.prices, kw, kw)  # one free column at its committed trades: fixed
+        committed.solve()
+        model, _ = _deviator(mg, dt, commitment, on=committed.commitment())
+        gains[mg.name] = commitment.day_cost[mg.name] - model.schedule.solve().cost
+    return gains
+
+
 def _deviator(
     mg: Microgrid,
     dt: float,
     commitment: Commitment,
     window: Collection[int] | None = None,
     held: Sequence[float] | None = None,
+    on: tuple[tuple[bool, ...], ...] | None = None,
 ) -> tuple[DayModel, list[tuple[float, float]]]:
     """MG `mg`'s day trading freely at the commitment's prices within its owner's rules, and its net export
     bounds (kW) per interval (none outside `window`, or exactly `held` kWh there). On a clean session both
@@ -147,7 +174,7 @@ def _deviator(
         outside = [(0.0, 0.0)] * n if held is None else [(q / dt, q / dt) for q in held]
         pairs = [pair if t in window else outside[t] for t, pair in enumerate(pairs)]
     if not commitment.clean_prices:
-        model = DayModel(mg, dt)
+        model = DayModel(mg, dt, commitment=on)  # `on`: its gensets' on/off held (at_own_commitment)
         fees = with_fee((None, None), commitment.fee, n, exact=True)
         model.trade(commitment.prices, [lo for lo, _ in pairs], [hi for _, hi in pairs], *fees)
         if held is not None and window is not None and commitment.fee:  # split columns: fix both sides

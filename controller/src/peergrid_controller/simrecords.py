@@ -183,6 +183,10 @@ class DayAheadSummary:
     # floor or cap is worth nothing by its owner's declaration (rationed_at_own_rule reports it apart)
     max_gain_ratio: float = 0.0
     earning: tuple[str, ...] = ()
+    # the largest ratio among `earning` with each genset MG's gensets held at its committed on/off
+    # (deviation.at_own_commitment; 0 when nobody earns): what the value stop leaves at the MG's own
+    # commitment, against max_gain_ratio, which adds re-committing them (no uniform price supports that)
+    max_gain_ratio_held: float = 0.0
 
 
 @dataclass(frozen=True)

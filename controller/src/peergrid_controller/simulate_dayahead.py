@@ -31,6 +31,7 @@ from peergrid_controller import baselines, exchange_fee
 from peergrid_controller.bargaining import Venue
 from peergrid_controller.dayahead import Allocation
 from peergrid_controller.delivery import deliver, fractions, seeded_faults
+from peergrid_controller.deviation import at_own_commitment
 from peergrid_controller.forward import clear, commit, deviation_gains, own_rule_fees, post
 from peergrid_controller.model import Scenario
 from peergrid_controller.settling import UPLIFT_REF, pay_compensation, pay_fund, pay_uplift, settle_interval
@@ -167,6 +168,10 @@ def play_day(
         )
         for name in sorted(delivery.physical_cost)
     }
+    # who earns before the make-whole, and for the genset MGs among them what is left with their gensets held
+    # at their committed on/off (review28 R28-3: the value stop's part; the rest is re-committing them)
+    earning = tuple(name for name in sorted(valued) if earns(valued[name], tolerance[name]))
+    held = at_own_commitment(scenario, committed, earning)
     summary = DayAheadSummary(
         iterations=allocation.iterations,
         solves=allocation.solves,
@@ -179,7 +184,10 @@ def play_day(
         declined=committed.declined,
         max_deviation_gain=max(gains.values()),
         max_gain_ratio=max(_ratio(valued[name], tolerance[name]) for name in valued),
-        earning=tuple(name for name in sorted(valued) if earns(valued[name], tolerance[name])),
+        earning=earning,
+        max_gain_ratio_held=max(
+            (_ratio(min(valued[n], held.get(n, valued[n])), tolerance[n]) for n in earning), default=0.0
+        ),
         prices=committed.prices,
         uplift_total=paid.total / MICRO,
         uplift_funded=uplift.funded,
