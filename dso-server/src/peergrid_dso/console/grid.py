@@ -2,15 +2,18 @@
 
 Promises: `GridView.snapshot()` is a JSON-safe picture of the feeder now - buses with voltage and a status
 against the feeder's limits (ok, low, high, dead), branches with state and loading, MG injections, losses and
-alarms - and a `version` that changes whenever anything shown changes. `check(open_branches)` answers what a
-switch state would do (islanded load, meshed, voltages, loadings) without touching a switch. Uses the DSO
-engineer's feeder model and power flow (`peergrid_dso.services.powerflow`); never operates switches itself.
+alarms - and a `version` that changes whenever anything shown changes. Alarms are the standing ones first
+(`standing_alarms`: conditions another part keeps, shown while they stand, such as the closed loop's relay
+watch), then the operations' log (`alarm`, the last 20), then what the power flow finds now.
+`check(open_branches)` answers what a switch state would do (islanded load, meshed, voltages, loadings)
+without touching a switch. Uses the DSO engineer's feeder model and power flow
+(`peergrid_dso.services.powerflow`); never operates switches itself.
 """
 
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import numpy as np
@@ -37,6 +40,7 @@ class GridView:
         self.injections_kw = dict(injections_kw)
         self.events: list[str] = []  # operator-visible alarms from operations (failed steps, rollbacks)
         self.interval: dict[str, Any] | None = None  # the closed loop's latest interval verdict (live mode)
+        self.standing_alarms: Callable[[], tuple[str, ...]] = tuple  # read at each snapshot; none by default
         self._lock = threading.Lock()
         self._cache: tuple[Any, dict[str, Any]] | None = None
         self._serial = 0
@@ -88,15 +92,16 @@ class GridView:
 
     def snapshot(self) -> dict[str, Any]:
         open_set = self.open_branches()
+        standing = tuple(self.standing_alarms())
         with self._lock:
-            key = (open_set, tuple(sorted(self.injections_kw.items())), self._serial)
+            key = (open_set, tuple(sorted(self.injections_kw.items())), self._serial, standing)
             if self._cache is not None and self._cache[0] == key:
                 return self._cache[1]
             events = list(self.events)
             interval = self.interval
         f = self.feeder
         state = self.check(open_set)
-        buses, alarms = [], list(events)
+        buses, alarms = [], [*standing, *events]
         for i, bus_id in enumerate(f.bus_ids):
             x, y = self.layout[i]
             vm = state["vm_pu"][i] if "vm_pu" in state else None

@@ -8,7 +8,10 @@ view says "computing" until it is done, and shows the error if the controller is
 With the closed loop's node (`peergrid_dso.live.EmbeddedLoop`) the console is live instead: explorers read the
 node's replicas of both chains, the market view reads the MGMC chain (`console.live_market`), operator
 actions take the relays' lock the loop switches under, and each interval the loop finishes (`on_interval`)
-updates the feeder view (injections, the loop's verdict, alarms) and is announced to SSE clients.
+updates the feeder view (injections, the loop's verdict, alarms) and is announced to SSE clients. The
+node's relay watch (`switching_watch`, `console.relay_watch`) stands in the feeder view's alarms and in the
+operations view (`relay_watch_view`: which branch reports what, and the adoption it allows) while its alarm
+stands, and leaves both when the watch lifts it.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -26,6 +30,7 @@ from peergrid_dso.auth.users import UserStore
 from peergrid_dso.console.chains import ChainExplorer
 from peergrid_dso.console.grid import GridView, lab_injections
 from peergrid_dso.console.operations import Operations
+from peergrid_dso.console.relay_watch import standing, watch_of, watch_view
 from peergrid_dso.console.settings import ConsoleSettings
 from peergrid_dso.console.switchgear import DsoSwitchgear
 
@@ -47,7 +52,19 @@ class ConsoleState:
     live_market: Any = None  # console.live_market.LiveMarket when the console shows the closed loop
     live: bool = False
     intervals: list[dict[str, Any]] = field(default_factory=list)  # the loop's latest interval summaries
+    relay_watch: Callable[[], Any] = lambda: None  # the node's `RelayWatch` (None: no closed loop)
     _step: int = -1
+
+    def standing_alarms(self) -> tuple[str, ...]:
+        """The feeder view's alarms that stand only while their cause does: the relay watch's."""
+        found = standing(self.relay_watch())
+        alarm = found.alarm() if found is not None else None
+        return (alarm,) if alarm else ()
+
+    def relay_watch_view(self) -> dict[str, Any] | None:
+        """The relay watch's standing finding for the Relay positions card, or None while none stands."""
+        found = standing(self.relay_watch())
+        return watch_view(found, self.grid.feeder) if found is not None else None
 
     def market_view(self) -> dict[str, Any]:
         if self.live_market is not None:
@@ -163,6 +180,8 @@ def build_console(settings: ConsoleSettings, dso: Any, loop: Any = None) -> Cons
         live_market=live_market,
         live=live,
     )
+    grid.standing_alarms = state.standing_alarms
     if loop is not None:
+        state.relay_watch = lambda: watch_of(loop)  # late bound: read where the node keeps it now
         loop.listeners.append(state.on_interval)
     return state

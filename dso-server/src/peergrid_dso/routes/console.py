@@ -274,6 +274,7 @@ def operations_view(request: Request, _: Session = Depends(viewer)) -> dict[str,
         "enrolment": ops.enrolment_view(),
         "vmin_limit": ops.grid.feeder.vmin_pu,
         "audit": list(reversed(ops.audit[-50:])),
+        "relay_watch": console_state(request).relay_watch_view(),  # the node's relay alarm while it stands
     }
 
 

@@ -1,5 +1,5 @@
 // Operations: enrolment queue, reconfiguration plans (before/after, approve and execute), the relays' reported
-// positions (read, adopt), the audit trail.
+// positions (the closed loop's relay watch while its alarm stands; read, adopt), the audit trail.
 import { api, canOperate, el, svg, toast, fmt, short } from "./api.js";
 
 // Bus voltages before and after a plan, against the feeder's lower limit.
@@ -71,6 +71,7 @@ export class OperationsView {
         ops.plans.length ? this.voltageTable(ops.plans[0]) : ""),
       el("div", { class: "card", id: "relay-positions" }, el("h2", {}, "Relay positions"),
         el("p", { class: "hint" }, "A plan is refused while a relay reports another position than the DSO holds (after a restart, a hand operation, a failed rollback). Read the relays and adopt what they report: only when every relay reads, none is moving and the result is radial."),
+        ops.relay_watch ? this.watchView(ops.relay_watch) : "",
         this.button("Read the relays", { id: "read-relays" }, async () => {
           try { this.relays = await api("/console/api/relays"); } catch (e) { toast(`read relays: ${e.message}`); }
           await this.render();
@@ -91,6 +92,27 @@ export class OperationsView {
         el("table", { id: "audit" }, el("thead", {}, el("tr", {}, ["height", "who", "action", "transactions"].map((h) => el("th", {}, h)))),
           el("tbody", {}, ops.audit.map((a) => el("tr", {}, el("td", { class: "num" }, a.height), el("td", {}, a.user), el("td", {}, a.action),
             el("td", { class: "hash" }, a.txids.map((t) => short(t)).join(" "))))))));
+  }
+
+  // The closed loop's read of every relay after the last interval, while its alarm stands (it leaves with it).
+  watchView(w) {
+    return el("div", { id: "relay-watch", class: "alarm-box" },
+      el("p", { class: "failed" }, `Relay watch: the DSO holds open ${w.held_open.join(", ")}, and its read after the last interval disagrees.`),
+      el("table", { id: "relay-watch-relays" }, el("thead", {}, el("tr", {}, ["branch", "reports", "the DSO holds it"].map((h) => el("th", {}, h)))),
+        el("tbody", {}, w.relays.map((r) => el("tr", { "data-branch": r.branch }, el("td", {}, r.branch), el("td", {}, r.reports), el("td", {}, r.held))),
+          w.unreadable.map((u) => el("tr", { "data-branch": u.branch }, el("td", {}, u.branch), el("td", { class: "failed" }, `unreadable (${u.why})`), el("td", {}, w.held_open.includes(u.branch) ? "open" : "closed"))))),
+      w.adoptable
+        ? this.button(`Adopt what the relays report: open ${w.adopt_open.join(", ")}`, { id: "adopt-watch" }, async (e) => {
+          e.target.disabled = true;
+          try {
+            await api("/console/api/relays/adopt", { method: "POST", body: { open_branches: w.adopt_open } });
+            toast("adopt relay positions: done");
+          } catch (err) { toast(`adopt relay positions: ${err.message}`); }
+          this.relays = null;
+          await this.render();
+        })
+        : el("p", { class: "failed" }, w.reason),
+      el("p", { class: "hint" }, "Adopting reads every relay again and is refused if they report another open set by then; or put the field right and the next read lifts the alarm."));
   }
 
   relayView(r) {
