@@ -161,9 +161,9 @@ def ok(result: Accepted | Rejected) -> Accepted:
     return result
 
 
-def cleared(accepted_wh: int) -> LocalChain:
-    """The hand day on a real chain: SOLO posts POSITIONS (PEER the opposite), the step prices them, the close;
-    SOLO accepts `accepted_wh` in interval 1 stating its window 1-2, PEER the same, the clear."""
+def cleared(accepted_wh: int, positions: tuple[int, ...] = POSITIONS) -> LocalChain:
+    """The hand day on a real chain: SOLO posts `positions` (PEER the opposite), the step prices them, the
+    close; SOLO accepts `accepted_wh` in interval 1 stating its window 1-2, PEER the same, the clear."""
     rules = {**market.NO_RULES, "max_quantity": 20_000}
     genesis = Genesis(
         chain="edge-fee-claim", time=0, authorities=(AUTHORITY.public,),
@@ -180,7 +180,7 @@ def cleared(accepted_wh: int) -> LocalChain:
                "prices": [int(p * 10**9) for p in PRICES], "rho": 5_000_000}  # fmt: skip
     ok(chain.sign_and_submit(DSO, "exchange.open", opening))
     for k, sign in ((SOLO, 1), (PEER, -1)):
-        row = [sign * q for q in POSITIONS]
+        row = [sign * q for q in positions]
         ok(chain.sign_and_submit(k, "exchange.position", {"session": NAME, "iteration": 0, "positions": row}))
     ok(chain.sign_and_submit(DSO, "exchange.step", {"session": NAME, "iteration": 0, "rho": 5_000_000}))
     ok(chain.sign_and_submit(DSO, "exchange.close", {"session": NAME, "iteration": 1}))

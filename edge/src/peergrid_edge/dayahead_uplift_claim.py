@@ -8,14 +8,20 @@ Promises:
   chain (`exchange_state.trading_window`, which the chain bounds its gain over: `uplift.gain_bound`), else
   `window` (None: the whole session): an MGMC that takes part in a run of the day inside the session could
   never have traded at the closing prices outside it (L8: a lab MG trading 2 of 96 intervals claimed 318.45
-  for the other 94). Outside its window both the day it deviates from and its deviation keep the positions it
-  answered the session with there (its stepped post, `exchange_state.stepped`; `deviation_gains(held=)`): it
-  answered the whole session, so its positions inside the window are its plan's for a day that trades
-  outside too (a battery filled at the window's price for a later sale); valued against a day that trades
-  nothing outside, that plan showed as a gain it was denied (L12: mg5 claimed 8.02 on the lab's day with a
-  fee, where its whole day gains 0.0000034; its 0.114 without a fee was the same). Only an MG whose intervals
-  couple (`couples`: a battery, a genset) reads them: for the others holding changes nothing. On a clean
-  session (two books) nothing is held: it trades nothing outside its window. Its committed day (`forward_accept.dispatch`
+  for the other 94). Its gain is the lesser of two (L13, review30): its real day's (nothing traded outside its
+  window, the day the chain gives it) and its held day's, where both the day it deviates from and its
+  deviation keep the positions it answered the session with outside its window (its stepped post,
+  `exchange_state.stepped`; `deviation_gains(held=)`). It answered the whole session, so its positions inside
+  the window are its plan's for a day that trades outside too (a battery filled at the window's price for a
+  later sale); valued against a day that trades nothing outside, that plan showed as a gain it was denied
+  (L12: mg5 claimed 8.02 on the lab's day with a fee, where its whole day gains 0.0000034; its 0.114 without
+  a fee was the same): the held day removes that. But the held positions bind nothing (the chain refuses
+  trades outside a stated window), so alone they would let a post it never makes raise its claim (R30-1: the
+  hand day's 0 became 1.0): the real day's gain bounds it. A held day with no schedule (its held positions
+  out of its reach, R30-3) leaves the real day's gain, logged. The held day is solved only where the real
+  day's gain earns (else the lesser earns nothing either), and only for an MG whose intervals couple
+  (`couples`: a battery, a genset): for the others holding changes nothing. On a clean session (two books)
+  nothing is held: its gain is its real day's (R30-8). Its committed day (`forward_accept.dispatch`
   with its trades fixed, payments at the trades' prices), its conventional day (its own baseline), its
   deviation gain at the closing prices (`deviation.deviation_gains` on a one-MG scenario; valued at its own
   floor or cap where that is the price), its tolerance (one price tick per kWh it trades, at least one
@@ -41,7 +47,7 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from peergrid_controller.baselines import conventional as conventional_costs
@@ -53,6 +59,7 @@ from peergrid_controller.market import Trade
 from peergrid_controller.matching import net_by_interval
 from peergrid_controller.model import Microgrid, Scenario
 from peergrid_controller.moves import BargainingConfig
+from peergrid_controller.schedule import ScheduleError
 from peergrid_controller.uplift import MICRO, earns
 from peergrid_ledger.contracts import exchange_state, uplift
 from peergrid_ledger.contracts.market_fee import session_fee
@@ -178,6 +185,46 @@ def _held_day(
     return held, sum(dispatch(mg, dt, held).physical) - sum(money) - outside
 
 
+def _gain(
+    alone: Scenario,
+    commitment: Commitment,
+    tolerance: float,
+    part: set[int] | None,
+    held: Sequence[float] | None = None,
+) -> float:
+    """Its deviation gain from `commitment` (`alone`: its one-MG day) trading in `part` alone, `held` outside
+    it; where that earns, valued at its own rules wherever they are the price (`own_rule_fees`)."""
+    (mg,) = alone.microgrids
+    gain = deviation_gains(alone, commitment, window=part, held=held)[mg.name]
+    if earns(gain, tolerance) and own_rule_fees(mg, commitment.prices, commitment.fee) != (None, None):
+        gain = deviation_gains(alone, commitment, own_rules=True, window=part, held=held)[mg.name]
+    return gain
+
+
+def _held_gain(
+    alone: Scenario,
+    chain: ClaimFigures,
+    commitment: Commitment,
+    tolerance: float,
+    part: set[int],
+    real: float,
+) -> float:
+    """Its gain on its held day (`_held_day`: its positions held outside `part` on both days); `real`, its real
+    day's gain, where the held day has no schedule (its held positions beyond its reach: review30 R30-3),
+    logged with why: the claim then rests on the day it really has."""
+    (mg,) = alone.microgrids
+    kwh, _ = net_by_interval(commitment.trades, mg.name)
+    try:
+        held, deviated_from = _held_day(
+            mg, alone.interval_hours, chain, part, kwh, commitment.payments[mg.name]
+        )
+        return _gain(alone, replace(commitment, day_cost={mg.name: deviated_from}), tolerance, part, held)
+    except ScheduleError as exc:
+        log.warning("uplift of %s: its positions outside its window have no schedule (%s): its gain is its real "
+                    "day's, %.6f", chain.session, exc, real)  # fmt: skip
+        return real
+
+
 def claim_from(
     mg: Microgrid, dt: float, chain: ClaimFigures, price_tolerance: float | None = None
 ) -> UpliftClaim:
@@ -197,15 +244,11 @@ def claim_from(
     part = (
         None if window is None else {t for t in range(len(prices)) if chain.first + t in window or trades[t]}
     )
-    held: tuple[float, ...] | None = None
-    deviated_from = day_cost  # the day it deviates from: with its positions held outside its window (L12)
-    if part is not None and chain.positions and not chain.clean:
-        held, deviated_from = _held_day(mg, dt, chain, part, kwh, money)
     commitment = Commitment(prices, trades, (), {mg.name: physical}, {mg.name: tuple(money)},
-                            {mg.name: deviated_from}, 0, clean_prices=chain.clean, fee=fee)  # fmt: skip
-    gain = deviation_gains(alone, commitment, window=part, held=held)[mg.name]
-    if earns(gain, tolerance) and own_rule_fees(mg, prices, fee) != (None, None):  # valued at its own rules
-        gain = deviation_gains(alone, commitment, own_rules=True, window=part, held=held)[mg.name]
+                            {mg.name: day_cost}, 0, clean_prices=chain.clean, fee=fee)  # fmt: skip
+    gain = _gain(alone, commitment, tolerance, part)  # its real day's: nothing traded outside its window
+    if earns(gain, tolerance) and part is not None and chain.positions and not chain.clean:
+        gain = min(gain, _held_gain(alone, chain, commitment, tolerance, part, gain))
     owed = math.ceil(round(gain * MICRO, 3)) if earns(gain, tolerance) else 0
     if owed and chain.unbounded is not None:  # the chain refuses it (review17 U-C): its surplus still counts
         log.warning("uplift of %s: a gain of %d micro-units not claimed: this MG's rules set no max_quantity (nor "

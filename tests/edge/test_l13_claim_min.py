@@ -1,0 +1,136 @@
+"""An MGMC's make-whole claim is the lesser of its real day's gain and its held day's (L13, review30 R30-1/2/3/8).
+
+b141462 (L12) valued the claim of an MG whose intervals couple on a held day: outside its trading window both
+days keep the positions it answered the session with (its stepped post). That removed mg5's 8.02 on the lab's
+day, but those positions bind nothing (the chain refuses trades outside a stated window), so a post the MG never
+makes could raise its claim (R30-1), and a held day out of the MG's reach left no claim at all (R30-3). The claim
+is now min(held, real): its real day (nothing traded outside its window) bounds it, and where the held day has
+no schedule the real day's gain is claimed, logged. Hand days of tests/edge/test_edge_fee_claim.py (1-hour
+intervals, retail 0.30, feed-in 0.05, closing prices 0.20 0.20 0.20 0.28, window chain intervals 1-2).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import math
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from test_edge_fee_claim import FEE, NAME, PRICES, SOLO, WINDOW, cleared, figures, store
+
+from peergrid_controller.market import Trade
+from peergrid_controller.model import Battery, ContractRules, Genset, Load, Microgrid, Tariff
+from peergrid_edge.dayahead_uplift import ClaimFigures, claim_for, claim_from
+
+HONEST = (0, 14_000, 0, 0)  # Wh: it sells its 14 kWh of PV in interval 1 and posts nothing outside 1-2
+MADE_UP = (0, 14_000, 0, 10_000)  # the same and a sale of 10 kWh in interval 3 it never makes (outside 1-2)
+
+
+def sold(kwh: float, fee: int, positions: tuple[int, ...]) -> ClaimFigures:
+    return dataclasses.replace(figures(kwh, fee, positions), bound=6_000_000)  # the chain's: 20 x 0.15 x 2
+
+
+@pytest.mark.parametrize("fee", [0, FEE], ids=["fee0", "fee1e6"])
+def test_a_post_outside_its_window_raises_no_claim(fee: int) -> None:
+    """R30-1: the store sells its 14 kWh at 0.20 in interval 1, all it can sell inside its window, and clears
+    all of it: nothing was denied, its real day is its best there. With a made-up sale of 10 kWh at 0.28 in
+    interval 3 on its post, the held day alone claimed 10 x (0.28 - 0.20) (+ the fee: 1,000,000 / 1,010,000);
+    the real day's gain, 0, bounds it."""
+    honest = claim_from(store(), 1.0, sold(14.0, fee, HONEST))
+    claim = claim_from(store(), 1.0, sold(14.0, fee, MADE_UP))
+    assert honest.gain == claim.gain == 0 and abs(claim.deviation_gain) < 1e-6, claim
+    assert claim.day_cost == honest.day_cost == pytest.approx(-2.8 + fee * 14 / 10**9, abs=1e-9)
+
+
+def test_a_made_up_post_read_off_a_real_chain_claims_nothing() -> None:
+    """R30-1 on a LocalChain: SOLO posts MADE_UP, accepts its 14 kWh stating its window 1-2, the clear; its
+    claim reads the post off the chain (before: 1,000,000, which `uplift.claim` takes under its bound)."""
+    claim = claim_for(store(), 1.0, cleared(14_000, MADE_UP).state, NAME, SOLO.public)
+    assert claim.gain == 0 and abs(claim.deviation_gain) < 1e-6, claim
+
+
+@settings(max_examples=25, deadline=None)
+@given(
+    before=st.integers(-20_000, 20_000),
+    after=st.integers(-20_000, 20_000),
+    cleared_kwh=st.sampled_from([2.0, 4.0, 14.0]),
+    fee=st.sampled_from([0, FEE]),
+)
+def test_no_post_outside_its_window_claims_more_than_its_real_day(
+    before: int, after: int, cleared_kwh: float, fee: int
+) -> None:
+    """Whatever it posts outside its window (interval 0 and 3, within its max_quantity; some beyond its reach:
+    its held day then has no schedule), its claim is at most its real day's (positions () hold nothing)."""
+    real = claim_from(store(), 1.0, sold(cleared_kwh, fee, ()))
+    claim = claim_from(store(), 1.0, sold(cleared_kwh, fee, (before, int(cleared_kwh * 1000), 0, after)))
+    assert claim.gain <= real.gain and claim.day_cost == real.day_cost
+
+
+def capped_buyer(max_import_kw: float = 0.5) -> Microgrid:
+    """A 10-kWh lossless battery, no PV, no load; its DSO import capped at `max_import_kw`."""
+    battery = Battery(
+        "b", 10.0, 10.0, 10.0, 1.0, 1.0, soc_min=0.0, soc_max=1.0, soc_initial=0.0, wear_cost=0.0
+    )
+    return Microgrid("buyer", Tariff((0.30,) * 4, (0.05,) * 4, max_import_kw=max_import_kw), batteries=(battery,),
+                     loads=(Load("none", (0.0,) * 4, (0.0,) * 4),), rules=ContractRules(max_quantity_kwh=20.0))  # fmt: skip
+
+
+def bought(kwh: float, positions: tuple[int, ...], n: int = 4) -> ClaimFigures:
+    trades = tuple((Trade(t, "peer", "buyer", kwh, 0.20),) if t == 1 else () for t in range(n))
+    return ClaimFigures("S", 0, PRICES, (), trades, WINDOW, None, 10**12, 0, positions)
+
+
+def test_a_held_day_out_of_reach_claims_its_real_days_gain(caplog: pytest.LogCaptureFixture) -> None:
+    """R30-3: the buyer answered 'buy 10 kWh in 1, sell 10 in 3' and was rationed to 5. Its held day must
+    deliver 10 kWh in 3 with at most 7 in reach (its 5 bought and 0.5 kWh imported each interval): no schedule.
+    Before, claim_from raised ScheduleError and UpliftStage.claim posted nothing; its real day's gain (5 kWh
+    bought at 0.20 it can only feed in at 0.05: 0.75) is claimed, logged with why."""
+    caplog.set_level(logging.WARNING, "peergrid.edge.uplift")
+    claim = claim_from(capped_buyer(), 1.0, bought(5.0, (0, -10_000, 0, 10_000)))
+    assert claim.gain == 750_000 and claim.day_cost == pytest.approx(0.75, abs=1e-9)
+    assert claim.gain == claim_from(capped_buyer(), 1.0, bought(5.0, ())).gain
+    (record,) = [r for r in caplog.records if "no schedule" in r.getMessage()]
+    assert (
+        "S" in record.getMessage()
+        and "infeasible" in record.getMessage()
+        and "0.750000" in record.getMessage()
+    )
+
+
+def test_a_whole_day_answer_is_paid_the_lesser_of_both_days() -> None:
+    """R30-2, pinned with why: an MG whose stock answer plans trades outside its window (answered the whole
+    session) is valued on neither day exactly. (a) The buyer (import uncapped) answered 'buy 10 in 1, sell 10
+    in 3' and was rationed to 5: on its real day the rationing saved it 5 x 0.15 (all 10 at 0.20 fed in at 0.05
+    would cost 1.5), and its real day's gain 0.75 is buying nothing instead of its own answer's 5; its held day
+    pays 5 x (0.30 - 0.20) = 0.5 for the rationing against a sale at 0.28 it never makes. The lesser, 0.5, is
+    claimed. Cleared all 10 it answered: held 0 (the old rule 1.5). (b) A 10-kW genset (fuel 0.10/kWh, min up
+    2) answered 'sell 10 in 2 and 10 in 3' across its window's edge, 5 of 10 cleared in 2: held 1.75, real
+    2.25, against a real day cost of 0.25. Neither rule isolates what the market denied once the answer
+    assumes trades outside its window; the root fix is the answer (zeros outside a stated window), a lead
+    decision (it moves the lab's prices off the simulation's)."""
+    buyer = capped_buyer(max_import_kw=math.inf)
+    rationed = claim_from(buyer, 1.0, bought(5.0, (0, -10_000, 0, 10_000)))
+    assert rationed.gain == 500_000 and rationed.day_cost == pytest.approx(0.75, abs=1e-9)
+    assert claim_from(buyer, 1.0, bought(5.0, ())).gain == 750_000  # its real day's
+    assert claim_from(buyer, 1.0, bought(10.0, (0, -10_000, 0, 10_000))).gain == 0
+    n, prices = 5, (0.20, 0.20, 0.20, 0.28, 0.10)
+    gen = Microgrid("gen", Tariff((0.30,) * n, (0.05,) * n),
+                    gensets=(Genset("g", 10.0, 10.0, (), min_kw_cost_per_h=1.0, min_up_intervals=2),),
+                    loads=(Load("none", (0.0,) * n, (0.0,) * n),), rules=ContractRules(max_quantity_kwh=20.0))  # fmt: skip
+    trades = tuple((Trade(t, "gen", "peer", 5.0, 0.20),) if t == 2 else () for t in range(n))
+    day = ClaimFigures("S", 0, prices, (), trades, WINDOW, None, 10**12, 0, (0, 0, 10_000, 10_000, 0))
+    held = claim_from(gen, 1.0, day)
+    assert held.gain == 1_750_000 and held.day_cost == pytest.approx(0.25, abs=1e-9)
+    assert claim_from(gen, 1.0, dataclasses.replace(day, positions=())).gain == 2_250_000
+
+
+def test_a_clean_session_claims_its_real_days_gain() -> None:
+    """R30-8, documented: a clean session (two books) holds nothing (one book of positions cannot say which
+    book a held sale is in, and `deviation_gains(held=)` refuses clean prices), so its claim is its real day's:
+    the hand day's battery plan for interval 3 still shows as 10 x 0.15 denied, as on one book before
+    b141462. The min cannot lower it: there is no held day to take the lesser of."""
+    clean = dataclasses.replace(figures(4.0, 0), clean=PRICES)
+    assert claim_from(store(), 1.0, clean).gain == 1_500_000
+    assert claim_from(store(), 1.0, dataclasses.replace(clean, positions=())).gain == 1_500_000
