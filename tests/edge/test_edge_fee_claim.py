@@ -12,7 +12,9 @@ Hand day (1-hour intervals, retail 0.30, feed-in 0.05, window chain intervals 1-
 interval 3; its positions sell 4 kWh in interval 1 and 10 kWh (its battery) in interval 3. Its 4 kWh clear.
 Before: deviating in 1-2 alone it sells all 14 kWh at 0.20, against 10 kWh fed in: 10 x 0.15 = 1.5 claimed.
 Now its day sells the 10 kWh at 0.28 in interval 3 in both: nothing owed; cleared 2 of its 4 kWh (rationed
-inside its window) it is still owed 2 x 0.15.
+inside its window) it is still owed 2 x 0.15. Since L13 the claim is the lesser of this held day's gain and its
+real day's (nothing traded outside its window), the real day's where the held day has no schedule: every figure
+here is the held day's (tests/edge/test_l13_claim_min.py has the posts outside that bind nothing, review30).
 """
 
 from __future__ import annotations
