@@ -106,7 +106,9 @@ def deviation_gains(
     it answered the session for those intervals too, so a position inside the window that its plan outside
     made worth it (a battery filled for a later sale) is not valued as a loss against a day that trades
     nothing outside (L12: mg5's 8.02 on the lab's day with a fee); `commitment.day_cost` must then be its
-    day with those positions."""
+    day with those positions. Held positions the chain never trades bind nothing, so this gain alone can be
+    raised by posting them: the edge's claim takes the lesser of it and the gain without `held` (L13,
+    dayahead_uplift_claim)."""
     dt = scenario.interval_hours
     gains = {}
     for mg in scenario.microgrids:
