@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import hashlib
 import shutil
 import sys
 import tempfile
+import time
+from collections.abc import Sequence
 from pathlib import Path
 
 from peergrid_ledger.settings import ConfigError, exit_with_config_error, load_settings
@@ -61,17 +64,21 @@ def serve(args: argparse.Namespace) -> int:
 
 def check_config(args: argparse.Namespace) -> int:
     """What `serve` checks before it starts, less the broker (Ansible validates a rendered dso.yaml with it
-    before it replaces the working one): the console state file too (`check_console_state`). Reads; never
-    writes, creates or removes a file beside the config's."""
+    before it replaces the working one): the console state file too (`check_console_state`; one a running
+    server writes throughout the check is a warning, not judged). Reads; never writes, creates or removes a
+    file beside the config's."""
     from peergrid_dso.auth.store import console_db_path
     from peergrid_dso.config import DsoSettings
     from peergrid_dso.live import preflight
 
     try:
         settings = load_settings(args.config, DsoSettings)
+        busy = None
         if (state_file := console_db_path(settings.console.users_file)) is not None:
-            check_console_state(state_file)
+            busy = check_console_state(state_file)
         warnings = preflight(settings, broker=False)
+        if busy is not None:
+            warnings.insert(0, busy)
     except ConfigError as err:
         exit_with_config_error(PROGRAM, err)
     say_warnings(warnings)
@@ -82,37 +89,89 @@ def check_config(args: argparse.Namespace) -> int:
     return 0
 
 
-def check_console_state(path: Path) -> None:
+SETTLE_PAUSES_S = (0.0, 0.01, 0.02, 0.05, 0.1, 0.2, 0.4)  # before each copy of the state file: 0.78 s
+
+
+def check_console_state(path: Path, pauses: Sequence[float] | None = None) -> str | None:
     """`ConfigError` with `serve`'s own line (`ConsoleDb.open`'s verdict) when the console state file (the
     sessions, security log and operators' audit trail `serve` keeps in the DSO's data dir) is one `serve`
     would refuse: not SQLite, damaged, or not the console's. Judged on a copy in a temporary directory, the
     file and its write-ahead log as found: SQLite, even read-only, makes `-wal`/`-shm` files beside a WAL
-    database, and `ConsoleDb.open` itself writes. Missing or empty is fine (`serve` makes it). A copy taken
-    while a running server checkpoints may be torn: a refused copy is taken and judged once more."""
+    database, and `ConsoleDb.open` itself writes. Missing or empty is fine (`serve` makes it).
+
+    A running server writes and checkpoints the file while it is copied, and a copy of the main file taken
+    before a checkpoint with a log taken after it reads as malformed although the file is sound: a copy
+    counts only if neither file's size, times or inode moved while it was taken (`steady_copy`), and a
+    refusal only if the next steady copy is the same bytes and refused too (a filesystem whose timestamps
+    are coarser than the writes may hide a move; two equal copies mean the file stood still between them).
+    Returns a warning, not a verdict, when no copy is steady or two refused copies always differ within
+    `pauses` (one copy after each; `SETTLE_PAUSES_S` unless given): the file is busy, which says a server has it open (whose own start
+    judged it), and Ansible's validate must neither fail the host on that nor advise moving a live file
+    aside. A file that stands still is refused as before."""
     from peergrid_dso.auth.store import ConsoleDb, ConsoleStateError
 
-    if not path.exists() and not path.is_symlink():
-        return
-    wal = path.with_name(path.name + "-wal")
-    refused = ""
-    for _attempt in range(2 if wal.is_file() else 1):
-        with tempfile.TemporaryDirectory(prefix="peergrid-dso-check-") as scratch:
-            copy = Path(scratch) / path.name
-            try:
-                shutil.copyfile(path, copy)
-                if wal.is_file():
-                    shutil.copyfile(wal, copy.with_name(copy.name + "-wal"))
-            except OSError as exc:
-                why = exc.strerror or exc
-                raise ConfigError(f"{path}: cannot read the console state file: {why}") from None
+    pauses = SETTLE_PAUSES_S if pauses is None else pauses
+    refused: dict[str, str] = {}  # a refused copy's digest -> what ConsoleDb said of it
+    with tempfile.TemporaryDirectory(prefix="peergrid-dso-check-") as scratch:
+        for attempt, pause in enumerate(pauses):
+            time.sleep(pause)
+            if not path.exists():  # (again: an operator may have moved it aside meanwhile)
+                if path.is_symlink():
+                    raise ConfigError(f"{path}: cannot read the console state file: a dangling link")
+                return None
+            copy = Path(scratch) / str(attempt) / path.name
+            copy.parent.mkdir()
+            digest = steady_copy(path, copy)
+            if digest is None:
+                continue  # moved while copied: copied again after a pause
             if copy.stat().st_size == 0:
-                return
+                return None
             try:
                 ConsoleDb.open(copy).close()
-                return
+                return None
             except ConsoleStateError as err:
-                refused = f"{path}{str(err).removeprefix(str(copy))}"
-    raise ConfigError(refused)
+                verdict = f"{path}{str(err).removeprefix(str(copy))}"
+            if digest in refused:
+                raise ConfigError(verdict)
+            refused[digest] = verdict
+    waited = sum(pauses)
+    return (
+        f"{path}: the console state file was being written throughout {len(pauses)} copies over "
+        f"{waited:.2f} s (a server running on it?): not judged; `serve` judges it when it starts"
+    )
+
+
+def steady_copy(path: Path, copy: Path) -> str | None:
+    """The state file and its write-ahead log copied to `copy` (and its `-wal`), with the SHA-256 of both
+    copies; None when either file moved while they were copied (size, mtime, ctime or inode changed, or a
+    file came or went: SQLite removes the log when the last connection closes)."""
+    sources = (path, path.with_name(path.name + "-wal"))
+    targets = (copy, copy.with_name(copy.name + "-wal"))
+    try:
+        before = [stat_key(source) for source in sources]
+        for source, target, seen in zip(sources, targets, before, strict=True):
+            if seen is not None:
+                shutil.copyfile(source, target)
+        if [stat_key(source) for source in sources] != before:
+            return None
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        why = exc.strerror or exc
+        raise ConfigError(f"{path}: cannot read the console state file: {why}") from None
+    digest = hashlib.sha256()
+    for target in targets:  # each file's length first: a log that is absent is not an empty one
+        copied = target.read_bytes() if target.exists() else None
+        digest.update(b"-" if copied is None else len(copied).to_bytes(8, "big") + copied)
+    return digest.hexdigest()
+
+
+def stat_key(path: Path) -> tuple[int, int, int, int] | None:
+    try:
+        seen = path.stat()
+    except FileNotFoundError:
+        return None
+    return seen.st_size, seen.st_mtime_ns, seen.st_ctime_ns, seen.st_ino
 
 
 def say_warnings(warnings: list[str]) -> None:
