@@ -78,6 +78,12 @@ def alarms(client: TestClient) -> list[str]:
     return list(client.get("/console/api/feeder").json()["alarms"])
 
 
+def reports(client: TestClient) -> dict[int, str]:
+    """The one-line diagram's switches whose relay reports otherwise."""
+    branches = client.get("/console/api/feeder").json()["branches"]
+    return {b["number"]: b["relay_reports"] for b in branches if b["relay_reports"] is not None}
+
+
 def card(client: TestClient) -> Any:
     return client.get("/console/api/operations").json()["relay_watch"]
 
@@ -95,6 +101,7 @@ def test_a_tie_closed_by_hand_is_shown_with_its_adoption_and_lifted_by_adopting(
     assert watch.alarm is not None
     feeder = client.get("/console/api/feeder").json()
     assert feeder["alarms"][0] == watch.alarm and feeder["version"] != before  # SSE clients hear of it
+    assert reports(client) == {7: "open", 33: "closed"}
     shown = card(client)
     assert shown["alarm"] == watch.alarm and shown["held_open"] == [33, 34, 35, 36, 37]
     assert shown["relays"] == [
@@ -109,7 +116,7 @@ def test_a_tie_closed_by_hand_is_shown_with_its_adoption_and_lifted_by_adopting(
     r = client.post("/console/api/relays/adopt", headers=csrf, json={"open_branches": shown["adopt_open"]})
     assert r.status_code == 200, r.text
     assert watch.alarm is None and card(client) is None  # the open set changed: the finding says nothing now
-    assert not any("relays read between plans" in a for a in alarms(client))
+    assert not any("relays read between plans" in a for a in alarms(client)) and reports(client) == {}
     read(watch, dso)  # and the next read agrees
     assert watch.alarm is None and card(client) is None
 
@@ -130,13 +137,14 @@ def test_a_loop_closed_by_hand_and_a_silent_relay_are_shown_not_adoptable_and_li
     assert not shown["adoptable"] and shown["adopt_open"] is None
     assert "branch 12 unreachable" in shown["reason"]
     assert alarms(client)[0] == watch.alarm and "branch 12 unreachable" in watch.alarm  # type: ignore[operator]
+    assert reports(client) == {12: "unreadable", 33: "closed"}
     relays.silent.clear()
     read(watch, dso)
     shown = card(client)
     assert shown["unreadable"] == [] and not shown["adoptable"] and "not radial" in shown["reason"]
     relays.inner.closed[33] = False  # the field put right: the next read lifts it everywhere
     read(watch, dso)
-    assert watch.alarm is None and card(client) is None
+    assert watch.alarm is None and card(client) is None and reports(client) == {}
     assert not any("relays read between plans" in a for a in alarms(client))
 
 

@@ -4,7 +4,8 @@ Promises: `GridView.snapshot()` is a JSON-safe picture of the feeder now - buses
 against the feeder's limits (ok, low, high, dead), branches with state and loading, MG injections, losses and
 alarms - and a `version` that changes whenever anything shown changes. Alarms are the standing ones first
 (`standing_alarms`: conditions another part keeps, shown while they stand, such as the closed loop's relay
-watch), then the operations' log (`alarm`, the last 20), then what the power flow finds now.
+watch), then the operations' log (`alarm`, the last 20), then what the power flow finds now; a branch whose
+relay reports another position than the DSO holds, or cannot be read, says so (`relay_reports`, the watch's).
 `check(open_branches)` answers what a switch state would do (islanded load, meshed, voltages, loadings)
 without touching a switch. Uses the DSO engineer's feeder model and power flow
 (`peergrid_dso.services.powerflow`); never operates switches itself.
@@ -41,6 +42,7 @@ class GridView:
         self.events: list[str] = []  # operator-visible alarms from operations (failed steps, rollbacks)
         self.interval: dict[str, Any] | None = None  # the closed loop's latest interval verdict (live mode)
         self.standing_alarms: Callable[[], tuple[str, ...]] = tuple  # read at each snapshot; none by default
+        self.relay_reports: Callable[[], dict[int, str]] = dict  # branch -> what its relay reports, where off
         self._lock = threading.Lock()
         self._cache: tuple[Any, dict[str, Any]] | None = None
         self._serial = 0
@@ -92,9 +94,10 @@ class GridView:
 
     def snapshot(self) -> dict[str, Any]:
         open_set = self.open_branches()
-        standing = tuple(self.standing_alarms())
+        standing, reports = tuple(self.standing_alarms()), dict(self.relay_reports())
         with self._lock:
-            key = (open_set, tuple(sorted(self.injections_kw.items())), self._serial, standing)
+            key = (open_set, tuple(sorted(self.injections_kw.items())), self._serial, standing,
+                   tuple(sorted(reports.items())))  # fmt: skip
             if self._cache is not None and self._cache[0] == key:
                 return self._cache[1]
             events = list(self.events)
@@ -130,6 +133,7 @@ class GridView:
                     "tie": not b.closed,
                     "loading": loading,
                     "p_kw": state["p_kw"][k] if "p_kw" in state else None,
+                    "relay_reports": reports.get(b.number),  # None: the relay agrees (or was not read)
                 }
             )
         if not state["ok"]:

@@ -11,7 +11,7 @@ actions take the relays' lock the loop switches under, and each interval the loo
 updates the feeder view (injections, the loop's verdict, alarms) and is announced to SSE clients. The
 node's relay watch (`switching_watch`, `console.relay_watch`) stands in the feeder view's alarms and in the
 operations view (`relay_watch_view`: which branch reports what, and the adoption it allows) while its alarm
-stands, and leaves both when the watch lifts it.
+stands (and on the diagram's switches: `relay_reports`), and leaves them when the watch lifts it.
 """
 
 from __future__ import annotations
@@ -60,6 +60,13 @@ class ConsoleState:
         found = standing(self.relay_watch())
         alarm = found.alarm() if found is not None else None
         return (alarm,) if alarm else ()
+
+    def relay_reports(self) -> dict[int, str]:
+        """For the one-line diagram: each branch the standing relay watch finds off, and what it reports."""
+        found = standing(self.relay_watch())
+        if found is None:
+            return {}
+        return dict(found.off) | {b: "unreadable" for b, _ in found.unreadable}
 
     def relay_watch_view(self) -> dict[str, Any] | None:
         """The relay watch's standing finding for the Relay positions card, or None while none stands."""
@@ -180,7 +187,7 @@ def build_console(settings: ConsoleSettings, dso: Any, loop: Any = None) -> Cons
         live_market=live_market,
         live=live,
     )
-    grid.standing_alarms = state.standing_alarms
+    grid.standing_alarms, grid.relay_reports = state.standing_alarms, state.relay_reports
     if loop is not None:
         state.relay_watch = lambda: watch_of(loop)  # late bound: read where the node keeps it now
         loop.listeners.append(state.on_interval)

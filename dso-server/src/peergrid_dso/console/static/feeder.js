@@ -68,6 +68,11 @@ export class FeederView {
         onclick: () => this.askSwitch(br) });
       sw.append(svg("title", {}, `switch on branch ${br.number}: ${br.closed ? "closed" : "open"}`));
       g.append(sw);
+      if (br.relay_reports) {  // the relay watch: its relay reports otherwise (or cannot be read)
+        const ring = svg("circle", { cx: mx, cy: my, r: 10, class: "relay-off", "data-branch": br.number, "data-reports": br.relay_reports });
+        ring.append(svg("title", {}, `relay on branch ${br.number} reports ${br.relay_reports}; the DSO holds it ${br.closed ? "closed" : "open"}`));
+        g.append(ring);
+      }
     }
     for (const mg of s.mgs) {
       const [x, y] = pos.get(mg.bus);
@@ -85,7 +90,8 @@ export class FeederView {
       el("span", {}, "bus colour: green within limits, amber near the floor, red outside ",
          `${s.vmin_limit}–${s.vmax_limit} pu`),
       el("span", {}, "line colour/width: loading (blue < 80 %, amber, red > 100 %); dashed: open"),
-      el("span", {}, "■ closed switch, □ open switch", canOperate() ? " (click to operate)" : " (read-only: viewer)")));
+      el("span", {}, "■ closed switch, □ open switch", canOperate() ? " (click to operate)" : " (read-only: viewer)"),
+      s.branches.some((b) => b.relay_reports) ? el("span", { class: "failed" }, "◯ red ring: its relay reports another position or cannot be read (Operations → Relay positions)") : ""));
     this.side.replaceChildren(
       el("div", { class: "card" }, el("h2", {}, "State"),
         el("table", {}, el("tbody", {},
