@@ -12,8 +12,12 @@ adoption, each of which read every relay first) until the next read. Each change
 they report, not the wording of a read error - is recorded once on the DSO chain, not every interval: an
 `operator_action` by the node (`WATCH_OPERATOR`) naming no transaction, whose action (128 characters at
 most) says the relays and what they report, or that they agree again. A change is read once more before it
-is recorded (a writer that moved a relay and set the open set in two steps is not a change). A record the
-chain refuses or does not make final in time is not sent again; one whose submit raised is, at the next check.
+is recorded (a writer that moved a relay and set the open set in two steps is not a change). A finding that
+says less than the chain's last record against the same open set (every relay agrees again, or some do, or
+one recorded off is now unreadable) is recorded only when the next check finds it too: a relay that answers
+every other interval is recorded once, not every interval (the alarm still follows every read, and a finding
+that says more is recorded at once). A record the chain refuses or does not make final in time is not sent
+again; one whose submit raised is, at the next check.
 Never commands a relay and never adopts: the DSO's open set changes only by a plan, the start's rule or an
 operator's adoption (`switching_adopt`). `check` never raises: a failed read is logged, the node goes on.
 """
@@ -50,6 +54,14 @@ class WatchFinding:
     def key(self) -> tuple[Any, ...]:
         """What a change is: the relays and what they report (an error's wording changes every time)."""
         return self.off, tuple(b for b, _ in self.unreadable)
+
+    def says_less_than(self, key: tuple[Any, ...]) -> bool:
+        """True when this finding tells nothing `key` (another finding's) does not: each relay it finds off
+        is in `key` reporting the same, and each it cannot read is in `key` (unreadable, or off: its position
+        is merely unknown now), and it is not `key` itself."""
+        off, unreadable = key
+        known = {b for b, _ in off} | set(unreadable)
+        return self.key != key and set(self.off) <= set(off) and all(b in known for b, _ in self.unreadable)
 
     def held(self, branch: int) -> str:
         return "open" if branch in self.held_open else "closed"
@@ -97,6 +109,8 @@ class RelayWatch:
     finding: WatchFinding | None = None  # the last reading judged
     recorded: tuple[Any, ...] = ((), ())  # the key of what the chain says last (nothing: every relay agrees)
     topology: Any = None  # what `finding` was judged against (its open set may change before the next read)
+    recorded_open: tuple[int, ...] | None = None  # the open set the chain's last record was judged against
+    receding: tuple[Any, ...] | None = None  # seen once, says less than the record: recorded if it lasts
 
     @property
     def alarm(self) -> str | None:
@@ -132,13 +146,26 @@ class RelayWatch:
         if found is None:
             return None
         self.finding, self.topology = found, topology
-        if found.key != self.recorded:
-            if found.standing:
-                log.error("%s", found.alarm())
-            else:
-                log.warning("relays read between plans: every relay reads as the DSO holds it again")
-            await self._record(found)
+        if found.key == self.recorded:
+            self.receding = None
+            return found
+        if self.recedes(found) and self.receding != found.key:
+            self.receding = found.key  # a relay that answers every other interval: recorded if it lasts
+            log.info(
+                "relays read between plans: %s; recorded on the DSO chain if the next read finds it too",
+                found.alarm() or "every relay reads as the DSO holds it again",
+            )
+            return found
+        if found.standing:
+            log.error("%s", found.alarm())
+        else:
+            log.warning("relays read between plans: every relay reads as the DSO holds it again")
+        await self._record(found)
         return found
+
+    def recedes(self, found: WatchFinding) -> bool:
+        """`found` says less than the chain's last record, against the open set that record was judged on."""
+        return found.held_open == self.recorded_open and found.says_less_than(self.recorded)
 
     async def _record(self, found: WatchFinding) -> None:
         body = {"operator": WATCH_OPERATOR, "action": found.action(), "txs": []}
@@ -147,7 +174,7 @@ class RelayWatch:
         except Exception:  # sent again at the next check
             log.exception("the relay watch's record was not sent: %s", body["action"])
             return
-        self.recorded = found.key
+        self.recorded, self.recorded_open, self.receding = found.key, found.held_open, None
         if not getattr(result, "ok", False):
             log.error(
                 "the DSO chain did not take the relay watch's record (%s: %s): %s",

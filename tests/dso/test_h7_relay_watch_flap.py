@@ -1,0 +1,137 @@
+"""H7 (session 18, review30 R30-6): a relay that answers every other interval is recorded on the DSO chain once,
+not every interval.
+
+Before, each read that differed from the chain's last record was recorded ('unreadable', then 'agree again',
+...): 10 records in 10 intervals, 96 in a field day, for one marginal link; the read again that guards a change
+is milliseconds later, so it filtered only sub-second flapping. Now a finding that says less than the last
+record against the same open set (every relay agrees again, some do, or a relay recorded off is now merely
+unreadable) is recorded only when the next check finds it too; a finding that says more is recorded at once,
+and the alarm follows every read. Relays in memory (tests/dso/test_h5_relay_watch.py's field and chain).
+"""
+
+from __future__ import annotations
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from peergrid_dso.services.switching_watch import WatchFinding
+
+from .test_h5_relay_watch import check, watched
+from .test_switching import BASE
+
+AGREE = "relay watch: every relay reads as the DSO holds it (open [33, 34, 35, 36, 37])"
+
+
+def test_a_relay_that_answers_every_other_interval_is_recorded_once() -> None:
+    relays, topology, chain, watch = watched()
+    check(watch, topology)
+    alarms = []
+    for interval in range(10):  # R30's watch_flap.py: before, 10 records
+        if interval % 2 == 0:
+            relays.silent.add(14)
+        else:
+            relays.silent.discard(14)
+        check(watch, topology)
+        alarms.append(watch.alarm is not None)
+    assert chain.actions == ["relay watch, not adopted: s14 unreadable"]
+    assert alarms == [True, False] * 5  # the alarm still follows every read, at once
+    relays.silent.discard(14)
+    check(watch, topology)  # the relay answers two intervals running: agreeing again is recorded now
+    assert chain.actions[1:] == [AGREE] and watch.alarm is None
+    for _ in range(3):
+        check(watch, topology)
+    assert len(chain.actions) == 2 and relays.commands == 0
+
+
+def test_a_tie_closed_by_hand_behind_a_marginal_link_is_recorded_once_and_its_loss_when_it_lasts() -> None:
+    relays, topology, chain, watch = watched()
+    relays.relays.closed[37] = True
+    check(watch, topology)
+    for _ in range(3):  # its link drops every other read: unreadable says less than 'closed'
+        relays.silent.add(37)
+        check(watch, topology)
+        assert watch.alarm is not None and "branch 37 unreachable" in watch.alarm
+        relays.silent.discard(37)
+        check(watch, topology)
+        assert watch.alarm is not None and "branch 37 reports closed" in watch.alarm
+    assert chain.actions == ["relay watch, not adopted: s37 closed (held open)"]
+    relays.silent.add(37)  # and then stays silent
+    check(watch, topology)
+    check(watch, topology)
+    assert chain.actions[1:] == ["relay watch, not adopted: s37 unreadable"]
+
+
+def test_a_finding_that_says_more_is_recorded_at_once_while_one_that_says_less_waits() -> None:
+    relays, topology, chain, watch = watched()
+    relays.relays.closed[37] = True
+    relays.silent.add(5)
+    check(watch, topology)
+    assert chain.actions == ["relay watch, not adopted: s37 closed (held open), s5 unreadable"]
+    relays.silent.discard(5)  # says less: waits
+    check(watch, topology)
+    assert len(chain.actions) == 1 and watch.finding is not None and watch.finding.unreadable == ()
+    relays.relays.closed[36] = True  # a second tie closed: says more, recorded at the first check
+    check(watch, topology)
+    assert chain.actions[1:] == ["relay watch, not adopted: s36 closed (held open), s37 closed (held open)"]
+    relays.relays.closed[36] = relays.relays.closed[37] = False
+    check(watch, topology)
+    relays.relays.closed[37] = True  # not two agreeing reads running: nothing recorded yet
+    check(watch, topology)
+    relays.relays.closed[37] = False
+    check(watch, topology)
+    assert len(chain.actions) == 2
+    check(watch, topology)
+    assert chain.actions[2:] == [AGREE]
+
+
+def test_agreement_after_an_adoption_is_recorded_at_once() -> None:
+    # the DSO now holds another open set: what the relays report is judged against it, and the record
+    # of the old finding says nothing about it (test_h5's test_the_finding_follows_the_open_set_the_dso_holds)
+    relays, topology, chain, watch = watched()
+    relays.relays.closed.update({37: True, 7: False})
+    check(watch, topology)
+    topology.open_set = (7, 33, 34, 35, 36)
+    check(watch, topology)
+    assert len(chain.actions) == 2 and chain.actions[1].startswith("relay watch: every relay reads as")
+
+
+def test_says_less_than() -> None:
+    recorded = WatchFinding(BASE, ((37, "closed"),), ((5, "timeout"),)).key
+    assert WatchFinding(BASE).says_less_than(recorded)
+    assert WatchFinding(BASE, ((37, "closed"),)).says_less_than(recorded)
+    assert WatchFinding(BASE, (), ((37, "no response"), (5, "other words"))).says_less_than(recorded)
+    assert not WatchFinding(BASE, ((37, "closed"),), ((5, "x"),)).says_less_than(recorded)  # the same
+    assert not WatchFinding(BASE, ((37, "operating"),)).says_less_than(recorded)  # reports otherwise
+    assert not WatchFinding(BASE, ((5, "closed"),)).says_less_than(recorded)  # a position where none was
+    assert not WatchFinding(BASE, (), ((9, "x"),)).says_less_than(recorded)  # another relay
+
+
+STATES = [(), (37,), ("s5",), (37, "s5"), ("s37",), (36, 37)]
+
+
+@settings(max_examples=30, deadline=None)
+@given(st.lists(st.sampled_from(range(len(STATES))), min_size=1, max_size=8))
+def test_the_chain_is_never_behind_a_reading_that_lasted_two_checks(steps: list[int]) -> None:
+    # whatever the field does, a finding read at two checks running is what the chain says, the alarm is
+    # the last read's, a check makes one record at most, and a finding that adds to the record is recorded
+    # at its first check
+    relays, topology, chain, watch = watched()
+    previous = None
+    for step in steps:
+        relays.relays.closed.update({36: False, 37: False})
+        relays.silent.clear()
+        for part in STATES[step]:
+            if isinstance(part, int):
+                relays.relays.closed[part] = True
+            else:
+                relays.silent.add(int(part[1:]))
+        made, before = len(chain.actions), watch.recorded
+        found = check(watch, topology)
+        assert found is not None and watch.alarm == found.alarm()
+        assert len(chain.actions) - made <= 1
+        if previous == found.key:
+            assert watch.recorded == found.key
+        known = {b for b, _ in before[0]} | set(before[1])
+        if set(found.off) - set(before[0]) or {b for b, _ in found.unreadable} - known:
+            assert watch.recorded == found.key  # a relay off or silent that the chain did not say
+        previous = found.key
