@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from edge_helpers import BLOCK_MS
 from test_edge_dayahead_session import CONFIG, free_day, run_on, trading_key
 
 from peergrid_controller.chain_venue import chain_rules
@@ -63,7 +64,7 @@ class Market:
         )  # fmt: skip
         path = tmp_path / "mgmc-genesis.json"
         path.write_text(json.dumps(genesis.to_json()))
-        spec = ChainSpec(name="mgmc", genesis=path, data_dir=tmp_path / "mgmc.db", block_period_ms=50,
+        spec = ChainSpec(name="mgmc", genesis=path, data_dir=tmp_path / "mgmc.db", block_period_ms=BLOCK_MS,
                          round_timeout_ms=500, wal_fsync=False)  # fmt: skip
         self.ledger = EdgeLedger(authority, MqttLink("test", "127.0.0.1", 9), "feeder", [spec])
         self.names = {k.public: name for name, k in self.keys.items()}

@@ -22,6 +22,7 @@ from types import SimpleNamespace
 from typing import Any
 
 import pytest
+from edge_helpers import BLOCK_MS
 from pydantic import ValidationError
 from test_edge_dayahead_session import CONFIG, SESSION, free_day, run_on, trading_key
 
@@ -62,7 +63,7 @@ def priced_ledger(
     tmp_path.mkdir(parents=True, exist_ok=True)
     path = tmp_path / "mgmc-genesis.json"
     path.write_text(json.dumps(genesis.to_json()))
-    spec = ChainSpec(name="mgmc", genesis=path, data_dir=tmp_path / "mgmc.db", block_period_ms=50,
+    spec = ChainSpec(name="mgmc", genesis=path, data_dir=tmp_path / "mgmc.db", block_period_ms=BLOCK_MS,
                      round_timeout_ms=500, wal_fsync=False)  # fmt: skip
     return EdgeLedger(authority, MqttLink("test", "127.0.0.1", 9), "feeder", [spec]), keys_
 

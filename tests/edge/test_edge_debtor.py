@@ -19,6 +19,7 @@ from types import SimpleNamespace
 from typing import Any
 
 import pytest
+from edge_helpers import BLOCK_MS
 
 from peergrid_controller.chain_venue import chain_rules
 from peergrid_controller.curve import ResponseCurve
@@ -69,7 +70,7 @@ class Market:
         )  # fmt: skip
         path = tmp_path / "mgmc-genesis.json"
         path.write_text(json.dumps(genesis.to_json()))
-        spec = ChainSpec(name="mgmc", genesis=path, data_dir=tmp_path / "mgmc.db", block_period_ms=50,
+        spec = ChainSpec(name="mgmc", genesis=path, data_dir=tmp_path / "mgmc.db", block_period_ms=BLOCK_MS,
                          round_timeout_ms=500, wal_fsync=False)  # fmt: skip
         self.ledger = EdgeLedger(self.authority, MqttLink("test", "127.0.0.1", 9), "feeder", [spec])
         self.sent: dict[str, list[dict[str, Any]]] = {name: [] for name in self.keys}

@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from edge_helpers import BLOCK_MS
 from test_edge_clean_dayahead import CLEAN, clean_day, stepped_books, venue_day
 from test_edge_dayahead_restart import against_unrestarted, dies_at, roles
 from test_edge_dayahead_rules import assert_allocates, rules_day
@@ -96,7 +97,7 @@ def fee_ledger(
     tmp_path.mkdir(parents=True, exist_ok=True)
     path = tmp_path / "mgmc-genesis.json"
     path.write_text(json.dumps(genesis.to_json()))
-    spec = ChainSpec(name="mgmc", genesis=path, data_dir=tmp_path / "mgmc.db", block_period_ms=50,
+    spec = ChainSpec(name="mgmc", genesis=path, data_dir=tmp_path / "mgmc.db", block_period_ms=BLOCK_MS,
                      round_timeout_ms=500, wal_fsync=False)  # fmt: skip
     return EdgeLedger(authority, MqttLink("test", "127.0.0.1", 9), "feeder", [spec])
 

@@ -23,6 +23,7 @@ from types import SimpleNamespace
 from typing import Any
 
 import pytest
+from edge_helpers import BLOCK_MS
 
 from peergrid_controller.bargaining import MemoryVenue, Outcome, Round, bargain
 from peergrid_controller.chain_venue import chain_rules
@@ -162,7 +163,7 @@ def play_day(
     tmp_path.mkdir(parents=True, exist_ok=True)
     path = tmp_path / "mgmc-genesis.json"
     path.write_text(json.dumps(genesis.to_json()))
-    spec = ChainSpec(name="mgmc", genesis=path, data_dir=tmp_path / "mgmc.db", block_period_ms=50,
+    spec = ChainSpec(name="mgmc", genesis=path, data_dir=tmp_path / "mgmc.db", block_period_ms=BLOCK_MS,
                      round_timeout_ms=500, wal_fsync=False)  # fmt: skip
     ledger = EdgeLedger(authority, MqttLink("test", "127.0.0.1", 9), "feeder", [spec])  # never started: alone
     given: list[tuple[dict[str, float] | None, bool]] = []

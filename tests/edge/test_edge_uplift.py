@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from edge_helpers import BLOCK_MS
 from test_edge_dayahead_session import CONFIG, SESSION, free_day, ledger_for, market_agent, run_on
 from test_edge_forward import trading_agent
 
@@ -83,7 +84,7 @@ def ledger_on(genesis: Genesis, authority: Keypair, tmp_path: Path) -> EdgeLedge
     tmp_path.mkdir(parents=True, exist_ok=True)
     path = tmp_path / "mgmc-genesis.json"
     path.write_text(json.dumps(genesis.to_json()))
-    spec = ChainSpec(name="mgmc", genesis=path, data_dir=tmp_path / "mgmc.db", block_period_ms=50,
+    spec = ChainSpec(name="mgmc", genesis=path, data_dir=tmp_path / "mgmc.db", block_period_ms=BLOCK_MS,
                      round_timeout_ms=500, wal_fsync=False)  # fmt: skip
     return EdgeLedger(authority, MqttLink("test", "127.0.0.1", 9), "feeder", [spec])
 
