@@ -73,7 +73,8 @@ class DayaheadLab:
     """The finished day-ahead lab run: its workdir and report dir, the testbed's output, the coordinator and
     the member whose daemons were killed and restarted (wall time of each kill), and the CPU seconds the
     testbed and its processes used (children of pytest that ended meanwhile: a lab lane's run starts only
-    after this lab's lead and lasts longer than its end, so none of it counts)."""
+    after this lab's session and restarts, about 30 s before its t0, and lasts longer than the 30-odd s to
+    its end, 60-85 s, so none of it counts; printed only)."""
 
     workdir: Path
     report: Path
