@@ -16,7 +16,7 @@ import dataclasses
 import hashlib
 import json
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -103,6 +103,24 @@ def run_session(
     config: DayAheadConfig = CONFIG,
 ) -> dict[str, SessionOutcome]:
     """Every MG of `scenario` (or those in `only`) runs its own agent, with only its own MG, concurrently."""
+    play = session_play(ledger, keys_, scenario, only, make, replicas, timeout_s, session, phases, config)
+    result: dict[str, SessionOutcome] = run_on(ledger, play)
+    return result
+
+
+def session_play(
+    ledger: EdgeLedger,
+    keys_: dict[str, Keypair],
+    scenario: Scenario,
+    only: set[str] | None = None,
+    make: dict[str, AgentFactory] | None = None,
+    replicas: dict[str, Any] | None = None,
+    timeout_s: float = 10.0,
+    session: str = SESSION,
+    phases: bool = False,
+    config: DayAheadConfig = CONFIG,
+) -> Callable[[], Awaitable[dict[str, SessionOutcome]]]:
+    """`run_session`'s day as a play for `run_on` or `run_together` (each MG's outcome by its name)."""
     members = [keys_[mg.name].public for mg in scenario.microgrids]
     opening = starting_prices(scenario)  # the coordinator's choice (public, on the chain)
     agents = {}
@@ -114,19 +132,38 @@ def run_session(
         agents[mg.name] = factory(replica, keys_[mg.name], mg, scenario.interval_hours, members, session,
                                   0, opening, config, timeout_s, phases=phases)  # fmt: skip
 
-    async def play() -> list[SessionOutcome]:
-        return await asyncio.wait_for(asyncio.gather(*(a.run() for a in agents.values())), 180)
+    async def play() -> dict[str, SessionOutcome]:
+        done = await asyncio.wait_for(asyncio.gather(*(a.run() for a in agents.values())), 180)
+        return dict(zip(agents, done, strict=True))
 
-    return dict(zip(agents, run_on(ledger, play), strict=True))
+    return play
 
 
 def run_on(ledger: EdgeLedger, play: Callable[[], Any]) -> Any:
-    async def main() -> Any:
-        ledger.start()
+    (result,) = run_together([(ledger, play)])
+    return result
+
+
+def run_together(runs: list[tuple[EdgeLedger, Callable[[], Any]]]) -> list[Any]:
+    """Each `play` on its own started `ledger`, all at once in one event loop (independent days whose wall
+    time is mostly waiting for blocks: together they take about the longest one's); their results in order.
+    The agents of one play see only their own ledger; the first failure is raised once every ledger closed."""
+
+    async def main() -> list[Any]:
+        started: list[EdgeLedger] = []
+        plays: list[asyncio.Task[Any]] = []
         try:
-            return await play()
+            for ledger, _ in runs:
+                ledger.start()
+                started.append(ledger)
+            plays = [asyncio.create_task(play()) for _, play in runs]
+            return list(await asyncio.gather(*plays))
         finally:
-            ledger.close()
+            for task in plays:  # after a failure the others stop before their ledgers close
+                task.cancel()
+            await asyncio.gather(*plays, return_exceptions=True)
+            for ledger in started:
+                ledger.close()
 
     return asyncio.run(main())
 
