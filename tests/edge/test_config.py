@@ -3,6 +3,8 @@ agent's rounds per bargaining and their default."""
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import re
 import subprocess
@@ -16,6 +18,7 @@ from hypothesis import strategies as st
 from pydantic import ValidationError
 
 from peergrid_controller.moves import BargainingConfig
+from peergrid_edge import cli
 from peergrid_edge.config import ROUNDS_SHARE, ControlSettings, EdgeSettings, MarketSettings, rounds_that_fit
 from peergrid_edge.telemetry import parse_telemetry
 from peergrid_ledger.genesis import Account, Genesis, Params
@@ -23,6 +26,22 @@ from peergrid_ledger.keys import Keypair
 
 BIN = Path(sys.executable).parent
 BASE = "node_id: n1\nmg: mg1\n"
+
+
+def check_config(config: Path) -> subprocess.CompletedProcess[str]:
+    """`peergrid-edge check-config --config CONFIG` in this process: the console script's `cli.main`, its exit
+    status and what it wrote. A process of its own took 1.5-3 s to import per case (T10: 20 of them here);
+    test_config_mistakes_exit_2_with_one_line runs the installed script itself, so a real process's one line
+    and status 2 stay tested."""
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        try:
+            code = cli.main(["check-config", "--config", str(config)])
+        except SystemExit as exc:
+            code = exc.code if isinstance(exc.code, int) else 1
+    return subprocess.CompletedProcess(
+        ["peergrid-edge", "check-config"], code, out.getvalue(), err.getvalue()
+    )
 
 
 @pytest.mark.parametrize(
@@ -142,9 +161,7 @@ def test_the_default_cap_stays_within_the_chains_max_rounds_and_a_cap_above_it_i
     # through check-config too: one line, exit 2
     config = tmp_path / "capped.yaml"
     config.write_text(market_config(900, 200, "4", capped))
-    result = subprocess.run(
-        [str(BIN / "peergrid-edge"), "check-config", "--config", str(config)], capture_output=True, text=True
-    )
+    result = check_config(config)
     assert result.returncode == 2
     assert result.stderr.strip().count("\n") == 0 and "max_rounds 3" in result.stderr, result.stderr
 
@@ -217,9 +234,7 @@ def test_bad_max_rounds_exit_2_with_one_line(
     genesis = None if reopens is None else mgmc_genesis(tmp_path, reopens)
     config = tmp_path / "edge.yaml"
     config.write_text(market_config(interval_s, block_ms, rounds, genesis))
-    result = subprocess.run(
-        [str(BIN / "peergrid-edge"), "check-config", "--config", str(config)], capture_output=True, text=True
-    )
+    result = check_config(config)
     assert result.returncode == 2
     assert len(result.stderr.strip().splitlines()) == 1 and expected in result.stderr, result.stderr
     with pytest.raises(ValidationError):
@@ -246,9 +261,7 @@ def test_a_broken_mgmc_genesis_is_named_by_check_config(
         genesis.write_bytes(content)
     config = tmp_path / "edge.yaml"
     config.write_text(market_config(900, 200, genesis=genesis))
-    result = subprocess.run(
-        [str(BIN / "peergrid-edge"), "check-config", "--config", str(config)], capture_output=True, text=True
-    )
+    result = check_config(config)
     assert result.returncode == 2
     assert len(result.stderr.strip().splitlines()) == 1, result.stderr
     assert expected in result.stderr and str(genesis) in result.stderr, result.stderr
@@ -299,9 +312,7 @@ def test_a_number_spelled_as_a_bool_or_a_string_is_refused_naming_the_key(
     spelled, n = re.subn(rf"\b{key}: [0-9]+", f"{key}: {text}", good)
     assert n == 1, good
     config.write_text(spelled)
-    result = subprocess.run(
-        [str(BIN / "peergrid-edge"), "check-config", "--config", str(config)], capture_output=True, text=True
-    )
+    result = check_config(config)
     assert result.returncode == 2
     assert key in result.stderr and "must be a number" in result.stderr, result.stderr
 
@@ -324,9 +335,7 @@ def test_a_pcc_meter_polled_faster_than_the_dso_counts_is_refused_in_one_line(
     says so in one line naming the DSO's bound (exit 2). At the bound, and any other device, it is fine."""
     config = tmp_path / "edge.yaml"
     config.write_text(BASE + devices)
-    result = subprocess.run(
-        [str(BIN / "peergrid-edge"), "check-config", "--config", str(config)], capture_output=True, text=True
-    )
+    result = check_config(config)
     if expected is None:
         assert result.returncode == 0, result.stderr
         return
