@@ -3,10 +3,12 @@ price. Review 4's F1, F6 (pairing) and L2."""
 
 from __future__ import annotations
 
+import copy
 import functools
 import math
 from dataclasses import replace
 from fractions import Fraction
+from unittest import mock
 
 import pytest
 from helpers_ctl import load_only, pv_site
@@ -14,9 +16,12 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from peergrid_controller import baselines
+from peergrid_controller import simulate as simulate_module
 from peergrid_controller.bargaining import Venue
 from peergrid_controller.chain_venue import ChainVenue
-from peergrid_controller.dayahead import Allocation
+from peergrid_controller.cli import result_json
+from peergrid_controller.dayahead import Allocation, allocate
+from peergrid_controller.dayexchange import DayAheadConfig
 from peergrid_controller.delivery import (
     DeliveryFault,
     FaultError,
@@ -31,7 +36,7 @@ from peergrid_controller.model import Scenario
 from peergrid_controller.simulate import SimulationConfig, SimulationResult, simulate
 from peergrid_controller.synth import synthetic_scenario
 from peergrid_controller.uplift import MICRO
-from peergrid_controller.venues import chain_venue, memory_venue
+from peergrid_controller.venues import chain_venue, exchange_recorder, memory_venue
 from peergrid_ledger.contracts import market as contract
 
 DT = 0.25
@@ -215,15 +220,49 @@ def test_post_refuses_trades_agreed_at_another_price() -> None:
 GENSET_DAY = synthetic_scenario(8, 12, seed=0, interval_hours=2.0)  # mg003's genset is owed an uplift
 
 
-def run_day(faults: tuple[DeliveryFault, ...] = ()) -> tuple[SimulationResult, ChainVenue]:
+DAY_CONFIG = SimulationConfig(market="dayahead", with_central=False)
+
+
+@functools.cache
+def allocated(**venue_options: bool) -> tuple[ChainVenue, Allocation]:
+    """GENSET_DAY's allocation, made once per kind of chain venue: its moves are on that venue's chain."""
+    venue = ChainVenue(GENSET_DAY, **venue_options)
+    return venue, allocate(GENSET_DAY, DAY_CONFIG.dayahead, recorder=exchange_recorder(venue))
+
+
+def run_day(
+    faults: tuple[DeliveryFault, ...] = (), **venue_options: bool
+) -> tuple[SimulationResult, ChainVenue]:
+    """simulate's day-ahead day on a chain venue with these faults. The faults act only once the day is
+    allocated (simulate.py: allocate, then play_day delivers), and the allocation is two thirds of the day's
+    solving, so each run plays the day from the allocation made once, on a copy of the chain that holds its
+    moves; the rest is simulate's own path. test_run_day_is_simulates_whole_day pins it to the byte."""
+    origin, allocation = allocated(**venue_options)
+    venue = copy.deepcopy(origin)
+
+    def made(scenario: Scenario, config: DayAheadConfig, recorder: object = None) -> Allocation:
+        assert scenario is GENSET_DAY and config == DAY_CONFIG.dayahead and recorder is venue.exchange
+        return allocation
+
+    with mock.patch.object(simulate_module, "allocate", made):
+        return simulate(GENSET_DAY, replace(DAY_CONFIG, delivery_faults=faults), lambda s: venue), venue
+
+
+@pytest.mark.parametrize("venue_options", [{}, {"compensate": True}])
+def test_run_day_is_simulates_whole_day(venue_options: dict[str, bool]) -> None:
+    faults = (DeliveryFault("mg001", 1.0, (3,)), DeliveryFault("mg003", 0.5, (3,)))
     venues: list[ChainVenue] = []
 
     def factory(s: Scenario) -> ChainVenue:
-        venues.append(ChainVenue(s))
+        venues.append(ChainVenue(s, **venue_options))
         return venues[-1]
 
-    config = SimulationConfig(market="dayahead", with_central=False, delivery_faults=faults)
-    return simulate(GENSET_DAY, config, factory), venues[0]
+    whole = simulate(GENSET_DAY, replace(DAY_CONFIG, delivery_faults=faults), factory)
+    quick, venue = run_day(faults, **venue_options)
+    assert quick.dayahead is not None and quick.dayahead.shortfall_kwh  # the faults cut trades
+    assert result_json(quick) == result_json(whole)
+    assert venue.chain.tip == venues[0].chain.tip  # the same blocks on the chain, to the byte
+    assert run_day(**venue_options)[1].chain.tip != venue.chain.tip  # each run on its own copy
 
 
 @functools.cache
