@@ -324,9 +324,16 @@ def create_plan(body: PlanIn, request: Request, dso: DsoServices = Depends(get_d
         raise HTTPException(422, str(exc)) from None
     try:
         with recorded(request, f"REST plan {plan_id} to open {list(plan.to_open)}"):
+            # The plan was made from the open set read before the relays' lock was ours: another plan or an
+            # adoption may have moved the network since (review31 R31-4), and a stale plan is refused by the
+            # executor with its old starting open set as where the relays ended. Judged here, as approve does.
+            if tuple(sorted(plan.from_open)) != tuple(sorted(dso.open_set)):
+                raise HTTPException(409, "the network changed while this plan was made; not submitted")
             result = dso.switching.submit(plan)
-            if result is not None:  # where the relays ended, also after a rollback (review27 R27-4)
-                dso.open_set = result.final_open  # under the relays' lock, with the relays it moved
+            # Where the relays ended, also after a rollback (review27 R27-4), under the relays' lock; a plan
+            # refused before any step (no steps) read the relays off its start and says nothing of where they are.
+            if result is not None and result.steps:
+                dso.open_set = result.final_open
     except ChainRejected as exc:  # e.g. a plan id the chain already holds: the reason, never a 500
         raise HTTPException(409, f"the DSO chain refused plan {plan_id}: {exc}") from None
     return {
