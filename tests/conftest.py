@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import resource
 import signal
 import subprocess
@@ -73,8 +72,7 @@ class DayaheadLab:
     """The finished day-ahead lab run: its workdir and report dir, the testbed's output, the coordinator and
     the member whose daemons were killed and restarted (wall time of each kill), and the CPU seconds the
     testbed and its processes used (children of pytest that ended meanwhile: a lab lane's run starts only
-    after this lab's session and restarts, about 30 s before its t0, and lasts longer than the 30-odd s to
-    its end, 60-85 s, so none of it counts; printed only)."""
+    after this lab's lead and lasts longer than its end, so none of it counts)."""
 
     workdir: Path
     report: Path
@@ -108,42 +106,24 @@ def _kill_and_restart(workdir: Path, mg: str) -> float:
     return killed
 
 
-def _open_at_t0(
-    records: Path, gate: threading.Event, over: threading.Event, stages_over: Callable[[], bool]
-) -> None:
+def _open_at_t0(records: Path, gate: threading.Event, over: threading.Event) -> None:
     """Set `gate` at the lab's first interval: its t0 as start.json says once the MGMCs were started (a DSO
-    node ready late moves it past the lead), or once `stages_over()` says every MGMC ended its stages before
-    t0 after the last restart (the rest of the lead is idle), or when `over` is set first."""
-    t0 = None
+    node ready late moves it past the lead), or when `over` is set first."""
     while not over.is_set():
-        if t0 is None:
-            try:
-                doc = json.loads((records / "start.json").read_text())
-            except (OSError, ValueError):
-                doc = None
-            if isinstance(doc, dict) and doc.get("mgmcs_started") is not None:
-                t0 = float(doc["t0"])
-        if (t0 is not None and time.time() >= t0) or stages_over():
+        try:
+            doc = json.loads((records / "start.json").read_text())
+        except (OSError, ValueError):
+            doc = None
+        if isinstance(doc, dict) and doc.get("mgmcs_started") is not None:
+            over.wait(max(0.0, float(doc["t0"]) - time.time()))
             break
-        over.wait(0.5 if t0 is None else min(0.5, max(0.0, t0 - time.time())))
+        over.wait(0.2)
     gate.set()
 
 
 def _polled(log: Path) -> int:
     """How many times the daemon logging to `log` finished its first poll cycle (once per start)."""
     return log.read_text().count("first poll cycle done") if log.exists() else 0
-
-
-# the last of the stages an MGMC of the day-ahead lab runs before t0 (edge day_stages: dayahead, forward,
-# uplift_claim), done or failed: after it the daemon waits for t0
-LAST_STAGE_BEFORE_T0 = re.compile(r"uplift_claim stage (done|failed) in ")
-
-
-def _stages_ended(log: Path) -> bool:
-    """Whether the daemon logging to `log` ended its stages before t0 since its latest start."""
-    text = log.read_text() if log.exists() else ""
-    start = text.rfind("first poll cycle done")
-    return start >= 0 and LAST_STAGE_BEFORE_T0.search(text, start) is not None
 
 
 @pytest.fixture(scope="session")
@@ -156,10 +136,8 @@ def dayahead_lab(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPa
     (tests/sim), which were three runs of this lab (two restart cases and one without), 70 s each, mostly
     the lead; the faults act on the running lab, its settings are the same. Both tests are in the "system"
     xdist_group: one worker builds it once. A failed run fails both, with the lab's output. The lab lane of
-    its group waits until the session and both restarts are over (`LabLane`): until every MGMC, the member
-    up again after its kill, logged the end of its last stage before t0, which it then idles for (27 s
-    after the lab's start with its t0 at 65 s, load 5, T11), or else until this lab's first interval (its t0
-    from start.json, later than the lead when its DSO node was ready late)."""
+    its group waits until this lab's first interval (`LabLane`; its t0 from start.json, later than the lead
+    when its DSO node was ready late): the session and both restarts happen before it."""
     workdir = tmp_path_factory.mktemp("dayahead-lab") / "bed"
     report = workdir.parent / "report"
     argv = [
@@ -169,21 +147,8 @@ def dayahead_lab(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPa
     ]  # fmt: skip
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     gate = request.config.stash.setdefault(LANE_GATE, threading.Event())
-    over, restarted = threading.Event(), threading.Event()  # restarted: both restarts asked for
-    logs = workdir / "logs"
-
-    def stages_over() -> bool:
-        """The member up again after its kill (its restart's own stage lines, not those from before the
-        kill), then every MGMC's stages before t0 ended (`restarted` is set after `member` is)."""
-        return (
-            restarted.is_set()
-            and _polled(logs / f"mgmc-{member}.log") >= 2
-            and all(_stages_ended(logs / f"mgmc-{mg}.log") for mg in LAB_MGS)
-        )
-
-    opener = threading.Thread(
-        target=_open_at_t0, args=(workdir / "records", gate, over, stages_over), daemon=True
-    )
+    over = threading.Event()
+    opener = threading.Thread(target=_open_at_t0, args=(workdir / "records", gate, over), daemon=True)
     bed = tied_popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     opener.start()
     try:
@@ -200,7 +165,6 @@ def dayahead_lab(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPa
         # the member goes down only once the coordinator's daemon is up again, not while it is down
         _lab_wait("the restarted coordinator's first poll cycle", lambda: _polled(log) >= 2, bed)
         killed[member] = _kill_and_restart(workdir, member)
-        restarted.set()
         output, _ = bed.communicate(timeout=300)
     finally:
         over.set()
@@ -220,10 +184,8 @@ def dayahead_lab(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPa
 # tests (a fixed argv, checked only once done) are started in one background thread on the worker that runs
 # their group, one after another, while the group's other labs run in the foreground; their tests come last
 # in the group and read the finished runs (`lab_run`). The group runs two labs at once at most; none beside the
-# day-ahead lab's session and both restarts (the most timing-bound part of any lab), which the lane waits out
-# when that lab's tests are in the group (the idle rest of that lab's lead it need not: `dayahead_lab`); the
-# day-ahead lab is the group's first test, since no test of the group is in RUN_FIRST (T11: the late-DSO lab
-# was, and the lane then opened only at its gate's bound). Without xdist, or with --dist loadgroup, one process runs
+# day-ahead lab's lead (its session and both restarts: the most timing-bound part of any lab), which the lane
+# waits out when that lab's tests are in the group. Without xdist, or with --dist loadgroup, one process runs
 # the whole group, so the lane starts at its first test; otherwise each test runs its own lab when it needs it.
 LANE_GATE = pytest.StashKey[threading.Event]()
 LANES = pytest.StashKey[dict[str | None, "LabLane | None"]]()
