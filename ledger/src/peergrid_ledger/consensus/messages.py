@@ -14,6 +14,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 
 from .. import codec, votes
 from ..codec import DecodeError, EncodeError
@@ -88,12 +89,15 @@ def vote_block_field(vote: Vote) -> bytes:
     return vote.digest
 
 
+@lru_cache(maxsize=8192)
 def vote_digest(
     chain_id: str, kind: str, height: int, round_: int, digest: bytes, prepared_round: int
 ) -> bytes:
     """The ledger's `votes.vote_digest`, so commit votes are the block's commit seals and any vote can be
     evidence on chain. A round change signs a commitment to (prepared round, prepared block) in the block
-    slot: both must be signed, or a relay could hide a prepared value and break safety across rounds."""
+    slot: both must be signed, or a relay could hide a prepared value and break safety across rounds.
+    Remembered (a pure function of immutable values): one vote's digest is needed by its signer, by each
+    check of it and of every envelope, justification and certificate that carries it again."""
     if kind == ROUND_CHANGE:
         digest = hashlib.sha256(codec.encode(["prepared", prepared_round, digest])).digest()
     return votes.vote_digest(chain_id, height, round_, kind, digest)

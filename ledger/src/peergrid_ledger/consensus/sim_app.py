@@ -5,7 +5,9 @@ Promises: blocks carry signed transactions of three kinds — payments (nonce or
 transaction root and a state root chained over history, and the proposer's signature; `validate` re-executes a
 block before any vote, and `verify_chain` re-checks a whole store from genesis (links, roots, signatures,
 certificates against the authorities of each height). Stores survive simulated crashes; state is rebuilt
-from them. Signatures use the injected `sign`/`verify` pair: the simulation's cheap stand-in for Ed25519 or
+from them. Replicas of one simulation may share a `SimMemo`: the parse of a transaction and the inspection and
+decoding of a block are pure functions of their bytes (and of the genesis and `verify`, which the replicas
+share), so each is computed once per simulation instead of once per replica. Signatures use the injected `sign`/`verify` pair: the simulation's cheap stand-in for Ed25519 or
 real Ed25519 (`keys`). Pure; no I/O.
 """
 
@@ -88,6 +90,20 @@ def make_tx(chain_id: str, key: Signer, kind: str, nonce: int, body: object) -> 
 
 
 @dataclass
+class SimMemo:
+    """Checks of bytes that every replica of one simulation would repeat, remembered once for all of them.
+
+    Sound only among apps with the same genesis and `verify` (every replica of one `Simulation`). The values
+    are never mutated by their readers. Bounded by `capacity` per table (emptied when full), so a long soak
+    keeps a steady footprint."""
+
+    capacity: int = 65_536
+    txs: dict[bytes, tuple[TxMeta, str, object] | Rejected] = field(default_factory=dict)
+    infos: dict[bytes, BlockInfo | Rejected] = field(default_factory=dict)
+    bodies: dict[bytes, dict[str, Any]] = field(default_factory=dict)
+
+
+@dataclass
 class _State:
     nonces: dict[bytes, int]
     validators: tuple[bytes, ...]
@@ -106,17 +122,20 @@ class SimApp:
         signer: Signer | None,
         verify: VerifyFn,
         limits: MempoolLimits | None = None,
+        memo: SimMemo | None = None,
     ) -> None:
         self.genesis = genesis
         self.store = store
         self.signer = signer
         self.verify = verify
         self.mempool = Mempool(self.check_tx, lambda s: self._state.nonces.get(s, 0), limits)
-        self._infos: dict[bytes, BlockInfo | Rejected] = {}
-        self._txs: dict[bytes, tuple[TxMeta, str, object] | Rejected] = {}
-        self._bodies: dict[bytes, dict[str, object]] = {}
+        memo = SimMemo(4096) if memo is None else memo
+        self._memo_capacity = memo.capacity
+        self._infos, self._txs, self._bodies = memo.infos, memo.txs, memo.bodies
         self._state = _State({}, genesis.validators, genesis.block_hash, [(1, genesis.validators)])
         self._head = BlockRef(0, genesis.block_hash, genesis.time_ms)
+        self._validated: tuple[bytes, _State, _State, list[bytes]] | None = None
+        """The last block `validate` accepted: (block, the state it ran on, the state after, its txs)."""
         for block in store.blocks:  # rebuild state from the store
             info = self.inspect(block)
             assert isinstance(info, BlockInfo), "own store holds an unreadable block"
@@ -161,7 +180,7 @@ class SimApp:
         if known is not None:
             return known
         result = self._parse_tx_uncached(tx)
-        if len(self._txs) > 4096:
+        if len(self._txs) > self._memo_capacity:
             self._txs.clear()
         self._txs[tx] = result
         return result
@@ -228,7 +247,7 @@ class SimApp:
     def _body(self, block: bytes) -> dict[str, Any]:
         value = self._bodies.get(block)
         if value is None:
-            if len(self._bodies) > 64:
+            if len(self._bodies) > self._memo_capacity:
                 self._bodies.clear()
             value = self._bodies[block] = codec.decode(block)
         return value
@@ -288,8 +307,7 @@ class SimApp:
         return codec.encode({**body, "sig": self.signer.sign(block_hash)})
 
     def inspect(self, block: bytes) -> BlockInfo | Rejected:
-        key = hashlib.sha256(block).digest()
-        known = self._infos.get(key)
+        known = self._infos.get(block)
         if known is not None:
             return known
         try:
@@ -315,9 +333,9 @@ class SimApp:
             result: BlockInfo | Rejected = BlockInfo(h, parent, ts, proposer, block_hash, round_)
         except DecodeError as exc:
             result = Rejected(str(exc))
-        if len(self._infos) > 256:
+        if len(self._infos) > self._memo_capacity:
             self._infos.clear()
-        self._infos[key] = result
+        self._infos[block] = result
         return result
 
     def validate(self, block: bytes) -> Accepted | Rejected:
@@ -327,17 +345,23 @@ class SimApp:
         if info.height != self._head.height + 1 or info.parent_hash != self._head.block_hash:
             return Rejected("does not extend the head")
         try:
-            state, _ = self._execute(block, info.height)
+            state, txs = self._execute(block, info.height)
         except ValueError as exc:
             return Rejected(str(exc))
         if state.root != self._body(block)["sr"]:
             return Rejected("state root does not match")
+        self._validated = (block, self._state, state, txs)
         return ACCEPTED
 
     def commit(self, block: bytes, certificate: Certificate) -> None:
         info = self.inspect(block)
         assert isinstance(info, BlockInfo)
-        self._state, txs = self._execute(block, info.height)
+        known = self._validated
+        if known is not None and known[1] is self._state and known[0] == block:
+            self._state, txs = known[2], known[3]  # what validate computed from this very state
+        else:
+            self._state, txs = self._execute(block, info.height)
+        self._validated = None
         self.store.blocks.append(block)
         self.store.certificates.append(certificate)
         self._head = BlockRef(info.height, info.block_hash, info.timestamp_ms)
@@ -352,9 +376,12 @@ class SimApp:
         return None
 
 
-def verify_chain(genesis: SimGenesis, store: SimStore, verify: VerifyFn) -> str | None:
-    """Re-execute a store from genesis; None when every block verifies, else what failed first."""
-    replica = SimApp(genesis, SimStore(), None, verify)
+def verify_chain(
+    genesis: SimGenesis, store: SimStore, verify: VerifyFn, memo: SimMemo | None = None
+) -> str | None:
+    """Re-execute a store from genesis; None when every block verifies, else what failed first. `memo` may be
+    shared by the checks of several stores, never with the replicas being checked."""
+    replica = SimApp(genesis, SimStore(), None, verify, memo=memo)
     for height, (block, certificate) in enumerate(
         zip(store.blocks, store.certificates, strict=True), start=1
     ):

@@ -24,8 +24,19 @@ from .app import Accepted, MemoryWal, Signer, VerifyFn
 from .byzantine import BEHAVIOURS, Byzantine
 from .engine import Engine, EngineConfig
 from .messages import MessageError, WireMessage, decode_wire, max_faulty
-from .sim_app import EVIDENCE, GOV, PAY, SimApp, SimGenesis, SimKeys, SimStore, make_tx, verify_chain
+from .sim_app import (
+    EVIDENCE,
+    GOV,
+    PAY,
+    SimApp,
+    SimGenesis,
+    SimKeys,
+    SimMemo,
+    SimStore,
+    make_tx,
+)
 from .simnet import CONSENSUS, TX, LinkModel, SimNetwork
+from .simulation_checks import verify_chains
 
 CHAIN = "sim-chain"
 
@@ -168,7 +179,7 @@ class SimNode:
     def boot(self) -> None:
         self.incarnation += 1
         sim = self.sim
-        self.app = SimApp(sim.genesis, self.store, self.key, sim.verify)
+        self.app = SimApp(sim.genesis, self.store, self.key, sim.verify, memo=sim.memo)
         if self.name in sim.stale:
             frozen = sim.genesis.validators
             self.app.validators = lambda height: frozen  # type: ignore[method-assign]
@@ -248,6 +259,7 @@ class Simulation:
         )
         self.decided: dict[int, bytes] = {}
         self._decoded: dict[bytes, WireMessage | MessageError] = {}
+        self.memo = SimMemo()  # the replicas' parses of txs and blocks, computed once for all of them
         self.violations: list[str] = []
         self.nodes: dict[str, SimNode] = {}
         self.stale = {names[i] for i in scenario.stale}
@@ -334,9 +346,8 @@ class Simulation:
         self.net.run_until(sc.chaos_ms + sc.calm_ms)
         heights = {name: node.app.head().height for name, node in self.nodes.items()}
         report = Report(sc.seed, sc.describe(), heights, self.violations, delivered=self.net.delivered)
-        for name in self.honest:
-            node = self.nodes[name]
-            problem = verify_chain(self.genesis, node.store, self.verify)
+        problems = verify_chains(self.genesis, [self.nodes[n].store for n in self.honest], self.verify)
+        for name, problem in zip(self.honest, problems, strict=True):
             if problem is not None:
                 report.violations.append(f"validity: {name}: {problem}")
             if heights[name] < self.calm_start_height + sc.min_growth:
