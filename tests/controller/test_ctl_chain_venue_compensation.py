@@ -18,16 +18,13 @@ from unittest import mock
 import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
-from test_ctl_dayahead_forward import GENSET_DAY
+from test_ctl_dayahead_forward import GENSET_DAY, run_day
 
 from peergrid_controller import simulate_dayahead
 from peergrid_controller.chain_venue import ChainVenue
 from peergrid_controller.cli import main
 from peergrid_controller.delivery import Delivery, DeliveryFault
-from peergrid_controller.model import Scenario
 from peergrid_controller.settling import COMPENSATION_REF
-from peergrid_controller.simrecords import SimulationConfig
-from peergrid_controller.simulate import simulate
 from peergrid_controller.uplift import MICRO, Payment
 from peergrid_controller.venues import VENUES
 from peergrid_ledger import query
@@ -233,7 +230,6 @@ def test_any_fault_pattern_the_chain_moves_delivery_pys_compensation_once_and_co
     pattern: dict[tuple[str, int], float],
 ) -> None:
     faults = tuple(DeliveryFault(mg, f, (t,)) for (mg, t), f in sorted(pattern.items()))
-    venues: list[ChainVenue] = []
     deliveries: list[Delivery] = []
     real = simulate_dayahead.deliver
 
@@ -241,14 +237,11 @@ def test_any_fault_pattern_the_chain_moves_delivery_pys_compensation_once_and_co
         deliveries.append(real(*args))
         return deliveries[-1]
 
-    def factory(s: Scenario) -> ChainVenue:
-        venues.append(ChainVenue(s, compensate=True))
-        return venues[-1]
-
-    config = SimulationConfig(market="dayahead", with_central=False, delivery_faults=faults)
+    # simulate's day on a compensating chain venue, played from the day's allocation made once
+    # (test_ctl_dayahead_forward.run_day: the faults act only after it)
     with mock.patch.object(simulate_dayahead, "deliver", told):
-        result = simulate(GENSET_DAY, config, factory)
-    (venue,), (delivery,) = venues, deliveries
+        result, venue = run_day(faults, compensate=True)
+    (delivery,) = deliveries
     assert venue.compensation() == delivery.compensation
     if pattern == {("mg001", 3): 1.0, ("mg003", 3): 0.5}:
         assert delivery.compensation  # the example moves money: the equality above is not between nothings
