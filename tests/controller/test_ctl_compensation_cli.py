@@ -67,6 +67,21 @@ def run(capsys: pytest.CaptureFixture[str], *extra: str) -> tuple[str, str]:
     return out, err
 
 
+PLAIN: list[tuple[str, str, ChainVenue]] = []
+
+
+def plain_day(capsys: pytest.CaptureFixture[str], chains: list[ChainVenue]) -> tuple[str, str, ChainVenue]:
+    """DAY's stdout, stderr and its one chain venue, run once for the module: three tests set their day
+    beside it (the CLI prints the same bytes each run: test_ctl_chain_venue_compensation, sealed_venue)."""
+    if not PLAIN:
+        assert not chains
+        out, err = run(capsys)
+        (venue,) = chains
+        PLAIN.append((out, err, venue))
+        chains.clear()  # the test's own runs' venues from here on, as if this one had come first
+    return PLAIN[0]
+
+
 def trades(doc: dict[str, Any]) -> int:
     return sum(len(interval["trades"]) for interval in doc["intervals"])
 
@@ -74,9 +89,9 @@ def trades(doc: dict[str, Any]) -> int:
 def test_the_faulted_day_on_the_computing_chain_is_the_off_chain_day_but_for_the_transaction_count(
     capsys: pytest.CaptureFixture[str], chains: list[ChainVenue]
 ) -> None:
-    on_out, on_err = run(capsys)
+    on_out, on_err, on_chain = plain_day(capsys, chains)
     off_out, off_err = run(capsys, "--settle", "first")
-    on_chain, off_chain = chains
+    (off_chain,) = chains
     assert on_chain.compensate and not off_chain.compensate
     on, off = json.loads(on_out), json.loads(off_out)
     assert on["total"]["dayahead"]["delivery"]["compensation"] == PINNED
@@ -101,7 +116,7 @@ def transport(err: str) -> dict[str, int]:
 def test_over_a_lossy_transport_the_faulted_day_completes_the_same_and_every_transaction_crossed_once(
     capsys: pytest.CaptureFixture[str], chains: list[ChainVenue]
 ) -> None:
-    plain, _ = run(capsys)
+    plain, _, _ = plain_day(capsys, chains)
     lossy, err = run(capsys, "--loss", "0.3")
     assert lossy == plain  # byte for byte, the chain's count too: resent messages are not new transactions
     stats = transport(err)
@@ -114,7 +129,7 @@ def test_over_a_lossy_transport_the_faulted_day_completes_the_same_and_every_tra
 def test_over_a_lossy_transport_disputes_and_a_silent_mg_settle_with_the_same_figures(
     capsys: pytest.CaptureFixture[str], chains: list[ChainVenue]
 ) -> None:
-    plain, _ = run(capsys)
+    plain, _, _ = plain_day(capsys, chains)
     # mg008 at fault under-reads (the DSO settles its disputes naming both shortfalls); mg002 has no fault
     lossy, err = run(capsys, "--loss", "0.3", "--meter-error", "mg008:-3", "--silent", "mg002")
     venue = chains[-1]
