@@ -8,6 +8,7 @@ venue closes every interval empty), so every position an MG took counting on the
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 
@@ -17,7 +18,7 @@ from peergrid_controller.bargaining import MemoryVenue
 from peergrid_controller.market import Trade
 from peergrid_controller.model import Scenario
 from peergrid_controller.simrecords import SimulationConfig
-from peergrid_controller.simulate import simulate
+from peergrid_controller.simulate import SimulationResult, simulate
 from peergrid_controller.synth import synthetic_scenario
 
 
@@ -32,17 +33,24 @@ class VanishingPeers(MemoryVenue):
         return [] if interval >= self.from_interval else trades
 
 
-def _day(seed: int, vanish_at: int, allowance: float) -> tuple[dict[str, float], int]:
-    """Each MG's day cost above its conventional day (negative: below), and the trades agreed before the
-    peers vanished."""
+@functools.cache
+def vanishing_day(seed: int, vanish_at: int, allowance: float) -> SimulationResult:
+    """The seeded 4-MG day whose peers vanish at `vanish_at`, simulated once per module run: two tests here
+    and test_ctl_risk_cli read the same days (a deterministic simulation, whose result nobody changes)."""
     scenario = synthetic_scenario(4, 24, seed=seed, interval_hours=1.0)
 
     def venue(s: Scenario) -> VanishingPeers:
         return VanishingPeers({m.name: m.rules for m in s.microgrids}, from_interval=vanish_at)
 
-    result = simulate(
+    return simulate(
         scenario, SimulationConfig(with_central=False), venue_factory=venue, risk_allowance=allowance
     )
+
+
+def _day(seed: int, vanish_at: int, allowance: float) -> tuple[dict[str, float], int]:
+    """Each MG's day cost above its conventional day (negative: below), and the trades agreed before the
+    peers vanished."""
+    result = vanishing_day(seed, vanish_at, allowance)
     totals = result.totals()
     p2p, conventional = totals["mg_cost_p2p"], totals["mg_cost_conventional"]
     assert isinstance(p2p, dict) and isinstance(conventional, dict)
