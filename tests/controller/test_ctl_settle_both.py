@@ -78,6 +78,17 @@ def day(config: SimulationConfig, scenario: Scenario = DAY, **options: Any) -> R
     return Run(simulate(scenario, config, venue_factory=factory), venues[0])
 
 
+HONEST: dict[str, Run] = {}
+
+
+def honest_intraday() -> Run:
+    """day(INTRADAY) on the default chain venue, simulated once for the module: four tests set their variant
+    beside it (a deterministic day, only read)."""
+    if not HONEST:
+        HONEST["intraday"] = day(INTRADAY)
+    return HONEST["intraday"]
+
+
 def same(a: Run, b: Run) -> bool:
     """The same day as the CLI prints it (the central optimum is skipped: NaN, never equal to itself)."""
     return result_json(a.result) == result_json(b.result)
@@ -292,7 +303,8 @@ def test_any_meters_and_any_one_silent_party_settle_once_for_what_the_rule_says(
 
 @pytest.mark.parametrize("config", [INTRADAY, DAYAHEAD], ids=["intraday", "dayahead"])
 def test_the_same_day_with_and_without_the_rule_pays_the_same(config: SimulationConfig) -> None:
-    both, first = day(config), day(config, settle_by_both=False)
+    both = honest_intraday() if config is INTRADAY else day(config)
+    first = day(config, settle_by_both=False)
     assert same(both, first)
     assert payments(both) == payments(first)
     trades = sum(len(i.trades) for i in both.result.intervals)
@@ -321,7 +333,7 @@ def test_a_day_ahead_day_with_a_delivery_fault_settles_what_was_delivered_on_bot
 
 
 def test_a_day_with_disagreeing_meters_is_settled_by_the_dso_as_delivered() -> None:
-    honest = day(INTRADAY)
+    honest = honest_intraday()
     skewed = day(INTRADAY, meter_error_wh={"mg002": -5})
     assert same(skewed, honest) and payments(skewed) == payments(honest)
     counted = bases(skewed)
@@ -329,7 +341,7 @@ def test_a_day_with_disagreeing_meters_is_settled_by_the_dso_as_delivered() -> N
 
 
 def test_a_day_with_one_silent_party_settles_after_the_wait() -> None:
-    honest = day(INTRADAY)
+    honest = honest_intraday()
     quiet = day(INTRADAY, silent=("mg003",))
     assert same(quiet, honest) and payments(quiet) == payments(honest)
     involved = sum(1 for i in quiet.result.intervals for t in i.trades if "mg003" in (t.seller, t.buyer))
@@ -337,7 +349,7 @@ def test_a_day_with_one_silent_party_settles_after_the_wait() -> None:
 
 
 def test_a_day_with_both_parties_of_a_trade_silent_stops_with_the_trade_named() -> None:
-    trades = [t for i in day(INTRADAY).result.intervals for t in i.trades]
+    trades = [t for i in honest_intraday().result.intervals for t in i.trades]
     pair = (trades[0].seller, trades[0].buyer)
     with pytest.raises(SettlementError, match=f"{pair[0]} to {pair[1]}\\): neither party states"):
         day(INTRADAY, silent=pair)
