@@ -5,7 +5,8 @@ days keep the positions it answered the session with (its stepped post). That re
 day, but those positions bind nothing (the chain refuses trades outside a stated window), so a post the MG never
 makes could raise its claim (R30-1), and a held day out of the MG's reach left no claim at all (R30-3). The claim
 is now min(held, real): its real day (nothing traded outside its window) bounds it, and where the held day has
-no schedule the real day's gain is claimed, logged. Hand days of tests/edge/test_edge_fee_claim.py (1-hour
+no schedule it holds the largest share of its positions outside that has one (L14, review31 R31-1; the real day's
+gain where no share has: tests/edge/test_l14_claim_reach.py), logged. Hand days of tests/edge/test_edge_fee_claim.py (1-hour
 intervals, retail 0.30, feed-in 0.05, closing prices 0.20 0.20 0.20 0.28, window chain intervals 1-2).
 """
 
@@ -82,20 +83,24 @@ def bought(kwh: float, positions: tuple[int, ...], n: int = 4) -> ClaimFigures:
     return ClaimFigures("S", 0, PRICES, (), trades, WINDOW, None, 10**12, 0, positions)
 
 
-def test_a_held_day_out_of_reach_claims_its_real_days_gain(caplog: pytest.LogCaptureFixture) -> None:
+def test_a_held_day_out_of_reach_holds_what_it_reaches(caplog: pytest.LogCaptureFixture) -> None:
     """R30-3: the buyer answered 'buy 10 kWh in 1, sell 10 in 3' and was rationed to 5. Its held day must
     deliver 10 kWh in 3 with at most 7 in reach (its 5 bought and 0.5 kWh imported each interval): no schedule.
-    Before, claim_from raised ScheduleError and UpliftStage.claim posted nothing; its real day's gain (5 kWh
-    bought at 0.20 it can only feed in at 0.05: 0.75) is claimed, logged with why."""
+    Before 5330471 claim_from raised ScheduleError and UpliftStage.claim posted nothing; 5330471 claimed its
+    real day's gain (5 kWh bought at 0.20 it can only feed in at 0.05: 0.75), the figure L12's held day exists
+    to remove, and one Wh past its reach jumped to it from 0.2 (review31 R31-1). Since L14 its held day holds
+    7/10 of its post, the most it reaches (a sale of 7 kWh in 3): the rationing cost it 2 kWh imported at 0.30
+    it would have bought at 0.20, 0.2, the figure of a post of exactly 7 kWh. Logged with why and the share."""
     caplog.set_level(logging.WARNING, "peergrid.edge.uplift")
     claim = claim_from(capped_buyer(), 1.0, bought(5.0, (0, -10_000, 0, 10_000)))
-    assert claim.gain == 750_000 and claim.day_cost == pytest.approx(0.75, abs=1e-9)
-    assert claim.gain == claim_from(capped_buyer(), 1.0, bought(5.0, ())).gain
+    assert claim.gain == 200_000 and claim.day_cost == pytest.approx(0.75, abs=1e-9)
+    assert claim.gain == claim_from(capped_buyer(), 1.0, bought(5.0, (0, -10_000, 0, 7_000))).gain
+    assert claim_from(capped_buyer(), 1.0, bought(5.0, ())).gain == 750_000  # its real day's, the bound
     (record,) = [r for r in caplog.records if "no schedule" in r.getMessage()]
     assert (
         "S" in record.getMessage()
         and "infeasible" in record.getMessage()
-        and "0.750000" in record.getMessage()
+        and "0.700000 of them (7000/10000)" in record.getMessage()
     )
 
 

@@ -18,8 +18,10 @@ Promises:
   a fee was the same): the held day removes that. But the held positions bind nothing (the chain refuses
   trades outside a stated window), so alone they would let a post it never makes raise its claim (R30-1: the
   hand day's 0 became 1.0): the real day's gain bounds it. A held day with no schedule (its held positions
-  out of its reach, R30-3) leaves the real day's gain, logged. The held day is solved only where the real
-  day's gain earns (else the lesser earns nothing either), and only for an MG whose intervals couple
+  out of its reach, R30-3) holds the largest share of them that has one (bisection, at most REACH_STEPS
+  dispatches; share 0 is the real day), logged with the share: a post past its reach is valued at what it
+  reaches, not at the real day's gain one Wh past it (review31 R31-1). The held day is solved only where the
+  real day's gain earns (else the lesser earns nothing either), and only for an MG whose intervals couple
   (`couples`: a battery, a genset): for the others holding changes nothing. On a clean session (two books)
   nothing is held: its gain is its real day's (R30-8). Its committed day (`forward_accept.dispatch`
   with its trades fixed, payments at the trades' prices), its conventional day (its own baseline), its
@@ -46,9 +48,9 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import Any, TypeVar
 
 from peergrid_controller.baselines import conventional as conventional_costs
 from peergrid_controller.deviation import deviation_gains, own_rule_fees
@@ -65,6 +67,7 @@ from peergrid_ledger.contracts import exchange_state, uplift
 from peergrid_ledger.contracts.market_fee import session_fee
 
 log = logging.getLogger("peergrid.edge.uplift")
+_T = TypeVar("_T")
 
 
 @dataclass(frozen=True)
@@ -167,6 +170,11 @@ def chain_figures(
     )
 
 
+# where its held day has no schedule, the most bisection steps (one dispatch each) to find the share of its
+# positions outside its window that has one: 2^16 shares resolve 1 Wh on any position up to 65.5 MWh
+REACH_STEPS = 16
+
+
 def _held_day(
     mg: Microgrid,
     dt: float,
@@ -174,15 +182,38 @@ def _held_day(
     part: set[int],
     kwh: Sequence[float],
     money: Sequence[float],
+    positions: Sequence[int],
 ) -> tuple[tuple[float, ...], float]:
-    """The positions held outside `part` (kWh per interval, its cleared trades inside) and its day with them:
+    """`positions` (Wh) held outside `part` (kWh per interval, its cleared trades inside) and its day with them:
     its committed trades' money as the chain moves it, each held position at its closing price ∓ the exact
-    fee, as its deviation trades it (`deviation._deviator`), so on both days a held interval is the same."""
-    held = tuple(q if t in part else chain.positions[t] / 1000 for t, q in enumerate(kwh))
+    fee, as its deviation trades it (`deviation._deviator`), so on both days a held interval is the same.
+    ScheduleError where that day has no schedule."""
+    held = tuple(q if t in part else positions[t] / 1000 for t, q in enumerate(kwh))
     phi = per_kwh(chain.fee)
     outside = sum(q * (chain.prices[t] - phi if q > 0 else chain.prices[t] + phi)
                   for t, q in enumerate(held) if t not in part)  # fmt: skip
     return held, sum(dispatch(mg, dt, held).physical) - sum(money) - outside
+
+
+def _share(positions: Sequence[int], k: int, n: int) -> tuple[int, ...]:
+    """Each position scaled by k/n, to the Wh (0: none held, n: all)."""
+    return tuple(round(q * k / n) for q in positions)
+
+
+def _bisect(hi: int, solve: Callable[[int], _T]) -> tuple[int, _T | None]:
+    """The share k in [0, hi) that `solve` answers while k + 1 has no schedule (`solve` raises ScheduleError;
+    `hi` is taken to have none, 0 to have one), by bisection: ⌈log2 hi⌉ calls of `solve`, deterministic.
+    Returns (k, solve(k)), (0, None) where no share it tried had one."""
+    lo, found = 0, None
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        try:
+            answer = solve(mid)
+        except ScheduleError:
+            hi = mid
+        else:
+            lo, found = mid, answer
+    return lo, found
 
 
 def _gain(
@@ -209,20 +240,57 @@ def _held_gain(
     part: set[int],
     real: float,
 ) -> float:
-    """Its gain on its held day (`_held_day`: its positions held outside `part` on both days); `real`, its real
-    day's gain, where the held day has no schedule (its held positions beyond its reach: review30 R30-3),
-    logged with why: the claim then rests on the day it really has."""
+    """Its gain on its held day (`_held_day`: its positions held outside `part` on both days). Where that day
+    has no schedule (its held positions beyond its reach: review30 R30-3) it holds the largest share k/n of
+    them that has one, found by bisection (`_bisect`, one dispatch a step), so that its claim moves with its
+    post by the Wh instead of jumping to its real day's gain one Wh past its reach (review31 R31-1: 200,000
+    at 7,000 Wh, 750,000 at 7,001; now 200,000 both); share 0 is its real day, `real`. n is the largest
+    position outside in Wh, at most 2^REACH_STEPS (beyond, a share is more than a Wh). Where its reach is
+    convex (a battery, import and export caps) that is the largest share, to 1/n; a genset's on/off can make
+    it a share it reaches next to one it does not. Where the held day has a schedule but its deviation on it
+    has none (its own rules forbid at the closing prices inside its window what its held positions need:
+    a cap below the price where it bought) the share is found the same way, each step the whole held gain
+    (its dispatch and deviation). Each fallback logged with the share it holds."""
     (mg,) = alone.microgrids
+    dt, money = alone.interval_hours, commitment.payments[mg.name]
     kwh, _ = net_by_interval(commitment.trades, mg.name)
-    try:
-        held, deviated_from = _held_day(
-            mg, alone.interval_hours, chain, part, kwh, commitment.payments[mg.name]
-        )
+    n = min(max([1, *(abs(q) for t, q in enumerate(chain.positions) if t not in part)]), 2**REACH_STEPS)
+
+    def day(k: int) -> tuple[tuple[float, ...], float]:  # ScheduleError where the held day has no schedule
+        return _held_day(mg, dt, chain, part, kwh, money, _share(chain.positions, k, n))
+
+    def gain_on(held_day: tuple[tuple[float, ...], float]) -> float:
+        held, deviated_from = held_day
         return _gain(alone, replace(commitment, day_cost={mg.name: deviated_from}), tolerance, part, held)
+
+    k, why = n, ""
+    try:
+        held_day = day(n)
     except ScheduleError as exc:
-        log.warning("uplift of %s: its positions outside its window have no schedule (%s): its gain is its real "
-                    "day's, %.6f", chain.session, exc, real)  # fmt: skip
-        return real
+        k, found = _bisect(n, day)
+        why = f"its positions outside its window have no schedule ({exc})"
+        if found is None:
+            return _logged(chain.session, None, 0, n, why, real)
+        held_day = found
+    try:
+        gain = gain_on(held_day)
+    except ScheduleError as exc:
+        k, share_gain = _bisect(k, lambda share: gain_on(day(share)))
+        why = f"its deviation on its held day has no schedule ({exc})"
+        return _logged(chain.session, share_gain, k, n, why, real)
+    return _logged(chain.session, gain, k, n, why, real)
+
+
+def _logged(session: str, gain: float | None, k: int, n: int, why: str, real: float) -> float:
+    """`gain` at share k/n of its held positions, logged with `why` where that is less than all of them (its
+    real day's, `real`, where it is none)."""
+    if why and gain is None:
+        log.warning("uplift of %s: %s, nor does any share of them: its gain is its real day's, %.6f",
+                    session, why, real)  # fmt: skip
+    elif why:
+        log.warning("uplift of %s: %s: its held day holds %.6f of them (%d/%d), the most that has one; its "
+                    "gain there %.6f", session, why, k / n, k, n, gain)  # fmt: skip
+    return real if gain is None else gain
 
 
 def claim_from(
