@@ -13,7 +13,8 @@ interval 3; its positions sell 4 kWh in interval 1 and 10 kWh (its battery) in i
 Before: deviating in 1-2 alone it sells all 14 kWh at 0.20, against 10 kWh fed in: 10 x 0.15 = 1.5 claimed.
 Now its day sells the 10 kWh at 0.28 in interval 3 in both: nothing owed; cleared 2 of its 4 kWh (rationed
 inside its window) it is still owed 2 x 0.15. Since L13 the claim is the lesser of this held day's gain and its
-real day's (nothing traded outside its window), the real day's where the held day has no schedule: every figure
+real day's (nothing traded outside its window); where the held day has no schedule, the largest share of its
+positions outside that has one (L14; the real day's where none has): every figure
 here is the held day's (tests/edge/test_l13_claim_min.py has the posts outside that bind nothing, review30).
 """
 
