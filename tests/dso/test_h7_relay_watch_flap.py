@@ -11,10 +11,12 @@ and the alarm follows every read. Relays in memory (tests/dso/test_h5_relay_watc
 
 from __future__ import annotations
 
-from hypothesis import given, settings
+from typing import Any
+
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from peergrid_dso.services.switching_watch import WatchFinding
+from peergrid_dso.services.switching_watch import RECEDING_CHECKS, WatchFinding
 
 from .test_h5_relay_watch import check, watched
 from .test_switching import BASE
@@ -110,13 +112,17 @@ STATES = [(), (37,), ("s5",), (37, "s5"), ("s37",), (36, 37)]
 
 
 @settings(max_examples=30, deadline=None)
-@given(st.lists(st.sampled_from(range(len(STATES))), min_size=1, max_size=8))
+@given(st.lists(st.sampled_from(range(len(STATES))), min_size=1, max_size=12))
+@example([5, 1, 4, 1, 4, 1, 4])  # review31 R31-5: 36 put right while 37 flaps: 36's repair must be recorded
+@example([3, 0, 4, 1, 4, 4])  # a reading that lasts two checks just after a settled record is recorded
 def test_the_chain_is_never_behind_a_reading_that_lasted_two_checks(steps: list[int]) -> None:
     # whatever the field does, a finding read at two checks running is what the chain says, the alarm is
-    # the last read's, a check makes one record at most, and a finding that adds to the record is recorded
-    # at its first check
+    # the last read's, a check makes one record at most, a finding that adds to the record is recorded
+    # at its first check, and (H8, review31 R31-5: before, two findings alternating kept 36's repair off
+    # the chain for good) every relay the chain names was read so at one of the last RECEDING_CHECKS checks
+    # at most, while a record made of several checks says less than the one before and nothing none read
     relays, topology, chain, watch = watched()
-    previous = None
+    previous, since = None, []  # the findings since the chain's last record
     for step in steps:
         relays.relays.closed.update({36: False, 37: False})
         relays.silent.clear()
@@ -134,4 +140,29 @@ def test_the_chain_is_never_behind_a_reading_that_lasted_two_checks(steps: list[
         known = {b for b, _ in before[0]} | set(before[1])
         if set(found.off) - set(before[0]) or {b for b, _ in found.unreadable} - known:
             assert watch.recorded == found.key  # a relay off or silent that the chain did not say
+        since.append(found.key)
+        if len(chain.actions) > made and watch.recorded != found.key:  # settled from several checks
+            assert as_finding(watch.recorded).says_less_than(before)
+            for branch in named(watch.recorded):
+                assert any(word(k, branch) == word(watch.recorded, branch) for k in since[-RECEDING_CHECKS:])
+        if len(chain.actions) > made:
+            since = []
+        if len(since) >= RECEDING_CHECKS:  # the chain is not behind: each relay it names, read so lately
+            for branch in named(watch.recorded):
+                window = since[-RECEDING_CHECKS:]
+                assert any(word(k, branch) == word(watch.recorded, branch) for k in window), (branch, since)
         previous = found.key
+
+
+def word(key: tuple[Any, ...], branch: int) -> str | None:
+    """What a finding's key says of a relay: its report when off, "" when unreadable, None when it agrees."""
+    off, unreadable = key
+    return dict(off).get(branch) or ("" if branch in unreadable else None)
+
+
+def named(key: tuple[Any, ...]) -> set[int]:
+    return {b for b, _ in key[0]} | set(key[1])
+
+
+def as_finding(key: tuple[Any, ...]) -> WatchFinding:
+    return WatchFinding(BASE, key[0], tuple((b, "?") for b in key[1]))

@@ -16,8 +16,13 @@ is recorded (a writer that moved a relay and set the open set in two steps is no
 says less than the chain's last record against the same open set (every relay agrees again, or some do, or
 one recorded off is now unreadable) is recorded only when the next check finds it too: a relay that answers
 every other interval is recorded once, not every interval (the alarm still follows every read, and a finding
-that says more is recorded at once). A record the chain refuses or does not make final in time is not sent
-again; one whose submit raised is, at the next check.
+that says more is recorded at once). After `RECEDING_CHECKS` such checks in a row, none read twice running
+(two relays flapping out of step, or one flapping while another is put right), the record is brought down,
+relay by relay, to what those checks read (`settled`): a relay the record names that none of them read so is
+recorded as they all read it, so another relay's flapping never keeps a real change off the chain, and one
+that some check read as recorded keeps its record (relays flapping out of step make no record per interval).
+A record the chain refuses or does not make final in time is not sent again; one whose submit raised is, at
+the next check.
 Never commands a relay and never adopts: the DSO's open set changes only by a plan, the start's rule or an
 operator's adoption (`switching_adopt`). `check` never raises: a failed read is logged, the node goes on.
 """
@@ -26,7 +31,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -35,6 +40,7 @@ from peergrid_dso.services.switching_adopt import read_relays
 
 WATCH_OPERATOR = "dso-node"  # the node itself, as the chain adapter's gap fillers name it
 ACTION_CHARS = 128  # the ledger's `operator_action` action: Str(128)
+RECEDING_CHECKS = 4  # checks in a row saying less than the record, none twice, after which it is `settled`
 log = logging.getLogger("peergrid_dso.switching")
 
 
@@ -99,6 +105,34 @@ def judge(reading: Any, held_open: tuple[int, ...]) -> WatchFinding:
     return WatchFinding(tuple(sorted(held_open)), off, tuple(sorted(reading.unreadable.items())))
 
 
+def settled(recorded: tuple[Any, ...], findings: Sequence[WatchFinding]) -> WatchFinding:
+    """What the chain should say of each relay after `findings` (checks against one open set, the last's):
+    where some check read a relay as `recorded` (a `WatchFinding.key`) says it, the record's word; otherwise
+    what every check agrees on: off with the same report in each, off; off or unreadable in each (where it
+    stands is not known), unreadable; else it agrees. Names nothing no check read."""
+
+    def word(off: Any, unreadable: Any, branch: int) -> str | None:
+        return dict(off).get(branch) or ("" if branch in unreadable else None)  # a report, "", or agrees
+
+    rec_off, rec_unreadable = recorded
+    named = {b for b, _ in rec_off} | set(rec_unreadable)
+    named |= {b for f in findings for b, _ in (*f.off, *f.unreadable)}
+    why = {b: f"reported {seen}" for f in findings for b, seen in f.off}
+    why |= {b: w for f in findings for b, w in f.unreadable}  # the latest read error, if any
+    off, unreadable = [], []
+    for branch in sorted(named):
+        read = [word(f.off, {b for b, _ in f.unreadable}, branch) for f in findings]
+        now = word(rec_off, set(rec_unreadable), branch)
+        if now not in read:  # no check read it as the record says: as they all read it, else unreadable
+            same = len(set(read)) == 1  # (off or unreadable at each check: where it is, not known) or agrees
+            now = read[0] if same else ("" if None not in read else None)
+        if now:
+            off.append((branch, now))
+        elif now == "":
+            unreadable.append((branch, why[branch]))
+    return WatchFinding(findings[-1].held_open, tuple(off), tuple(unreadable))
+
+
 @dataclass
 class RelayWatch:
     driver: Any  # the node's relay driver (a `switching.RelayInventory`)
@@ -110,7 +144,7 @@ class RelayWatch:
     recorded: tuple[Any, ...] = ((), ())  # the key of what the chain says last (nothing: every relay agrees)
     topology: Any = None  # what `finding` was judged against (its open set may change before the next read)
     recorded_open: tuple[int, ...] | None = None  # the open set the chain's last record was judged against
-    receding: tuple[Any, ...] | None = None  # seen once, says less than the record: recorded if it lasts
+    receding: tuple[WatchFinding, ...] = ()  # the checks running that said less than the record, oldest first
 
     @property
     def alarm(self) -> str | None:
@@ -147,15 +181,32 @@ class RelayWatch:
             return None
         self.finding, self.topology = found, topology
         if found.key == self.recorded:
-            self.receding = None
+            self.receding = ()
             return found
-        if self.recedes(found) and self.receding != found.key:
-            self.receding = found.key  # a relay that answers every other interval: recorded if it lasts
-            log.info(
-                "relays read between plans: %s; recorded on the DSO chain if the next read finds it too",
-                found.alarm() or "every relay reads as the DSO holds it again",
-            )
-            return found
+        if self.recedes(found):
+            lasted = bool(self.receding) and self.receding[-1].key == found.key
+            self.receding = (*self.receding, found)[-RECEDING_CHECKS:]
+            if not lasted and len(self.receding) < RECEDING_CHECKS:
+                log.info(  # a relay that answers every other interval: recorded if it lasts
+                    "relays read between plans: %s; recorded on the DSO chain if the next read finds it too",
+                    found.alarm() or "every relay reads as the DSO holds it again",
+                )
+                return found
+            if not lasted:  # readings that never repeat: each relay as they read it, unless one confirmed it
+                to_record = settled(self.recorded, self.receding)
+                if to_record.key == self.recorded:  # every relay it names was read so in these checks
+                    return found
+                log.warning(
+                    "relays read between plans: %d checks running said less than the DSO chain's record, "
+                    "none twice in a row; recording what they read: %s",
+                    len(self.receding), to_record.action(),
+                )  # fmt: skip
+                await self._record(to_record)
+                if self.recedes(found):  # this check still counts towards the next: read twice, recorded
+                    self.receding = (found,)
+                return found
+        else:
+            self.receding = ()
         if found.standing:
             log.error("%s", found.alarm())
         else:
@@ -174,7 +225,7 @@ class RelayWatch:
         except Exception:  # sent again at the next check
             log.exception("the relay watch's record was not sent: %s", body["action"])
             return
-        self.recorded, self.recorded_open, self.receding = found.key, found.held_open, None
+        self.recorded, self.recorded_open, self.receding = found.key, found.held_open, ()
         if not getattr(result, "ok", False):
             log.error(
                 "the DSO chain did not take the relay watch's record (%s: %s): %s",
