@@ -64,6 +64,7 @@ def ledger_for(
     key_of: Callable[[str], Keypair] = trading_key,
     params: Params | None = None,
     dso: Keypair | None = None,
+    block_ms: int = BLOCK_MS,
 ) -> tuple[EdgeLedger, dict[str, Keypair]]:
     """A single-authority MGMC chain whose accounts are the MGs' trading keys (`key_of` each MG's name), each
     with its owner's rules (`rules` overrides some, as a genesis that disagrees with the MGMC's own config);
@@ -82,7 +83,7 @@ def ledger_for(
     tmp_path.mkdir(parents=True, exist_ok=True)
     path = tmp_path / "mgmc-genesis.json"
     path.write_text(json.dumps(genesis.to_json()))
-    spec = ChainSpec(name="mgmc", genesis=path, data_dir=tmp_path / "mgmc.db", block_period_ms=BLOCK_MS,
+    spec = ChainSpec(name="mgmc", genesis=path, data_dir=tmp_path / "mgmc.db", block_period_ms=block_ms,
                      round_timeout_ms=500, wal_fsync=False)  # fmt: skip
     return EdgeLedger(authority, MqttLink("test", "127.0.0.1", 9), "feeder", [spec]), keys_
 
