@@ -300,7 +300,8 @@ def testbed_argv(
 
 def _lane_run(item: pytest.Item, tmp: pytest.TempPathFactory) -> tuple[list[str], float, Path, Path]:
     """The run `item`'s `lab_ahead` mark asks for (intervals, interval_s, extra; and where a lab is not the
-    lane's kind: lead_s, block_period_ms, report=False, timeout_s), in a fresh temp dir."""
+    lane's kind: lead_s, block_period_ms, report=False, timeout_s), in a fresh temp dir. `lane_last=True`
+    (read by the ordering hook) runs it after the lane's other runs."""
     mark = item.get_closest_marker("lab_ahead")
     assert mark is not None
     kw = mark.kwargs
@@ -417,8 +418,9 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     missing it is set here the way that fix does; where xdist set it, nothing changes."""
 
     def rank(item: pytest.Item) -> int:
-        if item.get_closest_marker("lab_ahead") is not None:  # last: they read what the lab lane ran
-            return len(RUN_FIRST) + 1
+        ahead = item.get_closest_marker("lab_ahead")
+        if ahead is not None:  # last: they read what the lab lane ran, which runs them in this order
+            return len(RUN_FIRST) + (2 if ahead.kwargs.get("lane_last") else 1)
         return next(
             (i for i, prefix in enumerate(RUN_FIRST) if item.nodeid.startswith(prefix)), len(RUN_FIRST)
         )
