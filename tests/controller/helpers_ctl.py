@@ -1,7 +1,14 @@
-"""Small hand-built microgrids for the controller tests (flat profiles make the answers hand-computable)."""
+"""Small hand-built microgrids for the controller tests (flat profiles make the answers hand-computable), and
+`AllocationTape`: one day's allocation solved once for tests that run it on several venues."""
 
 from __future__ import annotations
 
+import copy
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from peergrid_controller.dayahead import Allocation, allocate
+from peergrid_controller.dayexchange import DayAheadConfig, ExchangeRecorder, keeps_clean
 from peergrid_controller.model import (
     Battery,
     ContractRules,
@@ -10,6 +17,7 @@ from peergrid_controller.model import (
     Load,
     Microgrid,
     PvArray,
+    Scenario,
     Tariff,
 )
 
@@ -70,3 +78,64 @@ def battery_site(name: str, n: int = 8) -> Microgrid:
         ),
         loads=(Load("load", flat(10.0, n), flat(0.0, n)),),
     )
+
+
+# the calls allocate makes on its recorder (dayexchange.ExchangeRecorder), each answered by the recorder
+RECORDER_CALLS = ("open", "position", "settled", "judgements", "step", "close")
+Call = tuple[str, tuple[Any, ...], dict[str, Any], Any]
+
+
+class AllocationTape:
+    """`allocate` (simulate.py's, same signature) that solves each day once. The first call for a (scenario,
+    config, opening prices, kind of recorder) runs the real allocate and tapes every call it makes on the
+    recorder with the answer; a later call for the same day, with another venue's recorder, plays those
+    calls onto it in order, each answer checked to be the taped one (AssertionError otherwise), and returns
+    the same allocation. The new venue's chain then holds the same moves: only the MGs' solving is skipped,
+    which the answers show the same. For CLI tests that run one day on several venues (settling options,
+    transport): install with `monkeypatch.setattr(simulate_module, "allocate", TAPE)`."""
+
+    def __init__(self) -> None:
+        self.taped: dict[tuple[object, ...], tuple[Allocation, list[Call]]] = {}
+        self.played = 0
+
+    def __call__(
+        self,
+        scenario: Scenario,
+        config: DayAheadConfig | None = None,
+        initial_prices: Sequence[float] | None = None,
+        recorder: ExchangeRecorder | None = None,
+    ) -> Allocation:
+        key = (
+            scenario,
+            config,
+            None if initial_prices is None else tuple(initial_prices),
+            recorder is None,
+            keeps_clean(recorder),
+        )
+        if key in self.taped:
+            allocation, calls = self.taped[key]
+            for name, args, kwargs, answer in calls:
+                assert getattr(recorder, name)(*args, **kwargs) == answer, (name, args, kwargs)
+            self.played += 1
+            return allocation
+        calls: list[Call] = []
+        if recorder is not None:
+            for name in RECORDER_CALLS:
+                setattr(recorder, name, _taping(name, getattr(recorder, name), calls))
+        try:
+            allocation = allocate(scenario, config, initial_prices, recorder)
+        finally:
+            if recorder is not None:
+                for name in RECORDER_CALLS:
+                    vars(recorder).pop(name, None)
+        self.taped[key] = (allocation, calls)
+        return allocation
+
+
+def _taping(name: str, real: Callable[..., Any], calls: list[Call]) -> Callable[..., Any]:
+    def taped(*args: Any, **kwargs: Any) -> Any:
+        answer = real(*args, **kwargs)
+        calls.append((name, copy.deepcopy(args), copy.deepcopy(kwargs), copy.deepcopy(answer)))
+        return answer
+
+    return taped
