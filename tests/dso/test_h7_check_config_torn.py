@@ -70,7 +70,7 @@ def copies(monkeypatch: pytest.MonkeyPatch, after_main: Callable[[int, str], Non
             after_main(made.count(Path(source).name) - 1, target)
         return target
 
-    monkeypatch.setattr(cli, "shutil", SimpleNamespace(copyfile=copyfile))
+    monkeypatch.setattr(cli, "shutil", SimpleNamespace(copyfile=copyfile, rmtree=shutil.rmtree))
     return made
 
 
