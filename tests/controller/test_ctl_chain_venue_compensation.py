@@ -16,10 +16,12 @@ from typing import Any
 from unittest import mock
 
 import pytest
+from helpers_ctl import AllocationTape
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 from test_ctl_dayahead_forward import GENSET_DAY, run_day
 
+from peergrid_controller import simulate as simulate_module
 from peergrid_controller import simulate_dayahead
 from peergrid_controller.chain_venue import ChainVenue
 from peergrid_controller.cli import main
@@ -63,6 +65,9 @@ PINNED = {
 }
 
 
+TAPE = AllocationTape()
+
+
 class Told:
     """A compensating chain venue per scenario (kept), and the day's delivery that told it the shortfalls."""
 
@@ -79,6 +84,8 @@ class Told:
             return self.deliveries[-1]
 
         monkeypatch.setattr(simulate_dayahead, "deliver", told)
+        # every CLI run here is the one seeded day on a venue with other options: solved once (AllocationTape)
+        monkeypatch.setattr(simulate_module, "allocate", TAPE)
 
     def venue(self, scenario: Any) -> ChainVenue:
         self.venues.append(ChainVenue(scenario, compensate=self.compensate, **self.options))
