@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 from dataclasses import replace
@@ -368,9 +369,17 @@ def test_a_floor_above_the_clearing_price_holds_the_price_at_the_floor() -> None
     assert gains["a"] == pytest.approx(sum(0.03 * (12.5 - tr.quantity_kwh) for tr in trades), abs=1e-3)
 
 
+RULES_DAY = synthetic_scenario(8, 12, seed=2, interval_hours=2.0, rules=True)
+
+
+@functools.cache
+def rules_day_allocation() -> Allocation:
+    """allocate(RULES_DAY), made once for the module: three tests read it (and one allocates it again)."""
+    return allocate(RULES_DAY)
+
+
 def test_allocation_with_gensets_and_rules_is_deterministic() -> None:
-    scenario = synthetic_scenario(8, 12, seed=2, interval_hours=2.0, rules=True)
-    assert allocate(scenario) == allocate(scenario)
+    assert allocate(RULES_DAY) == rules_day_allocation()  # a fresh run and the module's
 
 
 def test_owner_rules_leave_every_mg_off_the_margin_at_its_best_response() -> None:
@@ -378,8 +387,8 @@ def test_owner_rules_leave_every_mg_off_the_margin_at_its_best_response() -> Non
     # otherwise at the final prices. Now an MG whose own floor or cap is not an interval's clearing price
     # gains nothing beyond the tick; one whose rule is that price is rationed there, and can gain at most
     # the rule's fee on what it could not trade
-    scenario = synthetic_scenario(8, 12, seed=2, interval_hours=2.0, rules=True)
-    allocation = allocate(scenario)
+    scenario = RULES_DAY
+    allocation = rules_day_allocation()
     assert allocation.converged
     committed = commit(scenario, allocation, baselines.conventional(scenario))
     gains = deviation_gains(scenario, committed)
@@ -428,9 +437,9 @@ def test_a_day_with_floors_or_caps_stops_by_value_with_its_rules_judged_at_that_
     # and ban state that the prices found leave as it is (measured, 20 MGs, 96 quarter-hours, seeds 1-6:
     # 546/513/474/525/572/958 -> 80/166/136/105/111/112 iterations, share of the central gain
     # 0.980/0.9995/0.857/0.956/0.964/0.839 -> 0.983/0.9994/0.861/0.988/0.978/0.857, all stable)
-    scenario = synthetic_scenario(8, 12, seed=2, interval_hours=2.0, rules=True)
+    scenario = RULES_DAY
     assert any(rules_in_force(mg) for mg in scenario.microgrids)
-    valued, tight = allocate(scenario), allocate(scenario, TIGHT)
+    valued, tight = rules_day_allocation(), allocate(scenario, TIGHT)
     assert valued.converged and tight.converged
     assert (valued.stop, tight.stop) == ("value", "kwh")
     assert valued.iterations < tight.iterations
