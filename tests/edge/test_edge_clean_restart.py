@@ -8,12 +8,13 @@ import asyncio
 import dataclasses
 import json
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
 from test_edge_clean_dayahead import DEFAULT, SESSION, clean_day, reopened, stepped_books, venue_day
 from test_edge_dayahead_restart import Died
-from test_edge_dayahead_session import ledger_for, run_session
+from test_edge_dayahead_session import ledger_for, run_session, run_together, session_play
 
 from peergrid_controller.cleanbook import clean_kind
 from peergrid_edge.dayahead_agent import DayAheadAgent
@@ -61,9 +62,36 @@ def dies_late(
     return DiesLate
 
 
+LATE_RUNS = [(who, run) for run in (4, 5) for who in ("buyer", "seller")]
+
+
+@pytest.fixture(scope="module")
+def late_restarts(tmp_path_factory: pytest.TempPathFactory) -> dict[tuple[str, int], SimpleNamespace]:
+    """The four days of test_a_member_restarted_in_a_late_run_resumes_there, run at once, each on its own chain
+    (run_together: one after another they were 4 x 14.5 s in ci17c, mostly waiting for blocks): per (who, run)
+    the day's directory, keys, agents' processes, where it died and the outcomes."""
+    scenario = clean_day()
+    runs, cases = [], {}
+    for who, run in LATE_RUNS:
+        where = tmp_path_factory.mktemp(f"{who}-{run}")
+        ledger, keys_ = ledger_for(where, scenario)
+        coordinator = min(keys_, key=lambda name: keys_[name].public)
+        name = next(mg.name for mg in scenario.microgrids if clean_kind(mg) == who and mg.name != coordinator)
+        case = SimpleNamespace(where=where, keys=keys_, processes=[], died=[], outcomes=None)
+        make = {name: dies_late(where / "member.json", run, case.died, case.processes)}
+        runs.append((ledger, session_play(ledger, keys_, scenario, config=DEFAULT, make=make)))
+        cases[(who, run)] = case
+    for case, outcomes in zip(cases.values(), run_together(runs), strict=True):
+        case.outcomes = outcomes
+    return cases
+
+
+@pytest.mark.xdist_group("edge_clean_restart")  # one worker runs the shared days once
 @pytest.mark.parametrize("run", [4, 5], ids=["second-redecision-run", "final-run"])
 @pytest.mark.parametrize("who", ["buyer", "seller"])
-def test_a_member_restarted_in_a_late_run_resumes_there(tmp_path: Path, who: str, run: int) -> None:
+def test_a_member_restarted_in_a_late_run_resumes_there(
+    late_restarts: dict[tuple[str, int], SimpleNamespace], who: str, run: int
+) -> None:
     # runs: relaxed, re-decision run 1, re-decision run 2, final (clean_decisions 3). The member dies after its
     # first post of re-decision run 2 or of the final run (told apart by `final_from`: 1 at its first post,
     # then set anew at the relaxed phase and after each decision, so re-decision run 2 is the fourth value it
@@ -72,24 +100,13 @@ def test_a_member_restarted_in_a_late_run_resumes_there(tmp_path: Path, who: str
     assert DEFAULT.clean_decisions == 3
     scenario = clean_day()
     allocation, venue, record = venue_day(scenario, DEFAULT)
-    ledger, keys_ = ledger_for(tmp_path, scenario)
-    coordinator = min(keys_, key=lambda name: keys_[name].public)
-    name = next(mg.name for mg in scenario.microgrids if clean_kind(mg) == who and mg.name != coordinator)
-    processes: list[DayAheadAgent] = []
-    died: list[int] = []
-
-    outcomes = run_session(
-        ledger,
-        keys_,
-        scenario,
-        config=DEFAULT,
-        make={name: dies_late(tmp_path / "member.json", run, died, processes)},
-    )
+    case = late_restarts[(who, run)]
+    processes, died, keys_, where = case.processes, case.died, case.keys, case.where
     assert len(died) == 1 and len(processes) == 2 and processes[1].rejoined
-    for mg, outcome in outcomes.items():
+    for mg, outcome in case.outcomes.items():
         assert outcome.completed, (mg, outcome.reason)
         assert outcome.stop == allocation.stop
-    ledger, _, state = reopened(tmp_path, scenario)
+    ledger, _, state = reopened(where, scenario)
     try:
         edge_record = contract.session(state, SESSION)
         assert edge_record is not None and edge_record["closed"]
@@ -104,7 +121,7 @@ def test_a_member_restarted_in_a_late_run_resumes_there(tmp_path: Path, who: str
     wh = max(abs(a - b) for n in edge_books for a, b in zip(edge_books[n], venue_books[n], strict=True))
     print(f"\nrestart in run {run} ({who}, died after its post of {died[0]}): {gap} nano/kWh, {wh} Wh")
     assert edge_prices == venue_prices and edge_books == venue_books
-    saved = json.loads((tmp_path / "member.json").read_text())
+    saved = json.loads((where / "member.json").read_text())
     assert saved["redecided"] == 2  # the restarted process went on into the final run
 
 
