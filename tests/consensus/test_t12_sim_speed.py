@@ -1,8 +1,8 @@
 """The simulation's shortcuts change no outcome (T12): what replicas share, what the checks reuse.
 
-A seed's outcome with every shortcut taken out (each replica its own memo, every block executed again at
-commit, each store re-verified alone, vote digests recomputed) is the outcome with them, to the block; and
-`verify_chains` answers as `verify_chain` does on each store, for lagging, forked and tampered stores alike.
+A seed's outcome with every shortcut taken out (each replica its own memo and signature cache, every block
+executed again at commit, each store re-verified alone, vote digests recomputed) is the outcome with them,
+to the block; and `verify_chains` answers as `verify_chain` does on each store, for lagging, forked and tampered stores alike.
 """
 
 from __future__ import annotations
@@ -38,6 +38,7 @@ def _without_shortcuts(monkeypatch: pytest.MonkeyPatch) -> None:
         simulation, "verify_chains", lambda g, stores, v: [verify_chain(g, s, v) for s in stores]
     )
     monkeypatch.setattr(messages, "vote_digest", messages.vote_digest.__wrapped__)
+    monkeypatch.setattr(simulation, "SignatureCache", lambda verify: verify)  # each engine its own cache
 
 
 def test_shortcuts_change_no_outcome(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -24,6 +24,7 @@ from .app import Accepted, MemoryWal, Signer, VerifyFn
 from .byzantine import BEHAVIOURS, Byzantine
 from .engine import Engine, EngineConfig
 from .messages import MessageError, WireMessage, decode_wire, max_faulty
+from .sigcache import SignatureCache
 from .sim_app import (
     EVIDENCE,
     GOV,
@@ -179,11 +180,11 @@ class SimNode:
     def boot(self) -> None:
         self.incarnation += 1
         sim = self.sim
-        self.app = SimApp(sim.genesis, self.store, self.key, sim.verify, memo=sim.memo)
+        self.app = SimApp(sim.genesis, self.store, self.key, sim.checked, memo=sim.memo)
         if self.name in sim.stale:
             frozen = sim.genesis.validators
             self.app.validators = lambda height: frozen  # type: ignore[method-assign]
-        self.engine = Engine(self.app, sim.scenario.config, self.key, sim.verify, self.wal)
+        self.engine = Engine(self.app, sim.scenario.config, self.key, sim.checked, self.wal)
         self.perform(self.engine.start(sim.net.now))
 
     def receive(self, source: str, channel: str, data: bytes) -> None:
@@ -246,6 +247,10 @@ class Simulation:
         self.net = SimNetwork(random.Random(scenario.seed))
         keyring: SimKeys | _Ed25519Keys = _Ed25519Keys() if scenario.real_crypto else SimKeys()
         self.verify: VerifyFn = keyring.verify
+        self.checked = SignatureCache(self.verify)
+        """One signature cache for every replica, engine and the validity check (an engine would keep its
+        own, `sigcache.cached`): it answers as `verify` does and remembers successes only, so sharing it
+        changes no answer, only how often one signature is checked again."""
         total = scenario.authorities + scenario.observers + 1
         names = [f"node{i}" for i in range(total)]
         node_keys = [keyring.key(f"{scenario.seed}/{name}") for name in names]
@@ -346,7 +351,7 @@ class Simulation:
         self.net.run_until(sc.chaos_ms + sc.calm_ms)
         heights = {name: node.app.head().height for name, node in self.nodes.items()}
         report = Report(sc.seed, sc.describe(), heights, self.violations, delivered=self.net.delivered)
-        problems = verify_chains(self.genesis, [self.nodes[n].store for n in self.honest], self.verify)
+        problems = verify_chains(self.genesis, [self.nodes[n].store for n in self.honest], self.checked)
         for name, problem in zip(self.honest, problems, strict=True):
             if problem is not None:
                 report.violations.append(f"validity: {name}: {problem}")
