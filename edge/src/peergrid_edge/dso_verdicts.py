@@ -43,7 +43,8 @@ async def previous_cleared(agent: MarketAgent, t: int) -> None:
             return
         event = agent._verdict_event
         try:
-            await asyncio.wait_for(event.wait(), max(0.01, deadline - time.monotonic()))
+            async with asyncio.timeout(max(0.01, deadline - time.monotonic())):  # not wait_for: gh-86296
+                await event.wait()
         except TimeoutError:
             return
 
@@ -86,7 +87,8 @@ async def await_dso(
             continue
         event = agent._verdict_event
         try:
-            await asyncio.wait_for(event.wait(), max(0.01, deadline - time.monotonic()))
+            async with asyncio.timeout(max(0.01, deadline - time.monotonic())):  # not wait_for: gh-86296
+                await event.wait()
         except TimeoutError:
             break
     return agent.verdicts.get(t)

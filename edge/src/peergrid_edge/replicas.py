@@ -349,7 +349,10 @@ class EdgeLedger:
             if left <= 0:
                 return False
             try:
-                await asyncio.wait_for(self._changed[role].wait(), left)
+                # asyncio.timeout, not wait_for: 3.11's wait_for drops a cancellation that comes in the turn
+                # the event fires (cpython gh-86296) and the cancelled task would go on as if never cancelled
+                async with asyncio.timeout(left):
+                    await self._changed[role].wait()
             except TimeoutError:
                 return bool(predicate(self.state(role)))
 
