@@ -373,17 +373,16 @@ def lab_run(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFac
 # worksteal splits the list into contiguous halves and would not. A new test over ~10 s belongs in this list.
 RUN_FIRST = (
     "tests/edge/test_rebargain_live.py",  # 43 + 13
-    "tests/edge/test_edge_owner_rules.py",  # 33
-    "tests/edge/test_edge_fee.py",  # 24, 9, 8 ...
+    "tests/edge/test_edge_clean_restart.py",  # one xdist_group since T10: 31 s for the 4 late-run days, + 17
+    "tests/edge/test_edge_fee.py",  # 20.5, 6.5 (T10's figures at load 9-10)
+    "tests/edge/test_edge_owner_rules.py",  # 17.8
     "tests/dso/test_r27_relay_adopt.py",  # 11 tests against Modbus relays, ~45 in all
-    "tests/edge/test_edge_dayahead_rules.py",  # 29, 15, 13, 8, 8, 7
+    "tests/edge/test_edge_clean_dayahead.py",  # 16.4, 15.0, 14.4, 12.8, 10.5
     "tests/ledger/test_ledger_crash.py",  # 23
-    "tests/console/test_live_revocation.py",  # 20
+    "tests/edge/test_edge_dayahead_rules.py",  # 13.8, 9.6, 7.4
     "tests/edge/test_crash.py",  # 17
     "tests/consensus/test_replicas_over_mosquitto.py",  # 16
-    "tests/edge/test_edge_clean_restart.py",  # 15, 4 x 14.5
-    "tests/edge/test_edge_forward_rounds.py",  # 15, 12, 9, 9
-    "tests/edge/test_edge_clean_dayahead.py",  # 14.5, 14.4, 14.3, 14.3, 10, 9, 7
+    "tests/edge/test_edge_forward_rounds.py",  # 9.8, 9.4, 8.4, 8.3
     "tests/edge/test_edge_clean_forward.py",  # 14
     "tests/edge/test_edge_clean_config.py",  # 14
     "tests/sim/test_closedloop_dso_first.py",  # 13, 11, 4, 4 (collected near the end)
@@ -391,7 +390,8 @@ RUN_FIRST = (
     "tests/edge/test_edge_dayahead_deadline.py",  # 12, 7
     "tests/edge/test_islanded.py",  # 11, 7
     "tests/edge/test_polling.py",  # 9
-    "tests/edge/test_edge_forward_skew.py",  # 8 x 8.6
+    "tests/edge/test_edge_forward_skew.py",  # 6 x 7-8
+    "tests/console/test_live_revocation.py",  # 4-5 since f4f069f (20 before)
 )
 
 
