@@ -1,8 +1,9 @@
 """The simulation's shortcuts change no outcome (T12): what replicas share, what the checks reuse.
 
 A seed's outcome with every shortcut taken out (each replica its own memo and signature cache, every block
-executed again at commit, each store re-verified alone, vote digests recomputed) is the outcome with them,
-to the block; and `verify_chains` answers as `verify_chain` does on each store, for lagging, forked and tampered stores alike.
+executed again by each replica and at commit, each store re-verified alone, vote digests recomputed) is the
+outcome with them, to the block; and `verify_chains` answers as `verify_chain` does on each store, for
+lagging, forked and tampered stores alike.
 """
 
 from __future__ import annotations
@@ -27,13 +28,13 @@ def _outcome(seed: int) -> tuple[object, ...]:
 
 def _without_shortcuts(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(simulation, "SimApp", lambda *args, memo=None, **kw: SimApp(*args, **kw))
-    commit = SimApp.commit
+    execute = SimApp._execute
 
-    def commit_afresh(self: SimApp, block: bytes, certificate: Certificate) -> None:
-        self._validated = None  # execute the block again, as before the shortcut
-        commit(self, block, certificate)
+    def execute_afresh(self: SimApp, block: bytes, height: int) -> object:
+        self._executed.clear()  # every block executed again, by each replica, as before the memo
+        return execute(self, block, height)
 
-    monkeypatch.setattr(SimApp, "commit", commit_afresh)
+    monkeypatch.setattr(SimApp, "_execute", execute_afresh)
     monkeypatch.setattr(
         simulation, "verify_chains", lambda g, stores, v: [verify_chain(g, s, v) for s in stores]
     )

@@ -95,12 +95,14 @@ class SimMemo:
 
     Sound only among apps with the same genesis and `verify` (every replica of one `Simulation`). The values
     are never mutated by their readers. Bounded by `capacity` per table (emptied when full), so a long soak
-    keeps a steady footprint."""
+    keeps a steady footprint. `executed` is keyed by (head hash, block): an app's state is a function of its
+    chain, which its head's hash names (each header binds its parent and its transaction root)."""
 
     capacity: int = 65_536
     txs: dict[bytes, tuple[TxMeta, str, object] | Rejected] = field(default_factory=dict)
     infos: dict[bytes, BlockInfo | Rejected] = field(default_factory=dict)
     bodies: dict[bytes, dict[str, Any]] = field(default_factory=dict)
+    executed: dict[tuple[bytes, bytes], tuple[_State, list[bytes]]] = field(default_factory=dict)
 
 
 @dataclass
@@ -132,10 +134,9 @@ class SimApp:
         memo = SimMemo(4096) if memo is None else memo
         self._memo_capacity = memo.capacity
         self._infos, self._txs, self._bodies = memo.infos, memo.txs, memo.bodies
+        self._executed = memo.executed
         self._state = _State({}, genesis.validators, genesis.block_hash, [(1, genesis.validators)])
         self._head = BlockRef(0, genesis.block_hash, genesis.time_ms)
-        self._validated: tuple[bytes, _State, _State, list[bytes]] | None = None
-        """The last block `validate` accepted: (block, the state it ran on, the state after, its txs)."""
         for block in store.blocks:  # rebuild state from the store
             info = self.inspect(block)
             assert isinstance(info, BlockInfo), "own store holds an unreadable block"
@@ -253,6 +254,11 @@ class SimApp:
         return value
 
     def _execute(self, block: bytes, height: int) -> tuple[_State, list[bytes]]:
+        """The state after `block` on ours (never mutated afterwards: every change works on a copy)."""
+        key = (self._head.block_hash, block)
+        known = self._executed.get(key)
+        if known is not None:
+            return known
         value = self._body(block)
         state = self._state.copy()
         for tx in value["txs"]:
@@ -261,6 +267,9 @@ class SimApp:
         state.root = hashing.digest(
             hashing.STATE, self.chain_id, codec.encode([state.root, value["tr"], list(state.validators)])
         )
+        if len(self._executed) > self._memo_capacity:
+            self._executed.clear()
+        self._executed[key] = (state, value["txs"])
         return state, value["txs"]
 
     def build_block(
@@ -345,23 +354,17 @@ class SimApp:
         if info.height != self._head.height + 1 or info.parent_hash != self._head.block_hash:
             return Rejected("does not extend the head")
         try:
-            state, txs = self._execute(block, info.height)
+            state, _ = self._execute(block, info.height)
         except ValueError as exc:
             return Rejected(str(exc))
         if state.root != self._body(block)["sr"]:
             return Rejected("state root does not match")
-        self._validated = (block, self._state, state, txs)
         return ACCEPTED
 
     def commit(self, block: bytes, certificate: Certificate) -> None:
         info = self.inspect(block)
         assert isinstance(info, BlockInfo)
-        known = self._validated
-        if known is not None and known[1] is self._state and known[0] == block:
-            self._state, txs = known[2], known[3]  # what validate computed from this very state
-        else:
-            self._state, txs = self._execute(block, info.height)
-        self._validated = None
+        self._state, txs = self._execute(block, info.height)  # validate's run, remembered
         self.store.blocks.append(block)
         self.store.certificates.append(certificate)
         self._head = BlockRef(info.height, info.block_hash, info.timestamp_ms)
