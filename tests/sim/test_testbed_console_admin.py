@@ -33,6 +33,31 @@ def test_a_failed_admin_add_raises_with_its_output_and_writes_no_password(
     assert not (tmp_path / "bed" / "console-admin.txt").exists()
 
 
+def test_an_add_that_exits_before_reading_its_password_fails_with_its_output_not_a_broken_pipe(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The password goes to the tool's stdin; a tool that refuses at once exits before reading it, and the
+    write then met a closed pipe (BrokenPipeError out of the lab's start, preci18b: the test above raced it)."""
+    fake = tmp_path / "peergrid-dso"
+    fake.write_text("#!/bin/sh\necho 'users file refused: not JSON'\nexit 2\n")
+    fake.chmod(0o755)
+    monkeypatch.setattr(processes, "tool", lambda name: str(fake))
+    started = processes.tied_popen
+
+    def exited_first(*args: object, **kwargs: object) -> subprocess.Popen[bytes]:
+        proc: subprocess.Popen[bytes] = started(*args, **kwargs)  # type: ignore[arg-type]
+        proc.wait()  # gone before the password is written
+        return proc
+
+    monkeypatch.setattr(processes, "tied_popen", exited_first)
+    bed = _bed(tmp_path / "bed")
+    bed._add_console_admin()
+    with pytest.raises(subprocess.CalledProcessError) as failed:
+        bed._console_users()
+    assert failed.value.returncode == 2 and b"users file refused: not JSON" in failed.value.output
+    assert not (tmp_path / "bed" / "console-admin.txt").exists()
+
+
 def test_the_admin_added_in_the_background_is_the_one_written_down(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

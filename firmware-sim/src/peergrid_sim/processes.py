@@ -184,8 +184,11 @@ class Testbed:
             stderr=subprocess.STDOUT,
         )
         assert proc.stdin is not None
-        proc.stdin.write(password.encode())
-        proc.stdin.close()
+        try:
+            proc.stdin.write(password.encode())
+            proc.stdin.close()
+        except BrokenPipeError:  # it exited before reading it: its status and output say why (_console_users)
+            pass
         self.admin_adding = (proc, password)
 
     def _console_users(self) -> Path:
