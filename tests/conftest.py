@@ -363,12 +363,12 @@ def lab_run(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFac
 
 
 # The longest tests outside an xdist_group, longest first (seconds each in a full run, ci9c, and ci11b for the
-# clean and DSO-first modules: 2 workers), by module or node id prefix. `make test` runs `-n 2 --dist
+# clean and DSO-first modules: 2 workers), by module or node id prefix. `make test` runs `-n 3 --dist
 # loadgroup`: the scheduler hands out whole xdist_groups first (largest first: "system", 700 s before session 12
 # shared its lab runs, about 490 s in ci12b, about 350 s expected with its lab lane; it starts at once on one
 # worker; see the hook for why the groups needed help) and then the other tests one by one in collection order, so a 50-s test collected near the end
-# started in the last minute and the run ended when it did. Moved to the front here they run while the other
-# worker is in the "system" group, and the run ends on sub-second tests.
+# started in the last minute and the run ended when it did. Moved to the front here they run while the others
+# are in the "system" group, and the run ends on sub-second tests.
 # loadgroup, loadscope and load keep this order (`--loadscope-reorder` sorts only by group size, stably);
 # worksteal splits the list into contiguous halves and would not. A new test over ~10 s belongs in this list.
 RUN_FIRST = (
