@@ -74,6 +74,13 @@ def copies(monkeypatch: pytest.MonkeyPatch, after_main: Callable[[int, str], Non
     return made
 
 
+def passed(path: Path, capsys: pytest.CaptureFixture[str]) -> tuple[str, str]:
+    """check-config run on `path`, its exit 0, its (stdout, stderr)."""
+    assert cli.main(["check-config", "--config", str(path)]) == 0
+    out, err = capsys.readouterr()
+    return out, err
+
+
 def test_a_checkpoint_between_the_two_copies_is_copied_again_not_refused(
     running: tuple[Path, Path, Server],
     monkeypatch: pytest.MonkeyPatch,
@@ -86,9 +93,7 @@ def test_a_checkpoint_between_the_two_copies_is_copied_again_not_refused(
             server.writes_and_checkpoints()
 
     made = copies(monkeypatch, server_checkpoints)
-    assert cli.main(["check-config", "--config", str(path)]) == 0
-    out, err = capsys.readouterr()
-    assert (out, err) == (f"{path}: ok (no loop section)\n", "")
+    assert passed(path, capsys) == (f"{path}: ok (no loop section)\n", "")
     assert made.count(state.name) == 4  # three that moved, then one that stood still
     # what the check saw is the server's file as it is now: every entry it wrote
     assert len(server.db.audit(limit=100)) == server.entries == 60
@@ -102,8 +107,7 @@ def test_a_file_written_throughout_is_not_judged_one_warning_exit_0(
     path, state, server = running
     monkeypatch.setattr(cli, "SETTLE_PAUSES_S", (0.0, 0.0, 0.0, 0.0))
     made = copies(monkeypatch, lambda _n, _target: server.writes_and_checkpoints())
-    assert cli.main(["check-config", "--config", str(path)]) == 0
-    out, err = capsys.readouterr()
+    out, err = passed(path, capsys)
     assert out == f"{path}: ok (no loop section, 1 warning)\n"
     assert err == (
         f"peergrid-dso: WARNING: {state}: the console state file was being written throughout 4 copies over "
@@ -132,8 +136,7 @@ def test_a_tear_the_files_times_do_not_show_is_refused_only_when_two_copies_agre
             Path(target).write_bytes(bytes(raw))
 
     made = copies(monkeypatch, torn_in_the_copy)
-    assert cli.main(["check-config", "--config", str(path)]) == 0
-    assert capsys.readouterr() == (f"{path}: ok (no loop section)\n", "")
+    assert passed(path, capsys) == (f"{path}: ok (no loop section)\n", "")
     assert made.count(state.name) == 4 and files(state.parent) == before
 
 
@@ -166,8 +169,7 @@ def test_the_log_removed_as_the_server_stops_mid_copy_is_copied_again(
             server.db.close()
 
     made = copies(monkeypatch, server_stops)
-    assert cli.main(["check-config", "--config", str(path)]) == 0
-    assert capsys.readouterr() == (f"{path}: ok (no loop section)\n", "")
+    assert passed(path, capsys) == (f"{path}: ok (no loop section)\n", "")
     assert not wal.exists() and made == [state.name, state.name]
     server.db = ConsoleDb.open(state)  # (for the fixture's close) every entry kept
     assert len(server.db.audit(limit=100)) == 30
