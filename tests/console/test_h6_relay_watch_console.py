@@ -20,9 +20,8 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
+from console.lab_client import lab_client
 from console.test_console_api import login
-from peergrid_dso.app import create_app
-from peergrid_dso.config import DsoSettings
 from peergrid_dso.console.settings import ConsoleSettings
 from peergrid_dso.console.state import build_console
 from peergrid_dso.services.container import build_dso_services
@@ -36,10 +35,7 @@ async def _chain(kind: str, body: dict[str, Any]) -> Any:  # the DSO chain takes
 
 @pytest.fixture
 def client(users_file: Path) -> Iterator[TestClient]:
-    settings = DsoSettings.model_validate(
-        {"console": {"users_file": str(users_file), "lab_market": False, "lab_drift": False}}
-    )
-    with TestClient(create_app(settings, listen=False), base_url="http://127.0.0.1:8080") as c:
+    with lab_client(users_file) as c:
         yield c
 
 
