@@ -19,7 +19,7 @@ import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from types import SimpleNamespace
-from typing import Any
+from typing import Any, Concatenate, ParamSpec, TypeVar
 
 import pytest
 from edge_helpers import BLOCK_MS
@@ -89,24 +89,8 @@ def ledger_for(
 
 
 AgentFactory = Callable[..., DayAheadAgent]
-
-
-def run_session(
-    ledger: EdgeLedger,
-    keys_: dict[str, Keypair],
-    scenario: Scenario,
-    only: set[str] | None = None,
-    make: dict[str, AgentFactory] | None = None,
-    replicas: dict[str, Any] | None = None,
-    timeout_s: float = 10.0,
-    session: str = SESSION,
-    phases: bool = False,
-    config: DayAheadConfig = CONFIG,
-) -> dict[str, SessionOutcome]:
-    """Every MG of `scenario` (or those in `only`) runs its own agent, with only its own MG, concurrently."""
-    play = session_play(ledger, keys_, scenario, only, make, replicas, timeout_s, session, phases, config)
-    result: dict[str, SessionOutcome] = run_on(ledger, play)
-    return result
+P = ParamSpec("P")
+R = TypeVar("R")
 
 
 def session_play(
@@ -121,7 +105,8 @@ def session_play(
     phases: bool = False,
     config: DayAheadConfig = CONFIG,
 ) -> Callable[[], Awaitable[dict[str, SessionOutcome]]]:
-    """`run_session`'s day as a play for `run_on` or `run_together` (each MG's outcome by its name)."""
+    """Every MG of `scenario` (or those in `only`) runs its own agent, with only its own MG, concurrently: the
+    day as a play for `run_on` or `run_together` (each MG's outcome by its name)."""
     members = [keys_[mg.name].public for mg in scenario.microgrids]
     opening = starting_prices(scenario)  # the coordinator's choice (public, on the chain)
     agents = {}
@@ -143,6 +128,22 @@ def session_play(
 def run_on(ledger: EdgeLedger, play: Callable[[], Any]) -> Any:
     (result,) = run_together([(ledger, play)])
     return result
+
+
+def run_alone(
+    make_play: Callable[Concatenate[EdgeLedger, P], Callable[[], Awaitable[R]]],
+) -> Callable[Concatenate[EdgeLedger, P], R]:
+    """`make_play` as a run of its own: the same parameters, its play run on `ledger` (`run_on`), its result."""
+
+    def run(ledger: EdgeLedger, /, *args: P.args, **kwargs: P.kwargs) -> R:
+        result: R = run_on(ledger, make_play(ledger, *args, **kwargs))
+        return result
+
+    return run
+
+
+run_session = run_alone(session_play)
+"""`session_play`'s day, run: each MG's outcome by its name (its parameters are `session_play`'s)."""
 
 
 def run_together(runs: list[tuple[EdgeLedger, Callable[[], Any]]]) -> list[Any]:
