@@ -25,6 +25,7 @@ import hashlib
 from pathlib import Path
 
 import pytest
+from uplift_chain import Parties, covered_chain, ok
 
 from peergrid_controller.deviation import deviation_gains
 from peergrid_controller.forward import Commitment
@@ -35,10 +36,8 @@ from peergrid_edge.dayahead_uplift import ClaimFigures, claim_for, claim_from
 from peergrid_edge.forward_clean import accept_body
 from peergrid_edge.forward_first import with_window
 from peergrid_ledger.chain import LocalChain
-from peergrid_ledger.contracts import exchange_state, market
-from peergrid_ledger.genesis import Account, Genesis, Params
+from peergrid_ledger.contracts import exchange_state
 from peergrid_ledger.keys import Keypair
-from peergrid_ledger.results import Accepted, Rejected
 
 FEE = 1_000_000  # nano per kWh per side: the lab's (one micro-unit per Wh, 0.001 per kWh)
 WINDOW = range(1, 3)
@@ -159,26 +158,10 @@ def key(name: str) -> Keypair:
 AUTHORITY, DSO, SOLO, PEER = key("authority"), key("dso"), key("solo"), key("peer")
 
 
-def ok(result: Accepted | Rejected) -> Accepted:
-    assert isinstance(result, Accepted), result
-    return result
-
-
 def cleared(accepted_wh: int, positions: tuple[int, ...] = POSITIONS) -> LocalChain:
     """The hand day on a real chain: SOLO posts `positions` (PEER the opposite), the step prices them, the
     close; SOLO accepts `accepted_wh` in interval 1 stating its window 1-2, PEER the same, the clear."""
-    rules = {**market.NO_RULES, "max_quantity": 20_000}
-    genesis = Genesis(
-        chain="edge-fee-claim", time=0, authorities=(AUTHORITY.public,),
-        accounts=(Account(DSO.public, ("dso",), "dso"),
-                  Account(SOLO.public, ("anonym",), "solo", balance=10**9, rules=rules),
-                  Account(PEER.public, ("anonym",), "peer", balance=10**9, rules=rules)),
-        contracts=("market", "exchange", "uplift"), params=Params(credit_limit=0, settle_by_both=1, settle_wait_ms=60_000, settle_interval_ms=1),
-    )  # fmt: skip
-    chain = LocalChain(genesis, AUTHORITY)
-    for k in (SOLO, PEER):
-        cover = {"account": k.public, "first_interval": 0, "retail": [300] * 4, "feed_in": [50] * 4}
-        ok(chain.sign_and_submit(DSO, "market.tariff", cover))
+    chain = covered_chain("edge-fee-claim", Parties(AUTHORITY, DSO, SOLO, PEER), 20_000, 4)
     opening = {"session": NAME, "first_interval": 0, "members": [SOLO.public, PEER.public],
                "prices": [int(p * 10**9) for p in PRICES], "rho": 5_000_000}  # fmt: skip
     ok(chain.sign_and_submit(DSO, "exchange.open", opening))
