@@ -52,7 +52,8 @@ another seller's switch changed is private; its `clean_decisions` re-decide by c
 another MG's private data; never blocks the loop longer than one MG solve.
 The parts: what it reads of its session on its replica (`dayahead_view`), how it writes to the chain
 (`dayahead_submit`), the rounds and their stop rules (`dayahead_rounds`), a restart (`dayahead_restart`,
-`dayahead_rejoin`, `dayahead_state`), its own floors and caps (`dayahead_rules`). This module holds the
+`dayahead_rejoin`, `dayahead_state`), its own floors and caps (`dayahead_rules`), what it refuses up front
+(`dayahead_scope`), the coordinator's wait for cover prices (`dayahead_tariffs`). This module holds the
 agent's state and its seams (`_post`, `_bounds`, `_judged`, `_stop_at`, `_judge`, `_finish`, `_first_model`: every
 part goes through them, so a subclass overriding one is obeyed).
 """
@@ -77,9 +78,12 @@ from peergrid_edge.dayahead_clean import refusal as clean_refusal
 from peergrid_edge.dayahead_clean import side as clean_side
 from peergrid_edge.dayahead_restart import found_closed, rejoin, resume
 from peergrid_edge.dayahead_rounds import judge, play_phases, stop_at
-from peergrid_edge.dayahead_rules import SessionRules, own_rules_differ
+from peergrid_edge.dayahead_rules import SessionRules
+from peergrid_edge.dayahead_scope import refusal
 from peergrid_edge.dayahead_state import Checkpoint, save
 from peergrid_edge.dayahead_submit import Submitter
+from peergrid_edge.dayahead_tariffs import TARIFF_SHARE as TARIFF_SHARE
+from peergrid_edge.dayahead_tariffs import await_tariffs, tariff_wait
 from peergrid_edge.dayahead_view import SessionView
 from peergrid_edge.exchange_io import ROLE, Deadline, NotFinal, Replica, SessionFailed, SessionOutcome
 from peergrid_ledger import keys
@@ -88,9 +92,6 @@ from peergrid_ledger.contracts.exchange import MAX_ITERATIONS
 from peergrid_ledger.contracts.market_fee import session_fee
 
 log = logging.getLogger("peergrid.edge.dayahead")
-# with a deadline, the share of the time left until its close the coordinator may spend waiting for the DSO's
-# cover prices: the rest is the session's own (a day without prices beats a day without forward trades)
-TARIFF_SHARE = 0.5
 
 
 class DayAheadAgent:
@@ -224,42 +225,8 @@ class DayAheadAgent:
         return self._outcome(False, reason, "")
 
     def refusal(self) -> None:
-        """Raise SessionFailed when this session is beyond the edge's scope (the module contract)."""
-        cfg, mg = self.cfg, self.mg
-        if len(self.members) < 2 or len(set(self.members)) != len(self.members):
-            raise SessionFailed(
-                f"refused up front: {len(self.members)} members, at least two distinct needed"
-            )
-        if self.key.public not in self.members:
-            raise SessionFailed("refused up front: this MGMC's trading key is not among the members")
-        started = self.view.record() is not None  # a restart: the session is judged as the chain holds it
-        if self.deadline is not None and not started and self.clock() >= self.deadline.close_s:
-            raise SessionFailed(
-                f"refused up front: the day-ahead deadline ({self.deadline.close_s:.3f}, wall s) has passed "
-                "(the stage must end before the first interval it trades)"
-            )
-        if mg.gensets and not self.phases:
-            raise SessionFailed(
-                f"refused up front: {mg.name} has gensets and the session is configured without the "
-                "commitment phases (every member must be configured with them)"
-            )
-        if self.phases and cfg.recommits != 1:
-            raise SessionFailed(
-                f"refused up front: recommits {cfg.recommits}; the edge session decides genset on/off once "
-                "(whether another MG's commitment changed is private)"
-            )
-        differ = own_rules_differ(mg, self.ledger.state(ROLE), self.key.public, self.first_interval)
-        if differ:
-            raise SessionFailed(
-                f"refused up front: {differ} (the coordination orders let-backs by the chain's rules)"
-            )
-        if self.is_coordinator:
-            if self.opening is None or len(self.opening) != self.n:
-                got = None if self.opening is None else len(self.opening)
-                raise SessionFailed(f"refused up front: {got} opening prices for {self.n} intervals")
-            bad = [t for t, p in enumerate(self.opening) if not math.isfinite(p)]
-            if bad:
-                raise SessionFailed(f"refused up front: the opening price of interval {bad[0]} is not finite")
+        """Raise SessionFailed when this session is beyond the edge's scope (`dayahead_scope.refusal`)."""
+        refusal(self)
 
     async def _play(self) -> str:
         if self.is_coordinator and self.view.record() is None:
@@ -268,7 +235,7 @@ class DayAheadAgent:
                 raise SessionFailed(
                     f"refused up front: the session is a clean one and {clean_refusal(self.cfg)}"
                 )
-            await self._await_tariffs()
+            await await_tariffs(self)
             self.opened_here = await self.submitter.open(clean)
         # without a deadline a member waits for the opening one phase timeout, and the coordinator's wait more
         record = await self.view.opened(self._tariff_wait() if self.deadline is None else 0.0)
@@ -291,38 +258,8 @@ class DayAheadAgent:
         return await play_phases(self, model, self.own, 0)
 
     def _tariff_wait(self) -> float:
-        """How long the coordinator may wait for the DSO's cover prices now (0: none expected here)."""
-        if self.tariff_wait_s <= 0 or not self.view.expects_tariffs():
-            return 0.0
-        if self.deadline is None:
-            return self.tariff_wait_s
-        return min(self.tariff_wait_s, max(0.0, TARIFF_SHARE * (self.deadline.close_s - self.clock())))
-
-    async def _await_tariffs(self) -> None:
-        """The coordinator, before it opens: wait (bounded) for every member's cover prices for `priced`
-        (review12 F6: a DSO node that starts late left the forward day unpriced); on time out one warning
-        line, what is missing kept in `unpriced`, and the session opens all the same."""
-        if self.tariff_wait_s <= 0 or not self.view.expects_tariffs():
-            return
-        self.unpriced = self.view.unpriced(self.priced)
-        if not self.unpriced:
-            return
-        started = time.monotonic()
-        self.unpriced = missing = await self.view.await_tariffs(
-            self.priced, self._tariff_wait(), self.before_submit
-        )
-        waited = time.monotonic() - started
-        if not missing:
-            log.info("day-ahead session %s: the DSO's cover prices are on the chain after %.1f s; opening",
-                     self.session, waited)  # fmt: skip
-            return
-        first = min(t for ts in missing.values() for t in ts)
-        log.warning(
-            "day-ahead session %s: no DSO cover prices after waiting %.1f s for %d of %d members (%d member-"
-            "intervals, the first interval %d): opening unpriced; forward trades in intervals still unpriced "
-            "at the clear settle without imbalance compensation",
-            self.session, waited, len(missing), len(self.members), sum(map(len, missing.values())), first,
-        )  # fmt: skip
+        """How long the coordinator may wait for the DSO's cover prices now (`dayahead_tariffs.tariff_wait`)."""
+        return tariff_wait(self)
 
     @property
     def fee(self) -> int:

@@ -36,7 +36,8 @@ good (review10 F3: one refusal silenced it for the round, so it never re-checked
 block time (for `due`, the deadline and its stops) no further than the latest final block's time or its own
 clock less the chain's clock tolerance (`margin_s`: genesis `block_max_future_ms`, at least 0.25 s), so
 within that tolerance it posts no round before the round opens. Never reads
-another MG's private data.
+another MG's private data. The parts: its first accept (`forward_first`), a round's re-check and post
+(`forward_answer`), a clean session's books (`forward_clean`), the chain's readers (`forward_chain`).
 A clean session (opened with `clean_prices`): every accept is both books' (`forward_clean`: round 1 its whole
 final stepped position in each, cut by its rules at each book's closing price, as `commit`'s round 1; the
 re-checks `recheck` over both books' accepts and closing prices), posted as `positions` and
@@ -56,34 +57,28 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from peergrid_controller.baselines import conventional as conventional_costs
-from peergrid_controller.forward import Acceptance, Recheck, recheck
-from peergrid_controller.model import Microgrid, Scenario
+from peergrid_controller.forward import Acceptance
+from peergrid_controller.model import Microgrid
 from peergrid_edge.dayahead_clean import post_positions
 from peergrid_edge.exchange_io import ROLE, NotFinal, Replica, SessionFailed, submit_final
+from peergrid_edge.forward_answer import REDUCTIONS as REDUCTIONS
+from peergrid_edge.forward_answer import RETRIED as RETRIED
+from peergrid_edge.forward_answer import answer
 from peergrid_edge.forward_chain import DEADLINE_MARGIN_S as DEADLINE_MARGIN_S
 from peergrid_edge.forward_chain import ForwardOutcome as ForwardOutcome
 from peergrid_edge.forward_chain import cleared_net, genesis_params
 from peergrid_edge.forward_chain import forward_plan as forward_plan
 from peergrid_edge.forward_chain import forward_session as forward_session
 from peergrid_edge.forward_chain import margin_s as margin_s
-from peergrid_edge.forward_clean import accept_body, closing_books, standing_books
+from peergrid_edge.forward_clean import accept_body
 from peergrid_edge.forward_first import above_capacity, first_accept, with_window
-from peergrid_edge.replicas import NONCE_TAKEN
 from peergrid_ledger import keys
 from peergrid_ledger.contracts import exchange
-from peergrid_ledger.contracts.exchange_clearing import accepted, accepts_at, cleared, due, rounds
-from peergrid_ledger.contracts.market_fee import session_fee
+from peergrid_ledger.contracts.exchange_clearing import accepted, cleared, due, rounds
 from peergrid_ledger.genesis import Params
-from peergrid_ledger.results import Reason
 
 log = logging.getLogger("peergrid.edge.forward")
 
-# the re-checks that may reduce an accept (rounds 2 to 5), then a failing MG declines: `commit`'s reductions
-REDUCTIONS = 4
-# refusals of a round's answer that a later block may not repeat: the round not open yet at the block's time
-# (exchange_rounds `_next_round`), its nonce taken by another transaction of this MGMC (replicas.NONCE_TAKEN)
-RETRIED = (Reason.DUPLICATE.value, NONCE_TAKEN)
 # the longest the rounds' loop sleeps without a final block (the deadline and the stops are woken for)
 POLL_S = 1.0
 
@@ -327,75 +322,9 @@ class ForwardAgent:
             wake = min([t - now for t in marks if t > now] + [POLL_S])
             await self.ledger.wait_for(ROLE, moved, max(wake, 0.01))
 
-    def _conventional_row(self) -> tuple[float, ...]:
-        if self._conventional is None:
-            alone = Scenario(self.mg.name, self.dt, (self.mg,))
-            self._conventional = conventional_costs(alone).per_interval[self.mg.name]
-        return self._conventional
-
     async def _answer(self, record: dict[str, Any], state: Any, k: int) -> None:
-        """Post this MGMC's round k + 1: its re-check of the set round k left (zeros when it declines)."""
-        books = bool(record.get("clean"))  # a clean session: both books' accepts, general then clean
-        standing = standing_books(state, self.session, k) if books else accepts_at(state, self.session, k)
-        mine = accepted(state, self.session, self.key.public)
-        if standing is None or mine is None or self.key.public not in standing:
-            self.refused.add(k)  # the chain moved past round k + 1 for someone: nothing left to answer
-            return
-        zeros = (0,) * record["intervals"] * (2 if books else 1)
-        checked: Recheck | None = None
-        if self.declining:
-            positions, decision = zeros, "declined"
-        else:
-            try:
-                rows = {m.hex(): row for m, row in standing.items()}
-                conventional = self._conventional_row()
-                checked = recheck(
-                    self.mg, self.dt, closing_books(record), rows, self.key.public.hex(), conventional,
-                    may_reduce=k <= REDUCTIONS, fee=session_fee(record),
-                )  # fmt: skip
-                positions, decision = checked.positions, checked.decision
-            except Exception as exc:  # its re-check failed (a solver error): it declines
-                log.warning("forward trades of %s: re-check failed (%s): declining", self.session, exc)
-                positions, decision = zeros, "declined"
-        body = accept_body(self.session, positions, mine["clean"], books)
-        try:
-            await submit_final(
-                self.ledger, self.key, "exchange.accept", body, self.timeout_s, self.before_submit
-            )
-        except NotFinal:  # it may still land: the next `due` tells
-            return
-        except SessionFailed as exc:
-            self._refused(k, exc)
-            return
-        self.posted, self.round = tuple(positions), k + 1
-        if decision != "kept":
-            self.decision = decision
-        self.costs = (self._cost(checked, decision), sum(self._conventional_row()))
-        log.info("forward trades of %s: round %d (%s) %s", self.session, k + 1, decision, self.posted)
-
-    def _refused(self, k: int, exc: SessionFailed) -> None:
-        """File round k as answered for good only when the chain has moved past it (`accepts_at(k)` None:
-        someone is already past round k + 1) or refused it for a reason no later block changes; a round not
-        open yet at the block's time (`duplicate`: "round k + 1 opens once …", the proposer's clock behind
-        this MGMC's) or a nonce another transaction took is answered again after the next final block."""
-        past = accepts_at(self.ledger.state(ROLE), self.session, k) is None
-        if not past and any(f"{word}: " in str(exc) for word in RETRIED):
-            self.early[k] = self._height()
-            log.info(
-                "forward trades of %s: round %d not open yet on the chain, again after the next block: %s",
-                self.session, k + 1, exc,
-            )  # fmt: skip
-            return
-        log.warning("forward trades of %s: round %d refused: %s", self.session, k + 1, exc)
-        self.refused.add(k)
-
-    def _cost(self, checked: Recheck | None, decision: str) -> float:
-        conventional = sum(self._conventional_row())
-        if decision == "declined":
-            return conventional
-        if checked is None or decision != "kept":
-            return float("nan")  # reduced: its next re-check prices what it gets then
-        return conventional if checked.day is None else checked.day.cost - sum(checked.money)
+        """Post this MGMC's round k + 1: its re-check of the set round k left (`forward_answer.answer`)."""
+        await answer(self, record, state, k)
 
     async def _clear_all(self, record: dict[str, Any]) -> None:
         """Post `exchange.clear` until the session is cleared (a big one clears in parts, one per
