@@ -13,17 +13,13 @@ from fastapi.testclient import TestClient
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from console.lab_client import lab_client
 from console.test_console_api import login
-from peergrid_dso.app import create_app
-from peergrid_dso.config import DsoSettings
 
 
 @pytest.fixture
 def client(users_file: Path) -> Iterator[TestClient]:
-    settings = DsoSettings.model_validate(
-        {"console": {"users_file": str(users_file), "lab_market": False, "lab_drift": False}}
-    )
-    with TestClient(create_app(settings, listen=False), base_url="http://127.0.0.1:8080") as c:
+    with lab_client(users_file) as c:
         yield c
 
 

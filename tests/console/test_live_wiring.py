@@ -20,7 +20,7 @@ import pytest
 from fastapi.testclient import TestClient
 from pydantic import ValidationError
 
-from peergrid_dso.app import create_app
+from console.lab_client import lab_client
 from peergrid_dso.cli import main as dso_main
 from peergrid_dso.config import DsoSettings
 from peergrid_dso.services.dso_chain import NetworkedChain
@@ -61,10 +61,7 @@ def test_an_unreadable_dso_key_stops_serve_with_one_line(tmp_path: Path, capsys:
 
 @pytest.fixture
 def client(users_file: Path) -> Iterator[TestClient]:
-    settings = DsoSettings.model_validate(
-        {"console": {"users_file": str(users_file), "lab_market": False, "lab_drift": False}}
-    )
-    with TestClient(create_app(settings, listen=False), base_url="http://127.0.0.1:8080") as c:
+    with lab_client(users_file) as c:
         yield c
 
 

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import pytest
+from uplift_chain import FEED_IN, RETAIL, Parties, covered_chain, ok
 
 from peergrid_controller.model import ContractRules, Load, Microgrid, PvArray, Tariff
 from peergrid_edge.dayahead_uplift import claim_for
@@ -26,14 +27,12 @@ from peergrid_edge.forward_clean import accept_body
 from peergrid_edge.forward_first import stated_window, with_window
 from peergrid_ledger import query
 from peergrid_ledger.chain import LocalChain
-from peergrid_ledger.contracts import exchange_state, market, uplift
-from peergrid_ledger.genesis import Account, Genesis, Params
+from peergrid_ledger.contracts import exchange_state, uplift
 from peergrid_ledger.keys import Keypair
 from peergrid_ledger.results import Accepted, Rejected
 
 NAME = "day"
 PRICE_NANO = 200_000_000  # 0.20 per kWh: 200 micro-units per Wh on the tick
-RETAIL, FEED_IN = 300, 50  # micro-units per Wh
 SPREAD = max(RETAIL - 200, 200 - FEED_IN)  # 150 micro-units per Wh
 # the PV MG's max_quantity rule (Wh a chain interval), its own and on the chain: its PV's 10 kWh an hour at most,
 # so the rule never caps its deviation
@@ -68,28 +67,14 @@ def pv_mg(shape: Shape) -> Microgrid:
     )  # fmt: skip
 
 
-def ok(result: Accepted | Rejected) -> Accepted:
-    assert isinstance(result, Accepted), result
-    return result
-
-
 def cleared_day(shape: Shape, state_window: bool, chain_wh: int = MAX_WH) -> LocalChain:
     """The session opened, posted, stepped, closed, accepted (SOLO stating its window when `state_window`, as
     the edge's first accept does) and cleared: SOLO sells SOLD_WH to PEER in `shape.sold_in`; `chain_wh` each
     one's max_quantity rule on the chain."""
-    rules = {**market.NO_RULES, "max_quantity": chain_wh}
-    genesis = Genesis(
-        chain="edge-uplift-window", time=0, authorities=(AUTHORITY.public,),
-        accounts=(Account(DSO.public, ("dso",), "dso"),
-                  Account(SOLO.public, ("anonym",), "solo", balance=10**9, rules=rules),
-                  Account(PEER.public, ("anonym",), "peer", balance=10**9, rules=rules)),
-        contracts=("market", "exchange", "uplift"), params=Params(credit_limit=0, settle_by_both=1, settle_wait_ms=60_000, settle_interval_ms=1),
-    )  # fmt: skip
-    chain = LocalChain(genesis, AUTHORITY)
+    chain = covered_chain(
+        "edge-uplift-window", Parties(AUTHORITY, DSO, SOLO, PEER), chain_wh, shape.intervals
+    )
     n, t = shape.intervals, shape.sold_in
-    for k in (SOLO, PEER):
-        cover = {"account": k.public, "first_interval": 0, "retail": [RETAIL] * n, "feed_in": [FEED_IN] * n}
-        ok(chain.sign_and_submit(DSO, "market.tariff", cover))
     opening = {"session": NAME, "first_interval": 0, "members": [SOLO.public, PEER.public],
                "prices": [PRICE_NANO] * n, "rho": 5_000_000}  # fmt: skip
     ok(chain.sign_and_submit(DSO, "exchange.open", opening))
