@@ -102,15 +102,7 @@ export class OperationsView {
         el("tbody", {}, w.relays.map((r) => el("tr", { "data-branch": r.branch }, el("td", {}, r.branch), el("td", {}, r.reports), el("td", {}, r.held))),
           w.unreadable.map((u) => el("tr", { "data-branch": u.branch }, el("td", {}, u.branch), el("td", { class: "failed" }, `unreadable (${u.why})`), el("td", {}, w.held_open.includes(u.branch) ? "open" : "closed"))))),
       w.adoptable
-        ? this.button(`Adopt what the relays report: open ${w.adopt_open.join(", ")}`, { id: "adopt-watch" }, async (e) => {
-          e.target.disabled = true;
-          try {
-            await api("/console/api/relays/adopt", { method: "POST", body: { open_branches: w.adopt_open } });
-            toast("adopt relay positions: done");
-          } catch (err) { toast(`adopt relay positions: ${err.message}`); }
-          this.relays = null;
-          await this.render();
-        })
+        ? this.adoptButton(`Adopt what the relays report: open ${w.adopt_open.join(", ")}`, "adopt-watch", w.adopt_open)
         : el("p", { class: "failed" }, w.reason),
       el("p", { class: "hint" }, "Adopting reads every relay again and is refused if they report another open set by then; or put the field right and the next read lifts the alarm."));
   }
@@ -122,16 +114,21 @@ export class OperationsView {
       el("p", {}, `The DSO holds open ${r.open_branches.join(", ")}; relays reporting otherwise: ${off}.`),
       unreadable ? el("p", { class: "failed" }, `Unreadable: ${unreadable}`) : "",
       r.adoptable
-        ? this.button(`Adopt: open ${r.adopt_open.join(", ")}`, { id: "adopt-relays" }, async (e) => {
-          e.target.disabled = true;
-          try {
-            await api("/console/api/relays/adopt", { method: "POST", body: { open_branches: r.adopt_open } });
-            toast("adopt relay positions: done");
-          } catch (err) { toast(`adopt relay positions: ${err.message}`); }
-          this.relays = null;
-          await this.render();
-        })
+        ? this.adoptButton(`Adopt: open ${r.adopt_open.join(", ")}`, "adopt-relays", r.adopt_open)
         : el("p", { class: "failed" }, r.reason));
+  }
+
+  // Adopting posts the open set the operator saw; the server reads every relay again before it takes it.
+  adoptButton(label, id, openBranches) {
+    return this.button(label, { id }, async (e) => {
+      e.target.disabled = true;
+      try {
+        await api("/console/api/relays/adopt", { method: "POST", body: { open_branches: openBranches } });
+        toast("adopt relay positions: done");
+      } catch (err) { toast(`adopt relay positions: ${err.message}`); }
+      this.relays = null;
+      await this.render();
+    });
   }
 
   voltageTable(plan) {
