@@ -82,12 +82,20 @@ DAYAHEAD_STAGE_S = 10.0 + 12.5
 
 def health(port: int, timeout: float = 5.0) -> dict[str, Any] | None:
     """The DSO server's `/api/health` document, or None while it does not answer one."""
+    return health_answer(port, timeout)[0]
+
+
+def health_answer(port: int, timeout: float = 5.0) -> tuple[dict[str, Any] | None, str]:
+    """`health`, and when it is None why (the error, or the answer's HTTP status), for the lab's one line."""
+    started = time.monotonic()
     try:
         with urllib.request.urlopen(f"http://{LOOPBACK}:{port}/api/health", timeout=timeout) as answer:
             doc = json.loads(answer.read())
-    except (OSError, ValueError, urllib.error.URLError):
-        return None
-    return doc if isinstance(doc, dict) else None
+    except urllib.error.HTTPError as exc:
+        return None, f"HTTP {exc.code}"
+    except (OSError, ValueError, urllib.error.URLError) as exc:
+        return None, f"{type(exc).__name__} after {time.monotonic() - started:.1f} s: {exc}"
+    return (doc, "") if isinstance(doc, dict) else (None, "not a JSON object")
 
 
 def is_ready(doc: dict[str, Any] | None) -> bool:
@@ -112,17 +120,22 @@ def wait_ready(
     process: subprocess.Popen[bytes], port: int, status_file: Path, timeout: float, log: Path
 ) -> int:
     """The DSO server's HTTP port once its loop's node is ready (see the module's contract)."""
-    deadline = time.monotonic() + timeout
+    started = time.monotonic()
+    deadline = started + timeout
     bound = wait_for_listener(process, port, timeout)
+    listened = time.monotonic() - started
     if bound is None:
         if process.poll() is None:
             raise TestbedError(f"the DSO server did not listen within {timeout:.0f} s; see {log}")
         text = log.read_text(encoding="utf-8", errors="replace").lower() if log.exists() else ""
         taken = f": port {port} is taken by another process" if "address already in use" in text else ""
         raise TestbedError(f"the DSO server exited with {process.returncode}{taken}; see {log}")
-    missing = "a health answer"
+    missing, polls, unanswered = "a health answer", 0, ""
     while time.monotonic() < deadline and process.poll() is None:
-        doc = health(bound)
+        doc, why = health_answer(bound)
+        polls += 1
+        if doc is None:
+            unanswered = f"; the last unanswered poll: {why}"
         if not is_ready(doc):
             missing = not_ready(doc)
         elif not status_file.exists():
@@ -131,7 +144,10 @@ def wait_ready(
             return bound
         time.sleep(0.1)
     gone = f" (it exited with {process.returncode})" if process.poll() is not None else ""
-    raise TestbedError(f"the DSO server listened but never showed {missing}{gone}; see {log}")
+    raise TestbedError(
+        f"the DSO server listened but never showed {missing}{gone} (it listened {listened:.1f} s into its "
+        f"{timeout:.0f} s; {polls} polls of /api/health{unanswered}); see {log}"
+    )
 
 
 @dataclass(frozen=True)
