@@ -3,24 +3,27 @@ within the interval, not when the next plan is refused.
 
 Promises: `RelayWatch.check(topology)` reads every relay the driver names (`switching_adopt.read_relays`: all
 at once where the driver can) under the relays' lock (one writer per relay: read during an operator's
-switching, a relay would seem to move by itself), and judges the reading against the open set the DSO holds
-at that moment (`topology.open_set`, read under the same lock): a relay that reports another position
-(closed while held open, open while held closed, operating) or cannot be read is found (`WatchFinding`).
-While a finding stands, `alarm` names each such relay and what it reports, for `/api/health` and the log; it
-clears once every relay reads where the DSO holds it, or once the DSO holds another open set (a plan or an
-adoption, each of which read every relay first) until the next read. Each change of what is found - which relays and what
-they report, not the wording of a read error - is recorded once on the DSO chain, not every interval: an
-`operator_action` by the node (`WATCH_OPERATOR`) naming no transaction, whose action (128 characters at
-most) says the relays and what they report, or that they agree again. A change is read once more before it
-is recorded (a writer that moved a relay and set the open set in two steps is not a change). A finding that
-says less than the chain's last record against the same open set (every relay agrees again, or some do, or
-one recorded off is now unreadable) is recorded only when the next check finds it too: a relay that answers
-every other interval is recorded once, not every interval (the alarm still follows every read, and a finding
-that says more is recorded at once). After `RECEDING_CHECKS` such checks in a row, none read twice running
-(two relays flapping out of step, or one flapping while another is put right), the record is brought down,
-relay by relay, to what those checks read (`settled`): a relay the record names that none of them read so is
-recorded as they all read it, so another relay's flapping never keeps a real change off the chain, and one
-that some check read as recorded keeps its record (relays flapping out of step make no record per interval).
+switching, a relay would seem to move by itself), and judges the reading against the open set the DSO holds at
+that moment (`topology.open_set`, read under the same lock): a relay that reports another position (closed
+while held open, open while held closed, operating) or cannot be read is found (`WatchFinding`). While a
+finding stands, `alarm` names each such relay and what it reports, for `/api/health` and the log; it clears
+once every relay reads where the DSO holds it, or once the DSO holds another open set (a plan or an adoption,
+each of which read every relay first) until the next read. Each change of what is found - which relays and
+what they report, not the wording of a read error - is recorded once on the DSO chain, not every interval: an
+`operator_action` by the node (`WATCH_OPERATOR`) naming no transaction, whose action (128 characters at most)
+says the relays and what they report, or that they agree again. A change is read once more before it is
+recorded (a writer that moved a relay and set the open set in two steps is not a change); the later read is
+the check's finding, so where the two disagree (a relay moved between them) the alarm follows it at once, and
+one that says more than the record is recorded when the next check finds it too (until then that check counts
+for none of the rules below). A finding that says less than the chain's last record against the same open set
+(every relay agrees again, or some do, or one recorded off is now unreadable) is recorded only when the next
+check finds it too: a relay that answers every other interval is recorded once, not every interval (the alarm
+still follows every read, and a finding that says more is recorded at once). After `RECEDING_CHECKS` such
+checks in a row, none read twice running (two relays flapping out of step, or one flapping while another is
+put right), the record is brought down, relay by relay, to what those checks read (`settled`): a relay the
+record names that none of them read so is recorded as they all read it, so another relay's flapping never
+keeps a real change off the chain, and one that some check read as recorded keeps its record (relays flapping
+out of step make no record per interval).
 A record the chain refuses or does not make final in time is not sent again; one whose submit raised is, at
 the next check.
 Never commands a relay and never adopts: the DSO's open set changes only by a plan, the start's rule or an
@@ -168,18 +171,21 @@ class RelayWatch:
     async def check(self, topology: Any) -> WatchFinding | None:
         """Read and judge every relay now; alarm while a finding stands; record each change once."""
         try:
-            found = await asyncio.to_thread(self.read, topology)
+            first = found = await asyncio.to_thread(self.read, topology)
             if found is not None and found.key != self.recorded:  # a change: read once more before it counts
-                again = await asyncio.to_thread(self.read, topology)
-                if again is None or (again.key != found.key and again.key != self.recorded):
-                    return None  # still moving: judged at the next check
-                found = again
+                found = await asyncio.to_thread(self.read, topology)
         except Exception:  # a read must never stop the node: the next interval reads again
             log.exception("reading the relays between plans failed")
             return None
         if found is None:
             return None
-        self.finding, self.topology = found, topology
+        # the later read is the field now, even where the two disagree (a relay moved between them): the
+        # alarm follows it at once, and it counts as read twice when this check's first read or the last
+        # check's finding found the same (before, a check whose reads disagreed kept the last finding)
+        before, self.finding, self.topology = self.finding, found, topology
+        read_twice = any(
+            f is not None and (f.key, f.held_open) == (found.key, found.held_open) for f in (first, before)
+        )
         if found.key == self.recorded:
             self.receding = ()
             return found
@@ -205,6 +211,12 @@ class RelayWatch:
                 if self.recedes(found):  # this check still counts towards the next: read twice, recorded
                     self.receding = (found,)
                 return found
+        elif not read_twice:  # says more than the record, but read once: it may be a relay moving
+            log.info(  # nor does it count for or against `receding`: not yet known to be a reading
+                "relays read between plans: %s; read once, recorded if the next read finds it too",
+                found.alarm() or "every relay reads as the DSO holds it again",
+            )
+            return found
         else:
             self.receding = ()
         if found.standing:
