@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from peergrid_dso import cli
+from peergrid_dso import check_config, cli
 
 from .test_h5_check_config_console_state import UNTOUCHED, a_console_db, config, refused
 from .test_h7_check_config_torn import copies
@@ -79,7 +79,7 @@ def test_a_sound_file_a_server_commits_into_throughout_is_judged_ok(
     path, state = config(tmp_path)
     db = a_console_db(state, 30)
     try:
-        monkeypatch.setattr(cli, "SETTLE_PAUSES_S", (0.0, 0.0, 0.0, 0.0))
+        monkeypatch.setattr(check_config, "SETTLE_PAUSES_S", (0.0, 0.0, 0.0, 0.0))
         made = copies(monkeypatch, lambda _n, _target: db.add_audit(99.0, {"action": "operate"}))
         assert cli.main(["check-config", "--config", str(path)]) == 0
         assert capsys.readouterr() == (f"{path}: ok (no loop section)\n", "")  # before: 'not judged'
@@ -109,13 +109,13 @@ def test_a_main_file_that_moved_or_a_log_cut_short_while_copied_is_copied_again(
         copies(monkeypatch, lambda _n, _target, change=change: change())
         target = tmp_path / what / "copy"
         target.parent.mkdir()
-        seen[what] = cli.steady_copy(path, target)
+        seen[what] = check_config.steady_copy(path, target)
     assert seen.pop("grew") is not None
     assert seen == {"cut short": None, "went": None, "main moved": None}
     wal.unlink()  # and a log that came
     copies(monkeypatch, lambda _n, _target: wal.write_bytes(b"log"))
     (tmp_path / "came").mkdir()
-    assert cli.steady_copy(path, tmp_path / "came" / "copy") is None
+    assert check_config.steady_copy(path, tmp_path / "came" / "copy") is None
 
 
 def test_each_copy_is_removed_once_judged(
@@ -133,7 +133,7 @@ def test_each_copy_is_removed_once_judged(
         checkpointer.close()
 
     try:
-        monkeypatch.setattr(cli, "SETTLE_PAUSES_S", (0.0, 0.0, 0.0, 0.0))
+        monkeypatch.setattr(check_config, "SETTLE_PAUSES_S", (0.0, 0.0, 0.0, 0.0))
         copies(monkeypatch, checkpoints)
         assert cli.main(["check-config", "--config", str(path)]) == 0
         assert "not judged" in capsys.readouterr().err
