@@ -20,7 +20,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from peergrid_dso import cli
+from peergrid_dso import check_config, cli
 from peergrid_dso.auth.store import ConsoleDb
 
 from .test_h5_check_config_console_state import UNTOUCHED, a_console_db, config, files, refused
@@ -70,7 +70,7 @@ def copies(monkeypatch: pytest.MonkeyPatch, after_main: Callable[[int, str], Non
             after_main(made.count(Path(source).name) - 1, target)
         return target
 
-    monkeypatch.setattr(cli, "shutil", SimpleNamespace(copyfile=copyfile, rmtree=shutil.rmtree))
+    monkeypatch.setattr(check_config, "shutil", SimpleNamespace(copyfile=copyfile, rmtree=shutil.rmtree))
     return made
 
 
@@ -105,7 +105,7 @@ def test_a_file_written_throughout_is_not_judged_one_warning_exit_0(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     path, state, server = running
-    monkeypatch.setattr(cli, "SETTLE_PAUSES_S", (0.0, 0.0, 0.0, 0.0))
+    monkeypatch.setattr(check_config, "SETTLE_PAUSES_S", (0.0, 0.0, 0.0, 0.0))
     made = copies(monkeypatch, lambda _n, _target: server.writes_and_checkpoints())
     out, err = passed(path, capsys)
     assert out == f"{path}: ok (no loop section, 1 warning)\n"
