@@ -1,6 +1,18 @@
 // Operations: enrolment queue, reconfiguration plans (before/after, approve and execute), the relays' reported
 // positions (the closed loop's relay watch while its alarm stands; read, adopt), the audit trail.
+// Follows the live feed (/console/api/events): a feeder event that changes what this view shows of the feeder (the
+// relay watch's alarm and reports, the open set) or an operations event reloads it; a slow poll stands in for a
+// dropped feed. It re-renders only when what it shows changed, and never while an operator's action is in flight
+// (a re-render would enable that action's button again and drop its progress note): the action's end renders.
 import { api, canOperate, el, svg, toast, fmt, short } from "./api.js";
+
+const FALLBACK_POLL_MS = 15000;  // the feed says when something changed; this only covers a feed that dropped
+
+// What a feeder event carries that this view shows or follows: the relay watch (its alarm stands first in the
+// alarm list; the branches whose relay reports otherwise) and the open set (a plan executed, relays adopted).
+function feederKey(s) {
+  return JSON.stringify([s.open_branches, s.alarms, s.branches.filter((b) => b.relay_reports).map((b) => [b.number, b.relay_reports])]);
+}
 
 // Bus voltages before and after a plan, against the feeder's lower limit.
 function voltageProfile(plan, vmin) {
@@ -24,30 +36,71 @@ function voltageProfile(plan, vmin) {
 }
 
 export class OperationsView {
-  constructor(root) { this.root = root; }
+  constructor(root) { this.root = root; this.acting = 0; this.loads = 0; this.shown = null; }
 
   async start() {
-    await this.render();
-    this.timer = setInterval(() => this.render().catch(() => {}), 3000);
+    this.stop();
+    this.running = true;
+    this.source = new EventSource("/console/api/events");
+    this.source.addEventListener("feeder", (ev) => {
+      const key = feederKey(JSON.parse(ev.data));
+      if (key !== this.feederSeen) { this.feederSeen = key; this.refresh(); }
+    });
+    this.source.addEventListener("operations", () => this.refresh());
+    this.source.addEventListener("logout", () => { this.stop(); window.dispatchEvent(new Event("console-logout")); });
+    this.timer = setInterval(() => this.refresh(), FALLBACK_POLL_MS);
+    await this.load(true);
   }
 
-  stop() { clearInterval(this.timer); }
+  stop() {
+    this.running = false;
+    clearInterval(this.timer);
+    this.source?.close();
+    this.source = null;
+    this.feederSeen = null;
+  }
 
-  async act(path, what) {
-    try {
-      const r = await api(path, { method: "POST" });
-      toast(`${what}: done`);
-      await this.render();
-      return r;
-    } catch (e) { toast(`${what}: ${e.message}`); await this.render(); return null; }
+  // Fetch the view and render it when it changed (`force`: also when not, after an action or on opening).
+  // Dropped: a load that an action started after, or a later load overtook.
+  async load(force = false) {
+    if (this.acting || !this.running) return;
+    const mine = ++this.loads;
+    const ops = await api("/console/api/operations");
+    if (this.acting || !this.running || mine !== this.loads) return;
+    const text = JSON.stringify(ops);
+    if (!force && text === this.shown) return;
+    this.shown = text;
+    this.render(ops);
+  }
+
+  refresh(force = false) { return this.load(force).catch(() => {}); }  // the feed or the poll: the next one retries
+
+  // An operator's action: no re-render while it is in flight; its end renders what it left (the button enabled
+  // again, a toast already said how it went) - or, if that load fails, the next one does, changed or not.
+  async hold(action) {
+    this.acting += 1;
+    try { return await action(); } finally {
+      this.acting -= 1;
+      this.shown = null;
+      if (!this.acting) await this.refresh(true);
+    }
+  }
+
+  act(path, what) {
+    return this.hold(async () => {
+      try {
+        const r = await api(path, { method: "POST" });
+        toast(`${what}: done`);
+        return r;
+      } catch (e) { toast(`${what}: ${e.message}`); return null; }
+    });
   }
 
   button(label, attrs, onclick) {
     return el("button", { type: "button", disabled: !canOperate(), title: canOperate() ? "" : "operators only", ...attrs, onclick }, label);
   }
 
-  async render() {
-    const ops = await api("/console/api/operations");
+  render(ops) {
     this.vmin = ops.vmin_limit;
     const planning = el("span", { id: "planning" });
     this.root.replaceChildren(
@@ -72,10 +125,10 @@ export class OperationsView {
       el("div", { class: "card", id: "relay-positions" }, el("h2", {}, "Relay positions"),
         el("p", { class: "hint" }, "A plan is refused while a relay reports another position than the DSO holds (after a restart, a hand operation, a failed rollback). Read the relays and adopt what they report: only when every relay reads, none is moving and the result is radial."),
         ops.relay_watch ? this.watchView(ops.relay_watch) : "",
-        this.button("Read the relays", { id: "read-relays" }, async () => {
-          try { this.relays = await api("/console/api/relays"); } catch (e) { toast(`read relays: ${e.message}`); }
-          await this.render();
-        }),
+        this.button("Read the relays", { id: "read-relays" }, (e) => this.hold(async () => {
+          e.target.disabled = true;
+          try { this.relays = await api("/console/api/relays"); } catch (err) { toast(`read relays: ${err.message}`); }
+        })),
         this.relays ? this.relayView(this.relays) : ""),
       el("div", { class: "card" }, el("h2", {}, "Enrolment queue"),
         ops.enrolment.length ? "" : el("p", { class: "hint" }, "No MGMC has asked to enrol yet (signed requests with a one-time token arrive on /api/dso/enrolment)."),
@@ -120,15 +173,14 @@ export class OperationsView {
 
   // Adopting posts the open set the operator saw; the server reads every relay again before it takes it.
   adoptButton(label, id, openBranches) {
-    return this.button(label, { id }, async (e) => {
+    return this.button(label, { id }, (e) => this.hold(async () => {
       e.target.disabled = true;
       try {
         await api("/console/api/relays/adopt", { method: "POST", body: { open_branches: openBranches } });
         toast("adopt relay positions: done");
       } catch (err) { toast(`adopt relay positions: ${err.message}`); }
       this.relays = null;
-      await this.render();
-    });
+    }));
   }
 
   voltageTable(plan) {

@@ -1,0 +1,204 @@
+"""C1 (session 19): the Operations view follows the live feed, in headless Chromium against a live lab server.
+
+Before, ops.js re-rendered every 3 s from `/console/api/operations` and did not listen to the feed
+(`/console/api/events`): the relay watch's card came up to 3 s after the feeder view's alarm, and each poll
+re-rendered the view, also under an operator's action in flight (its button enabled again, its progress note
+gone). Now a feeder event that changes what the view shows reloads it, a 15-s poll covers a dropped feed, and
+an action in flight holds every re-render until its end. The page's timers run on Playwright's clock, paused:
+whatever the view does between the test's own steps of that clock, the feed made it do.
+
+The server is the lab one (in-memory relays, no market, no drift) on a loopback port; the relay watch stands
+in for the node's as in test_h6_relay_watch_console: relays put another way by hand, then read.
+"""
+
+from __future__ import annotations
+
+import shutil
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+import uvicorn
+
+from console.helpers import CHROMIUM, CHROMIUM_ARGS
+from console.test_browser import logged_in
+from console.test_h6_relay_watch_console import read, watching
+from peergrid_dso.app import create_app
+from peergrid_dso.config import DsoSettings
+
+playwright_api = pytest.importorskip("playwright.sync_api")
+expect = playwright_api.expect
+pytestmark = [
+    pytest.mark.skipif(shutil.which(CHROMIUM) is None, reason="Debian's chromium is not installed"),
+    pytest.mark.xdist_group("console-browser"),
+]
+WAIT_MS = (
+    20_000  # how long an expectation may wait for the feed; a bound against hanging, not a figure tested
+)
+# every EventSource the page opens (so the test sees the view close its own) and the feeder events each heard
+SOURCES = """(() => {
+  const Native = window.EventSource;
+  window.sources = [];
+  window.EventSource = class extends Native {
+    constructor(...args) {
+      super(...args);
+      window.sources.push(this);
+      this.feeder = 0;
+      this.addEventListener("feeder", () => { this.feeder += 1; });  // runs before the view's own listener
+    }
+  };
+})()"""
+
+
+class LabServer:
+    """The lab DSO server with its console, served by uvicorn on a thread: its URL, app and relay watch."""
+
+    def __init__(self, users_file: Path) -> None:
+        settings = DsoSettings.model_validate(
+            {
+                "console": {
+                    "users_file": str(users_file),
+                    "lab_market": False,
+                    "lab_drift": False,
+                    "refresh_s": 0.2,
+                }
+            }
+        )
+        self.app = create_app(settings, listen=False)
+        self.server = uvicorn.Server(
+            uvicorn.Config(
+                self.app, host="127.0.0.1", port=0, log_level="warning", timeout_graceful_shutdown=2
+            )
+        )
+        self.thread = threading.Thread(target=self.server.run, name="c1-lab-server", daemon=True)
+
+    def __enter__(self) -> LabServer:
+        self.thread.start()
+        deadline = time.monotonic() + 30
+        while not self.server.started and time.monotonic() < deadline:
+            assert self.thread.is_alive(), "the lab server stopped while starting"
+            time.sleep(0.05)
+        assert self.server.started, "the lab server did not start in 30 s"
+        self.url = f"http://127.0.0.1:{self.server.servers[0].sockets[0].getsockname()[1]}"
+        self.relays, self.watch, self.dso = watching(SimpleNamespace(app=self.app))  # type: ignore[arg-type]
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.server.should_exit = True
+        self.thread.join(15)
+
+    def tie_closed_by_hand(self) -> None:
+        """Tie 33 closed and branch 7 opened in the field (radial: adoptable), and the watch's read of it."""
+        self.relays.inner.closed[33], self.relays.inner.closed[7] = True, False
+        # on a thread of its own: the watch's read runs an event loop, and Playwright holds this thread's
+        reader = threading.Thread(target=read, args=(self.watch, self.dso))
+        reader.start()
+        reader.join(30)
+        assert self.watch.alarm is not None
+
+
+@pytest.fixture
+def lab(users_file: Path) -> Iterator[LabServer]:
+    with LabServer(users_file) as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    with playwright_api.sync_playwright() as p:
+        chromium = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            yield chromium
+        finally:
+            chromium.close()
+
+
+def operations(browser: Any, lab: LabServer, user: str = "olga") -> Any:
+    """A logged-in page on the Operations tab with its timers on a paused clock (the poll fires only when the
+    test runs that clock)."""
+    page = logged_in(browser, lab, user)
+    page.add_init_script(SOURCES)
+    page.clock.install()
+    page.reload()  # the clock and the EventSource count from the page's start; the session cookie stays
+    page.wait_for_selector("#tabs:not([hidden])")
+    page.clock.pause_at(page.evaluate("Date.now()") / 1000 + 1)  # Python: seconds
+    page.evaluate("location.hash = '#operations'")
+    page.wait_for_selector("#relay-positions")
+    return page
+
+
+def test_the_relay_watch_card_comes_with_the_feed_and_the_view_closes_its_feed_when_left(
+    browser: Any, lab: LabServer
+) -> None:
+    page = operations(browser, lab)
+    assert page.locator("#relay-watch").count() == 0
+    lab.tie_closed_by_hand()
+    card = page.locator("#relay-watch")
+    expect(card).to_be_visible(timeout=WAIT_MS)  # before: only the 3-s poll brought it, and its clock stands
+    expect(card.locator('tr[data-branch="33"]')).to_contain_text("closed")
+    expect(page.locator("#adopt-watch")).to_have_text("Adopt what the relays report: open 7, 34, 35, 36, 37")
+    page.click("#adopt-watch")
+    expect(card).to_have_count(0, timeout=WAIT_MS)
+    assert sorted(lab.dso.open_set) == [7, 34, 35, 36, 37]
+    mine = page.evaluate("window.sources.length - 1")  # the feeder view's came and went before
+    assert page.evaluate(f"[window.sources[{mine}].url, window.sources[{mine}].readyState]") == [
+        lab.url + "/console/api/events",
+        1,  # open
+    ]
+    page.evaluate("location.hash = '#feeder'")
+    page.wait_for_function("(n) => window.sources.length > n", arg=mine + 1)  # the feeder view's own again
+    assert page.evaluate(f"window.sources[{mine}].readyState") == 2  # closed
+    assert not page.errors
+    page.context.close()
+
+
+def test_nothing_re_renders_the_view_while_an_operators_action_is_in_flight(
+    browser: Any, lab: LabServer
+) -> None:
+    page = operations(browser, lab)
+    held: list[Any] = []
+    page.route("**/console/api/plans", lambda route: held.append(route))  # the proposal waits for the test
+    page.click("#propose-plan")
+    page.wait_for_function("() => document.querySelector('#planning').textContent.includes('solving')")
+    assert held and page.is_disabled("#propose-plan")
+    page.evaluate("document.querySelector('#propose-plan').dataset.before = 'the action'")
+    loads: list[str] = []
+    page.on("request", lambda r: loads.append(r.url) if r.url.endswith("/console/api/operations") else None)
+    # a listener of the test's own as well: the feed is heard on the page however the view listens
+    page.evaluate("() => { window.probe = new EventSource('/console/api/events'); }")
+    page.wait_for_function("() => window.probe.feeder > 0")
+    heard = page.evaluate("window.sources.map((s) => s.feeder)")
+    lab.tie_closed_by_hand()  # the feed says so while the proposal is in flight: every open source hears it
+    page.wait_for_function(
+        "(n) => window.sources.every((s, i) => s.readyState === 2 || s.feeder > n[i])", arg=heard
+    )
+    page.clock.run_for(16_000)  # and the fallback poll comes due (before: the 3-s poll, five times)
+    # a round trip from the page after them: a load they started was requested before it
+    assert page.evaluate("async () => (await fetch('/console/api/session')).ok")
+    assert loads == [], "the view reloaded while the operator's action was in flight"
+    assert page.get_attribute("#propose-plan", "data-before") == "the action", "the view re-rendered"
+    assert page.is_disabled("#propose-plan") and "solving" in page.text_content("#planning")
+    assert page.locator("#relay-watch").count() == 0
+    held[0].continue_()
+    expect(page.locator("#toast")).to_contain_text("compute plan: done", timeout=WAIT_MS)
+    expect(page.locator("#relay-watch")).to_be_visible(timeout=WAIT_MS)  # the action's end rendered it all
+    expect(page.locator("#plans tbody tr")).to_have_count(1)
+    assert page.is_enabled("#propose-plan") and page.get_attribute("#propose-plan", "data-before") is None
+    assert not page.errors
+    page.context.close()
+
+
+def test_the_slow_poll_stands_in_for_a_dropped_feed(browser: Any, lab: LabServer) -> None:
+    page = operations(browser, lab, "vera")  # a viewer sees the card too
+    page.route("**/console/api/events", lambda route: route.abort())
+    page.evaluate("window.sources.forEach((s) => s.close())")  # the feed is gone and does not come back
+    lab.tie_closed_by_hand()
+    page.clock.run_for(15_000)
+    expect(page.locator("#relay-watch")).to_be_visible(timeout=WAIT_MS)
+    expect(page.locator("#relay-watch")).to_contain_text("Relay watch: the DSO holds open 33, 34, 35, 36, 37")
+    assert page.is_disabled("#adopt-watch")  # operators only
+    page.context.close()
