@@ -1,13 +1,13 @@
 """The MQTT adapter of `Transport` (paho-mqtt 2): QoS 1 on the design's topics, reconnect with back-off.
 
 Promises: subscribes, on every (re)connect, to each chain's tx, consensus and block topics and to this node's
-own sync topic; hands every arriving payload to `deliver(chain, kind, payload)` on paho's network thread (the
-caller moves it to its own loop); payloads over `max_payload` are dropped and counted here without being
-read further, and one this node would publish over it is dropped and counted before it leaves
-(`dropped_outgoing_oversized`): every receiver would drop it, and the broker's `max_packet_size` (just above
-the largest envelope) would disconnect this node for it, paho sending it again on every reconnect. Publishing
-while disconnected is queued by paho and sent after reconnecting; nothing depends
-on the broker keeping messages. Reconnects back off from 0.1 s to `max_backoff_s`.
+own sync topic, and sets `connected` once the broker granted them (SUBACK); hands every arriving payload to
+`deliver(chain, kind, payload)` on paho's network thread (the caller moves it to its own loop); payloads over
+`max_payload` are dropped and counted here without being read further, and one this node would publish over it
+is dropped and counted before it leaves (`dropped_outgoing_oversized`): every receiver would drop it, and the
+broker's `max_packet_size` (just above the largest envelope) would disconnect this node for it, paho sending it
+again on every reconnect. Publishing while disconnected is queued by paho and sent after reconnecting; nothing
+depends on the broker keeping messages. Reconnects back off from 0.1 s to `max_backoff_s`.
 Must never block the caller's event loop, and never raise from a callback.
 """
 
@@ -16,9 +16,12 @@ from __future__ import annotations
 import threading
 from collections import Counter
 from collections.abc import Callable
+from typing import Any
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
+from paho.mqtt.properties import Properties
+from paho.mqtt.reasoncodes import ReasonCode
 
 from .transport import BLOCK, CONSENSUS, MAX_ENVELOPE_BYTES, SYNC, TX, topic
 
@@ -56,6 +59,8 @@ class MqttTransport:
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect
         client.on_message = self._on_message
+        client.on_subscribe = self._on_subscribe
+        self._subscribing: int | None = None  # the mid of this connection's SUBSCRIBE
         self.client = client
 
     def start(self) -> None:
@@ -80,7 +85,19 @@ class MqttTransport:
             self.stats["connect_refused"] += 1
             return
         self.stats["connects"] += 1
-        client.subscribe([(t, 1) for t in self._routes])
+        _rc, self._subscribing = client.subscribe([(t, 1) for t in self._routes])
+
+    def _on_subscribe(
+        self, _client: mqtt.Client, _userdata: Any, mid: int, reasons: list[ReasonCode], _props: Properties
+    ) -> None:
+        """`connected` once the broker granted this connection's subscriptions (its SUBACK): set on CONNACK, a
+        message published at once could reach the broker before them and never arrive (ci19b: a test's first
+        publish after `connected` was never delivered while its second was)."""
+        if mid != self._subscribing:
+            return
+        if any(reason.is_failure for reason in reasons):
+            self.stats["subscribe_refused"] += 1
+            return
         self.connected.set()
 
     def _on_disconnect(self, *_args: object) -> None:
