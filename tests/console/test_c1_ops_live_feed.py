@@ -3,9 +3,11 @@
 Before, ops.js re-rendered every 3 s from `/console/api/operations` and did not listen to the feed
 (`/console/api/events`): the relay watch's card came up to 3 s after the feeder view's alarm, and each poll
 re-rendered the view, also under an operator's action in flight (its button enabled again, its progress note
-gone). Now a feeder event that changes what the view shows reloads it, a 15-s poll covers a dropped feed, and
-an action in flight holds every re-render until its end. The page's timers run on Playwright's clock, paused:
-whatever the view does between the test's own steps of that clock, the feed made it do.
+gone). Now a feeder event that changes what the view shows reloads it, and so does an operations event (a
+plan, an enrolment or an audit entry changed: the feeder snapshot does not carry those), a 15-s poll covers a
+dropped feed, and an action in flight holds every re-render until its end. The page's timers run on
+Playwright's clock, paused: whatever the view does between the test's own steps of that clock, the feed made
+it do.
 
 The server is the lab one (in-memory relays, no market, no drift) on a loopback port; the relay watch stands
 in for the node's as in test_h6_relay_watch_console: relays put another way by hand, then read.
@@ -21,6 +23,7 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
+import httpx
 import pytest
 import uvicorn
 
@@ -29,6 +32,8 @@ from console.test_browser import logged_in
 from console.test_h6_relay_watch_console import read, watching
 from peergrid_dso.app import create_app
 from peergrid_dso.config import DsoSettings
+from peergrid_dso.services.enrolment import enrolment_digest
+from peergrid_ledger.keys import Keypair
 
 playwright_api = pytest.importorskip("playwright.sync_api")
 expect = playwright_api.expect
@@ -201,4 +206,20 @@ def test_the_slow_poll_stands_in_for_a_dropped_feed(browser: Any, lab: LabServer
     expect(page.locator("#relay-watch")).to_be_visible(timeout=WAIT_MS)
     expect(page.locator("#relay-watch")).to_contain_text("Relay watch: the DSO holds open 33, 34, 35, 36, 37")
     assert page.is_disabled("#adopt-watch")  # operators only
+    page.context.close()
+
+
+def test_an_enrolment_request_comes_with_the_feed(browser: Any, lab: LabServer) -> None:
+    page = operations(browser, lab, "vera")
+    expect(page.locator("#enrolment tbody tr")).to_have_count(0)
+    mgmc, anonym = Keypair.generate(), Keypair.generate()
+    token = lab.dso.enrolment.issue_token()
+    signature = mgmc.sign(enrolment_digest(token, mgmc.public, anonym.public, "mg7"))
+    body = {"token": token, "mgmc": mgmc.public.hex(), "anonym": anonym.public.hex(), "label": "mg7",
+            "signature": signature.hex()}  # fmt: skip
+    assert httpx.post(lab.url + "/api/dso/enrolment", json=body).status_code == 201  # as an MGMC asks
+    row = page.locator(f'#enrolment tr[data-mgmc="{mgmc.public.hex()}"]')
+    expect(row).to_be_visible(timeout=WAIT_MS)  # before: only the poll brought it, and its clock stands
+    expect(row).to_contain_text("mg7")
+    assert not page.errors
     page.context.close()

@@ -73,6 +73,14 @@ class ConsoleState:
         found = standing(self.relay_watch())
         return watch_view(found, self.grid.feeder) if found is not None else None
 
+    def operations_version(self) -> int:
+        """Changes when the Operations view's plans, enrolment queue or audit trail do (the relay watch it
+        also shows moves the feeder snapshot's version instead), so the SSE stream can announce them. Cheap:
+        ids, statuses and counts, no view built; each dict copied in one step (other threads add to them)."""
+        plans = [(p.id, p.status, len(p.steps), len(p.chain), p.alarm) for p in list(self.ops.plans.values())]
+        enrolled = [(e.mgmc, e.status) for e in list(self.dso.enrolment.enrolments.values())]
+        return hash((tuple(plans), tuple(enrolled), len(self.ops.audit))) & 0xFFFFFFFF
+
     def market_view(self) -> dict[str, Any]:
         if self.live_market is not None:
             try:

@@ -1,5 +1,7 @@
-"""The operator console's HTTP surface: login/logout/session, static assets, live feeder events (SSE), the
-console-facing JSON for the feeder, market, ledger explorer and operations.
+"""The operator console's HTTP surface: login/logout/session, static assets, live events (SSE: the feeder
+snapshot when it changes, each interval the closed loop finishes, a version of the operations view's plans,
+enrolment queue and audit when it changes), the console-facing JSON for the feeder, market, ledger explorer
+and operations.
 
 Promises: every `/console/api` route except login needs a live session (cookie `pg_session`, HttpOnly,
 SameSite=Strict); every state-changing route also needs the session's CSRF token and our own origin; operator
@@ -141,6 +143,7 @@ async def events(request: Request, s: Session = Depends(viewer)) -> StreamingRes
     async def stream() -> AsyncIterator[bytes]:
         last, idle = None, 0.0
         seen = state.intervals[-1] if state.intervals else None
+        operations_seen = state.operations_version()
         yield b"retry: 2000\n\n"
         while not await request.is_disconnected():
             if state.sessions.get(s.sid) is None:
@@ -150,6 +153,10 @@ async def events(request: Request, s: Session = Depends(viewer)) -> StreamingRes
             if latest is not seen:  # the closed loop finished an interval: views that show it reload
                 seen = latest
                 yield f"event: interval\ndata: {json.dumps(latest)}\n\n".encode()
+            operations_now = state.operations_version()
+            if operations_now != operations_seen:  # a plan, an enrolment, an audit entry: that view reloads
+                operations_seen = operations_now
+                yield f"event: operations\ndata: {json.dumps({'version': operations_now})}\n\n".encode()
             state.tick()
             snap = await asyncio.to_thread(state.grid.snapshot)
             if snap["version"] != last:
