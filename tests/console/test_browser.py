@@ -210,8 +210,9 @@ def test_an_approved_plan_moves_the_relays(browser: Any, bed: LiveTestbed) -> No
     assert sorted(b for b, closed in relays.items() if not closed) == target  # read back from firmware-sim
     for branch in target:
         watcher.locator(f'rect[data-branch="{branch}"][data-closed="false"]').wait_for(timeout=15_000)
-    # the page's 3-s poll can show the plan executed before the console sealed its operator_action (status
-    # first, then the seal, which waits a final block: the POST answers after both): wait for the chain entry
+    # the page (its feed, or its fallback poll) can show the plan executed before the console sealed its
+    # operator_action (status first, then the seal, which waits a final block: the POST answers after both):
+    # wait for the chain entry
     executed = _wait(
         f"{plan_id}'s chain entry",
         lambda: next(
