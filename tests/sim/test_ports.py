@@ -163,3 +163,36 @@ def test_the_fault_tests_broker_restart_on_a_taken_port_ends_the_testbed_clearly
             ClosedLoop(1).handle_requests(bed)
     finally:
         broker.stop()
+
+
+# Listens for 10 ms on a new port (bind 0) every 12 ms for a second - as paho's socket-pair listener does, for
+# about 0.25 ms, in every DSO and edge daemon as its MQTT client starts - and only then on its server's port,
+# which it prints, until stdin closes
+FLICKERING = """
+import socket, sys, time
+began = time.monotonic()
+while time.monotonic() - began < 1.0:
+    brief = socket.create_server(("127.0.0.1", 0))
+    time.sleep(0.01)
+    brief.close()
+    time.sleep(0.002)
+server = socket.create_server(("127.0.0.1", 0))
+print(server.getsockname()[1], flush=True)
+sys.stdin.read()
+"""
+
+
+def test_a_listener_that_lives_for_a_moment_is_not_taken_for_the_server() -> None:
+    # (R32) before, port 0 meant the first port seen: here almost surely one of the brief ones, which the lab
+    # then polled, refused, until its timeout ('never showed its node running in /api/health', ci18c)
+    child = tied_popen(
+        [sys.executable, "-c", FLICKERING], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+    )
+    try:
+        port = wait_for_listener(child, 0, 20)
+        assert child.stdout is not None
+        assert port == int(child.stdout.readline())
+    finally:
+        assert child.stdin is not None
+        child.stdin.close()
+        child.wait(10)

@@ -2,9 +2,11 @@
 
 Promises: `wait_ready(process, port, status_file, timeout)` returns the port once the DSO server's own process
 listens on it (`ports.wait_for_listener`: uvicorn listens only after its lifespan assembled the DSO node - key,
-geneses, stores, feeder, relays, tariff file), its `/api/health` says `ok` with the loop running (and, where
-it shows its health listener, that listener hearing the broker: dso `health_listener`), and the node's status file (`loop.status_file`, written by the ledger node's ticker every 0.2 s once its replicas run)
-exists; it raises `TestbedError` with one line naming what was missing when the process exits or the
+geneses, stores, feeder, relays, tariff file; with port 0 a port the process stopped listening on is learned
+again: the node's MQTT client listens on one for a moment as it starts), its `/api/health` says `ok` with the
+loop running (and, where it shows its health listener, that listener hearing the broker: dso
+`health_listener`), and the node's status file (`loop.status_file`, written by the ledger node's ticker every
+0.2 s once its replicas run) exists; it raises `TestbedError` with one line naming what was missing when the process exits or the
 timeout passes. That is all "ready" can honestly mean before the MGMCs start: the DSO's enrolments (on the
 DSO chain, whose authorities are the DSO and every MGMC: 1 of 7 finalises nothing) and its tariffs (on the
 MGMC chain, the MGMCs' alone) become final only once the MGMCs run. `late(...)` is the one line the lab
@@ -30,9 +32,12 @@ interval moves with it. Binds nothing; speaks HTTP over loopback only.
 
 from __future__ import annotations
 
+import http.client
+import io
 import json
 import math
 import os
+import socket
 import subprocess
 import sys
 import time
@@ -43,7 +48,7 @@ from pathlib import Path
 from typing import Any
 
 from peergrid_sim.broker import LOOPBACK
-from peergrid_sim.ports import wait_for_listener
+from peergrid_sim.ports import listening_ports, wait_for_listener
 from peergrid_sim.processes import TestbedError
 
 START_FILE = "start.json"
@@ -86,16 +91,44 @@ def health(port: int, timeout: float = 5.0) -> dict[str, Any] | None:
 
 
 def health_answer(port: int, timeout: float = 5.0) -> tuple[dict[str, Any] | None, str]:
-    """`health`, and when it is None why (the error, or the answer's HTTP status), for the lab's one line."""
+    """`health`, and when it is None why (the error, or the answer's HTTP status), for the lab's one line. The
+    whole answer within `timeout`, not each read: a socket that sends a byte now and then is no answer (R32: a
+    poll taken for paho's socket pair got one b"0" per MQTT publish, and its status line never ended)."""
     started = time.monotonic()
     try:
-        with urllib.request.urlopen(f"http://{LOOPBACK}:{port}/api/health", timeout=timeout) as answer:
+        with socket.create_connection((LOOPBACK, port), timeout=timeout) as sock:
+            sock.sendall(
+                f"GET /api/health HTTP/1.1\r\nHost: {LOOPBACK}:{port}\r\nConnection: close\r\n\r\n".encode()
+            )
+            answer = http.client.HTTPResponse(_Timed(sock, started + timeout))  # type: ignore[arg-type]
+            answer.begin()
+            if answer.status != 200:
+                return None, f"HTTP {answer.status}"
             doc = json.loads(answer.read())
-    except urllib.error.HTTPError as exc:
-        return None, f"HTTP {exc.code}"
-    except (OSError, ValueError, urllib.error.URLError) as exc:
+    except (OSError, ValueError, http.client.HTTPException) as exc:
         return None, f"{type(exc).__name__} after {time.monotonic() - started:.1f} s: {exc}"
     return (doc, "") if isinstance(doc, dict) else (None, "not a JSON object")
+
+
+class _Timed(io.RawIOBase):
+    """A socket's reads for `http.client.HTTPResponse` (its `makefile`), each given what is left until
+    `deadline` (monotonic s)."""
+
+    def __init__(self, sock: socket.socket, deadline: float) -> None:
+        self.sock, self.deadline = sock, deadline
+
+    def makefile(self, mode: str) -> io.BufferedReader:
+        return io.BufferedReader(self)
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        left = self.deadline - time.monotonic()
+        if left <= 0:
+            raise TimeoutError("the answer did not end in time")
+        self.sock.settimeout(left)
+        return self.sock.recv_into(buffer)
 
 
 def is_ready(doc: dict[str, Any] | None) -> bool:
@@ -130,12 +163,20 @@ def wait_ready(
         text = log.read_text(encoding="utf-8", errors="replace").lower() if log.exists() else ""
         taken = f": port {port} is taken by another process" if "address already in use" in text else ""
         raise TestbedError(f"the DSO server exited with {process.returncode}{taken}; see {log}")
-    missing, polls, unanswered = "a health answer", 0, ""
+    missing, polls, unanswered, relearned = "a health answer", 0, "", ""
     while time.monotonic() < deadline and process.poll() is None:
         doc, why = health_answer(bound)
         polls += 1
         if doc is None:
             unanswered = f"; the last unanswered poll: {why}"
+            if port == 0 and bound not in listening_ports(process.pid):
+                # not the server's: a listener that came and went before it listened (the node's MQTT
+                # client, paho, makes its socket pair through a TCP listener on 127.0.0.1:0 as it starts)
+                again = wait_for_listener(process, 0, max(0.0, deadline - time.monotonic()))
+                if again is not None:
+                    relearned = f"; port {bound} listened only for a moment, then {again}"
+                    bound = again
+                    continue
         if not is_ready(doc):
             missing = not_ready(doc)
         elif not status_file.exists():
@@ -146,7 +187,7 @@ def wait_ready(
     gone = f" (it exited with {process.returncode})" if process.poll() is not None else ""
     raise TestbedError(
         f"the DSO server listened but never showed {missing}{gone} (it listened {listened:.1f} s into its "
-        f"{timeout:.0f} s; {polls} polls of /api/health{unanswered}); see {log}"
+        f"{timeout:.0f} s; {polls} polls of /api/health{unanswered}{relearned}); see {log}"
     )
 
 

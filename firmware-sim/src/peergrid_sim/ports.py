@@ -3,9 +3,12 @@
 Promises: `listening_ports(pid)` returns the TCP ports (IPv4 and IPv6) on which process `pid` holds a socket in
 LISTEN state, read from /proc (Linux, the lab host's OS); an exited process has none. `wait_for_listener`
 waits until the process listens (on `port`, or on any port when `port` is 0, so a child may bind port 0 and
-the launcher learns what the kernel gave it), and returns None as soon as the process exits. Never opens a
-socket: probing a port by connecting to it cannot tell whose listener answered, which is how a broker that
-failed to bind once looked up while a test's clients talked to another test's broker.
+the launcher learns what the kernel gave it: the lowest port it saw listening at two looks in a row, so a
+listener that lives for a moment is not taken for the server - paho's MQTT client makes its socket pair
+through a TCP listener on 127.0.0.1:0, up for about 0.25 ms, as the DSO's web server starts (R32)), and
+returns None as soon as the process exits. Never opens a socket: probing a port by connecting to it cannot
+tell whose listener answered, which is how a broker that failed to bind once looked up while a test's clients
+talked to another test's broker.
 """
 
 from __future__ import annotations
@@ -54,12 +57,16 @@ def listening_ports(pid: int) -> set[int]:
 
 
 def wait_for_listener(process: subprocess.Popen[bytes], port: int, timeout: float) -> int | None:
-    """The port `process` listens on: `port` itself, or (port 0) the lowest it listens on; None when it
-    exited first or the timeout passed."""
+    """The port `process` listens on: `port` itself, or (port 0) the lowest it listened on at two looks in a
+    row, 50 ms apart; None when it exited first or the timeout passed."""
     deadline = time.monotonic() + timeout
+    seen: set[int] = set()  # (port 0) what the last look found
     while time.monotonic() < deadline and process.poll() is None:
         ports = listening_ports(process.pid)
-        if (port == 0 and ports) or port in ports:
-            return port or min(ports)
+        if port in ports:
+            return port
+        if port == 0 and (steady := ports & seen):
+            return min(steady)
+        seen = ports
         time.sleep(0.05)
     return None
