@@ -130,6 +130,9 @@ def still(*states: int) -> list[tuple[int, int | None]]:
 @example(
     [(1, None), (2, 0), (0, None)]
 )  # H9: 37 put right, its first read 5 silent: recorded at the next check
+@example(
+    [(0, None), (1, 3), (3, 1), (1, 3), (3, 1)]
+)  # R33: 37 closed in every read, 5 silent in the later read of one check and the first of the next
 def test_the_chain_is_never_behind_a_reading_that_lasted_two_checks(
     steps: list[tuple[int, int | None]],
 ) -> None:
@@ -143,11 +146,13 @@ def test_the_chain_is_never_behind_a_reading_that_lasted_two_checks(
     # (a check that read it once counts for none of the rules after it, as a check that could not read)
     relays, topology, chain, watch = watched_moving()
     previous, since = None, []  # the findings since the chain's last record
+    previous_reads: tuple[Any, ...] = ()  # the keys of every read the last check took (R33)
     for first, then in steps:
         relays.hands = [relays.put(*STATES[first])] + ([] if then is None else [relays.put(*STATES[then])])
         made, before = len(chain.actions), watch.recorded
         found = check(watch, topology)
         last = STATES[first if then is None or relays.hands else then]  # a hand left: no second read
+        reads = (key(*STATES[first]),) if then is None or relays.hands else (key(*STATES[first]), key(*last))
         relays.hands.clear()
         assert found is not None and found.key == key(*last) and watch.alarm == found.alarm()
         assert len(chain.actions) - made <= 1
@@ -155,10 +160,10 @@ def test_the_chain_is_never_behind_a_reading_that_lasted_two_checks(
             assert watch.recorded == found.key
         known = {b for b, _ in before[0]} | set(before[1])
         if set(found.off) - set(before[0]) or {b for b, _ in found.unreadable} - known:
-            read_twice = found.key in (previous, key(*STATES[first]))
+            read_twice = found.key in (*previous_reads, key(*STATES[first]))
             assert watch.recorded == (found.key if read_twice else before)  # off or silent, unsaid before
             if not read_twice:  # one read, perhaps of a relay moving: no check for the rules below
-                previous = found.key
+                previous, previous_reads = found.key, reads
                 continue
         since.append(found.key)
         if len(chain.actions) > made and watch.recorded != found.key:  # settled from several checks
@@ -171,7 +176,7 @@ def test_the_chain_is_never_behind_a_reading_that_lasted_two_checks(
             for branch in named(watch.recorded):
                 window = since[-RECEDING_CHECKS:]
                 assert any(word(k, branch) == word(watch.recorded, branch) for k in window), (branch, since)
-        previous = found.key
+        previous, previous_reads = found.key, reads
 
 
 def key(closed: tuple[int, ...], silent: tuple[int, ...]) -> tuple[Any, ...]:

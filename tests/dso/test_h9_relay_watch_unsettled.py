@@ -99,9 +99,25 @@ def test_a_reading_that_says_more_is_not_recorded_from_one_read() -> None:
     relays.hands = [relays.put((37,)), relays.put((36, 37))]  # 36 closed by hand between the reads
     check(watch, topology)
     assert chain.actions == [] and watch.alarm is not None and "branch 36 reports closed" in watch.alarm
-    relays.hands = [relays.put((36, 37)), relays.put((37,))]  # and opened again
+    relays.hands = [relays.put((36,)), relays.put((36, 37), (5,))]  # 37 opened by hand, then closed again
     check(watch, topology)
-    assert chain.actions == []  # the later read, '37 closed', follows one that found 36 closed too
+    assert chain.actions == []  # each of the four reads found another reading: none read twice
+    relays.hands = [relays.put((36, 37)), relays.put((37,))]  # 36 opened again
+    check(watch, topology)  # '37 closed' was the first read of the check before last: not twice running
+    assert chain.actions == []
     relays.hands = [relays.put((37,), (5,)), relays.put((37,))]
     check(watch, topology)  # the later read finds '37 closed' again: twice running, across two checks
     assert chain.actions == [CLOSED_37]
+
+
+def test_a_reading_of_the_last_checks_first_read_and_this_checks_later_is_recorded() -> None:
+    # R33: 37 closed in every read, relay 5 silent in the later read of one check and the first of the next:
+    # each check's finding differs from its first read and from the last check's finding, never recorded
+    relays, topology, chain, watch = watched()
+    check(watch, topology)
+    relays.hands = [relays.put((37,)), relays.put((37,), (5,))]
+    check(watch, topology)
+    assert chain.actions == []  # read once
+    relays.hands = [relays.put((37,), (5,)), relays.put((37,))]
+    check(watch, topology)
+    assert chain.actions == [CLOSED_37]  # before: never, while the pattern lasted

@@ -148,6 +148,7 @@ class RelayWatch:
     topology: Any = None  # what `finding` was judged against (its open set may change before the next read)
     recorded_open: tuple[int, ...] | None = None  # the open set the chain's last record was judged against
     receding: tuple[WatchFinding, ...] = ()  # the checks running that said less than the record, oldest first
+    last_reads: tuple[WatchFinding, ...] = ()  # every read the last check took (one or two), for `read_twice`
 
     @property
     def alarm(self) -> str | None:
@@ -181,10 +182,14 @@ class RelayWatch:
             return None
         # the later read is the field now, even where the two disagree (a relay moved between them): the
         # alarm follows it at once, and it counts as read twice when this check's first read or the last
-        # check's finding found the same (before, a check whose reads disagreed kept the last finding)
-        before, self.finding, self.topology = self.finding, found, topology
+        # check's reads found the same (before, a check whose reads disagreed kept the last finding)
+        # (R33: and any read of the last check, not only its later one: with a relay that answers the first
+        # read of one check and the second of the next, a tie closed in every read was never recorded)
+        earlier = self.last_reads
+        self.last_reads = (found,) if first is None or first is found else (first, found)
+        self.finding, self.topology = found, topology
         read_twice = any(
-            f is not None and (f.key, f.held_open) == (found.key, found.held_open) for f in (first, before)
+            f is not None and (f.key, f.held_open) == (found.key, found.held_open) for f in (first, *earlier)
         )
         if found.key == self.recorded:
             self.receding = ()
