@@ -13,6 +13,7 @@ Must never block the caller's event loop, and never raise from a callback.
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections import Counter
 from collections.abc import Callable
@@ -24,6 +25,8 @@ from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
 from .transport import BLOCK, CONSENSUS, MAX_ENVELOPE_BYTES, SYNC, TX, topic
+
+log = logging.getLogger(__name__)
 
 Deliver = Callable[[str, str, bytes], None]
 
@@ -95,8 +98,10 @@ class MqttTransport:
         publish after `connected` was never delivered while its second was)."""
         if mid != self._subscribing:
             return
-        if any(reason.is_failure for reason in reasons):
+        refused = [t for t, reason in zip(self._routes, reasons, strict=False) if reason.is_failure]
+        if refused:  # this node cannot hear those topics: `connected` stays unset, the log says why
             self.stats["subscribe_refused"] += 1
+            log.error("the broker refused this node's subscription to %s", ", ".join(refused))
             return
         self.connected.set()
 
