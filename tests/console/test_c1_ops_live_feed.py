@@ -197,6 +197,28 @@ def test_nothing_re_renders_the_view_while_an_operators_action_is_in_flight(
     page.context.close()
 
 
+def test_an_action_never_answered_holds_the_view_for_two_minutes_at_most(
+    browser: Any, lab: LabServer
+) -> None:
+    # review33 R33-3: an action's request has no timeout of its own; one that never answers (stuck behind the
+    # operations lock) held every render for good, the relay watch's card never shown again
+    page = operations(browser, lab)
+    held: list[Any] = []
+    page.route("**/console/api/plans", lambda route: held.append(route))  # never answered
+    page.click("#propose-plan")
+    page.wait_for_function("() => document.querySelector('#planning').textContent.includes('solving')")
+    assert held
+    lab.tie_closed_by_hand()
+    page.clock.run_for(60_000)
+    assert page.evaluate("async () => (await fetch('/console/api/session')).ok")  # a round trip after it
+    assert page.locator("#relay-watch").count() == 0  # still held a minute in
+    page.clock.run_for(61_000)
+    expect(page.locator("#toast")).to_contain_text("no answer yet", timeout=WAIT_MS)
+    expect(page.locator("#relay-watch")).to_be_visible(timeout=WAIT_MS)  # the view follows the feed again
+    assert not page.errors
+    page.context.close()
+
+
 def test_the_slow_poll_stands_in_for_a_dropped_feed(browser: Any, lab: LabServer) -> None:
     page = operations(browser, lab, "vera")  # a viewer sees the card too
     page.route("**/console/api/events", lambda route: route.abort())

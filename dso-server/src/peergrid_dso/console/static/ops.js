@@ -7,6 +7,9 @@
 import { api, canOperate, el, svg, toast, fmt, short } from "./api.js";
 
 const FALLBACK_POLL_MS = 15000;  // the feed says when something changed; this only covers a feed that dropped
+// An action's request has no timeout of its own (fetch waits for good): one unanswered by then no longer holds
+// the view, or a hung request would keep the relay watch, plans and enrolments from ever rendering again.
+const ACTION_HOLD_MS = 120000;
 
 // What a feeder event carries that this view shows or follows: the relay watch (its alarm stands first in the
 // alarm list; the branches whose relay reports otherwise) and the open set (a plan executed, relays adopted).
@@ -79,10 +82,18 @@ export class OperationsView {
   // again, a toast already said how it went) - or, if that load fails, the next one does, changed or not.
   async hold(action) {
     this.acting += 1;
-    try { return await action(); } finally {
+    let held = true;
+    const release = () => {
+      if (!held) return null;
+      held = false;
       this.acting -= 1;
       this.shown = null;
-      if (!this.acting) await this.refresh(true);
+      return this.acting ? null : this.refresh(true);
+    };
+    const timer = setTimeout(() => { toast("no answer yet: the view follows the feed again"); release(); }, ACTION_HOLD_MS);
+    try { return await action(); } finally {
+      clearTimeout(timer);
+      await release();
     }
   }
 
