@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
+from typing import Any
+
 from argon2 import PasswordHasher
 
 PASSWORD = "correct horse battery staple"
@@ -22,3 +26,16 @@ CHROMIUM_ARGS = [
 def fast_hasher() -> PasswordHasher:
     """argon2id with test-sized costs: the hashes are real, the tests stay quick."""
     return PasswordHasher(time_cost=1, memory_cost=8 * 1024, parallelism=1)
+
+
+@contextlib.contextmanager
+def chromium() -> Iterator[Any]:
+    """Headless Chromium (the system's, no download) through Playwright, closed after the block."""
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            yield browser
+        finally:
+            browser.close()

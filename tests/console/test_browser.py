@@ -27,7 +27,7 @@ from typing import Any
 
 import pytest
 
-from console.helpers import CHROMIUM, CHROMIUM_ARGS, PASSWORD, USERS, fast_hasher
+from console.helpers import CHROMIUM, PASSWORD, USERS, chromium, fast_hasher
 from peergrid_dso.auth.users import UserStore
 from peergrid_ledger.tied import tied_popen
 from peergrid_sim.broker import wait_for_port
@@ -123,12 +123,8 @@ def bed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveTestbed]:
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    with playwright_api.sync_playwright() as p:
-        chromium = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        try:
-            yield chromium
-        finally:
-            chromium.close()
+    with chromium() as launched:
+        yield launched
 
 
 def logged_in(browser: Any, bed: LiveTestbed, user: str, tab: str = "") -> Any:

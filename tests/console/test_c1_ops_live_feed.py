@@ -27,7 +27,7 @@ import httpx
 import pytest
 import uvicorn
 
-from console.helpers import CHROMIUM, CHROMIUM_ARGS
+from console.helpers import CHROMIUM, chromium
 from console.test_browser import logged_in
 from console.test_h6_relay_watch_console import read, watching
 from peergrid_dso.app import create_app
@@ -114,12 +114,8 @@ def lab(users_file: Path) -> Iterator[LabServer]:
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
-    with playwright_api.sync_playwright() as p:
-        chromium = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        try:
-            yield chromium
-        finally:
-            chromium.close()
+    with chromium() as launched:
+        yield launched
 
 
 def operations(browser: Any, lab: LabServer, user: str = "olga") -> Any:
@@ -161,15 +157,22 @@ def test_the_relay_watch_card_comes_with_the_feed_and_the_view_closes_its_feed_w
     page.context.close()
 
 
+def proposal_held(page: Any) -> list[Any]:
+    """Clicks "Compute a plan" with its request held by the test (the list gets the route once sent)."""
+    held: list[Any] = []
+    page.route("**/console/api/plans", lambda route: held.append(route))
+    page.click("#propose-plan")
+    page.wait_for_function("() => document.querySelector('#planning').textContent.includes('solving')")
+    assert held
+    return held
+
+
 def test_nothing_re_renders_the_view_while_an_operators_action_is_in_flight(
     browser: Any, lab: LabServer
 ) -> None:
     page = operations(browser, lab)
-    held: list[Any] = []
-    page.route("**/console/api/plans", lambda route: held.append(route))  # the proposal waits for the test
-    page.click("#propose-plan")
-    page.wait_for_function("() => document.querySelector('#planning').textContent.includes('solving')")
-    assert held and page.is_disabled("#propose-plan")
+    held = proposal_held(page)  # the proposal waits for the test
+    assert page.is_disabled("#propose-plan")
     page.evaluate("document.querySelector('#propose-plan').dataset.before = 'the action'")
     loads: list[str] = []
     page.on("request", lambda r: loads.append(r.url) if r.url.endswith("/console/api/operations") else None)
@@ -203,11 +206,7 @@ def test_an_action_never_answered_holds_the_view_for_two_minutes_at_most(
     # review33 R33-3: an action's request has no timeout of its own; one that never answers (stuck behind the
     # operations lock) held every render for good, the relay watch's card never shown again
     page = operations(browser, lab)
-    held: list[Any] = []
-    page.route("**/console/api/plans", lambda route: held.append(route))  # never answered
-    page.click("#propose-plan")
-    page.wait_for_function("() => document.querySelector('#planning').textContent.includes('solving')")
-    assert held
+    proposal_held(page)  # never answered
     lab.tie_closed_by_hand()
     page.clock.run_for(60_000)
     assert page.evaluate("async () => (await fetch('/console/api/session')).ok")  # a round trip after it
