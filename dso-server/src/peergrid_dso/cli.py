@@ -1,9 +1,18 @@
 """`peergrid-dso`: the DSO server's command line: its arguments, and each command dispatched (`serve` here;
-`check-config` in `check_config`, `reconfigure` in `commands.reconfigure`, `user` in `auth.cli`)."""
+`check-config` in `check_config`, `reconfigure` in `commands.reconfigure`, `user` in `auth.cli`).
+
+`serve --listen-fd N` serves on a listening TCP socket its launcher bound and handed over as file descriptor N
+(the lab's testbed: it knows the port before the server starts, and no other process can take it in
+between); an fd that is not one exits 2 with one line before anything else is read.
+"""
 
 from __future__ import annotations
 
 import argparse
+import logging
+import os
+import socket
+import stat
 import sys
 
 from peergrid_dso.check_config import PROGRAM, check_config, say_warnings
@@ -16,6 +25,11 @@ def build_parser() -> argparse.ArgumentParser:
     serve = sub.add_parser("serve", help="run the DSO server (REST API and console)")
     serve.add_argument("--config", required=True, help="config file (YAML)")
     serve.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    serve.add_argument(
+        "--listen-fd", type=int, default=None, metavar="N",
+        help="serve on the listening TCP socket inherited as file descriptor N (bound by the launcher, e.g. "
+        "peergrid-testbed); the config's http.host and http.port are then not bound",
+    )  # fmt: skip
     check = sub.add_parser(
         "check-config",
         help="validate a config file and what its loop section names (key, geneses, tariff, feeder, relays), "
@@ -30,10 +44,47 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+class ListenFdError(ValueError):
+    """`--listen-fd` names no listening TCP socket."""
+
+
+def inherited_listener(fd: int) -> socket.socket:
+    """The listening TCP socket (IPv4 or IPv6) open as `fd`, its family read from the socket itself (uvicorn's
+    own `fd=` takes every fd for a Unix socket, so accepted TCP connections would miss TCP_NODELAY), or
+    `ListenFdError` saying what `fd` is instead."""
+    where = f"--listen-fd {fd}"
+    try:
+        mode = os.fstat(fd).st_mode
+    except (OSError, OverflowError):
+        raise ListenFdError(f"{where}: not an open file descriptor") from None
+    if not stat.S_ISSOCK(mode):
+        kinds = {stat.S_ISFIFO: "a pipe", stat.S_ISREG: "a file", stat.S_ISCHR: "a character device",
+                 stat.S_ISDIR: "a directory"}  # fmt: skip
+        kind = next((name for test, name in kinds.items() if test(mode)), "another kind of file")
+        raise ListenFdError(f"{where}: not a socket ({kind})")
+    with socket.socket(fileno=os.dup(fd)) as probe:  # its own fd: closing the probe leaves `fd` open
+        tcp = probe.family in (socket.AF_INET, socket.AF_INET6) and probe.type == socket.SOCK_STREAM
+        if not tcp or probe.proto not in (0, socket.IPPROTO_TCP):
+            family, type_ = (getattr(v, "name", v) for v in (probe.family, probe.type))
+            raise ListenFdError(f"{where}: not a TCP socket ({family}, {type_})")
+        if not probe.getsockopt(socket.SOL_SOCKET, socket.SO_ACCEPTCONN):
+            raise ListenFdError(
+                f"{where}: a TCP socket that does not listen (its launcher binds it and calls listen first)"
+            )
+    return socket.socket(fileno=fd)
+
+
 def serve(args: argparse.Namespace) -> int:
     from peergrid_dso.auth.store import ConsoleDb, ConsoleStateError, console_db_path
     from peergrid_dso.config import DsoSettings
 
+    listener = None
+    if args.listen_fd is not None:
+        try:
+            listener = inherited_listener(args.listen_fd)
+        except ListenFdError as err:
+            print(f"{PROGRAM}: error: {err}", file=sys.stderr)
+            raise SystemExit(2) from None
     try:
         settings = load_settings(args.config, DsoSettings)
         if (state_file := console_db_path(settings.console.users_file)) is not None:
@@ -47,13 +98,24 @@ def serve(args: argparse.Namespace) -> int:
         exit_with_config_error(PROGRAM, err)
     say_warnings(warnings)
     import uvicorn
+    from uvicorn.config import STARTUP_FAILURE
 
     from peergrid_dso.app import create_app
 
-    uvicorn.run(
-        create_app(settings), host=settings.http.host, port=settings.http.port, log_level=args.log_level
-    )
-    return 0
+    if listener is None:
+        uvicorn.run(
+            create_app(settings), host=settings.http.host, port=settings.http.port, log_level=args.log_level
+        )
+        return 0
+    server = uvicorn.Server(uvicorn.Config(create_app(settings), log_level=args.log_level))
+    host, port = listener.getsockname()[:2]  # (uvicorn names no address for sockets it is handed)
+    where = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    logging.getLogger("uvicorn.error").info("serving on http://%s (inherited fd %d)", where, args.listen_fd)
+    try:
+        server.run(sockets=[listener])
+    except KeyboardInterrupt:  # as uvicorn.run: Ctrl-C after its graceful shutdown
+        pass
+    return 0 if server.started else STARTUP_FAILURE
 
 
 def main(argv: list[str] | None = None) -> int:
