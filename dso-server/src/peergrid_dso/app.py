@@ -6,12 +6,15 @@ relays) are made in `lifespan`, stored on `app.state` and reached through `Depen
 `GET /api/health` says `ok`, or `degraded` when the health listener does not hear the feeder (its section
 `health_listener`, `health_listener.listener_health`: dead, disconnected, its subscription not granted, or
 silent past the config's `health_listener.silent_after_s`; with its counts of reports taken, malformed and
-dropped) or, with a loop, once its node died or while its start alarm or its relay alarm stands; and with a
+dropped) or, with a loop, once its node died, while its start alarm or its relay alarm stands, or while its
+ledger transport is not ok (its `ledger`: the network thread ended, or off the broker past a bound); and with a
 loop its section: the node `running`, the `interval` it works on, its `start_alarm` (`EmbeddedLoop.start_alarm`:
 the relays it could not adopt at start, until an operator adopts them; null when it adopted them or had none to
 read), its `relay_alarm` (`EmbeddedLoop.relay_alarm`: what its read of every relay after the last interval
 found - each relay that reports another position than the DSO holds, and what it reports, or that cannot be
-read; null when every relay agrees), and what is final of its start's postings (`live.readiness`):
+read; null when every relay agrees), its `ledger` (`EmbeddedLoop.ledger`, `live_reconnect.ledger_health`:
+`state`, `ok`, `alive`, `connected`, `down_s`, `down_after_s`, `disconnects`, and a `reason` when not ok), and
+what is final of its start's postings (`live.readiness`):
 `enrolled` (the MGs enrolled on the DSO chain), `pricing` and `tariffs_through` (the last interval through
 which every MG's cover prices are final on the MGMC chain, or null), and where the node posts connection
 capacities `capacities` ({mg: the first interval from which its configured capacity stands on the MGMC chain,
@@ -106,6 +109,12 @@ def create_app(settings: DsoSettings, *, listen: bool = True) -> FastAPI:
             doc["loop"]["relay_alarm"] = getattr(loop, "relay_alarm", None)  # relays off the DSO's open set
             if not loop.running or doc["loop"]["start_alarm"] is not None or doc["loop"]["relay_alarm"]:
                 doc["status"] = "degraded"
+            # a node whose transport died or lost the broker runs on, deaf: its chain gets nothing from it
+            ledger = getattr(loop, "ledger", lambda: None)()  # (a stand-in loop of a test may have none)
+            if ledger is not None:
+                doc["loop"]["ledger"] = ledger
+                if not ledger["ok"]:
+                    doc["status"] = "degraded"
             # what is final of its start's postings: the MGs enrolled (DSO chain), the cover priced and the
             # connection capacities standing (MGMC chain); left out while the node cannot say (not running, or too busy to answer in time: half a
             # second, well within a poller's patience, so a node busy at its start still shows it runs)

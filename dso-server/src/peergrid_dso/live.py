@@ -22,7 +22,9 @@ role there and gossips its `gov.revoke` to the MGMCs' mempools (`DsoNode.mgmc_re
 it and closes its stores. `call(fn)` runs `fn` on the node's loop (for reads of the live ledger state, which only that loop
 mutates); `readiness()` reads there what is final of the node's start's postings (`start_postings.readiness`:
 the MGs enrolled on the DSO chain, `tariffs_through` and the connection `capacities` on the MGMC chain) for
-`/api/health`. A start that fails (bad key file, a store of another chain) raises `ConfigError` in the caller.
+`/api/health`, and `ledger()` whether the node's ledger transport still reaches the broker and its network
+thread runs (`live_reconnect.LedgerLink`, which starts that transport). A start that fails (bad key file, a
+store of another chain) raises `ConfigError` in the caller.
 
 Why a thread of its own rather than the web server's event loop: the consensus timers (block period, round
 timeouts) and the MQTT inbox must keep time while the web server is busy (a power flow for a page, a slow
@@ -39,7 +41,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
-from peergrid_dso.live_reconnect import ledger_reconnect, loop_setting
+from peergrid_dso.live_reconnect import LedgerLink, ledger_down_after, ledger_reconnect, loop_setting
 
 # `/api/health`'s reads of the start's postings (a module of their own; named here as before)
 from peergrid_dso.start_postings import readiness as readiness
@@ -132,6 +134,7 @@ class DsoNode:
     mgmc_recorder: Any = None  # ChainRecorder on the MGMC chain (gov.revoke goes there too), with mgmc_chain
     disputes: Any = None  # dispute_node.DisputeSettler, with mgmc_chain and a `disputes` section
     start: Any = None  # services.switching_adopt.StartTopology: what the relays said at start
+    link: Any = None  # live_reconnect.LedgerLink: starts the transport, says whether it reaches the broker
 
     @classmethod
     def assemble(cls, settings: Any, live: Any = None, lock: Any = None, client_id: str = "") -> DsoNode:
@@ -165,6 +168,7 @@ class DsoNode:
         if tls is not None:  # the pilot's broker: TLS, this node's client certificate
             transport.client.tls_set_context(tls)
         ledger_reconnect(transport, getattr(settings, "broker_reconnect_max_s", None))  # the config's bound
+        link = LedgerLink(transport)  # before paho's thread runs: it notes each lost connection
         chain = next(iter(node.replicas))  # the DSO chain comes first
         replica = node.replicas[chain]
         changed = Changed()
@@ -219,11 +223,11 @@ class DsoNode:
         dso_loop = DsoLoop(settings, replica, adapter, changed, transport, recorder, switching, planner, dso_key,
                            live, lock, mgmc=mgmc_adapter, start_records=records, watch=watch)  # fmt: skip
         return cls(settings, node, transport, stores, replica, adapter, networked, feeder, recorder, switching,
-                   dso_loop, mgmc_recorder, disputes, start)  # fmt: skip
+                   dso_loop, mgmc_recorder, disputes, start, link)  # fmt: skip
 
     async def run(self, stop: asyncio.Event) -> None:
         self.node.attach_loop()
-        self.transport.start()
+        (self.link or self.transport).start()  # the link starts the transport and keeps its thread
         runner = asyncio.create_task(self.node.run(stop))
         worker = asyncio.create_task(self.loop.run(stop))
         halter = asyncio.create_task(self.follow_halt(stop))
@@ -315,6 +319,7 @@ class EmbeddedLoop:
             | loop_setting(settings.broker)
         )
         self.client_id = f"{settings.node_id}-loop"
+        self.ledger_down_after_s = ledger_down_after(settings.health_listener.silent_after_s)
         self.lock = threading.RLock()  # every writer to the relays holds it: the loop, operators, the API
         self.node: Any = None
         self.services: Any = None
@@ -407,6 +412,12 @@ class EmbeddedLoop:
         relays that report another position than the DSO holds, or cannot be read; None when all agree."""
         watch = getattr(getattr(self.node, "loop", None), "watch", None)
         return getattr(watch, "alarm", None)
+
+    def ledger(self) -> dict[str, Any] | None:
+        """For `/api/health`: whether the node's ledger transport reaches the broker and its thread runs
+        (`live_reconnect.LedgerLink`); None before the node was assembled."""
+        link = getattr(self.node, "link", None)
+        return None if link is None else link.health(self.ledger_down_after_s)
 
     def replica(self, role: str) -> Any:
         """The node's replica of the `dso` or `mgmc` chain, or None when it does not follow that chain."""

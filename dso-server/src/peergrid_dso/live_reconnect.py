@@ -7,16 +7,30 @@ T9) for both of the DSO's connections - the health listener's (first wait `RECON
 wait `LEDGER_RECONNECT_MIN_S`, else bound `LEDGER_RECONNECT_MAX_S`, as `MqttTransport` has it). A bound below
 `RECONNECT_MIN_S`, NaN or infinite is refused with a `ValueError` naming `reconnect_max_s` (the config's
 field refuses it first). Holds no connection; sets paho's back-off on the client it is given.
+Whether the node's ledger transport came back is `LedgerLink`'s to say, for `/api/health`'s `loop.ledger`
+(`ledger_health`, pure): `alive` (paho's network thread runs), `connected` (the transport's `connected`: the
+broker granted its subscriptions on this connection), `down_s` (how long it has not been, since its start or
+the loss of its last connection; null while connected), `down_after_s` (the bound: the config's
+`health_listener.silent_after_s`, else `LEDGER_DOWN_AFTER_S`), `disconnects`, and `state` - `connected`,
+`starting` (not started yet), `connecting` (down, within the bound), `disconnected` (down past it) or `dead`
+(the thread ended: nothing is sent or heard again, and `connected` is left as it was) - with `ok` false and a
+`reason` for the last two. Time is injected (`clock`, monotonic s).
 """
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
 from typing import Any
 
 RECONNECT_MIN_S = 1.0  # the health listener's first wait, as the edge link's; no bound below it
 LISTENER_RECONNECT_MAX_S = 10.0  # the health listener's bound unless the config sets one
 LEDGER_RECONNECT_MIN_S = 0.1  # the ledger transport's first wait (MqttTransport's)
 LEDGER_RECONNECT_MAX_S = 2.0  # the ledger transport's bound unless the config sets one (as before)
+# how long the node's ledger transport may be down before /api/health says degraded, unless the config's
+# `health_listener.silent_after_s` sets how long the DSO may not hear the feeder: five of its reconnect
+# bound's waits (2 s), and a few of the chain's block periods (1-2 s) missed
+LEDGER_DOWN_AFTER_S = 10.0
 
 
 def reconnect_bound(bound: float | None, default: float) -> float:
@@ -40,3 +54,77 @@ def loop_setting(broker: Any) -> dict[str, Any]:
     """The server config's `broker.reconnect_max_s` for the loop's node settings, where it sets one."""
     bound = getattr(broker, "reconnect_max_s", None)
     return {} if bound is None else {"broker_reconnect_max_s": bound}
+
+
+def ledger_health(
+    *,
+    started: bool,
+    alive: bool,
+    connected: bool,
+    down_s: float | None,
+    down_after_s: float,
+    disconnects: int,
+) -> dict[str, Any]:
+    """The node's ledger transport's section of `/api/health` (see the module's contract)."""
+    reason = None
+    if not started:
+        state = "starting"
+    elif not alive:
+        state = "dead"
+        reason = "the ledger transport's network thread ended: the node no longer hears or sends the chain"
+    elif connected:
+        state = "connected"
+    elif down_s is not None and down_s > down_after_s:
+        state = "disconnected"
+        reason = (
+            f"the ledger transport has been off the broker for {down_s:.1f} s (more than {down_after_s:g} s)"
+        )
+    else:
+        state = "connecting"
+    return {
+        "state": state, "ok": reason is None, "alive": alive, "connected": connected,
+        "down_s": None if connected or down_s is None else round(down_s, 3), "down_after_s": down_after_s,
+        "disconnects": disconnects, "reason": reason,
+    }  # fmt: skip
+
+
+class LedgerLink:
+    """Starts the node's ledger transport (`MqttTransport`) and says whether it still reaches the broker."""
+
+    def __init__(self, transport: Any, clock: Callable[[], float] = time.monotonic) -> None:
+        self.transport, self.clock = transport, clock
+        self._started = False
+        self._thread: Any = None  # paho's network thread, once started
+        self._down_since: float | None = None  # since the start, or since the last connection was lost
+        client = transport.client
+        lost = client.on_disconnect  # the transport's own: it clears `connected`
+
+        def on_disconnect(*args: Any) -> None:  # on paho's thread, before `connected` is cleared
+            if transport.connected.is_set():  # a connection that could hear the chain: down from now
+                self._down_since = self.clock()
+            lost(*args)
+
+        client.on_disconnect = on_disconnect
+
+    def start(self) -> None:
+        self._down_since = self.clock()
+        self.transport.start()
+        # paho keeps no public handle on the thread loop_start made, and sets its `_thread` to None once that
+        # thread ends: kept here, it tells a thread that died from one not started (None: it ended at once)
+        self._thread = getattr(self.transport.client, "_thread", None)
+        self._started = True
+
+    def health(self, down_after_s: float) -> dict[str, Any]:
+        thread, since = self._thread, self._down_since
+        return ledger_health(
+            started=self._started, alive=thread is not None and thread.is_alive(),
+            connected=self.transport.connected.is_set(),
+            down_s=None if since is None else max(0.0, self.clock() - since), down_after_s=down_after_s,
+            disconnects=int(self.transport.stats.get("disconnects", 0)),
+        )  # fmt: skip
+
+
+def ledger_down_after(silent_after_s: float | None) -> float:
+    """`/api/health`'s bound on the ledger transport's time off the broker: the config's
+    `health_listener.silent_after_s` where it sets one, else `LEDGER_DOWN_AFTER_S`."""
+    return LEDGER_DOWN_AFTER_S if silent_after_s is None else float(silent_after_s)
