@@ -2,11 +2,16 @@
 
 Promises: `publish_confirmed` returns True only after the broker acknowledged the QoS 1 message (PUBACK) and
 False when disconnected or on timeout — it never raises on network trouble; the caller keeps the message and
-tries again. Subscriptions survive reconnects (re-subscribed in `on_connect`). Message callbacks run on the
-event loop, never on paho's thread, and never after `stop()`. Assumes the broker may vanish at any time; paho
-reconnects with back-off: `RECONNECT_MIN_S` after a lost connection, doubling up to `reconnect_max_s` (the
-config's `broker.reconnect_max_s`), so a broker back after an outage is found within that bound (T8: at the
-10 s hard-coded before, a lab MGMC rejoined 9.4 s after its cable came back).
+tries again. Subscriptions survive reconnects (re-subscribed in `on_connect`). `connected` means "can hear
+every topic it subscribed": set once the broker granted all of them on this connection (their SUBACKs), on
+CONNACK only when it holds none (a message published at once could otherwise reach the broker before the
+subscriptions and never arrive); a `subscribe()` while connected clears it until that SUBACK; a refused
+subscription (reason code >= 0x80) leaves it unset for the connection, counted (`subscribe_refused`) and logged
+with its topics; a lost connection clears it. Publishing needs only the connection (paho's `is_connected`).
+Message callbacks run on the event loop, never on paho's thread, and never after `stop()`. Assumes the broker
+may vanish at any time; paho reconnects with back-off: `RECONNECT_MIN_S` after a lost connection, doubling up
+to `reconnect_max_s` (the config's `broker.reconnect_max_s`), so a broker back after an outage is found within
+that bound (T8: at the 10 s hard-coded before, a lab MGMC rejoined 9.4 s after its cable came back).
 A payload above `max_payload` (the largest any of its handlers takes: the ledger's envelope bound, 8 MiB) is
 judged by its size before anything copies it: one arriving is dropped on paho's thread, never copied onto the
 loop (review21 F4: a 64 MiB publish reached a handler whole, +195 MiB), and one this daemon would publish is
@@ -19,11 +24,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import threading
 from collections.abc import Callable
 from typing import Protocol
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
+from paho.mqtt.properties import Properties
+from paho.mqtt.reasoncodes import ReasonCode
 
 from peergrid_ledger.consensus.transport import MAX_ENVELOPE_BYTES
 
@@ -61,10 +69,19 @@ class MqttLink:
         self.client.on_disconnect = self._on_disconnect
         self.client.on_publish = self._on_publish
         self.client.on_message = self._on_message
+        self.client.on_subscribe = self._on_subscribe
         self.loop: asyncio.AbstractEventLoop | None = None
         self.handlers: dict[str, MessageHandler] = {}
         self._acks: dict[int, asyncio.Future[None]] = {}
-        self.connected = asyncio.Event()
+        self.connected = asyncio.Event()  # set and cleared on the loop only, by `_settle`
+        # What `connected` follows, shared by paho's thread and the loop's `subscribe()` (under `_lock`): this
+        # connection is up (CONNACK seen), its SUBSCRIBEs not yet answered (mid -> topics; None: paho sent
+        # none, the next connection subscribes again), and topics the broker refused on it.
+        self._lock = threading.Lock()
+        self._up = False
+        self._awaiting: dict[int | None, list[str]] = {}
+        self._refused: set[str] = set()
+        self.subscribe_refused = 0  # SUBACKs refusing any topic (counted on paho's thread)
         self.dropped = 0
         self.stopped = False
         self.dropped_after_stop = 0
@@ -85,9 +102,28 @@ class MqttLink:
         self.client.loop_stop()
 
     def subscribe(self, topic: str, handler: MessageHandler) -> None:
+        """Hand `topic`'s messages to `handler`; while connected, `connected` is unset until the broker granted it
+        (before `start()`, or while disconnected, the next connection subscribes it with the rest)."""
         self.handlers[topic] = handler
-        if self.client.is_connected():
-            self.client.subscribe(topic, qos=1)
+        with self._lock:
+            if self._up:  # else `_on_connect` has yet to read `handlers`, and will find it there
+                self._send_subscribe([topic])
+        self._settle()
+
+    def _send_subscribe(self, topics: list[str]) -> None:
+        """SUBSCRIBE `topics` and await their SUBACK; the caller holds `_lock` (so the SUBACK, on paho's thread,
+        finds its mid recorded)."""
+        _rc, mid = self.client.subscribe([(topic, 1) for topic in topics])
+        self._awaiting[mid] = topics  # paho sends none only without a socket: a reconnect follows
+
+    def _settle(self) -> None:
+        """`connected` as the state says now (on the loop; after every change, so the last call is right)."""
+        with self._lock:
+            heard = self._up and not self._awaiting and not self._refused
+        if heard:
+            self.connected.set()
+        else:
+            self.connected.clear()
 
     def publish(self, topic: str, payload: bytes | str, qos: int = 0) -> bool:
         if isinstance(payload, str):
@@ -140,15 +176,38 @@ class MqttLink:
     ) -> None:
         if getattr(reason, "is_failure", False):
             return
-        for topic in list(self.handlers):  # the loop thread may subscribe meanwhile
-            client.subscribe(topic, qos=1)
-        self._call(self.connected.set)
+        with self._lock:
+            self._up = True
+            self._awaiting.clear()
+            self._refused.clear()
+            topics = list(self.handlers)  # the loop thread may subscribe meanwhile: it waits for `_lock`
+            if topics:
+                self._send_subscribe(topics)
+        self._call(self._settle)
         log.info("connected to broker %s:%d", self.host, self.port)
+
+    def _on_subscribe(
+        self, client: mqtt.Client, userdata: object, mid: int, reasons: list[ReasonCode], props: Properties
+    ) -> None:
+        with self._lock:
+            topics = self._awaiting.pop(mid, None)
+            if topics is None:  # not this connection's
+                return
+            refused = [topic for topic, code in zip(topics, reasons, strict=False) if code.is_failure]
+            self._refused.difference_update(topics)  # granted now, if refused before on this connection
+            self._refused.update(refused)
+        if refused:  # the link cannot hear them: `connected` stays unset, the log says why
+            self.subscribe_refused += 1
+            log.error("the broker refused this link's subscription to %s", ", ".join(refused))
+        self._call(self._settle)
 
     def _on_disconnect(
         self, client: mqtt.Client, userdata: object, flags: object, reason: object, props: object
     ) -> None:
-        self._call(self.connected.clear)
+        with self._lock:
+            self._up = False
+            self._awaiting.clear()
+        self._call(self._settle)
 
     def _on_publish(
         self, client: mqtt.Client, userdata: object, mid: int, reason: object, props: object
