@@ -1,5 +1,5 @@
 // Feeder view: the one-line diagram, live over server-sent events; operators switch with a confirmation step.
-import { api, canOperate, el, svg, toast, fmt } from "./api.js";
+import { api, canOperate, el, svg, toast, fmt, liveFeed } from "./api.js";
 
 const DX = 46, DY = 58, PAD = 30;
 
@@ -30,9 +30,8 @@ export class FeederView {
 
   async start() {
     this.render(await api("/console/api/feeder"));
-    this.source = new EventSource("/console/api/events");
+    this.source = liveFeed("/console/api/events");  // logs out when the session ended, also by a restart
     this.source.addEventListener("feeder", (ev) => this.render(JSON.parse(ev.data)));
-    this.source.addEventListener("logout", () => { this.stop(); window.dispatchEvent(new Event("console-logout")); });
   }
 
   stop() { this.source?.close(); this.source = null; }

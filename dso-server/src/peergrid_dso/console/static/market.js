@@ -1,5 +1,5 @@
 // Market view: each interval's bargaining rounds (prices converging), agreed trades, settlement, P2P vs conventional.
-import { api, el, svg, fmt } from "./api.js";
+import { api, el, svg, fmt, liveFeed } from "./api.js";
 
 const COLOURS = ["#1f5fa8", "#d98200", "#1b7f3b", "#8e3fa8", "#b3261e", "#2a9d8f", "#6b4f00"];
 
@@ -58,7 +58,7 @@ export class MarketView {
 
   listen() {  // the closed loop announces each finished interval: show the new one
     if (this.source) return;
-    this.source = new EventSource("/console/api/events");
+    this.source = liveFeed("/console/api/events");  // logs out when the session ended, as the other views
     this.source.addEventListener("interval", () => { this.follow = this.follow ?? true; this.start(); });
   }
 

@@ -4,7 +4,7 @@
 // relay watch's alarm and reports, the open set) or an operations event reloads it; a slow poll stands in for a
 // dropped feed. It re-renders only when what it shows changed, and never while an operator's action is in flight
 // (a re-render would enable that action's button again and drop its progress note): the action's end renders.
-import { api, canOperate, el, svg, toast, fmt, short } from "./api.js";
+import { api, canOperate, el, svg, toast, fmt, short, liveFeed } from "./api.js";
 
 const FALLBACK_POLL_MS = 15000;  // the feed says when something changed; this only covers a feed that dropped
 // An action's request has no timeout of its own (fetch waits for good): one unanswered by then no longer holds
@@ -44,13 +44,12 @@ export class OperationsView {
   async start() {
     this.stop();
     this.running = true;
-    this.source = new EventSource("/console/api/events");
+    this.source = liveFeed("/console/api/events");  // logs out when the session ended, also by a restart
     this.source.addEventListener("feeder", (ev) => {
       const key = feederKey(JSON.parse(ev.data));
       if (key !== this.feederSeen) { this.feederSeen = key; this.refresh(); }
     });
     this.source.addEventListener("operations", () => this.refresh());
-    this.source.addEventListener("logout", () => { this.stop(); window.dispatchEvent(new Event("console-logout")); });
     this.timer = setInterval(() => this.refresh(), FALLBACK_POLL_MS);
     await this.load(true);
   }
