@@ -167,7 +167,8 @@ def test_the_fault_tests_broker_restart_on_a_taken_port_ends_the_testbed_clearly
 
 # Listens for 10 ms on a new port (bind 0) every 12 ms for a second - as paho's socket-pair listener does, for
 # about 0.25 ms, in every DSO and edge daemon as its MQTT client starts - and only then on its server's port,
-# which it prints, until stdin closes
+# which it prints, until stdin closes. (The lab's DSO server no longer binds its own port, S1:
+# test_dso_ready_port; an edge on port 0, its /metrics, still is learned so: tests/edge, bench_edge)
 FLICKERING = """
 import socket, sys, time
 began = time.monotonic()
@@ -183,8 +184,8 @@ sys.stdin.read()
 
 
 def test_a_listener_that_lives_for_a_moment_is_not_taken_for_the_server() -> None:
-    # (R32) before, port 0 meant the first port seen: here almost surely one of the brief ones, which the lab
-    # then polled, refused, until its timeout ('never showed its node running in /api/health', ci18c)
+    # (R32) before, port 0 meant the first port seen: here almost surely one of the brief ones, which a
+    # launcher then polled, refused, until its timeout (the lab's 'never showed its node running', ci18c)
     child = tied_popen(
         [sys.executable, "-c", FLICKERING], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
     )

@@ -225,7 +225,8 @@ class ClosedLoop:
         dso_started = time.time()
         dso = bed.start_dso(self.dso_loop_section(dso_cfg, workdir), delay_s=self.dso_start_delay_s)
         timeout = self.dso_start_delay_s + 30 + 3 * len(self.chains.mgs)
-        bed.http_port = wait_ready(dso.process, bed.http_port, Path(dso_cfg["status_file"]), timeout, dso.log)
+        # on the port the testbed bound for it (`start_dso`), known before its process started
+        wait_ready(dso.process, bed.http_port, Path(dso_cfg["status_file"]), timeout, dso.log)
         ready = time.time()
         moved = self.move_t0(ready, endpoints) if self.t0_moves else 0.0
         self.start_times = StartTimes(

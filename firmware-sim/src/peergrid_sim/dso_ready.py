@@ -1,15 +1,17 @@
 """When the lab's DSO node is ready, and whether it was ready in time for the loop's t0.
 
-Promises: `wait_ready(process, port, status_file, timeout)` returns the port once the DSO server's own process
-listens on it (`ports.wait_for_listener`: uvicorn listens only after its lifespan assembled the DSO node - key,
-geneses, stores, feeder, relays, tariff file; with port 0 a port the process stopped listening on is learned
-again: the node's MQTT client listens on one for a moment as it starts), its `/api/health` says `ok` with the
-loop running (and, where it shows its health listener, that listener hearing the broker: dso
-`health_listener`), and the node's status file (`loop.status_file`, written by the ledger node's ticker every
-0.2 s once its replicas run) exists; it raises `TestbedError` with one line naming what was missing when the process exits or the
-timeout passes. That is all "ready" can honestly mean before the MGMCs start: the DSO's enrolments (on the
-DSO chain, whose authorities are the DSO and every MGMC: 1 of 7 finalises nothing) and its tariffs (on the
-MGMC chain, the MGMCs' alone) become final only once the MGMCs run. `late(...)` is the one line the lab
+Promises: `wait_ready(process, port, status_file, timeout, log)` returns once the DSO server on `port` (the
+testbed's own socket, bound before the process started and handed to it: `processes.Testbed.start_dso`)
+answers `/api/health` (uvicorn serves only after its lifespan assembled the DSO node - key, geneses, stores,
+feeder, relays, tariff file; until then a poll waits in the socket's backlog, for 5 s at most, and another
+follows), and with a `status_file` (the closed loop) once that health says `ok` with the loop running (and,
+where it shows its health listener, that listener hearing the broker: dso `health_listener`) and the node's
+status file (`loop.status_file`, written by the ledger node's ticker every 0.2 s once its replicas run) exists;
+without one (the console's lab mode) any answer is ready. It raises `TestbedError` with one line naming what
+was missing when the process exits or the timeout passes, and `ValueError` for a port that is none (0: the
+testbed knows the port before the server starts). That is all "ready" can honestly mean before the MGMCs start:
+the DSO's enrolments (on the DSO chain, whose authorities are the DSO and every MGMC: 1 of 7 finalises nothing)
+and its tariffs (on the MGMC chain, the MGMCs' alone) become final only once the MGMCs run. `late(...)` is the one line the lab
 fails with when the DSO was ready too late to leave the MGMCs their start before t0, or None; `StartTimes`
 is what the start took, relative to t0, written to `<records>/start.json` for the report. Once the MGMCs run,
 `wait_postings(process, port, mgs, priced_from, until, log, capacity_from=...)` follows the same health until
@@ -48,7 +50,6 @@ from pathlib import Path
 from typing import Any
 
 from peergrid_sim.broker import LOOPBACK
-from peergrid_sim.ports import listening_ports, wait_for_listener
 from peergrid_sim.processes import TestbedError
 
 START_FILE = "start.json"
@@ -150,44 +151,34 @@ def not_ready(doc: dict[str, Any] | None) -> str:
 
 
 def wait_ready(
-    process: subprocess.Popen[bytes], port: int, status_file: Path, timeout: float, log: Path
-) -> int:
-    """The DSO server's HTTP port once its loop's node is ready (see the module's contract)."""
+    process: subprocess.Popen[bytes], port: int, status_file: Path | None, timeout: float, log: Path
+) -> None:
+    """Returns once the DSO server on `port` is ready (see the module's contract)."""
+    if not 0 < port < 65536:
+        raise ValueError(f"wait_ready needs the DSO server's own port (1-65535), not {port}")
     started = time.monotonic()
     deadline = started + timeout
-    bound = wait_for_listener(process, port, timeout)
-    listened = time.monotonic() - started
-    if bound is None:
-        if process.poll() is None:
-            raise TestbedError(f"the DSO server did not listen within {timeout:.0f} s; see {log}")
-        text = log.read_text(encoding="utf-8", errors="replace").lower() if log.exists() else ""
-        taken = f": port {port} is taken by another process" if "address already in use" in text else ""
-        raise TestbedError(f"the DSO server exited with {process.returncode}{taken}; see {log}")
-    missing, polls, unanswered, relearned = "a health answer", 0, "", ""
+    missing, polls, unanswered = "a health answer", 0, ""
     while time.monotonic() < deadline and process.poll() is None:
-        doc, why = health_answer(bound)
+        doc, why = health_answer(port)
         polls += 1
         if doc is None:
             unanswered = f"; the last unanswered poll: {why}"
-            if port == 0 and bound not in listening_ports(process.pid):
-                # not the server's: a listener that came and went before it listened (the node's MQTT
-                # client, paho, makes its socket pair through a TCP listener on 127.0.0.1:0 as it starts)
-                again = wait_for_listener(process, 0, max(0.0, deadline - time.monotonic()))
-                if again is not None:
-                    relearned = f"; port {bound} listened only for a moment, then {again}"
-                    bound = again
-                    continue
-        if not is_ready(doc):
+        elif status_file is None:  # the console's lab mode: no node to wait for
+            return
+        elif not is_ready(doc):
             missing = not_ready(doc)
         elif not status_file.exists():
             missing = f"its ledger node's status file ({status_file.name})"
         else:
-            return bound
+            return
         time.sleep(0.1)
+    if process.poll() is not None and missing == "a health answer":
+        raise TestbedError(f"the DSO server exited with {process.returncode} before it answered; see {log}")
     gone = f" (it exited with {process.returncode})" if process.poll() is not None else ""
     raise TestbedError(
-        f"the DSO server listened but never showed {missing}{gone} (it listened {listened:.1f} s into its "
-        f"{timeout:.0f} s; {polls} polls of /api/health{unanswered}{relearned}); see {log}"
+        f"the DSO server on port {port} never showed {missing}{gone} ({polls} polls of /api/health in "
+        f"{time.monotonic() - started:.1f} s of its {timeout:.0f} s{unanswered}); see {log}"
     )
 
 

@@ -5,8 +5,9 @@ LISTEN state, read from /proc (Linux, the lab host's OS); an exited process has 
 waits until the process listens (on `port`, or on any port when `port` is 0, so a child may bind port 0 and
 the launcher learns what the kernel gave it: the lowest port it saw listening at two looks in a row, so a
 listener that lives for a moment is not taken for the server - paho's MQTT client makes its socket pair
-through a TCP listener on 127.0.0.1:0, up for about 0.25 ms, as the DSO's web server starts (R32)), and
-returns None as soon as the process exits. Never opens a socket: probing a port by connecting to it cannot
+through a TCP listener on 127.0.0.1:0, up for about 0.25 ms, as a daemon's client starts (R32); an edge daemon
+on port 0 (its /metrics) is learned so; the DSO server's port is not: the testbed binds that socket itself and
+hands it over, `processes.dso_listener`), and returns None as soon as the process exits. Never opens a socket: probing a port by connecting to it cannot
 tell whose listener answered, which is how a broker that failed to bind once looked up while a test's clients
 talked to another test's broker.
 """

@@ -1,11 +1,12 @@
 """The testbed's processes: the broker, firmware-sim, the MGMCs and the DSO server, started, watched, stopped.
 
-Promises: `Testbed.start()` returns once firmware-sim wrote its endpoints and the DSO server's own process
-listens on its HTTP port (with a closed loop: once its node was ready and the MGMCs were started after it,
-`closedloop_run`) (with port 0: on any port it bound, read from that process's listening socket by
-`peergrid_sim.ports`, so no port is picked here and bound there, where another process could take it in
-between), and writes the ports it got to `<workdir>/ports.json` (`{"dso_http": …, "broker": …}`); it raises
-`TestbedError` with the log to read when a part does not come up, e.g. a fixed port another process holds.
+Promises: `Testbed.start()` returns once firmware-sim wrote its endpoints and the DSO server answers
+`/api/health` on its HTTP port (with a closed loop: once its node was ready and the MGMCs were started after it,
+`closedloop_run`), and writes the ports it got to `<workdir>/ports.json` (`{"dso_http": …, "broker": …}`). The
+DSO server's listening socket is bound here (`dso_listener`: the port asked for, or with port 0 any free one)
+and handed to its process (`peergrid-dso serve --listen-fd`), so the testbed knows the port before the process
+starts, and no other process can take it in between or be taken for it; it raises `TestbedError` with one line
+(and the log to read) when a part does not come up, e.g. a fixed port another process holds.
 Every child runs in its own session and `stop()` ends it (SIGTERM, then SIGKILL of its process group), so no
 grandchild outlives the testbed; `<workdir>/pids.json` names them. Every child and the broker are also tied to
 the testbed's process (`peergrid_ledger.tied`): when it dies without its `stop()` — SIGKILL, a crash — the kernel
@@ -14,9 +15,11 @@ kills them. Binds loopback only.
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -28,12 +31,21 @@ import yaml
 
 from peergrid_ledger.tied import tied_popen
 from peergrid_sim.broker import LOOPBACK, MosquittoBroker
-from peergrid_sim.ports import wait_for_listener
 from peergrid_sim.scenario import Scenario
 
 
 class TestbedError(RuntimeError):
     """A part of the testbed did not come up."""
+
+
+def dso_listener(port: int) -> socket.socket:
+    """A listening socket on loopback `port` (0: any free one) for the DSO server, or `TestbedError` saying
+    why not (another process holds that port)."""
+    try:
+        return socket.create_server((LOOPBACK, port))
+    except OSError as err:
+        taken = " is taken by another process" if err.errno == errno.EADDRINUSE else f": {err.strerror}"
+        raise TestbedError(f"the DSO server did not start: port {port}{taken}") from None
 
 
 def tool(name: str) -> str:
@@ -128,41 +140,43 @@ class Testbed:
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_text(yaml.safe_dump(config, sort_keys=False), encoding="utf-8")
             self.spawn(node, [tool("peergrid-edge"), "run", "--config", str(path)])
-        if self.loop is None:
-            self.start_dso()
-        dso = next(c for c in self.children if c.name == "dso")
-        port = wait_for_listener(dso.process, self.http_port, 30 + 3 * len(self.scenario.microgrids))
-        if port is None:
-            in_use = "address already in use" in dso.log.read_text(encoding="utf-8", errors="replace").lower()
-            why = f": port {self.http_port} is taken by another process" if in_use else ""
-            raise TestbedError(f"the DSO server did not start{why}; see {dso.log}")
-        self.http_port = port
-        ports = {"dso_http": port, "broker": self.broker.port}
+        if self.loop is None:  # the console's lab mode: up once it answers (the loop waited for its node)
+            from peergrid_sim.dso_ready import wait_ready
+
+            dso = self.start_dso()
+            wait_ready(dso.process, self.http_port, None, 30 + 3 * len(self.scenario.microgrids), dso.log)
+        ports = {"dso_http": self.http_port, "broker": self.broker.port}
         tmp = self.workdir / "ports.json.tmp"  # readers poll for it: never show them half a file
         tmp.write_text(json.dumps(ports), encoding="utf-8")
         os.replace(tmp, self.workdir / "ports.json")
 
     def start_dso(self, loop: dict[str, Any] | None = None, delay_s: float = 0.0) -> Child:
         """The DSO server and its console: with `loop` (the closed loop's DSO node settings) it is the DSO of
-        the loop; without, the console's lab mode. `delay_s`: its process starts that much later (tests)."""
+        the loop; without, the console's lab mode. It serves on a socket bound here (`dso_listener`), whose
+        port `http_port` is from now on. `delay_s`: its process starts that much later (tests)."""
         assert self.broker is not None
         dso_config = self.workdir / "config" / "dso.yaml"
         dso_config.parent.mkdir(parents=True, exist_ok=True)
         users_file = self._console_users()
-        config: dict[str, Any] = {
-            "node_id": "dso",
-            "feeder": self.scenario.feeder,
-            "broker": {"host": self.broker.host, "port": self.broker.port},
-            "http": {"host": LOOPBACK, "port": self.http_port},
-            "console": {"users_file": str(users_file)},
-        }
-        if loop is not None:
-            config["loop"] = loop
-        dso_config.write_text(yaml.safe_dump(config, sort_keys=False), encoding="utf-8")
         from peergrid_sim.dso_ready import delayed
 
-        serve = [tool("peergrid-dso"), "serve", "--config", str(dso_config), "--log-level", "warning"]
-        return self.spawn("dso", delayed(serve, delay_s))
+        # the process holds its own copy; this one closed when it is spawned, a dead server refuses connections
+        with dso_listener(self.http_port) as listener:
+            self.http_port = int(listener.getsockname()[1])
+            config: dict[str, Any] = {
+                "node_id": "dso",
+                "feeder": self.scenario.feeder,
+                "broker": {"host": self.broker.host, "port": self.broker.port},
+                "http": {"host": LOOPBACK, "port": self.http_port},  # (served on the socket: the port it has)
+                "console": {"users_file": str(users_file)},
+            }
+            if loop is not None:
+                config["loop"] = loop
+            dso_config.write_text(yaml.safe_dump(config, sort_keys=False), encoding="utf-8")
+            fd = listener.fileno()
+            serve = [tool("peergrid-dso"), "serve", "--config", str(dso_config), "--listen-fd", str(fd),
+                     "--log-level", "warning"]  # fmt: skip
+            return self.spawn("dso", delayed(serve, delay_s), pass_fds=(fd,))
 
     def _users_file(self) -> Path:
         return self.workdir / "config" / "console-users.json"
