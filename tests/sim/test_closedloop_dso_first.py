@@ -45,6 +45,7 @@ from peergrid_sim.dso_ready import (
     unposted,
 )
 from peergrid_sim.processes import TestbedError as LabError
+from peergrid_sim.processes import dso_listener
 from peergrid_sim.report import start_section
 from peergrid_sim.scenario import load_scenario
 from peergrid_sim.testbed import build_parser
@@ -54,14 +55,14 @@ MGMCS = [f"mgmc-mg{i}" for i in range(1, 7)]
 
 pytestmark = pytest.mark.skipif(not Path("/proc/self/net/tcp").exists(), reason="needs Linux /proc")
 
-# argv: STATUS_FILE DEGRADED_S EXIT_S MGMCS_FILE ENROL_S ENROLLED PRICE_S THROUGH. Listens on any free loopback
-# port at once, answers /api/health with a loop that is not running for DEGRADED_S, then running, and only then
-# writes the status file (as the ledger node's ticker does); EXIT_S > 0: exits that long after it started,
+# argv: STATUS_FILE DEGRADED_S EXIT_S MGMCS_FILE ENROL_S ENROLLED PRICE_S THROUGH FD. Serves on the listening
+# socket inherited as FD (the lab binds it: `processes.dso_listener`), answers /api/health with a loop that is
+# not running for DEGRADED_S, then running, and only then writes the status file (as the ledger node's ticker does); EXIT_S > 0: exits that long after it started,
 # never ready if DEGRADED_S is longer. Its postings become final only once the MGMCs run (MGMCS_FILE exists,
 # written by the bed's first spawn): the MGs ENROLLED (comma-separated) ENROL_S after that, tariffs through
 # THROUGH PRICE_S after it (a negative delay: never)
 STAND_IN_DSO = """
-import http.server, json, pathlib, sys, threading, time, os
+import http.server, json, pathlib, socket, sys, threading, time, os
 status_file, degraded_s, exit_s = pathlib.Path(sys.argv[1]), float(sys.argv[2]), float(sys.argv[3])
 mgmcs_file, enrol_s, enrolled = pathlib.Path(sys.argv[4]), float(sys.argv[5]), sys.argv[6].split(",")
 price_s, through = float(sys.argv[7]), int(sys.argv[8])
@@ -80,7 +81,9 @@ class Answer(http.server.BaseHTTPRequestHandler):
         self.wfile.write(body)
     def log_message(self, *args):
         pass
-server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Answer)
+server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Answer, bind_and_activate=False)
+server.socket.close()
+server.socket = socket.socket(fileno=int(sys.argv[9]))
 threading.Thread(target=server.serve_forever, daemon=True).start()
 while True:
     if time.monotonic() - began >= degraded_s and not status_file.exists():
@@ -95,8 +98,9 @@ ALL = ",".join(f"mg{i}" for i in range(1, 7))
 
 
 class Bed:
-    """What `ClosedLoop.start` uses of the testbed: `start_dso` runs the stand-in (through `delayed`, as the
-    testbed does), `spawn` records each MGMC and whether the DSO node was ready when it was started."""
+    """What `ClosedLoop.start` uses of the testbed: `start_dso` runs the stand-in on a socket bound here
+    (through `delayed`, as the testbed does), `spawn` records each MGMC and whether the DSO node was ready
+    when it was started."""
 
     def __init__(
         self, workdir: Path, degraded_s: float = 0.0, exit_s: float = 0.0,
@@ -116,9 +120,11 @@ class Bed:
 
     def start_dso(self, loop: dict[str, Any], delay_s: float = 0.0) -> Any:
         self.status_file = Path(loop["status_file"])
-        argv = [sys.executable, "-c", STAND_IN_DSO, str(self.status_file), *map(str, self.stand_in),
-                str(self.mgmcs_file), *map(str, self.postings)]  # fmt: skip
-        process = tied_popen(delayed(argv, delay_s))
+        with dso_listener(self.http_port) as listener:
+            self.http_port, fd = int(listener.getsockname()[1]), listener.fileno()
+            argv = [sys.executable, "-c", STAND_IN_DSO, str(self.status_file), *map(str, self.stand_in),
+                    str(self.mgmcs_file), *map(str, self.postings), str(fd)]  # fmt: skip
+            process = tied_popen(delayed(argv, delay_s), pass_fds=(fd,))
         self.processes.append(process)
         return SimpleNamespace(process=process, log=self.workdir / "dso.log")
 
@@ -166,7 +172,7 @@ def test_the_mgmcs_start_only_once_the_dso_node_is_ready(tmp_path: Path) -> None
         yaml.safe_load((tmp_path / "config" / f"{n}.yaml").read_text())["market"]["dso_api_url"]
         for n in MGMCS
     }
-    assert urls == {f"http://127.0.0.1:{bed.http_port}"}  # the DSO's own port: it listened before them
+    assert urls == {f"http://127.0.0.1:{bed.http_port}"}  # the DSO's own port: bound before its start
     start = _start_times(tmp_path)
     assert start["dso_start_up_s"] >= 2.5  # the delay and the degraded health were waited out
     assert start["dso_started"] <= start["dso_ready"] <= start["mgmcs_started"] < 0  # all before t0
