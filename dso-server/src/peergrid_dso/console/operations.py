@@ -17,6 +17,8 @@ and what lifts the node's start alarm (`EmbeddedLoop.start_alarm`, `/api/health`
 Every action ends with an `operator_action` record on the DSO chain naming the operator
 and the transactions the action caused, sealed with them into one final block; enrolment records name the
 operator too. With a `ConsoleDb` the audit trail is also kept in the DSO's data directory across restarts.
+The plans list keeps every pending (or executing) plan and the last `PLANS_KEPT_DECIDED` decided ones, the
+older dropped (the DSO chain keeps every approved plan's records); readers on other threads may iterate it.
 Callers check roles; this module trusts the user name it is given.
 """
 
@@ -55,6 +57,13 @@ from peergrid_dso.services.switching_adopt import (
 )
 
 CONFIRM_TTL_S = 120.0
+# Decided plans kept for the Operations view, the latest by proposal; pending and executing ones always stay.
+# An operator reads the last few to see what was tried and how it went; every approved plan's switching_plan
+# and operator_action stay on the DSO chain, and the view's audit trail shows the last 50 actions. Unbounded, a
+# long-running server kept every proposal ever made, all in the view's one table and in the operations version
+# the SSE stream computes on every tick for every open feed.
+PLANS_KEPT_DECIDED = 20
+UNDECIDED = frozenset({"pending", "executing"})
 OPERATOR_MAX, ACTION_MAX, MAX_TXS = 64, 128, 256  # the ledger's operator_action limits
 Planner = Callable[[Feeder, np.ndarray, np.ndarray], tuple[int, ...]]
 
@@ -109,12 +118,20 @@ class Operations:
         interval: int = 0,
         db: ConsoleDb | None = None,
         wall: Callable[[], float] = time.time,
+        plans_kept: int = PLANS_KEPT_DECIDED,
     ) -> None:
+        if isinstance(plans_kept, bool) or not isinstance(plans_kept, int) or plans_kept < 0:
+            raise ValueError(
+                f"plans_kept must be a whole number >= 0 (decided plans kept), not {plans_kept!r}"
+            )
         self.grid = grid
         self.dso = dso  # peergrid_dso.services.container.DsoServices
         self.planner = planner
         self.interval = interval
+        # by id, in proposal order; replaced, never changed in place, so a reader on another thread (the view,
+        # the SSE stream's version) iterates a dict no one changes under it
         self.plans: dict[str, Plan] = {}
+        self.plans_kept = plans_kept
         self.db = db  # where the audit trail outlives a restart (the DSO chain holds the same records)
         self.audit: list[dict[str, Any]] = db.audit() if db is not None else []
         self.lock = threading.Lock()  # one operator action at a time; also guards sealing the DSO chain
@@ -226,38 +243,50 @@ class Operations:
             plan = Plan(plan_id, user, before, after, [{"branch": o.branch, "close": o.close} for o in ops])
             if not ops:
                 plan.status = "nothing to do"
-            self.plans[plan.id] = plan
+            self._keep_plans({**self.plans, plan.id: plan})
         return plan
+
+    def _keep_plans(self, plans: dict[str, Plan]) -> None:
+        """`plans` less the oldest decided ones beyond `plans_kept`; an undecided plan is never dropped."""
+        decided = [p.id for p in plans.values() if p.status not in UNDECIDED]
+        dropped = set(decided[: max(0, len(decided) - self.plans_kept)])
+        self.plans = {k: p for k, p in plans.items() if k not in dropped}
 
     def approve_plan(self, plan_id: str, user: str) -> Plan:
         with self.lock:
-            before = self._pending()
-            plan = self.plans.get(plan_id)
-            if plan is None:
-                raise OperationError(f"no plan {plan_id!r}")
-            if plan.status != "pending":
-                raise OperationError(f"plan {plan_id} is {plan.status}, not pending")
-            if tuple(sorted(plan.before["open_branches"])) != tuple(sorted(self.dso.open_set)):
-                plan.status = "superseded"
-                raise OperationError(f"the switches moved since {plan_id} was computed; propose a new plan")
-            switching = self._plan(by_label(plan.id, user), tuple(plan.after["open_branches"]))
-            plan.approved_by, plan.status = user, "executing"
             try:
-                self.dso.switching.submit(switching)  # records the switching_plan (auto mode runs it at once)
-                result = self.dso.switching.results.get(switching.plan_id)
-                if result is None:
-                    result = self.dso.switching.approve(switching.plan_id)
-            except ChainRejected as exc:
-                refused = self._refused(user, f"approve and execute {plan.id}", before, exc)
-                plan.status, plan.alarm = "failed", str(refused)
-                raise refused from None
-            self.dso.open_set = result.final_open
-            plan.steps = [_step(s) for s in result.steps]
-            plan.status, plan.alarm = ("executed", None) if result.ok else ("failed", result.alarm)
-            if result.alarm:
-                self.grid.alarm(f"{switching.plan_id}: {result.alarm}")
-            plan.chain.append(self._seal(user, f"approve and execute {plan.id}", before))
-            return plan
+                return self._approve_plan(plan_id, user)
+            finally:  # the plan was decided, or superseded by a move of the switches
+                self._keep_plans(self.plans)
+
+    def _approve_plan(self, plan_id: str, user: str) -> Plan:
+        before = self._pending()
+        plan = self.plans.get(plan_id)
+        if plan is None:
+            raise OperationError(f"no plan {plan_id!r}")
+        if plan.status != "pending":
+            raise OperationError(f"plan {plan_id} is {plan.status}, not pending")
+        if tuple(sorted(plan.before["open_branches"])) != tuple(sorted(self.dso.open_set)):
+            plan.status = "superseded"
+            raise OperationError(f"the switches moved since {plan_id} was computed; propose a new plan")
+        switching = self._plan(by_label(plan.id, user), tuple(plan.after["open_branches"]))
+        plan.approved_by, plan.status = user, "executing"
+        try:
+            self.dso.switching.submit(switching)  # records the switching_plan (auto mode runs it at once)
+            result = self.dso.switching.results.get(switching.plan_id)
+            if result is None:
+                result = self.dso.switching.approve(switching.plan_id)
+        except ChainRejected as exc:
+            refused = self._refused(user, f"approve and execute {plan.id}", before, exc)
+            plan.status, plan.alarm = "failed", str(refused)
+            raise refused from None
+        self.dso.open_set = result.final_open
+        plan.steps = [_step(s) for s in result.steps]
+        plan.status, plan.alarm = ("executed", None) if result.ok else ("failed", result.alarm)
+        if result.alarm:
+            self.grid.alarm(f"{switching.plan_id}: {result.alarm}")
+        plan.chain.append(self._seal(user, f"approve and execute {plan.id}", before))
+        return plan
 
     # -- manual switching with confirmation
     def preview_switch(self, user: str, branch: int, close: bool) -> dict[str, Any]:
