@@ -19,6 +19,8 @@ from fastapi.testclient import TestClient
 
 from console.lab_client import lab_client
 from console.test_console_api import login
+from peergrid_dso.app import create_app
+from peergrid_dso.config import DsoSettings
 from peergrid_dso.console.operations import PLANS_KEPT_DECIDED, Operations
 
 KEPT = 3
@@ -102,3 +104,13 @@ def test_a_bad_number_of_plans_kept_is_refused(kept: Any) -> None:
         match=re.escape(f"plans_kept must be a whole number >= 0 (decided plans kept), not {kept!r}"),
     ):
         Operations(None, None, plans_kept=kept)  # type: ignore[arg-type]
+
+
+def test_the_console_setting_sets_the_bound(users_file: Path) -> None:
+    """`console.plans_kept` in the DSO config reaches the Operations view; a negative one is a config error."""
+    console = {"users_file": str(users_file), "lab_market": False, "lab_drift": False}
+    settings = DsoSettings.model_validate({"console": console | {"plans_kept": 5}})
+    with TestClient(create_app(settings, listen=False), base_url="http://127.0.0.1:8080") as c:
+        assert c.app.state.console.ops.plans_kept == 5  # type: ignore[attr-defined]
+    with pytest.raises(ValueError, match="plans_kept"):
+        DsoSettings.model_validate({"console": console | {"plans_kept": -1}})

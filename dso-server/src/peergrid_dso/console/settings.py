@@ -21,6 +21,7 @@ class ConsoleSettings(StrictSettings):
     mg_buses: dict[str, int] = Field(default_factory=lambda: dict(LAB_MG_BUSES))
     market_intervals: int = Field(8, ge=1, le=96)
     refresh_s: float = Field(1.0, gt=0)
+    plans_kept: int = Field(20, ge=0)  # decided plans the Operations view keeps (PLANS_KEPT_DECIDED)
     # Require an operator session and CSRF token for the DSO REST API's operator actions (issuing enrolment
     # tokens, approving/revoking enrolments, creating/approving switching plans, running reconfiguration/OPF).
     # On unless a config turns it off: an unauthenticated switching approval must never be the default.

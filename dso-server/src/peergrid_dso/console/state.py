@@ -168,7 +168,7 @@ def build_console(settings: ConsoleSettings, dso: Any, loop: Any = None) -> Cons
     for alarm in getattr(dso, "alarms", []):  # the node's start: relays it could not adopt
         grid.alarm(alarm)
     db = ConsoleDb.open(path) if (path := console_db_path(settings.users_file)) is not None else None
-    ops = Operations(grid, dso, db=db)
+    ops = Operations(grid, dso, db=db, plans_kept=settings.plans_kept)
     explorers = {"dso": ChainExplorer("dso", dso.chain, None if live else ops.lock)}
     live_market = None
     if loop is not None:
