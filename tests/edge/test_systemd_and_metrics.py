@@ -69,6 +69,7 @@ def test_notify_ready_watchdog_status_stopping_and_metrics(run_sim, tmp_path: Pa
         assert "peergrid_edge_poll_latency_seconds_count" in text
         assert 'peergrid_edge_dispatch_mode{mode="safe"} 1' in text
         assert "peergrid_edge_ledger_queued_txs" in text
+        assert "peergrid_edge_broker_subscriptions_refused_total 0" in text
         assert 'peergrid_edge_schedules_ignored_total{reason="not_json"} 0' in text  # the daemon's intake
         daemon.send_signal(signal.SIGTERM)
         assert any("STOPPING=1" in m for m in _read_all(sock, "STOPPING=1", 10))

@@ -192,6 +192,12 @@ def families(daemon: EdgeDaemon, schedules: ScheduleIntake | None = None) -> str
             "1 while connected to the feeder's broker.",
             [(P + "broker_connected", {}, float(daemon.link.client.is_connected()))],
         ),
+        Family(  # connected but deaf to a topic: the broker refused its subscription (the link logs which)
+            P + "broker_subscriptions_refused_total",
+            "counter",
+            "SUBACKs from the broker refusing any of the link's topics.",
+            [(P + "broker_subscriptions_refused_total", {}, daemon.link.subscribe_refused)],
+        ),
     ]
     if schedules is not None:
         out.append(schedules_ignored(schedules))
