@@ -133,6 +133,10 @@ def still(*states: int) -> list[tuple[int, int | None]]:
 @example(
     [(0, None), (1, 3), (3, 1), (1, 3), (3, 1)]
 )  # R33: 37 closed in every read, 5 silent in the later read of one check and the first of the next
+@example(
+    [(0, None), (3, 5), (3, 1), (3, 5), (3, 1)]
+)  # D1 (R33's residual): 37 closed in every read, 5 silent in each first read, 36 closed in every other later
+@example([(2, None), (0, None), (0, 1)])  # D1: 5 answers again two checks running; 37 closed in one read
 def test_the_chain_is_never_behind_a_reading_that_lasted_two_checks(
     steps: list[tuple[int, int | None]],
 ) -> None:
@@ -142,31 +146,46 @@ def test_the_chain_is_never_behind_a_reading_that_lasted_two_checks(
     # the chain for good) every relay the chain names was read so at one of the last RECEDING_CHECKS checks
     # at most, while a record made of several checks says less than the one before and nothing none read.
     # H9: the field may move between a check's two reads (`then`): the check's finding is the later read,
-    # and a finding that adds to the record waits until it has been read twice running, in one check or two
-    # (a check that read it once counts for none of the rules after it, as a check that could not read)
+    # and what adds to the record waits until it has been read twice running, in one check or two (a check
+    # that read it once counts for none of the rules after it, as a check that could not read). D1: judged
+    # relay by relay (`judged`), no longer by whole readings, so R33's second liveness rule holds: a relay that
+    # read the same in every read of the last 2 * RECEDING_CHECKS - 1 checks is what the chain says of it.
     relays, topology, chain, watch = watched_moving()
-    previous, since = None, []  # the findings since the chain's last record
+    previous, since = None, []  # the judged findings since the chain's last record
     previous_reads: tuple[Any, ...] = ()  # the keys of every read the last check took (R33)
+    every_read: list[tuple[tuple[Any, ...], ...]] = []  # each check's reads
     for first, then in steps:
         relays.hands = [relays.put(*STATES[first])] + ([] if then is None else [relays.put(*STATES[then])])
         made, before = len(chain.actions), watch.recorded
         found = check(watch, topology)
         last = STATES[first if then is None or relays.hands else then]  # a hand left: no second read
-        reads = (key(*STATES[first]),) if then is None or relays.hands else (key(*STATES[first]), key(*last))
+        read_again = key(*STATES[first]) != before  # the product reads again what differs from the record
+        reads = (key(*STATES[first]), key(*last)) if read_again else (key(*STATES[first]),)
         relays.hands.clear()
+        every_read.append(reads)
         assert found is not None and found.key == key(*last) and watch.alarm == found.alarm()
         assert len(chain.actions) - made <= 1
         if previous == found.key:
             assert watch.recorded == found.key
-        known = {b for b, _ in before[0]} | set(before[1])
-        if set(found.off) - set(before[0]) or {b for b, _ in found.unreadable} - known:
-            read_twice = found.key in (*previous_reads, key(*STATES[first]))
-            assert watch.recorded == (found.key if read_twice else before)  # off or silent, unsaid before
-            if not read_twice:  # one read, perhaps of a relay moving: no check for the rules below
-                previous, previous_reads = found.key, reads
-                continue
-        since.append(found.key)
-        if len(chain.actions) > made and watch.recorded != found.key:  # settled from several checks
+        lately = every_read[-(2 * RECEDING_CHECKS - 1) :]
+        if len(lately) == 2 * RECEDING_CHECKS - 1:
+            for branch in (5, 36, 37):
+                seen = {word(k, branch) for check_reads in lately for k in check_reads}
+                if len(seen) == 1:
+                    assert word(watch.recorded, branch) in seen, (branch, every_read)
+        judged = (
+            found.key
+            if found.key == before
+            else judged_key(found.key, (*previous_reads, *reads[:-1]), before)
+        )
+        previous, previous_reads = found.key, reads
+        if judged != before and not as_finding(judged).says_less_than(before):
+            assert watch.recorded == judged  # a relay's report unsaid before, read twice: at once
+        elif judged == before and found.key != before:
+            assert watch.recorded == before  # nothing new read twice: no check for the rules below
+            continue
+        since.append(judged)
+        if len(chain.actions) > made and watch.recorded != judged:  # settled from several checks
             assert as_finding(watch.recorded).says_less_than(before)
             for branch in named(watch.recorded):
                 assert any(word(k, branch) == word(watch.recorded, branch) for k in since[-RECEDING_CHECKS:])
@@ -176,7 +195,24 @@ def test_the_chain_is_never_behind_a_reading_that_lasted_two_checks(
             for branch in named(watch.recorded):
                 window = since[-RECEDING_CHECKS:]
                 assert any(word(k, branch) == word(watch.recorded, branch) for k in window), (branch, since)
-        previous, previous_reads = found.key, reads
+
+
+def judged_key(
+    found: tuple[Any, ...], earlier: tuple[Any, ...], recorded: tuple[Any, ...]
+) -> tuple[Any, ...]:
+    """What the chain may say after reading `found` (keys, the open set never moves here): each relay's word in
+    `found` where an earlier read of this check or the last gave it too, or where it says less than the
+    record's (agrees; unreadable where recorded off); the record's word where it says more, read once."""
+    off, silent = [], []
+    for branch in (5, 36, 37):
+        now, was = word(found, branch), word(recorded, branch)
+        more = now not in (None, was) and not (now == "" and was)
+        kept = now if not more or now in {word(k, branch) for k in earlier} else was
+        if kept:
+            off.append((branch, kept))
+        elif kept == "":
+            silent.append(branch)
+    return tuple(off), tuple(silent)
 
 
 def key(closed: tuple[int, ...], silent: tuple[int, ...]) -> tuple[Any, ...]:

@@ -13,17 +13,21 @@ what they report, not the wording of a read error - is recorded once on the DSO 
 `operator_action` by the node (`WATCH_OPERATOR`) naming no transaction, whose action (128 characters at most)
 says the relays and what they report, or that they agree again. A change is read once more before it is
 recorded (a writer that moved a relay and set the open set in two steps is not a change); the later read is
-the check's finding, so where the two disagree (a relay moved between them) the alarm follows it at once, and
-one that says more than the record is recorded when the next check finds it too (until then that check counts
-for none of the rules below). A finding that says less than the chain's last record against the same open set
-(every relay agrees again, or some do, or one recorded off is now unreadable) is recorded only when the next
-check finds it too: a relay that answers every other interval is recorded once, not every interval (the alarm
-still follows every read, and a finding that says more is recorded at once). After `RECEDING_CHECKS` such
-checks in a row, none read twice running (two relays flapping out of step, or one flapping while another is
-put right), the record is brought down, relay by relay, to what those checks read (`settled`): a relay the
-record names that none of them read so is recorded as they all read it, so another relay's flapping never
-keeps a real change off the chain, and one that some check read as recorded keeps its record (relays flapping
-out of step make no record per interval).
+the check's finding, so where the two disagree (a relay moved between them) the alarm follows it at once. What
+is recorded is judged relay by relay (`read_twice`): a relay's report that says more than the record's (a
+position, or unreadable where it agreed) is taken once that relay read the same twice running - at this
+check's other read or any read of the last check - whatever the other relays did, and until then the record's
+word stands for it (against an open set the record was not judged on, every relay must read twice; a check
+where nothing new was read twice counts for none of the rules below); one that says less is taken from the
+later read and weighed by those rules. A finding that says less than the chain's last record against the same
+open set (every relay agrees again, or some do, or one recorded off is now unreadable) is recorded only when
+the next check finds it too: a relay that answers every other interval is recorded once, not every interval
+(the alarm still follows every read, and a finding that says more is recorded at once). After
+`RECEDING_CHECKS` such checks in a row, none read twice running (two relays flapping out of step, or one
+flapping while another is put right), the record is brought down, relay by relay, to what those checks read
+(`settled`): a relay the record names that none of them read so is recorded as they all read it, so another
+relay's flapping never keeps a real change off the chain, and one that some check read as recorded keeps its
+record (relays flapping out of step make no record per interval).
 A record the chain refuses or does not make final in time is not sent again; one whose submit raised is, at
 the next check.
 Never commands a relay and never adopts: the DSO's open set changes only by a plan, the start's rule or an
@@ -108,24 +112,69 @@ def judge(reading: Any, held_open: tuple[int, ...]) -> WatchFinding:
     return WatchFinding(tuple(sorted(held_open)), off, tuple(sorted(reading.unreadable.items())))
 
 
+def said(key: tuple[Any, ...], branch: int) -> str | None:
+    """What a finding's key says of a relay: its report when off, "" when unreadable, None when it agrees."""
+    off, unreadable = key
+    return dict(off).get(branch) or ("" if branch in unreadable else None)
+
+
+def adds(word: str | None, recorded: str | None) -> bool:
+    """A relay's `said` tells more than the record's word for it: a report the record does not give it, or
+    unreadable where the record has it agree (`WatchFinding.says_less_than`, for one relay)."""
+    return (bool(word) and word != recorded) or (word == "" and recorded is None)
+
+
+def named(key: tuple[Any, ...]) -> set[int]:
+    off, unreadable = key
+    return {b for b, _ in off} | set(unreadable)
+
+
+def read_twice(
+    found: WatchFinding,
+    earlier: Sequence[WatchFinding],
+    recorded: tuple[Any, ...],
+    recorded_open: tuple[int, ...] | None,
+) -> WatchFinding | None:
+    """What the chain may say of each relay after the read `found`, each judged apart (`earlier`: the reads
+    it counts as read twice against, this check's other read and the last check's): a relay's report in
+    `found` where some earlier read against the same open set gave that relay the same; else, against the open
+    set `recorded` was judged on, the record's word where `found` tells more of that relay than the record (it
+    may be moving, or its link flickering), and `found`'s where it tells less (H7's and H8's rules weigh those
+    over checks); with nothing recorded yet, as if the record said every relay agrees. Against another open
+    set the record says nothing: None unless every relay was read twice."""
+    same = [f for f in earlier if f.held_open == found.held_open]
+    base = recorded if recorded_open in (None, found.held_open) else None  # None: nothing recorded yet
+    if base is None and not same:
+        return None
+    why = {b: w for f in (*same, found) for b, w in f.unreadable}  # the latest read error of each
+    branches = named(found.key).union(*(named(f.key) for f in same), named(base) if base is not None else ())
+    off, unreadable = [], []
+    for branch in sorted(branches):
+        now = said(found.key, branch)
+        twice = any(said(f.key, branch) == now for f in same)
+        if base is None and not twice:
+            return None
+        kept = None if base is None else said(base, branch)
+        word = now if twice or not adds(now, kept) else kept
+        if word:
+            off.append((branch, word))
+        elif word == "":
+            unreadable.append((branch, why.get(branch, "unreadable, as the DSO chain's record says")))
+    return WatchFinding(found.held_open, tuple(off), tuple(unreadable))
+
+
 def settled(recorded: tuple[Any, ...], findings: Sequence[WatchFinding]) -> WatchFinding:
     """What the chain should say of each relay after `findings` (checks against one open set, the last's):
     where some check read a relay as `recorded` (a `WatchFinding.key`) says it, the record's word; otherwise
     what every check agrees on: off with the same report in each, off; off or unreadable in each (where it
     stands is not known), unreadable; else it agrees. Names nothing no check read."""
 
-    def word(off: Any, unreadable: Any, branch: int) -> str | None:
-        return dict(off).get(branch) or ("" if branch in unreadable else None)  # a report, "", or agrees
-
-    rec_off, rec_unreadable = recorded
-    named = {b for b, _ in rec_off} | set(rec_unreadable)
-    named |= {b for f in findings for b, _ in (*f.off, *f.unreadable)}
     why = {b: f"reported {seen}" for f in findings for b, seen in f.off}
     why |= {b: w for f in findings for b, w in f.unreadable}  # the latest read error, if any
     off, unreadable = [], []
-    for branch in sorted(named):
-        read = [word(f.off, {b for b, _ in f.unreadable}, branch) for f in findings]
-        now = word(rec_off, set(rec_unreadable), branch)
+    for branch in sorted(named(recorded).union(*(named(f.key) for f in findings))):
+        read = [said(f.key, branch) for f in findings]  # a report, "", or None: agrees
+        now = said(recorded, branch)
         if now not in read:  # no check read it as the record says: as they all read it, else unreadable
             same = len(set(read)) == 1  # (off or unreadable at each check: where it is, not known) or agrees
             now = read[0] if same else ("" if None not in read else None)
@@ -181,26 +230,32 @@ class RelayWatch:
         if found is None:
             return None
         # the later read is the field now, even where the two disagree (a relay moved between them): the
-        # alarm follows it at once, and it counts as read twice when this check's first read or the last
-        # check's reads found the same (before, a check whose reads disagreed kept the last finding)
-        # (R33: and any read of the last check, not only its later one: with a relay that answers the first
-        # read of one check and the second of the next, a tie closed in every read was never recorded)
+        # alarm follows it at once (before, a check whose reads disagreed kept the last finding)
         earlier = self.last_reads
-        self.last_reads = (found,) if first is None or first is found else (first, found)
+        other = () if first is None or first is found else (first,)  # this check's other read, if any
+        self.last_reads = (*other, found)
         self.finding, self.topology = found, topology
-        read_twice = any(
-            f is not None and (f.key, f.held_open) == (found.key, found.held_open) for f in (first, *earlier)
-        )
         if found.key == self.recorded:
             self.receding = ()
             return found
-        if self.recedes(found):
-            lasted = bool(self.receding) and self.receding[-1].key == found.key
-            self.receding = (*self.receding, found)[-RECEDING_CHECKS:]
+        # what the chain may say is judged relay by relay: a report read twice running (this check's first
+        # read, or any read of the last check: R33) is taken whatever the other relays did; judging whole
+        # readings, two relays whose links dropped in different reads kept a tie closed in every read, or one
+        # put right, off the chain for good (R33's residual)
+        judged = read_twice(found, (*other, *earlier), self.recorded, self.recorded_open)
+        if judged is None or judged.key == self.recorded:  # nothing new read twice: a relay may be moving
+            log.info(  # nor does the check count for or against `receding`: not yet known to be a reading
+                "relays read between plans: %s; read once, recorded if the next read finds it too",
+                found.alarm() or "every relay reads as the DSO holds it again",
+            )
+            return found
+        if self.recedes(judged):
+            lasted = bool(self.receding) and self.receding[-1].key == judged.key
+            self.receding = (*self.receding, judged)[-RECEDING_CHECKS:]
             if not lasted and len(self.receding) < RECEDING_CHECKS:
                 log.info(  # a relay that answers every other interval: recorded if it lasts
-                    "relays read between plans: %s; recorded on the DSO chain if the next read finds it too",
-                    found.alarm() or "every relay reads as the DSO holds it again",
+                    "relays read between plans: %s; recorded on the DSO chain if the next check finds it too",
+                    judged.alarm() or "every relay reads as the DSO holds it again",
                 )
                 return found
             if not lasted:  # readings that never repeat: each relay as they read it, unless one confirmed it
@@ -213,22 +268,16 @@ class RelayWatch:
                     len(self.receding), to_record.action(),
                 )  # fmt: skip
                 await self._record(to_record)
-                if self.recedes(found):  # this check still counts towards the next: read twice, recorded
-                    self.receding = (found,)
+                if self.recedes(judged):  # this check still counts towards the next: read twice, recorded
+                    self.receding = (judged,)
                 return found
-        elif not read_twice:  # says more than the record, but read once: it may be a relay moving
-            log.info(  # nor does it count for or against `receding`: not yet known to be a reading
-                "relays read between plans: %s; read once, recorded if the next read finds it too",
-                found.alarm() or "every relay reads as the DSO holds it again",
-            )
-            return found
-        else:
+        else:  # says more than the record, each relay that does read twice: recorded at once
             self.receding = ()
-        if found.standing:
-            log.error("%s", found.alarm())
+        if judged.standing:
+            log.error("%s", judged.alarm())
         else:
             log.warning("relays read between plans: every relay reads as the DSO holds it again")
-        await self._record(found)
+        await self._record(judged)
         return found
 
     def recedes(self, found: WatchFinding) -> bool:
