@@ -6,7 +6,7 @@ T9) for both of the DSO's connections - the health listener's (first wait `RECON
 `LISTENER_RECONNECT_MAX_S`, the edge's; it was 30 s, hard-coded) and the node's ledger transport's (first
 wait `LEDGER_RECONNECT_MIN_S`, else bound `LEDGER_RECONNECT_MAX_S`, as `MqttTransport` has it). A bound below
 `RECONNECT_MIN_S`, NaN or infinite is refused with a `ValueError` naming `reconnect_max_s` (the config's
-field refuses it first). Holds no connection; sets paho's back-off on the client it is given.
+field refuses it first). `ledger_reconnect` holds no connection: it sets paho's back-off on the client given.
 Whether the node's ledger transport came back is `LedgerLink`'s to say, for `/api/health`'s `loop.ledger`
 (`ledger_health`, pure): `alive` (paho's network thread runs), `connected` (the transport's `connected`: the
 broker granted its subscriptions on this connection), `down_s` (how long it has not been, since its start or
