@@ -28,3 +28,14 @@ def test_a_running_node_whose_listener_is_deaf_is_not_ready_and_the_line_says_wh
         assert not is_ready(doc) and not_ready(doc) == "its node running in /api/health"
     odd = _health("starting", True, listening)  # degraded for a reason this lab does not know
     assert not is_ready(odd) and not_ready(odd) == "status ok in /api/health (it says 'starting')"
+
+
+def test_a_running_node_whose_ledger_transport_is_down_is_not_ready_and_the_line_gives_its_reason() -> None:
+    """D1 (session 20): `loop.ledger` says why a running node cannot hear the chain; the lab's line repeats it."""
+    doc = _health("degraded", True, {"state": "listening", "ok": True})
+    reason = "the ledger transport's network thread ended: the node no longer hears or sends the chain"
+    doc["loop"]["ledger"] = {"state": "dead", "ok": False, "reason": reason}
+    assert not is_ready(doc)
+    assert not_ready(doc) == f"its node's ledger transport on the broker in /api/health ({reason})"
+    doc["loop"]["ledger"] = {"state": "connected", "ok": True, "reason": None}
+    assert not_ready(doc) == "status ok in /api/health (it says 'degraded')"  # degraded for another reason

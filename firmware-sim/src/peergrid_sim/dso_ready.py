@@ -147,6 +147,9 @@ def not_ready(doc: dict[str, Any] | None) -> str:
     listener = doc.get("health_listener")
     if isinstance(listener, dict) and listener.get("ok") is False:
         return f"its health listener hearing the broker in /api/health (it is {listener.get('state')})"
+    ledger = loop.get("ledger")  # since D1 (session 20): the node's ledger transport, with a reason
+    if isinstance(ledger, dict) and ledger.get("ok") is False:
+        return f"its node's ledger transport on the broker in /api/health ({ledger.get('reason')})"
     return f"status ok in /api/health (it says {doc.get('status')!r})"
 
 
