@@ -66,6 +66,11 @@ feed-in, a cap at or above retail) is banned when held against its rule and let 
 Each MG judges its own rules (its tariff says where a fee stands in for a rule; dayjudge.OwnRules) and
 posts its judgement with its next position; who is let back is public, computed from those judgements
 and the rules on the chain (dayjudge.Coordination): dayrounds.py says when each part is in force.
+An MG with a trading window (`DayAheadConfig.windows`: the window its MGMC states on the chain with its first
+forward accept) answers the session as a day that trades only inside it: its day is solved with P2P fixed to
+nothing outside (its bounds there [0, 0]: `dayjudge.OwnRules`), not its whole day's answer clipped, which would
+be a plan its own dispatch does not follow; positions outside would move the prices with energy that can never
+clear, and its make-whole claim's held day and real day are then one day (review30 R30-2).
 A clean-only buyer takes no day-ahead position on the buy side (the general book does not know whose energy
 is clean) unless `DayAheadConfig.clean_book` opens a clean book beside the general one (cleanbook.py): only on
 a day with a clean-only member, and on a recorder only where it keeps a clean book (`keeps_clean`: the
@@ -136,6 +141,17 @@ def _check_prices(scenario: Scenario, prices: Sequence[float]) -> None:
         raise DayAheadError(f"starting price of interval {bad[0]} is not finite ({prices[bad[0]]})")
 
 
+def _check_windows(scenario: Scenario, cfg: DayAheadConfig) -> None:
+    names = {mg.name for mg in scenario.microgrids}
+    for name, first, last in cfg.windows:
+        if name not in names:
+            raise DayAheadError(f"windows names {name!r}, which is no microgrid of the scenario")
+        if last >= scenario.intervals:
+            raise DayAheadError(
+                f"{name}'s window [{first}, {last}] ends past the session's last interval ({scenario.intervals - 1})"
+            )
+
+
 def starting_prices(scenario: Scenario) -> tuple[float, ...]:
     """Midway between the lowest feed-in and the highest retail price of each interval."""
     mgs = scenario.microgrids
@@ -159,6 +175,7 @@ def allocate(
     lengths = {mg.intervals for mg in scenario.microgrids}
     if len(lengths) != 1:
         raise DayAheadError(f"microgrids have different numbers of intervals: {sorted(lengths)}")
+    _check_windows(scenario, cfg)
     prices = list(initial_prices) if initial_prices is not None else list(starting_prices(scenario))
     _check_prices(scenario, prices)
     # the clean book only where a member is clean-only, and on a recorder only where it keeps one (the

@@ -147,6 +147,17 @@ class DayAheadConfig:
     # per kWh on each side of every day-ahead trade, in every MG's model (its answers, commitment, switch,
     # accept check and deviation); 0: none, every day as before to the byte
     exchange_fee: int = 0
+    # the simulation's trading windows: (MG name, first, last), session intervals, as an MGMC states its window
+    # on the chain with its first forward accept (`exchange.accept`'s `window`): that MG answers the session as a
+    # day that trades P2P only in [first, last] (its day solved with nothing traded outside: dayjudge.OwnRules),
+    # for it can trade nowhere else and positions there would move the prices with energy that never clears. An
+    # MG not named trades the whole session; none named: every day as before, to the byte. An edge MGMC answers
+    # within its own (`DayAheadAgent`'s `window`), not this
+    windows: tuple[tuple[str, int, int], ...] = ()
+
+    def window_of(self, mg: str) -> range | None:
+        """The session intervals MG `mg` trades in (`windows`); None: all of them."""
+        return next((range(first, last + 1) for name, first, last in self.windows if name == mg), None)
 
     def __post_init__(self) -> None:
         try:
@@ -190,6 +201,21 @@ class DayAheadConfig:
             raise DayAheadError(f"clean_decisions must be >= 1, got {self.clean_decisions}")
         if self.adapt_every < 0:
             raise DayAheadError(f"adapt_every must be >= 0, got {self.adapt_every}")
+        for window in self.windows:
+            if not (
+                isinstance(window, tuple)
+                and len(window) == 3
+                and isinstance(window[0], str)
+                and all(type(v) is int for v in window[1:])
+                and 0 <= window[1] <= window[2]
+            ):
+                raise DayAheadError(
+                    f"a window is (MG name, first, last) with 0 <= first <= last whole intervals, got {window!r}"
+                )
+        names = [window[0] for window in self.windows]
+        twice = sorted({name for name in names if names.count(name) > 1})
+        if twice:
+            raise DayAheadError(f"windows names {twice[0]!r} more than once: an MG states one window")
 
 
 class Book:

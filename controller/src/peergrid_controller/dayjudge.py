@@ -2,12 +2,13 @@
 
 Promises:
 - `OwnRules` is one MG's side, private: its bounds (`limits_kw` with no price: physical limits, maximum
-  quantity, clean-only) less the sides it banned itself, its rule fees (`rule_fees`) less the ones it
-  dropped, and `judge`, a pure function of its own model data, rules and fee state and of the public prices
-  and its own posted position: which of its fees it drops or takes back (`OwnRules.fee_change`), which of its
-  sides it bans (it holds one against its rule where no fee is there) and which banned sides it asks back
-  (the price now permits them), and `apply`, which puts its fees and bans in force; what the others need is
-  its `Judgement`: the (interval, side)s it banned, the ones it asks back and whether any fee changed.
+  quantity, clean-only; nothing outside the window it trades in, where it states one) less the sides it
+  banned itself, its rule fees (`rule_fees`) less the ones it dropped, and `judge`, a pure function of its
+  own model data, rules and fee state and of the public prices and its own posted position: which of its
+  fees it drops or takes back (`OwnRules.fee_change`), which of its sides it bans (it holds one against its
+  rule where no fee is there) and which banned sides it asks back (the price now permits them), and `apply`,
+  which puts its fees and bans in force; what the others need is its `Judgement`: the (interval, side)s it
+  banned, the ones it asks back and whether any fee changed.
 - `Coordination` is the public side, computable by anyone from the chain (the owners' rules of
   `market.set_rules`, the prices, the positions and the judgements posted with them, `exchange.position`'s
   `judged`): which judgements its poster's public rule contradicts at the judged prices (ignored), among
@@ -35,7 +36,7 @@ Pure; no solver, no clocks, no I/O.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -120,18 +121,28 @@ class OwnRules:
         fee_margin: float,
         resolution: float,
         exchange_fee: int = 0,
+        window: Collection[int] | None = None,
     ) -> None:
         """`exchange_fee` (nano per kWh per side, exchange_fee.py): the owner's floor and cap are net of it, so
         a rule's fee is dropped only where the price less (plus) the exchange fee clears the rule by the
-        margin (0: the price itself, as before)."""
+        margin (0: the price itself, as before). `window`: the session's intervals the MG trades in (None:
+        all); outside it its range is [0, 0] (its day is solved with P2P fixed to nothing there, not its
+        whole day's answer clipped) and its rules are never judged there (it holds nothing to judge)."""
         self.mg, self.dt, self.n = mg, dt, intervals
         self.fee_margin, self.resolution, self.exchange_fee = fee_margin, resolution, exchange_fee
-        self.base = [limits_kw(mg, t, math.nan, dt) for t in range(intervals)]
+        self.window = None if window is None else frozenset(window)
+        self.base = [
+            limits_kw(mg, t, math.nan, dt) if self.trades(t) else (0.0, 0.0) for t in range(intervals)
+        ]
         self.base_fees = rule_fees(mg)
         self.banned: set[Cell] = set()
         self.returned: set[Cell] = set()  # let back after a ban (the public coordination's choice)
         self.fee_off: set[Cell] = set()  # whose fee is dropped
         self.fee_back: set[Cell] = set()  # ... and came back: never dropped again
+
+    def trades(self, t: int) -> bool:
+        """Whether interval t is in its window (every interval without one)."""
+        return self.window is None or t in self.window
 
     def bounds(self) -> tuple[list[float], list[float]]:
         lo = [0.0 if (t, "buy") in self.banned else self.base[t][0] for t in range(self.n)]
@@ -163,7 +174,7 @@ class OwnRules:
         dropped: list[Cell] = []
         restored: list[Cell] = []
         rules, res = self.mg.rules, self.resolution
-        for t in range(self.n):
+        for t in filter(self.trades, range(self.n)):
             price = on_tick(prices_nano[t])
             lo, hi = limits_kw(self.mg, t, price, self.dt)
             for side in SIDES:

@@ -99,10 +99,14 @@ class Exchange(Book):
         self.clean = clean
         self.intervals, self.dt = scenario.intervals, scenario.interval_hours  # n: the book's 2n if clean
         self.solves = 0
-        # each MG's own floors and caps (private: bounds, fees, bans), and their public coordination
+        # each MG's own floors and caps (private: bounds, fees, bans; nothing outside its window), and their
+        # public coordination
+        windows = [cfg.window_of(mg.name) for mg in self.mgs]
         self.own_rules = [
-            OwnRules(mg, self.dt, self.intervals, cfg.fee_margin, cfg.resolution_kwh, cfg.exchange_fee)
-            for mg in self.mgs
+            OwnRules(
+                mg, self.dt, self.intervals, cfg.fee_margin, cfg.resolution_kwh, cfg.exchange_fee, window
+            )
+            for mg, window in zip(self.mgs, windows, strict=True)
         ]
         demands = [demand_on_tick(mg) for mg in self.mgs]
         self.coordination = Coordination(
@@ -125,7 +129,11 @@ class Exchange(Book):
         ]
         # a clean-only buyer buys P2P on a clean session (all of it clean: cleanbook.py's c ≤ x)
         buys = [clean_buy_kw(mg, self.dt, self.intervals) if clean else None for mg in self.mgs]
-        self.clean_buy_kw = {i: b for i, b in enumerate(buys) if b is not None}
+        self.clean_buy_kw = {
+            i: [kw if self.own_rules[i].trades(t) else 0.0 for t, kw in enumerate(b)]
+            for i, b in enumerate(buys)
+            if b is not None
+        }
         self.settled = False  # set by `step`: every MG's verdict on it settled (`settled`)
         # each MG's verdict on the last stepped iteration, posted with its next position where the value stop
         # is judged (`run`'s by_value); none on iteration 0 (the first responses) or before any step

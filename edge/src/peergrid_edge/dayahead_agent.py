@@ -33,6 +33,9 @@ capacity the DSO posted for its trading key (`connection.py`; the chain refuses 
 within ±capacity, and a post above one posted after the range was read cut to it (one warning line); a post
 the chain refused for a capacity that landed ahead of it is cut to it and posted once more (`dayahead_capacity`).
 The value stop, the genset phases and the owners' floors and caps are the rounds' (`dayahead_rounds`).
+An MGMC that states a trading window (`window`: the chain intervals it trades, the forward accept's) answers the
+session as a day that trades only there: its range is [0, 0] outside (`SessionRules`), so its day is solved
+with nothing traded outside, as `allocate` solves an MG of `DayAheadConfig.windows`, to the Wh.
 A clean session (opened with `clean_prices`: `dayahead_clean`): the coordinator opens one exactly where
 `allocate` on the chain venue would (`DayAheadConfig.clean_book` and a clean-only member on the chain); every
 member follows the session as opened: its book over both books, its clean model, `clean_positions` and its
@@ -114,6 +117,7 @@ class DayAheadAgent:
         checkpoint: Path | None = None,
         tariff_wait_s: float = 0.0,
         priced: Sequence[int] | None = None,
+        window: range | None = None,
     ) -> None:
         """`members`: every MGMC's trading key (public); `opening_prices` (currency per kWh, one per interval)
         are what the coordinator opens at (a member reads them off the chain); `timeout_s`: how long a
@@ -129,7 +133,10 @@ class DayAheadAgent:
         alone, anchored at its rounded post); `tariff_wait_s`: on a `settle_by_both` chain, how long the
         coordinator waits for the DSO's cover prices of every member before it opens (0: it does not; every
         member must be configured alike: a member waits that much longer for the opening), for the intervals
-        `priced` (those the MGMC trades, the forward clear's; None: the session's)."""
+        `priced` (those the MGMC trades, the forward clear's; None: the session's); `window`: the chain
+        intervals this MGMC trades, the window its first forward accept states (None: the session's): it
+        answers the session as a day that trades P2P only there, nothing outside (as `allocate` answers for an
+        MG of `DayAheadConfig.windows`)."""
         self.key, self.mg, self.dt = key, mg, interval_hours
         self.members = list(members)
         self.session, self.first_interval = session, first_interval
@@ -171,7 +178,8 @@ class DayAheadAgent:
         # this MG's own range (kW) per interval (physical limits, maximum quantity, clean-only, less the sides
         # it banned) and its rule fees (less the ones it dropped), its judgement of its floors and caps, and
         # the public coordination of everyone's (`dayahead_rules`; joined once the session is on the chain)
-        self.rules = SessionRules(mg, interval_hours, self.cfg)
+        inside = None if window is None else [t for t in range(mg.intervals) if first_interval + t in window]
+        self.rules = SessionRules(mg, interval_hours, self.cfg, inside)
         # the last step was the kWh stop: the session closes at the next iteration, after a final round
         # carrying the judgements on it where they are judged (and goes on if they change something)
         self.kwh = False

@@ -26,7 +26,7 @@ the replica's state it is given.
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from typing import Any
 
 from peergrid_controller.cleanbook import clean_buy_kw
@@ -73,9 +73,13 @@ def own_rules_differ(mg: Microgrid, state: Any, key: bytes, first_interval: int)
 class SessionRules:
     """This MGMC's side of the owners' rules in one session, and the public coordination it computes."""
 
-    def __init__(self, mg: Microgrid, dt: float, cfg: DayAheadConfig) -> None:
+    def __init__(
+        self, mg: Microgrid, dt: float, cfg: DayAheadConfig, window: Collection[int] | None = None
+    ) -> None:
+        """`window`: the session's intervals this MG trades in (None: all): its range is [0, 0] outside, as
+        `dayrounds.Exchange` has it for an MG of `DayAheadConfig.windows`."""
         self.n = mg.intervals
-        self.own = OwnRules(mg, dt, self.n, cfg.fee_margin, cfg.resolution_kwh)
+        self.own = OwnRules(mg, dt, self.n, cfg.fee_margin, cfg.resolution_kwh, window=window)
         self.coordination = Coordination(lambda i, t, side: 0, self.n, ruled=False)  # until `join`
         self.me = -1
         self.members: list[bytes] = []
@@ -96,7 +100,10 @@ class SessionRules:
     def clean_session(self, mg: Microgrid, dt: float) -> None:
         """The session is a clean one: a clean-only buyer's bounds and fees as `dayrounds.Exchange` has them
         (`bounds`, `fees`); the floors and caps are judged on the general half of the book (`judge`)."""
-        self.clean_buy_kw = clean_buy_kw(mg, dt)
+        buys = clean_buy_kw(mg, dt)
+        self.clean_buy_kw = (
+            None if buys is None else [kw if self.own.trades(t) else 0.0 for t, kw in enumerate(buys)]
+        )
         self.clean_cap = mg if self.clean_buy_kw is not None else None
 
     def join(

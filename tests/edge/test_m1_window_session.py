@@ -1,0 +1,58 @@
+"""MGMCs that state trading windows answer the day-ahead session as `allocate` does for the same windows (M1).
+
+Each `DayAheadAgent` given its `window` (the chain intervals its forward accept states) answers with its day
+solved with nothing traded outside it; the simulation's `allocate`, given the same windows
+(`DayAheadConfig.windows`) on `ChainVenue`'s exchange, reaches the same session: prices to the nano, every
+position to the Wh, zeros outside each window. Without windows both are as before
+(tests/edge/test_edge_dayahead_session.py). The agents run as there: concurrently, each with only its own MG, on
+one real single-authority `EdgeLedger`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+from pathlib import Path
+
+from test_edge_dayahead_session import CONFIG, free_day, ledger_for, run_session, simulated
+
+from peergrid_controller.dayexchange import DayAheadConfig
+from peergrid_controller.model import Scenario
+from peergrid_controller.synth import synthetic_scenario
+from peergrid_edge.dayahead_agent import DayAheadAgent
+
+
+def windowed(config: DayAheadConfig) -> dict[str, functools.partial[DayAheadAgent]]:
+    """Each MG named in `config.windows` as an agent stating that window (session 0: chain = session intervals)."""
+    return {name: functools.partial(DayAheadAgent, window=range(first, last + 1)) for name, first, last in config.windows}  # fmt: skip
+
+
+def check_session(tmp_path: Path, scenario: Scenario, config: DayAheadConfig, phases: bool = False) -> None:
+    ledger, keys_ = ledger_for(tmp_path, scenario)
+    outcomes = run_session(ledger, keys_, scenario, make=windowed(config), phases=phases, config=config)
+    allocation, record, positions = simulated(scenario, config)
+    for name, outcome in outcomes.items():
+        assert outcome.completed, outcome.reason
+        assert outcome.iterations == allocation.iterations and outcome.stop == allocation.stop
+        assert outcome.prices == record["prices"]  # to the nano
+        assert list(outcome.positions) == positions[name]  # to the Wh
+    for name, first, last in config.windows:
+        assert [q for t, q in enumerate(positions[name]) if not first <= t <= last] == [0] * (
+            scenario.intervals - (last - first + 1)
+        ), (name, positions[name])
+        assert any(positions[name][first : last + 1]), name  # it trades inside
+
+
+def test_agents_with_windows_reach_the_simulations_session_with_the_same_windows(tmp_path: Path) -> None:
+    # mg003 states none (the whole session); mg001's battery answers its window's day, not its whole day's
+    windows = (("mg001", 2, 5), ("mg002", 3, 7), ("mg004", 0, 5))
+    check_session(tmp_path, free_day(), dataclasses.replace(CONFIG, windows=windows))
+
+
+def test_a_genset_whose_window_cuts_its_day_commits_inside_it_alike(tmp_path: Path) -> None:
+    # the genset phases: the relaxed phase, the genset MG's commitment MILP within its window, then ADMM with
+    # its commitment fixed, on the edge as in `allocate`
+    scenario = synthetic_scenario(4, 4, seed=2, interval_hours=6.0)
+    (genset,) = [mg.name for mg in scenario.microgrids if mg.gensets]
+    windows = ((genset, 1, 2), *((mg.name, 0, 2) for mg in scenario.microgrids if mg.name != genset))
+    check_session(tmp_path, scenario, dataclasses.replace(CONFIG, windows=windows), phases=True)
