@@ -6,8 +6,10 @@ day, but those positions bind nothing (the chain refuses trades outside a stated
 makes could raise its claim (R30-1), and a held day out of the MG's reach left no claim at all (R30-3). The claim
 is now min(held, real): its real day (nothing traded outside its window) bounds it, and where the held day has
 no schedule it holds the largest share of its positions outside that has one (L14, review31 R31-1; the real day's
-gain where no share has: tests/edge/test_l14_claim_reach.py), logged. Hand days of tests/edge/test_edge_fee_claim.py (1-hour
-intervals, retail 0.30, feed-in 0.05, closing prices 0.20 0.20 0.20 0.28, window chain intervals 1-2).
+gain where no share has: tests/edge/test_l14_claim_reach.py), logged. Since M1 an MGMC that states a window
+answers nothing outside it, so its held day is its real day and both give what the market denied (R30-2's
+root fix; tests/edge/test_m1_window_session.py has the sessions). Hand days of tests/edge/test_edge_fee_claim.py
+(1-hour intervals, retail 0.30, feed-in 0.05, closing prices 0.20 0.20 0.20 0.28, window chain intervals 1-2).
 """
 
 from __future__ import annotations
@@ -21,6 +23,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from test_edge_fee_claim import FEE, NAME, PRICES, SOLO, WINDOW, cleared, figures, store
 
+from peergrid_controller.dayexchange import DayAheadConfig, answer
+from peergrid_controller.dayjudge import OwnRules
+from peergrid_controller.daymodel import DayModel
 from peergrid_controller.market import Trade
 from peergrid_controller.model import Battery, ContractRules, Genset, Load, Microgrid, Tariff
 from peergrid_edge.dayahead_uplift import ClaimFigures, claim_for, claim_from
@@ -104,31 +109,59 @@ def test_a_held_day_out_of_reach_holds_what_it_reaches(caplog: pytest.LogCapture
     )
 
 
-def test_a_whole_day_answer_is_paid_the_lesser_of_both_days() -> None:
-    """R30-2, pinned with why: an MG whose stock answer plans trades outside its window (answered the whole
-    session) is valued on neither day exactly. (a) The buyer (import uncapped) answered 'buy 10 in 1, sell 10
-    in 3' and was rationed to 5: on its real day the rationing saved it 5 x 0.15 (all 10 at 0.20 fed in at 0.05
-    would cost 1.5), and its real day's gain 0.75 is buying nothing instead of its own answer's 5; its held day
-    pays 5 x (0.30 - 0.20) = 0.5 for the rationing against a sale at 0.28 it never makes. The lesser, 0.5, is
-    claimed. Cleared all 10 it answered: held 0 (the old rule 1.5). (b) A 10-kW genset (fuel 0.10/kWh, min up
-    2) answered 'sell 10 in 2 and 10 in 3' across its window's edge, 5 of 10 cleared in 2: held 1.75, real
-    2.25, against a real day cost of 0.25. Neither rule isolates what the market denied once the answer
-    assumes trades outside its window; the root fix is the answer (zeros outside a stated window), a lead
-    decision (it moves the lab's prices off the simulation's)."""
+def answered(mg: Microgrid, prices: tuple[float, ...], window: range | None) -> tuple[int, ...]:
+    """The MG's day-ahead answer (Wh) at `prices` as its MGMC posts it, stating `window` or none: its day solved
+    with nothing traded outside the window (`OwnRules`' range there [0, 0]; `allocate` and the edge alike)."""
+    cfg = DayAheadConfig()
+    rules = OwnRules(mg, 1.0, len(prices), cfg.fee_margin, cfg.resolution_kwh, window=window)
+    return answer(DayModel(mg, 1.0), prices, rules.bounds(), rules.fees())[1]
+
+
+def both_days(mg: Microgrid, day: ClaimFigures) -> tuple[int, int]:
+    """Its claim on its held day's rule (its answer held outside its window) and on its real day's alone."""
+    return claim_from(mg, 1.0, day).gain, claim_from(mg, 1.0, dataclasses.replace(day, positions=())).gain
+
+
+def test_an_answer_within_its_window_is_paid_what_the_market_denied_on_both_days() -> None:
+    """R30-2, fixed at its root (M1): an MGMC that states a window answers the session as a day that trades
+    only inside it, so its answer holds nothing outside, its held day is its real day, and both rules give one
+    figure: what rationing inside the window cost it. Before, answering the whole session, neither day
+    isolated it (the pin this test replaces): (a) the battery buyer (import uncapped) answered 'buy 10 in 1,
+    sell 10 in 3', was rationed to 5, and was paid 0.5 (held) where rationing saved it 0.75 (real); (b) the
+    genset whose minimum up time crosses the window's edge answered 'sell 10 in 2 and 10 in 3' and, 5 of 10
+    cleared in 2, was paid 1.75 (held; real 2.25) on a real day that cost it 0.25."""
     buyer = capped_buyer(max_import_kw=math.inf)
-    rationed = claim_from(buyer, 1.0, bought(5.0, (0, -10_000, 0, 10_000)))
-    assert rationed.gain == 500_000 and rationed.day_cost == pytest.approx(0.75, abs=1e-9)
-    assert claim_from(buyer, 1.0, bought(5.0, ())).gain == 750_000  # its real day's
-    assert claim_from(buyer, 1.0, bought(10.0, (0, -10_000, 0, 10_000))).gain == 0
+    assert answered(buyer, PRICES, None) == (0, 0, -10_000, 10_000)  # its whole day's: arbitrage across 3
+    assert answered(buyer, PRICES, WINDOW) == (0, 0, 0, 0)  # (a) nothing to buy for a sale it cannot make
+    # a buyer with a 10-kWh load in interval 3 fills its battery inside the window at 0.20 (whole day alike);
+    # rationed to 5 of 10 it imports 5 at 0.30: both days 5 x (0.30 - 0.20)
+    load = dataclasses.replace(buyer, loads=(Load("load", (0.0, 0.0, 0.0, 10.0), (0.0,) * 4),))
+    posted = answered(load, PRICES, WINDOW)
+    assert posted == (0, 0, -10_000, 0)
+    half = tuple(
+        (Trade(t, "peer", "buyer", -q / 2000, PRICES[t]),) if q else () for t, q in enumerate(posted)
+    )
+    assert both_days(load, ClaimFigures("S", 0, PRICES, (), half, WINDOW, None, 10**12, 0, posted)) == (
+        500_000,
+        500_000,
+    )
+    # (b) the 10-kW genset (fuel 0.10/kWh, min up 2) answers its window, 10 kWh in 1 and in 2, nothing in 3;
+    # 5 of 10 cleared in 2 it still runs at 10 kW there and feeds in 5: both days 5 x (0.20 - 0.05)
     n, prices = 5, (0.20, 0.20, 0.20, 0.28, 0.10)
     gen = Microgrid("gen", Tariff((0.30,) * n, (0.05,) * n),
                     gensets=(Genset("g", 10.0, 10.0, (), min_kw_cost_per_h=1.0, min_up_intervals=2),),
                     loads=(Load("none", (0.0,) * n, (0.0,) * n),), rules=ContractRules(max_quantity_kwh=20.0))  # fmt: skip
-    trades = tuple((Trade(t, "gen", "peer", 5.0, 0.20),) if t == 2 else () for t in range(n))
-    day = ClaimFigures("S", 0, prices, (), trades, WINDOW, None, 10**12, 0, (0, 0, 10_000, 10_000, 0))
-    held = claim_from(gen, 1.0, day)
-    assert held.gain == 1_750_000 and held.day_cost == pytest.approx(0.25, abs=1e-9)
-    assert claim_from(gen, 1.0, dataclasses.replace(day, positions=())).gain == 2_250_000
+    assert answered(gen, prices, None) == (10_000, 10_000, 10_000, 10_000, 0)
+    posted = answered(gen, prices, WINDOW)
+    assert posted == (0, 10_000, 10_000, 0, 0)
+    cleared = tuple(
+        (Trade(t, "gen", "peer", {1: 10.0, 2: 5.0}[t], 0.20),) if t in (1, 2) else () for t in range(n)
+    )
+    day = ClaimFigures("S", 0, prices, (), cleared, WINDOW, None, 10**12, 0, posted)
+    assert both_days(gen, day) == (750_000, 750_000)
+    assert claim_from(gen, 1.0, day).day_cost == pytest.approx(
+        -1.25, abs=1e-9
+    )  # 3.25 earned less 2.0 of fuel
 
 
 def test_a_clean_session_claims_its_real_days_gain() -> None:
