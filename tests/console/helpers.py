@@ -39,3 +39,45 @@ def chromium() -> Iterator[Any]:
             yield browser
         finally:
             browser.close()
+
+
+class ServedLab:
+    """The lab DSO server with its console (no market, no drift, the feeds every 0.2 s), served by uvicorn on a
+    thread at loopback `port` (0: any free one) until the block ends: its `app`, `port` and `url` once entered.
+    Entered again on the same port with the same `users_file` it is a restart with the same console store."""
+
+    def __init__(
+        self, users_file: Any, port: int = 0, name: str = "lab-server", graceful_s: float = 2
+    ) -> None:
+        import threading
+
+        import uvicorn
+
+        from peergrid_dso.app import create_app
+        from peergrid_dso.config import DsoSettings
+
+        console = {"users_file": str(users_file), "lab_market": False, "lab_drift": False, "refresh_s": 0.2}
+        self.app = create_app(DsoSettings.model_validate({"console": console}), listen=False)
+        config = uvicorn.Config(
+            self.app, host="127.0.0.1", port=port, log_level="warning", timeout_graceful_shutdown=graceful_s
+        )
+        self.server = uvicorn.Server(config)
+        self.thread = threading.Thread(target=self.server.run, name=name, daemon=True)
+
+    def __enter__(self) -> Any:
+        import time
+
+        self.thread.start()
+        deadline = time.monotonic() + 30
+        while not self.server.started and time.monotonic() < deadline:
+            assert self.thread.is_alive(), "the lab server stopped while starting"
+            time.sleep(0.05)
+        assert self.server.started, "the lab server did not start in 30 s"
+        self.port: int = self.server.servers[0].sockets[0].getsockname()[1]
+        self.url = f"http://127.0.0.1:{self.port}"
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.server.should_exit = True
+        self.thread.join(15)
+        assert not self.thread.is_alive(), "the lab server did not stop in 15 s"

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import shutil
 import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from types import SimpleNamespace
@@ -25,13 +24,10 @@ from typing import Any
 
 import httpx
 import pytest
-import uvicorn
 
-from console.helpers import CHROMIUM, chromium
+from console.helpers import CHROMIUM, ServedLab, chromium
 from console.test_browser import logged_in
 from console.test_h6_relay_watch_console import read, watching
-from peergrid_dso.app import create_app
-from peergrid_dso.config import DsoSettings
 from peergrid_dso.services.enrolment import enrolment_digest
 from peergrid_ledger.keys import Keypair
 
@@ -59,42 +55,13 @@ SOURCES = """(() => {
 })()"""
 
 
-class LabServer:
-    """The lab DSO server with its console, served by uvicorn on a thread: its URL, app and relay watch."""
-
-    def __init__(self, users_file: Path) -> None:
-        settings = DsoSettings.model_validate(
-            {
-                "console": {
-                    "users_file": str(users_file),
-                    "lab_market": False,
-                    "lab_drift": False,
-                    "refresh_s": 0.2,
-                }
-            }
-        )
-        self.app = create_app(settings, listen=False)
-        self.server = uvicorn.Server(
-            uvicorn.Config(
-                self.app, host="127.0.0.1", port=0, log_level="warning", timeout_graceful_shutdown=2
-            )
-        )
-        self.thread = threading.Thread(target=self.server.run, name="c1-lab-server", daemon=True)
+class LabServer(ServedLab):
+    """The lab DSO server with its console (console.helpers.ServedLab) and its relay watch."""
 
     def __enter__(self) -> LabServer:
-        self.thread.start()
-        deadline = time.monotonic() + 30
-        while not self.server.started and time.monotonic() < deadline:
-            assert self.thread.is_alive(), "the lab server stopped while starting"
-            time.sleep(0.05)
-        assert self.server.started, "the lab server did not start in 30 s"
-        self.url = f"http://127.0.0.1:{self.server.servers[0].sockets[0].getsockname()[1]}"
+        super().__enter__()
         self.relays, self.watch, self.dso = watching(SimpleNamespace(app=self.app))  # type: ignore[arg-type]
         return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.server.should_exit = True
-        self.thread.join(15)
 
     def tie_closed_by_hand(self) -> None:
         """Tie 33 closed and branch 7 opened in the field (radial: adoptable), and the watch's read of it."""

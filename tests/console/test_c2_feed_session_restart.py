@@ -13,20 +13,15 @@ EventSource's reconnect is the browser's own, not a page timer).
 from __future__ import annotations
 
 import shutil
-import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-import uvicorn
 
-from console.helpers import CHROMIUM, PASSWORD, chromium
-from peergrid_dso.app import create_app
+from console.helpers import CHROMIUM, PASSWORD, ServedLab, chromium
 from peergrid_dso.auth.http import COOKIE
 from peergrid_dso.auth.store import ConsoleDb, console_db_path, sid_hash
-from peergrid_dso.config import DsoSettings
 
 playwright_api = pytest.importorskip("playwright.sync_api")
 expect = playwright_api.expect
@@ -35,50 +30,6 @@ pytestmark = [
     pytest.mark.xdist_group("console-browser"),
 ]
 WAIT_MS = 30_000  # how long the login screen may take to come; a bound against hanging, not a figure tested
-
-
-class Served:
-    """The lab DSO server by uvicorn on a thread, on `port` (0: any free one); a restart is a new one on the
-    same port, with the same console store (sessions survive it unless the store lost them)."""
-
-    def __init__(self, users_file: Path, port: int = 0) -> None:
-        settings = DsoSettings.model_validate(
-            {
-                "console": {
-                    "users_file": str(users_file),
-                    "lab_market": False,
-                    "lab_drift": False,
-                    "refresh_s": 0.2,
-                }
-            }
-        )
-        self.app = create_app(settings, listen=False)
-        self.server = uvicorn.Server(
-            uvicorn.Config(
-                self.app,
-                host="127.0.0.1",
-                port=port,
-                log_level="warning",
-                timeout_graceful_shutdown=1,
-            )
-        )
-        self.thread = threading.Thread(target=self.server.run, name="c2-lab-server", daemon=True)
-
-    def __enter__(self) -> Served:
-        self.thread.start()
-        deadline = time.monotonic() + 30
-        while not self.server.started and time.monotonic() < deadline:
-            assert self.thread.is_alive(), "the lab server stopped while starting"
-            time.sleep(0.05)
-        assert self.server.started, "the lab server did not start in 30 s"
-        self.port = self.server.servers[0].sockets[0].getsockname()[1]
-        self.url = f"http://127.0.0.1:{self.port}"
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.server.should_exit = True
-        self.thread.join(15)
-        assert not self.thread.is_alive(), "the lab server did not stop in 15 s"
 
 
 def forget_session(users_file: Path, cookies: list[dict[str, Any]]) -> None:
@@ -105,7 +56,7 @@ def browser() -> Iterator[Any]:
 def test_a_view_whose_session_a_server_restart_lost_ends_on_the_login_screen(
     browser: Any, users_file: Path, tab: str, shown: str
 ) -> None:
-    with Served(users_file) as first:  # the page outlives it
+    with ServedLab(users_file) as first:  # the page outlives it
         page = browser.new_context().new_page()
         errors: list[str] = []
         page.on("pageerror", lambda e: errors.append(str(e)))
@@ -127,7 +78,7 @@ def test_a_view_whose_session_a_server_restart_lost_ends_on_the_login_screen(
         page.wait_for_selector(shown)
         page.wait_for_function("() => window.sources.at(-1)?.readyState === 1")  # the view's feed is open
     forget_session(users_file, page.context.cookies())
-    with Served(users_file, first.port):  # the same port: the page's feed reconnects to it
+    with ServedLab(users_file, first.port):  # the same port: the page's feed reconnects to it
         expect(page.locator("#login")).to_be_visible(timeout=WAIT_MS)  # before: the view, logged in
         expect(page.locator("#login-error")).to_have_text("your session ended; log in again")
         assert page.is_hidden("#tabs")
@@ -140,7 +91,7 @@ def test_a_session_ended_while_the_server_runs_ends_on_the_login_screen(
     browser: Any, users_file: Path
 ) -> None:
     """The stream's own `logout` event (now handled where the feed is opened, for every view's feed)."""
-    with Served(users_file) as served:
+    with ServedLab(users_file) as served:
         page = browser.new_context().new_page()
         page.goto(served.url + "/console")
         page.fill("#username", "vera")
