@@ -46,9 +46,7 @@ class ServedLab:
     thread at loopback `port` (0: any free one) until the block ends: its `app`, `port` and `url` once entered.
     Entered again on the same port with the same `users_file` it is a restart with the same console store."""
 
-    def __init__(
-        self, users_file: Any, port: int = 0, name: str = "lab-server", graceful_s: float = 2
-    ) -> None:
+    def __init__(self, users_file: Any, port: int = 0, name: str = "lab-server", graceful_s: int = 2) -> None:
         import threading
 
         import uvicorn
