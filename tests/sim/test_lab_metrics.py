@@ -75,3 +75,21 @@ def test_the_end_keeps_each_mgmcs_scrape_or_says_why_there_is_none(tmp_path: Pat
     assert kept["mgmc-mg1"]["text"] == 'peergrid_edge_meter_signed_total{device="meter",result="ok"} 3\n'
     assert "no listening socket" in kept["mgmc-mg2"]["error"]
     assert kept["mgmc-mg3"] == {"error": "the daemon was down"}
+
+
+def test_the_scrape_takes_the_listener_seen_at_two_looks(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A port the daemon listened on at one look only (paho's wake-up listener as a client starts) is not taken
+    for its metrics endpoint, though it is the lowest."""
+    from peergrid_sim import lab_metrics
+
+    looks = iter([{1000, 40000}, {40000}])
+    monkeypatch.setattr(lab_metrics, "listening_ports", lambda pid: next(looks))
+    asked: list[str] = []
+
+    def refused(url: str, timeout: float) -> None:
+        asked.append(url)
+        raise OSError("refused")
+
+    monkeypatch.setattr(lab_metrics.urllib.request, "urlopen", refused)
+    assert lab_metrics.scrape(1234) == {"port": 40000, "error": "http://127.0.0.1:40000/metrics: refused"}
+    assert asked == ["http://127.0.0.1:40000/metrics"]

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 import urllib.request
 from pathlib import Path
 from typing import Any
@@ -29,8 +30,12 @@ def edge_metrics_settings() -> dict[str, Any]:
 
 
 def scrape(pid: int, timeout: float = 5.0) -> dict[str, Any]:
-    """The /metrics text of the edge daemon `pid` on its own listener, or {"error": why}."""
-    ports = sorted(listening_ports(pid))
+    """The /metrics text of the edge daemon `pid` on its own listener, or {"error": why}. Its listener is the
+    lowest port it listens on at two looks 50 ms apart: paho's network loop listens on a port of its own for
+    about 0.25 ms whenever a client starts (its wake-up socket pair, R32), which one look could take."""
+    first = listening_ports(pid)
+    time.sleep(0.05)
+    ports = sorted(first & listening_ports(pid))
     if not ports:
         return {"error": "no listening socket (no metrics endpoint, or the daemon is down)"}
     url = f"http://{LOOPBACK}:{ports[0]}/metrics"
