@@ -14,8 +14,11 @@ Before: deviating in 1-2 alone it sells all 14 kWh at 0.20, against 10 kWh fed i
 Now its day sells the 10 kWh at 0.28 in interval 3 in both: nothing owed; cleared 2 of its 4 kWh (rationed
 inside its window) it is still owed 2 x 0.15. Since L13 the claim is the lesser of this held day's gain and its
 real day's (nothing traded outside its window); where the held day has no schedule, the largest share of its
-positions outside that has one (L14; the real day's where none has): every figure
-here is the held day's (tests/edge/test_l13_claim_min.py has the posts outside that bind nothing, review30).
+positions outside that has one (L14; the real day's where none has): every figure here is the held day's
+(tests/edge/test_l13_claim_min.py has the posts outside that bind nothing, review30). Since M1 an MGMC that
+states its window answers nothing outside it (mg5's positions outside 36-37 are 0), so on the lab's day its held
+day is its real day; the lab's figures below are that day before M1, which still check the held day's rule on a
+battery filled for sales outside its window (tests/edge/test_m1_lab_window_day.py has the lab's session since).
 """
 
 from __future__ import annotations
@@ -112,8 +115,9 @@ def whole_numbers(text: str) -> tuple[int, ...]:
     return tuple(int(v) for v in text.split())
 
 
-# the lab's day (/tmp/labfee2, session 17: `peergrid-testbed --dayahead --exchange-fee 1000000`): mg5's closing
-# prices (nano per kWh) and its stepped positions (Wh), the simulation's at fee 10^6 to the Wh
+# the lab's day (/tmp/labfee2, session 17: `peergrid-testbed --dayahead --exchange-fee 1000000`; before M1, every
+# MGMC answering the whole day): mg5's closing prices (nano per kWh) and its stepped positions (Wh), the
+# simulation's at fee 10^6 to the Wh then
 LAB_PRICES = whole_numbers("""
 139835833 139889165 139812513 140071670 139892509 139851669 140171666 139829163 139908333 139883345
 139896662 140045832 140030003 139824999 139927502 139980835 139899178 139946656 139760831 140004172

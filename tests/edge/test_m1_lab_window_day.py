@@ -2,7 +2,7 @@
 
 Since M1 each lab MGMC answers the session (ieee33, 96 quarter-hours from interval 0) as a day that trades only
 its window, the intervals it trades and states with its forward accept: 36-37 for all six in the lab of
-tests/conftest.py (`dayahead_lab`, `--intervals 2`). The lab run of 00:14 UTC on 2026-12-07 (with
+tests/conftest.py (`dayahead_lab`, `--intervals 2`). The lab run that ended 00:11 UTC on 2026-12-07 (with
 /work/notes/M1_day_stages.patch, which passes the window to its session) closed after 8 iterations on the kWh
 stop; `allocate` on `ChainVenue`'s exchange with the same windows and the kWh stops gives its closing prices to
 the nano and every stepped position to the Wh, over all 96 intervals: nothing traded outside 36-37, and the
