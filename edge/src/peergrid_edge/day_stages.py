@@ -120,6 +120,8 @@ async def run_dayahead(agent: MarketAgent, clock: Callable[[], float] = time.tim
         checkpoint=agent.d.settings.data_dir / DAYAHEAD_CHECKPOINT,
         # review12 F6: the coordinator opens once the DSO priced every member for the intervals traded here
         tariff_wait_s=s.dayahead_tariff_wait_s, priced=range(s.first_interval, agent._last_interval() + 1),
+        # M1: it answers as a day that trades only the intervals its forward accept will state (R30-2)
+        window=range(s.first_interval, agent._last_interval() + 1),
     )  # fmt: skip
     outcome = await stage.run()
     agent.dayahead = outcome
