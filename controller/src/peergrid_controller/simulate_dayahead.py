@@ -26,19 +26,41 @@ Assumes the scenario's profiles are the forecasts. Never reads clocks or I/O bey
 from __future__ import annotations
 
 import math
+from collections.abc import Collection
 
 from peergrid_controller import baselines, exchange_fee
 from peergrid_controller.bargaining import Venue
 from peergrid_controller.dayahead import Allocation
 from peergrid_controller.delivery import deliver, fractions, seeded_faults
 from peergrid_controller.deviation import at_own_commitment
-from peergrid_controller.forward import clear, commit, deviation_gains, own_rule_fees, post
+from peergrid_controller.forward import Commitment, clear, commit, deviation_gains, own_rule_fees, post
 from peergrid_controller.model import Scenario
 from peergrid_controller.settling import UPLIFT_REF, pay_compensation, pay_fund, pay_uplift, settle_interval
 from peergrid_controller.simrecords import DayAheadSummary, IntervalResult, SimulationConfig, SimulationResult
-from peergrid_controller.uplift import MICRO, earns, make_whole, withhold
+from peergrid_controller.uplift import MICRO, Uplift, earns, make_whole, withhold
 from peergrid_controller.uplift_fund import FundOutcome, fund_make_whole, settle_fund
 from peergrid_controller.venues import exchange_recorder, forward_clearing, metering_venue
+
+
+def windowed_gains(
+    scenario: Scenario,
+    committed: Commitment,
+    cfg: SimulationConfig,
+    uplift: Uplift | None = None,
+    own_rules: bool = False,
+    names: Collection[str] | None = None,
+) -> dict[str, float]:
+    """`forward.deviation_gains` with each MG deviating only inside its own window (`cfg.dayahead.windows`;
+    none: the whole day), in the scenario's order: an MG that answered the session as a day trading only its
+    window could never have traded outside it, so a gain there is none its commitment cost it (M1)."""
+    groups: dict[range | None, set[str]] = {}
+    for mg in scenario.microgrids:
+        if names is None or mg.name in names:
+            groups.setdefault(cfg.dayahead.window_of(mg.name), set()).add(mg.name)
+    found: dict[str, float] = {}
+    for window, group in groups.items():
+        found |= deviation_gains(scenario, committed, uplift, own_rules, group, window)
+    return {mg.name: found[mg.name] for mg in scenario.microgrids if mg.name in found}
 
 
 def play_day(
@@ -66,7 +88,7 @@ def play_day(
         )
         for mg in scenario.microgrids
     }
-    gains = deviation_gains(scenario, committed)
+    gains = windowed_gains(scenario, committed, cfg)
     # what is owed: the gain valued at the MG's own rules (uplift.py), solved again only for the MGs that
     # would be owed and whose own floor or cap is the price somewhere
     at_rule = {
@@ -75,7 +97,7 @@ def play_day(
         if earns(gains[mg.name], tolerance[mg.name])
         and own_rule_fees(mg, committed.prices, fee) != (None, None)
     }
-    valued = gains | deviation_gains(scenario, committed, own_rules=True, names=at_rule)
+    valued = gains | windowed_gains(scenario, committed, cfg, own_rules=True, names=at_rule)
     conventional_day = {name: sum(costs) for name, costs in conv.per_interval.items()}
     # with an exchange fee the make-whole is paid from the fund it fills (uplift_fund.py), else by the payers
     fees = {
@@ -89,7 +111,7 @@ def play_day(
     # payer's charge is due whatever it does, so its model and gain are unchanged
     after = dict(valued)
     if uplift.credits:
-        after |= deviation_gains(scenario, committed, uplift, own_rules=True, names=set(uplift.credits))
+        after |= windowed_gains(scenario, committed, cfg, uplift, own_rules=True, names=set(uplift.credits))
     stable = uplift.funded and not any(earns(after[name], tolerance[name]) for name in after)
     # the gain an MG keeps because it is rationed at its own rule: not paid, reported apart
     rationed = {
