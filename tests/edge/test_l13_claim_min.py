@@ -172,3 +172,15 @@ def test_a_clean_session_claims_its_real_days_gain() -> None:
     clean = dataclasses.replace(figures(4.0, 0), clean=PRICES)
     assert claim_from(store(), 1.0, clean).gain == 1_500_000
     assert claim_from(store(), 1.0, dataclasses.replace(clean, positions=())).gain == 1_500_000
+
+
+def test_positions_all_zero_outside_its_window_solve_no_held_day(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Since M1 an MGMC that states its window posts nothing outside it: its held day (zeros held outside) is its
+    real day (nothing traded outside), so it is not solved again; the claim is the real day's gain."""
+    import peergrid_edge.dayahead_uplift_claim as claim_module
+
+    real = claim_from(capped_buyer(max_import_kw=math.inf), 1.0, bought(5.0, ()))
+    assert real.gain == 750_000  # rationed: it answered 10 kWh in 1 and cleared 5
+    monkeypatch.setattr(claim_module, "_held_gain", lambda *args: pytest.fail("the held day was solved"))
+    zeros = claim_from(capped_buyer(max_import_kw=math.inf), 1.0, bought(5.0, (0, -10_000, 0, 0)))
+    assert zeros.gain == real.gain and zeros.day_cost == real.day_cost

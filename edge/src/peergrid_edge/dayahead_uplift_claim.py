@@ -22,10 +22,11 @@ Promises:
   dispatches; share 0 is the real day), logged with the share: a post past its reach is valued at what it
   reaches, not at the real day's gain one Wh past it (review31 R31-1). The held day is solved only where the
   real day's gain earns (else the lesser earns nothing either), and only for an MG whose intervals couple
-  (`couples`: a battery, a genset): for the others holding changes nothing. On a clean session (two books)
-  nothing is held: its gain is its real day's (R30-8). Its committed day (`forward_accept.dispatch`
-  with its trades fixed, payments at the trades' prices), its conventional day (its own baseline), its
-  deviation gain at the closing prices (`deviation.deviation_gains` on a one-MG scenario; valued at its own
+  (`couples`: a battery, a genset): for the others holding changes nothing; nor where every position outside
+  is 0 (an MGMC that states its window answers nothing there since M1: its held day is its real day). On a
+  clean session (two books) nothing is held: its gain is its real day's (R30-8). Its committed day
+  (`forward_accept.dispatch` with its trades fixed, payments at the trades' prices), its conventional day
+  (its own baseline), its deviation gain at the closing prices (`deviation.deviation_gains` on a one-MG scenario; valued at its own
   floor or cap where that is the price), its tolerance (one price tick per kWh it trades, at least one
   kWh's); gain rounded up to a micro-unit when it exceeds the tolerance (else 0), surplus (conventional less
   committed, the day it really has: nothing outside its window) rounded down (0 when not positive). Nothing
@@ -315,7 +316,10 @@ def claim_from(
     commitment = Commitment(prices, trades, (), {mg.name: physical}, {mg.name: tuple(money)},
                             {mg.name: day_cost}, 0, clean_prices=chain.clean, fee=fee)  # fmt: skip
     gain = _gain(alone, commitment, tolerance, part)  # its real day's: nothing traded outside its window
-    if earns(gain, tolerance) and part is not None and chain.positions and not chain.clean:
+    # held positions all 0 outside (an MGMC that states its window answers nothing there, M1): its held day is
+    # its real day, not solved again
+    holds = part is not None and any(q for t, q in enumerate(chain.positions) if t not in part)
+    if earns(gain, tolerance) and part is not None and holds and not chain.clean:
         gain = min(gain, _held_gain(alone, chain, commitment, tolerance, part, gain))
     owed = math.ceil(round(gain * MICRO, 3)) if earns(gain, tolerance) else 0
     if owed and chain.unbounded is not None:  # the chain refuses it (review17 U-C): its surplus still counts
