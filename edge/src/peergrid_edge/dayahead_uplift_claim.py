@@ -14,34 +14,34 @@ Promises:
   `exchange_state.stepped`; `deviation_gains(held=)`). It answered the whole session, so its positions inside
   the window are its plan's for a day that trades outside too (a battery filled at the window's price for a
   later sale); valued against a day that trades nothing outside, that plan showed as a gain it was denied
-  (L12: mg5 claimed 8.02 on the lab's day with a fee, where its whole day gains 0.0000034; its 0.114 without
-  a fee was the same): the held day removes that. But the held positions bind nothing (the chain refuses
-  trades outside a stated window), so alone they would let a post it never makes raise its claim (R30-1: the
-  hand day's 0 became 1.0): the real day's gain bounds it. A held day with no schedule (its held positions
-  out of its reach, R30-3) holds the largest share of them that has one (bisection, at most REACH_STEPS
-  dispatches; share 0 is the real day), logged with the share: a post past its reach is valued at what it
-  reaches, not at the real day's gain one Wh past it (review31 R31-1). The held day is solved only where the
-  real day's gain earns (else the lesser earns nothing either), and only for an MG whose intervals couple
-  (`couples`: a battery, a genset): for the others holding changes nothing; nor where every position outside
-  is 0 (an MGMC that states its window answers nothing there since M1: its held day is its real day). On a
-  clean session (two books) nothing is held: its gain is its real day's (R30-8). Its committed day
-  (`forward_accept.dispatch` with its trades fixed, payments at the trades' prices), its conventional day
-  (its own baseline), its deviation gain at the closing prices (`deviation.deviation_gains` on a one-MG scenario; valued at its own
-  floor or cap where that is the price), its tolerance (one price tick per kWh it trades, at least one
-  kWh's); gain rounded up to a micro-unit when it exceeds the tolerance (else 0), surplus (conventional less
-  committed, the day it really has: nothing outside its window) rounded down (0 when not positive). Nothing
-  of its model leaves it but these two figures. On a session opened with an exchange fee (its record's
-  `fee`, `market_fee.session_fee`) the fee is in every figure as the simulation has it (`Commitment.fee`):
-  its committed day pays the fee the chain collects on its cleared Wh (`exchange_fee.by_interval`), its
-  deviation trades at p ∓ fee (a held position too, on both days alike), its own floor and cap are net of
-  it (`own_rule_fees(..., fee)`), and its surplus is claimed as 0 (the fund pays, the chain reads no
-  surplus there: `uplift_fund`). A gain the chain would refuse because this MG's rules set no
-  `max_quantity` (and the DSO posted no capacity) for an interval of the session inside its window
-  (review17 U-C) is claimed as 0, logged; one above the chain's bound (`uplift.gain_bound` over the window
-  the chain holds: `max_quantity` cut to the DSO's `market.capacity` where posted, genesis
-  `uplift_max_spread` where the DSO did not price it) is claimed at the bound, logged with both (review18
-  C-2: refused whole it was paid nothing). `chain_figures` reads what it needs off the chain, `claim_from`
-  computes it from those alone (no chain read: it runs in a thread, review18 C-3).
+  (L12: mg5 claimed 8.02 on the lab's day with a fee, where its whole day gains 0.0000034; its 0.114 without a
+  fee was the same): the held day removes that. But the held positions bind nothing (the chain refuses trades
+  outside a stated window), so alone they would let a post it never makes raise its claim (R30-1: the hand
+  day's 0 became 1.0): the real day's gain bounds it. A held day with no schedule (its held positions out of
+  its reach, R30-3) holds the largest share of them that has one (bisection, at most REACH_STEPS dispatches;
+  share 0 is the real day), logged with the share: a post past its reach is valued at what it reaches, not at
+  the real day's gain one Wh past it (review31 R31-1). The held day is solved only where the real day's gain
+  earns (else the lesser earns nothing either), and only for an MG whose intervals couple (`couples`: a
+  battery, a genset): for the others holding changes nothing; nor where every position outside is 0 (an MGMC
+  that states its window answers nothing there since M1: its held day is its real day). On a clean session
+  (two books) nothing is held: its gain is its real day's (R30-8). Its committed day
+  (`forward_accept.dispatch` with its trades fixed, payments at the trades' prices), its conventional day (its
+  own baseline), its deviation gain at the closing prices (`deviation.deviation_gains` on a one-MG scenario;
+  valued at its own floor or cap where that is the price), its tolerance (one price tick per kWh it trades, at
+  least one kWh's); gain rounded up to a micro-unit when it exceeds the tolerance (else 0), surplus
+  (conventional less committed, the day it really has: nothing outside its window) rounded down (0 when not
+  positive). Nothing of its model leaves it but these two figures. On a session opened with an exchange fee
+  (its record's `fee`, `market_fee.session_fee`) the fee is in every figure as the simulation has it
+  (`Commitment.fee`): its committed day pays the fee the chain collects on its cleared Wh
+  (`exchange_fee.by_interval`), its deviation trades at p ∓ fee (a held position too, on both days alike), its
+  own floor and cap are net of it (`own_rule_fees(..., fee)`), and its surplus is claimed as 0 (the fund pays,
+  the chain reads no surplus there: `uplift_fund`). A gain the chain would refuse because this MG's rules set
+  no `max_quantity` (and the DSO posted no capacity) for an interval of the session inside its window
+  (review17 U-C) is claimed as 0, logged; one above the chain's bound (`uplift.gain_bound` over the window the
+  chain holds: `max_quantity` cut to the DSO's `market.capacity` where posted, genesis `uplift_max_spread`
+  where the DSO did not price it) is claimed at the bound, logged with both (review18 C-2: refused whole it
+  was paid nothing). `chain_figures` reads what it needs off the chain, `claim_from` computes it from those
+  alone (no chain read: it runs in a thread, review18 C-3).
 Never reads another MG's private data; solves only this MG's MILPs. `dayahead_uplift` posts the claim.
 """
 
