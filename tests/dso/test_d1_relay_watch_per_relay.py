@@ -15,7 +15,7 @@ from __future__ import annotations
 from peergrid_dso.services.switching_watch import WatchFinding, read_twice
 
 from .test_h5_relay_watch import check
-from .test_h9_relay_watch_unsettled import watched
+from .test_h9_relay_watch_unsettled import AGREE, watched
 from .test_switching import BASE
 
 CLOSED_37 = "relay watch, not adopted: s37 closed (held open)"
@@ -67,3 +67,29 @@ def test_read_twice_takes_each_relay_read_the_same_twice_and_keeps_the_record_fo
     again = WatchFinding(other, ((37, "closed"),))
     assert read_twice(again, [WatchFinding(other, ((37, "closed"),))], recorded, BASE) == again
     assert read_twice(again, [WatchFinding(other, ((37, "closed"), (36, "closed")))], recorded, BASE) is None
+
+
+OTHER = (7, 33, 34, 35, 36)  # a radial open set a plan may reach from BASE (tie 37 closed, 7 open)
+
+
+def test_after_a_plan_a_tie_closed_in_every_read_is_recorded_though_reads_miss_a_relay() -> None:
+    # R34: the watch's record was judged against BASE; a plan moved the open set to OTHER and every relay
+    # agrees with it (nothing to record). Then tie 36 is closed by hand and one other relay misses the later read
+    # of each check, a new one each time: 36 is read closed twice in every check, so it is recorded (before the
+    # fix: the record's open set was BASE's, so every relay had to be read twice and nothing was ever recorded)
+    relays, topology, chain, watch = watched()
+    relays.put((37,))()
+    check(watch, topology)
+    relays.put()()
+    check(watch, topology)
+    check(watch, topology)
+    assert chain.actions == [CLOSED_37, AGREE]
+    topology.open_set = OTHER
+    relays.relays.closed.update({7: False, 37: True})
+    check(watch, topology)
+    assert watch.alarm is None and chain.actions == [CLOSED_37, AGREE]
+    for interval in range(4):
+        relays.hands = [relays.put((36, 37)), relays.put((36, 37), (5 + interval,))]
+        check(watch, topology)
+        assert watch.alarm is not None and "branch 36 reports closed" in watch.alarm
+    assert chain.actions == [CLOSED_37, AGREE, "relay watch, not adopted: s36 closed (held open)"]

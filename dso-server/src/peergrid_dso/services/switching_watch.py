@@ -236,6 +236,12 @@ class RelayWatch:
         self.last_reads = (*other, found)
         self.finding, self.topology = found, topology
         if found.key == self.recorded:
+            # every relay agrees with the open set held now, as the chain says since the plan or adoption that
+            # set it: later reads are judged against it (else `read_twice` takes the record for silent and wants
+            # every relay read twice, and one relay missing one read per check keeps a real change off the
+            # chain for good, R33's residual again)
+            if not found.standing:
+                self.recorded_open = found.held_open
             self.receding = ()
             return found
         # what the chain may say is judged relay by relay: a report read twice running (this check's first
