@@ -64,8 +64,9 @@ def body_of(packet: bytes) -> tuple[int, bytes]:
 
 class MqttProxy:
     """Forwards a client's MQTT connections to `broker`, packet by packet. While `released` is clear, a client's
-    SUBSCRIBE waits (`held` says one came); a SUBACK's code for a topic in `refuse` becomes 0x80 (MQTT 3.1.1's
-    failure). `drop()` closes every connection it carries, as a lost link would."""
+    SUBSCRIBE waits (`held` says one came; with `hold_only`, only one naming that topic); a SUBACK's code for a
+    topic in `refuse` becomes 0x80 (MQTT 3.1.1's failure). `drop()` closes every connection it carries, as a
+    lost link would."""
 
     def __init__(self, broker: MosquittoBroker) -> None:
         self.broker = broker
@@ -75,6 +76,7 @@ class MqttProxy:
         self.released.set()
         self.held = threading.Event()
         self.refuse: set[str] = set()
+        self.hold_only: str | None = None
         self._topics: dict[int, list[str]] = {}  # a SUBSCRIBE's packet id -> its topics, for its SUBACK
         self._sockets: list[socket.socket] = []
         self._closed = False
@@ -134,7 +136,7 @@ class MqttProxy:
                 topics.append(body[at + 2 : at + 2 + size].decode())
                 at += 2 + size + 1  # the topic, then its QoS byte
             self._topics[struct.unpack_from("!H", body)[0]] = topics
-            if not self.released.is_set():
+            if not self.released.is_set() and self.hold_only in (None, *topics):
                 self.held.set()
                 self.released.wait(30)
         return packet
@@ -295,6 +297,33 @@ def test_a_refused_subscription_leaves_it_unset_counted_and_logged_with_its_topi
             proxy.drop()
             await asyncio.wait_for(link.connected.wait(), 20)
             assert link.subscribe_refused == 1
+        finally:
+            link.stop()
+
+    run(mosquitto, main)
+
+
+def test_connected_waits_for_every_subscribe_not_only_the_first_granted(
+    mosquitto: MosquittoBroker, proxy: MqttProxy
+) -> None:
+    """Two subscribe() calls while connected: the first's SUBACK comes, the second's SUBSCRIBE is held;
+    `connected` waits for both (a link settling every pending SUBSCRIBE on the first SUBACK passed the rest)."""
+
+    async def main(peer: Peer) -> None:
+        link = MqttLink("edge-e1-two", "127.0.0.1", proxy.port)
+        link.start()
+        try:
+            await asyncio.wait_for(link.connected.wait(), 10)
+            proxy.hold_only = DENIED  # (not refused here: only a topic name the first SUBSCRIBE lacks)
+            proxy.hold()
+            link.subscribe(LATER, lambda _topic, _payload: None)  # through: its SUBACK comes
+            link.subscribe(DENIED, lambda _topic, _payload: None)  # held
+            assert await asyncio.to_thread(proxy.held.wait, 10)
+            await until(lambda: list(proxy._topics.values()) == [[DENIED]])  # LATER's SUBACK went by
+            await asyncio.sleep(0.2)  # room for a wrong `set` queued from paho's thread to land (none may)
+            assert not link.connected.is_set()
+            proxy.released.set()
+            await asyncio.wait_for(link.connected.wait(), 10)
         finally:
             link.stop()
 
