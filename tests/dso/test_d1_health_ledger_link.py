@@ -20,9 +20,10 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
+import pytest
 from fastapi.testclient import TestClient
 
-from peergrid_dso.live_reconnect import LEDGER_DOWN_AFTER_S, LedgerLink, ledger_down_after, ledger_health
+from peergrid_dso.live_reconnect import LEDGER_DOWN_AFTER_S, LedgerLink, ledger_health
 
 from .test_live_tls import settings_doc
 
@@ -35,7 +36,9 @@ class Transport:
         self.connected = threading.Event()
         self.stats: Counter[str] = Counter()
         self.end = threading.Event()
-        self.client = SimpleNamespace(on_disconnect=self._on_disconnect, _thread=None)
+        self.client = SimpleNamespace(
+            on_disconnect=self._on_disconnect, _thread=None, is_connected=lambda: False
+        )
 
     def _on_disconnect(self, *_args: object) -> None:
         self.stats["disconnects"] += 1
@@ -53,7 +56,7 @@ def test_the_judgement_names_each_state_and_a_reason_only_when_not_ok() -> None:
 
     assert judge() == {
         "state": "connected", "ok": True, "alive": True, "connected": True, "down_s": None,
-        "down_after_s": 10.0, "disconnects": 0, "reason": None,
+        "down_after_s": 10.0, "disconnects": 0, "subscribe_refused": 0, "reason": None,
     }  # fmt: skip
     assert judge(started=False, alive=False, connected=False)["state"] == "starting"
     assert judge(connected=False, down_s=10.0)["state"] == "connecting"  # within the bound: ok
@@ -62,14 +65,34 @@ def test_the_judgement_names_each_state_and_a_reason_only_when_not_ok() -> None:
     assert (past["state"], past["ok"], past["down_s"]) == ("disconnected", False, 12.34)
     assert past["disconnects"] == 3
     assert past["reason"] == "the ledger transport has been off the broker for 12.3 s (more than 10 s)"
+    gone = judge(connected=False, down_s=12.34, subscribe_refused=2)  # refused once, now off the broker
+    assert gone["reason"] == "the ledger transport has been off the broker for 12.3 s (more than 10 s)"
+    deaf = judge(connected=False, down_s=12.34, subscribe_refused=2, on_broker=True)  # on it, topics refused
+    assert (deaf["state"], deaf["ok"], deaf["subscribe_refused"]) == ("disconnected", False, 2)
+    assert deaf["reason"] == (
+        "the ledger transport has not heard the chain for 12.3 s (more than 10 s): the broker refused its"
+        " subscriptions 2 time(s) (its log names the topics)"
+    )
     dead = judge(alive=False)  # `connected` stays set when the thread dies: paho calls no on_disconnect
     assert (dead["state"], dead["ok"]) == ("dead", False)
     assert "network thread ended" in dead["reason"]
 
 
-def test_the_bound_is_the_listeners_silence_bound_where_the_config_sets_one() -> None:
-    assert ledger_down_after(None) == LEDGER_DOWN_AFTER_S
-    assert ledger_down_after(45) == 45.0
+def test_the_bound_is_the_loops_own_setting_not_the_listeners_silence_bound(tmp_path: Path) -> None:
+    # review34 R34-2: the listener's `silent_after_s` is how long the feeder may be silent (minutes on a pilot
+    # reporting once an interval), so the ledger transport's bound is the loop's `ledger_down_after_s`
+    from peergrid_dso.loop_settings import LoopSettings
+
+    doc = {
+        "key_file": str(tmp_path / "k"),
+        "dso_chain": {"genesis": "g", "data_dir": str(tmp_path)},
+        "mgs": {},
+    }
+    assert LoopSettings.model_validate(doc).ledger_down_after_s == LEDGER_DOWN_AFTER_S == 10.0
+    assert LoopSettings.model_validate(doc | {"ledger_down_after_s": 45}).ledger_down_after_s == 45.0
+    for bad in (0, -1, 3601):
+        with pytest.raises(ValueError, match="ledger_down_after_s"):
+            LoopSettings.model_validate(doc | {"ledger_down_after_s": bad})
 
 
 def test_the_link_counts_down_time_from_its_start_and_from_each_lost_connection() -> None:
@@ -104,6 +127,30 @@ def test_the_link_counts_down_time_from_its_start_and_from_each_lost_connection(
         transport.end.set()
 
 
+def test_a_connection_lost_while_health_reads_is_down_since_the_loss_not_since_the_start() -> None:
+    # R34: paho's thread may run between health's reads; read `connected` after `_down_since`, a loss an hour
+    # after the start was judged 'off the broker for 3600 s' (degraded) for that one answer
+    now = [100.0]
+    transport = Transport()
+    link = LedgerLink(transport, clock=lambda: now[0])
+    try:
+        link.start()
+        transport.connected.set()
+        now[0] = 3700.0
+        is_set = transport.connected.is_set
+
+        def lost_meanwhile() -> bool:  # paho's on_disconnect runs as health reads `connected`
+            transport.connected.is_set = is_set  # type: ignore[method-assign]
+            transport.client.on_disconnect(None, None, None, None, None)
+            return is_set()
+
+        transport.connected.is_set = lost_meanwhile  # type: ignore[method-assign]
+        doc = link.health(10.0)
+        assert (doc["state"], doc["ok"], doc["down_s"]) == ("connecting", True, 0.0), doc
+    finally:
+        transport.end.set()
+
+
 def wait_for(read: Callable[[], dict[str, Any]], until: Callable[[dict[str, Any]], bool]) -> dict[str, Any]:
     deadline = time.monotonic() + 60
     while True:
@@ -121,7 +168,7 @@ def test_a_live_dso_is_degraded_while_its_broker_is_gone_and_when_its_transport_
 
     doc = settings_doc(tmp_path, mosquitto, {})
     doc["console"]["users_file"] = str(tmp_path / "users.json")
-    doc["health_listener"] = {"silent_after_s": 1.0}  # the bound for the ledger transport too
+    doc["loop"]["ledger_down_after_s"] = 1.0
     settings = DsoSettings.model_validate(doc)
     with TestClient(create_app(settings, listen=False), base_url="http://127.0.0.1:8080") as client:
 

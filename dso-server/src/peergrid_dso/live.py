@@ -41,7 +41,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
-from peergrid_dso.live_reconnect import LedgerLink, ledger_down_after, ledger_reconnect, loop_setting
+from peergrid_dso.live_reconnect import LedgerLink, ledger_reconnect, loop_setting
 
 # `/api/health`'s reads of the start's postings (a module of their own; named here as before)
 from peergrid_dso.start_postings import readiness as readiness
@@ -319,7 +319,7 @@ class EmbeddedLoop:
             | loop_setting(settings.broker)
         )
         self.client_id = f"{settings.node_id}-loop"
-        self.ledger_down_after_s = ledger_down_after(settings.health_listener.silent_after_s)
+        self.ledger_down_after_s = float(settings.loop.ledger_down_after_s)
         self.lock = threading.RLock()  # every writer to the relays holds it: the loop, operators, the API
         self.node: Any = None
         self.services: Any = None

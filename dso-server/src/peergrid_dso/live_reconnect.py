@@ -11,7 +11,8 @@ Whether the node's ledger transport came back is `LedgerLink`'s to say, for `/ap
 (`ledger_health`, pure): `alive` (paho's network thread runs), `connected` (the transport's `connected`: the
 broker granted its subscriptions on this connection), `down_s` (how long it has not been, since its start or
 the loss of its last connection; null while connected), `down_after_s` (the bound: the config's
-`health_listener.silent_after_s`, else `LEDGER_DOWN_AFTER_S`), `disconnects`, and `state` - `connected`,
+`loop.ledger_down_after_s`, `LEDGER_DOWN_AFTER_S` unless set), `disconnects`, `subscribe_refused` (SUBACKs that
+refused its topics; named in the reason while paho is connected: on the broker but deaf), and `state` - `connected`,
 `starting` (not started yet), `connecting` (down, within the bound), `disconnected` (down past it) or `dead`
 (the thread ended: nothing is sent or heard again, and `connected` is left as it was) - with `ok` false and a
 `reason` for the last two. Time is injected (`clock`, monotonic s).
@@ -27,9 +28,10 @@ RECONNECT_MIN_S = 1.0  # the health listener's first wait, as the edge link's; n
 LISTENER_RECONNECT_MAX_S = 10.0  # the health listener's bound unless the config sets one
 LEDGER_RECONNECT_MIN_S = 0.1  # the ledger transport's first wait (MqttTransport's)
 LEDGER_RECONNECT_MAX_S = 2.0  # the ledger transport's bound unless the config sets one (as before)
-# how long the node's ledger transport may be down before /api/health says degraded, unless the config's
-# `health_listener.silent_after_s` sets how long the DSO may not hear the feeder: five of its reconnect
-# bound's waits (2 s), and a few of the chain's block periods (1-2 s) missed
+# how long the node's ledger transport may be down before /api/health says degraded (the config's
+# `loop.ledger_down_after_s` by default): five of its reconnect bound's waits (2 s), and a few of the chain's
+# block periods (1-2 s) missed. Its own setting, not the health listener's `silent_after_s`: that one is how long
+# the feeder may be silent, which a pilot reporting once an interval sets to minutes (review34 R34-2)
 LEDGER_DOWN_AFTER_S = 10.0
 
 
@@ -64,6 +66,8 @@ def ledger_health(
     down_s: float | None,
     down_after_s: float,
     disconnects: int,
+    subscribe_refused: int = 0,
+    on_broker: bool = False,
 ) -> dict[str, Any]:
     """The node's ledger transport's section of `/api/health` (see the module's contract)."""
     reason = None
@@ -78,13 +82,16 @@ def ledger_health(
         state = "disconnected"
         reason = (
             f"the ledger transport has been off the broker for {down_s:.1f} s (more than {down_after_s:g} s)"
+            if not (subscribe_refused and on_broker)  # connected to the broker, its topics refused: deaf
+            else f"the ledger transport has not heard the chain for {down_s:.1f} s (more than {down_after_s:g} s):"
+            f" the broker refused its subscriptions {subscribe_refused} time(s) (its log names the topics)"
         )
     else:
         state = "connecting"
     return {
         "state": state, "ok": reason is None, "alive": alive, "connected": connected,
         "down_s": None if connected or down_s is None else round(down_s, 3), "down_after_s": down_after_s,
-        "disconnects": disconnects, "reason": reason,
+        "disconnects": disconnects, "subscribe_refused": subscribe_refused, "reason": reason,
     }  # fmt: skip
 
 
@@ -115,16 +122,14 @@ class LedgerLink:
         self._started = True
 
     def health(self, down_after_s: float) -> dict[str, Any]:
+        # `connected` before `_down_since`: paho's thread moves `_down_since` before it clears `connected`, so a
+        # cleared `connected` is read with its own loss's time, never the one before (the start's: hours "down")
+        connected = self.transport.connected.is_set()
         thread, since = self._thread, self._down_since
         return ledger_health(
-            started=self._started, alive=thread is not None and thread.is_alive(),
-            connected=self.transport.connected.is_set(),
+            started=self._started, alive=thread is not None and thread.is_alive(), connected=connected,
             down_s=None if since is None else max(0.0, self.clock() - since), down_after_s=down_after_s,
             disconnects=int(self.transport.stats.get("disconnects", 0)),
+            subscribe_refused=int(self.transport.stats.get("subscribe_refused", 0)),
+            on_broker=bool(self.transport.client.is_connected()),
         )  # fmt: skip
-
-
-def ledger_down_after(silent_after_s: float | None) -> float:
-    """`/api/health`'s bound on the ledger transport's time off the broker: the config's
-    `health_listener.silent_after_s` where it sets one, else `LEDGER_DOWN_AFTER_S`."""
-    return LEDGER_DOWN_AFTER_S if silent_after_s is None else float(silent_after_s)

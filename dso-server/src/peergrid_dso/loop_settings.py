@@ -15,6 +15,7 @@ from pydantic import Field, model_validator
 
 from peergrid_dso.broker_tls import BrokerTls
 from peergrid_dso.drivers.relay_tls import RelayTls
+from peergrid_dso.live_reconnect import LEDGER_DOWN_AFTER_S
 from peergrid_ledger.consensus.node_cli import ChainSettings
 from peergrid_ledger.settings import StrictSettings
 
@@ -90,6 +91,9 @@ class LoopSettings(StrictSettings):
     # each MG's cover prices (retail, feed-in per interval of the day; docs/closed-loop.md "Who prices the
     # cover"), posted as `market.tariff` on a settle_by_both MGMC chain (needs mgmc_chain); None: none posted
     tariff_file: Path | None = None
+    # how long the node's ledger transport may be off the broker (or deaf: its subscriptions refused) before
+    # /api/health says degraded
+    ledger_down_after_s: float = Field(LEDGER_DOWN_AFTER_S, gt=0, le=3600)
 
     @model_validator(mode="after")
     def _disputes_need_the_mgmc_chain(self) -> LoopSettings:
