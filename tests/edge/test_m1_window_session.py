@@ -18,6 +18,7 @@ from test_edge_clean_dayahead import CLEAN, SESSION, clean_day, reopened, steppe
 from test_edge_dayahead_session import CONFIG, free_day, ledger_for, run_session, simulated
 
 from peergrid_controller.cleanbook import clean_kind
+from peergrid_controller.dayahead import starting_prices
 from peergrid_controller.dayexchange import DayAheadConfig
 from peergrid_controller.model import Scenario
 from peergrid_controller.synth import synthetic_scenario
@@ -91,3 +92,18 @@ def test_a_clean_session_with_windows_is_allocates_in_both_books(tmp_path: Path)
         outside = [t for t in range(n) if not first <= t <= last]
         assert [books[name][t] for t in outside] == [0] * len(outside), (name, books[name])
         assert [books[name][n + t] for t in outside] == [0] * len(outside), (name, books[name])
+
+
+def test_the_window_is_read_in_chain_intervals_from_the_sessions_first(tmp_path: Path) -> None:
+    """The sessions above start at chain interval 0, where chain and session intervals are one; a session from
+    interval 100 with the window 101-102 trades in its intervals 1 and 2 (not in none, as `t in window` would:
+    review34 R34-4)."""
+    from test_edge_dayahead_session import SESSION as DAY_SESSION
+
+    scenario = free_day(3, 4)
+    ledger, keys_ = ledger_for(tmp_path, scenario)
+    members = [keys_[mg.name].public for mg in scenario.microgrids]
+    mg = scenario.microgrids[0]
+    agent = DayAheadAgent(ledger, keys_[mg.name], mg, scenario.interval_hours, members, DAY_SESSION, 100,
+                          starting_prices(scenario), CONFIG, 1.0, window=range(101, 103))  # fmt: skip
+    assert [t for t in range(mg.intervals) if agent.rules.own.trades(t)] == [1, 2]
