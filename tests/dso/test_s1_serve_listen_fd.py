@@ -101,10 +101,13 @@ def test_a_listen_fd_that_is_no_listening_tcp_socket_exits_2_with_one_line(
 def test_the_inherited_socket_keeps_its_own_family() -> None:
     # uvicorn's own `fd=` wraps every fd as AF_UNIX; this one reads it from the socket
     with socket.create_server(("127.0.0.1", 0)) as bound:
-        got = inherited_listener(os.dup(bound.fileno()))
+        fd = os.dup(bound.fileno())
+        os.set_inheritable(fd, True)  # as pass_fds leaves it in the server's process
+        got = inherited_listener(fd)
         with got:
             assert got.family == socket.AF_INET and got.type == socket.SOCK_STREAM
             assert got.getsockname() == bound.getsockname()
+            assert not got.get_inheritable()  # served here, not passed on to its children (R34-6)
 
 
 @pytest.fixture

@@ -53,7 +53,6 @@ from peergrid_sim.testbed import build_parser
 SCENARIO = Path(__file__).resolve().parents[2] / "firmware-sim" / "scenarios" / "ieee33.yaml"
 MGMCS = [f"mgmc-mg{i}" for i in range(1, 7)]
 
-pytestmark = pytest.mark.skipif(not Path("/proc/self/net/tcp").exists(), reason="needs Linux /proc")
 
 # argv: STATUS_FILE DEGRADED_S EXIT_S MGMCS_FILE ENROL_S ENROLLED PRICE_S THROUGH FD. Serves on the listening
 # socket inherited as FD (the lab binds it: `processes.dso_listener`), answers /api/health with a loop that is

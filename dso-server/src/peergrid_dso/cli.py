@@ -71,7 +71,9 @@ def inherited_listener(fd: int) -> socket.socket:
             raise ListenFdError(
                 f"{where}: a TCP socket that does not listen (its launcher binds it and calls listen first)"
             )
-    return socket.socket(fileno=fd)
+    listener = socket.socket(fileno=fd)
+    listener.set_inheritable(False)  # inherited for this process to serve on, not to pass on to its children
+    return listener
 
 
 def serve(args: argparse.Namespace) -> int:

@@ -163,7 +163,9 @@ def wait_ready(
     deadline = started + timeout
     missing, polls, unanswered = "a health answer", 0, ""
     while time.monotonic() < deadline and process.poll() is None:
-        doc, why = health_answer(port)
+        doc, why = health_answer(
+            port, max(0.2, min(5.0, deadline - time.monotonic()))
+        )  # not past the timeout
         polls += 1
         if doc is None:
             unanswered = f"; the last unanswered poll: {why}"
