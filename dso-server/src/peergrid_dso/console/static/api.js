@@ -31,21 +31,56 @@ export async function api(path, { method = "GET", body } = {}) {
 // server restarted without it: it expired meanwhile, or the store was restored) is answered 401, which an
 // EventSource does not expose: the browser closes it, readyState CLOSED, and raises only `error` (a dropped
 // connection raises `error` too, but the browser reconnects it by itself). So a closed feed asks the session
-// route once: a 401 there logs out through api(); any other answer leaves the feed closed with a note (the view
-// keeps what it last showed; opening the view again opens a new feed).
+// route once: a 401 there logs out through api(). Any other answer (a 5xx from the events route or a proxy, the
+// session alive) means the feed broke, not the session: it is opened again after FEED_RETRY_MS, doubling to
+// FEED_RETRY_MAX_MS while it keeps closing, the view's listeners carried over (review34 R34-5: before, the
+// feeder and market views, which have no poll of their own, stayed on their last picture until reopened).
+export const FEED_RETRY_MS = 2000;
+export const FEED_RETRY_MAX_MS = 60000;
+
+class LiveFeed {
+  constructor(url) {
+    this.url = url;
+    this.listeners = [];
+    this.closed = false;
+    this.retryMs = FEED_RETRY_MS;
+    this.open();
+  }
+
+  open() {
+    const source = new EventSource(this.url);
+    this.source = source;
+    source.addEventListener("logout", () => { this.close(); window.dispatchEvent(new Event("console-logout")); });
+    source.addEventListener("open", () => { this.retryMs = FEED_RETRY_MS; });
+    source.addEventListener("error", async () => {
+      if (source.readyState !== EventSource.CLOSED || this.closed || source !== this.source) return;
+      try {
+        await api("/console/api/session");
+      } catch (e) {
+        if (e instanceof ApiError && e.status === 401) return;  // logged out
+      }
+      if (this.closed || !session.user) return;
+      toast(`the live feed broke; opening it again in ${Math.round(this.retryMs / 1000)} s`);
+      this.timer = setTimeout(() => { if (!this.closed) this.open(); }, this.retryMs);
+      this.retryMs = Math.min(this.retryMs * 2, FEED_RETRY_MAX_MS);
+    });
+    for (const [type, fn] of this.listeners) source.addEventListener(type, fn);
+  }
+
+  addEventListener(type, fn) {
+    this.listeners.push([type, fn]);
+    this.source.addEventListener(type, fn);
+  }
+
+  close() {
+    this.closed = true;
+    clearTimeout(this.timer);
+    this.source.close();
+  }
+}
+
 export function liveFeed(url) {
-  const source = new EventSource(url);
-  source.addEventListener("logout", () => { source.close(); window.dispatchEvent(new Event("console-logout")); });
-  source.addEventListener("error", async () => {
-    if (source.readyState !== EventSource.CLOSED) return;
-    try {
-      await api("/console/api/session");
-    } catch (e) {
-      if (e instanceof ApiError && e.status === 401) return;  // logged out
-    }
-    if (session.user) toast("the live feed closed; open the view again to follow it");
-  });
-  return source;
+  return new LiveFeed(url);
 }
 
 export const canOperate = () => session.role === "operator" || session.role === "admin";

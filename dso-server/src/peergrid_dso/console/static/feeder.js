@@ -29,12 +29,15 @@ export class FeederView {
   }
 
   async start() {
-    this.render(await api("/console/api/feeder"));
+    const run = (this.run = (this.run ?? 0) + 1);
+    const first = await api("/console/api/feeder");
+    if (run !== this.run) return;  // left (or opened again) while the first answer came: no feed of its own (R34-5)
+    this.render(first);
     this.source = liveFeed("/console/api/events");  // logs out when the session ended, also by a restart
     this.source.addEventListener("feeder", (ev) => this.render(JSON.parse(ev.data)));
   }
 
-  stop() { this.source?.close(); this.source = null; }
+  stop() { this.run = (this.run ?? 0) + 1; this.source?.close(); this.source = null; }
 
   render(s) {
     this.snapshot = s;

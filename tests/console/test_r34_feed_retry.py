@@ -1,0 +1,110 @@
+"""A live feed that broke with the session alive is opened again (review34 R34-5, session 20).
+
+The browser closes an EventSource on any answer but 200 and raises only `error`; the console then asks the
+session route once. A 401 there logs out (test_c2_feed_session_restart.py). Any other answer (a 5xx from the
+events route or a proxy in front of it, the session alive) means the feed broke, not the session: before, the
+view showed a note and stayed on its last picture (the feeder and market views have no poll of their own); now
+the feed is opened again after 2 s (`FEED_RETRY_MS`), the view's listeners carried over to the new one. In
+headless Chromium against the lab server, the events route's first answer a 503 from `page.route`, the page's
+timers on a paused clock (the retry runs only when the test moves it).
+"""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from console.helpers import CHROMIUM, PASSWORD, ServedLab, chromium
+
+playwright_api = pytest.importorskip("playwright.sync_api")
+expect = playwright_api.expect
+pytestmark = [
+    pytest.mark.skipif(shutil.which(CHROMIUM) is None, reason="Debian's chromium is not installed"),
+    pytest.mark.xdist_group("console-browser"),
+]
+WAIT_MS = 30_000  # a bound against hanging, not a figure tested
+
+# every feed the page opens, with the event types listened for on it
+RECORD_FEEDS = """(() => {
+  const Native = window.EventSource;
+  window.sources = [];
+  window.EventSource = class extends Native {
+    constructor(...args) { super(...args); this.types = []; window.sources.push(this); }
+    addEventListener(type, fn, options) { this.types.push(type); super.addEventListener(type, fn, options); }
+  };
+})()"""
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    with chromium() as launched:
+        yield launched
+
+
+def test_a_feed_a_5xx_closed_is_opened_again_with_the_views_listeners(browser: Any, users_file: Path) -> None:
+    with ServedLab(users_file) as served:
+        page = browser.new_context().new_page()
+        errors: list[str] = []
+        page.on("pageerror", lambda e: errors.append(str(e)))
+        page.add_init_script(RECORD_FEEDS)
+        asked: list[str] = []
+
+        def events(route: Any) -> None:  # the first answer a proxy's 503, then the server's own stream
+            asked.append(route.request.url)
+            if len(asked) == 1:
+                route.fulfill(status=503, body="busy")
+            else:
+                route.continue_()
+
+        page.route("**/console/api/events", events)
+        page.clock.install()
+        page.goto(served.url + "/console")
+        page.clock.pause_at(page.evaluate("Date.now()") / 1000 + 1)  # Python: seconds
+        page.fill("#username", "olga")
+        page.fill("#password", PASSWORD)
+        page.click("#login-button")
+        page.wait_for_selector("svg.oneline")  # the feeder view
+        page.wait_for_function("() => window.sources.length === 1 && window.sources[0].readyState === 2")
+        expect(page.locator("#toast")).to_contain_text("the live feed broke", timeout=WAIT_MS)
+        assert page.is_visible("#tabs")  # still logged in: the session lives
+        page.clock.run_for(2_500)  # past FEED_RETRY_MS
+        page.wait_for_function("() => window.sources.length === 2 && window.sources[1].readyState === 1")
+        assert "feeder" in page.evaluate("window.sources[1].types")  # the view follows the new feed
+        assert len(asked) == 2 and errors == []
+        page.context.close()
+
+
+def test_a_view_left_before_its_first_answer_opens_no_feed(browser: Any, users_file: Path) -> None:
+    """The feeder view opened and left while its first fetch was on its way (a quick tab switch) opened its
+    feed afterwards and kept it, one of the browser's six connections per origin each time (R34-5)."""
+    with ServedLab(users_file) as served:
+        page = browser.new_context().new_page()
+        page.add_init_script(RECORD_FEEDS)
+        page.goto(served.url + "/console")
+        page.fill("#username", "olga")
+        page.fill("#password", PASSWORD)
+        page.click("#login-button")
+        page.wait_for_selector("svg.oneline")
+        page.evaluate("location.hash = '#operations'")
+        page.wait_for_selector("#relay-positions")
+        held: list[Any] = []
+        page.route("**/console/api/feeder", lambda route: held.append(route))  # its first answer held back
+        page.evaluate("location.hash = '#feeder'")
+        page.wait_for_function("() => !document.getElementById('feeder').hidden")
+        for _ in range(600):  # the view's fetch reaches the route (a bound against hanging: 30 s)
+            if held:
+                break
+            page.wait_for_timeout(50)
+        assert held, "the feeder view asked for no snapshot"
+        page.evaluate("location.hash = '#operations'")  # left before the answer came
+        page.wait_for_function("() => document.getElementById('feeder').hidden")
+        with page.expect_response("**/console/api/feeder"):
+            held[0].continue_()
+        page.evaluate("new Promise((done) => setTimeout(done, 100))")  # the view's own code after the answer
+        open_feeds = page.evaluate("window.sources.filter((s) => s.readyState !== 2).length")
+        assert open_feeds == 1  # the operations view's only; before, the feeder's too
+        page.context.close()
