@@ -114,3 +114,23 @@ def test_the_console_setting_sets_the_bound(users_file: Path) -> None:
         assert c.app.state.console.ops.plans_kept == 5  # type: ignore[attr-defined]
     with pytest.raises(ValueError, match="plans_kept"):
         DsoSettings.model_validate({"console": console | {"plans_kept": -1}})
+
+
+def test_a_plan_whose_run_raised_is_failed_with_why_not_left_executing(client: TestClient) -> None:
+    """review34: an approval that raised anything but the chain's refusal (a relay driver's bug, a store
+    error) left the plan `executing` for good, never pruned; now it is `failed` with the error, alarmed."""
+    csrf = login(client, "olga")
+    plan = client.post("/console/api/plans", headers=csrf).json()
+    switching = client.app.state.dso.switching  # type: ignore[attr-defined]
+
+    def broken(_plan: object) -> None:
+        raise OSError("relay s7: the serial line is gone")
+
+    switching.submit = broken
+    raised = TestClient(client.app, base_url=str(client.base_url), raise_server_exceptions=False)
+    raised.cookies = client.cookies
+    answer = raised.post(f"/console/api/plans/{plan['id']}/approve", headers=csrf)
+    assert answer.status_code == 500
+    (listed,) = [p for p in shown(client) if p["id"] == plan["id"]]
+    assert listed["status"] == "failed", listed
+    assert "OSError: relay s7: the serial line is gone" in listed["alarm"]

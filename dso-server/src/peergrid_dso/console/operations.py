@@ -280,6 +280,12 @@ class Operations:
             refused = self._refused(user, f"approve and execute {plan.id}", before, exc)
             plan.status, plan.alarm = "failed", str(refused)
             raise refused from None
+        except Exception as exc:  # not left `executing` for good (then never pruned): failed, and why
+            plan.status = "failed"
+            plan.alarm = (f"{plan.id} failed while it ran: {type(exc).__name__}: {exc}; its relays may have moved: "
+                          "the relay watch reads them after the interval")  # fmt: skip
+            self.grid.alarm(plan.alarm)
+            raise
         self.dso.open_set = result.final_open
         plan.steps = [_step(s) for s in result.steps]
         plan.status, plan.alarm = ("executed", None) if result.ok else ("failed", result.alarm)
