@@ -8,7 +8,7 @@ posted connection capacities bound each claim, every MGMC's claim after the clea
 chain's settle after the day pays it, and the balances it moved are as the outcome records them, over the
 whole chain too (each MG's balance change = its settled trades - its charge + its credit). That lab runs
 without an exchange fee: the payer path. The fee path (`--exchange-fee`) is tests/sim/test_lab_fee.py's,
-on a real chain without processes: on the lab's own day a fee declines every buyer (see that module)."""
+on a real chain without processes (the lab's own day with a fee needs a 100-s lead: docs/closed-loop.md)."""
 
 from __future__ import annotations
 

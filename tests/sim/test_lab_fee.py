@@ -4,8 +4,8 @@ carries the fee), the values refused and why, a lab directory whose genesis hold
 run with it; and the report's fee path (`report_fee`, through `report_uplift.uplift_section`) on a real fee-funded
 settle in a real store: each member's collection beside its fee due on its cleared Wh, a fee left as a debt, the
 fund paying the make-whole and refunding above its cap, the settle's own balance moves and the whole chain's
-replay (trades - fee + credit + refund) - and a figure tampered with is said, not passed. The lab run with a fee
-is tests/sim/test_closedloop_dayahead.py's."""
+replay (trades - fee + credit + refund) - and a figure tampered with is said, not passed. No suite lab runs with a
+fee: its session needs a 100-s lead (135 iterations; docs/closed-loop.md), the suite's labs 65 s."""
 
 from __future__ import annotations
 
