@@ -121,7 +121,7 @@ def fake_daemon(drivers: dict[str, Any] | None = None) -> Any:
         mode="safe",
         schedule=None, actuator=SimpleNamespace(writes_total=0, confirmed_total=0, alarms_total={}),
         store=SimpleNamespace(queued=lambda: 0, submitted=0), ledger_heights={},
-        link=SimpleNamespace(client=SimpleNamespace(is_connected=lambda: True)),
+        link=SimpleNamespace(client=SimpleNamespace(is_connected=lambda: True), subscribe_refused=0),
     )  # fmt: skip
 
 
