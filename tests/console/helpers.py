@@ -79,3 +79,26 @@ class ServedLab:
         self.server.should_exit = True
         self.thread.join(15)
         assert not self.thread.is_alive(), "the lab server did not stop in 15 s"
+
+
+# every feed (EventSource) the page opens, in `window.sources`, each with the event types listened for on it
+RECORD_FEEDS = """(() => {
+  const Native = window.EventSource;
+  window.sources = [];
+  window.EventSource = class extends Native {
+    constructor(...args) { super(...args); this.types = []; window.sources.push(this); }
+    addEventListener(type, fn, options) { this.types.push(type); super.addEventListener(type, fn, options); }
+  };
+})()"""
+
+
+def paused_login(page: Any, url: str, user: str) -> None:
+    """Open the console at `url` with the page's timers on a paused clock (they run only when the test moves it:
+    no poll of the page's decides what a test sees) and log `user` in."""
+    page.clock.install()
+    page.goto(url + "/console")
+    page.clock.pause_at(page.evaluate("Date.now()") / 1000 + 1)  # Python: seconds
+    page.fill("#username", user)
+    page.fill("#password", PASSWORD)
+    page.click("#login-button")
+    page.wait_for_selector("#tabs:not([hidden])")

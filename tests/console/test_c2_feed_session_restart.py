@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 
-from console.helpers import CHROMIUM, PASSWORD, ServedLab, chromium
+from console.helpers import CHROMIUM, PASSWORD, RECORD_FEEDS, ServedLab, chromium, paused_login
 from peergrid_dso.auth.http import COOKIE
 from peergrid_dso.auth.store import ConsoleDb, console_db_path, sid_hash
 
@@ -60,20 +60,8 @@ def test_a_view_whose_session_a_server_restart_lost_ends_on_the_login_screen(
         page = browser.new_context().new_page()
         errors: list[str] = []
         page.on("pageerror", lambda e: errors.append(str(e)))
-        page.add_init_script("""(() => {
-          const Native = window.EventSource;
-          window.sources = [];  // every feed the page opens, the view's last
-          window.EventSource = class extends Native {
-            constructor(...args) { super(...args); window.sources.push(this); }
-          };
-        })()""")
-        page.clock.install()
-        page.goto(first.url + "/console")
-        page.clock.pause_at(page.evaluate("Date.now()") / 1000 + 1)  # Python: seconds
-        page.fill("#username", "olga")
-        page.fill("#password", PASSWORD)
-        page.click("#login-button")
-        page.wait_for_selector("#tabs:not([hidden])")
+        page.add_init_script(RECORD_FEEDS)  # every feed the page opens, the view's last
+        paused_login(page, first.url, "olga")
         page.evaluate(f"location.hash = '#{tab}'")
         page.wait_for_selector(shown)
         page.wait_for_function("() => window.sources.at(-1)?.readyState === 1")  # the view's feed is open

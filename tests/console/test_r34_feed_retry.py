@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from console.helpers import CHROMIUM, PASSWORD, ServedLab, chromium
+from console.helpers import CHROMIUM, PASSWORD, RECORD_FEEDS, ServedLab, chromium, paused_login
 
 playwright_api = pytest.importorskip("playwright.sync_api")
 expect = playwright_api.expect
@@ -27,16 +27,6 @@ pytestmark = [
     pytest.mark.xdist_group("console-browser"),
 ]
 WAIT_MS = 30_000  # a bound against hanging, not a figure tested
-
-# every feed the page opens, with the event types listened for on it
-RECORD_FEEDS = """(() => {
-  const Native = window.EventSource;
-  window.sources = [];
-  window.EventSource = class extends Native {
-    constructor(...args) { super(...args); this.types = []; window.sources.push(this); }
-    addEventListener(type, fn, options) { this.types.push(type); super.addEventListener(type, fn, options); }
-  };
-})()"""
 
 
 @pytest.fixture(scope="module")
@@ -61,12 +51,7 @@ def test_a_feed_a_5xx_closed_is_opened_again_with_the_views_listeners(browser: A
                 route.continue_()
 
         page.route("**/console/api/events", events)
-        page.clock.install()
-        page.goto(served.url + "/console")
-        page.clock.pause_at(page.evaluate("Date.now()") / 1000 + 1)  # Python: seconds
-        page.fill("#username", "olga")
-        page.fill("#password", PASSWORD)
-        page.click("#login-button")
+        paused_login(page, served.url, "olga")
         page.wait_for_selector("svg.oneline")  # the feeder view
         page.wait_for_function("() => window.sources.length === 1 && window.sources[0].readyState === 2")
         expect(page.locator("#toast")).to_contain_text("the live feed broke", timeout=WAIT_MS)
