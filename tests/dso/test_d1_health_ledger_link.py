@@ -36,9 +36,7 @@ class Transport:
         self.connected = threading.Event()
         self.stats: Counter[str] = Counter()
         self.end = threading.Event()
-        self.client = SimpleNamespace(
-            on_disconnect=self._on_disconnect, _thread=None, is_connected=lambda: False
-        )
+        self.client = SimpleNamespace(on_disconnect=self._on_disconnect, _thread=None)
 
     def _on_disconnect(self, *_args: object) -> None:
         self.stats["disconnects"] += 1
@@ -67,7 +65,9 @@ def test_the_judgement_names_each_state_and_a_reason_only_when_not_ok() -> None:
     assert past["reason"] == "the ledger transport has been off the broker for 12.3 s (more than 10 s)"
     gone = judge(connected=False, down_s=12.34, subscribe_refused=2)  # refused once, now off the broker
     assert gone["reason"] == "the ledger transport has been off the broker for 12.3 s (more than 10 s)"
-    deaf = judge(connected=False, down_s=12.34, subscribe_refused=2, on_broker=True)  # on it, topics refused
+    deaf = judge(
+        connected=False, down_s=12.34, subscribe_refused=2, refused_now=True
+    )  # on it, topics refused
     assert (deaf["state"], deaf["ok"], deaf["subscribe_refused"]) == ("disconnected", False, 2)
     assert deaf["reason"] == (
         "the ledger transport has not heard the chain for 12.3 s (more than 10 s): the broker refused its"

@@ -12,7 +12,7 @@ Whether the node's ledger transport came back is `LedgerLink`'s to say, for `/ap
 broker granted its subscriptions on this connection), `down_s` (how long it has not been, since its start or
 the loss of its last connection; null while connected), `down_after_s` (the bound: the config's
 `loop.ledger_down_after_s`, `LEDGER_DOWN_AFTER_S` unless set), `disconnects`, `subscribe_refused` (SUBACKs that
-refused its topics; named in the reason while paho is connected: on the broker but deaf), and `state` - `connected`,
+refused its topics; the reason names it while the present connection's were refused: on the broker but deaf), and `state` - `connected`,
 `starting` (not started yet), `connecting` (down, within the bound), `disconnected` (down past it) or `dead`
 (the thread ended: nothing is sent or heard again, and `connected` is left as it was) - with `ok` false and a
 `reason` for the last two. Time is injected (`clock`, monotonic s).
@@ -67,7 +67,7 @@ def ledger_health(
     down_after_s: float,
     disconnects: int,
     subscribe_refused: int = 0,
-    on_broker: bool = False,
+    refused_now: bool = False,
 ) -> dict[str, Any]:
     """The node's ledger transport's section of `/api/health` (see the module's contract)."""
     reason = None
@@ -82,7 +82,7 @@ def ledger_health(
         state = "disconnected"
         reason = (
             f"the ledger transport has been off the broker for {down_s:.1f} s (more than {down_after_s:g} s)"
-            if not (subscribe_refused and on_broker)  # connected to the broker, its topics refused: deaf
+            if not refused_now  # on the broker, this connection's subscriptions refused: deaf
             else f"the ledger transport has not heard the chain for {down_s:.1f} s (more than {down_after_s:g} s):"
             f" the broker refused its subscriptions {subscribe_refused} time(s) (its log names the topics)"
         )
@@ -131,5 +131,5 @@ class LedgerLink:
             down_s=None if since is None else max(0.0, self.clock() - since), down_after_s=down_after_s,
             disconnects=int(self.transport.stats.get("disconnects", 0)),
             subscribe_refused=int(self.transport.stats.get("subscribe_refused", 0)),
-            on_broker=bool(self.transport.client.is_connected()),
+            refused_now=bool(getattr(self.transport, "refused", False)),
         )  # fmt: skip

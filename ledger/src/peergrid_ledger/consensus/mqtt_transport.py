@@ -64,6 +64,7 @@ class MqttTransport:
         client.on_message = self._on_message
         client.on_subscribe = self._on_subscribe
         self._subscribing: int | None = None  # the mid of this connection's SUBSCRIBE
+        self.refused = False  # the broker refused this connection's subscriptions (cleared on a new one)
         self.client = client
 
     def start(self) -> None:
@@ -88,6 +89,7 @@ class MqttTransport:
             self.stats["connect_refused"] += 1
             return
         self.stats["connects"] += 1
+        self.refused = False
         _rc, self._subscribing = client.subscribe([(t, 1) for t in self._routes])
 
     def _on_subscribe(
@@ -101,12 +103,14 @@ class MqttTransport:
         refused = [t for t, reason in zip(self._routes, reasons, strict=False) if reason.is_failure]
         if refused:  # this node cannot hear those topics: `connected` stays unset, the log says why
             self.stats["subscribe_refused"] += 1
+            self.refused = True
             log.error("the broker refused this node's subscription to %s", ", ".join(refused))
             return
         self.connected.set()
 
     def _on_disconnect(self, *_args: object) -> None:
         self.stats["disconnects"] += 1
+        self.refused = False
         self.connected.clear()
 
     def _on_message(self, _client: mqtt.Client, _userdata: object, message: mqtt.MQTTMessage) -> None:
