@@ -144,6 +144,10 @@ class OwnRules:
         """Whether interval t is in its window (every interval without one)."""
         return self.window is None or t in self.window
 
+    def within(self, per_interval: Sequence[float]) -> list[float]:
+        """`per_interval` with 0 outside its window (a clean-only buyer's purchase bound, kW)."""
+        return [value if self.trades(t) else 0.0 for t, value in enumerate(per_interval)]
+
     def bounds(self) -> tuple[list[float], list[float]]:
         lo = [0.0 if (t, "buy") in self.banned else self.base[t][0] for t in range(self.n)]
         hi = [0.0 if (t, "sell") in self.banned else self.base[t][1] for t in range(self.n)]

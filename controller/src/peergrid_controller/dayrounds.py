@@ -129,11 +129,7 @@ class Exchange(Book):
         ]
         # a clean-only buyer buys P2P on a clean session (all of it clean: cleanbook.py's c ≤ x)
         buys = [clean_buy_kw(mg, self.dt, self.intervals) if clean else None for mg in self.mgs]
-        self.clean_buy_kw = {
-            i: [kw if self.own_rules[i].trades(t) else 0.0 for t, kw in enumerate(b)]
-            for i, b in enumerate(buys)
-            if b is not None
-        }
+        self.clean_buy_kw = {i: self.own_rules[i].within(b) for i, b in enumerate(buys) if b is not None}
         self.settled = False  # set by `step`: every MG's verdict on it settled (`settled`)
         # each MG's verdict on the last stepped iteration, posted with its next position where the value stop
         # is judged (`run`'s by_value); none on iteration 0 (the first responses) or before any step

@@ -101,9 +101,7 @@ class SessionRules:
         """The session is a clean one: a clean-only buyer's bounds and fees as `dayrounds.Exchange` has them
         (`bounds`, `fees`); the floors and caps are judged on the general half of the book (`judge`)."""
         buys = clean_buy_kw(mg, dt)
-        self.clean_buy_kw = (
-            None if buys is None else [kw if self.own.trades(t) else 0.0 for t, kw in enumerate(buys)]
-        )
+        self.clean_buy_kw = None if buys is None else self.own.within(buys)
         self.clean_cap = mg if self.clean_buy_kw is not None else None
 
     def join(
