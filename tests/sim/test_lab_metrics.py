@@ -80,10 +80,10 @@ def test_the_end_keeps_each_mgmcs_scrape_or_says_why_there_is_none(tmp_path: Pat
 def test_the_scrape_takes_the_listener_seen_at_two_looks(monkeypatch: pytest.MonkeyPatch) -> None:
     """A port the daemon listened on at one look only (paho's wake-up listener as a client starts) is not taken
     for its metrics endpoint, though it is the lowest."""
-    from peergrid_sim import lab_metrics
+    from peergrid_sim import lab_metrics, ports
 
     looks = iter([{1000, 40000}, {40000}])
-    monkeypatch.setattr(lab_metrics, "listening_ports", lambda pid: next(looks))
+    monkeypatch.setattr(ports, "listening_ports", lambda pid: next(looks))
     asked: list[str] = []
 
     def refused(url: str, timeout: float) -> None:
@@ -91,5 +91,6 @@ def test_the_scrape_takes_the_listener_seen_at_two_looks(monkeypatch: pytest.Mon
         raise OSError("refused")
 
     monkeypatch.setattr(lab_metrics.urllib.request, "urlopen", refused)
-    assert lab_metrics.scrape(1234) == {"port": 40000, "error": "http://127.0.0.1:40000/metrics: refused"}
+    daemon = SimpleNamespace(pid=1234, poll=lambda: None)
+    assert lab_metrics.scrape(daemon) == {"port": 40000, "error": "http://127.0.0.1:40000/metrics: refused"}
     assert asked == ["http://127.0.0.1:40000/metrics"]

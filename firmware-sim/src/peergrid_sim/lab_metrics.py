@@ -3,8 +3,8 @@
 Promises: `edge_metrics_settings()` is the edge config's `metrics` section every lab edge gets: loopback, any
 free port (the edge binds it; nothing here picks a port another process could take first). At the end of a
 run (`keep_edge_metrics(bed)`, the testbed after its last interval settled, before it stops anything) each
-running MGMC's port is read from its own listening socket (`ports.listening_ports`: the edge listens on
-nothing else) and its /metrics text fetched once, into `<records>/metrics.json`: node -> {"port", "text"},
+running MGMC's port is read from its own listening socket (`ports.wait_for_listener`: the edge listens on
+nothing else but paho's moment) and its /metrics text fetched once, into `<records>/metrics.json`: node -> {"port", "text"},
 or {"error"} saying why there is none (the daemon was down, no listener, no answer), so a test reads what
 each edge showed, e.g. its meter watch (`peergrid_edge_meter_signed_total`). Only reads; never fails the lab.
 """
@@ -13,13 +13,15 @@ from __future__ import annotations
 
 import json
 import os
-import time
 import urllib.request
 from pathlib import Path
 from typing import Any
 
 from peergrid_sim.broker import LOOPBACK
-from peergrid_sim.ports import listening_ports
+from peergrid_sim.ports import wait_for_listener
+
+# how long the end-of-run scrape looks for an edge's listener: four looks, time for two in a row
+LOOK_S = 0.25
 
 METRICS_FILE = "metrics.json"
 
@@ -29,21 +31,19 @@ def edge_metrics_settings() -> dict[str, Any]:
     return {"host": LOOPBACK, "port": 0}
 
 
-def scrape(pid: int, timeout: float = 5.0) -> dict[str, Any]:
-    """The /metrics text of the edge daemon `pid` on its own listener, or {"error": why}. Its listener is the
-    lowest port it listens on at two looks 50 ms apart: paho's network loop listens on a port of its own for
-    about 0.25 ms whenever a client starts (its wake-up socket pair, R32), which one look could take."""
-    first = listening_ports(pid)
-    time.sleep(0.05)
-    ports = sorted(first & listening_ports(pid))
-    if not ports:
+def scrape(process: Any, timeout: float = 5.0) -> dict[str, Any]:
+    """The /metrics text of the edge daemon `process` (a Popen) on its own listener, or {"error": why}. Its
+    listener is learned as `ports.wait_for_listener` learns a port-0 server's (seen at two looks 50 ms apart:
+    paho's network loop listens on a port of its own for a moment as a client starts, R32), within `LOOK_S`."""
+    port = wait_for_listener(process, 0, LOOK_S)
+    if port is None:
         return {"error": "no listening socket (no metrics endpoint, or the daemon is down)"}
-    url = f"http://{LOOPBACK}:{ports[0]}/metrics"
+    url = f"http://{LOOPBACK}:{port}/metrics"
     try:
         with urllib.request.urlopen(url, timeout=timeout) as answer:
-            return {"port": ports[0], "text": answer.read().decode("utf-8", errors="replace")}
+            return {"port": port, "text": answer.read().decode("utf-8", errors="replace")}
     except OSError as err:
-        return {"port": ports[0], "error": f"{url}: {err}"}
+        return {"port": port, "error": f"{url}: {err}"}
 
 
 def keep_edge_metrics(bed: Any) -> Path:
@@ -52,7 +52,7 @@ def keep_edge_metrics(bed: Any) -> Path:
     for child in bed.children:
         if child.name.startswith("mgmc-"):  # the last one of that name: a restarted daemon replaced it
             alive = child.process.poll() is None
-            found[child.name] = scrape(child.process.pid) if alive else {"error": "the daemon was down"}
+            found[child.name] = scrape(child.process) if alive else {"error": "the daemon was down"}
     path = Path(bed.workdir) / "records" / METRICS_FILE
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")
