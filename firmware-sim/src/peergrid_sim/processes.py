@@ -3,10 +3,11 @@
 Promises: `Testbed.start()` returns once firmware-sim wrote its endpoints and the DSO server answers
 `/api/health` on its HTTP port (with a closed loop: once its node was ready and the MGMCs were started after it,
 `closedloop_run`), and writes the ports it got to `<workdir>/ports.json` (`{"dso_http": …, "broker": …}`). The
-DSO server's listening socket is bound here (`dso_listener`: the port asked for, or with port 0 any free one)
-and handed to its process (`peergrid-dso serve --listen-fd`), so the testbed knows the port before the process
-starts, and no other process can take it in between or be taken for it; it raises `TestbedError` with one line
-(and the log to read) when a part does not come up, e.g. a fixed port another process holds.
+DSO server's listening socket is bound here (`dso_listener`: the port asked for, or with port 0 any free one;
+none asked for, `DSO_PORT` unless another process holds it, then any free one) and handed to its process
+(`peergrid-dso serve --listen-fd`), so the testbed knows the port before the process starts, and no other
+process can take it in between or be taken for it; it raises `TestbedError` with one line (and the log to
+read) when a part does not come up, e.g. a fixed port another process holds.
 Every child runs in its own session and `stop()` ends it (SIGTERM, then SIGKILL of its process group), so no
 grandchild outlives the testbed; `<workdir>/pids.json` names them. Every child and the broker are also tied to
 the testbed's process (`peergrid_ledger.tied`): when it dies without its `stop()` — SIGKILL, a crash — the kernel
@@ -38,12 +39,20 @@ class TestbedError(RuntimeError):
     """A part of the testbed did not come up."""
 
 
-def dso_listener(port: int) -> socket.socket:
+DSO_PORT = 8080  # the DSO server's port when none is asked for, unless another process holds it
+
+
+def dso_listener(port: int, or_any_free: bool = False) -> socket.socket:
     """A listening socket on loopback `port` (0: any free one) for the DSO server, or `TestbedError` saying
-    why not (another process holds that port)."""
+    why not (another process holds that port). With `or_any_free` (the default port, not one asked for) a
+    port another process holds means any free one instead; any other error is still the error.
+    The bind is the only test of the port: connecting to it first would race the bind, and would take a
+    port held by a socket that does not listen, or listens on another address, for a free one."""
     try:
         return socket.create_server((LOOPBACK, port))
     except OSError as err:
+        if or_any_free and err.errno == errno.EADDRINUSE:
+            return dso_listener(0)
         taken = " is taken by another process" if err.errno == errno.EADDRINUSE else f": {err.strerror}"
         raise TestbedError(f"the DSO server did not start: port {port}{taken}") from None
 
@@ -66,8 +75,10 @@ class Testbed:
     workdir: Path
     scenario_path: Path
     scenario: Scenario
-    http_port: int  # the DSO server's: 0 until it started when asked for any free port
+    http_port: int  # the DSO server's from its start on; before, the port asked for (0: any free one)
     speed: float
+    # `http_port` is the default (`DSO_PORT`), not asked for: held by another process, any free one instead
+    http_port_or_any_free: bool = False
     children: list[Child] = field(default_factory=list)
     broker: MosquittoBroker | None = None
     loop: Any = None  # closedloop_run.ClosedLoop when the MGMCs trade (scenarios with two or more MGs)
@@ -161,8 +172,9 @@ class Testbed:
         from peergrid_sim.dso_ready import delayed
 
         # the process holds its own copy; this one closed when it is spawned, a dead server refuses connections
-        with dso_listener(self.http_port) as listener:
+        with dso_listener(self.http_port, self.http_port_or_any_free) as listener:
             self.http_port = int(listener.getsockname()[1])
+            self.http_port_or_any_free = False  # the port its clients know from now on, at a restart too
             config: dict[str, Any] = {
                 "node_id": "dso",
                 "feeder": self.scenario.feeder,

@@ -34,8 +34,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from peergrid_ledger.settings import ConfigError, exit_with_config_error
-from peergrid_sim.broker import LOOPBACK, wait_for_port
-from peergrid_sim.processes import Testbed, TestbedError
+from peergrid_sim.broker import LOOPBACK
+from peergrid_sim.processes import DSO_PORT, Testbed, TestbedError
 from peergrid_sim.scenario import load_scenario
 
 if TYPE_CHECKING:
@@ -109,7 +109,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--http-port",
         type=_tcp_port,
         default=None,
-        help="DSO console/API port; 0: any free one, see ports.json (default 8080 if free)",
+        help=f"DSO console/API port; 0: any free one, see ports.json (default {DSO_PORT}, or any free one when "
+        "another process holds it)",
     )
     parser.add_argument("--speed", type=float, default=60.0, help="simulated clock speed factor")
     parser.add_argument(
@@ -192,10 +193,6 @@ def build_parser() -> argparse.ArgumentParser:
         "--no-market", action="store_true", help="devices, edges and DSO only: no ledger replicas, no trading"
     )
     return parser
-
-
-def _default_http_port() -> int:
-    return 8080 if not wait_for_port(LOOPBACK, 8080, 0.05) else 0
 
 
 def owner_guard(args: argparse.Namespace) -> Any:
@@ -287,8 +284,10 @@ def main(argv: list[str] | None = None) -> int:
         exit_with_config_error(PROGRAM, err)
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="peergrid-testbed-"))
     workdir.mkdir(parents=True, exist_ok=True)
-    http_port = _default_http_port() if args.http_port is None else args.http_port
-    bed = Testbed(workdir, args.scenario, scenario, http_port, args.speed)
+    http_port = DSO_PORT if args.http_port is None else args.http_port
+    bed = Testbed(
+        workdir, args.scenario, scenario, http_port, args.speed, http_port_or_any_free=args.http_port is None
+    )
     bed.loop = lab_loop(args, workdir, scenario)
     stop_reason: list[str] = []
 
