@@ -7,6 +7,10 @@ view showed a note and stayed on its last picture (the feeder and market views h
 the feed is opened again after 2 s (`FEED_RETRY_MS`), the view's listeners carried over to the new one. In
 headless Chromium against the lab server, the events route's first answer a 503 from `page.route`, the page's
 timers on a paused clock (the retry runs only when the test moves it).
+
+A route that keeps failing is told once (a toast when it breaks, one when it is back), and in between the
+header's `#feed-state` line says it is broken (Q1, session 21: before, the toast came at every retry, once a
+minute at the 60-s ceiling, for as long as it failed).
 """
 
 from __future__ import annotations
@@ -27,6 +31,20 @@ pytestmark = [
     pytest.mark.xdist_group("console-browser"),
 ]
 WAIT_MS = 30_000  # a bound against hanging, not a figure tested
+# every text the toast shows, in `window.toasts` (one element, whose text each toast replaces), and each state the
+# header's live-feed line takes, in `window.feedStates` (one per change: its text, count and visibility together)
+RECORD_NOTICES = """document.addEventListener("DOMContentLoaded", () => {
+  window.toasts = [];
+  window.feedStates = [];
+  new MutationObserver((changes) => {
+    for (const c of changes) for (const n of c.addedNodes) window.toasts.push(n.textContent);
+  }).observe(document.getElementById("toast"), { childList: true });
+  const line = document.getElementById("feed-state");
+  if (!line) return;
+  new MutationObserver(() => window.feedStates.push(
+    { shown: !line.hidden, text: line.textContent, failures: line.dataset.failures }
+  )).observe(line, { childList: true, attributes: true });
+})"""
 
 
 @pytest.fixture(scope="module")
@@ -92,4 +110,48 @@ def test_a_view_left_before_its_first_answer_opens_no_feed(browser: Any, users_f
         page.evaluate("new Promise((done) => setTimeout(done, 100))")  # the view's own code after the answer
         open_feeds = page.evaluate("window.sources.filter((s) => s.readyState !== 2).length")
         assert open_feeds == 1  # the operations view's only; before, the feeder's too
+        page.context.close()
+
+
+def test_a_route_failing_across_retries_is_told_once_and_its_recovery_too(
+    browser: Any, users_file: Path
+) -> None:
+    """Four 503s in a row (retries after 2, 4, 8 and 16 s), then the server's stream: one toast that the feed broke,
+    the header's line saying so at each retry (its count of failures moving), one toast that it is back and the
+    line gone."""
+    failures = 4
+    with ServedLab(users_file) as served:
+        page = browser.new_context().new_page()
+        errors: list[str] = []
+        page.on("pageerror", lambda e: errors.append(str(e)))
+        page.add_init_script(RECORD_FEEDS)
+        page.add_init_script(RECORD_NOTICES)
+        asked: list[str] = []
+
+        def events(route: Any) -> None:  # a proxy's 503 `failures` times, then the server's own stream
+            asked.append(route.request.url)
+            if len(asked) <= failures:
+                route.fulfill(status=503, body="busy")
+            else:
+                route.continue_()
+
+        page.route("**/console/api/events", events)
+        paused_login(page, served.url, "olga")
+        page.wait_for_selector("svg.oneline")  # the feeder view
+        for opened in range(1, failures + 1):  # the clock moved until the retry's timer (set once the probe
+            for _ in range(400):  # answered) fires and opens the next feed
+                if page.evaluate("window.sources.length") > opened:
+                    break
+                page.clock.run_for(500)
+            assert page.evaluate("window.sources.length") == opened + 1, f"no retry after failure {opened}"
+        opened_again = f"() => window.sources[{failures}].readyState === 1"  # open: its event has fired
+        page.wait_for_function(opened_again)
+        told = [t for t in page.evaluate("window.toasts") if "feed" in t]
+        assert told == ["the live feed broke; opening it again in 2 s", "the live feed is back"]  # HEAD: 4, 0
+        states = page.evaluate("window.feedStates")
+        shown = [(s["shown"], s["failures"]) for s in states]  # each failure moves the count; back: hidden
+        assert shown == [(True, "1"), (True, "2"), (True, "3"), (True, "4"), (False, "4")]
+        assert all(s["text"].startswith("live feed broken since ") for s in states)
+        assert "feeder" in page.evaluate(f"window.sources[{failures}].types")
+        assert len(asked) == failures + 1 and errors == []
         page.context.close()

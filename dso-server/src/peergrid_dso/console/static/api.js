@@ -38,12 +38,53 @@ export async function api(path, { method = "GET", body } = {}) {
 export const FEED_RETRY_MS = 2000;
 export const FEED_RETRY_MAX_MS = 60000;
 
+// What the user is told of the live feed, whichever view holds it: a toast when it breaks and one when a feed
+// opens again; in between the header says it is broken, since when and when the next try is (#feed-state),
+// and each failed retry changes only that line. Before, a route failing for good toasted at every retry, once
+// a minute at FEED_RETRY_MAX_MS, for as long as it failed. A feed told broken under an earlier session (its
+// CSRF token, one per session) is not this session's: a new login starts from a feed not known broken.
+const feedNotice = {
+  brokenUnder: null,  // the session's CSRF token while its feed is known broken, else null
+  since: 0,
+  failures: 0,
+
+  get broken() { return this.brokenUnder !== null && this.brokenUnder === session.csrf; },
+
+  failed(retryMs) {
+    if (!this.broken) {
+      toast(`the live feed broke; opening it again in ${Math.round(retryMs / 1000)} s`);
+      Object.assign(this, { brokenUnder: session.csrf, since: Date.now(), failures: 0 });
+    }
+    this.failures += 1;
+    const line = document.getElementById("feed-state");
+    if (!line) return;
+    line.textContent = `live feed broken since ${clockTime(this.since)}; next try ${clockTime(Date.now() + retryMs)}`;
+    line.dataset.failures = String(this.failures);
+    line.hidden = false;
+  },
+
+  opened() {
+    if (this.broken) toast("the live feed is back");
+    this.brokenUnder = null;
+    this.hide();
+  },
+
+  // the broken feed's view closed it: nothing retries it now; the next feed that opens says it is back
+  hide() {
+    const line = document.getElementById("feed-state");
+    if (line) line.hidden = true;
+  },
+};
+
+const clockTime = (ms) => new Date(ms).toTimeString().slice(0, 8);  // HH:MM:SS, the browser's time zone
+
 class LiveFeed {
   constructor(url) {
     this.url = url;
     this.listeners = [];
     this.closed = false;
     this.retryMs = FEED_RETRY_MS;
+    this.failing = false;  // closed with the session alive, its retry pending: it holds the header's line
     this.open();
   }
 
@@ -51,7 +92,7 @@ class LiveFeed {
     const source = new EventSource(this.url);
     this.source = source;
     source.addEventListener("logout", () => { this.close(); window.dispatchEvent(new Event("console-logout")); });
-    source.addEventListener("open", () => { this.retryMs = FEED_RETRY_MS; });
+    source.addEventListener("open", () => { this.retryMs = FEED_RETRY_MS; this.failing = false; feedNotice.opened(); });
     source.addEventListener("error", async () => {
       if (source.readyState !== EventSource.CLOSED || this.closed || source !== this.source) return;
       try {
@@ -60,8 +101,9 @@ class LiveFeed {
         if (e instanceof ApiError && e.status === 401) return;  // logged out
       }
       if (this.closed || !session.user) return;
-      toast(`the live feed broke; opening it again in ${Math.round(this.retryMs / 1000)} s`);
       this.timer = setTimeout(() => { if (!this.closed) this.open(); }, this.retryMs);
+      this.failing = true;
+      feedNotice.failed(this.retryMs);
       this.retryMs = Math.min(this.retryMs * 2, FEED_RETRY_MAX_MS);
     });
     for (const [type, fn] of this.listeners) source.addEventListener(type, fn);
@@ -76,6 +118,7 @@ class LiveFeed {
     this.closed = true;
     clearTimeout(this.timer);
     this.source.close();
+    if (this.failing) feedNotice.hide();
   }
 }
 
