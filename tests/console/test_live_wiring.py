@@ -191,9 +191,9 @@ def test_the_networked_chain_tells_each_thread_what_it_caused() -> None:
 
 def test_the_loop_switches_from_the_confirmed_topology_and_leaves_an_operators_change(tmp_path: Path) -> None:
     from peergrid_dso.drivers.relay_memory import InMemoryRelays
+    from peergrid_dso.dso_node import LiveTopology, LockedExecutor
     from peergrid_dso.feeder.cases import case33bw
     from peergrid_dso.interval_node import DsoLoop
-    from peergrid_dso.live import LiveTopology, LockedExecutor
     from peergrid_dso.services.interval import IntervalPlanner
     from peergrid_dso.services.switching import SwitchingExecutor, SwitchingService
 

@@ -7,7 +7,7 @@ until they are too old: the adapter fills k with an `operator_action` naming the
 - a refused nonce below two others in flight: it is reported refused with the chain's reason, the gap is
   filled (on chain, naming it), and the two others land (a real single-authority replica, pumped by hand);
 - 30 MGs' tariffs over a real Mosquitto (the MGMC chain's authority and the DSO's non-voting follower, as in
-  `live.DsoNode`): every one lands, in far fewer blocks than tariffs (one each before);
+  `dso_node.DsoNode`): every one lands, in far fewer blocks than tariffs (one each before);
 - the bound: past it, a submit waits for a block instead of signing.
 """
 

@@ -4,7 +4,7 @@ the adapter learns that from the chain, never by assuming. The adapter has no re
 (it kept a second schedule until every replica re-gossiped): this test is what shows it was redundant.
 
 Over a real Mosquitto, two in-process ledger nodes, each with its own MQTT connection: the MGMC chain's only
-authority (the proposer) and the DSO's non-voting follower (as in `live.DsoNode`). The DSO sends while the
+authority (the proposer) and the DSO's non-voting follower (as in `dso_node.DsoNode`). The DSO sends while the
 authority is not yet subscribed, so the broker drops its one publish (what D6 feared: a replica starting
 late, or a broker blip). Before, the transaction stayed in the DSO's pool until `tx_max_age` and held every
 later transaction of the key behind it; the waiting submit timed out.

@@ -1,4 +1,4 @@
-"""A real DSO node (`live.DsoNode` with a `disputes` section) settles a disputed trade on a networked MGMC chain.
+"""A real DSO node (`dso_node.DsoNode` with a `disputes` section) settles a disputed trade on a networked MGMC chain.
 
 Over a real Mosquitto: one MGMC-chain authority (a ledger node of its own) seals the blocks; the DSO node
 follows that chain as a non-voting replica and runs its DSO chain. Two MGs trade, state different energies
@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from peergrid_dso.live import DsoNode
+from peergrid_dso.dso_node import DsoNode
 from peergrid_dso.loop_settings import IntervalNodeSettings
 from peergrid_dso.sealed_readings import MeterClock
 from peergrid_edge.commitments import commitment_body

@@ -291,7 +291,7 @@ def test_a_restarted_dso_finds_disputes_made_before_it_started() -> None:
 def test_the_disputes_section_needs_the_mgmc_chain_and_builds_the_market_clock(tmp_path: Path) -> None:
     """`loop.disputes` without `mgmc_chain` is a config error (one line); with it, the node's settler reads
     interval t's window from the MGMCs' t0 and interval_s, and maps each MG's anonym to its node key."""
-    from peergrid_dso.live import dispute_settler
+    from peergrid_dso.dso_node import dispute_settler
     from peergrid_dso.loop_settings import IntervalNodeSettings
     from peergrid_ledger.keys import Keypair
     from peergrid_ledger.settings import ConfigError, load_settings

@@ -64,7 +64,8 @@ def test_serve_hands_the_bound_to_its_health_listener(
 
 
 def test_the_loops_node_hands_the_bound_to_its_ledger_transport(lab, tmp_path: Path) -> None:
-    from peergrid_dso.live import DsoNode, EmbeddedLoop
+    from peergrid_dso.dso_node import DsoNode
+    from peergrid_dso.live import EmbeddedLoop
 
     _, relays_file = lab
     config = lab_config(tmp_path, relays_file)

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import yaml
 
-from peergrid_dso.live import DsoNode
+from peergrid_dso.dso_node import DsoNode
 from peergrid_dso.loop_settings import IntervalNodeSettings
 from peergrid_sim.closedloop import LabChains, LoopTiming, dso_node_config, edge_config, halt_file
 from peergrid_sim.scenario import load_scenario

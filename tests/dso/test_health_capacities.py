@@ -4,7 +4,7 @@ that figure stands for good (`start_postings.standing_from`), null while it does
 node posts none (no MG names one, or an MGMC chain without the uplift contract).
 
 Over a real market/exchange/uplift chain (`LocalChain`) whose capacities the real `CapacityPoster` posts,
-`live.readiness` of a node made of it and a real DSO chain; a capacity posted after the MG's first position
+`start_postings.readiness` of a node made of it and a real DSO chain; a capacity posted after the MG's first position
 stands only from the interval after it, and the figure says so; `EmbeddedLoop.readiness` on a running event
 loop and the route carry it. Hypothesis: `standing_from` against the per-interval rule of `market.capacity`.
 """
@@ -20,8 +20,7 @@ from fastapi.testclient import TestClient
 from hypothesis import given
 from hypothesis import strategies as st
 
-from peergrid_dso.live import readiness
-from peergrid_dso.start_postings import standing_from
+from peergrid_dso.start_postings import readiness, standing_from
 from peergrid_dso.tariff import CapacityPoster
 from peergrid_ledger.chain import LocalChain
 from peergrid_ledger.contracts.market_state import standing_capacity
@@ -36,7 +35,7 @@ FIRST = 36
 
 
 class Node:
-    """What `live.readiness` reads of a `DsoNode`: its config's MGs (`capacity_kw` as given), its DSO-chain
+    """What `start_postings.readiness` reads of a `DsoNode`: its config's MGs (`capacity_kw` as given), its DSO-chain
     replica (nothing enrolled: an empty DSO chain), its loop's pricer (none) and capacity poster (the real
     one, built from the config as `DsoLoop` builds it: None when no MG names a capacity)."""
 

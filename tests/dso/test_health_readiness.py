@@ -3,7 +3,7 @@ DSO chain and `tariffs_through`, the last interval through which every configure
 on the MGMC chain (null while the loop's first is not, or when it prices nothing).
 
 Over real states (`LocalChain`s: the DSO chain with core `enrol` and `gov.revoke`, the MGMC chain with the
-market contract's `market.tariff` posted by the real `CoverPricer`), `live.readiness` of a node made of those;
+market contract's `market.tariff` posted by the real `CoverPricer`), `start_postings.readiness` of a node made of those;
 `EmbeddedLoop.readiness` on a running event loop (read there, the scan going on from its last answer, nothing
 from a node that is not running); and the route's loop section, the fields beside `running` and `interval`.
 """
@@ -20,7 +20,8 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-from peergrid_dso.live import EmbeddedLoop, readiness, tariffs_through
+from peergrid_dso.live import EmbeddedLoop
+from peergrid_dso.start_postings import readiness, tariffs_through
 from peergrid_ledger.chain import LocalChain
 from peergrid_ledger.genesis import Account, Genesis
 from peergrid_ledger.keys import Keypair
@@ -32,7 +33,7 @@ FIRST, END = 36, 40
 
 
 class Node:
-    """What `live.readiness` reads of a `DsoNode`: its config's MGs, its DSO-chain replica, its loop's pricer."""
+    """What `readiness` reads of a `DsoNode`: its config's MGs, its DSO-chain replica, its loop's pricer."""
 
     def __init__(self, pricing: bool = True) -> None:
         self.lab = Lab(MGS, by_both=pricing)

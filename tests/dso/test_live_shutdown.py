@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from peergrid_dso.live import DsoNode
+from peergrid_dso.dso_node import DsoNode
 
 LOSES_CANCELS = sys.version_info < (3, 12)  # 3.12's wait_for no longer swallows it
 

@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from peergrid_dso.live import dispute_settler
+from peergrid_dso.dso_node import dispute_settler
 from peergrid_dso.loop_settings import IntervalNodeSettings
 from peergrid_dso.sealed_readings import SigningMeters
 from peergrid_ledger.keys import Keypair

@@ -367,7 +367,7 @@ def lab_config(tmp_path: Path, relays_file: Path) -> Any:
 
 def assembled(cfg: dict[str, Any]) -> Any:
     """What `DsoNode.assemble` makes of `cfg` (not run: no broker)."""
-    from peergrid_dso.live import DsoNode
+    from peergrid_dso.dso_node import DsoNode
     from peergrid_dso.loop_settings import IntervalNodeSettings
 
     Path(cfg["dso_chain"]["data_dir"]).parent.mkdir(exist_ok=True)

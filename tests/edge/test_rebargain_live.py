@@ -21,7 +21,7 @@ from typing import Any
 import pytest
 import yaml
 
-from peergrid_dso.live import DsoNode
+from peergrid_dso.dso_node import DsoNode
 from peergrid_dso.loop_settings import IntervalNodeSettings
 from peergrid_edge.config import EdgeSettings
 from peergrid_edge.daemon import EdgeDaemon

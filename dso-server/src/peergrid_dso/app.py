@@ -14,7 +14,7 @@ read), its `relay_alarm` (`EmbeddedLoop.relay_alarm`: what its read of every rel
 found - each relay that reports another position than the DSO holds, and what it reports, or that cannot be
 read; null when every relay agrees), its `ledger` (`EmbeddedLoop.ledger`, `live_reconnect.ledger_health`:
 `state`, `ok`, `alive`, `connected`, `down_s`, `down_after_s`, `disconnects`, and a `reason` when not ok), and
-what is final of its start's postings (`live.readiness`):
+what is final of its start's postings (`start_postings.readiness`):
 `enrolled` (the MGs enrolled on the DSO chain), `pricing` and `tariffs_through` (the last interval through
 which every MG's cover prices are final on the MGMC chain, or null), and where the node posts connection
 capacities `capacities` ({mg: the first interval from which its configured capacity stands on the MGMC chain,

@@ -18,7 +18,7 @@ market view reads and through which it reopens intervals; without it the MGMCs r
 with their trades kept. Switching holds `lock`
 (shared with the console's operator actions: one writer per relay) from planning from the confirmed topology
 to read-back; the topology lives in `live.open_set`, which operators may change between intervals. It starts
-from the positions the relays report where they can be adopted (`live.py`), recorded on the DSO chain
+from the positions the relays report where they can be adopted (`dso_node`), recorded on the DSO chain
 (`start_records`) beside the enrolment, before the first interval. After each interval, a plan or none, it
 reads every relay against that topology (`watch`, `services.switching_watch`): alarmed and recorded on the
 DSO chain once per change, never adopted.
@@ -96,7 +96,7 @@ async def serve(settings: IntervalNodeSettings) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    from peergrid_dso.live import DsoNode
+    from peergrid_dso.dso_node import DsoNode
 
     client_id = f"dso-node-{settings.feeder}-check"
     await asyncio.to_thread(

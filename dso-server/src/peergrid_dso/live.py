@@ -34,16 +34,9 @@ import threading
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-# named here as before the split, until their importers move (Q1's patch)
-from peergrid_dso.dso_node import DsoNode as DsoNode
-from peergrid_dso.dso_node import LiveTopology as LiveTopology
-from peergrid_dso.dso_node import LockedExecutor as LockedExecutor
-from peergrid_dso.dso_node import dispute_settler as dispute_settler
+from peergrid_dso.dso_node import DsoNode
 from peergrid_dso.live_reconnect import loop_setting
-
-# `/api/health`'s reads of the start's postings (a module of their own; named here as before)
-from peergrid_dso.start_postings import readiness as readiness
-from peergrid_dso.start_postings import tariffs_through as tariffs_through
+from peergrid_dso.start_postings import readiness
 from peergrid_ledger.settings import ConfigError
 
 log = logging.getLogger("peergrid_dso.live")

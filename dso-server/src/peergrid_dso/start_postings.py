@@ -61,7 +61,7 @@ def capacities_standing(state: Any, poster: Any) -> dict[str, int | None]:
 
 
 def readiness(node: Any, known: int | None = None) -> dict[str, Any]:
-    """What the node (`live.DsoNode`) knows of its start's postings, final on its replicas (module): the MGs
+    """What the node (`dso_node.DsoNode`) knows of its start's postings, final on its replicas (module): the MGs
     of its config `enrolled` on the DSO chain (an account for the anonym, its MGMC not revoked: what
     `DsoLoop.enrol` makes and waits for), whether it prices the cover (`pricing`: a tariff file and an MGMC
     chain that settles by both) and `tariffs_through` (over every configured MG, from the loop's first
