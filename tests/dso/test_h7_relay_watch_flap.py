@@ -7,18 +7,29 @@ is milliseconds later, so it filtered only sub-second flapping. Now a finding th
 record against the same open set (every relay agrees again, some do, or a relay recorded off is now merely
 unreadable) is recorded only when the next check finds it too; a finding that says more is recorded at once,
 and the alarm follows every read. Relays in memory (tests/dso/test_h5_relay_watch.py's field and chain).
+
+Review33 R33-2 (session 21): the second property test's oracle knows the field and the chain's text only, not
+the watch's rules, and plans move the open set between checks and between a check's two reads. It asserts the
+liveness relay by relay: a relay read the same in a check's later read and the read before it is on the chain
+after that check, where that tells more than the chain's record. After a plan or an adoption it is not yet
+so (KNOWN_GAP, the xfail test; the fix is the lead's to apply).
 """
 
 from __future__ import annotations
 
+import threading
+from dataclasses import dataclass, field
+from types import SimpleNamespace
 from typing import Any
 
+import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from peergrid_dso.services.switching_watch import RECEDING_CHECKS, WatchFinding
+from peergrid_dso.drivers.relay_memory import InMemoryRelays
+from peergrid_dso.services.switching_watch import RECEDING_CHECKS, RelayWatch, WatchFinding
 
-from .test_h5_relay_watch import check, watched
+from .test_h5_relay_watch import Chain, Field, check, watched
 from .test_h9_relay_watch_unsettled import watched as watched_moving
 from .test_switching import BASE
 
@@ -118,7 +129,7 @@ def still(*states: int) -> list[tuple[int, int | None]]:
     return [(state, None) for state in states]
 
 
-@settings(max_examples=30, deadline=None)
+@settings(max_examples=200, deadline=None)
 @given(st.lists(STEP, min_size=1, max_size=12))
 @example(
     still(5, 1, 4, 1, 4, 1, 4)
@@ -232,3 +243,174 @@ def named(key: tuple[Any, ...]) -> set[int]:
 
 def as_finding(key: tuple[Any, ...]) -> WatchFinding:
     return WatchFinding(BASE, key[0], tuple((b, "?") for b in key[1]))
+
+
+# R33-2 (session 21): the promise, told from the field and the chain alone - no rule of the watch's own in the
+# oracle. Relays 5 and 6 may be silent, ties 36 and 37 and relay 7 off where the DSO holds them (closed by hand,
+# or opened), and plans move the open set between BASE and OTHER (7 open, tie 37 closed), between checks or
+# between a check's two reads (relays moved before the open set, as the REST approve does).
+OTHER = (7, 33, 34, 35, 36)
+WATCHED = (5, 6, 7, 36, 37)
+OFF_BY_HAND = [(), (36,), (37,), (7,), (36, 37)]
+SILENT = [(), (5,), (6,), (37,), (5, 6)]
+HAND = st.tuples(st.sampled_from(range(len(OFF_BY_HAND))), st.sampled_from(range(len(SILENT))))
+# (plan: 0 none, 1 before the check, 2 racing its first read; the hand at its first read; at its later read,
+# None: the field stays)
+CHECK = st.tuples(st.sampled_from((0, 0, 0, 0, 1, 2)), HAND, st.none() | HAND)
+
+
+@dataclass
+class PlannedField(Field):
+    """The field, each read of it written down as the words it gives each watched relay against the open set
+    the DSO held at that read: a hand (`hands[0]`, then gone) moves it as a read starts, after the read took
+    the open set (`RelayWatch.read`: the open set, then the relays, under the lock); a plan moves 7 and 37."""
+
+    topology: Any = None
+    hands: list[tuple[int, int, bool]] = field(default_factory=list)  # (off by hand, silent, plan racing)
+    reads: list[tuple[tuple[int, ...], dict[int, str | None]]] = field(default_factory=list)
+
+    def branches(self) -> tuple[int, ...]:
+        held = tuple(sorted(self.topology.open_set))
+        if self.hands:
+            off, silent, racing = self.hands.pop(0)
+            planned = other_open_set(held) if racing else held  # the relays move before the open set
+            self.relays.closed.update({b: (b in planned) == (b in OFF_BY_HAND[off]) for b in (7, 36, 37)})
+            self.silent = set(SILENT[silent])
+            if racing:
+                self.topology.open_set = planned
+        self.reads.append((held, {b: self.word(b, held) for b in WATCHED}))
+        return super().branches()
+
+    def word(self, branch: int, held: tuple[int, ...]) -> str | None:
+        """What a read says of `branch`: "" unreadable, None where the DSO holds it, else its position."""
+        if branch in self.silent:
+            return ""
+        position = "closed" if self.relays.closed[branch] else "open"
+        return None if position == ("open" if branch in held else "closed") else position
+
+
+def other_open_set(held: tuple[int, ...]) -> tuple[int, ...]:
+    return OTHER if held == BASE else BASE
+
+
+def on_the_chain(action: str) -> dict[int, tuple[str, str]]:
+    """What a relay watch record on the DSO chain says of each relay it names: (its report, "" unreadable;
+    where the DSO held it then)."""
+    if action.startswith("relay watch: every relay reads as the DSO holds it"):
+        return {}
+    assert action.startswith("relay watch, not adopted: "), action
+    told = {}
+    for item in action.removeprefix("relay watch, not adopted: ").split(", "):
+        name, report = item.split(" ", 1)
+        branch = int(name.removeprefix("s"))
+        if report == "unreadable":
+            told[branch] = ("", "")
+        else:
+            seen, held = report.removesuffix(")").split(" (held ")
+            told[branch] = (seen, held)
+    return told
+
+
+def still_says(told: dict[int, tuple[str, str]], held: tuple[int, ...]) -> dict[int, str]:
+    """What the chain's last record still says of each relay against the open set `held`: a report, where the
+    DSO holds the relay as it did then (after a plan or an adoption that moved it, that record says nothing of
+    it: the plan's or adoption's own record says every relay agrees); unreadable, anyway."""
+    return {b: seen for b, (seen, was) in told.items() if was in ("", "open" if b in held else "closed")}
+
+
+def says_more(word: str | None, recorded: str | None) -> bool:
+    """A relay's word tells what the record's does not: a report it does not give, or unreadable where the
+    record has the relay where the DSO holds it."""
+    return (bool(word) and word != recorded) or (word == "" and recorded is None)
+
+
+# Q2: after a plan or an adoption, until a record is judged on the open set it set, the watch wants every relay
+# read twice, so the liveness above is not yet promised there (the test below, xfail); the fix in
+# /work/notes/Q2_watch_new_open_set.patch sets this False
+KNOWN_GAP = True
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.lists(CHECK, min_size=1, max_size=10))
+@example(  # 7 recorded open; the open set moves to OTHER (7 open: an adoption); then tie 36 closed in every
+    # read and relays 6 and 5 silent in turn in the later reads (the xfail test below)
+    [(0, (3, 0), None), (1, (1, 0), (1, 2)), (0, (1, 0), (1, 1)), (0, (1, 0), (1, 2)), (0, (1, 0), (1, 1))]
+)
+@example([(0, (0, 0), None), (1, (0, 1), (0, 4))])  # after a plan, 5 silent in both reads, 6 in the later
+def test_a_relays_report_read_twice_running_is_on_the_chain_after_that_check(
+    checks: list[tuple[int, tuple[int, int], tuple[int, int] | None]],
+) -> None:
+    # liveness, relay by relay: a relay read the same in a check's finding (its later read) and the read just
+    # before it, against the open set held at both, is what the DSO chain says of it after that check, where
+    # that tells more than what the chain's last record still says of it (`still_says`) or the same; one that
+    # tells less waits for the next check (H7). And: the alarm is the later read's while the DSO holds the open
+    # set it was read against; a check makes one record at most and commands nothing; every report a new
+    # record gives a relay was read so lately, or is the last record's
+    relays = PlannedField(InMemoryRelays({b: b not in BASE for b in range(1, 38)}))
+    topology, chain = SimpleNamespace(open_set=BASE), Chain()
+    relays.topology = topology
+    watch = RelayWatch(relays, threading.RLock(), chain.submit)
+    told: dict[int, tuple[str, str]] = {}  # the chain's last record: nothing yet, every relay agrees
+    for plan, first, then in checks:
+        if plan == 1:  # a plan between checks: relays and open set move together
+            topology.open_set = other_open_set(tuple(sorted(topology.open_set)))
+        relays.hands = [(*first, plan == 2)] + ([] if then is None else [(*then, False)])
+        made, read_before = len(chain.actions), len(relays.reads)
+        judged_on = watch.recorded_open  # (KNOWN_GAP below)
+        check(watch, topology)
+        relays.hands.clear()
+        held, words = relays.reads[-1]
+        assert len(chain.actions) - made <= 1 and relays.commands == 0
+        found = watch.finding
+        assert found is not None and found.held_open == held
+        assert {b: w for b, w in words.items() if w is not None} == dict(
+            [*found.off, *((b, "") for b, _ in found.unreadable)]
+        )
+        standing = tuple(sorted(topology.open_set)) == held and any(w is not None for w in words.values())
+        assert (watch.alarm is not None) == standing
+        was = still_says(told, held)
+        if len(chain.actions) > made:
+            told = on_the_chain(chain.actions[-1])
+            lately = {w for _, ws in relays.reads[-4 * RECEDING_CHECKS :] for w in ws.items()}
+            for branch, (seen, _) in told.items():
+                assert (branch, seen) in lately or was.get(branch) == seen, (branch, told, was)
+        if len(relays.reads) < 2 or relays.reads[-2][0] != held:
+            continue
+        if KNOWN_GAP and judged_on not in (None, held):
+            continue
+        before, says = relays.reads[-2][1], still_says(told, held)
+        for branch in WATCHED:
+            word = words[branch]
+            if before[branch] == word and (says_more(word, was.get(branch)) or word == was.get(branch)):
+                assert says.get(branch) == word, (branch, relays.reads[read_before - 2 :])
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="Q2: against an open set the record was not judged on (after a plan or an adoption) the watch "
+    "wants every relay read twice, so two links dropping in turn keep a tie closed in every read off the "
+    "chain for good; fix: /work/notes/Q2_watch_new_open_set.patch",
+)
+def test_after_an_adoption_a_tie_closed_in_every_read_is_recorded_though_two_links_drop_in_turn() -> None:
+    # R33's residual once more, after 5e03f67 (which covers a record that says every relay agrees): the record
+    # names relays 7 and 37, an operator adopts what they report (7 open, 37 closed), then tie 36 is closed by
+    # hand and relays 6 and 5 miss the later read of every other check in turn. 36 reads closed in both reads
+    # of every check; nothing reaches the chain (8 checks, before the fix)
+    relays, topology, chain, watch = watched_moving()
+    relays.relays.closed.update({7: False, 37: True})
+    check(watch, topology)
+    assert chain.actions == ["relay watch, not adopted: s7 open (held closed), s37 closed (held open)"]
+    topology.open_set = OTHER  # the adoption: the relays agree with the open set the DSO holds now
+
+    def tie_36_closed(silent: tuple[int, ...] = ()) -> Any:
+        def move() -> None:
+            relays.relays.closed[36] = True
+            relays.silent = set(silent)
+
+        return move
+
+    for interval in range(8):
+        relays.hands = [tie_36_closed(), tie_36_closed((6,) if interval % 2 == 0 else (5,))]
+        check(watch, topology)
+        assert watch.alarm is not None and "branch 36 reports closed" in watch.alarm
+        assert chain.actions[1:] == ["relay watch, not adopted: s36 closed (held open)"], interval
