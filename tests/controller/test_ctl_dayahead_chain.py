@@ -163,6 +163,103 @@ def test_residual_balancing_keeps_rho_within_the_contracts_rule_and_the_configs_
         assert ex.rho == rho
 
 
+@given(
+    low=st.integers(2, 10**9),
+    floor_at=st.floats(0, 1),
+    at=st.floats(0, 1),
+    primal=st.floats(0, 100),
+    dual=st.floats(0, 100),
+    trading_less=st.booleans(),
+)
+def test_following_a_fees_drift_keeps_rho_within_the_contracts_rule_and_fee_rho_min_to_the_configs(
+    low: int, floor_at: float, at: float, primal: float, dual: float, trading_less: bool
+) -> None:
+    # at any ρ between fee_rho_min and the config's: doubled back when below the config's with the imbalance
+    # dominating, else halved while every MG trades less and the moves are at least the imbalance, always
+    # within the contract's [ceil(ρ/2), 2ρ] and [fee_rho_min, the config's]; the balancing after it never
+    # raises ρ by more than the contract's doubling
+    floor = max(1, round(floor_at * low))
+    cfg = DayAheadConfig(
+        rho=low / NANO, rho_max=max(low / NANO, 0.5), fee_rho_min=floor / NANO, exchange_fee=10**6
+    )
+    ex = Exchange(small_day(), cfg, [0.1] * 8)
+    assert ex.fee == 10**6 and ex.fee_rho_min == floor
+    ex.rho = rho = floor + round(at * (low - floor))
+    ex.primal, ex.dual = primal, dual
+    ex.follow_fee(trading_less)
+    assert -(-rho // 2) <= ex.rho <= 2 * rho and floor <= ex.rho <= low
+    if primal > 10 * dual:
+        assert ex.rho == min(2 * rho, low)
+    elif trading_less and primal <= dual:
+        assert ex.rho == max(-(-rho // 2), floor) if rho > floor else ex.rho == rho
+    else:
+        assert ex.rho == rho
+    assert ex.lowered is (ex.rho < low)
+    moved = ex.rho
+    ex.balance_rho()
+    assert -(-moved // 2) <= ex.rho <= 2 * moved
+
+
+def moving_book(fee: int, unmatched_wh: int = 0, more_wh: int = 0) -> Exchange:
+    """Iteration 1 (no balancing due) of a 4-MG book: two MGs trade 0.1 kWh less each, one of them
+    `unmatched_wh` less again (the imbalance that leaves), a third `more_wh` more in another interval."""
+    ex = Exchange(small_day(), DayAheadConfig(exchange_fee=fee), [0.1] * 8)
+    ex.take([(0,) * 8] * 4)
+    before = [(100_000, *(0,) * 7), (-100_000, *(0,) * 7), (0, 50_000, *(0,) * 6), (0, -50_000, *(0,) * 6)]
+    after = [
+        (99_900 - unmatched_wh, *(0,) * 7),
+        (-99_900, *(0,) * 7),
+        (0, 50_000 + more_wh, *(0,) * 6),
+        (0, -50_000 - more_wh, *(0,) * 6),
+    ]
+    ex.take(before)
+    converged, _ = ex.advance(after, 0.01)
+    assert not converged and ex.primal == unmatched_wh / 1000 and ex.dual > 0.01
+    return ex
+
+
+@pytest.mark.parametrize("fee", [0, 1, 10**6])
+def test_a_balanced_book_whose_positions_move_halves_rho_on_a_fee_day_only(fee: int) -> None:
+    ex = moving_book(fee)
+    assert ex.rho == (2_500_000 if fee else 5_000_000) and ex.lowered is bool(fee)
+
+
+@pytest.mark.parametrize(("unmatched_wh", "halved"), [(320, True), (400, True), (401, False)])
+def test_an_imbalance_within_the_moves_of_mgs_trading_less_halves_rho(
+    unmatched_wh: int, halved: bool
+) -> None:
+    # out of the kWh stop (as when the proximal steps of 0.16 and 0.32 kWh leave 0.32 unmatched on
+    # test_ctl_fee_scenario's midday day): halved while the largest move (0.1 kWh and the unmatched kWh u, less
+    # the mean's motion u/4: 0.1 + 0.75·u) is at least the imbalance u, up to 0.4 kWh
+    ex = moving_book(10**6, unmatched_wh)
+    assert ex.rho == (2_500_000 if halved else 5_000_000)
+
+
+@pytest.mark.parametrize(("more_wh", "halved"), [(10, True), (12, False), (500, False)])
+def test_an_mg_trading_more_than_the_kwh_stop_lets_a_move_be_is_no_drift(more_wh: int, halved: bool) -> None:
+    ex = moving_book(10**6, more_wh=more_wh)
+    assert ex.rho == (2_500_000 if halved else 5_000_000)
+
+
+def test_below_the_configs_rho_an_imbalance_that_dominates_doubles_it_back() -> None:
+    # the drift has run out: 320 Wh unmatched, nothing moving (the same positions again)
+    ex = moving_book(10**6, 320)
+    ex.rho = 625_000
+    ex.advance(list(ex.q_wh), 0.01)
+    assert ex.dual == pytest.approx(0.0) and ex.rho == 1_250_000 and ex.lowered
+    for _ in range(2):
+        ex.advance(list(ex.q_wh), 0.01)
+    assert ex.rho == 5_000_000 and not ex.lowered  # never above the config's this way
+    ex.advance(list(ex.q_wh), 0.01)
+    assert ex.rho == 5_000_000  # nor halved while nothing moves
+
+
+def test_fee_rho_min_below_one_nano_or_not_finite_is_refused() -> None:
+    for bad in (0.0, 1e-12, float("nan"), float("inf")):
+        with pytest.raises(DayAheadError, match="fee_rho_min"):
+            DayAheadConfig(fee_rho_min=bad)
+
+
 @settings(max_examples=50, deadline=None)
 @given(st.lists(st.lists(st.floats(-50, 50), min_size=2, max_size=2), min_size=2, max_size=24))
 def test_mgs_that_stay_at_their_anchor_move_the_price_by_no_more_than_one_rounding_in_all(

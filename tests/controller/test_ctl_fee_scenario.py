@@ -9,6 +9,14 @@ tick; and the value stop fired there for any fee (the buyer's unwinding is slow 
 owed at 1,000 nano/kWh before (exchange_fee.on_tick, loses_to_dso). Now the MGs price the fee as they meet it on
 the tick and none says settled while its position loses against the DSO at the closing ticks: the price closes
 one tick below retail (0.219), nothing is declined, and the welfare is the fee-0 day's less the fee.
+Getting there is a drift: with the fee, the trades that were worth nothing at fee 0 (the sellers' own use sold at
+retail) are worth less than nothing and every MG unwinds them by fee/ρ per iteration with the price held, and
+at ρ 0.005 the proximal term's steps (exact at 0.01·2^j kWh) leave up to 0.32 kWh unmatched every iteration, so
+the book is never within the kWh stop: 221 iterations, the value stop landing wherever the last wobble left it
+(0.41 kWh unmatched: 102.95). ρ now follows the drift while every MG trades less and the moves are at least
+the imbalance (`dayexchange.Book.follow_fee`, down to ρ/8, back once the drift has run out, no value stop below
+the config's ρ): 45 iterations, the value stop, 0.018 short of the fee-0 day's gain (103.0034). At a thousandth
+of a tick the same drift is slower still (fee/ρ) and ρ follows it too: 108 -> 45 iterations, 102.96 -> 103.00.
 """
 
 from __future__ import annotations
@@ -53,10 +61,10 @@ def test_at_fee_zero_the_midday_price_is_every_mg_s_retail_and_stable() -> None:
 
 def test_one_tick_per_side_closes_a_tick_below_retail_stable_nothing_declined_or_owed() -> None:
     # before: the value stop at 0.2202 (7 iterations), mg3, mg4 and mg6 declined, nothing cleared, 102.4
-    # owed to the sellers and unfunded
+    # owed to the sellers and unfunded; then the fee's drift at ρ 0.005 (221 iterations)
     result = midday(TICK)
     d = result.dayahead
-    assert d is not None and d.stop == "value"
+    assert d is not None and d.stop == "value" and d.iterations == 45
     assert d.prices == (0.219,) * 8  # retail - fee on the tick: the buyers pay exactly their retail
     assert d.declined == () and d.worse_than_conventional == {}
     assert d.stable and d.uplift_funded and d.uplift_credit == {}

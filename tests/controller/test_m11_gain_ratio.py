@@ -18,23 +18,40 @@ from peergrid_controller.dayexchange import DayAheadConfig
 from peergrid_controller.deviation import at_own_commitment
 from peergrid_controller.forward import commit, deviation_gains
 from peergrid_controller.model import ContractRules, Scenario
+from peergrid_controller.simrecords import DayAheadSummary
 from peergrid_controller.simulate import SimulationConfig, simulate
 from peergrid_controller.simulate_dayahead import _ratio
 from peergrid_controller.venues import MemoryMarket
 
 
-def test_an_mg_rationed_at_its_own_floor_is_not_counted_as_earning() -> None:
-    # test_ctl_exchange_fee's floor day at one tick per side: a is rationed at its floor net of the fee, a
-    # gain of more than 0.8 that its own rule values at nothing: the make-whole owes it nothing, and the
-    # ratio is the make-whole's valuation, not max_deviation_gain's: b's 0.027 over its 0.02 (owed)
+def floor_day(config: DayAheadConfig) -> DayAheadSummary:
+    """test_ctl_exchange_fee's floor day: a (PV, floor 0.08) sells to b (a load)."""
     rules = ContractRules(floor_price=0.08)
     scenario = Scenario("floor", 0.25, (pv_site("a", 60.0, 10.0, rules=rules), load_only("b", 20.0)))
-    cfg = SimulationConfig(market="dayahead", with_central=False, dayahead=DayAheadConfig(exchange_fee=10**6))
+    cfg = SimulationConfig(market="dayahead", with_central=False, dayahead=config)
     d = simulate(scenario, cfg, lambda s: MemoryMarket({mg.name: mg.rules for mg in s.microgrids})).dayahead
-    assert d is not None and d.rationed_at_own_rule.keys() == {"a"} and d.max_deviation_gain > 0.8
+    assert d is not None
+    return d
+
+
+def test_an_mg_rationed_at_its_own_floor_is_not_counted_as_earning() -> None:
+    # the floor day at one tick per side: a is rationed at its floor net of the fee, a gain of more than 0.8
+    # that its own rule values at nothing: the make-whole owes it nothing, and the ratio is the make-whole's
+    # valuation, not max_deviation_gain's: b's 0.027 over its 0.02 (owed). With ρ held at the config's
+    # (fee_rho_min = rho: the exchange as before `Book.follow_fee`) the value stop leaves b earning, so the
+    # day shows both halves: a rationed and not counted, b counted and owed
+    d = floor_day(DayAheadConfig(exchange_fee=10**6, fee_rho_min=0.005))
+    assert d.rationed_at_own_rule.keys() == {"a"} and d.max_deviation_gain > 0.8
     assert d.earning == ("b",) and d.uplift_credit.keys() == {"b"}
     assert d.max_gain_ratio == pytest.approx(1.3548, abs=1e-4)
     assert d.max_gain_ratio_held == d.max_gain_ratio  # no genset: nothing to re-commit
+    # ρ following the fee's drift (the default) takes it to the kWh stop (29 iterations, 17 before), where b
+    # gains within its tolerance: nobody earns, and a, still rationed at its floor with more than 0.8, is not
+    # counted either
+    d = floor_day(DayAheadConfig(exchange_fee=10**6))
+    assert d.rationed_at_own_rule.keys() == {"a"} and d.max_deviation_gain > 0.8
+    assert d.earning == () and d.uplift_credit == {}
+    assert d.max_gain_ratio == pytest.approx(0.0336, abs=1e-4)
 
 
 def test_a_genset_s_gain_at_its_own_commitment_leaves_out_only_re_committing_it() -> None:

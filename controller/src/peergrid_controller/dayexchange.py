@@ -128,6 +128,12 @@ class DayAheadConfig:
     # residual balancing (Boyd §3.4.1): ρ doubles when the imbalance dominates, halves when the moves do
     adapt_every: int = 10
     rho_max: float = 0.5
+    # on a fee day (the session's fee above 0) ρ also halves, every iteration and below the config's ρ down to
+    # this, while the fee's drift lasts (`Book.follow_fee`: every MG trading less, the moves over the
+    # imbalance): each side's fee moves its MG by only fee/ρ per iteration there (the lab's fee day: 135
+    # iterations at ρ 0.005, 39 with it; test_ctl_fee_scenario's midday day 221 -> 45); never on a fee-0 day,
+    # which runs as before to the byte
+    fee_rho_min: float = 0.000625
     recommits: int = 1  # times genset on/off is decided at the prices found (a MILP per genset MG)
     commit_weight: float = 0.25  # the proximal weight of that decision, as a fraction of ρ
     resolution_kwh: float = 0.01  # the proximal square is exact at ±resolution·2^j (DayModel.proximal)
@@ -173,6 +179,8 @@ class DayAheadConfig:
                 f"rho_max must be finite, >= rho and <= {MAX_RHO / NANO:g} (the exchange contract's limit), "
                 f"got {self.rho_max}"
             )
+        if not (math.isfinite(self.fee_rho_min) and nano(self.fee_rho_min) >= 1):
+            raise DayAheadError(f"fee_rho_min must be finite and >= 1e-9, got {self.fee_rho_min}")
         if self.max_iterations < 1:
             raise DayAheadError(f"max_iterations must be >= 1, got {self.max_iterations}")
         if not 0 <= self.relaxed_iterations < self.max_iterations:
@@ -222,16 +230,21 @@ class Book:
     """The exchange's public arithmetic: what anyone computes from the chain alone (the positions posted, the
     prices, ρ), so a coordinator and every member compute the same integers. Positions in whole Wh (and `q`
     the same in kWh), the per-interval mean, the residuals, the price update (the exchange contract's own
-    `next_prices`), ρ's residual balancing and the kWh stop. Nothing here knows an MG's DER data, bounds,
-    tariff or unrounded answer (those are `answer`'s and the MG's own)."""
+    `next_prices`), ρ's residual balancing (and on a fee day its following of the fee's drift) and the kWh
+    stop. Nothing here knows an MG's DER data, bounds, tariff or unrounded answer (those are `answer`'s and
+    the MG's own)."""
 
-    def __init__(self, cfg: DayAheadConfig, prices_nano: Sequence[int], members: int) -> None:
+    def __init__(self, cfg: DayAheadConfig, prices_nano: Sequence[int], members: int, fee: int = 0) -> None:
         self.cfg = cfg
         self.members = members
         self.n = len(prices_nano)
         self.prices = list(prices_nano)
         self.rho = self.rho_min = nano(cfg.rho)
         self.rho_max = nano(cfg.rho_max)
+        # the session's exchange fee (nano/kWh per side: the chain's record, `market_fee.session_fee`, never a
+        # member's config) decides whether ρ follows a fee's drift (`follow_fee`)
+        self.fee = fee
+        self.fee_rho_min = min(nano(cfg.fee_rho_min), self.rho_min)  # a config's ρ below it: never below that
         self.iterations = 0  # the ADMM iterations after the first responses (iteration 0)
         self.primal = self.dual = math.inf
         self.q_wh: list[tuple[int, ...]] = []
@@ -285,6 +298,10 @@ class Book:
         converged = self.primal <= tolerance + rounding and self.dual <= tolerance + 0.001
         if not converged and cfg.adapt_every and self.iterations % cfg.adapt_every == 0:
             self.balance_rho()
+        elif not converged and self.fee:
+            # nobody trades more in any interval, beyond what the dual's stop lets a move be
+            grew = max(abs(a[t]) - abs(b[t]) for a, b in zip(new_q, old_q, strict=True) for t in range(n))
+            self.follow_fee(grew <= tolerance + 0.001)
         return converged, moves
 
     def rules_near(self) -> bool:
@@ -305,12 +322,45 @@ class Book:
 
     def balance_rho(self) -> None:
         """Residual balancing: ρ doubles when the imbalance dominates, halves when the moves do, within
-        [ρ of the config, rho_max] and within the contract's rule for a step's new ρ, [ceil(ρ/2), 2ρ]."""
+        [ρ of the config, rho_max] (or keeps a lower ρ a fee's drift left, `follow_fee`) and within the
+        contract's rule for a step's new ρ, [ceil(ρ/2), 2ρ]."""
         low, high = rho_bounds(self.rho)
         if self.primal > 10 * self.dual:
             self.rho = min(high, self.rho_max)
         elif self.dual > 10 * self.primal:
-            self.rho = max(low, self.rho_min)
+            # below the config's ρ (`follow_fee`) the moves dominating keep it where it is: raising it to
+            # the config's could be more than the contract's doubling
+            self.rho = max(low, min(self.rho, self.rho_min))
+
+    def follow_fee(self, trading_less: bool) -> None:
+        """On a fee day, between the balancing iterations. With the imbalance dominating (primal over 10×
+        dual, the balancing's own test) ρ doubles back towards the config's (the contract's 2ρ), if below it.
+        Otherwise, while the fee's drift lasts, ρ halves (the contract's ceil(ρ/2)), down to `fee_rho_min`:
+        the moves are at least the imbalance (dual ≥ primal) and every MG is `trading_less` (no position grew
+        in any interval beyond the kWh stop's tolerance). The fee makes the trades that were worth nothing
+        without it (an MG's own use sold at its retail) worth less than nothing, and every MG unwinds them by
+        at most fee/ρ per iteration (the proximal term's step) while the price barely moves: a smaller ρ takes
+        bigger steps. The drift is not told by the kWh stop: the proximal term is exact only at
+        ±resolution·2^j (`DayModel.proximal`), so MGs drifting at fee/ρ = 0.2 kWh move 0.16 or 0.32 and leave
+        up to 0.32 kWh unmatched (test_ctl_fee_scenario's midday day: never within the kWh stop in 221
+        iterations). Nor by the imbalance alone: halving wherever the imbalance moved no price by more than
+        the fee also halved ρ while the book was still converging and took a 4-MG rules day from 33 to 79
+        iterations; with an MG trading more, or the imbalance over the moves, this is no drift. Once the
+        drift has run out the imbalance left dominates and ρ returns to the config's, where the value stop
+        is taken (`lowered`)."""
+        if self.primal > 10 * self.dual:
+            self.rho = max(self.rho, min(rho_bounds(self.rho)[1], self.rho_min))
+        elif trading_less and self.primal <= self.dual:
+            self.rho = max(rho_bounds(self.rho)[0], min(self.rho, self.fee_rho_min))
+
+    @property
+    def lowered(self) -> bool:
+        """Whether ρ is below the config's (`follow_fee`, a fee day's drift): no MG says settled then (the
+        value stop waits for ρ back at the config's). Its steps are the drift's, up to 8× a step at the config's
+        ρ, and the imbalance they leave is priced out up to 8× slower: taken there, test_ctl_fee_scenario's
+        midday day stopped after 39 iterations with 0.31 of its fee-0 gain of 103.02 unmatched (102.71); waiting,
+        after 45 with 0.02 (103.00)."""
+        return self.rho < self.rho_min
 
 
 class CleanRecorder(ExchangeRecorder, Protocol):

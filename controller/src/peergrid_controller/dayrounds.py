@@ -91,7 +91,7 @@ class Exchange(Book):
         """`clean`: a clean session (cleanbook.py): the book runs over 2n prices, general then clean, the
         clean ones starting at the general ones; the owners' rules are judged on the general half."""
         prices = [*prices, *prices] if clean else list(prices)
-        super().__init__(cfg, [nano(p) for p in prices], len(scenario.microgrids))
+        super().__init__(cfg, [nano(p) for p in prices], len(scenario.microgrids), cfg.exchange_fee)
         self.mgs = scenario.microgrids
         self.recorder = recorder
         self.stepped = 0  # steps the recorder accepted: its current iteration
@@ -322,7 +322,8 @@ class Exchange(Book):
         residuals are within `tolerance` (kWh) beyond what rounding every MG's answer to the Wh can make.
         Then each MG's verdict on it (`settled`, with its own spread; with an exchange fee a move that only
         unwinds its position at its own margin: exchange_fee.Margins; in the last phase never while its position
-        loses against the DSO at the closing ticks, `Margins.loses`), and the value stop if every one is."""
+        loses against the DSO at the closing ticks, `Margins.loses`; never while a fee's drift holds ρ below the
+        config's, `Book.lowered`), and the value stop if every one is."""
         cfg = self.cfg
         answered_at, before = self.price_floats, self.q
         answers = self._answers(models, self.iterations + 1)
@@ -344,6 +345,7 @@ class Exchange(Book):
                     worth[i],
                 )
                 and not (self.final_phase and self.margins.loses(i, qi, self.prices))
+                and not self.lowered
                 for i, qi in enumerate(self.q)
             ]
         self.settled = cfg.value_per_kwh > 0 and all(self.verdicts)

@@ -259,7 +259,7 @@ class DayAheadAgent:
             return await play_phases(self, *resumed)
         if record["iteration"] > 0 or exchange.posted(self.ledger.state(ROLE), self.session, self.key.public):
             return await rejoin(self, record)
-        book = self.book = Book(self.cfg, session_prices(record), len(self.members))
+        book = self.book = Book(self.cfg, session_prices(record), len(self.members), self.fee)
         model = self._first_model()
         self.own, posted = answer(model, book.price_floats, self._bounds(), self.rules.fees())
         await self._post(0, posted)

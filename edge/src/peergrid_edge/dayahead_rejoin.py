@@ -23,6 +23,7 @@ from peergrid_controller.dayexchange import Book, DayAheadConfig
 from peergrid_edge.dayahead_clean import post_positions, session_prices
 from peergrid_edge.exchange_io import SessionFailed
 from peergrid_ledger.contracts import exchange
+from peergrid_ledger.contracts.market_fee import session_fee
 from peergrid_ledger.state import read_obj
 
 
@@ -30,7 +31,7 @@ def rebuilt(cfg: DayAheadConfig, state: Any, session: str, members: Sequence[byt
     """The open session's public book after the chain's last step (iteration 0: the opening's)."""
     record = exchange.session(state, session)
     assert record is not None and not record["closed"]
-    book = Book(cfg, session_prices(record), len(members))
+    book = Book(cfg, session_prices(record), len(members), session_fee(record))
     book.rho = record["rho"]
     k = record["iteration"]
     if k >= 1:  # every member posted k - 1 (a step needs every post): what that step priced
@@ -69,7 +70,7 @@ def kwh_stop(cfg: DayAheadConfig, state: Any, session: str, members: Sequence[by
             return False
         before.append(post_positions(prior))
         last.append(post_positions(latest))
-    book = Book(cfg, session_prices(record), len(members))
+    book = Book(cfg, session_prices(record), len(members), session_fee(record))
     book.take(before)
     converged, _ = book.advance(last, cfg.free_tolerance_kwh)  # a close ends the last phase, on its stop
     return converged

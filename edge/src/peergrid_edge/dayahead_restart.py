@@ -134,7 +134,7 @@ async def resume(
             return None
     agent.kwh = saved.kwh
     agent.rejoined = True
-    book = agent.book = Book(agent.cfg, saved.prices, len(agent.members))
+    book = agent.book = Book(agent.cfg, saved.prices, len(agent.members), agent.fee)
     book.rho = saved.rho
     if saved.before:
         book.take(saved.before)
@@ -173,7 +173,7 @@ def found_closed(agent: DayAheadAgent, record: dict[str, Any]) -> str:
     SessionFailed when it closed before any stop (nothing to accept)."""
     agent.rejoined = True
     stop = ended(agent.cfg, agent.ledger.state(ROLE), agent.session, agent.members)
-    book = agent.book = Book(agent.cfg, session_prices(record), len(agent.members))
+    book = agent.book = Book(agent.cfg, session_prices(record), len(agent.members), agent.fee)
     book.iterations = max(0, record["iteration"] - 1)
     if not stop:
         stop = final_round(agent, record)
