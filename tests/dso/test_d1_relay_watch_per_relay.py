@@ -61,12 +61,17 @@ def test_read_twice_takes_each_relay_read_the_same_twice_and_keeps_the_record_fo
     # a relay recorded unreadable that still is keeps the record's word and a reason for it
     silent = WatchFinding(BASE, (), ((5, "timeout"),))
     assert read_twice(silent, [], ((), (5,)), BASE) == silent
-    # against another open set the record says nothing: every relay must be read twice, else None
+    # against another open set (a plan's or an adoption's) the record is that every relay agrees (Q2: before,
+    # every relay had to be read twice), once a read before this one was judged against it, else None
     other = (7, 33, 34, 35, 36)
     assert read_twice(WatchFinding(other, ((37, "closed"),)), [first], recorded, BASE) is None
     again = WatchFinding(other, ((37, "closed"),))
     assert read_twice(again, [WatchFinding(other, ((37, "closed"),))], recorded, BASE) == again
-    assert read_twice(again, [WatchFinding(other, ((37, "closed"), (36, "closed")))], recorded, BASE) is None
+    # 36 closed once, in the earlier read: it agrees, as the plan's record says (before: None)
+    assert read_twice(again, [WatchFinding(other, ((37, "closed"), (36, "closed")))], recorded, BASE) == again
+    # 5 silent once, 37 closed twice: 37 is taken, 5 agrees (before: None)
+    once = WatchFinding(other, ((37, "closed"),), ((5, "timeout"),))
+    assert read_twice(once, [again], recorded, BASE) == again
 
 
 OTHER = (7, 33, 34, 35, 36)  # a radial open set a plan may reach from BASE (tie 37 closed, 7 open)

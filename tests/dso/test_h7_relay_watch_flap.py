@@ -11,8 +11,8 @@ and the alarm follows every read. Relays in memory (tests/dso/test_h5_relay_watc
 Review33 R33-2 (session 21): the second property test's oracle knows the field and the chain's text only, not
 the watch's rules, and plans move the open set between checks and between a check's two reads. It asserts the
 liveness relay by relay: a relay read the same in a check's later read and the read before it is on the chain
-after that check, where that tells more than the chain's record. After a plan or an adoption it is not yet
-so (KNOWN_GAP, the xfail test; the fix is the lead's to apply).
+after that check, where that tells more than the chain's record; after a plan or an adoption, more than
+that every relay agrees (Q2: before, the watch wanted every relay read twice there).
 """
 
 from __future__ import annotations
@@ -22,7 +22,6 @@ from dataclasses import dataclass, field
 from types import SimpleNamespace
 from typing import Any
 
-import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
@@ -324,12 +323,6 @@ def says_more(word: str | None, recorded: str | None) -> bool:
     return (bool(word) and word != recorded) or (word == "" and recorded is None)
 
 
-# Q2: after a plan or an adoption, until a record is judged on the open set it set, the watch wants every relay
-# read twice, so the liveness above is not yet promised there (the test below, xfail); the fix in
-# /work/notes/Q2_watch_new_open_set.patch sets this False
-KNOWN_GAP = True
-
-
 @settings(max_examples=400, deadline=None)
 @given(st.lists(CHECK, min_size=1, max_size=10))
 @example(  # 7 recorded open; the open set moves to OTHER (7 open: an adoption); then tie 36 closed in every
@@ -356,7 +349,6 @@ def test_a_relays_report_read_twice_running_is_on_the_chain_after_that_check(
             topology.open_set = other_open_set(tuple(sorted(topology.open_set)))
         relays.hands = [(*first, plan == 2)] + ([] if then is None else [(*then, False)])
         made, read_before = len(chain.actions), len(relays.reads)
-        judged_on = watch.recorded_open  # (KNOWN_GAP below)
         check(watch, topology)
         relays.hands.clear()
         held, words = relays.reads[-1]
@@ -376,8 +368,6 @@ def test_a_relays_report_read_twice_running_is_on_the_chain_after_that_check(
                 assert (branch, seen) in lately or was.get(branch) == seen, (branch, told, was)
         if len(relays.reads) < 2 or relays.reads[-2][0] != held:
             continue
-        if KNOWN_GAP and judged_on not in (None, held):
-            continue
         before, says = relays.reads[-2][1], still_says(told, held)
         for branch in WATCHED:
             word = words[branch]
@@ -385,17 +375,12 @@ def test_a_relays_report_read_twice_running_is_on_the_chain_after_that_check(
                 assert says.get(branch) == word, (branch, relays.reads[read_before - 2 :])
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="Q2: against an open set the record was not judged on (after a plan or an adoption) the watch "
-    "wants every relay read twice, so two links dropping in turn keep a tie closed in every read off the "
-    "chain for good; fix: /work/notes/Q2_watch_new_open_set.patch",
-)
 def test_after_an_adoption_a_tie_closed_in_every_read_is_recorded_though_two_links_drop_in_turn() -> None:
     # R33's residual once more, after 5e03f67 (which covers a record that says every relay agrees): the record
     # names relays 7 and 37, an operator adopts what they report (7 open, 37 closed), then tie 36 is closed by
     # hand and relays 6 and 5 miss the later read of every other check in turn. 36 reads closed in both reads
-    # of every check; nothing reaches the chain (8 checks, before the fix)
+    # of every check; nothing reached the chain (8 checks) while the watch wanted every relay read twice
+    # against an open set the record was not judged on; now the record there is that every relay agrees
     relays, topology, chain, watch = watched_moving()
     relays.relays.closed.update({7: False, 37: True})
     check(watch, topology)

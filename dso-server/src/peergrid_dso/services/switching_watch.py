@@ -17,10 +17,11 @@ the check's finding, so where the two disagree (a relay moved between them) the 
 is recorded is judged relay by relay (`read_twice`): a relay's report that says more than the record's (a
 position, or unreadable where it agreed) is taken once that relay read the same twice running - at this
 check's other read or any read of the last check - whatever the other relays did, and until then the record's
-word stands for it (against an open set the record was not judged on, every relay must read twice; a check
-where nothing new was read twice counts for none of the rules below); one that says less is taken from the
-later read and weighed by those rules. A finding that says less than the chain's last record against the same
-open set (every relay agrees again, or some do, or one recorded off is now unreadable) is recorded only when
+word stands for it (against an open set the record was not judged on, a plan's or an adoption's, the word
+their own records give every relay: it agrees; a check where nothing new was read twice counts for none of the
+rules below); one that says less is taken from the later read and weighed by those rules. A finding that
+says less than the chain's last record against the same open set (every relay agrees again, or some do, or
+one recorded off is now unreadable) is recorded only when
 the next check finds it too: a relay that answers every other interval is recorded once, not every interval
 (the alarm still follows every read, and a finding that says more is recorded at once). After
 `RECEDING_CHECKS` such checks in a row, none read twice running (two relays flapping out of step, or one
@@ -140,21 +141,25 @@ def read_twice(
     `found` where some earlier read against the same open set gave that relay the same; else, against the open
     set `recorded` was judged on, the record's word where `found` tells more of that relay than the record (it
     may be moving, or its link flickering), and `found`'s where it tells less (H7's and H8's rules weigh those
-    over checks); with nothing recorded yet, as if the record said every relay agrees. Against another open
-    set the record says nothing: None unless every relay was read twice."""
+    over checks); with nothing recorded yet, as if the record said every relay agrees, and so against another
+    open set: a plan's or an adoption's, each of which read every relay first and whose own record on the chain
+    says they agree with it (R33's residual again otherwise: wanting every relay read twice there, two relays
+    whose links drop in turn kept a tie closed in every read off the chain for good after an adoption). None
+    when no read before `found` was judged against its open set: nothing is taken from one read."""
     same = [f for f in earlier if f.held_open == found.held_open]
-    base = recorded if recorded_open in (None, found.held_open) else None  # None: nothing recorded yet
-    if base is None and not same:
+    if recorded_open in (None, found.held_open):
+        base = recorded
+    elif same:
+        base = ((), ())  # what the plan or adoption that set this open set recorded: every relay agrees
+    else:
         return None
     why = {b: w for f in (*same, found) for b, w in f.unreadable}  # the latest read error of each
-    branches = named(found.key).union(*(named(f.key) for f in same), named(base) if base is not None else ())
+    branches = named(found.key).union(*(named(f.key) for f in same), named(base))
     off, unreadable = [], []
     for branch in sorted(branches):
         now = said(found.key, branch)
         twice = any(said(f.key, branch) == now for f in same)
-        if base is None and not twice:
-            return None
-        kept = None if base is None else said(base, branch)
+        kept = said(base, branch)
         word = now if twice or not adds(now, kept) else kept
         if word:
             off.append((branch, word))
@@ -237,9 +242,8 @@ class RelayWatch:
         self.finding, self.topology = found, topology
         if found.key == self.recorded:
             # every relay agrees with the open set held now, as the chain says since the plan or adoption that
-            # set it: later reads are judged against it (else `read_twice` takes the record for silent and wants
-            # every relay read twice, and one relay missing one read per check keeps a real change off the
-            # chain for good, R33's residual again)
+            # set it: later reads are judged against it, and what says less against it waits as H7 says
+            # (`recedes`; against another open set `read_twice` takes every relay to agree, as here)
             if not found.standing:
                 self.recorded_open = found.held_open
             self.receding = ()
