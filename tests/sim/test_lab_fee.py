@@ -4,8 +4,10 @@ carries the fee), the values refused and why, a lab directory whose genesis hold
 run with it; and the report's fee path (`report_fee`, through `report_uplift.uplift_section`) on a real fee-funded
 settle in a real store: each member's collection beside its fee due on its cleared Wh, a fee left as a debt, the
 fund paying the make-whole and refunding above its cap, the settle's own balance moves and the whole chain's
-replay (trades - fee + credit + refund) - and a figure tampered with is said, not passed. No suite lab runs with a
-fee: its session needs a 100-s lead (135 iterations; docs/closed-loop.md), the suite's labs 65 s."""
+replay (trades - fee + credit + refund) - and a figure tampered with is said, not passed. The lab's own day with a
+fee runs end to end in tests/sim/test_m3_lab_fee_day.py at the suite's 65-s lead: since ρ follows the fee's drift
+(M3) its session closes after 39 iterations, 16.5-20.0 s of the stage (135 iterations and 58-69 s before, which
+needed a 100-s lead; docs/closed-loop.md)."""
 
 from __future__ import annotations
 
