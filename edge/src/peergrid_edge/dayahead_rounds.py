@@ -285,8 +285,9 @@ def stop_at(agent: DayAheadAgent, k: int, until: int, relaxed: bool) -> str:
 def judge(agent: DayAheadAgent, moves: list[list[float]], tolerance: float) -> None:
     """This MG's verdict on the iteration just stepped (`dayexchange.settled`: the public moves and
     imbalance ratios of the book, its own spread and position; or it alone within the kWh stop's
-    `tolerance`, as `Exchange.step` judges it), and its judgement of its own rules there
-    (`SessionRules.judge`), to post with its next position."""
+    `tolerance`, as `Exchange.step` judges it; never while a fee's drift holds ρ below the config's,
+    `Book.lowered`), and its judgement of its own rules there (`SessionRules.judge`), to post with its next
+    position."""
     book = agent.book
     assert book is not None
     me = agent.members.index(agent.key.public)
@@ -304,7 +305,7 @@ def judge(agent: DayAheadAgent, moves: list[list[float]], tolerance: float) -> N
             # `Exchange.step` (`Margins.loses`): in the last phase, not on a clean session
             book.final_phase and agent.fee and not agent.clean
             and loses_to_dso(agent.mg.tariff, book.q[me], book.prices, agent.fee)
-        )  # fmt: skip
+        ) and not book.lowered  # fmt: skip
     agent.rules.judge(book, me, agent.verdict)
 
 
