@@ -8,7 +8,8 @@ posted connection capacities bound each claim, every MGMC's claim after the clea
 chain's settle after the day pays it, and the balances it moved are as the outcome records them, over the
 whole chain too (each MG's balance change = its settled trades - its charge + its credit). That lab runs
 without an exchange fee: the payer path. The fee path (`--exchange-fee`) is tests/sim/test_lab_fee.py's,
-on a real chain without processes (the lab's own day with a fee needs a 100-s lead: docs/closed-loop.md)."""
+on a real chain without processes, and tests/sim/test_m3_lab_fee_day.py's, the lab's own day with a fee at the
+same 65-s lead (39 iterations since M3: docs/closed-loop.md)."""
 
 from __future__ import annotations
 
