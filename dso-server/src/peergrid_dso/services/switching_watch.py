@@ -253,6 +253,16 @@ class RelayWatch:
         # readings, two relays whose links dropped in different reads kept a tie closed in every read, or one
         # put right, off the chain for good (R33's residual)
         judged = read_twice(found, (*other, *earlier), self.recorded, self.recorded_open)
+        if (
+            judged is not None
+            and found.held_open != self.recorded_open
+            and found.standing
+            and not judged.standing
+        ):
+            # every relay agrees there only by the word of the plan or adoption that set this open set, and the
+            # later read finds a relay off it: not a record that they agree (a plan whose rollback failed
+            # leaves a relay where its own records say it is not; R35)
+            judged = None
         if judged is None or judged.key == self.recorded:  # nothing new read twice: a relay may be moving
             log.info(  # nor does the check count for or against `receding`: not yet known to be a reading
                 "relays read between plans: %s; read once, recorded if the next read finds it too",
