@@ -155,3 +155,70 @@ def test_a_route_failing_across_retries_is_told_once_and_its_recovery_too(
         assert "feeder" in page.evaluate(f"window.sources[{failures}].types")
         assert len(asked) == failures + 1 and errors == []
         page.context.close()
+
+
+def test_the_feed_notice_is_the_pages_and_one_sessions(browser: Any, users_file: Path) -> None:
+    """R35: feeds that open fine toast nothing (a tab switch is no recovery); a feed broken on one view is not
+    toasted again on the next, its line hidden on a view with no feed; a new login starts from a feed not known
+    broken (no 'back' toast for the earlier session's break)."""
+    with ServedLab(users_file) as served:
+        page = browser.new_context().new_page()
+        errors: list[str] = []
+        page.on("pageerror", lambda e: errors.append(str(e)))
+        page.add_init_script(RECORD_FEEDS)
+        page.add_init_script(RECORD_NOTICES)
+        failing = [False]
+
+        def events(route: Any) -> None:
+            if failing[0]:
+                route.fulfill(status=503, body="busy")
+            else:
+                route.continue_()
+
+        def told() -> list[str]:
+            return [t for t in page.evaluate("window.toasts") if "feed" in t]
+
+        def opened(n: int) -> None:
+            page.wait_for_function(
+                f"() => window.sources.length === {n} && window.sources[{n - 1}].readyState === 1"
+            )
+
+        def closed(n: int) -> None:
+            page.wait_for_function(
+                f"() => window.sources.length === {n} && window.sources[{n - 1}].readyState === 2"
+            )
+
+        def line_shown() -> bool:
+            return bool(page.evaluate("!document.getElementById('feed-state').hidden"))
+
+        page.route("**/console/api/events", events)
+        paused_login(page, served.url, "olga")
+        opened(1)  # the feeder view's
+        page.evaluate("location.hash = '#operations'")
+        opened(2)
+        assert told() == []  # two feeds opened fine: nothing broke, nothing is back
+        failing[0] = True
+        page.evaluate("location.hash = '#market'")
+        closed(3)
+        expect(page.locator("#feed-state")).to_be_visible(timeout=WAIT_MS)
+        assert told() == ["the live feed broke; opening it again in 2 s"]
+        page.evaluate("location.hash = '#ledger'")  # a view with no feed: the line goes
+        page.wait_for_function("() => document.getElementById('feed-state').hidden")
+        page.evaluate("location.hash = '#feeder'")  # still failing: not toasted again, the line back
+        closed(4)
+        expect(page.locator("#feed-state")).to_be_visible(timeout=WAIT_MS)
+        assert told() == ["the live feed broke; opening it again in 2 s"]
+        assert page.evaluate("document.getElementById('feed-state').dataset.failures") == "2"
+        page.click("#logout")
+        page.wait_for_selector("#login:not([hidden])")
+        failing[0] = False
+        page.fill("#username", "olga")
+        page.fill("#password", PASSWORD)
+        page.click("#login-button")
+        page.wait_for_selector("#tabs:not([hidden])")
+        opened(5)
+        assert told() == [
+            "the live feed broke; opening it again in 2 s"
+        ]  # no 'back': another session's break
+        assert not line_shown() and errors == []
+        page.context.close()
