@@ -58,7 +58,11 @@ JSONISH = st.recursive(
 )
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=60,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
 @given(st.dictionaries(st.sampled_from(["dso", "mgmc-feeder1", "x", ""]), JSONISH, max_size=4) | JSONISH)
 def test_any_reported_ledger_renders(client: TestClient, ledger: Any) -> None:
     login(client, "vera")

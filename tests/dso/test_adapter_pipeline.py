@@ -188,7 +188,11 @@ def test_thirty_tariffs_land_in_far_fewer_blocks_than_tariffs(tmp_path: Path, mo
     store.close()
 
 
-@settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=12,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
 @given(refused=st.lists(st.booleans(), min_size=1, max_size=8))
 def test_any_pattern_of_refusals_in_a_burst_strands_nothing(tmp_path: Path, refused: list[bool]) -> None:
     """A burst of operator actions, each refused or not by the contract, all in the pool before the first

@@ -445,7 +445,11 @@ cells = st.sets(cell, max_size=6)
 member_cell = st.tuples(st.integers(0, 3), st.integers(0, 7), st.sampled_from(["sell", "buy"]))
 
 
-@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=40,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
 @given(
     own=st.tuples(cells, cells, cells, cells),
     returned=st.sets(member_cell, max_size=4),

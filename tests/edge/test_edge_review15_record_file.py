@@ -96,7 +96,11 @@ def test_the_start_up_reads_skip_a_damaged_line_once_and_keep_the_good_ones(
         assert verdicts == {36: True, 30: False} and verdict_lines == [3, 5]
 
 
-@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=200,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
 @given(st.lists(st.tuples(st.integers(0, 3), st.binary(max_size=40)), max_size=6))
 def test_no_damage_raises_and_no_good_line_is_lost(tmp_path: Path, damage: list[tuple[int, bytes]]) -> None:
     """Arbitrary bytes (newlines too) put between the good lines: both readers return, the good verdicts and

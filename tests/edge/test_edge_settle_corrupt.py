@@ -167,7 +167,11 @@ def load_raw(folder: Path, raw: bytes) -> tuple[Path, dict[str, Any] | CorruptSt
         return path, exc
 
 
-@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=200,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
 @given(STATEMENT, st.integers(0, 3))
 def test_a_kept_statement_loads_exactly_when_it_is_what_save_writes(
     tmp_path: Path, doc: dict[str, Any], cut: int
@@ -184,7 +188,11 @@ def test_a_kept_statement_loads_exactly_when_it_is_what_save_writes(
         assert isinstance(kept, CorruptStatement) and kept.path == path and str(path) in str(kept)
 
 
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=150,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
 @given(st.one_of(st.binary(max_size=80), st.text(max_size=80).map(str.encode)))
 def test_short_random_bytes_in_a_kept_file_read_as_corrupt(tmp_path: Path, raw: bytes) -> None:
     path, kept = load_raw(tmp_path, raw)

@@ -106,7 +106,11 @@ class Store(dict[bytes, bytes]):
     """A state reader over a plain dict (`get` is dict's): the member's cover prices and rules."""
 
 
-@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=25,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
 @given(data=st.data())
 def test_an_honest_claim_is_never_above_the_chains_bound(data: st.DataObject) -> None:
     """The bound's soundness on random days: a PV and load MG (no owner rule) whose chain rule covers its net
