@@ -32,11 +32,10 @@ from peergrid_sim.certs import LabPki, make_lab_pki
 
 # The suite runs three workers on two cores beside its labs, so a property test's wall-clock deadline or its
 # "too slow" health check would judge the machine's load, not the code (timing thresholds do not belong in unit
-# tests). Hypothesis loads its own "ci" profile when CI is set (the same two, derandomized); a developer's
-# `make test` gets this one, random as before.
+# tests). Registered on top of the profile loaded now: where CI is set that is Hypothesis' own "ci" (the same
+# two, derandomized; a Hypothesis older than that profile still gets these two), else its default, random.
 settings.register_profile("suite", deadline=None, suppress_health_check=[HealthCheck.too_slow])
-if not os.environ.get("CI"):
-    settings.load_profile("suite")
+settings.load_profile("suite")
 
 TLS_CLIENTS = ["mgmc-1", "mgmc-2", "dso"]
 LAB_SCENARIO = Path(__file__).resolve().parents[1] / "firmware-sim" / "scenarios" / "ieee33.yaml"
