@@ -29,6 +29,12 @@ flapping while another is put right), the record is brought down, relay by relay
 (`settled`): a relay the record names that none of them read so is recorded as they all read it, so another
 relay's flapping never keeps a real change off the chain, and one that some check read as recorded keeps its
 record (relays flapping out of step make no record per interval).
+The watch's record is the chain's last word on the relays only until a plan or an adoption is recorded: each
+read every relay first (a plan refuses on any disagreement), so its records say every relay was where it
+started or took them. Against the open set it left the record is taken to say every relay agrees, and so
+after each such plan the DSO chain's recorder tells the watch (`RecorderTellingWatch`, `plan_recorded`), also
+where the open set ends where the record was judged (two plans, or one rolled back); a read from before it is
+not read twice with one after it. A relay then found off again as the record said is recorded again (W1).
 A record the chain refuses or does not make final in time is not sent again; one whose submit raised is, at
 the next check.
 Never commands a relay and never adopts: the DSO's open set changes only by a plan, the start's rule or an
@@ -203,6 +209,9 @@ class RelayWatch:
     recorded_open: tuple[int, ...] | None = None  # the open set the chain's last record was judged against
     receding: tuple[WatchFinding, ...] = ()  # the checks running that said less than the record, oldest first
     last_reads: tuple[WatchFinding, ...] = ()  # every read the last check took (one or two), for `read_twice`
+    plans: int = 0  # plans and adoptions recorded on the DSO chain so far (`plan_recorded`)
+    plans_at_read: int = 0  # `plans` at the last read, taken under the relays' lock (a plan holds it)
+    plans_judged: int = 0  # `plans` when `recorded` was last brought up to the chain's word
 
     @property
     def alarm(self) -> str | None:
@@ -219,6 +228,7 @@ class RelayWatch:
         with self.lock:
             held = tuple(sorted(topology.open_set))
             reading = read_relays(self.driver)
+            self.plans_at_read = self.plans
         if reading is None or not (reading.positions or reading.unreadable):
             return None
         return judge(reading, held)
@@ -227,7 +237,8 @@ class RelayWatch:
         """Read and judge every relay now; alarm while a finding stands; record each change once."""
         try:
             first = found = await asyncio.to_thread(self.read, topology)
-            if found is not None and found.key != self.recorded:  # a change: read once more before it counts
+            self.follow_plans()
+            if found is not None and not self.on_chain(found):  # a change: read once more before it counts
                 found = await asyncio.to_thread(self.read, topology)
         except Exception:  # a read must never stop the node: the next interval reads again
             log.exception("reading the relays between plans failed")
@@ -240,7 +251,7 @@ class RelayWatch:
         other = () if first is None or first is found else (first,)  # this check's other read, if any
         self.last_reads = (*other, found)
         self.finding, self.topology = found, topology
-        if found.key == self.recorded:
+        if self.on_chain(found):
             # every relay agrees with the open set held now, as the chain says since the plan or adoption that
             # set it: later reads are judged against it, and what says less against it waits as H7 says
             # (`recedes`; against another open set `read_twice` takes every relay to agree, as here)
@@ -263,7 +274,7 @@ class RelayWatch:
             # later read finds a relay off it: not a record that they agree (a plan whose rollback failed
             # leaves a relay where its own records say it is not; R35)
             judged = None
-        if judged is None or judged.key == self.recorded:  # nothing new read twice: a relay may be moving
+        if judged is None or self.on_chain(judged):  # nothing new read twice: a relay may be moving
             log.info(  # nor does the check count for or against `receding`: not yet known to be a reading
                 "relays read between plans: %s; read once, recorded if the next read finds it too",
                 found.alarm() or "every relay reads as the DSO holds it again",
@@ -300,6 +311,30 @@ class RelayWatch:
         await self._record(judged)
         return found
 
+    def plan_recorded(self) -> None:
+        """A plan that read every relay (one the executor did not refuse) or an adoption was recorded on the
+        DSO chain: from the next read on, its records are the chain's last word on the relays (may be called
+        from the plan's thread; only a count changes here)."""
+        self.plans += 1
+
+    def follow_plans(self) -> None:
+        """After plans or adoptions recorded since the last check (`plan_recorded`), the chain's last word on
+        the relays is theirs: every relay where the last of them left it, as before any record (a check
+        finding every relay agrees records nothing; a relay off is recorded once read twice), and the reads
+        before them are not read twice running with those after (the plans read every relay between). Before
+        (W1), the watch's own record stood: tie 36 recorded closed, put right, a plan, then 36 closed again
+        made no record while the plan's said every relay agreed."""
+        if self.plans_at_read != self.plans_judged:
+            self.plans_judged = self.plans_at_read
+            self.recorded, self.recorded_open, self.receding, self.last_reads = ((), ()), None, (), ()
+
+    def on_chain(self, found: WatchFinding) -> bool:
+        """The chain's last word already says `found`: the watch's record, where it names relays judged on
+        `found`'s open set; against another one (a plan's or an adoption's) the word is that every relay
+        agrees (`read_twice`), so a relay off there as the record said is news (W1)."""
+        same_open = not found.standing or found.held_open == self.recorded_open
+        return found.key == self.recorded and same_open
+
     def recedes(self, found: WatchFinding) -> bool:
         """`found` says less than the chain's last record, against the open set that record was judged on."""
         return found.held_open == self.recorded_open and found.says_less_than(self.recorded)
@@ -317,3 +352,30 @@ class RelayWatch:
                 "the DSO chain did not take the relay watch's record (%s: %s): %s",
                 getattr(result, "reason", "?"), getattr(result, "detail", ""), body["action"],
             )  # fmt: skip
+
+
+@dataclass
+class RecorderTellingWatch:
+    """The DSO chain's recorder (`dso_chain.ChainRecorder`) as the executor and the console use it, telling
+    `watch` (`RelayWatch.plan_recorded`) of each plan's result where a step ran - the executor read every relay
+    first - and of each adoption's result (an operator's, `submit`ted as a plan and its result). A plan the
+    executor refused (no step: a relay was off or unreadable) records why and leaves the watch's record
+    standing: told, the watch would record that relay again after every refused plan. All else is the
+    recorder's own."""
+
+    recorder: Any
+    watch: RelayWatch
+
+    def __getattr__(self, name: str) -> Any:  # plan, step, adjustment, enrol, submitted, ...
+        return getattr(self.recorder, name)
+
+    def result(self, plan: Any, steps: list[Any]) -> None:
+        self.recorder.result(plan, steps)
+        if steps:
+            self.watch.plan_recorded()
+
+    def submit(self, kind: str, body: dict[str, Any]) -> Any:
+        result = self.recorder.submit(kind, body)
+        if kind == "switching_result":  # an adoption's: a plan's own result comes through `result`
+            self.watch.plan_recorded()
+        return result
