@@ -390,6 +390,8 @@ def test_the_node_starts_from_what_its_relays_report_or_says_why_not(lab, tmp_pa
     config = lab_config(tmp_path, relays_file)
     node = assembled(config(tmp_path / "one"))
     assert node.loop.live.open_set == OPTIMUM and node.loop.planner.open_set == OPTIMUM
+    # every plan and adoption is recorded through the recorder that tells the relay watch (W1)
+    assert node.switching.executor.recorder is node.recorder and node.recorder.watch is node.loop.watch
     assert node.switching.executor.alarms == [] and node.start.alarm is None
     (plan, body), (result, _) = node.loop.start_records
     assert plan == "switching_plan" and result == "switching_result"

@@ -99,7 +99,7 @@ class DsoNode:
             start_topology,
             summary,
         )
-        from peergrid_dso.services.switching_watch import RelayWatch
+        from peergrid_dso.services.switching_watch import RecorderTellingWatch, RelayWatch
 
         chains = [settings.dso_chain] + ([settings.mgmc_chain] if settings.mgmc_chain is not None else [])
         node_settings = NodeSettings(
@@ -132,7 +132,10 @@ class DsoNode:
         live = live if live is not None else LiveTopology(start.open_set)
         lock = lock if lock is not None else threading.RLock()
         networked = NetworkedChain(adapter, replica.store)
-        recorder = ChainRecorder(networked, dso_key)
+        watch = RelayWatch(driver, lock, lambda kind, body: adapter.submit(dso_key, kind, body))
+        # every plan and adoption (the loop's, the console's, REST's) is recorded through it: the watch learns
+        # that the chain's last word on the relays is theirs, not its own last record (W1)
+        recorder: Any = RecorderTellingWatch(ChainRecorder(networked, dso_key), watch)
         mgmc_recorder = mgmc_adapter = disputes = None
         for other, follower in node.replicas.items():  # the MGMC chain: the DSO follows it, votes never,
             if other != chain:  # but its transactions (gov.revoke, market.reopen) reach the authorities'
@@ -163,7 +166,6 @@ class DsoNode:
             feeder, tuple(live.open_set), settings.reconfigure_every,
             reconfigure_when_insecure=settings.reconfigure_when_insecure,
         )  # fmt: skip
-        watch = RelayWatch(driver, lock, lambda kind, body: adapter.submit(dso_key, kind, body))
         dso_loop = DsoLoop(settings, replica, adapter, changed, transport, recorder, switching, planner, dso_key,
                            live, lock, mgmc=mgmc_adapter, start_records=records, watch=watch)  # fmt: skip
         return cls(settings, node, transport, stores, replica, adapter, networked, feeder, recorder, switching,
