@@ -33,8 +33,11 @@ def lines(series: Mapping[str, Sequence[tuple[float, float]]], xlabel: str, ylab
     out.append(f'<text x="5" y="20" font-size="12">{html.escape(ylabel)}</text>')
     for v in (min(ys), max(ys)):
         out.append(f'<text x="2" y="{ky * v + cy:.1f}" font-size="10">{v:.4g}</text>')
-    for v in (min(xs), max(xs)):
-        out.append(f'<text x="{kx * v + cx:.1f}" y="{H - PAD + 14}" font-size="10">{v:.4g}</text>')
+    # the last tick ends at the axis' end: drawn from there it ran past the chart's edge and was cut off
+    for v, anchor in ((min(xs), "start"), (max(xs), "end")):
+        out.append(
+            f'<text x="{kx * v + cx:.1f}" y="{H - PAD + 14}" font-size="10" text-anchor="{anchor}">{v:.4g}</text>'
+        )
     for i, (name, pts) in enumerate(series.items()):
         colour = COLOURS[i % len(COLOURS)]
         path = " ".join(f"{kx * x + cx:.1f},{ky * y + cy:.1f}" for x, y in pts)
