@@ -37,6 +37,7 @@ def test_the_follower_prints_one_line_per_interval_every_mgmc_recorded(tmp_path:
     _write(records / "mgmc-mg1.jsonl", [{"interval": 36, "trades": [trade, other], "rounds": [1, 2, 3]}])
     _write(records / "mgmc-mg2.jsonl", [{"interval": 35, "trades": []}])  # not interval 36 yet
     assert loop.poll(bed) == [] and loop.progress_bar(10) == "[..........] 0/2 intervals"
+    assert loop.day_traded() is None
     assert not loop.finished(bed)  # mg2 has not recorded the last interval (and no grace passed)
     _write(records / "mgmc-mg2.jsonl", [{"interval": 36, "trades": [trade]}])
     lines = loop.poll(bed)
@@ -47,6 +48,10 @@ def test_the_follower_prints_one_line_per_interval_every_mgmc_recorded(tmp_path:
     assert loop.progress_bar(10) == "[#####.....] 1/2 intervals"
     assert loop.poll(bed, force=True) == ["interval 37: DSO failed (no injections)"]
     assert loop.poll(bed, force=True) == [] and loop.progress_bar(10) == "[##########] 2/2 intervals"
+    assert loop.day_traded() == (
+        "the day is traded (interval 37 was its last); the broker, devices, MGMCs, DSO server and console stay "
+        "up, the MGMCs' devices in their safe state, until Ctrl-C"
+    )
 
 
 def test_the_summary_says_how_the_interval_kept_its_slot(tmp_path: Path) -> None:

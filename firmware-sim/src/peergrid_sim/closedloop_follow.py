@@ -92,3 +92,16 @@ def progress_bar(loop: Any, width: int = 30) -> str:
     done = min(loop.shown, loop.intervals)
     filled = int(width * done / max(1, loop.intervals))
     return f"[{'#' * filled}{'.' * (width - filled)}] {done}/{loop.intervals} intervals"
+
+
+def day_traded(loop: Any) -> str | None:
+    """None until every interval of the run is shown; then the line a testbed left running (no `--intervals`)
+    prints once: the trading is over, and what stays up until Ctrl-C (before, it went silent at the last
+    interval, every MGMC's devices falling back to their safe state, and a user could not tell it from a hang)."""
+    if loop.shown < loop.intervals:
+        return None
+    last = loop.first_interval + loop.intervals - 1
+    return (
+        f"the day is traded (interval {last} was its last); the broker, devices, MGMCs, DSO server and console "
+        "stay up, the MGMCs' devices in their safe state, until Ctrl-C"
+    )

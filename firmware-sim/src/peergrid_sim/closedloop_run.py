@@ -368,3 +368,7 @@ class ClosedLoop:
 
     def progress_bar(self, width: int = 30) -> str:
         return follow.progress_bar(self, width)
+
+    def day_traded(self) -> str | None:
+        """The line saying every interval of the run is traded (`closedloop_follow.day_traded`), else None."""
+        return follow.day_traded(self)

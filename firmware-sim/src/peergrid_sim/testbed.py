@@ -339,6 +339,7 @@ def main(argv: list[str] | None = None) -> int:
         )
         deadline = None if args.duration is None else time.monotonic() + args.duration
         reported: set[str] = set()
+        told_traded = False
         while not stop_reason and (deadline is None or time.monotonic() < deadline):
             if bed.loop is not None:
                 for line in bed.loop.handle_requests(bed):
@@ -346,6 +347,10 @@ def main(argv: list[str] | None = None) -> int:
                 for line in bed.loop.poll(bed):
                     print(line, flush=True)
                     print(bed.loop.progress_bar(), flush=True)
+                traded = None if args.intervals is not None or told_traded else bed.loop.day_traded()
+                if traded is not None:
+                    print(f"testbed: {traded}", flush=True)
+                    told_traded = True
                 if args.intervals is not None and bed.loop.finished(bed):  # settled, halted, heads agree
                     for line in bed.loop.poll(bed, force=True):
                         print(line, flush=True)
