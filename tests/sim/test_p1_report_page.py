@@ -1,0 +1,39 @@
+"""The report page's rough edges U1 found running the README's example, each drawn as it should be now: the
+y-axis title clear of the top tick value, welfare as costs with the bench's share of the achievable gain,
+one line (no empty table) where no day-ahead session claimed a make-whole, the end-of-run quiesce as plain
+fields (no JSON), and sellers and buyers by MG where report.json names their anonyms."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from peergrid_sim.report_svg import lines
+
+SELLER = "64c3c4a54146dac3d65d112b0401553f06c5a8059e9ae753920c09e3b737be61"
+BUYER = "5b73f35990acb2b00ad639821110f031ea4e16f7ebb0b70a1a12cca561c43f08"
+HEAD = "b355c594041476af8cce37cec9921055219d7fa0f4d3c8ccd83b026323cdd41c"
+# U1's run of the README's example (24 intervals): costs 481.30 P2P, 846.24 conventional, 433.82 central
+U1_WELFARE = {"p2p": -481.29657375, "conventional": -846.2420946229362, "central": -433.82349450000004,
+              "p2p_over_central": 1.1094294796198503}  # fmt: skip
+
+
+def _doc(**sections: Any) -> dict[str, Any]:
+    return {
+        "scenario": "ieee33.yaml", "intervals": [36], "interval_s": 6.0, "checks": {}, "voltages": [],
+        "prices_per_round": {"36": [{"round": 1, "prices": {SELLER[:8]: 0.135}}]},
+        "mg_cost_p2p": {"mg1": 1.0}, "mg_cost_conventional": {"mg1": 2.0}, "welfare": U1_WELFARE, "ledger": {},
+        "trades": [{"interval": 36, "seller": SELLER, "buyer": BUYER, "quantity_kwh": 6.782, "price": 0.178}],
+        "switch_operations": [], "pacing": [], "device_faults": None, **sections,
+    }  # fmt: skip
+
+
+def _text(page: str) -> str:
+    return re.sub(r"\s+", " ", re.sub(r"<[^>]+>", " ", page))
+
+
+def test_the_y_axis_title_sits_above_the_top_tick_value() -> None:
+    svg = lines({"price": [(0, 0.135), (47, 0.22)]}, "round", "price / kWh")
+    title_y = float(re.search(r'<text x="5" y="([\d.]+)" font-size="12">price / kWh', svg).group(1))  # type: ignore[union-attr]
+    top_tick = float(re.search(r'<text x="2" y="([\d.]+)" font-size="10">0.22<', svg).group(1))  # type: ignore[union-attr]
+    assert title_y < top_tick - 10  # the tick value's glyphs (10 px) start below the title's baseline
