@@ -8,6 +8,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from peergrid_sim.report_html import html
 from peergrid_sim.report_svg import lines
 
 SELLER = "64c3c4a54146dac3d65d112b0401553f06c5a8059e9ae753920c09e3b737be61"
@@ -37,3 +38,19 @@ def test_the_y_axis_title_sits_above_the_top_tick_value() -> None:
     title_y = float(re.search(r'<text x="5" y="([\d.]+)" font-size="12">price / kWh', svg).group(1))  # type: ignore[union-attr]
     top_tick = float(re.search(r'<text x="2" y="([\d.]+)" font-size="10">0.22<', svg).group(1))  # type: ignore[union-attr]
     assert title_y < top_tick - 10  # the tick value's glyphs (10 px) start below the title's baseline
+
+
+def test_the_end_of_run_is_plain_fields_not_json() -> None:
+    quiesce = {"ok": True, "waited_s": 6.93, "halt_s": 4.92, "halt": {"dso-ieee33": 126, "mgmc-ieee33": 368},
+               "pending_at_halt": 0, "pending": 0,
+               "heads": {"dso-ieee33": {"dso": [126, HEAD], "mgmc-mg1": [126, HEAD]},
+                         "mgmc-ieee33": {"dso": [368, "605bfc7d" + "0" * 56], "mgmc-mg1": [367, "<b>"]}}}  # fmt: skip
+    page = html(_doc(quiesce=quiesce))
+    assert '{"ok"' not in page and "&quot;ok&quot;" not in page
+    text = _text(page)
+    assert "every replica of both chains on the halt height with the same head yes" in text
+    assert "waited for the halt (s) 6.93" in text and "halt heights dso-ieee33 126, mgmc-ieee33 368" in text
+    assert "transactions pending at the halt / at the end 0 / 0" in text
+    assert "heads on dso-ieee33 all 2 replicas at 126 (b355c594)" in text
+    assert "heads on mgmc-ieee33 dso at 368 (605bfc7d); mgmc-mg1 at 367 (&lt;b&gt;)" in text  # escaped
+    assert "No end-of-run record" in html(_doc(quiesce=None))

@@ -124,7 +124,7 @@ td,th{{border:1px solid #ccc;padding:2px 6px;font-size:13px}}</style></head><bod
 <h2>Voltage profiles</h2>{lines(volt, "bus", "voltage (pu)")}
 <h2>Block times (ms, MGMC chain)</h2>{lines({"block gap": list(enumerate(chains.get("mgmc", {}).get("block_times_series", [])))}, "block", "ms")}
 <h2>Ledger</h2><table><tr><th>chain</th><th>lowest head</th><th>head spread</th><th>identical heads</th><th>p50 block ms</th><th>max block ms</th><th>blocks decided after a round change</th><th>round timeouts (all replicas)</th></tr>{ledger_rows}</table>
-<p>End of run: {h.escape(json.dumps(report.get("quiesce")))}</p>
+<h3>End of run (the coordinated halt)</h3>{_end_of_run(report.get("quiesce"))}
 <h2>Pacing on the accelerated clock ({report.get("overruns", 0)} of {len(pace)} intervals overran their slot)</h2>
 {lines(pace_plot, "interval", "s")}
 <table><tr><th>interval</th><th>started late (s)</th><th>switching done (s after slot start)</th><th>overran (s)</th></tr>{pace_rows}</table>
@@ -134,6 +134,49 @@ td,th{{border:1px solid #ccc;padding:2px 6px;font-size:13px}}</style></head><bod
 <h2>Device faults</h2><pre>{h.escape(json.dumps(report["device_faults"], indent=1))}</pre>
 <h2>Trades</h2><table><tr><th>interval</th><th>seller</th><th>buyer</th><th>kWh</th><th>price</th></tr>{rows}</table>
 </body></html>"""
+
+
+def _end_of_run(quiesce: Any) -> str:
+    """The quiesce record (`quiesce.quiesced`) as a small table of plain fields, escaped; one line without one."""
+    if not isinstance(quiesce, dict):
+        return (
+            "<p>No end-of-run record (records/quiesce.json): the run did not reach its coordinated halt.</p>"
+        )
+    halt = quiesce.get("halt") or {}
+    rows = [
+        ("every replica of both chains on the halt height with the same head", _yes_no(quiesce.get("ok"))),
+        ("waited for the halt (s)", quiesce.get("waited_s")),
+        ("of which from the halt to every replica on it (s)", quiesce.get("halt_s")),
+        ("halt heights", ", ".join(f"{chain} {height}" for chain, height in sorted(halt.items()))),
+        (
+            "transactions pending at the halt / at the end",
+            f"{quiesce.get('pending_at_halt')} / {quiesce.get('pending')}",
+        ),
+    ]
+    for chain, heads in sorted((quiesce.get("heads") or {}).items()):
+        rows.append((f"heads on {chain}", _heads(heads)))
+    body = "".join(
+        f"<tr><td>{h.escape(name)}</td><td>{h.escape(str(value))}</td></tr>" for name, value in rows
+    )
+    return f"<table>{body}</table>"
+
+
+def _heads(heads: dict[str, Any]) -> str:
+    """'all 7 replicas at 126 (b355c594)' where they agree, else each replica's height and hash."""
+    found = {
+        node: (head[0], head[1]) if isinstance(head, (list, tuple)) and len(head) == 2 else (str(head), "?")
+        for node, head in sorted(heads.items())
+    }
+    if len(set(found.values())) == 1:
+        height, head_hash = next(iter(found.values()))
+        return f"all {len(found)} replicas at {height} ({str(head_hash)[:8]})"
+    return "; ".join(
+        f"{node} at {height} ({str(head_hash)[:8]})" for node, (height, head_hash) in found.items()
+    )
+
+
+def _yes_no(value: Any) -> str:
+    return "yes" if value is True else "no" if value is False else str(value)
 
 
 def _fee_path(session: dict[str, Any]) -> str:
