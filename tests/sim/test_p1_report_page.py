@@ -8,7 +8,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from peergrid_sim.report_html import html
+from peergrid_sim.report_html import NO_UPLIFT, html
 from peergrid_sim.report_svg import lines
 
 SELLER = "64c3c4a54146dac3d65d112b0401553f06c5a8059e9ae753920c09e3b737be61"
@@ -54,3 +54,13 @@ def test_the_end_of_run_is_plain_fields_not_json() -> None:
     assert "heads on dso-ieee33 all 2 replicas at 126 (b355c594)" in text
     assert "heads on mgmc-ieee33 dso at 368 (605bfc7d); mgmc-mg1 at 367 (&lt;b&gt;)" in text  # escaped
     assert "No end-of-run record" in html(_doc(quiesce=None))
+
+
+def test_no_day_ahead_session_is_one_line_not_an_empty_table() -> None:
+    for uplift in ({"sessions": [], "capacities": {"mg1": [[36, 96750]]}}, None):  # None: from before it
+        page = html(_doc(uplift=uplift))
+        assert NO_UPLIFT in page and "<th>session</th>" not in page
+    page = html(_doc(uplift={"sessions": [], "error": "no MGMC chain store in the lab's nodes"}))
+    assert (
+        "no MGMC chain store in the lab&#x27;s nodes" in page and NO_UPLIFT not in page
+    )  # the error says it

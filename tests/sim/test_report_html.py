@@ -46,5 +46,6 @@ def test_the_page_shows_each_mgs_bound_and_the_make_whole() -> None:
 
 def test_a_report_from_before_the_sections_is_still_drawn() -> None:
     page = html(_doc())
-    assert "Each MG's bound" in page and "<th>session</th>" in page  # the tables, empty
+    # the bound's table, empty; no day-ahead session: one line, no make-whole table (test_p1_report_page)
+    assert "Each MG's bound" in page and "<th>session</th>" not in page
     assert "<td>mg1</td><td>" not in page and "<td>o/" not in page

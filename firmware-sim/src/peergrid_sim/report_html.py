@@ -15,6 +15,11 @@ from typing import Any
 
 from peergrid_sim.report_svg import bars, lines
 
+NO_UPLIFT = (
+    "No day-ahead session claimed a make-whole on the MGMC chain (a lab holds day-ahead sessions only with"
+    " --dayahead)."
+)
+
 
 def html(report: dict[str, Any]) -> str:
     """The whole page for one report document (as `report.write_report` builds it)."""
@@ -95,6 +100,17 @@ def html(report: dict[str, Any]) -> str:
         f"<td>{_fee_path(u)}</td></tr>"
         for u in uplift.get("sessions", [])
     )
+    # a run without a day-ahead session has nothing to make whole: one line says so, not an empty table (and
+    # a chain the report could not read says only that, below)
+    uplift_table = (
+        "<table><tr><th>session</th><th>settled</th><th>funded</th><th>owed</th><th>payers' surplus</th>"
+        "<th>gains claimed</th><th>credits</th><th>charges</th><th>balances moved</th><th>as recorded</th>"
+        f"<th>exchange fee: collected, refunds, fund</th></tr>{uplift_rows}</table>"
+        if uplift_rows
+        else ""
+        if uplift.get("error")
+        else f"<p>{NO_UPLIFT}</p>"
+    )
     day = uplift.get("day")
     day_line = (
         ""
@@ -116,10 +132,7 @@ td,th{{border:1px solid #ccc;padding:2px 6px;font-size:13px}}</style></head><bod
 <h2>Each MG's bound: conventional day + its owner's risk allowance</h2><table><tr><th>MG</th><th>allowance</th>
 <th>bound</th><th>P2P day</th><th>within</th><th>guard</th><th>DSO's part (dso_cost)</th><th>budget left</th></tr>{bound_rows}</table>
 <p>{h.escape("; ".join((report.get("rationality") or {}).get("errors", [])))}</p>
-<h2>Day-ahead make-whole (uplift, currency)</h2><table><tr><th>session</th><th>settled</th><th>funded</th><th>owed</th>
-<th>payers' surplus</th><th>gains claimed</th><th>credits</th><th>charges</th><th>balances moved</th><th>as recorded</th>
-<th>exchange fee: collected, refunds, fund</th></tr>
-{uplift_rows}</table><p>{h.escape(day_line)} {h.escape(str(uplift.get("error", "")))}</p>
+<h2>Day-ahead make-whole (uplift, currency)</h2>{uplift_table}<p>{h.escape(day_line)} {h.escape(str(uplift.get("error", "")))}</p>
 <h2>Prices per bargaining round</h2>{lines(price_series, "round (all intervals)", "price / kWh")}
 <h2>Voltage profiles</h2>{lines(volt, "bus", "voltage (pu)")}
 <h2>Block times (ms, MGMC chain)</h2>{lines({"block gap": list(enumerate(chains.get("mgmc", {}).get("block_times_series", [])))}, "block", "ms")}
