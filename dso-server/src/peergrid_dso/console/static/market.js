@@ -3,6 +3,24 @@ import { api, el, svg, fmt, liveFeed } from "./api.js";
 
 const COLOURS = ["#1f5fa8", "#d98200", "#1b7f3b", "#8e3fa8", "#b3261e", "#2a9d8f", "#6b4f00"];
 
+// How an interval's bargaining ended, saying only what its record holds. `converged`: its last two rounds'
+// prices are the same (or one round). Prices still moving at the last round with trades agreed is no failure:
+// the MGMCs stop at their rounds cap (the lab's accelerated clock fits 2) and agree on the standing positions.
+// That it was the cap is said only where the record gives the chain's cap (`round_cap`) and the rounds are
+// it, counted from the last reopening (`reopened_at`, the round a re-bargaining numbers on from).
+export function outcome(iv) {
+  const n = iv.rounds, rounds = `${n} round${n === 1 ? "" : "s"}`;
+  if (!iv.trades.length) {  // a live record is `closed` once a trade closed it on the chain
+    return iv.closed === false ? `no trade on the chain yet (${rounds} of offers)` : `no agreement (${rounds} of offers)`;
+  }
+  if (iv.converged) return n === 1 ? "agreed in round 1" : `converged in ${rounds}`;
+  const played = n - (iv.reopened_at ?? 0);
+  if (iv.round_cap && played === iv.round_cap) {
+    return `agreed at the round cap (${played} rounds${iv.reopened_at ? ` after a reopening, ${n} in all` : ""})`;
+  }
+  return `agreed after ${rounds}, prices still moving`;
+}
+
 function pricePlot(prices) {
   const W = 520, H = 250, L = 50, B = 30, T = 22, R = 90;
   const rounds = Math.max(1, ...prices.map((p) => p.round));
@@ -49,10 +67,7 @@ export class MarketView {
     }
     this.market = m;
     if (this.follow && m.intervals.length) this.selected = m.intervals[m.intervals.length - 1].interval;
-    if (this.selected === null) {
-      const busiest = m.intervals.reduce((a, b) => (b.prices.length > a.prices.length ? b : a), m.intervals[0]);
-      this.selected = busiest.interval;
-    }
+    if (this.selected === null) this.selected = Math.max(...m.intervals.map((i) => i.interval));  // the latest, as a live update shows
     this.render();
   }
 
@@ -76,7 +91,7 @@ export class MarketView {
     this.root.replaceChildren(
       el("h2", {}, "Market"), el("p", {}, el("small", {}, m.source)), picker,
       el("div", { class: "grid2" },
-        el("div", { class: "card" }, el("h2", {}, `Sellers' prices per round (interval ${iv.interval}, ${iv.converged ? "converged" : "NOT converged"})`),
+        el("div", { class: "card" }, el("h2", {}, `Sellers' prices per round (interval ${iv.interval}: ${outcome(iv)})`),
           iv.prices.length ? pricePlot(iv.prices) : el("p", {}, "no offers in this interval")),
         el("div", { class: "card" }, el("h2", {}, "Welfare"),
           el("table", {}, el("tbody", {},
