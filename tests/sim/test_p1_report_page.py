@@ -64,3 +64,13 @@ def test_no_day_ahead_session_is_one_line_not_an_empty_table() -> None:
     assert (
         "no MGMC chain store in the lab&#x27;s nodes" in page and NO_UPLIFT not in page
     )  # the error says it
+
+
+def test_sellers_and_buyers_are_named_by_mg_where_the_report_knows_their_anonyms() -> None:
+    page = html(_doc(anonyms={SELLER: "mg1", BUYER: "mg5"}))
+    assert ">mg1 (64c3c4a5)</text>" in page  # the price chart's legend
+    assert "<td>mg1 (64c3c4a5)</td><td>mg5 (5b73f359)</td>" in page  # the trades table
+    assert "names no MG" not in page
+    page = html(_doc())  # a report.json without `anonyms`: by anonym, and the page says why
+    assert ">64c3c4a5</text>" in page and "<td>64c3c4a5</td><td>5b73f359</td>" in page
+    assert "names no MG" in page

@@ -2,10 +2,11 @@
 
 Promises: `collect_live(bed)` (while the processes run) saves firmware-sim's device faults and the replicas'
 status; `write_report(bed, dir)` (after they stopped: it opens every LevelDB store) gathers the MGMCs' and the
-DSO's interval records and the ledger stores and writes the figures — prices per bargaining round, trades,
-each MG's cost under P2P and under the conventional market, welfare against the centralised optimum over
-the same intervals, voltage profiles before and after reconfiguration, switch operations, ledger heights,
-block times, round changes, device faults, each interval's pacing against its slot on the accelerated clock,
+DSO's interval records and the ledger stores and writes the figures — prices per bargaining round, trades
+(sellers and buyers by anonym; `anonyms` names each lab anonym's MG from the lab's keys), each MG's cost under
+P2P and under the conventional market, welfare against the centralised optimum over the same intervals,
+voltage profiles before and after reconfiguration, switch operations, ledger heights, block times, round
+changes, device faults, each interval's pacing against its slot on the accelerated clock,
 the lab's start (when the DSO node was ready relative to t0 and when its enrolments and tariffs became
 final, as its health showed them while the lab waited before t0: `start_section`) and the end-of-run quiesce —
 plus `checks`: every replica of each chain ends on the identical head (same height, same hash), every store
@@ -30,7 +31,7 @@ from typing import Any
 
 from peergrid_sim.report_bound import owner_bound
 from peergrid_sim.report_html import html
-from peergrid_sim.report_uplift import uplift_section
+from peergrid_sim.report_uplift import anonym_names, uplift_section
 
 
 def json_lines(path: Path) -> list[dict[str, Any]]:
@@ -351,6 +352,8 @@ def write_report(bed: Any, out_dir: Path) -> Path:
         "proofs": proofs,
         "ledger": ledger,
         "prices_per_round": {str(t): rounds_by_interval.get(t, []) for t in intervals},
+        # each MG's anonym (hex) as the lab's keys name it: prices and trades name sellers by anonym
+        "anonyms": {key.hex(): mg for key, mg in sorted(anonym_names(workdir / "keys").items())},
         "trades": sorted(trades.values(), key=lambda tr: (tr["interval"], tr["seller"], tr["buyer"])),
         "mg_cost_p2p": cost_p2p,
         "mg_cost_conventional": cost_conv,

@@ -24,13 +24,21 @@ NO_UPLIFT = (
 def html(report: dict[str, Any]) -> str:
     """The whole page for one report document (as `report.write_report` builds it)."""
     prices = report["prices_per_round"]
+    # sellers and buyers by MG where report.json names their anonyms (the lab's keys), else by anonym
+    mg_of = {anonym[:8]: mg for anonym, mg in (report.get("anonyms") or {}).items()}
+
+    def who(anonym: str) -> str:
+        mg = mg_of.get(anonym[:8])
+        return anonym[:8] if mg is None else f"{mg} ({anonym[:8]})"
+
     price_series: dict[str, list[tuple[float, float]]] = {}
     x = 0
     for t in report["intervals"]:
         for rnd in prices.get(str(t), []):
             for seller, price in rnd["prices"].items():
-                price_series.setdefault(seller, []).append((x, price))
+                price_series.setdefault(who(seller), []).append((x, price))
             x += 1
+    price_series = dict(sorted(price_series.items()))
     first_v = next(iter(report["voltages"]), None)
     last_v = report["voltages"][-1] if report["voltages"] else None
     volt = {}
@@ -43,7 +51,7 @@ def html(report: dict[str, Any]) -> str:
     welfare = report["welfare"]
     chains = report["ledger"]
     rows = "".join(
-        f"<tr><td>{tr['interval']}</td><td>{tr['seller'][:8]}</td><td>{tr['buyer'][:8]}</td>"
+        f"<tr><td>{tr['interval']}</td><td>{h.escape(who(tr['seller']))}</td><td>{h.escape(who(tr['buyer']))}</td>"
         f"<td>{tr['quantity_kwh']:.3f}</td><td>{tr['price']:.3f}</td></tr>"
         for tr in report["trades"][:400]
     )
@@ -134,6 +142,7 @@ td,th{{border:1px solid #ccc;padding:2px 6px;font-size:13px}}</style></head><bod
 <p>{h.escape("; ".join((report.get("rationality") or {}).get("errors", [])))}</p>
 <h2>Day-ahead make-whole (uplift, currency)</h2>{uplift_table}<p>{h.escape(day_line)} {h.escape(str(uplift.get("error", "")))}</p>
 <h2>Prices per bargaining round</h2>{lines(price_series, "round (all intervals)", "price / kWh")}
+{"" if mg_of else "<p>Sellers by anonym: this report names no MG's anonym (the lab's keys were not read).</p>"}
 <h2>Voltage profiles</h2>{lines(volt, "bus", "voltage (pu)")}
 <h2>Block times (ms, MGMC chain)</h2>{lines({"block gap": list(enumerate(chains.get("mgmc", {}).get("block_times_series", [])))}, "block", "ms")}
 <h2>Ledger</h2><table><tr><th>chain</th><th>lowest head</th><th>head spread</th><th>identical heads</th><th>p50 block ms</th><th>max block ms</th><th>blocks decided after a round change</th><th>round timeouts (all replicas)</th></tr>{ledger_rows}</table>
