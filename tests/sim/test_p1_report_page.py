@@ -8,7 +8,9 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from peergrid_sim.report_html import NO_UPLIFT, html
+import pytest
+
+from peergrid_sim.report_html import NO_UPLIFT, html, share_of_gain
 from peergrid_sim.report_svg import lines
 
 SELLER = "64c3c4a54146dac3d65d112b0401553f06c5a8059e9ae753920c09e3b737be61"
@@ -74,3 +76,19 @@ def test_sellers_and_buyers_are_named_by_mg_where_the_report_knows_their_anonyms
     page = html(_doc())  # a report.json without `anonyms`: by anonym, and the page says why
     assert ">64c3c4a5</text>" in page and "<td>64c3c4a5</td><td>5b73f359</td>" in page
     assert "names no MG" in page
+
+
+def test_welfare_is_shown_as_costs_and_the_share_of_the_achievable_gain() -> None:
+    assert share_of_gain(-481.29657375, -846.2420946229362, -433.82349450000004) == pytest.approx(
+        0.885, abs=5e-4
+    )
+    assert share_of_gain(-2.0, -2.0, -1.0) == 0.0 and share_of_gain(-1.0, -2.0, -1.0) == 1.0
+    assert share_of_gain(-1.0, -2.0, None) is None and share_of_gain(-1.0, -2.0, -2.0) is None
+    text = _text(html(_doc()))  # a report.json from before `share_of_gain`: the page works it out
+    assert "captured 88.5% of the achievable gain" in text
+    assert "P2P market 481.30 conventional market 846.24 centralised optimum 433.82" in text
+    assert "1.1094" not in text and "-481.30" not in text  # no ratio of two costs, no negative cost
+    text = _text(html(_doc(welfare=U1_WELFARE | {"share_of_gain": 0.5})))  # report.json's own figure
+    assert "captured 50.0% of the achievable gain" in text
+    text = _text(html(_doc(welfare=U1_WELFARE | {"central": None, "share_of_gain": None})))
+    assert "no centralised optimum to compare with" in text and "centralised optimum not computed" in text

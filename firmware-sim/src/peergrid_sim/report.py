@@ -4,9 +4,9 @@ Promises: `collect_live(bed)` (while the processes run) saves firmware-sim's dev
 status; `write_report(bed, dir)` (after they stopped: it opens every LevelDB store) gathers the MGMCs' and the
 DSO's interval records and the ledger stores and writes the figures — prices per bargaining round, trades
 (sellers and buyers by anonym; `anonyms` names each lab anonym's MG from the lab's keys), each MG's cost under
-P2P and under the conventional market, welfare against the centralised optimum over the same intervals,
-voltage profiles before and after reconfiguration, switch operations, ledger heights, block times, round
-changes, device faults, each interval's pacing against its slot on the accelerated clock,
+P2P and under the conventional market, welfare against the centralised optimum over the same intervals (and
+`share_of_gain`, the bench's share of the achievable gain), voltage profiles before and after
+reconfiguration, switch operations, ledger heights, block times, round changes, device faults, each interval's pacing against its slot on the accelerated clock,
 the lab's start (when the DSO node was ready relative to t0 and when its enrolments and tariffs became
 final, as its health showed them while the lab waited before t0: `start_section`) and the end-of-run quiesce —
 plus `checks`: every replica of each chain ends on the identical head (same height, same hash), every store
@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from peergrid_sim.report_bound import owner_bound
-from peergrid_sim.report_html import html
+from peergrid_sim.report_html import html, share_of_gain
 from peergrid_sim.report_uplift import anonym_names, uplift_section
 
 
@@ -364,6 +364,8 @@ def write_report(bed: Any, out_dir: Path) -> Path:
             "conventional": conv_welfare,
             "central": central,
             "p2p_over_central": (p2p_welfare / central) if central else None,
+            # what the bench reports: the share of the achievable gain (the ratio of two costs above is not)
+            "share_of_gain": share_of_gain(p2p_welfare, conv_welfare, central),
         },
         "voltages": [
             {

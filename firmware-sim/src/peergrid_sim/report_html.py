@@ -1,10 +1,13 @@
 """The testbed report's page: report.json's document drawn as one self-contained report.html.
 
-Promises: `html(report)` returns the page for a document as `report.write_report` builds it - checks, welfare,
-each MG's cost and its bound (the `rationality` section), the day-ahead make-whole (`uplift`), prices per
-bargaining round, voltage profiles, block times, the ledger table and the end-of-run
-quiesce, pacing, re-bargaining, switch operations, device faults, trades - with inline SVG charts
-(`report_svg`), no script and no network. Pure: reads nothing but its argument.
+Promises: `html(report)` returns the page for a document as `report.write_report` builds it - checks, welfare
+(as costs, with the share of the achievable gain: `share_of_gain`, the bench's figure), each MG's cost and its
+bound (the `rationality` section), the day-ahead make-whole (`uplift`; one line where no session claimed one),
+prices per bargaining round, voltage profiles, block times, the ledger table and the end-of-run quiesce (as
+plain fields), pacing, re-bargaining, switch operations, device faults, trades - with inline SVG charts
+(`report_svg`), no script and no network; sellers and buyers by MG where the document's `anonyms` names them
+(anonym in brackets), else by anonym. Pure: reads nothing but its argument. A document from before any of
+these sections or keys is still drawn.
 """
 
 from __future__ import annotations
@@ -133,9 +136,7 @@ td,th{{border:1px solid #ccc;padding:2px 6px;font-size:13px}}</style></head><bod
 <h1>peergrid testbed report</h1><p>{h.escape(report["scenario"])}: intervals {report["intervals"][0]}..{report["intervals"][-1]}
 ({report["interval_s"]} s each)</p>
 <h2>Checks</h2><ul>{checks}</ul>
-<h2>Welfare</h2><p>P2P {welfare["p2p"]:.2f}, conventional {welfare["conventional"]:.2f}, centralised optimum
-{welfare["central"] if welfare["central"] is None else round(welfare["central"], 2)} (P2P / central:
-{welfare["p2p_over_central"] if welfare["p2p_over_central"] is None else round(welfare["p2p_over_central"], 4)})</p>
+<h2>Welfare</h2>{_welfare(welfare)}
 <h2>Each MG's cost: P2P vs conventional</h2>{bars(mgs, {"P2P": [report["mg_cost_p2p"][m] for m in mgs], "conventional": [report["mg_cost_conventional"][m] for m in mgs]})}
 <h2>Each MG's bound: conventional day + its owner's risk allowance</h2><table><tr><th>MG</th><th>allowance</th>
 <th>bound</th><th>P2P day</th><th>within</th><th>guard</th><th>DSO's part (dso_cost)</th><th>budget left</th></tr>{bound_rows}</table>
@@ -156,6 +157,41 @@ td,th{{border:1px solid #ccc;padding:2px 6px;font-size:13px}}</style></head><bod
 <h2>Device faults</h2><pre>{h.escape(json.dumps(report["device_faults"], indent=1))}</pre>
 <h2>Trades</h2><table><tr><th>interval</th><th>seller</th><th>buyer</th><th>kWh</th><th>price</th></tr>{rows}</table>
 </body></html>"""
+
+
+def share_of_gain(p2p: float, conventional: float, central: float | None) -> float | None:
+    """The share of the achievable gain the market captured, as the bench reports it:
+    (W_p2p - W_conv) / (W_central - W_conv); 1 is the centralised optimum, 0 no better than the conventional
+    market. None without a centralised optimum or where it gains nothing over the conventional market."""
+    if central is None or abs(central - conventional) < 1e-9:
+        return None
+    return (p2p - conventional) / (central - conventional)
+
+
+def _welfare(welfare: dict[str, Any]) -> str:
+    """The three figures as costs (welfare is minus the cost, so every figure in report.json is negative) and
+    the share of the achievable gain: P2P / central of two negatives read as if P2P beat the optimum (U1)."""
+    central = welfare.get("central")
+    share = welfare.get("share_of_gain")
+    if share is None:  # a report.json from before the key
+        share = share_of_gain(welfare["p2p"], welfare["conventional"], central)
+    said = (
+        f"The P2P market captured <b>{share:.1%} of the achievable gain</b>"
+        if share is not None
+        else "No share of the achievable gain: "
+        + ("no centralised optimum to compare with" if central is None else "the optimum gains nothing here")
+    )
+    costs = (("P2P market", welfare["p2p"]), ("conventional market", welfare["conventional"]),
+             ("centralised optimum", central))  # fmt: skip
+    rows = "".join(
+        f"<tr><td>{name}</td><td>{'not computed' if w is None else f'{-w:.2f}'}</td></tr>"
+        for name, w in costs
+    )
+    return (
+        f"<p>{said}. The share is (W_p2p - W_conv) / (W_central - W_conv), welfare W being minus the cost of "
+        "the run's intervals: 100% is the centralised optimum, 0% no better than the conventional market.</p>"
+        f"<table><tr><th></th><th>cost over the run's intervals (currency; welfare = -cost)</th></tr>{rows}</table>"
+    )
 
 
 def _end_of_run(quiesce: Any) -> str:
