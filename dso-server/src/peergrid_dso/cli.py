@@ -103,13 +103,16 @@ def serve(args: argparse.Namespace) -> int:
     from uvicorn.config import STARTUP_FAILURE
 
     from peergrid_dso.app import create_app
+    from peergrid_dso.logs import log_config
 
+    logs = log_config(args.log_level)  # every line with its time and level (uvicorn applies it as it starts)
     if listener is None:
         uvicorn.run(
-            create_app(settings), host=settings.http.host, port=settings.http.port, log_level=args.log_level
-        )
+            create_app(settings), host=settings.http.host, port=settings.http.port, log_level=args.log_level,
+            log_config=logs,
+        )  # fmt: skip
         return 0
-    server = uvicorn.Server(uvicorn.Config(create_app(settings), log_level=args.log_level))
+    server = uvicorn.Server(uvicorn.Config(create_app(settings), log_level=args.log_level, log_config=logs))
     host, port = listener.getsockname()[:2]  # (uvicorn names no address for sockets it is handed)
     where = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
     logging.getLogger("uvicorn.error").info("serving on http://%s (inherited fd %d)", where, args.listen_fd)
