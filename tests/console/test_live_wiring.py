@@ -257,13 +257,18 @@ def test_the_live_market_rebuilds_rounds_trades_and_costs_from_the_chain(
         json.dumps({"interval": 40, "cost_p2p": -1.0, "cost_conventional": -0.5, "p2p_money": 0.72}) + "\n"
         + json.dumps({"interval": 41, "error": "failed"}) + "\n{half a li",
     )  # fmt: skip
-    replica = SimpleNamespace(store=store, app=SimpleNamespace(state=None))
+    from peergrid_ledger.contracts import market_state
+
+    monkeypatch.setattr(market_state, "reopening", lambda state, t: None)
+    genesis = SimpleNamespace(params=SimpleNamespace(max_rounds=0))
+    replica = SimpleNamespace(store=store, app=SimpleNamespace(state=None, genesis=genesis))
     names = {a.hex(): "mg1", b.hex(): "mg2", c.hex(): "mg3"}
     market = LiveMarket(replica, lambda fn: fn(), names, 0.25, records).report()
     assert market["status"] == "ready" and "MGMC chain" in market["source"]
     (iv,) = market["intervals"]
     assert iv["interval"] == 40 and iv["hours"] == [10.0, 10.25] and iv["rounds"] == 3 and iv["closed"]
     assert iv["converged"]  # round 3 repeats round 2
+    assert iv["round_cap"] is None and iv["reopened_at"] is None  # the genesis sets no cap; never reopened
     by_round = {(p["round"], p["seller"]): p["price"] for p in iv["prices"]}
     assert by_round == {(1, "mg1"): 0.15, (1, "mg2"): 0.2, (2, "mg1"): 0.18, (2, "mg2"): 0.2,
                         (3, "mg1"): 0.18, (3, "mg2"): 0.2}  # fmt: skip
@@ -275,3 +280,43 @@ def test_the_live_market_rebuilds_rounds_trades_and_costs_from_the_chain(
     assert iv["welfare"]["p2p"] == round(-(-1.0 + 0.72), 4) and iv["welfare"]["central"] is None
     pilot = LiveMarket(replica, lambda fn: fn(), names, 0.25, None).report()
     assert pilot["intervals"][0]["cost_p2p"] == {} and "private" in pilot["source"]
+
+
+def test_the_live_market_gives_the_chains_round_cap_and_where_a_reopened_interval_went_on(
+    monkeypatch: Any,
+) -> None:
+    from peergrid_dso.console.live_market import LiveMarket
+    from peergrid_ledger import query
+    from peergrid_ledger.contracts import market_state
+
+    a, c = b"\x0a" * 32, b"\x0c" * 32  # anonyms of mg1 (seller) and mg3 (buyer)
+
+    def tx(kind: str, sender: bytes, **body: Any) -> Any:
+        return SimpleNamespace(kind=kind, sender=sender, body=body)
+
+    # interval 40 closed after the cap's 2 rounds, reopened at round 2 and closed again after 2 more
+    blocks = [
+        [tx("offer", a, interval=40, round=1, price=150, quantity=20_000, clean=True)],
+        [tx("move", a, interval=40, round=2, price=160, quantity=20_000), tx("trade", a, interval=40)],
+        [tx("move", a, interval=40, round=3, price=170, quantity=20_000)],
+        [tx("move", a, interval=40, round=4, price=175, quantity=20_000), tx("trade", a, interval=40)],
+        [tx("offer", a, interval=41, round=1, price=150, quantity=20_000, clean=True)],
+    ]  # fmt: skip
+    store = SimpleNamespace(
+        head_height=lambda: len(blocks), block=lambda h: SimpleNamespace(txs=blocks[h - 1])
+    )
+    trade = {"seller": a, "buyer": c, "price": 175, "quantity": 5_000}
+    monkeypatch.setattr(query, "trades", lambda state, t: [(b"t" * 32, trade)] if t == 40 else [])
+    monkeypatch.setattr(
+        market_state, "reopening", lambda state, t: {"round": 2, "reopens": 1} if t == 40 else None
+    )
+    genesis = SimpleNamespace(params=SimpleNamespace(max_rounds=2))
+    replica = SimpleNamespace(store=store, app=SimpleNamespace(state=None, genesis=genesis))
+    names = {a.hex(): "mg1", c.hex(): "mg3"}
+    reopened, still_open = LiveMarket(replica, lambda fn: fn(), names, 0.25).report()["intervals"]
+    assert (reopened["rounds"], reopened["round_cap"], reopened["reopened_at"]) == (4, 2, 2)
+    assert (
+        not reopened["converged"] and reopened["closed"]
+    )  # prices still moved in round 4: the cap stopped it
+    assert (still_open["rounds"], still_open["round_cap"], still_open["reopened_at"]) == (1, 2, None)
+    assert not still_open["closed"] and still_open["trades"] == []

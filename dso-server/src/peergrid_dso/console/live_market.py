@@ -3,8 +3,11 @@
 Promises: `LiveMarket.report()` returns the market view's JSON (the same shape as the lab simulation's,
 `console.market`): per trading interval the sellers' price in every bargaining round (from the final `offer`
 and `move` transactions in the DSO's MGMC-chain replica, which follows the chain without voting), the agreed
-trades and their settlement (from the chain state the market contract wrote), and - when the lab gives the
-MGMCs' interval records (`mgmc_records`) - each MG's cost under P2P and under the conventional market; in
+trades and their settlement (from the chain state the market contract wrote), the rounds cap of one bargaining
+(`round_cap`: the MGMC genesis' `max_rounds`, None when it sets none) and the round the last re-bargaining of a
+reopened interval numbers on from (`reopened_at`, None when never reopened), so the view can tell a bargaining
+stopped at the cap from one still moving; and - when the lab gives the MGMCs' interval records
+(`mgmc_records`) - each MG's cost under P2P and under the conventional market; in
 the pilot those stay private to the MGMCs and the view says so. Anonyms are shown by the MG names the DSO
 enrolled them under. Reads only: blocks from the store (any thread), state through `call` (the node's loop).
 Blocks are scanned once, incrementally.
@@ -62,9 +65,9 @@ class LiveMarket:
                 return self._cache[1]
             self._scan(store, head)
             intervals = sorted(self._positions)
-            trades = self.call(lambda: self._trades(intervals))
+            trades, reopened = self.call(lambda: (self._trades(intervals), self._reopened_at(intervals)))
             costs = self._costs()
-            out = [self._interval(t, trades.get(t, []), costs.get(t, {})) for t in intervals]
+            out = [self._interval(t, trades.get(t, []), costs.get(t, {}), reopened.get(t)) for t in intervals]
         source = f"live: the DSO's replica of the MGMC chain (height {head})"
         if self.mgmc_records is None:
             source += "; MG costs stay private to the MGMCs"
@@ -83,6 +86,13 @@ class LiveMarket:
 
         state = self.replica.app.state
         return {t: [rec for _, rec in query.trades(state, t)] for t in intervals if t in self._closed}
+
+    def _reopened_at(self, intervals: list[int]) -> dict[int, int]:
+        """On the node's loop: for each reopened interval, the round its last re-bargaining numbers on from."""
+        from peergrid_ledger.contracts.market_state import reopening
+
+        state = self.replica.app.state
+        return {t: int(done["round"]) for t in intervals if (done := reopening(state, t)) is not None}
 
     def _costs(self) -> dict[int, dict[str, dict[str, float]]]:
         out: dict[int, dict[str, dict[str, float]]] = {}
@@ -104,7 +114,11 @@ class LiveMarket:
         return out
 
     def _interval(
-        self, t: int, trades: list[dict[str, Any]], costs: dict[str, dict[str, float]]
+        self,
+        t: int,
+        trades: list[dict[str, Any]],
+        costs: dict[str, dict[str, float]],
+        reopened_at: int | None,
     ) -> dict[str, Any]:
         sellers = self._positions.get(t, {})
         rounds = max((r for by_round in sellers.values() for r in by_round), default=0)
@@ -139,6 +153,8 @@ class LiveMarket:
             "rounds": rounds,
             "converged": converged,
             "closed": t in self._closed,
+            "round_cap": self.replica.app.genesis.params.max_rounds or None,  # 0: the chain sets no cap
+            "reopened_at": reopened_at,
             "prices": prices,
             "trades": agreed,
             "settlements": settlements,
