@@ -245,6 +245,11 @@ class Book:
         # member's config) decides whether ρ follows a fee's drift (`follow_fee`)
         self.fee = fee
         self.fee_rho_min = min(nano(cfg.fee_rho_min), self.rho_min)  # a config's ρ below it: never below that
+        # the imbalance (kWh) when a fee's drift first took ρ below the config's (`follow_fee`); None until it
+        # does. The value stop waits for half of it (`lowered`). Not on the chain: a book rebuilt from it
+        # (dayahead_rejoin, dayahead_restart) has None, so its MG may say settled before the rest, whose
+        # verdicts the close still needs
+        self.drift_from: float | None = None
         self.iterations = 0  # the ADMM iterations after the first responses (iteration 0)
         self.primal = self.dual = math.inf
         self.q_wh: list[tuple[int, ...]] = []
@@ -347,20 +352,31 @@ class Book:
         the fee also halved ρ while the book was still converging and took a 4-MG rules day from 33 to 79
         iterations; with an MG trading more, or the imbalance over the moves, this is no drift. Once the
         drift has run out the imbalance left dominates and ρ returns to the config's, where the value stop
-        is taken (`lowered`)."""
+        is taken once the imbalance is back under half what it was when ρ first halved (`lowered`)."""
         if self.primal > 10 * self.dual:
             self.rho = max(self.rho, min(rho_bounds(self.rho)[1], self.rho_min))
         elif trading_less and self.primal <= self.dual:
-            self.rho = max(rho_bounds(self.rho)[0], min(self.rho, self.fee_rho_min))
+            rho = max(rho_bounds(self.rho)[0], min(self.rho, self.fee_rho_min))
+            if rho < self.rho and self.drift_from is None:
+                self.drift_from = self.primal
+            self.rho = rho
 
     @property
     def lowered(self) -> bool:
-        """Whether ρ is below the config's (`follow_fee`, a fee day's drift): no MG says settled then (the
-        value stop waits for ρ back at the config's). Its steps are the drift's, up to 8× a step at the config's
-        ρ, and the imbalance they leave is priced out up to 8× slower: taken there, test_ctl_fee_scenario's
-        midday day stopped after 39 iterations with 0.31 of its fee-0 gain of 103.02 unmatched (102.71); waiting,
-        after 45 with 0.02 (103.00)."""
-        return self.rho < self.rho_min
+        """Whether a fee's drift still holds the book (`follow_fee`): ρ below the config's, or, once a drift
+        took it there, the imbalance over half what it was when ρ first halved (`drift_from`) and over what
+        rounding every answer to the Wh can make. No MG says settled then: the value stop waits.
+        Below the config's ρ the steps are the drift's, up to 8× a step at the config's ρ, and the imbalance
+        they leave is priced out up to 8× slower: taken there, test_ctl_fee_scenario's midday day stopped
+        after 39 iterations with 0.31 of its fee-0 gain of 103.02 unmatched (102.71); waiting, after 45 with
+        0.02 (103.00). The drift can also leave more imbalance than it found (case136ma-30mg at one tick: ρ/8
+        for 120 iterations while the imbalance grew to 12.7 kWh): taken as soon as ρ was back, the value stop
+        left 0.78 kWh unmatched after 213 iterations (share of the central gain 0.99960, 0.99994 before the
+        rule); waiting for half the imbalance ρ first halved on, the kWh stop after 225 (0.99995)."""
+        if self.rho < self.rho_min:
+            return True
+        rounding = self.members / 2 / 1000  # what rounding every answer to the Wh alone leaves (`advance`)
+        return self.drift_from is not None and self.primal > max(self.drift_from / 2, rounding)
 
 
 class CleanRecorder(ExchangeRecorder, Protocol):
