@@ -322,8 +322,9 @@ class Exchange(Book):
         residuals are within `tolerance` (kWh) beyond what rounding every MG's answer to the Wh can make.
         Then each MG's verdict on it (`settled`, with its own spread; with an exchange fee a move that only
         unwinds its position at its own margin: exchange_fee.Margins; in the last phase never while its position
-        loses against the DSO at the closing ticks, `Margins.loses`; never while a fee's drift holds ρ below the
-        config's, `Book.lowered`), and the value stop if every one is."""
+        loses against the DSO at the closing ticks, `Margins.loses`; never while a fee's drift holds the book, ρ
+        below the config's or the imbalance over half what it was when ρ first halved, `Book.lowered`), and
+        the value stop if every one is."""
         cfg = self.cfg
         answered_at, before = self.price_floats, self.q
         answers = self._answers(models, self.iterations + 1)

@@ -285,9 +285,9 @@ def stop_at(agent: DayAheadAgent, k: int, until: int, relaxed: bool) -> str:
 def judge(agent: DayAheadAgent, moves: list[list[float]], tolerance: float) -> None:
     """This MG's verdict on the iteration just stepped (`dayexchange.settled`: the public moves and
     imbalance ratios of the book, its own spread and position; or it alone within the kWh stop's
-    `tolerance`, as `Exchange.step` judges it; never while a fee's drift holds ρ below the config's,
-    `Book.lowered`), and its judgement of its own rules there (`SessionRules.judge`), to post with its next
-    position."""
+    `tolerance`, as `Exchange.step` judges it; never while a fee's drift holds the book, ρ below the config's
+    or the imbalance over half what it was when ρ first halved, `Book.lowered`), and its judgement of its own
+    rules there (`SessionRules.judge`), to post with its next position."""
     book = agent.book
     assert book is not None
     me = agent.members.index(agent.key.public)
