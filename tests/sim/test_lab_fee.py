@@ -5,9 +5,9 @@ run with it; and the report's fee path (`report_fee`, through `report_uplift.upl
 settle in a real store: each member's collection beside its fee due on its cleared Wh, a fee left as a debt, the
 fund paying the make-whole and refunding above its cap, the settle's own balance moves and the whole chain's
 replay (trades - fee + credit + refund) - and a figure tampered with is said, not passed. The lab's own day with a
-fee runs end to end in tests/sim/test_m3_lab_fee_day.py at the suite's 65-s lead: since ρ follows the fee's drift
-(M3) its session closes after 39 iterations, 16.5-20.0 s of the stage (135 iterations and 58-69 s before, which
-needed a 100-s lead; docs/closed-loop.md)."""
+fee runs end to end in tests/sim/test_m3_lab_fee_day.py: since ρ follows the fee's drift (M3) its session closes
+after 39 iterations, 16.5-20.0 s of the stage alone (135 iterations and 58-69 s before); the suite runs it at a
+100-s lead, beside another lab (docs/closed-loop.md)."""
 
 from __future__ import annotations
 
