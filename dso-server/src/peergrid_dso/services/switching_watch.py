@@ -240,6 +240,9 @@ class RelayWatch:
             self.follow_plans()
             if found is not None and not self.on_chain(found):  # a change: read once more before it counts
                 found = await asyncio.to_thread(self.read, topology)
+                if self.plans_at_read != self.plans_judged:  # a plan or an adoption between the two reads:
+                    self.follow_plans()  # the first read is from before it, not read twice with the later
+                    first = None
         except Exception:  # a read must never stop the node: the next interval reads again
             log.exception("reading the relays between plans failed")
             return None
