@@ -34,6 +34,7 @@ def checkpoints(draw: st.DrawFn) -> Checkpoint:
         prices=draw(st.tuples(*[st.integers(-(10**13), 10**13)] * n)),
         rho=draw(st.integers(1, 10**13)),
         before=tuple(draw(row) for _ in range(members)) if iteration > 0 else (),
+        drift_from=draw(st.none() | st.floats(0, 1e6, allow_nan=False)),
     )
 
 
@@ -69,6 +70,8 @@ def test_no_file_is_no_checkpoint(tmp_path: Path) -> None:
         (lambda d: json.dumps({**d, "rho": 0}), "rho 0"),
         (lambda d: json.dumps({k: v for k, v in d.items() if k != "commitment"}), "'commitment'"),
         (lambda d: json.dumps({**d, "before": [[1, 2], [3]]}), "rows [2, 1]"),
+        (lambda d: json.dumps({**d, "drift_from": -0.5}), "drift_from -0.5 below 0"),
+        (lambda d: json.dumps({**d, "drift_from": "1"}), "is not a finite number"),
     ],
 )
 def test_a_damaged_checkpoint_is_an_error_naming_the_file(tmp_path: Path, change, says: str) -> None:  # type: ignore[no-untyped-def]

@@ -458,3 +458,22 @@ def test_the_labs_midday_with_a_fee_is_allocates_to_the_nano_and_the_wh(tmp_path
     ledger, keys_ = free_chain(tmp_path, scenario, fee)
     outcomes = run_session(ledger, keys_, scenario, config=VALUE, timeout_s=10.0, phases=True)
     assert against_unrestarted(outcomes, scenario, dataclasses.replace(VALUE, exchange_fee=fee)) == (0, 0)
+
+
+def test_a_member_restarted_while_the_fees_drift_holds_the_book_keeps_what_its_verdict_waits_for(
+    tmp_path: Path,
+) -> None:
+    """R35-9: the imbalance at which the fee's drift first lowered ρ (`Book.drift_from`, what `Book.lowered` waits
+    on once ρ is back) is not on the chain: the checkpoint keeps it, and the restarted member stops with the
+    others, at `allocate`'s iterations (the lab's midday day, its ρ lowered before the member dies at post 30)."""
+    fee = 10**6
+    scenario = window(load_scenario(IEEE33), 36, 44)
+    ledger, keys_ = free_chain(tmp_path, scenario, fee)
+    _, member = roles(keys_)
+    kept = tmp_path / "checkpoint.json"
+    made = {member: dies_at(30, True, 0.0, kept)}
+    outcomes = run_session(ledger, keys_, scenario, make=made, config=VALUE, timeout_s=10.0, phases=True)
+    saved = json.loads(kept.read_text())
+    assert saved["drift_from"] is not None and saved["drift_from"] > 0  # lowered before its death, and kept
+    wh, _ = against_unrestarted(outcomes, scenario, dataclasses.replace(VALUE, exchange_fee=fee))
+    assert wh <= 500  # the same stop after the same iterations; the Wh as the restart test above allows

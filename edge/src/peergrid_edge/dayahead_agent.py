@@ -355,6 +355,7 @@ class DayAheadAgent:
                 self.relaxed, self.final_from,
                 self.commitment if self.switch is None else (self.switch,), tuple(book.prices), book.rho,
                 tuple(book.q_wh) if k > 0 else (), self.rules.snapshot(), self.kwh, self.redecided, self.margins,
+                book.drift_from,
             ))  # fmt: skip
         judged = self._judged()
         clean = declares_clean(self.mg) if self.clean else None

@@ -136,6 +136,9 @@ async def resume(
     agent.rejoined = True
     book = agent.book = Book(agent.cfg, saved.prices, len(agent.members), agent.fee)
     book.rho = saved.rho
+    book.drift_from = (
+        saved.drift_from
+    )  # with a fee: what its verdict waits for once ρ is back (not on the chain)
     if saved.before:
         book.take(saved.before)
         book.iterations = j - 1

@@ -6,7 +6,9 @@ it posts, its phase (relaxed or final, the final phase's first iteration, its ge
 public book the answer was made against (prices, ρ, every member's positions of the iteration before) and
 its owner rules' state (its bans and fees, the coordination, its pending judgement, the kWh stop pending),
 on a clean session how many re-decision runs are done (`redecided`), and with an exchange fee its own
-marginal values at its answers of the last two steps (`margins`, what its next verdict values its move by).
+marginal values at its answers of the last two steps (`margins`, what its next verdict values its move by)
+and the imbalance at which the fee's drift first lowered ρ (`drift_from`: its verdict waits on it,
+`Book.lowered`).
 `load(path, session)` returns it, or None when there is none or it is another session's;
 `CheckpointError` when the file is unreadable or malformed: never a guess. The caller checks a checkpoint
 against the chain (`dayahead_restart.resume`): one whose post the chain holds otherwise is stale, not used.
@@ -52,6 +54,10 @@ class Checkpoint:
     # with an exchange fee: its own marginal values (currency per kWh) at its answers of the step before and of
     # this one (`DayAheadAgent.margins`; an entry None where a solve gave none); None: none yet (or older ones)
     margins: tuple[tuple[float, ...] | None, tuple[float, ...] | None] | None = None
+    # with an exchange fee: the imbalance (kWh) of the iteration the fee's drift first took ρ below the config's
+    # (`Book.drift_from`): not on the chain, and without it a restarted MG would say settled before the others
+    # (R35-9); None: ρ never lowered (or older ones)
+    drift_from: float | None = None
 
 
 def save(path: Path, checkpoint: Checkpoint) -> None:
@@ -96,6 +102,9 @@ def _checked(doc: dict[str, Any]) -> Checkpoint:
     iteration, final_from, rho = _int(doc["iteration"]), _int(doc["final_from"]), _int(doc["rho"])
     redecided = _int(doc.get("redecided", 0))
     margins = _margins(doc.get("margins"), n)
+    drift_from = doc.get("drift_from")
+    if drift_from is not None and _number(drift_from) < 0:
+        raise ValueError(f"drift_from {drift_from} below 0")
     if iteration < 0 or rho < 1 or final_from < 1 or bool(before) != (iteration > 0) or redecided < 0:
         raise ValueError(
             f"iteration {iteration}, rho {rho}, final_from {final_from}, {len(before)} rows before, "
@@ -104,6 +113,7 @@ def _checked(doc: dict[str, Any]) -> Checkpoint:
     return Checkpoint(
         doc["session"], iteration, own, posted, _bool(doc["settled"]), _bool(doc["relaxed"]), final_from,
         commitment, _ints(doc["prices"]), rho, before, rules, _bool(doc.get("kwh", False)), redecided, margins,
+        None if drift_from is None else float(drift_from),
     )  # fmt: skip
 
 
