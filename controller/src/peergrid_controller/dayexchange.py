@@ -251,6 +251,7 @@ class Book:
         # verdicts the close still needs
         self.drift_from: float | None = None
         self.iterations = 0  # the ADMM iterations after the first responses (iteration 0)
+        self.stop_primal = 0.0  # the last `advance`'s kWh stop on the imbalance (its tolerance and rounding)
         self.primal = self.dual = math.inf
         self.q_wh: list[tuple[int, ...]] = []
         self.q: list[tuple[float, ...]] = []  # the same positions in kWh
@@ -300,7 +301,8 @@ class Book:
         # makes is no residual (100 MGs left 24 Wh of imbalance and never stopped at 10; a 100-MG rules day
         # stopped at the cap with moves of 10.1 Wh)
         rounding = len(positions_wh) / 2 / 1000
-        converged = self.primal <= tolerance + rounding and self.dual <= tolerance + 0.001
+        self.stop_primal = tolerance + rounding  # the kWh stop's imbalance: `lowered` never waits for less
+        converged = self.primal <= self.stop_primal and self.dual <= tolerance + 0.001
         if not converged and cfg.adapt_every and self.iterations % cfg.adapt_every == 0:
             self.balance_rho()
         elif not converged and self.fee:
@@ -357,7 +359,8 @@ class Book:
             self.rho = max(self.rho, min(rho_bounds(self.rho)[1], self.rho_min))
         elif trading_less and self.primal <= self.dual:
             rho = max(rho_bounds(self.rho)[0], min(self.rho, self.fee_rho_min))
-            if rho < self.rho and self.drift_from is None:
+            # the first halving below the config's (one from above it, where balancing raised ρ, is not a drift)
+            if rho < self.rho_min and self.drift_from is None:
                 self.drift_from = self.primal
             self.rho = rho
 
@@ -375,8 +378,9 @@ class Book:
         rule); waiting for half the imbalance ρ first halved on, the kWh stop after 225 (0.99995)."""
         if self.rho < self.rho_min:
             return True
-        rounding = self.members / 2 / 1000  # what rounding every answer to the Wh alone leaves (`advance`)
-        return self.drift_from is not None and self.primal > max(self.drift_from / 2, rounding)
+        # never for less than the kWh stop's own imbalance: a drift that began on a balanced book (drift_from
+        # near 0) would otherwise leave the value stop only within what rounding alone leaves (R36)
+        return self.drift_from is not None and self.primal > max(self.drift_from / 2, self.stop_primal)
 
 
 class CleanRecorder(ExchangeRecorder, Protocol):
