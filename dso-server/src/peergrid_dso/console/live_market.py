@@ -55,6 +55,10 @@ class LiveMarket:
                     rounds[r] = (body["price"] / 1000, body["quantity"] / 1000)
                 elif tx.kind == "trade":
                     self._closed.add(int(body["interval"]))
+                elif (
+                    tx.kind == "market.reopen"
+                ):  # bargaining again: its trades superseded until a trade closes it
+                    self._closed.discard(int(body["interval"]))
             self._scanned = height
 
     def report(self) -> dict[str, Any]:
