@@ -26,7 +26,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from peergrid_dso.logs import JournalPriority, journal_stream
+from peergrid_dso.logs import JournalPriority, journal_stream, log_config
 from peergrid_ledger.tied import tied_popen
 
 PEERGRID_DSO = Path(sys.executable).parent / "peergrid-dso"
@@ -140,3 +140,25 @@ def test_a_stream_is_the_journals_only_where_journal_stream_names_it(
         assert not journal_stream(stream)
         monkeypatch.setenv("INVOCATION_ID", "0123456789abcdef")  # a unit, its stderr not the journal's
         assert not journal_stream(stream)
+
+
+def test_on_the_journals_stream_every_line_of_a_traceback_carries_the_priority(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # journald takes each line of its stream as an entry: a traceback's lines without the prefix were info
+    with (tmp_path / "err").open("w") as err:
+        st = os.fstat(err.fileno())
+        monkeypatch.setenv("JOURNAL_STREAM", f"{st.st_dev}:{st.st_ino}")
+        monkeypatch.setattr(sys, "stderr", err)
+        line = log_config("info")["formatters"]["line"]
+    formatter = line["()"](line["fmt"])
+    try:
+        raise ValueError("boom")
+    except ValueError:
+        record = logging.LogRecord(
+            "peergrid_dso.r36", logging.ERROR, __file__, 1, "it failed", None, sys.exc_info()
+        )
+    assert JournalPriority().filter(record)
+    lines = formatter.format(record).splitlines()
+    assert lines[0] == "<3>peergrid_dso.r36 ERROR it failed" and len(lines) > 2, lines
+    assert all(s.startswith("<3>") for s in lines), lines

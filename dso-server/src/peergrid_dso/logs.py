@@ -43,6 +43,14 @@ def journal_stream(stream: TextIO) -> bool:
     return named == f"{st.st_dev}:{st.st_ino}"
 
 
+class JournalLines(logging.Formatter):
+    """Every line of a record opens with its priority, a traceback's too: journald takes each line of the
+    stream as an entry of its own, so a `log.exception`'s trace would otherwise be told at info."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        return super().format(record).replace("\n", f"\n<{getattr(record, 'priority', DEBUG_PRIORITY)}>")
+
+
 class JournalPriority(logging.Filter):
     """Gives each record its syslog priority (`record.priority`) for the journal's line prefix."""
 
@@ -74,5 +82,6 @@ def log_config(level: str) -> dict[str, Any]:
     }
     if journal:
         doc["filters"] = {"priority": {"()": JournalPriority}}
+        doc["formatters"]["line"] = {"()": JournalLines, "fmt": FOR_JOURNAL}
         handler["filters"] = ["priority"]
     return doc
