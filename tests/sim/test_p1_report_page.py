@@ -84,6 +84,11 @@ def test_welfare_is_shown_as_costs_and_the_share_of_the_achievable_gain() -> Non
     )
     assert share_of_gain(-2.0, -2.0, -1.0) == 0.0 and share_of_gain(-1.0, -2.0, -1.0) == 1.0
     assert share_of_gain(-1.0, -2.0, None) is None and share_of_gain(-1.0, -2.0, -2.0) is None
+    # an optimum within an LP's tolerance of the conventional market, or worse than it: no share (R36)
+    assert (
+        share_of_gain(-440.0, -441.85, -441.8499995) is None
+        and share_of_gain(-441.0, -441.85, -441.86) is None
+    )
     text = _text(html(_doc()))  # a report.json from before `share_of_gain`: the page works it out
     assert "captured 88.5% of the achievable gain" in text
     assert "P2P market 481.30 conventional market 846.24 centralised optimum 433.82" in text

@@ -162,8 +162,10 @@ td,th{{border:1px solid #ccc;padding:2px 6px;font-size:13px}}</style></head><bod
 def share_of_gain(p2p: float, conventional: float, central: float | None) -> float | None:
     """The share of the achievable gain the market captured, as the bench reports it:
     (W_p2p - W_conv) / (W_central - W_conv); 1 is the centralised optimum, 0 no better than the conventional
-    market. None without a centralised optimum or where it gains nothing over the conventional market."""
-    if central is None or abs(central - conventional) < 1e-9:
+    market. None without a centralised optimum or where it gains nothing over the conventional market: no more
+    than the bench's 1e-6 or a millionth of the conventional cost (the optimum is an LP's, within its tolerance),
+    or less (an optimum worse than the conventional market is no optimum to share against)."""
+    if central is None or central - conventional <= max(1e-6, 1e-6 * abs(conventional)):
         return None
     return (p2p - conventional) / (central - conventional)
 
