@@ -197,3 +197,14 @@ def test_told_of_a_plan_whose_rollback_failed_the_watch_records_no_agreement_fro
     assert words.last_word() == "switching_result p1", words.said  # read open once: nothing recorded
     check(watch, topology)
     assert words.last_word() == "relay watch, not adopted: s7 open (held closed)"
+
+
+def test_the_telling_recorder_copies_without_recursing_and_passes_the_rest_on() -> None:
+    # R36-4: copy and pickle ask a new instance, whose fields are not set, for dunders: without the guard its
+    # __getattr__ asked the recorder it did not have yet, without end
+    import copy
+
+    inner = SimpleNamespace(plan=lambda plan: ("planned", plan))
+    telling = RecorderTellingWatch(inner, SimpleNamespace())  # type: ignore[arg-type]
+    assert copy.copy(telling).recorder is inner
+    assert telling.plan("p1") == ("planned", "p1")  # anything not its own: the recorder's

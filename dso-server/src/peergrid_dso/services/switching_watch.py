@@ -370,6 +370,10 @@ class RecorderTellingWatch:
     watch: RelayWatch
 
     def __getattr__(self, name: str) -> Any:  # plan, step, adjustment, enrol, submitted, ...
+        # not a dunder nor its own field: copy and pickle look those up on an instance whose fields are not
+        # set yet, and asking the recorder for them would recurse without end (R36-4)
+        if name.startswith("__") or name in ("recorder", "watch"):
+            raise AttributeError(name)
         return getattr(self.recorder, name)
 
     def result(self, plan: Any, steps: list[Any]) -> None:
