@@ -347,7 +347,9 @@ def main(argv: list[str] | None = None) -> int:
                 for line in bed.loop.poll(bed):
                     print(line, flush=True)
                     print(bed.loop.progress_bar(), flush=True)
-                traded = None if args.intervals is not None or told_traded else bed.loop.day_traded()
+                # left running (no --intervals, no --duration): it says once that the trading is over
+                idle = args.intervals is None and args.duration is None and not told_traded
+                traded = bed.loop.day_traded() if idle else None
                 if traded is not None:
                     print(f"testbed: {traded}", flush=True)
                     told_traded = True
