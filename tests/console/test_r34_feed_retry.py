@@ -31,6 +31,22 @@ pytestmark = [
     pytest.mark.xdist_group("console-browser"),
 ]
 WAIT_MS = 30_000  # a bound against hanging, not a figure tested
+
+
+def fails_then_serves(failures: int, asked: list[str]) -> Any:
+    """The events route as a proxy in front of it answers: 503 the first `failures` times, then the server's
+    own stream; each request's URL appended to `asked`."""
+
+    def events(route: Any) -> None:
+        asked.append(route.request.url)
+        if len(asked) <= failures:
+            route.fulfill(status=503, body="busy")
+        else:
+            route.continue_()
+
+    return events
+
+
 # every text the toast shows, in `window.toasts` (one element, whose text each toast replaces), and each state the
 # header's live-feed line takes, in `window.feedStates` (one per change: its text, count and visibility together)
 RECORD_NOTICES = """document.addEventListener("DOMContentLoaded", () => {
@@ -60,15 +76,7 @@ def test_a_feed_a_5xx_closed_is_opened_again_with_the_views_listeners(browser: A
         page.on("pageerror", lambda e: errors.append(str(e)))
         page.add_init_script(RECORD_FEEDS)
         asked: list[str] = []
-
-        def events(route: Any) -> None:  # the first answer a proxy's 503, then the server's own stream
-            asked.append(route.request.url)
-            if len(asked) == 1:
-                route.fulfill(status=503, body="busy")
-            else:
-                route.continue_()
-
-        page.route("**/console/api/events", events)
+        page.route("**/console/api/events", fails_then_serves(1, asked))  # one proxy's 503, then the stream
         paused_login(page, served.url, "olga")
         page.wait_for_selector("svg.oneline")  # the feeder view
         page.wait_for_function("() => window.sources.length === 1 && window.sources[0].readyState === 2")
@@ -127,15 +135,7 @@ def test_a_route_failing_across_retries_is_told_once_and_its_recovery_too(
         page.add_init_script(RECORD_FEEDS)
         page.add_init_script(RECORD_NOTICES)
         asked: list[str] = []
-
-        def events(route: Any) -> None:  # a proxy's 503 `failures` times, then the server's own stream
-            asked.append(route.request.url)
-            if len(asked) <= failures:
-                route.fulfill(status=503, body="busy")
-            else:
-                route.continue_()
-
-        page.route("**/console/api/events", events)
+        page.route("**/console/api/events", fails_then_serves(failures, asked))
         paused_login(page, served.url, "olga")
         page.wait_for_selector("svg.oneline")  # the feeder view
         for opened in range(1, failures + 1):  # the clock moved until the retry's timer (set once the probe
