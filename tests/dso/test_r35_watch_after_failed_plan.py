@@ -5,8 +5,6 @@ at once, from a check whose two reads both found a relay off."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 from peergrid_dso.services.switching import (
     RelayError,
     RelayOperation,
@@ -16,7 +14,7 @@ from peergrid_dso.services.switching import (
 
 from .test_h5_relay_watch import check
 from .test_h9_relay_watch_unsettled import watched
-from .test_switching import BASE
+from .test_switching import BASE, Clock
 
 
 class NoRecorder:
@@ -25,17 +23,6 @@ class NoRecorder:
     def step(self, plan: object, index: int, step: object) -> None: ...
 
     def result(self, plan: object, steps: object) -> None: ...
-
-
-@dataclass
-class Clock:
-    now: float = 0.0
-
-    def __call__(self) -> float:
-        return self.now
-
-    def sleep(self, s: float) -> None:
-        self.now += s
 
 
 def test_a_plan_whose_rollback_failed_is_not_followed_by_a_record_that_every_relay_agrees() -> None:

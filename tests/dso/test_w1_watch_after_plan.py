@@ -27,7 +27,7 @@ from peergrid_dso.services.switching_watch import RecorderTellingWatch, RelayWat
 
 from .test_h5_relay_watch import check
 from .test_h9_relay_watch_unsettled import Moving
-from .test_switching import BASE, dso_chain
+from .test_switching import BASE, Clock, dso_chain
 
 OTHER = (7, 33, 34, 35, 36)  # tie 37 closed, 7 open: 36 is held open here too
 CLOSED_36 = "relay watch, not adopted: s36 closed (held open)"
@@ -56,17 +56,6 @@ class Words:
     def last_word(self) -> str:
         """The chain's last record about the relays: a watch action, or a plan's result."""
         return next(w for w in reversed(self.said) if not w.startswith(("switching_plan", "switching_step")))
-
-
-@dataclass
-class Clock:
-    now: float = 0.0
-
-    def __call__(self) -> float:
-        return self.now
-
-    def sleep(self, s: float) -> None:
-        self.now += s
 
 
 def node(told: bool = True) -> tuple[Moving, SimpleNamespace, Words, RelayWatch, SwitchingExecutor]:
