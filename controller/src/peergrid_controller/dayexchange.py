@@ -246,9 +246,9 @@ class Book:
         self.fee = fee
         self.fee_rho_min = min(nano(cfg.fee_rho_min), self.rho_min)  # a config's ρ below it: never below that
         # the imbalance (kWh) when a fee's drift first took ρ below the config's (`follow_fee`); None until it
-        # does. The value stop waits for half of it (`lowered`). Not on the chain: a book rebuilt from it
-        # (dayahead_rejoin, dayahead_restart) has None, so its MG may say settled before the rest, whose
-        # verdicts the close still needs
+        # does. The value stop waits for half of it (`lowered`). Not on the chain: an MGMC's restart takes it
+        # from its checkpoint (dayahead_restart), but a book rebuilt from the chain alone (dayahead_rejoin) has
+        # None, so its MG may say settled before the rest, whose verdicts the close still needs
         self.drift_from: float | None = None
         self.iterations = 0  # the ADMM iterations after the first responses (iteration 0)
         self.stop_primal = 0.0  # the last `advance`'s kWh stop on the imbalance (its tolerance and rounding)
@@ -367,8 +367,8 @@ class Book:
     @property
     def lowered(self) -> bool:
         """Whether a fee's drift still holds the book (`follow_fee`): ρ below the config's, or, once a drift
-        took it there, the imbalance over half what it was when ρ first halved (`drift_from`) and over what
-        rounding every answer to the Wh can make. No MG says settled then: the value stop waits.
+        took it there, the imbalance over half what it was when ρ first halved (`drift_from`) and over the kWh
+        stop's own (`stop_primal`). No MG says settled then: the value stop waits.
         Below the config's ρ the steps are the drift's, up to 8× a step at the config's ρ, and the imbalance
         they leave is priced out up to 8× slower: taken there, test_ctl_fee_scenario's midday day stopped
         after 39 iterations with 0.31 of its fee-0 gain of 103.02 unmatched (102.71); waiting, after 45 with
