@@ -29,7 +29,8 @@ import yaml
 from peergrid_dso.logs import JournalPriority, journal_stream, log_config
 from peergrid_ledger.tied import tied_popen
 
-PEERGRID_DSO = Path(sys.executable).parent / "peergrid-dso"
+from .test_s1_serve_listen_fd import serve_argv
+
 TIME = r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3}"
 REFUSED = (
     "peergrid_dso.security WARNING refused bad_login: POST /console/api/login: wrong user name or password"
@@ -69,16 +70,7 @@ def _serve_and_refuse_a_login(tmp_path: Path, journal: bool) -> list[str]:
         if journal:
             st = os.fstat(out.fileno())
             env["JOURNAL_STREAM"] = f"{st.st_dev}:{st.st_ino}"
-        argv = [
-            str(PEERGRID_DSO),
-            "serve",
-            "--config",
-            str(config),
-            "--listen-fd",
-            str(fd),
-            "--log-level",
-            "info",
-        ]
+        argv = serve_argv(config, fd)
         server = tied_popen(argv, pass_fds=(fd,), stdout=out, stderr=subprocess.STDOUT, env=env)
     try:
         _refused_login(port, time.monotonic() + 120)

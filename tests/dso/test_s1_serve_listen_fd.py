@@ -42,6 +42,20 @@ def _config(tmp_path: Path, http_port: int, broker_port: int = 9) -> Path:
     return path
 
 
+def serve_argv(config: Path, fd: int) -> list[str]:
+    """`peergrid-dso serve` with `config` on the inherited listening socket `fd`, logging at info."""
+    return [
+        str(PEERGRID_DSO),
+        "serve",
+        "--config",
+        str(config),
+        "--listen-fd",
+        str(fd),
+        "--log-level",
+        "info",
+    ]
+
+
 def _closed_fd() -> int:
     fd = os.open(os.devnull, os.O_RDONLY)
     os.close(fd)  # the lowest free number: nothing else opens it between here and the check (one thread)
@@ -134,16 +148,7 @@ def test_serve_answers_on_the_inherited_socket_and_binds_no_config_port(
     config = _config(tmp_path, held_port)  # bound by uvicorn, this would fail: address in use
     with socket.create_server(("127.0.0.1", 0)) as listener:
         port, fd = int(listener.getsockname()[1]), listener.fileno()
-        argv = [
-            str(PEERGRID_DSO),
-            "serve",
-            "--config",
-            str(config),
-            "--listen-fd",
-            str(fd),
-            "--log-level",
-            "info",
-        ]
+        argv = serve_argv(config, fd)
         log = tmp_path / "dso.log"
         with log.open("wb") as out:
             server = tied_popen(argv, pass_fds=(fd,), stdout=out, stderr=subprocess.STDOUT)
