@@ -102,3 +102,14 @@ def paused_login(page: Any, url: str, user: str) -> None:
     page.fill("#password", PASSWORD)
     page.click("#login-button")
     page.wait_for_selector("#tabs:not([hidden])")
+
+
+def watched_page(browser: Any, *scripts: str) -> tuple[Any, list[str]]:
+    """A new page of its own context that collects its uncaught errors (the list returned; a test asserts it
+    empty) and runs `scripts` (e.g. RECORD_FEEDS) before each document's own."""
+    page = browser.new_context().new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    for script in scripts:
+        page.add_init_script(script)
+    return page, errors

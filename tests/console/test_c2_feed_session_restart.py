@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 
-from console.helpers import CHROMIUM, PASSWORD, RECORD_FEEDS, ServedLab, chromium, paused_login
+from console.helpers import CHROMIUM, PASSWORD, RECORD_FEEDS, ServedLab, chromium, paused_login, watched_page
 from peergrid_dso.auth.http import COOKIE
 from peergrid_dso.auth.store import ConsoleDb, console_db_path, sid_hash
 
@@ -57,10 +57,7 @@ def test_a_view_whose_session_a_server_restart_lost_ends_on_the_login_screen(
     browser: Any, users_file: Path, tab: str, shown: str
 ) -> None:
     with ServedLab(users_file) as first:  # the page outlives it
-        page = browser.new_context().new_page()
-        errors: list[str] = []
-        page.on("pageerror", lambda e: errors.append(str(e)))
-        page.add_init_script(RECORD_FEEDS)  # every feed the page opens, the view's last
+        page, errors = watched_page(browser, RECORD_FEEDS)  # every feed the page opens, the view's last
         paused_login(page, first.url, "olga")
         page.evaluate(f"location.hash = '#{tab}'")
         page.wait_for_selector(shown)

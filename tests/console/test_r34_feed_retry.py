@@ -22,7 +22,7 @@ from typing import Any
 
 import pytest
 
-from console.helpers import CHROMIUM, PASSWORD, RECORD_FEEDS, ServedLab, chromium, paused_login
+from console.helpers import CHROMIUM, PASSWORD, RECORD_FEEDS, ServedLab, chromium, paused_login, watched_page
 
 playwright_api = pytest.importorskip("playwright.sync_api")
 expect = playwright_api.expect
@@ -71,10 +71,7 @@ def browser() -> Iterator[Any]:
 
 def test_a_feed_a_5xx_closed_is_opened_again_with_the_views_listeners(browser: Any, users_file: Path) -> None:
     with ServedLab(users_file) as served:
-        page = browser.new_context().new_page()
-        errors: list[str] = []
-        page.on("pageerror", lambda e: errors.append(str(e)))
-        page.add_init_script(RECORD_FEEDS)
+        page, errors = watched_page(browser, RECORD_FEEDS)
         asked: list[str] = []
         page.route("**/console/api/events", fails_then_serves(1, asked))  # one proxy's 503, then the stream
         paused_login(page, served.url, "olga")
@@ -129,11 +126,7 @@ def test_a_route_failing_across_retries_is_told_once_and_its_recovery_too(
     line gone."""
     failures = 4
     with ServedLab(users_file) as served:
-        page = browser.new_context().new_page()
-        errors: list[str] = []
-        page.on("pageerror", lambda e: errors.append(str(e)))
-        page.add_init_script(RECORD_FEEDS)
-        page.add_init_script(RECORD_NOTICES)
+        page, errors = watched_page(browser, RECORD_FEEDS, RECORD_NOTICES)
         asked: list[str] = []
         page.route("**/console/api/events", fails_then_serves(failures, asked))
         paused_login(page, served.url, "olga")
@@ -162,11 +155,7 @@ def test_the_feed_notice_is_the_pages_and_one_sessions(browser: Any, users_file:
     toasted again on the next, its line hidden on a view with no feed; a new login starts from a feed not known
     broken (no 'back' toast for the earlier session's break)."""
     with ServedLab(users_file) as served:
-        page = browser.new_context().new_page()
-        errors: list[str] = []
-        page.on("pageerror", lambda e: errors.append(str(e)))
-        page.add_init_script(RECORD_FEEDS)
-        page.add_init_script(RECORD_NOTICES)
+        page, errors = watched_page(browser, RECORD_FEEDS, RECORD_NOTICES)
         failing = [False]
 
         def events(route: Any) -> None:
