@@ -9,9 +9,12 @@ none asked for, `DSO_PORT` unless another process holds it, then any free one) a
 process can take it in between or be taken for it; it raises `TestbedError` with one line (and the log to
 read) when a part does not come up, e.g. a fixed port another process holds.
 Every child runs in its own session and `stop()` ends it (SIGTERM, then SIGKILL of its process group), so no
-grandchild outlives the testbed; `<workdir>/pids.json` names them. Every child and the broker are also tied to
-the testbed's process (`peergrid_ledger.tied`): when it dies without its `stop()` — SIGKILL, a crash — the kernel
-kills them. Binds loopback only.
+grandchild outlives the testbed; `<workdir>/pids.json` names them while they run. `stop()` (a clean one or one
+after a failed start) removes pids.json and ports.json, so no file claims processes or ports of a stopped lab (a
+later reader could signal a PID the OS gave to another process), and keeps what it ended in
+`<workdir>/logs/stopped-pids.json`, only for a check that none survived. Every child and the broker are also
+tied to the testbed's process (`peergrid_ledger.tied`): when it dies without its `stop()` — SIGKILL, a crash —
+the kernel kills them, and the two files stay behind. Binds loopback only.
 """
 
 from __future__ import annotations
@@ -105,13 +108,20 @@ class Testbed:
         self._write_pids()
         return child
 
-    def _write_pids(self) -> None:
+    def _pids(self) -> dict[str, int]:
         pids = {c.name: c.process.pid for c in self.children}
         if self.broker is not None and self.broker.process is not None:
             pids["mosquitto"] = self.broker.process.pid
-        tmp = self.workdir / "pids.json.tmp"  # rewritten at each (re)start while tests read it
-        tmp.write_text(json.dumps(pids, indent=1), encoding="utf-8")
-        os.replace(tmp, self.workdir / "pids.json")
+        return pids
+
+    def _write_pids(self) -> None:
+        # rewritten at each (re)start while tests read it
+        _replace_json(self.workdir / "pids.json", self._pids(), indent=1)
+
+    def _write_ports(self) -> None:
+        assert self.broker is not None
+        # readers poll for it: never show them half a file
+        _replace_json(self.workdir / "ports.json", {"dso_http": self.http_port, "broker": self.broker.port})
 
     def start(self) -> None:
         self.started = time.time()  # the lab's start, for the report's start times
@@ -156,10 +166,7 @@ class Testbed:
 
             dso = self.start_dso()
             wait_ready(dso.process, self.http_port, None, 30 + 3 * len(self.scenario.microgrids), dso.log)
-        ports = {"dso_http": self.http_port, "broker": self.broker.port}
-        tmp = self.workdir / "ports.json.tmp"  # readers poll for it: never show them half a file
-        tmp.write_text(json.dumps(ports), encoding="utf-8")
-        os.replace(tmp, self.workdir / "ports.json")
+        self._write_ports()
 
     def start_dso(self, loop: dict[str, Any] | None = None, delay_s: float = 0.0) -> Child:
         """The DSO server and its console: with `loop` (the closed loop's DSO node settings) it is the DSO of
@@ -259,6 +266,8 @@ class Testbed:
         )
 
     def stop(self) -> None:
+        """End every child and the broker, then remove pids.json and ports.json (see the module's docstring)."""
+        ended = self._pids()  # taken before the broker's stop forgets its process
         for child in reversed(self.children):
             if child.process.poll() is None:
                 _signal_group(child.process, signal.SIGTERM)
@@ -274,6 +283,18 @@ class Testbed:
                 child.process.wait(timeout=5)
         if self.broker is not None:
             self.broker.stop()
+        # the record of what ended first: pids.json is never gone before a checker has the PIDs elsewhere
+        (self.workdir / "logs").mkdir(parents=True, exist_ok=True)
+        _replace_json(self.workdir / "logs" / "stopped-pids.json", ended, indent=1)
+        for name in ("pids.json", "ports.json"):
+            (self.workdir / name).unlink(missing_ok=True)
+
+
+def _replace_json(path: Path, value: Any, indent: int | None = None) -> None:
+    """Write `value` to `path` as JSON through a temporary file and a rename: never half a file."""
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(value, indent=indent), encoding="utf-8")
+    os.replace(tmp, path)
 
 
 def _signal_group(proc: subprocess.Popen[bytes], sig: int) -> None:
