@@ -44,6 +44,10 @@ class LockedExecutor:
         self.inner, self.lock = inner, lock
 
     def __getattr__(self, name: str) -> Any:  # driver, recorder, alarms, ... of the wrapped executor
+        # not a dunder nor its own field: copy and pickle look those up on an instance whose fields are not
+        # set yet, and asking the executor for them would recurse without end (R36-4, as RecorderTellingWatch)
+        if name.startswith("__") or name in ("inner", "lock"):
+            raise AttributeError(name)
         return getattr(self.inner, name)
 
     def execute(self, plan: Any) -> Any:
