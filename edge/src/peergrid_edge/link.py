@@ -7,7 +7,10 @@ every topic it subscribed": set once the broker granted all of them on this conn
 CONNACK only when it holds none (a message published at once could otherwise reach the broker before the
 subscriptions and never arrive); a `subscribe()` while connected clears it until that SUBACK; a refused
 subscription (reason code >= 0x80) leaves it unset for the connection, counted (`subscribe_refused`) and logged
-with its topics; a lost connection clears it. Publishing needs only the connection (paho's `is_connected`).
+with its topics; a lost connection clears it. Publishing needs only the connection (paho's `is_connected`);
+while disconnected `publish` and `publish_confirmed` refuse (False), and a refused message is never sent later
+(paho 2.2 queues a QoS 1 publish it cannot send for after the reconnect: the link takes it back out). An
+outage is told once at WARNING and once at INFO when the link is back (`BrokerOutage`), not per attempt.
 Message callbacks run on the event loop, never on paho's thread, and never after `stop()`. Assumes the broker
 may vanish at any time; paho reconnects with back-off: `RECONNECT_MIN_S` after a lost connection, doubling up
 to `reconnect_max_s` (the config's `broker.reconnect_max_s`), so a broker back after an outage is found within
@@ -33,6 +36,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
+from peergrid_ledger.consensus.mqtt_transport import BrokerOutage
 from peergrid_ledger.consensus.transport import MAX_ENVELOPE_BYTES
 
 log = logging.getLogger("peergrid.edge.link")
@@ -70,6 +74,8 @@ class MqttLink:
         self.client.on_publish = self._on_publish
         self.client.on_message = self._on_message
         self.client.on_subscribe = self._on_subscribe
+        self.client.on_connect_fail = self._on_connect_fail
+        self.outage = BrokerOutage(log, f"broker {host}:{port}")
         self.loop: asyncio.AbstractEventLoop | None = None
         self.handlers: dict[str, MessageHandler] = {}
         self._acks: dict[int, asyncio.Future[None]] = {}
@@ -130,7 +136,8 @@ class MqttLink:
             payload = payload.encode()  # its size on the wire (the health JSON: small)
         if self._outgoing_oversized(topic, payload) or not self.client.is_connected():
             return False
-        return self.client.publish(topic, payload, qos=qos).rc == mqtt.MQTT_ERR_SUCCESS
+        with self.client._out_message_mutex:
+            return self._send(topic, payload, qos) is not None
 
     async def publish_confirmed(self, topic: str, payload: bytes, timeout_s: float) -> bool:
         if self._outgoing_oversized(topic, payload) or self.loop is None or not self.client.is_connected():
@@ -138,17 +145,30 @@ class MqttLink:
         future: asyncio.Future[None] = self.loop.create_future()
         # paho may call on_publish before publish() returns: register under its lock.
         with self.client._out_message_mutex:  # paho offers no other race-free hook
-            info = self.client.publish(topic, payload, qos=1)
-            if info.rc != mqtt.MQTT_ERR_SUCCESS:
+            mid = self._send(topic, payload, 1)
+            if mid is None:
                 return False
-            self._acks[info.mid] = future
+            self._acks[mid] = future
         try:
             await asyncio.wait_for(future, timeout_s)
             return True
         except TimeoutError:
             return False
         finally:
-            self._acks.pop(info.mid, None)
+            self._acks.pop(mid, None)
+
+    def _send(self, topic: str, payload: bytes, qos: int) -> int | None:
+        """Hand the message to paho; its mid, or None when paho did not take it (the caller holds paho's
+        `_out_message_mutex`). `is_connected()` still says yes while paho's thread has closed a lost socket and
+        not yet marked the connection lost: paho then answers MQTT_ERR_NO_CONN but keeps a QoS 1 message to send
+        after the reconnect, which a caller told False (refused) must never see go out later."""
+        info = self.client.publish(topic, payload, qos=qos)
+        if info.rc == mqtt.MQTT_ERR_SUCCESS:
+            return info.mid
+        queued = self.client._out_messages.get(info.mid)  # another message's, if paho refused a mid in use
+        if info.rc == mqtt.MQTT_ERR_NO_CONN and queued is not None and queued.info is info:
+            del self.client._out_messages[info.mid]  # paho offers no call to take a message back
+        return None
 
     def _outgoing_oversized(self, topic: str, payload: bytes) -> bool:
         """True (counted, logged once per topic): `payload` is above `max_payload` and is not to be sent."""
@@ -175,6 +195,7 @@ class MqttLink:
         self, client: mqtt.Client, userdata: object, flags: object, reason: object, props: object
     ) -> None:
         if getattr(reason, "is_failure", False):
+            self.outage.attempt_failed(reason)
             return
         with self._lock:
             self._up = True
@@ -184,7 +205,10 @@ class MqttLink:
             if topics:
                 self._send_subscribe(topics)
         self._call(self._settle)
-        log.info("connected to broker %s:%d", self.host, self.port)
+        self.outage.connected()
+
+    def _on_connect_fail(self, client: mqtt.Client, userdata: object) -> None:
+        self.outage.attempt_failed("the connect attempt failed")
 
     def _on_subscribe(
         self, client: mqtt.Client, userdata: object, mid: int, reasons: list[ReasonCode], props: Properties
@@ -208,6 +232,8 @@ class MqttLink:
             self._up = False
             self._awaiting.clear()
         self._call(self._settle)
+        if getattr(reason, "is_failure", False):  # not our own disconnect()
+            self.outage.lost(reason)
 
     def _on_publish(
         self, client: mqtt.Client, userdata: object, mid: int, reason: object, props: object

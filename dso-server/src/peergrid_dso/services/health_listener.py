@@ -13,7 +13,10 @@ counts, and `state` - `listening` only when all of that holds and, where the con
 console's node views are stale, and the DSO must not say it is well. Time is injected (`clock`, monotonic s).
 After a lost connection paho waits 1 s, doubling up to `reconnect_max_s` (the config's
 `broker.reconnect_max_s`, else 10 s, the edge's bound: `live_reconnect`), so a broker back after an outage
-is heard within it (before: up to 30 s, hard-coded).
+is heard within it (before: up to 30 s, hard-coded). An outage is told once at WARNING (lost, or not reached at
+start, with paho's word on the socket where it gave one) and once at INFO when it is back (`BrokerOutage`);
+paho's own lines reach `peergrid_dso.health.paho` at their level, except the ERROR it writes after every
+refused reconnect attempt ('Client is not connected', paho 2.2), which the outage's two lines replace.
 """
 
 from __future__ import annotations
@@ -26,13 +29,17 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 import paho.mqtt.client as mqtt
-from paho.mqtt.enums import CallbackAPIVersion
+from paho.mqtt.enums import CallbackAPIVersion, LogLevel
 from pydantic import Field
 
 from peergrid_dso.live_reconnect import LISTENER_RECONNECT_MAX_S, RECONNECT_MIN_S, reconnect_bound
+from peergrid_ledger.consensus.mqtt_transport import BrokerOutage
 from peergrid_ledger.settings import StrictSettings
 
 log = logging.getLogger("peergrid_dso.health")
+paho_log = logging.getLogger("peergrid_dso.health.paho")
+# paho's lines on a lost socket (once per lost connection): the reason the outage's WARNING gives
+SOCKET_LOSS = ("failed to receive on socket", "timeout on socket")
 
 
 class HealthListenerSettings(StrictSettings):
@@ -104,15 +111,18 @@ class MqttHealthListener:
         self.client.on_disconnect = self._on_disconnect
         self.client.on_subscribe = self._on_subscribe
         self.client.on_message = self._on_message
+        self.client.on_connect_fail = self._on_connect_fail
+        self.client.on_log = self._on_paho_log
         # paho annotates int seconds but only compares, doubles and sleeps them: a float bound works as given
         self.client.reconnect_delay_set(min_delay=RECONNECT_MIN_S, max_delay=self.reconnect_max_s)  # type: ignore[arg-type]
         # paho re-raises a callback's exception out of its network loop, which then ends for good (the board
         # keeps its last reports forever). `_on_message` catches its own; this keeps any other callback's from
-        # doing the same (paho then logs it to the logger below). Should the loop end all the same, `health`
+        # doing the same (paho then logs it: `_on_paho_log`). Should the loop end all the same, `health`
         # says so.
         self.client.suppress_exceptions = True
-        self.client.enable_logger(logging.getLogger("peergrid_dso.health.paho"))
         self.host, self.port = host, port
+        self.outage = BrokerOutage(log, f"the feeder's broker {host}:{port}", clock)
+        self._socket_loss: str | None = None  # paho's word on the last lost socket, for the outage's line
         self._lock = threading.Lock()
         self._state = ListenerState()
         self._subscription: int | None = None  # the mid of the SUBSCRIBE sent on this connection
@@ -137,11 +147,22 @@ class MqttHealthListener:
                 "health report on %s (%d bytes) dropped: ingest raised", msg.topic, len(msg.payload)
             )
 
+    def _on_paho_log(self, _client: mqtt.Client, _u: object, level: int, line: str) -> None:
+        """paho's line at its level, but for the outage's: see the module's contract."""
+        if line.startswith("Client is not connected"):
+            return
+        if line.startswith(SOCKET_LOSS):
+            self._socket_loss = line
+            return
+        paho_log.log(mqtt.LOGGING_LEVEL[LogLevel(level)], "%s", line)
+
     def _on_connect(
         self, client: mqtt.Client, _u: object, _f: object, reason: Any, _p: object = None
     ) -> None:
         if reason.is_failure:
+            self.outage.attempt_failed(reason)
             return
+        self.outage.connected()
         self._set(connected=True, subscribed=False, subscribed_at=None)
         _rc, mid = client.subscribe(f"peergrid/{self.board.feeder}/health/+", qos=0)
         with self._lock:
@@ -160,8 +181,16 @@ class MqttHealthListener:
             log.error("the broker refused the health subscription: %s", [str(r) for r in reasons])
         self._set(subscribed=granted, subscribed_at=self.clock() if granted else None)
 
-    def _on_disconnect(self, *_args: Any) -> None:
+    def _on_connect_fail(self, _client: mqtt.Client, _u: object) -> None:
+        self.outage.attempt_failed("the connect attempt failed")
+
+    def _on_disconnect(
+        self, _client: mqtt.Client, _u: object, _f: object, reason: Any, _p: object = None
+    ) -> None:
         self._set(connected=False, subscribed=False, subscribed_at=None)
+        if reason.is_failure:  # not our own disconnect()
+            self.outage.lost(self._socket_loss or reason)
+        self._socket_loss = None
 
     def _run(self) -> None:
         error = None

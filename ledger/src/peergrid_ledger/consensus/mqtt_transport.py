@@ -6,15 +6,19 @@ own sync topic, and sets `connected` once the broker granted them (SUBACK); hand
 `max_payload` are dropped and counted here without being read further, and one this node would publish over it
 is dropped and counted before it leaves (`dropped_outgoing_oversized`): every receiver would drop it, and the
 broker's `max_packet_size` (just above the largest envelope) would disconnect this node for it, paho sending it
-again on every reconnect. Publishing while disconnected is queued by paho and sent after reconnecting; nothing
-depends on the broker keeping messages. Reconnects back off from 0.1 s to `max_backoff_s`.
-Must never block the caller's event loop, and never raise from a callback.
+again on every reconnect. Publishing while disconnected is queued by paho (QoS 1: it answers MQTT_ERR_NO_CONN
+and keeps the message) and sent after reconnecting; one its full queue refuses is counted
+(`dropped_queue_full`); nothing depends on the broker keeping messages. Reconnects back off from 0.1 s to
+`max_backoff_s`. Must never block the caller's event loop, and never raise from a callback.
+`BrokerOutage` is how the daemons' MQTT connections (the edge link, the DSO's health listener) tell an outage in
+their logs: once when it begins, once when it ends, never a line per reconnect attempt.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections import Counter
 from collections.abc import Callable
 from typing import Any
@@ -29,6 +33,49 @@ from .transport import BLOCK, CONSENSUS, MAX_ENVELOPE_BYTES, SYNC, TX, topic
 log = logging.getLogger(__name__)
 
 Deliver = Callable[[str, str, bytes], None]
+
+
+class BrokerOutage:
+    """Tells one MQTT connection's outages in `log`: at WARNING when it loses the broker, or its first connect
+    fails, and at INFO when it is connected again, with how long it was down and how many attempts failed; its
+    first connection is told at INFO. Never a line per attempt (paho 2.2 logs 'Client is not connected' at
+    ERROR after every refused one, to a logger given it). Called from paho's callbacks, on its network thread;
+    the clock is injected (monotonic s)."""
+
+    def __init__(self, log: logging.Logger, broker: str, clock: Callable[[], float] = time.monotonic) -> None:
+        self.log, self.broker, self.clock = log, broker, clock  # broker: its name in the lines
+        self.down_since: float | None = None  # None: connected, or not tried yet
+        self.failed = 0  # attempts failed since `down_since`
+
+    def connected(self) -> None:
+        """A CONNACK that accepted the connection."""
+        if self.down_since is None:
+            self.log.info("connected to %s", self.broker)
+        else:
+            down_s = self.clock() - self.down_since
+            self.log.info(
+                "connected to %s again after %.1f s (failed attempts: %d)", self.broker, down_s, self.failed
+            )
+        self.down_since, self.failed = None, 0
+
+    def lost(self, reason: object) -> None:
+        """A connection ended other than by our own `disconnect()` (paho's reason is then a failure)."""
+        if self.down_since is not None:  # told already: this is a refused attempt's socket closing
+            return
+        self.down_since = self.clock()
+        self.log.warning(
+            "lost %s (%s); reconnecting with back-off, told again once back", self.broker, reason
+        )
+
+    def attempt_failed(self, reason: object) -> None:
+        """A connect attempt refused or unanswered (paho's `on_connect_fail`, or a CONNACK that refused)."""
+        self.failed += 1
+        if self.down_since is not None:
+            return
+        self.down_since = self.clock()
+        self.log.warning(
+            "cannot reach %s (%s); retrying with back-off, told again once connected", self.broker, reason
+        )
 
 
 class MqttTransport:
@@ -79,8 +126,11 @@ class MqttTransport:
         if len(data) > self.max_payload:  # see the module's contract: never sent, never a reconnect loop
             self.stats["dropped_outgoing_oversized"] += 1
             return
+        sent = self.client.publish(topic(self.feeder, chain, kind, to), data, qos=1)
+        if sent.rc == mqtt.MQTT_ERR_QUEUE_SIZE:  # paho keeps `max_queued_messages` for the reconnect, no more
+            self.stats["dropped_queue_full"] += 1
+            return
         self.stats[f"published_{kind}"] += 1
-        self.client.publish(topic(self.feeder, chain, kind, to), data, qos=1)
 
     def _on_connect(
         self, client: mqtt.Client, _userdata: object, _flags: object, reason: object, _props: object
