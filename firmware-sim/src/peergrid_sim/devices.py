@@ -6,7 +6,8 @@ physics on `refresh`. Coils, discrete inputs and input registers are ILLEGAL_FUN
 A PCC meter given a `key_seed` param signs what it reports at each render (`meter_signer`, vendor model
 64204 in `maps/meter_signed.yaml`): a render writes the whole image before any read is answered (one event
 loop, no await between), so a read of the 64204 block never mixes one reading's values with another's
-signature; without the param the meter's image is today's, byte for byte.
+signature; without the param the meter's image is today's, byte for byte. Its lifetime energy counters start
+where a device in service would have them (`lifetime`), unless the scenario presets them.
 Assumes the runtime advances physics. Never touches sockets or clocks; faults are data read by the shells.
 """
 
@@ -17,6 +18,7 @@ from typing import Any
 
 from . import physics, physics_site
 from .image import DEVICE_FAILURE, ILLEGAL_FUNCTION, ILLEGAL_VALUE, MapError, RegisterImage, load_map
+from .lifetime import power_on_counters
 from .meter_signer import SEED_PARAM, SIGNED_READINGS, MeterSigner
 from .modbus import READ_HOLDING
 from .scenario import device_params_problem
@@ -77,6 +79,9 @@ class SunSpecDevice:
             raise TypeError(problem)  # the runtime names the device (`_build_mg`), as for the model's own
         model = model_cls(**params)
         serial = f"{mg}-{name}"
+        # a device in service: its counters not at SunSpec's "not accumulated" 0
+        for counter, wh in power_on_counters(kind, serial, model, preset=params).items():
+            setattr(model, counter, wh)
         signer = None if seed is None else MeterSigner.from_seed(seed, mg, name, serial)
         if signer is not None:
             map_name = "meter_signed"
