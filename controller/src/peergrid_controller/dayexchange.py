@@ -246,9 +246,9 @@ class Book:
         self.fee = fee
         self.fee_rho_min = min(nano(cfg.fee_rho_min), self.rho_min)  # a config's ρ below it: never below that
         # the imbalance (kWh) when a fee's drift first took ρ below the config's (`follow_fee`); None until it
-        # does. The value stop waits for half of it (`lowered`). Not on the chain: an MGMC's restart takes it
-        # from its checkpoint (dayahead_restart), but a book rebuilt from the chain alone (dayahead_rejoin) has
-        # None, so its MG may say settled before the rest, whose verdicts the close still needs
+        # does. The value stop waits for half of it (`lowered`). Not in the chain's state: an MGMC's restart
+        # takes it from its checkpoint (dayahead_restart), a book rebuilt from the chain alone reads it back
+        # from the session's blocks (dayahead_rejoin.drift_from: the posts of the first step below that ρ)
         self.drift_from: float | None = None
         self.iterations = 0  # the ADMM iterations after the first responses (iteration 0)
         self.stop_primal = 0.0  # the last `advance`'s kWh stop on the imbalance (its tolerance and rounding)
@@ -268,6 +268,13 @@ class Book:
     @property
     def rho_float(self) -> float:
         return self.rho / NANO
+
+    @staticmethod
+    def imbalance(sums_wh: Sequence[int]) -> float:
+        """The primal residual (kWh) of an iteration whose posted positions sum to `sums_wh` per interval
+        (`take`): its worst interval's imbalance. A rejoin reads `drift_from` back from the chain with it
+        (edge dayahead_rejoin), so both are this one expression."""
+        return max(abs(s) for s in sums_wh) / 1000
 
     def take(self, positions_wh: Sequence[tuple[int, ...]]) -> list[int]:
         """Make `positions_wh` (every member's, as posted) the current positions; the per-interval sums (Wh)."""
@@ -289,7 +296,7 @@ class Book:
         old_q, old_mean = self.q, self.mean
         sums = self.take(positions_wh)
         new_q, new_mean = self.q, self.mean
-        self.primal = max(abs(s) for s in sums) / 1000
+        self.primal = self.imbalance(sums)
         moves = [
             [(a[t] - b[t]) - (new_mean[t] - old_mean[t]) for t in range(n)]
             for a, b in zip(new_q, old_q, strict=True)

@@ -5,9 +5,10 @@ Promises: an MGMC that starts again with the same session finds it on the chain.
 that post exactly (`resume`: the book, its unrounded anchor, verdict, phase (on a clean session, the
 re-decision runs done) and commitment as they were: the
 result to the Wh and the nano, the genset phases too); without one (or a stale or damaged one: logged, not
-used) it rejoins from the chain alone (`rejoin`: the public book rebuilt, `dayahead_rejoin`; anchored at its
-rounded post once, which moved the 4-MG day's result by at most a Wh and 2,500 nano/kWh in the tests; not a
-session with the genset phases past its first responses). On a session with an exchange fee the resume keeps
+used) it rejoins from the chain alone (`rejoin`: the public book rebuilt, `dayahead_rejoin`, with a fee
+its `drift_from` read back from the session's blocks; anchored at its rounded post once, which moved the
+4-MG day's result by at most a Wh and 2,500 nano/kWh in the tests; not a session with the genset phases
+past its first responses). On a session with an exchange fee the resume keeps
 the fee (re-read from the session's record on the chain) and its own marginal values (its checkpoint's
 `margins`), but not to the Wh: its day LP with the fee has ties that its warm-started solver breaks by the
 process's own solve history (measured: within 241 Wh and 403,750 nano/kWh of the run without the restart, the
@@ -38,7 +39,7 @@ from peergrid_edge.dayahead_clean import (
     session_prices,
     side,
 )
-from peergrid_edge.dayahead_rejoin import ended, kwh_stop, rebuilt
+from peergrid_edge.dayahead_rejoin import BlocksUnread, drift_from, ended, kwh_stop, rebuilt
 from peergrid_edge.dayahead_rounds import play_phases
 from peergrid_edge.dayahead_state import CheckpointError, load
 from peergrid_edge.exchange_io import ROLE, SessionFailed
@@ -57,8 +58,10 @@ async def rejoin(agent: DayAheadAgent, record: dict[str, Any]) -> str:
     with that process: it anchors at the rounded position it posted (at most half a Wh per interval
     off, once; `dayexchange.anchor` on what rounding does to an anchor), and its verdict on the last
     step is "not settled" (the moves need the post before, no longer on the chain): a value stop may
-    come one iteration later. A session with the commitment phases is not rejoined past its first
-    responses: which phase it is in and this MG's commitment are its own, not on the chain."""
+    come one iteration later. With a fee, what its verdicts wait on once the fee's drift lowered ρ
+    (`Book.drift_from`) is read back from the session's blocks (`drift_of`). A session with the commitment
+    phases is not rejoined past its first responses: which phase it is in and this MG's commitment are its
+    own, not on the chain."""
     cfg = agent.cfg
     restarted = agent.rules.restarted(record["iteration"])
     if restarted:
@@ -86,10 +89,33 @@ async def rejoin(agent: DayAheadAgent, record: dict[str, Any]) -> str:
     assert mine is not None  # `SessionView.opened` checked the membership
     agent.posted = post_positions(mine)
     agent.own = tuple(q / 1000 for q in agent.posted)
+    # after the reads above (of the state the book was rebuilt from): it awaits, the loop goes on meanwhile
+    book.drift_from = await drift_of(agent, book)
     log.warning("day-ahead session %s: rejoined at iteration %d (%s), its anchor its rounded post",
                 agent.session, k, "its post of it on the chain" if mine["iteration"] == k else "to post")  # fmt: skip
     model = model_for(agent, book)
     return await play_phases(agent, model, agent.own, k if mine["iteration"] == k else None)
+
+
+async def drift_of(agent: DayAheadAgent, book: Book) -> float | None:
+    """With a fee, the imbalance at which the fee's drift first lowered ρ (`Book.drift_from`, what this
+    MG's verdicts wait on), read back from the session's blocks on its replica (`dayahead_rejoin.drift_from`);
+    blocks it cannot read are logged as an error and the book goes on without (None: its MG may then say
+    settled before the others, whose verdicts the close still needs), never a failed stage. None without a
+    fee (nothing read)."""
+    if not book.fee:
+        return None
+    replica = agent.ledger.replicas[ROLE]
+    try:
+        found = await drift_from(book, agent.session, agent.members, replica.store, replica.app.head().height)
+    except BlocksUnread as exc:
+        log.error("day-ahead session %s: the fee's drift not read back (%s); rejoined without it, its "
+                  "verdicts may say settled before the others'", agent.session, exc)  # fmt: skip
+        return None
+    if found is not None:
+        log.info("day-ahead session %s: the fee's drift first lowered rho at an imbalance of %r kWh (read "
+                 "from its blocks)", agent.session, found)  # fmt: skip
+    return found
 
 
 async def resume(
