@@ -365,7 +365,8 @@ def lab_run(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFac
         done = subprocess.run(argv, capture_output=True, text=True, timeout=timeout)
         run = LabRun(workdir, report, done.returncode, done.stdout, done.stderr, time.monotonic() - started)
     assert run.returncode == 0, f"{run.why}\n{run.stdout[-3000:]}{run.stderr[-3000:]}"
-    pids = json.loads((run.workdir / "pids.json").read_text())
+    assert not (run.workdir / "pids.json").exists(), "the stopped testbed left pids.json"
+    pids = json.loads((run.workdir / "logs" / "stopped-pids.json").read_text())  # what its stop ended
     assert not [name for name, pid in pids.items() if alive(pid)], "the testbed left processes running"
     return run
 

@@ -94,6 +94,7 @@ def test_inverter_reading_reaches_the_dso(tmp_path: Path) -> None:
     assert bed.returncode == 0, output
     assert f"http://127.0.0.1:{port}/" in output
     assert "peergrid testbed stopped (SIGTERM)" in output  # by the signal, not the duration's cap
-    pids = json.loads((workdir / "pids.json").read_text())
+    assert not (workdir / "pids.json").exists() and not (workdir / "ports.json").exists()  # stopped: gone
+    pids = json.loads((workdir / "logs" / "stopped-pids.json").read_text())  # what its stop ended
     assert {"firmware-sim", "dso", "mosquitto"} <= set(pids)
     assert not [name for name, pid in pids.items() if alive(pid)], "the testbed left processes running"

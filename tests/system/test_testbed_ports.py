@@ -40,12 +40,14 @@ def test_the_testbed_comes_up_although_the_picked_port_is_taken(
     monkeypatch.setattr(broker_module, "free_port", lambda host=LOOPBACK: next(picks, None) or real(host))
     workdir = tmp_path / "bed"
     answers: list[dict[str, object]] = []
+    ports: dict[str, int] = {}  # ports.json as the running testbed wrote it (its stop removes it)
 
     def ask_the_dso() -> None:  # while the testbed runs: its DSO server answers on the port it names
         ports_file = workdir / "ports.json"
         for _ in range(600):
             if ports_file.exists():
-                port = json.loads(ports_file.read_text())["dso_http"]
+                ports.update(json.loads(ports_file.read_text()))
+                port = ports["dso_http"]
                 try:
                     with urllib.request.urlopen(f"http://{LOOPBACK}:{port}/api/health", timeout=2) as r:
                         answers.append(json.loads(r.read()))
@@ -60,7 +62,7 @@ def test_the_testbed_comes_up_although_the_picked_port_is_taken(
     asker.join(70)
     out = capsys.readouterr()
     assert status == 0, out.out + out.err
-    ports = json.loads((workdir / "ports.json").read_text())
+    assert ports and not (workdir / "ports.json").exists()
     assert held_port not in (ports["dso_http"], ports["broker"])
     assert f"DSO console:  http://{LOOPBACK}:{ports['dso_http']}/" in out.out
     assert f"mqtt://{LOOPBACK}:{ports['broker']}" in out.out
