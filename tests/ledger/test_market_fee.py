@@ -1,7 +1,7 @@
 """The exchange fee's rules outside the settle: genesis `exchange_fee` and `uplift_fund_cap` (bounded, encoded only
-when set, the fee only with the exchange and uplift contracts, the cap only with a fee), the CLI's options, the
-DSO-only `market.fee` (each refusal named), and `exchange.open` copying the fee in force into the session -
-one figure fixed at the open, absent at fee 0."""
+when set, the fee a whole number of ticks and only with the exchange and uplift contracts, the cap only with a
+fee), the CLI's options, the DSO-only `market.fee` (each refusal named), and `exchange.open` copying the fee in
+force into the session - one figure fixed at the open, absent at fee 0."""
 
 from __future__ import annotations
 
@@ -31,14 +31,15 @@ from peergrid_ledger.results import Reason
 
 def test_the_genesis_fee_and_cap_are_bounded_and_encoded_only_when_set() -> None:
     assert "exchange_fee" not in Params().to_value() and "uplift_fund_cap" not in Params().to_value()
-    params = Params(exchange_fee=750_000, uplift_fund_cap=30_000)
-    assert params.to_value()["exchange_fee"] == 750_000 and params.to_value()["uplift_fund_cap"] == 30_000
+    params = Params(exchange_fee=2_000_000, uplift_fund_cap=30_000)
+    assert params.to_value()["exchange_fee"] == 2_000_000 and params.to_value()["uplift_fund_cap"] == 30_000
     assert Params.from_value(params.to_value()) == params
     for bad, match in (
-        ({"exchange_fee": 10**7 + 1}, "exchange_fee: expected 0 to 10000000 nano-currency per kWh per side"),
-        ({"exchange_fee": -1}, "exchange_fee: expected 0 to 10000000"),
+        ({"exchange_fee": 10**7 + 1}, "exchange_fee must be a whole number of ticks .* got 10000001"),
+        ({"exchange_fee": -1}, r"exchange_fee must be .* in \[0, 10,000,000\], got -1"),
+        ({"exchange_fee": 750_000}, r"multiples of 1,000,000 nano-currency per kWh, 1 micro-unit per Wh\)"),
         (
-            {"exchange_fee": 1, "uplift_fund_cap": 10**15 + 1},
+            {"exchange_fee": TICK_FEE, "uplift_fund_cap": 10**15 + 1},
             "uplift_fund_cap: expected 0 to 1000000000000000 micro-units",
         ),
         ({"uplift_fund_cap": 5}, "uplift_fund_cap: only with exchange_fee > 0"),
@@ -57,10 +58,9 @@ def test_the_genesis_fee_and_cap_are_bounded_and_encoded_only_when_set() -> None
     )
     doc = plain.to_json()
     assert Genesis.from_json({**doc, "params": {**doc["params"], "exchange_fee": 0}}).hash == plain.hash
-    with pytest.raises(
-        GenesisError, match=r"params\.exchange_fee: expected 0 to 10000000"
-    ):  # as a node loads it
-        Genesis.from_json({**doc, "params": {**doc["params"], "exchange_fee": 10**7 + 1}})
+    for bad in (10**7 + 1, 250_000):  # as a node loads it
+        with pytest.raises(GenesisError, match=rf"params\.exchange_fee must be a whole number .* got {bad}$"):
+            Genesis.from_json({**doc, "params": {**doc["params"], "exchange_fee": bad}})
 
 
 @pytest.mark.parametrize("contracts", [("market",), ("market", "exchange"), ("market", "uplift")])
@@ -87,7 +87,8 @@ def test_the_cli_writes_the_fee_and_cap_only_when_asked(
     assert genesis.fee_coordinators == (bytes.fromhex("ab" * 32),)
     for argv, words in (
         ([*base, "--exchange-fee", "1000000", *named], "needs the exchange and uplift contracts"),
-        ([*base, *uplift, "--exchange-fee", str(10**7 + 1), *named], "params.exchange_fee: expected 0 to"),
+        ([*base, *uplift, "--exchange-fee", str(10**7 + 1), *named], "params.exchange_fee must be a whole"),
+        ([*base, *uplift, "--exchange-fee", "250000", *named], "ticks (multiples of 1,000,000 nano-currency"),
         ([*base, *uplift, "--uplift-fund-cap", "5"], "uplift_fund_cap: only with exchange_fee > 0"),
         ([*base, *uplift, *fee], "fee_coordinators: params.exchange_fee needs 1 to 16 keys"),
         ([*base, *uplift, *fee, "--fee-coordinator", "ab" * 32], "each is the key of one of the genesis'"),
@@ -99,7 +100,7 @@ def test_the_cli_writes_the_fee_and_cap_only_when_asked(
 
 def test_market_fee_is_the_dsos_and_refused_naming_why() -> None:
     chain, clock = fee_chain(fee=0)
-    body = {"fee": 750_000, "fund_cap": 20_000, "coordinators": [P1.public]}
+    body = {"fee": 2_000_000, "fund_cap": 20_000, "coordinators": [P1.public]}
     for who in (P1, Keys.stranger, Keys.authority):
         result = clock.send(who, body, "market.fee")
         assert reason(result) is Reason.FORBIDDEN and "needs one of the roles ['dso']" in str(result)
@@ -107,25 +108,29 @@ def test_market_fee_is_the_dsos_and_refused_naming_why() -> None:
         {**body, "fee": 10**7 + 1},
         {**body, "fee": -1},
         {**body, "fund_cap": 10**15 + 1},
-        {**body, "fee": "750000"},
-        {"fee": 750_000},
+        {**body, "fee": "2000000"},
+        {"fee": 2_000_000},
         {**body, "extra": 1},
         {**body, "coordinators": [b"\x01" * 31]},
         {**body, "coordinators": [P1.public] * 17},
     ):
         assert reason(clock.send(Keys.dso, bad, "market.fee")) is Reason.MALFORMED, bad
+    for sub_tick in (1, 250_000, TICK_FEE + 1, 10**7 - 1):  # in bounds, off the tick: the rule's refusal
+        refused = clock.send(Keys.dso, {**body, "fee": sub_tick}, "market.fee")
+        assert reason(refused) is Reason.INVALID and "fee must be a whole number of ticks" in str(refused)
+        assert f"in [0, 10,000,000], got {sub_tick}" in str(refused)
     assert chain.state.get(b"upl/fee") is None
     assert market_fee.fee_in_force(chain.state, chain.genesis.params) == (0, 0)
     result = ok(clock.send(Keys.dso, body, "market.fee"))
     assert result.events == (("market_fee", body),)
-    assert market_fee.fee_in_force(chain.state, chain.genesis.params) == (750_000, 20_000)
+    assert market_fee.fee_in_force(chain.state, chain.genesis.params) == (2_000_000, 20_000)
     bounds = {"fee": 10**7, "fund_cap": 10**15, "coordinators": [P1.public]}
     ok(clock.send(Keys.dso, bounds, "market.fee"))  # the bounds themselves
 
 
 def test_market_fee_is_no_kind_on_a_chain_without_the_uplift_contract() -> None:
     chain = LocalChain(make_genesis(contracts=("market", "exchange")), Keys.authority)
-    result = chain.sign_and_submit(Keys.dso, "market.fee", {"fee": 1, "fund_cap": 0})
+    result = chain.sign_and_submit(Keys.dso, "market.fee", {"fee": TICK_FEE, "fund_cap": 0})
     assert reason(result) is Reason.UNKNOWN_KIND
 
 

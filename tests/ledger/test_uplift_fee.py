@@ -5,6 +5,7 @@ carries the rest into the next session; a member without the money owes its fee 
 
 from __future__ import annotations
 
+import pytest
 from ledger_fixtures import Keys, make_genesis
 from test_settle_both import WAIT, Clock
 from uplift_fee_fixtures import (
@@ -30,7 +31,8 @@ from uplift_fee_fixtures import (
 from peergrid_ledger.chain import LocalChain
 from peergrid_ledger.contracts import exchange_state, market, uplift
 from peergrid_ledger.contracts.funds import debts
-from peergrid_ledger.genesis import Account, Params
+from peergrid_ledger.contracts.market_fee import fee_for
+from peergrid_ledger.genesis import Account, GenesisError, Params
 from peergrid_ledger.keyspace import UPLIFT_FUND
 
 FEES = {k: wh for k, wh in TRADED.items()}  # at one tick (10^6 nano/kWh) a member pays 1 per Wh it cleared
@@ -117,14 +119,21 @@ def test_the_claimed_surplus_is_not_read_with_a_fee() -> None:
     assert outcomes[0] == outcomes[1]
 
 
-def test_a_fee_off_the_tick_is_rounded_up_once_per_member() -> None:
-    chain, clock = fee_chain(fee=333_333, cap=10**6)
+def test_a_fee_off_the_tick_is_refused_and_a_whole_tick_fee_is_charged_exactly() -> None:
+    """A fee is a whole number of ticks (market_fee.check_fee): one off the tick is no genesis. At whole ticks
+    ceil(fee x Wh / 10^6) is exact, fee/10^6 per Wh; `fee_for` itself still rounds up, in the fund's favour."""
+    with pytest.raises(
+        GenesisError, match=r"params\.exchange_fee must be a whole number of ticks .* got 333333"
+    ):
+        fee_chain(fee=333_333, cap=10**6)
+    chain, clock = fee_chain(fee=3 * TICK_FEE, cap=10**6)
     run_session(chain, clock, "day-1", 100)
     done = uplift.outcome(chain.state, "day-1")
     assert done is not None
+    want = {k: 3 * wh for k, wh in TRADED.items()}  # 7500 / 1500 / 6000 / 3000
+    assert done["charges"] == sorted([k, v] for k, v in want.items()) and fund(chain) == 18_000
     # 2500 x 0.333333 = 833.3 -> 834; 500 -> 166.7 -> 167; 2000 -> 666.7 -> 667; 1000 -> 333.3 -> 334
-    want = {P1.public: 834, P2.public: 167, P3.public: 667, P4.public: 334}
-    assert done["charges"] == sorted([k, v] for k, v in want.items()) and fund(chain) == 2_002
+    assert [fee_for(333_333, wh) for wh in (2_500, 500, 2_000, 1_000)] == [834, 167, 667, 334]
 
 
 def test_a_member_without_the_money_owes_its_fee_to_the_fund_and_its_next_credit_pays_it() -> None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import pytest
 from ledger_fixtures import Keys, make_genesis, reason
 from test_settle_both import Clock
-from uplift_fee_fixtures import P1, P2, P3, P4, balances, fee_chain, fund, ok, run_session
+from uplift_fee_fixtures import P1, P2, P3, P4, TICK_FEE, balances, fee_chain, fund, ok, run_session
 
 from peergrid_ledger import query
 from peergrid_ledger.codec import encode
@@ -119,25 +119,31 @@ def test_the_fund_owes_nothing_to_a_claimant_that_cleared_no_wh() -> None:
 def test_market_fee_refuses_a_fee_without_coordinators_and_coordinators_or_a_cap_without_a_fee() -> None:
     chain, clock = fee_chain(fee=0)
     for body, why, words in (
-        ({"fee": 1, "fund_cap": 0}, Reason.INVALID, "a fee needs coordinators"),
-        ({"fee": 1, "fund_cap": 0, "coordinators": []}, Reason.INVALID, "a fee needs coordinators"),
+        ({"fee": TICK_FEE, "fund_cap": 0}, Reason.INVALID, "a fee needs coordinators"),
+        ({"fee": TICK_FEE, "fund_cap": 0, "coordinators": []}, Reason.INVALID, "a fee needs coordinators"),
         ({"fee": 0, "fund_cap": 5}, Reason.INVALID, "fund_cap 5 without a fee"),  # R26-7, as the genesis
         (
             {"fee": 0, "fund_cap": 0, "coordinators": [P1.public]},
             Reason.INVALID,
             "coordinators without a fee",
         ),
-        ({"fee": 1, "fund_cap": 0, "coordinators": [P1.public] * 2}, Reason.INVALID, "appears twice"),
-        ({"fee": 1, "fund_cap": 0, "coordinators": [b"\x07" * 32]}, Reason.NOT_FOUND, "not a known account"),
+        ({"fee": TICK_FEE, "fund_cap": 0, "coordinators": [P1.public] * 2}, Reason.INVALID, "appears twice"),
+        (
+            {"fee": TICK_FEE, "fund_cap": 0, "coordinators": [b"\x07" * 32]},
+            Reason.NOT_FOUND,
+            "not a known account",
+        ),
     ):
         result = clock.send(Keys.dso, body, "market.fee")
         assert reason(result) is why and words in str(result), body
     assert chain.state.get(b"upl/fee") is None
     result = ok(
-        clock.send(Keys.dso, {"fee": 1, "fund_cap": 0, "coordinators": [P2.public, P1.public]}, "market.fee")
+        clock.send(
+            Keys.dso, {"fee": TICK_FEE, "fund_cap": 0, "coordinators": [P2.public, P1.public]}, "market.fee"
+        )
     )
     named = sorted([P1.public, P2.public])
-    assert result.events == (("market_fee", {"fee": 1, "fund_cap": 0, "coordinators": named}),)
+    assert result.events == (("market_fee", {"fee": TICK_FEE, "fund_cap": 0, "coordinators": named}),)
     assert market_fee.coordinators_in_force(chain.state, chain.genesis) == tuple(named)
     ok(clock.send(Keys.dso, {"fee": 0, "fund_cap": 0}, "market.fee"))  # off again: nobody is sanctioned
     assert market_fee.coordinators_in_force(chain.state, chain.genesis) == ()

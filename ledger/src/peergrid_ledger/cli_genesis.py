@@ -185,9 +185,9 @@ def add_genesis_parser(sub: Any) -> None:
         type=int,
         default=0,
         help="with the exchange and uplift contracts: the fee on each side of every day-ahead trade, nano-currency"
-        " per kWh (10^6 = 1 micro-unit per Wh; at most 10^7), paid into the uplift fund, which alone funds the"
-        " make-whole (genesis exchange_fee; the DSO may change it with market.fee; default 0: no fee, the payers'"
-        " claimed surplus funds it, and the old genesis bytes)",
+        " per kWh, a whole number of ticks (multiples of 10^6 = 1 micro-unit per Wh; at most 10^7), paid into the"
+        " uplift fund, which alone funds the make-whole (genesis exchange_fee; the DSO may change it with"
+        " market.fee; default 0: no fee, the payers' claimed surplus funds it, and the old genesis bytes)",
     )
     p.add_argument(
         "--uplift-fund-cap",

@@ -13,7 +13,7 @@ from dataclasses import dataclass, fields, replace
 from typing import Any
 
 from .contracts.exchange_rounds import ACCEPT_WAIT_MS
-from .contracts.market_fee import MAX_FEE, MAX_FUND_CAP
+from .contracts.market_fee import MAX_FUND_CAP, check_fee
 
 # added after format version 1: encoded only when not the default
 LATE_PARAMS = frozenset(
@@ -205,7 +205,7 @@ class Params:
     # into the session), paid at `uplift.settle` into the uplift fund, which alone then pays the make-whole
     # (`uplift_fund`; the payers' claimed surplus no longer counts). Needs the exchange and uplift contracts.
     # 0 (the default, and every genesis written before it): no fee, the payers' surplus funds it as before.
-    # At most 10^7. Encoded only when not the default.
+    # A whole number of ticks, at most 10^7 (`market_fee.check_fee`). Encoded only when not the default.
     exchange_fee: int = 0
     # with exchange_fee > 0: the most the uplift fund keeps after a session's payout (micro-units); above it the
     # session's fee payers are refunded in proportion to the fees they paid (0: the fund carries nothing over).
@@ -233,8 +233,10 @@ class Params:
             raise GenesisError(f"params.uplift_claim_ms: expected 0 to {MAX_SETTLE_WAIT_MS} ms")
         if not 0 <= self.uplift_max_spread <= MAX_SPREAD:
             raise GenesisError(f"params.uplift_max_spread: expected 0 to {MAX_SPREAD} micro-units per Wh")
-        if not 0 <= self.exchange_fee <= MAX_FEE:
-            raise GenesisError(f"params.exchange_fee: expected 0 to {MAX_FEE} nano-currency per kWh per side")
+        try:  # the chain's one fee check, as market.fee's
+            check_fee(self.exchange_fee, "params.exchange_fee")
+        except ValueError as exc:
+            raise GenesisError(str(exc)) from None
         if not 0 <= self.uplift_fund_cap <= MAX_FUND_CAP:
             raise GenesisError(f"params.uplift_fund_cap: expected 0 to {MAX_FUND_CAP} micro-units")
         if self.uplift_fund_cap and not self.exchange_fee:
