@@ -53,14 +53,15 @@ def judged_twice(mg: Microgrid, fee: int, first: float, then: float, cell: Cell)
         (TICK, 0.081, True),  # net 80 = the floor, which the rule permits: stays dropped
         (0, 0.0805, True),  # no fee: 80 clears the floor, as before
         (0, 0.079, False),  # no fee: below the floor, back as before
-        (750_000, 0.0805, False),  # off the tick: 80,000,000 - 750,000 nano < the floor
-        (750_000, 0.0806, True),  # 81,000,000 - 750,000 >= 80,000,000
+        (2 * TICK, 0.081, False),  # two ticks: net 79 < the floor (750,000 off the tick was run here: a fee
+        (2 * TICK, 0.082, True),  # is now a whole number of ticks); net 80 = the floor: stays dropped
     ],
 )
 def test_a_dropped_floor_fee_comes_back_where_the_net_price_crosses_the_floor(
     fee: int, then: float, still_dropped: bool
 ) -> None:
-    dropped, after = judged_twice(ruled_mg(0, floor=0.08), fee, 0.086, then, (0, "sell"))
+    first = 0.086 if fee <= TICK else 0.087  # dropped: the net price clears the floor by the margin
+    dropped, after = judged_twice(ruled_mg(0, floor=0.08), fee, first, then, (0, "sell"))
     assert dropped
     assert after is still_dropped
 

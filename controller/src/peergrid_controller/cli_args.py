@@ -15,7 +15,7 @@ import argparse
 import math
 from typing import Any
 
-from peergrid_controller.exchange_fee import MAX_FEE
+from peergrid_controller import exchange_fee
 from peergrid_controller.model import Scenario
 from peergrid_controller.scenario import ScenarioFile
 from peergrid_controller.venues import VENUES
@@ -107,7 +107,8 @@ def risk_allowance(
 def fee_options(args: argparse.Namespace) -> dict[str, Any]:
     """DayAheadConfig's `exchange_fee` and SimulationConfig's `uplift_fund` / `uplift_fund_cap` from
     `--exchange-fee`, `--uplift-fund` and `--uplift-fund-cap` ({} when none given): whole numbers >= 0, the
-    fee within the chain's bound, day-ahead on the memory venue only."""
+    fee a whole number of ticks within the chain's bound (the chain's own check, `exchange_fee.check`),
+    day-ahead on the memory venue only."""
     options: dict[str, Any] = {}
     for option, key, text in (
         ("--exchange-fee", "exchange_fee", args.exchange_fee),
@@ -120,10 +121,13 @@ def fee_options(args: argparse.Namespace) -> dict[str, Any]:
             value = int(text)
         except ValueError:
             raise OptionError(f"{option} {text}: {text!r} is not a whole number") from None
-        if value < 0:
+        if key == "exchange_fee":
+            try:
+                exchange_fee.check(value, option)
+            except ValueError as exc:
+                raise OptionError(str(exc)) from None
+        elif value < 0:
             raise OptionError(f"{option} {text}: must be >= 0")
-        if key == "exchange_fee" and value > MAX_FEE:
-            raise OptionError(f"{option} {text}: at most {MAX_FEE} nano per kWh per side (the chain's bound)")
         options[key] = value
     if options and args.market != "dayahead":
         raise OptionError("--exchange-fee, --uplift-fund and --uplift-fund-cap need --market dayahead")
@@ -247,8 +251,8 @@ def parser(description: str) -> argparse.ArgumentParser:
         default=None,
         metavar="NANO",
         help="day-ahead, memory venue: the exchange fee in nano-currency per kWh on each side of every trade "
-        "(10^6 = one micro-unit per Wh, the market tick), in every MG's model; the make-whole is then paid from "
-        "the fund it fills (default 0: no fee, the payers' surplus funds it)",
+        "in whole ticks (multiples of 10^6 = one micro-unit per Wh, the market tick; at most 10^7), in every MG's "
+        "model; the make-whole is then paid from the fund it fills (default 0: no fee, the payers' surplus funds it)",
     )
     sim.add_argument(
         "--uplift-fund",

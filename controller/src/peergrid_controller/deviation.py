@@ -177,7 +177,7 @@ def _deviator(
         pairs = [pair if t in window else outside[t] for t, pair in enumerate(pairs)]
     if not commitment.clean_prices:
         model = DayModel(mg, dt, commitment=on)  # `on`: its gensets' on/off held (at_own_commitment)
-        fees = with_fee((None, None), commitment.fee, n, exact=True)
+        fees = with_fee((None, None), commitment.fee, n)
         model.trade(commitment.prices, [lo for lo, _ in pairs], [hi for _, hi in pairs], *fees)
         if held is not None and window is not None and commitment.fee:  # split columns: fix both sides
             s = model.schedule
@@ -196,7 +196,7 @@ def _deviator(
             lo = limits_kw(free, t, math.nan, dt)[0] if clean[t] >= 0 and takes_clean(mg, clean[t]) else 0.0
         pairs[t] = (lo, hi) if window is None or t in window else (0.0, 0.0)
     model = CleanDayModel(mg, dt, side="exact")
-    fees = with_fee((None, None), commitment.fee, n, exact=True)
+    fees = with_fee((None, None), commitment.fee, n)
     model.trade(commitment.prices + clean, [lo for lo, _ in pairs], [hi for _, hi in pairs], *fees)
     return model, pairs
 

@@ -1,21 +1,19 @@
 """The day-ahead exchange fee as each MG's model prices it.
 
 Promises:
-- The fee is the chain's (genesis `exchange_fee`, copied into the session record as `fee`): whole nano-currency
-  per kWh on *each side* of every day-ahead trade (10**6 nano/kWh = one micro-unit per Wh = the market tick).
-  A seller nets p − fee, a buyer pays p + fee; the fund collects both.
+- The fee is the chain's (genesis `exchange_fee`, copied into the session record as `fee`): nano-currency per
+  kWh on *each side* of every day-ahead trade, a whole number of market ticks (10**6 nano/kWh = one
+  micro-unit per Wh; `check`, the chain's own `market_fee.check_fee`). A seller nets p − fee, a buyer pays
+  p + fee; the fund collects both. On the tick a closing price c pays an MG whose alternative price is on the
+  tick (retail, feed-in, an owner's floor or cap) exactly where c + fee ≤ retail, so the fee its answers
+  price is the fee the chain charges (a fee below the tick had to be priced as the whole tick above, and
+  buyers left at the tick below retail gained by deviating: docs/market.md "The fee on the tick").
+- `check(fee, what)`: the fee as an int, or ValueError naming `what` and what is allowed.
 - `per_kwh(fee)`: the fee in currency per kWh, as the MG models take prices.
 - `with_fee(fees, fee, n, exact=False)`: an MG's per-kWh sell and buy fees (its owner-rule fees,
   dayrules.Fees) with the exchange fee added to both sides in all `n` intervals: sales and purchases then take
-  a column each (DayModel.trade), so the wedge between them is the MG's own. Its answers (and commitment, and
-  switch) take the fee as it meets it on the tick, `on_tick(fee)`; `exact`: the fee itself (its deviation at
-  the posted prices, deviation.py). Fee 0: `fees` unchanged (the same object).
-- `on_tick(fee)`: the fee rounded up to whole ticks (10**6 nano/kWh). Why: trades close on the chain's tick
-  (the closing price is λ rounded to the nearest tick), and where an MG's alternative price is on the tick
-  (its retail, feed-in, an owner's floor or cap) a tick c pays it net of the fee, c + fee ≤ retail, exactly
-  where c + on_tick(fee) ≤ retail. Priced at the bare fee the exchange's limit sat at retail − fee, within
-  half a tick of retail for a fee under half a tick, and closed at retail, where the buyer loses the fee on
-  every kWh and its exact check declines (ieee33: 0/96 stable and ~505 owed at 1,000 nano/kWh, 96/96 at 0).
+  a column each (DayModel.trade), so the wedge between them is the MG's own. Its answers, commitment, switch
+  and deviation (deviation.py) all take the fee itself. Fee 0: `fees` unchanged (the same object).
 - `loses_to_dso(tariff, position, prices, fee)`: whether an MG's posted position, closed at the ticks of the
   stepped prices with the fee, loses against the DSO over the day (the kWh bought above its retail, sold
   below its feed-in, cost more than its other trades gain over its tariff): its value-stop verdict then
@@ -47,8 +45,8 @@ from peergrid_controller.dayrules import Fees
 from peergrid_controller.market import Trade, wh
 from peergrid_controller.model import Tariff
 from peergrid_ledger.contracts.exchange_state import NANO_PER_MICRO_WH, micro_per_wh
-from peergrid_ledger.contracts.market_fee import MAX_FEE as MAX_FEE  # re-exported: cli_args, the tests
-from peergrid_ledger.contracts.market_fee import fee_for
+from peergrid_ledger.contracts.market_fee import MAX_FEE as MAX_FEE  # re-exported: the tests
+from peergrid_ledger.contracts.market_fee import check_fee, fee_for
 
 NANO_PER_KWH = 10**9  # nano-currency per currency unit (the chain's per-kWh prices)
 # MAX_FEE: nano per kWh per side, the chain's bound on genesis `exchange_fee` and `market.fee` (10 micro-units
@@ -56,26 +54,20 @@ NANO_PER_KWH = 10**9  # nano-currency per currency unit (the chain's per-kWh pri
 
 
 def check(fee: object, what: str = "exchange_fee") -> int:
-    """The fee as an int within [0, MAX_FEE]; ValueError naming `what` otherwise (a bool is not a fee)."""
-    if isinstance(fee, bool) or not isinstance(fee, int) or not 0 <= fee <= MAX_FEE:
-        raise ValueError(
-            f"{what} must be a whole number of nano-currency per kWh per side in [0, {MAX_FEE}], got {fee!r}"
-        )
-    return fee
+    """The fee as an int: a whole number of ticks within [0, MAX_FEE], as the chain takes it (its own
+    `market_fee.check_fee`); ValueError naming `what`, the value and what is allowed otherwise (a bool is not a
+    fee)."""
+    return check_fee(fee, what)
 
 
 def per_kwh(fee: int) -> float:
     return fee / NANO_PER_KWH
 
 
-def on_tick(fee: int) -> int:
-    return -(-fee // NANO_PER_MICRO_WH) * NANO_PER_MICRO_WH
-
-
-def with_fee(fees: Fees, fee: int, n: int, exact: bool = False) -> Fees:
+def with_fee(fees: Fees, fee: int, n: int) -> Fees:
     if fee == 0:
         return fees
-    phi = per_kwh(fee if exact else on_tick(fee))
+    phi = per_kwh(fee)
 
     def add(side: Sequence[float] | None) -> tuple[float, ...]:
         return tuple((side[k] if side is not None else 0.0) + phi for k in range(n))
@@ -115,22 +107,21 @@ def loses_to_dso(tariff: Tariff, position: Sequence[float], prices: Sequence[int
     buy with c + fee above its retail (sell with c − fee below its feed-in) cost it more than its other
     trades gain over its tariff. Its exact check would then cut its position, on ieee33 the main buyer's
     whole day, and every seller's trade with it; its value-stop verdict waits (dayrounds.Exchange.step).
-    A loss counts only where its answers see it too (λ + on_tick(fee) beyond the tariff): the verdict never
-    waits for a move ADMM does not make (a tariff off the tick may still close a tick the wrong way, left to
-    the exact check as without a fee). Whole Wh and nanos: exact. Fee 0: False."""
+    A loss counts only where its answers see it too (λ + fee beyond the tariff): the verdict never waits for
+    a move ADMM does not make (a tariff off the tick may still close a tick the wrong way, left to the exact
+    check as without a fee). Whole Wh and nanos: exact. Fee 0: False."""
     if fee == 0:
         return False
-    seen = on_tick(fee)
     net = 0  # nano·Wh per kWh: what its trades gain over the DSO, less the losses its answers see
     for t, (q, p) in enumerate(zip(position, prices, strict=True)):
         closing = micro_per_wh(p) * NANO_PER_MICRO_WH
         retail, feed_in = round(tariff.retail[t] * NANO_PER_KWH), round(tariff.feed_in[t] * NANO_PER_KWH)
         if q < 0:
             gain = retail - closing - fee
-            net += wh(-q) * gain if gain >= 0 or p + seen > retail else 0
+            net += wh(-q) * gain if gain >= 0 or p + fee > retail else 0
         elif q > 0:
             gain = closing - fee - feed_in
-            net += wh(q) * gain if gain >= 0 or p - seen < feed_in else 0
+            net += wh(q) * gain if gain >= 0 or p - fee < feed_in else 0
     return net < 0
 
 
@@ -145,8 +136,8 @@ def unwinding_worth(
     `worth`; private: its own marginal values). `spread` is the default (retail less feed-in: the most a
     P2P kWh can be worth against the DSO); where the move only unwinds its position toward zero (a sale
     smaller, a purchase smaller, same side) the bound is its own marginal value's gap to its net price,
-    |μ − (p − fee)| for a sale, |μ − (p + fee)| for a purchase (the fee as its answers price it, `on_tick`),
-    at the larger of the gaps at its positions before and after (`marginal`: the balance duals of its last
+    |μ − (p − fee)| for a sale, |μ − (p + fee)| for a purchase (the fee as its answers price it), at the
+    larger of the gaps at its positions before and after (`marginal`: the balance duals of its last
     two answers, currency per kWh; None: none known, the spread): its day cost is convex in its P2P positions (an LP, commitments fixed), so its
     marginal value along the move lies between the two, and what the move gains it is the move times a gap
     no larger. Why: with a fee every MG has a dead band (a sale nets p − fee, a purchase costs p + fee) and
@@ -158,7 +149,7 @@ def unwinding_worth(
     the relaxed model's: that one iteration's bound is then approximate (the next ones are exact again)."""
     if marginal is None or fee == 0:
         return list(spread)
-    phi = per_kwh(on_tick(fee))  # as its answers price it (`with_fee`)
+    phi = per_kwh(fee)  # as its answers price it (`with_fee`)
     before, after = marginal
     old, new = positions
     out = []
