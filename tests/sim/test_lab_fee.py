@@ -47,14 +47,14 @@ def test_the_fee_goes_into_the_lab_genesis_and_fee_0_writes_the_genesis_without_
     for name in ("zero", "fee"):  # the same keys: only the fee may differ
         shutil.copytree(tmp_path / "plain", tmp_path / name, ignore=shutil.ignore_patterns("*genesis*"))
     zero = LabChains.create(tmp_path / "zero", "ieee33", SCENARIO, fee=ExchangeFee(0, 0))
-    with_fee = LabChains.create(tmp_path / "fee", "ieee33", SCENARIO, fee=ExchangeFee(750_000, 20_000))
+    with_fee = LabChains.create(tmp_path / "fee", "ieee33", SCENARIO, fee=ExchangeFee(2_000_000, 20_000))
     docs = {name: _genesis(c) for name, c in (("plain", plain), ("zero", zero), ("fee", with_fee))}
     for doc in docs.values():
         doc.pop("time")  # written at the start
     assert docs["zero"] == docs["plain"]  # fee 0: every byte of today's lab
     assert "exchange_fee" not in json.dumps(docs["plain"])
     params = Genesis.from_json(_genesis(with_fee)).params
-    assert (params.exchange_fee, params.uplift_fund_cap) == (750_000, 20_000)
+    assert (params.exchange_fee, params.uplift_fund_cap) == (2_000_000, 20_000)
     # nothing else of the lab's genesis moved
     assert {
         k: v for k, v in docs["fee"]["params"].items() if k not in ("exchange_fee", "uplift_fund_cap")
@@ -92,34 +92,40 @@ def test_a_session_opened_on_the_lab_chain_carries_its_fee(tmp_path: Path) -> No
 
 
 def test_an_existing_lab_genesis_with_another_fee_is_refused_not_run(tmp_path: Path) -> None:
-    first = LabChains.create(tmp_path, "ieee33", SCENARIO, fee=ExchangeFee(750_000))
+    first = LabChains.create(tmp_path, "ieee33", SCENARIO, fee=ExchangeFee(2_000_000))
     kept = first.mgmc_genesis.read_text()
-    again = LabChains.create(tmp_path, "ieee33", SCENARIO, fee=ExchangeFee(750_000))  # the same: reused
+    again = LabChains.create(tmp_path, "ieee33", SCENARIO, fee=ExchangeFee(2_000_000))  # the same: reused
     assert again.mgmc_genesis.read_text() == kept
     LabChains.create(
         tmp_path, "ieee33", SCENARIO
     )  # no fee asked for: the lab keeps its genesis, as it always did
-    for other in (ExchangeFee(1_000_000), ExchangeFee(750_000, 1), ExchangeFee(0)):
-        with pytest.raises(LabGenesisMismatch, match="exchange fee 750000 and fund cap 0, not"):
+    for other in (ExchangeFee(1_000_000), ExchangeFee(2_000_000, 1), ExchangeFee(0)):
+        with pytest.raises(LabGenesisMismatch, match="exchange fee 2000000 and fund cap 0, not"):
             LabChains.create(tmp_path, "ieee33", SCENARIO, fee=other)
     assert first.mgmc_genesis.read_text() == kept  # never rewritten
 
 
 def test_bad_fees_and_caps_are_refused_with_what_they_must_be(capsys: pytest.CaptureFixture[str]) -> None:
-    for option, bad in (
-        ("--exchange-fee", "-1"), ("--exchange-fee", "1.5"), ("--exchange-fee", "lots"), ("--exchange-fee", ""),
-        ("--exchange-fee", str(MAX_FEE + 1)), ("--exchange-fee", "\uff11"), ("--uplift-fund-cap", "-5"),
-        ("--uplift-fund-cap", str(MAX_FUND_CAP + 1)), ("--uplift-fund-cap", "1e6"),
-    ):  # fmt: skip
+    for bad in ("-1", "1.5", "lots", "", str(MAX_FEE + 1), "\uff11", "750000", "1000001"):
         with pytest.raises(SystemExit):
-            build_parser().parse_args(["--dayahead", option, bad])
+            build_parser().parse_args(["--dayahead", "--exchange-fee", bad])
         err = capsys.readouterr().err
-        assert f"{option}: not a whole number of" in err and "from 0 to" in err, err
+        assert (
+            "--exchange-fee: the fee must be a whole number of ticks (multiples of 1,000,000 nano-currency per"
+            " kWh, 1 micro-unit per Wh) in [0, 10,000,000], got "
+            in err
+            and err.rstrip().endswith((f" {bad}", repr(bad)))
+        ), err
+    for bad in ("-5", str(MAX_FUND_CAP + 1), "1e6"):
+        with pytest.raises(SystemExit):
+            build_parser().parse_args(["--dayahead", "--uplift-fund-cap", bad])
+        err = capsys.readouterr().err
+        assert "--uplift-fund-cap: not a whole number of" in err and "from 0 to" in err, err
     for fee, cap, message in (
         (-1, 0, "exchange fee: expected 0 to 10000000"),
         (MAX_FEE + 1, 0, "exchange fee: expected 0 to"),
-        (1, -1, "uplift fund cap: expected 0 to"),
-        (1, MAX_FUND_CAP + 1, "uplift fund cap: expected 0 to"),
+        (1_000_000, -1, "uplift fund cap: expected 0 to"),
+        (1_000_000, MAX_FUND_CAP + 1, "uplift fund cap: expected 0 to"),
         (0, 10, "uplift fund cap: only with an exchange fee above 0"),
     ):
         with pytest.raises(ValueError, match=message):
@@ -134,15 +140,15 @@ def test_bad_fees_and_caps_are_refused_with_what_they_must_be(capsys: pytest.Cap
 def test_the_fee_options_mean_something_only_with_dayahead(tmp_path: Path) -> None:
     parse = build_parser().parse_args
     assert exchange_fee(parse([])) is None and exchange_fee(parse(["--dayahead"])) is None  # the default lab
-    assert exchange_fee(parse(["--dayahead", "--exchange-fee", "750000"])) == ExchangeFee(750_000, 0)
+    assert exchange_fee(parse(["--dayahead", "--exchange-fee", "2000000"])) == ExchangeFee(2_000_000, 0)
     assert exchange_fee(parse(["--dayahead", "--exchange-fee", "1000000", "--uplift-fund-cap", "0"])) == (
         ExchangeFee(1_000_000, 0)
     )
     for argv, why in (
-        (["--exchange-fee", "750000"], "--exchange-fee needs --dayahead"),
+        (["--exchange-fee", "2000000"], "--exchange-fee needs --dayahead"),
         (["--uplift-fund-cap", "10"], "--uplift-fund-cap needs --dayahead"),
         (
-            ["--dayahead", "--no-market", "--exchange-fee", "750000"],
+            ["--dayahead", "--no-market", "--exchange-fee", "2000000"],
             "--exchange-fee needs --dayahead (and the market)",
         ),
         (["--dayahead", "--uplift-fund-cap", "10"], "--uplift-fund-cap needs --exchange-fee above 0"),
@@ -155,7 +161,7 @@ def test_the_fee_options_mean_something_only_with_dayahead(tmp_path: Path) -> No
             exchange_fee(parse(argv))
         assert str(refused.value).startswith(f"peergrid-testbed: {why}"), refused.value
     # refused before the lab writes anything: no keys, no genesis
-    args = parse(["--exchange-fee", "750000", "--intervals", "2", "--scenario", str(SCENARIO)])
+    args = parse(["--exchange-fee", "2000000", "--intervals", "2", "--scenario", str(SCENARIO)])
     with pytest.raises(SystemExit, match="needs --dayahead"):
         lab_loop(args, tmp_path, load_scenario(SCENARIO))
     assert not (tmp_path / "keys").exists()
@@ -164,19 +170,19 @@ def test_the_fee_options_mean_something_only_with_dayahead(tmp_path: Path) -> No
 def test_the_testbed_refuses_a_lab_directory_whose_genesis_holds_another_fee(tmp_path: Path) -> None:
     scenario = load_scenario(SCENARIO)
     argv = ["--dayahead", "--intervals", "2", "--scenario", str(SCENARIO)]
-    loop = lab_loop(build_parser().parse_args([*argv, "--exchange-fee", "750000"]), tmp_path, scenario)
+    loop = lab_loop(build_parser().parse_args([*argv, "--exchange-fee", "2000000"]), tmp_path, scenario)
     assert loop is not None
     genesis = Genesis.from_json(json.loads((tmp_path / "keys" / "mgmc-genesis.json").read_text()))
-    assert genesis.params.exchange_fee == 750_000
+    assert genesis.params.exchange_fee == 2_000_000
     with pytest.raises(
-        SystemExit, match=r"peergrid-testbed: .*mgmc-genesis\.json was written with exchange fee 750000"
+        SystemExit, match=r"peergrid-testbed: .*mgmc-genesis\.json was written with exchange fee 2000000"
     ):
-        lab_loop(build_parser().parse_args([*argv, "--exchange-fee", "900000"]), tmp_path, scenario)
+        lab_loop(build_parser().parse_args([*argv, "--exchange-fee", "3000000"]), tmp_path, scenario)
 
 
 # --- the report's fee path on a real chain ----------------------------------------------------------------------
 
-FEE = 1_500_000  # nano-currency per kWh per side: 1.5 micro-units per Wh
+FEE = 2_000_000  # nano-currency per kWh per side: 2 micro-units per Wh, two ticks
 CAP = 1_000  # micro-units the fund keeps after the payout
 PRICE = 100  # micro-units per Wh: the session's clear (100,000,000 nano per kWh)
 
@@ -185,8 +191,8 @@ def _fee_day(path: Path, mg3_spare: int = 500) -> dict[str, keys.Keypair]:
     """A real MGMC-like chain with an exchange fee in a store, the lab's keys directory naming p1..p3 mg1..mg3: a
     session over two intervals (p1 sells 1000 Wh in each, p2 and p3 buy 600 and 400), cleared; p1 claims a gain
     of 3,000 micro-units (above its tolerance of 2,001), p2 and p3 none; the buyers settle their trades; p2
-    settles the uplift. p3 holds its trades' cost and `mg3_spare` more (credit limit 0), so of its fee of 1,200
-    it pays 500 and owes 700. The fund collects 3,000 + 1,800 + 500, pays p1 its 3,000 and refunds the 1,300
+    settles the uplift. p3 holds its trades' cost and `mg3_spare` more (credit limit 0), so of its fee of 1,600
+    it pays 500 and owes 1,100. The fund collects 4,000 + 2,400 + 500, pays p1 its 3,000 and refunds the 2,900
     above its cap of 1,000 to p1 and p2, who paid their whole fees."""
     dso, p1, p2, p3, sealer = (keys.Keypair.generate() for _ in range(5))
     rules = {**NO_RULES, "max_quantity": 1_000_000}
@@ -244,23 +250,23 @@ def test_the_report_shows_the_fee_path_of_a_fee_funded_make_whole(tmp_path: Path
     fee = paid["fee_path"]
     assert (fee["fee"], fee["fund_cap"]) == (FEE, CAP)
     assert fee["cleared_wh"] == {"mg1": 2000, "mg2": 1200, "mg3": 800}
-    # ceil(fee x cleared Wh / 10^6) each, collected in full from mg1 and mg2, mg3's 700 left as its debt
+    # ceil(fee x cleared Wh / 10^6) each, collected in full from mg1 and mg2, mg3's 1,100 left as its debt
     assert (
-        fee["fees_due"] == fee["collected"] == {"mg1": 3000, "mg2": 1800, "mg3": 1200} and fee["fees_match"]
+        fee["fees_due"] == fee["collected"] == {"mg1": 4000, "mg2": 2400, "mg3": 1600} and fee["fees_match"]
     )
-    assert fee["collected_total"] == 6000 and fee["fees_owed"] == {"mg3": 700}
+    assert fee["collected_total"] == 8000 and fee["fees_owed"] == {"mg3": 1100}
     assert (fee["fund_before"], fee["fund_after"]) == (0, CAP)
     assert paid["funded"] and paid["owed"] == 3000 and paid["credits"] == {"mg1": 3000}
     assert paid["charges"] == fee["collected"]  # a fee session's charges are the members' fees
-    # above the cap: 5,300 in, 3,000 out, 1,300 refunded by the fees to the members that paid all of theirs
-    assert set(paid["refunds"]) == {"mg1", "mg2"} and sum(paid["refunds"].values()) == 1300
+    # above the cap: 6,900 in, 3,000 out, 2,900 refunded by the fees to the members that paid all of theirs
+    assert set(paid["refunds"]) == {"mg1", "mg2"} and sum(paid["refunds"].values()) == 2900
     assert all(paid["refunds"][mg] <= fee["collected"][mg] for mg in paid["refunds"])
     assert {(p["payer"], p["payee"]) for p in paid["payments"]} >= {("mg3", "fund"), ("fund", "mg1")}
     refund = paid["refunds"]
     assert paid["moved"] == {
-        "fund": 5300 - 3000 - 1300,
-        "mg1": -3000 + 3000 + refund["mg1"],
-        "mg2": -1800 + refund["mg2"],
+        "fund": 6900 - 3000 - 2900,
+        "mg1": -4000 + 3000 + refund["mg1"],
+        "mg2": -2400 + refund["mg2"],
         "mg3": -500,
     }
     assert paid["balances_match"]
@@ -269,9 +275,10 @@ def test_the_report_shows_the_fee_path_of_a_fee_funded_make_whole(tmp_path: Path
     assert day["match"], day
     assert day["accounts"]["mg3"] == {"change": -80_000 - 500, "trades": -80_000, "fee": 500}
     assert day["accounts"]["mg1"] == {
-        "change": 200_000 + refund["mg1"], "trades": 200_000, "fee": 3000, "credit": 3000, "refund": refund["mg1"],
+        "change": 200_000 - 1000 + refund["mg1"], "trades": 200_000, "fee": 4000, "credit": 3000,
+        "refund": refund["mg1"],
     }  # fmt: skip
-    assert day["accounts"]["fund"] == {"change": CAP, "trades": 0, "collected": 5300, "paid_out": 4300}
+    assert day["accounts"]["fund"] == {"change": CAP, "trades": 0, "collected": 6900, "paid_out": 5900}
 
 
 def test_a_collection_or_a_balance_the_rule_does_not_give_is_said(tmp_path: Path) -> None:
@@ -314,7 +321,7 @@ def test_the_report_page_shows_the_fee_path_and_the_day_replay(tmp_path: Path) -
     }  # fmt: skip
     page = html(doc)
     refunds = section["sessions"][0]["refunds"]
-    assert "1.5 per Wh a side; collected mg1 0.003000, mg2 0.001800, mg3 0.001200 (as due: True)" in page
+    assert "2 per Wh a side; collected mg1 0.004000, mg2 0.002400, mg3 0.001600 (as due: True)" in page
     assert f"refunds mg1 {refunds['mg1'] / 1e6:.6f}, mg2 {refunds['mg2'] / 1e6:.6f}" in page
     assert "fund 0.000000 -&gt; 0.001000" in page
     assert "trades - fee - charge + credit + refund: True" in page

@@ -92,8 +92,19 @@ def _bounded_int(what: str, top: int) -> Any:
     return parse
 
 
+def _exchange_fee(text: str) -> int:
+    """--exchange-fee: a whole number of ticks as the chain takes it (its own `market_fee.check_fee`)."""
+    from peergrid_ledger.contracts.market_fee import check_fee
+
+    value = int(text) if text.isascii() and text.removeprefix("-").isdigit() else text  # else named as given
+    try:
+        return check_fee(value, "the fee")
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
 def build_parser() -> argparse.ArgumentParser:
-    from peergrid_ledger.contracts.market_fee import MAX_FEE, MAX_FUND_CAP
+    from peergrid_ledger.contracts.market_fee import MAX_FUND_CAP
 
     parser = argparse.ArgumentParser(prog=PROGRAM, description="run the peergrid lab testbed on this machine")
     parser.add_argument(
@@ -177,11 +188,12 @@ def build_parser() -> argparse.ArgumentParser:
         "(edge market.risk_allowance); default 0",
     )  # fmt: skip
     parser.add_argument(
-        "--exchange-fee", type=_bounded_int("a whole number of nano-currency per kWh", MAX_FEE), default=None,
+        "--exchange-fee", type=_exchange_fee, default=None,
         metavar="NANO_PER_KWH",
-        help="with --dayahead: the MGMC genesis' exchange fee per kWh per side of every day-ahead trade (10^6 = 1 "
-        "micro-unit per Wh), paid into the uplift fund that pays the session's make-whole; default 0: no fee, the "
-        "payers' claimed surplus funds it. A lab directory keeps the genesis it was made with",
+        help="with --dayahead: the MGMC genesis' exchange fee per kWh per side of every day-ahead trade, in whole "
+        "ticks (multiples of 10^6 = 1 micro-unit per Wh; at most 10^7), paid into the uplift fund that pays the "
+        "session's make-whole; default 0: no fee, the payers' claimed surplus funds it. A lab directory keeps "
+        "the genesis it was made with",
     )  # fmt: skip
     parser.add_argument(
         "--uplift-fund-cap", type=_bounded_int("a whole number of micro-units", MAX_FUND_CAP), default=None,
