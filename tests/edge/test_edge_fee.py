@@ -134,17 +134,18 @@ def test_the_session_is_allocates_with_the_chains_fee_to_the_nano_and_the_wh(
 def test_a_rules_day_judges_the_owners_floors_and_caps_net_of_the_fee_as_allocate_does(
     tmp_path: Path,
 ) -> None:
-    # 4 MGs with floors, caps, clean-only buyers and maximum quantities at 750,000 nano/kWh per side: a rule's
+    # 4 MGs with floors, caps, clean-only buyers and maximum quantities at one tick per side: a rule's
     # fee is dropped only where the price net of the exchange fee clears the rule by the margin (dayjudge
     # OwnRules); judged at the gross price, as at fee 0, `allocate` (memory venue) stops after 34 steps, not 37
     scenario = rules_day()
-    config = dataclasses.replace(VALUE, exchange_fee=750_000)
+    config = dataclasses.replace(VALUE, exchange_fee=TICK)
     keys_ = {mg.name: trading_key(mg.name) for mg in scenario.microgrids}
     accounts = [(mg.name, keys_[mg.name], chain_rules(mg.rules)) for mg in scenario.microgrids]
-    ledger = fee_ledger(tmp_path, accounts, 750_000)
+    ledger = fee_ledger(tmp_path, accounts, TICK)
     outcomes = run_session(ledger, keys_, scenario, config=VALUE, timeout_s=5.0)
     assert_allocates(outcomes, scenario, config, simulated(scenario, config))
-    assert {o.iterations for o in outcomes.values()} == {33}  # steps: 750,000 is priced as one tick (f77fcf4)
+    # steps: as at 750,000 before fees were whole ticks (its answers priced it as this one tick)
+    assert {o.iterations for o in outcomes.values()} == {33}
 
 
 def test_a_clean_session_is_allocates_with_the_fee_in_both_books(tmp_path: Path) -> None:
@@ -417,10 +418,10 @@ def test_the_checkpoint_keeps_the_marginal_values_and_refuses_malformed_ones(tmp
 def test_a_clean_sessions_first_accept_costs_the_fee_on_its_wh_in_both_books() -> None:
     _, b = hand_pair()
     prices, positions = [0.249, 0.249, 0.3, 0.3], [-40.0, -40.0, 0.0, 0.0]  # general book, then clean
-    free, charged = (accept_books(b, 1.0, prices, positions, fee) for fee in (0, 1_500_000))
+    free, charged = (accept_books(b, 1.0, prices, positions, fee) for fee in (0, 2 * TICK))
     assert free.positions == charged.positions == (-40_000, -40_000, 0, 0)
-    # ceil(1,500,000 x 80,000 / 10^6) = 120,000 micro-units, once for the day
-    assert charged.day_cost - free.day_cost == pytest.approx(0.12, abs=1e-9)
+    # 2,000,000 x 80,000 / 10^6 = 160,000 micro-units, once for the day
+    assert charged.day_cost - free.day_cost == pytest.approx(0.16, abs=1e-9)
 
 
 def test_a_claim_values_the_genset_at_its_floor_net_of_the_fee() -> None:
@@ -451,8 +452,8 @@ IEEE33 = Path(__file__).resolve().parents[2] / "firmware-sim" / "scenarios" / "i
 def test_the_labs_midday_with_a_fee_is_allocates_to_the_nano_and_the_wh(tmp_path: Path) -> None:
     """ieee33's intervals 36-43, every MG's retail 0.22: with a fee the edge waits, as `Exchange.step` does, while
     an MG's position loses against the DSO at the closing ticks (f77fcf4's verdict). Before, the edge stopped by
-    value after 8 iterations at 0.2202, where the buyers' accept checks declined the day (L11's lab). One tick: the
-    sub-tick fee's rounding (`on_tick`) is the controller's, tested on the same window in test_ctl_fee_scenario.py."""
+    value after 8 iterations at 0.2202, where the buyers' accept checks declined the day (L11's lab). One tick: a
+    fee off the tick is refused (test_ctl_fee_scenario.py, on the same window)."""
     fee = 10**6
     scenario = window(load_scenario(IEEE33), 36, 44)
     ledger, keys_ = free_chain(tmp_path, scenario, fee)

@@ -14,7 +14,9 @@ resumes the judgement where it was; `restarted` says why a rejoin without one ca
 buyer's cap at cap + premium on a clean session, and the session's exchange fee on both sides (`fee`, nano per
 kWh per side, the chain's record of the session: `exchange_fee.with_fee`, as `dayrounds.Exchange.fees`).
 Its judgement takes its floor and cap net of that fee (`OwnRules.exchange_fee`: a rule's fee is dropped only
-where the price less or plus the fee clears the rule by the margin), as `dayrounds.Exchange` builds them.
+where the price less or plus the fee clears the rule by the margin), as `dayrounds.Exchange` builds them. A
+session whose fee is not a whole number of ticks (only a chain written before the chain refused such a fee can
+hold one) is not joined: SessionFailed naming it (its answers cannot price it on the tick).
 `own_rules_differ` is the up-front check that the floor and cap this MGMC judges are the ones the chain holds
 for it (else its judgement and everyone's queue would disagree).
 What a judgement posted by another member can do: only what `Coordination.settle` lets it (its own sides;
@@ -50,6 +52,7 @@ from peergrid_controller.dayrules import Fees, chain_rules, clean_cap_fees
 from peergrid_controller.exchange_fee import with_fee
 from peergrid_controller.model import Microgrid
 from peergrid_edge.exchange_io import SessionFailed
+from peergrid_ledger.contracts.market_fee import check_fee
 from peergrid_ledger.contracts.market_state import rules_for
 
 log = logging.getLogger("peergrid.edge.dayahead")
@@ -109,7 +112,14 @@ class SessionRules:
     ) -> None:
         """The public side from the replica: every member's rules (members in the session's order, as the
         chain keeps the judgements), read once, so that every MGMC orders let-backs alike; `fee` the session's
-        exchange fee as its record holds it (`market_fee.session_fee`), on both sides of its answers (`fees`)."""
+        exchange fee as its record holds it (`market_fee.session_fee`), on both sides of its answers (`fees`);
+        SessionFailed when that fee is not a whole number of ticks (module contract)."""
+        try:
+            check_fee(fee, "the session's exchange fee")
+        except ValueError as exc:
+            raise SessionFailed(
+                f"refused: {exc} (a chain from before whole-tick fees; recreate it)"
+            ) from None
         self.fee = fee
         self.own.exchange_fee = fee  # its floor and cap net of it (dayjudge.OwnRules)
         if fee:
