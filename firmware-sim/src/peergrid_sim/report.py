@@ -3,7 +3,8 @@
 Promises: `collect_live(bed)` (while the processes run) saves firmware-sim's device faults and the replicas'
 status; `write_report(bed, dir)` (after they stopped: it opens every LevelDB store) gathers the MGMCs' and the
 DSO's interval records and the ledger stores and writes the figures — prices per bargaining round, trades
-(sellers and buyers by anonym; `anonyms` names each lab anonym's MG from the lab's keys), each MG's cost under
+(sellers and buyers by anonym; `anonyms` names each lab anonym's MG from the lab's keys, `anonyms_unread` says
+which key file it could not read and why, and so does its log: `report_anonyms`), each MG's cost under
 P2P and under the conventional market, welfare against the centralised optimum over the same intervals (and
 `share_of_gain`, the bench's share of the achievable gain), voltage profiles before and after
 reconfiguration, switch operations, ledger heights, block times, round changes, device faults, each interval's pacing against its slot on the accelerated clock,
@@ -22,6 +23,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import logging
 import subprocess
 import sys
 import urllib.request
@@ -29,9 +31,12 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from peergrid_sim.report_anonyms import read_anonyms
 from peergrid_sim.report_bound import owner_bound
 from peergrid_sim.report_html import html, share_of_gain
-from peergrid_sim.report_uplift import anonym_names, uplift_section
+from peergrid_sim.report_uplift import uplift_section
+
+log = logging.getLogger("peergrid_sim.report")
 
 
 def json_lines(path: Path) -> list[dict[str, Any]]:
@@ -266,6 +271,11 @@ def write_report(bed: Any, out_dir: Path) -> Path:
     intervals = list(range(first, first + count))
     paths = stores(workdir)
     ledger, proofs = ledger_figures(paths)
+    anonyms = read_anonyms(workdir / "keys", [mg.name for mg in bed.scenario.microgrids])
+    for line in anonyms.unread:  # that MG is shown by anonym: the page says why, and so does the log
+        log.warning(
+            "report: %s in %s: its MG's sellers and buyers are shown by anonym", line, workdir / "keys"
+        )
     verified = verify_stores(paths)
     trades: dict[str, dict[str, Any]] = {}
     rounds_by_interval: dict[int, list[dict[str, Any]]] = {}
@@ -353,7 +363,8 @@ def write_report(bed: Any, out_dir: Path) -> Path:
         "ledger": ledger,
         "prices_per_round": {str(t): rounds_by_interval.get(t, []) for t in intervals},
         # each MG's anonym (hex) as the lab's keys name it: prices and trades name sellers by anonym
-        "anonyms": {key.hex(): mg for key, mg in sorted(anonym_names(workdir / "keys").items())},
+        "anonyms": {key.hex(): mg for key, mg in sorted(anonyms.names.items())},
+        "anonyms_unread": anonyms.unread,  # each key file of an MG's anonym not read, and why
         "trades": sorted(trades.values(), key=lambda tr: (tr["interval"], tr["seller"], tr["buyer"])),
         "mg_cost_p2p": cost_p2p,
         "mg_cost_conventional": cost_conv,

@@ -6,7 +6,8 @@ bound (the `rationality` section), the day-ahead make-whole (`uplift`; one line 
 prices per bargaining round, voltage profiles, block times, the ledger table and the end-of-run quiesce (as
 plain fields), pacing, re-bargaining, switch operations, device faults, trades - with inline SVG charts
 (`report_svg`), no script and no network; sellers and buyers by MG where the document's `anonyms` names them
-(anonym in brackets), else by anonym. Pure: reads nothing but its argument. A document from before any of
+(anonym in brackets), else by anonym, with one line for each of the lab's anonym key files the report did not
+read, saying why (`anonyms_unread`). Pure: reads nothing but its argument. A document from before any of
 these sections or keys is still drawn.
 """
 
@@ -33,6 +34,17 @@ def html(report: dict[str, Any]) -> str:
     def who(anonym: str) -> str:
         mg = mg_of.get(anonym[:8])
         return anonym[:8] if mg is None else f"{mg} ({anonym[:8]})"
+
+    # a key file not read leaves its MG shown by anonym: the page says which file and why, not a silent hex
+    unread = "".join(
+        f"<p>{h.escape(line)}: its MG's sellers and buyers are shown by anonym.</p>"
+        for line in report.get("anonyms_unread") or []
+    )
+    by_anonym = unread or (
+        ""
+        if mg_of
+        else "<p>Sellers by anonym: this report names no MG's anonym (the lab's keys were not read).</p>"
+    )
 
     price_series: dict[str, list[tuple[float, float]]] = {}
     x = 0
@@ -143,7 +155,7 @@ td,th{{border:1px solid #ccc;padding:2px 6px;font-size:13px}}</style></head><bod
 <p>{h.escape("; ".join((report.get("rationality") or {}).get("errors", [])))}</p>
 <h2>Day-ahead make-whole (uplift, currency)</h2>{uplift_table}<p>{h.escape(day_line)} {h.escape(str(uplift.get("error", "")))}</p>
 <h2>Prices per bargaining round</h2>{lines(price_series, "round (all intervals)", "price / kWh")}
-{"" if mg_of else "<p>Sellers by anonym: this report names no MG's anonym (the lab's keys were not read).</p>"}
+{by_anonym}
 <h2>Voltage profiles</h2>{lines(volt, "bus", "voltage (pu)")}
 <h2>Block times (ms, MGMC chain)</h2>{lines({"block gap": list(enumerate(chains.get("mgmc", {}).get("block_times_series", [])))}, "block", "ms")}
 <h2>Ledger</h2><table><tr><th>chain</th><th>lowest head</th><th>head spread</th><th>identical heads</th><th>p50 block ms</th><th>max block ms</th><th>blocks decided after a round change</th><th>round timeouts (all replicas)</th></tr>{ledger_rows}</table>

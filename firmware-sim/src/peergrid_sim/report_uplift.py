@@ -28,6 +28,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from peergrid_sim.report_anonyms import anonym_names
 from peergrid_sim.report_fee import FUND, day_balances, fee_figures
 
 CLAIM_PREFIX, DONE_PREFIX = b"upl/claim/", b"upl/done/"
@@ -42,19 +43,6 @@ def mgmc_store(workdir: Path) -> Path | None:
     nodes = Path(workdir) / "nodes"
     found = [nodes / "dso" / "mgmc.db", *sorted(nodes.glob("mgmc-*/mgmc.db"))]
     return next((p for p in found if p.exists()), None)
-
-
-def anonym_names(keys_dir: Path) -> dict[bytes, str]:
-    """The lab's anonym public keys -> MG names (`anonym-<mg>.key`); a file it cannot read is left out."""
-    from peergrid_ledger.keys import KeyFileError, read_keyfile
-
-    names: dict[bytes, str] = {}
-    for path in sorted(Path(keys_dir).glob("anonym-*.key")):
-        try:
-            names[read_keyfile(path).public] = path.stem.removeprefix("anonym-")
-        except (OSError, ValueError, KeyFileError):
-            continue
-    return names
 
 
 def settle_moves(store: Any, targets: dict[bytes, int]) -> dict[bytes, dict[bytes, int]]:
