@@ -56,14 +56,16 @@ def lines(series: Mapping[str, Sequence[tuple[float, float]]], xlabel: str, ylab
 def bars(labels: Sequence[str], groups: Mapping[str, Sequence[float]]) -> str:
     values = [v for vs in groups.values() for v in vs] or [0.0]
     lo, hi = min(0.0, *values), max(0.0, *values)
-    ky, cy = _scale(lo, hi, H - PAD, 10)
+    # the plot spans TOP..H - PAD as a line chart's: its top tick no longer sits on the picture's top edge
+    ky, cy = _scale(lo, hi, H - PAD, TOP)
     slot = (W - PAD - 10) / max(1, len(labels))
     width = slot * 0.8 / max(1, len(groups))
     out = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{W}" height="{H + 20 * len(groups)}">']
     zero = ky * 0 + cy
     out.append(f'<line x1="{PAD}" y1="{zero:.1f}" x2="{W - 10}" y2="{zero:.1f}" stroke="black"/>')
-    for v in (lo, hi):
-        out.append(f'<text x="2" y="{ky * v + cy:.1f}" font-size="10">{v:.4g}</text>')
+    out.append(f'<line x1="{PAD}" y1="{TOP}" x2="{PAD}" y2="{H - PAD}" stroke="black"/>')
+    for v in (lo, hi):  # each tick value centred on its height, as a line chart's (drawn on it, it sat above)
+        out.append(f'<text x="2" y="{ky * v + cy + 4:.1f}" font-size="10">{v:.4g}</text>')
     for j, (name, vs) in enumerate(groups.items()):
         colour = COLOURS[j % len(COLOURS)]
         for i, v in enumerate(vs):
