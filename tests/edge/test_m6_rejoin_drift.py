@@ -219,7 +219,7 @@ def test_a_missing_corrupt_or_swapped_block_is_named_and_the_rejoin_goes_on_with
         store.raw_put(body_key(middle), b"\x00not a body" if how == "corrupt" else other)
         ledger.close()
         why = "stored body is corrupt" if how == "corrupt" else "not the ones its header commits to"
-        with pytest.raises(BlocksUnread, match=f"block {middle}: .*{why}"):
+        with pytest.raises(BlocksUnread, match=f"height {middle}: .*{why}"):
             read(copy, scenario, 44)
     # the rejoin's own use: logged as an error, the book goes on without (None), nothing raised
     ledger, keys_ = free_chain(copy, scenario, TICK)
@@ -234,5 +234,5 @@ def test_a_missing_corrupt_or_swapped_block_is_named_and_the_rejoin_goes_on_with
             assert asyncio.run(drift_of(agent, book)) is None  # type: ignore[arg-type]
     finally:
         ledger.close()
-    assert f"block {middle}: its transactions are not the ones its header commits to" in caplog.text
+    assert f"height {middle}: its transactions are not the ones its header commits to" in caplog.text
     assert "rejoined without it" in caplog.text

@@ -152,10 +152,12 @@ def _block(blocks: StoredBlocks, height: int) -> Block:
         block = blocks.block(height)
     except KeyError:
         raise BlocksUnread(f"block {height} is not in this replica's store") from None
-    except (StoreError, RuntimeError) as exc:  # corrupt; RuntimeError: the store closed (the MGMC stopping)
+    except StoreError as exc:  # corrupt: its message names the height
+        raise BlocksUnread(str(exc)) from None
+    except RuntimeError as exc:  # the store closed (the MGMC stopping)
         raise BlocksUnread(f"block {height}: {exc}") from None
     if tx_root(block.txs) != block.header.tx_root:
-        raise BlocksUnread(f"block {height}: its transactions are not the ones its header commits to")
+        raise BlocksUnread(f"height {height}: its transactions are not the ones its header commits to")
     return block
 
 
