@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import contextlib
+import shutil
 from collections.abc import Iterator
 from typing import Any
 
+import pytest
 from argon2 import PasswordHasher
 
 PASSWORD = "correct horse battery staple"
@@ -26,6 +28,22 @@ CHROMIUM_ARGS = [
 def fast_hasher() -> PasswordHasher:
     """argon2id with test-sized costs: the hashes are real, the tests stay quick."""
     return PasswordHasher(time_cost=1, memory_cost=8 * 1024, parallelism=1)
+
+
+def browser_tests(*, needs_mosquitto: bool = False) -> tuple[Any, list[pytest.MarkDecorator]]:
+    """A browser-test module's preamble, called at its top: `expect, pytestmark = browser_tests()`. Skips the whole
+    module where playwright is not installed (pytest.importorskip: requirements-dev.txt brings it, and it never
+    downloads a browser), and returns its `expect` with the module's marks: each test skipped where Debian's
+    chromium (`CHROMIUM`, scripts/system-packages.txt) is missing, or mosquitto where the module needs it, and
+    all in the xdist group 'console-browser' (one worker: one Chromium a module, the `browser` fixture's)."""
+    playwright_api = pytest.importorskip("playwright.sync_api")
+    marks = [pytest.mark.skipif(shutil.which(CHROMIUM) is None, reason="Debian's chromium is not installed")]
+    if needs_mosquitto:
+        marks.append(
+            pytest.mark.skipif(shutil.which("mosquitto") is None, reason="mosquitto is not installed")
+        )
+    marks.append(pytest.mark.xdist_group("console-browser"))
+    return playwright_api.expect, marks
 
 
 @contextlib.contextmanager

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -27,18 +26,13 @@ from typing import Any
 
 import pytest
 
-from console.helpers import CHROMIUM, PASSWORD, USERS, chromium, fast_hasher
+from console.helpers import PASSWORD, USERS, browser_tests, fast_hasher
 from peergrid_dso.auth.users import UserStore
 from peergrid_ledger.tied import tied_popen
 from peergrid_sim.broker import wait_for_port
 
-playwright_api = pytest.importorskip("playwright.sync_api")
-expect = playwright_api.expect
-pytestmark = [
-    pytest.mark.skipif(shutil.which(CHROMIUM) is None, reason="Debian's chromium is not installed"),
-    pytest.mark.skipif(shutil.which("mosquitto") is None, reason="mosquitto is not installed"),
-    pytest.mark.xdist_group("console-browser"),
-]
+expect, pytestmark = browser_tests(needs_mosquitto=True)
+
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "console"
 SCENARIO = Path(__file__).resolve().parents[2] / "firmware-sim" / "scenarios" / "ieee33.yaml"
 INTERVAL_S = 6.0
@@ -121,10 +115,10 @@ def bed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveTestbed]:
 
 
 @pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
+def browser(browser: Any) -> Any:
+    """conftest's Chromium, with the screenshots' folder made."""
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    with chromium() as launched:
-        yield launched
+    return browser
 
 
 def logged_in(browser: Any, bed: LiveTestbed, user: str, tab: str = "") -> Any:

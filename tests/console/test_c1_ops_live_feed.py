@@ -15,7 +15,6 @@ in for the node's as in test_h6_relay_watch_console: relays put another way by h
 
 from __future__ import annotations
 
-import shutil
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -25,18 +24,14 @@ from typing import Any
 import httpx
 import pytest
 
-from console.helpers import CHROMIUM, ServedLab, chromium
+from console.helpers import ServedLab, browser_tests
 from console.test_browser import logged_in
 from console.test_h6_relay_watch_console import read, watching
 from peergrid_dso.services.enrolment import enrolment_digest
 from peergrid_ledger.keys import Keypair
 
-playwright_api = pytest.importorskip("playwright.sync_api")
-expect = playwright_api.expect
-pytestmark = [
-    pytest.mark.skipif(shutil.which(CHROMIUM) is None, reason="Debian's chromium is not installed"),
-    pytest.mark.xdist_group("console-browser"),
-]
+expect, pytestmark = browser_tests()
+
 WAIT_MS = (
     20_000  # how long an expectation may wait for the feed; a bound against hanging, not a figure tested
 )
@@ -77,12 +72,6 @@ class LabServer(ServedLab):
 def lab(users_file: Path) -> Iterator[LabServer]:
     with LabServer(users_file) as server:
         yield server
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    with chromium() as launched:
-        yield launched
 
 
 def operations(browser: Any, lab: LabServer, user: str = "olga") -> Any:

@@ -12,23 +12,24 @@ EventSource's reconnect is the browser's own, not a page timer).
 
 from __future__ import annotations
 
-import shutil
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from console.helpers import CHROMIUM, PASSWORD, RECORD_FEEDS, ServedLab, chromium, paused_login, watched_page
+from console.helpers import (
+    PASSWORD,
+    RECORD_FEEDS,
+    ServedLab,
+    browser_tests,
+    paused_login,
+    watched_page,
+)
 from peergrid_dso.auth.http import COOKIE
 from peergrid_dso.auth.store import ConsoleDb, console_db_path, sid_hash
 
-playwright_api = pytest.importorskip("playwright.sync_api")
-expect = playwright_api.expect
-pytestmark = [
-    pytest.mark.skipif(shutil.which(CHROMIUM) is None, reason="Debian's chromium is not installed"),
-    pytest.mark.xdist_group("console-browser"),
-]
+expect, pytestmark = browser_tests()
+
 WAIT_MS = 30_000  # how long the login screen may take to come; a bound against hanging, not a figure tested
 
 
@@ -44,12 +45,6 @@ def forget_session(users_file: Path, cookies: list[dict[str, Any]]) -> None:
         db.end_session(sid_hash(sid))
     finally:
         db.close()
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    with chromium() as launched:
-        yield launched
 
 
 @pytest.mark.parametrize(("tab", "shown"), [("feeder", "svg.oneline"), ("operations", "#relay-positions")])

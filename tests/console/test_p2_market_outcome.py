@@ -11,21 +11,13 @@ market route answered by `page.route` with records of each kind; the page's time
 from __future__ import annotations
 
 import json
-import shutil
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import pytest
+from console.helpers import ServedLab, browser_tests, paused_login
 
-from console.helpers import CHROMIUM, ServedLab, chromium, paused_login
+expect, pytestmark = browser_tests()
 
-playwright_api = pytest.importorskip("playwright.sync_api")
-expect = playwright_api.expect
-pytestmark = [
-    pytest.mark.skipif(shutil.which(CHROMIUM) is None, reason="Debian's chromium is not installed"),
-    pytest.mark.xdist_group("console-browser"),
-]
 WAIT_MS = 30_000  # a bound against hanging, not a figure tested
 
 
@@ -72,12 +64,6 @@ MARKET = {
     "intervals": [record for record, _ in INTERVALS.values()],
     "height": 99,
 }
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    with chromium() as launched:
-        yield launched
 
 
 def _market_page(browser: Any, served: ServedLab, errors: list[str]) -> tuple[Any, Any]:

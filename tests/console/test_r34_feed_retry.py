@@ -15,21 +15,20 @@ minute at the 60-s ceiling, for as long as it failed).
 
 from __future__ import annotations
 
-import shutil
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import pytest
+from console.helpers import (
+    PASSWORD,
+    RECORD_FEEDS,
+    ServedLab,
+    browser_tests,
+    paused_login,
+    watched_page,
+)
 
-from console.helpers import CHROMIUM, PASSWORD, RECORD_FEEDS, ServedLab, chromium, paused_login, watched_page
+expect, pytestmark = browser_tests()
 
-playwright_api = pytest.importorskip("playwright.sync_api")
-expect = playwright_api.expect
-pytestmark = [
-    pytest.mark.skipif(shutil.which(CHROMIUM) is None, reason="Debian's chromium is not installed"),
-    pytest.mark.xdist_group("console-browser"),
-]
 WAIT_MS = 30_000  # a bound against hanging, not a figure tested
 
 
@@ -61,12 +60,6 @@ RECORD_NOTICES = """document.addEventListener("DOMContentLoaded", () => {
     { shown: !line.hidden, text: line.textContent, failures: line.dataset.failures }
   )).observe(line, { childList: true, attributes: true });
 })"""
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    with chromium() as launched:
-        yield launched
 
 
 def test_a_feed_a_5xx_closed_is_opened_again_with_the_views_listeners(browser: Any, users_file: Path) -> None:
