@@ -16,12 +16,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
+from dso.test_health_listener_liveness import wait_until
 from paho.mqtt.client import MQTT_LOG_DEBUG, MQTT_LOG_ERR, _ConnectionState
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.reasoncodes import ReasonCode
@@ -31,15 +30,6 @@ from peergrid_dso.services.health_listener import MqttHealthListener
 from peergrid_edge.link import MqttLink
 from peergrid_ledger.consensus.mqtt_transport import BrokerOutage, MqttTransport
 from peergrid_sim.broker import MosquittoBroker, free_port
-
-
-def wait_until(done: Callable[[], bool], timeout_s: float = 30.0) -> bool:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if done():
-            return True
-        time.sleep(0.05)
-    return done()
 
 
 class RefusedAttempts:
