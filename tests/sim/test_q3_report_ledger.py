@@ -32,3 +32,15 @@ def test_two_replicas_agree_their_settlements_prove_and_every_store_verifies(tmp
     assert mgmc["lowest_head"] == len(mgmc["block_times_series"]) + 1  # a gap between each two blocks
     assert proofs == {"settled": 4, "verified": 4, "failed": []}  # the buyers settled the four trades
     assert verify_stores(paths) == {"dso/mgmc.db": "ok", "mgmc-mg1/mgmc.db": "ok", "dso/dso.db": "ok"}
+
+
+def test_a_chain_without_any_store_is_reported_as_such_not_an_error(tmp_path: Path) -> None:
+    (tmp_path / "keys").mkdir()
+    _settled_day(tmp_path)  # nodes/dso/mgmc.db only: no replica of the DSO chain
+    paths = stores(tmp_path)
+    assert paths["dso"] == []
+    figures, proofs = ledger_figures(paths)
+    assert figures["dso"]["no_store"] and figures["dso"]["heads"] == {}
+    assert not figures["dso"]["identical_heads"] and not figures["dso"]["agree_at_lowest_head"]
+    assert figures["mgmc"]["identical_heads"] and "no_store" not in figures["mgmc"]
+    assert proofs["settled"] == proofs["verified"] == 4

@@ -3,8 +3,8 @@
 Promises: `stores(workdir)` lists every replica's store of each chain (`mgmc`, `dso`) under `<workdir>/nodes`;
 `ledger_figures(stores)` gives per chain each replica's head (height and hash), whether all heads are identical
 and agree at the lowest, the spread of the heads, block times (mean, p50, max and the last 400 gaps, ms) and
-the blocks decided after a round change, and on the MGMC chain whether each settled trade's settlement has an
-inclusion proof that verifies (`proofs`: settled, verified, and one line per failure); `verify_stores(stores)`
+the blocks decided after a round change (a chain without any store: `no_store`, no heads and no agreement),
+and on the MGMC chain whether each settled trade's settlement has an inclusion proof that verifies (`proofs`: settled, verified, and one line per failure); `verify_stores(stores)`
 runs `peergrid-ledger verify` on every store as a third party would, a few at a time ("ok" or the end of
 what it said). Assumes no process holds the stores (LevelDB's lock). Never changes a store: only reads.
 """
@@ -27,6 +27,22 @@ def stores(workdir: Path) -> dict[str, list[Path]]:
     }
 
 
+def _no_store() -> dict[str, Any]:
+    """A chain's figures where no store of it was found: no heads, and so no agreement to report."""
+    return {
+        "heads": {},
+        "head_hashes": {},
+        "identical_heads": False,
+        "lowest_head": 0,
+        "agree_at_lowest_head": False,
+        "head_spread": 0,
+        "block_time_ms": {"mean": None, "p50": None, "max": None},
+        "round_changes": 0,
+        "block_times_series": [],
+        "no_store": True,
+    }
+
+
 def ledger_figures(paths: dict[str, list[Path]]) -> tuple[dict[str, Any], dict[str, Any]]:
     """Per chain: heads, agreement at the lowest head, block times, round changes; and settled-trade proofs."""
     from peergrid_ledger.proof import build_proof, check_proof
@@ -35,6 +51,9 @@ def ledger_figures(paths: dict[str, list[Path]]) -> tuple[dict[str, Any], dict[s
     figures: dict[str, Any] = {}
     proofs: dict[str, Any] = {"settled": 0, "verified": 0, "failed": []}
     for chain, dbs in paths.items():
+        if not dbs:  # no replica kept this chain (a lab whose start failed, a pruned workdir): nothing agrees
+            figures[chain] = _no_store()
+            continue
         heads, hashes_at = {}, {}
         opened = [(p, BlockStore.open(p)) for p in dbs]
         try:
