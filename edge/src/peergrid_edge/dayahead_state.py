@@ -55,8 +55,9 @@ class Checkpoint:
     # this one (`DayAheadAgent.margins`; an entry None where a solve gave none); None: none yet (or older ones)
     margins: tuple[tuple[float, ...] | None, tuple[float, ...] | None] | None = None
     # with an exchange fee: the imbalance (kWh) of the iteration the fee's drift first took ρ below the config's
-    # (`Book.drift_from`): not on the chain, and without it a restarted MG would say settled before the others
-    # (R35-9); None: ρ never lowered (or older ones)
+    # (`Book.drift_from`): not in the chain's state, and without it a restarted MG would say settled before the
+    # others (R35-9); a resume takes it from here, a rejoin reads it back from the session's blocks
+    # (`dayahead_rejoin.drift_from`); None: ρ never lowered (or older ones)
     drift_from: float | None = None
 
 
