@@ -63,9 +63,9 @@ class BrokerOutage:
         if self.down_since is not None:  # told already: this is a refused attempt's socket closing
             return
         self.down_since = self.clock()
-        self.log.warning(
-            "lost %s (%s); reconnecting with back-off, told again once back", self.broker, reason
-        )
+        # paho 2.2 names a closed or reset socket (MQTT_ERR_CONN_LOST) 'Unspecified error' to a VERSION2 callback
+        said = "the connection closed" if str(reason) == "Unspecified error" else reason
+        self.log.warning("lost %s (%s); reconnecting with back-off", self.broker, said)
 
     def attempt_failed(self, reason: object) -> None:
         """A connect attempt refused or unanswered (paho's `on_connect_fail`, or a CONNACK that refused)."""
@@ -73,9 +73,7 @@ class BrokerOutage:
         if self.down_since is not None:
             return
         self.down_since = self.clock()
-        self.log.warning(
-            "cannot reach %s (%s); retrying with back-off, told again once connected", self.broker, reason
-        )
+        self.log.warning("cannot reach %s (%s); retrying with back-off", self.broker, reason)
 
 
 class MqttTransport:
