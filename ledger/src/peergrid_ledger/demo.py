@@ -177,11 +177,12 @@ def _phase_bargain(d: Demo) -> None:
             for party in ("mg2", "mg1"):
                 d.do(party, "settle", {"trade": event["id"], "delivered": event["quantity"]})
     d.do("mg2", "uplift.settle", {"session": "day-2"})
-    # the DSO sets an exchange fee (nano per kWh per side: 0.75 micro-units per Wh) and the uplift fund's cap
+    # the DSO sets an exchange fee (nano per kWh per side: 1 micro-unit per Wh, one tick; a fee is a whole
+    # number of ticks) and the uplift fund's cap
     # for the sessions opened after it by the coordinator it names - the edges' is the lowest member key - or by
     # itself (contracts/market_fee.py); day-2, opened before, keeps no fee
     coordinator = min(d.pk(f"mg{i}") for i in range(1, 5))
-    d.do("dso", "market.fee", {"fee": 750_000, "fund_cap": 50_000, "coordinators": [coordinator]})
+    d.do("dso", "market.fee", {"fee": 1_000_000, "fund_cap": 50_000, "coordinators": [coordinator]})
     for step, (switch, close) in enumerate((("s33", True), ("s7", False))):
         status = "closed" if close else "open"
         d.do("dso", "switching_step", {"plan": "plan-1", "step": step, "switch": switch, "close": close, "ok": True,
