@@ -122,8 +122,9 @@ def test_bad_fees_and_caps_are_refused_with_what_they_must_be(capsys: pytest.Cap
         err = capsys.readouterr().err
         assert "--uplift-fund-cap: not a whole number of" in err and "from 0 to" in err, err
     for fee, cap, message in (
-        (-1, 0, "exchange fee: expected 0 to 10000000"),
-        (MAX_FEE + 1, 0, "exchange fee: expected 0 to"),
+        (-1, 0, r"the exchange fee must be a whole number of ticks .* in \[0, 10,000,000\], got -1"),
+        (MAX_FEE + 1, 0, "the exchange fee must be a whole number of ticks"),
+        (750_000, 0, r"multiples of 1,000,000 nano-currency per kWh, 1 micro-unit per Wh\) .* got 750000"),
         (1_000_000, -1, "uplift fund cap: expected 0 to"),
         (1_000_000, MAX_FUND_CAP + 1, "uplift fund cap: expected 0 to"),
         (0, 10, "uplift fund cap: only with an exchange fee above 0"),

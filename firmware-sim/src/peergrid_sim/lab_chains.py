@@ -160,8 +160,9 @@ class SettleByBoth:
 @dataclass(frozen=True)
 class ExchangeFee:
     """The MGMC genesis' exchange fee, as the lab sets it (`peergrid-testbed --exchange-fee`, with `--dayahead`):
-    `fee` nano-currency per kWh per side of every day-ahead trade (10^6 is one tick, 1 micro-unit per Wh; at
-    most the chain's 10^7), paid at `uplift.settle` into the uplift fund that pays the session's make-whole;
+    `fee` nano-currency per kWh per side of every day-ahead trade, a whole number of ticks (10^6 is one tick,
+    1 micro-unit per Wh; at most the chain's 10^7: its own `market_fee.check_fee`), paid at `uplift.settle`
+    into the uplift fund that pays the session's make-whole;
     `fund_cap` the micro-units the fund keeps after a session's payout, the rest refunded to that session's fee
     payers (0: nothing carried over). A fee of 0 sets nothing: the genesis is byte for byte the one without."""
 
@@ -169,12 +170,9 @@ class ExchangeFee:
     fund_cap: int = 0
 
     def __post_init__(self) -> None:
-        from peergrid_ledger.contracts.market_fee import MAX_FEE, MAX_FUND_CAP
+        from peergrid_ledger.contracts.market_fee import MAX_FUND_CAP, check_fee
 
-        if not 0 <= self.fee <= MAX_FEE:
-            raise ValueError(
-                f"exchange fee: expected 0 to {MAX_FEE} nano-currency per kWh per side, got {self.fee}"
-            )
+        check_fee(self.fee, "the exchange fee")  # ValueError: what a fee must be, as the genesis refuses it
         if not 0 <= self.fund_cap <= MAX_FUND_CAP:
             raise ValueError(
                 f"uplift fund cap: expected 0 to {MAX_FUND_CAP} micro-units, got {self.fund_cap}"
