@@ -4,7 +4,8 @@ Promises: every process it starts (`peergrid_sim.processes.Testbed`) runs in its
 (SIGTERM, then SIGKILL of its process group) when the testbed ends — by Ctrl-C, SIGTERM, SIGHUP (its terminal
 closed), `--duration`, or a child dying early — so it leaves no orphan; killed itself (SIGKILL, e.g. a test's
 timeout) or crashing, the kernel kills them (`peergrid_ledger.tied`). Prints the URLs to look at; the ports it
-got are also in `<workdir>/ports.json` (`--http-port 0`: any free port, bound here, served by the DSO). With
+got are also in `<workdir>/ports.json` while it runs (`--http-port 0`: any free port, bound here, served by the
+DSO; its stop removes the file, and pids.json). With
 `--intervals` it trades that many intervals, halts the chains, keeps one scrape of each MGMC's /metrics (every
 lab edge serves it on a loopback port of its own: `lab_metrics`, `<workdir>/records/metrics.json`), and writes
 the report; a DSO node ready late moves its first interval later (`closedloop_run.ClosedLoop.move_t0`), with
