@@ -38,7 +38,6 @@ from peergrid_edge.dayahead_agent import DayAheadAgent
 from peergrid_edge.dayahead_rejoin import BlocksUnread, drift_from
 from peergrid_edge.dayahead_restart import drift_of
 from peergrid_edge.exchange_io import SessionOutcome
-from peergrid_ledger.block import Block
 from peergrid_ledger.contracts import exchange
 from peergrid_ledger.store import BlockStore, body_key
 
@@ -166,7 +165,7 @@ def test_the_read_is_none_before_the_first_lowering_and_the_books_value_from_it_
 
 
 class Untouched:
-    def block(self, height: int) -> Block:
+    def transactions(self, height: int) -> tuple[bytes, ...]:
         raise AssertionError(f"block {height} read on a fee-0 book")
 
 
@@ -176,15 +175,15 @@ def test_a_fee_0_book_reads_no_block_and_has_none(stored: tuple[Path, Scenario, 
 
 
 class Missing:
-    """The store without block `height` (BlockStore.block's KeyError, as for a header it does not hold)."""
+    """The store without block `height` (BlockStore.transactions' KeyError for one it does not hold)."""
 
     def __init__(self, store: BlockStore, height: int) -> None:
         self.store, self.height = store, height
 
-    def block(self, height: int) -> Block:
+    def transactions(self, height: int) -> tuple[bytes, ...]:
         if height == self.height:
             raise KeyError(height)
-        return self.store.block(height)
+        return self.store.transactions(height)
 
 
 def session_blocks(where: Path, scenario: Scenario) -> range:

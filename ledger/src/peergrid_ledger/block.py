@@ -123,9 +123,14 @@ def decode_signed_header(raw: bytes) -> tuple[Header, bytes]:
     return Header.decode(expect_bytes(outer[0], "header")), expect_bytes(outer[1], "seal", 64)
 
 
-def decode_body(raw: bytes, max_txs: int, max_bytes: int) -> tuple[Tx, ...]:
+def body_items(raw: bytes, max_txs: int, max_bytes: int) -> tuple[bytes, ...]:
+    """A stored body's transactions as their wire bytes, undecoded (`decode_tx` each)."""
     items = expect_list(decode(raw, max_bytes), "block body", max_txs)
-    return tuple(decode_tx(expect_bytes(item, "transaction")) for item in items)
+    return tuple(expect_bytes(item, "transaction") for item in items)
+
+
+def decode_body(raw: bytes, max_txs: int, max_bytes: int) -> tuple[Tx, ...]:
+    return tuple(decode_tx(item) for item in body_items(raw, max_txs, max_bytes))
 
 
 def decode_block(raw: bytes, max_txs: int = 10_000, max_bytes: int = 8 * 1024 * 1024) -> Block:

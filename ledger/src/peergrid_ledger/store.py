@@ -17,7 +17,8 @@ from pathlib import Path
 
 import plyvel
 
-from .block import Block, Certificate, Header, Tip, decode_body, decode_signed_header
+from . import merkle
+from .block import Block, Certificate, Header, Tip, body_items, decode_body, decode_signed_header
 from .codec import DecodeError, decode, encode
 from .genesis import Genesis, GenesisError
 from .keyspace import u64
@@ -144,6 +145,24 @@ class BlockStore:
         except DecodeError as exc:
             raise StoreCorrupt(f"height {height}: stored body is corrupt ({exc})") from None
         return Block(header, seal, txs)
+
+    def transactions(self, height: int) -> tuple[bytes, ...]:
+        """The wire bytes of the transactions of the block at `height`, undecoded, checked against its header's
+        tx_root: a reader after a few of them (a kind, a session) decodes only those (`tx.decode_tx`), where
+        `block` decodes every body. KeyError: no such block; StoreCorrupt: its body missing, corrupt, or not
+        the transactions its header commits to."""
+        header = self.header(height)
+        raw = self._db.get(body_key(height))
+        if raw is None:
+            raise StoreCorrupt(f"height {height}: body missing")
+        params = self.genesis.params
+        try:
+            txs = body_items(raw, params.max_block_txs, params.max_block_bytes + 64 * 1024)
+        except DecodeError as exc:
+            raise StoreCorrupt(f"height {height}: stored body is corrupt ({exc})") from None
+        if merkle.root(list(txs)) != header.tx_root:  # as `block.tx_root`, over the wire bytes
+            raise StoreCorrupt(f"height {height}: its transactions are not the ones its header commits to")
+        return txs
 
     def certificate(self, height: int) -> Certificate:
         raw = self._db.get(cert_key(height))
