@@ -235,3 +235,42 @@ def test_a_missing_corrupt_or_swapped_block_is_named_and_the_rejoin_goes_on_with
         ledger.close()
     assert f"height {middle}: its transactions are not the ones its header commits to" in caplog.text
     assert "rejoined without it" in caplog.text
+
+
+def test_a_checkpoint_written_before_drift_from_was_kept_resumes_with_the_blocks_value(
+    tmp_path: Path,
+) -> None:
+    """A member upgraded mid-session: its checkpoint, written by an MGMC before drift_from was kept (1aacdd4),
+    has no `drift_from`; the resume reads it back from the blocks as a rejoin does, and it ends with the
+    uninterrupted book's value (None before this fallback: the checkpoint's word was taken as no drift)."""
+    scenario = midday()
+    ledger, keys_ = free_chain(tmp_path, scenario, TICK)
+    coordinator, member = roles(keys_)
+    checkpoint = tmp_path / "checkpoint.json"
+    drifts: dict[str, list[float | None]] = {}
+
+    class Upgraded(DayAheadAgent):
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            super().__init__(*args, checkpoint=checkpoint, **kwargs)
+            self.args, self.kwargs = args, kwargs
+
+        async def _post(self, k: int, positions: tuple[int, ...], says_settled: bool = False) -> None:
+            await super()._post(k, positions, says_settled)
+            if k == 30:
+                raise Died
+
+        async def run(self) -> SessionOutcome:
+            try:
+                return await super().run()
+            except Died:
+                doc = json.loads(checkpoint.read_text())
+                assert doc.pop("drift_from") is not None  # lowered before the death
+                checkpoint.write_text(json.dumps(doc))  # as the older MGMC wrote it
+                return await keeping(drifts)(*self.args, checkpoint=checkpoint, **self.kwargs).run()
+
+    make: dict[str, Any] = {name: keeping(drifts) for name in keys_}
+    make[member] = Upgraded
+    outcomes = run_session(ledger, keys_, scenario, make=make, config=VALUE, timeout_s=10.0)
+    assert all(o.completed for o in outcomes.values()), [o.reason for o in outcomes.values()]
+    (uninterrupted,) = drifts[coordinator]
+    assert uninterrupted is not None and drifts[member] == [uninterrupted, uninterrupted]

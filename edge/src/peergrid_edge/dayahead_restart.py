@@ -9,8 +9,9 @@ used) it rejoins from the chain alone (`rejoin`: the public book rebuilt, `dayah
 its `drift_from` read back from the session's blocks; anchored at its rounded post once, which moved the
 4-MG day's result by at most a Wh and 2,500 nano/kWh in the tests; not a session with the genset phases
 past its first responses). On a session with an exchange fee the resume keeps
-the fee (re-read from the session's record on the chain) and its own marginal values (its checkpoint's
-`margins`), but not to the Wh: its day LP with the fee has ties that its warm-started solver breaks by the
+the fee (re-read from the session's record on the chain), its own marginal values (its checkpoint's
+`margins`) and its `drift_from` (the checkpoint's; where that says none, as one written before it was kept
+does, read back from the blocks like a rejoin's), but not to the Wh: its day LP with the fee has ties that its warm-started solver breaks by the
 process's own solve history (measured: within 241 Wh and 403,750 nano/kWh of the run without the restart, the
 same stop after the same iterations; tests/edge/test_edge_fee.py). Either way it posts from the current iteration
 on and, as coordinator, steps and closes at the stop, but never closes a failed session it did not open in
@@ -162,12 +163,14 @@ async def resume(
     agent.rejoined = True
     book = agent.book = Book(agent.cfg, saved.prices, len(agent.members), agent.fee)
     book.rho = saved.rho
-    book.drift_from = (
-        saved.drift_from
-    )  # with a fee: what its verdict waits for once ρ is back (not on the chain)
+    book.drift_from = saved.drift_from  # with a fee: what its verdict waits for once ρ is back
     if saved.before:
         book.take(saved.before)
         book.iterations = j - 1
+    if (
+        book.drift_from is None
+    ):  # no drift yet, or a checkpoint written before it kept one: the blocks say which
+        book.drift_from = await drift_of(agent, book)
     agent.relaxed, agent.final_from, agent.commitment = saved.relaxed, saved.final_from, saved.commitment
     agent.redecided = saved.redecided  # the re-decision runs done: it goes on in the one it was in
     agent.margins = saved.margins  # with a fee, what its next verdict values its move by (its own duals)
