@@ -37,8 +37,9 @@ Deliver = Callable[[str, str, bytes], None]
 
 class BrokerOutage:
     """Tells one MQTT connection's outages in `log`: at WARNING when it loses the broker, or its first connect
-    fails, and at INFO when it is connected again, with how long it was down and how many attempts failed; its
-    first connection is told at INFO. Never a line per attempt (paho 2.2 logs 'Client is not connected' at
+    fails, and again at WARNING when it is connected again, with how long it was down and how many attempts
+    failed (the end of an outage at the level its start was told, so a log kept at WARNING, as the lab's DSO
+    runs, shows both); its first connection is told at INFO. Never a line per attempt (paho 2.2 logs 'Client is not connected' at
     ERROR after every refused one, to a logger given it). Called from paho's callbacks, on its network thread;
     the clock is injected (monotonic s)."""
 
@@ -53,7 +54,7 @@ class BrokerOutage:
             self.log.info("connected to %s", self.broker)
         else:
             down_s = self.clock() - self.down_since
-            self.log.info(
+            self.log.warning(
                 "connected to %s again after %.1f s (failed attempts: %d)", self.broker, down_s, self.failed
             )
         self.down_since, self.failed = None, 0
