@@ -1,8 +1,8 @@
 """The day-ahead exchange fee: the same days at fee 0 and with a fee, measured in one run.
 
 `python -m bench fee` runs the bench's day-ahead days (synthetic seed 1, 96 quarter-hours: 6, 20 and 100 MGs
-free, the 20-MG owner-rules day) on the memory venue at each fee of `FEES` (nano-currency per kWh per side;
-10**6 = one micro-unit per Wh) and reports per day and fee the rounds and their ratio to the same day's fee-0
+free, the 20-MG owner-rules day) on the memory venue at each fee of `FEES` (nano-currency per kWh per side,
+whole ticks: 10**6 = one micro-unit per Wh) and reports per day and fee the rounds and their ratio to the same day's fee-0
 rounds, the share of the central gain and its change, the largest deviation gain over its MG's tolerance
 before the make-whole (and how many MGs gain above theirs, and the same with their gensets held at their
 committed on/off), the day-ahead volume, what is owed (the make-whole),
@@ -23,7 +23,7 @@ from peergrid_controller.synth import synthetic_scenario
 from peergrid_controller.venues import MemoryMarket
 
 SEED = 1
-FEES = (0, 750_000, 1_000_000)
+FEES = (0, 1_000_000, 2_000_000)  # whole ticks: the chain refuses any other fee (market_fee.check_fee)
 
 
 def _day(scenario: Scenario, fee: int) -> dict[str, Any]:
@@ -107,9 +107,10 @@ def run(quick: bool = False) -> str:
             "6 / 20 / 100-MG days took 112 / 43 / 42 rounds at 0.75 and 80 / 71 / 52 at 1 µ/Wh per side, the "
             "rules day 115 / 102 (its rounds are the owners' rules' judgements and ρ's path, which the "
             "unwinding worth does not shorten; owner rules net of the fee since). "
-            "The MGs' answers price the fee rounded up to the tick (`exchange_fee.on_tick`, F6: trades close on "
-            "the tick), so 0.75 allocates as 1 µ/Wh (before F6: 23 / 39 / 30 rounds, rules day 102, shares "
-            "0.99706 / 0.99614 / 0.99900 / 0.98974), and no MG says settled while its position loses against "
+            "A fee is a whole number of ticks (trades close on the tick; M5, session 22: a fee off it is refused "
+            "at every entry), so the rows are 1 and 2 µ/Wh; the 0.75 µ/Wh rows they replace allocated as 1 µ/Wh "
+            "(F6 priced the fee rounded up to the tick; before F6: 23 / 39 / 30 rounds, rules day 102, shares "
+            "0.99706 / 0.99614 / 0.99900 / 0.98974). No MG says settled while its position loses against "
             "the DSO at the closing ticks (`exchange_fee.loses_to_dso`: no row moved at 1 µ/Wh). "
             "*Gain ÷ tolerance*: before the make-whole, the largest gain of one MG deviating alone at the "
             "closing prices over its tolerance (one tick per kWh it trades), valued at its own rules as the "
