@@ -5,7 +5,7 @@ the same key keeps the book from being quiet at most R + 1 quiet periods past th
 opening and R moves; R after a reopening). Honest
 bargaining up to R rounds, the first and each re-bargaining numbered as the edge numbers them, is never
 refused; a chain without R keeps the rule and bytes it had (test_market_close_quiet.py); the genesis, the CLI
-and the lab's genesis set it."""
+and the lab's genesis set it. The cap alone, on a chain without the quiet rule: test_q5_round_cap_alone.py."""
 
 from __future__ import annotations
 
@@ -145,13 +145,15 @@ def test_the_parameter_is_checked_at_genesis() -> None:
         "close_quiet_ms": QUIET,
     }
     assert "max_rounds" not in make_genesis(params=Params(**quiet)).to_value()["params"]  # old hashes stand
-    with pytest.raises(GenesisError, match="max_rounds: only with settle_by_both"):
-        Params(max_rounds=CAP)
-    with pytest.raises(GenesisError, match="max_rounds: only with close_quiet_ms"):
-        Params(**{**quiet, "close_quiet_ms": 0}, max_rounds=CAP)
+    # a declared cap on its own too (Q5: the default lab's genesis names the rounds its MGMCs play), and
+    # beside the clock without the quiet rule: test_q5_round_cap_alone.py
+    assert Params(max_rounds=CAP).max_rounds == CAP
+    assert Params(**{**quiet, "close_quiet_ms": 0}, max_rounds=CAP).max_rounds == CAP
     for bad in (-1, 1, 1001, 2**63):
         with pytest.raises(GenesisError, match=r"max_rounds: expected 0 \(no cap\) or 2 to 1000 rounds"):
             Params(**quiet, max_rounds=bad)
+        with pytest.raises(GenesisError, match=r"max_rounds: expected 0 \(no cap\) or 2 to 1000 rounds"):
+            Params(max_rounds=bad)
     with pytest.raises(GenesisError, match="max_rounds: 0 is the default"):
         Params.from_value({**Params(**quiet).to_value(), "max_rounds": 0})
     for good in (2, 1000):
@@ -214,14 +216,14 @@ def test_the_cli_writes_max_rounds_only_when_asked(capsys: pytest.CaptureFixture
     assert status == 0 and "max_rounds" not in Genesis.from_json(json.loads(out)).to_json()["params"]
     status, out, _ = run(capsys, *base, *rule, "--max-rounds", "50")
     assert status == 0 and Genesis.from_json(json.loads(out)).params.max_rounds == 50
-    status, out, err = run(capsys, *base, "--max-rounds", "50")  # alone: a usage error, nothing written
-    assert status == 2 and err.count("\n") == 1 and "--max-rounds: only with --settle-by-both" in err
-    assert not out
-    status, out, err = run(capsys, *base, *rule[:-2], "--max-rounds", "50")  # without the quiet rule
-    assert status == 2 and err.count("\n") == 1 and "max_rounds: only with close_quiet_ms" in err
+    status, out, _ = run(capsys, *base, "--max-rounds", "50")  # alone: a declared cap (Q5)
+    assert status == 0 and Genesis.from_json(json.loads(out)).params.max_rounds == 50
+    status, out, _ = run(capsys, *base, *rule[:-2], "--max-rounds", "50")  # with the clock, no quiet rule
+    assert status == 0 and Genesis.from_json(json.loads(out)).params.max_rounds == 50
     for bad in ("1", "1001", "-3"):
-        status, out, err = run(capsys, *base, *rule, "--max-rounds", bad)
-        assert status == 2 and err.count("\n") == 1 and "max_rounds" in err and not out
+        for flags in (rule, []):
+            status, out, err = run(capsys, *base, *flags, "--max-rounds", bad)
+            assert status == 2 and err.count("\n") == 1 and "max_rounds" in err and not out
 
 
 @pytest.mark.parametrize(("interval_s", "block_ms"), [(6.0, 200), (6.0, 500), (30.0, 200), (900.0, 200)])

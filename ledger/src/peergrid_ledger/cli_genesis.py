@@ -46,6 +46,7 @@ def cmd_genesis(args: argparse.Namespace) -> int:
                 anonyms_only=int(args.anonyms_only),
                 uplift_claim_ms=args.uplift_claim_ms,
                 uplift_max_spread=args.uplift_max_spread,
+                max_rounds=args.max_rounds or 0,  # with or without --settle-by-both: a declared cap
                 exchange_fee=args.exchange_fee,
                 uplift_fund_cap=args.uplift_fund_cap,
                 **_accept_wait(args),
@@ -99,7 +100,6 @@ def _settle_params(args: argparse.Namespace) -> dict[str, int]:
         "settle_tolerance_permille",
         "close_after_ms",
         "close_quiet_ms",
-        "max_rounds",
         "owed_limit",
     ):
         if getattr(args, number) is not None:
@@ -243,10 +243,10 @@ def add_genesis_parser(sub: Any) -> None:
     p.add_argument(
         "--max-rounds",
         type=int,
-        help="with --close-quiet-ms: the rounds one bargaining of an interval may take (2 to 1000; at least the"
-        " MGMCs' market.max_rounds): an offer, bid or move past its opening's or reopening's round plus this is"
-        " refused, so one key cannot hold a quiet close to the interval's end (genesis max_rounds; default: no"
-        " cap)",
+        help="the rounds one bargaining of an interval may take (2 to 1000; at least the MGMCs'"
+        " market.max_rounds): an offer, bid or move past its opening's or reopening's round plus this is"
+        " refused, on any chain; with --close-quiet-ms one key thus cannot hold a quiet close to the interval's"
+        " end (genesis max_rounds; default: no cap)",
     )
     p.add_argument(
         "--unpaid-as-debt",

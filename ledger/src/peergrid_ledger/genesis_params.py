@@ -66,7 +66,6 @@ SETTLE_PARAMS = (
     "close_on_clock",  # a close rule on the interval clock, which only settle_by_both chains have
     "close_after_ms",
     "close_quiet_ms",
-    "max_rounds",
     "unpaid_as_debt",  # a settlement's energy payment on credit: only settle_by_both settles on statements
     "settle_tolerance_permille",
     "seller_vouched",
@@ -145,13 +144,14 @@ class Params:
     # reopening: once, for close_quiet_ms), so nobody closes it while the MGMCs still move
     # (`market_close_time`). 0 (the default, and every genesis written before it): no such rule.
     close_quiet_ms: int = 0
-    # > 0 (with close_quiet_ms): the rounds one bargaining of an interval may take - an offer, bid or move at a
-    # round past its opening's (0, or a reopening's `round`) + max_rounds is refused, and a re-bargaining's
-    # moves are numbered on from the reopening's round - so one key moving once per close_quiet_ms holds an
+    # > 0: the rounds one bargaining of an interval may take - an offer, bid or move at a round past its
+    # opening's (0, or a reopening's `round`) + max_rounds is refused, and a re-bargaining's moves are numbered
+    # on from the reopening's round (`market_close_time.check_rounds`). A declared cap on any chain: the MGMCs'
+    # own cap (edge market.max_rounds) must not exceed it, and the DSO's console can say a bargaining stopped
+    # at it. With close_quiet_ms it also bounds the quiet rule: one key moving once per close_quiet_ms holds an
     # interval's close at most max_rounds + 1 quiet periods past the honest MGMCs' last move, not to its end
-    # (review13 F1b residual; `market_close_time.check_rounds`). At least 2 (the fewest an edge's bargaining stops on), at
-    # most MAX_ROUNDS; the MGMCs' own cap (edge market.max_rounds) must not exceed it. 0 (the default, and
-    # every genesis written before it): no cap beyond the schema's.
+    # (review13 F1b residual). At least 2 (the fewest an edge's bargaining stops on), at most MAX_ROUNDS.
+    # 0 (the default, and every genesis written before it): no cap beyond the schema's.
     max_rounds: int = 0
     # 1: a settlement the buyer cannot pay in full within its credit still settles: the rest of the energy
     # payment is the buyer's debt to the seller (`settle_pay.pay`, `funds`), so an agreeing statement is not
@@ -255,8 +255,6 @@ class Params:
             raise GenesisError(
                 f"params.close_quiet_ms: expected 0 to the interval, settle_interval_ms ({self.settle_interval_ms})"
             )
-        if self.max_rounds and not self.close_quiet_ms:
-            raise GenesisError("params.max_rounds: only with close_quiet_ms (the quiet rule it bounds)")
         if self.max_rounds and not 2 <= self.max_rounds <= MAX_ROUNDS:
             raise GenesisError(f"params.max_rounds: expected 0 (no cap) or 2 to {MAX_ROUNDS} rounds")
         if not 0 <= self.owed_limit <= MAX_OWED_LIMIT:

@@ -15,9 +15,9 @@ Flow for one trading interval (see docs/ledger-format.md):
       oversubscribed seller is shared pro rata, rounded down; with genesis `close_on_clock` not before the
       interval's start + `close_after_ms`, and with `close_quiet_ms` only once its book stood still that long
       or its end came: `market_close_time`, which every offer, bid and move tells, and whose `max_rounds`
-      caps one bargaining's rounds); `settle` pays one trade once, for the energy
-      delivered, from buyer to seller, within the genesis credit limit: on the first party's word, or with
-      genesis `settle_by_both` on both parties' statements (`market_closing.settle`: the DSO or an
+      caps one bargaining's rounds on any chain whose genesis names it); `settle` pays one trade once, for
+      the energy delivered, from buyer to seller, within the genesis credit limit: on the first party's word,
+      or with genesis `settle_by_both` on both parties' statements (`market_closing.settle`: the DSO or an
       authority decides a dispute; a lone statement settles after a deadline). With genesis `cap_on_fills`
       a buyer's maximum quantity caps what the closing allocates it instead of the sum of its requests
       (its pro-rata grants kept in its own effective-price order, clean premium counted, up to the

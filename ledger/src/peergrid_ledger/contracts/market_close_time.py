@@ -1,6 +1,7 @@
 """When a `trade` may close a trading interval: the market contract's close rule on the genesis' interval clock
 (review13 F1b), one function for the contract (`market_closing.agree_trades` refuses a `trade` before it) and
-for the edge's closer (edge chain_bargaining.close_interval waits for it instead of being refused).
+for the edge's closer (edge chain_bargaining.close_interval waits for it instead of being refused); and the
+genesis' round cap (`check_rounds`), which bounds that rule and is also a plain declared cap on any chain.
 
 The rule, only on a chain whose genesis sets `close_on_clock` 1 (which needs `settle_by_both`, so the clock):
   opened = interval k's start (on the chain's clock, `market_clock`: epoch + k x settle_interval_ms), or the
@@ -32,7 +33,10 @@ Why so, against an attacker holding one MGMC's keys (its node key, an authority,
   (R + 1)), not to the interval's end. Honest MGMCs never reach it while their own cap (edge
   `market.max_rounds`: rounds 1 .. max_rounds, or the reopening's round + 1 .. + max_rounds) is at most R.
   Refused, not merely left out of `moved`: the book then stands still, and nobody spends state on moves
-  that bargain nothing. Not a per-party rule instead (a move that runs ahead of every other member not
+  that bargain nothing. The cap is also a plain declared cap, with or without the clock and the quiet rule
+  (a chain without them, such as the default lab's, names the rounds its MGMCs play): `check_rounds` reads
+  only the cap and the interval's reopening record, which every chain keeps, so it refuses the same moves
+  there, and the DSO's console can tell a bargaining that stopped at the cap from one still moving. Not a per-party rule instead (a move that runs ahead of every other member not
   counting): a key that sat at a low round catches up one round a move, each within the others' rounds and
   so counted, and a rule that also discounted moves behind the highest would let a key racing its own
   rounds ahead (one past its own is always allowed) make every honest move look behind: the close under
@@ -84,9 +88,10 @@ def moved(state: StateReader, interval: int) -> int | None:
 
 
 def check_rounds(view: Overlay, ctx: BlockContext, interval: int, round_: int) -> None:
-    """On a chain with genesis `max_rounds` R, refuse (`rule-violation`, naming the cap) an offer, bid or move
-    of `interval` at a round past its bargaining's opening + R, and after a reopening a move not past the
-    reopening's round: one bargaining takes at most R rounds. Other chains: nothing (one lookup of a field)."""
+    """On a chain with genesis `max_rounds` R (with or without the quiet rule), refuse (`rule-violation`,
+    naming the cap) an offer, bid or move of `interval` at a round past its bargaining's opening + R, and after
+    a reopening a move not past the reopening's round: one bargaining takes at most R rounds. Other chains:
+    nothing (one lookup of a field)."""
     cap = ctx.genesis.params.max_rounds
     if not cap:
         return
