@@ -88,7 +88,11 @@ def test_the_cli_writes_the_fee_and_cap_only_when_asked(
     for argv, words in (
         ([*base, "--exchange-fee", "1000000", *named], "needs the exchange and uplift contracts"),
         ([*base, *uplift, "--exchange-fee", str(10**7 + 1), *named], "params.exchange_fee must be a whole"),
-        ([*base, *uplift, "--exchange-fee", "250000", *named], "ticks (multiples of 1,000,000 nano-currency"),
+        (
+            [*base, *uplift, "--exchange-fee", "250000", *named],
+            "params.exchange_fee must be a whole number of ticks (multiples of 1,000,000 nano-currency per kWh, 1"
+            " micro-unit per Wh) in [0, 10,000,000], got 250000",
+        ),
         ([*base, *uplift, "--uplift-fund-cap", "5"], "uplift_fund_cap: only with exchange_fee > 0"),
         ([*base, *uplift, *fee], "fee_coordinators: params.exchange_fee needs 1 to 16 keys"),
         ([*base, *uplift, *fee, "--fee-coordinator", "ab" * 32], "each is the key of one of the genesis'"),
