@@ -49,9 +49,8 @@ from .exchange_state import NANO_PER_MICRO_WH
 
 # nano-currency per kWh per side: 10 micro-units per Wh, ten ticks, far above the study's 1-2
 MAX_FEE = 10**7
-FEE_TICK = (
-    NANO_PER_MICRO_WH  # nano-currency per kWh: the market's tick, 1 micro-unit per Wh; a fee is a multiple
-)
+# nano-currency per kWh: the market's tick, 1 micro-unit per Wh; a fee is a multiple of it
+FEE_TICK = NANO_PER_MICRO_WH
 MAX_FUND_CAP = 10**15  # micro-units, as payments.MAX_AMOUNT: far beyond any fund, well inside 64 bits
 NANO_PER_MICRO_KWH = 10**6  # fee (nano/kWh) x Wh / this = micro-units: 10^-9 x 10^-3 / 10^-6
 MAX_COORDINATORS = (
