@@ -3,7 +3,7 @@
 Before, every counter started at 0, which SunSpec reads as "not accumulated": each fresh lab's PCC meters were
 read without counters and the MGMCs warned "energy_wh not read (... the counter at 0 ...)" at start-up. Now each
 device starts from a figure seeded by its serial (the same in every run); what a counter counts from there, the
-deltas the metering uses, is what it counted from 0."""
+deltas the metering uses, is what it counted from 0, to within the Wh its rounding may fall either side of."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from peergrid_edge import natures
@@ -94,9 +94,15 @@ def test_a_batterys_cycles_and_charge_go_with_its_discharge() -> None:
 
 @settings(max_examples=40, deadline=None)
 @given(st.lists(st.tuples(st.floats(1.0, 900.0), st.floats(-300_000.0, 300_000.0)), min_size=1, max_size=40))
+# R37: 298.2 kW imported for 1 s three times is 248.5 Wh from 0 (rounded half to even: 248) and a hair above it
+# on the seeded float (249): the same flow, rounded the other way
+@example([(1.0, -298_200.0)] * 3)
+@example([(1.0, -299_100.0)] * 6)
 def test_a_meters_register_deltas_are_those_it_counted_from_zero(steps: list[tuple[float, float]]) -> None:
     """The same flows through a meter started from its lifetime figure and one started at 0: at every read
-    the registers (TotWhExp, TotWhImp in whole Wh, as the edge and the DSO read them) moved by the same Wh."""
+    the registers (TotWhExp, TotWhImp in whole Wh, as the edge and the DSO read them) moved by the same Wh,
+    but for the Wh a count ending at half a Wh may round either side of (the two floats differ by at most a
+    millionth of a Wh a step)."""
     seeded = SunSpecDevice.create("meter", "mg4", "meter", 1, {"rating_w": 400_000.0})
     zero = SunSpecDevice.create("meter", "mg4", "meter", 1,
                                 {"rating_w": 400_000.0, "export_wh": 0.0, "import_wh": 0.0})  # fmt: skip
@@ -112,4 +118,5 @@ def test_a_meters_register_deltas_are_those_it_counted_from_zero(steps: list[tup
             device.model.update(dt, [net_injection_w])
             device.mark_stale()
         now, counted = counters(seeded), counters(zero)
-        assert (now[0] - start[0], now[1] - start[1]) == counted
+        moved = (now[0] - start[0], now[1] - start[1])
+        assert all(abs(m - c) <= 1 for m, c in zip(moved, counted, strict=True)), (moved, counted)

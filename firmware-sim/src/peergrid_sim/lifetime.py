@@ -5,8 +5,9 @@ device's physics `model` that the scenario does not preset (`preset`: its params
 from, and for a battery the cycle count that goes with it. A figure depends only on the serial and the model's
 ratings — the same device starts from the same figure in every run, on every machine (SHA-256, never Python's
 salted `hash`) — and is a whole number of kWh, so a counter rounded to the Wh moves by what it would have
-counted from 0 (the physics adds each step to a larger float: a millionth of a Wh a step at most, far from a
-Wh), a year or two of service at most and never over `MOST_WH`, leaving an acc32 counter at scale 0
+counted from 0, within a Wh at any read (the physics adds each step to a larger float, at most a millionth of
+a Wh a step off the sum from 0, so a count that ends that near half a Wh may round the other way), a year or
+two of service at most and never over `MOST_WH`, leaving an acc32 counter at scale 0
 (4294967295 Wh) over 3.2 GWh before it rolls over.
 Why: SunSpec reads an accumulator at 0 as "not accumulated", so a fresh lab's PCC meters were read as having no
 counter (the edge's data-quality warning at start-up, no counter in the sealed readings) until they had counted a
