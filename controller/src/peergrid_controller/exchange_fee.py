@@ -10,7 +10,7 @@ Promises:
   buyers left at the tick below retail gained by deviating: docs/market.md "The fee on the tick").
 - `check(fee, what)`: the fee as an int, or ValueError naming `what` and what is allowed.
 - `per_kwh(fee)`: the fee in currency per kWh, as the MG models take prices.
-- `with_fee(fees, fee, n, exact=False)`: an MG's per-kWh sell and buy fees (its owner-rule fees,
+- `with_fee(fees, fee, n)`: an MG's per-kWh sell and buy fees (its owner-rule fees,
   dayrules.Fees) with the exchange fee added to both sides in all `n` intervals: sales and purchases then take
   a column each (DayModel.trade), so the wedge between them is the MG's own. Its answers, commitment, switch
   and deviation (deviation.py) all take the fee itself. Fee 0: `fees` unchanged (the same object).

@@ -10,7 +10,7 @@ subscription (reason code >= 0x80) leaves it unset for the connection, counted (
 with its topics; a lost connection clears it. Publishing needs only the connection (paho's `is_connected`);
 while disconnected `publish` and `publish_confirmed` refuse (False), and a refused message is never sent later
 (paho 2.2 queues a QoS 1 publish it cannot send for after the reconnect: the link takes it back out). An
-outage is told once at WARNING and once at INFO when the link is back (`BrokerOutage`), not per attempt.
+outage is told at WARNING when it begins and again when the link is back (`BrokerOutage`), not per attempt.
 Message callbacks run on the event loop, never on paho's thread, and never after `stop()`. Assumes the broker
 may vanish at any time; paho reconnects with back-off: `RECONNECT_MIN_S` after a lost connection, doubling up
 to `reconnect_max_s` (the config's `broker.reconnect_max_s`), so a broker back after an outage is found within

@@ -14,7 +14,7 @@ console's node views are stale, and the DSO must not say it is well. Time is inj
 After a lost connection paho waits 1 s, doubling up to `reconnect_max_s` (the config's
 `broker.reconnect_max_s`, else 10 s, the edge's bound: `live_reconnect`), so a broker back after an outage
 is heard within it (before: up to 30 s, hard-coded). An outage is told once at WARNING (lost, or not reached at
-start, with paho's word on the socket where it gave one) and once at INFO when it is back (`BrokerOutage`);
+start, with paho's word on the socket where it gave one) and once, at WARNING too, when it is back (`BrokerOutage`);
 paho's own lines reach `peergrid_dso.health.paho` at their level, except the ERROR it writes after every
 refused reconnect attempt ('Client is not connected', paho 2.2), which the outage's two lines replace.
 """
