@@ -7,7 +7,11 @@ DSO chain (authorities: the DSO and every MGMC as co-validator; the DSO enrols e
 its node starts). The MGMC chain carries the market, exchange and uplift contracts (the day-ahead session,
 its forward trades and their make-whole: with `--dayahead` each MGMC claims after the clear and the chain pays
 after the day; no `uplift_claim_ms`, so the settle waits for the trades only), and only the anonyms it names
-trade (`anonyms_only`: no MGMC trades through its node key). With `SettleByBoth`
+trade (`anonyms_only`: no MGMC trades through its node key). With `rounds` (the testbed passes
+`bargaining_rounds` of its interval and block period: 2 at its default 6-s intervals) the MGMC genesis names
+`max_rounds`, the rounds its MGMCs play per bargaining: the chain refuses a position past them (no honest one:
+the edge's rounds are at most the genesis cap) and the DSO's console says a bargaining stopped at the cap.
+With `SettleByBoth`
 (`peergrid-testbed --settle-by-both` passes it) the MGMC genesis names `settle_by_both`: a trade settles on
 both parties' metered statements. `tariff.yaml` beside the keys holds each MG's retail and feed-in from the
 scenario (the prices its MGMC schedules with), in the DSO's tariff-file format (docs/closed-loop.md "Who
@@ -21,8 +25,9 @@ MGMC genesis names `exchange_fee` and `uplift_fund_cap`: every day-ahead session
 funds its make-whole (ledger `uplift_fund`; the lab's coordinator named as the one whose sessions take it,
 `fee_coordinators`); fee 0, the default, writes the genesis of a lab without it. A
 genesis already there is never rewritten: its chain id and history hold (a fee asked for that it does not
-carry is refused, `LabGenesisMismatch`, rather than run silently with the old one). Split from closedloop.py
-(the daemons' configs), which re-exports these names. Starts nothing.
+carry is refused, `LabGenesisMismatch`, rather than run silently with the old one; a round cap it does not
+carry is not: the lab runs as it did, its MGMCs' rounds their own, and its console names no cap). Split from
+closedloop.py (the daemons' configs), which re-exports these names. Starts nothing.
 """
 
 from __future__ import annotations
@@ -93,11 +98,12 @@ class SettleByBoth:
     # `trade` landed 500-634 ms after its last move instead of 200, the interval's last close at 5.7-5.9 s of
     # 6 instead of 4.4 (the DSO then overran by 0-0.3 s); no `trade` refused, the same trades
     quiet_ms: int = 500
-    # genesis max_rounds (with the quiet rule): the rounds one bargaining may take on the chain, so one key
-    # moving once per quiet period holds an interval's close at most max_rounds + 1 quiet periods past the
+    # genesis max_rounds: the rounds one bargaining may take on the chain, which with the quiet rule means one
+    # key moving once per quiet period holds an interval's close at most max_rounds + 1 quiet periods past the
     # MGMCs' last move, not to its end (review13 F1b residual). The cap is the rounds the lab's MGMCs play
     # (`bargaining_rounds`, the edge's own budget: 2 at 6-s intervals, 200-ms blocks and three
-    # re-bargainings), so no honest move is refused; 0: none
+    # re-bargainings), so no honest move is refused; the same as `LabChains.create`'s `rounds`, which names
+    # it without settle_by_both too; 0: none
     max_rounds: int = 0
 
     @classmethod
@@ -223,11 +229,22 @@ class LabChains:
         scenario_path: Path,
         settle_by_both: SettleByBoth | None = None,
         fee: ExchangeFee | None = None,
+        rounds: int = 0,
     ) -> LabChains:
+        """`rounds`: the rounds per bargaining the lab's MGMCs play (`bargaining_rounds` of the lab's interval
+        and block period), written as the new MGMC genesis' `max_rounds`; 0 names no cap. With `settle_by_both`
+        its own `max_rounds`, where set, must be the same (ValueError): the one genesis parameter has one value.
+        A genesis already there keeps whatever cap it names, or none."""
         from peergrid_controller.chain_venue import chain_rules
         from peergrid_controller.scenario import load_scenario
         from peergrid_controller.uplift import widest_spread
 
+        held = settle_by_both.max_rounds if settle_by_both is not None else 0
+        if held and rounds and held != rounds:
+            raise ValueError(
+                f"the lab's rounds per bargaining: {rounds}, but its settle-by-both genesis names max_rounds "
+                f"{held}; both are the rounds its MGMCs play"
+            )
         root.mkdir(parents=True, exist_ok=True)
         scenario = load_scenario(scenario_path)
         mgs = [mg.name for mg in scenario.microgrids]
@@ -262,6 +279,9 @@ class LabChains:
                 # the make-whole bound's spread where the DSO prices no cover (review18 U-1: every interval of
                 # a chain without settle_by_both): the scenario's widest retail - feed-in
                 uplift_max_spread=widest_spread(scenario.microgrids),
+                # the rounds its MGMCs play (`bargaining_rounds`): a declared cap the chain holds every position
+                # to and the DSO's console reads ("agreed at the round cap"); the edges' own rounds are at most it
+                max_rounds=rounds,
             )
             if settle_by_both is not None:  # each party states what its PCC meter says (edge settlement.py)
                 mgmc_params = replace(mgmc_params, **settle_by_both.params())
