@@ -82,3 +82,16 @@ def test_settle_by_both_names_the_same_cap(tmp_path: Path) -> None:
     ):
         LabChains.create(tmp_path / "other", "ieee33", SCENARIO, both, rounds=14)
     assert not (tmp_path / "other" / "mgmc-genesis.json").exists()
+
+
+def test_the_testbed_names_its_rounds_in_a_new_lab(tmp_path: Path) -> None:
+    """`peergrid-testbed` (`lab_loop`) writes `bargaining_rounds` of its --interval-s and --block-period-ms."""
+    from peergrid_sim.scenario import load_scenario
+    from peergrid_sim.testbed import build_parser, lab_loop
+
+    for argv, cap in (([], 2), (["--interval-s", "30"], 14), (["--settle-by-both"], 2)):
+        args = build_parser().parse_args(["--scenario", str(SCENARIO), "--intervals", "3", *argv])
+        workdir = tmp_path / "-".join(["lab", *argv])
+        assert lab_loop(args, workdir, load_scenario(SCENARIO)) is not None
+        params = Genesis.from_json(json.loads((workdir / "keys" / "mgmc-genesis.json").read_text())).params
+        assert (params.max_rounds, params.settle_by_both) == (cap, int("--settle-by-both" in argv))

@@ -64,6 +64,7 @@ from peergrid_sim.dso_ready import (
     wait_postings,
     wait_ready,
 )
+from peergrid_sim.lab_chains import bargaining_rounds
 from peergrid_sim.lab_clock import clock_key, clock_posted
 from peergrid_sim.processes import TestbedError, tool
 
@@ -201,7 +202,9 @@ class ClosedLoop:
         capacities final (`dso_ready.wait_postings`); else `TestbedError` with one line (`dso_ready.unposted`)."""
         workdir = Path(bed.workdir)
         feeder = bed.scenario.feeder
-        self.chains = LabChains.create(workdir / "keys", feeder, bed.scenario_path)
+        # (written by the testbed's `lab_loop` already; a loop started on its own names its rounds the same way)
+        rounds = bargaining_rounds(self.interval_s, self.block_period_ms)
+        self.chains = LabChains.create(workdir / "keys", feeder, bed.scenario_path, rounds=rounds)
         self.timing = self.loop_timing()
         broker = (bed.broker.host, bed.broker.port)
         records = self.records_dir(bed)

@@ -250,7 +250,7 @@ def lab_loop(args: argparse.Namespace, workdir: Path, scenario: Any) -> ClosedLo
         return None
     from peergrid_sim.closedloop import LabChains, SettleByBoth
     from peergrid_sim.closedloop_run import ClosedLoop
-    from peergrid_sim.lab_chains import LabGenesisMismatch
+    from peergrid_sim.lab_chains import LabGenesisMismatch, bargaining_rounds
 
     loop = ClosedLoop(args.intervals or 96 - args.first_interval, args.first_interval, args.interval_s,
                       args.block_period_ms, cuttable=tuple(args.cuttable), dayahead=args.dayahead,
@@ -262,8 +262,10 @@ def lab_loop(args: argparse.Namespace, workdir: Path, scenario: Any) -> ClosedLo
         if args.settle_by_both
         else None
     )  # its quiet period is counted in the MGMC chain's blocks, which --block-period-ms sets
+    # the rounds its MGMCs play, named in the MGMC genesis as its round cap (a kept lab directory keeps its own)
+    rounds = bargaining_rounds(args.interval_s, args.block_period_ms)
     try:
-        LabChains.create(workdir / "keys", scenario.feeder, args.scenario, by_both, fee)
+        LabChains.create(workdir / "keys", scenario.feeder, args.scenario, by_both, fee, rounds=rounds)
     except LabGenesisMismatch as err:
         raise SystemExit(f"{PROGRAM}: {err}") from None
     if args.dso_reconfigure_every is not None:  # e.g. 0: operators reconfigure from the console
