@@ -326,3 +326,24 @@ def test_the_report_page_shows_the_fee_path_and_the_day_replay(tmp_path: Path) -
     assert f"refunds mg1 {refunds['mg1'] / 1e6:.6f}, mg2 {refunds['mg2'] / 1e6:.6f}" in page
     assert "fund 0.000000 -&gt; 0.001000" in page
     assert "trades - fee - charge + credit + refund: True" in page
+
+
+def test_a_lab_directory_whose_genesis_holds_a_fee_off_the_tick_is_refused_with_why(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """R37: a lab directory written before whole-tick fees (750,000 nano/kWh) is refused in one line, naming the
+    rule, as another fee is: not a GenesisError traceback out of the testbed."""
+    from peergrid_ledger import genesis_params
+    from peergrid_sim import lab_chains
+
+    with monkeypatch.context() as before:  # as the code before the rule wrote it
+        before.setattr(genesis_params, "check_fee", lambda fee, what="exchange_fee": fee)
+        before.setattr(lab_chains.ExchangeFee, "__post_init__", lambda self: None)
+        LabChains.create(tmp_path / "keys", "ieee33", SCENARIO, fee=ExchangeFee(750_000))
+    with pytest.raises(LabGenesisMismatch, match=r"mgmc-genesis\.json is a genesis this lab can no longer run "
+                       r"\(params\.exchange_fee must be a whole number of ticks .*got 750000\)"):  # fmt: skip
+        LabChains.create(tmp_path / "keys", "ieee33", SCENARIO, fee=ExchangeFee(1_000_000))
+    scenario = load_scenario(SCENARIO)
+    argv = ["--dayahead", "--intervals", "2", "--scenario", str(SCENARIO), "--exchange-fee", "1000000"]
+    with pytest.raises(SystemExit, match=r"peergrid-testbed: .*can no longer run"):
+        lab_loop(build_parser().parse_args(argv), tmp_path, scenario)

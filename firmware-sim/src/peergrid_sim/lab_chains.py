@@ -40,7 +40,7 @@ from pathlib import Path
 from typing import Any
 
 from peergrid_ledger import keys
-from peergrid_ledger.genesis import Account, Genesis, Params
+from peergrid_ledger.genesis import Account, Genesis, GenesisError, Params
 
 DSO_ITERATIONS = 3  # adjustment iterations per interval, each re-bargained by the MGMCs (design step 6)
 
@@ -335,8 +335,16 @@ def fee_coordinators(fee: ExchangeFee | None, anonyms: list[bytes]) -> dict[str,
 
 def _same_fee(path: Path, fee: ExchangeFee) -> None:
     """Refuse a fee the lab directory's existing MGMC genesis does not carry: the genesis is kept (its chain id
-    and history hold), so the lab would run with the old fee while the option said another."""
-    params = Genesis.from_json(json.loads(path.read_text(encoding="utf-8"))).params
+    and history hold), so the lab would run with the old fee while the option said another. A genesis this code
+    no longer takes (one written before a rule, such as a fee off the tick: GenesisError) is refused alike, naming
+    why, rather than raised as a traceback out of the testbed."""
+    try:
+        params = Genesis.from_json(json.loads(path.read_text(encoding="utf-8"))).params
+    except GenesisError as exc:
+        raise LabGenesisMismatch(
+            f"{path} is a genesis this lab can no longer run ({exc}): a lab's genesis is never rewritten; use a "
+            "new --workdir"
+        ) from None
     held = ExchangeFee(int(params.exchange_fee), int(params.uplift_fund_cap))
     if held != fee:
         raise LabGenesisMismatch(
