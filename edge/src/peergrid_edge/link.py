@@ -9,8 +9,19 @@ subscriptions and never arrive); a `subscribe()` while connected clears it until
 subscription (reason code >= 0x80) leaves it unset for the connection, counted (`subscribe_refused`) and logged
 with its topics; a lost connection clears it. Publishing needs only the connection (paho's `is_connected`);
 while disconnected `publish` and `publish_confirmed` refuse (False), and a refused message is never sent later
-(paho 2.2 queues a QoS 1 publish it cannot send for after the reconnect: the link takes it back out). An
-outage is told at WARNING when it begins and again when the link is back (`BrokerOutage`), not per attempt.
+(paho 2.2 queues a QoS 1 publish it cannot send for after the reconnect: the link takes it back out).
+After an outage: nothing this link published before a lost connection is sent after it. A message the broker had
+not acknowledged when the connection was lost (on the wire, or queued behind paho's in-flight window; paho would
+send each again after the reconnect, however long the outage) is taken out of paho's queue when the loss is seen,
+or, where paho reconnects without saying so, before the new socket; counted (`dropped_unacknowledged`), and a
+`publish_confirmed` waiting on it returns False then, not at its timeout. Whether the broker passed it on before
+the loss, MQTT cannot tell. No traffic on this connection needs paho's re-send: a device command (`publish` True
+says only that it was handed to the connection) is confirmed by the dispatcher's read-back, and one the device
+does not report is written again on its next tick, so a stale setpoint never reaches a device late to override its
+fallback (review37 R37-4); a transaction stays in the outbox until `publish_confirmed` says True (a copy the
+broker did get is a duplicate the chain only counts); consensus messages are re-sent by the engine's timers and
+fetched by catch-up sync.
+An outage is told at WARNING when it begins and again when the link is back (`BrokerOutage`), not per attempt.
 Message callbacks run on the event loop, never on paho's thread, and never after `stop()`. Assumes the broker
 may vanish at any time; paho reconnects with back-off: `RECONNECT_MIN_S` after a lost connection, doubling up
 to `reconnect_max_s` (the config's `broker.reconnect_max_s`), so a broker back after an outage is found within
@@ -75,10 +86,12 @@ class MqttLink:
         self.client.on_message = self._on_message
         self.client.on_subscribe = self._on_subscribe
         self.client.on_connect_fail = self._on_connect_fail
+        self.client.on_pre_connect = self._on_pre_connect
         self.outage = BrokerOutage(log, f"broker {host}:{port}")
         self.loop: asyncio.AbstractEventLoop | None = None
         self.handlers: dict[str, MessageHandler] = {}
-        self._acks: dict[int, asyncio.Future[None]] = {}
+        # mid -> its `publish_confirmed` waiter: True at its PUBACK, False when the connection is lost first
+        self._acks: dict[int, asyncio.Future[bool]] = {}
         self.connected = asyncio.Event()  # set and cleared on the loop only, by `_settle`
         # What `connected` follows, shared by paho's thread and the loop's `subscribe()` (under `_lock`): this
         # connection is up (CONNACK seen), its SUBSCRIBEs not yet answered (mid -> topics; None: paho sent
@@ -93,6 +106,7 @@ class MqttLink:
         self.dropped_after_stop = 0
         self.dropped_oversized = 0  # arrived above `max_payload` (counted on paho's thread)
         self.dropped_outgoing_oversized = 0
+        self.dropped_unacknowledged = 0  # taken out of paho's queue at a loss (counted on paho's thread)
         self._oversized_said: set[tuple[str, str]] = set()  # (direction, topic) logged already
 
     def start(self) -> None:
@@ -142,7 +156,7 @@ class MqttLink:
     async def publish_confirmed(self, topic: str, payload: bytes, timeout_s: float) -> bool:
         if self._outgoing_oversized(topic, payload) or self.loop is None or not self.client.is_connected():
             return False
-        future: asyncio.Future[None] = self.loop.create_future()
+        future: asyncio.Future[bool] = self.loop.create_future()
         # paho may call on_publish before publish() returns: register under its lock.
         with self.client._out_message_mutex:  # paho offers no other race-free hook
             mid = self._send(topic, payload, 1)
@@ -150,8 +164,7 @@ class MqttLink:
                 return False
             self._acks[mid] = future
         try:
-            await asyncio.wait_for(future, timeout_s)
-            return True
+            return await asyncio.wait_for(future, timeout_s)
         except TimeoutError:
             return False
         finally:
@@ -228,6 +241,7 @@ class MqttLink:
     def _on_disconnect(
         self, client: mqtt.Client, userdata: object, flags: object, reason: object, props: object
     ) -> None:
+        self._drop_unacknowledged()  # first: a waiter hears False before `connected` is cleared
         with self._lock:
             self._up = False
             self._awaiting.clear()
@@ -235,12 +249,35 @@ class MqttLink:
         if getattr(reason, "is_failure", False):  # not our own disconnect()
             self.outage.lost(reason)
 
+    def _on_pre_connect(self, client: mqtt.Client, userdata: object) -> None:
+        # paho ends a connection without on_disconnect when its select() fails, then reconnects: its
+        # `reconnect()` has readied every unacknowledged message for the new socket, made after this call.
+        self._drop_unacknowledged()
+
+    def _drop_unacknowledged(self) -> None:
+        """Take every message the broker has not acknowledged out of paho's queue (on paho's thread, the
+        connection gone): paho would send each again after the reconnect, a device command by then stale. Their
+        waiters hear False now. paho's `drop_out_messages` empties the queue under its `_out_message_mutex`, the
+        lock `publish_confirmed` registers its waiter under, so a waiter is always found here or never queued."""
+        dropped = self.client.drop_out_messages()
+        if not dropped:
+            return
+        self.dropped_unacknowledged += len(dropped)
+        for message in dropped:
+            future = self._acks.get(message.mid)
+            if future is not None:
+                self._call(_resolve, future, False)
+        topics = sorted({message.topic for message in dropped})
+        shown = ", ".join(topics[:5]) + (" ..." if len(topics) > 5 else "")
+        log.info("%d message(s) the broker had not acknowledged when the connection was lost are not sent "
+                 "again (on %s)", len(dropped), shown)  # fmt: skip
+
     def _on_publish(
         self, client: mqtt.Client, userdata: object, mid: int, reason: object, props: object
     ) -> None:
         future = self._acks.get(mid)
         if future is not None:
-            self._call(_resolve, future)
+            self._call(_resolve, future, True)
 
     def _on_message(self, client: mqtt.Client, userdata: object, message: mqtt.MQTTMessage) -> None:
         size = len(message.payload)
@@ -263,9 +300,9 @@ class MqttLink:
                     log.exception("dropped a message on %s", topic)
 
 
-def _resolve(future: asyncio.Future[None]) -> None:
+def _resolve(future: asyncio.Future[bool], acknowledged: bool) -> None:
     if not future.done():
-        future.set_result(None)
+        future.set_result(acknowledged)
 
 
 class NonceTaken(Exception):
