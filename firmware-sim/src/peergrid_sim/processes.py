@@ -90,6 +90,7 @@ class Testbed:
     # the console admin's `peergrid-dso user add`, started with the broker (`_add_console_admin`): an
     # interpreter start and an argon2 hash (2.9 s at load 15) no longer wait in line before the DSO's spawn
     admin_adding: tuple[subprocess.Popen[bytes], str] | None = None
+    ended: dict[str, int] = field(default_factory=dict)  # every PID a stop ended (logs/stopped-pids.json)
 
     def spawn(self, name: str, argv: list[str], pass_fds: tuple[int, ...] = ()) -> Child:
         log = self.workdir / "logs" / f"{name}.log"
@@ -267,7 +268,9 @@ class Testbed:
 
     def stop(self) -> None:
         """End every child and the broker, then remove pids.json and ports.json (see the module's docstring)."""
-        ended = self._pids()  # taken before the broker's stop forgets its process
+        # taken before the broker's stop forgets its process; kept across stops, so a second stop (the
+        # broker forgotten by then) does not rewrite the record without it
+        self.ended.update(self._pids())
         for child in reversed(self.children):
             if child.process.poll() is None:
                 _signal_group(child.process, signal.SIGTERM)
@@ -285,7 +288,7 @@ class Testbed:
             self.broker.stop()
         # the record of what ended first: pids.json is never gone before a checker has the PIDs elsewhere
         (self.workdir / "logs").mkdir(parents=True, exist_ok=True)
-        _replace_json(self.workdir / "logs" / "stopped-pids.json", ended, indent=1)
+        _replace_json(self.workdir / "logs" / "stopped-pids.json", self.ended, indent=1)
         for name in ("pids.json", "ports.json"):
             (self.workdir / name).unlink(missing_ok=True)
 
