@@ -45,8 +45,11 @@ def test_the_testbed_comes_up_although_the_picked_port_is_taken(
     def ask_the_dso() -> None:  # while the testbed runs: its DSO server answers on the port it names
         ports_file = workdir / "ports.json"
         for _ in range(600):
-            if ports_file.exists():
+            try:  # not yet written, or already removed by the stop (then the DSO never answered)
                 ports.update(json.loads(ports_file.read_text()))
+            except FileNotFoundError:
+                pass
+            if "dso_http" in ports:
                 port = ports["dso_http"]
                 try:
                     with urllib.request.urlopen(f"http://{LOOPBACK}:{port}/api/health", timeout=2) as r:
