@@ -109,7 +109,10 @@ def test_a_stored_genesis_with_a_fee_off_the_tick_no_longer_opens(
         before.setattr(genesis_params, "check_fee", lambda fee, what="exchange_fee": fee)
         chain, _ = fee_chain(fee=750_000)
         BlockStore.create(tmp_path / "chain", chain.genesis).close()
-    with pytest.raises(
-        StoreCorrupt, match=r"stored genesis is corrupt \(params\.exchange_fee must be a whole"
-    ):
+    with pytest.raises(StoreCorrupt) as refused:
         BlockStore.open(tmp_path / "chain")
+    assert str(refused.value) == (  # what it is, not "corrupt": a valid old chain, to be recreated (R37-8)
+        f"{tmp_path / 'chain'}: the stored genesis holds an exchange_fee of 750,000 nano-currency per kWh, not a"
+        " whole number of ticks (1,000,000): a fee taken when this chain was created, refused since fees must be"
+        " whole ticks, so this software cannot open it; recreate the chain with a whole-tick fee"
+    )

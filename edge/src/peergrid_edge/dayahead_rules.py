@@ -118,7 +118,9 @@ class SessionRules:
             check_fee(fee, "the session's exchange fee")
         except ValueError as exc:
             raise SessionFailed(
-                f"refused: {exc} (a chain from before whole-tick fees; recreate it)"
+                f"refused: {exc} (a fee the chain took before fees were whole ticks: once the DSO posts a "
+                "whole-tick market.fee, the sessions opened after it run; only a replica catching up from genesis "
+                "needs the chain recreated)"
             ) from None
         self.fee = fee
         self.own.exchange_fee = fee  # its floor and cap net of it (dayjudge.OwnRules)

@@ -20,13 +20,26 @@ import plyvel
 from . import merkle
 from .block import Block, Certificate, Header, Tip, body_items, decode_body, decode_signed_header
 from .codec import DecodeError, decode, encode
-from .genesis import Genesis, GenesisError
+from .contracts.market_fee import FEE_TICK, MAX_FEE
+from .genesis import MAX_GENESIS_BYTES, Genesis, GenesisError
 from .keyspace import u64
 from .state import StateTree
 
 GENESIS_KEY = b"meta/genesis"
 HEAD_KEY = b"meta/head"
 STATE_PREFIX = b"st/"
+
+
+def _fee_off_the_tick(raw: bytes) -> int | None:
+    """The exchange_fee of a stored genesis that fails to open when it is a fee the code before the whole-tick
+    rule (a538b0a) took (in range, off the tick), so the refusal can say so rather than "corrupt"; None otherwise."""
+    try:
+        fee = decode(raw, MAX_GENESIS_BYTES)["params"]["exchange_fee"]
+    except (DecodeError, KeyError, TypeError):
+        return None
+    if isinstance(fee, int) and not isinstance(fee, bool) and 0 < fee <= MAX_FEE and fee % FEE_TICK:
+        return fee
+    return None
 
 
 def header_key(height: int) -> bytes:
@@ -99,6 +112,14 @@ class BlockStore:
             genesis = Genesis.decode(raw)
         except GenesisError as exc:
             db.close()
+            fee = _fee_off_the_tick(raw)
+            if fee is not None:  # a chain valid when written: not the disk's fault, and no repair opens it
+                raise StoreCorrupt(
+                    f"{path}: the stored genesis holds an exchange_fee of {fee:,} nano-currency per kWh, not a "
+                    f"whole number of ticks ({FEE_TICK:,}): a fee taken when this chain was created, refused since "
+                    "fees must be whole ticks, so this software cannot open it; recreate the chain with a "
+                    "whole-tick fee"
+                ) from None
             raise StoreCorrupt(f"{path}: stored genesis is corrupt ({exc})") from None
         return cls(db, path, genesis)
 
