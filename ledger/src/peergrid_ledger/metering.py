@@ -4,8 +4,9 @@ leaves the MGMC seals into its `der_commitment`s: the one reading of them that a
 same Wh in the same leaves. It lives in the ledger because the ledger is the one package both import.
 
 Promises: `samples(leaves, counter)` is (at_ms, counter in mWh) of every PCC meter reading among the leaves that
-has `counter`, in time order; `counter_at(found, at, max_gap_ms)` the counter at a time: a reading made then,
-or linearly interpolated between the two readings around it when they are at most `max_gap_ms` apart;
+has `counter`, in time order, a roll-over undone (below); `counter_at(found, at, max_gap_ms)` the counter at
+a time: a reading made then, or linearly interpolated between the two readings around it when they are at most
+`max_gap_ms` apart;
 `metered(leaves, window, counter, max_gap_ms)` the Wh the counter advanced over a window `[start_ms, end_ms)`,
 exact (`Fraction`). `trade_share(energy, quantity, total)` is one trade's part of that energy, pro rata to the
 agreed quantities of the MG's trades on that side of the interval, floored, capped at its own;
@@ -29,13 +30,20 @@ decoded each leaf once already, decodes none again (D5). Exact rational arithmet
 pure: no clock, no I/O.
 Raises `Unmetered` (never a guess) when a leaf does not decode, is not a reading leaf, or a meter reading's
 time, device or counter is not a non-negative integer; when two meters report (which one is the PCC is then
-not known); when a counter runs backwards (a reset or a replaced meter: rollover is not undone, since an
-energy across a reset cannot be told from the leaves); and when no readings bracket a boundary within
+not known); when a counter runs backwards (a reset or a replaced meter) by more than a roll-over explains
+(`counter_roll.rolled_over`); and when no readings bracket a boundary within
 `max_gap_ms` (a longer outage is no measurement, and a window not yet read to its end is not a number yet).
 Raises `ValueError` for arguments no caller should pass: a gap or commitment length that is not positive, a
 window that ends before it starts, a trade larger than its side's total.
 The leaves are edge `commitments.reading_leaf`'s canonical encoding: `{at_ms, device, milli: {quantity: int},
 nature}`; the PCC meter has nature `meter` (edge natures.yaml), one per MG.
+
+Roll-over (R37-3). The leaves' counters are model 203's TotWhExp / TotWhImp, acc32 registers that roll over
+(`counter_roll`). `samples` reads a reading below the one before it as one roll-over where
+`counter_roll.rolled_over` says it can be one, and adds the register's range to it and to every later reading of
+that counter (the list is then the counter unwrapped: its differences are what the meter counted, its first
+reading as read); else, as before, the counter runs backwards: `Unmetered`. A meter-signed reading's counters
+(model 64204, uint64 whole Wh) never roll: the DSO reads them with `rolls=False`, any step back refused.
 """
 
 from __future__ import annotations
@@ -48,6 +56,7 @@ from itertools import pairwise
 from typing import Any, TypeGuard
 
 from peergrid_ledger.codec import DecodeError, Value, decode, encode
+from peergrid_ledger.counter_roll import rolled_over
 from peergrid_ledger.takeup import lone_since, reveals_due, takes_up, waits_for_dso, withheld_due
 
 METER = "meter"
@@ -102,12 +111,13 @@ def _count(value: object) -> TypeGuard[int]:
     return isinstance(value, int) and not isinstance(value, bool) and value >= 0
 
 
-def samples(leaves: Iterable[bytes], counter: str) -> list[tuple[int, int]]:
-    """(at_ms, counter in mWh) of every PCC meter reading among `leaves` that has `counter`, in time order."""
-    return samples_of(map(read_leaf, leaves), counter)
+def samples(leaves: Iterable[bytes], counter: str, *, rolls: bool = True) -> list[tuple[int, int]]:
+    """(at_ms, counter in mWh) of every PCC meter reading among `leaves` that has `counter`, in time order,
+    each roll-over undone (`counter_roll.rolled_over`; `rolls=False`: a counter that never rolls, any step back refused)."""
+    return samples_of(map(read_leaf, leaves), counter, rolls=rolls)
 
 
-def samples_of(readings: Iterable[Value], counter: str) -> list[tuple[int, int]]:
+def samples_of(readings: Iterable[Value], counter: str, *, rolls: bool = True) -> list[tuple[int, int]]:
     """`samples` of decoded readings (`read_leaf`): the same list, or the same `Unmetered`."""
     found: list[tuple[int, int]] = []
     devices: set[str] = set()
@@ -119,12 +129,17 @@ def samples_of(readings: Iterable[Value], counter: str) -> list[tuple[int, int]]
     if len(devices) > 1:
         raise Unmetered(f"more than one meter ({', '.join(sorted(devices))}): which is the PCC is not known")
     found.sort()
+    unwrapped, rolled = found[:1], 0  # rolled: the mWh of the register's range added at each roll-over so far
     for (at0, c0), (at1, c1) in pairwise(found):
         if c1 < c0:
-            raise Unmetered(
-                f"the {counter} counter runs backwards between {at0} and {at1} ms (reset or replaced)"
-            )
-    return found
+            counted = rolled_over(c0, c1, at1 - at0) if rolls else None
+            if counted is None:
+                raise Unmetered(
+                    f"the {counter} counter runs backwards between {at0} and {at1} ms (reset or replaced)"
+                )
+            rolled += c0 + counted - c1
+        unwrapped.append((at1, c1 + rolled))
+    return unwrapped
 
 
 def counting_leaves(leaves: list[bytes], party: str) -> list[bytes]:
@@ -171,18 +186,20 @@ def counter_at(found: Sequence[tuple[int, int]], at: int, max_gap_ms: int) -> Fr
     return Fraction(c0 * (t1 - at) + c1 * (at - t0), t1 - t0)
 
 
-def metered(leaves: Iterable[bytes], window: tuple[int, int], counter: str, max_gap_ms: int) -> Fraction:
-    """Wh the PCC meter's `counter` advanced over `window` (ms), exact."""
+def metered(
+    leaves: Iterable[bytes], window: tuple[int, int], counter: str, max_gap_ms: int, *, rolls: bool = True
+) -> Fraction:
+    """Wh the PCC meter's `counter` advanced over `window` (ms), exact, across a roll-over too (`samples`)."""
     _window(window)
-    return metered_readings([read_leaf(leaf) for leaf in leaves], window, counter, max_gap_ms)
+    return metered_readings([read_leaf(leaf) for leaf in leaves], window, counter, max_gap_ms, rolls=rolls)
 
 
 def metered_readings(
-    readings: Sequence[Value], window: tuple[int, int], counter: str, max_gap_ms: int
+    readings: Sequence[Value], window: tuple[int, int], counter: str, max_gap_ms: int, *, rolls: bool = True
 ) -> Fraction:
     """`metered` of decoded readings (`read_leaf`): the same Wh, or the same `Unmetered`."""
     start, end = _window(window)
-    found = samples_of(readings, counter)
+    found = samples_of(readings, counter, rolls=rolls)
     if not found and any(sample_of(fields, c) for fields in readings for c in COUNTER.values()):
         raise Unmetered(f"no PCC meter reading carries the {counter} counter")  # read, but never counted
     return (counter_at(found, end, max_gap_ms) - counter_at(found, start, max_gap_ms)) / 1000
