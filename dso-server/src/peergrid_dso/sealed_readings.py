@@ -23,9 +23,10 @@ commit_ms)`), market intervals slots of `MeterClock` (`t0_ms + (t - first_interv
 maps one to the other.
 
 A PCC meter (nature `meter`; one per MG) reports cumulative counters: `energy_wh` (TotWhExp, export) and
-`import_wh` (TotWhImp). The counter at the interval's start and end is read at a reading made exactly then or
-linearly interpolated between the two readings around it, which must be at most `max_gap_ms` apart (a longer
-outage is no measurement): `peergrid_ledger.metering`, the same reading of the same leaves the edge states
+`import_wh` (TotWhImp), acc32 registers that roll over, undone as `metering.rolled_over` says (a meter-signed
+reading's counters, 64204's uint64, never roll: any step back refused). The counter at the interval's start
+and end is read at a reading made exactly then or linearly interpolated between the two readings around it,
+which must be at most `max_gap_ms` apart (a longer outage is no measurement): `peergrid_ledger.metering`, the same reading of the same leaves the edge states
 from (the edge states its pro-rata share: it cannot see its counterparties' meters, so where one fell short
 its statement may differ and the trade comes here).
 
@@ -207,7 +208,8 @@ class PartyReadings:
                 raise Unmetered(self.broken)
             window = clock.window(interval)
             leaves = self.leaves if self.signed else counting_readings(self.leaves, side)
-            return metered_readings(leaves, window, COUNTER[side], clock.max_gap_ms)
+            # a signed reading's counters are 64204's uint64, which never roll; the sealed ones 203's acc32
+            return metered_readings(leaves, window, COUNTER[side], clock.max_gap_ms, rolls=not self.signed)
         except Unmetered as exc:
             if self.notes:
                 raise Unmetered(f"{exc} ({'; '.join(self.notes)})") from None

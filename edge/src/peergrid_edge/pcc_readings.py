@@ -77,11 +77,11 @@ def provable_wh(leaves: Iterable[bytes], window: tuple[int, int], party: str, ma
     after it) but a boundary is not bracketed, the counter at that boundary is unknown, and what is honest
     depends on the side (never overstate in one's own favour). A seller states what its meter proves left at
     least: the counter from its first reading in the window (for an unknown start) to its last one in it (for
-    an unknown end); the counter never runs backwards (`samples` refuses that), so this never exceeds what
-    left over the window. A buyer can prove only that at least that much arrived, and stating a lower bound
-    would pay less than it got: it states nothing (`Unprovable`), and the seller's lone statement settles the
-    trade after the chain's wait (or a dispute, which the DSO settles on the seller's side, this side
-    unmetered). Not read to its end yet: `Unmetered` (wait), as `metered` says it."""
+    an unknown end); the counter never runs backwards (`samples` undoes a roll-over, refuses a reset), so this
+    never exceeds what left over the window. A buyer can prove only that at least that much arrived, and
+    stating a lower bound would pay less than it got: it states nothing (`Unprovable`), and the seller's lone
+    statement settles the trade after the chain's wait (or a dispute, which the DSO settles on the seller's
+    side, this side unmetered). Not read to its end yet: `Unmetered` (wait), as `metered` says it."""
     leaves = counting_leaves(list(leaves), party)
     try:
         return metered(leaves, window, COUNTER[party], max_gap_ms)
