@@ -12,8 +12,9 @@ st/<state key> -> value.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
+from typing import TypeVar
 
 import plyvel
 
@@ -24,6 +25,8 @@ from .contracts.market_fee import FEE_TICK, MAX_FEE
 from .genesis import MAX_GENESIS_BYTES, Genesis, GenesisError
 from .keyspace import u64
 from .state import StateTree
+
+_Body = TypeVar("_Body")  # a stored body as one of the block's decoders gives it
 
 GENESIS_KEY = b"meta/genesis"
 HEAD_KEY = b"meta/head"
@@ -157,15 +160,7 @@ class BlockStore:
 
     def block(self, height: int) -> Block:
         header, seal = self.signed_header(height)
-        raw = self._db.get(body_key(height))
-        if raw is None:
-            raise StoreCorrupt(f"height {height}: body missing")
-        params = self.genesis.params
-        try:
-            txs = decode_body(raw, params.max_block_txs, params.max_block_bytes + 64 * 1024)
-        except DecodeError as exc:
-            raise StoreCorrupt(f"height {height}: stored body is corrupt ({exc})") from None
-        return Block(header, seal, txs)
+        return Block(header, seal, self._stored_body(height, decode_body))
 
     def transactions(self, height: int) -> tuple[bytes, ...]:
         """The wire bytes of the transactions of the block at `height`, undecoded, checked against its header's
@@ -173,17 +168,22 @@ class BlockStore:
         `block` decodes every body. KeyError: no such block; StoreCorrupt: its body missing, corrupt, or not
         the transactions its header commits to."""
         header = self.header(height)
+        txs = self._stored_body(height, body_items)
+        if merkle.root(list(txs)) != header.tx_root:  # as `block.tx_root`, over the wire bytes
+            raise StoreCorrupt(f"height {height}: its transactions are not the ones its header commits to")
+        return txs
+
+    def _stored_body(self, height: int, decode_with: Callable[[bytes, int, int], _Body]) -> _Body:
+        """The body at `height` decoded by `decode_with` (the block's decoders) within the genesis' limits;
+        StoreCorrupt when it is missing or does not decode."""
         raw = self._db.get(body_key(height))
         if raw is None:
             raise StoreCorrupt(f"height {height}: body missing")
         params = self.genesis.params
         try:
-            txs = body_items(raw, params.max_block_txs, params.max_block_bytes + 64 * 1024)
+            return decode_with(raw, params.max_block_txs, params.max_block_bytes + 64 * 1024)
         except DecodeError as exc:
             raise StoreCorrupt(f"height {height}: stored body is corrupt ({exc})") from None
-        if merkle.root(list(txs)) != header.tx_root:  # as `block.tx_root`, over the wire bytes
-            raise StoreCorrupt(f"height {height}: its transactions are not the ones its header commits to")
-        return txs
 
     def certificate(self, height: int) -> Certificate:
         raw = self._db.get(cert_key(height))
