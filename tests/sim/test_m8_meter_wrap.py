@@ -8,14 +8,13 @@ count of the signed readings is the same."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 import yaml
+from test_q3_lifetime_counters import models  # the device's image decoded as the edge decodes it
 
 from peergrid_edge import natures
 from peergrid_edge.commitments import reading_leaf
 from peergrid_edge.meter_signed import meter_signed
-from peergrid_edge.sunspec import decode_model
 from peergrid_ledger.counter_roll import ACC32
 from peergrid_ledger.meter_signing import counted_leaves, meter_keypair
 from peergrid_ledger.metering import COUNTER, counting_leaves, metered
@@ -42,17 +41,6 @@ SCENARIO = {
         }
     ],
 }
-
-
-def models(device: SunSpecDevice) -> dict[str, dict[str, Any]]:
-    """Each model block of the device's register image decoded as the edge decodes it."""
-    device.sync()
-    registers, found, at = device.image.registers, {}, 2
-    while registers[at] != 0xFFFF:
-        model_id, length = registers[at], registers[at + 1]
-        found[str(model_id)] = decode_model(model_id, registers[at : at + 2 + length])
-        at += 2 + length
-    return found
 
 
 def test_a_meter_preset_near_the_wrap_rolls_over_and_is_metered_across_it(tmp_path: Path) -> None:
