@@ -18,7 +18,13 @@ tells the poll loop how long a device may so wait for its line.
 A setpoint whose scale factor the device reports as "not implemented" or out of range is not written, nor
 any other point of it (`write` raises `DeviceError`), never written as if the scale factor were 0
 (review25 F4).
-Never raises from `read_all`; `write` raises `DeviceError`.
+Never raises from `read_all`; `write` raises `DeviceError`. A read's or write's time bound runs in the caller's
+task (`asyncio.timeout`), never in a task of its own (`asyncio.wait_for`): pymodbus' connect swallows a
+cancellation that meets its own connect attempt failing (Python 3.11's wait_for, CPython gh-86296), so an edge
+stopping while a device refused its connection left that task failed with 'cannot connect' and nobody to read it,
+logged at ERROR as 'Task exception was never retrieved' with its traceback (U2's lab stop, mgmc-mg4.log).
+Where connect swallowed it, the cancellation is raised again (the task is still `cancelling()`), so a stop
+stops the poll rather than being taken for a refused connection, and a time bound is its TimeoutError.
 """
 
 from __future__ import annotations
@@ -157,6 +163,9 @@ class SunSpecModbusDriver:
 
     async def _connect(self) -> None:
         if not self.client.connected and not await self.client.connect():
+            task = asyncio.current_task()
+            if task is not None and task.cancelling():  # a stop (or our time bound) that connect swallowed
+                raise asyncio.CancelledError
             raise DeviceError("cannot connect")
 
     async def discover(self) -> list[tuple[int, int, int]]:
@@ -280,7 +289,8 @@ class SunSpecModbusDriver:
         try:
             async with self.lock:
                 try:
-                    points = await asyncio.wait_for(self._read_models(), self._budget())
+                    async with asyncio.timeout(self._budget()):  # in this task: see the module's docstring
+                        points = await self._read_models()
                 except Exception as exc:
                     await self._late_window(exc)
                     raise
@@ -332,14 +342,14 @@ class SunSpecModbusDriver:
                 try:
                     await self._connect()
                     if not self.models:
-                        self.models = await asyncio.wait_for(self.discover(), self._budget())
+                        async with asyncio.timeout(self._budget()):
+                            self.models = await self.discover()
                     # every value encoded before the first is sent: one refused (its scale factor unknown)
                     # leaves the device as it was, not with a mode written and its rate not
                     encoded = [(w, *self._encode(w)) for w in writes]
                     for w, address, registers in encoded:
-                        await asyncio.wait_for(
-                            self._write_point(w, address, registers), self.settings.timeout_s * 2
-                        )
+                        async with asyncio.timeout(self.settings.timeout_s * 2):
+                            await self._write_point(w, address, registers)
                 except Exception as exc:
                     await self._late_window(exc)
                     raise
