@@ -4,11 +4,14 @@ Promises: `MosquittoBroker.start()` returns once the Mosquitto process it starte
 own socket, not merely a port that accepts connections: another process may hold the port it picked), with a
 config generated here (plain, or TLS with client certificates whose CN is the MQTT username, and optional
 topic ACLs); `stop()` ends exactly the process it started, by its PID, and the process that started it dying
-any other way kills it too (`peergrid_ledger.tied`: a killed test leaves no broker behind). Never binds anything but loopback
-and never assumes port 1883 is free. Messages are not persisted: peergrid's gossip must not depend on it.
-A publish larger than `MAX_PACKET_BYTES` (a little above the ledger's largest envelope, which every replica
-refuses above anyway) is refused by the broker, which disconnects its sender: it never reaches a subscriber
-(Mosquitto's default allows 256 MiB, which each subscriber would copy whole; review21 F4).
+any other way kills it too (`peergrid_ledger.tied`: a killed test leaves no broker behind). The broker runs in a
+session of its own, as the testbed's other children do: a Ctrl-C at the terminal (SIGINT to the foreground
+process group) reaches the testbed, which stops the broker last, after the processes that use it; in the
+testbed's group it died with the Ctrl-C and every MGMC and the DSO logged a broker outage as they stopped.
+Never binds anything but loopback and never assumes port 1883 is free. Messages are not persisted: peergrid's
+gossip must not depend on it. A publish larger than `MAX_PACKET_BYTES` (a little above the ledger's largest
+envelope, which every replica refuses above anyway) is refused by the broker, which disconnects its sender: it
+never reaches a subscriber (Mosquitto's default allows 256 MiB, which each subscriber would copy whole; review21 F4).
 """
 
 from __future__ import annotations
@@ -125,7 +128,11 @@ class MosquittoBroker:
         )
         with self.log_path.open("ab") as log:
             self.process = tied_popen(
-                [exe, "-c", str(conf)], stdout=log, stderr=log, stdin=subprocess.DEVNULL
+                [exe, "-c", str(conf)],
+                stdout=log,
+                stderr=log,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,  # a terminal's Ctrl-C is the testbed's to handle (module docstring)
             )
         # Mosquitto cannot bind port 0 for us, so the port was picked before: if another process took it in
         # between, that process accepts our connections while our broker exits with "address in use".
