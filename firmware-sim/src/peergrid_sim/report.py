@@ -170,7 +170,11 @@ def write_report(bed: Any, out_dir: Path) -> Path:
     records = workdir / "records"
     dso = json_lines(records / "dso.jsonl")
     edges = {p.stem.removeprefix("mgmc-"): json_lines(p) for p in sorted(records.glob("mgmc-*.jsonl"))}
-    first, count = bed.loop.first_interval, bed.loop.intervals
+    # the intervals the MGMCs recorded, not the run's plan: a lab stopped early (Ctrl-C, --duration) traded fewer,
+    # and the centralised optimum and the prices must cover the same intervals as the costs summed below
+    first = bed.loop.first_interval
+    traded = [r["interval"] for recs in edges.values() for r in recs if "trades" in r]
+    count = max(traded) - first + 1 if traded else 0
     intervals = list(range(first, first + count))
     paths = stores(workdir)
     ledger, proofs = ledger_figures(paths)
@@ -197,7 +201,7 @@ def write_report(bed: Any, out_dir: Path) -> Path:
             cost_conv[mg] = cost_conv.get(mg, 0.0) + r["cost_conventional"] + to_go.get("conventional", 0.0)
             physical += r["cost_p2p"] + r["p2p_money"]
             conv_window += r["cost_conventional"]
-    central = central_welfare(Path(bed.scenario_path), first, count)
+    central = central_welfare(Path(bed.scenario_path), first, count) if count else None
     # welfare over the run's intervals only (what the three markets cost within them); the centralised optimum
     # there starts from the model's initial state and must leave the batteries as it found them
     p2p_welfare, conv_welfare = -physical, -conv_window

@@ -25,6 +25,11 @@ NO_UPLIFT = (
 )
 
 
+def _span(intervals: list[int]) -> str:
+    """The intervals the run traded, as the page's first line names them."""
+    return f"intervals {intervals[0]}..{intervals[-1]}" if intervals else "no interval traded"
+
+
 def html(report: dict[str, Any]) -> str:
     """The whole page for one report document (as `report.write_report` builds it)."""
     prices = report["prices_per_round"]
@@ -145,7 +150,7 @@ def html(report: dict[str, Any]) -> str:
     return f"""<!doctype html><html><head><meta charset="utf-8"><title>peergrid testbed report</title>
 <style>body{{font-family:sans-serif;margin:2em;max-width:1100px}}table{{border-collapse:collapse}}
 td,th{{border:1px solid #ccc;padding:2px 6px;font-size:13px}}</style></head><body>
-<h1>peergrid testbed report</h1><p>{h.escape(report["scenario"])}: intervals {report["intervals"][0]}..{report["intervals"][-1]}
+<h1>peergrid testbed report</h1><p>{h.escape(report["scenario"])}: {_span(report["intervals"])}
 ({report["interval_s"]} s each)</p>
 <h2>Checks</h2><ul>{checks}</ul>
 <h2>Welfare</h2>{_welfare(welfare)}
