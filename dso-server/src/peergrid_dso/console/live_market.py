@@ -8,8 +8,11 @@ trades and their settlement (from the chain state the market contract wrote), th
 reopened interval numbers on from (`reopened_at`, None when never reopened), so the view can tell a bargaining
 stopped at the cap from one still moving; and - when the lab gives the MGMCs' interval records
 (`mgmc_records`) - each MG's cost under P2P and under the conventional market; in
-the pilot those stay private to the MGMCs and the view says so. Anonyms are shown by the MG names the DSO
-enrolled them under. Reads only: blocks from the store (any thread), state through `call` (the node's loop).
+the pilot those stay private to the MGMCs and the view says so. The interval's welfare is given once every MG
+named in its trades has its record (`welfare.waiting`: those still missing): a seller writes its record before
+its buyers do, and a welfare of the sellers alone (their P2P income in, the buyers' payment not) read as P2P
+costing more than the conventional market (U2's lab: p2p 0.000 against 4.785 on the newest interval).
+Anonyms are shown by the MG names the DSO enrolled them under. Reads only: blocks from the store (any thread), state through `call` (the node's loop).
 Blocks are scanned once, incrementally.
 """
 
@@ -151,6 +154,9 @@ class LiveMarket:
         p2p = {mg: round(c["cost_p2p"], 4) for mg, c in costs.items()}
         conventional = {mg: round(c["cost_conventional"], 4) for mg, c in costs.items()}
         physical = sum(c["cost_p2p"] + c["p2p_money"] for c in costs.values())
+        parties = {name for tr in agreed for name in (tr["seller"], tr["buyer"])}
+        waiting = sorted(parties - set(costs)) if costs else []  # no records at all: the pilot's, or none yet
+        whole = bool(costs) and not waiting
         return {
             "interval": t,
             "hours": [round(t * self.interval_hours, 4), round((t + 1) * self.interval_hours, 4)],
@@ -165,8 +171,9 @@ class LiveMarket:
             "cost_p2p": p2p,
             "cost_conventional": conventional,
             "welfare": {
-                "p2p": round(-physical, 4) if costs else None,
-                "conventional": round(-sum(conventional.values()), 4) if costs else None,
+                "p2p": round(-physical, 4) if whole else None,
+                "conventional": round(-sum(conventional.values()), 4) if whole else None,
                 "central": None,  # the centralised optimum is the report's, not computed live
+                "waiting": waiting,  # the trading MGs whose interval record is not in yet
             },
         }

@@ -95,7 +95,8 @@ export class MarketView {
           iv.prices.length ? pricePlot(iv.prices) : el("p", {}, "no offers in this interval")),
         el("div", { class: "card" }, el("h2", {}, "Welfare"),
           el("table", {}, el("tbody", {},
-            ["p2p", "conventional", "central"].map((k) => el("tr", {}, el("th", {}, k), el("td", { class: "num" }, fmt(iv.welfare[k], 3)))))))),
+            ["p2p", "conventional", "central"].map((k) => el("tr", {}, el("th", {}, k), el("td", { class: "num" }, fmt(iv.welfare[k], 3)))))),
+          iv.welfare.waiting?.length ? el("p", { id: "welfare-waiting" }, el("small", {}, `waiting for the interval records of ${iv.welfare.waiting.join(", ")}`)) : "")),
       el("div", { class: "card" }, el("h2", {}, "Agreed trades and settlement"),
         el("table", { id: "trades" }, el("thead", {}, el("tr", {}, ["seller", "buyer", "kWh", "price", "delivered kWh", "paid", "settled"].map((h) => el("th", {}, h)))),
           el("tbody", {}, iv.trades.map((t) => {
