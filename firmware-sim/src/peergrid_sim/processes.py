@@ -260,6 +260,25 @@ class Testbed:
             time.sleep(0.1)
         raise TestbedError(f"firmware-sim wrote no endpoints in {timeout:.0f} s; see {sim.log}")
 
+    def broker_down(self, restart_request: bool) -> str | None:
+        """What the testbed tells once when its broker has exited, else None. Nothing restarts it by itself: every
+        MGMC, the DSO and firmware-sim's MQTT devices wait for it, reconnecting. With `restart_request` (a lab
+        whose loop reads <workdir>/control) the line says how to have the testbed start it again on its port; a
+        broker started by hand instead would be no child of the testbed and outlive its stop. Reaps it (no
+        zombie); pids.json keeps its last PID until a restart rewrites it."""
+        proc = self.broker.process if self.broker is not None else None
+        if proc is None or proc.poll() is None:
+            return None
+        assert self.broker is not None
+        line = f"the broker (mosquitto, PID {proc.pid}) exited with {proc.returncode}; see {self.broker.log_path}"
+        if restart_request:
+            control = self.workdir / "control"
+            line += (
+                f"; the MGMCs, DSO and devices wait for it: `mkdir -p {control} && touch {control}/restart-broker`"
+                f" starts it again on port {self.broker.port}"
+            )
+        return line
+
     def dead_child(self) -> Child | None:
         return next(
             (c for c in self.children if c.process.poll() is not None and c.name not in self.restartable),

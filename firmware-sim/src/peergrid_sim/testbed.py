@@ -355,6 +355,7 @@ def main(argv: list[str] | None = None) -> int:
         deadline = None if args.duration is None else time.monotonic() + args.duration
         reported: set[str] = set()
         told_traded = False
+        broker_told = False  # its exit told; told again after a restart and another exit
         while not stop_reason and (deadline is None or time.monotonic() < deadline):
             if bed.loop is not None:
                 for line in bed.loop.handle_requests(bed):
@@ -388,6 +389,10 @@ def main(argv: list[str] | None = None) -> int:
                         reported.add(child.name)
                 elif child.name in reported:
                     reported.discard(child.name)
+            down = bed.broker_down(restart_request=bed.loop is not None)
+            if down is not None and not broker_told:
+                print(f"testbed: {down}", flush=True)
+            broker_told = down is not None
             dead = bed.dead_child()
             if dead is not None:
                 print(
