@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import logging
 import time
 from pathlib import Path
+from typing import Any
 
 from edge_helpers import edge_settings, run_for
 
@@ -156,3 +158,42 @@ def test_watchdog_progress_only_while_every_poll_task_moves(tmp_path: Path) -> N
     a.polls = 4
     assert daemon.progressing()
     daemon.store.close()
+
+
+class FlakyDriver(DeadDriver):
+    """Dead until `back_at` (monotonic s), then answering."""
+
+    back_at = 6.0
+
+    async def read_all(self) -> Snapshot:
+        assert self.clock is not None
+        if self.clock.monotonic() < self.back_at:
+            return await super().read_all()
+        return Snapshot(self.settings.name, "pv", True, 0.0, points={})
+
+
+def test_a_quarantined_device_that_answers_again_is_told_once(caplog: Any) -> None:
+    """U2: after a broker outage the log said mg6's devices were quarantined and never that they were back."""
+    device = DeviceSettings(name="pv9", nature="pv", poll_interval_s=1, retries=0, failures_to_quarantine=2,
+                            quarantine_s=2, quarantine_max_s=8)  # fmt: skip
+    driver, clock = FlakyDriver(device), ManualClock(start=0.0)
+    driver.clock = clock
+    state = DeviceState(device, DeviceHealth.for_device(device))
+
+    async def scenario() -> None:
+        stopping = asyncio.Event()
+        task = asyncio.create_task(poll_device(driver, state, clock, stopping))
+        await clock.advance(12.0, step=0.25)
+        stopping.set()
+        await clock.advance(10.0)
+        await asyncio.wait_for(task, 1)
+
+    with caplog.at_level(logging.INFO, logger="peergrid.edge.poll"):
+        asyncio.run(scenario())
+    lines = [(r.levelname, r.getMessage()) for r in caplog.records if r.name == "peergrid.edge.poll"]
+    # polls at 0 and 1 fail (quarantined at 1 for 2 s), the probe at 3 fails (4 s more), the probe at 7 answers
+    assert lines == [
+        ("WARNING", "device pv9 quarantined for 2 s: timed out"),
+        ("WARNING", "device pv9 answers again after 3 failed polls (6 s in quarantine)"),
+    ]
+    assert not state.health.quarantined(clock.monotonic())

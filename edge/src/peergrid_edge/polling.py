@@ -2,8 +2,9 @@
 
 Promises: `DeviceHealth` is a pure state machine on injected time — after `failures_to_quarantine`
 consecutive failed polls a device is quarantined for `quarantine_s`, and every failed probe after that doubles
-the back-off up to `quarantine_max_s`; one good read clears it. `DeviceState.is_stale(now)` is true when the
-last good reading is older than `stale_after` (or there never was one). `poll_device` runs one device: each
+the back-off up to `quarantine_max_s`; one good read clears it. `poll_device` tells a quarantine once at WARNING
+when it begins and once, at WARNING too (a log kept at WARNING shows both ends), when the device answers again,
+with how long it was out. `DeviceState.is_stale(now)` is true when the last good reading is older than `stale_after` (or there never was one). `poll_device` runs one device: each
 poll is bounded by the device's timeout (times its retries), so a black-holed device never delays another
 device's task; on a shared serial line the bound also leaves room for the neighbours' turns (a driver's
 `line_wait_s`), so that neighbours failing their requests never fail a healthy device's poll by its bound
@@ -79,6 +80,7 @@ class DeviceState:
     last_poll_mono: float | None = None  # when the last attempt (good or not) finished
     latencies: list[float] = field(default_factory=list)  # drained by the metrics collector
     watch: MeterWatch | None = None  # the signing meter's check (default: from settings.meter_key)
+    quarantine_began: float = 0.0  # monotonic s: when its present (or last) quarantine began
 
     def __post_init__(self) -> None:
         key = self.settings.meter_key
@@ -151,6 +153,13 @@ async def poll_device(
         state.last, state.last_poll_mono = snapshot, finished
         state.latencies.append(finished - started)
         if snapshot.ok:
+            if state.health.quarantined_until is not None:
+                log.warning(
+                    "device %s answers again after %d failed polls (%.0f s in quarantine)",
+                    device.name,
+                    state.health.consecutive_failures,
+                    finished - state.quarantine_began,
+                )
             state.health.record_success()
             state.last_good, state.last_good_mono = snapshot, finished
             state.watch_meter(snapshot)
@@ -158,6 +167,7 @@ async def poll_device(
             was_quarantined = state.health.quarantined_until is not None
             state.health.record_failure(finished)
             if state.health.quarantined_until is not None and not was_quarantined:
+                state.quarantine_began = finished
                 log.warning(
                     "device %s quarantined for %.0f s: %s",
                     device.name,
