@@ -258,5 +258,7 @@ class SessionView:
         if record["rho"] != book.rho:
             raise SessionFailed(
                 f"the chain's rho after iteration {step} is {record['rho']} nano/kWh² where the public residual "
-                f"balancing gives {book.rho}: not followed"
+                f"balancing gives {book.rho}: not followed (a coordinator on another peergrid release follows "
+                f"other rules for rho, as the fee's drift rule of 2026-12-07 did: every MGMC of a feeder must run "
+                f"the same release)"
             )
