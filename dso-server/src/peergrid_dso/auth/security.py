@@ -1,5 +1,8 @@
 """Refusals counted and logged: every bad login, missing or wrong CSRF token, forbidden action, malformed
-request and unauthenticated call increments one counter per reason and writes one WARNING line.
+request and unauthenticated call increments one counter per reason and writes one WARNING line, but for the
+console's own session probe before login (`EXPECTED_REFUSALS`), whose 401 is how the page learns it must show the
+login form: it is counted as every refusal and logged at INFO, so a WARNING still names every other
+unauthenticated call (someone probing the API).
 
 Promises: `refuse(reason, detail)` never raises and never logs a password, a session id or a token; the
 counters are readable at any time (`snapshot`) for the console and for metrics. With a `ConsoleDb` every
@@ -32,6 +35,10 @@ REASONS = (
     "not_found",
     "conflict",  # an operator action refused by the network's state (interlock, stale plan, reused token)
 )
+# (reason, detail) of refusals that are the normal start of a visit, not an attack: every console page load
+# asks /console/api/session before anyone logged in (app.js), and the 401 is that route's contract (api.js's
+# feed follows the session by it). A session that names a removed user is not among them.
+EXPECTED_REFUSALS = frozenset({("unauthenticated", "GET /console/api/session: log in first")})
 
 
 class SecurityLog:
@@ -51,7 +58,8 @@ class SecurityLog:
         with self._lock:
             self.counts[reason] += 1
             self.recent.append({"reason": reason, "detail": detail, "user": user, "client": client, "at": at})
-        log.warning("refused %s: %s (user=%s client=%s)", reason, detail, user or "-", client or "-")
+        level = logging.INFO if (reason, detail) in EXPECTED_REFUSALS else logging.WARNING
+        log.log(level, "refused %s: %s (user=%s client=%s)", reason, detail, user or "-", client or "-")
         if self.db is not None:
             try:
                 self.db.add_refusal(at, reason, detail, user, client)
