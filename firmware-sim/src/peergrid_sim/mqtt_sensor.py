@@ -6,7 +6,9 @@ Topics (under `peergrid/<feeder>/telemetry/<mg>/<device>`):
   <topic>/set      JSON command {"<setting>": value, ...}, e.g. {"limit_enabled": 1, "limit_pct": 50}
   <topic>/ack      JSON {"seq", "accepted": {...}, "rejected": {"<setting>": reason}} (QoS 1)
 Promises: a command is applied whole or not at all; a malformed command is answered on /ack and never
-raises; a broker outage only delays telemetry (paho reconnects). The first telemetry is published only once
+raises; a broker outage only delays telemetry (paho reconnects), and is told once at WARNING when lost (or not
+reached at start) and once at WARNING when back, with how long it was down (the ledger's `BrokerOutage`, as the
+MGMCs and the DSO tell theirs; our own `close()` is no outage). The first telemetry is published only once
 the broker acknowledged the /set subscriptions, so a client that has seen a device's telemetry can command it. Assumes paho-mqtt 2.x; its network
 thread hands commands to the asyncio loop, which alone touches device state.
 """
@@ -21,6 +23,8 @@ from typing import Any
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
+
+from peergrid_ledger.consensus.mqtt_transport import BrokerOutage
 
 log = logging.getLogger("peergrid_sim.mqtt")
 
@@ -73,7 +77,10 @@ class MqttSensors:
                 certfile=str(self.broker.cert_file),
                 keyfile=str(self.broker.key_file),
             )
+        self.outage = BrokerOutage(log, f"the broker {self.broker.host}:{self.broker.port}")
         self.client.on_connect = self._on_connect
+        self.client.on_disconnect = self._on_disconnect
+        self.client.on_connect_fail = self._on_connect_fail
         self.client.on_message = self._on_message
         self.client.on_subscribe = self._on_subscribe
         self._by_topic = {self.topic(mg or "", spec.name): (spec, device) for spec, device, mg in devices}
@@ -97,8 +104,19 @@ class MqttSensors:
         self.client.loop_stop()
 
     def _on_connect(self, client: mqtt.Client, userdata: Any, flags: Any, reason: Any, props: Any) -> None:
+        if getattr(reason, "is_failure", False):  # a CONNACK that refused (the broker's auth): paho retries
+            self.outage.attempt_failed(reason)
+            return
+        self.outage.connected()
         if self._by_topic:
             _, self._subscribe_mid = client.subscribe([(f"{topic}/set", 1) for topic in self._by_topic])
+
+    def _on_connect_fail(self, client: mqtt.Client, userdata: Any) -> None:
+        self.outage.attempt_failed("the connect attempt failed")
+
+    def _on_disconnect(self, client: mqtt.Client, userdata: Any, flags: Any, reason: Any, props: Any) -> None:
+        if reason.is_failure:  # not our own disconnect() at close()
+            self.outage.lost(reason)
 
     def _on_subscribe(self, client: mqtt.Client, userdata: Any, mid: int, reasons: Any, props: Any) -> None:
         if mid != self._subscribe_mid:
