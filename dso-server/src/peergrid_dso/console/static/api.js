@@ -139,6 +139,16 @@ export function el(tag, attrs = {}, ...children) {
   return node;
 }
 
+// A table of `headers` and `rows`; with no row, a line across every column says "none", as the Alarms card does
+// (U2: an empty table showed only its header, which reads as a view that did not load). The line is the table's
+// foot, not a row of its body: the body holds the data rows only, however many there are.
+export function dataTable(attrs, headers, rows) {
+  const body = rows.flat();
+  return el("table", attrs, el("thead", {}, el("tr", {}, headers.map((h) => el("th", {}, h)))),
+    el("tbody", {}, body),
+    body.length ? "" : el("tfoot", {}, el("tr", {}, el("td", { colspan: headers.length }, el("small", {}, "none")))));
+}
+
 export function svg(tag, attrs = {}, ...children) {
   const node = document.createElementNS("http://www.w3.org/2000/svg", tag);
   for (const [k, v] of Object.entries(attrs)) {

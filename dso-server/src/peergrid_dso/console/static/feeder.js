@@ -1,5 +1,5 @@
 // Feeder view: the one-line diagram, live over server-sent events; operators switch with a confirmation step.
-import { api, canOperate, el, svg, toast, fmt, liveFeed } from "./api.js";
+import { api, canOperate, dataTable, el, svg, toast, fmt, liveFeed } from "./api.js";
 
 const DX = 46, DY = 58, PAD = 30;
 
@@ -105,8 +105,8 @@ export class FeederView {
             `interval ${s.interval.interval}: ${s.interval.error ? "DSO failed" : (s.interval.secure ? "secure" : "INSECURE")}, ` +
             `${s.interval.switch_ops} switch op(s), ${s.interval.adjustments} adjustment(s), DSO chain height ${s.interval.height}`))] : [])))),
       el("div", { class: "card" }, el("h2", {}, "MG injections"),
-        el("table", {}, el("thead", {}, el("tr", {}, el("th", {}, "MG"), el("th", {}, "bus"), el("th", {}, "kW"))),
-          el("tbody", {}, s.mgs.map((m) => el("tr", {}, el("td", {}, m.mg), el("td", {}, m.bus), el("td", { class: "num" }, fmt(m.p_kw))))))),
+        dataTable({}, ["MG", "bus", "kW"],
+          s.mgs.map((m) => el("tr", {}, el("td", {}, m.mg), el("td", {}, m.bus), el("td", { class: "num" }, fmt(m.p_kw)))))),
       el("div", { class: "card" }, el("h2", {}, `Alarms (${s.alarms.length})`),
         s.alarms.length ? el("ul", { class: "alarms", id: "alarms" }, s.alarms.map((a) => el("li", {}, a)))
                         : el("p", { id: "alarms" }, el("small", {}, "none"))));

@@ -1,5 +1,5 @@
 // Ledger explorer: both chains' heads and replicas, blocks, transactions, and in-browser proof checks.
-import { api, el, short } from "./api.js";
+import { api, dataTable, el, short } from "./api.js";
 import { checkProof } from "./proof.js";
 
 export class LedgerView {
@@ -32,20 +32,20 @@ export class LedgerView {
     this.root.replaceChildren(
       el("h2", {}, "Ledger"),
       el("div", { class: "card" }, el("h2", {}, "Chains and replicas"),
-        el("table", { id: "replicas" }, el("thead", {}, el("tr", {}, ["chain", "replica", "height", "head", "agrees"].map((h) => el("th", {}, h)))),
-          el("tbody", {}, chains.flatMap(([name, c]) => c.replicas.map((r) => el("tr", {},
+        dataTable({ id: "replicas" }, ["chain", "replica", "height", "head", "agrees"],
+          chains.flatMap(([name, c]) => c.replicas.map((r) => el("tr", {},
             el("td", {}, c.held ? el("a", { href: "#ledger", onclick: (e) => { e.preventDefault(); this.chain = name; this.picked = true; this.height = null; this.before = null; this.render(); } }, `${name} (${c.chain})`)
                                 : `${c.chain} (not held by this server)`),
             el("td", {}, r.node), el("td", { class: "num" }, r.height), el("td", { class: "hash" }, r.head ? short(r.head, 16) : "(height only)"),
-            el("td", {}, !c.agree ? el("span", { class: "failed" }, "NO — heads differ") : r.behind ? `${r.behind} block(s) behind` : "yes"))))))),
+            el("td", {}, !c.agree ? el("span", { class: "failed" }, "NO — heads differ") : r.behind ? `${r.behind} block(s) behind` : "yes")))))),
       el("div", { class: "grid2" },
         el("div", { class: "card" }, el("h2", {}, detail ? `Block ${detail.height} of ${this.chain}` : "No blocks yet"),
           detail ? this.blockDetail(detail) : ""),
         el("div", { class: "card" }, el("h2", {}, `Blocks (${this.chain})`),
-          el("table", { id: "blocks" }, el("thead", {}, el("tr", {}, ["height", "txs", "hash"].map((h) => el("th", {}, h)))),
-            el("tbody", {}, blocks.map((b) => el("tr", {},
+          dataTable({ id: "blocks" }, ["height", "txs", "hash"],
+            blocks.map((b) => el("tr", {},
               el("td", {}, el("a", { href: "#ledger", "data-height": b.height, onclick: (e) => { e.preventDefault(); this.height = b.height; this.render(); } }, b.height)),
-              el("td", { class: "num" }, b.txs), el("td", { class: "hash" }, short(b.hash)))))), paging)));
+              el("td", { class: "num" }, b.txs), el("td", { class: "hash" }, short(b.hash))))), paging)));
   }
 
   blockDetail(d) {
@@ -54,8 +54,8 @@ export class LedgerView {
         ["hash", "prev", "tx_root", "state_root", "proposer"].map((k) => el("tr", {}, el("th", {}, k), el("td", { class: "hash" }, d[k]))),
         el("tr", {}, el("th", {}, "time"), el("td", {}, d.time > 1e12 ? new Date(d.time).toISOString() : `${d.time} (logical clock)`)),
         el("tr", {}, el("th", {}, "commit signers"), el("td", {}, d.commit_signers.length)))),
-      el("table", { id: "txs" }, el("thead", {}, el("tr", {}, ["txid", "kind", "body", "proof"].map((h) => el("th", {}, h)))),
-        el("tbody", {}, d.transactions.map((tx) => {
+      dataTable({ id: "txs" }, ["txid", "kind", "body", "proof"],
+        d.transactions.map((tx) => {
           const out = el("span", { class: "proof-result", "data-txid": tx.txid });
           const button = el("button", { type: "button", class: "secondary verify", "data-txid": tx.txid, onclick: async () => {
             out.textContent = "checking…";
@@ -68,6 +68,6 @@ export class LedgerView {
           } }, "verify proof");
           return el("tr", {}, el("td", { class: "hash" }, short(tx.txid)), el("td", {}, tx.kind),
             el("td", {}, el("code", {}, JSON.stringify(tx.body).slice(0, 140))), el("td", {}, button, " ", out));
-        }))));
+        })));
   }
 }

@@ -1,5 +1,5 @@
 // Market view: each interval's bargaining rounds (prices converging), agreed trades, settlement, P2P vs conventional.
-import { api, el, svg, fmt, liveFeed } from "./api.js";
+import { api, dataTable, el, svg, fmt, liveFeed } from "./api.js";
 
 const COLOURS = ["#1f5fa8", "#d98200", "#1b7f3b", "#8e3fa8", "#b3261e", "#2a9d8f", "#6b4f00"];
 
@@ -98,19 +98,19 @@ export class MarketView {
             ["p2p", "conventional", "central"].map((k) => el("tr", {}, el("th", {}, k), el("td", { class: "num" }, fmt(iv.welfare[k], 3)))))),
           iv.welfare.waiting?.length ? el("p", { id: "welfare-waiting" }, el("small", {}, `waiting for the interval records of ${iv.welfare.waiting.join(", ")}`)) : "")),
       el("div", { class: "card" }, el("h2", {}, "Agreed trades and settlement"),
-        el("table", { id: "trades" }, el("thead", {}, el("tr", {}, ["seller", "buyer", "kWh", "price", "delivered kWh", "paid", "settled"].map((h) => el("th", {}, h)))),
-          el("tbody", {}, iv.trades.map((t) => {
+        dataTable({ id: "trades" }, ["seller", "buyer", "kWh", "price", "delivered kWh", "paid", "settled"],
+          iv.trades.map((t) => {
             const s = iv.settlements.find((x) => x.seller === t.seller && x.buyer === t.buyer);
             return el("tr", {}, el("td", {}, t.seller), el("td", {}, t.buyer), el("td", { class: "num" }, fmt(t.quantity_kwh, 2)),
               el("td", { class: "num" }, fmt(t.price, 3)), el("td", { class: "num" }, s ? fmt(s.delivered_kwh, 2) : "—"),
               el("td", { class: "num" }, s ? fmt(s.amount, 3) : "—"), el("td", {}, s ? (s.ok ? "yes" : "refused") : "pending"));
-          })))),
+          }))),
       el("div", { class: "card" }, el("h2", {}, "Cost per MG: P2P against the conventional market (this interval / whole day)"),
-        el("table", { id: "costs" }, el("thead", {}, el("tr", {}, ["MG", "P2P", "conventional", "saving", "day P2P", "day conventional", "day saving"].map((h) => el("th", {}, h)))),
-          el("tbody", {}, mgs.map((g) => el("tr", {}, el("td", {}, g),
+        dataTable({ id: "costs" }, ["MG", "P2P", "conventional", "saving", "day P2P", "day conventional", "day saving"],
+          mgs.map((g) => el("tr", {}, el("td", {}, g),
             el("td", { class: "num" }, fmt(iv.cost_p2p[g], 3)), el("td", { class: "num" }, fmt(iv.cost_conventional[g], 3)),
             el("td", { class: "num" }, fmt(iv.cost_conventional[g] - iv.cost_p2p[g], 3)),
             el("td", { class: "num" }, fmt(tp[g], 2)), el("td", { class: "num" }, fmt(tc[g], 2)),
-            el("td", { class: "num" }, fmt(tc[g] - tp[g], 2))))))));
+            el("td", { class: "num" }, fmt(tc[g] - tp[g], 2)))))));
   }
 }

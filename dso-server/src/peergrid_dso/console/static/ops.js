@@ -4,7 +4,7 @@
 // relay watch's alarm and reports, the open set) or an operations event reloads it; a slow poll stands in for a
 // dropped feed. It re-renders only when what it shows changed, and never while an operator's action is in flight
 // (a re-render would enable that action's button again and drop its progress note): the action's end renders.
-import { api, canOperate, el, svg, toast, fmt, short, liveFeed } from "./api.js";
+import { api, canOperate, dataTable, el, svg, toast, fmt, short, liveFeed } from "./api.js";
 
 const FALLBACK_POLL_MS = 15000;  // the feed says when something changed; this only covers a feed that dropped
 // An action's request has no timeout of its own (fetch waits for good): one unanswered by then no longer holds
@@ -121,8 +121,8 @@ export class OperationsView {
           e.target.disabled = true; planning.textContent = " solving the reconfiguration MILP…";
           await this.act("/console/api/plans", "compute plan");
         }), planning,
-        el("table", { id: "plans" }, el("thead", {}, el("tr", {}, ["plan", "status", "switching", "losses kW before → after", "lowest V before → after", "by", ""].map((h) => el("th", {}, h)))),
-          el("tbody", {}, ops.plans.map((p) => el("tr", { "data-plan": p.id, "data-status": p.status },
+        dataTable({ id: "plans" }, ["plan", "status", "switching", "losses kW before → after", "lowest V before → after", "by", ""],
+          ops.plans.map((p) => el("tr", { "data-plan": p.id, "data-status": p.status },
             el("td", {}, p.id), el("td", {}, p.status),
             el("td", {}, p.actions.map((a) => `${a.close ? "close" : "open"} ${a.branch}`).join(", ") || "—"),
             el("td", { class: "num" }, `${fmt(p.before.losses_kw)} → ${fmt(p.after.losses_kw)}`),
@@ -130,7 +130,7 @@ export class OperationsView {
             el("td", {}, p.approved_by ? `${p.created_by}, approved by ${p.approved_by}` : p.created_by),
             el("td", {}, p.alarm ? el("span", { class: "failed" }, p.alarm) : "", p.status === "pending"
               ? this.button("Approve and execute", { class: "approve", "data-plan": p.id }, (e) => { e.target.disabled = true; this.act(`/console/api/plans/${p.id}/approve`, `approve ${p.id}`); })
-              : p.steps.length ? el("small", {}, `${p.steps.filter((s) => s.ok).length}/${p.steps.length} steps confirmed`) : ""))))),
+              : p.steps.length ? el("small", {}, `${p.steps.filter((s) => s.ok).length}/${p.steps.length} steps confirmed`) : "")))),
         ops.plans.length ? this.voltageTable(ops.plans[0]) : ""),
       el("div", { class: "card", id: "relay-positions" }, el("h2", {}, "Relay positions"),
         el("p", { class: "hint" }, "A plan is refused while a relay reports another position than the DSO holds (after a restart, a hand operation, a failed rollback). Read the relays and adopt what they report: only when every relay reads, none is moving and the result is radial."),
@@ -142,28 +142,28 @@ export class OperationsView {
         this.relays ? this.relayView(this.relays) : ""),
       el("div", { class: "card" }, el("h2", {}, "Enrolment queue"),
         ops.enrolment.length ? "" : el("p", { class: "hint" }, "No MGMC has asked to enrol yet (signed requests with a one-time token arrive on /api/dso/enrolment)."),
-        el("table", { id: "enrolment" }, el("thead", {}, el("tr", {}, ["MGMC", "identity key", "anonym", "status", ""].map((h) => el("th", {}, h)))),
-          el("tbody", {}, ops.enrolment.map((r) => el("tr", { "data-mgmc": r.mgmc, "data-status": r.status },
+        dataTable({ id: "enrolment" }, ["MGMC", "identity key", "anonym", "status", ""],
+          ops.enrolment.map((r) => el("tr", { "data-mgmc": r.mgmc, "data-status": r.status },
             el("td", {}, r.label), el("td", { class: "hash" }, short(r.mgmc)), el("td", { class: "hash" }, short(r.anonym)),
             el("td", {}, r.status),
             el("td", {}, r.status === "authorised"
               ? this.button("Revoke", { class: "secondary revoke" }, () => this.act(`/console/api/enrolment/${r.mgmc}/revoke`, `revoke ${r.label}`))
               : r.status === "pending"
                 ? this.button("Approve", { class: "enrol-approve" }, () => this.act(`/console/api/enrolment/${r.mgmc}/approve`, `approve ${r.label}`))
-                : "")))))),
+                : ""))))),
       el("div", { class: "card" }, el("h2", {}, "Actions recorded on the DSO chain"),
-        el("table", { id: "audit" }, el("thead", {}, el("tr", {}, ["height", "who", "action", "transactions"].map((h) => el("th", {}, h)))),
-          el("tbody", {}, ops.audit.map((a) => el("tr", {}, el("td", { class: "num" }, a.height), el("td", {}, a.user), el("td", {}, a.action),
-            el("td", { class: "hash" }, a.txids.map((t) => short(t)).join(" "))))))));
+        dataTable({ id: "audit" }, ["height", "who", "action", "transactions"],
+          ops.audit.map((a) => el("tr", {}, el("td", { class: "num" }, a.height), el("td", {}, a.user), el("td", {}, a.action),
+            el("td", { class: "hash" }, a.txids.map((t) => short(t)).join(" ")))))));
   }
 
   // The closed loop's read of every relay after the last interval, while its alarm stands (it leaves with it).
   watchView(w) {
     return el("div", { id: "relay-watch", class: "alarm-box" },
       el("p", { class: "failed" }, `Relay watch: the DSO holds open ${w.held_open.join(", ")}, and its read after the last interval disagrees.`),
-      el("table", { id: "relay-watch-relays" }, el("thead", {}, el("tr", {}, ["branch", "reports", "the DSO holds it"].map((h) => el("th", {}, h)))),
-        el("tbody", {}, w.relays.map((r) => el("tr", { "data-branch": r.branch }, el("td", {}, r.branch), el("td", {}, r.reports), el("td", {}, r.held))),
-          w.unreadable.map((u) => el("tr", { "data-branch": u.branch }, el("td", {}, u.branch), el("td", { class: "failed" }, `unreadable (${u.why})`), el("td", {}, w.held_open.includes(u.branch) ? "open" : "closed"))))),
+      dataTable({ id: "relay-watch-relays" }, ["branch", "reports", "the DSO holds it"],
+        [w.relays.map((r) => el("tr", { "data-branch": r.branch }, el("td", {}, r.branch), el("td", {}, r.reports), el("td", {}, r.held))),
+          w.unreadable.map((u) => el("tr", { "data-branch": u.branch }, el("td", {}, u.branch), el("td", { class: "failed" }, `unreadable (${u.why})`), el("td", {}, w.held_open.includes(u.branch) ? "open" : "closed")))]),
       w.adoptable
         ? this.adoptButton(`Adopt what the relays report: open ${w.adopt_open.join(", ")}`, "adopt-watch", w.adopt_open)
         : el("p", { class: "failed" }, w.reason),
@@ -198,7 +198,7 @@ export class OperationsView {
     if (!before.length) return "";
     return el("div", {}, el("h2", {}, `Voltage profile of ${plan.id}`), voltageProfile(plan, this.vmin ?? 0.9),
       el("details", {}, el("summary", {}, `Bus voltages of ${plan.id}, before and after (table)`),
-      el("table", {}, el("thead", {}, el("tr", {}, el("th", {}, "bus"), el("th", {}, "before pu"), el("th", {}, "after pu"))),
-        el("tbody", {}, before.map((v, i) => el("tr", {}, el("td", {}, i + 1), el("td", { class: "num" }, fmt(v, 4)), el("td", { class: "num" }, fmt(after[i], 4))))))));
+      dataTable({}, ["bus", "before pu", "after pu"],
+        before.map((v, i) => el("tr", {}, el("td", {}, i + 1), el("td", { class: "num" }, fmt(v, 4)), el("td", { class: "num" }, fmt(after[i], 4)))))));
   }
 }
