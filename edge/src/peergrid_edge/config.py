@@ -12,7 +12,6 @@ from typing import Literal
 
 from pydantic import Field, ValidationInfo, field_validator, model_validator
 
-from peergrid_controller.moves import BargainingConfig
 from peergrid_ledger.meter_signing import MIN_POLL_MS
 from peergrid_ledger.settings import BrokerTlsSettings, StrictSettings
 
@@ -305,6 +304,10 @@ class EdgeSettings(StrictSettings):
         reopens, chain_cap = allowed or (None, 0)
         fit = rounds_that_fit(market.interval_s, block_ms, 1 + (reopens or 0))
         if market.max_rounds is None:
+            # imported here, not at the top: the controller's bargaining brings numpy, 12 MB of resident memory
+            # that a daemon which does not trade (no market) never uses
+            from peergrid_controller.moves import BargainingConfig
+
             default = max(2, min(BargainingConfig().max_rounds, fit))
             # the chain's cap is at least 2 (genesis_params), so the floor of 2 stays within it
             return market.model_copy(update={"max_rounds": min(default, chain_cap) if chain_cap else default})
