@@ -76,6 +76,51 @@ const feedNotice = {
   },
 };
 
+// What the user is told of the DSO server's connection to the feeder's broker, which every MGMC trades through:
+// the live feed says it when it opens and when it is lost or back (`event: broker`, console/broker_link.py). A
+// toast when it is lost and one when it is back, with how long it was down; in between the header says since
+// when (#broker-state, counted on each second by the page, not asked of the server). Before, a broker outage
+// showed nowhere in the console (U2: the feed's own line is about the browser's feed, which stayed up). Only a
+// view with a feed hears it: a feed closed takes the line down, and the next feed says where it stands.
+const brokerNotice = {
+  lostUnder: null,  // the session's CSRF token while its feed told the broker lost, else null
+  since: 0,
+
+  get lost() { return this.lostUnder !== null && this.lostUnder === session.csrf; },
+
+  heard(link) {
+    if (link.connected === null) return;  // this server holds no broker connection: nothing to tell
+    if (!link.connected) {
+      if (!this.lost) {
+        toast("the DSO server lost the feeder's broker: the market and the chains wait for it");
+        Object.assign(this, { lostUnder: session.csrf, since: Date.now() - 1000 * (link.down_s ?? 0) });
+      }
+      this.show(link.lost);
+      return;
+    }
+    if (this.lost) toast(`the broker is back after ${Math.round((Date.now() - this.since) / 1000)} s`);
+    this.lostUnder = null;
+    this.hide();
+  },
+
+  show(lost) {
+    const line = document.getElementById("broker-state");
+    if (!line) return;
+    const draw = () => { line.textContent = `broker lost ${Math.round((Date.now() - this.since) / 1000)} s ago`; };
+    draw();
+    line.dataset.lost = lost.join(", ");  // which of the server's connections are off it
+    line.hidden = false;
+    clearInterval(this.ticker);
+    this.ticker = setInterval(draw, 1000);
+  },
+
+  hide() {
+    clearInterval(this.ticker);
+    const line = document.getElementById("broker-state");
+    if (line) line.hidden = true;
+  },
+};
+
 const clockTime = (ms) => new Date(ms).toTimeString().slice(0, 8);  // HH:MM:SS, the browser's time zone
 
 class LiveFeed {
@@ -92,6 +137,7 @@ class LiveFeed {
     const source = new EventSource(this.url);
     this.source = source;
     source.addEventListener("logout", () => { this.close(); window.dispatchEvent(new Event("console-logout")); });
+    source.addEventListener("broker", (ev) => { if (source === this.source) brokerNotice.heard(JSON.parse(ev.data)); });
     source.addEventListener("open", () => { this.retryMs = FEED_RETRY_MS; this.failing = false; feedNotice.opened(); });
     source.addEventListener("error", async () => {
       if (source.readyState !== EventSource.CLOSED || this.closed || source !== this.source) return;
@@ -119,6 +165,7 @@ class LiveFeed {
     clearTimeout(this.timer);
     this.source.close();
     if (this.failing) feedNotice.hide();
+    brokerNotice.hide();
   }
 }
 
