@@ -67,8 +67,16 @@ def refuse_proposal(
     """Why a proposal of this height, from an authority, with a good signature, is refused (the stats
     counter), or None to accept it. `latest_ms`: our time plus the allowed drift."""
     vote = message.vote
-    if vote.author != proposer(s, vote.round) or vote.round < s.round or vote.round in s.proposals:
+    if vote.author != proposer(s, vote.round):  # not its turn: an authority's fault, told (`node`)
         return "dropped_proposal"
+    # a round this replica has left, or the proposal it holds already (carried in a round change): the
+    # ordinary timing of gossip, as replicas start or change rounds apart, only counted; another block for a
+    # round whose proposal it holds is the proposer equivocating, told
+    held = s.proposals.get(vote.round)
+    if held is not None and held != vote.digest:
+        return "dropped_proposal"
+    if vote.round < s.round or held is not None:
+        return "stale_proposal"
     fresh = True
     if vote.round > 0:
         verdict = proposal_justified(s, vote, message.justification, message.prepares, check)

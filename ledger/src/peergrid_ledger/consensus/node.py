@@ -87,8 +87,9 @@ ENGINE_REFUSALS = (
     "refused_revoked",
     "equivocations",
 )
-"""Engine counters that mean someone sent something wrong (logged as well as counted); `stale` and
-`duplicates` are ordinary gossip and only counted."""
+"""Engine counters that mean someone sent something wrong (logged as well as counted); `stale`,
+`stale_proposal` (a proposal of a round left, or already held: replicas starting apart) and `duplicates` are
+ordinary gossip and only counted."""
 
 
 class ChainReplica:
