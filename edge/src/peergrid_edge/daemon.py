@@ -100,6 +100,7 @@ class EdgeDaemon:
         # the schedule in force, the next held for its start, the controller's silence timer, the intake
         self.schedules = ScheduleHolder(self.clock, settings.dispatch.schedule_timeout_s)
         self.mode = "safe"
+        self.scheduled_before = False  # whether it has followed a schedule since its start
         self.latency = Histogram()
         self.ledger_heights: dict[str, int] = {}  # filled by an embedded ledger replica when one runs
         self.health_topic = settings.topic("health", settings.node_id)
@@ -233,8 +234,13 @@ class EdgeDaemon:
             views, self.current_schedule(), self.clock.wall(), dt, dispatch.readback_tolerance_pct
         )
         if decision.mode != self.mode:
-            log.warning("dispatch mode %s -> %s (%s)", self.mode, decision.mode, decision.reason)
+            # every start begins in safe mode: its first schedule is the normal start (INFO); a move to safe
+            # after a schedule, and back from it, is an event an operator looks at (WARNING)
+            start = decision.mode == "schedule" and not self.scheduled_before
+            level = logging.INFO if start else logging.WARNING
+            log.log(level, "dispatch mode %s -> %s (%s)", self.mode, decision.mode, decision.reason)
             self.mode = decision.mode
+            self.scheduled_before = self.scheduled_before or decision.mode == "schedule"
         await self.actuator.perform(decision)
         self.actuator.check_following(views)
         await self.actuator.feed(views)  # the devices' own watchdogs: a dead MGMC leaves them safe
