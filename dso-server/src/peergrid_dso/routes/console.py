@@ -1,6 +1,7 @@
 """The operator console's HTTP surface: login/logout/session, static assets, live events (SSE: the feeder
 snapshot when it changes, each interval the closed loop finishes, a version of the operations view's plans,
-enrolment queue and audit when it changes), the console-facing JSON for the feeder, market, ledger explorer
+enrolment queue and audit when it changes, the DSO server's connection to the broker when the feed opens and
+when it is lost or back: `console.broker_link`), the console-facing JSON for the feeder, market, ledger explorer
 and operations.
 
 Promises: every `/console/api` route except login needs a live session (cookie `pg_session`, HttpOnly,
@@ -36,6 +37,7 @@ from peergrid_dso.auth.http import (
     viewer,
 )
 from peergrid_dso.auth.sessions import Session
+from peergrid_dso.console.broker_link import broker_link, told_again
 from peergrid_dso.console.operations import OperationError
 from peergrid_dso.console.state import ConsoleState
 
@@ -144,6 +146,9 @@ async def events(request: Request, s: Session = Depends(viewer)) -> StreamingRes
         last, idle = None, 0.0
         seen = state.intervals[-1] if state.intervals else None
         operations_seen = state.operations_version()
+        broker_seen: dict[str, Any] | None = None
+        listener = getattr(request.app.state, "health_listener", None)
+        loop = getattr(request.app.state, "loop", None)
         yield b"retry: 2000\n\n"
         while not await request.is_disconnected():
             if state.sessions.get(s.sid) is None:
@@ -157,6 +162,10 @@ async def events(request: Request, s: Session = Depends(viewer)) -> StreamingRes
             if operations_now != operations_seen:  # a plan, an enrolment, an audit entry: that view reloads
                 operations_seen = operations_now
                 yield f"event: operations\ndata: {json.dumps({'version': operations_now})}\n\n".encode()
+            broker_now = broker_link(listener, loop)
+            if told_again(broker_seen, broker_now):  # the header's broker line: lost, or back
+                broker_seen = broker_now
+                yield f"event: broker\ndata: {json.dumps(broker_now)}\n\n".encode()
             state.tick()
             snap = await asyncio.to_thread(state.grid.snapshot)
             if snap["version"] != last:
