@@ -162,6 +162,27 @@ def compile_shape(shape: Shape) -> Validator:
                 check(shape, value, where)
 
         return check_bool
+    if type(shape) is Map and all(type(sub) in (Int, Bool) for sub in shape.fields.values()):
+        names = frozenset(shape.fields)
+        # (name, shape, a Bool?, low, high): checked in one loop, in the fields' order, as the general map below
+        scalars = tuple(
+            (name, sub, False, sub.low, sub.high) if type(sub) is Int else (name, sub, True, 0, 0)
+            for name, sub in shape.fields.items()
+        )
+
+        def check_scalar_map(value: Any, where: str) -> None:
+            if type(value) is not dict or value.keys() != names:
+                check(shape, value, where)
+                return
+            for name, sub, boolean, low, high in scalars:
+                field = value[name]
+                if boolean:
+                    if type(field) is not bool:
+                        check(sub, field, where)
+                elif type(field) is not int or not low <= field <= high:
+                    check(sub, field, where)
+
+        return check_scalar_map
     if type(shape) is Map:
         names = frozenset(shape.fields)
         fields = [(name, compile_shape(sub)) for name, sub in shape.fields.items()]

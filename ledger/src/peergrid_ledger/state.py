@@ -13,7 +13,7 @@ is SHA-256 over its leaf digests in increasing key order (SHA-256("") when empty
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any, Protocol
 
 from .codec import decode, encode, head
@@ -23,7 +23,6 @@ BUCKETS = 4096
 _EMPTY_BUCKET = hashlib.sha256(b"").digest()
 
 Writes = Mapping[bytes, bytes | None]
-_MISSING = object()
 
 
 class StateReader(Protocol):
@@ -41,6 +40,7 @@ class StateTree:
     def __init__(self, chain_id: str, entries: Mapping[bytes, bytes] | None = None) -> None:
         self.chain_id = chain_id
         self._leaf_prefix = prefix(STATE_LEAF, chain_id)
+        # updated in place, never replaced: an `Overlay` over this tree reads it directly
         self._values: dict[bytes, bytes] = {}
         self._preview: tuple[dict[bytes, bytes | None], dict[int, dict[bytes, bytes]], list[bytes]] | None = (
             None
@@ -136,24 +136,25 @@ class Overlay:
     write dict directly rather than calling down the stack, because reads are most of a transaction's cost.
     """
 
-    __slots__ = ("_bottom", "_layers", "base", "writes")
+    __slots__ = ("_layers", "_read_bottom", "base", "writes")
 
     def __init__(self, base: StateReader) -> None:
         self.base = base
         self.writes: dict[bytes, bytes | None] = {}
         if isinstance(base, Overlay):
             self._layers: tuple[dict[bytes, bytes | None], ...] = (self.writes, *base._layers)
-            self._bottom: StateReader = base._bottom
+            self._read_bottom: Callable[[bytes], bytes | None] = base._read_bottom
         else:
             self._layers = (self.writes,)
-            self._bottom = base
+            # a committed tree is read straight from its map (one call less per read that misses every layer)
+            self._read_bottom = base._values.get if type(base) is StateTree else base.get
 
     def get(self, key: bytes) -> bytes | None:
+        # most reads miss every layer: a membership test per layer is cheaper than a `get` with a default
         for layer in self._layers:
-            value = layer.get(key, _MISSING)
-            if value is not _MISSING:
-                return value  # type: ignore[return-value]
-        return self._bottom.get(key)
+            if key in layer:
+                return layer[key]
+        return self._read_bottom(key)
 
     def put(self, key: bytes, value: bytes) -> None:
         self.writes[key] = value

@@ -87,23 +87,74 @@ def sign_tx(keypair: Keypair, chain: str, kind: str, nonce: int, time_ms: int, b
 
 
 # The payload's six keys in canonical order (shorter first, then bytewise), each with its text-string head.
-_ENVELOPE_KEYS = (b"\xa6\x64body", b"\x64kind", b"\x64time", b"\x65chain", b"\x65nonce", b"\x66sender")
+_BODY_KEY = b"\xa6\x64body"  # with the head of a six-entry map
+_KIND_KEY = b"\x64kind"
+_TIME_KEY = b"\x64time"
+_CHAIN_KEY = b"\x65chain"
+_NONCE_KEY = b"\x65nonce"
+_SENDER_KEY = b"\x66sender"
+_SENDER_HEAD = b"\x58\x20"  # a 32-byte byte string
+_TEXTS: dict[bytes, str] = {}
+"""Short text values (kinds, chain ids) by their encoding: a chain sees a few dozen (a pure memo, bounded)."""
+
+
+def _text(payload: bytes, pos: int, end: int, budget: list[int] | None) -> tuple[Any, int]:
+    """The item at `pos`: a short text string seen before from the memo, anything else by `decode_prefix`."""
+    if pos < end and 0x60 <= payload[pos] < 0x78:
+        stop = pos + 1 + payload[pos] - 0x60
+        text = _TEXTS.get(payload[pos:stop])
+        if text is not None and stop <= end:
+            return text, stop
+        value, after = decode_prefix(payload, pos, end, budget)
+        if after == stop and len(_TEXTS) < 4096:
+            _TEXTS[payload[pos:stop]] = value
+        return value, after
+    return decode_prefix(payload, pos, end, budget)
+
+
+def _uint(payload: bytes, pos: int, end: int, budget: list[int] | None) -> tuple[Any, int]:
+    """The item at `pos`: an unsigned integer below 24 or of eight bytes (a nonce, a time in ms) read in
+    place, with the codec's strictness (the shortest head only); anything else by `decode_prefix`."""
+    if pos < end:
+        initial = payload[pos]
+        if initial < 0x18:
+            return initial, pos + 1
+        if initial == 0x1B and pos + 9 <= end:
+            value = int.from_bytes(payload[pos + 1 : pos + 9], "big")
+            if value > 0xFFFFFFFF:
+                return value, pos + 9
+    return decode_prefix(payload, pos, end, budget)
 
 
 def _envelope(payload: bytes, budget: list[int] | None) -> tuple[Any, ...] | None:
     """The payload's six values (body, kind, time, chain, nonce, sender) read in place, or None if its bytes
     are not laid out as the canonical encoding of such a map (the caller then decodes it generally). Since
-    a canonical encoding is unique, this accepts exactly what the general path would."""
+    a canonical encoding is unique, this accepts exactly what the general path would. The scalars are read
+    in their usual forms without the general decoder (every received transaction comes through here)."""
     end = len(payload)
-    pos = 0
-    values = []
-    for key in _ENVELOPE_KEYS:
-        stop = pos + len(key)
-        if payload[pos:stop] != key:
-            return None
-        value, pos = decode_prefix(payload, stop, end, budget)
-        values.append(value)
-    return tuple(values) if pos == end else None
+    if not payload.startswith(_BODY_KEY):
+        return None
+    body, pos = decode_prefix(payload, len(_BODY_KEY), end, budget)
+    if not payload.startswith(_KIND_KEY, pos):
+        return None
+    kind, pos = _text(payload, pos + len(_KIND_KEY), end, budget)
+    if not payload.startswith(_TIME_KEY, pos):
+        return None
+    time_ms, pos = _uint(payload, pos + len(_TIME_KEY), end, budget)
+    if not payload.startswith(_CHAIN_KEY, pos):
+        return None
+    chain, pos = _text(payload, pos + len(_CHAIN_KEY), end, budget)
+    if not payload.startswith(_NONCE_KEY, pos):
+        return None
+    nonce, pos = _uint(payload, pos + len(_NONCE_KEY), end, budget)
+    if not payload.startswith(_SENDER_KEY, pos):
+        return None
+    pos += len(_SENDER_KEY)
+    if payload.startswith(_SENDER_HEAD, pos) and pos + 34 <= end:
+        sender, pos = payload[pos + 2 : pos + 34], pos + 34
+    else:
+        sender, pos = decode_prefix(payload, pos, end, budget)
+    return (body, kind, time_ms, chain, nonce, sender) if pos == end else None
 
 
 def decode_tx(raw: bytes, max_size: int = MAX_TX_BYTES, budget: list[int] | None = None) -> Tx:
@@ -116,9 +167,12 @@ def decode_tx(raw: bytes, max_size: int = MAX_TX_BYTES, budget: list[int] | None
     end = len(raw) - 2 - SIGNATURE_BYTES
     if end > 1 and raw[0] == 0x82 and raw[end : end + 2] == _SIGNATURE_HEAD:
         # fast path for the one valid framing: array(2), payload bytes, 64-byte signature
-        payload, stop = decode_prefix(raw, 1, end)
-        if type(payload) is not bytes or stop != end:
-            raise DecodeError("transaction: expected [payload, signature]")
+        if raw[1] == 0x58 and 24 <= raw[2] == end - 3:  # the usual payload: 24..255 bytes, a 1-byte length
+            payload = raw[3:end]
+        else:
+            payload, stop = decode_prefix(raw, 1, end)
+            if type(payload) is not bytes or stop != end:
+                raise DecodeError("transaction: expected [payload, signature]")
         signature = raw[end + 2 :]
     else:
         outer = decode(raw, max_size, None if budget is None else 2)
