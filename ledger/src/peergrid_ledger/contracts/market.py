@@ -55,6 +55,7 @@ from __future__ import annotations
 from typing import Any
 
 from .. import keyspace as ks
+from ..codec import head
 from ..machine import BlockContext, KindSpec, require, require_participant, require_role
 from ..results import Event, Reason, RuleError
 from ..schema import HASH, INTERVAL, KEY, PRICE, QUANTITY, ROUND, Bool, Int, List, Map, OneOf, check
@@ -81,6 +82,7 @@ from .market_state import (  # re-exported: callers import the contract's record
     capacity,
     closed,
     compensation,
+    encode_position,
     interval_record,
     last_interval_key,
     members,
@@ -142,8 +144,12 @@ def _trader(sender: ks.AccountRecord, tx: Tx, ctx: BlockContext) -> None:
     """A participant, and on a `settle_by_both` or `anonyms_only` chain an anonym (`market_state.require_anonym`)."""
     require_participant(sender, tx.kind)
     params = ctx.genesis.params
-    who = f"{tx.sender.hex()[:16]}…"
-    require_anonym(params.settle_by_both, sender.roles, who, tx.kind, anonyms_only=params.anonyms_only)
+    if params.settle_by_both or params.anonyms_only:  # only these refuse a non-anonym: name it only here
+        who = f"{tx.sender.hex()[:16]}…"
+        require_anonym(params.settle_by_both, sender.roles, who, tx.kind, anonyms_only=params.anonyms_only)
+
+
+_KEY_HEAD = head(2, 32)  # a 32-byte byte string's head
 
 
 def _open_interval(view: Overlay, interval: int, sender: bytes, side: str) -> None:
@@ -162,7 +168,8 @@ def _open_interval(view: Overlay, interval: int, sender: bytes, side: str) -> No
         raise RuleError(Reason.RULE_VIOLATION, f"already one of the {other} in this interval")
     count_key = members_key(interval, side)
     count = ks.decode_int(view.get(count_key))
-    view.put_obj(members_key(interval, side, count), sender)
+    # = put_obj(members_key(interval, side, count), sender), spelled out: a sender's key is 32 bytes (decode_tx)
+    view.put(count_key + count.to_bytes(4, "big"), _KEY_HEAD + sender)
     view.put(count_key, ks.encode_int(count + 1))
     last_key = last_interval_key(sender)
     last = view.get(last_key)
@@ -254,16 +261,16 @@ def _check_round(view: Overlay, interval: int, round_: int, own: int | None) -> 
 def post_offer(view: Overlay, tx: Tx, ctx: BlockContext, sender: ks.AccountRecord) -> None:
     _trader(sender, tx, ctx)
     b = tx.body
-    key = offer_key(b["interval"], tx.sender)
+    interval, price, quantity, round_ = b["interval"], b["price"], b["quantity"], b["round"]
+    key = offer_key(interval, tx.sender)
     if view.get(key) is not None:
         raise RuleError(Reason.DUPLICATE, "offer already open: use a move")
-    _check_offer(view, tx, b["interval"], b["price"], b["quantity"], opening=True)
-    _check_round(view, b["interval"], b["round"], None)
-    _open_interval(view, b["interval"], tx.sender, "sellers")
-    check_rounds(view, ctx, b["interval"], b["round"])
-    position = {"clean": b["clean"], "price": b["price"], "quantity": b["quantity"], "round": b["round"]}
-    view.put_obj(key, position)
-    note_move(view, ctx, b["interval"])
+    _check_offer(view, tx, interval, price, quantity, opening=True)
+    _check_round(view, interval, round_, None)
+    _open_interval(view, interval, tx.sender, "sellers")
+    check_rounds(view, ctx, interval, round_)
+    view.put(key, encode_position(b["clean"], price, quantity, round_))
+    note_move(view, ctx, interval)
 
 
 def post_bid(view: Overlay, tx: Tx, ctx: BlockContext, sender: ks.AccountRecord) -> None:

@@ -144,10 +144,13 @@ def rules_for(state: StateReader, key: bytes, interval: int) -> Mapping[str, Any
     return current
 
 
+_SIDE_PREFIXES = {"sellers": b"mkt/sellers/", "buyers": b"mkt/buyers/"}  # every offer and bid builds two
+
+
 def members_key(interval: int, side: str, index: int | None = None) -> bytes:
     """`mkt/<side>/<interval>` holds how many joined; `.../<index>` the key of each, in arrival order. One
     small record per participant, so joining costs the same however many joined before."""
-    base = b"mkt/" + side.encode() + b"/" + ks.u64(interval)
+    base = (_SIDE_PREFIXES.get(side) or b"mkt/" + side.encode() + b"/") + ks.u64(interval)
     return base if index is None else base + index.to_bytes(4, "big")
 
 
@@ -192,6 +195,24 @@ def closings(state: StateReader, interval: int) -> int:
 def offer(state: StateReader, interval: int, seller: bytes) -> dict[str, Any] | None:
     value: dict[str, Any] | None = read_obj(state, offer_key(interval, seller))
     return value
+
+
+def encode_position(clean: bool, price: int, quantity: int, round_: int) -> bytes:
+    """A seller's position record, `encode({"clean", "price", "quantity", "round"})`, spelled out: every offer
+    writes one. Its four keys in canonical order (shorter first, then bytewise); the values as the schema
+    admits them (a bool, and integers in [0, 2**64))."""
+    return b"".join(
+        (
+            b"\xa4\x65clean",
+            b"\xf5" if clean else b"\xf4",
+            b"\x65price",
+            ks.encode_int(price),
+            b"\x65round",
+            ks.encode_int(round_),
+            b"\x68quantity",
+            ks.encode_int(quantity),
+        )
+    )
 
 
 def bid(state: StateReader, interval: int, buyer: bytes) -> dict[str, Any] | None:
