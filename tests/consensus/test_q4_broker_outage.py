@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from dso.test_health_listener_liveness import wait_until
+from helpers_wait import wait_until
 from paho.mqtt.client import MQTT_LOG_DEBUG, MQTT_LOG_ERR, _ConnectionState
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.reasoncodes import ReasonCode

@@ -11,12 +11,13 @@ import json
 import re
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
+from helpers_wait import wait_until
 
 from console.helpers import PASSWORD, ServedLab, browser_tests, watched_page
 from peergrid_sim.broker import MosquittoBroker
@@ -58,15 +59,6 @@ def broker(tmp_path: Path) -> Iterator[MosquittoBroker]:
 def lab(users_file: Path, broker: MosquittoBroker) -> Iterator[BrokerLab]:
     with BrokerLab(users_file, broker) as served:
         yield served
-
-
-def wait_until(check: Callable[[], bool], within_s: float = 30.0) -> bool:
-    deadline = time.monotonic() + within_s
-    while time.monotonic() < deadline:
-        if check():
-            return True
-        time.sleep(0.05)
-    return check()
 
 
 def listening(lab: BrokerLab) -> bool:

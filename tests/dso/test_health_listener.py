@@ -5,25 +5,15 @@ from __future__ import annotations
 
 import json
 import logging
-import time
-from collections.abc import Callable
 
 import paho.mqtt.client as mqtt
+from helpers_wait import wait_until
 from paho.mqtt.enums import CallbackAPIVersion
 
 from peergrid_dso.services.health import MqttHealthListener, NodeBoard
 from peergrid_sim.broker import MosquittoBroker
 
 TOPIC = "peergrid/f1/health/mgmc-1"
-
-
-def wait_until(done: Callable[[], bool], timeout_s: float = 10.0) -> bool:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if done():
-            return True
-        time.sleep(0.02)
-    return done()
 
 
 def report_at(board: NodeBoard) -> object:

@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import paho.mqtt.client as mqtt
 import pytest
+from helpers_wait import wait_until
 from paho.mqtt.enums import CallbackAPIVersion
 
 from peergrid_dso.services.health import NodeBoard
@@ -26,15 +27,6 @@ from peergrid_dso.services.health_listener import (
 from peergrid_sim.broker import MosquittoBroker
 
 TOPIC = "peergrid/f1/health/mgmc-1"
-
-
-def wait_until(done: Callable[[], bool], timeout_s: float = 20.0) -> bool:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if done():
-            return True
-        time.sleep(0.05)
-    return done()
 
 
 def report(at: float) -> bytes:

@@ -22,7 +22,7 @@ import threading
 from pathlib import Path
 
 import paho.mqtt.client as mqtt
-from dso.test_health_listener_liveness import wait_until
+from helpers_wait import wait_until
 from paho.mqtt.enums import CallbackAPIVersion
 
 from peergrid_edge.link import MqttLink

@@ -8,21 +8,12 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from helpers_wait import wait_until
 
 from peergrid_sim.broker import MosquittoBroker
-
-
-def wait_until(check: Callable[[], bool], within_s: float = 30.0) -> bool:
-    deadline = time.monotonic() + within_s
-    while time.monotonic() < deadline:
-        if check():
-            return True
-        time.sleep(0.05)
-    return check()
 
 
 def sim_lines(caplog: pytest.LogCaptureFixture) -> list[tuple[str, str]]:
