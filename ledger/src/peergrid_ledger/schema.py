@@ -164,9 +164,9 @@ def compile_shape(shape: Shape) -> Validator:
         return check_bool
     if type(shape) is Map and all(type(sub) in (Int, Bool) for sub in shape.fields.values()):
         names = frozenset(shape.fields)
-        # (name, shape, a Bool?, low, high): checked in one loop, in the fields' order, as the general map below
+        # (name, a Bool?, low, high): checked in one loop, in the fields' order, as `check` does
         scalars = tuple(
-            (name, sub, False, sub.low, sub.high) if type(sub) is Int else (name, sub, True, 0, 0)
+            (name, False, sub.low, sub.high) if type(sub) is Int else (name, True, 0, 0)
             for name, sub in shape.fields.items()
         )
 
@@ -174,13 +174,17 @@ def compile_shape(shape: Shape) -> Validator:
             if type(value) is not dict or value.keys() != names:
                 check(shape, value, where)
                 return
-            for name, sub, boolean, low, high in scalars:
+            for name, boolean, low, high in scalars:
                 field = value[name]
                 if boolean:
                     if type(field) is not bool:
-                        check(sub, field, where)
+                        break
                 elif type(field) is not int or not low <= field <= high:
-                    check(sub, field, where)
+                    break
+            else:
+                return
+            # the general check refuses at the same field (those before passed the same test), naming it
+            check(shape, value, where)
 
         return check_scalar_map
     if type(shape) is Map:
@@ -191,8 +195,12 @@ def compile_shape(shape: Shape) -> Validator:
             if type(value) is not dict or value.keys() != names:
                 check(shape, value, where)
                 return
-            for name, validate in fields:
-                validate(value[name], where)
+            try:
+                for name, validate in fields:
+                    validate(value[name], where)
+            except RuleError:
+                check(shape, value, where)  # the same verdict, its words naming the field's path
+                raise
 
         return check_map
     if type(shape) is List:
@@ -203,8 +211,12 @@ def compile_shape(shape: Shape) -> Validator:
             if type(value) is not list or len(value) > max_len:
                 check(shape, value, where)
                 return
-            for element in value:
-                item(element, where)
+            try:
+                for element in value:
+                    item(element, where)
+            except RuleError:
+                check(shape, value, where)  # the same verdict, its words naming the item ('body.x[3]')
+                raise
 
         return check_list
     return lambda value, where: check(shape, value, where)
