@@ -90,17 +90,22 @@ def test_a_counter_back_by_more_than_a_roll_over_explains_is_refused(
 
 def test_a_meter_reset_to_zero_mid_life_is_refused_and_one_near_the_wrap_read_as_a_roll_over() -> None:
     """The one case the leaves cannot tell: a reset from within the bound below the top reads as a roll-over,
-    at most the bound (306 kWh between polls 1 s apart); from anywhere lower it is refused."""
+    at most the bound (30.6 kWh between polls 1 s apart); from anywhere lower it is refused."""
     bound = roll_bound_mwh(1_000)
-    assert bound == 305_555_555
+    assert bound == 30_555_555
     reset = [leaf(0, 2_000_000_000, 0), leaf(1_000, 0, 0)]  # 2 GWh at TotWh_SF 0, then 0
     with pytest.raises(Unmetered, match=r"runs backwards between 0 and 1000 ms \(reset or replaced\)"):
         samples(counting_leaves(reset, "seller"), EXPORT)
-    near = [leaf(0, ACC32 - 305_555, 0), leaf(1_000, 0, 0)]  # 305.555 kWh below the top
-    assert metered(counting_leaves(near, "seller"), (0, 1_000), EXPORT, 1_000) == 305_555
-    beyond = [leaf(0, ACC32 - 305_556, 0), leaf(1_000, 0, 0)]
+    near = [leaf(0, ACC32 - 30_555, 0), leaf(1_000, 0, 0)]  # 30.555 kWh below the top
+    assert metered(counting_leaves(near, "seller"), (0, 1_000), EXPORT, 1_000) == 30_555
+    beyond = [leaf(0, ACC32 - 30_556, 0), leaf(1_000, 0, 0)]
     with pytest.raises(Unmetered, match="runs backwards"):
         samples(counting_leaves(beyond, "seller"), EXPORT)
+    # R38-2: a Wh meter (TotWh_SF -3 inferred) reset from 4.2 MWh to 0 a second later: 95 kWh from the top,
+    # beyond the bound, refused (at a 100-MW bound it was read as 94.97 kWh delivered)
+    wh_reset = [leaf(0, 4_200_000_000, -3), leaf(1_000, 0, -3)]
+    with pytest.raises(Unmetered, match="runs backwards"):
+        samples(counting_leaves(wh_reset, "seller"), EXPORT)
 
 
 def test_a_counter_that_never_rolls_is_refused_going_back_even_across_the_top() -> None:

@@ -15,11 +15,13 @@ from __future__ import annotations
 
 ACC32 = 1 << 32  # counts an acc32 register holds: TotWhExp / TotWhImp roll over to 0 after ACC32 - 1
 # What a PCC meter can count between two readings, for telling a roll-over from a reset (`rolled_over`): no
-# microgrid's point of common coupling carries 100 MW (it sits on a distribution feeder, whose rating is some
-# 10-30 MW; peergrid's MGs are 0.1-5 MW), over the time between the readings' stamps plus 10 s (the stamps are
-# the MGMC's, taken when a poll returned: a register may have been read up to a poll timeout, 1 s by default,
-# before its stamp, and more on a slow bus).
-MOST_PCC_W = 100_000_000
+# microgrid peergrid serves carries 10 MW at its point of common coupling (its MGs are 0.1-5 MW; a whole
+# distribution feeder is rated some 10-30 MW), over the time between the readings' stamps plus 10 s (the stamps
+# are the MGMC's, taken when a poll returned: a register may have been read up to a poll timeout, 1 s by
+# default, before its stamp, and more on a slow bus). The bound is also what a reset misread as a roll-over can
+# add (R38-2: at 100 MW a reset from 4.2 MWh to 0 read as 95 kWh in a second), so it is kept as tight as the
+# MGs allow; the exact rule needs the meter's TotWh_SF in the reading leaf, which it does not carry.
+MOST_PCC_W = 10_000_000
 ROLL_SLACK_MS = 10_000
 # TotWh_SF a roll-over is undone at: SunSpec allows -10..10, but below -3 a count is finer than the leaf's mWh
 # (its range not a whole number of mWh) and the register rolls every 430 Wh or less, which no PCC meter does.
@@ -28,7 +30,7 @@ ROLL_SCALES = range(-3, 11)
 
 def roll_bound_mwh(elapsed_ms: int) -> int:
     """The most mWh a PCC meter counts in `elapsed_ms` between two readings' stamps: `MOST_PCC_W` over the time
-    plus `ROLL_SLACK_MS` (why those: their comments): 305.6 kWh between polls 1 s apart, 1.9 MWh 60 s apart."""
+    plus `ROLL_SLACK_MS` (why those: their comments): 30.6 kWh between polls 1 s apart, 194 kWh 60 s apart."""
     if elapsed_ms < 0:
         raise ValueError(f"readings {elapsed_ms} ms apart: the later one is not later")
     return MOST_PCC_W * (elapsed_ms + ROLL_SLACK_MS) // 3600  # W x ms / 3600 = mWh
