@@ -11,20 +11,12 @@ from typing import Any
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from test_b2_offer_fast_paths import verdict  # a validator's (reason, words), or None
 
 from peergrid_ledger.contracts.market import KINDS as MARKET_KINDS
-from peergrid_ledger.results import RuleError
 from peergrid_ledger.schema import Bool, Bytes, Int, List, Map, check, compile_shape
 
 NESTED = Map({"n": Int(0, 5), "items": List(Map({"flag": Bool(), "k": Bytes(size=2)}), max_len=3)})
-
-
-def verdict(validate: Any, value: Any) -> tuple[str, str] | None:
-    try:
-        validate(value, "body")
-    except RuleError as err:
-        return err.reason.value, err.detail
-    return None
 
 
 def test_a_refused_offer_names_its_field() -> None:
