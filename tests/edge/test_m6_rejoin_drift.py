@@ -134,15 +134,24 @@ def stored(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Scenario, fl
     return where, scenario, drift
 
 
+def stored_book(
+    ledger: Any, keys_: dict[str, Any], scenario: Scenario, fee: int, stepped: int | None = None
+) -> tuple[list[bytes], Book]:
+    """The stored session's members (keys in its order) and a book at its opening prices with `fee`, after
+    `stepped` steps (None: every step the chain took)."""
+    members = [keys_[mg.name].public for mg in scenario.microgrids]
+    record = exchange.session(ledger.state("mgmc"), SESSION)
+    assert record is not None
+    book = Book(VALUE, record["prices"], len(members), fee)
+    book.iterations = record["iteration"] - 1 if stepped is None else stepped
+    return members, book
+
+
 def read(where: Path, scenario: Scenario, stepped: int, fee: int = TICK, blocks: Any = None) -> float | None:
     """`drift_from` of a book after `stepped` steps of the stored session (its members' keys in its order)."""
     ledger, keys_ = free_chain(where, scenario, TICK)
     try:
-        members = [keys_[mg.name].public for mg in scenario.microgrids]
-        record = exchange.session(ledger.state("mgmc"), SESSION)
-        assert record is not None
-        book = Book(VALUE, record["prices"], len(members), fee)
-        book.iterations = stepped
+        members, book = stored_book(ledger, keys_, scenario, fee, stepped)
         replica = ledger.replicas["mgmc"]
         store = replica.store if blocks is None else blocks(replica.store)
         return asyncio.run(drift_from(book, SESSION, members, store, replica.app.head().height))
@@ -223,11 +232,7 @@ def test_a_missing_corrupt_or_swapped_block_is_named_and_the_rejoin_goes_on_with
     # the rejoin's own use: logged as an error, the book goes on without (None), nothing raised
     ledger, keys_ = free_chain(copy, scenario, TICK)
     try:
-        members = [keys_[mg.name].public for mg in scenario.microgrids]
-        record = exchange.session(ledger.state("mgmc"), SESSION)
-        assert record is not None
-        book = Book(VALUE, record["prices"], len(members), TICK)
-        book.iterations = record["iteration"] - 1
+        members, book = stored_book(ledger, keys_, scenario, TICK)
         agent = SimpleNamespace(ledger=ledger, session=SESSION, members=members)
         with caplog.at_level(logging.ERROR, logger="peergrid.edge.dayahead"):
             assert asyncio.run(drift_of(agent, book)) is None  # type: ignore[arg-type]

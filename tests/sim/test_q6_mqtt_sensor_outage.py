@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 from helpers_wait import wait_until
+from test_sim_mqtt import pv_over_mqtt
 
 from peergrid_sim.broker import MosquittoBroker
 
@@ -26,23 +27,7 @@ def test_an_outage_is_one_warning_lost_and_one_back_with_its_length(
     caplog.set_level(logging.INFO, logger="peergrid_sim.mqtt")
     with MosquittoBroker(tmp_path / "broker") as broker:
         where = f"the broker {broker.host}:{broker.port}"
-        scenario = {
-            "name": "q6-outage",
-            "feeder": "f1",
-            "broker": {"host": broker.host, "port": broker.port},
-            "profiles": {"flat": {"irradiance": [[0, 900], [24, 900]]}},
-            "microgrids": [
-                {
-                    "name": "mg1",
-                    "bus": 5,
-                    "profile": "flat",
-                    "devices": [
-                        {"name": "pvroof", "kind": "pv", "protocol": "mqtt", "period_s": 0.2,
-                         "params": {"rating_w": 4000}},
-                    ],
-                }
-            ],
-        }  # fmt: skip
+        scenario = pv_over_mqtt(broker, name="q6-outage")
         sim = run_sim(scenario)
         assert wait_until(lambda: ("INFO", f"connected to {where}") in sim_lines(caplog))
         broker.stop()

@@ -42,11 +42,12 @@ def _first(inbox: queue.Queue[tuple[str, dict]], suffix: str, within_s: float = 
     raise AssertionError(f"no message on *{suffix} within {within_s} s")
 
 
-def test_telemetry_and_commands_over_a_real_broker(run_sim, mosquitto):
-    scenario = {
-        "name": "mqtt",
+def pv_over_mqtt(broker, name="mqtt"):
+    """A one-MG scenario whose only device, a 4-kW PV ("pvroof"), talks MQTT to `broker` every 0.2 s."""
+    return {
+        "name": name,
         "feeder": "f1",
-        "broker": {"host": mosquitto.host, "port": mosquitto.port},
+        "broker": {"host": broker.host, "port": broker.port},
         "profiles": {"flat": {"irradiance": [[0, 900], [24, 900]]}},
         "microgrids": [
             {
@@ -65,7 +66,10 @@ def test_telemetry_and_commands_over_a_real_broker(run_sim, mosquitto):
             }
         ],
     }
-    sim = run_sim(scenario)
+
+
+def test_telemetry_and_commands_over_a_real_broker(run_sim, mosquitto):
+    sim = run_sim(pv_over_mqtt(mosquitto))
     endpoint = sim.endpoint("pvroof")
     assert endpoint["protocol"] == "mqtt" and endpoint["topic"] == "peergrid/f1/telemetry/mg1/pvroof"
     inbox: queue.Queue[tuple[str, dict]] = queue.Queue()
