@@ -26,7 +26,9 @@ funds its make-whole (ledger `uplift_fund`; the lab's coordinator named as the o
 `fee_coordinators`); fee 0, the default, writes the genesis of a lab without it. A
 genesis already there is never rewritten: its chain id and history hold (a fee asked for that it does not
 carry is refused, `LabGenesisMismatch`, rather than run silently with the old one; a round cap it does not
-carry is not: the lab runs as it did, its MGMCs' rounds their own, and its console names no cap). Split from
+carry is not: the lab runs as it did, its MGMCs' rounds their own, and its console names no cap; one it carries
+that is not the rounds of the lab's interval and block period is refused by `same_rounds`, which the testbed calls
+before `create`: its MGMCs would play the old cap's rounds). Split from
 closedloop.py (the daemons' configs), which re-exports these names. Starts nothing.
 """
 
@@ -333,23 +335,48 @@ def fee_coordinators(fee: ExchangeFee | None, anonyms: list[bytes]) -> dict[str,
     return {"fee_coordinators": (min(anonyms),)}
 
 
-def _same_fee(path: Path, fee: ExchangeFee) -> None:
-    """Refuse a fee the lab directory's existing MGMC genesis does not carry: the genesis is kept (its chain id
-    and history hold), so the lab would run with the old fee while the option said another. A genesis this code
-    no longer takes (one written before a rule, such as a fee off the tick: GenesisError) is refused alike, naming
+def _kept_params(path: Path) -> Params:
+    """The parameters of the lab directory's existing MGMC genesis. A genesis this code no longer takes (one
+    written before a rule, such as a fee off the tick: GenesisError) is refused (`LabGenesisMismatch`), naming
     why, rather than raised as a traceback out of the testbed."""
     try:
-        params = Genesis.from_json(json.loads(path.read_text(encoding="utf-8"))).params
+        return Genesis.from_json(json.loads(path.read_text(encoding="utf-8"))).params
     except GenesisError as exc:
         raise LabGenesisMismatch(
             f"{path} is a genesis this lab can no longer run ({exc}): a lab's genesis is never rewritten; use a "
             "new --workdir"
         ) from None
+
+
+def _same_fee(path: Path, fee: ExchangeFee) -> None:
+    """Refuse a fee the lab directory's existing MGMC genesis does not carry: the genesis is kept (its chain id
+    and history hold), so the lab would run with the old fee while the option said another."""
+    params = _kept_params(path)
     held = ExchangeFee(int(params.exchange_fee), int(params.uplift_fund_cap))
     if held != fee:
         raise LabGenesisMismatch(
             f"{path} was written with exchange fee {held.fee} and fund cap {held.fund_cap}, not {fee.fee} and "
             f"{fee.fund_cap}: a lab's genesis is never rewritten; use a new --workdir for another fee"
+        )
+
+
+def same_rounds(path: Path, interval_s: float, block_period_ms: int) -> None:
+    """Refuse (`LabGenesisMismatch`) a kept MGMC genesis at `path` whose round cap (`max_rounds`) is not the
+    rounds the lab's MGMCs play at `interval_s` and `block_period_ms` (`bargaining_rounds`). The genesis is
+    never rewritten and each edge plays min(its own rounds, the cap), so a directory made at 6-s intervals (cap
+    2) and started again at 30 s played 2 rounds, not 14, and nothing said so (R38-3). Nothing to refuse where
+    no genesis is there yet (`create` writes the lab's own) or where it names no cap (written before the lab
+    named one: its MGMCs play their own rounds, as documented in docs/ledger-format.md)."""
+    if not path.exists():
+        return
+    held = int(_kept_params(path).max_rounds)
+    rounds = bargaining_rounds(interval_s, block_period_ms)
+    if held and held != rounds:
+        raise LabGenesisMismatch(
+            f"{path} caps a bargaining at {held} rounds (genesis max_rounds, the rounds of the interval and block "
+            f"period it was made for), but --interval-s {interval_s:g} with --block-period-ms {block_period_ms} "
+            f"plays {rounds}: its MGMCs would play {held}. A lab's genesis is never rewritten; use a new --workdir, "
+            f"or an --interval-s and --block-period-ms that play {held} rounds (the ones it was made with)"
         )
 
 

@@ -250,7 +250,7 @@ def lab_loop(args: argparse.Namespace, workdir: Path, scenario: Any) -> ClosedLo
         return None
     from peergrid_sim.closedloop import LabChains, SettleByBoth
     from peergrid_sim.closedloop_run import ClosedLoop
-    from peergrid_sim.lab_chains import LabGenesisMismatch, bargaining_rounds
+    from peergrid_sim.lab_chains import LabGenesisMismatch, bargaining_rounds, same_rounds
 
     loop = ClosedLoop(args.intervals or 96 - args.first_interval, args.first_interval, args.interval_s,
                       args.block_period_ms, cuttable=tuple(args.cuttable), dayahead=args.dayahead,
@@ -262,9 +262,11 @@ def lab_loop(args: argparse.Namespace, workdir: Path, scenario: Any) -> ClosedLo
         if args.settle_by_both
         else None
     )  # its quiet period is counted in the MGMC chain's blocks, which --block-period-ms sets
-    # the rounds its MGMCs play, named in the MGMC genesis as its round cap (a kept lab directory keeps its own)
+    # the rounds its MGMCs play, named in the MGMC genesis as its round cap (a kept lab directory keeps its own:
+    # one whose cap is other rounds is refused, as one with another fee is)
     rounds = bargaining_rounds(args.interval_s, args.block_period_ms)
     try:
+        same_rounds(workdir / "keys" / "mgmc-genesis.json", args.interval_s, args.block_period_ms)
         LabChains.create(workdir / "keys", scenario.feeder, args.scenario, by_both, fee, rounds=rounds)
     except LabGenesisMismatch as err:
         raise SystemExit(f"{PROGRAM}: {err}") from None
