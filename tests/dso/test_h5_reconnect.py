@@ -1,6 +1,7 @@
 """H5 (session 18): the DSO's two MQTT connections reconnect with a bounded back-off, set as the edge's is
-(`broker.reconnect_max_s`, T9): the health listener's (paho: 1 s, doubling up to 30 s, hard-coded before; now
-up to the bound, 10 s unless configured, the edge's) and the node's ledger transport's (0.1 s up to 2 s, not
+(`broker.reconnect_max_s`, T9): the health listener's (paho: 1 s, doubling up to 30 s, hard-coded before; then
+up to the bound, 10 s unless configured, the edge's; now 0.1 s up to 2 s unless configured, the ledger
+transport's: C3) and the node's ledger transport's (0.1 s up to 2 s, not
 configurable before; now the bound where configured). A bound below 1 s, NaN or infinite is refused naming
 `reconnect_max_s`. paho's own waits under that bound are T9's test (tests/edge/test_edge_link_reconnect.py)."""
 
@@ -12,8 +13,8 @@ from types import SimpleNamespace
 import pytest
 
 from peergrid_dso.live_reconnect import (
+    LEDGER_RECONNECT_MAX_S,
     LEDGER_RECONNECT_MIN_S,
-    RECONNECT_MIN_S,
     ledger_reconnect,
     loop_setting,
 )
@@ -25,11 +26,12 @@ def delays(client: object) -> tuple[float, float]:
     return client._reconnect_min_delay, client._reconnect_max_delay  # type: ignore[attr-defined]
 
 
-def test_the_health_listener_backs_off_to_the_edges_bound_or_the_configured_one() -> None:
+def test_the_health_listener_backs_off_as_the_ledger_transport_or_to_the_configured_bound() -> None:
     board = NodeBoard("feeder1")
-    assert delays(MqttHealthListener(board, "127.0.0.1", 9, "dso-health").client) == (RECONNECT_MIN_S, 10.0)
+    unset = MqttHealthListener(board, "127.0.0.1", 9, "dso-health").client
+    assert delays(unset) == (LEDGER_RECONNECT_MIN_S, LEDGER_RECONNECT_MAX_S) == (0.1, 2.0)
     bounded = MqttHealthListener(board, "127.0.0.1", 9, "dso-health", reconnect_max_s=2.5)
-    assert delays(bounded.client) == (RECONNECT_MIN_S, 2.5) and bounded.reconnect_max_s == 2.5
+    assert delays(bounded.client) == (LEDGER_RECONNECT_MIN_S, 2.5) and bounded.reconnect_max_s == 2.5
     for bad in (0.5, 0.0, -1.0, math.nan, math.inf):
         with pytest.raises(ValueError, match="reconnect_max_s"):
             MqttHealthListener(board, "127.0.0.1", 9, "dso-health", reconnect_max_s=bad)

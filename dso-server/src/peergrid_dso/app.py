@@ -54,7 +54,7 @@ def create_app(settings: DsoSettings, *, listen: bool = True) -> FastAPI:
                 settings.broker.port,
                 f"{settings.node_id}-health",
                 silent_after_s=settings.health_listener.silent_after_s,
-                reconnect_max_s=settings.broker.reconnect_max_s,  # None: 10 s (live_reconnect)
+                reconnect_max_s=settings.broker.reconnect_max_s,  # None: 2 s (live_reconnect)
             )
             if (tls := settings.broker.tls()) is not None:  # the pilot's broker: TLS, the DSO's certificate
                 tls.apply(listener.client)

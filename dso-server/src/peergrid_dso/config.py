@@ -23,8 +23,8 @@ class BrokerSettings(BrokerTlsSettings):
     host: str = "127.0.0.1"
     port: int = Field(1883, ge=1, le=65535)
     # the reconnect back-off's bound (s) after a lost connection, for the health listener and the loop's DSO
-    # node (`live_reconnect`), as the edge's `broker.reconnect_max_s`; unset: the listener 10 s (the edge's
-    # default), the node's ledger transport 2 s (as before)
+    # node (`live_reconnect`), as the edge's `broker.reconnect_max_s`; unset: 2 s for both, the ledger
+    # transport's (the listener's was the edge's 10 s, which made the console's 'back' late: C3)
     reconnect_max_s: float | None = Field(None, ge=1, le=600)
 
     def tls(self) -> BrokerTls | None:

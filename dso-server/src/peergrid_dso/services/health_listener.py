@@ -11,9 +11,10 @@ the subscription on this connection, whichever is later), the board's `taken`, `
 counts, and `state` - `listening` only when all of that holds and, where the config sets `silent_after_s`,
 `silent_s` is within it; else `starting`, `dead`, `disconnected`, `unsubscribed` or `silent`. `/api/health` is not ok unless `listening`: while the listener is dead, cut off or deaf, the
 console's node views are stale, and the DSO must not say it is well. Time is injected (`clock`, monotonic s).
-After a lost connection paho waits 1 s, doubling up to `reconnect_max_s` (the config's
-`broker.reconnect_max_s`, else 10 s, the edge's bound: `live_reconnect`), so a broker back after an outage
-is heard within it (before: up to 30 s, hard-coded). An outage is told once at WARNING (lost, or not reached at
+After a lost connection paho waits 0.1 s, doubling up to `reconnect_max_s` (the config's
+`broker.reconnect_max_s`, else 2 s), as the node's ledger transport does (`live_reconnect`), so a broker back
+after an outage is heard within it, as soon as the chains are (before: 1 s doubling to 10 s, the edge's, and
+the console's 'back' came up to 10 s after the broker; 30 s, hard-coded, before that). An outage is told once at WARNING (lost, or not reached at
 start, with paho's word on the socket where it gave one) and once, at WARNING too, when it is back (`BrokerOutage`);
 paho's own lines reach `peergrid_dso.health.paho` at their level, except the ERROR it writes after every
 refused reconnect attempt ('Client is not connected', paho 2.2), which the outage's two lines replace.
@@ -32,7 +33,11 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion, LogLevel
 from pydantic import Field
 
-from peergrid_dso.live_reconnect import LISTENER_RECONNECT_MAX_S, RECONNECT_MIN_S, reconnect_bound
+from peergrid_dso.live_reconnect import (
+    LISTENER_RECONNECT_MAX_S,
+    LISTENER_RECONNECT_MIN_S,
+    reconnect_bound,
+)
 from peergrid_ledger.consensus.mqtt_transport import BrokerOutage
 from peergrid_ledger.settings import StrictSettings
 
@@ -114,7 +119,7 @@ class MqttHealthListener:
         self.client.on_connect_fail = self._on_connect_fail
         self.client.on_log = self._on_paho_log
         # paho annotates int seconds but only compares, doubles and sleeps them: a float bound works as given
-        self.client.reconnect_delay_set(min_delay=RECONNECT_MIN_S, max_delay=self.reconnect_max_s)  # type: ignore[arg-type]
+        self.client.reconnect_delay_set(min_delay=LISTENER_RECONNECT_MIN_S, max_delay=self.reconnect_max_s)  # type: ignore[arg-type]
         # paho re-raises a callback's exception out of its network loop, which then ends for good (the board
         # keeps its last reports forever). `_on_message` catches its own; this keeps any other callback's from
         # doing the same (paho then logs it: `_on_paho_log`). Should the loop end all the same, `health`
