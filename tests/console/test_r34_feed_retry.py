@@ -145,8 +145,8 @@ def test_a_route_failing_across_retries_is_told_once_and_its_recovery_too(
 
 def test_the_feed_notice_is_the_pages_and_one_sessions(browser: Any, users_file: Path) -> None:
     """R35: feeds that open fine toast nothing (a tab switch is no recovery); a feed broken on one view is not
-    toasted again on the next, its line hidden on a view with no feed; a new login starts from a feed not known
-    broken (no 'back' toast for the earlier session's break)."""
+    toasted again on the next (C3: the Ledger view has a feed too now: no view without one hides the line); a new
+    login starts from a feed not known broken (no 'back' toast for the earlier session's break)."""
     with ServedLab(users_file) as served:
         page, errors = watched_page(browser, RECORD_FEEDS, RECORD_NOTICES)
         failing = [False]
@@ -184,13 +184,14 @@ def test_the_feed_notice_is_the_pages_and_one_sessions(browser: Any, users_file:
         closed(3)
         expect(page.locator("#feed-state")).to_be_visible(timeout=WAIT_MS)
         assert told() == ["the live feed broke; opening it again in 2 s"]
-        page.evaluate("location.hash = '#ledger'")  # a view with no feed: the line goes
-        page.wait_for_function("() => document.getElementById('feed-state').hidden")
-        page.evaluate("location.hash = '#feeder'")  # still failing: not toasted again, the line back
+        page.evaluate("location.hash = '#ledger'")  # its feed (C3: for the header's lines) fails too
         closed(4)
+        page.wait_for_function("() => document.getElementById('feed-state').dataset.failures === '2'")
+        page.evaluate("location.hash = '#feeder'")  # still failing: not toasted again, the line back
+        closed(5)
         expect(page.locator("#feed-state")).to_be_visible(timeout=WAIT_MS)
         assert told() == ["the live feed broke; opening it again in 2 s"]
-        assert page.evaluate("document.getElementById('feed-state').dataset.failures") == "2"
+        assert page.evaluate("document.getElementById('feed-state').dataset.failures") == "3"
         page.click("#logout")
         page.wait_for_selector("#login:not([hidden])")
         failing[0] = False
@@ -198,7 +199,7 @@ def test_the_feed_notice_is_the_pages_and_one_sessions(browser: Any, users_file:
         page.fill("#password", PASSWORD)
         page.click("#login-button")
         page.wait_for_selector("#tabs:not([hidden])")
-        opened(5)
+        opened(6)
         assert told() == [
             "the live feed broke; opening it again in 2 s"
         ]  # no 'back': another session's break

@@ -81,7 +81,8 @@ const feedNotice = {
 // toast when it is lost and one when it is back, with how long it was down; in between the header says since
 // when (#broker-state, counted on each second by the page, not asked of the server). Before, a broker outage
 // showed nowhere in the console (U2: the feed's own line is about the browser's feed, which stayed up). Only a
-// view with a feed hears it: a feed closed takes the line down, and the next feed says where it stands.
+// view with a feed hears it - every view opens one, the Ledger view for these lines alone - and a feed closed
+// takes the line down; the next feed says where it stands.
 const brokerNotice = {
   lostUnder: null,  // the session's CSRF token while its feed told the broker lost, else null
   since: 0,

@@ -1,11 +1,14 @@
 // Ledger explorer: both chains' heads and replicas, blocks, transactions, and in-browser proof checks.
-import { api, dataTable, el, short } from "./api.js";
+import { api, dataTable, el, liveFeed, short } from "./api.js";
 import { checkProof } from "./proof.js";
 
 export class LedgerView {
   constructor(root) { this.root = root; this.chain = "dso"; this.height = null; }
 
   async start() {
+    // a live feed of its own, as every view has, though this one shows nothing of it: the header's lines (the
+    // DSO server's broker, the feed's own) and a session ended come by it (C3: the broker line was hidden here)
+    this.source ??= liveFeed("/console/api/events");
     const heads = await api("/console/api/ledger");
     this.heads = heads.chains;
     const held = Object.keys(this.heads).filter((k) => this.heads[k].held);
@@ -15,7 +18,7 @@ export class LedgerView {
     await this.render();
   }
 
-  stop() {}
+  stop() { this.source?.close(); this.source = null; }
 
   async render() {
     const chains = Object.entries(this.heads);
