@@ -72,3 +72,20 @@ def test_a_lab_stopped_before_its_first_interval_says_none_was_traded(
     doc = json.loads((tmp_path / "out" / "report.json").read_text())
     assert doc["intervals"] == [] and doc["welfare"]["central"] is None and optimum == []
     assert "no interval traded" in page
+
+
+def test_a_lab_stopped_mid_interval_reports_up_to_the_last_interval_every_mgmc_recorded(
+    tmp_path: Path, optimum: list[tuple[int, int]]
+) -> None:
+    """R39-1: mg1 recorded 36..38, mg2 (its buyer, writing after it) only 36..37 when the lab stopped. Over 36..38
+    the optimum covered both MGs and the costs lacked mg2's 38: P2P read as beating the optimum (share 1.25)."""
+    bed = _bed(tmp_path, [36, 37, 38], planned=60)
+    (tmp_path / "records" / "mgmc-mg2.jsonl").write_text(
+        "".join(json.dumps(_record(t)) + "\n" for t in (36, 37)), encoding="utf-8"
+    )
+    report.write_report(bed, tmp_path / "out")
+    doc = json.loads((tmp_path / "out" / "report.json").read_text())
+    assert doc["intervals"] == [36, 37] and optimum == [(36, 2)]
+    # 2 MGs x 2 intervals x 1.0: mg1's cost of 38 is left out too
+    assert doc["welfare"]["p2p"] == pytest.approx(-4.0)
+    assert doc["welfare"]["conventional"] == pytest.approx(-8.0)

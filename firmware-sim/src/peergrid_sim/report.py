@@ -171,10 +171,14 @@ def write_report(bed: Any, out_dir: Path) -> Path:
     dso = json_lines(records / "dso.jsonl")
     edges = {p.stem.removeprefix("mgmc-"): json_lines(p) for p in sorted(records.glob("mgmc-*.jsonl"))}
     # the intervals the MGMCs recorded, not the run's plan: a lab stopped early (Ctrl-C, --duration) traded fewer,
-    # and the centralised optimum and the prices must cover the same intervals as the costs summed below
+    # and the centralised optimum and the prices must cover the same intervals as the costs summed below. Up to
+    # the last one every MGMC that recorded any has recorded: one stopped mid-interval has that interval from
+    # some MGMCs only, and the optimum over all MGs there beside the costs of some read as P2P beating it
     first = bed.loop.first_interval
-    traded = [r["interval"] for recs in edges.values() for r in recs if "trades" in r]
-    count = max(traded) - first + 1 if traded else 0
+    lasts = [
+        max(traded) for recs in edges.values() if (traded := [r["interval"] for r in recs if "trades" in r])
+    ]
+    count = max(0, min(lasts) - first + 1) if lasts else 0
     intervals = list(range(first, first + count))
     paths = stores(workdir)
     ledger, proofs = ledger_figures(paths)
@@ -196,6 +200,8 @@ def write_report(bed: Any, out_dir: Path) -> Path:
             for tr in r["trades"]:
                 trades[tr["id"]] = {**tr, "interval": r["interval"]}
             rounds_by_interval.setdefault(r["interval"], r.get("rounds", []))
+            if r["interval"] >= first + count:  # its costs: beyond the window, some MGMCs' only
+                continue
             to_go = r.get("cost_to_go") or {}
             cost_p2p[mg] = cost_p2p.get(mg, 0.0) + r["cost_p2p"] + to_go.get("p2p", 0.0)
             cost_conv[mg] = cost_conv.get(mg, 0.0) + r["cost_conventional"] + to_go.get("conventional", 0.0)
