@@ -38,6 +38,7 @@ from peergrid_dso.sealed_readings import (
     read_party,
 )
 from peergrid_ledger import query
+from peergrid_ledger.counter_roll import posted_w
 from peergrid_ledger.metering import (
     Unmetered,
     disputed_shares,
@@ -119,7 +120,9 @@ class Meters:
             try:
                 if isinstance(read, str):
                     raise Unmetered(read)
-                energy: Fraction | str = read.energy(self.clock, self.interval, side)
+                # a roll-over bounded by the party's posted connection, as its MGMC states (R38-2)
+                most_w = posted_w(self.state, anonym, self.interval, self.clock.interval_ms)
+                energy: Fraction | str = read.energy(self.clock, self.interval, side, most_w=most_w)
             except Unmetered as exc:
                 energy = str(exc)
             self.found[(anonym, side)] = energy

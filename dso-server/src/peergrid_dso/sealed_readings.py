@@ -23,8 +23,9 @@ commit_ms)`), market intervals slots of `MeterClock` (`t0_ms + (t - first_interv
 maps one to the other.
 
 A PCC meter (nature `meter`; one per MG) reports cumulative counters: `energy_wh` (TotWhExp, export) and
-`import_wh` (TotWhImp), acc32 registers that roll over, undone as `metering.rolled_over` says (a meter-signed
-reading's counters, 64204's uint64, never roll: any step back refused). The counter at the interval's start
+`import_wh` (TotWhImp), acc32 registers that roll over, undone as `counter_roll.rolled_over` says, bounded by the
+party's connection capacity posted on the chain, as its MGMC bounds it (`counter_roll.posted_w`: `dispute_shares.
+Meters` reads it; R38-2) (a meter-signed reading's counters, 64204's uint64, never roll: any step back refused). The counter at the interval's start
 and end is read at a reading made exactly then or linearly interpolated between the two readings around it,
 which must be at most `max_gap_ms` apart (a longer outage is no measurement): `peergrid_ledger.metering`, the same reading of the same leaves the edge states
 from (the edge states its pro-rata share: it cannot see its counterparties' meters, so where one fell short
@@ -200,16 +201,19 @@ class PartyReadings:
     broken: str | None = None
     signed: bool = False
 
-    def energy(self, clock: MeterClock, interval: int, side: str) -> Fraction:
+    def energy(self, clock: MeterClock, interval: int, side: str, *, most_w: int | None = None) -> Fraction:
         """`pcc_energy` of these readings: the Wh the `side`'s counter advanced over the window, or `Unmetered`
-        saying why not (with the notes where there are any)."""
+        saying why not (with the notes where there are any); a roll-over bounded by a meter of `most_w` W (the
+        party's posted connection, `counter_roll.posted_w`, as its MGMC reads it; None: 10 MW, none posted)."""
         try:
             if self.broken is not None:
                 raise Unmetered(self.broken)
             window = clock.window(interval)
             leaves = self.leaves if self.signed else counting_readings(self.leaves, side)
             # a signed reading's counters are 64204's uint64, which never roll; the sealed ones 203's acc32
-            return metered_readings(leaves, window, COUNTER[side], clock.max_gap_ms, rolls=not self.signed)
+            return metered_readings(
+                leaves, window, COUNTER[side], clock.max_gap_ms, rolls=not self.signed, most_w=most_w
+            )
         except Unmetered as exc:
             if self.notes:
                 raise Unmetered(f"{exc} ({'; '.join(self.notes)})") from None
@@ -297,12 +301,14 @@ def pcc_energy(
     side: str,
     chain: ChainTime | None = None,
     signing: SigningMeters | None = None,
+    most_w: int | None = None,
 ) -> Fraction:
     """Wh the PCC meter's counter of `side` (seller: export, buyer: import) advanced over the market interval's
     window (exact), read from the sealed readings of every commitment interval that may bracket its boundaries
     (`peergrid_ledger.metering`; a counter at SunSpec's "not accumulated" read as 0 where that never favours
     the side, `counting_readings`, as the MGMC states it); with `chain`, a commitment sealed late counts as never
-    made (`sealed_late`); with `signing` naming the node's meter, only its meter-signed readings count.
+    made (`sealed_late`); with `signing` naming the node's meter, only its meter-signed readings count; a
+    roll-over bounded by `most_w` (`PartyReadings.energy`).
     (`read_party(...).energy(...)`: a caller that also wants the tally reads the party once.)"""
     read = read_party(state, node, clock, interval, sealed, chain, signing)
-    return read.energy(clock, interval, side)
+    return read.energy(clock, interval, side, most_w=most_w)

@@ -49,6 +49,7 @@ from peergrid_edge.settlement import Settler, Submit
 from peergrid_ledger import query
 from peergrid_ledger.contracts.market_sealed import seal_of
 from peergrid_ledger.contracts.market_state import cover_prices
+from peergrid_ledger.counter_roll import posted_w
 from peergrid_ledger.genesis import Genesis
 
 if TYPE_CHECKING:
@@ -126,6 +127,8 @@ def metering_for(agent: MarketAgent) -> MgMetering:
         s.dso_api_url,
         # whether the DSO priced a trade: a vouched purchase's readings go only where it reads them (D3)
         lambda trade: cover_prices(agent.ledger.state("mgmc"), trade) is not None,
+        # its connection as the DSO posted it bounds a roll-over of its meter, as the DSO reads it (R38-2)
+        lambda t: posted_w(agent.ledger.state("mgmc"), agent.anonym.public, t, round(s.interval_s * 1000)),
     )  # fmt: skip
     metering.confirmed.update(agent.recalled)
     return metering

@@ -63,15 +63,23 @@ class Unprovable(Unmetered):
 
 
 def statement_wh(
-    leaves: Iterable[bytes], window: tuple[int, int], party: str, quantity: int, total: int, max_gap_ms: int
-) -> int:
+    leaves: Iterable[bytes], window: tuple[int, int], party: str, quantity: int, total: int, max_gap_ms: int,
+    *, most_w: int | None = None,
+) -> int:  # fmt: skip
     """What this MG states for one trade as its `party` ("buyer": what arrived, "seller": what left): its PCC
     meter's counter over the window (`provable_wh`), its share pro rata over its `total` agreed Wh on that
     side (`metering.trade_share`: the shared rule where the counterparties' meters are not known)."""
-    return trade_share(provable_wh(leaves, window, party, max_gap_ms), quantity, total)
+    return trade_share(provable_wh(leaves, window, party, max_gap_ms, most_w=most_w), quantity, total)
 
 
-def provable_wh(leaves: Iterable[bytes], window: tuple[int, int], party: str, max_gap_ms: int) -> Fraction:
+def provable_wh(
+    leaves: Iterable[bytes],
+    window: tuple[int, int],
+    party: str,
+    max_gap_ms: int,
+    *,
+    most_w: int | None = None,
+) -> Fraction:
     """The Wh this MG's meter proves crossed its PCC over `window` on its `party`'s counter: the DSO's
     `metered` where readings bracket both boundaries. Where the window is read past its end (a reading at or
     after it) but a boundary is not bracketed, the counter at that boundary is unknown, and what is honest
@@ -81,18 +89,20 @@ def provable_wh(leaves: Iterable[bytes], window: tuple[int, int], party: str, ma
     never exceeds what left over the window. A buyer can prove only that at least that much arrived, and
     stating a lower bound would pay less than it got: it states nothing (`Unprovable`), and the seller's lone
     statement settles the trade after the chain's wait (or a dispute, which the DSO settles on the seller's
-    side, this side unmetered). Not read to its end yet: `Unmetered` (wait), as `metered` says it."""
+    side, this side unmetered). Not read to its end yet: `Unmetered` (wait), as `metered` says it. A
+    roll-over of the counter counts at most what a meter of `most_w` W counts between two readings (the MG's
+    posted connection, `counter_roll.posted_w`, as the DSO reads it; None: 10 MW, none posted)."""
     leaves = counting_leaves(list(leaves), party)
     try:
-        return metered(leaves, window, COUNTER[party], max_gap_ms)
+        return metered(leaves, window, COUNTER[party], max_gap_ms, most_w=most_w)
     except Unmetered as exc:
         why = exc
-    found = samples(
-        leaves, COUNTER[party]
-    )  # a reading that does not decode, two meters, a reset: raised here
+    # a reading that does not decode, two meters, a reset: raised here
+    found = samples(leaves, COUNTER[party], most_w=most_w)
     start, end = window
     if not any(at >= end for at, _ in found):
-        read = samples(counting_leaves(leaves, "seller"), COUNTER["seller"])  # every PCC meter reading
+        # every PCC meter reading
+        read = samples(counting_leaves(leaves, "seller"), COUNTER["seller"], most_w=most_w)
         if party != "seller" and any(at >= end for at, _ in read):
             raise Unprovable(
                 f"as the buyer it states nothing: its PCC meter, read past the window's end, shows no "
@@ -191,16 +201,20 @@ class MgMetering:
     readings at most three polls apart (one missed poll on either side; the lab gives the DSO the same,
     `closedloop.disputes_section`). `trades(t)` is interval t's latest closing, `window_of(t)` its wall-clock
     window (ms), `dso_url` the DSO server's base URL (None: disputes are logged, no readings posted),
-    `priced` whether the DSO priced a trade's parties on the replica (`readings_needed`; None: not known)."""
+    `priced` whether the DSO priced a trade's parties on the replica (`readings_needed`; None: not known),
+    `roll_w(t)` the power bounding a roll-over of its meter's counters in interval t: its anonym's connection
+    capacity posted on the replica, as the DSO reads it (`counter_roll.posted_w`, R38-2; None: none posted,
+    10 MW)."""
 
     def __init__(
         self, store: ReadingStore, meter_poll_s: float, commit_interval_s: float,
         window_of: Callable[[int], tuple[int, int]], trades: Callable[[int], list[tuple[bytes, dict[str, Any]]]],
         me: bytes, node: bytes, dso_url: str | None, priced: Priced | None = None,
+        roll_w: Callable[[int], int | None] | None = None,
     ) -> None:  # fmt: skip
         self.store, self.poll_s, self.commit_s = store, meter_poll_s, commit_interval_s
         self.window_of, self.trades, self.me, self.node, self.dso_url = window_of, trades, me, node, dso_url
-        self.priced = priced
+        self.priced, self.roll_w = priced, roll_w
         self.max_gap_ms = max(1, round(3 * meter_poll_s * 1000))
         # interval -> dispatch read-back confirmed its plan in full (the trader fills it at dispatch and, after
         # a restart, from the verdicts its interval records kept: resume.recorded_verdicts)
@@ -234,8 +248,11 @@ class MgMetering:
         window = self.window_of(pending.interval)
         spans = commitment_intervals(window, round(self.commit_s * 1000), self.max_gap_ms)
         leaves = [leaf for c in spans for leaf in self.store.leaves(c)]
+        most_w = None if self.roll_w is None else self.roll_w(pending.interval)
         try:
-            return statement_wh(leaves, window, pending.party, quantity, total, self.max_gap_ms)
+            return statement_wh(
+                leaves, window, pending.party, quantity, total, self.max_gap_ms, most_w=most_w
+            )
         except Unprovable as exc:
             if pending.trade not in self.unprovable:
                 self.unprovable.add(pending.trade)

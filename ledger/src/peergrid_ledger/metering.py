@@ -42,8 +42,15 @@ Roll-over (R37-3). The leaves' counters are model 203's TotWhExp / TotWhImp, acc
 (`counter_roll`). `samples` reads a reading below the one before it as one roll-over where
 `counter_roll.rolled_over` says it can be one, and adds the register's range to it and to every later reading of
 that counter (the list is then the counter unwrapped: its differences are what the meter counted, its first
-reading as read); else, as before, the counter runs backwards: `Unmetered`. A meter-signed reading's counters
-(model 64204, uint64 whole Wh) never roll: the DSO reads them with `rolls=False`, any step back refused.
+reading as read); else, as before, the counter runs backwards: `Unmetered`. What a roll-over may have counted
+is bounded by the MG's own connection (R38-2): `most_w`, the power of the capacity the DSO posted for the
+trading anonym in the trade's interval (`counter_roll.posted_w`), which the edge (`pcc_readings.MgMetering`)
+and the DSO (dso-server `dispute_shares.Meters`) read alike from their replicas; None where none is posted
+(10 MW, `counter_roll.MOST_PCC_W`). A meter-signed reading's counters (model 64204, uint64 whole Wh) never
+roll: the DSO reads them with `rolls=False`, any step back refused. Which other leaves never roll is not
+told: a reading leaf carries no source or SunSpec model (`{at_ms, device, milli, nature}`, and a signed
+reading where the meter signs), so an MQTT meter's counter (JSON telemetry, which never rolls) is read like a
+Modbus meter's acc32 one; telling them apart needs a field in the leaf (a format change, not made).
 """
 
 from __future__ import annotations
@@ -111,13 +118,19 @@ def _count(value: object) -> TypeGuard[int]:
     return isinstance(value, int) and not isinstance(value, bool) and value >= 0
 
 
-def samples(leaves: Iterable[bytes], counter: str, *, rolls: bool = True) -> list[tuple[int, int]]:
+def samples(
+    leaves: Iterable[bytes], counter: str, *, rolls: bool = True, most_w: int | None = None
+) -> list[tuple[int, int]]:
     """(at_ms, counter in mWh) of every PCC meter reading among `leaves` that has `counter`, in time order,
-    each roll-over undone (`counter_roll.rolled_over`; `rolls=False`: a counter that never rolls, any step back refused)."""
-    return samples_of(map(read_leaf, leaves), counter, rolls=rolls)
+    each roll-over undone (`counter_roll.rolled_over`, bounded by a meter of `most_w` W: the MG's posted
+    connection, `counter_roll.posted_w`; None: 10 MW, none posted; `rolls=False`: a counter that never rolls,
+    any step back refused)."""
+    return samples_of(map(read_leaf, leaves), counter, rolls=rolls, most_w=most_w)
 
 
-def samples_of(readings: Iterable[Value], counter: str, *, rolls: bool = True) -> list[tuple[int, int]]:
+def samples_of(
+    readings: Iterable[Value], counter: str, *, rolls: bool = True, most_w: int | None = None
+) -> list[tuple[int, int]]:
     """`samples` of decoded readings (`read_leaf`): the same list, or the same `Unmetered`."""
     found: list[tuple[int, int]] = []
     devices: set[str] = set()
@@ -132,7 +145,7 @@ def samples_of(readings: Iterable[Value], counter: str, *, rolls: bool = True) -
     unwrapped, rolled = found[:1], 0  # rolled: the mWh of the register's range added at each roll-over so far
     for (at0, c0), (at1, c1) in pairwise(found):
         if c1 < c0:
-            counted = rolled_over(c0, c1, at1 - at0) if rolls else None
+            counted = rolled_over(c0, c1, at1 - at0, most_w) if rolls else None
             if counted is None:
                 raise Unmetered(
                     f"the {counter} counter runs backwards between {at0} and {at1} ms (reset or replaced)"
@@ -187,19 +200,33 @@ def counter_at(found: Sequence[tuple[int, int]], at: int, max_gap_ms: int) -> Fr
 
 
 def metered(
-    leaves: Iterable[bytes], window: tuple[int, int], counter: str, max_gap_ms: int, *, rolls: bool = True
+    leaves: Iterable[bytes],
+    window: tuple[int, int],
+    counter: str,
+    max_gap_ms: int,
+    *,
+    rolls: bool = True,
+    most_w: int | None = None,
 ) -> Fraction:
-    """Wh the PCC meter's `counter` advanced over `window` (ms), exact, across a roll-over too (`samples`)."""
+    """Wh the PCC meter's `counter` advanced over `window` (ms), exact, across a roll-over too (`samples`,
+    `most_w` the power bounding one)."""
     _window(window)
-    return metered_readings([read_leaf(leaf) for leaf in leaves], window, counter, max_gap_ms, rolls=rolls)
+    readings = [read_leaf(leaf) for leaf in leaves]
+    return metered_readings(readings, window, counter, max_gap_ms, rolls=rolls, most_w=most_w)
 
 
 def metered_readings(
-    readings: Sequence[Value], window: tuple[int, int], counter: str, max_gap_ms: int, *, rolls: bool = True
+    readings: Sequence[Value],
+    window: tuple[int, int],
+    counter: str,
+    max_gap_ms: int,
+    *,
+    rolls: bool = True,
+    most_w: int | None = None,
 ) -> Fraction:
     """`metered` of decoded readings (`read_leaf`): the same Wh, or the same `Unmetered`."""
     start, end = _window(window)
-    found = samples_of(readings, counter, rolls=rolls)
+    found = samples_of(readings, counter, rolls=rolls, most_w=most_w)
     if not found and any(sample_of(fields, c) for fields in readings for c in COUNTER.values()):
         raise Unmetered(f"no PCC meter reading carries the {counter} counter")  # read, but never counted
     return (counter_at(found, end, max_gap_ms) - counter_at(found, start, max_gap_ms)) / 1000
