@@ -1,8 +1,8 @@
 """Refusals counted and logged: every bad login, missing or wrong CSRF token, forbidden action, malformed
-request and unauthenticated call increments one counter per reason and writes one WARNING line, but for the
-console's own session probe before login (`EXPECTED_REFUSALS`), whose 401 is how the page learns it must show the
-login form: it is counted as every refusal and logged at INFO, so a WARNING still names every other
-unauthenticated call (someone probing the API).
+request and unauthenticated call increments one counter per reason and writes one WARNING line, but for a
+session probe with no session (`EXPECTED_REFUSALS`), whose 401 is how a client learns its session ended: it is
+counted as every refusal and logged at INFO, so a WARNING still names every other unauthenticated call (someone
+probing the API). The console page's own question as it loads is `/console/api/whoami`, which refuses nothing.
 
 Promises: `refuse(reason, detail)` never raises and never logs a password, a session id or a token; the
 counters are readable at any time (`snapshot`) for the console and for metrics. With a `ConsoleDb` every
@@ -35,9 +35,10 @@ REASONS = (
     "not_found",
     "conflict",  # an operator action refused by the network's state (interlock, stale plan, reused token)
 )
-# (reason, detail) of refusals that are the normal start of a visit, not an attack: every console page load
-# asks /console/api/session before anyone logged in (app.js), and the 401 is that route's contract (api.js's
-# feed follows the session by it). A session that names a removed user is not among them.
+# (reason, detail) of refusals that are the normal end of a visit, not an attack: a console whose feed closed asks
+# /console/api/session (api.js), and the 401 is that route's contract, as for any client whose session ended.
+# Before C3 every page load asked it before login too (now /console/api/whoami, answered 200). A session that
+# names a removed user is not among them.
 EXPECTED_REFUSALS = frozenset({("unauthenticated", "GET /console/api/session: log in first")})
 
 

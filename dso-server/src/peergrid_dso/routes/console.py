@@ -4,8 +4,11 @@ enrolment queue and audit when it changes, the DSO server's connection to the br
 when it is lost or back: `console.broker_link`), the console-facing JSON for the feeder, market, ledger explorer
 and operations.
 
-Promises: every `/console/api` route except login needs a live session (cookie `pg_session`, HttpOnly,
-SameSite=Strict); every state-changing route also needs the session's CSRF token and our own origin; operator
+Promises: every `/console/api` route except login and whoami needs a live session (cookie `pg_session`,
+HttpOnly, SameSite=Strict) and refuses a request without one 401, `GET /console/api/session` too (a client
+learns by it that its session ended); `GET /console/api/whoami`, the page's opening question, answers 200
+`{"authenticated": false}` without one, so a page load before login is no refusal (C3: the browser logged that
+401 as an error at every load, and the security log counted it); every state-changing route also needs the session's CSRF token and our own origin; operator
 actions need role operator or admin (all checked in `peergrid_dso.auth.http`). Each refusal is a 4xx with a
 reason, counted and logged in `SecurityLog`; nothing here raises a 500 on bad input. Routes are thin: they
 check, then call `console.operations` / `grid` / `chains`. `install_console(app)` mounts the router and the
@@ -126,6 +129,16 @@ def logout(request: Request, response: Response, s: Session = Depends(session)) 
 @router.get("/console/api/session")
 def whoami(s: Session = Depends(viewer)) -> dict[str, Any]:
     return {"user": s.user.name, "role": s.user.role, "csrf": s.csrf}
+
+
+@router.get("/console/api/whoami")
+def page_session(request: Request) -> dict[str, Any]:
+    """What the console page asks as it loads: `{"authenticated": false}` with no live session (the login form
+    is the page's, not a refusal), else `/console/api/session`'s answer with `"authenticated": true`. A session
+    naming a user removed or changed since login is refused 401 as on every route (counted, logged)."""
+    if console_state(request).sessions.get(request.cookies.get(COOKIE)) is None:
+        return {"authenticated": False}
+    return {"authenticated": True, **whoami(viewer(request, session(request)))}
 
 
 # ------------------------------------------------------------------------------------------ views

@@ -7,7 +7,7 @@ export class ApiError extends Error {
 
 // A 401 to a logged-in console means the server no longer knows its session (it ended, or a restarted server
 // lost it): app.js logs out on `console-logout`. Not for login's own 401 (a wrong password) nor the opening
-// session check (session.user is unset then), nor a late answer sent under an earlier session (the CSRF token,
+// check's (session.user is unset then; /console/api/whoami answers a page logged out 200), nor a late answer sent under an earlier session (the CSRF token,
 // one per session, differs): it must not end the session logged in since.
 export async function api(path, { method = "GET", body } = {}) {
   const sentUnder = session.csrf;
