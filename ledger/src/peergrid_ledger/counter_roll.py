@@ -18,8 +18,10 @@ that is not positive).
 
 from __future__ import annotations
 
-from peergrid_ledger.contracts.market_state import capacity
-from peergrid_ledger.state import StateReader
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from peergrid_ledger.state import StateReader
 
 ACC32 = 1 << 32  # counts an acc32 register holds: TotWhExp / TotWhImp roll over to 0 after ACC32 - 1
 # What a PCC meter can count between two readings, for telling a roll-over from a reset (`rolled_over`): the
@@ -52,6 +54,10 @@ def posted_w(state: StateReader, account: bytes, interval: int, interval_ms: int
     (`connection_w`), or None where none is posted (`roll_bound_mwh` then takes `MOST_PCC_W`). The edge reads it
     for its own anonym, the DSO for the trade's party, on their replicas of the same chain: a capacity for an
     interval the anonym traded in never changes after (`market_capacity`), so both read the same figure."""
+    # imported here: every contract module comes with it, which an edge daemon that does not trade never loads
+    # (1 MB resident on `import peergrid_edge.daemon`, which reaches this module through metering)
+    from peergrid_ledger.contracts.market_state import capacity
+
     posted = capacity(state, account, interval)
     return None if posted is None else connection_w(posted, interval_ms)
 
