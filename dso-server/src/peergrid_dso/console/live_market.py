@@ -8,23 +8,44 @@ trades and their settlement (from the chain state the market contract wrote), th
 reopened interval numbers on from (`reopened_at`, None when never reopened), so the view can tell a bargaining
 stopped at the cap from one still moving; and - when the lab gives the MGMCs' interval records
 (`mgmc_records`) - each MG's cost under P2P and under the conventional market; in
-the pilot those stay private to the MGMCs and the view says so. The interval's welfare is given once every MG
-named in its trades has its record (`welfare.waiting`: those still missing): a seller writes its record before
-its buyers do, and a welfare of the sellers alone (their P2P income in, the buyers' payment not) read as P2P
-costing more than the conventional market (U2's lab: p2p 0.000 against 4.785 on the newest interval).
-Anonyms are shown by the MG names the DSO enrolled them under. Reads only: blocks from the store (any thread), state through `call` (the node's loop).
-Blocks are scanned once, incrementally.
+the pilot those stay private to the MGMCs and the view says so. A record belongs to the trading key it names
+(`anonym`; a record without one, to the MG its file is named after: mgmc-<mg>.jsonl). The interval's welfare
+is given once every key in its trades has its record: while one may still come it is `welfare.waiting` (named)
+and no figure is given - a seller writes its record before its buyers do, and a welfare of the sellers alone
+read as P2P costing more than the conventional market (U2's lab: p2p 0.000 against 4.785). A key's record will
+not come (`welfare.missing`: name -> why) when its MGMC's record of the interval says it failed, when its
+records went on past the interval without one, or when no record names the key (not an enrolled anonym) and
+every MGMC's records went on past the interval; an enrolled MG no record names yet is waited for. With none
+waiting and some missing, the welfare is that of the MGs with records (their costs with their P2P payments,
+`cost_p2p`), not the physical sum, which is fair only over every party (R38 on f7e23ea: an unenrolled
+trader's interval showed 'waiting for 3fa2b1c0' for good). Trading keys are shown by the MG names the DSO
+enrolled them under, else by the MG whose records name them, else by their first 8 hex digits. Reads only:
+blocks from the store (any thread), state through `call` (the node's loop). Blocks are scanned once,
+incrementally; the records are read at each new head.
 """
 
 from __future__ import annotations
 
 import json
+import re
 import threading
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 MICRO = 1e6
+KEY_HEX = re.compile(r"[0-9a-f]{64}")
+
+
+@dataclass
+class Records:
+    """What the MGMCs' interval records say (the lab's; empty in the pilot)."""
+
+    costs: dict[int, dict[str, dict[str, float]]] = field(default_factory=dict)  # interval -> MG -> its costs
+    written: dict[int, set[str]] = field(default_factory=dict)  # interval -> the MGs with any record of it
+    last: dict[str, int] = field(default_factory=dict)  # MG -> the last interval its records name
+    keys: dict[str, str] = field(default_factory=dict)  # trading key (hex) -> the MG whose records name it
 
 
 class LiveMarket:
@@ -40,13 +61,15 @@ class LiveMarket:
         self.interval_hours, self.mgmc_records = interval_hours, mgmc_records
         self._lock = threading.Lock()
         self._scanned = 0
-        # interval -> seller -> round -> (price per kWh, kWh)
+        # interval -> seller's key (hex) -> round -> (price per kWh, kWh)
         self._positions: dict[int, dict[str, dict[int, tuple[float, float]]]] = {}
+        self._records = Records()
         self._closed: set[int] = set()
         self._cache: tuple[int, dict[str, Any]] | None = None
 
-    def _name(self, key: bytes) -> str:
-        return self.anonyms.get(key.hex(), key.hex()[:8])
+    def _name(self, key: str) -> str:
+        """A trading key's (hex) name: its enrolled MG's, else the MG whose records name it, else its head."""
+        return self.anonyms.get(key) or self._records.keys.get(key) or key[:8]
 
     def _scan(self, store: Any, head: int) -> None:
         for height in range(self._scanned + 1, head + 1):
@@ -54,7 +77,7 @@ class LiveMarket:
                 body = tx.body
                 if tx.kind in ("offer", "move") and "price" in body:
                     t, r = int(body["interval"]), int(body["round"])
-                    rounds = self._positions.setdefault(t, {}).setdefault(self._name(tx.sender), {})
+                    rounds = self._positions.setdefault(t, {}).setdefault(tx.sender.hex(), {})
                     rounds[r] = (body["price"] / 1000, body["quantity"] / 1000)
                 elif tx.kind == "trade":
                     self._closed.add(int(body["interval"]))
@@ -73,8 +96,8 @@ class LiveMarket:
             self._scan(store, head)
             intervals = sorted(self._positions)
             trades, reopened = self.call(lambda: (self._trades(intervals), self._reopened_at(intervals)))
-            costs = self._costs()
-            out = [self._interval(t, trades.get(t, []), costs.get(t, {}), reopened.get(t)) for t in intervals]
+            self._records = self._read_records()
+            out = [self._interval(t, trades.get(t, []), reopened.get(t)) for t in intervals]
         source = f"live: the DSO's replica of the MGMC chain (height {head})"
         if self.mgmc_records is None:
             source += "; MG costs stay private to the MGMCs"
@@ -101,10 +124,11 @@ class LiveMarket:
         state = self.replica.app.state
         return {t: int(done["round"]) for t in intervals if (done := reopening(state, t)) is not None}
 
-    def _costs(self) -> dict[int, dict[str, dict[str, float]]]:
-        out: dict[int, dict[str, dict[str, float]]] = {}
+    def _read_records(self) -> Records:
+        """The MGMCs' interval records as they stand (lines being written, or not JSON, are left out)."""
+        found = Records()
         if self.mgmc_records is None:
-            return out
+            return found
         for path in sorted(self.mgmc_records.glob("mgmc-*.jsonl")):
             mg = path.stem.removeprefix("mgmc-")
             try:
@@ -114,20 +138,47 @@ class LiveMarket:
             for line in lines:
                 try:
                     rec = json.loads(line)
+                    t = rec["interval"]
+                except (ValueError, KeyError, TypeError):
+                    continue  # a line being written
+                if type(t) is not int:
+                    continue
+                found.written.setdefault(t, set()).add(mg)
+                found.last[mg] = max(t, found.last.get(mg, t))
+                if isinstance(key := rec.get("anonym"), str) and KEY_HEX.fullmatch(key):
+                    found.keys[key] = mg
+                try:
                     entry = {k: float(rec[k]) for k in ("cost_p2p", "cost_conventional", "p2p_money")}
                 except (ValueError, KeyError, TypeError):
-                    continue  # an error record, or a line being written
-                out.setdefault(int(rec["interval"]), {})[mg] = entry
-        return out
+                    continue  # an error record: the interval failed for that MG
+                found.costs.setdefault(t, {})[mg] = entry
+        return found
 
-    def _interval(
-        self,
-        t: int,
-        trades: list[dict[str, Any]],
-        costs: dict[str, dict[str, float]],
-        reopened_at: int | None,
-    ) -> dict[str, Any]:
-        sellers = self._positions.get(t, {})
+    def _unreported(self, t: int, parties: set[str]) -> tuple[list[str], dict[str, str]]:
+        """Of the trading keys `parties` (hex), those whose record of t may still come (their names) and those
+        whose record will not, with why (see the module's contract)."""
+        rec = self._records
+        costs, written = rec.costs.get(t, {}), rec.written.get(t, set())
+        waiting: list[str] = []
+        missing: dict[str, str] = {}
+        everyone_past = bool(rec.last) and all(last > t for last in rec.last.values())
+        for key in parties:
+            name = self._name(key)
+            mg = rec.keys.get(key) or (name if name in rec.last else None)  # the MG whose records are its
+            if mg is not None and mg in costs:
+                continue
+            if mg is not None and mg in written:
+                missing[name] = "its MGMC's record of this interval says it failed"
+            elif mg is not None and rec.last[mg] > t:
+                missing[name] = "its MGMC's records went on past this interval without one"
+            elif mg is None and key not in self.anonyms and everyone_past:
+                missing[name] = "no MGMC's record names this trading key, which is not an enrolled anonym"
+            else:
+                waiting.append(name)
+        return sorted(waiting), dict(sorted(missing.items()))
+
+    def _interval(self, t: int, trades: list[dict[str, Any]], reopened_at: int | None) -> dict[str, Any]:
+        sellers = {self._name(key): by_round for key, by_round in self._positions.get(t, {}).items()}
         rounds = max((r for by_round in sellers.values() for r in by_round), default=0)
         prices: list[dict[str, Any]] = []
         last_two: list[dict[str, float]] = []
@@ -144,19 +195,22 @@ class LiveMarket:
         converged = t in self._closed and (rounds == 1 or (len(last_two) == 2 and last_two[0] == last_two[1]))
         agreed, settlements = [], []
         for tr in trades:
-            seller, buyer = self._name(tr["seller"]), self._name(tr["buyer"])
+            seller, buyer = self._name(tr["seller"].hex()), self._name(tr["buyer"].hex())
             agreed.append({"seller": seller, "buyer": buyer, "quantity_kwh": tr["quantity"] / 1000,
                            "price": tr["price"] / 1000})  # fmt: skip
             done = tr.get("settlement")
             if done:
                 settlements.append({"seller": seller, "buyer": buyer, "delivered_kwh": done["delivered"] / 1000,
                                     "amount": round(done["amount"] / MICRO, 6), "ok": True})  # fmt: skip
+        costs = self._records.costs.get(t, {})
         p2p = {mg: round(c["cost_p2p"], 4) for mg, c in costs.items()}
         conventional = {mg: round(c["cost_conventional"], 4) for mg, c in costs.items()}
-        physical = sum(c["cost_p2p"] + c["p2p_money"] for c in costs.values())
-        parties = {name for tr in agreed for name in (tr["seller"], tr["buyer"])}
-        waiting = sorted(parties - set(costs)) if costs else []  # no records at all: the pilot's, or none yet
-        whole = bool(costs) and not waiting
+        parties = {key.hex() for tr in trades for key in (tr["seller"], tr["buyer"])}
+        waiting, missing = self._unreported(t, parties) if self.mgmc_records is not None else ([], {})
+        p2p_welfare = None
+        if costs and not waiting:  # whole: the physical costs (payments cancel); else the reporters' own
+            counted = ("cost_p2p", "p2p_money") if not missing else ("cost_p2p",)
+            p2p_welfare = round(-sum(c[k] for c in costs.values() for k in counted), 4)
         return {
             "interval": t,
             "hours": [round(t * self.interval_hours, 4), round((t + 1) * self.interval_hours, 4)],
@@ -171,9 +225,10 @@ class LiveMarket:
             "cost_p2p": p2p,
             "cost_conventional": conventional,
             "welfare": {
-                "p2p": round(-physical, 4) if whole else None,
-                "conventional": round(-sum(conventional.values()), 4) if whole else None,
+                "p2p": p2p_welfare,
+                "conventional": None if p2p_welfare is None else round(-sum(conventional.values()), 4),
                 "central": None,  # the centralised optimum is the report's, not computed live
-                "waiting": waiting,  # the trading MGs whose interval record is not in yet
+                "waiting": waiting,  # the trading MGs whose interval record may still come
+                "missing": missing,  # those whose record will not, with why: the figures are the others'
             },
         }

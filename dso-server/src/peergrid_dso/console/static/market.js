@@ -21,6 +21,18 @@ export function outcome(iv) {
   return `agreed after ${rounds}, prices still moving`;
 }
 
+// Who the welfare waits for, and whose record will not come (live records: console/live_market.py). With some
+// missing and none waiting the figures are those of the MGs with records (`reporters`), their payments counted.
+function welfareNotes(w, reporters) {
+  const missing = Object.entries(w.missing ?? {});
+  const whose = w.p2p === null ? "" : `: the figures are ${reporters.join(", ")}'s alone, with their P2P payments`;
+  return [
+    w.waiting?.length ? el("p", { id: "welfare-waiting" }, el("small", {}, `waiting for the interval records of ${w.waiting.join(", ")}`)) : "",
+    missing.length ? el("p", { id: "welfare-missing" }, el("small", {},
+      `no interval record will come of ${missing.map(([mg, why]) => `${mg} (${why})`).join("; ")}${whose}`)) : "",
+  ];
+}
+
 function pricePlot(prices) {
   const W = 520, H = 250, L = 50, B = 30, T = 22, R = 90;
   const rounds = Math.max(1, ...prices.map((p) => p.round));
@@ -96,7 +108,7 @@ export class MarketView {
         el("div", { class: "card" }, el("h2", {}, "Welfare"),
           el("table", {}, el("tbody", {},
             ["p2p", "conventional", "central"].map((k) => el("tr", {}, el("th", {}, k), el("td", { class: "num" }, fmt(iv.welfare[k], 3)))))),
-          iv.welfare.waiting?.length ? el("p", { id: "welfare-waiting" }, el("small", {}, `waiting for the interval records of ${iv.welfare.waiting.join(", ")}`)) : "")),
+          welfareNotes(iv.welfare, mgs))),
       el("div", { class: "card" }, el("h2", {}, "Agreed trades and settlement"),
         dataTable({ id: "trades" }, ["seller", "buyer", "kWh", "price", "delivered kWh", "paid", "settled"],
           iv.trades.map((t) => {
