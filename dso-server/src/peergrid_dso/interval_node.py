@@ -23,7 +23,8 @@ from the positions the relays report where they can be adopted (`dso_node`), rec
 reads every relay against that topology (`watch`, `services.switching_watch`): alarmed and recorded on the
 DSO chain once per change, never adopted.
 With `tariff_file` (and an MGMC chain that settles by both) it prices each MG's cover on the MGMC chain
-(`market.tariff`, a day ahead at a time, `tariff.CoverPricer`) beside the intervals, from the start.
+(`market.tariff`, a day ahead at a time, `tariff.CoverPricer`) beside the intervals, from the start; with
+`exchange_fee` it posts that fee as `market.fee` there where the chain's standing one differs (`fee_poster`).
 Its settings are `loop_settings`; submitting to its chains and the coordinated stop, `node_chains`; reopening
 an interval on the MGMC chain, `interval_reopen` (split out, D5).
 """
@@ -136,6 +137,7 @@ class DsoLoop:
     said: Throttled = field(default_factory=lambda: Throttled(log))  # retries' warnings, once per few s
     pricer: Any = None  # tariff.CoverPricer, with `tariff_file` (read at start: a bad file stops it there)
     capacity: Any = None  # tariff.CapacityPoster, where an MG of `mgs` names its `capacity_kw`
+    fee: Any = None  # fee_poster.FeePoster, with `exchange_fee` (a chain that takes none: ConfigError)
     start_records: list[Any] = field(default_factory=list)  # switching_adopt: the start's adoption
     watch: Any = None  # switching_watch.RelayWatch: every relay read after each interval, a plan or none
 
@@ -152,6 +154,10 @@ class DsoLoop:
             from peergrid_dso.tariff import CapacityPoster
 
             self.capacity = CapacityPoster.from_settings(s, self.mgmc, self.dso_key)
+        if self.mgmc is not None and self.fee is None:
+            from peergrid_dso.fee_poster import FeePoster
+
+            self.fee = FeePoster.from_settings(s, self.mgmc, self.dso_key)
 
     def publish(self, doc: dict[str, Any]) -> None:
         # retained: an MGMC that (re)connects learns at once how far the DSO got
@@ -222,10 +228,12 @@ class DsoLoop:
         return self.injections(t)
 
     async def run(self, stop: asyncio.Event) -> None:
-        # the cover prices and the connection capacities go out beside the enrolment (another chain)
+        # the cover prices, the connection capacities and the exchange fee go out beside the enrolment (another
+        # chain)
         pricing = [asyncio.create_task(self.pricer.run(stop, lambda: self.current))] if self.pricer else []
-        if self.capacity is not None:
-            pricing.append(asyncio.create_task(self.capacity.run(stop)))
+        for poster in (self.capacity, getattr(self, "fee", None)):  # (a test's stand-in loop may have no fee)
+            if poster is not None:
+                pricing.append(asyncio.create_task(poster.run(stop)))
         try:
             await asyncio.gather(self.enrol(), self.record_start())  # both before the first plan
             s = self.settings

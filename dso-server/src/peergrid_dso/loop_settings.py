@@ -2,7 +2,8 @@
 node's whole config (`IntervalNodeSettings`: that section plus the broker and feeder name).
 
 Promises: typed, strict (an unknown key or a wrong type is a `ConfigError` with one line); defaults fit the lab.
-Builds nothing and reads no file (the tariff file is read when the node starts: `tariff`): `interval_node`
+Builds nothing and reads no file (the tariff file is read when the node starts: `tariff`; the MGMC chain's
+genesis, which `exchange_fee` needs to have the uplift contract, by `fee_poster` then): `interval_node`
 and `live` turn them into a running node.
 """
 
@@ -11,12 +12,13 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from peergrid_dso.broker_tls import BrokerTls
 from peergrid_dso.drivers.relay_tls import RelayTls
 from peergrid_dso.live_reconnect import LEDGER_DOWN_AFTER_S
 from peergrid_ledger.consensus.node_cli import ChainSettings
+from peergrid_ledger.contracts.market_fee import MAX_COORDINATORS, MAX_FUND_CAP, check_fee
 from peergrid_ledger.settings import StrictSettings
 
 
@@ -41,6 +43,43 @@ class MgEntry(StrictSettings):
     def _meter_key_needs_a_meter(self) -> MgEntry:
         if self.meter_key is not None and self.meterless:
             raise ValueError("meter_key: a meterless MG has no PCC meter to sign its readings")
+        return self
+
+
+class ExchangeFeeEntry(StrictSettings):
+    """The day-ahead exchange fee the DSO posts as `market.fee` on the MGMC chain (`fee_poster.FeePoster`), in
+    the contract's fields and units, those of genesis `exchange_fee` and `peergrid-ledger genesis --exchange-fee`.
+    Refused as the chain would refuse the post, so a bad entry stops the start rather than being logged later."""
+
+    # nano-currency per kWh on each side of every day-ahead trade: a whole number of ticks (multiples of
+    # 1,000,000, one tick = 1 micro-unit per Wh), at most 10,000,000; 0: no fee
+    fee: int
+    # micro-units the uplift fund keeps after a session's payout (the rest goes back to its fee payers)
+    fund_cap: int = Field(0, ge=0, le=MAX_FUND_CAP)
+    # with a fee: 1 to 16 MGs of `loop.mgs` whose anonyms' sessions take it (the edges' day-ahead coordinator is
+    # its session's lowest member key); without one: none
+    coordinators: list[str] = Field(default_factory=list)
+
+    @field_validator("fee")
+    @classmethod
+    def _whole_ticks(cls, fee: int) -> int:
+        return check_fee(fee, "the fee")  # the chain's one check of a fee (its words)
+
+    @model_validator(mode="after")
+    def _as_the_contract_takes_it(self) -> ExchangeFeeEntry:
+        # market.fee's own rules (set_fee; the genesis refuses the same): said here with the MG names
+        if not self.fee and (self.fund_cap or self.coordinators):
+            raise ValueError(
+                "fund_cap and coordinators only with a fee above 0 (without one there is no fund)"
+            )
+        if self.fee and not 1 <= len(self.coordinators) <= MAX_COORDINATORS:
+            raise ValueError(
+                f"coordinators: a fee needs 1 to {MAX_COORDINATORS} MGs whose day-ahead sessions take it, got"
+                f" {len(self.coordinators)}"
+            )
+        twice = sorted({mg for mg in self.coordinators if self.coordinators.count(mg) > 1})
+        if twice:
+            raise ValueError(f"coordinators: {', '.join(twice)} named twice")
         return self
 
 
@@ -94,6 +133,9 @@ class LoopSettings(StrictSettings):
     # how long the node's ledger transport may be off the broker (or deaf: its subscriptions refused) before
     # /api/health says degraded
     ledger_down_after_s: float = Field(LEDGER_DOWN_AFTER_S, gt=0, le=3600)
+    # the exchange fee, fund cap and coordinators the DSO posts as `market.fee` on the MGMC chain (needs
+    # mgmc_chain, and its genesis the uplift contract) where the chain's standing ones differ; None: none posted
+    exchange_fee: ExchangeFeeEntry | None = None
 
     @model_validator(mode="after")
     def _disputes_need_the_mgmc_chain(self) -> LoopSettings:
@@ -101,6 +143,17 @@ class LoopSettings(StrictSettings):
             raise ValueError("disputes: the DSO settles disputed trades on the MGMC chain: set mgmc_chain")
         if self.tariff_file is not None and self.mgmc_chain is None:
             raise ValueError("tariff_file: the DSO prices the cover on the MGMC chain: set mgmc_chain")
+        if self.exchange_fee is not None:
+            if self.mgmc_chain is None:
+                raise ValueError(
+                    "exchange_fee: the DSO posts the fee (market.fee) on the MGMC chain: set mgmc_chain"
+                )
+            unknown = [mg for mg in self.exchange_fee.coordinators if mg not in self.mgs]
+            if unknown:
+                raise ValueError(
+                    f"exchange_fee.coordinators: {', '.join(unknown)} is not an MG of the loop (mgs: "
+                    f"{', '.join(sorted(self.mgs))})"
+                )
         return self
 
 

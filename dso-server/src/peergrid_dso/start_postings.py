@@ -8,10 +8,14 @@ connection capacities (an MG of its config names `capacity_kw` and the MGMC chai
 stands for good on the MGMC chain (`standing_from`), null while it does not. A capacity posted after the MG's
 first position stands only from the interval after it (`market.capacity`), so a figure later than the loop's
 first interval says that MG's earlier positions have no bound but its own rules: the lab fails its start on
-it (`peergrid_sim.dso_ready`). Reads only; call on the node's event loop (the only one that mutates the
-state). Cost per call: one state read per enrolled MG, the scan of `tariffs_through` from its last answer,
-and one read of the capacity key per MG with a capacity (its entries decoded once per distinct bytes:
-`market_state.capacities` memoises them).
+it (`peergrid_sim.dso_ready`). Where the node follows an MGMC chain with the exchange and uplift contracts,
+`exchange_fee`: the fee standing there for the day-ahead sessions opened now (`fee_poster.standing_fee`:
+`fee` nano-currency per kWh per side, `fund_cap` micro-units, `coordinators` as MG names of its config (a key
+it does not know: its hex), `posted` true for the DSO's `market.fee`, false for the genesis'), and
+`as_configured`: whether that is its `loop.exchange_fee` (null without one). Reads only; call on the node's
+event loop (the only one that mutates the state). Cost per call: one state read per enrolled MG, the scan of
+`tariffs_through` from its last answer, one read of the capacity key per MG with a capacity (its entries
+decoded once per distinct bytes: `market_state.capacities` memoises them), and one of the fee's key.
 """
 
 from __future__ import annotations
@@ -87,4 +91,29 @@ def readiness(node: Any, known: int | None = None) -> dict[str, Any]:
     poster = getattr(node.loop, "capacity", None)  # `DsoLoop.capacity`: None where no MG names one
     if poster is not None and poster.applies():
         found["capacities"] = capacities_standing(poster.state, poster)
+    fee = fee_standing(node)
+    if fee is not None:
+        found["exchange_fee"] = fee
     return found
+
+
+def fee_standing(node: Any) -> dict[str, Any] | None:
+    """`readiness`'s `exchange_fee` (module), or None where the node follows no MGMC chain that takes one."""
+    from peergrid_dso.fee_poster import NEEDED_CONTRACTS, standing_fee
+
+    mgmc = getattr(node.loop, "mgmc", None)  # `DsoLoop.mgmc`: None without `loop.mgmc_chain`
+    if mgmc is None:
+        return None
+    app = mgmc.node.replicas[mgmc.chain].app
+    if not set(NEEDED_CONTRACTS) <= set(app.genesis.contracts):
+        return None
+    standing = standing_fee(app)
+    names = {bytes.fromhex(e.anonym): mg for mg, e in node.settings.mgs.items()}
+    poster = getattr(node.loop, "fee", None)  # `DsoLoop.fee`: None without `loop.exchange_fee`
+    return {
+        "fee": standing.fee,
+        "fund_cap": standing.fund_cap,
+        "coordinators": [names.get(key, key.hex()) for key in standing.coordinators],
+        "posted": standing.posted,
+        "as_configured": None if poster is None else standing.same(poster.body),
+    }
