@@ -162,3 +162,30 @@ def test_rendered_dso_settings_are_accepted_by_the_server(tmp_path: Path) -> Non
     assert loop.dso_chain.data_dir != loop.mgmc_chain.data_dir
     assert str(loop.relays_file) == "/etc/peergrid/dso-relays.json" and loop.interval_minutes == 15
     assert loop.auto_enrol is False  # the pilot: an operator approves each enrolment
+    assert loop.exchange_fee is None  # off unless the inventory names one: the chain's standing fee stays
+
+
+def test_an_exchange_fee_the_inventory_names_is_rendered_as_the_server_takes_it(tmp_path: Path) -> None:
+    """F5: `dso_server_exchange_fee` becomes the loop's `exchange_fee` (the DSO posts it as `market.fee`), its
+    integers and MG names as the server's strict model reads them."""
+    import json
+
+    from peergrid_dso.config import DsoSettings
+    from peergrid_ledger.settings import load_settings
+
+    out, inventory = tmp_path / "dso.yaml", ANSIBLE_DIR / "inventories" / "pilot-example"
+    fee = {"fee": 2_000_000, "fund_cap": 50_000, "coordinators": ["mg-school"]}
+    extra_file = tmp_path / "extra.json"
+    extra_file.write_text(json.dumps({
+        "dso_server_mgs": MGS, "dso_server_exchange_fee": fee,
+        "peergrid_dso_genesis": "/srv/pki/dso-genesis.json", "peergrid_mgmc_genesis": "/srv/pki/mgmc.json",
+    }))  # fmt: skip
+    result = run_tool(
+        ["ansible-playbook", str(HERE / "render-dso.yml"), "-e", f"out_file={out}", "-e", f"@{extra_file}",
+         "-e", f"inventory_vars={inventory / 'group_vars' / 'all.yml'}", "-e", f"inventory_dir={inventory}"],
+        tmp_path,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stdout + result.stderr
+    loop = load_settings(out, DsoSettings).loop
+    assert loop is not None and loop.exchange_fee is not None
+    assert loop.exchange_fee.model_dump() == fee
