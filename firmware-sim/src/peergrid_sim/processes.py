@@ -8,6 +8,8 @@ none asked for, `DSO_PORT` unless another process holds it, then any free one) a
 (`peergrid-dso serve --listen-fd`), so the testbed knows the port before the process starts, and no other
 process can take it in between or be taken for it; it raises `TestbedError` with one line (and the log to
 read) when a part does not come up, e.g. a fixed port another process holds.
+A broker that exits while the lab runs is started again on its port (`watch_broker`, `broker_watch`: with a
+back-off, giving up with `TestbedError` after quick deaths in a row).
 Every child runs in its own session and `stop()` ends it (SIGTERM, then SIGKILL of its process group), so no
 grandchild outlives the testbed; `<workdir>/pids.json` names them while they run. `stop()` (a clean one or one
 after a failed start) removes pids.json and ports.json, so no file claims processes or ports of a stopped lab (a
@@ -27,6 +29,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -35,6 +38,7 @@ import yaml
 
 from peergrid_ledger.tied import tied_popen
 from peergrid_sim.broker import LOOPBACK, MosquittoBroker
+from peergrid_sim.broker_watch import BrokerGaveUp, BrokerWatch, RestartBackoff
 from peergrid_sim.scenario import Scenario
 
 
@@ -91,6 +95,8 @@ class Testbed:
     # interpreter start and an argon2 hash (2.9 s at load 15) no longer wait in line before the DSO's spawn
     admin_adding: tuple[subprocess.Popen[bytes], str] | None = None
     ended: dict[str, int] = field(default_factory=dict)  # every PID a stop ended (logs/stopped-pids.json)
+    broker_backoff: RestartBackoff = field(default_factory=RestartBackoff)  # a dead broker's restarts
+    broker_watch: BrokerWatch | None = None  # from the loop's first `watch_broker` on
 
     def spawn(self, name: str, argv: list[str], pass_fds: tuple[int, ...] = ()) -> Child:
         log = self.workdir / "logs" / f"{name}.log"
@@ -260,24 +266,18 @@ class Testbed:
             time.sleep(0.1)
         raise TestbedError(f"firmware-sim wrote no endpoints in {timeout:.0f} s; see {sim.log}")
 
-    def broker_down(self, restart_request: bool) -> str | None:
-        """What the testbed tells once when its broker has exited, else None. Nothing restarts it by itself: every
-        MGMC, the DSO and firmware-sim's MQTT devices wait for it, reconnecting. With `restart_request` (a lab
-        whose loop reads <workdir>/control) the line says how to have the testbed start it again on its port; a
-        broker started by hand instead would be no child of the testbed and outlive its stop. Reaps it (no
-        zombie); pids.json keeps its last PID until a restart rewrites it."""
-        proc = self.broker.process if self.broker is not None else None
-        if proc is None or proc.poll() is None:
-            return None
-        assert self.broker is not None
-        line = f"the broker (mosquitto, PID {proc.pid}) exited with {proc.returncode}; see {self.broker.log_path}"
-        if restart_request:
-            control = self.workdir / "control"
-            line += (
-                f"; the MGMCs, DSO and devices wait for it: `mkdir -p {control} && touch {control}/restart-broker`"
-                f" starts it again on port {self.broker.port}"
-            )
-        return line
+    def watch_broker(self, stopping: Callable[[], bool]) -> list[str]:
+        """What the testbed's loop tells of its broker now: a broker that exited is started again on its port
+        with a back-off (`broker_watch`: each death and each return told once; nothing once `stopping()` holds);
+        after too many quick deaths in a row, `TestbedError` saying so. pids.json names a restarted broker."""
+        if self.broker is None:
+            return []
+        if self.broker_watch is None or self.broker_watch.broker is not self.broker:
+            self.broker_watch = BrokerWatch(self.broker, self._write_pids, self.broker_backoff)
+        try:
+            return self.broker_watch.check(stopping)
+        except BrokerGaveUp as err:
+            raise TestbedError(str(err)) from None
 
     def dead_child(self) -> Child | None:
         return next(

@@ -2,7 +2,9 @@
 
 Promises: every process it starts (`peergrid_sim.processes.Testbed`) runs in its own session and is stopped
 (SIGTERM, then SIGKILL of its process group) when the testbed ends — by Ctrl-C, SIGTERM, SIGHUP (its terminal
-closed), `--duration`, or a child dying early — so it leaves no orphan; killed itself (SIGKILL, e.g. a test's
+closed), `--duration`, or a child dying early — so it leaves no orphan; a broker that dies is started again on
+its port with a back-off, and the testbed stops (status 1) when it dies too often soon after its start
+(`broker_watch`), never restarting it once a stop began; killed itself (SIGKILL, e.g. a test's
 timeout) or crashing, the kernel kills them (`peergrid_ledger.tied`). Prints the URLs to look at; the ports it
 got are also in `<workdir>/ports.json` while it runs (`--http-port 0`: any free port, bound here, served by the
 DSO; its stop removes the file, and pids.json). With
@@ -357,7 +359,6 @@ def main(argv: list[str] | None = None) -> int:
         deadline = None if args.duration is None else time.monotonic() + args.duration
         reported: set[str] = set()
         told_traded = False
-        broker_told = False  # its exit told; told again after a restart and another exit
         while not stop_reason and (deadline is None or time.monotonic() < deadline):
             if bed.loop is not None:
                 for line in bed.loop.handle_requests(bed):
@@ -391,10 +392,8 @@ def main(argv: list[str] | None = None) -> int:
                         reported.add(child.name)
                 elif child.name in reported:
                     reported.discard(child.name)
-            down = bed.broker_down(restart_request=bed.loop is not None)
-            if down is not None and not broker_told:
-                print(f"testbed: {down}", flush=True)
-            broker_told = down is not None
+            for line in bed.watch_broker(stopping=lambda: bool(stop_reason)):  # a dead one started again
+                print(f"testbed: {line}", flush=True)
             dead = bed.dead_child()
             if dead is not None:
                 print(
