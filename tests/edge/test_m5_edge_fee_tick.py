@@ -22,8 +22,9 @@ def test_a_session_fee_off_the_tick_is_not_joined(fee: int) -> None:
     with pytest.raises(
         SessionFailed,
         match=rf"refused: the session's exchange fee must be a whole number of ticks .* got {fee} \(a fee the chain"
-        r" took before fees were whole ticks: once the DSO posts a whole-tick market\.fee, the sessions opened after"
-        r" it run; only a replica catching up from genesis needs the chain recreated\)$",
+        r" took before fees were whole ticks: the sessions opened after the DSO posts a whole-tick market\.fee run -"
+        r" its operator sets loop\.exchange_fee in the DSO server's config and restarts the server, which posts it;"
+        r" only a replica catching up from genesis needs the chain recreated\)$",
     ):
         rules.join(None, [b"a" * 32, b"b" * 32], b"a" * 32, 0, fee)
     assert rules.fee == 0  # nothing taken from it

@@ -118,8 +118,9 @@ class SessionRules:
             check_fee(fee, "the session's exchange fee")
         except ValueError as exc:
             raise SessionFailed(
-                f"refused: {exc} (a fee the chain took before fees were whole ticks: once the DSO posts a "
-                "whole-tick market.fee, the sessions opened after it run; only a replica catching up from genesis "
+                f"refused: {exc} (a fee the chain took before fees were whole ticks: the sessions opened after "
+                "the DSO posts a whole-tick market.fee run - its operator sets loop.exchange_fee in the DSO "
+                "server's config and restarts the server, which posts it; only a replica catching up from genesis "
                 "needs the chain recreated)"
             ) from None
         self.fee = fee
