@@ -12,6 +12,9 @@ import os
 import signal
 import subprocess
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 
@@ -84,14 +87,24 @@ def _says_all(log: Path, lines: tuple[str, ...]) -> bool:
     return all(line in _read(log) for line in lines)
 
 
-def test_a_killed_broker_comes_back_on_its_port_and_the_daemons_say_lost_and_back(tmp_path: Path) -> None:
+@dataclass
+class Lab:
+    process: subprocess.Popen[str]
+    workdir: Path
+    out: Path  # the testbed's output
+    broker_port: int
+    broker_pid: int
+
+
+@contextmanager
+def lab(tmp_path: Path) -> Iterator[Lab]:
+    """The one-MG lab, up and every daemon connected to its broker; stopped (SIGTERM) if a test left it running."""
     scenario, workdir, out = tmp_path / "scenario.yaml", tmp_path / "bed", tmp_path / "testbed.out"
     scenario.write_text(yaml.safe_dump(SCENARIO), encoding="utf-8")
     argv = [str(BIN / "peergrid-testbed"), "--scenario", str(scenario), "--no-market", "--http-port", "0",
             "--workdir", str(workdir), "--duration", "600"]  # fmt: skip
     with out.open("w") as sink:
         bed = tied_popen(argv, stdout=sink, stderr=subprocess.STDOUT, text=True)
-    stopped: dict[str, int] = {}
     try:
         started = lambda: (workdir / "ports.json").exists() or bed.poll() is not None  # noqa: E731
         assert wait_until(started, 180), _read(out)
@@ -99,7 +112,36 @@ def test_a_killed_broker_comes_back_on_its_port_and_the_daemons_say_lost_and_bac
         port = json.loads((workdir / "ports.json").read_text())["broker"]
         mosquitto_log = workdir / "broker" / "mosquitto.log"
         assert wait_until(lambda: all(c in _read(mosquitto_log) for c in CLIENTS), 60), _read(mosquitto_log)
-        old = json.loads((workdir / "pids.json").read_text())["mosquitto"]
+        yield Lab(bed, workdir, out, port, json.loads((workdir / "pids.json").read_text())["mosquitto"])
+    finally:
+        if bed.poll() is None:
+            bed.send_signal(signal.SIGTERM)
+            bed.wait(timeout=60)
+
+
+def _stopped(lab: Lab) -> dict[str, int]:
+    """What the testbed's stop ended (logs/stopped-pids.json), after checking none of it survived."""
+    stopped = json.loads((lab.workdir / "logs" / "stopped-pids.json").read_text())
+    assert not [name for name, pid in stopped.items() if alive(pid)]
+    return dict(stopped)
+
+
+def _brokers_of(workdir: Path) -> list[int]:
+    """The PIDs of the processes running Mosquitto with this lab's config."""
+    conf = str(workdir / "broker" / "mosquitto.conf").encode()
+    found = []
+    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+        try:
+            if conf in cmdline.read_bytes().split(b"\0"):
+                found.append(int(cmdline.parent.name))
+        except OSError:  # ended meanwhile
+            continue
+    return found
+
+
+def test_a_killed_broker_comes_back_on_its_port_and_the_daemons_say_lost_and_back(tmp_path: Path) -> None:
+    with lab(tmp_path) as bed:
+        workdir, out, port, old = bed.workdir, bed.out, bed.broker_port, bed.broker_pid
         os.kill(old, signal.SIGKILL)
         assert wait_until(lambda: "testbed: the broker is back" in _read(out), 60), _read(out)
         told = [line for line in _read(out).splitlines() if "broker" in line and line.startswith("testbed: ")]
@@ -115,16 +157,23 @@ def test_a_killed_broker_comes_back_on_its_port_and_the_daemons_say_lost_and_bac
         for name, (lost, back) in OUTAGE_LINES.items():
             log, said = workdir / "logs" / f"{name}.log", (lost.format(port=port), back.format(port=port))
             assert wait_until(partial(_says_all, log, said), 60), (name, _read(log)[-3000:])
-        bed.send_signal(signal.SIGINT)  # Ctrl-C
-        assert bed.wait(timeout=60) == 0, _read(out)
-    finally:
-        if bed.poll() is None:
-            bed.send_signal(signal.SIGTERM)
-            bed.wait(timeout=60)
-        if (workdir / "logs" / "stopped-pids.json").exists():
-            stopped = json.loads((workdir / "logs" / "stopped-pids.json").read_text())
+        bed.process.send_signal(signal.SIGINT)  # Ctrl-C
+        assert bed.process.wait(timeout=60) == 0, _read(out)
     assert "peergrid testbed stopped (SIGINT)" in _read(out)
-    assert stopped["mosquitto"] == new  # the restarted broker was the testbed's to stop, and it did
-    assert not [name for name, pid in stopped.items() if alive(pid)]
+    assert _stopped(bed)["mosquitto"] == new  # the restarted broker was the testbed's to stop, and it did
     # one outage: the stop ended the broker after the MGMC, which so lost it no second time
     assert _read(workdir / "logs" / "mgmc-mg1.log").count("WARNING lost broker") == 1
+
+
+def test_a_ctrl_c_while_a_restart_is_due_starts_no_broker(tmp_path: Path) -> None:
+    """The stop begins within the wait before the broker's start: it is never started, and nothing is left."""
+    with lab(tmp_path) as bed:
+        os.kill(bed.broker_pid, signal.SIGKILL)
+        assert wait_until(lambda: "testbed: WARNING the broker" in _read(bed.out), 60, 0.01), _read(bed.out)
+        bed.process.send_signal(signal.SIGINT)  # within the 1-2 s wait: the loop looks every 0.2 s
+        assert bed.process.wait(timeout=60) == 0, _read(bed.out)
+    assert "the broker is back" not in _read(bed.out) and "peergrid testbed stopped (SIGINT)" in _read(
+        bed.out
+    )
+    assert _stopped(bed)["mosquitto"] == bed.broker_pid  # the dead one, the last the testbed had
+    assert _brokers_of(bed.workdir) == []
