@@ -152,7 +152,8 @@ class MosquittoBroker:
         raise BrokerError(f"mosquitto did not start listening; see {self.log_path}")
 
     def restart(self) -> None:
-        """Stop and start again on the same port (for outage tests)."""
+        """Stop and start again on the same port, with the same config, TLS and ACL files (outage tests, and the
+        testbed's `broker_watch` after the broker died)."""
         self.stop()
         if not self._spawn():
             raise BrokerError(f"mosquitto did not come back on port {self.port}; see {self.log_path}")
