@@ -310,3 +310,16 @@ def test_check_config_takes_the_entry_and_names_a_bad_fee(
         "number of ticks (multiples of 1,000,000 nano-currency per kWh, 1 micro-unit per Wh) in [0, 10,000,000], "
         "got 1500000"
     )
+
+
+def test_check_config_refuses_the_entry_on_a_chain_without_the_uplift_contract(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert check_config(Lab(contracts=("market", "exchange")), tmp_path, ONE_TICK, capsys) == (
+        "peergrid-dso: config error: loop.exchange_fee: the MGMC chain (mgmc) has no uplift contract, so it takes "
+        "no exchange fee (market.fee is the uplift contract's, for the exchange's day-ahead sessions): remove "
+        "loop.exchange_fee, or run a chain whose genesis has both"
+    )
+    assert check_config(Lab(contracts=("market",)), tmp_path, {"fee": 0}, capsys).startswith(
+        "peergrid-dso: config error: loop.exchange_fee: the MGMC chain (mgmc) has no exchange or uplift contract"
+    )

@@ -45,7 +45,8 @@ T = TypeVar("T")
 
 def preflight(settings: Any, *, broker: bool = True) -> list[str]:
     """Fail fast, before the web server starts, on what the loop section names but cannot be read: the DSO
-    key, the chains' geneses, the tariff file (read and checked as the node will: `tariff.load_tariff_file`),
+    key, the chains' geneses (with `exchange_fee`, an MGMC chain that takes none: `fee_poster.check_chain`), the
+    tariff file (read and checked as the node will: `tariff.load_tariff_file`),
     the feeder and the relays file (built as the node builds them: `switching_relays.check_relays`; branches
     without a relay are one WARNING), and, with `broker`, a broker that refuses the node for good (its TLS
     certificate, ACL login) (`ConfigError` with one line; `peergrid-dso serve` and `check-config` exit 2).
@@ -60,9 +61,13 @@ def preflight(settings: Any, *, broker: bool = True) -> list[str]:
         keys.read_keyfile(loop.key_file)
     except keys.KeyFileError as exc:
         raise ConfigError(f"loop.key_file: {exc}") from None
-    for chain in [loop.dso_chain, loop.mgmc_chain]:
-        if chain is not None:
-            load_genesis(chain.genesis)
+    load_genesis(loop.dso_chain.genesis)
+    if loop.mgmc_chain is not None:
+        mgmc_genesis = load_genesis(loop.mgmc_chain.genesis)
+        if loop.exchange_fee is not None:  # else the node's start refuses it, inside uvicorn's
+            from peergrid_dso.fee_poster import check_chain
+
+            check_chain(mgmc_genesis)
     if loop.ties is not None and not loop.ties.is_file():
         raise ConfigError(f"loop.ties: {loop.ties}: no such file")
     if loop.tariff_file is not None:  # else the node's start fails inside uvicorn's, with a traceback
