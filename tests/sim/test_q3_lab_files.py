@@ -59,25 +59,3 @@ def test_the_stop_after_a_failed_start_removes_pids_json(
     assert not (workdir / "pids.json").exists()
     assert not (workdir / "ports.json").exists()
     assert "firmware-sim" in json.loads((workdir / "logs" / "stopped-pids.json").read_text())
-
-
-def test_a_dead_broker_is_told_once_with_how_to_restart_it_and_not_after_its_restart(tmp_path: Path) -> None:
-    """U2: a lab's broker killed while it ran was neither restarted nor told; the testbed said nothing, kept it a
-    zombie, and the lab stalled. Now the testbed's loop has a line for it (`broker_down`), None while it runs."""
-    bed = _bed(tmp_path)
-    bed.broker = MosquittoBroker(tmp_path / "broker").start()
-    try:
-        assert bed.broker_down(restart_request=True) is None
-        assert bed.broker.process is not None
-        pid = bed.broker.process.pid
-        bed.broker.process.kill()
-        bed.broker.process.wait(timeout=10)
-        line = bed.broker_down(restart_request=True)
-        assert line is not None and f"PID {pid}) exited with -9" in line
-        assert f"touch {tmp_path}/control/restart-broker` starts it again on port {bed.broker.port}" in line
-        plain = bed.broker_down(restart_request=False)
-        assert plain is not None and "restart-broker" not in plain  # no loop reads the control files there
-        bed.broker.restart()
-        assert bed.broker_down(restart_request=True) is None
-    finally:
-        bed.stop()
