@@ -1,7 +1,8 @@
 """Enrolment of MGMCs: a signed request with a one-time token, authorisation, an anonym, revocation.
 
 Promises: `EnrolmentService.request` accepts a request only if its token was issued and not used before and
-its Ed25519 signature by the MGMC's identity key covers (token, mgmc, anonym, label); otherwise it raises
+its Ed25519 signature by the MGMC's identity key covers (token, mgmc, anonym, label), and no enrolment that is not
+revoked holds its label (one MG, one key: the injection gate and the console name an MGMC by it); otherwise it raises
 `EnrolmentRefused` with the reason and the token stays unused. In `auto` mode (the lab) an accepted request is
 authorised at once (operator `AUTO_OPERATOR`); otherwise it waits for `approve` by an operator. Approval
 records `enrol` on the DSO chain with the operator's name (the anonym is the pseudonym the MGMC trades under,
@@ -93,6 +94,16 @@ class EnrolmentService:
             nacl.signing.VerifyKey(mgmc).verify(enrolment_digest(token, mgmc, anonym, label), signature)
         except (nacl.exceptions.BadSignatureError, nacl.exceptions.ValueError, ValueError):
             raise EnrolmentRefused("signature does not verify with the MGMC's key") from None
+        # one MG, one key: the label is the MG the DSO meters, prices and takes injections from under it; checked
+        # after the signature, so only the key that asked learns who holds the name
+        holder = next(
+            (e for e in self.enrolments.values() if e.label == label and e.status != "revoked"), None
+        )
+        if holder is not None:
+            raise EnrolmentRefused(
+                f"{label} is already enrolled ({holder.status}, MGMC {holder.mgmc.hex()[:12]}): revoke that"
+                " enrolment before another key enrols under its name"
+            )
         self.tokens.discard(token)
         enrolment = Enrolment(mgmc, anonym, label, "pending")
         self.enrolments[mgmc] = enrolment
