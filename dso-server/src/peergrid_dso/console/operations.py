@@ -15,7 +15,9 @@ An operator can adopt the positions the relays report as the DSO's open set (all
 none moving, radial, the open set the operator was shown): the way out of a refused plan or a ROLLBACK FAILED,
 and what lifts the node's start alarm (`EmbeddedLoop.start_alarm`, `/api/health`).
 Every action ends with an `operator_action` record on the DSO chain naming the operator
-and the transactions the action caused, sealed with them into one final block; enrolment records name the
+and the transactions the action caused, sealed with them into one final block; a switching (manual or an
+approved plan) that was not done says so there and in the audit trail, with the executor's reason
+(`outcome`); enrolment records name the
 operator too. With a `ConsoleDb` the audit trail is also kept in the DSO's data directory across restarts.
 The plans list keeps every pending (or executing) plan and the last `PLANS_KEPT_DECIDED` decided ones, the
 older dropped (the DSO chain keeps every approved plan's records); readers on other threads may iterate it.
@@ -167,9 +169,14 @@ class Operations:
         p, q = self._injections_mw()
         try:
             return plan_switching(
-                self.grid.feeder, self.dso.open_set, target, plan_id=label, interval=self.interval,
-                p_inj_mw=p, q_inj_mvar=q,
-            )  # fmt: skip
+                self.grid.feeder,
+                self.dso.open_set,
+                target,
+                plan_id=label,
+                interval=self.interval,
+                p_inj_mw=p,
+                q_inj_mvar=q,
+            )
         except SwitchingPlanError as exc:
             raise OperationError(f"no safe switching order: {exc}") from None
 
@@ -282,8 +289,10 @@ class Operations:
             raise refused from None
         except Exception as exc:  # not left `executing` for good (then never pruned): failed, and why
             plan.status = "failed"
-            plan.alarm = (f"{plan.id} failed while it ran: {type(exc).__name__}: {exc}; its relays may have moved: "
-                          "the relay watch reads them after the interval")  # fmt: skip
+            plan.alarm = (
+                f"{plan.id} failed while it ran: {type(exc).__name__}: {exc}; its relays may have moved: "
+                "the relay watch reads them after the interval"
+            )
             self.grid.alarm(plan.alarm)
             raise
         self.dso.open_set = result.final_open
@@ -291,7 +300,9 @@ class Operations:
         plan.status, plan.alarm = ("executed", None) if result.ok else ("failed", result.alarm)
         if result.alarm:
             self.grid.alarm(f"{switching.plan_id}: {result.alarm}")
-        plan.chain.append(self._seal(user, f"approve and execute {plan.id}", before))
+        plan.chain.append(
+            self._seal(user, outcome(f"approve and execute {plan.id}", result.ok, result.alarm), before)
+        )
         return plan
 
     # -- manual switching with confirmation
@@ -337,8 +348,14 @@ class Operations:
             self.dso.open_set = result.final_open
             if result.alarm:
                 self.grid.alarm(f"{label}: {result.alarm}")
-            chain = self._seal(user, action, before)
-        return {"ok": result.ok, "steps": [_step(s) for s in result.steps], "chain": [chain], "plan": label}
+            chain = self._seal(user, outcome(action, result.ok, result.alarm), before)
+        return {
+            "ok": result.ok,
+            "steps": [_step(s) for s in result.steps],
+            "chain": [chain],
+            "plan": label,
+            "alarm": result.alarm,
+        }
 
     # -- the relays' reported positions: read, and adopt them (after a refusal, a ROLLBACK FAILED, a restart)
     def read_relays(self) -> dict[str, Any]:
@@ -350,14 +367,20 @@ class Operations:
         view: dict[str, Any] = {"open_branches": list(held), "relays": {}, "unreadable": {}}
         if reading is None:
             return view | {"adoptable": False, "reason": "the relay driver names no relays", "changed": []}
-        view |= {"relays": {str(b): p for b, p in reading.positions.items()},
-                 "unreadable": {str(b): why for b, why in reading.unreadable.items()}}  # fmt: skip
+        view |= {
+            "relays": {str(b): p for b, p in reading.positions.items()},
+            "unreadable": {str(b): why for b, why in reading.unreadable.items()},
+        }
         try:
             adoption = adopt(self.grid.feeder, held, reading)
         except AdoptRefused as exc:
             return view | {"adoptable": False, "reason": str(exc), "changed": list(reading.disagreeing(held))}
-        return view | {"adoptable": True, "reason": None, "adopt_open": list(adoption.open_set),
-                       "changed": list(adoption.changed)}  # fmt: skip
+        return view | {
+            "adoptable": True,
+            "reason": None,
+            "adopt_open": list(adoption.open_set),
+            "changed": list(adoption.changed),
+        }
 
     def adopt_relays(self, user: str, expected_open: tuple[int, ...]) -> dict[str, Any]:
         """Adopt what the relays report as the DSO's open set, read again now: all read, none moving, radial
@@ -388,8 +411,13 @@ class Operations:
             with contextlib.suppress(AttributeError):  # the node's start alarm stood until an adoption
                 self.dso.alarms.clear()  # (`/api/health`'s loop.start_alarm); the console's log keeps it
             chain = self._seal(user, f"adopt relay positions: open {list(adoption.open_set)}", before)
-        return {"ok": True, "plan": plan_id, "open_branches": list(adoption.open_set),
-                "changed": list(adoption.changed), "chain": [chain]}  # fmt: skip
+        return {
+            "ok": True,
+            "plan": plan_id,
+            "open_branches": list(adoption.open_set),
+            "changed": list(adoption.changed),
+            "chain": [chain],
+        }
 
     # -- enrolment (the DSO engineer's EnrolmentService; requests arrive signed over /api/dso/enrolment)
     def enrolment_view(self) -> list[dict[str, Any]]:
@@ -415,6 +443,13 @@ class Operations:
             label = e.label[: LABEL_MAX - 20]
             view: dict[str, Any] = e.to_json()
             return view | {"chain": self._seal(user, f"{verb} enrolment of {label}", before)}
+
+
+def outcome(action: str, ok: bool, alarm: str | None) -> str:
+    """The audit trail's words for a switching the operator asked for: the action alone when it was done, else
+    with "not done" and the executor's reason, so a refused or failed operation never reads as a done one (U3:
+    four failed "close branch N" read exactly as the done ones, on the chain and in the Operations view)."""
+    return action if ok else f"{action}: not done ({alarm or 'failed'})"
 
 
 def _step(s: Any) -> dict[str, Any]:

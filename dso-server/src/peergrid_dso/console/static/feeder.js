@@ -3,6 +3,19 @@ import { api, canOperate, dataTable, el, svg, toast, fmt, liveFeed } from "./api
 
 const DX = 46, DY = 58, PAD = 30;
 
+// The newest interval's network check and whom the DSO asked to adjust, each contract with the start of its txid
+// as the Ledger view shows it (U3: the line said "2 adjustment(s)" and nothing of whom, how much or where).
+function loopDetail(iv) {
+  const lines = [];
+  if (iv.vmin_before != null && iv.vmin_pu != null) lines.push(`lowest voltage ${fmt(iv.vmin_before, 4)} → ${fmt(iv.vmin_pu, 4)} pu`);
+  for (const a of iv.adjusted || []) {
+    const limit = [a.min_kw != null ? `≥ ${fmt(a.min_kw, 1)} kW` : "", a.max_kw != null ? `≤ ${fmt(a.max_kw, 1)} kW` : ""].filter(Boolean).join(", ");
+    lines.push(`asked ${a.mg} to inject ${limit} (iteration ${a.iteration}${a.txid ? `, adjustment_contract ${a.txid.slice(0, 12)}…` : ""})`);
+  }
+  if (iv.rebargained) lines.push(`the MGMCs re-bargained ${iv.rebargained} time(s) (market.reopen on the MGMC chain)`);
+  return lines.length ? el("ul", { class: "loop-detail", id: "loop-detail" }, lines.map((t) => el("li", {}, t))) : "";
+}
+
 function voltageColour(bus, lo, hi) {
   if (bus.status === "dead") return "#999";
   if (bus.status !== "ok") return "#b3261e";
@@ -16,6 +29,17 @@ function loadingColour(loading) {
   if (loading > 1) return "#b3261e";
   if (loading > 0.8) return "#d98200";
   return "#2f6f9f";
+}
+
+// What the DSO's check before a step would refuse in a previewed state, in words, or "" (U3: a preview at 0.9055 pu
+// under a 0.91 floor offered Confirm without a word, and the operation was then refused).
+function below(preview, snapshot) {
+  const limit = snapshot?.vmin_limit;
+  if (limit !== undefined && preview.vmin_pu < limit) {
+    return `The lowest voltage would be ${fmt(preview.vmin_pu, 4)} pu, below the ${limit} pu floor: the DSO's check before the step will refuse it.`;
+  }
+  if (preview.max_loading > 1) return `A branch would be loaded ${fmt(100 * preview.max_loading, 0)} %: the DSO's check before the step will refuse it.`;
+  return "";
 }
 
 export class FeederView {
@@ -103,7 +127,8 @@ export class FeederView {
           el("tr", {}, el("th", {}, "open branches"), el("td", { id: "open-branches" }, s.open_branches.join(", "))),
           ...(s.interval ? [el("tr", {}, el("th", {}, "closed loop"), el("td", { id: "loop-interval", "data-interval": s.interval.interval },
             `interval ${s.interval.interval}: ${s.interval.error ? "DSO failed" : (s.interval.secure ? "secure" : "INSECURE")}, ` +
-            `${s.interval.switch_ops} switch op(s), ${s.interval.adjustments} adjustment(s), DSO chain height ${s.interval.height}`))] : [])))),
+            `${s.interval.switch_ops} switch op(s), ${s.interval.adjustments} adjustment(s), DSO chain height ${s.interval.height}`,
+            loopDetail(s.interval)))] : [])))),
       el("div", { class: "card" }, el("h2", {}, "MG injections"),
         dataTable({}, ["MG", "bus", "kW"],
           s.mgs.map((m) => el("tr", {}, el("td", {}, m.mg), el("td", {}, m.bus), el("td", { class: "num" }, fmt(m.p_kw)))))),
@@ -128,9 +153,10 @@ export class FeederView {
     }
     const confirm = el("button", { type: "button", id: "confirm-switch", onclick: async () => {
       confirm.disabled = true;
+      confirm.after(el("span", { id: "switch-progress" }, ` commanding the relay on branch ${br.number} and reading it back…`));
       try {
         const r = await api(`/console/api/switches/${br.number}/operate`, { method: "POST", body: { close, confirm: preview.confirm } });
-        toast(r.ok ? `branch ${br.number} ${close ? "closed" : "opened"}; recorded as "${r.plan}"` : `switching failed and was rolled back`);
+        toast(r.ok ? `branch ${br.number} ${close ? "closed" : "opened"}; recorded as "${r.plan}"` : `branch ${br.number} not ${close ? "closed" : "opened"}: ${r.alarm || "switching failed"}`);
         this.panel.hidden = true;
       } catch (e) { this.panel.replaceChildren(el("p", { class: "error" }, e.message), cancel); }
     } }, `Confirm: ${close ? "close" : "open"} branch ${br.number}`);
@@ -138,6 +164,8 @@ export class FeederView {
       el("h2", {}, `${close ? "Close" : "Open"} branch ${br.number}?`),
       el("p", {}, `After the operation: losses ${fmt(preview.losses_kw)} kW, lowest voltage ${fmt(preview.vmin_pu, 4)} pu, ` +
         `highest loading ${fmt(100 * preview.max_loading, 0)} %, ${preview.radial ? "radial" : "MESHED (not radial)"}.`),
+      // The executor checks each step against the floor and the ratings before it commands a relay: say so here
+      below(preview, this.snapshot) ? el("p", { class: "error", id: "switch-limit" }, below(preview, this.snapshot)) : "",
       confirm, " ", cancel);
   }
 }
