@@ -348,10 +348,11 @@ class DsoLoop:
             iteration += 1
             for contract in contracts:
                 body = {**contract.body(), "iteration": iteration}
-                await asyncio.to_thread(
-                    self.recorder.adjustment, bytes.fromhex(s.mgs[contract.mg].node), t, body
-                )
-                out.adjustments.append(body)
+                node = bytes.fromhex(s.mgs[contract.mg].node)
+                await asyncio.to_thread(self.recorder.adjustment, node, t, body)
+                index = read_obj(self.replica.app.state, ks.adjustment_index(node, t)) or []
+                # the record names the contract's txid (final now), so the console can point at it on the chain
+                out.adjustments.append({**body, "txid": index[-1].hex() if index else None})
             nodes = [s.mgs[c.mg].node for c in contracts]
             first = read_obj(self.replica.app.state, ks.adjustment_index(bytes.fromhex(nodes[0]), t)) or []
             reopening = await self.reopen(t, first[-1]) if first else Reopening(None, "no contract on chain")

@@ -103,6 +103,10 @@ class ConsoleState:
             "vmin_pu": (record.get("after") or {}).get("vmin_pu"),
             "switch_ops": len(plan.get("operations", [])),
             "adjustments": len(record.get("adjustments") or []),
+            # what the network check found and whom the DSO asked (U3: the line said only "2 adjustment(s)")
+            "vmin_before": (record.get("before") or {}).get("vmin_pu"),
+            "adjusted": [_adjusted(a) for a in record.get("adjustments") or []],
+            "rebargained": sum(1 for r in record.get("rebargain") or [] if r.get("reopened") is not None),
             "height": record.get("height"),
             "missing": record.get("missing", []),
         }
@@ -110,8 +114,12 @@ class ConsoleState:
         self.ops.interval = t + 1  # operator plans belong to the interval the loop works on next
         if "error" in record:
             self.grid.alarm(f"interval {t}: the DSO failed ({record['error']})")
-        for text in [*(record.get("after") or {}).get("violations", []), record.get("unmet"), plan.get("alarm"),
-                     plan.get("error")]:  # fmt: skip
+        for text in [
+            *(record.get("after") or {}).get("violations", []),
+            record.get("unmet"),
+            plan.get("alarm"),
+            plan.get("error"),
+        ]:
             if text:
                 self.grid.alarm(f"interval {t}: {text}")
         self.grid.set_interval(summary)
@@ -200,3 +208,20 @@ def build_console(settings: ConsoleSettings, dso: Any, loop: Any = None) -> Cons
         state.relay_watch = lambda: watch_of(loop)  # late bound: read where the node keeps it now
         loop.listeners.append(state.on_interval)
     return state
+
+
+def _adjusted(contract: dict[str, Any]) -> dict[str, Any]:
+    """One adjustment contract of an interval's record as the feeder view names it: the MG, the iteration, its
+    injection limits in kW (None: no bound that way) and the contract's txid on the DSO chain (None in a record
+    written before the node named it)."""
+    kw = {
+        k: None if contract.get(f"{k}_injection_w") is None else contract[f"{k}_injection_w"] / 1000
+        for k in ("min", "max")
+    }
+    return {
+        "mg": contract.get("mg"),
+        "iteration": contract.get("iteration"),
+        "min_kw": kw["min"],
+        "max_kw": kw["max"],
+        "txid": contract.get("txid"),
+    }
