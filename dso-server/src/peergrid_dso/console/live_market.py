@@ -6,7 +6,10 @@ and `move` transactions in the DSO's MGMC-chain replica, which follows the chain
 trades and their settlement (from the chain state the market contract wrote), the rounds cap of one bargaining
 (`round_cap`: the MGMC genesis' `max_rounds`, None when it sets none) and the round the last re-bargaining of a
 reopened interval numbers on from (`reopened_at`, None when never reopened), so the view can tell a bargaining
-stopped at the cap from one still moving; and - when the lab gives the MGMCs' interval records
+stopped at the cap from one still moving; an interval a day-ahead exchange session's clear closed (`--dayahead`:
+no offer, no move, its trades the clear's) is listed too, with that session's name in `forward` (None for an
+interval bargained intraday), where before the view waited for a bargaining that never came all day (U3); and -
+when the lab gives the MGMCs' interval records
 (`mgmc_records`) - each MG's cost under P2P and under the conventional market; in
 the pilot those stay private to the MGMCs and the view says so. A record belongs to the trading key it names
 (`anonym`; a record without one, to the MG its file is named after: mgmc-<mg>.jsonl). The interval's welfare
@@ -65,6 +68,9 @@ class LiveMarket:
         self._positions: dict[int, dict[str, dict[int, tuple[float, float]]]] = {}
         self._records = Records()
         self._closed: set[int] = set()
+        self._sessions: dict[str, range] = {}  # exchange session -> the intervals its opening prices
+        self._unread: set[int] = set()  # intervals of a cleared session not yet found closed by it
+        self._forward: dict[int, str] = {}  # interval -> the exchange session whose clear closed it
         self._cache: tuple[int, dict[str, Any]] | None = None
 
     def _name(self, key: str) -> str:
@@ -81,6 +87,11 @@ class LiveMarket:
                     rounds[r] = (body["price"] / 1000, body["quantity"] / 1000)
                 elif tx.kind == "trade":
                     self._closed.add(int(body["interval"]))
+                elif tx.kind == "exchange.open":
+                    first = int(body["first_interval"])
+                    self._sessions[str(body["session"])] = range(first, first + len(body["prices"]))
+                elif tx.kind == "exchange.clear":  # a clear (or one part of it) closes intervals it traded
+                    self._unread.update(self._sessions.get(str(body["session"]), ()))
                 elif (
                     tx.kind == "market.reopen"
                 ):  # bargaining again: its trades superseded until a trade closes it
@@ -94,7 +105,11 @@ class LiveMarket:
             if self._cache is not None and self._cache[0] == head:
                 return self._cache[1]
             self._scan(store, head)
-            intervals = sorted(self._positions)
+            if self._unread:
+                self._forward.update(self.call(self._cleared))
+                self._unread -= set(self._forward)
+                self._closed.update(self._forward)
+            intervals = sorted(set(self._positions) | set(self._forward))
             trades, reopened = self.call(lambda: (self._trades(intervals), self._reopened_at(intervals)))
             self._records = self._read_records()
             out = [self._interval(t, trades.get(t, []), reopened.get(t)) for t in intervals]
@@ -109,6 +124,15 @@ class LiveMarket:
         with self._lock:
             self._cache = (head, doc)
         return doc
+
+    def _cleared(self) -> dict[int, str]:
+        """On the node's loop: which intervals of a cleared session the clear closed, by the session its market
+        record names (a clear in parts closes some now and the rest at its next part)."""
+        from peergrid_ledger.contracts import market
+
+        state = self.replica.app.state
+        found = {t: market.interval_record(state, t).get("session") for t in sorted(self._unread)}
+        return {t: str(session) for t, session in found.items() if session is not None}
 
     def _trades(self, intervals: list[int]) -> dict[int, list[dict[str, Any]]]:
         """On the node's loop: the agreed trades of each interval with their settlement (chain state)."""
@@ -219,6 +243,7 @@ class LiveMarket:
             "closed": t in self._closed,
             "round_cap": self.replica.app.genesis.params.max_rounds or None,  # 0: the chain sets no cap
             "reopened_at": reopened_at,
+            "forward": self._forward.get(t),  # the day-ahead exchange session whose clear closed it, or None
             "prices": prices,
             "trades": agreed,
             "settlements": settlements,

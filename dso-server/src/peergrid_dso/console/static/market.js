@@ -10,6 +10,7 @@ const COLOURS = ["#1f5fa8", "#d98200", "#1b7f3b", "#8e3fa8", "#b3261e", "#2a9d8f
 // it, counted from the last reopening (`reopened_at`, the round a re-bargaining numbers on from).
 export function outcome(iv) {
   const n = iv.rounds, rounds = `${n} round${n === 1 ? "" : "s"}`;
+  if (iv.forward) return `traded forward on the day-ahead exchange (session ${iv.forward}), no intraday bargaining`;
   if (!iv.trades.length) {  // a live record is `closed` once a trade closed it on the chain
     return iv.closed === false ? `no trade on the chain yet (${rounds} of offers)` : `no agreement (${rounds} of offers)`;
   }
@@ -66,6 +67,14 @@ function pricePlot(prices) {
   return g;
 }
 
+// The interval the view opens on and follows: the latest, but not one a day-ahead clear closed ahead of time and
+// nobody has delivered yet (no MG's record, no settlement): a --dayahead lab closes the whole day at its start,
+// and the view opened on 23:45 at 09:00 (U3).
+function newest(intervals) {
+  const due = intervals.filter((i) => !i.forward || Object.keys(i.cost_p2p).length || i.settlements.length);
+  return (due.length ? due : intervals).at(-1).interval;
+}
+
 export class MarketView {
   constructor(root) { this.root = root; this.selected = null; }
 
@@ -78,8 +87,8 @@ export class MarketView {
       return;
     }
     this.market = m;
-    if (this.follow && m.intervals.length) this.selected = m.intervals[m.intervals.length - 1].interval;
-    if (this.selected === null) this.selected = Math.max(...m.intervals.map((i) => i.interval));  // the latest, as a live update shows
+    if (this.follow && m.intervals.length) this.selected = newest(m.intervals);
+    if (this.selected === null) this.selected = newest(m.intervals);  // the latest, as a live update shows
     this.render();
   }
 
@@ -96,7 +105,7 @@ export class MarketView {
     const iv = m.intervals.find((i) => i.interval === this.selected);
     const picker = el("select", { id: "interval", onchange: (e) => { this.selected = Number(e.target.value); this.follow = false; this.render(); } },
       m.intervals.map((i) => el("option", { value: i.interval, selected: i.interval === this.selected },
-        `interval ${i.interval} (${i.hours[0]}–${i.hours[1]} h): ${i.trades.length} trade(s), ${i.rounds} round(s)`)));
+        `interval ${i.interval} (${i.hours[0]}–${i.hours[1]} h): ${i.trades.length} trade(s), ${i.forward ? "day-ahead" : `${i.rounds} round(s)`}`)));
     const mgs = Object.keys(iv.cost_p2p).sort();
     const totals = (key) => Object.fromEntries(mgs.map((g) => [g, m.intervals.reduce((s, i) => s + (i[key][g] || 0), 0)]));
     const tp = totals("cost_p2p"), tc = totals("cost_conventional");
@@ -104,7 +113,7 @@ export class MarketView {
       el("h2", {}, "Market"), el("p", {}, el("small", {}, m.source)), picker,
       el("div", { class: "grid2" },
         el("div", { class: "card" }, el("h2", {}, `Sellers' prices per round (interval ${iv.interval}: ${outcome(iv)})`),
-          iv.prices.length ? pricePlot(iv.prices) : el("p", {}, "no offers in this interval")),
+          iv.prices.length ? pricePlot(iv.prices) : el("p", {}, iv.forward ? "no intraday offers: the day-ahead exchange's clear agreed these trades" : "no offers in this interval")),
         el("div", { class: "card" }, el("h2", {}, "Welfare"),
           el("table", {}, el("tbody", {},
             ["p2p", "conventional", "central"].map((k) => el("tr", {}, el("th", {}, k), el("td", { class: "num" }, fmt(iv.welfare[k], 3)))))),
