@@ -181,6 +181,31 @@ def test_one_not_final_in_time_is_sent_again_with_the_same_body() -> None:
     assert lab.adapter.sent[0] == lab.adapter.sent[1] and lab.standing() == (TICK, 50_000)
 
 
+def test_one_that_lands_after_the_wait_is_told_as_posted_not_as_nothing_posted(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """R40-1: the adapter gave up waiting (not final) but the post landed; the next pass finds it standing and
+    says it was posted, not 'nothing posted' (which told the operator after the WARNING that it never was)."""
+    lab = Lab()
+    poster = lab.poster(ONE_TICK)
+    stall = lab.adapter.submit
+
+    async def lands_late(*args: Any, **kwargs: Any) -> Submitted:
+        lab.adapter.submit = stall  # type: ignore[method-assign]
+        await stall(*args, **kwargs)  # it lands on the chain ...
+        return Submitted(False, "timeout", "market.fee not final in 8 s")  # ... after the adapter's wait
+
+    lab.adapter.submit = lands_late  # type: ignore[method-assign]
+    with caplog.at_level(logging.INFO, "peergrid_dso.fee_poster"):
+        assert asyncio.run(poster.post()) is False
+        assert asyncio.run(poster.post()) is True
+    assert len(lab.adapter.sent) == 1 and lab.standing() == (TICK, 50_000)  # sent once, and it stands
+    assert [r.levelname for r in caplog.records] == ["WARNING", "INFO"]
+    told = caplog.records[1].getMessage()
+    assert told.startswith("market.fee posted on the MGMC chain (final after the wait)")
+    assert "nothing posted" not in caplog.text
+
+
 @pytest.mark.parametrize(
     ("entry", "words"),
     [

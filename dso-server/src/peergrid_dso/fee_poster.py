@@ -8,9 +8,10 @@ at start saying so (`check_chain`, for `live.preflight` to say before the server
 posts the body once where the fee, fund cap and coordinators standing on the chain (read as the contract reads
 them: the DSO's latest `market.fee`, else the genesis', `standing_fee`) are not the config's: a restart, or a
 genesis that already names them, sends nothing; a changed config posts again. Posted: one INFO line saying what
-stands now; nothing due: one INFO line saying so; refused: one ERROR line with the chain's reason, not sent
-again by this process; not final in time: sent again after `tariff.PASS_S`, the same body (the adapter adopts
-the pending one). `standing_fee` is also what `/api/health`'s loop section says (`start_postings`).
+stands now; nothing due: one INFO line saying so (one sent earlier that landed after the adapter's wait is
+told as posted, not as nothing posted); refused: one ERROR line with the chain's reason, not sent again by this
+process; not final in time: sent again after `tariff.PASS_S`, the same body (the adapter adopts the pending
+one). `standing_fee` is also what `/api/health`'s loop section says (`start_postings`).
 Never blocks the event loop; reads only the replica's committed state.
 """
 
@@ -81,6 +82,8 @@ class FeePoster:
     dso_key: keys.Keypair
     refused: bool = False  # the chain refused this body: not sent again by this process
     said: bool = False  # the one INFO line on what stands was logged
+    # sent and not final in the adapter's wait: should it stand at the next pass, it is this post (R40-1)
+    pending: bool = False
 
     @classmethod
     def from_settings(cls, s: Any, adapter: Any, dso_key: keys.Keypair) -> FeePoster | None:
@@ -120,7 +123,11 @@ class FeePoster:
         """One pass: post the body if it is due. True when nothing is left pending (it landed, stands already,
         or was refused: logged, not sent again)."""
         if not self.due():
-            if not self.said and not self.refused:
+            if self.pending and not self.refused:  # the post sent at an earlier pass landed after its wait
+                self.said, self.pending = True, False
+                log.info("market.fee posted on the MGMC chain (final after the wait): %s, for the day-ahead "
+                         "sessions opened from now on", self._words())  # fmt: skip
+            elif not self.said and not self.refused:
                 self.said = True
                 log.info(
                     "the MGMC chain's standing exchange fee is the config's, %s: nothing posted",
@@ -129,7 +136,7 @@ class FeePoster:
             return True
         result = await self.adapter.submit(self.dso_key, "market.fee", self.body, precheck=True)
         if result.ok:
-            self.said = True
+            self.said, self.pending = True, False
             log.info("market.fee posted on the MGMC chain: %s, for the day-ahead sessions opened from now on",
                      self._words())  # fmt: skip
             return True
@@ -139,6 +146,7 @@ class FeePoster:
                 "the MGMC chain refuses market.fee (%s): %s; not sent again", self._words(), result.detail
             )
             return True
+        self.pending = True
         log.warning("market.fee not final yet: %s %s", result.reason, result.detail)
         return False
 
