@@ -74,3 +74,9 @@ def test_the_check_itself_raises_the_lab_genesis_mismatch(tmp_path: Path) -> Non
     chains.mgmc_genesis.write_text("{}", encoding="utf-8")  # not a genesis: named, not a traceback
     with pytest.raises(LabGenesisMismatch, match="a genesis this lab can no longer run"):
         same_rounds(chains.mgmc_genesis, 6.0, 200)
+    # cut short (a lab stopped while `create` wrote it): named too, at every start of the kept directory (R40-2)
+    chains.mgmc_genesis.write_text('{"chain": "mgmc", "auth', encoding="utf-8")
+    with pytest.raises(
+        LabGenesisMismatch, match=r"mgmc-genesis.json is no genesis \(it does not read as JSON"
+    ):
+        same_rounds(chains.mgmc_genesis, 6.0, 200)

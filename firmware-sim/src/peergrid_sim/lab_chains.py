@@ -337,10 +337,19 @@ def fee_coordinators(fee: ExchangeFee | None, anonyms: list[bytes]) -> dict[str,
 
 def _kept_params(path: Path) -> Params:
     """The parameters of the lab directory's existing MGMC genesis. A genesis this code no longer takes (one
-    written before a rule, such as a fee off the tick: GenesisError) is refused (`LabGenesisMismatch`), naming
-    why, rather than raised as a traceback out of the testbed."""
+    written before a rule, such as a fee off the tick: GenesisError), or a file that is no genesis at all (not
+    JSON: a lab stopped while `create` wrote it, which is not atomic; unreadable), is refused
+    (`LabGenesisMismatch`), naming why, rather than raised as a traceback out of the testbed (R40-2: `same_rounds`
+    reads it at every start of a kept directory)."""
     try:
-        return Genesis.from_json(json.loads(path.read_text(encoding="utf-8"))).params
+        doc = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:  # ValueError: not JSON, or not UTF-8
+        raise LabGenesisMismatch(
+            f"{path} is no genesis (it does not read as JSON: {exc}): a lab's genesis is never rewritten; use a "
+            "new --workdir"
+        ) from None
+    try:
+        return Genesis.from_json(doc).params
     except GenesisError as exc:
         raise LabGenesisMismatch(
             f"{path} is a genesis this lab can no longer run ({exc}): a lab's genesis is never rewritten; use a "
