@@ -111,6 +111,26 @@ def test_an_enrolled_trader_is_waited_for_until_its_records_say_the_interval_fai
         }  # fmt: skip
 
 
+def test_a_settlement_line_is_no_record_of_the_interval(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """R40-3: an MGMC's settlement line of interval 40 (edge `Settler`: without settle_by_both a refused first
+    attempt writes it before the interval's own record; after a restart it may be the interval's only line) says
+    nothing of the interval's costs: its MG is still waited for, not missing as 'its record says it failed'."""
+    enrolled = {SELLER.hex(): "mg1", BUYER.hex(): "mg3"}
+    (tmp_path / "mgmc-mg1.jsonl").write_text(record(40, SELLER, -1.0, -0.5, 0.72))
+    mg3 = tmp_path / "mgmc-mg3.jsonl"
+    settlement = {"trade": "74" * 32, "settled": False, "attempts": 1, "reason": "refused", "party": "buyer"}
+    mg3.write_text(json.dumps({"interval": 40, "settlement": settlement | {"delivered": 4_000}}) + "\n")
+    (iv,) = market_of(tmp_path, monkeypatch, enrolled)["intervals"]
+    assert iv["welfare"] == {
+        "p2p": None, "conventional": None, "central": None, "waiting": ["mg3"], "missing": {}
+    }  # fmt: skip
+    mg3.write_text(mg3.read_text() + record(40, BUYER, 2.0, 2.5, -0.72))  # its record, after the line
+    (iv,) = market_of(tmp_path, monkeypatch, enrolled)["intervals"]
+    assert iv["welfare"] == {"p2p": -1.0, "conventional": -2.0, "central": None, "waiting": [], "missing": {}}
+
+
 def test_the_market_view_shows_the_known_welfare_and_names_who_is_missing(
     browser: Any, users_file: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -165,7 +165,10 @@ class LiveMarket:
                     t = rec["interval"]
                 except (ValueError, KeyError, TypeError):
                     continue  # a line being written
-                if type(t) is not int:
+                if type(t) is not int or "settlement" in rec:
+                    # a trade's settlement line (edge `Settler`) is no record of the interval: without
+                    # settle_by_both a refused first attempt writes it before the interval's record, and after a
+                    # restart it may be the interval's only line (R40-3: read as 'its record says it failed')
                     continue
                 found.written.setdefault(t, set()).add(mg)
                 found.last[mg] = max(t, found.last.get(mg, t))
