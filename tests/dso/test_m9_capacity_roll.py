@@ -143,3 +143,29 @@ def test_without_a_capacity_posted_the_10_mw_bound_stands_on_both_sides() -> Non
     assert isinstance(decision, Vouched) and decision.seller is not None
     assert decision.seller.energy_wh > BELOW_TOP_WH - 500  # the reset counted as energy delivered
     assert edge_statement(m, readings["s"]) == decision.seller.share_wh == 500
+
+
+def test_the_edge_reads_its_own_posted_capacity_as_metering_for_wires_it() -> None:
+    """R40-4: the edge's bound as `agent_settlement.metering_for` builds it (its anonym's capacity in the trade's
+    interval over its `interval_s`), not a copy of the wiring: the tests above hand `MgMetering` a lambda of
+    their own, so a `metering_for` reading another key or the interval in seconds would pass them."""
+    from peergrid_edge.agent_settlement import metering_for
+
+    m = capped_market({}, MW_AT_60_S)
+    meter = SimpleNamespace(settings=SimpleNamespace(poll_interval_s=CLOCK.max_gap_ms / 3000, nature="meter"))
+    d = SimpleNamespace(
+        states={"pcc": meter}, store=None, keypair=m.nodes["s"],
+        settings=SimpleNamespace(ledger=SimpleNamespace(commit_interval_s=CLOCK.commit_ms / 1000)),
+    )  # fmt: skip
+    agent = SimpleNamespace(
+        d=d, s=SimpleNamespace(dso_api_url=None, interval_s=CLOCK.interval_ms / 1000), anonym=m.anonyms["s"],
+        ledger=SimpleNamespace(state=lambda chain: m.chain.state), recalled={}, _start_of=lambda t: 0.0,
+    )  # fmt: skip
+    metering = metering_for(agent)  # type: ignore[arg-type]
+    assert metering.roll_w is not None
+    assert (
+        metering.roll_w(T)
+        == posted_w(m.chain.state, m.anonyms["s"].public, T, CLOCK.interval_ms)
+        == 1_000_020
+    )
+    assert metering.roll_w(T - 1) is None  # before the capacity's first interval: none posted, 10 MW
