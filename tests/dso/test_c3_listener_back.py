@@ -21,7 +21,8 @@ from peergrid_sim.broker import MosquittoBroker
 
 pytestmark = pytest.mark.skipif(shutil.which("mosquitto") is None, reason="mosquitto is not installed")
 
-SLACK_S = 3.0  # scheduling on a shared 2-core machine; the old back-off's wait here was 10 s
+# scheduling on a loaded 2-core CI (-n 3), kept short of the old back-off's wait here (about 10 s, review40)
+SLACK_S = 5.0
 
 
 def test_a_killed_broker_back_on_its_port_is_heard_by_both_connections_within_the_ledgers_bound(
