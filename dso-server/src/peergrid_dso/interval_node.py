@@ -7,11 +7,12 @@ interval: waits for the MGs' equivalent injections in final blocks (all of them,
 runs the security check, reconfiguration and least adjustment (`services.interval`) off the event loop, sends
 sealed adjustment contracts, reopens the interval on the MGMC chain (`market.reopen`: only the DSO may) so the
 MGMCs re-bargain (not an interval a day-ahead clear closed: the contract refuses that, and the MGMCs re-plan
-with the forward trades kept), and waits for the revised injections, executes the switching plan through the
-Modbus relays of firmware-sim with read-back and rollback (plan and result recorded on the DSO chain), and
-publishes its verdict on `peergrid/<feeder>/dso/verdict`. One JSON line per interval goes to `record_file`.
-A missing MGMC counts as zero injection; the DSO never stalls on one, and no longer waits for one revoked
-on the DSO chain. Exit 2 on a bad config.
+with the forward trades kept; nor, at once, one nobody offered in: nothing is closed there to reopen), and waits
+for the revised injections (each iteration's record says how the MGMCs answered: `answer`), executes the
+switching plan through the Modbus relays of firmware-sim with read-back and rollback (plan and result recorded
+on the DSO chain), and publishes its verdict on `peergrid/<feeder>/dso/verdict`. One JSON line per interval goes
+to `record_file`. A missing MGMC counts as zero injection; the DSO never stalls on one, and no longer waits for
+one revoked on the DSO chain. Exit 2 on a bad config.
 With `mgmc_chain` it also follows the MGMC chain as a non-voting replica (its key is an account there, not an
 authority: the engine never votes with it, but its key holds the `dso` role there), which the console's
 market view reads and through which it reopens intervals; without it the MGMCs re-plan within their limits
@@ -38,7 +39,7 @@ import logging
 import signal
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -355,7 +356,9 @@ class DsoLoop:
                 out.adjustments.append({**body, "txid": index[-1].hex() if index else None})
             nodes = [s.mgs[c.mg].node for c in contracts]
             first = read_obj(self.replica.app.state, ks.adjustment_index(bytes.fromhex(nodes[0]), t)) or []
-            reopening = await self.reopen(t, first[-1]) if first else Reopening(None, "no contract on chain")
+            reopening = (
+                await self.reopen(t, first[-1], mgs) if first else Reopening(None, "no contract on chain")
+            )
             reopened = reopening.iteration
             self.publish({"interval": t, "iteration": iteration, "final": False, "adjust": nodes,
                           "rebargain": reopened is not None, "reopen": reopened})  # fmt: skip
@@ -374,7 +377,7 @@ class DsoLoop:
             out.rounds.append(
                 {
                     "iteration": iteration, "reopened": reopened, "not_reopened": reopening.why,
-                    "missing": missing,
+                    "answer": answer(reopening), "missing": missing,
                     "injections_kw": {mg: p * 1000 for mg, (p, _) in out.injections.items()},
                     "secure": not contracts and out.unmet is None, "unmet": out.unmet,
                 }
@@ -382,10 +385,33 @@ class DsoLoop:
         out.iterations = iteration + 1
         return out
 
-    async def reopen(self, t: int, ref: bytes) -> Reopening:
+    async def reopen(self, t: int, ref: bytes, mgs: Iterable[str] = ()) -> Reopening:
         """Reopen interval t on the MGMC chain for this iteration's re-bargaining (`interval_reopen.reopen`;
-        ref = the iteration's first adjustment contract's txid): its iteration there, or None and why not."""
+        ref = the iteration's first adjustment contract's txid): its iteration there, or None and why not. At
+        once, without waiting for a closing, where nobody offered (`nothing_offered`; `mgs`: those that sent an
+        injection): U3's interval 75 overran by 12.7 s waiting for a closing that never comes."""
+        idle = self.nothing_offered(t, mgs)
+        if idle is not None:
+            log.info("interval %d: %s; not reopened, the MGMCs re-plan", t, idle)
+            return Reopening(None, idle)
         return await reopen(self.mgmc, self.dso_key, t, ref, self.settings.rebargain_wait_s)
+
+    def nothing_offered(self, t: int, mgs: Iterable[str]) -> str | None:
+        """Why interval t has nothing to reopen and never will, or None: on the MGMC chain it is not closed,
+        nobody offered in it, and every MG of `mgs` joined it as a buyer. Each MG sends its injection after its
+        bargaining, and one without a seller is never closed (`chain_closing`: nothing to close); while the
+        replica lacks an MG's join it may lack an offer too, so the bounded wait for a closing stands."""
+        from peergrid_ledger.contracts import market
+
+        wanted = {bytes.fromhex(self.settings.mgs[mg].anonym) for mg in mgs}
+        if self.mgmc is None or not wanted:
+            return None
+        state = self.mgmc.node.replicas[self.mgmc.chain].app.state
+        if market.closed(state, t) or market.members(state, t, "sellers"):
+            return None
+        if not wanted <= set(market.members(state, t, "buyers")):
+            return None
+        return "no offer in it: nothing traded, nothing closed to reopen"
 
     def record(self, doc: dict[str, Any]) -> None:
         if self.settings.record_file is not None:
@@ -395,6 +421,20 @@ class DsoLoop:
                 listener(doc)
             except Exception:  # a console listener never stops the loop
                 log.exception("interval listener failed")
+
+
+def answer(reopening: Reopening) -> str:
+    """How the MGMCs answered one iteration's contracts, for the record and every line that shows it: they
+    re-bargained a reopened interval, else re-planned within their limits, saying what they kept (U3: a
+    forward-traded interval read 'rebargained x1' though the contract refuses to reopen it)."""
+    why = reopening.why or ""
+    if reopening.iteration is not None:
+        return "re-bargained"
+    if why.startswith("forward-traded"):
+        return "re-planned, forward trades kept"
+    if why.startswith("no offer"):
+        return "re-planned, nothing traded"
+    return "re-planned, trades kept"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -417,6 +457,7 @@ __all__ = [
     "REOPEN_WAIT_S",
     "DsoLoop",
     "Reopening",
+    "answer",
     "build_feeder",
     "forward_traded",
     "main",
