@@ -1,5 +1,14 @@
-"""`peergrid-dso`: the DSO server's command line: its arguments, and each command dispatched (`serve` here;
-`check-config` in `check_config`, `reconfigure` in `commands.reconfigure`, `user` in `auth.cli`).
+"""`peergrid-dso`: the DSO server's command line: its arguments, and each command dispatched (`serve` and
+`enrolment` here; `check-config` in `check_config`, `reconfigure` in `commands.reconfigure`, `user` in `auth.cli`).
+
+`enrolment token create --config C [--label MG]` issues a one-time enrolment token into the DSO's token file
+(`services.enrolment_tokens`, beside the console's user file) and prints it, alone on stdout, once: for the
+operator's Ansible vault (`flash_enrolment_token`). It writes the file the running server reads on every request,
+under the same lock, rather than calling the REST API: that needs an operator's console session and CSRF token,
+so a password in a script, while the file is reached only by who may already read the DSO's data directory (its
+user, or root; run as root the file keeps the directory's owner). `enrolment token list` shows each token's
+label and whether and by which MGMC it was used (the tokens themselves are not kept). A config without
+`console.users_file` has no data directory: exit 2 with one line, as for a damaged token file.
 
 `serve --listen-fd N` serves on a listening TCP socket its launcher bound and handed over as file descriptor N
 (the lab's testbed: it knows the port before the server starts, and no other process can take it in
@@ -36,6 +45,18 @@ def build_parser() -> argparse.ArgumentParser:
         "without the broker; exit 0 'ok', or 2 with one line",
     )
     check.add_argument("--config", required=True, help="config file (YAML)")
+    enrolment = sub.add_parser("enrolment", help="MGMC enrolment tokens (create, list)")
+    tokens = enrolment.add_subparsers(dest="enrolment_command", required=True).add_parser(
+        "token", help="one-time enrolment tokens in the DSO's data directory"
+    )
+    token_sub = tokens.add_subparsers(dest="token_command", required=True)
+    create = token_sub.add_parser("create", help="issue a token and print it (once) on stdout")
+    create.add_argument("--config", required=True, help="the DSO server's config file (YAML)")
+    create.add_argument(
+        "--label", default=None, help="the MG the token is for: a request under another is refused"
+    )
+    listing = token_sub.add_parser("list", help="the tokens issued: label, issued, used by which MGMC")
+    listing.add_argument("--config", required=True, help="the DSO server's config file (YAML)")
     from peergrid_dso.commands import reconfigure
 
     reconfigure.add_arguments(
@@ -79,6 +100,7 @@ def inherited_listener(fd: int) -> socket.socket:
 def serve(args: argparse.Namespace) -> int:
     from peergrid_dso.auth.store import ConsoleDb, ConsoleStateError, console_db_path
     from peergrid_dso.config import DsoSettings
+    from peergrid_dso.services.enrolment_tokens import TokenStore, TokenStoreError, token_store_path
 
     listener = None
     if args.listen_fd is not None:
@@ -91,10 +113,12 @@ def serve(args: argparse.Namespace) -> int:
         settings = load_settings(args.config, DsoSettings)
         if (state_file := console_db_path(settings.console.users_file)) is not None:
             ConsoleDb.open(state_file).close()  # a damaged console state file: one line and exit 2, untouched
+        if (tokens := token_store_path(settings.console.users_file)) is not None:
+            TokenStore.open(tokens)  # a damaged enrolment token file: the same, never read as no token
         from peergrid_dso.live import preflight  # the closed loop's key, geneses, relays file
 
         warnings = preflight(settings)
-    except ConsoleStateError as err:
+    except (ConsoleStateError, TokenStoreError) as err:
         exit_with_config_error(PROGRAM, ConfigError(str(err)))
     except ConfigError as err:
         exit_with_config_error(PROGRAM, err)
@@ -123,6 +147,46 @@ def serve(args: argparse.Namespace) -> int:
     return 0 if server.started else STARTUP_FAILURE
 
 
+def enrolment_tokens(args: argparse.Namespace) -> int:
+    """`enrolment token create|list`: see the module's docstring."""
+    import secrets
+    import time
+
+    from peergrid_dso.config import DsoSettings
+    from peergrid_dso.services.enrolment_tokens import (
+        TokenStore,
+        TokenStoreError,
+        check_label,
+        token_store_path,
+    )
+
+    try:
+        settings = load_settings(args.config, DsoSettings)
+        path = token_store_path(settings.console.users_file)
+        if path is None:
+            raise ConfigError(
+                f"{args.config}: console.users_file is not set, so the DSO server keeps no data directory and "
+                "holds its enrolment tokens in memory: issue them through the running server instead"
+            )
+        store = TokenStore.open(path)
+        if args.token_command == "create":
+            check_label(args.label)
+            token = secrets.token_urlsafe(16)  # as EnrolmentService's own source
+            store.issue(token, args.label)
+            print(token)
+            return 0
+        for record in sorted(store.records().values(), key=lambda r: r.issued_at):
+            issued = time.strftime("%Y-%m-%d %H:%M:%SZ", time.gmtime(record.issued_at))
+            used = "unused" if record.used_by is None else f"used by MGMC {record.used_by.hex()[:12]}"
+            print(f"{issued}  {record.label or '(any MG)'}  {used}")
+        return 0
+    except ConfigError as err:
+        exit_with_config_error(PROGRAM, err)
+    except (TokenStoreError, ValueError, OSError) as err:
+        print(f"{PROGRAM}: error: {err}", file=sys.stderr)
+        return 2
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["user"]:  # console users (add/list/remove): its own parser in peergrid_dso.auth.cli
@@ -132,6 +196,8 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.command == "serve":
         return serve(args)
+    if args.command == "enrolment":
+        return enrolment_tokens(args)
     if args.command == "check-config":
         return check_config(args.config)
     if args.command == "reconfigure":

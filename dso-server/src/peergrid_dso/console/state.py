@@ -8,7 +8,8 @@ view says "computing" until it is done, and shows the error if the controller is
 With the closed loop's node (`peergrid_dso.live.EmbeddedLoop`) the console is live instead: explorers read the
 node's replicas of both chains, the market view reads the MGMC chain (`console.live_market`), operator
 actions take the relays' lock the loop switches under, and each interval the loop finishes (`on_interval`)
-updates the feeder view (injections, the loop's verdict, alarms) and is announced to SSE clients. The
+updates the feeder view (injections, the loop's verdict, alarms) and is announced to SSE clients: the view
+draws only finished intervals' outcomes, never an iteration's figures mid-interval (`tick`). The
 node's relay watch (`switching_watch`, `console.relay_watch`) stands in the feeder view's alarms and in the
 operations view (`relay_watch_view`: which branch reports what, and the adoption it allows) while its alarm
 stands (and on the diagram's switches: `relay_reports`), and leaves them when the watch lifts it.
@@ -33,6 +34,7 @@ from peergrid_dso.console.operations import Operations
 from peergrid_dso.console.relay_watch import standing, watch_of, watch_view
 from peergrid_dso.console.settings import ConsoleSettings
 from peergrid_dso.console.switchgear import DsoSwitchgear
+from peergrid_dso.services.enrolment_tokens import TokenStore, token_store_path
 
 log = logging.getLogger("peergrid_dso.console")
 
@@ -53,6 +55,7 @@ class ConsoleState:
     live: bool = False
     intervals: list[dict[str, Any]] = field(default_factory=list)  # the loop's latest interval summaries
     relay_watch: Callable[[], Any] = lambda: None  # the node's `RelayWatch` (None: no closed loop)
+    outcome: dict[str, float] | None = None  # MG -> kW the latest interval the loop finished ended with
     _step: int = -1
 
     def standing_alarms(self) -> tuple[str, ...]:
@@ -107,10 +110,15 @@ class ConsoleState:
             "vmin_before": (record.get("before") or {}).get("vmin_pu"),
             "adjusted": [_adjusted(a) for a in record.get("adjustments") or []],
             "rebargained": sum(1 for r in record.get("rebargain") or [] if r.get("reopened") is not None),
+            # iterations the MGMCs answered by re-planning, the interval not reopened, and what they kept (U3: a
+            # forward-traded day read 'rebargained x1' everywhere though nothing could be re-bargained)
+            **_replanned(record.get("rebargain") or []),
             "height": record.get("height"),
             "missing": record.get("missing", []),
         }
         self.intervals = [*self.intervals[-19:], summary]
+        if isinstance(record.get("injections_kw"), dict):
+            self.outcome = {mg: float(kw) for mg, kw in record["injections_kw"].items()}
         self.ops.interval = t + 1  # operator plans belong to the interval the loop works on next
         if "error" in record:
             self.grid.alarm(f"interval {t}: the DSO failed ({record['error']})")
@@ -125,8 +133,16 @@ class ConsoleState:
         self.grid.set_interval(summary)
 
     def tick(self, now: float | None = None) -> None:
-        """MG injections for the feeder view: the latest interval the MGMCs reported to the DSO, or in the
-        lab without MGMC reports a drifting noon picture so the live view moves."""
+        """MG injections for the feeder view. With the closed loop: those the latest interval the loop finished
+        ended with (its outcome, `on_interval`; none before the first), never an interval's still being checked:
+        the node keeps each iteration's there, and their power flow painted buses red and raised voltage alarms
+        mid-interval for an interval that ended secure (U3-2). Without it: the latest interval the MGMCs
+        reported to the DSO, or in the lab without MGMC reports a drifting noon picture so the live view
+        moves."""
+        if self.live:
+            if self.outcome is not None:
+                self.grid.set_injections(self.outcome)
+            return
         if self.dso.injections:
             latest = self.dso.injections[max(self.dso.injections)]
             self.grid.set_injections({mg: p_mw * 1000.0 for mg, (p_mw, _q) in latest.items()})
@@ -176,6 +192,8 @@ def build_console(settings: ConsoleSettings, dso: Any, loop: Any = None) -> Cons
     for alarm in getattr(dso, "alarms", []):  # the node's start: relays it could not adopt
         grid.alarm(alarm)
     db = ConsoleDb.open(path) if (path := console_db_path(settings.users_file)) is not None else None
+    if (tokens := token_store_path(settings.users_file)) is not None:  # issued tokens outlive a restart
+        dso.enrolment.store = TokenStore.open(tokens)
     ops = Operations(grid, dso, db=db, plans_kept=settings.plans_kept)
     explorers = {"dso": ChainExplorer("dso", dso.chain, None if live else ops.lock)}
     live_market = None
@@ -225,3 +243,12 @@ def _adjusted(contract: dict[str, Any]) -> dict[str, Any]:
         "max_kw": kw["max"],
         "txid": contract.get("txid"),
     }
+
+
+def _replanned(rounds: list[dict[str, Any]]) -> dict[str, Any]:
+    """`replanned`: how many of an interval's iterations the MGMCs answered by re-planning within their limits
+    (the interval not reopened: `interval_node.answer`), and `replanned_kept`: what they kept, e.g. 'forward
+    trades kept' (a record from before `answer`: 'trades kept')."""
+    kept = [str(r.get("answer") or "re-planned, trades kept") for r in rounds if r.get("reopened") is None]
+    said = [k.removeprefix("re-planned, ") for k in kept]
+    return {"replanned": len(kept), "replanned_kept": ", ".join(dict.fromkeys(said))}

@@ -23,6 +23,7 @@ from peergrid_dso.services.acvalidate import ValidationMismatch, cross_check, va
 from peergrid_dso.services.container import DsoServices
 from peergrid_dso.services.dso_chain import ChainRejected
 from peergrid_dso.services.enrolment import EnrolmentRefused
+from peergrid_dso.services.enrolment_tokens import TokenStoreError
 from peergrid_dso.services.injections import InjectionGate, InjectionRefused
 from peergrid_dso.services.powerflow import IslandedLoadError
 from peergrid_dso.services.reconfiguration import ReconfigurationInfeasible, SolverFailure, reconfigure
@@ -49,6 +50,10 @@ class EnrolmentRequest(Strict):
     anonym: str = Field(pattern=r"^[0-9a-f]{64}$")
     label: str = Field(min_length=1, max_length=64)
     signature: str = Field(pattern=r"^[0-9a-f]{128}$")
+
+
+class TokenIn(Strict):
+    label: str | None = Field(None, min_length=1, max_length=64)  # the MG the token is for; None: any
 
 
 class InjectionIn(Strict):
@@ -94,9 +99,18 @@ def _key(hex_key: str) -> bytes:
     return key
 
 
+def _token_store_down(exc: TokenStoreError) -> HTTPException:
+    # the DSO's own file is damaged: never read as no token (every MGMC would be refused as unknown)
+    return HTTPException(503, f"the enrolment token store cannot be used: {exc}")
+
+
 @router.post("/enrolment/tokens", status_code=201)
-def issue_token(dso: DsoServices = Depends(get_dso)) -> dict[str, str]:
-    return {"token": dso.enrolment.issue_token()}
+def issue_token(body: TokenIn | None = None, dso: DsoServices = Depends(get_dso)) -> dict[str, Any]:
+    label = None if body is None else body.label
+    try:
+        return {"token": dso.enrolment.issue_token(label), "label": label}
+    except TokenStoreError as exc:
+        raise _token_store_down(exc) from None
 
 
 @router.post("/enrolment", status_code=201)
@@ -111,6 +125,8 @@ def enrol(body: EnrolmentRequest, dso: DsoServices = Depends(get_dso)) -> dict[s
         )
     except EnrolmentRefused as exc:
         raise HTTPException(403, str(exc)) from None
+    except TokenStoreError as exc:
+        raise _token_store_down(exc) from None
     return e.to_json()
 
 

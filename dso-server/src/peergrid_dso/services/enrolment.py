@@ -11,7 +11,11 @@ operator: the chain takes the MGMC out of the authority set from the next height
 either key signs; with `mgmc_recorder` the same revocation goes on the MGMC chain too. A revocation that
 failed half-way (a chain refused or was unreachable) can be repeated: keys already revoked (by this service,
 or as the chain says when it refuses) are skipped. A revoked key never enrols again (a new identity key
-must). Token generation uses an injected random source.
+must). Token generation uses an injected random source. A token may be issued for one MG (`issue_token(label)`):
+a request under another label is refused. With a `store` (`enrolment_tokens.TokenStore`, the DSO's data
+directory) tokens outlive a restart and are shared with `peergrid-dso enrolment token create`; without one they
+live in memory (the lab). A token's own MGMC may send its request again with it (the DSO lost its pending
+enrolment in a restart: it waits again); any other key is refused as for a used token.
 Assumes a recorder with `submit(kind, body)` that raises when the chain refuses (`dso_chain.ChainRecorder`).
 """
 
@@ -25,6 +29,8 @@ from typing import Any
 
 import nacl.exceptions
 import nacl.signing
+
+from peergrid_dso.services.enrolment_tokens import check_label
 
 DOMAIN = b"peergrid/enrolment/v1"
 
@@ -70,15 +76,36 @@ class EnrolmentService:
     enrolments: dict[bytes, Enrolment] = field(default_factory=dict)
     mgmc_recorder: Any = None  # the MGMC chain's recorder, where the DSO revokes too (None: DSO chain only)
     revoked_on: set[tuple[int, bytes]] = field(default_factory=set)  # (0 DSO / 1 MGMC chain, key) landed
+    store: Any = None  # enrolment_tokens.TokenStore (the DSO's data directory); None: `tokens` in memory
+    token_labels: dict[str, str] = field(default_factory=dict)  # in memory: the MG a token was issued for
 
-    def issue_token(self) -> str:
+    def issue_token(self, label: str | None = None) -> str:
+        """A new one-time token, for the MG `label` only when given (`ValueError` for a bad label)."""
+        check_label(label)
         token = self.token_source()
+        if self.store is not None:
+            self.store.issue(token, label)
+            return token
         self.tokens.add(token)
+        if label is not None:
+            self.token_labels[token] = label
         return token
 
+    def _token_label(self, token: str, mgmc: bytes) -> str | None:
+        """The label `token` was issued for (None: any), if `mgmc` may use it: unused, or used by `mgmc`."""
+        unusable = EnrolmentRefused("unknown or already used enrolment token")
+        if self.store is None:
+            if token not in self.tokens:
+                raise unusable
+            return self.token_labels.get(token)
+        record = self.store.get(token)
+        if record is None or (record.used_by is not None and record.used_by != mgmc):
+            raise unusable
+        label: str | None = record.label
+        return label
+
     def request(self, token: str, mgmc: bytes, anonym: bytes, label: str, signature: bytes) -> Enrolment:
-        if token not in self.tokens:
-            raise EnrolmentRefused("unknown or already used enrolment token")
+        bound = self._token_label(token, mgmc)
         if len(mgmc) != 32 or len(anonym) != 32:
             raise EnrolmentRefused("keys must be 32-byte Ed25519 public keys")
         if mgmc == anonym:
@@ -90,6 +117,8 @@ class EnrolmentService:
             raise EnrolmentRefused("this MGMC is already enrolled")
         if not 1 <= len(label) <= 64:
             raise EnrolmentRefused("label must be 1-64 characters")
+        if bound is not None and label != bound:
+            raise EnrolmentRefused(f"this token was issued for {bound}, not {label}")
         try:
             nacl.signing.VerifyKey(mgmc).verify(enrolment_digest(token, mgmc, anonym, label), signature)
         except (nacl.exceptions.BadSignatureError, nacl.exceptions.ValueError, ValueError):
@@ -104,7 +133,11 @@ class EnrolmentService:
                 f"{label} is already enrolled ({holder.status}, MGMC {holder.mgmc.hex()[:12]}): revoke that"
                 " enrolment before another key enrols under its name"
             )
-        self.tokens.discard(token)
+        if self.store is None:
+            self.tokens.discard(token)
+            self.token_labels.pop(token, None)
+        elif self.store.use(token, mgmc) is None:  # another request took it since the check
+            raise EnrolmentRefused("unknown or already used enrolment token")
         enrolment = Enrolment(mgmc, anonym, label, "pending")
         self.enrolments[mgmc] = enrolment
         if self.auto:
