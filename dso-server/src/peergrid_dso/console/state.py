@@ -55,7 +55,8 @@ class ConsoleState:
     live: bool = False
     intervals: list[dict[str, Any]] = field(default_factory=list)  # the loop's latest interval summaries
     relay_watch: Callable[[], Any] = lambda: None  # the node's `RelayWatch` (None: no closed loop)
-    outcome: dict[str, float] | None = None  # MG -> kW the latest interval the loop finished ended with
+    # (interval, MG -> kW) the latest interval the loop finished ended with: what the feeder view draws
+    outcome: tuple[int, dict[str, float]] | None = None
     _step: int = -1
 
     def standing_alarms(self) -> tuple[str, ...]:
@@ -116,9 +117,10 @@ class ConsoleState:
             "height": record.get("height"),
             "missing": record.get("missing", []),
         }
-        self.intervals = [*self.intervals[-19:], summary]
         if isinstance(record.get("injections_kw"), dict):
-            self.outcome = {mg: float(kw) for mg, kw in record["injections_kw"].items()}
+            self.outcome = (t, {mg: float(kw) for mg, kw in record["injections_kw"].items()})
+        summary["drawn"] = None if self.outcome is None else self.outcome[0]  # a failed one has none to draw
+        self.intervals = [*self.intervals[-19:], summary]
         self.ops.interval = t + 1  # operator plans belong to the interval the loop works on next
         if "error" in record:
             self.grid.alarm(f"interval {t}: the DSO failed ({record['error']})")
@@ -141,7 +143,7 @@ class ConsoleState:
         moves."""
         if self.live:
             if self.outcome is not None:
-                self.grid.set_injections(self.outcome)
+                self.grid.set_injections(self.outcome[1])
             return
         if self.dso.injections:
             latest = self.dso.injections[max(self.dso.injections)]

@@ -13,6 +13,8 @@ function loopDetail(iv) {
     lines.push(`asked ${a.mg} to inject ${limit} (iteration ${a.iteration}${a.txid ? `, adjustment_contract ${a.txid.slice(0, 12)}…` : ""})`);
   }
   if (iv.rebargained) lines.push(`the MGMCs re-bargained ${iv.rebargained} time(s) (market.reopen on the MGMC chain)`);
+  // an interval not reopened (a day-ahead clear closed it, nobody offered, ...): they re-planned, saying what they kept
+  if (iv.replanned) lines.push(`the MGMCs re-planned ${iv.replanned} time(s) within their limits, ${iv.replanned_kept} (not reopened, not re-bargained)`);
   return lines.length ? el("ul", { class: "loop-detail", id: "loop-detail" }, lines.map((t) => el("li", {}, t))) : "";
 }
 
@@ -128,7 +130,10 @@ export class FeederView {
           ...(s.interval ? [el("tr", {}, el("th", {}, "closed loop"), el("td", { id: "loop-interval", "data-interval": s.interval.interval },
             `interval ${s.interval.interval}: ${s.interval.error ? "DSO failed" : (s.interval.secure ? "secure" : "INSECURE")}, ` +
             `${s.interval.switch_ops} switch op(s), ${s.interval.adjustments} adjustment(s), DSO chain height ${s.interval.height}`,
-            loopDetail(s.interval)))] : [])))),
+            loopDetail(s.interval))),
+            // what the diagram, the injections and the power flow's alarms show: an outcome, never an iteration (U3-2)
+            el("tr", {}, el("th", {}, "drawn"), el("td", { id: "drawn-from" }, s.interval.drawn == null ? "no interval's outcome yet" :
+              `the injections interval ${s.interval.drawn} ended with; the interval the DSO is checking now is drawn once it is done`))] : [])))),
       el("div", { class: "card" }, el("h2", {}, "MG injections"),
         dataTable({}, ["MG", "bus", "kW"],
           s.mgs.map((m) => el("tr", {}, el("td", {}, m.mg), el("td", {}, m.bus), el("td", { class: "num" }, fmt(m.p_kw)))))),
