@@ -29,6 +29,12 @@ def build_parser() -> argparse.ArgumentParser:
     prove.add_argument(
         "--index", type=int, default=None, help="reading number in the interval (default: list)"
     )
+    enrol = sub.add_parser(
+        "enrol",
+        help="ask the DSO named in the config's enrolment section for this MGMC's enrolment once (as the daemon "
+        "does at its start) and print its status; exit 0 authorised, 3 pending, 1 otherwise",
+    )
+    enrol.add_argument("--config", required=True)
     return parser
 
 
@@ -66,6 +72,30 @@ def prove(settings: object, interval: int, index: int | None) -> int:
         store.close()
 
 
+def enrol(settings: object) -> int:
+    """One ask of the DSO (`enrolment.Enroller`), logged to stderr; the status on stdout."""
+    import logging
+
+    from peergrid_edge.config import EdgeSettings
+    from peergrid_edge.enrolment import Enroller
+    from peergrid_ledger import keys
+
+    assert isinstance(settings, EdgeSettings)
+    if settings.enrolment is None:
+        print(f"{PROGRAM}: the config has no enrolment section: nothing to enrol with", file=sys.stderr)
+        return 2
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
+    key_file = settings.ledger.key_file or settings.data_dir / "node.key"
+    try:
+        identity = keys.read_keyfile(key_file)  # made by peergrid-edge-keygen (or the daemon's first start)
+    except keys.KeyFileError as err:
+        print(f"{PROGRAM}: {err}", file=sys.stderr)
+        return 2
+    status = asyncio.run(Enroller.from_settings(settings, identity).run(turns=1))
+    print(status)
+    return {"authorised": 0, "pending": 3}.get(status, 1)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     from peergrid_edge.config import EdgeSettings
@@ -79,6 +109,8 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if args.command == "prove":
         return prove(settings, args.interval, args.index)
+    if args.command == "enrol":
+        return enrol(settings)
     from peergrid_controller.scenario import ScenarioError
     from peergrid_edge.daemon import EdgeDaemon
     from peergrid_edge.notify import setup_logging

@@ -267,6 +267,27 @@ def genesis_bargaining(genesis: Path) -> tuple[int, int] | None:
     return params.max_reopens, params.max_rounds
 
 
+class EnrolmentSettings(StrictSettings):
+    """The MGMC's enrolment at the DSO on first boot (`enrolment.py`); absent: it never asks (the lab, whose
+    DSO enrols each MG from its own config)."""
+
+    url: str  # the DSO server, https://dso.example:8443 (http only to a loopback host)
+    token_file: Path = Path("/etc/peergrid/enrolment-token")  # written by the flash (cloud-init user-data)
+    ca_file: Path | None = None  # the operator's CA for the DSO's certificate; None: the system's trust store
+    # the pseudonym enrolled beside the identity key; None: market.anonym_key_file, else <data_dir>/keys/anonym.key
+    anonym_key_file: Path | None = None
+    retry_s: float = Field(2.0, gt=0, le=600)  # first wait between asks; doubles up to retry_max_s
+    retry_max_s: float = Field(60.0, gt=0, le=3600)
+    timeout_s: float = Field(10.0, gt=0, le=120)
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, value: str) -> str:
+        from peergrid_edge.enrolment import check_url
+
+        return check_url(value)
+
+
 class EdgeSettings(StrictSettings):
     node_id: str = Field(min_length=1)
     mg: str = Field(min_length=1)
@@ -279,6 +300,15 @@ class EdgeSettings(StrictSettings):
     ledger: LedgerSettings = LedgerSettings()
     metrics: MetricsSettings = MetricsSettings()
     market: MarketSettings | None = None
+    enrolment: EnrolmentSettings | None = None
+
+    def anonym_key_file(self) -> Path:
+        """The anonym enrolled beside the node key: as configured, else the market's, else in the state folder."""
+        if self.enrolment is not None and self.enrolment.anonym_key_file is not None:
+            return self.enrolment.anonym_key_file
+        if self.market is not None:
+            return self.market.anonym_key_file
+        return self.data_dir / "keys" / "anonym.key"
 
     @field_validator("market")
     @classmethod

@@ -359,6 +359,10 @@ class EdgeDaemon:
             loops["ledger status"] = self._ledger_status_loop()
         if self.agent is not None:
             loops["trading agent"] = self.agent.run()
+        if self.settings.enrolment is not None:  # first boot of a pilot MGMC: ends once the DSO has answered
+            from peergrid_edge.enrolment import Enroller
+
+            loops["enrolment"] = Enroller.from_settings(self.settings, self.keypair).task()
         tasks = [asyncio.create_task(c, name=name) for name, c in loops.items()]
         for task in tasks:
             if task.get_name() == "trading agent":  # its plan is followed only while it has not died
