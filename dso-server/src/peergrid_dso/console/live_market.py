@@ -5,11 +5,11 @@ Promises: `LiveMarket.report()` returns the market view's JSON (the same shape a
 and `move` transactions in the DSO's MGMC-chain replica, which follows the chain without voting), the agreed
 trades and their settlement (from the chain state the market contract wrote), the rounds cap of one bargaining
 (`round_cap`: the MGMC genesis' `max_rounds`, None when it sets none) and the round the last re-bargaining of a
-reopened interval numbers on from (`reopened_at`, None when never reopened), so the view can tell a bargaining
-stopped at the cap from one still moving; an interval a day-ahead exchange session's clear closed (`--dayahead`:
-no offer, no move, its trades the clear's) is listed too, with that session's name in `forward` (None for an
-interval bargained intraday), where before the view waited for a bargaining that never came all day (U3); and -
-when the lab gives the MGMCs' interval records
+reopened interval numbers on from (`reopened_at`, None when never reopened; `reopens`, how many times it was),
+so the view can tell a bargaining stopped at the cap from one still moving; an interval a day-ahead exchange
+session's clear closed (`--dayahead`: no offer, no move, its trades the clear's) is listed too, with that
+session's name in `forward` (None for an interval bargained intraday), where before the view waited for a
+bargaining that never came all day (U3); and - when the lab gives the MGMCs' interval records
 (`mgmc_records`) - each MG's cost under P2P and under the conventional market; in
 the pilot those stay private to the MGMCs and the view says so. A record belongs to the trading key it names
 (`anonym`; a record without one, to the MG its file is named after: mgmc-<mg>.jsonl). The interval's welfare
@@ -141,12 +141,17 @@ class LiveMarket:
         state = self.replica.app.state
         return {t: [rec for _, rec in query.trades(state, t)] for t in intervals if t in self._closed}
 
-    def _reopened_at(self, intervals: list[int]) -> dict[int, int]:
-        """On the node's loop: for each reopened interval, the round its last re-bargaining numbers on from."""
+    def _reopened_at(self, intervals: list[int]) -> dict[int, tuple[int, int]]:
+        """On the node's loop: for each reopened interval, the round its last re-bargaining numbers on from and
+        how many times it was reopened."""
         from peergrid_ledger.contracts.market_state import reopening
 
         state = self.replica.app.state
-        return {t: int(done["round"]) for t in intervals if (done := reopening(state, t)) is not None}
+        return {
+            t: (int(done["round"]), int(done["reopens"]))
+            for t in intervals
+            if (done := reopening(state, t)) is not None
+        }
 
     def _read_records(self) -> Records:
         """The MGMCs' interval records as they stand (lines being written, or not JSON, are left out)."""
@@ -204,7 +209,10 @@ class LiveMarket:
                 waiting.append(name)
         return sorted(waiting), dict(sorted(missing.items()))
 
-    def _interval(self, t: int, trades: list[dict[str, Any]], reopened_at: int | None) -> dict[str, Any]:
+    def _interval(
+        self, t: int, trades: list[dict[str, Any]], reopened: tuple[int, int] | None
+    ) -> dict[str, Any]:
+        reopened_at, reopens = reopened or (None, 0)
         sellers = {self._name(key): by_round for key, by_round in self._positions.get(t, {}).items()}
         rounds = max((r for by_round in sellers.values() for r in by_round), default=0)
         prices: list[dict[str, Any]] = []
@@ -246,6 +254,7 @@ class LiveMarket:
             "closed": t in self._closed,
             "round_cap": self.replica.app.genesis.params.max_rounds or None,  # 0: the chain sets no cap
             "reopened_at": reopened_at,
+            "reopens": reopens,  # how many times the DSO reopened it (U3-3: two read as 'after a reopening')
             "forward": self._forward.get(t),  # the day-ahead exchange session whose clear closed it, or None
             "prices": prices,
             "trades": agreed,

@@ -8,6 +8,11 @@ const COLOURS = ["#1f5fa8", "#d98200", "#1b7f3b", "#8e3fa8", "#b3261e", "#2a9d8f
 // the MGMCs stop at their rounds cap (the lab's accelerated clock fits 2) and agree on the standing positions.
 // That it was the cap is said only where the record gives the chain's cap (`round_cap`) and the rounds are
 // it, counted from the last reopening (`reopened_at`, the round a re-bargaining numbers on from).
+// 'a reopening', 'the last of 2 reopenings' (U3-3: two read as 'after a reopening'); a record before `reopens`: one
+function reopenings(k) {
+  return (k ?? 1) > 1 ? `the last of ${k} reopenings` : "a reopening";
+}
+
 export function outcome(iv) {
   const n = iv.rounds, rounds = `${n} round${n === 1 ? "" : "s"}`;
   if (iv.forward) return `traded forward on the day-ahead exchange (session ${iv.forward}), no intraday bargaining`;
@@ -17,7 +22,7 @@ export function outcome(iv) {
   if (iv.converged) return n === 1 ? "agreed in round 1" : `converged in ${rounds}`;
   const played = n - (iv.reopened_at ?? 0);
   if (iv.round_cap && played === iv.round_cap) {
-    return `agreed at the round cap (${played} rounds${iv.reopened_at ? ` after a reopening, ${n} in all` : ""})`;
+    return `agreed at the round cap (${played} rounds${iv.reopened_at ? ` after ${reopenings(iv.reopens)}, ${n} in all` : ""})`;
   }
   return `agreed after ${rounds}, prices still moving`;
 }
