@@ -17,7 +17,8 @@ waits for the pending one, never signs it twice).
 an MGMC chain with the uplift contract (any chain: it settles nothing), from the first interval after the
 anonym's last traded one (and not before the loop's first), where the capacity standing there is not that
 figure (absent, or an older one): a restart sends nothing twice. Refused: logged with its reason, not sent
-again; not final in time: sent again after `PASS_S`.
+again; not final in time: sent again after `PASS_S`, told once at INFO, and at WARNING only once its MG took a
+position in an interval the capacity was meant to bind (`_pending`).
 Assumes chain interval t is interval t mod (intervals per day) of the day, as in the lab (interval 0 starts
 at midnight). Never blocks the event loop; the window and the runs are pure.
 """
@@ -270,6 +271,8 @@ class CapacityPoster:
     dso_key: keys.Keypair
     first: int  # the loop's first interval: no capacity is posted from before it
     refused: set[str] = field(default_factory=set)  # MGs whose capacity the chain refused: not sent again
+    pending_from: dict[str, int] = field(default_factory=dict)  # MG -> the interval its pending one was for
+    told: set[tuple[str, bool]] = field(default_factory=set)  # (MG, late): a pending capacity told
 
     @classmethod
     def from_settings(cls, s: Any, adapter: Any, dso_key: keys.Keypair) -> CapacityPoster | None:
@@ -314,6 +317,8 @@ class CapacityPoster:
         )
         pending = False
         for (mg, body), result in zip(due, results, strict=True):
+            if result.ok or result.reason == "refused":  # nothing pending for it now
+                self.pending_from.pop(mg, None)
             if result.ok:
                 log.info("%s's connection capacity posted: %d Wh per interval from interval %d", mg,
                          body["wh"], body["from_interval"])  # fmt: skip
@@ -323,8 +328,29 @@ class CapacityPoster:
                           "sent again", mg, body["wh"], body["from_interval"], result.detail)  # fmt: skip
             else:
                 pending = True
-                log.warning("%s's connection capacity not final yet: %s %s", mg, result.reason, result.detail)
+                self._pending(mg, body, f"{result.reason} {result.detail}")
         return not pending
+
+    def _pending(self, mg: str, body: dict[str, Any], why: str) -> None:
+        """Tell a capacity not final yet once, and at WARNING only where it matters: since it was first sent its
+        MG took a position in an interval it was meant to bind (the chain takes a capacity for an interval only
+        until the MG's first position there: `due` sends it from the next). Before that it is the start's
+        normal course: the MGMC chain makes no block until the MGMCs, its validators, run, and they start after
+        the DSO (U3: six WARNINGs at a day-ahead lab's start for capacities that all stood 35 s before the
+        first interval)."""
+        meant = self.pending_from.setdefault(mg, body["from_interval"])
+        late = body["from_interval"] > meant
+        if (mg, late) in self.told:
+            return
+        self.told.add((mg, late))
+        if late:
+            log.warning("%s's connection capacity (%d Wh) not final yet (%s): %s traded without it in interval(s) "
+                        "%s; sent again from interval %d", mg, body["wh"], why, mg,
+                        _span(list(range(meant, body["from_interval"]))), body["from_interval"])  # fmt: skip
+        else:
+            log.info("%s's connection capacity (%d Wh from interval %d) not final yet (%s): sent again until it "
+                     "is; it binds from %s's first position there", mg, body["wh"], body["from_interval"], why,
+                     mg)  # fmt: skip
 
     async def run(self, stop: asyncio.Event) -> None:
         """Post at once, then again every `PASS_S` while one is not final, until done or `stop`. Nothing on a
