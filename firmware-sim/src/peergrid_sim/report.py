@@ -15,7 +15,10 @@ identical head (same height, same hash), every store passes `peergrid-ledger ver
 settlement has an inclusion proof that verifies (those three from `report_ledger`), the executed topology was
 always secure, no MG paid more under P2P than it would have conventionally plus the risk allowance its owner
 accepted (`report_bound`, its `rationality` section beside), and the DSO node was ready
-before any MGMC started; and the day-ahead make-whole as the MGMC chain settled it (`report_uplift`).
+before any MGMC started (a check not run is None, and `not_checked` says why: the quiesce of a lab stopped
+before its halt, `stop_note`); and the day-ahead make-whole as the MGMC chain settled it (`report_uplift`).
+Each trade names the day-ahead session it was traded forward in (`forward`, None: bargained intraday), and each
+re-bargaining iteration how the MGMCs answered (the DSO record's `answer`).
 Never changes a store (opens them read-only in effect: only reads). The page is drawn by `report_html` from
 report.json's document alone.
 """
@@ -165,7 +168,21 @@ def start_section(records: Path) -> dict[str, Any]:
     return doc | {"dso_ready_before_mgmcs": isinstance(started, (int, float)) and doc["dso_ready"] <= started}
 
 
-def write_report(bed: Any, out_dir: Path) -> Path:
+def stop_note(quiesce: Any, stopped: str | None) -> str | None:
+    """Why `checks.quiesced` was not checked (None), or None where it was: a lab stopped before its coordinated
+    halt (Ctrl-C, a signal, --duration) never ran it, and its `False` read as a failed check (U3). `stopped`: the
+    testbed's stop reason, a signal's name, if it passes one."""
+    if isinstance(quiesce, dict):
+        return None
+    by = {"SIGINT": "by the user (Ctrl-C)", "SIGTERM": "by SIGTERM", "SIGHUP": "by SIGHUP"}
+    how = by.get(stopped or "", f"by {stopped}") if stopped else "(by the user, a signal or --duration)"
+    return (
+        f"not checked: the lab was stopped {how} before its coordinated halt, so its replicas were not halted"
+    )
+
+
+def write_report(bed: Any, out_dir: Path, stopped: str | None = None) -> Path:
+    """`stopped`: what stopped the lab before its end, if the caller knows (a signal's name: `stop_note`)."""
     workdir = Path(bed.workdir)
     records = workdir / "records"
     dso = json_lines(records / "dso.jsonl")
@@ -197,8 +214,8 @@ def write_report(bed: Any, out_dir: Path) -> Path:
         for r in recs:
             if "trades" not in r:
                 continue
-            for tr in r["trades"]:
-                trades[tr["id"]] = {**tr, "interval": r["interval"]}
+            for tr in r["trades"]:  # a forward trade names its day-ahead session (None: bargained intraday)
+                trades[tr["id"]] = {**tr, "interval": r["interval"], "forward": r.get("forward")}
             rounds_by_interval.setdefault(r["interval"], r.get("rounds", []))
             if r["interval"] >= first + count:  # its costs: beyond the window, some MGMCs' only
                 continue
@@ -255,7 +272,8 @@ def write_report(bed: Any, out_dir: Path) -> Path:
     checks = {
         "intervals_done": len([r for r in dso if "error" not in r]),
         "replicas_agree": bool(ledger) and all(c["identical_heads"] for c in ledger.values()),
-        "quiesced": bool(quiesce and quiesce.get("ok")),
+        # None: not checked, a lab stopped before its coordinated halt (`stop_note` says so, not a failure)
+        "quiesced": None if stop_note(quiesce, stopped) else bool(quiesce and quiesce.get("ok")),
         "head_spread": {c: v["head_spread"] for c, v in ledger.items()},
         "stores_verify": all(v == "ok" for v in verified.values()),
         "settled_trades_proven": proofs["settled"] > 0 and proofs["verified"] == proofs["settled"],
@@ -271,6 +289,7 @@ def write_report(bed: Any, out_dir: Path) -> Path:
         "intervals": intervals,
         "interval_s": bed.loop.interval_s,
         "checks": checks,
+        "not_checked": {"quiesced": note} if (note := stop_note(quiesce, stopped)) else {},
         "stores_verify": verified,
         "proofs": proofs,
         "ledger": ledger,

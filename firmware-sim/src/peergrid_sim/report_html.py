@@ -4,10 +4,11 @@ Promises: `html(report)` returns the page for a document as `report.write_report
 (as costs, with the share of the achievable gain: `share_of_gain`, the bench's figure), each MG's cost and its
 bound (the `rationality` section), the day-ahead make-whole (`uplift`; one line where no session claimed one),
 prices per bargaining round, voltage profiles, block times, the ledger table and the end-of-run quiesce (as
-plain fields), pacing, re-bargaining, switch operations, device faults, trades - with inline SVG charts
-(`report_svg`), no script and no network; sellers and buyers by MG where the document's `anonyms` names them
-(anonym in brackets), else by anonym, with one line for each of the lab's anonym key files the report did not
-read, saying why (`anonyms_unread`). Pure: reads nothing but its argument. A document from before any of
+plain fields), pacing, re-bargaining (how the MGMCs answered each iteration), switch operations, device faults,
+trades (forward or intraday; without any bargaining round a line says why, not an empty plot; a check not run
+says why: `not_checked`) - with inline SVG charts (`report_svg`), no script and no network; sellers and buyers
+by MG where the document's `anonyms` names them (anonym in brackets), else by anonym, with one line for each of
+the lab's anonym key files the report did not read, saying why (`anonyms_unread`). Pure: reads nothing but its argument. A document from before any of
 these sections or keys is still drawn.
 """
 
@@ -72,11 +73,13 @@ def html(report: dict[str, Any]) -> str:
     chains = report["ledger"]
     rows = "".join(
         f"<tr><td>{tr['interval']}</td><td>{h.escape(who(tr['seller']))}</td><td>{h.escape(who(tr['buyer']))}</td>"
-        f"<td>{tr['quantity_kwh']:.3f}</td><td>{tr['price']:.3f}</td></tr>"
+        f"<td>{tr['quantity_kwh']:.3f}</td><td>{tr['price']:.3f}</td><td>{_market(tr)}</td></tr>"
         for tr in report["trades"][:400]
     )
+    not_checked = report.get("not_checked") or {}
     checks = "".join(
-        f"<li><b>{h.escape(k)}</b>: {h.escape(str(v))}</li>" for k, v in report["checks"].items()
+        f"<li><b>{h.escape(k)}</b>: {h.escape(not_checked[k] if v is None and k in not_checked else str(v))}</li>"
+        for k, v in report["checks"].items()
     )
     sw = "".join(
         f"<tr><td>{o['interval']}</td><td>{o['branch']}</td><td>{'close' if o['close'] else 'open'}</td><td>{o['ok']}</td></tr>"
@@ -108,6 +111,7 @@ def html(report: dict[str, Any]) -> str:
     rebargain_rows = "".join(
         f"<tr><td>{rb['interval']}</td><td>{it['iteration']}</td>"
         f"<td>{h.escape(', '.join(contract_text(c) for c in rb['contracts'] if c.get('iteration') == it['iteration']))}</td>"
+        f"<td>{h.escape(_answer(it))}</td>"
         f"<td>{h.escape(', '.join(it['missing']) or '-')}</td><td>{it['secure']}</td>"
         f"<td>{h.escape(str(rb['unmet'] or ''))}</td></tr>"
         for rb in report.get("rebargaining", [])
@@ -159,7 +163,7 @@ td,th{{border:1px solid #ccc;padding:2px 6px;font-size:13px}}</style></head><bod
 <th>bound</th><th>P2P day</th><th>within</th><th>guard</th><th>DSO's part (dso_cost)</th><th>budget left</th></tr>{bound_rows}</table>
 <p>{h.escape("; ".join((report.get("rationality") or {}).get("errors", [])))}</p>
 <h2>Day-ahead make-whole (uplift, currency)</h2>{uplift_table}<p>{h.escape(day_line)} {h.escape(str(uplift.get("error", "")))}</p>
-<h2>Prices per bargaining round</h2>{lines(price_series, "round (all intervals)", "price / kWh")}
+<h2>Prices per bargaining round</h2>{lines(price_series, "round (all intervals)", "price / kWh") if price_series else _no_rounds(report)}
 {by_anonym}
 <h2>Voltage profiles</h2>{lines(volt, "bus", "voltage (pu)")}
 <h2>Block times (ms, MGMC chain)</h2>{lines({"block gap": list(enumerate(chains.get("mgmc", {}).get("block_times_series", [])))}, "block", "ms")}
@@ -169,10 +173,11 @@ td,th{{border:1px solid #ccc;padding:2px 6px;font-size:13px}}</style></head><bod
 {lines(pace_plot, "interval", "s")}
 <table><tr><th>interval</th><th>started late (s)</th><th>switching done (s after slot start)</th><th>overran (s)</th></tr>{pace_rows}</table>
 <h2>Re-bargaining after adjustment contracts (design step 6)</h2><table><tr><th>interval</th><th>iteration</th>
-<th>contracts</th><th>missing</th><th>secure after</th><th>unmet</th></tr>{rebargain_rows}</table>
+<th>contracts</th><th>the MGMCs</th><th>missing</th><th>secure after</th><th>unmet</th></tr>{rebargain_rows}</table>
 <h2>Switch operations</h2><table><tr><th>interval</th><th>branch</th><th>op</th><th>ok</th></tr>{sw}</table>
 <h2>Device faults</h2><pre>{h.escape(json.dumps(report["device_faults"], indent=1))}</pre>
-<h2>Trades</h2><table><tr><th>interval</th><th>seller</th><th>buyer</th><th>kWh</th><th>price</th></tr>{rows}</table>
+<h2>{_trades_title(report["trades"])}</h2><table><tr><th>interval</th><th>seller</th><th>buyer</th><th>kWh</th><th>price</th>
+<th>traded</th></tr>{rows}</table>
 </body></html>"""
 
 
@@ -250,6 +255,42 @@ def _heads(heads: dict[str, Any]) -> str:
     return "; ".join(
         f"{node} at {height} ({str(head_hash)[:8]})" for node, (height, head_hash) in found.items()
     )
+
+
+def _market(trade: dict[str, Any]) -> str:
+    """Where a trade was agreed: forward on the day-ahead exchange (its session) or bargained intraday."""
+    session = trade.get("forward")
+    return "intraday" if not session else f"forward, day-ahead session {h.escape(str(session))}"
+
+
+def _trades_title(trades: list[dict[str, Any]]) -> str:
+    """'Trades' (all bargained intraday), or how many were traded forward on the day-ahead exchange (U3: a
+    --dayahead lab's 300 forward trades were titled 'Trades' as if bargained)."""
+    forward = sum(1 for tr in trades if tr.get("forward"))
+    if not forward:
+        return "Trades"
+    return f"Trades: {forward} forward on the day-ahead exchange, {len(trades) - forward} bargained intraday"
+
+
+def _no_rounds(report: dict[str, Any]) -> str:
+    """In place of an empty price plot: why no interval has a bargaining round (U3: a --dayahead lab drew an
+    empty 'Prices per bargaining round' plot, every interval traded forward)."""
+    forward = sorted({tr["interval"] for tr in report["trades"] if tr.get("forward")})
+    if forward and set(forward) >= set(report["intervals"]):
+        return (
+            f"<p>No bargaining round: every interval the run traded ({len(forward)}) was traded forward on the"
+            " day-ahead exchange, nothing intraday.</p>"
+        )
+    return "<p>No bargaining round was recorded in the run's intervals.</p>"
+
+
+def _answer(iteration: dict[str, Any]) -> str:
+    """How the MGMCs answered an iteration's contracts (the DSO record's `answer`; a record from before it: by
+    whether the interval was reopened)."""
+    said = iteration.get("answer")
+    if said:
+        return str(said)
+    return "re-bargained" if iteration.get("reopened") is not None else "re-planned, trades kept"
 
 
 def _yes_no(value: Any) -> str:
