@@ -141,3 +141,28 @@ def test_a_config_without_a_data_directory_is_told(
         main(["enrolment", "token", "create", "--config", str(config(tmp_path, users=False))])
     assert refused.value.code == 2
     assert "console.users_file is not set" in capsys.readouterr().err
+
+
+def test_the_console_issues_a_token_an_operator_hands_to_ansible(
+    operator_session: Any, tmp_path: Path
+) -> None:
+    """Operations -> Enrolment's 'Issue an enrolment token' (POST /console/api/enrolment/tokens): an operator's
+    session and CSRF token; the token, bound to the MG named, lands in the data directory's store and enrols."""
+    client, csrf = operator_session
+    assert (
+        client.post("/console/api/enrolment/tokens", json={"label": "mg-school"}).status_code == 403
+    )  # no CSRF
+    assert client.post("/console/api/enrolment/tokens", json={"label": ""}, headers=csrf).status_code == 422
+    r = client.post("/console/api/enrolment/tokens", json={"label": "mg-school"}, headers=csrf)
+    assert r.status_code == 201 and r.json()["label"] == "mg-school"
+    token = r.json()["token"]
+    (record,) = TokenStore.open(tmp_path / "enrolment-tokens.json").records().values()
+    assert record.label == "mg-school" and record.used_by is None
+    mgmc, anonym = Keypair.generate(), Keypair.generate()
+    body = {
+        "token": token, "mgmc": mgmc.public.hex(), "anonym": anonym.public.hex(), "label": "mg-school",
+        "signature": mgmc.sign(enrolment_digest(token, mgmc.public, anonym.public, "mg-school")).hex(),
+    }  # fmt: skip
+    assert client.post("/api/dso/enrolment", json=body).status_code == 201
+    any_mg = client.post("/console/api/enrolment/tokens", json={}, headers=csrf)
+    assert any_mg.status_code == 201 and any_mg.json()["label"] is None

@@ -27,6 +27,7 @@ Callers check roles; this module trusts the user name it is given.
 from __future__ import annotations
 
 import contextlib
+import logging
 import secrets
 import threading
 import time
@@ -58,6 +59,7 @@ from peergrid_dso.services.switching_adopt import (
     read_relays,
 )
 
+log = logging.getLogger("peergrid_dso.console")
 CONFIRM_TTL_S = 120.0
 # Decided plans kept for the Operations view, the latest by proposal; pending and executing ones always stay.
 # An operator reads the last few to see what was tried and how it went; every approved plan's switching_plan
@@ -422,6 +424,18 @@ class Operations:
     # -- enrolment (the DSO engineer's EnrolmentService; requests arrive signed over /api/dso/enrolment)
     def enrolment_view(self) -> list[dict[str, Any]]:
         return [e.to_json() for e in self.dso.enrolment.enrolments.values()]
+
+    def issue_enrolment_token(self, user: str, label: str | None) -> dict[str, Any]:
+        """A one-time enrolment token (for the MG `label` only, when given), shown once to the operator who asked:
+        the DSO keeps its hash (`services.enrolment_tokens`, as `peergrid-dso enrolment token create` does)."""
+        from peergrid_dso.services.enrolment_tokens import TokenStoreError
+
+        try:
+            token = self.dso.enrolment.issue_token(label)
+        except (ValueError, TokenStoreError) as exc:
+            raise OperationError(f"no token issued: {exc}") from None
+        log.info("enrolment token issued by %s for %s", user, label or "any MG")
+        return {"token": token, "label": label}
 
     def enrolment_action(self, mgmc_hex: str, verb: str, user: str) -> dict[str, Any]:
         try:

@@ -67,6 +67,10 @@ class AdoptBody(Body):
     open_branches: list[int] = Field(max_length=500)  # what the operator was shown (GET .../relays)
 
 
+class TokenBody(Body):
+    label: str | None = Field(None, min_length=1, max_length=64)  # the MG the token is for; None: any
+
+
 class OperateBody(Body):
     close: bool
     confirm: str = Field(min_length=8, max_length=64)
@@ -365,6 +369,12 @@ def relays_view(request: Request, s: Session = Depends(operator)) -> Any:
 def adopt_relays(body: AdoptBody, request: Request, s: Session = Depends(operator)) -> Any:
     ops = console_state(request).ops
     return _act(request, s, lambda: ops.adopt_relays(s.user.name, tuple(body.open_branches)))
+
+
+@router.post("/console/api/enrolment/tokens", status_code=201)
+def issue_enrolment_token(body: TokenBody, request: Request, s: Session = Depends(operator)) -> Any:
+    ops = console_state(request).ops
+    return _act(request, s, lambda: ops.issue_enrolment_token(s.user.name, body.label))
 
 
 @router.post("/console/api/enrolment/{mgmc}/{verb}")

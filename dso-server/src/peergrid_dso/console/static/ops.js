@@ -141,6 +141,7 @@ export class OperationsView {
         })),
         this.relays ? this.relayView(this.relays) : ""),
       el("div", { class: "card" }, el("h2", {}, "Enrolment queue"),
+        this.tokenForm(),
         ops.enrolment.length ? "" : el("p", { class: "hint" }, "No MGMC has asked to enrol yet (signed requests with a one-time token arrive on /api/dso/enrolment)."),
         dataTable({ id: "enrolment" }, ["MGMC", "identity key", "anonym", "status", ""],
           ops.enrolment.map((r) => el("tr", { "data-mgmc": r.mgmc, "data-status": r.status },
@@ -155,6 +156,25 @@ export class OperationsView {
         dataTable({ id: "audit" }, ["height", "who", "action", "transactions"],
           ops.audit.map((a) => el("tr", {}, el("td", { class: "num" }, a.height), el("td", {}, a.user), el("td", {}, a.action),
             el("td", { class: "hash" }, a.txids.map((t) => short(t)).join(" ")))))));
+  }
+
+  // A one-time enrolment token for an MGMC's image (the vault's flash_enrolment_token), shown once: the DSO keeps
+  // only its hash. An MG name binds it to that MG; as `peergrid-dso enrolment token create --label MG`.
+  tokenForm() {
+    const label = el("input", { id: "enrol-token-label", type: "text", maxlength: 64, placeholder: "MG name (optional)", disabled: !canOperate() });
+    const issued = this.issued;
+    return el("div", { id: "enrol-token" },
+      label,
+      this.button("Issue an enrolment token", { id: "enrol-token-issue" }, (e) => this.hold(async () => {
+        e.target.disabled = true;
+        const body = label.value.trim() ? { label: label.value.trim() } : {};
+        try {
+          this.issued = await api("/console/api/enrolment/tokens", { method: "POST", body });
+          toast(`enrolment token for ${this.issued.label || "any MG"}: issued`);
+        } catch (err) { toast(`issue an enrolment token: ${err.message}`); }
+      })),
+      issued ? el("p", { id: "enrol-token-issued" }, `Token for ${issued.label || "any MG"} (shown once; put it in the vault for that MGMC's image): `,
+        el("code", {}, issued.token)) : "");
   }
 
   // The closed loop's read of every relay after the last interval, while its alarm stands (it leaves with it).
