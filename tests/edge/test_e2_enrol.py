@@ -353,3 +353,28 @@ def test_the_daemon_enrols_beside_its_loops_and_runs_on_while_the_dso_is_down(
     assert (
         state(settings)["status"] == "authorised" and daemon.keypair.public.hex() == state(settings)["mgmc"]
     )
+
+
+def test_peergrid_edge_enrol_asks_once_and_says_the_status(
+    tmp_path: Path, dso: Dso, pki: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`peergrid-edge enrol --config`: one ask, the status on stdout; exit 3 pending, 0 authorised, 2 without an
+    enrolment section (the lab's config)."""
+    import yaml
+
+    from peergrid_edge.cli import main as edge_main
+
+    dso.start()
+    settings = edge_settings(tmp_path, dso, pki.ca_cert, dso.token())
+    identity = keys.Keypair.generate()
+    keys.write_keyfile(settings.data_dir / "node.key", identity)
+    cfg = tmp_path / "edge.yaml"
+    cfg.write_text(yaml.safe_dump(settings.model_dump(mode="json", exclude={"market"})))
+    assert edge_main(["enrol", "--config", str(cfg)]) == 3
+    assert capsys.readouterr().out == "pending\n"
+    dso.approve(identity.public, pki.ca_cert)
+    assert edge_main(["enrol", "--config", str(cfg)]) == 0 and capsys.readouterr().out == "authorised\n"
+    lab = tmp_path / "lab.yaml"
+    lab.write_text(yaml.safe_dump({"node_id": "n", "mg": "mg1", "data_dir": str(tmp_path / "lab")}))
+    assert edge_main(["enrol", "--config", str(lab)]) == 2
+    assert "no enrolment section" in capsys.readouterr().err
