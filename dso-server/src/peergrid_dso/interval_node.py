@@ -170,7 +170,8 @@ class DsoLoop:
         pipelines them on consecutive nonces into a block or two (one after the other took a block each). A
         submit that did not land is tried again only after the next final block (nothing here spins); one the
         chain refuses for good (a revoked anonym, an anonym equal to its MGMC's key) is logged and that MG
-        left out (the adapter fills its nonce): the DSO serves the others."""
+        left out (the adapter fills its nonce): the DSO serves the others. A first try not final is told at INFO
+        (the chain makes no block before the MGMCs run), a later one at WARNING."""
         async with asyncio.TaskGroup() as group:  # in the MGs' order: their nonces too
             for mg, entry in sorted(self.settings.mgs.items()):
                 group.create_task(self._enrol(mg, entry))
@@ -181,6 +182,7 @@ class DsoLoop:
         anonym = bytes.fromhex(entry.anonym)
         if is_revoked(self.replica.app.state, bytes.fromhex(entry.node)):
             return  # revoked for good: it enrols again only with new keys
+        tries = 0
         while query.account(self.replica.app.state, anonym) is None:
             result = await self.adapter.submit(
                 self.dso_key, "enrol", {"mgmc": bytes.fromhex(entry.node), "anonym": anonym, "label": mg}
@@ -191,7 +193,12 @@ class DsoLoop:
                 if query.account(self.replica.app.state, anonym) is None:
                     log.error("the DSO chain refuses to enrol %s: %s; not enrolled", mg, result.detail)
                 return
-            self.said.warning("enrolment of %s not final yet: %s", mg, result.detail)
+            tries += 1
+            if tries == 1:  # the DSO chain makes no block until its co-validators, the MGMCs, run: they start
+                # after the DSO, so the first try times out as a matter of course (six WARNINGs at a lab's start)
+                log.info("enrolment of %s not final yet: %s; sent again", mg, result.detail)
+            else:
+                self.said.warning("enrolment of %s not final yet: %s", mg, result.detail)
             await self.changed.wait(ENROL_RETRY_S)
 
     def active_mgs(self) -> set[str]:
