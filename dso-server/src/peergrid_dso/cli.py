@@ -126,6 +126,8 @@ def serve(args: argparse.Namespace) -> int:
     import uvicorn
     from uvicorn.config import STARTUP_FAILURE
 
+    http = settings.http  # with cert_file and key_file: HTTPS (the pilot's MGMCs enrol over it)
+
     from peergrid_dso.app import create_app
     from peergrid_dso.logs import log_config
 
@@ -133,13 +135,24 @@ def serve(args: argparse.Namespace) -> int:
     if listener is None:
         uvicorn.run(
             create_app(settings), host=settings.http.host, port=settings.http.port, log_level=args.log_level,
-            log_config=logs,
+            log_config=logs, ssl_certfile=http.cert_file, ssl_keyfile=http.key_file,
         )  # fmt: skip
         return 0
-    server = uvicorn.Server(uvicorn.Config(create_app(settings), log_level=args.log_level, log_config=logs))
+    server = uvicorn.Server(
+        uvicorn.Config(
+            create_app(settings),
+            log_level=args.log_level,
+            log_config=logs,
+            ssl_certfile=http.cert_file,
+            ssl_keyfile=http.key_file,
+        )
+    )
     host, port = listener.getsockname()[:2]  # (uvicorn names no address for sockets it is handed)
     where = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
-    logging.getLogger("uvicorn.error").info("serving on http://%s (inherited fd %d)", where, args.listen_fd)
+    scheme = "http" if http.cert_file is None else "https"
+    logging.getLogger("uvicorn.error").info(
+        "serving on %s://%s (inherited fd %d)", scheme, where, args.listen_fd
+    )
     try:
         server.run(sockets=[listener])
     except KeyboardInterrupt:  # as uvicorn.run: Ctrl-C after its graceful shutdown

@@ -7,7 +7,9 @@ feeder's broker, and the console shows and operates that node's chain, relays an
 
 from __future__ import annotations
 
-from pydantic import Field
+from pathlib import Path
+
+from pydantic import Field, model_validator
 
 from peergrid_dso.broker_tls import BrokerTls
 from peergrid_dso.console.settings import ConsoleSettings
@@ -36,6 +38,19 @@ class BrokerSettings(BrokerTlsSettings):
 class HttpSettings(StrictSettings):
     host: str = "127.0.0.1"
     port: int = Field(8080, ge=0, le=65535)
+    # HTTPS (the pilot: the MGMCs' enrolment requests and the console cross the site's network): a certificate of
+    # the operator's CA naming the address the MGMCs use (edge.yaml enrolment.url), and its key. Both or neither.
+    cert_file: Path | None = None
+    key_file: Path | None = None
+
+    @model_validator(mode="after")
+    def _both(self) -> HttpSettings:
+        if (self.cert_file is None) != (self.key_file is None):
+            raise ValueError("http.cert_file and http.key_file go together (HTTPS needs both)")
+        for path in (self.cert_file, self.key_file):
+            if path is not None and not path.is_file():
+                raise ValueError(f"{path}: no such file")
+        return self
 
 
 class DsoSettings(StrictSettings):
