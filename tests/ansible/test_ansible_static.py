@@ -189,3 +189,31 @@ def test_an_exchange_fee_the_inventory_names_is_rendered_as_the_server_takes_it(
     loop = load_settings(out, DsoSettings).loop
     assert loop is not None and loop.exchange_fee is not None
     assert loop.exchange_fee.model_dump() == fee
+
+
+def test_an_https_certificate_the_inventory_names_is_rendered_as_the_servers_http_tls(tmp_path: Path) -> None:
+    """E2: `dso_server_https_cert_src` / `_key_src` (the DSO host's server certificate of the operator's CA, for
+    the MGMCs' enrolment over the site's network) become `http.cert_file` / `http.key_file` at the copies the role
+    installs; without them `http` is host and port alone (the test above). The server checks both files exist
+    when it loads, so the rendered section is read as YAML here (the role copies them before it renders)."""
+    import json
+
+    import yaml
+
+    out, inventory = tmp_path / "dso.yaml", ANSIBLE_DIR / "inventories" / "pilot-example"
+    extra_file = tmp_path / "extra.json"
+    extra_file.write_text(json.dumps({
+        "dso_server_mgs": MGS, "dso_server_https_cert_src": "/srv/pki/dso-https.crt",
+        "dso_server_https_key_src": "/srv/pki/dso-https.key",
+        "peergrid_dso_genesis": "/srv/pki/dso-genesis.json", "peergrid_mgmc_genesis": "/srv/pki/mgmc.json",
+    }))  # fmt: skip
+    result = run_tool(
+        ["ansible-playbook", str(HERE / "render-dso.yml"), "-e", f"out_file={out}", "-e", f"@{extra_file}",
+         "-e", f"inventory_vars={inventory / 'group_vars' / 'all.yml'}", "-e", f"inventory_dir={inventory}"],
+        tmp_path,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stdout + result.stderr
+    http = yaml.safe_load(out.read_text(encoding="utf-8"))["http"]
+    assert http["cert_file"] == "/etc/peergrid/dso-tls/https.crt"
+    assert http["key_file"] == "/etc/peergrid/dso-tls/https.key"
+    assert isinstance(http["port"], int)
