@@ -20,12 +20,25 @@ from peergrid_sim.report import json_lines
 
 
 def rebargained(rec: dict[str, Any]) -> str:
-    """' | rebargained xN (mg5 mg4)' when the DSO's contracts had the interval re-bargained (design step 6)."""
+    """' | rebargained xN (mg5 mg4)' when the DSO's contracts had the interval re-bargained (design step 6); the
+    iterations the MGMCs answered by re-planning instead (the interval not reopened: the DSO record's `answer`)
+    say so and what they kept, ' | re-planned x1, forward trades kept (mg4 mg5 mg6)' (U3: a forward-traded
+    interval read 'rebargained x1' though the contract refuses to reopen one). A round from before `answer`
+    counts as re-bargained unless it says it was not reopened."""
     rounds = rec.get("rebargain") or []
     if not rounds:
         return ""
     addressed = list(dict.fromkeys(a["mg"] for a in rec.get("adjustments", []) if "mg" in a))
-    return f" | rebargained x{len(rounds)} ({' '.join(addressed)})"
+    answers: dict[str, int] = {}
+    for r in rounds:
+        replanned = "reopened" in r and r["reopened"] is None
+        said = r.get("answer") or ("re-planned, trades kept" if replanned else "re-bargained")
+        answers[said] = answers.get(said, 0) + 1
+    parts = []
+    for said, n in answers.items():
+        verb, _, kept = said.partition(", ")
+        parts.append(f"{'rebargained' if verb == 're-bargained' else verb} x{n}{', ' + kept if kept else ''}")
+    return f" | {'; '.join(parts)} ({' '.join(addressed)})"
 
 
 def poll(loop: Any, bed: Any, force: bool = False) -> list[str]:
