@@ -411,7 +411,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.report is not None and bed.loop is not None and status == 0:
         from peergrid_sim.report import write_report
 
-        path = write_report(bed, args.report)
+        # a lab stopped before its coordinated halt: the report says its quiesce was not checked, and by what
+        path = write_report(bed, args.report, stop_reason[0] if stop_reason else None)
         print(f"report: {path}", flush=True)
     print(f"peergrid testbed stopped{' (' + stop_reason[0] + ')' if stop_reason else ''}", flush=True)
     return status
