@@ -4,15 +4,15 @@ Promises: each MG trades under a pseudonymous key (role `anonym`) derived determ
 and MG name, with its contract rules preset in genesis, so the chain — not the MGMC — enforces floors, caps,
 quantity limits and clean-only preferences. A round's offers, bids and moves are submitted as signed `offer`,
 `bid` and `move` transactions and sealed into one block by a single in-memory authority (the ledger's
-`LocalChain`); moves identical to the standing position are not re-sent. `finish` submits `trade`, and the
-agreed trades are the ones the contract computed (read from its events: `trades`, shared with the
-exchange's clear); every seal checks the block kept every transaction accepted on submit (`seal`: a
-SealError, or the exchange's refusal, never an effect silently missing); `settle` pays each one once, on
-both parties' statements by default (genesis `settle_by_both`); `pay` posts a plain payment (the ledger's
-payments contract: the day-ahead make-whole uplift). `exchange` is the day-ahead exchange's recorder and
-forward clearing on this chain (chain_exchange.py). Genesis sets `cap_on_fills` (a buyer's maximum caps its
-allocation, as on the lab's chains) and `bargain` is told so. Same scenario, same chain bytes. Units: the
-chain's Wh and currency micro-units per Wh (market.wh, micro_per_wh).
+`LocalChain`), rounds numbered from 1 in each interval; moves identical to the standing position are not
+re-sent. `finish` submits `trade`, and the agreed trades are the ones the contract computed (read from its
+events: `trades`, shared with the exchange's clear); every seal checks the block kept every transaction
+accepted on submit (`seal`: a SealError, or the exchange's refusal, never an effect silently missing);
+`settle` pays each one once, on both parties' statements by default (genesis `settle_by_both`); `pay` posts a
+plain payment (the ledger's payments contract: the day-ahead make-whole uplift). `exchange` is the day-ahead
+exchange's recorder and forward clearing on this chain (chain_exchange.py). Genesis sets `cap_on_fills` (a
+buyer's maximum caps its allocation, as on the lab's chains) and `bargain` is told so. Same scenario, same
+chain bytes. Units: the chain's Wh and currency micro-units per Wh (market.wh, micro_per_wh).
 Settlement and the imbalance compensation are chain_settlement.py's (`settlement`, where each party's
 `statement` is made; `settle`, `metered`, `compensation`, `owed` and the check of a `pay` of the day's
 compensation go to it). Genesis names its rule: `settle_by_both` (default; with a DSO account, role `dso`,
@@ -232,6 +232,11 @@ class ChainVenue:
         return trades
 
     def finish(self, interval: int) -> list[Trade]:
+        # the next interval's rounds count from 1 again: an opening may lead its interval's highest round by
+        # the contract's OPENING_SLACK (1000) only, so rounds numbered on through the day had every move
+        # refused once the day's rounds passed 1000 (measured: the 20-MG owner-rules day, 1,018 rounds,
+        # nothing traded from interval 79 on)
+        self.round = 0
         sellers = sorted(s for (i, s) in self.standing_offers if i == interval)
         if not sellers:
             return []
