@@ -10,7 +10,9 @@ mode is the case n = 1). Consensus adds its own messages but signs only `vote_di
 Promises: `validate_block` accepts a block only if every check holds (chain, height, link, time bounds,
 proposer in the authority set, seal, size limits, tx root, every transaction accepted in order, state
 root) and raises `InvalidBlock` naming the height and the first failed check otherwise. Pure; no I/O; the
-validator's clock comes in as `now_ms`.
+validator's clock comes in as `now_ms`, and the seal is checked with the `verify` it is given (a replica passes
+its signature cache, which answers as `keys.verify` does but checks a seal its engine already checked as the
+proposal's vote only once; every other caller the plain `keys.verify`).
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from dataclasses import dataclass
 from functools import cached_property
 from typing import Any
 
-from . import merkle
+from . import keys, merkle
 from .codec import DecodeError, decode, encode, expect_bytes, expect_int, expect_list, expect_map, expect_str
 from .core import authorities_at
 from .genesis import Genesis
@@ -29,7 +31,7 @@ from .keys import Keypair
 from .machine import BlockContext, BlockOutcome, InvalidTransaction, execute
 from .state import StateTree
 from .tx import Tx, decode_tx
-from .votes import COMMIT, PROPOSE, vote_digest, vote_ok
+from .votes import COMMIT, PROPOSE, Verify, vote_digest, vote_ok
 
 HEADER_VERSION = 1
 HEADER_FIELDS = ("chain", "height", "prev", "proposer", "round", "state_root", "time", "tx_root", "version")
@@ -211,6 +213,7 @@ def validate_block(
     block: Block,
     now_ms: int | None = None,
     verified: Container[bytes] = frozenset(),
+    verify: Verify = keys.verify,
 ) -> BlockOutcome:
     """Check `block` as the successor of `tip` on `state`; returns its outcome or raises `InvalidBlock`."""
     h = block.header
@@ -232,7 +235,7 @@ def validate_block(
         raise fail(f"time {h.time} too far ahead of the clock {now_ms}")
     if h.proposer not in authorities_at(state, height):
         raise fail("proposer is not an authority at this height")
-    if not vote_ok(genesis.chain, height, h.round, PROPOSE, h.hash, h.proposer, block.seal):
+    if not vote_ok(genesis.chain, height, h.round, PROPOSE, h.hash, h.proposer, block.seal, verify):
         raise fail("seal signature does not verify")
     if len(block.txs) > params.max_block_txs:
         raise fail(f"{len(block.txs)} transactions > {params.max_block_txs}")

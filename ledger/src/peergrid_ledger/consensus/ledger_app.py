@@ -21,7 +21,10 @@ when it only waited for its time). A body holding more array items and map entri
 transactions holding more than their budget together, are refused by the pool's decode before they are built
 (`decode_received`). The pool takes no transaction dated more than
 `tx_max_future_ms + tx_max_age_ms` ahead of the node's clock, so a flood of future-dated ones cannot fill it.
-The authority set of height h is read from the state after h − 1 (`core.authorities_at`).
+The authority set of height h is read from the state after h − 1 (`core.authorities_at`). A block's seal
+is checked with the `verify` this app is given: `ChainReplica` gives it the engine's signature cache, so a
+seal the engine checked as the proposal's vote (the same signed triple) costs no second Ed25519 check, and a
+forged seal, never remembered, is still refused.
 Assumes one process owns the store. Must never commit a block `validate` did not accept.
 """
 
@@ -29,7 +32,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from .. import codec
+from .. import codec, keys
 from .. import keyspace as ks
 from ..block import Block, Header, InvalidBlock, Tip, propose, validate_block
 from ..block import Certificate as LedgerCertificate
@@ -43,7 +46,7 @@ from ..results import Rejected as LedgerRejected
 from ..schema import max_items
 from ..store import BlockStore
 from ..tx import Tx, decode_tx
-from .app import ACCEPTED, Accepted, BlockInfo, BlockRef, Rejected
+from .app import ACCEPTED, Accepted, BlockInfo, BlockRef, Rejected, VerifyFn
 from .mempool import Later, Mempool, MempoolLimits, TxMeta
 from .messages import Certificate, Evidence, vote_block_field
 
@@ -56,12 +59,18 @@ WAITING_CURES = (Reason.NONCE_GAP.value,)
 
 class LedgerApp:
     def __init__(
-        self, store: BlockStore, keypair: Keypair | None, limits: MempoolLimits | None = None
+        self,
+        store: BlockStore,
+        keypair: Keypair | None,
+        limits: MempoolLimits | None = None,
+        verify: VerifyFn = keys.verify,
     ) -> None:
         self.store = store
         self.genesis = store.genesis
         self.params = store.genesis.params
         self.keypair = keypair
+        self.verify = verify
+        """Checks block seals (`validate_block`): the node's signature cache, shared with its engine."""
         self.state = store.load_state()
         self.tip = store.tip()
         self.mempool = Mempool(
@@ -257,7 +266,9 @@ class LedgerApp:
         if block.hash in self._outcomes and block.header.prev == self.tip.hash:
             return ACCEPTED
         try:
-            outcome = validate_block(self.state, self.tip, self.genesis, block, None, self._verified)
+            outcome = validate_block(
+                self.state, self.tip, self.genesis, block, None, self._verified, self.verify
+            )
         except InvalidBlock as exc:
             return Rejected(exc.reason)
         self._outcomes[block.hash] = outcome
@@ -268,7 +279,9 @@ class LedgerApp:
         assert not isinstance(block, Rejected), "the engine commits only blocks it inspected"
         outcome = self._outcomes.get(block.hash)
         if outcome is None or block.header.prev != self.tip.hash:
-            outcome = validate_block(self.state, self.tip, self.genesis, block, None, self._verified)
+            outcome = validate_block(
+                self.state, self.tip, self.genesis, block, None, self._verified, self.verify
+            )
         cert = LedgerCertificate(block.height, certificate.round, block.hash, certificate.seals)
         self.store.append(block, cert, outcome.writes)
         self.state.commit(outcome.writes)

@@ -109,9 +109,9 @@ class ChainReplica:
         self.keypair = keypair
         self.transport = transport
         self.schedule = schedule
-        self.app = LedgerApp(store, keypair, limits)
+        self.verify = SignatureCache(keys.verify)  # envelopes, votes, seals, certificates: each checked once
+        self.app = LedgerApp(store, keypair, limits, self.verify)  # a seal checked as the proposal's vote
         self.chain = self.app.chain_id
-        self.verify = SignatureCache(keys.verify)  # envelopes, votes, certificates: each checked once
         self.engine = Engine(self.app, config, keypair, self.verify, wal)
         self.stats: Counter[str] = Counter()
         self.on_commit: list[Callable[[Committed], None]] = []
