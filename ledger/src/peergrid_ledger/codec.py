@@ -319,6 +319,81 @@ def decode_prefix(data: bytes, start: int, end: int, budget: list[int] | None = 
         raise DecodeError("nesting too deep") from None
 
 
+_SHORTER_MAX = (23, 0xFF, 0xFFFF, 0xFFFFFFFF)
+"""By head 0x18..0x1B (1, 2, 4, 8 argument bytes): the largest value a shorter head carries (`_WIDE_ARGS`)."""
+_SIMPLE = {0xF4: False, 0xF5: True, 0xF6: None}
+
+
+def decode_scalar_map(
+    data: bytes, pos: int, end: int, budget: list[int] | None = None
+) -> tuple[dict[str, Value], int] | None:
+    """`decode_prefix(data, pos, end, budget)` for a map of at most 23 entries whose keys are short text
+    strings and whose values are unsigned integers, booleans, null or byte strings of at most 255 bytes (a
+    market transaction's body), read in one loop with no call per item; None for any other item, and for
+    anything `decode_prefix` refuses. It never raises: the caller then decodes the item generally, which gives
+    the verdict and its words. So whatever it returns is exactly what `decode_prefix` returns, with the budget
+    charged alike (the map's entries, only once a map is returned)."""
+    if pos >= end:
+        return None
+    n = data[pos] - 0xA0
+    pos += 1
+    if not 0 <= n < 24 or n > end - pos or (budget is not None and n > budget[0]):
+        return None
+    result: dict[str, Value] = {}
+    previous = b""
+    for _ in range(n):
+        if pos >= end:
+            return None
+        head = data[pos]
+        if not 0x60 <= head < 0x78:
+            return None
+        stop = pos + 1 + head - 0x60
+        if stop >= end:  # the key's bytes and at least one byte of its value
+            return None
+        encoded_key = data[pos:stop]
+        if encoded_key <= previous:
+            return None
+        previous = encoded_key
+        key = _KEY_CACHE.get(encoded_key)
+        if key is None:
+            try:
+                key = encoded_key[1:].decode("utf-8")
+            except UnicodeDecodeError:
+                return None
+            if len(_KEY_CACHE) < 4096:
+                _KEY_CACHE[encoded_key] = key
+        initial = data[stop]
+        pos = stop + 1
+        if initial < 0x18:
+            result[key] = initial
+        elif initial < 0x1C:  # an unsigned integer of 1, 2, 4 or 8 argument bytes, in its shortest form
+            after = pos + (1 << (initial - 0x18))
+            if after > end:
+                return None
+            number = int.from_bytes(data[pos:after], "big")
+            if number <= _SHORTER_MAX[initial - 0x18]:
+                return None
+            result[key], pos = number, after
+        elif 0x40 <= initial <= 0x58:  # a byte string: its length in the head, or in one byte from 24
+            size = initial - 0x40
+            if size == 24:
+                if pos >= end or data[pos] < 24:
+                    return None
+                size = data[pos]
+                pos += 1
+            after = pos + size
+            if after > end:
+                return None
+            result[key], pos = data[pos:after], after
+        elif initial in _SIMPLE:
+            result[key] = _SIMPLE[initial]
+        else:
+            return None
+    if budget is not None:
+        budget[0] -= n
+    return result, pos
+
+
 # ---------------------------------------------------------------------------------------------- shape helpers
 
 

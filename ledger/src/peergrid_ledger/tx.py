@@ -18,6 +18,7 @@ from .codec import (
     Value,
     decode,
     decode_prefix,
+    decode_scalar_map,
     encode,
     expect_bytes,
     expect_int,
@@ -134,7 +135,8 @@ def _envelope(payload: bytes, budget: list[int] | None) -> tuple[Any, ...] | Non
     end = len(payload)
     if not payload.startswith(_BODY_KEY):
         return None
-    body, pos = decode_prefix(payload, len(_BODY_KEY), end, budget)
+    scalars = decode_scalar_map(payload, len(_BODY_KEY), end, budget)  # a market body: no call per field
+    body, pos = scalars if scalars is not None else decode_prefix(payload, len(_BODY_KEY), end, budget)
     if not payload.startswith(_KIND_KEY, pos):
         return None
     kind, pos = _text(payload, pos + len(_KIND_KEY), end, budget)
