@@ -3,7 +3,8 @@
 Promises: `EnrolmentService.request` accepts a request only if its token was issued and not used before and
 its Ed25519 signature by the MGMC's identity key covers (token, mgmc, anonym, label), and no enrolment that is not
 revoked holds its label (one MG, one key: the injection gate and the console name an MGMC by it); otherwise it raises
-`EnrolmentRefused` with the reason and the token stays unused. In `auto` mode (the lab) an accepted request is
+`EnrolmentRefused` with the reason and the token stays unused. Requests are taken one at a time (the API's
+thread pool sends them at once): a token is used once, and one name held by one key, under any race. In `auto` mode (the lab) an accepted request is
 authorised at once (operator `AUTO_OPERATOR`); otherwise it waits for `approve` by an operator. Approval
 records `enrol` on the DSO chain with the operator's name (the anonym is the pseudonym the MGMC trades under,
 generated on the MGMC). `revoke` records `gov.revoke` of the MGMC's identity key and of its anonym, naming the
@@ -15,7 +16,9 @@ must). Token generation uses an injected random source. A token may be issued fo
 a request under another label is refused. With a `store` (`enrolment_tokens.TokenStore`, the DSO's data
 directory) tokens outlive a restart and are shared with `peergrid-dso enrolment token create`; without one they
 live in memory (the lab). A token's own MGMC may send its request again with it (the DSO lost its pending
-enrolment in a restart: it waits again); any other key is refused as for a used token.
+enrolment in a restart: it waits again); any other key is refused as for a used token. Revoking an MGMC retires
+the tokens it used in the store, so after a restart (which empties the queue of enrolments the loop's config does
+not name) a revoked key is still refused rather than pending again under its MG's name.
 Assumes a recorder with `submit(kind, body)` that raises when the chain refuses (`dso_chain.ChainRecorder`).
 """
 
@@ -23,6 +26,7 @@ from __future__ import annotations
 
 import hashlib
 import secrets
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -30,7 +34,7 @@ from typing import Any
 import nacl.exceptions
 import nacl.signing
 
-from peergrid_dso.services.enrolment_tokens import check_label
+from peergrid_dso.services.enrolment_tokens import TokenStoreError, check_label
 
 DOMAIN = b"peergrid/enrolment/v1"
 
@@ -78,6 +82,8 @@ class EnrolmentService:
     revoked_on: set[tuple[int, bytes]] = field(default_factory=set)  # (0 DSO / 1 MGMC chain, key) landed
     store: Any = None  # enrolment_tokens.TokenStore (the DSO's data directory); None: `tokens` in memory
     token_labels: dict[str, str] = field(default_factory=dict)  # in memory: the MG a token was issued for
+    # one request at a time: the token check, the name check and the insertion as one step (review41 R41-2)
+    _taking: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False, compare=False)
 
     def issue_token(self, label: str | None = None) -> str:
         """A new one-time token, for the MG `label` only when given (`ValueError` for a bad label)."""
@@ -101,10 +107,20 @@ class EnrolmentService:
         record = self.store.get(token)
         if record is None or (record.used_by is not None and record.used_by != mgmc):
             raise unusable
+        if record.retired_at is not None:  # its own key, revoked (the queue may have forgotten it since)
+            raise EnrolmentRefused("this key was revoked; the MGMC must enrol with new keys")
         label: str | None = record.label
         return label
 
     def request(self, token: str, mgmc: bytes, anonym: bytes, label: str, signature: bytes) -> Enrolment:
+        with self._taking:
+            enrolment = self._take(token, mgmc, anonym, label, signature)
+        if self.auto:
+            self.approve(mgmc, AUTO_OPERATOR)
+        return enrolment
+
+    def _take(self, token: str, mgmc: bytes, anonym: bytes, label: str, signature: bytes) -> Enrolment:
+        """`request`'s checks and its pending enrolment, under `_taking`."""
         bound = self._token_label(token, mgmc)
         if len(mgmc) != 32 or len(anonym) != 32:
             raise EnrolmentRefused("keys must be 32-byte Ed25519 public keys")
@@ -140,8 +156,6 @@ class EnrolmentService:
             raise EnrolmentRefused("unknown or already used enrolment token")
         enrolment = Enrolment(mgmc, anonym, label, "pending")
         self.enrolments[mgmc] = enrolment
-        if self.auto:
-            self.approve(mgmc, AUTO_OPERATOR)
         return enrolment
 
     def approve(self, mgmc: bytes, operator: str = UNNAMED) -> Enrolment:
@@ -170,6 +184,13 @@ class EnrolmentService:
                     if ALREADY_REVOKED not in str(exc):
                         raise
                 self.revoked_on.add((chain, key))
+        if self.store is not None:  # its token is never good again, whatever the queue forgets in a restart
+            try:
+                self.store.retire(e.mgmc)
+            except TokenStoreError as exc:
+                raise EnrolmentRefused(
+                    f"revoked on the chain, but its token could not be retired ({exc}): revoke it again"
+                ) from None
         e.status = "revoked"
         return e
 

@@ -2,13 +2,16 @@
 
 Promises: `TokenStore(path)` keeps each token only as SHA-256 of it (the token itself is printed once to whoever
 issued it and never touches the disk), with the MG label it was issued for (or none), when it was issued, and
-once used the MGMC key that used it and when. Every call reads the file afresh and every change is one
+once used the MGMC key that used it and when, and once that key is revoked (`retire`) when: a retired token is
+never used again, not even by its own key. Every call reads the file afresh and every change is one
 read-modify-write under an exclusive `flock` of a lock file beside it, written to a temporary that is synced and
 renamed over the name (then the folder synced): the server and `peergrid-dso enrolment token create` can share the
 file, and a crash leaves the old file or the new one, never a part. A file that is not ours (unreadable, not JSON,
 another type, a malformed entry) raises `TokenStoreError` naming the path and what to do, and is never modified,
 truncated or replaced: it is never read as an empty token set. Run as root (the CLI by hand), a new file takes the
-owner of its folder, so the server's user can still read and replace it.
+owner of its folder, so the server's user can still read and replace it; only a file made by this call is given
+away, and none is opened through a symbolic link (the folder is that user's: a link or file it planted there never
+hands root's files to it).
 `token_store_path(users_file)`: the file beside the console's user file, in the DSO's data directory (None: no
 user file, so no data directory: tokens then live in the server's memory, as in the lab).
 """
@@ -16,10 +19,12 @@ user file, so no data directory: tokens then live in the server's memory, as in 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import fcntl
 import hashlib
 import json
 import os
+import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -51,6 +56,7 @@ class TokenRecord:
     issued_at: float
     used_by: bytes | None = None  # the MGMC identity key whose request used it
     used_at: float | None = None
+    retired_at: float | None = None  # when the key that used it was revoked: never used again
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -58,6 +64,7 @@ class TokenRecord:
             "issued_at": self.issued_at,
             "used_by": None if self.used_by is None else self.used_by.hex(),
             "used_at": self.used_at,
+            "retired_at": self.retired_at,
         }
 
 
@@ -114,15 +121,20 @@ class TokenStore:
     def _write(self, records: dict[str, TokenRecord]) -> None:
         doc = {"type": FILE_TYPE, "tokens": {d: r.to_json() for d, r in sorted(records.items())}}
         body = (json.dumps(doc, indent=1) + "\n").encode()
-        temporary = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
-        fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        # a new name, made here (O_EXCL: never an existing file or link), 0600
+        fd, temporary = tempfile.mkstemp(prefix=f".{self.path.name}.", suffix=".tmp", dir=self.path.parent)
         try:
-            _own_like_folder(fd, self.path.parent)
-            os.write(fd, body)
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        os.replace(temporary, self.path)
+            try:
+                _own_like_folder(fd, self.path.parent)
+                os.write(fd, body)
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+            os.replace(temporary, self.path)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(temporary)
+            raise
         folder = os.open(self.path.parent, os.O_RDONLY)
         try:
             os.fsync(folder)
@@ -133,9 +145,15 @@ class TokenStore:
     def _locked(self) -> Iterator[None]:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         with self._lock:
-            fd = os.open(self.path.with_name(self.path.name + ".lock"), os.O_RDWR | os.O_CREAT, 0o600)
+            lock = self.path.with_name(self.path.name + ".lock")
             try:
-                _own_like_folder(fd, self.path.parent)
+                fd = _lock_file(lock)
+            except OSError as exc:
+                raise TokenStoreError(
+                    f"{lock}: cannot open the enrolment token file's lock ({exc.strerror}; never through a "
+                    "symbolic link): remove it, it holds no token, and look into who put it there"
+                ) from None
+            try:
                 fcntl.flock(fd, fcntl.LOCK_EX)
                 yield
             finally:
@@ -161,17 +179,32 @@ class TokenStore:
 
     def use(self, token: str, mgmc: bytes) -> TokenRecord | None:
         """Mark the token used by `mgmc`; None when it is unknown or another MGMC used it (between the
-        caller's check and this call). The same MGMC using it again is no change."""
+        caller's check and this call), or retired. The same MGMC using it again is no change."""
         with self._locked():
             records = self._read()
             digest = token_hash(token)
             record = records.get(digest)
-            if record is None or (record.used_by is not None and record.used_by != mgmc):
+            if record is None or (record.used_by is not None and record.used_by != mgmc) or record.retired_at:
                 return None
             if record.used_by is None:
                 records[digest] = record = TokenRecord(record.label, record.issued_at, mgmc, self.clock())
                 self._write(records)
             return record
+
+    def retire(self, mgmc: bytes) -> int:
+        """The tokens `mgmc` used are never used again (it was revoked): how many were retired now. Kept in the
+        file, so a revoked MGMC cannot send its own token again once a restart has emptied the enrolment queue."""
+        with self._locked():
+            records = self._read()
+            now = self.clock()
+            retired = {
+                d: dataclasses.replace(r, retired_at=now)
+                for d, r in records.items()
+                if r.used_by == mgmc and r.retired_at is None
+            }
+            if retired:
+                self._write(records | retired)
+            return len(retired)
 
 
 def _record(digest: str, entry: dict[str, Any]) -> TokenRecord:
@@ -179,11 +212,13 @@ def _record(digest: str, entry: dict[str, Any]) -> TokenRecord:
         raise ValueError(digest)
     used_by = entry["used_by"]
     used_at = entry["used_at"]
+    retired_at = entry.get("retired_at")  # (absent in a file written before tokens were retired)
     return TokenRecord(
         label=check_label(None if entry["label"] is None else str(entry["label"])),
         issued_at=float(entry["issued_at"]),
         used_by=None if used_by is None else _key(used_by),
         used_at=None if used_at is None else float(used_at),
+        retired_at=None if retired_at is None else float(retired_at),
     )
 
 
@@ -192,6 +227,21 @@ def _key(hex_key: str) -> bytes:
     if len(key) != 32:
         raise ValueError("not a 32-byte key")
     return key
+
+
+def _lock_file(path: Path) -> int:
+    """The lock file open for writing, never through a symbolic link; given the folder's owner (run as root) only
+    when made by this call, never a file found there."""
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+    except FileExistsError:
+        return os.open(path, os.O_RDWR | os.O_NOFOLLOW)
+    try:
+        _own_like_folder(fd, path.parent)
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
 
 
 def _own_like_folder(fd: int, folder: Path) -> None:
