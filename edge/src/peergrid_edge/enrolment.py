@@ -2,7 +2,8 @@
 DSO's operator approves it.
 
 Promises: where edge.yaml has an `enrolment` section, `Enroller.run()` (a task of the daemon beside its poll loop,
-which it never blocks: HTTP runs in a thread) asks the DSO (`GET /api/dso/enrolment`) whether it knows this
+which it never blocks: HTTP runs in a thread) asks the DSO (`GET /api/dso/enrolment/<identity key>`: this key's status alone, never the list
+of every MG and its anonym) whether it knows this
 MGMC's identity key; if not it sends `POST /api/dso/enrolment` once: the token read from `token_file`, the
 identity key, the anonym (the pseudonym it trades under; made in the state folder when absent), its MG name as the
 label, and the identity key's signature over `enrolment_digest` (the DSO's `services.enrolment`, same bytes).
@@ -73,14 +74,11 @@ def token_hash(token: str) -> str:
     return hashlib.sha256(b"peergrid/enrolment-token/v1\x00" + token.encode()).hexdigest()
 
 
-def status_of(listing: Any, mgmc: bytes) -> str | None:
-    """This MGMC's status in the DSO's enrolment list (`GET /api/dso/enrolment`), None when not listed."""
-    if not isinstance(listing, list):
-        raise EnrolmentUnreachable(f"the DSO's enrolment list is not a list: {str(listing)[:120]}")
-    for entry in listing:
-        if isinstance(entry, dict) and entry.get("mgmc") == mgmc.hex():
-            return str(entry.get("status"))
-    return None
+def status_of(answer: Any, mgmc: bytes) -> str:
+    """This MGMC's status in the DSO's answer to `GET /api/dso/enrolment/<key>`."""
+    if not isinstance(answer, dict) or answer.get("mgmc") != mgmc.hex() or "status" not in answer:
+        raise EnrolmentUnreachable(f"the DSO's enrolment status is not this MGMC's: {str(answer)[:120]}")
+    return str(answer["status"])
 
 
 def check_url(url: str) -> str:
@@ -273,12 +271,13 @@ class Enroller:
 
     def _ask(self, token: str, anonym: keys.Keypair) -> tuple[str, str]:
         """One turn: the DSO's status for this MGMC, sending the request when it does not list it."""
-        code, listing = self.transport("GET", ENROLMENT_PATH, None)
-        if code != 200:
-            raise EnrolmentUnreachable(f"HTTP {code} to GET {ENROLMENT_PATH}: {_detail(listing)}")
-        known = status_of(listing, self.identity.public)
-        if known is not None:
+        mine = f"{ENROLMENT_PATH}/{self.identity.public.hex()}"
+        code, found = self.transport("GET", mine, None)
+        if code == 200:
+            known = status_of(found, self.identity.public)
             return known, f"listed {known}"
+        if code != 404:  # 404: the DSO does not know this key (yet): send the request
+            raise EnrolmentUnreachable(f"HTTP {code} to GET {mine}: {_detail(found)}")
         code, answer = self.transport(
             "POST", ENROLMENT_PATH, enrolment_body(token, self.identity, anonym, self.label)
         )

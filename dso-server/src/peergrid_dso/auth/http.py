@@ -34,6 +34,10 @@ UNSAFE = {"POST", "PUT", "PATCH", "DELETE"}
 DSO_OPERATOR_PATHS = re.compile(
     r"^/api/dso/(enrolment/tokens|enrolment/[^/]+/[^/]+|plans|plans/[^/]+/approve|reconfiguration|opf)/?$"
 )
+# Reads guarded as well: the enrolment list maps each anonym (the pseudonym an MG trades under) to its MG, so it
+# takes a viewer's session as the console's Operations view does. Left open: GET /api/dso/enrolment/<key> (one
+# MGMC's status, asked by the MGMC while it waits for approval).
+DSO_VIEWER_PATHS = re.compile(r"^/api/dso/enrolment/?$")
 
 
 def console_state(request: Request) -> Any:
@@ -89,17 +93,19 @@ viewer, operator, admin = role("viewer"), role("operator"), role("admin")
 
 
 def _guard_dso_api(request: Request) -> Response | None:
-    """An operator session and its CSRF token for the DSO API's operator actions, when the guard is on."""
+    """An operator session and its CSRF token for the DSO API's operator actions, and a viewer's session for
+    its guarded reads, when the guard is on."""
     console = getattr(request.app.state, "console", None)
-    if (
-        console is None
-        or not console.settings.guard_dso_api
-        or request.method not in UNSAFE
-        or not DSO_OPERATOR_PATHS.match(request.url.path)
-    ):
+    if console is None or not console.settings.guard_dso_api:
+        return None
+    if request.method in UNSAFE and DSO_OPERATOR_PATHS.match(request.url.path):
+        needed = "operator"
+    elif request.method == "GET" and DSO_VIEWER_PATHS.match(request.url.path):
+        needed = "viewer"
+    else:
         return None
     try:
-        role("operator")(request, session(request))
+        role(needed)(request, session(request))
     except HTTPException as exc:
         return JSONResponse({"detail": exc.detail}, exc.status_code)
     return None

@@ -132,7 +132,18 @@ def enrol(body: EnrolmentRequest, dso: DsoServices = Depends(get_dso)) -> dict[s
 
 @router.get("/enrolment")
 def enrolments(dso: DsoServices = Depends(get_dso)) -> list[dict[str, Any]]:
+    # every MG's label beside its anonym: a viewer's session where the guard is on (`auth.http`)
     return [e.to_json() for e in dso.enrolment.enrolments.values()]
+
+
+@router.get("/enrolment/{mgmc}")
+def enrolment_status(mgmc: str, dso: DsoServices = Depends(get_dso)) -> dict[str, str]:
+    """One MGMC's status, for the MGMC itself (`peergrid_edge.enrolment`), open: it names no anonym and no
+    label, and only who knows the identity key asks for it."""
+    e = dso.enrolment.enrolments.get(_key(mgmc))
+    if e is None:
+        raise HTTPException(404, "no enrolment for this MGMC")
+    return {"mgmc": e.mgmc.hex(), "status": e.status}
 
 
 def acting_user(request: Request) -> str:
