@@ -405,15 +405,22 @@ class DsoLoop:
 
     def nothing_offered(self, t: int, mgs: Iterable[str]) -> str | None:
         """Why interval t has nothing to reopen and never will, or None: on the MGMC chain it is not closed,
-        nobody offered in it, and every MG of `mgs` joined it as a buyer. Each MG sends its injection after its
-        bargaining, and one without a seller is never closed (`chain_closing`: nothing to close); while the
-        replica lacks an MG's join it may lack an offer too, so the bounded wait for a closing stands."""
+        nobody offered in it, and every MG of `mgs` and of the loop's config (but one revoked on the MGMC chain)
+        joined it as a buyer. Each MG sends its injection after its bargaining, and one without a seller is never
+        closed (`chain_closing`: nothing to close); while the replica lacks an MG's join it may lack an offer too,
+        so the bounded wait for a closing stands: that of an MG whose injection is late (missing from `mgs`, counted
+        as zero) as well, or a seller's offer still on its way to the replica reads as nobody offered (review41)."""
         from peergrid_ledger.contracts import market
+        from peergrid_ledger.core import is_revoked
 
-        wanted = {bytes.fromhex(self.settings.mgs[mg].anonym) for mg in mgs}
-        if self.mgmc is None or not wanted:
+        if self.mgmc is None or not mgs:
             return None
         state = self.mgmc.node.replicas[self.mgmc.chain].app.state
+        wanted = {bytes.fromhex(self.settings.mgs[mg].anonym) for mg in mgs} | {
+            anonym
+            for entry in self.settings.mgs.values()
+            if not is_revoked(state, anonym := bytes.fromhex(entry.anonym))
+        }
         if market.closed(state, t) or market.members(state, t, "sellers"):
             return None
         if not wanted <= set(market.members(state, t, "buyers")):
