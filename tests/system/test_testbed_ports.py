@@ -70,6 +70,7 @@ def test_the_testbed_comes_up_although_the_picked_port_is_taken(
     assert f"DSO console:  http://{LOOPBACK}:{ports['dso_http']}/" in out.out
     assert f"mqtt://{LOOPBACK}:{ports['broker']}" in out.out
     assert answers, "the DSO server never answered on the port the testbed named"
+    assert "peergrid testbed stopped (--duration)" in out.out  # what ended it (R41-6)
     log = (workdir / "broker" / "mosquitto.log").read_text()
     assert "Address already in use" in log  # the first pick really was taken
 

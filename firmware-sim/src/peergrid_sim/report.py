@@ -174,7 +174,12 @@ def stop_note(quiesce: Any, stopped: str | None) -> str | None:
     testbed's stop reason, a signal's name, if it passes one."""
     if isinstance(quiesce, dict):
         return None
-    by = {"SIGINT": "by the user (Ctrl-C)", "SIGTERM": "by SIGTERM", "SIGHUP": "by SIGHUP"}
+    by = {
+        "SIGINT": "by the user (Ctrl-C)",
+        "SIGTERM": "by SIGTERM",
+        "SIGHUP": "by SIGHUP",
+        "--duration": "at the end of its --duration",
+    }
     how = by.get(stopped or "", f"by {stopped}") if stopped else "(by the user, a signal or --duration)"
     return (
         f"not checked: the lab was stopped {how} before its coordinated halt, so its replicas were not halted"

@@ -403,6 +403,8 @@ def main(argv: list[str] | None = None) -> int:
                 status = 1
                 break
             time.sleep(0.2)
+        if not stop_reason and deadline is not None and time.monotonic() >= deadline:
+            stop_reason.append("--duration")  # the report and the last line say what ended the lab (R41-6)
     except TestbedError as err:
         print(f"{PROGRAM}: {err}", file=sys.stderr)
         status = 1
