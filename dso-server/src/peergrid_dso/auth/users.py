@@ -2,15 +2,16 @@
 
 Promises: `UserStore.add` refuses bad names, unknown roles, short passwords and duplicates with `UserError`;
 `authenticate` returns the `User` or None and takes the same argon2 time whether or not the name exists (no
-user enumeration by timing); the file is written 0600 by rename, so a crash never leaves half a file; a file
-that is not ours raises `UserError` naming the path. A running server sees users added, removed or changed
+user enumeration by timing); the file is written 0600 by rename of a new temporary (`data_files`), so a crash
+never leaves half a file and no link planted in the folder is written through; run as root (`peergrid-dso user
+add` by hand), a new file takes the owner of its folder, so the server's user can still read it. A file that is
+not ours raises `UserError` naming the path. A running server sees users added, removed or changed
 by the CLI at their next request (the file is re-read when it changes). Never stores or logs a plain password.
 """
 
 from __future__ import annotations
 
 import json
-import os
 import re
 import threading
 from dataclasses import dataclass
@@ -18,6 +19,8 @@ from pathlib import Path
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
+
+from peergrid_dso.data_files import write_replacing
 
 ROLES = ("viewer", "operator", "admin")
 RANK = {role: i for i, role in enumerate(ROLES)}
@@ -119,14 +122,8 @@ class UserStore:
         if self.path is None:
             return
         doc = {"type": FILE_TYPE, "users": self._users}
-        tmp = self.path.with_name(self.path.name + ".tmp")
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w", encoding="utf-8") as out:
-            json.dump(doc, out, indent=1, sort_keys=True)
-            out.flush()
-            os.fsync(out.fileno())
-        os.replace(tmp, self.path)
+        write_replacing(self.path, json.dumps(doc, indent=1, sort_keys=True).encode())
         self._mtime = self.path.stat().st_mtime_ns
 
 

@@ -4,8 +4,8 @@ Promises: `TokenStore(path)` keeps each token only as SHA-256 of it (the token i
 issued it and never touches the disk), with the MG label it was issued for (or none), when it was issued, and
 once used the MGMC key that used it and when, and once that key is revoked (`retire`) when: a retired token is
 never used again, not even by its own key. Every call reads the file afresh and every change is one
-read-modify-write under an exclusive `flock` of a lock file beside it, written to a temporary that is synced and
-renamed over the name (then the folder synced): the server and `peergrid-dso enrolment token create` can share the
+read-modify-write under an exclusive `flock` of a lock file beside it, written (`data_files`) to a new temporary
+that is synced and renamed over the name (then the folder synced): the server and `peergrid-dso enrolment token create` can share the
 file, and a crash leaves the old file or the new one, never a part. A file that is not ours (unreadable, not JSON,
 another type, a malformed entry) raises `TokenStoreError` naming the path and what to do, and is never modified,
 truncated or replaced: it is never read as an empty token set. Run as root (the CLI by hand), a new file takes the
@@ -24,13 +24,14 @@ import fcntl
 import hashlib
 import json
 import os
-import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from peergrid_dso.data_files import open_lock, write_replacing
 
 FILE_TYPE = "peergrid-enrolment-tokens-v1"
 FILE_NAME = "enrolment-tokens.json"
@@ -121,25 +122,7 @@ class TokenStore:
     def _write(self, records: dict[str, TokenRecord]) -> None:
         doc = {"type": FILE_TYPE, "tokens": {d: r.to_json() for d, r in sorted(records.items())}}
         body = (json.dumps(doc, indent=1) + "\n").encode()
-        # a new name, made here (O_EXCL: never an existing file or link), 0600
-        fd, temporary = tempfile.mkstemp(prefix=f".{self.path.name}.", suffix=".tmp", dir=self.path.parent)
-        try:
-            try:
-                _own_like_folder(fd, self.path.parent)
-                os.write(fd, body)
-                os.fsync(fd)
-            finally:
-                os.close(fd)
-            os.replace(temporary, self.path)
-        except BaseException:
-            with contextlib.suppress(OSError):
-                os.unlink(temporary)
-            raise
-        folder = os.open(self.path.parent, os.O_RDONLY)
-        try:
-            os.fsync(folder)
-        finally:
-            os.close(folder)
+        write_replacing(self.path, body)
 
     @contextlib.contextmanager
     def _locked(self) -> Iterator[None]:
@@ -147,7 +130,7 @@ class TokenStore:
         with self._lock:
             lock = self.path.with_name(self.path.name + ".lock")
             try:
-                fd = _lock_file(lock)
+                fd = open_lock(lock)
             except OSError as exc:
                 raise TokenStoreError(
                     f"{lock}: cannot open the enrolment token file's lock ({exc.strerror}; never through a "
@@ -227,25 +210,3 @@ def _key(hex_key: str) -> bytes:
     if len(key) != 32:
         raise ValueError("not a 32-byte key")
     return key
-
-
-def _lock_file(path: Path) -> int:
-    """The lock file open for writing, never through a symbolic link; given the folder's owner (run as root) only
-    when made by this call, never a file found there."""
-    try:
-        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
-    except FileExistsError:
-        return os.open(path, os.O_RDWR | os.O_NOFOLLOW)
-    try:
-        _own_like_folder(fd, path.parent)
-    except BaseException:
-        os.close(fd)
-        raise
-    return fd
-
-
-def _own_like_folder(fd: int, folder: Path) -> None:
-    """Run as root, give a file the owner of its folder (the DSO's data directory belongs to its user)."""
-    if os.geteuid() == 0:
-        st = os.stat(folder)
-        os.fchown(fd, st.st_uid, st.st_gid)
