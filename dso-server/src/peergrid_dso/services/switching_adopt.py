@@ -15,7 +15,8 @@ DSO-chain transactions of an adoption: a `switching_plan` named `adopt-...` whos
 relay's position (`close`: it reads closed) and its `switching_result` with the same positions, all `ok` - the
 kinds the switching results already use, so the chain's latest result per switch says where the DSO holds
 it; no `switching_step`, because no relay was commanded. `record_adoption` lands them through the node's
-chain adapter (a starting node's; an operator's go through the console's recorder).
+chain adapter (a starting node's; an operator's go through the console's recorder), a first try not final told
+at INFO, a later one at WARNING.
 Never commands a relay. Pure apart from the injected driver, adapter and state reader.
 """
 
@@ -160,8 +161,11 @@ async def record_adoption(
     """Submit an adoption's records in order through the node's `ChainAdapter` until each is final, on the
     node's event loop (a starting node's DSO chain finalises once its co-validators run: it is tried again
     after each final block). A record the chain already holds (an attempt that landed after its submit gave
-    up waiting) counts as landed; a refusal for another reason is logged and ends it (False)."""
+    up waiting) counts as landed; a refusal for another reason is logged and ends it (False). The first try not
+    final is told at INFO (at a node's start the chain makes no block before the MGMCs run), a later one at
+    WARNING."""
     plan_id = records[0][1]["plan"]
+    tries = 0
     for kind, body in records:
         while not _landed(state(), kind, plan_id):
             result = await adapter.submit(dso_key, kind, body)
@@ -170,7 +174,11 @@ async def record_adoption(
             if result.reason == "refused":
                 log.error("the DSO chain refuses the %s of %s: %s", kind, plan_id, result.detail)
                 return False
-            log.warning("the %s of %s not final yet (%s); tried again", kind, plan_id, result.detail)
+            tries += 1
+            # the MGMCs, the DSO chain's co-validators, start after the DSO: its first try times out as a matter
+            # of course (a WARNING at every lab's start, as the enrolments' before 21d487c)
+            said = log.info if tries == 1 else log.warning
+            said("the %s of %s not final yet (%s); tried again", kind, plan_id, result.detail)
             await changed.wait(retry_s)
     return True
 
