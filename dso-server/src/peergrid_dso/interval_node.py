@@ -27,7 +27,8 @@ With `tariff_file` (and an MGMC chain that settles by both) it prices each MG's 
 (`market.tariff`, a day ahead at a time, `tariff.CoverPricer`) beside the intervals, from the start; with
 `exchange_fee` it posts that fee as `market.fee` there where the chain's standing one differs (`fee_poster`).
 Its settings are `loop_settings`; submitting to its chains and the coordinated stop, `node_chains`; reopening
-an interval on the MGMC chain, `interval_reopen` (split out, D5).
+an interval on the MGMC chain, whether nobody offered in it and how the MGMCs answered, `interval_reopen` (split
+out, D5, Q8).
 """
 
 from __future__ import annotations
@@ -44,8 +45,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from peergrid_dso import interval_reopen
 from peergrid_dso.broker_tls import check_broker
-from peergrid_dso.interval_reopen import REOPEN_WAIT_S, Reopening, forward_traded, reopen
+from peergrid_dso.interval_reopen import REOPEN_WAIT_S, Reopening, answer, forward_traded
 from peergrid_dso.loop_settings import IntervalNodeSettings, LoopSettings
 from peergrid_dso.node_chains import ChainAdapter, Changed, Throttled
 from peergrid_ledger import keys, query
@@ -395,37 +397,18 @@ class DsoLoop:
     async def reopen(self, t: int, ref: bytes, mgs: Iterable[str] = ()) -> Reopening:
         """Reopen interval t on the MGMC chain for this iteration's re-bargaining (`interval_reopen.reopen`;
         ref = the iteration's first adjustment contract's txid): its iteration there, or None and why not. At
-        once, without waiting for a closing, where nobody offered (`nothing_offered`; `mgs`: those that sent an
-        injection): U3's interval 75 overran by 12.7 s waiting for a closing that never comes."""
-        idle = self.nothing_offered(t, mgs)
+        once, without waiting for a closing, where nobody offered (`interval_reopen.nothing_offered`; `mgs`:
+        those that sent an injection): U3's interval 75 overran by 12.7 s waiting for a closing that never
+        comes."""
+        idle = None
+        if self.mgmc is not None and mgs:
+            anonyms = {mg: bytes.fromhex(entry.anonym) for mg, entry in self.settings.mgs.items()}
+            state = self.mgmc.node.replicas[self.mgmc.chain].app.state
+            idle = interval_reopen.nothing_offered(state, t, {anonyms[mg] for mg in mgs}, anonyms.values())
         if idle is not None:
             log.info("interval %d: %s; not reopened, the MGMCs re-plan", t, idle)
             return Reopening(None, idle)
-        return await reopen(self.mgmc, self.dso_key, t, ref, self.settings.rebargain_wait_s)
-
-    def nothing_offered(self, t: int, mgs: Iterable[str]) -> str | None:
-        """Why interval t has nothing to reopen and never will, or None: on the MGMC chain it is not closed,
-        nobody offered in it, and every MG of `mgs` and of the loop's config (but one revoked on the MGMC chain)
-        joined it as a buyer. Each MG sends its injection after its bargaining, and one without a seller is never
-        closed (`chain_closing`: nothing to close); while the replica lacks an MG's join it may lack an offer too,
-        so the bounded wait for a closing stands: that of an MG whose injection is late (missing from `mgs`, counted
-        as zero) as well, or a seller's offer still on its way to the replica reads as nobody offered (review41)."""
-        from peergrid_ledger.contracts import market
-        from peergrid_ledger.core import is_revoked
-
-        if self.mgmc is None or not mgs:
-            return None
-        state = self.mgmc.node.replicas[self.mgmc.chain].app.state
-        wanted = {bytes.fromhex(self.settings.mgs[mg].anonym) for mg in mgs} | {
-            anonym
-            for entry in self.settings.mgs.values()
-            if not is_revoked(state, anonym := bytes.fromhex(entry.anonym))
-        }
-        if market.closed(state, t) or market.members(state, t, "sellers"):
-            return None
-        if not wanted <= set(market.members(state, t, "buyers")):
-            return None
-        return "no offer in it: nothing traded, nothing closed to reopen"
+        return await interval_reopen.reopen(self.mgmc, self.dso_key, t, ref, self.settings.rebargain_wait_s)
 
     def record(self, doc: dict[str, Any]) -> None:
         if self.settings.record_file is not None:
@@ -435,20 +418,6 @@ class DsoLoop:
                 listener(doc)
             except Exception:  # a console listener never stops the loop
                 log.exception("interval listener failed")
-
-
-def answer(reopening: Reopening) -> str:
-    """How the MGMCs answered one iteration's contracts, for the record and every line that shows it: they
-    re-bargained a reopened interval, else re-planned within their limits, saying what they kept (U3: a
-    forward-traded interval read 'rebargained x1' though the contract refuses to reopen it)."""
-    why = reopening.why or ""
-    if reopening.iteration is not None:
-        return "re-bargained"
-    if why.startswith("forward-traded"):
-        return "re-planned, forward trades kept"
-    if why.startswith("no offer"):
-        return "re-planned, nothing traded"
-    return "re-planned, trades kept"
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -6,12 +6,17 @@ transaction's deadline (`REOPEN_WAIT_S`) is when the DSO stops waiting for it, s
 moved on. It sends nothing for an interval a day-ahead clear closed (`forward_traded`), nor what the contract
 refuses now (checked on the replica first). It returns a `Reopening`: the iteration on that chain, or None and
 why not; the MGMCs then re-plan with their trades kept. Never raises for a refusal or a timeout.
+`nothing_offered(state, t, joined, configured)` says why an interval has nothing to reopen and never will (nobody
+offered, every MG that must have joined did, as a buyer), or None: the DSO then sends nothing and waits for nothing
+(pure: it reads the MGMC chain's state it is given). `answer(reopening)` is how the MGMCs answered one
+iteration's contracts, in the words of the DSO's record.
 """
 
 from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Iterable
 from typing import Any, NamedTuple
 
 from peergrid_dso.node_chains import ChainAdapter
@@ -37,6 +42,39 @@ def forward_traded(state: Any, t: int) -> str | None:
 
     session = market.interval_record(state, t).get("session")
     return None if session is None else f"forward-traded by exchange session {session!r}"
+
+
+def nothing_offered(state: Any, t: int, joined: Iterable[bytes], configured: Iterable[bytes]) -> str | None:
+    """Why interval t has nothing to reopen and never will, or None: on the MGMC chain (`state`) it is not closed,
+    nobody offered in it, and every MG of `joined` (the anonyms of those that sent an injection) and of
+    `configured` (the loop config's, but one revoked on the MGMC chain) joined it as a buyer. Each MG sends its
+    injection after its bargaining, and one without a seller is never closed (`chain_closing`: nothing to close);
+    while the replica lacks an MG's join it may lack an offer too, so the bounded wait for a closing stands: that
+    of an MG whose injection is late (missing from `joined`, counted as zero) as well, or a seller's offer still on
+    its way to the replica reads as nobody offered (review41)."""
+    from peergrid_ledger.contracts import market
+    from peergrid_ledger.core import is_revoked
+
+    wanted = set(joined) | {anonym for anonym in configured if not is_revoked(state, anonym)}
+    if market.closed(state, t) or market.members(state, t, "sellers"):
+        return None
+    if not wanted <= set(market.members(state, t, "buyers")):
+        return None
+    return "no offer in it: nothing traded, nothing closed to reopen"
+
+
+def answer(reopening: Reopening) -> str:
+    """How the MGMCs answered one iteration's contracts, for the record and every line that shows it: they
+    re-bargained a reopened interval, else re-planned within their limits, saying what they kept (U3: a
+    forward-traded interval read 'rebargained x1' though the contract refuses to reopen it)."""
+    why = reopening.why or ""
+    if reopening.iteration is not None:
+        return "re-bargained"
+    if why.startswith("forward-traded"):
+        return "re-planned, forward trades kept"
+    if why.startswith("no offer"):
+        return "re-planned, nothing traded"
+    return "re-planned, trades kept"
 
 
 async def reopen(
