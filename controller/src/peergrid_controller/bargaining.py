@@ -220,6 +220,7 @@ def bargain(
     spare: dict[str, float] | None = {} if ranked_apart else None
     fills_capped = bool(getattr(venue, "cap_on_fills", False))
     converged = False
+    asked_last: dict[str, dict[str, float]] = {}  # each buyer's own requests last round (make_bid's `mine`)
     for number in range(1, cfg.max_rounds + 1):
         band = price_band(number, cfg)
         rejected: list[str] = []
@@ -234,7 +235,8 @@ def bargain(
         bids = []
         wanted: list[tuple[Participant, Bid]] = []
         for b in buyers:
-            bid = make_bid(b, offers, interval, band, fill, spare, fills_capped)
+            mine = asked_last.get(b.name, {}) if spare is not None else None
+            bid = make_bid(b, offers, interval, band, fill, spare, fills_capped, mine)
             wanted.append((b, bid))
             verdict = venue.post_bid(bid)
             if isinstance(verdict, Rejected):
@@ -263,8 +265,11 @@ def bargain(
                 for o in offers
                 if o.quantity_kwh - asked.get(o.seller, 0.0) > cfg.quantity_tolerance
             }
+        asked_last = {b.name: dict(bid.requests) for b, bid in wanted}
         if all(content) and all(
-            same_requests(make_bid(b, offers, interval, band, fill, spare, fills_capped), bid, cfg)
+            same_requests(
+                make_bid(b, offers, interval, band, fill, spare, fills_capped, asked_last[b.name]), bid, cfg
+            )
             for b, bid in wanted
         ):
             converged = True  # no seller moves and no buyer would ask differently next round
