@@ -5,7 +5,8 @@ and MG name, with its contract rules preset in genesis, so the chain — not the
 quantity limits and clean-only preferences. A round's offers, bids and moves are submitted as signed `offer`,
 `bid` and `move` transactions and sealed into one block by a single in-memory authority (the ledger's
 `LocalChain`), rounds numbered from 1 in each interval; moves identical to the standing position are not
-re-sent. `finish` submits `trade`, and the agreed trades are the ones the contract computed (read from its
+re-sent, except a bid naming a seller that raised its price since it was written (the contract then counts
+that demand no more until the buyer asks again: `market._stamp_demands`). `finish` submits `trade`, and the agreed trades are the ones the contract computed (read from its
 events: `trades`, shared with the exchange's clear); every seal checks the block kept every transaction
 accepted on submit (`seal`: a SealError, or the exchange's refusal, never an effect silently missing);
 `settle` pays each one once, on both parties' statements by default (genesis `settle_by_both`); `pay` posts a
@@ -121,6 +122,7 @@ class ChainVenue:
         self.round = 0
         self.standing_offers: dict[tuple[int, str], tuple[int, int]] = {}
         self.standing_bids: dict[tuple[int, str], list[dict[str, Any]]] = {}
+        self.stamped: set[tuple[int, str]] = set()  # standing bids naming a seller that raised since
         self.offers: dict[str, Offer] = {}
         self.bids: list[Bid] = []
         self.rules = {mg.name: mg.rules for mg in scenario.microgrids}
@@ -197,6 +199,18 @@ class ChainVenue:
             }
             verdict = self._do(offer.seller, "move", body)
         if isinstance(verdict, Accepted):
+            if standing is not None and (position[0] > standing[0] or standing[1] == 0):
+                # the contract stamps every standing demand on a seller that raises (after a withdrawal its
+                # price is the one before it, so count any price then): the demand no longer counts at the
+                # closing until its bid is written again, so an unchanged bid must be re-sent (measured: the
+                # 20-MG owner-rules day, off: 16 intervals where the closing dropped whole bids, 0.898 of the
+                # central gain against memory's 0.962)
+                seller = self.keys[offer.seller].public
+                self.stamped |= {
+                    key
+                    for key, demands in self.standing_bids.items()
+                    if key[0] == offer.interval and any(d["seller"] == seller for d in demands)
+                }
             self.standing_offers[where] = position
             self.offers[offer.seller] = offer
         return verdict
@@ -206,7 +220,7 @@ class ChainVenue:
         demands: list[dict[str, object]] = [{"seller": k, "quantity": q} for k, q in by_seller]
         where = (bid.interval, bid.buyer)
         standing = self.standing_bids.get(where)
-        if standing == demands:
+        if standing == demands and where not in self.stamped:
             verdict: Verdict = Accepted()
         elif standing is None:
             verdict = self._do(
@@ -218,6 +232,7 @@ class ChainVenue:
             )
         if isinstance(verdict, Accepted):
             self.standing_bids[where] = demands
+            self.stamped.discard(where)
             self.bids.append(bid)
         return verdict
 
@@ -247,6 +262,7 @@ class ChainVenue:
             raise RuntimeError(f"the chain refused to close interval {interval}: {result}")
         self.standing_offers = {k: v for k, v in self.standing_offers.items() if k[0] != interval}
         self.standing_bids = {k: v for k, v in self.standing_bids.items() if k[0] != interval}
+        self.stamped = {k for k in self.stamped if k[0] != interval}
         return self.trades(result.events, interval)
 
     def trade_id(self, trade: Trade) -> bytes:
