@@ -350,11 +350,16 @@ async def _rounds(
             # here that shows as a round that repeats the last one, so a buyer whose last bid still stands
             # (prices held, same asks in last round's band) posts it again as it was
             bid = None
+            # what this buyer asked last round: a short buyer's extra request takes its part of a seller's
+            # spare and keeps what it took (`make_bid`'s `mine`, as `bargain` passes it)
+            asked_before = None if spare is None else dict(posted.requests) if posted is not None else {}
             if held and posted is not None:
-                again = make_bid(me, public, t, price_band(r - first, cfg), fill, spare, terms.fills_capped)
+                band = price_band(r - first, cfg)
+                again = make_bid(me, public, t, band, fill, spare, terms.fills_capped, asked_before)
                 bid = posted if same_requests(again, posted, cfg) else None
             if bid is None:
-                bid = make_bid(me, public, t, price_band(r - first + 1, cfg), fill, spare, terms.fills_capped)
+                band = price_band(r - first + 1, cfg)
+                bid = make_bid(me, public, t, band, fill, spare, terms.fills_capped, asked_before)
             posted = bid
             wanted = sorted((bytes.fromhex(s), wh(q)) for s, q in bid.requests if wh(q) > 0)
             demands = [{"seller": seller, "quantity": quantity} for seller, quantity in wanted]
