@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -38,6 +40,21 @@ def run_tool(args: list[str], tmp: Path, timeout: float = 600) -> subprocess.Com
         timeout=timeout,
         check=False,
     )
+
+
+def render_dso(tmp: Path, extra: dict[str, Any]) -> Path:
+    """Renders the role's dso.yaml (`render-dso.yml`) from the pilot inventory with `extra` as extra vars; asserts
+    the playbook ran and returns the rendered file."""
+    out, extra_file = tmp / "dso.yaml", tmp / "extra.json"
+    inventory = ANSIBLE_DIR / "inventories" / "pilot-example"
+    extra_file.write_text(json.dumps(extra))
+    result = run_tool(
+        ["ansible-playbook", str(HERE / "render-dso.yml"), "-e", f"out_file={out}", "-e", f"@{extra_file}",
+         "-e", f"inventory_vars={inventory / 'group_vars' / 'all.yml'}", "-e", f"inventory_dir={inventory}"],
+        tmp,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stdout + result.stderr
+    return out
 
 
 def needs_root() -> None:

@@ -16,13 +16,12 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from peergrid_ansible_harness import ANSIBLE_DIR, HERE, needs_root, run_tool
+from peergrid_ansible_harness import ANSIBLE_DIR, needs_root, render_dso, run_tool
 
 from peergrid_dso.config import DsoSettings
 from peergrid_dso.tariff import load_tariff_file
 from peergrid_ledger.settings import load_settings
 
-INVENTORY = ANSIBLE_DIR / "inventories" / "pilot-example"
 MGS = {
     "mg-school": {"node": "11" * 32, "anonym": "22" * 32, "bus": 18},
     "mg-depot": {"node": "33" * 32, "anonym": "44" * 32, "bus": 25},
@@ -41,15 +40,7 @@ def tariff_file(path: Path) -> Path:
 
 
 def render(tmp_path: Path, extra: dict[str, Any]) -> DsoSettings:
-    out, extra_file = tmp_path / "dso.yaml", tmp_path / "extra.json"
-    extra_file.write_text(json.dumps({"dso_server_mgs": MGS} | GENESES | extra))
-    result = run_tool(
-        ["ansible-playbook", str(HERE / "render-dso.yml"), "-e", f"out_file={out}", "-e", f"@{extra_file}",
-         "-e", f"inventory_vars={INVENTORY / 'group_vars' / 'all.yml'}", "-e", f"inventory_dir={INVENTORY}"],
-        tmp_path,
-    )  # fmt: skip
-    assert result.returncode == 0, result.stdout + result.stderr
-    return load_settings(out, DsoSettings)
+    return load_settings(render_dso(tmp_path, {"dso_server_mgs": MGS} | GENESES | extra), DsoSettings)
 
 
 def test_without_a_tariff_file_dso_yaml_names_none(tmp_path: Path) -> None:

@@ -8,7 +8,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from peergrid_ansible_harness import ANSIBLE_DIR, HERE, run_tool
+from peergrid_ansible_harness import ANSIBLE_DIR, HERE, render_dso, run_tool
 
 PLAYBOOKS = sorted(p.name for p in (ANSIBLE_DIR / "playbooks").glob("*.yml"))
 INVENTORIES = sorted(p.name for p in (ANSIBLE_DIR / "inventories").iterdir() if p.is_dir())
@@ -129,24 +129,14 @@ def test_rendered_dso_settings_are_accepted_by_the_server(tmp_path: Path) -> Non
     """The DSO server rejects unknown keys (exit 2): the dso.yaml the role renders from the pilot inventory
     (real Ansible templating; one run, Ansible is slow on a loaded machine) loads with the server's strict
     model, its `loop:` section and broker TLS included."""
-    import json
-
     from peergrid_dso.config import DsoSettings
     from peergrid_ledger.settings import load_settings
 
-    out, inventory = tmp_path / "dso.yaml", ANSIBLE_DIR / "inventories" / "pilot-example"
-    extra_file = tmp_path / "extra.json"
     geneses = {
         "peergrid_dso_genesis": "/srv/pki/dso-genesis.json",
         "peergrid_mgmc_genesis": "/srv/pki/mgmc.json",
     }
-    extra_file.write_text(json.dumps({"dso_server_mgs": MGS, "dso_server_relays": RELAYS} | geneses))
-    result = run_tool(
-        ["ansible-playbook", str(HERE / "render-dso.yml"), "-e", f"out_file={out}", "-e", f"@{extra_file}",
-         "-e", f"inventory_vars={inventory / 'group_vars' / 'all.yml'}", "-e", f"inventory_dir={inventory}"],
-        tmp_path,
-    )  # fmt: skip
-    assert result.returncode == 0, result.stdout + result.stderr
+    out = render_dso(tmp_path, {"dso_server_mgs": MGS, "dso_server_relays": RELAYS} | geneses)
     settings = load_settings(out, DsoSettings)
     assert settings.broker.port == 8883 and settings.console.users_file is not None
     tls = settings.broker.tls()
@@ -168,24 +158,14 @@ def test_rendered_dso_settings_are_accepted_by_the_server(tmp_path: Path) -> Non
 def test_an_exchange_fee_the_inventory_names_is_rendered_as_the_server_takes_it(tmp_path: Path) -> None:
     """F5: `dso_server_exchange_fee` becomes the loop's `exchange_fee` (the DSO posts it as `market.fee`), its
     integers and MG names as the server's strict model reads them."""
-    import json
-
     from peergrid_dso.config import DsoSettings
     from peergrid_ledger.settings import load_settings
 
-    out, inventory = tmp_path / "dso.yaml", ANSIBLE_DIR / "inventories" / "pilot-example"
     fee = {"fee": 2_000_000, "fund_cap": 50_000, "coordinators": ["mg-school"]}
-    extra_file = tmp_path / "extra.json"
-    extra_file.write_text(json.dumps({
+    out = render_dso(tmp_path, {
         "dso_server_mgs": MGS, "dso_server_exchange_fee": fee,
         "peergrid_dso_genesis": "/srv/pki/dso-genesis.json", "peergrid_mgmc_genesis": "/srv/pki/mgmc.json",
-    }))  # fmt: skip
-    result = run_tool(
-        ["ansible-playbook", str(HERE / "render-dso.yml"), "-e", f"out_file={out}", "-e", f"@{extra_file}",
-         "-e", f"inventory_vars={inventory / 'group_vars' / 'all.yml'}", "-e", f"inventory_dir={inventory}"],
-        tmp_path,
-    )  # fmt: skip
-    assert result.returncode == 0, result.stdout + result.stderr
+    })  # fmt: skip
     loop = load_settings(out, DsoSettings).loop
     assert loop is not None and loop.exchange_fee is not None
     assert loop.exchange_fee.model_dump() == fee
@@ -196,23 +176,13 @@ def test_an_https_certificate_the_inventory_names_is_rendered_as_the_servers_htt
     the MGMCs' enrolment over the site's network) become `http.cert_file` / `http.key_file` at the copies the role
     installs; without them `http` is host and port alone (the test above). The server checks both files exist
     when it loads, so the rendered section is read as YAML here (the role copies them before it renders)."""
-    import json
-
     import yaml
 
-    out, inventory = tmp_path / "dso.yaml", ANSIBLE_DIR / "inventories" / "pilot-example"
-    extra_file = tmp_path / "extra.json"
-    extra_file.write_text(json.dumps({
+    out = render_dso(tmp_path, {
         "dso_server_mgs": MGS, "dso_server_https_cert_src": "/srv/pki/dso-https.crt",
         "dso_server_https_key_src": "/srv/pki/dso-https.key",
         "peergrid_dso_genesis": "/srv/pki/dso-genesis.json", "peergrid_mgmc_genesis": "/srv/pki/mgmc.json",
-    }))  # fmt: skip
-    result = run_tool(
-        ["ansible-playbook", str(HERE / "render-dso.yml"), "-e", f"out_file={out}", "-e", f"@{extra_file}",
-         "-e", f"inventory_vars={inventory / 'group_vars' / 'all.yml'}", "-e", f"inventory_dir={inventory}"],
-        tmp_path,
-    )  # fmt: skip
-    assert result.returncode == 0, result.stdout + result.stderr
+    })  # fmt: skip
     http = yaml.safe_load(out.read_text(encoding="utf-8"))["http"]
     assert http["cert_file"] == "/etc/peergrid/dso-tls/https.crt"
     assert http["key_file"] == "/etc/peergrid/dso-tls/https.key"

@@ -5,12 +5,11 @@ HTTP and the cookie stays as it was."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pytest
 import yaml
-from peergrid_ansible_harness import ANSIBLE_DIR, HERE, run_tool
+from peergrid_ansible_harness import render_dso
 
 MGS = {"mg-school": {"node": "11" * 32, "anonym": "22" * 32, "bus": 18}}
 
@@ -19,7 +18,6 @@ MGS = {"mg-school": {"node": "11" * 32, "anonym": "22" * 32, "bus": 18}}
 def test_the_console_cookie_is_secure_where_the_dso_serves_https(
     tmp_path: Path, https: bool, secure: bool
 ) -> None:
-    out, inventory = tmp_path / "dso.yaml", ANSIBLE_DIR / "inventories" / "pilot-example"
     extra = {
         "dso_server_mgs": MGS,
         "peergrid_dso_genesis": "/srv/pki/dso-genesis.json",
@@ -30,12 +28,5 @@ def test_the_console_cookie_is_secure_where_the_dso_serves_https(
             "dso_server_https_cert_src": "/srv/pki/dso-https.crt",
             "dso_server_https_key_src": "/srv/pki/k",
         }
-    extra_file = tmp_path / "extra.json"
-    extra_file.write_text(json.dumps(extra))
-    result = run_tool(
-        ["ansible-playbook", str(HERE / "render-dso.yml"), "-e", f"out_file={out}", "-e", f"@{extra_file}",
-         "-e", f"inventory_vars={inventory / 'group_vars' / 'all.yml'}", "-e", f"inventory_dir={inventory}"],
-        tmp_path,
-    )  # fmt: skip
-    assert result.returncode == 0, result.stdout + result.stderr
+    out = render_dso(tmp_path, extra)
     assert yaml.safe_load(out.read_text(encoding="utf-8"))["console"].get("secure_cookies", False) is secure

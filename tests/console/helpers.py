@@ -62,9 +62,17 @@ def chromium() -> Iterator[Any]:
 class ServedLab:
     """The lab DSO server with its console (no market, no drift, the feeds every 0.2 s), served by uvicorn on a
     thread at loopback `port` (0: any free one) until the block ends: its `app`, `port` and `url` once entered.
-    Entered again on the same port with the same `users_file` it is a restart with the same console store."""
+    Entered again on the same port with the same `users_file` it is a restart with the same console store. With
+    `broker` (the config's broker section) its health listener listens there, as `serve` starts it."""
 
-    def __init__(self, users_file: Any, port: int = 0, name: str = "lab-server", graceful_s: int = 2) -> None:
+    def __init__(
+        self,
+        users_file: Any,
+        port: int = 0,
+        name: str = "lab-server",
+        graceful_s: int = 2,
+        broker: dict[str, Any] | None = None,
+    ) -> None:
         import threading
 
         import uvicorn
@@ -73,7 +81,10 @@ class ServedLab:
         from peergrid_dso.config import DsoSettings
 
         console = {"users_file": str(users_file), "lab_market": False, "lab_drift": False, "refresh_s": 0.2}
-        self.app = create_app(DsoSettings.model_validate({"console": console}), listen=False)
+        settings: dict[str, Any] = {"console": console}
+        if broker is not None:
+            settings["broker"] = broker
+        self.app = create_app(DsoSettings.model_validate(settings), listen=broker is not None)
         config = uvicorn.Config(
             self.app, host="127.0.0.1", port=port, log_level="warning", timeout_graceful_shutdown=graceful_s
         )

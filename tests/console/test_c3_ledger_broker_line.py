@@ -7,7 +7,6 @@ started again on its port, in headless Chromium."""
 from __future__ import annotations
 
 import re
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -24,25 +23,6 @@ expect, pytestmark = browser_tests(needs_mosquitto=True)
 WAIT_MS = 20_000  # a bound against hanging, not a figure tested
 
 
-class BrokerLab(ServedLab):
-    """The lab server (console.helpers.ServedLab) with its health listener on `broker`, its back-off unset."""
-
-    def __init__(self, users_file: Path, broker: MosquittoBroker) -> None:
-        import uvicorn
-
-        from peergrid_dso.app import create_app
-        from peergrid_dso.config import DsoSettings
-
-        console = {"users_file": str(users_file), "lab_market": False, "lab_drift": False, "refresh_s": 0.2}
-        settings = {"console": console, "broker": {"host": broker.host, "port": broker.port}}
-        self.app = create_app(DsoSettings.model_validate(settings), listen=True)
-        config = uvicorn.Config(
-            self.app, host="127.0.0.1", port=0, log_level="warning", timeout_graceful_shutdown=2
-        )
-        self.server = uvicorn.Server(config)
-        self.thread = threading.Thread(target=self.server.run, name="c3-broker-lab", daemon=True)
-
-
 @pytest.fixture
 def broker(tmp_path: Path) -> Iterator[MosquittoBroker]:
     with MosquittoBroker(tmp_path / "broker") as running:
@@ -50,13 +30,15 @@ def broker(tmp_path: Path) -> Iterator[MosquittoBroker]:
 
 
 @pytest.fixture
-def lab(users_file: Path, broker: MosquittoBroker) -> Iterator[BrokerLab]:
-    with BrokerLab(users_file, broker) as served:
+def lab(users_file: Path, broker: MosquittoBroker) -> Iterator[ServedLab]:
+    """The lab server with its health listener on `broker`, its back-off unset."""
+    address = {"host": broker.host, "port": broker.port}
+    with ServedLab(users_file, name="c3-broker-lab", broker=address) as served:
         yield served
 
 
 def test_the_ledger_view_says_the_broker_lost_until_it_is_back(
-    browser: Any, lab: BrokerLab, broker: MosquittoBroker
+    browser: Any, lab: ServedLab, broker: MosquittoBroker
 ) -> None:
     assert wait_until(lambda: httpx.get(lab.url + "/api/health").json()["health_listener"]["connected"])
     page, errors = watched_page(browser)

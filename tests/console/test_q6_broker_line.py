@@ -27,28 +27,6 @@ expect, pytestmark = browser_tests(needs_mosquitto=True)
 WAIT_MS = 20_000  # a bound against hanging, not a figure tested
 
 
-class BrokerLab(ServedLab):
-    """The lab server (console.helpers.ServedLab) with its health listener on `broker`, as `serve` starts it."""
-
-    def __init__(self, users_file: Path, broker: MosquittoBroker) -> None:
-        import uvicorn
-
-        from peergrid_dso.app import create_app
-        from peergrid_dso.config import DsoSettings
-
-        console = {"users_file": str(users_file), "lab_market": False, "lab_drift": False, "refresh_s": 0.2}
-        settings = {
-            "console": console,
-            "broker": {"host": broker.host, "port": broker.port, "reconnect_max_s": 1.0},
-        }
-        self.app = create_app(DsoSettings.model_validate(settings), listen=True)
-        config = uvicorn.Config(
-            self.app, host="127.0.0.1", port=0, log_level="warning", timeout_graceful_shutdown=2
-        )
-        self.server = uvicorn.Server(config)
-        self.thread = threading.Thread(target=self.server.run, name="q6-broker-lab", daemon=True)
-
-
 @pytest.fixture
 def broker(tmp_path: Path) -> Iterator[MosquittoBroker]:
     with MosquittoBroker(tmp_path / "broker") as running:
@@ -56,16 +34,18 @@ def broker(tmp_path: Path) -> Iterator[MosquittoBroker]:
 
 
 @pytest.fixture
-def lab(users_file: Path, broker: MosquittoBroker) -> Iterator[BrokerLab]:
-    with BrokerLab(users_file, broker) as served:
+def lab(users_file: Path, broker: MosquittoBroker) -> Iterator[ServedLab]:
+    """The lab server with its health listener on `broker`, as `serve` starts it (back-off bound 1 s)."""
+    address = {"host": broker.host, "port": broker.port, "reconnect_max_s": 1.0}
+    with ServedLab(users_file, name="q6-broker-lab", broker=address) as served:
         yield served
 
 
-def listening(lab: BrokerLab) -> bool:
+def listening(lab: ServedLab) -> bool:
     return bool(httpx.get(lab.url + "/api/health").json()["health_listener"]["connected"])
 
 
-def broker_events(lab: BrokerLab, seen: list[dict[str, Any]], stop: threading.Event) -> None:
+def broker_events(lab: ServedLab, seen: list[dict[str, Any]], stop: threading.Event) -> None:
     """Every `broker` event of one feed, in `seen`, until `stop` (the feed as the page opens it, logged in)."""
     with httpx.Client(base_url=lab.url, timeout=30) as client:
         assert (
@@ -86,7 +66,7 @@ def broker_events(lab: BrokerLab, seen: list[dict[str, Any]], stop: threading.Ev
                 return
 
 
-def test_the_feed_tells_the_broker_lost_and_back_once_each(lab: BrokerLab, broker: MosquittoBroker) -> None:
+def test_the_feed_tells_the_broker_lost_and_back_once_each(lab: ServedLab, broker: MosquittoBroker) -> None:
     assert wait_until(lambda: listening(lab))
     seen: list[dict[str, Any]] = []
     stop = threading.Event()
@@ -110,7 +90,7 @@ def test_the_feed_tells_the_broker_lost_and_back_once_each(lab: BrokerLab, broke
 
 
 def test_the_header_says_the_broker_lost_until_it_is_back(
-    browser: Any, lab: BrokerLab, broker: MosquittoBroker
+    browser: Any, lab: ServedLab, broker: MosquittoBroker
 ) -> None:
     assert wait_until(lambda: listening(lab))
     page, errors = watched_page(browser)

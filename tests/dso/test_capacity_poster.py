@@ -27,7 +27,10 @@ NOW_MS = 10**12
 
 
 class Adapter:
-    """`ChainAdapter` over a LocalChain: submits and seals a block (final at once); `stall`: a timeout."""
+    """`ChainAdapter` over a LocalChain: submits and seals a block (final at once); `stall`: a timeout. Takes
+    `kind` only."""
+
+    kind = "market.capacity"
 
     def __init__(self, local: LocalChain) -> None:
         self.chain, self.local = "mgmc", local
@@ -39,7 +42,7 @@ class Adapter:
     async def submit(
         self, key: Keypair, kind: str, body: dict[str, Any], precheck: bool = False
     ) -> Submitted:
-        assert kind == "market.capacity" and precheck
+        assert kind == self.kind and precheck
         self.sent.append(dict(body))
         if self.stall:
             return Submitted(False, "timeout", f"{kind} not final in 8 s")

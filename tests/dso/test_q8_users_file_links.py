@@ -7,22 +7,11 @@ given to the folder's owner."""
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
-import pytest
 from argon2 import PasswordHasher
 
 from peergrid_dso.auth.users import UserStore
-
-
-@pytest.fixture
-def as_root(monkeypatch: pytest.MonkeyPatch) -> list[int]:
-    """Run as root, with each file given to the folder's owner named by its inode (nothing is chown'd)."""
-    given: list[int] = []
-    monkeypatch.setattr(os, "geteuid", lambda: 0)
-    monkeypatch.setattr(os, "fchown", lambda fd, uid, gid: given.append(os.fstat(fd).st_ino))
-    return given
 
 
 def _quick() -> PasswordHasher:

@@ -14,15 +14,6 @@ import pytest
 from peergrid_dso.services.enrolment_tokens import TokenStore, TokenStoreError
 
 
-@pytest.fixture
-def as_root(monkeypatch: pytest.MonkeyPatch) -> list[int]:
-    """Run as root, with each file given to the folder's owner named by its inode (nothing is chown'd)."""
-    given: list[int] = []
-    monkeypatch.setattr(os, "geteuid", lambda: 0)
-    monkeypatch.setattr(os, "fchown", lambda fd, uid, gid: given.append(os.fstat(fd).st_ino))
-    return given
-
-
 def test_a_link_planted_as_the_lock_file_is_refused_not_followed(tmp_path: Path, as_root: list[int]) -> None:
     data = tmp_path / "data"
     data.mkdir()
