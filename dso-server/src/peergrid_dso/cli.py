@@ -62,6 +62,8 @@ def build_parser() -> argparse.ArgumentParser:
     reconfigure.add_arguments(
         sub.add_parser("reconfigure", help="loss-minimising radial switch state of a feeder")
     )
+    # listed for --help only: `main` hands `user ...` to its own parser (peergrid_dso.auth.cli) before this one
+    sub.add_parser("user", help="console users (add, list, remove): peergrid-dso user --help")
     return parser
 
 
@@ -166,12 +168,7 @@ def enrolment_tokens(args: argparse.Namespace) -> int:
     import time
 
     from peergrid_dso.config import DsoSettings
-    from peergrid_dso.services.enrolment_tokens import (
-        TokenStore,
-        TokenStoreError,
-        check_label,
-        token_store_path,
-    )
+    from peergrid_dso.services.enrolment_tokens import TokenStore, TokenStoreError, token_store_path
 
     try:
         settings = load_settings(args.config, DsoSettings)
@@ -181,9 +178,8 @@ def enrolment_tokens(args: argparse.Namespace) -> int:
                 f"{args.config}: console.users_file is not set, so the DSO server keeps no data directory and "
                 "holds its enrolment tokens in memory: issue them through the running server instead"
             )
-        store = TokenStore.open(path)
+        store = TokenStore(path)  # (each call reads the file, refusing a damaged one)
         if args.token_command == "create":
-            check_label(args.label)
             token = secrets.token_urlsafe(16)  # as EnrolmentService's own source
             store.issue(token, args.label)
             print(token)

@@ -85,9 +85,8 @@ def enrol(settings: object) -> int:
         print(f"{PROGRAM}: the config has no enrolment section: nothing to enrol with", file=sys.stderr)
         return 2
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
-    key_file = settings.ledger.key_file or settings.data_dir / "node.key"
-    try:
-        identity = keys.read_keyfile(key_file)  # made by peergrid-edge-keygen (or the daemon's first start)
+    try:  # made by peergrid-edge-keygen (or the daemon's first start)
+        identity = keys.read_keyfile(settings.node_key_file())
     except keys.KeyFileError as err:
         print(f"{PROGRAM}: {err}", file=sys.stderr)
         return 2

@@ -302,6 +302,10 @@ class EdgeSettings(StrictSettings):
     market: MarketSettings | None = None
     enrolment: EnrolmentSettings | None = None
 
+    def node_key_file(self) -> Path:
+        """The node's identity key: as configured (`ledger.key_file`), else in the state folder."""
+        return self.ledger.key_file or self.data_dir / "node.key"
+
     def anonym_key_file(self) -> Path:
         """The anonym enrolled beside the node key: as configured, else the market's, else in the state folder."""
         if self.enrolment is not None and self.enrolment.anonym_key_file is not None:

@@ -96,7 +96,7 @@ class EdgeDaemon:
         self.states = {d.name: DeviceState(d, DeviceHealth.for_device(d)) for d in settings.devices}
         self.actuator = Actuator(self.drivers, self.states, settings.dispatch, self.clock)
         self.store = open_store(settings.data_dir / "edge.db")  # damaged or in use: one ConfigError (exit 2)
-        self.keypair = load_or_create_key(settings.ledger.key_file or settings.data_dir / "node.key")
+        self.keypair = load_or_create_key(settings.node_key_file())
         # the schedule in force, the next held for its start, the controller's silence timer, the intake
         self.schedules = ScheduleHolder(self.clock, settings.dispatch.schedule_timeout_s)
         self.mode = "safe"

@@ -25,7 +25,6 @@ import hashlib
 import ipaddress
 import json
 import logging
-import os
 import ssl
 import time
 import urllib.error
@@ -36,6 +35,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from peergrid_edge.files import write_whole
 from peergrid_ledger import keys
 
 log = logging.getLogger("peergrid.edge.enrolment")
@@ -184,9 +184,7 @@ class Enroller:
             "status": status, "detail": detail, "mgmc": self.identity.public.hex(), "label": self.label,
             "url": self.url, "token": None if token is None else token_hash(token), "at": time.time(),
         }  # fmt: skip
-        temporary = self.state_file.with_name(f".{self.state_file.name}.tmp")
-        temporary.write_text(json.dumps(doc) + "\n")
-        os.replace(temporary, self.state_file)
+        write_whole(self.state_file, json.dumps(doc) + "\n")
 
     def _anonym(self) -> keys.Keypair:
         if not self.anonym_key_file.exists():
