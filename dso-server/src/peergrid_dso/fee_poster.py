@@ -146,8 +146,11 @@ class FeePoster:
                 "the MGMC chain refuses market.fee (%s): %s; not sent again", self._words(), result.detail
             )
             return True
+        # the first not final at INFO, as the capacities and enrolments (72a3286, 21d487c): the MGMC chain makes
+        # no block until the MGMCs, its validators, run, and the lab starts them after the DSO
+        level = logging.WARNING if self.pending else logging.INFO
         self.pending = True
-        log.warning("market.fee not final yet: %s %s", result.reason, result.detail)
+        log.log(level, "market.fee not final yet: %s %s", result.reason, result.detail)
         return False
 
     async def run(self, stop: asyncio.Event) -> None:

@@ -356,17 +356,19 @@ class DsoLoop:
         iteration = 0
         while contracts and mgs and iteration < s.max_iterations:
             iteration += 1
+            txids: list[bytes | None] = []  # each contract's on the DSO chain (final now), None if not there
             for contract in contracts:
                 body = {**contract.body(), "iteration": iteration}
                 node = bytes.fromhex(s.mgs[contract.mg].node)
                 await asyncio.to_thread(self.recorder.adjustment, node, t, body)
                 index = read_obj(self.replica.app.state, ks.adjustment_index(node, t)) or []
-                # the record names the contract's txid (final now), so the console can point at it on the chain
+                txids.append(index[-1] if index else None)
+                # the record names the contract's txid, so the console can point at it on the chain
                 out.adjustments.append({**body, "txid": index[-1].hex() if index else None})
             nodes = [s.mgs[c.mg].node for c in contracts]
-            first = read_obj(self.replica.app.state, ks.adjustment_index(bytes.fromhex(nodes[0]), t)) or []
+            first = txids[0]  # the reopening names the iteration's first contract
             reopening = (
-                await self.reopen(t, first[-1], mgs) if first else Reopening(None, "no contract on chain")
+                Reopening(None, "no contract on chain") if first is None else await self.reopen(t, first, mgs)
             )
             reopened = reopening.iteration
             self.publish({"interval": t, "iteration": iteration, "final": False, "adjust": nodes,

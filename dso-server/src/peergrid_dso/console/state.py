@@ -55,8 +55,7 @@ class ConsoleState:
     live: bool = False
     intervals: list[dict[str, Any]] = field(default_factory=list)  # the loop's latest interval summaries
     relay_watch: Callable[[], Any] = lambda: None  # the node's `RelayWatch` (None: no closed loop)
-    # (interval, MG -> kW) the latest interval the loop finished ended with: what the feeder view draws
-    outcome: tuple[int, dict[str, float]] | None = None
+    drawn: int | None = None  # the latest interval the loop finished whose outcome the feeder view draws
     _step: int = -1
 
     def standing_alarms(self) -> tuple[str, ...]:
@@ -117,9 +116,11 @@ class ConsoleState:
             "height": record.get("height"),
             "missing": record.get("missing", []),
         }
+        # what it ended with is what the view draws (`tick`); a failed one has none: the last stays
         if isinstance(record.get("injections_kw"), dict):
-            self.outcome = (t, {mg: float(kw) for mg, kw in record["injections_kw"].items()})
-        summary["drawn"] = None if self.outcome is None else self.outcome[0]  # a failed one has none to draw
+            self.grid.set_injections({mg: float(kw) for mg, kw in record["injections_kw"].items()})
+            self.drawn = t
+        summary["drawn"] = self.drawn
         self.intervals = [*self.intervals[-19:], summary]
         self.ops.interval = t + 1  # operator plans belong to the interval the loop works on next
         if "error" in record:
@@ -141,15 +142,13 @@ class ConsoleState:
         mid-interval for an interval that ended secure (U3-2). Without it: the latest interval the MGMCs
         reported to the DSO, or in the lab without MGMC reports a drifting noon picture so the live view
         moves."""
-        if self.live:
-            if self.outcome is not None:
-                self.grid.set_injections(self.outcome[1])
+        if self.live:  # set by `on_interval`
             return
         if self.dso.injections:
             latest = self.dso.injections[max(self.dso.injections)]
             self.grid.set_injections({mg: p_mw * 1000.0 for mg, (p_mw, _q) in latest.items()})
             return
-        if self.live or not self.settings.lab_drift:
+        if not self.settings.lab_drift:
             return
         step = int((time.monotonic() if now is None else now) // 5.0)
         if step != self._step:
