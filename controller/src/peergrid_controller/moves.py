@@ -224,11 +224,6 @@ def make_bid(
         # at this price stays unsold. Rationed sellers are asked no more than their share, so the crowd
         # does not pile onto them (measured: scaling every request up broke convergence)
         short = min(want - expected, limit_left - sum(asks.values()))
-        serving = {
-            o.seller: o.quantity_kwh - asks[o.seller]
-            for o in level
-            if spare is not None and _fill(fill, o.seller) >= 1.0 and spare.get(o.seller, 0.0) > 0.0
-        }
         if mine is not None and spare is not None:
             # only the spare is there to take, and every short buyer at the level sees it: a top-up of the
             # seller's whole offer asked past its spare, rationed it, and next round (no spare, fill below 1)
@@ -237,7 +232,7 @@ def make_bid(
             # ended at round 50 by chance). Each buyer takes its part of the spare, in proportion to what it
             # asked of the seller, and what it took before stays its own to ask while the seller serves in
             # full, so the top-ups fill the spare between them and then stand.
-            serving = {}
+            serving: dict[str, float] = {}
             for o in level:
                 unsold, had = spare.get(o.seller, 0.0), mine.get(o.seller, 0.0)
                 asked = o.quantity_kwh - unsold  # by every buyer last round (public: offered minus unsold)
@@ -245,6 +240,12 @@ def make_bid(
                 left = part + had - asks[o.seller]
                 if _fill(fill, o.seller) >= 1.0 and left > 1e-9:
                     serving[o.seller] = min(o.quantity_kwh - asks[o.seller], left)
+        else:
+            serving = {
+                o.seller: o.quantity_kwh - asks[o.seller]
+                for o in level
+                if spare is not None and _fill(fill, o.seller) >= 1.0 and spare.get(o.seller, 0.0) > 0.0
+            }
         free = sum(serving.values())
         if short > 0 and free > 0:
             top_up = min(short / free, 1.0)

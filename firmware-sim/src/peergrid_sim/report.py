@@ -268,6 +268,7 @@ def write_report(bed: Any, out_dir: Path, stopped: str | None = None) -> Path:
         for r in dso if timing is not None
     ]  # fmt: skip
     quiesce = _json(records / "quiesce.json")
+    unquiesced = stop_note(quiesce, stopped)  # why the quiesce was not checked, or None
     start = start_section(records)
     consensus = _json(records / "consensus-stats.json") or {}
     for role, figures in ledger.items():  # round timeouts each replica counted (the chain id names its role)
@@ -278,7 +279,7 @@ def write_report(bed: Any, out_dir: Path, stopped: str | None = None) -> Path:
         "intervals_done": len([r for r in dso if "error" not in r]),
         "replicas_agree": bool(ledger) and all(c["identical_heads"] for c in ledger.values()),
         # None: not checked, a lab stopped before its coordinated halt (`stop_note` says so, not a failure)
-        "quiesced": None if stop_note(quiesce, stopped) else bool(quiesce and quiesce.get("ok")),
+        "quiesced": None if unquiesced else bool(quiesce and quiesce.get("ok")),
         "head_spread": {c: v["head_spread"] for c, v in ledger.items()},
         "stores_verify": all(v == "ok" for v in verified.values()),
         "settled_trades_proven": proofs["settled"] > 0 and proofs["verified"] == proofs["settled"],
@@ -294,7 +295,7 @@ def write_report(bed: Any, out_dir: Path, stopped: str | None = None) -> Path:
         "intervals": intervals,
         "interval_s": bed.loop.interval_s,
         "checks": checks,
-        "not_checked": {"quiesced": note} if (note := stop_note(quiesce, stopped)) else {},
+        "not_checked": {"quiesced": unquiesced} if unquiesced else {},
         "stores_verify": verified,
         "proofs": proofs,
         "ledger": ledger,

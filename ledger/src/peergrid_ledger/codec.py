@@ -319,7 +319,7 @@ def decode_prefix(data: bytes, start: int, end: int, budget: list[int] | None = 
         raise DecodeError("nesting too deep") from None
 
 
-_SHORTER_MAX = (23, 0xFF, 0xFFFF, 0xFFFFFFFF)
+_SHORTER_MAX = tuple(_WIDE_ARGS[info][2] for info in range(24, 28))
 """By head 0x18..0x1B (1, 2, 4, 8 argument bytes): the largest value a shorter head carries (`_WIDE_ARGS`)."""
 _SIMPLE = {0xF4: False, 0xF5: True, 0xF6: None}
 
