@@ -18,10 +18,12 @@ and no figure is given - a seller writes its record before its buyers do, and a 
 read as P2P costing more than the conventional market (U2's lab: p2p 0.000 against 4.785). A key's record will
 not come (`welfare.missing`: name -> why) when its MGMC's record of the interval says it failed, when its
 records went on past the interval without one, or when no record names the key (not an enrolled anonym) and
-every MGMC's records went on past the interval; an enrolled MG no record names yet is waited for. With none
-waiting and some missing, the welfare is that of the MGs with records (their costs with their P2P payments,
-`cost_p2p`), not the physical sum, which is fair only over every party (R38 on f7e23ea: an unenrolled
-trader's interval showed 'waiting for 3fa2b1c0' for good). Trading keys are shown by the MG names the DSO
+every MGMC's records went on past the interval, or when its record of the interval is unreadable (a cost that is
+not a finite number, or one of the three missing: `unreadable`, MG -> which field and why; Python's json takes
+NaN and Infinity, which the route answered as null: a cost shown as '—', a saving and welfare computed without
+it); an enrolled MG no record names yet is waited for. With none waiting and some missing, the welfare is that of the MGs with records (their costs with
+their P2P payments, `cost_p2p`), not the physical sum, which is fair only over every party (R38 on f7e23ea: an
+unenrolled trader's interval showed 'waiting for 3fa2b1c0' for good). Trading keys are shown by the MG names the DSO
 enrolled them under, else by the MG whose records name them, else by their first 8 hex digits. Reads only:
 blocks from the store (any thread), state through `call` (the node's loop). Blocks are scanned once,
 incrementally; the records are read at each new head.
@@ -30,6 +32,7 @@ incrementally; the records are read at each new head.
 from __future__ import annotations
 
 import json
+import math
 import re
 import threading
 from collections.abc import Callable
@@ -39,6 +42,7 @@ from typing import Any
 
 MICRO = 1e6
 KEY_HEX = re.compile(r"[0-9a-f]{64}")
+COSTS = ("cost_p2p", "cost_conventional", "p2p_money")  # what the view reads of an MGMC's interval record
 
 
 @dataclass
@@ -49,6 +53,7 @@ class Records:
     written: dict[int, set[str]] = field(default_factory=dict)  # interval -> the MGs with any record of it
     last: dict[str, int] = field(default_factory=dict)  # MG -> the last interval its records name
     keys: dict[str, str] = field(default_factory=dict)  # trading key (hex) -> the MG whose records name it
+    unreadable: dict[int, dict[str, str]] = field(default_factory=dict)  # interval -> MG -> which field, why
 
 
 class LiveMarket:
@@ -179,11 +184,15 @@ class LiveMarket:
                 found.last[mg] = max(t, found.last.get(mg, t))
                 if isinstance(key := rec.get("anonym"), str) and KEY_HEX.fullmatch(key):
                     found.keys[key] = mg
-                try:
-                    entry = {k: float(rec[k]) for k in ("cost_p2p", "cost_conventional", "p2p_money")}
-                except (ValueError, KeyError, TypeError):
+                if not any(k in rec for k in COSTS):
                     continue  # an error record: the interval failed for that MG
-                found.costs.setdefault(t, {})[mg] = entry
+                # the last record of an interval counts (an MGMC may write one again), readable or not
+                if (why := unreadable_cost(rec)) is not None:
+                    found.unreadable.setdefault(t, {})[mg] = why
+                    found.costs.get(t, {}).pop(mg, None)
+                    continue
+                found.costs.setdefault(t, {})[mg] = {k: float(rec[k]) for k in COSTS}
+                found.unreadable.get(t, {}).pop(mg, None)
         return found
 
     def _unreported(self, t: int, parties: set[str]) -> tuple[list[str], dict[str, str]]:
@@ -199,7 +208,9 @@ class LiveMarket:
             mg = rec.keys.get(key) or (name if name in rec.last else None)  # the MG whose records are its
             if mg is not None and mg in costs:
                 continue
-            if mg is not None and mg in written:
+            if mg is not None and (why := rec.unreadable.get(t, {}).get(mg)) is not None:
+                missing[name] = f"its MGMC's record of this interval is unreadable: {why}"
+            elif mg is not None and mg in written:
                 missing[name] = "its MGMC's record of this interval says it failed"
             elif mg is not None and rec.last[mg] > t:
                 missing[name] = "its MGMC's records went on past this interval without one"
@@ -261,6 +272,7 @@ class LiveMarket:
             "settlements": settlements,
             "cost_p2p": p2p,
             "cost_conventional": conventional,
+            "unreadable": dict(sorted(self._records.unreadable.get(t, {}).items())),  # MG -> field and why
             "welfare": {
                 "p2p": p2p_welfare,
                 "conventional": None if p2p_welfare is None else round(-sum(conventional.values()), 4),
@@ -269,3 +281,22 @@ class LiveMarket:
                 "missing": missing,  # those whose record will not, with why: the figures are the others'
             },
         }
+
+
+def unreadable_cost(rec: dict[str, Any]) -> str | None:
+    """Pure: why an MGMC's interval record's costs cannot be read (the first of `COSTS` missing or not a finite
+    JSON number, e.g. 'cost_p2p is NaN, not a finite number'), or None when all three can."""
+    for k in COSTS:
+        if k not in rec:
+            return f"{k} is missing"
+        value = rec[k]
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            return f"{k} is {json.dumps(value)[:40]}, not a number"
+        try:
+            number = float(value)
+        except OverflowError:  # a JSON integer past a float's range
+            return f"{k} is {str(value)[:12]}..., beyond a float's range"
+        if not math.isfinite(number):
+            shown = "NaN" if math.isnan(number) else ("Infinity" if number > 0 else "-Infinity")
+            return f"{k} is {shown}, not a finite number"
+    return None

@@ -39,6 +39,14 @@ function welfareNotes(w, reporters) {
   ];
 }
 
+// MGs whose interval record could not be read (a cost that is NaN, Infinity or missing): named with the field,
+// and left out of the costs and the welfare (live records: console/live_market.py `unreadable`).
+function unreadableNote(unreadable) {
+  const found = Object.entries(unreadable ?? {});
+  return found.length ? el("p", { id: "records-unreadable", class: "failed" }, el("small", {},
+    `unreadable interval record of ${found.map(([mg, why]) => `${mg} (${why})`).join("; ")}: left out of the costs and the welfare`)) : "";
+}
+
 function pricePlot(prices) {
   const W = 520, H = 250, L = 50, B = 30, T = 22, R = 90;
   const rounds = Math.max(1, ...prices.map((p) => p.round));
@@ -137,6 +145,7 @@ export class MarketView {
             el("td", { class: "num" }, fmt(iv.cost_p2p[g], 3)), el("td", { class: "num" }, fmt(iv.cost_conventional[g], 3)),
             el("td", { class: "num" }, fmt(iv.cost_conventional[g] - iv.cost_p2p[g], 3)),
             el("td", { class: "num" }, fmt(tp[g], 2)), el("td", { class: "num" }, fmt(tc[g], 2)),
-            el("td", { class: "num" }, fmt(tc[g] - tp[g], 2)))))));
+            el("td", { class: "num" }, fmt(tc[g] - tp[g], 2))))),
+        unreadableNote(iv.unreadable)));
   }
 }
