@@ -17,8 +17,11 @@ waits for the pending one, never signs it twice).
 an MGMC chain with the uplift contract (any chain: it settles nothing), from the first interval after the
 anonym's last traded one (and not before the loop's first), where the capacity standing there is not that
 figure (absent, or an older one): a restart sends nothing twice. Refused: logged with its reason, not sent
-again; not final in time: sent again after `PASS_S`, told once at INFO, and at WARNING only once its MG took a
-position in an interval the capacity was meant to bind (`_pending`).
+again, but for one refusal: where the MG's own position in the capacity's interval went into a block before
+it (the contract takes a capacity only from an interval after the account's last position), it is sent again
+at once, for the interval after that position, once per MG, with a WARNING naming the intervals that went
+without it (`_overtaken`, D3); not final in time: sent again after `PASS_S`, told once at INFO, and at WARNING
+only once its MG took a position in an interval the capacity was meant to bind (`_pending`).
 Assumes chain interval t is interval t mod (intervals per day) of the day, as in the lab (interval 0 starts
 at midnight). Never blocks the event loop; the window and the runs are pure.
 """
@@ -28,7 +31,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
-from collections.abc import Awaitable, Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -271,6 +274,7 @@ class CapacityPoster:
     dso_key: keys.Keypair
     first: int  # the loop's first interval: no capacity is posted from before it
     refused: set[str] = field(default_factory=set)  # MGs whose capacity the chain refused: not sent again
+    resent: set[str] = field(default_factory=set)  # MGs whose capacity a position overtook: sent again once
     pending_from: dict[str, int] = field(default_factory=dict)  # MG -> the interval its pending one was for
     told: set[tuple[str, bool]] = field(default_factory=set)  # (MG, late): a pending capacity told
 
@@ -294,13 +298,13 @@ class CapacityPoster:
         contracts = self.adapter.node.replicas[self.adapter.chain].app.genesis.contracts
         return "uplift" in contracts and "market" in contracts
 
-    def due(self) -> list[tuple[str, dict[str, Any]]]:
-        """(MG, `market.capacity` body) for each MG whose capacity does not stand on the chain from the first
-        interval it may still change in."""
+    def due(self, only: Collection[str] | None = None) -> list[tuple[str, dict[str, Any]]]:
+        """(MG, `market.capacity` body) for each MG (of `only`, where given) whose capacity does not stand on
+        the chain from the first interval it may still change in."""
         out = []
         for mg, wh in sorted(self.capacities.items()):
             account = self.accounts[mg]
-            if mg in self.refused:
+            if mg in self.refused or (only is not None and mg not in only):
                 continue
             last = read_obj(self.state, last_interval_key(account))
             start = max(self.first, 0 if last is None else int(last) + 1)
@@ -308,15 +312,20 @@ class CapacityPoster:
                 out.append((mg, {"account": account, "from_interval": start, "wh": wh}))
         return out
 
-    async def post(self) -> bool:
-        """One pass: every due capacity at once (the adapter pipelines them). True when none is left pending
-        (each landed or was refused: logged, not sent again)."""
-        due = self.due()
+    async def post(self, only: Collection[str] | None = None) -> bool:
+        """One pass: every due capacity (of `only`, where given) at once (the adapter pipelines them). True
+        when none is left pending (each landed or was refused: logged, not sent again, but for one its MG's
+        position overtook: sent again at once, in this pass, `_overtaken`)."""
+        due = self.due(only)
         results = await asyncio.gather(
             *(self.adapter.submit(self.dso_key, "market.capacity", body, precheck=True) for _, body in due)
         )
         pending = False
+        again = []
         for (mg, body), result in zip(due, results, strict=True):
+            if result.reason == "refused" and self._overtaken(mg, body):
+                again.append(mg)
+                continue
             if result.ok or result.reason == "refused":  # nothing pending for it now
                 self.pending_from.pop(mg, None)
             if result.ok:
@@ -329,7 +338,26 @@ class CapacityPoster:
             else:
                 pending = True
                 self._pending(mg, body, f"{result.reason} {result.detail}")
+        if again:  # `resent` holds them now: this goes one level deep at most
+            pending = not await self.post(again) or pending
         return not pending
+
+    def _overtaken(self, mg: str, body: dict[str, Any]) -> bool:
+        """Whether a refused capacity is one its MG's position overtook (the chain now shows a position of the
+        account at or after `from_interval`: why the contract refuses it) and was not sent again yet: then it
+        is said at WARNING, and `due` sends it for the interval after that position (the last closing note: a
+        capacity sent before the first interval and final only after the MG's first position there was refused
+        and never sent again, leaving that MG bound by its own rules alone all day)."""
+        last = read_obj(self.state, last_interval_key(self.accounts[mg]))
+        if mg in self.resent or last is None or int(last) < body["from_interval"]:
+            return False
+        self.resent.add(mg)
+        self.pending_from.setdefault(mg, body["from_interval"])  # a resend not final yet is told as late
+        log.warning("the MGMC chain refused %s's connection capacity (%d Wh from interval %d): %s took a position "
+                    "in interval(s) %s before it was final; sent again, once, from interval %d", mg, body["wh"],
+                    body["from_interval"], mg, _span(list(range(body["from_interval"], int(last) + 1))),
+                    int(last) + 1)  # fmt: skip
+        return True
 
     def _pending(self, mg: str, body: dict[str, Any], why: str) -> None:
         """Tell a capacity not final yet once, and at WARNING only where it matters: since it was first sent its
