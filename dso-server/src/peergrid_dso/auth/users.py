@@ -4,23 +4,30 @@ Promises: `UserStore.add` refuses bad names, unknown roles, short passwords and 
 `authenticate` returns the `User` or None and takes the same argon2 time whether or not the name exists (no
 user enumeration by timing); the file is written 0600 by rename of a new temporary (`data_files`), so a crash
 never leaves half a file and no link planted in the folder is written through; run as root (`peergrid-dso user
-add` by hand), a new file takes the owner of its folder, so the server's user can still read it. A file that is
-not ours raises `UserError` naming the path. A running server sees users added, removed or changed
+add` by hand), a new file takes the owner of its folder, so the server's user can still read it. `add` and
+`remove` read the file, change it and write it under an exclusive `flock` of `<file>.lock` beside it (as the
+enrolment token store does; opened by `data_files.open_lock`, never through a link), so two `peergrid-dso user
+add` at once both land (before, each wrote back the users it had read, and the second lost the first's). A file
+that is not ours raises `UserError` naming the path (and is never written over). A running server sees users added, removed or changed
 by the CLI at their next request (the file is re-read when it changes). Never stores or logs a plain password.
 """
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
+import os
 import re
 import threading
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 
-from peergrid_dso.data_files import write_replacing
+from peergrid_dso.data_files import open_lock, write_replacing
 
 ROLES = ("viewer", "operator", "admin")
 RANK = {role: i for i, role in enumerate(ROLES)}
@@ -92,18 +99,50 @@ class UserStore:
             raise UserError(f"role {role!r} is not one of {', '.join(ROLES)}")
         if not MIN_PASSWORD <= len(password) <= MAX_PASSWORD:
             raise UserError(f"password must be {MIN_PASSWORD}-{MAX_PASSWORD} characters")
-        with self._lock:
-            if name in self._users and not replace:
+        entry = {"role": role, "hash": self._hasher.hash(password)}  # argon2's time outside the lock
+        with self._changing() as users:
+            if name in users and not replace:
                 raise UserError(f"user {name!r} already exists")
-            self._users[name] = {"role": role, "hash": self._hasher.hash(password)}
-            self._save()
+            users[name] = entry
         return User(name, role)
 
     def remove(self, name: str) -> None:
-        with self._lock:
-            if self._users.pop(name, None) is None:
+        with self._changing() as users:
+            if users.pop(name, None) is None:
                 raise UserError(f"no user {name!r}")
+
+    @contextlib.contextmanager
+    def _changing(self) -> Iterator[dict[str, dict[str, str]]]:
+        """The users as the file holds them now, to change in the block; written back when it ends without an
+        error. Under the file's lock (and this store's), so another process's change between our read and our
+        write cannot be lost."""
+        with self._lock, self._file_lock():
+            users = dict(self._users)  # a store without a file keeps its users in memory
+            if self.path is not None:
+                users = _read(self.path) if self.path.exists() else {}
+            yield users
+            self._users = users
             self._save()
+
+    @contextlib.contextmanager
+    def _file_lock(self) -> Iterator[None]:
+        if self.path is None:  # users in memory only
+            yield
+            return
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        lock = self.path.with_name(self.path.name + ".lock")
+        try:
+            fd = open_lock(lock)
+        except OSError as exc:
+            raise UserError(
+                f"{lock}: cannot open the user file's lock ({exc.strerror}; never through a symbolic link): "
+                "remove it, it holds no user, and look into who put it there"
+            ) from None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            yield
+        finally:
+            os.close(fd)  # (closing releases the flock)
 
     def authenticate(self, name: str, password: str) -> User | None:
         if len(password) > MAX_PASSWORD:
