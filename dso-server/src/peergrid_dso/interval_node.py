@@ -28,7 +28,7 @@ With `tariff_file` (and an MGMC chain that settles by both) it prices each MG's 
 `exchange_fee` it posts that fee as `market.fee` there where the chain's standing one differs (`fee_poster`).
 Its settings are `loop_settings`; submitting to its chains and the coordinated stop, `node_chains`; reopening
 an interval on the MGMC chain, whether nobody offered in it and how the MGMCs answered, `interval_reopen` (split
-out, D5, Q8).
+out, D5, Q8); enrolling the MGs and which of them it waits for, `interval_enrol` (D3).
 """
 
 from __future__ import annotations
@@ -45,7 +45,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from peergrid_dso import interval_reopen
+from peergrid_dso import interval_enrol, interval_reopen
 from peergrid_dso.broker_tls import check_broker
 from peergrid_dso.interval_reopen import REOPEN_WAIT_S, Reopening, answer, forward_traded
 from peergrid_dso.loop_settings import IntervalNodeSettings, LoopSettings
@@ -58,7 +58,6 @@ from peergrid_ledger.settings import ConfigError, exit_with_config_error, load_s
 from peergrid_ledger.state import read_obj
 
 PROGRAM = "peergrid-dso-node"
-ENROL_RETRY_S = 1.0  # a failed enrolment is tried again at the next final block, or after this at the latest
 log = logging.getLogger("peergrid_dso.interval_node")
 
 
@@ -168,50 +167,15 @@ class DsoLoop:
         self.transport.client.publish(topic, json.dumps(doc), qos=1, retain=True)
 
     async def enrol(self) -> None:
-        """Enrol each configured MG's anonym, once (a restart finds it enrolled), all MGs at once: the adapter
-        pipelines them on consecutive nonces into a block or two (one after the other took a block each). A
-        submit that did not land is tried again only after the next final block (nothing here spins); one the
-        chain refuses for good (a revoked anonym, an anonym equal to its MGMC's key) is logged and that MG
-        left out (the adapter fills its nonce): the DSO serves the others. A first try not final is told at INFO
-        (the chain makes no block before the MGMCs run), a later one at WARNING."""
-        async with asyncio.TaskGroup() as group:  # in the MGs' order: their nonces too
-            for mg, entry in sorted(self.settings.mgs.items()):
-                group.create_task(self._enrol(mg, entry))
-
-    async def _enrol(self, mg: str, entry: Any) -> None:
-        from peergrid_ledger.core import is_revoked
-
-        anonym = bytes.fromhex(entry.anonym)
-        if is_revoked(self.replica.app.state, bytes.fromhex(entry.node)):
-            return  # revoked for good: it enrols again only with new keys
-        tries = 0
-        while query.account(self.replica.app.state, anonym) is None:
-            result = await self.adapter.submit(
-                self.dso_key, "enrol", {"mgmc": bytes.fromhex(entry.node), "anonym": anonym, "label": mg}
-            )
-            if result.ok:
-                continue
-            if result.reason == "refused":  # (unless an earlier one, pending meanwhile, enrolled it)
-                if query.account(self.replica.app.state, anonym) is None:
-                    log.error("the DSO chain refuses to enrol %s: %s; not enrolled", mg, result.detail)
-                return
-            tries += 1
-            if tries == 1:  # the DSO chain makes no block until its co-validators, the MGMCs, run: they start
-                # after the DSO, so the first try times out as a matter of course (six WARNINGs at a lab's start)
-                log.info("enrolment of %s not final yet: %s; sent again", mg, result.detail)
-            else:
-                self.said.warning("enrolment of %s not final yet: %s", mg, result.detail)
-            await self.changed.wait(ENROL_RETRY_S)
+        """Enrol each configured MG's anonym on the DSO chain, once, all at once (`interval_enrol.enrol`)."""
+        state = lambda: self.replica.app.state  # noqa: E731
+        await interval_enrol.enrol(
+            self.settings.mgs, self.adapter, self.dso_key, state, self.changed, self.said
+        )
 
     def active_mgs(self) -> set[str]:
-        """The MGs the DSO waits for: its config's, less those revoked on the DSO chain (their injections
-        are refused from the next height; they count as zero, like a missing MG, without the wait)."""
-        from peergrid_ledger.core import is_revoked
-
-        state = self.replica.app.state
-        return {
-            mg for mg, entry in self.settings.mgs.items() if not is_revoked(state, bytes.fromhex(entry.node))
-        }
+        """The MGs the DSO waits for: its config's, less those revoked on the DSO chain (`interval_enrol.active`)."""
+        return interval_enrol.active(self.settings.mgs, self.replica.app.state)
 
     def injections(self, t: int) -> dict[str, tuple[int, int]]:
         found = {}
